@@ -1,0 +1,1 @@
+"""sax-gateway: gRPC and HTTP/JSON access to Saxml cells."""

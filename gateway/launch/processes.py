@@ -1,0 +1,90 @@
+"""Child processes started together and stopped together, in reverse order."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(RuntimeError):
+    """A child process exited or did not become ready in time."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(address: str) -> bool:
+    """Whether something accepts TCP connections at ``host:port``."""
+    host, _, port = address.rpartition(":")
+    with contextlib.suppress(OSError), socket.create_connection((host, int(port)), timeout=0.5):
+        return True
+    return False
+
+
+@dataclass
+class ProcessGroup:
+    """Starts named children; `stop` sends SIGTERM newest first, then SIGKILL after a grace."""
+
+    grace: float = 10.0
+    children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+
+    def start(self, name: str, argv: Sequence[str], *, env: dict[str, str] | None = None,
+              log_path: str | None = None) -> subprocess.Popen[bytes]:
+        """Starts ``argv``; its output goes to ``log_path`` (or is inherited)."""
+        out = open(log_path, "ab") if log_path else None  # noqa: SIM115 - child owns it
+        try:
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT if out else None,
+                env={**os.environ, **(env or {})},
+                start_new_session=True,  # Ctrl-C in a terminal reaches us, and we stop them in order
+            )
+        finally:
+            if out:
+                out.close()
+        log.info("started %s (pid %d): %s", name, proc.pid, " ".join(argv))
+        self.children.append((name, proc))
+        return proc
+
+    def wait_until(self, name: str, ready: Callable[[], bool], timeout: float) -> None:
+        """Polls ``ready`` until it holds; fails if the child ``name`` exits first."""
+        proc = dict(self.children)[name]
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if proc.poll() is not None:
+                raise StartupError(f"{name} exited with status {proc.returncode} while starting")
+            if time.monotonic() > deadline:
+                raise StartupError(f"{name} was not ready after {timeout:.0f} s")
+            time.sleep(0.05)
+
+    def exited(self) -> list[str]:
+        """Names of children that are no longer running."""
+        return [name for name, proc in self.children if proc.poll() is not None]
+
+    def stop(self) -> None:
+        """Stops every child, newest first: each gets SIGTERM, then SIGKILL after the grace."""
+        for name, proc in reversed(self.children):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(self.grace)
+                except subprocess.TimeoutExpired:
+                    log.warning("%s did not stop within %.0f s; killing it", name, self.grace)
+                    proc.kill()
+                    proc.wait()
+        self.children.clear()

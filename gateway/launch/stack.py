@@ -1,0 +1,146 @@
+"""The whole stack as child processes: embedded cell (optional), gateway(s), Envoy.
+
+`saxgw up` and `saxgw serve` run it; the end-to-end tests start it the same way on free ports.
+
+    with Stack(StackSettings(sax_root="/tmp/root")) as stack:
+        httpx.get(stack.http_url + "/")
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from gateway.launch.envoy import EnvoySettings, envoy_binary, render
+from gateway.launch.processes import ProcessGroup, StartupError, port_open
+
+
+@dataclass(frozen=True, kw_only=True)
+class StackSettings:
+    """What to start, and on which ports."""
+
+    sax_root: str
+    embedded_cell: bool = True
+    """Start the embedded Sax cell; False fronts an existing cell found through ``sax_root``."""
+    fs_root: str | None = None
+    cell: str = "/sax/test"
+    admin_port: int = 10000
+    model_server_ports: Sequence[int] = (10001,)
+    gateway_ports: Sequence[int] = (50051,)
+    """One gateway process per port; Envoy balances across them."""
+    envoy: EnvoySettings | None = None
+    """Envoy's settings; ``gateway_endpoints`` is filled in from ``gateway_ports``."""
+    gcs_endpoint: str | None = None
+    default_timeout: float = 60.0
+    log_dir: str | None = None
+    """Where each child writes its log; None lets children write to our stderr."""
+    startup_timeout: float = 60.0
+    cell_args: Sequence[str] = ()
+    """Extra arguments for ``python -m gateway.cell`` (e.g. timing knobs in tests)."""
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+class Stack:
+    """Starts the processes on ``__enter__`` and stops them, newest first, on ``__exit__``."""
+
+    def __init__(self, settings: StackSettings) -> None:
+        self.settings = settings
+        self.group = ProcessGroup()
+        envoy = settings.envoy or EnvoySettings(gateway_endpoints=())
+        self.envoy = EnvoySettings(
+            **{**envoy.__dict__, "gateway_endpoints": [f"127.0.0.1:{p}" for p in settings.gateway_ports]}
+        )
+        self._tmp = tempfile.TemporaryDirectory(prefix="saxgw-")
+
+    @property
+    def http_url(self) -> str:
+        """Base URL of Envoy's public listener."""
+        return f"http://127.0.0.1:{self.envoy.listen_port}"
+
+    @property
+    def grpc_address(self) -> str:
+        """gRPC address of Envoy's public listener."""
+        return f"127.0.0.1:{self.envoy.listen_port}"
+
+    @property
+    def gateway_addresses(self) -> list[str]:
+        """gRPC addresses of the gateway processes, behind Envoy."""
+        return list(self.envoy.gateway_endpoints)
+
+    def _log(self, name: str) -> str | None:
+        return str(Path(self.settings.log_dir) / f"{name}.log") if self.settings.log_dir else None
+
+    def __enter__(self) -> Stack:
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stops every process and removes the rendered config."""
+        self.group.stop()
+        self._tmp.cleanup()
+
+    def _start(self) -> None:
+        s = self.settings
+        timeout = s.startup_timeout
+        py = sys.executable
+        common = ["--sax-root", s.sax_root]
+        if s.gcs_endpoint:
+            common += ["--gcs-endpoint", s.gcs_endpoint]
+        if s.embedded_cell:
+            argv = [py, "-m", "gateway.cell", *common, "--cell", s.cell,
+                    "--admin-port", str(s.admin_port),
+                    "--model-servers", str(len(s.model_server_ports)),
+                    "--model-server-ports", ",".join(map(str, s.model_server_ports)),
+                    *s.cell_args]
+            if s.fs_root:
+                argv += ["--fs-root", s.fs_root]
+            self.group.start("cell", argv, log_path=self._log("cell"))
+            addresses = [f"127.0.0.1:{p}" for p in (s.admin_port, *s.model_server_ports)]
+            self.group.wait_until("cell", lambda: all(map(port_open, addresses)), timeout)
+        for i, port in enumerate(s.gateway_ports):
+            name = f"gateway-{i}"
+            self.group.start(
+                name,
+                [py, "-m", "gateway.cli", "gateway", *common, "--host", "127.0.0.1",
+                 "--port", str(port), "--default-timeout", f"{s.default_timeout:g}"],
+                log_path=self._log(name),
+            )
+            self.group.wait_until(name, lambda p=port: port_open(f"127.0.0.1:{p}"), timeout)
+        config = Path(self._tmp.name) / "envoy.yaml"
+        config.write_text(render(self.envoy))
+        self.group.start(
+            "envoy",
+            [str(envoy_binary()), "-c", str(config), "--log-level", "warn",
+             "--base-id", str(self.envoy.admin_port)],  # several Envoys may share a machine
+            log_path=self._log("envoy"),
+        )
+        admin = f"http://{self.envoy.admin_address}:{self.envoy.admin_port}"
+        self.group.wait_until("envoy", lambda: _http_ok(admin + "/ready"), timeout)
+
+    def wait_healthy(self, timeout: float) -> bool:
+        """Waits until Envoy's /healthz reports the gateway (and so the cell) healthy."""
+        try:
+            self.group.wait_until("envoy", lambda: _http_ok(self.http_url + "/healthz"), timeout)
+        except StartupError:
+            return False
+        return True

@@ -1,0 +1,13 @@
+"""The ``saxgateway.v1.SaxGateway`` gRPC service over a Sax client.
+
+    server = await GatewayServer.start(GatewaySettings(sax_root="/tmp/root"))
+    ...
+    await server.stop()
+"""
+
+from __future__ import annotations
+
+from gateway.service._server import GatewayServer, serve
+from gateway.service._servicer import SaxGatewayServicer
+
+__all__ = ["GatewayServer", "SaxGatewayServicer", "serve"]

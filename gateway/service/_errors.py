@@ -1,0 +1,121 @@
+"""The one place where domain errors become gRPC statuses on the way out of the gateway.
+
+A `SaxError` carries its canonical code; INVALID_ARGUMENT errors may name the fields at fault,
+which travel as a ``google.rpc.BadRequest`` in ``grpc-status-details-bin`` so that Envoy can
+print them in the JSON error body. Anything else that escapes a servicer is a bug: it is
+logged and reported as INTERNAL without leaking its text.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+from gateway.client import DeadlineExceededError, SaxError
+
+log = logging.getLogger(__name__)
+
+_DETAILS_KEY = "grpc-status-details-bin"
+
+
+def to_status(exc: BaseException) -> tuple[grpc.StatusCode, str, status_pb2.Status]:
+    """Returns the code, message and rich status that report ``exc`` to a caller."""
+    if isinstance(exc, TimeoutError):
+        exc = DeadlineExceededError("deadline exceeded before the Sax cell answered")
+    if isinstance(exc, SaxError):
+        code, message = exc.code, exc.message
+    else:
+        log.exception("unexpected error in the gateway", exc_info=exc)
+        code, message = grpc.StatusCode.INTERNAL, "internal error in sax-gateway"
+    status = status_pb2.Status(code=code.value[0], message=message)
+    violations = getattr(exc, "field_violations", ())
+    if violations:
+        detail = any_pb2.Any()
+        detail.Pack(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=f, description=d)
+                    for f, d in violations
+                ]
+            )
+        )
+        status.details.append(detail)
+    return code, message, status
+
+
+async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> None:
+    """Ends the call with the status that reports ``exc``; raises as `context.abort` does."""
+    code, message, status = to_status(exc)
+    await context.abort(code, message, trailing_metadata=((_DETAILS_KEY, status.SerializeToString()),))
+
+
+_Unary = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+_Streaming = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
+
+
+def _wrap_unary(behavior: _Unary) -> _Unary:
+    async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            return await behavior(request, context)
+        except grpc.aio.AbortError:
+            raise  # the servicer reported its own status
+        except Exception as exc:
+            await abort(context, exc)
+
+    return call
+
+
+def _wrap_streaming(behavior: _Streaming) -> _Streaming:
+    async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        try:
+            async for response in behavior(request, context):
+                yield response
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await abort(context, exc)
+
+    return call
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps every handler so that escaping exceptions become proper statuses.
+
+    Wrapped handlers are cached per method: interceptors run on every call, and rebuilding a
+    handler each time would be measurable on the hot path.
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[str, grpc.RpcMethodHandler] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        method = handler_call_details.method
+        cached = self._cache.get(method)
+        if cached is not None:
+            return cached
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_streaming:
+            return handler
+        if handler.unary_unary is not None:
+            wrapped = grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        else:
+            wrapped = grpc.unary_stream_rpc_method_handler(
+                _wrap_streaming(handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        self._cache[method] = wrapped
+        return wrapped

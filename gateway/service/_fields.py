@@ -1,0 +1,114 @@
+"""Request fields of the public API turned into Sax client arguments, with field-named errors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import grpc
+from google.protobuf import duration_pb2, struct_pb2
+
+from gateway.client import CallOptions, InvalidArgumentError
+from gateway.naming import parse_cell_id, parse_model_id
+
+
+def invalid(field: str, description: str) -> InvalidArgumentError:
+    """An INVALID_ARGUMENT error naming ``field``, for a google.rpc.BadRequest."""
+    return InvalidArgumentError(f"{field}: {description}", field_violations=((field, description),))
+
+
+def _absolute(value: str) -> str:
+    # Bodies carry "/sax/test/lm2b"; resource paths bind "sax/test/lm2b".
+    return value if value.startswith("/") else "/" + value
+
+
+def model_id(value: str, field: str = "model") -> str:
+    """Returns the Sax model ID in ``value``, e.g. "/sax/test/lm2b"."""
+    if not value:
+        raise invalid(field, "required: a model ID such as /sax/test/lm2b")
+    return parse_model_id(_absolute(value), field=field).id
+
+
+def cell_id(value: str, field: str = "sax_cell") -> str:
+    """Returns the Sax cell ID in ``value``, e.g. "/sax/test"."""
+    if not value:
+        raise invalid(field, "required: a cell ID such as /sax/test")
+    return parse_cell_id(_absolute(value), field=field).id
+
+
+def cell_or_model_id(value: str, field: str = "name") -> str:
+    """Returns the cell or model ID in ``value``."""
+    if not value:
+        raise invalid(field, "required: a cell (/sax/test) or model ID (/sax/test/lm2b)")
+    value = _absolute(value)
+    if value.count("/") == 2:
+        return parse_cell_id(value, field=field).id
+    return parse_model_id(value, field=field).id
+
+
+def required(value: str | bytes, field: str) -> None:
+    """Rejects an empty string or byte payload."""
+    if not value:
+        raise invalid(field, "required")
+
+
+def payload(value: bytes, field: str, limit: int) -> bytes:
+    """Rejects an empty or oversized image or audio payload."""
+    if not value:
+        raise invalid(field, "required: base64-encoded bytes in JSON")
+    if len(value) > limit:
+        raise invalid(field, f"{len(value)} bytes is over the limit of {limit} bytes")
+    return value
+
+
+def replicas(value: int, field: str = "replicas") -> int:
+    """Rejects a negative replica count."""
+    if value < 0:
+        raise invalid(field, f"must be >= 0, got {value}")
+    return value
+
+
+def deadline(
+    context: grpc.aio.ServicerContext[object, object],
+    requested: duration_pb2.Duration | None,
+    default: float,
+) -> float:
+    """Seconds left for this call: the shortest of the gRPC deadline, the request's
+    ``timeout`` field and the gateway's default."""
+    seconds = default
+    if requested is not None and (requested.seconds or requested.nanos):
+        asked = requested.ToTimedelta().total_seconds()
+        if asked <= 0:
+            raise invalid("timeout", "must be positive")
+        seconds = min(seconds, asked)
+    remaining = context.time_remaining()
+    if remaining is not None:
+        seconds = min(seconds, remaining)
+    return seconds
+
+
+def call_options(
+    extra_inputs: Mapping[str, struct_pb2.Value], timeout: float
+) -> CallOptions:
+    """Sorts JSON-typed extra inputs into Sax's float, string and tensor maps."""
+    if not extra_inputs:
+        return CallOptions(timeout=timeout)
+    floats: dict[str, float] = {}
+    strings: dict[str, str] = {}
+    tensors: dict[str, list[float]] = {}
+    for key, value in extra_inputs.items():
+        kind = value.WhichOneof("kind")
+        if kind == "number_value":
+            floats[key] = value.number_value
+        elif kind == "string_value":
+            strings[key] = value.string_value
+        elif kind == "list_value" and all(
+            v.WhichOneof("kind") == "number_value" for v in value.list_value.values
+        ):
+            tensors[key] = [v.number_value for v in value.list_value.values]
+        else:
+            raise invalid(
+                f"extra_inputs[{key}]", "must be a number, a string or a list of numbers"
+            )
+    return CallOptions(
+        extra_inputs=floats, extra_strings=strings, extra_tensors=tensors, timeout=timeout
+    )

@@ -1,0 +1,76 @@
+"""grpc.health.v1 status that follows whether the Sax cell can be reached.
+
+Envoy health-checks every gateway process with it, and answers ``/healthz`` from the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from grpc_health.v1 import health, health_pb2
+
+from gateway.client import Client, SaxError
+
+log = logging.getLogger(__name__)
+
+SERVICE = "saxgateway.v1.SaxGateway"
+
+
+async def cell_reachable(client: Client, timeout: float) -> bool:
+    """True when some cell under SAX_ROOT has an admin server that answers."""
+    try:
+        cells = await asyncio.wait_for(client.list_cells(), timeout)
+        for cell in cells:
+            try:
+                await client.list_all(cell, timeout=timeout)
+                return True
+            except SaxError:
+                continue
+    except (SaxError, TimeoutError, OSError) as exc:
+        log.debug("SAX_ROOT not readable: %s", exc)
+    return False
+
+
+class HealthReporter:
+    """Probes the cell every ``interval`` seconds and publishes SERVING / NOT_SERVING."""
+
+    def __init__(self, client: Client, interval: float) -> None:
+        self.servicer = health.aio.HealthServicer()
+        self._client = client
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+        self._serving: bool | None = None
+
+    async def start(self) -> None:
+        await self._probe()  # the first answer is already right
+        self._task = asyncio.create_task(self._run(), name="health-probe")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._set(False)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            await self._probe()
+
+    async def _probe(self) -> None:
+        await self._set(await cell_reachable(self._client, timeout=max(self._interval, 1.0)))
+
+    async def _set(self, serving: bool) -> None:
+        if serving == self._serving:
+            return
+        self._serving = serving
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        log.info("health: %s", health_pb2.HealthCheckResponse.ServingStatus.Name(status))
+        for service in ("", SERVICE):
+            await self.servicer.set(service, status)

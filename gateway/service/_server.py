@@ -1,0 +1,105 @@
+"""Server wiring: the SaxGateway servicer, health and reflection on one grpc.aio server.
+
+Shutdown follows gRPC's graceful pattern: stop accepting new calls, let in-flight ones finish
+within the grace period, then cancel what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from gateway.client import Client, ClientSettings
+from gateway.config import GatewaySettings
+from gateway.service._errors import ErrorInterceptor
+from gateway.service._health import SERVICE, HealthReporter
+from gateway.service._servicer import SaxGatewayServicer
+from saxgateway.v1 import gateway_pb2, gateway_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+class GatewayServer:
+    """A running gateway: ``await GatewayServer.start(settings)``, then ``await stop()``."""
+
+    def __init__(self, settings: GatewaySettings, client: Client, server: grpc.aio.Server,
+                 health: HealthReporter, port: int) -> None:
+        self.settings = settings
+        self.client = client
+        self.port = port
+        self._server = server
+        self._health = health
+
+    @property
+    def address(self) -> str:
+        """``host:port`` the gRPC server listens on."""
+        return f"{self.settings.host}:{self.port}"
+
+    @classmethod
+    async def start(cls, settings: GatewaySettings, client: Client | None = None) -> GatewayServer:
+        """Starts serving; ``client`` defaults to a new Sax client for ``settings.sax_root``."""
+        if client is None:
+            client = Client(
+                ClientSettings(
+                    sax_root=settings.sax_root,
+                    gcs_endpoint=settings.gcs_endpoint,
+                    num_conn=settings.num_conn,
+                )
+            )
+        server = grpc.aio.server(
+            interceptors=[ErrorInterceptor()],
+            options=[
+                ("grpc.max_receive_message_length", settings.max_message_bytes),
+                ("grpc.max_send_message_length", settings.max_message_bytes),
+                # Several gateway processes must not silently share one port.
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        gateway_pb2_grpc.add_SaxGatewayServicer_to_server(
+            SaxGatewayServicer(client, settings), server
+        )
+        health = HealthReporter(client, settings.health_interval)
+        health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
+        reflection.enable_server_reflection(
+            (
+                gateway_pb2.DESCRIPTOR.services_by_name["SaxGateway"].full_name,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
+        )
+        port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+        await server.start()
+        await health.start()
+        log.info("gateway serving %s on %s:%d", SERVICE, settings.host, port)
+        return cls(settings, client, server, health, port)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stops accepting calls, waits up to ``grace`` seconds for in-flight ones, cleans up."""
+        await self._health.stop()
+        await self._server.stop(self.settings.grace_period if grace is None else grace)
+        await self.client.close()
+
+    async def wait(self) -> None:
+        """Returns when the server has stopped."""
+        await self._server.wait_for_termination()
+
+
+async def serve(settings: GatewaySettings, *, ready: asyncio.Event | None = None) -> None:
+    """Runs a gateway until SIGINT or SIGTERM, then shuts it down gracefully."""
+    server = await GatewayServer.start(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"gateway gRPC listening on {server.address}", flush=True)
+    if ready is not None:
+        ready.set()
+    await stop.wait()
+    log.info("shutting down; in-flight calls get %.1f s", settings.grace_period)
+    await server.stop()

@@ -1,0 +1,322 @@
+"""The SaxGateway servicer: unpack the request, await the Sax client, build the reply.
+
+Validation helpers live in `_fields`, stream normalisation in `_stream`, and error mapping in
+`_errors` (applied to every method by an interceptor), so each method here stays a few lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from gateway import __version__
+from gateway.client import Client, ModelDetail, SaxError
+from gateway.config import GatewaySettings
+from gateway.service import _fields as f
+from gateway.service._errors import to_status
+from gateway.service._stream import DeltaTracker
+from saxgateway.v1 import gateway_pb2 as pb
+from saxgateway.v1 import gateway_pb2_grpc
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+GREETING = "HTTP Server for SAX Client"  # what the original Sax HTTP server answered on "/"
+
+
+def _model_info(detail: ModelDetail) -> pb.ModelInfo:
+    return pb.ModelInfo(
+        model=detail.model_id,
+        model_path=detail.model_path,
+        checkpoint=detail.checkpoint,
+        max_replicas=detail.max_replicas,
+        active_replicas=detail.active_replicas,
+        overrides=detail.overrides,
+        addresses=sorted(detail.addresses),
+        methods=sorted(detail.method_names),
+    )
+
+
+def _texts(pairs: list[tuple[str, float]]) -> list[pb.DecodedText]:
+    return [pb.DecodedText(text=text, score=score) for text, score in pairs]
+
+
+class SaxGatewayServicer(gateway_pb2_grpc.SaxGatewayServicer):
+    """Implements saxgateway.v1.SaxGateway over one shared Sax `Client`."""
+
+    def __init__(self, client: Client, settings: GatewaySettings) -> None:
+        self._client = client
+        self._settings = settings
+
+    def _timeout(self, context: Context, request: Any = None) -> float:
+        asked = request.timeout if request is not None and request.HasField("timeout") else None
+        return f.deadline(context, asked, self._settings.default_timeout)
+
+    def _options(self, request: Any, context: Context) -> Any:
+        return f.call_options(request.extra_inputs, self._timeout(context, request))
+
+    # Admin methods.
+
+    async def GetInfo(self, request: pb.GetInfoRequest, context: Context) -> pb.GetInfoResponse:
+        return pb.GetInfoResponse(message=GREETING, version=__version__)
+
+    async def PublishModel(
+        self, request: pb.PublishModelRequest, context: Context
+    ) -> pb.PublishModelResponse:
+        model = f.model_id(request.model)
+        f.required(request.model_path, "model_path")
+        f.required(request.checkpoint, "checkpoint")
+        replicas = f.replicas(request.replicas if request.HasField("replicas") else 1)
+        await self._client.publish(
+            model,
+            request.model_path,
+            request.checkpoint,
+            replicas,
+            dict(request.overrides),
+            timeout=self._timeout(context),
+        )
+        return pb.PublishModelResponse(
+            model=model, path=request.model_path, checkpoint=request.checkpoint, replicas=replicas
+        )
+
+    async def ListCell(self, request: pb.ListCellRequest, context: Context) -> pb.ListCellResponse:
+        detail = await self._client.list_detail(
+            f.model_id(request.model), timeout=self._timeout(context)
+        )
+        return pb.ListCellResponse(
+            model=detail.model_id,
+            model_path=detail.model_path,
+            checkpoint=detail.checkpoint,
+            max_replicas=detail.max_replicas,
+            active_replicas=detail.active_replicas,
+        )
+
+    async def GetModel(self, request: pb.GetModelRequest, context: Context) -> pb.GetModelResponse:
+        detail = await self._client.list_detail(
+            f.model_id(request.model), timeout=self._timeout(context)
+        )
+        return pb.GetModelResponse(model=_model_info(detail))
+
+    async def ListModels(
+        self, request: pb.ListModelsRequest, context: Context
+    ) -> pb.ListModelsResponse:
+        cell = f.cell_id(request.sax_cell)
+        details = await self._client.list_all(cell, timeout=self._timeout(context))
+        return pb.ListModelsResponse(sax_cell=cell, models=[_model_info(d) for d in details])
+
+    async def ListCells(
+        self, request: pb.ListCellsRequest, context: Context
+    ) -> pb.ListCellsResponse:
+        return pb.ListCellsResponse(cells=sorted(await self._client.list_cells()))
+
+    async def UpdateModel(
+        self, request: pb.UpdateModelRequest, context: Context
+    ) -> pb.UpdateModelResponse:
+        model = f.model_id(request.model)
+        timeout = self._timeout(context)
+        await self._client.update(
+            model,
+            model_path=request.model_path or None,
+            checkpoint=request.checkpoint or None,
+            num_replicas=f.replicas(request.replicas) if request.HasField("replicas") else None,
+            overrides=dict(request.overrides) or None,
+            timeout=timeout,
+        )
+        detail = await self._client.list_detail(model, timeout=timeout)
+        return pb.UpdateModelResponse(
+            model=model,
+            path=detail.model_path,
+            checkpoint=detail.checkpoint,
+            replicas=detail.max_replicas,
+        )
+
+    async def UnpublishModel(
+        self, request: pb.UnpublishModelRequest, context: Context
+    ) -> pb.UnpublishModelResponse:
+        model = f.model_id(request.model)
+        await self._client.unpublish(model, timeout=self._timeout(context))
+        return pb.UnpublishModelResponse(model=model)
+
+    async def GetStats(self, request: pb.GetStatsRequest, context: Context) -> pb.GetStatsResponse:
+        stats = await self._client.stats(
+            f.cell_or_model_id(request.name), timeout=self._timeout(context)
+        )
+        return pb.GetStatsResponse(
+            server_types=[
+                pb.ServerTypeStat(
+                    chip_type=s.chip_type, chip_topology=s.chip_topology, replicas=s.num_replicas
+                )
+                for s in stats.server_types
+            ],
+            servers_by_model_path=stats.servers_by_model_path,
+        )
+
+    async def WaitForReady(
+        self, request: pb.WaitForReadyRequest, context: Context
+    ) -> pb.WaitForReadyResponse:
+        model = f.model_id(request.model)
+        replicas = f.replicas(request.replicas) if request.HasField("replicas") else 1
+        timeout = self._timeout(context, request)
+        await self._client.wait_for_ready(model, replicas, timeout=timeout)
+        detail = await self._client.list_detail(model, timeout=timeout)
+        return pb.WaitForReadyResponse(model=model, active_replicas=detail.active_replicas)
+
+    async def GetAcl(self, request: pb.GetAclRequest, context: Context) -> pb.GetAclResponse:
+        name = f.cell_or_model_id(request.name)
+        acl = await self._client.get_acl(name, timeout=self._timeout(context))
+        return pb.GetAclResponse(name=name, acl=acl)
+
+    async def SetAcl(self, request: pb.SetAclRequest, context: Context) -> pb.SetAclResponse:
+        name = f.cell_or_model_id(request.name)
+        await self._client.set_acl(name, request.acl, timeout=self._timeout(context))
+        return pb.SetAclResponse(name=name, acl=request.acl)
+
+    async def WatchAddresses(
+        self, request: pb.WatchAddressesRequest, context: Context
+    ) -> AsyncIterator[pb.WatchAddressesResponse]:
+        model = f.model_id(request.model)
+        await self._client.list_detail(model, timeout=self._timeout(context))  # NOT_FOUND early
+        watch = self._client.watch_addresses(model)
+        try:
+            async for addresses in watch:
+                yield pb.WatchAddressesResponse(addresses=addresses)
+        except SaxError as exc:
+            yield pb.WatchAddressesResponse(error=to_status(exc)[2])
+            raise
+        finally:
+            await _close(watch)
+
+    # Language models.
+
+    async def Generate(self, request: pb.GenerateRequest, context: Context) -> pb.GenerateResponse:
+        model = f.model_id(request.model)
+        f.required(request.query, "query")
+        texts = await self._client.lm_generate(
+            model, request.query, self._options(request, context)
+        )
+        return pb.GenerateResponse(texts=_texts(texts))
+
+    async def GenerateStream(
+        self, request: pb.GenerateStreamRequest, context: Context
+    ) -> AsyncIterator[pb.GenerateStreamResponse]:
+        model = f.model_id(request.model)
+        f.required(request.query, "query")
+        asked = request.timeout if request.HasField("timeout") else None
+        timeout = f.deadline(context, asked, self._settings.stream_timeout)
+        options = f.call_options(request.extra_inputs, timeout)
+        tracker = DeltaTracker()
+        started = False
+        stream = self._client.lm_generate_stream(model, request.query, options)
+        try:
+            async for items in stream:
+                deltas = tracker.feed(items)
+                if deltas:
+                    started = True
+                    yield pb.GenerateStreamResponse(deltas=deltas)
+        except Exception as exc:
+            # Before the first message the caller still gets a plain status (an HTTP status
+            # through Envoy). After it, an HTTP/1.1 client could not see a trailer, so the
+            # stream ends with an in-band error; gRPC callers also get the real status.
+            if started:
+                yield pb.GenerateStreamResponse(done=True, error=to_status(exc)[2])
+            raise
+        finally:
+            await _close(stream)  # on client disconnect, this cancels the Sax call
+        yield pb.GenerateStreamResponse(done=True, texts=tracker.final())
+
+    async def Score(self, request: pb.ScoreRequest, context: Context) -> pb.ScoreResponse:
+        model = f.model_id(request.model)
+        if not request.suffix:
+            raise f.invalid("suffix", "required: at least one suffix to score")
+        logp = await self._client.lm_score(
+            model, request.prefix, list(request.suffix), self._options(request, context)
+        )
+        return pb.ScoreResponse(logp=logp)
+
+    async def Embed(self, request: pb.EmbedRequest, context: Context) -> pb.EmbedResponse:
+        model = f.model_id(request.model)
+        f.required(request.text, "text")
+        embedding = await self._client.lm_embed(
+            model, request.text, self._options(request, context)
+        )
+        return pb.EmbedResponse(embedding=embedding)
+
+    async def Gradient(self, request: pb.GradientRequest, context: Context) -> pb.GradientResponse:
+        model = f.model_id(request.model)
+        f.required(request.suffix, "suffix")
+        score, gradients = await self._client.lm_gradient(
+            model, request.prefix, request.suffix, self._options(request, context)
+        )
+        return pb.GradientResponse(
+            score=score,
+            gradients={k: pb.GradientValues(values=v) for k, v in gradients.items()},
+        )
+
+    # Vision and audio models.
+
+    def _payload(self, value: bytes, field: str) -> bytes:
+        return f.payload(value, field, self._settings.max_payload_bytes)
+
+    async def Classify(self, request: pb.ClassifyRequest, context: Context) -> pb.ClassifyResponse:
+        model = f.model_id(request.model)
+        image = self._payload(request.image_bytes, "image_bytes")
+        labels = await self._client.vm_classify(model, image, self._options(request, context))
+        return pb.ClassifyResponse(texts=_texts(labels))
+
+    async def TextToImage(
+        self, request: pb.TextToImageRequest, context: Context
+    ) -> pb.TextToImageResponse:
+        model = f.model_id(request.model)
+        f.required(request.text, "text")
+        images = await self._client.vm_text_to_image(
+            model, request.text, self._options(request, context)
+        )
+        return pb.TextToImageResponse(
+            images=[pb.GeneratedImage(image=image, score=score) for image, score in images]
+        )
+
+    async def EmbedImage(
+        self, request: pb.EmbedImageRequest, context: Context
+    ) -> pb.EmbedImageResponse:
+        model = f.model_id(request.model)
+        image = self._payload(request.image_bytes, "image_bytes")
+        embedding = await self._client.vm_embed(model, image, self._options(request, context))
+        return pb.EmbedImageResponse(embedding=embedding)
+
+    async def Detect(self, request: pb.DetectRequest, context: Context) -> pb.DetectResponse:
+        model = f.model_id(request.model)
+        image = self._payload(request.image_bytes, "image_bytes")
+        boxes = await self._client.vm_detect(
+            model, image, list(request.text), self._options(request, context)
+        )
+        return pb.DetectResponse(
+            boxes=[
+                pb.BoundingBox(cx=b.cx, cy=b.cy, w=b.w, h=b.h, text=b.text, score=b.score)
+                for b in boxes
+            ]
+        )
+
+    async def ImageToText(
+        self, request: pb.ImageToTextRequest, context: Context
+    ) -> pb.ImageToTextResponse:
+        model = f.model_id(request.model)
+        image = self._payload(request.image_bytes, "image_bytes")
+        texts = await self._client.vm_image_to_text(
+            model, image, request.text, self._options(request, context)
+        )
+        return pb.ImageToTextResponse(texts=_texts(texts))
+
+    async def Recognize(
+        self, request: pb.RecognizeRequest, context: Context
+    ) -> pb.RecognizeResponse:
+        model = f.model_id(request.model)
+        audio = self._payload(request.audio_bytes, "audio_bytes")
+        texts = await self._client.am_recognize(model, audio, self._options(request, context))
+        return pb.RecognizeResponse(texts=_texts(texts))
+
+
+async def _close(stream: AsyncIterator[Any]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()

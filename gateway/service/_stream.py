@@ -1,0 +1,60 @@
+"""Sax stream items normalised into per-sample text deltas.
+
+A Sax ``GenerateStreamItem`` says "keep the first ``prefix_len`` bytes of this sample's text
+and append ``text``" (Sax's Go client slices UTF-8 bytes). Clients of the gateway get the
+simpler shape most LLM APIs use: text to append, plus a ``backtrack`` count in the rare case
+the model revised what it had already streamed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gateway.client import StreamItem
+from saxgateway.v1 import gateway_pb2 as pb
+
+
+class DeltaTracker:
+    """Remembers every sample's text so far and turns Sax items into deltas."""
+
+    __slots__ = ("_scores", "_texts")
+
+    def __init__(self) -> None:
+        self._texts: list[bytes] = []
+        self._scores: list[float] = []
+
+    def feed(self, items: Sequence[StreamItem]) -> list[pb.TextDelta]:
+        """Applies one Sax stream message; returns the deltas it amounts to."""
+        deltas = []
+        for index, item in enumerate(items):
+            if index == len(self._texts):
+                self._texts.append(b"")
+                self._scores.append(0.0)
+            before = self._texts[index]
+            added = item.text.encode()
+            if item.prefix_len == len(before):  # the common case: a pure append
+                backtrack = 0
+                self._texts[index] = before + added
+            else:
+                kept = before[: item.prefix_len]
+                backtrack = len(before.decode(errors="ignore")) - len(kept.decode(errors="ignore"))
+                self._texts[index] = kept + added
+            if item.scores:
+                self._scores[index] = item.scores[0]
+            if added or backtrack:
+                deltas.append(
+                    pb.TextDelta(
+                        index=index,
+                        backtrack=backtrack,
+                        text=item.text,
+                        score=self._scores[index],
+                    )
+                )
+        return deltas
+
+    def final(self) -> list[pb.DecodedText]:
+        """The complete samples, in sample order."""
+        return [
+            pb.DecodedText(text=text.decode(errors="replace"), score=score)
+            for text, score in zip(self._texts, self._scores, strict=True)
+        ]

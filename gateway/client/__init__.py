@@ -1,0 +1,73 @@
+"""A pure-Python asyncio client for Saxml (Sax) cells, speaking Sax's own gRPC protocol.
+
+    from gateway.client import CallOptions, Client, ClientSettings
+
+    async with Client(ClientSettings(sax_root="gs://bucket/sax-root")) as client:
+        print(await client.lm_generate("/sax/test/lm", "Hello", CallOptions(timeout=10)))
+
+``gateway.client.sax`` is a synchronous facade shaped like upstream's Python ``sax`` module.
+"""
+
+from __future__ import annotations
+
+from gateway.client._client import Client
+from gateway.client._types import (
+    Box,
+    CallOptions,
+    CellStats,
+    ClientSettings,
+    ModelDetail,
+    ServerTypeStat,
+    StreamItem,
+)
+from gateway.client.errors import (
+    AbortedError,
+    AlreadyExistsError,
+    DataLossError,
+    DeadlineExceededError,
+    FailedPreconditionError,
+    InternalError,
+    InvalidArgumentError,
+    NotFoundError,
+    OutOfRangeError,
+    PermissionDeniedError,
+    RequestCancelledError,
+    ResourceExhaustedError,
+    SaxError,
+    UnauthenticatedError,
+    UnavailableError,
+    UnimplementedError,
+    UnknownError,
+    error_for_code,
+    from_grpc_error,
+)
+
+__all__ = [
+    "AbortedError",
+    "AlreadyExistsError",
+    "Box",
+    "CallOptions",
+    "CellStats",
+    "Client",
+    "ClientSettings",
+    "DataLossError",
+    "DeadlineExceededError",
+    "FailedPreconditionError",
+    "InternalError",
+    "InvalidArgumentError",
+    "ModelDetail",
+    "NotFoundError",
+    "OutOfRangeError",
+    "PermissionDeniedError",
+    "RequestCancelledError",
+    "ResourceExhaustedError",
+    "SaxError",
+    "ServerTypeStat",
+    "StreamItem",
+    "UnauthenticatedError",
+    "UnavailableError",
+    "UnimplementedError",
+    "UnknownError",
+    "error_for_code",
+    "from_grpc_error",
+]

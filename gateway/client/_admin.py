@@ -1,0 +1,191 @@
+"""The admin server of one cell: found through ``location.proto``, called with retries.
+
+The admin's address is read from ``<root>/sax/<cell>/location.proto`` on first use and kept.
+When a call finds the admin UNAVAILABLE, the connection is dropped and the file is read again
+on the next attempt, so a client follows an admin that moved (restarted elsewhere) without
+being restarted itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError, Message
+from sax import admin_pb2, admin_pb2_grpc
+
+from gateway import naming
+from gateway.client._channels import insecure_channel
+from gateway.client.errors import (
+    DeadlineExceededError,
+    FailedPreconditionError,
+    NotFoundError,
+    SaxError,
+    UnavailableError,
+    from_grpc_error,
+)
+from gateway.storage import Storage
+
+_log = logging.getLogger(__name__)
+
+LOCATION_FILE = "location.proto"
+CONFIG_FILE = "config.proto"
+# What Sax writes into location.proto when it creates a cell, before any admin has run.
+_NO_ADMIN_YET = "No admin server has been started for this Sax cell."
+
+# UNAVAILABLE: the admin is unreachable (maybe moving); RESOURCE_EXHAUSTED: it is busy.
+RETRY_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
+_INITIAL_BACKOFF_S = 0.01
+_MAX_BACKOFF_S = 1.0
+_BACKOFF_MULTIPLIER = 1.6
+
+
+class RpcCounter:
+    """Counts admin RPCs sent (attempts, retries included), for tests and benchmarks."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
+def backoff_delays() -> Iterator[float]:
+    """Exponential backoff with jitter: 10 ms, growing 1.6x, capped at 1 s."""
+    delay = _INITIAL_BACKOFF_S
+    while True:
+        yield delay * random.uniform(0.8, 1.2)
+        delay = min(delay * _BACKOFF_MULTIPLIER, _MAX_BACKOFF_S)
+
+
+class _Connection:
+    __slots__ = ("address", "channel", "poisoned", "stub")
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.channel = insecure_channel(address)
+        self.stub = admin_pb2_grpc.AdminStub(self.channel)
+        self.poisoned = False
+
+
+class CellAdmin:
+    """Calls the admin server of one cell."""
+
+    def __init__(self, cell: naming.CellId, storage: Storage, counter: RpcCounter) -> None:
+        self.cell = cell
+        self._storage = storage
+        self._counter = counter
+        self._conn: _Connection | None = None
+        self._connect_lock = asyncio.Lock()
+        self._closing: set[asyncio.Task[None]] = set()
+
+    @property
+    def cell_dir(self) -> str:
+        return self._storage.join("sax", self.cell.name)
+
+    async def call(self, method: str, request: Message, *, deadline: float) -> Any:
+        """Calls ``Admin.<method>``, retrying UNAVAILABLE and RESOURCE_EXHAUSTED until
+        ``deadline`` (event-loop time). Raises a ``SaxError``."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await self._call_with_retries(method, request, deadline)
+        except TimeoutError:
+            raise DeadlineExceededError(
+                f"admin {method} for {self.cell} did not finish within its deadline"
+            ) from None
+
+    async def _call_with_retries(self, method: str, request: Message, deadline: float) -> Any:
+        loop = asyncio.get_running_loop()
+        delays = backoff_delays()
+        while True:
+            conn: _Connection | None = None
+            try:
+                conn = await self._connection()
+                self._counter.value += 1
+                rpc = getattr(conn.stub, method)
+                return await rpc(request, timeout=max(deadline - loop.time(), 0.001))
+            except grpc.aio.AioRpcError as exc:
+                error = from_grpc_error(exc)
+                if error.code == grpc.StatusCode.CANCELLED and conn is not None and conn.poisoned:
+                    # Another call dropped this connection under us: the admin is unreachable.
+                    error = UnavailableError(f"admin {conn.address} of {self.cell} unreachable")
+                error.__cause__ = exc
+            except UnavailableError as exc:
+                error = exc
+            if error.code == grpc.StatusCode.UNAVAILABLE and conn is not None:
+                self._poison(conn)
+            delay = next(delays)
+            if error.code not in RETRY_CODES or loop.time() + delay >= deadline:
+                raise error
+            _log.debug("admin %s for %s: %s; retrying in %.3fs", method, self.cell, error, delay)
+            await asyncio.sleep(delay)
+
+    async def _connection(self) -> _Connection:
+        conn = self._conn
+        if conn is not None:
+            return conn
+        async with self._connect_lock:  # one location read for all callers waiting on it
+            if self._conn is None:
+                self._conn = _Connection(await self.read_location())
+                _log.info("admin of %s is at %s", self.cell, self._conn.address)
+            return self._conn
+
+    async def read_location(self) -> str:
+        """The admin address in ``location.proto``; NotFoundError if the cell does not exist,
+        UnavailableError if no admin has written its address yet."""
+        path = self._storage.join(self.cell_dir, LOCATION_FILE)
+        try:
+            data = await self._storage.read(path)
+            if data is None and not await self._storage.exists(self.cell_dir):
+                raise NotFoundError(
+                    f"cell {self.cell} not found: no {self._storage.url(self.cell_dir)}"
+                )
+        except SaxError:
+            raise
+        except Exception as exc:  # a storage backend's own error (e.g. GCS unreachable)
+            raise UnavailableError(f"reading {self._storage.url(path)}: {exc}") from exc
+        if data is None:
+            raise UnavailableError(f"no admin server location for {self.cell} yet")
+        try:
+            address: str = admin_pb2.Location.FromString(data).location
+        except DecodeError as exc:
+            raise FailedPreconditionError(f"{self._storage.url(path)} is corrupt") from exc
+        if not address or address == _NO_ADMIN_YET:
+            raise UnavailableError(f"no admin server has started for {self.cell} yet")
+        return address
+
+    def _poison(self, conn: _Connection) -> None:
+        if conn.poisoned:
+            return
+        conn.poisoned = True
+        if self._conn is conn:
+            self._conn = None
+        task = asyncio.get_running_loop().create_task(conn.channel.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def read_config(self) -> admin_pb2.Config:
+        """The cell's ``config.proto``."""
+        path = self._storage.join(self.cell_dir, CONFIG_FILE)
+        data = await self._storage.read(path)
+        if data is None:
+            raise NotFoundError(f"cell {self.cell} not found: no {self._storage.url(path)}")
+        try:
+            config: admin_pb2.Config = admin_pb2.Config.FromString(data)
+        except DecodeError as exc:
+            raise FailedPreconditionError(f"{self._storage.url(path)} is corrupt") from exc
+        return config
+
+    async def write_config(self, config: admin_pb2.Config) -> None:
+        path = self._storage.join(self.cell_dir, CONFIG_FILE)
+        await self._storage.write(path, config.SerializeToString())
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.channel.close()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)

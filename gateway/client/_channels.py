@@ -1,0 +1,90 @@
+"""One long-lived grpc.aio channel (and its stubs) per model-server address."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+import grpc
+from sax import audio_pb2_grpc, custom_pb2_grpc, lm_pb2_grpc, vision_pb2_grpc
+
+_log = logging.getLogger(__name__)
+
+CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
+    # Images, audio and embeddings can be large; Sax servers set no limit either.
+    ("grpc.max_send_message_length", -1),
+    ("grpc.max_receive_message_length", -1),
+    # A restarted server should be reachable again within a second or two, not after gRPC's
+    # default reconnect backoff (which grows to two minutes).
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+    # Each channel is one connection to one server: no cross-channel subchannel sharing that
+    # would tie the lifetime of one model's connection to another's.
+    ("grpc.use_local_subchannel_pool", 1),
+)
+
+# Calls still running on a channel whose server left the model's address set get this long
+# to finish before the channel is closed under them.
+_CLOSE_GRACE_S = 30.0
+
+
+def insecure_channel(address: str) -> grpc.aio.Channel:
+    """A channel to ``address`` with the client's options."""
+    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+
+
+class Backend:
+    """A model server: its channel and the stubs of every Sax data service, made once."""
+
+    __slots__ = ("address", "am", "channel", "cm", "lm", "vm")
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.channel = insecure_channel(address)
+        self.lm = lm_pb2_grpc.LMServiceStub(self.channel)
+        self.vm = vision_pb2_grpc.VisionServiceStub(self.channel)
+        self.am = audio_pb2_grpc.AudioServiceStub(self.channel)
+        self.cm = custom_pb2_grpc.CustomServiceStub(self.channel)
+
+
+class ChannelPool:
+    """Backends keyed by address; created on first use and reused by every call."""
+
+    def __init__(self) -> None:
+        self._backends: dict[str, Backend] = {}
+        # Channels closing after a grace period, by the task closing them.
+        self._closing: dict[asyncio.Task[None], grpc.aio.Channel] = {}
+
+    def get(self, address: str) -> Backend:
+        backend = self._backends.get(address)
+        if backend is None:
+            backend = self._backends[address] = Backend(address)
+        return backend
+
+    def __len__(self) -> int:
+        return len(self._backends)
+
+    def retain(self, live: Iterable[str]) -> None:
+        """Closes (after a grace period) the channels of addresses not in ``live``."""
+        keep = set(live)
+        for address in [a for a in self._backends if a not in keep]:
+            backend = self._backends.pop(address)
+            task = asyncio.get_running_loop().create_task(
+                backend.channel.close(grace=_CLOSE_GRACE_S)
+            )
+            self._closing[task] = backend.channel
+            task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._closing.pop(task, None)
+
+    async def close(self) -> None:
+        """Closes every channel now, cancelling the calls still running on them."""
+        channels = [b.channel for b in self._backends.values()]
+        self._backends = {}
+        for task, channel in list(self._closing.items()):
+            task.cancel()  # a cancelled grace wait leaves its channel open: close it below
+            channels.append(channel)
+        await asyncio.gather(*(c.close() for c in channels), return_exceptions=True)

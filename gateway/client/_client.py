@@ -1,0 +1,460 @@
+"""The asyncio Sax client: admin operations and data calls on one shared instance.
+
+async with Client(ClientSettings(sax_root="/tmp/sax-root")) as client:
+    await client.publish("/sax/test/lm", "some.model.Path", "None", 1)
+    samples = await client.lm_generate("/sax/test/lm", "Q: hello", CallOptions(timeout=5))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import operator
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from sax import admin_pb2, audio_pb2, custom_pb2, lm_pb2, vision_pb2
+
+from gateway import naming
+from gateway.client._admin import CellAdmin, RpcCounter
+from gateway.client._router import Method, Router
+from gateway.client._types import (
+    DEFAULT_CALL_OPTIONS,
+    Box,
+    CallOptions,
+    CellStats,
+    ClientSettings,
+    ModelDetail,
+    StreamItem,
+)
+from gateway.client.errors import NotFoundError
+from gateway.storage import Storage, open_storage
+
+_LM_GENERATE: Method = operator.attrgetter("lm.Generate")
+_LM_GENERATE_STREAM: Method = operator.attrgetter("lm.GenerateStream")
+_LM_SCORE: Method = operator.attrgetter("lm.Score")
+_LM_EMBED: Method = operator.attrgetter("lm.Embed")
+_LM_GRADIENT: Method = operator.attrgetter("lm.Gradient")
+_VM_CLASSIFY: Method = operator.attrgetter("vm.Classify")
+_VM_TEXT_TO_IMAGE: Method = operator.attrgetter("vm.TextToImage")
+_VM_EMBED: Method = operator.attrgetter("vm.Embed")
+_VM_DETECT: Method = operator.attrgetter("vm.Detect")
+_VM_IMAGE_TO_TEXT: Method = operator.attrgetter("vm.ImageToText")
+_AM_RECOGNIZE: Method = operator.attrgetter("am.Recognize")
+_CM_CUSTOM: Method = operator.attrgetter("cm.Custom")
+
+
+class Client:
+    """A Sax client for any number of cells under one SAX_ROOT; safe to share across tasks.
+
+    Admin operations go to the cell's admin server (found through ``location.proto``) and
+    retry UNAVAILABLE/RESOURCE_EXHAUSTED within their deadline (``settings.admin_timeout``
+    unless given). Data calls go straight to a model server picked from an address table that
+    a background ``WatchLoc`` keeps current; they fail over between replicas within
+    ``options.timeout``. Every failure is raised as a ``SaxError`` subclass.
+    """
+
+    def __init__(self, settings: ClientSettings) -> None:
+        self.settings = settings
+        self._storage: Storage = open_storage(settings.sax_root, gcs_endpoint=settings.gcs_endpoint)
+        self._rpcs = RpcCounter()
+        self._admins: dict[str, CellAdmin] = {}
+        self._router = Router(
+            admin_for=self._admin,
+            num_conn=settings.num_conn,
+            fail_fast=settings.fail_fast,
+            proxy_addr=settings.proxy_addr,
+        )
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Stops the address watches and closes every channel."""
+        await self._router.close()
+        admins, self._admins = list(self._admins.values()), {}
+        await asyncio.gather(*(a.close() for a in admins))
+
+    @property
+    def admin_rpcs(self) -> int:
+        """Admin RPCs sent so far (every attempt, WatchLoc long polls included)."""
+        return self._rpcs.value
+
+    @property
+    def num_channels(self) -> int:
+        """Open model-server channels."""
+        return self._router.num_channels
+
+    def _admin(self, cell: naming.CellId) -> CellAdmin:
+        admin = self._admins.get(cell.name)
+        if admin is None:
+            admin = self._admins[cell.name] = CellAdmin(cell, self._storage, self._rpcs)
+        return admin
+
+    async def _call_admin(
+        self, cell: naming.CellId, method: str, request: Any, timeout: float | None
+    ) -> Any:
+        if timeout is None:
+            timeout = self.settings.admin_timeout
+        deadline = asyncio.get_running_loop().time() + timeout
+        return await self._admin(cell).call(method, request, deadline=deadline)
+
+    # Admin operations.
+
+    async def list_cells(self) -> list[str]:
+        """Cell IDs under SAX_ROOT (``["/sax/test", ...]``), sorted."""
+        names = await self._storage.list_dirs(naming.PREFIX)
+        return [naming.CellId(n).id for n in names if naming.is_valid_name(n)]
+
+    async def publish(
+        self,
+        model_id: str,
+        model_path: str,
+        checkpoint: str,
+        num_replicas: int,
+        overrides: Mapping[str, str] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> None:
+        """Publishes a model. ALREADY_EXISTS if it is published; INVALID_ARGUMENT if the
+        admin rejects the model path, checkpoint or replica count."""
+        model = naming.parse_model_id(model_id)
+        request = admin_pb2.PublishRequest(
+            model=admin_pb2.Model(
+                model_id=model.id,
+                model_path=model_path,
+                checkpoint_path=checkpoint,
+                requested_num_replicas=num_replicas,
+                overrides=overrides or {},
+            )
+        )
+        await self._call_admin(model.cell, "Publish", request, timeout)
+
+    async def update(
+        self,
+        model_id: str,
+        *,
+        model_path: str | None = None,
+        checkpoint: str | None = None,
+        num_replicas: int | None = None,
+        overrides: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Changes the given fields of a published model (read, modify, Update)."""
+        model = naming.parse_model_id(model_id)
+        deadline_timeout = self.settings.admin_timeout if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + deadline_timeout
+        current = (await self._list_one(model, deadline)).model
+        if model_path is not None:
+            current.model_path = model_path
+        if checkpoint is not None:
+            current.checkpoint_path = checkpoint
+        if num_replicas is not None:
+            current.requested_num_replicas = num_replicas
+        if overrides is not None:
+            current.overrides.clear()
+            current.overrides.update(overrides)
+        await self._update_model(model, current, deadline)
+
+    async def unpublish(self, model_id: str, *, timeout: float | None = None) -> None:
+        """Unpublishes a model. NOT_FOUND if it is not published."""
+        model = naming.parse_model_id(model_id)
+        request = admin_pb2.UnpublishRequest(model_id=model.id)
+        await self._call_admin(model.cell, "Unpublish", request, timeout)
+
+    async def list_detail(self, model_id: str, *, timeout: float | None = None) -> ModelDetail:
+        """A published model's definition and serving addresses. NOT_FOUND if unpublished."""
+        model = naming.parse_model_id(model_id)
+        deadline = self._admin_deadline(timeout)
+        return ModelDetail.from_proto(await self._list_one(model, deadline))
+
+    async def list_all(self, cell: str, *, timeout: float | None = None) -> list[ModelDetail]:
+        """Every model published in ``cell`` (``"/sax/test"``), sorted by model ID."""
+        cell_id = naming.parse_cell_id(cell)
+        request = admin_pb2.ListRequest()
+        response: admin_pb2.ListResponse = await self._call_admin(cell_id, "List", request, timeout)
+        details = [ModelDetail.from_proto(m) for m in response.published_models]
+        return sorted(details, key=lambda d: d.model_id)
+
+    async def stats(self, cell_or_model_id: str, *, timeout: float | None = None) -> CellStats:
+        """Model servers of a cell, or of the servers of one model."""
+        target = naming.parse_cell_or_model_id(cell_or_model_id)
+        if isinstance(target, naming.ModelId):
+            cell, request = target.cell, admin_pb2.StatsRequest(model_id=target.id)
+        else:
+            cell, request = target, admin_pb2.StatsRequest()
+        response: admin_pb2.StatsResponse = await self._call_admin(cell, "Stats", request, timeout)
+        return CellStats.from_proto(response)
+
+    async def wait_for_ready(
+        self, model_id: str, num_replicas: int = 1, *, timeout: float | None = None
+    ) -> None:
+        """Returns once ``num_replicas`` replicas serve the model; DEADLINE_EXCEEDED if not
+        within ``timeout`` (default ``settings.admin_timeout``)."""
+        model = naming.parse_model_id(model_id)
+        request = admin_pb2.WaitForReadyRequest(model_id=model.id, num_replicas=num_replicas)
+        await self._call_admin(model.cell, "WaitForReady", request, timeout)
+
+    async def get_acl(
+        self, cell_or_model_id: str, *, method: str | None = None, timeout: float | None = None
+    ) -> str:
+        """The admin ACL of a cell (from its ``config.proto``) or of a model; with ``method``
+        (a model's data method, e.g. ``"lm.generate"``), that method's ACL."""
+        target = naming.parse_cell_or_model_id(cell_or_model_id)
+        acl: str
+        if isinstance(target, naming.CellId):
+            acl = (await self._admin(target).read_config()).admin_acl
+            return acl
+        published = await self._list_one(target, self._admin_deadline(timeout))
+        acl = published.model.acls.items.get(method, "") if method else published.model.admin_acl
+        return acl
+
+    async def set_acl(
+        self,
+        cell_or_model_id: str,
+        acl: str,
+        *,
+        method: str | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Sets the admin ACL of a cell or model, or (``method``) a model data method's ACL;
+        an empty ``acl`` with ``method`` removes that method's ACL."""
+        target = naming.parse_cell_or_model_id(cell_or_model_id)
+        if isinstance(target, naming.CellId):
+            admin = self._admin(target)
+            config = await admin.read_config()
+            config.admin_acl = acl
+            await admin.write_config(config)
+            return
+        deadline = self._admin_deadline(timeout)
+        model = (await self._list_one(target, deadline)).model
+        if method is None:
+            model.admin_acl = acl
+        elif acl:
+            model.acls.items[method] = acl
+        else:
+            model.acls.items.pop(method, None)
+        await self._update_model(target, model, deadline)
+
+    def _admin_deadline(self, timeout: float | None) -> float:
+        timeout = self.settings.admin_timeout if timeout is None else timeout
+        return asyncio.get_running_loop().time() + timeout
+
+    async def _list_one(self, model: naming.ModelId, deadline: float) -> admin_pb2.PublishedModel:
+        request = admin_pb2.ListRequest(model_id=model.id)
+        response: admin_pb2.ListResponse = await self._admin(model.cell).call(
+            "List", request, deadline=deadline
+        )
+        found: list[admin_pb2.PublishedModel] = [
+            m for m in response.published_models if m.model.model_id == model.id
+        ]
+        if len(found) != 1:
+            raise NotFoundError(f"model {model} is not published")
+        return found[0]
+
+    async def _update_model(
+        self, model: naming.ModelId, definition: admin_pb2.Model, deadline: float
+    ) -> None:
+        request = admin_pb2.UpdateRequest(model=definition)
+        await self._admin(model.cell).call("Update", request, deadline=deadline)
+
+    def watch_addresses(self, model_id: str) -> AsyncGenerator[list[str], None]:
+        """Yields the model's sorted serving addresses now and whenever they change.
+
+        Raises NOT_FOUND (through the iterator) once the model is not published."""
+        return self._watch_addresses(model_id)
+
+    async def _watch_addresses(self, model_id: str) -> AsyncGenerator[list[str], None]:
+        table = self._router.table(model_id)
+        seen = -1
+        while True:
+            if table.error is not None:
+                raise type(table.error)(table.error.message)
+            if table.known and table.version != seen:
+                seen = table.version
+                yield list(table.addresses)
+            await table.wait_changed(None)
+
+    # Data calls. The model key sent to model servers is the model ID.
+
+    async def lm_generate(
+        self, model_id: str, text: str, options: CallOptions | None = None
+    ) -> list[tuple[str, float]]:
+        """Samples completions of ``text``: ``[(text, score), ...]``."""
+        o = options or DEFAULT_CALL_OPTIONS
+        request = lm_pb2.GenerateRequest(
+            model_key=model_id, text=text, extra_inputs=o.extra_inputs_proto()
+        )
+        response = await self._router.unary(model_id, _LM_GENERATE, request, o.timeout)
+        return [(t.text, t.score) for t in response.texts]
+
+    async def lm_generate_stream(
+        self, model_id: str, text: str, options: CallOptions | None = None
+    ) -> AsyncGenerator[list[StreamItem], None]:
+        """Streams samples of ``text``: one list of items (one per sample) per Sax response.
+
+        Closing the iterator (``aclose()``, or cancelling the task iterating it) cancels the
+        RPC, so the model server stops generating."""
+        o = options or DEFAULT_CALL_OPTIONS
+        request = lm_pb2.GenerateRequest(
+            model_key=model_id, text=text, extra_inputs=o.extra_inputs_proto()
+        )
+        responses = self._router.stream(model_id, _LM_GENERATE_STREAM, request, o.timeout)
+        try:
+            async for response in responses:
+                yield [StreamItem(i.text, i.prefix_len, list(i.scores)) for i in response.items]
+        finally:
+            await responses.aclose()
+
+    async def lm_score(
+        self,
+        model_id: str,
+        prefix: str,
+        suffixes: Sequence[str],
+        options: CallOptions | None = None,
+    ) -> list[float]:
+        """Log-probabilities of each suffix after ``prefix``."""
+        o = options or DEFAULT_CALL_OPTIONS
+        request = lm_pb2.ScoreRequest(
+            model_key=model_id, prefix=prefix, suffix=suffixes, extra_inputs=o.extra_inputs_proto()
+        )
+        response = await self._router.unary(model_id, _LM_SCORE, request, o.timeout)
+        return list(response.logp)
+
+    async def lm_embed(
+        self, model_id: str, text: str, options: CallOptions | None = None
+    ) -> list[float]:
+        """The embedding of ``text``."""
+        o = options or DEFAULT_CALL_OPTIONS
+        request = lm_pb2.EmbedRequest(
+            model_key=model_id, text=text, extra_inputs=o.extra_inputs_proto()
+        )
+        response = await self._router.unary(model_id, _LM_EMBED, request, o.timeout)
+        return list(response.embedding)
+
+    async def lm_gradient(
+        self, model_id: str, prefix: str, suffix: str, options: CallOptions | None = None
+    ) -> tuple[list[float], dict[str, list[float]]]:
+        """Scores and named gradients of ``suffix`` after ``prefix``."""
+        o = options or DEFAULT_CALL_OPTIONS
+        request = lm_pb2.GradientRequest(
+            model_key=model_id, prefix=prefix, suffix=suffix, extra_inputs=o.extra_inputs_proto()
+        )
+        response = await self._router.unary(model_id, _LM_GRADIENT, request, o.timeout)
+        gradients = {k: list(v.values) for k, v in response.gradients.items()}
+        return list(response.score), gradients
+
+    async def vm_classify(
+        self, model_id: str, image: bytes, options: CallOptions | None = None
+    ) -> list[tuple[str, float]]:
+        """Labels of ``image``: ``[(label, score), ...]``."""
+        o = options or DEFAULT_CALL_OPTIONS
+        request = vision_pb2.ClassifyRequest(
+            model_key=model_id, image_bytes=image, extra_inputs=o.extra_inputs_proto()
+        )
+        response = await self._router.unary(model_id, _VM_CLASSIFY, request, o.timeout)
+        return [(t.text, t.score) for t in response.texts]
+
+    async def vm_text_to_image(
+        self, model_id: str, text: str, options: CallOptions | None = None
+    ) -> list[tuple[bytes, float]]:
+        """Images generated from ``text``: ``[(image, score), ...]``."""
+        o = options or DEFAULT_CALL_OPTIONS
+        request = vision_pb2.TextToImageRequest(
+            model_key=model_id, text=text, extra_inputs=o.extra_inputs_proto()
+        )
+        response = await self._router.unary(model_id, _VM_TEXT_TO_IMAGE, request, o.timeout)
+        return [(i.image, i.score) for i in response.images]
+
+    async def vm_embed(
+        self, model_id: str, image: bytes, options: CallOptions | None = None
+    ) -> list[float]:
+        """The embedding of ``image``."""
+        o = options or DEFAULT_CALL_OPTIONS
+        request = vision_pb2.EmbedRequest(
+            model_key=model_id, image_bytes=image, extra_inputs=o.extra_inputs_proto()
+        )
+        response = await self._router.unary(model_id, _VM_EMBED, request, o.timeout)
+        return list(response.embedding)
+
+    async def vm_detect(
+        self,
+        model_id: str,
+        image: bytes,
+        text: Sequence[str] = (),
+        options: CallOptions | None = None,
+        *,
+        boxes: Sequence[tuple[float, float, float, float]] = (),
+    ) -> list[Box]:
+        """Objects in ``image`` (optionally only those described by ``text``, or in ``boxes``
+        of interest given as ``(cx, cy, w, h)``)."""
+        o = options or DEFAULT_CALL_OPTIONS
+        request = vision_pb2.DetectRequest(
+            model_key=model_id,
+            image_bytes=image,
+            text=text,
+            boxes_of_interest=[
+                vision_pb2.BoundingBox(cx=b[0], cy=b[1], w=b[2], h=b[3]) for b in boxes
+            ],
+            extra_inputs=o.extra_inputs_proto(),
+        )
+        response = await self._router.unary(model_id, _VM_DETECT, request, o.timeout)
+        return [
+            Box(
+                b.cx,
+                b.cy,
+                b.w,
+                b.h,
+                b.text,
+                b.score,
+                b.mask.mask_height,
+                b.mask.mask_width,
+                b.mask.mask_values,
+            )
+            for b in response.bounding_boxes
+        ]
+
+    async def vm_image_to_text(
+        self, model_id: str, image: bytes, text: str = "", options: CallOptions | None = None
+    ) -> list[tuple[str, float]]:
+        """Captions of ``image`` (continuing ``text``): ``[(text, score), ...]``."""
+        o = options or DEFAULT_CALL_OPTIONS
+        request = vision_pb2.ImageToTextRequest(
+            model_key=model_id, image_bytes=image, text=text, extra_inputs=o.extra_inputs_proto()
+        )
+        response = await self._router.unary(model_id, _VM_IMAGE_TO_TEXT, request, o.timeout)
+        return [(t.text, t.score) for t in response.texts]
+
+    async def am_recognize(
+        self, model_id: str, audio: bytes, options: CallOptions | None = None
+    ) -> list[tuple[str, float]]:
+        """Transcriptions of ``audio``: ``[(text, score), ...]``."""
+        o = options or DEFAULT_CALL_OPTIONS
+        request = audio_pb2.AsrRequest(
+            model_key=model_id, audio_bytes=audio, extra_inputs=o.extra_inputs_proto()
+        )
+        response = await self._router.unary(model_id, _AM_RECOGNIZE, request, o.timeout)
+        return [(h.text, h.score) for h in response.hyps]
+
+    async def custom(
+        self, model_id: str, request: bytes, method_name: str, options: CallOptions | None = None
+    ) -> bytes:
+        """Calls a custom model method with an opaque request; returns its opaque response."""
+        o = options or DEFAULT_CALL_OPTIONS
+        message = custom_pb2.CustomRequest(
+            model_key=model_id,
+            request=request,
+            method_name=method_name,
+            extra_inputs=o.extra_inputs_proto(),
+        )
+        response = await self._router.unary(model_id, _CM_CUSTOM, message, o.timeout)
+        return bytes(response.response)

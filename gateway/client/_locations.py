@@ -1,0 +1,158 @@
+"""Per-model address tables, kept current by a background ``WatchLoc`` long poll.
+
+A data call only reads its model's table (no admin RPC, no file read). Each table spreads calls
+round-robin over a preferred subset of at most ``num_conn`` replicas, chosen by rendezvous
+hashing with a per-client seed so that many clients spread over all replicas while each keeps
+few connections (upstream's ``num_conn``). A replica that just failed is skipped for a moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+
+from sax import admin_pb2
+
+from gateway.client._admin import RETRY_CODES, CellAdmin
+from gateway.client.errors import DeadlineExceededError, SaxError
+
+_log = logging.getLogger(__name__)
+
+# One long poll lasts at most this long; then it is simply re-issued. Bounding it means a
+# silently vanished admin (no TCP reset) is noticed, and the location file is re-read.
+LONG_POLL_S = 60.0
+# After a watch fails for good (the model is not published), its table answers with that error
+# for this long; the next call after that asks the admin again.
+FORGET_AFTER_S = 5.0
+# A replica that failed with UNAVAILABLE is skipped (while others remain) for this long.
+_DOWN_FOR_S = 1.0
+
+
+class AddressTable:
+    """The serving addresses of one model, as last reported by the admin."""
+
+    def __init__(self, model_id: str, *, num_conn: int, seed: int) -> None:
+        self.model_id = model_id
+        self._num_conn = max(num_conn, 1)
+        self._seed = seed
+        self.addresses: tuple[str, ...] = ()  # sorted
+        self.known = False  # whether the admin has answered at least once
+        self.error: SaxError | None = None  # final: the watch ended (e.g. model unpublished)
+        self.version = 0
+        self._preferred: tuple[str, ...] = ()
+        self._next = random.randrange(self._num_conn)
+        self._down: dict[str, float] = {}
+        self._changed = asyncio.Event()
+
+    def pick(self) -> str | None:
+        """The next preferred replica round-robin, or None if none is serving."""
+        preferred = self._preferred
+        if not preferred:
+            return None
+        i = self._next % len(preferred)
+        self._next = i + 1
+        address = preferred[i]
+        if self._down and address in self._down:
+            return self._pick_up(address)
+        return address
+
+    def pick_other(self, tried: Sequence[str]) -> str | None:
+        """A replica not in ``tried`` (preferred ones first), or None if all were tried."""
+        for candidates in (self._preferred, self.addresses):
+            for address in candidates:
+                if address not in tried:
+                    return address
+        return None
+
+    def mark_down(self, address: str) -> None:
+        self._down[address] = time.monotonic() + _DOWN_FOR_S
+
+    def _pick_up(self, fallback: str) -> str:
+        now = time.monotonic()
+        self._down = {a: t for a, t in self._down.items() if t > now}
+        for address in self._preferred:
+            if address not in self._down:
+                return address
+        return fallback  # every replica failed lately: try one anyway
+
+    def set_addresses(self, addresses: set[str]) -> None:
+        self.addresses = tuple(sorted(addresses))
+        seed = self._seed
+        ranked = sorted(self.addresses, key=lambda a: hash((seed, a)))
+        self._preferred = tuple(ranked[: self._num_conn])
+        self._down = {a: t for a, t in self._down.items() if a in addresses}
+        self.known = True
+        self._notify()
+
+    def set_error(self, error: SaxError) -> None:
+        self.error = error
+        self._notify()
+
+    def _notify(self) -> None:
+        self.version += 1
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def wait_changed(self, timeout: float | None) -> None:
+        """Returns when the table changes; DeadlineExceededError after ``timeout`` seconds."""
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        except TimeoutError:
+            raise DeadlineExceededError(
+                f"no replica of {self.model_id} became available within the deadline"
+            ) from None
+
+
+class StaticTable(AddressTable):
+    """A table that always names one address (``proxy_addr``); never watched."""
+
+    def __init__(self, model_id: str, address: str) -> None:
+        super().__init__(model_id, num_conn=1, seed=0)
+        self.set_addresses({address})
+
+    def mark_down(self, address: str) -> None:
+        pass  # there is nowhere else to go
+
+
+async def watch(
+    table: AddressTable, admin: CellAdmin, on_change: Callable[[AddressTable], None]
+) -> None:
+    """Keeps ``table`` current until the model is gone (then sets ``table.error``)."""
+    loop = asyncio.get_running_loop()
+    server_id, seqno, current = "", 0, set[str]()
+    while True:
+        request = admin_pb2.WatchLocRequest(
+            model_id=table.model_id, admin_server_id=server_id, seqno=seqno
+        )
+        try:
+            response = await admin.call("WatchLoc", request, deadline=loop.time() + LONG_POLL_S)
+        except DeadlineExceededError:
+            continue  # nothing changed within one poll
+        except SaxError as error:
+            if error.code not in RETRY_CODES:
+                # NOT_FOUND (not published) and other final answers end the watch.
+                _log.info("watch of %s ended: %s", table.model_id, error)
+                table.set_error(error)
+                return
+            # The admin stayed unreachable for a whole poll. Keep serving from the addresses
+            # we know (the model servers are likely fine) and start over with a full set.
+            _log.warning("watch of %s: %s", table.model_id, error)
+            server_id, seqno = "", 0
+            await asyncio.sleep(1.0)
+            continue
+        server_id = response.admin_server_id
+        result = response.result
+        if result.has_fullset:
+            current = set(result.values)
+        for mutation in result.changelog:
+            if mutation.WhichOneof("kind") == "addition":
+                current.add(mutation.addition)
+            elif mutation.WhichOneof("kind") == "deletion":
+                current.discard(mutation.deletion)
+        seqno = result.next_seqno
+        if not table.known or current != set(table.addresses):
+            table.set_addresses(current)
+            on_change(table)

@@ -1,0 +1,215 @@
+"""Routes data calls to a model's replicas: pick, call, fail over, retry within the deadline.
+
+The steady-state path of a unary call is: a dict lookup for the model's table, a round-robin
+pick, a dict lookup for the replica's stub, the RPC. Nothing else is allocated, no admin RPC
+is made and no file is read; the failure bookkeeping (``_Retry``) only exists once a call fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncGenerator, Callable, Iterator
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+
+from gateway import naming
+from gateway.client._admin import CellAdmin, backoff_delays
+from gateway.client._channels import Backend, ChannelPool
+from gateway.client._locations import FORGET_AFTER_S, AddressTable, StaticTable, watch
+from gateway.client.errors import (
+    DeadlineExceededError,
+    InternalError,
+    SaxError,
+    UnavailableError,
+    error_for_code,
+    from_grpc_error,
+)
+
+_log = logging.getLogger(__name__)
+
+# Picks the RPC off a backend's stubs, e.g. operator.attrgetter("lm.Generate").
+Method = Callable[[Backend], Any]
+
+# UNAVAILABLE: the replica is unreachable; RESOURCE_EXHAUSTED: it is overloaded; NOT_FOUND:
+# it does not (or no longer) have the model loaded. Another replica may do better for each.
+_SERVER_RETRY_CODES = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.NOT_FOUND}
+)
+
+
+class _Retry:
+    """What a failing call has tried so far."""
+
+    __slots__ = ("delays", "last", "tried")
+
+    def __init__(self) -> None:
+        self.tried: list[str] = []
+        self.last: SaxError | None = None
+        self.delays: Iterator[float] = backoff_delays()
+
+    def failed(self, table: AddressTable, address: str, exc: grpc.aio.AioRpcError) -> None:
+        """Records a failed attempt; raises the error if another replica cannot help."""
+        error = from_grpc_error(exc)
+        if error.code not in _SERVER_RETRY_CODES:
+            raise error from exc
+        error.__cause__ = exc
+        if error.code == grpc.StatusCode.UNAVAILABLE:
+            table.mark_down(address)
+        _log.debug("%s on %s: %s", table.model_id, address, error)
+        self.tried.append(address)
+        self.last = error
+
+
+def _remaining(deadline: float | None, model_id: str) -> float | None:
+    if deadline is None:
+        return None
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise DeadlineExceededError(f"call to {model_id} exceeded its deadline")
+    return remaining
+
+
+class Router:
+    """Address tables, their watches and the channel pool, shared by all data calls."""
+
+    def __init__(
+        self,
+        *,
+        admin_for: Callable[[naming.CellId], CellAdmin],
+        num_conn: int,
+        fail_fast: bool,
+        proxy_addr: str | None,
+    ) -> None:
+        self._admin_for = admin_for
+        self._num_conn = num_conn
+        self._fail_fast = fail_fast
+        self._proxy_addr = proxy_addr
+        self._seed = random.getrandbits(64)
+        self._tables: dict[str, AddressTable] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pool = ChannelPool()
+
+    @property
+    def num_channels(self) -> int:
+        return len(self._pool)
+
+    def table(self, model_id: str) -> AddressTable:
+        """The model's table, opened (and its watch started) on first use."""
+        table = self._tables.get(model_id)
+        if table is None:
+            table = self._open(model_id)
+        return table
+
+    def _open(self, model_id: str) -> AddressTable:
+        model = naming.parse_model_id(model_id)  # only unknown IDs are parsed
+        if self._proxy_addr is not None:
+            table: AddressTable = StaticTable(model_id, self._proxy_addr)
+        else:
+            table = AddressTable(model_id, num_conn=self._num_conn, seed=self._seed)
+            task = asyncio.get_running_loop().create_task(
+                self._watch(table, self._admin_for(model.cell)), name=f"watch {model_id}"
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        self._tables[model_id] = table
+        return table
+
+    async def _watch(self, table: AddressTable, admin: CellAdmin) -> None:
+        try:
+            await watch(table, admin, self._retain_channels)
+        except Exception as exc:  # a bug; fail the model's calls rather than hang them
+            _log.exception("watch of %s failed", table.model_id)
+            table.set_error(InternalError(f"watching {table.model_id} failed: {exc!r}"))
+        await asyncio.sleep(FORGET_AFTER_S)
+        if self._tables.get(table.model_id) is table:
+            del self._tables[table.model_id]
+            self._retain_channels(table)
+
+    def _retain_channels(self, _changed: AddressTable) -> None:
+        self._pool.retain(a for t in self._tables.values() for a in t.addresses)
+
+    async def unary(
+        self, model_id: str, method: Method, request: Message, timeout: float | None
+    ) -> Any:
+        """Calls ``method`` on a replica of ``model_id``, failing over and retrying."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        table = self._tables.get(model_id) or self._open(model_id)
+        retry: _Retry | None = None
+        while True:
+            address = table.pick() if retry is None else table.pick_other(retry.tried)
+            if address is None:
+                retry = retry or _Retry()
+                await self._wait(table, deadline, retry)
+                continue
+            try:
+                rpc = method(self._pool.get(address))
+                return await rpc(request, timeout=_remaining(deadline, model_id))
+            except grpc.aio.AioRpcError as exc:
+                retry = retry or _Retry()
+                retry.failed(table, address, exc)
+
+    async def stream(
+        self, model_id: str, method: Method, request: Message, timeout: float | None
+    ) -> AsyncGenerator[Any, None]:
+        """Streams ``method``'s responses from a replica of ``model_id``.
+
+        Failures before the first response fail over like unary calls; after it they end the
+        stream. Closing the generator (or cancelling its consumer) cancels the RPC at once.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        table = self._tables.get(model_id) or self._open(model_id)
+        retry: _Retry | None = None
+        while True:
+            address = table.pick() if retry is None else table.pick_other(retry.tried)
+            if address is None:
+                retry = retry or _Retry()
+                await self._wait(table, deadline, retry)
+                continue
+            call = method(self._pool.get(address))(request, timeout=_remaining(deadline, model_id))
+            try:
+                response = await call.read()
+                break
+            except grpc.aio.AioRpcError as exc:
+                retry = retry or _Retry()
+                retry.failed(table, address, exc)
+            except BaseException:
+                call.cancel()
+                raise
+        try:
+            while response is not grpc.aio.EOF:
+                yield response
+                response = await call.read()
+        except grpc.aio.AioRpcError as exc:
+            raise from_grpc_error(exc) from exc
+        finally:
+            call.cancel()  # a no-op once the call has ended
+
+    async def _wait(self, table: AddressTable, deadline: float | None, retry: _Retry) -> None:
+        """Waits until trying again makes sense, or raises why it does not."""
+        if table.error is not None:
+            # A fresh instance: the stored one is shared by every call that fails this way.
+            raise error_for_code(table.error.code, table.error.message)
+        if not table.known or not table.addresses:
+            if table.known and self._fail_fast:
+                raise retry.last or UnavailableError(f"no replica of {table.model_id} is serving")
+            await table.wait_changed(_remaining(deadline, table.model_id))
+        else:
+            # Every replica failed this round: back off, then go round again.
+            assert retry.last is not None
+            delay = next(retry.delays)
+            if self._fail_fast or (deadline is not None and time.monotonic() + delay >= deadline):
+                raise retry.last
+            await asyncio.sleep(delay)
+        retry.tried.clear()
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tables.clear()
+        await self._pool.close()

@@ -1,0 +1,165 @@
+"""Settings, per-call options and result types of the Sax client."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from sax import admin_pb2, common_pb2
+
+# One shared read-only empty mapping serves as every default: no per-call dicts.
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def _empty() -> Mapping[str, Any]:
+    return _EMPTY
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClientSettings:
+    """How a ``Client`` finds and talks to Sax cells; built once at the edge."""
+
+    sax_root: str
+    """Local directory or ``gs://bucket/prefix`` holding ``sax/<cell>/location.proto``."""
+    gcs_endpoint: str | None = None
+    """GCS API endpoint override (an emulator); anonymous credentials are used with it."""
+    admin_timeout: float = 10.0
+    """Deadline in seconds of one admin operation when the caller gives none."""
+    num_conn: int = 3
+    """How many of a model's replicas one client spreads its data calls over."""
+    fail_fast: bool = False
+    """True: a data call fails at once when no replica serves; False: it waits in its deadline."""
+    proxy_addr: str | None = None
+    """Send every data call to this address instead of the model's servers (upstream's
+    ``Options.proxy_addr``); no admin is consulted for data calls then."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallOptions:
+    """Per-call options of a data call."""
+
+    extra_inputs: Mapping[str, float] = field(default_factory=_empty)
+    """Float extra inputs (``ExtraInputs.items``), e.g. ``{"temperature": 0.5}``."""
+    extra_strings: Mapping[str, str] = field(default_factory=_empty)
+    """String extra inputs (``ExtraInputs.strings``)."""
+    extra_tensors: Mapping[str, Sequence[float]] = field(default_factory=_empty)
+    """Tensor extra inputs (``ExtraInputs.tensors``), flattened row-major."""
+    timeout: float | None = None
+    """Seconds; bounds the whole call (waiting for a replica and retries included) and is sent
+    as the gRPC deadline."""
+
+    def extra_inputs_proto(self) -> common_pb2.ExtraInputs | None:
+        """The ``ExtraInputs`` message, or None when there are none (saves building one)."""
+        if not (self.extra_inputs or self.extra_strings or self.extra_tensors):
+            return None
+        return common_pb2.ExtraInputs(
+            items=self.extra_inputs,
+            strings=self.extra_strings,
+            tensors={k: common_pb2.Tensor(values=v) for k, v in self.extra_tensors.items()},
+        )
+
+
+DEFAULT_CALL_OPTIONS = CallOptions()
+
+
+@dataclass(frozen=True)
+class ModelDetail:
+    """A published model as the admin reports it."""
+
+    model_id: str
+    model_path: str
+    checkpoint: str
+    max_replicas: int
+    """Requested number of replicas."""
+    active_replicas: int
+    """Servers serving it now (``len(addresses)``)."""
+    overrides: dict[str, str]
+    addresses: list[str]
+    method_names: list[str]
+    admin_acl: str
+    acls: dict[str, str]
+
+    @classmethod
+    def from_proto(cls, published: admin_pb2.PublishedModel) -> ModelDetail:
+        model = published.model
+        addresses = sorted(published.modelet_addresses)
+        return cls(
+            model_id=model.model_id,
+            model_path=model.model_path,
+            checkpoint=model.checkpoint_path,
+            max_replicas=model.requested_num_replicas,
+            active_replicas=len(addresses),
+            overrides=dict(model.overrides),
+            addresses=addresses,
+            method_names=list(model.method_names),
+            admin_acl=model.admin_acl,
+            acls=dict(model.acls.items),
+        )
+
+
+@dataclass(frozen=True)
+class StreamItem:
+    """One sample of a streamed generation, with Sax's semantics unchanged: the sample's text
+    so far is ``previous_text[:prefix_len] + text``."""
+
+    text: str
+    prefix_len: int
+    scores: list[float]
+
+
+@dataclass(frozen=True)
+class ServerTypeStat:
+    """Number of model servers of one chip type and topology."""
+
+    chip_type: str
+    """Enum name, e.g. ``"CHIP_TYPE_CPU"``."""
+    chip_topology: str
+    """Enum name, e.g. ``"CHIP_TOPOLOGY_1"``."""
+    num_replicas: int
+
+
+@dataclass(frozen=True)
+class CellStats:
+    """Model servers of a cell (or of one model's servers)."""
+
+    server_types: list[ServerTypeStat]
+    servers_by_model_path: dict[str, int]
+
+    @classmethod
+    def from_proto(cls, response: admin_pb2.StatsResponse) -> CellStats:
+        return cls(
+            server_types=[
+                ServerTypeStat(
+                    chip_type=_enum_name(admin_pb2.ModelServer.ChipType, s.chip_type),
+                    chip_topology=_enum_name(admin_pb2.ModelServer.ChipTopology, s.chip_topology),
+                    num_replicas=s.num_replicas,
+                )
+                for s in response.model_server_type_stats
+            ],
+            servers_by_model_path=dict(response.num_servers_by_servable_model_path),
+        )
+
+
+@dataclass(frozen=True)
+class Box:
+    """One detected object: center, size, label and score (and a mask if the model gives one)."""
+
+    cx: float
+    cy: float
+    w: float
+    h: float
+    text: str
+    score: float
+    mask_height: int = 0
+    mask_width: int = 0
+    mask_values: bytes = b""
+
+
+def _enum_name(enum: object, value: int) -> str:
+    try:
+        name: str = enum.Name(value)  # type: ignore[attr-defined]
+    except ValueError:
+        return str(value)  # a newer server's value this proto does not know yet
+    return name

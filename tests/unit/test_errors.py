@@ -1,0 +1,102 @@
+"""gateway.client.errors: one class per status code, and the one grpc -> SaxError mapping."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+from gateway.client import errors
+
+
+class _FakeRpcError(grpc.RpcError):
+    """What grpc raises: an RpcError that is also a call with code() and details()."""
+
+    def __init__(
+        self, code: grpc.StatusCode, details: str, trailing: tuple[tuple[str, object], ...] = ()
+    ) -> None:
+        self._code, self._details, self._trailing = code, details, trailing
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+    def trailing_metadata(self) -> tuple[tuple[str, object], ...]:
+        return self._trailing
+
+
+NON_OK = [c for c in grpc.StatusCode if c != grpc.StatusCode.OK]
+
+
+@pytest.mark.parametrize("code", NON_OK, ids=lambda c: c.name)
+def test_every_status_code_has_its_own_class(code: grpc.StatusCode) -> None:
+    error = errors.from_grpc_error(_FakeRpcError(code, "boom"))
+    assert type(error).code == code
+    assert isinstance(error, errors.SaxError)
+    assert error.message == "boom"
+    assert type(errors.error_for_code(code, "x")) is type(error)
+
+
+def test_classes_are_distinct() -> None:
+    classes = {type(errors.error_for_code(c, "")) for c in NON_OK}
+    assert len(classes) == len(NON_OK)
+    assert errors.SaxError not in classes
+
+
+def test_cancelled_class_does_not_shadow_asyncio() -> None:
+    assert errors.error_for_code(grpc.StatusCode.CANCELLED, "").__class__.__name__ == (
+        "RequestCancelledError"
+    )
+
+
+@pytest.mark.parametrize(
+    ("message", "code"),
+    [
+        ("model /sax/test/foo not found: NotFound", grpc.StatusCode.NOT_FOUND),
+        ("model {test foo} not found: ...: NotFound", grpc.StatusCode.NOT_FOUND),
+        ("publish: model exists: AlreadyExists", grpc.StatusCode.ALREADY_EXISTS),
+        ("bad name: InvalidArgument", grpc.StatusCode.INVALID_ARGUMENT),
+        ("canceled: Canceled", grpc.StatusCode.CANCELLED),
+        ("no servers: Unavailable", grpc.StatusCode.UNAVAILABLE),
+        ("x: rpc error: code = NotFound desc = NotFound", grpc.StatusCode.NOT_FOUND),
+        ("rpc error: code = PermissionDenied desc = no", grpc.StatusCode.PERMISSION_DENIED),
+        ("DeadlineExceeded", grpc.StatusCode.DEADLINE_EXCEEDED),
+        ("something odd happened", grpc.StatusCode.UNKNOWN),
+        ("model not found: notfound", grpc.StatusCode.UNKNOWN),
+        ("ends with NotFoundish", grpc.StatusCode.UNKNOWN),
+    ],
+)
+def test_unknown_recovers_code_from_message_text(message: str, code: grpc.StatusCode) -> None:
+    error = errors.from_grpc_error(_FakeRpcError(grpc.StatusCode.UNKNOWN, message))
+    assert error.code == code
+    assert error.message == message
+
+
+def test_known_code_is_not_overridden_by_text() -> None:
+    error = errors.from_grpc_error(_FakeRpcError(grpc.StatusCode.INTERNAL, "x: NotFound"))
+    assert isinstance(error, errors.InternalError)
+
+
+def test_bad_request_details_become_field_violations() -> None:
+    bad_request = error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field="text", description="empty")
+        ]
+    )
+    detail = any_pb2.Any()
+    detail.Pack(bad_request)
+    status = status_pb2.Status(code=3, message="bad", details=[detail])
+    exc = _FakeRpcError(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "bad",
+        (("grpc-status-details-bin", status.SerializeToString()),),
+    )
+    assert errors.from_grpc_error(exc).field_violations == (("text", "empty"),)
+
+
+def test_plain_rpc_error_is_unknown() -> None:
+    error = errors.from_grpc_error(grpc.RpcError("opaque"))
+    assert isinstance(error, errors.UnknownError)

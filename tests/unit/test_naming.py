@@ -1,0 +1,69 @@
+"""gateway.naming: Sax cell and model IDs, validated as upstream Sax does."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from gateway import naming
+from gateway.client import InvalidArgumentError
+
+
+def test_parse_model_id_returns_typed_parts() -> None:
+    model = naming.parse_model_id("/sax/test/lm-2b_v1")
+    assert model == naming.ModelId(naming.CellId("test"), "lm-2b_v1")
+    assert model.id == str(model) == "/sax/test/lm-2b_v1"
+    assert model.cell.id == "/sax/test"
+
+
+def test_parse_cell_id_returns_typed_cell() -> None:
+    assert naming.parse_cell_id("/sax/test") == naming.CellId("test")
+
+
+@pytest.mark.parametrize(
+    ("model_id", "bad_part"),
+    [
+        ("", "should have the form"),
+        ("foo", "should have the form"),
+        ("/sax/test/", "model name ''"),
+        ("/sax/test/Foo", "model name 'Foo'"),
+        ("/sax/test/1foo", "model name '1foo'"),
+        ("/sax/test/foo.bar", "model name 'foo.bar'"),
+        ("/sax/test/foo\n", "model name 'foo\\n'"),
+        ("/sax/Test/foo", "cell name 'Test'"),
+        ("/sax//foo", "cell name ''"),
+        ("/sux/test/foo", "cell ID '/sux/test'"),
+        ("sax/test/foo", "cell ID 'sax/test'"),
+        ("/sax/a/b/c", "cell ID '/sax/a/b'"),
+    ],
+)
+def test_parse_model_id_invalid_names_the_bad_part(model_id: str, bad_part: str) -> None:
+    with pytest.raises(InvalidArgumentError) as info:
+        naming.parse_model_id(model_id, field="model_id")
+    assert bad_part in info.value.message
+    assert info.value.field_violations == (("model_id", info.value.message),)
+
+
+@pytest.mark.parametrize("name", ["a", "abc", "a1", "a-b", "a_b", "abc-1_2"])
+def test_is_valid_name_accepts_upstream_pattern(name: str) -> None:
+    assert naming.is_valid_name(name)
+
+
+@pytest.mark.parametrize("name", ["", "1a", "-a", "_a", "A", "aB", "a.b", "a/b", "a b", "é"])
+def test_is_valid_name_rejects_others(name: str) -> None:
+    assert not naming.is_valid_name(name)
+
+
+def test_parse_cell_or_model_id_prefers_cell() -> None:
+    assert naming.parse_cell_or_model_id("/sax/test") == naming.CellId("test")
+    assert naming.parse_cell_or_model_id("/sax/test/m") == naming.parse_model_id("/sax/test/m")
+    with pytest.raises(InvalidArgumentError, match="neither a cell ID nor a model ID"):
+        naming.parse_cell_or_model_id("/sax")
+
+
+def test_naming_imports_first_without_cycle() -> None:
+    # gateway.naming and gateway.client import each other; either may be imported first.
+    for module in ("gateway.naming", "gateway.client", "gateway.client.errors"):
+        subprocess.run([sys.executable, "-c", f"import {module}"], check=True)

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 from gateway.config import GatewaySettings
-from gateway.launch.envoy import EnvoySettings
+from gateway.launch.envoy import EnvoySettings, descriptor_set, render
 from gateway.launch.processes import StartupError
 from gateway.launch.stack import Stack, StackSettings
 from gateway.service import serve as serve_gateway
@@ -27,20 +27,30 @@ def _add_front(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--port", type=int, default=8888, help="public HTTP/JSON + gRPC port (Envoy)")
     cmd.add_argument("--listen", default="0.0.0.0", help="address Envoy listens on")
     cmd.add_argument("--envoy-admin-port", type=int, default=9901)
-    cmd.add_argument("--gateway-ports", type=_ports, default=[50051],
-                     help="comma-separated loopback ports, one gateway process each")
-    cmd.add_argument("--cors-origin", action="append", default=[],
-                     help="browser origin allowed by CORS (repeatable; * for any)")
+    cmd.add_argument(
+        "--gateway-ports",
+        type=_ports,
+        default=[50051],
+        help="comma-separated loopback ports, one gateway process each",
+    )
+    cmd.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        help="browser origin allowed by CORS (repeatable; * for any)",
+    )
     cmd.add_argument("--gcs-endpoint", help="GCS API endpoint override (a storage emulator)")
-    cmd.add_argument("--default-timeout", type=float, default=60.0,
-                     help="deadline (s) of calls that set none")
+    cmd.add_argument(
+        "--default-timeout", type=float, default=60.0, help="deadline (s) of calls that set none"
+    )
     cmd.add_argument("--log-dir", help="write each process's log here instead of stderr")
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Adds ``up``, ``serve`` and ``gateway``."""
     up = commands.add_parser(
-        "up", help="start the embedded Sax cell, the gateway and Envoy",
+        "up",
+        help="start the embedded Sax cell, the gateway and Envoy",
         description="Starts an embedded Sax cell, the gateway and Envoy; Ctrl-C stops them all.",
     )
     _add_front(up)
@@ -52,7 +62,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     up.set_defaults(handler=_up, embedded=True)
 
     serve = commands.add_parser(
-        "serve", help="start the gateway and Envoy in front of an existing Sax cell",
+        "serve",
+        help="start the gateway and Envoy in front of an existing Sax cell",
         description="Usage: saxgw serve --sax-root gs://BUCKET/sax-root",
     )
     _add_front(serve)
@@ -67,6 +78,40 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     gw.add_argument("--default-timeout", type=float, default=60.0)
     gw.add_argument("--grace-period", type=float, default=10.0)
     gw.set_defaults(handler=_gateway)
+
+    cfg = commands.add_parser(
+        "envoy-config",
+        help="write Envoy's config and descriptor set (for containers)",
+        description="Usage: saxgw envoy-config --gateway gateway:50051 --out /etc/envoy",
+    )
+    cfg.add_argument(
+        "--gateway",
+        action="append",
+        required=True,
+        help="host:port of a gateway (repeatable; a DNS name may cover replicas)",
+    )
+    cfg.add_argument("--out", required=True, help="directory for envoy.yaml and descriptor.binpb")
+    cfg.add_argument("--port", type=int, default=8888)
+    cfg.add_argument("--admin-port", type=int, default=9901)
+    cfg.add_argument("--cors-origin", action="append", default=[])
+    cfg.set_defaults(handler=_envoy_config)
+
+
+def _envoy_config(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    descriptor = out / "descriptor.binpb"
+    descriptor.write_bytes(descriptor_set().read_bytes())
+    settings = EnvoySettings(
+        gateway_endpoints=args.gateway,
+        listen_port=args.port,
+        admin_address="127.0.0.1",  # admin stays private; probes use /healthz
+        admin_port=args.admin_port,
+        cors_origins=args.cors_origin,
+    )
+    (out / "envoy.yaml").write_text(render(settings, descriptor))
+    print(f"wrote {out / 'envoy.yaml'} and {descriptor}")
+    return 0
 
 
 def _gateway(args: argparse.Namespace) -> int:
@@ -119,8 +164,10 @@ def _up(args: argparse.Namespace) -> int:
                     return 1
             print("saxgw: stopping...", file=sys.stderr)
     except StartupError as exc:
-        print(f"saxgw: {exc}. Hint: is a port already in use? Try --port / --log-dir.",
-              file=sys.stderr)
+        print(
+            f"saxgw: {exc}. Hint: is a port already in use? Try --port / --log-dir.",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

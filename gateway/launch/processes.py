@@ -41,8 +41,14 @@ class ProcessGroup:
     grace: float = 10.0
     children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
 
-    def start(self, name: str, argv: Sequence[str], *, env: dict[str, str] | None = None,
-              log_path: str | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        log_path: str | None = None,
+    ) -> subprocess.Popen[bytes]:
         """Starts ``argv``; its output goes to ``log_path`` (or is inherited)."""
         out = open(log_path, "ab") if log_path else None  # noqa: SIM115 - child owns it
         try:
@@ -52,7 +58,8 @@ class ProcessGroup:
                 stdout=out,
                 stderr=subprocess.STDOUT if out else None,
                 env={**os.environ, **(env or {})},
-                start_new_session=True,  # Ctrl-C in a terminal reaches us, and we stop them in order
+                # Ctrl-C in a terminal reaches only us; we stop the children in order.
+                start_new_session=True,
             )
         finally:
             if out:

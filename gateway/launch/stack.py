@@ -8,11 +8,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import tempfile
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 
@@ -59,9 +61,8 @@ class Stack:
         self.settings = settings
         self.group = ProcessGroup()
         envoy = settings.envoy or EnvoySettings(gateway_endpoints=())
-        self.envoy = EnvoySettings(
-            **{**envoy.__dict__, "gateway_endpoints": [f"127.0.0.1:{p}" for p in settings.gateway_ports]}
-        )
+        endpoints = [f"127.0.0.1:{p}" for p in settings.gateway_ports]
+        self.envoy = dataclasses.replace(envoy, gateway_endpoints=endpoints)
         self._tmp = tempfile.TemporaryDirectory(prefix="saxgw-")
 
     @property
@@ -90,8 +91,12 @@ class Stack:
             raise
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     def close(self) -> None:
@@ -107,11 +112,21 @@ class Stack:
         if s.gcs_endpoint:
             common += ["--gcs-endpoint", s.gcs_endpoint]
         if s.embedded_cell:
-            argv = [py, "-m", "gateway.cell", *common, "--cell", s.cell,
-                    "--admin-port", str(s.admin_port),
-                    "--model-servers", str(len(s.model_server_ports)),
-                    "--model-server-ports", ",".join(map(str, s.model_server_ports)),
-                    *s.cell_args]
+            argv = [
+                py,
+                "-m",
+                "gateway.cell",
+                *common,
+                "--cell",
+                s.cell,
+                "--admin-port",
+                str(s.admin_port),
+                "--model-servers",
+                str(len(s.model_server_ports)),
+                "--model-server-ports",
+                ",".join(map(str, s.model_server_ports)),
+                *s.cell_args,
+            ]
             if s.fs_root:
                 argv += ["--fs-root", s.fs_root]
             self.group.start("cell", argv, log_path=self._log("cell"))
@@ -121,17 +136,36 @@ class Stack:
             name = f"gateway-{i}"
             self.group.start(
                 name,
-                [py, "-m", "gateway.cli", "gateway", *common, "--host", "127.0.0.1",
-                 "--port", str(port), "--default-timeout", f"{s.default_timeout:g}"],
+                [
+                    py,
+                    "-m",
+                    "gateway.cli",
+                    "gateway",
+                    *common,
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--default-timeout",
+                    f"{s.default_timeout:g}",
+                ],
                 log_path=self._log(name),
             )
-            self.group.wait_until(name, lambda p=port: port_open(f"127.0.0.1:{p}"), timeout)
+            address = f"127.0.0.1:{port}"
+            self.group.wait_until(name, partial(port_open, address), timeout)
         config = Path(self._tmp.name) / "envoy.yaml"
         config.write_text(render(self.envoy))
         self.group.start(
             "envoy",
-            [str(envoy_binary()), "-c", str(config), "--log-level", "warn",
-             "--base-id", str(self.envoy.admin_port)],  # several Envoys may share a machine
+            [
+                str(envoy_binary()),
+                "-c",
+                str(config),
+                "--log-level",
+                "warn",
+                "--base-id",
+                str(self.envoy.admin_port),
+            ],  # several Envoys may share a machine
             log_path=self._log("envoy"),
         )
         admin = f"http://{self.envoy.admin_address}:{self.envoy.admin_port}"

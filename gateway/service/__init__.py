@@ -1,8 +1,8 @@
 """The ``saxgateway.v1.SaxGateway`` gRPC service over a Sax client.
 
-    server = await GatewayServer.start(GatewaySettings(sax_root="/tmp/root"))
-    ...
-    await server.stop()
+server = await GatewayServer.start(GatewaySettings(sax_root="/tmp/root"))
+...
+await server.stop()
 """
 
 from __future__ import annotations

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from gateway.client import DeadlineExceededError, SaxError
+from gateway.service._context import Context
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +49,21 @@ def to_status(exc: BaseException) -> tuple[grpc.StatusCode, str, status_pb2.Stat
     return code, message, status
 
 
-async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> None:
+async def abort(context: Context, exc: BaseException) -> NoReturn:
     """Ends the call with the status that reports ``exc``; raises as `context.abort` does."""
     code, message, status = to_status(exc)
-    await context.abort(code, message, trailing_metadata=((_DETAILS_KEY, status.SerializeToString()),))
+    await context.abort(
+        code, message, trailing_metadata=((_DETAILS_KEY, status.SerializeToString()),)
+    )
 
 
-_Unary = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
-_Streaming = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
+_Handler = Any  # grpc.RpcMethodHandler; its stub types sync behaviours only
+_Unary = Callable[[Any, Context], Awaitable[Any]]
+_Streaming = Callable[[Any, Context], AsyncIterator[Any]]
 
 
 def _wrap_unary(behavior: _Unary) -> _Unary:
-    async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+    async def call(request: Any, context: Context) -> Any:
         try:
             return await behavior(request, context)
         except grpc.aio.AbortError:
@@ -71,7 +75,7 @@ def _wrap_unary(behavior: _Unary) -> _Unary:
 
 
 def _wrap_streaming(behavior: _Streaming) -> _Streaming:
-    async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+    async def call(request: Any, context: Context) -> AsyncIterator[Any]:
         try:
             async for response in behavior(request, context):
                 yield response
@@ -83,7 +87,7 @@ def _wrap_streaming(behavior: _Streaming) -> _Streaming:
     return call
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):
+class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped
     """Wraps every handler so that escaping exceptions become proper statuses.
 
     Wrapped handlers are cached per method: interceptors run on every call, and rebuilding a
@@ -91,13 +95,13 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
     """
 
     def __init__(self) -> None:
-        self._cache: dict[str, grpc.RpcMethodHandler] = {}
+        self._cache: dict[str, _Handler] = {}
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[_Handler]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> _Handler:
         method = handler_call_details.method
         cached = self._cache.get(method)
         if cached is not None:

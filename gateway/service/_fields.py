@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import grpc
 from google.protobuf import duration_pb2, struct_pb2
 
 from gateway.client import CallOptions, InvalidArgumentError
 from gateway.naming import parse_cell_id, parse_model_id
+from gateway.service._context import Context
 
 
 def invalid(field: str, description: str) -> InvalidArgumentError:
@@ -68,7 +68,7 @@ def replicas(value: int, field: str = "replicas") -> int:
 
 
 def deadline(
-    context: grpc.aio.ServicerContext[object, object],
+    context: Context,
     requested: duration_pb2.Duration | None,
     default: float,
 ) -> float:
@@ -86,9 +86,7 @@ def deadline(
     return seconds
 
 
-def call_options(
-    extra_inputs: Mapping[str, struct_pb2.Value], timeout: float
-) -> CallOptions:
+def call_options(extra_inputs: Mapping[str, struct_pb2.Value], timeout: float) -> CallOptions:
     """Sorts JSON-typed extra inputs into Sax's float, string and tensor maps."""
     if not extra_inputs:
         return CallOptions(timeout=timeout)
@@ -106,9 +104,7 @@ def call_options(
         ):
             tensors[key] = [v.number_value for v in value.list_value.values]
         else:
-            raise invalid(
-                f"extra_inputs[{key}]", "must be a number, a string or a list of numbers"
-            )
+            raise invalid(f"extra_inputs[{key}]", "must be a number, a string or a list of numbers")
     return CallOptions(
         extra_inputs=floats, extra_strings=strings, extra_tensors=tensors, timeout=timeout
     )

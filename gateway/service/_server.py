@@ -13,13 +13,13 @@ import signal
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from saxgateway.v1 import gateway_pb2, gateway_pb2_grpc
 
 from gateway.client import Client, ClientSettings
 from gateway.config import GatewaySettings
 from gateway.service._errors import ErrorInterceptor
 from gateway.service._health import SERVICE, HealthReporter
 from gateway.service._servicer import SaxGatewayServicer
-from saxgateway.v1 import gateway_pb2, gateway_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +27,14 @@ log = logging.getLogger(__name__)
 class GatewayServer:
     """A running gateway: ``await GatewayServer.start(settings)``, then ``await stop()``."""
 
-    def __init__(self, settings: GatewaySettings, client: Client, server: grpc.aio.Server,
-                 health: HealthReporter, port: int) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        client: Client,
+        server: grpc.aio.Server,
+        health: HealthReporter,
+        port: int,
+    ) -> None:
         self.settings = settings
         self.client = client
         self.port = port

@@ -9,18 +9,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc
+from saxgateway.v1 import gateway_pb2 as pb
+from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway import __version__
 from gateway.client import Client, ModelDetail, SaxError
 from gateway.config import GatewaySettings
 from gateway.service import _fields as f
+from gateway.service._context import Context
 from gateway.service._errors import to_status
 from gateway.service._stream import DeltaTracker
-from saxgateway.v1 import gateway_pb2 as pb
-from saxgateway.v1 import gateway_pb2_grpc
-
-Context = grpc.aio.ServicerContext[Any, Any]
 
 GREETING = "HTTP Server for SAX Client"  # what the original Sax HTTP server answered on "/"
 

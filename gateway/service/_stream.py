@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gateway.client import StreamItem
 from saxgateway.v1 import gateway_pb2 as pb
+
+from gateway.client import StreamItem
 
 
 class DeltaTracker:

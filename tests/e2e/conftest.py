@@ -1,0 +1,58 @@
+"""The whole stack, as `saxgw up` runs it, on free ports: embedded cell, gateway, real Envoy."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.launch.envoy import EnvoySettings
+from gateway.launch.processes import free_port
+from gateway.launch.stack import Stack, StackSettings
+
+CELL = "/sax/test"
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A running stack shared by the e2e tests; its logs land in the session's tmp dir."""
+    base = tmp_path_factory.mktemp("stack")
+    logs = base / "logs"
+    logs.mkdir()
+    settings = StackSettings(
+        sax_root=str(base / "sax-root"),
+        fs_root=str(base / "fs-root"),
+        cell=CELL,
+        admin_port=free_port(),
+        model_server_ports=(free_port(), free_port()),
+        gateway_ports=(free_port(),),
+        envoy=EnvoySettings(
+            gateway_endpoints=(),
+            listen_address="127.0.0.1",
+            listen_port=free_port(),
+            admin_port=free_port(),
+            cors_origins=("http://allowed.example",),
+        ),
+        default_timeout=20.0,
+        log_dir=str(logs),
+    )
+    with Stack(settings) as running:
+        if not running.wait_healthy(timeout=60):
+            pytest.fail("stack never became healthy; logs:\n" + _tail_logs(logs))
+        yield running
+
+
+def _tail_logs(logs: Path) -> str:
+    return "\n".join(
+        f"--- {p.name}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-30:])
+        for p in sorted(logs.glob("*.log"))
+    )
+
+
+@pytest.fixture
+def http(stack: Stack) -> Iterator[httpx.Client]:
+    """An HTTP/1.1 client for Envoy's public listener."""
+    with httpx.Client(base_url=stack.http_url, timeout=30) as client:
+        yield client

@@ -1,0 +1,122 @@
+"""Errors through Envoy: the right HTTP status and a JSON body with code, message, details."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from sax import admin_pb2
+
+from gateway.launch.processes import free_port
+from gateway.launch.stack import Stack
+
+TEST_LM = "sax_gateway.testing.TestLM"
+BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
+
+
+def _error(response: httpx.Response, status: int, code: int) -> dict[str, object]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"code", "message", "details"}
+    assert body["code"] == code
+    assert isinstance(body["message"], str) and body["message"]
+    return dict(body)
+
+
+def test_unknown_model_is_404(http: httpx.Client) -> None:
+    body = _error(http.get("/listcell", params={"model": "/sax/test/nosuch"}), 404, 5)
+    assert "nosuch" in str(body["message"])
+    assert body["details"] == []
+    _error(http.post("/generate", json={"model": "/sax/test/nosuch", "query": "q"}), 404, 5)
+    _error(http.post("/unpublish", json={"model": "/sax/test/nosuch"}), 404, 5)
+
+
+def test_bad_model_name_is_400_with_field_violation(http: httpx.Client) -> None:
+    response = http.post(
+        "/publish",
+        json={"model": "/sax/test/Bad!", "model_path": TEST_LM, "checkpoint": "None"},
+    )
+    body = _error(response, 400, 3)
+    details = body["details"]
+    assert isinstance(details, list) and len(details) == 1
+    assert details[0]["@type"] == BAD_REQUEST
+    [violation] = details[0]["fieldViolations"]
+    assert violation["field"] == "model"
+    assert "Bad!" in violation["description"]
+
+
+def test_missing_fields_are_400_naming_the_field(http: httpx.Client) -> None:
+    for path, payload, field in [
+        ("/publish", {"model_path": TEST_LM, "checkpoint": "None"}, "model"),
+        ("/publish", {"model": "/sax/test/x", "checkpoint": "None"}, "model_path"),
+        ("/publish", {"model": "/sax/test/x", "model_path": TEST_LM, "replicas": 1}, "checkpoint"),
+        (
+            "/publish",
+            {"model": "/sax/test/x", "model_path": TEST_LM, "checkpoint": "None", "replicas": -1},
+            "replicas",
+        ),
+        ("/generate", {"model": "/sax/test/x"}, "query"),
+        (
+            "/generate",
+            {"model": "/sax/test/x", "query": "q", "extra_inputs": {"t": True}},
+            "extra_inputs[t]",
+        ),
+    ]:
+        body = _error(http.post(path, json=payload), 400, 3)
+        fields = [v["field"] for d in body["details"] for v in d["fieldViolations"]]
+        assert fields == [field], (path, payload, body)
+
+
+def test_duplicate_publish_is_409_and_keeps_the_first(http: httpx.Client) -> None:
+    model = "/sax/test/dup"
+    first = {"model": model, "model_path": TEST_LM, "checkpoint": "None", "replicas": 0}
+    assert http.post("/publish", json=first).status_code == 200
+    try:
+        again = dict(first, checkpoint="/elsewhere")
+        _error(http.post("/publish", json=again), 409, 6)
+        kept = http.get("/listcell", params={"model": model}).json()
+        assert kept["checkpoint"] == "None"
+    finally:
+        http.post("/unpublish", json={"model": model})
+
+
+def test_unknown_path_is_404_and_unknown_query_parameter_is_400(http: httpx.Client) -> None:
+    assert http.get("/nosuch").status_code == 404
+    assert http.post("/v2/generate", json={}).status_code == 404
+    assert http.get("/listcell", params={"model": "/sax/test/x", "bogus": "1"}).status_code == 400
+
+
+def test_unreachable_cell_is_503(stack: Stack, http: httpx.Client) -> None:
+    # A cell whose location.proto points at an address nobody listens on.
+    cell_dir = Path(stack.settings.sax_root) / "sax" / "dead"
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    location = admin_pb2.Location(location=f"127.0.0.1:{free_port()}")
+    (cell_dir / "location.proto").write_bytes(location.SerializeToString())
+    response = http.get(
+        "/listall", params={"sax_cell": "/sax/dead"}, headers={"grpc-timeout": "3S"}
+    )
+    assert response.status_code in (503, 504), response.text
+    _error(response, response.status_code, 14 if response.status_code == 503 else 4)
+
+
+def test_deadline_is_504(http: httpx.Client) -> None:
+    model = "/sax/test/slow"
+    publish = {
+        "model": model,
+        "model_path": TEST_LM,
+        "checkpoint": "None",
+        "replicas": 1,
+        "overrides": {"text": "one two three four five", "delay_ms": "300"},
+    }
+    assert http.post("/publish", json=publish).status_code == 200
+    try:
+        assert http.post("/wait_for_ready", json={"model": model}).status_code == 200
+        by_field = http.post("/generate", json={"model": model, "query": "q", "timeout": "0.5s"})
+        _error(by_field, 504, 4)
+        by_header = http.post(
+            "/generate", json={"model": model, "query": "q"}, headers={"grpc-timeout": "500m"}
+        )
+        _error(by_header, 504, 4)
+    finally:
+        http.post("/unpublish", json={"model": model})

@@ -1,0 +1,88 @@
+"""Command-line flags <-> CellSettings, shared by every entry point so that the launcher can
+hand its settings to the admin and model server processes it starts."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from gateway.cell.settings import DEFAULT_CELL, CellSettings
+
+_TIMING = (
+    ("--poll-interval", "poll_interval", "seconds between the admin's polls of model servers"),
+    ("--server-dead-after", "server_dead_after", "seconds after which a silent server is dropped"),
+    ("--rejoin-interval", "rejoin_interval", "seconds between a model server's periodic joins"),
+    (
+        "--location-watch-interval",
+        "location_watch_interval",
+        "seconds between location.proto reads",
+    ),
+    ("--rpc-timeout", "rpc_timeout", "deadline of admin <-> model server calls, in seconds"),
+)
+
+
+def add_cell_arguments(parser: argparse.ArgumentParser, *, sax_root_required: bool) -> None:
+    """Adds the flags every entry point shares."""
+    parser.add_argument(
+        "--sax-root",
+        required=sax_root_required,
+        help="SAX_ROOT: where cells publish config.proto and location.proto (dir or gs://)",
+    )
+    parser.add_argument("--fs-root", help="where the admin saves state (default: SAX_ROOT/fsroot)")
+    parser.add_argument("--cell", default=DEFAULT_CELL, help="the cell, /sax/<name>")
+    parser.add_argument("--gcs-endpoint", help="GCS emulator endpoint for gs:// roots")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on and advertise")
+    for flag, field, text in _TIMING:
+        parser.add_argument(flag, type=float, dest=field, help=text)
+    parser.add_argument(
+        "--max-models-per-server", type=int, help="models that may share one model server"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random-weight models")
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+
+
+def settings_from_args(args: argparse.Namespace, *, sax_root: str) -> CellSettings:
+    timing = {
+        field: getattr(args, field) for _, field, _ in _TIMING if getattr(args, field) is not None
+    }
+    base = CellSettings(sax_root=sax_root)
+    return CellSettings(
+        sax_root=sax_root,
+        cell=args.cell,
+        fs_root=args.fs_root,
+        gcs_endpoint=args.gcs_endpoint,
+        host=args.host,
+        seed=args.seed,
+        max_models_per_server=args.max_models_per_server or base.max_models_per_server,
+        poll_interval=timing.get("poll_interval", base.poll_interval),
+        server_dead_after=timing.get("server_dead_after", base.server_dead_after),
+        rejoin_interval=timing.get("rejoin_interval", base.rejoin_interval),
+        location_watch_interval=timing.get("location_watch_interval", base.location_watch_interval),
+        rpc_timeout=timing.get("rpc_timeout", base.rpc_timeout),
+    )
+
+
+def settings_to_argv(settings: CellSettings) -> list[str]:
+    """Flags that make settings_from_args rebuild these settings (ports excepted)."""
+    argv = [
+        f"--sax-root={settings.sax_root}",
+        f"--cell={settings.cell}",
+        f"--host={settings.host}",
+        f"--seed={settings.seed}",
+        f"--max-models-per-server={settings.max_models_per_server}",
+    ]
+    if settings.fs_root:
+        argv.append(f"--fs-root={settings.fs_root}")
+    if settings.gcs_endpoint:
+        argv.append(f"--gcs-endpoint={settings.gcs_endpoint}")
+    argv += [f"{flag}={getattr(settings, field)!r}" for flag, field, _ in _TIMING]
+    return argv
+
+
+def configure_logging(level: str, *, name: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format=f"%(asctime)s %(levelname).1s {name} %(name)s: %(message)s",
+    )

@@ -1,0 +1,100 @@
+"""Errors of the embedded cell and their one mapping to gRPC status.
+
+The cell raises the Sax client's typed errors (`gateway.client.errors`, one class per status
+code, each with `.code`); the servicer decorators here turn them into the call's status:
+
+    raise not_found("model /sax/test/foo is not published")
+    # -> NOT_FOUND "model /sax/test/foo is not published: NotFound"
+
+Upstream Sax returns every error as UNKNOWN with the canonical code's Go name at the end of
+the message; clients written for upstream parse that suffix. We return the real code *and*
+keep the suffix, so both kinds of client recover the same code.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import TypeVar
+
+import grpc
+
+from gateway.client.errors import SaxError, error_for_code
+
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
+_Self = TypeVar("_Self")
+
+# Go's codes.Code.String() spells CANCELLED with one L; the rest is CamelCase of the name.
+_GO_NAMES = {grpc.StatusCode.CANCELLED: "Canceled"}
+
+
+def go_code_name(code: grpc.StatusCode) -> str:
+    """The Go name of a status code, as upstream Sax appends it to messages."""
+    if code in _GO_NAMES:
+        return _GO_NAMES[code]
+    return "".join(part.capitalize() for part in code.name.split("_"))
+
+
+def status_details(exc: SaxError) -> str:
+    """The status message on the wire: the message, then ": <GoCodeName>"."""
+    return f"{exc.message}: {go_code_name(exc.code)}"
+
+
+def cell_error(code: grpc.StatusCode, message: str) -> SaxError:
+    return error_for_code(code, message)
+
+
+def invalid_argument(message: str) -> SaxError:
+    return error_for_code(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def not_found(message: str) -> SaxError:
+    return error_for_code(grpc.StatusCode.NOT_FOUND, message)
+
+
+def unavailable(message: str) -> SaxError:
+    return error_for_code(grpc.StatusCode.UNAVAILABLE, message)
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: SaxError) -> None:
+    await context.abort(exc.code, status_details(exc))
+
+
+def unary_errors(
+    method: Callable[[_Self, _Req, grpc.aio.ServicerContext], Awaitable[_Resp]],
+) -> Callable[[_Self, _Req, grpc.aio.ServicerContext], Awaitable[_Resp]]:
+    """Decorates a unary servicer method: a SaxError becomes its gRPC status."""
+
+    @functools.wraps(method)
+    async def wrapper(self: _Self, request: _Req, context: grpc.aio.ServicerContext) -> _Resp:
+        try:
+            return await method(self, request, context)
+        except SaxError as exc:
+            await _abort(context, exc)
+            raise AssertionError("unreachable: abort raises") from exc
+
+    return wrapper
+
+
+def stream_errors(
+    method: Callable[[_Self, _Req, grpc.aio.ServicerContext], AsyncGenerator[_Resp]],
+) -> Callable[[_Self, _Req, grpc.aio.ServicerContext], AsyncGenerator[_Resp]]:
+    """Decorates a server-streaming servicer method: a SaxError becomes its gRPC status."""
+
+    @functools.wraps(method)
+    async def wrapper(
+        self: _Self, request: _Req, context: grpc.aio.ServicerContext
+    ) -> AsyncGenerator[_Resp]:
+        stream = method(self, request, context)
+        try:
+            async for item in stream:
+                yield item
+        except SaxError as exc:
+            await _abort(context, exc)
+        finally:
+            # When the client cancels, grpc closes this wrapper; close the inner stream now
+            # too, so it stops at once instead of whenever it is garbage-collected.
+            await stream.aclose()
+
+    return wrapper

@@ -1,0 +1,73 @@
+"""The files a cell lives by, laid out like upstream Sax:
+
+<sax_root>/sax/<cell>/config.proto    sax.Config, written when the cell is created
+<sax_root>/sax/<cell>/location.proto  sax.Location, "ip:port" of the running admin
+<fs_root>/sax/<cell>/state.proto      sax.State, the published models
+"""
+
+from __future__ import annotations
+
+from google.protobuf.message import DecodeError
+from sax import admin_pb2
+
+from gateway.cell.settings import CellSettings
+from gateway.storage import Storage, open_storage
+
+CONFIG_FILE = "config.proto"
+LOCATION_FILE = "location.proto"
+STATE_FILE = "state.proto"
+
+
+class CellFiles:
+    """Async access to one cell's files under SAX_ROOT and under its fs root."""
+
+    def __init__(self, settings: CellSettings) -> None:
+        self._settings = settings
+        self._root: Storage = open_storage(settings.sax_root, gcs_endpoint=settings.gcs_endpoint)
+        self._fs_root: Storage | None = None
+        self.cell_dir = Storage.join(settings.cell)  # "/sax/test" -> "sax/test"
+
+    @property
+    def location_url(self) -> str:
+        return self._root.url(Storage.join(self.cell_dir, LOCATION_FILE))
+
+    async def ensure_cell(self) -> admin_pb2.Config:
+        """Returns the cell's config, creating the cell (config.proto) when absent."""
+        path = Storage.join(self.cell_dir, CONFIG_FILE)
+        data = await self._root.read(path)
+        if data is not None:
+            return admin_pb2.Config.FromString(data)
+        config = admin_pb2.Config(fs_root=self._settings.effective_fs_root)
+        await self._root.write(path, config.SerializeToString())
+        return config
+
+    async def read_location_bytes(self) -> bytes | None:
+        return await self._root.read(Storage.join(self.cell_dir, LOCATION_FILE))
+
+    async def write_location(self, address: str) -> None:
+        data = admin_pb2.Location(location=address).SerializeToString()
+        await self._root.write(Storage.join(self.cell_dir, LOCATION_FILE), data)
+
+    def _state(self, fs_root: str) -> Storage:
+        if self._fs_root is None or self._fs_root.root != fs_root:
+            self._fs_root = open_storage(fs_root, gcs_endpoint=self._settings.gcs_endpoint)
+        return self._fs_root
+
+    async def read_state(self, fs_root: str) -> admin_pb2.State:
+        data = await self._state(fs_root).read(Storage.join(self.cell_dir, STATE_FILE))
+        return admin_pb2.State.FromString(data) if data else admin_pb2.State()
+
+    async def write_state(self, fs_root: str, state: admin_pb2.State) -> None:
+        path = Storage.join(self.cell_dir, STATE_FILE)
+        await self._state(fs_root).write(path, state.SerializeToString())
+
+
+def parse_location(data: bytes | None) -> str | None:
+    """The admin address in location.proto contents, or None when there is none yet."""
+    if not data:
+        return None
+    try:
+        address: str = admin_pb2.Location.FromString(data).location
+    except DecodeError:  # a foreign file means "no admin yet", as an empty one does
+        return None
+    return address or None

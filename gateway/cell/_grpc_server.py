@@ -1,0 +1,40 @@
+"""Starting and stopping a grpc.aio server: one small unit shared by the admin and model servers."""
+
+from __future__ import annotations
+
+import grpc
+
+from gateway.cell._errors import unavailable
+
+#: Seconds in-flight calls get to finish when a server stops.
+STOP_GRACE = 1.0
+
+_OPTIONS = [
+    # Long polls (WatchLoc) and streams sit idle for a while; keep their connections alive.
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+    ("grpc.so_reuseport", 0),
+]
+
+
+def new_server() -> grpc.aio.Server:
+    return grpc.aio.server(options=_OPTIONS)
+
+
+def bind(server: grpc.aio.Server, host: str, port: int) -> int:
+    """Binds host:port (0: a free port) and returns the port."""
+    try:
+        bound: int = server.add_insecure_port(f"{_bracket(host)}:{port}")
+    except RuntimeError as exc:
+        raise unavailable(f"cannot listen on {host}:{port}: {exc}") from exc
+    if bound == 0:
+        raise unavailable(f"cannot listen on {host}:{port}")
+    return bound
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def address(host: str, port: int) -> str:
+    return f"{_bracket(host)}:{port}"

@@ -1,0 +1,323 @@
+"""The admin's model of the cell: published models, joined model servers, and the loop that
+keeps them in agreement.
+
+Every publish, update and unpublish is written to state.proto before it is acknowledged, so a
+`kill -9` at any moment loses no acknowledged change. The refresh loop polls each model
+server's GetStatus, drops servers that stopped answering, and loads or unloads replicas as the
+assigner decides; a change (publish, join, ...) runs it at once instead of at the next tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import grpc
+from sax import admin_pb2, common_pb2
+
+from gateway.cell._errors import cell_error, not_found, unavailable
+from gateway.cell._files import CellFiles
+from gateway.cell.admin.assigner import ModelView, ServerView, assign
+from gateway.cell.admin.modelet import ModeletConnection
+from gateway.cell.admin.validation import check_update
+from gateway.cell.admin.waitable import ReadyCounter
+from gateway.cell.admin.watchable import WatchableSet, WatchResult
+from gateway.cell.settings import CellSettings
+
+_log = logging.getLogger("gateway.cell.admin")
+
+# Statuses with which a re-joining server's model is taken over rather than reloaded.
+_ADOPTABLE = frozenset({common_pb2.LOADING, common_pb2.LOADED, common_pb2.FAILED})
+
+
+@dataclass
+class _Published:
+    spec: admin_pb2.Model
+    addresses: WatchableSet
+    ready: ReadyCounter
+    #: Until then (monotonic) no new replicas: servers that have it may still re-join.
+    adopt_until: float = 0.0
+
+
+class Manager:
+    def __init__(self, *, settings: CellSettings, files: CellFiles, fs_root: str) -> None:
+        self._settings = settings
+        self._files = files
+        self._fs_root = fs_root
+        self._models: dict[str, _Published] = {}
+        self._modelets: dict[str, ModeletConnection] = {}
+        # Unpublished models whose unloads are not issued yet: their names are not reusable.
+        self._unpublishing: set[str] = set()
+        self._lock = asyncio.Lock()  # serialises state changes and their saves
+        self._kick = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        state = await self._files.read_state(self._fs_root)
+        adopt_until = time.monotonic() + self._settings.server_dead_after
+        for spec in state.models:
+            self._models[spec.model_id] = self._new_entry(spec, adopt_until=adopt_until)
+        _log.info("restored %d published models", len(state.models))
+        self._loop_task = asyncio.create_task(self._refresh_loop(), name="admin refresh")
+
+    async def close(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        for entry in self._models.values():
+            entry.addresses.close()
+            entry.ready.close()
+        await asyncio.gather(*(m.close() for m in self._modelets.values()))
+        self._modelets.clear()
+
+    def _new_entry(self, spec: admin_pb2.Model, *, adopt_until: float = 0.0) -> _Published:
+        return _Published(
+            spec=spec,
+            addresses=WatchableSet(),
+            ready=ReadyCounter(model_id=spec.model_id),
+            adopt_until=adopt_until,
+        )
+
+    # -- publishing ------------------------------------------------------------------------
+
+    async def publish(self, model: admin_pb2.Model) -> None:
+        async with self._lock:
+            if model.model_id in self._models:
+                raise cell_error(
+                    grpc.StatusCode.ALREADY_EXISTS, f"model {model.model_id} already exists"
+                )
+            if model.model_id in self._unpublishing:
+                raise unavailable(
+                    f"model {model.model_id} is being unpublished, please retry later"
+                )
+            spec = admin_pb2.Model()
+            spec.CopyFrom(model)
+            spec.ClearField("method_names")
+            spec.uuid = os.urandom(16)
+            await self._save([*self._specs(), spec])
+            self._models[spec.model_id] = self._new_entry(spec)
+        _log.info("published %s (%s)", spec.model_id, spec.model_path)
+        self._kick.set()
+
+    async def update(self, model: admin_pb2.Model) -> None:
+        async with self._lock:
+            entry = self._get(model.model_id)
+            check_update(entry.spec, model)
+            spec = admin_pb2.Model()
+            spec.CopyFrom(model)
+            spec.ClearField("method_names")
+            spec.uuid = entry.spec.uuid
+            await self._save([spec if s.model_id == spec.model_id else s for s in self._specs()])
+            entry.spec = spec
+            for modelet in self._modelets.values():
+                modelet.update(spec)
+        _log.info("updated %s", spec.model_id)
+        self._kick.set()
+
+    async def unpublish(self, model_id: str) -> None:
+        async with self._lock:
+            entry = self._get(model_id)
+            await self._save([s for s in self._specs() if s.model_id != model_id])
+            del self._models[model_id]
+            self._unpublishing.add(model_id)
+        entry.addresses.close()
+        entry.ready.close()
+        _log.info("unpublished %s", model_id)
+        self._kick.set()
+
+    def _specs(self) -> list[admin_pb2.Model]:
+        return [entry.spec for entry in self._models.values()]
+
+    async def _save(self, specs: list[admin_pb2.Model]) -> None:
+        state = admin_pb2.State()
+        state.models.extend(sorted(specs, key=lambda spec: spec.model_id))
+        try:
+            await self._files.write_state(self._fs_root, state)
+        except OSError as exc:
+            raise cell_error(
+                grpc.StatusCode.INTERNAL, f"could not save the cell state: {exc}"
+            ) from exc
+
+    def _get(self, model_id: str) -> _Published:
+        entry = self._models.get(model_id)
+        if entry is None:
+            raise not_found(f"model {model_id} is not published")
+        return entry
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def list_models(self, model_id: str) -> list[admin_pb2.PublishedModel]:
+        ids = [model_id] if model_id else sorted(self._models)
+        return [self._published(mid, self._get(mid)) for mid in ids]
+
+    def _published(self, model_id: str, entry: _Published) -> admin_pb2.PublishedModel:
+        servers = self._servers_of(model_id)
+        methods: set[str] = set()
+        for server in servers:
+            seen = server.seen.get(model_id)
+            if seen is not None:
+                methods |= seen.methods
+        model = admin_pb2.Model()
+        model.CopyFrom(entry.spec)
+        model.ClearField("uuid")  # upstream keeps the deployment ID to itself
+        model.method_names.extend(sorted(methods))
+        return admin_pb2.PublishedModel(
+            model=model, modelet_addresses=sorted(s.data_address for s in servers)
+        )
+
+    def _servers_of(self, model_id: str) -> list[ModeletConnection]:
+        return [m for m in self._modelets.values() if model_id in m.wanted]
+
+    def stats(self, model_id: str) -> admin_pb2.StatsResponse:
+        if model_id:
+            self._get(model_id)
+            servers = self._servers_of(model_id)
+        else:
+            servers = list(self._modelets.values())
+        by_type = Counter((s.spec.chip_type, s.spec.chip_topology) for s in servers)
+        by_path = Counter(path for s in servers for path in s.spec.servable_model_paths)
+        reply = admin_pb2.StatsResponse(num_servers_by_servable_model_path=dict(by_path))
+        for (chip_type, topology), count in sorted(by_type.items()):
+            reply.model_server_type_stats.add(
+                chip_type=chip_type, chip_topology=topology, num_replicas=count
+            )
+        return reply
+
+    def joined_servers(self) -> list[admin_pb2.JoinedModelServer]:
+        """The joined model servers, for status output."""
+        return [
+            admin_pb2.JoinedModelServer(
+                model_server=m.spec,
+                address=m.address,
+                data_address=m.data_address,
+                debug_address=m.debug_address,
+                last_join_ms=m.last_join_ms,
+                loaded_models={mid: seen.status for mid, seen in m.seen.items()},
+                is_dormant=m.dormant,
+            )
+            for _, m in sorted(self._modelets.items())
+        ]
+
+    async def watch(self, model_id: str, *, full: bool, seqno: int) -> WatchResult:
+        entry = self._get(model_id)
+        if full:
+            return entry.addresses.full()
+        return await entry.addresses.watch(seqno)
+
+    async def wait_for_ready(self, model_id: str, replicas: int) -> None:
+        await self._get(model_id).ready.wait(replicas)
+
+    # -- model servers ---------------------------------------------------------------------
+
+    async def join(self, request: admin_pb2.JoinRequest) -> None:
+        existing = self._modelets.get(request.address)
+        if existing is not None and existing.same_server(request):
+            return  # a heartbeat
+        modelet = ModeletConnection(
+            request=request, rpc_timeout=self._settings.rpc_timeout, on_change=self._views_changed
+        )
+        try:
+            # Like upstream, dial back before answering: a server we cannot reach is not joined.
+            await modelet.poll()
+        except grpc.aio.AioRpcError as exc:
+            await modelet.close()
+            raise unavailable(
+                f"cannot reach model server {request.address} ({exc.code().name}: {exc.details()})"
+            ) from exc
+        if self._modelets.get(request.address) is not existing:
+            await modelet.close()  # another Join from the same server won the race
+            return
+        for model_id, seen in modelet.seen.items():
+            entry = self._models.get(model_id)
+            if entry is not None and seen.status in _ADOPTABLE:
+                modelet.adopt(entry.spec)
+        self._modelets[request.address] = modelet
+        if existing is not None:
+            await existing.close()
+        _log.info(
+            "model server %s joined (%d servable paths, models: %s)",
+            request.address,
+            len(request.model_server.servable_model_paths),
+            sorted(modelet.wanted) or "none",
+        )
+        self._views_changed()
+        self._kick.set()
+
+    # -- the refresh loop ------------------------------------------------------------------
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), self._settings.poll_interval)
+            self._kick.clear()
+            try:
+                await self.refresh()
+            except Exception:
+                _log.exception("refresh failed")
+
+    async def refresh(self) -> None:
+        """Polls, prunes, reassigns, wakes up: one cycle of the admin's control loop."""
+        modelets = list(self._modelets.values())
+        results = await asyncio.gather(*(m.poll() for m in modelets), return_exceptions=True)
+        now = time.monotonic()
+        for modelet, result in zip(modelets, results, strict=True):
+            if isinstance(result, BaseException):
+                _log.debug("GetStatus of %s failed: %s", modelet.address, result)
+            if now - modelet.last_ping > self._settings.server_dead_after:
+                await self._drop(modelet)
+        async with self._lock:
+            self._reassign(now)
+        for modelet in self._modelets.values():
+            if modelet.dormant:
+                modelet.wake_up()
+        self._views_changed()
+
+    async def _drop(self, modelet: ModeletConnection) -> None:
+        if self._modelets.get(modelet.address) is modelet:
+            del self._modelets[modelet.address]
+            _log.warning(
+                "model server %s stopped answering; dropped it (it served %s)",
+                modelet.address,
+                sorted(modelet.wanted) or "nothing",
+            )
+            await modelet.close()
+
+    def _reassign(self, now: float) -> None:
+        servers = [
+            ServerView(
+                address=m.address,
+                servable_paths=frozenset(m.spec.servable_model_paths),
+                wanted=frozenset(m.wanted),
+                loaded=frozenset(mid for mid in m.wanted if m.serving(mid)),
+            )
+            for m in self._modelets.values()
+        ]
+        models = [
+            ModelView(
+                model_id=model_id,
+                model_path=entry.spec.model_path,
+                replicas=entry.spec.requested_num_replicas,
+                may_add=now >= entry.adopt_until,
+            )
+            for model_id, entry in self._models.items()
+        ]
+        plan = assign(servers, models, max_models_per_server=self._settings.max_models_per_server)
+        for address, model_id in plan.unloads:
+            self._modelets[address].unload(model_id)
+        for address, model_id in plan.loads:
+            self._modelets[address].load(self._models[model_id].spec)
+        self._unpublishing.clear()
+
+    def _views_changed(self) -> None:
+        """Brings every model's watched address set and ready count up to date."""
+        for model_id, entry in self._models.items():
+            serving = [m for m in self._modelets.values() if m.serving(model_id)]
+            entry.addresses.sync_to({m.data_address for m in serving})
+            entry.ready.set(len(serving))

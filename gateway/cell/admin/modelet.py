@@ -1,0 +1,175 @@
+"""The admin's connection to one joined model server.
+
+It remembers which models the admin wants on the server ("wanted") and what the server last
+reported ("seen"), and runs Load / Unload / UpdateLoaded / WakeUp one at a time in order, like
+upstream's per-server action queue, so a load and a later unload of one model cannot cross.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import grpc
+from sax import admin_pb2, common_pb2, modelet_pb2, modelet_pb2_grpc
+
+_log = logging.getLogger("gateway.cell.admin")
+
+LOADED = common_pb2.LOADED
+
+
+@dataclass(frozen=True)
+class SeenModel:
+    """What the server reported about one model."""
+
+    status: common_pb2.ModelStatus
+    methods: frozenset[str]
+
+
+class ModeletConnection:
+    def __init__(
+        self,
+        *,
+        request: admin_pb2.JoinRequest,
+        rpc_timeout: float,
+        on_change: Callable[[], None],
+    ) -> None:
+        self.address: str = request.address
+        self.data_address: str = request.data_address or request.address
+        self.debug_address: str = request.debug_address
+        self.spec: admin_pb2.ModelServer = request.model_server
+        self.last_join_ms = int(time.time() * 1000)
+        self.last_ping = time.monotonic()
+        self.dormant = False
+        #: Model ID -> the model as published when assigned here.
+        self.wanted: dict[str, admin_pb2.Model] = {}
+        #: Model ID -> when its Load call returned OK (monotonic).
+        self.acked: dict[str, float] = {}
+        self.seen: dict[str, SeenModel] = {}
+        self._rpc_timeout = rpc_timeout
+        self._on_change = on_change
+        self._channel = grpc.aio.insecure_channel(self.address)
+        self._stub = modelet_pb2_grpc.ModeletStub(self._channel)
+        self._queue: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
+        self._worker = asyncio.create_task(self._run_actions(), name=f"modelet {self.address}")
+
+    def same_server(self, request: admin_pb2.JoinRequest) -> bool:
+        return bool(
+            self.spec == request.model_server
+            and self.data_address == (request.data_address or request.address)
+        )
+
+    def serving(self, model_id: str) -> bool:
+        """Whether clients may be sent here for the model."""
+        if model_id not in self.wanted:
+            return False
+        seen = self.seen.get(model_id)
+        return model_id in self.acked or (seen is not None and seen.status == LOADED)
+
+    async def poll(self) -> None:
+        """Calls GetStatus and records the reply; raises grpc.aio.AioRpcError on failure."""
+        started = time.monotonic()
+        reply = await self._stub.GetStatus(
+            modelet_pb2.GetStatusRequest(include_method_stats=True),
+            timeout=self._rpc_timeout,
+        )
+        self.last_ping = time.monotonic()
+        self.seen = {
+            model.model_key: SeenModel(
+                status=model.model_status,
+                methods=frozenset(stats.method for stats in model.method_stats),
+            )
+            for model in reply.models
+        }
+        state = reply.server_status.state if reply.HasField("server_status") else 0
+        self.dormant = state == modelet_pb2.GetStatusResponse.ServerStatus.DORMANT
+        # A model we loaded that the server no longer has at all (it restarted at the same
+        # address) must be assigned again; loads acknowledged after this poll began are kept.
+        for model_id in list(self.wanted):
+            acked = self.acked.get(model_id)
+            if model_id not in self.seen and acked is not None and acked < started:
+                _log.warning("model server %s lost model %s", self.address, model_id)
+                del self.wanted[model_id]
+                del self.acked[model_id]
+
+    def adopt(self, model: admin_pb2.Model) -> None:
+        """Takes over a model the server already has (e.g. after an admin restart)."""
+        self.wanted[model.model_id] = model
+        self._queue.put_nowait(lambda: self._update_loaded(model))
+
+    def load(self, model: admin_pb2.Model) -> None:
+        self.wanted[model.model_id] = model
+        self._queue.put_nowait(lambda: self._load(model))
+
+    def update(self, model: admin_pb2.Model) -> None:
+        if model.model_id in self.wanted:
+            self.wanted[model.model_id] = model
+            self._queue.put_nowait(lambda: self._update_loaded(model))
+
+    def unload(self, model_id: str) -> None:
+        model = self.wanted.pop(model_id, None)
+        self.acked.pop(model_id, None)
+        if model is not None:
+            self._queue.put_nowait(lambda: self._unload(model))
+
+    def wake_up(self) -> None:
+        self._queue.put_nowait(self._wake_up)
+
+    async def close(self) -> None:
+        self._worker.cancel()
+        await asyncio.gather(self._worker, return_exceptions=True)
+        await self._channel.close(grace=None)
+
+    async def _run_actions(self) -> None:
+        while True:
+            action = await self._queue.get()
+            try:
+                await action()
+            except grpc.aio.AioRpcError as exc:
+                _log.warning("model server %s: %s: %s", self.address, exc.code(), exc.details())
+            self._on_change()
+
+    async def _load(self, model: admin_pb2.Model) -> None:
+        model_id: str = model.model_id
+        if model_id not in self.wanted:
+            return  # unassigned before its turn came
+        _log.info("loading %s onto %s", model.model_id, self.address)
+        await self._stub.Load(
+            modelet_pb2.LoadRequest(
+                model_key=model.model_id,
+                model_path=model.model_path,
+                checkpoint_path=model.checkpoint_path,
+                acls=model.acls,
+                overrides=model.overrides,
+            )
+        )
+        if model.model_id in self.wanted:
+            self.acked[model.model_id] = time.monotonic()
+        _log.info("loaded %s onto %s", model.model_id, self.address)
+        # Learn the model's method names now rather than at the next poll, so List shows them.
+        await self.poll()
+
+    async def _update_loaded(self, model: admin_pb2.Model) -> None:
+        await self._stub.UpdateLoaded(
+            modelet_pb2.UpdateLoadedRequest(
+                model_key=model.model_id,
+                acls=model.acls,
+                checkpoint_path=model.checkpoint_path,
+            ),
+            timeout=self._rpc_timeout,
+        )
+
+    async def _unload(self, model: admin_pb2.Model) -> None:
+        _log.info("unloading %s from %s", model.model_id, self.address)
+        try:
+            await self._stub.Unload(modelet_pb2.UnloadRequest(model_key=model.model_id))
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+        self.seen.pop(model.model_id, None)
+
+    async def _wake_up(self) -> None:
+        await self._stub.WakeUp(modelet_pb2.WakeUpRequest(), timeout=self._rpc_timeout)

@@ -1,0 +1,79 @@
+"""The admin server: creates the cell if needed, serves sax.Admin, publishes its location.
+
+server = AdminServer(settings)
+await server.start()          # returns once it serves and location.proto names it
+...
+await server.stop()
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import grpc
+from sax import admin_pb2_grpc
+
+from gateway.cell import _grpc_server
+from gateway.cell._files import CellFiles
+from gateway.cell.admin.manager import Manager
+from gateway.cell.admin.servicer import AdminServicer
+from gateway.cell.settings import CellSettings
+from gateway.naming import parse_cell_id
+
+_log = logging.getLogger("gateway.cell.admin")
+
+
+class AdminServer:
+    def __init__(self, settings: CellSettings) -> None:
+        parse_cell_id(settings.cell)
+        self._settings = settings
+        self._files = CellFiles(settings)
+        self._server: grpc.aio.Server | None = None
+        self._manager: Manager | None = None
+        self.address = ""
+        #: Differs per incarnation, so WatchLoc callers notice a restart.
+        self.server_id = ""
+
+    @property
+    def manager(self) -> Manager:
+        if self._manager is None:
+            raise RuntimeError("the admin server is not started")
+        return self._manager
+
+    async def start(self) -> None:
+        config = await self._files.ensure_cell()
+        if not config.fs_root:
+            raise ValueError(f"the config.proto of {self._settings.cell} has no fs_root")
+        server = _grpc_server.new_server()
+        port = _grpc_server.bind(server, self._settings.host, self._settings.admin_port)
+        self.address = _grpc_server.address(self._settings.host, port)
+        self.server_id = f"{self.address}_{os.urandom(8).hex()}"
+        self._manager = Manager(settings=self._settings, files=self._files, fs_root=config.fs_root)
+        await self._manager.start()
+        admin_pb2_grpc.add_AdminServicer_to_server(
+            AdminServicer(
+                manager=self._manager, cell=self._settings.cell, server_id=self.server_id
+            ),
+            server,
+        )
+        await server.start()
+        self._server = server
+        await self._files.write_location(self.address)
+        _log.info(
+            "admin server for %s listening on %s (fs_root %s)",
+            self._settings.cell,
+            self.address,
+            config.fs_root,
+        )
+
+    async def stop(self, grace: float = _grpc_server.STOP_GRACE) -> None:
+        if self._manager is not None:
+            await self._manager.close()
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+
+    async def wait_for_termination(self) -> None:
+        if self._server is not None:
+            await self._server.wait_for_termination()

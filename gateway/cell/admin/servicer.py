@@ -1,0 +1,87 @@
+"""sax.Admin over gRPC: unpack, validate, call the manager, reply."""
+
+from __future__ import annotations
+
+import grpc
+from sax import admin_pb2, admin_pb2_grpc
+
+from gateway.cell._errors import unary_errors
+from gateway.cell.admin import validation
+from gateway.cell.admin.manager import Manager
+
+
+class AdminServicer(admin_pb2_grpc.AdminServicer):  # type: ignore[misc,unused-ignore]
+    def __init__(self, *, manager: Manager, cell: str, server_id: str) -> None:
+        self._manager = manager
+        self._cell = cell
+        self._server_id = server_id
+
+    @unary_errors
+    async def Publish(
+        self, request: admin_pb2.PublishRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.PublishResponse:
+        validation.check_model(request.model, self._cell)
+        await self._manager.publish(request.model)
+        return admin_pb2.PublishResponse()
+
+    @unary_errors
+    async def Update(
+        self, request: admin_pb2.UpdateRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.UpdateResponse:
+        validation.check_model(request.model, self._cell)
+        await self._manager.update(request.model)
+        return admin_pb2.UpdateResponse()
+
+    @unary_errors
+    async def Unpublish(
+        self, request: admin_pb2.UnpublishRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.UnpublishResponse:
+        validation.check_model_in_cell(request.model_id, self._cell)
+        await self._manager.unpublish(request.model_id)
+        return admin_pb2.UnpublishResponse()
+
+    @unary_errors
+    async def List(
+        self, request: admin_pb2.ListRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.ListResponse:
+        if request.model_id:
+            validation.check_model_in_cell(request.model_id, self._cell)
+        return admin_pb2.ListResponse(published_models=self._manager.list_models(request.model_id))
+
+    @unary_errors
+    async def Stats(
+        self, request: admin_pb2.StatsRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.StatsResponse:
+        if request.model_id:
+            validation.check_model_in_cell(request.model_id, self._cell)
+        return self._manager.stats(request.model_id)
+
+    @unary_errors
+    async def WatchLoc(
+        self, request: admin_pb2.WatchLocRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.WatchLocResponse:
+        validation.check_watch(request)
+        # A caller that last talked to another incarnation gets the full set at once (upstream
+        # restarts it from seqno 0, which can block on a model that has no servers yet).
+        result = await self._manager.watch(
+            request.model_id,
+            full=request.admin_server_id != self._server_id,
+            seqno=request.seqno,
+        )
+        return admin_pb2.WatchLocResponse(admin_server_id=self._server_id, result=result.to_proto())
+
+    @unary_errors
+    async def WaitForReady(
+        self, request: admin_pb2.WaitForReadyRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.WaitForReadyResponse:
+        validation.check_model_in_cell(request.model_id, self._cell)
+        await self._manager.wait_for_ready(request.model_id, request.num_replicas)
+        return admin_pb2.WaitForReadyResponse()
+
+    @unary_errors
+    async def Join(
+        self, request: admin_pb2.JoinRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.JoinResponse:
+        validation.check_join(request)
+        await self._manager.join(request)
+        return admin_pb2.JoinResponse()

@@ -1,0 +1,54 @@
+"""The stand-in models a model server can load, by Sax model path.
+
+| model path                                              | family | what it is                  |
+|---------------------------------------------------------|--------|-----------------------------|
+| saxml.server.pax.lm.params.lm_cloud.LmCloudSpmd2BTest   | lm     | random-weight bigram LM     |
+| sax_gateway.testing.TestLM                              | lm     | deterministic, configurable |
+| sax_gateway.testing.TestVision                          | vm     | hash-based vision stand-in  |
+| sax_gateway.testing.TestAudio                           | am     | hash-based speech stand-in  |
+| sax_gateway.testing.TestCustom                          | custom | echo                        |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from gateway.cell._errors import invalid_argument
+from gateway.cell.models import media, random_lm, test_lm
+from gateway.cell.models.base import ServableModel
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    model_path: str
+    checkpoint: str
+    overrides: Mapping[str, str]
+    seed: int
+
+
+_FACTORIES: dict[str, Callable[[LoadSpec], ServableModel]] = {
+    random_lm.MODEL_PATH: lambda spec: random_lm.RandomBigramLM(
+        checkpoint=spec.checkpoint, overrides=spec.overrides, seed=spec.seed
+    ),
+    test_lm.MODEL_PATH: lambda spec: test_lm.TestLM(overrides=spec.overrides),
+    media.VISION_PATH: lambda spec: media.TestVision(),
+    media.AUDIO_PATH: lambda spec: media.TestAudio(),
+    media.CUSTOM_PATH: lambda spec: media.TestCustom(),
+}
+
+#: Every model path this package can serve.
+MODEL_PATHS: tuple[str, ...] = tuple(sorted(_FACTORIES))
+
+
+def create_model(spec: LoadSpec) -> ServableModel:
+    """Instantiates a stand-in; INVALID_ARGUMENT for an unknown path or bad overrides."""
+    factory = _FACTORIES.get(spec.model_path)
+    if factory is None:
+        raise invalid_argument(
+            f"model path {spec.model_path!r} is not servable here; known: {', '.join(MODEL_PATHS)}"
+        )
+    return factory(spec)
+
+
+__all__ = ["MODEL_PATHS", "LoadSpec", "ServableModel", "create_model"]

@@ -1,0 +1,138 @@
+"""What a stand-in model is: a loaded object with some of Sax's data methods.
+
+Every data method of every family is declared here and fails as "not supported" unless a
+model overrides it; `method_names` lists the ones it does (Sax's names, e.g. "lm.generate"),
+which the model server reports in GetStatus and checks before calling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from gateway.cell._errors import invalid_argument
+
+# Sax's data method names, as upstream model servers report them.
+LM_SCORE = "lm.score"
+LM_GENERATE = "lm.generate"
+LM_GENERATE_STREAM = "lm.generate_stream"
+LM_EMBED = "lm.embed"
+LM_GRADIENT = "lm.gradient"
+VM_CLASSIFY = "vm.classify"
+VM_GENERATE = "vm.generate"  # text to image
+VM_EMBED = "vm.embed"
+VM_DETECT = "vm.detect"
+VM_IMAGE_TO_TEXT = "vm.image_to_text"
+AM_RECOGNIZE = "am.recognize"
+CUSTOM = "custom"
+
+
+@dataclass(frozen=True)
+class ExtraInputs:
+    """A request's sax.ExtraInputs, as plain mappings."""
+
+    floats: Mapping[str, float] = field(default_factory=dict)
+    strings: Mapping[str, str] = field(default_factory=dict)
+
+    def number(self, name: str, default: float) -> float:
+        return self.floats.get(name, default)
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    text: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Box:
+    cx: float
+    cy: float
+    w: float
+    h: float
+    text: str
+    score: float
+
+
+@dataclass(frozen=True)
+class StreamStep:
+    """Text produced for each sample since the previous step, and each sample's score so far."""
+
+    pieces: tuple[str, ...]
+    scores: tuple[float, ...]
+
+
+class MethodNotSupported(Exception):
+    pass
+
+
+class ServableModel:
+    """Base of every stand-in model."""
+
+    method_names: ClassVar[frozenset[str]] = frozenset()
+
+    async def generate(self, text: str, extra: ExtraInputs) -> list[Hypothesis]:
+        raise MethodNotSupported(LM_GENERATE)
+
+    def generate_stream(self, text: str, extra: ExtraInputs) -> AsyncIterator[StreamStep]:
+        raise MethodNotSupported(LM_GENERATE_STREAM)
+
+    async def score(self, prefix: str, suffixes: list[str], extra: ExtraInputs) -> list[float]:
+        raise MethodNotSupported(LM_SCORE)
+
+    async def embed_text(self, text: str, extra: ExtraInputs) -> list[float]:
+        raise MethodNotSupported(LM_EMBED)
+
+    async def gradient(
+        self, prefix: str, suffix: str, extra: ExtraInputs
+    ) -> tuple[list[float], dict[str, list[float]]]:
+        raise MethodNotSupported(LM_GRADIENT)
+
+    async def classify(self, image: bytes, extra: ExtraInputs) -> list[Hypothesis]:
+        raise MethodNotSupported(VM_CLASSIFY)
+
+    async def text_to_image(self, text: str, extra: ExtraInputs) -> list[tuple[bytes, float]]:
+        raise MethodNotSupported(VM_GENERATE)
+
+    async def embed_image(self, image: bytes, extra: ExtraInputs) -> list[float]:
+        raise MethodNotSupported(VM_EMBED)
+
+    async def detect(self, image: bytes, texts: list[str], extra: ExtraInputs) -> list[Box]:
+        raise MethodNotSupported(VM_DETECT)
+
+    async def image_to_text(self, image: bytes, text: str, extra: ExtraInputs) -> list[Hypothesis]:
+        raise MethodNotSupported(VM_IMAGE_TO_TEXT)
+
+    async def recognize(self, audio: bytes, extra: ExtraInputs) -> list[Hypothesis]:
+        raise MethodNotSupported(AM_RECOGNIZE)
+
+    async def custom(self, method: str, request: bytes, extra: ExtraInputs) -> bytes:
+        raise MethodNotSupported(CUSTOM)
+
+
+def int_override(overrides: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    """An integer publish override, or INVALID_ARGUMENT naming the bad value."""
+    raw = overrides.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise invalid_argument(f"override {name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise invalid_argument(f"override {name}={raw!r} must be >= {minimum}")
+    return value
+
+
+def float_override(overrides: Mapping[str, str], name: str, default: float) -> float:
+    raw = overrides.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise invalid_argument(f"override {name}={raw!r} is not a number") from None
+    if value < 0:
+        raise invalid_argument(f"override {name}={raw!r} must be >= 0")
+    return value

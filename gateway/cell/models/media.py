@@ -1,0 +1,102 @@
+"""Small vision, audio and custom stand-ins, so every data family works end to end.
+
+`sax_gateway.testing.TestVision` (vm.classify, vm.generate, vm.embed, vm.detect,
+vm.image_to_text): results are a pure function of the input bytes. Classify ranks a fixed
+label set by a hash of the image; text-to-image returns an 8x8 PNG whose colours come from the
+text; detect returns one box per query text (or one "object" box).
+
+`sax_gateway.testing.TestAudio` (am.recognize): a WAV file is transcribed as "<n> seconds of
+audio" followed by words chosen from its bytes; other bytes are treated as 16 kHz 16-bit PCM.
+
+`sax_gateway.testing.TestCustom` (custom): echoes the request bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import wave
+
+from gateway.cell.models._hashing import digest, unit_floats
+from gateway.cell.models._png import png_rgb
+from gateway.cell.models.base import (
+    AM_RECOGNIZE,
+    CUSTOM,
+    VM_CLASSIFY,
+    VM_DETECT,
+    VM_EMBED,
+    VM_GENERATE,
+    VM_IMAGE_TO_TEXT,
+    Box,
+    ExtraInputs,
+    Hypothesis,
+    ServableModel,
+)
+
+VISION_PATH = "sax_gateway.testing.TestVision"
+AUDIO_PATH = "sax_gateway.testing.TestAudio"
+CUSTOM_PATH = "sax_gateway.testing.TestCustom"
+
+LABELS = ("cat", "dog", "bird", "car", "tree", "house", "boat", "flower", "person", "cloud")
+_WORDS = ("hello", "world", "sax", "model", "audio", "test", "river", "light", "stone", "green")
+_IMAGE_SIDE = 8
+
+
+class TestVision(ServableModel):
+    method_names = frozenset({VM_CLASSIFY, VM_GENERATE, VM_EMBED, VM_DETECT, VM_IMAGE_TO_TEXT})
+
+    async def classify(self, image: bytes, extra: ExtraInputs) -> list[Hypothesis]:
+        raw = unit_floats(len(LABELS), "classify", image)
+        ranked = sorted(zip(raw, LABELS, strict=True), reverse=True)[:3]
+        return [Hypothesis(label, round((value + 1) / 2, 6)) for value, label in ranked]
+
+    async def text_to_image(self, text: str, extra: ExtraInputs) -> list[tuple[bytes, float]]:
+        pixels = b""
+        while len(pixels) < _IMAGE_SIDE * _IMAGE_SIDE * 3:
+            pixels += digest("image", text, len(pixels))
+        image = png_rgb(_IMAGE_SIDE, _IMAGE_SIDE, pixels[: _IMAGE_SIDE * _IMAGE_SIDE * 3])
+        return [(image, -0.5)]
+
+    async def embed_image(self, image: bytes, extra: ExtraInputs) -> list[float]:
+        return unit_floats(8, "embed", image)
+
+    async def detect(self, image: bytes, texts: list[str], extra: ExtraInputs) -> list[Box]:
+        boxes = []
+        for text in texts or ["object"]:
+            cx, cy, w, h, score = ((v + 1) / 2 for v in unit_floats(5, "detect", image, text))
+            boxes.append(Box(cx=cx, cy=cy, w=w / 2, h=h / 2, text=text, score=score))
+        return boxes
+
+    async def image_to_text(self, image: bytes, text: str, extra: ExtraInputs) -> list[Hypothesis]:
+        (top, *_) = await self.classify(image, extra)
+        caption = f"a picture of a {top.text}"
+        return [Hypothesis(f"{text} {caption}".strip(), top.score)]
+
+
+class TestAudio(ServableModel):
+    method_names = frozenset({AM_RECOGNIZE})
+
+    async def recognize(self, audio: bytes, extra: ExtraInputs) -> list[Hypothesis]:
+        seconds = _duration(audio)
+        count = max(1, round(seconds * 2))
+        picks = unit_floats(count, "recognize", audio)
+        words = [_WORDS[int((v + 1) / 2 * len(_WORDS)) % len(_WORDS)] for v in picks]
+        return [Hypothesis(f"{seconds:.2f} seconds of audio: {' '.join(words)}", -0.25 * count)]
+
+
+def _duration(audio: bytes) -> float:
+    if audio[:4] == b"RIFF":
+        try:
+            with wave.open(io.BytesIO(audio)) as wav:
+                frames: int = wav.getnframes()
+                rate: int = wav.getframerate()
+            return frames / float(rate or 1)
+        except (wave.Error, EOFError):
+            pass
+    return len(audio) / (16000 * 2)
+
+
+class TestCustom(ServableModel):
+    method_names = frozenset({CUSTOM})
+
+    async def custom(self, method: str, request: bytes, extra: ExtraInputs) -> bytes:
+        return request

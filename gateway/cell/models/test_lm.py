@@ -1,0 +1,110 @@
+"""`sax_gateway.testing.TestLM`: a deterministic language model for tests and benchmarks.
+
+Its output is set by publish overrides (all optional):
+
+    text                 the output; default: echo the request's text
+    length               tokens to produce (cycling through the text's words); default: all
+    delay_ms             sleep before each token, imitating accelerator decoding; default 0
+    num_samples          identical samples per request, scores -0.1 * tokens - index; default 1
+    fail_after_tokens    GenerateStream fails after this many tokens (error-path tests)
+    fail_code            the status it fails with: UNAVAILABLE (default) or INTERNAL, ...
+    embedding_dim        length of lm.embed vectors; default 8
+
+A token is a word with its leading space ("hello world" -> "hello", " world"). The
+`per_example_max_decode_steps` extra input caps the number of tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+
+import grpc
+
+from gateway.cell._errors import cell_error, invalid_argument
+from gateway.cell.models._hashing import unit_floats
+from gateway.cell.models.base import (
+    LM_EMBED,
+    LM_GENERATE,
+    LM_GENERATE_STREAM,
+    LM_GRADIENT,
+    LM_SCORE,
+    ExtraInputs,
+    Hypothesis,
+    ServableModel,
+    StreamStep,
+    float_override,
+    int_override,
+)
+
+MODEL_PATH = "sax_gateway.testing.TestLM"
+TOKEN_LOGP = -0.1
+
+
+def split_tokens(text: str) -> list[str]:
+    """Words, each but the first with the space before it."""
+    words = text.split()
+    return [word if i == 0 else " " + word for i, word in enumerate(words)]
+
+
+class TestLM(ServableModel):
+    method_names = frozenset({LM_GENERATE, LM_GENERATE_STREAM, LM_SCORE, LM_EMBED, LM_GRADIENT})
+
+    def __init__(self, *, overrides: Mapping[str, str]) -> None:
+        self._text = overrides.get("text")
+        self._length = int_override(overrides, "length", 0) if "length" in overrides else None
+        self._delay = float_override(overrides, "delay_ms", 0.0) / 1000.0
+        self._num_samples = int_override(overrides, "num_samples", 1, minimum=1)
+        self._fail_after = (
+            int_override(overrides, "fail_after_tokens", 0)
+            if "fail_after_tokens" in overrides
+            else None
+        )
+        fail_code = overrides.get("fail_code", "UNAVAILABLE").upper()
+        code = grpc.StatusCode.__members__.get(fail_code)
+        if code is None or code == grpc.StatusCode.OK:
+            raise invalid_argument(f"override fail_code={fail_code!r} is not an error code")
+        self._fail_code = code
+        self._dim = int_override(overrides, "embedding_dim", 8, minimum=1)
+
+    def _tokens(self, prompt: str, extra: ExtraInputs) -> list[str]:
+        base = split_tokens(prompt if self._text is None else self._text)
+        count = len(base) if self._length is None else self._length
+        count = min(count, int(extra.number("per_example_max_decode_steps", count)))
+        if not base:
+            return []
+        return [
+            base[i] if i < len(base) else " " + base[i % len(base)].strip() for i in range(count)
+        ]
+
+    def _scores(self, tokens: int) -> tuple[float, ...]:
+        return tuple(TOKEN_LOGP * tokens - i for i in range(self._num_samples))
+
+    async def generate(self, text: str, extra: ExtraInputs) -> list[Hypothesis]:
+        tokens = self._tokens(text, extra)
+        if self._delay and tokens:
+            await asyncio.sleep(self._delay * len(tokens))
+        output = "".join(tokens)
+        return [Hypothesis(output, score) for score in self._scores(len(tokens))]
+
+    async def generate_stream(self, text: str, extra: ExtraInputs) -> AsyncIterator[StreamStep]:
+        for produced, token in enumerate(self._tokens(text, extra)):
+            if self._fail_after is not None and produced >= self._fail_after:
+                raise cell_error(
+                    self._fail_code, f"TestLM failed after {produced} tokens (fail_after_tokens)"
+                )
+            if self._delay:
+                await asyncio.sleep(self._delay)
+            yield StreamStep(pieces=(token,) * self._num_samples, scores=self._scores(produced + 1))
+
+    async def score(self, prefix: str, suffixes: list[str], extra: ExtraInputs) -> list[float]:
+        return [TOKEN_LOGP * len(split_tokens(suffix)) for suffix in suffixes]
+
+    async def embed_text(self, text: str, extra: ExtraInputs) -> list[float]:
+        return unit_floats(self._dim, MODEL_PATH, text)
+
+    async def gradient(
+        self, prefix: str, suffix: str, extra: ExtraInputs
+    ) -> tuple[list[float], dict[str, list[float]]]:
+        (score,) = await self.score(prefix, [suffix], extra)
+        return [score], {"embedding": [score * v for v in unit_floats(self._dim, prefix, suffix)]}

@@ -1,0 +1,97 @@
+"""Keeps a model server joined to its cell's admin, wherever that admin is.
+
+It re-reads location.proto every `location_watch_interval` and calls Join when: it has not
+joined yet (retrying), the admin moved (the file changed), `rejoin_interval` passed, or the
+admin has not polled this server for `server_dead_after` (the admin restarted in place or
+dropped us, and would otherwise not know this server until the next periodic join).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import grpc
+from sax import admin_pb2, admin_pb2_grpc
+
+from gateway.cell._files import CellFiles, parse_location
+from gateway.cell.settings import CellSettings
+
+_log = logging.getLogger("gateway.cell.modelserver")
+
+
+class JoinLoop:
+    def __init__(
+        self,
+        *,
+        settings: CellSettings,
+        request: admin_pb2.JoinRequest,
+        last_polled: Callable[[], float],
+        on_joined: Callable[[str], None] | None = None,
+    ) -> None:
+        self._on_joined = on_joined
+        self._settings = settings
+        self._files = CellFiles(settings)
+        self._request = request
+        self._last_polled = last_polled
+        self._joined_location: bytes | None = None
+        self._last_join = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self.joined = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="join loop")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def _should_join(self, location: bytes, now: float) -> str | None:
+        if self._joined_location is None:
+            return "first join"
+        if location != self._joined_location:
+            return "the admin moved"
+        if now - self._last_join >= self._settings.rejoin_interval:
+            return "periodic re-join"
+        unpolled = now - max(self._last_polled(), self._last_join)
+        if unpolled >= self._settings.server_dead_after:
+            return f"not polled for {unpolled:.1f}s"
+        return None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._step()
+            except Exception:
+                _log.exception("join loop step failed")
+            await asyncio.sleep(self._settings.location_watch_interval)
+
+    async def _step(self) -> None:
+        location = await self._files.read_location_bytes()
+        address = parse_location(location)
+        if location is None or address is None:
+            return
+        reason = self._should_join(location, time.monotonic())
+        if reason is None:
+            return
+        try:
+            await self._join(address)
+        except grpc.aio.AioRpcError as exc:
+            _log.warning("join %s (%s) failed: %s %s", address, reason, exc.code(), exc.details())
+            self._joined_location = None  # retry at the next step
+            return
+        _log.info("joined admin %s (%s) as %s", address, reason, self._request.address)
+        self._joined_location = location
+        self._last_join = time.monotonic()
+        self.joined.set()
+        if self._on_joined is not None:
+            self._on_joined(address)
+
+    async def _join(self, address: str) -> None:
+        async with grpc.aio.insecure_channel(address) as channel:
+            await admin_pb2_grpc.AdminStub(channel).Join(
+                self._request, timeout=self._settings.rpc_timeout
+            )

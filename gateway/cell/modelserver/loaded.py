@@ -1,0 +1,152 @@
+"""The models a model server holds, their status and statistics, and a log of cancelled streams.
+
+loaded = LoadedModels(seed=0)
+await loaded.load(request)                  # sax.LoadRequest
+with loaded.call("/sax/test/foo", "lm.generate") as model: ...
+loaded.cancellations("/sax/test/foo")       # when GenerateStream calls were cancelled
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import grpc
+from sax import common_pb2, modelet_pb2
+
+from gateway.cell._errors import cell_error, invalid_argument, not_found
+from gateway.cell.models import LoadSpec, create_model
+from gateway.cell.models.base import ServableModel
+from gateway.cell.modelserver.stats import MethodStats
+from gateway.client.errors import SaxError
+
+_log = logging.getLogger("gateway.cell.modelserver")
+
+
+@dataclass
+class LoadedModel:
+    key: str
+    model_path: str
+    checkpoint: str
+    status: common_pb2.ModelStatus
+    model: ServableModel | None = None
+    failure: str = ""
+    stats: dict[str, MethodStats] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Cancellation:
+    model_key: str
+    #: time.time() when the server noticed.
+    at: float
+    tokens_sent: int
+
+
+class LoadedModels:
+    def __init__(
+        self, *, seed: int, on_cancelled: Callable[[Cancellation], None] | None = None
+    ) -> None:
+        self._seed = seed
+        self._on_cancelled = on_cancelled
+        self._models: dict[str, LoadedModel] = {}
+        self._cancellations: list[Cancellation] = []
+
+    async def load(self, request: modelet_pb2.LoadRequest) -> None:
+        key: str = request.model_key
+        if not key:
+            raise invalid_argument("model_key is not specified")
+        existing = self._models.get(key)
+        if existing is not None and existing.status == common_pb2.LOADED:
+            if existing.model_path == request.model_path:
+                return  # a repeated Load (e.g. from a restarted admin) is a no-op
+            raise cell_error(
+                grpc.StatusCode.ALREADY_EXISTS, f"{key} is already loaded as {existing.model_path}"
+            )
+        entry = LoadedModel(
+            key=key,
+            model_path=request.model_path,
+            checkpoint=request.checkpoint_path,
+            status=common_pb2.LOADING,
+        )
+        self._models[key] = entry
+        try:
+            model = create_model(
+                LoadSpec(
+                    model_path=request.model_path,
+                    checkpoint=request.checkpoint_path,
+                    overrides=dict(request.overrides),
+                    seed=self._seed,
+                )
+            )
+        except SaxError as exc:
+            entry.status, entry.failure = common_pb2.FAILED, exc.message
+            _log.warning("failed to load %s (%s): %s", key, request.model_path, exc.message)
+            raise
+        entry.model = model
+        entry.stats = {name: MethodStats(name) for name in sorted(model.method_names)}
+        entry.status = common_pb2.LOADED
+        _log.info("loaded %s (%s)", key, request.model_path)
+
+    def unload(self, key: str) -> None:
+        if not key:
+            raise invalid_argument("model_key is not specified")
+        if self._models.pop(key, None) is None:
+            raise not_found(f"{key} is not loaded, cannot unload")
+        _log.info("unloaded %s", key)
+
+    def update(self, key: str, checkpoint: str) -> None:
+        entry = self._models.get(key)
+        if entry is None:
+            raise not_found(f"{key} is not loaded, cannot update")
+        entry.checkpoint = checkpoint or entry.checkpoint
+
+    def status(
+        self, *, failures: bool, method_stats: bool
+    ) -> list[modelet_pb2.GetStatusResponse.ModelWithStatus]:
+        out = []
+        for key, entry in sorted(self._models.items()):
+            model = modelet_pb2.GetStatusResponse.ModelWithStatus(
+                model_key=key, model_status=entry.status
+            )
+            if failures and entry.failure:
+                model.failure_reason = entry.failure
+            if method_stats:
+                model.method_stats.extend(s.to_proto() for s in entry.stats.values())
+            out.append(model)
+        return out
+
+    @contextmanager
+    def call(self, key: str, method: str) -> Iterator[ServableModel]:
+        """The loaded model for a data call, counted in the method's statistics."""
+        entry = self._models.get(key)
+        if entry is None or entry.model is None:
+            available = ", ".join(k for k, e in self._models.items() if e.model) or "none"
+            raise not_found(f"{key} is not loaded on this server. Available models: {available}")
+        stats = entry.stats.get(method)
+        if stats is None:
+            raise invalid_argument(
+                f"{key} ({entry.model_path}) does not support {method}; it supports "
+                + ", ".join(sorted(entry.stats))
+            )
+        started = stats.started()
+        ok = False
+        try:
+            yield entry.model
+            ok = True
+        finally:
+            stats.finished(started, ok=ok)
+
+    def record_cancellation(self, key: str, *, tokens_sent: int) -> None:
+        event = Cancellation(model_key=key, at=time.time(), tokens_sent=tokens_sent)
+        self._cancellations.append(event)
+        del self._cancellations[:-1000]
+        # The launcher and tests read this line from the server's log; keep its shape.
+        _log.info("stream cancelled model=%s tokens_sent=%d at=%.6f", key, tokens_sent, event.at)
+        if self._on_cancelled is not None:
+            self._on_cancelled(event)
+
+    def cancellations(self, key: str | None = None) -> list[Cancellation]:
+        return [c for c in self._cancellations if key is None or c.model_key == key]

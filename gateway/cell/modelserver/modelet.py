@@ -1,0 +1,73 @@
+"""sax.Modelet over gRPC: how an admin drives this model server."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+from sax import modelet_pb2, modelet_pb2_grpc
+
+from gateway.cell._errors import cell_error, unary_errors
+from gateway.cell.modelserver.loaded import LoadedModels
+
+
+class ModeletServicer(modelet_pb2_grpc.ModeletServicer):  # type: ignore[misc,unused-ignore]
+    def __init__(self, *, loaded: LoadedModels) -> None:
+        self._loaded = loaded
+        #: time.monotonic() of the last GetStatus call: an admin that stops polling has
+        #: forgotten this server (it restarted or dropped us), so the join loop re-joins.
+        self.last_polled = time.monotonic()
+
+    @unary_errors
+    async def Load(
+        self, request: modelet_pb2.LoadRequest, context: grpc.aio.ServicerContext
+    ) -> modelet_pb2.LoadResponse:
+        await self._loaded.load(request)
+        return modelet_pb2.LoadResponse()
+
+    @unary_errors
+    async def UpdateLoaded(
+        self, request: modelet_pb2.UpdateLoadedRequest, context: grpc.aio.ServicerContext
+    ) -> modelet_pb2.UpdateLoadedResponse:
+        self._loaded.update(request.model_key, request.checkpoint_path)
+        return modelet_pb2.UpdateLoadedResponse()
+
+    @unary_errors
+    async def Unload(
+        self, request: modelet_pb2.UnloadRequest, context: grpc.aio.ServicerContext
+    ) -> modelet_pb2.UnloadResponse:
+        self._loaded.unload(request.model_key)
+        return modelet_pb2.UnloadResponse()
+
+    @unary_errors
+    async def GetStatus(
+        self, request: modelet_pb2.GetStatusRequest, context: grpc.aio.ServicerContext
+    ) -> modelet_pb2.GetStatusResponse:
+        self.last_polled = time.monotonic()
+        return modelet_pb2.GetStatusResponse(
+            models=self._loaded.status(
+                failures=request.include_failure_reasons,
+                method_stats=request.include_method_stats,
+            ),
+            server_status=modelet_pb2.GetStatusResponse.ServerStatus(
+                state=modelet_pb2.GetStatusResponse.ServerStatus.ACTIVE
+            ),
+        )
+
+    @unary_errors
+    async def WakeUp(
+        self, request: modelet_pb2.WakeUpRequest, context: grpc.aio.ServicerContext
+    ) -> modelet_pb2.WakeUpResponse:
+        return modelet_pb2.WakeUpResponse()  # CPU servers never sleep
+
+    @unary_errors
+    async def Export(
+        self, request: modelet_pb2.ExportRequest, context: grpc.aio.ServicerContext
+    ) -> modelet_pb2.ExportResponse:
+        raise cell_error(grpc.StatusCode.UNIMPLEMENTED, "the embedded cell cannot export models")
+
+    @unary_errors
+    async def Save(
+        self, request: modelet_pb2.SaveRequest, context: grpc.aio.ServicerContext
+    ) -> modelet_pb2.SaveResponse:
+        raise cell_error(grpc.StatusCode.UNIMPLEMENTED, "the embedded cell cannot save models")

@@ -1,0 +1,166 @@
+"""Admin operations of the Sax client against the embedded cell, over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gateway.client import (
+    AlreadyExistsError,
+    CallOptions,
+    Client,
+    ClientSettings,
+    DeadlineExceededError,
+    InvalidArgumentError,
+    NotFoundError,
+    ServerTypeStat,
+)
+from tests.integration._client_fixtures import (
+    CELL,
+    SEED_LM,
+    TEST_LM,
+    TEST_VISION,
+    RunningCell,
+    publish_ready,
+)
+
+
+async def test_list_cells_finds_the_cell(client: Client) -> None:
+    assert await client.list_cells() == [CELL]
+
+
+async def test_publish_list_detail_unpublish(client: Client, cell: RunningCell) -> None:
+    model_id = f"{CELL}/foo"
+    await client.publish(model_id, TEST_LM, "None", 2, {"num_samples": "2"})
+    await client.wait_for_ready(model_id, 2, timeout=20)
+
+    detail = await client.list_detail(model_id)
+    assert detail.model_id == model_id
+    assert detail.model_path == TEST_LM
+    assert detail.checkpoint == "None"
+    assert detail.max_replicas == 2
+    assert detail.active_replicas == 2
+    assert detail.overrides == {"num_samples": "2"}
+    assert detail.addresses == sorted(s.address for s in cell.model_servers)
+    assert "lm.generate" in detail.method_names
+
+    await client.unpublish(model_id)
+    with pytest.raises(NotFoundError):
+        await client.list_detail(model_id)
+
+
+async def test_publish_twice_is_already_exists(client: Client) -> None:
+    await client.publish(f"{CELL}/dup", TEST_LM, "None", 1)
+    with pytest.raises(AlreadyExistsError):
+        await client.publish(f"{CELL}/dup", TEST_LM, "None", 1)
+
+
+async def test_publish_bad_model_path_is_invalid_argument(client: Client) -> None:
+    with pytest.raises(InvalidArgumentError):
+        await client.publish(f"{CELL}/bad", "not a path!", "None", 1)
+
+
+async def test_update_changes_only_given_fields(client: Client) -> None:
+    model_id = await publish_ready(client, "upd", replicas=1, overrides={"text": "a"})
+    await client.update(model_id, num_replicas=2)
+    await client.wait_for_ready(model_id, 2, timeout=20)
+    detail = await client.list_detail(model_id)
+    assert (detail.max_replicas, detail.active_replicas) == (2, 2)
+    assert detail.overrides == {"text": "a"}
+    assert detail.model_path == TEST_LM
+
+    await client.update(model_id, overrides={"text": "b"})
+    assert (await client.list_detail(model_id)).overrides == {"text": "b"}
+
+
+async def test_unpublish_unknown_is_not_found(client: Client) -> None:
+    with pytest.raises(NotFoundError):
+        await client.unpublish(f"{CELL}/never")
+
+
+async def test_list_all_is_sorted(client: Client) -> None:
+    for name in ("zz", "aa", "mm"):
+        await client.publish(f"{CELL}/{name}", TEST_LM, "None", 0)
+    models = await client.list_all(CELL)
+    assert [m.model_id for m in models] == [f"{CELL}/aa", f"{CELL}/mm", f"{CELL}/zz"]
+
+
+async def test_stats_of_cell_and_model(client: Client) -> None:
+    stats = await client.stats(CELL)
+    assert stats.server_types == [ServerTypeStat("CHIP_TYPE_CPU", "CHIP_TOPOLOGY_1", 2)]
+    assert stats.servers_by_model_path[SEED_LM] == 2
+    assert stats.servers_by_model_path[TEST_VISION] == 2
+
+    model_id = await publish_ready(client, "one", replicas=1)
+    model_stats = await client.stats(model_id)
+    assert sum(s.num_replicas for s in model_stats.server_types) == 1
+
+
+async def test_wait_for_ready_times_out_when_replicas_cannot_exist(client: Client) -> None:
+    await client.publish(f"{CELL}/many", TEST_LM, "None", 3)  # only two servers exist
+    with pytest.raises(DeadlineExceededError):
+        await client.wait_for_ready(f"{CELL}/many", 3, timeout=0.5)
+
+
+async def test_cell_acl_reads_and_writes_config(client: Client) -> None:
+    assert await client.get_acl(CELL) == ""
+    await client.set_acl(CELL, "sax-admins")
+    assert await client.get_acl(CELL) == "sax-admins"
+
+
+async def test_model_acl_and_method_acl(client: Client) -> None:
+    model_id = await publish_ready(client, "acl", replicas=1)
+    await client.set_acl(model_id, "owners")
+    await client.set_acl(model_id, "readers", method="lm.generate")
+    assert await client.get_acl(model_id) == "owners"
+    assert await client.get_acl(model_id, method="lm.generate") == "readers"
+    assert (await client.list_detail(model_id)).acls == {"lm.generate": "readers"}
+    await client.set_acl(model_id, "", method="lm.generate")
+    assert (await client.list_detail(model_id)).acls == {}
+
+
+@pytest.mark.parametrize("bad", ["", "foo", "/sax/test/Foo", "/sax/test", "/sax/Test/foo"])
+async def test_invalid_model_id_fails_before_any_rpc(client: Client, bad: str) -> None:
+    with pytest.raises(InvalidArgumentError) as info:
+        await client.list_detail(bad)
+    assert info.value.field_violations[0][0] == "model_id"
+    with pytest.raises(InvalidArgumentError):
+        await client.lm_generate(bad, "x")
+    assert client.admin_rpcs == 0
+
+
+async def test_unknown_cell_is_not_found(client: Client) -> None:
+    with pytest.raises(NotFoundError, match="cell /sax/nope not found"):
+        await client.list_all("/sax/nope")
+    with pytest.raises(NotFoundError):
+        await client.lm_generate("/sax/nope/lm", "x", CallOptions(timeout=5))
+
+
+async def test_client_follows_admin_to_a_new_address(
+    client: Client, cell: RunningCell, lm: str
+) -> None:
+    before = await client.list_detail(lm)
+    old_address = cell.admin_address
+    await cell.move_admin()
+    assert cell.admin_address != old_address
+
+    # The old address refuses connections now: the client must re-read location.proto.
+    models = await client.list_all(CELL, timeout=20)
+    assert lm in [m.model_id for m in models] or models == []
+    await client.publish(f"{CELL}/after-move", TEST_LM, "None", 0)
+    assert (await client.list_detail(f"{CELL}/after-move")).model_path == TEST_LM
+
+    # Data calls kept going meanwhile and still do.
+    assert await client.lm_generate(lm, "still here", CallOptions(timeout=10))
+    assert before.model_id == lm
+
+
+async def test_admin_timeout_default_applies(cell: RunningCell) -> None:
+    settings = ClientSettings(sax_root=cell.sax_root, admin_timeout=0.3)
+    async with Client(settings) as client:
+        await client.publish(f"{CELL}/slow", TEST_LM, "None", 3)
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(DeadlineExceededError):
+            await client.wait_for_ready(f"{CELL}/slow", 3)
+        assert asyncio.get_running_loop().time() - started < 2

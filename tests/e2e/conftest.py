@@ -13,6 +13,8 @@ from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack, StackSettings
 
 CELL = "/sax/test"
+# Short, so a test can show that streams outlive it while unary calls do not.
+ROUTE_TIMEOUT = 3.0
 
 
 @pytest.fixture(scope="session")
@@ -34,8 +36,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             listen_port=free_port(),
             admin_port=free_port(),
             cors_origins=("http://allowed.example",),
+            route_timeout=ROUTE_TIMEOUT,
         ),
         default_timeout=20.0,
+        # Fast admin cycles, so replicas load and dead servers go within a second or two.
+        cell_args=("--poll-interval", "0.3", "--server-dead-after", "2"),
         log_dir=str(logs),
     )
     with Stack(settings) as running:

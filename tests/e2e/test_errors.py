@@ -41,7 +41,7 @@ def test_bad_model_name_is_400_with_field_violation(http: httpx.Client) -> None:
     details = body["details"]
     assert isinstance(details, list) and len(details) == 1
     assert details[0]["@type"] == BAD_REQUEST
-    [violation] = details[0]["fieldViolations"]
+    [violation] = details[0]["field_violations"]
     assert violation["field"] == "model"
     assert "Bad!" in violation["description"]
 
@@ -64,7 +64,7 @@ def test_missing_fields_are_400_naming_the_field(http: httpx.Client) -> None:
         ),
     ]:
         body = _error(http.post(path, json=payload), 400, 3)
-        fields = [v["field"] for d in body["details"] for v in d["fieldViolations"]]
+        fields = [v["field"] for d in body["details"] for v in d["field_violations"]]
         assert fields == [field], (path, payload, body)
 
 

@@ -1,0 +1,207 @@
+"""Streaming generation through the real Envoy: SSE framing, no buffering, in-band errors,
+cancellation on disconnect, and deadlines."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from saxgateway.v1 import gateway_pb2 as pb
+from saxgateway.v1 import gateway_pb2_grpc
+
+from gateway.launch.stack import Stack
+from tests.e2e.conftest import ROUTE_TIMEOUT
+
+TEST_LM = "sax_gateway.testing.TestLM"
+
+
+@pytest.fixture
+def model(http: httpx.Client, request: pytest.FixtureRequest) -> Iterator[str]:
+    """Publishes the test LM with the overrides in the test's ``overrides`` marker."""
+    marker = request.node.get_closest_marker("overrides")
+    overrides = dict(marker.args[0]) if marker else {}
+    name = "/sax/test/" + re.sub(r"[^a-z0-9]", "-", request.node.name.lower())[:40].strip("-")
+    published = http.post(
+        "/publish",
+        json={
+            "model": name,
+            "model_path": TEST_LM,
+            "checkpoint": "None",
+            "replicas": 1,
+            "overrides": overrides,
+        },
+    )
+    assert published.status_code == 200, published.text
+    assert http.post("/wait_for_ready", json={"model": name}).status_code == 200
+    yield name
+    http.post("/unpublish", json={"model": name})
+
+
+def _events(response: httpx.Response) -> Iterator[tuple[float, dict[str, object]]]:
+    """Yields (arrival time, event JSON) as each SSE event arrives."""
+    for line in response.iter_lines():
+        if line.startswith("data: "):
+            yield time.monotonic(), json.loads(line.removeprefix("data: "))
+        else:
+            assert line == "", line
+
+
+def _delta(text: str, score: float) -> dict[str, object]:
+    return {
+        "deltas": [{"index": 0, "backtrack": 0, "text": text, "score": score}],
+        "done": False,
+        "texts": [],
+    }
+
+
+@pytest.mark.overrides({"text": "one two three four five", "delay_ms": "100"})
+def test_sse_one_event_per_token_as_it_is_produced(http: httpx.Client, model: str) -> None:
+    with http.stream("POST", "/generate_stream", json={"model": model, "query": "q"}) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "text/event-stream"
+        arrivals, events = zip(*_events(response), strict=True)
+    assert list(events) == [
+        _delta("one", -0.1),
+        _delta(" two", -0.2),
+        _delta(" three", pytest.approx(-0.3)),
+        _delta(" four", -0.4),
+        _delta(" five", -0.5),
+        {"deltas": [], "done": True, "texts": [{"text": "one two three four five", "score": -0.5}]},
+    ]
+    # The model emits a token every 100 ms: unbuffered delivery keeps them apart. Buffering
+    # anywhere on the way would deliver several events at once.
+    gaps = [b - a for a, b in itertools.pairwise(arrivals[:5])]
+    assert all(0.05 < gap < 0.4 for gap in gaps), gaps
+
+
+@pytest.mark.overrides({"text": "a b c d", "fail_after_tokens": "2", "fail_code": "INTERNAL"})
+def test_mid_stream_failure_is_an_in_band_error_event(
+    stack: Stack, http: httpx.Client, model: str
+) -> None:
+    with http.stream("POST", "/generate_stream", json={"model": model, "query": "q"}) as response:
+        assert response.status_code == 200
+        events = [event for _, event in _events(response)]
+    assert events[:2] == [_delta("a", -0.1), _delta(" b", -0.2)]
+    final = events[2]
+    assert len(events) == 3
+    error = final.pop("error")
+    assert final == {"deltas": [], "done": True, "texts": []}
+    assert isinstance(error, dict) and error["code"] == 13 and error["details"] == []
+    assert isinstance(error["message"], str) and error["message"]
+
+    # gRPC clients get the same messages and then the real status.
+    with grpc.insecure_channel(stack.grpc_address) as channel:
+        stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+        received = []
+        with pytest.raises(grpc.RpcError) as failure:
+            for message in stub.GenerateStream(pb.GenerateStreamRequest(model=model, query="q")):
+                received.append(message)
+        assert failure.value.code() == grpc.StatusCode.INTERNAL
+        assert [m.deltas[0].text for m in received[:2]] == ["a", " b"]
+        assert received[2].done and received[2].error.code == 13
+
+
+def _cancellations(stack: Stack, model: str) -> list[float]:
+    log = Path(str(stack.settings.log_dir)) / "cell.log"
+    pattern = re.compile(rf"cancelled model={re.escape(model)} \S+ at=([0-9.]+)")
+    return [float(m.group(1)) for m in pattern.finditer(log.read_text(errors="replace"))]
+
+
+@pytest.mark.overrides({"text": " ".join(["tok"] * 50), "delay_ms": "100"})
+def test_http_disconnect_cancels_decoding(stack: Stack, model: str) -> None:
+    with (
+        httpx.Client(base_url=stack.http_url) as client,
+        client.stream("POST", "/generate_stream", json={"model": model, "query": "q"}) as response,
+    ):
+        first = next(_events(response))
+        assert first[1] == _delta("tok", -0.1)
+    disconnected = time.time()  # leaving the blocks closed the connection
+    deadline = time.monotonic() + 5
+    while not _cancellations(stack, model) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    [cancelled_at] = _cancellations(stack, model)
+    assert cancelled_at - disconnected < 0.1
+
+
+@pytest.mark.overrides({"text": " ".join(["tok"] * 50), "delay_ms": "100"})
+def test_grpc_cancel_cancels_decoding(stack: Stack, model: str) -> None:
+    with grpc.insecure_channel(stack.grpc_address) as channel:
+        call = gateway_pb2_grpc.SaxGatewayStub(channel).GenerateStream(
+            pb.GenerateStreamRequest(model=model, query="q")
+        )
+        assert next(call).deltas[0].text == "tok"
+        call.cancel()
+        cancelled = time.time()
+    deadline = time.monotonic() + 5
+    while not _cancellations(stack, model) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    [cancelled_at] = _cancellations(stack, model)
+    assert cancelled_at - cancelled < 0.1
+
+
+@pytest.mark.overrides({"text": " ".join(["tok"] * 30), "delay_ms": "100"})
+def test_deadline_mid_stream_is_an_in_band_error(http: httpx.Client, model: str) -> None:
+    body = {"model": model, "query": "q", "timeout": "0.55s"}
+    with http.stream("POST", "/generate_stream", json=body) as response:
+        assert response.status_code == 200
+        events = [event for _, event in _events(response)]
+    assert 3 <= len(events) <= 7, events
+    final = events[-1]
+    assert final["done"] is True
+    assert isinstance(final["error"], dict) and final["error"]["code"] == 4
+
+
+def test_deadline_before_streaming_is_504(http: httpx.Client) -> None:
+    model = "/sax/test/never-served"
+    publish = {"model": model, "model_path": TEST_LM, "checkpoint": "None", "replicas": 0}
+    assert http.post("/publish", json=publish).status_code == 200
+    try:
+        response = http.post(
+            "/generate_stream",
+            json={"model": model, "query": "q"},
+            headers={"grpc-timeout": "400m"},
+        )
+        assert response.status_code == 504, response.text
+        assert response.json()["code"] == 4
+    finally:
+        http.post("/unpublish", json={"model": model})
+
+
+@pytest.mark.overrides({"text": " ".join(["tok"] * 40), "delay_ms": "100"})
+def test_streams_outlive_the_route_timeout(http: httpx.Client, model: str) -> None:
+    started = time.monotonic()
+    with http.stream("POST", "/generate_stream", json={"model": model, "query": "q"}) as response:
+        events = [event for _, event in _events(response)]
+    assert time.monotonic() - started > ROUTE_TIMEOUT
+    assert events[-1] == {
+        "deltas": [],
+        "done": True,
+        "texts": [{"text": " ".join(["tok"] * 40), "score": pytest.approx(-4.0)}],
+    }
+    assert len(events) == 41
+
+
+def test_v1_stream_twin_and_unary_generate_agree(http: httpx.Client) -> None:
+    model = "/sax/test/twin"
+    publish = {
+        "model": model,
+        "model_path": TEST_LM,
+        "checkpoint": "None",
+        "replicas": 1,
+        "overrides": {"text": "same words"},
+    }
+    assert http.post("/publish", json=publish).status_code == 200
+    try:
+        with http.stream("POST", "/v1/sax/test/twin:streamGenerate", json={"query": "q"}) as r:
+            events = [event for _, event in _events(r)]
+        unary = http.post("/generate", json={"model": model, "query": "q"}).json()
+        assert events[-1]["texts"] == unary["texts"] == [{"text": "same words", "score": -0.2}]
+    finally:
+        http.post("/unpublish", json={"model": model})

@@ -41,6 +41,11 @@ def add_cell_arguments(parser: argparse.ArgumentParser, *, sax_root_required: bo
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
+    parser.add_argument(
+        "--exit-on-stdin-eof",
+        action="store_true",
+        help="also stop when stdin closes (launchers pass a pipe so children die with them)",
+    )
 
 
 def settings_from_args(args: argparse.Namespace, *, sax_root: str) -> CellSettings:

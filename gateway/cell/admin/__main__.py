@@ -14,12 +14,12 @@ from gateway.cell.admin.server import AdminServer
 from gateway.cell.settings import CellSettings
 
 
-async def _serve(settings: CellSettings) -> None:
+async def _serve(settings: CellSettings, *, exit_on_stdin_eof: bool) -> None:
     server = AdminServer(settings)
     await server.start()
     _process.emit(f"listening {server.address}")
     try:
-        await _process.wait_for_signal()
+        await _process.wait_for_signal(or_stdin_eof=exit_on_stdin_eof)
     finally:
         await server.stop()
 
@@ -31,7 +31,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     configure_logging(args.log_level, name="admin")
     settings = settings_from_args(args, sax_root=args.sax_root)
-    _process.run(_serve(dataclasses.replace(settings, admin_port=args.port)))
+    _process.run(
+        _serve(
+            dataclasses.replace(settings, admin_port=args.port),
+            exit_on_stdin_eof=args.exit_on_stdin_eof,
+        )
+    )
 
 
 if __name__ == "__main__":

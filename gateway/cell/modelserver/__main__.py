@@ -20,7 +20,7 @@ def _cancelled(event: Cancellation) -> None:
     )
 
 
-async def _serve(settings: CellSettings, port: int) -> None:
+async def _serve(settings: CellSettings, *, port: int, exit_on_stdin_eof: bool) -> None:
     server = ModelServer(
         settings,
         port=port,
@@ -30,7 +30,7 @@ async def _serve(settings: CellSettings, port: int) -> None:
     await server.start()
     _process.emit(f"listening {server.address}")
     try:
-        await _process.wait_for_signal()
+        await _process.wait_for_signal(or_stdin_eof=exit_on_stdin_eof)
     finally:
         await server.stop()
 
@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     args = parser.parse_args(argv)
     configure_logging(args.log_level, name="modelserver")
-    _process.run(_serve(settings_from_args(args, sax_root=args.sax_root), args.port))
+    settings = settings_from_args(args, sax_root=args.sax_root)
+    _process.run(_serve(settings, port=args.port, exit_on_stdin_eof=args.exit_on_stdin_eof))
 
 
 if __name__ == "__main__":

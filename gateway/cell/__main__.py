@@ -1,0 +1,70 @@
+"""Runs a whole embedded Sax cell: an admin server plus N CPU model servers.
+
+    python -m gateway.cell [--sax-root DIR] [--admin-port 10000] [--model-servers 1]
+                           [--model-server-ports 10001,10002] [--cell /sax/test] ...
+
+Prints one line per listening address on stdout, logs to stderr, and stops everything on
+SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import tempfile
+
+from gateway.cell import _process
+from gateway.cell._args import add_cell_arguments, configure_logging, settings_from_args
+from gateway.cell._launcher import EmbeddedCell
+from gateway.cell.settings import CellSettings
+
+_log = logging.getLogger("gateway.cell")
+
+
+def _ports(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated ports, got {text!r}") from None
+
+
+async def _run(settings: CellSettings, log_level: str) -> None:
+    async with EmbeddedCell(settings, log_level=log_level) as cell:
+        print(f"SAX_ROOT={cell.sax_root}", flush=True)
+        print(f"admin {cell.cell} {cell.admin_address}", flush=True)
+        for server in cell.model_servers:
+            print(f"model-server {server.address}", flush=True)
+        await _process.wait_for_signal()
+        _log.info("stopping the cell")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m gateway.cell", description=__doc__)
+    add_cell_arguments(parser, sax_root_required=False)
+    parser.add_argument("--admin-port", type=int, default=10000, help="0 picks a free port")
+    parser.add_argument("--model-servers", type=int, default=1, help="how many model servers")
+    parser.add_argument(
+        "--model-server-ports",
+        type=_ports,
+        default=(),
+        help="comma-separated ports of the model servers (default: free ports)",
+    )
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level, name="cell")
+    sax_root = args.sax_root or tempfile.mkdtemp(prefix="sax-root-")
+    settings = dataclasses.replace(
+        settings_from_args(args, sax_root=sax_root),
+        admin_port=args.admin_port,
+        num_model_servers=args.model_servers,
+        model_server_ports=args.model_server_ports,
+    )
+    if len(settings.model_server_ports) > settings.num_model_servers:
+        parser.error("more --model-server-ports than --model-servers")
+    _process.run(_run(settings, args.log_level))
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

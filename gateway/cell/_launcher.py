@@ -1,0 +1,280 @@
+"""`EmbeddedCell`: an admin server and N model servers, each its own OS process.
+
+    settings = CellSettings(sax_root=str(tmp_path / "root"), num_model_servers=2,
+                            poll_interval=0.2, server_dead_after=1.0)
+    async with EmbeddedCell(settings) as cell:
+        cell.admin_address, [s.address for s in cell.model_servers]
+        cell.model_servers[0].kill()            # SIGKILL: the admin moves its replicas
+        await cell.restart_admin(kill=True)     # kill -9 and restart on the same port
+
+Processes, not tasks, so that a test can `kill -9` a server and so that servers do not share a
+GIL with the test (or the benchmark). The children tell the launcher what they do through
+event lines on stdout (see `_process`); their logs go straight to this process's stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable
+from types import TracebackType
+
+from gateway.cell._args import settings_to_argv
+from gateway.cell.modelserver.loaded import Cancellation
+from gateway.cell.settings import CellSettings
+
+_log = logging.getLogger("gateway.cell")
+
+#: Seconds a stopped server gets to exit before it is killed.
+STOP_TIMEOUT = 5.0
+
+
+class _ServerProcess:
+    """One child server process and the events it reported."""
+
+    def __init__(self, *, module: str, argv: list[str], name: str) -> None:
+        self._module = module
+        self._argv = argv
+        self.name = name
+        self.address = ""
+        self.joins = 0
+        self.cancellations: list[Cancellation] = []
+        self._process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+        self.exited = False
+
+    @property
+    def pid(self) -> int:
+        if self._process is None:
+            raise RuntimeError(f"{self.name} is not started")
+        return self._process.pid
+
+    async def start(self, *, timeout: float) -> None:
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            self._module,
+            *self._argv,
+            "--exit-on-stdin-eof",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        self._reader = asyncio.create_task(self._read_events(), name=f"{self.name} events")
+        await self.wait_until(lambda: bool(self.address), timeout=timeout, what="to listen")
+
+    async def _read_events(self) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        async for raw in self._process.stdout:
+            kind, _, rest = raw.decode(errors="replace").strip().partition(" ")
+            if kind == "listening":
+                self.address = rest
+            elif kind == "joined":
+                self.joins += 1
+            elif kind == "cancelled":
+                fields = dict(item.split("=", 1) for item in rest.split())
+                self.cancellations.append(
+                    Cancellation(
+                        model_key=fields["model"],
+                        at=float(fields["at"]),
+                        tokens_sent=int(fields["tokens_sent"]),
+                    )
+                )
+            self._notify()
+        self.exited = True
+        self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_until(self, condition: Callable[[], bool], *, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if self.exited:
+                raise RuntimeError(f"{self.name} exited before it came {what}")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{self.name} did not come {what} within {timeout} s")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+
+    def kill(self) -> None:
+        if self._process is not None and self._process.returncode is None:
+            self._process.kill()
+
+    async def stop(self, *, timeout: float = STOP_TIMEOUT) -> None:
+        """SIGTERM, then SIGKILL after `timeout`; waits for the exit either way."""
+        if self._process is None:
+            return
+        if self._process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self._process.wait(), timeout)
+            except TimeoutError:
+                _log.warning("%s did not stop within %s s; killing it", self.name, timeout)
+                self.kill()
+        await self._process.wait()
+        if self._process.stdin is not None:
+            self._process.stdin.close()
+        if self._reader is not None:
+            await self._reader
+
+
+class ModelServerHandle:
+    """A model server of an EmbeddedCell."""
+
+    def __init__(self, process: _ServerProcess) -> None:
+        self._process = process
+
+    @property
+    def address(self) -> str:
+        return self._process.address
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    @property
+    def running(self) -> bool:
+        return not self._process.exited
+
+    @property
+    def joins(self) -> int:
+        """How many times it has joined an admin."""
+        return self._process.joins
+
+    def cancellations(self, model_key: str | None = None) -> list[Cancellation]:
+        """GenerateStream calls the server saw cancelled (`at` is time.time())."""
+        return [
+            c for c in self._process.cancellations if model_key is None or c.model_key == model_key
+        ]
+
+    async def wait_for_cancellation(self, model_key: str, *, timeout: float = 5.0) -> Cancellation:
+        count = len(self.cancellations(model_key))
+        await self._process.wait_until(
+            lambda: len(self.cancellations(model_key)) > count,
+            timeout=timeout,
+            what=f"to report a cancelled stream of {model_key}",
+        )
+        return self.cancellations(model_key)[-1]
+
+    async def wait_for_joins(self, count: int, *, timeout: float = 30.0) -> None:
+        """Waits until it has joined an admin `count` times in all."""
+        await self._process.wait_until(
+            lambda: self._process.joins >= count, timeout=timeout, what=f"to join {count} times"
+        )
+
+    async def stop(self) -> None:
+        """Stops it gracefully (SIGTERM)."""
+        await self._process.stop()
+
+    def kill(self) -> None:
+        """Kills it at once (SIGKILL), as a crash would."""
+        self._process.kill()
+
+
+class EmbeddedCell:
+    """An async context manager running a whole Sax cell; see the module docstring."""
+
+    def __init__(
+        self, settings: CellSettings, *, log_level: str = "INFO", startup_timeout: float = 30.0
+    ) -> None:
+        self.settings = settings
+        self._argv = [*settings_to_argv(settings), f"--log-level={log_level}"]
+        self._timeout = startup_timeout
+        self._admin: _ServerProcess | None = None
+        self._admin_port = settings.admin_port
+        self._incarnation = 0
+        self.model_servers: list[ModelServerHandle] = []
+
+    @property
+    def sax_root(self) -> str:
+        return self.settings.sax_root
+
+    @property
+    def cell(self) -> str:
+        return self.settings.cell
+
+    @property
+    def admin_address(self) -> str:
+        if self._admin is None:
+            raise RuntimeError("the cell is not started")
+        return self._admin.address
+
+    @property
+    def admin_pid(self) -> int:
+        if self._admin is None:
+            raise RuntimeError("the cell is not started")
+        return self._admin.pid
+
+    async def __aenter__(self) -> EmbeddedCell:
+        try:
+            await self._start_admin()
+            ports = [
+                self.settings.model_server_port(i) for i in range(self.settings.num_model_servers)
+            ]
+            await asyncio.gather(*(self.add_model_server(port=port) for port in ports))
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Stops every model server, then the admin."""
+        await asyncio.gather(*(server.stop() for server in self.model_servers))
+        if self._admin is not None:
+            await self._admin.stop()
+
+    async def _start_admin(self) -> None:
+        self._incarnation += 1
+        admin = _ServerProcess(
+            module="gateway.cell.admin",
+            argv=[*self._argv, f"--port={self._admin_port}"],
+            name=f"admin#{self._incarnation}",
+        )
+        self._admin = admin
+        await admin.start(timeout=self._timeout)
+        # A restarted admin must come back where clients and model servers expect it.
+        self._admin_port = int(admin.address.rsplit(":", 1)[1])
+
+    async def add_model_server(self, *, port: int = 0) -> ModelServerHandle:
+        """Starts one more model server; returns once it has joined the admin."""
+        process = _ServerProcess(
+            module="gateway.cell.modelserver",
+            argv=[*self._argv, f"--port={port}"],
+            name=f"model server #{len(self.model_servers) + 1}",
+        )
+        handle = ModelServerHandle(process)
+        self.model_servers.append(handle)
+        await process.start(timeout=self._timeout)
+        await handle.wait_for_joins(1, timeout=self._timeout)
+        return handle
+
+    async def restart_admin(self, *, kill: bool = True) -> None:
+        """Kills (SIGKILL) or stops the admin and starts a new one on the same port; returns
+        once every running model server has joined the new one."""
+        if self._admin is not None:
+            if kill:
+                self._admin.kill()
+            await self._admin.stop()
+        running = [(server, server.joins) for server in self.model_servers if server.running]
+        await self._start_admin()
+        # They notice the restart when it stops polling them (after server_dead_after).
+        timeout = self._timeout + 2 * self.settings.server_dead_after
+        await asyncio.gather(
+            *(server.wait_for_joins(joins + 1, timeout=timeout) for server, joins in running)
+        )

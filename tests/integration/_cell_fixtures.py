@@ -1,0 +1,126 @@
+"""Fixtures of the embedded cell's own tests: cells over real sockets, raw Sax stubs.
+
+Two flavours: `embedded_cell` runs every server as its own process (what `kill -9` needs);
+`inproc_cell` runs them in the test's event loop (faster to start, and its model servers'
+cancellation records are plain Python).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from sax import admin_pb2, admin_pb2_grpc
+
+from gateway.cell import AdminServer, CellSettings, EmbeddedCell, ModelServer
+
+CELL = "/sax/test"
+TEST_LM = "sax_gateway.testing.TestLM"
+SEED_LM = "saxml.server.pax.lm.params.lm_cloud.LmCloudSpmd2BTest"
+
+
+def fast_settings(tmp_path: Path, *, num_model_servers: int = 2) -> CellSettings:
+    """Upstream's timings shrunk 50x, so failures are noticed within about a second."""
+    return CellSettings(
+        sax_root=str(tmp_path / "root"),
+        cell=CELL,
+        num_model_servers=num_model_servers,
+        poll_interval=0.2,
+        server_dead_after=1.0,
+        location_watch_interval=0.1,
+        rpc_timeout=1.0,
+    )
+
+
+@pytest.fixture
+async def embedded_cell(tmp_path: Path) -> AsyncIterator[EmbeddedCell]:
+    """An admin and two model servers, each its own process."""
+    async with EmbeddedCell(fast_settings(tmp_path), log_level="WARNING") as cell:
+        yield cell
+
+
+@dataclass
+class InprocCell:
+    settings: CellSettings
+    admin: AdminServer
+    model_servers: list[ModelServer]
+
+
+@asynccontextmanager
+async def inproc(settings: CellSettings) -> AsyncIterator[InprocCell]:
+    admin = AdminServer(settings)
+    await admin.start()
+    cell = InprocCell(settings=settings, admin=admin, model_servers=[])
+    try:
+        for _ in range(settings.num_model_servers):
+            server = ModelServer(settings)
+            await server.start()
+            cell.model_servers.append(server)
+        for server in cell.model_servers:
+            await asyncio.wait_for(server.joined.wait(), 10)
+        yield cell
+    finally:
+        for server in cell.model_servers:
+            await server.stop(grace=0)
+        await cell.admin.stop(grace=0)
+
+
+@pytest.fixture
+async def inproc_cell(tmp_path: Path) -> AsyncIterator[InprocCell]:
+    """An admin and two model servers in this event loop."""
+    async with inproc(fast_settings(tmp_path)) as cell:
+        yield cell
+
+
+@asynccontextmanager
+async def admin_stub(address: str) -> AsyncIterator[admin_pb2_grpc.AdminStub]:
+    async with grpc.aio.insecure_channel(address) as channel:
+        yield admin_pb2_grpc.AdminStub(channel)
+
+
+async def publish(
+    admin: admin_pb2_grpc.AdminStub,
+    name: str,
+    *,
+    model_path: str = TEST_LM,
+    replicas: int = 1,
+    overrides: dict[str, str] | None = None,
+    wait: bool = True,
+) -> str:
+    """Publishes /sax/test/<name> and (by default) waits until all replicas are ready."""
+    model_id = f"{CELL}/{name}"
+    model = admin_pb2.Model(
+        model_id=model_id,
+        model_path=model_path,
+        checkpoint_path="None",
+        requested_num_replicas=replicas,
+        overrides=overrides or {},
+    )
+    await admin.Publish(admin_pb2.PublishRequest(model=model), timeout=5)
+    if wait:
+        await admin.WaitForReady(
+            admin_pb2.WaitForReadyRequest(model_id=model_id, num_replicas=replicas), timeout=10
+        )
+    return model_id
+
+
+async def addresses(admin: admin_pb2_grpc.AdminStub, model_id: str) -> list[str]:
+    reply = await admin.List(admin_pb2.ListRequest(model_id=model_id), timeout=5)
+    return list(reply.published_models[0].modelet_addresses)
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], *, timeout: float = 10.0, interval: float = 0.05
+) -> None:
+    """Waits until check() is true; fails the test after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)

@@ -5,7 +5,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install up test lint gen check-gen unit integration e2e clean
+.PHONY: install up test lint gen check-gen contract openapi unit integration e2e clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -20,7 +20,7 @@ up: install
 	$(VENV)/bin/saxgw up
 
 ## Run every check and the whole test suite.
-test: install check-gen lint
+test: install check-gen lint contract
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install
@@ -33,6 +33,22 @@ gen: install
 
 check-gen: install
 	PYTHON=$(PY) scripts/check-gen
+
+# Node tooling (buf, the Node example client), pinned by package-lock.json.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+## The API contract: buf lint, format and breaking (scripts/buf-check), OpenAPI up to date.
+contract: install node_modules/.installed
+	PYTHON=$(PY) scripts/buf-check
+	$(PY) scripts/openapi.py --check
+	$(VENV)/bin/ruff check scripts && $(VENV)/bin/ruff format --check scripts
+	$(VENV)/bin/mypy --strict scripts/openapi.py scripts/apidocs.py
+
+## Regenerate openapi/openapi.json and docs/api.md from proto/.
+openapi: install
+	$(PY) scripts/openapi.py
 
 unit integration e2e: install
 	$(PY) -m pytest tests/$@ $(PYTEST_ARGS)

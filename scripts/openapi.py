@@ -1,0 +1,413 @@
+#!/usr/bin/env python3
+"""OpenAPI 3.1 for the HTTP/JSON surface Envoy's transcoder serves, made from the proto.
+
+Reads ``proto/saxgateway/v1/gateway.proto`` (compiled with comments), its ``google.api.http``
+bindings and field comments, and writes ``openapi/openapi.json`` and its rendered view
+``docs/api.md``. JSON is described as Envoy prints it: proto field names
+(``preserve_proto_field_names``), 64-bit integers as strings, bytes as base64, well-known
+types in their proto3 JSON form, errors as ``{"code", "message", "details"}``, and
+server-streaming RPCs as Server-Sent Events.
+
+    scripts/openapi.py            # regenerate
+    scripts/openapi.py --check    # fail if the committed files are stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import apidocs
+from google.api import annotations_pb2, field_behavior_pb2, http_pb2
+from google.protobuf import descriptor_pb2
+from grpc_tools import protoc  # type: ignore[import-untyped]
+
+ROOT = Path(__file__).resolve().parent.parent
+PROTO = "saxgateway/v1/gateway.proto"
+OPENAPI = Path("openapi/openapi.json")
+MARKDOWN = Path("docs/api.md")
+
+Schema = dict[str, Any]
+FDP = descriptor_pb2.FieldDescriptorProto
+
+# Path-template variables bind Sax IDs: "sax/<cell>/<name>". OpenAPI path parameters cannot
+# contain "/", so each wildcard segment after "sax" becomes a parameter of its own.
+SEGMENT_NAMES = ("cell", "name")
+DURATION = r"^-?[0-9]+(\.[0-9]{1,9})?s$"
+BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+INT64 = r"^-?[0-9]+$"
+
+_SCALARS: dict[int, Schema] = {
+    FDP.TYPE_STRING: {"type": "string"},
+    FDP.TYPE_BOOL: {"type": "boolean"},
+    FDP.TYPE_DOUBLE: {"type": "number", "format": "double"},
+    FDP.TYPE_FLOAT: {"type": "number", "format": "float"},
+    FDP.TYPE_INT32: {"type": "integer", "format": "int32"},
+    FDP.TYPE_SINT32: {"type": "integer", "format": "int32"},
+    FDP.TYPE_SFIXED32: {"type": "integer", "format": "int32"},
+    FDP.TYPE_UINT32: {"type": "integer", "format": "uint32", "minimum": 0},
+    FDP.TYPE_FIXED32: {"type": "integer", "format": "uint32", "minimum": 0},
+    FDP.TYPE_INT64: {"type": "string", "format": "int64", "pattern": INT64},
+    FDP.TYPE_SINT64: {"type": "string", "format": "int64", "pattern": INT64},
+    FDP.TYPE_SFIXED64: {"type": "string", "format": "int64", "pattern": INT64},
+    FDP.TYPE_UINT64: {"type": "string", "format": "uint64", "pattern": r"^[0-9]+$"},
+    FDP.TYPE_FIXED64: {"type": "string", "format": "uint64", "pattern": r"^[0-9]+$"},
+    FDP.TYPE_BYTES: {"type": "string", "contentEncoding": "base64", "pattern": BASE64},
+}
+_INT32_RANGE = {"minimum": -(2**31), "maximum": 2**31 - 1}
+
+# Well-known types have their own JSON forms (protobuf.dev/programming-guides/json).
+_WELL_KNOWN: dict[str, Schema] = {
+    "google.protobuf.Value": {"description": "Any JSON value."},
+    "google.protobuf.Struct": {"type": "object", "description": "Any JSON object."},
+    "google.protobuf.ListValue": {"type": "array", "description": "Any JSON array."},
+    "google.protobuf.Duration": {
+        "type": "string",
+        "pattern": DURATION,
+        "description": 'Seconds with up to 9 fractional digits and an "s" suffix, e.g. "1.5s".',
+    },
+    "google.protobuf.Timestamp": {"type": "string", "format": "date-time"},
+    "google.protobuf.Empty": {"type": "object"},
+    "google.protobuf.Any": {
+        "type": "object",
+        "properties": {"@type": {"type": "string", "description": "The type URL."}},
+        "required": ["@type"],
+        "description": "A message with its type URL, e.g. a google.rpc.BadRequest.",
+    },
+}
+
+_STATUS_TEXT = (
+    "Errors are JSON (`Error`) with the HTTP status Envoy maps the gRPC code to: "
+    "INVALID_ARGUMENT 400, UNAUTHENTICATED 401, PERMISSION_DENIED 403, NOT_FOUND 404, "
+    "ALREADY_EXISTS 409, FAILED_PRECONDITION 400, RESOURCE_EXHAUSTED 429, CANCELLED 499, "
+    "UNIMPLEMENTED 501, UNAVAILABLE 503, DEADLINE_EXCEEDED 504."
+)
+
+
+@dataclass(frozen=True)
+class Message:
+    proto: descriptor_pb2.DescriptorProto
+    comments: dict[tuple[int, ...], str]
+    path: tuple[int, ...]
+
+    def comment(self, *sub: int) -> str:
+        return self.comments.get(self.path + sub, "")
+
+
+def compile_descriptor(proto_root: Path) -> descriptor_pb2.FileDescriptorSet:
+    """gateway.proto and its imports, with comments, compiled by grpcio-tools' protoc."""
+    import google.api
+
+    gapis = Path(google.api.__path__[0]).parent.parent
+    wkt = resources.files("grpc_tools") / "_proto"
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "set.binpb"
+        args = ["protoc", f"-I{proto_root}", f"-I{gapis}", f"-I{wkt}", "--include_imports"]
+        args += ["--include_source_info", f"--descriptor_set_out={out}", PROTO]
+        if protoc.main(args) != 0:
+            raise SystemExit("protoc failed")
+        return descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
+
+
+def _comments(file: descriptor_pb2.FileDescriptorProto) -> dict[tuple[int, ...], str]:
+    result = {}
+    for loc in file.source_code_info.location:
+        paragraphs = loc.leading_comments.strip().split("\n\n")
+        text = "\n\n".join(" ".join(p.split()) for p in paragraphs)
+        if text:
+            result[tuple(loc.path)] = text
+    return result
+
+
+def _messages(fds: descriptor_pb2.FileDescriptorSet) -> dict[str, Message]:
+    found: dict[str, Message] = {}
+
+    def walk(
+        prefix: str,
+        msgs: Any,
+        comments: dict[tuple[int, ...], str],
+        path: tuple[int, ...],
+        tag: int,
+    ) -> None:
+        for i, msg in enumerate(msgs):
+            name = f"{prefix}.{msg.name}"
+            found[name] = Message(msg, comments, (*path, tag, i))
+            walk(name, msg.nested_type, comments, (*path, tag, i), 3)
+
+    for file in fds.file:
+        walk(file.package, file.message_type, _comments(file), (), 4)
+    return found
+
+
+class Generator:
+    def __init__(self, fds: descriptor_pb2.FileDescriptorSet) -> None:
+        self.messages = _messages(fds)
+        self.file = next(f for f in fds.file if f.name == PROTO)
+        self.comments = _comments(self.file)
+        self.schemas: dict[str, Schema] = {}
+
+    # --- schemas -------------------------------------------------------------------------
+
+    def ref(self, type_name: str) -> Schema:
+        name = type_name.lstrip(".")
+        if name in _WELL_KNOWN:
+            return dict(_WELL_KNOWN[name])
+        if name not in self.schemas:
+            self.schemas[name] = {}  # placeholder: recursion-safe
+            self.schemas[name] = self.message_schema(name)
+        return {"$ref": f"#/components/schemas/{name}"}
+
+    def field_schema(self, field: descriptor_pb2.FieldDescriptorProto) -> Schema:
+        if field.type in (FDP.TYPE_MESSAGE, FDP.TYPE_GROUP):
+            entry = self.messages.get(field.type_name.lstrip("."))
+            if entry and entry.proto.options.map_entry:
+                key, value = entry.proto.field
+                keys = dict(_SCALARS[key.type])
+                keys.pop("type", None)
+                keys.pop("format", None)
+                schema: Schema = {"type": "object", "additionalProperties": self.value(value)}
+                if keys.get("pattern"):
+                    schema["propertyNames"] = {"pattern": keys["pattern"]}
+                return schema
+        item = self.value(field)
+        if field.label == FDP.LABEL_REPEATED:
+            return {"type": "array", "items": item}
+        return item
+
+    def value(self, field: descriptor_pb2.FieldDescriptorProto) -> Schema:
+        if field.type in (FDP.TYPE_MESSAGE, FDP.TYPE_GROUP):
+            return self.ref(field.type_name)
+        if field.type == FDP.TYPE_ENUM:
+            return {"type": "string", "x-proto-enum": field.type_name.lstrip(".")}
+        schema = dict(_SCALARS[field.type])
+        if schema.get("format") == "int32":
+            schema.update(_INT32_RANGE)
+        return schema
+
+    def message_schema(self, name: str, *, skip: frozenset[str] = frozenset()) -> Schema:
+        msg = self.messages[name]
+        props: dict[str, Schema] = {}
+        required = []
+        for i, field in enumerate(msg.proto.field):
+            if field.name in skip:
+                continue
+            schema = self.field_schema(field)
+            doc = msg.comment(2, i)
+            if doc:
+                schema = {**schema, "description": doc}  # 3.1 allows siblings of $ref
+            props[field.name] = schema
+            if (
+                field_behavior_pb2.REQUIRED
+                in field.options.Extensions[field_behavior_pb2.field_behavior]
+            ):
+                required.append(field.name)
+        result: Schema = {"type": "object"}
+        if msg.comment():
+            result["description"] = msg.comment()
+        result["properties"] = props
+        if required:
+            result["required"] = required
+        return result
+
+    # --- paths ---------------------------------------------------------------------------
+
+    def document(self) -> Schema:
+        service = self.file.service[0]
+        paths: dict[str, dict[str, Schema]] = {}
+        for m, method in enumerate(service.method):
+            rule = method.options.Extensions[annotations_pb2.http]
+            rules = [rule, *rule.additional_bindings]
+            n = 0
+            for binding in rules:
+                verb, template = _verb(binding)
+                for path, params in _expand(template):
+                    n += 1
+                    op_id = method.name if n == 1 else f"{method.name}_{n}"
+                    op = self.operation(method, (6, 0, 2, m), binding, params, op_id)
+                    paths.setdefault(path, {})[verb] = op
+        self.schemas["Error"] = self.error_schema()
+        return {
+            "openapi": "3.1.0",
+            "info": {
+                "title": f"{service.name} HTTP/JSON API",
+                "version": self.file.package.rsplit(".", 1)[-1],
+                "description": self.comments.get((6, 0), "") + "\n\n" + _STATUS_TEXT,
+                "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
+            },
+            "servers": [{"url": "http://localhost:8888", "description": "saxgw up"}],
+            "tags": [{"name": service.name}],
+            "paths": paths,
+            "components": {"schemas": dict(sorted(self.schemas.items()))},
+        }
+
+    def operation(
+        self,
+        method: descriptor_pb2.MethodDescriptorProto,
+        path: tuple[int, ...],
+        binding: http_pb2.HttpRule,
+        params: list[tuple[str, str, str]],
+        op_id: str,
+    ) -> Schema:
+        doc = self.comments.get(path, "")
+        request = method.input_type.lstrip(".")
+        bound = frozenset(field for _, field, _ in params)
+        op: Schema = {
+            "tags": [self.file.service[0].name],
+            "operationId": op_id,
+            "summary": doc.split(". ")[0].rstrip("."),
+            "description": doc,
+            "x-grpc-method": f"/{self.file.package}.{self.file.service[0].name}/{method.name}",
+        }
+        parameters = [
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "description": f"Part of `{field}`: {template}.",
+                "schema": {"type": "string", "pattern": "^[^/]+$"},
+            }
+            for name, field, template in params
+        ]
+        if binding.body != "*":
+            parameters += self.query_parameters(request, bound)
+        if parameters:
+            op["parameters"] = parameters
+        if binding.body == "*":
+            op["requestBody"] = {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": self.body_schema(request, bound)},
+                },
+            }
+        response = self.ref(method.output_type)
+        if method.server_streaming:
+            content = {
+                "text/event-stream": {
+                    "schema": {
+                        "type": "string",
+                        "description": "Server-Sent Events: one `data: <JSON>` event per "
+                        f"message, each a {method.output_type.lstrip('.')}.",
+                    },
+                    "x-sse-data": response,
+                },
+            }
+            ok = "A stream of messages; the last says how the stream ended."
+        else:
+            content = {"application/json": {"schema": response}}
+            ok = "OK"
+        op["responses"] = {
+            "200": {"description": ok, "content": content},
+            "default": {
+                "description": "An error: the gRPC status, with its mapped HTTP status.",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            },
+        }
+        return op
+
+    def body_schema(self, request: str, bound: frozenset[str]) -> Schema:
+        if not bound:
+            return self.ref(request)
+        schema = self.message_schema(request, skip=bound)
+        if "required" in schema:
+            schema["required"] = [f for f in schema["required"] if f not in bound]
+            schema["required"] = schema["required"] or schema.pop("required")
+        return schema
+
+    def query_parameters(self, request: str, bound: frozenset[str]) -> list[Schema]:
+        schema = self.message_schema(request, skip=bound)
+        return [
+            {
+                "name": name,
+                "in": "query",
+                "required": name in schema.get("required", []),
+                "description": prop.pop("description", ""),
+                "schema": prop,
+            }
+            for name, prop in schema["properties"].items()
+            if prop.get("type") in ("string", "integer", "number", "boolean", "array")
+        ]
+
+    def error_schema(self) -> Schema:
+        self.ref("google.rpc.Status")
+        schema = dict(self.schemas["google.rpc.Status"])
+        schema["description"] = (
+            'An error as Envoy prints it (`convert_grpc_status`): {"code", "message", '
+            '"details"}. `code` is the google.rpc.Code (5 is NOT_FOUND).'
+        )
+        schema["required"] = ["code", "message"]
+        return schema
+
+
+def _verb(rule: http_pb2.HttpRule) -> tuple[str, str]:
+    kind = rule.WhichOneof("pattern")
+    if kind == "custom" or kind is None:
+        raise SystemExit(f"unsupported HTTP rule: {rule}")
+    return kind, str(getattr(rule, kind))
+
+
+def _expand(template: str) -> Iterator[tuple[str, list[tuple[str, str, str]]]]:
+    """OpenAPI paths for one path template, with (parameter, field, template) per parameter.
+
+    ``/v1/{model=sax/*/*}:publish`` -> ``/v1/sax/{cell}/{name}:publish``; ``sax/**`` expands
+    to a cell and a model path.
+    """
+    variables = list(re.finditer(r"\{([a-z_.]+)=([^}]*)\}", template))
+    if not variables:
+        yield template, []
+        return
+    if len(variables) > 1:
+        raise SystemExit(f"one variable per path is supported: {template}")
+    var = variables[0]
+    field, pattern = var.group(1), var.group(2)
+    head, *rest = pattern.split("/")
+    if head != "sax" or not rest:
+        raise SystemExit(f"unsupported variable {var.group(0)} in {template}")
+    counts = [2 if rest == ["*", "*"] else 1] if rest != ["**"] else [1, 2]
+    if rest not in (["*"], ["*", "*"], ["**"]):
+        raise SystemExit(f"unsupported variable {var.group(0)} in {template}")
+    for count in counts:
+        names = SEGMENT_NAMES[:count]
+        segments = "/".join(f"{{{n}}}" for n in names)
+        path = template[: var.start()] + f"sax/{segments}" + template[var.end() :]
+        meaning = f'`{field}` is "sax/' + "/".join(f"{{{n}}}" for n in names) + '"'
+        yield path, [(n, field, meaning) for n in names]
+
+
+def generate(proto_root: Path) -> tuple[str, str]:
+    """The OpenAPI document (JSON) and its Markdown view."""
+    doc = Generator(compile_descriptor(proto_root)).document()
+    return json.dumps(doc, indent=2) + "\n", apidocs.render(doc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="fail if the files are stale")
+    parser.add_argument("--root", type=Path, default=ROOT, help="repository root")
+    args = parser.parse_args(argv)
+    outputs = dict(zip((OPENAPI, MARKDOWN), generate(args.root / "proto"), strict=True))
+    stale = []
+    for rel, text in outputs.items():
+        path = args.root / rel
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(str(rel))
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    if stale:
+        print(f"stale: {', '.join(stale)}; run `make openapi` and commit.", file=sys.stderr)
+        return 1
+    print("OpenAPI is up to date." if args.check else f"wrote {', '.join(map(str, outputs))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -37,9 +37,18 @@ Method = Callable[[Backend], Any]
 
 # UNAVAILABLE: the replica is unreachable; RESOURCE_EXHAUSTED: it is overloaded; NOT_FOUND:
 # it does not (or no longer) have the model loaded. Another replica may do better for each.
+# CANCELLED: grpc.aio reports our own cancellations as asyncio.CancelledError, never as an
+# RpcError, so a CANCELLED status means the server reset the call (it is shutting down).
 _SERVER_RETRY_CODES = frozenset(
-    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.NOT_FOUND}
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.CANCELLED,
+    }
 )
+# Codes after which a replica is skipped for a moment.
+_DOWN_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
 
 
 class _Retry:
@@ -58,7 +67,7 @@ class _Retry:
         if error.code not in _SERVER_RETRY_CODES:
             raise error from exc
         error.__cause__ = exc
-        if error.code == grpc.StatusCode.UNAVAILABLE:
+        if error.code in _DOWN_CODES:
             table.mark_down(address)
         _log.debug("%s on %s: %s", table.model_id, address, error)
         self.tried.append(address)
@@ -141,7 +150,7 @@ class Router:
         table = self._tables.get(model_id) or self._open(model_id)
         retry: _Retry | None = None
         while True:
-            address = table.pick() if retry is None else table.pick_other(retry.tried)
+            address = table.pick_other(retry.tried) if retry and retry.tried else table.pick()
             if address is None:
                 retry = retry or _Retry()
                 await self._wait(table, deadline, retry)
@@ -165,7 +174,7 @@ class Router:
         table = self._tables.get(model_id) or self._open(model_id)
         retry: _Retry | None = None
         while True:
-            address = table.pick() if retry is None else table.pick_other(retry.tried)
+            address = table.pick_other(retry.tried) if retry and retry.tried else table.pick()
             if address is None:
                 retry = retry or _Retry()
                 await self._wait(table, deadline, retry)

@@ -1,0 +1,242 @@
+"""Data calls of the Sax client against the embedded cell: every family, options, routing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+
+from gateway.client import (
+    Box,
+    CallOptions,
+    Client,
+    ClientSettings,
+    DeadlineExceededError,
+    NotFoundError,
+    StreamItem,
+    UnavailableError,
+)
+from tests.integration._client_fixtures import (
+    CELL,
+    TEST_AUDIO,
+    TEST_CUSTOM,
+    TEST_VISION,
+    RunningCell,
+    publish_ready,
+)
+
+T = CallOptions(timeout=10)
+
+
+async def test_lm_generate_echoes_and_honours_extra_inputs(client: Client, lm: str) -> None:
+    assert await client.lm_generate(lm, "hello big world", T) == [
+        ("hello big world", pytest.approx(-0.3))
+    ]
+    capped = CallOptions(timeout=10, extra_inputs={"per_example_max_decode_steps": 1})
+    assert await client.lm_generate(lm, "hello big world", capped) == [
+        ("hello", pytest.approx(-0.1))
+    ]
+
+
+async def test_lm_generate_stream_yields_sax_items(client: Client) -> None:
+    model_id = await publish_ready(client, "two", overrides={"num_samples": "2"})
+    responses = [r async for r in client.lm_generate_stream(model_id, "a b", T)]
+    assert responses == [
+        [StreamItem("a", 0, [pytest.approx(-0.1)]), StreamItem("a", 0, [pytest.approx(-1.1)])],
+        [StreamItem(" b", 1, [pytest.approx(-0.2)]), StreamItem(" b", 1, [pytest.approx(-1.2)])],
+    ]
+
+
+async def test_lm_generate_stream_close_cancels_server_side(
+    client: Client, cell: RunningCell
+) -> None:
+    model_id = await publish_ready(client, "slow", overrides={"delay_ms": "50", "length": "200"})
+    stream = client.lm_generate_stream(model_id, "tick tock", T)
+    first = await anext(stream)
+    assert first[0].text == "tick"
+    await stream.aclose()
+    for _ in range(100):
+        if any(c.model_key == model_id for c in cell.cancellations):
+            break
+        await asyncio.sleep(0.02)
+    cancelled = [c for c in cell.cancellations if c.model_key == model_id]
+    assert len(cancelled) == 1
+    assert cancelled[0].tokens_sent < 10
+
+
+async def test_lm_generate_stream_task_cancellation_cancels_server_side(
+    client: Client, cell: RunningCell
+) -> None:
+    model_id = await publish_ready(client, "slow2", overrides={"delay_ms": "50", "length": "200"})
+    started = asyncio.Event()
+
+    async def consume() -> None:
+        async for _ in client.lm_generate_stream(model_id, "x", T):
+            started.set()
+
+    task = asyncio.create_task(consume())
+    await started.wait()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    for _ in range(100):
+        if any(c.model_key == model_id for c in cell.cancellations):
+            break
+        await asyncio.sleep(0.02)
+    assert [c.model_key for c in cell.cancellations] == [model_id]
+
+
+async def test_lm_score_embed_gradient(client: Client, lm: str) -> None:
+    assert await client.lm_score(lm, "prefix", ["one", "one two"], T) == [
+        pytest.approx(-0.1),
+        pytest.approx(-0.2),
+    ]
+    embedding = await client.lm_embed(lm, "text", T)
+    assert len(embedding) == 8
+    assert embedding == await client.lm_embed(lm, "text", T)
+    scores, gradients = await client.lm_gradient(lm, "p", "s", T)
+    assert scores == [pytest.approx(-0.1)]
+    assert set(gradients) == {"embedding"}
+    assert len(gradients["embedding"]) == 8
+
+
+async def test_vision_family(client: Client) -> None:
+    model_id = await publish_ready(client, "vision", TEST_VISION, replicas=1)
+    labels = await client.vm_classify(model_id, b"image", T)
+    assert len(labels) == 3
+    assert all(isinstance(label, str) and 0 <= score <= 1 for label, score in labels)
+    ((image, score),) = await client.vm_text_to_image(model_id, "a cat", T)
+    assert image.startswith(b"\x89PNG")
+    assert score == -0.5
+    assert len(await client.vm_embed(model_id, b"image", T)) == 8
+    boxes = await client.vm_detect(model_id, b"image", ["cat", "dog"], T)
+    assert [b.text for b in boxes] == ["cat", "dog"]
+    assert all(isinstance(b, Box) and 0 <= b.cx <= 1 for b in boxes)
+    ((caption, _),) = await client.vm_image_to_text(model_id, b"image", "look:", T)
+    assert caption.startswith("look: a picture of a ")
+
+
+async def test_audio_and_custom(client: Client) -> None:
+    audio_id = await publish_ready(client, "audio", TEST_AUDIO, replicas=1)
+    ((text, _),) = await client.am_recognize(audio_id, b"\0" * 32000, T)
+    assert text.startswith("1.00 seconds of audio: ")
+    custom_id = await publish_ready(client, "custom", TEST_CUSTOM, replicas=1)
+    assert await client.custom(custom_id, b"\x01\x02", "any_method", T) == b"\x01\x02"
+
+
+async def test_extra_strings_and_tensors_reach_the_server(client: Client, lm: str) -> None:
+    options = CallOptions(
+        timeout=10,
+        extra_inputs={"temperature": 0.5},
+        extra_strings={"note": "x"},
+        extra_tensors={"soft_prompt": [0.1, 0.2]},
+    )
+    assert await client.lm_generate(lm, "ok", options) == [("ok", pytest.approx(-0.1))]
+
+
+async def test_timeout_becomes_deadline(client: Client) -> None:
+    model_id = await publish_ready(client, "slowgen", replicas=1, overrides={"delay_ms": "500"})
+    with pytest.raises(DeadlineExceededError):
+        await client.lm_generate(model_id, "a b c", CallOptions(timeout=0.2))
+
+
+async def test_steady_state_data_calls_make_no_admin_rpcs(client: Client, lm: str) -> None:
+    for _ in range(2):  # one call per replica opens both channels
+        await client.lm_generate(lm, "warm", T)
+    before, channels = client.admin_rpcs, client.num_channels
+    for _ in range(50):
+        await client.lm_generate(lm, "x", T)
+    _ = [i async for i in client.lm_generate_stream(lm, "y z", T)]
+    await client.lm_score(lm, "p", ["s"], T)
+    assert client.admin_rpcs == before
+    assert client.num_channels == channels == 2
+
+
+async def test_calls_spread_over_both_replicas(client: Client, lm: str) -> None:
+    for _ in range(4):
+        await client.lm_generate(lm, "x", T)
+    # A channel is made when a replica is first picked: two channels, both replicas used.
+    assert client.num_channels == 2
+
+
+async def test_failover_when_one_replica_stops_mid_load(
+    client: Client, cell: RunningCell, lm: str
+) -> None:
+    errors: list[BaseException] = []
+    done = 0
+
+    async def worker() -> None:
+        nonlocal done
+        for _ in range(40):
+            try:
+                await client.lm_generate(lm, "keep going", CallOptions(timeout=10))
+                done += 1
+            except Exception as exc:
+                errors.append(exc)
+            await asyncio.sleep(0.005)
+
+    workers = [asyncio.create_task(worker()) for _ in range(4)]
+    await asyncio.sleep(0.05)
+    await cell.model_servers[1].stop(grace=0)
+    await asyncio.gather(*workers)
+    assert errors == []
+    assert done == 160
+
+    # The admin drops the stopped server; the watch follows without any data-call admin RPC.
+    async for addresses in client.watch_addresses(lm):
+        if addresses == [cell.model_servers[0].address]:
+            break
+
+
+async def test_unpublished_model_is_not_found(client: Client, lm: str) -> None:
+    with pytest.raises(NotFoundError):
+        await client.lm_generate(f"{CELL}/missing", "x", T)
+    await client.unpublish(lm)
+    with pytest.raises(NotFoundError):
+        for _ in range(100):  # until the watch reports the unpublish
+            await client.lm_generate(lm, "x", T)
+            await asyncio.sleep(0.02)
+
+
+async def test_watch_addresses_yields_the_current_set(
+    client: Client, cell: RunningCell, lm: str
+) -> None:
+    watch = client.watch_addresses(lm)
+    assert await anext(watch) == sorted(s.address for s in cell.model_servers)
+    await watch.aclose()
+
+
+async def test_fail_fast_without_replicas_fails_at_once(cell: RunningCell) -> None:
+    settings = ClientSettings(sax_root=cell.sax_root, fail_fast=True)
+    async with Client(settings) as client:
+        await client.publish(f"{CELL}/idle", "sax_gateway.testing.TestLM", "None", 0)
+        with pytest.raises(UnavailableError):
+            await client.lm_generate(f"{CELL}/idle", "x", CallOptions(timeout=10))
+
+
+async def test_without_fail_fast_waits_for_a_replica(cell: RunningCell, client: Client) -> None:
+    model_id = f"{CELL}/later"
+    await client.publish(model_id, "sax_gateway.testing.TestLM", "None", 0)
+    call = asyncio.create_task(client.lm_generate(model_id, "waited", CallOptions(timeout=15)))
+    await asyncio.sleep(0.3)
+    assert not call.done()
+    await client.update(model_id, num_replicas=1)
+    assert await call == [("waited", pytest.approx(-0.1))]
+
+
+async def test_waiting_for_a_replica_respects_the_deadline(client: Client) -> None:
+    model_id = f"{CELL}/never-served"
+    await client.publish(model_id, "sax_gateway.testing.TestLM", "None", 0)
+    with pytest.raises(DeadlineExceededError):
+        await client.lm_generate(model_id, "x", CallOptions(timeout=0.3))
+
+
+async def test_proxy_addr_sends_data_calls_to_one_address(
+    cell: RunningCell, client: Client, lm: str
+) -> None:
+    proxy = cell.model_servers[0].address
+    settings = ClientSettings(sax_root=cell.sax_root, proxy_addr=proxy)
+    async with Client(settings) as direct:
+        assert await direct.lm_generate(lm, "direct", T) == [("direct", pytest.approx(-0.1))]
+        assert direct.admin_rpcs == 0

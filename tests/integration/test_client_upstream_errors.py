@@ -1,0 +1,117 @@
+"""Errors as an upstream Sax admin server reports them: status UNKNOWN, the real code's Go name
+at the end of the message. The admin here is a stand-in that answers only that way, over a real
+socket; everything else in the client is exercised against the embedded cell elsewhere."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from sax import admin_pb2, admin_pb2_grpc
+
+from gateway.client import (
+    AlreadyExistsError,
+    CallOptions,
+    Client,
+    ClientSettings,
+    InvalidArgumentError,
+    NotFoundError,
+)
+from gateway.storage import open_storage
+
+CELL = "/sax/up"
+
+
+class UpstreamStyleAdmin(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
+    """Fails like upstream: UNKNOWN, with "...: <GoCodeName>" (e.g. "...: NotFound")."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.unavailable_left = 0
+
+    async def _fail(self, context: grpc.aio.ServicerContext, text: str) -> None:
+        await context.abort(grpc.StatusCode.UNKNOWN, text)
+
+    async def List(
+        self, request: admin_pb2.ListRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.ListResponse:
+        self.calls.append("List")
+        if self.unavailable_left:
+            self.unavailable_left -= 1
+            await self._fail(context, "admin is restarting: Unavailable")
+        if request.model_id:
+            await self._fail(context, f"model {request.model_id} not found: NotFound")
+        return admin_pb2.ListResponse()
+
+    async def Publish(
+        self, request: admin_pb2.PublishRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.PublishResponse:
+        self.calls.append("Publish")
+        if request.model.model_path == "bad path":
+            await self._fail(context, "invalid model path: InvalidArgument")
+        await self._fail(context, f"model {request.model.model_id} already exists: AlreadyExists")
+        return admin_pb2.PublishResponse()
+
+    async def WatchLoc(
+        self, request: admin_pb2.WatchLocRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.WatchLocResponse:
+        self.calls.append("WatchLoc")
+        await self._fail(
+            context, f"rpc error: code = NotFound desc = model {request.model_id} not published"
+        )
+        return admin_pb2.WatchLocResponse()
+
+
+@pytest.fixture
+async def upstream(tmp_path: Path) -> AsyncIterator[tuple[Client, UpstreamStyleAdmin]]:
+    servicer = UpstreamStyleAdmin()
+    server = grpc.aio.server()
+    admin_pb2_grpc.add_AdminServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    root = str(tmp_path / "root")
+    location = admin_pb2.Location(location=f"127.0.0.1:{port}").SerializeToString()
+    await open_storage(root).write("sax/up/location.proto", location)
+    try:
+        async with Client(ClientSettings(sax_root=root, admin_timeout=5)) as client:
+            yield client, servicer
+    finally:
+        await server.stop(0)
+
+
+async def test_unknown_not_found_becomes_not_found(
+    upstream: tuple[Client, UpstreamStyleAdmin],
+) -> None:
+    client, servicer = upstream
+    with pytest.raises(NotFoundError, match=r"not found: NotFound$"):
+        await client.list_detail(f"{CELL}/foo")
+    assert servicer.calls == ["List"]  # NOT_FOUND is final: never retried
+
+
+async def test_unknown_already_exists_and_invalid_argument(
+    upstream: tuple[Client, UpstreamStyleAdmin],
+) -> None:
+    client, servicer = upstream
+    with pytest.raises(AlreadyExistsError):
+        await client.publish(f"{CELL}/foo", "some.Path", "None", 1)
+    with pytest.raises(InvalidArgumentError):
+        await client.publish(f"{CELL}/foo", "bad path", "None", 1)
+    assert servicer.calls == ["Publish", "Publish"]
+
+
+async def test_unknown_unavailable_is_retried(upstream: tuple[Client, UpstreamStyleAdmin]) -> None:
+    client, servicer = upstream
+    servicer.unavailable_left = 2
+    assert await client.list_all(CELL) == []
+    assert servicer.calls == ["List", "List", "List"]
+
+
+async def test_watch_not_found_in_go_status_text_fails_data_calls(
+    upstream: tuple[Client, UpstreamStyleAdmin],
+) -> None:
+    client, servicer = upstream
+    with pytest.raises(NotFoundError, match="not published"):
+        await client.lm_generate(f"{CELL}/foo", "x", CallOptions(timeout=5))
+    assert servicer.calls == ["WatchLoc"]

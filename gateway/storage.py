@@ -14,6 +14,7 @@ import abc
 import asyncio
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -122,8 +123,12 @@ class GcsStorage(Storage):
 
     def __init__(self, root: str, *, endpoint: str | None = None) -> None:
         super().__init__(root)
-        # Imported here so local-only users never pay for google-cloud-storage's import.
-        from google.cloud import storage
+        # Imported here so local-only users never pay for google-cloud-storage's import, which
+        # also warns (ImportWarning) that grpcio-status is missing: google-api-core only uses
+        # it for gRPC APIs, and GCS is used over JSON/HTTP here.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Please install grpcio-status", ImportWarning)
+            from google.cloud import storage
 
         bucket, _, prefix = root.removeprefix(_GS).partition("/")
         if not bucket:

@@ -1,0 +1,74 @@
+"""A gs:// SAX_ROOT served by gcp-storage-emulator, through the real google-cloud-storage client:
+gateway.storage itself, then a whole cell (admin and model servers) and a client on it."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+from gcp_storage_emulator.server import create_server
+
+from gateway.client import CallOptions, Client, ClientSettings
+from gateway.storage import GcsStorage, open_storage
+from tests.integration._client_fixtures import CELL, TEST_LM, cell_settings, running_cell
+
+BUCKET = "sax-bucket"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def gcs_endpoint() -> Iterator[str]:
+    """An in-memory GCS emulator with one bucket, on a free local port."""
+    port = _free_port()
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+async def test_gcs_storage_round_trip(gcs_endpoint: str) -> None:
+    storage = open_storage(f"gs://{BUCKET}/some/root", gcs_endpoint=gcs_endpoint)
+    assert isinstance(storage, GcsStorage)
+    assert await storage.read("sax/a/location.proto") is None
+    await storage.write("sax/a/location.proto", b"one")
+    await storage.write("sax/a/location.proto", b"two")
+    await storage.write("sax/b/config.proto", b"")
+    await storage.write("sax/b/deeper/x", b"")
+    assert await storage.read("sax/a/location.proto") == b"two"
+    assert await storage.list_dirs("sax") == ["a", "b"]
+    assert await storage.list_dirs("sax/b") == ["deeper"]
+    assert await storage.list_dirs("nothing") == []
+    assert await storage.exists("sax/a")
+    assert await storage.exists("sax/a/location.proto")
+    assert not await storage.exists("sax/c")
+    # The prefix isolates roots sharing a bucket.
+    other = open_storage(f"gs://{BUCKET}/other", gcs_endpoint=gcs_endpoint)
+    assert await other.list_dirs("sax") == []
+
+
+async def test_cell_and_client_on_a_gs_root(gcs_endpoint: str) -> None:
+    root = f"gs://{BUCKET}/sax-root"
+    settings = cell_settings(root, gcs_endpoint=gcs_endpoint, fs_root=f"{root}/fs")
+    async with running_cell(settings, 1) as cell:
+        client_settings = ClientSettings(sax_root=root, gcs_endpoint=gcs_endpoint)
+        async with Client(client_settings) as client:
+            assert await client.list_cells() == [CELL]
+            model_id = f"{CELL}/lm"
+            await client.publish(model_id, TEST_LM, "None", 1)
+            await client.wait_for_ready(model_id, 1, timeout=20)
+            detail = await client.list_detail(model_id)
+            assert detail.addresses == [cell.model_servers[0].address]
+            result = await client.lm_generate(model_id, "from gcs", CallOptions(timeout=10))
+            assert [text for text, _ in result] == ["from gcs"]
+            # The cell's ACL lives in config.proto in the bucket.
+            await client.set_acl(CELL, "admins")
+            assert await client.get_acl(CELL) == "admins"

@@ -1,0 +1,246 @@
+"""The embedded admin server's sax.Admin API over real sockets, with raw generated stubs."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TypeAlias
+
+import grpc
+import pytest
+from sax import admin_pb2
+
+from gateway.cell import AdminServer
+from tests.integration._cell_fixtures import (
+    CELL,
+    TEST_LM,
+    InprocCell,
+    addresses,
+    admin_stub,
+    eventually,
+    fast_settings,
+    inproc,
+    publish,
+)
+
+Code: TypeAlias = grpc.StatusCode
+
+
+def _model(
+    model_id: str,
+    *,
+    model_path: str = TEST_LM,
+    checkpoint_path: str = "None",
+    requested_num_replicas: int = 1,
+) -> admin_pb2.Model:
+    return admin_pb2.Model(
+        model_id=model_id,
+        model_path=model_path,
+        checkpoint_path=checkpoint_path,
+        requested_num_replicas=requested_num_replicas,
+    )
+
+
+async def _error(call: object) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call  # type: ignore[misc]
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("model", "code", "go_name"),
+    [
+        (_model("/sax/test/Bad"), Code.INVALID_ARGUMENT, "InvalidArgument"),
+        (_model("/sax/other/foo"), Code.INVALID_ARGUMENT, "InvalidArgument"),
+        (_model("sax/test/foo"), Code.INVALID_ARGUMENT, "InvalidArgument"),
+        (_model("/sax/test/foo", model_path="1bad"), Code.INVALID_ARGUMENT, "InvalidArgument"),
+        (_model("/sax/test/foo", checkpoint_path=""), Code.INVALID_ARGUMENT, "InvalidArgument"),
+        (
+            _model("/sax/test/foo", requested_num_replicas=-1),
+            Code.INVALID_ARGUMENT,
+            "InvalidArgument",
+        ),
+    ],
+)
+async def test_publish_validation(
+    inproc_cell: InprocCell, model: admin_pb2.Model, code: Code, go_name: str
+) -> None:
+    async with admin_stub(inproc_cell.admin.address) as admin:
+        error = await _error(admin.Publish(admin_pb2.PublishRequest(model=model)))
+    assert error.code() == code
+    assert error.details().endswith(f": {go_name}")
+
+
+async def test_duplicate_and_unknown_models(inproc_cell: InprocCell) -> None:
+    async with admin_stub(inproc_cell.admin.address) as admin:
+        await publish(admin, "foo")
+        error = await _error(admin.Publish(admin_pb2.PublishRequest(model=_model(f"{CELL}/foo"))))
+        assert (error.code(), error.details()) == (
+            Code.ALREADY_EXISTS,
+            "model /sax/test/foo already exists: AlreadyExists",
+        )
+        unknown = f"{CELL}/nope"
+        calls = [
+            admin.List(admin_pb2.ListRequest(model_id=unknown)),
+            admin.Unpublish(admin_pb2.UnpublishRequest(model_id=unknown)),
+            admin.Update(admin_pb2.UpdateRequest(model=_model(unknown))),
+            admin.WatchLoc(admin_pb2.WatchLocRequest(model_id=unknown)),
+            admin.WaitForReady(admin_pb2.WaitForReadyRequest(model_id=unknown, num_replicas=1)),
+            admin.Stats(admin_pb2.StatsRequest(model_id=unknown)),
+        ]
+        for call in calls:
+            error = await _error(call)
+            assert error.code() == Code.NOT_FOUND
+            assert error.details() == "model /sax/test/nope is not published: NotFound"
+        moved = _model(f"{CELL}/foo", model_path="sax_gateway.testing.TestVision")
+        error = await _error(admin.Update(admin_pb2.UpdateRequest(model=moved)))
+        assert error.code() == Code.INVALID_ARGUMENT
+
+
+async def test_update_changes_replicas_and_unpublish_unloads(inproc_cell: InprocCell) -> None:
+    async with admin_stub(inproc_cell.admin.address) as admin:
+        model_id = await publish(admin, "foo", replicas=1)
+        await admin.Update(
+            admin_pb2.UpdateRequest(model=_model(model_id, requested_num_replicas=2))
+        )
+        await admin.WaitForReady(
+            admin_pb2.WaitForReadyRequest(model_id=model_id, num_replicas=2), timeout=5
+        )
+        assert len(await addresses(admin, model_id)) == 2
+        await admin.Unpublish(admin_pb2.UnpublishRequest(model_id=model_id))
+
+        async def unloaded() -> bool:
+            servers = inproc_cell.model_servers
+            return not any(s.loaded.status(failures=False, method_stats=False) for s in servers)
+
+        await eventually(unloaded, timeout=5)
+        # Once the unloads are issued, the name can be published again.
+        for _ in range(100):
+            try:
+                await publish(admin, "foo", replicas=1)
+                break
+            except grpc.aio.AioRpcError as exc:
+                assert exc.code() == Code.UNAVAILABLE
+                await asyncio.sleep(0.05)
+
+
+async def test_watchloc_long_poll(inproc_cell: InprocCell) -> None:
+    async with admin_stub(inproc_cell.admin.address) as admin:
+        model_id = await publish(admin, "foo", replicas=0, wait=False)
+        # A caller that does not know this admin gets the full (here: empty) set at once.
+        first = await admin.WatchLoc(admin_pb2.WatchLocRequest(model_id=model_id), timeout=2)
+        assert first.admin_server_id == inproc_cell.admin.server_id
+        assert first.result.has_fullset and list(first.result.values) == []
+        seqno = first.result.next_seqno
+
+        # Up to date: the call waits for the next change.
+        watch = asyncio.ensure_future(
+            admin.WatchLoc(
+                admin_pb2.WatchLocRequest(
+                    model_id=model_id, admin_server_id=first.admin_server_id, seqno=seqno
+                ),
+                timeout=10,
+            )
+        )
+        await asyncio.sleep(0.3)
+        assert not watch.done()
+        await admin.Update(
+            admin_pb2.UpdateRequest(model=_model(model_id, requested_num_replicas=1))
+        )
+        change = await watch
+        assert not change.result.has_fullset
+        (mutation,) = change.result.changelog
+        assert mutation.addition in {s.address for s in inproc_cell.model_servers}
+        assert change.result.next_seqno == seqno + 1
+
+        # A caller ahead of the admin is told where the admin is.
+        ahead = await admin.WatchLoc(
+            admin_pb2.WatchLocRequest(
+                model_id=model_id, admin_server_id=first.admin_server_id, seqno=seqno + 50
+            ),
+            timeout=2,
+        )
+        assert ahead.result.next_seqno == seqno + 1 and not ahead.result.changelog
+
+        # Unpublishing releases waiting watchers with an empty full set.
+        watch = asyncio.ensure_future(
+            admin.WatchLoc(
+                admin_pb2.WatchLocRequest(
+                    model_id=model_id,
+                    admin_server_id=first.admin_server_id,
+                    seqno=change.result.next_seqno,
+                ),
+                timeout=10,
+            )
+        )
+        await asyncio.sleep(0.1)
+        await admin.Unpublish(admin_pb2.UnpublishRequest(model_id=model_id))
+        released = await watch
+        assert released.result.has_fullset and list(released.result.values) == []
+
+
+async def test_wait_for_ready_is_cancelled_by_unpublish(inproc_cell: InprocCell) -> None:
+    async with admin_stub(inproc_cell.admin.address) as admin:
+        model_id = await publish(admin, "foo", replicas=0, wait=False)
+        waiting = asyncio.ensure_future(
+            admin.WaitForReady(
+                admin_pb2.WaitForReadyRequest(model_id=model_id, num_replicas=1), timeout=10
+            )
+        )
+        await asyncio.sleep(0.2)
+        await admin.Unpublish(admin_pb2.UnpublishRequest(model_id=model_id))
+        error = await _error(waiting)
+        assert error.code() == Code.CANCELLED
+        assert error.details().endswith(": Canceled")
+
+
+async def test_state_survives_restart(tmp_path: Path) -> None:
+    settings = fast_settings(tmp_path, num_model_servers=0)
+    admin = AdminServer(settings)
+    await admin.start()
+    async with admin_stub(admin.address) as stub:
+        await publish(stub, "kept", replicas=3, overrides={"text": "hi"}, wait=False)
+        await publish(stub, "gone", wait=False)
+        await stub.Unpublish(admin_pb2.UnpublishRequest(model_id=f"{CELL}/gone"))
+    first_id = admin.server_id
+    await admin.stop(grace=0)
+
+    state = admin_pb2.State.FromString(
+        (tmp_path / "root" / "fsroot" / "sax" / "test" / "state.proto").read_bytes()
+    )
+    assert [m.model_id for m in state.models] == [f"{CELL}/kept"]
+    config = admin_pb2.Config.FromString(
+        (tmp_path / "root" / "sax" / "test" / "config.proto").read_bytes()
+    )
+    assert config.fs_root == str(tmp_path / "root" / "fsroot")
+
+    async with inproc(settings) as cell, admin_stub(cell.admin.address) as stub:
+        assert cell.admin.server_id != first_id
+        (kept,) = (await stub.List(admin_pb2.ListRequest())).published_models
+        assert kept.model.model_id == f"{CELL}/kept"
+        assert kept.model.requested_num_replicas == 3
+        assert dict(kept.model.overrides) == {"text": "hi"}
+        assert not kept.model.uuid  # like upstream, List keeps the deployment ID private
+        location = admin_pb2.Location.FromString(
+            (tmp_path / "root" / "sax" / "test" / "location.proto").read_bytes()
+        )
+        assert location.location == cell.admin.address
+
+
+async def test_stats_and_join_validation(inproc_cell: InprocCell) -> None:
+    async with admin_stub(inproc_cell.admin.address) as admin:
+        stats = await admin.Stats(admin_pb2.StatsRequest())
+        (by_type,) = stats.model_server_type_stats
+        assert by_type.chip_type == admin_pb2.ModelServer.CHIP_TYPE_CPU
+        assert by_type.num_replicas == 2
+        assert stats.num_servers_by_servable_model_path[TEST_LM] == 2
+        error = await _error(admin.Join(admin_pb2.JoinRequest(address="")))
+        assert error.code() == Code.INVALID_ARGUMENT
+        # A server the admin cannot dial back is not joined.
+        error = await _error(
+            admin.Join(
+                admin_pb2.JoinRequest(address="127.0.0.1:1", model_server=admin_pb2.ModelServer()),
+                timeout=5,
+            )
+        )
+        assert error.code() == Code.UNAVAILABLE

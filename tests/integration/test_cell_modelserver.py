@@ -1,0 +1,236 @@
+"""The embedded model server's data and Modelet services over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+import wave
+from typing import TypeAlias
+
+import grpc
+import pytest
+from sax import (
+    audio_pb2,
+    audio_pb2_grpc,
+    custom_pb2,
+    custom_pb2_grpc,
+    lm_pb2,
+    lm_pb2_grpc,
+    modelet_pb2,
+    modelet_pb2_grpc,
+    vision_pb2,
+    vision_pb2_grpc,
+)
+
+from tests.integration._cell_fixtures import (
+    SEED_LM,
+    InprocCell,
+    addresses,
+    admin_stub,
+    eventually,
+    publish,
+)
+
+Code: TypeAlias = grpc.StatusCode
+
+
+async def _publish_one(
+    cell: InprocCell, name: str, *, model_path: str = "sax_gateway.testing.TestLM", **overrides: str
+) -> tuple[str, grpc.aio.Channel]:
+    async with admin_stub(cell.admin.address) as admin:
+        model_id = await publish(admin, name, model_path=model_path, overrides=overrides)
+        (address,) = await addresses(admin, model_id)
+    return model_id, grpc.aio.insecure_channel(address)
+
+
+async def test_generate_stream_one_item_per_token(inproc_cell: InprocCell) -> None:
+    model_id, channel = await _publish_one(
+        inproc_cell, "lm", text="hello big world", delay_ms="30", num_samples="2"
+    )
+    async with channel:
+        lm = lm_pb2_grpc.LMServiceStub(channel)
+        started = time.monotonic()
+        arrivals, replies = [], []
+        async for reply in lm.GenerateStream(lm_pb2.GenerateRequest(model_key=model_id, text="x")):
+            arrivals.append(time.monotonic() - started)
+            replies.append(reply)
+    assert [[(i.text, i.prefix_len) for i in r.items] for r in replies] == [
+        [("hello", 0), ("hello", 0)],
+        [(" big", 5), (" big", 5)],
+        [(" world", 9), (" world", 9)],
+    ]
+    assert [list(i.scores) for i in replies[-1].items] == [
+        [pytest.approx(-0.3)],
+        [pytest.approx(-1.3)],
+    ]
+    # One item per token as it is produced, not all at the end.
+    assert arrivals[0] >= 0.025 and arrivals[2] - arrivals[0] >= 0.05
+
+
+async def test_generate_honours_overrides_and_extra_inputs(inproc_cell: InprocCell) -> None:
+    model_id, channel = await _publish_one(inproc_cell, "lm", text="a b c d", length="6")
+    async with channel:
+        lm = lm_pb2_grpc.LMServiceStub(channel)
+        reply = await lm.Generate(lm_pb2.GenerateRequest(model_key=model_id, text="ignored"))
+        assert [t.text for t in reply.texts] == ["a b c d a b"]
+        capped = await lm.Generate(
+            lm_pb2.GenerateRequest(
+                model_key=model_id,
+                text="",
+                extra_inputs={"items": {"per_example_max_decode_steps": 2}},
+            )
+        )
+        assert [t.text for t in capped.texts] == ["a b"]
+        scores = await lm.Score(lm_pb2.ScoreRequest(model_key=model_id, prefix="p", suffix=["x y"]))
+        assert list(scores.logp) == [pytest.approx(-0.2)]
+        embedding = await lm.Embed(lm_pb2.EmbedRequest(model_key=model_id, text="t"))
+        assert len(embedding.embedding) == 8
+
+
+async def test_stream_fails_mid_way_when_asked(inproc_cell: InprocCell) -> None:
+    model_id, channel = await _publish_one(
+        inproc_cell, "lm", text="a b c d e", fail_after_tokens="2", fail_code="INTERNAL"
+    )
+    async with channel:
+        call = lm_pb2_grpc.LMServiceStub(channel).GenerateStream(
+            lm_pb2.GenerateRequest(model_key=model_id, text="x")
+        )
+        received = []
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for reply in call:
+                received.append(reply.items[0].text)
+    assert received == ["a", " b"]
+    assert caught.value.code() == Code.INTERNAL
+    assert caught.value.details().endswith(": Internal")
+
+
+async def test_cancelled_stream_is_recorded(inproc_cell: InprocCell) -> None:
+    model_id, channel = await _publish_one(inproc_cell, "lm", text="a", length="100", delay_ms="20")
+    async with channel:
+        call = lm_pb2_grpc.LMServiceStub(channel).GenerateStream(
+            lm_pb2.GenerateRequest(model_key=model_id, text="x")
+        )
+        await call.read()
+        cancelled_at = time.time()
+        call.cancel()
+
+        async def recorded() -> bool:
+            return any(s.loaded.cancellations(model_id) for s in inproc_cell.model_servers)
+
+        await eventually(recorded, timeout=2, interval=0.005)
+    (event,) = [c for s in inproc_cell.model_servers for c in s.loaded.cancellations(model_id)]
+    assert event.at - cancelled_at < 0.1
+
+
+async def test_data_errors(inproc_cell: InprocCell) -> None:
+    model_id, channel = await _publish_one(inproc_cell, "lm")
+    async with channel:
+        lm = lm_pb2_grpc.LMServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await lm.Generate(lm_pb2.GenerateRequest(model_key="/sax/test/nope", text="x"))
+        assert caught.value.code() == Code.NOT_FOUND
+        assert caught.value.details().endswith(": NotFound")
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await vision_pb2_grpc.VisionServiceStub(channel).Classify(
+                vision_pb2.ClassifyRequest(model_key=model_id, image_bytes=b"x")
+            )
+        assert caught.value.code() == Code.INVALID_ARGUMENT
+        assert "does not support vm.classify" in caught.value.details()
+
+
+async def test_vision_audio_custom_stand_ins(inproc_cell: InprocCell) -> None:
+    vm_id, vm_channel = await _publish_one(
+        inproc_cell, "vm", model_path="sax_gateway.testing.TestVision"
+    )
+    async with vm_channel:
+        vm = vision_pb2_grpc.VisionServiceStub(vm_channel)
+        first = await vm.Classify(vision_pb2.ClassifyRequest(model_key=vm_id, image_bytes=b"img"))
+        again = await vm.Classify(vision_pb2.ClassifyRequest(model_key=vm_id, image_bytes=b"img"))
+        assert first == again and len(first.texts) == 3
+        image = await vm.TextToImage(vision_pb2.TextToImageRequest(model_key=vm_id, text="a cat"))
+        assert image.images[0].image.startswith(b"\x89PNG\r\n\x1a\n")
+        boxes = await vm.Detect(
+            vision_pb2.DetectRequest(model_key=vm_id, image_bytes=b"img", text=["cat", "dog"])
+        )
+        assert [b.text for b in boxes.bounding_boxes] == ["cat", "dog"]
+        caption = await vm.ImageToText(
+            vision_pb2.ImageToTextRequest(model_key=vm_id, image_bytes=b"img")
+        )
+        assert caption.texts[0].text == f"a picture of a {first.texts[0].text}"
+
+    am_id, am_channel = await _publish_one(
+        inproc_cell, "am", model_path="sax_gateway.testing.TestAudio"
+    )
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(8000)
+        wav.writeframes(b"\x00\x00" * 12000)
+    async with am_channel:
+        asr = await audio_pb2_grpc.AudioServiceStub(am_channel).Recognize(
+            audio_pb2.AsrRequest(model_key=am_id, audio_bytes=buffer.getvalue())
+        )
+    assert asr.hyps[0].text.startswith("1.50 seconds of audio: ")
+
+    cm_id, cm_channel = await _publish_one(
+        inproc_cell, "cm", model_path="sax_gateway.testing.TestCustom"
+    )
+    async with cm_channel:
+        echoed = await custom_pb2_grpc.CustomServiceStub(cm_channel).Custom(
+            custom_pb2.CustomRequest(model_key=cm_id, request=b"\x01\x02", method_name="echo")
+        )
+    assert echoed.response == b"\x01\x02"
+
+
+async def test_seed_lm_generates_deterministically(inproc_cell: InprocCell) -> None:
+    model_id, channel = await _publish_one(inproc_cell, "seed", model_path=SEED_LM)
+    async with channel:
+        lm = lm_pb2_grpc.LMServiceStub(channel)
+        request = lm_pb2.GenerateRequest(
+            model_key=model_id, text="the river", extra_inputs={"items": {"temperature": 0.8}}
+        )
+        first, second = await asyncio.gather(lm.Generate(request), lm.Generate(request))
+        assert first == second
+        assert len(first.texts) == 4 and all(t.text for t in first.texts)
+        assert [t.score for t in first.texts] == sorted(
+            (t.score for t in first.texts), reverse=True
+        )
+        greedy = lm_pb2.GenerateRequest(
+            model_key=model_id, text="the", extra_inputs={"items": {"temperature": 0}}
+        )
+        assert len({t.text for t in (await lm.Generate(greedy)).texts}) == 1
+        items = [r async for r in lm.GenerateStream(request)]
+        streamed = "".join(r.items[0].text for r in items)
+        assert streamed in {t.text for t in first.texts}
+
+
+async def test_modelet_status_and_unimplemented(inproc_cell: InprocCell) -> None:
+    model_id, channel = await _publish_one(inproc_cell, "lm")
+    async with channel:
+        await lm_pb2_grpc.LMServiceStub(channel).Generate(
+            lm_pb2.GenerateRequest(model_key=model_id, text="x")
+        )
+        modelet = modelet_pb2_grpc.ModeletStub(channel)
+        status = await modelet.GetStatus(modelet_pb2.GetStatusRequest(include_method_stats=True))
+        (model,) = status.models
+        assert model.model_key == model_id
+        stats = {s.method: s for s in model.method_stats}
+        assert sorted(stats) == [
+            "lm.embed",
+            "lm.generate",
+            "lm.generate_stream",
+            "lm.gradient",
+            "lm.score",
+        ]
+        assert stats["lm.generate"].successes_per_second > 0
+        assert stats["lm.generate"].HasField("p50_latency_on_success_per_second")
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await modelet.Export(modelet_pb2.ExportRequest(model_key=model_id))
+        assert caught.value.code() == Code.UNIMPLEMENTED
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await modelet.Load(
+                modelet_pb2.LoadRequest(model_key="/sax/test/x", model_path="no.such.Model")
+            )
+        assert caught.value.code() == Code.INVALID_ARGUMENT

@@ -1,0 +1,95 @@
+"""The stand-in models and the error mapping, without sockets."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import grpc
+import pytest
+
+from gateway.cell._errors import go_code_name
+from gateway.cell.models import MODEL_PATHS, LoadSpec, ServableModel, create_model
+from gateway.cell.models.base import ExtraInputs
+from gateway.client.errors import InvalidArgumentError
+
+SEED_LM = "saxml.server.pax.lm.params.lm_cloud.LmCloudSpmd2BTest"
+NONE = ExtraInputs()
+
+
+def _load(path: str, overrides: dict[str, str] | None = None) -> ServableModel:
+    return create_model(
+        LoadSpec(model_path=path, checkpoint="None", overrides=overrides or {}, seed=0)
+    )
+
+
+def test_go_code_names_cover_every_code() -> None:
+    names = {code: go_code_name(code) for code in grpc.StatusCode}
+    assert names[grpc.StatusCode.CANCELLED] == "Canceled"
+    assert names[grpc.StatusCode.INVALID_ARGUMENT] == "InvalidArgument"
+    assert names[grpc.StatusCode.DEADLINE_EXCEEDED] == "DeadlineExceeded"
+    assert len(set(names.values())) == len(names)
+
+
+def test_registry_paths() -> None:
+    assert MODEL_PATHS == (
+        "sax_gateway.testing.TestAudio",
+        "sax_gateway.testing.TestCustom",
+        "sax_gateway.testing.TestLM",
+        "sax_gateway.testing.TestVision",
+        SEED_LM,
+    )
+    with pytest.raises(InvalidArgumentError):
+        _load("no.such.Model")
+
+
+@pytest.mark.parametrize(
+    "overrides", [{"delay_ms": "x"}, {"num_samples": "0"}, {"fail_code": "OK"}]
+)
+def test_test_lm_rejects_bad_overrides(overrides: dict[str, str]) -> None:
+    with pytest.raises(InvalidArgumentError):
+        _load("sax_gateway.testing.TestLM", overrides)
+
+
+async def test_test_lm_echoes_by_default() -> None:
+    model = create_model(
+        LoadSpec(model_path="sax_gateway.testing.TestLM", checkpoint="None", overrides={}, seed=0)
+    )
+    (hyp,) = await model.generate("say  this please", NONE)
+    assert hyp.text == "say this please"
+    assert hyp.score == pytest.approx(-0.3)
+    steps = [step async for step in model.generate_stream("a b", NONE)]
+    assert [s.pieces for s in steps] == [("a",), (" b",)]
+
+
+async def test_random_lm_is_a_function_of_seed_and_request() -> None:
+    spec = LoadSpec(model_path=SEED_LM, checkpoint="None", overrides={}, seed=7)
+    one, two = create_model(spec), create_model(spec)
+    other = create_model(LoadSpec(model_path=SEED_LM, checkpoint="None", overrides={}, seed=8))
+    extra = ExtraInputs(floats={"temperature": 1.0, "per_example_max_decode_steps": 5})
+    first = await one.generate("the cell", extra)
+    assert first == await two.generate("the cell", extra)
+    assert first != await other.generate("the cell", extra)
+    assert all(len(h.text.split()) <= 5 for h in first)
+    top1 = ExtraInputs(floats={"per_example_top_k": 1, "temperature": 1.0})
+    assert len({h.text for h in await one.generate("the", top1)}) == 1
+    (logp,) = await one.score("the", ["river runs"], NONE)
+    assert logp < 0
+    assert len(await one.embed_text("hello", NONE)) == 16
+
+
+async def test_text_to_image_is_a_valid_png() -> None:
+    model = create_model(
+        LoadSpec(
+            model_path="sax_gateway.testing.TestVision", checkpoint="None", overrides={}, seed=0
+        )
+    )
+    ((png, _),) = await model.text_to_image("a cat", NONE)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    length, kind = struct.unpack(">I4s", png[8:16])
+    assert kind == b"IHDR" and struct.unpack(">II", png[16:24]) == (8, 8)
+    idat_at = png.index(b"IDAT")
+    (idat_len,) = struct.unpack(">I", png[idat_at - 4 : idat_at])
+    rows = zlib.decompress(png[idat_at + 4 : idat_at + 4 + idat_len])
+    assert len(rows) == 8 * (1 + 8 * 3)
+    assert length == 13

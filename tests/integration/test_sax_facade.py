@@ -1,0 +1,112 @@
+"""The synchronous facade runs a program written for upstream's `sax` module, unchanged but for
+its import line, against the embedded cell."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import textwrap
+
+import pytest
+
+from gateway.client import sax as facade
+from tests.integration._client_fixtures import RunningCell
+
+# Written as seed-era code against upstream's Python client (saxml/client/python/sax.pyi); the
+# only line changed from upstream is the import.
+SEED_ERA_PROGRAM = textwrap.dedent(
+    """
+    from gateway.client import sax  # upstream: import sax
+
+    MODEL = "/sax/test/lm2b"
+    PATH = "saxml.server.pax.lm.params.lm_cloud.LmCloudSpmd2BTest"
+
+    sax.Publish(MODEL, PATH, "None", 1)
+    sax.WaitForReady(MODEL, 1)
+
+    detail = sax.ListDetail(MODEL)
+    print("detail", detail.model, detail.ckpt, detail.max_replicas, detail.active_replicas,
+          sorted(detail.overrides.items()))
+    print("list", sax.List(MODEL))
+    print("all", sax.ListAll("/sax/test"))
+    print("stats", [(s.chip_type, s.chip_topology, s.num_replicas) for s in sax.Stats("/sax/test")])
+
+    options = sax.ModelOptions()
+    options.SetExtraInput("temperature", 0.5)
+    options.SetExtraInput("per_example_max_decode_steps", 4)
+    options.SetExtraInputString("note", "seed")
+    options.SetTimeout(30)
+    lm = sax.Model(MODEL).LM()
+    samples = lm.Generate("Q: Who is Harry Potter's mom? A: ", options)
+    assert isinstance(samples, list) and samples, samples
+    assert all(isinstance(t, str) and isinstance(s, float) for t, s in samples), samples
+    print("generate", len(samples))
+
+    steps = []
+    lm.GenerateStream("Q: Hi A: ", lambda last, items: steps.append((last, items)), options)
+    assert steps[-1] == (True, []), steps[-1]
+    assert all(isinstance(i[0], str) and isinstance(i[1], int) for _, items in steps for i in items)
+    print("stream", steps[-1][0])
+
+    print("score", len(lm.Score("Q: ", ["A", "B"])))
+
+    sax.Unpublish(MODEL)
+    try:
+        sax.ListDetail(MODEL)
+    except Exception as error:
+        print("after unpublish", type(error).__name__)
+    """
+)
+
+
+async def test_seed_era_program_runs_unchanged(cell: RunningCell) -> None:
+    env = {**os.environ, "SAX_ROOT": cell.sax_root}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        SEED_ERA_PROGRAM,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, stderr.decode()
+    lines = stdout.decode().splitlines()
+    # The number of samples is the stand-in model's choice; that there are some is asserted
+    # inside the program.
+    assert lines[4].startswith("generate ")
+    assert lines[:4] + lines[5:] == [
+        "detail saxml.server.pax.lm.params.lm_cloud.LmCloudSpmd2BTest None 1 1 []",
+        "list ('saxml.server.pax.lm.params.lm_cloud.LmCloudSpmd2BTest', 'None', 1)",
+        "all ['/sax/test/lm2b']",
+        "stats [('CHIP_TYPE_CPU', 'CHIP_TOPOLOGY_1', 2)]",
+        "stream True",
+        "score 2",
+        "after unpublish NotFoundError",
+    ]
+
+
+def test_model_options_behave_like_upstream() -> None:
+    options = facade.ModelOptions()
+    assert options.GetTimeout() == -1
+    options.SetExtraInput("temperature", 1)
+    options.SetExtraInputTensor("soft", [1, 2])
+    options.SetExtraInputString("s", "v")
+    options.SetTimeout(2.5)
+    assert options.GetExtraInput("temperature") == 1.0
+    assert options.GetTimeout() == 2.5
+    with pytest.raises(KeyError):
+        options.GetExtraInput("missing")
+    call = options._call_options()
+    assert call.timeout == 2.5
+    assert dict(call.extra_inputs) == {"temperature": 1.0}
+    assert dict(call.extra_tensors) == {"soft": [1.0, 2.0]}
+    copied = options.__copy__()
+    copied.SetExtraInput("temperature", 2)
+    assert options.GetExtraInput("temperature") == 1.0
+
+
+def test_options_defaults_match_upstream() -> None:
+    options = facade.Options()
+    assert (options.num_conn, options.proxy_addr, options.fail_fast) == (37, "", False)

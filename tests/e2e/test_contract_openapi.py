@@ -1,0 +1,28 @@
+"""Envoy serves the committed OpenAPI document, and it describes what Envoy really answers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_envoy_serves_the_openapi_document(http: httpx.Client) -> None:
+    response = http.get("/openapi.json")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == json.loads((ROOT / "openapi" / "openapi.json").read_text())
+
+
+def test_documented_error_shape_is_what_envoy_prints(http: httpx.Client) -> None:
+    response = http.get("/v1/sax/test/no-such-model")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/json"
+    doc = http.get("/openapi.json").json()
+    error = doc["components"]["schemas"]["Error"]
+    body = response.json()
+    assert set(error["required"]) <= body.keys() <= set(error["properties"])
+    assert body["code"] == 5

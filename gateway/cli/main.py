@@ -8,9 +8,9 @@ import sys
 from collections.abc import Sequence
 
 from gateway import __version__
-from gateway.cli import run
+from gateway.cli import admin, am, lm, run, vm
 
-FAMILIES = (run,)
+FAMILIES = (run, admin, lm, vm, am)
 
 
 def parser() -> argparse.ArgumentParser:

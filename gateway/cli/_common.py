@@ -1,0 +1,294 @@
+"""What every client command shares: global flags, the gRPC stub, inputs, output and errors.
+
+A family module adds a command with `add_command`; its function gets a `Session` (the stub,
+the deadline, the output mode) and the parsed arguments, and returns nothing. Failures are
+reported in one place, `report`, which prints a message and a concrete hint::
+
+    add_command(commands, "lm.embed", "ID TEXT", "Embed a text with a language model.", _embed)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, TextIO, TypeAlias
+
+import grpc
+from google.protobuf import json_format, struct_pb2
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2
+from saxgateway.v1 import gateway_pb2_grpc
+
+from gateway.config import MIB
+
+DEFAULT_GATEWAY = "localhost:8888"
+_DETAILS_KEY = "grpc-status-details-bin"
+_CHANNEL_OPTIONS = (
+    ("grpc.max_receive_message_length", 32 * MIB),
+    ("grpc.max_send_message_length", 32 * MIB),
+)
+
+# What main.py's add_subparsers returns; argparse names its type privately.
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def _globals() -> argparse.ArgumentParser:
+    flags = argparse.ArgumentParser(add_help=False)
+    flags.add_argument(
+        "--gateway",
+        default=DEFAULT_GATEWAY,
+        metavar="HOST:PORT",
+        help=f"gateway (Envoy or gateway gRPC port) to talk to; default {DEFAULT_GATEWAY}",
+    )
+    flags.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="deadline of the call; default: the gateway's",
+    )
+    flags.add_argument("--json", action="store_true", help="print the response as JSON")
+    return flags
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+@dataclass(frozen=True)
+class Session:
+    """One command's connection to the gateway and how to print its results."""
+
+    stub: Any  # gateway_pb2_grpc.SaxGatewayStub; grpc is untyped here
+    timeout: float | None
+    json: bool
+    out: TextIO
+
+    def emit(self, message: Message, text: str) -> None:
+        """Prints ``message`` as JSON with --json, else the readable ``text``."""
+        self.out.write(to_json(message, indent=2) if self.json else text)
+        self.out.write("\n")
+        self.out.flush()
+
+
+Run = Callable[[Session, argparse.Namespace], None]
+
+
+def add_command(
+    commands: Commands, name: str, usage: str, synopsis: str, run: Run
+) -> argparse.ArgumentParser:
+    """Adds ``saxgw NAME`` with the global client flags; ``usage`` is the literal usage line."""
+    cmd: argparse.ArgumentParser = commands.add_parser(
+        name,
+        help=synopsis,
+        description=f"Usage: saxgw {name} {usage}".rstrip(),
+        parents=[_globals()],
+    )
+    cmd.set_defaults(handler=partial(dispatch, run))
+    return cmd
+
+
+def dispatch(run: Run, args: argparse.Namespace) -> int:
+    """Runs one client command; returns its exit status."""
+    try:
+        with grpc.insecure_channel(args.gateway, options=_CHANNEL_OPTIONS) as channel:
+            session = Session(
+                stub=gateway_pb2_grpc.SaxGatewayStub(channel),
+                timeout=args.timeout,
+                json=args.json,
+                out=sys.stdout,
+            )
+            run(session, args)
+    except grpc.RpcError as exc:
+        return report(exc, args, sys.stderr)
+    except OSError as exc:
+        print(f"saxgw: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+# Inputs.
+
+
+def text_arg(value: str) -> str:
+    """A QUERY or TEXT argument; ``-`` reads it from stdin."""
+    return sys.stdin.read() if value == "-" else value
+
+
+def file_arg(path: str) -> bytes:
+    """An IMAGE_FILE or AUDIO_FILE argument; ``-`` reads stdin's bytes."""
+    if path == "-":
+        return sys.stdin.buffer.read()
+    with open(path, "rb") as file:
+        return file.read()
+
+
+def pair(text: str) -> tuple[str, str]:
+    """One ``k=v`` argument (an override or an extra input)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected k=v, got {text!r}")
+    return key, value
+
+
+def extra_inputs(pairs: Iterable[tuple[str, str]]) -> dict[str, struct_pb2.Value]:
+    """``--extra`` values as the request's extra_inputs: numbers if they parse, else strings."""
+    values: dict[str, struct_pb2.Value] = {}
+    for key, raw in pairs:
+        try:
+            values[key] = struct_pb2.Value(number_value=float(raw))
+        except ValueError:
+            values[key] = struct_pb2.Value(string_value=raw)
+    return values
+
+
+def add_extra(cmd: argparse.ArgumentParser) -> None:
+    """Adds ``--extra k=v`` (repeatable, or several after one flag)."""
+    cmd.add_argument(
+        "--extra",
+        type=pair,
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="k=v",
+        help="extra input, e.g. temperature=0.5 (numbers are sent as numbers)",
+    )
+
+
+# Output.
+
+
+def to_json(message: Message, indent: int | None = None) -> str:
+    """``message`` as the HTTP API prints it: proto field names, defaults included."""
+    return json_format.MessageToJson(
+        message,
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+        indent=indent,
+    )
+
+
+def to_dict(message: Message) -> dict[str, Any]:
+    """``message`` as a JSON-ready dict, named as `to_json` names it."""
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """Rows aligned under upper-case headers, columns two spaces apart."""
+    cells = [list(headers)] + [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def fields(pairs: Iterable[tuple[str, object]]) -> str:
+    """``name  value`` lines with the values aligned."""
+    items = [(name, _cell(value)) for name, value in pairs]
+    width = max(len(name) for name, _ in items)
+    return "\n".join(f"{name.ljust(width)}  {value}".rstrip() for name, value in items)
+
+
+def floats(values: Iterable[float]) -> str:
+    """A vector on one line, each value at full precision."""
+    return " ".join(repr(float(v)) for v in values)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value + 0.0:.6g}"  # + 0.0 turns -0.0 into 0.0
+    return str(value)
+
+
+# Errors.
+
+
+def report(exc: grpc.RpcError, args: argparse.Namespace, err: TextIO) -> int:
+    """Prints a failed call's status, the fields at fault and a hint; returns the exit status."""
+    code: grpc.StatusCode = exc.code()
+    lines = [f"saxgw: {code.name}: {exc.details() or 'no details'}"]
+    lines += [f"  {field}: {why}" for field, why in field_violations(exc)]
+    lines.append("hint: " + hint(code, args))
+    print("\n".join(lines), file=err)
+    return 1
+
+
+def field_violations(exc: grpc.RpcError) -> list[tuple[str, str]]:
+    """The google.rpc.BadRequest field violations in a status' details, if any."""
+    trailers = exc.trailing_metadata() or ()
+    violations = []
+    for key, value in trailers:
+        if key != _DETAILS_KEY:
+            continue
+        for detail in status_pb2.Status.FromString(value).details:
+            bad = error_details_pb2.BadRequest()
+            if detail.Unpack(bad):
+                violations += [(v.field, v.description) for v in bad.field_violations]
+    return violations
+
+
+def hint(code: grpc.StatusCode, args: argparse.Namespace) -> str:
+    """What to try next after a call failed with ``code``."""
+    target = getattr(args, "id", None) or "ID"
+    parts = target.strip("/").split("/")
+    cell = "/" + "/".join(parts[:2]) if len(parts) >= 2 else "/sax/<cell>"
+    return HINTS[code].format(
+        gateway=getattr(args, "gateway", DEFAULT_GATEWAY),
+        id=target,
+        cell=cell,
+        command=getattr(args, "command", "COMMAND"),
+    )
+
+
+HINTS: dict[grpc.StatusCode, str] = {
+    grpc.StatusCode.OK: "none needed",
+    grpc.StatusCode.CANCELLED: "the call was cancelled before it finished; run it again",
+    grpc.StatusCode.UNKNOWN: "the gateway or cell failed unexpectedly; see the gateway's log",
+    grpc.StatusCode.INVALID_ARGUMENT: (
+        "fix the fields named above; `saxgw {command} --help` shows the arguments"
+    ),
+    grpc.StatusCode.DEADLINE_EXCEEDED: (
+        "raise --timeout, or check that `saxgw ls {id}` shows active replicas"
+    ),
+    grpc.StatusCode.NOT_FOUND: (
+        "list published models with `saxgw ls {cell}`; "
+        "publish with `saxgw publish {id} MODEL_PATH CHECKPOINT REPLICAS`"
+    ),
+    grpc.StatusCode.ALREADY_EXISTS: (
+        "change it with `saxgw update {id} ...`, or `saxgw unpublish {id}` first"
+    ),
+    grpc.StatusCode.PERMISSION_DENIED: "check the admin ACL with `saxgw getacl {id}`",
+    grpc.StatusCode.UNAUTHENTICATED: "the gateway needs credentials that saxgw did not send",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: (
+        "the request is over a size or rate limit: send less (payloads <= 10 MiB) or retry later"
+    ),
+    grpc.StatusCode.FAILED_PRECONDITION: (
+        "the model may not support this method; `saxgw ls {id}` lists its methods"
+    ),
+    grpc.StatusCode.ABORTED: "the cell changed while the call ran; run it again",
+    grpc.StatusCode.OUT_OF_RANGE: "check numeric arguments and --extra values",
+    grpc.StatusCode.UNIMPLEMENTED: (
+        "the gateway at {gateway} does not offer this call; is it older than saxgw?"
+    ),
+    grpc.StatusCode.INTERNAL: "a bug in the gateway or model server; see their logs",
+    grpc.StatusCode.UNAVAILABLE: (
+        "is a gateway listening on {gateway}? start one with `make up` (or `saxgw up`); "
+        "if it is, its Sax cell may be down: try `saxgw ls`"
+    ),
+    grpc.StatusCode.DATA_LOSS: "the response was corrupted on the way; run the call again",
+}
+
+
+def print_stream_json(messages: Iterable[Message], out: TextIO) -> None:
+    """One compact JSON object per line, flushed as each message arrives."""
+    for message in messages:
+        out.write(to_json(message) + "\n")
+        out.flush()

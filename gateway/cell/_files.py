@@ -27,10 +27,6 @@ class CellFiles:
         self._fs_root: Storage | None = None
         self.cell_dir = Storage.join(settings.cell)  # "/sax/test" -> "sax/test"
 
-    @property
-    def location_url(self) -> str:
-        return self._root.url(Storage.join(self.cell_dir, LOCATION_FILE))
-
     async def ensure_cell(self) -> admin_pb2.Config:
         """Returns the cell's config, creating the cell (config.proto) when absent."""
         path = Storage.join(self.cell_dir, CONFIG_FILE)

@@ -71,9 +71,8 @@ class Manager:
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
-        for entry in self._models.values():
-            entry.addresses.close()
-            entry.ready.close()
+        # Watchers are not released here: an empty address set would tell clients the model
+        # has no servers. Stopping the gRPC server fails their calls instead, as upstream's do.
         await asyncio.gather(*(m.close() for m in self._modelets.values()))
         self._modelets.clear()
 
@@ -189,21 +188,6 @@ class Manager:
                 chip_type=chip_type, chip_topology=topology, num_replicas=count
             )
         return reply
-
-    def joined_servers(self) -> list[admin_pb2.JoinedModelServer]:
-        """The joined model servers, for status output."""
-        return [
-            admin_pb2.JoinedModelServer(
-                model_server=m.spec,
-                address=m.address,
-                data_address=m.data_address,
-                debug_address=m.debug_address,
-                last_join_ms=m.last_join_ms,
-                loaded_models={mid: seen.status for mid, seen in m.seen.items()},
-                is_dormant=m.dormant,
-            )
-            for _, m in sorted(self._modelets.items())
-        ]
 
     async def watch(self, model_id: str, *, full: bool, seqno: int) -> WatchResult:
         entry = self._get(model_id)

@@ -68,11 +68,11 @@ class AdminServer:
         )
 
     async def stop(self, grace: float = _grpc_server.STOP_GRACE) -> None:
-        if self._manager is not None:
-            await self._manager.close()
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
+        if self._manager is not None:
+            await self._manager.close()
 
     async def wait_for_termination(self) -> None:
         if self._server is not None:

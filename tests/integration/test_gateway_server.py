@@ -1,0 +1,139 @@
+"""The gateway gRPC server over real sockets, in front of an embedded cell: reflection,
+health that follows the cell, deadlines, and graceful shutdown on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from saxgateway.v1 import gateway_pb2 as pb
+from saxgateway.v1 import gateway_pb2_grpc
+
+from gateway.config import GatewaySettings
+from gateway.launch.processes import free_port
+from gateway.service import GatewayServer
+from tests.integration._cell_fixtures import InprocCell
+
+TEST_LM = "sax_gateway.testing.TestLM"
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+@pytest.fixture
+async def gateway(inproc_cell: InprocCell) -> AsyncIterator[GatewayServer]:
+    settings = GatewaySettings(sax_root=inproc_cell.settings.sax_root, health_interval=0.2)
+    server = await GatewayServer.start(settings)
+    yield server
+    await server.stop(grace=0)
+
+
+@pytest.fixture
+async def stub(gateway: GatewayServer) -> AsyncIterator[gateway_pb2_grpc.SaxGatewayStub]:
+    async with grpc.aio.insecure_channel(gateway.address) as channel:
+        yield gateway_pb2_grpc.SaxGatewayStub(channel)
+
+
+async def _publish(stub: gateway_pb2_grpc.SaxGatewayStub, name: str, **overrides: str) -> str:
+    model = f"/sax/test/{name}"
+    await stub.PublishModel(
+        pb.PublishModelRequest(
+            model=model, model_path=TEST_LM, checkpoint="None", replicas=1, overrides=overrides
+        )
+    )
+    await stub.WaitForReady(pb.WaitForReadyRequest(model=model), timeout=10)
+    return model
+
+
+async def test_reflection_lists_the_services(gateway: GatewayServer) -> None:
+    async with grpc.aio.insecure_channel(gateway.address) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        names = []
+        async for response in stub.ServerReflectionInfo(iter([request])):
+            names = [s.name for s in response.list_services_response.service]
+    assert set(names) == {
+        "saxgateway.v1.SaxGateway",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+    }
+
+
+async def test_health_serves_while_the_cell_answers(
+    gateway: GatewayServer, inproc_cell: InprocCell
+) -> None:
+    async with grpc.aio.insecure_channel(gateway.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "saxgateway.v1.SaxGateway"):
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=service))
+            assert reply.status == SERVING
+        await inproc_cell.admin.stop(grace=0)
+        for _ in range(100):
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=""))
+            if reply.status == NOT_SERVING:
+                break
+            await asyncio.sleep(0.1)
+        assert reply.status == NOT_SERVING
+
+
+async def test_health_is_not_serving_without_a_cell(tmp_path: Path) -> None:
+    server = await GatewayServer.start(GatewaySettings(sax_root=str(tmp_path)))
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service="saxgateway.v1.SaxGateway")
+            )
+        assert reply.status == NOT_SERVING
+    finally:
+        await server.stop(grace=0)
+
+
+async def test_shorter_client_deadline_wins(stub: gateway_pb2_grpc.SaxGatewayStub) -> None:
+    model = await _publish(stub, "slowpoke", text="a b c d e f", delay_ms="200")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        await stub.Generate(pb.GenerateRequest(model=model, query="q"), timeout=0.5)
+    assert failure.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert loop.time() - started < 1.5
+
+
+async def test_concurrent_calls_share_one_client(stub: gateway_pb2_grpc.SaxGatewayStub) -> None:
+    model = await _publish(stub, "busy", text="x y")
+    replies = await asyncio.gather(
+        *(stub.Generate(pb.GenerateRequest(model=model, query="q")) for _ in range(50))
+    )
+    assert {r.texts[0].text for r in replies} == {"x y"}
+
+
+async def test_sigterm_finishes_in_flight_calls(inproc_cell: InprocCell) -> None:
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", "gateway",
+        "--sax-root", inproc_cell.settings.sax_root, "--port", str(port), "--grace-period", "5",
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert b"listening" in await asyncio.wait_for(proc.stdout.readline(), 20)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+            model = await _publish(stub, "graceful", text="one two three four", delay_ms="250")
+            in_flight = asyncio.ensure_future(
+                stub.Generate(pb.GenerateRequest(model=model, query="q"))
+            )
+            await asyncio.sleep(0.3)  # the call is decoding
+            proc.send_signal(signal.SIGTERM)
+            reply = await asyncio.wait_for(in_flight, 10)
+            assert reply.texts[0].text == "one two three four"
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

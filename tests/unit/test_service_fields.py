@@ -1,0 +1,92 @@
+"""Request fields -> Sax client arguments, with errors naming the field."""
+
+from __future__ import annotations
+
+import pytest
+from google.protobuf import duration_pb2, struct_pb2
+
+from gateway.client import InvalidArgumentError
+from gateway.service import _fields as f
+
+
+class _Context:
+    def __init__(self, remaining: float | None) -> None:
+        self._remaining = remaining
+
+    def time_remaining(self) -> float | None:
+        return self._remaining
+
+    async def abort(self, code: object, details: str = "", trailing_metadata: object = ()) -> None:
+        raise AssertionError("not used")
+
+
+def _violations(exc: pytest.ExceptionInfo[InvalidArgumentError]) -> list[str]:
+    return [field for field, _ in exc.value.field_violations]
+
+
+@pytest.mark.parametrize("value", ["/sax/test/lm2b", "sax/test/lm2b"])
+def test_model_id_accepts_body_and_path_forms(value: str) -> None:
+    assert f.model_id(value) == "/sax/test/lm2b"
+
+
+@pytest.mark.parametrize("value", ["", "/sax/test", "/sax/test/Bad", "/other/test/x"])
+def test_model_id_rejects_naming_the_field(value: str) -> None:
+    with pytest.raises(InvalidArgumentError) as exc:
+        f.model_id(value)
+    assert _violations(exc) == ["model"]
+
+
+def test_cell_or_model_id() -> None:
+    assert f.cell_or_model_id("sax/test") == "/sax/test"
+    assert f.cell_or_model_id("/sax/test/m") == "/sax/test/m"
+    with pytest.raises(InvalidArgumentError):
+        f.cell_or_model_id("/sax")
+
+
+def test_payload_limits() -> None:
+    assert f.payload(b"x", "image_bytes", 1) == b"x"
+    for value in (b"", b"xx"):
+        with pytest.raises(InvalidArgumentError) as exc:
+            f.payload(value, "image_bytes", 1)
+        assert _violations(exc) == ["image_bytes"]
+
+
+def test_deadline_takes_the_shortest() -> None:
+    assert f.deadline(_Context(None), None, 60) == 60
+    assert f.deadline(_Context(5), None, 60) == 5
+    assert f.deadline(_Context(5), duration_pb2.Duration(seconds=2), 60) == 2
+    assert f.deadline(_Context(None), duration_pb2.Duration(seconds=90), 60) == 60
+    with pytest.raises(InvalidArgumentError) as exc:
+        f.deadline(_Context(None), duration_pb2.Duration(seconds=-1), 60)
+    assert _violations(exc) == ["timeout"]
+
+
+def test_call_options_sorts_extra_inputs_by_json_type() -> None:
+    inputs = {
+        "temperature": struct_pb2.Value(number_value=0.5),
+        "regex": struct_pb2.Value(string_value="a*"),
+        "prompt": struct_pb2.Value(
+            list_value=struct_pb2.ListValue(values=[struct_pb2.Value(number_value=1.0)])
+        ),
+    }
+    options = f.call_options(inputs, timeout=3)
+    assert dict(options.extra_inputs) == {"temperature": 0.5}
+    assert dict(options.extra_strings) == {"regex": "a*"}
+    assert {k: list(v) for k, v in options.extra_tensors.items()} == {"prompt": [1.0]}
+    assert options.timeout == 3
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        struct_pb2.Value(bool_value=True),
+        struct_pb2.Value(null_value=struct_pb2.NULL_VALUE),
+        struct_pb2.Value(
+            list_value=struct_pb2.ListValue(values=[struct_pb2.Value(string_value="x")])
+        ),
+    ],
+)
+def test_call_options_rejects_other_json_types(value: struct_pb2.Value) -> None:
+    with pytest.raises(InvalidArgumentError) as exc:
+        f.call_options({"k": value}, timeout=1)
+    assert _violations(exc) == ["extra_inputs[k]"]

@@ -1,0 +1,154 @@
+"""Browser clients: grpc-web through Envoy (framed by hand, per the grpc-web spec) and CORS.
+
+https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-WEB.md: a message is a 5-byte prefix
+(flag 0x00, big-endian length) and its bytes; the status comes last in a frame flagged 0x80
+holding HTTP/1-style "name:value\\r\\n" trailers.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import struct
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from google.protobuf.message import Message
+from saxgateway.v1 import gateway_pb2 as pb
+
+ALLOWED = "http://allowed.example"
+SERVICE = "/saxgateway.v1.SaxGateway"
+TEST_LM = "sax_gateway.testing.TestLM"
+
+
+def _frame(message: Message) -> bytes:
+    data = message.SerializeToString()
+    return struct.pack(">BI", 0, len(data)) + data
+
+
+def _unframe(body: bytes) -> tuple[list[bytes], dict[str, str]]:
+    """The messages and the trailers of a grpc-web response body."""
+    messages, trailers = [], {}
+    while body:
+        flag, length = struct.unpack(">BI", body[:5])
+        payload, body = body[5 : 5 + length], body[5 + length :]
+        if flag & 0x80:
+            for line in payload.decode().split("\r\n"):
+                if line:
+                    name, _, value = line.partition(":")
+                    trailers[name.strip().lower()] = value.strip()
+        else:
+            messages.append(payload)
+    return messages, trailers
+
+
+def _b64decode_chunks(text: bytes) -> bytes:
+    """grpc-web-text bodies are base64 chunks, each padded on its own, one after another."""
+    return b"".join(base64.b64decode(c) for c in re.findall(rb"[A-Za-z0-9+/]+=*", text))
+
+
+def _call(
+    http: httpx.Client, method: str, request: Message, *, text: bool = False
+) -> tuple[httpx.Response, list[bytes], dict[str, str]]:
+    content_type = "application/grpc-web-text" if text else "application/grpc-web+proto"
+    body = _frame(request)
+    response = http.post(
+        f"{SERVICE}/{method}",
+        content=base64.b64encode(body) if text else body,
+        headers={
+            "content-type": content_type,
+            "accept": content_type,  # Envoy answers grpc-web-text only when asked to
+            "x-grpc-web": "1",
+            "x-user-agent": "grpc-web-javascript/0.1",
+            "origin": ALLOWED,
+        },
+    )
+    raw = _b64decode_chunks(response.content) if text else response.content
+    messages, trailers = _unframe(raw)
+    if not trailers:  # a trailers-only response carries the status in the headers
+        trailers = {k: v for k, v in response.headers.items() if k.startswith("grpc-")}
+    return response, messages, trailers
+
+
+@pytest.fixture
+def model(http: httpx.Client) -> Iterator[str]:
+    name = "/sax/test/grpc-web"
+    request = {"model": name, "model_path": TEST_LM, "checkpoint": "None", "replicas": 1}
+    published = http.post("/publish", json={**request, "overrides": {"text": "hello grpc web"}})
+    assert published.status_code == 200, published.text
+    assert http.post("/wait_for_ready", json={"model": name}).status_code == 200
+    yield name
+    http.post("/unpublish", json={"model": name})
+
+
+def test_grpc_web_unary_call(http: httpx.Client) -> None:
+    response, messages, trailers = _call(http, "GetInfo", pb.GetInfoRequest())
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/grpc-web+proto"
+    assert response.headers["access-control-allow-origin"] == ALLOWED
+    assert trailers["grpc-status"] == "0"
+    [data] = messages
+    info = pb.GetInfoResponse.FromString(data)
+    assert info.message == "HTTP Server for SAX Client"
+
+
+def test_grpc_web_text_call(http: httpx.Client) -> None:
+    response, messages, trailers = _call(http, "GetInfo", pb.GetInfoRequest(), text=True)
+    assert response.headers["content-type"] == "application/grpc-web-text+proto"
+    assert trailers["grpc-status"] == "0"
+    assert pb.GetInfoResponse.FromString(messages[0]).message == "HTTP Server for SAX Client"
+
+
+def test_grpc_web_server_stream(http: httpx.Client, model: str) -> None:
+    request = pb.GenerateStreamRequest(model=model, query="q")
+    _, messages, trailers = _call(http, "GenerateStream", request)
+    assert trailers["grpc-status"] == "0"
+    stream = [pb.GenerateStreamResponse.FromString(m) for m in messages]
+    assert [d.text for m in stream for d in m.deltas] == ["hello", " grpc", " web"]
+    assert stream[-1].done
+    assert [t.text for t in stream[-1].texts] == ["hello grpc web"]
+
+
+def test_grpc_web_error_status(http: httpx.Client) -> None:
+    request = pb.ListCellRequest(model="/sax/test/no-such-model")
+    response, messages, trailers = _call(http, "ListCell", request)
+    assert response.status_code == 200  # grpc-web reports errors in grpc-status
+    assert messages == []
+    assert trailers["grpc-status"] == "5"  # NOT_FOUND
+    assert "not published" in trailers["grpc-message"]
+
+
+def _preflight(http: httpx.Client, origin: str) -> httpx.Response:
+    return http.options(
+        f"{SERVICE}/GetInfo",
+        headers={
+            "origin": origin,
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "content-type,x-grpc-web,x-user-agent",
+        },
+    )
+
+
+def test_cors_preflight_allows_a_configured_origin(http: httpx.Client) -> None:
+    response = _preflight(http, ALLOWED)
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == ALLOWED
+    assert "POST" in response.headers["access-control-allow-methods"]
+    allowed = {h.strip() for h in response.headers["access-control-allow-headers"].split(",")}
+    assert {"content-type", "x-grpc-web", "x-user-agent", "grpc-timeout"} <= allowed
+    exposed = {h.strip() for h in response.headers["access-control-expose-headers"].split(",")}
+    assert {"grpc-status", "grpc-message"} <= exposed
+
+
+def test_cors_preflight_ignores_another_origin(http: httpx.Client) -> None:
+    response = _preflight(http, "http://evil.example")
+    assert not any(h.startswith("access-control-") for h in response.headers)
+
+
+def test_cors_actual_request_from_another_origin_gets_no_allow_origin(
+    http: httpx.Client,
+) -> None:
+    response = http.get("/", headers={"origin": "http://evil.example"})
+    assert response.status_code == 200  # CORS is enforced by the browser, not by Envoy
+    assert "access-control-allow-origin" not in response.headers

@@ -127,10 +127,15 @@ async def watch(
         request = admin_pb2.WatchLocRequest(
             model_id=table.model_id, admin_server_id=server_id, seqno=seqno
         )
+        started = loop.time()
         try:
-            response = await admin.call("WatchLoc", request, deadline=loop.time() + LONG_POLL_S)
+            response = await admin.call("WatchLoc", request, deadline=started + LONG_POLL_S)
         except DeadlineExceededError:
-            continue  # nothing changed within one poll
+            # Nothing changed within one poll. An admin that answers DEADLINE_EXCEEDED at once
+            # (its own limit is shorter) must not turn this into a busy loop.
+            if loop.time() - started < 1.0:
+                await asyncio.sleep(1.0)
+            continue
         except SaxError as error:
             if error.code not in RETRY_CODES:
                 # NOT_FOUND (not published) and other final answers end the watch.

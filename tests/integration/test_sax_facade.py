@@ -98,7 +98,7 @@ def test_model_options_behave_like_upstream() -> None:
     assert options.GetTimeout() == 2.5
     with pytest.raises(KeyError):
         options.GetExtraInput("missing")
-    call = options._call_options()
+    call = options.to_call_options()
     assert call.timeout == 2.5
     assert dict(call.extra_inputs) == {"temperature": 1.0}
     assert dict(call.extra_tensors) == {"soft": [1.0, 2.0]}

@@ -1,0 +1,206 @@
+"""Data calls: build the Sax request, route it to a replica, unpack the reply.
+
+The model key sent to model servers is the model ID. ``options=None`` means defaults.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import AsyncGenerator, Sequence
+
+from sax import audio_pb2, custom_pb2, lm_pb2, vision_pb2
+
+from gateway.client._router import Method, Router
+from gateway.client._types import DEFAULT_CALL_OPTIONS, Box, CallOptions, StreamItem
+
+_LM_GENERATE: Method = operator.attrgetter("lm.Generate")
+_LM_GENERATE_STREAM: Method = operator.attrgetter("lm.GenerateStream")
+_LM_SCORE: Method = operator.attrgetter("lm.Score")
+_LM_EMBED: Method = operator.attrgetter("lm.Embed")
+_LM_GRADIENT: Method = operator.attrgetter("lm.Gradient")
+_VM_CLASSIFY: Method = operator.attrgetter("vm.Classify")
+_VM_TEXT_TO_IMAGE: Method = operator.attrgetter("vm.TextToImage")
+_VM_EMBED: Method = operator.attrgetter("vm.Embed")
+_VM_DETECT: Method = operator.attrgetter("vm.Detect")
+_VM_IMAGE_TO_TEXT: Method = operator.attrgetter("vm.ImageToText")
+_AM_RECOGNIZE: Method = operator.attrgetter("am.Recognize")
+_CM_CUSTOM: Method = operator.attrgetter("cm.Custom")
+
+
+class DataCalls:
+    """The data-plane half of ``Client``: one method per Sax data RPC."""
+
+    _router: Router
+
+    async def lm_generate(
+        self, model_id: str, text: str, options: CallOptions | None = None
+    ) -> list[tuple[str, float]]:
+        """Samples completions of ``text``: ``[(text, score), ...]``."""
+        o = options or DEFAULT_CALL_OPTIONS
+        request = lm_pb2.GenerateRequest(
+            model_key=model_id, text=text, extra_inputs=o.extra_inputs_proto()
+        )
+        response = await self._router.unary(model_id, _LM_GENERATE, request, o.timeout)
+        return [(t.text, t.score) for t in response.texts]
+
+    async def lm_generate_stream(
+        self, model_id: str, text: str, options: CallOptions | None = None
+    ) -> AsyncGenerator[list[StreamItem], None]:
+        """Streams samples of ``text``: one list of items (one per sample) per Sax response.
+
+        Closing the iterator (``aclose()``, or cancelling the task iterating it) cancels the
+        RPC, so the model server stops generating."""
+        o = options or DEFAULT_CALL_OPTIONS
+        request = lm_pb2.GenerateRequest(
+            model_key=model_id, text=text, extra_inputs=o.extra_inputs_proto()
+        )
+        responses = self._router.stream(model_id, _LM_GENERATE_STREAM, request, o.timeout)
+        try:
+            async for response in responses:
+                yield [StreamItem(i.text, i.prefix_len, list(i.scores)) for i in response.items]
+        finally:
+            await responses.aclose()
+
+    async def lm_score(
+        self,
+        model_id: str,
+        prefix: str,
+        suffixes: Sequence[str],
+        options: CallOptions | None = None,
+    ) -> list[float]:
+        """Log-probabilities of each suffix after ``prefix``."""
+        o = options or DEFAULT_CALL_OPTIONS
+        request = lm_pb2.ScoreRequest(
+            model_key=model_id, prefix=prefix, suffix=suffixes, extra_inputs=o.extra_inputs_proto()
+        )
+        response = await self._router.unary(model_id, _LM_SCORE, request, o.timeout)
+        return list(response.logp)
+
+    async def lm_embed(
+        self, model_id: str, text: str, options: CallOptions | None = None
+    ) -> list[float]:
+        """The embedding of ``text``."""
+        o = options or DEFAULT_CALL_OPTIONS
+        request = lm_pb2.EmbedRequest(
+            model_key=model_id, text=text, extra_inputs=o.extra_inputs_proto()
+        )
+        response = await self._router.unary(model_id, _LM_EMBED, request, o.timeout)
+        return list(response.embedding)
+
+    async def lm_gradient(
+        self, model_id: str, prefix: str, suffix: str, options: CallOptions | None = None
+    ) -> tuple[list[float], dict[str, list[float]]]:
+        """Scores and named gradients of ``suffix`` after ``prefix``."""
+        o = options or DEFAULT_CALL_OPTIONS
+        request = lm_pb2.GradientRequest(
+            model_key=model_id, prefix=prefix, suffix=suffix, extra_inputs=o.extra_inputs_proto()
+        )
+        response = await self._router.unary(model_id, _LM_GRADIENT, request, o.timeout)
+        gradients = {k: list(v.values) for k, v in response.gradients.items()}
+        return list(response.score), gradients
+
+    async def vm_classify(
+        self, model_id: str, image: bytes, options: CallOptions | None = None
+    ) -> list[tuple[str, float]]:
+        """Labels of ``image``: ``[(label, score), ...]``."""
+        o = options or DEFAULT_CALL_OPTIONS
+        request = vision_pb2.ClassifyRequest(
+            model_key=model_id, image_bytes=image, extra_inputs=o.extra_inputs_proto()
+        )
+        response = await self._router.unary(model_id, _VM_CLASSIFY, request, o.timeout)
+        return [(t.text, t.score) for t in response.texts]
+
+    async def vm_text_to_image(
+        self, model_id: str, text: str, options: CallOptions | None = None
+    ) -> list[tuple[bytes, float]]:
+        """Images generated from ``text``: ``[(image, score), ...]``."""
+        o = options or DEFAULT_CALL_OPTIONS
+        request = vision_pb2.TextToImageRequest(
+            model_key=model_id, text=text, extra_inputs=o.extra_inputs_proto()
+        )
+        response = await self._router.unary(model_id, _VM_TEXT_TO_IMAGE, request, o.timeout)
+        return [(i.image, i.score) for i in response.images]
+
+    async def vm_embed(
+        self, model_id: str, image: bytes, options: CallOptions | None = None
+    ) -> list[float]:
+        """The embedding of ``image``."""
+        o = options or DEFAULT_CALL_OPTIONS
+        request = vision_pb2.EmbedRequest(
+            model_key=model_id, image_bytes=image, extra_inputs=o.extra_inputs_proto()
+        )
+        response = await self._router.unary(model_id, _VM_EMBED, request, o.timeout)
+        return list(response.embedding)
+
+    async def vm_detect(
+        self,
+        model_id: str,
+        image: bytes,
+        text: Sequence[str] = (),
+        options: CallOptions | None = None,
+        *,
+        boxes: Sequence[tuple[float, float, float, float]] = (),
+    ) -> list[Box]:
+        """Objects in ``image`` (optionally only those described by ``text``, or in ``boxes``
+        of interest given as ``(cx, cy, w, h)``)."""
+        o = options or DEFAULT_CALL_OPTIONS
+        request = vision_pb2.DetectRequest(
+            model_key=model_id,
+            image_bytes=image,
+            text=text,
+            boxes_of_interest=[
+                vision_pb2.BoundingBox(cx=b[0], cy=b[1], w=b[2], h=b[3]) for b in boxes
+            ],
+            extra_inputs=o.extra_inputs_proto(),
+        )
+        response = await self._router.unary(model_id, _VM_DETECT, request, o.timeout)
+        return [
+            Box(
+                b.cx,
+                b.cy,
+                b.w,
+                b.h,
+                b.text,
+                b.score,
+                b.mask.mask_height,
+                b.mask.mask_width,
+                b.mask.mask_values,
+            )
+            for b in response.bounding_boxes
+        ]
+
+    async def vm_image_to_text(
+        self, model_id: str, image: bytes, text: str = "", options: CallOptions | None = None
+    ) -> list[tuple[str, float]]:
+        """Captions of ``image`` (continuing ``text``): ``[(text, score), ...]``."""
+        o = options or DEFAULT_CALL_OPTIONS
+        request = vision_pb2.ImageToTextRequest(
+            model_key=model_id, image_bytes=image, text=text, extra_inputs=o.extra_inputs_proto()
+        )
+        response = await self._router.unary(model_id, _VM_IMAGE_TO_TEXT, request, o.timeout)
+        return [(t.text, t.score) for t in response.texts]
+
+    async def am_recognize(
+        self, model_id: str, audio: bytes, options: CallOptions | None = None
+    ) -> list[tuple[str, float]]:
+        """Transcriptions of ``audio``: ``[(text, score), ...]``."""
+        o = options or DEFAULT_CALL_OPTIONS
+        request = audio_pb2.AsrRequest(
+            model_key=model_id, audio_bytes=audio, extra_inputs=o.extra_inputs_proto()
+        )
+        response = await self._router.unary(model_id, _AM_RECOGNIZE, request, o.timeout)
+        return [(h.text, h.score) for h in response.hyps]
+
+    async def custom(
+        self, model_id: str, request: bytes, method_name: str, options: CallOptions | None = None
+    ) -> bytes:
+        """Calls a custom model method with an opaque request; returns its opaque response."""
+        o = options or DEFAULT_CALL_OPTIONS
+        message = custom_pb2.CustomRequest(
+            model_key=model_id,
+            request=request,
+            method_name=method_name,
+            extra_inputs=o.extra_inputs_proto(),
+        )
+        response = await self._router.unary(model_id, _CM_CUSTOM, message, o.timeout)
+        return bytes(response.response)

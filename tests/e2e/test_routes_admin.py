@@ -1,0 +1,147 @@
+"""Admin routes through the real Envoy: cells, models, stats, readiness, ACLs and the address
+watch (an SSE stream), on the short paths and the /v1/ twins."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.cell.models import MODEL_PATHS
+from gateway.cell.models.base import (
+    LM_EMBED,
+    LM_GENERATE,
+    LM_GENERATE_STREAM,
+    LM_GRADIENT,
+    LM_SCORE,
+)
+from gateway.launch.stack import Stack
+from tests.e2e._published import TEST_LM, published
+
+CELL = "/sax/test"
+MODEL = "/sax/test/routes-admin"
+CPU = {"chip_type": "CHIP_TYPE_CPU", "chip_topology": "CHIP_TOPOLOGY_1"}
+
+
+@pytest.fixture(scope="module")
+def model(stack: Stack) -> Iterator[str]:
+    with published(stack, MODEL, TEST_LM, {"text": "admin"}) as name:
+        yield name
+
+
+def _ok(response: httpx.Response) -> object:
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _server_addresses(stack: Stack) -> set[str]:
+    return {f"127.0.0.1:{port}" for port in stack.settings.model_server_ports}
+
+
+def _info(stack: Stack, body: object) -> dict[str, object]:
+    """The ModelInfo the fixture's model must have; its one address is one of the cell's."""
+    assert isinstance(body, dict)
+    addresses = body["addresses"]
+    assert isinstance(addresses, list) and len(addresses) == 1
+    assert addresses[0] in _server_addresses(stack)
+    return {
+        "model": MODEL,
+        "model_path": TEST_LM,
+        "checkpoint": "None",
+        "max_replicas": 1,
+        "active_replicas": 1,
+        "overrides": {"text": "admin"},
+        "addresses": addresses,
+        "methods": sorted([LM_EMBED, LM_GENERATE, LM_GENERATE_STREAM, LM_GRADIENT, LM_SCORE]),
+    }
+
+
+def test_listcells(stack: Stack, http: httpx.Client) -> None:
+    # Other tests may add cells under the shared SAX_ROOT: expect whatever is there.
+    root = Path(stack.settings.sax_root) / "sax"
+    cells = sorted(f"/sax/{p.parent.name}" for p in root.glob("*/location.proto"))
+    assert CELL in cells
+    assert _ok(http.get("/listcells")) == {"cells": cells}
+    assert _ok(http.get("/v1/cells")) == {"cells": cells}
+
+
+def test_listall_and_get_model(stack: Stack, http: httpx.Client, model: str) -> None:
+    listed = _ok(http.get("/listall", params={"sax_cell": CELL}))
+    assert isinstance(listed, dict) and listed["sax_cell"] == CELL
+    models = listed["models"]
+    assert [m["model"] for m in models] == sorted(m["model"] for m in models)
+    [mine] = [m for m in models if m["model"] == model]
+    assert mine == _info(stack, mine)
+    assert _ok(http.get("/v1/sax/test:listModels")) == listed
+
+    got = _ok(http.get("/v1/sax/test/routes-admin"))
+    assert isinstance(got, dict)
+    assert got == {"model": _info(stack, got["model"])}
+
+
+def test_stats_of_the_cell(stack: Stack, http: httpx.Client) -> None:
+    servers = len(stack.settings.model_server_ports)
+    expected = {
+        "server_types": [{**CPU, "replicas": servers}],
+        "servers_by_model_path": dict.fromkeys(MODEL_PATHS, servers),
+    }
+    assert _ok(http.get("/stats", params={"name": CELL})) == expected
+    assert _ok(http.get("/v1/sax/test:stats")) == expected
+
+
+def test_stats_of_a_model_counts_its_servers(http: httpx.Client, model: str) -> None:
+    expected = {
+        "server_types": [{**CPU, "replicas": 1}],
+        "servers_by_model_path": dict.fromkeys(MODEL_PATHS, 1),
+    }
+    assert _ok(http.get("/stats", params={"name": model})) == expected
+    assert _ok(http.get("/v1/sax/test/routes-admin:stats")) == expected
+
+
+def test_wait_for_ready(http: httpx.Client, model: str) -> None:
+    expected = {"model": model, "active_replicas": 1}
+    assert _ok(http.post("/wait_for_ready", json={"model": model, "replicas": 1})) == expected
+    assert _ok(http.post("/v1/sax/test/routes-admin:waitForReady", json={})) == expected
+
+
+@pytest.mark.parametrize("name", [MODEL, CELL])
+def test_setacl_then_getacl(http: httpx.Client, model: str, name: str) -> None:
+    v1 = "/v1" + name
+    assert _ok(http.get("/getacl", params={"name": name})) == {"name": name, "acl": ""}
+    try:
+        assert _ok(http.post("/setacl", json={"name": name, "acl": "group-a"})) == {
+            "name": name,
+            "acl": "group-a",
+        }
+        assert _ok(http.get(f"{v1}:getAcl")) == {"name": name, "acl": "group-a"}
+        assert _ok(http.post(f"{v1}:setAcl", json={"acl": "group-b"})) == {
+            "name": name,
+            "acl": "group-b",
+        }
+        assert _ok(http.get("/getacl", params={"name": name})) == {"name": name, "acl": "group-b"}
+    finally:
+        assert _ok(http.post("/setacl", json={"name": name, "acl": ""})) == {
+            "name": name,
+            "acl": "",
+        }
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [("/watch", {"model": MODEL}), ("/v1/sax/test/routes-admin:watch", {})],
+)
+def test_watch_starts_with_the_current_addresses(
+    http: httpx.Client, model: str, path: str, params: dict[str, str]
+) -> None:
+    current = _ok(http.get("/v1/sax/test/routes-admin"))
+    assert isinstance(current, dict)
+    with http.stream("GET", path, params=params) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "text/event-stream"
+        lines = response.iter_lines()
+        first = next(lines)
+    assert first.startswith("data: ")
+    assert json.loads(first.removeprefix("data: ")) == {"addresses": current["model"]["addresses"]}

@@ -1,0 +1,179 @@
+"""Bad input on the issue-6 routes: 400 with the offending field named in a BadRequest.
+
+Wrong JSON types never reach the gateway: Envoy's transcoder rejects them with its own
+text/plain 400, so only the status is asserted there.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from gateway.launch.stack import Stack
+from tests.e2e._published import (
+    BAD_REQUEST,
+    IMAGE,
+    TEST_AUDIO,
+    TEST_LM,
+    TEST_VISION,
+    b64,
+    published,
+)
+
+LM = "/sax/test/errors-lm"
+VISION = "/sax/test/errors-vision"
+AUDIO = "/sax/test/errors-audio"
+LIMIT = 10 * 1024 * 1024  # GatewaySettings.max_payload_bytes
+
+
+@pytest.fixture(scope="module", autouse=True)
+def models(stack: Stack) -> Iterator[None]:
+    with (
+        published(stack, LM, TEST_LM),
+        published(stack, VISION, TEST_VISION),
+        published(stack, AUDIO, TEST_AUDIO),
+    ):
+        yield
+
+
+def _violations(response: httpx.Response) -> list[str]:
+    """The fields named by a 400's BadRequest; asserts the whole error shape."""
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"code", "message", "details"}
+    assert body["code"] == 3
+    [detail] = body["details"]
+    assert detail["@type"] == BAD_REQUEST
+    for violation in detail["field_violations"]:
+        assert violation["description"], violation
+    return [v["field"] for v in detail["field_violations"]]
+
+
+IMG = b64(IMAGE)
+
+# (method, path, body or query, field named)
+CASES = [
+    # A missing model, on every new route that takes one.
+    ("POST", "/score", {"suffix": ["a"]}, "model"),
+    ("POST", "/embed", {"text": "t"}, "model"),
+    ("POST", "/gradient", {"suffix": "s"}, "model"),
+    ("POST", "/classify", {"image_bytes": IMG}, "model"),
+    ("POST", "/text_to_image", {"text": "t"}, "model"),
+    ("POST", "/embed_image", {"image_bytes": IMG}, "model"),
+    ("POST", "/detect", {"image_bytes": IMG}, "model"),
+    ("POST", "/image_to_text", {"image_bytes": IMG}, "model"),
+    ("POST", "/recognize", {"audio_bytes": IMG}, "model"),
+    ("POST", "/wait_for_ready", {}, "model"),
+    ("GET", "/watch", {}, "model"),
+    ("GET", "/listall", {}, "sax_cell"),
+    ("GET", "/stats", {}, "name"),
+    ("GET", "/getacl", {}, "name"),
+    ("POST", "/setacl", {"acl": "x"}, "name"),
+    # A malformed model or cell name.
+    ("POST", "/score", {"model": "/sax/test/Bad!", "suffix": ["a"]}, "model"),
+    ("POST", "/v1/sax/test/Bad!:embed", {"text": "t"}, "model"),
+    ("GET", "/listall", {"sax_cell": "/sax/Bad!"}, "sax_cell"),
+    ("GET", "/getacl", {"name": "/nope/test"}, "name"),
+    # Empty or missing required inputs.
+    ("POST", "/score", {"model": LM, "prefix": "p", "suffix": []}, "suffix"),
+    ("POST", "/v1/sax/test/errors-lm:score", {"prefix": "p"}, "suffix"),
+    ("POST", "/embed", {"model": LM, "text": ""}, "text"),
+    ("POST", "/gradient", {"model": LM, "prefix": "p"}, "suffix"),
+    ("POST", "/text_to_image", {"model": VISION}, "text"),
+    ("POST", "/classify", {"model": VISION, "image_bytes": ""}, "image_bytes"),
+    ("POST", "/v1/sax/test/errors-vision:classify", {}, "image_bytes"),
+    ("POST", "/embed_image", {"model": VISION}, "image_bytes"),
+    ("POST", "/detect", {"model": VISION, "text": ["cat"]}, "image_bytes"),
+    ("POST", "/image_to_text", {"model": VISION, "text": "p"}, "image_bytes"),
+    ("POST", "/recognize", {"model": AUDIO, "audio_bytes": ""}, "audio_bytes"),
+    # Out-of-range numbers and untyped extra inputs.
+    ("POST", "/wait_for_ready", {"model": LM, "replicas": -1}, "replicas"),
+    ("POST", "/score", {"model": LM, "suffix": ["a"], "timeout": "-1s"}, "timeout"),
+    (
+        "POST",
+        "/classify",
+        {"model": VISION, "image_bytes": IMG, "extra_inputs": {"k": {"nested": 1}}},
+        "extra_inputs[k]",
+    ),
+    ("POST", "/embed", {"model": LM, "text": "t", "extra_inputs": {"k": True}}, "extra_inputs[k]"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "payload", "field"),
+    CASES,
+    ids=[f"{path}-{field}-{i}" for i, (_, path, _, field) in enumerate(CASES)],
+)
+def test_bad_input_is_400_naming_the_field(
+    http: httpx.Client, method: str, path: str, payload: dict[str, object], field: str
+) -> None:
+    get = method == "GET"
+    response = http.request(
+        method, path, params=payload if get else None, json=None if get else payload
+    )
+    assert _violations(response) == [field]
+
+
+@pytest.mark.parametrize(
+    ("path", "field", "model"),
+    [
+        ("/classify", "image_bytes", VISION),
+        ("/embed_image", "image_bytes", VISION),
+        ("/detect", "image_bytes", VISION),
+        ("/image_to_text", "image_bytes", VISION),
+        ("/recognize", "audio_bytes", AUDIO),
+    ],
+)
+def test_oversized_payload_is_400_naming_the_field(
+    http: httpx.Client, path: str, field: str, model: str
+) -> None:
+    big = base64.b64encode(b"\0" * (LIMIT + 1)).decode()
+    response = http.post(path, json={"model": model, field: big})
+    assert _violations(response) == [field]
+    description = response.json()["details"][0]["field_violations"][0]["description"]
+    assert str(LIMIT + 1) in description and str(LIMIT) in description
+
+
+@pytest.mark.parametrize(
+    ("path", "payload"),
+    [
+        ("/score", {"model": 5, "suffix": ["a"]}),
+        ("/score", {"model": LM, "suffix": {"a": 1}}),
+        ("/classify", {"model": VISION, "image_bytes": "not base64!"}),
+        ("/recognize", {"model": AUDIO, "audio_bytes": 12}),
+        ("/wait_for_ready", {"model": LM, "replicas": "many"}),
+        ("/detect", {"model": VISION, "image_bytes": IMG, "text": [{"label": "cat"}]}),
+    ],
+)
+def test_wrong_json_types_are_rejected_by_envoy(
+    http: httpx.Client, path: str, payload: dict[str, object]
+) -> None:
+    response = http.post(path, json=payload)
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+
+
+def test_unknown_model_is_404_on_every_data_route(http: httpx.Client) -> None:
+    nosuch = "/sax/test/nosuch"
+    for path, payload in [
+        ("/score", {"suffix": ["a"]}),
+        ("/embed", {"text": "t"}),
+        ("/gradient", {"suffix": "s"}),
+        ("/classify", {"image_bytes": IMG}),
+        ("/text_to_image", {"text": "t"}),
+        ("/embed_image", {"image_bytes": IMG}),
+        ("/detect", {"image_bytes": IMG}),
+        ("/image_to_text", {"image_bytes": IMG}),
+        ("/recognize", {"audio_bytes": IMG}),
+        ("/wait_for_ready", {}),
+    ]:
+        response = http.post(path, json={"model": nosuch, **payload})
+        assert response.status_code == 404, (path, response.text)
+        assert response.json()["code"] == 5
+    for path in ["/stats", "/getacl"]:
+        assert http.get(path, params={"name": nosuch}).status_code == 404, path
+    assert http.get("/watch", params={"model": nosuch}).status_code == 404

@@ -1,0 +1,273 @@
+"""`saxgw` client commands run as subprocesses against the stack, over gRPC through Envoy."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.cell.models._hashing import unit_floats
+from gateway.cell.models.base import ExtraInputs
+from gateway.cell.models.media import TestAudio, TestVision
+from gateway.launch.processes import free_port
+from gateway.launch.stack import Stack
+from tests.e2e._published import IMAGE, TEST_AUDIO, TEST_LM, TEST_VISION, published, wav
+
+LM = "/sax/test/cli-lm"
+ECHO = "/sax/test/cli-echo"
+VISION = "/sax/test/cli-vision"
+AUDIO = "/sax/test/cli-audio"
+NONE = ExtraInputs()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def models(stack: Stack) -> Iterator[None]:
+    with (
+        published(stack, LM, TEST_LM, {"text": "one two three", "delay_ms": "150"}),
+        published(stack, ECHO, TEST_LM),
+        published(stack, VISION, TEST_VISION),
+        published(stack, AUDIO, TEST_AUDIO),
+    ):
+        yield
+
+
+def _argv(stack: Stack, command: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "gateway.cli", command, "--gateway", stack.grpc_address, *args]
+
+
+def saxgw(
+    stack: Stack, command: str, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Runs one command to completion."""
+    return subprocess.run(
+        _argv(stack, command, *args), input=stdin, capture_output=True, text=True, timeout=30
+    )
+
+
+def ok(stack: Stack, command: str, *args: str, stdin: str | None = None) -> str:
+    done = saxgw(stack, command, *args, stdin=stdin)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    return done.stdout
+
+
+def columns(output: str) -> list[list[str]]:
+    """A printed table, split into cells."""
+    return [re.split(r" {2,}", line) for line in output.splitlines()]
+
+
+def _address(stack: Stack, model: str) -> str:
+    info = httpx.get(f"{stack.http_url}/v1{model}").json()["model"]
+    [address] = info["addresses"]
+    return str(address)
+
+
+def test_publish_ls_wait_update_unpublish(stack: Stack) -> None:
+    model = "/sax/test/cli-pub"
+    assert ok(stack, "publish", model, TEST_LM, "None", "1", "text=hi there") == (
+        f"published {model}: {TEST_LM}, checkpoint None, 1 replica(s)\n"
+    )
+    try:
+        assert ok(stack, "wait", model, "1") == f"{model}: 1 replica(s) ready\n"
+        assert "/sax/test" in ok(stack, "ls").splitlines()[1:]
+        rows = columns(ok(stack, "ls", "/sax/test"))
+        assert rows[0] == ["MODEL ID", "MODEL PATH", "CHECKPOINT", "REPLICAS"]
+        assert [model, TEST_LM, "None", "1/1"] in rows
+        assert ok(stack, "ls", model) == (
+            f"MODEL ID    {model}\n"
+            f"MODEL PATH  {TEST_LM}\n"
+            "CHECKPOINT  None\n"
+            "REPLICAS    1 active of 1 requested\n"
+            f"ADDRESSES   {_address(stack, model)}\n"
+            "METHODS     lm.embed, lm.generate, lm.generate_stream, lm.gradient, lm.score\n"
+            "OVERRIDES   text=hi there\n"
+        )
+        assert ok(stack, "update", model, "--checkpoint", "/ckpt/2", "--replicas", "0") == (
+            f"updated {model}: {TEST_LM}, checkpoint /ckpt/2, 0 replica(s)\n"
+        )
+    finally:
+        assert ok(stack, "unpublish", model) == f"unpublished {model}\n"
+    gone = saxgw(stack, "ls", model)
+    assert gone.returncode == 1
+    assert gone.stdout == ""
+    assert gone.stderr.splitlines()[0].startswith("saxgw: NOT_FOUND: ")
+
+
+def test_lm_generate_prints_a_table(stack: Stack) -> None:
+    assert columns(ok(stack, "lm.generate", LM, "q")) == [
+        ["TEXT", "SCORE"],
+        ["one two three", "-0.3"],
+    ]
+
+
+def test_lm_generate_reads_stdin_and_sends_extra_inputs(stack: Stack) -> None:
+    out = ok(
+        stack,
+        "lm.generate",
+        ECHO,
+        "-",
+        "--extra",
+        "per_example_max_decode_steps=2",
+        "mode=x",
+        "--json",
+        stdin="from stdin today",
+    )
+    assert json.loads(out) == {"texts": [{"text": "from stdin", "score": -0.2}]}
+
+
+def test_lm_generate_stream_prints_tokens_as_they_arrive(stack: Stack) -> None:
+    with subprocess.Popen(
+        _argv(stack, "lm.generate", LM, "q", "--stream"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        assert proc.stdout is not None
+        first = os.read(proc.stdout.fileno(), 100)
+        first_at = time.monotonic()
+        rest = proc.stdout.read()
+        ended_at = time.monotonic()
+        assert proc.wait(timeout=10) == 0
+    assert first == b"one"  # flushed alone: the next token is 150 ms away
+    assert (first + rest).decode() == "one two three\n"
+    assert ended_at - first_at > 0.2
+
+
+def test_lm_score_and_embed(stack: Stack) -> None:
+    assert columns(ok(stack, "lm.score", LM, "prefix", "a b", "c")) == [
+        ["SUFFIX", "LOGP"],
+        ["a b", "-0.2"],
+        ["c", "-0.1"],
+    ]
+    vector = unit_floats(8, TEST_LM, "embed me")
+    assert ok(stack, "lm.embed", LM, "embed me") == " ".join(map(repr, vector)) + "\n"
+    assert json.loads(ok(stack, "lm.embed", LM, "embed me", "--json")) == {"embedding": vector}
+
+
+def test_vm_classify_a_file(stack: Stack, tmp_path: Path) -> None:
+    image = tmp_path / "cat.png"
+    image.write_bytes(IMAGE)
+    labels = asyncio.run(TestVision().classify(IMAGE, NONE))
+    rows = columns(ok(stack, "vm.classify", VISION, str(image)))
+    assert rows == [["TEXT", "SCORE"]] + [[h.text, f"{h.score:.6g}"] for h in labels]
+    as_json = json.loads(ok(stack, "vm.classify", VISION, str(image), "--json"))
+    assert as_json == {"texts": [{"text": h.text, "score": h.score} for h in labels]}
+
+
+def test_vm_generate_writes_images(stack: Stack, tmp_path: Path) -> None:
+    out = tmp_path / "images"
+    [(png, score)] = asyncio.run(TestVision().text_to_image("a red boat", NONE))
+    rows = columns(ok(stack, "vm.generate", VISION, "a red boat", "--out", str(out)))
+    path = out / "image_0.png"
+    assert rows == [["FILE", "BYTES", "SCORE"], [str(path), str(len(png)), f"{score:.6g}"]]
+    assert path.read_bytes() == png
+
+
+def test_am_recognize_a_file(stack: Stack, tmp_path: Path) -> None:
+    clip = tmp_path / "speech.wav"
+    clip.write_bytes(wav(1.0))
+    [transcript] = asyncio.run(TestAudio().recognize(clip.read_bytes(), NONE))
+    assert columns(ok(stack, "am.recognize", AUDIO, str(clip))) == [
+        ["TEXT", "SCORE"],
+        [transcript.text, "-0.5"],
+    ]
+
+
+def test_stats(stack: Stack) -> None:
+    servers = str(len(stack.settings.model_server_ports))
+    out = ok(stack, "stats", "/sax/test")
+    servers_table, paths_table = out.split("\n\n")
+    assert columns(servers_table) == [
+        ["NAME", "CHIP TYPE", "CHIP TOPOLOGY", "SERVERS"],
+        ["/sax/test", "CHIP_TYPE_CPU", "CHIP_TOPOLOGY_1", servers],
+    ]
+    assert ["/sax/test", TEST_LM, servers] in columns(paths_table)
+    as_json = json.loads(ok(stack, "stats", LM, "--json"))
+    assert as_json[LM]["server_types"] == [
+        {"chip_type": "CHIP_TYPE_CPU", "chip_topology": "CHIP_TOPOLOGY_1", "replicas": 1}
+    ]
+
+
+def test_acl_round_trip(stack: Stack) -> None:
+    assert ok(stack, "getacl", LM) == "(no ACL)\n"
+    assert ok(stack, "setacl", LM, "group-a") == f"{LM}: ACL set to 'group-a'\n"
+    assert (
+        ok(stack, "getacl", LM, "--json")
+        == '{\n  "name": "/sax/test/cli-lm",\n  "acl": "group-a"\n}\n'
+    )
+    assert ok(stack, "setacl", LM, "") == f"{LM}: ACL cleared\n"
+
+
+def test_watch_prints_addresses_until_ctrl_c(stack: Stack) -> None:
+    with subprocess.Popen(
+        _argv(stack, "watch", LM), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    assert re.fullmatch(r"\d\d:\d\d:\d\d  1 address\(es\): (\S+)\n", line), line
+    assert line.split(": ")[1].strip() == _address(stack, LM)
+
+
+def test_unknown_model_fails_with_a_hint(stack: Stack) -> None:
+    done = saxgw(stack, "lm.generate", "/sax/test/nosuch", "q")
+    assert done.returncode == 1
+    assert done.stdout == ""
+    message, hint = done.stderr.splitlines()
+    assert message.startswith("saxgw: NOT_FOUND: ") and "/sax/test/nosuch" in message
+    assert hint == (
+        "hint: list published models with `saxgw ls /sax/test`; "
+        "publish with `saxgw publish /sax/test/nosuch MODEL_PATH CHECKPOINT REPLICAS`"
+    )
+
+
+def test_bad_input_names_the_field(stack: Stack, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    done = saxgw(stack, "vm.classify", VISION, str(empty))
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "saxgw: INVALID_ARGUMENT: image_bytes: required: base64-encoded bytes in JSON",
+        "  image_bytes: required: base64-encoded bytes in JSON",
+        "hint: fix the fields named above; `saxgw vm.classify --help` shows the arguments",
+    ]
+
+
+def test_deadline_fails_with_a_hint(stack: Stack) -> None:
+    done = saxgw(stack, "lm.generate", LM, "q", "--timeout", "0.2")  # 3 tokens x 150 ms
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[0].startswith("saxgw: DEADLINE_EXCEEDED: ")
+    assert done.stderr.splitlines()[-1] == (
+        f"hint: raise --timeout, or check that `saxgw ls {LM}` shows active replicas"
+    )
+
+
+def test_no_gateway_fails_with_a_hint() -> None:
+    address = f"127.0.0.1:{free_port()}"
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "ls", "--gateway", address],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[0].startswith("saxgw: UNAVAILABLE: ")
+    assert done.stderr.splitlines()[-1].startswith(
+        f"hint: is a gateway listening on {address}? start one with `make up`"
+    )
+
+
+def test_missing_file_is_reported(stack: Stack, tmp_path: Path) -> None:
+    done = saxgw(stack, "vm.embed", VISION, str(tmp_path / "nope.png"))
+    assert done.returncode == 1
+    assert "No such file" in done.stderr and "nope.png" in done.stderr

@@ -1,0 +1,175 @@
+"""The client commands' grammar and formatting, without a gateway."""
+
+from __future__ import annotations
+
+import argparse
+import io
+
+import pytest
+from google.rpc import status_pb2
+from saxgateway.v1 import gateway_pb2 as pb
+
+from gateway.cli import _common, admin, am, lm, vm
+from gateway.cli.main import parser
+
+USAGES = {
+    "ls": "[ID]",
+    "publish": "ID MODEL_PATH CHECKPOINT REPLICAS [k=v ...]",
+    "unpublish": "ID",
+    "update": "ID [--model-path P] [--checkpoint C] [--replicas N] [k=v ...]",
+    "stats": "[ID]",
+    "watch": "ID",
+    "wait": "ID [REPLICAS]",
+    "getacl": "ID",
+    "setacl": "ID ACL",
+    "lm.generate": "ID QUERY [--stream] [--extra k=v ...]",
+    "lm.score": "ID PREFIX SUFFIX [SUFFIX ...]",
+    "lm.embed": "ID TEXT",
+    "lm.gradient": "ID PREFIX SUFFIX",
+    "vm.classify": "ID IMAGE_FILE",
+    "vm.generate": "ID TEXT --out DIR",
+    "vm.embed": "ID IMAGE_FILE",
+    "vm.detect": "ID IMAGE_FILE [LABEL ...]",
+    "vm.image_to_text": "ID IMAGE_FILE [PROMPT]",
+    "am.recognize": "ID AUDIO_FILE",
+}
+
+
+def _commands() -> dict[str, argparse.ArgumentParser]:
+    top = parser()
+    [sub] = [a for a in top._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(sub.choices)
+
+
+def test_every_client_command_has_a_synopsis_and_a_literal_usage_line() -> None:
+    commands = _commands()
+    for name, usage in USAGES.items():
+        description = commands[name].description or ""
+        assert description.startswith(f"Usage: saxgw {name} "), name
+        assert description.endswith(usage), name
+    [sub] = [a for a in parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    helps = {action.dest: action.help for action in sub._choices_actions}
+    assert all(helps[name] for name in USAGES)
+
+
+def test_publish_takes_saxutils_argument_order_and_overrides() -> None:
+    args = parser().parse_args(
+        ["publish", "/sax/test/lm", "path.Model", "None", "2", "a=1", "b=x=y", "--timeout", "5"]
+    )
+    assert (args.id, args.model_path, args.checkpoint, args.replicas) == (
+        "/sax/test/lm",
+        "path.Model",
+        "None",
+        2,
+    )
+    assert args.overrides == [("a", "1"), ("b", "x=y")]
+    assert args.timeout == 5.0
+    assert args.gateway == _common.DEFAULT_GATEWAY
+    assert args.json is False
+
+
+def test_generate_flags() -> None:
+    args = parser().parse_args(
+        ["lm.generate", "--gateway", "h:1", "/sax/test/lm", "-", "--stream", "--extra", "t=0.5"]
+    )
+    assert (args.gateway, args.id, args.query, args.stream) == ("h:1", "/sax/test/lm", "-", True)
+    assert args.extra == [("t", "0.5")]
+    args = parser().parse_args(
+        ["lm.generate", "m", "q", "--extra", "a=1", "b=2", "--extra", "c=x", "--json"]
+    )
+    assert args.extra == [("a", "1"), ("b", "2"), ("c", "x")]
+    assert args.json is True
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["lm.generate", "m", "q", "--extra", "novalue"],
+        ["lm.score", "m", "prefix"],  # at least one suffix
+        ["publish", "m", "p", "c", "many"],
+        ["vm.generate", "m", "text"],  # --out is required
+        ["ls", "--timeout", "0"],
+    ],
+)
+def test_bad_command_lines_are_usage_errors(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parser().parse_args(argv)
+    assert exited.value.code == 2
+    assert "usage: saxgw" in capsys.readouterr().err
+
+
+def test_is_cell() -> None:
+    assert admin.is_cell("/sax/test") and admin.is_cell("sax/test")
+    assert not admin.is_cell("/sax/test/lm")
+
+
+def test_model_detail_and_table() -> None:
+    info = pb.ModelInfo(
+        model="/sax/test/lm",
+        model_path="p.M",
+        checkpoint="None",
+        max_replicas=2,
+        active_replicas=1,
+        overrides={"b": "2", "a": "1"},
+        addresses=["h:1"],
+        methods=["lm.generate", "lm.score"],
+    )
+    assert admin.model_detail(info).splitlines() == [
+        "MODEL ID    /sax/test/lm",
+        "MODEL PATH  p.M",
+        "CHECKPOINT  None",
+        "REPLICAS    1 active of 2 requested",
+        "ADDRESSES   h:1",
+        "METHODS     lm.generate, lm.score",
+        "OVERRIDES   a=1, b=2",
+    ]
+    assert admin.model_table([info]).splitlines() == [
+        "MODEL ID      MODEL PATH  CHECKPOINT  REPLICAS",
+        "/sax/test/lm  p.M         None        1/2",
+    ]
+
+
+def test_image_suffix() -> None:
+    assert vm.image_suffix(b"\x89PNG\r\n\x1a\nrest") == ".png"
+    assert vm.image_suffix(b"\xff\xd8\xff\xe0") == ".jpg"
+    assert vm.image_suffix(b"raw") == ".bin"
+
+
+def _session(out: io.StringIO) -> _common.Session:
+    return _common.Session(stub=None, timeout=None, json=False, out=out)
+
+
+def test_stream_text_prints_the_first_sample_and_backtracks() -> None:
+    out = io.StringIO()
+    messages = [
+        pb.GenerateStreamResponse(deltas=[pb.TextDelta(index=0, text="Hel")]),
+        pb.GenerateStreamResponse(
+            deltas=[pb.TextDelta(index=1, text="other"), pb.TextDelta(index=0, text="lo")]
+        ),
+        pb.GenerateStreamResponse(deltas=[pb.TextDelta(index=0, backtrack=2, text="p!")]),
+        pb.GenerateStreamResponse(done=True, texts=[pb.DecodedText(text="Help!", score=-1)]),
+    ]
+    final = lm.stream_text(messages, _session(out))
+    assert out.getvalue() == "Hello\b\b  \b\bp!"
+    assert [t.text for t in final] == ["Help!"]
+
+
+def test_stream_text_stops_quietly_on_an_in_band_error() -> None:
+    out = io.StringIO()
+    messages = [
+        pb.GenerateStreamResponse(deltas=[pb.TextDelta(index=0, text="a")]),
+        pb.GenerateStreamResponse(done=True, error=status_pb2.Status(code=13, message="boom")),
+    ]
+    assert lm.stream_text(messages, _session(out)) == []
+    assert out.getvalue() == "a"
+
+
+def test_every_family_registers_its_commands() -> None:
+    commands = _commands()
+    for family, prefix in [(lm, "lm."), (vm, "vm."), (am, "am.")]:
+        assert family.register is not None
+        assert [n for n in USAGES if n.startswith(prefix)] == [
+            n for n in commands if n.startswith(prefix)
+        ]

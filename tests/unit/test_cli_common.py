@@ -1,0 +1,135 @@
+"""The client commands' shared pieces: inputs, tables, JSON and error reports (no sockets)."""
+
+from __future__ import annotations
+
+import argparse
+import io
+
+import grpc
+import pytest
+from google.protobuf import any_pb2, struct_pb2
+from google.rpc import error_details_pb2, status_pb2
+from saxgateway.v1 import gateway_pb2 as pb
+
+from gateway.cli import _common as c
+
+Trailers = tuple[tuple[str, str | bytes], ...]
+
+
+class FakeRpcError(grpc.RpcError):  # type: ignore[misc]  # grpc is untyped
+    """What a failed call raises, with the methods `report` reads."""
+
+    def __init__(self, code: grpc.StatusCode, details: str, trailers: Trailers = ()) -> None:
+        super().__init__(details)
+        self._code, self._details, self._trailers = code, details, trailers
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+    def trailing_metadata(self) -> Trailers:
+        return self._trailers
+
+
+def _args(**values: str) -> argparse.Namespace:
+    return argparse.Namespace(gateway="gw:1", command="lm.score", **values)
+
+
+def test_pair_splits_on_the_first_equals() -> None:
+    assert c.pair("text=a=b") == ("text", "a=b")
+    assert c.pair("empty=") == ("empty", "")
+    for bad in ("novalue", "=v"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            c.pair(bad)
+
+
+def test_extra_inputs_are_numbers_when_they_parse() -> None:
+    values = c.extra_inputs([("temperature", "0.5"), ("steps", "3"), ("mode", "fast")])
+    assert values == {
+        "temperature": struct_pb2.Value(number_value=0.5),
+        "steps": struct_pb2.Value(number_value=3.0),
+        "mode": struct_pb2.Value(string_value="fast"),
+    }
+
+
+def test_text_and_file_arguments_read_stdin_for_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"from stdin")))
+    assert c.text_arg("-") == "from stdin"
+    assert c.text_arg("literal") == "literal"
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"\x89PNG")))
+    assert c.file_arg("-") == b"\x89PNG"
+
+
+def test_table_aligns_columns_and_formats_floats() -> None:
+    assert c.table(("TEXT", "SCORE"), [("a long text", -0.30000000000000004), ("b", -0.0)]) == (
+        "TEXT         SCORE\na long text  -0.3\nb            0"
+    )
+    assert c.table(("CELL",), []) == "CELL"
+
+
+def test_fields_align_values() -> None:
+    assert c.fields([("ID", "/sax/test/x"), ("ADDRESSES", "")]) == (
+        "ID         /sax/test/x\nADDRESSES"
+    )
+
+
+def test_floats_keep_full_precision() -> None:
+    assert c.floats([0.1, -2.0, 1 / 3]) == "0.1 -2.0 0.3333333333333333"
+
+
+def test_to_json_uses_proto_names_and_prints_defaults() -> None:
+    message = pb.WaitForReadyResponse(model="/sax/test/x")
+    assert c.to_json(message) == '{"model": "/sax/test/x", "active_replicas": 0}'
+    assert c.to_dict(message) == {"model": "/sax/test/x", "active_replicas": 0}
+
+
+def test_every_status_code_has_a_hint() -> None:
+    assert set(c.HINTS) == set(grpc.StatusCode)
+    for code in grpc.StatusCode:
+        assert "{" not in c.hint(code, _args(id="/sax/test/lm"))
+
+
+def test_hints_name_the_model_cell_and_gateway() -> None:
+    args = _args(id="/sax/prod/lm")
+    assert c.hint(grpc.StatusCode.NOT_FOUND, args) == (
+        "list published models with `saxgw ls /sax/prod`; "
+        "publish with `saxgw publish /sax/prod/lm MODEL_PATH CHECKPOINT REPLICAS`"
+    )
+    assert c.hint(grpc.StatusCode.DEADLINE_EXCEEDED, args) == (
+        "raise --timeout, or check that `saxgw ls /sax/prod/lm` shows active replicas"
+    )
+    assert c.hint(grpc.StatusCode.UNAVAILABLE, args).startswith(
+        "is a gateway listening on gw:1? start one with `make up`"
+    )
+    assert "saxgw ls /sax/<cell>" in c.hint(grpc.StatusCode.NOT_FOUND, _args())
+
+
+def test_report_prints_field_violations_from_status_details() -> None:
+    detail = any_pb2.Any()
+    detail.Pack(
+        error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field="suffix", description="required")
+            ]
+        )
+    )
+    status = status_pb2.Status(code=3, message="suffix: required", details=[detail])
+    trailers = (("other", "x"), ("grpc-status-details-bin", status.SerializeToString()))
+    err = io.StringIO()
+    exc = FakeRpcError(grpc.StatusCode.INVALID_ARGUMENT, "suffix: required", trailers)
+    assert c.report(exc, _args(id="/sax/test/lm"), err) == 1
+    assert err.getvalue().splitlines() == [
+        "saxgw: INVALID_ARGUMENT: suffix: required",
+        "  suffix: required",
+        "hint: fix the fields named above; `saxgw lm.score --help` shows the arguments",
+    ]
+
+
+def test_report_without_details() -> None:
+    err = io.StringIO()
+    exc = FakeRpcError(grpc.StatusCode.INTERNAL, "")
+    assert c.report(exc, _args(), err) == 1
+    assert err.getvalue().splitlines()[0] == "saxgw: INTERNAL: no details"
+    assert c.field_violations(exc) == []

@@ -43,7 +43,6 @@ node_modules/.installed: package.json package-lock.json
 contract: install node_modules/.installed
 	PYTHON=$(PY) scripts/buf-check
 	$(PY) scripts/openapi.py --check
-	$(VENV)/bin/ruff check scripts && $(VENV)/bin/ruff format --check scripts
 	$(VENV)/bin/mypy --strict scripts/openapi.py scripts/apidocs.py
 
 ## Regenerate openapi/openapi.json and docs/api.md from proto/.

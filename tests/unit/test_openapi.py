@@ -11,6 +11,8 @@ from typing import Any
 from google.api import annotations_pb2
 from saxgateway.v1 import gateway_pb2
 
+from gateway.launch.envoy import EnvoySettings, openapi_document, render
+
 ROOT = Path(__file__).resolve().parents[2]
 DOC: dict[str, Any] = json.loads((ROOT / "openapi" / "openapi.json").read_text())
 SCHEMAS: dict[str, Any] = DOC["components"]["schemas"]
@@ -105,3 +107,9 @@ def test_openapi_errors_have_code_message_details() -> None:
     for _, _, op in _operations():
         schema = op["responses"]["default"]["content"]["application/json"]["schema"]
         assert schema == {"$ref": "#/components/schemas/Error"}
+
+
+def test_envoy_config_serves_the_committed_document() -> None:
+    assert openapi_document().read_bytes() == (ROOT / "openapi" / "openapi.json").read_bytes()
+    config = render(EnvoySettings(gateway_endpoints=["127.0.0.1:1"]))
+    assert f"body: {{filename: {openapi_document()}}}" in config

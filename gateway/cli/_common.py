@@ -10,6 +10,7 @@ reported in one place, `report`, which prints a message and a concrete hint::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -106,6 +107,9 @@ def dispatch(run: Run, args: argparse.Namespace) -> int:
             run(session, args)
     except grpc.RpcError as exc:
         return report(exc, args, sys.stderr)
+    except BrokenPipeError:  # e.g. `saxgw ... | head`: stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except OSError as exc:
         print(f"saxgw: {exc}", file=sys.stderr)
         return 1
@@ -214,9 +218,10 @@ def _cell(value: object) -> str:
 def report(exc: grpc.RpcError, args: argparse.Namespace, err: TextIO) -> int:
     """Prints a failed call's status, the fields at fault and a hint; returns the exit status."""
     code: grpc.StatusCode = exc.code()
+    violations = field_violations(exc)
     lines = [f"saxgw: {code.name}: {exc.details() or 'no details'}"]
-    lines += [f"  {field}: {why}" for field, why in field_violations(exc)]
-    lines.append("hint: " + hint(code, args))
+    lines += [f"  {field}: {why}" for field, why in violations]
+    lines.append("hint: " + hint(code, args, fields_named=bool(violations)))
     print("\n".join(lines), file=err)
     return 1
 
@@ -235,12 +240,15 @@ def field_violations(exc: grpc.RpcError) -> list[tuple[str, str]]:
     return violations
 
 
-def hint(code: grpc.StatusCode, args: argparse.Namespace) -> str:
+def hint(code: grpc.StatusCode, args: argparse.Namespace, *, fields_named: bool = True) -> str:
     """What to try next after a call failed with ``code``."""
+    text = HINTS[code]
+    if code == grpc.StatusCode.INVALID_ARGUMENT and not fields_named:
+        text = _INVALID_UNNAMED
     target = getattr(args, "id", None) or "ID"
     parts = target.strip("/").split("/")
     cell = "/" + "/".join(parts[:2]) if len(parts) >= 2 else "/sax/<cell>"
-    return HINTS[code].format(
+    return text.format(
         gateway=getattr(args, "gateway", DEFAULT_GATEWAY),
         id=target,
         cell=cell,
@@ -285,6 +293,10 @@ HINTS: dict[grpc.StatusCode, str] = {
     ),
     grpc.StatusCode.DATA_LOSS: "the response was corrupted on the way; run the call again",
 }
+# INVALID_ARGUMENT without a field: often a method the model does not have.
+_INVALID_UNNAMED = (
+    "check the arguments (`saxgw {command} --help`) and the model's methods (`saxgw ls {id}`)"
+)
 
 
 def print_stream_json(messages: Iterable[Message], out: TextIO) -> None:

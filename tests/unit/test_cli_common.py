@@ -133,3 +133,13 @@ def test_report_without_details() -> None:
     assert c.report(exc, _args(), err) == 1
     assert err.getvalue().splitlines()[0] == "saxgw: INTERNAL: no details"
     assert c.field_violations(exc) == []
+
+
+def test_invalid_argument_without_fields_points_at_arguments_and_methods() -> None:
+    err = io.StringIO()
+    exc = FakeRpcError(grpc.StatusCode.INVALID_ARGUMENT, "does not support lm.score")
+    assert c.report(exc, _args(id="/sax/test/vis"), err) == 1
+    assert err.getvalue().splitlines()[-1] == (
+        "hint: check the arguments (`saxgw lm.score --help`) "
+        "and the model's methods (`saxgw ls /sax/test/vis`)"
+    )

@@ -64,7 +64,7 @@ def _operation(path: str, verb: str, op: Schema) -> list[str]:
     ok = op["responses"]["200"]["content"]
     if "text/event-stream" in ok:
         data = _type(ok["text/event-stream"]["x-sse-data"])
-        lines += [f"Response: `text/event-stream`, each event `data: <{data} as JSON>`.", ""]
+        lines += [f"Response: `text/event-stream`, each event `data: <JSON>`, a {data}.", ""]
     else:
         lines += [f"Response (JSON): {_type(ok['application/json']['schema'])}", ""]
     return lines

@@ -60,10 +60,14 @@ async def test_generate_stream_one_item_per_token(inproc_cell: InprocCell) -> No
         [(" big", 5), (" big", 5)],
         [(" world", 9), (" world", 9)],
     ]
-    assert [list(i.scores) for i in replies[-1].items] == [
-        [pytest.approx(-0.3)],
-        [pytest.approx(-1.3)],
+    # Scores are per step, as upstream's decoder sends them: they add up to each sample's score.
+    assert [list(i.scores) for i in replies[0].items] == [
+        [pytest.approx(-0.1)],
+        [pytest.approx(-1.1)],
     ]
+    assert [list(i.scores) for i in replies[-1].items] == [[pytest.approx(-0.1)]] * 2
+    totals = [sum(r.items[i].scores[0] for r in replies) for i in range(2)]
+    assert totals == [pytest.approx(-0.3), pytest.approx(-1.3)]
     # One item per token as it is produced, not all at the end.
     assert arrivals[0] >= 0.025 and arrivals[2] - arrivals[0] >= 0.05
 

@@ -14,17 +14,17 @@ def _deltas(tracker: DeltaTracker, *items: StreamItem) -> list[tuple[int, int, s
     return [(d.index, d.backtrack, d.text, d.score) for d in tracker.feed(items)]
 
 
-def test_feed_appends_when_prefix_len_is_the_text_so_far() -> None:
+def test_feed_appends_and_sums_per_step_scores() -> None:
     tracker = DeltaTracker()
     assert _deltas(tracker, _item("Hello", 0, -1.0)) == [(0, 0, "Hello", -1.0)]
-    assert _deltas(tracker, _item(" world", 5, -2.0)) == [(0, 0, " world", -2.0)]
-    assert [(t.text, t.score) for t in tracker.final()] == [("Hello world", -2.0)]
+    assert _deltas(tracker, _item(" world", 5, -2.0)) == [(0, 0, " world", -3.0)]
+    assert [(t.text, t.score) for t in tracker.final()] == [("Hello world", -3.0)]
 
 
 def test_feed_backtracks_when_the_model_revises_its_text() -> None:
     tracker = DeltaTracker()
     _deltas(tracker, _item("Hello wor", 0))
-    # Keep "Hello " (6 bytes), replace "wor" with "there".
+    # Keep "Hello " (6 characters), replace "wor" with "there".
     assert _deltas(tracker, _item("there", 6, -3.0)) == [(0, 3, "there", -3.0)]
     assert tracker.final()[0].text == "Hello there"
 
@@ -36,15 +36,15 @@ def test_feed_tracks_every_sample_separately() -> None:
         (1, 0, "b", -2.0),
     ]
     # Sample 0 has nothing new: no delta for it.
-    assert _deltas(tracker, _item("", 1, -1.0), _item("c", 1, -2.5)) == [(1, 0, "c", -2.5)]
+    assert _deltas(tracker, _item("", 1, 0.0), _item("c", 1, -0.5)) == [(1, 0, "c", -2.5)]
     assert [(t.text, t.score) for t in tracker.final()] == [("a", -1.0), ("bc", -2.5)]
 
 
-def test_feed_counts_prefix_len_in_utf8_bytes_as_sax_does() -> None:
+def test_feed_counts_prefix_len_in_characters_as_sax_servers_do() -> None:
     tracker = DeltaTracker()
-    _deltas(tracker, _item("né", 0))  # 3 bytes, 2 characters
-    assert _deltas(tracker, _item("!", 3)) == [(0, 0, "!", 0.0)]
-    assert _deltas(tracker, _item("e", 1)) == [(0, 2, "e", 0.0)]  # drops "é!" (2 characters)
+    _deltas(tracker, _item("né", 0))
+    assert _deltas(tracker, _item("!", 2)) == [(0, 0, "!", 0.0)]
+    assert _deltas(tracker, _item("e", 1)) == [(0, 2, "e", 0.0)]  # drops "é!"
     assert tracker.final()[0].text == "ne"
 
 

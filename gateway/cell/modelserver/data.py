@@ -54,17 +54,22 @@ class LMServicer(lm_pb2_grpc.LMServiceServicer):  # type: ignore[misc,unused-ign
         sent = 0
         with self._loaded.call(key, base.LM_GENERATE_STREAM) as model:
             # Like upstream, items only ever append: prefix_len is how much of the sample's
-            # text the client already has, and text is what comes after it.
+            # text (in characters) the client already has, and text is what comes after it.
+            # Like upstream's decoder, scores are per step; a client sums them (as saxutil does).
             lengths: list[int] = []
+            totals: list[float] = []
             try:
                 async for step in model.generate_stream(request.text, _extra(request.extra_inputs)):
                     lengths += [0] * (len(step.pieces) - len(lengths))
+                    totals += [0.0] * (len(step.pieces) - len(totals))
                     reply = lm_pb2.GenerateStreamResponse()
-                    for i, (piece, score) in enumerate(zip(step.pieces, step.scores, strict=True)):
+                    for i, (piece, total) in enumerate(zip(step.pieces, step.scores, strict=True)):
+                        increment = total - totals[i]
                         reply.items.add(
-                            text=piece, prefix_len=lengths[i], score=score, scores=[score]
+                            text=piece, prefix_len=lengths[i], score=increment, scores=[increment]
                         )
                         lengths[i] += len(piece)
+                        totals[i] = total
                     yield reply
                     sent += 1
             except (asyncio.CancelledError, GeneratorExit):

@@ -23,6 +23,7 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 from saxgateway.v1 import gateway_pb2_grpc
 
+from gateway.cli._hints import HINTS, INVALID_UNNAMED
 from gateway.config import MIB
 
 DEFAULT_GATEWAY = "localhost:8888"
@@ -244,7 +245,7 @@ def hint(code: grpc.StatusCode, args: argparse.Namespace, *, fields_named: bool 
     """What to try next after a call failed with ``code``."""
     text = HINTS[code]
     if code == grpc.StatusCode.INVALID_ARGUMENT and not fields_named:
-        text = _INVALID_UNNAMED
+        text = INVALID_UNNAMED
     target = getattr(args, "id", None) or "ID"
     parts = target.strip("/").split("/")
     cell = "/" + "/".join(parts[:2]) if len(parts) >= 2 else "/sax/<cell>"
@@ -254,49 +255,6 @@ def hint(code: grpc.StatusCode, args: argparse.Namespace, *, fields_named: bool 
         cell=cell,
         command=getattr(args, "command", "COMMAND"),
     )
-
-
-HINTS: dict[grpc.StatusCode, str] = {
-    grpc.StatusCode.OK: "none needed",
-    grpc.StatusCode.CANCELLED: "the call was cancelled before it finished; run it again",
-    grpc.StatusCode.UNKNOWN: "the gateway or cell failed unexpectedly; see the gateway's log",
-    grpc.StatusCode.INVALID_ARGUMENT: (
-        "fix the fields named above; `saxgw {command} --help` shows the arguments"
-    ),
-    grpc.StatusCode.DEADLINE_EXCEEDED: (
-        "raise --timeout, or check that `saxgw ls {id}` shows active replicas"
-    ),
-    grpc.StatusCode.NOT_FOUND: (
-        "list published models with `saxgw ls {cell}`; "
-        "publish with `saxgw publish {id} MODEL_PATH CHECKPOINT REPLICAS`"
-    ),
-    grpc.StatusCode.ALREADY_EXISTS: (
-        "change it with `saxgw update {id} ...`, or `saxgw unpublish {id}` first"
-    ),
-    grpc.StatusCode.PERMISSION_DENIED: "check the admin ACL with `saxgw getacl {id}`",
-    grpc.StatusCode.UNAUTHENTICATED: "the gateway needs credentials that saxgw did not send",
-    grpc.StatusCode.RESOURCE_EXHAUSTED: (
-        "the request is over a size or rate limit: send less (payloads <= 10 MiB) or retry later"
-    ),
-    grpc.StatusCode.FAILED_PRECONDITION: (
-        "the model may not support this method; `saxgw ls {id}` lists its methods"
-    ),
-    grpc.StatusCode.ABORTED: "the cell changed while the call ran; run it again",
-    grpc.StatusCode.OUT_OF_RANGE: "check numeric arguments and --extra values",
-    grpc.StatusCode.UNIMPLEMENTED: (
-        "the gateway at {gateway} does not offer this call; is it older than saxgw?"
-    ),
-    grpc.StatusCode.INTERNAL: "a bug in the gateway or model server; see their logs",
-    grpc.StatusCode.UNAVAILABLE: (
-        "is a gateway listening on {gateway}? start one with `make up` (or `saxgw up`); "
-        "if it is, its Sax cell may be down: try `saxgw ls`"
-    ),
-    grpc.StatusCode.DATA_LOSS: "the response was corrupted on the way; run the call again",
-}
-# INVALID_ARGUMENT without a field: often a method the model does not have.
-_INVALID_UNNAMED = (
-    "check the arguments (`saxgw {command} --help`) and the model's methods (`saxgw ls {id}`)"
-)
 
 
 def print_stream_json(messages: Iterable[Message], out: TextIO) -> None:

@@ -1,0 +1,51 @@
+"""What `saxgw` suggests after a call fails, by status code.
+
+Placeholders: {gateway} (--gateway), {id} (the command's ID), {cell} (its cell) and
+{command} (e.g. "lm.generate"); `gateway.cli._common.hint` fills them in.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+HINTS: dict[grpc.StatusCode, str] = {
+    grpc.StatusCode.OK: "none needed",
+    grpc.StatusCode.CANCELLED: "the call was cancelled before it finished; run it again",
+    grpc.StatusCode.UNKNOWN: "the gateway or cell failed unexpectedly; see the gateway's log",
+    grpc.StatusCode.INVALID_ARGUMENT: (
+        "fix the fields named above; `saxgw {command} --help` shows the arguments"
+    ),
+    grpc.StatusCode.DEADLINE_EXCEEDED: (
+        "raise --timeout, or check that `saxgw ls {id}` shows active replicas"
+    ),
+    grpc.StatusCode.NOT_FOUND: (
+        "list published models with `saxgw ls {cell}`; "
+        "publish with `saxgw publish {id} MODEL_PATH CHECKPOINT REPLICAS`"
+    ),
+    grpc.StatusCode.ALREADY_EXISTS: (
+        "change it with `saxgw update {id} ...`, or `saxgw unpublish {id}` first"
+    ),
+    grpc.StatusCode.PERMISSION_DENIED: "check the admin ACL with `saxgw getacl {id}`",
+    grpc.StatusCode.UNAUTHENTICATED: "the gateway needs credentials that saxgw did not send",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: (
+        "the request is over a size or rate limit: send less (payloads <= 10 MiB) or retry later"
+    ),
+    grpc.StatusCode.FAILED_PRECONDITION: (
+        "the model may not support this method; `saxgw ls {id}` lists its methods"
+    ),
+    grpc.StatusCode.ABORTED: "the cell changed while the call ran; run it again",
+    grpc.StatusCode.OUT_OF_RANGE: "check numeric arguments and --extra values",
+    grpc.StatusCode.UNIMPLEMENTED: (
+        "the gateway at {gateway} does not offer this call; is it older than saxgw?"
+    ),
+    grpc.StatusCode.INTERNAL: "a bug in the gateway or model server; see their logs",
+    grpc.StatusCode.UNAVAILABLE: (
+        "is a gateway listening on {gateway}? start one with `make up` (or `saxgw up`); "
+        "if it is, its Sax cell may be down: try `saxgw ls`"
+    ),
+    grpc.StatusCode.DATA_LOSS: "the response was corrupted on the way; run the call again",
+}
+# INVALID_ARGUMENT without a field: often a method the model does not have.
+INVALID_UNNAMED = (
+    "check the arguments (`saxgw {command} --help`) and the model's methods (`saxgw ls {id}`)"
+)

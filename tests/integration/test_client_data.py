@@ -143,8 +143,13 @@ async def test_timeout_becomes_deadline(client: Client) -> None:
 
 
 async def test_steady_state_data_calls_make_no_admin_rpcs(client: Client, lm: str) -> None:
-    for _ in range(2):  # one call per replica opens both channels
+    # Warm up until both replicas are in use: the watch may deliver the second address a
+    # moment after WaitForReady returns, and steady state starts once it has.
+    for _ in range(100):
         await client.lm_generate(lm, "warm", T)
+        if client.num_channels == 2:
+            break
+        await asyncio.sleep(0.02)
     before, channels = client.admin_rpcs, client.num_channels
     for _ in range(50):
         await client.lm_generate(lm, "x", T)

@@ -64,7 +64,7 @@ class _Retry:
     def failed(self, table: AddressTable, address: str, exc: grpc.aio.AioRpcError) -> None:
         """Records a failed attempt; raises the error if another replica cannot help."""
         error = from_grpc_error(exc)
-        if error.code not in _SERVER_RETRY_CODES:
+        if error.code not in _SERVER_RETRY_CODES or _too_large(error):
             raise error from exc
         error.__cause__ = exc
         if error.code in _DOWN_CODES:
@@ -72,6 +72,12 @@ class _Retry:
         _log.debug("%s on %s: %s", table.model_id, address, error)
         self.tried.append(address)
         self.last = error
+
+
+def _too_large(error: SaxError) -> bool:
+    # gRPC reports an oversized message as RESOURCE_EXHAUSTED too, but unlike an overloaded
+    # server, no other replica and no retry will take it.
+    return error.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in error.message
 
 
 def _remaining(deadline: float | None, model_id: str) -> float | None:

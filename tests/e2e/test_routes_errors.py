@@ -138,6 +138,15 @@ def test_oversized_payload_is_400_naming_the_field(
     assert str(LIMIT + 1) in description and str(LIMIT) in description
 
 
+def test_a_payload_at_the_limit_is_served(http: httpx.Client) -> None:
+    # Above gRPC's default 4 MiB message size: every hop must accept it, and nothing may
+    # mistake "message larger than max" for an overloaded replica and retry it.
+    image = base64.b64encode(b"\0" * LIMIT).decode()
+    response = http.post("/embed_image", json={"model": VISION, "image_bytes": image})
+    assert response.status_code == 200, response.text[:300]
+    assert len(response.json()["embedding"]) > 0
+
+
 @pytest.mark.parametrize(
     ("path", "payload"),
     [

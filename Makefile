@@ -5,7 +5,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install up test lint gen check-gen contract openapi unit integration e2e clean
+.PHONY: install up test lint gen check-gen contract openapi unit integration e2e bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -51,6 +51,12 @@ openapi: install
 
 unit integration e2e: install
 	$(PY) -m pytest tests/$@ $(PYTEST_ARGS)
+
+## Benchmarks: starts its own stack; writes bench/results.json and BENCHMARKS.md (~8 min).
+## Needs wrk and h2load: apt-get install wrk nghttp2-client.
+bench: install
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .saxgw .pytest_cache .mypy_cache .ruff_cache

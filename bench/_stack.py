@@ -1,0 +1,303 @@
+"""Everything the benchmarks run against, started on free ports and pinned to CPUs.
+
+    with BenchStack(workdir) as stack:
+        stack.envoy_url, stack.model_server, stack.pid("gateway-0")
+
+CPU pinning (2 cores): core 0 runs the Sax cell (admin and model server), the stand-in for
+the accelerator host; core 1 runs everything in front of it: Envoy, the gateway, the
+seed-style baseline, the admin proxy, this process and its load generators. Children inherit
+the mask of the thread that starts them, so the cell is started with this thread moved to
+core 0 for the moment, and the rest from core 1.
+
+Discovery is counted at the admin: the gateway and a second baseline instance get their own
+SAX_ROOT whose ``location.proto`` names a port of the counting proxy (`_admin_proxy`). The
+baseline measured for throughput talks to the admin directly, so the proxy's own hop does
+not slow the one per-request admin call it makes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import resource
+import shutil
+import sys
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from sax import admin_pb2
+
+from gateway.client import Client, ClientSettings
+from gateway.launch.envoy import EnvoySettings
+from gateway.launch.processes import ProcessGroup, free_port, port_open
+from gateway.launch.stack import Stack, StackSettings
+
+CELL = "/sax/test"
+TEST_LM = "sax_gateway.testing.TestLM"
+UNARY_MODEL = f"{CELL}/bench"
+STREAM_MODEL = f"{CELL}/benchstream"
+HOLD_MODEL = f"{CELL}/benchhold"
+PROMPT = "Q: Who is Harry Potter's mom? A: "
+STREAM_TOKENS = 20
+STREAM_DELAY_MS = 20
+# Long enough that 1,000 streams stay open while RSS is read, short enough to end on their own.
+HOLD_DELAY_MS = 1000
+HOLD_TOKENS = 120
+
+# grpcio's switch back from its EventEngine to the older iomgr poller, for one experiment.
+NO_EVENT_ENGINE = "-event_engine_client,-event_engine_listener"
+
+MODELS = {
+    UNARY_MODEL: {"text": "Lily Evans Potter."},
+    STREAM_MODEL: {
+        "text": " ".join(f"t{i}" for i in range(STREAM_TOKENS)),
+        "delay_ms": str(STREAM_DELAY_MS),
+        "bench_stamp": "1",
+    },
+    HOLD_MODEL: {"text": "x", "length": str(HOLD_TOKENS), "delay_ms": str(HOLD_DELAY_MS)},
+}
+
+
+@dataclass(frozen=True)
+class Cpus:
+    cell: set[int]
+    front: set[int]
+
+    @staticmethod
+    def pick() -> Cpus:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            return Cpus(set(cpus), set(cpus))
+        return Cpus({cpus[0]}, {cpus[1]})
+
+
+@contextlib.contextmanager
+def _pinned(cpus: set[int]) -> Iterator[None]:
+    """Moves this thread to ``cpus`` for the block: children started in it inherit the mask."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def raise_open_files_limit() -> int:
+    """Raises RLIMIT_NOFILE to its hard limit (children inherit it); returns the new limit."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    with contextlib.suppress(ValueError, OSError):  # root may raise the hard limit too
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(hard, 65536), max(hard, 65536)))
+        return max(hard, 65536)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+class BenchStack:
+    """The cell, the counting admin proxy, gateway + Envoy, and two baseline servers."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.logs = workdir / "logs"
+        self.cpus = Cpus.pick()
+        self.group = ProcessGroup(grace=5.0)
+        self.real_root = workdir / "sax-root"
+        self.admin_port = free_port()
+        self.model_server_port = free_port()
+        self.proxy_ports = {"gateway": free_port(), "baseline": free_port()}
+        self.gateway_port = free_port()
+        self.envoy_port = free_port()
+        self.baseline_port = free_port()
+        self.counted_baseline_port = free_port()
+        self.gateway_noee_port = free_port()
+        self._stack: Stack | None = None
+
+    # Addresses.
+    @property
+    def model_server(self) -> str:
+        return f"127.0.0.1:{self.model_server_port}"
+
+    @property
+    def gateway(self) -> str:
+        return f"127.0.0.1:{self.gateway_port}"
+
+    @property
+    def gateway_noee(self) -> str:
+        return f"127.0.0.1:{self.gateway_noee_port}"
+
+    @property
+    def envoy(self) -> str:
+        return f"127.0.0.1:{self.envoy_port}"
+
+    @property
+    def proxy(self) -> str:
+        return f"127.0.0.1:{self.proxy_ports['gateway']}"
+
+    def pid(self, name: str) -> int:
+        """The pid of a child: "gateway-0", "envoy", "modelserver", "baseline", ..."""
+        groups = [self.group] + ([self._stack.group] if self._stack else [])
+        for group in groups:
+            for child, proc in group.children:
+                if child == name:
+                    return proc.pid
+        raise KeyError(name)
+
+    def __enter__(self) -> BenchStack:
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._stack is not None:
+            self._stack.close()
+            self._stack = None
+        self.group.stop()
+
+    def _log(self, name: str) -> str:
+        return str(self.logs / f"{name}.log")
+
+    def _start(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        self.logs.mkdir(parents=True)
+        raise_open_files_limit()
+        os.sched_setaffinity(0, self.cpus.front)
+        py = sys.executable
+        cell_flags = [
+            f"--sax-root={self.real_root}",
+            f"--fs-root={self.workdir / 'fs-root'}",
+            f"--cell={CELL}",
+            "--poll-interval=0.5",
+            "--log-level=WARNING",
+        ]
+        with _pinned(self.cpus.cell):
+            self.group.start(
+                "admin",
+                [py, "-m", "gateway.cell.admin", *cell_flags, f"--port={self.admin_port}"],
+                log_path=self._log("admin"),
+            )
+            self._wait("admin", f"127.0.0.1:{self.admin_port}")
+            self.group.start(
+                "modelserver",
+                [
+                    py,
+                    "-m",
+                    "bench._stamped_modelserver",
+                    *cell_flags,
+                    f"--port={self.model_server_port}",
+                ],
+                log_path=self._log("modelserver"),
+            )
+            self._wait("modelserver", self.model_server)
+        self.group.start(
+            "admin-proxy",
+            [
+                py,
+                "-m",
+                "bench._admin_proxy",
+                f"--target=127.0.0.1:{self.admin_port}",
+                *(f"--listen={p}" for p in self.proxy_ports.values()),
+            ],
+            log_path=self._log("admin-proxy"),
+        )
+        for port in self.proxy_ports.values():
+            self._wait("admin-proxy", f"127.0.0.1:{port}")
+        views = {name: self._view_root(name, port) for name, port in self.proxy_ports.items()}
+        asyncio.run(self._publish())
+        self._stack = Stack(
+            StackSettings(
+                sax_root=str(views["gateway"]),
+                embedded_cell=False,
+                gateway_ports=(self.gateway_port,),
+                envoy=EnvoySettings(
+                    gateway_endpoints=(),
+                    listen_address="127.0.0.1",
+                    listen_port=self.envoy_port,
+                    admin_port=free_port(),
+                ),
+                default_timeout=60.0,
+                log_dir=str(self.logs),
+            )
+        )
+        self._stack.__enter__()
+        if not self._stack.wait_healthy(60):
+            raise RuntimeError(f"the gateway never became healthy; see {self.logs}")
+        # The experiment: a second gateway with grpc's EventEngine turned off (see BENCHMARKS.md).
+        self.group.start(
+            "gateway-noee",
+            [
+                py,
+                "-m",
+                "gateway.cli",
+                "gateway",
+                f"--sax-root={self.real_root}",
+                "--host=127.0.0.1",
+                f"--port={self.gateway_noee_port}",
+                "--default-timeout=60",
+            ],
+            env={"GRPC_EXPERIMENTS": NO_EVENT_ENGINE},
+            log_path=self._log("gateway-noee"),
+        )
+        self._wait("gateway-noee", self.gateway_noee)
+        for name, port, root in (
+            ("baseline", self.baseline_port, self.real_root),
+            ("baseline-counted", self.counted_baseline_port, views["baseline"]),
+        ):
+            self.group.start(
+                name,
+                [
+                    py,
+                    "-m",
+                    "uvicorn",
+                    "bench.baseline:app",
+                    "--host=127.0.0.1",
+                    f"--port={port}",
+                    "--log-level=warning",
+                    "--no-access-log",
+                ],
+                env={"SAX_ROOT": str(root)},
+                log_path=self._log(name),
+            )
+            self.group.wait_until(name, lambda p=port: _http_ok(f"http://127.0.0.1:{p}/"), 60)
+
+    def _wait(self, name: str, address: str) -> None:
+        self.group.wait_until(name, lambda: port_open(address), 60)
+
+    def _view_root(self, name: str, port: int) -> Path:
+        """A SAX_ROOT whose cell's admin is the proxy port ``port``."""
+        real = self.real_root / "sax" / CELL.rsplit("/", 1)[1]
+        view = self.workdir / f"view-{name}"
+        cell_dir = view / "sax" / real.name
+        cell_dir.mkdir(parents=True)
+        shutil.copy(real / "config.proto", cell_dir / "config.proto")
+        location = admin_pb2.Location(location=f"127.0.0.1:{port}")
+        (cell_dir / "location.proto").write_bytes(location.SerializeToString())
+        return view
+
+    async def _publish(self) -> None:
+        async with Client(ClientSettings(sax_root=str(self.real_root))) as client:
+            for model, overrides in MODELS.items():
+                await client.publish(model, TEST_LM, "None", 1, overrides)
+            for model in MODELS:
+                await client.wait_for_ready(model, 1, timeout=60)

@@ -1,0 +1,143 @@
+"""Unary generate, zero-delay model: throughput and latency of each path, interleaved.
+
+Each round runs every path at each concurrency for the same duration, in an order rotated
+per round, so that drift (thermal, caches, a background GC) spreads over all paths instead of
+landing on one. The figures are medians across rounds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+from sax import lm_pb2, lm_pb2_grpc
+from saxgateway.v1 import gateway_pb2
+
+from bench._loadgen import Sample, aio_unary, grpc_frame, h2load, median_sample, wrk
+from bench._stack import PROMPT, UNARY_MODEL, BenchStack
+
+LM_GENERATE = "/sax.server.lm.LMService/Generate"
+GATEWAY_GENERATE = "/saxgateway.v1.SaxGateway/Generate"
+
+#: Path name -> what it measures; the first two are the limit (no gateway).
+PATHS = {
+    "direct-aio": "the limit: grpc.aio client -> model server",
+    "direct-h2load": "the limit: h2load (gRPC) -> model server",
+    "gateway-grpc": "h2load (gRPC) -> gateway (no Envoy)",
+    "gateway-grpc-noee": "as gateway-grpc, grpc's EventEngine off (experiment)",
+    "envoy-grpc": "h2load (gRPC) -> Envoy -> gateway",
+    "envoy-http": "wrk (HTTP/1.1 JSON) -> Envoy -> gateway (the product path)",
+    "baseline-http": "wrk (HTTP/1.1 JSON) -> seed-style FastAPI + sync facade",
+}
+
+#: Processes whose CPU time is read around every run (per request: user + system).
+PROCESSES = ("gateway-0", "gateway-noee", "envoy", "modelserver", "baseline")
+
+Runner = Callable[[int, float], Awaitable[Sample]]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def runners(stack: BenchStack, channel: grpc.aio.Channel | None) -> dict[str, Runner]:
+    """One coroutine function per path: ``run(concurrency, seconds)``; ``channel`` (to the
+    model server) is needed by the grpc.aio path only."""
+    stub = lm_pb2_grpc.LMServiceStub(channel) if channel is not None else None
+    direct = lm_pb2.GenerateRequest(model_key=UNARY_MODEL, text=PROMPT)
+    direct_frame = grpc_frame(direct.SerializeToString())
+    gateway_frame = grpc_frame(
+        gateway_pb2.GenerateRequest(model=UNARY_MODEL, query=PROMPT).SerializeToString()
+    )
+    body = json.dumps({"model": UNARY_MODEL, "query": PROMPT})
+
+    def call() -> Awaitable[Any]:
+        assert stub is not None
+        return stub.Generate(direct, timeout=10)
+
+    def grpc_path(url: str, frame: bytes) -> Runner:
+        return lambda c, s: h2load(url, frame, concurrency=c, seconds=s, min_response_bytes=10)
+
+    def http_path(url: str) -> Runner:
+        return lambda c, s: wrk(url, body, concurrency=c, seconds=s)
+
+    return {
+        "direct-aio": lambda c, s: aio_unary(call, concurrency=c, seconds=s),
+        "direct-h2load": grpc_path(f"http://{stack.model_server}{LM_GENERATE}", direct_frame),
+        "gateway-grpc": grpc_path(f"http://{stack.gateway}{GATEWAY_GENERATE}", gateway_frame),
+        "gateway-grpc-noee": grpc_path(
+            f"http://{stack.gateway_noee}{GATEWAY_GENERATE}", gateway_frame
+        ),
+        "envoy-grpc": grpc_path(f"http://{stack.envoy}{GATEWAY_GENERATE}", gateway_frame),
+        "envoy-http": http_path(f"http://{stack.envoy}/generate"),
+        "baseline-http": http_path(f"http://127.0.0.1:{stack.baseline_port}/generate"),
+    }
+
+
+async def measure(
+    stack: BenchStack,
+    *,
+    rounds: int,
+    seconds: float,
+    concurrencies: tuple[int, ...],
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Runs the interleaved matrix; returns per-round samples and per-path medians."""
+    async with grpc.aio.insecure_channel(stack.model_server) as channel:
+        run = runners(stack, channel)
+        for runner in run.values():  # warm every path (connections, caches) first
+            await runner(16, 1.0)
+        samples: dict[str, dict[int, list[Sample]]] = {
+            p: {c: [] for c in concurrencies} for p in run
+        }
+        cpu: dict[str, dict[int, list[dict[str, float]]]] = {
+            p: {c: [] for c in concurrencies} for p in run
+        }
+        pids = {p: stack.pid(p) for p in PROCESSES}
+        names = list(run)
+        for r in range(rounds):
+            order = names[r % len(names) :] + names[: r % len(names)]
+            for c in concurrencies:
+                for name in order:
+                    before = {p: cpu_seconds(pid) for p, pid in pids.items()}
+                    sample = await run[name](c, seconds)
+                    after = {p: cpu_seconds(pid) for p, pid in pids.items()}
+                    samples[name][c].append(sample)
+                    cpu[name][c].append(
+                        {p: (after[p] - before[p]) * 1e6 / max(sample.requests, 1) for p in pids}
+                    )
+                    log(
+                        f"round {r + 1} c={c:<3} {name:<14} {sample.rps:8.0f} req/s "
+                        f"p50 {sample.p50_ms:6.2f} ms p99 {sample.p99_ms:6.2f} ms"
+                        + (f"  ERRORS {sample.errors}" if sample.errors else "")
+                    )
+    return {
+        "paths": PATHS,
+        "rounds": rounds,
+        "seconds_per_run": seconds,
+        "median": {
+            name: {str(c): median_sample(by_c[c]) for c in concurrencies}
+            for name, by_c in samples.items()
+        },
+        "cpu_us_per_request": {
+            name: {
+                str(c): {p: statistics.median(d[p] for d in by_c[c]) for p in PROCESSES}
+                for c in concurrencies
+            }
+            for name, by_c in cpu.items()
+        },
+        "samples": {
+            name: {str(c): [s.as_dict() for s in by_c[c]] for c in concurrencies}
+            for name, by_c in samples.items()
+        },
+    }

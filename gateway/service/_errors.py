@@ -14,9 +14,10 @@ from typing import Any, NoReturn
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 
-from gateway.client import DeadlineExceededError, SaxError
+from gateway.client import DeadlineExceededError, InvalidArgumentError, SaxError
 from gateway.service._context import Context
 
 log = logging.getLogger(__name__)
@@ -62,9 +63,35 @@ _Unary = Callable[[Any, Context], Awaitable[Any]]
 _Streaming = Callable[[Any, Context], AsyncIterator[Any]]
 
 
+class _Malformed:
+    """Stands in for a request whose bytes did not parse.
+
+    A deserializer that raises makes grpc answer UNKNOWN (an HTTP 500 through Envoy), and
+    Envoy's transcoder does produce such bytes for some odd JSON (an object where a map
+    wants a string). Parsing is deferred to here so the caller gets INVALID_ARGUMENT.
+    """
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: InvalidArgumentError) -> None:
+        self.error = error
+
+
+def _tolerant(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError as exc:
+            return _Malformed(InvalidArgumentError(f"the request does not parse: {exc}"))
+
+    return parse
+
+
 def _wrap_unary(behavior: _Unary) -> _Unary:
     async def call(request: Any, context: Context) -> Any:
         try:
+            if type(request) is _Malformed:
+                raise request.error
             return await behavior(request, context)
         except grpc.aio.AbortError:
             raise  # the servicer reported its own status
@@ -77,6 +104,8 @@ def _wrap_unary(behavior: _Unary) -> _Unary:
 def _wrap_streaming(behavior: _Streaming) -> _Streaming:
     async def call(request: Any, context: Context) -> AsyncIterator[Any]:
         try:
+            if type(request) is _Malformed:
+                raise request.error
             async for response in behavior(request, context):
                 yield response
         except grpc.aio.AbortError:
@@ -112,13 +141,13 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grp
         if handler.unary_unary is not None:
             wrapped = grpc.unary_unary_rpc_method_handler(
                 _wrap_unary(handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         else:
             wrapped = grpc.unary_stream_rpc_method_handler(
                 _wrap_streaming(handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         self._cache[method] = wrapped

@@ -122,3 +122,12 @@ def test_deadline_is_504(http: httpx.Client) -> None:
         _error(by_header, 504, 4)
     finally:
         http.post("/unpublish", json={"model": model})
+
+
+def test_json_envoy_transcodes_into_bad_bytes_is_400(http: httpx.Client) -> None:
+    # Found by the fuzz test: Envoy turns an object where a map<string, string> wants a
+    # string into bytes that do not parse; that must be the caller's 400, not our 500.
+    payload = {"model": "/sax/test/x", "model_path": TEST_LM, "checkpoint": "None",
+               "overrides": {"k": {}}}  # fmt: skip
+    body = _error(http.post("/publish", json=payload), 400, 3)
+    assert "does not parse" in str(body["message"])

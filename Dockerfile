@@ -6,6 +6,7 @@ COPY pyproject.toml README.md ./
 COPY gateway gateway
 COPY gen gen
 COPY envoy envoy
+COPY openapi openapi
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 from gateway.config import GatewaySettings
-from gateway.launch.envoy import EnvoySettings, descriptor_set, render
+from gateway.launch.envoy import EnvoySettings, descriptor_set, openapi_document, render
 from gateway.launch.processes import StartupError
 from gateway.launch.stack import Stack, StackSettings
 from gateway.service import serve as serve_gateway
@@ -102,6 +102,8 @@ def _envoy_config(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     descriptor = out / "descriptor.binpb"
     descriptor.write_bytes(descriptor_set().read_bytes())
+    openapi = out / "openapi.json"
+    openapi.write_bytes(openapi_document().read_bytes())
     settings = EnvoySettings(
         gateway_endpoints=args.gateway,
         listen_port=args.port,
@@ -109,8 +111,8 @@ def _envoy_config(args: argparse.Namespace) -> int:
         admin_port=args.admin_port,
         cors_origins=args.cors_origin,
     )
-    (out / "envoy.yaml").write_text(render(settings, descriptor))
-    print(f"wrote {out / 'envoy.yaml'} and {descriptor}")
+    (out / "envoy.yaml").write_text(render(settings, descriptor, openapi))
+    print(f"wrote {out / 'envoy.yaml'}, {descriptor} and {openapi}")
     return 0
 
 

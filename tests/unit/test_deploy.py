@@ -63,7 +63,9 @@ def test_k8s_gateway_args_parse_and_probes_are_set() -> None:
 def test_rendered_container_envoy_config_is_valid(tmp_path: Path, gateway: str) -> None:
     assert main(["envoy-config", "--gateway", gateway, "--out", str(tmp_path)]) == 0
     config = (tmp_path / "envoy.yaml").read_text()
-    assert str(tmp_path / "descriptor.binpb") in config
+    for name in ("descriptor.binpb", "openapi.json"):  # Envoy reads both at start
+        assert (tmp_path / name).stat().st_size > 0
+        assert str(tmp_path / name) in config
     result = subprocess.run(
         [str(envoy_binary()), "--mode", "validate", "-c", str(tmp_path / "envoy.yaml")],
         capture_output=True,

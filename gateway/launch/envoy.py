@@ -30,6 +30,8 @@ class EnvoySettings:
     """Upper bound on unary calls, above the gateway's own deadlines (streams are unbounded)."""
     cors_origins: Sequence[str] = ()
     """Browser origins allowed by CORS, exact matches; "*" allows any."""
+    max_connections: int = 20_000
+    """Open client connections Envoy accepts at once."""
     max_request_bytes: int = 32 * MIB
     max_response_bytes: int = 32 * MIB
 
@@ -77,6 +79,7 @@ def render(
         "CORS_ORIGINS": json.dumps(_origins(settings.cors_origins)),
         "DESCRIPTOR_SET": str(descriptor or descriptor_set()),
         "OPENAPI_DOCUMENT": str(openapi or openapi_document()),
+        "MAX_CONNECTIONS": settings.max_connections,
         "MAX_REQUEST_BYTES": settings.max_request_bytes,
         "MAX_RESPONSE_BYTES": settings.max_response_bytes,
         "GATEWAY_ENDPOINTS": json.dumps([_endpoint(a) for a in settings.gateway_endpoints]),

@@ -86,7 +86,13 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results.json")
     parser.add_argument("--markdown", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument("--workdir", type=Path, default=ROOT / ".saxgw" / "bench")
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite the markdown from --results; no run"
+    )
     args = parser.parse_args()
+    if args.report_only:
+        _report.write_markdown(json.loads(args.results.read_text()), args.markdown)
+        return
     missing = [tool for tool in ("wrk", "h2load") if shutil.which(tool) is None]
     if missing:
         sys.exit(f"missing {', '.join(missing)}: apt-get install wrk nghttp2-client")

@@ -128,6 +128,7 @@ def _streaming_table(results: dict[str, Any]) -> list[str]:
         "first byte p50 / p99 ms | first token p50 / p99 ms |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    direct = s["summary"]["direct-grpc"]
     for path, label in s["paths"].items():
         for c, m in s["summary"][path].items():
             lines.append(
@@ -136,6 +137,18 @@ def _streaming_table(results: dict[str, Any]) -> list[str]:
                 f"{_f(m['first_byte_p50_ms'])} / {_f(m['first_byte_p99_ms'])} | "
                 f"{_f(m['first_token_p50_ms'])} / {_f(m['first_token_p99_ms'])} |"
             )
+    sse = s["summary"]["envoy-sse"]
+    lines += [
+        "",
+        "Added by gateway + Envoy over the direct path (SSE minus direct): "
+        + "; ".join(
+            f"c={c}: lag p50 {sse[c]['lag_p50_ms'] - direct[c]['lag_p50_ms']:+.3f} ms, "
+            f"p99 {sse[c]['lag_p99_ms'] - direct[c]['lag_p99_ms']:+.3f} ms, first byte p50 "
+            f"{sse[c]['first_byte_p50_ms'] - direct[c]['first_byte_p50_ms']:+.2f} ms"
+            for c in sse
+        )
+        + ".",
+    ]
     return lines
 
 
@@ -177,7 +190,7 @@ def _profile_lines(results: dict[str, Any]) -> list[str]:
         if not p:
             continue
         lines += [
-            f"**{name}** ({p['samples']:,} samples of active Python stacks):",
+            f"**{name}** ({p['samples']:,} samples of its main thread, native frames included):",
             "",
             "| by layer (innermost known frame) | % |",
             "|---|---:|",
@@ -205,7 +218,8 @@ def generated(results: dict[str, Any]) -> str:
         + (" (**quick smoke run: not for citing**)" if run["quick"] else "")
         + f". Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, Linux "
         f"{m['kernel']}, Python {m['python']}, grpcio {m['packages']['grpcio']}, Envoy "
-        f"{m['envoy']}, {m['wrk']}, {m['h2load']}, FastAPI {m['packages']['fastapi']}, "
+        f"{m['envoy'].split('/')[1] if '/' in m['envoy'] else m['envoy']}, "
+        f"{m['wrk'].split(' Copyright')[0]}, {m['h2load']}, FastAPI {m['packages']['fastapi']}, "
         f"uvicorn {m['packages']['uvicorn']} (httptools, uvloop). Pinning: cell on CPU "
         f"{pins['cell']}, everything else on CPU {pins['front']}.",
         "",

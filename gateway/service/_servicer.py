@@ -13,7 +13,7 @@ from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway import __version__
-from gateway.client import Client, ModelDetail, SaxError
+from gateway.client import CallOptions, Client, ModelDetail, SaxError
 from gateway.config import GatewaySettings
 from gateway.service import _fields as f
 from gateway.service._context import Context
@@ -51,7 +51,7 @@ class SaxGatewayServicer(gateway_pb2_grpc.SaxGatewayServicer):
         asked = request.timeout if request is not None and request.HasField("timeout") else None
         return f.deadline(context, asked, self._settings.default_timeout)
 
-    def _options(self, request: Any, context: Context) -> Any:
+    def _options(self, request: Any, context: Context) -> CallOptions:
         return f.call_options(request.extra_inputs, self._timeout(context, request))
 
     # Admin methods.

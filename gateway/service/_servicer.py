@@ -47,12 +47,14 @@ class SaxGatewayServicer(gateway_pb2_grpc.SaxGatewayServicer):
         self._client = client
         self._settings = settings
 
-    def _timeout(self, context: Context, request: Any = None) -> float:
+    def _timeout(
+        self, context: Context, request: Any = None, default: float | None = None
+    ) -> float:
         asked = request.timeout if request is not None and request.HasField("timeout") else None
-        return f.deadline(context, asked, self._settings.default_timeout)
+        return f.deadline(context, asked, default or self._settings.default_timeout)
 
-    def _options(self, request: Any, context: Context) -> CallOptions:
-        return f.call_options(request.extra_inputs, self._timeout(context, request))
+    def _options(self, request: Any, context: Context, default: float | None = None) -> CallOptions:
+        return f.call_options(request.extra_inputs, self._timeout(context, request, default))
 
     # Admin methods.
 
@@ -200,9 +202,7 @@ class SaxGatewayServicer(gateway_pb2_grpc.SaxGatewayServicer):
     ) -> AsyncIterator[pb.GenerateStreamResponse]:
         model = f.model_id(request.model)
         f.required(request.query, "query")
-        asked = request.timeout if request.HasField("timeout") else None
-        timeout = f.deadline(context, asked, self._settings.stream_timeout)
-        options = f.call_options(request.extra_inputs, timeout)
+        options = self._options(request, context, self._settings.stream_timeout)
         tracker = DeltaTracker()
         started = False
         stream = self._client.lm_generate_stream(model, request.query, options)

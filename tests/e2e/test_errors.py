@@ -9,9 +9,7 @@ from sax import admin_pb2
 
 from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack
-
-TEST_LM = "sax_gateway.testing.TestLM"
-BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
+from tests.e2e._published import BAD_REQUEST, TEST_LM, published
 
 
 def _error(response: httpx.Response, status: int, code: int) -> dict[str, object]:
@@ -102,26 +100,15 @@ def test_unreachable_cell_is_503(stack: Stack, http: httpx.Client) -> None:
     assert "unreachable" in str(body["message"]) or "connect" in str(body["message"]).lower()
 
 
-def test_deadline_is_504(http: httpx.Client) -> None:
-    model = "/sax/test/slow"
-    publish = {
-        "model": model,
-        "model_path": TEST_LM,
-        "checkpoint": "None",
-        "replicas": 1,
-        "overrides": {"text": "one two three four five", "delay_ms": "300"},
-    }
-    assert http.post("/publish", json=publish).status_code == 200
-    try:
-        assert http.post("/wait_for_ready", json={"model": model}).status_code == 200
+def test_deadline_is_504(stack: Stack, http: httpx.Client) -> None:
+    overrides = {"text": "one two three four five", "delay_ms": "300"}
+    with published(stack, "/sax/test/slow", TEST_LM, overrides) as model:
         by_field = http.post("/generate", json={"model": model, "query": "q", "timeout": "0.5s"})
         _error(by_field, 504, 4)
         by_header = http.post(
             "/generate", json={"model": model, "query": "q"}, headers={"grpc-timeout": "500m"}
         )
         _error(by_header, 504, 4)
-    finally:
-        http.post("/unpublish", json={"model": model})
 
 
 def test_json_envoy_transcodes_into_bad_bytes_is_400(http: httpx.Client) -> None:

@@ -13,9 +13,9 @@ import httpx
 
 from gateway import __version__
 from gateway.launch.stack import Stack
+from tests.e2e._published import TEST_LM
 
 LM2B = "saxml.server.pax.lm.params.lm_cloud.LmCloudSpmd2BTest"
-TEST_LM = "sax_gateway.testing.TestLM"
 
 
 def _raw(method: str, url: str, body: str, content_type: str | None = None) -> httpx.Response:

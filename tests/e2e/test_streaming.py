@@ -17,31 +17,18 @@ from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.launch.stack import Stack
+from tests.e2e._published import TEST_LM, published
 from tests.e2e.conftest import ROUTE_TIMEOUT
-
-TEST_LM = "sax_gateway.testing.TestLM"
 
 
 @pytest.fixture
-def model(http: httpx.Client, request: pytest.FixtureRequest) -> Iterator[str]:
+def model(stack: Stack, request: pytest.FixtureRequest) -> Iterator[str]:
     """Publishes the test LM with the overrides in the test's ``overrides`` marker."""
     marker = request.node.get_closest_marker("overrides")
     overrides = dict(marker.args[0]) if marker else {}
     name = "/sax/test/" + re.sub(r"[^a-z0-9]", "-", request.node.name.lower())[:40].strip("-")
-    published = http.post(
-        "/publish",
-        json={
-            "model": name,
-            "model_path": TEST_LM,
-            "checkpoint": "None",
-            "replicas": 1,
-            "overrides": overrides,
-        },
-    )
-    assert published.status_code == 200, published.text
-    assert http.post("/wait_for_ready", json={"model": name}).status_code == 200
-    yield name
-    http.post("/unpublish", json={"model": name})
+    with published(stack, name, TEST_LM, overrides) as model:
+        yield model
 
 
 def _events(response: httpx.Response) -> Iterator[tuple[float, dict[str, object]]]:
@@ -188,20 +175,9 @@ def test_streams_outlive_the_route_timeout(http: httpx.Client, model: str) -> No
     assert len(events) == 41
 
 
-def test_v1_stream_twin_and_unary_generate_agree(http: httpx.Client) -> None:
-    model = "/sax/test/twin"
-    publish = {
-        "model": model,
-        "model_path": TEST_LM,
-        "checkpoint": "None",
-        "replicas": 1,
-        "overrides": {"text": "same words"},
-    }
-    assert http.post("/publish", json=publish).status_code == 200
-    try:
+def test_v1_stream_twin_and_unary_generate_agree(stack: Stack, http: httpx.Client) -> None:
+    with published(stack, "/sax/test/twin", TEST_LM, {"text": "same words"}) as model:
         with http.stream("POST", "/v1/sax/test/twin:streamGenerate", json={"query": "q"}) as r:
             events = [event for _, event in _events(r)]
         unary = http.post("/generate", json={"model": model, "query": "q"}).json()
         assert events[-1]["texts"] == unary["texts"] == [{"text": "same words", "score": -0.2}]
-    finally:
-        http.post("/unpublish", json={"model": model})

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from sax import admin_pb2
+from saxml.protobuf import admin_pb2
 
 from gateway.client import Client, ClientSettings
 from gateway.launch.envoy import EnvoySettings

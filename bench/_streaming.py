@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
-from sax import lm_pb2, lm_pb2_grpc
 from saxgateway.v1 import gateway_pb2, gateway_pb2_grpc
+from saxml.protobuf import lm_pb2, lm_pb2_grpc
 
 from bench._loadgen import percentile
 from bench._sse import open_stream

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from sax import lm_pb2, lm_pb2_grpc
 from saxgateway.v1 import gateway_pb2
+from saxml.protobuf import lm_pb2, lm_pb2_grpc
 
 from bench._loadgen import Sample, aio_unary, grpc_frame, h2load, median_sample, wrk
 from bench._stack import PROMPT, UNARY_MODEL, BenchStack

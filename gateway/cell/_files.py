@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from google.protobuf.message import DecodeError
-from sax import admin_pb2
+from saxml.protobuf import admin_pb2
 
 from gateway.cell.settings import CellSettings
 from gateway.storage import Storage, open_storage

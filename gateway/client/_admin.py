@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError, Message
-from sax import admin_pb2, admin_pb2_grpc
+from saxml.protobuf import admin_pb2, admin_pb2_grpc
 
 from gateway import naming
 from gateway.client._channels import insecure_channel

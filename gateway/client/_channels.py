@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterable
 
 import grpc
-from sax import audio_pb2_grpc, custom_pb2_grpc, lm_pb2_grpc, vision_pb2_grpc
+from saxml.protobuf import audio_pb2_grpc, custom_pb2_grpc, lm_pb2_grpc, vision_pb2_grpc
 
 _log = logging.getLogger(__name__)
 

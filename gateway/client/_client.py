@@ -12,7 +12,7 @@ from collections.abc import AsyncGenerator, Mapping
 from types import TracebackType
 from typing import Any
 
-from sax import admin_pb2
+from saxml.protobuf import admin_pb2
 
 from gateway import naming
 from gateway.client._admin import CellAdmin, RpcCounter

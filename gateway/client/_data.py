@@ -8,7 +8,7 @@ from __future__ import annotations
 import operator
 from collections.abc import AsyncGenerator, Sequence
 
-from sax import audio_pb2, custom_pb2, lm_pb2, vision_pb2
+from saxml.protobuf import audio_pb2, custom_pb2, lm_pb2, vision_pb2
 
 from gateway.client._router import Method, Router
 from gateway.client._types import DEFAULT_CALL_OPTIONS, Box, CallOptions, StreamItem

@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 
-from sax import admin_pb2
+from saxml.protobuf import admin_pb2
 
 from gateway.client._admin import RETRY_CODES, CellAdmin
 from gateway.client.errors import DeadlineExceededError, SaxError

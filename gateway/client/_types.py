@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from sax import admin_pb2, common_pb2
+from saxml.protobuf import admin_pb2, common_pb2
 
 # One shared read-only empty mapping serves as every default: no per-call dicts.
 _EMPTY: Mapping[str, Any] = MappingProxyType({})

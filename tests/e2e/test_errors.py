@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from sax import admin_pb2
+from saxml.protobuf import admin_pb2
 
 from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack

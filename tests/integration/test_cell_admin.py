@@ -8,7 +8,7 @@ from typing import TypeAlias
 
 import grpc
 import pytest
-from sax import admin_pb2
+from saxml.protobuf import admin_pb2
 
 from gateway.cell import AdminServer
 from tests.integration._cell_fixtures import (

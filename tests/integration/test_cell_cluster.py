@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import grpc
-from sax import admin_pb2, lm_pb2, lm_pb2_grpc
+from saxml.protobuf import admin_pb2, lm_pb2, lm_pb2_grpc
 
 from gateway.cell import EmbeddedCell
 from tests.integration._cell_fixtures import (

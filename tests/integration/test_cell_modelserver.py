@@ -10,7 +10,7 @@ from typing import TypeAlias
 
 import grpc
 import pytest
-from sax import (
+from saxml.protobuf import (
     audio_pb2,
     audio_pb2_grpc,
     custom_pb2,

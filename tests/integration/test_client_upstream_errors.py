@@ -9,7 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from sax import admin_pb2, admin_pb2_grpc
+from saxml.protobuf import admin_pb2, admin_pb2_grpc
 
 from gateway.client import (
     AlreadyExistsError,

@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 BUF = ROOT / "node_modules" / ".bin" / "buf"
 GATEWAY = "proto/saxgateway/v1/gateway.proto"
-ADMIN = "proto/sax/admin.proto"
+ADMIN = "proto/saxml/protobuf/admin.proto"
 
 pytestmark = pytest.mark.skipif(not BUF.exists(), reason="buf not installed: make contract")
 

@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 import grpc
-from sax import admin_pb2, common_pb2
+from saxml.protobuf import admin_pb2, common_pb2
 
 from gateway.cell._errors import cell_error, not_found, unavailable
 from gateway.cell._files import CellFiles

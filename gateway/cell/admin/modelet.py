@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import grpc
-from sax import admin_pb2, common_pb2, modelet_pb2, modelet_pb2_grpc
+from saxml.protobuf import admin_pb2, common_pb2, modelet_pb2, modelet_pb2_grpc
 
 _log = logging.getLogger("gateway.cell.admin")
 

@@ -12,7 +12,7 @@ import logging
 import os
 
 import grpc
-from sax import admin_pb2_grpc
+from saxml.protobuf import admin_pb2_grpc
 
 from gateway.cell import _grpc_server
 from gateway.cell._files import CellFiles

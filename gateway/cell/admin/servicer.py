@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import grpc
-from sax import admin_pb2, admin_pb2_grpc
+from saxml.protobuf import admin_pb2, admin_pb2_grpc
 
 from gateway.cell._errors import unary_errors
 from gateway.cell.admin import validation

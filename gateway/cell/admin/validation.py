@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sax import admin_pb2
+from saxml.protobuf import admin_pb2
 
 from gateway.cell._errors import invalid_argument
 from gateway.cell._naming import check_checkpoint, check_model_path

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from sax import admin_pb2
+from saxml.protobuf import admin_pb2
 
 
 @dataclass(frozen=True)

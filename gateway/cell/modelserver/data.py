@@ -8,7 +8,7 @@ from collections.abc import AsyncGenerator
 from typing import TypeAlias
 
 import grpc
-from sax import (
+from saxml.protobuf import (
     audio_pb2,
     audio_pb2_grpc,
     common_pb2,

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 import grpc
-from sax import admin_pb2, admin_pb2_grpc
+from saxml.protobuf import admin_pb2, admin_pb2_grpc
 
 from gateway.cell._files import CellFiles, parse_location
 from gateway.cell.settings import CellSettings

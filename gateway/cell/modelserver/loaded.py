@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import grpc
-from sax import common_pb2, modelet_pb2
+from saxml.protobuf import common_pb2, modelet_pb2
 
 from gateway.cell._errors import cell_error, invalid_argument, not_found
 from gateway.cell.models import LoadSpec, create_model

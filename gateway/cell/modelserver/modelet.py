@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import grpc
-from sax import modelet_pb2, modelet_pb2_grpc
+from saxml.protobuf import modelet_pb2, modelet_pb2_grpc
 
 from gateway.cell._errors import cell_error, unary_errors
 from gateway.cell.modelserver.loaded import LoadedModels

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 
 import grpc
-from sax import (
+from saxml.protobuf import (
     admin_pb2,
     audio_pb2_grpc,
     custom_pb2_grpc,

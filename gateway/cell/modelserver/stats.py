@@ -6,7 +6,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from sax import modelet_pb2
+from saxml.protobuf import modelet_pb2
 
 #: Rates and latencies cover this many recent seconds.
 WINDOW_SECONDS = 60.0

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from sax import admin_pb2 as sax_dot_admin__pb2
+from saxml.protobuf import admin_pb2 as saxml_dot_protobuf_dot_admin__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in sax/admin_pb2_grpc.py depends on'
+        + ' but the generated code in saxml/protobuf/admin_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -37,43 +37,43 @@ class AdminStub:
         """
         self.Publish = channel.unary_unary(
                 '/sax.Admin/Publish',
-                request_serializer=sax_dot_admin__pb2.PublishRequest.SerializeToString,
-                response_deserializer=sax_dot_admin__pb2.PublishResponse.FromString,
+                request_serializer=saxml_dot_protobuf_dot_admin__pb2.PublishRequest.SerializeToString,
+                response_deserializer=saxml_dot_protobuf_dot_admin__pb2.PublishResponse.FromString,
                 _registered_method=True)
         self.Update = channel.unary_unary(
                 '/sax.Admin/Update',
-                request_serializer=sax_dot_admin__pb2.UpdateRequest.SerializeToString,
-                response_deserializer=sax_dot_admin__pb2.UpdateResponse.FromString,
+                request_serializer=saxml_dot_protobuf_dot_admin__pb2.UpdateRequest.SerializeToString,
+                response_deserializer=saxml_dot_protobuf_dot_admin__pb2.UpdateResponse.FromString,
                 _registered_method=True)
         self.Unpublish = channel.unary_unary(
                 '/sax.Admin/Unpublish',
-                request_serializer=sax_dot_admin__pb2.UnpublishRequest.SerializeToString,
-                response_deserializer=sax_dot_admin__pb2.UnpublishResponse.FromString,
+                request_serializer=saxml_dot_protobuf_dot_admin__pb2.UnpublishRequest.SerializeToString,
+                response_deserializer=saxml_dot_protobuf_dot_admin__pb2.UnpublishResponse.FromString,
                 _registered_method=True)
         self.List = channel.unary_unary(
                 '/sax.Admin/List',
-                request_serializer=sax_dot_admin__pb2.ListRequest.SerializeToString,
-                response_deserializer=sax_dot_admin__pb2.ListResponse.FromString,
+                request_serializer=saxml_dot_protobuf_dot_admin__pb2.ListRequest.SerializeToString,
+                response_deserializer=saxml_dot_protobuf_dot_admin__pb2.ListResponse.FromString,
                 _registered_method=True)
         self.Stats = channel.unary_unary(
                 '/sax.Admin/Stats',
-                request_serializer=sax_dot_admin__pb2.StatsRequest.SerializeToString,
-                response_deserializer=sax_dot_admin__pb2.StatsResponse.FromString,
+                request_serializer=saxml_dot_protobuf_dot_admin__pb2.StatsRequest.SerializeToString,
+                response_deserializer=saxml_dot_protobuf_dot_admin__pb2.StatsResponse.FromString,
                 _registered_method=True)
         self.WatchLoc = channel.unary_unary(
                 '/sax.Admin/WatchLoc',
-                request_serializer=sax_dot_admin__pb2.WatchLocRequest.SerializeToString,
-                response_deserializer=sax_dot_admin__pb2.WatchLocResponse.FromString,
+                request_serializer=saxml_dot_protobuf_dot_admin__pb2.WatchLocRequest.SerializeToString,
+                response_deserializer=saxml_dot_protobuf_dot_admin__pb2.WatchLocResponse.FromString,
                 _registered_method=True)
         self.WaitForReady = channel.unary_unary(
                 '/sax.Admin/WaitForReady',
-                request_serializer=sax_dot_admin__pb2.WaitForReadyRequest.SerializeToString,
-                response_deserializer=sax_dot_admin__pb2.WaitForReadyResponse.FromString,
+                request_serializer=saxml_dot_protobuf_dot_admin__pb2.WaitForReadyRequest.SerializeToString,
+                response_deserializer=saxml_dot_protobuf_dot_admin__pb2.WaitForReadyResponse.FromString,
                 _registered_method=True)
         self.Join = channel.unary_unary(
                 '/sax.Admin/Join',
-                request_serializer=sax_dot_admin__pb2.JoinRequest.SerializeToString,
-                response_deserializer=sax_dot_admin__pb2.JoinResponse.FromString,
+                request_serializer=saxml_dot_protobuf_dot_admin__pb2.JoinRequest.SerializeToString,
+                response_deserializer=saxml_dot_protobuf_dot_admin__pb2.JoinResponse.FromString,
                 _registered_method=True)
 
 
@@ -142,43 +142,43 @@ def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Publish': grpc.unary_unary_rpc_method_handler(
                     servicer.Publish,
-                    request_deserializer=sax_dot_admin__pb2.PublishRequest.FromString,
-                    response_serializer=sax_dot_admin__pb2.PublishResponse.SerializeToString,
+                    request_deserializer=saxml_dot_protobuf_dot_admin__pb2.PublishRequest.FromString,
+                    response_serializer=saxml_dot_protobuf_dot_admin__pb2.PublishResponse.SerializeToString,
             ),
             'Update': grpc.unary_unary_rpc_method_handler(
                     servicer.Update,
-                    request_deserializer=sax_dot_admin__pb2.UpdateRequest.FromString,
-                    response_serializer=sax_dot_admin__pb2.UpdateResponse.SerializeToString,
+                    request_deserializer=saxml_dot_protobuf_dot_admin__pb2.UpdateRequest.FromString,
+                    response_serializer=saxml_dot_protobuf_dot_admin__pb2.UpdateResponse.SerializeToString,
             ),
             'Unpublish': grpc.unary_unary_rpc_method_handler(
                     servicer.Unpublish,
-                    request_deserializer=sax_dot_admin__pb2.UnpublishRequest.FromString,
-                    response_serializer=sax_dot_admin__pb2.UnpublishResponse.SerializeToString,
+                    request_deserializer=saxml_dot_protobuf_dot_admin__pb2.UnpublishRequest.FromString,
+                    response_serializer=saxml_dot_protobuf_dot_admin__pb2.UnpublishResponse.SerializeToString,
             ),
             'List': grpc.unary_unary_rpc_method_handler(
                     servicer.List,
-                    request_deserializer=sax_dot_admin__pb2.ListRequest.FromString,
-                    response_serializer=sax_dot_admin__pb2.ListResponse.SerializeToString,
+                    request_deserializer=saxml_dot_protobuf_dot_admin__pb2.ListRequest.FromString,
+                    response_serializer=saxml_dot_protobuf_dot_admin__pb2.ListResponse.SerializeToString,
             ),
             'Stats': grpc.unary_unary_rpc_method_handler(
                     servicer.Stats,
-                    request_deserializer=sax_dot_admin__pb2.StatsRequest.FromString,
-                    response_serializer=sax_dot_admin__pb2.StatsResponse.SerializeToString,
+                    request_deserializer=saxml_dot_protobuf_dot_admin__pb2.StatsRequest.FromString,
+                    response_serializer=saxml_dot_protobuf_dot_admin__pb2.StatsResponse.SerializeToString,
             ),
             'WatchLoc': grpc.unary_unary_rpc_method_handler(
                     servicer.WatchLoc,
-                    request_deserializer=sax_dot_admin__pb2.WatchLocRequest.FromString,
-                    response_serializer=sax_dot_admin__pb2.WatchLocResponse.SerializeToString,
+                    request_deserializer=saxml_dot_protobuf_dot_admin__pb2.WatchLocRequest.FromString,
+                    response_serializer=saxml_dot_protobuf_dot_admin__pb2.WatchLocResponse.SerializeToString,
             ),
             'WaitForReady': grpc.unary_unary_rpc_method_handler(
                     servicer.WaitForReady,
-                    request_deserializer=sax_dot_admin__pb2.WaitForReadyRequest.FromString,
-                    response_serializer=sax_dot_admin__pb2.WaitForReadyResponse.SerializeToString,
+                    request_deserializer=saxml_dot_protobuf_dot_admin__pb2.WaitForReadyRequest.FromString,
+                    response_serializer=saxml_dot_protobuf_dot_admin__pb2.WaitForReadyResponse.SerializeToString,
             ),
             'Join': grpc.unary_unary_rpc_method_handler(
                     servicer.Join,
-                    request_deserializer=sax_dot_admin__pb2.JoinRequest.FromString,
-                    response_serializer=sax_dot_admin__pb2.JoinResponse.SerializeToString,
+                    request_deserializer=saxml_dot_protobuf_dot_admin__pb2.JoinRequest.FromString,
+                    response_serializer=saxml_dot_protobuf_dot_admin__pb2.JoinResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -207,8 +207,8 @@ class Admin:
             request,
             target,
             '/sax.Admin/Publish',
-            sax_dot_admin__pb2.PublishRequest.SerializeToString,
-            sax_dot_admin__pb2.PublishResponse.FromString,
+            saxml_dot_protobuf_dot_admin__pb2.PublishRequest.SerializeToString,
+            saxml_dot_protobuf_dot_admin__pb2.PublishResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -234,8 +234,8 @@ class Admin:
             request,
             target,
             '/sax.Admin/Update',
-            sax_dot_admin__pb2.UpdateRequest.SerializeToString,
-            sax_dot_admin__pb2.UpdateResponse.FromString,
+            saxml_dot_protobuf_dot_admin__pb2.UpdateRequest.SerializeToString,
+            saxml_dot_protobuf_dot_admin__pb2.UpdateResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -261,8 +261,8 @@ class Admin:
             request,
             target,
             '/sax.Admin/Unpublish',
-            sax_dot_admin__pb2.UnpublishRequest.SerializeToString,
-            sax_dot_admin__pb2.UnpublishResponse.FromString,
+            saxml_dot_protobuf_dot_admin__pb2.UnpublishRequest.SerializeToString,
+            saxml_dot_protobuf_dot_admin__pb2.UnpublishResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -288,8 +288,8 @@ class Admin:
             request,
             target,
             '/sax.Admin/List',
-            sax_dot_admin__pb2.ListRequest.SerializeToString,
-            sax_dot_admin__pb2.ListResponse.FromString,
+            saxml_dot_protobuf_dot_admin__pb2.ListRequest.SerializeToString,
+            saxml_dot_protobuf_dot_admin__pb2.ListResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -315,8 +315,8 @@ class Admin:
             request,
             target,
             '/sax.Admin/Stats',
-            sax_dot_admin__pb2.StatsRequest.SerializeToString,
-            sax_dot_admin__pb2.StatsResponse.FromString,
+            saxml_dot_protobuf_dot_admin__pb2.StatsRequest.SerializeToString,
+            saxml_dot_protobuf_dot_admin__pb2.StatsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -342,8 +342,8 @@ class Admin:
             request,
             target,
             '/sax.Admin/WatchLoc',
-            sax_dot_admin__pb2.WatchLocRequest.SerializeToString,
-            sax_dot_admin__pb2.WatchLocResponse.FromString,
+            saxml_dot_protobuf_dot_admin__pb2.WatchLocRequest.SerializeToString,
+            saxml_dot_protobuf_dot_admin__pb2.WatchLocResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -369,8 +369,8 @@ class Admin:
             request,
             target,
             '/sax.Admin/WaitForReady',
-            sax_dot_admin__pb2.WaitForReadyRequest.SerializeToString,
-            sax_dot_admin__pb2.WaitForReadyResponse.FromString,
+            saxml_dot_protobuf_dot_admin__pb2.WaitForReadyRequest.SerializeToString,
+            saxml_dot_protobuf_dot_admin__pb2.WaitForReadyResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -396,8 +396,8 @@ class Admin:
             request,
             target,
             '/sax.Admin/Join',
-            sax_dot_admin__pb2.JoinRequest.SerializeToString,
-            sax_dot_admin__pb2.JoinResponse.FromString,
+            saxml_dot_protobuf_dot_admin__pb2.JoinRequest.SerializeToString,
+            saxml_dot_protobuf_dot_admin__pb2.JoinResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from sax import vision_pb2 as sax_dot_vision__pb2
+from saxml.protobuf import vision_pb2 as saxml_dot_protobuf_dot_vision__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in sax/vision_pb2_grpc.py depends on'
+        + ' but the generated code in saxml/protobuf/vision_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -37,53 +37,53 @@ class VisionServiceStub:
         """
         self.Classify = channel.unary_unary(
                 '/sax.server.vision.VisionService/Classify',
-                request_serializer=sax_dot_vision__pb2.ClassifyRequest.SerializeToString,
-                response_deserializer=sax_dot_vision__pb2.ClassifyResponse.FromString,
+                request_serializer=saxml_dot_protobuf_dot_vision__pb2.ClassifyRequest.SerializeToString,
+                response_deserializer=saxml_dot_protobuf_dot_vision__pb2.ClassifyResponse.FromString,
                 _registered_method=True)
         self.TextToImage = channel.unary_unary(
                 '/sax.server.vision.VisionService/TextToImage',
-                request_serializer=sax_dot_vision__pb2.TextToImageRequest.SerializeToString,
-                response_deserializer=sax_dot_vision__pb2.TextToImageResponse.FromString,
+                request_serializer=saxml_dot_protobuf_dot_vision__pb2.TextToImageRequest.SerializeToString,
+                response_deserializer=saxml_dot_protobuf_dot_vision__pb2.TextToImageResponse.FromString,
                 _registered_method=True)
         self.TextAndImageToImage = channel.unary_unary(
                 '/sax.server.vision.VisionService/TextAndImageToImage',
-                request_serializer=sax_dot_vision__pb2.TextAndImageToImageRequest.SerializeToString,
-                response_deserializer=sax_dot_vision__pb2.TextAndImageToImageResponse.FromString,
+                request_serializer=saxml_dot_protobuf_dot_vision__pb2.TextAndImageToImageRequest.SerializeToString,
+                response_deserializer=saxml_dot_protobuf_dot_vision__pb2.TextAndImageToImageResponse.FromString,
                 _registered_method=True)
         self.Embed = channel.unary_unary(
                 '/sax.server.vision.VisionService/Embed',
-                request_serializer=sax_dot_vision__pb2.EmbedRequest.SerializeToString,
-                response_deserializer=sax_dot_vision__pb2.EmbedResponse.FromString,
+                request_serializer=saxml_dot_protobuf_dot_vision__pb2.EmbedRequest.SerializeToString,
+                response_deserializer=saxml_dot_protobuf_dot_vision__pb2.EmbedResponse.FromString,
                 _registered_method=True)
         self.Detect = channel.unary_unary(
                 '/sax.server.vision.VisionService/Detect',
-                request_serializer=sax_dot_vision__pb2.DetectRequest.SerializeToString,
-                response_deserializer=sax_dot_vision__pb2.DetectResponse.FromString,
+                request_serializer=saxml_dot_protobuf_dot_vision__pb2.DetectRequest.SerializeToString,
+                response_deserializer=saxml_dot_protobuf_dot_vision__pb2.DetectResponse.FromString,
                 _registered_method=True)
         self.ImageToText = channel.unary_unary(
                 '/sax.server.vision.VisionService/ImageToText',
-                request_serializer=sax_dot_vision__pb2.ImageToTextRequest.SerializeToString,
-                response_deserializer=sax_dot_vision__pb2.ImageToTextResponse.FromString,
+                request_serializer=saxml_dot_protobuf_dot_vision__pb2.ImageToTextRequest.SerializeToString,
+                response_deserializer=saxml_dot_protobuf_dot_vision__pb2.ImageToTextResponse.FromString,
                 _registered_method=True)
         self.ImageToImage = channel.unary_unary(
                 '/sax.server.vision.VisionService/ImageToImage',
-                request_serializer=sax_dot_vision__pb2.ImageToImageRequest.SerializeToString,
-                response_deserializer=sax_dot_vision__pb2.ImageToImageResponse.FromString,
+                request_serializer=saxml_dot_protobuf_dot_vision__pb2.ImageToImageRequest.SerializeToString,
+                response_deserializer=saxml_dot_protobuf_dot_vision__pb2.ImageToImageResponse.FromString,
                 _registered_method=True)
         self.VideoToText = channel.unary_unary(
                 '/sax.server.vision.VisionService/VideoToText',
-                request_serializer=sax_dot_vision__pb2.VideoToTextRequest.SerializeToString,
-                response_deserializer=sax_dot_vision__pb2.VideoToTextResponse.FromString,
+                request_serializer=saxml_dot_protobuf_dot_vision__pb2.VideoToTextRequest.SerializeToString,
+                response_deserializer=saxml_dot_protobuf_dot_vision__pb2.VideoToTextResponse.FromString,
                 _registered_method=True)
         self.VideoToToken = channel.unary_unary(
                 '/sax.server.vision.VisionService/VideoToToken',
-                request_serializer=sax_dot_vision__pb2.VideoToTokenRequest.SerializeToString,
-                response_deserializer=sax_dot_vision__pb2.VideoToTokenResponse.FromString,
+                request_serializer=saxml_dot_protobuf_dot_vision__pb2.VideoToTokenRequest.SerializeToString,
+                response_deserializer=saxml_dot_protobuf_dot_vision__pb2.VideoToTokenResponse.FromString,
                 _registered_method=True)
         self.TokenToVideo = channel.unary_unary(
                 '/sax.server.vision.VisionService/TokenToVideo',
-                request_serializer=sax_dot_vision__pb2.TokenToVideoRequest.SerializeToString,
-                response_deserializer=sax_dot_vision__pb2.TokenToVideoResponse.FromString,
+                request_serializer=saxml_dot_protobuf_dot_vision__pb2.TokenToVideoRequest.SerializeToString,
+                response_deserializer=saxml_dot_protobuf_dot_vision__pb2.TokenToVideoResponse.FromString,
                 _registered_method=True)
 
 
@@ -166,53 +166,53 @@ def add_VisionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Classify': grpc.unary_unary_rpc_method_handler(
                     servicer.Classify,
-                    request_deserializer=sax_dot_vision__pb2.ClassifyRequest.FromString,
-                    response_serializer=sax_dot_vision__pb2.ClassifyResponse.SerializeToString,
+                    request_deserializer=saxml_dot_protobuf_dot_vision__pb2.ClassifyRequest.FromString,
+                    response_serializer=saxml_dot_protobuf_dot_vision__pb2.ClassifyResponse.SerializeToString,
             ),
             'TextToImage': grpc.unary_unary_rpc_method_handler(
                     servicer.TextToImage,
-                    request_deserializer=sax_dot_vision__pb2.TextToImageRequest.FromString,
-                    response_serializer=sax_dot_vision__pb2.TextToImageResponse.SerializeToString,
+                    request_deserializer=saxml_dot_protobuf_dot_vision__pb2.TextToImageRequest.FromString,
+                    response_serializer=saxml_dot_protobuf_dot_vision__pb2.TextToImageResponse.SerializeToString,
             ),
             'TextAndImageToImage': grpc.unary_unary_rpc_method_handler(
                     servicer.TextAndImageToImage,
-                    request_deserializer=sax_dot_vision__pb2.TextAndImageToImageRequest.FromString,
-                    response_serializer=sax_dot_vision__pb2.TextAndImageToImageResponse.SerializeToString,
+                    request_deserializer=saxml_dot_protobuf_dot_vision__pb2.TextAndImageToImageRequest.FromString,
+                    response_serializer=saxml_dot_protobuf_dot_vision__pb2.TextAndImageToImageResponse.SerializeToString,
             ),
             'Embed': grpc.unary_unary_rpc_method_handler(
                     servicer.Embed,
-                    request_deserializer=sax_dot_vision__pb2.EmbedRequest.FromString,
-                    response_serializer=sax_dot_vision__pb2.EmbedResponse.SerializeToString,
+                    request_deserializer=saxml_dot_protobuf_dot_vision__pb2.EmbedRequest.FromString,
+                    response_serializer=saxml_dot_protobuf_dot_vision__pb2.EmbedResponse.SerializeToString,
             ),
             'Detect': grpc.unary_unary_rpc_method_handler(
                     servicer.Detect,
-                    request_deserializer=sax_dot_vision__pb2.DetectRequest.FromString,
-                    response_serializer=sax_dot_vision__pb2.DetectResponse.SerializeToString,
+                    request_deserializer=saxml_dot_protobuf_dot_vision__pb2.DetectRequest.FromString,
+                    response_serializer=saxml_dot_protobuf_dot_vision__pb2.DetectResponse.SerializeToString,
             ),
             'ImageToText': grpc.unary_unary_rpc_method_handler(
                     servicer.ImageToText,
-                    request_deserializer=sax_dot_vision__pb2.ImageToTextRequest.FromString,
-                    response_serializer=sax_dot_vision__pb2.ImageToTextResponse.SerializeToString,
+                    request_deserializer=saxml_dot_protobuf_dot_vision__pb2.ImageToTextRequest.FromString,
+                    response_serializer=saxml_dot_protobuf_dot_vision__pb2.ImageToTextResponse.SerializeToString,
             ),
             'ImageToImage': grpc.unary_unary_rpc_method_handler(
                     servicer.ImageToImage,
-                    request_deserializer=sax_dot_vision__pb2.ImageToImageRequest.FromString,
-                    response_serializer=sax_dot_vision__pb2.ImageToImageResponse.SerializeToString,
+                    request_deserializer=saxml_dot_protobuf_dot_vision__pb2.ImageToImageRequest.FromString,
+                    response_serializer=saxml_dot_protobuf_dot_vision__pb2.ImageToImageResponse.SerializeToString,
             ),
             'VideoToText': grpc.unary_unary_rpc_method_handler(
                     servicer.VideoToText,
-                    request_deserializer=sax_dot_vision__pb2.VideoToTextRequest.FromString,
-                    response_serializer=sax_dot_vision__pb2.VideoToTextResponse.SerializeToString,
+                    request_deserializer=saxml_dot_protobuf_dot_vision__pb2.VideoToTextRequest.FromString,
+                    response_serializer=saxml_dot_protobuf_dot_vision__pb2.VideoToTextResponse.SerializeToString,
             ),
             'VideoToToken': grpc.unary_unary_rpc_method_handler(
                     servicer.VideoToToken,
-                    request_deserializer=sax_dot_vision__pb2.VideoToTokenRequest.FromString,
-                    response_serializer=sax_dot_vision__pb2.VideoToTokenResponse.SerializeToString,
+                    request_deserializer=saxml_dot_protobuf_dot_vision__pb2.VideoToTokenRequest.FromString,
+                    response_serializer=saxml_dot_protobuf_dot_vision__pb2.VideoToTokenResponse.SerializeToString,
             ),
             'TokenToVideo': grpc.unary_unary_rpc_method_handler(
                     servicer.TokenToVideo,
-                    request_deserializer=sax_dot_vision__pb2.TokenToVideoRequest.FromString,
-                    response_serializer=sax_dot_vision__pb2.TokenToVideoResponse.SerializeToString,
+                    request_deserializer=saxml_dot_protobuf_dot_vision__pb2.TokenToVideoRequest.FromString,
+                    response_serializer=saxml_dot_protobuf_dot_vision__pb2.TokenToVideoResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -241,8 +241,8 @@ class VisionService:
             request,
             target,
             '/sax.server.vision.VisionService/Classify',
-            sax_dot_vision__pb2.ClassifyRequest.SerializeToString,
-            sax_dot_vision__pb2.ClassifyResponse.FromString,
+            saxml_dot_protobuf_dot_vision__pb2.ClassifyRequest.SerializeToString,
+            saxml_dot_protobuf_dot_vision__pb2.ClassifyResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -268,8 +268,8 @@ class VisionService:
             request,
             target,
             '/sax.server.vision.VisionService/TextToImage',
-            sax_dot_vision__pb2.TextToImageRequest.SerializeToString,
-            sax_dot_vision__pb2.TextToImageResponse.FromString,
+            saxml_dot_protobuf_dot_vision__pb2.TextToImageRequest.SerializeToString,
+            saxml_dot_protobuf_dot_vision__pb2.TextToImageResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -295,8 +295,8 @@ class VisionService:
             request,
             target,
             '/sax.server.vision.VisionService/TextAndImageToImage',
-            sax_dot_vision__pb2.TextAndImageToImageRequest.SerializeToString,
-            sax_dot_vision__pb2.TextAndImageToImageResponse.FromString,
+            saxml_dot_protobuf_dot_vision__pb2.TextAndImageToImageRequest.SerializeToString,
+            saxml_dot_protobuf_dot_vision__pb2.TextAndImageToImageResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -322,8 +322,8 @@ class VisionService:
             request,
             target,
             '/sax.server.vision.VisionService/Embed',
-            sax_dot_vision__pb2.EmbedRequest.SerializeToString,
-            sax_dot_vision__pb2.EmbedResponse.FromString,
+            saxml_dot_protobuf_dot_vision__pb2.EmbedRequest.SerializeToString,
+            saxml_dot_protobuf_dot_vision__pb2.EmbedResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -349,8 +349,8 @@ class VisionService:
             request,
             target,
             '/sax.server.vision.VisionService/Detect',
-            sax_dot_vision__pb2.DetectRequest.SerializeToString,
-            sax_dot_vision__pb2.DetectResponse.FromString,
+            saxml_dot_protobuf_dot_vision__pb2.DetectRequest.SerializeToString,
+            saxml_dot_protobuf_dot_vision__pb2.DetectResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -376,8 +376,8 @@ class VisionService:
             request,
             target,
             '/sax.server.vision.VisionService/ImageToText',
-            sax_dot_vision__pb2.ImageToTextRequest.SerializeToString,
-            sax_dot_vision__pb2.ImageToTextResponse.FromString,
+            saxml_dot_protobuf_dot_vision__pb2.ImageToTextRequest.SerializeToString,
+            saxml_dot_protobuf_dot_vision__pb2.ImageToTextResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -403,8 +403,8 @@ class VisionService:
             request,
             target,
             '/sax.server.vision.VisionService/ImageToImage',
-            sax_dot_vision__pb2.ImageToImageRequest.SerializeToString,
-            sax_dot_vision__pb2.ImageToImageResponse.FromString,
+            saxml_dot_protobuf_dot_vision__pb2.ImageToImageRequest.SerializeToString,
+            saxml_dot_protobuf_dot_vision__pb2.ImageToImageResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -430,8 +430,8 @@ class VisionService:
             request,
             target,
             '/sax.server.vision.VisionService/VideoToText',
-            sax_dot_vision__pb2.VideoToTextRequest.SerializeToString,
-            sax_dot_vision__pb2.VideoToTextResponse.FromString,
+            saxml_dot_protobuf_dot_vision__pb2.VideoToTextRequest.SerializeToString,
+            saxml_dot_protobuf_dot_vision__pb2.VideoToTextResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -457,8 +457,8 @@ class VisionService:
             request,
             target,
             '/sax.server.vision.VisionService/VideoToToken',
-            sax_dot_vision__pb2.VideoToTokenRequest.SerializeToString,
-            sax_dot_vision__pb2.VideoToTokenResponse.FromString,
+            saxml_dot_protobuf_dot_vision__pb2.VideoToTokenRequest.SerializeToString,
+            saxml_dot_protobuf_dot_vision__pb2.VideoToTokenResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -484,8 +484,8 @@ class VisionService:
             request,
             target,
             '/sax.server.vision.VisionService/TokenToVideo',
-            sax_dot_vision__pb2.TokenToVideoRequest.SerializeToString,
-            sax_dot_vision__pb2.TokenToVideoResponse.FromString,
+            saxml_dot_protobuf_dot_vision__pb2.TokenToVideoRequest.SerializeToString,
+            saxml_dot_protobuf_dot_vision__pb2.TokenToVideoResponse.FromString,
             options,
             channel_credentials,
             insecure,

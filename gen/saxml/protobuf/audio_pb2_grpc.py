@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from sax import custom_pb2 as sax_dot_custom__pb2
+from saxml.protobuf import audio_pb2 as saxml_dot_protobuf_dot_audio__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,15 +18,15 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in sax/custom_pb2_grpc.py depends on'
+        + ' but the generated code in saxml/protobuf/audio_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class CustomServiceStub:
-    """Custom methods of a model server.
+class AudioServiceStub:
+    """Audio methods of a model server.
     """
 
     def __init__(self, channel):
@@ -35,46 +35,46 @@ class CustomServiceStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Custom = channel.unary_unary(
-                '/sax.server.custom.CustomService/Custom',
-                request_serializer=sax_dot_custom__pb2.CustomRequest.SerializeToString,
-                response_deserializer=sax_dot_custom__pb2.CustomResponse.FromString,
+        self.Recognize = channel.unary_unary(
+                '/sax.server.audio.AudioService/Recognize',
+                request_serializer=saxml_dot_protobuf_dot_audio__pb2.AsrRequest.SerializeToString,
+                response_deserializer=saxml_dot_protobuf_dot_audio__pb2.AsrResponse.FromString,
                 _registered_method=True)
 
 
-class CustomServiceServicer:
-    """Custom methods of a model server.
+class AudioServiceServicer:
+    """Audio methods of a model server.
     """
 
-    def Custom(self, request, context):
-        """Calls a model-defined method.
+    def Recognize(self, request, context):
+        """Transcribes speech.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
 
-def add_CustomServiceServicer_to_server(servicer, server):
+def add_AudioServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Custom': grpc.unary_unary_rpc_method_handler(
-                    servicer.Custom,
-                    request_deserializer=sax_dot_custom__pb2.CustomRequest.FromString,
-                    response_serializer=sax_dot_custom__pb2.CustomResponse.SerializeToString,
+            'Recognize': grpc.unary_unary_rpc_method_handler(
+                    servicer.Recognize,
+                    request_deserializer=saxml_dot_protobuf_dot_audio__pb2.AsrRequest.FromString,
+                    response_serializer=saxml_dot_protobuf_dot_audio__pb2.AsrResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'sax.server.custom.CustomService', rpc_method_handlers)
+            'sax.server.audio.AudioService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('sax.server.custom.CustomService', rpc_method_handlers)
+    server.add_registered_method_handlers('sax.server.audio.AudioService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class CustomService:
-    """Custom methods of a model server.
+class AudioService:
+    """Audio methods of a model server.
     """
 
     @staticmethod
-    def Custom(request,
+    def Recognize(request,
             target,
             options=(),
             channel_credentials=None,
@@ -87,9 +87,9 @@ class CustomService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/sax.server.custom.CustomService/Custom',
-            sax_dot_custom__pb2.CustomRequest.SerializeToString,
-            sax_dot_custom__pb2.CustomResponse.FromString,
+            '/sax.server.audio.AudioService/Recognize',
+            saxml_dot_protobuf_dot_audio__pb2.AsrRequest.SerializeToString,
+            saxml_dot_protobuf_dot_audio__pb2.AsrResponse.FromString,
             options,
             channel_credentials,
             insecure,

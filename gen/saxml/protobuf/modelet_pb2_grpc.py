@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from sax import modelet_pb2 as sax_dot_modelet__pb2
+from saxml.protobuf import modelet_pb2 as saxml_dot_protobuf_dot_modelet__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in sax/modelet_pb2_grpc.py depends on'
+        + ' but the generated code in saxml/protobuf/modelet_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -37,38 +37,38 @@ class ModeletStub:
         """
         self.Load = channel.unary_unary(
                 '/sax.Modelet/Load',
-                request_serializer=sax_dot_modelet__pb2.LoadRequest.SerializeToString,
-                response_deserializer=sax_dot_modelet__pb2.LoadResponse.FromString,
+                request_serializer=saxml_dot_protobuf_dot_modelet__pb2.LoadRequest.SerializeToString,
+                response_deserializer=saxml_dot_protobuf_dot_modelet__pb2.LoadResponse.FromString,
                 _registered_method=True)
         self.UpdateLoaded = channel.unary_unary(
                 '/sax.Modelet/UpdateLoaded',
-                request_serializer=sax_dot_modelet__pb2.UpdateLoadedRequest.SerializeToString,
-                response_deserializer=sax_dot_modelet__pb2.UpdateLoadedResponse.FromString,
+                request_serializer=saxml_dot_protobuf_dot_modelet__pb2.UpdateLoadedRequest.SerializeToString,
+                response_deserializer=saxml_dot_protobuf_dot_modelet__pb2.UpdateLoadedResponse.FromString,
                 _registered_method=True)
         self.Unload = channel.unary_unary(
                 '/sax.Modelet/Unload',
-                request_serializer=sax_dot_modelet__pb2.UnloadRequest.SerializeToString,
-                response_deserializer=sax_dot_modelet__pb2.UnloadResponse.FromString,
+                request_serializer=saxml_dot_protobuf_dot_modelet__pb2.UnloadRequest.SerializeToString,
+                response_deserializer=saxml_dot_protobuf_dot_modelet__pb2.UnloadResponse.FromString,
                 _registered_method=True)
         self.Export = channel.unary_unary(
                 '/sax.Modelet/Export',
-                request_serializer=sax_dot_modelet__pb2.ExportRequest.SerializeToString,
-                response_deserializer=sax_dot_modelet__pb2.ExportResponse.FromString,
+                request_serializer=saxml_dot_protobuf_dot_modelet__pb2.ExportRequest.SerializeToString,
+                response_deserializer=saxml_dot_protobuf_dot_modelet__pb2.ExportResponse.FromString,
                 _registered_method=True)
         self.GetStatus = channel.unary_unary(
                 '/sax.Modelet/GetStatus',
-                request_serializer=sax_dot_modelet__pb2.GetStatusRequest.SerializeToString,
-                response_deserializer=sax_dot_modelet__pb2.GetStatusResponse.FromString,
+                request_serializer=saxml_dot_protobuf_dot_modelet__pb2.GetStatusRequest.SerializeToString,
+                response_deserializer=saxml_dot_protobuf_dot_modelet__pb2.GetStatusResponse.FromString,
                 _registered_method=True)
         self.Save = channel.unary_unary(
                 '/sax.Modelet/Save',
-                request_serializer=sax_dot_modelet__pb2.SaveRequest.SerializeToString,
-                response_deserializer=sax_dot_modelet__pb2.SaveResponse.FromString,
+                request_serializer=saxml_dot_protobuf_dot_modelet__pb2.SaveRequest.SerializeToString,
+                response_deserializer=saxml_dot_protobuf_dot_modelet__pb2.SaveResponse.FromString,
                 _registered_method=True)
         self.WakeUp = channel.unary_unary(
                 '/sax.Modelet/WakeUp',
-                request_serializer=sax_dot_modelet__pb2.WakeUpRequest.SerializeToString,
-                response_deserializer=sax_dot_modelet__pb2.WakeUpResponse.FromString,
+                request_serializer=saxml_dot_protobuf_dot_modelet__pb2.WakeUpRequest.SerializeToString,
+                response_deserializer=saxml_dot_protobuf_dot_modelet__pb2.WakeUpResponse.FromString,
                 _registered_method=True)
 
 
@@ -130,38 +130,38 @@ def add_ModeletServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Load': grpc.unary_unary_rpc_method_handler(
                     servicer.Load,
-                    request_deserializer=sax_dot_modelet__pb2.LoadRequest.FromString,
-                    response_serializer=sax_dot_modelet__pb2.LoadResponse.SerializeToString,
+                    request_deserializer=saxml_dot_protobuf_dot_modelet__pb2.LoadRequest.FromString,
+                    response_serializer=saxml_dot_protobuf_dot_modelet__pb2.LoadResponse.SerializeToString,
             ),
             'UpdateLoaded': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateLoaded,
-                    request_deserializer=sax_dot_modelet__pb2.UpdateLoadedRequest.FromString,
-                    response_serializer=sax_dot_modelet__pb2.UpdateLoadedResponse.SerializeToString,
+                    request_deserializer=saxml_dot_protobuf_dot_modelet__pb2.UpdateLoadedRequest.FromString,
+                    response_serializer=saxml_dot_protobuf_dot_modelet__pb2.UpdateLoadedResponse.SerializeToString,
             ),
             'Unload': grpc.unary_unary_rpc_method_handler(
                     servicer.Unload,
-                    request_deserializer=sax_dot_modelet__pb2.UnloadRequest.FromString,
-                    response_serializer=sax_dot_modelet__pb2.UnloadResponse.SerializeToString,
+                    request_deserializer=saxml_dot_protobuf_dot_modelet__pb2.UnloadRequest.FromString,
+                    response_serializer=saxml_dot_protobuf_dot_modelet__pb2.UnloadResponse.SerializeToString,
             ),
             'Export': grpc.unary_unary_rpc_method_handler(
                     servicer.Export,
-                    request_deserializer=sax_dot_modelet__pb2.ExportRequest.FromString,
-                    response_serializer=sax_dot_modelet__pb2.ExportResponse.SerializeToString,
+                    request_deserializer=saxml_dot_protobuf_dot_modelet__pb2.ExportRequest.FromString,
+                    response_serializer=saxml_dot_protobuf_dot_modelet__pb2.ExportResponse.SerializeToString,
             ),
             'GetStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.GetStatus,
-                    request_deserializer=sax_dot_modelet__pb2.GetStatusRequest.FromString,
-                    response_serializer=sax_dot_modelet__pb2.GetStatusResponse.SerializeToString,
+                    request_deserializer=saxml_dot_protobuf_dot_modelet__pb2.GetStatusRequest.FromString,
+                    response_serializer=saxml_dot_protobuf_dot_modelet__pb2.GetStatusResponse.SerializeToString,
             ),
             'Save': grpc.unary_unary_rpc_method_handler(
                     servicer.Save,
-                    request_deserializer=sax_dot_modelet__pb2.SaveRequest.FromString,
-                    response_serializer=sax_dot_modelet__pb2.SaveResponse.SerializeToString,
+                    request_deserializer=saxml_dot_protobuf_dot_modelet__pb2.SaveRequest.FromString,
+                    response_serializer=saxml_dot_protobuf_dot_modelet__pb2.SaveResponse.SerializeToString,
             ),
             'WakeUp': grpc.unary_unary_rpc_method_handler(
                     servicer.WakeUp,
-                    request_deserializer=sax_dot_modelet__pb2.WakeUpRequest.FromString,
-                    response_serializer=sax_dot_modelet__pb2.WakeUpResponse.SerializeToString,
+                    request_deserializer=saxml_dot_protobuf_dot_modelet__pb2.WakeUpRequest.FromString,
+                    response_serializer=saxml_dot_protobuf_dot_modelet__pb2.WakeUpResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -190,8 +190,8 @@ class Modelet:
             request,
             target,
             '/sax.Modelet/Load',
-            sax_dot_modelet__pb2.LoadRequest.SerializeToString,
-            sax_dot_modelet__pb2.LoadResponse.FromString,
+            saxml_dot_protobuf_dot_modelet__pb2.LoadRequest.SerializeToString,
+            saxml_dot_protobuf_dot_modelet__pb2.LoadResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -217,8 +217,8 @@ class Modelet:
             request,
             target,
             '/sax.Modelet/UpdateLoaded',
-            sax_dot_modelet__pb2.UpdateLoadedRequest.SerializeToString,
-            sax_dot_modelet__pb2.UpdateLoadedResponse.FromString,
+            saxml_dot_protobuf_dot_modelet__pb2.UpdateLoadedRequest.SerializeToString,
+            saxml_dot_protobuf_dot_modelet__pb2.UpdateLoadedResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -244,8 +244,8 @@ class Modelet:
             request,
             target,
             '/sax.Modelet/Unload',
-            sax_dot_modelet__pb2.UnloadRequest.SerializeToString,
-            sax_dot_modelet__pb2.UnloadResponse.FromString,
+            saxml_dot_protobuf_dot_modelet__pb2.UnloadRequest.SerializeToString,
+            saxml_dot_protobuf_dot_modelet__pb2.UnloadResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -271,8 +271,8 @@ class Modelet:
             request,
             target,
             '/sax.Modelet/Export',
-            sax_dot_modelet__pb2.ExportRequest.SerializeToString,
-            sax_dot_modelet__pb2.ExportResponse.FromString,
+            saxml_dot_protobuf_dot_modelet__pb2.ExportRequest.SerializeToString,
+            saxml_dot_protobuf_dot_modelet__pb2.ExportResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -298,8 +298,8 @@ class Modelet:
             request,
             target,
             '/sax.Modelet/GetStatus',
-            sax_dot_modelet__pb2.GetStatusRequest.SerializeToString,
-            sax_dot_modelet__pb2.GetStatusResponse.FromString,
+            saxml_dot_protobuf_dot_modelet__pb2.GetStatusRequest.SerializeToString,
+            saxml_dot_protobuf_dot_modelet__pb2.GetStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -325,8 +325,8 @@ class Modelet:
             request,
             target,
             '/sax.Modelet/Save',
-            sax_dot_modelet__pb2.SaveRequest.SerializeToString,
-            sax_dot_modelet__pb2.SaveResponse.FromString,
+            saxml_dot_protobuf_dot_modelet__pb2.SaveRequest.SerializeToString,
+            saxml_dot_protobuf_dot_modelet__pb2.SaveResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -352,8 +352,8 @@ class Modelet:
             request,
             target,
             '/sax.Modelet/WakeUp',
-            sax_dot_modelet__pb2.WakeUpRequest.SerializeToString,
-            sax_dot_modelet__pb2.WakeUpResponse.FromString,
+            saxml_dot_protobuf_dot_modelet__pb2.WakeUpRequest.SerializeToString,
+            saxml_dot_protobuf_dot_modelet__pb2.WakeUpResponse.FromString,
             options,
             channel_credentials,
             insecure,

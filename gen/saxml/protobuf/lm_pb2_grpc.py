@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from sax import lm_pb2 as sax_dot_lm__pb2
+from saxml.protobuf import lm_pb2 as saxml_dot_protobuf_dot_lm__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in sax/lm_pb2_grpc.py depends on'
+        + ' but the generated code in saxml/protobuf/lm_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -37,28 +37,28 @@ class LMServiceStub:
         """
         self.Score = channel.unary_unary(
                 '/sax.server.lm.LMService/Score',
-                request_serializer=sax_dot_lm__pb2.ScoreRequest.SerializeToString,
-                response_deserializer=sax_dot_lm__pb2.ScoreResponse.FromString,
+                request_serializer=saxml_dot_protobuf_dot_lm__pb2.ScoreRequest.SerializeToString,
+                response_deserializer=saxml_dot_protobuf_dot_lm__pb2.ScoreResponse.FromString,
                 _registered_method=True)
         self.Generate = channel.unary_unary(
                 '/sax.server.lm.LMService/Generate',
-                request_serializer=sax_dot_lm__pb2.GenerateRequest.SerializeToString,
-                response_deserializer=sax_dot_lm__pb2.GenerateResponse.FromString,
+                request_serializer=saxml_dot_protobuf_dot_lm__pb2.GenerateRequest.SerializeToString,
+                response_deserializer=saxml_dot_protobuf_dot_lm__pb2.GenerateResponse.FromString,
                 _registered_method=True)
         self.GenerateStream = channel.unary_stream(
                 '/sax.server.lm.LMService/GenerateStream',
-                request_serializer=sax_dot_lm__pb2.GenerateRequest.SerializeToString,
-                response_deserializer=sax_dot_lm__pb2.GenerateStreamResponse.FromString,
+                request_serializer=saxml_dot_protobuf_dot_lm__pb2.GenerateRequest.SerializeToString,
+                response_deserializer=saxml_dot_protobuf_dot_lm__pb2.GenerateStreamResponse.FromString,
                 _registered_method=True)
         self.Embed = channel.unary_unary(
                 '/sax.server.lm.LMService/Embed',
-                request_serializer=sax_dot_lm__pb2.EmbedRequest.SerializeToString,
-                response_deserializer=sax_dot_lm__pb2.EmbedResponse.FromString,
+                request_serializer=saxml_dot_protobuf_dot_lm__pb2.EmbedRequest.SerializeToString,
+                response_deserializer=saxml_dot_protobuf_dot_lm__pb2.EmbedResponse.FromString,
                 _registered_method=True)
         self.Gradient = channel.unary_unary(
                 '/sax.server.lm.LMService/Gradient',
-                request_serializer=sax_dot_lm__pb2.GradientRequest.SerializeToString,
-                response_deserializer=sax_dot_lm__pb2.GradientResponse.FromString,
+                request_serializer=saxml_dot_protobuf_dot_lm__pb2.GradientRequest.SerializeToString,
+                response_deserializer=saxml_dot_protobuf_dot_lm__pb2.GradientResponse.FromString,
                 _registered_method=True)
 
 
@@ -106,28 +106,28 @@ def add_LMServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Score': grpc.unary_unary_rpc_method_handler(
                     servicer.Score,
-                    request_deserializer=sax_dot_lm__pb2.ScoreRequest.FromString,
-                    response_serializer=sax_dot_lm__pb2.ScoreResponse.SerializeToString,
+                    request_deserializer=saxml_dot_protobuf_dot_lm__pb2.ScoreRequest.FromString,
+                    response_serializer=saxml_dot_protobuf_dot_lm__pb2.ScoreResponse.SerializeToString,
             ),
             'Generate': grpc.unary_unary_rpc_method_handler(
                     servicer.Generate,
-                    request_deserializer=sax_dot_lm__pb2.GenerateRequest.FromString,
-                    response_serializer=sax_dot_lm__pb2.GenerateResponse.SerializeToString,
+                    request_deserializer=saxml_dot_protobuf_dot_lm__pb2.GenerateRequest.FromString,
+                    response_serializer=saxml_dot_protobuf_dot_lm__pb2.GenerateResponse.SerializeToString,
             ),
             'GenerateStream': grpc.unary_stream_rpc_method_handler(
                     servicer.GenerateStream,
-                    request_deserializer=sax_dot_lm__pb2.GenerateRequest.FromString,
-                    response_serializer=sax_dot_lm__pb2.GenerateStreamResponse.SerializeToString,
+                    request_deserializer=saxml_dot_protobuf_dot_lm__pb2.GenerateRequest.FromString,
+                    response_serializer=saxml_dot_protobuf_dot_lm__pb2.GenerateStreamResponse.SerializeToString,
             ),
             'Embed': grpc.unary_unary_rpc_method_handler(
                     servicer.Embed,
-                    request_deserializer=sax_dot_lm__pb2.EmbedRequest.FromString,
-                    response_serializer=sax_dot_lm__pb2.EmbedResponse.SerializeToString,
+                    request_deserializer=saxml_dot_protobuf_dot_lm__pb2.EmbedRequest.FromString,
+                    response_serializer=saxml_dot_protobuf_dot_lm__pb2.EmbedResponse.SerializeToString,
             ),
             'Gradient': grpc.unary_unary_rpc_method_handler(
                     servicer.Gradient,
-                    request_deserializer=sax_dot_lm__pb2.GradientRequest.FromString,
-                    response_serializer=sax_dot_lm__pb2.GradientResponse.SerializeToString,
+                    request_deserializer=saxml_dot_protobuf_dot_lm__pb2.GradientRequest.FromString,
+                    response_serializer=saxml_dot_protobuf_dot_lm__pb2.GradientResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -156,8 +156,8 @@ class LMService:
             request,
             target,
             '/sax.server.lm.LMService/Score',
-            sax_dot_lm__pb2.ScoreRequest.SerializeToString,
-            sax_dot_lm__pb2.ScoreResponse.FromString,
+            saxml_dot_protobuf_dot_lm__pb2.ScoreRequest.SerializeToString,
+            saxml_dot_protobuf_dot_lm__pb2.ScoreResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -183,8 +183,8 @@ class LMService:
             request,
             target,
             '/sax.server.lm.LMService/Generate',
-            sax_dot_lm__pb2.GenerateRequest.SerializeToString,
-            sax_dot_lm__pb2.GenerateResponse.FromString,
+            saxml_dot_protobuf_dot_lm__pb2.GenerateRequest.SerializeToString,
+            saxml_dot_protobuf_dot_lm__pb2.GenerateResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -210,8 +210,8 @@ class LMService:
             request,
             target,
             '/sax.server.lm.LMService/GenerateStream',
-            sax_dot_lm__pb2.GenerateRequest.SerializeToString,
-            sax_dot_lm__pb2.GenerateStreamResponse.FromString,
+            saxml_dot_protobuf_dot_lm__pb2.GenerateRequest.SerializeToString,
+            saxml_dot_protobuf_dot_lm__pb2.GenerateStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -237,8 +237,8 @@ class LMService:
             request,
             target,
             '/sax.server.lm.LMService/Embed',
-            sax_dot_lm__pb2.EmbedRequest.SerializeToString,
-            sax_dot_lm__pb2.EmbedResponse.FromString,
+            saxml_dot_protobuf_dot_lm__pb2.EmbedRequest.SerializeToString,
+            saxml_dot_protobuf_dot_lm__pb2.EmbedResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -264,8 +264,8 @@ class LMService:
             request,
             target,
             '/sax.server.lm.LMService/Gradient',
-            sax_dot_lm__pb2.GradientRequest.SerializeToString,
-            sax_dot_lm__pb2.GradientResponse.FromString,
+            saxml_dot_protobuf_dot_lm__pb2.GradientRequest.SerializeToString,
+            saxml_dot_protobuf_dot_lm__pb2.GradientResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from sax import audio_pb2 as sax_dot_audio__pb2
+from saxml.protobuf import custom_pb2 as saxml_dot_protobuf_dot_custom__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,15 +18,15 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in sax/audio_pb2_grpc.py depends on'
+        + ' but the generated code in saxml/protobuf/custom_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class AudioServiceStub:
-    """Audio methods of a model server.
+class CustomServiceStub:
+    """Custom methods of a model server.
     """
 
     def __init__(self, channel):
@@ -35,46 +35,46 @@ class AudioServiceStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Recognize = channel.unary_unary(
-                '/sax.server.audio.AudioService/Recognize',
-                request_serializer=sax_dot_audio__pb2.AsrRequest.SerializeToString,
-                response_deserializer=sax_dot_audio__pb2.AsrResponse.FromString,
+        self.Custom = channel.unary_unary(
+                '/sax.server.custom.CustomService/Custom',
+                request_serializer=saxml_dot_protobuf_dot_custom__pb2.CustomRequest.SerializeToString,
+                response_deserializer=saxml_dot_protobuf_dot_custom__pb2.CustomResponse.FromString,
                 _registered_method=True)
 
 
-class AudioServiceServicer:
-    """Audio methods of a model server.
+class CustomServiceServicer:
+    """Custom methods of a model server.
     """
 
-    def Recognize(self, request, context):
-        """Transcribes speech.
+    def Custom(self, request, context):
+        """Calls a model-defined method.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
 
-def add_AudioServiceServicer_to_server(servicer, server):
+def add_CustomServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Recognize': grpc.unary_unary_rpc_method_handler(
-                    servicer.Recognize,
-                    request_deserializer=sax_dot_audio__pb2.AsrRequest.FromString,
-                    response_serializer=sax_dot_audio__pb2.AsrResponse.SerializeToString,
+            'Custom': grpc.unary_unary_rpc_method_handler(
+                    servicer.Custom,
+                    request_deserializer=saxml_dot_protobuf_dot_custom__pb2.CustomRequest.FromString,
+                    response_serializer=saxml_dot_protobuf_dot_custom__pb2.CustomResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'sax.server.audio.AudioService', rpc_method_handlers)
+            'sax.server.custom.CustomService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('sax.server.audio.AudioService', rpc_method_handlers)
+    server.add_registered_method_handlers('sax.server.custom.CustomService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class AudioService:
-    """Audio methods of a model server.
+class CustomService:
+    """Custom methods of a model server.
     """
 
     @staticmethod
-    def Recognize(request,
+    def Custom(request,
             target,
             options=(),
             channel_credentials=None,
@@ -87,9 +87,9 @@ class AudioService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/sax.server.audio.AudioService/Recognize',
-            sax_dot_audio__pb2.AsrRequest.SerializeToString,
-            sax_dot_audio__pb2.AsrResponse.FromString,
+            '/sax.server.custom.CustomService/Custom',
+            saxml_dot_protobuf_dot_custom__pb2.CustomRequest.SerializeToString,
+            saxml_dot_protobuf_dot_custom__pb2.CustomResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,9 @@ def session() -> Iterator[requests.Session]:
         yield s
 
 
+# Each route sends up to ~EXAMPLES requests (some render images on CPU): on a loaded 2-core
+# machine that outgrows the suite's 120 s per-test hang guard, which is not what this tests.
+@pytest.mark.timeout(600)
 @schema.parametrize()
 @settings(
     max_examples=EXAMPLES,

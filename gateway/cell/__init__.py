@@ -6,6 +6,9 @@ protocol, so the whole stack runs on a laptop and in CI.
 
 `python -m gateway.cell` does the same from a shell; `AdminServer` and `ModelServer` run one
 server in the current event loop.
+
+Role: a separate program that only speaks Sax's protocol. May import ``gateway.common``
+only; never the client, the service, the launchers or the CLI.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@
         print(await client.lm_generate("/sax/test/lm", "Hello", CallOptions(timeout=10)))
 
 ``gateway.client.sax`` is a synchronous facade shaped like upstream's Python ``sax`` module.
+
+Role: the Sax client. May import ``gateway.common`` only; never the cell, the service, the
+launchers or the CLI.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from gateway.client._types import (
     ServerTypeStat,
     StreamItem,
 )
-from gateway.client.errors import (
+from gateway.common.errors import (
     AbortedError,
     AlreadyExistsError,
     DataLossError,

@@ -20,7 +20,7 @@ from saxml.protobuf import admin_pb2, admin_pb2_grpc
 
 from gateway import naming
 from gateway.client._channels import insecure_channel
-from gateway.client.errors import (
+from gateway.common.errors import (
     DeadlineExceededError,
     FailedPreconditionError,
     NotFoundError,
@@ -28,7 +28,7 @@ from gateway.client.errors import (
     UnavailableError,
     from_grpc_error,
 )
-from gateway.storage import Storage
+from gateway.common.storage import Storage
 
 _log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from gateway.client._admin import CellAdmin, RpcCounter
 from gateway.client._data import DataCalls
 from gateway.client._router import Router
 from gateway.client._types import CellStats, ClientSettings, ModelDetail
-from gateway.client.errors import NotFoundError
-from gateway.storage import Storage, open_storage
+from gateway.common.errors import NotFoundError
+from gateway.common.storage import Storage, open_storage
 
 
 class Client(DataCalls):

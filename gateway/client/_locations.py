@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from saxml.protobuf import admin_pb2
 
 from gateway.client._admin import RETRY_CODES, CellAdmin
-from gateway.client.errors import DeadlineExceededError, SaxError
+from gateway.common.errors import DeadlineExceededError, SaxError
 
 _log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from gateway import naming
 from gateway.client._admin import CellAdmin, backoff_delays
 from gateway.client._channels import Backend, ChannelPool
 from gateway.client._locations import FORGET_AFTER_S, AddressTable, StaticTable, watch
-from gateway.client.errors import (
+from gateway.common.errors import (
     DeadlineExceededError,
     InternalError,
     SaxError,

@@ -3,6 +3,9 @@
 server = await GatewayServer.start(GatewaySettings(sax_root="/tmp/root"))
 ...
 await server.stop()
+
+Role: the gateway service. May import ``gateway.client``, ``gateway.common`` and
+``gateway.config``; never the cell, the launchers or the CLI.
 """
 
 from __future__ import annotations

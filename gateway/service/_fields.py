@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from google.protobuf import duration_pb2, struct_pb2
 
 from gateway.client import CallOptions, InvalidArgumentError
-from gateway.naming import parse_cell_id, parse_model_id
+from gateway.common.names import parse_cell_id, parse_model_id
 from gateway.service._context import Context
 
 

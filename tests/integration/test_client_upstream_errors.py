@@ -19,7 +19,7 @@ from gateway.client import (
     InvalidArgumentError,
     NotFoundError,
 )
-from gateway.storage import open_storage
+from gateway.common.storage import open_storage
 
 CELL = "/sax/up"
 

@@ -20,6 +20,7 @@ from saxml.protobuf import admin_pb2, admin_pb2_grpc
 
 from gateway import naming
 from gateway.client._channels import insecure_channel
+from gateway.common.deadline import Deadline
 from gateway.common.errors import (
     DeadlineExceededError,
     FailedPreconditionError,
@@ -86,19 +87,18 @@ class CellAdmin:
     def cell_dir(self) -> str:
         return self._storage.join("sax", self.cell.name)
 
-    async def call(self, method: str, request: Message, *, deadline: float) -> Any:
+    async def call(self, method: str, request: Message, *, deadline: Deadline) -> Any:
         """Calls ``Admin.<method>``, retrying UNAVAILABLE and RESOURCE_EXHAUSTED until
-        ``deadline`` (event-loop time). Raises a ``SaxError``."""
+        ``deadline``. Raises a ``SaxError``."""
         try:
-            async with asyncio.timeout_at(deadline):
+            async with asyncio.timeout(deadline.remaining()):
                 return await self._call_with_retries(method, request, deadline)
         except TimeoutError:
             raise DeadlineExceededError(
                 f"admin {method} for {self.cell} did not finish within its deadline"
             ) from None
 
-    async def _call_with_retries(self, method: str, request: Message, deadline: float) -> Any:
-        loop = asyncio.get_running_loop()
+    async def _call_with_retries(self, method: str, request: Message, deadline: Deadline) -> Any:
         delays = backoff_delays()
         while True:
             conn: _Connection | None = None
@@ -106,7 +106,7 @@ class CellAdmin:
                 conn = await self._connection()
                 self._counter.value += 1
                 rpc = getattr(conn.stub, method)
-                return await rpc(request, timeout=max(deadline - loop.time(), 0.001))
+                return await rpc(request, timeout=deadline.timeout(f"admin {method}"))
             except grpc.aio.AioRpcError as exc:
                 error = from_grpc_error(exc)
                 if error.code == grpc.StatusCode.CANCELLED and conn is not None and conn.poisoned:
@@ -118,7 +118,7 @@ class CellAdmin:
             if error.code == grpc.StatusCode.UNAVAILABLE and conn is not None:
                 self._poison(conn)
             delay = next(delays)
-            if error.code not in RETRY_CODES or loop.time() + delay >= deadline:
+            if error.code not in RETRY_CODES or not deadline.allows(delay):
                 raise error
             _log.debug("admin %s for %s: %s; retrying in %.3fs", method, self.cell, error, delay)
             await asyncio.sleep(delay)

@@ -40,7 +40,7 @@ class DataCalls:
         request = lm_pb2.GenerateRequest(
             model_key=model_id, text=text, extra_inputs=o.extra_inputs_proto()
         )
-        response = await self._router.unary(model_id, _LM_GENERATE, request, o.timeout)
+        response = await self._router.unary(model_id, _LM_GENERATE, request, o.call_deadline())
         return [(t.text, t.score) for t in response.texts]
 
     async def lm_generate_stream(
@@ -54,7 +54,7 @@ class DataCalls:
         request = lm_pb2.GenerateRequest(
             model_key=model_id, text=text, extra_inputs=o.extra_inputs_proto()
         )
-        responses = self._router.stream(model_id, _LM_GENERATE_STREAM, request, o.timeout)
+        responses = self._router.stream(model_id, _LM_GENERATE_STREAM, request, o.call_deadline())
         try:
             async for response in responses:
                 yield [StreamItem(i.text, i.prefix_len, list(i.scores)) for i in response.items]
@@ -73,7 +73,7 @@ class DataCalls:
         request = lm_pb2.ScoreRequest(
             model_key=model_id, prefix=prefix, suffix=suffixes, extra_inputs=o.extra_inputs_proto()
         )
-        response = await self._router.unary(model_id, _LM_SCORE, request, o.timeout)
+        response = await self._router.unary(model_id, _LM_SCORE, request, o.call_deadline())
         return list(response.logp)
 
     async def lm_embed(
@@ -84,7 +84,7 @@ class DataCalls:
         request = lm_pb2.EmbedRequest(
             model_key=model_id, text=text, extra_inputs=o.extra_inputs_proto()
         )
-        response = await self._router.unary(model_id, _LM_EMBED, request, o.timeout)
+        response = await self._router.unary(model_id, _LM_EMBED, request, o.call_deadline())
         return list(response.embedding)
 
     async def lm_gradient(
@@ -95,7 +95,7 @@ class DataCalls:
         request = lm_pb2.GradientRequest(
             model_key=model_id, prefix=prefix, suffix=suffix, extra_inputs=o.extra_inputs_proto()
         )
-        response = await self._router.unary(model_id, _LM_GRADIENT, request, o.timeout)
+        response = await self._router.unary(model_id, _LM_GRADIENT, request, o.call_deadline())
         gradients = {k: list(v.values) for k, v in response.gradients.items()}
         return list(response.score), gradients
 
@@ -107,7 +107,7 @@ class DataCalls:
         request = vision_pb2.ClassifyRequest(
             model_key=model_id, image_bytes=image, extra_inputs=o.extra_inputs_proto()
         )
-        response = await self._router.unary(model_id, _VM_CLASSIFY, request, o.timeout)
+        response = await self._router.unary(model_id, _VM_CLASSIFY, request, o.call_deadline())
         return [(t.text, t.score) for t in response.texts]
 
     async def vm_text_to_image(
@@ -118,7 +118,7 @@ class DataCalls:
         request = vision_pb2.TextToImageRequest(
             model_key=model_id, text=text, extra_inputs=o.extra_inputs_proto()
         )
-        response = await self._router.unary(model_id, _VM_TEXT_TO_IMAGE, request, o.timeout)
+        response = await self._router.unary(model_id, _VM_TEXT_TO_IMAGE, request, o.call_deadline())
         return [(i.image, i.score) for i in response.images]
 
     async def vm_embed(
@@ -129,7 +129,7 @@ class DataCalls:
         request = vision_pb2.EmbedRequest(
             model_key=model_id, image_bytes=image, extra_inputs=o.extra_inputs_proto()
         )
-        response = await self._router.unary(model_id, _VM_EMBED, request, o.timeout)
+        response = await self._router.unary(model_id, _VM_EMBED, request, o.call_deadline())
         return list(response.embedding)
 
     async def vm_detect(
@@ -153,7 +153,7 @@ class DataCalls:
             ],
             extra_inputs=o.extra_inputs_proto(),
         )
-        response = await self._router.unary(model_id, _VM_DETECT, request, o.timeout)
+        response = await self._router.unary(model_id, _VM_DETECT, request, o.call_deadline())
         return [
             Box(
                 b.cx,
@@ -177,7 +177,7 @@ class DataCalls:
         request = vision_pb2.ImageToTextRequest(
             model_key=model_id, image_bytes=image, text=text, extra_inputs=o.extra_inputs_proto()
         )
-        response = await self._router.unary(model_id, _VM_IMAGE_TO_TEXT, request, o.timeout)
+        response = await self._router.unary(model_id, _VM_IMAGE_TO_TEXT, request, o.call_deadline())
         return [(t.text, t.score) for t in response.texts]
 
     async def am_recognize(
@@ -188,7 +188,7 @@ class DataCalls:
         request = audio_pb2.AsrRequest(
             model_key=model_id, audio_bytes=audio, extra_inputs=o.extra_inputs_proto()
         )
-        response = await self._router.unary(model_id, _AM_RECOGNIZE, request, o.timeout)
+        response = await self._router.unary(model_id, _AM_RECOGNIZE, request, o.call_deadline())
         return [(h.text, h.score) for h in response.hyps]
 
     async def custom(
@@ -202,5 +202,5 @@ class DataCalls:
             method_name=method_name,
             extra_inputs=o.extra_inputs_proto(),
         )
-        response = await self._router.unary(model_id, _CM_CUSTOM, message, o.timeout)
+        response = await self._router.unary(model_id, _CM_CUSTOM, message, o.call_deadline())
         return bytes(response.response)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from saxml.protobuf import admin_pb2
 
 from gateway.client._admin import RETRY_CODES, CellAdmin
+from gateway.common.deadline import Deadline, now
 from gateway.common.errors import DeadlineExceededError, SaxError
 
 _log = logging.getLogger(__name__)
@@ -121,19 +122,18 @@ async def watch(
     table: AddressTable, admin: CellAdmin, on_change: Callable[[AddressTable], None]
 ) -> None:
     """Keeps ``table`` current until the model is gone (then sets ``table.error``)."""
-    loop = asyncio.get_running_loop()
     server_id, seqno, current = "", 0, set[str]()
     while True:
         request = admin_pb2.WatchLocRequest(
             model_id=table.model_id, admin_server_id=server_id, seqno=seqno
         )
-        started = loop.time()
+        started = now()
         try:
-            response = await admin.call("WatchLoc", request, deadline=started + LONG_POLL_S)
+            response = await admin.call("WatchLoc", request, deadline=Deadline.after(LONG_POLL_S))
         except DeadlineExceededError:
             # Nothing changed within one poll. An admin that answers DEADLINE_EXCEEDED at once
             # (its own limit is shorter) must not turn this into a busy loop.
-            if loop.time() - started < 1.0:
+            if now() - started < 1.0:
                 await asyncio.sleep(1.0)
             continue
         except SaxError as error:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import Any
 
@@ -21,8 +20,8 @@ from gateway import naming
 from gateway.client._admin import CellAdmin, backoff_delays
 from gateway.client._channels import Backend, ChannelPool
 from gateway.client._locations import FORGET_AFTER_S, AddressTable, StaticTable, watch
+from gateway.common.deadline import Deadline
 from gateway.common.errors import (
-    DeadlineExceededError,
     InternalError,
     SaxError,
     UnavailableError,
@@ -78,15 +77,6 @@ def _too_large(error: SaxError) -> bool:
     # gRPC reports an oversized message as RESOURCE_EXHAUSTED too, but unlike an overloaded
     # server, no other replica and no retry will take it.
     return error.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in error.message
-
-
-def _remaining(deadline: float | None, model_id: str) -> float | None:
-    if deadline is None:
-        return None
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise DeadlineExceededError(f"call to {model_id} exceeded its deadline")
-    return remaining
 
 
 class Router:
@@ -149,10 +139,9 @@ class Router:
         self._pool.retain(a for t in self._tables.values() for a in t.addresses)
 
     async def unary(
-        self, model_id: str, method: Method, request: Message, timeout: float | None
+        self, model_id: str, method: Method, request: Message, deadline: Deadline
     ) -> Any:
         """Calls ``method`` on a replica of ``model_id``, failing over and retrying."""
-        deadline = None if timeout is None else time.monotonic() + timeout
         table = self._tables.get(model_id) or self._open(model_id)
         retry: _Retry | None = None
         while True:
@@ -163,20 +152,19 @@ class Router:
                 continue
             try:
                 rpc = method(self._pool.get(address))
-                return await rpc(request, timeout=_remaining(deadline, model_id))
+                return await rpc(request, timeout=deadline.timeout(f"call to {model_id}"))
             except grpc.aio.AioRpcError as exc:
                 retry = retry or _Retry()
                 retry.failed(table, address, exc)
 
     async def stream(
-        self, model_id: str, method: Method, request: Message, timeout: float | None
+        self, model_id: str, method: Method, request: Message, deadline: Deadline
     ) -> AsyncGenerator[Any, None]:
         """Streams ``method``'s responses from a replica of ``model_id``.
 
         Failures before the first response fail over like unary calls; after it they end the
         stream. Closing the generator (or cancelling its consumer) cancels the RPC at once.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
         table = self._tables.get(model_id) or self._open(model_id)
         retry: _Retry | None = None
         while True:
@@ -185,7 +173,8 @@ class Router:
                 retry = retry or _Retry()
                 await self._wait(table, deadline, retry)
                 continue
-            call = method(self._pool.get(address))(request, timeout=_remaining(deadline, model_id))
+            timeout = deadline.timeout(f"call to {model_id}")
+            call = method(self._pool.get(address))(request, timeout=timeout)
             try:
                 response = await call.read()
                 break
@@ -204,7 +193,7 @@ class Router:
         finally:
             call.cancel()  # a no-op once the call has ended
 
-    async def _wait(self, table: AddressTable, deadline: float | None, retry: _Retry) -> None:
+    async def _wait(self, table: AddressTable, deadline: Deadline, retry: _Retry) -> None:
         """Waits until trying again makes sense, or raises why it does not."""
         if table.error is not None:
             # A fresh instance: the stored one is shared by every call that fails this way.
@@ -212,12 +201,12 @@ class Router:
         if not table.known or not table.addresses:
             if table.known and self._fail_fast:
                 raise retry.last or UnavailableError(f"no replica of {table.model_id} is serving")
-            await table.wait_changed(_remaining(deadline, table.model_id))
+            await table.wait_changed(deadline.timeout(f"call to {table.model_id}"))
         else:
             # Every replica failed this round: back off, then go round again.
             assert retry.last is not None
             delay = next(retry.delays)
-            if self._fail_fast or (deadline is not None and time.monotonic() + delay >= deadline):
+            if self._fail_fast or not deadline.allows(delay):
                 raise retry.last
             await asyncio.sleep(delay)
         retry.tried.clear()

@@ -13,6 +13,7 @@ only; never the client, the service, the launchers or the CLI.
 
 from __future__ import annotations
 
+from gateway.cell._args import cell_argv
 from gateway.cell._launcher import EmbeddedCell, ModelServerHandle
 from gateway.cell.admin.server import AdminServer
 from gateway.cell.models import MODEL_PATHS
@@ -28,4 +29,5 @@ __all__ = [
     "EmbeddedCell",
     "ModelServer",
     "ModelServerHandle",
+    "cell_argv",
 ]

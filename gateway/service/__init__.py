@@ -1,6 +1,6 @@
 """The ``saxgateway.v1.SaxGateway`` gRPC service over a Sax client.
 
-server = await GatewayServer.start(GatewaySettings(sax_root="/tmp/root"))
+server = await GatewayServer.start(GatewaySettings(client=ClientSettings(sax_root="/tmp/root")))
 ...
 await server.stop()
 

@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from saxgateway.v1 import gateway_pb2, gateway_pb2_grpc
 
-from gateway.client import Client, ClientSettings
+from gateway.client import Client
 from gateway.config import GatewaySettings
 from gateway.service._errors import ErrorInterceptor
 from gateway.service._health import SERVICE, HealthReporter
@@ -50,13 +50,7 @@ class GatewayServer:
     async def start(cls, settings: GatewaySettings, client: Client | None = None) -> GatewayServer:
         """Starts serving; ``client`` defaults to a new Sax client for ``settings.sax_root``."""
         if client is None:
-            client = Client(
-                ClientSettings(
-                    sax_root=settings.sax_root,
-                    gcs_endpoint=settings.gcs_endpoint,
-                    num_conn=settings.num_conn,
-                )
-            )
+            client = Client(settings.client)
         server = grpc.aio.server(
             interceptors=[ErrorInterceptor()],
             options=[

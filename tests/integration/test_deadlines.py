@@ -112,7 +112,8 @@ async def gateway_stub(
     root, _ = slow_admin
     # The gateway's default deadline is the budget; the callers below set no gRPC deadline,
     # so only the gateway's own deadline can end the calls.
-    settings = GatewaySettings(sax_root=root, default_timeout=BUDGET, health_interval=60)
+    client = ClientSettings(sax_root=root)
+    settings = GatewaySettings(client=client, default_timeout=BUDGET, health_interval=60)
     server = await GatewayServer.start(settings)
     async with grpc.aio.insecure_channel(server.address) as channel:
         yield gateway_pb2_grpc.SaxGatewayStub(channel)

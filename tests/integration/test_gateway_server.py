@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
+from gateway.client import ClientSettings
 from gateway.config import GatewaySettings
 from gateway.launch.processes import free_port
 from gateway.service import GatewayServer
@@ -28,7 +29,8 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 @pytest.fixture
 async def gateway(inproc_cell: InprocCell) -> AsyncIterator[GatewayServer]:
-    settings = GatewaySettings(sax_root=inproc_cell.settings.sax_root, health_interval=0.2)
+    client = ClientSettings(sax_root=inproc_cell.settings.sax_root)
+    settings = GatewaySettings(client=client, health_interval=0.2)
     server = await GatewayServer.start(settings)
     yield server
     await server.stop(grace=0)
@@ -83,7 +85,9 @@ async def test_health_serves_while_the_cell_answers(
 
 
 async def test_health_is_not_serving_without_a_cell(tmp_path: Path) -> None:
-    server = await GatewayServer.start(GatewaySettings(sax_root=str(tmp_path)))
+    server = await GatewayServer.start(
+        GatewaySettings(client=ClientSettings(sax_root=str(tmp_path)))
+    )
     try:
         async with grpc.aio.insecure_channel(server.address) as channel:
             reply = await health_pb2_grpc.HealthStub(channel).Check(

@@ -1,17 +1,3 @@
-"""SAX_ROOT storage, re-exported from its home, `gateway.common.storage` (kept for old imports)."""
+"""SAX_ROOT storage; its home is `gateway.common.storage` (this path stays importable)."""
 
-from __future__ import annotations
-
-from gateway.common.storage import (
-    GcsStorage,
-    LocalStorage,
-    Storage,
-    open_storage,
-)
-
-__all__ = [
-    "GcsStorage",
-    "LocalStorage",
-    "Storage",
-    "open_storage",
-]
+from gateway.common.storage import *  # noqa: F403

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from gateway.client._client import Client
 from gateway.client._types import (
-    Box,
     CallOptions,
     CellStats,
     ClientSettings,
@@ -44,6 +43,7 @@ from gateway.common.errors import (
     error_for_code,
     from_grpc_error,
 )
+from gateway.common.results import Box
 
 __all__ = [
     "AbortedError",

@@ -73,6 +73,15 @@ class _Retry:
         self.last = error
 
 
+def _failed(
+    retry: _Retry | None, table: AddressTable, address: str, exc: grpc.aio.AioRpcError
+) -> _Retry:
+    """Records a failed attempt (the bookkeeping exists from the first failure on)."""
+    retry = retry or _Retry()
+    retry.failed(table, address, exc)
+    return retry
+
+
 def _too_large(error: SaxError) -> bool:
     # gRPC reports an oversized message as RESOURCE_EXHAUSTED too, but unlike an overloaded
     # server, no other replica and no retry will take it.
@@ -145,17 +154,12 @@ class Router:
         table = self._tables.get(model_id) or self._open(model_id)
         retry: _Retry | None = None
         while True:
-            address = table.pick_other(retry.tried) if retry and retry.tried else table.pick()
-            if address is None:
-                retry = retry or _Retry()
-                await self._wait(table, deadline, retry)
-                continue
+            address, retry = await self._pick(table, deadline, retry)
             try:
                 rpc = method(self._pool.get(address))
                 return await rpc(request, timeout=deadline.timeout(f"call to {model_id}"))
             except grpc.aio.AioRpcError as exc:
-                retry = retry or _Retry()
-                retry.failed(table, address, exc)
+                retry = _failed(retry, table, address, exc)
 
     async def stream(
         self, model_id: str, method: Method, request: Message, deadline: Deadline
@@ -168,19 +172,14 @@ class Router:
         table = self._tables.get(model_id) or self._open(model_id)
         retry: _Retry | None = None
         while True:
-            address = table.pick_other(retry.tried) if retry and retry.tried else table.pick()
-            if address is None:
-                retry = retry or _Retry()
-                await self._wait(table, deadline, retry)
-                continue
+            address, retry = await self._pick(table, deadline, retry)
             timeout = deadline.timeout(f"call to {model_id}")
             call = method(self._pool.get(address))(request, timeout=timeout)
             try:
                 response = await call.read()
                 break
             except grpc.aio.AioRpcError as exc:
-                retry = retry or _Retry()
-                retry.failed(table, address, exc)
+                retry = _failed(retry, table, address, exc)
             except BaseException:
                 call.cancel()
                 raise
@@ -192,6 +191,17 @@ class Router:
             raise from_grpc_error(exc) from exc
         finally:
             call.cancel()  # a no-op once the call has ended
+
+    async def _pick(
+        self, table: AddressTable, deadline: Deadline, retry: _Retry | None
+    ) -> tuple[str, _Retry | None]:
+        """The replica to try next (one not tried this round), waiting for one if need be."""
+        while True:
+            address = table.pick_other(retry.tried) if retry and retry.tried else table.pick()
+            if address is not None:
+                return address, retry
+            retry = retry or _Retry()
+            await self._wait(table, deadline, retry)
 
     async def _wait(self, table: AddressTable, deadline: Deadline, retry: _Retry) -> None:
         """Waits until trying again makes sense, or raises why it does not."""

@@ -151,21 +151,6 @@ class CellStats:
         )
 
 
-@dataclass(frozen=True)
-class Box:
-    """One detected object: center, size, label and score (and a mask if the model gives one)."""
-
-    cx: float
-    cy: float
-    w: float
-    h: float
-    text: str
-    score: float
-    mask_height: int = 0
-    mask_width: int = 0
-    mask_values: bytes = b""
-
-
 def _enum_name(enum: object, value: int) -> str:
     try:
         name: str = enum.Name(value)  # type: ignore[attr-defined]

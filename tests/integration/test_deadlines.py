@@ -17,9 +17,9 @@ from saxml.protobuf import admin_pb2, admin_pb2_grpc
 
 from gateway.client import Client, ClientSettings, DeadlineExceededError
 from gateway.common.deadline import Deadline
-from gateway.common.storage import open_storage
 from gateway.config import GatewaySettings
 from gateway.service import GatewayServer
+from tests.integration._cell_fixtures import stand_in_admin
 
 MODEL = "/sax/slow/lm"
 DELAY = 1.0
@@ -66,15 +66,9 @@ class SlowAdmin(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
 @pytest.fixture
 async def slow_admin(tmp_path: Path) -> AsyncIterator[tuple[str, SlowAdmin]]:
     servicer = SlowAdmin()
-    server = grpc.aio.server()
-    admin_pb2_grpc.add_AdminServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
     root = str(tmp_path / "root")
-    location = admin_pb2.Location(location=f"127.0.0.1:{port}").SerializeToString()
-    await open_storage(root).write("sax/slow/location.proto", location)
-    yield root, servicer
-    await server.stop(grace=0)
+    async with stand_in_admin(servicer, root, "/sax/slow"):
+        yield root, servicer
 
 
 def _later_calls_got_only_what_was_left(admin: SlowAdmin, skip: int = 1) -> None:

@@ -90,15 +90,20 @@ class CellAdmin:
     async def call(self, method: str, request: Message, *, deadline: Deadline) -> Any:
         """Calls ``Admin.<method>``, retrying UNAVAILABLE and RESOURCE_EXHAUSTED until
         ``deadline``. Raises a ``SaxError``."""
+        seen: list[SaxError] = []
         try:
             async with asyncio.timeout(deadline.remaining()):
-                return await self._call_with_retries(method, request, deadline)
+                return await self._call_with_retries(method, request, deadline, seen)
         except TimeoutError:
+            if seen:  # retrying what failed ran out of time: report what was seen (UNAVAILABLE)
+                raise seen[-1] from None
             raise DeadlineExceededError(
                 f"admin {method} for {self.cell} did not finish within its deadline"
             ) from None
 
-    async def _call_with_retries(self, method: str, request: Message, deadline: Deadline) -> Any:
+    async def _call_with_retries(
+        self, method: str, request: Message, deadline: Deadline, seen: list[SaxError]
+    ) -> Any:
         delays = backoff_delays()
         while True:
             conn: _Connection | None = None
@@ -120,6 +125,7 @@ class CellAdmin:
             delay = next(delays)
             if error.code not in RETRY_CODES or not deadline.allows(delay):
                 raise error
+            seen[:] = [error]  # only the latest counts
             _log.debug("admin %s for %s: %s; retrying in %.3fs", method, self.cell, error, delay)
             await asyncio.sleep(delay)
 

@@ -37,3 +37,22 @@ def test_grpcurl_reports_the_status_code(stack: Stack) -> None:
     result = _grpcurl("-d", request, stack.grpc_address, "saxgateway.v1.SaxGateway/ListCell")
     assert result.returncode == 64 + 5  # grpcurl exits with 64 + the status code
     assert "Code: NotFound" in result.stderr
+
+
+def test_grpcurl_describes_a_method(stack: Stack) -> None:
+    result = _grpcurl(stack.grpc_address, "describe", "saxgateway.v1.SaxGateway.Generate")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("saxgateway.v1.SaxGateway.Generate is a method:")
+    assert "rpc Generate ( .saxgateway.v1.GenerateRequest )" in result.stdout
+
+
+def test_grpcurl_describes_a_message(stack: Stack) -> None:
+    result = _grpcurl(stack.grpc_address, "describe", "saxgateway.v1.GenerateRequest")
+    assert result.returncode == 0, result.stderr
+    assert "map<string, .google.protobuf.Value> extra_inputs = 3;" in result.stdout
+
+
+def test_grpcurl_describes_the_health_service(stack: Stack) -> None:
+    result = _grpcurl(stack.grpc_address, "describe", "grpc.health.v1.Health")
+    assert result.returncode == 0, result.stderr
+    assert "rpc Check ( .grpc.health.v1.HealthCheckRequest )" in result.stdout

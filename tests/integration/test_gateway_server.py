@@ -11,8 +11,9 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2
 from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
@@ -53,18 +54,55 @@ async def _publish(stub: gateway_pb2_grpc.SaxGatewayStub, name: str, **overrides
     return model
 
 
-async def test_reflection_lists_the_services(gateway: GatewayServer) -> None:
-    async with grpc.aio.insecure_channel(gateway.address) as channel:
-        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-        request = reflection_pb2.ServerReflectionRequest(list_services="")
-        names = []
-        async for response in stub.ServerReflectionInfo(iter([request])):
-            names = [s.name for s in response.list_services_response.service]
-    assert set(names) == {
+@pytest.mark.parametrize("version", ["v1", "v1alpha"])
+async def test_reflection_lists_the_services(gateway: GatewayServer, version: str) -> None:
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    responses = await _reflect(gateway, version, request)
+    assert {s.name for s in responses[0].list_services_response.service} == {
         "saxgateway.v1.SaxGateway",
         "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
     }
+
+
+@pytest.mark.parametrize("version", ["v1", "v1alpha"])
+@pytest.mark.parametrize(
+    ("symbol", "file"),
+    [
+        ("saxgateway.v1.SaxGateway.Generate", "saxgateway/v1/gateway.proto"),
+        ("saxgateway.v1.GenerateRequest", "saxgateway/v1/gateway.proto"),
+        ("grpc.health.v1.Health.Check", "grpc_health/v1/health.proto"),
+    ],
+)
+async def test_reflection_finds_methods_and_messages(
+    gateway: GatewayServer, version: str, symbol: str, file: str
+) -> None:
+    request = reflection_pb2.ServerReflectionRequest(file_containing_symbol=symbol)
+    (response,) = await _reflect(gateway, version, request)
+    first = response.file_descriptor_response.file_descriptor_proto[0]
+    assert descriptor_pb2.FileDescriptorProto.FromString(first).name == file
+
+
+async def test_reflection_reports_unknown_methods(gateway: GatewayServer) -> None:
+    request = reflection_pb2.ServerReflectionRequest(
+        file_containing_symbol="saxgateway.v1.SaxGateway.NoSuchMethod"
+    )
+    (response,) = await _reflect(gateway, "v1", request)
+    assert response.error_response.error_code == grpc.StatusCode.NOT_FOUND.value[0]
+
+
+async def _reflect(
+    gateway: GatewayServer, version: str, request: reflection_pb2.ServerReflectionRequest
+) -> list[reflection_pb2.ServerReflectionResponse]:
+    """One reflection exchange; v1 and v1alpha share their messages on the wire."""
+    async with grpc.aio.insecure_channel(gateway.address) as channel:
+        call = channel.stream_stream(
+            f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )
+        return [response async for response in call(iter([request]))]
 
 
 async def test_health_serves_while_the_cell_answers(

@@ -5,7 +5,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install up test lint gen check-gen contract openapi unit integration e2e bench clean
+.PHONY: install up test lint gen check-gen contract openapi unit integration e2e bench clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -20,7 +20,7 @@ up: install
 	$(VENV)/bin/saxgw up
 
 ## Run every check and the whole test suite.
-test: install check-gen lint contract
+test: install check-gen lint contract chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install
@@ -28,16 +28,20 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-gen: install
+gen: install node_modules/.installed
 	PYTHON=$(PY) scripts/gen
 
-check-gen: install
+check-gen: install node_modules/.installed
 	PYTHON=$(PY) scripts/check-gen
 
 # Node tooling (buf, the Node example client), pinned by package-lock.json.
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
+
+## Debian's Chromium, for the /docs page test (tests/e2e/test_docs_page.py); needs root.
+chromium:
+	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 
 ## The API contract: buf lint, format and breaking (scripts/buf-check), OpenAPI up to date.
 contract: install node_modules/.installed

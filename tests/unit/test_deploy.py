@@ -66,6 +66,9 @@ def test_rendered_container_envoy_config_is_valid(tmp_path: Path, gateway: str) 
     for name in ("descriptor.binpb", "openapi.json"):  # Envoy reads both at start
         assert (tmp_path / name).stat().st_size > 0
         assert str(tmp_path / name) in config
+    for name in ("docs/index.html", "docs/docs.js", "swagger-ui/swagger-ui-bundle.js"):
+        assert (tmp_path / name).stat().st_size > 0  # the /docs page, read at start too
+        assert str(tmp_path / name) in config
     result = subprocess.run(
         [str(envoy_binary()), "--mode", "validate", "-c", str(tmp_path / "envoy.yaml")],
         capture_output=True,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -44,3 +46,27 @@ def test_tarball_holds_the_same_files() -> None:
         }
     assert sorted(files) == PROTOS
     assert all(files[name] == (RELEASE / "proto" / name).read_bytes() for name in PROTOS)
+
+
+def test_python_stubs_from_the_bundle_import(tmp_path: Path) -> None:
+    # docs/clients.md's Python steps: compile only our file; google.* come from the wheels.
+    args = ["protoc", f"-I{RELEASE / 'proto'}", f"--python_out={tmp_path}"]
+    args += [f"--grpc_python_out={tmp_path}", "saxgateway/v1/gateway.proto"]
+    assert protoc.main(args) == 0
+    script = (
+        "import sys\n"
+        "from saxgateway.v1 import gateway_pb2, gateway_pb2_grpc\n"
+        "assert gateway_pb2.__file__.startswith(sys.argv[1]), gateway_pb2.__file__\n"
+        "request = gateway_pb2.GenerateRequest(model='/sax/test/lm2b', query='hi')\n"
+        "request.extra_inputs['temperature'].number_value = 0.5\n"
+        "print(gateway_pb2_grpc.SaxGatewayStub.__name__, request.ByteSize())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        env={"PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("SaxGatewayStub ")

@@ -78,7 +78,9 @@ class Client:
         """Any unary RPC by name (``"ListModels"``), with the deadline and error mapping."""
         try:
             return getattr(self.stub, method)(
-                request, timeout=timeout or self.timeout, metadata=self._metadata
+                request,
+                timeout=self.timeout if timeout is None else timeout,
+                metadata=self._metadata,
             )
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from exc
@@ -146,7 +148,7 @@ class Client:
             model=model, query=query, extra_inputs=extra_inputs(extra or {})
         )
         stream = self.stub.GenerateStream(
-            request, timeout=timeout or self.timeout, metadata=self._metadata
+            request, timeout=self.timeout if timeout is None else timeout, metadata=self._metadata
         )
         try:
             for item in stream:

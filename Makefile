@@ -5,7 +5,8 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install up test lint gen check-gen contract openapi unit integration e2e bench clean chromium
+.PHONY: install up test lint gen check-gen contract openapi unit integration e2e bench clean \
+	chromium container-test
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -63,6 +64,12 @@ unit integration e2e: install
 bench: install
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
 	$(PY) -m bench $(BENCH_ARGS)
+
+## The compose stack for real (scripts/container-test): installs and starts a container engine
+## if absent, builds the images with no registry, checks through the containerised Envoy, and
+## tears everything down. Needs root. Ports: SAXGW_CT_*_PORT (18888, 18901, 25051, 20000-1).
+container-test: install
+	PYTHON=$(PY) scripts/container-test
 
 clean:
 	rm -rf $(VENV) .saxgw .pytest_cache .mypy_cache .ruff_cache

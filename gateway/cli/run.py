@@ -25,6 +25,7 @@ from gateway.launch.envoy import (
     docs_page,
     openapi_document,
     render,
+    run_script,
     swagger_ui,
 )
 from gateway.launch.processes import StartupError
@@ -113,7 +114,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         required=True,
         help="host:port of a gateway (repeatable; a DNS name may cover replicas)",
     )
-    cfg.add_argument("--out", required=True, help="directory for envoy.yaml and descriptor.binpb")
+    cfg.add_argument(
+        "--out", required=True, help="directory for envoy.yaml, descriptor.binpb, run-envoy.sh"
+    )
     cfg.add_argument("--port", type=int, default=default(EnvoySettings, "listen_port"))
     cfg.add_argument("--admin-port", type=int, default=default(EnvoySettings, "admin_port"))
     cfg.add_argument("--cors-origin", action="append", default=[])
@@ -138,7 +141,9 @@ def _envoy_config(args: argparse.Namespace) -> int:
         cors_origins=args.cors_origin,
     )
     (out / "envoy.yaml").write_text(render(settings, descriptor, openapi, docs))
-    print(f"wrote {out / 'envoy.yaml'}, {descriptor}, {openapi} and the /docs page")
+    # The drain-on-SIGTERM wrapper the container runs Envoy through (see envoy-run.sh).
+    (out / "run-envoy.sh").write_bytes(run_script().read_bytes())
+    print(f"wrote {out / 'envoy.yaml'}, {descriptor}, {openapi}, the /docs page and run-envoy.sh")
     return 0
 
 

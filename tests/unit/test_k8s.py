@@ -134,8 +134,15 @@ def pod_labels(overlay: str) -> dict[str, str]:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_container_has_requests_limits_and_runs_unprivileged(overlay: str) -> None:
     pod = _pod(overlay)
+    image_user = [
+        line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("USER ")
+    ]
+    assert image_user == ["USER 10001:10001"]
     assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["securityContext"]["runAsUser"] == 10001  # the image's user (Dockerfile)
+    assert (pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]) == (
+        10001,
+        10001,
+    )
     for container in pod["initContainers"] + pod["containers"]:
         resources = container["resources"]
         assert {"cpu", "memory"} <= set(resources["requests"]), container["name"]

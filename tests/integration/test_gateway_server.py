@@ -125,8 +125,8 @@ async def test_health_serves_while_the_cell_answers(
 async def test_health_watch_reports_not_serving_when_the_gateway_stops(
     inproc_cell: InprocCell,
 ) -> None:
-    settings = GatewaySettings(sax_root=inproc_cell.settings.sax_root, health_interval=0.2)
-    server = await GatewayServer.start(settings)
+    client = ClientSettings(sax_root=inproc_cell.settings.sax_root)
+    server = await GatewayServer.start(GatewaySettings(client=client, health_interval=0.2))
     async with grpc.aio.insecure_channel(server.address) as channel:
         watch = health_pb2_grpc.HealthStub(channel).Watch(
             health_pb2.HealthCheckRequest(service="saxgateway.v1.SaxGateway")

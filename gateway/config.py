@@ -8,13 +8,38 @@ here (or in ``ClientSettings``) once, and the CLI's flags take theirs from these
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.client import ClientSettings
 
 MIB = 1 << 20
 DEFAULT_GATEWAY_PORT = 50051
 """The port ``saxgw gateway`` listens on when given none (``up`` starts the first one there)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TelemetrySettings:
+    """What the gateway reports about itself: metrics, traces and the per-call cost header."""
+
+    metrics: bool = True
+    """Count calls in Prometheus metrics."""
+    cost_header: bool = True
+    """Send a unary call's Sax query cost as the ``x-sax-query-cost-ms`` response header,
+    which HTTP/JSON clients see; it costs one more send per call. False sends it as a trailer,
+    which only gRPC clients see (streams always use a trailer)."""
+    metrics_dir: str | None = None
+    """Directory shared by every gateway process of one deployment, where each writes its
+    metrics (prometheus_client's multiprocess mode) for the ops server to add up. None keeps
+    them in this process only (tests, or one process scraped some other way)."""
+    otlp_endpoint: str | None = None
+    """OTLP/gRPC collector (``http://127.0.0.1:4317``) that receives traces; None: no tracing."""
+    service_name: str = "sax-gateway"
+    """``service.name`` of the exported spans."""
+    trace_sample_ratio: float = 1.0
+    """Share of traces started by the gateway that are recorded; a caller's ``traceparent``
+    decides for its own calls."""
+    log_format: str = "auto"
+    """``json`` lines, ``text``, or ``auto`` (text on a terminal); the process's logs."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,6 +63,8 @@ class GatewaySettings:
     """Largest image or audio payload; larger ones are INVALID_ARGUMENT, naming the field."""
     health_interval: float = 5.0
     """How often the health service probes the cell (seconds)."""
+    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
+    """Metrics, traces and cost reporting."""
 
     @property
     def sax_root(self) -> str:

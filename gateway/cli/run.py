@@ -33,9 +33,11 @@ from gateway.launch.stack import Stack, StackSettings
 from gateway.service import serve as serve_gateway
 from gateway.service.args import (
     add_gateway_arguments,
+    add_telemetry_arguments,
     add_timeout_argument,
     default,
     settings_from_args,
+    telemetry_from_args,
 )
 
 STATE_DIR = Path(".saxgw")
@@ -73,6 +75,14 @@ def _add_front(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--gcs-endpoint", help="GCS API endpoint override (a storage emulator)")
     add_timeout_argument(cmd)
     cmd.add_argument("--log-dir", help="write each process's log here instead of stderr")
+    cmd.add_argument(
+        "--ops-port",
+        type=int,
+        default=8889,
+        help="ops port serving /metrics for the gateway(s) and Envoy (0: none)",
+    )
+    cmd.add_argument("--ops-listen", help="address the ops port listens on (default: --listen)")
+    add_telemetry_arguments(cmd)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -120,6 +130,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     cfg.add_argument("--port", type=int, default=default(EnvoySettings, "listen_port"))
     cfg.add_argument("--admin-port", type=int, default=default(EnvoySettings, "admin_port"))
     cfg.add_argument("--cors-origin", action="append", default=[])
+    cfg.add_argument("--otlp-endpoint", help="OTLP/gRPC collector for Envoy's spans")
     cfg.set_defaults(handler=_envoy_config)
 
 
@@ -139,6 +150,7 @@ def _envoy_config(args: argparse.Namespace) -> int:
         admin_address="127.0.0.1",  # admin stays private; probes use /healthz
         admin_port=args.admin_port,
         cors_origins=args.cors_origin,
+        otlp_endpoint=args.otlp_endpoint,
     )
     (out / "envoy.yaml").write_text(render(settings, descriptor, openapi, docs))
     # The drain-on-SIGTERM wrapper the container runs Envoy through (see envoy-run.sh).
@@ -170,7 +182,11 @@ def _up(args: argparse.Namespace) -> int:
         )
     client = ClientSettings(sax_root=args.sax_root, gcs_endpoint=args.gcs_endpoint)
     settings = StackSettings(
-        gateway=GatewaySettings(client=client, default_timeout=args.default_timeout),
+        gateway=GatewaySettings(
+            client=client,
+            default_timeout=args.default_timeout,
+            telemetry=telemetry_from_args(args),
+        ),
         cell=cell,
         gateway_ports=args.gateway_ports,
         envoy=EnvoySettings(
@@ -181,6 +197,8 @@ def _up(args: argparse.Namespace) -> int:
             cors_origins=args.cors_origin,
         ),
         log_dir=args.log_dir,
+        ops_port=args.ops_port or None,
+        ops_address=args.ops_listen or args.listen,
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -206,6 +224,10 @@ def _up(args: argparse.Namespace) -> int:
 def _print_banner(args: argparse.Namespace, stack: Stack, healthy: bool) -> None:
     lines = [f"HTTP/JSON, gRPC, grpc-web  {stack.http_url}  (Envoy; /healthz)"]
     lines += [f"gateway gRPC               {a}" for a in stack.gateway_addresses]
+    if stack.metrics_url:
+        lines.append(f"Prometheus metrics         {stack.metrics_url}  (gateway + Envoy)")
+    if args.otlp_endpoint:
+        lines.append(f"traces (OTLP/gRPC)         {args.otlp_endpoint}")
     if args.embedded:
         admin = f"Sax admin ({args.cell})"
         lines.append(f"{admin:<27}127.0.0.1:{args.admin_port}")

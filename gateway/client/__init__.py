@@ -14,6 +14,7 @@ launchers or the CLI.
 from __future__ import annotations
 
 from gateway.client._client import Client
+from gateway.client._observer import Attempt, Observer, query_cost_ms
 from gateway.client._types import (
     CallOptions,
     CellStats,
@@ -48,6 +49,7 @@ from gateway.common.results import Box
 __all__ = [
     "AbortedError",
     "AlreadyExistsError",
+    "Attempt",
     "Box",
     "CallOptions",
     "CellStats",
@@ -60,6 +62,7 @@ __all__ = [
     "InvalidArgumentError",
     "ModelDetail",
     "NotFoundError",
+    "Observer",
     "OutOfRangeError",
     "PermissionDeniedError",
     "RequestCancelledError",
@@ -73,4 +76,5 @@ __all__ = [
     "UnknownError",
     "error_for_code",
     "from_grpc_error",
+    "query_cost_ms",
 ]

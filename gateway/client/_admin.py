@@ -20,6 +20,7 @@ from saxml.protobuf import admin_pb2, admin_pb2_grpc
 
 from gateway import naming
 from gateway.client._channels import insecure_channel
+from gateway.client._observer import Observer
 from gateway.common.deadline import Deadline
 from gateway.common.errors import (
     DeadlineExceededError,
@@ -75,10 +76,17 @@ class _Connection:
 class CellAdmin:
     """Calls the admin server of one cell."""
 
-    def __init__(self, cell: naming.CellId, storage: Storage, counter: RpcCounter) -> None:
+    def __init__(
+        self,
+        cell: naming.CellId,
+        storage: Storage,
+        counter: RpcCounter,
+        observer: Observer | None = None,
+    ) -> None:
         self.cell = cell
         self._storage = storage
         self._counter = counter
+        self._observer = observer
         self._conn: _Connection | None = None
         self._connect_lock = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
@@ -105,13 +113,30 @@ class CellAdmin:
         self, method: str, request: Message, deadline: Deadline, seen: list[SaxError]
     ) -> Any:
         delays = backoff_delays()
+        number = 0
         while True:
             conn: _Connection | None = None
             try:
                 conn = await self._connection()
                 self._counter.value += 1
+                number += 1
                 rpc = getattr(conn.stub, method)
-                return await rpc(request, timeout=deadline.timeout(f"admin {method}"))
+                timeout = deadline.timeout(f"admin {method}")
+                if self._observer is None:
+                    return await rpc(request, timeout=timeout)
+                attempt = self._observer.attempt(
+                    self.cell.id, f"admin.{method}", conn.address, number
+                )
+                try:
+                    response = await rpc(request, timeout=timeout, metadata=attempt.metadata)
+                except grpc.aio.AioRpcError as exc:
+                    attempt.end(exc.code(), exc.trailing_metadata())
+                    raise
+                except BaseException:
+                    attempt.end(grpc.StatusCode.CANCELLED, None)
+                    raise
+                attempt.end(grpc.StatusCode.OK, None)
+                return response
             except grpc.aio.AioRpcError as exc:
                 error = from_grpc_error(exc)
                 if error.code == grpc.StatusCode.CANCELLED and conn is not None and conn.poisoned:

@@ -8,6 +8,7 @@ is made and no file is read; the failure bookkeeping (``_Retry``) only exists on
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import random
 from collections.abc import AsyncGenerator, Callable, Iterator
@@ -20,6 +21,7 @@ from gateway import naming
 from gateway.client._admin import CellAdmin, backoff_delays
 from gateway.client._channels import Backend, ChannelPool
 from gateway.client._locations import FORGET_AFTER_S, AddressTable, StaticTable, watch
+from gateway.client._observer import NO_ATTEMPT, Attempt, Observer
 from gateway.common.deadline import Deadline
 from gateway.common.errors import (
     InternalError,
@@ -33,6 +35,17 @@ _log = logging.getLogger(__name__)
 
 # Picks the RPC off a backend's stubs, e.g. operator.attrgetter("lm.Generate").
 Method = Callable[[Backend], Any]
+
+_names: dict[Method, str] = {}
+
+
+def method_name(method: Method) -> str:
+    """``"lm.Generate"`` for ``operator.attrgetter("lm.Generate")``, for observers."""
+    name = _names.get(method)
+    if name is None:
+        name = _names[method] = repr(method).partition("(")[2].strip("')\"")
+    return name
+
 
 # UNAVAILABLE: the replica is unreachable; RESOURCE_EXHAUSTED: it is overloaded; NOT_FOUND:
 # it does not (or no longer) have the model loaded. Another replica may do better for each.
@@ -82,6 +95,20 @@ def _failed(
     return retry
 
 
+async def _observed_unary(attempt: Attempt, call: Any) -> Any:
+    """Awaits a unary ``call``, telling ``attempt`` how it ended and what it cost."""
+    try:
+        response = await call
+    except grpc.aio.AioRpcError as exc:
+        attempt.end(exc.code(), exc.trailing_metadata())
+        raise
+    except BaseException:
+        attempt.end(grpc.StatusCode.CANCELLED, None)
+        raise
+    attempt.end(grpc.StatusCode.OK, await call.trailing_metadata())
+    return response
+
+
 def _too_large(error: SaxError) -> bool:
     # gRPC reports an oversized message as RESOURCE_EXHAUSTED too, but unlike an overloaded
     # server, no other replica and no retry will take it.
@@ -98,8 +125,11 @@ class Router:
         num_conn: int,
         fail_fast: bool,
         proxy_addr: str | None,
+        observer: Observer | None = None,
     ) -> None:
         self._admin_for = admin_for
+        # None when nobody watches: the hot path then skips every hook.
+        self._observer = observer
         self._num_conn = num_conn
         self._fail_fast = fail_fast
         self._proxy_addr = proxy_addr
@@ -111,6 +141,11 @@ class Router:
     @property
     def num_channels(self) -> int:
         return len(self._pool)
+
+    def is_serving(self, model_id: str) -> bool:
+        """Whether ``model_id`` has a table the admin has answered for, without an error."""
+        table = self._tables.get(model_id)
+        return table is not None and table.known and table.error is None
 
     def table(self, model_id: str) -> AddressTable:
         """The model's table, opened (and its watch started) on first use."""
@@ -125,8 +160,12 @@ class Router:
             table: AddressTable = StaticTable(model_id, self._proxy_addr)
         else:
             table = AddressTable(model_id, num_conn=self._num_conn, seed=self._seed)
+            # The watch belongs to no call: an empty context keeps it from inheriting the
+            # context (request ID, trace) of the call that happened to open the table.
             task = asyncio.get_running_loop().create_task(
-                self._watch(table, self._admin_for(model.cell)), name=f"watch {model_id}"
+                self._watch(table, self._admin_for(model.cell)),
+                name=f"watch {model_id}",
+                context=contextvars.Context(),
             )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -135,17 +174,32 @@ class Router:
 
     async def _watch(self, table: AddressTable, admin: CellAdmin) -> None:
         try:
-            await watch(table, admin, self._retain_channels)
+            await watch(table, admin, self._changed)
         except Exception as exc:  # a bug; fail the model's calls rather than hang them
             _log.exception("watch of %s failed", table.model_id)
             table.set_error(InternalError(f"watching {table.model_id} failed: {exc!r}"))
+        if self._observer is not None:
+            self._observer.addresses_changed(table.model_id, ())
         await asyncio.sleep(FORGET_AFTER_S)
         if self._tables.get(table.model_id) is table:
             del self._tables[table.model_id]
             self._retain_channels(table)
 
+    def _changed(self, table: AddressTable) -> None:
+        self._retain_channels(table)
+        if self._observer is not None:
+            self._observer.addresses_changed(table.model_id, table.addresses)
+
     def _retain_channels(self, _changed: AddressTable) -> None:
         self._pool.retain(a for t in self._tables.values() for a in t.addresses)
+
+    def _failed(
+        self, retry: _Retry | None, table: AddressTable, address: str, exc: grpc.aio.AioRpcError
+    ) -> _Retry:
+        retry = _failed(retry, table, address, exc)  # raises unless another replica may help
+        if self._observer is not None:
+            self._observer.failover(table.model_id, address, exc.code())
+        return retry
 
     async def unary(
         self, model_id: str, method: Method, request: Message, deadline: Deadline
@@ -153,13 +207,20 @@ class Router:
         """Calls ``method`` on a replica of ``model_id``, failing over and retrying."""
         table = self._tables.get(model_id) or self._open(model_id)
         retry: _Retry | None = None
+        number = 0
         while True:
             address, retry = await self._pick(table, deadline, retry)
+            number += 1
             try:
                 rpc = method(self._pool.get(address))
-                return await rpc(request, timeout=deadline.timeout(f"call to {model_id}"))
+                timeout = deadline.timeout(f"call to {model_id}")
+                if self._observer is None:
+                    return await rpc(request, timeout=timeout)
+                attempt = self._observer.attempt(model_id, method_name(method), address, number)
+                call = rpc(request, timeout=timeout, metadata=attempt.metadata)
+                return await _observed_unary(attempt, call)
             except grpc.aio.AioRpcError as exc:
-                retry = _failed(retry, table, address, exc)
+                retry = self._failed(retry, table, address, exc)
 
     async def stream(
         self, model_id: str, method: Method, request: Message, deadline: Deadline
@@ -171,26 +232,40 @@ class Router:
         """
         table = self._tables.get(model_id) or self._open(model_id)
         retry: _Retry | None = None
+        attempt = NO_ATTEMPT
+        number = 0
         while True:
             address, retry = await self._pick(table, deadline, retry)
+            number += 1
+            if self._observer is not None:
+                attempt = self._observer.attempt(model_id, method_name(method), address, number)
             timeout = deadline.timeout(f"call to {model_id}")
-            call = method(self._pool.get(address))(request, timeout=timeout)
+            call = method(self._pool.get(address))(
+                request, timeout=timeout, metadata=attempt.metadata
+            )
             try:
                 response = await call.read()
                 break
             except grpc.aio.AioRpcError as exc:
-                retry = _failed(retry, table, address, exc)
+                attempt.end(exc.code(), exc.trailing_metadata())
+                retry = self._failed(retry, table, address, exc)
             except BaseException:
+                attempt.end(grpc.StatusCode.CANCELLED, None)
                 call.cancel()
                 raise
+        code, trailing = grpc.StatusCode.CANCELLED, None
         try:
             while response is not grpc.aio.EOF:
                 yield response
                 response = await call.read()
+            if attempt is not NO_ATTEMPT:
+                code, trailing = grpc.StatusCode.OK, await call.trailing_metadata()
         except grpc.aio.AioRpcError as exc:
+            code, trailing = exc.code(), exc.trailing_metadata()
             raise from_grpc_error(exc) from exc
         finally:
             call.cancel()  # a no-op once the call has ended
+            attempt.end(code, trailing)
 
     async def _pick(
         self, table: AddressTable, deadline: Deadline, retry: _Retry | None
@@ -218,6 +293,8 @@ class Router:
             delay = next(retry.delays)
             if self._fail_fast or not deadline.allows(delay):
                 raise retry.last
+            if self._observer is not None:
+                self._observer.retry(table.model_id)
             await asyncio.sleep(delay)
         retry.tried.clear()
 

@@ -35,6 +35,10 @@ class EnvoySettings:
     """Open client connections Envoy accepts at once."""
     max_request_bytes: int = 32 * MIB
     max_response_bytes: int = 32 * MIB
+    otlp_endpoint: str | None = None
+    """OTLP/gRPC collector (``http://host:4317``) for Envoy's own spans; None: no tracing."""
+    trace_sample_ratio: float = 1.0
+    """Share of requests without a caller's ``traceparent`` that are traced."""
 
 
 def descriptor_set() -> Path:
@@ -81,6 +85,27 @@ def _origins(origins: Sequence[str]) -> list[dict[str, object]]:
     return [{"exact": origin} for origin in origins]
 
 
+def _tracing(endpoint: str | None, ratio: float) -> dict[str, object] | None:
+    if not endpoint:
+        return None
+    target = endpoint.split("://", 1)[-1].rstrip("/")
+    return {
+        "random_sampling": {"value": ratio * 100},
+        "provider": {
+            "name": "envoy.tracers.opentelemetry",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+                # Envoy's own gRPC client: no cluster to declare for the collector.
+                "grpc_service": {
+                    "google_grpc": {"target_uri": target, "stat_prefix": "otlp"},
+                    "timeout": "1s",
+                },
+                "service_name": "sax-gateway-envoy",
+            },
+        },
+    }
+
+
 def render(
     settings: EnvoySettings,
     descriptor: Path | None = None,
@@ -108,5 +133,6 @@ def render(
         "MAX_REQUEST_BYTES": settings.max_request_bytes,
         "MAX_RESPONSE_BYTES": settings.max_response_bytes,
         "GATEWAY_ENDPOINTS": json.dumps([_endpoint(a) for a in settings.gateway_endpoints]),
+        "TRACING": json.dumps(_tracing(settings.otlp_endpoint, settings.trace_sample_ratio)),
     }
     return string.Template(template.read_text()).substitute(values)

@@ -13,6 +13,7 @@ Each child's command line comes from its own role's one function (``cell_argv``,
 from __future__ import annotations
 
 import dataclasses
+import sys
 import tempfile
 import urllib.request
 from collections.abc import Sequence
@@ -44,11 +45,18 @@ class StackSettings:
     log_dir: str | None = None
     """Where each child writes its log; None lets children write to our stderr."""
     startup_timeout: float = 60.0
+    ops_port: int | None = None
+    """Port of the ops server (``/metrics`` of every gateway process and Envoy); None: none."""
+    ops_address: str = "127.0.0.1"
 
     @property
     def sax_root(self) -> str:
         """The SAX_ROOT the gateways use (the embedded cell's too)."""
         return self.gateway.sax_root
+
+
+def _loopback(address: str) -> str:
+    return "127.0.0.1" if address in ("0.0.0.0", "") else address
 
 
 def _http_ok(url: str) -> bool:
@@ -67,7 +75,12 @@ class Stack:
         self.group = ProcessGroup()
         envoy = settings.envoy or EnvoySettings(gateway_endpoints=())
         endpoints = [f"127.0.0.1:{p}" for p in settings.gateway_ports]
-        self.envoy = dataclasses.replace(envoy, gateway_endpoints=endpoints)
+        self.envoy = dataclasses.replace(
+            envoy,
+            gateway_endpoints=endpoints,
+            otlp_endpoint=envoy.otlp_endpoint or settings.gateway.telemetry.otlp_endpoint,
+            trace_sample_ratio=settings.gateway.telemetry.trace_sample_ratio,
+        )
         self._tmp = tempfile.TemporaryDirectory(prefix="saxgw-")
 
     @property
@@ -79,6 +92,18 @@ class Stack:
     def grpc_address(self) -> str:
         """gRPC address of Envoy's public listener."""
         return f"127.0.0.1:{self.envoy.listen_port}"
+
+    @property
+    def metrics_url(self) -> str | None:
+        """The one Prometheus scrape URL, if the ops server runs."""
+        if self.settings.ops_port is None:
+            return None
+        return f"http://{_loopback(self.settings.ops_address)}:{self.settings.ops_port}/metrics"
+
+    @property
+    def metrics_dir(self) -> Path:
+        """Where the gateway processes keep their metrics for the ops server to add up."""
+        return Path(self._tmp.name) / "metrics"
 
     @property
     def gateway_addresses(self) -> list[str]:
@@ -117,9 +142,17 @@ class Stack:
             ports = (s.cell.admin_port, *s.cell.model_server_ports)
             addresses = [f"{s.cell.host}:{p}" for p in ports]
             self.group.wait_until("cell", lambda: all(map(port_open, addresses)), timeout)
+        telemetry = s.gateway.telemetry
+        if telemetry.metrics:
+            # The gateways share a directory for the ops server to add up; a fresh one on
+            # every start, as multiprocess metrics files must not outlive their run.
+            self.metrics_dir.mkdir()
+            telemetry = dataclasses.replace(telemetry, metrics_dir=str(self.metrics_dir))
         for i, port in enumerate(s.gateway_ports):
             name = f"gateway-{i}"
-            gateway = dataclasses.replace(s.gateway, host="127.0.0.1", port=port)
+            gateway = dataclasses.replace(
+                s.gateway, host="127.0.0.1", port=port, telemetry=telemetry
+            )
             self.group.start(name, gateway_argv(gateway), log_path=self._log(name))
             address = f"127.0.0.1:{port}"
             self.group.wait_until(name, partial(port_open, address), timeout)
@@ -134,12 +167,27 @@ class Stack:
                 "--log-level",
                 "warn",
                 "--base-id",
-                str(self.envoy.admin_port),
-            ],  # several Envoys may share a machine
+                str(self.envoy.admin_port),  # several Envoys may share a machine
+                "--file-flush-interval-msec",
+                "1000",  # access log lines reach the log within a second, not ten
+            ],
             log_path=self._log("envoy"),
         )
         admin = f"http://{self.envoy.admin_address}:{self.envoy.admin_port}"
         self.group.wait_until("envoy", lambda: _http_ok(admin + "/ready"), timeout)
+        if s.ops_port is not None:
+            self._start_ops(s.ops_port, timeout)
+
+    def _start_ops(self, port: int, timeout: float) -> None:
+        s = self.settings
+        argv = [sys.executable, "-m", "gateway.cli", "ops", "--host", s.ops_address]
+        argv += ["--port", str(port), "--log-format", s.gateway.telemetry.log_format]
+        argv += ["--envoy-admin", f"{self.envoy.admin_address}:{self.envoy.admin_port}"]
+        if s.gateway.telemetry.metrics:
+            argv += ["--metrics-dir", str(self.metrics_dir)]
+        self.group.start("ops", argv, log_path=self._log("ops"))
+        address = f"{_loopback(s.ops_address)}:{port}"
+        self.group.wait_until("ops", partial(port_open, address), timeout)
 
     def wait_healthy(self, timeout: float) -> bool:
         """Waits until Envoy's /healthz reports the gateway (and so the cell) healthy."""

@@ -34,7 +34,8 @@ _ALLOWED: dict[str, set[str]] = {
     "config": {"common", "client"},
     "service": {"common", "client", "config"},
     "launch": {"common", "client", "cell", "service", "config"},
-    "cli": {"common", "client", "cell", "service", "config", "launch"},
+    "ops": {"common"},
+    "cli": {"common", "client", "cell", "service", "config", "launch", "ops"},
     "root": {"common"},
 }
 _ROOT_MODULES = {"gateway", "gateway.naming", "gateway.storage"}

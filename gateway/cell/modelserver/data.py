@@ -23,6 +23,7 @@ from saxml.protobuf import (
 from gateway.cell._errors import stream_errors, unary_errors
 from gateway.cell.models import base
 from gateway.cell.models.base import ExtraInputs
+from gateway.cell.modelserver.cost import stream_cost, unary_cost
 from gateway.cell.modelserver.loaded import LoadedModels
 
 Context: TypeAlias = grpc.aio.ServicerContext
@@ -37,6 +38,7 @@ class LMServicer(lm_pb2_grpc.LMServiceServicer):  # type: ignore[misc,unused-ign
         self._loaded = loaded
 
     @unary_errors
+    @unary_cost
     async def Generate(
         self, request: lm_pb2.GenerateRequest, context: Context
     ) -> lm_pb2.GenerateResponse:
@@ -47,6 +49,7 @@ class LMServicer(lm_pb2_grpc.LMServiceServicer):  # type: ignore[misc,unused-ign
         )
 
     @stream_errors
+    @stream_cost
     async def GenerateStream(
         self, request: lm_pb2.GenerateRequest, context: Context
     ) -> AsyncGenerator[lm_pb2.GenerateStreamResponse]:
@@ -78,6 +81,7 @@ class LMServicer(lm_pb2_grpc.LMServiceServicer):  # type: ignore[misc,unused-ign
                 raise
 
     @unary_errors
+    @unary_cost
     async def Score(self, request: lm_pb2.ScoreRequest, context: Context) -> lm_pb2.ScoreResponse:
         with self._loaded.call(request.model_key, base.LM_SCORE) as model:
             logp = await model.score(
@@ -86,12 +90,14 @@ class LMServicer(lm_pb2_grpc.LMServiceServicer):  # type: ignore[misc,unused-ign
         return lm_pb2.ScoreResponse(logp=logp)
 
     @unary_errors
+    @unary_cost
     async def Embed(self, request: lm_pb2.EmbedRequest, context: Context) -> lm_pb2.EmbedResponse:
         with self._loaded.call(request.model_key, base.LM_EMBED) as model:
             vector = await model.embed_text(request.text, _extra(request.extra_inputs))
         return lm_pb2.EmbedResponse(embedding=vector)
 
     @unary_errors
+    @unary_cost
     async def Gradient(
         self, request: lm_pb2.GradientRequest, context: Context
     ) -> lm_pb2.GradientResponse:
@@ -110,6 +116,7 @@ class VisionServicer(vision_pb2_grpc.VisionServiceServicer):  # type: ignore[mis
         self._loaded = loaded
 
     @unary_errors
+    @unary_cost
     async def Classify(
         self, request: vision_pb2.ClassifyRequest, context: Context
     ) -> vision_pb2.ClassifyResponse:
@@ -120,6 +127,7 @@ class VisionServicer(vision_pb2_grpc.VisionServiceServicer):  # type: ignore[mis
         )
 
     @unary_errors
+    @unary_cost
     async def TextToImage(
         self, request: vision_pb2.TextToImageRequest, context: Context
     ) -> vision_pb2.TextToImageResponse:
@@ -130,6 +138,7 @@ class VisionServicer(vision_pb2_grpc.VisionServiceServicer):  # type: ignore[mis
         )
 
     @unary_errors
+    @unary_cost
     async def Embed(
         self, request: vision_pb2.EmbedRequest, context: Context
     ) -> vision_pb2.EmbedResponse:
@@ -138,6 +147,7 @@ class VisionServicer(vision_pb2_grpc.VisionServiceServicer):  # type: ignore[mis
         return vision_pb2.EmbedResponse(embedding=vector)
 
     @unary_errors
+    @unary_cost
     async def Detect(
         self, request: vision_pb2.DetectRequest, context: Context
     ) -> vision_pb2.DetectResponse:
@@ -148,6 +158,7 @@ class VisionServicer(vision_pb2_grpc.VisionServiceServicer):  # type: ignore[mis
         return vision_pb2.DetectResponse(bounding_boxes=[box.to_proto() for box in boxes])
 
     @unary_errors
+    @unary_cost
     async def ImageToText(
         self, request: vision_pb2.ImageToTextRequest, context: Context
     ) -> vision_pb2.ImageToTextResponse:
@@ -165,6 +176,7 @@ class AudioServicer(audio_pb2_grpc.AudioServiceServicer):  # type: ignore[misc,u
         self._loaded = loaded
 
     @unary_errors
+    @unary_cost
     async def Recognize(
         self, request: audio_pb2.AsrRequest, context: Context
     ) -> audio_pb2.AsrResponse:
@@ -180,6 +192,7 @@ class CustomServicer(custom_pb2_grpc.CustomServiceServicer):  # type: ignore[mis
         self._loaded = loaded
 
     @unary_errors
+    @unary_cost
     async def Custom(
         self, request: custom_pb2.CustomRequest, context: Context
     ) -> custom_pb2.CustomResponse:

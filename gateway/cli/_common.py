@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TextIO, TypeAlias
+from typing import Any, TextIO, TypeAlias, TypeVar
 
 import grpc
 from google.protobuf import json_format, struct_pb2
@@ -62,6 +62,9 @@ def _seconds(text: str) -> float:
     return value
 
 
+_R = TypeVar("_R")
+
+
 @dataclass(frozen=True)
 class Session:
     """One command's connection to the gateway and how to print its results."""
@@ -70,6 +73,10 @@ class Session:
     timeout: float | None
     json: bool
     out: TextIO
+
+    def call(self, rpc: Callable[..., _R], request: Message) -> _R:
+        """Calls the unary ``rpc`` with this command's deadline."""
+        return rpc(request, timeout=self.timeout)
 
     def emit(self, message: Message, text: str) -> None:
         """Prints ``message`` as JSON with --json, else the readable ``text``."""
@@ -152,19 +159,6 @@ def extra_inputs(pairs: Iterable[tuple[str, str]]) -> dict[str, struct_pb2.Value
         except ValueError:
             values[key] = struct_pb2.Value(string_value=raw)
     return values
-
-
-def add_extra(cmd: argparse.ArgumentParser) -> None:
-    """Adds ``--extra k=v`` (repeatable, or several after one flag)."""
-    cmd.add_argument(
-        "--extra",
-        type=pair,
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="k=v",
-        help="extra input, e.g. temperature=0.5 (numbers are sent as numbers)",
-    )
 
 
 # Output.

@@ -32,7 +32,7 @@ from gateway.client._facade import (
     runtime,
 )
 from gateway.client._types import ServerTypeStat
-from gateway.common.errors import InvalidArgumentError
+from gateway.common.errors import InvalidArgumentError, SaxError, Status
 
 ModelServerTypeStat = ServerTypeStat
 
@@ -169,6 +169,15 @@ class CustomModel:
         return runtime.run(
             self._client.custom(self._id, request, method_name, call_options(options))
         )
+
+    def CustomNoException(
+        self, request: bytes, method_name: str, options: ModelOptions | None = None
+    ) -> Status | bytes:
+        """``Custom``, but a failure is returned as its ``Status`` instead of raised."""
+        try:
+            return self.Custom(request, method_name, options)
+        except SaxError as exc:
+            return exc.status
 
 
 class Model:

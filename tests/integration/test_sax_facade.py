@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import pytest
+from saxml.protobuf import common_pb2
 
 from gateway.client import sax as facade
 from tests.integration._client_fixtures import RunningCell
@@ -55,24 +56,31 @@ SEED_ERA_PROGRAM = textwrap.dedent(
     try:
         sax.ListDetail(MODEL)
     except Exception as error:
-        print("after unpublish", type(error).__name__)
+        # Upstream raises StatusNotOk; its status reads the same way.
+        print("after unpublish", type(error).__name__, error.status.code().name,
+              "/sax/test/lm2b" in error.status.message())
     """
 )
 
 
-async def test_seed_era_program_runs_unchanged(cell: RunningCell) -> None:
+async def _run(program: str, cell: RunningCell) -> list[str]:
+    """Runs ``program`` in a fresh interpreter with SAX_ROOT set, as a user would; its lines."""
     env = {**os.environ, "SAX_ROOT": cell.sax_root}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        SEED_ERA_PROGRAM,
+        program,
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, stderr.decode()
-    lines = stdout.decode().splitlines()
+    return stdout.decode().splitlines()
+
+
+async def test_seed_era_program_runs_unchanged(cell: RunningCell) -> None:
+    lines = await _run(SEED_ERA_PROGRAM, cell)
     # The number of samples is the stand-in model's choice; that there are some is asserted
     # inside the program.
     assert lines[4].startswith("generate ")
@@ -83,7 +91,31 @@ async def test_seed_era_program_runs_unchanged(cell: RunningCell) -> None:
         "stats [('CHIP_TYPE_CPU', 'CHIP_TOPOLOGY_1', 2)]",
         "stream True",
         "score 2",
-        "after unpublish NotFoundError",
+        "after unpublish NotFoundError NOT_FOUND True",
+    ]
+
+
+CUSTOM_PROGRAM = textwrap.dedent(
+    """
+    from gateway.client import sax  # upstream: import sax
+
+    sax.Publish("/sax/test/cm", "sax_gateway.testing.TestCustom", "None", 1)
+    sax.WaitForReady("/sax/test/cm", 1)
+    cm = sax.Model("/sax/test/cm").CM()
+    print("custom", cm.Custom(request=b"\\x01", method_name="echo"))
+    print("no exception", cm.CustomNoException(b"\\x02", "echo"))
+    status = sax.Model("/sax/test/missing").CM().CustomNoException(b"", "echo")
+    print("status", status.ok(), status.code().name, "/sax/test/missing" in status.message())
+    sax.Unpublish("/sax/test/cm")
+    """
+)
+
+
+async def test_custom_no_exception_returns_the_status(cell: RunningCell) -> None:
+    assert await _run(CUSTOM_PROGRAM, cell) == [
+        "custom b'\\x01'",
+        "no exception b'\\x02'",
+        "status False NOT_FOUND True",
     ]
 
 
@@ -102,6 +134,12 @@ def test_model_options_behave_like_upstream() -> None:
     assert call.timeout == 2.5
     assert dict(call.extra_inputs) == {"temperature": 1.0}
     assert dict(call.extra_tensors) == {"soft": [1.0, 2.0]}
+    proto = options.ToProto()
+    assert isinstance(proto, common_pb2.ExtraInputs)
+    assert dict(proto.items) == {"temperature": 1.0}
+    assert list(proto.tensors["soft"].values) == [1.0, 2.0]
+    assert dict(proto.strings) == {"s": "v"}
+    assert facade.ModelOptions().ToProto() == common_pb2.ExtraInputs()
     copied = options.__copy__()
     copied.SetExtraInput("temperature", 2)
     assert options.GetExtraInput("temperature") == 1.0

@@ -26,6 +26,11 @@ _VM_TEXT_TO_IMAGE: Method = operator.attrgetter("vm.TextToImage")
 _VM_EMBED: Method = operator.attrgetter("vm.Embed")
 _VM_DETECT: Method = operator.attrgetter("vm.Detect")
 _VM_IMAGE_TO_TEXT: Method = operator.attrgetter("vm.ImageToText")
+_VM_IMAGE_TO_IMAGE: Method = operator.attrgetter("vm.ImageToImage")
+_VM_TEXT_AND_IMAGE_TO_IMAGE: Method = operator.attrgetter("vm.TextAndImageToImage")
+_VM_VIDEO_TO_TEXT: Method = operator.attrgetter("vm.VideoToText")
+_VM_VIDEO_TO_TOKEN: Method = operator.attrgetter("vm.VideoToToken")
+_VM_TOKEN_TO_VIDEO: Method = operator.attrgetter("vm.TokenToVideo")
 _AM_RECOGNIZE: Method = operator.attrgetter("am.Recognize")
 _CM_CUSTOM: Method = operator.attrgetter("cm.Custom")
 
@@ -170,6 +175,64 @@ class DataCalls:
             text=text,
         )
         return [(t.text, t.score) for t in response.texts]
+
+    async def vm_image_to_image(
+        self, model_id: str, image: bytes, options: CallOptions | None = None
+    ) -> list[tuple[bytes, float]]:
+        """Images made from ``image``: ``[(image, score), ...]``."""
+        response = await self._unary(
+            model_id, _VM_IMAGE_TO_IMAGE, vision_pb2.ImageToImageRequest, options, image_bytes=image
+        )
+        return [(i.image, i.score) for i in response.images]
+
+    async def vm_text_and_image_to_image(
+        self, model_id: str, text: str, image: bytes, options: CallOptions | None = None
+    ) -> list[tuple[bytes, float]]:
+        """Images made from ``text`` and a conditioning ``image``: ``[(image, score), ...]``."""
+        request_type = vision_pb2.TextAndImageToImageRequest
+        response = await self._unary(
+            model_id,
+            _VM_TEXT_AND_IMAGE_TO_IMAGE,
+            request_type,
+            options,
+            text=text,
+            image_bytes=image,
+        )
+        return [(i.image, i.score) for i in response.images]
+
+    async def vm_video_to_text(
+        self,
+        model_id: str,
+        frames: Sequence[bytes],
+        text: str = "",
+        options: CallOptions | None = None,
+    ) -> list[tuple[str, float]]:
+        """Captions of a video given as encoded ``frames``: ``[(text, score), ...]``."""
+        request_type = vision_pb2.VideoToTextRequest
+        response = await self._unary(
+            model_id, _VM_VIDEO_TO_TEXT, request_type, options, image_frames=frames, text=text
+        )
+        return [(t.text, t.score) for t in response.texts]
+
+    async def vm_video_to_token(
+        self, model_id: str, frames: Sequence[bytes], options: CallOptions | None = None
+    ) -> list[float]:
+        """The tokens of a video given as encoded ``frames``."""
+        request_type = vision_pb2.VideoToTokenRequest
+        response = await self._unary(
+            model_id, _VM_VIDEO_TO_TOKEN, request_type, options, image_frames=frames
+        )
+        return list(response.tokens)
+
+    async def vm_token_to_video(
+        self, model_id: str, tokens: Sequence[float], options: CallOptions | None = None
+    ) -> list[bytes]:
+        """The encoded frames of the video ``tokens`` describe."""
+        request_type = vision_pb2.TokenToVideoRequest
+        response = await self._unary(
+            model_id, _VM_TOKEN_TO_VIDEO, request_type, options, tokens=tokens
+        )
+        return list(response.image_frames)
 
     async def am_recognize(
         self, model_id: str, audio: bytes, options: CallOptions | None = None

@@ -144,6 +144,41 @@ class VisionModel:
         )
         return [(t.encode(), score) for t, score in texts]
 
+    # Upstream names this argument ``text`` although it is the image's bytes.
+    def ImageToImage(
+        self, text: bytes, options: ModelOptions | None = None
+    ) -> list[tuple[bytes, float]]:
+        return runtime.run(self._client.vm_image_to_image(self._id, text, call_options(options)))
+
+    def TextAndImageToImage(
+        self, text: str, image_bytes: bytes, options: ModelOptions | None = None
+    ) -> list[tuple[bytes, float]]:
+        return runtime.run(
+            self._client.vm_text_and_image_to_image(
+                self._id, text, image_bytes, call_options(options)
+            )
+        )
+
+    def VideoToText(
+        self, image_frames: Sequence[bytes], text: str = "", options: ModelOptions | None = None
+    ) -> list[tuple[bytes, float]]:
+        texts = runtime.run(
+            self._client.vm_video_to_text(self._id, image_frames, text, call_options(options))
+        )
+        return [(t.encode(), score) for t, score in texts]
+
+    def VideoToToken(
+        self, image_frames: Sequence[bytes], options: ModelOptions | None = None
+    ) -> list[float]:
+        return runtime.run(
+            self._client.vm_video_to_token(self._id, image_frames, call_options(options))
+        )
+
+    def TokenToVideo(
+        self, tokens: Sequence[float], options: ModelOptions | None = None
+    ) -> list[bytes]:
+        return runtime.run(self._client.vm_token_to_video(self._id, tokens, call_options(options)))
+
 
 class AudioModel:
     """``Model(id).AM()``."""

@@ -119,6 +119,47 @@ async def test_custom_no_exception_returns_the_status(cell: RunningCell) -> None
     ]
 
 
+VISION_PROGRAM = textwrap.dedent(
+    """
+    from gateway.client import sax  # upstream: import sax
+
+    sax.Publish("/sax/test/vm", "sax_gateway.testing.TestVision", "None", 1)
+    sax.WaitForReady("/sax/test/vm", 1)
+    vm = sax.Model("/sax/test/vm").VM()
+    png = vm.TextToImage("a red square")[0][0]
+    for name, result in [
+        ("image_to_image", vm.ImageToImage(text=png)),
+        ("text_and_image_to_image", vm.TextAndImageToImage("bluer", image_bytes=png)),
+    ]:
+        [(image, score)] = result
+        print(name, image[:8] == b"\\x89PNG\\r\\n\\x1a\\n", image != png, score)
+    [(caption, score)] = vm.VideoToText(image_frames=[png, png], text="see")
+    [(first, first_score)] = vm.ImageToText(png, "see")  # the stand-in captions frame 1
+    print("video_to_text", caption == first + b", 2 frame(s)", score == first_score)
+    tokens = vm.VideoToToken([png, png, png])
+    print("video_to_token", len(tokens), all(-1 <= t <= 1 for t in tokens))
+    frames = vm.TokenToVideo(tokens=tokens)
+    print("token_to_video", len(frames), all(f.startswith(b"\\x89PNG") for f in frames))
+    try:
+        sax.Model("/sax/test/vm").LM().Embed("not a vision call")
+    except Exception as error:
+        print("lm on vm", error.status.code().name)
+    sax.Unpublish("/sax/test/vm")
+    """
+)
+
+
+async def test_vision_methods_upstream_has(cell: RunningCell) -> None:
+    assert await _run(VISION_PROGRAM, cell) == [
+        "image_to_image True True -0.5",
+        "text_and_image_to_image True True -0.5",
+        "video_to_text True True",
+        "video_to_token 12 True",
+        "token_to_video 3 True",
+        "lm on vm INVALID_ARGUMENT",
+    ]
+
+
 def test_model_options_behave_like_upstream() -> None:
     options = facade.ModelOptions()
     assert options.GetTimeout() == -1

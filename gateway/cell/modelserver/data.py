@@ -76,6 +76,10 @@ def _vm_texts(hyps: list[Hypothesis]) -> list[vision_pb2.DecodedText]:
     return [vision_pb2.DecodedText(text=h.text, score=h.score) for h in hyps]
 
 
+def _generations(images: list[tuple[bytes, float]]) -> list[vision_pb2.ImageGenerations]:
+    return [vision_pb2.ImageGenerations(image=data, score=score) for data, score in images]
+
+
 def _gradient_reply(result: tuple[list[float], dict[str, list[float]]]) -> lm_pb2.GradientResponse:
     scores, gradients = result
     reply = lm_pb2.GradientResponse(score=scores)
@@ -153,9 +157,7 @@ class VisionServicer(_Servicer, vision_pb2_grpc.VisionServiceServicer):  # type:
         vision_pb2.TextToImageRequest,
         base.VM_GENERATE,
         lambda r, model, x: model.text_to_image(r.text, x),
-        lambda images: vision_pb2.TextToImageResponse(
-            images=[vision_pb2.ImageGenerations(image=data, score=score) for data, score in images]
-        ),
+        lambda images: vision_pb2.TextToImageResponse(images=_generations(images)),
     )
     Embed = _forward(
         vision_pb2.EmbedRequest,
@@ -174,6 +176,36 @@ class VisionServicer(_Servicer, vision_pb2_grpc.VisionServiceServicer):  # type:
         base.VM_IMAGE_TO_TEXT,
         lambda r, model, x: model.image_to_text(r.image_bytes, r.text, x),
         lambda hyps: vision_pb2.ImageToTextResponse(texts=_vm_texts(hyps)),
+    )
+    ImageToImage = _forward(
+        vision_pb2.ImageToImageRequest,
+        base.VM_IMAGE_TO_IMAGE,
+        lambda r, model, x: model.image_to_image(r.image_bytes, x),
+        lambda images: vision_pb2.ImageToImageResponse(images=_generations(images)),
+    )
+    TextAndImageToImage = _forward(
+        vision_pb2.TextAndImageToImageRequest,
+        base.VM_TEXT_AND_IMAGE_TO_IMAGE,
+        lambda r, model, x: model.text_and_image_to_image(r.text, r.image_bytes, x),
+        lambda images: vision_pb2.TextAndImageToImageResponse(images=_generations(images)),
+    )
+    VideoToText = _forward(
+        vision_pb2.VideoToTextRequest,
+        base.VM_VIDEO_TO_TEXT,
+        lambda r, model, x: model.video_to_text(list(r.image_frames), r.text, x),
+        lambda hyps: vision_pb2.VideoToTextResponse(texts=_vm_texts(hyps)),
+    )
+    VideoToToken = _forward(
+        vision_pb2.VideoToTokenRequest,
+        base.VM_VIDEO_TO_TOKEN,
+        lambda r, model, x: model.video_to_token(list(r.image_frames), x),
+        lambda tokens: vision_pb2.VideoToTokenResponse(tokens=tokens),
+    )
+    TokenToVideo = _forward(
+        vision_pb2.TokenToVideoRequest,
+        base.VM_TOKEN_TO_VIDEO,
+        lambda r, model, x: model.token_to_video(list(r.tokens), x),
+        lambda frames: vision_pb2.TokenToVideoResponse(image_frames=frames),
     )
 
 

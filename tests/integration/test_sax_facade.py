@@ -95,19 +95,29 @@ async def test_seed_era_program_runs_unchanged(cell: RunningCell) -> None:
     ]
 
 
-CUSTOM_PROGRAM = textwrap.dedent(
-    """
-    from gateway.client import sax  # upstream: import sax
+def _with_model(model_id: str, model_path: str, body: str) -> str:
+    """A program that publishes ``model_id``, runs ``body`` and unpublishes it."""
+    return "\n".join(
+        [
+            "from gateway.client import sax  # upstream: import sax",
+            f"sax.Publish({model_id!r}, {model_path!r}, 'None', 1)",
+            f"sax.WaitForReady({model_id!r}, 1)",
+            textwrap.dedent(body),
+            f"sax.Unpublish({model_id!r})",
+        ]
+    )
 
-    sax.Publish("/sax/test/cm", "sax_gateway.testing.TestCustom", "None", 1)
-    sax.WaitForReady("/sax/test/cm", 1)
+
+CUSTOM_PROGRAM = _with_model(
+    "/sax/test/cm",
+    "sax_gateway.testing.TestCustom",
+    """
     cm = sax.Model("/sax/test/cm").CM()
     print("custom", cm.Custom(request=b"\\x01", method_name="echo"))
     print("no exception", cm.CustomNoException(b"\\x02", "echo"))
     status = sax.Model("/sax/test/missing").CM().CustomNoException(b"", "echo")
     print("status", status.ok(), status.code().name, "/sax/test/missing" in status.message())
-    sax.Unpublish("/sax/test/cm")
-    """
+    """,
 )
 
 
@@ -119,12 +129,10 @@ async def test_custom_no_exception_returns_the_status(cell: RunningCell) -> None
     ]
 
 
-VISION_PROGRAM = textwrap.dedent(
+VISION_PROGRAM = _with_model(
+    "/sax/test/vm",
+    "sax_gateway.testing.TestVision",
     """
-    from gateway.client import sax  # upstream: import sax
-
-    sax.Publish("/sax/test/vm", "sax_gateway.testing.TestVision", "None", 1)
-    sax.WaitForReady("/sax/test/vm", 1)
     vm = sax.Model("/sax/test/vm").VM()
     png = vm.TextToImage("a red square")[0][0]
     for name, result in [
@@ -144,8 +152,7 @@ VISION_PROGRAM = textwrap.dedent(
         sax.Model("/sax/test/vm").LM().Embed("not a vision call")
     except Exception as error:
         print("lm on vm", error.status.code().name)
-    sax.Unpublish("/sax/test/vm")
-    """
+    """,
 )
 
 

@@ -80,10 +80,13 @@ def publish(session: Session, args: argparse.Namespace) -> None:
         overrides=dict(args.overrides),
     )
     done: pb.PublishModelResponse = session.call(session.stub.PublishModel, request)
-    session.emit(
-        done,
-        f"published {done.model}: {done.path}, checkpoint {done.checkpoint}, "
-        f"{done.replicas} replica(s)",
+    session.emit(done, _placed("published", done))
+
+
+def _placed(verb: str, done: pb.PublishModelResponse | pb.UpdateModelResponse) -> str:
+    return (
+        f"{verb} {done.model}: {done.path}, checkpoint {done.checkpoint}, "
+        f"{done.replicas} replica(s)"
     )
 
 
@@ -114,11 +117,7 @@ def update(session: Session, args: argparse.Namespace) -> None:
     if args.replicas is not None:
         request.replicas = args.replicas
     done: pb.UpdateModelResponse = session.call(session.stub.UpdateModel, request)
-    session.emit(
-        done,
-        f"updated {done.model}: {done.path}, checkpoint {done.checkpoint}, "
-        f"{done.replicas} replica(s)",
-    )
+    session.emit(done, _placed("updated", done))
 
 
 @command(

@@ -10,7 +10,7 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any
 
 from google.protobuf.message import Message
-from saxml.protobuf import audio_pb2, custom_pb2, lm_pb2, vision_pb2
+from saxml.protobuf import audio_pb2, custom_pb2, lm_pb2, multimodal_pb2, vision_pb2
 
 from gateway.client._router import Method, Router
 from gateway.client._types import DEFAULT_CALL_OPTIONS, CallOptions, StreamItem
@@ -33,6 +33,9 @@ _VM_VIDEO_TO_TOKEN: Method = operator.attrgetter("vm.VideoToToken")
 _VM_TOKEN_TO_VIDEO: Method = operator.attrgetter("vm.TokenToVideo")
 _AM_RECOGNIZE: Method = operator.attrgetter("am.Recognize")
 _CM_CUSTOM: Method = operator.attrgetter("cm.Custom")
+_MM_GENERATE: Method = operator.attrgetter("mm.Generate")
+_MM_SCORE: Method = operator.attrgetter("mm.Score")
+_MM_EMBED: Method = operator.attrgetter("mm.Embed")
 
 
 class DataCalls:
@@ -256,3 +259,39 @@ class DataCalls:
             method_name=method_name,
         )
         return bytes(response.response)
+
+    async def mm_generate(
+        self,
+        model_id: str,
+        request: multimodal_pb2.GenerateRequest,
+        options: CallOptions | None = None,
+    ) -> multimodal_pb2.GenerateResponse:
+        """Samples continuations of ``request.items`` (text, images, audio, video)."""
+        rpc_type = multimodal_pb2.GenerateRpcRequest
+        done = await self._unary(model_id, _MM_GENERATE, rpc_type, options, request=request)
+        response: multimodal_pb2.GenerateResponse = done.response
+        return response
+
+    async def mm_score(
+        self,
+        model_id: str,
+        request: multimodal_pb2.ScoreRequest,
+        options: CallOptions | None = None,
+    ) -> multimodal_pb2.ScoreResponse:
+        """Scores ``request.suffix_items`` after ``request.prefix_items``."""
+        rpc_type = multimodal_pb2.ScoreRpcRequest
+        done = await self._unary(model_id, _MM_SCORE, rpc_type, options, request=request)
+        response: multimodal_pb2.ScoreResponse = done.response
+        return response
+
+    async def mm_embed(
+        self,
+        model_id: str,
+        request: multimodal_pb2.EmbedRequest,
+        options: CallOptions | None = None,
+    ) -> multimodal_pb2.EmbedResponse:
+        """The embedding of ``request.items``."""
+        rpc_type = multimodal_pb2.EmbedRpcRequest
+        done = await self._unary(model_id, _MM_EMBED, rpc_type, options, request=request)
+        response: multimodal_pb2.EmbedResponse = done.response
+        return response

@@ -21,6 +21,8 @@ import asyncio
 import queue
 from collections.abc import Callable, Mapping, Sequence
 
+from saxml.protobuf import multimodal_pb2
+
 from gateway.client._client import Client
 from gateway.client._facade import (
     AdminOptions,
@@ -215,6 +217,28 @@ class CustomModel:
             return exc.status
 
 
+class MultimodalModel:
+    """``Model(id).MM()``: requests and replies are ``saxml.protobuf.multimodal_pb2`` messages."""
+
+    def __init__(self, model_id: str, client: Client) -> None:
+        self._id, self._client = model_id, client
+
+    def Generate(
+        self, request: multimodal_pb2.GenerateRequest, options: ModelOptions | None = None
+    ) -> multimodal_pb2.GenerateResponse:
+        return runtime.run(self._client.mm_generate(self._id, request, call_options(options)))
+
+    def Score(
+        self, request: multimodal_pb2.ScoreRequest, options: ModelOptions | None = None
+    ) -> multimodal_pb2.ScoreResponse:
+        return runtime.run(self._client.mm_score(self._id, request, call_options(options)))
+
+    def Embed(
+        self, request: multimodal_pb2.EmbedRequest, options: ModelOptions | None = None
+    ) -> multimodal_pb2.EmbedResponse:
+        return runtime.run(self._client.mm_embed(self._id, request, call_options(options)))
+
+
 class Model:
     """A published model: ``Model("/sax/test/lm", options).LM().Generate(...)``."""
 
@@ -235,6 +259,9 @@ class Model:
 
     def CM(self) -> CustomModel:
         return CustomModel(self._id, self._client)
+
+    def MM(self) -> MultimodalModel:
+        return MultimodalModel(self._id, self._client)
 
 
 def Publish(

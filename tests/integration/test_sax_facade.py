@@ -167,6 +167,37 @@ async def test_vision_methods_upstream_has(cell: RunningCell) -> None:
     ]
 
 
+MULTIMODAL_PROGRAM = _with_model(
+    "/sax/test/mm",
+    "sax_gateway.testing.TestMultimodal",
+    """
+    from saxml.protobuf import multimodal_pb2 as mm  # upstream's generated module path
+
+    model = sax.Model("/sax/test/mm").MM()
+    items = [mm.DataItem(text="hello"), mm.DataItem(image_bytes=b"\\x89PNG....")]
+    generated = model.Generate(mm.GenerateRequest(items=items))
+    print("generate", [[i.text for i in r.items] for r in generated.results])
+    scored = model.Score(request=mm.ScoreRequest(prefix_items=items[:1], suffix_items=items[1:]))
+    print("score", len(scored.results), scored.results[0].score <= 0)
+    embedded = model.Embed(mm.EmbedRequest(items=items))
+    print("embed", len(embedded.embedding.values))
+    try:
+        sax.Model("/sax/test/mm").LM().Generate("not multimodal")
+    except Exception as error:
+        print("lm on mm", error.status.code().name)
+    """,
+)
+
+
+async def test_multimodal_model(cell: RunningCell) -> None:
+    assert await _run(MULTIMODAL_PROGRAM, cell) == [
+        "generate [['saw text(5) image_bytes(8)']]",
+        "score 1 True",
+        "embed 8",
+        "lm on mm INVALID_ARGUMENT",
+    ]
+
+
 def test_model_options_behave_like_upstream() -> None:
     options = facade.ModelOptions()
     assert options.GetTimeout() == -1

@@ -140,7 +140,7 @@ def test_nothing_named_sax_is_importable() -> None:
     assert "ModuleNotFoundError: No module named 'sax'" in done.stderr
 
 
-_SAX_PROTOS = ("admin", "audio", "common", "custom", "lm", "modelet", "vision")
+_SAX_PROTOS = ("admin", "audio", "common", "custom", "lm", "modelet", "multimodal", "vision")
 
 
 @pytest.mark.parametrize("name", _SAX_PROTOS)

@@ -31,7 +31,16 @@ VM_VIDEO_TO_TEXT = "vm.video_to_text"
 VM_VIDEO_TO_TOKEN = "vm.video_to_token"
 VM_TOKEN_TO_VIDEO = "vm.token_to_video"
 AM_RECOGNIZE = "am.recognize"
+MM_GENERATE = "mm.generate"
+MM_SCORE = "mm.score"
+MM_EMBED = "mm.embed"
 CUSTOM = "custom"
+
+
+# A multimodal item, as (kind, value): kind is the sax.server.multimodal.DataItem field set
+# ("text", "image_bytes", "video", ...); value is the text, the bytes, or a nested message's
+# serialized bytes.
+Item = tuple[str, str | bytes]
 
 
 @dataclass(frozen=True)
@@ -121,6 +130,19 @@ class ServableModel:
 
     async def recognize(self, audio: bytes, extra: ExtraInputs) -> list[Hypothesis]:
         raise MethodNotSupported(AM_RECOGNIZE)
+
+    async def mm_generate(
+        self, items: list[Item], extra: ExtraInputs
+    ) -> list[tuple[list[Item], float]]:
+        raise MethodNotSupported(MM_GENERATE)
+
+    async def mm_score(
+        self, prefix: list[Item], suffix: list[Item], extra: ExtraInputs
+    ) -> list[float]:
+        raise MethodNotSupported(MM_SCORE)
+
+    async def mm_embed(self, items: list[Item], extra: ExtraInputs) -> list[float]:
+        raise MethodNotSupported(MM_EMBED)
 
     async def custom(self, method: str, request: bytes, extra: ExtraInputs) -> bytes:
         raise MethodNotSupported(CUSTOM)

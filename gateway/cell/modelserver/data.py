@@ -44,24 +44,24 @@ class _DataRequest(Protocol):
 _Req = TypeVar("_Req", bound=_DataRequest)
 
 
-class _Servicer:
+class DataServicer:
     def __init__(self, *, loaded: LoadedModels) -> None:
         self._loaded = loaded
 
 
-def _forward(
+def forward(
     request_type: type[_Req],
     method: str,
     call: Callable[[_Req, ServableModel, ExtraInputs], Awaitable[_T]],
     reply: Callable[[_T], _Resp],
-) -> Callable[[_Servicer, _Req, Context], Awaitable[_Resp]]:
+) -> Callable[[DataServicer, _Req, Context], Awaitable[_Resp]]:
     """A unary RPC: find the loaded model (counted under ``method``), call it, build the reply.
 
     Every unary data method of every service is one such line; ``request_type`` only fixes the
     types the two functions see."""
 
     @unary_errors
-    async def rpc(self: _Servicer, request: _Req, context: Context) -> _Resp:
+    async def rpc(self: DataServicer, request: _Req, context: Context) -> _Resp:
         with self._loaded.call(request.model_key, method) as model:
             return reply(await call(request, model, _extra(request.extra_inputs)))
 
@@ -88,26 +88,26 @@ def _gradient_reply(result: tuple[list[float], dict[str, list[float]]]) -> lm_pb
     return reply
 
 
-class LMServicer(_Servicer, lm_pb2_grpc.LMServiceServicer):  # type: ignore[misc,unused-ignore]
-    Generate = _forward(
+class LMServicer(DataServicer, lm_pb2_grpc.LMServiceServicer):  # type: ignore[misc,unused-ignore]
+    Generate = forward(
         lm_pb2.GenerateRequest,
         base.LM_GENERATE,
         lambda r, model, x: model.generate(r.text, x),
         lambda hyps: lm_pb2.GenerateResponse(texts=_lm_texts(hyps)),
     )
-    Score = _forward(
+    Score = forward(
         lm_pb2.ScoreRequest,
         base.LM_SCORE,
         lambda r, model, x: model.score(r.prefix, list(r.suffix), x),
         lambda logp: lm_pb2.ScoreResponse(logp=logp),
     )
-    Embed = _forward(
+    Embed = forward(
         lm_pb2.EmbedRequest,
         base.LM_EMBED,
         lambda r, model, x: model.embed_text(r.text, x),
         lambda vector: lm_pb2.EmbedResponse(embedding=vector),
     )
-    Gradient = _forward(
+    Gradient = forward(
         lm_pb2.GradientRequest,
         base.LM_GRADIENT,
         lambda r, model, x: model.gradient(r.prefix, r.suffix, x),
@@ -146,62 +146,62 @@ class LMServicer(_Servicer, lm_pb2_grpc.LMServiceServicer):  # type: ignore[misc
                 raise
 
 
-class VisionServicer(_Servicer, vision_pb2_grpc.VisionServiceServicer):  # type: ignore[misc,unused-ignore]
-    Classify = _forward(
+class VisionServicer(DataServicer, vision_pb2_grpc.VisionServiceServicer):  # type: ignore[misc,unused-ignore]
+    Classify = forward(
         vision_pb2.ClassifyRequest,
         base.VM_CLASSIFY,
         lambda r, model, x: model.classify(r.image_bytes, x),
         lambda hyps: vision_pb2.ClassifyResponse(texts=_vm_texts(hyps)),
     )
-    TextToImage = _forward(
+    TextToImage = forward(
         vision_pb2.TextToImageRequest,
         base.VM_GENERATE,
         lambda r, model, x: model.text_to_image(r.text, x),
         lambda images: vision_pb2.TextToImageResponse(images=_generations(images)),
     )
-    Embed = _forward(
+    Embed = forward(
         vision_pb2.EmbedRequest,
         base.VM_EMBED,
         lambda r, model, x: model.embed_image(r.image_bytes, x),
         lambda vector: vision_pb2.EmbedResponse(embedding=vector),
     )
-    Detect = _forward(
+    Detect = forward(
         vision_pb2.DetectRequest,
         base.VM_DETECT,
         lambda r, model, x: model.detect(r.image_bytes, list(r.text), x),
         lambda boxes: vision_pb2.DetectResponse(bounding_boxes=[b.to_proto() for b in boxes]),
     )
-    ImageToText = _forward(
+    ImageToText = forward(
         vision_pb2.ImageToTextRequest,
         base.VM_IMAGE_TO_TEXT,
         lambda r, model, x: model.image_to_text(r.image_bytes, r.text, x),
         lambda hyps: vision_pb2.ImageToTextResponse(texts=_vm_texts(hyps)),
     )
-    ImageToImage = _forward(
+    ImageToImage = forward(
         vision_pb2.ImageToImageRequest,
         base.VM_IMAGE_TO_IMAGE,
         lambda r, model, x: model.image_to_image(r.image_bytes, x),
         lambda images: vision_pb2.ImageToImageResponse(images=_generations(images)),
     )
-    TextAndImageToImage = _forward(
+    TextAndImageToImage = forward(
         vision_pb2.TextAndImageToImageRequest,
         base.VM_TEXT_AND_IMAGE_TO_IMAGE,
         lambda r, model, x: model.text_and_image_to_image(r.text, r.image_bytes, x),
         lambda images: vision_pb2.TextAndImageToImageResponse(images=_generations(images)),
     )
-    VideoToText = _forward(
+    VideoToText = forward(
         vision_pb2.VideoToTextRequest,
         base.VM_VIDEO_TO_TEXT,
         lambda r, model, x: model.video_to_text(list(r.image_frames), r.text, x),
         lambda hyps: vision_pb2.VideoToTextResponse(texts=_vm_texts(hyps)),
     )
-    VideoToToken = _forward(
+    VideoToToken = forward(
         vision_pb2.VideoToTokenRequest,
         base.VM_VIDEO_TO_TOKEN,
         lambda r, model, x: model.video_to_token(list(r.image_frames), x),
         lambda tokens: vision_pb2.VideoToTokenResponse(tokens=tokens),
     )
-    TokenToVideo = _forward(
+    TokenToVideo = forward(
         vision_pb2.TokenToVideoRequest,
         base.VM_TOKEN_TO_VIDEO,
         lambda r, model, x: model.token_to_video(list(r.tokens), x),
@@ -209,8 +209,8 @@ class VisionServicer(_Servicer, vision_pb2_grpc.VisionServiceServicer):  # type:
     )
 
 
-class AudioServicer(_Servicer, audio_pb2_grpc.AudioServiceServicer):  # type: ignore[misc,unused-ignore]
-    Recognize = _forward(
+class AudioServicer(DataServicer, audio_pb2_grpc.AudioServiceServicer):  # type: ignore[misc,unused-ignore]
+    Recognize = forward(
         audio_pb2.AsrRequest,
         base.AM_RECOGNIZE,
         lambda r, model, x: model.recognize(r.audio_bytes, x),
@@ -220,8 +220,8 @@ class AudioServicer(_Servicer, audio_pb2_grpc.AudioServiceServicer):  # type: ig
     )
 
 
-class CustomServicer(_Servicer, custom_pb2_grpc.CustomServiceServicer):  # type: ignore[misc,unused-ignore]
-    Custom = _forward(
+class CustomServicer(DataServicer, custom_pb2_grpc.CustomServiceServicer):  # type: ignore[misc,unused-ignore]
+    Custom = forward(
         custom_pb2.CustomRequest,
         base.CUSTOM,
         lambda r, model, x: model.custom(r.method_name, r.request, x),

@@ -19,6 +19,7 @@ from gateway.config import GatewaySettings
 from gateway.service import _fields as f
 from gateway.service._context import Context
 from gateway.service._errors import to_status
+from gateway.service._multimodal import MultimodalMethods
 from gateway.service._stream import DeltaTracker
 
 GREETING = "HTTP Server for SAX Client"  # what the original Sax HTTP server answered on "/"
@@ -41,7 +42,7 @@ def _texts(pairs: list[tuple[str, float]]) -> list[pb.DecodedText]:
     return [pb.DecodedText(text=text, score=score) for text, score in pairs]
 
 
-class SaxGatewayServicer(gateway_pb2_grpc.SaxGatewayServicer):
+class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer):
     """Implements saxgateway.v1.SaxGateway over one shared Sax `Client`."""
 
     def __init__(self, client: Client, settings: GatewaySettings) -> None:

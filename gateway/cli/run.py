@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import shutil
 import signal
 import sys
@@ -17,6 +18,7 @@ from gateway.cell.settings import (
     DEFAULT_MODEL_SERVER_PORT,
     CellSettings,
 )
+from gateway.cli import _edge
 from gateway.client import ClientSettings
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
 from gateway.launch.envoy import (
@@ -52,11 +54,11 @@ def _add_front(cmd: argparse.ArgumentParser) -> None:
         default=default(EnvoySettings, "listen_port"),
         help="public HTTP/JSON + gRPC port (Envoy)",
     )
+    # Loopback unless asked: an exposed cell needs a --config with credentials (serve checks).
     cmd.add_argument(
-        "--listen",
-        default=default(EnvoySettings, "listen_address"),
-        help="address Envoy listens on",
+        "--listen", default="127.0.0.1", help="address Envoy listens on (0.0.0.0: every interface)"
     )
+    _edge.add_config_flag(cmd)
     cmd.add_argument("--envoy-admin-port", type=int, default=default(EnvoySettings, "admin_port"))
     cmd.add_argument(
         "--gateway-ports",
@@ -97,10 +99,16 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     _add_front(serve)
     serve.add_argument("--sax-root", required=True, help="SAX_ROOT of the cell (dir or gs://)")
+    serve.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        help="listen on a non-loopback address although the config sets no authentication",
+    )
     serve.set_defaults(handler=_up, embedded=False)
 
     gw = commands.add_parser("gateway", help="run one gateway gRPC server (no Envoy)")
     add_gateway_arguments(gw)
+    _edge.add_config_flag(gw)
     gw.set_defaults(handler=_gateway)
 
     cfg = commands.add_parser(
@@ -120,10 +128,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     cfg.add_argument("--port", type=int, default=default(EnvoySettings, "listen_port"))
     cfg.add_argument("--admin-port", type=int, default=default(EnvoySettings, "admin_port"))
     cfg.add_argument("--cors-origin", action="append", default=[])
+    _edge.add_config_flag(cfg)
     cfg.set_defaults(handler=_envoy_config)
 
 
 def _envoy_config(args: argparse.Namespace) -> int:
+    edge = _edge.load(args)
+    if edge is None:
+        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     descriptor = out / "descriptor.binpb"
@@ -140,7 +152,12 @@ def _envoy_config(args: argparse.Namespace) -> int:
         admin_port=args.admin_port,
         cors_origins=args.cors_origin,
     )
-    (out / "envoy.yaml").write_text(render(settings, descriptor, openapi, docs))
+    settings = _edge.envoy_settings(settings, edge)
+    text = render(settings, descriptor, openapi, docs, secrets_dir=out)
+    if edge.authenticated:  # the keys are in it: readable by its owner only
+        _edge.write_private(out / "envoy.yaml", text)
+    else:
+        (out / "envoy.yaml").write_text(text)
     # The drain-on-SIGTERM wrapper the container runs Envoy through (see envoy-run.sh).
     (out / "run-envoy.sh").write_bytes(run_script().read_bytes())
     print(f"wrote {out / 'envoy.yaml'}, {descriptor}, {openapi}, the /docs page and run-envoy.sh")
@@ -148,11 +165,21 @@ def _envoy_config(args: argparse.Namespace) -> int:
 
 
 def _gateway(args: argparse.Namespace) -> int:
-    asyncio.run(serve_gateway(settings_from_args(args)))
+    edge = _edge.load(args)
+    if edge is None:
+        return 2
+    settings = dataclasses.replace(settings_from_args(args), access=_edge.access_settings(edge))
+    asyncio.run(serve_gateway(settings))
     return 0
 
 
 def _up(args: argparse.Namespace) -> int:
+    edge = _edge.load(args)
+    if edge is None:
+        return 2
+    if refusal := _edge.refuse_exposure(args, edge):
+        print(f"saxgw: {refusal}", file=sys.stderr)
+        return 2
     if args.embedded:
         for path in (args.sax_root, args.fs_root):
             if "://" not in path:
@@ -173,13 +200,17 @@ def _up(args: argparse.Namespace) -> int:
         gateway=GatewaySettings(client=client, default_timeout=args.default_timeout),
         cell=cell,
         gateway_ports=args.gateway_ports,
-        envoy=EnvoySettings(
-            gateway_endpoints=(),
-            listen_address=args.listen,
-            listen_port=args.port,
-            admin_port=args.envoy_admin_port,
-            cors_origins=args.cors_origin,
+        envoy=_edge.envoy_settings(
+            EnvoySettings(
+                gateway_endpoints=(),
+                listen_address=args.listen,
+                listen_port=args.port,
+                admin_port=args.envoy_admin_port,
+                cors_origins=args.cors_origin,
+            ),
+            edge,
         ),
+        config_file=args.config,
         log_dir=args.log_dir,
     )
     stop = threading.Event()

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import string
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from gateway.config import MIB
+from gateway.edge import EdgeConfig, edge_values
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,6 +36,8 @@ class EnvoySettings:
     """Open client connections Envoy accepts at once."""
     max_request_bytes: int = 32 * MIB
     max_response_bytes: int = 32 * MIB
+    edge: EdgeConfig = field(default_factory=EdgeConfig)
+    """Credentials, roles, quotas, TLS and limits from the ``--config`` file (gateway/edge)."""
 
 
 def descriptor_set() -> Path:
@@ -86,10 +89,13 @@ def render(
     descriptor: Path | None = None,
     openapi: Path | None = None,
     docs: tuple[Path, Path] | None = None,
+    *,
+    secrets_dir: Path | None = None,
 ) -> str:
     """The Envoy YAML for ``settings``. Lists render as JSON, which is valid YAML flow style.
 
     ``docs`` is the /docs page's (page, Swagger UI) folders when they are not the package's.
+    With TLS configured, the SDS files naming the certificate go to ``secrets_dir``.
     """
     docs_dir, swagger_ui_dir = docs or (docs_page(), swagger_ui())
     template = resources.files("gateway.launch") / "envoy.yaml.tmpl"
@@ -108,5 +114,6 @@ def render(
         "MAX_REQUEST_BYTES": settings.max_request_bytes,
         "MAX_RESPONSE_BYTES": settings.max_response_bytes,
         "GATEWAY_ENDPOINTS": json.dumps([_endpoint(a) for a in settings.gateway_endpoints]),
+        **edge_values(settings.edge, settings.cors_origins, secrets_dir or Path("secrets")),
     }
     return string.Template(template.read_text()).substitute(values)

@@ -54,8 +54,9 @@ def to_status(exc: BaseException) -> tuple[grpc.StatusCode, str, status_pb2.Stat
 async def abort(context: Context, exc: BaseException) -> NoReturn:
     """Ends the call with the status that reports ``exc``; raises as `context.abort` does."""
     code, message, status = to_status(exc)
+    extra = tuple(getattr(exc, "metadata", ()))  # e.g. retry-after on RESOURCE_EXHAUSTED
     await context.abort(
-        code, message, trailing_metadata=((_DETAILS_KEY, status.SerializeToString()),)
+        code, message, trailing_metadata=((_DETAILS_KEY, status.SerializeToString()), *extra)
     )
 
 

@@ -16,6 +16,7 @@ from saxgateway.v1 import gateway_pb2, gateway_pb2_grpc
 
 from gateway.client import Client
 from gateway.config import GatewaySettings
+from gateway.service._access import Access, AccessInterceptor
 from gateway.service._errors import ErrorInterceptor
 from gateway.service._health import SERVICE, HealthReporter
 from gateway.service._reflection import enable_reflection
@@ -52,7 +53,8 @@ class GatewayServer:
         if client is None:
             client = Client(settings.client)
         server = grpc.aio.server(
-            interceptors=[ErrorInterceptor()],
+            # The error interceptor is outermost: refusals from the access checks become statuses.
+            interceptors=[ErrorInterceptor(), AccessInterceptor(Access(settings.access, client))],
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),

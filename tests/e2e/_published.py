@@ -21,10 +21,15 @@ BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
 
 @contextmanager
 def published(
-    stack: Stack, model: str, model_path: str, overrides: Mapping[str, str] | None = None
+    stack: Stack,
+    model: str,
+    model_path: str,
+    overrides: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Iterator[str]:
-    """Publishes ``model`` on one replica, waits for it, and unpublishes it afterwards."""
-    with httpx.Client(base_url=stack.http_url, timeout=30) as http:
+    """Publishes ``model`` on one replica, waits for it, and unpublishes it afterwards;
+    ``headers`` carry credentials where the stack wants them."""
+    with httpx.Client(base_url=stack.http_url, timeout=30, headers=headers) as http:
         body = {
             "model": model,
             "model_path": model_path,

@@ -33,8 +33,9 @@ _ALLOWED: dict[str, set[str]] = {
     "cell": {"common"},
     "config": {"common", "client"},
     "service": {"common", "client", "config"},
-    "launch": {"common", "client", "cell", "service", "config"},
-    "cli": {"common", "client", "cell", "service", "config", "launch"},
+    "edge": {"common", "client", "config"},
+    "launch": {"common", "client", "cell", "service", "config", "edge"},
+    "cli": {"common", "client", "cell", "service", "config", "launch", "edge"},
     "root": {"common"},
 }
 _ROOT_MODULES = {"gateway", "gateway.naming", "gateway.storage"}

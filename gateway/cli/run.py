@@ -54,9 +54,10 @@ def _add_front(cmd: argparse.ArgumentParser) -> None:
         default=default(EnvoySettings, "listen_port"),
         help="public HTTP/JSON + gRPC port (Envoy)",
     )
-    # Loopback unless asked: an exposed cell needs a --config with credentials (serve checks).
     cmd.add_argument(
-        "--listen", default="127.0.0.1", help="address Envoy listens on (0.0.0.0: every interface)"
+        "--listen",
+        default=default(EnvoySettings, "listen_address"),
+        help="address Envoy listens on (0.0.0.0: every interface)",
     )
     _edge.add_config_flag(cmd)
     cmd.add_argument("--envoy-admin-port", type=int, default=default(EnvoySettings, "admin_port"))
@@ -147,6 +148,7 @@ def _envoy_config(args: argparse.Namespace) -> int:
         shutil.copytree(source, target, dirs_exist_ok=True)
     settings = EnvoySettings(
         gateway_endpoints=args.gateway,
+        listen_address="0.0.0.0",  # in a container: reached by other containers and pods
         listen_port=args.port,
         admin_address="127.0.0.1",  # admin stays private; probes use /healthz
         admin_port=args.admin_port,

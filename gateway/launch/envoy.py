@@ -24,7 +24,8 @@ class EnvoySettings:
 
     gateway_endpoints: Sequence[str]
     """``host:port`` of every gateway process; Envoy balances across them."""
-    listen_address: str = "0.0.0.0"
+    listen_address: str = "127.0.0.1"
+    """Loopback unless asked: an exposed cell needs credentials (docs/security.md)."""
     listen_port: int = 8888
     admin_address: str = "127.0.0.1"
     admin_port: int = 9901

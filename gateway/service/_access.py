@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
@@ -115,7 +116,7 @@ class Access:
 
     async def _model_acls(self, model: str, timeout: float) -> dict[str, str]:
         cached = self._acls.get(model)
-        if cached is not None and cached[0] > asyncio.get_running_loop().time():
+        if cached is not None and cached[0] > time.monotonic():
             return cached[1]
         # One admin call per model at a time, however many calls wait for its answer: a
         # burst must not turn into a burst of admin calls.
@@ -134,7 +135,7 @@ class Access:
             return {}
         if len(self._acls) > 10_000:  # model ids come from callers: keep the cache bounded
             self._acls.clear()
-        expires = asyncio.get_running_loop().time() + self._settings.acl_cache_seconds
+        expires = time.monotonic() + self._settings.acl_cache_seconds
         self._acls[model] = (expires, detail.acls)
         return detail.acls
 

@@ -13,11 +13,12 @@ turns into the same JSON error body and HTTP status as the gateway's own errors.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.edge._paths import ADMIN, EXPOSABLE_PATHS, OPEN, REFLECTION_PREFIX
+from gateway.edge._paths import ADMIN, EXPOSABLE_PATHS, OPEN, OPEN_PREFIXES, REFLECTION_PREFIX
 from gateway.edge._schema import EdgeConfig, Rate
 
 #: The header carrying the client id Envoy established; any copy a client sends is removed.
@@ -92,7 +93,12 @@ def _rbac(config: EdgeConfig) -> dict[str, Any]:
     admin_paths = _paths(config, "admin")
     policies = {
         "open": {
-            "permissions": [_any_of([_exact(p) for p in OPEN])],
+            "permissions": [
+                _any_of(
+                    [_exact(p) for p in OPEN]
+                    + [{"url_path": {"path": {"prefix": p}}} for p in OPEN_PREFIXES]
+                )
+            ],
             "principals": [{"any": True}],
         },
         "admin": {
@@ -128,7 +134,8 @@ def _open_or_identified() -> dict[str, Any]:
             }
         }
 
-    open_regex = "^(" + "|".join(p.replace(".", r"\.") for p in OPEN) + r")(\?.*)?$"
+    alternatives = [p.replace(".", r"\.") for p in OPEN] + [p + "(/[^?]*)?" for p in OPEN_PREFIXES]
+    open_regex = "^(" + "|".join(alternatives) + r")(\?.*)?$"
     return {
         "or_matcher": {
             "predicate": [
@@ -223,6 +230,7 @@ def _jwt(config: EdgeConfig) -> dict[str, Any]:
         # A bearer API key is not a JWT: let it through to api_key_auth.
         any_provider.append({"allow_missing_or_failed": {}})
     rules: list[dict[str, Any]] = [{"match": {"path": p}} for p in OPEN]
+    rules += [{"match": {"prefix": p}} for p in OPEN_PREFIXES]
     rules.append(
         {"match": {"prefix": "/"}, "requires": {"requires_any": {"requirements": any_provider}}}
     )
@@ -303,37 +311,35 @@ def _rate_limit(config: EdgeConfig) -> dict[str, Any] | None:
     )
 
 
-def _origin_check(origins: Sequence[str]) -> dict[str, Any]:
-    """Refuses any request with an Origin header the config does not allow (403).
+_ORIGIN_CHECK = """
+local allowed = {%s}
+local any_origin = %s
+function envoy_on_request(request)
+  local headers = request:headers()
+  local origin = headers:get("origin")
+  if origin == nil or any_origin or allowed[origin] then
+    return
+  end
+  local host = headers:get(":authority")
+  if host ~= nil and (origin == "http://" .. host or origin == "https://" .. host) then
+    return  -- same origin: a page this gateway serves (/docs)
+  end
+  request:respond({[":status"] = "403"}, "cross-origin request refused: Origin is not allowed")
+end
+"""
 
-    Browsers send Origin on cross-site requests, including CORS "simple requests" that need
-    no preflight; curl and SDKs send none and are unaffected.
-    """
-    allowed: list[dict[str, Any]] = [
-        {"header": {"name": "origin", "string_match": {"exact": o}}} for o in origins if o != "*"
-    ]
-    foreign: dict[str, Any] = {
-        "and_rules": {
-            "rules": [
-                {"header": {"name": "origin", "present_match": True}},
-                {"not_rule": _any_of(allowed)},
-            ]
-        }
-    }
-    if "*" in origins:
-        foreign = {"not_rule": {"any": True}}
+
+def _origin_check(origins: Sequence[str]) -> dict[str, Any]:
+    """Refuses any request with an Origin header that is neither allowed nor this gateway's
+    own (403). Browsers send Origin on cross-site requests, including CORS "simple requests"
+    that need no preflight; curl and SDKs send none and are unaffected. Lua, because the check
+    compares two headers (Origin and the request's own host), which RBAC cannot."""
+    table = ", ".join(f"[{json.dumps(o)}] = true" for o in origins if o != "*")
+    code = _ORIGIN_CHECK % (table, "true" if "*" in origins else "false")
     return _filter(
-        "envoy.filters.http.rbac",
-        "filters.http.rbac.v3.RBAC",
-        {
-            "rules": {
-                "action": "DENY",
-                "policies": {
-                    "foreign-origin": {"permissions": [foreign], "principals": [{"any": True}]}
-                },
-            },
-            "rules_stat_prefix": "origin_",
-        },
+        "envoy.filters.http.lua",
+        "filters.http.lua.v3.Lua",
+        {"default_source_code": {"inline_string": code}},
     )
 
 

@@ -16,6 +16,9 @@ OPEN = (
     "/openapi.json",
 )
 
+#: Open by prefix: the /docs page (Swagger UI) and its files.
+OPEN_PREFIXES = ("/docs",)
+
 #: Calls that change the cell: the `admin` role.
 ADMIN = tuple(SERVICE + m for m in ("PublishModel", "UpdateModel", "UnpublishModel", "SetAcl"))
 

@@ -151,5 +151,8 @@ def test_cors_actual_request_from_another_origin_is_refused(http: httpx.Client) 
     # refuses any request from an origin it does not allow (docs/security.md).
     response = http.get("/", headers={"origin": "http://evil.example"})
     assert response.status_code == 403
-    assert response.json() == {"code": 7, "message": "RBAC: access denied"}
+    assert response.json() == {
+        "code": 7,
+        "message": "cross-origin request refused: Origin is not allowed",
+    }
     assert "access-control-allow-origin" not in response.headers

@@ -81,6 +81,7 @@ def test_open_paths_need_no_key(http: httpx.Client) -> None:
     assert http.get("/").status_code == 200
     assert http.get("/healthz").status_code == 200
     assert http.get("/openapi.json").json()["openapi"].startswith("3.")
+    assert http.get("/docs").status_code == 200
 
 
 def test_addresses_and_stats_are_admin_only(http: httpx.Client, model: str) -> None:

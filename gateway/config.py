@@ -8,9 +8,11 @@ here (or in ``ClientSettings``) once, and the CLI's flags take theirs from these
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from gateway.client import ClientSettings
+from gateway.modelconfig import ModelConfig
 
 MIB = 1 << 20
 DEFAULT_GATEWAY_PORT = 50051
@@ -38,6 +40,11 @@ class GatewaySettings:
     """Largest image or audio payload; larger ones are INVALID_ARGUMENT, naming the field."""
     health_interval: float = 5.0
     """How often the health service probes the cell (seconds)."""
+
+    config_file: str | None = None
+    """The ``--config`` file ``models`` came from (gateway processes are started with it)."""
+    models: Mapping[str, ModelConfig] = field(default_factory=dict)
+    """Per-model settings of the OpenAI-compatible API (the config file's ``models:``)."""
 
     @property
     def sax_root(self) -> str:

@@ -32,8 +32,10 @@ from gateway.launch.processes import StartupError
 from gateway.launch.stack import Stack, StackSettings
 from gateway.service import serve as serve_gateway
 from gateway.service.args import (
+    add_config_argument,
     add_gateway_arguments,
     add_timeout_argument,
+    config_fields,
     default,
     settings_from_args,
 )
@@ -72,6 +74,7 @@ def _add_front(cmd: argparse.ArgumentParser) -> None:
     )
     cmd.add_argument("--gcs-endpoint", help="GCS API endpoint override (a storage emulator)")
     add_timeout_argument(cmd)
+    add_config_argument(cmd)
     cmd.add_argument("--log-dir", help="write each process's log here instead of stderr")
 
 
@@ -153,6 +156,7 @@ def _gateway(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
+    configured = config_fields(args.config)  # a bad file stops here, before anything starts
     if args.embedded:
         for path in (args.sax_root, args.fs_root):
             if "://" not in path:
@@ -170,7 +174,7 @@ def _up(args: argparse.Namespace) -> int:
         )
     client = ClientSettings(sax_root=args.sax_root, gcs_endpoint=args.gcs_endpoint)
     settings = StackSettings(
-        gateway=GatewaySettings(client=client, default_timeout=args.default_timeout),
+        gateway=GatewaySettings(client=client, default_timeout=args.default_timeout, **configured),
         cell=cell,
         gateway_ports=args.gateway_ports,
         envoy=EnvoySettings(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import httpx
@@ -91,9 +92,13 @@ def test_unreachable_cell_is_503(stack: Stack, http: httpx.Client) -> None:
     cell_dir.mkdir(parents=True, exist_ok=True)
     location = admin_pb2.Location(location=f"127.0.0.1:{free_port()}")
     (cell_dir / "location.proto").write_bytes(location.SerializeToString())
-    response = http.get(
-        "/listall", params={"sax_cell": "/sax/dead"}, headers={"grpc-timeout": "3S"}
-    )
+    try:
+        response = http.get(
+            "/listall", params={"sax_cell": "/sax/dead"}, headers={"grpc-timeout": "3S"}
+        )
+    finally:
+        # The session's other tests (GET /v1/models lists every cell) need a healthy root.
+        shutil.rmtree(cell_dir)
     # The client retries an unreachable admin until just before the deadline, then reports
     # what it saw: UNAVAILABLE, not a bare deadline.
     body = _error(response, 503, 14)

@@ -10,7 +10,8 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@echo "Installing sax-gateway and its dependencies into $(VENV) (the first time takes minutes)..."
+	$(PY) -m pip install --disable-pip-version-check --progress-bar on -e '.[dev]'
 	rm -f $(VENV)/.installed-*; touch $@
 
 install: $(STAMP)

@@ -15,6 +15,7 @@ from gateway.launch.envoy import EnvoySettings, descriptor_set, openapi_document
 from gateway.launch.processes import StartupError
 from gateway.launch.stack import Stack, StackSettings
 from gateway.service import serve as serve_gateway
+from gateway.storage import make_dirs
 
 STATE_DIR = Path(".saxgw")
 
@@ -133,7 +134,7 @@ def _up(args: argparse.Namespace) -> int:
     if args.embedded:
         for path in (args.sax_root, args.fs_root):
             if "://" not in path:
-                Path(path).mkdir(parents=True, exist_ok=True)
+                make_dirs(Path(path))  # 0755, as upstream makes them
     settings = StackSettings(
         sax_root=args.sax_root,
         embedded_cell=args.embedded,

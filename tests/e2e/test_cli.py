@@ -207,9 +207,19 @@ def test_acl_round_trip(stack: Stack) -> None:
     assert ok(stack, "setacl", LM, "") == f"{LM}: ACL cleared\n"
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_watch_prints_addresses_until_ctrl_c(stack: Stack) -> None:
+    # As a terminal starts it: with SIGINT at its default, even when this test runs under a
+    # parent that ignores SIGINT (`bash -c 'trap "" INT; make test'`), which children inherit.
     with subprocess.Popen(
-        _argv(stack, "watch", LM), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        _argv(stack, "watch", LM),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_sigint,
     ) as proc:
         assert proc.stdout is not None
         line = proc.stdout.readline()

@@ -29,7 +29,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         cell=CELL,
         admin_port=free_port(),
         model_server_ports=(free_port(), free_port()),
-        gateway_ports=(free_port(),),
+        gateway_ports=(free_port(), free_port()),  # calls alternate between two processes
         envoy=EnvoySettings(
             gateway_endpoints=(),
             listen_address="127.0.0.1",

@@ -40,9 +40,7 @@ async def test_publish_generate_unpublish_loop_never_sees_a_stale_not_found(
             await client.lm_generate(model_id, "gone", T)
 
 
-async def test_two_clients_loop_sees_each_others_changes(
-    cell: RunningCell, client: Client
-) -> None:
+async def test_two_clients_loop_sees_each_others_changes(cell: RunningCell, client: Client) -> None:
     model_id = f"{CELL}/shared"
     async with Client(ClientSettings(sax_root=cell.sax_root)) as other:
         for _ in range(20):
@@ -86,9 +84,7 @@ async def test_unreachable_admin_is_unavailable_in_seconds_naming_cell_and_addre
             await asyncio.wait_for(client.lm_generate(f"{CELL}/unknown", "x", unknown), BOUND_S)
         assert CELL in generating.value.message and address in generating.value.message
         # Replicas already known keep serving meanwhile.
-        assert await client.lm_generate(model_id, "during", T) == [
-            ("during", pytest.approx(-0.1))
-        ]
+        assert await client.lm_generate(model_id, "during", T) == [("during", pytest.approx(-0.1))]
 
 
 async def test_the_unreachable_limit_is_configurable(cell: RunningCell) -> None:

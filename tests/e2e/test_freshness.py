@@ -13,7 +13,7 @@ from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.launch.stack import Stack
-from tests.e2e._published import TEST_LM
+from tests.e2e._published import TEST_LM, published
 
 ROUNDS = 50
 
@@ -78,3 +78,25 @@ def test_a_model_published_on_the_other_gateway_is_found(stack: Stack) -> None:
             assert exc.code() == grpc.StatusCode.NOT_FOUND
         one.close()
         two.close()
+
+
+def test_update_takes_effect_at_once_and_an_override_can_be_removed(
+    stack: Stack, http: httpx.Client
+) -> None:
+    with published(stack, "/sax/test/updated", TEST_LM, {"text": "old words"}) as model:
+
+        def generate() -> object:
+            response = http.post("/generate", json={"model": model, "query": "echo me"})
+            assert response.status_code == 200, response.text
+            return response.json()
+
+        assert generate() == {"texts": [{"text": "old words", "score": -0.2}]}
+        changed = http.put("/update", json={"model": model, "overrides": {"text": "new ones"}})
+        assert changed.status_code == 200, changed.text
+        assert changed.json()["overrides"] == {"text": "new ones"}
+        assert generate() == {"texts": [{"text": "new ones", "score": -0.2}]}
+        cleared = http.put("/update", json={"model": model, "clear_overrides": True})
+        assert cleared.status_code == 200, cleared.text
+        assert cleared.json()["overrides"] == {}
+        assert generate() == {"texts": [{"text": "echo me", "score": -0.2}]}
+        assert http.get("/v1/sax/test/updated").json()["model"]["overrides"] == {}

@@ -4,6 +4,7 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
+UP_ARGS ?=
 
 .PHONY: install up test lint gen check-gen contract openapi unit integration e2e bench clean
 
@@ -17,8 +18,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 ## Start the embedded Sax cell, the gateway and Envoy on :8888 (Ctrl-C stops them).
+## Extra flags for it: make up UP_ARGS="--cors-origin http://localhost:3000"
 up: install
-	$(VENV)/bin/saxgw up
+	$(VENV)/bin/saxgw up $(UP_ARGS)
 
 ## Run every check and the whole test suite.
 test: install check-gen lint contract

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway.client import ADMIN_UNREACHABLE_AFTER_S
+
 MIB = 1 << 20
 
 
@@ -32,3 +34,6 @@ class GatewaySettings:
     """How often the health service probes the cell (seconds)."""
     num_conn: int = 3
     """Replicas a model's calls are spread over (the Sax client's ``num_conn``)."""
+    admin_unreachable_after: float = ADMIN_UNREACHABLE_AFTER_S
+    """Seconds the Sax admin may stay unreachable before calls that need it fail with
+    UNAVAILABLE (HTTP 503), whatever their deadline."""

@@ -25,6 +25,8 @@ from google.rpc import error_details_pb2, status_pb2
 from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.cli._hints import (
+    CELL_DOWN,
+    CELL_UNREACHABLE,
     GATEWAY_UNIMPLEMENTED,
     HINTS,
     INVALID_UNNAMED,
@@ -277,6 +279,8 @@ def hint(
         text = INVALID_UNNAMED
     if code == grpc.StatusCode.UNIMPLEMENTED and details != GATEWAY_UNIMPLEMENTED:
         text = UNIMPLEMENTED_BY_CELL
+    if code == grpc.StatusCode.UNAVAILABLE and CELL_UNREACHABLE in details:
+        text = CELL_DOWN
     target = getattr(args, "id", None) or "ID"
     parts = target.strip("/").split("/")
     cell = "/" + "/".join(parts[:2]) if len(parts) >= 2 else "/sax/<cell>"

@@ -12,8 +12,10 @@ import math
 import struct
 from typing import Any
 
-# Digits a double carries reliably; the 16th and 17th are arithmetic noise in a sum of scores.
+# A double rounded to 15 digits is printed so when that moves it by at most 1 unit in the last
+# place: the noise of summing float32 scores (-0.1 * 3), not information (an embedding's digits).
 _DOUBLE_DIGITS = 15
+_NOISE_ULPS = 1
 
 
 def _as_float32(value: float) -> float:
@@ -22,11 +24,15 @@ def _as_float32(value: float) -> float:
 
 
 def number(value: float) -> str:
-    """The shortest decimal for ``value``: exact for float32 values, 15 digits for others."""
+    """The shortest decimal for ``value``: exact for float32 values; doubles without the noise
+    in their last bits."""
     value = float(value) + 0.0  # + 0.0 turns -0.0 into 0.0
     if not math.isfinite(value):
         return repr(value)
-    text = repr(float(f"{value:.{_DOUBLE_DIGITS}g}"))
+    text = repr(value)
+    rounded = float(f"{value:.{_DOUBLE_DIGITS}g}")
+    if abs(rounded - value) <= _NOISE_ULPS * math.ulp(value):
+        text = repr(rounded)  # only arithmetic noise was dropped
     if abs(value) <= 3.4e38 and _as_float32(value) == value:
         for digits in range(1, 10):
             short = f"{value:.{digits}g}"

@@ -10,6 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
+from gateway.client import ADMIN_UNREACHABLE_AFTER_S
 from gateway.config import GatewaySettings
 from gateway.launch.envoy import EnvoySettings, descriptor_set, openapi_document, render
 from gateway.launch.processes import StartupError
@@ -46,6 +47,17 @@ def _add_front(cmd: argparse.ArgumentParser) -> None:
         "--default-timeout", type=float, default=60.0, help="deadline (s) of calls that set none"
     )
     cmd.add_argument("--log-dir", help="write each process's log here instead of stderr")
+    _add_admin_unreachable_after(cmd)
+
+
+def _add_admin_unreachable_after(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument(
+        "--admin-unreachable-after",
+        type=float,
+        default=ADMIN_UNREACHABLE_AFTER_S,
+        metavar="SECONDS",
+        help="an unreachable Sax admin fails calls with UNAVAILABLE (503) after this long",
+    )
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -79,6 +91,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     gw.add_argument("--port", type=int, default=50051)
     gw.add_argument("--default-timeout", type=float, default=60.0)
     gw.add_argument("--grace-period", type=float, default=10.0)
+    _add_admin_unreachable_after(gw)
     gw.set_defaults(handler=_gateway)
 
     cfg = commands.add_parser(
@@ -126,6 +139,7 @@ def _gateway(args: argparse.Namespace) -> int:
         port=args.port,
         default_timeout=args.default_timeout,
         grace_period=args.grace_period,
+        admin_unreachable_after=args.admin_unreachable_after,
     )
     asyncio.run(serve_gateway(settings))
     return 0
@@ -153,6 +167,7 @@ def _up(args: argparse.Namespace) -> int:
         ),
         gcs_endpoint=args.gcs_endpoint,
         default_timeout=args.default_timeout,
+        admin_unreachable_after=args.admin_unreachable_after,
         log_dir=args.log_dir,
     )
     if busy := busy_ports(_ports_to_bind(args)):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from gateway.client._client import Client
 from gateway.client._types import (
+    ADMIN_UNREACHABLE_AFTER_S,
     Box,
     CallOptions,
     CellStats,
@@ -43,6 +44,7 @@ from gateway.client.errors import (
 )
 
 __all__ = [
+    "ADMIN_UNREACHABLE_AFTER_S",
     "AbortedError",
     "AlreadyExistsError",
     "Box",

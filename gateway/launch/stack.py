@@ -39,6 +39,8 @@ class StackSettings:
     """Envoy's settings; ``gateway_endpoints`` is filled in from ``gateway_ports``."""
     gcs_endpoint: str | None = None
     default_timeout: float = 60.0
+    admin_unreachable_after: float | None = None
+    """Passed to the gateways (``--admin-unreachable-after``); None keeps their default."""
     log_dir: str | None = None
     """Where each child writes its log; None lets children write to our stderr."""
     startup_timeout: float = 60.0
@@ -148,6 +150,11 @@ class Stack:
                     str(port),
                     "--default-timeout",
                     f"{s.default_timeout:g}",
+                    *(
+                        ["--admin-unreachable-after", f"{s.admin_unreachable_after:g}"]
+                        if s.admin_unreachable_after is not None
+                        else []
+                    ),
                 ],
                 log_path=self._log(name),
             )

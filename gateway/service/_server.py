@@ -55,6 +55,7 @@ class GatewayServer:
                     sax_root=settings.sax_root,
                     gcs_endpoint=settings.gcs_endpoint,
                     num_conn=settings.num_conn,
+                    admin_unreachable_after=settings.admin_unreachable_after,
                 )
             )
         server = grpc.aio.server(

@@ -151,6 +151,7 @@ def dead_cell_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
             admin_port=free_port(),
         ),
         default_timeout=60.0,
+        admin_unreachable_after=2.0,  # configurable (default 5 s): saxgw passes it down
         log_dir=str(_logs(base)),
     )
     with Stack(settings) as stack:

@@ -148,6 +148,13 @@ class CellAdmin:
                 error.__cause__ = exc
             except UnavailableError as exc:
                 error = exc
+            except asyncio.CancelledError:
+                # grpc.aio reports a call on a channel that another call closed (poisoned) as
+                # a local cancellation; unless this task is being cancelled, the admin is away.
+                task = asyncio.current_task()
+                if conn is None or not conn.poisoned or (task is not None and task.cancelling()):
+                    raise
+                error = UnavailableError(f"admin {conn.address} of {self.cell} unreachable")
             if error.code == grpc.StatusCode.UNAVAILABLE:
                 if conn is not None:
                     self._poison(conn)

@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 
+import grpc
 from saxml.protobuf import admin_pb2
 
 from gateway.client._admin import RETRY_CODES, CellAdmin
@@ -27,6 +28,9 @@ LONG_POLL_S = 60.0
 # No negative cache: a watch that fails for good (the model is not published) drops its table
 # at once, so the next call asks the admin again and a model published meanwhile (by this
 # process or any other) is found at once.
+# A poll that ends with one of these says nothing about the model: poll again, keep the table.
+# CANCELLED: the admin shut down under the poll (our own cancellations never arrive as a code).
+_WATCH_RETRY_CODES = RETRY_CODES | {grpc.StatusCode.CANCELLED}
 # A replica that failed with UNAVAILABLE is skipped (while others remain) for this long.
 _DOWN_FOR_S = 1.0
 
@@ -153,7 +157,7 @@ async def watch(
                 await asyncio.sleep(1.0)
             continue
         except SaxError as error:
-            if error.code not in RETRY_CODES:
+            if error.code not in _WATCH_RETRY_CODES:
                 # NOT_FOUND (not published) and other final answers end the watch.
                 _log.info("watch of %s ended: %s", table.model_id, error)
                 table.set_error(error, asked_at=asked_at)

@@ -8,6 +8,7 @@ deadline and ended in DEADLINE_EXCEEDED.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from saxml.protobuf import admin_pb2
@@ -20,6 +21,7 @@ from gateway.client import (
     NotFoundError,
     UnavailableError,
 )
+from gateway.launch.processes import free_port
 from tests.integration._client_fixtures import CELL, TEST_LM, RunningCell, publish_ready
 
 T = CallOptions(timeout=20)
@@ -87,14 +89,20 @@ async def test_unreachable_admin_is_unavailable_in_seconds_naming_cell_and_addre
         assert await client.lm_generate(model_id, "during", T) == [("during", pytest.approx(-0.1))]
 
 
-async def test_the_unreachable_limit_is_configurable(cell: RunningCell) -> None:
-    await cell.admin.stop(grace=0)
+async def test_the_unreachable_limit_is_configurable(tmp_path: Path) -> None:
+    cell_dir = tmp_path / "sax" / "test"
+    cell_dir.mkdir(parents=True)
+    stale = f"127.0.0.1:{free_port()}"  # a location.proto naming an admin that is gone
+    (cell_dir / "location.proto").write_bytes(
+        admin_pb2.Location(location=stale).SerializeToString()
+    )
     settings = ClientSettings(
-        sax_root=cell.sax_root, admin_timeout=60.0, admin_unreachable_after=0.2
+        sax_root=str(tmp_path), admin_timeout=60.0, admin_unreachable_after=0.2
     )
     async with Client(settings) as client:
-        with pytest.raises(UnavailableError, match="is unreachable"):
+        with pytest.raises(UnavailableError, match="is unreachable") as caught:
             await asyncio.wait_for(client.stats(CELL), BOUND_S)
+    assert f"cell {CELL} at {stale}" in caught.value.message
 
 
 async def test_no_ready_replica_waits_then_says_how_many_are_ready(client: Client) -> None:

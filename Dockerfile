@@ -1,20 +1,40 @@
-# The sax-gateway image: the gateway, the embedded cell, and `saxgw envoy-config`, which
-# renders envoy/envoy.yaml.tmpl for the official Envoy image (see docker-compose.yml).
-FROM python:3.11-slim AS build
+# The sax-gateway image: the gateway, the embedded cell, and `saxgw envoy-config`, which renders
+# Envoy's config (and its drain-on-SIGTERM wrapper) for the Envoy container beside it.
+#
+# BASE is any image with Python 3.11+ and its venv module: the official python image by default;
+# on a machine with no image registry, scripts/build-images makes one from Debian packages
+# (debootstrap) and passes it here.
+ARG BASE=python:3.11-slim
+
+FROM ${BASE} AS build
+# PIP_OFFLINE=--no-index installs only from deploy/wheels/ (filled by scripts/build-images on the
+# host); by default pip also reads the index, and deploy/wheels/ may be empty.
+ARG PIP_OFFLINE=
+RUN python3 -m venv /opt/saxgw
 WORKDIR /src
+COPY deploy/wheels /wheels
+# Dependencies first, from pyproject.toml alone: their layer stays cached while the code changes.
 COPY pyproject.toml README.md ./
+RUN python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
+ && echo 'setuptools>=77' >> requirements.txt \
+ && /opt/saxgw/bin/pip install --no-cache-dir --disable-pip-version-check $PIP_OFFLINE --find-links /wheels -r requirements.txt
 COPY gateway gateway
 COPY gen gen
+# gateway/launch links to the template and the OpenAPI document here.
 COPY envoy envoy
 COPY openapi openapi
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN /opt/saxgw/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps --no-build-isolation . \
+ && /opt/saxgw/bin/pip uninstall --yes --disable-pip-version-check setuptools pip
 
-FROM python:3.11-slim
-RUN useradd --uid 10001 --create-home saxgw
-COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
-USER saxgw
-WORKDIR /home/saxgw
+FROM ${BASE}
+# A fixed numeric UID, so Kubernetes' runAsNonRoot can verify it. /data (cell state) and
+# /etc/envoy (rendered config) are owned by it, so fresh named volumes are writable.
+RUN useradd --uid 10001 --user-group --no-create-home --home-dir /data saxgw \
+ && mkdir -p /data /etc/envoy && chown saxgw:saxgw /data /etc/envoy
+COPY --from=build /opt/saxgw /opt/saxgw
+ENV PATH=/opt/saxgw/bin:$PATH PYTHONUNBUFFERED=1
+USER 10001:10001
+WORKDIR /data
 EXPOSE 50051
 ENTRYPOINT ["saxgw"]
 CMD ["gateway", "--host", "0.0.0.0", "--port", "50051", "--sax-root", "/data/sax-root"]

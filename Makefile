@@ -6,13 +6,15 @@ STAMP   := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 UP_ARGS ?=
 
-.PHONY: install up test lint gen check-gen contract openapi unit integration e2e bench clean
+.PHONY: install up test lint gen check-gen contract openapi unit integration e2e bench clean \
+	chromium container-test
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
 	@echo "Installing sax-gateway and its dependencies into $(VENV) (the first time takes minutes)..."
 	$(PY) -m pip install --disable-pip-version-check --progress-bar on -e '.[dev]'
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e clients/python
 	rm -f $(VENV)/.installed-*; touch $@
 
 install: $(STAMP)
@@ -23,24 +25,29 @@ up: install
 	$(VENV)/bin/saxgw up $(UP_ARGS)
 
 ## Run every check and the whole test suite.
-test: install check-gen lint contract
+test: install check-gen lint contract chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict clients/python/saxgateway_client
 
-gen: install
+gen: install node_modules/.installed
 	PYTHON=$(PY) scripts/gen
 
-check-gen: install
+check-gen: install node_modules/.installed
 	PYTHON=$(PY) scripts/check-gen
 
 # Node tooling (buf, the Node example client), pinned by package-lock.json.
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
+
+## Debian's Chromium, for the /docs page test (tests/e2e/test_docs_page.py); needs root.
+chromium:
+	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 
 ## The API contract: buf lint, format and breaking (scripts/buf-check), OpenAPI up to date.
 contract: install node_modules/.installed
@@ -60,6 +67,12 @@ unit integration e2e: install
 bench: install
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
 	$(PY) -m bench $(BENCH_ARGS)
+
+## The compose stack for real (scripts/container-test): installs and starts a container engine
+## if absent, builds the images with no registry, checks through the containerised Envoy, and
+## tears everything down. Needs root. Ports: SAXGW_CT_*_PORT (18888, 18901, 25051, 20000-1).
+container-test: install
+	PYTHON=$(PY) scripts/container-test
 
 clean:
 	rm -rf $(VENV) .saxgw .pytest_cache .mypy_cache .ruff_cache

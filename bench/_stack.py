@@ -32,6 +32,7 @@ from types import TracebackType
 from saxml.protobuf import admin_pb2
 
 from gateway.client import Client, ClientSettings
+from gateway.config import GatewaySettings
 from gateway.launch.envoy import EnvoySettings
 from gateway.launch.processes import ProcessGroup, free_port, port_open
 from gateway.launch.stack import Stack, StackSettings
@@ -227,8 +228,9 @@ class BenchStack:
         asyncio.run(self._publish())
         self._stack = Stack(
             StackSettings(
-                sax_root=str(views["gateway"]),
-                embedded_cell=False,
+                gateway=GatewaySettings(
+                    client=ClientSettings(sax_root=str(views["gateway"])), default_timeout=60.0
+                ),
                 gateway_ports=(self.gateway_port,),
                 envoy=EnvoySettings(
                     gateway_endpoints=(),
@@ -236,7 +238,6 @@ class BenchStack:
                     listen_port=self.envoy_port,
                     admin_port=free_port(),
                 ),
-                default_timeout=60.0,
                 log_dir=str(self.logs),
             )
         )

@@ -1,22 +1,28 @@
-"""The gateway's settings: one frozen object, built at the edge (CLI or test) and passed down."""
+"""The gateway's settings: one frozen object, built at the edge (CLI or test) and passed down.
+
+    GatewaySettings(client=ClientSettings(sax_root="/tmp/root"), default_timeout=30)
+
+The Sax client's own settings are a part of it, not copied into it; every default is defined
+here (or in ``ClientSettings``) once, and the CLI's flags take theirs from these fields.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.client import ADMIN_UNREACHABLE_AFTER_S
+from gateway.client import ClientSettings
 
 MIB = 1 << 20
+DEFAULT_GATEWAY_PORT = 50051
+"""The port ``saxgw gateway`` listens on when given none (``up`` starts the first one there)."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class GatewaySettings:
     """Everything the gateway server needs; nothing below this reads the environment."""
 
-    sax_root: str
-    """Local directory or ``gs://bucket/prefix`` holding ``sax/<cell>/location.proto``."""
-    gcs_endpoint: str | None = None
-    """GCS API endpoint override, e.g. a storage emulator's ``http://127.0.0.1:PORT``."""
+    client: ClientSettings
+    """How the gateway's Sax client finds and talks to cells (SAX_ROOT, GCS endpoint, ...)."""
     host: str = "127.0.0.1"
     port: int = 0
     """gRPC port; 0 picks a free one."""
@@ -32,8 +38,8 @@ class GatewaySettings:
     """Largest image or audio payload; larger ones are INVALID_ARGUMENT, naming the field."""
     health_interval: float = 5.0
     """How often the health service probes the cell (seconds)."""
-    num_conn: int = 3
-    """Replicas a model's calls are spread over (the Sax client's ``num_conn``)."""
-    admin_unreachable_after: float = ADMIN_UNREACHABLE_AFTER_S
-    """Seconds the Sax admin may stay unreachable before calls that need it fail with
-    UNAVAILABLE (HTTP 503), whatever their deadline."""
+
+    @property
+    def sax_root(self) -> str:
+        """The client's SAX_ROOT (read-only shorthand)."""
+        return self.client.sax_root

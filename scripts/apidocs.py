@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
+from urllib.parse import quote
 
 Schema = dict[str, Any]
 PREFIX = "#/components/schemas/"
@@ -67,7 +69,45 @@ def _operation(path: str, verb: str, op: Schema) -> list[str]:
         lines += [f"Response: `text/event-stream`, each event `data: <JSON>`, a {data}.", ""]
     else:
         lines += [f"Response (JSON): {_type(ok['application/json']['schema'])}", ""]
-    return lines
+    return lines + _example(path, verb, op)
+
+
+def _example(path: str, verb: str, op: Schema) -> list[str]:
+    """The operation's example as an HTTP exchange: request line, body, response."""
+    params = op.get("parameters", [])
+    for p in params:
+        if p["in"] == "path":
+            path = path.replace("{" + p["name"] + "}", str(p["example"]))
+    query = "&".join(
+        f"{p['name']}={quote(str(p['example']), safe='/')}"
+        for p in params
+        if p["in"] == "query" and "example" in p
+    )
+    request = [f"{verb.upper()} {path}{'?' + query if query else ''}"]
+    if "requestBody" in op:
+        body = op["requestBody"]["content"]["application/json"]["example"]
+        request += ["Content-Type: application/json", "", json.dumps(body, indent=2)]
+    ok = op["responses"]["200"]["content"]
+    if "text/event-stream" in ok:
+        response = ["Content-Type: text/event-stream", "", ok["text/event-stream"]["example"]]
+    else:
+        body = json.dumps(ok["application/json"]["example"], indent=2)
+        response = ["Content-Type: application/json", "", body]
+    return [
+        "Example request:",
+        "",
+        "```http",
+        *request,
+        "```",
+        "",
+        "Example response:",
+        "",
+        "```http",
+        "HTTP/1.1 200 OK",
+        *"\n".join(response).rstrip("\n").split("\n"),
+        "```",
+        "",
+    ]
 
 
 def render(doc: Schema) -> str:
@@ -95,4 +135,6 @@ def render(doc: Schema) -> str:
         if schema.get("description"):
             lines += [schema["description"], ""]
         lines += _fields(schema)
+        for example in schema.get("examples", []):
+            lines += ["Example:", "", "```json", json.dumps(example, indent=2), "```", ""]
     return "\n".join(lines).rstrip() + "\n"

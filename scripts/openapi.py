@@ -2,8 +2,10 @@
 """OpenAPI 3.1 for the HTTP/JSON surface Envoy's transcoder serves, made from the proto.
 
 Reads ``proto/saxgateway/v1/gateway.proto`` (compiled with comments), its ``google.api.http``
-bindings and field comments, and writes ``openapi/openapi.json`` and its rendered view
-``docs/api.md``. JSON is described as Envoy prints it: proto field names
+bindings and field comments, and the example request and response of every RPC
+(``proto/saxgateway/v1/examples.json``, recorded from a running stack), and writes
+``openapi/openapi.json`` and its rendered view ``docs/api.md``. JSON is described as Envoy
+prints it: proto field names
 (``preserve_proto_field_names``), 64-bit integers as strings, bytes as base64, well-known
 types in their proto3 JSON form, errors as ``{"code", "message", "details"}``, and
 server-streaming RPCs as Server-Sent Events.
@@ -32,6 +34,7 @@ from grpc_tools import protoc  # type: ignore[import-untyped]
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO = "saxgateway/v1/gateway.proto"
+EXAMPLES = "saxgateway/v1/examples.json"
 OPENAPI = Path("openapi/openapi.json")
 MARKDOWN = Path("docs/api.md")
 
@@ -41,6 +44,7 @@ FDP = descriptor_pb2.FieldDescriptorProto
 # Path-template variables bind Sax IDs: "sax/<cell>/<name>". OpenAPI path parameters cannot
 # contain "/", so each wildcard segment after "sax" becomes a parameter of its own.
 SEGMENT_NAMES = ("cell", "name")
+EXAMPLE_MODEL = ("test", "lm2b")  # /sax/test/lm2b, the seed's model
 DURATION = r"^-?[0-9]+(\.[0-9]{1,9})?s$"
 BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 INT64 = r"^-?[0-9]+$"
@@ -148,7 +152,8 @@ def _messages(fds: descriptor_pb2.FileDescriptorSet) -> dict[str, Message]:
 
 
 class Generator:
-    def __init__(self, fds: descriptor_pb2.FileDescriptorSet) -> None:
+    def __init__(self, fds: descriptor_pb2.FileDescriptorSet, examples: Schema) -> None:
+        self.examples = examples
         self.messages = _messages(fds)
         self.file = next(f for f in fds.file if f.name == PROTO)
         self.comments = _comments(self.file)
@@ -242,7 +247,8 @@ class Generator:
                 "description": self.comments.get((6, 0), "") + "\n\n" + _STATUS_TEXT,
                 "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
             },
-            "servers": [{"url": "http://localhost:8888", "description": "saxgw up"}],
+            # Relative: the gateway that serves this document (and its /docs page) is the server.
+            "servers": [{"url": "/", "description": "the gateway serving this document"}],
             "tags": [{"name": service.name}],
             "paths": paths,
             "components": {"schemas": dict(sorted(self.schemas.items()))},
@@ -259,6 +265,9 @@ class Generator:
         doc = self.comments.get(path, "")
         request = method.input_type.lstrip(".")
         bound = frozenset(field for _, field, _ in params)
+        if method.name not in self.examples:
+            raise SystemExit(f"{method.name} has no example in proto/{EXAMPLES}")
+        example: Schema = self.examples[method.name]
         op: Schema = {
             "tags": [self.file.service[0].name],
             "operationId": op_id,
@@ -273,18 +282,25 @@ class Generator:
                 "required": True,
                 "description": f"Part of `{field}`: {template}.",
                 "schema": {"type": "string", "pattern": "^[^/]+$"},
+                **_segment_example(example["request"], field, i),
             }
-            for name, field, template in params
+            for i, (name, field, template) in enumerate(params)
         ]
         if binding.body != "*":
-            parameters += self.query_parameters(request, bound)
+            for query in self.query_parameters(request, bound):
+                if query["name"] in example["request"]:
+                    query["example"] = example["request"][query["name"]]
+                parameters.append(query)
         if parameters:
             op["parameters"] = parameters
         if binding.body == "*":
             op["requestBody"] = {
                 "required": True,
                 "content": {
-                    "application/json": {"schema": self.body_schema(request, bound)},
+                    "application/json": {
+                        "schema": self.body_schema(request, bound),
+                        "example": {k: v for k, v in example["request"].items() if k not in bound},
+                    },
                 },
             }
         response = self.ref(method.output_type)
@@ -297,11 +313,12 @@ class Generator:
                         f"message, each a {method.output_type.lstrip('.')}.",
                     },
                     "x-sse-data": response,
+                    "example": "".join(f"data: {_compact(e)}\n\n" for e in example["events"]),
                 },
             }
             ok = "A stream of messages; the last says how the stream ended."
         else:
-            content = {"application/json": {"schema": response}}
+            content = {"application/json": {"schema": response, "example": example["response"]}}
             ok = "OK"
         op["responses"] = {
             "200": {"description": ok, "content": content},
@@ -343,7 +360,20 @@ class Generator:
             '"details"}. `code` is the google.rpc.Code (5 is NOT_FOUND).'
         )
         schema["required"] = ["code", "message"]
+        schema["examples"] = [self.examples["errors"][name] for name in ("NOT_FOUND", "BadRequest")]
         return schema
+
+
+def _compact(value: object) -> str:
+    """JSON as Envoy prints it: no whitespace."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _segment_example(request: Schema, field: str, index: int) -> Schema:
+    """The example of the ``index``-th path segment after "sax" of ``request[field]``; a path
+    with more segments than the example (``sax/**`` given a cell) names the example model."""
+    segments = str(request.get(field, "")).strip("/").split("/")[1:]
+    return {"example": (segments + list(EXAMPLE_MODEL))[index]}
 
 
 def _verb(rule: http_pb2.HttpRule) -> tuple[str, str]:
@@ -383,7 +413,8 @@ def _expand(template: str) -> Iterator[tuple[str, list[tuple[str, str, str]]]]:
 
 def generate(proto_root: Path) -> tuple[str, str]:
     """The OpenAPI document (JSON) and its Markdown view."""
-    doc = Generator(compile_descriptor(proto_root)).document()
+    examples = json.loads((proto_root / EXAMPLES).read_text())
+    doc = Generator(compile_descriptor(proto_root), examples).document()
     return json.dumps(doc, indent=2) + "\n", apidocs.render(doc)
 
 

@@ -2,12 +2,12 @@
 // the embedded cell's test LM, generates, streams a generation, and unpublishes, printing one
 // JSON line per step.
 //
-//   npm ci && node examples/node/client.js [ADDRESS] [MODEL]
+//   npm install @grpc/grpc-js @grpc/proto-loader && node examples/node/client.js [ADDRESS] [MODEL]
 //
 // ADDRESS is Envoy's public port (default 127.0.0.1:8888), which serves native gRPC beside
-// HTTP/JSON. The API is read from proto/; its google/api imports from SAXGW_GOOGLEAPIS
-// (default .build/googleapis, which `scripts/googleapis` fills from the Python wheel; any
-// googleapis checkout works).
+// HTTP/JSON. The API is read from the proto release bundle, release/proto/, which holds
+// gateway.proto and every google/ proto it imports (SAXGW_PROTO points elsewhere, e.g. at the
+// unpacked release/saxgateway-v1-proto.tar.gz). For a typed client see clients/node/.
 "use strict";
 
 const path = require("node:path");
@@ -17,11 +17,11 @@ const protoLoader = require("@grpc/proto-loader");
 const address = process.argv[2] || "127.0.0.1:8888";
 const model = process.argv[3] || "/sax/test/node-example";
 const repo = path.join(__dirname, "..", "..");
-const googleapis = process.env.SAXGW_GOOGLEAPIS || path.join(repo, ".build", "googleapis");
+const protoDir = process.env.SAXGW_PROTO || path.join(repo, "release", "proto");
 
 // keepCase: proto field names (model_path), as in the HTTP/JSON API.
 const definition = protoLoader.loadSync("saxgateway/v1/gateway.proto", {
-  includeDirs: [path.join(repo, "proto"), googleapis],
+  includeDirs: [protoDir],
   keepCase: true,
   longs: String,
   enums: String,
@@ -73,6 +73,19 @@ async function main() {
 
     const generated = await call("Generate", { model, query: "ignored" });
     print("generate", { texts: generated.texts.map((t) => t.text) });
+
+    // extra_inputs is a map of google.protobuf.Value: proto-loader wants each value in its
+    // proto form (numberValue, stringValue, listValue), not a bare JSON value.
+    const capped = await call("Generate", {
+      model,
+      query: "ignored",
+      extra_inputs: {
+        per_example_max_decode_steps: { numberValue: 2 }, // a number: at most 2 tokens
+        stop: { stringValue: "\n" }, // a string
+        bias: { listValue: { values: [{ numberValue: 0.5 }, { numberValue: -0.5 }] } }, // a list
+      },
+    });
+    print("extra_inputs", { texts: capped.texts.map((t) => t.text) });
 
     const messages = await stream("GenerateStream", { model, query: "ignored" });
     const last = messages[messages.length - 1];

@@ -6,10 +6,14 @@ protocol, so the whole stack runs on a laptop and in CI.
 
 `python -m gateway.cell` does the same from a shell; `AdminServer` and `ModelServer` run one
 server in the current event loop.
+
+Role: a separate program that only speaks Sax's protocol. May import ``gateway.common``
+only; never the client, the service, the launchers or the CLI.
 """
 
 from __future__ import annotations
 
+from gateway.cell._args import cell_argv
 from gateway.cell._launcher import EmbeddedCell, ModelServerHandle
 from gateway.cell.admin.server import AdminServer
 from gateway.cell.models import MODEL_PATHS
@@ -25,4 +29,5 @@ __all__ = [
     "EmbeddedCell",
     "ModelServer",
     "ModelServerHandle",
+    "cell_argv",
 ]

@@ -18,7 +18,7 @@ import tempfile
 from gateway.cell import _process
 from gateway.cell._args import add_cell_arguments, configure_logging, settings_from_args
 from gateway.cell._launcher import EmbeddedCell
-from gateway.cell.settings import CellSettings
+from gateway.cell.settings import DEFAULT_ADMIN_PORT, CellSettings
 
 _log = logging.getLogger("gateway.cell")
 
@@ -40,10 +40,13 @@ async def _run(settings: CellSettings, log_level: str) -> None:
         _log.info("stopping the cell")
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse(argv: list[str] | None = None) -> tuple[CellSettings, str]:
+    """The settings and log level the flags describe (``cell_argv`` builds such flags)."""
     parser = argparse.ArgumentParser(prog="python -m gateway.cell", description=__doc__)
     add_cell_arguments(parser, sax_root_required=False)
-    parser.add_argument("--admin-port", type=int, default=10000, help="0 picks a free port")
+    parser.add_argument(
+        "--admin-port", type=int, default=DEFAULT_ADMIN_PORT, help="0 picks a free port"
+    )
     parser.add_argument("--model-servers", type=int, default=1, help="how many model servers")
     parser.add_argument(
         "--model-server-ports",
@@ -52,7 +55,6 @@ def main(argv: list[str] | None = None) -> None:
         help="comma-separated ports of the model servers (default: free ports)",
     )
     args = parser.parse_args(argv)
-    configure_logging(args.log_level, name="cell")
     sax_root = args.sax_root or tempfile.mkdtemp(prefix="sax-root-")
     settings = dataclasses.replace(
         settings_from_args(args, sax_root=sax_root),
@@ -62,7 +64,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     if len(settings.model_server_ports) > settings.num_model_servers:
         parser.error("more --model-server-ports than --model-servers")
-    _process.run(_run(settings, args.log_level))
+    return settings, args.log_level
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings, log_level = parse(argv)
+    configure_logging(log_level, name="cell")
+    _process.run(_run(settings, log_level))
     sys.exit(0)
 
 

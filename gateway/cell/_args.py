@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 from gateway.cell.settings import DEFAULT_CELL, CellSettings
 
@@ -91,6 +92,18 @@ def settings_to_argv(settings: CellSettings) -> list[str]:
     if settings.adopt_wait is not None:
         argv.append(f"--adopt-wait={settings.adopt_wait!r}")
     argv += [f"{flag}={getattr(settings, field)!r}" for flag, field, _ in _TIMING]
+    return argv
+
+
+def cell_argv(settings: CellSettings) -> list[str]:
+    """The command that runs a whole cell (``python -m gateway.cell``) with ``settings``."""
+    argv = [sys.executable, "-m", "gateway.cell", *settings_to_argv(settings)]
+    argv += [
+        f"--admin-port={settings.admin_port}",
+        f"--model-servers={settings.num_model_servers}",
+    ]
+    if settings.model_server_ports:
+        argv.append(f"--model-server-ports={','.join(map(str, settings.model_server_ports))}")
     return argv
 
 

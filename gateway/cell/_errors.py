@@ -1,6 +1,6 @@
 """Errors of the embedded cell and their one mapping to gRPC status.
 
-The cell raises the Sax client's typed errors (`gateway.client.errors`, one class per status
+The cell raises the shared typed errors (`gateway.common.errors`, one class per status
 code, each with `.code`); the servicer decorators here turn them into the call's status:
 
     raise not_found("model /sax/test/foo is not published")
@@ -19,26 +19,11 @@ from typing import TypeVar
 
 import grpc
 
-from gateway.client.errors import SaxError, error_for_code
+from gateway.common.errors import SaxError, error_for_code, status_details
 
 _Req = TypeVar("_Req")
 _Resp = TypeVar("_Resp")
 _Self = TypeVar("_Self")
-
-# Go's codes.Code.String() spells CANCELLED with one L; the rest is CamelCase of the name.
-_GO_NAMES = {grpc.StatusCode.CANCELLED: "Canceled"}
-
-
-def go_code_name(code: grpc.StatusCode) -> str:
-    """The Go name of a status code, as upstream Sax appends it to messages."""
-    if code in _GO_NAMES:
-        return _GO_NAMES[code]
-    return "".join(part.capitalize() for part in code.name.split("_"))
-
-
-def status_details(exc: SaxError) -> str:
-    """The status message on the wire: the message, then ": <GoCodeName>"."""
-    return f"{exc.message}: {go_code_name(exc.code)}"
 
 
 def cell_error(code: grpc.StatusCode, message: str) -> SaxError:

@@ -11,7 +11,7 @@ from google.protobuf.message import DecodeError
 from saxml.protobuf import admin_pb2
 
 from gateway.cell.settings import CellSettings
-from gateway.storage import Storage, open_storage
+from gateway.common.storage import Storage, open_storage
 
 CONFIG_FILE = "config.proto"
 LOCATION_FILE = "location.proto"

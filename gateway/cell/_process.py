@@ -11,11 +11,56 @@ Logs go to stderr.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import signal
 import sys
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+from gateway.cell._args import add_cell_arguments, configure_logging, settings_from_args
+from gateway.cell.settings import CellSettings
+
+
+class Server(Protocol):
+    """What ``serve_main`` runs: an admin server or a model server."""
+
+    @property
+    def address(self) -> str: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def serve_main(
+    argv: list[str] | None,
+    *,
+    prog: str,
+    description: str | None,
+    name: str,
+    default_port: int,
+    server: Callable[[CellSettings, int], Server],
+) -> None:
+    """The whole ``main`` of a one-server process: flags, logging, serve until a signal.
+    ``server(settings, port)`` builds the server (inside the event loop)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_cell_arguments(parser, sax_root_required=True)
+    parser.add_argument("--port", type=int, default=default_port, help="0 picks a free port")
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level, name=name)
+    settings = settings_from_args(args, sax_root=args.sax_root)
+    run(_serve(lambda: server(settings, args.port), exit_on_stdin_eof=args.exit_on_stdin_eof))
+
+
+async def _serve(make: Callable[[], Server], *, exit_on_stdin_eof: bool) -> None:
+    server = make()
+    await server.start()
+    emit(f"listening {server.address}")
+    try:
+        await wait_for_signal(or_stdin_eof=exit_on_stdin_eof)
+    finally:
+        await server.stop()
 
 
 def emit(line: str) -> None:

@@ -11,6 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFAULT_CELL = "/sax/test"
+DEFAULT_ADMIN_PORT = 10000
+"""The admin port of ``python -m gateway.cell`` and ``saxgw up`` when given none."""
+DEFAULT_MODEL_SERVER_PORT = 10001
+"""The first model server's port of ``saxgw up`` when given none."""
 
 
 @dataclass(frozen=True, kw_only=True)

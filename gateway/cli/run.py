@@ -5,19 +5,41 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import signal
 import sys
 import threading
 from pathlib import Path
 
-from gateway.client import ADMIN_UNREACHABLE_AFTER_S
-from gateway.config import GatewaySettings
-from gateway.launch.envoy import EnvoySettings, descriptor_set, openapi_document, render
+from gateway.cell.settings import (
+    DEFAULT_ADMIN_PORT,
+    DEFAULT_CELL,
+    DEFAULT_MODEL_SERVER_PORT,
+    CellSettings,
+)
+from gateway.client import ClientSettings
+from gateway.common.storage import make_dirs
+from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
+from gateway.launch.envoy import (
+    EnvoySettings,
+    descriptor_set,
+    docs_page,
+    openapi_document,
+    render,
+    run_script,
+    swagger_ui,
+)
 from gateway.launch.processes import StartupError
 from gateway.launch.readiness import busy_ports, restored_models
 from gateway.launch.stack import Stack, StackSettings
 from gateway.service import serve as serve_gateway
-from gateway.storage import make_dirs
+from gateway.service.args import (
+    add_admin_unreachable_argument,
+    add_gateway_arguments,
+    add_timeout_argument,
+    default,
+    settings_from_args,
+)
 
 STATE_DIR = Path(".saxgw")
 
@@ -27,13 +49,22 @@ def _ports(text: str) -> list[int]:
 
 
 def _add_front(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument("--port", type=int, default=8888, help="public HTTP/JSON + gRPC port (Envoy)")
-    cmd.add_argument("--listen", default="0.0.0.0", help="address Envoy listens on")
-    cmd.add_argument("--envoy-admin-port", type=int, default=9901)
+    cmd.add_argument(
+        "--port",
+        type=int,
+        default=default(EnvoySettings, "listen_port"),
+        help="public HTTP/JSON + gRPC port (Envoy)",
+    )
+    cmd.add_argument(
+        "--listen",
+        default=default(EnvoySettings, "listen_address"),
+        help="address Envoy listens on",
+    )
+    cmd.add_argument("--envoy-admin-port", type=int, default=default(EnvoySettings, "admin_port"))
     cmd.add_argument(
         "--gateway-ports",
         type=_ports,
-        default=[50051],
+        default=[DEFAULT_GATEWAY_PORT],
         help="comma-separated loopback ports, one gateway process each",
     )
     cmd.add_argument(
@@ -43,21 +74,9 @@ def _add_front(cmd: argparse.ArgumentParser) -> None:
         help="browser origin allowed by CORS (repeatable; * for any)",
     )
     cmd.add_argument("--gcs-endpoint", help="GCS API endpoint override (a storage emulator)")
-    cmd.add_argument(
-        "--default-timeout", type=float, default=60.0, help="deadline (s) of calls that set none"
-    )
+    add_timeout_argument(cmd)
     cmd.add_argument("--log-dir", help="write each process's log here instead of stderr")
-    _add_admin_unreachable_after(cmd)
-
-
-def _add_admin_unreachable_after(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument(
-        "--admin-unreachable-after",
-        type=float,
-        default=ADMIN_UNREACHABLE_AFTER_S,
-        metavar="SECONDS",
-        help="an unreachable Sax admin fails calls with UNAVAILABLE (503) after this long",
-    )
+    add_admin_unreachable_argument(cmd)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -70,9 +89,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     _add_front(up)
     up.add_argument("--sax-root", default=str(STATE_DIR / "sax-root"))
     up.add_argument("--fs-root", default=str(STATE_DIR / "fs-root"))
-    up.add_argument("--cell", default="/sax/test")
-    up.add_argument("--admin-port", type=int, default=10000)
-    up.add_argument("--model-server-ports", type=_ports, default=[10001])
+    up.add_argument("--cell", default=DEFAULT_CELL)
+    up.add_argument("--admin-port", type=int, default=DEFAULT_ADMIN_PORT)
+    up.add_argument("--model-server-ports", type=_ports, default=[DEFAULT_MODEL_SERVER_PORT])
     up.set_defaults(handler=_up, embedded=True)
 
     serve = commands.add_parser(
@@ -85,13 +104,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve.set_defaults(handler=_up, embedded=False)
 
     gw = commands.add_parser("gateway", help="run one gateway gRPC server (no Envoy)")
-    gw.add_argument("--sax-root", required=True)
-    gw.add_argument("--gcs-endpoint")
-    gw.add_argument("--host", default="127.0.0.1")
-    gw.add_argument("--port", type=int, default=50051)
-    gw.add_argument("--default-timeout", type=float, default=60.0)
-    gw.add_argument("--grace-period", type=float, default=10.0)
-    _add_admin_unreachable_after(gw)
+    add_gateway_arguments(gw)
     gw.set_defaults(handler=_gateway)
 
     cfg = commands.add_parser(
@@ -105,9 +118,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         required=True,
         help="host:port of a gateway (repeatable; a DNS name may cover replicas)",
     )
-    cfg.add_argument("--out", required=True, help="directory for envoy.yaml and descriptor.binpb")
-    cfg.add_argument("--port", type=int, default=8888)
-    cfg.add_argument("--admin-port", type=int, default=9901)
+    cfg.add_argument(
+        "--out", required=True, help="directory for envoy.yaml, descriptor.binpb, run-envoy.sh"
+    )
+    cfg.add_argument("--port", type=int, default=default(EnvoySettings, "listen_port"))
+    cfg.add_argument("--admin-port", type=int, default=default(EnvoySettings, "admin_port"))
     cfg.add_argument("--cors-origin", action="append", default=[])
     cfg.set_defaults(handler=_envoy_config)
 
@@ -119,6 +134,9 @@ def _envoy_config(args: argparse.Namespace) -> int:
     descriptor.write_bytes(descriptor_set().read_bytes())
     openapi = out / "openapi.json"
     openapi.write_bytes(openapi_document().read_bytes())
+    docs = (out / "docs", out / "swagger-ui")
+    for source, target in zip((docs_page(), swagger_ui()), docs, strict=True):
+        shutil.copytree(source, target, dirs_exist_ok=True)
     settings = EnvoySettings(
         gateway_endpoints=args.gateway,
         listen_port=args.port,
@@ -126,22 +144,15 @@ def _envoy_config(args: argparse.Namespace) -> int:
         admin_port=args.admin_port,
         cors_origins=args.cors_origin,
     )
-    (out / "envoy.yaml").write_text(render(settings, descriptor, openapi))
-    print(f"wrote {out / 'envoy.yaml'}, {descriptor} and {openapi}")
+    (out / "envoy.yaml").write_text(render(settings, descriptor, openapi, docs))
+    # The drain-on-SIGTERM wrapper the container runs Envoy through (see envoy-run.sh).
+    (out / "run-envoy.sh").write_bytes(run_script().read_bytes())
+    print(f"wrote {out / 'envoy.yaml'}, {descriptor}, {openapi}, the /docs page and run-envoy.sh")
     return 0
 
 
 def _gateway(args: argparse.Namespace) -> int:
-    settings = GatewaySettings(
-        sax_root=args.sax_root,
-        gcs_endpoint=args.gcs_endpoint,
-        host=args.host,
-        port=args.port,
-        default_timeout=args.default_timeout,
-        grace_period=args.grace_period,
-        admin_unreachable_after=args.admin_unreachable_after,
-    )
-    asyncio.run(serve_gateway(settings))
+    asyncio.run(serve_gateway(settings_from_args(args)))
     return 0
 
 
@@ -150,13 +161,25 @@ def _up(args: argparse.Namespace) -> int:
         for path in (args.sax_root, args.fs_root):
             if "://" not in path:
                 make_dirs(Path(path))  # 0755, as upstream makes them
-    settings = StackSettings(
+    cell = None
+    if args.embedded:
+        cell = CellSettings(
+            sax_root=args.sax_root,
+            cell=args.cell,
+            fs_root=args.fs_root,
+            gcs_endpoint=args.gcs_endpoint,
+            admin_port=args.admin_port,
+            num_model_servers=len(args.model_server_ports),
+            model_server_ports=tuple(args.model_server_ports),
+        )
+    client = ClientSettings(
         sax_root=args.sax_root,
-        embedded_cell=args.embedded,
-        fs_root=getattr(args, "fs_root", None),
-        cell=getattr(args, "cell", "/sax/test"),
-        admin_port=getattr(args, "admin_port", 10000),
-        model_server_ports=getattr(args, "model_server_ports", ()),
+        gcs_endpoint=args.gcs_endpoint,
+        admin_unreachable_after=args.admin_unreachable_after,
+    )
+    settings = StackSettings(
+        gateway=GatewaySettings(client=client, default_timeout=args.default_timeout),
+        cell=cell,
         gateway_ports=args.gateway_ports,
         envoy=EnvoySettings(
             gateway_endpoints=(),
@@ -165,9 +188,6 @@ def _up(args: argparse.Namespace) -> int:
             admin_port=args.envoy_admin_port,
             cors_origins=args.cors_origin,
         ),
-        gcs_endpoint=args.gcs_endpoint,
-        default_timeout=args.default_timeout,
-        admin_unreachable_after=args.admin_unreachable_after,
         log_dir=args.log_dir,
     )
     if busy := busy_ports(_ports_to_bind(args)):

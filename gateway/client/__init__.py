@@ -6,6 +6,9 @@
         print(await client.lm_generate("/sax/test/lm", "Hello", CallOptions(timeout=10)))
 
 ``gateway.client.sax`` is a synchronous facade shaped like upstream's Python ``sax`` module.
+
+Role: the Sax client. May import ``gateway.common`` only; never the cell, the service, the
+launchers or the CLI.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from __future__ import annotations
 from gateway.client._client import Client
 from gateway.client._types import (
     ADMIN_UNREACHABLE_AFTER_S,
-    Box,
     CallOptions,
     CellStats,
     ClientSettings,
@@ -21,7 +23,7 @@ from gateway.client._types import (
     ServerTypeStat,
     StreamItem,
 )
-from gateway.client.errors import (
+from gateway.common.errors import (
     AbortedError,
     AlreadyExistsError,
     DataLossError,
@@ -42,6 +44,7 @@ from gateway.client.errors import (
     error_for_code,
     from_grpc_error,
 )
+from gateway.common.results import Box
 
 __all__ = [
     "ADMIN_UNREACHABLE_AFTER_S",

@@ -23,7 +23,8 @@ from saxml.protobuf import admin_pb2, admin_pb2_grpc
 from gateway import naming
 from gateway.client._channels import insecure_channel
 from gateway.client._types import ADMIN_UNREACHABLE_AFTER_S
-from gateway.client.errors import (
+from gateway.common.deadline import Deadline, now
+from gateway.common.errors import (
     DeadlineExceededError,
     FailedPreconditionError,
     NotFoundError,
@@ -31,7 +32,7 @@ from gateway.client.errors import (
     UnavailableError,
     from_grpc_error,
 )
-from gateway.storage import Storage
+from gateway.common.storage import Storage
 
 _log = logging.getLogger(__name__)
 
@@ -114,12 +115,12 @@ class CellAdmin:
     def cell_dir(self) -> str:
         return self._storage.join("sax", self.cell.name)
 
-    async def call(self, method: str, request: Message, *, deadline: float) -> Any:
+    async def call(self, method: str, request: Message, *, deadline: Deadline) -> Any:
         """Calls ``Admin.<method>``, retrying UNAVAILABLE and RESOURCE_EXHAUSTED until
-        ``deadline`` (event-loop time). Raises a ``SaxError``."""
+        ``deadline``. Raises a ``SaxError``."""
         outage = _Outage()
         try:
-            async with asyncio.timeout_at(deadline):
+            async with asyncio.timeout(deadline.remaining()):
                 return await self._call_with_retries(method, request, deadline, outage)
         except TimeoutError:
             if outage.error is not None:  # the deadline ran out while the admin was away
@@ -129,9 +130,8 @@ class CellAdmin:
             ) from None
 
     async def _call_with_retries(
-        self, method: str, request: Message, deadline: float, outage: _Outage
+        self, method: str, request: Message, deadline: Deadline, outage: _Outage
     ) -> Any:
-        loop = asyncio.get_running_loop()
         delays = backoff_delays()
         while True:
             conn: _Connection | None = None
@@ -139,7 +139,7 @@ class CellAdmin:
                 conn = await self._connection()
                 self._counter.value += 1
                 rpc = getattr(conn.stub, method)
-                return await rpc(request, timeout=max(deadline - loop.time(), 0.001))
+                return await rpc(request, timeout=deadline.timeout(f"admin {method}"))
             except grpc.aio.AioRpcError as exc:
                 error = from_grpc_error(exc)
                 if error.code == grpc.StatusCode.CANCELLED and conn is not None and conn.poisoned:
@@ -158,15 +158,15 @@ class CellAdmin:
             if error.code == grpc.StatusCode.UNAVAILABLE:
                 if conn is not None:
                     self._poison(conn)
-                outage.record(loop.time(), conn.address if conn else None, error)
-                if loop.time() - outage.since >= self._unreachable_after:
+                outage.record(now(), conn.address if conn else None, error)
+                if now() - outage.since >= self._unreachable_after:
                     raise self._unreachable(outage)
             else:
                 outage.error = None  # it answered
             delay = next(delays)
             if error.code not in RETRY_CODES:
                 raise error
-            if loop.time() + delay >= deadline:
+            if not deadline.allows(delay):
                 raise self._unreachable(outage) if outage.error is not None else error
             _log.debug("admin %s for %s: %s; retrying in %.3fs", method, self.cell, error, delay)
             await asyncio.sleep(delay)

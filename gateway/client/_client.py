@@ -19,8 +19,9 @@ from gateway.client._admin import CellAdmin, RpcCounter
 from gateway.client._data import DataCalls
 from gateway.client._router import Router
 from gateway.client._types import CellStats, ClientSettings, ModelDetail
-from gateway.client.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
-from gateway.storage import Storage, open_storage
+from gateway.common.deadline import Deadline
+from gateway.common.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
+from gateway.common.storage import Storage, open_storage
 
 
 class Client(DataCalls):
@@ -28,9 +29,11 @@ class Client(DataCalls):
 
     Admin operations go to the cell's admin server (found through ``location.proto``) and
     retry UNAVAILABLE/RESOURCE_EXHAUSTED within their deadline (``settings.admin_timeout``
-    unless given). Data calls go straight to a model server picked from an address table that
-    a background ``WatchLoc`` keeps current; they fail over between replicas within
-    ``options.timeout``. Every failure is raised as a ``SaxError`` subclass.
+    unless given; a caller's absolute ``deadline`` covers every RPC an operation makes, e.g.
+    both of ``update``'s). Data calls go straight to a model server picked from an address
+    table that a background ``WatchLoc`` keeps current; they fail over between replicas within
+    ``options.timeout`` (or ``options.deadline``). Every failure is raised as a ``SaxError``
+    subclass.
     """
 
     def __init__(self, settings: ClientSettings) -> None:
@@ -84,9 +87,8 @@ class Client(DataCalls):
         return admin
 
     async def _call_admin(
-        self, cell: naming.CellId, method: str, request: Any, timeout: float | None
+        self, cell: naming.CellId, method: str, request: Any, deadline: Deadline
     ) -> Any:
-        deadline = self._admin_deadline(timeout)
         return await self._admin(cell).call(method, request, deadline=deadline)
 
     # Admin operations.
@@ -105,6 +107,7 @@ class Client(DataCalls):
         overrides: Mapping[str, str] | None = None,
         *,
         timeout: float | None = None,
+        deadline: Deadline | None = None,
     ) -> None:
         """Publishes a model. ALREADY_EXISTS if it is published; INVALID_ARGUMENT if the
         admin rejects the model path, checkpoint or replica count."""
@@ -118,7 +121,9 @@ class Client(DataCalls):
                 overrides=overrides or {},
             )
         )
-        await self._call_admin(model.cell, "Publish", request, timeout)
+        await self._call_admin(
+            model.cell, "Publish", request, self._admin_deadline(timeout, deadline)
+        )
         self._router.forget(model.id)
 
     async def update(
@@ -130,10 +135,11 @@ class Client(DataCalls):
         num_replicas: int | None = None,
         overrides: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        deadline: Deadline | None = None,
     ) -> None:
         """Changes the given fields of a published model (read, modify, Update)."""
         model = naming.parse_model_id(model_id)
-        deadline = self._admin_deadline(timeout)
+        deadline = self._admin_deadline(timeout, deadline)
         current = (await self._list_one(model, deadline)).model
         if model_path is not None:
             current.model_path = model_path
@@ -146,48 +152,78 @@ class Client(DataCalls):
             current.overrides.update(overrides)
         await self._update_model(model, current, deadline)
 
-    async def unpublish(self, model_id: str, *, timeout: float | None = None) -> None:
+    async def unpublish(
+        self, model_id: str, *, timeout: float | None = None, deadline: Deadline | None = None
+    ) -> None:
         """Unpublishes a model. NOT_FOUND if it is not published."""
         model = naming.parse_model_id(model_id)
         request = admin_pb2.UnpublishRequest(model_id=model.id)
-        await self._call_admin(model.cell, "Unpublish", request, timeout)
+        await self._call_admin(
+            model.cell, "Unpublish", request, self._admin_deadline(timeout, deadline)
+        )
         self._router.forget(model.id)
 
-    async def list_detail(self, model_id: str, *, timeout: float | None = None) -> ModelDetail:
+    async def list_detail(
+        self, model_id: str, *, timeout: float | None = None, deadline: Deadline | None = None
+    ) -> ModelDetail:
         """A published model's definition and serving addresses. NOT_FOUND if unpublished."""
         model = naming.parse_model_id(model_id)
-        deadline = self._admin_deadline(timeout)
+        deadline = self._admin_deadline(timeout, deadline)
         return ModelDetail.from_proto(await self._list_one(model, deadline))
 
-    async def list_all(self, cell: str, *, timeout: float | None = None) -> list[ModelDetail]:
+    async def list_all(
+        self, cell: str, *, timeout: float | None = None, deadline: Deadline | None = None
+    ) -> list[ModelDetail]:
         """Every model published in ``cell`` (``"/sax/test"``), sorted by model ID."""
         cell_id = naming.parse_cell_id(cell)
         request = admin_pb2.ListRequest()
-        response: admin_pb2.ListResponse = await self._call_admin(cell_id, "List", request, timeout)
+        response: admin_pb2.ListResponse = await self._call_admin(
+            cell_id, "List", request, self._admin_deadline(timeout, deadline)
+        )
         details = [ModelDetail.from_proto(m) for m in response.published_models]
         return sorted(details, key=lambda d: d.model_id)
 
-    async def stats(self, cell_or_model_id: str, *, timeout: float | None = None) -> CellStats:
+    async def stats(
+        self,
+        cell_or_model_id: str,
+        *,
+        timeout: float | None = None,
+        deadline: Deadline | None = None,
+    ) -> CellStats:
         """Model servers of a cell, or of the servers of one model."""
         target = naming.parse_cell_or_model_id(cell_or_model_id)
         if isinstance(target, naming.ModelId):
             cell, request = target.cell, admin_pb2.StatsRequest(model_id=target.id)
         else:
             cell, request = target, admin_pb2.StatsRequest()
-        response: admin_pb2.StatsResponse = await self._call_admin(cell, "Stats", request, timeout)
+        response: admin_pb2.StatsResponse = await self._call_admin(
+            cell, "Stats", request, self._admin_deadline(timeout, deadline)
+        )
         return CellStats.from_proto(response)
 
     async def wait_for_ready(
-        self, model_id: str, num_replicas: int = 1, *, timeout: float | None = None
+        self,
+        model_id: str,
+        num_replicas: int = 1,
+        *,
+        timeout: float | None = None,
+        deadline: Deadline | None = None,
     ) -> None:
         """Returns once ``num_replicas`` replicas serve the model; DEADLINE_EXCEEDED if not
         within ``timeout`` (default ``settings.admin_timeout``)."""
         model = naming.parse_model_id(model_id)
         request = admin_pb2.WaitForReadyRequest(model_id=model.id, num_replicas=num_replicas)
-        await self._call_admin(model.cell, "WaitForReady", request, timeout)
+        await self._call_admin(
+            model.cell, "WaitForReady", request, self._admin_deadline(timeout, deadline)
+        )
 
     async def get_acl(
-        self, cell_or_model_id: str, *, method: str | None = None, timeout: float | None = None
+        self,
+        cell_or_model_id: str,
+        *,
+        method: str | None = None,
+        timeout: float | None = None,
+        deadline: Deadline | None = None,
     ) -> str:
         """The admin ACL of a cell (from its ``config.proto``) or of a model; with ``method``
         (a model's data method, e.g. ``"lm.generate"``), that method's ACL."""
@@ -196,7 +232,7 @@ class Client(DataCalls):
         if isinstance(target, naming.CellId):
             acl = (await self._admin(target).read_config()).admin_acl
             return acl
-        published = await self._list_one(target, self._admin_deadline(timeout))
+        published = await self._list_one(target, self._admin_deadline(timeout, deadline))
         acl = published.model.acls.items.get(method, "") if method else published.model.admin_acl
         return acl
 
@@ -207,6 +243,7 @@ class Client(DataCalls):
         *,
         method: str | None = None,
         timeout: float | None = None,
+        deadline: Deadline | None = None,
     ) -> None:
         """Sets the admin ACL of a cell or model, or (``method``) a model data method's ACL;
         an empty ``acl`` with ``method`` removes that method's ACL."""
@@ -217,7 +254,7 @@ class Client(DataCalls):
             config.admin_acl = acl
             await admin.write_config(config)
             return
-        deadline = self._admin_deadline(timeout)
+        deadline = self._admin_deadline(timeout, deadline)
         model = (await self._list_one(target, deadline)).model
         if method is None:
             model.admin_acl = acl
@@ -227,11 +264,17 @@ class Client(DataCalls):
             model.acls.items.pop(method, None)
         await self._update_model(target, model, deadline)
 
-    def _admin_deadline(self, timeout: float | None) -> float:
+    def _admin_deadline(self, timeout: float | None, deadline: Deadline | None) -> Deadline:
+        # Fixed once per operation: every admin RPC the operation makes shares it. A caller's
+        # deadline stands alone; without one, ``timeout`` (or the client's default) counts.
+        if deadline is not None and timeout is None:
+            return deadline
         timeout = self.settings.admin_timeout if timeout is None else timeout
-        return asyncio.get_running_loop().time() + timeout
+        return Deadline.after(timeout).earliest(deadline)
 
-    async def _list_one(self, model: naming.ModelId, deadline: float) -> admin_pb2.PublishedModel:
+    async def _list_one(
+        self, model: naming.ModelId, deadline: Deadline
+    ) -> admin_pb2.PublishedModel:
         request = admin_pb2.ListRequest(model_id=model.id)
         response: admin_pb2.ListResponse = await self._admin(model.cell).call(
             "List", request, deadline=deadline
@@ -244,7 +287,7 @@ class Client(DataCalls):
         return found[0]
 
     async def _update_model(
-        self, model: naming.ModelId, definition: admin_pb2.Model, deadline: float
+        self, model: naming.ModelId, definition: admin_pb2.Model, deadline: Deadline
     ) -> None:
         request = admin_pb2.UpdateRequest(model=definition)
         try:

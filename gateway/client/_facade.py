@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from gateway.client._client import Client
 from gateway.client._types import CallOptions, ClientSettings
-from gateway.client.errors import FailedPreconditionError
+from gateway.common.errors import FailedPreconditionError
 
 _T = TypeVar("_T")
 

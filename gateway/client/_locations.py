@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections.abc import Callable, Sequence
 
 import grpc
 from saxml.protobuf import admin_pb2
 
 from gateway.client._admin import RETRY_CODES, CellAdmin
-from gateway.client.errors import DeadlineExceededError, SaxError
+from gateway.common.deadline import Deadline, now
+from gateway.common.errors import DeadlineExceededError, SaxError
 
 _log = logging.getLogger(__name__)
 
@@ -78,11 +78,11 @@ class AddressTable:
         return None
 
     def mark_down(self, address: str) -> None:
-        self._down[address] = time.monotonic() + _DOWN_FOR_S
+        self._down[address] = now() + _DOWN_FOR_S
 
     def _pick_up(self, fallback: str) -> str:
-        now = time.monotonic()
-        self._down = {a: t for a, t in self._down.items() if t > now}
+        at = now()
+        self._down = {a: t for a, t in self._down.items() if t > at}
         for address in self._preferred:
             if address not in self._down:
                 return address
@@ -139,21 +139,20 @@ async def watch(
     table: AddressTable, admin: CellAdmin, on_change: Callable[[AddressTable], None]
 ) -> None:
     """Keeps ``table`` current until the model is gone (then sets ``table.error``)."""
-    loop = asyncio.get_running_loop()
     server_id, seqno, current = "", 0, set[str]()
     while True:
         request = admin_pb2.WatchLocRequest(
             model_id=table.model_id, admin_server_id=server_id, seqno=seqno
         )
-        started = loop.time()
-        asked_at = time.monotonic()
+        started = now()
+        asked_at = started
         table.set_unreachable(None)
         try:
-            response = await admin.call("WatchLoc", request, deadline=started + LONG_POLL_S)
+            response = await admin.call("WatchLoc", request, deadline=Deadline.after(LONG_POLL_S))
         except DeadlineExceededError:
             # Nothing changed within one poll. An admin that answers DEADLINE_EXCEEDED at once
             # (its own limit is shorter) must not turn this into a busy loop.
-            if loop.time() - started < 1.0:
+            if now() - started < 1.0:
                 await asyncio.sleep(1.0)
             continue
         except SaxError as error:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import Any
 
@@ -21,8 +20,8 @@ from gateway import naming
 from gateway.client._admin import CellAdmin, backoff_delays
 from gateway.client._channels import Backend, ChannelPool
 from gateway.client._locations import AddressTable, StaticTable, watch
-from gateway.client.errors import (
-    DeadlineExceededError,
+from gateway.common.deadline import Deadline, now
+from gateway.common.errors import (
     InternalError,
     SaxError,
     UnavailableError,
@@ -74,19 +73,19 @@ class _Retry:
         self.last = error
 
 
+def _failed(
+    retry: _Retry | None, table: AddressTable, address: str, exc: grpc.aio.AioRpcError
+) -> _Retry:
+    """Records a failed attempt (the bookkeeping exists from the first failure on)."""
+    retry = retry or _Retry()
+    retry.failed(table, address, exc)
+    return retry
+
+
 def _too_large(error: SaxError) -> bool:
     # gRPC reports an oversized message as RESOURCE_EXHAUSTED too, but unlike an overloaded
     # server, no other replica and no retry will take it.
     return error.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in error.message
-
-
-def _remaining(deadline: float | None, model_id: str) -> float | None:
-    if deadline is None:
-        return None
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise DeadlineExceededError(f"call to {model_id} exceeded its deadline")
-    return remaining
 
 
 class Router:
@@ -139,7 +138,7 @@ class Router:
             _log.exception("watch of %s failed", table.model_id)
             table.set_error(
                 InternalError(f"watching {table.model_id} failed: {exc!r}"),
-                asked_at=time.monotonic(),
+                asked_at=now(),
             )
         finally:
             # Forget the model at once: the next call asks the admin again (no negative cache).
@@ -163,51 +162,40 @@ class Router:
         self._pool.retain(a for t in self._tables.values() for a in t.addresses)
 
     async def unary(
-        self, model_id: str, method: Method, request: Message, timeout: float | None
+        self, model_id: str, method: Method, request: Message, deadline: Deadline
     ) -> Any:
         """Calls ``method`` on a replica of ``model_id``, failing over and retrying."""
-        started = time.monotonic()
-        deadline = None if timeout is None else started + timeout
+        started = now()
         table = self._tables.get(model_id) or self._open(model_id)
         retry: _Retry | None = None
         while True:
-            address = table.pick_other(retry.tried) if retry and retry.tried else table.pick()
-            if address is None:
-                retry = retry or _Retry()
-                table = await self._wait(table, started, deadline, retry)
-                continue
+            address, retry, table = await self._pick(table, started, deadline, retry)
             try:
                 rpc = method(self._pool.get(address))
-                return await rpc(request, timeout=_remaining(deadline, model_id))
+                return await rpc(request, timeout=deadline.timeout(f"call to {model_id}"))
             except grpc.aio.AioRpcError as exc:
-                retry = retry or _Retry()
-                retry.failed(table, address, exc)
+                retry = _failed(retry, table, address, exc)
 
     async def stream(
-        self, model_id: str, method: Method, request: Message, timeout: float | None
+        self, model_id: str, method: Method, request: Message, deadline: Deadline
     ) -> AsyncGenerator[Any, None]:
         """Streams ``method``'s responses from a replica of ``model_id``.
 
         Failures before the first response fail over like unary calls; after it they end the
         stream. Closing the generator (or cancelling its consumer) cancels the RPC at once.
         """
-        started = time.monotonic()
-        deadline = None if timeout is None else started + timeout
+        started = now()
         table = self._tables.get(model_id) or self._open(model_id)
         retry: _Retry | None = None
         while True:
-            address = table.pick_other(retry.tried) if retry and retry.tried else table.pick()
-            if address is None:
-                retry = retry or _Retry()
-                table = await self._wait(table, started, deadline, retry)
-                continue
-            call = method(self._pool.get(address))(request, timeout=_remaining(deadline, model_id))
+            address, retry, table = await self._pick(table, started, deadline, retry)
+            timeout = deadline.timeout(f"call to {model_id}")
+            call = method(self._pool.get(address))(request, timeout=timeout)
             try:
                 response = await call.read()
                 break
             except grpc.aio.AioRpcError as exc:
-                retry = retry or _Retry()
-                retry.failed(table, address, exc)
+                retry = _failed(retry, table, address, exc)
             except BaseException:
                 call.cancel()
                 raise
@@ -220,8 +208,20 @@ class Router:
         finally:
             call.cancel()  # a no-op once the call has ended
 
+    async def _pick(
+        self, table: AddressTable, started: float, deadline: Deadline, retry: _Retry | None
+    ) -> tuple[str, _Retry | None, AddressTable]:
+        """The replica to try next (one not tried this round) and the table it came from (a
+        new one when the old one went stale), waiting for one if need be."""
+        while True:
+            address = table.pick_other(retry.tried) if retry and retry.tried else table.pick()
+            if address is not None:
+                return address, retry, table
+            retry = retry or _Retry()
+            table = await self._wait(table, started, deadline, retry)
+
     async def _wait(
-        self, table: AddressTable, started: float, deadline: float | None, retry: _Retry
+        self, table: AddressTable, started: float, deadline: Deadline, retry: _Retry
     ) -> AddressTable:
         """Waits until trying again makes sense and returns the table to try (a new one when
         the old one went stale), or raises why trying again does not make sense."""
@@ -238,12 +238,12 @@ class Router:
         if not table.known or not table.addresses:
             if table.known and self._fail_fast:
                 raise retry.last or UnavailableError(f"no replica of {table.model_id} is serving")
-            await table.wait_changed(_remaining(deadline, table.model_id))
+            await table.wait_changed(deadline.timeout(f"call to {table.model_id}"))
         else:
             # Every replica failed this round: back off, then go round again.
             assert retry.last is not None
             delay = next(retry.delays)
-            if self._fail_fast or (deadline is not None and time.monotonic() + delay >= deadline):
+            if self._fail_fast or not deadline.allows(delay):
                 raise retry.last
             await asyncio.sleep(delay)
         retry.tried.clear()

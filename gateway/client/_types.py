@@ -9,6 +9,8 @@ from typing import Any
 
 from saxml.protobuf import admin_pb2, common_pb2
 
+from gateway.common.deadline import Deadline
+
 # One shared read-only empty mapping serves as every default: no per-call dicts.
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -56,6 +58,13 @@ class CallOptions:
     timeout: float | None = None
     """Seconds; bounds the whole call (waiting for a replica and retries included) and is sent
     as the gRPC deadline."""
+    deadline: Deadline | None = None
+    """An absolute deadline fixed by the caller (e.g. where a gateway call entered); the call
+    ends at the sooner of it and ``timeout``."""
+
+    def call_deadline(self) -> Deadline:
+        """The call's deadline, fixed now: the sooner of ``deadline`` and ``timeout`` from now."""
+        return Deadline.after(self.timeout).earliest(self.deadline)
 
     def extra_inputs_proto(self) -> common_pb2.ExtraInputs | None:
         """The ``ExtraInputs`` message, or None when there are none (saves building one)."""
@@ -147,21 +156,6 @@ class CellStats:
             ],
             servers_by_model_path=dict(response.num_servers_by_servable_model_path),
         )
-
-
-@dataclass(frozen=True)
-class Box:
-    """One detected object: center, size, label and score (and a mask if the model gives one)."""
-
-    cx: float
-    cy: float
-    w: float
-    h: float
-    text: str
-    score: float
-    mask_height: int = 0
-    mask_width: int = 0
-    mask_values: bytes = b""
 
 
 def _enum_name(enum: object, value: int) -> str:

@@ -32,7 +32,7 @@ from gateway.client._facade import (
     runtime,
 )
 from gateway.client._types import ServerTypeStat
-from gateway.client.errors import InvalidArgumentError
+from gateway.common.errors import InvalidArgumentError
 
 ModelServerTypeStat = ServerTypeStat
 

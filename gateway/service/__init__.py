@@ -1,8 +1,11 @@
 """The ``saxgateway.v1.SaxGateway`` gRPC service over a Sax client.
 
-server = await GatewayServer.start(GatewaySettings(sax_root="/tmp/root"))
+server = await GatewayServer.start(GatewaySettings(client=ClientSettings(sax_root="/tmp/root")))
 ...
 await server.stop()
+
+Role: the gateway service. May import ``gateway.client``, ``gateway.common`` and
+``gateway.config``; never the cell, the launchers or the CLI.
 """
 
 from __future__ import annotations

@@ -8,9 +8,10 @@ logged and reported as INTERNAL without leaking its text.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import grpc
 from google.protobuf import any_pb2
@@ -117,6 +118,12 @@ def _wrap_unary(behavior: _Unary) -> _Unary:
 
 
 def _wrap_streaming(behavior: _Streaming) -> _Streaming:
+    if not inspect.isasyncgenfunction(behavior):
+        # A handler that streams with context.write() and returns nothing, as
+        # grpcio-health-checking's Health.Watch does, stays a coroutine: grpc.aio serves an
+        # async generator and a writing coroutine differently.
+        return cast(_Streaming, _wrap_unary(cast(_Unary, behavior)))
+
     async def call(request: Any, context: Context) -> AsyncIterator[Any]:
         try:
             if type(request) is _Malformed:

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from google.protobuf import duration_pb2, struct_pb2
 
 from gateway.client import CallOptions, InvalidArgumentError
-from gateway.naming import parse_cell_id, parse_model_id
+from gateway.common.deadline import Deadline
+from gateway.common.names import parse_cell_id, parse_model_id
 from gateway.service._context import Context
 
 
@@ -86,10 +87,10 @@ def deadline(
     return seconds
 
 
-def call_options(extra_inputs: Mapping[str, struct_pb2.Value], timeout: float) -> CallOptions:
+def call_options(extra_inputs: Mapping[str, struct_pb2.Value], deadline: Deadline) -> CallOptions:
     """Sorts JSON-typed extra inputs into Sax's float, string and tensor maps."""
     if not extra_inputs:
-        return CallOptions(timeout=timeout)
+        return CallOptions(deadline=deadline)
     floats: dict[str, float] = {}
     strings: dict[str, str] = {}
     tensors: dict[str, list[float]] = {}
@@ -106,5 +107,5 @@ def call_options(extra_inputs: Mapping[str, struct_pb2.Value], timeout: float) -
         else:
             raise invalid(f"extra_inputs[{key}]", "must be a number, a string or a list of numbers")
     return CallOptions(
-        extra_inputs=floats, extra_strings=strings, extra_tensors=tensors, timeout=timeout
+        extra_inputs=floats, extra_strings=strings, extra_tensors=tensors, deadline=deadline
     )

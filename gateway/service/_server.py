@@ -12,13 +12,13 @@ import signal
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from saxgateway.v1 import gateway_pb2, gateway_pb2_grpc
 
-from gateway.client import Client, ClientSettings
+from gateway.client import Client
 from gateway.config import GatewaySettings
 from gateway.service._errors import ErrorInterceptor
 from gateway.service._health import SERVICE, HealthReporter
+from gateway.service._reflection import enable_reflection
 from gateway.service._servicer import SaxGatewayServicer
 
 log = logging.getLogger(__name__)
@@ -50,14 +50,7 @@ class GatewayServer:
     async def start(cls, settings: GatewaySettings, client: Client | None = None) -> GatewayServer:
         """Starts serving; ``client`` defaults to a new Sax client for ``settings.sax_root``."""
         if client is None:
-            client = Client(
-                ClientSettings(
-                    sax_root=settings.sax_root,
-                    gcs_endpoint=settings.gcs_endpoint,
-                    num_conn=settings.num_conn,
-                    admin_unreachable_after=settings.admin_unreachable_after,
-                )
-            )
+            client = Client(settings.client)
         server = grpc.aio.server(
             interceptors=[ErrorInterceptor()],
             options=[
@@ -72,13 +65,12 @@ class GatewayServer:
         )
         health = HealthReporter(client, settings.health_interval)
         health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
-        reflection.enable_server_reflection(
+        enable_reflection(
+            server,
             (
                 gateway_pb2.DESCRIPTOR.services_by_name["SaxGateway"].full_name,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
             ),
-            server,
         )
         port = server.add_insecure_port(f"{settings.host}:{settings.port}")
         await server.start()

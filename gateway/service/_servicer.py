@@ -14,6 +14,7 @@ from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway import __version__
 from gateway.client import CallOptions, Client, ModelDetail, SaxError
+from gateway.common.deadline import Deadline
 from gateway.config import GatewaySettings
 from gateway.service import _fields as f
 from gateway.service._context import Context
@@ -47,14 +48,15 @@ class SaxGatewayServicer(gateway_pb2_grpc.SaxGatewayServicer):
         self._client = client
         self._settings = settings
 
-    def _timeout(
+    def _deadline(
         self, context: Context, request: Any = None, default: float | None = None
-    ) -> float:
+    ) -> Deadline:
+        # Fixed once where the call enters; every Sax RPC the call makes uses what is left.
         asked = request.timeout if request is not None and request.HasField("timeout") else None
-        return f.deadline(context, asked, default or self._settings.default_timeout)
+        return Deadline.after(f.deadline(context, asked, default or self._settings.default_timeout))
 
     def _options(self, request: Any, context: Context, default: float | None = None) -> CallOptions:
-        return f.call_options(request.extra_inputs, self._timeout(context, request, default))
+        return f.call_options(request.extra_inputs, self._deadline(context, request, default))
 
     # Admin methods.
 
@@ -74,7 +76,7 @@ class SaxGatewayServicer(gateway_pb2_grpc.SaxGatewayServicer):
             request.checkpoint,
             replicas,
             dict(request.overrides),
-            timeout=self._timeout(context),
+            deadline=self._deadline(context),
         )
         return pb.PublishModelResponse(
             model=model, path=request.model_path, checkpoint=request.checkpoint, replicas=replicas
@@ -82,7 +84,7 @@ class SaxGatewayServicer(gateway_pb2_grpc.SaxGatewayServicer):
 
     async def ListCell(self, request: pb.ListCellRequest, context: Context) -> pb.ListCellResponse:
         detail = await self._client.list_detail(
-            f.model_id(request.model), timeout=self._timeout(context)
+            f.model_id(request.model), deadline=self._deadline(context)
         )
         return pb.ListCellResponse(
             model=detail.model_id,
@@ -94,7 +96,7 @@ class SaxGatewayServicer(gateway_pb2_grpc.SaxGatewayServicer):
 
     async def GetModel(self, request: pb.GetModelRequest, context: Context) -> pb.GetModelResponse:
         detail = await self._client.list_detail(
-            f.model_id(request.model), timeout=self._timeout(context)
+            f.model_id(request.model), deadline=self._deadline(context)
         )
         return pb.GetModelResponse(model=_model_info(detail))
 
@@ -102,7 +104,7 @@ class SaxGatewayServicer(gateway_pb2_grpc.SaxGatewayServicer):
         self, request: pb.ListModelsRequest, context: Context
     ) -> pb.ListModelsResponse:
         cell = f.cell_id(request.sax_cell)
-        details = await self._client.list_all(cell, timeout=self._timeout(context))
+        details = await self._client.list_all(cell, deadline=self._deadline(context))
         return pb.ListModelsResponse(sax_cell=cell, models=[_model_info(d) for d in details])
 
     async def ListCells(
@@ -114,16 +116,16 @@ class SaxGatewayServicer(gateway_pb2_grpc.SaxGatewayServicer):
         self, request: pb.UpdateModelRequest, context: Context
     ) -> pb.UpdateModelResponse:
         model = f.model_id(request.model)
-        timeout = self._timeout(context)
+        deadline = self._deadline(context)
         await self._client.update(
             model,
             model_path=request.model_path or None,
             checkpoint=request.checkpoint or None,
             num_replicas=f.replicas(request.replicas) if request.HasField("replicas") else None,
             overrides=dict(request.overrides) or ({} if request.clear_overrides else None),
-            timeout=timeout,
+            deadline=deadline,
         )
-        detail = await self._client.list_detail(model, timeout=timeout)
+        detail = await self._client.list_detail(model, deadline=deadline)
         return pb.UpdateModelResponse(
             model=model,
             path=detail.model_path,
@@ -136,12 +138,12 @@ class SaxGatewayServicer(gateway_pb2_grpc.SaxGatewayServicer):
         self, request: pb.UnpublishModelRequest, context: Context
     ) -> pb.UnpublishModelResponse:
         model = f.model_id(request.model)
-        await self._client.unpublish(model, timeout=self._timeout(context))
+        await self._client.unpublish(model, deadline=self._deadline(context))
         return pb.UnpublishModelResponse(model=model)
 
     async def GetStats(self, request: pb.GetStatsRequest, context: Context) -> pb.GetStatsResponse:
         stats = await self._client.stats(
-            f.cell_or_model_id(request.name), timeout=self._timeout(context)
+            f.cell_or_model_id(request.name), deadline=self._deadline(context)
         )
         return pb.GetStatsResponse(
             server_types=[
@@ -158,26 +160,26 @@ class SaxGatewayServicer(gateway_pb2_grpc.SaxGatewayServicer):
     ) -> pb.WaitForReadyResponse:
         model = f.model_id(request.model)
         replicas = f.replicas(request.replicas) if request.HasField("replicas") else 1
-        timeout = self._timeout(context, request)
-        await self._client.wait_for_ready(model, replicas, timeout=timeout)
-        detail = await self._client.list_detail(model, timeout=timeout)
+        deadline = self._deadline(context, request)
+        await self._client.wait_for_ready(model, replicas, deadline=deadline)
+        detail = await self._client.list_detail(model, deadline=deadline)
         return pb.WaitForReadyResponse(model=model, active_replicas=detail.active_replicas)
 
     async def GetAcl(self, request: pb.GetAclRequest, context: Context) -> pb.GetAclResponse:
         name = f.cell_or_model_id(request.name)
-        acl = await self._client.get_acl(name, timeout=self._timeout(context))
+        acl = await self._client.get_acl(name, deadline=self._deadline(context))
         return pb.GetAclResponse(name=name, acl=acl)
 
     async def SetAcl(self, request: pb.SetAclRequest, context: Context) -> pb.SetAclResponse:
         name = f.cell_or_model_id(request.name)
-        await self._client.set_acl(name, request.acl, timeout=self._timeout(context))
+        await self._client.set_acl(name, request.acl, deadline=self._deadline(context))
         return pb.SetAclResponse(name=name, acl=request.acl)
 
     async def WatchAddresses(
         self, request: pb.WatchAddressesRequest, context: Context
     ) -> AsyncIterator[pb.WatchAddressesResponse]:
         model = f.model_id(request.model)
-        await self._client.list_detail(model, timeout=self._timeout(context))  # NOT_FOUND early
+        await self._client.list_detail(model, deadline=self._deadline(context))  # NOT_FOUND early
         watch = self._client.watch_addresses(model)
         try:
             async for addresses in watch:

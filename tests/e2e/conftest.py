@@ -8,6 +8,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gateway.cell import CellSettings
+from gateway.client import ClientSettings
+from gateway.config import GatewaySettings
 from gateway.launch.envoy import EnvoySettings
 from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack, StackSettings
@@ -23,12 +26,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     base = tmp_path_factory.mktemp("stack")
     logs = base / "logs"
     logs.mkdir()
+    sax_root = str(base / "sax-root")
     settings = StackSettings(
-        sax_root=str(base / "sax-root"),
-        fs_root=str(base / "fs-root"),
-        cell=CELL,
-        admin_port=free_port(),
-        model_server_ports=(free_port(), free_port()),
+        gateway=GatewaySettings(client=ClientSettings(sax_root=sax_root), default_timeout=20.0),
+        cell=CellSettings(
+            sax_root=sax_root,
+            fs_root=str(base / "fs-root"),
+            cell=CELL,
+            admin_port=free_port(),
+            num_model_servers=2,
+            model_server_ports=(free_port(), free_port()),
+            # Fast admin cycles, so replicas load and dead servers go within a second or two.
+            poll_interval=0.3,
+            server_dead_after=2,
+        ),
         gateway_ports=(free_port(), free_port()),  # calls alternate between two processes
         envoy=EnvoySettings(
             gateway_endpoints=(),
@@ -38,9 +49,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             cors_origins=("http://allowed.example",),
             route_timeout=ROUTE_TIMEOUT,
         ),
-        default_timeout=20.0,
-        # Fast admin cycles, so replicas load and dead servers go within a second or two.
-        cell_args=("--poll-interval", "0.3", "--server-dead-after", "2"),
         log_dir=str(logs),
     )
     with Stack(settings) as running:

@@ -37,3 +37,48 @@ def test_grpcurl_reports_the_status_code(stack: Stack) -> None:
     result = _grpcurl("-d", request, stack.grpc_address, "saxgateway.v1.SaxGateway/ListCell")
     assert result.returncode == 64 + 5  # grpcurl exits with 64 + the status code
     assert "Code: NotFound" in result.stderr
+
+
+def test_grpcurl_describes_a_method(stack: Stack) -> None:
+    result = _grpcurl(stack.grpc_address, "describe", "saxgateway.v1.SaxGateway.Generate")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("saxgateway.v1.SaxGateway.Generate is a method:")
+    assert "rpc Generate ( .saxgateway.v1.GenerateRequest )" in result.stdout
+
+
+def test_grpcurl_describes_a_message(stack: Stack) -> None:
+    result = _grpcurl(stack.grpc_address, "describe", "saxgateway.v1.GenerateRequest")
+    assert result.returncode == 0, result.stderr
+    assert "map<string, .google.protobuf.Value> extra_inputs = 3;" in result.stdout
+
+
+def test_grpcurl_describes_the_health_service(stack: Stack) -> None:
+    result = _grpcurl(stack.grpc_address, "describe", "grpc.health.v1.Health")
+    assert result.returncode == 0, result.stderr
+    assert "rpc Check ( .grpc.health.v1.HealthCheckRequest )" in result.stdout
+
+
+RELEASE = Path(__file__).resolve().parents[2] / "release"
+
+
+def test_grpcurl_calls_with_the_released_descriptor_set(stack: Stack) -> None:
+    result = _grpcurl(
+        "-protoset", str(RELEASE / "saxgateway-v1.binpb"), "-d", "{}",
+        stack.grpc_address, "saxgateway.v1.SaxGateway/GetInfo",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["message"] == "HTTP Server for SAX Client"
+
+
+def test_grpcurl_prints_bad_request_details_with_the_released_protos(stack: Stack) -> None:
+    result = _grpcurl(
+        "-import-path", str(RELEASE / "proto"), "-proto", "saxgateway/v1/gateway.proto",
+        "-proto", "google/rpc/error_details.proto", "-format-error",
+        "-d", json.dumps({"model": "lm2b", "query": "hi"}),
+        stack.grpc_address, "saxgateway.v1.SaxGateway/Generate",
+    )  # fmt: skip
+    assert result.returncode == 64 + 3, result.stderr
+    error = json.loads(result.stdout or result.stderr)
+    assert error["code"] == 3
+    assert error["details"][0]["@type"] == "type.googleapis.com/google.rpc.BadRequest"
+    assert error["details"][0]["fieldViolations"][0]["field"] == "model"

@@ -15,6 +15,8 @@ import httpx
 import pytest
 from saxml.protobuf import admin_pb2
 
+from gateway.client import ClientSettings
+from gateway.config import GatewaySettings
 from gateway.launch.envoy import EnvoySettings
 from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack, StackSettings
@@ -140,9 +142,13 @@ def dead_cell_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     (cell_dir / "location.proto").write_bytes(
         admin_pb2.Location(location=admin).SerializeToString()
     )
-    settings = StackSettings(
+    client = ClientSettings(
         sax_root=str(base / "sax-root"),
-        embedded_cell=False,
+        admin_unreachable_after=2.0,  # configurable (default 5 s): saxgw passes it down
+    )
+    settings = StackSettings(
+        gateway=GatewaySettings(client=client, default_timeout=60.0),
+        cell=None,
         gateway_ports=(free_port(),),
         envoy=EnvoySettings(
             gateway_endpoints=(),
@@ -150,8 +156,6 @@ def dead_cell_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
             listen_port=free_port(),
             admin_port=free_port(),
         ),
-        default_timeout=60.0,
-        admin_unreachable_after=2.0,  # configurable (default 5 s): saxgw passes it down
         log_dir=str(_logs(base)),
     )
     with Stack(settings) as stack:

@@ -38,7 +38,7 @@ def _ok(response: httpx.Response) -> object:
 
 
 def _server_addresses(stack: Stack) -> set[str]:
-    return {f"127.0.0.1:{port}" for port in stack.settings.model_server_ports}
+    return {f"127.0.0.1:{port}" for port in _model_server_ports(stack)}
 
 
 def _info(stack: Stack, body: object) -> dict[str, object]:
@@ -83,7 +83,7 @@ def test_listall_and_get_model(stack: Stack, http: httpx.Client, model: str) -> 
 
 
 def test_stats_of_the_cell(stack: Stack, http: httpx.Client) -> None:
-    servers = len(stack.settings.model_server_ports)
+    servers = len(_model_server_ports(stack))
     expected = {
         "server_types": [{**CPU, "replicas": servers}],
         "servers_by_model_path": dict.fromkeys(MODEL_PATHS, servers),
@@ -145,3 +145,8 @@ def test_watch_starts_with_the_current_addresses(
         first = next(lines)
     assert first.startswith("data: ")
     assert json.loads(first.removeprefix("data: ")) == {"addresses": current["model"]["addresses"]}
+
+
+def _model_server_ports(stack: Stack) -> tuple[int, ...]:
+    assert stack.settings.cell is not None  # the e2e stack runs the embedded cell
+    return stack.settings.cell.model_server_ports

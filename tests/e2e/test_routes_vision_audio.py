@@ -87,7 +87,8 @@ def test_detect(http: httpx.Client, vision: str, path: str, labels: list[str]) -
     boxes = asyncio.run(TestVision().detect(IMAGE, labels, NONE))
     assert [b.text for b in boxes] == (labels or ["object"])
     assert _post(http, path, vision, {"image_bytes": b64(IMAGE), "text": labels}) == {
-        "boxes": [asdict(b) for b in boxes]
+        # The gateway's box has no mask fields (the stand-in models give no masks).
+        "boxes": [{k: v for k, v in asdict(b).items() if not k.startswith("mask_")} for b in boxes]
     }
 
 

@@ -1,24 +1,28 @@
-"""Fixtures of the embedded cell's own tests: cells over real sockets, raw Sax stubs.
+"""The one embedded-cell fixture machinery of the integration tests: cells over real sockets,
+raw Sax stubs.
 
 Two flavours: `embedded_cell` runs every server as its own process (what `kill -9` needs);
-`inproc_cell` runs them in the test's event loop (faster to start, and its model servers'
-cancellation records are plain Python).
+`inproc_cell` (and `inproc`, which the client tests' `cell` fixture uses) runs them in the
+test's event loop (faster to start, and its model servers' cancellation records are plain
+Python).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 import pytest
 from saxml.protobuf import admin_pb2, admin_pb2_grpc
 
-from gateway.cell import AdminServer, CellSettings, EmbeddedCell, ModelServer
+from gateway.cell import AdminServer, Cancellation, CellSettings, EmbeddedCell, ModelServer
+from gateway.common.storage import open_storage
 
 CELL = "/sax/test"
 TEST_LM = "sax_gateway.testing.TestLM"
@@ -47,19 +51,47 @@ async def embedded_cell(tmp_path: Path) -> AsyncIterator[EmbeddedCell]:
 
 @dataclass
 class InprocCell:
+    """An admin server and model servers of one cell, all in this process."""
+
     settings: CellSettings
     admin: AdminServer
     model_servers: list[ModelServer]
+    cancellations: list[Cancellation] = field(default_factory=list)
+    """GenerateStream calls the model servers saw cancelled, in order."""
+
+    @property
+    def sax_root(self) -> str:
+        return self.settings.sax_root
+
+    @property
+    def admin_address(self) -> str:
+        return self.admin.address
+
+    async def move_admin(self) -> None:
+        """Stops the admin and starts a new one on another port (it rewrites location.proto)."""
+        old = self.admin.address
+        await self.admin.stop(grace=0)
+        self.admin = AdminServer(self.settings)
+        await self.admin.start()
+        # Port 0 practically never hands the old port out again at once; if it did, the test
+        # would still pass, but without proving anything about following a move.
+        assert self.admin.address != old
 
 
 @asynccontextmanager
-async def inproc(settings: CellSettings) -> AsyncIterator[InprocCell]:
+async def inproc(
+    settings: CellSettings, num_model_servers: int | None = None
+) -> AsyncIterator[InprocCell]:
+    """Starts the cell (``settings.num_model_servers`` model servers unless given) and waits
+    until every model server has joined."""
+    if num_model_servers is not None:
+        settings = dataclasses.replace(settings, num_model_servers=num_model_servers)
     admin = AdminServer(settings)
     await admin.start()
     cell = InprocCell(settings=settings, admin=admin, model_servers=[])
     try:
         for _ in range(settings.num_model_servers):
-            server = ModelServer(settings)
+            server = ModelServer(settings, on_cancelled=cell.cancellations.append)
             await server.start()
             cell.model_servers.append(server)
         for server in cell.model_servers:
@@ -76,6 +108,25 @@ async def inproc_cell(tmp_path: Path) -> AsyncIterator[InprocCell]:
     """An admin and two model servers in this event loop."""
     async with inproc(fast_settings(tmp_path)) as cell:
         yield cell
+
+
+@asynccontextmanager
+async def stand_in_admin(
+    servicer: admin_pb2_grpc.AdminServicer, sax_root: str, cell: str
+) -> AsyncIterator[str]:
+    """Serves ``servicer`` as the admin of ``cell`` (``/sax/<name>``) under ``sax_root``, on a
+    real socket, with its location.proto written as a Sax admin writes it; yields the address."""
+    server = grpc.aio.server()
+    admin_pb2_grpc.add_AdminServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    address = f"127.0.0.1:{port}"
+    location = admin_pb2.Location(location=address).SerializeToString()
+    await open_storage(sax_root).write(f"{cell.lstrip('/')}/location.proto", location)
+    try:
+        yield address
+    finally:
+        await server.stop(grace=0)
 
 
 @asynccontextmanager

@@ -19,7 +19,7 @@ from gateway.client import (
     InvalidArgumentError,
     NotFoundError,
 )
-from gateway.storage import open_storage
+from tests.integration._cell_fixtures import stand_in_admin
 
 CELL = "/sax/up"
 
@@ -67,18 +67,12 @@ class UpstreamStyleAdmin(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
 @pytest.fixture
 async def upstream(tmp_path: Path) -> AsyncIterator[tuple[Client, UpstreamStyleAdmin]]:
     servicer = UpstreamStyleAdmin()
-    server = grpc.aio.server()
-    admin_pb2_grpc.add_AdminServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
     root = str(tmp_path / "root")
-    location = admin_pb2.Location(location=f"127.0.0.1:{port}").SerializeToString()
-    await open_storage(root).write("sax/up/location.proto", location)
-    try:
-        async with Client(ClientSettings(sax_root=root, admin_timeout=5)) as client:
-            yield client, servicer
-    finally:
-        await server.stop(0)
+    async with (
+        stand_in_admin(servicer, root, CELL),
+        Client(ClientSettings(sax_root=root, admin_timeout=5)) as client,
+    ):
+        yield client, servicer
 
 
 async def test_unknown_not_found_becomes_not_found(

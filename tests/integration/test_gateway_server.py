@@ -11,11 +11,13 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2
 from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
+from gateway.client import ClientSettings
 from gateway.config import GatewaySettings
 from gateway.launch.processes import free_port
 from gateway.service import GatewayServer
@@ -28,7 +30,8 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 @pytest.fixture
 async def gateway(inproc_cell: InprocCell) -> AsyncIterator[GatewayServer]:
-    settings = GatewaySettings(sax_root=inproc_cell.settings.sax_root, health_interval=0.2)
+    client = ClientSettings(sax_root=inproc_cell.settings.sax_root)
+    settings = GatewaySettings(client=client, health_interval=0.2)
     server = await GatewayServer.start(settings)
     yield server
     await server.stop(grace=0)
@@ -51,18 +54,55 @@ async def _publish(stub: gateway_pb2_grpc.SaxGatewayStub, name: str, **overrides
     return model
 
 
-async def test_reflection_lists_the_services(gateway: GatewayServer) -> None:
-    async with grpc.aio.insecure_channel(gateway.address) as channel:
-        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-        request = reflection_pb2.ServerReflectionRequest(list_services="")
-        names = []
-        async for response in stub.ServerReflectionInfo(iter([request])):
-            names = [s.name for s in response.list_services_response.service]
-    assert set(names) == {
+@pytest.mark.parametrize("version", ["v1", "v1alpha"])
+async def test_reflection_lists_the_services(gateway: GatewayServer, version: str) -> None:
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    responses = await _reflect(gateway, version, request)
+    assert {s.name for s in responses[0].list_services_response.service} == {
         "saxgateway.v1.SaxGateway",
         "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
     }
+
+
+@pytest.mark.parametrize("version", ["v1", "v1alpha"])
+@pytest.mark.parametrize(
+    ("symbol", "file"),
+    [
+        ("saxgateway.v1.SaxGateway.Generate", "saxgateway/v1/gateway.proto"),
+        ("saxgateway.v1.GenerateRequest", "saxgateway/v1/gateway.proto"),
+        ("grpc.health.v1.Health.Check", "grpc_health/v1/health.proto"),
+    ],
+)
+async def test_reflection_finds_methods_and_messages(
+    gateway: GatewayServer, version: str, symbol: str, file: str
+) -> None:
+    request = reflection_pb2.ServerReflectionRequest(file_containing_symbol=symbol)
+    (response,) = await _reflect(gateway, version, request)
+    first = response.file_descriptor_response.file_descriptor_proto[0]
+    assert descriptor_pb2.FileDescriptorProto.FromString(first).name == file
+
+
+async def test_reflection_reports_unknown_methods(gateway: GatewayServer) -> None:
+    request = reflection_pb2.ServerReflectionRequest(
+        file_containing_symbol="saxgateway.v1.SaxGateway.NoSuchMethod"
+    )
+    (response,) = await _reflect(gateway, "v1", request)
+    assert response.error_response.error_code == grpc.StatusCode.NOT_FOUND.value[0]
+
+
+async def _reflect(
+    gateway: GatewayServer, version: str, request: reflection_pb2.ServerReflectionRequest
+) -> list[reflection_pb2.ServerReflectionResponse]:
+    """One reflection exchange; v1 and v1alpha share their messages on the wire."""
+    async with grpc.aio.insecure_channel(gateway.address) as channel:
+        call = channel.stream_stream(
+            f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )
+        return [response async for response in call(iter([request]))]
 
 
 async def test_health_serves_while_the_cell_answers(
@@ -82,8 +122,26 @@ async def test_health_serves_while_the_cell_answers(
         assert reply.status == NOT_SERVING
 
 
+async def test_health_watch_reports_not_serving_when_the_gateway_stops(
+    inproc_cell: InprocCell,
+) -> None:
+    client = ClientSettings(sax_root=inproc_cell.settings.sax_root)
+    server = await GatewayServer.start(GatewaySettings(client=client, health_interval=0.2))
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(service="saxgateway.v1.SaxGateway")
+        )
+        assert (await watch.read()).status == SERVING
+        stopping = asyncio.create_task(server.stop(grace=5))
+        assert (await watch.read()).status == NOT_SERVING
+        watch.cancel()
+        await stopping
+
+
 async def test_health_is_not_serving_without_a_cell(tmp_path: Path) -> None:
-    server = await GatewayServer.start(GatewaySettings(sax_root=str(tmp_path)))
+    server = await GatewayServer.start(
+        GatewaySettings(client=ClientSettings(sax_root=str(tmp_path)))
+    )
     try:
         async with grpc.aio.insecure_channel(server.address) as channel:
             reply = await health_pb2_grpc.HealthStub(channel).Check(

@@ -1,5 +1,5 @@
 """A gs:// SAX_ROOT served by gcp-storage-emulator, through the real google-cloud-storage client:
-gateway.storage itself, then a whole cell (admin and model servers) and a client on it."""
+gateway.common.storage itself, then a whole cell (admin and model servers) and a client on it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from gcp_storage_emulator.server import create_server
 
 from gateway.client import CallOptions, Client, ClientSettings
-from gateway.storage import GcsStorage, open_storage
+from gateway.common.storage import GcsStorage, open_storage
 from tests.integration._client_fixtures import CELL, TEST_LM, cell_settings, running_cell
 
 BUCKET = "sax-bucket"

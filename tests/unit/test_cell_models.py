@@ -8,10 +8,10 @@ import zlib
 import grpc
 import pytest
 
-from gateway.cell._errors import go_code_name
 from gateway.cell.models import MODEL_PATHS, LoadSpec, ServableModel, create_model
 from gateway.cell.models.base import ExtraInputs
 from gateway.client.errors import InvalidArgumentError
+from gateway.common.errors import go_code_name
 
 SEED_LM = "saxml.server.pax.lm.params.lm_cloud.LmCloudSpmd2BTest"
 NONE = ExtraInputs()

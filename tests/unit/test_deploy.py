@@ -1,9 +1,11 @@
-"""Container and Kubernetes files, validated statically (no container engine runs here):
-they parse, their commands are ones our CLIs accept, and the Envoy config they render is one
-the real Envoy binary accepts."""
+"""Compose files and Dockerfiles, checked statically: they parse, their commands are ones our
+CLIs accept and agree with each other, and the Envoy config they render is one the real Envoy
+binary accepts. `make container-test` runs them for real (tests/container)."""
 
 from __future__ import annotations
 
+import argparse
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,12 +19,22 @@ from gateway.launch.envoy import envoy_binary
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _compose() -> dict[str, Any]:
-    return dict(yaml.safe_load((ROOT / "docker-compose.yml").read_text()))
+_VARIABLE = re.compile(r"\$\{[A-Z_]+:-([^}]*)\}")
 
 
-def _k8s() -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all((ROOT / "deploy/k8s/sax-gateway.yaml").read_text()) if d]
+def _defaults(value: Any) -> Any:
+    """``value`` with every ``${VAR:-default}`` replaced by its default, as Compose would."""
+    if isinstance(value, str):
+        return _VARIABLE.sub(lambda m: m.group(1), value)
+    if isinstance(value, list):
+        return [_defaults(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _defaults(v) for k, v in value.items()}
+    return value
+
+
+def _compose(name: str = "docker-compose.yml") -> dict[str, Any]:
+    return dict(_defaults(yaml.safe_load((ROOT / name).read_text())))
 
 
 def test_compose_services_use_our_image_or_official_ones() -> None:
@@ -33,38 +45,53 @@ def test_compose_services_use_our_image_or_official_ones() -> None:
         assert image == "sax-gateway:latest" or image.startswith(
             ("envoyproxy/envoy:v1.40", "us-docker.pkg.dev/cloud-tpu-images/inference/sax-")
         ), name
-    assert services["envoy"]["ports"] == ["8888:8888"]
+        if image == "sax-gateway:latest":
+            assert service["build"]["args"] == {"BASE": "python:3.11-slim"}, name
+        assert "ports" not in service, f"{name}: publish ports in docker-compose.override.yml"
+    published = _compose("docker-compose.override.yml")["services"]
+    assert published == {"envoy": {"ports": ["8888:8888"]}, "envoy-tpu": {"ports": ["8888:8888"]}}
 
 
-def test_compose_gateway_commands_parse() -> None:
+def _envoy_config_args(services: dict[str, Any]) -> argparse.Namespace:
+    return parser().parse_args(services["envoy-config"]["command"])
+
+
+@pytest.mark.parametrize("override", [None, "deploy/compose/host-network.yml"])
+def test_compose_commands_parse_and_agree(override: str | None) -> None:
     services = _compose()["services"]
+    for name, service in (_compose(override)["services"] if override else {}).items():
+        services[name] = {**services[name], **service}
     for name in ("gateway", "envoy-config", "gateway-tpu"):
-        argv = [
-            a.replace("${SAX_ROOT:?set SAX_ROOT to gs://BUCKET/sax-root}", "gs://b/r")
-            for a in services[name]["command"]
-        ]
-        args = parser().parse_args(argv)
-        assert args.command == argv[0]
+        argv = services[name]["command"]
+        assert parser().parse_args(argv).command == argv[0]
+    config = _envoy_config_args(services)
+    gateway = parser().parse_args(services["gateway"]["command"])
+    assert config.gateway in (
+        [f"gateway:{gateway.port}"],
+        [f"{gateway.host}:{gateway.port}"],
+    )
+    # run-envoy.sh ADMIN_PORT DRAIN_SECONDS envoy ...: it drains through the admin port that
+    # envoy-config rendered, within the container's stop grace period.
+    bash, script, admin_port, drain, *envoy = services["envoy"]["command"]
+    assert (bash, script) == ("bash", "/etc/envoy/run-envoy.sh")
+    assert int(admin_port) == config.admin_port
+    assert envoy[:3] == ["envoy", "-c", "/etc/envoy/envoy.yaml"]
+    assert envoy[envoy.index("--drain-time-s") + 1] == drain
+    assert int(drain) < int(services["envoy"]["stop_grace_period"].removesuffix("s"))
+    if override:
+        assert all(s["network_mode"] == "host" for s in services.values() if "profiles" not in s)
 
 
-def test_k8s_gateway_args_parse_and_probes_are_set() -> None:
-    docs = {(d["kind"], d["metadata"]["name"]): d for d in _k8s()}
-    gateway = docs[("Deployment", "sax-gateway")]["spec"]["template"]["spec"]["containers"][0]
-    args = parser().parse_args([a.replace("$(SAX_ROOT)", "gs://b/r") for a in gateway["args"]])
-    assert (args.command, args.port) == ("gateway", 50051)
-    assert gateway["readinessProbe"]["grpc"] == {"port": 50051}
-    envoy_pod = docs[("Deployment", "sax-gateway-envoy")]["spec"]["template"]["spec"]
-    init_args = parser().parse_args(envoy_pod["initContainers"][0]["args"])
-    assert init_args.gateway == ["sax-gateway-grpc:50051"]
-    assert docs[("Service", "sax-gateway-grpc")]["spec"]["clusterIP"] == "None"
-
-
-@pytest.mark.parametrize("gateway", ["gateway:50051", "sax-gateway-grpc:50051"])
+@pytest.mark.parametrize("gateway", ["gateway:50051", "127.0.0.1:50051"])
 def test_rendered_container_envoy_config_is_valid(tmp_path: Path, gateway: str) -> None:
     assert main(["envoy-config", "--gateway", gateway, "--out", str(tmp_path)]) == 0
     config = (tmp_path / "envoy.yaml").read_text()
+    assert (tmp_path / "run-envoy.sh").read_text().startswith("#!/usr/bin/env bash")
     for name in ("descriptor.binpb", "openapi.json"):  # Envoy reads both at start
         assert (tmp_path / name).stat().st_size > 0
+        assert str(tmp_path / name) in config
+    for name in ("docs/index.html", "docs/docs.js", "swagger-ui/swagger-ui-bundle.js"):
+        assert (tmp_path / name).stat().st_size > 0  # the /docs page, read at start too
         assert str(tmp_path / name) in config
     result = subprocess.run(
         [str(envoy_binary()), "--mode", "validate", "-c", str(tmp_path / "envoy.yaml")],

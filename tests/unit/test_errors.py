@@ -1,4 +1,4 @@
-"""gateway.client.errors: one class per status code, and the one grpc -> SaxError mapping."""
+"""gateway.common.errors: one class per status code, and the one grpc -> SaxError mapping."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from gateway.client import errors
+from gateway.common import errors
 
 
 class _FakeRpcError(grpc.RpcError):

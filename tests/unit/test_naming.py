@@ -1,14 +1,11 @@
-"""gateway.naming: Sax cell and model IDs, validated as upstream Sax does."""
+"""gateway.common.names: Sax cell and model IDs, model paths and checkpoints."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
-from gateway import naming
-from gateway.client import InvalidArgumentError
+from gateway.common import names as naming
+from gateway.common.errors import InvalidArgumentError
 
 
 def test_parse_model_id_returns_typed_parts() -> None:
@@ -63,7 +60,23 @@ def test_parse_cell_or_model_id_prefers_cell() -> None:
         naming.parse_cell_or_model_id("/sax")
 
 
-def test_naming_imports_first_without_cycle() -> None:
-    # gateway.naming and gateway.client import each other; either may be imported first.
-    for module in ("gateway.naming", "gateway.client", "gateway.client.errors"):
-        subprocess.run([sys.executable, "-c", f"import {module}"], check=True)
+def test_model_path_and_checkpoint_follow_upstream_patterns() -> None:
+    naming.check_model_path("saxml.server.pax.lm.params.lm_cloud.LmCloudSpmd2BTest")
+    naming.check_checkpoint("gs://bucket/ckpt/checkpoint_00001000")
+    naming.check_checkpoint("None")
+    with pytest.raises(InvalidArgumentError, match="model path '1bad' must match"):
+        naming.check_model_path("1bad")
+    with pytest.raises(InvalidArgumentError, match="checkpoint path 'a b' must match"):
+        naming.check_checkpoint("a b")
+
+
+def test_old_module_paths_still_import_the_same_objects() -> None:
+    from gateway import naming as old_naming
+    from gateway import storage as old_storage
+    from gateway.client import errors as old_errors
+    from gateway.common import errors, storage
+
+    assert old_naming.parse_model_id is naming.parse_model_id
+    assert old_storage.open_storage is storage.open_storage
+    assert old_errors.SaxError is errors.SaxError
+    assert old_errors.from_grpc_error is errors.from_grpc_error

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
 from google.api import annotations_pb2
 from saxgateway.v1 import gateway_pb2
 
@@ -66,6 +67,7 @@ def test_openapi_get_bindings_take_query_parameters() -> None:
             "required": True,
             "description": "Required. The model ID.",
             "schema": {"type": "string"},
+            "example": "/sax/test/lm2b",
         }
     ]
 
@@ -113,3 +115,56 @@ def test_envoy_config_serves_the_committed_document() -> None:
     assert openapi_document().read_bytes() == (ROOT / "openapi" / "openapi.json").read_bytes()
     config = render(EnvoySettings(gateway_endpoints=["127.0.0.1:1"]))
     assert f"body: {{filename: {openapi_document()}}}" in config
+
+
+def _validate(instance: object, schema: dict[str, Any]) -> None:
+    """Validates against a schema whose $refs point into the document's components."""
+    jsonschema_rs.Draft202012Validator({**schema, "components": DOC["components"]}).validate(
+        instance
+    )
+
+
+def test_every_operation_has_an_example_request_and_response() -> None:
+    for path, verb, op in _operations():
+        for param in op.get("parameters", []):
+            if param["in"] == "path" or param["required"]:
+                assert "example" in param, (path, verb, param["name"])
+            if "example" in param:
+                _validate(param["example"], param["schema"])
+        if "requestBody" in op:
+            body = op["requestBody"]["content"]["application/json"]
+            _validate(body["example"], body["schema"])
+        ok = op["responses"]["200"]["content"]
+        if "text/event-stream" in ok:
+            events = ok["text/event-stream"]["example"].split("\n\n")
+            assert events[-1] == "" and len(events) > 1, (path, verb)
+            for event in events[:-1]:
+                assert event.startswith("data: "), (path, verb)
+                _validate(
+                    json.loads(event.removeprefix("data: ")), ok["text/event-stream"]["x-sse-data"]
+                )
+        else:
+            _validate(ok["application/json"]["example"], ok["application/json"]["schema"])
+
+
+def test_the_seed_routes_show_the_seed_requests() -> None:
+    publish = DOC["paths"]["/publish"]["post"]["requestBody"]["content"]["application/json"]
+    assert publish["example"] == {
+        "model": "/sax/test/lm2b",
+        "model_path": "saxml.server.pax.lm.params.lm_cloud.LmCloudSpmd2BTest",
+        "checkpoint": "None",
+        "replicas": 1,
+    }
+    generate = DOC["paths"]["/generate"]["post"]["requestBody"]["content"]["application/json"]
+    assert generate["example"] == {
+        "model": "/sax/test/lm2b",
+        "query": "Q: Who is Harry Potter's mom? A: ",
+    }
+    listcell = DOC["paths"]["/listcell"]["get"]["parameters"]
+    assert [(p["name"], p["example"]) for p in listcell] == [("model", "/sax/test/lm2b")]
+
+
+def test_error_examples_are_errors() -> None:
+    for example in SCHEMAS["Error"]["examples"]:
+        _validate(example, SCHEMAS["Error"])
+    assert SCHEMAS["Error"]["examples"][1]["details"][0]["@type"].endswith("BadRequest")

@@ -6,6 +6,7 @@ import pytest
 from google.protobuf import duration_pb2, struct_pb2
 
 from gateway.client import InvalidArgumentError
+from gateway.common.deadline import Deadline
 from gateway.service import _fields as f
 
 
@@ -69,11 +70,12 @@ def test_call_options_sorts_extra_inputs_by_json_type() -> None:
             list_value=struct_pb2.ListValue(values=[struct_pb2.Value(number_value=1.0)])
         ),
     }
-    options = f.call_options(inputs, timeout=3)
+    deadline = Deadline.after(3)
+    options = f.call_options(inputs, deadline)
     assert dict(options.extra_inputs) == {"temperature": 0.5}
     assert dict(options.extra_strings) == {"regex": "a*"}
     assert {k: list(v) for k, v in options.extra_tensors.items()} == {"prompt": [1.0]}
-    assert options.timeout == 3
+    assert options.deadline is deadline
 
 
 @pytest.mark.parametrize(
@@ -88,5 +90,5 @@ def test_call_options_sorts_extra_inputs_by_json_type() -> None:
 )
 def test_call_options_rejects_other_json_types(value: struct_pb2.Value) -> None:
     with pytest.raises(InvalidArgumentError) as exc:
-        f.call_options({"k": value}, timeout=1)
+        f.call_options({"k": value}, Deadline.after(1))
     assert _violations(exc) == ["extra_inputs[k]"]

@@ -1,10 +1,10 @@
-"""gateway.storage with a local directory root."""
+"""gateway.common.storage with a local directory root."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.storage import LocalStorage, Storage, open_storage
+from gateway.common.storage import LocalStorage, Storage, open_storage
 
 
 def test_open_storage_local(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from gateway.cell._files import CellFiles
 from gateway.cell.admin.manager import Manager
 from gateway.cell.admin.servicer import AdminServicer
 from gateway.cell.settings import CellSettings
-from gateway.naming import parse_cell_id
+from gateway.common.names import parse_cell_id
 
 _log = logging.getLogger("gateway.cell.admin")
 

@@ -6,8 +6,7 @@ import grpc
 from saxml.protobuf import admin_pb2
 
 from gateway.cell._errors import cell_error, invalid_argument
-from gateway.cell._naming import check_checkpoint, check_model_path
-from gateway.naming import parse_model_id
+from gateway.common.names import check_checkpoint, check_model_path, parse_model_id
 
 #: Data methods an ACL may name (upstream's list).
 METHODS_WITH_ACLS = frozenset(

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from gateway.cell._errors import invalid_argument
+from gateway.common.results import Box
 
 # Sax's data method names, as upstream model servers report them.
 LM_SCORE = "lm.score"
@@ -41,16 +42,6 @@ class ExtraInputs:
 
 @dataclass(frozen=True)
 class Hypothesis:
-    text: str
-    score: float
-
-
-@dataclass(frozen=True)
-class Box:
-    cx: float
-    cy: float
-    w: float
-    h: float
     text: str
     score: float
 

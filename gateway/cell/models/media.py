@@ -26,11 +26,11 @@ from gateway.cell.models.base import (
     VM_EMBED,
     VM_GENERATE,
     VM_IMAGE_TO_TEXT,
-    Box,
     ExtraInputs,
     Hypothesis,
     ServableModel,
 )
+from gateway.common.results import Box
 
 VISION_PATH = "sax_gateway.testing.TestVision"
 AUDIO_PATH = "sax_gateway.testing.TestAudio"

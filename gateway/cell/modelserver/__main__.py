@@ -5,10 +5,7 @@ python -m gateway.cell.modelserver --sax-root /tmp/root --port 10001 [--cell /sa
 
 from __future__ import annotations
 
-import argparse
-
 from gateway.cell import _process
-from gateway.cell._args import add_cell_arguments, configure_logging, settings_from_args
 from gateway.cell.modelserver.loaded import Cancellation
 from gateway.cell.modelserver.server import ModelServer
 from gateway.cell.settings import CellSettings
@@ -20,29 +17,24 @@ def _cancelled(event: Cancellation) -> None:
     )
 
 
-async def _serve(settings: CellSettings, *, port: int, exit_on_stdin_eof: bool) -> None:
-    server = ModelServer(
+def _server(settings: CellSettings, port: int) -> ModelServer:
+    return ModelServer(
         settings,
         port=port,
         on_joined=lambda admin: _process.emit(f"joined {admin}"),
         on_cancelled=_cancelled,
     )
-    await server.start()
-    _process.emit(f"listening {server.address}")
-    try:
-        await _process.wait_for_signal(or_stdin_eof=exit_on_stdin_eof)
-    finally:
-        await server.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m gateway.cell.modelserver", description=__doc__)
-    add_cell_arguments(parser, sax_root_required=True)
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    args = parser.parse_args(argv)
-    configure_logging(args.log_level, name="modelserver")
-    settings = settings_from_args(args, sax_root=args.sax_root)
-    _process.run(_serve(settings, port=args.port, exit_on_stdin_eof=args.exit_on_stdin_eof))
+    _process.serve_main(
+        argv,
+        prog="python -m gateway.cell.modelserver",
+        description=__doc__,
+        name="modelserver",
+        default_port=0,
+        server=_server,
+    )
 
 
 if __name__ == "__main__":

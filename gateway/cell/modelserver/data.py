@@ -145,12 +145,7 @@ class VisionServicer(vision_pb2_grpc.VisionServiceServicer):  # type: ignore[mis
             boxes = await model.detect(
                 request.image_bytes, list(request.text), _extra(request.extra_inputs)
             )
-        return vision_pb2.DetectResponse(
-            bounding_boxes=[
-                vision_pb2.BoundingBox(cx=b.cx, cy=b.cy, w=b.w, h=b.h, text=b.text, score=b.score)
-                for b in boxes
-            ]
-        )
+        return vision_pb2.DetectResponse(bounding_boxes=[box.to_proto() for box in boxes])
 
     @unary_errors
     async def ImageToText(

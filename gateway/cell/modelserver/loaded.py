@@ -21,7 +21,7 @@ from gateway.cell._errors import cell_error, invalid_argument, not_found
 from gateway.cell.models import LoadSpec, create_model
 from gateway.cell.models.base import ServableModel
 from gateway.cell.modelserver.stats import MethodStats
-from gateway.client.errors import SaxError
+from gateway.common.errors import SaxError
 
 _log = logging.getLogger("gateway.cell.modelserver")
 

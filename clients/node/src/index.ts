@@ -1,0 +1,155 @@
+// A typed Node.js client of the SaxGateway gRPC API: messages and service generated from the
+// proto (src/gen, ts-proto), plus a deadline on every call, errors as SaxGatewayError with
+// their google.rpc.BadRequest field violations, and streams as async iterators.
+//
+//   const client = new Client("localhost:8888", { timeoutMs: 30_000 });
+//   const { texts } = await client.unary("generate", { model, query, extra_inputs: { temperature: 0.5 } });
+//   for await (const item of client.stream("generateStream", { model, query })) { ... }
+import * as grpc from "@grpc/grpc-js";
+
+import { BadRequest } from "./gen/google/rpc/error_details";
+import { Status } from "./gen/google/rpc/status";
+import * as pb from "./gen/saxgateway/v1/gateway";
+
+export { pb };
+
+type Methods = typeof pb.SaxGatewayDefinition.methods;
+type Method = keyof Methods;
+/** RPCs that return one message (generate, publishModel, ...). */
+export type UnaryMethod = { [K in Method]: Methods[K]["responseStream"] extends false ? K : never }[Method];
+/** RPCs that return a stream (generateStream, watchAddresses). */
+export type StreamMethod = Exclude<Method, UnaryMethod>;
+export type RequestOf<K extends Method> = ReturnType<Methods[K]["requestType"]["fromPartial"]>;
+export type ResponseOf<K extends Method> = ReturnType<Methods[K]["responseType"]["decode"]>;
+
+const BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest";
+
+export interface FieldViolation {
+  field: string;
+  description: string;
+}
+
+/** A failed call: its gRPC status code (and name), message and BadRequest field violations. */
+export class SaxGatewayError extends Error {
+  readonly code: grpc.status;
+  readonly codeName: string;
+  readonly fieldViolations: FieldViolation[];
+
+  constructor(code: grpc.status, message: string, details: Status["details"] = []) {
+    super(`${grpc.status[code]}: ${message}`);
+    this.name = "SaxGatewayError";
+    this.code = code;
+    this.codeName = grpc.status[code];
+    this.fieldViolations = details
+      .filter((detail) => detail.type_url === BAD_REQUEST)
+      .flatMap((detail) => BadRequest.decode(detail.value).field_violations)
+      .map(({ field, description }) => ({ field, description }));
+  }
+
+  /** The error of a failed call, details read from its grpc-status-details-bin trailer. */
+  static fromServiceError(error: grpc.ServiceError): SaxGatewayError {
+    const [bin] = error.metadata?.get("grpc-status-details-bin") ?? [];
+    const details = bin instanceof Buffer ? Status.decode(bin).details : [];
+    return new SaxGatewayError(error.code, error.details, details);
+  }
+
+  /** The error a stream reports in-band, in its last message. */
+  static fromStatus(status: Status): SaxGatewayError {
+    return new SaxGatewayError(status.code, status.message, status.details);
+  }
+}
+
+export interface ClientOptions {
+  /** Deadline of every call that sets none (default 60 s). */
+  timeoutMs?: number;
+  /** Default: insecure (plain-text HTTP/2), as Envoy's local port serves. */
+  credentials?: grpc.ChannelCredentials;
+}
+
+export interface CallOptions {
+  timeoutMs?: number;
+  metadata?: grpc.Metadata;
+}
+
+// One RPC's path and (de)serializers, from the generated service definition.
+function rpc<K extends Method>(method: K) {
+  const def = pb.SaxGatewayDefinition.methods[method];
+  const request = def.requestType as unknown as pb.MessageFns<RequestOf<K>>;
+  const response = def.responseType as unknown as pb.MessageFns<ResponseOf<K>>;
+  return {
+    path: `/${pb.SaxGatewayDefinition.fullName}/${def.name}`,
+    build: (partial: pb.DeepPartial<RequestOf<K>>) => request.fromPartial(partial as never),
+    serialize: (value: RequestOf<K>) => Buffer.from(request.encode(value).finish()),
+    deserialize: (bytes: Buffer) => response.decode(bytes),
+  };
+}
+
+export class Client {
+  /** The grpc-js channel's client (pb.SaxGatewayDefinition describes every RPC). */
+  readonly channel: grpc.Client;
+  private readonly timeoutMs: number;
+
+  constructor(address = "localhost:8888", options: ClientOptions = {}) {
+    this.channel = new grpc.Client(address, options.credentials ?? grpc.credentials.createInsecure());
+    this.timeoutMs = options.timeoutMs ?? 60_000;
+  }
+
+  close(): void {
+    this.channel.close();
+  }
+
+  /** Calls a unary RPC; rejects with a SaxGatewayError. */
+  unary<K extends UnaryMethod>(
+    method: K,
+    request: pb.DeepPartial<RequestOf<K>>,
+    options: CallOptions = {},
+  ): Promise<ResponseOf<K>> {
+    const { path, build, serialize, deserialize } = rpc(method);
+    return new Promise((resolve, reject) => {
+      this.channel.makeUnaryRequest(
+        path,
+        serialize,
+        deserialize,
+        build(request),
+        options.metadata ?? new grpc.Metadata(),
+        { deadline: this.deadline(options) },
+        (error, response) =>
+          error ? reject(SaxGatewayError.fromServiceError(error)) : resolve(response as ResponseOf<K>),
+      );
+    });
+  }
+
+  /** Calls a streaming RPC: its messages as they arrive; a failure (before the first message
+   * or in-band in the last one) is thrown as a SaxGatewayError. Breaking out cancels the call. */
+  async *stream<K extends StreamMethod>(
+    method: K,
+    request: pb.DeepPartial<RequestOf<K>>,
+    options: CallOptions = {},
+  ): AsyncGenerator<ResponseOf<K>> {
+    const { path, build, serialize, deserialize } = rpc(method);
+    const call = this.channel.makeServerStreamRequest(
+      path,
+      serialize,
+      deserialize,
+      build(request),
+      options.metadata ?? new grpc.Metadata(),
+      { deadline: this.deadline(options) },
+    );
+    try {
+      for await (const item of call as AsyncIterable<ResponseOf<K>>) {
+        const error = (item as { error?: Status }).error;
+        if (error && error.code !== grpc.status.OK) throw SaxGatewayError.fromStatus(error);
+        yield item;
+      }
+    } catch (error) {
+      if (error instanceof SaxGatewayError) throw error;
+      throw SaxGatewayError.fromServiceError(error as grpc.ServiceError);
+    } finally {
+      call.cancel();
+    }
+  }
+
+  private deadline(options: CallOptions): Date {
+    return new Date(Date.now() + (options.timeoutMs ?? this.timeoutMs));
+  }
+}

@@ -1,0 +1,54 @@
+"""A typed client of the SaxGateway gRPC API (``pip install clients/python``).
+
+    from saxgateway_client import Client, BadRequestError
+
+    with Client("localhost:8888", timeout=30) as client:
+        for text, score in client.generate("/sax/test/lm2b", "Hello", extra={"temperature": 0.5}):
+            print(score, text)
+
+Every call has a deadline and raises a :class:`SaxGatewayError` subclass on failure;
+``generate_stream`` is an iterator. ``client.call("ListModels", request)`` reaches any other
+unary RPC with the same deadline and errors; the generated messages are ``saxgateway.v1``.
+"""
+
+from saxgateway_client._client import Client, JSONValue, extra_inputs
+from saxgateway_client._errors import (
+    AlreadyExistsError,
+    BadRequestError,
+    CancelledError,
+    DeadlineExceededError,
+    FieldViolation,
+    NotFoundError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+    SaxGatewayError,
+    ServerError,
+    UnauthenticatedError,
+    UnavailableError,
+    UnimplementedError,
+    error_for,
+    from_rpc_error,
+    from_status,
+)
+
+__all__ = [
+    "AlreadyExistsError",
+    "BadRequestError",
+    "CancelledError",
+    "Client",
+    "DeadlineExceededError",
+    "FieldViolation",
+    "JSONValue",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "ResourceExhaustedError",
+    "SaxGatewayError",
+    "ServerError",
+    "UnauthenticatedError",
+    "UnavailableError",
+    "UnimplementedError",
+    "error_for",
+    "extra_inputs",
+    "from_rpc_error",
+    "from_status",
+]

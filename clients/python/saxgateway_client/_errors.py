@@ -1,0 +1,142 @@
+"""The exceptions a call raises: one class per gRPC status code, made in one place.
+
+SaxGatewayError                 code, message, details (google.protobuf.Any)
+├── BadRequestError             INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE;
+│                               .field_violations from the google.rpc.BadRequest detail
+├── NotFoundError               NOT_FOUND
+├── AlreadyExistsError          ALREADY_EXISTS
+├── PermissionDeniedError       PERMISSION_DENIED
+├── UnauthenticatedError        UNAUTHENTICATED
+├── ResourceExhaustedError      RESOURCE_EXHAUSTED
+├── UnavailableError            UNAVAILABLE
+├── DeadlineExceededError       DEADLINE_EXCEEDED
+├── CancelledError              CANCELLED
+├── UnimplementedError          UNIMPLEMENTED
+└── ServerError                 UNKNOWN, INTERNAL, DATA_LOSS, ABORTED
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+_DETAILS_KEY = "grpc-status-details-bin"
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """One bad field of a request: its path (``model``, ``extra_inputs[x]``) and why."""
+
+    field: str
+    description: str
+
+
+class SaxGatewayError(Exception):
+    """A failed call: the gRPC status code, its message, and its typed details."""
+
+    def __init__(
+        self, code: grpc.StatusCode, message: str, details: tuple[any_pb2.Any, ...] = ()
+    ) -> None:
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+class BadRequestError(SaxGatewayError):
+    """The request was invalid; ``field_violations`` names the fields."""
+
+    @property
+    def field_violations(self) -> tuple[FieldViolation, ...]:
+        found = []
+        for detail in self.details:
+            bad = error_details_pb2.BadRequest()
+            if detail.Unpack(bad):
+                found += [FieldViolation(v.field, v.description) for v in bad.field_violations]
+        return tuple(found)
+
+
+class NotFoundError(SaxGatewayError):
+    """The model (or cell) is not published."""
+
+
+class AlreadyExistsError(SaxGatewayError):
+    """The model is already published."""
+
+
+class PermissionDeniedError(SaxGatewayError):
+    """The caller may not use this model."""
+
+
+class UnauthenticatedError(SaxGatewayError):
+    """The call carried no valid credentials."""
+
+
+class ResourceExhaustedError(SaxGatewayError):
+    """A quota or size limit was hit."""
+
+
+class UnavailableError(SaxGatewayError):
+    """The gateway or the Sax cell could not be reached; retrying may help."""
+
+
+class DeadlineExceededError(SaxGatewayError):
+    """The call's deadline expired first."""
+
+
+class CancelledError(SaxGatewayError):
+    """The call was cancelled."""
+
+
+class UnimplementedError(SaxGatewayError):
+    """The model does not serve this method."""
+
+
+class ServerError(SaxGatewayError):
+    """The server failed (UNKNOWN, INTERNAL, DATA_LOSS, ABORTED)."""
+
+
+_BY_CODE: dict[grpc.StatusCode, type[SaxGatewayError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: BadRequestError,
+    grpc.StatusCode.FAILED_PRECONDITION: BadRequestError,
+    grpc.StatusCode.OUT_OF_RANGE: BadRequestError,
+    grpc.StatusCode.NOT_FOUND: NotFoundError,
+    grpc.StatusCode.ALREADY_EXISTS: AlreadyExistsError,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
+    grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhaustedError,
+    grpc.StatusCode.UNAVAILABLE: UnavailableError,
+    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
+    grpc.StatusCode.CANCELLED: CancelledError,
+    grpc.StatusCode.UNIMPLEMENTED: UnimplementedError,
+    grpc.StatusCode.UNKNOWN: ServerError,
+    grpc.StatusCode.INTERNAL: ServerError,
+    grpc.StatusCode.DATA_LOSS: ServerError,
+    grpc.StatusCode.ABORTED: ServerError,
+}
+_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def error_for(
+    code: grpc.StatusCode, message: str, details: tuple[any_pb2.Any, ...] = ()
+) -> SaxGatewayError:
+    """The exception for a status code (OK is not an error, and has no class)."""
+    return _BY_CODE[code](code, message, details)
+
+
+def from_rpc_error(error: grpc.RpcError) -> SaxGatewayError:
+    """The exception for a failed call, details read from its trailing metadata."""
+    call: grpc.Call = error  # every RpcError a stub raises is also a grpc.Call
+    details: tuple[any_pb2.Any, ...] = ()
+    for key, value in call.trailing_metadata() or ():
+        if key == _DETAILS_KEY:
+            details = tuple(status_pb2.Status.FromString(value).details)
+    return error_for(call.code(), call.details() or "", details)
+
+
+def from_status(status: status_pb2.Status) -> SaxGatewayError:
+    """The exception for a google.rpc.Status, such as a stream's in-band final error."""
+    return error_for(_BY_NUMBER[status.code], status.message, tuple(status.details))

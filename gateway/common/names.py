@@ -1,0 +1,120 @@
+"""Sax's naming rules, in one place, the way upstream Sax checks them.
+
+A cell ID is ``/sax/<cell>`` and a model ID is ``/sax/<cell>/<model>``; both names must match
+``^[a-z]+[a-z0-9-_]*$``. Parsing returns typed values and raises ``InvalidArgumentError`` with
+a message naming the part that is wrong::
+
+    model = parse_model_id("/sax/test/lm")   # ModelId(cell=CellId(name="test"), name="lm")
+    model.cell.id                           # "/sax/test"
+
+A model path (``saxml.server.lm.params.lm_cloud.LmCloudSpmd2B``) and a checkpoint path have
+upstream's patterns too (``check_model_path``, ``check_checkpoint``), so that what the embedded
+cell accepts, a real cell accepts.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from gateway.common.errors import InvalidArgumentError
+
+PREFIX = "sax"
+NAME_PATTERN = "^[a-z]+[a-z0-9-_]*$"
+_VALID_NAME = re.compile(r"[a-z]+[a-z0-9\-_]*")
+_MODEL_PATH = re.compile(r"[a-zA-Z]+[a-zA-Z0-9_.-]*")
+_CHECKPOINT = re.compile(r"(/|\d|\w|_|\.|-|%|:|=|\||\+)+")
+
+
+@dataclass(frozen=True, slots=True)
+class CellId:
+    """A Sax cell, e.g. ``CellId("test")`` for ``/sax/test``."""
+
+    name: str
+
+    @property
+    def id(self) -> str:
+        """The full cell ID, ``/sax/<name>``."""
+        return f"/{PREFIX}/{self.name}"
+
+    def __str__(self) -> str:
+        return self.id
+
+
+@dataclass(frozen=True, slots=True)
+class ModelId:
+    """A Sax model, e.g. ``/sax/test/lm``."""
+
+    cell: CellId
+    name: str
+
+    @property
+    def id(self) -> str:
+        """The full model ID, ``/sax/<cell>/<name>``."""
+        return f"{self.cell.id}/{self.name}"
+
+    def __str__(self) -> str:
+        return self.id
+
+
+def is_valid_name(name: str) -> bool:
+    """Whether ``name`` is a valid cell or model name."""
+    # fullmatch, not match with "$": "$" would also accept a trailing newline.
+    return _VALID_NAME.fullmatch(name) is not None
+
+
+def parse_cell_id(cell_id: str, *, field: str = "cell") -> CellId:
+    """Parses ``/sax/<cell>``; ``field`` names the argument in the error."""
+    parts = cell_id.split("/")
+    if len(parts) != 3 or parts[0] != "" or parts[1] != PREFIX:
+        raise _invalid(field, f"cell ID {cell_id!r} should have the form /{PREFIX}/<cell name>")
+    if not is_valid_name(parts[2]):
+        raise _invalid(field, f"cell name {parts[2]!r} must match {NAME_PATTERN!r}")
+    return CellId(parts[2])
+
+
+def parse_model_id(model_id: str, *, field: str = "model_id") -> ModelId:
+    """Parses ``/sax/<cell>/<model>``; ``field`` names the argument in the error."""
+    cell_id, slash, name = model_id.rpartition("/")
+    if not slash:
+        raise _invalid(
+            field,
+            f"model ID {model_id!r} should have the form /{PREFIX}/<cell name>/<model name>",
+        )
+    # Like Sax, check the model name first, then let the cell parser judge the rest.
+    if not is_valid_name(name):
+        raise _invalid(field, f"model name {name!r} must match {NAME_PATTERN!r}")
+    return ModelId(parse_cell_id(cell_id, field=field), name)
+
+
+def parse_cell_or_model_id(value: str, *, field: str = "id") -> CellId | ModelId:
+    """Parses either a cell ID or a model ID (cell first, as Sax does)."""
+    try:
+        return parse_cell_id(value, field=field)
+    except InvalidArgumentError:
+        pass
+    try:
+        return parse_model_id(value, field=field)
+    except InvalidArgumentError:
+        raise _invalid(field, f"{value!r} is neither a cell ID nor a model ID") from None
+
+
+def check_model_path(model_path: str) -> None:
+    """Raises ``InvalidArgumentError`` unless ``model_path`` has upstream's form."""
+    if not _MODEL_PATH.fullmatch(model_path):
+        raise InvalidArgumentError(
+            f"model path {model_path!r} must match '^{_MODEL_PATH.pattern}$'"
+        )
+
+
+def check_checkpoint(checkpoint: str) -> None:
+    """Raises ``InvalidArgumentError`` unless ``checkpoint`` has upstream's form."""
+    if not _CHECKPOINT.fullmatch(checkpoint):
+        raise InvalidArgumentError(
+            f"checkpoint path {checkpoint!r} must match '^{_CHECKPOINT.pattern}$'"
+            " (use the literal None for random weights)"
+        )
+
+
+def _invalid(field: str, description: str) -> InvalidArgumentError:
+    return InvalidArgumentError(description, field_violations=((field, description),))

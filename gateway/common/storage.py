@@ -1,0 +1,214 @@
+"""SAX_ROOT access: a local directory or a ``gs://bucket/prefix`` URL behind one small API.
+
+Paths are relative to the root and "/"-separated (``"sax/test/location.proto"``); build them
+with ``storage.join``. Every method is a coroutine: the blocking work (file system or the GCS
+JSON API) runs in a worker thread so an event loop never stalls on it::
+
+    storage = open_storage("gs://bucket/root", gcs_endpoint="http://127.0.0.1:9023")
+    data = await storage.read(storage.join("sax", "test", "location.proto"))
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+_GS = "gs://"
+
+
+# Modes of what a local root holds, as upstream Sax writes them (whatever the umask).
+FILE_MODE = 0o644
+DIR_MODE = 0o755
+
+
+def make_dirs(directory: Path) -> None:
+    """Creates ``directory`` and its missing parents, each ``DIR_MODE``."""
+    missing: list[Path] = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for new in reversed(missing):
+        try:
+            new.mkdir()
+        except FileExistsError:  # another writer made it meanwhile
+            continue
+        os.chmod(new, DIR_MODE)
+
+
+class Storage(abc.ABC):
+    """A tree of small files (SAX_ROOT or a cell's fs_root)."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    @staticmethod
+    def join(*parts: str) -> str:
+        """Joins path parts with "/", ignoring empty parts and stray slashes."""
+        return "/".join(p.strip("/") for p in parts if p.strip("/"))
+
+    async def read(self, path: str) -> bytes | None:
+        """The file's contents, or None if it does not exist."""
+        return await asyncio.to_thread(self.read_sync, path)
+
+    async def write(self, path: str, data: bytes) -> None:
+        """Replaces the file atomically (readers see the old or the new contents, never a mix)."""
+        await asyncio.to_thread(self.write_sync, path, data)
+
+    async def list_dirs(self, path: str) -> list[str]:
+        """Sorted names of the subdirectories of ``path``; [] if it does not exist."""
+        return await asyncio.to_thread(self.list_dirs_sync, path)
+
+    async def exists(self, path: str) -> bool:
+        """Whether ``path`` is a file or a non-empty directory."""
+        return await asyncio.to_thread(self.exists_sync, path)
+
+    def url(self, path: str) -> str:
+        """``path`` spelled out under the root, for messages."""
+        return f"{self.root.rstrip('/')}/{path}"
+
+    # The blocking implementations; usable directly from synchronous code.
+    @abc.abstractmethod
+    def read_sync(self, path: str) -> bytes | None: ...
+
+    @abc.abstractmethod
+    def write_sync(self, path: str, data: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def list_dirs_sync(self, path: str) -> list[str]: ...
+
+    @abc.abstractmethod
+    def exists_sync(self, path: str) -> bool: ...
+
+
+class LocalStorage(Storage):
+    """A local directory."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self._root = Path(root)
+
+    def _path(self, path: str) -> Path:
+        return self._root.joinpath(*path.split("/")) if path else self._root
+
+    def read_sync(self, path: str) -> bytes | None:
+        try:
+            return self._path(path).read_bytes()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+
+    def write_sync(self, path: str, data: bytes) -> None:
+        target = self._path(path)
+        make_dirs(target.parent)
+        # Write a sibling temp file, flush it to disk, then rename over the target: rename is
+        # atomic, and the directory fsync makes the rename itself survive a crash.
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            # mkstemp creates 0600; upstream Sax writes 0644, and its tools (saxutil run by
+            # another user) must be able to read what we write.
+            os.fchmod(fd, FILE_MODE)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def list_dirs_sync(self, path: str) -> list[str]:
+        try:
+            return sorted(e.name for e in os.scandir(self._path(path)) if e.is_dir())
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def exists_sync(self, path: str) -> bool:
+        target = self._path(path)
+        return target.is_file() or (target.is_dir() and any(target.iterdir()))
+
+
+class GcsStorage(Storage):
+    """A prefix of a Cloud Storage bucket, through google-cloud-storage.
+
+    GCS has no directories: a "directory" is a common prefix of object names, and each object
+    upload replaces the object atomically.
+    """
+
+    def __init__(self, root: str, *, endpoint: str | None = None) -> None:
+        super().__init__(root)
+        # Imported here so local-only users never pay for google-cloud-storage's import, which
+        # also warns (ImportWarning) that grpcio-status is missing: google-api-core only uses
+        # it for gRPC APIs, and GCS is used over JSON/HTTP here.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Please install grpcio-status", ImportWarning)
+            from google.cloud import storage
+
+        bucket, _, prefix = root.removeprefix(_GS).partition("/")
+        if not bucket:
+            raise ValueError(f"no bucket in {root!r}; expected gs://bucket/prefix")
+        self._prefix = prefix.strip("/")
+        if endpoint is None:
+            self._client: Any = storage.Client()
+        else:
+            # An emulator: anonymous, and the endpoint is given explicitly rather than through
+            # STORAGE_EMULATOR_HOST, so nothing below the edge reads the environment.
+            from google.auth.credentials import AnonymousCredentials
+
+            self._client = storage.Client(
+                project="sax-gateway",
+                credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call,unused-ignore]
+                client_options={"api_endpoint": endpoint},
+            )
+        self._bucket: Any = self._client.bucket(bucket)
+
+    def _name(self, path: str) -> str:
+        return self.join(self._prefix, path)
+
+    def read_sync(self, path: str) -> bytes | None:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            data: bytes = self._bucket.blob(self._name(path)).download_as_bytes()
+        except NotFound:
+            return None
+        return data
+
+    def write_sync(self, path: str, data: bytes) -> None:
+        self._bucket.blob(self._name(path)).upload_from_string(data)
+
+    def list_dirs_sync(self, path: str) -> list[str]:
+        prefix = self._dir_prefix(path)
+        blobs = self._client.list_blobs(self._bucket, prefix=prefix, delimiter="/")
+        for _ in blobs:  # prefixes are only known once every page has been read
+            pass
+        return sorted(p[len(prefix) :].rstrip("/") for p in blobs.prefixes)
+
+    def exists_sync(self, path: str) -> bool:
+        if self._bucket.blob(self._name(path)).exists():
+            return True
+        blobs = self._client.list_blobs(self._bucket, prefix=self._dir_prefix(path), max_results=1)
+        return any(True for _ in blobs)
+
+    def _dir_prefix(self, path: str) -> str:
+        name = self._name(path)
+        return f"{name}/" if name else ""
+
+
+def open_storage(root: str, *, gcs_endpoint: str | None = None) -> Storage:
+    """Opens a local directory or a ``gs://bucket/prefix`` root.
+
+    ``gcs_endpoint`` overrides the GCS API endpoint (e.g. ``http://127.0.0.1:9023`` for an
+    emulator, used with anonymous credentials); it is ignored for local roots.
+    """
+    if root.startswith(_GS):
+        return GcsStorage(root, endpoint=gcs_endpoint)
+    return LocalStorage(root)

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs Envoy in a container and drains it on SIGTERM. Envoy itself quits at once on SIGTERM,
+# cutting open streams; here SIGTERM instead fails /healthz (load balancers stop sending new
+# requests), starts a graceful listener drain (HTTP/1.1 responses close their connection, HTTP/2
+# gets GOAWAY), waits until no request is active or DRAIN_SECONDS pass, and only then stops
+# Envoy, which exits 0. Written next to envoy.yaml by `saxgw envoy-config`.
+#   bash run-envoy.sh ADMIN_PORT DRAIN_SECONDS envoy -c /etc/envoy/envoy.yaml ...
+set -u
+admin_port=$1 drain_seconds=$2
+shift 2
+
+admin() {  # admin METHOD PATH: prints Envoy's admin reply body (loopback; bash's /dev/tcp)
+  exec 3<>"/dev/tcp/127.0.0.1/$admin_port" || return 1
+  printf '%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' "$1" "$2" >&3
+  sed '1,/^\r$/d' <&3
+  exec 3<&-
+}
+
+active_requests() {
+  admin GET '/stats?filter=^http\.ingress_http\.downstream_rq_active$' |
+    tr -d '\r' | sed -n 's/^http\.ingress_http\.downstream_rq_active: //p'
+}
+
+"$@" &
+envoy_pid=$!
+
+drain() {
+  echo "run-envoy: SIGTERM; draining for up to ${drain_seconds}s" >&2
+  admin POST /healthcheck/fail >/dev/null
+  admin POST '/drain_listeners?graceful&inboundonly' >/dev/null
+  local deadline=$((SECONDS + drain_seconds))
+  sleep 1  # let in-flight requests see the drain before counting them
+  while ((SECONDS < deadline)); do
+    [ "$(active_requests)" = 0 ] && break
+    sleep 0.5
+  done
+  echo "run-envoy: active requests: $(active_requests); stopping Envoy" >&2
+  kill -TERM "$envoy_pid"
+  drained=1
+}
+trap drain TERM INT
+
+drained=
+wait "$envoy_pid"; status=$?   # returns early when the trap runs
+if [ -n "$drained" ]; then wait "$envoy_pid"; status=$?; fi
+exit "$status"

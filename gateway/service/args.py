@@ -1,0 +1,85 @@
+"""The flags of one gateway process (``saxgw gateway``) <-> ``GatewaySettings``, in one place:
+the CLI parses them, launchers build them from settings, and both agree by construction.
+
+    argv = gateway_argv(settings)            # [python, -m, gateway.cli, gateway, --sax-root=...]
+    settings = settings_from_args(parser.parse_args(argv[4:]))   # the same settings back
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from typing import Any
+
+from gateway.client import ClientSettings
+from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
+
+
+def default(cls: type[Any], name: str) -> Any:
+    """The default of a settings field, so that a flag's default is the field's."""
+    return next(f.default for f in dataclasses.fields(cls) if f.name == name)
+
+
+def add_gateway_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds the flags of ``saxgw gateway``."""
+    parser.add_argument("--sax-root", required=True, help="SAX_ROOT of the cell (dir or gs://)")
+    parser.add_argument("--gcs-endpoint", help="GCS API endpoint override (a storage emulator)")
+    parser.add_argument("--host", default=default(GatewaySettings, "host"))
+    parser.add_argument("--port", type=int, default=DEFAULT_GATEWAY_PORT)
+    add_timeout_argument(parser)
+    parser.add_argument(
+        "--grace-period", type=float, default=default(GatewaySettings, "grace_period")
+    )
+    add_admin_unreachable_argument(parser)
+
+
+def add_admin_unreachable_argument(parser: argparse.ArgumentParser) -> None:
+    """``--admin-unreachable-after``, shared by ``gateway``, ``up`` and ``serve``."""
+    parser.add_argument(
+        "--admin-unreachable-after",
+        type=float,
+        default=default(ClientSettings, "admin_unreachable_after"),
+        metavar="SECONDS",
+        help="an unreachable Sax admin fails calls with UNAVAILABLE (503) after this long",
+    )
+
+
+def add_timeout_argument(parser: argparse.ArgumentParser) -> None:
+    """``--default-timeout``, shared by ``gateway``, ``up`` and ``serve``."""
+    parser.add_argument(
+        "--default-timeout",
+        type=float,
+        default=default(GatewaySettings, "default_timeout"),
+        help="deadline (s) of calls that set none",
+    )
+
+
+def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
+    """The settings the flags describe."""
+    return GatewaySettings(
+        client=ClientSettings(
+            sax_root=args.sax_root,
+            gcs_endpoint=args.gcs_endpoint,
+            admin_unreachable_after=args.admin_unreachable_after,
+        ),
+        host=args.host,
+        port=args.port,
+        default_timeout=args.default_timeout,
+        grace_period=args.grace_period,
+    )
+
+
+def gateway_argv(settings: GatewaySettings) -> list[str]:
+    """The command that runs one gateway process with ``settings`` (flags as parsed above)."""
+    argv = [sys.executable, "-m", "gateway.cli", "gateway", f"--sax-root={settings.sax_root}"]
+    if settings.client.gcs_endpoint:
+        argv.append(f"--gcs-endpoint={settings.client.gcs_endpoint}")
+    return [
+        *argv,
+        f"--host={settings.host}",
+        f"--port={settings.port}",
+        f"--default-timeout={settings.default_timeout!r}",
+        f"--grace-period={settings.grace_period!r}",
+        f"--admin-unreachable-after={settings.client.admin_unreachable_after!r}",
+    ]

@@ -1,0 +1,117 @@
+"""clients/python (saxgateway_client) through Envoy's gRPC port: results, streams as
+iterators, deadlines, and errors as typed exceptions with their BadRequest details."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from saxgateway.v1 import gateway_pb2 as pb
+from saxgateway_client import (
+    BadRequestError,
+    Client,
+    DeadlineExceededError,
+    FieldViolation,
+    NotFoundError,
+    ServerError,
+)
+
+from gateway.launch.stack import Stack
+from tests.e2e._published import TEST_LM, published
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def client(stack: Stack) -> Iterator[Client]:
+    with Client(stack.grpc_address, timeout=30) as client:
+        yield client
+
+
+def test_generate_with_extra_inputs(stack: Stack, client: Client) -> None:
+    with published(stack, "/sax/test/py-client", TEST_LM, {"text": "hello from python"}) as model:
+        assert client.generate(model, "q") == [("hello from python", pytest.approx(-0.3))]
+        capped = client.generate(
+            model, "q", extra={"per_example_max_decode_steps": 2, "stop": "\n", "bias": [0.5]}
+        )
+        assert capped == [("hello from", pytest.approx(-0.2))]
+        assert client.score(model, "a", ["b c", "d"]) == [pytest.approx(-0.2), pytest.approx(-0.1)]
+
+
+def test_generate_stream_is_an_iterator(stack: Stack, client: Client) -> None:
+    with published(stack, "/sax/test/py-stream", TEST_LM, {"text": "one two three"}) as model:
+        items = list(client.generate_stream(model, "q"))
+    assert [d.text for item in items for d in item.deltas] == ["one", " two", " three"]
+    assert items[-1].done
+    assert [t.text for t in items[-1].texts] == ["one two three"]
+
+
+def test_stream_failure_in_band_raises(stack: Stack, client: Client) -> None:
+    overrides = {"text": "a b c d", "fail_after_tokens": "2", "fail_code": "INTERNAL"}
+    with published(stack, "/sax/test/py-stream-fails", TEST_LM, overrides) as model:
+        seen = []
+        with pytest.raises(ServerError) as raised:
+            for item in client.generate_stream(model, "q"):
+                seen += [d.text for d in item.deltas]
+    assert seen == ["a", " b"]
+    assert raised.value.code.name == "INTERNAL"
+
+
+def test_bad_request_carries_field_violations(client: Client) -> None:
+    with pytest.raises(BadRequestError) as raised:
+        client.generate("lm2b", "q")
+    assert raised.value.code.name == "INVALID_ARGUMENT"
+    assert [v.field for v in raised.value.field_violations] == ["model"]
+    assert isinstance(raised.value.field_violations[0], FieldViolation)
+
+
+def test_bad_extra_input_names_the_key(stack: Stack, client: Client) -> None:
+    with published(stack, "/sax/test/py-bad-extra", TEST_LM) as model:
+        request = pb.GenerateRequest(model=model, query="q")
+        request.extra_inputs["nested"].struct_value.update({"a": 1})
+        with pytest.raises(BadRequestError) as raised:
+            client.call("Generate", request)
+    assert [v.field for v in raised.value.field_violations] == ["extra_inputs[nested]"]
+
+
+def test_unknown_model_is_not_found(client: Client) -> None:
+    with pytest.raises(NotFoundError):
+        client.generate("/sax/test/no-such-model", "q")
+    with pytest.raises(NotFoundError):
+        client.unpublish("/sax/test/no-such-model")
+
+
+def test_deadline_is_applied(stack: Stack, client: Client) -> None:
+    slow = {"text": "a b", "delay_ms": "3000"}
+    with (
+        published(stack, "/sax/test/py-slow", TEST_LM, slow) as model,
+        pytest.raises(DeadlineExceededError),
+    ):
+        client.generate(model, "q", timeout=0.5)
+
+
+def test_installs_with_pip_from_the_repo_folder(stack: Stack, tmp_path: Path) -> None:
+    target = tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    pip += ["--no-deps", "--no-build-isolation", "--target", str(target), "clients/python"]
+    subprocess.run(pip, cwd=ROOT, check=True, timeout=120, capture_output=True)
+    script = (
+        "import saxgateway, saxgateway_client, sys\n"
+        "from saxgateway.v1 import gateway_pb2 as pb\n"
+        "assert saxgateway.__file__.startswith(sys.argv[2]), saxgateway.__file__\n"
+        "with saxgateway_client.Client(sys.argv[1]) as c:\n"
+        "    print(c.call('GetInfo', pb.GetInfoRequest()).message)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, stack.grpc_address, str(target)],
+        env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "HTTP Server for SAX Client\n"

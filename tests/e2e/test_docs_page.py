@@ -1,0 +1,78 @@
+"""GET /docs: Swagger UI served by Envoy, driven in headless Chromium (Debian's `chromium`,
+which `make test` installs) with playwright-core from `npm ci`. The screenshot is kept in
+.artifacts/ (git-ignored)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.launch.stack import Stack
+from tests.e2e._published import TEST_LM, published
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / ".artifacts"
+DRIVER = Path(__file__).parent / "browser" / "docs_page.mjs"
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type", "needle"),
+    [
+        ("/docs", "text/html; charset=utf-8", b'<div id="swagger-ui">'),
+        ("/docs/docs.js", "text/javascript; charset=utf-8", b'url: "/openapi.json"'),
+        ("/docs/swagger-ui-bundle.js", "text/javascript; charset=utf-8", b"SwaggerUIBundle"),
+        ("/docs/swagger-ui.css", "text/css; charset=utf-8", b".swagger-ui"),
+    ],
+)
+def test_envoy_serves_the_docs_page_files(
+    http: httpx.Client, path: str, content_type: str, needle: bytes
+) -> None:
+    response = http.get(path)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == content_type
+    assert needle in response.content
+
+
+def test_docs_page_tries_generate_and_the_stream_in_chromium(stack: Stack) -> None:
+    node, chromium = shutil.which("node"), shutil.which("chromium")
+    assert node and chromium, "node and chromium are needed: `make test` installs both"
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "docs-page.png"
+    screenshot.unlink(missing_ok=True)
+    with published(stack, "/sax/test/docs-page", TEST_LM, {"text": "hello docs"}) as model:
+        result = subprocess.run(
+            [node, DRIVER, stack.http_url, model, screenshot],
+            cwd=ROOT,
+            env={"PATH": "/usr/bin:/bin", "CHROMIUM": chromium, "HOME": str(ARTIFACTS)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 0, result.stderr
+    page = json.loads(result.stdout)
+    assert page["errors"] == []
+    assert page["title"].startswith("SaxGateway HTTP/JSON API")
+    generate, stream = page["operations"]["Generate"], page["operations"]["GenerateStream"]
+    # The page offers the documented example, and calls this same origin.
+    assert generate["example"] == {
+        "model": "/sax/test/lm2b",
+        "query": "Q: Who is Harry Potter's mom? A: ",
+    }
+    assert generate["url"] == f"{stack.http_url}/generate"
+    assert generate["status"] == "200"
+    assert json.loads(generate["body"]) == {"texts": [{"text": "hello docs", "score": -0.2}]}
+    assert stream["status"] == "200"
+    events = [
+        json.loads(line.removeprefix("data: "))
+        for line in stream["body"].splitlines()
+        if line.startswith("data: ")
+    ]
+    assert [d["text"] for e in events for d in e["deltas"]] == ["hello", " docs"]
+    assert events[-1]["done"] is True
+    assert events[-1]["texts"] == [{"text": "hello docs", "score": -0.2}]
+    assert screenshot.read_bytes().startswith(b"\x89PNG")

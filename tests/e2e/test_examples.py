@@ -1,0 +1,82 @@
+"""The documented examples (proto/saxgateway/v1/examples.json, in openapi.json and api.md) are
+what the stack does: each seed-style route, sent its example request (under model names of
+this test), answers 200 with a body of the example's fields that fits the route's schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jsonschema_rs
+
+from gateway.launch.stack import Stack
+from tests.e2e._published import TEST_AUDIO, TEST_VISION, published
+
+ROOT = Path(__file__).resolve().parents[2]
+DOC: dict[str, Any] = json.loads((ROOT / "openapi" / "openapi.json").read_text())
+EXAMPLES: dict[str, Any] = json.loads((ROOT / "proto/saxgateway/v1/examples.json").read_text())
+RENAMED = {
+    "/sax/test/lm2b": "/sax/test/examples-lm",
+    "/sax/test/vision": "/sax/test/examples-vision",
+    "/sax/test/speech": "/sax/test/examples-speech",
+}
+# Publish first, data calls next, the ACL (which may close the model) and unpublish last.
+ORDER = ["PublishModel", "WaitForReady", "UpdateModel"]
+LAST = ["SetAcl", "GetAcl", "UnpublishModel"]
+
+
+def _route(method: str) -> tuple[str, str, dict[str, Any]]:
+    """The seed-style route of an RPC: its first binding (operationId == the RPC name)."""
+    for path, ops in DOC["paths"].items():
+        for verb, op in ops.items():
+            if op["operationId"] == method:
+                return path, verb, op
+    raise AssertionError(f"no route for {method}")
+
+
+def _renamed(value: Any) -> Any:
+    text = json.dumps(value)
+    for old, new in RENAMED.items():
+        text = text.replace(f'"{old}"', f'"{new}"')
+    return json.loads(text)
+
+
+def _fits(instance: object, schema: dict[str, Any]) -> None:
+    jsonschema_rs.Draft202012Validator({**schema, "components": DOC["components"]}).validate(
+        instance
+    )
+
+
+def test_every_example_request_gets_a_response_shaped_like_its_example(stack: Stack) -> None:
+    streams = {"GenerateStream", "WatchAddresses"}
+    middle = [m for m in EXAMPLES if m not in {*ORDER, *LAST, *streams, "errors"}]
+    with (
+        published(stack, RENAMED["/sax/test/vision"], TEST_VISION),
+        published(stack, RENAMED["/sax/test/speech"], TEST_AUDIO),
+        httpx.Client(base_url=stack.http_url, timeout=60) as http,
+    ):
+        for method in [*ORDER, *middle, "GenerateStream", *LAST]:
+            path, verb, op = _route(method)
+            request = _renamed(EXAMPLES[method]["request"])
+            if verb == "get":
+                response = http.get(path, params=request)
+            else:
+                response = http.request(verb.upper(), path, json=request)
+            assert response.status_code == 200, (method, response.text)
+            ok = op["responses"]["200"]["content"]
+            if method in streams:
+                events = [
+                    json.loads(line.removeprefix("data: "))
+                    for line in response.text.splitlines()
+                    if line.startswith("data: ")
+                ]
+                assert len(events) == len(EXAMPLES[method]["events"]), method
+                for event, example in zip(events, EXAMPLES[method]["events"], strict=True):
+                    assert event.keys() == example.keys(), method
+                    _fits(event, ok["text/event-stream"]["x-sse-data"])
+            else:
+                body = response.json()
+                assert body.keys() == EXAMPLES[method]["response"].keys(), method
+                _fits(body, ok["application/json"]["schema"])

@@ -1,0 +1,58 @@
+"""clients/python: every status code maps to one exception class, BadRequest details read."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+import saxgateway_client
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from saxgateway_client import (
+    BadRequestError,
+    FieldViolation,
+    NotFoundError,
+    SaxGatewayError,
+    UnavailableError,
+    error_for,
+    extra_inputs,
+    from_status,
+)
+
+
+@pytest.mark.parametrize("code", [c for c in grpc.StatusCode if c is not grpc.StatusCode.OK])
+def test_every_status_code_has_an_exception(code: grpc.StatusCode) -> None:
+    error = error_for(code, "boom")
+    assert isinstance(error, SaxGatewayError)
+    assert (error.code, error.message, str(error)) == (code, "boom", f"{code.name}: boom")
+
+
+def test_bad_request_lists_its_field_violations() -> None:
+    bad = error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field="model", description="x")
+        ]
+    )
+    detail = any_pb2.Any()
+    detail.Pack(bad)
+    status = status_pb2.Status(code=3, message="bad", details=[detail])
+    error = from_status(status)
+    assert isinstance(error, BadRequestError)
+    assert error.field_violations == (FieldViolation("model", "x"),)
+
+
+def test_in_band_status_maps_like_a_call() -> None:
+    assert isinstance(from_status(status_pb2.Status(code=5, message="gone")), NotFoundError)
+    assert isinstance(from_status(status_pb2.Status(code=14, message="down")), UnavailableError)
+
+
+def test_extra_inputs_become_values() -> None:
+    values = extra_inputs({"temperature": 0.5, "stop": "\n", "bias": [1.0, -1.0], "k": 40})
+    assert values["temperature"].number_value == 0.5
+    assert values["stop"].string_value == "\n"
+    assert [v.number_value for v in values["bias"].list_value.values] == [1.0, -1.0]
+    assert values["k"].number_value == 40
+
+
+def test_public_names_are_sorted_and_exported() -> None:
+    assert saxgateway_client.__all__ == sorted(saxgateway_client.__all__)
+    assert all(hasattr(saxgateway_client, name) for name in saxgateway_client.__all__)

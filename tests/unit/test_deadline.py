@@ -1,0 +1,65 @@
+"""gateway.common.deadline: one absolute deadline per call, on one clock."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+import gateway
+from gateway.client import CallOptions
+from gateway.common.deadline import Deadline, now
+from gateway.common.errors import DeadlineExceededError
+
+
+def test_after_none_is_no_deadline() -> None:
+    deadline = Deadline.after(None)
+    assert deadline.at == math.inf
+    assert deadline.remaining() is None
+    assert deadline.timeout("x") is None
+    assert deadline.allows(1e9)
+
+
+def test_remaining_counts_down_from_a_fixed_point() -> None:
+    deadline = Deadline(now() + 100)
+    first = deadline.remaining()
+    assert first is not None and 0 < first <= 100
+    second = deadline.timeout("x")
+    assert second is not None and second <= first
+
+
+def test_timeout_raises_once_passed_naming_the_call() -> None:
+    with pytest.raises(DeadlineExceededError, match="admin List exceeded its deadline"):
+        Deadline(now() - 1).timeout("admin List")
+    assert not Deadline(now() + 0.5).allows(1.0)
+
+
+def test_earliest_picks_the_sooner() -> None:
+    soon, late = Deadline(now() + 1), Deadline(now() + 50)
+    assert soon.earliest(late) is soon
+    assert late.earliest(soon) is soon
+    assert late.earliest(None) is late
+
+
+def test_call_options_deadline_is_the_sooner_of_deadline_and_timeout() -> None:
+    soon = Deadline(now() + 1)
+    assert CallOptions(deadline=soon, timeout=50).call_deadline() is soon
+    assert CallOptions(deadline=soon).call_deadline() is soon
+    assert CallOptions().call_deadline().at == math.inf
+    by_timeout = CallOptions(deadline=Deadline(now() + 50), timeout=1).call_deadline()
+    assert by_timeout.at < now() + 2
+
+
+def test_one_clock_everywhere() -> None:
+    # Deadlines are compared on time.monotonic only: no event-loop clock anywhere.
+    other_clock = re.compile(r"loop\.time\(\)|\.time\(\) *[+-]|timeout_at\(")
+    root = Path(gateway.__file__).parent
+    found = [
+        f"{path.relative_to(root)}:{number}"
+        for path in root.rglob("*.py")
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if other_clock.search(line)
+    ]
+    assert found == []

@@ -1,0 +1,190 @@
+"""Kubernetes manifests: each overlay rendered by a real kustomize (`kubectl kustomize`, or a
+standalone `kustomize`), validated against the schemas of a current Kubernetes release
+(kubernetes-validate, offline, strict: unknown fields are errors), and checked for what the
+gateway needs: Envoy beside the gateway, probes, resources, graceful termination, private
+ports, config and secrets."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from gateway.cli.main import parser
+
+ROOT = Path(__file__).resolve().parents[2]
+OVERLAYS = ("embedded-cell", "gcs-cell")
+KINDS = {
+    "ConfigMap",
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "NetworkPolicy",
+    "PodDisruptionBudget",
+    "Service",
+    "ServiceAccount",
+}
+
+
+def _kustomize(directory: Path) -> list[str]:
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize", str(directory)]
+    if shutil.which("kustomize"):
+        return ["kustomize", "build", str(directory)]
+    pytest.fail("no kustomize: install kubectl (Debian: google-cloud-cli's kubectl) or kustomize")
+
+
+@cache
+def _render(overlay: str) -> tuple[dict[str, Any], ...]:
+    result = subprocess.run(
+        _kustomize(ROOT / "deploy/k8s/overlays" / overlay),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return tuple(d for d in yaml.safe_load_all(result.stdout) if d)
+
+
+def _one(overlay: str, kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [
+        d
+        for d in _render(overlay)
+        if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
+    ]
+    assert len(found) == 1, (kind, name, len(found))
+    return found[0]
+
+
+def _pod(overlay: str) -> dict[str, Any]:
+    return dict(_one(overlay, "Deployment", "sax-gateway")["spec"]["template"]["spec"])
+
+
+def _containers(overlay: str) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in _pod(overlay)["containers"]}
+
+
+def _errors(document: dict[str, Any]) -> list[str]:
+    try:
+        kubernetes_validate.validate(document, kubernetes_validate.latest_version(), strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        return [f"{document['kind']}/{document['metadata']['name']}: {exc.message}"]
+    return []
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_validates_against_current_kubernetes_schemas(overlay: str) -> None:
+    documents = _render(overlay)
+    assert {d["kind"] for d in documents} == KINDS
+    assert [e for d in documents for e in _errors(d)] == []
+
+
+def test_the_validator_rejects_what_a_cluster_would() -> None:
+    service = dict(_one("gcs-cell", "Service"))
+    assert _errors({**service, "spec": {**service["spec"], "ports": [{"port": "eighty"}]}})
+    assert _errors({**service, "spec": {**service["spec"], "portz": []}})  # strict: unknown field
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_envoy_runs_beside_the_gateway_and_only_its_port_is_reachable(overlay: str) -> None:
+    pod = _pod(overlay)
+    containers = _containers(overlay)
+    init = parser().parse_args(pod["initContainers"][0]["args"])
+    gateway = parser().parse_args(
+        [a.replace("$(SAX_ROOT)", "/data/sax-root") for a in containers["gateway"]["args"]]
+    )
+    assert (gateway.command, gateway.host) == ("gateway", "127.0.0.1")
+    assert (init.command, init.gateway) == ("envoy-config", [f"127.0.0.1:{gateway.port}"])
+
+    envoy = containers["envoy"]
+    bash, script, admin_port, drain, *command = envoy["command"]
+    assert (bash, script, int(admin_port)) == ("bash", "/etc/envoy/run-envoy.sh", init.admin_port)
+    assert command[:3] == ["envoy", "-c", "/etc/envoy/envoy.yaml"]
+    assert envoy["ports"] == [{"name": "http", "containerPort": init.port}]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert envoy[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, probe
+
+    policy = _one(overlay, "NetworkPolicy", "sax-gateway")["spec"]
+    assert policy["podSelector"]["matchLabels"] == pod_labels(overlay)
+    assert policy["ingress"] == [{"ports": [{"protocol": "TCP", "port": init.port}]}]
+    service = _one(overlay, "Service", "sax-gateway")["spec"]
+    assert service["ports"][0]["targetPort"] == "http"
+    assert service["selector"] == pod_labels(overlay)
+
+    # Termination: Envoy's drain, and the gateway's preStop wait plus its grace period, fit.
+    grace = pod["terminationGracePeriodSeconds"]
+    pre_stop = containers["gateway"]["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pre_stop + gateway.grace_period < grace
+    assert int(drain) < grace
+
+
+def pod_labels(overlay: str) -> dict[str, str]:
+    deployment = _one(overlay, "Deployment", "sax-gateway")
+    selector = dict(deployment["spec"]["selector"]["matchLabels"])
+    assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    return selector
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_container_has_requests_limits_and_runs_unprivileged(overlay: str) -> None:
+    pod = _pod(overlay)
+    image_user = [
+        line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("USER ")
+    ]
+    assert image_user == ["USER 10001:10001"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert (pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]) == (
+        10001,
+        10001,
+    )
+    for container in pod["initContainers"] + pod["containers"]:
+        resources = container["resources"]
+        assert {"cpu", "memory"} <= set(resources["requests"]), container["name"]
+        assert "memory" in resources["limits"], container["name"]
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_config_file_from_a_configmap_and_keys_and_tls_from_secrets(overlay: str) -> None:
+    pod = _pod(overlay)
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    config_map = _one(overlay, "ConfigMap")
+    assert volumes["config"]["configMap"]["name"] == config_map["metadata"]["name"]
+    assert "config.yaml" in config_map["data"]
+    assert volumes["keys"]["secret"]["secretName"] == "sax-gateway-keys"
+    assert volumes["tls"]["secret"]["secretName"] == "sax-gateway-tls"
+    mounts = {
+        m["mountPath"]: m["name"] for c in pod["containers"] for m in c.get("volumeMounts", [])
+    }
+    assert mounts["/etc/saxgw/config.yaml"] == "config"
+    assert mounts["/etc/saxgw/keys"] == "keys"
+    assert mounts["/etc/saxgw/tls"] == "tls"
+
+
+def test_embedded_cell_runs_in_the_pod_on_loopback() -> None:
+    containers = _containers("embedded-cell")
+    args = containers["cell"]["args"]
+    assert args[args.index("--host") + 1] == "127.0.0.1"
+    sax_root = args[args.index("--sax-root") + 1]
+    assert _one("embedded-cell", "ConfigMap")["data"]["SAX_ROOT"] == sax_root
+    hpa = _one("embedded-cell", "HorizontalPodAutoscaler")["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 1)  # one cell per pod
+
+
+def test_gcs_cell_reads_sax_root_from_gcs_and_keeps_the_cell_private() -> None:
+    assert _one("gcs-cell", "ConfigMap")["data"]["SAX_ROOT"].startswith("gs://")
+    account = _one("gcs-cell", "ServiceAccount")["metadata"]["annotations"]
+    assert "iam.gke.io/gcp-service-account" in account
+    hpa = _one("gcs-cell", "HorizontalPodAutoscaler")["spec"]
+    assert hpa["minReplicas"] >= 2
+    assert _one("gcs-cell", "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+    cell = _one("gcs-cell", "NetworkPolicy", "sax-cell")["spec"]
+    sources = [peer["podSelector"]["matchLabels"] for peer in cell["ingress"][0]["from"]]
+    assert sources == [pod_labels("gcs-cell"), cell["podSelector"]["matchLabels"]]
+    assert cell["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 10000, "endPort": 10099}]

@@ -147,10 +147,15 @@ class Manager:
             await self._save([s for s in self._specs() if s.model_id != model_id])
             del self._models[model_id]
             self._unpublishing.add(model_id)
+            # Unload at once rather than at the next refresh, and answer once the servers
+            # dropped it: then no gateway's next call finds the model still served.
+            dropped = [m.unload(model_id) for m in self._modelets.values() if model_id in m.wanted]
         entry.addresses.close()
         entry.ready.close()
         _log.info("unpublished %s", model_id)
         self._kick.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*dropped), self._settings.rpc_timeout)
 
     def _specs(self) -> list[admin_pb2.Model]:
         return [entry.spec for entry in self._models.values()]

@@ -125,11 +125,24 @@ class ModeletConnection:
         self._queue.put_nowait(action)
         return done
 
-    def unload(self, model_id: str) -> None:
+    def unload(self, model_id: str) -> asyncio.Future[None]:
+        """Unloads the model; the future is done once the server has dropped it."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         model = self.wanted.pop(model_id, None)
         self.acked.pop(model_id, None)
-        if model is not None:
-            self._queue.put_nowait(lambda: self._unload(model))
+        if model is None:
+            done.set_result(None)
+            return done
+
+        async def action() -> None:
+            try:
+                await self._unload(model)
+            finally:
+                if not done.done():
+                    done.set_result(None)
+
+        self._queue.put_nowait(action)
+        return done
 
     def wake_up(self) -> None:
         self._queue.put_nowait(self._wake_up)

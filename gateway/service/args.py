@@ -34,6 +34,18 @@ def add_gateway_arguments(parser: argparse.ArgumentParser) -> None:
         "--grace-period", type=float, default=default(GatewaySettings, "grace_period")
     )
     add_config_argument(parser)
+    add_admin_unreachable_argument(parser)
+
+
+def add_admin_unreachable_argument(parser: argparse.ArgumentParser) -> None:
+    """``--admin-unreachable-after``, shared by ``gateway``, ``up`` and ``serve``."""
+    parser.add_argument(
+        "--admin-unreachable-after",
+        type=float,
+        default=default(ClientSettings, "admin_unreachable_after"),
+        metavar="SECONDS",
+        help="an unreachable Sax admin fails calls with UNAVAILABLE (503) after this long",
+    )
 
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
@@ -68,7 +80,11 @@ def add_timeout_argument(parser: argparse.ArgumentParser) -> None:
 def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
     """The settings the flags describe."""
     return GatewaySettings(
-        client=ClientSettings(sax_root=args.sax_root, gcs_endpoint=args.gcs_endpoint),
+        client=ClientSettings(
+            sax_root=args.sax_root,
+            gcs_endpoint=args.gcs_endpoint,
+            admin_unreachable_after=args.admin_unreachable_after,
+        ),
         host=args.host,
         port=args.port,
         default_timeout=args.default_timeout,
@@ -88,5 +104,6 @@ def gateway_argv(settings: GatewaySettings) -> list[str]:
         f"--port={settings.port}",
         f"--default-timeout={settings.default_timeout!r}",
         f"--grace-period={settings.grace_period!r}",
+        f"--admin-unreachable-after={settings.client.admin_unreachable_after!r}",
         *([f"--config={settings.config_file}"] if settings.config_file else []),
     ]

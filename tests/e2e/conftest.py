@@ -47,7 +47,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             poll_interval=0.3,
             server_dead_after=2,
         ),
-        gateway_ports=(free_port(),),
+        gateway_ports=(free_port(), free_port()),  # calls alternate between two processes
         envoy=EnvoySettings(
             gateway_endpoints=(),
             listen_address="127.0.0.1",

@@ -10,7 +10,7 @@ from saxml.protobuf import admin_pb2
 
 from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack
-from tests.e2e._published import BAD_REQUEST, TEST_LM, published
+from tests.e2e._published import BAD_REQUEST, TEST_LM, published, request_info
 
 
 def _error(response: httpx.Response, status: int, code: int) -> dict[str, object]:
@@ -24,9 +24,10 @@ def _error(response: httpx.Response, status: int, code: int) -> dict[str, object
 
 
 def test_unknown_model_is_404(http: httpx.Client) -> None:
-    body = _error(http.get("/listcell", params={"model": "/sax/test/nosuch"}), 404, 5)
+    response = http.get("/listcell", params={"model": "/sax/test/nosuch"})
+    body = _error(response, 404, 5)
     assert "nosuch" in str(body["message"])
-    assert body["details"] == []
+    assert body["details"] == [request_info(response)]
     _error(http.post("/generate", json={"model": "/sax/test/nosuch", "query": "q"}), 404, 5)
     _error(http.post("/unpublish", json={"model": "/sax/test/nosuch"}), 404, 5)
 
@@ -38,8 +39,9 @@ def test_bad_model_name_is_400_with_field_violation(http: httpx.Client) -> None:
     )
     body = _error(response, 400, 3)
     details = body["details"]
-    assert isinstance(details, list) and len(details) == 1
+    assert isinstance(details, list) and len(details) == 2
     assert details[0]["@type"] == BAD_REQUEST
+    assert details[1] == request_info(response)
     [violation] = details[0]["field_violations"]
     assert violation["field"] == "model"
     assert "Bad!" in violation["description"]
@@ -63,7 +65,7 @@ def test_missing_fields_are_400_naming_the_field(http: httpx.Client) -> None:
         ),
     ]:
         body = _error(http.post(path, json=payload), 400, 3)
-        fields = [v["field"] for d in body["details"] for v in d["field_violations"]]
+        fields = [v["field"] for d in body["details"] for v in d.get("field_violations", [])]
         assert fields == [field], (path, payload, body)
 
 

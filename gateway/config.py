@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from gateway.client import ClientSettings
+from gateway.modelconfig import ModelConfig
 
 MIB = 1 << 20
 DEFAULT_GATEWAY_PORT = 50051
@@ -77,6 +78,11 @@ class GatewaySettings:
     """How often the health service probes the cell (seconds)."""
     access: AccessSettings = field(default_factory=AccessSettings)
     """Model ACLs, client model lists and concurrency limits the gateway enforces."""
+
+    config_file: str | None = None
+    """The ``--config`` file ``models`` came from (gateway processes are started with it)."""
+    models: Mapping[str, ModelConfig] = field(default_factory=dict)
+    """Per-model settings of the OpenAI-compatible API (the config file's ``models:``)."""
 
     @property
     def sax_root(self) -> str:

@@ -47,15 +47,20 @@ def register(commands: Commands) -> None:
     update = add_command(
         commands,
         "update",
-        "ID [--model-path P] [--checkpoint C] [--replicas N] [k=v ...]",
-        "update a model",
+        "ID [--model-path P] [--checkpoint C] [--replicas N] [--clear-overrides] [k=v ...]",
+        "update a model (a new path, checkpoint or overrides reloads it)",
         _update,
     )
     update.add_argument("id", metavar="ID")
     update.add_argument("--model-path", default="")
     update.add_argument("--checkpoint", default="")
     update.add_argument("--replicas", type=int)
-    update.add_argument("overrides", metavar="k=v", type=pair, nargs="*", help="new overrides")
+    update.add_argument(
+        "--clear-overrides", action="store_true", help="remove every override (unless k=v given)"
+    )
+    update.add_argument(
+        "overrides", metavar="k=v", type=pair, nargs="*", help="new overrides, replacing all"
+    )
 
     stats = add_command(
         commands,
@@ -160,14 +165,16 @@ def _update(session: Session, args: argparse.Namespace) -> None:
         model_path=args.model_path,
         checkpoint=args.checkpoint,
         overrides=dict(args.overrides),
+        clear_overrides=args.clear_overrides,
     )
     if args.replicas is not None:
         request.replicas = args.replicas
     done: pb.UpdateModelResponse = session.stub.UpdateModel(request, timeout=session.timeout)
+    overrides = " ".join(f"{k}={v}" for k, v in sorted(done.overrides.items())) or "none"
     session.emit(
         done,
         f"updated {done.model}: {done.path}, checkpoint {done.checkpoint}, "
-        f"{done.replicas} replica(s)",
+        f"{done.replicas} replica(s), overrides {overrides}",
     )
 
 

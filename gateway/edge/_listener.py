@@ -138,10 +138,9 @@ def _lines(items: Iterable[Any], prefix: str, indent: int) -> str:
 def edge_values(config: EdgeConfig, origins: Sequence[str], sds_dir: Path) -> dict[str, str]:
     """Template values for the edge: YAML lines at the template's indentation. ``origins``
     are the browser origins CORS allows (flags and the file's ``cors`` together)."""
-    hcm: dict[str, Any] = {
-        "local_reply_config": _local_reply(),
-        "max_request_headers_kb": config.limits.max_request_headers_kb,
-    }
+    # JSON bodies for Envoy's own replies come from the template's one local_reply_config
+    # (gateway/launch/envoy.py: local_reply_mappers), for these statuses too.
+    hcm: dict[str, Any] = {"max_request_headers_kb": config.limits.max_request_headers_kb}
     if config.limits.max_stream_duration > 0:  # 0: unbounded
         duration = f"{config.limits.max_stream_duration:g}s"
         hcm["common_http_protocol_options"] = {"max_stream_duration": duration}

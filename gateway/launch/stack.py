@@ -134,7 +134,9 @@ class Stack:
         for i, port in enumerate(s.gateway_ports):
             name = f"gateway-{i}"
             gateway = dataclasses.replace(s.gateway, host="127.0.0.1", port=port)
-            edge = ["--config", s.config_file] if s.config_file else []
+            edge = (
+                [f"--config={s.config_file}"] if s.config_file and not gateway.config_file else []
+            )
             self.group.start(name, [*gateway_argv(gateway), *edge], log_path=self._log(name))
             address = f"127.0.0.1:{port}"
             self.group.wait_until(name, partial(port_open, address), timeout)

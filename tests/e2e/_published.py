@@ -17,6 +17,16 @@ TEST_LM = test_lm.MODEL_PATH
 TEST_VISION = media.VISION_PATH
 TEST_AUDIO = media.AUDIO_PATH
 BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
+REQUEST_INFO = "type.googleapis.com/google.rpc.RequestInfo"
+
+
+def request_info(response: httpx.Response) -> dict[str, str]:
+    """The detail every gateway error carries: the request's x-request-id."""
+    return {
+        "@type": REQUEST_INFO,
+        "request_id": response.headers["x-request-id"],
+        "serving_data": "",
+    }
 
 
 @contextmanager

@@ -17,6 +17,8 @@ import pytest
 from google.protobuf.message import Message
 from saxgateway.v1 import gateway_pb2 as pb
 
+from tests.e2e._bodies import envoy_error
+
 ALLOWED = "http://allowed.example"
 SERVICE = "/saxgateway.v1.SaxGateway"
 TEST_LM = "sax_gateway.testing.TestLM"
@@ -151,8 +153,7 @@ def test_cors_actual_request_from_another_origin_is_refused(http: httpx.Client) 
     # refuses any request from an origin it does not allow (docs/security.md).
     response = http.get("/", headers={"origin": "http://evil.example"})
     assert response.status_code == 403
-    assert response.json() == {
-        "code": 7,
-        "message": "cross-origin request refused: Origin is not allowed",
-    }
+    assert response.json() == envoy_error(
+        response, 7, "cross-origin request refused: Origin is not allowed"
+    )
     assert "access-control-allow-origin" not in response.headers

@@ -65,6 +65,7 @@ def test_envoy_accepts_the_full_config(tmp_path: Path) -> None:
         "envoy.filters.http.header_mutation",
         "envoy.filters.http.lua",
         "envoy.filters.http.grpc_web",
+        "openai_errors",
         "envoy.filters.http.grpc_json_transcoder",
         "envoy.filters.http.jwt_authn",
         "certificate_client.c",
@@ -93,6 +94,7 @@ def test_without_a_config_only_the_origin_check_is_added(tmp_path: Path) -> None
         "envoy.filters.http.header_mutation",
         "envoy.filters.http.lua",
         "envoy.filters.http.grpc_web",
+        "openai_errors",
         "envoy.filters.http.grpc_json_transcoder",
         "envoy.filters.http.router",
     ]

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from gateway.client import Client, ClientSettings
+from tests.e2e._bodies import envoy_error, gateway_error
 from tests.e2e._published import TEST_LM, published
 from tests.e2e.security.conftest import (
     BURSTY_KEY,
@@ -71,12 +72,11 @@ def test_sax_acl_set_on_the_cell_protects_the_model(
         # The group `readers` holds team-a and ops (config); carol is not in it.
         _until(lambda: _generate(http, model, carol).status_code == 403)
         refused = _generate(http, model, carol)
-        assert refused.json() == {
-            "code": 7,
-            "message": f"lm.generate on {model} is limited to acl/readers; "
-            "client carol is not in it",
-            "details": [],
-        }
+        assert refused.json() == gateway_error(
+            refused,
+            7,
+            f"lm.generate on {model} is limited to acl/readers; client carol is not in it",
+        )
         assert _generate(http, model, TEAM_A).status_code == 200
         assert _generate(http, model, OPS).status_code == 200
         # Other methods have no ACL.
@@ -92,11 +92,9 @@ def test_client_limited_to_some_models(secure: SecureStack, http: httpx.Client) 
         assert _generate(http, allowed, TEAM_B).status_code == 200
         response = _generate(http, "/sax/test/sec-other", TEAM_B)
         assert response.status_code == 403
-        assert response.json() == {
-            "code": 7,
-            "message": "client team-b may not use /sax/test/sec-other",
-            "details": [],
-        }
+        assert response.json() == gateway_error(
+            response, 7, "client team-b may not use /sax/test/sec-other"
+        )
 
 
 def test_rate_limit_then_refill(http: httpx.Client) -> None:
@@ -114,7 +112,7 @@ def test_rate_limit_then_refill(http: httpx.Client) -> None:
             limited = response
             break
     assert limited is not None, statuses
-    assert limited.json() == {"code": 8, "message": "local_rate_limited"}
+    assert limited.json() == envoy_error(limited, 8, "local_rate_limited")
     assert limited.headers["retry-after"] == "1"
     assert limited.headers["x-ratelimit-limit"] == "3"
     assert limited.headers["x-ratelimit-remaining"] == "0"

@@ -11,6 +11,7 @@ import pytest
 
 from gateway.client import Client, ClientSettings
 from gateway.launch.stack import Stack
+from tests.e2e._bodies import REQUEST_INFO
 from tests.e2e._published import TEST_LM
 
 pytestmark = pytest.mark.e2e
@@ -40,10 +41,18 @@ def test_simple_cross_site_requests_change_nothing(stack: Stack, http: httpx.Cli
             "-X", "POST", f"{stack.http_url}/unpublish",
             "-d", f'{{"model":"{name}"}}',
         )  # fmt: skip
-        assert (status, json.loads(text)) == (
+        refused = json.loads(text)
+        request_id = refused.get("request_id")
+        assert (status, refused) == (
             403,
-            {"code": 7, "message": "cross-origin request refused: Origin is not allowed"},
+            {
+                "code": 7,
+                "message": "cross-origin request refused: Origin is not allowed",
+                "details": [{"@type": REQUEST_INFO, "request_id": request_id}],
+                "request_id": request_id,
+            },
         )
+        assert request_id
         # A form post, as an HTML <form> sends it.
         status, _ = _curl(
             stack,

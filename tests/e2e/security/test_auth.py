@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.e2e._bodies import envoy_error
 from tests.e2e._published import TEST_LM, published
 from tests.e2e.security.conftest import ISSUER, OPS_KEY, TEAM_A_KEY, SecureStack
 
@@ -149,15 +150,16 @@ def test_body_limit_is_413_json(http: httpx.Client, model: str) -> None:
     big = {"model": MODEL, "query": "x" * 70_000}
     response = http.post("/generate", json=big, headers=TEAM_A)
     assert response.status_code == 413, response.text
-    assert response.json() == {
-        "code": 8,
-        "message": "Request rejected because the transcoder's internal buffer size exceeds "
+    assert response.json() == envoy_error(
+        response,
+        8,
+        "Request rejected because the transcoder's internal buffer size exceeds "
         "the configured limit.",
-    }
+    )
 
 
 def test_header_limit_is_431_json(http: httpx.Client) -> None:
     # max_request_headers_kb: 16 in this config.
     response = http.get("/", headers={"x-padding": "p" * 20_000})
     assert response.status_code == 431, response.text
-    assert response.json() == {"code": 8, "message": "Request Header Fields Too Large"}
+    assert response.json() == envoy_error(response, 8, "Request Header Fields Too Large")

@@ -99,13 +99,14 @@ def unpublish(session: Session, args: argparse.Namespace) -> None:
 
 @command(
     "update",
-    "ID [--model-path P] [--checkpoint C] [--replicas N] [k=v ...]",
-    "update a model",
+    "ID [--model-path P] [--checkpoint C] [--replicas N] [--clear-overrides] [k=v ...]",
+    "update a model (a new path, checkpoint or overrides reloads it)",
     ID,
     arg("--model-path", default=""),
     arg("--checkpoint", default=""),
     arg("--replicas", type=int),
-    arg("overrides", metavar="k=v", type=pair, nargs="*", help="new overrides"),
+    arg("--clear-overrides", action="store_true", help="remove every override (unless k=v given)"),
+    arg("overrides", metavar="k=v", type=pair, nargs="*", help="new overrides, replacing all"),
 )
 def update(session: Session, args: argparse.Namespace) -> None:
     request = pb.UpdateModelRequest(
@@ -113,11 +114,13 @@ def update(session: Session, args: argparse.Namespace) -> None:
         model_path=args.model_path,
         checkpoint=args.checkpoint,
         overrides=dict(args.overrides),
+        clear_overrides=args.clear_overrides,
     )
     if args.replicas is not None:
         request.replicas = args.replicas
     done: pb.UpdateModelResponse = session.call(session.stub.UpdateModel, request)
-    session.emit(done, _placed("updated", done))
+    overrides = " ".join(f"{k}={v}" for k, v in sorted(done.overrides.items())) or "none"
+    session.emit(done, f"{_placed('updated', done)}, overrides {overrides}")
 
 
 @command(

@@ -44,6 +44,8 @@ class StackSettings:
     log_dir: str | None = None
     """Where each child writes its log; None lets children write to our stderr."""
     startup_timeout: float = 60.0
+    config_file: str | None = None
+    """The ``--config`` file, passed to each gateway process (Envoy's part is in ``envoy``)."""
 
     @property
     def sax_root(self) -> str:
@@ -57,6 +59,17 @@ def _http_ok(url: str) -> bool:
             return bool(response.status == 200)
     except OSError:
         return False
+
+
+def _gateway_healthy(envoy: EnvoySettings) -> bool:
+    """What /healthz reports, asked of Envoy's admin: a healthy gateway endpoint."""
+    url = f"http://{envoy.admin_address}:{envoy.admin_port}/stats?filter=gateway_grpc.membership_healthy$"
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            text: str = response.read().decode()
+    except OSError:
+        return False
+    return any(line.split(":")[-1].strip() not in ("", "0") for line in text.splitlines())
 
 
 class Stack:
@@ -73,7 +86,8 @@ class Stack:
     @property
     def http_url(self) -> str:
         """Base URL of Envoy's public listener."""
-        return f"http://127.0.0.1:{self.envoy.listen_port}"
+        scheme = "https" if self.envoy.edge.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.envoy.listen_port}"
 
     @property
     def grpc_address(self) -> str:
@@ -120,11 +134,14 @@ class Stack:
         for i, port in enumerate(s.gateway_ports):
             name = f"gateway-{i}"
             gateway = dataclasses.replace(s.gateway, host="127.0.0.1", port=port)
-            self.group.start(name, gateway_argv(gateway), log_path=self._log(name))
+            edge = (
+                [f"--config={s.config_file}"] if s.config_file and not gateway.config_file else []
+            )
+            self.group.start(name, [*gateway_argv(gateway), *edge], log_path=self._log(name))
             address = f"127.0.0.1:{port}"
             self.group.wait_until(name, partial(port_open, address), timeout)
-        config = Path(self._tmp.name) / "envoy.yaml"
-        config.write_text(render(self.envoy))
+        config = Path(self._tmp.name) / "envoy.yaml"  # private: it may hold API keys
+        config.write_text(render(self.envoy, secrets_dir=Path(self._tmp.name) / "secrets"))
         self.group.start(
             "envoy",
             [
@@ -143,8 +160,11 @@ class Stack:
 
     def wait_healthy(self, timeout: float) -> bool:
         """Waits until Envoy's /healthz reports the gateway (and so the cell) healthy."""
+        healthy = partial(_http_ok, self.http_url + "/healthz")
+        if self.envoy.edge.tls:  # the public port wants TLS (maybe a client certificate)
+            healthy = partial(_gateway_healthy, self.envoy)
         try:
-            self.group.wait_until("envoy", lambda: _http_ok(self.http_url + "/healthz"), timeout)
+            self.group.wait_until("envoy", healthy, timeout)
         except StartupError:
             return False
         return True

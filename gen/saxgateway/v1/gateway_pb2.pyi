@@ -142,7 +142,7 @@ class ListCellsResponse(_message.Message):
     def __init__(self, cells: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class UpdateModelRequest(_message.Message):
-    __slots__ = ("model", "model_path", "checkpoint", "replicas", "overrides")
+    __slots__ = ("model", "model_path", "checkpoint", "replicas", "overrides", "clear_overrides")
     class OverridesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -155,24 +155,35 @@ class UpdateModelRequest(_message.Message):
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
     OVERRIDES_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_OVERRIDES_FIELD_NUMBER: _ClassVar[int]
     model: str
     model_path: str
     checkpoint: str
     replicas: int
     overrides: _containers.ScalarMap[str, str]
-    def __init__(self, model: _Optional[str] = ..., model_path: _Optional[str] = ..., checkpoint: _Optional[str] = ..., replicas: _Optional[int] = ..., overrides: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    clear_overrides: bool
+    def __init__(self, model: _Optional[str] = ..., model_path: _Optional[str] = ..., checkpoint: _Optional[str] = ..., replicas: _Optional[int] = ..., overrides: _Optional[_Mapping[str, str]] = ..., clear_overrides: _Optional[bool] = ...) -> None: ...
 
 class UpdateModelResponse(_message.Message):
-    __slots__ = ("model", "path", "checkpoint", "replicas")
+    __slots__ = ("model", "path", "checkpoint", "replicas", "overrides")
+    class OverridesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    OVERRIDES_FIELD_NUMBER: _ClassVar[int]
     model: str
     path: str
     checkpoint: str
     replicas: int
-    def __init__(self, model: _Optional[str] = ..., path: _Optional[str] = ..., checkpoint: _Optional[str] = ..., replicas: _Optional[int] = ...) -> None: ...
+    overrides: _containers.ScalarMap[str, str]
+    def __init__(self, model: _Optional[str] = ..., path: _Optional[str] = ..., checkpoint: _Optional[str] = ..., replicas: _Optional[int] = ..., overrides: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class UnpublishModelRequest(_message.Message):
     __slots__ = ("model",)

@@ -158,8 +158,16 @@ export interface UpdateModelRequest {
   replicas?:
     | number
     | undefined;
-  /** New overrides; empty keeps the current ones. */
+  /**
+   * New overrides, replacing all current ones (the model is reloaded); empty
+   * keeps the current ones unless clear_overrides is set.
+   */
   overrides: { [key: string]: string };
+  /**
+   * Removes every override (the model is reloaded without them); to remove
+   * one, send the others in overrides instead.
+   */
+  clear_overrides: boolean;
 }
 
 export interface UpdateModelRequest_OverridesEntry {
@@ -177,6 +185,13 @@ export interface UpdateModelResponse {
   checkpoint: string;
   /** Output only. The requested replicas. */
   replicas: number;
+  /** Output only. The overrides the model now has. */
+  overrides: { [key: string]: string };
+}
+
+export interface UpdateModelResponse_OverridesEntry {
+  key: string;
+  value: string;
 }
 
 /** Request of UnpublishModel. */
@@ -2171,7 +2186,7 @@ export const ListCellsResponse: MessageFns<ListCellsResponse> = {
 };
 
 function createBaseUpdateModelRequest(): UpdateModelRequest {
-  return { model: "", model_path: "", checkpoint: "", replicas: undefined, overrides: {} };
+  return { model: "", model_path: "", checkpoint: "", replicas: undefined, overrides: {}, clear_overrides: false };
 }
 
 export const UpdateModelRequest: MessageFns<UpdateModelRequest> = {
@@ -2191,6 +2206,9 @@ export const UpdateModelRequest: MessageFns<UpdateModelRequest> = {
     globalThis.Object.entries(message.overrides).forEach(([key, value]: [string, string]) => {
       UpdateModelRequest_OverridesEntry.encode({ key: key as any, value }, writer.uint32(42).fork()).join();
     });
+    if (message.clear_overrides !== false) {
+      writer.uint32(48).bool(message.clear_overrides);
+    }
     return writer;
   },
 
@@ -2250,6 +2268,14 @@ export const UpdateModelRequest: MessageFns<UpdateModelRequest> = {
             }
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.clear_overrides = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2286,6 +2312,11 @@ export const UpdateModelRequest: MessageFns<UpdateModelRequest> = {
           {},
         )
         : {},
+      clear_overrides: isSet(object.clearOverrides)
+        ? globalThis.Boolean(object.clearOverrides)
+        : isSet(object.clear_overrides)
+        ? globalThis.Boolean(object.clear_overrides)
+        : false,
     };
   },
 
@@ -2312,6 +2343,9 @@ export const UpdateModelRequest: MessageFns<UpdateModelRequest> = {
         });
       }
     }
+    if (message.clear_overrides !== false) {
+      obj.clearOverrides = message.clear_overrides;
+    }
     return obj;
   },
 
@@ -2333,6 +2367,7 @@ export const UpdateModelRequest: MessageFns<UpdateModelRequest> = {
       },
       {},
     );
+    message.clear_overrides = object.clear_overrides ?? false;
     return message;
   },
 };
@@ -2427,7 +2462,7 @@ export const UpdateModelRequest_OverridesEntry: MessageFns<UpdateModelRequest_Ov
 };
 
 function createBaseUpdateModelResponse(): UpdateModelResponse {
-  return { model: "", path: "", checkpoint: "", replicas: 0 };
+  return { model: "", path: "", checkpoint: "", replicas: 0, overrides: {} };
 }
 
 export const UpdateModelResponse: MessageFns<UpdateModelResponse> = {
@@ -2444,6 +2479,9 @@ export const UpdateModelResponse: MessageFns<UpdateModelResponse> = {
     if (message.replicas !== 0) {
       writer.uint32(32).int32(message.replicas);
     }
+    globalThis.Object.entries(message.overrides).forEach(([key, value]: [string, string]) => {
+      UpdateModelResponse_OverridesEntry.encode({ key: key as any, value }, writer.uint32(42).fork()).join();
+    });
     return writer;
   },
 
@@ -2492,6 +2530,17 @@ export const UpdateModelResponse: MessageFns<UpdateModelResponse> = {
             message.replicas = reader.int32();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            const entry5 = UpdateModelResponse_OverridesEntry.decode(reader, reader.uint32());
+            if (entry5.value !== undefined) {
+              message.overrides[entry5.key] = entry5.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2510,6 +2559,20 @@ export const UpdateModelResponse: MessageFns<UpdateModelResponse> = {
       path: isSet(object.path) ? globalThis.String(object.path) : "",
       checkpoint: isSet(object.checkpoint) ? globalThis.String(object.checkpoint) : "",
       replicas: isSet(object.replicas) ? globalThis.Number(object.replicas) : 0,
+      overrides: isObject(object.overrides)
+        ? (globalThis.Object.entries(object.overrides) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -2527,6 +2590,15 @@ export const UpdateModelResponse: MessageFns<UpdateModelResponse> = {
     if (message.replicas !== 0) {
       obj.replicas = Math.round(message.replicas);
     }
+    if (message.overrides) {
+      const entries = globalThis.Object.entries(message.overrides) as [string, string][];
+      if (entries.length > 0) {
+        obj.overrides = {};
+        entries.forEach(([k, v]) => {
+          obj.overrides[k] = v;
+        });
+      }
+    }
     return obj;
   },
 
@@ -2539,6 +2611,104 @@ export const UpdateModelResponse: MessageFns<UpdateModelResponse> = {
     message.path = object.path ?? "";
     message.checkpoint = object.checkpoint ?? "";
     message.replicas = object.replicas ?? 0;
+    message.overrides = (globalThis.Object.entries(object.overrides ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseUpdateModelResponse_OverridesEntry(): UpdateModelResponse_OverridesEntry {
+  return { key: "", value: "" };
+}
+
+export const UpdateModelResponse_OverridesEntry: MessageFns<UpdateModelResponse_OverridesEntry> = {
+  encode(message: UpdateModelResponse_OverridesEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateModelResponse_OverridesEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdateModelResponse_OverridesEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdateModelResponse_OverridesEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: UpdateModelResponse_OverridesEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UpdateModelResponse_OverridesEntry>, I>>(
+    base?: I,
+  ): UpdateModelResponse_OverridesEntry {
+    return UpdateModelResponse_OverridesEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UpdateModelResponse_OverridesEntry>, I>>(
+    object: I,
+  ): UpdateModelResponse_OverridesEntry {
+    const message = createBaseUpdateModelResponse_OverridesEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };

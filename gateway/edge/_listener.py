@@ -1,4 +1,4 @@
-"""The listener's share of the config file: TLS, limits, JSON local replies; and the template
+"""The listener's share of the config file: TLS and limits; and the template
 values (gateway/launch/envoy.yaml.tmpl) that place the edge filters.
 
 Each filter or option is one JSON line (valid YAML flow style), so the template keeps its
@@ -14,65 +14,6 @@ from typing import Any
 
 from gateway.edge._envoy import EXTENSIONS, auth_filters, early_filters
 from gateway.edge._schema import EdgeConfig
-
-#: gRPC codes for the JSON bodies of Envoy's own non-gRPC replies, as the transcoder prints them.
-_LOCAL_REPLY_CODES = {401: 16, 403: 7, 408: 4, 413: 8, 429: 8, 431: 8}
-
-
-def _local_reply() -> dict[str, Any]:
-    """JSON bodies ``{"code", "message"}`` for Envoy's own replies to HTTP requests."""
-    # Envoy decides "gRPC or not" from the request as it arrived, so a transcoded request's
-    # refusal is a plain HTTP reply, and needs this body; the transcoder marks those requests
-    # with x-envoy-original-path. Native gRPC and grpc-web clients get a grpc-status instead.
-    not_grpc = {
-        "or_filter": {
-            "filters": [
-                {
-                    "header_filter": {
-                        "header": {"name": "x-envoy-original-path", "present_match": True}
-                    }
-                },
-                {
-                    "header_filter": {
-                        "header": {
-                            "name": "content-type",
-                            "string_match": {"prefix": "application/grpc"},
-                            "invert_match": True,
-                            "treat_missing_header_as_empty": True,
-                        }
-                    }
-                },
-            ]
-        }
-    }
-    mappers = [
-        {
-            "filter": {
-                "and_filter": {
-                    "filters": [
-                        {
-                            "status_code_filter": {
-                                "comparison": {
-                                    "op": "EQ",
-                                    "value": {
-                                        "default_value": status,
-                                        "runtime_key": f"reply_{status}",
-                                    },
-                                }
-                            }
-                        },
-                        not_grpc,
-                    ]
-                }
-            },
-            "body_format_override": {
-                "json_format": {"code": code, "message": "%LOCAL_REPLY_BODY%"},
-                "content_type": "application/json",
-            },
-        }
-        for status, code in sorted(_LOCAL_REPLY_CODES.items())
-    ]
-    return {"mappers": mappers}
 
 
 def tls_socket(config: EdgeConfig, sds_dir: Path) -> dict[str, Any] | None:

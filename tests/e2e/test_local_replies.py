@@ -20,8 +20,8 @@ from gateway.config import GatewaySettings
 from gateway.launch.envoy import EnvoySettings
 from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack, StackSettings
+from tests.e2e._bodies import REQUEST_INFO
 
-REQUEST_INFO = "type.googleapis.com/google.rpc.RequestInfo"
 CELL = "/sax/test"
 
 

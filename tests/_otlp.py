@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
 from typing import Any
 
@@ -48,10 +49,16 @@ class Receiver(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[mis
         with self._lock:
             return self._services[span.span_id]
 
-    def wait_for(self, trace_id: bytes, count: int, timeout: float = 30.0) -> list[trace_pb2.Span]:
-        """The trace's spans once at least ``count`` arrived (the exporter sends in batches)."""
+    def wait_until(
+        self,
+        trace_id: bytes,
+        done: Callable[[list[trace_pb2.Span]], bool],
+        timeout: float = 30.0,
+    ) -> list[trace_pb2.Span]:
+        """The trace's spans once ``done`` holds for them (or the timeout passed): the
+        exporters send in batches, Envoy's and the gateway's apart."""
         deadline = time.monotonic() + timeout
-        while len(spans := self.spans(trace_id)) < count and time.monotonic() < deadline:
+        while not done(spans := self.spans(trace_id)) and time.monotonic() < deadline:
             time.sleep(0.1)
         return spans
 

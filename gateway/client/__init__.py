@@ -16,6 +16,7 @@ from __future__ import annotations
 from gateway.client._client import Client
 from gateway.client._observer import Attempt, Observer, query_cost_ms
 from gateway.client._types import (
+    ADMIN_UNREACHABLE_AFTER_S,
     CallOptions,
     CellStats,
     ClientSettings,
@@ -37,6 +38,7 @@ from gateway.common.errors import (
     RequestCancelledError,
     ResourceExhaustedError,
     SaxError,
+    Status,
     UnauthenticatedError,
     UnavailableError,
     UnimplementedError,
@@ -47,6 +49,7 @@ from gateway.common.errors import (
 from gateway.common.results import Box
 
 __all__ = [
+    "ADMIN_UNREACHABLE_AFTER_S",
     "AbortedError",
     "AlreadyExistsError",
     "Attempt",
@@ -69,6 +72,7 @@ __all__ = [
     "ResourceExhaustedError",
     "SaxError",
     "ServerTypeStat",
+    "Status",
     "StreamItem",
     "UnauthenticatedError",
     "UnavailableError",

@@ -7,13 +7,12 @@
         httpx.get(stack.http_url + "/")
 
 Each child's command line comes from its own role's one function (``cell_argv``,
-``gateway_argv``), so a flag is spelt in one place.
+``gateway_argv``, ``ops_argv``), so a flag is spelt in one place.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import sys
 import tempfile
 import urllib.request
 from collections.abc import Sequence
@@ -26,6 +25,8 @@ from gateway.cell import CellSettings, cell_argv
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
 from gateway.launch.envoy import EnvoySettings, envoy_binary, render
 from gateway.launch.processes import ProcessGroup, StartupError, port_open
+from gateway.ops import OpsSettings
+from gateway.ops.args import ops_argv
 from gateway.service.args import gateway_argv
 
 
@@ -45,6 +46,8 @@ class StackSettings:
     log_dir: str | None = None
     """Where each child writes its log; None lets children write to our stderr."""
     startup_timeout: float = 60.0
+    config_file: str | None = None
+    """The ``--config`` file, passed to each gateway process (Envoy's part is in ``envoy``)."""
     ops_port: int | None = None
     """Port of the ops server (``/metrics`` of every gateway process and Envoy); None: none."""
     ops_address: str = "127.0.0.1"
@@ -67,6 +70,17 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+def _gateway_healthy(envoy: EnvoySettings) -> bool:
+    """What /healthz reports, asked of Envoy's admin: a healthy gateway endpoint."""
+    url = f"http://{envoy.admin_address}:{envoy.admin_port}/stats?filter=gateway_grpc.membership_healthy$"
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            text: str = response.read().decode()
+    except OSError:
+        return False
+    return any(line.split(":")[-1].strip() not in ("", "0") for line in text.splitlines())
+
+
 class Stack:
     """Starts the processes on ``__enter__`` and stops them, newest first, on ``__exit__``."""
 
@@ -86,7 +100,8 @@ class Stack:
     @property
     def http_url(self) -> str:
         """Base URL of Envoy's public listener."""
-        return f"http://127.0.0.1:{self.envoy.listen_port}"
+        scheme = "https" if self.envoy.edge.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.envoy.listen_port}"
 
     @property
     def grpc_address(self) -> str:
@@ -153,11 +168,14 @@ class Stack:
             gateway = dataclasses.replace(
                 s.gateway, host="127.0.0.1", port=port, telemetry=telemetry
             )
-            self.group.start(name, gateway_argv(gateway), log_path=self._log(name))
+            edge = (
+                [f"--config={s.config_file}"] if s.config_file and not gateway.config_file else []
+            )
+            self.group.start(name, [*gateway_argv(gateway), *edge], log_path=self._log(name))
             address = f"127.0.0.1:{port}"
             self.group.wait_until(name, partial(port_open, address), timeout)
-        config = Path(self._tmp.name) / "envoy.yaml"
-        config.write_text(render(self.envoy))
+        config = Path(self._tmp.name) / "envoy.yaml"  # private: it may hold API keys
+        config.write_text(render(self.envoy, secrets_dir=Path(self._tmp.name) / "secrets"))
         self.group.start(
             "envoy",
             [
@@ -180,19 +198,24 @@ class Stack:
 
     def _start_ops(self, port: int, timeout: float) -> None:
         s = self.settings
-        argv = [sys.executable, "-m", "gateway.cli", "ops", "--host", s.ops_address]
-        argv += ["--port", str(port), "--log-format", s.gateway.telemetry.log_format]
-        argv += ["--envoy-admin", f"{self.envoy.admin_address}:{self.envoy.admin_port}"]
-        if s.gateway.telemetry.metrics:
-            argv += ["--metrics-dir", str(self.metrics_dir)]
+        ops = OpsSettings(
+            host=s.ops_address,
+            port=port,
+            metrics_dir=str(self.metrics_dir) if s.gateway.telemetry.metrics else None,
+            envoy_admin=f"{self.envoy.admin_address}:{self.envoy.admin_port}",
+        )
+        argv = ops_argv(ops, s.gateway.telemetry.log_format)
         self.group.start("ops", argv, log_path=self._log("ops"))
         address = f"{_loopback(s.ops_address)}:{port}"
         self.group.wait_until("ops", partial(port_open, address), timeout)
 
     def wait_healthy(self, timeout: float) -> bool:
         """Waits until Envoy's /healthz reports the gateway (and so the cell) healthy."""
+        healthy = partial(_http_ok, self.http_url + "/healthz")
+        if self.envoy.edge.tls:  # the public port wants TLS (maybe a client certificate)
+            healthy = partial(_gateway_healthy, self.envoy)
         try:
-            self.group.wait_until("envoy", lambda: _http_ok(self.http_url + "/healthz"), timeout)
+            self.group.wait_until("envoy", healthy, timeout)
         except StartupError:
             return False
         return True

@@ -12,6 +12,9 @@ class Context(Protocol):
     def time_remaining(self) -> float | None:
         """Seconds until the caller's deadline, or None without one."""
 
+    def invocation_metadata(self) -> Sequence[tuple[str, str | bytes]] | None:
+        """The request's metadata (headers), e.g. Envoy's ``x-request-id``."""
+
     async def abort(
         self,
         code: object,

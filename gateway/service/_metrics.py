@@ -32,6 +32,10 @@ UNKNOWN_MODEL = "unknown"
 _OP = "gen_ai_operation_name"
 _MODEL = "gen_ai_request_model"
 _ERROR = "error_type"
+_TOKEN_TYPE = "gen_ai_token_type"
+#: The caller Envoy authenticated (#14's identity header): a client id the config file names,
+#: "other" for any other id (say a JWT subject), "anonymous" without authentication.
+_CLIENT = "client"
 
 # Buckets: the conventions' advice, with finer steps below 10 ms for CPU stand-in models.
 _DURATION_BUCKETS = (
@@ -40,6 +44,10 @@ _DURATION_BUCKETS = (
 )  # fmt: skip
 _TTFT_BUCKETS = (
     0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)  # fmt: skip
+# The conventions' advice for gen_ai.client.token.usage.
+_TOKEN_BUCKETS = (
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
 )  # fmt: skip
 _TPOT_BUCKETS = (
     0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
@@ -87,10 +95,18 @@ class GatewayMetrics:
             buckets=_TPOT_BUCKETS,
             registry=r,
         )
+        self.token_usage = Histogram(
+            "gen_ai_client_token_usage",
+            "Tokens per model call, input and output (GenAI semconv), counted with the model's "
+            "configured SentencePiece tokenizer; models without one have no samples.",
+            [_OP, _MODEL, _TOKEN_TYPE, _CLIENT],
+            buckets=_TOKEN_BUCKETS,
+            registry=r,
+        )
         self.requests = Counter(
             "saxgw_requests",
-            "gRPC calls the gateway finished, by method and status code.",
-            ["grpc_method", "grpc_code"],
+            "gRPC calls the gateway finished, by method, status code and client.",
+            ["grpc_method", "grpc_code", _CLIENT],
             registry=r,
         )
         self.in_flight = Gauge(
@@ -116,7 +132,7 @@ class GatewayMetrics:
         self.query_cost = Counter(
             "saxgw_query_cost_tpu_milliseconds",
             "Accelerator time model servers reported for the gateway's calls (query_cost_v0).",
-            [_OP, _MODEL],
+            [_OP, _MODEL, _CLIENT],
             registry=r,
         )
         self.replicas = Gauge(

@@ -12,10 +12,11 @@ import signal
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from saxgateway.v1 import gateway_pb2, gateway_pb2_grpc
+from saxgateway.v1 import gateway_pb2, gateway_pb2_grpc, openai_pb2, openai_pb2_grpc
 
 from gateway.client import Client
 from gateway.config import GatewaySettings
+from gateway.service._access import Access, AccessInterceptor
 from gateway.service._errors import ErrorInterceptor
 from gateway.service._health import SERVICE, HealthReporter
 from gateway.service._metrics import FLUSH_INTERVAL_S, GatewayMetrics, use_directory
@@ -23,6 +24,8 @@ from gateway.service._observe import GatewayObserver, TelemetryInterceptor
 from gateway.service._reflection import enable_reflection
 from gateway.service._servicer import SaxGatewayServicer
 from gateway.service._tracing import Tracing
+from gateway.service.openai import OpenAIGatewayServicer
+from gateway.service.openai._tokens import TokenCounter
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +81,16 @@ class GatewayServer:
         observer = GatewayObserver(metrics, tracing)
         if client is None:
             client = Client(settings.client, observer=observer)
-        interceptors = [  # telemetry outermost, so that it sees the status the caller gets
-            TelemetryInterceptor(metrics, tracing, client, cost_header=telemetry.cost_header),
+        access = Access(settings.access, client)
+        tokens = TokenCounter(settings.models)
+        # Telemetry outermost, so that it sees the status the caller gets; then errors, so
+        # that refusals from the access checks become statuses.
+        interceptors = [
+            TelemetryInterceptor(
+                metrics, tracing, client, access, tokens, cost_header=telemetry.cost_header
+            ),
             ErrorInterceptor(),
+            AccessInterceptor(access),
         ]
         server = grpc.aio.server(
             interceptors=interceptors,
@@ -94,12 +104,16 @@ class GatewayServer:
         gateway_pb2_grpc.add_SaxGatewayServicer_to_server(
             SaxGatewayServicer(client, settings), server
         )
+        openai_pb2_grpc.add_OpenAIGatewayServicer_to_server(
+            OpenAIGatewayServicer(client, settings, tokens), server
+        )
         health = HealthReporter(client, settings.health_interval)
         health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
         enable_reflection(
             server,
             (
                 gateway_pb2.DESCRIPTOR.services_by_name["SaxGateway"].full_name,
+                openai_pb2.DESCRIPTOR.services_by_name["OpenAIGateway"].full_name,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             ),
         )

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from typing import Any
 
 from gateway.client import ClientSettings
-from gateway.common.logs import FORMATS
-from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings, TelemetrySettings
+from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
+from gateway.configfile import load_config
+from gateway.modelconfig import ConfigError
+from gateway.service.telemetry_args import (
+    add_telemetry_arguments,
+    telemetry_argv,
+    telemetry_from_args,
+)
 
 
 def default(cls: type[Any], name: str) -> Any:
@@ -33,58 +38,44 @@ def add_gateway_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--grace-period", type=float, default=default(GatewaySettings, "grace_period")
     )
+    add_config_argument(parser)
+    add_admin_unreachable_argument(parser)
     parser.add_argument(
         "--metrics-dir", help="directory shared with the other gateway processes and `saxgw ops`"
     )
     add_telemetry_arguments(parser)
 
 
-def add_telemetry_arguments(parser: argparse.ArgumentParser) -> None:
-    """Metrics, tracing and log flags, shared by ``gateway``, ``up`` and ``serve``."""
+def add_admin_unreachable_argument(parser: argparse.ArgumentParser) -> None:
+    """``--admin-unreachable-after``, shared by ``gateway``, ``up`` and ``serve``."""
     parser.add_argument(
-        "--no-metrics",
-        dest="metrics",
-        action="store_false",
-        help="no per-call metrics (to measure what they cost)",
-    )
-    parser.add_argument(
-        "--no-cost-header",
-        dest="cost_header",
-        action="store_false",
-        help="send unary calls' x-sax-query-cost-ms as a gRPC trailer, not a header "
-        "(saves a send per call; HTTP/JSON clients then do not see it)",
-    )
-    parser.add_argument(
-        "--otlp-endpoint",
-        # The one place the standard OpenTelemetry variable is read.
-        default=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
-        help="export traces to this OTLP/gRPC collector, e.g. http://127.0.0.1:4317 "
-        "(default: $OTEL_EXPORTER_OTLP_ENDPOINT; unset: no tracing)",
-    )
-    parser.add_argument(
-        "--trace-sample-ratio",
+        "--admin-unreachable-after",
         type=float,
-        default=default(TelemetrySettings, "trace_sample_ratio"),
-        help="share of requests traced when the caller sent no traceparent (default 1)",
+        default=default(ClientSettings, "admin_unreachable_after"),
+        metavar="SECONDS",
+        help="an unreachable Sax admin fails calls with UNAVAILABLE (503) after this long",
     )
+
+
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    """``--config``, shared by ``gateway``, ``up`` and ``serve``."""
     parser.add_argument(
-        "--log-format",
-        choices=FORMATS,
-        default=default(TelemetrySettings, "log_format"),
-        help="json lines, or text for people (auto: text on a terminal, else json)",
+        "--config",
+        metavar="FILE",
+        help="YAML file: API keys, JWT issuers, roles, quotas, TLS, limits (docs/config.md); "
+        "models: aliases, chat templates, tokenizers (docs/openai.md)",
     )
 
 
-def telemetry_from_args(args: argparse.Namespace) -> TelemetrySettings:
-    """The telemetry settings the flags describe."""
-    return TelemetrySettings(
-        metrics=args.metrics,
-        cost_header=args.cost_header,
-        metrics_dir=getattr(args, "metrics_dir", None),
-        otlp_endpoint=args.otlp_endpoint,
-        trace_sample_ratio=args.trace_sample_ratio,
-        log_format=args.log_format,
-    )
+def config_fields(path: str | None) -> dict[str, Any]:
+    """The ``GatewaySettings`` fields the config file sets; a bad file exits naming the key."""
+    if path is None:
+        return {}
+    try:
+        models = load_config(path).models
+    except ConfigError as exc:
+        raise SystemExit(f"saxgw: {exc}") from None
+    return {"config_file": path, "models": models}
 
 
 def add_timeout_argument(parser: argparse.ArgumentParser) -> None:
@@ -100,12 +91,17 @@ def add_timeout_argument(parser: argparse.ArgumentParser) -> None:
 def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
     """The settings the flags describe."""
     return GatewaySettings(
-        client=ClientSettings(sax_root=args.sax_root, gcs_endpoint=args.gcs_endpoint),
+        client=ClientSettings(
+            sax_root=args.sax_root,
+            gcs_endpoint=args.gcs_endpoint,
+            admin_unreachable_after=args.admin_unreachable_after,
+        ),
         host=args.host,
         port=args.port,
         default_timeout=args.default_timeout,
         grace_period=args.grace_period,
         telemetry=telemetry_from_args(args),
+        **config_fields(args.config),
     )
 
 
@@ -120,19 +116,7 @@ def gateway_argv(settings: GatewaySettings) -> list[str]:
         f"--port={settings.port}",
         f"--default-timeout={settings.default_timeout!r}",
         f"--grace-period={settings.grace_period!r}",
-        *_telemetry_argv(settings.telemetry),
+        f"--admin-unreachable-after={settings.client.admin_unreachable_after!r}",
+        *([f"--config={settings.config_file}"] if settings.config_file else []),
+        *telemetry_argv(settings.telemetry),
     ]
-
-
-def _telemetry_argv(telemetry: TelemetrySettings) -> list[str]:
-    argv = [f"--log-format={telemetry.log_format}"]
-    if not telemetry.metrics:
-        argv.append("--no-metrics")
-    if not telemetry.cost_header:
-        argv.append("--no-cost-header")
-    if telemetry.metrics_dir:
-        argv.append(f"--metrics-dir={telemetry.metrics_dir}")
-    if telemetry.otlp_endpoint:
-        argv.append(f"--otlp-endpoint={telemetry.otlp_endpoint}")
-        argv.append(f"--trace-sample-ratio={telemetry.trace_sample_ratio!r}")
-    return argv

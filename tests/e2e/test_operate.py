@@ -21,12 +21,16 @@ import yaml
 from opentelemetry.proto.trace.v1 import trace_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.cli._edge import envoy_settings
 from gateway.config import TelemetrySettings
+from gateway.edge import load_config
 from gateway.launch.envoy import EnvoySettings
 from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack, StackSettings
 from gateway.service._metrics import GatewayMetrics
+from gateway.service.args import config_fields
 from tests._otlp import Receiver, attributes
+from tests.e2e._openai import write_config
 from tests.e2e._published import TEST_LM, published
 
 MODEL = "/sax/test/operate"
@@ -44,27 +48,49 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture(scope="module")
 def model(stack: Stack) -> Iterator[str]:
-    with published(stack, MODEL, TEST_LM, {"text": "one two three"}) as name:
+    # Words of the test tokenizer's vocabulary (tests/e2e/_openai.py): 3 tokens.
+    with published(stack, MODEL, TEST_LM, {"text": "hello world brief"}) as name:
         yield name
+
+
+KEY = "sk-team-a-operate-5e1c"
+AUTH = {"authorization": f"Bearer {KEY}"}
 
 
 @pytest.fixture(scope="module")
 def ops_stack(
     stack: Stack, receiver: Receiver, model: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    logs = tmp_path_factory.mktemp("ops-stack-logs")
+    """Authenticated (one API key, client team-a), with a tokenizer for ``MODEL``."""
+    base = tmp_path_factory.mktemp("ops-stack")
+    write_config(base)  # the SentencePiece model spm.model, beside the config
+    config_file = base / "saxgw.yaml"
+    config_file.write_text(
+        yaml.safe_dump(
+            {
+                "auth": {
+                    "api_keys": [{"key": KEY, "client": "team-a", "roles": ["admin", "data"]}]
+                },
+                "models": {MODEL: {"tokenizer": "spm.model"}},
+            }
+        )
+    )
     telemetry = TelemetrySettings(otlp_endpoint=receiver.endpoint)
+    gateway = dataclasses.replace(stack.settings.gateway, telemetry=telemetry)
     settings = StackSettings(
-        gateway=dataclasses.replace(stack.settings.gateway, telemetry=telemetry),
+        gateway=dataclasses.replace(gateway, **config_fields(str(config_file))),
         gateway_ports=(free_port(), free_port()),
-        envoy=EnvoySettings(
-            gateway_endpoints=(),
-            listen_address="127.0.0.1",
-            listen_port=free_port(),
-            admin_port=free_port(),
+        envoy=envoy_settings(
+            EnvoySettings(
+                gateway_endpoints=(),
+                listen_address="127.0.0.1",
+                listen_port=free_port(),
+                admin_port=free_port(),
+            ),
+            load_config(config_file),
         ),
         ops_port=free_port(),
-        log_dir=str(logs),
+        log_dir=str(base),
     )
     with Stack(settings) as running:
         assert running.wait_healthy(timeout=60), "the ops stack never became healthy"
@@ -103,7 +129,7 @@ def _value(
 
 
 def test_one_scrape_covers_every_gateway_process_and_envoy(ops_stack: Stack, model: str) -> None:
-    with httpx.Client(base_url=ops_stack.http_url, timeout=30) as http:
+    with httpx.Client(base_url=ops_stack.http_url, headers=AUTH, timeout=30) as http:
         for _ in range(8):
             reply = http.post("/generate", json={"model": model, "query": "hello"})
             assert reply.status_code == 200, reply.text
@@ -120,27 +146,66 @@ def test_one_scrape_covers_every_gateway_process_and_envoy(ops_stack: Stack, mod
     generate = {"gen_ai_operation_name": "lm.generate", "gen_ai_request_model": model}
     stream = {"gen_ai_operation_name": "lm.generate_stream", "gen_ai_request_model": model}
     duration = "gen_ai_server_request_duration_seconds_count"
-    # Gateways write their counts out once a second: scrape until the last call shows.
-    samples = _scrape_until(ops_stack, lambda s: _value(s, duration, **stream, error_type="") == 2)
+    # Counted by the client Envoy authenticated (x-saxgw-client).
+    requests, team_a = "saxgw_requests_total", {"client": "team-a"}
+    invalid = {"grpc_method": "Generate", "grpc_code": "INVALID_ARGUMENT", **team_a}
+    missing = {"grpc_method": "Generate", "grpc_code": "NOT_FOUND", **team_a}
+    # Each gateway process writes its counts out once a second, on its own clock: scrape
+    # until every call shows.
+    samples = _scrape_until(
+        ops_stack,
+        lambda s: (
+            _value(s, duration, **stream, error_type="") == 2
+            and _value(s, duration, **generate, error_type="") == 8
+            and _value(s, requests, **invalid) == 1
+            and _value(s, requests, **missing) == 1
+        ),
+    )
     # Envoy spread the calls over both processes; the scrape adds them up.
     assert len(list(ops_stack.metrics_dir.glob("histogram_*.db"))) == 2
     assert _value(samples, duration, **generate, error_type="") == 8
     assert _value(samples, duration, **stream, error_type="") == 2
     assert _value(samples, "gen_ai_server_time_to_first_token_seconds_count", **stream) == 2
-    requests = "saxgw_requests_total"
-    assert _value(samples, requests, grpc_method="Generate", grpc_code="OK") == 8
-    assert _value(samples, requests, grpc_method="Generate", grpc_code="NOT_FOUND") == 1
-    assert _value(samples, requests, grpc_method="Generate", grpc_code="INVALID_ARGUMENT") == 1
+    assert _value(samples, requests, grpc_method="Generate", grpc_code="OK", **team_a) == 8
+    assert _value(samples, requests, **missing) == 1
+    assert _value(samples, requests, **invalid) == 1
     assert _value(samples, "saxgw_model_replicas", gen_ai_request_model=model) == 1
-    assert _value(samples, "saxgw_query_cost_tpu_milliseconds_total", **generate) >= 8
+    assert _value(samples, "saxgw_query_cost_tpu_milliseconds_total", **generate, **team_a) >= 8
+    # The model's tokenizer counts tokens: "hello" is one word, the answer three, per call.
+    usage = "gen_ai_client_token_usage_sum"
+    assert _value(samples, usage, **generate, **team_a, gen_ai_token_type="input") == 8
+    assert _value(samples, usage, **generate, **team_a, gen_ai_token_type="output") == 24
+    assert _value(samples, usage, **stream, **team_a, gen_ai_token_type="output") == 6
     assert not any("/sax/test/nope" in dict(labels).values() for _, labels in samples)
     # Envoy's own families come with them, and the ops server says it reached Envoy.
     assert _value(samples, "saxgw_envoy_up") == 1
     assert any(name.startswith("envoy_cluster_upstream_rq") for name, _ in samples)
 
 
+def test_openai_calls_count_the_tokens_their_usage_reports(ops_stack: Stack, model: str) -> None:
+    with httpx.Client(base_url=ops_stack.http_url, headers=AUTH, timeout=30) as http:
+        reply = http.post("/v1/completions", json={"model": model, "prompt": "hello world"})
+    assert reply.status_code == 200, reply.text
+    usage = reply.json()["usage"]
+    assert (usage["prompt_tokens"], usage["completion_tokens"]) == (2, 3)
+
+    op = {"gen_ai_operation_name": "text_completion", "gen_ai_request_model": model}
+    tokens = "gen_ai_client_token_usage"
+    samples = _scrape_until(
+        ops_stack,
+        lambda s: (
+            _value(s, f"{tokens}_count", **op, client="team-a", gen_ai_token_type="input") == 1
+        ),
+    )
+    assert _value(samples, f"{tokens}_sum", **op, client="team-a", gen_ai_token_type="input") == 2
+    assert _value(samples, f"{tokens}_sum", **op, client="team-a", gen_ai_token_type="output") == 3
+    assert _value(samples, "gen_ai_server_request_duration_seconds_count", **op, error_type="") == 1
+    ok = {"grpc_method": "CreateCompletion", "grpc_code": "OK", "client": "team-a"}
+    assert _value(samples, "saxgw_requests_total", **ok) == 1
+
+
 def test_the_public_port_exposes_neither_metrics_nor_envoy_admin(ops_stack: Stack) -> None:
-    with httpx.Client(base_url=ops_stack.http_url, timeout=30) as http:
+    with httpx.Client(base_url=ops_stack.http_url, headers=AUTH, timeout=30) as http:
         for path in ("/metrics", "/stats/prometheus", "/server_info", "/config_dump"):
             assert http.get(path).status_code == 404, path
         # /stats is the gateway's own GetStats route (a Sax cell's stats), not Envoy's.
@@ -155,7 +220,7 @@ def test_one_http_request_is_one_trace_from_client_to_sax(
 ) -> None:
     trace_id, client_span = secrets.token_bytes(16), secrets.token_bytes(8)
     traceparent = f"00-{trace_id.hex()}-{client_span.hex()}-01"
-    with httpx.Client(base_url=ops_stack.http_url, timeout=30) as http:
+    with httpx.Client(base_url=ops_stack.http_url, headers=AUTH, timeout=30) as http:
         reply = http.post(
             "/generate",
             json={"model": model, "query": "hello"},
@@ -164,10 +229,19 @@ def test_one_http_request_is_one_trace_from_client_to_sax(
     assert reply.status_code == 200, reply.text
 
     # client -> Envoy -> gateway -> Sax model server, all in the caller's trace.
-    spans = receiver.wait_for(trace_id, count=3)
+    spans = receiver.wait_until(
+        trace_id,
+        lambda spans: (
+            {"sax lm.Generate", "saxgateway.v1.SaxGateway/Generate"} <= {s.name for s in spans}
+            and any(receiver.service(s) == "sax-gateway-envoy" for s in spans)
+        ),
+    )
     [envoy] = [s for s in spans if receiver.service(s) == "sax-gateway-envoy"]
     [server] = [s for s in spans if s.kind == SERVER and receiver.service(s) == "sax-gateway"]
-    [sax] = [s for s in spans if s.kind == CLIENT]
+    [sax] = [s for s in spans if s.name == "sax lm.Generate"]
+    # The gateway's other Sax RPCs for this call (the model's ACLs, asked of the admin unless
+    # cached) are in the same trace, under the gateway's span.
+    assert all(s.parent_span_id == server.span_id for s in spans if s.kind == CLIENT)
     assert envoy.parent_span_id == client_span
     assert server.name == "saxgateway.v1.SaxGateway/Generate"
     assert server.parent_span_id == envoy.span_id
@@ -193,6 +267,8 @@ def test_one_http_request_is_one_trace_from_client_to_sax(
     assert line["grpc_status"] == 0
     assert line["query_cost_ms"] == reply.headers["x-sax-query-cost-ms"]
     assert line["bytes_sent"] == len(reply.content)
+    assert line["client_id"] == "team-a"  # the identity Envoy established, as the span says
+    assert server_attributes["enduser.id"] == "team-a"
     assert isinstance(line["duration_ms"], int)
 
 
@@ -226,7 +302,7 @@ def metric_names(expr: str) -> set[str]:
 
 
 def test_every_dashboard_query_reads_an_exported_metric(ops_stack: Stack, model: str) -> None:
-    with httpx.Client(base_url=ops_stack.http_url, timeout=30) as http:
+    with httpx.Client(base_url=ops_stack.http_url, headers=AUTH, timeout=30) as http:
         assert http.post("/generate", json={"model": model, "query": "hi"}).status_code == 200
         assert (
             http.post("/generate_stream", json={"model": model, "query": "hi"}).status_code == 200

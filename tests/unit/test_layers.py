@@ -33,17 +33,22 @@ _ALLOWED: dict[str, set[str]] = {
     "cell": {"common"},
     "config": {"common", "client"},
     "service": {"common", "client", "config"},
-    "launch": {"common", "client", "cell", "service", "config"},
+    "edge": {"common", "client", "config"},
+    "launch": {"common", "client", "cell", "service", "config", "edge", "ops"},
     "ops": {"common"},
-    "cli": {"common", "client", "cell", "service", "config", "launch", "ops"},
+    "cli": {"common", "client", "cell", "service", "config", "launch", "edge", "ops"},
     "root": {"common"},
 }
 _ROOT_MODULES = {"gateway", "gateway.naming", "gateway.storage"}
+# The config role: the settings tree and the --config file's loader and its models: section.
+_CONFIG_MODULES = {"gateway.config", "gateway.configfile", "gateway.modelconfig"}
 
 
 def _role(module: str) -> str:
     if module in _ROOT_MODULES:
         return "root"
+    if module in _CONFIG_MODULES:
+        return "config"
     return module.split(".")[1]
 
 
@@ -141,7 +146,7 @@ def test_nothing_named_sax_is_importable() -> None:
     assert "ModuleNotFoundError: No module named 'sax'" in done.stderr
 
 
-_SAX_PROTOS = ("admin", "audio", "common", "custom", "lm", "modelet", "vision")
+_SAX_PROTOS = ("admin", "audio", "common", "custom", "lm", "modelet", "multimodal", "vision")
 
 
 @pytest.mark.parametrize("name", _SAX_PROTOS)

@@ -16,8 +16,8 @@ def test_flushed_observations_equal_direct_ones() -> None:
     for value in VALUES:
         batched.observe(batched.request_duration.labels(*labels), value)
         direct.request_duration.labels(*labels).observe(value)
-        batched.count(batched.requests.labels("Generate", "OK"), 2)
-        direct.requests.labels("Generate", "OK").inc(2)
+        batched.count(batched.requests.labels("Generate", "OK", "team-a"), 2)
+        direct.requests.labels("Generate", "OK", "team-a").inc(2)
     batched.add_level(batched.in_flight.labels("Generate"), 3)
     batched.add_level(batched.in_flight.labels("Generate"), -1)
     direct.in_flight.labels("Generate").set(2)

@@ -21,10 +21,11 @@ TRACEPARENT = f"00-{TRACE_ID}-b7ad6b7169203331-01"
 
 def test_up_has_an_ops_port_and_telemetry_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
-    args = parser().parse_args(["up"])
+    # The ops port has no authentication: loopback, even when the public port is exposed.
+    args = parser().parse_args(["up", "--listen", "0.0.0.0"])
     assert (args.ops_port, args.ops_listen, args.metrics, args.otlp_endpoint) == (
         8889,
-        None,
+        "127.0.0.1",
         True,
         None,
     )

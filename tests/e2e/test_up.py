@@ -112,9 +112,9 @@ def test_up_restart_serves_restored_models_and_refuses_busy_ports(tmp_path: Path
         ready = httpx.post(f"{url}/wait_for_ready", json={"model": MODEL, "timeout": "30s"})
         assert ready.status_code == 200, ready.text
         # The ops port: one scrape URL for the gateway and Envoy (issue #13); the gateway
-        # writes its counts out once a second.
-        # (The ops server writes labels sorted.)
-        publish = 'saxgw_requests_total{client="anonymous",grpc_code="OK",grpc_method="PublishModel"}'
+        # writes its counts out once a second. (The ops server writes labels sorted.)
+        labels = 'client="anonymous",grpc_code="OK",grpc_method="PublishModel"'
+        publish = f"saxgw_requests_total{{{labels}}}"
         scrape = _scrape_until(metrics, publish)
         assert "\nsaxgw_envoy_up 1\n" in scrape
         assert "envoy_cluster_membership_healthy" in scrape

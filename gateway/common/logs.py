@@ -3,7 +3,8 @@
     configure("json", logging.INFO)   # {"time": "...", "level": "INFO", "logger": ..., ...}
 
 A record logged while the gateway serves a call carries that call's ``request_id`` (the
-``x-request-id`` Envoy sets), read only when a record is actually written.
+``x-request-id`` Envoy sets) and ``client`` (the identity Envoy authenticated, if any), read
+only when a record is actually written.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ class CallInfo(Protocol):
     @property
     def request_id(self) -> str | None: ...
 
+    @property
+    def client(self) -> str | None: ...
+
 
 #: The call the current task serves, if any; the gateway's interceptor sets it.
 current_call: ContextVar[CallInfo | None] = ContextVar("saxgw_current_call", default=None)
@@ -33,7 +37,7 @@ _TEXT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, request_id, exception."""
+    """One JSON object per line: time, level, logger, message, request_id, client, exception."""
 
     converter = time.gmtime  # type: ignore[assignment]  # typeshed's signature is too narrow
 
@@ -45,9 +49,11 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         call = current_call.get()
-        request_id = call.request_id if call is not None else None
-        if request_id:
-            line["request_id"] = request_id
+        if call is not None:
+            if request_id := call.request_id:
+                line["request_id"] = request_id
+            if call.client:
+                line["client"] = call.client
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False)
@@ -57,8 +63,11 @@ class _RequestIdText(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
         call = current_call.get()
-        request_id = call.request_id if call is not None else None
-        return f"{text} request_id={request_id}" if request_id else text
+        if call is None:
+            return text
+        if request_id := call.request_id:
+            text += f" request_id={request_id}"
+        return f"{text} client={call.client}" if call.client else text
 
 
 def configure(fmt: LogFormat, level: int) -> None:

@@ -19,7 +19,7 @@ _PROCESS = textwrap.dedent(
     from gateway.service._metrics import GatewayMetrics, use_directory
     use_directory(sys.argv[1])
     m = GatewayMetrics()
-    m.requests.labels("Generate", "OK").inc(int(sys.argv[2]))
+    m.requests.labels("Generate", "OK", "team-a").inc(int(sys.argv[2]))
     m.in_flight.labels("Generate").inc()
     m.request_duration.labels("lm.generate", "/sax/test/lm", "").observe(0.01)
     """
@@ -44,7 +44,8 @@ def test_scrape_adds_up_processes_and_forgets_the_live_gauges_of_dead_ones(tmp_p
     _record(tmp_path, 4)
     values = _values(scrape(OpsSettings(metrics_dir=str(tmp_path))).decode())
 
-    assert values[("saxgw_requests_total", (("grpc_code", "OK"), ("grpc_method", "Generate")))] == 7
+    labels = (("client", "team-a"), ("grpc_code", "OK"), ("grpc_method", "Generate"))
+    assert values[("saxgw_requests_total", labels)] == 7
     histogram = (
         "gen_ai_server_request_duration_seconds_count",
         (

@@ -48,26 +48,28 @@ def test_the_otlp_endpoint_defaults_to_the_standard_variable(
 
 class _Call:
     request_id = "req-123"
+    client = "team-a"
 
 
 def _record(message: str) -> logging.LogRecord:
     return logging.LogRecord("gateway.test", logging.WARNING, __file__, 1, message, None, None)
 
 
-def test_json_log_lines_carry_the_request_id_of_the_call_served() -> None:
+def test_json_log_lines_carry_the_request_id_and_client_of_the_call_served() -> None:
     token = current_call.set(_Call())
     try:
         line = json.loads(JsonFormatter().format(_record("cell unreachable")))
     finally:
         current_call.reset(token)
-    assert line["request_id"] == "req-123"
+    assert (line["request_id"], line["client"]) == ("req-123", "team-a")
     assert (line["level"], line["logger"], line["message"]) == (
         "WARNING",
         "gateway.test",
         "cell unreachable",
     )
     assert line["time"].endswith("Z")
-    assert "request_id" not in json.loads(JsonFormatter().format(_record("idle")))
+    idle = json.loads(JsonFormatter().format(_record("idle")))
+    assert "request_id" not in idle and "client" not in idle
 
 
 def test_a_sax_call_continues_the_callers_trace() -> None:
@@ -109,3 +111,5 @@ def test_envoy_traces_only_with_an_endpoint() -> None:
     [log] = on["access_log"]
     fields = log["typed_config"]["log_format"]["json_format"]
     assert {"request_id", "method", "path", "status", "grpc_status", "duration_ms"} <= set(fields)
+    # The identity the auth filters set (a client's own header of that name is removed first).
+    assert fields["client_id"] == "%REQ(x-saxgw-client)%"

@@ -30,6 +30,7 @@ from gateway.launch.envoy import (
 )
 from gateway.launch.processes import StartupError
 from gateway.launch.stack import Stack, StackSettings
+from gateway.launch.supervisor import Supervisor
 from gateway.service import serve as serve_gateway
 from gateway.service.args import (
     add_gateway_arguments,
@@ -189,14 +190,14 @@ def _up(args: argparse.Namespace) -> int:
         with Stack(settings) as stack:
             healthy = stack.wait_healthy(timeout=30)
             _print_banner(args, stack, healthy)
+            supervisor = Supervisor(stack.group, report=lambda line: print(line, file=sys.stderr))
             while not stop.wait(0.5):
-                if gone := stack.group.exited():
-                    print(f"saxgw: {', '.join(gone)} exited; stopping.", file=sys.stderr)
-                    return 1
+                supervisor.tick()  # a child that died is restarted; the others keep serving
             print("saxgw: stopping...", file=sys.stderr)
     except StartupError as exc:
         print(
-            f"saxgw: {exc}. Hint: is a port already in use? Try --port / --log-dir.",
+            f"saxgw: {exc}. Hint: see --log-dir for each process's log; --port and friends "
+            "choose other ports.",
             file=sys.stderr,
         )
         return 1

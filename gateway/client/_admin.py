@@ -120,6 +120,14 @@ class CellAdmin:
                 error.__cause__ = exc
             except UnavailableError as exc:
                 error = exc
+            except asyncio.CancelledError:
+                # grpc.aio raises CancelledError, not an RpcError, when the channel is closed
+                # under a call (another call found the admin gone and dropped the connection).
+                # Only our own cancellation may propagate; this one is "admin unreachable".
+                task = asyncio.current_task()
+                if conn is None or not conn.poisoned or (task is not None and task.cancelling()):
+                    raise
+                error = UnavailableError(f"admin {conn.address} of {self.cell} unreachable")
             if error.code == grpc.StatusCode.UNAVAILABLE and conn is not None:
                 self._poison(conn)
             delay = next(delays)

@@ -35,6 +35,16 @@ class EnvoySettings:
     """Open client connections Envoy accepts at once."""
     max_request_bytes: int = 32 * MIB
     max_response_bytes: int = 32 * MIB
+    request_headers_timeout: float = 10.0
+    """A client must send its request headers within this (slowloris)."""
+    idle_timeout: float = 300.0
+    """A connection without any request for this long is closed."""
+    max_streams_per_connection: int = 256
+    """Concurrent streams one HTTP/2 client connection may open."""
+    max_streams: int = 2048
+    """Long-lived streams (GenerateStream, WatchAddresses) open at once, all clients."""
+    max_requests: int = 4096
+    """Other calls in flight at once, all clients; apart from the streams' budget."""
 
 
 def descriptor_set() -> Path:
@@ -107,6 +117,11 @@ def render(
         "MAX_CONNECTIONS": settings.max_connections,
         "MAX_REQUEST_BYTES": settings.max_request_bytes,
         "MAX_RESPONSE_BYTES": settings.max_response_bytes,
+        "REQUEST_HEADERS_TIMEOUT": f"{settings.request_headers_timeout:g}s",
+        "IDLE_TIMEOUT": f"{settings.idle_timeout:g}s",
+        "MAX_STREAMS_PER_CONNECTION": settings.max_streams_per_connection,
+        "MAX_STREAMS": settings.max_streams,
+        "MAX_REQUESTS": settings.max_requests,
         "GATEWAY_ENDPOINTS": json.dumps([_endpoint(a) for a in settings.gateway_endpoints]),
     }
     return string.Template(template.read_text()).substitute(values)

@@ -21,9 +21,13 @@ from functools import partial
 from pathlib import Path
 from types import TracebackType
 
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from gateway.cell import CellSettings, cell_argv
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
 from gateway.launch.envoy import EnvoySettings, envoy_binary, render
+from gateway.launch.ports import holder
 from gateway.launch.processes import ProcessGroup, StartupError, port_open
 from gateway.service.args import gateway_argv
 
@@ -49,6 +53,17 @@ class StackSettings:
     def sax_root(self) -> str:
         """The SAX_ROOT the gateways use (the embedded cell's too)."""
         return self.gateway.sax_root
+
+
+def health_answers(address: str) -> bool:
+    """Whether a gateway at ``address`` answers grpc.health.v1 (SERVING or not: whether the
+    cell is reachable is the stack's readiness, /healthz)."""
+    with grpc.insecure_channel(address) as channel:
+        try:
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+        except grpc.RpcError:
+            return False
+    return True
 
 
 def _http_ok(url: str) -> bool:
@@ -109,9 +124,27 @@ class Stack:
         self.group.stop()
         self._tmp.cleanup()
 
+    def _ports(self) -> list[int]:
+        s = self.settings
+        cell = [s.cell.admin_port, *s.cell.model_server_ports] if s.cell is not None else []
+        ports = [*cell, *s.gateway_ports, self.envoy.listen_port, self.envoy.admin_port]
+        return [p for p in ports if p]
+
+    def _check_ports_free(self) -> None:
+        """Refuses to start over a process still holding one of our ports (e.g. left over
+        from an earlier run), which a readiness check could otherwise mistake for ours."""
+        for port in self._ports():
+            who = holder(port)
+            if who is not None:
+                raise StartupError(
+                    f"port {port} is already in use by {who}, maybe left over from an "
+                    "earlier run; stop it or choose other ports"
+                )
+
     def _start(self) -> None:
         s = self.settings
         timeout = s.startup_timeout
+        self._check_ports_free()
         if s.cell is not None:
             self.group.start("cell", cell_argv(s.cell), log_path=self._log("cell"))
             ports = (s.cell.admin_port, *s.cell.model_server_ports)
@@ -122,7 +155,7 @@ class Stack:
             gateway = dataclasses.replace(s.gateway, host="127.0.0.1", port=port)
             self.group.start(name, gateway_argv(gateway), log_path=self._log(name))
             address = f"127.0.0.1:{port}"
-            self.group.wait_until(name, partial(port_open, address), timeout)
+            self.group.wait_until(name, partial(health_answers, address), timeout)
         config = Path(self._tmp.name) / "envoy.yaml"
         config.write_text(render(self.envoy))
         self.group.start(

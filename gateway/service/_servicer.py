@@ -14,12 +14,14 @@ from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway import __version__
 from gateway.client import CallOptions, Client, ModelDetail, SaxError
+from gateway.common import limits as lim
 from gateway.common.deadline import Deadline
 from gateway.config import GatewaySettings
 from gateway.service import _fields as f
 from gateway.service._context import Context
 from gateway.service._errors import to_status
 from gateway.service._stream import DeltaTracker
+from gateway.service._streams import StreamSlots
 
 GREETING = "HTTP Server for SAX Client"  # what the original Sax HTTP server answered on "/"
 
@@ -47,6 +49,7 @@ class SaxGatewayServicer(gateway_pb2_grpc.SaxGatewayServicer):
     def __init__(self, client: Client, settings: GatewaySettings) -> None:
         self._client = client
         self._settings = settings
+        self._streams = StreamSlots(settings.max_streams_per_client)
 
     def _deadline(
         self, context: Context, request: Any = None, default: float | None = None
@@ -67,15 +70,15 @@ class SaxGatewayServicer(gateway_pb2_grpc.SaxGatewayServicer):
         self, request: pb.PublishModelRequest, context: Context
     ) -> pb.PublishModelResponse:
         model = f.model_id(request.model)
-        f.required(request.model_path, "model_path")
-        f.required(request.checkpoint, "checkpoint")
+        f.required(request.model_path, "model_path", lim.MAX_MODEL_PATH_CHARS)
+        f.required(request.checkpoint, "checkpoint", lim.MAX_CHECKPOINT_CHARS)
         replicas = f.replicas(request.replicas if request.HasField("replicas") else 1)
         await self._client.publish(
             model,
             request.model_path,
             request.checkpoint,
             replicas,
-            dict(request.overrides),
+            f.overrides(request.overrides),
             deadline=self._deadline(context),
         )
         return pb.PublishModelResponse(
@@ -95,10 +98,15 @@ class SaxGatewayServicer(gateway_pb2_grpc.SaxGatewayServicer):
         )
 
     async def GetModel(self, request: pb.GetModelRequest, context: Context) -> pb.GetModelResponse:
-        detail = await self._client.list_detail(
-            f.model_id(request.model), deadline=self._deadline(context)
-        )
-        return pb.GetModelResponse(model=_model_info(detail))
+        model, deadline = f.model_id(request.model), self._deadline(context)
+        detail = await self._client.list_detail(model, deadline=deadline)
+        info = _model_info(detail)
+        # Fewer replicas than asked for may mean that loading failed: say why.
+        if detail.active_replicas < detail.max_replicas and (
+            load_error := await self._client.load_error(model, deadline=deadline)
+        ):
+            info.load_error = load_error
+        return pb.GetModelResponse(model=info)
 
     async def ListModels(
         self, request: pb.ListModelsRequest, context: Context
@@ -116,6 +124,9 @@ class SaxGatewayServicer(gateway_pb2_grpc.SaxGatewayServicer):
         self, request: pb.UpdateModelRequest, context: Context
     ) -> pb.UpdateModelResponse:
         model = f.model_id(request.model)
+        f.bounded(request.model_path, "model_path", lim.MAX_MODEL_PATH_CHARS)
+        f.bounded(request.checkpoint, "checkpoint", lim.MAX_CHECKPOINT_CHARS)
+        f.overrides(request.overrides)
         deadline = self._deadline(context)
         await self._client.update(
             model,
@@ -171,6 +182,7 @@ class SaxGatewayServicer(gateway_pb2_grpc.SaxGatewayServicer):
 
     async def SetAcl(self, request: pb.SetAclRequest, context: Context) -> pb.SetAclResponse:
         name = f.cell_or_model_id(request.name)
+        f.bounded(request.acl, "acl", lim.MAX_ACL_CHARS)
         await self._client.set_acl(name, request.acl, deadline=self._deadline(context))
         return pb.SetAclResponse(name=name, acl=request.acl)
 
@@ -178,16 +190,17 @@ class SaxGatewayServicer(gateway_pb2_grpc.SaxGatewayServicer):
         self, request: pb.WatchAddressesRequest, context: Context
     ) -> AsyncIterator[pb.WatchAddressesResponse]:
         model = f.model_id(request.model)
-        await self._client.list_detail(model, deadline=self._deadline(context))  # NOT_FOUND early
-        watch = self._client.watch_addresses(model)
-        try:
-            async for addresses in watch:
-                yield pb.WatchAddressesResponse(addresses=addresses)
-        except SaxError as exc:
-            yield pb.WatchAddressesResponse(error=to_status(exc)[2])
-            raise
-        finally:
-            await _close(watch)
+        with self._streams.hold(context):
+            await self._client.list_detail(model, deadline=self._deadline(context))  # NOT_FOUND
+            watch = self._client.watch_addresses(model)
+            try:
+                async for addresses in watch:
+                    yield pb.WatchAddressesResponse(addresses=addresses)
+            except SaxError as exc:
+                yield pb.WatchAddressesResponse(error=to_status(exc)[2])
+                raise
+            finally:
+                await _close(watch)
 
     # Language models.
 
@@ -200,6 +213,13 @@ class SaxGatewayServicer(gateway_pb2_grpc.SaxGatewayServicer):
         return pb.GenerateResponse(texts=_texts(texts))
 
     async def GenerateStream(
+        self, request: pb.GenerateStreamRequest, context: Context
+    ) -> AsyncIterator[pb.GenerateStreamResponse]:
+        with self._streams.hold(context):
+            async for response in self._generate_stream(request, context):
+                yield response
+
+    async def _generate_stream(
         self, request: pb.GenerateStreamRequest, context: Context
     ) -> AsyncIterator[pb.GenerateStreamResponse]:
         model = f.model_id(request.model)
@@ -229,8 +249,12 @@ class SaxGatewayServicer(gateway_pb2_grpc.SaxGatewayServicer):
         model = f.model_id(request.model)
         if not request.suffix:
             raise f.invalid("suffix", "required: at least one suffix to score")
+        f.bounded(request.prefix, "prefix")
         logp = await self._client.lm_score(
-            model, request.prefix, list(request.suffix), self._options(request, context)
+            model,
+            request.prefix,
+            f.texts(request.suffix, "suffix"),
+            self._options(request, context),
         )
         return pb.ScoreResponse(logp=logp)
 
@@ -245,6 +269,7 @@ class SaxGatewayServicer(gateway_pb2_grpc.SaxGatewayServicer):
     async def Gradient(self, request: pb.GradientRequest, context: Context) -> pb.GradientResponse:
         model = f.model_id(request.model)
         f.required(request.suffix, "suffix")
+        f.bounded(request.prefix, "prefix")
         score, gradients = await self._client.lm_gradient(
             model, request.prefix, request.suffix, self._options(request, context)
         )
@@ -288,7 +313,7 @@ class SaxGatewayServicer(gateway_pb2_grpc.SaxGatewayServicer):
         model = f.model_id(request.model)
         image = self._payload(request.image_bytes, "image_bytes")
         boxes = await self._client.vm_detect(
-            model, image, list(request.text), self._options(request, context)
+            model, image, f.texts(request.text, "text"), self._options(request, context)
         )
         return pb.DetectResponse(
             boxes=[
@@ -302,6 +327,7 @@ class SaxGatewayServicer(gateway_pb2_grpc.SaxGatewayServicer):
     ) -> pb.ImageToTextResponse:
         model = f.model_id(request.model)
         image = self._payload(request.image_bytes, "image_bytes")
+        f.bounded(request.text, "text")
         texts = await self._client.vm_image_to_text(
             model, image, request.text, self._options(request, context)
         )

@@ -4,6 +4,7 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
+UP_ARGS ?=
 
 .PHONY: install up test lint gen check-gen contract openapi unit integration e2e faults bench soak clean \
 	chromium container-test
@@ -11,15 +12,17 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@echo "Installing sax-gateway and its dependencies into $(VENV) (the first time takes minutes)..."
+	$(PY) -m pip install --disable-pip-version-check --progress-bar on -e '.[dev]'
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e clients/python
 	rm -f $(VENV)/.installed-*; touch $@
 
 install: $(STAMP)
 
 ## Start the embedded Sax cell, the gateway and Envoy on :8888 (Ctrl-C stops them).
+## Extra flags for it: make up UP_ARGS="--cors-origin http://localhost:3000"
 up: install
-	$(VENV)/bin/saxgw up
+	$(VENV)/bin/saxgw up $(UP_ARGS)
 
 ## Run every check and the whole test suite.
 test: install check-gen lint contract chromium

@@ -8,13 +8,51 @@ here (or in ``ClientSettings``) once, and the CLI's flags take theirs from these
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from gateway.client import ClientSettings
+from gateway.modelconfig import ModelConfig
 
 MIB = 1 << 20
 DEFAULT_GATEWAY_PORT = 50051
 """The port ``saxgw gateway`` listens on when given none (``up`` starts the first one there)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelLimit:
+    """Calls to one model in flight in one gateway process, and how many more may wait."""
+
+    max_in_flight: int = 64
+    max_queued: int = 256
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccessSettings:
+    """Who may call what, as far as the gateway checks it (Envoy checks credentials and roles).
+
+    Built from the ``--config`` file by `gateway.edge.access_settings`.
+    """
+
+    identity_header: str = "x-saxgw-client"
+    """The header Envoy sets to the client id it authenticated (clients cannot set it)."""
+    groups: Mapping[str, frozenset[str]] = field(default_factory=lambda: MappingProxyType({}))
+    """Sax ACL ``acl/<group>`` -> client ids; a group not listed holds the client of its name."""
+    client_models: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    """Client id -> model id patterns (fnmatch) it may call; a client not listed may call any."""
+    client_max_concurrent: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    default_max_concurrent: int | None = None
+    """Calls in flight per client when ``client_max_concurrent`` does not name it."""
+    model: ModelLimit = field(default_factory=ModelLimit)
+    models: Mapping[str, ModelLimit] = field(default_factory=lambda: MappingProxyType({}))
+    known_clients: frozenset[str] = frozenset()
+    """Client ids the config names; logs and metrics label any other id "other" (JWT
+    subjects are unbounded, label values must not be)."""
+    acl_cache_seconds: float = 1.0
+    """How long a model's ACLs are reused before asking the admin again."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,6 +78,13 @@ class GatewaySettings:
     """How often the health service probes the cell (seconds)."""
     max_streams_per_client: int = 100
     """Long-lived streams (GenerateStream, WatchAddresses) one client may hold open."""
+    access: AccessSettings = field(default_factory=AccessSettings)
+    """Model ACLs, client model lists and concurrency limits the gateway enforces."""
+
+    config_file: str | None = None
+    """The ``--config`` file ``models`` came from (gateway processes are started with it)."""
+    models: Mapping[str, ModelConfig] = field(default_factory=dict)
+    """Per-model settings of the OpenAI-compatible API (the config file's ``models:``)."""
 
     @property
     def sax_root(self) -> str:

@@ -18,7 +18,13 @@ def _type(schema: Schema) -> str:
     if "$ref" in schema:
         name = schema["$ref"].removeprefix(PREFIX)
         return f"[{name.rsplit('.', 1)[-1]}](#{_anchor(name)})"
+    if "oneOf" in schema:
+        return " or ".join(_type(s) for s in schema["oneOf"])
+    if "const" in schema:
+        return f"`{schema['const']}`"
     kind = schema.get("type")
+    if isinstance(kind, list):
+        return " or ".join(map(str, kind))
     if kind == "array":
         return f"array of {_type(schema['items'])}"
     if kind == "object" and "additionalProperties" in schema:
@@ -64,16 +70,18 @@ def _operation(path: str, verb: str, op: Schema) -> list[str]:
         else:
             lines += ["Request body (JSON):", "", *_fields(body)]
     ok = op["responses"]["200"]["content"]
+    if "application/json" in ok:
+        lines += [f"Response (JSON): {_type(ok['application/json']['schema'])}", ""]
     if "text/event-stream" in ok:
         data = _type(ok["text/event-stream"]["x-sse-data"])
         lines += [f"Response: `text/event-stream`, each event `data: <JSON>`, a {data}.", ""]
-    else:
-        lines += [f"Response (JSON): {_type(ok['application/json']['schema'])}", ""]
     return lines + _example(path, verb, op)
 
 
 def _example(path: str, verb: str, op: Schema) -> list[str]:
     """The operation's example as an HTTP exchange: request line, body, response."""
+    if "x-grpc-method" in op and op["x-grpc-method"].startswith("/saxgateway.v1.OpenAIGateway/"):
+        return []  # the OpenAI routes: examples in docs/openai.md
     params = op.get("parameters", [])
     for p in params:
         if p["in"] == "path":

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import apidocs
+import openapi_openai
 from google.api import annotations_pb2, field_behavior_pb2, http_pb2
 from google.protobuf import descriptor_pb2
 from grpc_tools import protoc  # type: ignore[import-untyped]
@@ -35,6 +36,7 @@ from grpc_tools import protoc  # type: ignore[import-untyped]
 ROOT = Path(__file__).resolve().parent.parent
 PROTO = "saxgateway/v1/gateway.proto"
 EXAMPLES = "saxgateway/v1/examples.json"
+OPENAI_PROTO = "saxgateway/v1/openai.proto"  # HttpBody RPCs: JSON schemas in openapi_openai
 OPENAPI = Path("openapi/openapi.json")
 MARKDOWN = Path("docs/api.md")
 
@@ -115,7 +117,7 @@ def compile_descriptor(proto_root: Path) -> descriptor_pb2.FileDescriptorSet:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "set.binpb"
         args = ["protoc", f"-I{proto_root}", f"-I{gapis}", f"-I{wkt}", "--include_imports"]
-        args += ["--include_source_info", f"--descriptor_set_out={out}", PROTO]
+        args += ["--include_source_info", f"--descriptor_set_out={out}", PROTO, OPENAI_PROTO]
         if protoc.main(args) != 0:
             raise SystemExit("protoc failed")
         return descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
@@ -156,6 +158,7 @@ class Generator:
         self.examples = examples
         self.messages = _messages(fds)
         self.file = next(f for f in fds.file if f.name == PROTO)
+        self.openai = next(f for f in fds.file if f.name == OPENAI_PROTO)
         self.comments = _comments(self.file)
         self.schemas: dict[str, Schema] = {}
 
@@ -239,6 +242,7 @@ class Generator:
                     op = self.operation(method, (6, 0, 2, m), binding, params, op_id)
                     paths.setdefault(path, {})[verb] = op
         self.schemas["Error"] = self.error_schema()
+        self.openai_paths(paths)
         return {
             "openapi": "3.1.0",
             "info": {
@@ -249,10 +253,23 @@ class Generator:
             },
             # Relative: the gateway that serves this document (and its /docs page) is the server.
             "servers": [{"url": "/", "description": "the gateway serving this document"}],
-            "tags": [{"name": service.name}],
+            "tags": [{"name": service.name}, {"name": openapi_openai.TAG}],
             "paths": paths,
             "components": {"schemas": dict(sorted(self.schemas.items()))},
         }
+
+    def openai_paths(self, paths: dict[str, dict[str, Schema]]) -> None:
+        """The OpenAI-compatible routes (HttpBody RPCs), with hand-written JSON schemas."""
+        comments = _comments(self.openai)
+        service = self.openai.service[0]
+        for m, method in enumerate(service.method):
+            verb, template = _verb(method.options.Extensions[annotations_pb2.http])
+            doc = comments.get((6, 0, 2, m), "")
+            for path, v, op in openapi_openai.operations(
+                self.openai.package, method.name, verb, template, doc
+            ):
+                paths.setdefault(path, {})[v] = op
+        self.schemas.update(openapi_openai.schemas())
 
     def operation(
         self,

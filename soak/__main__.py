@@ -60,7 +60,9 @@ def main() -> None:
         with Stack(settings) as stack:
             if not stack.wait_healthy(timeout=120):
                 raise SystemExit("soak: the stack never became healthy")
-            supervisor = Supervisor(stack.group, report=lambda line: print(line, flush=True))
+            supervisor = Supervisor(
+                stack.group, stack.settings.restart, report=lambda line: print(line, flush=True)
+            )
             d = args.seconds
             plan = [
                 Disruption(at=0.4 * d, what="admin", port=cell.admin_port),

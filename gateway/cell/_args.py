@@ -38,6 +38,11 @@ def add_cell_arguments(parser: argparse.ArgumentParser, *, sax_root_required: bo
     parser.add_argument(
         "--max-models-per-server", type=int, help="models that may share one model server"
     )
+    parser.add_argument(
+        "--adopt-wait",
+        type=float,
+        help="seconds restored models wait for their old servers (default: --server-dead-after)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random-weight models")
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -67,6 +72,7 @@ def settings_from_args(args: argparse.Namespace, *, sax_root: str) -> CellSettin
         rejoin_interval=timing.get("rejoin_interval", base.rejoin_interval),
         location_watch_interval=timing.get("location_watch_interval", base.location_watch_interval),
         rpc_timeout=timing.get("rpc_timeout", base.rpc_timeout),
+        adopt_wait=getattr(args, "adopt_wait", None),
     )
 
 
@@ -83,6 +89,8 @@ def settings_to_argv(settings: CellSettings) -> list[str]:
         argv.append(f"--fs-root={settings.fs_root}")
     if settings.gcs_endpoint:
         argv.append(f"--gcs-endpoint={settings.gcs_endpoint}")
+    if settings.adopt_wait is not None:
+        argv.append(f"--adopt-wait={settings.adopt_wait!r}")
     argv += [f"{flag}={getattr(settings, field)!r}" for flag, field, _ in _TIMING]
     return argv
 

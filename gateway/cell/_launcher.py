@@ -241,9 +241,14 @@ class EmbeddedCell:
 
     async def _start_admin(self) -> None:
         self._incarnation += 1
+        argv = [*self._argv, f"--port={self._admin_port}"]
+        if self._incarnation == 1:
+            # Our model servers start after it, empty: no old server will bring a restored
+            # model back, so placing replicas at once saves the wait (27 s after `saxgw up`).
+            argv.append("--adopt-wait=0")
         admin = _ServerProcess(
             module="gateway.cell.admin",
-            argv=[*self._argv, f"--port={self._admin_port}"],
+            argv=argv,
             name=f"admin#{self._incarnation}",
         )
         self._admin = admin

@@ -43,6 +43,10 @@ class CellSettings:
     #: The admin drops a model server whose GetStatus has failed for this long. A model server
     #: that has not been polled for this long re-joins, since the admin has forgotten it.
     server_dead_after: float = 30.0
+    #: How long models restored from state.proto wait for the servers that had them to re-join
+    #: before new replicas are placed; None: server_dead_after (a running server notices the
+    #: restart when the new admin does not poll it). 0 when the model servers start afresh too.
+    adopt_wait: float | None = None
     #: Model servers re-join at this period even when nothing changed.
     rejoin_interval: float = 900.0
     #: How often model servers re-read location.proto to notice a moved admin.

@@ -10,12 +10,13 @@ reported in one place, `report`, which prints a message and a concrete hint::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TextIO, TypeAlias
+from typing import Any, TextIO, TypeAlias, TypeVar
 
 import grpc
 from google.protobuf import json_format, struct_pb2
@@ -23,7 +24,15 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 from saxgateway.v1 import gateway_pb2_grpc
 
-from gateway.cli._hints import HINTS, INVALID_UNNAMED
+from gateway.cli._hints import (
+    CELL_DOWN,
+    CELL_UNREACHABLE,
+    GATEWAY_UNIMPLEMENTED,
+    HINTS,
+    INVALID_UNNAMED,
+    UNIMPLEMENTED_BY_CELL,
+)
+from gateway.cli._numbers import number, shorten
 from gateway.config import MIB
 
 DEFAULT_GATEWAY = "localhost:8888"
@@ -37,21 +46,38 @@ _CHANNEL_OPTIONS = (
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
-def _globals() -> argparse.ArgumentParser:
-    flags = argparse.ArgumentParser(add_help=False)
-    flags.add_argument(
+def add_global_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """Adds --gateway, --timeout and --json. They are accepted before the command (``saxgw
+    --gateway h:p ls``, as saxutil users type them) and after it; only the top level sets
+    ``defaults``, so a flag given before the command is not reset by the command's parser."""
+
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument(
         "--gateway",
-        default=DEFAULT_GATEWAY,
+        default=default(DEFAULT_GATEWAY),
         metavar="HOST:PORT",
-        help=f"gateway (Envoy or gateway gRPC port) to talk to; default {DEFAULT_GATEWAY}",
+        help=f"gateway (Envoy or gateway gRPC port) to talk to (default: {DEFAULT_GATEWAY})",
     )
-    flags.add_argument(
+    parser.add_argument(
         "--timeout",
         type=_seconds,
+        default=default(None),
         metavar="SECONDS",
-        help="deadline of the call; default: the gateway's",
+        help="deadline of the call (default: the gateway's)",
     )
-    flags.add_argument("--json", action="store_true", help="print the response as JSON")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=default(False),
+        help="print the response as JSON (default: a table)",
+    )
+
+
+def _globals() -> argparse.ArgumentParser:
+    flags = argparse.ArgumentParser(add_help=False)
+    add_global_flags(flags, defaults=False)
     return flags
 
 
@@ -62,6 +88,9 @@ def _seconds(text: str) -> float:
     return value
 
 
+_R = TypeVar("_R")
+
+
 @dataclass(frozen=True)
 class Session:
     """One command's connection to the gateway and how to print its results."""
@@ -70,6 +99,10 @@ class Session:
     timeout: float | None
     json: bool
     out: TextIO
+
+    def call(self, rpc: Callable[..., _R], request: Message) -> _R:
+        """Calls the unary ``rpc`` with this command's deadline."""
+        return rpc(request, timeout=self.timeout)
 
     def emit(self, message: Message, text: str) -> None:
         """Prints ``message`` as JSON with --json, else the readable ``text``."""
@@ -154,37 +187,23 @@ def extra_inputs(pairs: Iterable[tuple[str, str]]) -> dict[str, struct_pb2.Value
     return values
 
 
-def add_extra(cmd: argparse.ArgumentParser) -> None:
-    """Adds ``--extra k=v`` (repeatable, or several after one flag)."""
-    cmd.add_argument(
-        "--extra",
-        type=pair,
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="k=v",
-        help="extra input, e.g. temperature=0.5 (numbers are sent as numbers)",
-    )
-
-
 # Output.
 
 
 def to_json(message: Message, indent: int | None = None) -> str:
-    """``message`` as the HTTP API prints it: proto field names, defaults included."""
-    return json_format.MessageToJson(
-        message,
-        preserving_proto_field_name=True,
-        always_print_fields_with_no_presence=True,
-        indent=indent,
-    )
+    """``message`` as the HTTP API prints it: proto field names, defaults included, numbers
+    in their shortest form."""
+    return json.dumps(to_dict(message), indent=indent)
 
 
 def to_dict(message: Message) -> dict[str, Any]:
     """``message`` as a JSON-ready dict, named as `to_json` names it."""
-    return json_format.MessageToDict(
-        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    data: dict[str, Any] = shorten(
+        json_format.MessageToDict(
+            message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
     )
+    return data
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
@@ -203,14 +222,12 @@ def fields(pairs: Iterable[tuple[str, object]]) -> str:
 
 
 def floats(values: Iterable[float]) -> str:
-    """A vector on one line, each value at full precision."""
-    return " ".join(repr(float(v)) for v in values)
+    """A vector on one line, each value in its shortest form."""
+    return " ".join(number(v) for v in values)
 
 
 def _cell(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value + 0.0:.6g}"  # + 0.0 turns -0.0 into 0.0
-    return str(value)
+    return number(value) if isinstance(value, float) else str(value)
 
 
 # Errors.
@@ -222,7 +239,9 @@ def report(exc: grpc.RpcError, args: argparse.Namespace, err: TextIO) -> int:
     violations = field_violations(exc)
     lines = [f"saxgw: {code.name}: {exc.details() or 'no details'}"]
     lines += [f"  {field}: {why}" for field, why in violations]
-    lines.append("hint: " + hint(code, args, fields_named=bool(violations)))
+    lines.append(
+        "hint: " + hint(code, args, fields_named=bool(violations), details=exc.details() or "")
+    )
     print("\n".join(lines), file=err)
     return 1
 
@@ -241,11 +260,21 @@ def field_violations(exc: grpc.RpcError) -> list[tuple[str, str]]:
     return violations
 
 
-def hint(code: grpc.StatusCode, args: argparse.Namespace, *, fields_named: bool = True) -> str:
-    """What to try next after a call failed with ``code``."""
+def hint(
+    code: grpc.StatusCode,
+    args: argparse.Namespace,
+    *,
+    fields_named: bool = True,
+    details: str = GATEWAY_UNIMPLEMENTED,
+) -> str:
+    """What to try next after a call failed with ``code`` (and ``details``)."""
     text = HINTS[code]
     if code == grpc.StatusCode.INVALID_ARGUMENT and not fields_named:
         text = INVALID_UNNAMED
+    if code == grpc.StatusCode.UNIMPLEMENTED and details != GATEWAY_UNIMPLEMENTED:
+        text = UNIMPLEMENTED_BY_CELL
+    if code == grpc.StatusCode.UNAVAILABLE and CELL_UNREACHABLE in details:
+        text = CELL_DOWN
     target = getattr(args, "id", None) or "ID"
     parts = target.strip("/").split("/")
     cell = "/" + "/".join(parts[:2]) if len(parts) >= 2 else "/sax/<cell>"

@@ -45,6 +45,19 @@ HINTS: dict[grpc.StatusCode, str] = {
     ),
     grpc.StatusCode.DATA_LOSS: "the response was corrupted on the way; run the call again",
 }
+# UNIMPLEMENTED that the gateway itself did not raise (grpc's own reply for an unknown method
+# is GATEWAY_UNIMPLEMENTED): the Sax admin or model server behind it lacks the call.
+GATEWAY_UNIMPLEMENTED = "Method not found!"
+UNIMPLEMENTED_BY_CELL = (
+    "the Sax cell behind the gateway does not implement this call (see the message above); "
+    "`saxgw ls {id}` lists the model's methods"
+)
+# UNAVAILABLE that the gateway reports about its Sax cell (it answered; the cell's admin did not).
+CELL_UNREACHABLE = "is unreachable"
+CELL_DOWN = (
+    "the gateway is up but the Sax cell's admin server is not: start the cell (`make up` starts "
+    "one), or check that SAX_ROOT/sax/<cell>/location.proto names a running admin"
+)
 # INVALID_ARGUMENT without a field: often a method the model does not have.
 INVALID_UNNAMED = (
     "check the arguments (`saxgw {command} --help`) and the model's methods (`saxgw ls {id}`)"

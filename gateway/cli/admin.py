@@ -9,80 +9,10 @@ import time
 
 from saxgateway.v1 import gateway_pb2 as pb
 
-from gateway.cli._common import (
-    Commands,
-    Session,
-    add_command,
-    fields,
-    pair,
-    table,
-    to_dict,
-    to_json,
-)
+from gateway.cli._common import Commands, Session, fields, pair, table, to_dict, to_json
+from gateway.cli._table import ID, arg, command, register_all
 
-
-def register(commands: Commands) -> None:
-    """Adds the admin commands."""
-    ls = add_command(
-        commands, "ls", "[ID]", "list all cells, all models in a cell, or a particular model", _ls
-    )
-    ls.add_argument("id", nargs="?", metavar="ID", help="a cell (/sax/test) or a model ID")
-
-    publish = add_command(
-        commands,
-        "publish",
-        "ID MODEL_PATH CHECKPOINT REPLICAS [k=v ...]",
-        "publish a model",
-        _publish,
-    )
-    publish.add_argument("id", metavar="ID", help="model ID, e.g. /sax/test/lm2b")
-    publish.add_argument("model_path", metavar="MODEL_PATH")
-    publish.add_argument("checkpoint", metavar="CHECKPOINT", help='"None" for random weights')
-    publish.add_argument("replicas", metavar="REPLICAS", type=int)
-    publish.add_argument("overrides", metavar="k=v", type=pair, nargs="*", help="overrides")
-
-    unpublish = add_command(commands, "unpublish", "ID", "unpublish a model", _unpublish)
-    unpublish.add_argument("id", metavar="ID")
-
-    update = add_command(
-        commands,
-        "update",
-        "ID [--model-path P] [--checkpoint C] [--replicas N] [k=v ...]",
-        "update a model",
-        _update,
-    )
-    update.add_argument("id", metavar="ID")
-    update.add_argument("--model-path", default="")
-    update.add_argument("--checkpoint", default="")
-    update.add_argument("--replicas", type=int)
-    update.add_argument("overrides", metavar="k=v", type=pair, nargs="*", help="new overrides")
-
-    stats = add_command(
-        commands,
-        "stats",
-        "[ID]",
-        "show model-server types and replicas of cells or a model",
-        _stats,
-    )
-    stats.add_argument("id", nargs="?", metavar="ID", help="a cell or a model; default: all cells")
-
-    watch = add_command(
-        commands, "watch", "ID", "print a model's serving addresses as they change", _watch
-    )
-    watch.add_argument("id", metavar="ID")
-
-    wait = add_command(
-        commands, "wait", "ID [REPLICAS]", "wait until a model has ready replicas", _wait
-    )
-    wait.add_argument("id", metavar="ID")
-    wait.add_argument("replicas", metavar="REPLICAS", type=int, nargs="?", default=1)
-
-    getacl = add_command(commands, "getacl", "ID", "show the ACL of a cell or model", _getacl)
-    getacl.add_argument("id", metavar="ID")
-
-    setacl = add_command(commands, "setacl", "ID ACL", "set the ACL of a cell or model", _setacl)
-    setacl.add_argument("id", metavar="ID")
-    setacl.add_argument("acl", metavar="ACL", help='the new ACL; "" clears it')
+NAME = arg("id", nargs="?", metavar="ID", help="a cell (/sax/test) or a model ID")
 
 
 def is_cell(name: str) -> bool:
@@ -114,25 +44,34 @@ def model_detail(model: pb.ModelInfo) -> str:
     )
 
 
-def _ls(session: Session, args: argparse.Namespace) -> None:
+@command("ls", "[ID]", "list all cells, all models in a cell, or a particular model", NAME)
+def ls(session: Session, args: argparse.Namespace) -> None:
     if args.id is None:
-        cells: pb.ListCellsResponse = session.stub.ListCells(
-            pb.ListCellsRequest(), timeout=session.timeout
-        )
+        cells: pb.ListCellsResponse = session.call(session.stub.ListCells, pb.ListCellsRequest())
         session.emit(cells, table(("CELL",), [(c,) for c in cells.cells]))
     elif is_cell(args.id):
-        listed: pb.ListModelsResponse = session.stub.ListModels(
-            pb.ListModelsRequest(sax_cell=args.id), timeout=session.timeout
+        listed: pb.ListModelsResponse = session.call(
+            session.stub.ListModels, pb.ListModelsRequest(sax_cell=args.id)
         )
         session.emit(listed, model_table(list(listed.models)))
     else:
-        got: pb.GetModelResponse = session.stub.GetModel(
-            pb.GetModelRequest(model=args.id), timeout=session.timeout
+        got: pb.GetModelResponse = session.call(
+            session.stub.GetModel, pb.GetModelRequest(model=args.id)
         )
         session.emit(got, model_detail(got.model))
 
 
-def _publish(session: Session, args: argparse.Namespace) -> None:
+@command(
+    "publish",
+    "ID MODEL_PATH CHECKPOINT REPLICAS [k=v ...]",
+    "publish a model",
+    arg("id", help="model ID, e.g. /sax/test/lm2b"),
+    arg("model_path"),
+    arg("checkpoint", help='"None" for random weights'),
+    arg("replicas", type=int),
+    arg("overrides", metavar="k=v", type=pair, nargs="*", help="overrides"),
+)
+def publish(session: Session, args: argparse.Namespace) -> None:
     request = pb.PublishModelRequest(
         model=args.id,
         model_path=args.model_path,
@@ -140,48 +79,64 @@ def _publish(session: Session, args: argparse.Namespace) -> None:
         replicas=args.replicas,
         overrides=dict(args.overrides),
     )
-    done: pb.PublishModelResponse = session.stub.PublishModel(request, timeout=session.timeout)
-    session.emit(
-        done,
-        f"published {done.model}: {done.path}, checkpoint {done.checkpoint}, "
-        f"{done.replicas} replica(s)",
+    done: pb.PublishModelResponse = session.call(session.stub.PublishModel, request)
+    session.emit(done, _placed("published", done))
+
+
+def _placed(verb: str, done: pb.PublishModelResponse | pb.UpdateModelResponse) -> str:
+    return (
+        f"{verb} {done.model}: {done.path}, checkpoint {done.checkpoint}, "
+        f"{done.replicas} replica(s)"
     )
 
 
-def _unpublish(session: Session, args: argparse.Namespace) -> None:
+@command("unpublish", "ID", "unpublish a model", ID)
+def unpublish(session: Session, args: argparse.Namespace) -> None:
     request = pb.UnpublishModelRequest(model=args.id)
-    done: pb.UnpublishModelResponse = session.stub.UnpublishModel(request, timeout=session.timeout)
+    done: pb.UnpublishModelResponse = session.call(session.stub.UnpublishModel, request)
     session.emit(done, f"unpublished {done.model}")
 
 
-def _update(session: Session, args: argparse.Namespace) -> None:
+@command(
+    "update",
+    "ID [--model-path P] [--checkpoint C] [--replicas N] [--clear-overrides] [k=v ...]",
+    "update a model (a new path, checkpoint or overrides reloads it)",
+    ID,
+    arg("--model-path", default=""),
+    arg("--checkpoint", default=""),
+    arg("--replicas", type=int),
+    arg("--clear-overrides", action="store_true", help="remove every override (unless k=v given)"),
+    arg("overrides", metavar="k=v", type=pair, nargs="*", help="new overrides, replacing all"),
+)
+def update(session: Session, args: argparse.Namespace) -> None:
     request = pb.UpdateModelRequest(
         model=args.id,
         model_path=args.model_path,
         checkpoint=args.checkpoint,
         overrides=dict(args.overrides),
+        clear_overrides=args.clear_overrides,
     )
     if args.replicas is not None:
         request.replicas = args.replicas
-    done: pb.UpdateModelResponse = session.stub.UpdateModel(request, timeout=session.timeout)
-    session.emit(
-        done,
-        f"updated {done.model}: {done.path}, checkpoint {done.checkpoint}, "
-        f"{done.replicas} replica(s)",
-    )
+    done: pb.UpdateModelResponse = session.call(session.stub.UpdateModel, request)
+    overrides = " ".join(f"{k}={v}" for k, v in sorted(done.overrides.items())) or "none"
+    session.emit(done, f"{_placed('updated', done)}, overrides {overrides}")
 
 
-def _stats(session: Session, args: argparse.Namespace) -> None:
+@command(
+    "stats",
+    "[ID]",
+    "show model-server types and replicas of cells or a model",
+    arg("id", nargs="?", metavar="ID", help="a cell or a model; default: all cells"),
+)
+def stats(session: Session, args: argparse.Namespace) -> None:
     if args.id is not None:
         names = [args.id]
     else:
-        cells: pb.ListCellsResponse = session.stub.ListCells(
-            pb.ListCellsRequest(), timeout=session.timeout
-        )
+        cells: pb.ListCellsResponse = session.call(session.stub.ListCells, pb.ListCellsRequest())
         names = list(cells.cells)
     results: list[tuple[str, pb.GetStatsResponse]] = [
-        (name, session.stub.GetStats(pb.GetStatsRequest(name=name), timeout=session.timeout))
-        for name in names
+        (name, session.call(session.stub.GetStats, pb.GetStatsRequest(name=name))) for name in names
     ]
     if session.json:
         by_name = {name: to_dict(stats) for name, stats in results}
@@ -201,7 +156,8 @@ def _stats(session: Session, args: argparse.Namespace) -> None:
     session.out.write(table(("NAME", "MODEL PATH", "SERVERS"), paths) + "\n")
 
 
-def _watch(session: Session, args: argparse.Namespace) -> None:
+@command("watch", "ID", "print a model's serving addresses as they change", ID)
+def watch(session: Session, args: argparse.Namespace) -> None:
     stream = session.stub.WatchAddresses(
         pb.WatchAddressesRequest(model=args.id), timeout=session.timeout
     )
@@ -220,22 +176,43 @@ def _watch(session: Session, args: argparse.Namespace) -> None:
         stream.cancel()  # Ctrl-C is how a watch ends
 
 
-def _wait(session: Session, args: argparse.Namespace) -> None:
+@command(
+    "wait",
+    "ID [REPLICAS]",
+    "wait until a model has ready replicas",
+    ID,
+    arg("replicas", type=int, nargs="?", default=1),
+)
+def wait(session: Session, args: argparse.Namespace) -> None:
     request = pb.WaitForReadyRequest(model=args.id, replicas=args.replicas)
-    done: pb.WaitForReadyResponse = session.stub.WaitForReady(request, timeout=session.timeout)
+    done: pb.WaitForReadyResponse = session.call(session.stub.WaitForReady, request)
     session.emit(done, f"{done.model}: {done.active_replicas} replica(s) ready")
 
 
-def _getacl(session: Session, args: argparse.Namespace) -> None:
-    got: pb.GetAclResponse = session.stub.GetAcl(
-        pb.GetAclRequest(name=args.id), timeout=session.timeout
-    )
+@command("getacl", "ID", "show the ACL of a cell or model", ID)
+def getacl(session: Session, args: argparse.Namespace) -> None:
+    got: pb.GetAclResponse = session.call(session.stub.GetAcl, pb.GetAclRequest(name=args.id))
     session.emit(got, got.acl or "(no ACL)")
 
 
-def _setacl(session: Session, args: argparse.Namespace) -> None:
+@command(
+    "setacl",
+    "ID ACL",
+    "set the ACL of a cell or model",
+    ID,
+    arg("acl", help='the new ACL; "" clears it'),
+)
+def setacl(session: Session, args: argparse.Namespace) -> None:
     request = pb.SetAclRequest(name=args.id, acl=args.acl)
-    done: pb.SetAclResponse = session.stub.SetAcl(request, timeout=session.timeout)
+    done: pb.SetAclResponse = session.call(session.stub.SetAcl, request)
     session.emit(
         done, f"{done.name}: ACL set to {done.acl!r}" if done.acl else f"{done.name}: ACL cleared"
     )
+
+
+COMMANDS = (ls, publish, unpublish, update, stats, watch, wait, getacl, setacl)
+
+
+def register(commands: Commands) -> None:
+    """Adds the admin commands."""
+    register_all(commands, COMMANDS)

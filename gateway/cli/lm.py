@@ -10,65 +10,15 @@ from saxgateway.v1 import gateway_pb2 as pb
 from gateway.cli._common import (
     Commands,
     Session,
-    add_command,
-    add_extra,
-    extra_inputs,
     fields,
     floats,
     print_stream_json,
     table,
     text_arg,
 )
+from gateway.cli._table import EXTRA, ID, arg, command, model_inputs, register_all
 
-
-def register(commands: Commands) -> None:
-    """Adds the lm.* commands."""
-    generate = add_command(
-        commands,
-        "lm.generate",
-        "ID QUERY [--stream] [--extra k=v ...]",
-        "use a language model to generate suffixes from a prefix",
-        _generate,
-    )
-    generate.add_argument("id", metavar="ID")
-    generate.add_argument("query", metavar="QUERY", help="the prompt; - reads stdin")
-    generate.add_argument("--stream", action="store_true", help="print the text as it is generated")
-    add_extra(generate)
-
-    score = add_command(
-        commands,
-        "lm.score",
-        "ID PREFIX SUFFIX [SUFFIX ...]",
-        "use a language model to score a prefix and suffixes",
-        _score,
-    )
-    score.add_argument("id", metavar="ID")
-    score.add_argument("prefix", metavar="PREFIX", help="- reads stdin")
-    score.add_argument("suffix", metavar="SUFFIX", nargs="+")
-    add_extra(score)
-
-    embed = add_command(
-        commands,
-        "lm.embed",
-        "ID TEXT",
-        "use a language model to embed text into a vector",
-        _embed,
-    )
-    embed.add_argument("id", metavar="ID")
-    embed.add_argument("text", metavar="TEXT", help="- reads stdin")
-    add_extra(embed)
-
-    gradient = add_command(
-        commands,
-        "lm.gradient",
-        "ID PREFIX SUFFIX",
-        "use a language model to score a suffix and return its gradients",
-        _gradient,
-    )
-    gradient.add_argument("id", metavar="ID")
-    gradient.add_argument("prefix", metavar="PREFIX", help="- reads stdin")
-    gradient.add_argument("suffix", metavar="SUFFIX")
-    add_extra(gradient)
+PREFIX = arg("prefix", help="- reads stdin")
 
 
 def texts_table(texts: Iterable[pb.DecodedText]) -> str:
@@ -76,16 +26,25 @@ def texts_table(texts: Iterable[pb.DecodedText]) -> str:
     return table(("TEXT", "SCORE"), [(t.text, t.score) for t in texts])
 
 
-def _generate(session: Session, args: argparse.Namespace) -> None:
-    model, query, extra = args.id, text_arg(args.query), extra_inputs(args.extra)
+@command(
+    "lm.generate",
+    "ID QUERY [--stream] [--extra k=v ...]",
+    "use a language model to generate suffixes from a prefix",
+    ID,
+    arg("query", help="the prompt; - reads stdin"),
+    arg("--stream", action="store_true", help="print the text as it is generated"),
+    EXTRA,
+)
+def generate(session: Session, args: argparse.Namespace) -> None:
+    query = text_arg(args.query)
     if not args.stream:
-        request = pb.GenerateRequest(model=model, query=query, extra_inputs=extra)
-        done: pb.GenerateResponse = session.stub.Generate(request, timeout=session.timeout)
+        done = session.call(
+            session.stub.Generate, pb.GenerateRequest(query=query, **model_inputs(args))
+        )
         session.emit(done, texts_table(done.texts))
         return
     stream = session.stub.GenerateStream(
-        pb.GenerateStreamRequest(model=model, query=query, extra_inputs=extra),
-        timeout=session.timeout,
+        pb.GenerateStreamRequest(query=query, **model_inputs(args)), timeout=session.timeout
     )
     if session.json:
         print_stream_json(stream, session.out)
@@ -119,35 +78,61 @@ def stream_text(
     return []
 
 
-def _score(session: Session, args: argparse.Namespace) -> None:
+@command(
+    "lm.score",
+    "ID PREFIX SUFFIX [SUFFIX ...]",
+    "use a language model to score a prefix and suffixes",
+    ID,
+    PREFIX,
+    arg("suffix", nargs="+"),
+    EXTRA,
+)
+def score(session: Session, args: argparse.Namespace) -> None:
     request = pb.ScoreRequest(
-        model=args.id,
-        prefix=text_arg(args.prefix),
-        suffix=args.suffix,
-        extra_inputs=extra_inputs(args.extra),
+        prefix=text_arg(args.prefix), suffix=args.suffix, **model_inputs(args)
     )
-    done: pb.ScoreResponse = session.stub.Score(request, timeout=session.timeout)
+    done: pb.ScoreResponse = session.call(session.stub.Score, request)
     session.emit(done, table(("SUFFIX", "LOGP"), zip(args.suffix, done.logp, strict=False)))
 
 
-def _embed(session: Session, args: argparse.Namespace) -> None:
-    request = pb.EmbedRequest(
-        model=args.id, text=text_arg(args.text), extra_inputs=extra_inputs(args.extra)
-    )
-    done: pb.EmbedResponse = session.stub.Embed(request, timeout=session.timeout)
+@command(
+    "lm.embed",
+    "ID TEXT",
+    "use a language model to embed text into a vector",
+    ID,
+    arg("text", help="- reads stdin"),
+    EXTRA,
+)
+def embed(session: Session, args: argparse.Namespace) -> None:
+    request = pb.EmbedRequest(text=text_arg(args.text), **model_inputs(args))
+    done: pb.EmbedResponse = session.call(session.stub.Embed, request)
     session.emit(done, floats(done.embedding))
 
 
-def _gradient(session: Session, args: argparse.Namespace) -> None:
+@command(
+    "lm.gradient",
+    "ID PREFIX SUFFIX",
+    "use a language model to score a suffix and return its gradients",
+    ID,
+    PREFIX,
+    arg("suffix"),
+    EXTRA,
+)
+def gradient(session: Session, args: argparse.Namespace) -> None:
     request = pb.GradientRequest(
-        model=args.id,
-        prefix=text_arg(args.prefix),
-        suffix=args.suffix,
-        extra_inputs=extra_inputs(args.extra),
+        prefix=text_arg(args.prefix), suffix=args.suffix, **model_inputs(args)
     )
-    done: pb.GradientResponse = session.stub.Gradient(request, timeout=session.timeout)
+    done: pb.GradientResponse = session.call(session.stub.Gradient, request)
     rows = [("SCORE", floats(done.score))]
     rows += [
         (f"GRADIENT {name}", floats(done.gradients[name].values)) for name in sorted(done.gradients)
     ]
     session.emit(done, fields(rows))
+
+
+COMMANDS = (generate, score, embed, gradient)
+
+
+def register(commands: Commands) -> None:
+    """Adds the lm.* commands."""
+    register_all(commands, COMMANDS)

@@ -9,20 +9,22 @@ from collections.abc import Sequence
 
 from gateway import __version__
 from gateway.cli import admin, am, lm, run, vm
+from gateway.cli._common import add_global_flags
+from gateway.cli._help import Parser, show_defaults
 
 FAMILIES = (run, admin, lm, vm, am)
 
 
 def parser() -> argparse.ArgumentParser:
     """The full command-line grammar."""
-    top = argparse.ArgumentParser(
-        prog="saxgw", description="gRPC and HTTP/JSON gateway for Saxml (Sax) cells."
-    )
+    top = Parser(prog="saxgw", description="gRPC and HTTP/JSON gateway for Saxml (Sax) cells.")
     top.add_argument("--version", action="version", version=f"saxgw {__version__}")
     top.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
+    add_global_flags(top, defaults=True)
     commands = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for family in FAMILIES:
         family.register(commands)
+    show_defaults(top)
     return top
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import shutil
 import signal
 import sys
@@ -17,7 +18,9 @@ from gateway.cell.settings import (
     DEFAULT_MODEL_SERVER_PORT,
     CellSettings,
 )
+from gateway.cli import _edge
 from gateway.client import ClientSettings
+from gateway.common.storage import make_dirs
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
 from gateway.launch.envoy import (
     EnvoySettings,
@@ -28,13 +31,18 @@ from gateway.launch.envoy import (
     run_script,
     swagger_ui,
 )
+from gateway.launch.ports import holder
 from gateway.launch.processes import StartupError
+from gateway.launch.readiness import busy_ports, restored_models
 from gateway.launch.stack import Stack, StackSettings
 from gateway.launch.supervisor import Supervisor
 from gateway.service import serve as serve_gateway
 from gateway.service.args import (
+    add_admin_unreachable_argument,
+    add_config_argument,
     add_gateway_arguments,
     add_timeout_argument,
+    config_fields,
     default,
     settings_from_args,
 )
@@ -56,7 +64,7 @@ def _add_front(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "--listen",
         default=default(EnvoySettings, "listen_address"),
-        help="address Envoy listens on",
+        help="address Envoy listens on (0.0.0.0: every interface)",
     )
     cmd.add_argument("--envoy-admin-port", type=int, default=default(EnvoySettings, "admin_port"))
     cmd.add_argument(
@@ -73,7 +81,9 @@ def _add_front(cmd: argparse.ArgumentParser) -> None:
     )
     cmd.add_argument("--gcs-endpoint", help="GCS API endpoint override (a storage emulator)")
     add_timeout_argument(cmd)
+    add_config_argument(cmd)
     cmd.add_argument("--log-dir", help="write each process's log here instead of stderr")
+    add_admin_unreachable_argument(cmd)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -98,6 +108,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     _add_front(serve)
     serve.add_argument("--sax-root", required=True, help="SAX_ROOT of the cell (dir or gs://)")
+    serve.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        help="listen on a non-loopback address although the config sets no authentication",
+    )
     serve.set_defaults(handler=_up, embedded=False)
 
     gw = commands.add_parser("gateway", help="run one gateway gRPC server (no Envoy)")
@@ -121,10 +136,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     cfg.add_argument("--port", type=int, default=default(EnvoySettings, "listen_port"))
     cfg.add_argument("--admin-port", type=int, default=default(EnvoySettings, "admin_port"))
     cfg.add_argument("--cors-origin", action="append", default=[])
+    _edge.add_config_flag(cfg)
     cfg.set_defaults(handler=_envoy_config)
 
 
 def _envoy_config(args: argparse.Namespace) -> int:
+    edge = _edge.load(args)
+    if edge is None:
+        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     descriptor = out / "descriptor.binpb"
@@ -136,12 +155,18 @@ def _envoy_config(args: argparse.Namespace) -> int:
         shutil.copytree(source, target, dirs_exist_ok=True)
     settings = EnvoySettings(
         gateway_endpoints=args.gateway,
+        listen_address="0.0.0.0",  # in a container: reached by other containers and pods
         listen_port=args.port,
         admin_address="127.0.0.1",  # admin stays private; probes use /healthz
         admin_port=args.admin_port,
         cors_origins=args.cors_origin,
     )
-    (out / "envoy.yaml").write_text(render(settings, descriptor, openapi, docs))
+    settings = _edge.envoy_settings(settings, edge)
+    text = render(settings, descriptor, openapi, docs, secrets_dir=out)
+    if edge.authenticated:  # the keys are in it: readable by its owner only
+        _edge.write_private(out / "envoy.yaml", text)
+    else:
+        (out / "envoy.yaml").write_text(text)
     # The drain-on-SIGTERM wrapper the container runs Envoy through (see envoy-run.sh).
     (out / "run-envoy.sh").write_bytes(run_script().read_bytes())
     print(f"wrote {out / 'envoy.yaml'}, {descriptor}, {openapi}, the /docs page and run-envoy.sh")
@@ -149,15 +174,26 @@ def _envoy_config(args: argparse.Namespace) -> int:
 
 
 def _gateway(args: argparse.Namespace) -> int:
-    asyncio.run(serve_gateway(settings_from_args(args)))
+    edge = _edge.load(args)
+    if edge is None:
+        return 2
+    settings = dataclasses.replace(settings_from_args(args), access=_edge.access_settings(edge))
+    asyncio.run(serve_gateway(settings))
     return 0
 
 
 def _up(args: argparse.Namespace) -> int:
+    edge = _edge.load(args)
+    if edge is None:
+        return 2
+    if refusal := _edge.refuse_exposure(args, edge):
+        print(f"saxgw: {refusal}", file=sys.stderr)
+        return 2
+    configured = config_fields(args.config)  # a bad file stops here, before anything starts
     if args.embedded:
         for path in (args.sax_root, args.fs_root):
             if "://" not in path:
-                Path(path).mkdir(parents=True, exist_ok=True)
+                make_dirs(Path(path))  # 0755, as upstream makes them
     cell = None
     if args.embedded:
         cell = CellSettings(
@@ -169,31 +205,44 @@ def _up(args: argparse.Namespace) -> int:
             num_model_servers=len(args.model_server_ports),
             model_server_ports=tuple(args.model_server_ports),
         )
-    client = ClientSettings(sax_root=args.sax_root, gcs_endpoint=args.gcs_endpoint)
+    client = ClientSettings(
+        sax_root=args.sax_root,
+        gcs_endpoint=args.gcs_endpoint,
+        admin_unreachable_after=args.admin_unreachable_after,
+    )
     settings = StackSettings(
-        gateway=GatewaySettings(client=client, default_timeout=args.default_timeout),
+        gateway=GatewaySettings(client=client, default_timeout=args.default_timeout, **configured),
         cell=cell,
         gateway_ports=args.gateway_ports,
-        envoy=EnvoySettings(
-            gateway_endpoints=(),
-            listen_address=args.listen,
-            listen_port=args.port,
-            admin_port=args.envoy_admin_port,
-            cors_origins=args.cors_origin,
+        envoy=_edge.envoy_settings(
+            EnvoySettings(
+                gateway_endpoints=(),
+                listen_address=args.listen,
+                listen_port=args.port,
+                admin_port=args.envoy_admin_port,
+                cors_origins=args.cors_origin,
+            ),
+            edge,
         ),
+        config_file=args.config,
         log_dir=args.log_dir,
     )
+    if busy := busy_ports(_ports_to_bind(args)):
+        port, role = busy[0]
+        # Named, so that a process left over from an earlier run is found and stopped.
+        who = holder(port) or "another process"
+        print(
+            f"saxgw: port {port} is in use ({role}) by {who}; is another `saxgw up` running? "
+            "Stop it, or choose other ports (see `saxgw up --help`).",
+            file=sys.stderr,
+        )
+        return 1
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
         with Stack(settings) as stack:
-            healthy = stack.wait_healthy(timeout=30)
-            _print_banner(args, stack, healthy)
-            supervisor = Supervisor(stack.group, report=lambda line: print(line, file=sys.stderr))
-            while not stop.wait(0.5):
-                supervisor.tick()  # a child that died is restarted; the others keep serving
-            print("saxgw: stopping...", file=sys.stderr)
+            return _serve_until_stopped(args, stack, stop)
     except StartupError as exc:
         print(
             f"saxgw: {exc}. Hint: see --log-dir for each process's log; --port and friends "
@@ -201,10 +250,63 @@ def _up(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _ports_to_bind(args: argparse.Namespace) -> list[tuple[str, int, str]]:
+    ports = [
+        (args.listen, args.port, "Envoy's public port, --port"),
+        ("127.0.0.1", args.envoy_admin_port, "Envoy's admin port, --envoy-admin-port"),
+    ]
+    ports += [("127.0.0.1", p, "a gateway port, --gateway-ports") for p in args.gateway_ports]
+    if args.embedded:
+        ports.append(("127.0.0.1", args.admin_port, "the Sax admin port, --admin-port"))
+        ports += [
+            ("127.0.0.1", p, "a Sax model server port, --model-server-ports")
+            for p in args.model_server_ports
+        ]
+    return ports
+
+
+def _serve_until_stopped(args: argparse.Namespace, stack: Stack, stop: threading.Event) -> int:
+    """Prints the banner once health passes (and when restored models are ready), restarts
+    a child that exits; returns when ``stop`` is set."""
+    banner = restored = False
+    waited = 0.0
+    supervisor = Supervisor(
+        stack.group, stack.settings.restart, report=lambda line: print(line, file=sys.stderr)
+    )
+    while not stop.is_set():
+        supervisor.tick()  # a child that died is restarted; the others keep serving
+        if not banner and stack.wait_healthy(timeout=0.5):
+            _print_banner(args, stack)
+            banner = True
+        elif not banner:
+            waited += 1.0
+            if waited == 60:
+                print(
+                    "saxgw: still waiting for the gateway to reach the Sax cell "
+                    f"({stack.http_url}/healthz is 503); see the logs above",
+                    file=sys.stderr,
+                )
+        if banner and not restored and args.embedded:
+            restored = _report_restored(stack, args.cell)
+        stop.wait(0.5)
+    print("saxgw: stopping...", file=sys.stderr)
     return 0
 
 
-def _print_banner(args: argparse.Namespace, stack: Stack, healthy: bool) -> None:
+def _report_restored(stack: Stack, cell: str) -> bool:
+    """Prints once every model restored from an earlier run serves; False until then."""
+    models = restored_models(stack.http_url, cell)
+    if any(active < min(wanted, 1) for _, active, wanted in models):
+        return False
+    if models:
+        names = ", ".join(f"{m} ({a}/{w})" for m, a, w in models)
+        print(f"saxgw: restored models ready: {names}", flush=True)
+    return True
+
+
+def _print_banner(args: argparse.Namespace, stack: Stack) -> None:
     lines = [f"HTTP/JSON, gRPC, grpc-web  {stack.http_url}  (Envoy; /healthz)"]
     lines += [f"gateway gRPC               {a}" for a in stack.gateway_addresses]
     if args.embedded:
@@ -212,7 +314,9 @@ def _print_banner(args: argparse.Namespace, stack: Stack, healthy: bool) -> None
         lines.append(f"{admin:<27}127.0.0.1:{args.admin_port}")
         lines += [f"Sax model server           127.0.0.1:{p}" for p in args.model_server_ports]
     lines.append(f"SAX_ROOT                   {args.sax_root}")
-    if not healthy:
-        lines.append("warning: the gateway cannot reach the Sax cell yet (/healthz is 503)")
+    lines.append("Ready. Try:")
+    lines.append(f"  curl -s {stack.http_url}/listcells")
+    lines.append(f"  .venv/bin/saxgw --gateway {stack.grpc_address} ls {args.cell}")
+    lines.append("  the walk-through in README.md; the API reference in docs/api.md")
     lines.append("Ctrl-C stops everything.")
     print("\n".join(lines), flush=True)

@@ -7,79 +7,14 @@ from pathlib import Path
 
 from saxgateway.v1 import gateway_pb2 as pb
 
-from gateway.cli._common import (
-    Commands,
-    Session,
-    add_command,
-    add_extra,
-    extra_inputs,
-    file_arg,
-    floats,
-    table,
-    text_arg,
-)
+from gateway.cli._common import Commands, Session, file_arg, floats, table, text_arg
+from gateway.cli._table import EXTRA, ID, arg, command, model_inputs, register_all
 from gateway.cli.lm import texts_table
 
+# What every vm.* command but vm.generate takes first.
+IMAGE = (ID, arg("image", metavar="IMAGE_FILE", help="an encoded image; - reads stdin"), EXTRA)
+
 _SIGNATURES = ((b"\x89PNG\r\n\x1a\n", ".png"), (b"\xff\xd8\xff", ".jpg"), (b"GIF8", ".gif"))
-
-
-def register(commands: Commands) -> None:
-    """Adds the vm.* commands."""
-    classify = add_command(
-        commands,
-        "vm.classify",
-        "ID IMAGE_FILE",
-        "use a vision model to classify an image",
-        _classify,
-    )
-    _image_args(classify)
-
-    generate = add_command(
-        commands,
-        "vm.generate",
-        "ID TEXT --out DIR",
-        "use a vision model to generate images from text",
-        _generate,
-    )
-    generate.add_argument("id", metavar="ID")
-    generate.add_argument("text", metavar="TEXT", help="the prompt; - reads stdin")
-    generate.add_argument("--out", required=True, metavar="DIR", help="where to write images")
-    add_extra(generate)
-
-    embed = add_command(
-        commands,
-        "vm.embed",
-        "ID IMAGE_FILE",
-        "use a vision model to embed an image into a vector",
-        _embed,
-    )
-    _image_args(embed)
-
-    detect = add_command(
-        commands,
-        "vm.detect",
-        "ID IMAGE_FILE [LABEL ...]",
-        "use a vision model to detect objects in an image",
-        _detect,
-    )
-    _image_args(detect)
-    detect.add_argument("labels", metavar="LABEL", nargs="*", help="labels to look for")
-
-    caption = add_command(
-        commands,
-        "vm.image_to_text",
-        "ID IMAGE_FILE [PROMPT]",
-        "use a vision model to describe an image in text",
-        _image_to_text,
-    )
-    _image_args(caption)
-    caption.add_argument("prompt", metavar="PROMPT", nargs="?", default="")
-
-
-def _image_args(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument("id", metavar="ID")
-    cmd.add_argument("image", metavar="IMAGE_FILE", help="an encoded image; - reads stdin")
-    add_extra(cmd)
 
 
 def image_suffix(data: bytes) -> str:
@@ -87,19 +22,25 @@ def image_suffix(data: bytes) -> str:
     return next((ext for sig, ext in _SIGNATURES if data.startswith(sig)), ".bin")
 
 
-def _classify(session: Session, args: argparse.Namespace) -> None:
-    request = pb.ClassifyRequest(
-        model=args.id, image_bytes=file_arg(args.image), extra_inputs=extra_inputs(args.extra)
-    )
-    done: pb.ClassifyResponse = session.stub.Classify(request, timeout=session.timeout)
+@command("vm.classify", "ID IMAGE_FILE", "use a vision model to classify an image", *IMAGE)
+def classify(session: Session, args: argparse.Namespace) -> None:
+    request = pb.ClassifyRequest(image_bytes=file_arg(args.image), **model_inputs(args))
+    done: pb.ClassifyResponse = session.call(session.stub.Classify, request)
     session.emit(done, texts_table(done.texts))
 
 
-def _generate(session: Session, args: argparse.Namespace) -> None:
-    request = pb.TextToImageRequest(
-        model=args.id, text=text_arg(args.text), extra_inputs=extra_inputs(args.extra)
-    )
-    done: pb.TextToImageResponse = session.stub.TextToImage(request, timeout=session.timeout)
+@command(
+    "vm.generate",
+    "ID TEXT --out DIR",
+    "use a vision model to generate images from text",
+    ID,
+    arg("text", help="the prompt; - reads stdin"),
+    arg("--out", required=True, metavar="DIR", help="where to write images"),
+    EXTRA,
+)
+def generate(session: Session, args: argparse.Namespace) -> None:
+    request = pb.TextToImageRequest(text=text_arg(args.text), **model_inputs(args))
+    done: pb.TextToImageResponse = session.call(session.stub.TextToImage, request)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -111,32 +52,47 @@ def _generate(session: Session, args: argparse.Namespace) -> None:
     session.emit(done, table(("FILE", "BYTES", "SCORE"), rows))
 
 
-def _embed(session: Session, args: argparse.Namespace) -> None:
-    request = pb.EmbedImageRequest(
-        model=args.id, image_bytes=file_arg(args.image), extra_inputs=extra_inputs(args.extra)
-    )
-    done: pb.EmbedImageResponse = session.stub.EmbedImage(request, timeout=session.timeout)
+@command("vm.embed", "ID IMAGE_FILE", "use a vision model to embed an image into a vector", *IMAGE)
+def embed(session: Session, args: argparse.Namespace) -> None:
+    request = pb.EmbedImageRequest(image_bytes=file_arg(args.image), **model_inputs(args))
+    done: pb.EmbedImageResponse = session.call(session.stub.EmbedImage, request)
     session.emit(done, floats(done.embedding))
 
 
-def _detect(session: Session, args: argparse.Namespace) -> None:
+@command(
+    "vm.detect",
+    "ID IMAGE_FILE [LABEL ...]",
+    "use a vision model to detect objects in an image",
+    *IMAGE,
+    arg("labels", metavar="LABEL", nargs="*", help="labels to look for"),
+)
+def detect(session: Session, args: argparse.Namespace) -> None:
     request = pb.DetectRequest(
-        model=args.id,
-        image_bytes=file_arg(args.image),
-        text=args.labels,
-        extra_inputs=extra_inputs(args.extra),
+        image_bytes=file_arg(args.image), text=args.labels, **model_inputs(args)
     )
-    done: pb.DetectResponse = session.stub.Detect(request, timeout=session.timeout)
+    done: pb.DetectResponse = session.call(session.stub.Detect, request)
     rows = [(b.text, b.score, b.cx, b.cy, b.w, b.h) for b in done.boxes]
     session.emit(done, table(("LABEL", "SCORE", "CX", "CY", "W", "H"), rows))
 
 
-def _image_to_text(session: Session, args: argparse.Namespace) -> None:
+@command(
+    "vm.image_to_text",
+    "ID IMAGE_FILE [PROMPT]",
+    "use a vision model to describe an image in text",
+    *IMAGE,
+    arg("prompt", nargs="?", default=""),
+)
+def image_to_text(session: Session, args: argparse.Namespace) -> None:
     request = pb.ImageToTextRequest(
-        model=args.id,
-        image_bytes=file_arg(args.image),
-        text=args.prompt,
-        extra_inputs=extra_inputs(args.extra),
+        image_bytes=file_arg(args.image), text=args.prompt, **model_inputs(args)
     )
-    done: pb.ImageToTextResponse = session.stub.ImageToText(request, timeout=session.timeout)
+    done: pb.ImageToTextResponse = session.call(session.stub.ImageToText, request)
     session.emit(done, texts_table(done.texts))
+
+
+COMMANDS = (classify, generate, embed, detect, image_to_text)
+
+
+def register(commands: Commands) -> None:
+    """Adds the vm.* commands."""
+    register_all(commands, COMMANDS)

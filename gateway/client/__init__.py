@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from gateway.client._client import Client
 from gateway.client._types import (
+    ADMIN_UNREACHABLE_AFTER_S,
     CallOptions,
     CellStats,
     ClientSettings,
@@ -36,6 +37,7 @@ from gateway.common.errors import (
     RequestCancelledError,
     ResourceExhaustedError,
     SaxError,
+    Status,
     UnauthenticatedError,
     UnavailableError,
     UnimplementedError,
@@ -46,6 +48,7 @@ from gateway.common.errors import (
 from gateway.common.results import Box
 
 __all__ = [
+    "ADMIN_UNREACHABLE_AFTER_S",
     "AbortedError",
     "AlreadyExistsError",
     "Box",
@@ -66,6 +69,7 @@ __all__ = [
     "ResourceExhaustedError",
     "SaxError",
     "ServerTypeStat",
+    "Status",
     "StreamItem",
     "UnauthenticatedError",
     "UnavailableError",

@@ -7,7 +7,13 @@ import logging
 from collections.abc import Iterable
 
 import grpc
-from saxml.protobuf import audio_pb2_grpc, custom_pb2_grpc, lm_pb2_grpc, vision_pb2_grpc
+from saxml.protobuf import (
+    audio_pb2_grpc,
+    custom_pb2_grpc,
+    lm_pb2_grpc,
+    multimodal_pb2_grpc,
+    vision_pb2_grpc,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -38,7 +44,7 @@ def insecure_channel(address: str) -> grpc.aio.Channel:
 class Backend:
     """A model server: its channel and the stubs of every Sax data service, made once."""
 
-    __slots__ = ("address", "am", "channel", "cm", "lm", "vm")
+    __slots__ = ("address", "am", "channel", "cm", "lm", "mm", "vm")
 
     def __init__(self, address: str) -> None:
         self.address = address
@@ -47,6 +53,7 @@ class Backend:
         self.vm = vision_pb2_grpc.VisionServiceStub(self.channel)
         self.am = audio_pb2_grpc.AudioServiceStub(self.channel)
         self.cm = custom_pb2_grpc.CustomServiceStub(self.channel)
+        self.mm = multimodal_pb2_grpc.MultimodalServiceStub(self.channel)
 
 
 class ChannelPool:

@@ -20,7 +20,7 @@ from gateway.client._data import DataCalls
 from gateway.client._router import Router
 from gateway.client._types import CellStats, ClientSettings, ModelDetail
 from gateway.common.deadline import Deadline
-from gateway.common.errors import FailedPreconditionError, NotFoundError
+from gateway.common.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
 from gateway.common.storage import Storage, open_storage
 
 
@@ -78,7 +78,12 @@ class Client(DataCalls):
     def _admin(self, cell: naming.CellId) -> CellAdmin:
         admin = self._admins.get(cell.name)
         if admin is None:
-            admin = self._admins[cell.name] = CellAdmin(cell, self._storage, self._rpcs)
+            admin = self._admins[cell.name] = CellAdmin(
+                cell,
+                self._storage,
+                self._rpcs,
+                unreachable_after=self.settings.admin_unreachable_after,
+            )
         return admin
 
     async def _call_admin(
@@ -119,6 +124,7 @@ class Client(DataCalls):
         await self._call_admin(
             model.cell, "Publish", request, self._admin_deadline(timeout, deadline)
         )
+        self._router.forget(model.id)
 
     async def update(
         self,
@@ -155,6 +161,7 @@ class Client(DataCalls):
         await self._call_admin(
             model.cell, "Unpublish", request, self._admin_deadline(timeout, deadline)
         )
+        self._router.forget(model.id)
 
     async def list_detail(
         self, model_id: str, *, timeout: float | None = None, deadline: Deadline | None = None
@@ -300,7 +307,16 @@ class Client(DataCalls):
         self, model: naming.ModelId, definition: admin_pb2.Model, deadline: Deadline
     ) -> None:
         request = admin_pb2.UpdateRequest(model=definition)
-        await self._admin(model.cell).call("Update", request, deadline=deadline)
+        try:
+            await self._admin(model.cell).call("Update", request, deadline=deadline)
+        except InvalidArgumentError as exc:
+            # An upstream admin refuses some changes ("checkpoint path can't be changed") as
+            # InvalidArgument: the request is fine, the cell does not allow it.
+            if "can't be changed" not in exc.message:
+                raise
+            raise FailedPreconditionError(exc.message) from exc
+        finally:
+            self._router.forget(model.id)
 
     def watch_addresses(self, model_id: str) -> AsyncGenerator[list[str], None]:
         """Yields the model's sorted serving addresses now and whenever they change.
@@ -312,6 +328,9 @@ class Client(DataCalls):
         table = self._router.table(model_id)
         seen = -1
         while True:
+            if table.error is not None and table.error_asked_at == float("-inf"):
+                table = self._router.table(model_id)  # forgotten after a change: ask again
+                continue
             if table.error is not None:
                 raise type(table.error)(table.error.message)
             if table.known and table.version != seen:

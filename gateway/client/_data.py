@@ -10,7 +10,7 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any
 
 from google.protobuf.message import Message
-from saxml.protobuf import audio_pb2, custom_pb2, lm_pb2, vision_pb2
+from saxml.protobuf import audio_pb2, custom_pb2, lm_pb2, multimodal_pb2, vision_pb2
 
 from gateway.client._router import Method, Router
 from gateway.client._types import DEFAULT_CALL_OPTIONS, CallOptions, StreamItem
@@ -26,8 +26,16 @@ _VM_TEXT_TO_IMAGE: Method = operator.attrgetter("vm.TextToImage")
 _VM_EMBED: Method = operator.attrgetter("vm.Embed")
 _VM_DETECT: Method = operator.attrgetter("vm.Detect")
 _VM_IMAGE_TO_TEXT: Method = operator.attrgetter("vm.ImageToText")
+_VM_IMAGE_TO_IMAGE: Method = operator.attrgetter("vm.ImageToImage")
+_VM_TEXT_AND_IMAGE_TO_IMAGE: Method = operator.attrgetter("vm.TextAndImageToImage")
+_VM_VIDEO_TO_TEXT: Method = operator.attrgetter("vm.VideoToText")
+_VM_VIDEO_TO_TOKEN: Method = operator.attrgetter("vm.VideoToToken")
+_VM_TOKEN_TO_VIDEO: Method = operator.attrgetter("vm.TokenToVideo")
 _AM_RECOGNIZE: Method = operator.attrgetter("am.Recognize")
 _CM_CUSTOM: Method = operator.attrgetter("cm.Custom")
+_MM_GENERATE: Method = operator.attrgetter("mm.Generate")
+_MM_SCORE: Method = operator.attrgetter("mm.Score")
+_MM_EMBED: Method = operator.attrgetter("mm.Embed")
 
 
 class DataCalls:
@@ -171,6 +179,64 @@ class DataCalls:
         )
         return [(t.text, t.score) for t in response.texts]
 
+    async def vm_image_to_image(
+        self, model_id: str, image: bytes, options: CallOptions | None = None
+    ) -> list[tuple[bytes, float]]:
+        """Images made from ``image``: ``[(image, score), ...]``."""
+        response = await self._unary(
+            model_id, _VM_IMAGE_TO_IMAGE, vision_pb2.ImageToImageRequest, options, image_bytes=image
+        )
+        return [(i.image, i.score) for i in response.images]
+
+    async def vm_text_and_image_to_image(
+        self, model_id: str, text: str, image: bytes, options: CallOptions | None = None
+    ) -> list[tuple[bytes, float]]:
+        """Images made from ``text`` and a conditioning ``image``: ``[(image, score), ...]``."""
+        request_type = vision_pb2.TextAndImageToImageRequest
+        response = await self._unary(
+            model_id,
+            _VM_TEXT_AND_IMAGE_TO_IMAGE,
+            request_type,
+            options,
+            text=text,
+            image_bytes=image,
+        )
+        return [(i.image, i.score) for i in response.images]
+
+    async def vm_video_to_text(
+        self,
+        model_id: str,
+        frames: Sequence[bytes],
+        text: str = "",
+        options: CallOptions | None = None,
+    ) -> list[tuple[str, float]]:
+        """Captions of a video given as encoded ``frames``: ``[(text, score), ...]``."""
+        request_type = vision_pb2.VideoToTextRequest
+        response = await self._unary(
+            model_id, _VM_VIDEO_TO_TEXT, request_type, options, image_frames=frames, text=text
+        )
+        return [(t.text, t.score) for t in response.texts]
+
+    async def vm_video_to_token(
+        self, model_id: str, frames: Sequence[bytes], options: CallOptions | None = None
+    ) -> list[float]:
+        """The tokens of a video given as encoded ``frames``."""
+        request_type = vision_pb2.VideoToTokenRequest
+        response = await self._unary(
+            model_id, _VM_VIDEO_TO_TOKEN, request_type, options, image_frames=frames
+        )
+        return list(response.tokens)
+
+    async def vm_token_to_video(
+        self, model_id: str, tokens: Sequence[float], options: CallOptions | None = None
+    ) -> list[bytes]:
+        """The encoded frames of the video ``tokens`` describe."""
+        request_type = vision_pb2.TokenToVideoRequest
+        response = await self._unary(
+            model_id, _VM_TOKEN_TO_VIDEO, request_type, options, tokens=tokens
+        )
+        return list(response.image_frames)
+
     async def am_recognize(
         self, model_id: str, audio: bytes, options: CallOptions | None = None
     ) -> list[tuple[str, float]]:
@@ -193,3 +259,39 @@ class DataCalls:
             method_name=method_name,
         )
         return bytes(response.response)
+
+    async def mm_generate(
+        self,
+        model_id: str,
+        request: multimodal_pb2.GenerateRequest,
+        options: CallOptions | None = None,
+    ) -> multimodal_pb2.GenerateResponse:
+        """Samples continuations of ``request.items`` (text, images, audio, video)."""
+        rpc_type = multimodal_pb2.GenerateRpcRequest
+        done = await self._unary(model_id, _MM_GENERATE, rpc_type, options, request=request)
+        response: multimodal_pb2.GenerateResponse = done.response
+        return response
+
+    async def mm_score(
+        self,
+        model_id: str,
+        request: multimodal_pb2.ScoreRequest,
+        options: CallOptions | None = None,
+    ) -> multimodal_pb2.ScoreResponse:
+        """Scores ``request.suffix_items`` after ``request.prefix_items``."""
+        rpc_type = multimodal_pb2.ScoreRpcRequest
+        done = await self._unary(model_id, _MM_SCORE, rpc_type, options, request=request)
+        response: multimodal_pb2.ScoreResponse = done.response
+        return response
+
+    async def mm_embed(
+        self,
+        model_id: str,
+        request: multimodal_pb2.EmbedRequest,
+        options: CallOptions | None = None,
+    ) -> multimodal_pb2.EmbedResponse:
+        """The embedding of ``request.items``."""
+        rpc_type = multimodal_pb2.EmbedRpcRequest
+        done = await self._unary(model_id, _MM_EMBED, rpc_type, options, request=request)
+        response: multimodal_pb2.EmbedResponse = done.response
+        return response

@@ -15,6 +15,8 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from saxml.protobuf import common_pb2
+
 from gateway.client._client import Client
 from gateway.client._types import CallOptions, ClientSettings
 from gateway.common.errors import FailedPreconditionError
@@ -89,6 +91,10 @@ class ModelOptions:
 
     def ToDebugString(self) -> str:
         return repr(self.to_call_options())
+
+    def ToProto(self) -> common_pb2.ExtraInputs:
+        """The extra inputs as the ``ExtraInputs`` message every data request carries."""
+        return self.to_call_options().extra_inputs_proto() or common_pb2.ExtraInputs()
 
     def __copy__(self) -> ModelOptions:
         copy = ModelOptions()

@@ -12,9 +12,9 @@ import asyncio
 import contextlib
 import logging
 import random
-import time
 from collections.abc import Callable, Sequence
 
+import grpc
 from saxml.protobuf import admin_pb2
 
 from gateway.client._admin import RETRY_CODES, CellAdmin
@@ -26,9 +26,12 @@ _log = logging.getLogger(__name__)
 # One long poll lasts at most this long; then it is simply re-issued. Bounding it means a
 # silently vanished admin (no TCP reset) is noticed, and the location file is re-read.
 LONG_POLL_S = 60.0
-# After a watch fails for good (the model is not published), its table answers with that error
-# for this long; the next call after that asks the admin again.
-FORGET_AFTER_S = 5.0
+# No negative cache: a watch that fails for good (the model is not published) drops its table
+# at once, so the next call asks the admin again and a model published meanwhile (by this
+# process or any other) is found at once.
+# A poll that ends with one of these says nothing about the model: poll again, keep the table.
+# CANCELLED: the admin shut down under the poll (our own cancellations never arrive as a code).
+_WATCH_RETRY_CODES = RETRY_CODES | {grpc.StatusCode.CANCELLED}
 # A replica that failed with UNAVAILABLE is skipped (while others remain) for this long.
 _DOWN_FOR_S = 1.0
 # A restarted admin knows no model server until they re-join it, so its first answers are
@@ -47,6 +50,12 @@ class AddressTable:
         self.addresses: tuple[str, ...] = ()  # sorted
         self.known = False  # whether the admin has answered at least once
         self.error: SaxError | None = None  # final: the watch ended (e.g. model unpublished)
+        # When the admin was asked for the answer in ``error`` (monotonic): only calls that
+        # began before then may take it as the truth; later ones ask again.
+        self.error_asked_at = 0.0
+        # The admin could not be reached before it ever answered: calls fail with this
+        # rather than wait for an answer that will not come (cleared at the next attempt).
+        self.unreachable: SaxError | None = None
         self.version = 0
         self._preferred: tuple[str, ...] = ()
         self._next = random.randrange(self._num_conn)
@@ -74,11 +83,11 @@ class AddressTable:
         return None
 
     def mark_down(self, address: str) -> None:
-        self._down[address] = time.monotonic() + _DOWN_FOR_S
+        self._down[address] = now() + _DOWN_FOR_S
 
     def _pick_up(self, fallback: str) -> str:
-        now = time.monotonic()
-        self._down = {a: t for a, t in self._down.items() if t > now}
+        at = now()
+        self._down = {a: t for a, t in self._down.items() if t > at}
         for address in self._preferred:
             if address not in self._down:
                 return address
@@ -93,9 +102,15 @@ class AddressTable:
         self.known = True
         self._notify()
 
-    def set_error(self, error: SaxError) -> None:
+    def set_error(self, error: SaxError, *, asked_at: float) -> None:
         self.error = error
+        self.error_asked_at = asked_at
         self._notify()
+
+    def set_unreachable(self, error: SaxError | None) -> None:
+        self.unreachable = error
+        if error is not None:
+            self._notify()
 
     def _notify(self) -> None:
         self.version += 1
@@ -113,8 +128,10 @@ class AddressTable:
         try:
             await asyncio.wait_for(self._changed.wait(), timeout)
         except TimeoutError:
+            ready = len(self.addresses)
             raise DeadlineExceededError(
-                f"no replica of {self.model_id} became available within the deadline"
+                f"no replica of {self.model_id} answered within the deadline "
+                f"({ready} {'replica is' if ready == 1 else 'replicas are'} ready)"
             ) from None
 
 
@@ -144,6 +161,8 @@ async def watch(
         poll_until = started + LONG_POLL_S
         if hold_until:
             poll_until = min(poll_until, max(hold_until, started + 1.0))
+        asked_at = started
+        table.set_unreachable(None)
         try:
             response = await admin.call("WatchLoc", request, deadline=Deadline(poll_until))
         except DeadlineExceededError:
@@ -155,14 +174,17 @@ async def watch(
                 await asyncio.sleep(1.0)
             continue
         except SaxError as error:
-            if error.code not in RETRY_CODES:
+            if error.code not in _WATCH_RETRY_CODES:
                 # NOT_FOUND (not published) and other final answers end the watch.
                 _log.info("watch of %s ended: %s", table.model_id, error)
-                table.set_error(error)
+                table.set_error(error, asked_at=asked_at)
                 return
-            # The admin stayed unreachable for a whole poll. Keep serving from the addresses
-            # we know (the model servers are likely fine) and start over with a full set.
+            # The admin is unreachable. Keep serving from the addresses we know (the model
+            # servers are likely fine) and start over with a full set; calls still waiting
+            # for a first answer fail now rather than at their deadline.
             _log.warning("watch of %s: %s", table.model_id, error)
+            if not table.known:
+                table.set_unreachable(error)
             server_id, seqno = "", 0
             await asyncio.sleep(1.0)
             continue

@@ -19,8 +19,8 @@ from google.protobuf.message import Message
 from gateway import naming
 from gateway.client._admin import CellAdmin, backoff_delays
 from gateway.client._channels import Backend, ChannelPool
-from gateway.client._locations import FORGET_AFTER_S, AddressTable, StaticTable, watch
-from gateway.common.deadline import Deadline
+from gateway.client._locations import AddressTable, StaticTable, watch
+from gateway.common.deadline import Deadline, now
 from gateway.common.errors import (
     InternalError,
     SaxError,
@@ -105,7 +105,7 @@ class Router:
         self._proxy_addr = proxy_addr
         self._seed = random.getrandbits(64)
         self._tables: dict[str, AddressTable] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
         self._pool = ChannelPool()
 
     @property
@@ -125,11 +125,9 @@ class Router:
             table: AddressTable = StaticTable(model_id, self._proxy_addr)
         else:
             table = AddressTable(model_id, num_conn=self._num_conn, seed=self._seed)
-            task = asyncio.get_running_loop().create_task(
+            self._tasks[model_id] = asyncio.get_running_loop().create_task(
                 self._watch(table, self._admin_for(model.cell)), name=f"watch {model_id}"
             )
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
         self._tables[model_id] = table
         return table
 
@@ -138,11 +136,27 @@ class Router:
             await watch(table, admin, self._retain_channels)
         except Exception as exc:  # a bug; fail the model's calls rather than hang them
             _log.exception("watch of %s failed", table.model_id)
-            table.set_error(InternalError(f"watching {table.model_id} failed: {exc!r}"))
-        await asyncio.sleep(FORGET_AFTER_S)
-        if self._tables.get(table.model_id) is table:
-            del self._tables[table.model_id]
-            self._retain_channels(table)
+            table.set_error(
+                InternalError(f"watching {table.model_id} failed: {exc!r}"),
+                asked_at=now(),
+            )
+        finally:
+            # Forget the model at once: the next call asks the admin again (no negative cache).
+            if self._tables.get(table.model_id) is table:
+                del self._tables[table.model_id]
+                del self._tasks[table.model_id]
+                self._retain_channels(table)
+
+    def forget(self, model_id: str) -> None:
+        """Drops what is known of the model (after this client published, updated or
+        unpublished it): the next call, and every call waiting for it, asks the admin anew."""
+        table = self._tables.pop(model_id, None)
+        if table is None:
+            return
+        self._tasks.pop(model_id).cancel()
+        # Asked "before every call": waiting calls take it as stale and open a new table.
+        table.set_error(UnavailableError(f"{model_id} changed"), asked_at=float("-inf"))
+        self._retain_channels(table)
 
     def _retain_channels(self, _changed: AddressTable) -> None:
         self._pool.retain(a for t in self._tables.values() for a in t.addresses)
@@ -151,10 +165,11 @@ class Router:
         self, model_id: str, method: Method, request: Message, deadline: Deadline
     ) -> Any:
         """Calls ``method`` on a replica of ``model_id``, failing over and retrying."""
+        started = now()
         table = self._tables.get(model_id) or self._open(model_id)
         retry: _Retry | None = None
         while True:
-            address, retry = await self._pick(table, deadline, retry)
+            address, retry, table = await self._pick(table, started, deadline, retry)
             try:
                 rpc = method(self._pool.get(address))
                 return await rpc(request, timeout=deadline.timeout(f"call to {model_id}"))
@@ -169,10 +184,11 @@ class Router:
         Failures before the first response fail over like unary calls; after it they end the
         stream. Closing the generator (or cancelling its consumer) cancels the RPC at once.
         """
+        started = now()
         table = self._tables.get(model_id) or self._open(model_id)
         retry: _Retry | None = None
         while True:
-            address, retry = await self._pick(table, deadline, retry)
+            address, retry, table = await self._pick(table, started, deadline, retry)
             timeout = deadline.timeout(f"call to {model_id}")
             call = method(self._pool.get(address))(request, timeout=timeout)
             try:
@@ -193,21 +209,32 @@ class Router:
             call.cancel()  # a no-op once the call has ended
 
     async def _pick(
-        self, table: AddressTable, deadline: Deadline, retry: _Retry | None
-    ) -> tuple[str, _Retry | None]:
-        """The replica to try next (one not tried this round), waiting for one if need be."""
+        self, table: AddressTable, started: float, deadline: Deadline, retry: _Retry | None
+    ) -> tuple[str, _Retry | None, AddressTable]:
+        """The replica to try next (one not tried this round) and the table it came from (a
+        new one when the old one went stale), waiting for one if need be."""
         while True:
             address = table.pick_other(retry.tried) if retry and retry.tried else table.pick()
             if address is not None:
-                return address, retry
+                return address, retry, table
             retry = retry or _Retry()
-            await self._wait(table, deadline, retry)
+            table = await self._wait(table, started, deadline, retry)
 
-    async def _wait(self, table: AddressTable, deadline: Deadline, retry: _Retry) -> None:
-        """Waits until trying again makes sense, or raises why it does not."""
+    async def _wait(
+        self, table: AddressTable, started: float, deadline: Deadline, retry: _Retry
+    ) -> AddressTable:
+        """Waits until trying again makes sense and returns the table to try (a new one when
+        the old one went stale), or raises why trying again does not make sense."""
         if table.error is not None:
+            if table.error_asked_at < started:
+                # The admin was asked before this call began (the model may exist again
+                # since): ask again rather than serve a stale NOT_FOUND.
+                retry.tried.clear()
+                return self.table(table.model_id)
             # A fresh instance: the stored one is shared by every call that fails this way.
             raise error_for_code(table.error.code, table.error.message)
+        if not table.known and table.unreachable is not None:
+            raise error_for_code(table.unreachable.code, table.unreachable.message)
         if not table.known or not table.addresses:
             if table.known and self._fail_fast:
                 raise retry.last or UnavailableError(f"no replica of {table.model_id} is serving")
@@ -221,10 +248,12 @@ class Router:
                 raise retry.last
             await table.changed_within(delay)
         retry.tried.clear()
+        return table
 
     async def close(self) -> None:
-        for task in list(self._tasks):
+        tasks = list(self._tasks.values())
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._tables.clear()
         await self._pool.close()

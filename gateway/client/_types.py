@@ -19,6 +19,10 @@ def _empty() -> Mapping[str, Any]:
     return _EMPTY
 
 
+# How long an admin may stay unreachable before a call that needs it fails with UNAVAILABLE.
+ADMIN_UNREACHABLE_AFTER_S = 5.0
+
+
 @dataclass(frozen=True, kw_only=True)
 class ClientSettings:
     """How a ``Client`` finds and talks to Sax cells; built once at the edge."""
@@ -29,6 +33,9 @@ class ClientSettings:
     """GCS API endpoint override (an emulator); anonymous credentials are used with it."""
     admin_timeout: float = 10.0
     """Deadline in seconds of one admin operation when the caller gives none."""
+    admin_unreachable_after: float = ADMIN_UNREACHABLE_AFTER_S
+    """Seconds an admin may stay unreachable (refused, no address) before a call that needs it
+    fails with UNAVAILABLE, whatever its deadline."""
     num_conn: int = 3
     """How many of a model's replicas one client spreads its data calls over."""
     fail_fast: bool = False

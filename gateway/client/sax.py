@@ -21,6 +21,8 @@ import asyncio
 import queue
 from collections.abc import Callable, Mapping, Sequence
 
+from saxml.protobuf import multimodal_pb2
+
 from gateway.client._client import Client
 from gateway.client._facade import (
     AdminOptions,
@@ -32,7 +34,7 @@ from gateway.client._facade import (
     runtime,
 )
 from gateway.client._types import ServerTypeStat
-from gateway.common.errors import InvalidArgumentError
+from gateway.common.errors import InvalidArgumentError, SaxError, Status
 
 ModelServerTypeStat = ServerTypeStat
 
@@ -144,6 +146,41 @@ class VisionModel:
         )
         return [(t.encode(), score) for t, score in texts]
 
+    # Upstream names this argument ``text`` although it is the image's bytes.
+    def ImageToImage(
+        self, text: bytes, options: ModelOptions | None = None
+    ) -> list[tuple[bytes, float]]:
+        return runtime.run(self._client.vm_image_to_image(self._id, text, call_options(options)))
+
+    def TextAndImageToImage(
+        self, text: str, image_bytes: bytes, options: ModelOptions | None = None
+    ) -> list[tuple[bytes, float]]:
+        return runtime.run(
+            self._client.vm_text_and_image_to_image(
+                self._id, text, image_bytes, call_options(options)
+            )
+        )
+
+    def VideoToText(
+        self, image_frames: Sequence[bytes], text: str = "", options: ModelOptions | None = None
+    ) -> list[tuple[bytes, float]]:
+        texts = runtime.run(
+            self._client.vm_video_to_text(self._id, image_frames, text, call_options(options))
+        )
+        return [(t.encode(), score) for t, score in texts]
+
+    def VideoToToken(
+        self, image_frames: Sequence[bytes], options: ModelOptions | None = None
+    ) -> list[float]:
+        return runtime.run(
+            self._client.vm_video_to_token(self._id, image_frames, call_options(options))
+        )
+
+    def TokenToVideo(
+        self, tokens: Sequence[float], options: ModelOptions | None = None
+    ) -> list[bytes]:
+        return runtime.run(self._client.vm_token_to_video(self._id, tokens, call_options(options)))
+
 
 class AudioModel:
     """``Model(id).AM()``."""
@@ -170,6 +207,37 @@ class CustomModel:
             self._client.custom(self._id, request, method_name, call_options(options))
         )
 
+    def CustomNoException(
+        self, request: bytes, method_name: str, options: ModelOptions | None = None
+    ) -> Status | bytes:
+        """``Custom``, but a failure is returned as its ``Status`` instead of raised."""
+        try:
+            return self.Custom(request, method_name, options)
+        except SaxError as exc:
+            return exc.status
+
+
+class MultimodalModel:
+    """``Model(id).MM()``: requests and replies are ``saxml.protobuf.multimodal_pb2`` messages."""
+
+    def __init__(self, model_id: str, client: Client) -> None:
+        self._id, self._client = model_id, client
+
+    def Generate(
+        self, request: multimodal_pb2.GenerateRequest, options: ModelOptions | None = None
+    ) -> multimodal_pb2.GenerateResponse:
+        return runtime.run(self._client.mm_generate(self._id, request, call_options(options)))
+
+    def Score(
+        self, request: multimodal_pb2.ScoreRequest, options: ModelOptions | None = None
+    ) -> multimodal_pb2.ScoreResponse:
+        return runtime.run(self._client.mm_score(self._id, request, call_options(options)))
+
+    def Embed(
+        self, request: multimodal_pb2.EmbedRequest, options: ModelOptions | None = None
+    ) -> multimodal_pb2.EmbedResponse:
+        return runtime.run(self._client.mm_embed(self._id, request, call_options(options)))
+
 
 class Model:
     """A published model: ``Model("/sax/test/lm", options).LM().Generate(...)``."""
@@ -191,6 +259,9 @@ class Model:
 
     def CM(self) -> CustomModel:
         return CustomModel(self._id, self._client)
+
+    def MM(self) -> MultimodalModel:
+        return MultimodalModel(self._id, self._client)
 
 
 def Publish(

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import ClassVar
 
 import grpc
@@ -39,6 +40,25 @@ from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 
 FieldViolation = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Status:
+    """A call's outcome, read as upstream's status objects are: ``status.code()``,
+    ``status.message()``, ``status.ok()``. ``code()`` is a ``grpc.StatusCode`` (upstream's
+    absl codes have the same numbers: ``code().value[0]``)."""
+
+    status_code: grpc.StatusCode
+    text: str = ""
+
+    def code(self) -> grpc.StatusCode:
+        return self.status_code
+
+    def message(self) -> str:
+        return self.text
+
+    def ok(self) -> bool:
+        return self.status_code is grpc.StatusCode.OK
 
 
 class SaxError(Exception):
@@ -54,6 +74,11 @@ class SaxError(Exception):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r})"
+
+    @property
+    def status(self) -> Status:
+        """The status, as upstream's ``StatusNotOk`` carries it: ``e.status.code()``."""
+        return Status(self.code, self.message)
 
 
 class RequestCancelledError(SaxError):

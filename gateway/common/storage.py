@@ -21,6 +21,25 @@ from typing import Any
 _GS = "gs://"
 
 
+# Modes of what a local root holds, as upstream Sax writes them (whatever the umask).
+FILE_MODE = 0o644
+DIR_MODE = 0o755
+
+
+def make_dirs(directory: Path) -> None:
+    """Creates ``directory`` and its missing parents, each ``DIR_MODE``."""
+    missing: list[Path] = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for new in reversed(missing):
+        try:
+            new.mkdir()
+        except FileExistsError:  # another writer made it meanwhile
+            continue
+        os.chmod(new, DIR_MODE)
+
+
 class Storage(abc.ABC):
     """A tree of small files (SAX_ROOT or a cell's fs_root)."""
 
@@ -84,11 +103,14 @@ class LocalStorage(Storage):
 
     def write_sync(self, path: str, data: bytes) -> None:
         target = self._path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(target.parent)
         # Write a sibling temp file, flush it to disk, then rename over the target: rename is
         # atomic, and the directory fsync makes the rename itself survive a crash.
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         try:
+            # mkstemp creates 0600; upstream Sax writes 0644, and its tools (saxutil run by
+            # another user) must be able to read what we write.
+            os.fchmod(fd, FILE_MODE)
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()

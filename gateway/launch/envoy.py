@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import string
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from gateway.config import MIB
+from gateway.edge import EdgeConfig, edge_values
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -23,7 +24,8 @@ class EnvoySettings:
 
     gateway_endpoints: Sequence[str]
     """``host:port`` of every gateway process; Envoy balances across them."""
-    listen_address: str = "0.0.0.0"
+    listen_address: str = "127.0.0.1"
+    """Loopback unless asked: an exposed cell needs credentials (docs/security.md)."""
     listen_port: int = 8888
     admin_address: str = "127.0.0.1"
     admin_port: int = 9901
@@ -35,16 +37,13 @@ class EnvoySettings:
     """Open client connections Envoy accepts at once."""
     max_request_bytes: int = 32 * MIB
     max_response_bytes: int = 32 * MIB
-    request_headers_timeout: float = 10.0
-    """A client must send its request headers within this (slowloris)."""
-    idle_timeout: float = 300.0
-    """A connection without any request for this long is closed."""
     max_streams_per_connection: int = 256
     """Concurrent streams one HTTP/2 client connection may open."""
     max_streams: int = 2048
-    """Long-lived streams (GenerateStream, WatchAddresses) open at once, all clients."""
-    max_requests: int = 4096
-    """Other calls in flight at once, all clients; apart from the streams' budget."""
+    """Long-lived streams (GenerateStream, WatchAddresses, OpenAI calls) open at once, all
+    clients; every other call has a budget of its own (``max_connections``)."""
+    edge: EdgeConfig = field(default_factory=EdgeConfig)
+    """Credentials, roles, quotas, TLS and limits from the ``--config`` file (gateway/edge)."""
 
 
 def descriptor_set() -> Path:
@@ -91,15 +90,70 @@ def _origins(origins: Sequence[str]) -> list[dict[str, object]]:
     return [{"exact": origin} for origin in origins]
 
 
+# The replies Envoy makes itself, by HTTP status, and the gRPC code a gateway error with that
+# status carries (the reverse of Envoy's gRPC -> HTTP mapping). 413/431: too large, as gRPC
+# reports an oversized message (RESOURCE_EXHAUSTED); any other error status: UNKNOWN.
+LOCAL_REPLY_CODES: dict[int, int] = {
+    400: 3,  # INVALID_ARGUMENT: malformed JSON, wrong field type, unknown query parameter
+    401: 16,  # UNAUTHENTICATED
+    403: 7,  # PERMISSION_DENIED
+    404: 5,  # NOT_FOUND: no such path
+    408: 4,  # DEADLINE_EXCEEDED
+    413: 8,  # RESOURCE_EXHAUSTED: body too large
+    429: 8,  # RESOURCE_EXHAUSTED: rate limited
+    431: 8,  # RESOURCE_EXHAUSTED: headers too large
+    500: 13,  # INTERNAL
+    501: 12,  # UNIMPLEMENTED
+    502: 14,  # UNAVAILABLE
+    503: 14,  # UNAVAILABLE: no healthy gateway, overload
+    504: 4,  # DEADLINE_EXCEEDED: route timeout
+}
+_UNKNOWN = 2
+
+
+def _local_reply_body(code: int) -> dict[str, object]:
+    request_id = "%REQ(X-REQUEST-ID)%"
+    return {
+        "json_format": {
+            "code": code,
+            "message": "%LOCAL_REPLY_BODY%",
+            "details": [
+                {"@type": "type.googleapis.com/google.rpc.RequestInfo", "request_id": request_id}
+            ],
+            "request_id": request_id,
+        }
+    }
+
+
+def _status_filter(op: str, status: int) -> dict[str, object]:
+    value = {"default_value": status, "runtime_key": f"local_reply.status_{op.lower()}_{status}"}
+    return {"status_code_filter": {"comparison": {"op": op, "value": value}}}
+
+
+def local_reply_mappers() -> list[dict[str, object]]:
+    """``local_reply_config.mappers``: JSON bodies for error statuses only (>= 400)."""
+    mappers: list[dict[str, object]] = [
+        {"filter": _status_filter("EQ", status), "body_format_override": _local_reply_body(code)}
+        for status, code in LOCAL_REPLY_CODES.items()
+    ]
+    mappers.append(
+        {"filter": _status_filter("GE", 400), "body_format_override": _local_reply_body(_UNKNOWN)}
+    )
+    return mappers
+
+
 def render(
     settings: EnvoySettings,
     descriptor: Path | None = None,
     openapi: Path | None = None,
     docs: tuple[Path, Path] | None = None,
+    *,
+    secrets_dir: Path | None = None,
 ) -> str:
     """The Envoy YAML for ``settings``. Lists render as JSON, which is valid YAML flow style.
 
     ``docs`` is the /docs page's (page, Swagger UI) folders when they are not the package's.
+    With TLS configured, the SDS files naming the certificate go to ``secrets_dir``.
     """
     docs_dir, swagger_ui_dir = docs or (docs_page(), swagger_ui())
     template = resources.files("gateway.launch") / "envoy.yaml.tmpl"
@@ -117,11 +171,10 @@ def render(
         "MAX_CONNECTIONS": settings.max_connections,
         "MAX_REQUEST_BYTES": settings.max_request_bytes,
         "MAX_RESPONSE_BYTES": settings.max_response_bytes,
-        "REQUEST_HEADERS_TIMEOUT": f"{settings.request_headers_timeout:g}s",
-        "IDLE_TIMEOUT": f"{settings.idle_timeout:g}s",
         "MAX_STREAMS_PER_CONNECTION": settings.max_streams_per_connection,
         "MAX_STREAMS": settings.max_streams,
-        "MAX_REQUESTS": settings.max_requests,
         "GATEWAY_ENDPOINTS": json.dumps([_endpoint(a) for a in settings.gateway_endpoints]),
+        "LOCAL_REPLY_MAPPERS": json.dumps(local_reply_mappers()),
+        **edge_values(settings.edge, settings.cors_origins, secrets_dir or Path("secrets")),
     }
     return string.Template(template.read_text()).substitute(values)

@@ -16,7 +16,7 @@ import dataclasses
 import tempfile
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -27,8 +27,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from gateway.cell import CellSettings, cell_argv
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
 from gateway.launch.envoy import EnvoySettings, envoy_binary, render
-from gateway.launch.ports import holder
 from gateway.launch.processes import ProcessGroup, StartupError, port_open
+from gateway.launch.supervisor import RestartSettings
 from gateway.service.args import gateway_argv
 
 
@@ -48,6 +48,10 @@ class StackSettings:
     log_dir: str | None = None
     """Where each child writes its log; None lets children write to our stderr."""
     startup_timeout: float = 60.0
+    config_file: str | None = None
+    """The ``--config`` file, passed to each gateway process (Envoy's part is in ``envoy``)."""
+    restart: RestartSettings = field(default_factory=RestartSettings)
+    """How `saxgw up`'s supervisor restarts a child that died."""
 
     @property
     def sax_root(self) -> str:
@@ -74,6 +78,17 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+def _gateway_healthy(envoy: EnvoySettings) -> bool:
+    """What /healthz reports, asked of Envoy's admin: a healthy gateway endpoint."""
+    url = f"http://{envoy.admin_address}:{envoy.admin_port}/stats?filter=gateway_grpc.membership_healthy$"
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            text: str = response.read().decode()
+    except OSError:
+        return False
+    return any(line.split(":")[-1].strip() not in ("", "0") for line in text.splitlines())
+
+
 class Stack:
     """Starts the processes on ``__enter__`` and stops them, newest first, on ``__exit__``."""
 
@@ -88,7 +103,8 @@ class Stack:
     @property
     def http_url(self) -> str:
         """Base URL of Envoy's public listener."""
-        return f"http://127.0.0.1:{self.envoy.listen_port}"
+        scheme = "https" if self.envoy.edge.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.envoy.listen_port}"
 
     @property
     def grpc_address(self) -> str:
@@ -124,27 +140,9 @@ class Stack:
         self.group.stop()
         self._tmp.cleanup()
 
-    def _ports(self) -> list[int]:
-        s = self.settings
-        cell = [s.cell.admin_port, *s.cell.model_server_ports] if s.cell is not None else []
-        ports = [*cell, *s.gateway_ports, self.envoy.listen_port, self.envoy.admin_port]
-        return [p for p in ports if p]
-
-    def _check_ports_free(self) -> None:
-        """Refuses to start over a process still holding one of our ports (e.g. left over
-        from an earlier run), which a readiness check could otherwise mistake for ours."""
-        for port in self._ports():
-            who = holder(port)
-            if who is not None:
-                raise StartupError(
-                    f"port {port} is already in use by {who}, maybe left over from an "
-                    "earlier run; stop it or choose other ports"
-                )
-
     def _start(self) -> None:
         s = self.settings
         timeout = s.startup_timeout
-        self._check_ports_free()
         if s.cell is not None:
             self.group.start("cell", cell_argv(s.cell), log_path=self._log("cell"))
             ports = (s.cell.admin_port, *s.cell.model_server_ports)
@@ -153,11 +151,14 @@ class Stack:
         for i, port in enumerate(s.gateway_ports):
             name = f"gateway-{i}"
             gateway = dataclasses.replace(s.gateway, host="127.0.0.1", port=port)
-            self.group.start(name, gateway_argv(gateway), log_path=self._log(name))
+            edge = (
+                [f"--config={s.config_file}"] if s.config_file and not gateway.config_file else []
+            )
+            self.group.start(name, [*gateway_argv(gateway), *edge], log_path=self._log(name))
             address = f"127.0.0.1:{port}"
             self.group.wait_until(name, partial(health_answers, address), timeout)
-        config = Path(self._tmp.name) / "envoy.yaml"
-        config.write_text(render(self.envoy))
+        config = Path(self._tmp.name) / "envoy.yaml"  # private: it may hold API keys
+        config.write_text(render(self.envoy, secrets_dir=Path(self._tmp.name) / "secrets"))
         self.group.start(
             "envoy",
             [
@@ -176,8 +177,11 @@ class Stack:
 
     def wait_healthy(self, timeout: float) -> bool:
         """Waits until Envoy's /healthz reports the gateway (and so the cell) healthy."""
+        healthy = partial(_http_ok, self.http_url + "/healthz")
+        if self.envoy.edge.tls:  # the public port wants TLS (maybe a client certificate)
+            healthy = partial(_gateway_healthy, self.envoy)
         try:
-            self.group.wait_until("envoy", lambda: _http_ok(self.http_url + "/healthz"), timeout)
+            self.group.wait_until("envoy", healthy, timeout)
         except StartupError:
             return False
         return True

@@ -3,7 +3,7 @@
 One gateway (or Envoy, or the cell) dying must not take the stack down with it: `saxgw up`
 calls `Supervisor.tick` twice a second, which logs each exit and restarts the child after a
 delay that doubles while it keeps dying (0.5 s, 1 s, 2 s ... 30 s) and resets once it has run
-for a minute.
+for a minute (`RestartSettings`, a part of `StackSettings`).
 """
 
 from __future__ import annotations
@@ -17,14 +17,21 @@ from gateway.launch.processes import ProcessGroup
 
 log = logging.getLogger(__name__)
 
-FIRST_DELAY_S = 0.5
-MAX_DELAY_S = 30.0
-STABLE_AFTER_S = 60.0
+
+@dataclass(frozen=True, kw_only=True)
+class RestartSettings:
+    """How the supervisor paces the restarts of a child that keeps dying (seconds)."""
+
+    first_delay: float = 0.5
+    max_delay: float = 30.0
+    """The delay doubles with each exit up to this."""
+    stable_after: float = 60.0
+    """A child that ran this long before exiting starts again from ``first_delay``."""
 
 
 @dataclass
 class _State:
-    delay: float = FIRST_DELAY_S
+    delay: float
     started: float = 0.0
     restart_at: float | None = None
     restarts: int = 0
@@ -33,11 +40,20 @@ class _State:
 class Supervisor:
     """Restarts exited children of ``group``; ``report`` receives one line per event."""
 
-    def __init__(self, group: ProcessGroup, report: Callable[[str], None] = log.warning) -> None:
+    def __init__(
+        self,
+        group: ProcessGroup,
+        settings: RestartSettings | None = None,
+        report: Callable[[str], None] = log.warning,
+    ) -> None:
         self.group = group
+        self.settings = settings or RestartSettings()
         self._report = report
         now = time.monotonic()
-        self._states = {name: _State(started=now) for name, _ in group.children}
+        self._states = {name: self._state(now) for name, _ in group.children}
+
+    def _state(self, now: float) -> _State:
+        return _State(delay=self.settings.first_delay, started=now)
 
     def restarts(self, name: str) -> int:
         """How many times ``name`` was restarted."""
@@ -47,18 +63,20 @@ class Supervisor:
         """Notices exits and performs the restarts that are due; never blocks."""
         now = time.monotonic()
         for name, proc in list(self.group.children):
-            state = self._states.setdefault(name, _State(started=now))
+            state = self._states.get(name)
+            if state is None:
+                state = self._states[name] = self._state(now)
             if proc.poll() is None:
                 continue
             if state.restart_at is None:
-                if now - state.started >= STABLE_AFTER_S:
-                    state.delay = FIRST_DELAY_S
+                if now - state.started >= self.settings.stable_after:
+                    state.delay = self.settings.first_delay
                 state.restart_at = now + state.delay
                 self._report(
                     f"saxgw: {name} (pid {proc.pid}) exited with status {proc.returncode}; "
                     f"restarting it in {state.delay:.1f} s"
                 )
-                state.delay = min(state.delay * 2, MAX_DELAY_S)
+                state.delay = min(state.delay * 2, self.settings.max_delay)
             elif now >= state.restart_at:
                 new = self.group.restart(name)
                 state.restart_at, state.started = None, now

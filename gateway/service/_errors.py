@@ -32,8 +32,11 @@ log = logging.getLogger(__name__)
 _DETAILS_KEY = "grpc-status-details-bin"
 
 
-def to_status(exc: BaseException) -> tuple[grpc.StatusCode, str, status_pb2.Status]:
-    """Returns the code, message and rich status that report ``exc`` to a caller."""
+def to_status(
+    exc: BaseException, request_id: str = ""
+) -> tuple[grpc.StatusCode, str, status_pb2.Status]:
+    """Returns the code, message and rich status that report ``exc`` to a caller; a
+    ``request_id`` (Envoy's x-request-id) travels as a ``google.rpc.RequestInfo`` detail."""
     if isinstance(exc, TimeoutError):
         exc = DeadlineExceededError("deadline exceeded before the Sax cell answered")
     if isinstance(exc, SaxError):
@@ -54,14 +57,27 @@ def to_status(exc: BaseException) -> tuple[grpc.StatusCode, str, status_pb2.Stat
             )
         )
         status.details.append(detail)
+    if request_id:
+        info = any_pb2.Any()
+        info.Pack(error_details_pb2.RequestInfo(request_id=request_id))
+        status.details.append(info)
     return code, message, status
+
+
+def request_id(context: Context) -> str:
+    """The call's ``x-request-id`` (set by Envoy on every request), or ""."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-request-id":
+            return str(value)
+    return ""
 
 
 async def abort(context: Context, exc: BaseException) -> NoReturn:
     """Ends the call with the status that reports ``exc``; raises as `context.abort` does."""
-    code, message, status = to_status(exc)
+    code, message, status = to_status(exc, request_id(context))
+    extra = tuple(getattr(exc, "metadata", ()))  # e.g. retry-after on RESOURCE_EXHAUSTED
     await context.abort(
-        code, message, trailing_metadata=((_DETAILS_KEY, status.SerializeToString()),)
+        code, message, trailing_metadata=((_DETAILS_KEY, status.SerializeToString()), *extra)
     )
 
 

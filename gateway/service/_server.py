@@ -12,14 +12,16 @@ import signal
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from saxgateway.v1 import gateway_pb2, gateway_pb2_grpc
+from saxgateway.v1 import gateway_pb2, gateway_pb2_grpc, openai_pb2, openai_pb2_grpc
 
 from gateway.client import Client
 from gateway.config import GatewaySettings
+from gateway.service._access import Access, AccessInterceptor
 from gateway.service._errors import ErrorInterceptor
 from gateway.service._health import SERVICE, HealthReporter
 from gateway.service._reflection import enable_reflection
 from gateway.service._servicer import SaxGatewayServicer
+from gateway.service.openai import OpenAIGatewayServicer
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,8 @@ class GatewayServer:
         if client is None:
             client = Client(settings.client)
         server = grpc.aio.server(
-            interceptors=[ErrorInterceptor()],
+            # The error interceptor is outermost: refusals from the access checks become statuses.
+            interceptors=[ErrorInterceptor(), AccessInterceptor(Access(settings.access, client))],
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -63,12 +66,16 @@ class GatewayServer:
         gateway_pb2_grpc.add_SaxGatewayServicer_to_server(
             SaxGatewayServicer(client, settings), server
         )
+        openai_pb2_grpc.add_OpenAIGatewayServicer_to_server(
+            OpenAIGatewayServicer(client, settings), server
+        )
         health = HealthReporter(client, settings.health_interval)
         health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
         enable_reflection(
             server,
             (
                 gateway_pb2.DESCRIPTOR.services_by_name["SaxGateway"].full_name,
+                openai_pb2.DESCRIPTOR.services_by_name["OpenAIGateway"].full_name,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             ),
         )

@@ -19,7 +19,8 @@ from gateway.common.deadline import Deadline
 from gateway.config import GatewaySettings
 from gateway.service import _fields as f
 from gateway.service._context import Context
-from gateway.service._errors import to_status
+from gateway.service._errors import request_id, to_status
+from gateway.service._multimodal import MultimodalMethods
 from gateway.service._stream import DeltaTracker
 from gateway.service._streams import StreamSlots
 
@@ -43,7 +44,7 @@ def _texts(pairs: list[tuple[str, float]]) -> list[pb.DecodedText]:
     return [pb.DecodedText(text=text, score=score) for text, score in pairs]
 
 
-class SaxGatewayServicer(gateway_pb2_grpc.SaxGatewayServicer):
+class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer):
     """Implements saxgateway.v1.SaxGateway over one shared Sax `Client`."""
 
     def __init__(self, client: Client, settings: GatewaySettings) -> None:
@@ -133,7 +134,7 @@ class SaxGatewayServicer(gateway_pb2_grpc.SaxGatewayServicer):
             model_path=request.model_path or None,
             checkpoint=request.checkpoint or None,
             num_replicas=f.replicas(request.replicas) if request.HasField("replicas") else None,
-            overrides=dict(request.overrides) or None,
+            overrides=dict(request.overrides) or ({} if request.clear_overrides else None),
             deadline=deadline,
         )
         detail = await self._client.list_detail(model, deadline=deadline)
@@ -142,6 +143,7 @@ class SaxGatewayServicer(gateway_pb2_grpc.SaxGatewayServicer):
             path=detail.model_path,
             checkpoint=detail.checkpoint,
             replicas=detail.max_replicas,
+            overrides=detail.overrides,
         )
 
     async def UnpublishModel(
@@ -197,7 +199,7 @@ class SaxGatewayServicer(gateway_pb2_grpc.SaxGatewayServicer):
                 async for addresses in watch:
                     yield pb.WatchAddressesResponse(addresses=addresses)
             except SaxError as exc:
-                yield pb.WatchAddressesResponse(error=to_status(exc)[2])
+                yield pb.WatchAddressesResponse(error=to_status(exc, request_id(context))[2])
                 raise
             finally:
                 await _close(watch)
@@ -239,7 +241,9 @@ class SaxGatewayServicer(gateway_pb2_grpc.SaxGatewayServicer):
             # through Envoy). After it, an HTTP/1.1 client could not see a trailer, so the
             # stream ends with an in-band error; gRPC callers also get the real status.
             if started:
-                yield pb.GenerateStreamResponse(done=True, error=to_status(exc)[2])
+                yield pb.GenerateStreamResponse(
+                    done=True, error=to_status(exc, request_id(context))[2]
+                )
             raise
         finally:
             await _close(stream)  # on client disconnect, this cancels the Sax call

@@ -14,6 +14,8 @@ from typing import Any
 
 from gateway.client import ClientSettings
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
+from gateway.configfile import load_config
+from gateway.modelconfig import ConfigError
 
 
 def default(cls: type[Any], name: str) -> Any:
@@ -37,6 +39,40 @@ def add_gateway_arguments(parser: argparse.ArgumentParser) -> None:
         default=default(GatewaySettings, "max_streams_per_client"),
         help="open GenerateStream/WatchAddresses calls one client may hold",
     )
+    add_config_argument(parser)
+    add_admin_unreachable_argument(parser)
+
+
+def add_admin_unreachable_argument(parser: argparse.ArgumentParser) -> None:
+    """``--admin-unreachable-after``, shared by ``gateway``, ``up`` and ``serve``."""
+    parser.add_argument(
+        "--admin-unreachable-after",
+        type=float,
+        default=default(ClientSettings, "admin_unreachable_after"),
+        metavar="SECONDS",
+        help="an unreachable Sax admin fails calls with UNAVAILABLE (503) after this long",
+    )
+
+
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    """``--config``, shared by ``gateway``, ``up`` and ``serve``."""
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML file: API keys, JWT issuers, roles, quotas, TLS, limits (docs/config.md); "
+        "models: aliases, chat templates, tokenizers (docs/openai.md)",
+    )
+
+
+def config_fields(path: str | None) -> dict[str, Any]:
+    """The ``GatewaySettings`` fields the config file sets; a bad file exits naming the key."""
+    if path is None:
+        return {}
+    try:
+        models = load_config(path).models
+    except ConfigError as exc:
+        raise SystemExit(f"saxgw: {exc}") from None
+    return {"config_file": path, "models": models}
 
 
 def add_timeout_argument(parser: argparse.ArgumentParser) -> None:
@@ -52,12 +88,17 @@ def add_timeout_argument(parser: argparse.ArgumentParser) -> None:
 def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
     """The settings the flags describe."""
     return GatewaySettings(
-        client=ClientSettings(sax_root=args.sax_root, gcs_endpoint=args.gcs_endpoint),
+        client=ClientSettings(
+            sax_root=args.sax_root,
+            gcs_endpoint=args.gcs_endpoint,
+            admin_unreachable_after=args.admin_unreachable_after,
+        ),
         host=args.host,
         port=args.port,
         default_timeout=args.default_timeout,
         grace_period=args.grace_period,
         max_streams_per_client=args.max_streams_per_client,
+        **config_fields(args.config),
     )
 
 
@@ -73,4 +114,6 @@ def gateway_argv(settings: GatewaySettings) -> list[str]:
         f"--default-timeout={settings.default_timeout!r}",
         f"--grace-period={settings.grace_period!r}",
         f"--max-streams-per-client={settings.max_streams_per_client}",
+        f"--admin-unreachable-after={settings.client.admin_unreachable_after!r}",
+        *([f"--config={settings.config_file}"] if settings.config_file else []),
     ]

@@ -17,14 +17,29 @@ TEST_LM = test_lm.MODEL_PATH
 TEST_VISION = media.VISION_PATH
 TEST_AUDIO = media.AUDIO_PATH
 BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
+REQUEST_INFO = "type.googleapis.com/google.rpc.RequestInfo"
+
+
+def request_info(response: httpx.Response) -> dict[str, str]:
+    """The detail every gateway error carries: the request's x-request-id."""
+    return {
+        "@type": REQUEST_INFO,
+        "request_id": response.headers["x-request-id"],
+        "serving_data": "",
+    }
 
 
 @contextmanager
 def published(
-    stack: Stack, model: str, model_path: str, overrides: Mapping[str, str] | None = None
+    stack: Stack,
+    model: str,
+    model_path: str,
+    overrides: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Iterator[str]:
-    """Publishes ``model`` on one replica, waits for it, and unpublishes it afterwards."""
-    with httpx.Client(base_url=stack.http_url, timeout=30) as http:
+    """Publishes ``model`` on one replica, waits for it, and unpublishes it afterwards;
+    ``headers`` carry credentials where the stack wants them."""
+    with httpx.Client(base_url=stack.http_url, timeout=30, headers=headers) as http:
         body = {
             "model": model,
             "model_path": model_path,

@@ -14,6 +14,9 @@ from gateway.config import GatewaySettings
 from gateway.launch.envoy import EnvoySettings
 from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack, StackSettings
+from gateway.service.args import config_fields
+from tests.e2e._openai import openai_models as publish_openai_models
+from tests.e2e._openai import write_config
 
 CELL = "/sax/test"
 # Short, so a test can show that streams outlive it while unary calls do not.
@@ -28,7 +31,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     logs.mkdir()
     sax_root = str(base / "sax-root")
     settings = StackSettings(
-        gateway=GatewaySettings(client=ClientSettings(sax_root=sax_root), default_timeout=20.0),
+        gateway=GatewaySettings(
+            client=ClientSettings(sax_root=sax_root),
+            default_timeout=20.0,
+            **config_fields(str(write_config(base))),  # the OpenAI face's models: section
+        ),
         cell=CellSettings(
             sax_root=sax_root,
             fs_root=str(base / "fs-root"),
@@ -40,7 +47,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             poll_interval=0.3,
             server_dead_after=2,
         ),
-        gateway_ports=(free_port(),),
+        gateway_ports=(free_port(), free_port()),  # calls alternate between two processes
         envoy=EnvoySettings(
             gateway_endpoints=(),
             listen_address="127.0.0.1",
@@ -69,3 +76,10 @@ def http(stack: Stack) -> Iterator[httpx.Client]:
     """An HTTP/1.1 client for Envoy's public listener."""
     with httpx.Client(base_url=stack.http_url, timeout=30) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def openai_models(stack: Stack) -> Iterator[None]:
+    """The models the OpenAI-compatible API tests use (tests/e2e/_openai.py)."""
+    with publish_openai_models(stack):
+        yield

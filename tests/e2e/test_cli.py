@@ -19,6 +19,7 @@ import pytest
 from gateway.cell.models._hashing import unit_floats
 from gateway.cell.models.base import ExtraInputs
 from gateway.cell.models.media import TestAudio, TestVision
+from gateway.cli._numbers import number
 from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack
 from tests.e2e._published import IMAGE, TEST_AUDIO, TEST_LM, TEST_VISION, published, wav
@@ -93,7 +94,8 @@ def test_publish_ls_wait_update_unpublish(stack: Stack) -> None:
             "OVERRIDES   text=hi there\n"
         )
         assert ok(stack, "update", model, "--checkpoint", "/ckpt/2", "--replicas", "0") == (
-            f"updated {model}: {TEST_LM}, checkpoint /ckpt/2, 0 replica(s)\n"
+            f"updated {model}: {TEST_LM}, checkpoint /ckpt/2, 0 replica(s), "
+            "overrides text=hi there\n"
         )
     finally:
         assert ok(stack, "unpublish", model) == f"unpublished {model}\n"
@@ -149,8 +151,11 @@ def test_lm_score_and_embed(stack: Stack) -> None:
         ["c", "-0.1"],
     ]
     vector = unit_floats(8, TEST_LM, "embed me")
-    assert ok(stack, "lm.embed", LM, "embed me") == " ".join(map(repr, vector)) + "\n"
-    assert json.loads(ok(stack, "lm.embed", LM, "embed me", "--json")) == {"embedding": vector}
+    # Shortest form: at most the last unit of a double's noise is left out.
+    printed = [float(v) for v in ok(stack, "lm.embed", LM, "embed me").split()]
+    assert printed == pytest.approx(vector, rel=3e-16, abs=0)
+    as_json = json.loads(ok(stack, "lm.embed", LM, "embed me", "--json"))
+    assert as_json["embedding"] == pytest.approx(vector, rel=3e-16, abs=0)
 
 
 def test_vm_classify_a_file(stack: Stack, tmp_path: Path) -> None:
@@ -158,7 +163,7 @@ def test_vm_classify_a_file(stack: Stack, tmp_path: Path) -> None:
     image.write_bytes(IMAGE)
     labels = asyncio.run(TestVision().classify(IMAGE, NONE))
     rows = columns(ok(stack, "vm.classify", VISION, str(image)))
-    assert rows == [["TEXT", "SCORE"]] + [[h.text, f"{h.score:.6g}"] for h in labels]
+    assert rows == [["TEXT", "SCORE"]] + [[h.text, number(h.score)] for h in labels]
     as_json = json.loads(ok(stack, "vm.classify", VISION, str(image), "--json"))
     assert as_json == {"texts": [{"text": h.text, "score": h.score} for h in labels]}
 
@@ -207,9 +212,19 @@ def test_acl_round_trip(stack: Stack) -> None:
     assert ok(stack, "setacl", LM, "") == f"{LM}: ACL cleared\n"
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_watch_prints_addresses_until_ctrl_c(stack: Stack) -> None:
+    # As a terminal starts it: with SIGINT at its default, even when this test runs under a
+    # parent that ignores SIGINT (`bash -c 'trap "" INT; make test'`), which children inherit.
     with subprocess.Popen(
-        _argv(stack, "watch", LM), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        _argv(stack, "watch", LM),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_sigint,
     ) as proc:
         assert proc.stdout is not None
         line = proc.stdout.readline()

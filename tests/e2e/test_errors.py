@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import httpx
@@ -9,7 +10,7 @@ from saxml.protobuf import admin_pb2
 
 from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack
-from tests.e2e._published import BAD_REQUEST, TEST_LM, published
+from tests.e2e._published import BAD_REQUEST, TEST_LM, published, request_info
 
 
 def _error(response: httpx.Response, status: int, code: int) -> dict[str, object]:
@@ -23,9 +24,10 @@ def _error(response: httpx.Response, status: int, code: int) -> dict[str, object
 
 
 def test_unknown_model_is_404(http: httpx.Client) -> None:
-    body = _error(http.get("/listcell", params={"model": "/sax/test/nosuch"}), 404, 5)
+    response = http.get("/listcell", params={"model": "/sax/test/nosuch"})
+    body = _error(response, 404, 5)
     assert "nosuch" in str(body["message"])
-    assert body["details"] == []
+    assert body["details"] == [request_info(response)]
     _error(http.post("/generate", json={"model": "/sax/test/nosuch", "query": "q"}), 404, 5)
     _error(http.post("/unpublish", json={"model": "/sax/test/nosuch"}), 404, 5)
 
@@ -37,8 +39,9 @@ def test_bad_model_name_is_400_with_field_violation(http: httpx.Client) -> None:
     )
     body = _error(response, 400, 3)
     details = body["details"]
-    assert isinstance(details, list) and len(details) == 1
+    assert isinstance(details, list) and len(details) == 2
     assert details[0]["@type"] == BAD_REQUEST
+    assert details[1] == request_info(response)
     [violation] = details[0]["field_violations"]
     assert violation["field"] == "model"
     assert "Bad!" in violation["description"]
@@ -62,7 +65,7 @@ def test_missing_fields_are_400_naming_the_field(http: httpx.Client) -> None:
         ),
     ]:
         body = _error(http.post(path, json=payload), 400, 3)
-        fields = [v["field"] for d in body["details"] for v in d["field_violations"]]
+        fields = [v["field"] for d in body["details"] for v in d.get("field_violations", [])]
         assert fields == [field], (path, payload, body)
 
 
@@ -91,9 +94,13 @@ def test_unreachable_cell_is_503(stack: Stack, http: httpx.Client) -> None:
     cell_dir.mkdir(parents=True, exist_ok=True)
     location = admin_pb2.Location(location=f"127.0.0.1:{free_port()}")
     (cell_dir / "location.proto").write_bytes(location.SerializeToString())
-    response = http.get(
-        "/listall", params={"sax_cell": "/sax/dead"}, headers={"grpc-timeout": "3S"}
-    )
+    try:
+        response = http.get(
+            "/listall", params={"sax_cell": "/sax/dead"}, headers={"grpc-timeout": "3S"}
+        )
+    finally:
+        # The session's other tests (GET /v1/models lists every cell) need a healthy root.
+        shutil.rmtree(cell_dir)
     # The client retries an unreachable admin until just before the deadline, then reports
     # what it saw: UNAVAILABLE, not a bare deadline.
     body = _error(response, 503, 14)

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import jsonschema_rs
 
+from gateway.cell.models.multimodal import MULTIMODAL_PATH
 from gateway.launch.stack import Stack
 from tests.e2e._published import TEST_AUDIO, TEST_VISION, published
 
@@ -21,6 +22,7 @@ RENAMED = {
     "/sax/test/lm2b": "/sax/test/examples-lm",
     "/sax/test/vision": "/sax/test/examples-vision",
     "/sax/test/speech": "/sax/test/examples-speech",
+    "/sax/test/mm": "/sax/test/examples-mm",
 }
 # Publish first, data calls next, the ACL (which may close the model) and unpublish last.
 ORDER = ["PublishModel", "WaitForReady", "UpdateModel"]
@@ -55,6 +57,7 @@ def test_every_example_request_gets_a_response_shaped_like_its_example(stack: St
     with (
         published(stack, RENAMED["/sax/test/vision"], TEST_VISION),
         published(stack, RENAMED["/sax/test/speech"], TEST_AUDIO),
+        published(stack, RENAMED["/sax/test/mm"], MULTIMODAL_PATH),
         httpx.Client(base_url=stack.http_url, timeout=60) as http,
     ):
         for method in [*ORDER, *middle, "GenerateStream", *LAST]:

@@ -24,6 +24,7 @@ from gateway.launch.stack import Stack
 
 EXAMPLES = 60
 MAPPED_5XX = {501, 503, 504}
+OPENAI_PATHS = ("/v1/models", "/v1/completions", "/v1/chat/", "/v1/embeddings")
 
 schema = schemathesis.pytest.from_fixture("api_schema")
 
@@ -58,5 +59,13 @@ def test_fuzz(case: schemathesis.Case, stack: Stack, session: requests.Session) 
     assert status < 500 or status in MAPPED_5XX, where
     if status >= 400 and content_type.startswith("application/json"):
         body = response.json()
+        # Replies Envoy makes itself (a top-level request_id: unknown method or path, auth,
+        # rate limits) are still the gateway's status JSON on the OpenAI paths too: a known
+        # gap (closing note); the gateway's own OpenAI errors are in OpenAI's envelope.
+        envoy_reply = "request_id" in body
+        if case.path.startswith(OPENAI_PATHS) and not envoy_reply:  # OpenAI's envelope
+            assert isinstance(body.get("error", {}).get("type"), str), where
+            assert isinstance(body["error"].get("message"), str), where
+            return
         assert isinstance(body.get("code"), int), where
         assert isinstance(body.get("message"), str), where

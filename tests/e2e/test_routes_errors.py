@@ -21,6 +21,7 @@ from tests.e2e._published import (
     TEST_VISION,
     b64,
     published,
+    request_info,
 )
 
 LM = "/sax/test/errors-lm"
@@ -46,8 +47,9 @@ def _violations(response: httpx.Response) -> list[str]:
     body = response.json()
     assert set(body) == {"code", "message", "details"}
     assert body["code"] == 3
-    [detail] = body["details"]
+    detail, info = body["details"]
     assert detail["@type"] == BAD_REQUEST
+    assert info == request_info(response)
     for violation in detail["field_violations"]:
         assert violation["description"], violation
     return [v["field"] for v in detail["field_violations"]]
@@ -163,7 +165,11 @@ def test_wrong_json_types_are_rejected_by_envoy(
 ) -> None:
     response = http.post(path, json=payload)
     assert response.status_code == 400, response.text
-    assert response.headers["content-type"].startswith("text/plain")
+    # Envoy's own reply, in the gateway's error shape (it used to be text/plain).
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert body["code"] == 3 and body["message"]
+    assert body["request_id"] == response.headers["x-request-id"]
 
 
 def test_unknown_model_is_404_on_every_data_route(http: httpx.Client) -> None:

@@ -162,6 +162,7 @@ def test_listall_update_and_resource_routes(stack: Stack, http: httpx.Client) ->
             "path": TEST_LM,
             "checkpoint": "None",
             "replicas": 2,
+            "overrides": {"text": "a b"},
         }
         assert _wait_active(stack, model, 2)["active_replicas"] == 2
         via_post = http.post("/update", json={"model": model, "replicas": 1})

@@ -17,7 +17,7 @@ from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.launch.stack import Stack
-from tests.e2e._published import TEST_LM, published
+from tests.e2e._published import TEST_LM, published, request_info
 from tests.e2e.conftest import ROUTE_TIMEOUT
 
 
@@ -80,7 +80,8 @@ def test_mid_stream_failure_is_an_in_band_error_event(
     assert len(events) == 3
     error = final.pop("error")
     assert final == {"deltas": [], "done": True, "texts": []}
-    assert isinstance(error, dict) and error["code"] == 13 and error["details"] == []
+    assert isinstance(error, dict) and error["code"] == 13
+    assert error["details"] == [request_info(response)]  # in-band errors carry the ID too
     assert isinstance(error["message"], str) and error["message"]
 
     # gRPC clients get the same messages and then the real status.

@@ -20,6 +20,7 @@ from gateway.cell import CellSettings
 from gateway.cell.models import test_lm
 from gateway.client import ClientSettings
 from gateway.config import GatewaySettings
+from gateway.edge import EdgeConfig, Limits
 from gateway.launch.envoy import EnvoySettings
 from gateway.launch.ports import listener_pid
 from gateway.launch.processes import free_port
@@ -128,12 +129,19 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faults]:
             listen_port=free_port(),
             admin_port=free_port(),
             max_request_bytes=MAX_REQUEST_BYTES,
-            request_headers_timeout=REQUEST_HEADERS_TIMEOUT,
+            edge=EdgeConfig(
+                limits=Limits(
+                    max_request_bytes=MAX_REQUEST_BYTES,
+                    request_headers_timeout=REQUEST_HEADERS_TIMEOUT,
+                )
+            ),
         ),
         log_dir=str(logs),
     )
     with Stack(settings) as stack:
-        running = Faults(stack=stack, supervisor=Supervisor(stack.group), logs=logs)
+        running = Faults(
+            stack=stack, supervisor=Supervisor(stack.group, settings.restart), logs=logs
+        )
         running.healthy()
         yield running
 

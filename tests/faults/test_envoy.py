@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import httpx
 
+from tests.e2e._bodies import envoy_error
 from tests.faults.conftest import (
     MAX_REQUEST_BYTES,
     MAX_STREAMS_PER_CLIENT,
@@ -78,10 +79,8 @@ def test_oversized_body_is_413_json_at_the_edge(faults: Faults, http: httpx.Clie
     response = http.post("/generate", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 413, response.text
     assert response.headers["content-type"] == "application/json"
-    assert response.json() == {
-        "code": 3,
-        "message": f"request body is larger than the limit of {MAX_REQUEST_BYTES} bytes",
-    }
+    # RESOURCE_EXHAUSTED, as gRPC reports an oversized message (gateway/launch/envoy.py).
+    assert response.json() == envoy_error(response, 8, "Payload Too Large")
 
 
 def test_healthz_is_503_while_no_gateway_can_take_calls(faults: Faults, http: httpx.Client) -> None:

@@ -22,11 +22,17 @@ def _publish(http: httpx.Client, **fields: object) -> httpx.Response:
 
 def _violation(response: httpx.Response) -> tuple[str, str]:
     assert response.status_code == 400, response.text
-    assert len(response.text) < 600, response.text  # never the whole input echoed back
+    assert len(response.text) < 800, response.text  # never the whole input echoed back
     body = response.json()
     assert body["code"] == 3
-    (detail,) = body["details"]
-    (violation,) = detail["field_violations"]
+    assert len(body["message"]) < 300, body["message"]
+    bad_request, request_info = body["details"]
+    assert request_info == {
+        "@type": "type.googleapis.com/google.rpc.RequestInfo",
+        "request_id": response.headers["x-request-id"],
+        "serving_data": "",
+    }
+    (violation,) = bad_request["field_violations"]
     return violation["field"], violation["description"]
 
 

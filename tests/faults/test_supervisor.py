@@ -128,8 +128,8 @@ def test_a_leftover_process_on_a_port_is_reported(tmp_path: Path) -> None:
         )
         out, err = saxgw.communicate(timeout=60)
     assert saxgw.returncode == 1, (out, err)
-    assert f"port {port} is already in use by pid {os.getpid()}" in err
-    assert "maybe left over from an earlier run" in err
+    assert f"port {port} is in use (the Sax admin port, --admin-port) by pid {os.getpid()}" in err
+    assert "is another `saxgw up` running?" in err
     assert "Ctrl-C" not in out  # no banner
 
 

@@ -92,9 +92,11 @@ async def test_duplicate_and_unknown_models(inproc_cell: InprocCell) -> None:
             error = await _error(call)
             assert error.code() == Code.NOT_FOUND
             assert error.details() == "model /sax/test/nope is not published: NotFound"
-        moved = _model(f"{CELL}/foo", model_path="sax_gateway.testing.TestVision")
-        error = await _error(admin.Update(admin_pb2.UpdateRequest(model=moved)))
-        assert error.code() == Code.INVALID_ARGUMENT
+        redeployed = _model(f"{CELL}/foo")
+        redeployed.uuid = b"another deployment"
+        error = await _error(admin.Update(admin_pb2.UpdateRequest(model=redeployed)))
+        assert error.code() == Code.FAILED_PRECONDITION
+        assert error.details().startswith("uuid can't be changed")
 
 
 async def test_update_changes_replicas_and_unpublish_unloads(inproc_cell: InprocCell) -> None:

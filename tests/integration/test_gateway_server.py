@@ -60,6 +60,7 @@ async def test_reflection_lists_the_services(gateway: GatewayServer, version: st
     responses = await _reflect(gateway, version, request)
     assert {s.name for s in responses[0].list_services_response.service} == {
         "saxgateway.v1.SaxGateway",
+        "saxgateway.v1.OpenAIGateway",
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",

@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import pytest
+from saxml.protobuf import common_pb2
 
 from gateway.client import sax as facade
 from tests.integration._client_fixtures import RunningCell
@@ -55,24 +56,31 @@ SEED_ERA_PROGRAM = textwrap.dedent(
     try:
         sax.ListDetail(MODEL)
     except Exception as error:
-        print("after unpublish", type(error).__name__)
+        # Upstream raises StatusNotOk; its status reads the same way.
+        print("after unpublish", type(error).__name__, error.status.code().name,
+              "/sax/test/lm2b" in error.status.message())
     """
 )
 
 
-async def test_seed_era_program_runs_unchanged(cell: RunningCell) -> None:
+async def _run(program: str, cell: RunningCell) -> list[str]:
+    """Runs ``program`` in a fresh interpreter with SAX_ROOT set, as a user would; its lines."""
     env = {**os.environ, "SAX_ROOT": cell.sax_root}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        SEED_ERA_PROGRAM,
+        program,
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, stderr.decode()
-    lines = stdout.decode().splitlines()
+    return stdout.decode().splitlines()
+
+
+async def test_seed_era_program_runs_unchanged(cell: RunningCell) -> None:
+    lines = await _run(SEED_ERA_PROGRAM, cell)
     # The number of samples is the stand-in model's choice; that there are some is asserted
     # inside the program.
     assert lines[4].startswith("generate ")
@@ -83,7 +91,110 @@ async def test_seed_era_program_runs_unchanged(cell: RunningCell) -> None:
         "stats [('CHIP_TYPE_CPU', 'CHIP_TOPOLOGY_1', 2)]",
         "stream True",
         "score 2",
-        "after unpublish NotFoundError",
+        "after unpublish NotFoundError NOT_FOUND True",
+    ]
+
+
+def _with_model(model_id: str, model_path: str, body: str) -> str:
+    """A program that publishes ``model_id``, runs ``body`` and unpublishes it."""
+    return "\n".join(
+        [
+            "from gateway.client import sax  # upstream: import sax",
+            f"sax.Publish({model_id!r}, {model_path!r}, 'None', 1)",
+            f"sax.WaitForReady({model_id!r}, 1)",
+            textwrap.dedent(body),
+            f"sax.Unpublish({model_id!r})",
+        ]
+    )
+
+
+CUSTOM_PROGRAM = _with_model(
+    "/sax/test/cm",
+    "sax_gateway.testing.TestCustom",
+    """
+    cm = sax.Model("/sax/test/cm").CM()
+    print("custom", cm.Custom(request=b"\\x01", method_name="echo"))
+    print("no exception", cm.CustomNoException(b"\\x02", "echo"))
+    status = sax.Model("/sax/test/missing").CM().CustomNoException(b"", "echo")
+    print("status", status.ok(), status.code().name, "/sax/test/missing" in status.message())
+    """,
+)
+
+
+async def test_custom_no_exception_returns_the_status(cell: RunningCell) -> None:
+    assert await _run(CUSTOM_PROGRAM, cell) == [
+        "custom b'\\x01'",
+        "no exception b'\\x02'",
+        "status False NOT_FOUND True",
+    ]
+
+
+VISION_PROGRAM = _with_model(
+    "/sax/test/vm",
+    "sax_gateway.testing.TestVision",
+    """
+    vm = sax.Model("/sax/test/vm").VM()
+    png = vm.TextToImage("a red square")[0][0]
+    for name, result in [
+        ("image_to_image", vm.ImageToImage(text=png)),
+        ("text_and_image_to_image", vm.TextAndImageToImage("bluer", image_bytes=png)),
+    ]:
+        [(image, score)] = result
+        print(name, image[:8] == b"\\x89PNG\\r\\n\\x1a\\n", image != png, score)
+    [(caption, score)] = vm.VideoToText(image_frames=[png, png], text="see")
+    [(first, first_score)] = vm.ImageToText(png, "see")  # the stand-in captions frame 1
+    print("video_to_text", caption == first + b", 2 frame(s)", score == first_score)
+    tokens = vm.VideoToToken([png, png, png])
+    print("video_to_token", len(tokens), all(-1 <= t <= 1 for t in tokens))
+    frames = vm.TokenToVideo(tokens=tokens)
+    print("token_to_video", len(frames), all(f.startswith(b"\\x89PNG") for f in frames))
+    try:
+        sax.Model("/sax/test/vm").LM().Embed("not a vision call")
+    except Exception as error:
+        print("lm on vm", error.status.code().name)
+    """,
+)
+
+
+async def test_vision_methods_upstream_has(cell: RunningCell) -> None:
+    assert await _run(VISION_PROGRAM, cell) == [
+        "image_to_image True True -0.5",
+        "text_and_image_to_image True True -0.5",
+        "video_to_text True True",
+        "video_to_token 12 True",
+        "token_to_video 3 True",
+        "lm on vm INVALID_ARGUMENT",
+    ]
+
+
+MULTIMODAL_PROGRAM = _with_model(
+    "/sax/test/mm",
+    "sax_gateway.testing.TestMultimodal",
+    """
+    from saxml.protobuf import multimodal_pb2 as mm  # upstream's generated module path
+
+    model = sax.Model("/sax/test/mm").MM()
+    items = [mm.DataItem(text="hello"), mm.DataItem(image_bytes=b"\\x89PNG....")]
+    generated = model.Generate(mm.GenerateRequest(items=items))
+    print("generate", [[i.text for i in r.items] for r in generated.results])
+    scored = model.Score(request=mm.ScoreRequest(prefix_items=items[:1], suffix_items=items[1:]))
+    print("score", len(scored.results), scored.results[0].score <= 0)
+    embedded = model.Embed(mm.EmbedRequest(items=items))
+    print("embed", len(embedded.embedding.values))
+    try:
+        sax.Model("/sax/test/mm").LM().Generate("not multimodal")
+    except Exception as error:
+        print("lm on mm", error.status.code().name)
+    """,
+)
+
+
+async def test_multimodal_model(cell: RunningCell) -> None:
+    assert await _run(MULTIMODAL_PROGRAM, cell) == [
+        "generate [['saw text(5) image_bytes(8)']]",
+        "score 1 True",
+        "embed 8",
+        "lm on mm INVALID_ARGUMENT",
     ]
 
 
@@ -102,6 +213,12 @@ def test_model_options_behave_like_upstream() -> None:
     assert call.timeout == 2.5
     assert dict(call.extra_inputs) == {"temperature": 1.0}
     assert dict(call.extra_tensors) == {"soft": [1.0, 2.0]}
+    proto = options.ToProto()
+    assert isinstance(proto, common_pb2.ExtraInputs)
+    assert dict(proto.items) == {"temperature": 1.0}
+    assert list(proto.tensors["soft"].values) == [1.0, 2.0]
+    assert dict(proto.strings) == {"s": "v"}
+    assert facade.ModelOptions().ToProto() == common_pb2.ExtraInputs()
     copied = options.__copy__()
     copied.SetExtraInput("temperature", 2)
     assert options.GetExtraInput("temperature") == 1.0

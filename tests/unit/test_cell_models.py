@@ -36,6 +36,7 @@ def test_registry_paths() -> None:
         "sax_gateway.testing.TestAudio",
         "sax_gateway.testing.TestCustom",
         "sax_gateway.testing.TestLM",
+        "sax_gateway.testing.TestMultimodal",
         "sax_gateway.testing.TestVision",
         SEED_LM,
     )

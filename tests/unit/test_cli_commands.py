@@ -16,7 +16,7 @@ USAGES = {
     "ls": "[ID]",
     "publish": "ID MODEL_PATH CHECKPOINT REPLICAS [k=v ...]",
     "unpublish": "ID",
-    "update": "ID [--model-path P] [--checkpoint C] [--replicas N] [k=v ...]",
+    "update": "ID [--model-path P] [--checkpoint C] [--replicas N] [--clear-overrides] [k=v ...]",
     "stats": "[ID]",
     "watch": "ID",
     "wait": "ID [REPLICAS]",
@@ -173,3 +173,54 @@ def test_every_family_registers_its_commands() -> None:
         assert [n for n in USAGES if n.startswith(prefix)] == [
             n for n in commands if n.startswith(prefix)
         ]
+
+
+def test_global_flags_work_before_the_command() -> None:
+    args = parser().parse_args(["--gateway", "h:1", "--timeout", "3", "--json", "ls", "/sax/x"])
+    assert (args.gateway, args.timeout, args.json, args.id) == ("h:1", 3.0, True, "/sax/x")
+    after = parser().parse_args(["ls", "--gateway", "h:2"])
+    assert (after.gateway, after.timeout, after.json) == ("h:2", None, False)
+    both = parser().parse_args(["--gateway", "h:1", "ls", "--timeout", "4"])
+    assert (both.gateway, both.timeout) == ("h:1", 4.0)
+    default = parser().parse_args(["ls"])
+    assert default.gateway == _common.DEFAULT_GATEWAY
+
+
+def test_a_mistyped_command_gets_did_you_mean(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parser().parse_args(["--gateway", "h:1", "lm.generat", "/sax/test/lm", "q"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-2] == (
+        "saxgw: unknown command 'lm.generat'; did you mean lm.generate or vm.generate "
+        "or lm.gradient?"
+    )
+    assert err[-1] == "`saxgw --help` lists the commands."
+    with pytest.raises(SystemExit):
+        parser().parse_args(["zzz"])
+    assert capsys.readouterr().err.splitlines()[-2] == "saxgw: unknown command 'zzz'"
+
+
+def _help(*command: str) -> str:
+    out = io.StringIO()
+    sub = parser()
+    for name in command:
+        sub = next(a for a in sub._actions if isinstance(a, argparse._SubParsersAction)).choices[
+            name
+        ]
+    sub.print_help(out)
+    return " ".join(out.getvalue().split())
+
+
+def test_help_shows_defaults() -> None:
+    up = _help("up")
+    for shown in (
+        "--port PORT public HTTP/JSON + gRPC port (Envoy) (default: 8888)",
+        "--cell CELL (default: /sax/test)",
+        "--admin-port ADMIN_PORT (default: 10000)",
+        "(default: 60.0)",
+    ):
+        assert shown in up, shown
+    ls = _help("ls")
+    assert "(default: localhost:8888)" in ls
+    assert "(default: None)" not in ls and "(default: False)" not in ls

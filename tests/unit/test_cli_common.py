@@ -75,8 +75,20 @@ def test_fields_align_values() -> None:
     )
 
 
-def test_floats_keep_full_precision() -> None:
-    assert c.floats([0.1, -2.0, 1 / 3]) == "0.1 -2.0 0.3333333333333333"
+def test_floats_print_in_shortest_form() -> None:
+    float32_point_3 = -0.30000001192092896  # -0.3 as Sax sends it (float32)
+    assert c.floats([0.1, -2.0, 1 / 3, -0.1 * 3, float32_point_3, 1e-7, 0.1234567]) == (
+        "0.1 -2 0.3333333333333333 -0.3 -0.3 1e-07 0.1234567"
+    )
+    # Digits that carry information stay (an embedding's doubles round-trip exactly).
+    assert c.floats([0.8259910782799125, -0.11868017865344882]) == (
+        "0.8259910782799125 -0.11868017865344882"
+    )
+
+
+def test_to_json_prints_numbers_in_shortest_form() -> None:
+    message = pb.GenerateResponse(texts=[pb.DecodedText(text="a b c", score=-0.1 * 3)])
+    assert c.to_json(message) == '{"texts": [{"text": "a b c", "score": -0.3}]}'
 
 
 def test_to_json_uses_proto_names_and_prints_defaults() -> None:
@@ -133,6 +145,26 @@ def test_report_without_details() -> None:
     assert c.report(exc, _args(), err) == 1
     assert err.getvalue().splitlines()[0] == "saxgw: INTERNAL: no details"
     assert c.field_violations(exc) == []
+
+
+def test_unimplemented_from_the_cell_is_not_blamed_on_an_old_gateway() -> None:
+    args = _args(id="/sax/test/lm")
+    own = c.hint(grpc.StatusCode.UNIMPLEMENTED, args, details="Method not found!")
+    assert own == "the gateway at gw:1 does not offer this call; is it older than saxgw?"
+    relayed = c.hint(
+        grpc.StatusCode.UNIMPLEMENTED, args, details="model server: method lm.gradient: not found"
+    )
+    assert relayed == (
+        "the Sax cell behind the gateway does not implement this call (see the message above); "
+        "`saxgw ls /sax/test/lm` lists the model's methods"
+    )
+
+
+def test_an_unreachable_cell_is_not_blamed_on_a_missing_gateway() -> None:
+    details = "the admin server of cell /sax/test at 127.0.0.1:10000 is unreachable: refused"
+    assert c.hint(grpc.StatusCode.UNAVAILABLE, _args(), details=details).startswith(
+        "the gateway is up but the Sax cell's admin server is not"
+    )
 
 
 def test_invalid_argument_without_fields_points_at_arguments_and_methods() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 
+import pytest
+
 import gateway.client
 from gateway.client import CallOptions, Client, ClientSettings, sax
 
@@ -57,3 +59,50 @@ def test_facade_has_upstream_names() -> None:
         "SetACL",
     ):
         assert hasattr(sax, name), name
+
+
+# Upstream's keyword names (saxml/client/python/sax.cc, py::arg), so keyword calls carry over.
+UPSTREAM_KEYWORDS = {
+    "LanguageModel.Generate": "text options",
+    "LanguageModel.GenerateStream": "text callback options",
+    "LanguageModel.Score": "prefix suffix options",
+    "LanguageModel.Embed": "text options",
+    "LanguageModel.Gradient": "prefix suffix options",
+    "VisionModel.Classify": "image_bytes options",
+    "VisionModel.TextToImage": "text options",
+    "VisionModel.TextAndImageToImage": "text image_bytes options",
+    "VisionModel.ImageToImage": "text options",
+    "VisionModel.Embed": "image options",
+    "VisionModel.Detect": "image_bytes text boxes options",
+    "VisionModel.ImageToText": "image_bytes text options",
+    "VisionModel.VideoToText": "image_frames text options",
+    "VisionModel.VideoToToken": "image_frames options",
+    "VisionModel.TokenToVideo": "tokens options",
+    "AudioModel.Recognize": "audio_bytes options",
+    "CustomModel.Custom": "request method_name options",
+    "CustomModel.CustomNoException": "request method_name options",
+    "MultimodalModel.Generate": "request options",
+    "MultimodalModel.Score": "request options",
+    "MultimodalModel.Embed": "request options",
+    "Model.MM": "",
+    "Publish": "id model_path checkpoint_path num_replicas overrides options",
+    "Unpublish": "id options",
+    "Update": "id model_path checkpoint_path num_replicas options",
+    "List": "id options",
+    "ListDetail": "id options",
+    "ListAll": "id options",
+    "Stats": "id options",
+    "WaitForReady": "id num_replicas options",
+    "GetACL": "cell_or_model_id method_id options",
+    "SetACL": "cell_or_model_id acl method_id options",
+}
+
+
+@pytest.mark.parametrize(("name", "keywords"), UPSTREAM_KEYWORDS.items())
+def test_facade_takes_upstreams_keyword_names(name: str, keywords: str) -> None:
+    target: object = sax
+    for part in name.split("."):
+        target = getattr(target, part)
+    assert callable(target)
+    parameters = [p for p in inspect.signature(target).parameters if p != "self"]
+    assert parameters == keywords.split()

@@ -33,16 +33,21 @@ _ALLOWED: dict[str, set[str]] = {
     "cell": {"common"},
     "config": {"common", "client"},
     "service": {"common", "client", "config"},
-    "launch": {"common", "client", "cell", "service", "config"},
-    "cli": {"common", "client", "cell", "service", "config", "launch"},
+    "edge": {"common", "client", "config"},
+    "launch": {"common", "client", "cell", "service", "config", "edge"},
+    "cli": {"common", "client", "cell", "service", "config", "launch", "edge"},
     "root": {"common"},
 }
 _ROOT_MODULES = {"gateway", "gateway.naming", "gateway.storage"}
+# The config role: the settings tree and the --config file's loader and its models: section.
+_CONFIG_MODULES = {"gateway.config", "gateway.configfile", "gateway.modelconfig"}
 
 
 def _role(module: str) -> str:
     if module in _ROOT_MODULES:
         return "root"
+    if module in _CONFIG_MODULES:
+        return "config"
     return module.split(".")[1]
 
 
@@ -140,7 +145,7 @@ def test_nothing_named_sax_is_importable() -> None:
     assert "ModuleNotFoundError: No module named 'sax'" in done.stderr
 
 
-_SAX_PROTOS = ("admin", "audio", "common", "custom", "lm", "modelet", "vision")
+_SAX_PROTOS = ("admin", "audio", "common", "custom", "lm", "modelet", "multimodal", "vision")
 
 
 @pytest.mark.parametrize("name", _SAX_PROTOS)

@@ -10,7 +10,7 @@ from typing import Any
 
 import jsonschema_rs
 from google.api import annotations_pb2
-from saxgateway.v1 import gateway_pb2
+from saxgateway.v1 import gateway_pb2, openai_pb2
 
 from gateway.launch.envoy import EnvoySettings, openapi_document, render
 
@@ -20,8 +20,13 @@ SCHEMAS: dict[str, Any] = DOC["components"]["schemas"]
 SERVICE = gateway_pb2.DESCRIPTOR.services_by_name["SaxGateway"]
 
 
-def _operations() -> list[tuple[str, str, dict[str, Any]]]:
-    return [(path, verb, op) for path, ops in DOC["paths"].items() for verb, op in ops.items()]
+def _operations(tag: str = "SaxGateway") -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (path, verb, op)
+        for path, ops in DOC["paths"].items()
+        for verb, op in ops.items()
+        if op["tags"] == [tag]
+    ]
 
 
 def _props(name: str) -> dict[str, Any]:
@@ -168,3 +173,33 @@ def test_error_examples_are_errors() -> None:
     for example in SCHEMAS["Error"]["examples"]:
         _validate(example, SCHEMAS["Error"])
     assert SCHEMAS["Error"]["examples"][1]["details"][0]["@type"].endswith("BadRequest")
+
+
+def test_openapi_describes_the_openai_routes_with_their_json() -> None:
+    ops = {(path, verb): op for path, verb, op in _operations("OpenAIGateway")}
+    assert set(ops) == {
+        ("/v1/models", "get"),
+        ("/v1/models/{model}", "get"),
+        ("/v1/models/sax/{cell}/{name}", "get"),
+        ("/v1/completions", "post"),
+        ("/v1/chat/completions", "post"),
+        ("/v1/embeddings", "post"),
+    }
+    methods = {op["x-grpc-method"].rsplit("/", 1)[1] for op in ops.values()}
+    assert methods == set(openai_pb2.DESCRIPTOR.services_by_name["OpenAIGateway"].methods_by_name)
+    chat = ops[("/v1/chat/completions", "post")]
+    body = chat["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert SCHEMAS[body.rsplit("/", 1)[1]]["required"] == ["model", "messages"]
+    ok = chat["responses"]["200"]["content"]
+    assert ok["text/event-stream"]["x-sse-data"] == {
+        "$ref": "#/components/schemas/openai.ChatCompletionChunk"
+    }
+    for op in ops.values():
+        error = op["responses"]["default"]["content"]["application/json"]["schema"]
+        assert error == {"$ref": "#/components/schemas/openai.Error"}
+    assert SCHEMAS["openai.Error"]["properties"]["error"]["required"] == [
+        "message",
+        "type",
+        "param",
+        "code",
+    ]

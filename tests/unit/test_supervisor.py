@@ -6,7 +6,9 @@ import sys
 import time
 
 from gateway.launch.processes import ProcessGroup
-from gateway.launch.supervisor import FIRST_DELAY_S, Supervisor
+from gateway.launch.supervisor import RestartSettings, Supervisor
+
+FIRST_DELAY_S = 0.2
 
 
 def _tick_until(supervisor: Supervisor, name: str, restarts: int, timeout: float = 30) -> None:
@@ -24,7 +26,9 @@ def test_a_child_that_exits_is_restarted_with_backoff_and_logged() -> None:
         group.start("crasher", [sys.executable, "-c", "raise SystemExit(3)"])
         group.start("steady", [sys.executable, "-c", "import time; time.sleep(60)"])
         steady = dict(group.children)["steady"].pid
-        supervisor = Supervisor(group, report=lines.append)
+        supervisor = Supervisor(
+            group, RestartSettings(first_delay=FIRST_DELAY_S), report=lines.append
+        )
         _tick_until(supervisor, "crasher", 2)
     finally:
         group.stop()

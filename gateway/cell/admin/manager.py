@@ -42,6 +42,17 @@ class _Published:
     ready: ReadyCounter
     #: Until then (monotonic) no new replicas: servers that have it may still re-join.
     adopt_until: float = 0.0
+    #: Method names its servers reported; saved in state.proto as upstream does.
+    methods: frozenset[str] = frozenset()
+
+
+def _needs_reload(old: admin_pb2.Model, new: admin_pb2.Model) -> bool:
+    """Whether the servers must load the model again for the change to take effect."""
+    return (
+        old.model_path != new.model_path
+        or old.checkpoint_path != new.checkpoint_path
+        or dict(old.overrides) != dict(new.overrides)
+    )
 
 
 class Manager:
@@ -54,6 +65,7 @@ class Manager:
         # Unpublished models whose unloads are not issued yet: their names are not reusable.
         self._unpublishing: set[str] = set()
         self._lock = asyncio.Lock()  # serialises state changes and their saves
+        self._methods_changed = False  # a model's method names are not saved yet
         self._kick = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
 
@@ -61,9 +73,14 @@ class Manager:
 
     async def start(self) -> None:
         state = await self._files.read_state(self._fs_root)
-        adopt_until = time.monotonic() + self._settings.server_dead_after
+        wait = self._settings.adopt_wait
+        adopt_until = time.monotonic() + (
+            self._settings.server_dead_after if wait is None else wait
+        )
         for spec in state.models:
-            self._models[spec.model_id] = self._new_entry(spec, adopt_until=adopt_until)
+            entry = self._new_entry(spec, adopt_until=adopt_until)
+            entry.methods = frozenset(spec.method_names)
+            self._models[spec.model_id] = entry
         _log.info("restored %d published models", len(state.models))
         self._loop_task = asyncio.create_task(self._refresh_loop(), name="admin refresh")
 
@@ -113,12 +130,16 @@ class Manager:
             spec.CopyFrom(model)
             spec.ClearField("method_names")
             spec.uuid = entry.spec.uuid
+            spec.method_names.extend(sorted(entry.methods))
             await self._save([spec if s.model_id == spec.model_id else s for s in self._specs()])
+            reload = _needs_reload(entry.spec, spec)
             entry.spec = spec
-            for modelet in self._modelets.values():
-                modelet.update(spec)
-        _log.info("updated %s", spec.model_id)
+            applied = [m.update(spec, reload=reload) for m in self._modelets.values()]
+        _log.info("updated %s%s", spec.model_id, " (reloading)" if reload else "")
         self._kick.set()
+        # Answer once the servers have the new definition, so the next call sees it.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*applied), self._settings.rpc_timeout)
 
     async def unpublish(self, model_id: str) -> None:
         async with self._lock:
@@ -126,10 +147,15 @@ class Manager:
             await self._save([s for s in self._specs() if s.model_id != model_id])
             del self._models[model_id]
             self._unpublishing.add(model_id)
+            # Unload at once rather than at the next refresh, and answer once the servers
+            # dropped it: then no gateway's next call finds the model still served.
+            dropped = [m.unload(model_id) for m in self._modelets.values() if model_id in m.wanted]
         entry.addresses.close()
         entry.ready.close()
         _log.info("unpublished %s", model_id)
         self._kick.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*dropped), self._settings.rpc_timeout)
 
     def _specs(self) -> list[admin_pb2.Model]:
         return [entry.spec for entry in self._models.values()]
@@ -157,19 +183,30 @@ class Manager:
         return [self._published(mid, self._get(mid)) for mid in ids]
 
     def _published(self, model_id: str, entry: _Published) -> admin_pb2.PublishedModel:
+        # Only servers that loaded the model count: one that failed to load is no replica.
         servers = [s for s in self._servers_of(model_id) if s.serving(model_id)]
-        methods: set[str] = set()
-        for server in servers:
-            seen = server.seen.get(model_id)
-            if seen is not None:
-                methods |= seen.methods
+        self._learn_methods(model_id, entry)
         model = admin_pb2.Model()
         model.CopyFrom(entry.spec)
         model.ClearField("uuid")  # upstream keeps the deployment ID to itself
-        model.method_names.extend(sorted(methods))
+        model.ClearField("method_names")
+        model.method_names.extend(sorted(entry.methods))
         return admin_pb2.PublishedModel(
             model=model, modelet_addresses=sorted(s.data_address for s in servers)
         )
+
+    def _learn_methods(self, model_id: str, entry: _Published) -> None:
+        methods = set(entry.methods)
+        for server in self._servers_of(model_id):
+            seen = server.seen.get(model_id)
+            if seen is not None:
+                methods |= seen.methods
+        if methods != entry.methods:
+            entry.methods = frozenset(methods)
+            entry.spec.ClearField("method_names")
+            entry.spec.method_names.extend(sorted(methods))
+            self._methods_changed = True
+            self._kick.set()  # the refresh saves them
 
     def _servers_of(self, model_id: str) -> list[ModeletConnection]:
         return [m for m in self._modelets.values() if model_id in m.wanted]
@@ -272,6 +309,10 @@ class Manager:
             if modelet.dormant:
                 modelet.wake_up()
         self._views_changed()
+        if self._methods_changed:
+            async with self._lock:
+                self._methods_changed = False
+                await self._save(self._specs())
 
     async def _drop(self, modelet: ModeletConnection) -> None:
         if self._modelets.get(modelet.address) is modelet:
@@ -315,6 +356,7 @@ class Manager:
             serving = [m for m in self._modelets.values() if m.serving(model_id)]
             entry.addresses.sync_to({m.data_address for m in serving})
             entry.ready.set(len(serving))
+            self._learn_methods(model_id, entry)
             failures = [
                 f"{m.address}: {m.failed[model_id]}"
                 for m in self._modelets.values()

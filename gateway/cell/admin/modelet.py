@@ -116,17 +116,46 @@ class ModeletConnection:
         self.wanted[model.model_id] = model
         self._queue.put_nowait(lambda: self._load(model))
 
-    def update(self, model: admin_pb2.Model) -> None:
-        if model.model_id in self.wanted:
-            self.wanted[model.model_id] = model
-            self._queue.put_nowait(lambda: self._update_loaded(model))
+    def update(self, model: admin_pb2.Model, *, reload: bool) -> asyncio.Future[None]:
+        """Applies a changed definition: ``reload`` (new path, checkpoint or overrides)
+        unloads and loads the model again, as upstream's checkpoint update does; otherwise
+        only its ACLs change in place. The future is done once the server has it."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if model.model_id not in self.wanted:
+            done.set_result(None)
+            return done
+        self.wanted[model.model_id] = model
+        change = self._reload if reload else self._update_loaded
 
-    def unload(self, model_id: str) -> None:
+        async def action() -> None:
+            try:
+                await change(model)
+            finally:
+                if not done.done():
+                    done.set_result(None)
+
+        self._queue.put_nowait(action)
+        return done
+
+    def unload(self, model_id: str) -> asyncio.Future[None]:
+        """Unloads the model; the future is done once the server has dropped it."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         model = self.wanted.pop(model_id, None)
         self.acked.pop(model_id, None)
         self.failed.pop(model_id, None)
-        if model is not None:
-            self._queue.put_nowait(lambda: self._unload(model))
+        if model is None:
+            done.set_result(None)
+            return done
+
+        async def action() -> None:
+            try:
+                await self._unload(model)
+            finally:
+                if not done.done():
+                    done.set_result(None)
+
+        self._queue.put_nowait(action)
+        return done
 
     def wake_up(self) -> None:
         self._queue.put_nowait(self._wake_up)
@@ -183,6 +212,12 @@ class ModeletConnection:
         _log.info("loaded %s onto %s", model.model_id, self.address)
         # Learn the model's method names now rather than at the next poll, so List shows them.
         await self.poll()
+
+    async def _reload(self, model: admin_pb2.Model) -> None:
+        _log.info("reloading %s on %s", model.model_id, self.address)
+        self.acked.pop(model.model_id, None)
+        await self._unload(model)
+        await self._load(model)
 
     async def _update_loaded(self, model: admin_pb2.Model) -> None:
         await self._stub.UpdateLoaded(

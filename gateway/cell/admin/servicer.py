@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import grpc
-from saxml.protobuf import admin_pb2, admin_pb2_grpc
+from saxml.protobuf import admin_pb2 as pb
+from saxml.protobuf import admin_pb2_grpc
 
 from gateway.cell._errors import unary_errors
 from gateway.cell.admin import validation
 from gateway.cell.admin.manager import Manager
+
+Ctx: TypeAlias = grpc.aio.ServicerContext
 
 
 class AdminServicer(admin_pb2_grpc.AdminServicer):  # type: ignore[misc,unused-ignore]
@@ -17,49 +22,37 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):  # type: ignore[misc,unused-i
         self._server_id = server_id
 
     @unary_errors
-    async def Publish(
-        self, request: admin_pb2.PublishRequest, context: grpc.aio.ServicerContext
-    ) -> admin_pb2.PublishResponse:
+    async def Publish(self, request: pb.PublishRequest, context: Ctx) -> pb.PublishResponse:
         validation.check_model(request.model, self._cell)
         await self._manager.publish(request.model)
-        return admin_pb2.PublishResponse()
+        return pb.PublishResponse()
 
     @unary_errors
-    async def Update(
-        self, request: admin_pb2.UpdateRequest, context: grpc.aio.ServicerContext
-    ) -> admin_pb2.UpdateResponse:
+    async def Update(self, request: pb.UpdateRequest, context: Ctx) -> pb.UpdateResponse:
         validation.check_model(request.model, self._cell)
         await self._manager.update(request.model)
-        return admin_pb2.UpdateResponse()
+        return pb.UpdateResponse()
 
     @unary_errors
-    async def Unpublish(
-        self, request: admin_pb2.UnpublishRequest, context: grpc.aio.ServicerContext
-    ) -> admin_pb2.UnpublishResponse:
+    async def Unpublish(self, request: pb.UnpublishRequest, context: Ctx) -> pb.UnpublishResponse:
         validation.check_model_in_cell(request.model_id, self._cell)
         await self._manager.unpublish(request.model_id)
-        return admin_pb2.UnpublishResponse()
+        return pb.UnpublishResponse()
 
     @unary_errors
-    async def List(
-        self, request: admin_pb2.ListRequest, context: grpc.aio.ServicerContext
-    ) -> admin_pb2.ListResponse:
+    async def List(self, request: pb.ListRequest, context: Ctx) -> pb.ListResponse:
         if request.model_id:
             validation.check_model_in_cell(request.model_id, self._cell)
-        return admin_pb2.ListResponse(published_models=self._manager.list_models(request.model_id))
+        return pb.ListResponse(published_models=self._manager.list_models(request.model_id))
 
     @unary_errors
-    async def Stats(
-        self, request: admin_pb2.StatsRequest, context: grpc.aio.ServicerContext
-    ) -> admin_pb2.StatsResponse:
+    async def Stats(self, request: pb.StatsRequest, context: Ctx) -> pb.StatsResponse:
         if request.model_id:
             validation.check_model_in_cell(request.model_id, self._cell)
         return self._manager.stats(request.model_id)
 
     @unary_errors
-    async def WatchLoc(
-        self, request: admin_pb2.WatchLocRequest, context: grpc.aio.ServicerContext
-    ) -> admin_pb2.WatchLocResponse:
+    async def WatchLoc(self, request: pb.WatchLocRequest, context: Ctx) -> pb.WatchLocResponse:
         validation.check_watch(request)
         # A caller that last talked to another incarnation gets the full set at once (upstream
         # restarts it from seqno 0, which can block on a model that has no servers yet).
@@ -68,20 +61,18 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):  # type: ignore[misc,unused-i
             full=request.admin_server_id != self._server_id,
             seqno=request.seqno,
         )
-        return admin_pb2.WatchLocResponse(admin_server_id=self._server_id, result=result.to_proto())
+        return pb.WatchLocResponse(admin_server_id=self._server_id, result=result.to_proto())
 
     @unary_errors
     async def WaitForReady(
-        self, request: admin_pb2.WaitForReadyRequest, context: grpc.aio.ServicerContext
-    ) -> admin_pb2.WaitForReadyResponse:
+        self, request: pb.WaitForReadyRequest, context: Ctx
+    ) -> pb.WaitForReadyResponse:
         validation.check_model_in_cell(request.model_id, self._cell)
         await self._manager.wait_for_ready(request.model_id, request.num_replicas)
-        return admin_pb2.WaitForReadyResponse()
+        return pb.WaitForReadyResponse()
 
     @unary_errors
-    async def Join(
-        self, request: admin_pb2.JoinRequest, context: grpc.aio.ServicerContext
-    ) -> admin_pb2.JoinResponse:
+    async def Join(self, request: pb.JoinRequest, context: Ctx) -> pb.JoinResponse:
         validation.check_join(request)
         await self._manager.join(request)
-        return admin_pb2.JoinResponse()
+        return pb.JoinResponse()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import grpc
 from saxml.protobuf import admin_pb2
 
-from gateway.cell._errors import invalid_argument
+from gateway.cell._errors import cell_error, invalid_argument
 from gateway.cell.models import check_overrides
 from gateway.common import limits as lim
 from gateway.common.names import check_checkpoint, check_model_path, parse_model_id
@@ -77,9 +78,12 @@ def check_bounds(model: admin_pb2.Model) -> None:
 
 
 def check_update(previous: admin_pb2.Model, change: admin_pb2.Model) -> None:
-    if previous.model_path != change.model_path:
-        raise invalid_argument(
-            f"model path can't be changed (from {previous.model_path!r} to {change.model_path!r})"
+    # Model path, checkpoint and overrides may change (the model is reloaded); what names the
+    # deployment may not.
+    if change.uuid and change.uuid != previous.uuid:
+        raise cell_error(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "uuid can't be changed: it names this deployment of the model",
         )
 
 

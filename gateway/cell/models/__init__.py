@@ -7,6 +7,7 @@
 | sax_gateway.testing.TestVision                          | vm     | hash-based vision stand-in  |
 | sax_gateway.testing.TestAudio                           | am     | hash-based speech stand-in  |
 | sax_gateway.testing.TestCustom                          | custom | echo                        |
+| sax_gateway.testing.TestMultimodal                      | mm     | describes and hashes items  |
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from gateway.cell._errors import invalid_argument
-from gateway.cell.models import media, random_lm, test_lm
+from gateway.cell.models import media, multimodal, random_lm, test_lm
 from gateway.cell.models.base import ServableModel
 
 
@@ -35,6 +36,7 @@ _FACTORIES: dict[str, Callable[[LoadSpec], ServableModel]] = {
     media.VISION_PATH: lambda spec: media.TestVision(),
     media.AUDIO_PATH: lambda spec: media.TestAudio(),
     media.CUSTOM_PATH: lambda spec: media.TestCustom(),
+    multimodal.MULTIMODAL_PATH: lambda spec: multimodal.TestMultimodal(),
 }
 
 #: Every model path this package can serve.

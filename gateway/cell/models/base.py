@@ -26,8 +26,22 @@ VM_GENERATE = "vm.generate"  # text to image
 VM_EMBED = "vm.embed"
 VM_DETECT = "vm.detect"
 VM_IMAGE_TO_TEXT = "vm.image_to_text"
+VM_IMAGE_TO_IMAGE = "vm.image_to_image"
+VM_TEXT_AND_IMAGE_TO_IMAGE = "vm.text_and_image_to_image"
+VM_VIDEO_TO_TEXT = "vm.video_to_text"
+VM_VIDEO_TO_TOKEN = "vm.video_to_token"
+VM_TOKEN_TO_VIDEO = "vm.token_to_video"
 AM_RECOGNIZE = "am.recognize"
+MM_GENERATE = "mm.generate"
+MM_SCORE = "mm.score"
+MM_EMBED = "mm.embed"
 CUSTOM = "custom"
+
+
+# A multimodal item, as (kind, value): kind is the sax.server.multimodal.DataItem field set
+# ("text", "image_bytes", "video", ...); value is the text, the bytes, or a nested message's
+# serialized bytes.
+Item = tuple[str, str | bytes]
 
 
 @dataclass(frozen=True)
@@ -96,8 +110,40 @@ class ServableModel:
     async def image_to_text(self, image: bytes, text: str, extra: ExtraInputs) -> list[Hypothesis]:
         raise MethodNotSupported(VM_IMAGE_TO_TEXT)
 
+    async def image_to_image(self, image: bytes, extra: ExtraInputs) -> list[tuple[bytes, float]]:
+        raise MethodNotSupported(VM_IMAGE_TO_IMAGE)
+
+    async def text_and_image_to_image(
+        self, text: str, image: bytes, extra: ExtraInputs
+    ) -> list[tuple[bytes, float]]:
+        raise MethodNotSupported(VM_TEXT_AND_IMAGE_TO_IMAGE)
+
+    async def video_to_text(
+        self, frames: list[bytes], text: str, extra: ExtraInputs
+    ) -> list[Hypothesis]:
+        raise MethodNotSupported(VM_VIDEO_TO_TEXT)
+
+    async def video_to_token(self, frames: list[bytes], extra: ExtraInputs) -> list[float]:
+        raise MethodNotSupported(VM_VIDEO_TO_TOKEN)
+
+    async def token_to_video(self, tokens: list[float], extra: ExtraInputs) -> list[bytes]:
+        raise MethodNotSupported(VM_TOKEN_TO_VIDEO)
+
     async def recognize(self, audio: bytes, extra: ExtraInputs) -> list[Hypothesis]:
         raise MethodNotSupported(AM_RECOGNIZE)
+
+    async def mm_generate(
+        self, items: list[Item], extra: ExtraInputs
+    ) -> list[tuple[list[Item], float]]:
+        raise MethodNotSupported(MM_GENERATE)
+
+    async def mm_score(
+        self, prefix: list[Item], suffix: list[Item], extra: ExtraInputs
+    ) -> list[float]:
+        raise MethodNotSupported(MM_SCORE)
+
+    async def mm_embed(self, items: list[Item], extra: ExtraInputs) -> list[float]:
+        raise MethodNotSupported(MM_EMBED)
 
     async def custom(self, method: str, request: bytes, extra: ExtraInputs) -> bytes:
         raise MethodNotSupported(CUSTOM)

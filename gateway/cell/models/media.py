@@ -1,9 +1,11 @@
 """Small vision, audio and custom stand-ins, so every data family works end to end.
 
-`sax_gateway.testing.TestVision` (vm.classify, vm.generate, vm.embed, vm.detect,
-vm.image_to_text): results are a pure function of the input bytes. Classify ranks a fixed
-label set by a hash of the image; text-to-image returns an 8x8 PNG whose colours come from the
-text; detect returns one box per query text (or one "object" box).
+`sax_gateway.testing.TestVision` (every vm.* method): results are a pure function of the
+input bytes. Classify ranks a fixed label set by a hash of the image; text-to-image (and
+image-to-image, text-and-image-to-image) returns an 8x8 PNG whose colours come from the input;
+detect returns one box per query text (or one "object" box); a video is a list of encoded
+frames, captioned by its first frame; video-to-token gives 4 tokens per frame and
+token-to-video one frame per 4 tokens.
 
 `sax_gateway.testing.TestAudio` (am.recognize): a WAV file is transcribed as "<n> seconds of
 audio" followed by words chosen from its bytes; other bytes are treated as 16 kHz 16-bit PCM.
@@ -25,7 +27,12 @@ from gateway.cell.models.base import (
     VM_DETECT,
     VM_EMBED,
     VM_GENERATE,
+    VM_IMAGE_TO_IMAGE,
     VM_IMAGE_TO_TEXT,
+    VM_TEXT_AND_IMAGE_TO_IMAGE,
+    VM_TOKEN_TO_VIDEO,
+    VM_VIDEO_TO_TEXT,
+    VM_VIDEO_TO_TOKEN,
     ExtraInputs,
     Hypothesis,
     ServableModel,
@@ -39,10 +46,33 @@ CUSTOM_PATH = "sax_gateway.testing.TestCustom"
 LABELS = ("cat", "dog", "bird", "car", "tree", "house", "boat", "flower", "person", "cloud")
 _WORDS = ("hello", "world", "sax", "model", "audio", "test", "river", "light", "stone", "green")
 _IMAGE_SIDE = 8
+TOKENS_PER_FRAME = 4
+
+
+def _png(*parts: bytes | str | int) -> bytes:
+    """An 8x8 PNG whose colours are a hash of ``parts``."""
+    size = _IMAGE_SIDE * _IMAGE_SIDE * 3
+    pixels = b""
+    while len(pixels) < size:
+        pixels += digest("image", *parts, len(pixels))
+    return png_rgb(_IMAGE_SIDE, _IMAGE_SIDE, pixels[:size])
 
 
 class TestVision(ServableModel):
-    method_names = frozenset({VM_CLASSIFY, VM_GENERATE, VM_EMBED, VM_DETECT, VM_IMAGE_TO_TEXT})
+    method_names = frozenset(
+        {
+            VM_CLASSIFY,
+            VM_GENERATE,
+            VM_EMBED,
+            VM_DETECT,
+            VM_IMAGE_TO_TEXT,
+            VM_IMAGE_TO_IMAGE,
+            VM_TEXT_AND_IMAGE_TO_IMAGE,
+            VM_VIDEO_TO_TEXT,
+            VM_VIDEO_TO_TOKEN,
+            VM_TOKEN_TO_VIDEO,
+        }
+    )
 
     async def classify(self, image: bytes, extra: ExtraInputs) -> list[Hypothesis]:
         raw = unit_floats(len(LABELS), "classify", image)
@@ -50,11 +80,7 @@ class TestVision(ServableModel):
         return [Hypothesis(label, round((value + 1) / 2, 6)) for value, label in ranked]
 
     async def text_to_image(self, text: str, extra: ExtraInputs) -> list[tuple[bytes, float]]:
-        pixels = b""
-        while len(pixels) < _IMAGE_SIDE * _IMAGE_SIDE * 3:
-            pixels += digest("image", text, len(pixels))
-        image = png_rgb(_IMAGE_SIDE, _IMAGE_SIDE, pixels[: _IMAGE_SIDE * _IMAGE_SIDE * 3])
-        return [(image, -0.5)]
+        return [(_png(text), -0.5)]
 
     async def embed_image(self, image: bytes, extra: ExtraInputs) -> list[float]:
         return unit_floats(8, "embed", image)
@@ -70,6 +96,29 @@ class TestVision(ServableModel):
         (top, *_) = await self.classify(image, extra)
         caption = f"a picture of a {top.text}"
         return [Hypothesis(f"{text} {caption}".strip(), top.score)]
+
+    async def image_to_image(self, image: bytes, extra: ExtraInputs) -> list[tuple[bytes, float]]:
+        return [(_png(image), -0.5)]
+
+    async def text_and_image_to_image(
+        self, text: str, image: bytes, extra: ExtraInputs
+    ) -> list[tuple[bytes, float]]:
+        return [(_png(text, image), -0.5)]
+
+    async def video_to_text(
+        self, frames: list[bytes], text: str, extra: ExtraInputs
+    ) -> list[Hypothesis]:
+        if not frames:
+            return [Hypothesis(f"{text} an empty video".strip(), 0.0)]
+        (first, *_) = await self.image_to_text(frames[0], text, extra)
+        return [Hypothesis(f"{first.text}, {len(frames)} frame(s)", first.score)]
+
+    async def video_to_token(self, frames: list[bytes], extra: ExtraInputs) -> list[float]:
+        return [v for frame in frames for v in unit_floats(TOKENS_PER_FRAME, "token", frame)]
+
+    async def token_to_video(self, tokens: list[float], extra: ExtraInputs) -> list[bytes]:
+        chunks = range(0, len(tokens), TOKENS_PER_FRAME)
+        return [_png(repr(tokens[i : i + TOKENS_PER_FRAME])) for i in chunks]
 
 
 class TestAudio(ServableModel):

@@ -4,8 +4,8 @@ supports the method, and turns the model's plain-Python answer into Sax's reply.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
-from typing import TypeAlias
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Protocol, TypeAlias, TypeVar
 
 import grpc
 from saxml.protobuf import (
@@ -22,29 +22,97 @@ from saxml.protobuf import (
 
 from gateway.cell._errors import stream_errors, unary_errors
 from gateway.cell.models import base
-from gateway.cell.models.base import ExtraInputs
+from gateway.cell.models.base import ExtraInputs, Hypothesis, ServableModel
 from gateway.cell.modelserver.loaded import LoadedModels
 
 Context: TypeAlias = grpc.aio.ServicerContext
+_T = TypeVar("_T")
+_Resp = TypeVar("_Resp")
 
 
 def _extra(proto: common_pb2.ExtraInputs) -> ExtraInputs:
     return ExtraInputs(floats=dict(proto.items), strings=dict(proto.strings))
 
 
-class LMServicer(lm_pb2_grpc.LMServiceServicer):  # type: ignore[misc,unused-ignore]
+class _DataRequest(Protocol):
+    @property
+    def model_key(self) -> str: ...
+    @property
+    def extra_inputs(self) -> common_pb2.ExtraInputs: ...
+
+
+_Req = TypeVar("_Req", bound=_DataRequest)
+
+
+class DataServicer:
     def __init__(self, *, loaded: LoadedModels) -> None:
         self._loaded = loaded
 
+
+def forward(
+    request_type: type[_Req],
+    method: str,
+    call: Callable[[_Req, ServableModel, ExtraInputs], Awaitable[_T]],
+    reply: Callable[[_T], _Resp],
+) -> Callable[[DataServicer, _Req, Context], Awaitable[_Resp]]:
+    """A unary RPC: find the loaded model (counted under ``method``), call it, build the reply.
+
+    Every unary data method of every service is one such line; ``request_type`` only fixes the
+    types the two functions see."""
+
     @unary_errors
-    async def Generate(
-        self, request: lm_pb2.GenerateRequest, context: Context
-    ) -> lm_pb2.GenerateResponse:
-        with self._loaded.call(request.model_key, base.LM_GENERATE) as model:
-            hyps = await model.generate(request.text, _extra(request.extra_inputs))
-        return lm_pb2.GenerateResponse(
-            texts=[lm_pb2.DecodedText(text=h.text, score=h.score) for h in hyps]
-        )
+    async def rpc(self: DataServicer, request: _Req, context: Context) -> _Resp:
+        with self._loaded.call(request.model_key, method) as model:
+            return reply(await call(request, model, _extra(request.extra_inputs)))
+
+    return rpc
+
+
+def _lm_texts(hyps: list[Hypothesis]) -> list[lm_pb2.DecodedText]:
+    return [lm_pb2.DecodedText(text=h.text, score=h.score) for h in hyps]
+
+
+def _vm_texts(hyps: list[Hypothesis]) -> list[vision_pb2.DecodedText]:
+    return [vision_pb2.DecodedText(text=h.text, score=h.score) for h in hyps]
+
+
+def _generations(images: list[tuple[bytes, float]]) -> list[vision_pb2.ImageGenerations]:
+    return [vision_pb2.ImageGenerations(image=data, score=score) for data, score in images]
+
+
+def _gradient_reply(result: tuple[list[float], dict[str, list[float]]]) -> lm_pb2.GradientResponse:
+    scores, gradients = result
+    reply = lm_pb2.GradientResponse(score=scores)
+    for name, values in gradients.items():
+        reply.gradients[name].values.extend(values)
+    return reply
+
+
+class LMServicer(DataServicer, lm_pb2_grpc.LMServiceServicer):  # type: ignore[misc,unused-ignore]
+    Generate = forward(
+        lm_pb2.GenerateRequest,
+        base.LM_GENERATE,
+        lambda r, model, x: model.generate(r.text, x),
+        lambda hyps: lm_pb2.GenerateResponse(texts=_lm_texts(hyps)),
+    )
+    Score = forward(
+        lm_pb2.ScoreRequest,
+        base.LM_SCORE,
+        lambda r, model, x: model.score(r.prefix, list(r.suffix), x),
+        lambda logp: lm_pb2.ScoreResponse(logp=logp),
+    )
+    Embed = forward(
+        lm_pb2.EmbedRequest,
+        base.LM_EMBED,
+        lambda r, model, x: model.embed_text(r.text, x),
+        lambda vector: lm_pb2.EmbedResponse(embedding=vector),
+    )
+    Gradient = forward(
+        lm_pb2.GradientRequest,
+        base.LM_GRADIENT,
+        lambda r, model, x: model.gradient(r.prefix, r.suffix, x),
+        _gradient_reply,
+    )
 
     @stream_errors
     async def GenerateStream(
@@ -77,114 +145,85 @@ class LMServicer(lm_pb2_grpc.LMServiceServicer):  # type: ignore[misc,unused-ign
                 self._loaded.record_cancellation(key, tokens_sent=sent)
                 raise
 
-    @unary_errors
-    async def Score(self, request: lm_pb2.ScoreRequest, context: Context) -> lm_pb2.ScoreResponse:
-        with self._loaded.call(request.model_key, base.LM_SCORE) as model:
-            logp = await model.score(
-                request.prefix, list(request.suffix), _extra(request.extra_inputs)
-            )
-        return lm_pb2.ScoreResponse(logp=logp)
 
-    @unary_errors
-    async def Embed(self, request: lm_pb2.EmbedRequest, context: Context) -> lm_pb2.EmbedResponse:
-        with self._loaded.call(request.model_key, base.LM_EMBED) as model:
-            vector = await model.embed_text(request.text, _extra(request.extra_inputs))
-        return lm_pb2.EmbedResponse(embedding=vector)
-
-    @unary_errors
-    async def Gradient(
-        self, request: lm_pb2.GradientRequest, context: Context
-    ) -> lm_pb2.GradientResponse:
-        with self._loaded.call(request.model_key, base.LM_GRADIENT) as model:
-            scores, gradients = await model.gradient(
-                request.prefix, request.suffix, _extra(request.extra_inputs)
-            )
-        reply = lm_pb2.GradientResponse(score=scores)
-        for name, values in gradients.items():
-            reply.gradients[name].values.extend(values)
-        return reply
-
-
-class VisionServicer(vision_pb2_grpc.VisionServiceServicer):  # type: ignore[misc,unused-ignore]
-    def __init__(self, *, loaded: LoadedModels) -> None:
-        self._loaded = loaded
-
-    @unary_errors
-    async def Classify(
-        self, request: vision_pb2.ClassifyRequest, context: Context
-    ) -> vision_pb2.ClassifyResponse:
-        with self._loaded.call(request.model_key, base.VM_CLASSIFY) as model:
-            hyps = await model.classify(request.image_bytes, _extra(request.extra_inputs))
-        return vision_pb2.ClassifyResponse(
-            texts=[vision_pb2.DecodedText(text=h.text, score=h.score) for h in hyps]
-        )
-
-    @unary_errors
-    async def TextToImage(
-        self, request: vision_pb2.TextToImageRequest, context: Context
-    ) -> vision_pb2.TextToImageResponse:
-        with self._loaded.call(request.model_key, base.VM_GENERATE) as model:
-            images = await model.text_to_image(request.text, _extra(request.extra_inputs))
-        return vision_pb2.TextToImageResponse(
-            images=[vision_pb2.ImageGenerations(image=data, score=score) for data, score in images]
-        )
-
-    @unary_errors
-    async def Embed(
-        self, request: vision_pb2.EmbedRequest, context: Context
-    ) -> vision_pb2.EmbedResponse:
-        with self._loaded.call(request.model_key, base.VM_EMBED) as model:
-            vector = await model.embed_image(request.image_bytes, _extra(request.extra_inputs))
-        return vision_pb2.EmbedResponse(embedding=vector)
-
-    @unary_errors
-    async def Detect(
-        self, request: vision_pb2.DetectRequest, context: Context
-    ) -> vision_pb2.DetectResponse:
-        with self._loaded.call(request.model_key, base.VM_DETECT) as model:
-            boxes = await model.detect(
-                request.image_bytes, list(request.text), _extra(request.extra_inputs)
-            )
-        return vision_pb2.DetectResponse(bounding_boxes=[box.to_proto() for box in boxes])
-
-    @unary_errors
-    async def ImageToText(
-        self, request: vision_pb2.ImageToTextRequest, context: Context
-    ) -> vision_pb2.ImageToTextResponse:
-        with self._loaded.call(request.model_key, base.VM_IMAGE_TO_TEXT) as model:
-            hyps = await model.image_to_text(
-                request.image_bytes, request.text, _extra(request.extra_inputs)
-            )
-        return vision_pb2.ImageToTextResponse(
-            texts=[vision_pb2.DecodedText(text=h.text, score=h.score) for h in hyps]
-        )
+class VisionServicer(DataServicer, vision_pb2_grpc.VisionServiceServicer):  # type: ignore[misc,unused-ignore]
+    Classify = forward(
+        vision_pb2.ClassifyRequest,
+        base.VM_CLASSIFY,
+        lambda r, model, x: model.classify(r.image_bytes, x),
+        lambda hyps: vision_pb2.ClassifyResponse(texts=_vm_texts(hyps)),
+    )
+    TextToImage = forward(
+        vision_pb2.TextToImageRequest,
+        base.VM_GENERATE,
+        lambda r, model, x: model.text_to_image(r.text, x),
+        lambda images: vision_pb2.TextToImageResponse(images=_generations(images)),
+    )
+    Embed = forward(
+        vision_pb2.EmbedRequest,
+        base.VM_EMBED,
+        lambda r, model, x: model.embed_image(r.image_bytes, x),
+        lambda vector: vision_pb2.EmbedResponse(embedding=vector),
+    )
+    Detect = forward(
+        vision_pb2.DetectRequest,
+        base.VM_DETECT,
+        lambda r, model, x: model.detect(r.image_bytes, list(r.text), x),
+        lambda boxes: vision_pb2.DetectResponse(bounding_boxes=[b.to_proto() for b in boxes]),
+    )
+    ImageToText = forward(
+        vision_pb2.ImageToTextRequest,
+        base.VM_IMAGE_TO_TEXT,
+        lambda r, model, x: model.image_to_text(r.image_bytes, r.text, x),
+        lambda hyps: vision_pb2.ImageToTextResponse(texts=_vm_texts(hyps)),
+    )
+    ImageToImage = forward(
+        vision_pb2.ImageToImageRequest,
+        base.VM_IMAGE_TO_IMAGE,
+        lambda r, model, x: model.image_to_image(r.image_bytes, x),
+        lambda images: vision_pb2.ImageToImageResponse(images=_generations(images)),
+    )
+    TextAndImageToImage = forward(
+        vision_pb2.TextAndImageToImageRequest,
+        base.VM_TEXT_AND_IMAGE_TO_IMAGE,
+        lambda r, model, x: model.text_and_image_to_image(r.text, r.image_bytes, x),
+        lambda images: vision_pb2.TextAndImageToImageResponse(images=_generations(images)),
+    )
+    VideoToText = forward(
+        vision_pb2.VideoToTextRequest,
+        base.VM_VIDEO_TO_TEXT,
+        lambda r, model, x: model.video_to_text(list(r.image_frames), r.text, x),
+        lambda hyps: vision_pb2.VideoToTextResponse(texts=_vm_texts(hyps)),
+    )
+    VideoToToken = forward(
+        vision_pb2.VideoToTokenRequest,
+        base.VM_VIDEO_TO_TOKEN,
+        lambda r, model, x: model.video_to_token(list(r.image_frames), x),
+        lambda tokens: vision_pb2.VideoToTokenResponse(tokens=tokens),
+    )
+    TokenToVideo = forward(
+        vision_pb2.TokenToVideoRequest,
+        base.VM_TOKEN_TO_VIDEO,
+        lambda r, model, x: model.token_to_video(list(r.tokens), x),
+        lambda frames: vision_pb2.TokenToVideoResponse(image_frames=frames),
+    )
 
 
-class AudioServicer(audio_pb2_grpc.AudioServiceServicer):  # type: ignore[misc,unused-ignore]
-    def __init__(self, *, loaded: LoadedModels) -> None:
-        self._loaded = loaded
-
-    @unary_errors
-    async def Recognize(
-        self, request: audio_pb2.AsrRequest, context: Context
-    ) -> audio_pb2.AsrResponse:
-        with self._loaded.call(request.model_key, base.AM_RECOGNIZE) as model:
-            hyps = await model.recognize(request.audio_bytes, _extra(request.extra_inputs))
-        return audio_pb2.AsrResponse(
+class AudioServicer(DataServicer, audio_pb2_grpc.AudioServiceServicer):  # type: ignore[misc,unused-ignore]
+    Recognize = forward(
+        audio_pb2.AsrRequest,
+        base.AM_RECOGNIZE,
+        lambda r, model, x: model.recognize(r.audio_bytes, x),
+        lambda hyps: audio_pb2.AsrResponse(
             hyps=[audio_pb2.AsrHypothesis(text=h.text, score=h.score) for h in hyps]
-        )
+        ),
+    )
 
 
-class CustomServicer(custom_pb2_grpc.CustomServiceServicer):  # type: ignore[misc,unused-ignore]
-    def __init__(self, *, loaded: LoadedModels) -> None:
-        self._loaded = loaded
-
-    @unary_errors
-    async def Custom(
-        self, request: custom_pb2.CustomRequest, context: Context
-    ) -> custom_pb2.CustomResponse:
-        with self._loaded.call(request.model_key, base.CUSTOM) as model:
-            data = await model.custom(
-                request.method_name, request.request, _extra(request.extra_inputs)
-            )
-        return custom_pb2.CustomResponse(response=data)
+class CustomServicer(DataServicer, custom_pb2_grpc.CustomServiceServicer):  # type: ignore[misc,unused-ignore]
+    Custom = forward(
+        custom_pb2.CustomRequest,
+        base.CUSTOM,
+        lambda r, model, x: model.custom(r.method_name, r.request, x),
+        lambda data: custom_pb2.CustomResponse(response=data),
+    )

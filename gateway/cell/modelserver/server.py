@@ -21,6 +21,7 @@ from saxml.protobuf import (
     custom_pb2_grpc,
     lm_pb2_grpc,
     modelet_pb2_grpc,
+    multimodal_pb2_grpc,
     vision_pb2_grpc,
 )
 
@@ -35,6 +36,7 @@ from gateway.cell.modelserver.data import (
 from gateway.cell.modelserver.join import JoinLoop
 from gateway.cell.modelserver.loaded import Cancellation, LoadedModels
 from gateway.cell.modelserver.modelet import ModeletServicer
+from gateway.cell.modelserver.multimodal import MultimodalServicer
 from gateway.cell.settings import CellSettings
 
 _log = logging.getLogger("gateway.cell.modelserver")
@@ -76,6 +78,9 @@ class ModelServer:
         audio_pb2_grpc.add_AudioServiceServicer_to_server(AudioServicer(loaded=self.loaded), server)
         custom_pb2_grpc.add_CustomServiceServicer_to_server(
             CustomServicer(loaded=self.loaded), server
+        )
+        multimodal_pb2_grpc.add_MultimodalServiceServicer_to_server(
+            MultimodalServicer(loaded=self.loaded), server
         )
         await server.start()
         self._server = server

@@ -144,7 +144,7 @@ class ListCellsResponse(_message.Message):
     def __init__(self, cells: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class UpdateModelRequest(_message.Message):
-    __slots__ = ("model", "model_path", "checkpoint", "replicas", "overrides")
+    __slots__ = ("model", "model_path", "checkpoint", "replicas", "overrides", "clear_overrides")
     class OverridesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -157,24 +157,35 @@ class UpdateModelRequest(_message.Message):
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
     OVERRIDES_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_OVERRIDES_FIELD_NUMBER: _ClassVar[int]
     model: str
     model_path: str
     checkpoint: str
     replicas: int
     overrides: _containers.ScalarMap[str, str]
-    def __init__(self, model: _Optional[str] = ..., model_path: _Optional[str] = ..., checkpoint: _Optional[str] = ..., replicas: _Optional[int] = ..., overrides: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    clear_overrides: bool
+    def __init__(self, model: _Optional[str] = ..., model_path: _Optional[str] = ..., checkpoint: _Optional[str] = ..., replicas: _Optional[int] = ..., overrides: _Optional[_Mapping[str, str]] = ..., clear_overrides: _Optional[bool] = ...) -> None: ...
 
 class UpdateModelResponse(_message.Message):
-    __slots__ = ("model", "path", "checkpoint", "replicas")
+    __slots__ = ("model", "path", "checkpoint", "replicas", "overrides")
+    class OverridesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    OVERRIDES_FIELD_NUMBER: _ClassVar[int]
     model: str
     path: str
     checkpoint: str
     replicas: int
-    def __init__(self, model: _Optional[str] = ..., path: _Optional[str] = ..., checkpoint: _Optional[str] = ..., replicas: _Optional[int] = ...) -> None: ...
+    overrides: _containers.ScalarMap[str, str]
+    def __init__(self, model: _Optional[str] = ..., path: _Optional[str] = ..., checkpoint: _Optional[str] = ..., replicas: _Optional[int] = ..., overrides: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class UnpublishModelRequest(_message.Message):
     __slots__ = ("model",)
@@ -628,3 +639,98 @@ class WatchAddressesResponse(_message.Message):
     addresses: _containers.RepeatedScalarFieldContainer[str]
     error: _status_pb2.Status
     def __init__(self, addresses: _Optional[_Iterable[str]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ...) -> None: ...
+
+class MultimodalItem(_message.Message):
+    __slots__ = ("text", "image_bytes", "video")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    image_bytes: bytes
+    video: bytes
+    def __init__(self, text: _Optional[str] = ..., image_bytes: _Optional[bytes] = ..., video: _Optional[bytes] = ...) -> None: ...
+
+class MultimodalGenerateRequest(_message.Message):
+    __slots__ = ("model", "items", "extra_inputs", "timeout")
+    class ExtraInputsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: _struct_pb2.Value
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_INPUTS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    items: _containers.RepeatedCompositeFieldContainer[MultimodalItem]
+    extra_inputs: _containers.MessageMap[str, _struct_pb2.Value]
+    timeout: _duration_pb2.Duration
+    def __init__(self, model: _Optional[str] = ..., items: _Optional[_Iterable[_Union[MultimodalItem, _Mapping]]] = ..., extra_inputs: _Optional[_Mapping[str, _struct_pb2.Value]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class MultimodalSample(_message.Message):
+    __slots__ = ("items", "score")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[MultimodalItem]
+    score: float
+    def __init__(self, items: _Optional[_Iterable[_Union[MultimodalItem, _Mapping]]] = ..., score: _Optional[float] = ...) -> None: ...
+
+class MultimodalGenerateResponse(_message.Message):
+    __slots__ = ("samples",)
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    samples: _containers.RepeatedCompositeFieldContainer[MultimodalSample]
+    def __init__(self, samples: _Optional[_Iterable[_Union[MultimodalSample, _Mapping]]] = ...) -> None: ...
+
+class MultimodalScoreRequest(_message.Message):
+    __slots__ = ("model", "prefix_items", "suffix_items", "extra_inputs", "timeout")
+    class ExtraInputsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: _struct_pb2.Value
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    SUFFIX_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_INPUTS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    prefix_items: _containers.RepeatedCompositeFieldContainer[MultimodalItem]
+    suffix_items: _containers.RepeatedCompositeFieldContainer[MultimodalItem]
+    extra_inputs: _containers.MessageMap[str, _struct_pb2.Value]
+    timeout: _duration_pb2.Duration
+    def __init__(self, model: _Optional[str] = ..., prefix_items: _Optional[_Iterable[_Union[MultimodalItem, _Mapping]]] = ..., suffix_items: _Optional[_Iterable[_Union[MultimodalItem, _Mapping]]] = ..., extra_inputs: _Optional[_Mapping[str, _struct_pb2.Value]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class MultimodalScoreResponse(_message.Message):
+    __slots__ = ("scores",)
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    scores: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, scores: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class MultimodalEmbedRequest(_message.Message):
+    __slots__ = ("model", "items", "extra_inputs", "timeout")
+    class ExtraInputsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: _struct_pb2.Value
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_INPUTS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    items: _containers.RepeatedCompositeFieldContainer[MultimodalItem]
+    extra_inputs: _containers.MessageMap[str, _struct_pb2.Value]
+    timeout: _duration_pb2.Duration
+    def __init__(self, model: _Optional[str] = ..., items: _Optional[_Iterable[_Union[MultimodalItem, _Mapping]]] = ..., extra_inputs: _Optional[_Mapping[str, _struct_pb2.Value]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class MultimodalEmbedResponse(_message.Message):
+    __slots__ = ("embedding",)
+    EMBEDDING_FIELD_NUMBER: _ClassVar[int]
+    embedding: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, embedding: _Optional[_Iterable[float]] = ...) -> None: ...

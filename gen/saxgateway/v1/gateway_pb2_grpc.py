@@ -167,6 +167,21 @@ class SaxGatewayStub:
                 request_serializer=saxgateway_dot_v1_dot_gateway__pb2.WatchAddressesRequest.SerializeToString,
                 response_deserializer=saxgateway_dot_v1_dot_gateway__pb2.WatchAddressesResponse.FromString,
                 _registered_method=True)
+        self.MultimodalGenerate = channel.unary_unary(
+                '/saxgateway.v1.SaxGateway/MultimodalGenerate',
+                request_serializer=saxgateway_dot_v1_dot_gateway__pb2.MultimodalGenerateRequest.SerializeToString,
+                response_deserializer=saxgateway_dot_v1_dot_gateway__pb2.MultimodalGenerateResponse.FromString,
+                _registered_method=True)
+        self.MultimodalScore = channel.unary_unary(
+                '/saxgateway.v1.SaxGateway/MultimodalScore',
+                request_serializer=saxgateway_dot_v1_dot_gateway__pb2.MultimodalScoreRequest.SerializeToString,
+                response_deserializer=saxgateway_dot_v1_dot_gateway__pb2.MultimodalScoreResponse.FromString,
+                _registered_method=True)
+        self.MultimodalEmbed = channel.unary_unary(
+                '/saxgateway.v1.SaxGateway/MultimodalEmbed',
+                request_serializer=saxgateway_dot_v1_dot_gateway__pb2.MultimodalEmbedRequest.SerializeToString,
+                response_deserializer=saxgateway_dot_v1_dot_gateway__pb2.MultimodalEmbedResponse.FromString,
+                _registered_method=True)
 
 
 class SaxGatewayServicer:
@@ -385,6 +400,34 @@ class SaxGatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MultimodalGenerate(self, request, context):
+        """Multimodal models (Sax's sax.server.multimodal service): inputs and outputs
+        are lists of items, each a text, an encoded image or an encoded video.
+
+        Returns the samples a multimodal model continues the items with.
+        Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT if it
+        has no multimodal methods.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MultimodalScore(self, request, context):
+        """Returns the score of suffix items after prefix items.
+        Returns NOT_FOUND if the model is not published.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MultimodalEmbed(self, request, context):
+        """Returns a multimodal model's embedding of the items.
+        Returns NOT_FOUND if the model is not published.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SaxGatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -507,6 +550,21 @@ def add_SaxGatewayServicer_to_server(servicer, server):
                     servicer.WatchAddresses,
                     request_deserializer=saxgateway_dot_v1_dot_gateway__pb2.WatchAddressesRequest.FromString,
                     response_serializer=saxgateway_dot_v1_dot_gateway__pb2.WatchAddressesResponse.SerializeToString,
+            ),
+            'MultimodalGenerate': grpc.unary_unary_rpc_method_handler(
+                    servicer.MultimodalGenerate,
+                    request_deserializer=saxgateway_dot_v1_dot_gateway__pb2.MultimodalGenerateRequest.FromString,
+                    response_serializer=saxgateway_dot_v1_dot_gateway__pb2.MultimodalGenerateResponse.SerializeToString,
+            ),
+            'MultimodalScore': grpc.unary_unary_rpc_method_handler(
+                    servicer.MultimodalScore,
+                    request_deserializer=saxgateway_dot_v1_dot_gateway__pb2.MultimodalScoreRequest.FromString,
+                    response_serializer=saxgateway_dot_v1_dot_gateway__pb2.MultimodalScoreResponse.SerializeToString,
+            ),
+            'MultimodalEmbed': grpc.unary_unary_rpc_method_handler(
+                    servicer.MultimodalEmbed,
+                    request_deserializer=saxgateway_dot_v1_dot_gateway__pb2.MultimodalEmbedRequest.FromString,
+                    response_serializer=saxgateway_dot_v1_dot_gateway__pb2.MultimodalEmbedResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1170,6 +1228,87 @@ class SaxGateway:
             '/saxgateway.v1.SaxGateway/WatchAddresses',
             saxgateway_dot_v1_dot_gateway__pb2.WatchAddressesRequest.SerializeToString,
             saxgateway_dot_v1_dot_gateway__pb2.WatchAddressesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MultimodalGenerate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saxgateway.v1.SaxGateway/MultimodalGenerate',
+            saxgateway_dot_v1_dot_gateway__pb2.MultimodalGenerateRequest.SerializeToString,
+            saxgateway_dot_v1_dot_gateway__pb2.MultimodalGenerateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MultimodalScore(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saxgateway.v1.SaxGateway/MultimodalScore',
+            saxgateway_dot_v1_dot_gateway__pb2.MultimodalScoreRequest.SerializeToString,
+            saxgateway_dot_v1_dot_gateway__pb2.MultimodalScoreResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MultimodalEmbed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saxgateway.v1.SaxGateway/MultimodalEmbed',
+            saxgateway_dot_v1_dot_gateway__pb2.MultimodalEmbedRequest.SerializeToString,
+            saxgateway_dot_v1_dot_gateway__pb2.MultimodalEmbedResponse.FromString,
             options,
             channel_credentials,
             insecure,

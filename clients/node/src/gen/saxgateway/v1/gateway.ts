@@ -164,8 +164,16 @@ export interface UpdateModelRequest {
   replicas?:
     | number
     | undefined;
-  /** New overrides; empty keeps the current ones. */
+  /**
+   * New overrides, replacing all current ones (the model is reloaded); empty
+   * keeps the current ones unless clear_overrides is set.
+   */
   overrides: { [key: string]: string };
+  /**
+   * Removes every override (the model is reloaded without them); to remove
+   * one, send the others in overrides instead.
+   */
+  clear_overrides: boolean;
 }
 
 export interface UpdateModelRequest_OverridesEntry {
@@ -183,6 +191,13 @@ export interface UpdateModelResponse {
   checkpoint: string;
   /** Output only. The requested replicas. */
   replicas: number;
+  /** Output only. The overrides the model now has. */
+  overrides: { [key: string]: string };
+}
+
+export interface UpdateModelResponse_OverridesEntry {
+  key: string;
+  value: string;
 }
 
 /** Request of UnpublishModel. */
@@ -621,6 +636,99 @@ export interface WatchAddressesResponse {
   addresses: string[];
   /** Output only. Set on the final message when the watch ended with an error. */
   error: Status | undefined;
+}
+
+/** One item of a multimodal input or output. */
+export interface MultimodalItem {
+  /** Text. */
+  text?:
+    | string
+    | undefined;
+  /** An encoded image (base64 in JSON). */
+  image_bytes?:
+    | Buffer
+    | undefined;
+  /** An encoded video (base64 in JSON). */
+  video?: Buffer | undefined;
+}
+
+/** Request of MultimodalGenerate. */
+export interface MultimodalGenerateRequest {
+  /** Required. The model ID. */
+  model: string;
+  /** Required. The prompt's items, in order. */
+  items: MultimodalItem[];
+  /** Extra inputs, as in GenerateRequest. */
+  extra_inputs: { [key: string]: any | undefined };
+  /** Deadline of the call. */
+  timeout: Duration | undefined;
+}
+
+export interface MultimodalGenerateRequest_ExtraInputsEntry {
+  key: string;
+  value: any | undefined;
+}
+
+/** One sample of MultimodalGenerate. */
+export interface MultimodalSample {
+  /** Output only. The generated items. */
+  items: MultimodalItem[];
+  /** Output only. The sample's score. */
+  score: number;
+}
+
+/** Response of MultimodalGenerate. */
+export interface MultimodalGenerateResponse {
+  /** Output only. The samples, as the model ranks them. */
+  samples: MultimodalSample[];
+}
+
+/** Request of MultimodalScore. */
+export interface MultimodalScoreRequest {
+  /** Required. The model ID. */
+  model: string;
+  /** The prefix's items. */
+  prefix_items: MultimodalItem[];
+  /** Required. The items to score after the prefix. */
+  suffix_items: MultimodalItem[];
+  /** Extra inputs, as in GenerateRequest. */
+  extra_inputs: { [key: string]: any | undefined };
+  /** Deadline of the call. */
+  timeout: Duration | undefined;
+}
+
+export interface MultimodalScoreRequest_ExtraInputsEntry {
+  key: string;
+  value: any | undefined;
+}
+
+/** Response of MultimodalScore. */
+export interface MultimodalScoreResponse {
+  /** Output only. The scores (log-probabilities) the model returned. */
+  scores: number[];
+}
+
+/** Request of MultimodalEmbed. */
+export interface MultimodalEmbedRequest {
+  /** Required. The model ID. */
+  model: string;
+  /** Required. The items to embed. */
+  items: MultimodalItem[];
+  /** Extra inputs, as in GenerateRequest. */
+  extra_inputs: { [key: string]: any | undefined };
+  /** Deadline of the call. */
+  timeout: Duration | undefined;
+}
+
+export interface MultimodalEmbedRequest_ExtraInputsEntry {
+  key: string;
+  value: any | undefined;
+}
+
+/** Response of MultimodalEmbed. */
+export interface MultimodalEmbedResponse {
+  /** Output only. The embedding. */
+  embedding: number[];
 }
 
 function createBaseGetInfoRequest(): GetInfoRequest {
@@ -2105,7 +2213,7 @@ export const ListCellsResponse: MessageFns<ListCellsResponse> = {
 };
 
 function createBaseUpdateModelRequest(): UpdateModelRequest {
-  return { model: "", model_path: "", checkpoint: "", replicas: undefined, overrides: {} };
+  return { model: "", model_path: "", checkpoint: "", replicas: undefined, overrides: {}, clear_overrides: false };
 }
 
 export const UpdateModelRequest: MessageFns<UpdateModelRequest> = {
@@ -2125,6 +2233,9 @@ export const UpdateModelRequest: MessageFns<UpdateModelRequest> = {
     globalThis.Object.entries(message.overrides).forEach(([key, value]: [string, string]) => {
       UpdateModelRequest_OverridesEntry.encode({ key: key as any, value }, writer.uint32(42).fork()).join();
     });
+    if (message.clear_overrides !== false) {
+      writer.uint32(48).bool(message.clear_overrides);
+    }
     return writer;
   },
 
@@ -2184,6 +2295,14 @@ export const UpdateModelRequest: MessageFns<UpdateModelRequest> = {
             }
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.clear_overrides = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2220,6 +2339,11 @@ export const UpdateModelRequest: MessageFns<UpdateModelRequest> = {
           {},
         )
         : {},
+      clear_overrides: isSet(object.clearOverrides)
+        ? globalThis.Boolean(object.clearOverrides)
+        : isSet(object.clear_overrides)
+        ? globalThis.Boolean(object.clear_overrides)
+        : false,
     };
   },
 
@@ -2246,6 +2370,9 @@ export const UpdateModelRequest: MessageFns<UpdateModelRequest> = {
         });
       }
     }
+    if (message.clear_overrides !== false) {
+      obj.clearOverrides = message.clear_overrides;
+    }
     return obj;
   },
 
@@ -2267,6 +2394,7 @@ export const UpdateModelRequest: MessageFns<UpdateModelRequest> = {
       },
       {},
     );
+    message.clear_overrides = object.clear_overrides ?? false;
     return message;
   },
 };
@@ -2361,7 +2489,7 @@ export const UpdateModelRequest_OverridesEntry: MessageFns<UpdateModelRequest_Ov
 };
 
 function createBaseUpdateModelResponse(): UpdateModelResponse {
-  return { model: "", path: "", checkpoint: "", replicas: 0 };
+  return { model: "", path: "", checkpoint: "", replicas: 0, overrides: {} };
 }
 
 export const UpdateModelResponse: MessageFns<UpdateModelResponse> = {
@@ -2378,6 +2506,9 @@ export const UpdateModelResponse: MessageFns<UpdateModelResponse> = {
     if (message.replicas !== 0) {
       writer.uint32(32).int32(message.replicas);
     }
+    globalThis.Object.entries(message.overrides).forEach(([key, value]: [string, string]) => {
+      UpdateModelResponse_OverridesEntry.encode({ key: key as any, value }, writer.uint32(42).fork()).join();
+    });
     return writer;
   },
 
@@ -2426,6 +2557,17 @@ export const UpdateModelResponse: MessageFns<UpdateModelResponse> = {
             message.replicas = reader.int32();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            const entry5 = UpdateModelResponse_OverridesEntry.decode(reader, reader.uint32());
+            if (entry5.value !== undefined) {
+              message.overrides[entry5.key] = entry5.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2444,6 +2586,20 @@ export const UpdateModelResponse: MessageFns<UpdateModelResponse> = {
       path: isSet(object.path) ? globalThis.String(object.path) : "",
       checkpoint: isSet(object.checkpoint) ? globalThis.String(object.checkpoint) : "",
       replicas: isSet(object.replicas) ? globalThis.Number(object.replicas) : 0,
+      overrides: isObject(object.overrides)
+        ? (globalThis.Object.entries(object.overrides) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -2461,6 +2617,15 @@ export const UpdateModelResponse: MessageFns<UpdateModelResponse> = {
     if (message.replicas !== 0) {
       obj.replicas = Math.round(message.replicas);
     }
+    if (message.overrides) {
+      const entries = globalThis.Object.entries(message.overrides) as [string, string][];
+      if (entries.length > 0) {
+        obj.overrides = {};
+        entries.forEach(([k, v]) => {
+          obj.overrides[k] = v;
+        });
+      }
+    }
     return obj;
   },
 
@@ -2473,6 +2638,104 @@ export const UpdateModelResponse: MessageFns<UpdateModelResponse> = {
     message.path = object.path ?? "";
     message.checkpoint = object.checkpoint ?? "";
     message.replicas = object.replicas ?? 0;
+    message.overrides = (globalThis.Object.entries(object.overrides ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseUpdateModelResponse_OverridesEntry(): UpdateModelResponse_OverridesEntry {
+  return { key: "", value: "" };
+}
+
+export const UpdateModelResponse_OverridesEntry: MessageFns<UpdateModelResponse_OverridesEntry> = {
+  encode(message: UpdateModelResponse_OverridesEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateModelResponse_OverridesEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdateModelResponse_OverridesEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdateModelResponse_OverridesEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: UpdateModelResponse_OverridesEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UpdateModelResponse_OverridesEntry>, I>>(
+    base?: I,
+  ): UpdateModelResponse_OverridesEntry {
+    return UpdateModelResponse_OverridesEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UpdateModelResponse_OverridesEntry>, I>>(
+    object: I,
+  ): UpdateModelResponse_OverridesEntry {
+    const message = createBaseUpdateModelResponse_OverridesEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -8061,6 +8324,1218 @@ export const WatchAddressesResponse: MessageFns<WatchAddressesResponse> = {
   },
 };
 
+function createBaseMultimodalItem(): MultimodalItem {
+  return { text: undefined, image_bytes: undefined, video: undefined };
+}
+
+export const MultimodalItem: MessageFns<MultimodalItem> = {
+  encode(message: MultimodalItem, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.text !== undefined) {
+      writer.uint32(10).string(message.text);
+    }
+    if (message.image_bytes !== undefined) {
+      writer.uint32(18).bytes(message.image_bytes);
+    }
+    if (message.video !== undefined) {
+      writer.uint32(26).bytes(message.video);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MultimodalItem {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMultimodalItem();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.text = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.image_bytes = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.video = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MultimodalItem {
+    return {
+      text: isSet(object.text) ? globalThis.String(object.text) : undefined,
+      image_bytes: isSet(object.imageBytes)
+        ? Buffer.from(bytesFromBase64(object.imageBytes))
+        : isSet(object.image_bytes)
+        ? Buffer.from(bytesFromBase64(object.image_bytes))
+        : undefined,
+      video: isSet(object.video) ? Buffer.from(bytesFromBase64(object.video)) : undefined,
+    };
+  },
+
+  toJSON(message: MultimodalItem): unknown {
+    const obj: any = {};
+    if (message.text !== undefined) {
+      obj.text = message.text;
+    }
+    if (message.image_bytes !== undefined) {
+      obj.imageBytes = base64FromBytes(message.image_bytes);
+    }
+    if (message.video !== undefined) {
+      obj.video = base64FromBytes(message.video);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MultimodalItem>, I>>(base?: I): MultimodalItem {
+    return MultimodalItem.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MultimodalItem>, I>>(object: I): MultimodalItem {
+    const message = createBaseMultimodalItem();
+    message.text = object.text ?? undefined;
+    message.image_bytes = object.image_bytes ?? undefined;
+    message.video = object.video ?? undefined;
+    return message;
+  },
+};
+
+function createBaseMultimodalGenerateRequest(): MultimodalGenerateRequest {
+  return { model: "", items: [], extra_inputs: {}, timeout: undefined };
+}
+
+export const MultimodalGenerateRequest: MessageFns<MultimodalGenerateRequest> = {
+  encode(message: MultimodalGenerateRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.model !== "") {
+      writer.uint32(10).string(message.model);
+    }
+    for (const v of message.items) {
+      MultimodalItem.encode(v!, writer.uint32(18).fork()).join();
+    }
+    globalThis.Object.entries(message.extra_inputs).forEach(([key, value]: [string, any | undefined]) => {
+      if (value !== undefined) {
+        MultimodalGenerateRequest_ExtraInputsEntry.encode({ key: key as any, value }, writer.uint32(26).fork()).join();
+      }
+    });
+    if (message.timeout !== undefined) {
+      Duration.encode(message.timeout, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MultimodalGenerateRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMultimodalGenerateRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.items.push(MultimodalItem.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            const entry3 = MultimodalGenerateRequest_ExtraInputsEntry.decode(reader, reader.uint32());
+            if (entry3.value !== undefined) {
+              message.extra_inputs[entry3.key] = entry3.value;
+            }
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.timeout = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MultimodalGenerateRequest {
+    return {
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
+      items: globalThis.Array.isArray(object?.items) ? object.items.map((e: any) => MultimodalItem.fromJSON(e)) : [],
+      extra_inputs: isObject(object.extraInputs)
+        ? (globalThis.Object.entries(object.extraInputs) as [string, any][]).reduce(
+          (acc: { [key: string]: any | undefined }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: value as any | undefined,
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.extra_inputs)
+        ? (globalThis.Object.entries(object.extra_inputs) as [string, any][]).reduce(
+          (acc: { [key: string]: any | undefined }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: value as any | undefined,
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      timeout: isSet(object.timeout) ? Duration.fromJSON(object.timeout) : undefined,
+    };
+  },
+
+  toJSON(message: MultimodalGenerateRequest): unknown {
+    const obj: any = {};
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
+    if (message.items?.length) {
+      obj.items = message.items.map((e) => MultimodalItem.toJSON(e));
+    }
+    if (message.extra_inputs) {
+      const entries = globalThis.Object.entries(message.extra_inputs) as [string, any | undefined][];
+      if (entries.length > 0) {
+        obj.extraInputs = {};
+        entries.forEach(([k, v]) => {
+          obj.extraInputs[k] = v;
+        });
+      }
+    }
+    if (message.timeout !== undefined) {
+      obj.timeout = Duration.toJSON(message.timeout);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MultimodalGenerateRequest>, I>>(base?: I): MultimodalGenerateRequest {
+    return MultimodalGenerateRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MultimodalGenerateRequest>, I>>(object: I): MultimodalGenerateRequest {
+    const message = createBaseMultimodalGenerateRequest();
+    message.model = object.model ?? "";
+    message.items = object.items?.map((e) => MultimodalItem.fromPartial(e)) || [];
+    message.extra_inputs = (globalThis.Object.entries(object.extra_inputs ?? {}) as [string, any | undefined][]).reduce(
+      (acc: { [key: string]: any | undefined }, [key, value]: [string, any | undefined]) => {
+        if (value !== undefined) {
+          acc[key] = value;
+        }
+        return acc;
+      },
+      {},
+    );
+    message.timeout = (object.timeout !== undefined && object.timeout !== null)
+      ? Duration.fromPartial(object.timeout)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseMultimodalGenerateRequest_ExtraInputsEntry(): MultimodalGenerateRequest_ExtraInputsEntry {
+  return { key: "", value: undefined };
+}
+
+export const MultimodalGenerateRequest_ExtraInputsEntry: MessageFns<MultimodalGenerateRequest_ExtraInputsEntry> = {
+  encode(message: MultimodalGenerateRequest_ExtraInputsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== undefined) {
+      Value.encode(Value.wrap(message.value), writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MultimodalGenerateRequest_ExtraInputsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMultimodalGenerateRequest_ExtraInputsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = Value.unwrap(Value.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MultimodalGenerateRequest_ExtraInputsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object?.value) ? object.value : undefined,
+    };
+  },
+
+  toJSON(message: MultimodalGenerateRequest_ExtraInputsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== undefined) {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MultimodalGenerateRequest_ExtraInputsEntry>, I>>(
+    base?: I,
+  ): MultimodalGenerateRequest_ExtraInputsEntry {
+    return MultimodalGenerateRequest_ExtraInputsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MultimodalGenerateRequest_ExtraInputsEntry>, I>>(
+    object: I,
+  ): MultimodalGenerateRequest_ExtraInputsEntry {
+    const message = createBaseMultimodalGenerateRequest_ExtraInputsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value === undefined ? undefined : object.value;
+    return message;
+  },
+};
+
+function createBaseMultimodalSample(): MultimodalSample {
+  return { items: [], score: 0 };
+}
+
+export const MultimodalSample: MessageFns<MultimodalSample> = {
+  encode(message: MultimodalSample, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.items) {
+      MultimodalItem.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.score !== 0) {
+      writer.uint32(17).double(message.score);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MultimodalSample {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMultimodalSample();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.items.push(MultimodalItem.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.score = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MultimodalSample {
+    return {
+      items: globalThis.Array.isArray(object?.items) ? object.items.map((e: any) => MultimodalItem.fromJSON(e)) : [],
+      score: isSet(object.score) ? globalThis.Number(object.score) : 0,
+    };
+  },
+
+  toJSON(message: MultimodalSample): unknown {
+    const obj: any = {};
+    if (message.items?.length) {
+      obj.items = message.items.map((e) => MultimodalItem.toJSON(e));
+    }
+    if (message.score !== 0) {
+      obj.score = floatToJson(message.score);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MultimodalSample>, I>>(base?: I): MultimodalSample {
+    return MultimodalSample.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MultimodalSample>, I>>(object: I): MultimodalSample {
+    const message = createBaseMultimodalSample();
+    message.items = object.items?.map((e) => MultimodalItem.fromPartial(e)) || [];
+    message.score = object.score ?? 0;
+    return message;
+  },
+};
+
+function createBaseMultimodalGenerateResponse(): MultimodalGenerateResponse {
+  return { samples: [] };
+}
+
+export const MultimodalGenerateResponse: MessageFns<MultimodalGenerateResponse> = {
+  encode(message: MultimodalGenerateResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.samples) {
+      MultimodalSample.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MultimodalGenerateResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMultimodalGenerateResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.samples.push(MultimodalSample.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MultimodalGenerateResponse {
+    return {
+      samples: globalThis.Array.isArray(object?.samples)
+        ? object.samples.map((e: any) => MultimodalSample.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: MultimodalGenerateResponse): unknown {
+    const obj: any = {};
+    if (message.samples?.length) {
+      obj.samples = message.samples.map((e) => MultimodalSample.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MultimodalGenerateResponse>, I>>(base?: I): MultimodalGenerateResponse {
+    return MultimodalGenerateResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MultimodalGenerateResponse>, I>>(object: I): MultimodalGenerateResponse {
+    const message = createBaseMultimodalGenerateResponse();
+    message.samples = object.samples?.map((e) => MultimodalSample.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseMultimodalScoreRequest(): MultimodalScoreRequest {
+  return { model: "", prefix_items: [], suffix_items: [], extra_inputs: {}, timeout: undefined };
+}
+
+export const MultimodalScoreRequest: MessageFns<MultimodalScoreRequest> = {
+  encode(message: MultimodalScoreRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.model !== "") {
+      writer.uint32(10).string(message.model);
+    }
+    for (const v of message.prefix_items) {
+      MultimodalItem.encode(v!, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.suffix_items) {
+      MultimodalItem.encode(v!, writer.uint32(26).fork()).join();
+    }
+    globalThis.Object.entries(message.extra_inputs).forEach(([key, value]: [string, any | undefined]) => {
+      if (value !== undefined) {
+        MultimodalScoreRequest_ExtraInputsEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
+      }
+    });
+    if (message.timeout !== undefined) {
+      Duration.encode(message.timeout, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MultimodalScoreRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMultimodalScoreRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.prefix_items.push(MultimodalItem.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.suffix_items.push(MultimodalItem.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const entry4 = MultimodalScoreRequest_ExtraInputsEntry.decode(reader, reader.uint32());
+            if (entry4.value !== undefined) {
+              message.extra_inputs[entry4.key] = entry4.value;
+            }
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.timeout = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MultimodalScoreRequest {
+    return {
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
+      prefix_items: globalThis.Array.isArray(object?.prefixItems)
+        ? object.prefixItems.map((e: any) => MultimodalItem.fromJSON(e))
+        : globalThis.Array.isArray(object?.prefix_items)
+        ? object.prefix_items.map((e: any) => MultimodalItem.fromJSON(e))
+        : [],
+      suffix_items: globalThis.Array.isArray(object?.suffixItems)
+        ? object.suffixItems.map((e: any) => MultimodalItem.fromJSON(e))
+        : globalThis.Array.isArray(object?.suffix_items)
+        ? object.suffix_items.map((e: any) => MultimodalItem.fromJSON(e))
+        : [],
+      extra_inputs: isObject(object.extraInputs)
+        ? (globalThis.Object.entries(object.extraInputs) as [string, any][]).reduce(
+          (acc: { [key: string]: any | undefined }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: value as any | undefined,
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.extra_inputs)
+        ? (globalThis.Object.entries(object.extra_inputs) as [string, any][]).reduce(
+          (acc: { [key: string]: any | undefined }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: value as any | undefined,
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      timeout: isSet(object.timeout) ? Duration.fromJSON(object.timeout) : undefined,
+    };
+  },
+
+  toJSON(message: MultimodalScoreRequest): unknown {
+    const obj: any = {};
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
+    if (message.prefix_items?.length) {
+      obj.prefixItems = message.prefix_items.map((e) => MultimodalItem.toJSON(e));
+    }
+    if (message.suffix_items?.length) {
+      obj.suffixItems = message.suffix_items.map((e) => MultimodalItem.toJSON(e));
+    }
+    if (message.extra_inputs) {
+      const entries = globalThis.Object.entries(message.extra_inputs) as [string, any | undefined][];
+      if (entries.length > 0) {
+        obj.extraInputs = {};
+        entries.forEach(([k, v]) => {
+          obj.extraInputs[k] = v;
+        });
+      }
+    }
+    if (message.timeout !== undefined) {
+      obj.timeout = Duration.toJSON(message.timeout);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MultimodalScoreRequest>, I>>(base?: I): MultimodalScoreRequest {
+    return MultimodalScoreRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MultimodalScoreRequest>, I>>(object: I): MultimodalScoreRequest {
+    const message = createBaseMultimodalScoreRequest();
+    message.model = object.model ?? "";
+    message.prefix_items = object.prefix_items?.map((e) => MultimodalItem.fromPartial(e)) || [];
+    message.suffix_items = object.suffix_items?.map((e) => MultimodalItem.fromPartial(e)) || [];
+    message.extra_inputs = (globalThis.Object.entries(object.extra_inputs ?? {}) as [string, any | undefined][]).reduce(
+      (acc: { [key: string]: any | undefined }, [key, value]: [string, any | undefined]) => {
+        if (value !== undefined) {
+          acc[key] = value;
+        }
+        return acc;
+      },
+      {},
+    );
+    message.timeout = (object.timeout !== undefined && object.timeout !== null)
+      ? Duration.fromPartial(object.timeout)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseMultimodalScoreRequest_ExtraInputsEntry(): MultimodalScoreRequest_ExtraInputsEntry {
+  return { key: "", value: undefined };
+}
+
+export const MultimodalScoreRequest_ExtraInputsEntry: MessageFns<MultimodalScoreRequest_ExtraInputsEntry> = {
+  encode(message: MultimodalScoreRequest_ExtraInputsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== undefined) {
+      Value.encode(Value.wrap(message.value), writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MultimodalScoreRequest_ExtraInputsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMultimodalScoreRequest_ExtraInputsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = Value.unwrap(Value.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MultimodalScoreRequest_ExtraInputsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object?.value) ? object.value : undefined,
+    };
+  },
+
+  toJSON(message: MultimodalScoreRequest_ExtraInputsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== undefined) {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MultimodalScoreRequest_ExtraInputsEntry>, I>>(
+    base?: I,
+  ): MultimodalScoreRequest_ExtraInputsEntry {
+    return MultimodalScoreRequest_ExtraInputsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MultimodalScoreRequest_ExtraInputsEntry>, I>>(
+    object: I,
+  ): MultimodalScoreRequest_ExtraInputsEntry {
+    const message = createBaseMultimodalScoreRequest_ExtraInputsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value === undefined ? undefined : object.value;
+    return message;
+  },
+};
+
+function createBaseMultimodalScoreResponse(): MultimodalScoreResponse {
+  return { scores: [] };
+}
+
+export const MultimodalScoreResponse: MessageFns<MultimodalScoreResponse> = {
+  encode(message: MultimodalScoreResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.scores.length !== 0) {
+      writer.uint32(10).fork();
+      for (const v of message.scores) {
+        writer.double(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MultimodalScoreResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMultimodalScoreResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag === 9) {
+              message.scores.push(reader.double());
+
+              continue;
+            }
+
+            if (tag === 10) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.scores.push(reader.double());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MultimodalScoreResponse {
+    return {
+      scores: globalThis.Array.isArray(object?.scores) ? object.scores.map((e: any) => globalThis.Number(e)) : [],
+    };
+  },
+
+  toJSON(message: MultimodalScoreResponse): unknown {
+    const obj: any = {};
+    if (message.scores?.length) {
+      obj.scores = message.scores.map((e) => floatToJson(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MultimodalScoreResponse>, I>>(base?: I): MultimodalScoreResponse {
+    return MultimodalScoreResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MultimodalScoreResponse>, I>>(object: I): MultimodalScoreResponse {
+    const message = createBaseMultimodalScoreResponse();
+    message.scores = object.scores?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseMultimodalEmbedRequest(): MultimodalEmbedRequest {
+  return { model: "", items: [], extra_inputs: {}, timeout: undefined };
+}
+
+export const MultimodalEmbedRequest: MessageFns<MultimodalEmbedRequest> = {
+  encode(message: MultimodalEmbedRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.model !== "") {
+      writer.uint32(10).string(message.model);
+    }
+    for (const v of message.items) {
+      MultimodalItem.encode(v!, writer.uint32(18).fork()).join();
+    }
+    globalThis.Object.entries(message.extra_inputs).forEach(([key, value]: [string, any | undefined]) => {
+      if (value !== undefined) {
+        MultimodalEmbedRequest_ExtraInputsEntry.encode({ key: key as any, value }, writer.uint32(26).fork()).join();
+      }
+    });
+    if (message.timeout !== undefined) {
+      Duration.encode(message.timeout, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MultimodalEmbedRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMultimodalEmbedRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.items.push(MultimodalItem.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            const entry3 = MultimodalEmbedRequest_ExtraInputsEntry.decode(reader, reader.uint32());
+            if (entry3.value !== undefined) {
+              message.extra_inputs[entry3.key] = entry3.value;
+            }
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.timeout = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MultimodalEmbedRequest {
+    return {
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
+      items: globalThis.Array.isArray(object?.items) ? object.items.map((e: any) => MultimodalItem.fromJSON(e)) : [],
+      extra_inputs: isObject(object.extraInputs)
+        ? (globalThis.Object.entries(object.extraInputs) as [string, any][]).reduce(
+          (acc: { [key: string]: any | undefined }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: value as any | undefined,
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.extra_inputs)
+        ? (globalThis.Object.entries(object.extra_inputs) as [string, any][]).reduce(
+          (acc: { [key: string]: any | undefined }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: value as any | undefined,
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      timeout: isSet(object.timeout) ? Duration.fromJSON(object.timeout) : undefined,
+    };
+  },
+
+  toJSON(message: MultimodalEmbedRequest): unknown {
+    const obj: any = {};
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
+    if (message.items?.length) {
+      obj.items = message.items.map((e) => MultimodalItem.toJSON(e));
+    }
+    if (message.extra_inputs) {
+      const entries = globalThis.Object.entries(message.extra_inputs) as [string, any | undefined][];
+      if (entries.length > 0) {
+        obj.extraInputs = {};
+        entries.forEach(([k, v]) => {
+          obj.extraInputs[k] = v;
+        });
+      }
+    }
+    if (message.timeout !== undefined) {
+      obj.timeout = Duration.toJSON(message.timeout);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MultimodalEmbedRequest>, I>>(base?: I): MultimodalEmbedRequest {
+    return MultimodalEmbedRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MultimodalEmbedRequest>, I>>(object: I): MultimodalEmbedRequest {
+    const message = createBaseMultimodalEmbedRequest();
+    message.model = object.model ?? "";
+    message.items = object.items?.map((e) => MultimodalItem.fromPartial(e)) || [];
+    message.extra_inputs = (globalThis.Object.entries(object.extra_inputs ?? {}) as [string, any | undefined][]).reduce(
+      (acc: { [key: string]: any | undefined }, [key, value]: [string, any | undefined]) => {
+        if (value !== undefined) {
+          acc[key] = value;
+        }
+        return acc;
+      },
+      {},
+    );
+    message.timeout = (object.timeout !== undefined && object.timeout !== null)
+      ? Duration.fromPartial(object.timeout)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseMultimodalEmbedRequest_ExtraInputsEntry(): MultimodalEmbedRequest_ExtraInputsEntry {
+  return { key: "", value: undefined };
+}
+
+export const MultimodalEmbedRequest_ExtraInputsEntry: MessageFns<MultimodalEmbedRequest_ExtraInputsEntry> = {
+  encode(message: MultimodalEmbedRequest_ExtraInputsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== undefined) {
+      Value.encode(Value.wrap(message.value), writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MultimodalEmbedRequest_ExtraInputsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMultimodalEmbedRequest_ExtraInputsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = Value.unwrap(Value.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MultimodalEmbedRequest_ExtraInputsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object?.value) ? object.value : undefined,
+    };
+  },
+
+  toJSON(message: MultimodalEmbedRequest_ExtraInputsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== undefined) {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MultimodalEmbedRequest_ExtraInputsEntry>, I>>(
+    base?: I,
+  ): MultimodalEmbedRequest_ExtraInputsEntry {
+    return MultimodalEmbedRequest_ExtraInputsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MultimodalEmbedRequest_ExtraInputsEntry>, I>>(
+    object: I,
+  ): MultimodalEmbedRequest_ExtraInputsEntry {
+    const message = createBaseMultimodalEmbedRequest_ExtraInputsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value === undefined ? undefined : object.value;
+    return message;
+  },
+};
+
+function createBaseMultimodalEmbedResponse(): MultimodalEmbedResponse {
+  return { embedding: [] };
+}
+
+export const MultimodalEmbedResponse: MessageFns<MultimodalEmbedResponse> = {
+  encode(message: MultimodalEmbedResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.embedding.length !== 0) {
+      writer.uint32(10).fork();
+      for (const v of message.embedding) {
+        writer.double(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MultimodalEmbedResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMultimodalEmbedResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag === 9) {
+              message.embedding.push(reader.double());
+
+              continue;
+            }
+
+            if (tag === 10) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.embedding.push(reader.double());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MultimodalEmbedResponse {
+    return {
+      embedding: globalThis.Array.isArray(object?.embedding)
+        ? object.embedding.map((e: any) => globalThis.Number(e))
+        : [],
+    };
+  },
+
+  toJSON(message: MultimodalEmbedResponse): unknown {
+    const obj: any = {};
+    if (message.embedding?.length) {
+      obj.embedding = message.embedding.map((e) => floatToJson(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MultimodalEmbedResponse>, I>>(base?: I): MultimodalEmbedResponse {
+    return MultimodalEmbedResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MultimodalEmbedResponse>, I>>(object: I): MultimodalEmbedResponse {
+    const message = createBaseMultimodalEmbedResponse();
+    message.embedding = object.embedding?.map((e) => e) || [];
+    return message;
+  },
+};
+
 /**
  * SaxGateway reaches the models of a Saxml (Sax) cell over gRPC, and over
  * HTTP/JSON through Envoy's transcoder.
@@ -9562,6 +11037,265 @@ export const SaxGatewayDefinition = {
               116,
               99,
               104,
+            ]) as Buffer,
+          ],
+        },
+      },
+    },
+    /**
+     * Returns the samples a multimodal model continues the items with.
+     * Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT if it
+     * has no multimodal methods.
+     */
+    multimodalGenerate: {
+      name: "MultimodalGenerate",
+      requestType: MultimodalGenerateRequest as typeof MultimodalGenerateRequest,
+      requestStream: false,
+      responseType: MultimodalGenerateResponse as typeof MultimodalGenerateResponse,
+      responseStream: false,
+      options: {
+        _unknownFields: {
+          578365826: [
+            Buffer.from([
+              70,
+              58,
+              1,
+              42,
+              90,
+              43,
+              58,
+              1,
+              42,
+              34,
+              38,
+              47,
+              118,
+              49,
+              47,
+              123,
+              109,
+              111,
+              100,
+              101,
+              108,
+              61,
+              115,
+              97,
+              120,
+              47,
+              42,
+              47,
+              42,
+              125,
+              58,
+              109,
+              117,
+              108,
+              116,
+              105,
+              109,
+              111,
+              100,
+              97,
+              108,
+              71,
+              101,
+              110,
+              101,
+              114,
+              97,
+              116,
+              101,
+              34,
+              20,
+              47,
+              109,
+              117,
+              108,
+              116,
+              105,
+              109,
+              111,
+              100,
+              97,
+              108,
+              95,
+              103,
+              101,
+              110,
+              101,
+              114,
+              97,
+              116,
+              101,
+            ]) as Buffer,
+          ],
+        },
+      },
+    },
+    /**
+     * Returns the score of suffix items after prefix items.
+     * Returns NOT_FOUND if the model is not published.
+     */
+    multimodalScore: {
+      name: "MultimodalScore",
+      requestType: MultimodalScoreRequest as typeof MultimodalScoreRequest,
+      requestStream: false,
+      responseType: MultimodalScoreResponse as typeof MultimodalScoreResponse,
+      responseStream: false,
+      options: {
+        _unknownFields: {
+          578365826: [
+            Buffer.from([
+              64,
+              58,
+              1,
+              42,
+              90,
+              40,
+              58,
+              1,
+              42,
+              34,
+              35,
+              47,
+              118,
+              49,
+              47,
+              123,
+              109,
+              111,
+              100,
+              101,
+              108,
+              61,
+              115,
+              97,
+              120,
+              47,
+              42,
+              47,
+              42,
+              125,
+              58,
+              109,
+              117,
+              108,
+              116,
+              105,
+              109,
+              111,
+              100,
+              97,
+              108,
+              83,
+              99,
+              111,
+              114,
+              101,
+              34,
+              17,
+              47,
+              109,
+              117,
+              108,
+              116,
+              105,
+              109,
+              111,
+              100,
+              97,
+              108,
+              95,
+              115,
+              99,
+              111,
+              114,
+              101,
+            ]) as Buffer,
+          ],
+        },
+      },
+    },
+    /**
+     * Returns a multimodal model's embedding of the items.
+     * Returns NOT_FOUND if the model is not published.
+     */
+    multimodalEmbed: {
+      name: "MultimodalEmbed",
+      requestType: MultimodalEmbedRequest as typeof MultimodalEmbedRequest,
+      requestStream: false,
+      responseType: MultimodalEmbedResponse as typeof MultimodalEmbedResponse,
+      responseStream: false,
+      options: {
+        _unknownFields: {
+          578365826: [
+            Buffer.from([
+              64,
+              58,
+              1,
+              42,
+              90,
+              40,
+              58,
+              1,
+              42,
+              34,
+              35,
+              47,
+              118,
+              49,
+              47,
+              123,
+              109,
+              111,
+              100,
+              101,
+              108,
+              61,
+              115,
+              97,
+              120,
+              47,
+              42,
+              47,
+              42,
+              125,
+              58,
+              109,
+              117,
+              108,
+              116,
+              105,
+              109,
+              111,
+              100,
+              97,
+              108,
+              69,
+              109,
+              98,
+              101,
+              100,
+              34,
+              17,
+              47,
+              109,
+              117,
+              108,
+              116,
+              105,
+              109,
+              111,
+              100,
+              97,
+              108,
+              95,
+              101,
+              109,
+              98,
+              101,
+              100,
             ]) as Buffer,
           ],
         },

@@ -1,0 +1,2 @@
+export declare const protobufPackage = "google.api";
+export declare const protobufFileName = "google/api/annotations.proto";

@@ -1,0 +1,52 @@
+import * as grpc from "@grpc/grpc-js";
+import { Status } from "./gen/google/rpc/status";
+import * as pb from "./gen/saxgateway/v1/gateway";
+export { pb };
+type Methods = typeof pb.SaxGatewayDefinition.methods;
+type Method = keyof Methods;
+/** RPCs that return one message (generate, publishModel, ...). */
+export type UnaryMethod = {
+    [K in Method]: Methods[K]["responseStream"] extends false ? K : never;
+}[Method];
+/** RPCs that return a stream (generateStream, watchAddresses). */
+export type StreamMethod = Exclude<Method, UnaryMethod>;
+export type RequestOf<K extends Method> = ReturnType<Methods[K]["requestType"]["fromPartial"]>;
+export type ResponseOf<K extends Method> = ReturnType<Methods[K]["responseType"]["decode"]>;
+export interface FieldViolation {
+    field: string;
+    description: string;
+}
+/** A failed call: its gRPC status code (and name), message and BadRequest field violations. */
+export declare class SaxGatewayError extends Error {
+    readonly code: grpc.status;
+    readonly codeName: string;
+    readonly fieldViolations: FieldViolation[];
+    constructor(code: grpc.status, message: string, details?: Status["details"]);
+    /** The error of a failed call, details read from its grpc-status-details-bin trailer. */
+    static fromServiceError(error: grpc.ServiceError): SaxGatewayError;
+    /** The error a stream reports in-band, in its last message. */
+    static fromStatus(status: Status): SaxGatewayError;
+}
+export interface ClientOptions {
+    /** Deadline of every call that sets none (default 60 s). */
+    timeoutMs?: number;
+    /** Default: insecure (plain-text HTTP/2), as Envoy's local port serves. */
+    credentials?: grpc.ChannelCredentials;
+}
+export interface CallOptions {
+    timeoutMs?: number;
+    metadata?: grpc.Metadata;
+}
+export declare class Client {
+    /** The grpc-js channel's client (pb.SaxGatewayDefinition describes every RPC). */
+    readonly channel: grpc.Client;
+    private readonly timeoutMs;
+    constructor(address?: string, options?: ClientOptions);
+    close(): void;
+    /** Calls a unary RPC; rejects with a SaxGatewayError. */
+    unary<K extends UnaryMethod>(method: K, request: pb.DeepPartial<RequestOf<K>>, options?: CallOptions): Promise<ResponseOf<K>>;
+    /** Calls a streaming RPC: its messages as they arrive; a failure (before the first message
+     * or in-band in the last one) is thrown as a SaxGatewayError. Breaking out cancels the call. */
+    stream<K extends StreamMethod>(method: K, request: pb.DeepPartial<RequestOf<K>>, options?: CallOptions): AsyncGenerator<ResponseOf<K>>;
+    private deadline;
+}

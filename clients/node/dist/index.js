@@ -1,0 +1,133 @@
+"use strict";
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", { value: true });
+exports.Client = exports.SaxGatewayError = exports.pb = void 0;
+// A typed Node.js client of the SaxGateway gRPC API: messages and service generated from the
+// proto (src/gen, ts-proto), plus a deadline on every call, errors as SaxGatewayError with
+// their google.rpc.BadRequest field violations, and streams as async iterators.
+//
+//   const client = new Client("localhost:8888", { timeoutMs: 30_000 });
+//   const { texts } = await client.unary("generate", { model, query, extra_inputs: { temperature: 0.5 } });
+//   for await (const item of client.stream("generateStream", { model, query })) { ... }
+const grpc = __importStar(require("@grpc/grpc-js"));
+const error_details_1 = require("./gen/google/rpc/error_details");
+const status_1 = require("./gen/google/rpc/status");
+const pb = __importStar(require("./gen/saxgateway/v1/gateway"));
+exports.pb = pb;
+const BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest";
+/** A failed call: its gRPC status code (and name), message and BadRequest field violations. */
+class SaxGatewayError extends Error {
+    code;
+    codeName;
+    fieldViolations;
+    constructor(code, message, details = []) {
+        super(`${grpc.status[code]}: ${message}`);
+        this.name = "SaxGatewayError";
+        this.code = code;
+        this.codeName = grpc.status[code];
+        this.fieldViolations = details
+            .filter((detail) => detail.type_url === BAD_REQUEST)
+            .flatMap((detail) => error_details_1.BadRequest.decode(detail.value).field_violations)
+            .map(({ field, description }) => ({ field, description }));
+    }
+    /** The error of a failed call, details read from its grpc-status-details-bin trailer. */
+    static fromServiceError(error) {
+        const [bin] = error.metadata?.get("grpc-status-details-bin") ?? [];
+        const details = bin instanceof Buffer ? status_1.Status.decode(bin).details : [];
+        return new SaxGatewayError(error.code, error.details, details);
+    }
+    /** The error a stream reports in-band, in its last message. */
+    static fromStatus(status) {
+        return new SaxGatewayError(status.code, status.message, status.details);
+    }
+}
+exports.SaxGatewayError = SaxGatewayError;
+// One RPC's path and (de)serializers, from the generated service definition.
+function rpc(method) {
+    const def = pb.SaxGatewayDefinition.methods[method];
+    const request = def.requestType;
+    const response = def.responseType;
+    return {
+        path: `/${pb.SaxGatewayDefinition.fullName}/${def.name}`,
+        build: (partial) => request.fromPartial(partial),
+        serialize: (value) => Buffer.from(request.encode(value).finish()),
+        deserialize: (bytes) => response.decode(bytes),
+    };
+}
+class Client {
+    /** The grpc-js channel's client (pb.SaxGatewayDefinition describes every RPC). */
+    channel;
+    timeoutMs;
+    constructor(address = "localhost:8888", options = {}) {
+        this.channel = new grpc.Client(address, options.credentials ?? grpc.credentials.createInsecure());
+        this.timeoutMs = options.timeoutMs ?? 60_000;
+    }
+    close() {
+        this.channel.close();
+    }
+    /** Calls a unary RPC; rejects with a SaxGatewayError. */
+    unary(method, request, options = {}) {
+        const { path, build, serialize, deserialize } = rpc(method);
+        return new Promise((resolve, reject) => {
+            this.channel.makeUnaryRequest(path, serialize, deserialize, build(request), options.metadata ?? new grpc.Metadata(), { deadline: this.deadline(options) }, (error, response) => error ? reject(SaxGatewayError.fromServiceError(error)) : resolve(response));
+        });
+    }
+    /** Calls a streaming RPC: its messages as they arrive; a failure (before the first message
+     * or in-band in the last one) is thrown as a SaxGatewayError. Breaking out cancels the call. */
+    async *stream(method, request, options = {}) {
+        const { path, build, serialize, deserialize } = rpc(method);
+        const call = this.channel.makeServerStreamRequest(path, serialize, deserialize, build(request), options.metadata ?? new grpc.Metadata(), { deadline: this.deadline(options) });
+        try {
+            for await (const item of call) {
+                const error = item.error;
+                if (error && error.code !== grpc.status.OK)
+                    throw SaxGatewayError.fromStatus(error);
+                yield item;
+            }
+        }
+        catch (error) {
+            if (error instanceof SaxGatewayError)
+                throw error;
+            throw SaxGatewayError.fromServiceError(error);
+        }
+        finally {
+            call.cancel();
+        }
+    }
+    deadline(options) {
+        return new Date(Date.now() + (options.timeoutMs ?? this.timeoutMs));
+    }
+}
+exports.Client = Client;

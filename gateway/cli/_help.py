@@ -1,0 +1,66 @@
+"""How ``saxgw`` explains itself: defaults in ``--help``, "did you mean" for a mistyped command.
+
+top = Parser(prog="saxgw")   # a parser whose errors suggest the closest command
+show_defaults(top)           # every option's help ends with its default
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import re
+import sys
+from typing import NoReturn
+
+_INVALID_CHOICE = re.compile(r"argument COMMAND: invalid choice: '([^']*)'")
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser that answers a mistyped command with the closest real ones."""
+
+    def error(self, message: str) -> NoReturn:
+        match = _INVALID_CHOICE.search(message)
+        if match is not None:
+            typed = match.group(1)
+            names = sorted(_commands(self))
+            close = difflib.get_close_matches(typed, names, n=3, cutoff=0.5)
+            suggestion = f"; did you mean {' or '.join(close)}?" if close else ""
+            self.print_usage(sys.stderr)
+            self.exit(
+                2,
+                f"{self.prog}: unknown command {typed!r}{suggestion}\n"
+                f"`{self.prog} --help` lists the commands.\n",
+            )
+        super().error(message)
+
+
+def _commands(parser: argparse.ArgumentParser) -> list[str]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return list(action.choices)
+    return []
+
+
+class _DefaultsFormatter(argparse.HelpFormatter):
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or not _meaningful(action.default):
+            return text
+        if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
+            return f"{text} (default: %(default)s)".lstrip()
+        return text
+
+
+def _meaningful(default: object) -> bool:
+    return default not in (None, False, argparse.SUPPRESS) and default != [] and default != ()
+
+
+def show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Makes ``parser`` and all its commands' ``--help`` show each option's default."""
+    parser.formatter_class = _DefaultsFormatter
+    for action in parser._actions:
+        if action.help is None and _meaningful(action.default):
+            action.help = "(default: %(default)s)"  # argparse shows nothing for no help
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                show_defaults(sub)

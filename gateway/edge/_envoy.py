@@ -1,0 +1,371 @@
+"""Envoy's share of the config file: authentication, roles, quotas, origin checks, TLS, limits.
+
+`early_filters` and `auth_filters` return Envoy HTTP filters as dicts; `_listener` places
+them in the template with the listener's TLS, limits and JSON local replies.
+
+Filter order, and why:
+  health_check -> cors -> strip identity header, refuse foreign Origins
+  -> grpc_web -> transcoder -> jwt_authn -> api_key_auth -> rbac -> local_ratelimit -> router
+Credentials and roles are checked after the transcoder, on gRPC paths, so that one set of
+rules covers HTTP/JSON, gRPC and grpc-web, and a refusal is a gRPC status that the transcoder
+turns into the same JSON error body and HTTP status as the gateway's own errors.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from gateway.edge._paths import ADMIN, EXPOSABLE_PATHS, OPEN, OPEN_PREFIXES, REFLECTION_PREFIX
+from gateway.edge._schema import EdgeConfig, Rate
+
+#: The header carrying the client id Envoy established; any copy a client sends is removed.
+IDENTITY_HEADER = "x-saxgw-client"
+_JWT_FILTER = "envoy.filters.http.jwt_authn"
+_JWT_PAYLOAD = "jwt_payload"
+_TYPES = "type.googleapis.com/envoy."
+EXTENSIONS = _TYPES + "extensions."
+
+
+def _filter(name: str, type_url: str, config: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "typed_config": {"@type": EXTENSIONS + type_url, **config}}
+
+
+def _exact(path: str) -> dict[str, Any]:
+    return {"url_path": {"path": {"exact": path}}}
+
+
+def _any_of(rules: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"or_rules": {"rules": rules}} if rules else {"not_rule": {"any": True}}
+
+
+def _paths(config: EdgeConfig, role: str) -> list[dict[str, Any]]:
+    """Permissions for the calls reserved to ``role``."""
+    paths = [_exact(p) for p in ADMIN] if role == "admin" else []
+    for name in sorted(config.admin_only):
+        if name == "reflection":
+            paths.append({"url_path": {"path": {"prefix": REFLECTION_PREFIX}}})
+        else:
+            paths += [_exact(p) for p in EXPOSABLE_PATHS[name]]
+    return paths
+
+
+def _jwt_claim(*keys: str) -> list[dict[str, str]]:
+    return [{"key": k} for k in (_JWT_PAYLOAD, *keys)]
+
+
+def _metadata(path: list[dict[str, str]], value: dict[str, Any]) -> dict[str, Any]:
+    """A principal matching what jwt_authn stored about the verified token."""
+    matcher = {"filter": _JWT_FILTER, "path": path, "value": value}
+    return {"sourced_metadata": {"metadata_matcher": matcher}}
+
+
+def _principals(config: EdgeConfig, role: str) -> list[dict[str, Any]]:
+    """Who holds ``role``: API-key clients by the header Envoy set, JWTs by their claims."""
+    ids: list[dict[str, Any]] = []
+    jwt_verified = _metadata(_jwt_claim(), {"present_match": True})
+    key_clients = sorted({k.client for k in config.api_keys if role in k.roles})
+    for client in key_clients:
+        # A JWT's claim lands in the same header: only a request without one is a key client.
+        header = {"header": {"name": IDENTITY_HEADER, "string_match": {"exact": client}}}
+        ids.append({"and_ids": {"ids": [header, {"not_id": jwt_verified}]}})
+    for cert in config.certificate_clients:
+        if role in cert.roles:
+            subject = {"authenticated": {"principal_name": {"exact": cert.subject}}}
+            header = {"header": {"name": IDENTITY_HEADER, "string_match": {"exact": cert.client}}}
+            ids.append({"and_ids": {"ids": [subject, header]}})
+    for issuer in config.jwt:
+        iss = _metadata(_jwt_claim("iss"), {"string_match": {"exact": issuer.issuer}})
+        if role in issuer.roles:
+            ids.append(iss)
+        elif issuer.roles_claim:
+            claim = _metadata(
+                _jwt_claim(issuer.roles_claim),
+                {"list_match": {"one_of": {"string_match": {"exact": role}}}},
+            )
+            ids.append({"and_ids": {"ids": [iss, claim]}})
+    return ids or [{"not_id": {"any": True}}]
+
+
+def _rbac(config: EdgeConfig) -> dict[str, Any]:
+    admin_paths = _paths(config, "admin")
+    policies = {
+        "open": {
+            "permissions": [
+                _any_of(
+                    [_exact(p) for p in OPEN]
+                    + [{"url_path": {"path": {"prefix": p}}} for p in OPEN_PREFIXES]
+                )
+            ],
+            "principals": [{"any": True}],
+        },
+        "admin": {
+            "permissions": [_any_of(admin_paths)],
+            "principals": _principals(config, "admin"),
+        },
+        "data": {
+            "permissions": [{"not_rule": _any_of(admin_paths)}],
+            "principals": _principals(config, "data"),
+        },
+    }
+    return _filter(
+        "envoy.filters.http.rbac",
+        "filters.http.rbac.v3.RBAC",
+        {"rules": {"action": "ALLOW", "policies": policies}},
+    )
+
+
+def _open_or_identified() -> dict[str, Any]:
+    """A matcher predicate: the path is open, or a JWT already set the identity header."""
+
+    def header(name: str, match: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "single_predicate": {
+                "input": {
+                    "name": name,
+                    "typed_config": {
+                        "@type": _TYPES + "type.matcher.v3.HttpRequestHeaderMatchInput",
+                        "header_name": name,
+                    },
+                },
+                "value_match": match,
+            }
+        }
+
+    alternatives = [p.replace(".", r"\.") for p in OPEN] + [p + "(/[^?]*)?" for p in OPEN_PREFIXES]
+    open_regex = "^(" + "|".join(alternatives) + r")(\?.*)?$"
+    return {
+        "or_matcher": {
+            "predicate": [
+                header(IDENTITY_HEADER, {"safe_regex": {"google_re2": {}, "regex": ".+"}}),
+                header(":path", {"safe_regex": {"google_re2": {}, "regex": open_regex}}),
+            ]
+        }
+    }
+
+
+def _api_keys(config: EdgeConfig) -> dict[str, Any]:
+    api_key_auth = _filter(
+        "envoy.filters.http.api_key_auth",
+        "filters.http.api_key_auth.v3.ApiKeyAuth",
+        {
+            # Envoy looks keys up in a hash table: no byte-by-byte comparison with a secret.
+            "credentials": [{"key": k.key, "client": k.client} for k in config.api_keys],
+            "key_sources": [{"header": "authorization"}, {"header": "x-api-key"}],
+            "forwarding": {"header": IDENTITY_HEADER, "hide_credentials": True},
+        },
+    )
+    # Skipped on open paths and once a JWT or a certificate has identified the caller.
+    return _skip_when("envoy.filters.http.api_key_auth", api_key_auth, _open_or_identified())
+
+
+def _skip_when(name: str, inner: dict[str, Any], predicate: dict[str, Any]) -> dict[str, Any]:
+    """``inner``, skipped for requests that match ``predicate``."""
+    skip = {"@type": EXTENSIONS + "filters.common.matcher.action.v3.SkipFilter"}
+    matcher = {
+        "predicate": predicate,
+        "on_match": {"action": {"name": "skip", "typed_config": skip}},
+    }
+    return {
+        "name": name,
+        "typed_config": {
+            "@type": EXTENSIONS + "common.matching.v3.ExtensionWithMatcher",
+            "extension_config": inner,
+            "xds_matcher": {"matcher_list": {"matchers": [matcher]}},
+        },
+    }
+
+
+def _certificate_identity(subject: str, client: str) -> dict[str, Any]:
+    """Sets the identity header to ``client`` when the peer certificate's subject is
+    ``subject`` and no JWT set it already (the filter is skipped for any other subject)."""
+    set_header = _filter(
+        "envoy.filters.http.header_mutation",
+        "filters.http.header_mutation.v3.HeaderMutation",
+        {
+            "mutations": {
+                "request_mutations": [
+                    {
+                        "append": {
+                            "header": {"key": IDENTITY_HEADER, "value": client},
+                            "append_action": "ADD_IF_ABSENT",
+                        }
+                    }
+                ]
+            }
+        },
+    )
+    other_subject = {
+        "not_matcher": {
+            "single_predicate": {
+                "input": {
+                    "name": "subject",
+                    "typed_config": {
+                        "@type": EXTENSIONS + "matching.common_inputs.ssl.v3.SubjectInput"
+                    },
+                },
+                "value_match": {"exact": subject},
+            }
+        }
+    }
+    return _skip_when(f"certificate_client.{client}", set_header, other_subject)
+
+
+def _jwt(config: EdgeConfig) -> dict[str, Any]:
+    providers = {
+        f"issuer{i}": {
+            "issuer": j.issuer,
+            "audiences": list(j.audiences),
+            "local_jwks": {"filename": str(j.jwks_file)},
+            "forward": False,
+            "claim_to_headers": [{"header_name": IDENTITY_HEADER, "claim_name": j.client_claim}],
+            "payload_in_metadata": _JWT_PAYLOAD,
+        }
+        for i, j in enumerate(config.jwt)
+    }
+    any_provider: list[dict[str, Any]] = [{"provider_name": name} for name in providers]
+    if config.api_keys:
+        # A bearer API key is not a JWT: let it through to api_key_auth.
+        any_provider.append({"allow_missing_or_failed": {}})
+    rules: list[dict[str, Any]] = [{"match": {"path": p}} for p in OPEN]
+    rules += [{"match": {"prefix": p}} for p in OPEN_PREFIXES]
+    rules.append(
+        {"match": {"prefix": "/"}, "requires": {"requires_any": {"requirements": any_provider}}}
+    )
+    return _filter(
+        "envoy.filters.http.jwt_authn",
+        "filters.http.jwt_authn.v3.JwtAuthentication",
+        {"providers": providers, "rules": rules},
+    )
+
+
+def _bucket(rate: Rate) -> dict[str, Any]:
+    if rate.requests_per_second >= 1:
+        per_fill, interval = round(rate.requests_per_second), 1.0
+    else:
+        per_fill, interval = 1, 1 / rate.requests_per_second
+    return {
+        "max_tokens": rate.burst,
+        "tokens_per_fill": per_fill,
+        "fill_interval": f"{interval:.3f}s",
+    }
+
+
+def retry_after(rate: Rate) -> int:
+    """Seconds until a drained bucket holds a token again (the Retry-After header)."""
+    return max(1, math.ceil(1 / min(rate.requests_per_second, 1.0)))
+
+
+def _rate_limit(config: EdgeConfig) -> dict[str, Any] | None:
+    rates = {c: p.rate for c, p in config.clients.items() if p.rate is not None}
+    default = config.quotas.rate
+    if not rates and default is None:
+        return None
+    descriptors = [
+        {"entries": [{"key": "client", "value": c}], "token_bucket": _bucket(r)}
+        for c, r in sorted(rates.items())
+    ]
+    if default is not None:
+        # An empty value: one bucket per distinct client id.
+        descriptors.append({"entries": [{"key": "client"}], "token_bucket": _bucket(default)})
+    every = [*rates.values(), *([default] if default else [])]
+    always = {"default_value": {"numerator": 100, "denominator": "HUNDRED"}, "runtime_key": "x"}
+    return _filter(
+        "envoy.filters.http.local_ratelimit",
+        "filters.http.local_ratelimit.v3.LocalRateLimit",
+        {
+            "stat_prefix": "client_rate",
+            # The listener-wide bucket is not a quota; per-client descriptors are.
+            "token_bucket": {
+                "max_tokens": 1_000_000,
+                "tokens_per_fill": 1_000_000,
+                "fill_interval": "1s",
+            },
+            "filter_enabled": {**always, "runtime_key": "client_rate_enabled"},
+            "filter_enforced": {**always, "runtime_key": "client_rate_enforced"},
+            "rate_limited_as_resource_exhausted": True,
+            "enable_x_ratelimit_headers": "DRAFT_VERSION_03",
+            "response_headers_to_add": [
+                {
+                    "header": {"key": "retry-after", "value": str(max(map(retry_after, every)))},
+                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                }
+            ],
+            "max_dynamic_descriptors": 10_000,
+            "rate_limits": [
+                {
+                    "actions": [
+                        {
+                            "request_headers": {
+                                "header_name": IDENTITY_HEADER,
+                                "descriptor_key": "client",
+                            }
+                        }
+                    ]
+                }
+            ],
+            "descriptors": descriptors,
+        },
+    )
+
+
+_ORIGIN_CHECK = """
+local allowed = {%s}
+local any_origin = %s
+function envoy_on_request(request)
+  local headers = request:headers()
+  local origin = headers:get("origin")
+  if origin == nil or any_origin or allowed[origin] then
+    return
+  end
+  local host = headers:get(":authority")
+  if host ~= nil and (origin == "http://" .. host or origin == "https://" .. host) then
+    return  -- same origin: a page this gateway serves (/docs)
+  end
+  request:respond({[":status"] = "403"}, "cross-origin request refused: Origin is not allowed")
+end
+"""
+
+
+def _origin_check(origins: Sequence[str]) -> dict[str, Any]:
+    """Refuses any request with an Origin header that is neither allowed nor this gateway's
+    own (403). Browsers send Origin on cross-site requests, including CORS "simple requests"
+    that need no preflight; curl and SDKs send none and are unaffected. Lua, because the check
+    compares two headers (Origin and the request's own host), which RBAC cannot."""
+    table = ", ".join(f"[{json.dumps(o)}] = true" for o in origins if o != "*")
+    code = _ORIGIN_CHECK % (table, "true" if "*" in origins else "false")
+    return _filter(
+        "envoy.filters.http.lua",
+        "filters.http.lua.v3.Lua",
+        {"default_source_code": {"inline_string": code}},
+    )
+
+
+def _strip_identity() -> dict[str, Any]:
+    return _filter(
+        "envoy.filters.http.header_mutation",
+        "filters.http.header_mutation.v3.HeaderMutation",
+        {"mutations": {"request_mutations": [{"remove": IDENTITY_HEADER}]}},
+    )
+
+
+def early_filters(origins: Sequence[str]) -> list[dict[str, Any]]:
+    """Filters before grpc_web and the transcoder; ``origins`` are those CORS allows."""
+    return [_strip_identity(), _origin_check(origins)]
+
+
+def auth_filters(config: EdgeConfig) -> list[dict[str, Any]]:
+    """Filters after the transcoder, before the router."""
+    filters: list[dict[str, Any]] = []
+    if config.jwt:
+        filters.append(_jwt(config))
+    filters += [_certificate_identity(c.subject, c.client) for c in config.certificate_clients]
+    if config.api_keys:
+        filters.append(_api_keys(config))
+    if config.authenticated:
+        filters.append(_rbac(config))
+    if (limit := _rate_limit(config)) is not None:
+        filters.append(limit)
+    return filters

@@ -1,0 +1,100 @@
+"""The listener's share of the config file: TLS and limits; and the template
+values (gateway/launch/envoy.yaml.tmpl) that place the edge filters.
+
+Each filter or option is one JSON line (valid YAML flow style), so the template keeps its
+block layout and other work on it merges cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from gateway.edge._envoy import EXTENSIONS, auth_filters, early_filters
+from gateway.edge._schema import EdgeConfig
+
+
+def tls_socket(config: EdgeConfig, sds_dir: Path) -> dict[str, Any] | None:
+    """The public listener's TLS, from SDS files that Envoy re-reads when the files change."""
+    tls = config.tls
+    if tls is None:
+        return None
+    sds_dir.mkdir(parents=True, exist_ok=True)
+
+    def secret(name: str, body: dict[str, Any], watched: Path) -> dict[str, Any]:
+        resource = {"@type": EXTENSIONS + "transport_sockets.tls.v3.Secret", "name": name, **body}
+        path = sds_dir / f"{name}.json"
+        path.write_text(json.dumps({"resources": [resource]}))
+        # Watching the directory catches the atomic rename that renewals (and Kubernetes
+        # secret volumes) use to swap in new files.
+        source = {
+            "path_config_source": {"path": str(path), "watched_directory": {"path": str(sds_dir)}}
+        }
+        return {"name": name, "sds_config": {**source, "resource_api_version": "V3"}}
+
+    cert = secret(
+        "public_cert",
+        {
+            "tls_certificate": {
+                "certificate_chain": {"filename": str(tls.cert_file)},
+                "private_key": {"filename": str(tls.key_file)},
+                "watched_directory": {"path": str(tls.cert_file.parent)},
+            }
+        },
+        tls.cert_file.parent,
+    )
+    context: dict[str, Any] = {
+        "alpn_protocols": ["h2", "http/1.1"],
+        "tls_certificate_sds_secret_configs": [cert],
+    }
+    socket: dict[str, Any] = {"common_tls_context": context}
+    if tls.client_ca_file is not None:
+        context["validation_context_sds_secret_config"] = secret(
+            "client_ca",
+            {
+                "validation_context": {
+                    "trusted_ca": {"filename": str(tls.client_ca_file)},
+                    "watched_directory": {"path": str(tls.client_ca_file.parent)},
+                }
+            },
+            tls.client_ca_file.parent,
+        )
+        socket["require_client_certificate"] = True
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": EXTENSIONS + "transport_sockets.tls.v3.DownstreamTlsContext",
+            **socket,
+        },
+    }
+
+
+def _lines(items: Iterable[Any], prefix: str, indent: int) -> str:
+    pad = "\n" + " " * indent
+    return pad.join(prefix + json.dumps(item) for item in items)
+
+
+def edge_values(config: EdgeConfig, origins: Sequence[str], sds_dir: Path) -> dict[str, str]:
+    """Template values for the edge: YAML lines at the template's indentation. ``origins``
+    are the browser origins CORS allows (flags and the file's ``cors`` together)."""
+    # JSON bodies for Envoy's own replies come from the template's one local_reply_config
+    # (gateway/launch/envoy.py: local_reply_mappers), for these statuses too.
+    limits = config.limits
+    # Slow or idle clients (slowloris) do not hold connections forever.
+    hcm: dict[str, Any] = {
+        "max_request_headers_kb": limits.max_request_headers_kb,
+        "request_headers_timeout": f"{limits.request_headers_timeout:g}s",
+    }
+    common: dict[str, str] = {"idle_timeout": f"{limits.idle_timeout:g}s"}
+    if limits.max_stream_duration > 0:  # 0: unbounded
+        common["max_stream_duration"] = f"{limits.max_stream_duration:g}s"
+    hcm["common_http_protocol_options"] = common
+    socket = tls_socket(config, sds_dir)
+    return {
+        "EARLY_FILTERS": _lines(early_filters(origins), "- ", 10),
+        "AUTH_FILTERS": _lines(auth_filters(config), "- ", 10),
+        "EDGE_HCM_OPTIONS": "\n          ".join(f"{k}: {json.dumps(v)}" for k, v in hcm.items()),
+        "TRANSPORT_SOCKET": f"transport_socket: {json.dumps(socket)}" if socket else "",
+    }

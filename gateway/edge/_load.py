@@ -1,0 +1,310 @@
+"""Reads and validates the ``--config`` YAML file; every error names the key at fault.
+
+    config = load_config(Path("saxgw.yaml"))   # raises ConfigError("auth.api_keys[1].roles: ...")
+
+Values are never echoed in errors, so a mistyped API key does not end up in a log.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+import yaml
+
+from gateway.edge._schema import (
+    EXPOSABLE,
+    ROLES,
+    ApiKey,
+    CertificateClient,
+    ClientPolicy,
+    EdgeConfig,
+    JwtIssuer,
+    Limits,
+    ModelLimit,
+    Quotas,
+    Rate,
+    Tls,
+)
+
+T = TypeVar("T")
+_CLIENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
+_MIN_KEY_LENGTH = 16
+
+
+class ConfigError(ValueError):
+    """The config file is unreadable or a key in it is wrong; the message names the key."""
+
+
+class _Node:
+    """A value in the file and the dotted path that leads to it."""
+
+    def __init__(self, value: Any, path: str) -> None:
+        self.value = value
+        self.path = path
+
+    def fail(self, why: str) -> ConfigError:
+        return ConfigError(f"{self.path or 'the file'}: {why}")
+
+    def mapping(self, allowed: tuple[str, ...] | None = None) -> dict[str, _Node]:
+        if self.value is None:
+            return {}
+        if not isinstance(self.value, Mapping):
+            raise self.fail("expected a mapping")
+        out: dict[str, _Node] = {}
+        for key, value in self.value.items():
+            path = f"{self.path}.{key}" if self.path else str(key)
+            if not isinstance(key, str):
+                raise ConfigError(f"{path}: keys must be strings")
+            if allowed is not None and key not in allowed:
+                raise ConfigError(f"{path}: unknown key; expected one of {', '.join(allowed)}")
+            out[key] = _Node(value, path)
+        return out
+
+    def items(self) -> list[_Node]:
+        if self.value is None:
+            return []
+        if not isinstance(self.value, list):
+            raise self.fail("expected a list")
+        return [_Node(v, f"{self.path}[{i}]") for i, v in enumerate(self.value)]
+
+    def text(self) -> str:
+        if not isinstance(self.value, str) or not self.value:
+            raise self.fail("expected a non-empty string")
+        return self.value
+
+    def integer(self, minimum: int = 0) -> int:
+        if isinstance(self.value, bool) or not isinstance(self.value, int):
+            raise self.fail("expected an integer")
+        if self.value < minimum:
+            raise self.fail(f"must be at least {minimum}")
+        return self.value
+
+    def number(self, minimum: float = 0.0) -> float:
+        if isinstance(self.value, bool) or not isinstance(self.value, int | float):
+            raise self.fail("expected a number")
+        if self.value < minimum:
+            raise self.fail(f"must be at least {minimum:g}")
+        return float(self.value)
+
+    def file(self, base: Path) -> Path:
+        path = base / self.text()
+        if not path.is_file():
+            raise self.fail(f"no such file: {path}")
+        return path.resolve()
+
+    def choices(self, allowed: tuple[str, ...]) -> frozenset[str]:
+        values = {n.text() for n in self.items()}
+        if bad := sorted(values - set(allowed)):
+            raise self.fail(f"unknown {bad[0]!r}; expected any of {', '.join(allowed)}")
+        return frozenset(values)
+
+    def client(self) -> str:
+        name = self.text()
+        if not _CLIENT.match(name):
+            raise self.fail("client ids are 1-128 letters, digits and ._@:- characters")
+        return name
+
+
+def _optional(node: _Node | None, read: Callable[[_Node], T]) -> T | None:
+    return None if node is None or node.value is None else read(node)
+
+
+def _api_key(node: _Node) -> ApiKey:
+    m = node.mapping(("key", "client", "roles"))
+    for required in ("key", "client", "roles"):
+        if required not in m:
+            raise node.fail(f"missing {required!r}")
+    key = m["key"].text()
+    if len(key) < _MIN_KEY_LENGTH or any(c.isspace() for c in key):
+        raise m["key"].fail(f"keys are at least {_MIN_KEY_LENGTH} characters, no spaces")
+    return ApiKey(key=key, client=m["client"].client(), roles=m["roles"].choices(ROLES))
+
+
+def _jwt(node: _Node, base: Path) -> JwtIssuer:
+    m = node.mapping(("issuer", "jwks_file", "audiences", "client_claim", "roles", "roles_claim"))
+    for required in ("issuer", "jwks_file"):
+        if required not in m:
+            raise node.fail(f"missing {required!r}")
+    jwks = m["jwks_file"].file(base)
+    try:
+        keys = json.loads(jwks.read_text()).get("keys")
+    except (ValueError, AttributeError):
+        keys = None
+    if not isinstance(keys, list) or not keys:
+        raise m["jwks_file"].fail(f"{jwks} is not a JWKS: a JSON object with a non-empty keys list")
+    return JwtIssuer(
+        issuer=m["issuer"].text(),
+        jwks_file=jwks,
+        audiences=tuple(n.text() for n in m["audiences"].items()) if "audiences" in m else (),
+        client_claim=m["client_claim"].text() if "client_claim" in m else "sub",
+        roles=m["roles"].choices(ROLES) if "roles" in m else frozenset({"data"}),
+        roles_claim=_optional(m.get("roles_claim"), _Node.text),
+    )
+
+
+def _rate(node: _Node) -> Rate:
+    m = node.mapping(("requests_per_second", "burst"))
+    if "requests_per_second" not in m:
+        raise node.fail("missing 'requests_per_second'")
+    rps = m["requests_per_second"].number()
+    if rps <= 0:
+        raise m["requests_per_second"].fail("must be above 0")
+    burst = m["burst"].integer(1) if "burst" in m else max(1, round(rps))
+    return Rate(requests_per_second=rps, burst=burst)
+
+
+def _model_limit(node: _Node, default: ModelLimit) -> ModelLimit:
+    m = node.mapping(("max_in_flight", "max_queued"))
+    return ModelLimit(
+        max_in_flight=m["max_in_flight"].integer(1)
+        if "max_in_flight" in m
+        else default.max_in_flight,
+        max_queued=m["max_queued"].integer(0) if "max_queued" in m else default.max_queued,
+    )
+
+
+def _client(node: _Node) -> ClientPolicy:
+    m = node.mapping(("models", "rate", "max_concurrent"))
+    return ClientPolicy(
+        models=tuple(n.text() for n in m["models"].items()) if "models" in m else None,
+        rate=_optional(m.get("rate"), _rate),
+        max_concurrent=_optional(m.get("max_concurrent"), lambda n: n.integer(1)),
+    )
+
+
+def _quotas(node: _Node) -> Quotas:
+    m = node.mapping(("rate", "max_concurrent", "model", "models"))
+    model = _model_limit(m["model"], ModelLimit()) if "model" in m else ModelLimit()
+    models = {
+        k: _model_limit(v, model) for k, v in m.get("models", _Node(None, "")).mapping().items()
+    }
+    return Quotas(
+        rate=_optional(m.get("rate"), _rate),
+        max_concurrent=_optional(m.get("max_concurrent"), lambda n: n.integer(1)),
+        model=model,
+        models=MappingProxyType(models),
+    )
+
+
+def _certificate_client(node: _Node) -> CertificateClient:
+    m = node.mapping(("subject", "client", "roles"))
+    for required in ("subject", "client", "roles"):
+        if required not in m:
+            raise node.fail(f"missing {required!r}")
+    return CertificateClient(
+        subject=m["subject"].text(), client=m["client"].client(), roles=m["roles"].choices(ROLES)
+    )
+
+
+def _tls(node: _Node, base: Path) -> Tls:
+    m = node.mapping(("cert_file", "key_file", "client_ca_file", "certificate_clients"))
+    for required in ("cert_file", "key_file"):
+        if required not in m:
+            raise node.fail(f"missing {required!r}")
+    clients = tuple(
+        _certificate_client(n) for n in m.get("certificate_clients", _Node(None, "")).items()
+    )
+    if clients and "client_ca_file" not in m:
+        raise m["certificate_clients"].fail("needs client_ca_file: only mTLS checks certificates")
+    return Tls(
+        cert_file=m["cert_file"].file(base),
+        key_file=m["key_file"].file(base),
+        client_ca_file=_optional(m.get("client_ca_file"), lambda n: n.file(base)),
+        certificate_clients=clients,
+    )
+
+
+def _limits(node: _Node) -> Limits:
+    m = node.mapping(
+        (
+            "max_request_bytes",
+            "max_request_headers_kb",
+            "max_stream_duration",
+            "max_connections",
+            "request_headers_timeout",
+            "idle_timeout",
+        )
+    )
+    d = Limits()
+    return Limits(
+        max_request_bytes=m["max_request_bytes"].integer(1024)
+        if "max_request_bytes" in m
+        else d.max_request_bytes,
+        max_request_headers_kb=m["max_request_headers_kb"].integer(1)
+        if "max_request_headers_kb" in m
+        else d.max_request_headers_kb,
+        max_stream_duration=m["max_stream_duration"].number()
+        if "max_stream_duration" in m
+        else d.max_stream_duration,
+        max_connections=m["max_connections"].integer(1)
+        if "max_connections" in m
+        else d.max_connections,
+        request_headers_timeout=m["request_headers_timeout"].number()
+        if "request_headers_timeout" in m
+        else d.request_headers_timeout,
+        idle_timeout=m["idle_timeout"].number() if "idle_timeout" in m else d.idle_timeout,
+    )
+
+
+_TOP = ("auth", "clients", "quotas", "tls", "cors", "limits", "admin_only", "models")
+
+
+def parse_config(data: Any, base: Path = Path(".")) -> EdgeConfig:
+    """Validates an already-parsed document; relative file names are relative to ``base``."""
+    top = _Node(data, "").mapping(_TOP)
+    auth = top.get("auth", _Node(None, "auth")).mapping(("api_keys", "jwt", "groups"))
+    keys = tuple(_api_key(n) for n in auth.get("api_keys", _Node(None, "")).items())
+    seen: set[str] = set()
+    for i, key in enumerate(keys):
+        if key.key in seen:
+            raise ConfigError(f"auth.api_keys[{i}].key: the same key appears twice")
+        seen.add(key.key)
+    jwt = tuple(_jwt(n, base) for n in auth.get("jwt", _Node(None, "")).items())
+    groups = {
+        name: frozenset(n.client() for n in members.items())
+        for name, members in auth.get("groups", _Node(None, "auth.groups")).mapping().items()
+    }
+    clients = {
+        k: _client(v) for k, v in top.get("clients", _Node(None, "clients")).mapping().items()
+    }
+    cors = top.get("cors", _Node(None, "cors")).mapping(("allowed_origins",))
+    models = top.get("models", _Node(None, "models"))
+    if models.value is not None and not isinstance(models.value, Mapping):
+        raise models.fail("expected a mapping")
+    return EdgeConfig(
+        api_keys=keys,
+        jwt=jwt,
+        groups=MappingProxyType(groups),
+        clients=MappingProxyType(clients),
+        quotas=_quotas(top["quotas"]) if "quotas" in top else Quotas(),
+        tls=_optional(top.get("tls"), lambda n: _tls(n, base)),
+        cors_origins=tuple(n.text() for n in cors["allowed_origins"].items())
+        if "allowed_origins" in cors
+        else (),
+        limits=_limits(top["limits"]) if "limits" in top else Limits(),
+        admin_only=top["admin_only"].choices(EXPOSABLE)
+        if "admin_only" in top
+        else frozenset(EXPOSABLE),
+        models=MappingProxyType(dict(models.value or {})),
+    )
+
+
+def load_config(path: Path) -> EdgeConfig:
+    """Reads ``path``; raises `ConfigError` naming the file and the key at fault."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from exc
+    try:
+        return parse_config(data, path.parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc

@@ -1,0 +1,32 @@
+"""Which gRPC methods are open, admin-only or data calls: the one table Envoy's rules use.
+
+Envoy checks credentials and roles after the transcoder, so one rule covers HTTP/JSON,
+native gRPC and grpc-web alike: every request has its gRPC path by then.
+"""
+
+from __future__ import annotations
+
+SERVICE = "/saxgateway.v1.SaxGateway/"
+
+#: Anyone may call these, with or without a credential (plus Envoy's own /healthz).
+OPEN = (
+    SERVICE + "GetInfo",
+    "/grpc.health.v1.Health/Check",
+    "/grpc.health.v1.Health/Watch",
+    "/openapi.json",
+)
+
+#: Open by prefix: the /docs page (Swagger UI) and its files.
+OPEN_PREFIXES = ("/docs",)
+
+#: Calls that change the cell: the `admin` role.
+ADMIN = tuple(SERVICE + m for m in ("PublishModel", "UpdateModel", "UnpublishModel", "SetAcl"))
+
+#: Reads an operator may reserve for the `admin` role (`admin_only` in the config).
+EXPOSABLE_PATHS: dict[str, tuple[str, ...]] = {
+    # Every call whose reply lists model-server addresses.
+    "addresses": tuple(SERVICE + m for m in ("ListModels", "GetModel", "WatchAddresses")),
+    "stats": (SERVICE + "GetStats",),
+}
+#: Reflection is matched by prefix: v1alpha and v1 both exist.
+REFLECTION_PREFIX = "/grpc.reflection."

@@ -1,0 +1,141 @@
+"""What an operator decides in the ``--config`` file, as frozen values (docs/config.md).
+
+`load_config` (in `_load`) builds an `EdgeConfig`; `saxgw` renders Envoy's config and the
+gateway's `AccessSettings` from it, and nothing else reads the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from gateway.config import ModelLimit as ModelLimit  # re-exported: the file's quotas.model
+
+ROLES = ("admin", "data")
+#: What `admin_only` may name: reflection, the calls that reveal model-server addresses
+#: (ListModels, GetModel, WatchAddresses), and cell statistics.
+EXPOSABLE = ("addresses", "reflection", "stats")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiKey:
+    """One ``auth.api_keys`` entry. The key never appears in a repr or an error."""
+
+    key: str = field(repr=False)
+    client: str
+    roles: frozenset[str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class JwtIssuer:
+    """One ``auth.jwt`` entry: tokens signed by a key in ``jwks_file`` and issued by ``issuer``."""
+
+    issuer: str
+    jwks_file: Path
+    audiences: tuple[str, ...] = ()
+    client_claim: str = "sub"
+    """The claim whose value becomes the client id."""
+    roles: frozenset[str] = frozenset({"data"})
+    """Roles every valid token of this issuer has."""
+    roles_claim: str | None = None
+    """A list claim whose values (``admin``, ``data``) add roles."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rate:
+    """A token bucket: ``burst`` requests at once, refilled at ``requests_per_second``."""
+
+    requests_per_second: float
+    burst: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClientPolicy:
+    """``clients.<id>``: what one client may do beyond its roles."""
+
+    models: tuple[str, ...] | None = None
+    """Model id patterns (``fnmatch``) the client may call; None allows every model."""
+    rate: Rate | None = None
+    max_concurrent: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Quotas:
+    """``quotas``: defaults for every client and every model."""
+
+    rate: Rate | None = None
+    """Each client's own bucket (clients.<id>.rate overrides it); None: no rate limit."""
+    max_concurrent: int | None = None
+    """Each client's calls in flight (clients.<id>.max_concurrent overrides it)."""
+    model: ModelLimit = field(default_factory=ModelLimit)
+    models: Mapping[str, ModelLimit] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True, kw_only=True)
+class CertificateClient:
+    """``tls.certificate_clients`` entry: a client certificate's subject identifies a client."""
+
+    subject: str
+    """The subject as Envoy prints it (RFC 2253), e.g. ``CN=team-c,O=Example``."""
+    client: str
+    roles: frozenset[str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tls:
+    """``tls``: the public listener's certificate; with ``client_ca_file``, mTLS."""
+
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None
+    certificate_clients: tuple[CertificateClient, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Limits:
+    """``limits``: what one request or the listener may use."""
+
+    max_request_bytes: int = 32 << 20
+    max_request_headers_kb: int = 60
+    max_stream_duration: float = 3600.0
+    """Longest a request or stream may last, seconds (0: unbounded)."""
+    request_headers_timeout: float = 10.0
+    """Seconds a client has to send its request headers (slowloris)."""
+    idle_timeout: float = 300.0
+    """Seconds a connection without any request in flight stays open."""
+    max_connections: int = 20_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class EdgeConfig:
+    """The whole file. The default value is what ``saxgw up`` runs without ``--config``."""
+
+    api_keys: tuple[ApiKey, ...] = ()
+    jwt: tuple[JwtIssuer, ...] = ()
+    groups: Mapping[str, frozenset[str]] = field(default_factory=lambda: MappingProxyType({}))
+    """Sax ACL ``acl/<group>`` -> client ids; a group not listed holds the client of its name."""
+    clients: Mapping[str, ClientPolicy] = field(default_factory=lambda: MappingProxyType({}))
+    quotas: Quotas = field(default_factory=Quotas)
+    tls: Tls | None = None
+    cors_origins: tuple[str, ...] = ()
+    limits: Limits = field(default_factory=Limits)
+    admin_only: frozenset[str] = frozenset(EXPOSABLE)
+    models: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    """Reserved for the OpenAI-compatible API (aliases, chat templates); passed through as is."""
+
+    @property
+    def authenticated(self) -> bool:
+        """True when callers must present a credential (an API key, a JWT or a certificate)."""
+        return bool(self.api_keys or self.jwt or self.certificate_clients)
+
+    @property
+    def certificate_clients(self) -> tuple[CertificateClient, ...]:
+        """Clients identified by their TLS certificate (mTLS)."""
+        return self.tls.certificate_clients if self.tls else ()
+
+    def policy(self, client: str) -> ClientPolicy:
+        """The client's own policy, or an empty one."""
+        return self.clients.get(client, ClientPolicy())

@@ -1,0 +1,130 @@
+"""Per-model settings of the OpenAI-compatible API: the config file's ``models:`` section.
+
+    models:
+      /sax/test/lm2b:
+        aliases: [lm2b]               # extra names for `model` in OpenAI requests
+        chat_template_name: chatml    # a built-in template, or:
+        chat_template: "{% for m in messages %}...{% endfor %}"   # Jinja, as Hugging Face's
+        stop: ["<|im_end|>"]          # stop strings always applied to this model's output
+        tokenizer: spm/lm2b.model     # SentencePiece model: exact token counts in `usage`
+
+Parsed once at the edge (the CLI) into frozen `ModelConfig` objects; a mistake is a
+`ConfigError` naming the key, so a bad file stops the gateway at start, not at a request.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.common.errors import InvalidArgumentError
+from gateway.common.names import parse_model_id
+
+BUILTIN_TEMPLATES = ("chatml",)
+"""Names accepted by ``chat_template_name`` (templates in gateway/service/openai/_chat.py)."""
+_ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+_KEYS = frozenset({"aliases", "chat_template", "chat_template_name", "stop", "tokenizer"})
+
+
+class ConfigError(ValueError):
+    """The config file is wrong; the message names the key at fault."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """What an operator configured for one Sax model."""
+
+    model_id: str
+    aliases: tuple[str, ...] = ()
+    chat_template: str | None = None
+    """Jinja source rendering ``messages`` to a prompt."""
+    chat_template_name: str | None = None
+    """A built-in template, used when ``chat_template`` is not set."""
+    stop: tuple[str, ...] = ()
+    tokenizer: str | None = None
+    """Path of the model's SentencePiece model, for exact token counts."""
+
+
+def _strings(value: object, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{where}: must be a string or a list of non-empty strings")
+    return tuple(value)
+
+
+def _optional_str(entry: Mapping[str, object], key: str, where: str) -> str | None:
+    value = entry.get(key)
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ConfigError(f"{where}.{key}: must be a non-empty string")
+    return value
+
+
+def _model(model_id: str, entry: object, base: Path) -> ModelConfig:
+    where = f"models.{model_id}"
+    if entry is None:
+        entry = {}
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: must be a mapping")
+    unknown = sorted(set(entry) - _KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; known: {sorted(_KEYS)}")
+    aliases = _strings(entry.get("aliases", []), f"{where}.aliases")
+    for alias in aliases:
+        if not _ALIAS.match(alias) or alias.startswith("/"):
+            raise ConfigError(f"{where}.aliases: {alias!r} is not a valid alias")
+    name = _optional_str(entry, "chat_template_name", where)
+    if name is not None and name not in BUILTIN_TEMPLATES:
+        raise ConfigError(f"{where}.chat_template_name: {name!r} is not one of {BUILTIN_TEMPLATES}")
+    tokenizer = _optional_str(entry, "tokenizer", where)
+    if tokenizer is not None:
+        path = Path(tokenizer) if Path(tokenizer).is_absolute() else base / tokenizer
+        if not path.is_file():
+            raise ConfigError(f"{where}.tokenizer: no file at {path}")
+        tokenizer = str(path)
+    return ModelConfig(
+        model_id=model_id,
+        aliases=aliases,
+        chat_template=_optional_str(entry, "chat_template", where),
+        chat_template_name=name,
+        stop=_strings(entry.get("stop", []), f"{where}.stop"),
+        tokenizer=tokenizer,
+    )
+
+
+def parse_models(raw: object, base: Path = Path(".")) -> dict[str, ModelConfig]:
+    """Validates a ``models:`` section; relative tokenizer paths are resolved against ``base``
+    (the config file's folder). Returns the configs by Sax model ID."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError("models: must be a mapping of Sax model IDs to settings")
+    models: dict[str, ModelConfig] = {}
+    owner: dict[str, str] = {}
+    for key, entry in raw.items():
+        try:
+            model_id = parse_model_id(str(key), field="models").id
+        except InvalidArgumentError as exc:
+            raise ConfigError(f"models: {key!r} is not a Sax model ID ({exc.message})") from exc
+        config = _model(model_id, entry, base)
+        for alias in config.aliases:
+            if alias in owner:
+                raise ConfigError(
+                    f"models.{model_id}.aliases: {alias!r} is also an alias of {owner[alias]}"
+                )
+            owner[alias] = model_id
+        models[model_id] = config
+    return models
+
+
+def aliases_of(models: Mapping[str, ModelConfig]) -> dict[str, str]:
+    """Every configured alias and the model ID it names."""
+    return {alias: m.model_id for m in models.values() for alias in m.aliases}
+
+
+def all_stops(config: ModelConfig | None, requested: Sequence[str]) -> tuple[str, ...]:
+    """The request's stop strings and the model's configured ones, without repeats."""
+    configured = config.stop if config is not None else ()
+    return tuple(dict.fromkeys([*requested, *configured]))

@@ -1,0 +1,268 @@
+"""What the gateway enforces itself, because only it knows Sax: model ACLs, each client's
+model list, and concurrency (per client; per model, with a bounded queue).
+
+Envoy has already authenticated the caller and checked its role; the client id arrives in a
+header Envoy sets (`AccessSettings.identity_header`) and strips from clients. Without one
+(no authentication configured) the caller is anonymous: it passes no model ACL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
+
+import grpc
+
+from gateway.client import (
+    Client,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+)
+from gateway.config import AccessSettings, ModelLimit
+
+log = logging.getLogger(__name__)
+
+SERVICE = "/saxgateway.v1.SaxGateway/"
+#: gRPC method -> the Sax method name its model ACL is set on (``saxutil setacl M lm.generate``).
+SAX_METHODS = {
+    "Generate": "lm.generate",
+    "GenerateStream": "lm.generate_stream",
+    "Score": "lm.score",
+    "Embed": "lm.embed",
+    "Gradient": "lm.gradient",
+    "Classify": "vm.classify",
+    "TextToImage": "vm.generate",
+    "EmbedImage": "vm.embed",
+    "Detect": "vm.detect",
+    "ImageToText": "vm.image_to_text",
+    "Recognize": "am.recognize",
+}
+ANONYMOUS = "anonymous"
+
+
+class _Metadata(Protocol):
+    def invocation_metadata(self) -> Any: ...
+
+
+class Busy(ResourceExhaustedError):
+    """A limit is full; the caller may retry after a second (the Retry-After header).
+
+    No x-ratelimit-* headers here: Envoy's rate limit adds those, about the client's bucket.
+    """
+
+    metadata = (("retry-after", "1"),)
+
+
+class _Gate:
+    """At most ``max_in_flight`` calls at once; ``max_queued`` more wait; the rest are Busy."""
+
+    def __init__(self, limit: ModelLimit) -> None:
+        self._slots = asyncio.Semaphore(limit.max_in_flight)
+        self._max_queued = limit.max_queued
+        self.waiting = 0
+        self.users = 0
+
+    async def acquire(self, model: str) -> None:
+        if self._slots.locked() and self.waiting >= self._max_queued:
+            log.debug("model=%s shed a call: %d waiting", model, self.waiting)
+            raise Busy(f"{model} is at its limit of calls in flight and queued; retry later")
+        self.waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self.waiting -= 1
+
+    def release(self) -> None:
+        self._slots.release()
+
+
+class Access:
+    """The checks, shared by every call of one gateway process."""
+
+    def __init__(self, settings: AccessSettings, client: Client) -> None:
+        self._settings = settings
+        self._client = client
+        self._gates: dict[str, _Gate] = {}
+        self._per_client: dict[str, int] = {}
+        self._acls: dict[str, tuple[float, dict[str, str]]] = {}
+        self._fetching: dict[str, asyncio.Future[dict[str, str]]] = {}
+
+    def identity(self, context: _Metadata) -> str | None:
+        """The client id Envoy established, if any."""
+        header = self._settings.identity_header
+        for key, value in context.invocation_metadata() or ():
+            if key == header and isinstance(value, str) and value:
+                return value
+        return None
+
+    def label(self, client: str | None) -> str:
+        """The client as a log or metric label: one of a bounded set of values."""
+        if client is None:
+            return ANONYMOUS
+        return client if client in self._settings.known_clients else "other"
+
+    def _check_models(self, client: str | None, model: str) -> None:
+        patterns = self._settings.client_models.get(client or "")
+        if patterns is not None and not any(fnmatch.fnmatchcase(model, p) for p in patterns):
+            log.info("client=%s refused model=%s: not in its model list", self.label(client), model)
+            raise PermissionDeniedError(f"client {client} may not use {model}")
+
+    async def _model_acls(self, model: str, timeout: float) -> dict[str, str]:
+        cached = self._acls.get(model)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        # One admin call per model at a time, however many calls wait for its answer: a
+        # burst must not turn into a burst of admin calls.
+        fetch = self._fetching.get(model)
+        if fetch is None:
+            fetch = self._fetching[model] = asyncio.ensure_future(self._fetch_acls(model, timeout))
+            fetch.add_done_callback(lambda _: self._fetching.pop(model, None))
+        return await asyncio.shield(fetch)
+
+    async def _fetch_acls(self, model: str, timeout: float) -> dict[str, str]:
+        try:
+            detail = await self._client.list_detail(model, timeout=timeout)
+        except (InvalidArgumentError, NotFoundError):
+            # No such model: no ACL to apply; the call itself reports the real error (and a
+            # missing field before an unknown model). Other errors fail closed.
+            return {}
+        if len(self._acls) > 10_000:  # model ids come from callers: keep the cache bounded
+            self._acls.clear()
+        expires = time.monotonic() + self._settings.acl_cache_seconds
+        self._acls[model] = (expires, detail.acls)
+        return detail.acls
+
+    def members(self, acl: str) -> frozenset[str]:
+        """Client ids a Sax ACL name admits."""
+        group = acl.removeprefix("acl/")
+        return self._settings.groups.get(group, frozenset({group}))
+
+    async def _check_acl(self, client: str | None, model: str, method: str, timeout: float) -> None:
+        acl = (await self._model_acls(model, timeout)).get(method, "")
+        if acl and (client is None or client not in self.members(acl)):
+            log.info(
+                "client=%s refused %s on model=%s by ACL %s", self.label(client), method, model, acl
+            )
+            who = client or ANONYMOUS
+            raise PermissionDeniedError(
+                f"{method} on {model} is limited to {acl}; client {who} is not in it"
+            )
+
+    @asynccontextmanager
+    async def admit(
+        self, method: str, request: Any, context: _Metadata, timeout: float
+    ) -> AsyncIterator[None]:
+        """Checks ``request`` and holds its concurrency slots while the body runs."""
+        model = getattr(request, "model", None)
+        if not isinstance(model, str) or not model:
+            yield
+            return
+        client = self.identity(context)
+        self._check_models(client, model)
+        sax_method = SAX_METHODS.get(method)
+        if sax_method is None:
+            yield
+            return
+        await self._check_acl(client, model, sax_method, timeout)
+        with self._client_slot(client):
+            gate = self._gates.get(model)
+            if gate is None:
+                gate = self._gates[model] = _Gate(
+                    self._settings.models.get(model, self._settings.model)
+                )
+            gate.users += 1
+            try:
+                await gate.acquire(model)
+                try:
+                    yield
+                finally:
+                    gate.release()
+            finally:
+                gate.users -= 1
+                if not gate.users:
+                    del self._gates[model]
+
+    def _client_slot(self, client: str | None) -> _Slot:
+        limit = self._settings.client_max_concurrent.get(client or "")
+        if limit is None:
+            limit = self._settings.default_max_concurrent
+        return _Slot(self._per_client, client or ANONYMOUS, limit)
+
+
+class _Slot:
+    def __init__(self, counts: dict[str, int], client: str, limit: int | None) -> None:
+        self._counts, self._client, self._limit = counts, client, limit
+
+    def __enter__(self) -> None:
+        held = self._counts.get(self._client, 0)
+        if self._limit is not None and held >= self._limit:
+            raise Busy(f"client {self._client} has {held} calls in flight, its limit; retry later")
+        self._counts[self._client] = held + 1
+
+    def __exit__(self, *exc: object) -> None:
+        held = self._counts[self._client] - 1
+        if held:
+            self._counts[self._client] = held
+        else:
+            del self._counts[self._client]
+
+
+_Handler = Any
+_Unary = Callable[[Any, Any], Awaitable[Any]]
+_Streaming = Callable[[Any, Any], AsyncIterator[Any]]
+_ACL_TIMEOUT = 10.0
+
+
+class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped
+    """Runs `Access.admit` around every SaxGateway call (inside the error interceptor)."""
+
+    def __init__(self, access: Access) -> None:
+        self._access = access
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[_Handler]],
+        details: grpc.HandlerCallDetails,
+    ) -> _Handler:
+        handler = await continuation(details)
+        path: str = details.method
+        if handler is None or handler.request_streaming or not path.startswith(SERVICE):
+            return handler
+        method = path.removeprefix(SERVICE)
+        access = self._access
+        if handler.unary_unary is not None:
+            unary: _Unary = handler.unary_unary
+
+            async def call(request: Any, context: Any) -> Any:
+                async with access.admit(method, request, context, _timeout(context)):
+                    return await unary(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(
+                call,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        streaming: _Streaming = handler.unary_stream
+
+        async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
+            async with access.admit(method, request, context, _timeout(context)):
+                async for response in streaming(request, context):
+                    yield response
+
+        return grpc.unary_stream_rpc_method_handler(
+            stream,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def _timeout(context: Any) -> float:
+    remaining: float | None = context.time_remaining()
+    return min(remaining, _ACL_TIMEOUT) if remaining is not None else _ACL_TIMEOUT

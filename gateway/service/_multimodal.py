@@ -1,0 +1,82 @@
+"""The gateway's multimodal methods: its MultimodalItem lists <-> Sax's DataItem lists.
+
+A mixin of `SaxGatewayServicer`, which supplies the client and the call options."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from saxgateway.v1 import gateway_pb2 as pb
+from saxml.protobuf import multimodal_pb2 as mm
+
+from gateway.client import CallOptions, Client
+from gateway.service import _fields as f
+from gateway.service._context import Context
+
+
+def to_sax(items: Sequence[pb.MultimodalItem], field: str) -> list[mm.DataItem]:
+    """The request's items as Sax's; INVALID_ARGUMENT for an item that is none of them."""
+    out = []
+    for index, item in enumerate(items):
+        kind = item.WhichOneof("item")
+        if kind is None:
+            raise f.invalid(f"{field}[{index}]", "set one of text, image_bytes or video")
+        out.append(mm.DataItem(**{kind: getattr(item, kind)}))
+    return out
+
+
+def from_sax(items: Sequence[mm.DataItem]) -> list[pb.MultimodalItem]:
+    """Sax's items as the gateway's; kinds the API does not carry (tokens, embeddings) are
+    left out."""
+    out = []
+    for item in items:
+        kind = item.WhichOneof("item")
+        if kind in ("text", "image_bytes", "video"):
+            out.append(pb.MultimodalItem(**{kind: getattr(item, kind)}))
+    return out
+
+
+def _required(items: Sequence[pb.MultimodalItem], field: str) -> None:
+    if not items:
+        raise f.invalid(field, "required: at least one item")
+
+
+class MultimodalMethods:
+    _client: Client
+
+    def _options(self, request: Any, context: Context, default: float | None = None) -> CallOptions:
+        raise NotImplementedError  # SaxGatewayServicer's
+
+    async def MultimodalGenerate(
+        self, request: pb.MultimodalGenerateRequest, context: Context
+    ) -> pb.MultimodalGenerateResponse:
+        model = f.model_id(request.model)
+        _required(request.items, "items")
+        sax_request = mm.GenerateRequest(items=to_sax(request.items, "items"))
+        done = await self._client.mm_generate(model, sax_request, self._options(request, context))
+        samples = [
+            pb.MultimodalSample(items=from_sax(r.items), score=r.score) for r in done.results
+        ]
+        return pb.MultimodalGenerateResponse(samples=samples)
+
+    async def MultimodalScore(
+        self, request: pb.MultimodalScoreRequest, context: Context
+    ) -> pb.MultimodalScoreResponse:
+        model = f.model_id(request.model)
+        _required(request.suffix_items, "suffix_items")
+        sax_request = mm.ScoreRequest(
+            prefix_items=to_sax(request.prefix_items, "prefix_items"),
+            suffix_items=to_sax(request.suffix_items, "suffix_items"),
+        )
+        done = await self._client.mm_score(model, sax_request, self._options(request, context))
+        return pb.MultimodalScoreResponse(scores=[r.score for r in done.results])
+
+    async def MultimodalEmbed(
+        self, request: pb.MultimodalEmbedRequest, context: Context
+    ) -> pb.MultimodalEmbedResponse:
+        model = f.model_id(request.model)
+        _required(request.items, "items")
+        sax_request = mm.EmbedRequest(items=to_sax(request.items, "items"))
+        done = await self._client.mm_embed(model, sax_request, self._options(request, context))
+        return pb.MultimodalEmbedResponse(embedding=list(done.embedding.values))

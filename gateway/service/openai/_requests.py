@@ -1,0 +1,252 @@
+"""OpenAI request JSON parsed into typed requests, and the one table mapping it onto Sax.
+
+| OpenAI field                                  | Sax                                          |
+|-----------------------------------------------|----------------------------------------------|
+| ``max_tokens``, ``max_completion_tokens``     | extra input ``per_example_max_decode_steps`` |
+| ``temperature``                               | extra input ``temperature``                  |
+| ``top_p``                                     | extra input ``per_example_top_p``            |
+| ``top_k`` (extension, as vLLM)                | extra input ``per_example_top_k``            |
+| ``n``                                         | the best ``n`` of the model's samples        |
+| ``stop``, ``stream``, ``stream_options``      | applied by the gateway                       |
+| ``user``, ``seed``, unknown fields            | accepted and ignored                         |
+
+What Sax cannot do (log-probabilities, token-id prompts, echo, penalties, tools, ...) is
+INVALID_ARGUMENT naming the field, so the caller learns it instead of getting a silent default.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.client import InvalidArgumentError
+from gateway.service._fields import invalid
+
+MAX_N = 16
+MAX_STOPS = 16
+MAX_INPUTS = 2048
+
+SAX_INPUTS = {
+    "max_tokens": "per_example_max_decode_steps",
+    "temperature": "temperature",
+    "top_p": "per_example_top_p",
+    "top_k": "per_example_top_k",
+}
+"""OpenAI parameter -> Sax extra input (``max_completion_tokens`` counts as ``max_tokens``)."""
+
+# Fields Sax cannot honour, and the value that means "not asked for".
+_UNSUPPORTED: dict[str, tuple[object, ...]] = {
+    "logprobs": (None, False, 0),
+    "top_logprobs": (None, 0),
+    "echo": (None, False),
+    "best_of": (None, 1),
+    "suffix": (None, ""),
+    "logit_bias": (None, {}),
+    "presence_penalty": (None, 0, 0.0),
+    "frequency_penalty": (None, 0, 0.0),
+    "tools": (None, []),
+    "functions": (None, []),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sampling:
+    """How to sample and what to return, common to completions and chat."""
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    n: int = 1
+    stop: tuple[str, ...] = ()
+    stream: bool = False
+    include_usage: bool = False
+
+    def extra_inputs(self) -> dict[str, float]:
+        """The Sax extra inputs these parameters set (unset ones keep the model's defaults)."""
+        values = {
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+        }
+        return {SAX_INPUTS[k]: float(v) for k, v in values.items() if v is not None}
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompletionRequest:
+    model: str
+    prompts: tuple[str, ...]
+    sampling: Sampling
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatRequest:
+    model: str
+    messages: tuple[Mapping[str, str], ...]
+    """Each message's ``role``, ``content`` (text parts joined) and, if given, ``name``."""
+    sampling: Sampling
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmbeddingRequest:
+    model: str
+    inputs: tuple[str, ...]
+    base64: bool
+    dimensions: int | None
+
+
+def parse_body(data: bytes) -> dict[str, Any]:
+    """The request's JSON object."""
+    try:
+        body = json.loads(data or b"null")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidArgumentError(f"the request body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise InvalidArgumentError("the request body must be a JSON object")
+    return body
+
+
+def _number(body: Mapping[str, Any], key: str, low: float, high: float) -> float | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise invalid(key, "must be a number")
+    if not low <= value <= high:
+        raise invalid(key, f"must be between {low:g} and {high:g}, got {value}")
+    return float(value)
+
+
+def _integer(body: Mapping[str, Any], key: str, low: int, high: int) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise invalid(key, "must be an integer")
+    if not low <= value <= high:
+        raise invalid(key, f"must be between {low} and {high}, got {value}")
+    return value
+
+
+def _strings(value: object, key: str, what: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    if isinstance(value, list) and value and all(isinstance(v, int | list) for v in value):
+        raise invalid(key, f"token-id {what}s are not supported: Sax takes text")
+    raise invalid(key, "must be a string or a list of strings")
+
+
+def model_name(body: Mapping[str, Any]) -> str:
+    """The requested model, as the caller spelt it."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise invalid("model", "required: a Sax model ID such as /sax/test/lm2b, or an alias")
+    return model
+
+
+def _reject_unsupported(body: Mapping[str, Any]) -> None:
+    for key, unset in _UNSUPPORTED.items():
+        value = body.get(key)
+        if not any(value == u and type(value) is type(u) for u in unset) and value is not None:
+            raise invalid(
+                key, f"not supported: Sax cannot honour {key} (remove it or set {unset[1]!r})"
+            )
+
+
+def sampling(body: Mapping[str, Any]) -> Sampling:
+    """The sampling and streaming parameters of a completion or chat request."""
+    _reject_unsupported(body)
+    max_tokens = _integer(body, "max_completion_tokens", 1, 1 << 20)
+    if max_tokens is None:
+        max_tokens = _integer(body, "max_tokens", 1, 1 << 20)
+    stop = body.get("stop")
+    stops = () if stop is None else _strings(stop, "stop", "stop")
+    if len(stops) > MAX_STOPS or not all(stops):
+        raise invalid("stop", f"at most {MAX_STOPS} non-empty strings")
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise invalid("stream", "must be true or false")
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise invalid("stream_options", "must be an object")
+    include_usage = bool((options or {}).get("include_usage"))
+    top_k = _integer(body, "top_k", -1, 1 << 20)
+    return Sampling(
+        max_tokens=max_tokens,
+        temperature=_number(body, "temperature", 0.0, 2.0),
+        top_p=_number(body, "top_p", 0.0, 1.0),
+        top_k=None if top_k in (None, -1, 0) else top_k,  # vLLM: -1 (or 0) means "all"
+        n=_integer(body, "n", 1, MAX_N) or 1,
+        stop=stops,
+        stream=bool(stream),
+        include_usage=include_usage,
+    )
+
+
+def completion_request(body: Mapping[str, Any]) -> CompletionRequest:
+    """A ``/v1/completions`` request."""
+    prompt = body.get("prompt")
+    if prompt is None:
+        raise invalid("prompt", "required: a string or a list of strings")
+    prompts = _strings(prompt, "prompt", "prompt")
+    if not prompts or len(prompts) > MAX_INPUTS:
+        raise invalid("prompt", f"between 1 and {MAX_INPUTS} prompts")
+    return CompletionRequest(model=model_name(body), prompts=prompts, sampling=sampling(body))
+
+
+def _content(message: Mapping[str, Any], where: str) -> str:
+    content = message.get("content")
+    if content is None or isinstance(content, str):
+        return content or ""
+    if not isinstance(content, list):
+        raise invalid(where, "must be a string or a list of content parts")
+    texts = []
+    for part in content:
+        if not isinstance(part, dict) or part.get("type") != "text":
+            kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+            raise invalid(where, f"{kind!r} parts are not supported: only text reaches Sax")
+        if not isinstance(part.get("text"), str):
+            raise invalid(where, 'a text part needs a string "text"')
+        texts.append(part["text"])
+    return "".join(texts)
+
+
+def chat_request(body: Mapping[str, Any]) -> ChatRequest:
+    """A ``/v1/chat/completions`` request."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise invalid("messages", "required: a non-empty list of {role, content} objects")
+    parsed = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise invalid(f"messages[{i}]", "must be an object with a string role")
+        item = {"role": message["role"], "content": _content(message, f"messages[{i}].content")}
+        if isinstance(message.get("name"), str):
+            item["name"] = message["name"]
+        parsed.append(item)
+    return ChatRequest(model=model_name(body), messages=tuple(parsed), sampling=sampling(body))
+
+
+def embedding_request(body: Mapping[str, Any]) -> EmbeddingRequest:
+    """A ``/v1/embeddings`` request."""
+    raw = body.get("input")
+    if raw is None:
+        raise invalid("input", "required: a string or a list of strings")
+    inputs = _strings(raw, "input", "input")
+    if not inputs or len(inputs) > MAX_INPUTS or not all(inputs):
+        raise invalid("input", f"between 1 and {MAX_INPUTS} non-empty strings")
+    encoding = body.get("encoding_format") or "float"
+    if encoding not in ("float", "base64"):
+        raise invalid("encoding_format", 'must be "float" or "base64"')
+    return EmbeddingRequest(
+        model=model_name(body),
+        inputs=inputs,
+        base64=encoding == "base64",
+        dimensions=_integer(body, "dimensions", 1, 1 << 20),
+    )

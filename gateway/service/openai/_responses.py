@@ -1,0 +1,126 @@
+"""OpenAI's response objects and their bytes: JSON bodies and Server-Sent Events.
+
+Objects follow OpenAI's API reference field for field (``id``, ``object``, ``created``,
+``model``, ``choices``, ``usage``); ``model`` echoes the name the caller used, as OpenAI and
+vLLM do. A stream is ``data: {chunk}`` events and a final ``data: [DONE]``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import struct
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from google.api import httpbody_pb2
+
+JSON = "application/json"
+EVENT_STREAM = "text/event-stream"
+DONE = b"data: [DONE]\n\n"
+
+
+def new_id(prefix: str) -> str:
+    """A fresh response ID such as ``cmpl-3f9a...``."""
+    return f"{prefix}-{secrets.token_hex(12)}"
+
+
+def now() -> int:
+    """``created``: Unix seconds."""
+    return int(time.time())
+
+
+def body(obj: Any) -> httpbody_pb2.HttpBody:
+    """A JSON response body."""
+    return httpbody_pb2.HttpBody(content_type=JSON, data=json.dumps(obj).encode())
+
+
+def events(*objs: Any, done: bool = False) -> httpbody_pb2.HttpBody:
+    """Server-Sent Events, one per object, then ``[DONE]`` if ``done``."""
+    data = b"".join(b"data: " + json.dumps(o).encode() + b"\n\n" for o in objs)
+    return httpbody_pb2.HttpBody(content_type=EVENT_STREAM, data=data + (DONE if done else b""))
+
+
+class Shape:
+    """Builds the objects of one response (completion or chat) with its id, time and model."""
+
+    def __init__(self, chat: bool, model: str) -> None:
+        self.chat = chat
+        self.id = new_id("chatcmpl" if chat else "cmpl")
+        self.created = now()
+        self.model = model
+
+    def _head(self, obj: str) -> dict[str, Any]:
+        return {"id": self.id, "object": obj, "created": self.created, "model": self.model}
+
+    def whole(self, choices: Sequence[tuple[str, str]], usage: dict[str, Any]) -> dict[str, Any]:
+        """The complete response: ``choices`` as (text, finish_reason) in index order."""
+        if self.chat:
+            items = [
+                {
+                    "index": i,
+                    "message": {"role": "assistant", "content": text, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": finish,
+                }
+                for i, (text, finish) in enumerate(choices)
+            ]
+            head = self._head("chat.completion")
+        else:
+            items = [
+                {"index": i, "text": text, "logprobs": None, "finish_reason": finish}
+                for i, (text, finish) in enumerate(choices)
+            ]
+            head = self._head("text_completion")
+        return {**head, "choices": items, "usage": usage, "system_fingerprint": None}
+
+    def chunk(
+        self, index: int, text: str | None, finish: str | None = None, role: bool = False
+    ) -> dict[str, Any]:
+        """One streamed piece of choice ``index``: new text, or its finish reason."""
+        if self.chat:
+            delta: dict[str, Any] = {"role": "assistant"} if role else {}
+            if text is not None:
+                delta["content"] = text
+            choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+            head = self._head("chat.completion.chunk")
+        else:
+            choice = {"index": index, "text": text or "", "logprobs": None, "finish_reason": finish}
+            head = self._head("text_completion")
+        return {**head, "choices": [choice], "system_fingerprint": None}
+
+    def usage_chunk(self, usage: dict[str, Any]) -> dict[str, Any]:
+        """The last chunk with ``stream_options.include_usage``: no choices, the usage."""
+        head = self._head("chat.completion.chunk" if self.chat else "text_completion")
+        return {**head, "choices": [], "usage": usage, "system_fingerprint": None}
+
+
+def embeddings(
+    model: str, vectors: Sequence[Sequence[float]], as_base64: bool, usage: dict[str, Any]
+) -> dict[str, Any]:
+    """An embedding list; base64 is the vector's little-endian float32 bytes, as OpenAI's."""
+    data = []
+    for i, vector in enumerate(vectors):
+        value: Any = list(vector)
+        if as_base64:
+            value = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        data.append({"object": "embedding", "index": i, "embedding": value})
+    prompt_usage = {k: v for k, v in usage.items() if not k.startswith(("completion", "total"))}
+    prompt_usage["total_tokens"] = usage["prompt_tokens"]
+    if "total_characters" in usage:
+        prompt_usage["total_characters"] = usage["prompt_characters"]
+    return {"object": "list", "data": data, "model": model, "usage": prompt_usage}
+
+
+def model_object(model_id: str, created: int, root: str | None = None) -> dict[str, Any]:
+    """One entry of ``/v1/models``; an alias names the Sax model it stands for in ``root``."""
+    return {
+        "id": model_id,
+        "object": "model",
+        "created": created,
+        "owned_by": "sax",
+        "root": root or model_id,
+        "parent": None,
+    }

@@ -1,0 +1,303 @@
+"""The OpenAIGateway servicer: OpenAI's JSON in, the same Sax client calls as SaxGateway, OpenAI's
+JSON or Server-Sent Events out.
+
+Parsing and the parameter table live in `_requests`, response objects in `_responses`, stop
+strings in `_stops`, chat templates in `_chat`, token counts in `_tokens` and errors in
+`_errors`; deadlines and error codes are SaxGateway's (`gateway.service._fields`, `_errors`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from google.api.httpbody_pb2 import HttpBody
+from saxgateway.v1 import openai_pb2 as pb
+from saxgateway.v1 import openai_pb2_grpc
+
+from gateway.client import CallOptions, Client, InvalidArgumentError, NotFoundError, SaxError
+from gateway.common.deadline import Deadline
+from gateway.common.names import parse_model_id
+from gateway.config import GatewaySettings
+from gateway.modelconfig import aliases_of, all_stops
+from gateway.service import _fields as f
+from gateway.service._context import Context
+from gateway.service._stream import DeltaTracker
+from gateway.service.openai import _errors
+from gateway.service.openai import _requests as rq
+from gateway.service.openai import _responses as rs
+from gateway.service.openai._chat import ChatTemplates
+from gateway.service.openai._stops import StopScanner, cut
+from gateway.service.openai._tokens import TokenCounter
+
+log = logging.getLogger(__name__)
+
+LM_METHOD = "lm.generate"
+"""Models that report this method are language models, listed by /v1/models."""
+
+_T = TypeVar("_T")
+
+
+async def _gather(calls: Iterable[Awaitable[_T]]) -> list[_T]:
+    """Runs calls concurrently; the first failure cancels the others and is raised as is."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(call) for call in calls]  # type: ignore[arg-type,var-annotated]
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [task.result() for task in tasks]
+
+
+class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
+    """Implements saxgateway.v1.OpenAIGateway over one shared Sax `Client`."""
+
+    def __init__(self, client: Client, settings: GatewaySettings) -> None:
+        self._client = client
+        self._settings = settings
+        self._aliases = aliases_of(settings.models)
+        self._chat = ChatTemplates(settings.models)
+        self._tokens = TokenCounter(settings.models)
+
+    def _resolve(self, name: str) -> str:
+        """The Sax model ID ``name`` stands for: an alias, or a model ID ("/" optional)."""
+        if name in self._aliases:
+            return self._aliases[name]
+        try:
+            return parse_model_id(name if name.startswith("/") else "/" + name).id
+        except InvalidArgumentError:
+            raise NotFoundError(
+                f"model {name!r} does not exist: use a Sax model ID such as /sax/test/lm2b or "
+                "a configured alias (GET /v1/models lists them)",
+                field_violations=(("model", "unknown model"),),
+            ) from None
+
+    def _deadline(self, context: Context, default: float) -> Deadline:
+        # Fixed once where the call enters; every Sax RPC the call makes uses what is left.
+        return Deadline.after(f.deadline(context, None, default))
+
+    def _options(
+        self, context: Context, sampling: rq.Sampling | None, default: float
+    ) -> CallOptions:
+        extra = sampling.extra_inputs() if sampling is not None else {}
+        return CallOptions(extra_inputs=extra, deadline=self._deadline(context, default))
+
+    # Models.
+
+    async def _language_models(self, context: Context) -> list[str]:
+        deadline = self._deadline(context, self._settings.default_timeout)
+        cells = sorted(await self._client.list_cells())
+        listed = await asyncio.gather(
+            *(self._client.list_all(c, deadline=deadline) for c in cells), return_exceptions=True
+        )
+        models = []
+        for cell, result in zip(cells, listed, strict=True):
+            if isinstance(result, SaxError) and len(cells) > 1:
+                # One cell that cannot answer (a stale location.proto, an admin restarting)
+                # must not hide every other cell's models from OpenAI clients.
+                log.warning("/v1/models: cell %s left out: %s", cell, result)
+                continue
+            if isinstance(result, BaseException):
+                raise result
+            models += [d.model_id for d in result if LM_METHOD in d.method_names]
+        return models
+
+    @_errors.unary
+    async def ListOpenAIModels(
+        self, request: pb.ListOpenAIModelsRequest, context: Context
+    ) -> HttpBody:
+        models = await self._language_models(context)
+        created = rs.now()
+        data = [rs.model_object(m, created) for m in models]
+        published = set(models)
+        data += [
+            rs.model_object(alias, created, root=target)
+            for alias, target in sorted(self._aliases.items())
+            if target in published
+        ]
+        return rs.body({"object": "list", "data": data})
+
+    @_errors.unary
+    async def GetOpenAIModel(self, request: pb.GetOpenAIModelRequest, context: Context) -> HttpBody:
+        model = self._resolve(request.model)
+        deadline = self._deadline(context, self._settings.default_timeout)
+        detail = await self._client.list_detail(model, deadline=deadline)
+        if LM_METHOD not in detail.method_names:
+            raise NotFoundError(f"{model} is not a language model (it has no {LM_METHOD})")
+        name = request.model if request.model in self._aliases else model
+        return rs.body(rs.model_object(name, rs.now(), root=model))
+
+    # Completions.
+
+    @_errors.streaming
+    async def CreateCompletion(
+        self, request: pb.CreateCompletionRequest, context: Context
+    ) -> AsyncIterator[HttpBody]:
+        req = rq.completion_request(rq.parse_body(request.body.data))
+        model = self._resolve(req.model)
+        stops = all_stops(self._settings.models.get(model), req.sampling.stop)
+        shape = rs.Shape(chat=False, model=req.model)
+        async for message in self._complete(
+            context, shape, model, req.prompts, req.sampling, stops
+        ):
+            yield message
+
+    @_errors.streaming
+    async def CreateChatCompletion(
+        self, request: pb.CreateChatCompletionRequest, context: Context
+    ) -> AsyncIterator[HttpBody]:
+        req = rq.chat_request(rq.parse_body(request.body.data))
+        model = self._resolve(req.model)
+        prompt = self._chat.render(model, req.messages)
+        requested = (*req.sampling.stop, *self._chat.stops(model))
+        stops = all_stops(self._settings.models.get(model), requested)
+        shape = rs.Shape(chat=True, model=req.model)
+        async for message in self._complete(context, shape, model, (prompt,), req.sampling, stops):
+            yield message
+
+    def _finish(
+        self, model: str, text: str, stopped: bool, steps: int | None, limit: int | None
+    ) -> str:
+        """OpenAI's finish_reason: "length" when the text has ``max_tokens`` tokens (counted by
+        the tokenizer, else by streamed decoding steps), otherwise "stop"."""
+        if stopped or limit is None:
+            return "stop"
+        count = self._tokens.count(model, text)
+        count = steps if count is None else count
+        return "length" if count is not None and count >= limit else "stop"
+
+    async def _complete(
+        self,
+        context: Context,
+        shape: rs.Shape,
+        model: str,
+        prompts: Sequence[str],
+        sampling: rq.Sampling,
+        stops: Sequence[str],
+    ) -> AsyncIterator[HttpBody]:
+        if sampling.stream:
+            async for message in self._stream(context, shape, model, prompts, sampling, stops):
+                yield message
+            return
+        options = self._options(context, sampling, self._settings.default_timeout)
+        results = await _gather(self._client.lm_generate(model, p, options) for p in prompts)
+        choices = []
+        for samples in results:
+            if len(samples) < sampling.n:
+                raise f.invalid("n", f"{model} returns {len(samples)} sample(s) per prompt")
+            for text, _score in samples[: sampling.n]:
+                kept, stopped = cut(text, stops)
+                choices.append(
+                    (kept, self._finish(model, kept, stopped, None, sampling.max_tokens))
+                )
+        usage = self._tokens.usage(model, prompts, [text for text, _ in choices])
+        yield rs.body(shape.whole(choices, usage))
+
+    async def _stream(
+        self,
+        context: Context,
+        shape: rs.Shape,
+        model: str,
+        prompts: Sequence[str],
+        sampling: rq.Sampling,
+        stops: Sequence[str],
+    ) -> AsyncIterator[HttpBody]:
+        # One deadline for the whole request, however many prompts it streams.
+        options = self._options(context, sampling, self._settings.stream_timeout)
+        texts: list[str] = []
+        started = False
+        try:
+            for number, prompt in enumerate(prompts):  # one prompt after the other
+                first = number * sampling.n
+                pieces = self._stream_prompt(
+                    shape, model, prompt, first, sampling, stops, options, texts
+                )
+                async for chunks in pieces:
+                    started = True
+                    yield rs.events(*chunks)
+        except Exception as exc:
+            # Once events were sent the HTTP status is 200 already: the error becomes the
+            # last event, as OpenAI sends it; the call still fails with its gRPC code.
+            if not started:
+                raise
+            yield rs.events(_errors.envelope(exc)[1])
+            raise
+        tail = [shape.usage_chunk(self._tokens.usage(model, prompts, texts))]
+        yield rs.events(*(tail if sampling.include_usage else ()), done=True)
+
+    async def _stream_prompt(
+        self,
+        shape: rs.Shape,
+        model: str,
+        prompt: str,
+        first: int,
+        sampling: rq.Sampling,
+        stops: Sequence[str],
+        options: CallOptions,
+        texts: list[str],
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        n = sampling.n
+        tracker = DeltaTracker()
+        scanners = [StopScanner(stops) for _ in range(n)]
+        steps = [0] * n
+        sent = [""] * n
+        seen: set[int] = set()
+
+        def piece(i: int, text: str) -> list[dict[str, Any]]:
+            role = shape.chat and i not in seen
+            seen.add(i)
+            sent[i] += text
+            return [shape.chunk(first + i, text, role=role)] if text or role else []
+
+        stream = self._client.lm_generate_stream(model, prompt, options)
+        try:
+            async for items in stream:
+                chunks: list[dict[str, Any]] = []
+                for delta in tracker.feed(items):
+                    i = delta.index
+                    if i >= n or scanners[i].stopped:
+                        continue
+                    steps[i] += 1
+                    chunks += piece(i, scanners[i].feed(delta.text))
+                    if scanners[i].stopped:
+                        chunks.append(shape.chunk(first + i, None, "stop"))
+                if chunks:
+                    yield chunks
+                if all(s.stopped for s in scanners):
+                    break  # every choice hit a stop string: closing the stream cancels Sax
+        finally:
+            await _close(stream)  # also on client disconnect: cancels the Sax call
+        chunks = []
+        for i in sorted(seen | {0}):
+            if not scanners[i].stopped:
+                chunks += piece(i, scanners[i].flush())
+                reason = self._finish(model, sent[i], False, steps[i], sampling.max_tokens)
+                chunks.append(shape.chunk(first + i, None, reason))
+        texts.extend(sent[i] for i in sorted(seen | {0}))
+        if chunks:
+            yield chunks
+
+    # Embeddings.
+
+    @_errors.unary
+    async def CreateEmbedding(
+        self, request: pb.CreateEmbeddingRequest, context: Context
+    ) -> HttpBody:
+        req = rq.embedding_request(rq.parse_body(request.body.data))
+        model = self._resolve(req.model)
+        options = self._options(context, None, self._settings.default_timeout)
+        vectors = await _gather(self._client.lm_embed(model, text, options) for text in req.inputs)
+        size = len(vectors[0])
+        if req.dimensions is not None and req.dimensions != size:
+            raise f.invalid(
+                "dimensions", f"{model} embeds into {size} dimensions, not {req.dimensions}"
+            )
+        usage = self._tokens.usage(model, req.inputs)
+        return rs.body(rs.embeddings(req.model, vectors, req.base64, usage))
+
+
+async def _close(stream: AsyncIterator[Any]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()

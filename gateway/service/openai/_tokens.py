@@ -1,0 +1,64 @@
+"""Token counts for ``usage``: exact with the model's SentencePiece model, else none.
+
+Sax answers with text only, so without the model's tokenizer the gateway cannot know how many
+tokens a text is. It then says so rather than guess: the ``*_tokens`` fields are null and
+``usage`` counts characters instead, under names that say so (see docs/openai.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sentencepiece
+
+from gateway.modelconfig import ConfigError, ModelConfig
+
+
+class TokenCounter:
+    """Loads each configured model's SentencePiece model once, at start."""
+
+    def __init__(self, models: Mapping[str, ModelConfig]) -> None:
+        self._processors: dict[str, Any] = {}
+        for model_id, config in models.items():
+            if config.tokenizer is None:
+                continue
+            processor = sentencepiece.SentencePieceProcessor()
+            try:
+                processor.Load(config.tokenizer)
+            except (OSError, RuntimeError) as exc:
+                raise ConfigError(f"models.{model_id}.tokenizer: {exc}") from exc
+            self._processors[model_id] = processor
+
+    def exact(self, model_id: str) -> bool:
+        """Whether counts for this model are exact token counts."""
+        return model_id in self._processors
+
+    def count(self, model_id: str, text: str) -> int | None:
+        """Tokens in ``text``, or None without the model's tokenizer."""
+        processor = self._processors.get(model_id)
+        return None if processor is None else len(processor.EncodeAsIds(text))
+
+    def usage(
+        self, model_id: str, prompts: Sequence[str], completions: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        """OpenAI's ``usage`` object for these prompts and completions."""
+        if self.exact(model_id):
+            prompt = sum(self.count(model_id, p) or 0 for p in prompts)
+            completion = sum(self.count(model_id, c) or 0 for c in completions)
+            return {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            }
+        prompt_chars = sum(len(p) for p in prompts)
+        completion_chars = sum(len(c) for c in completions)
+        return {
+            "prompt_tokens": None,
+            "completion_tokens": None,
+            "total_tokens": None,
+            "basis": "characters",
+            "prompt_characters": prompt_chars,
+            "completion_characters": completion_chars,
+            "total_characters": prompt_chars + completion_chars,
+        }

@@ -1,0 +1,374 @@
+"""The OpenAI-compatible routes of the OpenAPI document (scripts/openapi.py).
+
+Their RPCs (proto/saxgateway/v1/openai.proto) carry OpenAI's JSON as raw `google.api.HttpBody`,
+so the proto cannot describe it: the JSON schemas are written here, from OpenAI's API
+reference, restricted to what the gateway accepts and returns (docs/openai.md). Paths, verbs,
+summaries and gRPC methods still come from the proto.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Schema = dict[str, Any]
+TAG = "OpenAIGateway"
+PREFIX = "openai."
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{PREFIX}{name}"}
+
+
+def _obj(description: str, props: dict[str, Schema], required: list[str]) -> Schema:
+    return {"type": "object", "description": description, "properties": props, "required": required}
+
+
+_TEXTS: Schema = {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+_NULL = {"type": "null"}
+_SAMPLING: dict[str, Schema] = {
+    "temperature": {
+        "type": "number",
+        "minimum": 0,
+        "maximum": 2,
+        "description": "Sax `temperature`.",
+    },
+    "top_p": {
+        "type": "number",
+        "minimum": 0,
+        "maximum": 1,
+        "description": "Sax `per_example_top_p`.",
+    },
+    "top_k": {
+        "type": "integer",
+        "minimum": -1,
+        "description": "Extension (as vLLM): Sax `per_example_top_k`; -1 or 0: the default.",
+    },
+    "n": {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 16,
+        "description": "Choices per prompt: the model's best `n` samples.",
+    },
+    "stop": {
+        **_TEXTS,
+        "description": "Up to 16 stop strings, applied by the gateway (streams included).",
+    },
+    "stream": {"type": "boolean", "description": "Server-Sent Events, ending with `data: [DONE]`."},
+    "stream_options": {
+        "type": "object",
+        "properties": {
+            "include_usage": {
+                "type": "boolean",
+                "description": "A last chunk with `usage` and no choices.",
+            }
+        },
+    },
+    "user": {"type": "string", "description": "Accepted and ignored."},
+}
+_MODEL = {
+    "type": "string",
+    "minLength": 1,
+    "description": "A Sax model ID (`/sax/test/lm2b`, the `/` optional) or a configured alias.",
+}
+_MAX = {"type": "integer", "minimum": 1, "description": "Sax `per_example_max_decode_steps`."}
+
+
+def schemas() -> dict[str, Schema]:
+    """The OpenAI request, response and error schemas, by component name."""
+    usage = {
+        "type": "object",
+        "description": "Exact token counts with the model's SentencePiece tokenizer configured; "
+        'otherwise the token fields are null, `basis` is "characters" and the '
+        "`*_characters` fields count characters.",
+        "properties": {
+            **{
+                k: {"type": ["integer", "null"]}
+                for k in ("prompt_tokens", "completion_tokens", "total_tokens")
+            },
+            "basis": {"type": "string", "enum": ["characters"]},
+            **{
+                k: {"type": "integer"}
+                for k in ("prompt_characters", "completion_characters", "total_characters")
+            },
+        },
+        "required": ["prompt_tokens", "total_tokens"],
+    }
+    finish = {"type": ["string", "null"], "enum": ["stop", "length", None]}
+    head = {
+        "id": {"type": "string"},
+        "created": {"type": "integer", "description": "Unix seconds."},
+        "model": {"type": "string", "description": "The model as the request named it."},
+        "system_fingerprint": _NULL,
+    }
+    text_choice = _obj(
+        "One choice.",
+        {
+            "index": {"type": "integer"},
+            "text": {"type": "string"},
+            "logprobs": _NULL,
+            "finish_reason": finish,
+        },
+        ["index", "text", "finish_reason"],
+    )
+    message = {
+        "type": "object",
+        "properties": {
+            "role": {
+                "type": "string",
+                "description": "system, developer, user, assistant, tool, ...",
+            },
+            "content": {
+                "oneOf": [
+                    {"type": "string"},
+                    {"type": "null"},
+                    {
+                        "type": "array",
+                        "items": _obj(
+                            "A text part (the only kind Sax takes).",
+                            {"type": {"const": "text"}, "text": {"type": "string"}},
+                            ["type", "text"],
+                        ),
+                    },
+                ]
+            },
+            "name": {"type": "string"},
+        },
+        "required": ["role"],
+    }
+    return {
+        PREFIX + "CompletionRequest": _obj(
+            "A completion request; other OpenAI fields are accepted and ignored, except those "
+            "Sax cannot honour (logprobs, echo, best_of > 1, suffix, penalties, logit_bias), "
+            "which are 400s.",
+            {
+                "model": _MODEL,
+                "prompt": {**_TEXTS, "description": "Text prompts (token IDs are a 400)."},
+                "max_tokens": _MAX,
+                **_SAMPLING,
+            },
+            ["model", "prompt"],
+        ),
+        PREFIX + "ChatCompletionRequest": _obj(
+            "A chat request, rendered to a prompt by the model's configured chat template.",
+            {
+                "model": _MODEL,
+                "messages": {"type": "array", "minItems": 1, "items": message},
+                "max_completion_tokens": _MAX,
+                "max_tokens": _MAX,
+                **_SAMPLING,
+            },
+            ["model", "messages"],
+        ),
+        PREFIX + "EmbeddingRequest": _obj(
+            "An embedding request: one Sax `lm.embed` call per input.",
+            {
+                "model": _MODEL,
+                "input": {**_TEXTS, "description": "Texts (token IDs are a 400)."},
+                "encoding_format": {
+                    "type": "string",
+                    "enum": ["float", "base64"],
+                    "description": "base64: little-endian float32 bytes.",
+                },
+                "dimensions": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "description": "Must equal the model's size if given.",
+                },
+                "user": {"type": "string"},
+            },
+            ["model", "input"],
+        ),
+        PREFIX + "Usage": usage,
+        PREFIX + "Completion": _obj(
+            "A completion, or (streamed) one chunk of it: `object` is text_completion in both.",
+            {
+                **head,
+                "object": {"const": "text_completion"},
+                "choices": {"type": "array", "items": text_choice},
+                "usage": _ref("Usage"),
+            },
+            ["id", "object", "created", "model", "choices"],
+        ),
+        PREFIX + "ChatCompletion": _obj(
+            "A chat completion.",
+            {
+                **head,
+                "object": {"const": "chat.completion"},
+                "choices": {
+                    "type": "array",
+                    "items": _obj(
+                        "One choice.",
+                        {
+                            "index": {"type": "integer"},
+                            "message": _obj(
+                                "The answer.",
+                                {
+                                    "role": {"const": "assistant"},
+                                    "content": {"type": "string"},
+                                    "refusal": _NULL,
+                                },
+                                ["role", "content"],
+                            ),
+                            "logprobs": _NULL,
+                            "finish_reason": finish,
+                        },
+                        ["index", "message", "finish_reason"],
+                    ),
+                },
+                "usage": _ref("Usage"),
+            },
+            ["id", "object", "created", "model", "choices", "usage"],
+        ),
+        PREFIX + "ChatCompletionChunk": _obj(
+            "One streamed chunk: new text of one choice, its finish reason, or (last, with "
+            "include_usage) no choices and the usage.",
+            {
+                **head,
+                "object": {"const": "chat.completion.chunk"},
+                "choices": {
+                    "type": "array",
+                    "items": _obj(
+                        "One choice's delta.",
+                        {
+                            "index": {"type": "integer"},
+                            "delta": {
+                                "type": "object",
+                                "properties": {
+                                    "role": {"const": "assistant"},
+                                    "content": {"type": "string"},
+                                },
+                            },
+                            "logprobs": _NULL,
+                            "finish_reason": finish,
+                        },
+                        ["index", "delta", "finish_reason"],
+                    ),
+                },
+                "usage": _ref("Usage"),
+            },
+            ["id", "object", "created", "model", "choices"],
+        ),
+        PREFIX + "EmbeddingList": _obj(
+            "Embeddings, in input order.",
+            {
+                "object": {"const": "list"},
+                "data": {
+                    "type": "array",
+                    "items": _obj(
+                        "One embedding.",
+                        {
+                            "object": {"const": "embedding"},
+                            "index": {"type": "integer"},
+                            "embedding": {
+                                "oneOf": [
+                                    {"type": "array", "items": {"type": "number"}},
+                                    {"type": "string", "contentEncoding": "base64"},
+                                ]
+                            },
+                        },
+                        ["object", "index", "embedding"],
+                    ),
+                },
+                "model": {"type": "string"},
+                "usage": _ref("Usage"),
+            },
+            ["object", "data", "model", "usage"],
+        ),
+        PREFIX + "Model": _obj(
+            "A published language model, or an alias of one (`root` names the Sax model).",
+            {
+                "id": {"type": "string"},
+                "object": {"const": "model"},
+                "created": {"type": "integer"},
+                "owned_by": {"const": "sax"},
+                "root": {"type": "string"},
+                "parent": _NULL,
+            },
+            ["id", "object", "created", "owned_by"],
+        ),
+        PREFIX + "ModelList": _obj(
+            "The published language models and their aliases.",
+            {"object": {"const": "list"}, "data": {"type": "array", "items": _ref("Model")}},
+            ["object", "data"],
+        ),
+        PREFIX + "Error": _obj(
+            "OpenAI's error envelope. The HTTP status is Envoy's mapping of the gRPC code "
+            "(400, 401, 403, 404, 409, 429 with Retry-After, 500, 503, 504).",
+            {
+                "error": _obj(
+                    "The error.",
+                    {
+                        "message": {"type": "string"},
+                        "type": {"type": "string"},
+                        "param": {"type": ["string", "null"]},
+                        "code": {"type": ["string", "null"]},
+                    },
+                    ["message", "type", "param", "code"],
+                )
+            },
+            ["error"],
+        ),
+    }
+
+
+# Per RPC: (request schema, JSON response schema, SSE data schema or None).
+_SHAPES: dict[str, tuple[str | None, str, str | None]] = {
+    "ListOpenAIModels": (None, "ModelList", None),
+    "GetOpenAIModel": (None, "Model", None),
+    "CreateCompletion": ("CompletionRequest", "Completion", "Completion"),
+    "CreateChatCompletion": ("ChatCompletionRequest", "ChatCompletion", "ChatCompletionChunk"),
+    "CreateEmbedding": ("EmbeddingRequest", "EmbeddingList", None),
+}
+
+
+def _paths(template: str) -> list[tuple[str, list[Schema]]]:
+    if template != "/v1/models/{model=**}":
+        return [(template, [])]
+    param = {"in": "path", "required": True, "schema": {"type": "string", "pattern": "^[^/]+$"}}
+    alias = {**param, "name": "model", "description": "A configured alias."}
+    cell = {**param, "name": "cell", "description": "The model ID's cell."}
+    name = {**param, "name": "name", "description": "The model ID's name."}
+    return [("/v1/models/{model}", [alias]), ("/v1/models/sax/{cell}/{name}", [cell, name])]
+
+
+def operations(
+    package: str, method: str, verb: str, template: str, doc: str
+) -> list[tuple[str, str, Schema]]:
+    """(path, verb, operation) for one binding of an OpenAIGateway RPC."""
+    request, response, events = _SHAPES[method]
+    content: Schema = {"application/json": {"schema": _ref(response)}}
+    if events is not None:
+        content["text/event-stream"] = {
+            "schema": {
+                "type": "string",
+                "description": f'With `"stream": true`: `data: <JSON>` events, each a {events}, '
+                "then `data: [DONE]`; an error after the first event is a last "
+                '`data: {"error": {...}}`.',
+            },
+            "x-sse-data": _ref(events),
+        }
+    result = []
+    for n, (path, parameters) in enumerate(_paths(template), start=1):
+        op: Schema = {
+            "tags": [TAG],
+            "operationId": method if n == 1 else f"{method}_{n}",
+            "summary": doc.split(". ")[0].rstrip("."),
+            "description": doc,
+            "x-grpc-method": f"/{package}.{TAG}/{method}",
+        }
+        if parameters:
+            op["parameters"] = parameters
+        if request is not None:
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": _ref(request)}},
+            }
+        op["responses"] = {
+            "200": {"description": "OK", "content": content},
+            "default": {
+                "description": "An error in OpenAI's envelope, with its mapped HTTP status.",
+                "content": {"application/json": {"schema": _ref("Error")}},
+            },
+        }
+        result.append((path, verb, op))
+    return result

@@ -1,0 +1,73 @@
+"""The config file the e2e stack runs with: the OpenAI face's per-model settings, and a
+SentencePiece model trained here (offline, in milliseconds) for exact token counts."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import sentencepiece
+
+from gateway.launch.stack import Stack
+from tests.e2e._published import TEST_LM, published
+
+# Configured models (published by the OpenAI tests themselves).
+CHATML = "/sax/test/oai"  # alias "oai", built-in chatml template, SentencePiece tokenizer
+TEMPLATED = "/sax/test/oai-tmpl"  # a Jinja template of its own, no tokenizer
+PLAIN = "/sax/test/oai-plain"  # nothing configured
+TEMPLATE = "{% for m in messages %}[{{ m.role }}] {{ m.content }} {% endfor %}[assistant]"
+FAILING = "/sax/test/oai-fails"  # fails after two tokens
+BUSY = "/sax/test/oai-busy"  # always overloaded
+SLOW = "/sax/test/oai-slow"  # 50 tokens, 100 ms each
+ANSWER = "Paris is the capital of France"
+WORDS = ["Paris", "is", "the", "capital", "of", "France", "hello", "world", "tok", "be", "brief"]
+
+
+def write_config(folder: Path) -> Path:
+    """Writes ``config.yaml`` and the ``spm.model`` it names into ``folder``."""
+    model = io.BytesIO()
+    # A word-level model: its tokens are TestLM's tokens (words), so counts are checkable.
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(" ".join(WORDS[i:] + WORDS[:i]) for i in range(len(WORDS))),
+        model_writer=model,
+        model_type="word",
+        vocab_size=len(WORDS) + 4,
+        hard_vocab_limit=False,
+        minloglevel=2,
+    )
+    (folder / "spm.model").write_bytes(model.getvalue())
+    config = folder / "config.yaml"
+    config.write_text(
+        "models:\n"
+        f"  {CHATML}:\n"
+        "    aliases: [oai]\n"
+        "    chat_template_name: chatml\n"
+        "    tokenizer: spm.model\n"
+        f"  {TEMPLATED}:\n"
+        f"    chat_template: {TEMPLATE!r}\n"
+    )
+    return config
+
+
+def tokenizer(config: Path) -> sentencepiece.SentencePieceProcessor:
+    """The SentencePiece model ``write_config`` trained."""
+    return sentencepiece.SentencePieceProcessor(model_file=str(config.parent / "spm.model"))
+
+
+@contextmanager
+def openai_models(stack: Stack) -> Iterator[None]:
+    """Publishes the models the OpenAI tests use (once per session: a model cannot be
+    republished right after it was unpublished)."""
+    with ExitStack() as models:
+        for model, overrides in (
+            (CHATML, {"text": ANSWER}),
+            (TEMPLATED, {}),  # echoes its prompt: shows what the template rendered
+            (PLAIN, {"text": ANSWER, "num_samples": "2"}),
+            (FAILING, {"text": ANSWER, "fail_after_tokens": "2", "fail_code": "UNAVAILABLE"}),
+            (BUSY, {"fail_after_tokens": "0", "fail_code": "RESOURCE_EXHAUSTED"}),
+            (SLOW, {"text": " ".join(["tok"] * 50), "delay_ms": "100"}),
+        ):
+            models.enter_context(published(stack, model, TEST_LM, overrides))
+        yield

@@ -1,0 +1,119 @@
+"""The stack started from a --config file, shared by the tests of this package only: it
+starts with the first of them and stops after the last, so it does not load the machine
+while the other e2e tests run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gateway.cell import CellSettings
+from gateway.cli._edge import envoy_settings
+from gateway.client import ClientSettings
+from gateway.config import GatewaySettings
+from gateway.edge import load_config
+from gateway.launch.envoy import EnvoySettings
+from gateway.launch.processes import free_port
+from gateway.launch.stack import Stack, StackSettings
+from tests.e2e.conftest import CELL, _tail_logs
+from tests.e2e.security._credentials import JwtSigner
+
+# The config: API keys, a JWT issuer whose
+# key is made here, roles, a model list, Sax ACL groups, quotas and limits.
+OPS_KEY = "sk-ops-3f9c2b7e1d6a4f08"
+TEAM_A_KEY = "sk-team-a-8b1e5c0d2a7f"
+TEAM_B_KEY = "sk-team-b-5d0a9e3c7b21"
+BURSTY_KEY = "sk-bursty-1c7e4a9d0b3f"
+ISSUER = "https://issuer.saxgw.test"
+
+
+@dataclass(frozen=True)
+class SecureStack:
+    """A running stack with a config, and what a test needs to talk to it."""
+
+    stack: Stack
+    config_file: Path
+    signer: JwtSigner
+
+
+def secure_config(jwks: Path) -> dict[str, object]:
+    """The config of the secure stack; tests read the same values they assert on."""
+    return {
+        "auth": {
+            "api_keys": [
+                {"key": OPS_KEY, "client": "ops", "roles": ["admin", "data"]},
+                {"key": TEAM_A_KEY, "client": "team-a", "roles": ["data"]},
+                {"key": TEAM_B_KEY, "client": "team-b", "roles": ["data"]},
+                {"key": BURSTY_KEY, "client": "bursty", "roles": ["data"]},
+            ],
+            "jwt": [
+                {
+                    "issuer": ISSUER,
+                    "jwks_file": jwks.name,
+                    "audiences": ["saxgw"],
+                    "client_claim": "sub",
+                    "roles": ["data"],
+                    "roles_claim": "roles",
+                }
+            ],
+            "groups": {"readers": ["team-a", "ops"]},
+        },
+        "clients": {
+            "team-b": {"models": ["/sax/test/sec-b-*"]},
+            "bursty": {"rate": {"requests_per_second": 1, "burst": 3}},
+        },
+        "quotas": {
+            "rate": {"requests_per_second": 100, "burst": 200},
+            "models": {"/sax/test/sec-slow": {"max_in_flight": 1, "max_queued": 1}},
+        },
+        "cors": {"allowed_origins": ["http://allowed.example"]},
+        "limits": {"max_request_bytes": 65536, "max_request_headers_kb": 16},
+        "admin_only": ["reflection", "addresses", "stats"],
+    }
+
+
+@pytest.fixture(scope="package")
+def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureStack]:
+    """The stack started from a --config file, as `saxgw up --config FILE` starts it."""
+    base = tmp_path_factory.mktemp("secure")
+    logs = base / "logs"
+    logs.mkdir()
+    signer = JwtSigner.generate()
+    jwks = base / "jwks.json"
+    jwks.write_text(signer.jwks())
+    config_file = base / "saxgw.yaml"
+    config_file.write_text(yaml.safe_dump(secure_config(jwks)))
+    config = load_config(config_file)
+    sax_root = str(base / "sax-root")
+    settings = StackSettings(
+        gateway=GatewaySettings(client=ClientSettings(sax_root=sax_root), default_timeout=20.0),
+        cell=CellSettings(
+            sax_root=sax_root,
+            fs_root=str(base / "fs-root"),
+            cell=CELL,
+            admin_port=free_port(),
+            model_server_ports=(free_port(),),
+            poll_interval=0.3,
+            server_dead_after=2,
+        ),
+        gateway_ports=(free_port(),),
+        envoy=envoy_settings(
+            EnvoySettings(
+                gateway_endpoints=(),
+                listen_address="127.0.0.1",
+                listen_port=free_port(),
+                admin_port=free_port(),
+            ),
+            config,
+        ),
+        log_dir=str(logs),
+        config_file=str(config_file),
+    )
+    with Stack(settings) as running:
+        if not running.wait_healthy(timeout=60):
+            pytest.fail("secure stack never became healthy; logs:\n" + _tail_logs(logs))
+        yield SecureStack(running, config_file, signer)

@@ -1,0 +1,165 @@
+"""Credentials and roles through the real Envoy: API keys, JWTs, roles, open paths, origins."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.e2e._bodies import envoy_error
+from tests.e2e._published import TEST_LM, published
+from tests.e2e.security.conftest import ISSUER, OPS_KEY, TEAM_A_KEY, SecureStack
+
+pytestmark = pytest.mark.e2e
+
+MODEL = "/sax/test/sec-lm"
+OPS = {"Authorization": f"Bearer {OPS_KEY}"}
+TEAM_A = {"Authorization": f"Bearer {TEAM_A_KEY}"}
+
+
+@pytest.fixture(scope="module")
+def model(secure: SecureStack) -> Iterator[str]:
+    with published(secure.stack, MODEL, TEST_LM, {"text": "hi there"}, headers=OPS) as name:
+        yield name
+
+
+@pytest.fixture
+def http(secure: SecureStack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=secure.stack.http_url, timeout=30) as client:
+        yield client
+
+
+def _generate(http: httpx.Client, headers: dict[str, str], model: str = MODEL) -> httpx.Response:
+    return http.post("/generate", json={"model": model, "query": "q"}, headers=headers)
+
+
+def _error(response: httpx.Response, status: int, code: int) -> str:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert body["code"] == code
+    message: str = body["message"]
+    return message
+
+
+def test_no_key_is_401_json(http: httpx.Client, model: str) -> None:
+    _error(_generate(http, {}), 401, 16)
+
+
+def test_bad_key_is_401_json(http: httpx.Client, model: str) -> None:
+    _error(_generate(http, {"Authorization": "Bearer sk-not-a-key-0000000000"}), 401, 16)
+    _error(_generate(http, {"x-api-key": "sk-not-a-key-0000000000"}), 401, 16)
+
+
+def test_data_key_generates(http: httpx.Client, model: str) -> None:
+    response = _generate(http, TEAM_A)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"texts": [{"text": "hi there", "score": pytest.approx(-0.2)}]}
+
+
+def test_x_api_key_header_works(http: httpx.Client, model: str) -> None:
+    assert _generate(http, {"x-api-key": TEAM_A_KEY}).status_code == 200
+
+
+def test_data_key_cannot_publish(http: httpx.Client) -> None:
+    body = {"model": "/sax/test/sec-x", "model_path": TEST_LM, "checkpoint": "None"}
+    _error(http.post("/publish", json=body, headers=TEAM_A), 403, 7)
+    # Nothing was published.
+    listed = http.get("/listcell", params={"model": "/sax/test/sec-x"}, headers=OPS)
+    assert listed.status_code == 404, listed.text
+
+
+def test_admin_key_publishes_and_unpublishes(http: httpx.Client) -> None:
+    name = "/sax/test/sec-admin"
+    body = {"model": name, "model_path": TEST_LM, "checkpoint": "None", "replicas": 0}
+    response = http.post("/publish", json=body, headers=OPS)
+    assert response.status_code == 200, response.text
+    assert http.post("/unpublish", json={"model": name}, headers=OPS).json() == {"model": name}
+
+
+def test_open_paths_need_no_key(http: httpx.Client) -> None:
+    assert http.get("/").status_code == 200
+    assert http.get("/healthz").status_code == 200
+    assert http.get("/openapi.json").json()["openapi"].startswith("3.")
+    assert http.get("/docs").status_code == 200
+
+
+def test_addresses_and_stats_are_admin_only(http: httpx.Client, model: str) -> None:
+    _error(http.get("/listall", params={"sax_cell": "/sax/test"}, headers=TEAM_A), 403, 7)
+    _error(http.get("/stats", params={"name": "/sax/test"}, headers=TEAM_A), 403, 7)
+    _error(http.get(f"/v1/{model.lstrip('/')}", headers=TEAM_A), 403, 7)
+    listed = http.get("/listall", params={"sax_cell": "/sax/test"}, headers=OPS)
+    assert listed.status_code == 200, listed.text
+    assert MODEL in [m["model"] for m in listed.json()["models"]]
+
+
+def test_client_cannot_forge_identity(http: httpx.Client, model: str) -> None:
+    # The identity header a client sends is removed before authentication.
+    _error(_generate(http, {"x-saxgw-client": "ops"}), 401, 16)
+
+
+def test_jwt_gives_data_role(secure: SecureStack, http: httpx.Client, model: str) -> None:
+    token = secure.signer.token({"iss": ISSUER, "aud": "saxgw", "sub": "alice"})
+    assert _generate(http, {"Authorization": f"Bearer {token}"}).status_code == 200
+    body = {"model": "/sax/test/sec-jwt", "model_path": TEST_LM, "checkpoint": "None"}
+    _error(http.post("/publish", json=body, headers={"Authorization": f"Bearer {token}"}), 403, 7)
+
+
+def test_jwt_roles_claim_gives_admin(secure: SecureStack, http: httpx.Client) -> None:
+    token = secure.signer.token({"iss": ISSUER, "aud": "saxgw", "sub": "bob", "roles": ["admin"]})
+    auth = {"Authorization": f"Bearer {token}"}
+    name = "/sax/test/sec-jwt-admin"
+    body = {"model": name, "model_path": TEST_LM, "checkpoint": "None", "replicas": 0}
+    assert http.post("/publish", json=body, headers=auth).status_code == 200
+    assert http.post("/unpublish", json={"model": name}, headers=auth).status_code == 200
+
+
+def test_bad_jwts_are_401(secure: SecureStack, http: httpx.Client, model: str) -> None:
+    other = type(secure.signer).generate()  # a key the JWKS does not hold
+    tokens = [
+        other.token({"iss": ISSUER, "aud": "saxgw", "sub": "mallory"}),
+        secure.signer.token({"iss": ISSUER, "aud": "other", "sub": "alice"}),
+        secure.signer.token({"iss": "https://evil.test", "aud": "saxgw", "sub": "alice"}),
+        secure.signer.token(
+            {"iss": ISSUER, "aud": "saxgw", "sub": "alice"}, lifetime=-600
+        ),  # past the 60 s clock skew
+    ]
+    for token in tokens:
+        _error(_generate(http, {"Authorization": f"Bearer {token}"}), 401, 16)
+
+
+def test_foreign_origin_changes_nothing(http: httpx.Client) -> None:
+    name = "/sax/test/sec-csrf"
+    form = f"model={name}&model_path={TEST_LM}&checkpoint=None"
+    evil = {"Origin": "https://evil.example", **OPS}
+    text = {"Content-Type": "text/plain", **evil}
+    _error(http.post("/publish", content=form, headers=evil), 403, 7)
+    _error(http.post("/unpublish", content=f'{{"model":"{name}"}}', headers=text), 403, 7)
+    assert http.get("/listcell", params={"model": name}, headers=OPS).status_code == 404
+
+
+def test_allowed_origin_passes(http: httpx.Client, model: str) -> None:
+    response = _generate(http, {"Origin": "http://allowed.example", **TEAM_A})
+    assert response.status_code == 200, response.text
+    assert response.headers["access-control-allow-origin"] == "http://allowed.example"
+
+
+def test_body_limit_is_413_json(http: httpx.Client, model: str) -> None:
+    # max_request_bytes: 65536 in this config.
+    big = {"model": MODEL, "query": "x" * 70_000}
+    response = http.post("/generate", json=big, headers=TEAM_A)
+    assert response.status_code == 413, response.text
+    assert response.json() == envoy_error(
+        response,
+        8,
+        "Request rejected because the transcoder's internal buffer size exceeds "
+        "the configured limit.",
+    )
+
+
+def test_header_limit_is_431_json(http: httpx.Client) -> None:
+    # max_request_headers_kb: 16 in this config.
+    response = http.get("/", headers={"x-padding": "p" * 20_000})
+    assert response.status_code == 431, response.text
+    assert response.json() == envoy_error(response, 8, "Request Header Fields Too Large")

@@ -1,0 +1,190 @@
+"""TLS and mTLS on the public listener, and certificate renewal without a restart.
+
+A second Envoy, rendered from the secure stack's config plus a `tls` section, fronts the
+secure stack's gateway; the CA and certificates are made here with `cryptography`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import ssl
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+
+from gateway.edge import CertificateClient, Tls
+from gateway.launch.envoy import envoy_binary, render
+from gateway.launch.processes import ProcessGroup, free_port
+from tests.e2e._published import TEST_LM, published
+from tests.e2e.security._credentials import CertificateAuthority, write_atomically
+from tests.e2e.security.conftest import OPS_KEY, TEAM_A_KEY, SecureStack
+
+pytestmark = pytest.mark.e2e
+
+MODEL = "/sax/test/sec-tls"
+TEAM_A = {"Authorization": f"Bearer {TEAM_A_KEY}"}
+
+
+@dataclasses.dataclass
+class TlsFront:
+    port: int
+    ca: CertificateAuthority
+    certs: Path
+    client: tuple[str, str]
+    """Client certificate and key files signed by the CA, for CN=team-a (a known client)."""
+    stranger: tuple[str, str]
+    """The same for CN=stranger, which the config does not name."""
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def context(self, *, client_cert: bool = True, stranger: bool = False) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.certs / "ca.pem"))
+        if client_cert:
+            context.load_cert_chain(*(self.stranger if stranger else self.client))
+        return context
+
+
+@pytest.fixture(scope="module")
+def front(secure: SecureStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsFront]:
+    base = tmp_path_factory.mktemp("tls")
+    certs = base / "certs"
+    certs.mkdir()
+    ca = CertificateAuthority.generate()
+    (certs / "ca.pem").write_bytes(ca.pem())
+    cert, key = ca.issue("saxgw server 1", server=True)
+    (certs / "server.pem").write_bytes(cert)
+    (certs / "server.key").write_bytes(key)
+    client_cert, client_key = ca.issue("team-a", server=False)
+    (base / "client.pem").write_bytes(client_cert)
+    (base / "client.key").write_bytes(client_key)
+    stranger_cert, stranger_key = ca.issue("stranger", server=False)
+    (base / "stranger.pem").write_bytes(stranger_cert)
+    (base / "stranger.key").write_bytes(stranger_key)
+    tls = Tls(
+        cert_file=certs / "server.pem",
+        key_file=certs / "server.key",
+        client_ca_file=certs / "ca.pem",
+        # team-a's certificate identifies it without a key; the stranger's only connects.
+        certificate_clients=(
+            CertificateClient(subject="CN=team-a", client="team-a", roles=frozenset({"data"})),
+        ),
+    )
+    envoy = secure.stack.envoy
+    port, admin = free_port(), free_port()
+    settings = dataclasses.replace(
+        envoy, listen_port=port, admin_port=admin, edge=dataclasses.replace(envoy.edge, tls=tls)
+    )
+    config = base / "envoy.yaml"
+    config.write_text(render(settings, secrets_dir=base / "secrets"))
+    group = ProcessGroup()
+    try:
+        group.start(
+            "envoy-tls",
+            [str(envoy_binary()), "-c", str(config), "-l", "warn", "--base-id", str(admin)],
+            log_path=str(base / "envoy.log"),
+        )
+        group.wait_until("envoy-tls", lambda: _ready(admin), 30)
+        yield TlsFront(
+            port,
+            ca,
+            certs,
+            (str(base / "client.pem"), str(base / "client.key")),
+            (str(base / "stranger.pem"), str(base / "stranger.key")),
+        )
+    finally:
+        group.stop()
+
+
+def _ready(admin: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=1) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def model(secure: SecureStack) -> Iterator[str]:
+    overrides = {"text": " ".join(["tok"] * 12), "delay_ms": "150"}
+    headers = {"Authorization": f"Bearer {OPS_KEY}"}
+    with published(secure.stack, MODEL, TEST_LM, overrides, headers=headers) as name:
+        yield name
+
+
+def _server_cn(front: TlsFront) -> str:
+    with (
+        socket.create_connection(("127.0.0.1", front.port), timeout=10) as raw,
+        front.context().wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    name = x509.load_der_x509_certificate(der).subject
+    return str(name.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value)
+
+
+def test_tls_with_client_certificate(front: TlsFront, model: str) -> None:
+    body = {"model": model, "query": "q"}
+    with httpx.Client(base_url=front.url, verify=front.context(stranger=True), timeout=30) as http:
+        assert http.get("/").status_code == 200
+        response = http.post("/generate", json=body, headers=TEAM_A)
+        assert response.status_code == 200, response.text
+        # A certificate the config does not name connects, but does not identify a client.
+        assert http.post("/generate", json=body).status_code == 401
+
+
+def test_certificate_identifies_its_client(front: TlsFront, model: str) -> None:
+    body = {"model": model, "query": "q"}
+    with httpx.Client(base_url=front.url, verify=front.context(), timeout=30) as http:
+        response = http.post("/generate", json=body)  # no key: the certificate says team-a
+        assert response.status_code == 200, response.text
+        publish = {"model": "/sax/test/sec-cert", "model_path": TEST_LM, "checkpoint": "None"}
+        refused = http.post("/publish", json=publish)  # team-a has the data role only
+        assert (refused.status_code, refused.json()["code"]) == (403, 7)
+
+
+def test_mtls_refuses_clients_without_a_certificate(front: TlsFront) -> None:
+    refused = (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError)
+    with (
+        httpx.Client(verify=front.context(client_cert=False), timeout=10) as http,
+        pytest.raises(refused),
+    ):
+        http.get(front.url + "/")
+    stranger = CertificateAuthority.generate("another CA")
+    cert, key = stranger.issue("mallory", server=False)
+    context = front.context(client_cert=False)
+    path = front.certs.parent
+    (path / "mallory.pem").write_bytes(cert)
+    (path / "mallory.key").write_bytes(key)
+    context.load_cert_chain(str(path / "mallory.pem"), str(path / "mallory.key"))
+    with httpx.Client(verify=context, timeout=10) as http, pytest.raises(refused):
+        http.get(front.url + "/")
+
+
+def test_renewed_certificate_is_served_without_dropping_streams(
+    front: TlsFront, model: str
+) -> None:
+    assert _server_cn(front) == "saxgw server 1"
+    with httpx.Client(base_url=front.url, verify=front.context(), timeout=60) as http:
+        body = {"model": model, "query": "q"}
+        with http.stream("POST", "/generate_stream", json=body, headers=TEAM_A) as stream:
+            lines = stream.iter_lines()
+            first = next(line for line in lines if line.startswith("data:"))
+            assert '"deltas"' in first
+            cert, key = front.ca.issue("saxgw server 2", server=True)
+            write_atomically(front.certs / "server.key", key)
+            write_atomically(front.certs / "server.pem", cert)
+            deadline = time.monotonic() + 30
+            while _server_cn(front) != "saxgw server 2":
+                assert time.monotonic() < deadline, "Envoy never served the renewed certificate"
+                time.sleep(0.3)
+            # The stream opened before the renewal runs to its end.
+            rest = [line for line in lines if line.startswith("data:")]
+            assert '"done":true' in rest[-1], rest[-1]

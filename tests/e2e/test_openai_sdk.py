@@ -1,0 +1,223 @@
+"""The OpenAI-compatible API through Envoy, driven by the real `openai` Python SDK."""
+
+from __future__ import annotations
+
+import base64
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from gateway.launch.stack import Stack
+from tests.e2e._openai import ANSWER, BUSY, CHATML, FAILING, PLAIN, TEMPLATED, tokenizer
+
+
+@pytest.fixture
+def client(stack: Stack, openai_models: None) -> Iterator[openai.OpenAI]:
+    # No retries: a test that expects an error wants it at once.
+    with openai.OpenAI(base_url=stack.http_url + "/v1", api_key="x", max_retries=0) as sdk:
+        yield sdk
+
+
+def test_models_list_has_published_models_and_aliases(client: openai.OpenAI) -> None:
+    ids = {m.id: m for m in client.models.list()}
+    assert {CHATML, "oai", TEMPLATED, PLAIN} <= set(ids)
+    assert ids["oai"].model_dump()["root"] == CHATML
+    assert ids[CHATML].owned_by == "sax" and ids[CHATML].object == "model"
+    assert client.models.retrieve("oai").id == "oai"
+
+
+def test_completion_returns_text_and_exact_usage(client: openai.OpenAI, stack: Stack) -> None:
+    spm = tokenizer(Path(str(stack.settings.gateway.config_file)))
+    completion = client.completions.create(model="oai", prompt="hello world", max_tokens=8)
+    assert completion.object == "text_completion" and completion.model == "oai"
+    assert [(c.index, c.text, c.finish_reason) for c in completion.choices] == [(0, ANSWER, "stop")]
+    assert completion.usage is not None
+    assert completion.usage.model_dump() == {
+        "prompt_tokens": len(spm.encode("hello world")),
+        "completion_tokens": len(spm.encode(ANSWER)),
+        "total_tokens": len(spm.encode("hello world")) + len(spm.encode(ANSWER)),
+        "completion_tokens_details": None,
+        "prompt_tokens_details": None,
+    }
+    assert completion.usage.completion_tokens == 6
+
+
+def test_completion_max_tokens_list_prompts_and_stop(client: openai.OpenAI) -> None:
+    short = client.completions.create(model=CHATML, prompt=["a", "b"], max_tokens=3)
+    assert [(c.index, c.text, c.finish_reason) for c in short.choices] == [
+        (0, "Paris is the", "length"),
+        (1, "Paris is the", "length"),
+    ]
+    stopped = client.completions.create(model="oai", prompt="q", stop=["capital", "zzz"])
+    assert [(c.text, c.finish_reason) for c in stopped.choices] == [("Paris is the ", "stop")]
+
+
+def test_completion_without_tokenizer_counts_characters(client: openai.OpenAI) -> None:
+    completion = client.completions.create(
+        model=PLAIN, prompt="hi", n=2, top_p=0.9, extra_body={"top_k": 5}
+    )
+    assert [c.text for c in completion.choices] == [ANSWER, ANSWER]
+    assert completion.usage is not None
+    assert completion.usage.model_dump() == {
+        "prompt_tokens": None,
+        "completion_tokens": None,
+        "total_tokens": None,
+        "completion_tokens_details": None,
+        "prompt_tokens_details": None,
+        "basis": "characters",
+        "prompt_characters": 2,
+        "completion_characters": 2 * len(ANSWER),
+        "total_characters": 2 + 2 * len(ANSWER),
+    }
+
+
+def test_streamed_completion_ends_cleanly_with_usage(client: openai.OpenAI) -> None:
+    chunks = list(
+        client.completions.create(
+            model="oai",
+            prompt="q",
+            stream=True,
+            stop="France",
+            stream_options={"include_usage": True},
+        )
+    )
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == "Paris is the capital of "
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert sum(1 for c in chunks if c.choices and c.choices[0].finish_reason) == 1
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 5
+    assert len({c.id for c in chunks}) == 1
+
+
+def test_chat_with_builtin_template_and_stop(client: openai.OpenAI) -> None:
+    chat = client.chat.completions.create(
+        model="oai", messages=[{"role": "user", "content": "hi"}], max_completion_tokens=20
+    )
+    assert chat.object == "chat.completion"
+    assert [(c.message.role, c.message.content, c.finish_reason) for c in chat.choices] == [
+        ("assistant", ANSWER, "stop")
+    ]
+
+
+def test_chat_renders_the_configured_template(client: openai.OpenAI) -> None:
+    messages: list[openai.types.chat.ChatCompletionMessageParam] = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": [{"type": "text", "text": "hello"}]},
+    ]
+    chat = client.chat.completions.create(model=TEMPLATED, messages=messages)
+    assert chat.choices[0].message.content == "[system] be brief [user] hello [assistant]"
+    stream = client.chat.completions.create(model=TEMPLATED, messages=messages, stream=True)
+    chunks = list(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert text == "[system] be brief [user] hello [assistant]"
+    assert [c.choices[0].finish_reason for c in chunks][-1] == "stop"
+
+
+def test_chat_without_template_is_a_400_that_says_how(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as failure:
+        client.chat.completions.create(model=PLAIN, messages=[{"role": "user", "content": "x"}])
+    assert failure.value.status_code == 400
+    assert failure.value.param == "model"
+    assert "chat_template_name: chatml" in failure.value.message
+
+
+def test_embeddings_base64_by_default_and_floats(client: openai.OpenAI, stack: Stack) -> None:
+    native = httpx.post(stack.http_url + "/embed", json={"model": CHATML, "text": "hello"})
+    expected = native.json()["embedding"]
+    default = client.embeddings.create(model="oai", input="hello")  # the SDK asks for base64
+    assert default.data[0].embedding == pytest.approx(expected, rel=1e-6)
+    floats = client.embeddings.create(
+        model=CHATML, input=["hello", "world"], encoding_format="float"
+    )
+    assert [d.index for d in floats.data] == [0, 1]
+    assert floats.data[0].embedding == pytest.approx(expected, rel=1e-12)
+    assert len(floats.data[1].embedding) == len(expected) == 8
+    assert floats.usage.prompt_tokens == 2 and floats.usage.total_tokens == 2
+
+
+def test_embeddings_base64_is_little_endian_float32(stack: Stack, openai_models: None) -> None:
+    body = {"model": CHATML, "input": "hello", "encoding_format": "base64"}
+    response = httpx.post(stack.http_url + "/v1/embeddings", json=body)
+    raw = base64.b64decode(response.json()["data"][0]["embedding"])
+    native = httpx.post(stack.http_url + "/embed", json={"model": CHATML, "text": "hello"})
+    assert list(struct.unpack("<8f", raw)) == pytest.approx(native.json()["embedding"], rel=1e-6)
+
+
+def test_unknown_model_raises_not_found(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as failure:
+        client.completions.create(model="gpt-4", prompt="x")
+    assert failure.value.code == "model_not_found" and failure.value.param == "model"
+    with pytest.raises(openai.NotFoundError) as unpublished:
+        client.embeddings.create(model="/sax/test/nothing-here", input="x")
+    assert unpublished.value.body == {
+        "message": "model /sax/test/nothing-here is not published: NotFound",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "model_not_found",
+    }
+
+
+def test_unsupported_parameters_are_400s_that_say_so(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as logprobs:
+        client.completions.create(model="oai", prompt="x", logprobs=2)
+    assert logprobs.value.param == "logprobs" and "not supported" in logprobs.value.message
+    with pytest.raises(openai.BadRequestError) as tokens:
+        client.completions.create(model="oai", prompt=[1, 2, 3])
+    assert tokens.value.param == "prompt" and "token-id" in tokens.value.message
+
+
+def test_overloaded_model_is_a_429_with_retry_after(client: openai.OpenAI) -> None:
+    # The Sax client retries an overloaded replica until the deadline is near, then reports
+    # the overload: a short deadline (grpc-timeout passes through Envoy) makes that quick.
+    with pytest.raises(openai.RateLimitError) as failure:
+        client.completions.create(
+            model=BUSY, prompt="x", stream=True, extra_headers={"grpc-timeout": "1S"}
+        )
+    assert failure.value.status_code == 429
+    assert failure.value.response.headers["retry-after"] == "1"
+    assert failure.value.code == "rate_limit_exceeded"
+
+
+def test_error_after_the_stream_started_arrives_in_band(client: openai.OpenAI) -> None:
+    received = []
+    with pytest.raises(openai.APIError) as failure:
+        for chunk in client.completions.create(model=FAILING, prompt="x", stream=True):
+            received.append(chunk.choices[0].text)
+    assert received == ["Paris", " is"]
+    assert failure.value.message == "TestLM failed after 2 tokens (fail_after_tokens): Unavailable"
+    assert failure.value.body == {
+        "message": failure.value.message,
+        "type": "service_unavailable_error",
+        "param": None,
+        "code": None,
+    }
+
+
+async def test_async_client_completes_and_streams(stack: Stack, openai_models: None) -> None:
+    async with openai.AsyncOpenAI(
+        base_url=stack.http_url + "/v1", api_key="x", max_retries=0
+    ) as sdk:
+        completion = await sdk.completions.create(model="oai", prompt="q", max_tokens=2)
+        assert completion.choices[0].text == "Paris is"
+        stream = await sdk.chat.completions.create(
+            model="oai", messages=[{"role": "user", "content": "q"}], stream=True
+        )
+        text = "".join([c.choices[0].delta.content or "" async for c in stream])
+        assert text == ANSWER
+
+
+def test_streamed_choices_each_finish_once(client: openai.OpenAI) -> None:
+    texts = {0: "", 1: "", 2: "", 3: ""}
+    finishes: list[tuple[int, str]] = []
+    for chunk in client.completions.create(model=PLAIN, prompt=["a", "b"], n=2, stream=True):
+        for choice in chunk.choices:
+            texts[choice.index] += choice.text
+            if choice.finish_reason:
+                finishes.append((choice.index, choice.finish_reason))
+    assert texts == dict.fromkeys(range(4), ANSWER)
+    assert sorted(finishes) == [(0, "stop"), (1, "stop"), (2, "stop"), (3, "stop")]

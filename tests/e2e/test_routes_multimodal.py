@@ -1,0 +1,62 @@
+"""Multimodal routes through the real Envoy: JSON items in, the stand-in's answers out.
+
+The expected bodies are computed by `TestMultimodal`'s own code on the same items."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from gateway.cell.models.base import ExtraInputs
+from gateway.cell.models.multimodal import MULTIMODAL_PATH, TestMultimodal
+from gateway.launch.stack import Stack
+from tests.e2e._published import IMAGE, b64, published
+
+MODEL = "/sax/test/routes-mm"
+NONE = ExtraInputs()
+ITEMS = [{"text": "what is this?"}, {"image_bytes": b64(IMAGE)}]
+SAX_ITEMS: list[tuple[str, str | bytes]] = [("text", "what is this?"), ("image_bytes", IMAGE)]
+MODEL_STAND_IN = TestMultimodal()
+
+
+@pytest.fixture(scope="module")
+def model(stack: Stack) -> Iterator[str]:
+    with published(stack, MODEL, MULTIMODAL_PATH) as name:
+        yield name
+
+
+def _post(http: httpx.Client, verb: str, body: dict[str, object]) -> httpx.Response:
+    return http.post(f"/v1{MODEL}:{verb}", json=body)
+
+
+def test_multimodal_generate(http: httpx.Client, model: str) -> None:
+    [(items, score)] = asyncio.run(MODEL_STAND_IN.mm_generate(SAX_ITEMS, NONE))
+    response = _post(http, "multimodalGenerate", {"items": ITEMS})
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "samples": [{"items": [{kind: value} for kind, value in items], "score": score}]
+    }
+
+
+def test_multimodal_score(http: httpx.Client, model: str) -> None:
+    scores = asyncio.run(MODEL_STAND_IN.mm_score(SAX_ITEMS[:1], SAX_ITEMS[1:], NONE))
+    body = {"prefix_items": ITEMS[:1], "suffix_items": ITEMS[1:]}
+    response = _post(http, "multimodalScore", body)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"scores": scores}
+
+
+def test_multimodal_embed(http: httpx.Client, model: str) -> None:
+    embedding = asyncio.run(MODEL_STAND_IN.mm_embed(SAX_ITEMS, NONE))
+    response = _post(http, "multimodalEmbed", {"items": ITEMS})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"embedding": embedding}
+
+
+def test_an_empty_item_is_a_400_naming_it(http: httpx.Client, model: str) -> None:
+    response = _post(http, "multimodalGenerate", {"items": [{"text": "hi"}, {}]})
+    assert response.status_code == 400, response.text
+    assert "items[1]" in response.text

@@ -1,0 +1,134 @@
+"""`saxgw up` as a user runs it: the banner, a restart that does not stall, busy ports, and the
+files it leaves under SAX_ROOT (issue #11)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+from saxml.protobuf import admin_pb2
+
+from gateway.launch.processes import free_port
+from tests.e2e._published import TEST_LM
+
+MODEL = "/sax/test/restored"
+
+
+class _Up:
+    """A running `saxgw up` and the lines it printed so far."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+
+    def close(self) -> None:
+        self._reader.join(10)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+
+    def wait_for(self, text: str, timeout: float = 120) -> None:
+        with self._changed:
+            if not self._changed.wait_for(
+                lambda: any(text in line for line in self.lines) or self.proc.poll() is not None,
+                timeout,
+            ) or not any(text in line for line in self.lines):
+                raise AssertionError(f"no {text!r} in:\n" + "\n".join(self.lines))
+
+
+def _umask_077() -> None:
+    os.umask(0o077)  # a strict umask must not make SAX_ROOT unreadable to others
+
+
+@contextmanager
+def saxgw_up(argv: list[str]) -> Iterator[_Up]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "up", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=_umask_077,
+    )
+    up = _Up(proc)
+    try:
+        yield up
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        up.close()
+
+
+def test_up_restart_serves_restored_models_and_refuses_busy_ports(tmp_path: Path) -> None:
+    port = free_port()
+    argv = [
+        f"--port={port}",
+        "--listen=127.0.0.1",
+        f"--envoy-admin-port={free_port()}",
+        f"--gateway-ports={free_port()}",
+        f"--admin-port={free_port()}",
+        f"--model-server-ports={free_port()}",
+        f"--sax-root={tmp_path / 'sax-root'}",
+        f"--fs-root={tmp_path / 'fs-root'}",
+        f"--log-dir={tmp_path}",
+    ]
+    url = f"http://127.0.0.1:{port}"
+    with saxgw_up(argv) as up:
+        up.wait_for("Ready. Try:")
+        # The banner comes after health passes, never before.
+        assert httpx.get(f"{url}/healthz").status_code == 200
+        assert f"  curl -s {url}/listcells" in up.lines
+        body = {"model": MODEL, "model_path": TEST_LM, "checkpoint": "None", "replicas": 1}
+        assert httpx.post(f"{url}/publish", json=body).status_code == 200
+        ready = httpx.post(f"{url}/wait_for_ready", json={"model": MODEL, "timeout": "30s"})
+        assert ready.status_code == 200, ready.text
+
+        # A second `saxgw up` on the same ports says so at once, without a traceback.
+        second = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "up", *argv],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 1
+        assert second.stderr.startswith(f"saxgw: port {port} is in use (Envoy's public port")
+        assert "Traceback" not in second.stderr + second.stdout
+
+    with saxgw_up(argv) as up:
+        up.wait_for("Ready. Try:")
+        up.wait_for(f"saxgw: restored models ready: {MODEL} (1/1)")
+        # Restored models were placed at once: well within this 10 s deadline (before the
+        # fix the first call waited ~27 s for old servers that never came back).
+        generate = httpx.post(
+            f"{url}/generate", json={"model": MODEL, "query": "back", "timeout": "10s"}, timeout=30
+        )
+        assert generate.status_code == 200, generate.text
+        assert generate.json() == {"texts": [{"text": "back", "score": -0.1}]}
+
+    for root in (tmp_path / "sax-root", tmp_path / "fs-root"):
+        for path in [root, *root.rglob("*")]:
+            mode = stat.S_IMODE(path.stat().st_mode)
+            assert mode == (0o755 if path.is_dir() else 0o644), (path, oct(mode))
+    state = admin_pb2.State.FromString(
+        (tmp_path / "fs-root" / "sax" / "test" / "state.proto").read_bytes()
+    )
+    [model] = state.models
+    assert model.model_id == MODEL
+    assert "lm.generate" in model.method_names

@@ -1,0 +1,129 @@
+"""The client never serves a stale answer, and reports an unreachable admin in seconds.
+
+Issue #11: a NOT_FOUND was kept for 5 s, so a model published again (by this client or any
+other) answered "is not published"; an admin that did not answer held calls for their whole
+deadline and ended in DEADLINE_EXCEEDED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from saxml.protobuf import admin_pb2
+
+from gateway.client import (
+    CallOptions,
+    Client,
+    ClientSettings,
+    DeadlineExceededError,
+    NotFoundError,
+    UnavailableError,
+)
+from gateway.launch.processes import free_port
+from tests.integration._client_fixtures import CELL, TEST_LM, RunningCell, publish_ready
+
+T = CallOptions(timeout=20)
+# Far above the 5 s an unreachable admin is given, far below the 60 s deadline of the calls:
+# a call that waited out its deadline (the bug) fails the test by timing out here.
+BOUND_S = 40.0
+
+
+async def test_publish_generate_unpublish_loop_never_sees_a_stale_not_found(
+    client: Client,
+) -> None:
+    model_id = f"{CELL}/loop"
+    for _ in range(50):
+        await client.publish(model_id, TEST_LM, "None", 1)
+        assert await client.lm_generate(model_id, "again", T) == [("again", pytest.approx(-0.1))]
+        await client.unpublish(model_id)
+        with pytest.raises(NotFoundError):
+            await client.lm_generate(model_id, "gone", T)
+
+
+async def test_two_clients_loop_sees_each_others_changes(cell: RunningCell, client: Client) -> None:
+    model_id = f"{CELL}/shared"
+    async with Client(ClientSettings(sax_root=cell.sax_root)) as other:
+        for _ in range(20):
+            await client.publish(model_id, TEST_LM, "None", 1)
+            assert await other.lm_generate(model_id, "seen", T) == [("seen", pytest.approx(-0.1))]
+            await client.unpublish(model_id)
+
+
+async def test_a_model_published_by_another_client_is_found_at_once(
+    cell: RunningCell, client: Client
+) -> None:
+    model_id = f"{CELL}/elsewhere"
+    with pytest.raises(NotFoundError):
+        await client.lm_generate(model_id, "early", T)
+    async with Client(ClientSettings(sax_root=cell.sax_root)) as publisher:
+        await publish_ready(publisher, "elsewhere", replicas=1)
+    assert await client.lm_generate(model_id, "now", T) == [("now", pytest.approx(-0.1))]
+
+
+async def test_update_forgets_nothing_it_should_keep(client: Client) -> None:
+    model_id = await publish_ready(client, "kept", replicas=1)
+    await client.update(model_id, num_replicas=1)
+    assert await client.lm_generate(model_id, "still", T) == [("still", pytest.approx(-0.1))]
+
+
+async def test_unreachable_admin_is_unavailable_in_seconds_naming_cell_and_address(
+    cell: RunningCell,
+) -> None:
+    settings = ClientSettings(sax_root=cell.sax_root, admin_timeout=60.0)
+    async with Client(settings) as client:
+        model_id = await publish_ready(client, "known", replicas=1)
+        assert await client.lm_generate(model_id, "before", T)
+        address = cell.admin_address
+        await cell.admin.stop(grace=0)  # location.proto now names a port nobody listens on
+        with pytest.raises(UnavailableError) as listing:
+            await asyncio.wait_for(client.list_all(CELL), BOUND_S)
+        assert CELL in listing.value.message and address in listing.value.message
+        # A model nobody asked for yet needs the admin: UNAVAILABLE too, not DEADLINE_EXCEEDED.
+        unknown = CallOptions(timeout=60.0)
+        with pytest.raises(UnavailableError) as generating:
+            await asyncio.wait_for(client.lm_generate(f"{CELL}/unknown", "x", unknown), BOUND_S)
+        assert CELL in generating.value.message and address in generating.value.message
+        # Replicas already known keep serving meanwhile.
+        assert await client.lm_generate(model_id, "during", T) == [("during", pytest.approx(-0.1))]
+
+
+async def test_the_unreachable_limit_is_configurable(tmp_path: Path) -> None:
+    cell_dir = tmp_path / "sax" / "test"
+    cell_dir.mkdir(parents=True)
+    stale = f"127.0.0.1:{free_port()}"  # a location.proto naming an admin that is gone
+    (cell_dir / "location.proto").write_bytes(
+        admin_pb2.Location(location=stale).SerializeToString()
+    )
+    settings = ClientSettings(
+        sax_root=str(tmp_path), admin_timeout=60.0, admin_unreachable_after=0.2
+    )
+    async with Client(settings) as client:
+        with pytest.raises(UnavailableError, match="is unreachable") as caught:
+            await asyncio.wait_for(client.stats(CELL), BOUND_S)
+    assert f"cell {CELL} at {stale}" in caught.value.message
+
+
+async def test_no_ready_replica_waits_then_says_how_many_are_ready(client: Client) -> None:
+    model_id = f"{CELL}/idle"
+    await client.publish(model_id, TEST_LM, "None", 0)
+    with pytest.raises(DeadlineExceededError, match=r"\(0 replicas are ready\)"):
+        await client.lm_generate(model_id, "x", CallOptions(timeout=0.5))
+
+
+async def test_state_keeps_method_names_after_the_model_served(
+    cell: RunningCell, client: Client
+) -> None:
+    model_id = await publish_ready(client, "methods", replicas=1)
+    detail = await client.list_detail(model_id)
+    assert "lm.generate" in detail.method_names
+    state_path = cell.settings.effective_fs_root + "/sax/test/state.proto"
+    for _ in range(100):
+        with open(state_path, "rb") as file:
+            state = admin_pb2.State.FromString(file.read())
+        saved = {m.model_id: list(m.method_names) for m in state.models}
+        if saved.get(model_id):
+            break
+        await asyncio.sleep(0.05)
+    assert saved[model_id] == sorted(detail.method_names)

@@ -1,0 +1,165 @@
+"""The --config loader: every error names the key at fault and never echoes a key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.edge import ConfigError, EdgeConfig, Rate, access_settings, load_config, parse_config
+
+KEY = "sk-ops-0123456789abcdef"
+BASE: dict[str, Any] = {"auth": {"api_keys": [{"key": KEY, "client": "ops", "roles": ["admin"]}]}}
+
+
+def _error(data: Any, base: Path = Path(".")) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, base)
+    return str(caught.value)
+
+
+def test_the_issue_example_parses() -> None:
+    config = parse_config(
+        {
+            "auth": {
+                "api_keys": [
+                    {"key": "sk-ops-aaaaaaaaaaaaaaaa", "client": "ops", "roles": ["admin", "data"]},
+                    {"key": "sk-team-a-bbbbbbbbbbbb", "client": "team-a", "roles": ["data"]},
+                ]
+            }
+        }
+    )
+    assert [(k.client, sorted(k.roles)) for k in config.api_keys] == [
+        ("ops", ["admin", "data"]),
+        ("team-a", ["data"]),
+    ]
+    assert config.authenticated
+
+
+def test_an_empty_file_is_the_default() -> None:
+    assert parse_config(None) == EdgeConfig()
+    assert not EdgeConfig().authenticated
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"auth": {"api_key": []}}, "auth.api_key: unknown key"),
+        ({"oops": 1}, "oops: unknown key"),
+        (
+            {"auth": {"api_keys": [{"key": KEY, "client": "ops"}]}},
+            "auth.api_keys[0]: missing 'roles'",
+        ),
+        (
+            {"auth": {"api_keys": [{"key": KEY, "client": "ops", "roles": ["root"]}]}},
+            "auth.api_keys[0].roles: unknown 'root'; expected any of admin, data",
+        ),
+        (
+            {"auth": {"api_keys": [{"key": "short", "client": "ops", "roles": ["data"]}]}},
+            "auth.api_keys[0].key: keys are at least 16 characters, no spaces",
+        ),
+        (
+            {"auth": {"api_keys": [{"key": KEY, "client": "a b", "roles": ["data"]}]}},
+            "auth.api_keys[0].client: client ids are",
+        ),
+        (
+            {**BASE, "quotas": {"rate": {"requests_per_second": "fast"}}},
+            "quotas.rate.requests_per_second: expected a number",
+        ),
+        (
+            {**BASE, "quotas": {"models": {"/sax/test/lm": {"max_in_flight": 0}}}},
+            "quotas.models./sax/test/lm.max_in_flight: must be at least 1",
+        ),
+        ({**BASE, "clients": {"team-a": {"modles": []}}}, "clients.team-a.modles: unknown key"),
+        (
+            {**BASE, "limits": {"max_request_bytes": True}},
+            "limits.max_request_bytes: expected an integer",
+        ),
+        ({**BASE, "admin_only": ["secrets"]}, "admin_only: unknown 'secrets'"),
+        (
+            {**BASE, "tls": {"cert_file": "nope.pem", "key_file": "nope.key"}},
+            "tls.cert_file: no such file",
+        ),
+        ({**BASE, "models": ["x"]}, "models: expected a mapping"),
+        (
+            {
+                "tls": {
+                    "cert_file": "pyproject.toml",
+                    "key_file": "pyproject.toml",
+                    "certificate_clients": [{"subject": "CN=c", "client": "c", "roles": ["data"]}],
+                }
+            },
+            "tls.certificate_clients: needs client_ca_file",
+        ),
+        ([], "the file: expected a mapping"),
+    ],
+)
+def test_errors_name_the_key(data: Any, message: str) -> None:
+    assert message in _error(data)
+
+
+def test_errors_never_show_keys() -> None:
+    twice = {"auth": {"api_keys": [BASE["auth"]["api_keys"][0]] * 2}}
+    message = _error(twice)
+    assert message == "auth.api_keys[1].key: the same key appears twice"
+    assert KEY not in message
+    assert KEY not in repr(parse_config(BASE))
+
+
+def test_jwt_files_are_relative_to_the_config(tmp_path: Path) -> None:
+    (tmp_path / "jwks.json").write_text('{"keys": [{"kty": "RSA"}]}')
+    config_file = tmp_path / "saxgw.yaml"
+    config_file.write_text(
+        "auth:\n  jwt:\n    - {issuer: https://i.test, jwks_file: jwks.json, roles: [admin]}\n"
+    )
+    (issuer,) = load_config(config_file).jwt
+    assert issuer.jwks_file == (tmp_path / "jwks.json").resolve()
+    assert issuer.roles == frozenset({"admin"})
+    assert issuer.client_claim == "sub"
+
+
+def test_jwks_must_be_a_key_set(tmp_path: Path) -> None:
+    (tmp_path / "jwks.json").write_text("{}")
+    jwt = {"auth": {"jwt": [{"issuer": "https://i.test", "jwks_file": "jwks.json"}]}}
+    assert "auth.jwt[0].jwks_file: " in _error(jwt, tmp_path)
+    assert "is not a JWKS" in _error(jwt, tmp_path)
+
+
+def test_load_config_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("auth: [\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: not valid YAML at line 2"):
+        load_config(path)
+    path.write_text("auth: {api_keys: 3}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: auth.api_keys: expected a list"):
+        load_config(path)
+
+
+def test_models_section_is_passed_through() -> None:
+    models = {"aliases": {"gpt-x": "/sax/test/lm"}, "chat_template": "{{ messages }}"}
+    assert dict(parse_config({"models": models}).models) == models
+
+
+def test_access_settings_from_the_file() -> None:
+    config = parse_config(
+        {
+            **BASE,
+            "auth": {**BASE["auth"], "groups": {"readers": ["ops", "team-a"]}},
+            "clients": {
+                "team-a": {
+                    "models": ["/sax/test/*"],
+                    "max_concurrent": 2,
+                    "rate": {"requests_per_second": 0.5},
+                }
+            },
+            "quotas": {"max_concurrent": 8, "model": {"max_in_flight": 4, "max_queued": 10}},
+        }
+    )
+    access = access_settings(config)
+    assert access.groups == {"readers": frozenset({"ops", "team-a"})}
+    assert access.client_models == {"team-a": ("/sax/test/*",)}
+    assert access.client_max_concurrent == {"team-a": 2}
+    assert access.default_max_concurrent == 8
+    assert (access.model.max_in_flight, access.model.max_queued) == (4, 10)
+    assert config.clients["team-a"].rate == Rate(requests_per_second=0.5, burst=1)

@@ -1,0 +1,122 @@
+"""Envoy's config from the --config file: Envoy itself validates what we render, and
+`saxgw serve` refuses to expose a cell without authentication."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gateway.cli.main import main
+from gateway.edge import parse_config
+from gateway.launch.envoy import EnvoySettings, envoy_binary, render
+from tests.e2e.security._credentials import JwtSigner
+
+KEYS = [{"key": "sk-ops-0123456789abcdef", "client": "ops", "roles": ["admin", "data"]}]
+
+
+def _full_config(tmp_path: Path) -> dict[str, object]:
+    for name in ("cert.pem", "key.pem", "ca.pem"):
+        (tmp_path / name).write_text("{}")
+    (tmp_path / "jwks.json").write_text(JwtSigner.generate().jwks())
+    return {
+        "auth": {
+            "api_keys": KEYS,
+            "jwt": [{"issuer": "https://i.test", "jwks_file": "jwks.json", "roles_claim": "r"}],
+        },
+        "clients": {"team-a": {"rate": {"requests_per_second": 0.5, "burst": 2}}},
+        "quotas": {"rate": {"requests_per_second": 10}},
+        "tls": {
+            "cert_file": "cert.pem",
+            "key_file": "key.pem",
+            "client_ca_file": "ca.pem",
+            "certificate_clients": [{"subject": "CN=c", "client": "c", "roles": ["data"]}],
+        },
+        "cors": {"allowed_origins": ["https://app.example"]},
+        "limits": {"max_request_headers_kb": 32, "max_stream_duration": 600},
+        "admin_only": ["reflection"],
+    }
+
+
+def _render(tmp_path: Path, data: dict[str, object]) -> dict[str, object]:
+    edge = parse_config(data, tmp_path)
+    text = render(
+        EnvoySettings(gateway_endpoints=["127.0.0.1:50051"], edge=edge, cors_origins=["https://x"]),
+        secrets_dir=tmp_path / "secrets",
+    )
+    (tmp_path / "envoy.yaml").write_text(text)
+    parsed: dict[str, object] = yaml.safe_load(text)
+    return parsed
+
+
+def _filters(config: dict[str, object]) -> list[str]:
+    listener = config["static_resources"]["listeners"][0]  # type: ignore[index]
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    return [f["name"] for f in hcm["http_filters"]]
+
+
+def test_envoy_accepts_the_full_config(tmp_path: Path) -> None:
+    config = _render(tmp_path, _full_config(tmp_path))
+    assert _filters(config) == [
+        "envoy.filters.http.buffer",
+        "envoy.filters.http.health_check",
+        "envoy.filters.http.cors",
+        "envoy.filters.http.header_mutation",
+        "envoy.filters.http.lua",
+        "envoy.filters.http.grpc_web",
+        "openai_errors",
+        "envoy.filters.http.grpc_json_transcoder",
+        "envoy.filters.http.jwt_authn",
+        "certificate_client.c",
+        "envoy.filters.http.api_key_auth",
+        "envoy.filters.http.rbac",
+        "envoy.filters.http.local_ratelimit",
+        "envoy.filters.http.router",
+    ]
+    chain = config["static_resources"]["listeners"][0]["filter_chains"][0]  # type: ignore[index]
+    assert chain["transport_socket"]["typed_config"]["require_client_certificate"] is True
+    # The certificate files themselves are read lazily through SDS, so `{}` stands in here.
+    result = subprocess.run(
+        [str(envoy_binary()), "--mode", "validate", "-c", str(tmp_path / "envoy.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "OK" in result.stdout + result.stderr, result.stderr[-2000:]
+
+
+def test_without_a_config_only_the_origin_check_is_added(tmp_path: Path) -> None:
+    config = _render(tmp_path, {})
+    assert _filters(config) == [
+        "envoy.filters.http.buffer",
+        "envoy.filters.http.health_check",
+        "envoy.filters.http.cors",
+        "envoy.filters.http.header_mutation",
+        "envoy.filters.http.lua",
+        "envoy.filters.http.grpc_web",
+        "openai_errors",
+        "envoy.filters.http.grpc_json_transcoder",
+        "envoy.filters.http.router",
+    ]
+    chain = config["static_resources"]["listeners"][0]["filter_chains"][0]  # type: ignore[index]
+    assert "transport_socket" not in chain
+
+
+def test_serve_refuses_a_public_address_without_authentication(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["serve", "--sax-root", str(tmp_path), "--listen", "0.0.0.0"]) == 2
+    assert "refusing to listen on 0.0.0.0 without authentication" in capsys.readouterr().err
+
+
+def test_bad_config_is_reported_with_its_key(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "saxgw.yaml"
+    path.write_text(yaml.safe_dump({"auth": {"api_keys": [{**KEYS[0], "roles": ["boss"]}]}}))
+    assert main(["up", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "auth.api_keys[0].roles: unknown 'boss'" in err
+    assert "sk-ops" not in err

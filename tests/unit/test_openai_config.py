@@ -1,0 +1,136 @@
+"""The config file's models: section, chat templates and token counts."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+import sentencepiece
+
+from gateway.cli.main import main
+from gateway.client import InvalidArgumentError
+from gateway.configfile import load_config
+from gateway.modelconfig import ConfigError, ModelConfig, aliases_of, parse_models
+from gateway.service.openai._chat import ChatTemplates
+from gateway.service.openai._tokens import TokenCounter
+
+
+def test_models_section_parses(tmp_path: Path) -> None:
+    (tmp_path / "spm.model").write_bytes(b"x")
+    models = parse_models(
+        {
+            "/sax/test/lm": {
+                "aliases": ["lm", "lm-2"],
+                "chat_template_name": "chatml",
+                "tokenizer": "spm.model",
+                "stop": "END",
+            }
+        },
+        tmp_path,
+    )
+    assert models == {
+        "/sax/test/lm": ModelConfig(
+            model_id="/sax/test/lm",
+            aliases=("lm", "lm-2"),
+            chat_template_name="chatml",
+            tokenizer=str(tmp_path / "spm.model"),
+            stop=("END",),
+        )
+    }
+    assert aliases_of(models) == {"lm": "/sax/test/lm", "lm-2": "/sax/test/lm"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        ({"sax/test/lm": {}}, "not a Sax model ID"),
+        ({"/sax/test/lm": {"alias": ["x"]}}, "unknown key 'alias'"),
+        ({"/sax/test/lm": {"chat_template_name": "llama9"}}, "chat_template_name"),
+        ({"/sax/test/lm": {"tokenizer": "missing.model"}}, "no file at"),
+        ({"/sax/test/a": {"aliases": ["x"]}, "/sax/test/b": {"aliases": ["x"]}}, "also an alias"),
+        ({"/sax/test/lm": {"aliases": [1]}}, "aliases"),
+    ],
+)
+def test_models_section_errors_name_the_key(raw: dict[str, object], words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        parse_models(raw)
+
+
+def test_config_file_rejects_unknown_sections(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("modles: {}\n")
+    with pytest.raises(ConfigError, match="unknown section 'modles'"):
+        load_config(path)
+    path.write_text("models:\n  /sax/test/lm: {aliases: [lm]}\n")
+    assert load_config(path).models["/sax/test/lm"].aliases == ("lm",)
+
+
+def test_chatml_and_custom_templates_render() -> None:
+    templates = ChatTemplates(
+        {
+            "/sax/test/a": ModelConfig(model_id="/sax/test/a", chat_template_name="chatml"),
+            "/sax/test/b": ModelConfig(
+                model_id="/sax/test/b",
+                chat_template="{% if messages[0].role != 'user' %}"
+                "{{ raise_exception('user first') }}{% endif %}{{ messages[0].content }}",
+            ),
+        }
+    )
+    messages = [{"role": "user", "content": "hi"}]
+    assert templates.render("/sax/test/a", messages) == (
+        "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    )
+    assert templates.stops("/sax/test/a") == ("<|im_end|>",)
+    assert templates.render("/sax/test/b", messages) == "hi"
+    with pytest.raises(InvalidArgumentError, match="user first"):
+        templates.render("/sax/test/b", [{"role": "system", "content": "x"}])
+    with pytest.raises(InvalidArgumentError, match="has no chat template"):
+        templates.render("/sax/test/c", messages)
+
+
+def test_a_broken_template_fails_at_start() -> None:
+    with pytest.raises(ConfigError, match="chat_template"):
+        ChatTemplates({"/sax/test/a": ModelConfig(model_id="/sax/test/a", chat_template="{% if")})
+
+
+def test_usage_is_exact_with_a_tokenizer_and_says_characters_without(tmp_path: Path) -> None:
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(["a b c", "b c a", "c a b"]),
+        model_writer=model,
+        model_type="word",
+        vocab_size=7,
+        hard_vocab_limit=False,
+        minloglevel=2,
+    )
+    (tmp_path / "spm.model").write_bytes(model.getvalue())
+    counter = TokenCounter(
+        {"/sax/test/a": ModelConfig(model_id="/sax/test/a", tokenizer=str(tmp_path / "spm.model"))}
+    )
+    assert counter.usage("/sax/test/a", ["a b"], ["c a b"]) == {
+        "prompt_tokens": 2,
+        "completion_tokens": 3,
+        "total_tokens": 5,
+    }
+    assert counter.usage("/sax/test/z", ["a b"], ["c"]) == {
+        "prompt_tokens": None,
+        "completion_tokens": None,
+        "total_tokens": None,
+        "basis": "characters",
+        "prompt_characters": 3,
+        "completion_characters": 1,
+        "total_characters": 4,
+    }
+
+
+@pytest.mark.parametrize("command", ["up", "serve", "gateway"])
+def test_saxgw_stops_at_a_bad_config_before_starting_anything(command: str, tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("models:\n  /sax/test/lm: {chat_template_name: nope}\n")
+    argv = [command, "--config", str(path)]
+    if command != "up":
+        argv += ["--sax-root", str(tmp_path)]
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert "chat_template_name: 'nope' is not one of ('chatml',)" in str(stopped.value)

@@ -1,0 +1,80 @@
+"""Errors of the OpenAI face: every gRPC code has an OpenAI type; the envelope; 429s."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import grpc
+import pytest
+
+from gateway.client import (
+    InvalidArgumentError,
+    NotFoundError,
+    ResourceExhaustedError,
+    UnavailableError,
+)
+from gateway.service.openai._errors import ENVELOPE_KEY, KINDS, abort, envelope
+
+
+def test_every_status_code_has_an_openai_type() -> None:
+    assert set(KINDS) == set(grpc.StatusCode)
+
+
+def test_envelope_names_the_field_and_the_model_not_found_code() -> None:
+    code, body, _ = envelope(InvalidArgumentError("n: bad", field_violations=(("n", "bad"),)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert body == {
+        "error": {"message": "n: bad", "type": "invalid_request_error", "param": "n", "code": None}
+    }
+    _, body, _ = envelope(NotFoundError("model /sax/test/x is not published: NotFound"))
+    assert body["error"]["code"] == "model_not_found"
+    _, body, _ = envelope(TimeoutError())
+    assert body["error"]["type"] == "timeout_error"
+    _, body, _ = envelope(RuntimeError("secret"))
+    assert body["error"] == {
+        "message": "internal error in sax-gateway",
+        "type": "server_error",
+        "param": None,
+        "code": None,
+    }
+
+
+class _Aborted(Exception):
+    pass
+
+
+class _Context:
+    def __init__(self) -> None:
+        self.aborted: tuple[object, str, Sequence[tuple[str, str | bytes]]] | None = None
+
+    def time_remaining(self) -> float | None:
+        return None
+
+    async def abort(
+        self,
+        code: object,
+        details: str = "",
+        trailing_metadata: Sequence[tuple[str, str | bytes]] = (),
+    ) -> None:
+        self.aborted = (code, details, trailing_metadata)
+        raise _Aborted
+
+
+async def test_abort_sends_the_envelope_and_retry_after_on_429() -> None:
+    context = _Context()
+    with pytest.raises(_Aborted):
+        await abort(context, ResourceExhaustedError("busy"))
+    assert context.aborted is not None
+    code, details, metadata = context.aborted
+    assert (code, details) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "busy")
+    headers = dict(metadata)
+    assert headers["retry-after"] == "1"
+    assert json.loads(headers[ENVELOPE_KEY])["error"]["type"] == "rate_limit_error"
+    context = _Context()
+    with pytest.raises(_Aborted):
+        await abort(context, UnavailableError("caf\u00e9 down"))
+    assert context.aborted is not None
+    headers = dict(context.aborted[2])
+    assert "retry-after" not in headers
+    assert str(headers[ENVELOPE_KEY]).isascii()  # metadata must be ASCII

@@ -1,0 +1,102 @@
+"""OpenAI request JSON -> typed requests and Sax extra inputs; stop strings."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.client import InvalidArgumentError
+from gateway.service.openai import _requests as rq
+from gateway.service.openai._stops import StopScanner, cut
+
+
+def test_mapping_table_sets_sax_extra_inputs() -> None:
+    sampling = rq.sampling(
+        {"max_tokens": 5, "temperature": 0.2, "top_p": 0.5, "top_k": 7, "user": "u", "seed": 1}
+    )
+    assert sampling.extra_inputs() == {
+        "per_example_max_decode_steps": 5.0,
+        "temperature": 0.2,
+        "per_example_top_p": 0.5,
+        "per_example_top_k": 7.0,
+    }
+    assert rq.sampling({}).extra_inputs() == {}  # the model's own defaults
+    assert rq.sampling({"max_tokens": 5, "max_completion_tokens": 9}).max_tokens == 9
+    assert rq.sampling({"top_k": -1}).top_k is None
+
+
+def test_prompt_and_stop_take_a_string_or_a_list() -> None:
+    request = rq.completion_request({"model": "m", "prompt": "a", "stop": "x", "unknown": 1})
+    assert request.prompts == ("a",) and request.sampling.stop == ("x",)
+    request = rq.completion_request({"model": "m", "prompt": ["a", "b"], "stop": ["x", "y"]})
+    assert request.prompts == ("a", "b") and request.sampling.stop == ("x", "y")
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        ({"model": "m", "prompt": [1, 2]}, "prompt", "token-id"),
+        ({"model": "m", "prompt": [[1, 2]]}, "prompt", "token-id"),
+        ({"model": "m", "prompt": "a", "logprobs": 1}, "logprobs", "not supported"),
+        ({"model": "m", "prompt": "a", "echo": True}, "echo", "not supported"),
+        ({"model": "m", "prompt": "a", "presence_penalty": 0.5}, "presence_penalty", "not supp"),
+        ({"model": "m", "prompt": "a", "temperature": 3}, "temperature", "between 0 and 2"),
+        ({"model": "m", "prompt": "a", "n": 0}, "n", "between 1"),
+        ({"model": "m", "prompt": "a", "max_tokens": "5"}, "max_tokens", "integer"),
+        ({"model": "m", "prompt": "a", "stop": [""]}, "stop", "non-empty"),
+        ({"model": "m", "prompt": "a", "stream": "yes"}, "stream", "true or false"),
+        ({"prompt": "a"}, "model", "required"),
+        ({"model": "m"}, "prompt", "required"),
+    ],
+)
+def test_what_sax_cannot_do_is_invalid_argument_naming_the_field(
+    body: dict[str, object], field: str, words: str
+) -> None:
+    with pytest.raises(InvalidArgumentError) as failure:
+        rq.completion_request(body)
+    assert failure.value.field_violations[0][0] == field
+    assert words in failure.value.message
+
+
+def test_unset_values_of_unsupported_fields_are_accepted() -> None:
+    body = {"model": "m", "prompt": "a", "logprobs": None, "echo": False, "tools": []}
+    assert rq.completion_request(body | {"presence_penalty": 0, "best_of": 1}).prompts == ("a",)
+
+
+def test_chat_messages_join_text_parts_and_refuse_images() -> None:
+    parts = [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]
+    request = rq.chat_request({"model": "m", "messages": [{"role": "user", "content": parts}]})
+    assert request.messages == ({"role": "user", "content": "ab"},)
+    image = [{"type": "image_url", "image_url": {"url": "x"}}]
+    with pytest.raises(InvalidArgumentError) as failure:
+        rq.chat_request({"model": "m", "messages": [{"role": "user", "content": image}]})
+    assert failure.value.field_violations[0][0] == "messages[0].content"
+
+
+def test_embedding_request_formats() -> None:
+    assert rq.embedding_request({"model": "m", "input": "a"}).base64 is False
+    assert rq.embedding_request({"model": "m", "input": ["a"], "encoding_format": "base64"}).base64
+    with pytest.raises(InvalidArgumentError):
+        rq.embedding_request({"model": "m", "input": "a", "encoding_format": "hex"})
+
+
+def test_body_must_be_a_json_object() -> None:
+    with pytest.raises(InvalidArgumentError, match="not valid JSON"):
+        rq.parse_body(b"{")
+    with pytest.raises(InvalidArgumentError, match="JSON object"):
+        rq.parse_body(b"[]")
+
+
+def test_cut_stops_at_the_first_stop_string() -> None:
+    assert cut("hello world", ["wor", "lo"]) == ("hel", True)
+    assert cut("hello", ["x"]) == ("hello", False)
+
+
+def test_stream_scanner_holds_back_a_possible_stop_string() -> None:
+    scanner = StopScanner(["END"])
+    assert [scanner.feed(t) for t in ["ab", "cE", "N", "x"]] == ["ab", "c", "", "ENx"]
+    assert scanner.flush() == ""
+    scanner = StopScanner(["END"])
+    assert [scanner.feed(t) for t in ["a E", "ND b"]] == ["a ", ""]
+    assert scanner.stopped and scanner.feed("more") == "" and scanner.flush() == ""
+    scanner = StopScanner(["<|im_end|>"])
+    assert scanner.feed("hi <|im") == "hi " and scanner.flush() == "<|im"

@@ -1,0 +1,130 @@
+"""The gateway's own checks: Sax model ACLs, model lists, per-client and per-model limits."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import pytest
+
+from gateway.client import NotFoundError, PermissionDeniedError, ResourceExhaustedError
+from gateway.config import AccessSettings, ModelLimit
+from gateway.service._access import Access
+
+MODEL = "/sax/test/lm"
+
+
+@dataclass
+class FakeClient:
+    """Answers list_detail with the ACLs a test sets."""
+
+    acls: dict[str, str] = field(default_factory=dict)
+    calls: int = 0
+
+    async def list_detail(self, model: str, *, timeout: float) -> Any:
+        self.calls += 1
+        if model != MODEL:
+            raise NotFoundError(f"{model} not found")
+        return type("Detail", (), {"acls": dict(self.acls)})()
+
+
+@dataclass
+class FakeContext:
+    client: str | None
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("x-saxgw-client", self.client),) if self.client else ()
+
+
+@dataclass
+class Request:
+    model: str = MODEL
+
+
+def _access(client: FakeClient, **settings: Any) -> Access:
+    return Access(AccessSettings(**settings), client)  # type: ignore[arg-type]
+
+
+async def _admit(
+    access: Access, who: str | None, method: str = "Generate", model: str = MODEL
+) -> None:
+    async with access.admit(method, Request(model), FakeContext(who), timeout=5):
+        pass
+
+
+async def test_sax_acl_admits_group_members_only() -> None:
+    client = FakeClient({"lm.generate": "acl/readers"})
+    access = _access(client, groups=MappingProxyType({"readers": frozenset({"team-a"})}))
+    await _admit(access, "team-a")
+    with pytest.raises(
+        PermissionDeniedError, match="limited to acl/readers; client bob is not in it"
+    ):
+        await _admit(access, "bob")
+    with pytest.raises(PermissionDeniedError, match="client anonymous is not in it"):
+        await _admit(access, None)
+    await _admit(access, "bob", method="Score")  # lm.score has no ACL
+    assert client.calls == 1  # ACLs are reused for a second
+
+
+async def test_an_unlisted_group_admits_the_client_of_its_name() -> None:
+    access = _access(FakeClient({"lm.generate": "acl/team-b"}))
+    await _admit(access, "team-b")
+    with pytest.raises(PermissionDeniedError):
+        await _admit(access, "team-a")
+
+
+async def test_unknown_models_have_no_acl() -> None:
+    await _admit(_access(FakeClient()), "anyone", model="/sax/test/other")
+
+
+async def test_model_lists() -> None:
+    access = _access(FakeClient(), client_models=MappingProxyType({"team-b": ("/sax/test/b-*",)}))
+    await _admit(access, "team-a")  # not listed: any model
+    with pytest.raises(PermissionDeniedError, match="client team-b may not use /sax/test/lm"):
+        await _admit(access, "team-b")
+
+
+async def test_model_gate_runs_some_queues_some_and_sheds_the_rest() -> None:
+    access = _access(FakeClient(), model=ModelLimit(max_in_flight=1, max_queued=1))
+    release = asyncio.Event()
+    order: list[str] = []
+
+    async def call(name: str) -> None:
+        async with access.admit("Generate", Request(), FakeContext(name), timeout=5):
+            order.append(name)
+            await release.wait()
+
+    first = asyncio.create_task(call("a"))
+    second = asyncio.create_task(call("b"))
+    await asyncio.sleep(0.01)
+    with pytest.raises(ResourceExhaustedError, match="at its limit") as shed:
+        await call("c")
+    assert shed.value.metadata == (("retry-after", "1"),)  # type: ignore[attr-defined]
+    release.set()
+    await asyncio.gather(first, second)
+    assert order == ["a", "b"]
+    assert access._gates == {}  # idle gates are dropped: memory stays bounded
+
+
+async def test_per_client_concurrency() -> None:
+    access = _access(
+        FakeClient(),
+        client_max_concurrent=MappingProxyType({"team-a": 1}),
+        default_max_concurrent=2,
+    )
+    async with access.admit("Generate", Request(), FakeContext("team-a"), timeout=5):
+        with pytest.raises(ResourceExhaustedError, match="client team-a has 1 calls in flight"):
+            await _admit(access, "team-a")
+        await _admit(access, "team-b")
+    await _admit(access, "team-a")
+
+
+def test_labels_are_bounded() -> None:
+    access = _access(FakeClient(), known_clients=frozenset({"ops"}))
+    assert [access.label(c) for c in ("ops", "jwt-subject-123", None)] == [
+        "ops",
+        "other",
+        "anonymous",
+    ]

@@ -84,3 +84,19 @@ def test_test_models_check_overrides_at_publish(
     assert body["code"] == 3
     # The cell's message, and (Sax's convention) the code's Go name after it.
     assert body["message"] in (message, f"{message}: InvalidArgument")
+
+
+def test_a_huge_model_name_on_the_openai_api_gets_a_short_404(http: httpx.Client) -> None:
+    name = "x" * (1 << 20)
+    response = http.post("/v1/completions", json={"model": name, "prompt": "hi"})
+    assert response.status_code == 404, response.text[:1000]
+    assert response.json() == {
+        "error": {
+            "message": f"model '{'x' * 100}'… ({len(name)} characters) does not exist: use a "
+            "Sax model ID such as /sax/test/lm2b or a configured alias (GET /v1/models lists "
+            "them)",
+            "type": "invalid_request_error",
+            "param": "model",
+            "code": "model_not_found",
+        }
+    }

@@ -22,7 +22,7 @@ from saxml.protobuf import admin_pb2, admin_pb2_grpc
 
 from gateway import naming
 from gateway.client._channels import insecure_channel
-from gateway.client._observer import Observer
+from gateway.client._observer import Observer, observed
 from gateway.client._types import ADMIN_UNREACHABLE_AFTER_S
 from gateway.common.deadline import Deadline, now
 from gateway.common.errors import (
@@ -150,16 +150,9 @@ class CellAdmin:
                 attempt = self._observer.attempt(
                     self.cell.id, f"admin.{method}", conn.address, number
                 )
-                try:
-                    response = await rpc(request, timeout=timeout, metadata=attempt.metadata)
-                except grpc.aio.AioRpcError as exc:
-                    attempt.end(exc.code(), exc.trailing_metadata())
-                    raise
-                except BaseException:
-                    attempt.end(grpc.StatusCode.CANCELLED, None)
-                    raise
-                attempt.end(grpc.StatusCode.OK, None)
-                return response
+                return await observed(
+                    attempt, rpc(request, timeout=timeout, metadata=attempt.metadata)
+                )
             except grpc.aio.AioRpcError as exc:
                 error = from_grpc_error(exc)
                 if error.code == grpc.StatusCode.CANCELLED and conn is not None and conn.poisoned:

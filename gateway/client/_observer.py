@@ -13,6 +13,7 @@ nothing, and the client skips the per-attempt bookkeeping entirely when it is in
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import grpc
 
@@ -58,6 +59,20 @@ class Observer:
 
     def addresses_changed(self, model_id: str, addresses: Sequence[str]) -> None:
         """The admin reported a new set of serving addresses for ``model_id``."""
+
+
+async def observed(attempt: Attempt, call: Any) -> Any:
+    """Awaits a unary grpc.aio ``call``, telling ``attempt`` how it ended and what it cost."""
+    try:
+        response = await call
+    except grpc.aio.AioRpcError as exc:
+        attempt.end(exc.code(), exc.trailing_metadata())
+        raise
+    except BaseException:
+        attempt.end(grpc.StatusCode.CANCELLED, None)
+        raise
+    attempt.end(grpc.StatusCode.OK, await call.trailing_metadata())
+    return response
 
 
 def query_cost_ms(trailing: Metadata | None) -> int | None:

@@ -21,7 +21,7 @@ from gateway import naming
 from gateway.client._admin import CellAdmin, backoff_delays
 from gateway.client._channels import Backend, ChannelPool
 from gateway.client._locations import AddressTable, StaticTable, watch
-from gateway.client._observer import NO_ATTEMPT, Attempt, Observer
+from gateway.client._observer import NO_ATTEMPT, Observer, observed
 from gateway.common.deadline import Deadline, now
 from gateway.common.errors import (
     InternalError,
@@ -93,20 +93,6 @@ def _failed(
     retry = retry or _Retry()
     retry.failed(table, address, exc)
     return retry
-
-
-async def _observed_unary(attempt: Attempt, call: Any) -> Any:
-    """Awaits a unary ``call``, telling ``attempt`` how it ended and what it cost."""
-    try:
-        response = await call
-    except grpc.aio.AioRpcError as exc:
-        attempt.end(exc.code(), exc.trailing_metadata())
-        raise
-    except BaseException:
-        attempt.end(grpc.StatusCode.CANCELLED, None)
-        raise
-    attempt.end(grpc.StatusCode.OK, await call.trailing_metadata())
-    return response
 
 
 def _too_large(error: SaxError) -> bool:
@@ -238,7 +224,7 @@ class Router:
                     return await rpc(request, timeout=timeout)
                 attempt = self._observer.attempt(model_id, method_name(method), address, number)
                 call = rpc(request, timeout=timeout, metadata=attempt.metadata)
-                return await _observed_unary(attempt, call)
+                return await observed(attempt, call)
             except grpc.aio.AioRpcError as exc:
                 retry = self._failed(retry, table, address, exc)
 

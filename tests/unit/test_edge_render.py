@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from gateway.cli.main import main
-from gateway.edge import parse_config
+from gateway.configfile import parse_config
 from gateway.launch.envoy import EnvoySettings, envoy_binary, render
 from tests.e2e.security._credentials import JwtSigner
 
@@ -41,7 +41,7 @@ def _full_config(tmp_path: Path) -> dict[str, object]:
 
 
 def _render(tmp_path: Path, data: dict[str, object]) -> dict[str, object]:
-    edge = parse_config(data, tmp_path)
+    edge = parse_config(data, tmp_path).edge
     text = render(
         EnvoySettings(gateway_endpoints=["127.0.0.1:50051"], edge=edge, cors_origins=["https://x"]),
         secrets_dir=tmp_path / "secrets",

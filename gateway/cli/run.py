@@ -312,7 +312,9 @@ def _print_banner(args: argparse.Namespace, stack: Stack) -> None:
     lines.append(f"SAX_ROOT                   {args.sax_root}")
     lines.append("Ready. Try:")
     lines.append(f"  curl -s {stack.http_url}/listcells")
-    lines.append(f"  .venv/bin/saxgw --gateway {stack.grpc_address} ls {args.cell}")
+    # `serve` has no --cell: its cells are whatever SAX_ROOT holds.
+    where = f" {args.cell}" if args.embedded else ""
+    lines.append(f"  .venv/bin/saxgw --gateway {stack.grpc_address} ls{where}")
     lines.append("  the walk-through in README.md; the API reference in docs/api.md")
     lines.append("Ctrl-C stops everything.")
     print("\n".join(lines), flush=True)

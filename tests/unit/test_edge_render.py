@@ -40,6 +40,21 @@ def _full_config(tmp_path: Path) -> dict[str, object]:
     }
 
 
+class _Strict(yaml.SafeLoader):
+    """Fails on a key set twice in one mapping: PyYAML (and Envoy) would keep one of them, and
+    a setting from the template or the config file would silently vanish."""
+
+
+def _mapping(loader: _Strict, node: yaml.MappingNode) -> dict[object, object]:
+    keys = [loader.construct_object(key) for key, _ in node.value]
+    if twice := sorted({str(k) for k in keys if keys.count(k) > 1}):
+        raise yaml.constructor.ConstructorError(None, None, f"set twice: {twice}", node.start_mark)
+    return loader.construct_mapping(node)
+
+
+_Strict.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
 def _render(tmp_path: Path, data: dict[str, object]) -> dict[str, object]:
     edge = parse_config(data, tmp_path).edge
     text = render(
@@ -47,7 +62,7 @@ def _render(tmp_path: Path, data: dict[str, object]) -> dict[str, object]:
         secrets_dir=tmp_path / "secrets",
     )
     (tmp_path / "envoy.yaml").write_text(text)
-    parsed: dict[str, object] = yaml.safe_load(text)
+    parsed: dict[str, object] = yaml.load(text, Loader=_Strict)
     return parsed
 
 

@@ -57,7 +57,11 @@ def test_sse_one_event_per_token_as_it_is_produced(http: httpx.Client, model: st
         _delta("one", -0.1),
         _delta(" two", -0.2),
         _delta(" three", pytest.approx(-0.3)),
-        {"deltas": [], "done": True, "texts": [{"text": "one two three", "score": pytest.approx(-0.3)}]},
+        {
+            "deltas": [],
+            "done": True,
+            "texts": [{"text": "one two three", "score": pytest.approx(-0.3)}],
+        },
     ]
     # The model produces the tokens 3 s apart in all. Buffering anywhere on the way would
     # deliver them together at the end; a loaded machine can only stretch the spread, so this

@@ -75,13 +75,9 @@ def refuse_exposure(args: argparse.Namespace, config: EdgeConfig) -> str | None:
 
 
 def envoy_settings(base: EnvoySettings, config: EdgeConfig) -> EnvoySettings:
-    """``base`` (from flags) with the file's limits, origins and edge rules."""
+    """``base`` (from flags) with the file's origins, edge rules and limits."""
     return dataclasses.replace(
-        base,
-        cors_origins=(*base.cors_origins, *config.cors_origins),
-        max_connections=config.limits.max_connections,
-        max_request_bytes=config.limits.max_request_bytes,
-        edge=config,
+        base, cors_origins=(*base.cors_origins, *config.cors_origins), edge=config
     )
 
 

@@ -33,12 +33,10 @@ class EnvoySettings:
     """Upper bound on unary calls, above the gateway's own deadlines (streams are unbounded)."""
     cors_origins: Sequence[str] = ()
     """Browser origins allowed by CORS, exact matches; "*" allows any."""
-    max_connections: int = 20_000
-    """Open client connections Envoy accepts at once."""
-    max_request_bytes: int = 32 * MIB
     max_response_bytes: int = 32 * MIB
     edge: EdgeConfig = field(default_factory=EdgeConfig)
-    """Credentials, roles, quotas, TLS and limits from the ``--config`` file (gateway/edge)."""
+    """Credentials, roles, quotas, TLS and limits from the ``--config`` file (gateway/edge);
+    its ``limits`` are the only place Envoy's limits are set (body, headers, connections...)."""
 
 
 def descriptor_set() -> Path:
@@ -163,8 +161,8 @@ def render(
         "OPENAPI_DOCUMENT": str(openapi or openapi_document()),
         "DOCS_DIR": str(docs_dir),
         "SWAGGER_UI_DIR": str(swagger_ui_dir),
-        "MAX_CONNECTIONS": settings.max_connections,
-        "MAX_REQUEST_BYTES": settings.max_request_bytes,
+        "MAX_CONNECTIONS": settings.edge.limits.max_connections,
+        "MAX_REQUEST_BYTES": settings.edge.limits.max_request_bytes,
         "MAX_RESPONSE_BYTES": settings.max_response_bytes,
         "GATEWAY_ENDPOINTS": json.dumps([_endpoint(a) for a in settings.gateway_endpoints]),
         "LOCAL_REPLY_MAPPERS": json.dumps(local_reply_mappers()),

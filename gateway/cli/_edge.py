@@ -37,10 +37,12 @@ def load(args: argparse.Namespace) -> ConfigFile | None:
 
 def gateway_settings(base: GatewaySettings, config: ConfigFile) -> GatewaySettings:
     """``base`` (from flags) with what the file decides for a gateway process: its models,
-    who may call what, and deadlines no longer than ``limits.max_stream_duration``. The
+    who may call what, messages as large as Envoy lets through (``limits.max_request_bytes``,
+    when above the default), and deadlines no longer than ``limits.max_stream_duration``. The
     gateway then ends a call at the limit itself, with DEADLINE_EXCEEDED as a JSON error (an
     in-band error event once a stream has begun), before Envoy's backstop resets it."""
-    limit = config.edge.limits.max_stream_duration
+    limits = config.edge.limits
+    limit = limits.max_stream_duration
 
     def capped(seconds: float) -> float:
         return min(seconds, limit) if limit > 0 else seconds  # 0: unbounded
@@ -49,6 +51,7 @@ def gateway_settings(base: GatewaySettings, config: ConfigFile) -> GatewaySettin
         base,
         models=config.models,
         access=access_settings(config.edge),
+        max_message_bytes=max(base.max_message_bytes, limits.max_request_bytes),
         default_timeout=capped(base.default_timeout),
         stream_timeout=capped(base.stream_timeout),
     )

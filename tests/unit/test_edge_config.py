@@ -176,14 +176,17 @@ def test_access_settings_from_the_file() -> None:
     assert config.clients["team-a"].rate == Rate(requests_per_second=0.5, burst=1)
 
 
-def test_max_stream_duration_caps_the_gateways_deadlines_and_envoys_backstop() -> None:
+def test_limits_reach_the_gateway_processes_and_envoy() -> None:
     base = GatewaySettings(client=ClientSettings(sax_root="/r"), config_file="c.yaml")
-    capped = parse_config({"limits": {"max_stream_duration": 30}})
+    capped = parse_config({"limits": {"max_stream_duration": 30, "max_request_bytes": 1 << 20}})
     settings = gateway_settings(base, capped)
     assert (settings.default_timeout, settings.stream_timeout) == (30, 30)
     assert edge_values(capped.edge, (), Path("unused"))["EDGE_HCM_OPTIONS"].endswith(
         '"max_stream_duration": "35s"}'
     )
+    assert settings.max_message_bytes == base.max_message_bytes  # a lower body limit: Envoy's
+    larger = gateway_settings(base, parse_config({"limits": {"max_request_bytes": 64 << 20}}))
+    assert larger.max_message_bytes == 64 << 20
     unbounded = parse_config({"limits": {"max_stream_duration": 0}})
     settings = gateway_settings(base, unbounded)
     assert (settings.default_timeout, settings.stream_timeout) == (60, 600)

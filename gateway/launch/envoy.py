@@ -33,9 +33,6 @@ class EnvoySettings:
     """Upper bound on unary calls, above the gateway's own deadlines (streams are unbounded)."""
     cors_origins: Sequence[str] = ()
     """Browser origins allowed by CORS, exact matches; "*" allows any."""
-    max_connections: int = 20_000
-    """Open client connections Envoy accepts at once."""
-    max_request_bytes: int = 32 * MIB
     max_response_bytes: int = 32 * MIB
     max_streams_per_connection: int = 256
     """Concurrent streams one HTTP/2 client connection may open."""
@@ -43,7 +40,8 @@ class EnvoySettings:
     """Long-lived streams (GenerateStream, WatchAddresses, OpenAI calls) open at once, all
     clients; every other call has a budget of its own (``max_connections``)."""
     edge: EdgeConfig = field(default_factory=EdgeConfig)
-    """Credentials, roles, quotas, TLS and limits from the ``--config`` file (gateway/edge)."""
+    """Credentials, roles, quotas, TLS and limits from the ``--config`` file (gateway/edge);
+    its ``limits`` are the only place Envoy's limits are set (body, headers, connections...)."""
     otlp_endpoint: str | None = None
     """OTLP/gRPC collector (``http://host:4317``) for Envoy's own spans; None: no tracing."""
     trace_sample_ratio: float = 1.0
@@ -193,8 +191,8 @@ def render(
         "OPENAPI_DOCUMENT": str(openapi or openapi_document()),
         "DOCS_DIR": str(docs_dir),
         "SWAGGER_UI_DIR": str(swagger_ui_dir),
-        "MAX_CONNECTIONS": settings.max_connections,
-        "MAX_REQUEST_BYTES": settings.max_request_bytes,
+        "MAX_CONNECTIONS": settings.edge.limits.max_connections,
+        "MAX_REQUEST_BYTES": settings.edge.limits.max_request_bytes,
         "MAX_RESPONSE_BYTES": settings.max_response_bytes,
         "MAX_STREAMS_PER_CONNECTION": settings.max_streams_per_connection,
         "MAX_STREAMS": settings.max_streams,

@@ -14,8 +14,6 @@ from typing import Any
 
 from gateway.client import ClientSettings
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
-from gateway.configfile import load_config
-from gateway.modelconfig import ConfigError
 from gateway.service.telemetry_args import (
     add_telemetry_arguments,
     telemetry_argv,
@@ -64,24 +62,14 @@ def add_admin_unreachable_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
-    """``--config``, shared by ``gateway``, ``up`` and ``serve``."""
+    """``--config``, the one registration: ``gateway``, ``up``, ``serve`` and ``envoy-config``.
+    The CLI reads the file (gateway.configfile) and applies it to the settings."""
     parser.add_argument(
         "--config",
         metavar="FILE",
         help="YAML file: API keys, JWT issuers, roles, quotas, TLS, limits (docs/config.md); "
         "models: aliases, chat templates, tokenizers (docs/openai.md)",
     )
-
-
-def config_fields(path: str | None) -> dict[str, Any]:
-    """The ``GatewaySettings`` fields the config file sets; a bad file exits naming the key."""
-    if path is None:
-        return {}
-    try:
-        models = load_config(path).models
-    except ConfigError as exc:
-        raise SystemExit(f"saxgw: {exc}") from None
-    return {"config_file": path, "models": models}
 
 
 def add_timeout_argument(parser: argparse.ArgumentParser) -> None:
@@ -95,7 +83,8 @@ def add_timeout_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
-    """The settings the flags describe."""
+    """The settings the flags describe; what the ``--config`` file holds is applied by the CLI
+    (gateway/cli/_edge.py: gateway_settings), which reads it."""
     return GatewaySettings(
         client=ClientSettings(
             sax_root=args.sax_root,
@@ -108,7 +97,7 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
         grace_period=args.grace_period,
         max_streams_per_client=args.max_streams_per_client,
         telemetry=telemetry_from_args(args),
-        **config_fields(args.config),
+        config_file=args.config,
     )
 
 

@@ -23,12 +23,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.cli._edge import envoy_settings
 from gateway.config import TelemetrySettings
-from gateway.edge import load_config
+from gateway.configfile import load_config
 from gateway.launch.envoy import EnvoySettings
 from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack, StackSettings
 from gateway.service._metrics import GatewayMetrics
-from gateway.service.args import config_fields
 from tests._otlp import Receiver, attributes
 from tests.e2e._openai import write_config
 from tests.e2e._published import TEST_LM, published
@@ -78,7 +77,7 @@ def ops_stack(
     telemetry = TelemetrySettings(otlp_endpoint=receiver.endpoint)
     gateway = dataclasses.replace(stack.settings.gateway, telemetry=telemetry)
     settings = StackSettings(
-        gateway=dataclasses.replace(gateway, **config_fields(str(config_file))),
+        gateway=dataclasses.replace(gateway, config_file=str(config_file)),
         gateway_ports=(free_port(), free_port()),
         envoy=envoy_settings(
             EnvoySettings(
@@ -87,7 +86,7 @@ def ops_stack(
                 listen_port=free_port(),
                 admin_port=free_port(),
             ),
-            load_config(config_file),
+            load_config(config_file).edge,
         ),
         ops_port=free_port(),
         log_dir=str(base),

@@ -108,12 +108,7 @@ def test_a_body_over_the_limit_is_a_413_envelope(secure: SecureStack, model: str
     with _sdk(secure, TEAM_A_KEY) as client, pytest.raises(openai.APIStatusError) as failure:
         client.completions.create(model=model, prompt="x" * 70_000)
     assert failure.value.status_code == 413
-    assert failure.value.body == _envelope(
-        "Request rejected because the transcoder's internal buffer size exceeds the configured "
-        "limit.",
-        "invalid_request_error",
-        None,
-    )
+    assert failure.value.body == _envelope("Payload Too Large", "invalid_request_error", None)
 
 
 def test_a_route_the_api_lacks_is_not_found(secure: SecureStack) -> None:

@@ -15,6 +15,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+import yaml
+
 from gateway.config import ConfigError
 from gateway.edge._schema import (
     EXPOSABLE,

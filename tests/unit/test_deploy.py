@@ -16,7 +16,6 @@ import yaml
 from gateway.cli.main import main, parser
 from gateway.configfile import load_config
 from gateway.edge import EdgeConfig
-from gateway.edge import load_config as load_edge_config
 from gateway.launch.envoy import envoy_binary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,7 +94,7 @@ def test_compose_gateway_and_envoy_read_the_mounted_config(override: str | None)
         assert "./deploy/compose/config:/etc/saxgw:ro" in services[name]["volumes"], name
     # The default folder's config is empty: the stack is open, as the seed is.
     default = ROOT / "deploy/compose/config/config.yaml"
-    assert load_edge_config(default) == EdgeConfig()
+    assert load_config(default).edge == EdgeConfig()
     assert load_config(default).models == {}
 
 

@@ -136,12 +136,13 @@ def test_api_keys_file_adds_keys_kept_apart(tmp_path: Path) -> None:
         "- {key: sk-team-a-bbbbbbbbbbbb, client: team-a, roles: [data]}\n"
     )
     data = {"auth": {**BASE["auth"], "api_keys_file": "keys/api-keys.yaml"}}
-    config = parse_config(data, tmp_path)
+    config = parse_config(data, tmp_path).edge
     assert [(k.key, k.client) for k in config.api_keys] == [
         (KEY, "ops"),
         ("sk-team-a-bbbbbbbbbbbb", "team-a"),
     ]
-    assert parse_config({"auth": {"api_keys_file": "keys/api-keys.yaml"}}, tmp_path).authenticated
+    only_file = parse_config({"auth": {"api_keys_file": "keys/api-keys.yaml"}}, tmp_path)
+    assert only_file.edge.authenticated
 
 
 def test_api_keys_file_errors_name_the_file_key(tmp_path: Path) -> None:

@@ -17,8 +17,7 @@ import pytest
 import yaml
 
 from gateway.cli.main import parser
-from gateway.configfile import load_config as load_models_config
-from gateway.edge import load_config
+from gateway.configfile import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ("embedded-cell", "gcs-cell")
@@ -188,9 +187,11 @@ def test_the_configmaps_config_loads_with_keys_from_the_secret(
         "- {key: sk-ops-0123456789abcdef, client: ops, roles: [admin, data]}\n"
     )
     config = load_config(tmp_path / "config.yaml")
-    assert config.authenticated
-    assert [(k.client, sorted(k.roles)) for k in config.api_keys] == [("ops", ["admin", "data"])]
-    assert load_models_config(tmp_path / "config.yaml").models == {}
+    assert config.edge.authenticated
+    assert [(k.client, sorted(k.roles)) for k in config.edge.api_keys] == [
+        ("ops", ["admin", "data"])
+    ]
+    assert config.models == {}
 
 
 def test_embedded_cell_runs_in_the_pod_on_loopback() -> None:

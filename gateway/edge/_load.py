@@ -15,6 +15,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+import yaml
+
 from gateway.config import ConfigError
 from gateway.edge._schema import (
     EXPOSABLE,
@@ -119,6 +121,17 @@ def _api_key(node: _Node) -> ApiKey:
     if len(key) < _MIN_KEY_LENGTH or any(c.isspace() for c in key):
         raise m["key"].fail(f"keys are at least {_MIN_KEY_LENGTH} characters, no spaces")
     return ApiKey(key=key, client=m["client"].client(), roles=m["roles"].choices(ROLES))
+
+
+def _api_keys_file(node: _Node, base: Path) -> list[_Node]:
+    """The keys of ``auth.api_keys_file``: a YAML list shaped as ``auth.api_keys``, in a file of
+    its own so that keys can come from a Kubernetes Secret and the rest from a ConfigMap."""
+    path = node.file(base)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise node.fail(f"{path} is not a readable YAML file") from exc
+    return _Node(data, node.path).items()
 
 
 def _jwt(node: _Node, base: Path) -> JwtIssuer:
@@ -255,12 +268,17 @@ def parse_edge(data: Mapping[str, Any], base: Path = Path(".")) -> EdgeConfig:
     """Validates the edge's sections of a parsed file; relative file names are relative to
     ``base`` (the file's folder)."""
     top = _Node(data, "").mapping(SECTIONS)
-    auth = top.get("auth", _Node(None, "auth")).mapping(("api_keys", "jwt", "groups"))
-    keys = tuple(_api_key(n) for n in auth.get("api_keys", _Node(None, "")).items())
+    auth = top.get("auth", _Node(None, "auth")).mapping(
+        ("api_keys", "api_keys_file", "jwt", "groups")
+    )
+    key_nodes = auth.get("api_keys", _Node(None, "")).items()
+    if "api_keys_file" in auth:
+        key_nodes += _api_keys_file(auth["api_keys_file"], base)
+    keys = tuple(_api_key(n) for n in key_nodes)
     seen: set[str] = set()
-    for i, key in enumerate(keys):
+    for node, key in zip(key_nodes, keys, strict=True):
         if key.key in seen:
-            raise ConfigError(f"auth.api_keys[{i}].key: the same key appears twice")
+            raise ConfigError(f"{node.path}.key: the same key appears twice")
         seen.add(key.key)
     jwt = tuple(_jwt(n, base) for n in auth.get("jwt", _Node(None, "")).items())
     groups = {

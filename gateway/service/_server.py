@@ -105,7 +105,7 @@ class GatewayServer:
             SaxGatewayServicer(client, settings), server
         )
         openai_pb2_grpc.add_OpenAIGatewayServicer_to_server(
-            OpenAIGatewayServicer(client, settings, tokens), server
+            OpenAIGatewayServicer(client, settings, access, tokens), server
         )
         health = HealthReporter(client, settings.health_interval)
         health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)

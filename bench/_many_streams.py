@@ -2,7 +2,7 @@
 while they are all open, and unary calls measured beside them.
 
 The model emits ``MANY_TOKENS`` tokens, ``MANY_DELAY_MS`` apart, so a stream lives about
-a minute: long enough for every stream to be open at once even when opening 10,000 takes
+two minutes: long enough for every stream to be open at once even when opening 10,000 takes
 tens of seconds, with a token rate (N / delay per second) that one front core can carry.
 """
 
@@ -13,6 +13,7 @@ import json
 import os
 import resource
 import time
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -72,6 +73,7 @@ async def measure(
         all_first_s = time.monotonic() - started
         open_at_peak = sum(s.got_data.is_set() and not s.closed.done() for s in streams)
         held = {name: rss_mb(pid) for name, pid in pids.items()}
+        envoy_memory = _envoy_memory(stack)
         # Unary calls beside the open streams: the streams' circuit-breaker budget is their
         # own, so these must still be served.
         unary = await wrk(
@@ -98,7 +100,10 @@ async def measure(
     statuses: dict[str, int] = {}
     for status, _, _ in results:
         statuses[str(status)] = statuses.get(str(status), 0) + 1
+    failures = [s for s, (status, _, _) in zip(streams, results, strict=True) if status != 200]
+    example = b"".join(d for _, d in failures[0].arrivals)[:600] if failures else b""
     out = {
+        "failure_example": example.decode("latin-1"),
         "streams": count,
         "complete": ok,
         "refused": refused,
@@ -113,6 +118,7 @@ async def measure(
             name: (held[name] - before[name]) * 1000 / max(count, 1) for name in held
         },
         "unary_beside": unary.as_dict(),
+        "envoy_memory_mb": envoy_memory,
         "load_average": _load(),
         "open_files_limit": _open_files_limit(),
     }
@@ -124,6 +130,13 @@ async def measure(
 
 
 MANY_SECONDS_MAX = 300.0
+
+
+def _envoy_memory(stack: BenchStack) -> dict[str, float]:
+    """Envoy's own account (admin /memory): allocated by Envoy vs held by its allocator."""
+    with urllib.request.urlopen(stack.envoy_admin + "/memory", timeout=5) as response:
+        memory = json.loads(response.read())
+    return {k: int(v) / 1e6 for k, v in memory.items() if str(v).isdigit()}
 
 
 def _load() -> float:

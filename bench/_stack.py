@@ -46,10 +46,10 @@ MANY_MODEL = f"{CELL}/benchmany"
 PROMPT = "Q: Who is Harry Potter's mom? A: "
 STREAM_TOKENS = 20
 STREAM_DELAY_MS = 20
-# Many open streams (bench/_many_streams.py): each lives about a minute, so that 10,000 are
+# Many open streams (bench/_many_streams.py): each lives two minutes, so that 10,000 are
 # open at once even when opening them takes tens of seconds, and ends on its own.
 MANY_TOKENS = 6
-MANY_DELAY_MS = 10_000
+MANY_DELAY_MS = 20_000
 MANY_IN_FLIGHT = 20_000
 MANY_TEXT = "".join(f" m{i}" if i else "m0" for i in range(MANY_TOKENS))
 
@@ -149,6 +149,12 @@ class BenchStack:
     @property
     def proxy(self) -> str:
         return f"127.0.0.1:{self.proxy_ports['gateway']}"
+
+    @property
+    def envoy_admin(self) -> str:
+        """Base URL of the stack's Envoy admin (its /memory, /stats)."""
+        assert self._stack is not None
+        return f"http://127.0.0.1:{self._stack.envoy.admin_port}"
 
     def pid(self, name: str) -> int:
         """The pid of a child: "gateway-0", "envoy", "modelserver", "baseline", ..."""

@@ -32,13 +32,18 @@ CELL = "/sax/ab"
 MODEL = f"{CELL}/ab"
 PROMPT = "Q: Who is Harry Potter's mom? A: "
 
-#: Variant name -> GRPC_EXPERIMENTS of its gateway ("" = grpcio's defaults).
+EE_OFF = "-event_engine_client,-event_engine_listener"
+#: Variant name -> (GRPC_EXPERIMENTS of its gateway, "" = grpcio's defaults; its event loop).
 VARIANTS = {
-    "grpc-default": "",
-    "ee-client-listener-off": "-event_engine_client,-event_engine_listener",
-    "ee-all-off": "-event_engine_client,-event_engine_listener,-event_engine_callback_cq",
-    "callback-cq-off": "-event_engine_callback_cq",
+    "grpc-default": ("", "asyncio"),
+    "ee-client-listener-off": (EE_OFF, "asyncio"),
+    "ee-all-off": (EE_OFF + ",-event_engine_callback_cq", "asyncio"),
+    "ee-off-uvloop": (EE_OFF, "uvloop"),
 }
+#: Runs `saxgw gateway ARGS` on uvloop's event loop instead of asyncio's.
+UVLOOP = (
+    "import sys, uvloop; uvloop.install(); from gateway.cli.main import main; main(sys.argv[1:])"
+)
 
 
 def load_average() -> float:
@@ -88,7 +93,8 @@ async def _measure(
     for name in names:
         print(
             f"  {name:<24} {statistics.median(rps[name]):7.0f} req/s "
-            f"{statistics.median(cpu[name]):6.0f} us CPU/req  ({VARIANTS[name] or 'defaults'})"
+            f"{statistics.median(cpu[name]):6.0f} us CPU/req  "
+            f"({VARIANTS[name][0] or 'defaults'}, {VARIANTS[name][1]})"
         )
 
 
@@ -118,13 +124,13 @@ def main() -> None:
             os.sched_setaffinity(0, front_cpu)
             asyncio.run(_publish(root))
             ports = {name: free_port() for name in VARIANTS}
-            for name, experiments in VARIANTS.items():
+            for name, (experiments, loop) in VARIANTS.items():
+                entry = ["-c", UVLOOP] if loop == "uvloop" else ["-m", "gateway.cli"]
                 group.start(
                     name,
                     [
                         sys.executable,
-                        "-m",
-                        "gateway.cli",
+                        *entry,
                         "gateway",
                         f"--sax-root={root}",
                         "--host=127.0.0.1",

@@ -71,8 +71,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         ok = m["refused"] == 0 and m["complete"] == m["open_at_once"] == m["streams"]
         out.append(
             _target(
-                f"{m['streams']:,} concurrent SSE streams: all open at once, 0 refused, every token "
-                "delivered",
+                f"{m['streams']:,} concurrent SSE streams: all open at once, 0 refused, every "
+                "token delivered",
                 f"{m['refused']} refused, {m['complete']:,} complete, {m['open_at_once']:,} open "
                 f"at once{load}",
                 ok,

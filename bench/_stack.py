@@ -247,7 +247,10 @@ class BenchStack:
         self._stack = Stack(
             StackSettings(
                 gateway=GatewaySettings(
-                    client=ClientSettings(sax_root=str(views["gateway"])), default_timeout=60.0
+                    client=ClientSettings(sax_root=str(views["gateway"])),
+                    default_timeout=60.0,
+                    # The bench is one client (127.0.0.1) opening every stream.
+                    max_streams_per_client=MANY_IN_FLIGHT,
                 ),
                 gateway_ports=(self.gateway_port,),
                 envoy=EnvoySettings(

@@ -21,6 +21,9 @@ from functools import partial
 from pathlib import Path
 from types import TracebackType
 
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from gateway.cell import CellSettings, cell_argv
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
 from gateway.launch.envoy import (
@@ -30,6 +33,7 @@ from gateway.launch.envoy import (
     render,
 )
 from gateway.launch.processes import ProcessGroup, StartupError, port_open
+from gateway.launch.supervisor import RestartSettings
 from gateway.launch.tuning import grpc_env, raise_open_files_limit
 from gateway.service.args import gateway_argv
 
@@ -52,6 +56,8 @@ class StackSettings:
     startup_timeout: float = 60.0
     config_file: str | None = None
     """The ``--config`` file, passed to each gateway process (Envoy's part is in ``envoy``)."""
+    restart: RestartSettings = field(default_factory=RestartSettings)
+    """How `saxgw up`'s supervisor restarts a child that died."""
     gateway_env: Mapping[str, str] = field(default_factory=grpc_env)
     """Environment of each gateway process on top of ours: grpc's tuning (launch/tuning.py),
     which grpc reads when the process imports it."""
@@ -60,6 +66,17 @@ class StackSettings:
     def sax_root(self) -> str:
         """The SAX_ROOT the gateways use (the embedded cell's too)."""
         return self.gateway.sax_root
+
+
+def health_answers(address: str) -> bool:
+    """Whether a gateway at ``address`` answers grpc.health.v1 (SERVING or not: whether the
+    cell is reachable is the stack's readiness, /healthz)."""
+    with grpc.insecure_channel(address) as channel:
+        try:
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+        except grpc.RpcError:
+            return False
+    return True
 
 
 def _http_ok(url: str) -> bool:
@@ -154,7 +171,7 @@ class Stack:
                 log_path=self._log(name),
             )
             address = f"127.0.0.1:{port}"
-            self.group.wait_until(name, partial(port_open, address), timeout)
+            self.group.wait_until(name, partial(health_answers, address), timeout)
         config = Path(self._tmp.name) / "envoy.yaml"  # private: it may hold API keys
         config.write_text(render(self.envoy, secrets_dir=Path(self._tmp.name) / "secrets"))
         self.group.start(

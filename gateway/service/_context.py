@@ -9,6 +9,9 @@ from typing import NoReturn, Protocol
 class Context(Protocol):
     """What a servicer may ask of its call's context."""
 
+    def peer(self) -> str:
+        """The caller's address, e.g. "ipv4:127.0.0.1:54321"."""
+
     def time_remaining(self) -> float | None:
         """Seconds until the caller's deadline, or None without one."""
 

@@ -8,6 +8,7 @@ logged and reported as INTERNAL without leaking its text.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,7 +19,12 @@ from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 
-from gateway.client import DeadlineExceededError, InvalidArgumentError, SaxError
+from gateway.client import (
+    DeadlineExceededError,
+    InvalidArgumentError,
+    SaxError,
+    UnavailableError,
+)
 from gateway.service._context import Context
 
 log = logging.getLogger(__name__)
@@ -75,6 +81,17 @@ async def abort(context: Context, exc: BaseException) -> NoReturn:
     )
 
 
+def _cancelled_by_caller() -> bool:
+    """Whether a CancelledError is the call's own cancellation (the caller went away).
+
+    grpc.aio also raises CancelledError when a channel is closed under an outgoing call.
+    Nobody catches that one, so it would end the handler without a status and leave the
+    caller waiting until its deadline (or Envoy's route timeout): answer it instead.
+    """
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
+
+
 _Handler = Any  # grpc.RpcMethodHandler; its stub types sync behaviours only
 _Unary = Callable[[Any, Context], Awaitable[Any]]
 _Streaming = Callable[[Any, Context], AsyncIterator[Any]]
@@ -112,6 +129,10 @@ def _wrap_unary(behavior: _Unary) -> _Unary:
             return await behavior(request, context)
         except grpc.aio.AbortError:
             raise  # the servicer reported its own status
+        except asyncio.CancelledError:
+            if _cancelled_by_caller():
+                raise
+            await abort(context, UnavailableError("a connection closed under the call"))
         except Exception as exc:
             await abort(context, exc)
 
@@ -133,6 +154,10 @@ def _wrap_streaming(behavior: _Streaming) -> _Streaming:
                 yield response
         except grpc.aio.AbortError:
             raise
+        except asyncio.CancelledError:
+            if _cancelled_by_caller():
+                raise
+            await abort(context, UnavailableError("a connection closed under the call"))
         except Exception as exc:
             await abort(context, exc)
 

@@ -14,6 +14,7 @@ from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway import __version__
 from gateway.client import CallOptions, Client, ModelDetail, SaxError
+from gateway.common import limits as lim
 from gateway.common.deadline import Deadline
 from gateway.config import GatewaySettings
 from gateway.service import _fields as f
@@ -21,6 +22,7 @@ from gateway.service._context import Context
 from gateway.service._errors import request_id, to_status
 from gateway.service._multimodal import MultimodalMethods
 from gateway.service._stream import DeltaTracker
+from gateway.service._streams import StreamSlots
 
 GREETING = "HTTP Server for SAX Client"  # what the original Sax HTTP server answered on "/"
 
@@ -48,6 +50,7 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
     def __init__(self, client: Client, settings: GatewaySettings) -> None:
         self._client = client
         self._settings = settings
+        self._streams = StreamSlots(settings.max_streams_per_client)
 
     def _deadline(
         self, context: Context, request: Any = None, default: float | None = None
@@ -68,15 +71,15 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
         self, request: pb.PublishModelRequest, context: Context
     ) -> pb.PublishModelResponse:
         model = f.model_id(request.model)
-        f.required(request.model_path, "model_path")
-        f.required(request.checkpoint, "checkpoint")
+        f.required(request.model_path, "model_path", lim.MAX_MODEL_PATH_CHARS)
+        f.required(request.checkpoint, "checkpoint", lim.MAX_CHECKPOINT_CHARS)
         replicas = f.replicas(request.replicas if request.HasField("replicas") else 1)
         await self._client.publish(
             model,
             request.model_path,
             request.checkpoint,
             replicas,
-            dict(request.overrides),
+            f.overrides(request.overrides),
             deadline=self._deadline(context),
         )
         return pb.PublishModelResponse(
@@ -96,10 +99,15 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
         )
 
     async def GetModel(self, request: pb.GetModelRequest, context: Context) -> pb.GetModelResponse:
-        detail = await self._client.list_detail(
-            f.model_id(request.model), deadline=self._deadline(context)
-        )
-        return pb.GetModelResponse(model=_model_info(detail))
+        model, deadline = f.model_id(request.model), self._deadline(context)
+        detail = await self._client.list_detail(model, deadline=deadline)
+        info = _model_info(detail)
+        # Fewer replicas than asked for may mean that loading failed: say why.
+        if detail.active_replicas < detail.max_replicas and (
+            load_error := await self._client.load_error(model, deadline=deadline)
+        ):
+            info.load_error = load_error
+        return pb.GetModelResponse(model=info)
 
     async def ListModels(
         self, request: pb.ListModelsRequest, context: Context
@@ -117,6 +125,9 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
         self, request: pb.UpdateModelRequest, context: Context
     ) -> pb.UpdateModelResponse:
         model = f.model_id(request.model)
+        f.bounded(request.model_path, "model_path", lim.MAX_MODEL_PATH_CHARS)
+        f.bounded(request.checkpoint, "checkpoint", lim.MAX_CHECKPOINT_CHARS)
+        f.overrides(request.overrides)
         deadline = self._deadline(context)
         await self._client.update(
             model,
@@ -173,6 +184,7 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
 
     async def SetAcl(self, request: pb.SetAclRequest, context: Context) -> pb.SetAclResponse:
         name = f.cell_or_model_id(request.name)
+        f.bounded(request.acl, "acl", lim.MAX_ACL_CHARS)
         await self._client.set_acl(name, request.acl, deadline=self._deadline(context))
         return pb.SetAclResponse(name=name, acl=request.acl)
 
@@ -180,16 +192,17 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
         self, request: pb.WatchAddressesRequest, context: Context
     ) -> AsyncIterator[pb.WatchAddressesResponse]:
         model = f.model_id(request.model)
-        await self._client.list_detail(model, deadline=self._deadline(context))  # NOT_FOUND early
-        watch = self._client.watch_addresses(model)
-        try:
-            async for addresses in watch:
-                yield pb.WatchAddressesResponse(addresses=addresses)
-        except SaxError as exc:
-            yield pb.WatchAddressesResponse(error=to_status(exc, request_id(context))[2])
-            raise
-        finally:
-            await _close(watch)
+        with self._streams.hold(context):
+            await self._client.list_detail(model, deadline=self._deadline(context))  # NOT_FOUND
+            watch = self._client.watch_addresses(model)
+            try:
+                async for addresses in watch:
+                    yield pb.WatchAddressesResponse(addresses=addresses)
+            except SaxError as exc:
+                yield pb.WatchAddressesResponse(error=to_status(exc, request_id(context))[2])
+                raise
+            finally:
+                await _close(watch)
 
     # Language models.
 
@@ -202,6 +215,13 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
         return pb.GenerateResponse(texts=_texts(texts))
 
     async def GenerateStream(
+        self, request: pb.GenerateStreamRequest, context: Context
+    ) -> AsyncIterator[pb.GenerateStreamResponse]:
+        with self._streams.hold(context):
+            async for response in self._generate_stream(request, context):
+                yield response
+
+    async def _generate_stream(
         self, request: pb.GenerateStreamRequest, context: Context
     ) -> AsyncIterator[pb.GenerateStreamResponse]:
         model = f.model_id(request.model)
@@ -233,8 +253,12 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
         model = f.model_id(request.model)
         if not request.suffix:
             raise f.invalid("suffix", "required: at least one suffix to score")
+        f.bounded(request.prefix, "prefix")
         logp = await self._client.lm_score(
-            model, request.prefix, list(request.suffix), self._options(request, context)
+            model,
+            request.prefix,
+            f.texts(request.suffix, "suffix"),
+            self._options(request, context),
         )
         return pb.ScoreResponse(logp=logp)
 
@@ -249,6 +273,7 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
     async def Gradient(self, request: pb.GradientRequest, context: Context) -> pb.GradientResponse:
         model = f.model_id(request.model)
         f.required(request.suffix, "suffix")
+        f.bounded(request.prefix, "prefix")
         score, gradients = await self._client.lm_gradient(
             model, request.prefix, request.suffix, self._options(request, context)
         )
@@ -292,7 +317,7 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
         model = f.model_id(request.model)
         image = self._payload(request.image_bytes, "image_bytes")
         boxes = await self._client.vm_detect(
-            model, image, list(request.text), self._options(request, context)
+            model, image, f.texts(request.text, "text"), self._options(request, context)
         )
         return pb.DetectResponse(
             boxes=[
@@ -306,6 +331,7 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
     ) -> pb.ImageToTextResponse:
         model = f.model_id(request.model)
         image = self._payload(request.image_bytes, "image_bytes")
+        f.bounded(request.text, "text")
         texts = await self._client.vm_image_to_text(
             model, image, request.text, self._options(request, context)
         )

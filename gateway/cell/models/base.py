@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from gateway.cell._errors import invalid_argument
+from gateway.common.limits import quote
 from gateway.common.results import Box
 
 # Sax's data method names, as upstream model servers report them.
@@ -148,28 +149,38 @@ class ServableModel:
         raise MethodNotSupported(CUSTOM)
 
 
-def int_override(overrides: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
-    """An integer publish override, or INVALID_ARGUMENT naming the bad value."""
+def int_override(
+    overrides: Mapping[str, str], name: str, default: int, *, minimum: int = 0, maximum: int
+) -> int:
+    """An integer publish override within ``minimum..maximum``, or INVALID_ARGUMENT naming
+    the override and its allowed range."""
     raw = overrides.get(name)
     if raw is None:
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise invalid_argument(f"override {name}={raw!r} is not an integer") from None
-    if value < minimum:
-        raise invalid_argument(f"override {name}={raw!r} must be >= {minimum}")
+        value = minimum - 1
+    if not minimum <= value <= maximum:
+        raise invalid_argument(
+            f"override {name}={quote(raw)} must be an integer from {minimum} to {maximum}"
+        )
     return value
 
 
-def float_override(overrides: Mapping[str, str], name: str, default: float) -> float:
+def float_override(
+    overrides: Mapping[str, str], name: str, default: float, *, maximum: float
+) -> float:
+    """A number publish override within ``0..maximum``, or INVALID_ARGUMENT naming it."""
     raw = overrides.get(name)
     if raw is None:
         return default
     try:
         value = float(raw)
     except ValueError:
-        raise invalid_argument(f"override {name}={raw!r} is not a number") from None
-    if value < 0:
-        raise invalid_argument(f"override {name}={raw!r} must be >= 0")
+        value = -1.0
+    if not 0 <= value <= maximum:  # also rejects nan
+        raise invalid_argument(
+            f"override {name}={quote(raw)} must be a number from 0 to {maximum:g}"
+        )
     return value

@@ -91,7 +91,7 @@ class GetModelResponse(_message.Message):
     def __init__(self, model: _Optional[_Union[ModelInfo, _Mapping]] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("model", "model_path", "checkpoint", "max_replicas", "active_replicas", "overrides", "addresses", "methods")
+    __slots__ = ("model", "model_path", "checkpoint", "max_replicas", "active_replicas", "overrides", "addresses", "methods", "load_error")
     class OverridesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +107,7 @@ class ModelInfo(_message.Message):
     OVERRIDES_FIELD_NUMBER: _ClassVar[int]
     ADDRESSES_FIELD_NUMBER: _ClassVar[int]
     METHODS_FIELD_NUMBER: _ClassVar[int]
+    LOAD_ERROR_FIELD_NUMBER: _ClassVar[int]
     model: str
     model_path: str
     checkpoint: str
@@ -115,7 +116,8 @@ class ModelInfo(_message.Message):
     overrides: _containers.ScalarMap[str, str]
     addresses: _containers.RepeatedScalarFieldContainer[str]
     methods: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, model: _Optional[str] = ..., model_path: _Optional[str] = ..., checkpoint: _Optional[str] = ..., max_replicas: _Optional[int] = ..., active_replicas: _Optional[int] = ..., overrides: _Optional[_Mapping[str, str]] = ..., addresses: _Optional[_Iterable[str]] = ..., methods: _Optional[_Iterable[str]] = ...) -> None: ...
+    load_error: str
+    def __init__(self, model: _Optional[str] = ..., model_path: _Optional[str] = ..., checkpoint: _Optional[str] = ..., max_replicas: _Optional[int] = ..., active_replicas: _Optional[int] = ..., overrides: _Optional[_Mapping[str, str]] = ..., addresses: _Optional[_Iterable[str]] = ..., methods: _Optional[_Iterable[str]] = ..., load_error: _Optional[str] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ("sax_cell",)

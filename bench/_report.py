@@ -222,7 +222,7 @@ def _capacity_lines(results: dict[str, Any]) -> list[str]:
         before, held, kb = m["rss_before_mb"], m["rss_with_streams_mb"], m["kb_per_stream"]
         u = m["unary_beside"]
         lines.append(
-            f"- {m['streams']:,} concurrent SSE streams through Envoy (6 tokens, 20 s apart, "
+            f"- {m['streams']:,} concurrent SSE streams through Envoy (12 tokens, 10 s apart, "
             f"open-files limit {m['open_files_limit']:,}): **{m['refused']} refused**, "
             f"{m['complete']:,} delivered every token, {m['incomplete']} incomplete "
             f"(HTTP statuses {m['statuses']}); **{m['open_at_once']:,} open at once**, all "

@@ -48,8 +48,8 @@ STREAM_TOKENS = 20
 STREAM_DELAY_MS = 20
 # Many open streams (bench/_many_streams.py): each lives two minutes, so that 10,000 are
 # open at once even when opening them takes tens of seconds, and ends on its own.
-MANY_TOKENS = 6
-MANY_DELAY_MS = 20_000
+MANY_TOKENS = 12
+MANY_DELAY_MS = 10_000  # the embedded cell allows up to 10 s
 MANY_IN_FLIGHT = 20_000
 MANY_TEXT = "".join(f" m{i}" if i else "m0" for i in range(MANY_TOKENS))
 

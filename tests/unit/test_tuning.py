@@ -7,6 +7,7 @@ import argparse
 import resource
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -46,6 +47,12 @@ def test_installed_grpcio_knows_the_experiments_the_gateway_turns_off() -> None:
     assert "Unknown experiment" not in log, log
     assert grpc_env() == {"GRPC_EXPERIMENTS": "-event_engine_client,-event_engine_listener"}
     assert set(GRPC_EXPERIMENTS_OFF) == {"event_engine_client", "event_engine_listener"}
+
+
+def test_the_image_sets_the_same_grpc_tuning() -> None:
+    # Containers run `saxgw gateway` directly, without the stack that sets it.
+    dockerfile = (Path(__file__).parents[2] / "Dockerfile").read_text()
+    assert f"ENV GRPC_EXPERIMENTS={grpc_env()['GRPC_EXPERIMENTS']}\n" in dockerfile
 
 
 def test_stack_starts_gateways_with_the_grpc_tuning() -> None:

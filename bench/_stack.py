@@ -251,6 +251,7 @@ class BenchStack:
                     default_timeout=60.0,
                     # The bench is one client (127.0.0.1) opening every stream.
                     max_streams_per_client=MANY_IN_FLIGHT,
+                    config_file=str(config),
                 ),
                 gateway_ports=(self.gateway_port,),
                 envoy=EnvoySettings(
@@ -261,7 +262,6 @@ class BenchStack:
                     concurrency=plan_cores("auto", len(self.cpus.front)).envoy,
                 ),
                 log_dir=str(self.logs),
-                config_file=str(config),
             )
         )
         self._stack.__enter__()

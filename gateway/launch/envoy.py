@@ -33,9 +33,6 @@ class EnvoySettings:
     """Upper bound on unary calls, above the gateway's own deadlines (streams are unbounded)."""
     cors_origins: Sequence[str] = ()
     """Browser origins allowed by CORS, exact matches; "*" allows any."""
-    max_connections: int = 20_000
-    """Open client connections Envoy accepts at once."""
-    max_request_bytes: int = 32 * MIB
     max_response_bytes: int = 32 * MIB
     max_streams_per_connection: int = 256
     """Concurrent streams one HTTP/2 client connection may open."""
@@ -44,7 +41,8 @@ class EnvoySettings:
     clients; every other call has a budget of its own (``max_connections``). Room for 10,000
     SSE streams (issue #18, BENCHMARKS.md: ~60 KB each in a gateway, ~67 KB in Envoy)."""
     edge: EdgeConfig = field(default_factory=EdgeConfig)
-    """Credentials, roles, quotas, TLS and limits from the ``--config`` file (gateway/edge)."""
+    """Credentials, roles, quotas, TLS and limits from the ``--config`` file (gateway/edge);
+    its ``limits`` are the only place Envoy's limits are set (body, headers, connections...)."""
     concurrency: int | None = None
     """Envoy's worker threads (``--concurrency``); None: Envoy's default, one per core of the
     machine (launch/tuning.py sizes it to the cores Envoy may use)."""
@@ -177,8 +175,8 @@ def render(
         "OPENAPI_DOCUMENT": str(openapi or openapi_document()),
         "DOCS_DIR": str(docs_dir),
         "SWAGGER_UI_DIR": str(swagger_ui_dir),
-        "MAX_CONNECTIONS": settings.max_connections,
-        "MAX_REQUEST_BYTES": settings.max_request_bytes,
+        "MAX_CONNECTIONS": settings.edge.limits.max_connections,
+        "MAX_REQUEST_BYTES": settings.edge.limits.max_request_bytes,
         "MAX_RESPONSE_BYTES": settings.max_response_bytes,
         "MAX_STREAMS_PER_CONNECTION": settings.max_streams_per_connection,
         "MAX_STREAMS": settings.max_streams,

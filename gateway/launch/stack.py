@@ -54,8 +54,6 @@ class StackSettings:
     log_dir: str | None = None
     """Where each child writes its log; None lets children write to our stderr."""
     startup_timeout: float = 60.0
-    config_file: str | None = None
-    """The ``--config`` file, passed to each gateway process (Envoy's part is in ``envoy``)."""
     restart: RestartSettings = field(default_factory=RestartSettings)
     """How `saxgw up`'s supervisor restarts a child that died."""
     gateway_env: Mapping[str, str] = field(default_factory=grpc_env)
@@ -161,14 +159,8 @@ class Stack:
         for i, port in enumerate(s.gateway_ports):
             name = f"gateway-{i}"
             gateway = dataclasses.replace(s.gateway, host="127.0.0.1", port=port)
-            edge = (
-                [f"--config={s.config_file}"] if s.config_file and not gateway.config_file else []
-            )
             self.group.start(
-                name,
-                [*gateway_argv(gateway), *edge],
-                env=dict(s.gateway_env),
-                log_path=self._log(name),
+                name, gateway_argv(gateway), env=dict(s.gateway_env), log_path=self._log(name)
             )
             address = f"127.0.0.1:{port}"
             self.group.wait_until(name, partial(health_answers, address), timeout)

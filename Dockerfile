@@ -33,6 +33,8 @@ RUN useradd --uid 10001 --user-group --no-create-home --home-dir /data saxgw \
  && mkdir -p /data /etc/envoy && chown saxgw:saxgw /data /etc/envoy
 COPY --from=build /opt/saxgw /opt/saxgw
 ENV PATH=/opt/saxgw/bin:$PATH PYTHONUNBUFFERED=1
+# grpc's tuning of the gateway processes, as `saxgw up` sets it (gateway/launch/tuning.py).
+ENV GRPC_EXPERIMENTS=-event_engine_client,-event_engine_listener
 USER 10001:10001
 WORKDIR /data
 EXPOSE 50051

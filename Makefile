@@ -62,7 +62,8 @@ openapi: install
 unit integration e2e faults: install
 	$(PY) -m pytest tests/$@ $(PYTEST_ARGS)
 
-## Benchmarks: starts its own stack; writes bench/results.json and BENCHMARKS.md (~8 min).
+## Benchmarks: starts its own stack; writes bench/results.json and BENCHMARKS.md (~6-7 min on a
+## quiet machine by its phases, 9.5 measured at load 7; one phase: BENCH_ARGS="--only streams").
 ## Needs wrk and h2load: apt-get install wrk nghttp2-client.
 bench: install
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,bench]'

@@ -1,7 +1,8 @@
 """Runs every benchmark in one go and writes bench/results.json and BENCHMARKS.md.
 
-python -m bench            # the full run (`make bench`), about 8 minutes
-python -m bench --quick    # a smoke run of every measurement in about a minute
+python -m bench                  # the full run (`make bench`), about 6 minutes on a quiet machine
+python -m bench --quick          # a smoke run of every phase (not for citing)
+python -m bench --only streams   # one phase; the report keeps the others' last results
 """
 
 from __future__ import annotations
@@ -15,7 +16,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import _capacity, _discovery, _machine, _profile, _report, _streaming, _unary
+from bench import (
+    _capacity,
+    _discovery,
+    _machine,
+    _many_streams,
+    _profile,
+    _report,
+    _streaming,
+    _unary,
+    _workers,
+)
 from bench._loadgen import wrk
 from bench._stack import PROMPT, UNARY_MODEL, BenchStack
 
@@ -26,23 +37,58 @@ def _log(line: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True)
 
 
+PHASES = ("discovery", "unary", "profile", "streaming", "rss", "streams", "workers")
+
+
 async def _run_all(stack: BenchStack, args: argparse.Namespace) -> dict[str, Any]:
     quick = args.quick
+    only = set(args.only or PHASES)
     results: dict[str, Any] = {}
-    _log("discovery cost")
-    results["discovery"] = await _discovery.measure(stack, calls=500 if quick else 2000, log=_log)
-    _log("unary matrix")
-    results["unary"] = await _unary.measure(
-        stack,
-        rounds=1 if quick else args.rounds,
-        seconds=1.0 if quick else args.seconds,
-        concurrencies=(1, 16, 64),
-        log=_log,
-    )
-    _log("profiles under load (py-spy)")
+    if "discovery" in only:
+        _log("discovery cost")
+        results["discovery"] = await _discovery.measure(
+            stack, calls=500 if quick else 2000, log=_log
+        )
+    if "unary" in only:
+        _log("unary matrix")
+        results["unary"] = await _unary.measure(
+            stack,
+            rounds=1 if quick else args.rounds,
+            seconds=1.0 if quick else args.seconds,
+            concurrencies=(1, 64),
+            log=_log,
+        )
+    if "profile" in only:
+        _log("profiles under load (py-spy)")
+        results["profile"] = await _profiles(stack, seconds=3.0 if quick else 6.0)
+    if "streaming" in only:
+        _log("streaming")
+        results["streaming"] = await _streaming.measure(
+            stack, rounds=1 if quick else 2, sequential=2 if quick else 5, concurrent=16, log=_log
+        )
+    if "rss" in only:
+        _log("RSS over unary requests")
+        total = 10_000 if quick else 50_000
+        results["rss_growth"] = await _capacity.rss_growth(
+            stack, total=total, step=total // 10, concurrency=32, log=_log
+        )
+    if "streams" in only:
+        _log(f"{args.streams:,} open streams")
+        results["many_streams"] = await _many_streams.measure(stack, count=args.streams, log=_log)
+    if "workers" in only:
+        _log("scale-out: 1 and 2 gateway processes, unpinned")
+        results["workers"] = await _workers.measure(
+            stack,
+            rounds=1 if quick else args.rounds,
+            seconds=1.0 if quick else args.seconds,
+            concurrency=64,
+            log=_log,
+        )
+    return results
+
+
+async def _profiles(stack: BenchStack, seconds: float) -> dict[str, Any]:
     body = json.dumps({"model": UNARY_MODEL, "query": PROMPT})
-    seconds = 3.0 if quick else 10.0
-    results["profile"] = {}
     direct = _unary.runners(stack, channel=None)["direct-h2load"]
     loads = {
         "gateway-0": lambda: wrk(
@@ -51,8 +97,9 @@ async def _run_all(stack: BenchStack, args: argparse.Namespace) -> dict[str, Any
         "modelserver": lambda: direct(64, seconds + 1),
     }
     mains = {"gateway-0": "gateway/cli/run.py", "modelserver": "gateway/cell/_process.py"}
+    out: dict[str, Any] = {}
     for name, load in loads.items():
-        results["profile"][name] = await _profile.record(
+        out[name] = await _profile.record(
             stack.pid(name),
             main=mains[name],
             seconds=seconds,
@@ -60,29 +107,23 @@ async def _run_all(stack: BenchStack, args: argparse.Namespace) -> dict[str, Any
             load=load,
             log=_log,
         )
-    _log("streaming")
-    results["streaming"] = await _streaming.measure(
-        stack,
-        rounds=1 if quick else 3,
-        sequential=2 if quick else 5,
-        concurrent=16,
-        log=_log,
-    )
-    _log("RSS over unary requests")
-    total = 20_000 if quick else 100_000
-    results["rss_growth"] = await _capacity.rss_growth(
-        stack, total=total, step=total // 10, concurrency=32, log=_log
-    )
-    _log("1,000 open streams")
-    results["open_streams"] = await _capacity.open_streams(stack, count=1000, log=_log)
-    return results
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
-    parser.add_argument("--rounds", type=int, default=4, help="rounds of the unary matrix")
-    parser.add_argument("--seconds", type=float, default=3.0, help="seconds per unary run")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the unary matrix")
+    parser.add_argument("--seconds", type=float, default=2.0, help="seconds per unary run")
+    parser.add_argument(
+        "--streams", type=int, default=10_000, help="concurrent SSE streams (the streams phase)"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=PHASES,
+        help="run only this phase (repeatable); the report keeps the other phases' last results",
+    )
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results.json")
     parser.add_argument("--markdown", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument("--workdir", type=Path, default=ROOT / ".saxgw" / "bench")
@@ -103,6 +144,8 @@ def main() -> None:
             f"the rest on CPU {stack.cpus.front}"
         )
         results = asyncio.run(_run_all(stack, args))
+        if args.only and args.results.exists():  # keep the other phases' last results
+            results = {**json.loads(args.results.read_text()), **results}
         results["pinning"] = {"cell": sorted(stack.cpus.cell), "front": sorted(stack.cpus.front)}
     results["machine"] = _machine.describe()
     results["run"] = {

@@ -1,8 +1,7 @@
-"""Capacity: gateway memory with 1,000 open SSE streams, and RSS over 100,000 unary requests."""
+"""Capacity: the gateway's RSS over many unary requests (open streams: bench/_many_streams.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import statistics
 from collections.abc import Callable
@@ -10,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._loadgen import h2load
-from bench._sse import SseStream, open_stream
-from bench._stack import HOLD_MODEL, PROMPT, UNARY_MODEL, BenchStack
+from bench._stack import PROMPT, UNARY_MODEL, BenchStack
 
 
 def rss_mb(pid: int) -> float:
@@ -20,50 +18,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024 / 1e6
     raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-async def open_streams(
-    stack: BenchStack, *, count: int, log: Callable[[str], None], batch: int = 100
-) -> dict[str, Any]:
-    """Opens ``count`` SSE streams of a slow model through Envoy, waits until every one has
-    delivered a token, reads RSS, then drops them all."""
-    gateway, envoy = stack.pid("gateway-0"), stack.pid("envoy")
-    before = {"gateway": rss_mb(gateway), "envoy": rss_mb(envoy)}
-    host, port = stack.envoy.rsplit(":", 1)
-    body = {"model": HOLD_MODEL, "query": PROMPT}
-    streams: list[SseStream] = []
-    try:
-        for _ in range(0, count, batch):
-            streams += await asyncio.gather(
-                *(open_stream(host, int(port), "/generate_stream", body) for _ in range(batch))
-            )
-        await asyncio.wait_for(asyncio.gather(*(s.got_data.wait() for s in streams)), 60)
-        live = sum(not s.closed.done() for s in streams)
-        held = []
-        for _ in range(3):  # a few readings while every stream is open and ticking
-            held.append({"gateway": rss_mb(gateway), "envoy": rss_mb(envoy)})
-            await asyncio.sleep(1.0)
-        still_live = sum(not s.closed.done() for s in streams)
-    finally:
-        for stream in streams:
-            stream.close()
-    await asyncio.sleep(3.0)
-    after = {"gateway": rss_mb(gateway), "envoy": rss_mb(envoy)}
-    peak = {k: max(h[k] for h in held) for k in before}
-    result = {
-        "streams": count,
-        "open_when_measured": min(live, still_live),
-        "rss_before_mb": before,
-        "rss_with_streams_mb": peak,
-        "rss_after_close_mb": after,
-        "gateway_kb_per_stream": (peak["gateway"] - before["gateway"]) * 1000 / count,
-    }
-    log(
-        f"{count} streams: gateway RSS {before['gateway']:.1f} -> {peak['gateway']:.1f} MB "
-        f"({result['gateway_kb_per_stream']:.1f} KB/stream), envoy {peak['envoy']:.1f} MB, "
-        f"{result['open_when_measured']} open"
-    )
-    return result
 
 
 async def rss_growth(

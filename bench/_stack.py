@@ -36,21 +36,26 @@ from gateway.config import GatewaySettings
 from gateway.launch.envoy import EnvoySettings
 from gateway.launch.processes import ProcessGroup, free_port, port_open
 from gateway.launch.stack import Stack, StackSettings
+from gateway.launch.tuning import grpc_env, plan_cores
 
 CELL = "/sax/test"
 TEST_LM = "sax_gateway.testing.TestLM"
 UNARY_MODEL = f"{CELL}/bench"
 STREAM_MODEL = f"{CELL}/benchstream"
-HOLD_MODEL = f"{CELL}/benchhold"
+MANY_MODEL = f"{CELL}/benchmany"
 PROMPT = "Q: Who is Harry Potter's mom? A: "
 STREAM_TOKENS = 20
 STREAM_DELAY_MS = 20
-# Long enough that 1,000 streams stay open while RSS is read, short enough to end on their own.
-HOLD_DELAY_MS = 1000
-HOLD_TOKENS = 120
+# Many open streams (bench/_many_streams.py): each lives two minutes, so that 10,000 are
+# open at once even when opening them takes tens of seconds, and ends on its own.
+MANY_TOKENS = 12
+MANY_DELAY_MS = 10_000  # the embedded cell allows up to 10 s
+MANY_IN_FLIGHT = 20_000
+MANY_TEXT = "".join(f" m{i}" if i else "m0" for i in range(MANY_TOKENS))
 
-# grpcio's switch back from its EventEngine to the older iomgr poller, for one experiment.
-NO_EVENT_ENGINE = "-event_engine_client,-event_engine_listener"
+# The comparison row: a gateway with grpcio's own defaults (EventEngine client and listener
+# on), where the stack's gateways run with gateway/launch/tuning.py's settings.
+GRPC_DEFAULTS = ""
 
 MODELS = {
     UNARY_MODEL: {"text": "Lily Evans Potter."},
@@ -59,7 +64,7 @@ MODELS = {
         "delay_ms": str(STREAM_DELAY_MS),
         "bench_stamp": "1",
     },
-    HOLD_MODEL: {"text": "x", "length": str(HOLD_TOKENS), "delay_ms": str(HOLD_DELAY_MS)},
+    MANY_MODEL: {"text": MANY_TEXT, "delay_ms": str(MANY_DELAY_MS)},
 }
 
 
@@ -77,7 +82,7 @@ class Cpus:
 
 
 @contextlib.contextmanager
-def _pinned(cpus: set[int]) -> Iterator[None]:
+def pinned(cpus: set[int]) -> Iterator[None]:
     """Moves this thread to ``cpus`` for the block: children started in it inherit the mask."""
     before = os.sched_getaffinity(0)
     os.sched_setaffinity(0, cpus)
@@ -121,7 +126,7 @@ class BenchStack:
         self.envoy_port = free_port()
         self.baseline_port = free_port()
         self.counted_baseline_port = free_port()
-        self.gateway_noee_port = free_port()
+        self.gateway_ee_port = free_port()
         # The telemetry A/B: the same gateway with metrics off, and with tracing on.
         self.gateway_nometrics_port = free_port()
         self.gateway_nocost_port = free_port()
@@ -139,8 +144,8 @@ class BenchStack:
         return f"127.0.0.1:{self.gateway_port}"
 
     @property
-    def gateway_noee(self) -> str:
-        return f"127.0.0.1:{self.gateway_noee_port}"
+    def gateway_ee(self) -> str:
+        return f"127.0.0.1:{self.gateway_ee_port}"
 
     @property
     def gateway_nometrics(self) -> str:
@@ -161,6 +166,12 @@ class BenchStack:
     @property
     def proxy(self) -> str:
         return f"127.0.0.1:{self.proxy_ports['gateway']}"
+
+    @property
+    def envoy_admin(self) -> str:
+        """Base URL of the stack's Envoy admin (its /memory, /stats)."""
+        assert self._stack is not None
+        return f"http://127.0.0.1:{self._stack.envoy.admin_port}"
 
     def pid(self, name: str) -> int:
         """The pid of a child: "gateway-0", "envoy", "modelserver", "baseline", ..."""
@@ -209,7 +220,7 @@ class BenchStack:
             "--poll-interval=0.5",
             "--log-level=WARNING",
         ]
-        with _pinned(self.cpus.cell):
+        with pinned(self.cpus.cell):
             self.group.start(
                 "admin",
                 [py, "-m", "gateway.cell.admin", *cell_flags, f"--port={self.admin_port}"],
@@ -243,10 +254,21 @@ class BenchStack:
             self._wait("admin-proxy", f"127.0.0.1:{port}")
         views = {name: self._view_root(name, port) for name, port in self.proxy_ports.items()}
         asyncio.run(self._publish())
+        # The many-streams model's own per-process limit of calls in flight (quotas.models in
+        # docs/config.md; 64 by default), as an operator raises it for a long-streaming model.
+        config = self.workdir / "saxgw.yaml"
+        config.write_text(
+            f"quotas:\n  models:\n    {MANY_MODEL}: {{max_in_flight: {MANY_IN_FLIGHT}, "
+            "max_queued: 0}\n"
+        )
         self._stack = Stack(
             StackSettings(
                 gateway=GatewaySettings(
-                    client=ClientSettings(sax_root=str(views["gateway"])), default_timeout=60.0
+                    client=ClientSettings(sax_root=str(views["gateway"])),
+                    default_timeout=60.0,
+                    # The bench is one client (127.0.0.1) opening every stream.
+                    max_streams_per_client=MANY_IN_FLIGHT,
+                    config_file=str(config),
                 ),
                 gateway_ports=(self.gateway_port,),
                 envoy=EnvoySettings(
@@ -254,6 +276,7 @@ class BenchStack:
                     listen_address="127.0.0.1",
                     listen_port=self.envoy_port,
                     admin_port=free_port(),
+                    concurrency=plan_cores("auto", len(self.cpus.front)).envoy,
                 ),
                 log_dir=str(self.logs),
             )
@@ -261,9 +284,9 @@ class BenchStack:
         self._stack.__enter__()
         if not self._stack.wait_healthy(60):
             raise RuntimeError(f"the gateway never became healthy; see {self.logs}")
-        # The experiment: a second gateway with grpc's EventEngine turned off (see BENCHMARKS.md).
+        # The comparison: a second gateway with grpcio's defaults (see BENCHMARKS.md).
         self.group.start(
-            "gateway-noee",
+            "gateway-ee",
             [
                 py,
                 "-m",
@@ -271,13 +294,13 @@ class BenchStack:
                 "gateway",
                 f"--sax-root={self.real_root}",
                 "--host=127.0.0.1",
-                f"--port={self.gateway_noee_port}",
+                f"--port={self.gateway_ee_port}",
                 "--default-timeout=60",
             ],
-            env={"GRPC_EXPERIMENTS": NO_EVENT_ENGINE},
-            log_path=self._log("gateway-noee"),
+            env={"GRPC_EXPERIMENTS": GRPC_DEFAULTS},
+            log_path=self._log("gateway-ee"),
         )
-        self._wait("gateway-noee", self.gateway_noee)
+        self._wait("gateway-ee", self.gateway_ee)
         self._start_telemetry_gateways()
         for name, port, root in (
             ("baseline", self.baseline_port, self.real_root),
@@ -305,7 +328,7 @@ class BenchStack:
         one tracing every call to an OTLP sink (on the cell's core, as a collector would be
         on another host)."""
         py = sys.executable
-        with _pinned(self.cpus.cell):
+        with pinned(self.cpus.cell):
             self.group.start(
                 "otlp-sink",
                 [py, "-m", "bench._otlp_sink", f"--port={self.otlp_port}"],
@@ -335,7 +358,12 @@ class BenchStack:
             ),
         }
         for name, (port, flags) in variants.items():
-            self.group.start(name, [*common, f"--port={port}", *flags], log_path=self._log(name))
+            self.group.start(
+                name,
+                [*common, f"--port={port}", *flags],
+                env=grpc_env(),  # tuned like gateway-0, so only the telemetry differs
+                log_path=self._log(name),
+            )
             self._wait(name, f"127.0.0.1:{port}")
 
     def _wait(self, name: str, address: str) -> None:

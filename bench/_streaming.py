@@ -9,6 +9,7 @@ includes the model server's own send, which the direct path shows alone.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -156,4 +157,5 @@ async def measure(
         "tokens_per_stream": STREAM_TOKENS,
         "delay_ms_per_token": STREAM_DELAY_MS,
         "summary": summary,
+        "load_average": os.getloadavg()[0],
     }

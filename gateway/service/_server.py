@@ -30,6 +30,18 @@ from gateway.service.openai._tokens import TokenCounter
 log = logging.getLogger(__name__)
 
 
+#: Calls that arrive before the servicer asks grpc for the next one wait in grpc's queue,
+#: whose defaults (1,000; hard limit 3,000) cancel bursts: 10,000 streams opened at once
+#: must wait, not fail (BENCHMARKS.md). Quotas (gateway/service/_access.py) bound the rest.
+PENDING_CALLS_OPTIONS = (
+    ("grpc.server.max_pending_requests", 20_000),
+    ("grpc.server.max_pending_requests_hard_limit", 40_000),
+    # ...and are cancelled after 30 s there by default: a burst a loaded server takes longer
+    # than that to start must still start (each call's own deadline still applies).
+    ("grpc.server_max_unrequested_time_in_server", 300),
+)
+
+
 class GatewayServer:
     """A running gateway: ``await GatewayServer.start(settings)``, then ``await stop()``."""
 
@@ -99,6 +111,7 @@ class GatewayServer:
                 ("grpc.max_send_message_length", settings.max_message_bytes),
                 # Several gateway processes must not silently share one port.
                 ("grpc.so_reuseport", 0),
+                *PENDING_CALLS_OPTIONS,
             ],
         )
         gateway_pb2_grpc.add_SaxGatewayServicer_to_server(

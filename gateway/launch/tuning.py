@@ -1,0 +1,97 @@
+"""How the stack uses one host: grpc's I/O engine, Envoy's worker threads, gateway processes,
+and the open-file limit that 10,000 streams need (BENCHMARKS.md has the measurements).
+
+    plan = plan_cores(workers="auto", cores=usable_cores())   # CorePlan(envoy=1, workers=1)
+    env = grpc_env()    # for every gateway process, before it imports grpc
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+from dataclasses import dataclass
+
+#: grpcio experiments the gateway turns off. grpcio 1.85's EventEngine client and listener
+#: wake grpc's own threads through an eventfd on every call (`write` was ~40% of the
+#: gateway's samples under load); without them grpc.aio polls on the asyncio thread's side
+#: as before. They are experiment names: grpc reads them when it is imported (so they go in
+#: the environment of a new process) and logs "Unknown experiment" for a name it no longer
+#: has; tests/unit/test_tuning.py checks the installed grpcio still knows both. Re-measure
+#: (`make bench`, rows gateway-grpc vs gateway-grpc-ee) on every grpcio upgrade.
+GRPC_EXPERIMENTS_OFF = ("event_engine_client", "event_engine_listener")
+
+#: Open files the stack asks for: one per client connection in Envoy (HTTP/1.1 SSE is one
+#: connection per stream), with room for 10,000 streams, the gateways' and the cell's sockets.
+OPEN_FILES_WANTED = 65_536
+
+
+def grpc_experiments() -> str:
+    """The value of ``GRPC_EXPERIMENTS`` for a gateway process."""
+    return ",".join(f"-{name}" for name in GRPC_EXPERIMENTS_OFF)
+
+
+def grpc_env() -> dict[str, str]:
+    """Environment a gateway process is started with (on top of the parent's)."""
+    return {"GRPC_EXPERIMENTS": grpc_experiments()}
+
+
+@dataclass(frozen=True)
+class CorePlan:
+    """Envoy's worker threads and the number of gateway processes for a number of cores."""
+
+    envoy: int
+    workers: int
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which a container's cpuset limits)."""
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def envoy_threads(cores: int) -> int:
+    """Envoy workers for ``cores``: a third of them, at least one. Envoy spends about half of
+    what a gateway process spends per HTTP/JSON request (BENCHMARKS.md), so one Envoy thread
+    keeps about two gateway processes busy. Envoy's own default, one worker per core of the
+    machine, puts more busy-polling threads than cores on a shared host."""
+    return max(1, round(cores / 3))
+
+
+def plan_cores(workers: str | int, cores: int) -> CorePlan:
+    """``workers`` is a count or "auto": one gateway process per core Envoy does not need."""
+    envoy = envoy_threads(cores)
+    if workers == "auto":
+        return CorePlan(envoy=envoy, workers=max(1, cores - envoy))
+    count = int(workers)
+    if count < 1:
+        raise ValueError(f"--workers must be at least 1 or auto, not {workers}")
+    return CorePlan(envoy=envoy, workers=count)
+
+
+def parse_workers(text: str) -> str | int:
+    """``--workers``: a positive count or "auto"."""
+    if text == "auto":
+        return text
+    try:
+        count = int(text)
+    except ValueError:
+        raise ValueError(f"expected a number or auto, not {text!r}") from None
+    if count < 1:
+        raise ValueError(f"expected at least 1, not {count}")
+    return count
+
+
+def raise_open_files_limit(wanted: int = OPEN_FILES_WANTED) -> int:
+    """Raises this process's RLIMIT_NOFILE soft limit towards ``wanted`` (children inherit
+    it): to the hard limit when that is lower, and the hard limit itself when allowed (root).
+    Returns the soft limit in force afterwards."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        with contextlib.suppress(ValueError, OSError):  # only a privileged process may
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+            return wanted
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return soft
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return target

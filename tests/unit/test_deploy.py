@@ -51,7 +51,10 @@ def test_compose_services_use_our_image_or_official_ones() -> None:
             assert service["build"]["args"] == {"BASE": "python:3.11-slim"}, name
         assert "ports" not in service, f"{name}: publish ports in docker-compose.override.yml"
     published = _compose("docker-compose.override.yml")["services"]
-    assert published == {"envoy": {"ports": ["8888:8888"]}, "envoy-tpu": {"ports": ["8888:8888"]}}
+    assert published == {
+        "envoy": {"ports": ["8888:8888", "127.0.0.1:8889:8889"]},  # ops: Envoy's network
+        "envoy-tpu": {"ports": ["8888:8888"]},
+    }
 
 
 def _envoy_config_args(services: dict[str, Any]) -> argparse.Namespace:
@@ -82,6 +85,27 @@ def test_compose_commands_parse_and_agree(override: str | None) -> None:
     assert int(drain) < int(services["envoy"]["stop_grace_period"].removesuffix("s"))
     if override:
         assert all(s["network_mode"] == "host" for s in services.values() if "profiles" not in s)
+    # ops adds up the gateway's metrics files and Envoy's stats from its admin port.
+    ops = parser().parse_args(services["ops"]["command"])
+    assert ops.command == "ops"
+    assert ops.metrics_dir == gateway.metrics_dir == "/run/saxgw/metrics"
+    assert ops.envoy_admin == f"127.0.0.1:{config.admin_port}"
+    for name in ("gateway", "ops"):
+        assert f"metrics:{ops.metrics_dir}" in services[name]["volumes"], name
+    if override:
+        assert (ops.host, ops.port) == ("127.0.0.1", 18889)  # SAXGW_CT_OPS_PORT
+    else:
+        # Envoy's admin listens on its loopback: ops joins Envoy's network to reach it.
+        assert services["ops"]["network_mode"] == "service:envoy"
+        assert (ops.host, ops.port) == ("0.0.0.0", 8889)
+
+
+def test_compose_metrics_volume_is_fresh_per_run() -> None:
+    # tmpfs: gone when the last container using it stops, so no run counts an earlier one's
+    # files; owned by the image's user, who runs the gateway and ops.
+    volume = _compose()["volumes"]["metrics"]
+    assert volume["driver_opts"]["type"] == "tmpfs"
+    assert "uid=10001" in volume["driver_opts"]["o"].split(",")
 
 
 @pytest.mark.parametrize("override", [None, "deploy/compose/host-network.yml"])

@@ -93,7 +93,9 @@ def test_the_validator_rejects_what_a_cluster_would() -> None:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_envoy_runs_beside_the_gateway_and_only_its_port_is_reachable(overlay: str) -> None:
+def test_envoy_runs_beside_the_gateway_and_only_its_and_the_scrape_port_are_reachable(
+    overlay: str,
+) -> None:
     pod = _pod(overlay)
     containers = _containers(overlay)
     init = parser().parse_args(pod["initContainers"][0]["args"])
@@ -113,9 +115,13 @@ def test_envoy_runs_beside_the_gateway_and_only_its_port_is_reachable(overlay: s
 
     policy = _one(overlay, "NetworkPolicy", "sax-gateway")["spec"]
     assert policy["podSelector"]["matchLabels"] == pod_labels(overlay)
-    assert policy["ingress"] == [{"ports": [{"protocol": "TCP", "port": init.port}]}]
+    ops_port = containers["ops"]["ports"][0]["containerPort"]
+    assert policy["ingress"] == [
+        {"ports": [{"protocol": "TCP", "port": init.port}]},
+        {"ports": [{"protocol": "TCP", "port": ops_port}]},
+    ]
     service = _one(overlay, "Service", "sax-gateway")["spec"]
-    assert service["ports"][0]["targetPort"] == "http"
+    assert [p["targetPort"] for p in service["ports"]] == ["http", "metrics"]
     assert service["selector"] == pod_labels(overlay)
 
     # Termination: Envoy's drain, and the gateway's preStop wait plus its grace period, fit.
@@ -123,6 +129,48 @@ def test_envoy_runs_beside_the_gateway_and_only_its_port_is_reachable(overlay: s
     pre_stop = containers["gateway"]["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert pre_stop + gateway.grace_period < grace
     assert int(drain) < grace
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_ops_container_scrapes_the_gateways_shared_metrics_and_envoys_admin(
+    overlay: str,
+) -> None:
+    pod = _pod(overlay)
+    containers = _containers(overlay)
+    gateway = parser().parse_args(
+        [a.replace("$(SAX_ROOT)", "/data/sax-root") for a in containers["gateway"]["args"]]
+    )
+    init = parser().parse_args(pod["initContainers"][0]["args"])
+    ops = parser().parse_args(containers["ops"]["args"])
+    assert ops.command == "ops"
+    assert ops.envoy_admin == f"127.0.0.1:{init.admin_port}"  # Envoy's admin stays on loopback
+    assert ops.metrics_dir == gateway.metrics_dir
+    # One directory, in memory and per pod, mounted where each process looks for it.
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for name in ("gateway", "ops"):
+        mounts = {m["mountPath"]: m["name"] for m in containers[name]["volumeMounts"]}
+        assert volumes[mounts[ops.metrics_dir]]["emptyDir"]["medium"] == "Memory", name
+    assert pod["shareProcessNamespace"] is True  # PIDs name the files and tell who is alive
+    # The scrape port: named `metrics` on the container and the Service, and announced the
+    # way deploy/prometheus/prometheus.yml and common setups find it.
+    assert containers["ops"]["ports"] == [{"name": "metrics", "containerPort": ops.port}]
+    metrics = _one(overlay, "Service", "sax-gateway")["spec"]["ports"]
+    assert metrics[1] == {
+        "name": "metrics",
+        "port": ops.port,
+        "targetPort": "metrics",
+        "appProtocol": "http",
+    }
+    annotations = _one(overlay, "Deployment", "sax-gateway")["spec"]["template"]["metadata"][
+        "annotations"
+    ]
+    assert annotations == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(ops.port),
+        "prometheus.io/path": "/metrics",
+    }
+    prometheus = (ROOT / "deploy/prometheus/prometheus.yml").read_text()
+    assert "regex: sax-gateway;metrics" in prometheus
 
 
 def pod_labels(overlay: str) -> dict[str, str]:

@@ -28,6 +28,7 @@ class Ports:
     gateway: int = 25051
     admin: int = 20000
     model: int = 20001
+    ops: int = 18889
 
     def env(self) -> dict[str, str]:
         return {
@@ -36,6 +37,7 @@ class Ports:
             "SAXGW_CT_GATEWAY_PORT": str(self.gateway),
             "SAXGW_CT_ADMIN_PORT": str(self.admin),
             "SAXGW_CT_MODEL_PORT": str(self.model),
+            "SAXGW_CT_OPS_PORT": str(self.ops),
         }
 
 

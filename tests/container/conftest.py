@@ -42,7 +42,7 @@ def compose(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compose]:
     ports = Ports(
         **{
             field: int(env[f"SAXGW_CT_{field.upper()}_PORT"])
-            for field in ("http", "envoy_admin", "gateway", "admin", "model")
+            for field in ("http", "envoy_admin", "gateway", "admin", "model", "ops")
             if f"SAXGW_CT_{field.upper()}_PORT" in env
         }
     )

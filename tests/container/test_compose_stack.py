@@ -1,8 +1,6 @@
 """The compose stack for real: images built locally, a real container engine, every request
 through the containerised Envoy, with the API key the stack's config file requires (conftest).
-The tests run in file order; the last one stops the stack.
-
-Not covered yet: metrics (#13, not on main yet)."""
+The tests run in file order; the last one stops the stack."""
 
 from __future__ import annotations
 
@@ -15,6 +13,7 @@ import grpc
 import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
 from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
@@ -183,6 +182,64 @@ def test_the_config_files_api_key_is_required_through_envoy(
             }
         }
         assert model in [m["id"] for m in http.get("/v1/models").json()["data"]]
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def _scrape(compose: Compose) -> Samples:
+    """The ops service's /metrics, parsed (a malformed exposition raises)."""
+    response = httpx.get(f"http://127.0.0.1:{compose.ports.ops}/metrics", timeout=30)
+    assert response.status_code == 200, response.text
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def _value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def test_the_ops_service_scrapes_the_gateways_calls_and_envoy(
+    compose: Compose, http: httpx.Client
+) -> None:
+    ok = {"grpc_method": "Generate", "grpc_code": "OK", "client": "container-test"}
+    requests = "saxgw_requests_total"
+    # Counted since the stack started (earlier tests made keyed calls too): read the count first.
+    before = poll(lambda: _scrape(compose), "the ops service to answer")
+    calls = 3
+    with _published(http, "/sax/test/metered", {"text": "counted"}) as model:
+        for _ in range(calls):
+            reply = http.post("/generate", json={"model": model, "query": "q"})
+            assert reply.status_code == 200, reply.text
+        # Refused by Envoy: never reaches the gateway, so never counted there.
+        anonymous = httpx.post(f"{compose.http_url}/generate", json={"model": model}, timeout=30)
+        assert anonymous.status_code == 401
+        generate = {"gen_ai_operation_name": "lm.generate", "gen_ai_request_model": model}
+        duration = "gen_ai_server_request_duration_seconds_count"
+        # The gateway writes its counts out once a second: scrape until the calls show.
+        samples = poll(
+            lambda: (
+                s
+                if _value(s := _scrape(compose), duration, **generate, error_type="") >= calls
+                and _value(s, requests, **ok) - _value(before, requests, **ok) >= calls
+                else None
+            ),
+            "the calls to show in the scrape",
+            timeout=30,
+        )
+    # A fresh model: exactly the keyed calls, under the client id of the config's API key.
+    assert _value(samples, duration, **generate, error_type="") == calls
+    assert _value(samples, requests, **ok) - _value(before, requests, **ok) >= calls
+    assert _value(samples, "saxgw_model_replicas", gen_ai_request_model=model) == 1
+    assert _value(samples, requests, **{**ok, "client": "anonymous"}) == 0
+    # Envoy's own series, read by ops from its loopback-only admin interface.
+    assert _value(samples, "saxgw_envoy_up") == 1
+    assert _value(samples, "envoy_server_live") == 1
+    upstream = "envoy_cluster_upstream_rq_total"
+    assert _value(samples, upstream, envoy_cluster_name="gateway_grpc") >= calls
 
 
 def test_killed_cell_container_comes_back_with_its_models(

@@ -47,17 +47,13 @@ def model_detail(model: pb.ModelInfo) -> str:
 @command("ls", "[ID]", "list all cells, all models in a cell, or a particular model", NAME)
 def ls(session: Session, args: argparse.Namespace) -> None:
     if args.id is None:
-        cells: pb.ListCellsResponse = session.call(session.stub.ListCells, pb.ListCellsRequest())
+        cells = session.call(session.stub.ListCells, pb.ListCellsRequest())
         session.emit(cells, table(("CELL",), [(c,) for c in cells.cells]))
     elif is_cell(args.id):
-        listed: pb.ListModelsResponse = session.call(
-            session.stub.ListModels, pb.ListModelsRequest(sax_cell=args.id)
-        )
+        listed = session.call(session.stub.ListModels, pb.ListModelsRequest(sax_cell=args.id))
         session.emit(listed, model_table(list(listed.models)))
     else:
-        got: pb.GetModelResponse = session.call(
-            session.stub.GetModel, pb.GetModelRequest(model=args.id)
-        )
+        got = session.call(session.stub.GetModel, pb.GetModelRequest(model=args.id))
         session.emit(got, model_detail(got.model))
 
 
@@ -79,7 +75,7 @@ def publish(session: Session, args: argparse.Namespace) -> None:
         replicas=args.replicas,
         overrides=dict(args.overrides),
     )
-    done: pb.PublishModelResponse = session.call(session.stub.PublishModel, request)
+    done = session.call(session.stub.PublishModel, request)
     session.emit(done, _placed("published", done))
 
 
@@ -93,7 +89,7 @@ def _placed(verb: str, done: pb.PublishModelResponse | pb.UpdateModelResponse) -
 @command("unpublish", "ID", "unpublish a model", ID)
 def unpublish(session: Session, args: argparse.Namespace) -> None:
     request = pb.UnpublishModelRequest(model=args.id)
-    done: pb.UnpublishModelResponse = session.call(session.stub.UnpublishModel, request)
+    done = session.call(session.stub.UnpublishModel, request)
     session.emit(done, f"unpublished {done.model}")
 
 
@@ -118,7 +114,7 @@ def update(session: Session, args: argparse.Namespace) -> None:
     )
     if args.replicas is not None:
         request.replicas = args.replicas
-    done: pb.UpdateModelResponse = session.call(session.stub.UpdateModel, request)
+    done = session.call(session.stub.UpdateModel, request)
     overrides = " ".join(f"{k}={v}" for k, v in sorted(done.overrides.items())) or "none"
     session.emit(done, f"{_placed('updated', done)}, overrides {overrides}")
 
@@ -133,7 +129,7 @@ def stats(session: Session, args: argparse.Namespace) -> None:
     if args.id is not None:
         names = [args.id]
     else:
-        cells: pb.ListCellsResponse = session.call(session.stub.ListCells, pb.ListCellsRequest())
+        cells = session.call(session.stub.ListCells, pb.ListCellsRequest())
         names = list(cells.cells)
     results: list[tuple[str, pb.GetStatsResponse]] = [
         (name, session.call(session.stub.GetStats, pb.GetStatsRequest(name=name))) for name in names
@@ -185,13 +181,13 @@ def watch(session: Session, args: argparse.Namespace) -> None:
 )
 def wait(session: Session, args: argparse.Namespace) -> None:
     request = pb.WaitForReadyRequest(model=args.id, replicas=args.replicas)
-    done: pb.WaitForReadyResponse = session.call(session.stub.WaitForReady, request)
+    done = session.call(session.stub.WaitForReady, request)
     session.emit(done, f"{done.model}: {done.active_replicas} replica(s) ready")
 
 
 @command("getacl", "ID", "show the ACL of a cell or model", ID)
 def getacl(session: Session, args: argparse.Namespace) -> None:
-    got: pb.GetAclResponse = session.call(session.stub.GetAcl, pb.GetAclRequest(name=args.id))
+    got = session.call(session.stub.GetAcl, pb.GetAclRequest(name=args.id))
     session.emit(got, got.acl or "(no ACL)")
 
 
@@ -204,7 +200,7 @@ def getacl(session: Session, args: argparse.Namespace) -> None:
 )
 def setacl(session: Session, args: argparse.Namespace) -> None:
     request = pb.SetAclRequest(name=args.id, acl=args.acl)
-    done: pb.SetAclResponse = session.call(session.stub.SetAcl, request)
+    done = session.call(session.stub.SetAcl, request)
     session.emit(
         done, f"{done.name}: ACL set to {done.acl!r}" if done.acl else f"{done.name}: ACL cleared"
     )

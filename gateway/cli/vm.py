@@ -25,7 +25,7 @@ def image_suffix(data: bytes) -> str:
 @command("vm.classify", "ID IMAGE_FILE", "use a vision model to classify an image", *IMAGE)
 def classify(session: Session, args: argparse.Namespace) -> None:
     request = pb.ClassifyRequest(image_bytes=file_arg(args.image), **model_inputs(args))
-    done: pb.ClassifyResponse = session.call(session.stub.Classify, request)
+    done = session.call(session.stub.Classify, request)
     session.emit(done, texts_table(done.texts))
 
 
@@ -40,7 +40,7 @@ def classify(session: Session, args: argparse.Namespace) -> None:
 )
 def generate(session: Session, args: argparse.Namespace) -> None:
     request = pb.TextToImageRequest(text=text_arg(args.text), **model_inputs(args))
-    done: pb.TextToImageResponse = session.call(session.stub.TextToImage, request)
+    done = session.call(session.stub.TextToImage, request)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -55,7 +55,7 @@ def generate(session: Session, args: argparse.Namespace) -> None:
 @command("vm.embed", "ID IMAGE_FILE", "use a vision model to embed an image into a vector", *IMAGE)
 def embed(session: Session, args: argparse.Namespace) -> None:
     request = pb.EmbedImageRequest(image_bytes=file_arg(args.image), **model_inputs(args))
-    done: pb.EmbedImageResponse = session.call(session.stub.EmbedImage, request)
+    done = session.call(session.stub.EmbedImage, request)
     session.emit(done, floats(done.embedding))
 
 
@@ -70,7 +70,7 @@ def detect(session: Session, args: argparse.Namespace) -> None:
     request = pb.DetectRequest(
         image_bytes=file_arg(args.image), text=args.labels, **model_inputs(args)
     )
-    done: pb.DetectResponse = session.call(session.stub.Detect, request)
+    done = session.call(session.stub.Detect, request)
     rows = [(b.text, b.score, b.cx, b.cy, b.w, b.h) for b in done.boxes]
     session.emit(done, table(("LABEL", "SCORE", "CX", "CY", "W", "H"), rows))
 
@@ -86,7 +86,7 @@ def image_to_text(session: Session, args: argparse.Namespace) -> None:
     request = pb.ImageToTextRequest(
         image_bytes=file_arg(args.image), text=args.prompt, **model_inputs(args)
     )
-    done: pb.ImageToTextResponse = session.call(session.stub.ImageToText, request)
+    done = session.call(session.stub.ImageToText, request)
     session.emit(done, texts_table(done.texts))
 
 

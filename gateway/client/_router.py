@@ -11,10 +11,9 @@ import asyncio
 import logging
 import random
 from collections.abc import AsyncGenerator, Callable, Iterator
-from typing import Any
+from typing import TypeAlias, TypeVar
 
 import grpc
-from google.protobuf.message import Message
 
 from gateway import naming
 from gateway.client._admin import CellAdmin, backoff_delays
@@ -31,8 +30,12 @@ from gateway.common.errors import (
 
 _log = logging.getLogger(__name__)
 
-# Picks the RPC off a backend's stubs, e.g. operator.attrgetter("lm.Generate").
-Method = Callable[[Backend], Any]
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
+# Picks the RPC off a backend's typed stubs, e.g. ``lambda b: b.lm.Generate``: the request
+# and response types of a call follow from it.
+Unary: TypeAlias = Callable[[Backend], grpc.aio.UnaryUnaryMultiCallable[_Req, _Resp]]
+Streaming: TypeAlias = Callable[[Backend], grpc.aio.UnaryStreamMultiCallable[_Req, _Resp]]
 
 # UNAVAILABLE: the replica is unreachable; RESOURCE_EXHAUSTED: it is overloaded; NOT_FOUND:
 # it does not (or no longer) have the model loaded. Another replica may do better for each.
@@ -162,8 +165,8 @@ class Router:
         self._pool.retain(a for t in self._tables.values() for a in t.addresses)
 
     async def unary(
-        self, model_id: str, method: Method, request: Message, deadline: Deadline
-    ) -> Any:
+        self, model_id: str, method: Unary[_Req, _Resp], request: _Req, deadline: Deadline
+    ) -> _Resp:
         """Calls ``method`` on a replica of ``model_id``, failing over and retrying."""
         started = now()
         table = self._tables.get(model_id) or self._open(model_id)
@@ -177,8 +180,8 @@ class Router:
                 retry = _failed(retry, table, address, exc)
 
     async def stream(
-        self, model_id: str, method: Method, request: Message, deadline: Deadline
-    ) -> AsyncGenerator[Any, None]:
+        self, model_id: str, method: Streaming[_Req, _Resp], request: _Req, deadline: Deadline
+    ) -> AsyncGenerator[_Resp, None]:
         """Streams ``method``'s responses from a replica of ``model_id``.
 
         Failures before the first response fail over like unary calls; after it they end the
@@ -201,7 +204,9 @@ class Router:
                 raise
         try:
             while response is not grpc.aio.EOF:
-                yield response
+                # types-grpcio types read() as `object | response`, its EOF being a plain
+                # object, so `is not EOF` cannot narrow it to the response type.
+                yield response  # type: ignore[misc]
                 response = await call.read()
         except grpc.aio.AioRpcError as exc:
             raise from_grpc_error(exc) from exc

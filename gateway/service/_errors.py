@@ -19,7 +19,7 @@ from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 
 from gateway.client import DeadlineExceededError, InvalidArgumentError, SaxError
-from gateway.service._context import Context
+from gateway.common.rpc import Context
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def _wrap_streaming(behavior: _Streaming) -> _Streaming:
     return call
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
     """Wraps every handler so that escaping exceptions become proper statuses.
 
     Wrapped handlers are cached per method: interceptors run on every call, and rebuilding a

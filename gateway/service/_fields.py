@@ -9,7 +9,7 @@ from google.protobuf import duration_pb2, struct_pb2
 from gateway.client import CallOptions, InvalidArgumentError
 from gateway.common.deadline import Deadline
 from gateway.common.names import parse_cell_id, parse_model_id
-from gateway.service._context import Context
+from gateway.common.rpc import Context
 
 
 def invalid(field: str, description: str) -> InvalidArgumentError:

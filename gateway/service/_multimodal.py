@@ -11,8 +11,8 @@ from saxgateway.v1 import gateway_pb2 as pb
 from saxml.protobuf import multimodal_pb2 as mm
 
 from gateway.client import CallOptions, Client
+from gateway.common.rpc import Context
 from gateway.service import _fields as f
-from gateway.service._context import Context
 
 
 def to_sax(items: Sequence[pb.MultimodalItem], field: str) -> list[mm.DataItem]:

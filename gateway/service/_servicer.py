@@ -15,9 +15,9 @@ from saxgateway.v1 import gateway_pb2_grpc
 from gateway import __version__
 from gateway.client import CallOptions, Client, ModelDetail, SaxError
 from gateway.common.deadline import Deadline
+from gateway.common.rpc import Context
 from gateway.config import GatewaySettings
 from gateway.service import _fields as f
-from gateway.service._context import Context
 from gateway.service._errors import request_id, to_status
 from gateway.service._multimodal import MultimodalMethods
 from gateway.service._stream import DeltaTracker

@@ -25,7 +25,7 @@ LOADED = common_pb2.LOADED
 class SeenModel:
     """What the server reported about one model."""
 
-    status: common_pb2.ModelStatus
+    status: common_pb2.ModelStatus.ValueType
     methods: frozenset[str]
 
 

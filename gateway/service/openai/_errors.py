@@ -17,7 +17,7 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 
-from gateway.service._context import Context
+from gateway.common.rpc import Context
 from gateway.service._errors import to_status
 
 ENVELOPE_KEY = "x-openai-error"

@@ -20,10 +20,10 @@ from saxgateway.v1 import openai_pb2_grpc
 from gateway.client import CallOptions, Client, InvalidArgumentError, NotFoundError, SaxError
 from gateway.common.deadline import Deadline
 from gateway.common.names import parse_model_id
+from gateway.common.rpc import Context
 from gateway.config import GatewaySettings
 from gateway.modelconfig import aliases_of, all_stops
 from gateway.service import _fields as f
-from gateway.service._context import Context
 from gateway.service._stream import DeltaTracker
 from gateway.service.openai import _errors
 from gateway.service.openai import _requests as rq

@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, NoReturn, cast
+from typing import Any, NoReturn, TypeVar, cast
 
 import grpc
 from google.protobuf import any_pb2
@@ -126,17 +126,31 @@ def _wrap_streaming(behavior: _Streaming) -> _Streaming:
         return cast(_Streaming, _wrap_unary(cast(_Unary, behavior)))
 
     async def call(request: Any, context: Context) -> AsyncIterator[Any]:
-        try:
-            if type(request) is _Malformed:
-                raise request.error
-            async for response in behavior(request, context):
-                yield response
-        except grpc.aio.AbortError:
-            raise
-        except Exception as exc:
-            await abort(context, exc)
+        if type(request) is _Malformed:
+            await abort(context, request.error)
+        async for response in relay(behavior(request, context), context, abort):
+            yield response
 
     return call
+
+
+_Resp = TypeVar("_Resp")
+# Ends a call with the status (and metadata) that reports an exception; never returns.
+Report = Callable[[Context, BaseException], Awaitable[NoReturn]]
+
+
+async def relay(
+    stream: AsyncIterator[_Resp], context: Context, report: Report
+) -> AsyncIterator[_Resp]:
+    """``stream``'s responses; an exception it raises ends the call as ``report`` says, while a
+    status the servicer set itself (``context.abort``) passes through."""
+    try:
+        async for response in stream:
+            yield response
+    except grpc.aio.AbortError:
+        raise
+    except Exception as exc:
+        await report(context, exc)
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):

@@ -15,8 +15,13 @@ from gateway.common.rpc import Context
 from gateway.service import _fields as f
 
 
-def to_sax(items: Sequence[pb.MultimodalItem], field: str) -> list[mm.DataItem]:
-    """The request's items as Sax's; INVALID_ARGUMENT for an item that is none of them."""
+def to_sax(
+    items: Sequence[pb.MultimodalItem], field: str, *, required: bool = False
+) -> list[mm.DataItem]:
+    """The request's items as Sax's; INVALID_ARGUMENT for an item that is none of them, or
+    for no items where some are ``required``."""
+    if required and not items:
+        raise f.invalid(field, "required: at least one item")
     out = []
     for index, item in enumerate(items):
         kind = item.WhichOneof("item")
@@ -37,11 +42,6 @@ def from_sax(items: Sequence[mm.DataItem]) -> list[pb.MultimodalItem]:
     return out
 
 
-def _required(items: Sequence[pb.MultimodalItem], field: str) -> None:
-    if not items:
-        raise f.invalid(field, "required: at least one item")
-
-
 class MultimodalMethods:
     _client: Client
 
@@ -52,8 +52,7 @@ class MultimodalMethods:
         self, request: pb.MultimodalGenerateRequest, context: Context
     ) -> pb.MultimodalGenerateResponse:
         model = f.model_id(request.model)
-        _required(request.items, "items")
-        sax_request = mm.GenerateRequest(items=to_sax(request.items, "items"))
+        sax_request = mm.GenerateRequest(items=to_sax(request.items, "items", required=True))
         done = await self._client.mm_generate(model, sax_request, self._options(request, context))
         samples = [
             pb.MultimodalSample(items=from_sax(r.items), score=r.score) for r in done.results
@@ -64,10 +63,9 @@ class MultimodalMethods:
         self, request: pb.MultimodalScoreRequest, context: Context
     ) -> pb.MultimodalScoreResponse:
         model = f.model_id(request.model)
-        _required(request.suffix_items, "suffix_items")
         sax_request = mm.ScoreRequest(
+            suffix_items=to_sax(request.suffix_items, "suffix_items", required=True),
             prefix_items=to_sax(request.prefix_items, "prefix_items"),
-            suffix_items=to_sax(request.suffix_items, "suffix_items"),
         )
         done = await self._client.mm_score(model, sax_request, self._options(request, context))
         return pb.MultimodalScoreResponse(scores=[r.score for r in done.results])
@@ -76,7 +74,6 @@ class MultimodalMethods:
         self, request: pb.MultimodalEmbedRequest, context: Context
     ) -> pb.MultimodalEmbedResponse:
         model = f.model_id(request.model)
-        _required(request.items, "items")
-        sax_request = mm.EmbedRequest(items=to_sax(request.items, "items"))
+        sax_request = mm.EmbedRequest(items=to_sax(request.items, "items", required=True))
         done = await self._client.mm_embed(model, sax_request, self._options(request, context))
         return pb.MultimodalEmbedResponse(embedding=list(done.embedding.values))

@@ -7,7 +7,7 @@ Validation helpers live in `_fields`, stream normalisation in `_stream`, and err
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypedDict
 
 from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
@@ -25,13 +25,29 @@ from gateway.service._stream import DeltaTracker
 GREETING = "HTTP Server for SAX Client"  # what the original Sax HTTP server answered on "/"
 
 
+class _Listing(TypedDict):
+    """What ListCellResponse and ModelInfo both say of a model (ModelInfo's first fields)."""
+
+    model: str
+    model_path: str
+    checkpoint: str
+    max_replicas: int
+    active_replicas: int
+
+
+def _listing(detail: ModelDetail) -> _Listing:
+    return {
+        "model": detail.model_id,
+        "model_path": detail.model_path,
+        "checkpoint": detail.checkpoint,
+        "max_replicas": detail.max_replicas,
+        "active_replicas": detail.active_replicas,
+    }
+
+
 def _model_info(detail: ModelDetail) -> pb.ModelInfo:
     return pb.ModelInfo(
-        model=detail.model_id,
-        model_path=detail.model_path,
-        checkpoint=detail.checkpoint,
-        max_replicas=detail.max_replicas,
-        active_replicas=detail.active_replicas,
+        **_listing(detail),
         overrides=detail.overrides,
         addresses=sorted(detail.addresses),
         methods=sorted(detail.method_names),
@@ -87,13 +103,7 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
         detail = await self._client.list_detail(
             f.model_id(request.model), deadline=self._deadline(context)
         )
-        return pb.ListCellResponse(
-            model=detail.model_id,
-            model_path=detail.model_path,
-            checkpoint=detail.checkpoint,
-            max_replicas=detail.max_replicas,
-            active_replicas=detail.active_replicas,
-        )
+        return pb.ListCellResponse(**_listing(detail))
 
     async def GetModel(self, request: pb.GetModelRequest, context: Context) -> pb.GetModelResponse:
         detail = await self._client.list_detail(

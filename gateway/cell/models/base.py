@@ -7,9 +7,9 @@ which the model server reports in GetStatus and checks before calling.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from gateway.cell._errors import invalid_argument
 from gateway.common.results import Box
@@ -35,6 +35,8 @@ MM_GENERATE = "mm.generate"
 MM_SCORE = "mm.score"
 MM_EMBED = "mm.embed"
 CUSTOM = "custom"
+# Every LM method: what the language models here (test and random) all serve.
+LM_METHODS = frozenset({LM_GENERATE, LM_GENERATE_STREAM, LM_SCORE, LM_EMBED, LM_GRADIENT})
 
 
 # A multimodal item, as (kind, value): kind is the sax.server.multimodal.DataItem field set
@@ -150,26 +152,32 @@ class ServableModel:
 
 def int_override(overrides: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
     """An integer publish override, or INVALID_ARGUMENT naming the bad value."""
-    raw = overrides.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise invalid_argument(f"override {name}={raw!r} is not an integer") from None
-    if value < minimum:
-        raise invalid_argument(f"override {name}={raw!r} must be >= {minimum}")
-    return value
+    return _override(overrides, name, default, int, "an integer", minimum)
 
 
 def float_override(overrides: Mapping[str, str], name: str, default: float) -> float:
+    """A non-negative number publish override, or INVALID_ARGUMENT naming the bad value."""
+    return _override(overrides, name, default, float, "a number", 0.0)
+
+
+_Number = TypeVar("_Number", int, float)
+
+
+def _override(
+    overrides: Mapping[str, str],
+    name: str,
+    default: _Number,
+    parse: Callable[[str], _Number],
+    kind: str,
+    minimum: _Number,
+) -> _Number:
     raw = overrides.get(name)
     if raw is None:
         return default
     try:
-        value = float(raw)
+        value = parse(raw)
     except ValueError:
-        raise invalid_argument(f"override {name}={raw!r} is not a number") from None
-    if value < 0:
-        raise invalid_argument(f"override {name}={raw!r} must be >= 0")
+        raise invalid_argument(f"override {name}={raw!r} is not {kind}") from None
+    if value < minimum:
+        raise invalid_argument(f"override {name}={raw!r} must be >= {minimum:g}")
     return value

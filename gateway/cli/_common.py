@@ -90,6 +90,7 @@ def _seconds(text: str) -> float:
 
 _R = TypeVar("_R")
 _Req = TypeVar("_Req")
+_Reply = TypeVar("_Reply", bound=Message)
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,16 @@ class Session:
     def call(self, rpc: grpc.UnaryUnaryMultiCallable[_Req, _R], request: _Req) -> _R:
         """Calls the unary ``rpc`` with this command's deadline."""
         return rpc(request, timeout=self.timeout)
+
+    def show(
+        self,
+        rpc: grpc.UnaryUnaryMultiCallable[_Req, _Reply],
+        request: _Req,
+        text: Callable[[_Reply], str],
+    ) -> None:
+        """Calls the unary ``rpc`` and prints its reply (as ``text`` renders it, or JSON)."""
+        done = self.call(rpc, request)
+        self.emit(done, text(done))
 
     def emit(self, message: Message, text: str) -> None:
         """Prints ``message`` as JSON with --json, else the readable ``text``."""

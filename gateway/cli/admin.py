@@ -47,14 +47,23 @@ def model_detail(model: pb.ModelInfo) -> str:
 @command("ls", "[ID]", "list all cells, all models in a cell, or a particular model", NAME)
 def ls(session: Session, args: argparse.Namespace) -> None:
     if args.id is None:
-        cells = session.call(session.stub.ListCells, pb.ListCellsRequest())
-        session.emit(cells, table(("CELL",), [(c,) for c in cells.cells]))
+        session.show(
+            session.stub.ListCells,
+            pb.ListCellsRequest(),
+            lambda cells: table(("CELL",), [(c,) for c in cells.cells]),
+        )
     elif is_cell(args.id):
-        listed = session.call(session.stub.ListModels, pb.ListModelsRequest(sax_cell=args.id))
-        session.emit(listed, model_table(list(listed.models)))
+        session.show(
+            session.stub.ListModels,
+            pb.ListModelsRequest(sax_cell=args.id),
+            lambda listed: model_table(list(listed.models)),
+        )
     else:
-        got = session.call(session.stub.GetModel, pb.GetModelRequest(model=args.id))
-        session.emit(got, model_detail(got.model))
+        session.show(
+            session.stub.GetModel,
+            pb.GetModelRequest(model=args.id),
+            lambda got: model_detail(got.model),
+        )
 
 
 @command(
@@ -75,8 +84,7 @@ def publish(session: Session, args: argparse.Namespace) -> None:
         replicas=args.replicas,
         overrides=dict(args.overrides),
     )
-    done = session.call(session.stub.PublishModel, request)
-    session.emit(done, _placed("published", done))
+    session.show(session.stub.PublishModel, request, lambda done: _placed("published", done))
 
 
 def _placed(verb: str, done: pb.PublishModelResponse | pb.UpdateModelResponse) -> str:
@@ -89,8 +97,7 @@ def _placed(verb: str, done: pb.PublishModelResponse | pb.UpdateModelResponse) -
 @command("unpublish", "ID", "unpublish a model", ID)
 def unpublish(session: Session, args: argparse.Namespace) -> None:
     request = pb.UnpublishModelRequest(model=args.id)
-    done = session.call(session.stub.UnpublishModel, request)
-    session.emit(done, f"unpublished {done.model}")
+    session.show(session.stub.UnpublishModel, request, lambda done: f"unpublished {done.model}")
 
 
 @command(
@@ -181,14 +188,18 @@ def watch(session: Session, args: argparse.Namespace) -> None:
 )
 def wait(session: Session, args: argparse.Namespace) -> None:
     request = pb.WaitForReadyRequest(model=args.id, replicas=args.replicas)
-    done = session.call(session.stub.WaitForReady, request)
-    session.emit(done, f"{done.model}: {done.active_replicas} replica(s) ready")
+    session.show(
+        session.stub.WaitForReady,
+        request,
+        lambda done: f"{done.model}: {done.active_replicas} replica(s) ready",
+    )
 
 
 @command("getacl", "ID", "show the ACL of a cell or model", ID)
 def getacl(session: Session, args: argparse.Namespace) -> None:
-    got = session.call(session.stub.GetAcl, pb.GetAclRequest(name=args.id))
-    session.emit(got, got.acl or "(no ACL)")
+    session.show(
+        session.stub.GetAcl, pb.GetAclRequest(name=args.id), lambda got: got.acl or "(no ACL)"
+    )
 
 
 @command(

@@ -91,8 +91,11 @@ def score(session: Session, args: argparse.Namespace) -> None:
     request = pb.ScoreRequest(
         prefix=text_arg(args.prefix), suffix=args.suffix, **model_inputs(args)
     )
-    done = session.call(session.stub.Score, request)
-    session.emit(done, table(("SUFFIX", "LOGP"), zip(args.suffix, done.logp, strict=False)))
+    session.show(
+        session.stub.Score,
+        request,
+        lambda done: table(("SUFFIX", "LOGP"), zip(args.suffix, done.logp, strict=False)),
+    )
 
 
 @command(
@@ -105,8 +108,7 @@ def score(session: Session, args: argparse.Namespace) -> None:
 )
 def embed(session: Session, args: argparse.Namespace) -> None:
     request = pb.EmbedRequest(text=text_arg(args.text), **model_inputs(args))
-    done = session.call(session.stub.Embed, request)
-    session.emit(done, floats(done.embedding))
+    session.show(session.stub.Embed, request, lambda done: floats(done.embedding))
 
 
 @command(

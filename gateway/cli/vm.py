@@ -25,8 +25,7 @@ def image_suffix(data: bytes) -> str:
 @command("vm.classify", "ID IMAGE_FILE", "use a vision model to classify an image", *IMAGE)
 def classify(session: Session, args: argparse.Namespace) -> None:
     request = pb.ClassifyRequest(image_bytes=file_arg(args.image), **model_inputs(args))
-    done = session.call(session.stub.Classify, request)
-    session.emit(done, texts_table(done.texts))
+    session.show(session.stub.Classify, request, lambda done: texts_table(done.texts))
 
 
 @command(
@@ -55,8 +54,7 @@ def generate(session: Session, args: argparse.Namespace) -> None:
 @command("vm.embed", "ID IMAGE_FILE", "use a vision model to embed an image into a vector", *IMAGE)
 def embed(session: Session, args: argparse.Namespace) -> None:
     request = pb.EmbedImageRequest(image_bytes=file_arg(args.image), **model_inputs(args))
-    done = session.call(session.stub.EmbedImage, request)
-    session.emit(done, floats(done.embedding))
+    session.show(session.stub.EmbedImage, request, lambda done: floats(done.embedding))
 
 
 @command(
@@ -86,8 +84,7 @@ def image_to_text(session: Session, args: argparse.Namespace) -> None:
     request = pb.ImageToTextRequest(
         image_bytes=file_arg(args.image), text=args.prompt, **model_inputs(args)
     )
-    done = session.call(session.stub.ImageToText, request)
-    session.emit(done, texts_table(done.texts))
+    session.show(session.stub.ImageToText, request, lambda done: texts_table(done.texts))
 
 
 COMMANDS = (classify, generate, embed, detect, image_to_text)

@@ -45,15 +45,15 @@ def from_sax(items: Sequence[mm.DataItem]) -> list[pb.MultimodalItem]:
 class MultimodalMethods:
     _client: Client
 
-    def _options(self, request: Any, context: Context, default: float | None = None) -> CallOptions:
+    def _target(self, request: Any, context: Context) -> tuple[str, CallOptions]:
         raise NotImplementedError  # SaxGatewayServicer's
 
     async def MultimodalGenerate(
         self, request: pb.MultimodalGenerateRequest, context: Context
     ) -> pb.MultimodalGenerateResponse:
-        model = f.model_id(request.model)
-        sax_request = mm.GenerateRequest(items=to_sax(request.items, "items", required=True))
-        done = await self._client.mm_generate(model, sax_request, self._options(request, context))
+        model, options = self._target(request, context)
+        items = to_sax(request.items, "items", required=True)
+        done = await self._client.mm_generate(model, mm.GenerateRequest(items=items), options)
         samples = [
             pb.MultimodalSample(items=from_sax(r.items), score=r.score) for r in done.results
         ]
@@ -62,18 +62,18 @@ class MultimodalMethods:
     async def MultimodalScore(
         self, request: pb.MultimodalScoreRequest, context: Context
     ) -> pb.MultimodalScoreResponse:
-        model = f.model_id(request.model)
+        model, options = self._target(request, context)
         sax_request = mm.ScoreRequest(
             suffix_items=to_sax(request.suffix_items, "suffix_items", required=True),
             prefix_items=to_sax(request.prefix_items, "prefix_items"),
         )
-        done = await self._client.mm_score(model, sax_request, self._options(request, context))
+        done = await self._client.mm_score(model, sax_request, options)
         return pb.MultimodalScoreResponse(scores=[r.score for r in done.results])
 
     async def MultimodalEmbed(
         self, request: pb.MultimodalEmbedRequest, context: Context
     ) -> pb.MultimodalEmbedResponse:
-        model = f.model_id(request.model)
+        model, options = self._target(request, context)
         sax_request = mm.EmbedRequest(items=to_sax(request.items, "items", required=True))
-        done = await self._client.mm_embed(model, sax_request, self._options(request, context))
-        return pb.MultimodalEmbedResponse(embedding=list(done.embedding.values))
+        embedding = (await self._client.mm_embed(model, sax_request, options)).embedding
+        return pb.MultimodalEmbedResponse(embedding=list(embedding.values))

@@ -75,6 +75,12 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
     def _options(self, request: Any, context: Context, default: float | None = None) -> CallOptions:
         return f.call_options(request.extra_inputs, self._deadline(context, request, default))
 
+    def _target(
+        self, request: Any, context: Context, default: float | None = None
+    ) -> tuple[str, CallOptions]:
+        """Where a data call goes and how: the request's model ID (checked) and its options."""
+        return f.model_id(request.model), self._options(request, context, default)
+
     # Admin methods.
 
     async def GetInfo(self, request: pb.GetInfoRequest, context: Context) -> pb.GetInfoResponse:
@@ -204,19 +210,16 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
     # Language models.
 
     async def Generate(self, request: pb.GenerateRequest, context: Context) -> pb.GenerateResponse:
-        model = f.model_id(request.model)
+        model, options = self._target(request, context)
         f.required(request.query, "query")
-        texts = await self._client.lm_generate(
-            model, request.query, self._options(request, context)
-        )
+        texts = await self._client.lm_generate(model, request.query, options)
         return pb.GenerateResponse(texts=_texts(texts))
 
     async def GenerateStream(
         self, request: pb.GenerateStreamRequest, context: Context
     ) -> AsyncIterator[pb.GenerateStreamResponse]:
-        model = f.model_id(request.model)
+        model, options = self._target(request, context, self._settings.stream_timeout)
         f.required(request.query, "query")
-        options = self._options(request, context, self._settings.stream_timeout)
         tracker = DeltaTracker()
         started = False
         stream = self._client.lm_generate_stream(model, request.query, options)
@@ -240,27 +243,22 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
         yield pb.GenerateStreamResponse(done=True, texts=tracker.final())
 
     async def Score(self, request: pb.ScoreRequest, context: Context) -> pb.ScoreResponse:
-        model = f.model_id(request.model)
+        model, options = self._target(request, context)
         if not request.suffix:
             raise f.invalid("suffix", "required: at least one suffix to score")
-        logp = await self._client.lm_score(
-            model, request.prefix, list(request.suffix), self._options(request, context)
-        )
+        logp = await self._client.lm_score(model, request.prefix, list(request.suffix), options)
         return pb.ScoreResponse(logp=logp)
 
     async def Embed(self, request: pb.EmbedRequest, context: Context) -> pb.EmbedResponse:
-        model = f.model_id(request.model)
+        model, options = self._target(request, context)
         f.required(request.text, "text")
-        embedding = await self._client.lm_embed(
-            model, request.text, self._options(request, context)
-        )
-        return pb.EmbedResponse(embedding=embedding)
+        return pb.EmbedResponse(embedding=await self._client.lm_embed(model, request.text, options))
 
     async def Gradient(self, request: pb.GradientRequest, context: Context) -> pb.GradientResponse:
-        model = f.model_id(request.model)
+        model, options = self._target(request, context)
         f.required(request.suffix, "suffix")
         score, gradients = await self._client.lm_gradient(
-            model, request.prefix, request.suffix, self._options(request, context)
+            model, request.prefix, request.suffix, options
         )
         return pb.GradientResponse(
             score=score,
@@ -273,19 +271,18 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
         return f.payload(value, field, self._settings.max_payload_bytes)
 
     async def Classify(self, request: pb.ClassifyRequest, context: Context) -> pb.ClassifyResponse:
-        model = f.model_id(request.model)
+        model, options = self._target(request, context)
         image = self._payload(request.image_bytes, "image_bytes")
-        labels = await self._client.vm_classify(model, image, self._options(request, context))
-        return pb.ClassifyResponse(texts=_texts(labels))
+        return pb.ClassifyResponse(
+            texts=_texts(await self._client.vm_classify(model, image, options))
+        )
 
     async def TextToImage(
         self, request: pb.TextToImageRequest, context: Context
     ) -> pb.TextToImageResponse:
-        model = f.model_id(request.model)
+        model, options = self._target(request, context)
         f.required(request.text, "text")
-        images = await self._client.vm_text_to_image(
-            model, request.text, self._options(request, context)
-        )
+        images = await self._client.vm_text_to_image(model, request.text, options)
         return pb.TextToImageResponse(
             images=[pb.GeneratedImage(image=image, score=score) for image, score in images]
         )
@@ -293,17 +290,14 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
     async def EmbedImage(
         self, request: pb.EmbedImageRequest, context: Context
     ) -> pb.EmbedImageResponse:
-        model = f.model_id(request.model)
+        model, options = self._target(request, context)
         image = self._payload(request.image_bytes, "image_bytes")
-        embedding = await self._client.vm_embed(model, image, self._options(request, context))
-        return pb.EmbedImageResponse(embedding=embedding)
+        return pb.EmbedImageResponse(embedding=await self._client.vm_embed(model, image, options))
 
     async def Detect(self, request: pb.DetectRequest, context: Context) -> pb.DetectResponse:
-        model = f.model_id(request.model)
+        model, options = self._target(request, context)
         image = self._payload(request.image_bytes, "image_bytes")
-        boxes = await self._client.vm_detect(
-            model, image, list(request.text), self._options(request, context)
-        )
+        boxes = await self._client.vm_detect(model, image, list(request.text), options)
         return pb.DetectResponse(
             boxes=[
                 pb.BoundingBox(cx=b.cx, cy=b.cy, w=b.w, h=b.h, text=b.text, score=b.score)
@@ -314,20 +308,19 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
     async def ImageToText(
         self, request: pb.ImageToTextRequest, context: Context
     ) -> pb.ImageToTextResponse:
-        model = f.model_id(request.model)
+        model, options = self._target(request, context)
         image = self._payload(request.image_bytes, "image_bytes")
-        texts = await self._client.vm_image_to_text(
-            model, image, request.text, self._options(request, context)
-        )
+        texts = await self._client.vm_image_to_text(model, image, request.text, options)
         return pb.ImageToTextResponse(texts=_texts(texts))
 
     async def Recognize(
         self, request: pb.RecognizeRequest, context: Context
     ) -> pb.RecognizeResponse:
-        model = f.model_id(request.model)
+        model, options = self._target(request, context)
         audio = self._payload(request.audio_bytes, "audio_bytes")
-        texts = await self._client.am_recognize(model, audio, self._options(request, context))
-        return pb.RecognizeResponse(texts=_texts(texts))
+        return pb.RecognizeResponse(
+            texts=_texts(await self._client.am_recognize(model, audio, options))
+        )
 
 
 async def _close(stream: AsyncIterator[Any]) -> None:

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypedDict
 
 import grpc
 from saxml.protobuf import admin_pb2, common_pb2, modelet_pb2, modelet_pb2_grpc
@@ -19,6 +20,22 @@ from saxml.protobuf import admin_pb2, common_pb2, modelet_pb2, modelet_pb2_grpc
 _log = logging.getLogger("gateway.cell.admin")
 
 LOADED = common_pb2.LOADED
+
+
+class _Loaded(TypedDict):
+    """What Load and UpdateLoaded both tell a server of a model (UpdateLoaded: all it says)."""
+
+    model_key: str
+    checkpoint_path: str
+    acls: common_pb2.AccessControlLists
+
+
+def _loaded(model: admin_pb2.Model) -> _Loaded:
+    return {
+        "model_key": model.model_id,
+        "checkpoint_path": model.checkpoint_path,
+        "acls": model.acls,
+    }
 
 
 @dataclass(frozen=True)
@@ -168,11 +185,7 @@ class ModeletConnection:
         _log.info("loading %s onto %s", model.model_id, self.address)
         await self._stub.Load(
             modelet_pb2.LoadRequest(
-                model_key=model.model_id,
-                model_path=model.model_path,
-                checkpoint_path=model.checkpoint_path,
-                acls=model.acls,
-                overrides=model.overrides,
+                **_loaded(model), model_path=model.model_path, overrides=model.overrides
             )
         )
         if model.model_id in self.wanted:
@@ -189,11 +202,7 @@ class ModeletConnection:
 
     async def _update_loaded(self, model: admin_pb2.Model) -> None:
         await self._stub.UpdateLoaded(
-            modelet_pb2.UpdateLoadedRequest(
-                model_key=model.model_id,
-                acls=model.acls,
-                checkpoint_path=model.checkpoint_path,
-            ),
+            modelet_pb2.UpdateLoadedRequest(**_loaded(model)),
             timeout=self._rpc_timeout,
         )
 

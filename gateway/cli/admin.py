@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import TypedDict
 
 from saxgateway.v1 import gateway_pb2 as pb
 
@@ -77,14 +78,26 @@ def ls(session: Session, args: argparse.Namespace) -> None:
     arg("overrides", metavar="k=v", type=pair, nargs="*", help="overrides"),
 )
 def publish(session: Session, args: argparse.Namespace) -> None:
-    request = pb.PublishModelRequest(
-        model=args.id,
-        model_path=args.model_path,
-        checkpoint=args.checkpoint,
-        replicas=args.replicas,
-        overrides=dict(args.overrides),
-    )
+    request = pb.PublishModelRequest(**_definition(args), replicas=args.replicas)
     session.show(session.stub.PublishModel, request, lambda done: _placed("published", done))
+
+
+class _Definition(TypedDict):
+    """What publish and update both take from their arguments."""
+
+    model: str
+    model_path: str
+    checkpoint: str
+    overrides: dict[str, str]
+
+
+def _definition(args: argparse.Namespace) -> _Definition:
+    return {
+        "model": args.id,
+        "model_path": args.model_path,
+        "checkpoint": args.checkpoint,
+        "overrides": dict(args.overrides),
+    }
 
 
 def _placed(verb: str, done: pb.PublishModelResponse | pb.UpdateModelResponse) -> str:
@@ -112,13 +125,7 @@ def unpublish(session: Session, args: argparse.Namespace) -> None:
     arg("overrides", metavar="k=v", type=pair, nargs="*", help="new overrides, replacing all"),
 )
 def update(session: Session, args: argparse.Namespace) -> None:
-    request = pb.UpdateModelRequest(
-        model=args.id,
-        model_path=args.model_path,
-        checkpoint=args.checkpoint,
-        overrides=dict(args.overrides),
-        clear_overrides=args.clear_overrides,
-    )
+    request = pb.UpdateModelRequest(**_definition(args), clear_overrides=args.clear_overrides)
     if args.replicas is not None:
         request.replicas = args.replicas
     done = session.call(session.stub.UpdateModel, request)

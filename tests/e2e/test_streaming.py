@@ -3,7 +3,6 @@ cancellation on disconnect, and deadlines."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 import time
@@ -48,7 +47,7 @@ def _delta(text: str, score: float) -> dict[str, object]:
     }
 
 
-@pytest.mark.overrides({"text": "one two three four five", "delay_ms": "100"})
+@pytest.mark.overrides({"text": "one two three", "delay_ms": "1500"})
 def test_sse_one_event_per_token_as_it_is_produced(http: httpx.Client, model: str) -> None:
     with http.stream("POST", "/generate_stream", json={"model": model, "query": "q"}) as response:
         assert response.status_code == 200
@@ -58,14 +57,16 @@ def test_sse_one_event_per_token_as_it_is_produced(http: httpx.Client, model: st
         _delta("one", -0.1),
         _delta(" two", -0.2),
         _delta(" three", pytest.approx(-0.3)),
-        _delta(" four", -0.4),
-        _delta(" five", -0.5),
-        {"deltas": [], "done": True, "texts": [{"text": "one two three four five", "score": -0.5}]},
+        {
+            "deltas": [],
+            "done": True,
+            "texts": [{"text": "one two three", "score": pytest.approx(-0.3)}],
+        },
     ]
-    # The model emits a token every 100 ms: unbuffered delivery keeps them apart. Buffering
-    # anywhere on the way would deliver several events at once.
-    gaps = [b - a for a, b in itertools.pairwise(arrivals[:5])]
-    assert all(0.05 < gap < 0.4 for gap in gaps), gaps
+    # The model produces the tokens 3 s apart in all. Buffering anywhere on the way would
+    # deliver them together at the end; a loaded machine can only stretch the spread, so this
+    # lower bound holds however slow the run is (speed itself is measured by `make bench`).
+    assert arrivals[2] - arrivals[0] > 1.0, arrivals
 
 
 @pytest.mark.overrides({"text": "a b c d", "fail_after_tokens": "2", "fail_code": "INTERNAL"})

@@ -16,7 +16,7 @@ from tests.unit._statuses import DETAILS_KEY, bad_request
 Trailers = tuple[tuple[str, str | bytes], ...]
 
 
-class FakeRpcError(grpc.RpcError):  # type: ignore[misc]  # grpc is untyped
+class FakeRpcError(grpc.RpcError):
     """What a failed call raises, with the methods `report` reads."""
 
     def __init__(self, code: grpc.StatusCode, details: str, trailers: Trailers = ()) -> None:

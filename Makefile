@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 UP_ARGS ?=
 
-.PHONY: install up test lint gen check-gen contract openapi unit integration e2e bench clean \
+.PHONY: install up test lint gen check-gen contract openapi unit integration e2e faults bench soak clean \
 	chromium container-test
 
 $(STAMP): pyproject.toml
@@ -59,7 +59,7 @@ contract: install node_modules/.installed
 openapi: install
 	$(PY) scripts/openapi.py
 
-unit integration e2e: install
+unit integration e2e faults: install
 	$(PY) -m pytest tests/$@ $(PYTEST_ARGS)
 
 ## Benchmarks: starts its own stack; writes bench/results.json and BENCHMARKS.md (~8 min).
@@ -73,6 +73,11 @@ bench: install
 ## tears everything down. Needs root. Ports: SAXGW_CT_*_PORT (18888, 18901, 25051, 20000-1).
 container-test: install
 	PYTHON=$(PY) scripts/container-test
+
+## Reliability soak: 10 minutes (SOAK_SECONDS) of mixed load with the admin, a model server
+## and a gateway killed mid-way; writes RELIABILITY.md.
+soak: install
+	$(PY) -m soak --seconds $${SOAK_SECONDS:-600}
 
 clean:
 	rm -rf $(VENV) .saxgw .pytest_cache .mypy_cache .ruff_cache

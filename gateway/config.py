@@ -76,6 +76,8 @@ class GatewaySettings:
     """Largest image or audio payload; larger ones are INVALID_ARGUMENT, naming the field."""
     health_interval: float = 5.0
     """How often the health service probes the cell (seconds)."""
+    max_streams_per_client: int = 100
+    """Long-lived streams (GenerateStream, WatchAddresses) one client may hold open."""
     access: AccessSettings = field(default_factory=AccessSettings)
     """Model ACLs, client model lists and concurrency limits the gateway enforces."""
 

@@ -10,6 +10,7 @@ SIGINT or SIGTERM.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import logging
 import sys
@@ -18,6 +19,7 @@ import tempfile
 from gateway.cell import _process
 from gateway.cell._args import add_cell_arguments, configure_logging, settings_from_args
 from gateway.cell._launcher import EmbeddedCell
+from gateway.cell._supervise import supervise
 from gateway.cell.settings import DEFAULT_ADMIN_PORT, CellSettings
 
 _log = logging.getLogger("gateway.cell")
@@ -36,7 +38,12 @@ async def _run(settings: CellSettings, log_level: str) -> None:
         print(f"admin {cell.cell} {cell.admin_address}", flush=True)
         for server in cell.model_servers:
             print(f"model-server {server.address}", flush=True)
-        await _process.wait_for_signal()
+        supervisor = asyncio.create_task(supervise(cell), name="supervise")
+        try:
+            await _process.wait_for_signal()
+        finally:
+            supervisor.cancel()
+            await asyncio.gather(supervisor, return_exceptions=True)
         _log.info("stopping the cell")
 
 

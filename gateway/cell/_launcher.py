@@ -262,16 +262,35 @@ class EmbeddedCell(AsyncClosing):
         await handle.wait_for_joins(1, timeout=self._timeout)
         return handle
 
-    async def restart_admin(self, *, kill: bool = True) -> None:
+    @property
+    def admin_running(self) -> bool:
+        return self._admin is not None and not self._admin.exited
+
+    async def restart_model_server(self, handle: ModelServerHandle) -> None:
+        """Starts a dead model server again on its old port; returns once it listens (it
+        joins the admin by itself)."""
+        old = handle._process
+        await old.stop()
+        port = int(old.address.rsplit(":", 1)[1]) if old.address else 0
+        process = _ServerProcess(
+            module="gateway.cell.modelserver", argv=[*self._argv, f"--port={port}"], name=old.name
+        )
+        process.joins = old.joins
+        handle._process = process
+        await process.start(timeout=self._timeout)
+
+    async def restart_admin(self, *, kill: bool = True, wait_for_joins: bool = True) -> None:
         """Kills (SIGKILL) or stops the admin and starts a new one on the same port; returns
-        once every running model server has joined the new one."""
+        once every running model server has joined the new one (unless told not to wait)."""
         if self._admin is not None:
             if kill:
                 self._admin.kill()
             await self._admin.stop()
         running = [(server, server.joins) for server in self.model_servers if server.running]
         await self._start_admin()
-        # They notice the restart when it stops polling them (after server_dead_after).
+        if not wait_for_joins:
+            return
+        # Their next heartbeat Join (each location_watch_interval) re-joins them.
         timeout = self._timeout + 2 * self.settings.server_dead_after
         await asyncio.gather(
             *(server.wait_for_joins(joins + 1, timeout=timeout) for server, joins in running)

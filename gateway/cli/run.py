@@ -31,9 +31,11 @@ from gateway.launch.envoy import (
     run_script,
     swagger_ui,
 )
+from gateway.launch.ports import holder
 from gateway.launch.processes import StartupError
 from gateway.launch.readiness import busy_ports, restored_models
 from gateway.launch.stack import Stack, StackSettings
+from gateway.launch.supervisor import Supervisor
 from gateway.service import serve as serve_gateway
 from gateway.service.args import (
     add_admin_unreachable_argument,
@@ -227,8 +229,10 @@ def _up(args: argparse.Namespace) -> int:
     )
     if busy := busy_ports(_ports_to_bind(args)):
         port, role = busy[0]
+        # Named, so that a process left over from an earlier run is found and stopped.
+        who = holder(port) or "another process"
         print(
-            f"saxgw: port {port} is in use ({role}); is another `saxgw up` running? "
+            f"saxgw: port {port} is in use ({role}) by {who}; is another `saxgw up` running? "
             "Stop it, or choose other ports (see `saxgw up --help`).",
             file=sys.stderr,
         )
@@ -241,7 +245,8 @@ def _up(args: argparse.Namespace) -> int:
             return _serve_until_stopped(args, stack, stop)
     except StartupError as exc:
         print(
-            f"saxgw: {exc}. Hint: is a port already in use? Try --port / --log-dir.",
+            f"saxgw: {exc}. Hint: see --log-dir for each process's log; --port and friends "
+            "choose other ports.",
             file=sys.stderr,
         )
         return 1
@@ -263,14 +268,15 @@ def _ports_to_bind(args: argparse.Namespace) -> list[tuple[str, int, str]]:
 
 
 def _serve_until_stopped(args: argparse.Namespace, stack: Stack, stop: threading.Event) -> int:
-    """Prints the banner once health passes (and when restored models are ready); returns
-    when ``stop`` is set or a child exits."""
+    """Prints the banner once health passes (and when restored models are ready), restarts
+    a child that exits; returns when ``stop`` is set."""
     banner = restored = False
     waited = 0.0
+    supervisor = Supervisor(
+        stack.group, stack.settings.restart, report=lambda line: print(line, file=sys.stderr)
+    )
     while not stop.is_set():
-        if gone := stack.group.exited():
-            print(f"saxgw: {', '.join(gone)} exited; stopping.", file=sys.stderr)
-            return 1
+        supervisor.tick()  # a child that died is restarted; the others keep serving
         if not banner and stack.wait_healthy(timeout=0.5):
             _print_banner(args, stack)
             banner = True

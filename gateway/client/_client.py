@@ -160,6 +160,23 @@ class Client(AsyncClosing, DataCalls):
         deadline = self._admin_deadline(timeout, deadline)
         return ModelDetail.from_proto(await self._list_one(model, deadline))
 
+    async def load_error(
+        self, model_id: str, *, timeout: float | None = None, deadline: Deadline | None = None
+    ) -> str:
+        """Why a published model failed to load (no replica serves it and every assigned
+        model server failed to load it), or "" when it did not fail."""
+        model = naming.parse_model_id(model_id)
+        # Without an admin_server_id, WatchLoc answers at once with the current set, or with
+        # FAILED_PRECONDITION and the load error.
+        request = admin_pb2.WatchLocRequest(model_id=model.id)
+        try:
+            await self._call_admin(
+                model.cell, "WatchLoc", request, self._admin_deadline(timeout, deadline)
+            )
+        except FailedPreconditionError as exc:
+            return exc.message
+        return ""
+
     async def list_all(
         self, cell: str, *, timeout: float | None = None, deadline: Deadline | None = None
     ) -> list[ModelDetail]:

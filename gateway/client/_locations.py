@@ -9,6 +9,7 @@ few connections (upstream's ``num_conn``). A replica that just failed is skipped
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Callable, Sequence
@@ -33,6 +34,10 @@ LONG_POLL_S = 60.0
 _WATCH_RETRY_CODES = RETRY_CODES | {grpc.StatusCode.CANCELLED}
 # A replica that failed with UNAVAILABLE is skipped (while others remain) for this long.
 _DOWN_FOR_S = 1.0
+# A restarted admin knows no model server until they re-join it, so its first answers are
+# empty sets. For this long after a restart, an empty set does not replace the addresses we
+# know: the model servers are most likely still serving (a dead one fails calls by itself).
+RESTART_HOLD_S = 30.0
 
 
 class AddressTable:
@@ -112,6 +117,12 @@ class AddressTable:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
+    async def changed_within(self, timeout: float) -> None:
+        """Returns when the table changes or after ``timeout`` seconds, whichever is first."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):  # not wait_for: it can lose a cancellation
+                await self._changed.wait()
+
     async def wait_changed(self, timeout: float | None) -> None:
         """Returns when the table changes; DeadlineExceededError after ``timeout`` seconds."""
         try:
@@ -140,16 +151,23 @@ async def watch(
 ) -> None:
     """Keeps ``table`` current until the model is gone (then sets ``table.error``)."""
     server_id, seqno, current = "", 0, set[str]()
+    incarnation = ""  # the admin_server_id of the admin that last answered
+    hold_until = 0.0  # while later, an empty set from a restarted admin is not applied
     while True:
         request = admin_pb2.WatchLocRequest(
             model_id=table.model_id, admin_server_id=server_id, seqno=seqno
         )
         started = now()
+        poll_until = started + LONG_POLL_S
+        if hold_until:
+            poll_until = min(poll_until, max(hold_until, started + 1.0))
         asked_at = started
         table.set_unreachable(None)
         try:
-            response = await admin.call("WatchLoc", request, deadline=Deadline.after(LONG_POLL_S))
+            response = await admin.call("WatchLoc", request, deadline=Deadline(poll_until))
         except DeadlineExceededError:
+            if hold_until and now() >= hold_until:
+                server_id, seqno, hold_until = "", 0, 0.0  # ask for the full set, and apply it
             # Nothing changed within one poll. An admin that answers DEADLINE_EXCEEDED at once
             # (its own limit is shorter) must not turn this into a busy loop.
             if now() - started < 1.0:
@@ -170,7 +188,10 @@ async def watch(
             server_id, seqno = "", 0
             await asyncio.sleep(1.0)
             continue
-        server_id = response.admin_server_id
+        if incarnation and response.admin_server_id != incarnation and table.addresses:
+            hold_until = now() + RESTART_HOLD_S
+            _log.info("admin of %s restarted; keeping known addresses", table.model_id)
+        server_id = incarnation = response.admin_server_id
         result = response.result
         if result.has_fullset:
             current = set(result.values)
@@ -180,6 +201,9 @@ async def watch(
             elif mutation.WhichOneof("kind") == "deletion":
                 current.discard(mutation.deletion)
         seqno = result.next_seqno
+        if not current and table.addresses and now() < hold_until:
+            continue  # the model servers have not re-joined the restarted admin yet
+        hold_until = 0.0
         if not table.known or current != set(table.addresses):
             table.set_addresses(current)
             on_change(table)

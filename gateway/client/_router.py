@@ -245,12 +245,13 @@ class Router:
                 raise retry.last or UnavailableError(f"no replica of {table.model_id} is serving")
             await table.wait_changed(deadline.timeout(f"call to {table.model_id}"))
         else:
-            # Every replica failed this round: back off, then go round again.
+            # Every replica failed this round: back off, then go round again, or sooner when
+            # the admin reports a change (a dead replica's model loaded elsewhere).
             assert retry.last is not None
             delay = next(retry.delays)
             if self._fail_fast or not deadline.allows(delay):
                 raise retry.last
-            await asyncio.sleep(delay)
+            await table.changed_within(delay)
         retry.tried.clear()
         return table
 

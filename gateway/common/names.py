@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 
 from gateway.common.errors import InvalidArgumentError
+from gateway.common.limits import MAX_ID_CHARS, quote, too_long
 
 PREFIX = "sax"
 NAME_PATTERN = "^[a-z]+[a-z0-9-_]*$"
@@ -72,25 +73,31 @@ def is_valid_name(name: str) -> bool:
 
 def parse_cell_id(cell_id: str, *, field: str = "cell") -> CellId:
     """Parses ``/sax/<cell>``; ``field`` names the argument in the error."""
+    if reason := too_long(cell_id, MAX_ID_CHARS):
+        raise _invalid(field, f"cell ID {quote(cell_id)}: {reason}")
     parts = cell_id.split("/")
     if len(parts) != 3 or parts[0] != "" or parts[1] != PREFIX:
-        raise _invalid(field, f"cell ID {cell_id!r} should have the form /{PREFIX}/<cell name>")
+        raise _invalid(
+            field, f"cell ID {quote(cell_id)} should have the form /{PREFIX}/<cell name>"
+        )
     if not is_valid_name(parts[2]):
-        raise _invalid(field, f"cell name {parts[2]!r} must match {NAME_PATTERN!r}")
+        raise _invalid(field, f"cell name {quote(parts[2])} must match {NAME_PATTERN!r}")
     return CellId(parts[2])
 
 
 def parse_model_id(model_id: str, *, field: str = "model_id") -> ModelId:
     """Parses ``/sax/<cell>/<model>``; ``field`` names the argument in the error."""
+    if reason := too_long(model_id, MAX_ID_CHARS):
+        raise _invalid(field, f"model ID {quote(model_id)}: {reason}")
     cell_id, slash, name = model_id.rpartition("/")
     if not slash:
         raise _invalid(
             field,
-            f"model ID {model_id!r} should have the form /{PREFIX}/<cell name>/<model name>",
+            f"model ID {quote(model_id)} should have the form /{PREFIX}/<cell name>/<model name>",
         )
     # Like Sax, check the model name first, then let the cell parser judge the rest.
     if not is_valid_name(name):
-        raise _invalid(field, f"model name {name!r} must match {NAME_PATTERN!r}")
+        raise _invalid(field, f"model name {quote(name)} must match {NAME_PATTERN!r}")
     return ModelId(parse_cell_id(cell_id, field=field), name)
 
 
@@ -103,14 +110,14 @@ def parse_cell_or_model_id(value: str, *, field: str = "id") -> CellId | ModelId
     try:
         return parse_model_id(value, field=field)
     except InvalidArgumentError:
-        raise _invalid(field, f"{value!r} is neither a cell ID nor a model ID") from None
+        raise _invalid(field, f"{quote(value)} is neither a cell ID nor a model ID") from None
 
 
 def check_model_path(model_path: str) -> None:
     """Raises ``InvalidArgumentError`` unless ``model_path`` has upstream's form."""
     if not _MODEL_PATH.fullmatch(model_path):
         raise InvalidArgumentError(
-            f"model path {model_path!r} must match '^{_MODEL_PATH.pattern}$'"
+            f"model path {quote(model_path)} must match '^{_MODEL_PATH.pattern}$'"
         )
 
 
@@ -118,7 +125,7 @@ def check_checkpoint(checkpoint: str) -> None:
     """Raises ``InvalidArgumentError`` unless ``checkpoint`` has upstream's form."""
     if not _CHECKPOINT.fullmatch(checkpoint):
         raise InvalidArgumentError(
-            f"checkpoint path {checkpoint!r} must match '^{_CHECKPOINT.pattern}$'"
+            f"checkpoint path {quote(checkpoint)} must match '^{_CHECKPOINT.pattern}$'"
             " (use the literal None for random weights)"
         )
 

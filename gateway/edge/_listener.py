@@ -81,10 +81,16 @@ def edge_values(config: EdgeConfig, origins: Sequence[str], sds_dir: Path) -> di
     are the browser origins CORS allows (flags and the file's ``cors`` together)."""
     # JSON bodies for Envoy's own replies come from the template's one local_reply_config
     # (gateway/launch/envoy.py: local_reply_mappers), for these statuses too.
-    hcm: dict[str, Any] = {"max_request_headers_kb": config.limits.max_request_headers_kb}
-    if config.limits.max_stream_duration > 0:  # 0: unbounded
-        duration = f"{config.limits.max_stream_duration:g}s"
-        hcm["common_http_protocol_options"] = {"max_stream_duration": duration}
+    limits = config.limits
+    # Slow or idle clients (slowloris) do not hold connections forever.
+    hcm: dict[str, Any] = {
+        "max_request_headers_kb": limits.max_request_headers_kb,
+        "request_headers_timeout": f"{limits.request_headers_timeout:g}s",
+    }
+    common: dict[str, str] = {"idle_timeout": f"{limits.idle_timeout:g}s"}
+    if limits.max_stream_duration > 0:  # 0: unbounded
+        common["max_stream_duration"] = f"{limits.max_stream_duration:g}s"
+    hcm["common_http_protocol_options"] = common
     socket = tls_socket(config, sds_dir)
     return {
         "EARLY_FILTERS": _lines(early_filters(origins), "- ", 10),

@@ -221,7 +221,14 @@ def _tls(node: _Node, base: Path) -> Tls:
 
 def _limits(node: _Node) -> Limits:
     m = node.mapping(
-        ("max_request_bytes", "max_request_headers_kb", "max_stream_duration", "max_connections")
+        (
+            "max_request_bytes",
+            "max_request_headers_kb",
+            "max_stream_duration",
+            "max_connections",
+            "request_headers_timeout",
+            "idle_timeout",
+        )
     )
     d = Limits()
     return Limits(
@@ -237,6 +244,10 @@ def _limits(node: _Node) -> Limits:
         max_connections=m["max_connections"].integer(1)
         if "max_connections" in m
         else d.max_connections,
+        request_headers_timeout=m["request_headers_timeout"].number()
+        if "request_headers_timeout" in m
+        else d.request_headers_timeout,
+        idle_timeout=m["idle_timeout"].number() if "idle_timeout" in m else d.idle_timeout,
     )
 
 

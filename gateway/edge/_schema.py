@@ -102,6 +102,10 @@ class Limits:
     max_request_headers_kb: int = 60
     max_stream_duration: float = 3600.0
     """Longest a request or stream may last, seconds (0: unbounded)."""
+    request_headers_timeout: float = 10.0
+    """Seconds a client has to send its request headers (slowloris)."""
+    idle_timeout: float = 300.0
+    """Seconds a connection without any request in flight stays open."""
     max_connections: int = 20_000
 
 

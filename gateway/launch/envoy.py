@@ -37,6 +37,11 @@ class EnvoySettings:
     """Open client connections Envoy accepts at once."""
     max_request_bytes: int = 32 * MIB
     max_response_bytes: int = 32 * MIB
+    max_streams_per_connection: int = 256
+    """Concurrent streams one HTTP/2 client connection may open."""
+    max_streams: int = 2048
+    """Long-lived streams (GenerateStream, WatchAddresses, OpenAI calls) open at once, all
+    clients; every other call has a budget of its own (``max_connections``)."""
     edge: EdgeConfig = field(default_factory=EdgeConfig)
     """Credentials, roles, quotas, TLS and limits from the ``--config`` file (gateway/edge)."""
 
@@ -166,6 +171,8 @@ def render(
         "MAX_CONNECTIONS": settings.max_connections,
         "MAX_REQUEST_BYTES": settings.max_request_bytes,
         "MAX_RESPONSE_BYTES": settings.max_response_bytes,
+        "MAX_STREAMS_PER_CONNECTION": settings.max_streams_per_connection,
+        "MAX_STREAMS": settings.max_streams,
         "GATEWAY_ENDPOINTS": json.dumps([_endpoint(a) for a in settings.gateway_endpoints]),
         "LOCAL_REPLY_MAPPERS": json.dumps(local_reply_mappers()),
         **edge_values(settings.edge, settings.cors_origins, secrets_dir or Path("secrets")),

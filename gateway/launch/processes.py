@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -34,12 +35,37 @@ def port_open(address: str) -> bool:
     return False
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: the kernel sends it SIGKILL when its parent dies, even
+    when the parent was killed with SIGKILL and could not stop its children itself."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    # The parent may have died between fork and prctl: then nobody would kill us later.
+    if os.getppid() == 1:
+        os._exit(1)
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """How a child was started, so that it can be started again the same way."""
+
+    argv: tuple[str, ...]
+    env: dict[str, str] | None
+    log_path: str | None
+
+
 @dataclass
 class ProcessGroup:
-    """Starts named children; `stop` sends SIGTERM newest first, then SIGKILL after a grace."""
+    """Starts named children; `stop` sends SIGTERM newest first, then SIGKILL after a grace.
+
+    Children die with this process however it ends (see `_die_with_parent`)."""
 
     grace: float = 10.0
     children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    specs: dict[str, ChildSpec] = field(default_factory=dict)
 
     def start(
         self,
@@ -60,12 +86,25 @@ class ProcessGroup:
                 env={**os.environ, **(env or {})},
                 # Ctrl-C in a terminal reaches only us; we stop the children in order.
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         finally:
             if out:
                 out.close()
         log.info("started %s (pid %d): %s", name, proc.pid, " ".join(argv))
+        self.specs[name] = ChildSpec(tuple(argv), env, log_path)
+        self.children = [(n, p) for n, p in self.children if n != name]
         self.children.append((name, proc))
+        return proc
+
+    def restart(self, name: str) -> subprocess.Popen[bytes]:
+        """Starts the (exited) child ``name`` again with its first arguments; it keeps its
+        place in the stop order."""
+        spec = self.specs[name]
+        order = [n for n, _ in self.children]
+        proc = self.start(name, spec.argv, env=spec.env, log_path=spec.log_path)
+        by_name = dict(self.children)
+        self.children = [(n, by_name[n]) for n in order]
         return proc
 
     def wait_until(self, name: str, ready: Callable[[], bool], timeout: float) -> None:

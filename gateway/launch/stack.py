@@ -16,15 +16,19 @@ import dataclasses
 import tempfile
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from types import TracebackType
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.cell import CellSettings, cell_argv
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
 from gateway.launch.envoy import EnvoySettings, envoy_binary, render
 from gateway.launch.processes import ProcessGroup, StartupError, port_open
+from gateway.launch.supervisor import RestartSettings
 from gateway.service.args import gateway_argv
 
 
@@ -46,11 +50,24 @@ class StackSettings:
     startup_timeout: float = 60.0
     config_file: str | None = None
     """The ``--config`` file, passed to each gateway process (Envoy's part is in ``envoy``)."""
+    restart: RestartSettings = field(default_factory=RestartSettings)
+    """How `saxgw up`'s supervisor restarts a child that died."""
 
     @property
     def sax_root(self) -> str:
         """The SAX_ROOT the gateways use (the embedded cell's too)."""
         return self.gateway.sax_root
+
+
+def health_answers(address: str) -> bool:
+    """Whether a gateway at ``address`` answers grpc.health.v1 (SERVING or not: whether the
+    cell is reachable is the stack's readiness, /healthz)."""
+    with grpc.insecure_channel(address) as channel:
+        try:
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+        except grpc.RpcError:
+            return False
+    return True
 
 
 def _http_ok(url: str) -> bool:
@@ -139,7 +156,7 @@ class Stack:
             )
             self.group.start(name, [*gateway_argv(gateway), *edge], log_path=self._log(name))
             address = f"127.0.0.1:{port}"
-            self.group.wait_until(name, partial(port_open, address), timeout)
+            self.group.wait_until(name, partial(health_answers, address), timeout)
         config = Path(self._tmp.name) / "envoy.yaml"  # private: it may hold API keys
         config.write_text(render(self.envoy, secrets_dir=Path(self._tmp.name) / "secrets"))
         self.group.start(

@@ -8,6 +8,7 @@ logged and reported as INTERNAL without leaking its text.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,7 +19,12 @@ from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 
-from gateway.client import DeadlineExceededError, InvalidArgumentError, SaxError
+from gateway.client import (
+    DeadlineExceededError,
+    InvalidArgumentError,
+    SaxError,
+    UnavailableError,
+)
 from gateway.common.rpc import Context
 
 log = logging.getLogger(__name__)
@@ -75,6 +81,17 @@ async def abort(context: Context, exc: BaseException) -> NoReturn:
     )
 
 
+def _cancelled_by_caller() -> bool:
+    """Whether a CancelledError is the call's own cancellation (the caller went away).
+
+    grpc.aio also raises CancelledError when a channel is closed under an outgoing call.
+    Nobody catches that one, so it would end the handler without a status and leave the
+    caller waiting until its deadline (or Envoy's route timeout): answer it instead.
+    """
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
+
+
 _Handler = Any  # grpc.RpcMethodHandler; its stub types sync behaviours only
 _Unary = Callable[[Any, Context], Awaitable[Any]]
 _Streaming = Callable[[Any, Context], AsyncIterator[Any]]
@@ -110,10 +127,8 @@ def _wrap_unary(behavior: _Unary) -> _Unary:
             if type(request) is _Malformed:
                 raise request.error
             return await behavior(request, context)
-        except grpc.aio.AbortError:
-            raise  # the servicer reported its own status
-        except Exception as exc:
-            await abort(context, exc)
+        except BaseException as exc:
+            await _answer(context, exc, abort)
 
     return call
 
@@ -147,10 +162,19 @@ async def relay(
     try:
         async for response in stream:
             yield response
-    except grpc.aio.AbortError:
-        raise
-    except Exception as exc:
-        await report(context, exc)
+    except BaseException as exc:
+        await _answer(context, exc, report)
+
+
+async def _answer(context: Context, exc: BaseException, report: Report) -> NoReturn:
+    """Ends the call as ``report`` says for what its handler raised; re-raises what is no
+    failure of the handler: a status it set itself (``context.abort``), the caller's own
+    cancellation, the closing of a generator and the interpreter's exits."""
+    if isinstance(exc, asyncio.CancelledError) and not _cancelled_by_caller():
+        await report(context, UnavailableError("a connection closed under the call"))
+    if isinstance(exc, grpc.aio.AbortError) or not isinstance(exc, Exception):
+        raise exc
+    await report(context, exc)
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from google.protobuf import duration_pb2, struct_pb2
 
 from gateway.client import CallOptions, InvalidArgumentError
+from gateway.common import limits as lim
 from gateway.common.deadline import Deadline
 from gateway.common.names import parse_cell_id, parse_model_id
 from gateway.common.rpc import Context
@@ -46,10 +47,37 @@ def cell_or_model_id(value: str, field: str = "name") -> str:
     return parse_model_id(value, field=field).id
 
 
-def required(value: str | bytes, field: str) -> None:
-    """Rejects an empty string or byte payload."""
+def required(value: str | bytes, field: str, limit: int = lim.MAX_TEXT_CHARS) -> None:
+    """Rejects an empty string or byte payload, or one longer than ``limit``."""
     if not value:
         raise invalid(field, "required")
+    bounded(value, field, limit)
+
+
+def bounded(value: str | bytes, field: str, limit: int = lim.MAX_TEXT_CHARS) -> None:
+    """Rejects a string (or bytes) longer than ``limit``."""
+    if len(value) > limit:
+        raise invalid(field, f"{len(value)} characters is over the limit of {limit}")
+
+
+def texts(values: Sequence[str], field: str) -> list[str]:
+    """Bounds a repeated text field: how many, and each one's length."""
+    if len(values) > lim.MAX_TEXTS:
+        raise invalid(field, f"{len(values)} items is over the limit of {lim.MAX_TEXTS}")
+    for i, value in enumerate(values):
+        bounded(value, f"{field}[{i}]")
+    return list(values)
+
+
+def overrides(values: Mapping[str, str], field: str = "overrides") -> dict[str, str]:
+    """Bounds publish overrides: how many, and each key's and value's length."""
+    if len(values) > lim.MAX_OVERRIDES:
+        raise invalid(field, f"{len(values)} entries is over the limit of {lim.MAX_OVERRIDES}")
+    for key, value in values.items():
+        if len(key) > lim.MAX_OVERRIDE_KEY_CHARS:
+            raise invalid(f"{field}[{lim.quote(key)}]", "the key is too long")
+        bounded(value, f"{field}[{key}]", lim.MAX_OVERRIDE_VALUE_CHARS)
+    return dict(values)
 
 
 def payload(value: bytes, field: str, limit: int) -> bytes:
@@ -62,9 +90,9 @@ def payload(value: bytes, field: str, limit: int) -> bytes:
 
 
 def replicas(value: int, field: str = "replicas") -> int:
-    """Rejects a negative replica count."""
-    if value < 0:
-        raise invalid(field, f"must be >= 0, got {value}")
+    """Rejects a negative or absurdly large replica count."""
+    if not 0 <= value <= lim.MAX_REPLICAS:
+        raise invalid(field, f"must be between 0 and {lim.MAX_REPLICAS}, got {value}")
     return value
 
 
@@ -91,21 +119,32 @@ def call_options(extra_inputs: Mapping[str, struct_pb2.Value], deadline: Deadlin
     """Sorts JSON-typed extra inputs into Sax's float, string and tensor maps."""
     if not extra_inputs:
         return CallOptions(deadline=deadline)
+    if len(extra_inputs) > lim.MAX_EXTRA_INPUTS:
+        raise invalid(
+            "extra_inputs",
+            f"{len(extra_inputs)} entries is over the limit of {lim.MAX_EXTRA_INPUTS}",
+        )
     floats: dict[str, float] = {}
     strings: dict[str, str] = {}
     tensors: dict[str, list[float]] = {}
     for key, value in extra_inputs.items():
+        if len(key) > lim.MAX_EXTRA_KEY_CHARS:
+            raise invalid(f"extra_inputs[{lim.quote(key)}]", "the key is too long")
+        field = f"extra_inputs[{key}]"
         kind = value.WhichOneof("kind")
         if kind == "number_value":
             floats[key] = value.number_value
         elif kind == "string_value":
+            bounded(value.string_value, field, lim.MAX_EXTRA_STRING_CHARS)
             strings[key] = value.string_value
         elif kind == "list_value" and all(
             v.WhichOneof("kind") == "number_value" for v in value.list_value.values
         ):
+            if len(value.list_value.values) > lim.MAX_EXTRA_TENSOR_VALUES:
+                raise invalid(field, f"over the limit of {lim.MAX_EXTRA_TENSOR_VALUES} numbers")
             tensors[key] = [v.number_value for v in value.list_value.values]
         else:
-            raise invalid(f"extra_inputs[{key}]", "must be a number, a string or a list of numbers")
+            raise invalid(field, "must be a number, a string or a list of numbers")
     return CallOptions(
         extra_inputs=floats, extra_strings=strings, extra_tensors=tensors, deadline=deadline
     )

@@ -6,7 +6,7 @@ Validation helpers live in `_fields`, stream normalisation in `_stream`, and err
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypedDict
 
 from saxgateway.v1 import gateway_pb2 as pb
@@ -14,6 +14,7 @@ from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway import __version__
 from gateway.client import CallOptions, Client, ModelDetail, SaxError
+from gateway.common import limits as lim
 from gateway.common.deadline import Deadline
 from gateway.common.rpc import Context
 from gateway.config import GatewaySettings
@@ -21,6 +22,7 @@ from gateway.service import _fields as f
 from gateway.service._errors import request_id, to_status
 from gateway.service._multimodal import MultimodalMethods
 from gateway.service._stream import DeltaTracker
+from gateway.service._streams import StreamSlots
 
 GREETING = "HTTP Server for SAX Client"  # what the original Sax HTTP server answered on "/"
 
@@ -54,6 +56,19 @@ def _model_info(detail: ModelDetail) -> pb.ModelInfo:
     )
 
 
+def _defined_model(
+    request: pb.PublishModelRequest | pb.UpdateModelRequest,
+    *,
+    check: Callable[[str, str, int], None],
+) -> str:
+    """The model ID of a publish or update, its path and checkpoint checked by ``check``
+    against their limits (`_fields.required` or `_fields.bounded`)."""
+    model = f.model_id(request.model)
+    check(request.model_path, "model_path", lim.MAX_MODEL_PATH_CHARS)
+    check(request.checkpoint, "checkpoint", lim.MAX_CHECKPOINT_CHARS)
+    return model
+
+
 def _texts(pairs: list[tuple[str, float]]) -> list[pb.DecodedText]:
     return [pb.DecodedText(text=text, score=score) for text, score in pairs]
 
@@ -64,6 +79,7 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
     def __init__(self, client: Client, settings: GatewaySettings) -> None:
         self._client = client
         self._settings = settings
+        self._streams = StreamSlots(settings.max_streams_per_client)
 
     def _deadline(
         self, context: Context, request: Any = None, default: float | None = None
@@ -89,16 +105,14 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
     async def PublishModel(
         self, request: pb.PublishModelRequest, context: Context
     ) -> pb.PublishModelResponse:
-        model = f.model_id(request.model)
-        f.required(request.model_path, "model_path")
-        f.required(request.checkpoint, "checkpoint")
+        model = _defined_model(request, check=f.required)
         replicas = f.replicas(request.replicas if request.HasField("replicas") else 1)
         await self._client.publish(
             model,
             request.model_path,
             request.checkpoint,
             replicas,
-            dict(request.overrides),
+            f.overrides(request.overrides),
             deadline=self._deadline(context),
         )
         return pb.PublishModelResponse(
@@ -112,10 +126,15 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
         return pb.ListCellResponse(**_listing(detail))
 
     async def GetModel(self, request: pb.GetModelRequest, context: Context) -> pb.GetModelResponse:
-        detail = await self._client.list_detail(
-            f.model_id(request.model), deadline=self._deadline(context)
-        )
-        return pb.GetModelResponse(model=_model_info(detail))
+        model, deadline = f.model_id(request.model), self._deadline(context)
+        detail = await self._client.list_detail(model, deadline=deadline)
+        info = _model_info(detail)
+        # Fewer replicas than asked for may mean that loading failed: say why.
+        if detail.active_replicas < detail.max_replicas and (
+            load_error := await self._client.load_error(model, deadline=deadline)
+        ):
+            info.load_error = load_error
+        return pb.GetModelResponse(model=info)
 
     async def ListModels(
         self, request: pb.ListModelsRequest, context: Context
@@ -132,7 +151,8 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
     async def UpdateModel(
         self, request: pb.UpdateModelRequest, context: Context
     ) -> pb.UpdateModelResponse:
-        model = f.model_id(request.model)
+        model = _defined_model(request, check=f.bounded)  # empty: unchanged
+        f.overrides(request.overrides)
         deadline = self._deadline(context)
         await self._client.update(
             model,
@@ -189,6 +209,7 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
 
     async def SetAcl(self, request: pb.SetAclRequest, context: Context) -> pb.SetAclResponse:
         name = f.cell_or_model_id(request.name)
+        f.bounded(request.acl, "acl", lim.MAX_ACL_CHARS)
         await self._client.set_acl(name, request.acl, deadline=self._deadline(context))
         return pb.SetAclResponse(name=name, acl=request.acl)
 
@@ -196,16 +217,17 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
         self, request: pb.WatchAddressesRequest, context: Context
     ) -> AsyncIterator[pb.WatchAddressesResponse]:
         model = f.model_id(request.model)
-        await self._client.list_detail(model, deadline=self._deadline(context))  # NOT_FOUND early
-        watch = self._client.watch_addresses(model)
-        try:
-            async for addresses in watch:
-                yield pb.WatchAddressesResponse(addresses=addresses)
-        except SaxError as exc:
-            yield pb.WatchAddressesResponse(error=to_status(exc, request_id(context))[2])
-            raise
-        finally:
-            await _close(watch)
+        with self._streams.hold(context):
+            await self._client.list_detail(model, deadline=self._deadline(context))  # NOT_FOUND
+            watch = self._client.watch_addresses(model)
+            try:
+                async for addresses in watch:
+                    yield pb.WatchAddressesResponse(addresses=addresses)
+            except SaxError as exc:
+                yield pb.WatchAddressesResponse(error=to_status(exc, request_id(context))[2])
+                raise
+            finally:
+                await _close(watch)
 
     # Language models.
 
@@ -216,6 +238,13 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
         return pb.GenerateResponse(texts=_texts(texts))
 
     async def GenerateStream(
+        self, request: pb.GenerateStreamRequest, context: Context
+    ) -> AsyncIterator[pb.GenerateStreamResponse]:
+        with self._streams.hold(context):
+            async for response in self._generate_stream(request, context):
+                yield response
+
+    async def _generate_stream(
         self, request: pb.GenerateStreamRequest, context: Context
     ) -> AsyncIterator[pb.GenerateStreamResponse]:
         model, options = self._target(request, context, self._settings.stream_timeout)
@@ -246,7 +275,9 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
         model, options = self._target(request, context)
         if not request.suffix:
             raise f.invalid("suffix", "required: at least one suffix to score")
-        logp = await self._client.lm_score(model, request.prefix, list(request.suffix), options)
+        f.bounded(request.prefix, "prefix")
+        suffixes = f.texts(request.suffix, "suffix")
+        logp = await self._client.lm_score(model, request.prefix, suffixes, options)
         return pb.ScoreResponse(logp=logp)
 
     async def Embed(self, request: pb.EmbedRequest, context: Context) -> pb.EmbedResponse:
@@ -257,6 +288,7 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
     async def Gradient(self, request: pb.GradientRequest, context: Context) -> pb.GradientResponse:
         model, options = self._target(request, context)
         f.required(request.suffix, "suffix")
+        f.bounded(request.prefix, "prefix")
         score, gradients = await self._client.lm_gradient(
             model, request.prefix, request.suffix, options
         )
@@ -297,7 +329,7 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
     async def Detect(self, request: pb.DetectRequest, context: Context) -> pb.DetectResponse:
         model, options = self._target(request, context)
         image = self._payload(request.image_bytes, "image_bytes")
-        boxes = await self._client.vm_detect(model, image, list(request.text), options)
+        boxes = await self._client.vm_detect(model, image, f.texts(request.text, "text"), options)
         return pb.DetectResponse(
             boxes=[
                 pb.BoundingBox(cx=b.cx, cy=b.cy, w=b.w, h=b.h, text=b.text, score=b.score)
@@ -310,6 +342,7 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
     ) -> pb.ImageToTextResponse:
         model, options = self._target(request, context)
         image = self._payload(request.image_bytes, "image_bytes")
+        f.bounded(request.text, "text")
         texts = await self._client.vm_image_to_text(model, image, request.text, options)
         return pb.ImageToTextResponse(texts=_texts(texts))
 

@@ -33,6 +33,12 @@ def add_gateway_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--grace-period", type=float, default=default(GatewaySettings, "grace_period")
     )
+    parser.add_argument(
+        "--max-streams-per-client",
+        type=int,
+        default=default(GatewaySettings, "max_streams_per_client"),
+        help="open GenerateStream/WatchAddresses calls one client may hold",
+    )
     add_config_argument(parser)
     add_admin_unreachable_argument(parser)
 
@@ -91,6 +97,7 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
         port=args.port,
         default_timeout=args.default_timeout,
         grace_period=args.grace_period,
+        max_streams_per_client=args.max_streams_per_client,
         **config_fields(args.config),
     )
 
@@ -106,6 +113,7 @@ def gateway_argv(settings: GatewaySettings) -> list[str]:
         f"--port={settings.port}",
         f"--default-timeout={settings.default_timeout!r}",
         f"--grace-period={settings.grace_period!r}",
+        f"--max-streams-per-client={settings.max_streams_per_client}",
         f"--admin-unreachable-after={settings.client.admin_unreachable_after!r}",
         *([f"--config={settings.config_file}"] if settings.config_file else []),
     ]

@@ -20,7 +20,7 @@ from gateway.config import GatewaySettings
 from gateway.launch.envoy import EnvoySettings
 from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack, StackSettings
-from tests.e2e._bodies import REQUEST_INFO
+from tests.e2e._bodies import REQUEST_INFO, envoy_error
 
 CELL = "/sax/test"
 
@@ -66,15 +66,14 @@ def test_unknown_query_parameter_is_a_json_400(http: httpx.Client) -> None:
     assert_local_reply(response, 400, 3)
 
 
-def test_body_over_the_message_limit_is_a_json_error(http: httpx.Client) -> None:
-    # Over the 32 MiB gRPC message limit: grpc reports it as RESOURCE_EXHAUSTED (429), before
-    # any gateway code runs, so there is no RequestInfo detail; the header is still there.
+def test_body_over_the_message_limit_is_a_json_413(http: httpx.Client) -> None:
+    # Over Envoy's 32 MiB body limit: its buffer filter stops it with 413 before any gateway
+    # reads it (not gRPC's RESOURCE_EXHAUSTED 429, which clients would retry).
     huge = b'{"model": "/sax/test/x", "query": "' + b"a" * (40 << 20) + b'"}'
     response = http.post("/generate", content=huge, headers={"content-type": "application/json"})
-    assert response.status_code == 429, response.text
-    assert response.headers["x-request-id"]
-    body = response.json()
-    assert body["code"] == 8 and "larger than max" in body["message"]
+    assert response.status_code == 413, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == envoy_error(response, 8, "Payload Too Large")
 
 
 def test_a_20_mb_body_gets_a_json_error(http: httpx.Client) -> None:

@@ -60,6 +60,7 @@ def _filters(config: dict[str, object]) -> list[str]:
 def test_envoy_accepts_the_full_config(tmp_path: Path) -> None:
     config = _render(tmp_path, _full_config(tmp_path))
     assert _filters(config) == [
+        "envoy.filters.http.buffer",
         "envoy.filters.http.health_check",
         "envoy.filters.http.cors",
         "envoy.filters.http.header_mutation",
@@ -89,6 +90,7 @@ def test_envoy_accepts_the_full_config(tmp_path: Path) -> None:
 def test_without_a_config_only_the_origin_check_is_added(tmp_path: Path) -> None:
     config = _render(tmp_path, {})
     assert _filters(config) == [
+        "envoy.filters.http.buffer",
         "envoy.filters.http.health_check",
         "envoy.filters.http.cors",
         "envoy.filters.http.header_mutation",

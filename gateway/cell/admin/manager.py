@@ -183,7 +183,8 @@ class Manager:
         return [self._published(mid, self._get(mid)) for mid in ids]
 
     def _published(self, model_id: str, entry: _Published) -> admin_pb2.PublishedModel:
-        servers = self._servers_of(model_id)
+        # Only servers that loaded the model count: one that failed to load is no replica.
+        servers = [s for s in self._servers_of(model_id) if s.serving(model_id)]
         self._learn_methods(model_id, entry)
         model = admin_pb2.Model()
         model.CopyFrom(entry.spec)
@@ -227,9 +228,11 @@ class Manager:
 
     async def watch(self, model_id: str, *, full: bool, seqno: int) -> WatchResult:
         entry = self._get(model_id)
-        if full:
-            return entry.addresses.full()
-        return await entry.addresses.watch(seqno)
+        result = entry.addresses.full() if full else await entry.addresses.watch(seqno)
+        if entry.addresses.failure is not None:
+            # Clients fail their calls at once with it, instead of waiting for a replica.
+            raise cell_error(grpc.StatusCode.FAILED_PRECONDITION, entry.addresses.failure)
+        return result
 
     async def wait_for_ready(self, model_id: str, replicas: int) -> None:
         await self._get(model_id).ready.wait(replicas)
@@ -241,7 +244,10 @@ class Manager:
         if existing is not None and existing.same_server(request):
             return  # a heartbeat
         modelet = ModeletConnection(
-            request=request, rpc_timeout=self._settings.rpc_timeout, on_change=self._views_changed
+            request=request,
+            rpc_timeout=self._settings.rpc_timeout,
+            on_change=self._views_changed,
+            on_disconnect=self._kick.set,
         )
         try:
             # Like upstream, dial back before answering: a server we cannot reach is not joined.
@@ -274,8 +280,11 @@ class Manager:
 
     async def _refresh_loop(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: on 3.11, wait_for loses a cancellation that
+            # arrives as the kick does, and close() would then wait for this loop forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), self._settings.poll_interval)
+                async with asyncio.timeout(self._settings.poll_interval):
+                    await self._kick.wait()
             self._kick.clear()
             try:
                 await self.refresh()
@@ -290,7 +299,9 @@ class Manager:
         for modelet, result in zip(modelets, results, strict=True):
             if isinstance(result, BaseException):
                 _log.debug("GetStatus of %s failed: %s", modelet.address, result)
-            if now - modelet.last_ping > self._settings.server_dead_after:
+            # A refused connection means nothing listens there any more: no need to wait
+            # server_dead_after (upstream's 30 s) before moving its models elsewhere.
+            if _refused(result) or now - modelet.last_ping > self._settings.server_dead_after:
                 await self._drop(modelet)
         async with self._lock:
             self._reassign(now)
@@ -346,3 +357,22 @@ class Manager:
             entry.addresses.sync_to({m.data_address for m in serving})
             entry.ready.set(len(serving))
             self._learn_methods(model_id, entry)
+            failures = [
+                f"{m.address}: {m.failed[model_id]}"
+                for m in self._modelets.values()
+                if model_id in m.wanted and model_id in m.failed
+            ]
+            entry.addresses.set_failure(
+                f"{model_id} failed to load ({'; '.join(failures)})"
+                if failures and not serving
+                else None
+            )
+
+
+def _refused(result: object) -> bool:
+    """Whether a GetStatus failure says that nothing listens at the server's address."""
+    return (
+        isinstance(result, grpc.aio.AioRpcError)
+        and result.code() == grpc.StatusCode.UNAVAILABLE
+        and "refused" in (result.details() or "").lower()
+    )

@@ -17,6 +17,8 @@ from typing import TypedDict
 import grpc
 from saxml.protobuf import admin_pb2, common_pb2, modelet_pb2, modelet_pb2_grpc
 
+from gateway.common.errors import go_code_name
+
 _log = logging.getLogger("gateway.cell.admin")
 
 LOADED = common_pb2.LOADED
@@ -53,6 +55,7 @@ class ModeletConnection:
         request: admin_pb2.JoinRequest,
         rpc_timeout: float,
         on_change: Callable[[], None],
+        on_disconnect: Callable[[], None] = lambda: None,
     ) -> None:
         self.address: str = request.address
         self.data_address: str = request.data_address or request.address
@@ -66,12 +69,18 @@ class ModeletConnection:
         #: Model ID -> when its Load call returned OK (monotonic).
         self.acked: dict[str, float] = {}
         self.seen: dict[str, SeenModel] = {}
+        #: Model ID -> why the server failed to load it.
+        self.failed: dict[str, str] = {}
         self._rpc_timeout = rpc_timeout
         self._on_change = on_change
         self._channel = grpc.aio.insecure_channel(self.address)
         self._stub = modelet_pb2_grpc.ModeletStub(self._channel)
         self._queue: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
         self._worker = asyncio.create_task(self._run_actions(), name=f"modelet {self.address}")
+        self._on_disconnect = on_disconnect
+        self._watcher = asyncio.create_task(
+            self._watch_connection(), name=f"modelet {self.address} connection"
+        )
 
     def same_server(self, request: admin_pb2.JoinRequest) -> bool:
         return bool(
@@ -90,7 +99,7 @@ class ModeletConnection:
         """Calls GetStatus and records the reply; raises grpc.aio.AioRpcError on failure."""
         started = time.monotonic()
         reply = await self._stub.GetStatus(
-            modelet_pb2.GetStatusRequest(include_method_stats=True),
+            modelet_pb2.GetStatusRequest(include_method_stats=True, include_failure_reasons=True),
             timeout=self._rpc_timeout,
         )
         self.last_ping = time.monotonic()
@@ -101,6 +110,9 @@ class ModeletConnection:
             )
             for model in reply.models
         }
+        for model in reply.models:
+            if model.model_status == common_pb2.FAILED:
+                self.failed[model.model_key] = model.failure_reason or "unknown reason"
         state = reply.server_status.state if reply.HasField("server_status") else 0
         self.dormant = state == modelet_pb2.GetStatusResponse.ServerStatus.DORMANT
         # A model we loaded that the server no longer has at all (it restarted at the same
@@ -147,6 +159,7 @@ class ModeletConnection:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         model = self.wanted.pop(model_id, None)
         self.acked.pop(model_id, None)
+        self.failed.pop(model_id, None)
         if model is None:
             done.set_result(None)
             return done
@@ -166,8 +179,19 @@ class ModeletConnection:
 
     async def close(self) -> None:
         self._worker.cancel()
-        await asyncio.gather(self._worker, return_exceptions=True)
+        self._watcher.cancel()
+        await asyncio.gather(self._worker, self._watcher, return_exceptions=True)
         await self._channel.close(grace=None)
+
+    async def _watch_connection(self) -> None:
+        """Reports at once when the connection to the server drops (it exited or crashed),
+        so the admin polls it now rather than at the next tick."""
+        state = self._channel.get_state(try_to_connect=True)
+        while True:
+            await self._channel.wait_for_state_change(state)
+            previous, state = state, self._channel.get_state(try_to_connect=False)
+            if previous == grpc.ChannelConnectivity.READY:
+                self._on_disconnect()
 
     async def _run_actions(self) -> None:
         while True:
@@ -183,11 +207,19 @@ class ModeletConnection:
         if model_id not in self.wanted:
             return  # unassigned before its turn came
         _log.info("loading %s onto %s", model.model_id, self.address)
-        await self._stub.Load(
-            modelet_pb2.LoadRequest(
-                **_loaded(model), model_path=model.model_path, overrides=model.overrides
+        try:
+            await self._stub.Load(
+                modelet_pb2.LoadRequest(
+                    **_loaded(model), model_path=model.model_path, overrides=model.overrides
+                )
             )
-        )
+        except grpc.aio.AioRpcError as exc:
+            if model_id in self.wanted:
+                # Without the ": FailedPrecondition" suffix: the admin's error adds its own.
+                details = exc.details() or exc.code().name
+                self.failed[model_id] = details.removesuffix(": " + go_code_name(exc.code()))
+            raise
+        self.failed.pop(model_id, None)
         if model.model_id in self.wanted:
             self.acked[model.model_id] = time.monotonic()
         _log.info("loaded %s onto %s", model.model_id, self.address)

@@ -6,6 +6,8 @@ import grpc
 from saxml.protobuf import admin_pb2
 
 from gateway.cell._errors import cell_error, invalid_argument
+from gateway.cell.models import check_overrides
+from gateway.common import limits as lim
 from gateway.common.names import check_checkpoint, check_model_path, parse_model_id
 
 #: Data methods an ACL may name (upstream's list).
@@ -43,9 +45,36 @@ def check_model(model: admin_pb2.Model, cell: str) -> None:
         raise invalid_argument(
             f"number of replicas {model.requested_num_replicas} must be non-negative"
         )
+    check_bounds(model)
+    check_overrides(model.model_path, model.overrides)
     for method in model.acls.items:
         if method not in METHODS_WITH_ACLS:
             raise invalid_argument(f"{method} is not a valid method name for an ACL")
+
+
+def check_bounds(model: admin_pb2.Model) -> None:
+    """Sane sizes: what is published is saved in state.proto and sent to every server."""
+    for what, value, limit in (
+        ("model path", model.model_path, lim.MAX_MODEL_PATH_CHARS),
+        ("checkpoint", model.checkpoint_path, lim.MAX_CHECKPOINT_CHARS),
+    ):
+        if reason := lim.too_long(value, limit):
+            raise invalid_argument(f"{what} {lim.quote(value)}: {reason}")
+    if model.requested_num_replicas > lim.MAX_REPLICAS:
+        raise invalid_argument(
+            f"number of replicas {model.requested_num_replicas} is over the limit of "
+            f"{lim.MAX_REPLICAS}"
+        )
+    if len(model.overrides) > lim.MAX_OVERRIDES:
+        raise invalid_argument(
+            f"{len(model.overrides)} overrides is over the limit of {lim.MAX_OVERRIDES}"
+        )
+    for key, value in model.overrides.items():
+        if len(key) > lim.MAX_OVERRIDE_KEY_CHARS or len(value) > lim.MAX_OVERRIDE_VALUE_CHARS:
+            raise invalid_argument(f"override {lim.quote(key)} is too long")
+    for acl in (model.admin_acl, *model.acls.items.values()):
+        if reason := lim.too_long(acl, lim.MAX_ACL_CHARS):
+            raise invalid_argument(f"ACL {lim.quote(acl)}: {reason}")
 
 
 def check_update(previous: admin_pb2.Model, change: admin_pb2.Model) -> None:

@@ -51,6 +51,8 @@ class WatchableSet:
         self._next_seqno = 0
         self._changed = asyncio.Event()
         self._closed = False
+        #: Why no value will come (every assigned server failed to load the model), if so.
+        self.failure: str | None = None
 
     @property
     def _base_seqno(self) -> int:
@@ -88,6 +90,13 @@ class WatchableSet:
         self._changed.set()
         self._changed = asyncio.Event()
 
+    def set_failure(self, failure: str | None) -> None:
+        """Records (or clears) why the set stays empty; releases waiters when it is new."""
+        if failure != self.failure:
+            self.failure = failure
+            self._changed.set()
+            self._changed = asyncio.Event()
+
     def close(self) -> None:
         """Releases every watcher with an empty full set (the model is gone)."""
         self._closed = True
@@ -101,6 +110,8 @@ class WatchableSet:
         while True:
             if self._closed:
                 return WatchResult(next_seqno=0, values=[])
+            if self.failure is not None:
+                return WatchResult(next_seqno=self._next_seqno)  # the caller reports it
             if seqno < self._base_seqno:
                 return WatchResult(
                     next_seqno=self._next_seqno,

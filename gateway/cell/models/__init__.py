@@ -32,7 +32,7 @@ _FACTORIES: dict[str, Callable[[LoadSpec], ServableModel]] = {
     random_lm.MODEL_PATH: lambda spec: random_lm.RandomBigramLM(
         checkpoint=spec.checkpoint, overrides=spec.overrides, seed=spec.seed
     ),
-    test_lm.MODEL_PATH: lambda spec: test_lm.TestLM(overrides=spec.overrides),
+    test_lm.MODEL_PATH: lambda spec: test_lm.load(spec.overrides),
     media.VISION_PATH: lambda spec: media.TestVision(),
     media.AUDIO_PATH: lambda spec: media.TestAudio(),
     media.CUSTOM_PATH: lambda spec: media.TestCustom(),
@@ -41,6 +41,19 @@ _FACTORIES: dict[str, Callable[[LoadSpec], ServableModel]] = {
 
 #: Every model path this package can serve.
 MODEL_PATHS: tuple[str, ...] = tuple(sorted(_FACTORIES))
+
+
+_OVERRIDE_CHECKS: dict[str, Callable[[Mapping[str, str]], None]] = {
+    random_lm.MODEL_PATH: random_lm.check_overrides,
+    test_lm.MODEL_PATH: test_lm.check_overrides,
+}
+
+
+def check_overrides(model_path: str, overrides: Mapping[str, str]) -> None:
+    """Checks, at publish, the overrides of a model this package serves (others pass)."""
+    check = _OVERRIDE_CHECKS.get(model_path)
+    if check is not None:
+        check(overrides)
 
 
 def create_model(spec: LoadSpec) -> ServableModel:
@@ -53,4 +66,4 @@ def create_model(spec: LoadSpec) -> ServableModel:
     return factory(spec)
 
 
-__all__ = ["MODEL_PATHS", "LoadSpec", "ServableModel", "create_model"]
+__all__ = ["MODEL_PATHS", "LoadSpec", "ServableModel", "check_overrides", "create_model"]

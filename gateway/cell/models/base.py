@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
 
 from gateway.cell._errors import invalid_argument
+from gateway.common.limits import quote
 from gateway.common.results import Box
 
 # Sax's data method names, as upstream model servers report them.
@@ -150,14 +151,19 @@ class ServableModel:
         raise MethodNotSupported(CUSTOM)
 
 
-def int_override(overrides: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
-    """An integer publish override, or INVALID_ARGUMENT naming the bad value."""
-    return _override(overrides, name, default, int, "an integer", minimum)
+def int_override(
+    overrides: Mapping[str, str], name: str, default: int, *, minimum: int = 0, maximum: int
+) -> int:
+    """An integer publish override within ``minimum..maximum``, or INVALID_ARGUMENT naming
+    the override and its allowed range."""
+    return _override(overrides, name, default, int, "an integer", minimum, maximum)
 
 
-def float_override(overrides: Mapping[str, str], name: str, default: float) -> float:
-    """A non-negative number publish override, or INVALID_ARGUMENT naming the bad value."""
-    return _override(overrides, name, default, float, "a number", 0.0)
+def float_override(
+    overrides: Mapping[str, str], name: str, default: float, *, maximum: float
+) -> float:
+    """A number publish override within ``0..maximum``, or INVALID_ARGUMENT naming it."""
+    return _override(overrides, name, default, float, "a number", 0.0, maximum)
 
 
 _Number = TypeVar("_Number", int, float)
@@ -170,6 +176,7 @@ def _override(
     parse: Callable[[str], _Number],
     kind: str,
     minimum: _Number,
+    maximum: _Number,
 ) -> _Number:
     raw = overrides.get(name)
     if raw is None:
@@ -177,7 +184,8 @@ def _override(
     try:
         value = parse(raw)
     except ValueError:
-        raise invalid_argument(f"override {name}={raw!r} is not {kind}") from None
-    if value < minimum:
-        raise invalid_argument(f"override {name}={raw!r} must be >= {minimum:g}")
+        value = minimum - 1
+    if not minimum <= value <= maximum:  # also rejects nan
+        low, high = (f"{v:g}" if isinstance(v, float) else str(v) for v in (minimum, maximum))
+        raise invalid_argument(f"override {name}={quote(raw)} must be {kind} from {low} to {high}")
     return value

@@ -89,6 +89,19 @@ _DEFAULTS = {
 }
 
 
+def _parse_overrides(overrides: Mapping[str, str]) -> tuple[int, int]:
+    """(num_samples, max_decode_steps), each within its range."""
+    return (
+        int_override(overrides, "num_samples", 4, minimum=1, maximum=16),
+        int_override(overrides, "max_decode_steps", 32, minimum=1, maximum=4096),
+    )
+
+
+def check_overrides(overrides: Mapping[str, str]) -> None:
+    """INVALID_ARGUMENT (naming the override and its range) unless the overrides load."""
+    _parse_overrides(overrides)
+
+
 class RandomBigramLM(ServableModel):
     method_names = LM_METHODS
 
@@ -99,8 +112,7 @@ class RandomBigramLM(ServableModel):
         self._logits = [[rng.gauss(0.0, 2.0) for _ in range(size)] for _ in range(size)]
         for i in range(size):
             self._logits[i][i] = -8.0  # no "north north north": repeats read as broken
-        self._num_samples = int_override(overrides, "num_samples", 4, minimum=1)
-        self._max_steps = int_override(overrides, "max_decode_steps", 32, minimum=1)
+        self._num_samples, self._max_steps = _parse_overrides(overrides)
 
     # -- the "network" ---------------------------------------------------------------------
 

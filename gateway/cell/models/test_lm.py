@@ -9,6 +9,7 @@ Its output is set by publish overrides (all optional):
     fail_after_tokens    GenerateStream fails after this many tokens (error-path tests)
     fail_code            the status it fails with: UNAVAILABLE (default) or INTERNAL, ...
     embedding_dim        length of lm.embed vectors; default 8
+    fail_load            loading fails with this text (load-failure tests)
 
 A token is a word with its leading space ("hello world" -> "hello", " world"). The
 `per_example_max_decode_steps` extra input caps the number of tokens.
@@ -32,9 +33,28 @@ from gateway.cell.models.base import (
     float_override,
     int_override,
 )
+from gateway.common.limits import quote
 
 MODEL_PATH = "sax_gateway.testing.TestLM"
 TOKEN_LOGP = -0.1
+#: Bounds of the overrides, checked at publish: a model server must not be talked into
+#: producing ten million tokens or sleeping for an hour per token.
+MAX_TOKENS = 8192
+MAX_DELAY_MS = 10_000.0
+
+
+def check_overrides(overrides: Mapping[str, str]) -> None:
+    """INVALID_ARGUMENT (naming the override and its range) unless the overrides load."""
+    TestLM(overrides=overrides)
+
+
+def load(overrides: Mapping[str, str]) -> TestLM:
+    """Loads the model; the ``fail_load`` override makes loading fail with its text, for
+    tests of what a failed load looks like."""
+    reason = overrides.get("fail_load")
+    if reason is not None:
+        raise cell_error(grpc.StatusCode.FAILED_PRECONDITION, f"TestLM failed to load: {reason}")
+    return TestLM(overrides=overrides)
 
 
 def split_tokens(text: str) -> list[str]:
@@ -48,20 +68,24 @@ class TestLM(ServableModel):
 
     def __init__(self, *, overrides: Mapping[str, str]) -> None:
         self._text = overrides.get("text")
-        self._length = int_override(overrides, "length", 0) if "length" in overrides else None
-        self._delay = float_override(overrides, "delay_ms", 0.0) / 1000.0
-        self._num_samples = int_override(overrides, "num_samples", 1, minimum=1)
+        self._length = (
+            int_override(overrides, "length", 0, maximum=MAX_TOKENS)
+            if "length" in overrides
+            else None
+        )
+        self._delay = float_override(overrides, "delay_ms", 0.0, maximum=MAX_DELAY_MS) / 1000.0
+        self._num_samples = int_override(overrides, "num_samples", 1, minimum=1, maximum=16)
         self._fail_after = (
-            int_override(overrides, "fail_after_tokens", 0)
+            int_override(overrides, "fail_after_tokens", 0, maximum=MAX_TOKENS)
             if "fail_after_tokens" in overrides
             else None
         )
         fail_code = overrides.get("fail_code", "UNAVAILABLE").upper()
         code = grpc.StatusCode.__members__.get(fail_code)
         if code is None or code == grpc.StatusCode.OK:
-            raise invalid_argument(f"override fail_code={fail_code!r} is not an error code")
+            raise invalid_argument(f"override fail_code={quote(fail_code)} is not an error code")
         self._fail_code = code
-        self._dim = int_override(overrides, "embedding_dim", 8, minimum=1)
+        self._dim = int_override(overrides, "embedding_dim", 8, minimum=1, maximum=4096)
 
     def _tokens(self, prompt: str, extra: ExtraInputs) -> list[str]:
         base = split_tokens(prompt if self._text is None else self._text)

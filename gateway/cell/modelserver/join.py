@@ -3,7 +3,9 @@
 It re-reads location.proto every `location_watch_interval` and calls Join when: it has not
 joined yet (retrying), the admin moved (the file changed), `rejoin_interval` passed, or the
 admin has not polled this server for `server_dead_after` (the admin restarted in place or
-dropped us, and would otherwise not know this server until the next periodic join).
+dropped us, and would otherwise not know this server until the next periodic join). In
+between, each step sends a heartbeat Join, which an admin that restarted in place answers by
+taking the server (and the models it still holds) back at once.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from gateway.cell._files import CellFiles, parse_location
 from gateway.cell.settings import CellSettings
 
 _log = logging.getLogger("gateway.cell.modelserver")
+
+
+HEARTBEAT = "heartbeat"
 
 
 class JoinLoop:
@@ -59,7 +64,9 @@ class JoinLoop:
         unpolled = now - max(self._last_polled(), self._last_join)
         if unpolled >= self._settings.server_dead_after:
             return f"not polled for {unpolled:.1f}s"
-        return None
+        # An admin that knows us answers a repeated Join at once, without dialling back; one
+        # that restarted in place learns about us now instead of after server_dead_after.
+        return HEARTBEAT
 
     async def _run(self) -> None:
         while True:
@@ -77,12 +84,17 @@ class JoinLoop:
         reason = self._should_join(location, time.monotonic())
         if reason is None:
             return
+        started = time.monotonic()
         try:
             await self._join(address)
         except grpc.aio.AioRpcError as exc:
             _log.warning("join %s (%s) failed: %s %s", address, reason, exc.code(), exc.details())
             self._joined_location = None  # retry at the next step
             return
+        if reason is HEARTBEAT and self._last_polled() < started:
+            return  # the admin already knew us: it did not dial back before answering
+        if reason is HEARTBEAT:
+            reason = "the admin restarted"
         _log.info("joined admin %s (%s) as %s", address, reason, self._request.address)
         self._joined_location = location
         self._last_join = time.monotonic()

@@ -19,6 +19,7 @@ from saxgateway.v1 import openai_pb2_grpc
 
 from gateway.client import CallOptions, Client, InvalidArgumentError, NotFoundError, SaxError
 from gateway.common.deadline import Deadline
+from gateway.common.limits import quote
 from gateway.common.names import parse_model_id
 from gateway.common.rpc import Context
 from gateway.config import GatewaySettings
@@ -78,7 +79,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
             return parse_model_id(name if name.startswith("/") else "/" + name).id
         except InvalidArgumentError:
             raise NotFoundError(
-                f"model {name!r} does not exist: use a Sax model ID such as /sax/test/lm2b or "
+                f"model {quote(name)} does not exist: use a Sax model ID such as /sax/test/lm2b or "
                 "a configured alias (GET /v1/models lists them)",
                 field_violations=(("model", "unknown model"),),
             ) from None

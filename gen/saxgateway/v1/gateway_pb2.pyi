@@ -304,6 +304,7 @@ class ModelInfo(_message.Message):
     OVERRIDES_FIELD_NUMBER: _builtins.int
     ADDRESSES_FIELD_NUMBER: _builtins.int
     METHODS_FIELD_NUMBER: _builtins.int
+    LOAD_ERROR_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Output only. The model ID."""
     model_path: _builtins.str
@@ -314,6 +315,11 @@ class ModelInfo(_message.Message):
     """Output only. The requested replicas."""
     active_replicas: _builtins.int
     """Output only. Replicas currently serving."""
+    load_error: _builtins.str
+    """Output only. Why the model failed to load, when no replica serves it because every
+    model server it was assigned to failed to load it. Data calls then fail at once with
+    FAILED_PRECONDITION and this text. Absent otherwise.
+    """
     @_builtins.property
     def overrides(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Output only. Model config overrides."""
@@ -337,12 +343,15 @@ class ModelInfo(_message.Message):
         overrides: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         addresses: _abc.Iterable[_builtins.str] | None = ...,
         methods: _abc.Iterable[_builtins.str] | None = ...,
+        load_error: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_load_error", b"_load_error", "load_error", b"load_error"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_replicas", b"active_replicas", "addresses", b"addresses", "checkpoint", b"checkpoint", "max_replicas", b"max_replicas", "methods", b"methods", "model", b"model", "model_path", b"model_path", "overrides", b"overrides"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_load_error", b"_load_error", "active_replicas", b"active_replicas", "addresses", b"addresses", "checkpoint", b"checkpoint", "load_error", b"load_error", "max_replicas", b"max_replicas", "methods", b"methods", "model", b"model", "model_path", b"model_path", "overrides", b"overrides"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__load_error: _TypeAlias = _typing.Literal["load_error"]  # noqa: Y015
+    _WhichOneofArgType__load_error: _TypeAlias = _typing.Literal["_load_error", b"_load_error"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__load_error) -> _WhichOneofReturnType__load_error | None: ...
 
 Global___ModelInfo: _TypeAlias = ModelInfo  # noqa: Y015
 

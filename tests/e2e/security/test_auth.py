@@ -150,12 +150,8 @@ def test_body_limit_is_413_json(http: httpx.Client, model: str) -> None:
     big = {"model": MODEL, "query": "x" * 70_000}
     response = http.post("/generate", json=big, headers=TEAM_A)
     assert response.status_code == 413, response.text
-    assert response.json() == envoy_error(
-        response,
-        8,
-        "Request rejected because the transcoder's internal buffer size exceeds "
-        "the configured limit.",
-    )
+    # Envoy's buffer filter, before any gateway reads the body (envoy/envoy.yaml.tmpl).
+    assert response.json() == envoy_error(response, 8, "Payload Too Large")
 
 
 def test_header_limit_is_431_json(http: httpx.Client) -> None:

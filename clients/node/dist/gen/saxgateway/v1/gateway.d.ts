@@ -97,6 +97,12 @@ export interface ModelInfo {
     addresses: string[];
     /** Output only. Data methods it supports, e.g. "lm.generate". */
     methods: string[];
+    /**
+     * Output only. Why the model failed to load, when no replica serves it because every
+     * model server it was assigned to failed to load it. Data calls then fail at once with
+     * FAILED_PRECONDITION and this text. Absent otherwise.
+     */
+    load_error?: string | undefined;
 }
 export interface ModelInfo_OverridesEntry {
     key: string;

@@ -806,6 +806,7 @@ function createBaseModelInfo() {
         overrides: {},
         addresses: [],
         methods: [],
+        load_error: undefined,
     };
 }
 exports.ModelInfo = {
@@ -833,6 +834,9 @@ exports.ModelInfo = {
         }
         for (const v of message.methods) {
             writer.uint32(66).string(v);
+        }
+        if (message.load_error !== undefined) {
+            writer.uint32(74).string(message.load_error);
         }
         return writer;
     },
@@ -908,6 +912,13 @@ exports.ModelInfo = {
                         message.methods.push(reader.string());
                         continue;
                     }
+                    case 9: {
+                        if (tag !== 74) {
+                            break;
+                        }
+                        message.load_error = reader.string();
+                        continue;
+                    }
                 }
                 if ((tag & 7) === 4 || tag === 0) {
                     break;
@@ -956,6 +967,11 @@ exports.ModelInfo = {
             methods: globalThis.Array.isArray(object?.methods)
                 ? object.methods.map((e) => globalThis.String(e))
                 : [],
+            load_error: isSet(object.loadError)
+                ? globalThis.String(object.loadError)
+                : isSet(object.load_error)
+                    ? globalThis.String(object.load_error)
+                    : undefined,
         };
     },
     toJSON(message) {
@@ -990,6 +1006,9 @@ exports.ModelInfo = {
         if (message.methods?.length) {
             obj.methods = message.methods;
         }
+        if (message.load_error !== undefined) {
+            obj.loadError = message.load_error;
+        }
         return obj;
     },
     create(base) {
@@ -1010,6 +1029,7 @@ exports.ModelInfo = {
         }, {});
         message.addresses = object.addresses?.map((e) => e) || [];
         message.methods = object.methods?.map((e) => e) || [];
+        message.load_error = object.load_error ?? undefined;
         return message;
     },
 };

@@ -115,6 +115,12 @@ export interface ModelInfo {
   addresses: string[];
   /** Output only. Data methods it supports, e.g. "lm.generate". */
   methods: string[];
+  /**
+   * Output only. Why the model failed to load, when no replica serves it because every
+   * model server it was assigned to failed to load it. Data calls then fail at once with
+   * FAILED_PRECONDITION and this text. Absent otherwise.
+   */
+  load_error?: string | undefined;
 }
 
 export interface ModelInfo_OverridesEntry {
@@ -1593,6 +1599,7 @@ function createBaseModelInfo(): ModelInfo {
     overrides: {},
     addresses: [],
     methods: [],
+    load_error: undefined,
   };
 }
 
@@ -1621,6 +1628,9 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     }
     for (const v of message.methods) {
       writer.uint32(66).string(v!);
+    }
+    if (message.load_error !== undefined) {
+      writer.uint32(74).string(message.load_error);
     }
     return writer;
   },
@@ -1705,6 +1715,14 @@ export const ModelInfo: MessageFns<ModelInfo> = {
             message.methods.push(reader.string());
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.load_error = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1756,6 +1774,11 @@ export const ModelInfo: MessageFns<ModelInfo> = {
       methods: globalThis.Array.isArray(object?.methods)
         ? object.methods.map((e: any) => globalThis.String(e))
         : [],
+      load_error: isSet(object.loadError)
+        ? globalThis.String(object.loadError)
+        : isSet(object.load_error)
+        ? globalThis.String(object.load_error)
+        : undefined,
     };
   },
 
@@ -1791,6 +1814,9 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     if (message.methods?.length) {
       obj.methods = message.methods;
     }
+    if (message.load_error !== undefined) {
+      obj.loadError = message.load_error;
+    }
     return obj;
   },
 
@@ -1815,6 +1841,7 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     );
     message.addresses = object.addresses?.map((e) => e) || [];
     message.methods = object.methods?.map((e) => e) || [];
+    message.load_error = object.load_error ?? undefined;
     return message;
   },
 };

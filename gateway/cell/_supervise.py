@@ -1,0 +1,66 @@
+"""Keeps an embedded cell's servers running: a server that exits is started again.
+
+`python -m gateway.cell` runs this next to its cell, so a crashed (or `kill -9`ed) admin or
+model server comes back on its old port, after a backoff that grows while it keeps dying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable
+
+from gateway.cell._launcher import EmbeddedCell
+
+_log = logging.getLogger("gateway.cell")
+
+#: First wait before a restart; doubles while the server keeps dying, up to MAX_BACKOFF_S.
+BACKOFF_S = 0.5
+MAX_BACKOFF_S = 30.0
+#: A server that ran this long before dying starts over at the first backoff.
+STABLE_AFTER_S = 60.0
+_CHECK_EVERY_S = 0.2
+
+
+class _Backoff:
+    def __init__(self) -> None:
+        self.delay = BACKOFF_S
+        self.started = time.monotonic()
+
+    def next_delay(self) -> float:
+        if time.monotonic() - self.started >= STABLE_AFTER_S:
+            self.delay = BACKOFF_S
+        delay, self.delay = self.delay, min(self.delay * 2, MAX_BACKOFF_S)
+        return delay
+
+
+async def supervise(cell: EmbeddedCell) -> None:
+    """Restarts the admin and model servers of ``cell`` when they exit, until cancelled."""
+    admin = _Backoff()
+    servers = [_Backoff() for _ in cell.model_servers]
+    while True:
+        await asyncio.sleep(_CHECK_EVERY_S)
+        if not cell.admin_running:
+            delay = admin.next_delay()
+            _log.warning("the admin server exited; restarting it in %.1f s", delay)
+            await asyncio.sleep(delay)
+            await _attempt("the admin server", cell.restart_admin(kill=True, wait_for_joins=False))
+            admin.started = time.monotonic()
+        for handle, backoff in zip(cell.model_servers, servers, strict=True):
+            if handle.running:
+                continue
+            delay = backoff.next_delay()
+            _log.warning("model server %s exited; restarting it in %.1f s", handle.address, delay)
+            await asyncio.sleep(delay)
+            await _attempt(f"model server {handle.address}", cell.restart_model_server(handle))
+            backoff.started = time.monotonic()
+
+
+async def _attempt(what: str, restart: Awaitable[None]) -> None:
+    try:
+        await restart
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        _log.error("restarting %s failed: %s; will try again", what, exc)
+    else:
+        _log.info("restarted %s", what)

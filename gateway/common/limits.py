@@ -1,0 +1,45 @@
+"""Upper bounds on what callers may send, shared by the gateway and the embedded cell.
+
+Sax names are short and the rest has sane sizes; an input over a bound is INVALID_ARGUMENT
+naming the field and the bound, and no error message echoes more than `QUOTE_CHARS` of it::
+
+    quote("x" * 10_000)   # "'xxxx…' (10000 characters)"
+"""
+
+from __future__ import annotations
+
+#: A whole model ID, "/sax/<cell>/<model>" (upstream's names are a few dozen characters).
+MAX_ID_CHARS = 256
+MAX_MODEL_PATH_CHARS = 512
+MAX_CHECKPOINT_CHARS = 2048
+MAX_ACL_CHARS = 512
+#: Publish overrides: how many, and the size of each key and value.
+MAX_OVERRIDES = 64
+MAX_OVERRIDE_KEY_CHARS = 128
+MAX_OVERRIDE_VALUE_CHARS = 4096
+MAX_REPLICAS = 1024
+#: Per-request extra inputs: how many, string size, tensor length.
+MAX_EXTRA_INPUTS = 64
+MAX_EXTRA_KEY_CHARS = 128
+MAX_EXTRA_STRING_CHARS = 65_536
+MAX_EXTRA_TENSOR_VALUES = 1_048_576
+#: A prompt, prefix, suffix or any other text sent to a model.
+MAX_TEXT_CHARS = 4_194_304
+#: Repeated text fields (score suffixes, detect texts).
+MAX_TEXTS = 1024
+
+QUOTE_CHARS = 100
+
+
+def quote(value: str) -> str:
+    """``repr(value)``, cut to `QUOTE_CHARS` characters with its length when longer."""
+    if len(value) <= QUOTE_CHARS:
+        return repr(value)
+    return f"{value[:QUOTE_CHARS]!r}… ({len(value)} characters)"
+
+
+def too_long(value: str, limit: int) -> str | None:
+    """Why ``value`` is over ``limit`` characters, or None if it is not."""
+    if len(value) <= limit:
+        return None
+    return f"{len(value)} characters is over the limit of {limit}"

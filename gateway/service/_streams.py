@@ -1,0 +1,55 @@
+"""How many long-lived streams each client holds open, bounded.
+
+GenerateStream and WatchAddresses calls can stay open for minutes or hours. Envoy caps them in
+total (a circuit-breaker budget of their own); this caps them per client, so that one client
+cannot use up that budget for everyone else. A client is the address Envoy saw (the last entry
+of ``x-forwarded-for``, which Envoy appends itself), or the gRPC peer for direct callers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from gateway.client import ResourceExhaustedError
+from gateway.common.rpc import Context
+
+
+def client_of(context: Context) -> str:
+    """The caller's address, as Envoy saw it."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-forwarded-for":
+            return str(value).rsplit(",", 1)[-1].strip()
+    peer = context.peer()  # "ipv4:127.0.0.1:54321", "ipv6:[::1]:54321"
+    return peer.rpartition(":")[0] or peer
+
+
+class StreamSlots:
+    """Open streams per client; `hold` refuses one over ``per_client``."""
+
+    def __init__(self, per_client: int) -> None:
+        self._per_client = per_client
+        self._open: dict[str, int] = {}
+
+    def open(self, client: str) -> int:
+        return self._open.get(client, 0)
+
+    @contextmanager
+    def hold(self, context: Context) -> Iterator[None]:
+        """Counts a stream for the duration; RESOURCE_EXHAUSTED when the client is at its limit."""
+        client = client_of(context)
+        count = self._open.get(client, 0)
+        if count >= self._per_client:
+            raise ResourceExhaustedError(
+                f"client {client} already has {count} streams open, the limit per client; "
+                "close some first"
+            )
+        self._open[client] = count + 1
+        try:
+            yield
+        finally:
+            left = self._open[client] - 1
+            if left:
+                self._open[client] = left
+            else:
+                del self._open[client]

@@ -1,0 +1,170 @@
+"""One stack for the fault tests, as `saxgw up` runs it (2 gateways, an embedded cell with 2
+model servers, Envoy) on free ports, with the cell's default timings and small edge limits
+so that limits are reached with few connections. Tests kill its processes for real; the
+cell restarts its own servers, and `Faults.tick` (the supervisor of `saxgw up`) the rest.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.cell import CellSettings
+from gateway.cell.models import test_lm
+from gateway.client import ClientSettings
+from gateway.config import GatewaySettings
+from gateway.edge import EdgeConfig, Limits
+from gateway.launch.envoy import EnvoySettings
+from gateway.launch.ports import listener_pid
+from gateway.launch.processes import free_port
+from gateway.launch.stack import Stack, StackSettings
+from gateway.launch.supervisor import Supervisor
+
+CELL = "/sax/test"
+TEST_LM = test_lm.MODEL_PATH
+MAX_REQUEST_BYTES = 2 << 20  # above the 1 MiB name of test_inputs
+MAX_STREAMS_PER_CLIENT = 8
+REQUEST_HEADERS_TIMEOUT = 2.0
+
+
+@dataclass
+class Faults:
+    """The running stack, its supervisor, and ways to kill its parts."""
+
+    stack: Stack
+    supervisor: Supervisor
+    logs: Path
+
+    @property
+    def url(self) -> str:
+        return self.stack.http_url
+
+    @property
+    def admin_port(self) -> int:
+        assert self.stack.settings.cell is not None
+        return self.stack.settings.cell.admin_port
+
+    def tick(self) -> None:
+        self.supervisor.tick()
+
+    def pid(self, port: int, timeout: float = 60.0) -> int:
+        """The pid listening on ``port`` (waits for one, e.g. while it restarts)."""
+        found: list[int] = []
+
+        def listening() -> bool:
+            pid = listener_pid(port)
+            if pid is not None:
+                found.append(pid)
+            return pid is not None
+
+        self.wait_until(listening, timeout, f"something to listen on port {port}")
+        return found[-1]
+
+    def kill(self, port: int) -> int:
+        """kill -9 of the process listening on ``port``; returns its pid."""
+        pid = self.pid(port)
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def wait_until(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            self.tick()
+            if time.monotonic() > deadline:
+                pytest.fail(f"waited {timeout:.0f} s for {what}; logs:\n{self.tail_logs()}")
+            time.sleep(0.1)
+
+    def healthy(self) -> None:
+        """Waits until every process runs and Envoy's /healthz says 200."""
+
+        def ok() -> bool:
+            if self.stack.group.exited():
+                return False
+            try:
+                return httpx.get(self.url + "/healthz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        self.wait_until(ok, 90, "a healthy stack")
+
+    def tail_logs(self) -> str:
+        return "\n".join(
+            f"--- {p.name}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-20:])
+            for p in sorted(self.logs.glob("*.log"))
+        )
+
+
+@pytest.fixture(scope="session")
+def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faults]:
+    base = tmp_path_factory.mktemp("faults")
+    logs = base / "logs"
+    logs.mkdir()
+    sax_root = str(base / "sax-root")
+    settings = StackSettings(
+        gateway=GatewaySettings(
+            client=ClientSettings(sax_root=sax_root),
+            default_timeout=20.0,
+            max_streams_per_client=MAX_STREAMS_PER_CLIENT,
+        ),
+        # The cell's default timings: what `saxgw up` runs.
+        cell=CellSettings(
+            sax_root=sax_root,
+            fs_root=str(base / "fs-root"),
+            cell=CELL,
+            admin_port=free_port(),
+            num_model_servers=2,
+            model_server_ports=(free_port(), free_port()),
+        ),
+        gateway_ports=(free_port(), free_port()),
+        envoy=EnvoySettings(
+            gateway_endpoints=(),
+            listen_address="127.0.0.1",
+            listen_port=free_port(),
+            admin_port=free_port(),
+            max_request_bytes=MAX_REQUEST_BYTES,
+            edge=EdgeConfig(
+                limits=Limits(
+                    max_request_bytes=MAX_REQUEST_BYTES,
+                    request_headers_timeout=REQUEST_HEADERS_TIMEOUT,
+                )
+            ),
+        ),
+        log_dir=str(logs),
+    )
+    with Stack(settings) as stack:
+        running = Faults(
+            stack=stack, supervisor=Supervisor(stack.group, settings.restart), logs=logs
+        )
+        running.healthy()
+        yield running
+
+
+@pytest.fixture
+def http(faults: Faults) -> Iterator[httpx.Client]:
+    faults.healthy()  # an earlier test may have killed something
+    with httpx.Client(base_url=faults.url, timeout=30) as client:
+        yield client
+
+
+def publish(http: httpx.Client, model: str, replicas: int = 1, **overrides: str) -> None:
+    """Publishes the test LM and waits until ``replicas`` replicas serve it."""
+    body = {
+        "model": model,
+        "model_path": TEST_LM,
+        "checkpoint": "None",
+        "replicas": replicas,
+        "overrides": overrides,
+    }
+    response = http.post("/publish", json=body)
+    assert response.status_code == 200, response.text
+    ready = http.post(
+        "/wait_for_ready", json={"model": model, "replicas": replicas, "timeout": "30s"}
+    )
+    assert ready.status_code == 200, ready.text

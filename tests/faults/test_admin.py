@@ -1,0 +1,78 @@
+"""The admin dies: calls in flight still get an answer within their deadline, and data calls
+do not notice a restart at all."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+
+from tests.faults._load import run_load
+from tests.faults.conftest import Faults, publish
+
+WAIT_S = 6.0  # the deadline of the admin calls in flight
+
+
+def test_admin_calls_in_flight_are_answered_within_their_deadline(
+    faults: Faults, http: httpx.Client
+) -> None:
+    model = "/sax/test/inflight"
+    publish(http, model)
+    old_pid = faults.pid(faults.admin_port)
+
+    async def calls() -> list[tuple[int, float, str]]:
+        # WaitForReady for 2 replicas more than there are servers: each call stays in the
+        # admin until its deadline, so all of them are in flight when the admin dies.
+        body = {"model": model, "replicas": 4, "timeout": f"{WAIT_S:g}s"}
+        async with httpx.AsyncClient(base_url=faults.url, timeout=WAIT_S + 20) as client:
+
+            async def one() -> tuple[int, float, str]:
+                started = time.monotonic()
+                response = await client.post("/wait_for_ready", json=body)
+                return response.status_code, time.monotonic() - started, response.text
+
+            async def listing() -> tuple[int, float, str]:
+                started = time.monotonic()
+                response = await client.get(f"/v1{model}")
+                return response.status_code, time.monotonic() - started, response.text
+
+            waits = [asyncio.create_task(one()) for _ in range(6)]
+            await asyncio.sleep(1.0)
+            faults.kill(faults.admin_port)
+            lists = [asyncio.create_task(listing()) for _ in range(6)]
+            return await asyncio.gather(*waits, *lists)
+
+    results = asyncio.run(calls())
+    for status, elapsed, text in results:
+        # 504: deadline exceeded; 503: unavailable; 200: a listing the new admin answered.
+        assert status in (200, 503, 504), text
+        assert elapsed < WAIT_S + 15, (elapsed, text)  # a hung call took 300 s
+    assert faults.pid(faults.admin_port) != old_pid  # the cell restarted its admin
+
+
+def test_admin_restart_is_invisible_to_data_calls(faults: Faults, http: httpx.Client) -> None:
+    model = "/sax/test/adminrestart"
+    publish(http, model, replicas=2)
+    kill_at = 2.0
+
+    async def kill_admin() -> None:
+        await asyncio.sleep(kill_at)
+        faults.kill(faults.admin_port)
+
+    started = time.monotonic()
+    body = {"model": model, "query": "hello world"}
+    result = asyncio.run(
+        run_load(faults.url, "/generate", body, seconds=9, during=kill_admin, tick=faults.tick)
+    )
+    before = result.rate(started + 0.5, started + kill_at)
+    after = result.rate(started + kill_at, started + 9)
+    print(f"generate/s before the admin kill: {before:.0f}, after: {after:.0f}")
+    assert result.errors() == {}, result.error_samples()
+    assert len(result.calls) > 20
+
+    def restored() -> bool:  # the model servers re-joined; the admin took their models back
+        detail = http.get(f"/v1{model}").json()
+        return int(detail.get("model", {}).get("active_replicas", 0)) == 2
+
+    faults.wait_until(restored, 60, "the restarted admin to know both replicas again")

@@ -1,0 +1,97 @@
+"""Envoy shields callers: slow clients are cut off, long-lived streams have limits of their
+own, oversized bodies stop at the edge, and /healthz tells when no gateway can take calls."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterator
+
+import httpx
+
+from tests.e2e._bodies import envoy_error
+from tests.faults.conftest import (
+    MAX_REQUEST_BYTES,
+    MAX_STREAMS_PER_CLIENT,
+    REQUEST_HEADERS_TIMEOUT,
+    Faults,
+    publish,
+)
+
+
+def test_slowloris_connection_is_closed(faults: Faults, http: httpx.Client) -> None:
+    port = faults.stack.envoy.listen_port
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        started = time.monotonic()
+        sock.sendall(b"POST /generate HTTP/1.1\r\nHost: x\r\n")
+        closed_after = None
+        for byte in b"X-Slow: " + b"a" * 100:
+            try:
+                sock.sendall(bytes([byte]))
+                sock.settimeout(0.5)
+                if sock.recv(4096) == b"":
+                    closed_after = time.monotonic() - started
+                    break
+                closed_after = time.monotonic() - started  # an error reply, then the close
+                break
+            except TimeoutError:
+                continue
+            except OSError:
+                closed_after = time.monotonic() - started
+                break
+    assert closed_after is not None, "a client sending headers at 2 bytes/s was never cut off"
+    assert closed_after >= REQUEST_HEADERS_TIMEOUT * 0.9
+    assert closed_after < REQUEST_HEADERS_TIMEOUT + 20
+
+
+@contextlib.contextmanager
+def _watches(url: str, model: str, count: int) -> Iterator[list[int]]:
+    """Opens ``count`` :watch streams (one HTTP/1.1 connection each); yields their statuses."""
+    with contextlib.ExitStack() as stack:
+        statuses = []
+        for _ in range(count):
+            client = stack.enter_context(httpx.Client(base_url=url, timeout=30))
+            response = stack.enter_context(client.stream("GET", f"/v1{model}:watch"))
+            statuses.append(response.status_code)
+        yield statuses
+
+
+def test_one_client_cannot_starve_others_with_streams(faults: Faults, http: httpx.Client) -> None:
+    model = "/sax/test/watched"
+    publish(http, model)
+    gateways = len(faults.stack.settings.gateway_ports)
+    allowed = MAX_STREAMS_PER_CLIENT * gateways  # the limit is kept by each gateway
+    with _watches(faults.url, model, allowed + 6) as statuses:
+        assert set(statuses) <= {200, 429}, statuses
+        assert statuses.count(200) <= allowed
+        assert statuses.count(429) >= 1, statuses
+        # Unary calls have their own budget: they are still answered.
+        for _ in range(5):
+            response = http.post("/generate", json={"model": model, "query": "still here"})
+            assert response.status_code == 200, response.text
+
+
+def test_oversized_body_is_413_json_at_the_edge(faults: Faults, http: httpx.Client) -> None:
+    body = b'{"model": "/sax/test/x", "query": "' + b"a" * (MAX_REQUEST_BYTES + 1) + b'"}'
+    response = http.post("/generate", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 413, response.text
+    assert response.headers["content-type"] == "application/json"
+    # RESOURCE_EXHAUSTED, as gRPC reports an oversized message (gateway/launch/envoy.py).
+    assert response.json() == envoy_error(response, 8, "Payload Too Large")
+
+
+def test_healthz_is_503_while_no_gateway_can_take_calls(faults: Faults, http: httpx.Client) -> None:
+    pids = [faults.pid(port) for port in faults.stack.settings.gateway_ports]
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)  # hung, not dead: the supervisor sees nothing wrong
+    try:
+        faults.wait_until(
+            lambda: http.get("/healthz", timeout=5).status_code == 503, 60, "/healthz to say 503"
+        )
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    faults.healthy()

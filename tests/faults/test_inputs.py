@@ -1,0 +1,102 @@
+"""Bounded inputs: oversized names, overrides and counts are rejected with a short, clear 400
+before they reach the cell (and the test models check their overrides at publish)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.faults.conftest import TEST_LM, Faults
+
+
+def _publish(http: httpx.Client, **fields: object) -> httpx.Response:
+    body: dict[str, object] = {
+        "model": "/sax/test/bounded",
+        "model_path": TEST_LM,
+        "checkpoint": "None",
+        "replicas": 1,
+    }
+    body.update(fields)
+    return http.post("/publish", json=body)
+
+
+def _violation(response: httpx.Response) -> tuple[str, str]:
+    assert response.status_code == 400, response.text
+    assert len(response.text) < 800, response.text  # never the whole input echoed back
+    body = response.json()
+    assert body["code"] == 3
+    assert len(body["message"]) < 300, body["message"]
+    bad_request, request_info = body["details"]
+    assert request_info == {
+        "@type": "type.googleapis.com/google.rpc.RequestInfo",
+        "request_id": response.headers["x-request-id"],
+        "serving_data": "",
+    }
+    (violation,) = bad_request["field_violations"]
+    return violation["field"], violation["description"]
+
+
+def test_a_huge_model_name_gets_a_short_400(faults: Faults, http: httpx.Client) -> None:
+    name = "/sax/test/" + "a" * (1 << 20)
+    field, description = _violation(_publish(http, model=name))
+    assert field == "model"
+    assert description.startswith("model ID '/sax/test/aaaa")
+    assert description.endswith(
+        f"… ({len(name)} characters): {len(name)} characters is over the limit of 256"
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "description"),
+    [
+        ({"replicas": 2**31 - 1}, "replicas", "must be between 0 and 1024, got 2147483647"),
+        (
+            {"overrides": {f"k{i}": "v" for i in range(10_000)}},
+            "overrides",
+            "10000 entries is over the limit of 64",
+        ),
+        (
+            {"checkpoint": "c" * 5000},
+            "checkpoint",
+            "5000 characters is over the limit of 2048",
+        ),
+    ],
+)
+def test_bounds(
+    faults: Faults, http: httpx.Client, fields: dict[str, object], field: str, description: str
+) -> None:
+    assert _violation(_publish(http, **fields)) == (field, description)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"length": "10000000"}, "override length='10000000' must be an integer from 0 to 8192"),
+        ({"delay_ms": "abc"}, "override delay_ms='abc' must be a number from 0 to 10000"),
+    ],
+)
+def test_test_models_check_overrides_at_publish(
+    faults: Faults, http: httpx.Client, overrides: dict[str, str], message: str
+) -> None:
+    response = _publish(http, overrides=overrides)
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["code"] == 3
+    # The cell's message, and (Sax's convention) the code's Go name after it.
+    assert body["message"] in (message, f"{message}: InvalidArgument")
+
+
+def test_a_huge_model_name_on_the_openai_api_gets_a_short_404(http: httpx.Client) -> None:
+    name = "x" * (1 << 20)
+    response = http.post("/v1/completions", json={"model": name, "prompt": "hi"})
+    assert response.status_code == 404, response.text[:1000]
+    assert response.json() == {
+        "error": {
+            "message": f"model '{'x' * 100}'… ({len(name)} characters) does not exist: use a "
+            "Sax model ID such as /sax/test/lm2b or a configured alias (GET /v1/models lists "
+            "them)",
+            "type": "invalid_request_error",
+            "param": "model",
+            "code": "model_not_found",
+        }
+    }

@@ -1,0 +1,44 @@
+"""Long-lived streams are counted per client; one over the limit is RESOURCE_EXHAUSTED."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import grpc
+import pytest
+
+from gateway.client import ResourceExhaustedError
+from gateway.service._streams import StreamSlots, client_of
+
+
+class _Context:
+    def __init__(self, metadata: Sequence[tuple[str, str]], peer: str) -> None:
+        self._metadata = metadata
+        self._peer = peer
+
+    def invocation_metadata(self) -> Sequence[tuple[str, str]]:
+        return self._metadata
+
+    def peer(self) -> str:
+        return self._peer
+
+
+def test_client_is_the_address_envoy_appended_else_the_peer() -> None:
+    envoy = _Context([("x-forwarded-for", "6.6.6.6, 10.0.0.7")], "ipv4:127.0.0.1:5000")
+    assert client_of(envoy) == "10.0.0.7"  # a client cannot pick its own key
+    assert client_of(_Context([], "ipv4:127.0.0.1:5000")) == "ipv4:127.0.0.1"
+    assert client_of(_Context([], "ipv6:[::1]:5000")) == "ipv6:[::1]"
+
+
+def test_streams_over_the_per_client_limit_are_refused() -> None:
+    slots = StreamSlots(per_client=2)
+    a = _Context([("x-forwarded-for", "10.0.0.1")], "")
+    b = _Context([("x-forwarded-for", "10.0.0.2")], "")
+    with slots.hold(a), slots.hold(a), slots.hold(b):
+        with pytest.raises(ResourceExhaustedError) as caught, slots.hold(a):
+            pass
+        assert caught.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "10.0.0.1 already has 2 streams open" in caught.value.message
+    assert slots.open("10.0.0.1") == 0
+    with slots.hold(a):  # closed streams free their slots
+        assert slots.open("10.0.0.1") == 1

@@ -1,0 +1,54 @@
+"""The supervisor of `saxgw up` restarts a child that exits, with a growing delay."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from gateway.launch.processes import ProcessGroup
+from gateway.launch.supervisor import RestartSettings, Supervisor
+
+FIRST_DELAY_S = 0.2
+
+
+def _tick_until(supervisor: Supervisor, name: str, restarts: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while supervisor.restarts(name) < restarts:
+        assert time.monotonic() < deadline, f"{name} was not restarted {restarts} times"
+        supervisor.tick()
+        time.sleep(0.02)
+
+
+def test_a_child_that_exits_is_restarted_with_backoff_and_logged() -> None:
+    group = ProcessGroup(grace=5)
+    lines: list[str] = []
+    try:
+        group.start("crasher", [sys.executable, "-c", "raise SystemExit(3)"])
+        group.start("steady", [sys.executable, "-c", "import time; time.sleep(60)"])
+        steady = dict(group.children)["steady"].pid
+        supervisor = Supervisor(
+            group, RestartSettings(first_delay=FIRST_DELAY_S), report=lines.append
+        )
+        _tick_until(supervisor, "crasher", 2)
+    finally:
+        group.stop()
+    assert lines[0].startswith("saxgw: crasher (pid ")
+    assert lines[0].endswith(f"exited with status 3; restarting it in {FIRST_DELAY_S:.1f} s")
+    assert lines[1].startswith("saxgw: restarted crasher (pid ")
+    # The second exit waits twice as long; the other child was never touched.
+    assert lines[2].endswith(f"restarting it in {2 * FIRST_DELAY_S:.1f} s")
+    assert supervisor.restarts("steady") == 0
+    assert all("steady" not in line for line in lines)
+    assert steady not in [p.pid for n, p in group.children if n == "crasher"]
+
+
+def test_restart_keeps_the_stop_order() -> None:
+    group = ProcessGroup(grace=5)
+    try:
+        group.start("first", [sys.executable, "-c", "pass"])
+        group.start("second", [sys.executable, "-c", "import time; time.sleep(60)"])
+        dict(group.children)["first"].wait()
+        group.restart("first")
+        assert [name for name, _ in group.children] == ["first", "second"]
+    finally:
+        group.stop()

@@ -28,7 +28,7 @@ from gateway.cell.models.test_lm import MODEL_PATH
 from gateway.cli._edge import envoy_settings
 from gateway.client import ClientSettings
 from gateway.config import GatewaySettings
-from gateway.edge import load_config
+from gateway.configfile import load_config
 from gateway.launch.envoy import EnvoySettings
 from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack, StackSettings
@@ -101,7 +101,9 @@ def main() -> None:
         )
         sax_root = str(base / "sax-root")
         settings = StackSettings(
-            gateway=GatewaySettings(client=ClientSettings(sax_root=sax_root)),
+            gateway=GatewaySettings(
+                client=ClientSettings(sax_root=sax_root), config_file=str(config_file)
+            ),
             cell=CellSettings(
                 sax_root=sax_root,
                 fs_root=str(base / "fs-root"),
@@ -116,10 +118,9 @@ def main() -> None:
                     listen_port=free_port(),
                     admin_port=free_port(),
                 ),
-                load_config(config_file),
+                load_config(config_file).edge,
             ),
             log_dir=str(base),
-            config_file=str(config_file),
         )
         (base / "sax-root").mkdir()
         (base / "fs-root").mkdir()

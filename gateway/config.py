@@ -11,13 +11,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from gateway.client import ClientSettings
-from gateway.modelconfig import ModelConfig
+
+if TYPE_CHECKING:  # gateway.modelconfig raises this module's ConfigError
+    from gateway.modelconfig import ModelConfig
 
 MIB = 1 << 20
 DEFAULT_GATEWAY_PORT = 50051
 """The port ``saxgw gateway`` listens on when given none (``up`` starts the first one there)."""
+
+
+class ConfigError(ValueError):
+    """The ``--config`` file is wrong; the message names the file and the key at fault
+    (`gateway.configfile` reads it; each section's parser raises this)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,7 +90,8 @@ class GatewaySettings:
     """Model ACLs, client model lists and concurrency limits the gateway enforces."""
 
     config_file: str | None = None
-    """The ``--config`` file ``models`` came from (gateway processes are started with it)."""
+    """The ``--config`` file: each gateway process is started with it and takes ``models``,
+    ``access`` and its deadline caps from it (gateway/cli/_edge.py: gateway_settings)."""
     models: Mapping[str, ModelConfig] = field(default_factory=dict)
     """Per-model settings of the OpenAI-compatible API (the config file's ``models:``)."""
 

@@ -1,48 +1,84 @@
-"""The config file (``saxgw up|serve|gateway --config FILE``): YAML, validated as a whole.
+"""The ``--config`` file (``saxgw up|serve|gateway|envoy-config --config FILE``): one YAML
+file, read and validated as a whole here, and split into each part's frozen settings.
 
-Only the ``models:`` section exists so far (per-model aliases, chat templates, tokenizers of
-the OpenAI-compatible API; see `gateway.modelconfig`). Every top-level key is checked, so a
-misspelt section is an error at start rather than a setting silently ignored.
+    config = load_config(Path("saxgw.yaml"))   # or ConfigError("saxgw.yaml: tls.cert_file: ...")
+    config.edge      # EdgeConfig: auth, clients, quotas, tls, cors, limits, admin_only
+    config.models    # {model id: ModelConfig}: the OpenAI-compatible API's models:
+
+Each part owns some top-level sections (``_PARTS``); a key no part owns is an error naming
+the key and the file, so a misspelt section stops ``saxgw`` at start instead of a rule being
+silently dropped. To add a section: a field on `ConfigFile`, a row in ``_PARTS``, and its
+parser (it gets the document's sections it owns and the file's folder).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 import yaml
 
-from gateway.modelconfig import ConfigError, ModelConfig, parse_models
-
-# The edge's sections (auth, quotas, TLS, ...) are validated by gateway.edge, which the CLI runs
-# on the same file first; this module owns ``models:``. Both know every top-level key.
-_SECTIONS = frozenset(
-    {"auth", "clients", "quotas", "tls", "cors", "limits", "admin_only", "models"}
-)
+from gateway.config import ConfigError
+from gateway.edge import SECTIONS as EDGE_SECTIONS
+from gateway.edge import EdgeConfig, parse_edge
+from gateway.modelconfig import ModelConfig, parse_models
 
 
 @dataclass(frozen=True, kw_only=True)
-class FileConfig:
-    """The parsed config file."""
+class ConfigFile:
+    """The parsed file; every field's default is what ``saxgw`` runs without ``--config``."""
 
-    models: dict[str, ModelConfig] = field(default_factory=dict)
+    edge: EdgeConfig = field(default_factory=EdgeConfig)
+    models: Mapping[str, ModelConfig] = field(default_factory=lambda: MappingProxyType({}))
 
 
-def load_config(path: str | Path) -> FileConfig:
-    """Reads and validates ``path``; raises `ConfigError` naming the file and key at fault."""
+Parser = Callable[[Mapping[str, Any], Path], Any]
+
+
+def _models(sections: Mapping[str, Any], base: Path) -> Mapping[str, ModelConfig]:
+    return MappingProxyType(parse_models(sections.get("models"), base))
+
+
+#: ``ConfigFile`` field -> (the top-level sections it owns, the parser that builds it).
+_PARTS: dict[str, tuple[tuple[str, ...], Parser]] = {
+    "edge": (EDGE_SECTIONS, parse_edge),
+    "models": (("models",), _models),
+}
+SECTIONS = tuple(sorted(s for sections, _ in _PARTS.values() for s in sections))
+"""Every top-level key the file may have."""
+
+
+def parse_config(data: Any, base: Path = Path(".")) -> ConfigFile:
+    """Validates an already-parsed document; relative file names are relative to ``base``."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError("the file: expected a mapping of sections")
+    for key in data:
+        if key not in SECTIONS:
+            raise ConfigError(f"{key}: unknown section; expected one of {', '.join(SECTIONS)}")
+    parts = {
+        name: parse({k: v for k, v in data.items() if k in owned}, base)
+        for name, (owned, parse) in _PARTS.items()
+    }
+    return ConfigFile(**parts)
+
+
+def load_config(path: str | Path) -> ConfigFile:
+    """Reads ``path``; raises `ConfigError` naming the file and the key at fault."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping")
-    unknown = sorted(set(raw) - _SECTIONS)
-    if unknown:
-        raise ConfigError(f"{path}: unknown section {unknown[0]!r}; known: {sorted(_SECTIONS)}")
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from exc
     try:
-        return FileConfig(models=parse_models(raw.get("models"), path.parent))
+        return parse_config(data, path.parent)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc

@@ -21,15 +21,12 @@ from pathlib import Path
 
 from gateway.common.errors import InvalidArgumentError
 from gateway.common.names import parse_model_id
+from gateway.config import ConfigError
 
 BUILTIN_TEMPLATES = ("chatml",)
 """Names accepted by ``chat_template_name`` (templates in gateway/service/openai/_chat.py)."""
 _ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 _KEYS = frozenset({"aliases", "chat_template", "chat_template_name", "stop", "tokenizer"})
-
-
-class ConfigError(ValueError):
-    """The config file is wrong; the message names the key at fault."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,4 +1,5 @@
-"""``--config FILE`` for the commands that run things: load once at the edge, pass it down."""
+"""``--config FILE`` for the commands that run things: read once at the edge (the one loader is
+`gateway.configfile`), applied to each process's settings, passed down."""
 
 from __future__ import annotations
 
@@ -9,37 +10,51 @@ import os
 import sys
 from pathlib import Path
 
-from gateway.edge import ConfigError, EdgeConfig, access_settings, load_config
+from gateway.config import ConfigError, GatewaySettings
+from gateway.configfile import ConfigFile, load_config
+from gateway.edge import EdgeConfig, access_settings
 from gateway.launch.envoy import EnvoySettings
 
 __all__ = [
-    "access_settings",
-    "add_config_flag",
     "envoy_settings",
+    "gateway_settings",
     "load",
     "refuse_exposure",
     "write_private",
 ]
 
 
-def add_config_flag(cmd: argparse.ArgumentParser) -> None:
-    """Adds ``--config``."""
-    cmd.add_argument(
-        "--config",
-        metavar="FILE",
-        help="YAML file: API keys, JWT issuers, roles, quotas, TLS, limits (docs/config.md)",
-    )
-
-
-def load(args: argparse.Namespace) -> EdgeConfig | None:
-    """The config named by ``--config`` (defaults without one); None after printing why not."""
+def load(args: argparse.Namespace) -> ConfigFile | None:
+    """The file named by ``--config`` (defaults without one); None after printing why not."""
     if not args.config:
-        return EdgeConfig()
+        return ConfigFile()
     try:
         return load_config(Path(args.config))
     except ConfigError as exc:
         print(f"saxgw: bad config: {exc}", file=sys.stderr)
         return None
+
+
+def gateway_settings(base: GatewaySettings, config: ConfigFile) -> GatewaySettings:
+    """``base`` (from flags) with what the file decides for a gateway process: its models,
+    who may call what, messages as large as Envoy lets through (``limits.max_request_bytes``,
+    when above the default), and deadlines no longer than ``limits.max_stream_duration``. The
+    gateway then ends a call at the limit itself, with DEADLINE_EXCEEDED as a JSON error (an
+    in-band error event once a stream has begun), before Envoy's backstop resets it."""
+    limits = config.edge.limits
+    limit = limits.max_stream_duration
+
+    def capped(seconds: float) -> float:
+        return min(seconds, limit) if limit > 0 else seconds  # 0: unbounded
+
+    return dataclasses.replace(
+        base,
+        models=config.models,
+        access=access_settings(config.edge),
+        max_message_bytes=max(base.max_message_bytes, limits.max_request_bytes),
+        default_timeout=capped(base.default_timeout),
+        stream_timeout=capped(base.stream_timeout),
+    )
 
 
 def _loopback(address: str) -> bool:
@@ -63,13 +78,9 @@ def refuse_exposure(args: argparse.Namespace, config: EdgeConfig) -> str | None:
 
 
 def envoy_settings(base: EnvoySettings, config: EdgeConfig) -> EnvoySettings:
-    """``base`` (from flags) with the file's limits, origins and edge rules."""
+    """``base`` (from flags) with the file's origins, edge rules and limits."""
     return dataclasses.replace(
-        base,
-        cors_origins=(*base.cors_origins, *config.cors_origins),
-        max_connections=config.limits.max_connections,
-        max_request_bytes=config.limits.max_request_bytes,
-        edge=config,
+        base, cors_origins=(*base.cors_origins, *config.cors_origins), edge=config
     )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import shutil
 import signal
 import sys
@@ -42,7 +41,6 @@ from gateway.service.args import (
     add_config_argument,
     add_gateway_arguments,
     add_timeout_argument,
-    config_fields,
     default,
     settings_from_args,
 )
@@ -136,14 +134,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     cfg.add_argument("--port", type=int, default=default(EnvoySettings, "listen_port"))
     cfg.add_argument("--admin-port", type=int, default=default(EnvoySettings, "admin_port"))
     cfg.add_argument("--cors-origin", action="append", default=[])
-    _edge.add_config_flag(cfg)
+    add_config_argument(cfg)
     cfg.set_defaults(handler=_envoy_config)
 
 
 def _envoy_config(args: argparse.Namespace) -> int:
-    edge = _edge.load(args)
-    if edge is None:
+    config = _edge.load(args)
+    if config is None:
         return 2
+    edge = config.edge
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     descriptor = out / "descriptor.binpb"
@@ -174,22 +173,21 @@ def _envoy_config(args: argparse.Namespace) -> int:
 
 
 def _gateway(args: argparse.Namespace) -> int:
-    edge = _edge.load(args)
-    if edge is None:
+    config = _edge.load(args)
+    if config is None:
         return 2
-    settings = dataclasses.replace(settings_from_args(args), access=_edge.access_settings(edge))
+    settings = _edge.gateway_settings(settings_from_args(args), config)
     asyncio.run(serve_gateway(settings))
     return 0
 
 
 def _up(args: argparse.Namespace) -> int:
-    edge = _edge.load(args)
-    if edge is None:
+    config = _edge.load(args)  # a bad file stops here, before anything starts
+    if config is None:
         return 2
-    if refusal := _edge.refuse_exposure(args, edge):
+    if refusal := _edge.refuse_exposure(args, config.edge):
         print(f"saxgw: {refusal}", file=sys.stderr)
         return 2
-    configured = config_fields(args.config)  # a bad file stops here, before anything starts
     if args.embedded:
         for path in (args.sax_root, args.fs_root):
             if "://" not in path:
@@ -211,7 +209,12 @@ def _up(args: argparse.Namespace) -> int:
         admin_unreachable_after=args.admin_unreachable_after,
     )
     settings = StackSettings(
-        gateway=GatewaySettings(client=client, default_timeout=args.default_timeout, **configured),
+        gateway=_edge.gateway_settings(
+            GatewaySettings(
+                client=client, default_timeout=args.default_timeout, config_file=args.config
+            ),
+            config,
+        ),
         cell=cell,
         gateway_ports=args.gateway_ports,
         envoy=_edge.envoy_settings(
@@ -222,9 +225,8 @@ def _up(args: argparse.Namespace) -> int:
                 admin_port=args.envoy_admin_port,
                 cors_origins=args.cors_origin,
             ),
-            edge,
+            config.edge,
         ),
-        config_file=args.config,
         log_dir=args.log_dir,
     )
     if busy := busy_ports(_ports_to_bind(args)):
@@ -316,7 +318,9 @@ def _print_banner(args: argparse.Namespace, stack: Stack) -> None:
     lines.append(f"SAX_ROOT                   {args.sax_root}")
     lines.append("Ready. Try:")
     lines.append(f"  curl -s {stack.http_url}/listcells")
-    lines.append(f"  .venv/bin/saxgw --gateway {stack.grpc_address} ls {args.cell}")
+    # `serve` has no --cell: its cells are whatever SAX_ROOT holds.
+    where = f" {args.cell}" if args.embedded else ""
+    lines.append(f"  .venv/bin/saxgw --gateway {stack.grpc_address} ls{where}")
     lines.append("  the walk-through in README.md; the API reference in docs/api.md")
     lines.append("Ctrl-C stops everything.")
     print("\n".join(lines), flush=True)

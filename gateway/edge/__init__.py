@@ -1,14 +1,14 @@
-"""The edge: the ``--config`` file and what it makes of Envoy (docs/config.md, docs/security.md).
+"""The edge: the `--config` file's security sections and what they make of Envoy (docs/config.md).
 
-config = load_config(Path("saxgw.yaml"))
-access = access_settings(config)          # for the gateway processes
-values = edge_values(config, secrets_dir)  # for Envoy's template
+edge = parse_edge(sections, base)         # gateway.configfile reads the file and calls this
+access = access_settings(edge)            # for the gateway processes
+values = edge_values(edge, origins, secrets_dir)  # for Envoy's template
 """
 
 from gateway.edge._access import access_settings
 from gateway.edge._envoy import IDENTITY_HEADER
 from gateway.edge._listener import edge_values
-from gateway.edge._load import ConfigError, load_config, parse_config
+from gateway.edge._load import SECTIONS, parse_edge
 from gateway.edge._schema import (
     ApiKey,
     CertificateClient,
@@ -24,10 +24,10 @@ from gateway.edge._schema import (
 
 __all__ = [
     "IDENTITY_HEADER",
+    "SECTIONS",
     "ApiKey",
     "CertificateClient",
     "ClientPolicy",
-    "ConfigError",
     "EdgeConfig",
     "JwtIssuer",
     "Limits",
@@ -37,6 +37,5 @@ __all__ = [
     "Tls",
     "access_settings",
     "edge_values",
-    "load_config",
-    "parse_config",
+    "parse_edge",
 ]

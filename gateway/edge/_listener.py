@@ -15,6 +15,13 @@ from typing import Any
 from gateway.edge._envoy import EXTENSIONS, auth_filters, early_filters
 from gateway.edge._schema import EdgeConfig
 
+#: Seconds Envoy waits past ``limits.max_stream_duration`` before it resets a request. The
+#: gateway's own deadlines are capped at the limit (gateway/cli/_edge.py), so it ends a call
+#: first, with a JSON error (a stream: an in-band error event, which a reset could not give);
+#: Envoy's reset is the backstop for what the gateway does not bound (WatchAddresses, a hung
+#: gateway). Its timer starts before the gateway's, hence the margin.
+STREAM_BACKSTOP = 5.0
+
 
 def tls_socket(config: EdgeConfig, sds_dir: Path) -> dict[str, Any] | None:
     """The public listener's TLS, from SDS files that Envoy re-reads when the files change."""
@@ -89,7 +96,7 @@ def edge_values(config: EdgeConfig, origins: Sequence[str], sds_dir: Path) -> di
     }
     common: dict[str, str] = {"idle_timeout": f"{limits.idle_timeout:g}s"}
     if limits.max_stream_duration > 0:  # 0: unbounded
-        common["max_stream_duration"] = f"{limits.max_stream_duration:g}s"
+        common["max_stream_duration"] = f"{limits.max_stream_duration + STREAM_BACKSTOP:g}s"
     hcm["common_http_protocol_options"] = common
     socket = tls_socket(config, sds_dir)
     return {

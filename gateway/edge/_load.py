@@ -1,7 +1,8 @@
-"""Reads and validates the ``--config`` YAML file; every error names the key at fault.
+"""Validates the edge's sections of the ``--config`` file; every error names the key at fault.
 
-    config = load_config(Path("saxgw.yaml"))   # raises ConfigError("auth.api_keys[1].roles: ...")
+    edge = parse_edge({"auth": {...}}, base)   # raises ConfigError("auth.api_keys[1].roles: ...")
 
+`gateway.configfile` reads the file and hands this module its sections (`SECTIONS`).
 Values are never echoed in errors, so a mistyped API key does not end up in a log.
 """
 
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from gateway.config import ConfigError
 from gateway.edge._schema import (
     EXPOSABLE,
     ROLES,
@@ -34,10 +36,6 @@ from gateway.edge._schema import (
 T = TypeVar("T")
 _CLIENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
 _MIN_KEY_LENGTH = 16
-
-
-class ConfigError(ValueError):
-    """The config file is unreadable or a key in it is wrong; the message names the key."""
 
 
 class _Node:
@@ -123,6 +121,17 @@ def _api_key(node: _Node) -> ApiKey:
     if len(key) < _MIN_KEY_LENGTH or any(c.isspace() for c in key):
         raise m["key"].fail(f"keys are at least {_MIN_KEY_LENGTH} characters, no spaces")
     return ApiKey(key=key, client=m["client"].client(), roles=m["roles"].choices(ROLES))
+
+
+def _api_keys_file(node: _Node, base: Path) -> list[_Node]:
+    """The keys of ``auth.api_keys_file``: a YAML list shaped as ``auth.api_keys``, in a file of
+    its own so that keys can come from a Kubernetes Secret and the rest from a ConfigMap."""
+    path = node.file(base)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise node.fail(f"{path} is not a readable YAML file") from exc
+    return _Node(data, node.path).items()
 
 
 def _jwt(node: _Node, base: Path) -> JwtIssuer:
@@ -251,18 +260,25 @@ def _limits(node: _Node) -> Limits:
     )
 
 
-_TOP = ("auth", "clients", "quotas", "tls", "cors", "limits", "admin_only", "models")
+#: The file's top-level sections this part owns (gateway/configfile.py routes them here).
+SECTIONS = ("auth", "clients", "quotas", "tls", "cors", "limits", "admin_only")
 
 
-def parse_config(data: Any, base: Path = Path(".")) -> EdgeConfig:
-    """Validates an already-parsed document; relative file names are relative to ``base``."""
-    top = _Node(data, "").mapping(_TOP)
-    auth = top.get("auth", _Node(None, "auth")).mapping(("api_keys", "jwt", "groups"))
-    keys = tuple(_api_key(n) for n in auth.get("api_keys", _Node(None, "")).items())
+def parse_edge(data: Mapping[str, Any], base: Path = Path(".")) -> EdgeConfig:
+    """Validates the edge's sections of a parsed file; relative file names are relative to
+    ``base`` (the file's folder)."""
+    top = _Node(data, "").mapping(SECTIONS)
+    auth = top.get("auth", _Node(None, "auth")).mapping(
+        ("api_keys", "api_keys_file", "jwt", "groups")
+    )
+    key_nodes = auth.get("api_keys", _Node(None, "")).items()
+    if "api_keys_file" in auth:
+        key_nodes += _api_keys_file(auth["api_keys_file"], base)
+    keys = tuple(_api_key(n) for n in key_nodes)
     seen: set[str] = set()
-    for i, key in enumerate(keys):
+    for node, key in zip(key_nodes, keys, strict=True):
         if key.key in seen:
-            raise ConfigError(f"auth.api_keys[{i}].key: the same key appears twice")
+            raise ConfigError(f"{node.path}.key: the same key appears twice")
         seen.add(key.key)
     jwt = tuple(_jwt(n, base) for n in auth.get("jwt", _Node(None, "")).items())
     groups = {
@@ -273,9 +289,6 @@ def parse_config(data: Any, base: Path = Path(".")) -> EdgeConfig:
         k: _client(v) for k, v in top.get("clients", _Node(None, "clients")).mapping().items()
     }
     cors = top.get("cors", _Node(None, "cors")).mapping(("allowed_origins",))
-    models = top.get("models", _Node(None, "models"))
-    if models.value is not None and not isinstance(models.value, Mapping):
-        raise models.fail("expected a mapping")
     return EdgeConfig(
         api_keys=keys,
         jwt=jwt,
@@ -290,21 +303,4 @@ def parse_config(data: Any, base: Path = Path(".")) -> EdgeConfig:
         admin_only=top["admin_only"].choices(EXPOSABLE)
         if "admin_only" in top
         else frozenset(EXPOSABLE),
-        models=MappingProxyType(dict(models.value or {})),
     )
-
-
-def load_config(path: Path) -> EdgeConfig:
-    """Reads ``path``; raises `ConfigError` naming the file and the key at fault."""
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: not valid YAML{where}") from exc
-    try:
-        return parse_config(data, path.parent)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc

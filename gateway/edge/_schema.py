@@ -1,7 +1,7 @@
 """What an operator decides in the ``--config`` file, as frozen values (docs/config.md).
 
-`load_config` (in `_load`) builds an `EdgeConfig`; `saxgw` renders Envoy's config and the
-gateway's `AccessSettings` from it, and nothing else reads the file.
+`parse_edge` (in `_load`) builds an `EdgeConfig` from the file `gateway.configfile` read;
+`saxgw` renders Envoy's config and the gateway's `AccessSettings` from it.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 
 from gateway.config import ModelLimit as ModelLimit  # re-exported: the file's quotas.model
 
@@ -111,7 +110,8 @@ class Limits:
 
 @dataclass(frozen=True, kw_only=True)
 class EdgeConfig:
-    """The whole file. The default value is what ``saxgw up`` runs without ``--config``."""
+    """The edge's sections of the file. The default is what ``saxgw up`` runs without
+    ``--config``."""
 
     api_keys: tuple[ApiKey, ...] = ()
     jwt: tuple[JwtIssuer, ...] = ()
@@ -123,8 +123,6 @@ class EdgeConfig:
     cors_origins: tuple[str, ...] = ()
     limits: Limits = field(default_factory=Limits)
     admin_only: frozenset[str] = frozenset(EXPOSABLE)
-    models: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    """Reserved for the OpenAI-compatible API (aliases, chat templates); passed through as is."""
 
     @property
     def authenticated(self) -> bool:

@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import grpc
+
 from gateway.config import MIB
 from gateway.edge import EdgeConfig, edge_values
+from gateway.service.openai import ERROR_KINDS
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,9 +36,6 @@ class EnvoySettings:
     """Upper bound on unary calls, above the gateway's own deadlines (streams are unbounded)."""
     cors_origins: Sequence[str] = ()
     """Browser origins allowed by CORS, exact matches; "*" allows any."""
-    max_connections: int = 20_000
-    """Open client connections Envoy accepts at once."""
-    max_request_bytes: int = 32 * MIB
     max_response_bytes: int = 32 * MIB
     max_streams_per_connection: int = 256
     """Concurrent streams one HTTP/2 client connection may open."""
@@ -43,7 +43,8 @@ class EnvoySettings:
     """Long-lived streams (GenerateStream, WatchAddresses, OpenAI calls) open at once, all
     clients; every other call has a budget of its own (``max_connections``)."""
     edge: EdgeConfig = field(default_factory=EdgeConfig)
-    """Credentials, roles, quotas, TLS and limits from the ``--config`` file (gateway/edge)."""
+    """Credentials, roles, quotas, TLS and limits from the ``--config`` file (gateway/edge);
+    its ``limits`` are the only place Envoy's limits are set (body, headers, connections...)."""
 
 
 def descriptor_set() -> Path:
@@ -130,9 +131,45 @@ def _status_filter(op: str, status: int) -> dict[str, object]:
     return {"status_code_filter": {"comparison": {"op": op, "value": value}}}
 
 
+# Envoy's own replies on the OpenAI paths (401/403/429 of the edge filters, 404 for a route the
+# API lacks, 413, 503...) in OpenAI's envelope, as the gateway's own OpenAI errors are, so the
+# SDKs read message, type and code from them. OpenAI paths: all of /v1/ but the native resource
+# routes (/v1/sax/..., /v1/cells), and the gRPC path the transcoder rewrites them to before the
+# edge filters run. The request ID stays in the x-request-id header (the SDKs' `request_id`).
+# (safe_regex matches the whole :path, query string included.)
+_OPENAI_PATH = r"(/v1/|/saxgateway\.v1\.OpenAIGateway/).*"
+_NATIVE_V1_PATH = r"/v1/(sax/.*|cells([/?:].*)?)"
+# Where the status says more than the gRPC code it maps to: an unknown route is no missing model
+# ("model_not_found"), and a request too large is no rate limit.
+_OPENAI_KIND_BY_STATUS: dict[int, tuple[str, str | None]] = {
+    404: ("invalid_request_error", None),
+    413: ("invalid_request_error", None),
+    431: ("invalid_request_error", None),
+}
+
+
+def _path_filter(regex: str, *, invert: bool = False) -> dict[str, object]:
+    match = {"name": ":path", "string_match": {"safe_regex": {"regex": regex}}}
+    return {"header_filter": {"header": {**match, "invert_match": invert}}}
+
+
+def _openai_mapper(op: str, status: int, code: int) -> dict[str, object]:
+    grpc_code = next(c for c in grpc.StatusCode if c.value[0] == code)
+    kind, openai_code = _OPENAI_KIND_BY_STATUS.get(status) or ERROR_KINDS[grpc_code]
+    error = {"message": "%LOCAL_REPLY_BODY%", "type": kind, "param": None, "code": openai_code}
+    on_openai_path = [_path_filter(_OPENAI_PATH), _path_filter(_NATIVE_V1_PATH, invert=True)]
+    return {
+        "filter": {"and_filter": {"filters": [_status_filter(op, status), *on_openai_path]}},
+        "body_format_override": {"json_format": {"error": error}},
+    }
+
+
 def local_reply_mappers() -> list[dict[str, object]]:
-    """``local_reply_config.mappers``: JSON bodies for error statuses only (>= 400)."""
-    mappers: list[dict[str, object]] = [
+    """``local_reply_config.mappers``: JSON bodies for error statuses only (>= 400), in
+    OpenAI's envelope on the OpenAI paths; the first mapper that matches wins."""
+    mappers = [_openai_mapper("EQ", status, code) for status, code in LOCAL_REPLY_CODES.items()]
+    mappers.append(_openai_mapper("GE", 400, _UNKNOWN))
+    mappers += [
         {"filter": _status_filter("EQ", status), "body_format_override": _local_reply_body(code)}
         for status, code in LOCAL_REPLY_CODES.items()
     ]
@@ -168,8 +205,8 @@ def render(
         "OPENAPI_DOCUMENT": str(openapi or openapi_document()),
         "DOCS_DIR": str(docs_dir),
         "SWAGGER_UI_DIR": str(swagger_ui_dir),
-        "MAX_CONNECTIONS": settings.max_connections,
-        "MAX_REQUEST_BYTES": settings.max_request_bytes,
+        "MAX_CONNECTIONS": settings.edge.limits.max_connections,
+        "MAX_REQUEST_BYTES": settings.edge.limits.max_request_bytes,
         "MAX_RESPONSE_BYTES": settings.max_response_bytes,
         "MAX_STREAMS_PER_CONNECTION": settings.max_streams_per_connection,
         "MAX_STREAMS": settings.max_streams,

@@ -48,8 +48,6 @@ class StackSettings:
     log_dir: str | None = None
     """Where each child writes its log; None lets children write to our stderr."""
     startup_timeout: float = 60.0
-    config_file: str | None = None
-    """The ``--config`` file, passed to each gateway process (Envoy's part is in ``envoy``)."""
     restart: RestartSettings = field(default_factory=RestartSettings)
     """How `saxgw up`'s supervisor restarts a child that died."""
 
@@ -151,10 +149,7 @@ class Stack:
         for i, port in enumerate(s.gateway_ports):
             name = f"gateway-{i}"
             gateway = dataclasses.replace(s.gateway, host="127.0.0.1", port=port)
-            edge = (
-                [f"--config={s.config_file}"] if s.config_file and not gateway.config_file else []
-            )
-            self.group.start(name, [*gateway_argv(gateway), *edge], log_path=self._log(name))
+            self.group.start(name, gateway_argv(gateway), log_path=self._log(name))
             address = f"127.0.0.1:{port}"
             self.group.wait_until(name, partial(health_answers, address), timeout)
         config = Path(self._tmp.name) / "envoy.yaml"  # private: it may hold API keys

@@ -13,7 +13,8 @@ import fnmatch
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import grpc
@@ -189,11 +190,23 @@ class Access:
                 if not gate.users:
                     del self._gates[model]
 
+    def admit_model(
+        self, method: str, model: str, context: _Metadata
+    ) -> AbstractAsyncContextManager[None]:
+        """`admit` for a call whose model is not a proto field, as on the OpenAI face (whose
+        body is OpenAI's JSON): ``method`` is the SaxGateway method it stands for."""
+        return self.admit(method, _Named(model), context, _timeout(context))
+
     def _client_slot(self, client: str | None) -> _Slot:
         limit = self._settings.client_max_concurrent.get(client or "")
         if limit is None:
             limit = self._settings.default_max_concurrent
         return _Slot(self._per_client, client or ANONYMOUS, limit)
+
+
+@dataclass(frozen=True)
+class _Named:
+    model: str
 
 
 class _Slot:

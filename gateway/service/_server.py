@@ -53,9 +53,11 @@ class GatewayServer:
         """Starts serving; ``client`` defaults to a new Sax client for ``settings.sax_root``."""
         if client is None:
             client = Client(settings.client)
+        # One set of checks and concurrency slots for both faces of the gateway.
+        access = Access(settings.access, client)
         server = grpc.aio.server(
             # The error interceptor is outermost: refusals from the access checks become statuses.
-            interceptors=[ErrorInterceptor(), AccessInterceptor(Access(settings.access, client))],
+            interceptors=[ErrorInterceptor(), AccessInterceptor(access)],
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -67,7 +69,7 @@ class GatewayServer:
             SaxGatewayServicer(client, settings), server
         )
         openai_pb2_grpc.add_OpenAIGatewayServicer_to_server(
-            OpenAIGatewayServicer(client, settings), server
+            OpenAIGatewayServicer(client, settings, access), server
         )
         health = HealthReporter(client, settings.health_interval)
         health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)

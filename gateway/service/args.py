@@ -14,8 +14,6 @@ from typing import Any
 
 from gateway.client import ClientSettings
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
-from gateway.configfile import load_config
-from gateway.modelconfig import ConfigError
 
 
 def default(cls: type[Any], name: str) -> Any:
@@ -55,24 +53,14 @@ def add_admin_unreachable_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
-    """``--config``, shared by ``gateway``, ``up`` and ``serve``."""
+    """``--config``, the one registration: ``gateway``, ``up``, ``serve`` and ``envoy-config``.
+    The CLI reads the file (gateway.configfile) and applies it to the settings."""
     parser.add_argument(
         "--config",
         metavar="FILE",
         help="YAML file: API keys, JWT issuers, roles, quotas, TLS, limits (docs/config.md); "
         "models: aliases, chat templates, tokenizers (docs/openai.md)",
     )
-
-
-def config_fields(path: str | None) -> dict[str, Any]:
-    """The ``GatewaySettings`` fields the config file sets; a bad file exits naming the key."""
-    if path is None:
-        return {}
-    try:
-        models = load_config(path).models
-    except ConfigError as exc:
-        raise SystemExit(f"saxgw: {exc}") from None
-    return {"config_file": path, "models": models}
 
 
 def add_timeout_argument(parser: argparse.ArgumentParser) -> None:
@@ -86,7 +74,8 @@ def add_timeout_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
-    """The settings the flags describe."""
+    """The settings the flags describe; what the ``--config`` file holds is applied by the CLI
+    (gateway/cli/_edge.py: gateway_settings), which reads it."""
     return GatewaySettings(
         client=ClientSettings(
             sax_root=args.sax_root,
@@ -98,7 +87,7 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
         default_timeout=args.default_timeout,
         grace_period=args.grace_period,
         max_streams_per_client=args.max_streams_per_client,
-        **config_fields(args.config),
+        config_file=args.config,
     )
 
 

@@ -1,23 +1,44 @@
 """The compose stack for the container tests, up once per session and torn down after.
 
 Run by `make container-test` (scripts/container-test), which starts the engine and builds the
-images first; `make test` does not collect this folder (tests/conftest.py)."""
+images first; `make test` does not collect this folder (tests/conftest.py). The stack requires
+an API key (API_KEY), so every test shows the deployment path authenticated."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.container._compose import Compose, Ports, poll
 
+# The stack runs with a config file that requires an API key (docs/config.md), laid out as the
+# Kubernetes manifests mount it: config.yaml naming a keys file that a Secret would hold.
+API_KEY = "sk-ct-admin-5e2f8a1c9d7b"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+def _config_dir(folder: Path) -> Path:
+    """SAXGW_CONFIG_DIR for docker-compose.yml: mounted read-only at /etc/saxgw."""
+    (folder / "config.yaml").write_text("auth:\n  api_keys_file: keys.yaml\n")
+    (folder / "keys.yaml").write_text(
+        f"- {{key: {API_KEY}, client: container-test, roles: [admin, data]}}\n"
+    )
+    # The containers run as user 10001: the folder and files must be readable by others.
+    folder.chmod(0o755)
+    for name in ("config.yaml", "keys.yaml"):
+        (folder / name).chmod(0o644)
+    return folder
+
 
 @pytest.fixture(scope="session")
-def compose() -> Iterator[Compose]:
+def compose(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compose]:
     env = dict(os.environ)
     assert "DOCKER_HOST" in env, "run through `make container-test` (scripts/container-test)"
+    env["SAXGW_CONFIG_DIR"] = str(_config_dir(tmp_path_factory.mktemp("saxgw-config")))
     ports = Ports(
         **{
             field: int(env[f"SAXGW_CT_{field.upper()}_PORT"])
@@ -43,5 +64,6 @@ def compose() -> Iterator[Compose]:
 
 @pytest.fixture
 def http(compose: Compose) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=compose.http_url, timeout=30) as client:
+    """A client that sends the stack's API key."""
+    with httpx.Client(base_url=compose.http_url, timeout=30, headers=AUTH) as client:
         yield client

@@ -1,7 +1,8 @@
 """The compose stack for real: images built locally, a real container engine, every request
-through the containerised Envoy. The tests run in file order; the last one stops the stack.
+through the containerised Envoy, with the API key the stack's config file requires (conftest).
+The tests run in file order; the last one stops the stack.
 
-Not covered yet: metrics and authenticated calls (their features are not on main yet)."""
+Not covered yet: metrics (#13, not on main yet)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,15 @@ from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.cell.models.test_lm import MODEL_PATH as TEST_LM
 from tests.container._compose import Compose, poll
-from tests.e2e._seed import LISTED, MODEL, MODEL_BODY, PUBLISH_BODY, PUBLISHED, raw
+from tests.container.conftest import API_KEY, AUTH
+from tests.e2e._bodies import envoy_error
+from tests.e2e._seed import LISTED, MODEL, MODEL_BODY, PUBLISH_BODY, PUBLISHED
+from tests.e2e._seed import raw as seed_raw
+
+
+def _raw(method: str, url: str, body: str, content_type: str | None = None) -> httpx.Response:
+    """The seed's curl request (tests/e2e/_seed.py), plus the API key."""
+    return seed_raw(method, url, body, content_type, headers=AUTH)
 
 
 def _active(http: httpx.Client, model: str, replicas: int) -> dict[str, object] | None:
@@ -68,25 +77,26 @@ def test_seed_walkthrough(compose: Compose) -> None:
     assert root.status_code == 200
     assert root.json()["message"] == "HTTP Server for SAX Client"
 
-    publish = raw("POST", f"{url}/publish", PUBLISH_BODY)
+    publish = _raw("POST", f"{url}/publish", PUBLISH_BODY)
     assert publish.status_code == 200, publish.text
     assert publish.json() == PUBLISHED
-    with httpx.Client(base_url=url, timeout=60) as http:
+    with httpx.Client(base_url=url, timeout=60, headers=AUTH) as http:
         assert poll(lambda: _active(http, MODEL, 1), "lm2b to load") == LISTED
-    listcell = raw("GET", f"{url}/listcell", MODEL_BODY)
+    listcell = _raw("GET", f"{url}/listcell", MODEL_BODY)
     assert listcell.status_code == 200, listcell.text
     assert listcell.json()["active_replicas"] == 1
 
     payload = json.dumps({"model": "/sax/test/lm2b", "query": "Q: Who is Harry Potter's mom? A: "})
-    generate = raw("POST", f"{url}/generate", payload, "application/json")
+    generate = _raw("POST", f"{url}/generate", payload, "application/json")
     assert generate.status_code == 200, generate.text
     texts = generate.json()["texts"]
     assert texts and all(set(t) == {"text", "score"} and t["text"] for t in texts)
 
-    unpublish = raw("POST", f"{url}/unpublish", MODEL_BODY)
+    unpublish = _raw("POST", f"{url}/unpublish", MODEL_BODY)
     assert unpublish.status_code == 200, unpublish.text
     assert unpublish.json() == {"model": "/sax/test/lm2b"}
-    assert httpx.get(f"{url}/listcell", params={"model": "/sax/test/lm2b"}).status_code == 404
+    gone = httpx.get(f"{url}/listcell", params={"model": "/sax/test/lm2b"}, headers=AUTH)
+    assert gone.status_code == 404
 
 
 def test_native_grpc_call_through_envoy(compose: Compose, http: httpx.Client) -> None:
@@ -95,13 +105,16 @@ def test_native_grpc_call_through_envoy(compose: Compose, http: httpx.Client) ->
         grpc.insecure_channel(f"127.0.0.1:{compose.ports.http}") as channel,
     ):
         stub = gateway_pb2_grpc.SaxGatewayStub(channel)
-        reply = stub.Generate(pb.GenerateRequest(model=model, query="q"), timeout=30)
+        key = (("authorization", f"Bearer {API_KEY}"),)
+        reply = stub.Generate(pb.GenerateRequest(model=model, query="q"), timeout=30, metadata=key)
         assert [(t.text, round(t.score, 6)) for t in reply.texts] == [("over h2c", -0.2)]
-        try:
-            stub.Generate(pb.GenerateRequest(model="/sax/test/absent", query="q"), timeout=30)
-            raise AssertionError("expected NOT_FOUND")
-        except grpc.RpcError as exc:
-            assert exc.code() == grpc.StatusCode.NOT_FOUND
+        absent = pb.GenerateRequest(model="/sax/test/absent", query="q")
+        with pytest.raises(grpc.RpcError) as not_found:
+            stub.Generate(absent, timeout=30, metadata=key)
+        assert not_found.value.code() == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.RpcError) as no_key:
+            stub.Generate(pb.GenerateRequest(model=model, query="q"), timeout=30)
+        assert no_key.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 def test_sse_stream_through_envoy(http: httpx.Client) -> None:
@@ -118,6 +131,34 @@ def test_sse_stream_through_envoy(http: httpx.Client) -> None:
         "done": True,
         "texts": [{"text": "one two three", "score": pytest.approx(-0.3)}],
     }
+
+
+def test_the_config_files_api_key_is_required_through_envoy(
+    compose: Compose, http: httpx.Client
+) -> None:
+    with _published(http, "/sax/test/keyed", {"text": "with a key"}) as model:
+        body = {"model": model, "query": "q"}
+        anonymous = httpx.post(f"{compose.http_url}/generate", json=body, timeout=30)
+        assert anonymous.status_code == 401, anonymous.text
+        assert anonymous.json() == envoy_error(anonymous, 16, "Client authentication failed.")
+        wrong = {"Authorization": "Bearer sk-not-the-key-000000"}
+        refused = httpx.post(f"{compose.http_url}/generate", json=body, headers=wrong, timeout=30)
+        assert refused.status_code == 401, refused.text
+        keyed = http.post("/generate", json=body)
+        assert keyed.status_code == 200, keyed.text
+        assert keyed.json() == {"texts": [{"text": "with a key", "score": pytest.approx(-0.3)}]}
+        # The OpenAI-compatible API: OpenAI's envelope, which the SDKs read.
+        models = httpx.get(f"{compose.http_url}/v1/models", timeout=30)
+        assert models.status_code == 401
+        assert models.json() == {
+            "error": {
+                "message": "Client authentication failed.",
+                "type": "authentication_error",
+                "param": None,
+                "code": "invalid_api_key",
+            }
+        }
+        assert model in [m["id"] for m in http.get("/v1/models").json()["data"]]
 
 
 def test_killed_cell_container_comes_back_with_its_models(
@@ -149,6 +190,7 @@ def test_sigterm_drains_envoy_and_the_gateway_and_everything_exits_0(
                 "POST",
                 f"{compose.http_url}/generate_stream",
                 json={"model": model, "query": "q"},
+                headers=AUTH,
                 timeout=60,
             ) as response:
                 for event in _sse(response):
@@ -175,6 +217,8 @@ def test_sigterm_drains_envoy_and_the_gateway_and_everything_exits_0(
         for thread in threads:
             thread.start()
         assert first.wait(30), "the stream never started"
+        # The watch's first reply (the status before SIGTERM) can lag on a loaded machine.
+        poll(lambda: statuses[:1] or None, "the gateway's health watch to answer", timeout=30)
         compose.docker("kill", "--signal", "TERM", envoy, gateway)
 
         # Envoy drains: /healthz fails at once (load balancers stop sending), every response

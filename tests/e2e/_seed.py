@@ -6,6 +6,8 @@ Run against `make up` (tests/e2e/test_seed.py) and against the containers
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import httpx
 
 MODEL = "/sax/test/lm2b"
@@ -32,7 +34,15 @@ LISTED = {
 }
 
 
-def raw(method: str, url: str, body: str, content_type: str | None = None) -> httpx.Response:
-    """Sends ``body`` exactly as the seed's curl --data does (no Content-Type unless given)."""
-    headers = {"content-type": content_type} if content_type else {}
-    return httpx.request(method, url, content=body.encode(), headers=headers, timeout=60)
+def raw(
+    method: str,
+    url: str,
+    body: str,
+    content_type: str | None = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+) -> httpx.Response:
+    """Sends ``body`` exactly as the seed's curl --data does (no Content-Type unless given),
+    plus ``headers`` (an API key, say)."""
+    sent = {**(headers or {}), **({"content-type": content_type} if content_type else {})}
+    return httpx.request(method, url, content=body.encode(), headers=sent, timeout=60)

@@ -14,7 +14,6 @@ from gateway.config import GatewaySettings
 from gateway.launch.envoy import EnvoySettings
 from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack, StackSettings
-from gateway.service.args import config_fields
 from tests.e2e._openai import openai_models as publish_openai_models
 from tests.e2e._openai import write_config
 
@@ -34,7 +33,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         gateway=GatewaySettings(
             client=ClientSettings(sax_root=sax_root),
             default_timeout=20.0,
-            **config_fields(str(write_config(base))),  # the OpenAI face's models: section
+            config_file=str(write_config(base)),  # the OpenAI face's models: section
         ),
         cell=CellSettings(
             sax_root=sax_root,

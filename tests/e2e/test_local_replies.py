@@ -1,8 +1,9 @@
 """Every error an HTTP client gets is JSON with an x-request-id, Envoy's own replies included.
 
 Envoy answers some requests itself (bad JSON, unknown path or query parameter, too large, no
-healthy gateway); `local_reply_config` gives them the gateway's error shape. Success bodies,
-the OpenAPI document Envoy serves with direct_response included, stay untouched.
+healthy gateway); `local_reply_config` gives them the gateway's error shape, and on the OpenAI
+paths OpenAI's envelope. Success bodies, the OpenAPI document Envoy serves with
+direct_response included, stay untouched.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 from saxml.protobuf import admin_pb2
 
@@ -98,6 +100,39 @@ def test_headers_too_large_is_a_json_431(http: httpx.Client) -> None:
         "details": [{"@type": REQUEST_INFO, "request_id": None}],
         "request_id": None,
     }
+
+
+def _openai_error(message: str, kind: str = "invalid_request_error") -> dict[str, object]:
+    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "message"),
+    [
+        ("POST", "/v1/responses", 404, "Could not resolve /v1/responses to a method."),
+        ("DELETE", "/v1/models", 404, "Could not resolve /v1/models to a method."),
+        (
+            "GET",
+            "/v1/models?colour=blue",
+            400,
+            'Could not find field "colour" in the type "saxgateway.v1.ListOpenAIModelsRequest".',
+        ),
+    ],
+)
+def test_envoys_replies_on_openai_paths_are_openai_envelopes(
+    http: httpx.Client, method: str, path: str, status: int, message: str
+) -> None:
+    response = http.request(method, path, headers={"x-request-id": "oai-17"})
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["x-request-id"] == "oai-17"  # the SDKs' `request_id`
+    assert response.json() == _openai_error(message)
+
+
+def test_native_v1_routes_keep_the_gateways_shape(http: httpx.Client) -> None:
+    for path in ("/v1/cells?colour=blue", "/v1/sax/test:listModels?colour=blue"):
+        assert_local_reply(http.get(path), 400, 3)
+    assert_local_reply(http.delete("/v1/cells"), 404, 5)
 
 
 def test_a_clients_request_id_is_kept(http: httpx.Client) -> None:
@@ -193,3 +228,18 @@ def test_no_healthy_gateway_is_a_json_503(dead_cell_stack: tuple[Stack, str]) ->
         response = http.get("/listcells")
     body = assert_local_reply(response, 503, 14)
     assert "upstream" in json.dumps(body)
+    # The OpenAI SDK gets its envelope, and raises the class it retries (5xx).
+    url = stack.http_url + "/v1"
+    with (
+        openai.OpenAI(base_url=url, api_key="x", max_retries=0) as client,
+        pytest.raises(openai.InternalServerError) as failure,
+    ):
+        client.models.list()
+    assert failure.value.status_code == 503
+    assert failure.value.body == {
+        "message": failure.value.body["message"],  # type: ignore[index]
+        "type": "service_unavailable_error",
+        "param": None,
+        "code": None,
+    }
+    assert "upstream" in failure.value.message

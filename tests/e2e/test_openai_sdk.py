@@ -28,6 +28,8 @@ def test_models_list_has_published_models_and_aliases(client: openai.OpenAI) -> 
     assert ids["oai"].model_dump()["root"] == CHATML
     assert ids[CHATML].owned_by == "sax" and ids[CHATML].object == "model"
     assert client.models.retrieve("oai").id == "oai"
+    # The SDK sends the ID percent-encoded as one segment: /v1/models/%2Fsax%2Ftest%2Foai.
+    assert client.models.retrieve(CHATML).id == CHATML
 
 
 def test_completion_returns_text_and_exact_usage(client: openai.OpenAI, stack: Stack) -> None:

@@ -128,7 +128,6 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faults]:
             listen_address="127.0.0.1",
             listen_port=free_port(),
             admin_port=free_port(),
-            max_request_bytes=MAX_REQUEST_BYTES,
             edge=EdgeConfig(
                 limits=Limits(
                     max_request_bytes=MAX_REQUEST_BYTES,

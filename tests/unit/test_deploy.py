@@ -14,6 +14,8 @@ import pytest
 import yaml
 
 from gateway.cli.main import main, parser
+from gateway.configfile import load_config
+from gateway.edge import EdgeConfig
 from gateway.launch.envoy import envoy_binary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,6 +82,20 @@ def test_compose_commands_parse_and_agree(override: str | None) -> None:
     assert int(drain) < int(services["envoy"]["stop_grace_period"].removesuffix("s"))
     if override:
         assert all(s["network_mode"] == "host" for s in services.values() if "profiles" not in s)
+
+
+@pytest.mark.parametrize("override", [None, "deploy/compose/host-network.yml"])
+def test_compose_gateway_and_envoy_read_the_mounted_config(override: str | None) -> None:
+    services = _compose()["services"]
+    for name, service in (_compose(override)["services"] if override else {}).items():
+        services[name] = {**services[name], **service}
+    for name in ("gateway", "envoy-config", "gateway-tpu"):
+        assert parser().parse_args(services[name]["command"]).config == "/etc/saxgw/config.yaml"
+        assert "./deploy/compose/config:/etc/saxgw:ro" in services[name]["volumes"], name
+    # The default folder's config is empty: the stack is open, as the seed is.
+    default = ROOT / "deploy/compose/config/config.yaml"
+    assert load_config(default).edge == EdgeConfig()
+    assert load_config(default).models == {}
 
 
 @pytest.mark.parametrize("gateway", ["gateway:50051", "127.0.0.1:50051"])

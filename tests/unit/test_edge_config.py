@@ -1,4 +1,5 @@
-"""The --config loader: every error names the key at fault and never echoes a key."""
+"""The --config file's edge sections: every error names the key at fault and never echoes a
+key. The file is read as a whole (gateway.configfile), as saxgw reads it."""
 
 from __future__ import annotations
 
@@ -7,10 +8,18 @@ from typing import Any
 
 import pytest
 
-from gateway.edge import ConfigError, EdgeConfig, Rate, access_settings, load_config, parse_config
+from gateway.cli._edge import gateway_settings
+from gateway.client import ClientSettings
+from gateway.config import ConfigError, GatewaySettings
+from gateway.configfile import ConfigFile, load_config, parse_config
+from gateway.edge import EdgeConfig, Rate, access_settings, edge_values
 
 KEY = "sk-ops-0123456789abcdef"
 BASE: dict[str, Any] = {"auth": {"api_keys": [{"key": KEY, "client": "ops", "roles": ["admin"]}]}}
+
+
+def edge(data: Any) -> EdgeConfig:
+    return parse_config(data).edge
 
 
 def _error(data: Any, base: Path = Path(".")) -> str:
@@ -20,7 +29,7 @@ def _error(data: Any, base: Path = Path(".")) -> str:
 
 
 def test_the_issue_example_parses() -> None:
-    config = parse_config(
+    config = edge(
         {
             "auth": {
                 "api_keys": [
@@ -38,7 +47,8 @@ def test_the_issue_example_parses() -> None:
 
 
 def test_an_empty_file_is_the_default() -> None:
-    assert parse_config(None) == EdgeConfig()
+    assert parse_config(None) == ConfigFile()
+    assert edge(None) == EdgeConfig()
     assert not EdgeConfig().authenticated
 
 
@@ -46,7 +56,7 @@ def test_an_empty_file_is_the_default() -> None:
     ("data", "message"),
     [
         ({"auth": {"api_key": []}}, "auth.api_key: unknown key"),
-        ({"oops": 1}, "oops: unknown key"),
+        ({"oops": 1}, "oops: unknown section; expected one of admin_only, auth, clients,"),
         (
             {"auth": {"api_keys": [{"key": KEY, "client": "ops"}]}},
             "auth.api_keys[0]: missing 'roles'",
@@ -81,7 +91,7 @@ def test_an_empty_file_is_the_default() -> None:
             {**BASE, "tls": {"cert_file": "nope.pem", "key_file": "nope.key"}},
             "tls.cert_file: no such file",
         ),
-        ({**BASE, "models": ["x"]}, "models: expected a mapping"),
+        ({**BASE, "models": ["x"]}, "models: must be a mapping"),
         (
             {
                 "tls": {
@@ -113,10 +123,41 @@ def test_jwt_files_are_relative_to_the_config(tmp_path: Path) -> None:
     config_file.write_text(
         "auth:\n  jwt:\n    - {issuer: https://i.test, jwks_file: jwks.json, roles: [admin]}\n"
     )
-    (issuer,) = load_config(config_file).jwt
+    (issuer,) = load_config(config_file).edge.jwt
     assert issuer.jwks_file == (tmp_path / "jwks.json").resolve()
     assert issuer.roles == frozenset({"admin"})
     assert issuer.client_claim == "sub"
+
+
+def test_api_keys_file_adds_keys_kept_apart(tmp_path: Path) -> None:
+    # The keys in a file of their own (a Kubernetes Secret), the rest in the config (a ConfigMap).
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "api-keys.yaml").write_text(
+        "- {key: sk-team-a-bbbbbbbbbbbb, client: team-a, roles: [data]}\n"
+    )
+    data = {"auth": {**BASE["auth"], "api_keys_file": "keys/api-keys.yaml"}}
+    config = parse_config(data, tmp_path).edge
+    assert [(k.key, k.client) for k in config.api_keys] == [
+        (KEY, "ops"),
+        ("sk-team-a-bbbbbbbbbbbb", "team-a"),
+    ]
+    only_file = parse_config({"auth": {"api_keys_file": "keys/api-keys.yaml"}}, tmp_path)
+    assert only_file.edge.authenticated
+
+
+def test_api_keys_file_errors_name_the_file_key(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.yaml"
+    in_file = {"auth": {"api_keys_file": "keys.yaml"}}
+    assert _error(in_file, tmp_path) == f"auth.api_keys_file: no such file: {keys}"
+    keys.write_text("- {key: sk-team-a-bbbbbbbbbbbb, client: team-a, roles: [root]}\n")
+    assert _error(in_file, tmp_path) == (
+        "auth.api_keys_file[0].roles: unknown 'root'; expected any of admin, data"
+    )
+    keys.write_text(f"- {{key: {KEY}, client: other, roles: [data]}}\n")
+    twice = {"auth": {**BASE["auth"], "api_keys_file": "keys.yaml"}}
+    assert _error(twice, tmp_path) == "auth.api_keys_file[0].key: the same key appears twice"
+    keys.write_text("{not: a list}\n")
+    assert _error(in_file, tmp_path) == "auth.api_keys_file: expected a list"
 
 
 def test_jwks_must_be_a_key_set(tmp_path: Path) -> None:
@@ -136,13 +177,14 @@ def test_load_config_names_the_file(tmp_path: Path) -> None:
         load_config(path)
 
 
-def test_models_section_is_passed_through() -> None:
-    models = {"aliases": {"gpt-x": "/sax/test/lm"}, "chat_template": "{{ messages }}"}
-    assert dict(parse_config({"models": models}).models) == models
+def test_one_file_holds_the_edge_and_the_models() -> None:
+    config = parse_config({**BASE, "models": {"/sax/test/lm": {"aliases": ["lm"]}}})
+    assert config.edge.api_keys[0].client == "ops"
+    assert config.models["/sax/test/lm"].aliases == ("lm",)
 
 
 def test_access_settings_from_the_file() -> None:
-    config = parse_config(
+    config = edge(
         {
             **BASE,
             "auth": {**BASE["auth"], "groups": {"readers": ["ops", "team-a"]}},
@@ -163,3 +205,22 @@ def test_access_settings_from_the_file() -> None:
     assert access.default_max_concurrent == 8
     assert (access.model.max_in_flight, access.model.max_queued) == (4, 10)
     assert config.clients["team-a"].rate == Rate(requests_per_second=0.5, burst=1)
+
+
+def test_limits_reach_the_gateway_processes_and_envoy() -> None:
+    base = GatewaySettings(client=ClientSettings(sax_root="/r"), config_file="c.yaml")
+    capped = parse_config({"limits": {"max_stream_duration": 30, "max_request_bytes": 1 << 20}})
+    settings = gateway_settings(base, capped)
+    assert (settings.default_timeout, settings.stream_timeout) == (30, 30)
+    assert edge_values(capped.edge, (), Path("unused"))["EDGE_HCM_OPTIONS"].endswith(
+        '"max_stream_duration": "35s"}'
+    )
+    assert settings.max_message_bytes == base.max_message_bytes  # a lower body limit: Envoy's
+    larger = gateway_settings(base, parse_config({"limits": {"max_request_bytes": 64 << 20}}))
+    assert larger.max_message_bytes == 64 << 20
+    unbounded = parse_config({"limits": {"max_stream_duration": 0}})
+    settings = gateway_settings(base, unbounded)
+    assert (settings.default_timeout, settings.stream_timeout) == (60, 600)
+    assert (
+        "max_stream_duration" not in edge_values(unbounded.edge, (), Path("x"))["EDGE_HCM_OPTIONS"]
+    )

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from gateway.cli.main import main
-from gateway.edge import parse_config
+from gateway.configfile import parse_config
 from gateway.launch.envoy import EnvoySettings, envoy_binary, render
 from tests.e2e.security._credentials import JwtSigner
 
@@ -40,14 +40,29 @@ def _full_config(tmp_path: Path) -> dict[str, object]:
     }
 
 
+class _Strict(yaml.SafeLoader):
+    """Fails on a key set twice in one mapping: PyYAML (and Envoy) would keep one of them, and
+    a setting from the template or the config file would silently vanish."""
+
+
+def _mapping(loader: _Strict, node: yaml.MappingNode) -> dict[object, object]:
+    keys = [loader.construct_object(key) for key, _ in node.value]
+    if twice := sorted({str(k) for k in keys if keys.count(k) > 1}):
+        raise yaml.constructor.ConstructorError(None, None, f"set twice: {twice}", node.start_mark)
+    return loader.construct_mapping(node)
+
+
+_Strict.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
 def _render(tmp_path: Path, data: dict[str, object]) -> dict[str, object]:
-    edge = parse_config(data, tmp_path)
+    edge = parse_config(data, tmp_path).edge
     text = render(
         EnvoySettings(gateway_endpoints=["127.0.0.1:50051"], edge=edge, cors_origins=["https://x"]),
         secrets_dir=tmp_path / "secrets",
     )
     (tmp_path / "envoy.yaml").write_text(text)
-    parsed: dict[str, object] = yaml.safe_load(text)
+    parsed: dict[str, object] = yaml.load(text, Loader=_Strict)
     return parsed
 
 

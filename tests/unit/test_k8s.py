@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from gateway.cli.main import parser
+from gateway.configfile import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ("embedded-cell", "gcs-cell")
@@ -159,12 +160,38 @@ def test_config_file_from_a_configmap_and_keys_and_tls_from_secrets(overlay: str
     assert "config.yaml" in config_map["data"]
     assert volumes["keys"]["secret"]["secretName"] == "sax-gateway-keys"
     assert volumes["tls"]["secret"]["secretName"] == "sax-gateway-tls"
-    mounts = {
-        m["mountPath"]: m["name"] for c in pod["containers"] for m in c.get("volumeMounts", [])
-    }
-    assert mounts["/etc/saxgw/config.yaml"] == "config"
-    assert mounts["/etc/saxgw/keys"] == "keys"
-    assert mounts["/etc/saxgw/tls"] == "tls"
+    assert volumes["keys"]["secret"].get("optional", False) is False  # the config names them
+    containers = {c["name"]: c for c in pod["initContainers"] + pod["containers"]}
+    # The gateway and envoy-config read the file, and everything it names, where it is mounted.
+    for name in ("envoy-config", "gateway"):
+        args = [a.replace("$(SAX_ROOT)", "/data/sax-root") for a in containers[name]["args"]]
+        assert parser().parse_args(args).config == "/etc/saxgw/config.yaml", name
+        mounts = {m["mountPath"]: m for m in containers[name]["volumeMounts"]}
+        assert mounts["/etc/saxgw/config.yaml"]["name"] == "config", name
+        assert mounts["/etc/saxgw/config.yaml"]["subPath"] == "config.yaml", name
+        assert mounts["/etc/saxgw/keys"]["name"] == "keys", name
+        assert mounts["/etc/saxgw/tls"]["name"] == "tls", name
+    envoy_mounts = {m["mountPath"]: m["name"] for m in containers["envoy"]["volumeMounts"]}
+    assert envoy_mounts["/etc/saxgw/tls"] == "tls"  # Envoy reads the certificates itself
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_configmaps_config_loads_with_keys_from_the_secret(
+    overlay: str, tmp_path: Path
+) -> None:
+    # /etc/saxgw as the pod sees it: config.yaml from the ConfigMap, keys/ from the Secret (in
+    # the shape docs/deploy.md creates it).
+    (tmp_path / "config.yaml").write_text(_one(overlay, "ConfigMap")["data"]["config.yaml"])
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "api-keys.yaml").write_text(
+        "- {key: sk-ops-0123456789abcdef, client: ops, roles: [admin, data]}\n"
+    )
+    config = load_config(tmp_path / "config.yaml")
+    assert config.edge.authenticated
+    assert [(k.client, sorted(k.roles)) for k in config.edge.api_keys] == [
+        ("ops", ["admin", "data"])
+    ]
+    assert config.models == {}
 
 
 def test_embedded_cell_runs_in_the_pod_on_loopback() -> None:

@@ -34,13 +34,16 @@ _ALLOWED: dict[str, set[str]] = {
     "config": {"common", "client"},
     "service": {"common", "client", "config"},
     "edge": {"common", "client", "config"},
-    "launch": {"common", "client", "cell", "service", "config", "edge"},
-    "cli": {"common", "client", "cell", "service", "config", "launch", "edge"},
+    "file": {"common", "client", "config", "edge"},
+    "launch": {"common", "client", "cell", "service", "config", "edge", "file"},
+    "cli": {"common", "client", "cell", "service", "config", "launch", "edge", "file"},
     "root": {"common"},
 }
 _ROOT_MODULES = {"gateway", "gateway.naming", "gateway.storage"}
-# The config role: the settings tree and the --config file's loader and its models: section.
-_CONFIG_MODULES = {"gateway.config", "gateway.configfile", "gateway.modelconfig"}
+# The config role: the settings tree and the --config file's models: section.
+_CONFIG_MODULES = {"gateway.config", "gateway.modelconfig"}
+# The file role: the one --config loader, above every part whose sections it validates.
+_FILE_MODULES = {"gateway.configfile"}
 
 
 def _role(module: str) -> str:
@@ -48,6 +51,8 @@ def _role(module: str) -> str:
         return "root"
     if module in _CONFIG_MODULES:
         return "config"
+    if module in _FILE_MODULES:
+        return "file"
     return module.split(".")[1]
 
 

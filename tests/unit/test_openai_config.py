@@ -10,8 +10,9 @@ import sentencepiece
 
 from gateway.cli.main import main
 from gateway.client import InvalidArgumentError
+from gateway.config import ConfigError
 from gateway.configfile import load_config
-from gateway.modelconfig import ConfigError, ModelConfig, aliases_of, parse_models
+from gateway.modelconfig import ModelConfig, aliases_of, parse_models
 from gateway.service.openai._chat import ChatTemplates
 from gateway.service.openai._tokens import TokenCounter
 
@@ -60,7 +61,7 @@ def test_models_section_errors_name_the_key(raw: dict[str, object], words: str) 
 def test_config_file_rejects_unknown_sections(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("modles: {}\n")
-    with pytest.raises(ConfigError, match="unknown section 'modles'"):
+    with pytest.raises(ConfigError, match=r"c\.yaml: modles: unknown section; expected one of"):
         load_config(path)
     path.write_text("models:\n  /sax/test/lm: {aliases: [lm]}\n")
     assert load_config(path).models["/sax/test/lm"].aliases == ("lm",)
@@ -124,13 +125,20 @@ def test_usage_is_exact_with_a_tokenizer_and_says_characters_without(tmp_path: P
     }
 
 
-@pytest.mark.parametrize("command", ["up", "serve", "gateway"])
-def test_saxgw_stops_at_a_bad_config_before_starting_anything(command: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["up", "serve", "gateway", "envoy-config"])
+def test_saxgw_stops_at_a_bad_config_before_starting_anything(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("models:\n  /sax/test/lm: {chat_template_name: nope}\n")
     argv = [command, "--config", str(path)]
-    if command != "up":
-        argv += ["--sax-root", str(tmp_path)]
-    with pytest.raises(SystemExit) as stopped:
-        main(argv)
-    assert "chat_template_name: 'nope' is not one of ('chatml',)" in str(stopped.value)
+    if command in ("serve", "gateway"):
+        argv += ["--sax-root", str(tmp_path / "root")]
+    if command == "envoy-config":
+        argv += ["--gateway", "127.0.0.1:1", "--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        f"saxgw: bad config: {path}: models./sax/test/lm.chat_template_name: "
+        "'nope' is not one of ('chatml',)\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]  # nothing written

@@ -4,6 +4,7 @@ SaxGateway service makes, with the same deadlines and error codes. See docs/open
 
 from __future__ import annotations
 
+from gateway.service.openai._errors import KINDS as ERROR_KINDS
 from gateway.service.openai._servicer import OpenAIGatewayServicer
 
-__all__ = ["OpenAIGatewayServicer"]
+__all__ = ["ERROR_KINDS", "OpenAIGatewayServicer"]

@@ -15,7 +15,8 @@ from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from gateway.client import InvalidArgumentError
-from gateway.modelconfig import ConfigError, ModelConfig
+from gateway.config import ConfigError
+from gateway.modelconfig import ModelConfig
 from gateway.service._fields import invalid
 
 CHATML = (

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, NamedTuple, TypeVar
+from urllib.parse import unquote
 
 from google.api.httpbody_pb2 import HttpBody
 from saxgateway.v1 import openai_pb2 as pb
@@ -25,6 +26,7 @@ from gateway.common.rpc import Context
 from gateway.config import GatewaySettings
 from gateway.modelconfig import aliases_of, all_stops
 from gateway.service import _fields as f
+from gateway.service._access import Access
 from gateway.service._stream import DeltaTracker
 from gateway.service.openai import _errors
 from gateway.service.openai import _requests as rq
@@ -64,9 +66,12 @@ class _Completion(NamedTuple):
 class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
     """Implements saxgateway.v1.OpenAIGateway over one shared Sax `Client`."""
 
-    def __init__(self, client: Client, settings: GatewaySettings) -> None:
+    def __init__(self, client: Client, settings: GatewaySettings, access: Access) -> None:
         self._client = client
         self._settings = settings
+        # The client's model list, Sax ACLs and concurrency slots, as on SaxGateway (whose
+        # calls the access interceptor checks; these name their model inside OpenAI's JSON).
+        self._access = access
         self._aliases = aliases_of(settings.models)
         self._chat = ChatTemplates(settings.models)
         self._tokens = TokenCounter(settings.models)
@@ -131,13 +136,17 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
 
     @_errors.unary
     async def GetOpenAIModel(self, request: pb.GetOpenAIModelRequest, context: Context) -> HttpBody:
-        model = self._resolve(request.model)
+        # The SDKs percent-encode the ID as one path segment (/v1/models/%2Fsax%2Ftest%2Flm),
+        # and Envoy's transcoder keeps %2F as it is (its default url_unescape_spec).
+        name = unquote(request.model)
+        model = self._resolve(name)
         deadline = self._deadline(context, self._settings.default_timeout)
-        detail = await self._client.list_detail(model, deadline=deadline)
+        async with self._access.admit_model("GetModel", model, context):
+            detail = await self._client.list_detail(model, deadline=deadline)
         if LM_METHOD not in detail.method_names:
             raise NotFoundError(f"{model} is not a language model (it has no {LM_METHOD})")
-        name = request.model if request.model in self._aliases else model
-        return rs.body(rs.model_object(name, rs.now(), root=model))
+        shown = name if name in self._aliases else model
+        return rs.body(rs.model_object(shown, rs.now(), root=model))
 
     # Completions.
 
@@ -194,11 +203,13 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
     async def _complete(self, context: Context, job: _Completion) -> AsyncIterator[HttpBody]:
         shape, model, prompts, sampling, stops = job
         if sampling.stream:
-            async for message in self._stream(context, job):
-                yield message
+            async with self._access.admit_model("GenerateStream", model, context):
+                async for message in self._stream(context, job):
+                    yield message
             return
         options = self._options(context, sampling, self._settings.default_timeout)
-        results = await _gather(self._client.lm_generate(model, p, options) for p in prompts)
+        async with self._access.admit_model("Generate", model, context):
+            results = await _gather(self._client.lm_generate(model, p, options) for p in prompts)
         choices = []
         for samples in results:
             if len(samples) < sampling.n:
@@ -288,7 +299,9 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         req = rq.embedding_request(rq.parse_body(request.body.data))
         model = self._resolve(req.model)
         options = self._options(context, None, self._settings.default_timeout)
-        vectors = await _gather(self._client.lm_embed(model, text, options) for text in req.inputs)
+        async with self._access.admit_model("Embed", model, context):
+            inputs = req.inputs
+            vectors = await _gather(self._client.lm_embed(model, text, options) for text in inputs)
         size = len(vectors[0])
         if req.dimensions is not None and req.dimensions != size:
             raise f.invalid(

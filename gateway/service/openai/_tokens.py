@@ -12,7 +12,8 @@ from typing import Any
 
 import sentencepiece
 
-from gateway.modelconfig import ConfigError, ModelConfig
+from gateway.config import ConfigError
+from gateway.modelconfig import ModelConfig
 
 
 class TokenCounter:

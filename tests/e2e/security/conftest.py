@@ -15,7 +15,7 @@ from gateway.cell import CellSettings
 from gateway.cli._edge import envoy_settings
 from gateway.client import ClientSettings
 from gateway.config import GatewaySettings
-from gateway.edge import load_config
+from gateway.configfile import load_config
 from gateway.launch.envoy import EnvoySettings
 from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack, StackSettings
@@ -87,10 +87,14 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureStack]:
     jwks.write_text(signer.jwks())
     config_file = base / "saxgw.yaml"
     config_file.write_text(yaml.safe_dump(secure_config(jwks)))
-    config = load_config(config_file)
+    config = load_config(config_file).edge
     sax_root = str(base / "sax-root")
     settings = StackSettings(
-        gateway=GatewaySettings(client=ClientSettings(sax_root=sax_root), default_timeout=20.0),
+        gateway=GatewaySettings(
+            client=ClientSettings(sax_root=sax_root),
+            default_timeout=20.0,
+            config_file=str(config_file),
+        ),
         cell=CellSettings(
             sax_root=sax_root,
             fs_root=str(base / "fs-root"),
@@ -111,7 +115,6 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureStack]:
             config,
         ),
         log_dir=str(logs),
-        config_file=str(config_file),
     )
     with Stack(settings) as running:
         if not running.wait_healthy(timeout=60):

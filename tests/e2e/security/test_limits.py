@@ -1,0 +1,196 @@
+"""The config file's stream-duration and connection-count limits, through the real Envoy.
+
+`saxgw serve --config FILE` (the real CLI: one loader, the gateway process and Envoy both
+configured from the file) fronts the secure stack's cell with tight limits; the model it calls
+is published there and answers slowly.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import grpc
+import httpx
+import pytest
+import yaml
+from saxgateway.v1 import gateway_pb2 as pb
+from saxgateway.v1 import gateway_pb2_grpc
+
+from gateway.launch.processes import ProcessGroup, free_port
+from tests.e2e._published import TEST_LM, published, request_info
+from tests.e2e.conftest import _tail_logs
+from tests.e2e.security.conftest import OPS_KEY, SecureStack
+
+pytestmark = pytest.mark.e2e
+
+MODEL = "/sax/test/sec-limits"
+MAX_STREAM_DURATION = 2  # seconds
+MAX_CONNECTIONS = 4
+# 40 tokens, 0.3 s each: 12 s, far past the limit.
+SLOW = {"text": " ".join(f"t{i}" for i in range(40)), "delay_ms": "300"}
+
+
+@dataclass(frozen=True)
+class Front:
+    port: int
+    admin: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stat(self, name: str) -> int:
+        """One counter or gauge from Envoy's admin (0 when Envoy has not made it yet)."""
+        url = f"http://127.0.0.1:{self.admin}/stats?filter=^{name}$"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text: str = response.read().decode()
+        return sum(int(line.rpartition(":")[2]) for line in text.splitlines() if line)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def front(secure: SecureStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
+    base = tmp_path_factory.mktemp("limits")
+    config = base / "limits.yaml"
+    limits = {"max_stream_duration": MAX_STREAM_DURATION, "max_connections": MAX_CONNECTIONS}
+    config.write_text(yaml.safe_dump({"limits": limits}))
+    front = Front(port=free_port(), admin=free_port())
+    argv = [
+        *(sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)),
+        *("--sax-root", secure.stack.settings.sax_root, "--port", str(front.port)),
+        *("--envoy-admin-port", str(front.admin), "--gateway-ports", str(free_port())),
+        *("--log-dir", str(base)),
+    ]
+    group = ProcessGroup()
+    try:
+        group.start("serve", argv, log_path=str(base / "serve.log"))
+        try:
+            group.wait_until("serve", lambda: _healthy(front.url), 60)
+        except Exception:
+            pytest.fail("saxgw serve never became healthy; logs:\n" + _tail_logs(base))
+        yield front
+    finally:
+        group.stop()
+
+
+@pytest.fixture(scope="module")
+def model(secure: SecureStack) -> Iterator[str]:
+    headers = {"Authorization": f"Bearer {OPS_KEY}"}
+    with published(secure.stack, MODEL, TEST_LM, SLOW, headers=headers) as name:
+        yield name
+
+
+def test_unary_call_past_the_limit_is_504_json(front: Front, model: str) -> None:
+    with httpx.Client(base_url=front.url, timeout=60) as http:
+        response = http.post("/generate", json={"model": model, "query": "q"})
+    assert response.status_code == 504, response.text
+    assert response.headers["content-type"] == "application/json"
+    # The gateway's own error (DEADLINE_EXCEEDED), not Envoy's backstop.
+    assert response.json() == {
+        "code": 4,
+        "message": "Deadline Exceeded",
+        "details": [request_info(response)],
+    }
+
+
+def test_sse_stream_past_the_limit_ends_with_an_in_band_json_error(
+    front: Front, model: str
+) -> None:
+    body = {"model": model, "query": "q"}
+    with (
+        httpx.Client(base_url=front.url, timeout=60) as http,
+        http.stream("POST", "/generate_stream", json=body) as stream,
+    ):
+        assert stream.status_code == 200
+        events = [line[5:] for line in stream.iter_lines() if line.startswith("data:")]
+    deltas, last = events[:-1], httpx.Response(200, content=events[-1]).json()
+    assert deltas, "the stream ended before its first token"
+    assert len(deltas) < len(SLOW["text"].split())  # cut short, not finished
+    assert last["done"] is True
+    assert last["error"]["code"] == 4
+    assert "Deadline" in last["error"]["message"]
+
+
+def test_grpc_stream_past_the_limit_is_deadline_exceeded(front: Front, model: str) -> None:
+    received = 0
+    with grpc.insecure_channel(f"127.0.0.1:{front.port}") as channel:
+        stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+        stream = stub.GenerateStream(pb.GenerateStreamRequest(model=model, query="q"), timeout=60)
+        with pytest.raises(grpc.RpcError) as caught:
+            for reply in stream:
+                received += len(reply.deltas)
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert 0 < received < len(SLOW["text"].split())
+
+
+def test_envoy_resets_a_stream_the_gateway_does_not_bound(front: Front, model: str) -> None:
+    # WatchAddresses runs until the caller leaves; Envoy ends it after the limit and its
+    # backstop margin.
+    before = front.stat("http.ingress_http.downstream_rq_max_duration_reached")
+    with grpc.insecure_channel(f"127.0.0.1:{front.port}") as channel:
+        stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+        watch = stub.WatchAddresses(pb.WatchAddressesRequest(model=model), timeout=60)
+        with pytest.raises(grpc.RpcError) as caught:
+            for reply in watch:
+                assert reply.addresses
+    # Envoy resets the HTTP/2 stream; grpcio reports a reset as INTERNAL.
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert "RST_STREAM" in str(caught.value.details())
+    assert front.stat("http.ingress_http.downstream_rq_max_duration_reached") == before + 1
+
+
+def _get(sock: socket.socket) -> bytes:
+    """One keep-alive ``GET /`` on ``sock``; what came back (b"" if the peer closed)."""
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: limits.test\r\n\r\n")
+    try:
+        return sock.recv(65536)
+    except ConnectionResetError:
+        return b""
+
+
+def _wait(condition: object, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+
+
+def test_connections_beyond_the_limit_are_closed(front: Front) -> None:
+    active = "http.ingress_http.downstream_cx_active"
+    _wait(lambda: front.stat(active) == 0, "earlier tests' connections never closed")
+    overflow = f"listener.127.0.0.1_{front.port}.downstream_global_cx_overflow"
+    before = front.stat(overflow)
+    held = [socket.create_connection(("127.0.0.1", front.port), timeout=10)]
+    try:
+        for _ in range(MAX_CONNECTIONS - 1):
+            held.append(socket.create_connection(("127.0.0.1", front.port), timeout=10))
+        for sock in held:
+            assert _get(sock).startswith(b"HTTP/1.1 200 OK")
+        # One more: accepted by the kernel, closed by Envoy before it reads a byte.
+        with socket.create_connection(("127.0.0.1", front.port), timeout=10) as extra:
+            assert _get(extra) == b""
+        assert front.stat(overflow) == before + 1
+        # The open connections keep working.
+        assert all(_get(sock).startswith(b"HTTP/1.1 200 OK") for sock in held)
+        held.pop().close()
+
+        def one_more_is_served() -> bool:
+            with socket.create_connection(("127.0.0.1", front.port), timeout=10) as sock:
+                return _get(sock).startswith(b"HTTP/1.1 200 OK")
+
+        _wait(one_more_is_served, "a connection was refused after one closed")
+    finally:
+        for sock in held:
+            sock.close()

@@ -1,0 +1,77 @@
+"""The gateway's own checks hold on the OpenAI-compatible API as on SaxGateway: a client's model
+list and a model's Sax ACL refuse a call (403, OpenAI's envelope), whichever route names the
+model; there is no way around them through /v1."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import openai
+import pytest
+
+from tests.e2e._published import TEST_LM, published
+from tests.e2e.security.conftest import ISSUER, OPS_KEY, TEAM_A_KEY, TEAM_B_KEY, SecureStack
+from tests.e2e.security.test_access import _set_method_acl, _until
+
+pytestmark = pytest.mark.e2e
+
+MODEL = "/sax/test/sec-oai-acl"
+
+
+@pytest.fixture(scope="module")
+def model(secure: SecureStack) -> Iterator[str]:
+    ops = {"Authorization": f"Bearer {OPS_KEY}"}
+    with published(secure.stack, MODEL, TEST_LM, {"text": "hi there"}, headers=ops) as name:
+        yield name
+
+
+def _sdk(secure: SecureStack, key: str) -> openai.OpenAI:
+    url = secure.stack.http_url + "/v1"
+    return openai.OpenAI(base_url=url, api_key=key, max_retries=0)
+
+
+def _refused(message: str) -> dict[str, object]:
+    return {"message": message, "type": "permission_error", "param": None, "code": None}
+
+
+def test_a_clients_model_list_holds_on_every_openai_route(secure: SecureStack, model: str) -> None:
+    # team-b may use /sax/test/sec-b-* only (conftest).
+    refused = _refused(f"client team-b may not use {model}")
+    with _sdk(secure, TEAM_B_KEY) as client:
+        calls = [
+            lambda: client.completions.create(model=model, prompt="q"),
+            lambda: client.completions.create(model=model, prompt="q", stream=True),
+            lambda: client.embeddings.create(model=model, input="q"),
+            lambda: client.models.retrieve(model),
+        ]
+        for call in calls:
+            with pytest.raises(openai.PermissionDeniedError) as failure:
+                call()
+            assert failure.value.body == refused
+    with _sdk(secure, TEAM_A_KEY) as client:
+        assert client.completions.create(model=model, prompt="q").choices[0].text == "hi there"
+
+
+def test_a_models_sax_acl_holds_on_the_openai_routes(secure: SecureStack, model: str) -> None:
+    token = secure.signer.token({"iss": ISSUER, "aud": "saxgw", "sub": "dave"})
+    with _sdk(secure, token) as dave, _sdk(secure, TEAM_A_KEY) as team_a:
+        _set_method_acl(secure, model, "lm.generate", "acl/readers")
+        try:
+            # The group `readers` holds team-a and ops (conftest); dave is not in it. The
+            # gateway caches ACLs briefly: wait until it has seen this one.
+            def dave_refused() -> bool:
+                try:
+                    dave.completions.create(model=model, prompt="q")
+                except openai.PermissionDeniedError:
+                    return True
+                return False
+
+            _until(dave_refused)
+            with pytest.raises(openai.PermissionDeniedError) as failure:
+                dave.completions.create(model=model, prompt="q")
+            assert failure.value.body == _refused(
+                f"lm.generate on {model} is limited to acl/readers; client dave is not in it"
+            )
+            assert team_a.completions.create(model=model, prompt="q").choices[0].text == "hi there"
+        finally:
+            _set_method_acl(secure, model, "lm.generate", "")

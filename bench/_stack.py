@@ -122,6 +122,11 @@ class BenchStack:
         self.baseline_port = free_port()
         self.counted_baseline_port = free_port()
         self.gateway_noee_port = free_port()
+        # The telemetry A/B: the same gateway with metrics off, and with tracing on.
+        self.gateway_nometrics_port = free_port()
+        self.gateway_nocost_port = free_port()
+        self.gateway_tracing_port = free_port()
+        self.otlp_port = free_port()
         self._stack: Stack | None = None
 
     # Addresses.
@@ -136,6 +141,18 @@ class BenchStack:
     @property
     def gateway_noee(self) -> str:
         return f"127.0.0.1:{self.gateway_noee_port}"
+
+    @property
+    def gateway_nometrics(self) -> str:
+        return f"127.0.0.1:{self.gateway_nometrics_port}"
+
+    @property
+    def gateway_nocost(self) -> str:
+        return f"127.0.0.1:{self.gateway_nocost_port}"
+
+    @property
+    def gateway_tracing(self) -> str:
+        return f"127.0.0.1:{self.gateway_tracing_port}"
 
     @property
     def envoy(self) -> str:
@@ -261,6 +278,7 @@ class BenchStack:
             log_path=self._log("gateway-noee"),
         )
         self._wait("gateway-noee", self.gateway_noee)
+        self._start_telemetry_gateways()
         for name, port, root in (
             ("baseline", self.baseline_port, self.real_root),
             ("baseline-counted", self.counted_baseline_port, views["baseline"]),
@@ -281,6 +299,44 @@ class BenchStack:
                 log_path=self._log(name),
             )
             self.group.wait_until(name, lambda p=port: _http_ok(f"http://127.0.0.1:{p}/"), 60)
+
+    def _start_telemetry_gateways(self) -> None:
+        """More gateways like gateway-0: metrics off; metrics off and the cost header off; and
+        one tracing every call to an OTLP sink (on the cell's core, as a collector would be
+        on another host)."""
+        py = sys.executable
+        with _pinned(self.cpus.cell):
+            self.group.start(
+                "otlp-sink",
+                [py, "-m", "bench._otlp_sink", f"--port={self.otlp_port}"],
+                log_path=self._log("otlp-sink"),
+            )
+        self._wait("otlp-sink", f"127.0.0.1:{self.otlp_port}")
+        common = [
+            py,
+            "-m",
+            "gateway.cli",
+            "gateway",
+            f"--sax-root={self.real_root}",
+            "--host=127.0.0.1",
+            "--default-timeout=60",
+        ]
+        tracing_metrics = self.workdir / "metrics-tracing"
+        tracing_metrics.mkdir()
+        variants = {
+            "gateway-nometrics": (self.gateway_nometrics_port, ["--no-metrics"]),
+            "gateway-nocost": (self.gateway_nocost_port, ["--no-metrics", "--no-cost-header"]),
+            "gateway-tracing": (
+                self.gateway_tracing_port,
+                [
+                    f"--metrics-dir={tracing_metrics}",
+                    f"--otlp-endpoint=http://127.0.0.1:{self.otlp_port}",
+                ],
+            ),
+        }
+        for name, (port, flags) in variants.items():
+            self.group.start(name, [*common, f"--port={port}", *flags], log_path=self._log(name))
+            self._wait(name, f"127.0.0.1:{port}")
 
     def _wait(self, name: str, address: str) -> None:
         self.group.wait_until(name, lambda: port_open(address), 60)

@@ -30,13 +30,27 @@ PATHS = {
     "direct-h2load": "the limit: h2load (gRPC) -> model server",
     "gateway-grpc": "h2load (gRPC) -> gateway (no Envoy)",
     "gateway-grpc-noee": "as gateway-grpc, grpc's EventEngine off (experiment)",
+    "gateway-grpc-nometrics": "as gateway-grpc (metrics on, the default), metrics off",
+    "gateway-grpc-nocost": "as gateway-grpc-nometrics, and the cost as a trailer, not a header",
+    "gateway-grpc-tracing": "as gateway-grpc, tracing on (every call exported over OTLP)",
     "envoy-grpc": "h2load (gRPC) -> Envoy -> gateway",
     "envoy-http": "wrk (HTTP/1.1 JSON) -> Envoy -> gateway (the product path)",
     "baseline-http": "wrk (HTTP/1.1 JSON) -> seed-style FastAPI + sync facade",
 }
 
 #: Processes whose CPU time is read around every run (per request: user + system).
-PROCESSES = ("gateway-0", "gateway-noee", "envoy", "modelserver", "baseline")
+PROCESSES = (
+    "gateway-0",
+    "gateway-noee",
+    "gateway-nometrics",
+    "gateway-nocost",
+    "gateway-tracing",
+    "envoy",
+    "modelserver",
+    "baseline",
+)
+#: The gateway processes: a path's gateway CPU is theirs added up (only one serves it).
+GATEWAYS = ("gateway-0", "gateway-noee", "gateway-nometrics", "gateway-nocost", "gateway-tracing")
 
 Runner = Callable[[int, float], Awaitable[Sample]]
 
@@ -77,6 +91,15 @@ def runners(stack: BenchStack, channel: grpc.aio.Channel | None) -> dict[str, Ru
         "gateway-grpc": grpc_path(f"http://{stack.gateway}{GATEWAY_GENERATE}", gateway_frame),
         "gateway-grpc-noee": grpc_path(
             f"http://{stack.gateway_noee}{GATEWAY_GENERATE}", gateway_frame
+        ),
+        "gateway-grpc-nometrics": grpc_path(
+            f"http://{stack.gateway_nometrics}{GATEWAY_GENERATE}", gateway_frame
+        ),
+        "gateway-grpc-nocost": grpc_path(
+            f"http://{stack.gateway_nocost}{GATEWAY_GENERATE}", gateway_frame
+        ),
+        "gateway-grpc-tracing": grpc_path(
+            f"http://{stack.gateway_tracing}{GATEWAY_GENERATE}", gateway_frame
         ),
         "envoy-grpc": grpc_path(f"http://{stack.envoy}{GATEWAY_GENERATE}", gateway_frame),
         "envoy-http": http_path(f"http://{stack.envoy}/generate"),

@@ -29,6 +29,31 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True, kw_only=True)
+class TelemetrySettings:
+    """What the gateway reports about itself: metrics, traces and the per-call cost header."""
+
+    metrics: bool = True
+    """Count calls in Prometheus metrics."""
+    cost_header: bool = True
+    """Send a unary call's Sax query cost as the ``x-sax-query-cost-ms`` response header,
+    which HTTP/JSON clients see; it costs one more send per call. False sends it as a trailer,
+    which only gRPC clients see (streams always use a trailer)."""
+    metrics_dir: str | None = None
+    """Directory shared by every gateway process of one deployment, where each writes its
+    metrics (prometheus_client's multiprocess mode) for the ops server to add up. None keeps
+    them in this process only (tests, or one process scraped some other way)."""
+    otlp_endpoint: str | None = None
+    """OTLP/gRPC collector (``http://127.0.0.1:4317``) that receives traces; None: no tracing."""
+    service_name: str = "sax-gateway"
+    """``service.name`` of the exported spans."""
+    trace_sample_ratio: float = 1.0
+    """Share of traces started by the gateway that are recorded; a caller's ``traceparent``
+    decides for its own calls."""
+    log_format: str = "auto"
+    """``json`` lines, ``text``, or ``auto`` (text on a terminal); the process's logs."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class ModelLimit:
     """Calls to one model in flight in one gateway process, and how many more may wait."""
 
@@ -94,6 +119,8 @@ class GatewaySettings:
     ``access`` and its deadline caps from it (gateway/cli/_edge.py: gateway_settings)."""
     models: Mapping[str, ModelConfig] = field(default_factory=dict)
     """Per-model settings of the OpenAI-compatible API (the config file's ``models:``)."""
+    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
+    """Metrics, traces and cost reporting."""
 
     @property
     def sax_root(self) -> str:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from collections.abc import Sequence
 
 from gateway import __version__
-from gateway.cli import admin, am, lm, run, vm
+from gateway.cli import admin, am, lm, ops, run, vm
 from gateway.cli._common import add_global_flags
 from gateway.cli._help import Parser, show_defaults
+from gateway.common import logs
 
-FAMILIES = (run, admin, lm, vm, am)
+FAMILIES = (run, ops, admin, lm, vm, am)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -31,10 +31,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs one command; returns the process exit status."""
     args = parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-        stream=sys.stderr,
+    # Commands that run servers take --log-format; the client verbs log as text.
+    logs.configure(
+        getattr(args, "log_format", "text"), logging.DEBUG if args.verbose else logging.INFO
     )
     status: int = args.handler(args)
     return status

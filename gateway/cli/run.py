@@ -44,6 +44,7 @@ from gateway.service.args import (
     default,
     settings_from_args,
 )
+from gateway.service.telemetry_args import add_telemetry_arguments, telemetry_from_args
 
 STATE_DIR = Path(".saxgw")
 
@@ -82,6 +83,18 @@ def _add_front(cmd: argparse.ArgumentParser) -> None:
     add_config_argument(cmd)
     cmd.add_argument("--log-dir", help="write each process's log here instead of stderr")
     add_admin_unreachable_argument(cmd)
+    cmd.add_argument(
+        "--ops-port",
+        type=int,
+        default=8889,
+        help="ops port serving /metrics for the gateway(s) and Envoy (0: none)",
+    )
+    cmd.add_argument(
+        "--ops-listen",
+        default="127.0.0.1",
+        help="address the ops port listens on (loopback unless asked: /metrics has no auth)",
+    )
+    add_telemetry_arguments(cmd)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -135,6 +148,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     cfg.add_argument("--admin-port", type=int, default=default(EnvoySettings, "admin_port"))
     cfg.add_argument("--cors-origin", action="append", default=[])
     add_config_argument(cfg)
+    cfg.add_argument("--otlp-endpoint", help="OTLP/gRPC collector for Envoy's spans")
     cfg.set_defaults(handler=_envoy_config)
 
 
@@ -159,6 +173,7 @@ def _envoy_config(args: argparse.Namespace) -> int:
         admin_address="127.0.0.1",  # admin stays private; probes use /healthz
         admin_port=args.admin_port,
         cors_origins=args.cors_origin,
+        otlp_endpoint=args.otlp_endpoint,
     )
     settings = _edge.envoy_settings(settings, edge)
     text = render(settings, descriptor, openapi, docs, secrets_dir=out)
@@ -211,7 +226,10 @@ def _up(args: argparse.Namespace) -> int:
     settings = StackSettings(
         gateway=_edge.gateway_settings(
             GatewaySettings(
-                client=client, default_timeout=args.default_timeout, config_file=args.config
+                client=client,
+                default_timeout=args.default_timeout,
+                config_file=args.config,
+                telemetry=telemetry_from_args(args),
             ),
             config,
         ),
@@ -228,6 +246,8 @@ def _up(args: argparse.Namespace) -> int:
             config.edge,
         ),
         log_dir=args.log_dir,
+        ops_port=args.ops_port or None,
+        ops_address=args.ops_listen,
     )
     if busy := busy_ports(_ports_to_bind(args)):
         port, role = busy[0]
@@ -259,6 +279,8 @@ def _ports_to_bind(args: argparse.Namespace) -> list[tuple[str, int, str]]:
         (args.listen, args.port, "Envoy's public port, --port"),
         ("127.0.0.1", args.envoy_admin_port, "Envoy's admin port, --envoy-admin-port"),
     ]
+    if args.ops_port:
+        ports.append((args.ops_listen, args.ops_port, "the ops (/metrics) port, --ops-port"))
     ports += [("127.0.0.1", p, "a gateway port, --gateway-ports") for p in args.gateway_ports]
     if args.embedded:
         ports.append(("127.0.0.1", args.admin_port, "the Sax admin port, --admin-port"))
@@ -311,6 +333,10 @@ def _report_restored(stack: Stack, cell: str) -> bool:
 def _print_banner(args: argparse.Namespace, stack: Stack) -> None:
     lines = [f"HTTP/JSON, gRPC, grpc-web  {stack.http_url}  (Envoy; /healthz)"]
     lines += [f"gateway gRPC               {a}" for a in stack.gateway_addresses]
+    if stack.metrics_url:
+        lines.append(f"Prometheus metrics         {stack.metrics_url}  (gateway + Envoy)")
+    if args.otlp_endpoint:
+        lines.append(f"traces (OTLP/gRPC)         {args.otlp_endpoint}")
     if args.embedded:
         admin = f"Sax admin ({args.cell})"
         lines.append(f"{admin:<27}127.0.0.1:{args.admin_port}")

@@ -14,6 +14,7 @@ launchers or the CLI.
 from __future__ import annotations
 
 from gateway.client._client import Client
+from gateway.client._observer import Attempt, Observer, query_cost_ms
 from gateway.client._types import (
     ADMIN_UNREACHABLE_AFTER_S,
     CallOptions,
@@ -51,6 +52,7 @@ __all__ = [
     "ADMIN_UNREACHABLE_AFTER_S",
     "AbortedError",
     "AlreadyExistsError",
+    "Attempt",
     "Box",
     "CallOptions",
     "CellStats",
@@ -63,6 +65,7 @@ __all__ = [
     "InvalidArgumentError",
     "ModelDetail",
     "NotFoundError",
+    "Observer",
     "OutOfRangeError",
     "PermissionDeniedError",
     "RequestCancelledError",
@@ -77,4 +80,5 @@ __all__ = [
     "UnknownError",
     "error_for_code",
     "from_grpc_error",
+    "query_cost_ms",
 ]

@@ -22,6 +22,7 @@ from saxml.protobuf import admin_pb2, admin_pb2_grpc
 
 from gateway import naming
 from gateway.client._channels import insecure_channel
+from gateway.client._observer import Observer, observed
 from gateway.client._types import ADMIN_UNREACHABLE_AFTER_S
 from gateway.common.deadline import Deadline, now
 from gateway.common.errors import (
@@ -100,6 +101,7 @@ class CellAdmin:
         cell: naming.CellId,
         storage: Storage,
         counter: RpcCounter,
+        observer: Observer | None = None,
         *,
         unreachable_after: float = ADMIN_UNREACHABLE_AFTER_S,
     ) -> None:
@@ -107,6 +109,7 @@ class CellAdmin:
         self._unreachable_after = unreachable_after
         self._storage = storage
         self._counter = counter
+        self._observer = observer
         self._conn: _Connection | None = None
         self._connect_lock = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
@@ -133,13 +136,23 @@ class CellAdmin:
         self, method: str, request: Message, deadline: Deadline, outage: _Outage
     ) -> Any:
         delays = backoff_delays()
+        number = 0
         while True:
             conn: _Connection | None = None
             try:
                 conn = await self._connection()
                 self._counter.value += 1
+                number += 1
                 rpc = getattr(conn.stub, method)
-                return await rpc(request, timeout=deadline.timeout(f"admin {method}"))
+                timeout = deadline.timeout(f"admin {method}")
+                if self._observer is None:
+                    return await rpc(request, timeout=timeout)
+                attempt = self._observer.attempt(
+                    self.cell.id, f"admin.{method}", conn.address, number
+                )
+                return await observed(
+                    attempt, rpc(request, timeout=timeout, metadata=attempt.metadata)
+                )
             except grpc.aio.AioRpcError as exc:
                 error = from_grpc_error(exc)
                 if error.code == grpc.StatusCode.CANCELLED and conn is not None and conn.poisoned:

@@ -16,6 +16,7 @@ from saxml.protobuf import admin_pb2
 from gateway import naming
 from gateway.client._admin import CellAdmin, RpcCounter
 from gateway.client._data import DataCalls
+from gateway.client._observer import Observer
 from gateway.client._router import Router
 from gateway.client._types import CellStats, ClientSettings, ModelDetail
 from gateway.common.closing import AsyncClosing
@@ -36,16 +37,20 @@ class Client(AsyncClosing, DataCalls):
     subclass.
     """
 
-    def __init__(self, settings: ClientSettings) -> None:
+    def __init__(self, settings: ClientSettings, *, observer: Observer | None = None) -> None:
+        """``observer`` receives every Sax RPC attempt, failover and address change."""
         self.settings = settings
         self._storage: Storage = open_storage(settings.sax_root, gcs_endpoint=settings.gcs_endpoint)
         self._rpcs = RpcCounter()
         self._admins: dict[str, CellAdmin] = {}
+        # The base Observer watches nothing: pass None down so the hot path skips the hooks.
+        self._observer = None if observer is None or type(observer) is Observer else observer
         self._router = Router(
             admin_for=self._admin,
             num_conn=settings.num_conn,
             fail_fast=settings.fail_fast,
             proxy_addr=settings.proxy_addr,
+            observer=self._observer,
         )
 
     async def close(self) -> None:
@@ -59,6 +64,12 @@ class Client(AsyncClosing, DataCalls):
         """Admin RPCs sent so far (every attempt, WatchLoc long polls included)."""
         return self._rpcs.value
 
+    def is_serving(self, model_id: str) -> bool:
+        """Whether the admin has reported ``model_id`` as published (its watch is live).
+
+        Cheap (a dict lookup): observers use it to keep unknown model names out of metrics."""
+        return self._router.is_serving(model_id)
+
     @property
     def num_channels(self) -> int:
         """Open model-server channels."""
@@ -71,6 +82,7 @@ class Client(AsyncClosing, DataCalls):
                 cell,
                 self._storage,
                 self._rpcs,
+                self._observer,
                 unreachable_after=self.settings.admin_unreachable_after,
             )
         return admin

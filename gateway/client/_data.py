@@ -11,9 +11,31 @@ from typing import Protocol, TypeVar
 from saxml.protobuf import audio_pb2, common_pb2, custom_pb2, lm_pb2, vision_pb2
 from saxml.protobuf import multimodal_pb2 as mm
 
-from gateway.client._router import Router, Unary
+from gateway.client._router import Router, Unary, named
 from gateway.client._types import DEFAULT_CALL_OPTIONS, CallOptions, StreamItem
 from gateway.common.results import Box
+
+# The data RPCs, typed by the stubs and named for observers.
+_LM_GENERATE = named("lm.Generate", lambda b: b.lm.Generate)
+_LM_GENERATE_STREAM = named("lm.GenerateStream", lambda b: b.lm.GenerateStream)
+_LM_SCORE = named("lm.Score", lambda b: b.lm.Score)
+_LM_EMBED = named("lm.Embed", lambda b: b.lm.Embed)
+_LM_GRADIENT = named("lm.Gradient", lambda b: b.lm.Gradient)
+_VM_CLASSIFY = named("vm.Classify", lambda b: b.vm.Classify)
+_VM_TEXT_TO_IMAGE = named("vm.TextToImage", lambda b: b.vm.TextToImage)
+_VM_EMBED = named("vm.Embed", lambda b: b.vm.Embed)
+_VM_DETECT = named("vm.Detect", lambda b: b.vm.Detect)
+_VM_IMAGE_TO_TEXT = named("vm.ImageToText", lambda b: b.vm.ImageToText)
+_VM_IMAGE_TO_IMAGE = named("vm.ImageToImage", lambda b: b.vm.ImageToImage)
+_VM_TEXT_AND_IMAGE_TO_IMAGE = named("vm.TextAndImageToImage", lambda b: b.vm.TextAndImageToImage)
+_VM_VIDEO_TO_TEXT = named("vm.VideoToText", lambda b: b.vm.VideoToText)
+_VM_VIDEO_TO_TOKEN = named("vm.VideoToToken", lambda b: b.vm.VideoToToken)
+_VM_TOKEN_TO_VIDEO = named("vm.TokenToVideo", lambda b: b.vm.TokenToVideo)
+_AM_RECOGNIZE = named("am.Recognize", lambda b: b.am.Recognize)
+_CM_CUSTOM = named("cm.Custom", lambda b: b.cm.Custom)
+_MM_GENERATE = named("mm.Generate", lambda b: b.mm.Generate)
+_MM_SCORE = named("mm.Score", lambda b: b.mm.Score)
+_MM_EMBED = named("mm.Embed", lambda b: b.mm.Embed)
 
 
 class _DataRequest(Protocol):
@@ -51,7 +73,7 @@ class DataCalls:
     ) -> list[tuple[str, float]]:
         """Samples completions of ``text``: ``[(text, score), ...]``."""
         request = lm_pb2.GenerateRequest(text=text)
-        response = await self._unary(model_id, lambda b: b.lm.Generate, request, options)
+        response = await self._unary(model_id, _LM_GENERATE, request, options)
         return [(t.text, t.score) for t in response.texts]
 
     async def lm_generate_stream(
@@ -65,9 +87,7 @@ class DataCalls:
         request = lm_pb2.GenerateRequest(
             model_key=model_id, text=text, extra_inputs=o.extra_inputs_proto()
         )
-        responses = self._router.stream(
-            model_id, lambda b: b.lm.GenerateStream, request, o.call_deadline()
-        )
+        responses = self._router.stream(model_id, _LM_GENERATE_STREAM, request, o.call_deadline())
         try:
             async for response in responses:
                 yield [StreamItem(i.text, i.prefix_len, list(i.scores)) for i in response.items]
@@ -83,14 +103,14 @@ class DataCalls:
     ) -> list[float]:
         """Log-probabilities of each suffix after ``prefix``."""
         request = lm_pb2.ScoreRequest(prefix=prefix, suffix=suffixes)
-        return list((await self._unary(model_id, lambda b: b.lm.Score, request, options)).logp)
+        return list((await self._unary(model_id, _LM_SCORE, request, options)).logp)
 
     async def lm_embed(
         self, model_id: str, text: str, options: CallOptions | None = None
     ) -> list[float]:
         """The embedding of ``text``."""
         request = lm_pb2.EmbedRequest(text=text)
-        response = await self._unary(model_id, lambda b: b.lm.Embed, request, options)
+        response = await self._unary(model_id, _LM_EMBED, request, options)
         return list(response.embedding)
 
     async def lm_gradient(
@@ -98,7 +118,7 @@ class DataCalls:
     ) -> tuple[list[float], dict[str, list[float]]]:
         """Scores and named gradients of ``suffix`` after ``prefix``."""
         request = lm_pb2.GradientRequest(prefix=prefix, suffix=suffix)
-        response = await self._unary(model_id, lambda b: b.lm.Gradient, request, options)
+        response = await self._unary(model_id, _LM_GRADIENT, request, options)
         gradients = {k: list(v.values) for k, v in response.gradients.items()}
         return list(response.score), gradients
 
@@ -107,7 +127,7 @@ class DataCalls:
     ) -> list[tuple[str, float]]:
         """Labels of ``image``: ``[(label, score), ...]``."""
         request = vision_pb2.ClassifyRequest(image_bytes=image)
-        response = await self._unary(model_id, lambda b: b.vm.Classify, request, options)
+        response = await self._unary(model_id, _VM_CLASSIFY, request, options)
         return [(t.text, t.score) for t in response.texts]
 
     async def vm_text_to_image(
@@ -115,7 +135,7 @@ class DataCalls:
     ) -> list[tuple[bytes, float]]:
         """Images generated from ``text``: ``[(image, score), ...]``."""
         request = vision_pb2.TextToImageRequest(text=text)
-        response = await self._unary(model_id, lambda b: b.vm.TextToImage, request, options)
+        response = await self._unary(model_id, _VM_TEXT_TO_IMAGE, request, options)
         return [(i.image, i.score) for i in response.images]
 
     async def vm_embed(
@@ -123,7 +143,7 @@ class DataCalls:
     ) -> list[float]:
         """The embedding of ``image``."""
         request = vision_pb2.EmbedRequest(image_bytes=image)
-        return list((await self._unary(model_id, lambda b: b.vm.Embed, request, options)).embedding)
+        return list((await self._unary(model_id, _VM_EMBED, request, options)).embedding)
 
     async def vm_detect(
         self,
@@ -140,7 +160,7 @@ class DataCalls:
         request = vision_pb2.DetectRequest(
             image_bytes=image, text=text, boxes_of_interest=of_interest
         )
-        response = await self._unary(model_id, lambda b: b.vm.Detect, request, options)
+        response = await self._unary(model_id, _VM_DETECT, request, options)
         return [Box.from_proto(b) for b in response.bounding_boxes]
 
     async def vm_image_to_text(
@@ -148,7 +168,7 @@ class DataCalls:
     ) -> list[tuple[str, float]]:
         """Captions of ``image`` (continuing ``text``): ``[(text, score), ...]``."""
         request = vision_pb2.ImageToTextRequest(image_bytes=image, text=text)
-        response = await self._unary(model_id, lambda b: b.vm.ImageToText, request, options)
+        response = await self._unary(model_id, _VM_IMAGE_TO_TEXT, request, options)
         return [(t.text, t.score) for t in response.texts]
 
     async def vm_image_to_image(
@@ -156,7 +176,7 @@ class DataCalls:
     ) -> list[tuple[bytes, float]]:
         """Images made from ``image``: ``[(image, score), ...]``."""
         request = vision_pb2.ImageToImageRequest(image_bytes=image)
-        response = await self._unary(model_id, lambda b: b.vm.ImageToImage, request, options)
+        response = await self._unary(model_id, _VM_IMAGE_TO_IMAGE, request, options)
         return [(i.image, i.score) for i in response.images]
 
     async def vm_text_and_image_to_image(
@@ -164,7 +184,7 @@ class DataCalls:
     ) -> list[tuple[bytes, float]]:
         """Images made from ``text`` and a conditioning ``image``: ``[(image, score), ...]``."""
         request = vision_pb2.TextAndImageToImageRequest(text=text, image_bytes=image)
-        response = await self._unary(model_id, lambda b: b.vm.TextAndImageToImage, request, options)
+        response = await self._unary(model_id, _VM_TEXT_AND_IMAGE_TO_IMAGE, request, options)
         return [(i.image, i.score) for i in response.images]
 
     async def vm_video_to_text(
@@ -176,7 +196,7 @@ class DataCalls:
     ) -> list[tuple[str, float]]:
         """Captions of a video given as encoded ``frames``: ``[(text, score), ...]``."""
         request = vision_pb2.VideoToTextRequest(image_frames=frames, text=text)
-        response = await self._unary(model_id, lambda b: b.vm.VideoToText, request, options)
+        response = await self._unary(model_id, _VM_VIDEO_TO_TEXT, request, options)
         return [(t.text, t.score) for t in response.texts]
 
     async def vm_video_to_token(
@@ -184,7 +204,7 @@ class DataCalls:
     ) -> list[float]:
         """The tokens of a video given as encoded ``frames``."""
         request = vision_pb2.VideoToTokenRequest(image_frames=frames)
-        response = await self._unary(model_id, lambda b: b.vm.VideoToToken, request, options)
+        response = await self._unary(model_id, _VM_VIDEO_TO_TOKEN, request, options)
         return list(response.tokens)
 
     async def vm_token_to_video(
@@ -192,7 +212,7 @@ class DataCalls:
     ) -> list[bytes]:
         """The encoded frames of the video ``tokens`` describe."""
         request = vision_pb2.TokenToVideoRequest(tokens=tokens)
-        response = await self._unary(model_id, lambda b: b.vm.TokenToVideo, request, options)
+        response = await self._unary(model_id, _VM_TOKEN_TO_VIDEO, request, options)
         return list(response.image_frames)
 
     async def am_recognize(
@@ -200,7 +220,7 @@ class DataCalls:
     ) -> list[tuple[str, float]]:
         """Transcriptions of ``audio``: ``[(text, score), ...]``."""
         request = audio_pb2.AsrRequest(audio_bytes=audio)
-        response = await self._unary(model_id, lambda b: b.am.Recognize, request, options)
+        response = await self._unary(model_id, _AM_RECOGNIZE, request, options)
         return [(h.text, h.score) for h in response.hyps]
 
     async def custom(
@@ -208,25 +228,25 @@ class DataCalls:
     ) -> bytes:
         """Calls a custom model method with an opaque request; returns its opaque response."""
         call = custom_pb2.CustomRequest(request=request, method_name=method_name)
-        return bytes((await self._unary(model_id, lambda b: b.cm.Custom, call, options)).response)
+        return bytes((await self._unary(model_id, _CM_CUSTOM, call, options)).response)
 
     async def mm_generate(
         self, model_id: str, request: mm.GenerateRequest, options: CallOptions | None = None
     ) -> mm.GenerateResponse:
         """Samples continuations of ``request.items`` (text, images, audio, video)."""
         rpc = mm.GenerateRpcRequest(request=request)
-        return (await self._unary(model_id, lambda b: b.mm.Generate, rpc, options)).response
+        return (await self._unary(model_id, _MM_GENERATE, rpc, options)).response
 
     async def mm_score(
         self, model_id: str, request: mm.ScoreRequest, options: CallOptions | None = None
     ) -> mm.ScoreResponse:
         """Scores ``request.suffix_items`` after ``request.prefix_items``."""
         rpc = mm.ScoreRpcRequest(request=request)
-        return (await self._unary(model_id, lambda b: b.mm.Score, rpc, options)).response
+        return (await self._unary(model_id, _MM_SCORE, rpc, options)).response
 
     async def mm_embed(
         self, model_id: str, request: mm.EmbedRequest, options: CallOptions | None = None
     ) -> mm.EmbedResponse:
         """The embedding of ``request.items``."""
         rpc = mm.EmbedRpcRequest(request=request)
-        return (await self._unary(model_id, lambda b: b.mm.Embed, rpc, options)).response
+        return (await self._unary(model_id, _MM_EMBED, rpc, options)).response

@@ -8,6 +8,7 @@ is made and no file is read; the failure bookkeeping (``_Retry``) only exists on
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import random
 from collections.abc import AsyncGenerator, Callable, Iterator
@@ -19,6 +20,7 @@ from gateway import naming
 from gateway.client._admin import CellAdmin, backoff_delays
 from gateway.client._channels import Backend, ChannelPool
 from gateway.client._locations import AddressTable, StaticTable, watch
+from gateway.client._observer import NO_ATTEMPT, Observer, observed
 from gateway.common.deadline import Deadline, now
 from gateway.common.errors import (
     InternalError,
@@ -36,6 +38,21 @@ _Resp = TypeVar("_Resp")
 # and response types of a call follow from it.
 Unary: TypeAlias = Callable[[Backend], grpc.aio.UnaryUnaryMultiCallable[_Req, _Resp]]
 Streaming: TypeAlias = Callable[[Backend], grpc.aio.UnaryStreamMultiCallable[_Req, _Resp]]
+
+_C = TypeVar("_C")
+_names: dict[object, str] = {}
+
+
+def named(name: str, pick: Callable[[Backend], _C]) -> Callable[[Backend], _C]:
+    """``pick`` (an RPC off a backend's stubs), known to observers as ``name``."""
+    _names[pick] = name
+    return pick
+
+
+def method_name(method: Callable[[Backend], object]) -> str:
+    """The name `named` gave ``method`` (``"lm.Generate"``), for observers."""
+    return _names.get(method) or repr(method)
+
 
 # UNAVAILABLE: the replica is unreachable; RESOURCE_EXHAUSTED: it is overloaded; NOT_FOUND:
 # it does not (or no longer) have the model loaded. Another replica may do better for each.
@@ -101,8 +118,11 @@ class Router:
         num_conn: int,
         fail_fast: bool,
         proxy_addr: str | None,
+        observer: Observer | None = None,
     ) -> None:
         self._admin_for = admin_for
+        # None when nobody watches: the hot path then skips every hook.
+        self._observer = observer
         self._num_conn = num_conn
         self._fail_fast = fail_fast
         self._proxy_addr = proxy_addr
@@ -114,6 +134,11 @@ class Router:
     @property
     def num_channels(self) -> int:
         return len(self._pool)
+
+    def is_serving(self, model_id: str) -> bool:
+        """Whether ``model_id`` has a table the admin has answered for, without an error."""
+        table = self._tables.get(model_id)
+        return table is not None and table.known and table.error is None
 
     def table(self, model_id: str) -> AddressTable:
         """The model's table, opened (and its watch started) on first use."""
@@ -128,15 +153,19 @@ class Router:
             table: AddressTable = StaticTable(model_id, self._proxy_addr)
         else:
             table = AddressTable(model_id, num_conn=self._num_conn, seed=self._seed)
+            # The watch belongs to no call: an empty context keeps it from inheriting the
+            # context (request ID, trace) of the call that happened to open the table.
             self._tasks[model_id] = asyncio.get_running_loop().create_task(
-                self._watch(table, self._admin_for(model.cell)), name=f"watch {model_id}"
+                self._watch(table, self._admin_for(model.cell)),
+                name=f"watch {model_id}",
+                context=contextvars.Context(),
             )
         self._tables[model_id] = table
         return table
 
     async def _watch(self, table: AddressTable, admin: CellAdmin) -> None:
         try:
-            await watch(table, admin, self._retain_channels)
+            await watch(table, admin, self._changed)
         except Exception as exc:  # a bug; fail the model's calls rather than hang them
             _log.exception("watch of %s failed", table.model_id)
             table.set_error(
@@ -149,6 +178,7 @@ class Router:
                 del self._tables[table.model_id]
                 del self._tasks[table.model_id]
                 self._retain_channels(table)
+                self._no_replicas(table.model_id)
 
     def forget(self, model_id: str) -> None:
         """Drops what is known of the model (after this client published, updated or
@@ -160,9 +190,28 @@ class Router:
         # Asked "before every call": waiting calls take it as stale and open a new table.
         table.set_error(UnavailableError(f"{model_id} changed"), asked_at=float("-inf"))
         self._retain_channels(table)
+        self._no_replicas(model_id)
+
+    def _changed(self, table: AddressTable) -> None:
+        self._retain_channels(table)
+        if self._observer is not None:
+            self._observer.addresses_changed(table.model_id, table.addresses)
+
+    def _no_replicas(self, model_id: str) -> None:
+        """The model's table is gone: report no replicas until a new table finds some."""
+        if self._observer is not None:
+            self._observer.addresses_changed(model_id, ())
 
     def _retain_channels(self, _changed: AddressTable) -> None:
         self._pool.retain(a for t in self._tables.values() for a in t.addresses)
+
+    def _failed(
+        self, retry: _Retry | None, table: AddressTable, address: str, exc: grpc.aio.AioRpcError
+    ) -> _Retry:
+        retry = _failed(retry, table, address, exc)  # raises unless another replica may help
+        if self._observer is not None:
+            self._observer.failover(table.model_id, address, exc.code())
+        return retry
 
     async def unary(
         self, model_id: str, method: Unary[_Req, _Resp], request: _Req, deadline: Deadline
@@ -171,13 +220,20 @@ class Router:
         started = now()
         table = self._tables.get(model_id) or self._open(model_id)
         retry: _Retry | None = None
+        number = 0
         while True:
             address, retry, table = await self._pick(table, started, deadline, retry)
+            number += 1
             try:
                 rpc = method(self._pool.get(address))
-                return await rpc(request, timeout=deadline.timeout(f"call to {model_id}"))
+                timeout = deadline.timeout(f"call to {model_id}")
+                if self._observer is None:
+                    return await rpc(request, timeout=timeout)
+                attempt = self._observer.attempt(model_id, method_name(method), address, number)
+                call = rpc(request, timeout=timeout, metadata=attempt.metadata)
+                return await observed(attempt, call)
             except grpc.aio.AioRpcError as exc:
-                retry = _failed(retry, table, address, exc)
+                retry = self._failed(retry, table, address, exc)
 
     async def stream(
         self, model_id: str, method: Streaming[_Req, _Resp], request: _Req, deadline: Deadline
@@ -190,28 +246,42 @@ class Router:
         started = now()
         table = self._tables.get(model_id) or self._open(model_id)
         retry: _Retry | None = None
+        attempt = NO_ATTEMPT
+        number = 0
         while True:
             address, retry, table = await self._pick(table, started, deadline, retry)
+            number += 1
+            if self._observer is not None:
+                attempt = self._observer.attempt(model_id, method_name(method), address, number)
             timeout = deadline.timeout(f"call to {model_id}")
-            call = method(self._pool.get(address))(request, timeout=timeout)
+            call = method(self._pool.get(address))(
+                request, timeout=timeout, metadata=attempt.metadata
+            )
             try:
                 response = await call.read()
                 break
             except grpc.aio.AioRpcError as exc:
-                retry = _failed(retry, table, address, exc)
+                attempt.end(exc.code(), exc.trailing_metadata())
+                retry = self._failed(retry, table, address, exc)
             except BaseException:
+                attempt.end(grpc.StatusCode.CANCELLED, None)
                 call.cancel()
                 raise
+        code, trailing = grpc.StatusCode.CANCELLED, None
         try:
             while response is not grpc.aio.EOF:
                 # types-grpcio types read() as `object | response`, its EOF being a plain
                 # object, so `is not EOF` cannot narrow it to the response type.
                 yield response  # type: ignore[misc]
                 response = await call.read()
+            if attempt is not NO_ATTEMPT:
+                code, trailing = grpc.StatusCode.OK, await call.trailing_metadata()
         except grpc.aio.AioRpcError as exc:
+            code, trailing = exc.code(), exc.trailing_metadata()
             raise from_grpc_error(exc) from exc
         finally:
             call.cancel()  # a no-op once the call has ended
+            attempt.end(code, trailing)
 
     async def _pick(
         self, table: AddressTable, started: float, deadline: Deadline, retry: _Retry | None
@@ -251,6 +321,8 @@ class Router:
             delay = next(retry.delays)
             if self._fail_fast or not deadline.allows(delay):
                 raise retry.last
+            if self._observer is not None:
+                self._observer.retry(table.model_id)
             await table.changed_within(delay)
         retry.tried.clear()
         return table

@@ -17,7 +17,7 @@ from pathlib import Path
 import grpc
 
 from gateway.config import MIB
-from gateway.edge import EdgeConfig, edge_values
+from gateway.edge import IDENTITY_HEADER, EdgeConfig, edge_values
 from gateway.service.openai import ERROR_KINDS
 
 
@@ -45,6 +45,10 @@ class EnvoySettings:
     edge: EdgeConfig = field(default_factory=EdgeConfig)
     """Credentials, roles, quotas, TLS and limits from the ``--config`` file (gateway/edge);
     its ``limits`` are the only place Envoy's limits are set (body, headers, connections...)."""
+    otlp_endpoint: str | None = None
+    """OTLP/gRPC collector (``http://host:4317``) for Envoy's own spans; None: no tracing."""
+    trace_sample_ratio: float = 1.0
+    """Share of requests without a caller's ``traceparent`` that are traced."""
 
 
 def descriptor_set() -> Path:
@@ -89,6 +93,27 @@ def _origins(origins: Sequence[str]) -> list[dict[str, object]]:
     if "*" in origins:
         return [{"safe_regex": {"regex": ".*"}}]
     return [{"exact": origin} for origin in origins]
+
+
+def _tracing(endpoint: str | None, ratio: float) -> dict[str, object] | None:
+    if not endpoint:
+        return None
+    target = endpoint.split("://", 1)[-1].rstrip("/")
+    return {
+        "random_sampling": {"value": ratio * 100},
+        "provider": {
+            "name": "envoy.tracers.opentelemetry",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+                # Envoy's own gRPC client: no cluster to declare for the collector.
+                "grpc_service": {
+                    "google_grpc": {"target_uri": target, "stat_prefix": "otlp"},
+                    "timeout": "1s",
+                },
+                "service_name": "sax-gateway-envoy",
+            },
+        },
+    }
 
 
 # The replies Envoy makes itself, by HTTP status, and the gRPC code a gateway error with that
@@ -213,5 +238,7 @@ def render(
         "GATEWAY_ENDPOINTS": json.dumps([_endpoint(a) for a in settings.gateway_endpoints]),
         "LOCAL_REPLY_MAPPERS": json.dumps(local_reply_mappers()),
         **edge_values(settings.edge, settings.cors_origins, secrets_dir or Path("secrets")),
+        "TRACING": json.dumps(_tracing(settings.otlp_endpoint, settings.trace_sample_ratio)),
+        "IDENTITY_HEADER": IDENTITY_HEADER,
     }
     return string.Template(template.read_text()).substitute(values)

@@ -7,7 +7,7 @@
         httpx.get(stack.http_url + "/")
 
 Each child's command line comes from its own role's one function (``cell_argv``,
-``gateway_argv``), so a flag is spelt in one place.
+``gateway_argv``, ``ops_argv``), so a flag is spelt in one place.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
 from gateway.launch.envoy import EnvoySettings, envoy_binary, render
 from gateway.launch.processes import ProcessGroup, StartupError, port_open
 from gateway.launch.supervisor import RestartSettings
+from gateway.ops import OpsSettings
+from gateway.ops.args import ops_argv
 from gateway.service.args import gateway_argv
 
 
@@ -50,6 +52,9 @@ class StackSettings:
     startup_timeout: float = 60.0
     restart: RestartSettings = field(default_factory=RestartSettings)
     """How `saxgw up`'s supervisor restarts a child that died."""
+    ops_port: int | None = None
+    """Port of the ops server (``/metrics`` of every gateway process and Envoy); None: none."""
+    ops_address: str = "127.0.0.1"
 
     @property
     def sax_root(self) -> str:
@@ -66,6 +71,10 @@ def health_answers(address: str) -> bool:
         except grpc.RpcError:
             return False
     return True
+
+
+def _loopback(address: str) -> str:
+    return "127.0.0.1" if address in ("0.0.0.0", "") else address
 
 
 def _http_ok(url: str) -> bool:
@@ -95,7 +104,12 @@ class Stack:
         self.group = ProcessGroup()
         envoy = settings.envoy or EnvoySettings(gateway_endpoints=())
         endpoints = [f"127.0.0.1:{p}" for p in settings.gateway_ports]
-        self.envoy = dataclasses.replace(envoy, gateway_endpoints=endpoints)
+        self.envoy = dataclasses.replace(
+            envoy,
+            gateway_endpoints=endpoints,
+            otlp_endpoint=envoy.otlp_endpoint or settings.gateway.telemetry.otlp_endpoint,
+            trace_sample_ratio=settings.gateway.telemetry.trace_sample_ratio,
+        )
         self._tmp = tempfile.TemporaryDirectory(prefix="saxgw-")
 
     @property
@@ -108,6 +122,18 @@ class Stack:
     def grpc_address(self) -> str:
         """gRPC address of Envoy's public listener."""
         return f"127.0.0.1:{self.envoy.listen_port}"
+
+    @property
+    def metrics_url(self) -> str | None:
+        """The one Prometheus scrape URL, if the ops server runs."""
+        if self.settings.ops_port is None:
+            return None
+        return f"http://{_loopback(self.settings.ops_address)}:{self.settings.ops_port}/metrics"
+
+    @property
+    def metrics_dir(self) -> Path:
+        """Where the gateway processes keep their metrics for the ops server to add up."""
+        return Path(self._tmp.name) / "metrics"
 
     @property
     def gateway_addresses(self) -> list[str]:
@@ -146,9 +172,17 @@ class Stack:
             ports = (s.cell.admin_port, *s.cell.model_server_ports)
             addresses = [f"{s.cell.host}:{p}" for p in ports]
             self.group.wait_until("cell", lambda: all(map(port_open, addresses)), timeout)
+        telemetry = s.gateway.telemetry
+        if telemetry.metrics:
+            # The gateways share a directory for the ops server to add up; a fresh one on
+            # every start, as multiprocess metrics files must not outlive their run.
+            self.metrics_dir.mkdir()
+            telemetry = dataclasses.replace(telemetry, metrics_dir=str(self.metrics_dir))
         for i, port in enumerate(s.gateway_ports):
             name = f"gateway-{i}"
-            gateway = dataclasses.replace(s.gateway, host="127.0.0.1", port=port)
+            gateway = dataclasses.replace(
+                s.gateway, host="127.0.0.1", port=port, telemetry=telemetry
+            )
             self.group.start(name, gateway_argv(gateway), log_path=self._log(name))
             address = f"127.0.0.1:{port}"
             self.group.wait_until(name, partial(health_answers, address), timeout)
@@ -163,12 +197,29 @@ class Stack:
                 "--log-level",
                 "warn",
                 "--base-id",
-                str(self.envoy.admin_port),
-            ],  # several Envoys may share a machine
+                str(self.envoy.admin_port),  # several Envoys may share a machine
+                "--file-flush-interval-msec",
+                "1000",  # access log lines reach the log within a second, not ten
+            ],
             log_path=self._log("envoy"),
         )
         admin = f"http://{self.envoy.admin_address}:{self.envoy.admin_port}"
         self.group.wait_until("envoy", lambda: _http_ok(admin + "/ready"), timeout)
+        if s.ops_port is not None:
+            self._start_ops(s.ops_port, timeout)
+
+    def _start_ops(self, port: int, timeout: float) -> None:
+        s = self.settings
+        ops = OpsSettings(
+            host=s.ops_address,
+            port=port,
+            metrics_dir=str(self.metrics_dir) if s.gateway.telemetry.metrics else None,
+            envoy_admin=f"{self.envoy.admin_address}:{self.envoy.admin_port}",
+        )
+        argv = ops_argv(ops, s.gateway.telemetry.log_format)
+        self.group.start("ops", argv, log_path=self._log("ops"))
+        address = f"{_loopback(s.ops_address)}:{port}"
+        self.group.wait_until("ops", partial(port_open, address), timeout)
 
     def wait_healthy(self, timeout: float) -> bool:
         """Waits until Envoy's /healthz reports the gateway (and so the cell) healthy."""

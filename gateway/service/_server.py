@@ -19,9 +19,13 @@ from gateway.config import GatewaySettings
 from gateway.service._access import Access, AccessInterceptor
 from gateway.service._errors import ErrorInterceptor
 from gateway.service._health import SERVICE, HealthReporter
+from gateway.service._metrics import FLUSH_INTERVAL_S, GatewayMetrics, use_directory
+from gateway.service._observe import GatewayObserver, TelemetryInterceptor
 from gateway.service._reflection import enable_reflection
 from gateway.service._servicer import SaxGatewayServicer
+from gateway.service._tracing import Tracing
 from gateway.service.openai import OpenAIGatewayServicer
+from gateway.service.openai._tokens import TokenCounter
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +40,25 @@ class GatewayServer:
         server: grpc.aio.Server,
         health: HealthReporter,
         port: int,
+        metrics: GatewayMetrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
         self.port = port
+        self.metrics = metrics
+        """The gateway's metrics; None when ``settings.telemetry.metrics`` is off."""
         self._server = server
         self._health = health
+        self._tracing = tracing
+        self._flusher = asyncio.get_running_loop().create_task(self._flush_metrics())
+
+    async def _flush_metrics(self) -> None:
+        if self.metrics is None:
+            return
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            self.metrics.flush()
 
     @property
     def address(self) -> str:
@@ -51,13 +68,32 @@ class GatewayServer:
     @classmethod
     async def start(cls, settings: GatewaySettings, client: Client | None = None) -> GatewayServer:
         """Starts serving; ``client`` defaults to a new Sax client for ``settings.sax_root``."""
+        telemetry = settings.telemetry
+        if telemetry.metrics and telemetry.metrics_dir:
+            use_directory(telemetry.metrics_dir)
+        metrics = GatewayMetrics() if telemetry.metrics else None
+        tracing = None
+        if telemetry.otlp_endpoint:
+            tracing = Tracing(
+                telemetry.otlp_endpoint, telemetry.service_name, telemetry.trace_sample_ratio
+            )
+        # Always there: the query cost reaches the caller even with metrics and tracing off.
+        observer = GatewayObserver(metrics, tracing)
         if client is None:
-            client = Client(settings.client)
-        # One set of checks and concurrency slots for both faces of the gateway.
+            client = Client(settings.client, observer=observer)
         access = Access(settings.access, client)
+        tokens = TokenCounter(settings.models)
+        # Telemetry outermost, so that it sees the status the caller gets; then errors, so
+        # that refusals from the access checks become statuses.
+        interceptors = [
+            TelemetryInterceptor(
+                metrics, tracing, client, access, tokens, cost_header=telemetry.cost_header
+            ),
+            ErrorInterceptor(),
+            AccessInterceptor(access),
+        ]
         server = grpc.aio.server(
-            # The error interceptor is outermost: refusals from the access checks become statuses.
-            interceptors=[ErrorInterceptor(), AccessInterceptor(access)],
+            interceptors=interceptors,
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -69,7 +105,7 @@ class GatewayServer:
             SaxGatewayServicer(client, settings), server
         )
         openai_pb2_grpc.add_OpenAIGatewayServicer_to_server(
-            OpenAIGatewayServicer(client, settings, access), server
+            OpenAIGatewayServicer(client, settings, access, tokens), server
         )
         health = HealthReporter(client, settings.health_interval)
         health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
@@ -85,13 +121,19 @@ class GatewayServer:
         await server.start()
         await health.start()
         log.info("gateway serving %s on %s:%d", SERVICE, settings.host, port)
-        return cls(settings, client, server, health, port)
+        return cls(settings, client, server, health, port, metrics, tracing)
 
     async def stop(self, grace: float | None = None) -> None:
         """Stops accepting calls, waits up to ``grace`` seconds for in-flight ones, cleans up."""
         await self._health.stop()
         await self._server.stop(self.settings.grace_period if grace is None else grace)
         await self.client.close()
+        self._flusher.cancel()
+        await asyncio.gather(self._flusher, return_exceptions=True)
+        if self.metrics is not None:
+            self.metrics.flush()  # the last calls' counts, before the process exits
+        if self._tracing is not None:
+            await asyncio.to_thread(self._tracing.shutdown)  # flushes the last spans
 
     async def wait(self) -> None:
         """Returns when the server has stopped."""

@@ -14,6 +14,11 @@ from typing import Any
 
 from gateway.client import ClientSettings
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
+from gateway.service.telemetry_args import (
+    add_telemetry_arguments,
+    telemetry_argv,
+    telemetry_from_args,
+)
 
 
 def default(cls: type[Any], name: str) -> Any:
@@ -39,6 +44,10 @@ def add_gateway_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_config_argument(parser)
     add_admin_unreachable_argument(parser)
+    parser.add_argument(
+        "--metrics-dir", help="directory shared with the other gateway processes and `saxgw ops`"
+    )
+    add_telemetry_arguments(parser)
 
 
 def add_admin_unreachable_argument(parser: argparse.ArgumentParser) -> None:
@@ -87,6 +96,7 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
         default_timeout=args.default_timeout,
         grace_period=args.grace_period,
         max_streams_per_client=args.max_streams_per_client,
+        telemetry=telemetry_from_args(args),
         config_file=args.config,
     )
 
@@ -105,4 +115,5 @@ def gateway_argv(settings: GatewaySettings) -> list[str]:
         f"--max-streams-per-client={settings.max_streams_per_client}",
         f"--admin-unreachable-after={settings.client.admin_unreachable_after!r}",
         *([f"--config={settings.config_file}"] if settings.config_file else []),
+        *telemetry_argv(settings.telemetry),
     ]

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -76,10 +77,19 @@ def saxgw_up(argv: list[str]) -> Iterator[_Up]:
         up.close()
 
 
+def _scrape_until(url: str, text: str, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while text not in (scrape := httpx.get(url).text) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert text in scrape, scrape
+    return scrape
+
+
 def test_up_restart_serves_restored_models_and_refuses_busy_ports(tmp_path: Path) -> None:
-    port = free_port()
+    port, ops = free_port(), free_port()
     argv = [
         f"--port={port}",
+        f"--ops-port={ops}",
         "--listen=127.0.0.1",
         f"--envoy-admin-port={free_port()}",
         f"--gateway-ports={free_port()}",
@@ -95,10 +105,19 @@ def test_up_restart_serves_restored_models_and_refuses_busy_ports(tmp_path: Path
         # The banner comes after health passes, never before.
         assert httpx.get(f"{url}/healthz").status_code == 200
         assert f"  curl -s {url}/listcells" in up.lines
+        metrics = f"http://127.0.0.1:{ops}/metrics"
+        assert f"Prometheus metrics         {metrics}  (gateway + Envoy)" in up.lines
         body = {"model": MODEL, "model_path": TEST_LM, "checkpoint": "None", "replicas": 1}
         assert httpx.post(f"{url}/publish", json=body).status_code == 200
         ready = httpx.post(f"{url}/wait_for_ready", json={"model": MODEL, "timeout": "30s"})
         assert ready.status_code == 200, ready.text
+        # The ops port: one scrape URL for the gateway and Envoy (issue #13); the gateway
+        # writes its counts out once a second. (The ops server writes labels sorted.)
+        labels = 'client="anonymous",grpc_code="OK",grpc_method="PublishModel"'
+        publish = f"saxgw_requests_total{{{labels}}}"
+        scrape = _scrape_until(metrics, publish)
+        assert "\nsaxgw_envoy_up 1\n" in scrape
+        assert "envoy_cluster_membership_healthy" in scrape
 
         # A second `saxgw up` on the same ports says so at once, without a traceback.
         second = subprocess.run(

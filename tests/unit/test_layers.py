@@ -35,8 +35,9 @@ _ALLOWED: dict[str, set[str]] = {
     "service": {"common", "client", "config"},
     "edge": {"common", "client", "config"},
     "file": {"common", "client", "config", "edge"},
-    "launch": {"common", "client", "cell", "service", "config", "edge", "file"},
-    "cli": {"common", "client", "cell", "service", "config", "launch", "edge", "file"},
+    "launch": {"common", "client", "cell", "service", "config", "edge", "file", "ops"},
+    "ops": {"common"},
+    "cli": {"common", "client", "cell", "service", "config", "launch", "edge", "file", "ops"},
     "root": {"common"},
 }
 _ROOT_MODULES = {"gateway", "gateway.naming", "gateway.storage"}

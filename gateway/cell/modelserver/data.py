@@ -22,6 +22,7 @@ from saxml.protobuf import (
 from gateway.cell._errors import stream_errors, unary_errors
 from gateway.cell.models import base
 from gateway.cell.models.base import ExtraInputs, Hypothesis, ServableModel
+from gateway.cell.modelserver.cost import stream_cost, unary_cost
 from gateway.cell.modelserver.loaded import LoadedModels
 from gateway.common.rpc import Context
 
@@ -60,6 +61,7 @@ def forward(method: str) -> Callable[[_Body[_Self, _Req, _Resp]], _Rpc[_Self, _R
 
     def decorate(body: _Body[_Self, _Req, _Resp]) -> _Rpc[_Self, _Req, _Resp]:
         @unary_errors
+        @unary_cost
         async def rpc(self: _Self, request: _Req, context: Context) -> _Resp:
             with self._loaded.call(request.model_key, method) as model:
                 return await body(self, request, model, _extra(request.extra_inputs))
@@ -111,6 +113,7 @@ class LMServicer(DataServicer, lm_pb2_grpc.LMServiceServicer):
         return reply
 
     @stream_errors
+    @stream_cost
     async def GenerateStream(
         self, request: lm_pb2.GenerateRequest, context: Context
     ) -> AsyncGenerator[lm_pb2.GenerateStreamResponse]:

@@ -28,6 +28,7 @@ from gateway.modelconfig import aliases_of, all_stops
 from gateway.service import _fields as f
 from gateway.service._access import Access
 from gateway.service._stream import DeltaTracker
+from gateway.service._usage import note_usage
 from gateway.service.openai import _errors
 from gateway.service.openai import _requests as rq
 from gateway.service.openai import _responses as rs
@@ -66,7 +67,13 @@ class _Completion(NamedTuple):
 class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
     """Implements saxgateway.v1.OpenAIGateway over one shared Sax `Client`."""
 
-    def __init__(self, client: Client, settings: GatewaySettings, access: Access) -> None:
+    def __init__(
+        self,
+        client: Client,
+        settings: GatewaySettings,
+        access: Access,
+        tokens: TokenCounter | None = None,
+    ) -> None:
         self._client = client
         self._settings = settings
         # The client's model list, Sax ACLs and concurrency slots, as on SaxGateway (whose
@@ -74,7 +81,14 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         self._access = access
         self._aliases = aliases_of(settings.models)
         self._chat = ChatTemplates(settings.models)
-        self._tokens = TokenCounter(settings.models)
+        self._tokens = tokens or TokenCounter(settings.models)
+
+    def _usage(
+        self, model: str, prompts: Sequence[str], completions: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        """OpenAI's ``usage`` object; the call's metrics count the same texts."""
+        note_usage(model, prompts, completions)
+        return self._tokens.usage(model, prompts, completions)
 
     def _resolve(self, name: str) -> str:
         """The Sax model ID ``name`` stands for: an alias, or a model ID ("/" optional)."""
@@ -219,7 +233,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
                 choices.append(
                     (kept, self._finish(model, kept, stopped, None, sampling.max_tokens))
                 )
-        usage = self._tokens.usage(model, prompts, [text for text, _ in choices])
+        usage = self._usage(model, prompts, [text for text, _ in choices])
         yield rs.body(shape.whole(choices, usage))
 
     async def _stream(self, context: Context, job: _Completion) -> AsyncIterator[HttpBody]:
@@ -242,7 +256,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
                 raise
             yield rs.events(_errors.envelope(exc)[1])
             raise
-        tail = [shape.usage_chunk(self._tokens.usage(model, prompts, texts))]
+        tail = [shape.usage_chunk(self._usage(model, prompts, texts))]
         yield rs.events(*(tail if sampling.include_usage else ()), done=True)
 
     async def _stream_prompt(
@@ -307,7 +321,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
             raise f.invalid(
                 "dimensions", f"{model} embeds into {size} dimensions, not {req.dimensions}"
             )
-        usage = self._tokens.usage(model, req.inputs)
+        usage = self._usage(model, req.inputs)
         return rs.body(rs.embeddings(req.model, vectors, req.base64, usage))
 
 

@@ -1,0 +1,84 @@
+"""Log output for every saxgw process: JSON lines for machines, plain text for people.
+
+    configure("json", logging.INFO)   # {"time": "...", "level": "INFO", "logger": ..., ...}
+
+A record logged while the gateway serves a call carries that call's ``request_id`` (the
+``x-request-id`` Envoy sets) and ``client`` (the identity Envoy authenticated, if any), read
+only when a record is actually written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from contextvars import ContextVar
+from typing import Literal, Protocol
+
+LogFormat = Literal["json", "text", "auto"]
+FORMATS: tuple[LogFormat, ...] = ("json", "text", "auto")
+
+
+class CallInfo(Protocol):
+    """What a log line may tell about the call being served."""
+
+    @property
+    def request_id(self) -> str | None: ...
+
+    @property
+    def client(self) -> str | None: ...
+
+
+#: The call the current task serves, if any; the gateway's interceptor sets it.
+current_call: ContextVar[CallInfo | None] = ContextVar("saxgw_current_call", default=None)
+
+_TEXT = "%(asctime)s %(name)s %(levelname)s %(message)s"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request_id, client, exception."""
+
+    converter = time.gmtime  # type: ignore[assignment]  # typeshed's signature is too narrow
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        call = current_call.get()
+        if call is not None:
+            if request_id := call.request_id:
+                line["request_id"] = request_id
+            if call.client:
+                line["client"] = call.client
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)
+
+
+class _RequestIdText(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        call = current_call.get()
+        if call is None:
+            return text
+        if request_id := call.request_id:
+            text += f" request_id={request_id}"
+        return f"{text} client={call.client}" if call.client else text
+
+
+def configure(fmt: LogFormat, level: int) -> None:
+    """Sends the root logger's records to stderr in ``fmt``; ``auto`` is text on a terminal
+    and JSON otherwise (a container, a log file)."""
+    if fmt == "auto":
+        fmt = "text" if sys.stderr.isatty() else "json"
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else _RequestIdText(_TEXT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)

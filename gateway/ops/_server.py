@@ -1,0 +1,132 @@
+"""A small threaded HTTP server for ``/metrics``; scrapes are rare, so simple is enough."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import logging
+import os
+import re
+import signal
+import threading
+import urllib.request
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_LIVE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class OpsSettings:
+    """Where the ops server listens and what it adds up."""
+
+    host: str = "127.0.0.1"
+    port: int = 8889
+    """0 picks a free port."""
+    metrics_dir: str | None = None
+    """The gateway processes' shared metrics directory (``TelemetrySettings.metrics_dir``)."""
+    envoy_admin: str | None = None
+    """``host:port`` of Envoy's admin interface, whose ``/stats/prometheus`` is appended."""
+    envoy_timeout: float = 2.0
+    """Seconds to wait for Envoy's stats before answering without them."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _forget_dead(metrics_dir: str) -> None:
+    """Drops the live gauges (in flight, open streams, replicas) of processes that are gone;
+    their counters and histograms stay, so totals never go backwards."""
+    for path in glob.glob(os.path.join(metrics_dir, "gauge_live*.db")):
+        match = _LIVE_FILE.search(os.path.basename(path))
+        if match and not _alive(int(match.group(1))):
+            with contextlib.suppress(FileNotFoundError):
+                mark_process_dead(int(match.group(1)), metrics_dir)  # type: ignore[no-untyped-call]
+
+
+def _envoy_stats(settings: OpsSettings) -> bytes | None:
+    url = f"http://{settings.envoy_admin}/stats/prometheus"
+    try:
+        with urllib.request.urlopen(url, timeout=settings.envoy_timeout) as response:
+            body: bytes = response.read()
+            return body
+    except OSError as exc:
+        log.warning("Envoy's stats are unavailable (%s): %s", url, exc)
+        return None
+
+
+def scrape(settings: OpsSettings) -> bytes:
+    """The whole exposition: gateway processes, Envoy, and whether Envoy answered."""
+    parts = []
+    if settings.metrics_dir:
+        _forget_dead(settings.metrics_dir)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=settings.metrics_dir)  # type: ignore[no-untyped-call]
+        parts.append(generate_latest(registry))
+    if settings.envoy_admin:
+        envoy = _envoy_stats(settings)
+        parts.append(envoy or b"")
+        parts.append(
+            b"# HELP saxgw_envoy_up Whether Envoy's admin answered this scrape.\n"
+            b"# TYPE saxgw_envoy_up gauge\n"
+            + (b"saxgw_envoy_up 1\n" if envoy is not None else b"saxgw_envoy_up 0\n")
+        )
+    return b"".join(p if p.endswith(b"\n") or not p else p + b"\n" for p in parts)
+
+
+def start(settings: OpsSettings) -> ThreadingHTTPServer:
+    """Binds the server (not yet serving); ``server_address`` tells the port."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.split("?")[0] != "/metrics":
+                self._reply(404, b"not found; try /metrics\n")
+                return
+            self._reply(200, scrape(settings), CONTENT_TYPE)
+
+        def _reply(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            log.debug(format, *args)  # one line per scrape would drown the real logs
+
+    server = ThreadingHTTPServer((settings.host, settings.port), Handler)
+    server.daemon_threads = True
+    return server
+
+
+def serve(settings: OpsSettings) -> None:
+    """Serves until SIGINT or SIGTERM."""
+    server = start(settings)
+    stop = threading.Event()
+
+    def shutdown(*_: object) -> None:
+        if not stop.is_set():
+            stop.set()
+            threading.Thread(target=server.shutdown, daemon=True).start()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, shutdown)
+    host, port = server.server_address[:2]
+    print(f"ops server: http://{host!s}:{port}/metrics", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()

@@ -1,0 +1,228 @@
+"""The gateway's Prometheus metrics: one table of families, and the label rules.
+
+Names follow the OpenTelemetry GenAI semantic conventions where one fits
+(``gen_ai.server.request.duration`` becomes ``gen_ai_server_request_duration_seconds``; the
+attributes ``gen_ai.operation.name``, ``gen_ai.request.model`` and ``error.type`` become
+labels with underscores); the rest are ``saxgw_*``. docs/operations.md lists them all.
+
+Label values are bounded: methods and status codes are finite, and a model name becomes a
+label only once the Sax admin has confirmed the model is published (``Client.is_serving``),
+up to ``MAX_MODELS`` of them; anything else is counted under ``"unknown"``.
+
+With ``TelemetrySettings.metrics_dir`` set, prometheus_client's multiprocess mode keeps every
+value in a per-process file there; the ops server (gateway.ops) adds the files of all gateway
+processes up into one scrape.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
+
+#: How often calls' counts reach the exported values (seconds); see ``GatewayMetrics.flush``.
+FLUSH_INTERVAL_S = 1.0
+#: Distinct model labels at most; more models than this are counted as "unknown".
+MAX_MODELS = 200
+UNKNOWN_MODEL = "unknown"
+
+_OP = "gen_ai_operation_name"
+_MODEL = "gen_ai_request_model"
+_ERROR = "error_type"
+_TOKEN_TYPE = "gen_ai_token_type"
+#: The caller Envoy authenticated (#14's identity header): a client id the config file names,
+#: "other" for any other id (say a JWT subject), "anonymous" without authentication.
+_CLIENT = "client"
+
+# Buckets: the conventions' advice, with finer steps below 10 ms for CPU stand-in models.
+_DURATION_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24,
+    20.48, 40.96, 81.92,
+)  # fmt: skip
+_TTFT_BUCKETS = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)  # fmt: skip
+# The conventions' advice for gen_ai.client.token.usage.
+_TOKEN_BUCKETS = (
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)  # fmt: skip
+_TPOT_BUCKETS = (
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
+)  # fmt: skip
+
+
+def use_directory(path: str) -> None:
+    """Keeps this process's metrics in files under ``path`` (prometheus_client's multiprocess
+    mode), to be added up with the other gateway processes' by the ops server.
+
+    Must run before the first metric is made. prometheus_client finds the directory through
+    its documented environment variable, so this sets it (it reads nothing back from it)."""
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+
+
+class GatewayMetrics:
+    """Every metric family the gateway exports, registered in ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.request_duration = Histogram(
+            "gen_ai_server_request_duration",
+            "Time from the gateway receiving a model call to its last byte (GenAI semconv).",
+            [_OP, _MODEL, _ERROR],
+            unit="seconds",
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.time_to_first_token = Histogram(
+            "gen_ai_server_time_to_first_token",
+            "Time from the gateway receiving a stream call to its first text chunk.",
+            [_OP, _MODEL],
+            unit="seconds",
+            buckets=_TTFT_BUCKETS,
+            registry=r,
+        )
+        self.time_per_output_token = Histogram(
+            "gen_ai_server_time_per_output_token",
+            "Per stream: time between text chunks after the first (Sax streams chunks, not "
+            "tokens).",
+            [_OP, _MODEL],
+            unit="seconds",
+            buckets=_TPOT_BUCKETS,
+            registry=r,
+        )
+        self.token_usage = Histogram(
+            "gen_ai_client_token_usage",
+            "Tokens per model call, input and output (GenAI semconv), counted with the model's "
+            "configured SentencePiece tokenizer; models without one have no samples.",
+            [_OP, _MODEL, _TOKEN_TYPE, _CLIENT],
+            buckets=_TOKEN_BUCKETS,
+            registry=r,
+        )
+        self.requests = Counter(
+            "saxgw_requests",
+            "gRPC calls the gateway finished, by method, status code and client.",
+            ["grpc_method", "grpc_code", _CLIENT],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "saxgw_requests_in_flight",
+            "Unary gRPC calls being served now.",
+            ["grpc_method"],
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.streams_open = Gauge(
+            "saxgw_streams_open",
+            "Server-streaming gRPC calls open now.",
+            ["grpc_method"],
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.text_characters = Counter(
+            "saxgw_text_characters",
+            "Characters of text in model calls' inputs and outputs.",
+            [_OP, _MODEL, "direction"],
+            registry=r,
+        )
+        self.query_cost = Counter(
+            "saxgw_query_cost_tpu_milliseconds",
+            "Accelerator time model servers reported for the gateway's calls (query_cost_v0).",
+            [_OP, _MODEL, _CLIENT],
+            registry=r,
+        )
+        self.replicas = Gauge(
+            "saxgw_model_replicas",
+            "Serving replicas of a model, as the gateway's address table last saw them.",
+            [_MODEL],
+            multiprocess_mode="livemostrecent",
+            registry=r,
+        )
+        self.address_changes = Counter(
+            "saxgw_address_changes",
+            "Changes of a model's serving address set reported by the Sax admin.",
+            [_MODEL],
+            registry=r,
+        )
+        self.admin_rpcs = Counter(
+            "saxgw_sax_admin_rpcs",
+            "RPCs sent to Sax admin servers (every attempt, WatchLoc long polls included).",
+            ["sax_method"],
+            registry=r,
+        )
+        self.failovers = Counter(
+            "saxgw_sax_failovers",
+            "Sax data calls that failed on one replica and went on to another.",
+            [_MODEL, "grpc_code"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "saxgw_sax_retries",
+            "Rounds in which every replica tried failed, so the call backed off and retried.",
+            [_MODEL],
+            registry=r,
+        )
+        self._models: set[str] = set()
+        # Calls are added up here and written out by flush(): one write per label set and
+        # second instead of several per call (in multiprocess mode each write is a locked
+        # mmap store, which would otherwise cost several percent of the gateway's CPU).
+        self._counts: dict[Any, float] = {}
+        self._histograms: dict[Any, list[float]] = {}
+        self._levels: dict[Any, int] = {}
+        self._written_levels: dict[Any, int] = {}
+
+    def count(self, child: Any, amount: float = 1.0) -> None:
+        """Adds ``amount`` to a counter child (``family.labels(...)``) at the next flush."""
+        self._counts[child] = self._counts.get(child, 0.0) + amount
+
+    def observe(self, child: Any, value: float) -> None:
+        """Observes ``value`` in a histogram child at the next flush."""
+        acc = self._histograms.get(child)
+        if acc is None:
+            # [sum, count in bucket 0, bucket 1, ...], buckets as the child keeps them.
+            acc = self._histograms[child] = [0.0] * (len(child._upper_bounds) + 1)
+        acc[0] += value
+        acc[1 + bisect.bisect_left(child._upper_bounds, value)] += 1
+
+    def add_level(self, child: Any, delta: int) -> None:
+        """Moves a gauge child (calls in flight) by ``delta``; written at the next flush."""
+        self._levels[child] = self._levels.get(child, 0) + delta
+
+    def flush(self) -> None:
+        """Writes what calls added up since the last flush into the exported values."""
+        counts, self._counts = self._counts, {}
+        for child, amount in counts.items():
+            child.inc(amount)
+        histograms, self._histograms = self._histograms, {}
+        for child, acc in histograms.items():
+            # What Histogram.observe does for each value, once per bucket: the per-bucket
+            # (non-cumulative) counts and the sum (prometheus_client 0.26's internals).
+            child._sum.inc(acc[0])
+            for bucket, n in zip(child._buckets, acc[1:], strict=True):
+                if n:
+                    bucket.inc(n)
+        for child, level in self._levels.items():
+            if self._written_levels.get(child) != level:
+                child.set(level)
+                self._written_levels[child] = level
+
+    def model_label(self, model_id: str, known: bool) -> str:
+        """``model_id`` if it may be a label (published, and within the cap), else unknown."""
+        if model_id in self._models:
+            return model_id
+        if known and len(self._models) < MAX_MODELS:
+            self._models.add(model_id)
+            return model_id
+        return UNKNOWN_MODEL
+
+    def set_replicas(self, model_id: str, addresses: Sequence[str]) -> None:
+        """Records a model's new address set (only models already labelled, or serving)."""
+        label = self.model_label(model_id, known=bool(addresses))
+        if label == UNKNOWN_MODEL:
+            return
+        self.replicas.labels(label).set(len(addresses))
+        self.address_changes.labels(label).inc()

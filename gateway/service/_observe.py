@@ -1,0 +1,251 @@
+"""Per-call telemetry: one interceptor for the gateway's own calls, one observer for the Sax
+RPCs they make. With metrics and tracing off they still carry the query cost to the caller.
+
+The interceptor wraps every SaxGateway method (outside the error interceptor, so it sees the
+final status): it counts the call, times it, opens its server span, and makes the call the
+task's ``current_call``, through which the observer's Sax attempts find their parent span and
+add up the ``query_cost_v0`` model servers report. The total goes back to the caller as the
+``x-sax-query-cost-ms`` header (unary calls; a trailer with ``cost_header`` off) or trailer
+(streams).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+import grpc
+from opentelemetry.trace import Span
+
+from gateway.client import Attempt, Client, Observer, query_cost_ms
+from gateway.client._observer import Trailers
+from gateway.common.logs import current_call
+from gateway.common.rpc import Context
+from gateway.service._access import Access
+from gateway.service._metrics import GatewayMetrics
+from gateway.service._tracing import Metadata, Tracing, end_span
+from gateway.service._usage import CallRecord, Recorder, StreamText
+
+if TYPE_CHECKING:  # the OpenAI package imports note_usage from here
+    from gateway.service.openai._tokens import TokenCounter
+
+#: Response header (unary) or trailer (streams) with the call's accelerator milliseconds, the
+#: sum of what model servers reported in ``query_cost_v0``; absent when none reported any.
+COST_HEADER = "x-sax-query-cost-ms"
+_SERVICES = ("/saxgateway.v1.SaxGateway/", "/saxgateway.v1.OpenAIGateway/")
+_ANONYMOUS = "anonymous"
+_OK = grpc.StatusCode.OK
+
+
+def _code(exc: BaseException, context: Any) -> grpc.StatusCode:
+    if isinstance(exc, grpc.aio.AbortError):
+        code = context.code()  # set by the error interceptor's abort
+        return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
+    if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+        return grpc.StatusCode.CANCELLED
+    return grpc.StatusCode.UNKNOWN
+
+
+class _Attempt(Attempt):
+    __slots__ = ("_call", "_span", "metadata")
+
+    def __init__(self, call: CallRecord, span: Span | None, metadata: Metadata | None) -> None:
+        self._call = call
+        self._span = span
+        self.metadata = metadata
+
+    def end(self, code: grpc.StatusCode, trailing: Trailers | None) -> None:
+        cost = query_cost_ms(trailing) if trailing else None
+        if cost:
+            self._call.cost_ms += cost
+        if self._span is not None:
+            end_span(self._span, code, {"sax.query_cost_ms": cost} if cost else None)
+
+
+class GatewayObserver(Observer):
+    """Turns the Sax client's events into metrics and client spans."""
+
+    def __init__(self, metrics: GatewayMetrics | None, tracing: Tracing | None) -> None:
+        self._metrics = metrics
+        self._tracing = tracing
+
+    def attempt(self, target: str, method: str, address: str, number: int) -> Attempt:
+        if self._metrics is not None and method.startswith("admin."):
+            self._metrics.admin_rpcs.labels(method[6:]).inc()
+        call = cast(CallRecord | None, current_call.get())
+        if call is None:
+            return Attempt()  # a background RPC (an address watch), part of no call
+        if self._tracing is not None and call.span is not None:
+            span, metadata = self._tracing.client_span(call.span, method, address, number)
+            return _Attempt(call, span, metadata)
+        return _Attempt(call, None, None)
+
+    def failover(self, model_id: str, address: str, code: grpc.StatusCode) -> None:
+        if self._metrics is not None:
+            label = self._metrics.model_label(model_id, known=True)
+            self._metrics.failovers.labels(label, code.name).inc()
+
+    def retry(self, model_id: str) -> None:
+        if self._metrics is not None:
+            self._metrics.retries.labels(self._metrics.model_label(model_id, known=True)).inc()
+
+    def addresses_changed(self, model_id: str, addresses: Sequence[str]) -> None:
+        if self._metrics is not None:
+            self._metrics.set_replicas(model_id, addresses)
+
+
+_Unary = Callable[[Any, Context], Awaitable[Any]]
+_Streaming = Callable[[Any, Context], AsyncIterator[Any]]
+
+
+class TelemetryInterceptor(grpc.aio.ServerInterceptor):
+    """Counts, times and traces every SaxGateway and OpenAIGateway call; wrapped handlers are
+    cached per method."""
+
+    def __init__(
+        self,
+        metrics: GatewayMetrics | None,
+        tracing: Tracing | None,
+        client: Client,
+        access: Access | None = None,
+        tokens: TokenCounter | None = None,
+        *,
+        cost_header: bool = True,
+    ) -> None:
+        self._metrics = metrics
+        self._tracing = tracing
+        self._client = client
+        self._access = access
+        self._tokens = tokens
+        self._cost_header = cost_header
+        self._cache: dict[str, Any] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Any:
+        method = handler_call_details.method
+        cached = self._cache.get(method)
+        if cached is not None:
+            return cached
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_streaming or not method.startswith(_SERVICES):
+            return handler  # health checks and reflection are not the gateway's calls
+        name = method.rpartition("/")[2]
+        recorder = Recorder(name, self._metrics, self._client, self._tokens)
+        if handler.unary_unary is not None:
+            wrapped = grpc.unary_unary_rpc_method_handler(
+                self._unary(handler.unary_unary, method, recorder),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        else:
+            wrapped = grpc.unary_stream_rpc_method_handler(
+                self._streaming(handler.unary_stream, method, recorder),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        self._cache[method] = wrapped
+        return wrapped
+
+    def _record(self, method: str, context: Any) -> CallRecord:
+        """The new call's record (caller identified, span started), made the current call."""
+        access = self._access
+        client = access.identity(context) if access is not None else None
+        label = access.label(client) if access is not None else _ANONYMOUS
+        record = CallRecord(context, client, label)
+        if self._tracing is not None:
+            record.span = self._tracing.server_span(method, context.invocation_metadata() or ())
+        return record
+
+    def _unary(self, behavior: _Unary, method: str, recorder: Recorder) -> _Unary:
+        metrics, cost_header = self._metrics, self._cost_header
+        gauge = metrics.in_flight.labels(recorder.method) if metrics else None
+
+        async def call(request: Any, context: Any) -> Any:
+            record = self._record(method, context)
+            token = current_call.set(record)
+            if metrics is not None:
+                metrics.add_level(gauge, 1)
+            code, response, started = _OK, None, time.perf_counter()
+            try:
+                response = await behavior(request, context)
+                if record.cost_ms:
+                    cost = ((COST_HEADER, str(record.cost_ms)),)
+                    if cost_header:
+                        # Initial metadata: a unary call's trailers never reach an HTTP/JSON
+                        # client through the transcoder. One more send on the stream.
+                        await context.send_initial_metadata(cost)
+                    else:
+                        context.set_trailing_metadata(cost)
+                return response
+            except BaseException as exc:
+                code = _code(exc, context)
+                raise
+            finally:
+                elapsed = time.perf_counter() - started
+                current_call.reset(token)
+                if metrics is not None:
+                    metrics.add_level(gauge, -1)
+                recorder.finish(request, response, code, elapsed, record)
+                if record.span is not None:
+                    _end_server_span(record, recorder, request, code)
+
+        return call
+
+    def _streaming(self, behavior: _Streaming, method: str, recorder: Recorder) -> _Streaming:
+        metrics = self._metrics
+        gauge = metrics.streams_open.labels(recorder.method) if metrics else None
+        chunked = recorder.method == "GenerateStream"  # the other streams are OpenAI's
+
+        async def call(request: Any, context: Any) -> AsyncIterator[Any]:
+            record = self._record(method, context)
+            token = current_call.set(record)
+            if metrics is not None:
+                metrics.add_level(gauge, 1)
+            code, started = _OK, time.perf_counter()
+            stream = StreamText(recorder.counts_tokens(getattr(request, "model", "")))
+            try:
+                async for response in behavior(request, context):
+                    if chunked and response.deltas:
+                        stream.add(time.perf_counter(), response.deltas)
+                    yield response
+                if record.cost_ms:
+                    context.set_trailing_metadata(((COST_HEADER, str(record.cost_ms)),))
+            except BaseException as exc:
+                code = _code(exc, context)
+                raise
+            finally:
+                elapsed = time.perf_counter() - started
+                with contextlib.suppress(ValueError):  # closed from another context (GC)
+                    current_call.reset(token)
+                if metrics is not None:
+                    metrics.add_level(gauge, -1)
+                recorder.finish(request, None, code, elapsed, record, stream if chunked else None)
+                recorder.stream_timing(request, stream, started)
+                if record.span is not None:
+                    _end_server_span(record, recorder, request, code)
+
+        return call
+
+
+def _end_server_span(
+    call: CallRecord, recorder: Recorder, request: Any, code: grpc.StatusCode
+) -> None:
+    assert call.span is not None
+    attributes: dict[str, int | str] = {}
+    if recorder.operation is not None:
+        attributes["gen_ai.operation.name"] = recorder.operation
+        model = call.usage.model_id if call.usage else getattr(request, "model", "")
+        attributes["gen_ai.request.model"] = str(model)
+    if call.client is not None:
+        attributes["enduser.id"] = call.client
+    if request_id := call.request_id:
+        attributes["saxgw.request_id"] = request_id
+    if call.cost_ms:
+        attributes["sax.query_cost_ms"] = call.cost_ms
+    end_span(call.span, code, attributes)

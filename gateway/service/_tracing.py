@@ -1,0 +1,98 @@
+"""OpenTelemetry traces, exported with OTLP/gRPC; built only when an endpoint is configured.
+
+A call's W3C ``traceparent`` (from the HTTP or gRPC client, forwarded by Envoy as request
+metadata) becomes the parent of the gateway's server span; each RPC the gateway then sends to
+a Sax server gets a client span, and its own ``traceparent`` as gRPC metadata, so a model
+server that traces joins the same trace. With no endpoint none of this module runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from gateway import __version__
+
+Metadata = Sequence[tuple[str, str | bytes]]
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+def _carrier(metadata: Metadata) -> dict[str, str]:
+    return {k: v for k, v in metadata if k in ("traceparent", "tracestate") and isinstance(v, str)}
+
+
+class Tracing:
+    """A tracer whose spans go to one OTLP/gRPC endpoint in batches."""
+
+    def __init__(self, endpoint: str, service_name: str, sample_ratio: float = 1.0) -> None:
+        # The SDK and the exporter are imported here, not above: they take a second or two to
+        # import, which every saxgw command would pay while only tracing gateways use them.
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+        resource = Resource.create({"service.name": service_name, "service.version": __version__})
+        # A caller's sampled flag is followed; traces that start here keep ``sample_ratio``.
+        sampler = ParentBased(TraceIdRatioBased(sample_ratio))
+        self._provider: Any = TracerProvider(resource=resource, sampler=sampler)
+        exporter = OTLPSpanExporter(endpoint=endpoint, insecure=endpoint.startswith("http://"))
+        self._provider.add_span_processor(BatchSpanProcessor(exporter))
+        self._tracer = self._provider.get_tracer("sax-gateway", __version__)
+
+    def server_span(self, full_method: str, metadata: Metadata) -> Span:
+        """The span of one gateway call, child of the caller's ``traceparent`` if it sent one."""
+        parent = _PROPAGATOR.extract(_carrier(metadata))
+        service, _, method = full_method.lstrip("/").partition("/")
+        return self._tracer.start_span(
+            full_method.lstrip("/"),
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": method},
+        )
+
+    def client_span(
+        self, parent: Span, method: str, address: str, number: int
+    ) -> tuple[Span, tuple[tuple[str, str], ...]]:
+        """A span for one RPC to a Sax server, and the metadata that carries it there."""
+        host, _, port = address.rpartition(":")
+        span = self._tracer.start_span(
+            f"sax {method}",
+            context=trace.set_span_in_context(parent),
+            kind=SpanKind.CLIENT,
+            attributes={
+                "rpc.system": "grpc",
+                "rpc.method": method,
+                "server.address": host,
+                "server.port": int(port) if port.isdigit() else 0,
+                "sax.attempt": number,
+                "sax.failover": number > 1,
+            },
+        )
+        carrier: dict[str, str] = {}
+        _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
+        return span, tuple(carrier.items())
+
+    def shutdown(self) -> None:
+        """Exports what is still buffered and stops the exporter."""
+        self._provider.shutdown()
+
+
+def end_span(
+    span: Span, code: grpc.StatusCode, attributes: dict[str, int | str] | None = None
+) -> None:
+    """Ends ``span`` with the gRPC status ``code``."""
+    span.set_attribute("rpc.grpc.status_code", code.value[0])
+    if attributes:
+        span.set_attributes(attributes)
+    if code is not grpc.StatusCode.OK:
+        span.set_attribute("error.type", code.name)
+        span.set_status(Status(StatusCode.ERROR, code.name))
+    span.end()

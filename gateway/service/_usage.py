@@ -1,0 +1,241 @@
+"""What one call used, and how a finished call is counted: text in and out (characters, and
+tokens where the model's SentencePiece tokenizer is configured), query cost, caller.
+
+Sax answers with text, never token counts. The gateway therefore counts characters for every
+model, and tokens (``gen_ai_client_token_usage``) only for models whose tokenizer the config
+file names (``models: {ID: {tokenizer: FILE}}``), by encoding the text it sent and received,
+as the OpenAI face's ``usage`` does. Models without one have no token series at all: a
+character count in a token metric would mislead.
+
+SaxGateway calls find their texts through ``DATA_METHODS``; OpenAIGateway calls report theirs
+with `note_usage` (the servicer knows the model and texts only once the JSON is parsed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from opentelemetry.trace import Span
+
+from gateway.client import Client
+from gateway.common.logs import current_call
+from gateway.common.rpc import Context
+from gateway.service._errors import request_id
+from gateway.service._metrics import GatewayMetrics
+
+if TYPE_CHECKING:  # the OpenAI package imports note_usage from here
+    from gateway.service.openai._tokens import TokenCounter
+
+_OK = grpc.StatusCode.OK
+Texts = Callable[[Any], Sequence[str]]
+
+
+def _none(_: Any) -> Sequence[str]:
+    return ()
+
+
+def _texts(response: Any) -> Sequence[str]:
+    return [t.text for t in response.texts]
+
+
+#: Model calls: gRPC method -> (gen_ai.operation.name, input texts, output texts). Operation
+#: names are Sax's method names, as saxutil spells them. A stream's output is its chunks.
+DATA_METHODS: dict[str, tuple[str, Texts, Texts]] = {
+    "Generate": ("lm.generate", lambda r: (r.query,), _texts),
+    "GenerateStream": ("lm.generate_stream", lambda r: (r.query,), _none),
+    "Score": ("lm.score", lambda r: (r.prefix, *r.suffix), _none),
+    "Embed": ("lm.embed", lambda r: (r.text,), _none),
+    "Gradient": ("lm.gradient", lambda r: (r.prefix, r.suffix), _none),
+    "Classify": ("vm.classify", _none, _texts),
+    "TextToImage": ("vm.text_to_image", lambda r: (r.text,), _none),
+    "EmbedImage": ("vm.embed", _none, _none),
+    "Detect": ("vm.detect", lambda r: tuple(r.text), _none),
+    "ImageToText": ("vm.image_to_text", lambda r: (r.text,), _texts),
+    "Recognize": ("am.recognize", _none, _texts),
+    "MultimodalGenerate": ("mm.generate", _none, _none),
+    "MultimodalScore": ("mm.score", _none, _none),
+    "MultimodalEmbed": ("mm.embed", _none, _none),
+}
+#: OpenAIGateway model calls -> gen_ai.operation.name, as the GenAI conventions name them.
+OPENAI_OPERATIONS = {
+    "CreateCompletion": "text_completion",
+    "CreateChatCompletion": "chat",
+    "CreateEmbedding": "embeddings",
+}
+
+
+@dataclass(frozen=True)
+class Usage:
+    """A call's model (its Sax ID) and texts, as its servicer saw them."""
+
+    model_id: str
+    inputs: Sequence[str]
+    outputs: Sequence[str]
+
+
+class CallRecord:
+    """The call a task serves: caller, span, cost and usage so far; request ID on demand."""
+
+    __slots__ = ("_context", "client", "client_label", "cost_ms", "span", "usage")
+
+    def __init__(self, context: Context, client: str | None, client_label: str) -> None:
+        self._context = context
+        self.client = client
+        """The client id Envoy authenticated (None: anonymous)."""
+        self.client_label = client_label
+        """``client`` as a metric label: a client the config names, "other" or "anonymous"."""
+        self.cost_ms = 0
+        self.span: Span | None = None
+        self.usage: Usage | None = None
+
+    @property
+    def request_id(self) -> str | None:
+        return request_id(self._context) or None
+
+
+def note_usage(model_id: str, inputs: Sequence[str], outputs: Sequence[str]) -> None:
+    """Tells the telemetry what the current call sent to and got from ``model_id``."""
+    call = current_call.get()
+    if isinstance(call, CallRecord):
+        call.usage = Usage(model_id, inputs, outputs)
+
+
+class StreamText:
+    """A GenerateStream's output as it goes: chunk timing, characters and samples' text."""
+
+    __slots__ = ("chars", "chunks", "first", "last", "samples")
+
+    def __init__(self, keep_text: bool) -> None:
+        self.first = self.last = 0.0
+        self.chunks = self.chars = 0
+        # Only kept when the model's tokens are counted: sample index -> text so far.
+        self.samples: dict[int, str] | None = {} if keep_text else None
+
+    def add(self, now: float, deltas: Iterable[Any]) -> None:
+        self.last = now
+        self.first = self.first or now
+        self.chunks += 1
+        for delta in deltas:
+            self.chars += len(delta.text)
+            if self.samples is not None:
+                text = self.samples.get(delta.index, "")
+                if delta.backtrack:
+                    text = text[: -delta.backtrack]
+                self.samples[delta.index] = text + delta.text
+
+
+class Recorder:
+    """Records finished calls of one method; label children are looked up once, then cached."""
+
+    def __init__(
+        self,
+        method: str,
+        metrics: GatewayMetrics | None,
+        client: Client,
+        tokens: TokenCounter | None,
+    ) -> None:
+        self.method = method
+        self._metrics = metrics
+        self._client = client
+        self._tokens = tokens
+        data = DATA_METHODS.get(method)
+        self.data = data
+        self.operation = data[0] if data else OPENAI_OPERATIONS.get(method)
+        self._requests: dict[tuple[grpc.StatusCode, str], Any] = {}
+        # (model label, error type) -> duration, input and output characters children.
+        self._by_model: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
+        # (model label, client label) -> cost child; input and output token children.
+        self._costs: dict[tuple[str, str], Any] = {}
+        self._token_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+    def counts_tokens(self, model_id: str) -> bool:
+        """Whether ``model_id``'s tokens are counted (its tokenizer is configured)."""
+        return (
+            self._metrics is not None and self._tokens is not None and self._tokens.exact(model_id)
+        )
+
+    def _label(self, model_id: str) -> str:
+        assert self._metrics is not None
+        return self._metrics.model_label(model_id, self._client.is_serving(model_id))
+
+    def _usage(self, request: Any, response: Any, stream: StreamText | None) -> Usage | None:
+        if self.data is None:
+            return None
+        _, inputs, outputs = self.data
+        model_id = getattr(request, "model", "")
+        if type(request).__name__ == "_Malformed":
+            return Usage(model_id, (), ())
+        if stream is not None:
+            out: Sequence[str] = list(stream.samples.values()) if stream.samples else ()
+        else:
+            out = outputs(response) if response is not None else ()
+        return Usage(model_id, inputs(request), out)
+
+    def finish(
+        self,
+        request: Any,
+        response: Any,
+        code: grpc.StatusCode,
+        elapsed: float,
+        call: CallRecord,
+        stream: StreamText | None = None,
+    ) -> None:
+        m = self._metrics
+        if m is None:
+            return
+        child = self._requests.get((code, call.client_label))
+        if child is None:
+            child = self._requests[(code, call.client_label)] = m.requests.labels(
+                self.method, code.name, call.client_label
+            )
+        m.count(child)
+        usage = call.usage or self._usage(request, response, stream)
+        if usage is None or self.operation is None:
+            return
+        op, model = self.operation, self._label(usage.model_id)
+        error = "" if code is _OK else code.name
+        children = self._by_model.get((model, error))
+        if children is None:
+            children = self._by_model[(model, error)] = (
+                m.request_duration.labels(op, model, error),
+                m.text_characters.labels(op, model, "input"),
+                m.text_characters.labels(op, model, "output"),
+            )
+        duration, chars_in, chars_out = children
+        m.observe(duration, elapsed)
+        if chars := sum(map(len, usage.inputs)):
+            m.count(chars_in, chars)
+        out_chars = stream.chars if stream is not None else sum(map(len, usage.outputs))
+        if out_chars:
+            m.count(chars_out, out_chars)
+        key = (model, call.client_label)
+        if call.cost_ms:
+            cost = self._costs.get(key)
+            if cost is None:
+                cost = self._costs[key] = m.query_cost.labels(op, model, call.client_label)
+            m.count(cost, call.cost_ms)
+        if code is _OK and self._tokens is not None and self._tokens.exact(usage.model_id):
+            tokens = self._token_children.get(key)
+            if tokens is None:
+                tokens = self._token_children[key] = (
+                    m.token_usage.labels(op, model, "input", call.client_label),
+                    m.token_usage.labels(op, model, "output", call.client_label),
+                )
+            m.observe(tokens[0], self._count(usage.model_id, usage.inputs))
+            m.observe(tokens[1], self._count(usage.model_id, usage.outputs))
+
+    def _count(self, model_id: str, texts: Sequence[str]) -> int:
+        assert self._tokens is not None
+        return sum(self._tokens.count(model_id, t) or 0 for t in texts)
+
+    def stream_timing(self, request: Any, stream: StreamText, started: float) -> None:
+        if self._metrics is None or self.data is None or not stream.chunks:
+            return
+        m, op, model = self._metrics, self.data[0], self._label(getattr(request, "model", ""))
+        m.observe(m.time_to_first_token.labels(op, model), stream.first - started)
+        if stream.chunks > 1:
+            per_chunk = (stream.last - stream.first) / (stream.chunks - 1)
+            m.observe(m.time_per_output_token.labels(op, model), per_chunk)

@@ -1,0 +1,77 @@
+"""The telemetry flags (metrics, traces, logs) <-> ``TelemetrySettings``, shared by
+``saxgw gateway``, ``up`` and ``serve``; `gateway.service.args.gateway_argv` hands them on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from gateway.common.logs import FORMATS
+from gateway.config import TelemetrySettings
+
+_DEFAULTS = TelemetrySettings()
+
+
+def add_telemetry_arguments(parser: argparse.ArgumentParser) -> None:
+    """Metrics, tracing and log flags."""
+    parser.add_argument(
+        "--no-metrics",
+        dest="metrics",
+        action="store_false",
+        help="no per-call metrics (to measure what they cost)",
+    )
+    parser.add_argument(
+        "--no-cost-header",
+        dest="cost_header",
+        action="store_false",
+        help="send unary calls' x-sax-query-cost-ms as a gRPC trailer, not a header "
+        "(saves a send per call; HTTP/JSON clients then do not see it)",
+    )
+    parser.add_argument(
+        "--otlp-endpoint",
+        # The one place the standard OpenTelemetry variable is read: a flag's default, at
+        # the CLI; everything below gets it from the settings.
+        default=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
+        help="export traces to this OTLP/gRPC collector, e.g. http://127.0.0.1:4317 "
+        "(default: $OTEL_EXPORTER_OTLP_ENDPOINT; unset: no tracing)",
+    )
+    parser.add_argument(
+        "--trace-sample-ratio",
+        type=float,
+        default=_DEFAULTS.trace_sample_ratio,
+        help="share of requests traced when the caller sent no traceparent (default 1)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        default=_DEFAULTS.log_format,
+        help="json lines, or text for people (auto: text on a terminal, else json)",
+    )
+
+
+def telemetry_from_args(args: argparse.Namespace) -> TelemetrySettings:
+    """The telemetry settings the flags describe."""
+    return TelemetrySettings(
+        metrics=args.metrics,
+        cost_header=args.cost_header,
+        metrics_dir=getattr(args, "metrics_dir", None),
+        otlp_endpoint=args.otlp_endpoint,
+        trace_sample_ratio=args.trace_sample_ratio,
+        log_format=args.log_format,
+    )
+
+
+def telemetry_argv(telemetry: TelemetrySettings) -> list[str]:
+    """The flags that give a gateway process ``telemetry`` back."""
+    argv = [f"--log-format={telemetry.log_format}"]
+    if not telemetry.metrics:
+        argv.append("--no-metrics")
+    if not telemetry.cost_header:
+        argv.append("--no-cost-header")
+    if telemetry.metrics_dir:
+        argv.append(f"--metrics-dir={telemetry.metrics_dir}")
+    if telemetry.otlp_endpoint:
+        argv.append(f"--otlp-endpoint={telemetry.otlp_endpoint}")
+        argv.append(f"--trace-sample-ratio={telemetry.trace_sample_ratio!r}")
+    return argv

@@ -1,0 +1,351 @@
+"""Operating the gateway: one scrape URL over two gateway processes and Envoy, the trace of
+one HTTP request in a real OTLP receiver, and Envoy's JSON access log.
+
+A second, small stack (two gateway processes, Envoy, the ops server, tracing on) runs in front
+of the session stack's cell, so the rest of the suite runs without tracing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from opentelemetry.proto.trace.v1 import trace_pb2
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.cli._edge import envoy_settings
+from gateway.config import TelemetrySettings
+from gateway.configfile import load_config
+from gateway.launch.envoy import EnvoySettings
+from gateway.launch.processes import free_port
+from gateway.launch.stack import Stack, StackSettings
+from gateway.service._metrics import GatewayMetrics
+from tests._otlp import Receiver, attributes
+from tests.e2e._openai import write_config
+from tests.e2e._published import TEST_LM, published
+
+MODEL = "/sax/test/operate"
+SERVER = trace_pb2.Span.SPAN_KIND_SERVER
+CLIENT = trace_pb2.Span.SPAN_KIND_CLIENT
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    receiver = Receiver()
+    receiver.start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="module")
+def model(stack: Stack) -> Iterator[str]:
+    # Words of the test tokenizer's vocabulary (tests/e2e/_openai.py): 3 tokens.
+    with published(stack, MODEL, TEST_LM, {"text": "hello world brief"}) as name:
+        yield name
+
+
+KEY = "sk-team-a-operate-5e1c"
+AUTH = {"authorization": f"Bearer {KEY}"}
+
+
+@pytest.fixture(scope="module")
+def ops_stack(
+    stack: Stack, receiver: Receiver, model: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """Authenticated (one API key, client team-a), with a tokenizer for ``MODEL``."""
+    base = tmp_path_factory.mktemp("ops-stack")
+    write_config(base)  # the SentencePiece model spm.model, beside the config
+    config_file = base / "saxgw.yaml"
+    config_file.write_text(
+        yaml.safe_dump(
+            {
+                "auth": {
+                    "api_keys": [{"key": KEY, "client": "team-a", "roles": ["admin", "data"]}]
+                },
+                "models": {MODEL: {"tokenizer": "spm.model"}},
+            }
+        )
+    )
+    telemetry = TelemetrySettings(otlp_endpoint=receiver.endpoint)
+    gateway = dataclasses.replace(stack.settings.gateway, telemetry=telemetry)
+    settings = StackSettings(
+        gateway=dataclasses.replace(gateway, config_file=str(config_file)),
+        gateway_ports=(free_port(), free_port()),
+        envoy=envoy_settings(
+            EnvoySettings(
+                gateway_endpoints=(),
+                listen_address="127.0.0.1",
+                listen_port=free_port(),
+                admin_port=free_port(),
+            ),
+            load_config(config_file).edge,
+        ),
+        ops_port=free_port(),
+        log_dir=str(base),
+    )
+    with Stack(settings) as running:
+        assert running.wait_healthy(timeout=60), "the ops stack never became healthy"
+        yield running
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def _samples(text: str) -> Samples:
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def _scrape_until(stack: Stack, ready: Callable[[Samples], bool], timeout: float = 20.0) -> Samples:
+    """Scrapes the ops server until ``ready`` holds (or the timeout passes); the last scrape."""
+    assert stack.metrics_url is not None
+    deadline = time.monotonic() + timeout
+    while True:
+        scrape = httpx.get(stack.metrics_url, timeout=30)
+        assert scrape.status_code == 200
+        assert scrape.headers["content-type"].startswith("text/plain; version=0.0.4")
+        samples = _samples(scrape.text)
+        if ready(samples) or time.monotonic() > deadline:
+            return samples
+        time.sleep(0.3)
+
+
+def _value(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def test_one_scrape_covers_every_gateway_process_and_envoy(ops_stack: Stack, model: str) -> None:
+    with httpx.Client(base_url=ops_stack.http_url, headers=AUTH, timeout=30) as http:
+        for _ in range(8):
+            reply = http.post("/generate", json={"model": model, "query": "hello"})
+            assert reply.status_code == 200, reply.text
+            assert int(reply.headers["x-sax-query-cost-ms"]) >= 1
+        for _ in range(2):
+            events = http.post("/generate_stream", json={"model": model, "query": "hello"})
+            assert events.status_code == 200
+        assert (
+            http.post("/generate", json={"model": "/sax/test/nope", "query": "x"}).status_code
+            == 404
+        )
+        assert http.post("/generate", json={"model": model}).status_code == 400
+
+    generate = {"gen_ai_operation_name": "lm.generate", "gen_ai_request_model": model}
+    stream = {"gen_ai_operation_name": "lm.generate_stream", "gen_ai_request_model": model}
+    duration = "gen_ai_server_request_duration_seconds_count"
+    # Counted by the client Envoy authenticated (x-saxgw-client).
+    requests, team_a = "saxgw_requests_total", {"client": "team-a"}
+    invalid = {"grpc_method": "Generate", "grpc_code": "INVALID_ARGUMENT", **team_a}
+    missing = {"grpc_method": "Generate", "grpc_code": "NOT_FOUND", **team_a}
+    # Each gateway process writes its counts out once a second, on its own clock: scrape
+    # until every call shows.
+    samples = _scrape_until(
+        ops_stack,
+        lambda s: (
+            _value(s, duration, **stream, error_type="") == 2
+            and _value(s, duration, **generate, error_type="") == 8
+            and _value(s, requests, **invalid) == 1
+            and _value(s, requests, **missing) == 1
+        ),
+    )
+    # Envoy spread the calls over both processes; the scrape adds them up.
+    assert len(list(ops_stack.metrics_dir.glob("histogram_*.db"))) == 2
+    assert _value(samples, duration, **generate, error_type="") == 8
+    assert _value(samples, duration, **stream, error_type="") == 2
+    assert _value(samples, "gen_ai_server_time_to_first_token_seconds_count", **stream) == 2
+    assert _value(samples, requests, grpc_method="Generate", grpc_code="OK", **team_a) == 8
+    assert _value(samples, requests, **missing) == 1
+    assert _value(samples, requests, **invalid) == 1
+    assert _value(samples, "saxgw_model_replicas", gen_ai_request_model=model) == 1
+    assert _value(samples, "saxgw_query_cost_tpu_milliseconds_total", **generate, **team_a) >= 8
+    # The model's tokenizer counts tokens: "hello" is one word, the answer three, per call.
+    usage = "gen_ai_client_token_usage_sum"
+    assert _value(samples, usage, **generate, **team_a, gen_ai_token_type="input") == 8
+    assert _value(samples, usage, **generate, **team_a, gen_ai_token_type="output") == 24
+    assert _value(samples, usage, **stream, **team_a, gen_ai_token_type="output") == 6
+    assert not any("/sax/test/nope" in dict(labels).values() for _, labels in samples)
+    # Envoy's own families come with them, and the ops server says it reached Envoy.
+    assert _value(samples, "saxgw_envoy_up") == 1
+    assert any(name.startswith("envoy_cluster_upstream_rq") for name, _ in samples)
+
+
+def test_openai_calls_count_the_tokens_their_usage_reports(ops_stack: Stack, model: str) -> None:
+    with httpx.Client(base_url=ops_stack.http_url, headers=AUTH, timeout=30) as http:
+        reply = http.post("/v1/completions", json={"model": model, "prompt": "hello world"})
+    assert reply.status_code == 200, reply.text
+    usage = reply.json()["usage"]
+    assert (usage["prompt_tokens"], usage["completion_tokens"]) == (2, 3)
+
+    op = {"gen_ai_operation_name": "text_completion", "gen_ai_request_model": model}
+    tokens = "gen_ai_client_token_usage"
+    samples = _scrape_until(
+        ops_stack,
+        lambda s: (
+            _value(s, f"{tokens}_count", **op, client="team-a", gen_ai_token_type="input") == 1
+        ),
+    )
+    assert _value(samples, f"{tokens}_sum", **op, client="team-a", gen_ai_token_type="input") == 2
+    assert _value(samples, f"{tokens}_sum", **op, client="team-a", gen_ai_token_type="output") == 3
+    assert _value(samples, "gen_ai_server_request_duration_seconds_count", **op, error_type="") == 1
+    ok = {"grpc_method": "CreateCompletion", "grpc_code": "OK", "client": "team-a"}
+    assert _value(samples, "saxgw_requests_total", **ok) == 1
+
+
+def test_the_public_port_exposes_neither_metrics_nor_envoy_admin(ops_stack: Stack) -> None:
+    with httpx.Client(base_url=ops_stack.http_url, headers=AUTH, timeout=30) as http:
+        for path in ("/metrics", "/stats/prometheus", "/server_info", "/config_dump"):
+            assert http.get(path).status_code == 404, path
+        # /stats is the gateway's own GetStats route (a Sax cell's stats), not Envoy's.
+        stats = http.get("/stats")
+        assert stats.status_code == 400
+        assert stats.json()["code"] == 3
+        assert "envoy" not in stats.text.lower()
+
+
+def test_one_http_request_is_one_trace_from_client_to_sax(
+    ops_stack: Stack, receiver: Receiver, model: str
+) -> None:
+    trace_id, client_span = secrets.token_bytes(16), secrets.token_bytes(8)
+    traceparent = f"00-{trace_id.hex()}-{client_span.hex()}-01"
+    with httpx.Client(base_url=ops_stack.http_url, headers=AUTH, timeout=30) as http:
+        reply = http.post(
+            "/generate",
+            json={"model": model, "query": "hello"},
+            headers={"traceparent": traceparent},
+        )
+    assert reply.status_code == 200, reply.text
+
+    # client -> Envoy -> gateway -> Sax model server, all in the caller's trace.
+    spans = receiver.wait_until(
+        trace_id,
+        lambda spans: (
+            {"sax lm.Generate", "saxgateway.v1.SaxGateway/Generate"} <= {s.name for s in spans}
+            and any(receiver.service(s) == "sax-gateway-envoy" for s in spans)
+        ),
+    )
+    [envoy] = [s for s in spans if receiver.service(s) == "sax-gateway-envoy"]
+    [server] = [s for s in spans if s.kind == SERVER and receiver.service(s) == "sax-gateway"]
+    [sax] = [s for s in spans if s.name == "sax lm.Generate"]
+    # The gateway's other Sax RPCs for this call (the model's ACLs, asked of the admin unless
+    # cached) are in the same trace, under the gateway's span.
+    assert all(s.parent_span_id == server.span_id for s in spans if s.kind == CLIENT)
+    assert envoy.parent_span_id == client_span
+    assert server.name == "saxgateway.v1.SaxGateway/Generate"
+    assert server.parent_span_id == envoy.span_id
+    assert sax.name == "sax lm.Generate"
+    assert sax.parent_span_id == server.span_id
+    assert receiver.service(sax) == "sax-gateway"
+    server_attributes, sax_attributes = attributes(server), attributes(sax)
+    assert server_attributes["gen_ai.request.model"] == model
+    assert server_attributes["rpc.grpc.status_code"] == 0
+    assert sax_attributes["server.address"] == "127.0.0.1"
+    assert sax_attributes["sax.attempt"] == 1
+    assert sax_attributes["sax.query_cost_ms"] == int(reply.headers["x-sax-query-cost-ms"])
+
+    # Envoy's access log line of that request carries the same request ID as the span.
+    request_id = server_attributes["saxgw.request_id"]
+    # Envoy logs the traceparent it sent on (its own span's), so look for the trace ID.
+    line = _access_log_line(Path(ops_stack.settings.log_dir or "") / "envoy.log", trace_id.hex())
+    assert line["request_id"] == request_id
+    assert line["method"] == "POST"
+    assert line["path"] == "/generate"
+    assert line["grpc_method"] == "/saxgateway.v1.SaxGateway/Generate"
+    assert line["status"] == 200
+    assert line["grpc_status"] == 0
+    assert line["query_cost_ms"] == reply.headers["x-sax-query-cost-ms"]
+    assert line["bytes_sent"] == len(reply.content)
+    assert line["client_id"] == "team-a"  # the identity Envoy established, as the span says
+    assert server_attributes["enduser.id"] == "team-a"
+    assert isinstance(line["duration_ms"], int)
+
+
+def _access_log_line(log: Path, trace_id: str, timeout: float = 20.0) -> dict[str, object]:
+    """The access log line of the request in trace ``trace_id`` (Envoy flushes every 1 s)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for text in log.read_text().splitlines():
+            if text.startswith("{") and trace_id in text:
+                line: dict[str, object] = json.loads(text)
+                return line
+        time.sleep(0.2)
+    pytest.fail(f"no access log line of trace {trace_id} in {log}")
+
+
+ROOT = Path(__file__).resolve().parents[2]
+# PromQL words that are not metric names.
+_PROMQL = {
+    "sum", "max", "min", "avg", "count", "rate", "irate", "increase", "histogram_quantile",
+    "by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless",
+}  # fmt: skip
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression reads."""
+    expr = re.sub(r'"[^"]*"', "", expr)  # label values
+    expr = re.sub(r"\{[^}]*\}|\[[^\]]*\]", "", expr)  # matchers and ranges
+    expr = re.sub(r"\b(by|without|on|ignoring)\s*\([^)]*\)", "", expr)  # grouping labels
+    words = re.findall(r"(?<![\w$.:])([a-zA-Z_:][\w:]*)(?![\w:])(?!\s*\()", expr)
+    return {w for w in words if w not in _PROMQL}
+
+
+def test_every_dashboard_query_reads_an_exported_metric(ops_stack: Stack, model: str) -> None:
+    with httpx.Client(base_url=ops_stack.http_url, headers=AUTH, timeout=30) as http:
+        assert http.post("/generate", json={"model": model, "query": "hi"}).status_code == 200
+        assert (
+            http.post("/generate_stream", json={"model": model, "query": "hi"}).status_code == 200
+        )
+    stream = {"gen_ai_operation_name": "lm.generate_stream", "gen_ai_request_model": model}
+    ttft = "gen_ai_server_time_to_first_token_seconds_count"
+    _scrape_until(ops_stack, lambda s: _value(s, ttft, **stream) > 0)  # the stream shows
+    assert ops_stack.metrics_url is not None
+    scrape = httpx.get(ops_stack.metrics_url, timeout=30).text
+    # Names as on the wire (prometheus_client's parser would add _total to Envoy's counters).
+    exported = {re.split(r"[{ ]", line)[0] for line in scrape.splitlines() if line[:1].isalpha()}
+    # Counters that only appear once something happens (a failover, a retry) count as
+    # exported when the gateway defines them.
+    defined = {
+        f"{family.name}{suffix}"
+        for family in GatewayMetrics().registry.collect()
+        for suffix in _SUFFIXES[family.type]
+    }
+    dashboard = json.loads((ROOT / "deploy/grafana/sax-gateway.json").read_text())
+    queries = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    assert len(queries) > 15
+    # The model picker: label_values(metric, label) reads a label the metric has.
+    template = dashboard["templating"]["list"][1]["definition"]
+    metric, label = re.fullmatch(r"label_values\((\w+), (\w+)\)", template).groups()  # type: ignore[union-attr]
+    assert any(
+        line.startswith(metric + "{") and f'{label}="' in line for line in scrape.splitlines()
+    )
+    for query in queries:
+        names = metric_names(query)
+        assert names, query
+        assert names <= exported | defined, (query, names - exported - defined)
+    panels = {p["title"] for p in dashboard["panels"]}
+    assert {"Error ratio", "Replicas per model", "In flight"} <= panels
+
+
+_SUFFIXES = {
+    "counter": ("_total",),
+    "gauge": ("",),
+    "histogram": ("_bucket", "_sum", "_count"),
+}
+
+
+def test_prometheus_example_scrapes_the_ops_port() -> None:
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    [job] = config["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    assert job["static_configs"][0]["targets"] == ["127.0.0.1:8889"]

@@ -1,0 +1,190 @@
+"""The gateway's metrics and cost reporting over real gRPC, in front of an in-process cell:
+what a few calls leave in the Prometheus registry, and the cost header and trailer."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from opentelemetry.proto.trace.v1 import trace_pb2
+from prometheus_client import generate_latest
+from saxgateway.v1 import gateway_pb2 as pb
+from saxgateway.v1 import gateway_pb2_grpc
+
+from gateway.client import ClientSettings
+from gateway.config import AccessSettings, GatewaySettings, TelemetrySettings
+from gateway.edge import IDENTITY_HEADER
+from gateway.modelconfig import ModelConfig
+from gateway.service import GatewayServer
+from tests._otlp import Receiver, attributes
+from tests.e2e._openai import write_config
+from tests.integration._cell_fixtures import CELL, InprocCell, admin_stub, publish
+
+COST = "x-sax-query-cost-ms"
+
+
+@pytest.fixture
+async def gateway(inproc_cell: InprocCell) -> AsyncIterator[GatewayServer]:
+    client = ClientSettings(sax_root=inproc_cell.settings.sax_root)
+    settings = GatewaySettings(client=client, health_interval=60)
+    server = await GatewayServer.start(settings)
+    yield server
+    await server.stop(grace=0)
+
+
+def sample(server: GatewayServer, name: str, **labels: str) -> float:
+    """The value of one sample of the gateway's registry (0 if it does not exist)."""
+    assert server.metrics is not None
+    server.metrics.flush()  # the server writes calls' counts out once a second
+    value = server.metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+async def test_calls_are_counted_timed_and_costed(
+    gateway: GatewayServer, inproc_cell: InprocCell
+) -> None:
+    async with admin_stub(inproc_cell.admin.address) as admin:
+        model = await publish(admin, "echo", overrides={"text": "one two three"})
+    async with grpc.aio.insecure_channel(gateway.address) as channel:
+        stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+        call = stub.Generate(pb.GenerateRequest(model=model, query="hello"), timeout=10)
+        reply = await call
+        costs = [int(dict(await call.initial_metadata())[COST])]
+        stream = stub.GenerateStream(pb.GenerateStreamRequest(model=model, query="hi"), timeout=10)
+        messages = [m async for m in stream]
+        costs.append(int(dict(await stream.trailing_metadata())[COST]))
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await stub.Generate(pb.GenerateRequest(model="/sax/test/nope", query="x"), timeout=10)
+
+    assert reply.texts[0].text == "one two three"
+    assert messages[-1].done
+    assert all(c >= 1 for c in costs)
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+    generate = {"gen_ai_operation_name": "lm.generate", "gen_ai_request_model": model}
+    stream_op = {"gen_ai_operation_name": "lm.generate_stream", "gen_ai_request_model": model}
+    duration = "gen_ai_server_request_duration_seconds_count"
+    assert sample(gateway, duration, **generate, error_type="") == 1
+    assert sample(gateway, duration, **stream_op, error_type="") == 1
+    # An unknown model name is counted, but never becomes a label of its own.
+    unknown = {"gen_ai_operation_name": "lm.generate", "gen_ai_request_model": "unknown"}
+    assert sample(gateway, duration, **unknown, error_type="NOT_FOUND") == 1
+    assert "/sax/test/nope" not in generate_latest(gateway.metrics.registry).decode()  # type: ignore[union-attr]
+
+    assert sample(gateway, "gen_ai_server_time_to_first_token_seconds_count", **stream_op) == 1
+    # Three chunks: one time-between-chunks observation for the stream.
+    assert sample(gateway, "gen_ai_server_time_per_output_token_seconds_count", **stream_op) == 1
+    requests = "saxgw_requests_total"
+    anonymous = {"client": "anonymous"}  # no authentication configured
+    assert sample(gateway, requests, grpc_method="Generate", grpc_code="OK", **anonymous) == 1
+    assert (
+        sample(gateway, requests, grpc_method="Generate", grpc_code="NOT_FOUND", **anonymous) == 1
+    )
+    assert sample(gateway, requests, grpc_method="GenerateStream", grpc_code="OK", **anonymous) == 1
+    assert sample(gateway, "saxgw_requests_in_flight", grpc_method="Generate") == 0
+    assert sample(gateway, "saxgw_streams_open", grpc_method="GenerateStream") == 0
+
+    chars = "saxgw_text_characters_total"
+    assert sample(gateway, chars, **generate, direction="input") == len("hello")
+    assert sample(gateway, chars, **generate, direction="output") == len("one two three")
+    assert sample(gateway, chars, **stream_op, direction="output") == len("one two three")
+    cost = "saxgw_query_cost_tpu_milliseconds_total"
+    assert sample(gateway, cost, **generate, **anonymous) + sample(
+        gateway, cost, **stream_op, **anonymous
+    ) == sum(costs)
+    # No tokenizer configured for the model: no token counts (characters only, above).
+    assert gateway.metrics is not None
+    assert (
+        "gen_ai_client_token_usage_count{" not in generate_latest(gateway.metrics.registry).decode()
+    )
+    assert sample(gateway, "saxgw_model_replicas", gen_ai_request_model=model) == 1
+    assert sample(gateway, "saxgw_sax_admin_rpcs_total", sax_method="WatchLoc") >= 1
+
+
+async def test_without_metrics_or_cost_header_the_cost_is_a_trailer(
+    inproc_cell: InprocCell,
+) -> None:
+    settings = GatewaySettings(
+        client=ClientSettings(sax_root=inproc_cell.settings.sax_root),
+        health_interval=60,
+        telemetry=TelemetrySettings(metrics=False, cost_header=False),
+    )
+    server = await GatewayServer.start(settings)
+    try:
+        async with admin_stub(inproc_cell.admin.address) as admin:
+            model = await publish(admin, "quiet")
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+            call = stub.Generate(pb.GenerateRequest(model=model, query="hello"), timeout=10)
+            await call
+            assert COST not in dict(await call.initial_metadata())
+            assert int(dict(await call.trailing_metadata())[COST]) >= 1
+    finally:
+        await server.stop(grace=0)
+    assert server.metrics is None
+
+
+async def test_callers_and_tokens_are_counted_and_traced(
+    inproc_cell: InprocCell, tmp_path: Path
+) -> None:
+    """The identity Envoy passes (x-saxgw-client) labels calls, bounded to the clients the
+    config names; a model with a tokenizer gets its tokens counted; the span names the caller."""
+    spm = write_config(tmp_path).parent / "spm.model"  # a word-level SentencePiece model
+    model = f"{CELL}/tokens"
+    receiver = Receiver()
+    receiver.start()
+    settings = GatewaySettings(
+        client=ClientSettings(sax_root=inproc_cell.settings.sax_root),
+        health_interval=60,
+        access=AccessSettings(known_clients=frozenset({"team-a"})),
+        models={model: ModelConfig(model_id=model, tokenizer=str(spm))},
+        telemetry=TelemetrySettings(otlp_endpoint=receiver.endpoint),
+    )
+    server = await GatewayServer.start(settings)
+    trace_id = secrets.token_bytes(16)
+    try:
+        async with admin_stub(inproc_cell.admin.address) as admin:
+            await publish(admin, "tokens", overrides={"text": "Paris is the capital"})
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+            for caller in ("team-a", "team-a", "mallory-from-a-jwt", None):
+                metadata = [(IDENTITY_HEADER, caller)] if caller else []
+                metadata.append(("traceparent", f"00-{trace_id.hex()}-{'1' * 16}-01"))
+                request = pb.GenerateRequest(model=model, query="hello world")
+                await stub.Generate(request, metadata=metadata, timeout=10)
+            stream = stub.GenerateStream(
+                pb.GenerateStreamRequest(model=model, query="hello"),
+                metadata=[(IDENTITY_HEADER, "team-a")],
+                timeout=10,
+            )
+            assert [m async for m in stream][-1].done
+        requests = "saxgw_requests_total"
+        ok = {"grpc_method": "Generate", "grpc_code": "OK"}
+        assert sample(server, requests, **ok, client="team-a") == 2
+        # A client id the config does not name (a JWT subject) is "other", never itself.
+        assert sample(server, requests, **ok, client="other") == 1
+        assert sample(server, requests, **ok, client="anonymous") == 1
+        assert "mallory" not in generate_latest(server.metrics.registry).decode()  # type: ignore[union-attr]
+        cost = "saxgw_query_cost_tpu_milliseconds_total"
+        generate = {"gen_ai_operation_name": "lm.generate", "gen_ai_request_model": model}
+        assert sample(server, cost, **generate, client="team-a") >= 2
+
+        # Tokens by the model's tokenizer: "hello world" is 2 words in, "Paris is the
+        # capital" 4 words out, per call.
+        usage = "gen_ai_client_token_usage"
+        team_a = {**generate, "client": "team-a"}
+        assert sample(server, f"{usage}_count", **team_a, gen_ai_token_type="input") == 2
+        assert sample(server, f"{usage}_sum", **team_a, gen_ai_token_type="input") == 4
+        assert sample(server, f"{usage}_sum", **team_a, gen_ai_token_type="output") == 8
+        streamed = {**team_a, "gen_ai_operation_name": "lm.generate_stream"}
+        assert sample(server, f"{usage}_sum", **streamed, gen_ai_token_type="input") == 1
+        assert sample(server, f"{usage}_sum", **streamed, gen_ai_token_type="output") == 4
+    finally:
+        await server.stop(grace=0)  # flushes the spans
+        receiver.stop()
+    servers = [s for s in receiver.spans(trace_id) if s.kind == trace_pb2.Span.SPAN_KIND_SERVER]
+    callers = sorted(str(attributes(s).get("enduser.id")) for s in servers)
+    assert callers == ["None", "mallory-from-a-jwt", "team-a", "team-a"]

@@ -1,0 +1,115 @@
+"""Telemetry at the edges, without sockets: the CLI flags, JSON log lines carrying the
+request ID, and the W3C trace context a gateway span hands on to Sax calls."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+import yaml
+
+from gateway.cli.main import parser
+from gateway.common.logs import JsonFormatter, current_call
+from gateway.launch.envoy import EnvoySettings, render
+from gateway.service._tracing import Tracing
+
+TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+TRACEPARENT = f"00-{TRACE_ID}-b7ad6b7169203331-01"
+
+
+def test_up_has_an_ops_port_and_telemetry_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    # The ops port has no authentication: loopback, even when the public port is exposed.
+    args = parser().parse_args(["up", "--listen", "0.0.0.0"])
+    assert (args.ops_port, args.ops_listen, args.metrics, args.otlp_endpoint) == (
+        8889,
+        "127.0.0.1",
+        True,
+        None,
+    )
+    assert args.log_format == "auto"
+    args = parser().parse_args(
+        ["serve", "--sax-root", "/r", "--ops-port", "9999", "--no-metrics", "--log-format", "json"]
+    )
+    assert (args.ops_port, args.metrics, args.log_format) == (9999, False, "json")
+
+
+def test_the_otlp_endpoint_defaults_to_the_standard_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
+    args = parser().parse_args(["gateway", "--sax-root", "/r", "--metrics-dir", "/m"])
+    assert (args.otlp_endpoint, args.metrics_dir) == ("http://127.0.0.1:4317", "/m")
+    args = parser().parse_args(["up", "--otlp-endpoint", "http://collector:4317"])
+    assert args.otlp_endpoint == "http://collector:4317"
+
+
+class _Call:
+    request_id = "req-123"
+    client = "team-a"
+
+
+def _record(message: str) -> logging.LogRecord:
+    return logging.LogRecord("gateway.test", logging.WARNING, __file__, 1, message, None, None)
+
+
+def test_json_log_lines_carry_the_request_id_and_client_of_the_call_served() -> None:
+    token = current_call.set(_Call())
+    try:
+        line = json.loads(JsonFormatter().format(_record("cell unreachable")))
+    finally:
+        current_call.reset(token)
+    assert (line["request_id"], line["client"]) == ("req-123", "team-a")
+    assert (line["level"], line["logger"], line["message"]) == (
+        "WARNING",
+        "gateway.test",
+        "cell unreachable",
+    )
+    assert line["time"].endswith("Z")
+    idle = json.loads(JsonFormatter().format(_record("idle")))
+    assert "request_id" not in idle and "client" not in idle
+
+
+def test_a_sax_call_continues_the_callers_trace() -> None:
+    # Nothing is exported: spans are never ended, and the exporter connects lazily.
+    tracing = Tracing("http://127.0.0.1:4317", "sax-gateway")
+    server = tracing.server_span(
+        "/saxgateway.v1.SaxGateway/Generate", (("traceparent", TRACEPARENT),)
+    )
+    span, metadata = tracing.client_span(server, "lm.Generate", "10.0.0.7:14001", 2)
+    server_context, sax_context = server.get_span_context(), span.get_span_context()
+    tracing.shutdown()
+
+    assert f"{server_context.trace_id:032x}" == TRACE_ID
+    assert server.parent is not None and f"{server.parent.span_id:016x}" == "b7ad6b7169203331"
+    assert span.parent is not None and span.parent.span_id == server_context.span_id
+    assert dict(metadata)["traceparent"] == f"00-{TRACE_ID}-{sax_context.span_id:016x}-01"
+
+
+def _connection_manager(settings: EnvoySettings) -> dict[str, Any]:
+    config = yaml.safe_load(render(settings))
+    [listener] = config["static_resources"]["listeners"]
+    hcm: dict[str, Any] = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    return hcm
+
+
+def test_envoy_traces_only_with_an_endpoint() -> None:
+    off = _connection_manager(EnvoySettings(gateway_endpoints=["127.0.0.1:1"]))
+    assert off["tracing"] is None
+    on = _connection_manager(
+        EnvoySettings(
+            gateway_endpoints=["127.0.0.1:1"],
+            otlp_endpoint="http://collector:4317",
+            trace_sample_ratio=0.25,
+        )
+    )
+    provider = on["tracing"]["provider"]["typed_config"]
+    assert provider["grpc_service"]["google_grpc"]["target_uri"] == "collector:4317"
+    assert on["tracing"]["random_sampling"] == {"value": 25.0}
+    [log] = on["access_log"]
+    fields = log["typed_config"]["log_format"]["json_format"]
+    assert {"request_id", "method", "path", "status", "grpc_status", "duration_ms"} <= set(fields)
+    # The identity the auth filters set (a client's own header of that name is removed first).
+    assert fields["client_id"] == "%REQ(x-saxgw-client)%"

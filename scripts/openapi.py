@@ -212,10 +212,7 @@ class Generator:
             if doc:
                 schema = {**schema, "description": doc}  # 3.1 allows siblings of $ref
             props[field.name] = schema
-            if (
-                field_behavior_pb2.REQUIRED
-                in field.options.Extensions[field_behavior_pb2.field_behavior]
-            ):
+            if field_behavior_pb2.REQUIRED in _behaviors(field):
                 required.append(field.name)
         result: Schema = {"type": "object"}
         if msg.comment():
@@ -231,7 +228,7 @@ class Generator:
         service = self.file.service[0]
         paths: dict[str, dict[str, Schema]] = {}
         for m, method in enumerate(service.method):
-            rule = method.options.Extensions[annotations_pb2.http]
+            rule = _http_rule(method)
             rules = [rule, *rule.additional_bindings]
             n = 0
             for binding in rules:
@@ -263,7 +260,7 @@ class Generator:
         comments = _comments(self.openai)
         service = self.openai.service[0]
         for m, method in enumerate(service.method):
-            verb, template = _verb(method.options.Extensions[annotations_pb2.http])
+            verb, template = _verb(_http_rule(method))
             doc = comments.get((6, 0, 2, m), "")
             for path, v, op in openapi_openai.operations(
                 self.openai.package, method.name, verb, template, doc
@@ -391,6 +388,17 @@ def _segment_example(request: Schema, field: str, index: int) -> Schema:
     with more segments than the example (``sax/**`` given a cell) names the example model."""
     segments = str(request.get(field, "")).strip("/").split("/")[1:]
     return {"example": (segments + list(EXAMPLE_MODEL))[index]}
+
+
+# googleapis-common-protos' stubs type its extensions as plain FieldDescriptors, which
+# types-protobuf's Extensions[...] does not take; these two read them, typed.
+def _http_rule(method: descriptor_pb2.MethodDescriptorProto) -> http_pb2.HttpRule:
+    rule: http_pb2.HttpRule = method.options.Extensions[annotations_pb2.http]  # type: ignore[index]
+    return rule
+
+
+def _behaviors(field: descriptor_pb2.FieldDescriptorProto) -> list[int]:
+    return list(field.options.Extensions[field_behavior_pb2.field_behavior])  # type: ignore[index]
 
 
 def _verb(rule: http_pb2.HttpRule) -> tuple[str, str]:

@@ -20,6 +20,7 @@ from typing import TypeVar
 import grpc
 
 from gateway.common.errors import SaxError, error_for_code, status_details
+from gateway.common.rpc import Context
 
 _Req = TypeVar("_Req")
 _Resp = TypeVar("_Resp")
@@ -42,17 +43,17 @@ def unavailable(message: str) -> SaxError:
     return error_for_code(grpc.StatusCode.UNAVAILABLE, message)
 
 
-async def _abort(context: grpc.aio.ServicerContext, exc: SaxError) -> None:
+async def _abort(context: Context, exc: SaxError) -> None:
     await context.abort(exc.code, status_details(exc))
 
 
 def unary_errors(
-    method: Callable[[_Self, _Req, grpc.aio.ServicerContext], Awaitable[_Resp]],
-) -> Callable[[_Self, _Req, grpc.aio.ServicerContext], Awaitable[_Resp]]:
+    method: Callable[[_Self, _Req, Context], Awaitable[_Resp]],
+) -> Callable[[_Self, _Req, Context], Awaitable[_Resp]]:
     """Decorates a unary servicer method: a SaxError becomes its gRPC status."""
 
     @functools.wraps(method)
-    async def wrapper(self: _Self, request: _Req, context: grpc.aio.ServicerContext) -> _Resp:
+    async def wrapper(self: _Self, request: _Req, context: Context) -> _Resp:
         try:
             return await method(self, request, context)
         except SaxError as exc:
@@ -63,14 +64,12 @@ def unary_errors(
 
 
 def stream_errors(
-    method: Callable[[_Self, _Req, grpc.aio.ServicerContext], AsyncGenerator[_Resp]],
-) -> Callable[[_Self, _Req, grpc.aio.ServicerContext], AsyncGenerator[_Resp]]:
+    method: Callable[[_Self, _Req, Context], AsyncGenerator[_Resp]],
+) -> Callable[[_Self, _Req, Context], AsyncGenerator[_Resp]]:
     """Decorates a server-streaming servicer method: a SaxError becomes its gRPC status."""
 
     @functools.wraps(method)
-    async def wrapper(
-        self: _Self, request: _Req, context: grpc.aio.ServicerContext
-    ) -> AsyncGenerator[_Resp]:
+    async def wrapper(self: _Self, request: _Req, context: Context) -> AsyncGenerator[_Resp]:
         stream = method(self, request, context)
         try:
             async for item in stream:

@@ -21,11 +21,12 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from types import TracebackType
+from typing import Self
 
 from gateway.cell._args import settings_to_argv
 from gateway.cell.modelserver.loaded import Cancellation
 from gateway.cell.settings import CellSettings
+from gateway.common.closing import AsyncClosing
 
 _log = logging.getLogger("gateway.cell")
 
@@ -179,7 +180,7 @@ class ModelServerHandle:
         self._process.kill()
 
 
-class EmbeddedCell:
+class EmbeddedCell(AsyncClosing):
     """An async context manager running a whole Sax cell; see the module docstring."""
 
     def __init__(
@@ -213,7 +214,7 @@ class EmbeddedCell:
             raise RuntimeError("the cell is not started")
         return self._admin.pid
 
-    async def __aenter__(self) -> EmbeddedCell:
+    async def __aenter__(self) -> Self:
         try:
             await self._start_admin()
             ports = [
@@ -224,14 +225,6 @@ class EmbeddedCell:
             await self.close()
             raise
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         """Stops every model server, then the admin."""

@@ -35,16 +35,17 @@ class Server(Protocol):
 
 def serve_main(
     argv: list[str] | None,
-    *,
-    prog: str,
+    package: str,
     description: str | None,
-    name: str,
+    *,
     default_port: int,
     server: Callable[[CellSettings, int], Server],
 ) -> None:
-    """The whole ``main`` of a one-server process: flags, logging, serve until a signal.
-    ``server(settings, port)`` builds the server (inside the event loop)."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    """The whole ``main`` of a one-server process, ``python -m <package>``: flags, logging
+    (named after the package's last part), serve until a signal. ``server(settings, port)``
+    builds the server (inside the event loop)."""
+    name = package.rsplit(".", 1)[-1]
+    parser = argparse.ArgumentParser(prog=f"python -m {package}", description=description)
     add_cell_arguments(parser, sax_root_required=True)
     parser.add_argument("--port", type=int, default=default_port, help="0 picks a free port")
     args = parser.parse_args(argv)

@@ -89,20 +89,32 @@ def _seconds(text: str) -> float:
 
 
 _R = TypeVar("_R")
+_Req = TypeVar("_Req")
+_Reply = TypeVar("_Reply", bound=Message)
 
 
 @dataclass(frozen=True)
 class Session:
     """One command's connection to the gateway and how to print its results."""
 
-    stub: Any  # gateway_pb2_grpc.SaxGatewayStub; grpc is untyped here
+    stub: gateway_pb2_grpc.SaxGatewayStub
     timeout: float | None
     json: bool
     out: TextIO
 
-    def call(self, rpc: Callable[..., _R], request: Message) -> _R:
+    def call(self, rpc: grpc.UnaryUnaryMultiCallable[_Req, _R], request: _Req) -> _R:
         """Calls the unary ``rpc`` with this command's deadline."""
         return rpc(request, timeout=self.timeout)
+
+    def show(
+        self,
+        rpc: grpc.UnaryUnaryMultiCallable[_Req, _Reply],
+        request: _Req,
+        text: Callable[[_Reply], str],
+    ) -> None:
+        """Calls the unary ``rpc`` and prints its reply (as ``text`` renders it, or JSON)."""
+        done = self.call(rpc, request)
+        self.emit(done, text(done))
 
     def emit(self, message: Message, text: str) -> None:
         """Prints ``message`` as JSON with --json, else the readable ``text``."""
@@ -248,10 +260,12 @@ def report(exc: grpc.RpcError, args: argparse.Namespace, err: TextIO) -> int:
 
 def field_violations(exc: grpc.RpcError) -> list[tuple[str, str]]:
     """The google.rpc.BadRequest field violations in a status' details, if any."""
-    trailers = exc.trailing_metadata() or ()
+    # grpc's trailers are (key, value) named tuples; types-grpcio types them as a class that
+    # does not unpack, which they do.
+    trailers: Sequence[tuple[str, str | bytes]] = exc.trailing_metadata() or ()  # type: ignore[assignment]
     violations = []
     for key, value in trailers:
-        if key != _DETAILS_KEY:
+        if key != _DETAILS_KEY or not isinstance(value, bytes):
             continue
         for detail in status_pb2.Status.FromString(value).details:
             bad = error_details_pb2.BadRequest()

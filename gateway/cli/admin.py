@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import TypedDict
 
 from saxgateway.v1 import gateway_pb2 as pb
 
@@ -47,18 +48,23 @@ def model_detail(model: pb.ModelInfo) -> str:
 @command("ls", "[ID]", "list all cells, all models in a cell, or a particular model", NAME)
 def ls(session: Session, args: argparse.Namespace) -> None:
     if args.id is None:
-        cells: pb.ListCellsResponse = session.call(session.stub.ListCells, pb.ListCellsRequest())
-        session.emit(cells, table(("CELL",), [(c,) for c in cells.cells]))
+        session.show(
+            session.stub.ListCells,
+            pb.ListCellsRequest(),
+            lambda cells: table(("CELL",), [(c,) for c in cells.cells]),
+        )
     elif is_cell(args.id):
-        listed: pb.ListModelsResponse = session.call(
-            session.stub.ListModels, pb.ListModelsRequest(sax_cell=args.id)
+        session.show(
+            session.stub.ListModels,
+            pb.ListModelsRequest(sax_cell=args.id),
+            lambda listed: model_table(list(listed.models)),
         )
-        session.emit(listed, model_table(list(listed.models)))
     else:
-        got: pb.GetModelResponse = session.call(
-            session.stub.GetModel, pb.GetModelRequest(model=args.id)
+        session.show(
+            session.stub.GetModel,
+            pb.GetModelRequest(model=args.id),
+            lambda got: model_detail(got.model),
         )
-        session.emit(got, model_detail(got.model))
 
 
 @command(
@@ -72,15 +78,26 @@ def ls(session: Session, args: argparse.Namespace) -> None:
     arg("overrides", metavar="k=v", type=pair, nargs="*", help="overrides"),
 )
 def publish(session: Session, args: argparse.Namespace) -> None:
-    request = pb.PublishModelRequest(
-        model=args.id,
-        model_path=args.model_path,
-        checkpoint=args.checkpoint,
-        replicas=args.replicas,
-        overrides=dict(args.overrides),
-    )
-    done: pb.PublishModelResponse = session.call(session.stub.PublishModel, request)
-    session.emit(done, _placed("published", done))
+    request = pb.PublishModelRequest(**_definition(args), replicas=args.replicas)
+    session.show(session.stub.PublishModel, request, lambda done: _placed("published", done))
+
+
+class _Definition(TypedDict):
+    """What publish and update both take from their arguments."""
+
+    model: str
+    model_path: str
+    checkpoint: str
+    overrides: dict[str, str]
+
+
+def _definition(args: argparse.Namespace) -> _Definition:
+    return {
+        "model": args.id,
+        "model_path": args.model_path,
+        "checkpoint": args.checkpoint,
+        "overrides": dict(args.overrides),
+    }
 
 
 def _placed(verb: str, done: pb.PublishModelResponse | pb.UpdateModelResponse) -> str:
@@ -93,8 +110,7 @@ def _placed(verb: str, done: pb.PublishModelResponse | pb.UpdateModelResponse) -
 @command("unpublish", "ID", "unpublish a model", ID)
 def unpublish(session: Session, args: argparse.Namespace) -> None:
     request = pb.UnpublishModelRequest(model=args.id)
-    done: pb.UnpublishModelResponse = session.call(session.stub.UnpublishModel, request)
-    session.emit(done, f"unpublished {done.model}")
+    session.show(session.stub.UnpublishModel, request, lambda done: f"unpublished {done.model}")
 
 
 @command(
@@ -109,16 +125,10 @@ def unpublish(session: Session, args: argparse.Namespace) -> None:
     arg("overrides", metavar="k=v", type=pair, nargs="*", help="new overrides, replacing all"),
 )
 def update(session: Session, args: argparse.Namespace) -> None:
-    request = pb.UpdateModelRequest(
-        model=args.id,
-        model_path=args.model_path,
-        checkpoint=args.checkpoint,
-        overrides=dict(args.overrides),
-        clear_overrides=args.clear_overrides,
-    )
+    request = pb.UpdateModelRequest(**_definition(args), clear_overrides=args.clear_overrides)
     if args.replicas is not None:
         request.replicas = args.replicas
-    done: pb.UpdateModelResponse = session.call(session.stub.UpdateModel, request)
+    done = session.call(session.stub.UpdateModel, request)
     overrides = " ".join(f"{k}={v}" for k, v in sorted(done.overrides.items())) or "none"
     session.emit(done, f"{_placed('updated', done)}, overrides {overrides}")
 
@@ -133,7 +143,7 @@ def stats(session: Session, args: argparse.Namespace) -> None:
     if args.id is not None:
         names = [args.id]
     else:
-        cells: pb.ListCellsResponse = session.call(session.stub.ListCells, pb.ListCellsRequest())
+        cells = session.call(session.stub.ListCells, pb.ListCellsRequest())
         names = list(cells.cells)
     results: list[tuple[str, pb.GetStatsResponse]] = [
         (name, session.call(session.stub.GetStats, pb.GetStatsRequest(name=name))) for name in names
@@ -185,14 +195,18 @@ def watch(session: Session, args: argparse.Namespace) -> None:
 )
 def wait(session: Session, args: argparse.Namespace) -> None:
     request = pb.WaitForReadyRequest(model=args.id, replicas=args.replicas)
-    done: pb.WaitForReadyResponse = session.call(session.stub.WaitForReady, request)
-    session.emit(done, f"{done.model}: {done.active_replicas} replica(s) ready")
+    session.show(
+        session.stub.WaitForReady,
+        request,
+        lambda done: f"{done.model}: {done.active_replicas} replica(s) ready",
+    )
 
 
 @command("getacl", "ID", "show the ACL of a cell or model", ID)
 def getacl(session: Session, args: argparse.Namespace) -> None:
-    got: pb.GetAclResponse = session.call(session.stub.GetAcl, pb.GetAclRequest(name=args.id))
-    session.emit(got, got.acl or "(no ACL)")
+    session.show(
+        session.stub.GetAcl, pb.GetAclRequest(name=args.id), lambda got: got.acl or "(no ACL)"
+    )
 
 
 @command(
@@ -204,7 +218,7 @@ def getacl(session: Session, args: argparse.Namespace) -> None:
 )
 def setacl(session: Session, args: argparse.Namespace) -> None:
     request = pb.SetAclRequest(name=args.id, acl=args.acl)
-    done: pb.SetAclResponse = session.call(session.stub.SetAcl, request)
+    done = session.call(session.stub.SetAcl, request)
     session.emit(
         done, f"{done.name}: ACL set to {done.acl!r}" if done.acl else f"{done.name}: ACL cleared"
     )

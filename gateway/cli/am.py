@@ -21,8 +21,7 @@ from gateway.cli.lm import texts_table
 )
 def recognize(session: Session, args: argparse.Namespace) -> None:
     request = pb.RecognizeRequest(audio_bytes=file_arg(args.audio), **model_inputs(args))
-    done: pb.RecognizeResponse = session.call(session.stub.Recognize, request)
-    session.emit(done, texts_table(done.texts))
+    session.show(session.stub.Recognize, request, lambda done: texts_table(done.texts))
 
 
 COMMANDS = (recognize,)

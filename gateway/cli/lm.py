@@ -91,8 +91,11 @@ def score(session: Session, args: argparse.Namespace) -> None:
     request = pb.ScoreRequest(
         prefix=text_arg(args.prefix), suffix=args.suffix, **model_inputs(args)
     )
-    done: pb.ScoreResponse = session.call(session.stub.Score, request)
-    session.emit(done, table(("SUFFIX", "LOGP"), zip(args.suffix, done.logp, strict=False)))
+    session.show(
+        session.stub.Score,
+        request,
+        lambda done: table(("SUFFIX", "LOGP"), zip(args.suffix, done.logp, strict=False)),
+    )
 
 
 @command(
@@ -105,8 +108,7 @@ def score(session: Session, args: argparse.Namespace) -> None:
 )
 def embed(session: Session, args: argparse.Namespace) -> None:
     request = pb.EmbedRequest(text=text_arg(args.text), **model_inputs(args))
-    done: pb.EmbedResponse = session.call(session.stub.Embed, request)
-    session.emit(done, floats(done.embedding))
+    session.show(session.stub.Embed, request, lambda done: floats(done.embedding))
 
 
 @command(
@@ -122,7 +124,7 @@ def gradient(session: Session, args: argparse.Namespace) -> None:
     request = pb.GradientRequest(
         prefix=text_arg(args.prefix), suffix=args.suffix, **model_inputs(args)
     )
-    done: pb.GradientResponse = session.call(session.stub.Gradient, request)
+    done = session.call(session.stub.Gradient, request)
     rows = [("SCORE", floats(done.score))]
     rows += [
         (f"GRADIENT {name}", floats(done.gradients[name].values)) for name in sorted(done.gradients)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from saxgateway.v1 import gateway_pb2 as pb
 
@@ -17,6 +18,11 @@ IMAGE = (ID, arg("image", metavar="IMAGE_FILE", help="an encoded image; - reads 
 _SIGNATURES = ((b"\x89PNG\r\n\x1a\n", ".png"), (b"\xff\xd8\xff", ".jpg"), (b"GIF8", ".gif"))
 
 
+def image_inputs(args: argparse.Namespace) -> dict[str, Any]:
+    """The request fields of a command that takes ``IMAGE``: model, extra inputs and image."""
+    return {**model_inputs(args), "image_bytes": file_arg(args.image)}
+
+
 def image_suffix(data: bytes) -> str:
     """The file extension an encoded image's signature calls for (.bin if unknown)."""
     return next((ext for sig, ext in _SIGNATURES if data.startswith(sig)), ".bin")
@@ -24,9 +30,8 @@ def image_suffix(data: bytes) -> str:
 
 @command("vm.classify", "ID IMAGE_FILE", "use a vision model to classify an image", *IMAGE)
 def classify(session: Session, args: argparse.Namespace) -> None:
-    request = pb.ClassifyRequest(image_bytes=file_arg(args.image), **model_inputs(args))
-    done: pb.ClassifyResponse = session.call(session.stub.Classify, request)
-    session.emit(done, texts_table(done.texts))
+    request = pb.ClassifyRequest(**image_inputs(args))
+    session.show(session.stub.Classify, request, lambda done: texts_table(done.texts))
 
 
 @command(
@@ -40,7 +45,7 @@ def classify(session: Session, args: argparse.Namespace) -> None:
 )
 def generate(session: Session, args: argparse.Namespace) -> None:
     request = pb.TextToImageRequest(text=text_arg(args.text), **model_inputs(args))
-    done: pb.TextToImageResponse = session.call(session.stub.TextToImage, request)
+    done = session.call(session.stub.TextToImage, request)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -54,9 +59,8 @@ def generate(session: Session, args: argparse.Namespace) -> None:
 
 @command("vm.embed", "ID IMAGE_FILE", "use a vision model to embed an image into a vector", *IMAGE)
 def embed(session: Session, args: argparse.Namespace) -> None:
-    request = pb.EmbedImageRequest(image_bytes=file_arg(args.image), **model_inputs(args))
-    done: pb.EmbedImageResponse = session.call(session.stub.EmbedImage, request)
-    session.emit(done, floats(done.embedding))
+    request = pb.EmbedImageRequest(**image_inputs(args))
+    session.show(session.stub.EmbedImage, request, lambda done: floats(done.embedding))
 
 
 @command(
@@ -67,10 +71,8 @@ def embed(session: Session, args: argparse.Namespace) -> None:
     arg("labels", metavar="LABEL", nargs="*", help="labels to look for"),
 )
 def detect(session: Session, args: argparse.Namespace) -> None:
-    request = pb.DetectRequest(
-        image_bytes=file_arg(args.image), text=args.labels, **model_inputs(args)
-    )
-    done: pb.DetectResponse = session.call(session.stub.Detect, request)
+    request = pb.DetectRequest(**image_inputs(args), text=args.labels)
+    done = session.call(session.stub.Detect, request)
     rows = [(b.text, b.score, b.cx, b.cy, b.w, b.h) for b in done.boxes]
     session.emit(done, table(("LABEL", "SCORE", "CX", "CY", "W", "H"), rows))
 
@@ -83,11 +85,8 @@ def detect(session: Session, args: argparse.Namespace) -> None:
     arg("prompt", nargs="?", default=""),
 )
 def image_to_text(session: Session, args: argparse.Namespace) -> None:
-    request = pb.ImageToTextRequest(
-        image_bytes=file_arg(args.image), text=args.prompt, **model_inputs(args)
-    )
-    done: pb.ImageToTextResponse = session.call(session.stub.ImageToText, request)
-    session.emit(done, texts_table(done.texts))
+    request = pb.ImageToTextRequest(**image_inputs(args), text=args.prompt)
+    session.show(session.stub.ImageToText, request, lambda done: texts_table(done.texts))
 
 
 COMMANDS = (classify, generate, embed, detect, image_to_text)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Mapping
-from types import TracebackType
 from typing import Any
 
 from saxml.protobuf import admin_pb2
@@ -20,12 +19,13 @@ from gateway.client._data import DataCalls
 from gateway.client._observer import Observer
 from gateway.client._router import Router
 from gateway.client._types import CellStats, ClientSettings, ModelDetail
+from gateway.common.closing import AsyncClosing
 from gateway.common.deadline import Deadline
 from gateway.common.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
 from gateway.common.storage import Storage, open_storage
 
 
-class Client(DataCalls):
+class Client(AsyncClosing, DataCalls):
     """A Sax client for any number of cells under one SAX_ROOT; safe to share across tasks.
 
     Admin operations go to the cell's admin server (found through ``location.proto``) and
@@ -52,17 +52,6 @@ class Client(DataCalls):
             proxy_addr=settings.proxy_addr,
             observer=self._observer,
         )
-
-    async def __aenter__(self) -> Client:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         """Stops the address watches and closes every channel."""

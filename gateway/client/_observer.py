@@ -12,12 +12,15 @@ nothing, and the client skips the per-attempt bookkeeping entirely when it is in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Collection, Sequence
+from typing import Any, TypeVar
 
 import grpc
 
+_R = TypeVar("_R")
 Metadata = Sequence[tuple[str, str | bytes]]
+# What a call ended with: a sync call's tuple, or grpc.aio's Metadata (both give pairs).
+Trailers = Collection[tuple[str, str | bytes]]
 
 #: Trailing metadata in which upstream model servers report what a query cost, as a decimal
 #: integer of accelerator (TPU) milliseconds; absent when the server measured nothing.
@@ -32,7 +35,7 @@ class Attempt:
     #: Extra request metadata for this RPC (e.g. a W3C ``traceparent``), or None.
     metadata: Metadata | None = None
 
-    def end(self, code: grpc.StatusCode, trailing: Metadata | None) -> None:
+    def end(self, code: grpc.StatusCode, trailing: Trailers | None) -> None:
         """The RPC ended with ``code`` (OK included) and these trailers (None if unknown)."""
 
 
@@ -61,7 +64,7 @@ class Observer:
         """The admin reported a new set of serving addresses for ``model_id``."""
 
 
-async def observed(attempt: Attempt, call: Any) -> Any:
+async def observed(attempt: Attempt, call: grpc.aio.UnaryUnaryCall[Any, _R]) -> _R:
     """Awaits a unary grpc.aio ``call``, telling ``attempt`` how it ended and what it cost."""
     try:
         response = await call
@@ -75,7 +78,7 @@ async def observed(attempt: Attempt, call: Any) -> Any:
     return response
 
 
-def query_cost_ms(trailing: Metadata | None) -> int | None:
+def query_cost_ms(trailing: Trailers | None) -> int | None:
     """The accelerator milliseconds a model server reported in ``trailing``, if any."""
     for key, value in trailing or ():
         if key == QUERY_COST_KEY:

@@ -12,10 +12,9 @@ import contextvars
 import logging
 import random
 from collections.abc import AsyncGenerator, Callable, Iterator
-from typing import Any
+from typing import TypeAlias, TypeVar
 
 import grpc
-from google.protobuf.message import Message
 
 from gateway import naming
 from gateway.client._admin import CellAdmin, backoff_delays
@@ -33,18 +32,26 @@ from gateway.common.errors import (
 
 _log = logging.getLogger(__name__)
 
-# Picks the RPC off a backend's stubs, e.g. operator.attrgetter("lm.Generate").
-Method = Callable[[Backend], Any]
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
+# Picks the RPC off a backend's typed stubs, e.g. ``lambda b: b.lm.Generate``: the request
+# and response types of a call follow from it.
+Unary: TypeAlias = Callable[[Backend], grpc.aio.UnaryUnaryMultiCallable[_Req, _Resp]]
+Streaming: TypeAlias = Callable[[Backend], grpc.aio.UnaryStreamMultiCallable[_Req, _Resp]]
 
-_names: dict[Method, str] = {}
+_C = TypeVar("_C")
+_names: dict[object, str] = {}
 
 
-def method_name(method: Method) -> str:
-    """``"lm.Generate"`` for ``operator.attrgetter("lm.Generate")``, for observers."""
-    name = _names.get(method)
-    if name is None:
-        name = _names[method] = repr(method).partition("(")[2].strip("')\"")
-    return name
+def named(name: str, pick: Callable[[Backend], _C]) -> Callable[[Backend], _C]:
+    """``pick`` (an RPC off a backend's stubs), known to observers as ``name``."""
+    _names[pick] = name
+    return pick
+
+
+def method_name(method: Callable[[Backend], object]) -> str:
+    """The name `named` gave ``method`` (``"lm.Generate"``), for observers."""
+    return _names.get(method) or repr(method)
 
 
 # UNAVAILABLE: the replica is unreachable; RESOURCE_EXHAUSTED: it is overloaded; NOT_FOUND:
@@ -207,8 +214,8 @@ class Router:
         return retry
 
     async def unary(
-        self, model_id: str, method: Method, request: Message, deadline: Deadline
-    ) -> Any:
+        self, model_id: str, method: Unary[_Req, _Resp], request: _Req, deadline: Deadline
+    ) -> _Resp:
         """Calls ``method`` on a replica of ``model_id``, failing over and retrying."""
         started = now()
         table = self._tables.get(model_id) or self._open(model_id)
@@ -229,8 +236,8 @@ class Router:
                 retry = self._failed(retry, table, address, exc)
 
     async def stream(
-        self, model_id: str, method: Method, request: Message, deadline: Deadline
-    ) -> AsyncGenerator[Any, None]:
+        self, model_id: str, method: Streaming[_Req, _Resp], request: _Req, deadline: Deadline
+    ) -> AsyncGenerator[_Resp, None]:
         """Streams ``method``'s responses from a replica of ``model_id``.
 
         Failures before the first response fail over like unary calls; after it they end the
@@ -263,7 +270,9 @@ class Router:
         code, trailing = grpc.StatusCode.CANCELLED, None
         try:
             while response is not grpc.aio.EOF:
-                yield response
+                # types-grpcio types read() as `object | response`, its EOF being a plain
+                # object, so `is not EOF` cannot narrow it to the response type.
+                yield response  # type: ignore[misc]
                 response = await call.read()
             if attempt is not NO_ATTEMPT:
                 code, trailing = grpc.StatusCode.OK, await call.trailing_metadata()

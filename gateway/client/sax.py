@@ -39,11 +39,15 @@ from gateway.common.errors import InvalidArgumentError, SaxError, Status
 ModelServerTypeStat = ServerTypeStat
 
 
-class LanguageModel:
-    """``Model(id).LM()``."""
+class _ModelPart:
+    """What ``Model(id).LM()``, ``.VM()``, ... share: the model and the client calling it."""
 
     def __init__(self, model_id: str, client: Client) -> None:
         self._id, self._client = model_id, client
+
+
+class LanguageModel(_ModelPart):
+    """``Model(id).LM()``."""
 
     def Generate(self, text: str, options: ModelOptions | None = None) -> list[tuple[str, float]]:
         return runtime.run(self._client.lm_generate(self._id, text, call_options(options)))
@@ -96,11 +100,8 @@ class LanguageModel:
         )
 
 
-class VisionModel:
+class VisionModel(_ModelPart):
     """``Model(id).VM()``."""
-
-    def __init__(self, model_id: str, client: Client) -> None:
-        self._id, self._client = model_id, client
 
     def Classify(
         self, image_bytes: bytes, options: ModelOptions | None = None
@@ -182,11 +183,8 @@ class VisionModel:
         return runtime.run(self._client.vm_token_to_video(self._id, tokens, call_options(options)))
 
 
-class AudioModel:
+class AudioModel(_ModelPart):
     """``Model(id).AM()``."""
-
-    def __init__(self, model_id: str, client: Client) -> None:
-        self._id, self._client = model_id, client
 
     def Recognize(
         self, audio_bytes: bytes, options: ModelOptions | None = None
@@ -194,11 +192,8 @@ class AudioModel:
         return runtime.run(self._client.am_recognize(self._id, audio_bytes, call_options(options)))
 
 
-class CustomModel:
+class CustomModel(_ModelPart):
     """``Model(id).CM()``."""
-
-    def __init__(self, model_id: str, client: Client) -> None:
-        self._id, self._client = model_id, client
 
     def Custom(
         self, request: bytes, method_name: str, options: ModelOptions | None = None
@@ -217,11 +212,8 @@ class CustomModel:
             return exc.status
 
 
-class MultimodalModel:
+class MultimodalModel(_ModelPart):
     """``Model(id).MM()``: requests and replies are ``saxml.protobuf.multimodal_pb2`` messages."""
-
-    def __init__(self, model_id: str, client: Client) -> None:
-        self._id, self._client = model_id, client
 
     def Generate(
         self, request: multimodal_pb2.GenerateRequest, options: ModelOptions | None = None

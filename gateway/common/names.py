@@ -27,8 +27,21 @@ _MODEL_PATH = re.compile(r"[a-zA-Z]+[a-zA-Z0-9_.-]*")
 _CHECKPOINT = re.compile(r"(/|\d|\w|_|\.|-|%|:|=|\||\+)+")
 
 
+class _Named:
+    """An ID that prints as its full ID."""
+
+    __slots__ = ()
+
+    @property
+    def id(self) -> str:
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        return self.id
+
+
 @dataclass(frozen=True, slots=True)
-class CellId:
+class CellId(_Named):
     """A Sax cell, e.g. ``CellId("test")`` for ``/sax/test``."""
 
     name: str
@@ -38,12 +51,9 @@ class CellId:
         """The full cell ID, ``/sax/<name>``."""
         return f"/{PREFIX}/{self.name}"
 
-    def __str__(self) -> str:
-        return self.id
-
 
 @dataclass(frozen=True, slots=True)
-class ModelId:
+class ModelId(_Named):
     """A Sax model, e.g. ``/sax/test/lm``."""
 
     cell: CellId
@@ -53,9 +63,6 @@ class ModelId:
     def id(self) -> str:
         """The full model ID, ``/sax/<cell>/<name>``."""
         return f"{self.cell.id}/{self.name}"
-
-    def __str__(self) -> str:
-        return self.id
 
 
 def is_valid_name(name: str) -> bool:

@@ -233,7 +233,7 @@ _Streaming = Callable[[Any, Any], AsyncIterator[Any]]
 _ACL_TIMEOUT = 10.0
 
 
-class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped
+class AccessInterceptor(grpc.aio.ServerInterceptor):
     """Runs `Access.admit` around every SaxGateway call (inside the error interceptor)."""
 
     def __init__(self, access: Access) -> None:

@@ -12,7 +12,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, NoReturn, cast
+from typing import Any, NoReturn, TypeVar, cast
 
 import grpc
 from google.protobuf import any_pb2
@@ -25,7 +25,7 @@ from gateway.client import (
     SaxError,
     UnavailableError,
 )
-from gateway.service._context import Context
+from gateway.common.rpc import Context
 
 log = logging.getLogger(__name__)
 
@@ -127,14 +127,8 @@ def _wrap_unary(behavior: _Unary) -> _Unary:
             if type(request) is _Malformed:
                 raise request.error
             return await behavior(request, context)
-        except grpc.aio.AbortError:
-            raise  # the servicer reported its own status
-        except asyncio.CancelledError:
-            if _cancelled_by_caller():
-                raise
-            await abort(context, UnavailableError("a connection closed under the call"))
-        except Exception as exc:
-            await abort(context, exc)
+        except BaseException as exc:
+            await _answer(context, exc, abort)
 
     return call
 
@@ -147,24 +141,43 @@ def _wrap_streaming(behavior: _Streaming) -> _Streaming:
         return cast(_Streaming, _wrap_unary(cast(_Unary, behavior)))
 
     async def call(request: Any, context: Context) -> AsyncIterator[Any]:
-        try:
-            if type(request) is _Malformed:
-                raise request.error
-            async for response in behavior(request, context):
-                yield response
-        except grpc.aio.AbortError:
-            raise
-        except asyncio.CancelledError:
-            if _cancelled_by_caller():
-                raise
-            await abort(context, UnavailableError("a connection closed under the call"))
-        except Exception as exc:
-            await abort(context, exc)
+        if type(request) is _Malformed:
+            await abort(context, request.error)
+        async for response in relay(behavior(request, context), context, abort):
+            yield response
 
     return call
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped
+_Resp = TypeVar("_Resp")
+# Ends a call with the status (and metadata) that reports an exception; never returns.
+Report = Callable[[Context, BaseException], Awaitable[NoReturn]]
+
+
+async def relay(
+    stream: AsyncIterator[_Resp], context: Context, report: Report
+) -> AsyncIterator[_Resp]:
+    """``stream``'s responses; an exception it raises ends the call as ``report`` says, while a
+    status the servicer set itself (``context.abort``) passes through."""
+    try:
+        async for response in stream:
+            yield response
+    except BaseException as exc:
+        await _answer(context, exc, report)
+
+
+async def _answer(context: Context, exc: BaseException, report: Report) -> NoReturn:
+    """Ends the call as ``report`` says for what its handler raised; re-raises what is no
+    failure of the handler: a status it set itself (``context.abort``), the caller's own
+    cancellation, the closing of a generator and the interpreter's exits."""
+    if isinstance(exc, asyncio.CancelledError) and not _cancelled_by_caller():
+        await report(context, UnavailableError("a connection closed under the call"))
+    if isinstance(exc, grpc.aio.AbortError) or not isinstance(exc, Exception):
+        raise exc
+    await report(context, exc)
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
     """Wraps every handler so that escaping exceptions become proper statuses.
 
     Wrapped handlers are cached per method: interceptors run on every call, and rebuilding a

@@ -10,7 +10,7 @@ from gateway.client import CallOptions, InvalidArgumentError
 from gateway.common import limits as lim
 from gateway.common.deadline import Deadline
 from gateway.common.names import parse_cell_id, parse_model_id
-from gateway.service._context import Context
+from gateway.common.rpc import Context
 
 
 def invalid(field: str, description: str) -> InvalidArgumentError:

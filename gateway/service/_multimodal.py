@@ -11,12 +11,17 @@ from saxgateway.v1 import gateway_pb2 as pb
 from saxml.protobuf import multimodal_pb2 as mm
 
 from gateway.client import CallOptions, Client
+from gateway.common.rpc import Context
 from gateway.service import _fields as f
-from gateway.service._context import Context
 
 
-def to_sax(items: Sequence[pb.MultimodalItem], field: str) -> list[mm.DataItem]:
-    """The request's items as Sax's; INVALID_ARGUMENT for an item that is none of them."""
+def to_sax(
+    items: Sequence[pb.MultimodalItem], field: str, *, required: bool = False
+) -> list[mm.DataItem]:
+    """The request's items as Sax's; INVALID_ARGUMENT for an item that is none of them, or
+    for no items where some are ``required``."""
+    if required and not items:
+        raise f.invalid(field, "required: at least one item")
     out = []
     for index, item in enumerate(items):
         kind = item.WhichOneof("item")
@@ -37,24 +42,18 @@ def from_sax(items: Sequence[mm.DataItem]) -> list[pb.MultimodalItem]:
     return out
 
 
-def _required(items: Sequence[pb.MultimodalItem], field: str) -> None:
-    if not items:
-        raise f.invalid(field, "required: at least one item")
-
-
 class MultimodalMethods:
     _client: Client
 
-    def _options(self, request: Any, context: Context, default: float | None = None) -> CallOptions:
+    def _target(self, request: Any, context: Context) -> tuple[str, CallOptions]:
         raise NotImplementedError  # SaxGatewayServicer's
 
     async def MultimodalGenerate(
         self, request: pb.MultimodalGenerateRequest, context: Context
     ) -> pb.MultimodalGenerateResponse:
-        model = f.model_id(request.model)
-        _required(request.items, "items")
-        sax_request = mm.GenerateRequest(items=to_sax(request.items, "items"))
-        done = await self._client.mm_generate(model, sax_request, self._options(request, context))
+        model, options = self._target(request, context)
+        items = to_sax(request.items, "items", required=True)
+        done = await self._client.mm_generate(model, mm.GenerateRequest(items=items), options)
         samples = [
             pb.MultimodalSample(items=from_sax(r.items), score=r.score) for r in done.results
         ]
@@ -63,20 +62,18 @@ class MultimodalMethods:
     async def MultimodalScore(
         self, request: pb.MultimodalScoreRequest, context: Context
     ) -> pb.MultimodalScoreResponse:
-        model = f.model_id(request.model)
-        _required(request.suffix_items, "suffix_items")
+        model, options = self._target(request, context)
         sax_request = mm.ScoreRequest(
+            suffix_items=to_sax(request.suffix_items, "suffix_items", required=True),
             prefix_items=to_sax(request.prefix_items, "prefix_items"),
-            suffix_items=to_sax(request.suffix_items, "suffix_items"),
         )
-        done = await self._client.mm_score(model, sax_request, self._options(request, context))
+        done = await self._client.mm_score(model, sax_request, options)
         return pb.MultimodalScoreResponse(scores=[r.score for r in done.results])
 
     async def MultimodalEmbed(
         self, request: pb.MultimodalEmbedRequest, context: Context
     ) -> pb.MultimodalEmbedResponse:
-        model = f.model_id(request.model)
-        _required(request.items, "items")
-        sax_request = mm.EmbedRequest(items=to_sax(request.items, "items"))
-        done = await self._client.mm_embed(model, sax_request, self._options(request, context))
-        return pb.MultimodalEmbedResponse(embedding=list(done.embedding.values))
+        model, options = self._target(request, context)
+        sax_request = mm.EmbedRequest(items=to_sax(request.items, "items", required=True))
+        embedding = (await self._client.mm_embed(model, sax_request, options)).embedding
+        return pb.MultimodalEmbedResponse(embedding=list(embedding.values))

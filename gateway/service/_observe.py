@@ -21,9 +21,10 @@ import grpc
 from opentelemetry.trace import Span
 
 from gateway.client import Attempt, Client, Observer, query_cost_ms
+from gateway.client._observer import Trailers
 from gateway.common.logs import current_call
+from gateway.common.rpc import Context
 from gateway.service._access import Access
-from gateway.service._context import Context
 from gateway.service._metrics import GatewayMetrics
 from gateway.service._tracing import Metadata, Tracing, end_span
 from gateway.service._usage import CallRecord, Recorder, StreamText
@@ -56,7 +57,7 @@ class _Attempt(Attempt):
         self._span = span
         self.metadata = metadata
 
-    def end(self, code: grpc.StatusCode, trailing: Metadata | None) -> None:
+    def end(self, code: grpc.StatusCode, trailing: Trailers | None) -> None:
         cost = query_cost_ms(trailing) if trailing else None
         if cost:
             self._call.cost_ms += cost
@@ -100,7 +101,7 @@ _Unary = Callable[[Any, Context], Awaitable[Any]]
 _Streaming = Callable[[Any, Context], AsyncIterator[Any]]
 
 
-class TelemetryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped
+class TelemetryInterceptor(grpc.aio.ServerInterceptor):
     """Counts, times and traces every SaxGateway and OpenAIGateway call; wrapped handlers are
     cached per method."""
 

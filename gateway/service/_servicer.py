@@ -6,8 +6,8 @@ Validation helpers live in `_fields`, stream normalisation in `_stream`, and err
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypedDict
 
 from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
@@ -16,9 +16,9 @@ from gateway import __version__
 from gateway.client import CallOptions, Client, ModelDetail, SaxError
 from gateway.common import limits as lim
 from gateway.common.deadline import Deadline
+from gateway.common.rpc import Context
 from gateway.config import GatewaySettings
 from gateway.service import _fields as f
-from gateway.service._context import Context
 from gateway.service._errors import request_id, to_status
 from gateway.service._multimodal import MultimodalMethods
 from gateway.service._stream import DeltaTracker
@@ -27,17 +27,46 @@ from gateway.service._streams import StreamSlots
 GREETING = "HTTP Server for SAX Client"  # what the original Sax HTTP server answered on "/"
 
 
+class _Listing(TypedDict):
+    """What ListCellResponse and ModelInfo both say of a model (ModelInfo's first fields)."""
+
+    model: str
+    model_path: str
+    checkpoint: str
+    max_replicas: int
+    active_replicas: int
+
+
+def _listing(detail: ModelDetail) -> _Listing:
+    return {
+        "model": detail.model_id,
+        "model_path": detail.model_path,
+        "checkpoint": detail.checkpoint,
+        "max_replicas": detail.max_replicas,
+        "active_replicas": detail.active_replicas,
+    }
+
+
 def _model_info(detail: ModelDetail) -> pb.ModelInfo:
     return pb.ModelInfo(
-        model=detail.model_id,
-        model_path=detail.model_path,
-        checkpoint=detail.checkpoint,
-        max_replicas=detail.max_replicas,
-        active_replicas=detail.active_replicas,
+        **_listing(detail),
         overrides=detail.overrides,
         addresses=sorted(detail.addresses),
         methods=sorted(detail.method_names),
     )
+
+
+def _defined_model(
+    request: pb.PublishModelRequest | pb.UpdateModelRequest,
+    *,
+    check: Callable[[str, str, int], None],
+) -> str:
+    """The model ID of a publish or update, its path and checkpoint checked by ``check``
+    against their limits (`_fields.required` or `_fields.bounded`)."""
+    model = f.model_id(request.model)
+    check(request.model_path, "model_path", lim.MAX_MODEL_PATH_CHARS)
+    check(request.checkpoint, "checkpoint", lim.MAX_CHECKPOINT_CHARS)
+    return model
 
 
 def _texts(pairs: list[tuple[str, float]]) -> list[pb.DecodedText]:
@@ -62,6 +91,12 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
     def _options(self, request: Any, context: Context, default: float | None = None) -> CallOptions:
         return f.call_options(request.extra_inputs, self._deadline(context, request, default))
 
+    def _target(
+        self, request: Any, context: Context, default: float | None = None
+    ) -> tuple[str, CallOptions]:
+        """Where a data call goes and how: the request's model ID (checked) and its options."""
+        return f.model_id(request.model), self._options(request, context, default)
+
     # Admin methods.
 
     async def GetInfo(self, request: pb.GetInfoRequest, context: Context) -> pb.GetInfoResponse:
@@ -70,9 +105,7 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
     async def PublishModel(
         self, request: pb.PublishModelRequest, context: Context
     ) -> pb.PublishModelResponse:
-        model = f.model_id(request.model)
-        f.required(request.model_path, "model_path", lim.MAX_MODEL_PATH_CHARS)
-        f.required(request.checkpoint, "checkpoint", lim.MAX_CHECKPOINT_CHARS)
+        model = _defined_model(request, check=f.required)
         replicas = f.replicas(request.replicas if request.HasField("replicas") else 1)
         await self._client.publish(
             model,
@@ -90,13 +123,7 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
         detail = await self._client.list_detail(
             f.model_id(request.model), deadline=self._deadline(context)
         )
-        return pb.ListCellResponse(
-            model=detail.model_id,
-            model_path=detail.model_path,
-            checkpoint=detail.checkpoint,
-            max_replicas=detail.max_replicas,
-            active_replicas=detail.active_replicas,
-        )
+        return pb.ListCellResponse(**_listing(detail))
 
     async def GetModel(self, request: pb.GetModelRequest, context: Context) -> pb.GetModelResponse:
         model, deadline = f.model_id(request.model), self._deadline(context)
@@ -124,9 +151,7 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
     async def UpdateModel(
         self, request: pb.UpdateModelRequest, context: Context
     ) -> pb.UpdateModelResponse:
-        model = f.model_id(request.model)
-        f.bounded(request.model_path, "model_path", lim.MAX_MODEL_PATH_CHARS)
-        f.bounded(request.checkpoint, "checkpoint", lim.MAX_CHECKPOINT_CHARS)
+        model = _defined_model(request, check=f.bounded)  # empty: unchanged
         f.overrides(request.overrides)
         deadline = self._deadline(context)
         await self._client.update(
@@ -207,11 +232,9 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
     # Language models.
 
     async def Generate(self, request: pb.GenerateRequest, context: Context) -> pb.GenerateResponse:
-        model = f.model_id(request.model)
+        model, options = self._target(request, context)
         f.required(request.query, "query")
-        texts = await self._client.lm_generate(
-            model, request.query, self._options(request, context)
-        )
+        texts = await self._client.lm_generate(model, request.query, options)
         return pb.GenerateResponse(texts=_texts(texts))
 
     async def GenerateStream(
@@ -224,9 +247,8 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
     async def _generate_stream(
         self, request: pb.GenerateStreamRequest, context: Context
     ) -> AsyncIterator[pb.GenerateStreamResponse]:
-        model = f.model_id(request.model)
+        model, options = self._target(request, context, self._settings.stream_timeout)
         f.required(request.query, "query")
-        options = self._options(request, context, self._settings.stream_timeout)
         tracker = DeltaTracker()
         started = False
         stream = self._client.lm_generate_stream(model, request.query, options)
@@ -250,32 +272,25 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
         yield pb.GenerateStreamResponse(done=True, texts=tracker.final())
 
     async def Score(self, request: pb.ScoreRequest, context: Context) -> pb.ScoreResponse:
-        model = f.model_id(request.model)
+        model, options = self._target(request, context)
         if not request.suffix:
             raise f.invalid("suffix", "required: at least one suffix to score")
         f.bounded(request.prefix, "prefix")
-        logp = await self._client.lm_score(
-            model,
-            request.prefix,
-            f.texts(request.suffix, "suffix"),
-            self._options(request, context),
-        )
+        suffixes = f.texts(request.suffix, "suffix")
+        logp = await self._client.lm_score(model, request.prefix, suffixes, options)
         return pb.ScoreResponse(logp=logp)
 
     async def Embed(self, request: pb.EmbedRequest, context: Context) -> pb.EmbedResponse:
-        model = f.model_id(request.model)
+        model, options = self._target(request, context)
         f.required(request.text, "text")
-        embedding = await self._client.lm_embed(
-            model, request.text, self._options(request, context)
-        )
-        return pb.EmbedResponse(embedding=embedding)
+        return pb.EmbedResponse(embedding=await self._client.lm_embed(model, request.text, options))
 
     async def Gradient(self, request: pb.GradientRequest, context: Context) -> pb.GradientResponse:
-        model = f.model_id(request.model)
+        model, options = self._target(request, context)
         f.required(request.suffix, "suffix")
         f.bounded(request.prefix, "prefix")
         score, gradients = await self._client.lm_gradient(
-            model, request.prefix, request.suffix, self._options(request, context)
+            model, request.prefix, request.suffix, options
         )
         return pb.GradientResponse(
             score=score,
@@ -288,19 +303,18 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
         return f.payload(value, field, self._settings.max_payload_bytes)
 
     async def Classify(self, request: pb.ClassifyRequest, context: Context) -> pb.ClassifyResponse:
-        model = f.model_id(request.model)
+        model, options = self._target(request, context)
         image = self._payload(request.image_bytes, "image_bytes")
-        labels = await self._client.vm_classify(model, image, self._options(request, context))
-        return pb.ClassifyResponse(texts=_texts(labels))
+        return pb.ClassifyResponse(
+            texts=_texts(await self._client.vm_classify(model, image, options))
+        )
 
     async def TextToImage(
         self, request: pb.TextToImageRequest, context: Context
     ) -> pb.TextToImageResponse:
-        model = f.model_id(request.model)
+        model, options = self._target(request, context)
         f.required(request.text, "text")
-        images = await self._client.vm_text_to_image(
-            model, request.text, self._options(request, context)
-        )
+        images = await self._client.vm_text_to_image(model, request.text, options)
         return pb.TextToImageResponse(
             images=[pb.GeneratedImage(image=image, score=score) for image, score in images]
         )
@@ -308,17 +322,14 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
     async def EmbedImage(
         self, request: pb.EmbedImageRequest, context: Context
     ) -> pb.EmbedImageResponse:
-        model = f.model_id(request.model)
+        model, options = self._target(request, context)
         image = self._payload(request.image_bytes, "image_bytes")
-        embedding = await self._client.vm_embed(model, image, self._options(request, context))
-        return pb.EmbedImageResponse(embedding=embedding)
+        return pb.EmbedImageResponse(embedding=await self._client.vm_embed(model, image, options))
 
     async def Detect(self, request: pb.DetectRequest, context: Context) -> pb.DetectResponse:
-        model = f.model_id(request.model)
+        model, options = self._target(request, context)
         image = self._payload(request.image_bytes, "image_bytes")
-        boxes = await self._client.vm_detect(
-            model, image, f.texts(request.text, "text"), self._options(request, context)
-        )
+        boxes = await self._client.vm_detect(model, image, f.texts(request.text, "text"), options)
         return pb.DetectResponse(
             boxes=[
                 pb.BoundingBox(cx=b.cx, cy=b.cy, w=b.w, h=b.h, text=b.text, score=b.score)
@@ -329,21 +340,20 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
     async def ImageToText(
         self, request: pb.ImageToTextRequest, context: Context
     ) -> pb.ImageToTextResponse:
-        model = f.model_id(request.model)
+        model, options = self._target(request, context)
         image = self._payload(request.image_bytes, "image_bytes")
         f.bounded(request.text, "text")
-        texts = await self._client.vm_image_to_text(
-            model, image, request.text, self._options(request, context)
-        )
+        texts = await self._client.vm_image_to_text(model, image, request.text, options)
         return pb.ImageToTextResponse(texts=_texts(texts))
 
     async def Recognize(
         self, request: pb.RecognizeRequest, context: Context
     ) -> pb.RecognizeResponse:
-        model = f.model_id(request.model)
+        model, options = self._target(request, context)
         audio = self._payload(request.audio_bytes, "audio_bytes")
-        texts = await self._client.am_recognize(model, audio, self._options(request, context))
-        return pb.RecognizeResponse(texts=_texts(texts))
+        return pb.RecognizeResponse(
+            texts=_texts(await self._client.am_recognize(model, audio, options))
+        )
 
 
 async def _close(stream: AsyncIterator[Any]) -> None:

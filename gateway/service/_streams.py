@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from gateway.client import ResourceExhaustedError
-from gateway.service._context import Context
+from gateway.common.rpc import Context
 
 
 def client_of(context: Context) -> str:

@@ -22,7 +22,7 @@ from opentelemetry.trace import Span
 
 from gateway.client import Client
 from gateway.common.logs import current_call
-from gateway.service._context import Context
+from gateway.common.rpc import Context
 from gateway.service._errors import request_id
 from gateway.service._metrics import GatewayMetrics
 

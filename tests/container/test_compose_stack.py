@@ -21,15 +21,13 @@ from gateway.cell.models.test_lm import MODEL_PATH as TEST_LM
 from tests.container._compose import Compose, poll
 from tests.container.conftest import API_KEY, AUTH
 from tests.e2e._bodies import envoy_error
-
-LM2B = "saxml.server.pax.lm.params.lm_cloud.LmCloudSpmd2BTest"
+from tests.e2e._seed import LISTED, MODEL, MODEL_BODY, PUBLISH_BODY, PUBLISHED
+from tests.e2e._seed import raw as seed_raw
 
 
 def _raw(method: str, url: str, body: str, content_type: str | None = None) -> httpx.Response:
-    """Sends ``body`` exactly as the seed's curl --data does (no Content-Type unless given),
-    plus the API key."""
-    headers = {"content-type": content_type, **AUTH} if content_type else AUTH
-    return httpx.request(method, url, content=body.encode(), headers=headers, timeout=60)
+    """The seed's curl request (tests/e2e/_seed.py), plus the API key."""
+    return seed_raw(method, url, body, content_type, headers=AUTH)
 
 
 def _active(http: httpx.Client, model: str, replicas: int) -> dict[str, object] | None:
@@ -78,34 +76,12 @@ def test_seed_walkthrough(compose: Compose) -> None:
     assert root.status_code == 200
     assert root.json()["message"] == "HTTP Server for SAX Client"
 
-    publish = _raw(
-        "POST",
-        f"{url}/publish",
-        """
-{
-    "model": "/sax/test/lm2b",
-    "model_path": "saxml.server.pax.lm.params.lm_cloud.LmCloudSpmd2BTest",
-    "checkpoint": "None",
-    "replicas": 1
-}
-""",
-    )
+    publish = _raw("POST", f"{url}/publish", PUBLISH_BODY)
     assert publish.status_code == 200, publish.text
-    assert publish.json() == {
-        "model": "/sax/test/lm2b",
-        "path": LM2B,
-        "checkpoint": "None",
-        "replicas": 1,
-    }
+    assert publish.json() == PUBLISHED
     with httpx.Client(base_url=url, timeout=60, headers=AUTH) as http:
-        assert poll(lambda: _active(http, "/sax/test/lm2b", 1), "lm2b to load") == {
-            "model": "/sax/test/lm2b",
-            "model_path": LM2B,
-            "checkpoint": "None",
-            "max_replicas": 1,
-            "active_replicas": 1,
-        }
-    listcell = _raw("GET", f"{url}/listcell", '\n{\n    "model": "/sax/test/lm2b"\n}\n')
+        assert poll(lambda: _active(http, MODEL, 1), "lm2b to load") == LISTED
+    listcell = _raw("GET", f"{url}/listcell", MODEL_BODY)
     assert listcell.status_code == 200, listcell.text
     assert listcell.json()["active_replicas"] == 1
 
@@ -115,7 +91,7 @@ def test_seed_walkthrough(compose: Compose) -> None:
     texts = generate.json()["texts"]
     assert texts and all(set(t) == {"text", "score"} and t["text"] for t in texts)
 
-    unpublish = _raw("POST", f"{url}/unpublish", '\n{\n    "model": "/sax/test/lm2b"\n}\n')
+    unpublish = _raw("POST", f"{url}/unpublish", MODEL_BODY)
     assert unpublish.status_code == 200, unpublish.text
     assert unpublish.json() == {"model": "/sax/test/lm2b"}
     gone = httpx.get(f"{url}/listcell", params={"model": "/sax/test/lm2b"}, headers=AUTH)

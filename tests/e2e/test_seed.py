@@ -14,14 +14,7 @@ import httpx
 from gateway import __version__
 from gateway.launch.stack import Stack
 from tests.e2e._published import TEST_LM
-
-LM2B = "saxml.server.pax.lm.params.lm_cloud.LmCloudSpmd2BTest"
-
-
-def _raw(method: str, url: str, body: str, content_type: str | None = None) -> httpx.Response:
-    """Sends ``body`` exactly as curl --data does (no Content-Type unless given)."""
-    headers = {"content-type": content_type} if content_type else {}
-    return httpx.request(method, url, content=body.encode(), headers=headers, timeout=30)
+from tests.e2e._seed import LISTED, MODEL, MODEL_BODY, PUBLISH_BODY, PUBLISHED, raw
 
 
 def _wait_active(stack: Stack, model: str, replicas: int, timeout: float = 30) -> dict[str, object]:
@@ -42,27 +35,11 @@ def test_root_greets(http: httpx.Client) -> None:
 
 def test_seed_walkthrough(stack: Stack) -> None:
     url = stack.http_url
-    publish = _raw(
-        "POST",
-        f"{url}/publish",
-        """
-{
-    "model": "/sax/test/lm2b",
-    "model_path": "saxml.server.pax.lm.params.lm_cloud.LmCloudSpmd2BTest",
-    "checkpoint": "None",
-    "replicas": 1
-}
-""",
-    )
+    publish = raw("POST", f"{url}/publish", PUBLISH_BODY)
     assert publish.status_code == 200, publish.text
-    assert publish.json() == {
-        "model": "/sax/test/lm2b",
-        "path": LM2B,
-        "checkpoint": "None",
-        "replicas": 1,
-    }
+    assert publish.json() == PUBLISHED
 
-    listcell = _raw("GET", f"{url}/listcell", '\n{\n    "model": "/sax/test/lm2b"\n}\n')
+    listcell = raw("GET", f"{url}/listcell", MODEL_BODY)
     assert listcell.status_code == 200, listcell.text
     assert set(listcell.json()) == {
         "model",
@@ -71,18 +48,12 @@ def test_seed_walkthrough(stack: Stack) -> None:
         "max_replicas",
         "active_replicas",
     }
-    assert _wait_active(stack, "/sax/test/lm2b", 1) == {
-        "model": "/sax/test/lm2b",
-        "model_path": LM2B,
-        "checkpoint": "None",
-        "max_replicas": 1,
-        "active_replicas": 1,
-    }
+    assert _wait_active(stack, MODEL, 1) == LISTED
 
     payload = json.dumps(
         {"model": "/sax/test/lm2b", "query": "Q: Who is Harry Potter's mom? A: "}, indent=2
     )
-    generate = _raw("POST", f"{url}/generate", payload, "application/json")
+    generate = raw("POST", f"{url}/generate", payload, "application/json")
     assert generate.status_code == 200, generate.text
     texts = generate.json()["texts"]
     assert texts, "the random-weight LM returns at least one sample"
@@ -91,7 +62,7 @@ def test_seed_walkthrough(stack: Stack) -> None:
         assert isinstance(sample["text"], str) and sample["text"]
         assert isinstance(sample["score"], float | int)
 
-    unpublish = _raw("POST", f"{url}/unpublish", '\n{\n    "model": "/sax/test/lm2b"\n}\n')
+    unpublish = raw("POST", f"{url}/unpublish", MODEL_BODY)
     assert unpublish.status_code == 200, unpublish.text
     assert unpublish.json() == {"model": "/sax/test/lm2b"}
     gone = httpx.get(f"{url}/listcell", params={"model": "/sax/test/lm2b"})

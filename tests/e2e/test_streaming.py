@@ -103,6 +103,15 @@ def _cancellations(stack: Stack, model: str) -> list[float]:
     return [float(m.group(1)) for m in pattern.finditer(log.read_text(errors="replace"))]
 
 
+def _cancelled_at(stack: Stack, model: str) -> float:
+    """When the cell logged the one cancelled stream of ``model`` (waiting up to 5 s for it)."""
+    deadline = time.monotonic() + 5
+    while not _cancellations(stack, model) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    [cancelled_at] = _cancellations(stack, model)
+    return cancelled_at
+
+
 @pytest.mark.overrides({"text": " ".join(["tok"] * 50), "delay_ms": "100"})
 def test_http_disconnect_cancels_decoding(stack: Stack, model: str) -> None:
     with (
@@ -112,11 +121,7 @@ def test_http_disconnect_cancels_decoding(stack: Stack, model: str) -> None:
         first = next(_events(response))
         assert first[1] == _delta("tok", -0.1)
     disconnected = time.time()  # leaving the blocks closed the connection
-    deadline = time.monotonic() + 5
-    while not _cancellations(stack, model) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    [cancelled_at] = _cancellations(stack, model)
-    assert cancelled_at - disconnected < 0.1
+    assert _cancelled_at(stack, model) - disconnected < 0.1
 
 
 @pytest.mark.overrides({"text": " ".join(["tok"] * 50), "delay_ms": "100"})
@@ -128,11 +133,7 @@ def test_grpc_cancel_cancels_decoding(stack: Stack, model: str) -> None:
         assert next(call).deltas[0].text == "tok"
         call.cancel()
         cancelled = time.time()
-    deadline = time.monotonic() + 5
-    while not _cancellations(stack, model) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    [cancelled_at] = _cancellations(stack, model)
-    assert cancelled_at - cancelled < 0.1
+    assert _cancelled_at(stack, model) - cancelled < 0.1
 
 
 @pytest.mark.overrides({"text": " ".join(["tok"] * 30), "delay_ms": "100"})

@@ -6,13 +6,14 @@ protocol over real sockets, with the cell's polling intervals shrunk so tests ru
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from gateway.cell.settings import CellSettings
-from gateway.client import Client, ClientSettings
+from gateway.client import CallOptions, Client, ClientSettings
 from tests.integration._cell_fixtures import CELL, SEED_LM, TEST_LM, InprocCell, inproc
 
 TEST_VISION = "sax_gateway.testing.TestVision"
@@ -24,6 +25,22 @@ TEST_CUSTOM = "sax_gateway.testing.TestCustom"
 RunningCell = InprocCell
 running_cell = inproc
 __all__ = ["CELL", "SEED_LM", "TEST_LM"]  # re-exported for the client tests
+
+
+async def generate_load(
+    client: Client, model_id: str, calls: int, errors: list[BaseException]
+) -> int:
+    """Makes ``calls`` generate calls one after the other; returns how many succeeded and
+    collects the failures in ``errors`` (a test runs several at once while it breaks things)."""
+    done = 0
+    for _ in range(calls):
+        try:
+            await client.lm_generate(model_id, "keep going", CallOptions(timeout=10))
+            done += 1
+        except Exception as exc:
+            errors.append(exc)
+        await asyncio.sleep(0.005)
+    return done
 
 
 def cell_settings(sax_root: str, **overrides: object) -> CellSettings:

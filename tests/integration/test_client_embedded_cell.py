@@ -11,7 +11,13 @@ import pytest
 
 from gateway.cell import EmbeddedCell
 from gateway.client import CallOptions, Client, ClientSettings
-from tests.integration._client_fixtures import CELL, SEED_LM, TEST_LM, cell_settings
+from tests.integration._client_fixtures import (
+    CELL,
+    SEED_LM,
+    TEST_LM,
+    cell_settings,
+    generate_load,
+)
 
 
 @pytest.fixture
@@ -19,18 +25,6 @@ async def cell_processes(tmp_path: Path) -> AsyncIterator[EmbeddedCell]:
     settings = cell_settings(str(tmp_path / "root"), num_model_servers=2)
     async with EmbeddedCell(settings, log_level="WARNING") as cell:
         yield cell
-
-
-async def _load(client: Client, model_id: str, calls: int, errors: list[BaseException]) -> int:
-    done = 0
-    for _ in range(calls):
-        try:
-            await client.lm_generate(model_id, "keep going", CallOptions(timeout=10))
-            done += 1
-        except Exception as exc:
-            errors.append(exc)
-        await asyncio.sleep(0.005)
-    return done
 
 
 async def test_kill_one_replica_and_the_admin_under_load(cell_processes: EmbeddedCell) -> None:
@@ -41,7 +35,7 @@ async def test_kill_one_replica_and_the_admin_under_load(cell_processes: Embedde
         await client.wait_for_ready(model_id, 2, timeout=30)
 
         errors: list[BaseException] = []
-        load = [asyncio.create_task(_load(client, model_id, 60, errors)) for _ in range(4)]
+        load = [asyncio.create_task(generate_load(client, model_id, 60, errors)) for _ in range(4)]
         await asyncio.sleep(0.1)
         cell.model_servers[1].kill()  # SIGKILL: connections drop, in-flight calls fail
         await asyncio.sleep(0.1)

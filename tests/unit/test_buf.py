@@ -42,45 +42,45 @@ def test_buf_check_passes_on_the_committed_protos(tree: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_buf_check_fails_on_a_changed_field_type(tree: Path) -> None:
-    _edit(tree, GATEWAY, "  string query = 2 [", "  bytes query = 2 [")
-    result = _check(tree)
-    assert result.returncode != 0
-    assert 'Field "2" with name "query" on message "GenerateRequest" changed type' in result.stdout
-
-
-def test_buf_check_fails_on_a_removed_rpc(tree: Path) -> None:
-    _edit(
-        tree, GATEWAY, "  rpc GetInfo(GetInfoRequest) returns", "  rpc Info(GetInfoRequest) returns"
-    )
-    result = _check(tree)
-    assert result.returncode != 0
-    assert 'Previously present RPC "GetInfo" on service "SaxGateway" was deleted' in result.stdout
-
-
-def test_buf_check_fails_on_a_renumbered_sax_wire_field(tree: Path) -> None:
-    _edit(tree, ADMIN, "  string location = 1;", "  string location = 3;")
-    result = _check(tree)
-    assert result.returncode != 0
-    assert 'Previously present field "1" with name "location" on message "Location"' in (
-        result.stdout
-    )
-
-
-def test_buf_check_fails_on_lint(tree: Path) -> None:
-    _edit(
-        tree,
+# Each edit buf-check must reject, and the line of its report that says why.
+_BREAKS = {
+    "changed field type": (
+        GATEWAY,
+        "  string query = 2 [",
+        "  bytes query = 2 [",
+        'Field "2" with name "query" on message "GenerateRequest" changed type',
+    ),
+    "removed rpc": (
+        GATEWAY,
+        "  rpc GetInfo(GetInfoRequest) returns",
+        "  rpc Info(GetInfoRequest) returns",
+        'Previously present RPC "GetInfo" on service "SaxGateway" was deleted',
+    ),
+    "renumbered Sax wire field": (
+        ADMIN,
+        "  string location = 1;",
+        "  string location = 3;",
+        'Previously present field "1" with name "location" on message "Location"',
+    ),
+    "lint": (
         GATEWAY,
         "message GetInfoRequest {}",
         "message GetInfoRequest {}\n\n// A bad name.\nmessage bad_name {}",
-    )
-    result = _check(tree)
-    assert result.returncode != 0
-    assert 'Message name "bad_name" should be PascalCase' in result.stdout
+        'Message name "bad_name" should be PascalCase',
+    ),
+    "format": (
+        GATEWAY,
+        "message GetInfoRequest {}",
+        "message   GetInfoRequest {}",
+        "-message   GetInfoRequest {}",
+    ),
+}
 
 
-def test_buf_check_fails_on_format(tree: Path) -> None:
-    _edit(tree, GATEWAY, "message GetInfoRequest {}", "message   GetInfoRequest {}")
+@pytest.mark.parametrize("case", list(_BREAKS))
+def test_buf_check_fails(tree: Path, case: str) -> None:
+    rel, old, new, reason = _BREAKS[case]
+    _edit(tree, rel, old, new)
     result = _check(tree)
     assert result.returncode != 0
-    assert "-message   GetInfoRequest {}" in result.stdout
+    assert reason in result.stdout

@@ -7,16 +7,16 @@ import io
 
 import grpc
 import pytest
-from google.protobuf import any_pb2, struct_pb2
-from google.rpc import error_details_pb2, status_pb2
+from google.protobuf import struct_pb2
 from saxgateway.v1 import gateway_pb2 as pb
 
 from gateway.cli import _common as c
+from tests.unit._statuses import DETAILS_KEY, bad_request
 
 Trailers = tuple[tuple[str, str | bytes], ...]
 
 
-class FakeRpcError(grpc.RpcError):  # type: ignore[misc]  # grpc is untyped
+class FakeRpcError(grpc.RpcError):
     """What a failed call raises, with the methods `report` reads."""
 
     def __init__(self, code: grpc.StatusCode, details: str, trailers: Trailers = ()) -> None:
@@ -119,16 +119,8 @@ def test_hints_name_the_model_cell_and_gateway() -> None:
 
 
 def test_report_prints_field_violations_from_status_details() -> None:
-    detail = any_pb2.Any()
-    detail.Pack(
-        error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field="suffix", description="required")
-            ]
-        )
-    )
-    status = status_pb2.Status(code=3, message="suffix: required", details=[detail])
-    trailers = (("other", "x"), ("grpc-status-details-bin", status.SerializeToString()))
+    status = bad_request("suffix: required", ("suffix", "required"))
+    trailers = (("other", "x"), (DETAILS_KEY, status.SerializeToString()))
     err = io.StringIO()
     exc = FakeRpcError(grpc.StatusCode.INVALID_ARGUMENT, "suffix: required", trailers)
     assert c.report(exc, _args(id="/sax/test/lm"), err) == 1

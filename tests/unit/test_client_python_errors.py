@@ -5,8 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 import saxgateway_client
-from google.protobuf import any_pb2
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import status_pb2
 from saxgateway_client import (
     BadRequestError,
     FieldViolation,
@@ -18,6 +17,8 @@ from saxgateway_client import (
     from_status,
 )
 
+from tests.unit._statuses import bad_request
+
 
 @pytest.mark.parametrize("code", [c for c in grpc.StatusCode if c is not grpc.StatusCode.OK])
 def test_every_status_code_has_an_exception(code: grpc.StatusCode) -> None:
@@ -27,15 +28,7 @@ def test_every_status_code_has_an_exception(code: grpc.StatusCode) -> None:
 
 
 def test_bad_request_lists_its_field_violations() -> None:
-    bad = error_details_pb2.BadRequest(
-        field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field="model", description="x")
-        ]
-    )
-    detail = any_pb2.Any()
-    detail.Pack(bad)
-    status = status_pb2.Status(code=3, message="bad", details=[detail])
-    error = from_status(status)
+    error = from_status(bad_request("bad", ("model", "x")))
     assert isinstance(error, BadRequestError)
     assert error.field_violations == (FieldViolation("model", "x"),)
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from google.protobuf import any_pb2
-from google.rpc import error_details_pb2, status_pb2
 
 from gateway.common import errors
+from tests.unit._statuses import DETAILS_KEY, bad_request
 
 
 class _FakeRpcError(grpc.RpcError):
@@ -81,18 +80,9 @@ def test_known_code_is_not_overridden_by_text() -> None:
 
 
 def test_bad_request_details_become_field_violations() -> None:
-    bad_request = error_details_pb2.BadRequest(
-        field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field="text", description="empty")
-        ]
-    )
-    detail = any_pb2.Any()
-    detail.Pack(bad_request)
-    status = status_pb2.Status(code=3, message="bad", details=[detail])
+    status = bad_request("bad", ("text", "empty"))
     exc = _FakeRpcError(
-        grpc.StatusCode.INVALID_ARGUMENT,
-        "bad",
-        (("grpc-status-details-bin", status.SerializeToString()),),
+        grpc.StatusCode.INVALID_ARGUMENT, "bad", ((DETAILS_KEY, status.SerializeToString()),)
     )
     assert errors.from_grpc_error(exc).field_violations == (("text", "empty"),)
 

@@ -17,6 +17,7 @@ SaxGatewayError                 code, message, details (google.protobuf.Any)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -129,12 +130,14 @@ def error_for(
 
 def from_rpc_error(error: grpc.RpcError) -> SaxGatewayError:
     """The exception for a failed call, details read from its trailing metadata."""
-    call: grpc.Call = error  # every RpcError a stub raises is also a grpc.Call
+    # Sync calls' errors hold grpc's (key, value) named tuples, grpc.aio's hold plain pairs;
+    # types-grpcio types the former as a class that does not unpack, which it does.
+    trailers: Sequence[tuple[str, str | bytes]] = error.trailing_metadata() or ()  # type: ignore[assignment]
     details: tuple[any_pb2.Any, ...] = ()
-    for key, value in call.trailing_metadata() or ():
-        if key == _DETAILS_KEY:
+    for key, value in trailers:
+        if key == _DETAILS_KEY and isinstance(value, bytes):
             details = tuple(status_pb2.Status.FromString(value).details)
-    return error_for(call.code(), call.details() or "", details)
+    return error_for(error.code(), error.details() or "", details)
 
 
 def from_status(status: status_pb2.Status) -> SaxGatewayError:

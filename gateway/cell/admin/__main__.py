@@ -18,12 +18,7 @@ def _server(settings: CellSettings, port: int) -> AdminServer:
 
 def main(argv: list[str] | None = None) -> None:
     _process.serve_main(
-        argv,
-        prog="python -m gateway.cell.admin",
-        description=__doc__,
-        name="admin",
-        default_port=DEFAULT_ADMIN_PORT,
-        server=_server,
+        argv, "gateway.cell.admin", __doc__, default_port=DEFAULT_ADMIN_PORT, server=_server
     )
 
 

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypedDict
 
 import grpc
 from saxml.protobuf import admin_pb2, common_pb2, modelet_pb2, modelet_pb2_grpc
@@ -23,11 +24,27 @@ _log = logging.getLogger("gateway.cell.admin")
 LOADED = common_pb2.LOADED
 
 
+class _Loaded(TypedDict):
+    """What Load and UpdateLoaded both tell a server of a model (UpdateLoaded: all it says)."""
+
+    model_key: str
+    checkpoint_path: str
+    acls: common_pb2.AccessControlLists
+
+
+def _loaded(model: admin_pb2.Model) -> _Loaded:
+    return {
+        "model_key": model.model_id,
+        "checkpoint_path": model.checkpoint_path,
+        "acls": model.acls,
+    }
+
+
 @dataclass(frozen=True)
 class SeenModel:
     """What the server reported about one model."""
 
-    status: common_pb2.ModelStatus
+    status: common_pb2.ModelStatus.ValueType
     methods: frozenset[str]
 
 
@@ -193,11 +210,7 @@ class ModeletConnection:
         try:
             await self._stub.Load(
                 modelet_pb2.LoadRequest(
-                    model_key=model.model_id,
-                    model_path=model.model_path,
-                    checkpoint_path=model.checkpoint_path,
-                    acls=model.acls,
-                    overrides=model.overrides,
+                    **_loaded(model), model_path=model.model_path, overrides=model.overrides
                 )
             )
         except grpc.aio.AioRpcError as exc:
@@ -221,11 +234,7 @@ class ModeletConnection:
 
     async def _update_loaded(self, model: admin_pb2.Model) -> None:
         await self._stub.UpdateLoaded(
-            modelet_pb2.UpdateLoadedRequest(
-                model_key=model.model_id,
-                acls=model.acls,
-                checkpoint_path=model.checkpoint_path,
-            ),
+            modelet_pb2.UpdateLoadedRequest(**_loaded(model)),
             timeout=self._rpc_timeout,
         )
 

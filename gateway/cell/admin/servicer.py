@@ -2,57 +2,55 @@
 
 from __future__ import annotations
 
-from typing import TypeAlias
-
-import grpc
 from saxml.protobuf import admin_pb2 as pb
 from saxml.protobuf import admin_pb2_grpc
 
 from gateway.cell._errors import unary_errors
 from gateway.cell.admin import validation
 from gateway.cell.admin.manager import Manager
+from gateway.common.rpc import Context
 
-Ctx: TypeAlias = grpc.aio.ServicerContext
 
-
-class AdminServicer(admin_pb2_grpc.AdminServicer):  # type: ignore[misc,unused-ignore]
+class AdminServicer(admin_pb2_grpc.AdminServicer):
     def __init__(self, *, manager: Manager, cell: str, server_id: str) -> None:
         self._manager = manager
         self._cell = cell
         self._server_id = server_id
 
     @unary_errors
-    async def Publish(self, request: pb.PublishRequest, context: Ctx) -> pb.PublishResponse:
+    async def Publish(self, request: pb.PublishRequest, context: Context) -> pb.PublishResponse:
         validation.check_model(request.model, self._cell)
         await self._manager.publish(request.model)
         return pb.PublishResponse()
 
     @unary_errors
-    async def Update(self, request: pb.UpdateRequest, context: Ctx) -> pb.UpdateResponse:
+    async def Update(self, request: pb.UpdateRequest, context: Context) -> pb.UpdateResponse:
         validation.check_model(request.model, self._cell)
         await self._manager.update(request.model)
         return pb.UpdateResponse()
 
     @unary_errors
-    async def Unpublish(self, request: pb.UnpublishRequest, context: Ctx) -> pb.UnpublishResponse:
+    async def Unpublish(
+        self, request: pb.UnpublishRequest, context: Context
+    ) -> pb.UnpublishResponse:
         validation.check_model_in_cell(request.model_id, self._cell)
         await self._manager.unpublish(request.model_id)
         return pb.UnpublishResponse()
 
     @unary_errors
-    async def List(self, request: pb.ListRequest, context: Ctx) -> pb.ListResponse:
+    async def List(self, request: pb.ListRequest, context: Context) -> pb.ListResponse:
         if request.model_id:
             validation.check_model_in_cell(request.model_id, self._cell)
         return pb.ListResponse(published_models=self._manager.list_models(request.model_id))
 
     @unary_errors
-    async def Stats(self, request: pb.StatsRequest, context: Ctx) -> pb.StatsResponse:
+    async def Stats(self, request: pb.StatsRequest, context: Context) -> pb.StatsResponse:
         if request.model_id:
             validation.check_model_in_cell(request.model_id, self._cell)
         return self._manager.stats(request.model_id)
 
     @unary_errors
-    async def WatchLoc(self, request: pb.WatchLocRequest, context: Ctx) -> pb.WatchLocResponse:
+    async def WatchLoc(self, request: pb.WatchLocRequest, context: Context) -> pb.WatchLocResponse:
         validation.check_watch(request)
         # A caller that last talked to another incarnation gets the full set at once (upstream
         # restarts it from seqno 0, which can block on a model that has no servers yet).
@@ -65,14 +63,14 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):  # type: ignore[misc,unused-i
 
     @unary_errors
     async def WaitForReady(
-        self, request: pb.WaitForReadyRequest, context: Ctx
+        self, request: pb.WaitForReadyRequest, context: Context
     ) -> pb.WaitForReadyResponse:
         validation.check_model_in_cell(request.model_id, self._cell)
         await self._manager.wait_for_ready(request.model_id, request.num_replicas)
         return pb.WaitForReadyResponse()
 
     @unary_errors
-    async def Join(self, request: pb.JoinRequest, context: Ctx) -> pb.JoinResponse:
+    async def Join(self, request: pb.JoinRequest, context: Context) -> pb.JoinResponse:
         validation.check_join(request)
         await self._manager.join(request)
         return pb.JoinResponse()

@@ -7,9 +7,9 @@ which the model server reports in GetStatus and checks before calling.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from gateway.cell._errors import invalid_argument
 from gateway.common.limits import quote
@@ -36,6 +36,8 @@ MM_GENERATE = "mm.generate"
 MM_SCORE = "mm.score"
 MM_EMBED = "mm.embed"
 CUSTOM = "custom"
+# Every LM method: what the language models here (test and random) all serve.
+LM_METHODS = frozenset({LM_GENERATE, LM_GENERATE_STREAM, LM_SCORE, LM_EMBED, LM_GRADIENT})
 
 
 # A multimodal item, as (kind, value): kind is the sax.server.multimodal.DataItem field set
@@ -154,33 +156,36 @@ def int_override(
 ) -> int:
     """An integer publish override within ``minimum..maximum``, or INVALID_ARGUMENT naming
     the override and its allowed range."""
-    raw = overrides.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = minimum - 1
-    if not minimum <= value <= maximum:
-        raise invalid_argument(
-            f"override {name}={quote(raw)} must be an integer from {minimum} to {maximum}"
-        )
-    return value
+    return _override(overrides, name, default, int, "an integer", minimum, maximum)
 
 
 def float_override(
     overrides: Mapping[str, str], name: str, default: float, *, maximum: float
 ) -> float:
     """A number publish override within ``0..maximum``, or INVALID_ARGUMENT naming it."""
+    return _override(overrides, name, default, float, "a number", 0.0, maximum)
+
+
+_Number = TypeVar("_Number", int, float)
+
+
+def _override(
+    overrides: Mapping[str, str],
+    name: str,
+    default: _Number,
+    parse: Callable[[str], _Number],
+    kind: str,
+    minimum: _Number,
+    maximum: _Number,
+) -> _Number:
     raw = overrides.get(name)
     if raw is None:
         return default
     try:
-        value = float(raw)
+        value = parse(raw)
     except ValueError:
-        value = -1.0
-    if not 0 <= value <= maximum:  # also rejects nan
-        raise invalid_argument(
-            f"override {name}={quote(raw)} must be a number from 0 to {maximum:g}"
-        )
+        value = minimum - 1
+    if not minimum <= value <= maximum:  # also rejects nan
+        low, high = (f"{v:g}" if isinstance(v, float) else str(v) for v in (minimum, maximum))
+        raise invalid_argument(f"override {name}={quote(raw)} must be {kind} from {low} to {high}")
     return value

@@ -19,11 +19,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 
 from gateway.cell.models._hashing import digest, unit_floats
 from gateway.cell.models.base import (
-    LM_EMBED,
-    LM_GENERATE,
-    LM_GENERATE_STREAM,
-    LM_GRADIENT,
-    LM_SCORE,
+    LM_METHODS,
     ExtraInputs,
     Hypothesis,
     ServableModel,
@@ -107,7 +103,7 @@ def check_overrides(overrides: Mapping[str, str]) -> None:
 
 
 class RandomBigramLM(ServableModel):
-    method_names = frozenset({LM_GENERATE, LM_GENERATE_STREAM, LM_SCORE, LM_EMBED, LM_GRADIENT})
+    method_names = LM_METHODS
 
     def __init__(self, *, checkpoint: str, overrides: Mapping[str, str], seed: int) -> None:
         self._seed = digest(seed, checkpoint)

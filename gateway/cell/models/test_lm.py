@@ -25,11 +25,7 @@ import grpc
 from gateway.cell._errors import cell_error, invalid_argument
 from gateway.cell.models._hashing import unit_floats
 from gateway.cell.models.base import (
-    LM_EMBED,
-    LM_GENERATE,
-    LM_GENERATE_STREAM,
-    LM_GRADIENT,
-    LM_SCORE,
+    LM_METHODS,
     ExtraInputs,
     Hypothesis,
     ServableModel,
@@ -68,7 +64,7 @@ def split_tokens(text: str) -> list[str]:
 
 
 class TestLM(ServableModel):
-    method_names = frozenset({LM_GENERATE, LM_GENERATE_STREAM, LM_SCORE, LM_EMBED, LM_GRADIENT})
+    method_names = LM_METHODS
 
     def __init__(self, *, overrides: Mapping[str, str]) -> None:
         self._text = overrides.get("text")

@@ -27,14 +27,7 @@ def _server(settings: CellSettings, port: int) -> ModelServer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    _process.serve_main(
-        argv,
-        prog="python -m gateway.cell.modelserver",
-        description=__doc__,
-        name="modelserver",
-        default_port=0,
-        server=_server,
-    )
+    _process.serve_main(argv, "gateway.cell.modelserver", __doc__, default_port=0, server=_server)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TypeVar
 
-import grpc
+from gateway.common.rpc import Context
 
 QUERY_COST_KEY = "query_cost_v0"
 
@@ -21,18 +21,18 @@ _Resp = TypeVar("_Resp")
 _Self = TypeVar("_Self")
 
 
-def _report(context: grpc.aio.ServicerContext, started: float) -> None:
+def _report(context: Context, started: float) -> None:
     cost_ms = max(1, round((time.perf_counter() - started) * 1000))
     context.set_trailing_metadata(((QUERY_COST_KEY, str(cost_ms)),))
 
 
 def unary_cost(
-    method: Callable[[_Self, _Req, grpc.aio.ServicerContext], Awaitable[_Resp]],
-) -> Callable[[_Self, _Req, grpc.aio.ServicerContext], Awaitable[_Resp]]:
+    method: Callable[[_Self, _Req, Context], Awaitable[_Resp]],
+) -> Callable[[_Self, _Req, Context], Awaitable[_Resp]]:
     """Decorates a unary data method: a successful call reports its cost."""
 
     @functools.wraps(method)
-    async def wrapper(self: _Self, request: _Req, context: grpc.aio.ServicerContext) -> _Resp:
+    async def wrapper(self: _Self, request: _Req, context: Context) -> _Resp:
         started = time.perf_counter()
         response = await method(self, request, context)
         _report(context, started)
@@ -42,14 +42,12 @@ def unary_cost(
 
 
 def stream_cost(
-    method: Callable[[_Self, _Req, grpc.aio.ServicerContext], AsyncGenerator[_Resp]],
-) -> Callable[[_Self, _Req, grpc.aio.ServicerContext], AsyncGenerator[_Resp]]:
+    method: Callable[[_Self, _Req, Context], AsyncGenerator[_Resp]],
+) -> Callable[[_Self, _Req, Context], AsyncGenerator[_Resp]]:
     """Decorates a streaming data method: a stream that ends normally reports its cost."""
 
     @functools.wraps(method)
-    async def wrapper(
-        self: _Self, request: _Req, context: grpc.aio.ServicerContext
-    ) -> AsyncGenerator[_Resp]:
+    async def wrapper(self: _Self, request: _Req, context: Context) -> AsyncGenerator[_Resp]:
         started = time.perf_counter()
         stream = method(self, request, context)
         try:

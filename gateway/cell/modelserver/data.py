@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Protocol, TypeAlias, TypeVar
+from typing import Protocol, TypeVar
 
-import grpc
 from saxml.protobuf import (
     audio_pb2,
     audio_pb2_grpc,
@@ -25,9 +24,8 @@ from gateway.cell.models import base
 from gateway.cell.models.base import ExtraInputs, Hypothesis, ServableModel
 from gateway.cell.modelserver.cost import stream_cost, unary_cost
 from gateway.cell.modelserver.loaded import LoadedModels
+from gateway.common.rpc import Context
 
-Context: TypeAlias = grpc.aio.ServicerContext
-_T = TypeVar("_T")
 _Resp = TypeVar("_Resp")
 
 
@@ -50,24 +48,27 @@ class DataServicer:
         self._loaded = loaded
 
 
-def forward(
-    request_type: type[_Req],
-    method: str,
-    call: Callable[[_Req, ServableModel, ExtraInputs], Awaitable[_T]],
-    reply: Callable[[_T], _Resp],
-) -> Callable[[DataServicer, _Req, Context], Awaitable[_Resp]]:
-    """A unary RPC: find the loaded model (counted under ``method``), call it, build the reply.
+_Self = TypeVar("_Self", bound=DataServicer)
+# What each unary data method writes: the request, the loaded model and the request's extra
+# inputs in; Sax's reply out.
+_Body = Callable[[_Self, _Req, ServableModel, ExtraInputs], Awaitable[_Resp]]
+_Rpc = Callable[[_Self, _Req, Context], Awaitable[_Resp]]
 
-    Every unary data method of every service is one such line; ``request_type`` only fixes the
-    types the two functions see."""
 
-    @unary_errors
-    @unary_cost
-    async def rpc(self: DataServicer, request: _Req, context: Context) -> _Resp:
-        with self._loaded.call(request.model_key, method) as model:
-            return reply(await call(request, model, _extra(request.extra_inputs)))
+def forward(method: str) -> Callable[[_Body[_Self, _Req, _Resp]], _Rpc[_Self, _Req, _Resp]]:
+    """Makes a unary RPC of a method body: find the loaded model (counted under ``method``),
+    run the body on it, and turn a SaxError into the call's status."""
 
-    return rpc
+    def decorate(body: _Body[_Self, _Req, _Resp]) -> _Rpc[_Self, _Req, _Resp]:
+        @unary_errors
+        @unary_cost
+        async def rpc(self: _Self, request: _Req, context: Context) -> _Resp:
+            with self._loaded.call(request.model_key, method) as model:
+                return await body(self, request, model, _extra(request.extra_inputs))
+
+        return rpc
+
+    return decorate
 
 
 def _lm_texts(hyps: list[Hypothesis]) -> list[lm_pb2.DecodedText]:
@@ -82,39 +83,34 @@ def _generations(images: list[tuple[bytes, float]]) -> list[vision_pb2.ImageGene
     return [vision_pb2.ImageGenerations(image=data, score=score) for data, score in images]
 
 
-def _gradient_reply(result: tuple[list[float], dict[str, list[float]]]) -> lm_pb2.GradientResponse:
-    scores, gradients = result
-    reply = lm_pb2.GradientResponse(score=scores)
-    for name, values in gradients.items():
-        reply.gradients[name].values.extend(values)
-    return reply
+class LMServicer(DataServicer, lm_pb2_grpc.LMServiceServicer):
+    @forward(base.LM_GENERATE)
+    async def Generate(
+        self, r: lm_pb2.GenerateRequest, model: ServableModel, x: ExtraInputs
+    ) -> lm_pb2.GenerateResponse:
+        return lm_pb2.GenerateResponse(texts=_lm_texts(await model.generate(r.text, x)))
 
+    @forward(base.LM_SCORE)
+    async def Score(
+        self, r: lm_pb2.ScoreRequest, model: ServableModel, x: ExtraInputs
+    ) -> lm_pb2.ScoreResponse:
+        return lm_pb2.ScoreResponse(logp=await model.score(r.prefix, list(r.suffix), x))
 
-class LMServicer(DataServicer, lm_pb2_grpc.LMServiceServicer):  # type: ignore[misc,unused-ignore]
-    Generate = forward(
-        lm_pb2.GenerateRequest,
-        base.LM_GENERATE,
-        lambda r, model, x: model.generate(r.text, x),
-        lambda hyps: lm_pb2.GenerateResponse(texts=_lm_texts(hyps)),
-    )
-    Score = forward(
-        lm_pb2.ScoreRequest,
-        base.LM_SCORE,
-        lambda r, model, x: model.score(r.prefix, list(r.suffix), x),
-        lambda logp: lm_pb2.ScoreResponse(logp=logp),
-    )
-    Embed = forward(
-        lm_pb2.EmbedRequest,
-        base.LM_EMBED,
-        lambda r, model, x: model.embed_text(r.text, x),
-        lambda vector: lm_pb2.EmbedResponse(embedding=vector),
-    )
-    Gradient = forward(
-        lm_pb2.GradientRequest,
-        base.LM_GRADIENT,
-        lambda r, model, x: model.gradient(r.prefix, r.suffix, x),
-        _gradient_reply,
-    )
+    @forward(base.LM_EMBED)
+    async def Embed(
+        self, r: lm_pb2.EmbedRequest, model: ServableModel, x: ExtraInputs
+    ) -> lm_pb2.EmbedResponse:
+        return lm_pb2.EmbedResponse(embedding=await model.embed_text(r.text, x))
+
+    @forward(base.LM_GRADIENT)
+    async def Gradient(
+        self, r: lm_pb2.GradientRequest, model: ServableModel, x: ExtraInputs
+    ) -> lm_pb2.GradientResponse:
+        scores, gradients = await model.gradient(r.prefix, r.suffix, x)
+        reply = lm_pb2.GradientResponse(score=scores)
+        for name, values in gradients.items():
+            reply.gradients[name].values.extend(values)
+        return reply
 
     @stream_errors
     @stream_cost
@@ -149,84 +145,90 @@ class LMServicer(DataServicer, lm_pb2_grpc.LMServiceServicer):  # type: ignore[m
                 raise
 
 
-class VisionServicer(DataServicer, vision_pb2_grpc.VisionServiceServicer):  # type: ignore[misc,unused-ignore]
-    Classify = forward(
-        vision_pb2.ClassifyRequest,
-        base.VM_CLASSIFY,
-        lambda r, model, x: model.classify(r.image_bytes, x),
-        lambda hyps: vision_pb2.ClassifyResponse(texts=_vm_texts(hyps)),
-    )
-    TextToImage = forward(
-        vision_pb2.TextToImageRequest,
-        base.VM_GENERATE,
-        lambda r, model, x: model.text_to_image(r.text, x),
-        lambda images: vision_pb2.TextToImageResponse(images=_generations(images)),
-    )
-    Embed = forward(
-        vision_pb2.EmbedRequest,
-        base.VM_EMBED,
-        lambda r, model, x: model.embed_image(r.image_bytes, x),
-        lambda vector: vision_pb2.EmbedResponse(embedding=vector),
-    )
-    Detect = forward(
-        vision_pb2.DetectRequest,
-        base.VM_DETECT,
-        lambda r, model, x: model.detect(r.image_bytes, list(r.text), x),
-        lambda boxes: vision_pb2.DetectResponse(bounding_boxes=[b.to_proto() for b in boxes]),
-    )
-    ImageToText = forward(
-        vision_pb2.ImageToTextRequest,
-        base.VM_IMAGE_TO_TEXT,
-        lambda r, model, x: model.image_to_text(r.image_bytes, r.text, x),
-        lambda hyps: vision_pb2.ImageToTextResponse(texts=_vm_texts(hyps)),
-    )
-    ImageToImage = forward(
-        vision_pb2.ImageToImageRequest,
-        base.VM_IMAGE_TO_IMAGE,
-        lambda r, model, x: model.image_to_image(r.image_bytes, x),
-        lambda images: vision_pb2.ImageToImageResponse(images=_generations(images)),
-    )
-    TextAndImageToImage = forward(
-        vision_pb2.TextAndImageToImageRequest,
-        base.VM_TEXT_AND_IMAGE_TO_IMAGE,
-        lambda r, model, x: model.text_and_image_to_image(r.text, r.image_bytes, x),
-        lambda images: vision_pb2.TextAndImageToImageResponse(images=_generations(images)),
-    )
-    VideoToText = forward(
-        vision_pb2.VideoToTextRequest,
-        base.VM_VIDEO_TO_TEXT,
-        lambda r, model, x: model.video_to_text(list(r.image_frames), r.text, x),
-        lambda hyps: vision_pb2.VideoToTextResponse(texts=_vm_texts(hyps)),
-    )
-    VideoToToken = forward(
-        vision_pb2.VideoToTokenRequest,
-        base.VM_VIDEO_TO_TOKEN,
-        lambda r, model, x: model.video_to_token(list(r.image_frames), x),
-        lambda tokens: vision_pb2.VideoToTokenResponse(tokens=tokens),
-    )
-    TokenToVideo = forward(
-        vision_pb2.TokenToVideoRequest,
-        base.VM_TOKEN_TO_VIDEO,
-        lambda r, model, x: model.token_to_video(list(r.tokens), x),
-        lambda frames: vision_pb2.TokenToVideoResponse(image_frames=frames),
-    )
+class VisionServicer(DataServicer, vision_pb2_grpc.VisionServiceServicer):
+    @forward(base.VM_CLASSIFY)
+    async def Classify(
+        self, r: vision_pb2.ClassifyRequest, model: ServableModel, x: ExtraInputs
+    ) -> vision_pb2.ClassifyResponse:
+        return vision_pb2.ClassifyResponse(texts=_vm_texts(await model.classify(r.image_bytes, x)))
+
+    @forward(base.VM_GENERATE)
+    async def TextToImage(
+        self, r: vision_pb2.TextToImageRequest, model: ServableModel, x: ExtraInputs
+    ) -> vision_pb2.TextToImageResponse:
+        images = await model.text_to_image(r.text, x)
+        return vision_pb2.TextToImageResponse(images=_generations(images))
+
+    @forward(base.VM_EMBED)
+    async def Embed(
+        self, r: vision_pb2.EmbedRequest, model: ServableModel, x: ExtraInputs
+    ) -> vision_pb2.EmbedResponse:
+        return vision_pb2.EmbedResponse(embedding=await model.embed_image(r.image_bytes, x))
+
+    @forward(base.VM_DETECT)
+    async def Detect(
+        self, r: vision_pb2.DetectRequest, model: ServableModel, x: ExtraInputs
+    ) -> vision_pb2.DetectResponse:
+        boxes = await model.detect(r.image_bytes, list(r.text), x)
+        return vision_pb2.DetectResponse(bounding_boxes=[b.to_proto() for b in boxes])
+
+    @forward(base.VM_IMAGE_TO_TEXT)
+    async def ImageToText(
+        self, r: vision_pb2.ImageToTextRequest, model: ServableModel, x: ExtraInputs
+    ) -> vision_pb2.ImageToTextResponse:
+        hyps = await model.image_to_text(r.image_bytes, r.text, x)
+        return vision_pb2.ImageToTextResponse(texts=_vm_texts(hyps))
+
+    @forward(base.VM_IMAGE_TO_IMAGE)
+    async def ImageToImage(
+        self, r: vision_pb2.ImageToImageRequest, model: ServableModel, x: ExtraInputs
+    ) -> vision_pb2.ImageToImageResponse:
+        images = await model.image_to_image(r.image_bytes, x)
+        return vision_pb2.ImageToImageResponse(images=_generations(images))
+
+    @forward(base.VM_TEXT_AND_IMAGE_TO_IMAGE)
+    async def TextAndImageToImage(
+        self, r: vision_pb2.TextAndImageToImageRequest, model: ServableModel, x: ExtraInputs
+    ) -> vision_pb2.TextAndImageToImageResponse:
+        images = await model.text_and_image_to_image(r.text, r.image_bytes, x)
+        return vision_pb2.TextAndImageToImageResponse(images=_generations(images))
+
+    @forward(base.VM_VIDEO_TO_TEXT)
+    async def VideoToText(
+        self, r: vision_pb2.VideoToTextRequest, model: ServableModel, x: ExtraInputs
+    ) -> vision_pb2.VideoToTextResponse:
+        hyps = await model.video_to_text(list(r.image_frames), r.text, x)
+        return vision_pb2.VideoToTextResponse(texts=_vm_texts(hyps))
+
+    @forward(base.VM_VIDEO_TO_TOKEN)
+    async def VideoToToken(
+        self, r: vision_pb2.VideoToTokenRequest, model: ServableModel, x: ExtraInputs
+    ) -> vision_pb2.VideoToTokenResponse:
+        tokens = await model.video_to_token(list(r.image_frames), x)
+        return vision_pb2.VideoToTokenResponse(tokens=tokens)
+
+    @forward(base.VM_TOKEN_TO_VIDEO)
+    async def TokenToVideo(
+        self, r: vision_pb2.TokenToVideoRequest, model: ServableModel, x: ExtraInputs
+    ) -> vision_pb2.TokenToVideoResponse:
+        frames = await model.token_to_video(list(r.tokens), x)
+        return vision_pb2.TokenToVideoResponse(image_frames=frames)
 
 
-class AudioServicer(DataServicer, audio_pb2_grpc.AudioServiceServicer):  # type: ignore[misc,unused-ignore]
-    Recognize = forward(
-        audio_pb2.AsrRequest,
-        base.AM_RECOGNIZE,
-        lambda r, model, x: model.recognize(r.audio_bytes, x),
-        lambda hyps: audio_pb2.AsrResponse(
+class AudioServicer(DataServicer, audio_pb2_grpc.AudioServiceServicer):
+    @forward(base.AM_RECOGNIZE)
+    async def Recognize(
+        self, r: audio_pb2.AsrRequest, model: ServableModel, x: ExtraInputs
+    ) -> audio_pb2.AsrResponse:
+        hyps = await model.recognize(r.audio_bytes, x)
+        return audio_pb2.AsrResponse(
             hyps=[audio_pb2.AsrHypothesis(text=h.text, score=h.score) for h in hyps]
-        ),
-    )
+        )
 
 
-class CustomServicer(DataServicer, custom_pb2_grpc.CustomServiceServicer):  # type: ignore[misc,unused-ignore]
-    Custom = forward(
-        custom_pb2.CustomRequest,
-        base.CUSTOM,
-        lambda r, model, x: model.custom(r.method_name, r.request, x),
-        lambda data: custom_pb2.CustomResponse(response=data),
-    )
+class CustomServicer(DataServicer, custom_pb2_grpc.CustomServiceServicer):
+    @forward(base.CUSTOM)
+    async def Custom(
+        self, r: custom_pb2.CustomRequest, model: ServableModel, x: ExtraInputs
+    ) -> custom_pb2.CustomResponse:
+        return custom_pb2.CustomResponse(response=await model.custom(r.method_name, r.request, x))

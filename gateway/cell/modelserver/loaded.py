@@ -31,7 +31,7 @@ class LoadedModel:
     key: str
     model_path: str
     checkpoint: str
-    status: common_pb2.ModelStatus
+    status: common_pb2.ModelStatus.ValueType
     model: ServableModel | None = None
     failure: str = ""
     stats: dict[str, MethodStats] = field(default_factory=dict)

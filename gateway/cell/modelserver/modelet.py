@@ -9,9 +9,10 @@ from saxml.protobuf import modelet_pb2, modelet_pb2_grpc
 
 from gateway.cell._errors import cell_error, unary_errors
 from gateway.cell.modelserver.loaded import LoadedModels
+from gateway.common.rpc import Context
 
 
-class ModeletServicer(modelet_pb2_grpc.ModeletServicer):  # type: ignore[misc,unused-ignore]
+class ModeletServicer(modelet_pb2_grpc.ModeletServicer):
     def __init__(self, *, loaded: LoadedModels) -> None:
         self._loaded = loaded
         #: time.monotonic() of the last GetStatus call: an admin that stops polling has
@@ -20,28 +21,28 @@ class ModeletServicer(modelet_pb2_grpc.ModeletServicer):  # type: ignore[misc,un
 
     @unary_errors
     async def Load(
-        self, request: modelet_pb2.LoadRequest, context: grpc.aio.ServicerContext
+        self, request: modelet_pb2.LoadRequest, context: Context
     ) -> modelet_pb2.LoadResponse:
         await self._loaded.load(request)
         return modelet_pb2.LoadResponse()
 
     @unary_errors
     async def UpdateLoaded(
-        self, request: modelet_pb2.UpdateLoadedRequest, context: grpc.aio.ServicerContext
+        self, request: modelet_pb2.UpdateLoadedRequest, context: Context
     ) -> modelet_pb2.UpdateLoadedResponse:
         self._loaded.update(request.model_key, request.checkpoint_path)
         return modelet_pb2.UpdateLoadedResponse()
 
     @unary_errors
     async def Unload(
-        self, request: modelet_pb2.UnloadRequest, context: grpc.aio.ServicerContext
+        self, request: modelet_pb2.UnloadRequest, context: Context
     ) -> modelet_pb2.UnloadResponse:
         self._loaded.unload(request.model_key)
         return modelet_pb2.UnloadResponse()
 
     @unary_errors
     async def GetStatus(
-        self, request: modelet_pb2.GetStatusRequest, context: grpc.aio.ServicerContext
+        self, request: modelet_pb2.GetStatusRequest, context: Context
     ) -> modelet_pb2.GetStatusResponse:
         self.last_polled = time.monotonic()
         return modelet_pb2.GetStatusResponse(
@@ -56,18 +57,18 @@ class ModeletServicer(modelet_pb2_grpc.ModeletServicer):  # type: ignore[misc,un
 
     @unary_errors
     async def WakeUp(
-        self, request: modelet_pb2.WakeUpRequest, context: grpc.aio.ServicerContext
+        self, request: modelet_pb2.WakeUpRequest, context: Context
     ) -> modelet_pb2.WakeUpResponse:
         return modelet_pb2.WakeUpResponse()  # CPU servers never sleep
 
     @unary_errors
     async def Export(
-        self, request: modelet_pb2.ExportRequest, context: grpc.aio.ServicerContext
+        self, request: modelet_pb2.ExportRequest, context: Context
     ) -> modelet_pb2.ExportResponse:
         raise cell_error(grpc.StatusCode.UNIMPLEMENTED, "the embedded cell cannot export models")
 
     @unary_errors
     async def Save(
-        self, request: modelet_pb2.SaveRequest, context: grpc.aio.ServicerContext
+        self, request: modelet_pb2.SaveRequest, context: Context
     ) -> modelet_pb2.SaveResponse:
         raise cell_error(grpc.StatusCode.UNIMPLEMENTED, "the embedded cell cannot save models")

@@ -8,7 +8,7 @@ from saxml.protobuf import multimodal_pb2 as mm
 from saxml.protobuf import multimodal_pb2_grpc
 
 from gateway.cell.models import base
-from gateway.cell.models.base import Item
+from gateway.cell.models.base import ExtraInputs, Item, ServableModel
 from gateway.cell.modelserver.data import DataServicer, forward
 
 
@@ -36,33 +36,33 @@ def from_items(items: list[Item]) -> list[mm.DataItem]:
     return out
 
 
-def _generated(samples: list[tuple[list[Item], float]]) -> mm.GenerateRpcResponse:
-    results = [mm.GenerateResult(items=from_items(i), score=s) for i, s in samples]
-    return mm.GenerateRpcResponse(response=mm.GenerateResponse(results=results))
+class MultimodalServicer(DataServicer, multimodal_pb2_grpc.MultimodalServiceServicer):
+    @forward(base.MM_GENERATE)
+    async def Generate(
+        self, r: mm.GenerateRpcRequest, model: ServableModel, x: ExtraInputs
+    ) -> mm.GenerateRpcResponse:
+        samples = await model.mm_generate(to_items(list(r.request.items)), x)
+        results = [mm.GenerateResult(items=from_items(i), score=s) for i, s in samples]
+        return mm.GenerateRpcResponse(response=mm.GenerateResponse(results=results))
 
-
-class MultimodalServicer(DataServicer, multimodal_pb2_grpc.MultimodalServiceServicer):  # type: ignore[misc,unused-ignore]
-    Generate = forward(
-        mm.GenerateRpcRequest,
-        base.MM_GENERATE,
-        lambda r, model, x: model.mm_generate(to_items(list(r.request.items)), x),
-        _generated,
-    )
-    Score = forward(
-        mm.ScoreRpcRequest,
-        base.MM_SCORE,
-        lambda r, model, x: model.mm_score(
-            to_items(list(r.request.prefix_items)), to_items(list(r.request.suffix_items)), x
-        ),
-        lambda scores: mm.ScoreRpcResponse(
+    @forward(base.MM_SCORE)
+    async def Score(
+        self, r: mm.ScoreRpcRequest, model: ServableModel, x: ExtraInputs
+    ) -> mm.ScoreRpcResponse:
+        prefix, suffix = (
+            to_items(list(r.request.prefix_items)),
+            to_items(list(r.request.suffix_items)),
+        )
+        scores = await model.mm_score(prefix, suffix, x)
+        return mm.ScoreRpcResponse(
             response=mm.ScoreResponse(results=[mm.ScoreResult(score=s) for s in scores])
-        ),
-    )
-    Embed = forward(
-        mm.EmbedRpcRequest,
-        base.MM_EMBED,
-        lambda r, model, x: model.mm_embed(to_items(list(r.request.items)), x),
-        lambda vector: mm.EmbedRpcResponse(
+        )
+
+    @forward(base.MM_EMBED)
+    async def Embed(
+        self, r: mm.EmbedRpcRequest, model: ServableModel, x: ExtraInputs
+    ) -> mm.EmbedRpcResponse:
+        vector = await model.mm_embed(to_items(list(r.request.items)), x)
+        return mm.EmbedRpcResponse(
             response=mm.EmbedResponse(embedding=mm.DoubleEmbedding(values=vector))
-        ),
-    )
+        )

@@ -17,8 +17,8 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 
-from gateway.service._context import Context
-from gateway.service._errors import to_status
+from gateway.common.rpc import Context
+from gateway.service._errors import relay, to_status
 
 ENVELOPE_KEY = "x-openai-error"
 RETRY_AFTER_SECONDS = 1
@@ -105,12 +105,7 @@ def streaming(
 
     @wraps(method)
     async def call(self: _Self, request: _Req, context: Context) -> AsyncIterator[_Resp]:
-        try:
-            async for response in method(self, request, context):
-                yield response
-        except grpc.aio.AbortError:
-            raise
-        except Exception as exc:
-            await abort(context, exc)
+        async for response in relay(method(self, request, context), context, abort):
+            yield response
 
     return call

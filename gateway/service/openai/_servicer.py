@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import unquote
 
 from google.api.httpbody_pb2 import HttpBody
@@ -22,11 +22,11 @@ from gateway.client import CallOptions, Client, InvalidArgumentError, NotFoundEr
 from gateway.common.deadline import Deadline
 from gateway.common.limits import quote
 from gateway.common.names import parse_model_id
+from gateway.common.rpc import Context
 from gateway.config import GatewaySettings
 from gateway.modelconfig import aliases_of, all_stops
 from gateway.service import _fields as f
 from gateway.service._access import Access
-from gateway.service._context import Context
 from gateway.service._stream import DeltaTracker
 from gateway.service._usage import note_usage
 from gateway.service.openai import _errors
@@ -52,6 +52,16 @@ async def _gather(calls: Iterable[Awaitable[_T]]) -> list[_T]:
     except BaseExceptionGroup as failed:
         raise failed.exceptions[0] from None
     return [task.result() for task in tasks]
+
+
+class _Completion(NamedTuple):
+    """A completions or chat request, resolved: what `_complete` and `_stream` serve."""
+
+    shape: rs.Shape
+    model: str  # the Sax model ID
+    prompts: Sequence[str]
+    sampling: rq.Sampling
+    stops: Sequence[str]
 
 
 class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
@@ -159,12 +169,8 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         self, request: pb.CreateCompletionRequest, context: Context
     ) -> AsyncIterator[HttpBody]:
         req = rq.completion_request(rq.parse_body(request.body.data))
-        model = self._resolve(req.model)
-        stops = all_stops(self._settings.models.get(model), req.sampling.stop)
-        shape = rs.Shape(chat=False, model=req.model)
-        async for message in self._complete(
-            context, shape, model, req.prompts, req.sampling, stops
-        ):
+        job = self._job(req.model, req.sampling, chat=False, prompts=lambda _: (req.prompts, ()))
+        async for message in self._complete(context, job):
             yield message
 
     @_errors.streaming
@@ -172,13 +178,30 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         self, request: pb.CreateChatCompletionRequest, context: Context
     ) -> AsyncIterator[HttpBody]:
         req = rq.chat_request(rq.parse_body(request.body.data))
-        model = self._resolve(req.model)
-        prompt = self._chat.render(model, req.messages)
-        requested = (*req.sampling.stop, *self._chat.stops(model))
-        stops = all_stops(self._settings.models.get(model), requested)
-        shape = rs.Shape(chat=True, model=req.model)
-        async for message in self._complete(context, shape, model, (prompt,), req.sampling, stops):
+
+        def chat(model: str) -> tuple[Sequence[str], Sequence[str]]:
+            # The model's template renders the conversation and may add its own stop strings.
+            return (self._chat.render(model, req.messages),), self._chat.stops(model)
+
+        async for message in self._complete(
+            context, self._job(req.model, req.sampling, chat=True, prompts=chat)
+        ):
             yield message
+
+    def _job(
+        self,
+        name: str,
+        sampling: rq.Sampling,
+        *,
+        chat: bool,
+        prompts: Callable[[str], tuple[Sequence[str], Sequence[str]]],
+    ) -> _Completion:
+        """Resolves the requested model ``name``; ``prompts`` gives the model's prompts and the
+        stop strings it adds to the request's and the configured ones."""
+        model = self._resolve(name)
+        texts, extra_stops = prompts(model)
+        stops = all_stops(self._settings.models.get(model), (*sampling.stop, *extra_stops))
+        return _Completion(rs.Shape(chat=chat, model=name), model, texts, sampling, stops)
 
     def _finish(
         self, model: str, text: str, stopped: bool, steps: int | None, limit: int | None
@@ -191,18 +214,11 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         count = steps if count is None else count
         return "length" if count is not None and count >= limit else "stop"
 
-    async def _complete(
-        self,
-        context: Context,
-        shape: rs.Shape,
-        model: str,
-        prompts: Sequence[str],
-        sampling: rq.Sampling,
-        stops: Sequence[str],
-    ) -> AsyncIterator[HttpBody]:
+    async def _complete(self, context: Context, job: _Completion) -> AsyncIterator[HttpBody]:
+        shape, model, prompts, sampling, stops = job
         if sampling.stream:
             async with self._access.admit_model("GenerateStream", model, context):
-                async for message in self._stream(context, shape, model, prompts, sampling, stops):
+                async for message in self._stream(context, job):
                     yield message
             return
         options = self._options(context, sampling, self._settings.default_timeout)
@@ -220,15 +236,8 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         usage = self._usage(model, prompts, [text for text, _ in choices])
         yield rs.body(shape.whole(choices, usage))
 
-    async def _stream(
-        self,
-        context: Context,
-        shape: rs.Shape,
-        model: str,
-        prompts: Sequence[str],
-        sampling: rq.Sampling,
-        stops: Sequence[str],
-    ) -> AsyncIterator[HttpBody]:
+    async def _stream(self, context: Context, job: _Completion) -> AsyncIterator[HttpBody]:
+        shape, model, prompts, sampling, _ = job
         # One deadline for the whole request, however many prompts it streams.
         options = self._options(context, sampling, self._settings.stream_timeout)
         texts: list[str] = []
@@ -236,9 +245,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         try:
             for number, prompt in enumerate(prompts):  # one prompt after the other
                 first = number * sampling.n
-                pieces = self._stream_prompt(
-                    shape, model, prompt, first, sampling, stops, options, texts
-                )
+                pieces = self._stream_prompt(job, prompt, first, options, texts)
                 async for chunks in pieces:
                     started = True
                     yield rs.events(*chunks)
@@ -253,16 +260,9 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         yield rs.events(*(tail if sampling.include_usage else ()), done=True)
 
     async def _stream_prompt(
-        self,
-        shape: rs.Shape,
-        model: str,
-        prompt: str,
-        first: int,
-        sampling: rq.Sampling,
-        stops: Sequence[str],
-        options: CallOptions,
-        texts: list[str],
+        self, job: _Completion, prompt: str, first: int, options: CallOptions, texts: list[str]
     ) -> AsyncIterator[list[dict[str, Any]]]:
+        shape, model, _, sampling, stops = job
         n = sampling.n
         tracker = DeltaTracker()
         scanners = [StopScanner(stops) for _ in range(n)]

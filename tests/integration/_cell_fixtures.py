@@ -99,7 +99,8 @@ async def inproc(
             await server.start()
             cell.model_servers.append(server)
         for server in cell.model_servers:
-            await asyncio.wait_for(server.joined.wait(), 10)
+            # A guard against a hang, not a speed check: generous for a loaded machine.
+            await asyncio.wait_for(server.joined.wait(), 60)
         yield cell
     finally:
         for server in cell.model_servers:

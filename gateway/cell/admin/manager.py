@@ -33,6 +33,10 @@ _log = logging.getLogger("gateway.cell.admin")
 
 # Statuses with which a re-joining server's model is taken over rather than reloaded.
 _ADOPTABLE = frozenset({common_pb2.LOADING, common_pb2.LOADED, common_pb2.FAILED})
+#: Seconds until a server whose poll failed is polled again. A dying server may first answer
+#: with another UNAVAILABLE text than "refused" (a socket closed mid-call); polling it again
+#: soon, not at the next poll_interval tick (10 s), sees the refusal and drops it at once.
+_REPOLL_FAILED = 0.5
 
 
 @dataclass
@@ -303,6 +307,8 @@ class Manager:
             # server_dead_after (upstream's 30 s) before moving its models elsewhere.
             if _refused(result) or now - modelet.last_ping > self._settings.server_dead_after:
                 await self._drop(modelet)
+            elif isinstance(result, BaseException):
+                asyncio.get_running_loop().call_later(_REPOLL_FAILED, self._kick.set)
         async with self._lock:
             self._reassign(now)
         for modelet in self._modelets.values():

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import shutil
 import signal
 import sys
@@ -21,6 +20,7 @@ from gateway.cli import _edge, _workers
 from gateway.client import ClientSettings
 from gateway.common.storage import make_dirs
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
+from gateway.launch import tuning
 from gateway.launch.envoy import (
     EnvoySettings,
     descriptor_set,
@@ -193,7 +193,7 @@ def _gateway(args: argparse.Namespace) -> int:
     if config is None:
         return 2
     settings = _edge.gateway_settings(settings_from_args(args), config)
-    asyncio.run(serve_gateway(settings))
+    tuning.run(serve_gateway(settings))
     return 0
 
 

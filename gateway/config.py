@@ -85,7 +85,8 @@ class AccessSettings:
     """Client ids the config names; logs and metrics label any other id "other" (JWT
     subjects are unbounded, label values must not be)."""
     acl_cache_seconds: float = 1.0
-    """How long a model's ACLs are reused before asking the admin again."""
+    """How long a model's ACLs are reused before asking the admin again (in the background
+    for a further ``acl_cache_seconds``, during which calls still use them)."""
 
 
 @dataclass(frozen=True, kw_only=True)

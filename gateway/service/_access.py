@@ -9,6 +9,7 @@ header Envoy sets (`AccessSettings.identity_header`) and strips from clients. Wi
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import fnmatch
 import logging
 import time
@@ -117,15 +118,40 @@ class Access:
 
     async def _model_acls(self, model: str, timeout: float) -> dict[str, str]:
         cached = self._acls.get(model)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
-        # One admin call per model at a time, however many calls wait for its answer: a
-        # burst must not turn into a burst of admin calls.
+        if cached is not None:
+            expires, acls = cached
+            now = time.monotonic()
+            if now < expires:
+                return acls
+            if now < expires + self._settings.acl_cache_seconds:
+                # Stale by less than its lifetime: answer with it and refresh it in the
+                # background, so that no call waits for the admin while calls keep coming (a
+                # model's ACL is still at most two lifetimes old). Older, the call waits.
+                self._refresh(model, timeout, contextvars.Context())
+                return acls
+        return await asyncio.shield(self._refresh(model, timeout, contextvars.copy_context()))
+
+    def _refresh(
+        self, model: str, timeout: float, context: contextvars.Context
+    ) -> asyncio.Future[dict[str, str]]:
+        """The model's ACL fetch: one admin call per model at a time, however many calls wait
+        for its answer (a burst must not turn into a burst of admin calls). A background one
+        runs in an empty ``context``: it is part of no call (no span, no request ID)."""
         fetch = self._fetching.get(model)
-        if fetch is None:
-            fetch = self._fetching[model] = asyncio.ensure_future(self._fetch_acls(model, timeout))
-            fetch.add_done_callback(lambda _: self._fetching.pop(model, None))
-        return await asyncio.shield(fetch)
+        if fetch is None or fetch.done():  # done: its callback, which forgets it, is pending
+            loop = asyncio.get_running_loop()
+            fetch = loop.create_task(self._fetch_acls(model, timeout), context=context)
+            self._fetching[model] = fetch
+            fetch.add_done_callback(lambda done: self._fetched(model, done))
+        return fetch
+
+    def _fetched(self, model: str, fetch: asyncio.Future[dict[str, str]]) -> None:
+        if self._fetching.get(model) is fetch:
+            del self._fetching[model]
+        if not fetch.cancelled() and fetch.exception() is not None:
+            # Nobody may be waiting (a background refresh): log it here. The entry is left
+            # as it was, so once it is too old, calls wait for a fetch and fail with its error.
+            log.warning("reading the ACLs of %s failed: %s", model, fetch.exception())
 
     async def _fetch_acls(self, model: str, timeout: float) -> dict[str, str]:
         try:

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from types import MappingProxyType
+from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
 import pytest
 
-from gateway.client import NotFoundError, PermissionDeniedError, ResourceExhaustedError
+from gateway.client import (
+    NotFoundError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+    UnavailableError,
+)
 from gateway.config import AccessSettings, ModelLimit
+from gateway.service import _access as access_module
 from gateway.service._access import Access
 
 MODEL = "/sax/test/lm"
@@ -128,3 +134,54 @@ def test_labels_are_bounded() -> None:
         "other",
         "anonymous",
     ]
+
+
+async def test_stale_acls_answer_at_once_while_one_background_fetch_renews_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [0.0]
+    monkeypatch.setattr(access_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    client = FakeClient({"lm.generate": "acl/team-a"})
+    access = _access(client, acl_cache_seconds=1.0)
+    await _admit(access, "team-a")
+    assert client.calls == 1
+
+    client.acls = {"lm.generate": "acl/team-b"}  # changed at the admin
+    clock[0] = 1.5  # stale, but by less than its lifetime: answered from the cache...
+    await _admit(access, "team-a")
+    await _admit(access, "team-a")
+    await asyncio.sleep(0)
+    assert client.calls == 2  # ...while one fetch (not one per call) renews it
+    with pytest.raises(PermissionDeniedError, match="limited to acl/team-b"):
+        await _admit(access, "team-a")  # the renewed ACL applies from then on
+    assert client.calls == 2
+
+    client.acls = {}
+    clock[0] = 10.0  # older than two lifetimes: the call waits for the admin's answer
+    await _admit(access, "team-a")
+    assert client.calls == 3
+
+
+async def test_a_failed_background_fetch_fails_calls_once_the_acl_is_too_old(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [0.0]
+    monkeypatch.setattr(access_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    client = FailingAfterFirst({"lm.generate": "acl/team-a"})
+    access = _access(client, acl_cache_seconds=1.0)
+    await _admit(access, "team-a")
+    clock[0] = 1.5
+    await _admit(access, "team-a")  # stale: answered; its renewal fails in the background
+    await asyncio.sleep(0)
+    clock[0] = 2.5
+    with pytest.raises(UnavailableError, match="admin unreachable"):
+        await _admit(access, "team-a")  # fails closed: the check is never skipped
+
+
+@dataclass
+class FailingAfterFirst(FakeClient):
+    async def list_detail(self, model: str, *, timeout: float) -> Any:
+        if self.calls:
+            self.calls += 1
+            raise UnavailableError("admin unreachable")
+        return await super().list_detail(model, timeout=timeout)

@@ -129,6 +129,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     gw = commands.add_parser("gateway", help="run one gateway gRPC server (no Envoy)")
     add_gateway_arguments(gw)
+    gw.add_argument(
+        "--event-loop",
+        choices=("auto", "uvloop", "asyncio"),
+        default="auto",
+        help="auto: uvloop where installed, else asyncio's (asyncio: to compare or rule it out)",
+    )
     gw.set_defaults(handler=_gateway)
 
     cfg = commands.add_parser(
@@ -193,7 +199,7 @@ def _gateway(args: argparse.Namespace) -> int:
     if config is None:
         return 2
     settings = _edge.gateway_settings(settings_from_args(args), config)
-    tuning.run(serve_gateway(settings))
+    tuning.run(serve_gateway(settings), loop=args.event_loop)
     return 0
 
 

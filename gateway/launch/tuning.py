@@ -41,22 +41,26 @@ def grpc_env() -> dict[str, str]:
     return {"GRPC_EXPERIMENTS": grpc_experiments()}
 
 
-def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """The event loop a gateway process runs on: uvloop's where it is installed (a dependency
-    on Linux and macOS), else asyncio's. grpc.aio runs on any asyncio loop; on uvloop the
-    gateway spent ~10% less CPU per call (`python -m bench.grpc_ab`, variant ee-off-uvloop),
-    all in the event loop's own work (callbacks, selector, tasks)."""
+def loop_factory(loop: str = "auto") -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop a gateway process runs on (None: asyncio's). ``auto`` is uvloop's where
+    it is installed (a dependency on Linux and macOS): grpc.aio runs on any asyncio loop, and
+    on uvloop the gateway spent ~10% less CPU per call (`make bench`, gateway-grpc vs
+    gateway-grpc-asyncio), all of it in the loop's own work (callbacks, selector, tasks)."""
+    if loop == "asyncio":
+        return None
     try:
         import uvloop
-    except ImportError:  # Windows, or an install without it: asyncio's loop
+    except ImportError:  # Windows, or an install without it
+        if loop == "uvloop":
+            raise
         return None
     new_loop: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
     return new_loop
 
 
-def run(main: Coroutine[Any, Any, _T]) -> _T:
-    """``asyncio.run(main)`` on the loop `loop_factory` picks."""
-    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+def run(main: Coroutine[Any, Any, _T], loop: str = "auto") -> _T:
+    """``asyncio.run(main)`` on the event loop `loop_factory` picks."""
+    with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
         return runner.run(main)
 
 

@@ -4,6 +4,7 @@ that the installed grpcio still knows the experiments the gateway turns off."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import resource
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from gateway.launch.tuning import (
     grpc_env,
     plan_cores,
     raise_open_files_limit,
+    run,
 )
 
 
@@ -123,3 +125,19 @@ def test_open_files_limit_is_raised_within_the_hard_limit() -> None:
         assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == got
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def _loop_module() -> str:
+    return type(asyncio.get_running_loop()).__module__
+
+
+def test_gateway_processes_run_on_uvloop_unless_told_to_use_asyncio() -> None:
+    # uvloop is a dependency here (Linux): "auto" must pick it, or the gateway silently loses
+    # the CPU it saves (BENCHMARKS.md).
+    assert run(_loop_module()).startswith("uvloop")
+    assert run(_loop_module(), loop="uvloop").startswith("uvloop")
+    assert run(_loop_module(), loop="asyncio").startswith("asyncio")
+    gateway = ["gateway", "--sax-root", "/tmp/sax-root"]
+    args = parser().parse_args([*gateway, "--event-loop", "asyncio"])
+    assert args.event_loop == "asyncio"
+    assert parser().parse_args(gateway).event_loop == "auto"

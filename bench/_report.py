@@ -162,7 +162,29 @@ def _f(value: float, digits: int = 2) -> str:
 
 
 def _unary_and_telemetry(results: dict[str, Any]) -> list[str]:
-    return [*_unary_table(results), "", *_telemetry_lines(results)]
+    return [*_unary_table(results), "", *_telemetry_lines(results), "", *_floor_lines(results)]
+
+
+def _floor_lines(results: dict[str, Any]) -> list[str]:
+    """The gateway against the least grpc.aio hop on the same machine, in the same rounds."""
+    unary = results["unary"]
+    if "floor-grpc" not in unary["median"]:
+        return []
+    lines = [
+        "The floor on this machine (`floor-grpc`: the least grpc.aio hop, the same two RPCs "
+        "per call as the gateway, tuned alike) against the gateway without Envoy:",
+        "",
+    ]
+    for c in CONCURRENCIES:
+        floor = unary["cpu_us_per_request"]["floor-grpc"][c]["floor"]
+        gateway = unary["cpu_us_per_request"]["gateway-grpc"][c]["gateway-0"]
+        model = unary["cpu_us_per_request"]["direct-h2load"][c]["modelserver"]
+        lines.append(
+            f"- c={c}: floor {floor:.0f} µs of CPU per call, gateway {gateway:.0f} µs "
+            f"({gateway - floor:+.0f} µs, {gateway / floor - 1:+.0%}, for its own checks, "
+            f"routing, telemetry and error mapping); the model server alone {model:.0f} µs."
+        )
+    return lines
 
 
 def _unary_table(results: dict[str, Any]) -> list[str]:

@@ -130,6 +130,8 @@ class BenchStack:
         # The telemetry A/B: the same gateway with metrics off, and with tracing on.
         self.gateway_nometrics_port = free_port()
         self.gateway_nocost_port = free_port()
+        self.gateway_asyncio_port = free_port()
+        self.floor_port = free_port()
         self.gateway_tracing_port = free_port()
         self.otlp_port = free_port()
         self._stack: Stack | None = None
@@ -154,6 +156,14 @@ class BenchStack:
     @property
     def gateway_nocost(self) -> str:
         return f"127.0.0.1:{self.gateway_nocost_port}"
+
+    @property
+    def floor(self) -> str:
+        return f"127.0.0.1:{self.floor_port}"
+
+    @property
+    def gateway_asyncio(self) -> str:
+        return f"127.0.0.1:{self.gateway_asyncio_port}"
 
     @property
     def gateway_tracing(self) -> str:
@@ -301,6 +311,20 @@ class BenchStack:
             log_path=self._log("gateway-ee"),
         )
         self._wait("gateway-ee", self.gateway_ee)
+        # This machine's floor for a Python hop (bench/_floor_proxy.py), tuned like gateway-0.
+        self.group.start(
+            "floor",
+            [
+                py,
+                "-m",
+                "bench._floor_proxy",
+                f"--port={self.floor_port}",
+                f"--model-server={self.model_server}",
+            ],
+            env=grpc_env(),
+            log_path=self._log("floor"),
+        )
+        self._wait("floor", self.floor)
         self._start_telemetry_gateways()
         for name, port, root in (
             ("baseline", self.baseline_port, self.real_root),
@@ -324,9 +348,9 @@ class BenchStack:
             self.group.wait_until(name, lambda p=port: _http_ok(f"http://127.0.0.1:{p}/"), 60)
 
     def _start_telemetry_gateways(self) -> None:
-        """More gateways like gateway-0: metrics off; metrics off and the cost header off; and
-        one tracing every call to an OTLP sink (on the cell's core, as a collector would be
-        on another host)."""
+        """More gateways like gateway-0: metrics off; metrics off and the cost header off; on
+        asyncio's event loop instead of uvloop; and one tracing every call to an OTLP sink (on
+        the cell's core, as a collector would be on another host)."""
         py = sys.executable
         with pinned(self.cpus.cell):
             self.group.start(
@@ -349,6 +373,7 @@ class BenchStack:
         variants = {
             "gateway-nometrics": (self.gateway_nometrics_port, ["--no-metrics"]),
             "gateway-nocost": (self.gateway_nocost_port, ["--no-metrics", "--no-cost-header"]),
+            "gateway-asyncio": (self.gateway_asyncio_port, ["--event-loop=asyncio"]),
             "gateway-tracing": (
                 self.gateway_tracing_port,
                 [

@@ -28,10 +28,12 @@ GATEWAY_GENERATE = "/saxgateway.v1.SaxGateway/Generate"
 PATHS = {
     "direct-aio": "the limit: grpc.aio client -> model server",
     "direct-h2load": "the limit: h2load (gRPC) -> model server",
+    "floor-grpc": "h2load (gRPC) -> the least grpc.aio hop (bench/_floor_proxy.py): the floor",
     "gateway-grpc": "h2load (gRPC) -> gateway (no Envoy)",
     "gateway-grpc-ee": "as gateway-grpc, grpcio's defaults (EventEngine client/listener on)",
     "gateway-grpc-nometrics": "as gateway-grpc (metrics on, the default), metrics off",
     "gateway-grpc-nocost": "as gateway-grpc-nometrics, and the cost as a trailer, not a header",
+    "gateway-grpc-asyncio": "as gateway-grpc, on asyncio's event loop (the default is uvloop)",
     "gateway-grpc-tracing": "as gateway-grpc, tracing on (every call exported over OTLP)",
     "envoy-grpc": "h2load (gRPC) -> Envoy -> gateway",
     "envoy-http": "wrk (HTTP/1.1 JSON) -> Envoy -> gateway (the product path)",
@@ -44,13 +46,24 @@ PROCESSES = (
     "gateway-ee",
     "gateway-nometrics",
     "gateway-nocost",
+    "gateway-asyncio",
     "gateway-tracing",
     "envoy",
     "modelserver",
     "baseline",
+    "floor",
 )
-#: The gateway processes: a path's gateway CPU is theirs added up (only one serves it).
-GATEWAYS = ("gateway-0", "gateway-ee", "gateway-nometrics", "gateway-nocost", "gateway-tracing")
+#: The Python hops (the gateways and the floor): a path's "gateway" CPU is theirs added up
+#: (only one serves it).
+GATEWAYS = (
+    "floor",
+    "gateway-0",
+    "gateway-ee",
+    "gateway-nometrics",
+    "gateway-nocost",
+    "gateway-asyncio",
+    "gateway-tracing",
+)
 
 Runner = Callable[[int, float], Awaitable[Sample]]
 
@@ -88,6 +101,7 @@ def runners(stack: BenchStack, channel: grpc.aio.Channel | None) -> dict[str, Ru
     return {
         "direct-aio": lambda c, s: aio_unary(call, concurrency=c, seconds=s),
         "direct-h2load": grpc_path(f"http://{stack.model_server}{LM_GENERATE}", direct_frame),
+        "floor-grpc": grpc_path(f"http://{stack.floor}{GATEWAY_GENERATE}", gateway_frame),
         "gateway-grpc": grpc_path(f"http://{stack.gateway}{GATEWAY_GENERATE}", gateway_frame),
         "gateway-grpc-ee": grpc_path(f"http://{stack.gateway_ee}{GATEWAY_GENERATE}", gateway_frame),
         "gateway-grpc-nometrics": grpc_path(
@@ -95,6 +109,9 @@ def runners(stack: BenchStack, channel: grpc.aio.Channel | None) -> dict[str, Ru
         ),
         "gateway-grpc-nocost": grpc_path(
             f"http://{stack.gateway_nocost}{GATEWAY_GENERATE}", gateway_frame
+        ),
+        "gateway-grpc-asyncio": grpc_path(
+            f"http://{stack.gateway_asyncio}{GATEWAY_GENERATE}", gateway_frame
         ),
         "gateway-grpc-tracing": grpc_path(
             f"http://{stack.gateway_tracing}{GATEWAY_GENERATE}", gateway_frame

@@ -40,10 +40,6 @@ VARIANTS = {
     "ee-all-off": (EE_OFF + ",-event_engine_callback_cq", "asyncio"),
     "ee-off-uvloop": (EE_OFF, "uvloop"),
 }
-#: Runs `saxgw gateway ARGS` on uvloop's event loop instead of asyncio's.
-UVLOOP = (
-    "import sys, uvloop; uvloop.install(); from gateway.cli.main import main; main(sys.argv[1:])"
-)
 
 
 def load_average() -> float:
@@ -125,13 +121,14 @@ def main() -> None:
             asyncio.run(_publish(root))
             ports = {name: free_port() for name in VARIANTS}
             for name, (experiments, loop) in VARIANTS.items():
-                entry = ["-c", UVLOOP] if loop == "uvloop" else ["-m", "gateway.cli"]
                 group.start(
                     name,
                     [
                         sys.executable,
-                        *entry,
+                        "-m",
+                        "gateway.cli",
                         "gateway",
+                        f"--event-loop={loop}",
                         f"--sax-root={root}",
                         "--host=127.0.0.1",
                         f"--port={ports[name]}",

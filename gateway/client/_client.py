@@ -60,13 +60,7 @@ class Client(AsyncClosing, DataCalls):
         self._admins: dict[str, CellAdmin] = {}
         # The base Observer watches nothing: pass None down so the hot path skips the hooks.
         self._observer = None if observer is None or type(observer) is Observer else observer
-        self._router = Router(
-            admin_for=self._admin,
-            num_conn=settings.num_conn,
-            fail_fast=settings.fail_fast,
-            proxy_addr=settings.proxy_addr,
-            observer=self._observer,
-        )
+        self._router = Router(admin_for=self._admin, settings=settings, observer=self._observer)
 
     async def close(self) -> None:
         """Stops the address watches and closes every channel."""

@@ -202,17 +202,18 @@ class EmbeddedCell(AsyncClosing):
     def cell(self) -> str:
         return self.settings.cell
 
-    @property
-    def admin_address(self) -> str:
+    def _started_admin(self) -> _ServerProcess:
         if self._admin is None:
             raise RuntimeError("the cell is not started")
-        return self._admin.address
+        return self._admin
+
+    @property
+    def admin_address(self) -> str:
+        return self._started_admin().address
 
     @property
     def admin_pid(self) -> int:
-        if self._admin is None:
-            raise RuntimeError("the cell is not started")
-        return self._admin.pid
+        return self._started_admin().pid
 
     async def __aenter__(self) -> Self:
         try:

@@ -29,6 +29,7 @@ from tests._stacks import (
     loopback_envoy,
     tail_logs,
 )
+from tests.e2e._published import publish_body
 
 TEST_LM = test_lm.MODEL_PATH
 MAX_REQUEST_BYTES = 2 << 20  # above the 1 MiB name of test_inputs
@@ -131,14 +132,7 @@ def http(faults: Faults) -> Iterator[httpx.Client]:
 
 def publish(http: httpx.Client, model: str, replicas: int = 1, **overrides: str) -> None:
     """Publishes the test LM and waits until ``replicas`` replicas serve it."""
-    body = {
-        "model": model,
-        "model_path": TEST_LM,
-        "checkpoint": "None",
-        "replicas": replicas,
-        "overrides": overrides,
-    }
-    response = http.post("/publish", json=body)
+    response = http.post("/publish", json=publish_body(model, TEST_LM, replicas, **overrides))
     assert response.status_code == 200, response.text
     ready = http.post(
         "/wait_for_ready", json={"model": model, "replicas": replicas, "timeout": "30s"}

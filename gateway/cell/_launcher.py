@@ -187,6 +187,8 @@ class EmbeddedCell(AsyncClosing):
         self, settings: CellSettings, *, log_level: str = "INFO", startup_timeout: float = 30.0
     ) -> None:
         self.settings = settings
+        self.sax_root = settings.sax_root
+        self.cell = settings.cell
         self._argv = [*settings_to_argv(settings), f"--log-level={log_level}"]
         self._timeout = startup_timeout
         self._admin: _ServerProcess | None = None
@@ -194,25 +196,18 @@ class EmbeddedCell(AsyncClosing):
         self._incarnation = 0
         self.model_servers: list[ModelServerHandle] = []
 
-    @property
-    def sax_root(self) -> str:
-        return self.settings.sax_root
-
-    @property
-    def cell(self) -> str:
-        return self.settings.cell
+    def _started_admin(self) -> _ServerProcess:
+        if self._admin is None:
+            raise RuntimeError("the cell is not started")
+        return self._admin
 
     @property
     def admin_address(self) -> str:
-        if self._admin is None:
-            raise RuntimeError("the cell is not started")
-        return self._admin.address
+        return self._started_admin().address
 
     @property
     def admin_pid(self) -> int:
-        if self._admin is None:
-            raise RuntimeError("the cell is not started")
-        return self._admin.pid
+        return self._started_admin().pid
 
     async def __aenter__(self) -> Self:
         try:

@@ -37,10 +37,9 @@ from gateway.launch.stack import Stack, StackSettings
 from gateway.launch.supervisor import Supervisor
 from gateway.service import serve as serve_gateway
 from gateway.service.args import (
-    add_admin_unreachable_argument,
     add_config_argument,
+    add_deadline_arguments,
     add_gateway_arguments,
-    add_timeout_argument,
     default,
     settings_from_args,
 )
@@ -79,10 +78,9 @@ def _add_front(cmd: argparse.ArgumentParser) -> None:
         help="browser origin allowed by CORS (repeatable; * for any)",
     )
     cmd.add_argument("--gcs-endpoint", help="GCS API endpoint override (a storage emulator)")
-    add_timeout_argument(cmd)
+    add_deadline_arguments(cmd)
     add_config_argument(cmd)
     cmd.add_argument("--log-dir", help="write each process's log here instead of stderr")
-    add_admin_unreachable_argument(cmd)
     cmd.add_argument(
         "--ops-port",
         type=int,

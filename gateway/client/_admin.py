@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError, Message
@@ -47,6 +48,28 @@ RETRY_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_E
 _INITIAL_BACKOFF_S = 0.01
 _MAX_BACKOFF_S = 1.0
 _BACKOFF_MULTIPLIER = 1.6
+
+
+_Req = TypeVar("_Req", bound=Message)
+_Resp = TypeVar("_Resp")
+
+
+@dataclass(frozen=True)
+class AdminMethod(Generic[_Req, _Resp]):
+    """An RPC of Sax's Admin service: its name (for errors and observers) and how to pick it
+    off the typed stub, which gives the request and reply types of ``CellAdmin.call``."""
+
+    name: str
+    pick: Callable[[admin_pb2_grpc.AdminAsyncStub], grpc.aio.UnaryUnaryMultiCallable[_Req, _Resp]]
+
+
+PUBLISH = AdminMethod("Publish", lambda s: s.Publish)
+UPDATE = AdminMethod("Update", lambda s: s.Update)
+UNPUBLISH = AdminMethod("Unpublish", lambda s: s.Unpublish)
+LIST = AdminMethod("List", lambda s: s.List)
+STATS = AdminMethod("Stats", lambda s: s.Stats)
+WATCH_LOC = AdminMethod("WatchLoc", lambda s: s.WatchLoc)
+WAIT_FOR_READY = AdminMethod("WaitForReady", lambda s: s.WaitForReady)
 
 
 class RpcCounter:
@@ -118,8 +141,10 @@ class CellAdmin:
     def cell_dir(self) -> str:
         return self._storage.join("sax", self.cell.name)
 
-    async def call(self, method: str, request: Message, *, deadline: Deadline) -> Any:
-        """Calls ``Admin.<method>``, retrying UNAVAILABLE and RESOURCE_EXHAUSTED until
+    async def call(
+        self, method: AdminMethod[_Req, _Resp], request: _Req, *, deadline: Deadline
+    ) -> _Resp:
+        """Calls ``method``, retrying UNAVAILABLE and RESOURCE_EXHAUSTED until
         ``deadline``. Raises a ``SaxError``."""
         outage = _Outage()
         try:
@@ -129,12 +154,12 @@ class CellAdmin:
             if outage.error is not None:  # the deadline ran out while the admin was away
                 raise self._unreachable(outage) from None
             raise DeadlineExceededError(
-                f"admin {method} for {self.cell} did not finish within its deadline"
+                f"admin {method.name} for {self.cell} did not finish within its deadline"
             ) from None
 
     async def _call_with_retries(
-        self, method: str, request: Message, deadline: Deadline, outage: _Outage
-    ) -> Any:
+        self, method: AdminMethod[_Req, _Resp], request: _Req, deadline: Deadline, outage: _Outage
+    ) -> _Resp:
         delays = backoff_delays()
         number = 0
         while True:
@@ -143,12 +168,12 @@ class CellAdmin:
                 conn = await self._connection()
                 self._counter.value += 1
                 number += 1
-                rpc = getattr(conn.stub, method)
-                timeout = deadline.timeout(f"admin {method}")
+                rpc = method.pick(conn.stub)
+                timeout = deadline.timeout(f"admin {method.name}")
                 if self._observer is None:
                     return await rpc(request, timeout=timeout)
                 attempt = self._observer.attempt(
-                    self.cell.id, f"admin.{method}", conn.address, number
+                    self.cell.id, f"admin.{method.name}", conn.address, number
                 )
                 return await observed(
                     attempt, rpc(request, timeout=timeout, metadata=attempt.metadata)
@@ -181,7 +206,9 @@ class CellAdmin:
                 raise error
             if not deadline.allows(delay):
                 raise self._unreachable(outage) if outage.error is not None else error
-            _log.debug("admin %s for %s: %s; retrying in %.3fs", method, self.cell, error, delay)
+            _log.debug(
+                "admin %s for %s: %s; retrying in %.3fs", method.name, self.cell, error, delay
+            )
             await asyncio.sleep(delay)
 
     def _unreachable(self, outage: _Outage) -> UnavailableError:

@@ -9,12 +9,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Mapping
-from typing import Any
+from typing import TypeVar
 
+from google.protobuf.message import Message
 from saxml.protobuf import admin_pb2
 
 from gateway import naming
-from gateway.client._admin import CellAdmin, RpcCounter
+from gateway.client._admin import (
+    LIST,
+    PUBLISH,
+    STATS,
+    UNPUBLISH,
+    UPDATE,
+    WAIT_FOR_READY,
+    WATCH_LOC,
+    AdminMethod,
+    CellAdmin,
+    RpcCounter,
+)
 from gateway.client._data import DataCalls
 from gateway.client._observer import Observer
 from gateway.client._router import Router
@@ -23,6 +35,9 @@ from gateway.common.closing import AsyncClosing
 from gateway.common.deadline import Deadline
 from gateway.common.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
 from gateway.common.storage import Storage, open_storage
+
+_Req = TypeVar("_Req", bound=Message)
+_Resp = TypeVar("_Resp")
 
 
 class Client(AsyncClosing, DataCalls):
@@ -45,13 +60,7 @@ class Client(AsyncClosing, DataCalls):
         self._admins: dict[str, CellAdmin] = {}
         # The base Observer watches nothing: pass None down so the hot path skips the hooks.
         self._observer = None if observer is None or type(observer) is Observer else observer
-        self._router = Router(
-            admin_for=self._admin,
-            num_conn=settings.num_conn,
-            fail_fast=settings.fail_fast,
-            proxy_addr=settings.proxy_addr,
-            observer=self._observer,
-        )
+        self._router = Router(admin_for=self._admin, settings=settings, observer=self._observer)
 
     async def close(self) -> None:
         """Stops the address watches and closes every channel."""
@@ -88,9 +97,17 @@ class Client(AsyncClosing, DataCalls):
         return admin
 
     async def _call_admin(
-        self, cell: naming.CellId, method: str, request: Any, deadline: Deadline
-    ) -> Any:
-        return await self._admin(cell).call(method, request, deadline=deadline)
+        self,
+        cell: naming.CellId,
+        method: AdminMethod[_Req, _Resp],
+        request: _Req,
+        timeout: float | None,
+        deadline: Deadline | None,
+    ) -> _Resp:
+        # One admin RPC that is a whole operation: its deadline is fixed here.
+        return await self._admin(cell).call(
+            method, request, deadline=self._admin_deadline(timeout, deadline)
+        )
 
     # Admin operations.
 
@@ -122,9 +139,7 @@ class Client(AsyncClosing, DataCalls):
                 overrides=overrides or {},
             )
         )
-        await self._call_admin(
-            model.cell, "Publish", request, self._admin_deadline(timeout, deadline)
-        )
+        await self._call_admin(model.cell, PUBLISH, request, timeout, deadline)
         self._router.forget(model.id)
 
     async def update(
@@ -159,9 +174,7 @@ class Client(AsyncClosing, DataCalls):
         """Unpublishes a model. NOT_FOUND if it is not published."""
         model = naming.parse_model_id(model_id)
         request = admin_pb2.UnpublishRequest(model_id=model.id)
-        await self._call_admin(
-            model.cell, "Unpublish", request, self._admin_deadline(timeout, deadline)
-        )
+        await self._call_admin(model.cell, UNPUBLISH, request, timeout, deadline)
         self._router.forget(model.id)
 
     async def list_detail(
@@ -182,9 +195,7 @@ class Client(AsyncClosing, DataCalls):
         # FAILED_PRECONDITION and the load error.
         request = admin_pb2.WatchLocRequest(model_id=model.id)
         try:
-            await self._call_admin(
-                model.cell, "WatchLoc", request, self._admin_deadline(timeout, deadline)
-            )
+            await self._call_admin(model.cell, WATCH_LOC, request, timeout, deadline)
         except FailedPreconditionError as exc:
             return exc.message
         return ""
@@ -195,9 +206,7 @@ class Client(AsyncClosing, DataCalls):
         """Every model published in ``cell`` (``"/sax/test"``), sorted by model ID."""
         cell_id = naming.parse_cell_id(cell)
         request = admin_pb2.ListRequest()
-        response: admin_pb2.ListResponse = await self._call_admin(
-            cell_id, "List", request, self._admin_deadline(timeout, deadline)
-        )
+        response = await self._call_admin(cell_id, LIST, request, timeout, deadline)
         details = [ModelDetail.from_proto(m) for m in response.published_models]
         return sorted(details, key=lambda d: d.model_id)
 
@@ -214,9 +223,7 @@ class Client(AsyncClosing, DataCalls):
             cell, request = target.cell, admin_pb2.StatsRequest(model_id=target.id)
         else:
             cell, request = target, admin_pb2.StatsRequest()
-        response: admin_pb2.StatsResponse = await self._call_admin(
-            cell, "Stats", request, self._admin_deadline(timeout, deadline)
-        )
+        response = await self._call_admin(cell, STATS, request, timeout, deadline)
         return CellStats.from_proto(response)
 
     async def wait_for_ready(
@@ -231,9 +238,7 @@ class Client(AsyncClosing, DataCalls):
         within ``timeout`` (default ``settings.admin_timeout``)."""
         model = naming.parse_model_id(model_id)
         request = admin_pb2.WaitForReadyRequest(model_id=model.id, num_replicas=num_replicas)
-        await self._call_admin(
-            model.cell, "WaitForReady", request, self._admin_deadline(timeout, deadline)
-        )
+        await self._call_admin(model.cell, WAIT_FOR_READY, request, timeout, deadline)
 
     async def get_acl(
         self,
@@ -294,9 +299,7 @@ class Client(AsyncClosing, DataCalls):
         self, model: naming.ModelId, deadline: Deadline
     ) -> admin_pb2.PublishedModel:
         request = admin_pb2.ListRequest(model_id=model.id)
-        response: admin_pb2.ListResponse = await self._admin(model.cell).call(
-            "List", request, deadline=deadline
-        )
+        response = await self._admin(model.cell).call(LIST, request, deadline=deadline)
         found: list[admin_pb2.PublishedModel] = [
             m for m in response.published_models if m.model.model_id == model.id
         ]
@@ -309,7 +312,7 @@ class Client(AsyncClosing, DataCalls):
     ) -> None:
         request = admin_pb2.UpdateRequest(model=definition)
         try:
-            await self._admin(model.cell).call("Update", request, deadline=deadline)
+            await self._admin(model.cell).call(UPDATE, request, deadline=deadline)
         except InvalidArgumentError as exc:
             # An upstream admin refuses some changes ("checkpoint path can't be changed") as
             # InvalidArgument: the request is fine, the cell does not allow it.

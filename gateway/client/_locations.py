@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import grpc
 from saxml.protobuf import admin_pb2
 
-from gateway.client._admin import RETRY_CODES, CellAdmin
+from gateway.client._admin import RETRY_CODES, WATCH_LOC, CellAdmin
 from gateway.common.deadline import Deadline, now
 from gateway.common.errors import DeadlineExceededError, SaxError
 
@@ -164,7 +164,7 @@ async def watch(
         asked_at = started
         table.set_unreachable(None)
         try:
-            response = await admin.call("WatchLoc", request, deadline=Deadline(poll_until))
+            response = await admin.call(WATCH_LOC, request, deadline=Deadline(poll_until))
         except DeadlineExceededError:
             if hold_until and now() >= hold_until:
                 server_id, seqno, hold_until = "", 0, 0.0  # ask for the full set, and apply it

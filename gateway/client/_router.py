@@ -21,6 +21,7 @@ from gateway.client._admin import CellAdmin, backoff_delays
 from gateway.client._channels import Backend, ChannelPool
 from gateway.client._locations import AddressTable, StaticTable, watch
 from gateway.client._observer import NO_ATTEMPT, Observer, observed
+from gateway.client._types import ClientSettings
 from gateway.common.deadline import Deadline, now
 from gateway.common.errors import (
     InternalError,
@@ -115,17 +116,15 @@ class Router:
         self,
         *,
         admin_for: Callable[[naming.CellId], CellAdmin],
-        num_conn: int,
-        fail_fast: bool,
-        proxy_addr: str | None,
+        settings: ClientSettings,
         observer: Observer | None = None,
     ) -> None:
         self._admin_for = admin_for
         # None when nobody watches: the hot path then skips every hook.
         self._observer = observer
-        self._num_conn = num_conn
-        self._fail_fast = fail_fast
-        self._proxy_addr = proxy_addr
+        self._num_conn = settings.num_conn
+        self._fail_fast = settings.fail_fast
+        self._proxy_addr = settings.proxy_addr
         self._seed = random.getrandbits(64)
         self._tables: dict[str, AddressTable] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}

@@ -3,36 +3,22 @@
 edge = parse_edge(sections, base)         # gateway.configfile reads the file and calls this
 access = access_settings(edge)            # for the gateway processes
 values = edge_values(edge, origins, secrets_dir)  # for Envoy's template
+
+The parts of EdgeConfig that callers build by hand are exported; _schema.py has them all.
 """
 
 from gateway.edge._access import access_settings
 from gateway.edge._envoy import IDENTITY_HEADER
 from gateway.edge._listener import edge_values
 from gateway.edge._load import SECTIONS, parse_edge
-from gateway.edge._schema import (
-    ApiKey,
-    CertificateClient,
-    ClientPolicy,
-    EdgeConfig,
-    JwtIssuer,
-    Limits,
-    ModelLimit,
-    Quotas,
-    Rate,
-    Tls,
-)
+from gateway.edge._schema import CertificateClient, EdgeConfig, Limits, Rate, Tls
 
 __all__ = [
     "IDENTITY_HEADER",
     "SECTIONS",
-    "ApiKey",
     "CertificateClient",
-    "ClientPolicy",
     "EdgeConfig",
-    "JwtIssuer",
     "Limits",
-    "ModelLimit",
-    "Quotas",
     "Rate",
     "Tls",
     "access_settings",

@@ -228,36 +228,20 @@ def _tls(node: _Node, base: Path) -> Tls:
     )
 
 
+# Each ``limits`` key (a field of Limits, of the same name) and how its value is read.
+_LIMITS: dict[str, Callable[[_Node], Any]] = {
+    "max_request_bytes": lambda n: n.integer(1024),
+    "max_request_headers_kb": lambda n: n.integer(1),
+    "max_stream_duration": _Node.number,
+    "max_connections": lambda n: n.integer(1),
+    "request_headers_timeout": _Node.number,
+    "idle_timeout": _Node.number,
+}
+
+
 def _limits(node: _Node) -> Limits:
-    m = node.mapping(
-        (
-            "max_request_bytes",
-            "max_request_headers_kb",
-            "max_stream_duration",
-            "max_connections",
-            "request_headers_timeout",
-            "idle_timeout",
-        )
-    )
-    d = Limits()
-    return Limits(
-        max_request_bytes=m["max_request_bytes"].integer(1024)
-        if "max_request_bytes" in m
-        else d.max_request_bytes,
-        max_request_headers_kb=m["max_request_headers_kb"].integer(1)
-        if "max_request_headers_kb" in m
-        else d.max_request_headers_kb,
-        max_stream_duration=m["max_stream_duration"].number()
-        if "max_stream_duration" in m
-        else d.max_stream_duration,
-        max_connections=m["max_connections"].integer(1)
-        if "max_connections" in m
-        else d.max_connections,
-        request_headers_timeout=m["request_headers_timeout"].number()
-        if "request_headers_timeout" in m
-        else d.request_headers_timeout,
-        idle_timeout=m["idle_timeout"].number() if "idle_timeout" in m else d.idle_timeout,
-    )
+    m = node.mapping(tuple(_LIMITS))
+    return Limits(**{key: read(m[key]) for key, read in _LIMITS.items() if key in m})
 
 
 #: The file's top-level sections this part owns (gateway/configfile.py routes them here).

@@ -13,12 +13,10 @@ import contextvars
 import fnmatch
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
-
-import grpc
 
 from gateway.client import (
     Client,
@@ -28,6 +26,7 @@ from gateway.client import (
     ResourceExhaustedError,
 )
 from gateway.config import AccessSettings, ModelLimit
+from gateway.service._intercept import Streaming, Unary, WrappingInterceptor
 
 log = logging.getLogger(__name__)
 
@@ -253,53 +252,34 @@ class _Slot:
             del self._counts[self._client]
 
 
-_Handler = Any
-_Unary = Callable[[Any, Any], Awaitable[Any]]
-_Streaming = Callable[[Any, Any], AsyncIterator[Any]]
 _ACL_TIMEOUT = 10.0
 
 
-class AccessInterceptor(grpc.aio.ServerInterceptor):
+class AccessInterceptor(WrappingInterceptor):
     """Runs `Access.admit` around every SaxGateway call (inside the error interceptor)."""
 
     def __init__(self, access: Access) -> None:
+        super().__init__((SERVICE,))
         self._access = access
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[_Handler]],
-        details: grpc.HandlerCallDetails,
-    ) -> _Handler:
-        handler = await continuation(details)
-        path: str = details.method
-        if handler is None or handler.request_streaming or not path.startswith(SERVICE):
-            return handler
-        method = path.removeprefix(SERVICE)
-        access = self._access
-        if handler.unary_unary is not None:
-            unary: _Unary = handler.unary_unary
+    def wrap_unary(self, method: str, behavior: Unary) -> Unary:
+        name, access = method.removeprefix(SERVICE), self._access
 
-            async def call(request: Any, context: Any) -> Any:
-                async with access.admit(method, request, context, _timeout(context)):
-                    return await unary(request, context)
+        async def call(request: Any, context: Any) -> Any:
+            async with access.admit(name, request, context, _timeout(context)):
+                return await behavior(request, context)
 
-            return grpc.unary_unary_rpc_method_handler(
-                call,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        streaming: _Streaming = handler.unary_stream
+        return call
+
+    def wrap_streaming(self, method: str, behavior: Streaming) -> Streaming:
+        name, access = method.removeprefix(SERVICE), self._access
 
         async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
-            async with access.admit(method, request, context, _timeout(context)):
-                async for response in streaming(request, context):
+            async with access.admit(name, request, context, _timeout(context)):
+                async for response in behavior(request, context):
                     yield response
 
-        return grpc.unary_stream_rpc_method_handler(
-            stream,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return stream
 
 
 def _timeout(context: Any) -> float:

@@ -26,6 +26,7 @@ from gateway.client import (
     UnavailableError,
 )
 from gateway.common.rpc import Context
+from gateway.service._intercept import Deserializer, WrappingInterceptor
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,6 @@ def _cancelled_by_caller() -> bool:
     return task is None or task.cancelling() > 0
 
 
-_Handler = Any  # grpc.RpcMethodHandler; its stub types sync behaviours only
 _Unary = Callable[[Any, Context], Awaitable[Any]]
 _Streaming = Callable[[Any, Context], AsyncIterator[Any]]
 
@@ -177,39 +177,14 @@ async def _answer(context: Context, exc: BaseException, report: Report) -> NoRet
     await report(context, exc)
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Wraps every handler so that escaping exceptions become proper statuses.
+class ErrorInterceptor(WrappingInterceptor):
+    """Wraps every handler so that escaping exceptions become proper statuses."""
 
-    Wrapped handlers are cached per method: interceptors run on every call, and rebuilding a
-    handler each time would be measurable on the hot path.
-    """
+    def deserializer(self, parse: Deserializer) -> Deserializer:
+        return _tolerant(parse)
 
-    def __init__(self) -> None:
-        self._cache: dict[str, _Handler] = {}
+    def wrap_unary(self, method: str, behavior: _Unary) -> _Unary:
+        return _wrap_unary(behavior)
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[_Handler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> _Handler:
-        method = handler_call_details.method
-        cached = self._cache.get(method)
-        if cached is not None:
-            return cached
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.request_streaming:
-            return handler
-        if handler.unary_unary is not None:
-            wrapped = grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary),
-                request_deserializer=_tolerant(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
-            )
-        else:
-            wrapped = grpc.unary_stream_rpc_method_handler(
-                _wrap_streaming(handler.unary_stream),
-                request_deserializer=_tolerant(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
-            )
-        self._cache[method] = wrapped
-        return wrapped
+    def wrap_streaming(self, method: str, behavior: _Streaming) -> _Streaming:
+        return _wrap_streaming(behavior)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import grpc
@@ -23,8 +23,8 @@ from opentelemetry.trace import Span
 from gateway.client import Attempt, Client, Observer, query_cost_ms
 from gateway.client._observer import Trailers
 from gateway.common.logs import current_call
-from gateway.common.rpc import Context
 from gateway.service._access import Access
+from gateway.service._intercept import Streaming, Unary, WrappingInterceptor
 from gateway.service._metrics import GatewayMetrics
 from gateway.service._tracing import Metadata, Tracing, end_span
 from gateway.service._usage import CallRecord, Recorder, StreamText
@@ -97,13 +97,9 @@ class GatewayObserver(Observer):
             self._metrics.set_replicas(model_id, addresses)
 
 
-_Unary = Callable[[Any, Context], Awaitable[Any]]
-_Streaming = Callable[[Any, Context], AsyncIterator[Any]]
-
-
-class TelemetryInterceptor(grpc.aio.ServerInterceptor):
-    """Counts, times and traces every SaxGateway and OpenAIGateway call; wrapped handlers are
-    cached per method."""
+class TelemetryInterceptor(WrappingInterceptor):
+    """Counts, times and traces every SaxGateway and OpenAIGateway call; health checks and
+    reflection are not the gateway's calls."""
 
     def __init__(
         self,
@@ -115,42 +111,17 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):
         *,
         cost_header: bool = True,
     ) -> None:
+        super().__init__(_SERVICES)
         self._metrics = metrics
         self._tracing = tracing
         self._client = client
         self._access = access
         self._tokens = tokens
         self._cost_header = cost_header
-        self._cache: dict[str, Any] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Any:
-        method = handler_call_details.method
-        cached = self._cache.get(method)
-        if cached is not None:
-            return cached
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.request_streaming or not method.startswith(_SERVICES):
-            return handler  # health checks and reflection are not the gateway's calls
+    def _recorder(self, method: str) -> Recorder:
         name = method.rpartition("/")[2]
-        recorder = Recorder(name, self._metrics, self._client, self._tokens)
-        if handler.unary_unary is not None:
-            wrapped = grpc.unary_unary_rpc_method_handler(
-                self._unary(handler.unary_unary, method, recorder),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        else:
-            wrapped = grpc.unary_stream_rpc_method_handler(
-                self._streaming(handler.unary_stream, method, recorder),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        self._cache[method] = wrapped
-        return wrapped
+        return Recorder(name, self._metrics, self._client, self._tokens)
 
     def _record(self, method: str, context: Any) -> CallRecord:
         """The new call's record (caller identified, span started), made the current call."""
@@ -162,7 +133,8 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):
             record.span = self._tracing.server_span(method, context.invocation_metadata() or ())
         return record
 
-    def _unary(self, behavior: _Unary, method: str, recorder: Recorder) -> _Unary:
+    def wrap_unary(self, method: str, behavior: Unary) -> Unary:
+        recorder = self._recorder(method)
         metrics, cost_header = self._metrics, self._cost_header
         gauge = metrics.in_flight.labels(recorder.method) if metrics else None
 
@@ -197,7 +169,8 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):
 
         return call
 
-    def _streaming(self, behavior: _Streaming, method: str, recorder: Recorder) -> _Streaming:
+    def wrap_streaming(self, method: str, behavior: Streaming) -> Streaming:
+        recorder = self._recorder(method)
         metrics = self._metrics
         gauge = metrics.streams_open.labels(recorder.method) if metrics else None
         chunked = recorder.method == "GenerateStream"  # the other streams are OpenAI's

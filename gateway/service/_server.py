@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -42,27 +43,21 @@ PENDING_CALLS_OPTIONS = (
 )
 
 
+@dataclass(eq=False)
 class GatewayServer:
     """A running gateway: ``await GatewayServer.start(settings)``, then ``await stop()``."""
 
-    def __init__(
-        self,
-        settings: GatewaySettings,
-        client: Client,
-        server: grpc.aio.Server,
-        health: HealthReporter,
-        port: int,
-        metrics: GatewayMetrics | None = None,
-        tracing: Tracing | None = None,
-    ) -> None:
-        self.settings = settings
-        self.client = client
-        self.port = port
-        self.metrics = metrics
-        """The gateway's metrics; None when ``settings.telemetry.metrics`` is off."""
-        self._server = server
-        self._health = health
-        self._tracing = tracing
+    settings: GatewaySettings
+    client: Client
+    port: int
+    metrics: GatewayMetrics | None
+    """The gateway's metrics; None when ``settings.telemetry.metrics`` is off."""
+    _server: grpc.aio.Server
+    _health: HealthReporter
+    _tracing: Tracing | None
+    _flusher: asyncio.Task[None] = field(init=False)
+
+    def __post_init__(self) -> None:
         self._flusher = asyncio.get_running_loop().create_task(self._flush_metrics())
 
     async def _flush_metrics(self) -> None:
@@ -134,7 +129,7 @@ class GatewayServer:
         await server.start()
         await health.start()
         log.info("gateway serving %s on %s:%d", SERVICE, settings.host, port)
-        return cls(settings, client, server, health, port, metrics, tracing)
+        return cls(settings, client, port, metrics, server, health, tracing)
 
     async def stop(self, grace: float | None = None) -> None:
         """Stops accepting calls, waits up to ``grace`` seconds for in-flight ones, cleans up."""

@@ -32,7 +32,7 @@ def add_gateway_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gcs-endpoint", help="GCS API endpoint override (a storage emulator)")
     parser.add_argument("--host", default=default(GatewaySettings, "host"))
     parser.add_argument("--port", type=int, default=DEFAULT_GATEWAY_PORT)
-    add_timeout_argument(parser)
+    add_deadline_arguments(parser)
     parser.add_argument(
         "--grace-period", type=float, default=default(GatewaySettings, "grace_period")
     )
@@ -43,22 +43,10 @@ def add_gateway_arguments(parser: argparse.ArgumentParser) -> None:
         help="open GenerateStream/WatchAddresses calls one client may hold",
     )
     add_config_argument(parser)
-    add_admin_unreachable_argument(parser)
     parser.add_argument(
         "--metrics-dir", help="directory shared with the other gateway processes and `saxgw ops`"
     )
     add_telemetry_arguments(parser)
-
-
-def add_admin_unreachable_argument(parser: argparse.ArgumentParser) -> None:
-    """``--admin-unreachable-after``, shared by ``gateway``, ``up`` and ``serve``."""
-    parser.add_argument(
-        "--admin-unreachable-after",
-        type=float,
-        default=default(ClientSettings, "admin_unreachable_after"),
-        metavar="SECONDS",
-        help="an unreachable Sax admin fails calls with UNAVAILABLE (503) after this long",
-    )
 
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
@@ -72,13 +60,21 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_timeout_argument(parser: argparse.ArgumentParser) -> None:
-    """``--default-timeout``, shared by ``gateway``, ``up`` and ``serve``."""
+def add_deadline_arguments(parser: argparse.ArgumentParser) -> None:
+    """How long calls may take (``--default-timeout``, ``--admin-unreachable-after``): shared
+    by ``gateway``, ``up`` and ``serve``."""
     parser.add_argument(
         "--default-timeout",
         type=float,
         default=default(GatewaySettings, "default_timeout"),
         help="deadline (s) of calls that set none",
+    )
+    parser.add_argument(
+        "--admin-unreachable-after",
+        type=float,
+        default=default(ClientSettings, "admin_unreachable_after"),
+        metavar="SECONDS",
+        help="an unreachable Sax admin fails calls with UNAVAILABLE (503) after this long",
     )
 
 

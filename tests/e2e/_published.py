@@ -29,6 +29,20 @@ def request_info(response: httpx.Response) -> dict[str, str]:
     }
 
 
+def publish_body(
+    model: str, model_path: str = TEST_LM, replicas: int = 1, **overrides: str
+) -> dict[str, object]:
+    """The ``/publish`` body of ``model``: ``model_path`` with no checkpoint, on ``replicas``
+    replicas, with ``overrides``."""
+    return {
+        "model": model,
+        "model_path": model_path,
+        "checkpoint": "None",
+        "replicas": replicas,
+        "overrides": overrides,
+    }
+
+
 @contextmanager
 def published(
     stack: Stack,
@@ -40,14 +54,7 @@ def published(
     """Publishes ``model`` on one replica, waits for it, and unpublishes it afterwards;
     ``headers`` carry credentials where the stack wants them."""
     with httpx.Client(base_url=stack.http_url, timeout=30, headers=headers) as http:
-        body = {
-            "model": model,
-            "model_path": model_path,
-            "checkpoint": "None",
-            "replicas": 1,
-            "overrides": dict(overrides or {}),
-        }
-        response = http.post("/publish", json=body)
+        response = http.post("/publish", json=publish_body(model, model_path, **(overrides or {})))
         assert response.status_code == 200, response.text
         try:
             ready = http.post("/wait_for_ready", json={"model": model, "timeout": "20s"})

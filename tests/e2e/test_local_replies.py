@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import openai
@@ -19,9 +18,9 @@ from saxml.protobuf import admin_pb2
 
 from gateway.client import ClientSettings
 from gateway.config import GatewaySettings
-from gateway.launch.envoy import EnvoySettings
 from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack, StackSettings
+from tests._stacks import logs_dir, loopback_envoy
 from tests.e2e._bodies import REQUEST_INFO, envoy_error
 
 CELL = "/sax/test"
@@ -184,22 +183,11 @@ def dead_cell_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
         gateway=GatewaySettings(client=client, default_timeout=60.0),
         cell=None,
         gateway_ports=(free_port(),),
-        envoy=EnvoySettings(
-            gateway_endpoints=(),
-            listen_address="127.0.0.1",
-            listen_port=free_port(),
-            admin_port=free_port(),
-        ),
-        log_dir=str(_logs(base)),
+        envoy=loopback_envoy(),
+        log_dir=str(logs_dir(base)),
     )
     with Stack(settings) as stack:
         yield stack, admin
-
-
-def _logs(base: Path) -> Path:
-    logs = base / "logs"
-    logs.mkdir()
-    return logs
 
 
 def test_an_unreachable_admin_is_a_503_naming_cell_and_address(

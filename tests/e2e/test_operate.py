@@ -24,11 +24,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.cli._edge import envoy_settings
 from gateway.config import TelemetrySettings
 from gateway.configfile import load_config
-from gateway.launch.envoy import EnvoySettings
 from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack, StackSettings
 from gateway.service._metrics import GatewayMetrics
 from tests._otlp import Receiver, attributes
+from tests._stacks import loopback_envoy
 from tests.e2e._openai import write_config
 from tests.e2e._published import TEST_LM, published
 
@@ -79,15 +79,7 @@ def ops_stack(
     settings = StackSettings(
         gateway=dataclasses.replace(gateway, config_file=str(config_file)),
         gateway_ports=(free_port(), free_port()),
-        envoy=envoy_settings(
-            EnvoySettings(
-                gateway_endpoints=(),
-                listen_address="127.0.0.1",
-                listen_port=free_port(),
-                admin_port=free_port(),
-            ),
-            load_config(config_file).edge,
-        ),
+        envoy=envoy_settings(loopback_envoy(), load_config(config_file).edge),
         ops_port=free_port(),
         log_dir=str(base),
     )

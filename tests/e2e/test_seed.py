@@ -13,7 +13,7 @@ import httpx
 
 from gateway import __version__
 from gateway.launch.stack import Stack
-from tests.e2e._published import TEST_LM
+from tests.e2e._published import TEST_LM, publish_body
 from tests.e2e._seed import LISTED, MODEL, MODEL_BODY, PUBLISH_BODY, PUBLISHED, raw
 
 
@@ -71,13 +71,7 @@ def test_seed_walkthrough(stack: Stack) -> None:
 
 def test_generate_right_after_publish_waits_for_the_model(http: httpx.Client) -> None:
     model = "/sax/test/eager"
-    body = {
-        "model": model,
-        "model_path": TEST_LM,
-        "checkpoint": "None",
-        "replicas": 1,
-        "overrides": {"text": "ready when you are"},
-    }
+    body = publish_body(model, TEST_LM, text="ready when you are")
     assert http.post("/publish", json=body).status_code == 200
     try:
         generate = http.post("/generate", json={"model": model, "query": "hi"})
@@ -99,12 +93,8 @@ def test_listall_update_and_resource_routes(stack: Stack, http: httpx.Client) ->
         },
     )
     assert published.status_code == 200, published.text
-    assert published.json() == {
-        "model": model,
-        "path": TEST_LM,
-        "checkpoint": "None",
-        "replicas": 1,
-    }
+    placed = {"model": model, "path": TEST_LM, "checkpoint": "None"}  # what publish and update say
+    assert published.json() == {**placed, "replicas": 1}
     try:
         _wait_active(stack, model, 1)
         listed = http.get("/listall", params={"sax_cell": "/sax/test"})
@@ -128,13 +118,7 @@ def test_listall_update_and_resource_routes(stack: Stack, http: httpx.Client) ->
 
         via_put = http.put("/update", json={"model": model, "replicas": 2})
         assert via_put.status_code == 200, via_put.text
-        assert via_put.json() == {
-            "model": model,
-            "path": TEST_LM,
-            "checkpoint": "None",
-            "replicas": 2,
-            "overrides": {"text": "a b"},
-        }
+        assert via_put.json() == {**placed, "replicas": 2, "overrides": {"text": "a b"}}
         assert _wait_active(stack, model, 2)["active_replicas"] == 2
         via_post = http.post("/update", json={"model": model, "replicas": 1})
         assert via_post.json()["replicas"] == 1

@@ -16,18 +16,21 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.cell import CellSettings
 from gateway.cell.models import test_lm
-from gateway.client import ClientSettings
-from gateway.config import GatewaySettings
 from gateway.edge import EdgeConfig, Limits
-from gateway.launch.envoy import EnvoySettings
 from gateway.launch.ports import listener_pid
 from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack, StackSettings
 from gateway.launch.supervisor import Supervisor
+from tests._stacks import (
+    cell_settings,
+    gateway_settings,
+    logs_dir,
+    loopback_envoy,
+    tail_logs,
+)
+from tests.e2e._published import publish_body
 
-CELL = "/sax/test"
 TEST_LM = test_lm.MODEL_PATH
 MAX_REQUEST_BYTES = 2 << 20  # above the 1 MiB name of test_inputs
 MAX_STREAMS_PER_CLIENT = 8
@@ -95,46 +98,21 @@ class Faults:
         self.wait_until(ok, 90, "a healthy stack")
 
     def tail_logs(self) -> str:
-        return "\n".join(
-            f"--- {p.name}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-20:])
-            for p in sorted(self.logs.glob("*.log"))
-        )
+        return tail_logs(self.logs, lines=20)
 
 
 @pytest.fixture(scope="session")
 def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faults]:
     base = tmp_path_factory.mktemp("faults")
-    logs = base / "logs"
-    logs.mkdir()
-    sax_root = str(base / "sax-root")
+    logs = logs_dir(base)
+    limits = Limits(
+        max_request_bytes=MAX_REQUEST_BYTES, request_headers_timeout=REQUEST_HEADERS_TIMEOUT
+    )
     settings = StackSettings(
-        gateway=GatewaySettings(
-            client=ClientSettings(sax_root=sax_root),
-            default_timeout=20.0,
-            max_streams_per_client=MAX_STREAMS_PER_CLIENT,
-        ),
-        # The cell's default timings: what `saxgw up` runs.
-        cell=CellSettings(
-            sax_root=sax_root,
-            fs_root=str(base / "fs-root"),
-            cell=CELL,
-            admin_port=free_port(),
-            num_model_servers=2,
-            model_server_ports=(free_port(), free_port()),
-        ),
+        gateway=gateway_settings(base, max_streams_per_client=MAX_STREAMS_PER_CLIENT),
+        cell=cell_settings(base, servers=2),  # the cell's default timings: what `saxgw up` runs
         gateway_ports=(free_port(), free_port()),
-        envoy=EnvoySettings(
-            gateway_endpoints=(),
-            listen_address="127.0.0.1",
-            listen_port=free_port(),
-            admin_port=free_port(),
-            edge=EdgeConfig(
-                limits=Limits(
-                    max_request_bytes=MAX_REQUEST_BYTES,
-                    request_headers_timeout=REQUEST_HEADERS_TIMEOUT,
-                )
-            ),
-        ),
+        envoy=loopback_envoy(edge=EdgeConfig(limits=limits)),
         log_dir=str(logs),
     )
     with Stack(settings) as stack:
@@ -154,14 +132,7 @@ def http(faults: Faults) -> Iterator[httpx.Client]:
 
 def publish(http: httpx.Client, model: str, replicas: int = 1, **overrides: str) -> None:
     """Publishes the test LM and waits until ``replicas`` replicas serve it."""
-    body = {
-        "model": model,
-        "model_path": TEST_LM,
-        "checkpoint": "None",
-        "replicas": replicas,
-        "overrides": overrides,
-    }
-    response = http.post("/publish", json=body)
+    response = http.post("/publish", json=publish_body(model, TEST_LM, replicas, **overrides))
     assert response.status_code == 200, response.text
     ready = http.post(
         "/wait_for_ready", json={"model": model, "replicas": replicas, "timeout": "30s"}

@@ -7,18 +7,13 @@ import time
 
 import httpx
 
+from tests.e2e._published import publish_body
 from tests.faults.conftest import TEST_LM, Faults
 
 
 def test_load_failure_is_reported_and_calls_fail_fast(faults: Faults, http: httpx.Client) -> None:
     model = "/sax/test/broken"
-    body = {
-        "model": model,
-        "model_path": TEST_LM,
-        "checkpoint": "None",
-        "replicas": 1,
-        "overrides": {"fail_load": "weights are corrupt"},
-    }
+    body = publish_body(model, TEST_LM, fail_load="weights are corrupt")
     response = http.post("/publish", json=body)
     assert response.status_code == 200, response.text
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -121,15 +122,23 @@ async def stand_in_admin(
 ) -> AsyncIterator[str]:
     """Serves ``servicer`` as the admin of ``cell`` (``/sax/<name>``) under ``sax_root``, on a
     real socket, with its location.proto written as a Sax admin writes it; yields the address."""
+    add = functools.partial(admin_pb2_grpc.add_AdminServicer_to_server, servicer)
+    async with stand_in_server(add) as address:
+        location = admin_pb2.Location(location=address).SerializeToString()
+        await open_storage(sax_root).write(f"{cell.lstrip('/')}/location.proto", location)
+        yield address
+
+
+@asynccontextmanager
+async def stand_in_server(add_to: Callable[[grpc.aio.Server], None]) -> AsyncIterator[str]:
+    """A grpc.aio server on a free loopback port serving what ``add_to`` adds to it (a
+    ``add_..._to_server`` with its servicer); yields its address."""
     server = grpc.aio.server()
-    admin_pb2_grpc.add_AdminServicer_to_server(servicer, server)
+    add_to(server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
-    address = f"127.0.0.1:{port}"
-    location = admin_pb2.Location(location=address).SerializeToString()
-    await open_storage(sax_root).write(f"{cell.lstrip('/')}/location.proto", location)
     try:
-        yield address
+        yield f"127.0.0.1:{port}"
     finally:
         await server.stop(grace=0)
 

@@ -4,6 +4,7 @@ server, and the attempt learns how the RPC ended and what it cost (``query_cost_
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from gateway.client import (
     UnavailableError,
     query_cost_ms,
 )
+from tests.integration._cell_fixtures import stand_in_server
 from tests.integration._client_fixtures import RunningCell, publish_ready
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -75,13 +77,10 @@ class Recorder(Observer):
 
 @pytest.fixture
 async def lm_server() -> AsyncIterator[tuple[str, RecordingLM]]:
-    server = grpc.aio.server()
     servicer = RecordingLM()
-    lm_pb2_grpc.add_LMServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    yield f"127.0.0.1:{port}", servicer
-    await server.stop(grace=0)
+    add = partial(lm_pb2_grpc.add_LMServiceServicer_to_server, servicer)
+    async with stand_in_server(add) as address:
+        yield address, servicer
 
 
 async def test_attempts_carry_metadata_and_learn_the_cost(

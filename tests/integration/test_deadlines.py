@@ -17,9 +17,8 @@ from saxml.protobuf import admin_pb2, admin_pb2_grpc
 
 from gateway.client import Client, ClientSettings, DeadlineExceededError
 from gateway.common.deadline import Deadline
-from gateway.config import GatewaySettings
-from gateway.service import GatewayServer
 from tests.integration._cell_fixtures import stand_in_admin
+from tests.integration._gateway_fixtures import running_gateway
 
 MODEL = "/sax/slow/lm"
 DELAY = 1.0
@@ -106,12 +105,11 @@ async def gateway_stub(
     root, _ = slow_admin
     # The gateway's default deadline is the budget; the callers below set no gRPC deadline,
     # so only the gateway's own deadline can end the calls.
-    client = ClientSettings(sax_root=root)
-    settings = GatewaySettings(client=client, default_timeout=BUDGET, health_interval=60)
-    server = await GatewayServer.start(settings)
-    async with grpc.aio.insecure_channel(server.address) as channel:
+    async with (
+        running_gateway(root, default_timeout=BUDGET, health_interval=60) as server,
+        grpc.aio.insecure_channel(server.address) as channel,
+    ):
         yield gateway_pb2_grpc.SaxGatewayStub(channel)
-    await server.stop(grace=0)
 
 
 async def test_gateway_update_model_ends_at_its_deadline(

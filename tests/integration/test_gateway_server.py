@@ -22,6 +22,7 @@ from gateway.config import GatewaySettings
 from gateway.launch.processes import free_port
 from gateway.service import GatewayServer
 from tests.integration._cell_fixtures import InprocCell
+from tests.integration._gateway_fixtures import running_gateway
 
 TEST_LM = "sax_gateway.testing.TestLM"
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -30,11 +31,8 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 @pytest.fixture
 async def gateway(inproc_cell: InprocCell) -> AsyncIterator[GatewayServer]:
-    client = ClientSettings(sax_root=inproc_cell.settings.sax_root)
-    settings = GatewaySettings(client=client, health_interval=0.2)
-    server = await GatewayServer.start(settings)
-    yield server
-    await server.stop(grace=0)
+    async with running_gateway(inproc_cell.settings.sax_root, health_interval=0.2) as server:
+        yield server
 
 
 @pytest.fixture
@@ -140,17 +138,14 @@ async def test_health_watch_reports_not_serving_when_the_gateway_stops(
 
 
 async def test_health_is_not_serving_without_a_cell(tmp_path: Path) -> None:
-    server = await GatewayServer.start(
-        GatewaySettings(client=ClientSettings(sax_root=str(tmp_path)))
-    )
-    try:
-        async with grpc.aio.insecure_channel(server.address) as channel:
-            reply = await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service="saxgateway.v1.SaxGateway")
-            )
-        assert reply.status == NOT_SERVING
-    finally:
-        await server.stop(grace=0)
+    async with (
+        running_gateway(str(tmp_path)) as server,
+        grpc.aio.insecure_channel(server.address) as channel,
+    ):
+        reply = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service="saxgateway.v1.SaxGateway")
+        )
+    assert reply.status == NOT_SERVING
 
 
 async def test_shorter_client_deadline_wins(stub: gateway_pb2_grpc.SaxGatewayStub) -> None:

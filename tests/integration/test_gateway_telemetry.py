@@ -22,17 +22,15 @@ from gateway.service import GatewayServer
 from tests._otlp import Receiver, attributes
 from tests.e2e._openai import write_config
 from tests.integration._cell_fixtures import CELL, InprocCell, admin_stub, publish
+from tests.integration._gateway_fixtures import running_gateway
 
 COST = "x-sax-query-cost-ms"
 
 
 @pytest.fixture
 async def gateway(inproc_cell: InprocCell) -> AsyncIterator[GatewayServer]:
-    client = ClientSettings(sax_root=inproc_cell.settings.sax_root)
-    settings = GatewaySettings(client=client, health_interval=60)
-    server = await GatewayServer.start(settings)
-    yield server
-    await server.stop(grace=0)
+    async with running_gateway(inproc_cell.settings.sax_root, health_interval=60) as server:
+        yield server
 
 
 def sample(server: GatewayServer, name: str, **labels: str) -> float:
@@ -107,13 +105,9 @@ async def test_calls_are_counted_timed_and_costed(
 async def test_without_metrics_or_cost_header_the_cost_is_a_trailer(
     inproc_cell: InprocCell,
 ) -> None:
-    settings = GatewaySettings(
-        client=ClientSettings(sax_root=inproc_cell.settings.sax_root),
-        health_interval=60,
-        telemetry=TelemetrySettings(metrics=False, cost_header=False),
-    )
-    server = await GatewayServer.start(settings)
-    try:
+    quiet = TelemetrySettings(metrics=False, cost_header=False)
+    root = inproc_cell.settings.sax_root
+    async with running_gateway(root, health_interval=60, telemetry=quiet) as server:
         async with admin_stub(inproc_cell.admin.address) as admin:
             model = await publish(admin, "quiet")
         async with grpc.aio.insecure_channel(server.address) as channel:
@@ -122,8 +116,6 @@ async def test_without_metrics_or_cost_header_the_cost_is_a_trailer(
             await call
             assert COST not in dict(await call.initial_metadata())
             assert int(dict(await call.trailing_metadata())[COST]) >= 1
-    finally:
-        await server.stop(grace=0)
     assert server.metrics is None
 
 

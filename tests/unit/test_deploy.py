@@ -39,6 +39,17 @@ def _compose(name: str = "docker-compose.yml") -> dict[str, Any]:
     return dict(_defaults(yaml.safe_load((ROOT / name).read_text())))
 
 
+OVERRIDES = [None, "deploy/compose/host-network.yml"]
+
+
+def _services(override: str | None) -> dict[str, Any]:
+    """The compose file's services, with ``override``'s merged in as compose merges them."""
+    services: dict[str, Any] = _compose()["services"]
+    for name, service in (_compose(override)["services"] if override else {}).items():
+        services[name] = {**services[name], **service}
+    return services
+
+
 def test_compose_services_use_our_image_or_official_ones() -> None:
     services = _compose()["services"]
     assert {"cell", "gateway", "envoy-config", "envoy", "gateway-tpu", "envoy-tpu"} <= set(services)
@@ -61,11 +72,9 @@ def _envoy_config_args(services: dict[str, Any]) -> argparse.Namespace:
     return parser().parse_args(services["envoy-config"]["command"])
 
 
-@pytest.mark.parametrize("override", [None, "deploy/compose/host-network.yml"])
+@pytest.mark.parametrize("override", OVERRIDES)
 def test_compose_commands_parse_and_agree(override: str | None) -> None:
-    services = _compose()["services"]
-    for name, service in (_compose(override)["services"] if override else {}).items():
-        services[name] = {**services[name], **service}
+    services = _services(override)
     for name in ("gateway", "envoy-config", "gateway-tpu"):
         argv = services[name]["command"]
         assert parser().parse_args(argv).command == argv[0]
@@ -108,11 +117,9 @@ def test_compose_metrics_volume_is_fresh_per_run() -> None:
     assert "uid=10001" in volume["driver_opts"]["o"].split(",")
 
 
-@pytest.mark.parametrize("override", [None, "deploy/compose/host-network.yml"])
+@pytest.mark.parametrize("override", OVERRIDES)
 def test_compose_gateway_and_envoy_read_the_mounted_config(override: str | None) -> None:
-    services = _compose()["services"]
-    for name, service in (_compose(override)["services"] if override else {}).items():
-        services[name] = {**services[name], **service}
+    services = _services(override)
     for name in ("gateway", "envoy-config", "gateway-tpu"):
         assert parser().parse_args(services[name]["command"]).config == "/etc/saxgw/config.yaml"
         assert "./deploy/compose/config:/etc/saxgw:ro" in services[name]["volumes"], name

@@ -72,17 +72,23 @@ def _filters(config: dict[str, object]) -> list[str]:
     return [f["name"] for f in hcm["http_filters"]]
 
 
+# The HTTP filters every listener has, in order, before the edge config's own.
+_EVERY_CONFIG = [
+    "envoy.filters.http.buffer",
+    "envoy.filters.http.health_check",
+    "envoy.filters.http.cors",
+    "envoy.filters.http.header_mutation",
+    "envoy.filters.http.lua",
+    "envoy.filters.http.grpc_web",
+    "openai_errors",
+    "envoy.filters.http.grpc_json_transcoder",
+]
+
+
 def test_envoy_accepts_the_full_config(tmp_path: Path) -> None:
     config = _render(tmp_path, _full_config(tmp_path))
     assert _filters(config) == [
-        "envoy.filters.http.buffer",
-        "envoy.filters.http.health_check",
-        "envoy.filters.http.cors",
-        "envoy.filters.http.header_mutation",
-        "envoy.filters.http.lua",
-        "envoy.filters.http.grpc_web",
-        "openai_errors",
-        "envoy.filters.http.grpc_json_transcoder",
+        *_EVERY_CONFIG,
         "envoy.filters.http.jwt_authn",
         "certificate_client.c",
         "envoy.filters.http.api_key_auth",
@@ -104,17 +110,7 @@ def test_envoy_accepts_the_full_config(tmp_path: Path) -> None:
 
 def test_without_a_config_only_the_origin_check_is_added(tmp_path: Path) -> None:
     config = _render(tmp_path, {})
-    assert _filters(config) == [
-        "envoy.filters.http.buffer",
-        "envoy.filters.http.health_check",
-        "envoy.filters.http.cors",
-        "envoy.filters.http.header_mutation",
-        "envoy.filters.http.lua",
-        "envoy.filters.http.grpc_web",
-        "openai_errors",
-        "envoy.filters.http.grpc_json_transcoder",
-        "envoy.filters.http.router",
-    ]
+    assert _filters(config) == [*_EVERY_CONFIG, "envoy.filters.http.router"]
     chain = config["static_resources"]["listeners"][0]["filter_chains"][0]  # type: ignore[index]
     assert "transport_socket" not in chain
 

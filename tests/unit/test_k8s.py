@@ -6,6 +6,7 @@ ports, config and secrets."""
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import subprocess
 from functools import cache
@@ -71,6 +72,13 @@ def _containers(overlay: str) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in _pod(overlay)["containers"]}
 
 
+def _args(container: dict[str, Any]) -> argparse.Namespace:
+    """The container's ``saxgw`` command line, parsed (``$(SAX_ROOT)`` as Kubernetes sets it)."""
+    return parser().parse_args(
+        [a.replace("$(SAX_ROOT)", "/data/sax-root") for a in container["args"]]
+    )
+
+
 def _errors(document: dict[str, Any]) -> list[str]:
     try:
         kubernetes_validate.validate(document, kubernetes_validate.latest_version(), strict=True)
@@ -99,9 +107,7 @@ def test_envoy_runs_beside_the_gateway_and_only_its_and_the_scrape_port_are_reac
     pod = _pod(overlay)
     containers = _containers(overlay)
     init = parser().parse_args(pod["initContainers"][0]["args"])
-    gateway = parser().parse_args(
-        [a.replace("$(SAX_ROOT)", "/data/sax-root") for a in containers["gateway"]["args"]]
-    )
+    gateway = _args(containers["gateway"])
     assert (gateway.command, gateway.host) == ("gateway", "127.0.0.1")
     assert (init.command, init.gateway) == ("envoy-config", [f"127.0.0.1:{gateway.port}"])
 
@@ -137,9 +143,7 @@ def test_the_ops_container_scrapes_the_gateways_shared_metrics_and_envoys_admin(
 ) -> None:
     pod = _pod(overlay)
     containers = _containers(overlay)
-    gateway = parser().parse_args(
-        [a.replace("$(SAX_ROOT)", "/data/sax-root") for a in containers["gateway"]["args"]]
-    )
+    gateway = _args(containers["gateway"])
     init = parser().parse_args(pod["initContainers"][0]["args"])
     ops = parser().parse_args(containers["ops"]["args"])
     assert ops.command == "ops"
@@ -212,8 +216,7 @@ def test_config_file_from_a_configmap_and_keys_and_tls_from_secrets(overlay: str
     containers = {c["name"]: c for c in pod["initContainers"] + pod["containers"]}
     # The gateway and envoy-config read the file, and everything it names, where it is mounted.
     for name in ("envoy-config", "gateway"):
-        args = [a.replace("$(SAX_ROOT)", "/data/sax-root") for a in containers[name]["args"]]
-        assert parser().parse_args(args).config == "/etc/saxgw/config.yaml", name
+        assert _args(containers[name]).config == "/etc/saxgw/config.yaml", name
         mounts = {m["mountPath"]: m for m in containers[name]["volumeMounts"]}
         assert mounts["/etc/saxgw/config.yaml"]["name"] == "config", name
         assert mounts["/etc/saxgw/config.yaml"]["subPath"] == "config.yaml", name

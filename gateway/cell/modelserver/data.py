@@ -4,6 +4,7 @@ supports the method, and turns the model's plain-Python answer into Sax's reply.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Protocol, TypeVar
 
@@ -22,7 +23,7 @@ from saxml.protobuf import (
 from gateway.cell._errors import stream_errors, unary_errors
 from gateway.cell.models import base
 from gateway.cell.models.base import ExtraInputs, Hypothesis, ServableModel
-from gateway.cell.modelserver.cost import stream_cost, unary_cost
+from gateway.cell.modelserver.cost import report_cost
 from gateway.cell.modelserver.loaded import LoadedModels
 from gateway.common.rpc import Context
 
@@ -57,14 +58,16 @@ _Rpc = Callable[[_Self, _Req, Context], Awaitable[_Resp]]
 
 def forward(method: str) -> Callable[[_Body[_Self, _Req, _Resp]], _Rpc[_Self, _Req, _Resp]]:
     """Makes a unary RPC of a method body: find the loaded model (counted under ``method``),
-    run the body on it, and turn a SaxError into the call's status."""
+    run the body on it, report what it cost, and turn a SaxError into the call's status."""
 
     def decorate(body: _Body[_Self, _Req, _Resp]) -> _Rpc[_Self, _Req, _Resp]:
         @unary_errors
-        @unary_cost
         async def rpc(self: _Self, request: _Req, context: Context) -> _Resp:
+            started = time.perf_counter()
             with self._loaded.call(request.model_key, method) as model:
-                return await body(self, request, model, _extra(request.extra_inputs))
+                response = await body(self, request, model, _extra(request.extra_inputs))
+            report_cost(context, started)
+            return response
 
         return rpc
 
@@ -113,10 +116,10 @@ class LMServicer(DataServicer, lm_pb2_grpc.LMServiceServicer):
         return reply
 
     @stream_errors
-    @stream_cost
     async def GenerateStream(
         self, request: lm_pb2.GenerateRequest, context: Context
     ) -> AsyncGenerator[lm_pb2.GenerateStreamResponse]:
+        started = time.perf_counter()
         key: str = request.model_key
         sent = 0
         with self._loaded.call(key, base.LM_GENERATE_STREAM) as model:
@@ -143,6 +146,7 @@ class LMServicer(DataServicer, lm_pb2_grpc.LMServiceServicer):
                 # The client went away: stop decoding now, and say so for tests and operators.
                 self._loaded.record_cancellation(key, tokens_sent=sent)
                 raise
+        report_cost(context, started)  # a stream that ended normally
 
 
 class VisionServicer(DataServicer, vision_pb2_grpc.VisionServiceServicer):

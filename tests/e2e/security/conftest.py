@@ -11,15 +11,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gateway.cell import CellSettings
 from gateway.cli._edge import envoy_settings
-from gateway.client import ClientSettings
-from gateway.config import GatewaySettings
 from gateway.configfile import load_config
-from gateway.launch.envoy import EnvoySettings
 from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack, StackSettings
-from tests.e2e.conftest import CELL, _tail_logs
+from tests._stacks import (
+    cell_settings,
+    gateway_settings,
+    healthy_stack,
+    logs_dir,
+    loopback_envoy,
+)
 from tests.e2e.security._credentials import JwtSigner
 
 # The config: API keys, a JWT issuer whose
@@ -80,43 +82,19 @@ def secure_config(jwks: Path) -> dict[str, object]:
 def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureStack]:
     """The stack started from a --config file, as `saxgw up --config FILE` starts it."""
     base = tmp_path_factory.mktemp("secure")
-    logs = base / "logs"
-    logs.mkdir()
+    logs = logs_dir(base)
     signer = JwtSigner.generate()
     jwks = base / "jwks.json"
     jwks.write_text(signer.jwks())
     config_file = base / "saxgw.yaml"
     config_file.write_text(yaml.safe_dump(secure_config(jwks)))
     config = load_config(config_file).edge
-    sax_root = str(base / "sax-root")
     settings = StackSettings(
-        gateway=GatewaySettings(
-            client=ClientSettings(sax_root=sax_root),
-            default_timeout=20.0,
-            config_file=str(config_file),
-        ),
-        cell=CellSettings(
-            sax_root=sax_root,
-            fs_root=str(base / "fs-root"),
-            cell=CELL,
-            admin_port=free_port(),
-            model_server_ports=(free_port(),),
-            poll_interval=0.3,
-            server_dead_after=2,
-        ),
+        gateway=gateway_settings(base, config_file=str(config_file)),
+        cell=cell_settings(base, servers=1, poll_interval=0.3, server_dead_after=2),
         gateway_ports=(free_port(),),
-        envoy=envoy_settings(
-            EnvoySettings(
-                gateway_endpoints=(),
-                listen_address="127.0.0.1",
-                listen_port=free_port(),
-                admin_port=free_port(),
-            ),
-            config,
-        ),
+        envoy=envoy_settings(loopback_envoy(), config),
         log_dir=str(logs),
     )
-    with Stack(settings) as running:
-        if not running.wait_healthy(timeout=60):
-            pytest.fail("secure stack never became healthy; logs:\n" + _tail_logs(logs))
+    with healthy_stack(settings, "secure stack") as running:
         yield SecureStack(running, config_file, signer)

@@ -22,8 +22,8 @@ from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.launch.processes import ProcessGroup, free_port
+from tests._stacks import tail_logs
 from tests.e2e._published import TEST_LM, published, request_info
-from tests.e2e.conftest import _tail_logs
 from tests.e2e.security.conftest import OPS_KEY, SecureStack
 
 pytestmark = pytest.mark.e2e
@@ -79,7 +79,7 @@ def front(secure: SecureStack, tmp_path_factory: pytest.TempPathFactory) -> Iter
         try:
             group.wait_until("serve", lambda: _healthy(front.url), 60)
         except Exception:
-            pytest.fail("saxgw serve never became healthy; logs:\n" + _tail_logs(base))
+            pytest.fail("saxgw serve never became healthy; logs:\n" + tail_logs(base))
         yield front
     finally:
         group.stop()

@@ -1,0 +1,68 @@
+"""What the gateway's server interceptors share: each wraps the handlers of the unary and
+server-streaming methods it serves, once per method, and reuses them.
+
+Interceptors run on every call, and rebuilding a handler each time would be measurable on the
+hot path. A subclass names the methods it wraps (``prefixes`` of their paths) and says how
+(``wrap_unary``, ``wrap_streaming``, optionally ``deserializer``); any other handler passes
+through unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+Handler = Any  # grpc.RpcMethodHandler; its stub types sync behaviours only
+Unary = Callable[[Any, Any], Awaitable[Any]]
+Streaming = Callable[[Any, Any], AsyncIterator[Any]]
+Deserializer = Callable[[bytes], Any]
+
+
+class WrappingInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps the handlers of the methods whose paths start with one of ``prefixes``."""
+
+    def __init__(self, prefixes: tuple[str, ...] = ("/",)) -> None:
+        self._prefixes = prefixes
+        self._cache: dict[str, Handler] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler:
+        method: str = handler_call_details.method
+        cached = self._cache.get(method)
+        if cached is not None:
+            return cached
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_streaming or not method.startswith(self._prefixes):
+            return handler
+        deserializer = self.deserializer(handler.request_deserializer)
+        if handler.unary_unary is not None:
+            wrapped = grpc.unary_unary_rpc_method_handler(
+                self.wrap_unary(method, handler.unary_unary),
+                request_deserializer=deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        else:
+            wrapped = grpc.unary_stream_rpc_method_handler(
+                self.wrap_streaming(method, handler.unary_stream),
+                request_deserializer=deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        self._cache[method] = wrapped
+        return wrapped
+
+    def deserializer(self, parse: Deserializer) -> Deserializer:
+        """The request parser of a wrapped handler; the method's own by default."""
+        return parse
+
+    def wrap_unary(self, method: str, behavior: Unary) -> Unary:
+        """The unary behaviour served for ``method`` (its full path) instead of ``behavior``."""
+        raise NotImplementedError
+
+    def wrap_streaming(self, method: str, behavior: Streaming) -> Streaming:
+        """The server-streaming behaviour served for ``method`` instead of ``behavior``."""
+        raise NotImplementedError

@@ -1,0 +1,82 @@
+"""The parts of the stacks the e2e, security and fault tests start, as `saxgw up` runs them:
+everything on free loopback ports, the cell's state and the logs under one folder.
+
+    settings = StackSettings(
+        gateway=gateway_settings(base), cell=cell_settings(base, servers=2),
+        gateway_ports=(free_port(),), envoy=loopback_envoy(), log_dir=str(logs_dir(base)),
+    )
+    with healthy_stack(settings, "the stack") as stack: ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.cell import CellSettings
+from gateway.client import ClientSettings
+from gateway.config import GatewaySettings
+from gateway.launch.envoy import EnvoySettings
+from gateway.launch.processes import free_port
+from gateway.launch.stack import Stack, StackSettings
+
+CELL = "/sax/test"
+
+
+def logs_dir(base: Path) -> Path:
+    """``base/logs``, made."""
+    logs = base / "logs"
+    logs.mkdir()
+    return logs
+
+
+def gateway_settings(base: Path, **options: Any) -> GatewaySettings:
+    """Gateway processes for the cell under ``base``, with a 20 s default timeout."""
+    client = ClientSettings(sax_root=str(base / "sax-root"))
+    return GatewaySettings(client=client, default_timeout=20.0, **options)
+
+
+def cell_settings(base: Path, servers: int, **options: Any) -> CellSettings:
+    """The embedded cell ``CELL`` under ``base``: an admin and ``servers`` model servers."""
+    return CellSettings(
+        sax_root=str(base / "sax-root"),
+        fs_root=str(base / "fs-root"),
+        cell=CELL,
+        admin_port=free_port(),
+        num_model_servers=servers,
+        model_server_ports=tuple(free_port() for _ in range(servers)),
+        **options,
+    )
+
+
+def loopback_envoy(**options: Any) -> EnvoySettings:
+    """Envoy listening on loopback (the stack fills in the gateways' endpoints)."""
+    return EnvoySettings(
+        gateway_endpoints=(),
+        listen_address="127.0.0.1",
+        listen_port=free_port(),
+        admin_port=free_port(),
+        **options,
+    )
+
+
+def tail_logs(logs: Path, lines: int = 30) -> str:
+    """The last ``lines`` lines of every log in ``logs``, for a failure message."""
+    return "\n".join(
+        f"--- {p.name}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-lines:])
+        for p in sorted(logs.glob("*.log"))
+    )
+
+
+@contextmanager
+def healthy_stack(settings: StackSettings, what: str) -> Iterator[Stack]:
+    """Runs the stack; fails the test with its logs if it never becomes healthy."""
+    with Stack(settings) as running:
+        if not running.wait_healthy(timeout=60):
+            logs = tail_logs(Path(settings.log_dir or "."))
+            pytest.fail(f"{what} never became healthy; logs:\n{logs}")
+        yield running

@@ -136,14 +136,26 @@ def test_labels_are_bounded() -> None:
     ]
 
 
-async def test_stale_acls_answer_at_once_while_one_background_fetch_renews_them(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    clock = [0.0]
-    monkeypatch.setattr(access_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
-    client = FakeClient({"lm.generate": "acl/team-a"})
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The access checks' monotonic clock, set by the test (clock[0] = seconds)."""
+    now = [0.0]
+    monkeypatch.setattr(access_module, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    return now
+
+
+async def _read_at_zero(client: FakeClient) -> Access:
+    """Checks whose cache holds the model's ACLs (team-a's), read at time 0 for a second."""
     access = _access(client, acl_cache_seconds=1.0)
     await _admit(access, "team-a")
+    return access
+
+
+async def test_stale_acls_answer_at_once_while_one_background_fetch_renews_them(
+    clock: list[float],
+) -> None:
+    client = FakeClient({"lm.generate": "acl/team-a"})
+    access = await _read_at_zero(client)
     assert client.calls == 1
 
     client.acls = {"lm.generate": "acl/team-b"}  # changed at the admin
@@ -163,13 +175,9 @@ async def test_stale_acls_answer_at_once_while_one_background_fetch_renews_them(
 
 
 async def test_a_failed_background_fetch_fails_calls_once_the_acl_is_too_old(
-    monkeypatch: pytest.MonkeyPatch,
+    clock: list[float],
 ) -> None:
-    clock = [0.0]
-    monkeypatch.setattr(access_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
-    client = FailingAfterFirst({"lm.generate": "acl/team-a"})
-    access = _access(client, acl_cache_seconds=1.0)
-    await _admit(access, "team-a")
+    access = await _read_at_zero(FailingAfterFirst({"lm.generate": "acl/team-a"}))
     clock[0] = 1.5
     await _admit(access, "team-a")  # stale: answered; its renewal fails in the background
     await asyncio.sleep(0)

@@ -129,7 +129,7 @@ class BenchStack:
         self.gateway_ee_port = free_port()
         # The telemetry A/B: the same gateway with metrics off, and with tracing on.
         self.gateway_nometrics_port = free_port()
-        self.gateway_nocost_port = free_port()
+        self.gateway_costheader_port = free_port()
         self.gateway_asyncio_port = free_port()
         self.floor_port = free_port()
         self.gateway_tracing_port = free_port()
@@ -154,8 +154,8 @@ class BenchStack:
         return f"127.0.0.1:{self.gateway_nometrics_port}"
 
     @property
-    def gateway_nocost(self) -> str:
-        return f"127.0.0.1:{self.gateway_nocost_port}"
+    def gateway_costheader(self) -> str:
+        return f"127.0.0.1:{self.gateway_costheader_port}"
 
     @property
     def floor(self) -> str:
@@ -348,9 +348,10 @@ class BenchStack:
             self.group.wait_until(name, lambda p=port: _http_ok(f"http://127.0.0.1:{p}/"), 60)
 
     def _start_telemetry_gateways(self) -> None:
-        """More gateways like gateway-0: metrics off; metrics off and the cost header off; on
-        asyncio's event loop instead of uvloop; and one tracing every call to an OTLP sink (on
-        the cell's core, as a collector would be on another host)."""
+        """More gateways like gateway-0: metrics off; metrics off and the cost sent as a
+        header by the gateway; on asyncio's event loop instead of uvloop; and one tracing
+        every call to an OTLP sink (on the cell's core, as a collector would be on another
+        host)."""
         py = sys.executable
         with pinned(self.cpus.cell):
             self.group.start(
@@ -372,7 +373,7 @@ class BenchStack:
         tracing_metrics.mkdir()
         variants = {
             "gateway-nometrics": (self.gateway_nometrics_port, ["--no-metrics"]),
-            "gateway-nocost": (self.gateway_nocost_port, ["--no-metrics", "--no-cost-header"]),
+            "gateway-costheader": (self.gateway_costheader_port, ["--no-metrics", "--cost-header"]),
             "gateway-asyncio": (self.gateway_asyncio_port, ["--event-loop=asyncio"]),
             "gateway-tracing": (
                 self.gateway_tracing_port,

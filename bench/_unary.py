@@ -32,7 +32,8 @@ PATHS = {
     "gateway-grpc": "h2load (gRPC) -> gateway (no Envoy)",
     "gateway-grpc-ee": "as gateway-grpc, grpcio's defaults (EventEngine client/listener on)",
     "gateway-grpc-nometrics": "as gateway-grpc (metrics on, the default), metrics off",
-    "gateway-grpc-nocost": "as gateway-grpc-nometrics, and the cost as a trailer, not a header",
+    "gateway-grpc-costheader": "as gateway-grpc-nometrics, the cost a header the gateway sends "
+    "itself (`--cost-header`)",
     "gateway-grpc-asyncio": "as gateway-grpc, on asyncio's event loop (the default is uvloop)",
     "gateway-grpc-tracing": "as gateway-grpc, tracing on (every call exported over OTLP)",
     "envoy-grpc": "h2load (gRPC) -> Envoy -> gateway",
@@ -45,7 +46,7 @@ PROCESSES = (
     "gateway-0",
     "gateway-ee",
     "gateway-nometrics",
-    "gateway-nocost",
+    "gateway-costheader",
     "gateway-asyncio",
     "gateway-tracing",
     "envoy",
@@ -60,7 +61,7 @@ GATEWAYS = (
     "gateway-0",
     "gateway-ee",
     "gateway-nometrics",
-    "gateway-nocost",
+    "gateway-costheader",
     "gateway-asyncio",
     "gateway-tracing",
 )
@@ -107,8 +108,8 @@ def runners(stack: BenchStack, channel: grpc.aio.Channel | None) -> dict[str, Ru
         "gateway-grpc-nometrics": grpc_path(
             f"http://{stack.gateway_nometrics}{GATEWAY_GENERATE}", gateway_frame
         ),
-        "gateway-grpc-nocost": grpc_path(
-            f"http://{stack.gateway_nocost}{GATEWAY_GENERATE}", gateway_frame
+        "gateway-grpc-costheader": grpc_path(
+            f"http://{stack.gateway_costheader}{GATEWAY_GENERATE}", gateway_frame
         ),
         "gateway-grpc-asyncio": grpc_path(
             f"http://{stack.gateway_asyncio}{GATEWAY_GENERATE}", gateway_frame

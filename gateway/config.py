@@ -34,10 +34,11 @@ class TelemetrySettings:
 
     metrics: bool = True
     """Count calls in Prometheus metrics."""
-    cost_header: bool = True
-    """Send a unary call's Sax query cost as the ``x-sax-query-cost-ms`` response header,
-    which HTTP/JSON clients see; it costs one more send per call. False sends it as a trailer,
-    which only gRPC clients see (streams always use a trailer)."""
+    cost_header: bool = False
+    """Send a unary call's Sax query cost as the ``x-sax-query-cost-ms`` response header
+    from the gateway itself, at the price of one more send per call. False (the default) sends
+    it as a trailer, which the stack's Envoy copies into the response headers (its
+    ``cost_header`` filter), so HTTP/JSON clients see it either way. Streams use a trailer."""
     metrics_dir: str | None = None
     """Directory shared by every gateway process of one deployment, where each writes its
     metrics (prometheus_client's multiprocess mode) for the ops server to add up. None keeps

@@ -22,11 +22,12 @@ def add_telemetry_arguments(parser: argparse.ArgumentParser) -> None:
         help="no per-call metrics (to measure what they cost)",
     )
     parser.add_argument(
-        "--no-cost-header",
-        dest="cost_header",
-        action="store_false",
-        help="send unary calls' x-sax-query-cost-ms as a gRPC trailer, not a header "
-        "(saves a send per call; HTTP/JSON clients then do not see it)",
+        "--cost-header",
+        action=argparse.BooleanOptionalAction,
+        default=TelemetrySettings.cost_header,
+        help="the gateway itself sends unary calls' x-sax-query-cost-ms as a header (one more "
+        "send per call); without it, a trailer, which the stack's Envoy copies into the "
+        "response headers (needed only without this project's Envoy config)",
     )
     parser.add_argument(
         "--otlp-endpoint",
@@ -67,8 +68,8 @@ def telemetry_argv(telemetry: TelemetrySettings) -> list[str]:
     argv = [f"--log-format={telemetry.log_format}"]
     if not telemetry.metrics:
         argv.append("--no-metrics")
-    if not telemetry.cost_header:
-        argv.append("--no-cost-header")
+    if telemetry.cost_header:
+        argv.append("--cost-header")
     if telemetry.metrics_dir:
         argv.append(f"--metrics-dir={telemetry.metrics_dir}")
     if telemetry.otlp_endpoint:

@@ -50,7 +50,8 @@ async def test_calls_are_counted_timed_and_costed(
         stub = gateway_pb2_grpc.SaxGatewayStub(channel)
         call = stub.Generate(pb.GenerateRequest(model=model, query="hello"), timeout=10)
         reply = await call
-        costs = [int(dict(await call.initial_metadata())[COST])]
+        assert COST not in dict(await call.initial_metadata())  # a trailer by default
+        costs = [int(dict(await call.trailing_metadata())[COST])]
         stream = stub.GenerateStream(pb.GenerateStreamRequest(model=model, query="hi"), timeout=10)
         messages = [m async for m in stream]
         costs.append(int(dict(await stream.trailing_metadata())[COST]))
@@ -102,20 +103,20 @@ async def test_calls_are_counted_timed_and_costed(
     assert sample(gateway, "saxgw_sax_admin_rpcs_total", sax_method="WatchLoc") >= 1
 
 
-async def test_without_metrics_or_cost_header_the_cost_is_a_trailer(
+async def test_with_the_cost_header_on_and_no_metrics_the_cost_is_a_header(
     inproc_cell: InprocCell,
 ) -> None:
-    quiet = TelemetrySettings(metrics=False, cost_header=False)
+    costly = TelemetrySettings(metrics=False, cost_header=True)
     root = inproc_cell.settings.sax_root
-    async with running_gateway(root, health_interval=60, telemetry=quiet) as server:
+    async with running_gateway(root, health_interval=60, telemetry=costly) as server:
         async with admin_stub(inproc_cell.admin.address) as admin:
-            model = await publish(admin, "quiet")
+            model = await publish(admin, "costly")
         async with grpc.aio.insecure_channel(server.address) as channel:
             stub = gateway_pb2_grpc.SaxGatewayStub(channel)
             call = stub.Generate(pb.GenerateRequest(model=model, query="hello"), timeout=10)
             await call
-            assert COST not in dict(await call.initial_metadata())
-            assert int(dict(await call.trailing_metadata())[COST]) >= 1
+            assert int(dict(await call.initial_metadata())[COST]) >= 1
+            assert COST not in dict(await call.trailing_metadata())
     assert server.metrics is None
 
 

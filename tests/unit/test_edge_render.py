@@ -3,11 +3,16 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from google.api import annotations_pb2
+from google.protobuf.descriptor import MethodDescriptor
+from saxgateway.v1 import gateway_pb2
 
 from gateway.cli.main import main
 from gateway.configfile import parse_config
@@ -94,6 +99,7 @@ def test_envoy_accepts_the_full_config(tmp_path: Path) -> None:
         "envoy.filters.http.api_key_auth",
         "envoy.filters.http.rbac",
         "envoy.filters.http.local_ratelimit",
+        "cost_header",
         "envoy.filters.http.router",
     ]
     chain = config["static_resources"]["listeners"][0]["filter_chains"][0]  # type: ignore[index]
@@ -110,7 +116,7 @@ def test_envoy_accepts_the_full_config(tmp_path: Path) -> None:
 
 def test_without_a_config_only_the_origin_check_is_added(tmp_path: Path) -> None:
     config = _render(tmp_path, {})
-    assert _filters(config) == [*_EVERY_CONFIG, "envoy.filters.http.router"]
+    assert _filters(config) == [*_EVERY_CONFIG, "cost_header", "envoy.filters.http.router"]
     chain = config["static_resources"]["listeners"][0]["filter_chains"][0]  # type: ignore[index]
     assert "transport_socket" not in chain
 
@@ -131,3 +137,45 @@ def test_bad_config_is_reported_with_its_key(
     err = capsys.readouterr().err
     assert "auth.api_keys[0].roles: unknown 'boss'" in err
     assert "sk-ops" not in err
+
+
+def _bindings(method: MethodDescriptor) -> list[str]:
+    """A path each of ``method``'s HTTP bindings matches (``{model=sax/*/*}`` -> sax/x/x)."""
+    rule = method.GetOptions().Extensions[annotations_pb2.http]
+    paths = []
+    for r in (rule, *rule.additional_bindings):
+        template = getattr(r, r.WhichOneof("pattern"))
+        paths.append(
+            re.sub(r"\{\w+(=([^}]*))?\}", lambda m: (m.group(2) or "x").replace("*", "x"), template)
+        )
+    return paths
+
+
+def _route(routes: list[dict[str, Any]], path: str) -> dict[str, Any]:
+    """The route Envoy picks for ``path``: the first whose match fits."""
+    for route in routes:
+        match = route["match"]
+        if (
+            match.get("path") == path
+            or ("prefix" in match and path.startswith(match["prefix"]))
+            or ("safe_regex" in match and re.fullmatch(match["safe_regex"]["regex"], path))
+        ):
+            return route
+    raise AssertionError(f"no route for {path}")
+
+
+def test_the_cost_header_filter_is_on_for_unary_calls_and_never_for_streams(
+    tmp_path: Path,
+) -> None:
+    # The filter holds a reply until it ends: on a stream's route it would hold every SSE event
+    # back. Filters are picked by the route of the request's own path (HTTP or gRPC).
+    config = _render(tmp_path, {})
+    listener = config["static_resources"]["listeners"][0]  # type: ignore[index]
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+    service = gateway_pb2.DESCRIPTOR.services_by_name["SaxGateway"]
+    for method in service.methods:
+        grpc_path = f"/{service.full_name}/{method.name}"
+        for path in [grpc_path, *_bindings(method)]:
+            on = "cost_header" in _route(routes, path).get("typed_per_filter_config", {})
+            assert on != method.server_streaming, (path, on)

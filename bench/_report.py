@@ -175,16 +175,24 @@ def _floor_lines(results: dict[str, Any]) -> list[str]:
         "per call as the gateway, tuned alike) against the gateway without Envoy:",
         "",
     ]
+    median = unary["median"]
     for c in CONCURRENCIES:
         floor = unary["cpu_us_per_request"]["floor-grpc"][c]["floor"]
         gateway = unary["cpu_us_per_request"]["gateway-grpc"][c]["gateway-0"]
         model = unary["cpu_us_per_request"]["direct-h2load"][c]["modelserver"]
+        added = {p: median[p][c]["p50_ms"] - limit(unary, c)["p50_ms"] for p in _FLOOR_PATHS}
         lines.append(
             f"- c={c}: floor {floor:.0f} µs of CPU per call, gateway {gateway:.0f} µs "
             f"({gateway - floor:+.0f} µs, {gateway / floor - 1:+.0%}, for its own checks, "
-            f"routing, telemetry and error mapping); the model server alone {model:.0f} µs."
+            f"routing, telemetry and error mapping); the model server alone {model:.0f} µs. "
+            "p50 added over the limit: "
+            + ", ".join(f"`{p}` {v:+.2f} ms" for p, v in added.items())
+            + "."
         )
     return lines
+
+
+_FLOOR_PATHS = ("floor-grpc", "gateway-grpc", "envoy-http")
 
 
 def _unary_table(results: dict[str, Any]) -> list[str]:

@@ -46,6 +46,8 @@ class _DefaultsFormatter(argparse.HelpFormatter):
         text = action.help or ""
         if "default" in text or not _meaningful(action.default):
             return text
+        if isinstance(action, argparse._StoreFalseAction):
+            return text  # --no-x: "default: True" would read as if --no-x were on
         if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
             return f"{text} (default: %(default)s)".lstrip()
         return text

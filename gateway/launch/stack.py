@@ -153,6 +153,8 @@ class Stack:
         return str(Path(self.settings.log_dir) / f"{name}.log") if self.settings.log_dir else None
 
     def __enter__(self) -> Stack:
+        if self.settings.log_dir:  # --log-dir names a folder that need not exist yet
+            Path(self.settings.log_dir).mkdir(parents=True, exist_ok=True)
         try:
             self._start()
         except BaseException:

@@ -97,7 +97,7 @@ def test_up_restart_serves_restored_models_and_refuses_busy_ports(tmp_path: Path
         f"--model-server-ports={free_port()}",
         f"--sax-root={tmp_path / 'sax-root'}",
         f"--fs-root={tmp_path / 'fs-root'}",
-        f"--log-dir={tmp_path}",
+        f"--log-dir={tmp_path / 'logs'}",  # not there yet: up makes it
     ]
     url = f"http://127.0.0.1:{port}"
     with saxgw_up(argv) as up:

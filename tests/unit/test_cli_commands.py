@@ -224,3 +224,6 @@ def test_help_shows_defaults() -> None:
     ls = _help("ls")
     assert "(default: localhost:8888)" in ls
     assert "(default: None)" not in ls and "(default: False)" not in ls
+    # A --no-x flag stores False; "(default: True)" beside it would read as if it were on.
+    assert "--no-metrics no per-call metrics (to measure what they cost) --" in up
+    assert "(default: True)" not in up

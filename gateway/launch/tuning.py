@@ -44,8 +44,8 @@ def grpc_env() -> dict[str, str]:
 def loop_factory(loop: str = "auto") -> Callable[[], asyncio.AbstractEventLoop] | None:
     """The event loop a gateway process runs on (None: asyncio's). ``auto`` is uvloop's where
     it is installed (a dependency on Linux and macOS): grpc.aio runs on any asyncio loop, and
-    on uvloop the gateway spent ~10% less CPU per call (`make bench`, gateway-grpc vs
-    gateway-grpc-asyncio), all of it in the loop's own work (callbacks, selector, tasks)."""
+    on uvloop the gateway spent 2-10% less CPU per call, the loop's own work (callbacks,
+    selector, tasks); BENCHMARKS.md has the A/Bs (`make bench` row gateway-grpc-asyncio)."""
     if loop == "asyncio":
         return None
     try:

@@ -116,15 +116,16 @@ async def test_cancelled_stream_is_recorded(inproc_cell: InprocCell) -> None:
             lm_pb2.GenerateRequest(model_key=model_id, text="x")
         )
         await call.read()
-        cancelled_at = time.time()
         call.cancel()
 
         async def recorded() -> bool:
             return any(s.loaded.cancellations(model_id) for s in inproc_cell.model_servers)
 
-        await eventually(recorded, timeout=2, interval=0.005)
+        await eventually(recorded, timeout=30, interval=0.005)
     (event,) = [c for s in inproc_cell.model_servers for c in s.loaded.cancellations(model_id)]
-    assert event.at - cancelled_at < 0.1
+    # It stopped generating: 100 tokens 20 ms apart take 2 s, and the call was cancelled after
+    # the first. (How soon it notices is a speed: the bench's business, not a test's.)
+    assert 1 <= event.tokens_sent < 100
 
 
 async def test_data_errors(inproc_cell: InprocCell) -> None:

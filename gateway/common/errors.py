@@ -259,6 +259,13 @@ def code_from_text(message: str) -> grpc.StatusCode | None:
     return None
 
 
+# A deadline grpc enforced itself reads "Deadline Exceeded", or, on a channel without grpc's
+# retry layer (client/_channels.py) when the server's cancellation arrives first, "Stream
+# removed (Deadline Exceeded)": one event, so one message for the caller.
+_DEADLINE = "Deadline Exceeded"
+_DEADLINE_REMOVED = f"Stream removed ({_DEADLINE})"
+
+
 def from_grpc_error(exc: grpc.RpcError) -> SaxError:
     """Maps a gRPC error to its ``SaxError`` class; callers ``raise ... from exc``.
 
@@ -268,6 +275,8 @@ def from_grpc_error(exc: grpc.RpcError) -> SaxError:
     code, message = _code_and_details(exc)
     if code == grpc.StatusCode.UNKNOWN:
         code = code_from_text(message) or code
+    elif code == grpc.StatusCode.DEADLINE_EXCEEDED and message == _DEADLINE_REMOVED:
+        message = _DEADLINE
     return error_for_code(code, message, field_violations=_field_violations(exc))
 
 

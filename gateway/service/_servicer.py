@@ -241,35 +241,30 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
         self, request: pb.GenerateStreamRequest, context: Context
     ) -> AsyncIterator[pb.GenerateStreamResponse]:
         with self._streams.hold(context):
-            async for response in self._generate_stream(request, context):
-                yield response
-
-    async def _generate_stream(
-        self, request: pb.GenerateStreamRequest, context: Context
-    ) -> AsyncIterator[pb.GenerateStreamResponse]:
-        model, options = self._target(request, context, self._settings.stream_timeout)
-        f.required(request.query, "query")
-        tracker = DeltaTracker()
-        started = False
-        stream = self._client.lm_generate_stream(model, request.query, options)
-        try:
-            async for items in stream:
-                deltas = tracker.feed(items)
-                if deltas:
-                    started = True
-                    yield pb.GenerateStreamResponse(deltas=deltas)
-        except Exception as exc:
-            # Before the first message the caller still gets a plain status (an HTTP status
-            # through Envoy). After it, an HTTP/1.1 client could not see a trailer, so the
-            # stream ends with an in-band error; gRPC callers also get the real status.
-            if started:
-                yield pb.GenerateStreamResponse(
-                    done=True, error=to_status(exc, request_id(context))[2]
-                )
-            raise
-        finally:
-            await _close(stream)  # on client disconnect, this cancels the Sax call
-        yield pb.GenerateStreamResponse(done=True, texts=tracker.final())
+            model, options = self._target(request, context, self._settings.stream_timeout)
+            f.required(request.query, "query")
+            tracker = DeltaTracker()
+            started = False
+            stream = self._client.lm_generate_stream(model, request.query, options)
+            try:
+                async for items in stream:
+                    deltas = tracker.feed(items)
+                    if deltas:
+                        started = True
+                        yield pb.GenerateStreamResponse(deltas=deltas)
+            except Exception as exc:
+                # Before the first message the caller still gets a plain status (an HTTP
+                # status through Envoy). After it, an HTTP/1.1 client could not see a
+                # trailer, so the stream ends with an in-band error; gRPC callers also get
+                # the real status.
+                if started:
+                    yield pb.GenerateStreamResponse(
+                        done=True, error=to_status(exc, request_id(context))[2]
+                    )
+                raise
+            finally:
+                await _close(stream)  # on client disconnect, this cancels the Sax call
+            yield pb.GenerateStreamResponse(done=True, texts=tracker.final())
 
     async def Score(self, request: pb.ScoreRequest, context: Context) -> pb.ScoreResponse:
         model, options = self._target(request, context)

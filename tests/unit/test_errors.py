@@ -79,6 +79,22 @@ def test_known_code_is_not_overridden_by_text() -> None:
     assert isinstance(error, errors.InternalError)
 
 
+@pytest.mark.parametrize(
+    ("details", "message"),
+    [
+        ("Deadline Exceeded", "Deadline Exceeded"),
+        # grpc's wording when its retry layer is off and the server's cancellation wins.
+        ("Stream removed (Deadline Exceeded)", "Deadline Exceeded"),
+        # A server's own deadline message is its own.
+        ("model timed out after 3s", "model timed out after 3s"),
+    ],
+)
+def test_a_deadline_has_one_message_however_grpc_words_it(details: str, message: str) -> None:
+    error = errors.from_grpc_error(_FakeRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, details))
+    assert isinstance(error, errors.DeadlineExceededError)
+    assert error.message == message
+
+
 def test_bad_request_details_become_field_violations() -> None:
     status = bad_request("bad", ("text", "empty"))
     exc = _FakeRpcError(

@@ -157,3 +157,27 @@ def test_cors_actual_request_from_another_origin_is_refused(http: httpx.Client) 
         response, 7, "cross-origin request refused: Origin is not allowed"
     )
     assert "access-control-allow-origin" not in response.headers
+
+
+def test_sse_streams_keep_cors_and_the_origin_check(http: httpx.Client, model: str) -> None:
+    # The stream routes turn the filters an HTTP path never needs off (health_check,
+    # grpc_web), and the origin check only runs for requests that carry an Origin: a browser
+    # on an allowed origin still streams with CORS headers, a foreign one is still refused.
+    body = {"model": model, "query": "q"}
+    with http.stream("POST", "/generate_stream", json=body, headers={"origin": ALLOWED}) as ok:
+        assert ok.status_code == 200
+        assert ok.headers["access-control-allow-origin"] == ALLOWED
+        assert ok.headers["content-type"] == "text/event-stream"
+        text = "".join(line for line in ok.iter_lines() if line.startswith("data:"))
+    assert '"text":"hello grpc web"' in text
+    refused = http.post("/generate_stream", json=body, headers={"origin": "http://evil.example"})
+    assert refused.status_code == 403
+    assert refused.json() == envoy_error(
+        refused, 7, "cross-origin request refused: Origin is not allowed"
+    )
+    # Without an Origin (curl, SDKs) the check is skipped, and the health check is still
+    # answered by Envoy on its own path.
+    with http.stream("POST", "/generate_stream", json=body) as plain:
+        assert plain.status_code == 200
+        assert "access-control-allow-origin" not in plain.headers
+    assert http.get("/healthz").status_code == 200

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from google.api import annotations_pb2
 from google.protobuf.descriptor import MethodDescriptor
-from saxgateway.v1 import gateway_pb2
+from saxgateway.v1 import gateway_pb2, openai_pb2
 
 from gateway.cli.main import main
 from gateway.configfile import parse_config
@@ -179,3 +179,53 @@ def test_the_cost_header_filter_is_on_for_unary_calls_and_never_for_streams(
         for path in [grpc_path, *_bindings(method)]:
             on = "cost_header" in _route(routes, path).get("typed_per_filter_config", {})
             assert on != method.server_streaming, (path, on)
+
+
+# Filters an HTTP path never needs: each one in a stream's chain lives as long as the stream.
+_NOT_FOR_HTTP_STREAMS = ("envoy.filters.http.health_check", "envoy.filters.http.grpc_web")
+
+
+def _disabled(route: dict[str, Any]) -> set[str]:
+    per_filter = route.get("typed_per_filter_config", {})
+    return {name for name, c in per_filter.items() if c.get("disabled") is True}
+
+
+def test_http_stream_routes_leave_out_the_filters_they_never_need(tmp_path: Path) -> None:
+    config = _render(tmp_path, {})
+    listener = config["static_resources"]["listeners"][0]  # type: ignore[index]
+    routes = listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"][
+        "virtual_hosts"
+    ][0]["routes"]
+    service = gateway_pb2.DESCRIPTOR.services_by_name["SaxGateway"]
+    streams = [m for m in service.methods if m.server_streaming]
+    openai = openai_pb2.DESCRIPTOR.services_by_name["OpenAIGateway"]
+    http_paths = [p for m in streams for p in _bindings(m)]
+    http_paths += [p for m in openai.methods for p in _bindings(m)]
+    assert "/generate_stream" in http_paths and "/v1/chat/completions" in http_paths
+    for path in http_paths:
+        assert set(_NOT_FOR_HTTP_STREAMS) <= _disabled(_route(routes, path)), path
+    # grpc-web calls use the gRPC paths, and /healthz is answered on the catch-all route.
+    grpc_paths = [f"/{s.full_name}/{m.name}" for s in (service, openai) for m in s.methods]
+    for path in [*grpc_paths, "/healthz"]:
+        assert not set(_NOT_FOR_HTTP_STREAMS) & _disabled(_route(routes, path)), path
+
+
+def test_the_origin_check_runs_only_for_requests_with_an_origin(tmp_path: Path) -> None:
+    # Its Lua coroutine would live as long as each stream; clients without an Origin header
+    # (curl, SDKs) cannot be cross-origin browser requests, so the filter is skipped for them.
+    config = _render(tmp_path, {})
+    listener = config["static_resources"]["listeners"][0]  # type: ignore[index]
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    [check] = [f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.lua"]
+    wrapper = check["typed_config"]
+    assert wrapper["@type"].endswith("common.matching.v3.ExtensionWithMatcher")
+    assert wrapper["extension_config"]["typed_config"]["@type"].endswith("lua.v3.Lua")
+    assert (
+        "origin"
+        in wrapper["extension_config"]["typed_config"]["default_source_code"]["inline_string"]
+    )
+    [matcher] = wrapper["xds_matcher"]["matcher_list"]["matchers"]
+    present = matcher["predicate"]["not_matcher"]["single_predicate"]
+    assert present["input"]["typed_config"]["header_name"] == "origin"
+    assert present["value_match"]["safe_regex"]["regex"] == ".*"
+    assert matcher["on_match"]["action"]["typed_config"]["@type"].endswith("SkipFilter")

@@ -141,6 +141,7 @@ def main() -> None:
     if missing:
         sys.exit(f"missing {', '.join(missing)}: apt-get install wrk nghttp2-client")
     started = time.monotonic()
+    speed_before = _machine.speed()
     with BenchStack(args.workdir) as stack:
         _log(
             f"stack up (logs in {stack.logs}); cell on CPU {stack.cpus.cell}, "
@@ -151,6 +152,7 @@ def main() -> None:
             results = {**json.loads(args.results.read_text()), **results}
         results["pinning"] = {"cell": sorted(stack.cpus.cell), "front": sorted(stack.cpus.front)}
     results["machine"] = _machine.describe()
+    results["machine_speed"] = _machine.speed_over(speed_before, _machine.speed())
     results["run"] = {
         "quick": args.quick,
         "wall_seconds": time.monotonic() - started,

@@ -130,7 +130,8 @@ def _unary_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         _target(
             "front-end CPU per HTTP/JSON request (gateway + Envoy, c=64, pinned) <= 500 µs",
-            f"{front:.0f} µs{load('envoy-http', '64')}",
+            f"{front:.0f} µs, {front / cpu['modelserver']:.2f}x the model server's own"
+            f"{load('envoy-http', '64')}",
             front <= 500,
             front,
         ),
@@ -377,6 +378,18 @@ def _unary_heading(results: dict[str, Any]) -> str:
     )
 
 
+def _speed(results: dict[str, Any]) -> str:
+    speed = results.get("machine_speed")
+    if speed is None:  # results from before the reading existed
+        return ""
+    return (
+        f" Machine speed (`sum()` over 1,000 ints, best of 5): "
+        f"{speed['sum_1000_us_start']:.1f} µs at the start, {speed['sum_1000_us_end']:.1f} µs "
+        f"at the end; CPU taken by the host (steal) during the run: "
+        f"{speed['steal_percent']:.1f}%. Compare µs figures only between runs that read alike."
+    )
+
+
 def generated(results: dict[str, Any]) -> str:
     m = results["machine"]
     run = results["run"]
@@ -391,7 +404,7 @@ def generated(results: dict[str, Any]) -> str:
         f"{m['envoy'].split('/')[1] if '/' in m['envoy'] else m['envoy']}, "
         f"{m['wrk'].split(' Copyright')[0]}, {m['h2load']}, FastAPI {m['packages']['fastapi']}, "
         f"uvicorn {m['packages']['uvicorn']} (httptools, uvloop). Pinning: cell on CPU "
-        f"{pins['cell']}, everything else on CPU {pins['front']}.",
+        f"{pins['cell']}, everything else on CPU {pins['front']}." + _speed(results),
         "",
         "### Targets",
         "",

@@ -2,9 +2,10 @@
 
 Serves ``saxgateway.v1.SaxGateway/Generate`` and makes the one Sax ``lm.Generate`` call it
 stands for, with nothing else: no checks, no routing, no telemetry, no error mapping. It runs
-with the gateway's own tuning (grpc experiments, event loop), so ``floor-grpc`` minus
-``gateway-grpc`` is what the gateway's own code costs per call, and ``floor-grpc`` itself is
-what this machine charges for the two grpc.aio RPCs every gateway call is made of.
+with the gateway's own tuning (grpc experiments, event loop, channel options), so
+``floor-grpc`` minus ``gateway-grpc`` is what the gateway's own code costs per call, and
+``floor-grpc`` itself is what this machine charges for the two grpc.aio RPCs every gateway
+call is made of.
 
     python -m bench._floor_proxy --port 50999 --model-server 127.0.0.1:10001
 """
@@ -17,11 +18,12 @@ import grpc
 from saxgateway.v1 import gateway_pb2
 from saxml.protobuf import lm_pb2
 
+from gateway.client._channels import insecure_channel
 from gateway.launch import tuning
 
 
 async def serve(port: int, model_server: str) -> None:
-    channel = grpc.aio.insecure_channel(model_server)
+    channel = insecure_channel(model_server)  # the gateway's own channel options
     generate = channel.unary_unary(
         "/sax.server.lm.LMService/Generate",
         request_serializer=lm_pb2.GenerateRequest.SerializeToString,

@@ -6,12 +6,14 @@ import contextlib
 import ctypes
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -20,11 +22,51 @@ class StartupError(RuntimeError):
     """A child process exited or did not become ready in time."""
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on right now."""
+_EPHEMERAL_RANGE = "/proc/sys/net/ipv4/ip_local_port_range"
+_handed_out: set[int] = set()
+
+
+def _port_candidates() -> range:
+    """Ports outside the kernel's ephemeral range. ``bind(0)`` picks from that range, and so
+    does every outgoing connection: a port found free that way can become some client's local
+    port before our server binds it ("Address already in use"). Below the range, only servers
+    that chose the port themselves can take it."""
+    try:
+        low, high = (int(n) for n in Path(_EPHEMERAL_RANGE).read_text().split())
+    except (OSError, ValueError):
+        return range(0)
+    if low - 1 >= 20000:
+        return range(20000, low)
+    if high + 1 <= 60000:
+        return range(high + 1, 65536)
+    return range(0)
+
+
+def _bindable(host: str, port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now, outside the ephemeral range where it can, and
+    never the same port twice in one process (the caller binds it later, not now)."""
+    candidates = _port_candidates()
+    for _ in range(200 if candidates else 0):
+        port = random.choice(candidates)
+        if port not in _handed_out and _bindable(host, port):
+            _handed_out.add(port)
+            return port
+    while True:
+        with socket.socket() as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def port_open(address: str) -> bool:

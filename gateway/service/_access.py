@@ -13,7 +13,7 @@ import contextvars
 import fnmatch
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -109,9 +109,25 @@ class Access:
             return ANONYMOUS
         return client if client in self._settings.known_clients else "other"
 
-    def _check_models(self, client: str | None, model: str) -> None:
+    def _in_model_list(self, client: str | None, model: str) -> bool:
         patterns = self._settings.client_models.get(client or "")
-        if patterns is not None and not any(fnmatch.fnmatchcase(model, p) for p in patterns):
+        return patterns is None or any(fnmatch.fnmatchcase(model, p) for p in patterns)
+
+    def _acl_admits(self, client: str | None, acl: str) -> bool:
+        return not acl or (client is not None and client in self.members(acl))
+
+    def may_use(
+        self, client: str | None, model: str, acls: Mapping[str, str], methods: Sequence[str]
+    ) -> bool:
+        """Whether ``client`` may call at least one of ``methods`` (Sax method names) on
+        ``model``, whose ACLs are ``acls`` as just listed: what a model listing shows a client,
+        so that it names no model the client would be refused."""
+        return self._in_model_list(client, model) and any(
+            self._acl_admits(client, acls.get(m, "")) for m in methods
+        )
+
+    def _check_models(self, client: str | None, model: str) -> None:
+        if not self._in_model_list(client, model):
             log.info("client=%s refused model=%s: not in its model list", self.label(client), model)
             raise PermissionDeniedError(f"client {client} may not use {model}")
 
@@ -172,7 +188,7 @@ class Access:
 
     async def _check_acl(self, client: str | None, model: str, method: str, timeout: float) -> None:
         acl = (await self._model_acls(model, timeout)).get(method, "")
-        if acl and (client is None or client not in self.members(acl)):
+        if not self._acl_admits(client, acl):
             log.info(
                 "client=%s refused %s on model=%s by ACL %s", self.label(client), method, model, acl
             )

@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 LM_METHOD = "lm.generate"
 """Models that report this method are language models, listed by /v1/models."""
 
+_LISTED_FOR = (LM_METHOD, "lm.generate_stream")
+"""/v1/models shows a client the language models it may call one of these on (its model list
+and the models' Sax ACLs), as OpenAI lists the models an API key can use."""
+
 _T = TypeVar("_T")
 
 
@@ -121,6 +125,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         listed = await asyncio.gather(
             *(self._client.list_all(c, deadline=deadline) for c in cells), return_exceptions=True
         )
+        client = self._access.identity(context)
         models = []
         for cell, result in zip(cells, listed, strict=True):
             if isinstance(result, SaxError) and len(cells) > 1:
@@ -130,7 +135,12 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
                 continue
             if isinstance(result, BaseException):
                 raise result
-            models += [d.model_id for d in result if LM_METHOD in d.method_names]
+            models += [
+                d.model_id
+                for d in result
+                if LM_METHOD in d.method_names
+                and self._access.may_use(client, d.model_id, d.acls, _LISTED_FOR)
+            ]
         return models
 
     @_errors.unary

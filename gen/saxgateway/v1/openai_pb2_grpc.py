@@ -98,8 +98,9 @@ class OpenAIGatewayServicer:
     """
 
     def ListOpenAIModels(self, request, context):
-        """Returns the published language models as an OpenAI model list (ids are
-        Sax model IDs, plus the aliases configured for them).
+        """Returns the published language models the caller may use (its model list
+        and the models' Sax ACLs) as an OpenAI model list (ids are Sax model IDs,
+        plus the aliases configured for them).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

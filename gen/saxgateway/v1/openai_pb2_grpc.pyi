@@ -51,8 +51,9 @@ class OpenAIGatewayStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> OpenAIGatewayAsyncStub: ...
     ListOpenAIModels: _grpc.UnaryUnaryMultiCallable[_openai_pb2.ListOpenAIModelsRequest, _httpbody_pb2.HttpBody]
-    """Returns the published language models as an OpenAI model list (ids are
-    Sax model IDs, plus the aliases configured for them).
+    """Returns the published language models the caller may use (its model list
+    and the models' Sax ACLs) as an OpenAI model list (ids are Sax model IDs,
+    plus the aliases configured for them).
     """
     GetOpenAIModel: _grpc.UnaryUnaryMultiCallable[_openai_pb2.GetOpenAIModelRequest, _httpbody_pb2.HttpBody]
     """Returns one model as an OpenAI model object. Returns NOT_FOUND if it is
@@ -96,8 +97,9 @@ class OpenAIGatewayAsyncStub(OpenAIGatewayStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListOpenAIModels: _aio.UnaryUnaryMultiCallable[_openai_pb2.ListOpenAIModelsRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
-    """Returns the published language models as an OpenAI model list (ids are
-    Sax model IDs, plus the aliases configured for them).
+    """Returns the published language models the caller may use (its model list
+    and the models' Sax ACLs) as an OpenAI model list (ids are Sax model IDs,
+    plus the aliases configured for them).
     """
     GetOpenAIModel: _aio.UnaryUnaryMultiCallable[_openai_pb2.GetOpenAIModelRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
     """Returns one model as an OpenAI model object. Returns NOT_FOUND if it is
@@ -144,8 +146,9 @@ class OpenAIGatewayServicer(metaclass=_abc_1.ABCMeta):
         request: _openai_pb2.ListOpenAIModelsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_httpbody_pb2.HttpBody, _abc.Awaitable[_httpbody_pb2.HttpBody]]:
-        """Returns the published language models as an OpenAI model list (ids are
-        Sax model IDs, plus the aliases configured for them).
+        """Returns the published language models the caller may use (its model list
+        and the models' Sax ACLs) as an OpenAI model list (ids are Sax model IDs,
+        plus the aliases configured for them).
         """
 
     @_abc_1.abstractmethod

@@ -75,3 +75,29 @@ def test_a_models_sax_acl_holds_on_the_openai_routes(secure: SecureStack, model:
             assert team_a.completions.create(model=model, prompt="q").choices[0].text == "hi there"
         finally:
             _set_method_acl(secure, model, "lm.generate", "")
+
+
+def test_models_list_shows_a_client_only_the_models_it_may_use(
+    secure: SecureStack, model: str
+) -> None:
+    token = secure.signer.token({"iss": ISSUER, "aud": "saxgw", "sub": "dave"})
+
+    def listed(key: str) -> set[str]:
+        with _sdk(secure, key) as client:
+            return {m.id for m in client.models.list()}
+
+    # team-b's model list (/sax/test/sec-b-*) leaves the model out; team-a has no list.
+    assert model in listed(TEAM_A_KEY)
+    assert model not in listed(TEAM_B_KEY)
+    assert model in listed(token)
+    _set_method_acl(secure, model, "lm.generate", "acl/readers")
+    _set_method_acl(secure, model, "lm.generate_stream", "acl/readers")
+    try:
+        # The listing reads the ACLs as the admin has them now: no cache to wait for.
+        assert model not in listed(token)
+        assert model in listed(TEAM_A_KEY)
+        _set_method_acl(secure, model, "lm.generate_stream", "")
+        assert model in listed(token)  # dave may still stream from it
+    finally:
+        _set_method_acl(secure, model, "lm.generate", "")
+        _set_method_acl(secure, model, "lm.generate_stream", "")

@@ -24,6 +24,7 @@ from gateway.service._metrics import FLUSH_INTERVAL_S, GatewayMetrics, use_direc
 from gateway.service._observe import GatewayObserver, TelemetryInterceptor
 from gateway.service._reflection import enable_reflection
 from gateway.service._servicer import SaxGatewayServicer
+from gateway.service._streams import StreamSlots
 from gateway.service._tracing import Tracing
 from gateway.service.openai import OpenAIGatewayServicer
 from gateway.service.openai._tokens import TokenCounter
@@ -109,11 +110,12 @@ class GatewayServer:
                 *PENDING_CALLS_OPTIONS,
             ],
         )
+        streams = StreamSlots(settings.max_streams_per_client, access.identity)
         gateway_pb2_grpc.add_SaxGatewayServicer_to_server(
-            SaxGatewayServicer(client, settings), server
+            SaxGatewayServicer(client, settings, streams), server
         )
         openai_pb2_grpc.add_OpenAIGatewayServicer_to_server(
-            OpenAIGatewayServicer(client, settings, access, tokens), server
+            OpenAIGatewayServicer(client, settings, access, streams, tokens), server
         )
         health = HealthReporter(client, settings.health_interval)
         health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)

@@ -76,10 +76,10 @@ def _texts(pairs: list[tuple[str, float]]) -> list[pb.DecodedText]:
 class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer):
     """Implements saxgateway.v1.SaxGateway over one shared Sax `Client`."""
 
-    def __init__(self, client: Client, settings: GatewaySettings) -> None:
+    def __init__(self, client: Client, settings: GatewaySettings, streams: StreamSlots) -> None:
         self._client = client
         self._settings = settings
-        self._streams = StreamSlots(settings.max_streams_per_client)
+        self._streams = streams  # shared with the OpenAI face
 
     def _deadline(
         self, context: Context, request: Any = None, default: float | None = None

@@ -2,13 +2,16 @@
 
 GenerateStream and WatchAddresses calls can stay open for minutes or hours. Envoy caps them in
 total (a circuit-breaker budget of their own); this caps them per client, so that one client
-cannot use up that budget for everyone else. A client is the address Envoy saw (the last entry
-of ``x-forwarded-for``, which Envoy appends itself), or the gRPC peer for direct callers.
+cannot use up that budget for everyone else. A client is its authenticated identity when Envoy
+established one (so clients behind one NAT or proxy do not share a budget, and one client cannot
+spread its streams over many addresses); otherwise the address Envoy saw (the last entry of
+``x-forwarded-for``, which Envoy appends itself), or the gRPC peer for direct callers. SaxGateway
+and the OpenAI face count in the same slots.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from gateway.client import ResourceExhaustedError
@@ -25,10 +28,14 @@ def client_of(context: Context) -> str:
 
 
 class StreamSlots:
-    """Open streams per client; `hold` refuses one over ``per_client``."""
+    """Open streams per client; `hold` refuses one over ``per_client``. ``identify`` gives the
+    caller's authenticated identity, if any (`Access.identity`)."""
 
-    def __init__(self, per_client: int) -> None:
+    def __init__(
+        self, per_client: int, identify: Callable[[Context], str | None] = lambda _: None
+    ) -> None:
         self._per_client = per_client
+        self._identify = identify
         self._open: dict[str, int] = {}
 
     def open(self, client: str) -> int:
@@ -37,7 +44,7 @@ class StreamSlots:
     @contextmanager
     def hold(self, context: Context) -> Iterator[None]:
         """Counts a stream for the duration; RESOURCE_EXHAUSTED when the client is at its limit."""
-        client = client_of(context)
+        client = self._identify(context) or client_of(context)
         count = self._open.get(client, 0)
         if count >= self._per_client:
             raise ResourceExhaustedError(

@@ -40,7 +40,8 @@ def add_gateway_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-streams-per-client",
         type=int,
         default=default(GatewaySettings, "max_streams_per_client"),
-        help="open GenerateStream/WatchAddresses calls one client may hold",
+        help="open streams (GenerateStream, WatchAddresses, OpenAI stream=true) one client may "
+        "hold: its authenticated identity, else its address",
     )
     add_config_argument(parser)
     parser.add_argument(

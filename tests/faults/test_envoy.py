@@ -11,6 +11,8 @@ import time
 from collections.abc import Iterator
 
 import httpx
+import openai
+import pytest
 
 from tests.e2e._bodies import envoy_error
 from tests.faults.conftest import (
@@ -72,6 +74,22 @@ def test_one_client_cannot_starve_others_with_streams(faults: Faults, http: http
         for _ in range(5):
             response = http.post("/generate", json={"model": model, "query": "still here"})
             assert response.status_code == 200, response.text
+        # The OpenAI face's streams count in the same slots: no way around the limit there.
+        with openai.OpenAI(base_url=faults.url + "/v1", api_key="-", max_retries=0) as sdk:
+            with pytest.raises(openai.RateLimitError) as refused:
+                sdk.completions.create(model=model, prompt="q", stream=True)
+            body = refused.value.body
+            assert isinstance(body, dict)
+            # The client is the address Envoy saw: this host's, whichever that is here.
+            address = str(body["message"]).split()[1]
+            assert body == {
+                "message": f"client {address} already has {MAX_STREAMS_PER_CLIENT} streams open, "
+                "the limit per client; close some first",
+                "type": "rate_limit_error",
+                "param": None,
+                "code": "rate_limit_exceeded",
+            }
+            assert sdk.completions.create(model=model, prompt="q").choices[0].text
 
 
 def test_oversized_body_is_413_json_at_the_edge(faults: Faults, http: httpx.Client) -> None:

@@ -42,3 +42,23 @@ def test_streams_over_the_per_client_limit_are_refused() -> None:
     assert slots.open("10.0.0.1") == 0
     with slots.hold(a):  # closed streams free their slots
         assert slots.open("10.0.0.1") == 1
+
+
+def test_an_authenticated_client_is_counted_by_identity_not_address() -> None:
+    def identify(context: _Context) -> str | None:
+        return dict(context.invocation_metadata()).get("x-saxgw-client")
+
+    slots = StreamSlots(per_client=1, identify=identify)  # type: ignore[arg-type]
+    # Two identities behind one address (a NAT) each get their own budget...
+    team_a = _Context([("x-forwarded-for", "10.0.0.1"), ("x-saxgw-client", "team-a")], "")
+    team_b = _Context([("x-forwarded-for", "10.0.0.1"), ("x-saxgw-client", "team-b")], "")
+    # ...and one identity from another address shares its own.
+    team_a_elsewhere = _Context([("x-forwarded-for", "10.9.9.9"), ("x-saxgw-client", "team-a")], "")
+    anonymous = _Context([("x-forwarded-for", "10.0.0.1")], "")
+    with slots.hold(team_a), slots.hold(team_b), slots.hold(anonymous):
+        with pytest.raises(ResourceExhaustedError) as caught, slots.hold(team_a_elsewhere):
+            pass
+        assert caught.value.message == (
+            "client team-a already has 1 streams open, the limit per client; close some first"
+        )
+        assert slots.open("10.0.0.1") == 1

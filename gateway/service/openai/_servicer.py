@@ -28,6 +28,7 @@ from gateway.modelconfig import aliases_of, all_stops
 from gateway.service import _fields as f
 from gateway.service._access import Access
 from gateway.service._stream import DeltaTracker
+from gateway.service._streams import StreamSlots
 from gateway.service._usage import note_usage
 from gateway.service.openai import _errors
 from gateway.service.openai import _requests as rq
@@ -76,6 +77,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         client: Client,
         settings: GatewaySettings,
         access: Access,
+        streams: StreamSlots,
         tokens: TokenCounter | None = None,
     ) -> None:
         self._client = client
@@ -83,6 +85,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         # The client's model list, Sax ACLs and concurrency slots, as on SaxGateway (whose
         # calls the access interceptor checks; these name their model inside OpenAI's JSON).
         self._access = access
+        self._streams = streams  # SaxGateway's: a client's streams count once, on either face
         self._aliases = aliases_of(settings.models)
         self._chat = ChatTemplates(settings.models)
         self._tokens = tokens or TokenCounter(settings.models)
@@ -227,9 +230,10 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
     async def _complete(self, context: Context, job: _Completion) -> AsyncIterator[HttpBody]:
         shape, model, prompts, sampling, stops = job
         if sampling.stream:
-            async with self._access.admit_model("GenerateStream", model, context):
-                async for message in self._stream(context, job):
-                    yield message
+            with self._streams.hold(context):
+                async with self._access.admit_model("GenerateStream", model, context):
+                    async for message in self._stream(context, job):
+                        yield message
             return
         options = self._options(context, sampling, self._settings.default_timeout)
         async with self._access.admit_model("Generate", model, context):

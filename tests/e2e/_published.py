@@ -54,7 +54,8 @@ def published(
     """Publishes ``model`` on one replica, waits for it, and unpublishes it afterwards;
     ``headers`` carry credentials where the stack wants them."""
     with httpx.Client(base_url=stack.http_url, timeout=30, headers=headers) as http:
-        response = http.post("/publish", json=publish_body(model, model_path, **(overrides or {})))
+        body = publish_body(model, model_path, 1, **(overrides or {}))
+        response = http.post("/publish", json=body)
         assert response.status_code == 200, response.text
         try:
             ready = http.post("/wait_for_ready", json={"model": model, "timeout": "20s"})

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import glob
 import logging
-import os
-import re
 import signal
 import threading
 import urllib.request
@@ -14,12 +10,13 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from gateway.common import metricsfiles
 
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-_LIVE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,26 +34,6 @@ class OpsSettings:
     """Seconds to wait for Envoy's stats before answering without them."""
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _forget_dead(metrics_dir: str) -> None:
-    """Drops the live gauges (in flight, open streams, replicas) of processes that are gone;
-    their counters and histograms stay, so totals never go backwards."""
-    for path in glob.glob(os.path.join(metrics_dir, "gauge_live*.db")):
-        match = _LIVE_FILE.search(os.path.basename(path))
-        if match and not _alive(int(match.group(1))):
-            with contextlib.suppress(FileNotFoundError):
-                mark_process_dead(int(match.group(1)), metrics_dir)  # type: ignore[no-untyped-call]
-
-
 def _envoy_stats(settings: OpsSettings) -> bytes | None:
     url = f"http://{settings.envoy_admin}/stats/prometheus"
     try:
@@ -72,7 +49,7 @@ def scrape(settings: OpsSettings) -> bytes:
     """The whole exposition: gateway processes, Envoy, and whether Envoy answered."""
     parts = []
     if settings.metrics_dir:
-        _forget_dead(settings.metrics_dir)
+        metricsfiles.forget_gone(settings.metrics_dir)
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=settings.metrics_dir)  # type: ignore[no-untyped-call]
         parts.append(generate_latest(registry))

@@ -23,6 +23,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 
+from gateway.common import metricsfiles
+
 #: How often calls' counts reach the exported values (seconds); see ``GatewayMetrics.flush``.
 FLUSH_INTERVAL_S = 1.0
 #: Distinct model labels at most; more models than this are counted as "unknown".
@@ -59,9 +61,12 @@ def use_directory(path: str) -> None:
     mode), to be added up with the other gateway processes' by the ops server.
 
     Must run before the first metric is made. prometheus_client finds the directory through
-    its documented environment variable, so this sets it (it reads nothing back from it)."""
+    its documented environment variable, so this sets it (it reads nothing back from it). Files
+    are named by `metricsfiles.process_id`, not the bare pid: gateways in several containers
+    may share the directory."""
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
-    values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+    metricsfiles.join(path)
+    values.ValueClass = values.MultiProcessValue(metricsfiles.process_id)  # type: ignore[no-untyped-call]
 
 
 class GatewayMetrics:

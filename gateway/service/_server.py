@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from saxgateway.v1 import gateway_pb2, gateway_pb2_grpc, openai_pb2, openai_pb2_grpc
 
 from gateway.client import Client
+from gateway.common import metricsfiles
 from gateway.config import GatewaySettings
 from gateway.service._access import Access, AccessInterceptor
 from gateway.service._errors import ErrorInterceptor
@@ -64,9 +65,12 @@ class GatewayServer:
     async def _flush_metrics(self) -> None:
         if self.metrics is None:
             return
+        directory = self.settings.telemetry.metrics_dir
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_S)
             self.metrics.flush()
+            if directory:
+                metricsfiles.heartbeat(directory)
 
     @property
     def address(self) -> str:
@@ -142,6 +146,8 @@ class GatewayServer:
         await asyncio.gather(self._flusher, return_exceptions=True)
         if self.metrics is not None:
             self.metrics.flush()  # the last calls' counts, before the process exits
+            if self.settings.telemetry.metrics_dir:
+                metricsfiles.leave(self.settings.telemetry.metrics_dir)
         if self._tracing is not None:
             await asyncio.to_thread(self._tracing.shutdown)  # flushes the last spans
 

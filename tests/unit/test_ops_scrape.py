@@ -1,15 +1,21 @@
 """The ops server's scrape: gateway processes' metrics files added up, and the live gauges
-of processes that are gone dropped."""
+of processes that are gone dropped: in the ops server's PID namespace by pid, in another one
+(containers sharing the metrics volume) by heartbeat."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.common.metricsfiles import STALE_AFTER_S
 from gateway.ops import OpsSettings, scrape
 
 # One short-lived "gateway process": records metrics the way the gateway does, then exits.
@@ -58,3 +64,86 @@ def test_scrape_adds_up_processes_and_forgets_the_live_gauges_of_dead_ones(tmp_p
     # Both processes have exited: their calls in flight are no longer counted.
     assert not any(name == "saxgw_requests_in_flight" for name, _ in values)
     assert not list(tmp_path.glob("gauge_live*"))
+
+
+_REQUESTS = (("client", "team-a"), ("grpc_code", "OK"), ("grpc_method", "Generate"))
+_IN_FLIGHT = ("saxgw_requests_in_flight", (("grpc_method", "Generate"),))
+
+
+def test_gateways_in_separate_containers_sharing_the_directory_do_not_clash(
+    tmp_path: Path,
+) -> None:
+    # Two gateways running at once, each pid 1 in a PID namespace of its own (a container):
+    # their files must differ. Each waits until the test closes its stdin.
+    script = _PROCESS + "sys.stdin.read()\n"
+    command = ["unshare", "--pid", "--fork", sys.executable, "-c", script, str(tmp_path)]
+    with contextlib.ExitStack() as stack:
+        for requests in (3, 4):
+            gateway = subprocess.Popen([*command, str(requests)], stdin=subprocess.PIPE)
+            stack.enter_context(gateway)
+            assert gateway.stdin is not None
+            stack.callback(gateway.stdin.close)
+        _until(lambda: len(list(tmp_path.glob("counter_1-*.db"))) == 2)
+        beats = list(tmp_path.glob("1-*.alive"))
+        assert len(beats) == 2
+
+        # The ops server cannot look them up by pid in another namespace: their fresh
+        # heartbeats keep their calls in flight counted.
+        values = _values(scrape(OpsSettings(metrics_dir=str(tmp_path))).decode())
+        assert values[("saxgw_requests_total", _REQUESTS)] == 7
+        assert values[_IN_FLIGHT] == 2
+
+    # Both exited as if killed; silent for longer than STALE_AFTER_S, they are gone: their
+    # counts stay, their live gauges and heartbeats go.
+    old = time.time() - STALE_AFTER_S - 1
+    for beat in beats:
+        os.utime(beat, (old, old))
+    values = _values(scrape(OpsSettings(metrics_dir=str(tmp_path))).decode())
+    assert values[("saxgw_requests_total", _REQUESTS)] == 7
+    assert _IN_FLIGHT not in values
+    assert not list(tmp_path.glob("gauge_live*")) and not list(tmp_path.glob("*.alive"))
+
+
+def _until(condition: Callable[[], bool], timeout: float = 30) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.05)
+
+
+# A gateway whose pid (in its namespace) a dead gateway had: restarted in its container, say.
+_SUCCESSOR = textwrap.dedent(
+    """
+    import os, sys
+    from gateway.common.metricsfiles import process_id
+    from gateway.service._metrics import GatewayMetrics, use_directory
+    folder = sys.argv[1]
+    for name in os.listdir(folder):  # the dead one's files, as if they bore this pid
+        if name.endswith(".db"):
+            kind, _, _ = name.rpartition("_")
+            os.rename(os.path.join(folder, name), os.path.join(folder, f"{kind}_{process_id()}.db"))
+    use_directory(folder)
+    m = GatewayMetrics()
+    m.requests.labels("Generate", "OK", "team-a").inc()
+    m.in_flight.labels("Generate").inc()
+    print(process_id())
+    sys.stdout.flush()
+    sys.stdin.read()  # alive until the test has scraped
+    """
+)
+
+
+def test_a_gateway_reusing_a_dead_ones_pid_starts_its_live_gauges_from_zero(
+    tmp_path: Path,
+) -> None:
+    _record(tmp_path, 3)  # exits with one call "in flight", as if killed
+    command = [sys.executable, "-c", _SUCCESSOR, str(tmp_path)]
+    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE) as successor:
+        assert successor.stdout is not None and successor.stdin is not None
+        ident = successor.stdout.readline().decode().strip()
+        assert ident.startswith(f"{successor.pid}-")
+        values = _values(scrape(OpsSettings(metrics_dir=str(tmp_path))).decode())
+        # The counter carries on from the file (totals never go backwards); in flight is its own.
+        assert values[("saxgw_requests_total", _REQUESTS)] == 4
+        assert values[_IN_FLIGHT] == 1
+        successor.stdin.close()

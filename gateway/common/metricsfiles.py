@@ -1,0 +1,113 @@
+"""How gateway processes name their files in a shared metrics directory, and how the ops server
+tells which of those processes are gone.
+
+prometheus_client's multiprocess mode keeps each process's values in files named after the
+process. Named by pid alone, two gateways in two containers (``docker compose up --scale
+gateway=2``: each its own PID namespace, one shared volume) would both be pid 1 and write the
+same files; and a gateway restarted in its container, pid 1 again, would start its calls-in-
+flight gauges from its dead predecessor's values. So a process is named ``<pid>-<namespace>``,
+its PID namespace's inode, unique on the host while the process lives.
+
+Gone processes' live gauges (calls in flight, open streams) must be dropped, their counters
+kept. A process in the ops server's own PID namespace is gone when its pid is; one in another
+namespace cannot be looked up, so each process also touches a heartbeat file at every metrics
+flush, and one silent for `STALE_AFTER_S` is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import re
+import time
+from pathlib import Path
+
+from prometheus_client.multiprocess import mark_process_dead
+
+#: A heartbeat older than this (seconds) marks a process in another PID namespace as gone. The
+#: gateway touches it every second (``FLUSH_INTERVAL_S``).
+STALE_AFTER_S = 30.0
+
+_LIVE_FILE = re.compile(r"gauge_live\w+?_(\d+)(?:-(\d+))?\.db$")
+_ids: dict[int, str] = {}
+
+
+def _pid_namespace() -> str:
+    """The inode of this process's PID namespace ("" where /proc cannot tell)."""
+    try:
+        link = os.readlink("/proc/self/ns/pid")  # "pid:[4026531836]"
+    except OSError:
+        return ""
+    return "".join(c for c in link if c.isdigit())
+
+
+def process_id() -> str:
+    """This process's name in metrics file names. prometheus_client calls it on every value
+    it writes (to notice a fork), so it is computed once per pid."""
+    pid = os.getpid()
+    ident = _ids.get(pid)
+    if ident is None:
+        namespace = _pid_namespace()
+        ident = _ids[pid] = f"{pid}-{namespace}" if namespace else str(pid)
+    return ident
+
+
+def _heartbeat_path(directory: str, ident: str) -> Path:
+    return Path(directory, f"{ident}.alive")  # not *.db: the collector reads those only
+
+
+def join(directory: str) -> None:
+    """Called once, before this process makes its first metric: a process with this name
+    before it has exited (a reused pid), so its live gauges go; then the first heartbeat."""
+    ident = process_id()
+    mark_process_dead(ident, directory)  # type: ignore[no-untyped-call]
+    heartbeat(directory)
+
+
+def heartbeat(directory: str) -> None:
+    """Tells the ops server this process is still there."""
+    _heartbeat_path(directory, process_id()).touch()
+
+
+def leave(directory: str) -> None:
+    """At a clean exit, after the last flush: its live gauges and heartbeat go now."""
+    ident = process_id()
+    mark_process_dead(ident, directory)  # type: ignore[no-untyped-call]
+    _heartbeat_path(directory, ident).unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_gone(directory: str, pid: int, namespace: str | None, now: float) -> bool:
+    if namespace is None or namespace == _pid_namespace():
+        return not _pid_alive(pid)
+    try:
+        beat = _heartbeat_path(directory, f"{pid}-{namespace}").stat().st_mtime
+    except FileNotFoundError:
+        return True
+    return now - beat > STALE_AFTER_S
+
+
+def forget_gone(directory: str) -> None:
+    """Drops the live gauges (and heartbeats) of processes that are gone; their counters and
+    histograms stay, so totals never go backwards."""
+    now = time.time()
+    for path in glob.glob(os.path.join(directory, "gauge_live*.db")):
+        match = _LIVE_FILE.search(os.path.basename(path))
+        if match is None:
+            continue
+        pid, namespace = int(match.group(1)), match.group(2)
+        if _is_gone(directory, pid, namespace, now):
+            ident = f"{pid}-{namespace}" if namespace else str(pid)
+            with contextlib.suppress(FileNotFoundError):  # another scrape was first
+                mark_process_dead(ident, directory)  # type: ignore[no-untyped-call]
+            _heartbeat_path(directory, ident).unlink(missing_ok=True)

@@ -98,6 +98,8 @@ def edge_values(config: EdgeConfig, origins: Sequence[str], sds_dir: Path) -> di
     if limits.max_stream_duration > 0:  # 0: unbounded
         common["max_stream_duration"] = f"{limits.max_stream_duration + STREAM_BACKSTOP:g}s"
     hcm["common_http_protocol_options"] = common
+    if limits.trusted_proxy_hops:
+        hcm["xff_num_trusted_hops"] = limits.trusted_proxy_hops
     socket = tls_socket(config, sds_dir)
     return {
         "EARLY_FILTERS": _lines(early_filters(origins), "- ", 10),

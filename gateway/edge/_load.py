@@ -236,6 +236,7 @@ _LIMITS: dict[str, Callable[[_Node], Any]] = {
     "max_connections": lambda n: n.integer(1),
     "request_headers_timeout": _Node.number,
     "idle_timeout": _Node.number,
+    "trusted_proxy_hops": lambda n: n.integer(0),
 }
 
 

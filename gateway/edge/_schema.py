@@ -106,6 +106,9 @@ class Limits:
     idle_timeout: float = 300.0
     """Seconds a connection without any request in flight stays open."""
     max_connections: int = 20_000
+    trusted_proxy_hops: int = 0
+    """Proxies in front of Envoy (a load balancer, an ingress) that append the address they
+    saw to x-forwarded-for: the client is that many entries from its end. 0: the peer."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -4,9 +4,10 @@ GenerateStream and WatchAddresses calls can stay open for minutes or hours. Envo
 total (a circuit-breaker budget of their own); this caps them per client, so that one client
 cannot use up that budget for everyone else. A client is its authenticated identity when Envoy
 established one (so clients behind one NAT or proxy do not share a budget, and one client cannot
-spread its streams over many addresses); otherwise the address Envoy saw (the last entry of
-``x-forwarded-for``, which Envoy appends itself), or the gRPC peer for direct callers. SaxGateway
-and the OpenAI face count in the same slots.
+spread its streams over many addresses); otherwise its address as Envoy tells it
+(``x-saxgw-client-address``: the peer's, or the client's behind ``limits.trusted_proxy_hops``
+proxies), else the last entry of ``x-forwarded-for``, else the gRPC peer for direct callers.
+SaxGateway and the OpenAI face count in the same slots.
 """
 
 from __future__ import annotations
@@ -17,12 +18,20 @@ from contextlib import contextmanager
 from gateway.client import ResourceExhaustedError
 from gateway.common.rpc import Context
 
+#: The header Envoy's stream routes set to the client's address (envoy/envoy.yaml.tmpl).
+CLIENT_ADDRESS_HEADER = "x-saxgw-client-address"
+
 
 def client_of(context: Context) -> str:
     """The caller's address, as Envoy saw it."""
+    forwarded = None
     for key, value in context.invocation_metadata() or ():
+        if key == CLIENT_ADDRESS_HEADER and value:
+            return str(value)
         if key == "x-forwarded-for":
-            return str(value).rsplit(",", 1)[-1].strip()
+            forwarded = str(value).rsplit(",", 1)[-1].strip()
+    if forwarded:
+        return forwarded
     peer = context.peer()  # "ipv4:127.0.0.1:54321", "ipv6:[::1]:54321"
     return peer.rpartition(":")[0] or peer
 

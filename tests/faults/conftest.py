@@ -106,7 +106,9 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faults]:
     base = tmp_path_factory.mktemp("faults")
     logs = logs_dir(base)
     limits = Limits(
-        max_request_bytes=MAX_REQUEST_BYTES, request_headers_timeout=REQUEST_HEADERS_TIMEOUT
+        max_request_bytes=MAX_REQUEST_BYTES,
+        request_headers_timeout=REQUEST_HEADERS_TIMEOUT,
+        trusted_proxy_hops=1,  # as behind a load balancer; clients that send no XFF are the peer
     )
     settings = StackSettings(
         gateway=gateway_settings(base, max_streams_per_client=MAX_STREAMS_PER_CLIENT),

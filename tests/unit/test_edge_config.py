@@ -218,6 +218,8 @@ def test_limits_reach_the_gateway_processes_and_envoy() -> None:
     assert settings.max_message_bytes == base.max_message_bytes  # a lower body limit: Envoy's
     larger = gateway_settings(base, parse_config({"limits": {"max_request_bytes": 64 << 20}}))
     assert larger.max_message_bytes == 64 << 20
+    behind_two = parse_config({"limits": {"trusted_proxy_hops": 2}}).edge
+    assert "xff_num_trusted_hops: 2" in edge_values(behind_two, (), Path("x"))["EDGE_HCM_OPTIONS"]
     unbounded = parse_config({"limits": {"max_stream_duration": 0}})
     settings = gateway_settings(base, unbounded)
     assert (settings.default_timeout, settings.stream_timeout) == (60, 600)

@@ -17,6 +17,7 @@ from saxgateway.v1 import gateway_pb2, openai_pb2
 from gateway.cli.main import main
 from gateway.configfile import parse_config
 from gateway.launch.envoy import EnvoySettings, envoy_binary, render
+from gateway.service._streams import CLIENT_ADDRESS_HEADER
 from tests.e2e.security._credentials import JwtSigner
 
 KEYS = [{"key": "sk-ops-0123456789abcdef", "client": "ops", "roles": ["admin", "data"]}]
@@ -40,7 +41,11 @@ def _full_config(tmp_path: Path) -> dict[str, object]:
             "certificate_clients": [{"subject": "CN=c", "client": "c", "roles": ["data"]}],
         },
         "cors": {"allowed_origins": ["https://app.example"]},
-        "limits": {"max_request_headers_kb": 32, "max_stream_duration": 600},
+        "limits": {
+            "max_request_headers_kb": 32,
+            "max_stream_duration": 600,
+            "trusted_proxy_hops": 2,
+        },
         "admin_only": ["reflection"],
     }
 
@@ -104,6 +109,7 @@ def test_envoy_accepts_the_full_config(tmp_path: Path) -> None:
     ]
     chain = config["static_resources"]["listeners"][0]["filter_chains"][0]  # type: ignore[index]
     assert chain["transport_socket"]["typed_config"]["require_client_certificate"] is True
+    assert chain["filters"][0]["typed_config"]["xff_num_trusted_hops"] == 2
     # The certificate files themselves are read lazily through SDS, so `{}` stands in here.
     result = subprocess.run(
         [str(envoy_binary()), "--mode", "validate", "-c", str(tmp_path / "envoy.yaml")],
@@ -229,3 +235,29 @@ def test_the_origin_check_runs_only_for_requests_with_an_origin(tmp_path: Path) 
     assert present["input"]["typed_config"]["header_name"] == "origin"
     assert present["value_match"]["safe_regex"]["regex"] == ".*"
     assert matcher["on_match"]["action"]["typed_config"]["@type"].endswith("SkipFilter")
+
+
+def test_stream_routes_hand_the_gateway_the_clients_address(tmp_path: Path) -> None:
+    # The gateway counts open streams per client address (gateway/service/_streams.py); Envoy
+    # sets the header on every route a stream can take, overwriting whatever a client sent.
+    config = _render(tmp_path, {})
+    listener = config["static_resources"]["listeners"][0]  # type: ignore[index]
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    assert "xff_num_trusted_hops" not in hcm  # 0 by default: the peer is the client
+    routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+    expected = [
+        {
+            "header": {
+                "key": CLIENT_ADDRESS_HEADER,
+                "value": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+            },
+            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+        }
+    ]
+    gateway = gateway_pb2.DESCRIPTOR.services_by_name["SaxGateway"]
+    openai = openai_pb2.DESCRIPTOR.services_by_name["OpenAIGateway"]
+    streams = [m for m in gateway.methods if m.server_streaming]
+    for service, methods in ((gateway, streams), (openai, list(openai.methods))):
+        for method in methods:
+            route = _route(routes, f"/{service.full_name}/{method.name}")
+            assert route.get("request_headers_to_add") == expected, method.name

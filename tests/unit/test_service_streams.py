@@ -23,7 +23,9 @@ class _Context:
         return self._peer
 
 
-def test_client_is_the_address_envoy_appended_else_the_peer() -> None:
+def test_client_is_the_address_envoy_tells_else_the_one_it_appended_else_the_peer() -> None:
+    told = [("x-forwarded-for", "6.6.6.6, 10.0.0.7"), ("x-saxgw-client-address", "6.6.6.6")]
+    assert client_of(_Context(told, "ipv4:127.0.0.1:5000")) == "6.6.6.6"  # trusted hops
     envoy = _Context([("x-forwarded-for", "6.6.6.6, 10.0.0.7")], "ipv4:127.0.0.1:5000")
     assert client_of(envoy) == "10.0.0.7"  # a client cannot pick its own key
     assert client_of(_Context([], "ipv4:127.0.0.1:5000")) == "ipv4:127.0.0.1"

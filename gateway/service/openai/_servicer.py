@@ -18,7 +18,14 @@ from google.api.httpbody_pb2 import HttpBody
 from saxgateway.v1 import openai_pb2 as pb
 from saxgateway.v1 import openai_pb2_grpc
 
-from gateway.client import CallOptions, Client, InvalidArgumentError, NotFoundError, SaxError
+from gateway.client import (
+    CallOptions,
+    Client,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    SaxError,
+)
 from gateway.common.deadline import Deadline
 from gateway.common.limits import quote
 from gateway.common.names import parse_model_id
@@ -26,7 +33,7 @@ from gateway.common.rpc import Context
 from gateway.config import GatewaySettings
 from gateway.modelconfig import aliases_of, all_stops
 from gateway.service import _fields as f
-from gateway.service._access import Access
+from gateway.service._access import ANONYMOUS, Access
 from gateway.service._stream import DeltaTracker
 from gateway.service._streams import StreamSlots
 from gateway.service._usage import note_usage
@@ -172,6 +179,13 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
             detail = await self._client.list_detail(model, deadline=deadline)
         if LM_METHOD not in detail.method_names:
             raise NotFoundError(f"{model} is not a language model (it has no {LM_METHOD})")
+        client = self._access.identity(context)
+        if not self._access.may_use(client, model, detail.acls, _LISTED_FOR):
+            # What /v1/models leaves out is not there to retrieve either.
+            raise PermissionDeniedError(
+                f"{' and '.join(_LISTED_FOR)} on {model} are limited by its Sax ACLs; "
+                f"client {client or ANONYMOUS} is in neither"
+            )
         shown = name if name in self._aliases else model
         return rs.body(rs.model_object(shown, rs.now(), root=model))
 

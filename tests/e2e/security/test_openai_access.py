@@ -96,6 +96,15 @@ def test_models_list_shows_a_client_only_the_models_it_may_use(
         # The listing reads the ACLs as the admin has them now: no cache to wait for.
         assert model not in listed(token)
         assert model in listed(TEAM_A_KEY)
+        # ...and what it leaves out cannot be retrieved either.
+        with _sdk(secure, token) as dave, pytest.raises(openai.PermissionDeniedError) as refused:
+            dave.models.retrieve(model)
+        assert refused.value.body == _refused(
+            f"lm.generate and lm.generate_stream on {model} are limited by its Sax ACLs; "
+            "client dave is in neither"
+        )
+        with _sdk(secure, TEAM_A_KEY) as team_a:
+            assert team_a.models.retrieve(model).id == model
         _set_method_acl(secure, model, "lm.generate_stream", "")
         assert model in listed(token)  # dave may still stream from it
     finally:

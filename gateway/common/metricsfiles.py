@@ -89,8 +89,9 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _is_gone(directory: str, pid: int, namespace: str | None, now: float) -> bool:
-    if namespace is None or namespace == _pid_namespace():
+def _is_gone(directory: str, pid: int, namespace: str | None, own: str, now: float) -> bool:
+    """``own``: the PID namespace of the caller, where ``pid`` can be looked up."""
+    if namespace is None or namespace == own:
         return not _pid_alive(pid)
     try:
         beat = _heartbeat_path(directory, f"{pid}-{namespace}").stat().st_mtime
@@ -102,13 +103,13 @@ def _is_gone(directory: str, pid: int, namespace: str | None, now: float) -> boo
 def forget_gone(directory: str) -> None:
     """Drops the live gauges (and heartbeats) of processes that are gone; their counters and
     histograms stay, so totals never go backwards."""
-    now = time.time()
+    now, own = time.time(), _pid_namespace()
     for path in glob.glob(os.path.join(directory, "gauge_live*.db")):
         match = _LIVE_FILE.search(os.path.basename(path))
         if match is None:
             continue
         pid, namespace = int(match.group(1)), match.group(2)
-        if _is_gone(directory, pid, namespace, now):
+        if _is_gone(directory, pid, namespace, own, now):
             ident = f"{pid}-{namespace}" if namespace else str(pid)
             with contextlib.suppress(FileNotFoundError):  # another scrape was first
                 mark_process_dead(ident, directory)  # type: ignore[no-untyped-call]

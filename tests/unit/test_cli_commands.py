@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import io
+from typing import cast
 
 import pytest
 from google.rpc import status_pb2
 from saxgateway.v1 import gateway_pb2 as pb
+from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.cli import _common, admin, am, lm, vm
 from gateway.cli.main import parser
@@ -138,7 +140,9 @@ def test_image_suffix() -> None:
 
 
 def _session(out: io.StringIO) -> _common.Session:
-    return _common.Session(stub=None, timeout=None, json=False, out=out)
+    # The printing helpers under test never call the gateway: no stub behind the session.
+    no_stub = cast(gateway_pb2_grpc.SaxGatewayStub, None)
+    return _common.Session(stub=no_stub, timeout=None, json=False, out=out)
 
 
 def test_stream_text_prints_the_first_sample_and_backtracks() -> None:

@@ -11,6 +11,7 @@ from google.protobuf import struct_pb2
 from saxgateway.v1 import gateway_pb2 as pb
 
 from gateway.cli import _common as c
+from gateway.cli._hints import HINTS
 from tests.unit._statuses import DETAILS_KEY, bad_request
 
 Trailers = tuple[tuple[str, str | bytes], ...]
@@ -29,7 +30,8 @@ class FakeRpcError(grpc.RpcError):
     def details(self) -> str:
         return self._details
 
-    def trailing_metadata(self) -> Trailers:
+    # grpc-stubs types metadata as `_Metadatum` objects; grpc hands (key, value) tuples.
+    def trailing_metadata(self) -> Trailers:  # type: ignore[override]
         return self._trailers
 
 
@@ -98,7 +100,7 @@ def test_to_json_uses_proto_names_and_prints_defaults() -> None:
 
 
 def test_every_status_code_has_a_hint() -> None:
-    assert set(c.HINTS) == set(grpc.StatusCode)
+    assert set(HINTS) == set(grpc.StatusCode)
     for code in grpc.StatusCode:
         assert "{" not in c.hint(code, _args(id="/sax/test/lm"))
 

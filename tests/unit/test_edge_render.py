@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from google.api import annotations_pb2
+from google.api import annotations_pb2, http_pb2
 from google.protobuf.descriptor import MethodDescriptor
 from saxgateway.v1 import gateway_pb2, openai_pb2
 
@@ -147,7 +147,9 @@ def test_bad_config_is_reported_with_its_key(
 
 def _bindings(method: MethodDescriptor) -> list[str]:
     """A path each of ``method``'s HTTP bindings matches (``{model=sax/*/*}`` -> sax/x/x)."""
-    rule = method.GetOptions().Extensions[annotations_pb2.http]
+    # googleapis-common-protos types `http` as a plain FieldDescriptor, not an extension.
+    options = method.GetOptions()
+    rule: http_pb2.HttpRule = options.Extensions[annotations_pb2.http]  # type: ignore[index]
     paths = []
     for r in (rule, *rule.additional_bindings):
         template = getattr(r, r.WhichOneof("pattern"))

@@ -23,7 +23,8 @@ class _FakeRpcError(grpc.RpcError):
     def details(self) -> str:
         return self._details
 
-    def trailing_metadata(self) -> tuple[tuple[str, object], ...]:
+    # grpc-stubs types metadata as `_Metadatum` objects; grpc hands (key, value) tuples.
+    def trailing_metadata(self) -> tuple[tuple[str, object], ...]:  # type: ignore[override]
         return self._trailing
 
 

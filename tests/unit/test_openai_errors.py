@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import cast
 
 import grpc
 import pytest
@@ -14,6 +15,7 @@ from gateway.client import (
     ResourceExhaustedError,
     UnavailableError,
 )
+from gateway.common.rpc import Context
 from gateway.service.openai._errors import ENVELOPE_KEY, KINDS, abort, envelope
 
 
@@ -60,11 +62,15 @@ class _Context:
         self.aborted = (code, details, trailing_metadata)
         raise _Aborted
 
+    def as_context(self) -> Context:
+        # Only what `abort` calls; a real servicer context needs a live call.
+        return cast(Context, self)
+
 
 async def test_abort_sends_the_envelope_and_retry_after_on_429() -> None:
     context = _Context()
     with pytest.raises(_Aborted):
-        await abort(context, ResourceExhaustedError("busy"))
+        await abort(context.as_context(), ResourceExhaustedError("busy"))
     assert context.aborted is not None
     code, details, metadata = context.aborted
     assert (code, details) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "busy")
@@ -73,7 +79,7 @@ async def test_abort_sends_the_envelope_and_retry_after_on_429() -> None:
     assert json.loads(headers[ENVELOPE_KEY])["error"]["type"] == "rate_limit_error"
     context = _Context()
     with pytest.raises(_Aborted):
-        await abort(context, UnavailableError("caf\u00e9 down"))
+        await abort(context.as_context(), UnavailableError("caf\u00e9 down"))
     assert context.aborted is not None
     headers = dict(context.aborted[2])
     assert "retry-after" not in headers

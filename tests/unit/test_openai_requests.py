@@ -58,7 +58,13 @@ def test_what_sax_cannot_do_is_invalid_argument_naming_the_field(
 
 
 def test_unset_values_of_unsupported_fields_are_accepted() -> None:
-    body = {"model": "m", "prompt": "a", "logprobs": None, "echo": False, "tools": []}
+    body: dict[str, object] = {
+        "model": "m",
+        "prompt": "a",
+        "logprobs": None,
+        "echo": False,
+        "tools": [],
+    }
     assert rq.completion_request(body | {"presence_penalty": 0, "best_of": 1}).prompts == ("a",)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema_rs
-from google.api import annotations_pb2
+from google.api import annotations_pb2, http_pb2
 from saxgateway.v1 import gateway_pb2, openai_pb2
 
 from gateway.launch.envoy import EnvoySettings, openapi_document, render
@@ -48,7 +48,9 @@ def test_openapi_has_every_binding_of_every_rpc() -> None:
     for _, verb, op in _operations():
         by_method.setdefault(op["x-grpc-method"].rsplit("/", 1)[1], set()).add(verb)
     for method in SERVICE.methods:
-        rule = method.GetOptions().Extensions[annotations_pb2.http]
+        # googleapis-common-protos types `http` as a plain FieldDescriptor, not an extension.
+        options = method.GetOptions()
+        rule: http_pb2.HttpRule = options.Extensions[annotations_pb2.http]  # type: ignore[index]
         verbs = {r.WhichOneof("pattern") for r in [rule, *rule.additional_bindings]}
         assert by_method.pop(method.name) == verbs, method.name
     assert by_method == {}

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 from google.protobuf import duration_pb2, struct_pb2
 
 from gateway.client import InvalidArgumentError
 from gateway.common.deadline import Deadline
+from gateway.common.rpc import Context
 from gateway.service import _fields as f
 
 
@@ -19,6 +22,11 @@ class _Context:
 
     async def abort(self, code: object, details: str = "", trailing_metadata: object = ()) -> None:
         raise AssertionError("not used")
+
+
+def _context(remaining: float | None) -> Context:
+    # Only what `deadline` reads; a real servicer context needs a live call.
+    return cast(Context, _Context(remaining))
 
 
 def _violations(exc: pytest.ExceptionInfo[InvalidArgumentError]) -> list[str]:
@@ -53,12 +61,12 @@ def test_payload_limits() -> None:
 
 
 def test_deadline_takes_the_shortest() -> None:
-    assert f.deadline(_Context(None), None, 60) == 60
-    assert f.deadline(_Context(5), None, 60) == 5
-    assert f.deadline(_Context(5), duration_pb2.Duration(seconds=2), 60) == 2
-    assert f.deadline(_Context(None), duration_pb2.Duration(seconds=90), 60) == 60
+    assert f.deadline(_context(None), None, 60) == 60
+    assert f.deadline(_context(5), None, 60) == 5
+    assert f.deadline(_context(5), duration_pb2.Duration(seconds=2), 60) == 2
+    assert f.deadline(_context(None), duration_pb2.Duration(seconds=90), 60) == 60
     with pytest.raises(InvalidArgumentError) as exc:
-        f.deadline(_Context(None), duration_pb2.Duration(seconds=-1), 60)
+        f.deadline(_context(None), duration_pb2.Duration(seconds=-1), 60)
     assert _violations(exc) == ["timeout"]
 
 

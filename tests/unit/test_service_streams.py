@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import grpc
 import pytest
 
 from gateway.client import ResourceExhaustedError
+from gateway.common.rpc import Context
 from gateway.service._streams import StreamSlots, client_of
 
 
-class _Context:
+class _FakeContext:
     def __init__(self, metadata: Sequence[tuple[str, str]], peer: str) -> None:
         self._metadata = metadata
         self._peer = peer
@@ -23,19 +25,24 @@ class _Context:
         return self._peer
 
 
+def _context(metadata: Sequence[tuple[str, str]], peer: str) -> Context:
+    # Only the two methods the stream slots read; a real context needs a live call.
+    return cast(Context, _FakeContext(metadata, peer))
+
+
 def test_client_is_the_address_envoy_tells_else_the_one_it_appended_else_the_peer() -> None:
     told = [("x-forwarded-for", "6.6.6.6, 10.0.0.7"), ("x-saxgw-client-address", "6.6.6.6")]
-    assert client_of(_Context(told, "ipv4:127.0.0.1:5000")) == "6.6.6.6"  # trusted hops
-    envoy = _Context([("x-forwarded-for", "6.6.6.6, 10.0.0.7")], "ipv4:127.0.0.1:5000")
+    assert client_of(_context(told, "ipv4:127.0.0.1:5000")) == "6.6.6.6"  # trusted hops
+    envoy = _context([("x-forwarded-for", "6.6.6.6, 10.0.0.7")], "ipv4:127.0.0.1:5000")
     assert client_of(envoy) == "10.0.0.7"  # a client cannot pick its own key
-    assert client_of(_Context([], "ipv4:127.0.0.1:5000")) == "ipv4:127.0.0.1"
-    assert client_of(_Context([], "ipv6:[::1]:5000")) == "ipv6:[::1]"
+    assert client_of(_context([], "ipv4:127.0.0.1:5000")) == "ipv4:127.0.0.1"
+    assert client_of(_context([], "ipv6:[::1]:5000")) == "ipv6:[::1]"
 
 
 def test_streams_over_the_per_client_limit_are_refused() -> None:
     slots = StreamSlots(per_client=2)
-    a = _Context([("x-forwarded-for", "10.0.0.1")], "")
-    b = _Context([("x-forwarded-for", "10.0.0.2")], "")
+    a = _context([("x-forwarded-for", "10.0.0.1")], "")
+    b = _context([("x-forwarded-for", "10.0.0.2")], "")
     with slots.hold(a), slots.hold(a), slots.hold(b):
         with pytest.raises(ResourceExhaustedError) as caught, slots.hold(a):
             pass
@@ -47,16 +54,17 @@ def test_streams_over_the_per_client_limit_are_refused() -> None:
 
 
 def test_an_authenticated_client_is_counted_by_identity_not_address() -> None:
-    def identify(context: _Context) -> str | None:
-        return dict(context.invocation_metadata()).get("x-saxgw-client")
+    def identify(context: Context) -> str | None:
+        client = dict(context.invocation_metadata() or ()).get("x-saxgw-client")
+        return client if isinstance(client, str) else None
 
-    slots = StreamSlots(per_client=1, identify=identify)  # type: ignore[arg-type]
+    slots = StreamSlots(per_client=1, identify=identify)
     # Two identities behind one address (a NAT) each get their own budget...
-    team_a = _Context([("x-forwarded-for", "10.0.0.1"), ("x-saxgw-client", "team-a")], "")
-    team_b = _Context([("x-forwarded-for", "10.0.0.1"), ("x-saxgw-client", "team-b")], "")
+    team_a = _context([("x-forwarded-for", "10.0.0.1"), ("x-saxgw-client", "team-a")], "")
+    team_b = _context([("x-forwarded-for", "10.0.0.1"), ("x-saxgw-client", "team-b")], "")
     # ...and one identity from another address shares its own.
-    team_a_elsewhere = _Context([("x-forwarded-for", "10.9.9.9"), ("x-saxgw-client", "team-a")], "")
-    anonymous = _Context([("x-forwarded-for", "10.0.0.1")], "")
+    team_a_elsewhere = _context([("x-forwarded-for", "10.9.9.9"), ("x-saxgw-client", "team-a")], "")
+    anonymous = _context([("x-forwarded-for", "10.0.0.1")], "")
     with slots.hold(team_a), slots.hold(team_b), slots.hold(anonymous):
         with pytest.raises(ResourceExhaustedError) as caught, slots.hold(team_a_elsewhere):
             pass

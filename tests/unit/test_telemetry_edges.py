@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+from opentelemetry.sdk.trace import ReadableSpan
 
 from gateway.cli.main import parser
 from gateway.common.logs import JsonFormatter, current_call
@@ -82,6 +83,8 @@ def test_a_sax_call_continues_the_callers_trace() -> None:
     server_context, sax_context = server.get_span_context(), span.get_span_context()
     tracing.shutdown()
 
+    # `parent` is on the SDK's spans, not the API's `Span` that `Tracing` is typed with.
+    assert isinstance(server, ReadableSpan) and isinstance(span, ReadableSpan)
     assert f"{server_context.trace_id:032x}" == TRACE_ID
     assert server.parent is not None and f"{server.parent.span_id:016x}" == "b7ad6b7169203331"
     assert span.parent is not None and span.parent.span_id == server_context.span_id

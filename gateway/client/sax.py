@@ -24,15 +24,14 @@ from collections.abc import Callable, Mapping, Sequence
 from saxml.protobuf import multimodal_pb2
 
 from gateway.client._client import Client
-from gateway.client._facade import (
-    AdminOptions,
-    ModelDetail,
-    ModelOptions,
-    Options,
-    admin_timeout,
-    call_options,
-    runtime,
-)
+
+# Upstream's sax module has these names; `X as X` re-exports them, so that code written against
+# upstream (`sax.ModelOptions()`) type-checks under mypy --strict too.
+from gateway.client._facade import AdminOptions as AdminOptions
+from gateway.client._facade import ModelDetail as ModelDetail
+from gateway.client._facade import ModelOptions as ModelOptions
+from gateway.client._facade import Options as Options
+from gateway.client._facade import admin_timeout, call_options, runtime
 from gateway.client._types import ServerTypeStat
 from gateway.common.errors import InvalidArgumentError, SaxError, Status
 

@@ -144,13 +144,13 @@ async def stand_in_server(add_to: Callable[[grpc.aio.Server], None]) -> AsyncIte
 
 
 @asynccontextmanager
-async def admin_stub(address: str) -> AsyncIterator[admin_pb2_grpc.AdminStub]:
+async def admin_stub(address: str) -> AsyncIterator[admin_pb2_grpc.AdminAsyncStub]:
     async with grpc.aio.insecure_channel(address) as channel:
         yield admin_pb2_grpc.AdminStub(channel)
 
 
 async def publish(
-    admin: admin_pb2_grpc.AdminStub,
+    admin: admin_pb2_grpc.AdminAsyncStub,
     name: str,
     *,
     model_path: str = TEST_LM,
@@ -175,7 +175,7 @@ async def publish(
     return model_id
 
 
-async def addresses(admin: admin_pb2_grpc.AdminStub, model_id: str) -> list[str]:
+async def addresses(admin: admin_pb2_grpc.AdminAsyncStub, model_id: str) -> list[str]:
     reply = await admin.List(admin_pb2.ListRequest(model_id=model_id), timeout=5)
     return list(reply.published_models[0].modelet_addresses)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import TypeAlias
 
@@ -41,9 +42,9 @@ def _model(
     )
 
 
-async def _error(call: object) -> grpc.aio.AioRpcError:
+async def _error(call: Awaitable[object]) -> grpc.aio.AioRpcError:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call  # type: ignore[misc]
+        await call
     return caught.value
 
 
@@ -68,7 +69,7 @@ async def test_publish_validation(
     async with admin_stub(inproc_cell.admin.address) as admin:
         error = await _error(admin.Publish(admin_pb2.PublishRequest(model=model)))
     assert error.code() == code
-    assert error.details().endswith(f": {go_name}")
+    assert (error.details() or "").endswith(f": {go_name}")
 
 
 async def test_duplicate_and_unknown_models(inproc_cell: InprocCell) -> None:
@@ -80,7 +81,7 @@ async def test_duplicate_and_unknown_models(inproc_cell: InprocCell) -> None:
             "model /sax/test/foo already exists: AlreadyExists",
         )
         unknown = f"{CELL}/nope"
-        calls = [
+        calls: list[Awaitable[object]] = [
             admin.List(admin_pb2.ListRequest(model_id=unknown)),
             admin.Unpublish(admin_pb2.UnpublishRequest(model_id=unknown)),
             admin.Update(admin_pb2.UpdateRequest(model=_model(unknown))),
@@ -96,7 +97,7 @@ async def test_duplicate_and_unknown_models(inproc_cell: InprocCell) -> None:
         redeployed.uuid = b"another deployment"
         error = await _error(admin.Update(admin_pb2.UpdateRequest(model=redeployed)))
         assert error.code() == Code.FAILED_PRECONDITION
-        assert error.details().startswith("uuid can't be changed")
+        assert (error.details() or "").startswith("uuid can't be changed")
 
 
 async def test_update_changes_replicas_and_unpublish_unloads(inproc_cell: InprocCell) -> None:
@@ -193,7 +194,7 @@ async def test_wait_for_ready_is_cancelled_by_unpublish(inproc_cell: InprocCell)
         await admin.Unpublish(admin_pb2.UnpublishRequest(model_id=model_id))
         error = await _error(waiting)
         assert error.code() == Code.CANCELLED
-        assert error.details().endswith(": Canceled")
+        assert (error.details() or "").endswith(": Canceled")
 
 
 async def test_state_survives_restart(tmp_path: Path) -> None:

@@ -117,8 +117,12 @@ async def test_stream_cancellation_is_seen_by_the_model_server(
         call = lm_pb2_grpc.LMServiceStub(channel).GenerateStream(
             lm_pb2.GenerateRequest(model_key=model_id, text="x")
         )
-        items = [await call.read() for _ in range(3)]
-        assert [i.items[0].text for i in items] == ["one", " two", " three"]
+        texts = []
+        for _ in range(3):
+            item = await call.read()
+            assert isinstance(item, lm_pb2.GenerateStreamResponse)  # not grpc.aio.EOF
+            texts.append(item.items[0].text)
+        assert texts == ["one", " two", " three"]
         call.cancel()
         seen = await server.wait_for_cancellation(model_id, timeout=5)
     # A model server that ignored the cancellation would produce all 200 tokens (10 s); how

@@ -13,6 +13,7 @@ import pytest
 from saxml.protobuf import (
     audio_pb2,
     audio_pb2_grpc,
+    common_pb2,
     custom_pb2,
     custom_pb2_grpc,
     lm_pb2,
@@ -82,7 +83,7 @@ async def test_generate_honours_overrides_and_extra_inputs(inproc_cell: InprocCe
             lm_pb2.GenerateRequest(
                 model_key=model_id,
                 text="",
-                extra_inputs={"items": {"per_example_max_decode_steps": 2}},
+                extra_inputs=common_pb2.ExtraInputs(items={"per_example_max_decode_steps": 2}),
             )
         )
         assert [t.text for t in capped.texts] == ["a b"]
@@ -106,7 +107,7 @@ async def test_stream_fails_mid_way_when_asked(inproc_cell: InprocCell) -> None:
                 received.append(reply.items[0].text)
     assert received == ["a", " b"]
     assert caught.value.code() == Code.INTERNAL
-    assert caught.value.details().endswith(": Internal")
+    assert (caught.value.details() or "").endswith(": Internal")
 
 
 async def test_cancelled_stream_is_recorded(inproc_cell: InprocCell) -> None:
@@ -135,13 +136,13 @@ async def test_data_errors(inproc_cell: InprocCell) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await lm.Generate(lm_pb2.GenerateRequest(model_key="/sax/test/nope", text="x"))
         assert caught.value.code() == Code.NOT_FOUND
-        assert caught.value.details().endswith(": NotFound")
+        assert (caught.value.details() or "").endswith(": NotFound")
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await vision_pb2_grpc.VisionServiceStub(channel).Classify(
                 vision_pb2.ClassifyRequest(model_key=model_id, image_bytes=b"x")
             )
         assert caught.value.code() == Code.INVALID_ARGUMENT
-        assert "does not support vm.classify" in caught.value.details()
+        assert "does not support vm.classify" in (caught.value.details() or "")
 
 
 async def test_vision_audio_custom_stand_ins(inproc_cell: InprocCell) -> None:
@@ -194,7 +195,9 @@ async def test_seed_lm_generates_deterministically(inproc_cell: InprocCell) -> N
     async with channel:
         lm = lm_pb2_grpc.LMServiceStub(channel)
         request = lm_pb2.GenerateRequest(
-            model_key=model_id, text="the river", extra_inputs={"items": {"temperature": 0.8}}
+            model_key=model_id,
+            text="the river",
+            extra_inputs=common_pb2.ExtraInputs(items={"temperature": 0.8}),
         )
         first, second = await asyncio.gather(lm.Generate(request), lm.Generate(request))
         assert first == second
@@ -203,7 +206,9 @@ async def test_seed_lm_generates_deterministically(inproc_cell: InprocCell) -> N
             (t.score for t in first.texts), reverse=True
         )
         greedy = lm_pb2.GenerateRequest(
-            model_key=model_id, text="the", extra_inputs={"items": {"temperature": 0}}
+            model_key=model_id,
+            text="the",
+            extra_inputs=common_pb2.ExtraInputs(items={"temperature": 0}),
         )
         assert len({t.text for t in (await lm.Generate(greedy)).texts}) == 1
         items = [r async for r in lm.GenerateStream(request)]

@@ -17,6 +17,7 @@ from gateway.client import (
     StreamItem,
     UnavailableError,
 )
+from tests._approx import approx
 from tests.integration._client_fixtures import (
     CELL,
     TEST_AUDIO,
@@ -31,22 +32,18 @@ T = CallOptions(timeout=10)
 
 
 async def test_lm_generate_echoes_and_honours_extra_inputs(client: Client, lm: str) -> None:
-    assert await client.lm_generate(lm, "hello big world", T) == [
-        ("hello big world", pytest.approx(-0.3))
-    ]
+    assert await client.lm_generate(lm, "hello big world", T) == [("hello big world", approx(-0.3))]
     capped = CallOptions(timeout=10, extra_inputs={"per_example_max_decode_steps": 1})
-    assert await client.lm_generate(lm, "hello big world", capped) == [
-        ("hello", pytest.approx(-0.1))
-    ]
+    assert await client.lm_generate(lm, "hello big world", capped) == [("hello", approx(-0.1))]
 
 
 async def test_lm_generate_stream_yields_sax_items(client: Client) -> None:
     model_id = await publish_ready(client, "two", overrides={"num_samples": "2"})
     responses = [r async for r in client.lm_generate_stream(model_id, "a b", T)]
     assert responses == [
-        [StreamItem("a", 0, [pytest.approx(-0.1)]), StreamItem("a", 0, [pytest.approx(-1.1)])],
+        [StreamItem("a", 0, [approx(-0.1)]), StreamItem("a", 0, [approx(-1.1)])],
         # Per-step scores, as upstream's decoder sends them.
-        [StreamItem(" b", 1, [pytest.approx(-0.1)]), StreamItem(" b", 1, [pytest.approx(-0.1)])],
+        [StreamItem(" b", 1, [approx(-0.1)]), StreamItem(" b", 1, [approx(-0.1)])],
     ]
 
 
@@ -91,14 +88,14 @@ async def test_lm_generate_stream_task_cancellation_cancels_server_side(
 
 async def test_lm_score_embed_gradient(client: Client, lm: str) -> None:
     assert await client.lm_score(lm, "prefix", ["one", "one two"], T) == [
-        pytest.approx(-0.1),
-        pytest.approx(-0.2),
+        approx(-0.1),
+        approx(-0.2),
     ]
     embedding = await client.lm_embed(lm, "text", T)
     assert len(embedding) == 8
     assert embedding == await client.lm_embed(lm, "text", T)
     scores, gradients = await client.lm_gradient(lm, "p", "s", T)
-    assert scores == [pytest.approx(-0.1)]
+    assert scores == [approx(-0.1)]
     assert set(gradients) == {"embedding"}
     assert len(gradients["embedding"]) == 8
 
@@ -134,7 +131,7 @@ async def test_extra_strings_and_tensors_reach_the_server(client: Client, lm: st
         extra_strings={"note": "x"},
         extra_tensors={"soft_prompt": [0.1, 0.2]},
     )
-    assert await client.lm_generate(lm, "ok", options) == [("ok", pytest.approx(-0.1))]
+    assert await client.lm_generate(lm, "ok", options) == [("ok", approx(-0.1))]
 
 
 async def test_timeout_becomes_deadline(client: Client) -> None:
@@ -217,7 +214,7 @@ async def test_without_fail_fast_waits_for_a_replica(cell: RunningCell, client: 
     await asyncio.sleep(0.3)
     assert not call.done()
     await client.update(model_id, num_replicas=1)
-    assert await call == [("waited", pytest.approx(-0.1))]
+    assert await call == [("waited", approx(-0.1))]
 
 
 async def test_waiting_for_a_replica_respects_the_deadline(client: Client) -> None:
@@ -233,5 +230,5 @@ async def test_proxy_addr_sends_data_calls_to_one_address(
     proxy = cell.model_servers[0].address
     settings = ClientSettings(sax_root=cell.sax_root, proxy_addr=proxy)
     async with Client(settings) as direct:
-        assert await direct.lm_generate(lm, "direct", T) == [("direct", pytest.approx(-0.1))]
+        assert await direct.lm_generate(lm, "direct", T) == [("direct", approx(-0.1))]
         assert direct.admin_rpcs == 0

@@ -22,6 +22,7 @@ from gateway.client import (
     UnavailableError,
 )
 from gateway.launch.processes import free_port
+from tests._approx import approx
 from tests.integration._client_fixtures import CELL, TEST_LM, RunningCell, publish_ready
 
 T = CallOptions(timeout=20)
@@ -36,7 +37,7 @@ async def test_publish_generate_unpublish_loop_never_sees_a_stale_not_found(
     model_id = f"{CELL}/loop"
     for _ in range(50):
         await client.publish(model_id, TEST_LM, "None", 1)
-        assert await client.lm_generate(model_id, "again", T) == [("again", pytest.approx(-0.1))]
+        assert await client.lm_generate(model_id, "again", T) == [("again", approx(-0.1))]
         await client.unpublish(model_id)
         with pytest.raises(NotFoundError):
             await client.lm_generate(model_id, "gone", T)
@@ -47,7 +48,7 @@ async def test_two_clients_loop_sees_each_others_changes(cell: RunningCell, clie
     async with Client(ClientSettings(sax_root=cell.sax_root)) as other:
         for _ in range(20):
             await client.publish(model_id, TEST_LM, "None", 1)
-            assert await other.lm_generate(model_id, "seen", T) == [("seen", pytest.approx(-0.1))]
+            assert await other.lm_generate(model_id, "seen", T) == [("seen", approx(-0.1))]
             await client.unpublish(model_id)
 
 
@@ -59,13 +60,13 @@ async def test_a_model_published_by_another_client_is_found_at_once(
         await client.lm_generate(model_id, "early", T)
     async with Client(ClientSettings(sax_root=cell.sax_root)) as publisher:
         await publish_ready(publisher, "elsewhere", replicas=1)
-    assert await client.lm_generate(model_id, "now", T) == [("now", pytest.approx(-0.1))]
+    assert await client.lm_generate(model_id, "now", T) == [("now", approx(-0.1))]
 
 
 async def test_update_forgets_nothing_it_should_keep(client: Client) -> None:
     model_id = await publish_ready(client, "kept", replicas=1)
     await client.update(model_id, num_replicas=1)
-    assert await client.lm_generate(model_id, "still", T) == [("still", pytest.approx(-0.1))]
+    assert await client.lm_generate(model_id, "still", T) == [("still", approx(-0.1))]
 
 
 async def test_unreachable_admin_is_unavailable_in_seconds_naming_cell_and_address(
@@ -86,7 +87,7 @@ async def test_unreachable_admin_is_unavailable_in_seconds_naming_cell_and_addre
             await asyncio.wait_for(client.lm_generate(f"{CELL}/unknown", "x", unknown), BOUND_S)
         assert CELL in generating.value.message and address in generating.value.message
         # Replicas already known keep serving meanwhile.
-        assert await client.lm_generate(model_id, "during", T) == [("during", pytest.approx(-0.1))]
+        assert await client.lm_generate(model_id, "during", T) == [("during", approx(-0.1))]
 
 
 async def test_the_unreachable_limit_is_configurable(tmp_path: Path) -> None:

@@ -3,10 +3,9 @@ server, and the attempt learns how the RPC ended and what it cost (``query_cost_
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
@@ -21,25 +20,30 @@ from gateway.client import (
     UnavailableError,
     query_cost_ms,
 )
+from gateway.common.rpc import Context
 from tests.integration._cell_fixtures import stand_in_server
 from tests.integration._client_fixtures import RunningCell, publish_ready
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
-class RecordingLM(lm_pb2_grpc.LMServiceServicer):  # type: ignore[misc]
+class RecordingLM(lm_pb2_grpc.LMServiceServicer):
     """Answers like an upstream model server that reports a query cost; keeps the metadata."""
 
     def __init__(self) -> None:
-        self.metadata: list[dict[str, str]] = []
+        self.metadata: list[dict[str, str | bytes]] = []
 
-    async def Generate(self, request: Any, context: Any) -> lm_pb2.GenerateResponse:
-        self.metadata.append(dict(context.invocation_metadata()))
+    async def Generate(
+        self, request: lm_pb2.GenerateRequest, context: Context
+    ) -> lm_pb2.GenerateResponse:
+        self.metadata.append(dict(context.invocation_metadata() or ()))
         context.set_trailing_metadata((("query_cost_v0", "42"),))
         return lm_pb2.GenerateResponse(texts=[lm_pb2.DecodedText(text="hi", score=-1.0)])
 
-    async def GenerateStream(self, request: Any, context: Any) -> AsyncIterator[Any]:
-        self.metadata.append(dict(context.invocation_metadata()))
+    async def GenerateStream(
+        self, request: lm_pb2.GenerateRequest, context: Context
+    ) -> AsyncIterator[lm_pb2.GenerateStreamResponse]:
+        self.metadata.append(dict(context.invocation_metadata() or ()))
         yield lm_pb2.GenerateStreamResponse(items=[lm_pb2.GenerateStreamItem(text="a")])
         context.set_trailing_metadata((("query_cost_v0", "7"),))
 
@@ -52,7 +56,7 @@ class _Attempt(Attempt):
         self.ended: list[tuple[grpc.StatusCode, int | None]] = []
 
     def end(
-        self, code: grpc.StatusCode, trailing: Sequence[tuple[str, str | bytes]] | None
+        self, code: grpc.StatusCode, trailing: Collection[tuple[str, str | bytes]] | None
     ) -> None:
         self.ended.append((code, query_cost_ms(trailing)))
 
@@ -77,7 +81,9 @@ class Recorder(Observer):
 
 @pytest.fixture
 async def lm_server() -> AsyncIterator[tuple[str, RecordingLM]]:
-    servicer = RecordingLM()
+    # Only the RPCs under test: the .pyi marks every RPC abstract, while at run time the rest
+    # answer UNIMPLEMENTED from the generated base class.
+    servicer = RecordingLM()  # type: ignore[abstract]
     add = partial(lm_pb2_grpc.add_LMServiceServicer_to_server, servicer)
     async with stand_in_server(add) as address:
         yield address, servicer

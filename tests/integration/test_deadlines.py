@@ -17,6 +17,7 @@ from saxml.protobuf import admin_pb2, admin_pb2_grpc
 
 from gateway.client import Client, ClientSettings, DeadlineExceededError
 from gateway.common.deadline import Deadline
+from gateway.common.rpc import Context
 from tests.integration._cell_fixtures import stand_in_admin
 from tests.integration._gateway_fixtures import running_gateway
 
@@ -25,7 +26,7 @@ DELAY = 1.0
 BUDGET = 1.6
 
 
-class SlowAdmin(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
+class SlowAdmin(admin_pb2_grpc.AdminServicer):
     """Answers List, Update and WaitForReady correctly, each after DELAY seconds; records the
     deadline each call about MODEL arrived with."""
 
@@ -34,7 +35,7 @@ class SlowAdmin(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         self.fast_calls = 0
         """How many of the next calls about MODEL are answered at once."""
 
-    async def _slow(self, method: str, model_id: str, context: grpc.aio.ServicerContext) -> None:
+    async def _slow(self, method: str, model_id: str, context: Context) -> None:
         if model_id == MODEL:  # not the gateway's health probe (a List of the whole cell)
             self.calls.append((method, context.time_remaining()))
             if self.fast_calls:
@@ -43,20 +44,20 @@ class SlowAdmin(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         await asyncio.sleep(DELAY)
 
     async def List(
-        self, request: admin_pb2.ListRequest, context: grpc.aio.ServicerContext
+        self, request: admin_pb2.ListRequest, context: Context
     ) -> admin_pb2.ListResponse:
         await self._slow("List", request.model_id, context)
         model = admin_pb2.Model(model_id=MODEL, model_path="some.Model", checkpoint_path="None")
         return admin_pb2.ListResponse(published_models=[admin_pb2.PublishedModel(model=model)])
 
     async def Update(
-        self, request: admin_pb2.UpdateRequest, context: grpc.aio.ServicerContext
+        self, request: admin_pb2.UpdateRequest, context: Context
     ) -> admin_pb2.UpdateResponse:
         await self._slow("Update", request.model.model_id, context)
         return admin_pb2.UpdateResponse()
 
     async def WaitForReady(
-        self, request: admin_pb2.WaitForReadyRequest, context: grpc.aio.ServicerContext
+        self, request: admin_pb2.WaitForReadyRequest, context: Context
     ) -> admin_pb2.WaitForReadyResponse:
         await self._slow("WaitForReady", request.model_id, context)
         return admin_pb2.WaitForReadyResponse()
@@ -64,7 +65,9 @@ class SlowAdmin(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
 
 @pytest.fixture
 async def slow_admin(tmp_path: Path) -> AsyncIterator[tuple[str, SlowAdmin]]:
-    servicer = SlowAdmin()
+    # Only the RPCs under test: the .pyi marks every RPC abstract, while at run time the rest
+    # answer UNIMPLEMENTED from the generated base class.
+    servicer = SlowAdmin()  # type: ignore[abstract]
     root = str(tmp_path / "root")
     async with stand_in_admin(servicer, root, "/sax/slow"):
         yield root, servicer
@@ -101,7 +104,7 @@ async def test_client_operations_share_a_callers_deadline(
 @pytest.fixture
 async def gateway_stub(
     slow_admin: tuple[str, SlowAdmin],
-) -> AsyncIterator[gateway_pb2_grpc.SaxGatewayStub]:
+) -> AsyncIterator[gateway_pb2_grpc.SaxGatewayAsyncStub]:
     root, _ = slow_admin
     # The gateway's default deadline is the budget; the callers below set no gRPC deadline,
     # so only the gateway's own deadline can end the calls.
@@ -113,7 +116,7 @@ async def gateway_stub(
 
 
 async def test_gateway_update_model_ends_at_its_deadline(
-    gateway_stub: gateway_pb2_grpc.SaxGatewayStub, slow_admin: tuple[str, SlowAdmin]
+    gateway_stub: gateway_pb2_grpc.SaxGatewayAsyncStub, slow_admin: tuple[str, SlowAdmin]
 ) -> None:
     # UpdateModel is List (answered at once here), Update (slow), List (slow): each fits in
     # BUDGET alone, so only a shared deadline ends the call.
@@ -127,7 +130,7 @@ async def test_gateway_update_model_ends_at_its_deadline(
 
 
 async def test_gateway_wait_for_ready_ends_at_its_deadline(
-    gateway_stub: gateway_pb2_grpc.SaxGatewayStub, slow_admin: tuple[str, SlowAdmin]
+    gateway_stub: gateway_pb2_grpc.SaxGatewayAsyncStub, slow_admin: tuple[str, SlowAdmin]
 ) -> None:
     _, admin = slow_admin
     with pytest.raises(grpc.aio.AioRpcError) as exc:

@@ -36,12 +36,12 @@ async def gateway(inproc_cell: InprocCell) -> AsyncIterator[GatewayServer]:
 
 
 @pytest.fixture
-async def stub(gateway: GatewayServer) -> AsyncIterator[gateway_pb2_grpc.SaxGatewayStub]:
+async def stub(gateway: GatewayServer) -> AsyncIterator[gateway_pb2_grpc.SaxGatewayAsyncStub]:
     async with grpc.aio.insecure_channel(gateway.address) as channel:
         yield gateway_pb2_grpc.SaxGatewayStub(channel)
 
 
-async def _publish(stub: gateway_pb2_grpc.SaxGatewayStub, name: str, **overrides: str) -> str:
+async def _publish(stub: gateway_pb2_grpc.SaxGatewayAsyncStub, name: str, **overrides: str) -> str:
     model = f"/sax/test/{name}"
     await stub.PublishModel(
         pb.PublishModelRequest(
@@ -148,7 +148,7 @@ async def test_health_is_not_serving_without_a_cell(tmp_path: Path) -> None:
     assert reply.status == NOT_SERVING
 
 
-async def test_shorter_client_deadline_wins(stub: gateway_pb2_grpc.SaxGatewayStub) -> None:
+async def test_shorter_client_deadline_wins(stub: gateway_pb2_grpc.SaxGatewayAsyncStub) -> None:
     model = await _publish(stub, "slowpoke", text="a b c d e f", delay_ms="200")
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -158,7 +158,9 @@ async def test_shorter_client_deadline_wins(stub: gateway_pb2_grpc.SaxGatewayStu
     assert loop.time() - started < 1.5
 
 
-async def test_concurrent_calls_share_one_client(stub: gateway_pb2_grpc.SaxGatewayStub) -> None:
+async def test_concurrent_calls_share_one_client(
+    stub: gateway_pb2_grpc.SaxGatewayAsyncStub,
+) -> None:
     model = await _publish(stub, "busy", text="x y")
     replies = await asyncio.gather(
         *(stub.Generate(pb.GenerateRequest(model=model, query="q")) for _ in range(50))

@@ -20,6 +20,7 @@ from saxgateway_client import (
 )
 
 from gateway.launch.stack import Stack
+from tests._approx import approx
 from tests.e2e._published import TEST_LM, published
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,12 +34,12 @@ def client(stack: Stack) -> Iterator[Client]:
 
 def test_generate_with_extra_inputs(stack: Stack, client: Client) -> None:
     with published(stack, "/sax/test/py-client", TEST_LM, {"text": "hello from python"}) as model:
-        assert client.generate(model, "q") == [("hello from python", pytest.approx(-0.3))]
+        assert client.generate(model, "q") == [("hello from python", approx(-0.3))]
         capped = client.generate(
             model, "q", extra={"per_example_max_decode_steps": 2, "stop": "\n", "bias": [0.5]}
         )
-        assert capped == [("hello from", pytest.approx(-0.2))]
-        assert client.score(model, "a", ["b c", "d"]) == [pytest.approx(-0.2), pytest.approx(-0.1)]
+        assert capped == [("hello from", approx(-0.2))]
+        assert client.score(model, "a", ["b c", "d"]) == [approx(-0.2), approx(-0.1)]
 
 
 def test_generate_stream_is_an_iterator(stack: Stack, client: Client) -> None:

@@ -65,7 +65,9 @@ def test_missing_fields_are_400_naming_the_field(http: httpx.Client) -> None:
         ),
     ]:
         body = _error(http.post(path, json=payload), 400, 3)
-        fields = [v["field"] for d in body["details"] for v in d.get("field_violations", [])]
+        details = body["details"]
+        assert isinstance(details, list)
+        fields = [v["field"] for d in details for v in d.get("field_violations", [])]
         assert fields == [field], (path, payload, body)
 
 

@@ -15,6 +15,7 @@ positive and negative modes). Deterministic (derandomized) and bounded:
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 import requests
@@ -22,6 +23,9 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from gateway.launch.stack import Stack
+
+if TYPE_CHECKING:  # an alias schemathesis defines for type checkers only
+    from schemathesis.specs.openapi.schemas import OpenApiCase
 
 EXAMPLES = 60
 MAPPED_5XX = {501, 503, 504}
@@ -52,7 +56,7 @@ def session() -> Iterator[requests.Session]:
     deadline=None,
     suppress_health_check=list(HealthCheck),
 )
-def test_fuzz(case: schemathesis.Case, stack: Stack, session: requests.Session) -> None:
+def test_fuzz(case: OpenApiCase, stack: Stack, session: requests.Session) -> None:
     response = case.call(base_url=stack.http_url, session=session, timeout=30)
     status = response.status_code
     content_type = response.headers.get("content-type", [""])[0]

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from langchain_openai import ChatOpenAI, OpenAIEmbeddings
+from pydantic import SecretStr
 
 from gateway.launch.stack import Stack
 from tests.e2e._openai import ANSWER, CHATML, SLOW, tokenizer
@@ -51,7 +52,9 @@ def test_node_openai_package_streams_a_chat(stack: Stack, openai_models: None) -
 
 
 def test_langchain_chat_model_invokes_and_streams(stack: Stack, openai_models: None) -> None:
-    chat = ChatOpenAI(base_url=stack.http_url + "/v1", api_key="x", model="oai", max_retries=0)
+    chat = ChatOpenAI(
+        base_url=stack.http_url + "/v1", api_key=SecretStr("x"), model="oai", max_retries=0
+    )
     reply = chat.invoke("What is the capital of France?")
     assert reply.content == ANSWER
     assert reply.usage_metadata is not None and reply.usage_metadata["output_tokens"] == 6
@@ -62,7 +65,7 @@ def test_langchain_embeddings(stack: Stack, openai_models: None) -> None:
     native = httpx.post(stack.http_url + "/embed", json={"model": CHATML, "text": "hello"})
     embeddings = OpenAIEmbeddings(
         base_url=stack.http_url + "/v1",
-        api_key="x",
+        api_key=SecretStr("x"),
         model="oai",
         check_embedding_ctx_length=False,
         max_retries=0,

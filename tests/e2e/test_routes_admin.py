@@ -112,6 +112,7 @@ def test_setacl_then_getacl(http: httpx.Client, model: str, name: str) -> None:
     v1 = "/v1" + name
     # Other tests share the cell: start from whatever ACL it has, and put that back.
     before = _ok(http.get("/getacl", params={"name": name}))
+    assert isinstance(before, dict)
     assert set(before) == {"name", "acl"} and before["name"] == name
     try:
         assert _ok(http.post("/setacl", json={"name": name, "acl": "group-a"})) == {

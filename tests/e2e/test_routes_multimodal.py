@@ -5,7 +5,7 @@ The expected bodies are computed by `TestMultimodal`'s own code on the same item
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import httpx
 import pytest
@@ -28,7 +28,7 @@ def model(stack: Stack) -> Iterator[str]:
         yield name
 
 
-def _post(http: httpx.Client, verb: str, body: dict[str, object]) -> httpx.Response:
+def _post(http: httpx.Client, verb: str, body: Mapping[str, object]) -> httpx.Response:
     return http.post(f"/v1{MODEL}:{verb}", json=body)
 
 

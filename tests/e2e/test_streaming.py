@@ -16,6 +16,7 @@ from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.launch.stack import Stack
+from tests._approx import approx
 from tests.e2e._published import TEST_LM, published, request_info
 from tests.e2e.conftest import ROUTE_TIMEOUT
 
@@ -56,7 +57,7 @@ def test_sse_one_event_per_token_as_it_is_produced(http: httpx.Client, model: st
     assert list(events) == [
         _delta("one", -0.1),
         _delta(" two", -0.2),
-        _delta(" three", pytest.approx(-0.3)),
+        _delta(" three", approx(-0.3)),
         {
             "deltas": [],
             "done": True,

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -45,11 +46,11 @@ class LoadResult:
 async def run_load(
     base_url: str,
     path: str,
-    body: dict[str, object],
+    body: Mapping[str, object],
     *,
     seconds: float,
     concurrency: int = 8,
-    during: Callable[[], Awaitable[None]] | None = None,
+    during: Callable[[], Coroutine[Any, Any, None]] | None = None,
     tick: Callable[[], None] | None = None,
     timeout: float = 30.0,
 ) -> LoadResult:

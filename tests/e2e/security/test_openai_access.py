@@ -4,7 +4,7 @@ model; there is no way around them through /v1."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import openai
 import pytest
@@ -38,7 +38,7 @@ def test_a_clients_model_list_holds_on_every_openai_route(secure: SecureStack, m
     # team-b may use /sax/test/sec-b-* only (conftest).
     refused = _refused(f"client team-b may not use {model}")
     with _sdk(secure, TEAM_B_KEY) as client:
-        calls = [
+        calls: list[Callable[[], object]] = [
             lambda: client.completions.create(model=model, prompt="q"),
             lambda: client.completions.create(model=model, prompt="q", stream=True),
             lambda: client.embeddings.create(model=model, input="q"),

@@ -224,8 +224,10 @@ def test_no_healthy_gateway_is_a_json_503(dead_cell_stack: tuple[Stack, str]) ->
     ):
         client.models.list()
     assert failure.value.status_code == 503
-    assert failure.value.body == {
-        "message": failure.value.body["message"],  # type: ignore[index]
+    sdk_body = failure.value.body
+    assert isinstance(sdk_body, dict)
+    assert sdk_body == {
+        "message": sdk_body["message"],
         "type": "service_unavailable_error",
         "param": None,
         "code": None,

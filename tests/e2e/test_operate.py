@@ -317,7 +317,9 @@ def test_every_dashboard_query_reads_an_exported_metric(ops_stack: Stack, model:
     assert len(queries) > 15
     # The model picker: label_values(metric, label) reads a label the metric has.
     template = dashboard["templating"]["list"][1]["definition"]
-    metric, label = re.fullmatch(r"label_values\((\w+), (\w+)\)", template).groups()  # type: ignore[union-attr]
+    picker = re.fullmatch(r"label_values\((\w+), (\w+)\)", template)
+    assert picker is not None, template
+    metric, label = picker.groups()
     assert any(
         line.startswith(metric + "{") and f'{label}="' in line for line in scrape.splitlines()
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -53,9 +53,9 @@ def _set_method_acl(secure: SecureStack, model: str, method: str, acl: str) -> N
     asyncio.run(run())
 
 
-def _until(predicate: object, deadline: float = 20.0) -> None:
+def _until(predicate: Callable[[], bool], deadline: float = 20.0) -> None:
     end = time.monotonic() + deadline
-    while not predicate():  # type: ignore[operator]
+    while not predicate():
         assert time.monotonic() < end, "condition never held"
         time.sleep(0.2)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -40,9 +40,9 @@ def stub(secure: SecureStack) -> Iterator[gateway_pb2_grpc.SaxGatewayStub]:
         yield gateway_pb2_grpc.SaxGatewayStub(channel)
 
 
-def _code(call: object) -> grpc.StatusCode:
+def _code(call: Callable[[], object]) -> grpc.StatusCode:
     with pytest.raises(grpc.RpcError) as caught:
-        call()  # type: ignore[operator]
+        call()
     code: grpc.StatusCode = caught.value.code()
     return code
 

@@ -11,7 +11,7 @@ import socket
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import grpc
@@ -160,9 +160,9 @@ def _get(sock: socket.socket) -> bytes:
         return b""
 
 
-def _wait(condition: object, what: str, timeout: float = 30) -> None:
+def _wait(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
+    while not condition():
         assert time.monotonic() < deadline, what
         time.sleep(0.2)
 

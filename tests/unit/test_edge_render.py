@@ -65,19 +65,19 @@ def _mapping(loader: _Strict, node: yaml.MappingNode) -> dict[object, object]:
 _Strict.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
 
 
-def _render(tmp_path: Path, data: dict[str, object]) -> dict[str, object]:
+def _render(tmp_path: Path, data: dict[str, object]) -> dict[str, Any]:
     edge = parse_config(data, tmp_path).edge
     text = render(
         EnvoySettings(gateway_endpoints=["127.0.0.1:50051"], edge=edge, cors_origins=["https://x"]),
         secrets_dir=tmp_path / "secrets",
     )
     (tmp_path / "envoy.yaml").write_text(text)
-    parsed: dict[str, object] = yaml.load(text, Loader=_Strict)
+    parsed: dict[str, Any] = yaml.load(text, Loader=_Strict)
     return parsed
 
 
-def _filters(config: dict[str, object]) -> list[str]:
-    listener = config["static_resources"]["listeners"][0]  # type: ignore[index]
+def _filters(config: dict[str, Any]) -> list[str]:
+    listener = config["static_resources"]["listeners"][0]
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
     return [f["name"] for f in hcm["http_filters"]]
 
@@ -107,7 +107,7 @@ def test_envoy_accepts_the_full_config(tmp_path: Path) -> None:
         "cost_header",
         "envoy.filters.http.router",
     ]
-    chain = config["static_resources"]["listeners"][0]["filter_chains"][0]  # type: ignore[index]
+    chain = config["static_resources"]["listeners"][0]["filter_chains"][0]
     assert chain["transport_socket"]["typed_config"]["require_client_certificate"] is True
     assert chain["filters"][0]["typed_config"]["xff_num_trusted_hops"] == 2
     # The certificate files themselves are read lazily through SDS, so `{}` stands in here.
@@ -123,7 +123,7 @@ def test_envoy_accepts_the_full_config(tmp_path: Path) -> None:
 def test_without_a_config_only_the_origin_check_is_added(tmp_path: Path) -> None:
     config = _render(tmp_path, {})
     assert _filters(config) == [*_EVERY_CONFIG, "cost_header", "envoy.filters.http.router"]
-    chain = config["static_resources"]["listeners"][0]["filter_chains"][0]  # type: ignore[index]
+    chain = config["static_resources"]["listeners"][0]["filter_chains"][0]
     assert "transport_socket" not in chain
 
 
@@ -178,7 +178,7 @@ def test_the_cost_header_filter_is_on_for_unary_calls_and_never_for_streams(
     # The filter holds a reply until it ends: on a stream's route it would hold every SSE event
     # back. Filters are picked by the route of the request's own path (HTTP or gRPC).
     config = _render(tmp_path, {})
-    listener = config["static_resources"]["listeners"][0]  # type: ignore[index]
+    listener = config["static_resources"]["listeners"][0]
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
     routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
     service = gateway_pb2.DESCRIPTOR.services_by_name["SaxGateway"]
@@ -200,7 +200,7 @@ def _disabled(route: dict[str, Any]) -> set[str]:
 
 def test_http_stream_routes_leave_out_the_filters_they_never_need(tmp_path: Path) -> None:
     config = _render(tmp_path, {})
-    listener = config["static_resources"]["listeners"][0]  # type: ignore[index]
+    listener = config["static_resources"]["listeners"][0]
     routes = listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"][
         "virtual_hosts"
     ][0]["routes"]
@@ -222,7 +222,7 @@ def test_the_origin_check_runs_only_for_requests_with_an_origin(tmp_path: Path) 
     # Its Lua coroutine would live as long as each stream; clients without an Origin header
     # (curl, SDKs) cannot be cross-origin browser requests, so the filter is skipped for them.
     config = _render(tmp_path, {})
-    listener = config["static_resources"]["listeners"][0]  # type: ignore[index]
+    listener = config["static_resources"]["listeners"][0]
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
     [check] = [f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.lua"]
     wrapper = check["typed_config"]
@@ -243,7 +243,7 @@ def test_stream_routes_hand_the_gateway_the_clients_address(tmp_path: Path) -> N
     # The gateway counts open streams per client address (gateway/service/_streams.py); Envoy
     # sets the header on every route a stream can take, overwriting whatever a client sent.
     config = _render(tmp_path, {})
-    listener = config["static_resources"]["listeners"][0]  # type: ignore[index]
+    listener = config["static_resources"]["listeners"][0]
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
     assert "xff_num_trusted_hops" not in hcm  # 0 by default: the peer is the client
     routes = hcm["route_config"]["virtual_hosts"][0]["routes"]

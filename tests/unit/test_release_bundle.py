@@ -37,12 +37,17 @@ def test_descriptor_set_holds_the_bundle_with_comments() -> None:
     )
 
 
+def _content(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    file = tar.extractfile(member)
+    assert file is not None, f"{member.name} is not a regular file"
+    return file.read()
+
+
 def test_tarball_holds_the_same_files() -> None:
     data = (RELEASE / "saxgateway-v1-proto.tar.gz").read_bytes()
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         files = {
-            m.name.removeprefix("saxgateway-v1-proto/"): tar.extractfile(m).read()  # type: ignore[union-attr]
-            for m in tar.getmembers()
+            m.name.removeprefix("saxgateway-v1-proto/"): _content(tar, m) for m in tar.getmembers()
         }
     assert sorted(files) == PROTOS
     assert all(files[name] == (RELEASE / "proto" / name).read_bytes() for name in PROTOS)

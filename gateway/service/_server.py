@@ -44,6 +44,14 @@ PENDING_CALLS_OPTIONS = (
     ("grpc.server_max_unrequested_time_in_server", 300),
 )
 
+#: No HPACK dynamic table for the headers callers send: grpc refuses some malformed headers
+#: (a bad grpc-timeout, a -bin header that is not base64) without adding them to its table,
+#: while the sender (Envoy, for every client it serves) did, so every later request on that
+#: connection that refers to the table by index failed with INTERNAL "Error parsing
+#: '...' metadata", for minutes and for every client. Without the table each header is sent
+#: in full, which Envoy's loopback hop hardly notices (BENCHMARKS.md).
+HPACK_OPTIONS = (("grpc.http2.hpack_table_size.decoder", 0),)
+
 
 @dataclass(eq=False)
 class GatewayServer:
@@ -112,6 +120,7 @@ class GatewayServer:
                 # Several gateway processes must not silently share one port.
                 ("grpc.so_reuseport", 0),
                 *PENDING_CALLS_OPTIONS,
+                *HPACK_OPTIONS,
             ],
         )
         streams = StreamSlots(settings.max_streams_per_client, access.identity)

@@ -160,9 +160,12 @@ def _bindings(method: MethodDescriptor) -> list[str]:
 
 
 def _route(routes: list[dict[str, Any]], path: str) -> dict[str, Any]:
-    """The route Envoy picks for ``path``: the first whose match fits."""
+    """The route Envoy picks for a plain request to ``path`` (no query string, no header a
+    route matches on): the first whose match fits."""
     for route in routes:
         match = route["match"]
+        if "headers" in match or "query_parameters" in match:
+            continue
         if (
             match.get("path") == path
             or ("prefix" in match and path.startswith(match["prefix"]))

@@ -1,0 +1,126 @@
+"""Requests that must not reach a gateway as sent: a header grpc cannot parse, a query
+parameter or body field that would replace the model the URL names.
+
+Found by probing the stack from outside: one malformed header left Envoy's connection to a
+gateway refusing every later call that carried a new header value, whoever sent it, for
+minutes; and `POST /v1/sax/test/a:unpublish?model=/sax/test/b` unpublished b.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+
+import grpc
+import httpx
+import pytest
+from saxgateway.v1 import gateway_pb2 as pb
+from saxgateway.v1 import gateway_pb2_grpc
+
+from gateway.launch.stack import Stack
+from tests.e2e._bodies import envoy_error, gateway_error
+from tests.e2e._published import TEST_LM, published
+
+GRPC_TIMEOUT_MESSAGE = (
+    "grpc-timeout: not a gRPC timeout, which is 1 to 8 digits and a unit"
+    " (H, M, S, m, u or n), such as 30S"
+)
+PATH_NAMES_IT = "the URL path names the model or cell; a query parameter may not name another"
+
+
+@pytest.fixture(scope="module")
+def model(stack: Stack) -> Iterator[str]:
+    with published(stack, "/sax/test/guards", TEST_LM, {"text": "ok"}) as name:
+        yield name
+
+
+def _generate(http: httpx.Client, model: str, **headers: str) -> httpx.Response:
+    return http.post("/generate", json={"model": model, "query": "q"}, headers=headers)
+
+
+@pytest.mark.parametrize("value", ["5s", "abc", "1.5S", "-1S", "123456789S", ""])
+def test_a_malformed_grpc_timeout_is_a_json_400(http: httpx.Client, model: str, value: str) -> None:
+    response = _generate(http, model, **{"grpc-timeout": value})
+    assert response.status_code == 400, response.text
+    assert response.json() == envoy_error(response, 3, GRPC_TIMEOUT_MESSAGE)
+
+
+def test_a_malformed_grpc_timeout_on_an_openai_path_is_an_openai_400(
+    http: httpx.Client, model: str
+) -> None:
+    response = http.post(
+        "/v1/completions", json={"model": model, "prompt": "q"}, headers={"grpc-timeout": "5s"}
+    )
+    assert response.status_code == 400, response.text
+    error = {"message": GRPC_TIMEOUT_MESSAGE, "type": "invalid_request_error"}
+    assert response.json() == {"error": {**error, "param": None, "code": None}}
+
+
+def test_a_header_grpc_refuses_leaves_later_calls_unharmed(
+    stack: Stack, http: httpx.Client, model: str
+) -> None:
+    # Not base64: grpc in the gateway refuses the call (INTERNAL, as it would from any
+    # client). Sent twice, so that it reaches both gateway processes behind Envoy.
+    for _ in range(2):
+        refused = _generate(http, model, **{"x-probe-bin": "###"})
+        assert refused.status_code == 500, refused.text
+    # Headers whose values the connection has not carried before: each is sent in full and
+    # added to the sender's HPACK table, where grpc would have looked up the wrong entry.
+    for n in range(6):
+        value = base64.b64encode(f"fine-{n}".encode()).decode()
+        later = _generate(http, model, **{"x-probe-bin": value, "grpc-timeout": f"{20 + n}S"})
+        assert later.status_code == 200, later.text
+        assert later.json() == {"texts": [{"text": "ok", "score": -0.1}]}
+    with grpc.insecure_channel(stack.grpc_address) as channel:
+        stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+        for n in range(4):  # a gRPC client's deadline: a new grpc-timeout value each call
+            reply = stub.Generate(pb.GenerateRequest(model=model, query="q"), timeout=25 + n)
+            assert [t.text for t in reply.texts] == ["ok"]
+
+
+def _is_published(http: httpx.Client, model: str) -> bool:
+    response = http.get("/listcell", params={"model": model})
+    assert response.status_code in (200, 404), response.text
+    return response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "params"),
+    [
+        ("POST", "/v1/sax/test/guards-a:unpublish", {"model": "/sax/test/guards"}),
+        ("POST", "/v1/sax/test/guards-a:update", {"model": "/sax/test/guards"}),
+        ("GET", "/v1/sax/test/guards-a", {"model": "/sax/test/guards"}),
+        ("GET", "/v1/sax/test:listModels", {"sax_cell": "/sax/other"}),
+        ("GET", "/v1/sax/test:stats", {"name": "/sax/other"}),
+        ("GET", "/v1/models/sax/test/guards-a", {"model": "/sax/test/guards"}),
+    ],
+)
+def test_a_query_parameter_may_not_rename_what_the_path_names(
+    http: httpx.Client, model: str, method: str, path: str, params: dict[str, str]
+) -> None:
+    response = http.request(method, path, params=params, json={})
+    assert response.status_code == 400, response.text
+    if path.startswith("/v1/models/"):
+        error = {"message": PATH_NAMES_IT, "type": "invalid_request_error"}
+        assert response.json() == {"error": {**error, "param": None, "code": None}}
+    else:
+        assert response.json() == envoy_error(response, 3, PATH_NAMES_IT)
+    assert _is_published(http, model)  # what the query named is untouched
+
+
+def test_a_body_field_may_not_rename_what_the_path_names(http: httpx.Client, model: str) -> None:
+    response = http.post("/v1/sax/test/guards-a:unpublish", json={"model": model})
+    assert response.status_code == 400, response.text
+    message = (
+        'The binding value "sax/test/guards-a" of the field model is conflicting'
+        f' with the value "{model}" in the body.'
+    )
+    assert response.json() == envoy_error(response, 3, message)
+    assert _is_published(http, model)
+    # The path alone still works, and acts on the model it names.
+    missing = http.post("/v1/sax/test/guards-a:unpublish", json={})
+    assert missing.status_code == 404, missing.text
+    assert missing.json() == gateway_error(
+        missing, 5, "model /sax/test/guards-a is not published: NotFound"
+    )
+    assert _is_published(http, model)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 from google.protobuf import duration_pb2, struct_pb2
@@ -105,7 +106,7 @@ def deadline(
     ``timeout`` field and the gateway's default."""
     seconds = default
     if requested is not None and (requested.seconds or requested.nanos):
-        asked = requested.ToTimedelta().total_seconds()
+        asked = _seconds(requested, "timeout")
         if asked <= 0:
             raise invalid("timeout", "must be positive")
         seconds = min(seconds, asked)
@@ -113,6 +114,30 @@ def deadline(
     if remaining is not None:
         seconds = min(seconds, remaining)
     return seconds
+
+
+# google.protobuf.Duration's own bounds (about 10,000 years); beyond them a Duration is not one.
+_MAX_DURATION_S = 315_576_000_000
+
+
+def _seconds(duration: duration_pb2.Duration, field: str) -> float:
+    # Not ToTimedelta(): it overflows (a Python OverflowError, INTERNAL to the caller) past
+    # timedelta's range, and rounds a positive nanosecond down to zero.
+    if abs(duration.seconds) > _MAX_DURATION_S or abs(duration.nanos) >= 1_000_000_000:
+        raise invalid(field, f"out of range: a Duration is at most {_MAX_DURATION_S} seconds")
+    if duration.seconds * duration.nanos < 0:
+        raise invalid(field, "seconds and nanos have opposite signs")
+    return duration.seconds + duration.nanos / 1e9
+
+
+# Sax's extra inputs are 32-bit floats: a larger number would reach the model as infinity.
+_MAX_FLOAT32 = 3.4028234663852886e38
+
+
+def _number(value: float, field: str) -> float:
+    if not math.isfinite(value) or abs(value) > _MAX_FLOAT32:
+        raise invalid(field, f"must be a finite number within float32's range, got {value!r}")
+    return value
 
 
 def call_options(extra_inputs: Mapping[str, struct_pb2.Value], deadline: Deadline) -> CallOptions:
@@ -133,7 +158,7 @@ def call_options(extra_inputs: Mapping[str, struct_pb2.Value], deadline: Deadlin
         field = f"extra_inputs[{key}]"
         kind = value.WhichOneof("kind")
         if kind == "number_value":
-            floats[key] = value.number_value
+            floats[key] = _number(value.number_value, field)
         elif kind == "string_value":
             bounded(value.string_value, field, lim.MAX_EXTRA_STRING_CHARS)
             strings[key] = value.string_value
@@ -142,7 +167,7 @@ def call_options(extra_inputs: Mapping[str, struct_pb2.Value], deadline: Deadlin
         ):
             if len(value.list_value.values) > lim.MAX_EXTRA_TENSOR_VALUES:
                 raise invalid(field, f"over the limit of {lim.MAX_EXTRA_TENSOR_VALUES} numbers")
-            tensors[key] = [v.number_value for v in value.list_value.values]
+            tensors[key] = [_number(v.number_value, field) for v in value.list_value.values]
         else:
             raise invalid(field, "must be a number, a string or a list of numbers")
     return CallOptions(

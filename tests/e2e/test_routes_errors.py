@@ -102,6 +102,19 @@ CASES = [
         "extra_inputs[k]",
     ),
     ("POST", "/embed", {"model": LM, "text": "t", "extra_inputs": {"k": True}}, "extra_inputs[k]"),
+    # Over float32's range: it reached the model as infinity (a 500 with a Python error).
+    (
+        "POST",
+        "/generate",
+        {"model": LM, "query": "q", "extra_inputs": {"per_example_top_k": 1e39}},
+        "extra_inputs[per_example_top_k]",
+    ),
+    (
+        "POST",
+        "/v1/sax/test/errors-lm:streamGenerate",
+        {"query": "q", "extra_inputs": {"per_example_max_decode_steps": -1e39}},
+        "extra_inputs[per_example_max_decode_steps]",
+    ),
 ]
 
 

@@ -100,3 +100,55 @@ def test_call_options_rejects_other_json_types(value: struct_pb2.Value) -> None:
     with pytest.raises(InvalidArgumentError) as exc:
         f.call_options({"k": value}, Deadline.after(1))
     assert _violations(exc) == ["extra_inputs[k]"]
+
+
+def _numbers(*values: float) -> struct_pb2.Value:
+    numbers = [struct_pb2.Value(number_value=v) for v in values]
+    return struct_pb2.Value(list_value=struct_pb2.ListValue(values=numbers))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        struct_pb2.Value(number_value=float("nan")),
+        struct_pb2.Value(number_value=float("inf")),
+        struct_pb2.Value(number_value=-float("inf")),
+        struct_pb2.Value(number_value=1e39),  # JSON's 1e39: float32 infinity at the model
+        _numbers(1.0, float("nan")),
+        _numbers(-1e39),
+    ],
+)
+def test_call_options_rejects_numbers_a_float32_cannot_hold(value: struct_pb2.Value) -> None:
+    # They reached the model server as NaN or infinity, which failed with UNKNOWN (a Python
+    # OverflowError's text) instead of naming the field.
+    with pytest.raises(InvalidArgumentError) as exc:
+        f.call_options({"per_example_top_k": value}, Deadline.after(1))
+    assert _violations(exc) == ["extra_inputs[per_example_top_k]"]
+    assert "must be a finite number within float32's range" in exc.value.message
+
+
+def test_call_options_keeps_the_largest_float32() -> None:
+    big = struct_pb2.Value(number_value=3.4e38)
+    assert f.call_options({"k": big}, Deadline.after(1)).extra_inputs == {"k": 3.4e38}
+
+
+@pytest.mark.parametrize(
+    "timeout",
+    [
+        duration_pb2.Duration(seconds=10**14),  # past timedelta's range: was INTERNAL
+        duration_pb2.Duration(seconds=-(2**63)),
+        duration_pb2.Duration(seconds=315_576_000_001),
+        duration_pb2.Duration(seconds=1, nanos=-5),
+        duration_pb2.Duration(seconds=1, nanos=1_000_000_000),
+    ],
+)
+def test_deadline_rejects_a_duration_out_of_its_range(timeout: duration_pb2.Duration) -> None:
+    with pytest.raises(InvalidArgumentError) as exc:
+        f.deadline(_context(None), timeout, 60)
+    assert _violations(exc) == ["timeout"]
+
+
+def test_deadline_keeps_a_nanosecond() -> None:
+    # ToTimedelta() rounded it to zero, which then read as "must be positive".
+    assert f.deadline(_context(None), duration_pb2.Duration(nanos=1), 60) == 1e-9
+    assert f.deadline(_context(None), duration_pb2.Duration(seconds=315_576_000_000), 60) == 60

@@ -92,6 +92,51 @@ def test_body_must_be_a_json_object() -> None:
         rq.parse_body(b"[]")
 
 
+def test_body_nested_too_deeply_is_not_valid_json() -> None:
+    # json.loads raises RecursionError (not a JSONDecodeError) about 1000 levels down.
+    deep = b'{"model": "m", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(InvalidArgumentError) as failure:
+        rq.parse_body(deep)
+    assert failure.value.message == "the request body is not valid JSON: nested too deeply"
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "lone"),
+    [
+        (rb'{"prompt": "a\ud800b"}', "prompt", r"\ud800"),
+        (rb'{"prompt": ["ok", "\uD83C"]}', "prompt[1]", r"\ud83c"),
+        (rb'{"input": "\udc00"}', "input", r"\udc00"),
+        (
+            rb'{"messages": [{"role": "user", "content": "\udbff"}]}',
+            "messages[0].content",
+            r"\udbff",
+        ),
+        (
+            rb'{"messages": [{"content": [{"type": "text", "text": "\ud83c"}]}]}',
+            "messages[0].content[0].text",
+            r"\ud83c",
+        ),
+        (rb'{"stop": ["\ud83c\udf89", "\ud83c"]}', "stop[1]", r"\ud83c"),
+    ],
+)
+def test_a_lone_surrogate_is_invalid_argument_naming_the_field(
+    body: bytes, field: str, lone: str
+) -> None:
+    with pytest.raises(InvalidArgumentError) as failure:
+        rq.parse_body(body)
+    description = f"not valid Unicode: a lone surrogate ({lone})"
+    assert failure.value.field_violations == ((field, description),)
+    assert failure.value.message == f"{field}: {description}"
+
+
+def test_surrogate_pairs_and_escaped_backslashes_are_valid_text() -> None:
+    body = rb'{"prompt": "\ud83c\udf89 \\ud800", "\ud83c\udf89": 1}'
+    assert rq.parse_body(body) == {"prompt": "\U0001f389 \\ud800", "\U0001f389": 1}
+    with pytest.raises(InvalidArgumentError) as failure:
+        rq.parse_body(rb'{"x": {"\ud800": 1}}')
+    assert failure.value.message == "a key in x is not valid Unicode: a lone surrogate (\\ud800)"
+
+
 def test_cut_stops_at_the_first_stop_string() -> None:
     assert cut("hello world", ["wor", "lo"]) == ("hel", True)
     assert cut("hello", ["x"]) == ("hello", False)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -99,15 +100,52 @@ class EmbeddingRequest:
     dimensions: int | None
 
 
+# A \\uXXXX escape of a UTF-16 surrogate (d800-dfff). JSON may spell a lone one, which
+# json.loads keeps as is and protobuf cannot encode: only a body with one is walked.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def parse_body(data: bytes) -> dict[str, Any]:
-    """The request's JSON object."""
+    """The request's JSON object, whose text is all valid Unicode."""
     try:
         body = json.loads(data or b"null")
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidArgumentError(f"the request body is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise InvalidArgumentError(
+            "the request body is not valid JSON: nested too deeply"
+        ) from None
     if not isinstance(body, dict):
         raise InvalidArgumentError("the request body must be a JSON object")
+    if _SURROGATE_ESCAPE.search(data):  # a plain scan: the walk below is for rare bodies
+        _reject_lone_surrogates(body)
     return body
+
+
+def _reject_lone_surrogates(body: dict[str, Any]) -> None:
+    """INVALID_ARGUMENT naming the first text with a lone surrogate (json.loads joins a pair
+    into one character)."""
+    queue: list[tuple[str, object]] = [("", body)]
+    for path, value in queue:  # breadth first, not recursive: the body may be deeply nested
+        if isinstance(value, str) and (lone := _lone_surrogate(value)):
+            raise invalid(path, f"not valid Unicode: a lone surrogate ({lone})")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if lone := _lone_surrogate(key):
+                    where = f"a key in {path}" if path else "a key of the request body"
+                    raise InvalidArgumentError(
+                        f"{where} is not valid Unicode: a lone surrogate ({lone})"
+                    )
+                queue.append((f"{path}.{key}" if path else key, item))
+        elif isinstance(value, list):
+            queue += [(f"{path}[{i}]", item) for i, item in enumerate(value)]
+
+
+def _lone_surrogate(text: str) -> str | None:
+    """The first surrogate in ``text``, spelt as a JSON escape."""
+    found = _SURROGATE.search(text)
+    return f"\\u{ord(found.group()):04x}" if found else None
 
 
 def _number(body: Mapping[str, Any], key: str, low: float, high: float) -> float | None:

@@ -1,0 +1,88 @@
+"""What the OpenAI face refuses as the caller's to fix: a 400 envelope (never a 5xx or a 429,
+which the SDKs retry) for text that is not Unicode and JSON nested too deeply."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.launch.stack import Stack
+
+ROOT = Path(__file__).resolve().parents[2]
+NODE = shutil.which("node")
+
+
+def _invalid(message: str, param: str | None = None) -> dict[str, object]:
+    return {"message": message, "type": "invalid_request_error", "param": param, "code": None}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/v1/completions", rb'{"model": "oai", "prompt": "hi \ud83c"}', "prompt"),
+        (
+            "/v1/completions",
+            rb'{"model": "oai", "prompt": ["ok", "\uD83C"], "stream": true}',
+            "prompt[1]",
+        ),
+        (
+            "/v1/chat/completions",
+            rb'{"model": "oai", "messages": [{"role": "user", "content": "\ud83c"}]}',
+            "messages[0].content",
+        ),
+        ("/v1/embeddings", rb'{"model": "oai", "input": "\ud83cx"}', "input"),
+    ],
+)
+def test_a_lone_surrogate_is_a_400_naming_the_field(
+    http: httpx.Client, openai_models: None, path: str, body: bytes, param: str
+) -> None:
+    # The Python SDK refuses to send one; JavaScript's JSON.stringify escapes it (below).
+    response = http.post(path, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    message = f"{param}: not valid Unicode: a lone surrogate (\\ud83c)"
+    assert response.json() == {"error": _invalid(message, param)}
+
+
+def test_node_sdk_sends_half_an_emoji_and_gets_bad_request(
+    stack: Stack, openai_models: None
+) -> None:
+    if NODE is None or not (ROOT / "node_modules" / "openai").exists():
+        pytest.fail("node and `npm ci` (make contract) are needed")
+    script = (
+        'import OpenAI from "openai";'
+        "const client = new OpenAI({baseURL: process.argv[1], apiKey: 'x', maxRetries: 0});"
+        "const cut = 'hi \\u{1F389}'.slice(0, 4);"  # 'hi ' and the first half of the emoji
+        "try { await client.completions.create({model: 'oai', prompt: cut});"
+        " console.log('no error'); } catch (e) {"
+        " console.log(JSON.stringify({name: e.constructor.name, status: e.status,"
+        " error: e.error})); }"
+    )
+    result = subprocess.run(
+        [NODE, "--input-type=module", "-e", script, stack.http_url + "/v1"],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "name": "BadRequestError",
+        "status": 400,
+        "error": _invalid("prompt: not valid Unicode: a lone surrogate (\\ud83c)", "prompt"),
+    }
+
+
+def test_json_nested_too_deeply_is_a_400(http: httpx.Client, openai_models: None) -> None:
+    # Inside a field the gateway ignores: json.loads still has to parse it.
+    body = b'{"model": "oai", "prompt": "hi", "x": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    for path in ("/v1/completions", "/v1/embeddings"):
+        response = http.post(path, content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 400, path
+        message = "the request body is not valid JSON: nested too deeply"
+        assert response.json() == {"error": _invalid(message)}, path

@@ -18,6 +18,8 @@ CHATML = "/sax/test/oai"  # alias "oai", built-in chatml template, SentencePiece
 TEMPLATED = "/sax/test/oai-tmpl"  # a Jinja template of its own, no tokenizer
 PLAIN = "/sax/test/oai-plain"  # nothing configured
 TEMPLATE = "{% for m in messages %}[{{ m.role }}] {{ m.content }} {% endfor %}[assistant]"
+DIVIDING = "/sax/test/oai-divides"  # configured, never published: its template fails first
+DIVIDE = "{{ 1 / (messages|length - 1) }}"  # ZeroDivisionError for a single message
 FAILING = "/sax/test/oai-fails"  # fails after two tokens
 BUSY = "/sax/test/oai-busy"  # always overloaded
 SLOW = "/sax/test/oai-slow"  # 50 tokens, 100 ms each
@@ -47,6 +49,8 @@ def write_config(folder: Path) -> Path:
         "    tokenizer: spm.model\n"
         f"  {TEMPLATED}:\n"
         f"    chat_template: {TEMPLATE!r}\n"
+        f"  {DIVIDING}:\n"
+        f"    chat_template: {DIVIDE!r}\n"
     )
     return config
 

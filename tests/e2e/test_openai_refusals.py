@@ -1,20 +1,31 @@
 """What the OpenAI face refuses as the caller's to fix: a 400 envelope (never a 5xx or a 429,
-which the SDKs retry) for text that is not Unicode and JSON nested too deeply."""
+which the SDKs retry) for text that is not Unicode, JSON nested too deeply and a chat template
+that fails on the request's messages."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 
 from gateway.launch.stack import Stack
+from tests.e2e._openai import DIVIDING
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE = shutil.which("node")
+
+
+@pytest.fixture
+def client(stack: Stack, openai_models: None) -> Iterator[openai.OpenAI]:
+    # No retries: the point is that these errors are not worth retrying.
+    with openai.OpenAI(base_url=stack.http_url + "/v1", api_key="x", max_retries=0) as sdk:
+        yield sdk
 
 
 def _invalid(message: str, param: str | None = None) -> dict[str, object]:
@@ -86,3 +97,14 @@ def test_json_nested_too_deeply_is_a_400(http: httpx.Client, openai_models: None
         assert response.status_code == 400, path
         message = "the request body is not valid JSON: nested too deeply"
         assert response.json() == {"error": _invalid(message)}, path
+
+
+def test_a_template_that_raises_on_the_messages_is_a_400(client: openai.OpenAI) -> None:
+    # {{ 1 / (messages|length - 1) }}: a ZeroDivisionError, not one of Jinja's errors.
+    failing = _invalid("the chat template failed: ZeroDivisionError: division by zero")
+    for stream in (False, True):
+        with pytest.raises(openai.BadRequestError) as failure:
+            client.chat.completions.create(
+                model=DIVIDING, messages=[{"role": "user", "content": "hi"}], stream=stream
+            )
+        assert failure.value.status_code == 400 and failure.value.body == failing

@@ -90,6 +90,51 @@ def test_chatml_and_custom_templates_render() -> None:
         templates.render("/sax/test/c", messages)
 
 
+def _rendered(source: str, content: str, limit: int = 1000) -> str:
+    model = ModelConfig(model_id="/sax/test/a", chat_template=source)
+    templates = ChatTemplates({"/sax/test/a": model}, limit)
+    return templates.render("/sax/test/a", [{"role": "user", "content": content}])
+
+
+@pytest.mark.parametrize(
+    ("source", "content", "message"),
+    [
+        # Python's own exceptions, not Jinja's: still the request's content that caused them.
+        ("{{ 1 / (messages|length - 1) }}", "x", "ZeroDivisionError: division by zero"),
+        (
+            "{{ range(messages[0].content|int)|length }}",
+            "1000000",
+            "OverflowError: Range too big. The sandbox blocks ranges larger than MAX_RANGE "
+            "(100000).",
+        ),
+        ("{{ messages[0].nope.deeper }}", "x", "'dict object' has no attribute 'nope'"),
+        # What MAX_RANGE leaves open: bounded here.
+        ("{{ 'ab' * (messages[0].content|int) }}", "501", "a repetition over 1000 items"),
+        ("{{ [0] * (messages[0].content|int) }}", "1001", "a repetition over 1000 items"),
+        ("{{ 9 ** (messages[0].content|int) }}", "99999", "a power over 65536 bits"),
+        (
+            "{% for i in range(99999) %}{% for j in range(99999) %}x{% endfor %}{% endfor %}",
+            "x",
+            "the prompt is over 1000 characters",
+        ),
+    ],
+)
+def test_every_failure_of_a_template_is_invalid_argument(
+    source: str, content: str, message: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(InvalidArgumentError) as failure:
+        _rendered(source, content)
+    assert failure.value.message == f"the chat template failed: {message}"
+    # Not Jinja's errors: logged with the traceback, in case it is a bug of ours.
+    python_error = message.split(":")[0] in ("ZeroDivisionError", "OverflowError")
+    assert [r.exc_info is not None for r in caplog.records] == ([True] if python_error else [])
+
+
+def test_a_bounded_template_renders_under_the_limits() -> None:
+    source = "{{ 'ab' * (messages[0].content|int) }}{{ 2 ** 10 }}{{ [0] * 2 }}"
+    assert _rendered(source, "495") == "ab" * 495 + "1024[0, 0]"  # 1000 characters
+
+
 def test_a_broken_template_fails_at_start() -> None:
     with pytest.raises(ConfigError, match="chat_template"):
         ChatTemplates({"/sax/test/a": ModelConfig(model_id="/sax/test/a", chat_template="{% if")})

@@ -4,14 +4,23 @@ Templates are Jinja, with Hugging Face's conventions (``messages``, ``add_genera
 ``bos_token``, ``eos_token``, ``raise_exception``), rendered in Jinja's immutable sandbox
 since they come from a config file. A built-in template (``chat_template_name``) brings the
 stop string its format ends a turn with.
+
+The request's content is the template's input, so every failure of a configured template is
+the request's 400, whatever the exception. Jinja's sandbox caps ``range()`` at MAX_RANGE
+(100,000) items; the prompt a template writes and ``*``/``**`` results are capped here too, so
+that numbers in a request cannot make a template allocate without bound (nested loops that
+write nothing still cost CPU time: a template is the operator's code).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import NoReturn
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, NoReturn
 
 from jinja2 import TemplateError
+from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from gateway.client import InvalidArgumentError
@@ -27,17 +36,52 @@ CHATML = (
 )
 BUILTIN: dict[str, tuple[str, tuple[str, ...]]] = {"chatml": (CHATML, ("<|im_end|>",))}
 """Built-in templates by name: the Jinja source and the stop strings that go with it."""
+MAX_POWER_BITS = 1 << 16
+"""Largest integer ``**`` may make, in bits (``9 ** 9 ** 9`` would take minutes and 150 MB)."""
+
+log = logging.getLogger(__name__)
 
 
 def _raise(message: str) -> NoReturn:
     raise InvalidArgumentError(f"the chat template refused the conversation: {message}")
 
 
-class ChatTemplates:
-    """Every configured model's compiled template; ``render`` turns messages into a prompt."""
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox whose ``*`` and ``**`` refuse results over ``limit`` items
+    (``'x' * n``) or MAX_POWER_BITS: with a request's numbers, the ways to a huge value that
+    MAX_RANGE leaves open."""
 
-    def __init__(self, models: Mapping[str, ModelConfig]) -> None:
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    intercepted_binops = frozenset({"*", "**"})
+
+    def __init__(self, limit: int, **options: Any) -> None:
+        super().__init__(**options)
+        self.limit = limit
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        too_big = _too_big(operator, left, right, self.limit)
+        if too_big:
+            raise SecurityError(too_big)
+        return super().call_binop(context, operator, left, right)
+
+
+def _too_big(operator: str, left: Any, right: Any, limit: int) -> str | None:
+    """Why ``left operator right`` would be too large to make, if it would."""
+    if operator == "**" and isinstance(left, int) and isinstance(right, int) and right > 0:
+        big = abs(left).bit_length() * right > MAX_POWER_BITS
+        return f"a power over {MAX_POWER_BITS} bits" if big else None
+    for items, times in ((left, right), (right, left)):
+        if isinstance(items, str | list | tuple) and isinstance(times, int):
+            return f"a repetition over {limit} items" if len(items) * times > limit else None
+    return None
+
+
+class ChatTemplates:
+    """Every configured model's compiled template; ``render`` turns messages into a prompt of
+    at most ``limit`` characters (more could not reach Sax: the gRPC message limit)."""
+
+    def __init__(self, models: Mapping[str, ModelConfig], limit: int = 32 << 20) -> None:
+        self._limit = limit
+        env = _Sandbox(limit, trim_blocks=True, lstrip_blocks=True)
         env.globals["raise_exception"] = _raise
         self._templates = {}
         self._stops: dict[str, tuple[str, ...]] = {}
@@ -68,9 +112,29 @@ class ChatTemplates:
                 "{chat_template: <Jinja>}}` or `chat_template_name: chatml` in the --config "
                 "file, or send a prompt to /v1/completions",
             )
+        variables = {"messages": list(messages), "add_generation_prompt": True}
         try:
-            return template.render(
-                messages=list(messages), add_generation_prompt=True, bos_token="", eos_token=""
-            )
+            return self._written(template.generate(variables, bos_token="", eos_token=""))
+        except InvalidArgumentError:  # raise_exception(), or a prompt over the limit
+            raise
         except TemplateError as exc:
             raise InvalidArgumentError(f"the chat template failed: {exc}") from exc
+        except Exception as exc:  # e.g. ZeroDivisionError: still the request's content
+            # A bug of ours would look the same to the caller: the log keeps the traceback.
+            log.warning("chat template of %s failed", model_id, exc_info=True)
+            raise InvalidArgumentError(
+                f"the chat template failed: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _written(self, pieces: Iterator[str]) -> str:
+        """The prompt a template writes, stopped as soon as it is over the limit."""
+        prompt: list[str] = []
+        size = 0
+        for piece in pieces:
+            size += len(piece)
+            if size > self._limit:
+                raise InvalidArgumentError(
+                    f"the chat template failed: the prompt is over {self._limit} characters"
+                )
+            prompt.append(piece)
+        return "".join(prompt)

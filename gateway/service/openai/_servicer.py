@@ -94,7 +94,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         self._access = access
         self._streams = streams  # SaxGateway's: a client's streams count once, on either face
         self._aliases = aliases_of(settings.models)
-        self._chat = ChatTemplates(settings.models)
+        self._chat = ChatTemplates(settings.models, settings.max_message_bytes)
         self._tokens = tokens or TokenCounter(settings.models)
 
     def _usage(

@@ -237,9 +237,7 @@ class CellAdmin:
         try:
             data = await self._storage.read(path)
             if data is None and not await self._storage.exists(self.cell_dir):
-                raise NotFoundError(
-                    f"cell {self.cell} not found: no {self._storage.url(self.cell_dir)}"
-                )
+                raise self._no_cell(self.cell_dir)
         except SaxError:
             raise
         except Exception as exc:  # a storage backend's own error (e.g. GCS unreachable)
@@ -253,6 +251,11 @@ class CellAdmin:
         if not address or address == _NO_ADMIN_YET:
             raise UnavailableError(f"no admin server has started for {self.cell} yet")
         return address
+
+    def _no_cell(self, path: str) -> NotFoundError:
+        # The message reaches clients: where SAX_ROOT is on this server is the operator's.
+        _log.info("cell %s not found: no %s", self.cell, self._storage.url(path))
+        return NotFoundError(f"cell {self.cell} not found")
 
     def _poison(self, conn: _Connection) -> None:
         if conn.poisoned:
@@ -269,7 +272,7 @@ class CellAdmin:
         path = self._storage.join(self.cell_dir, CONFIG_FILE)
         data = await self._storage.read(path)
         if data is None:
-            raise NotFoundError(f"cell {self.cell} not found: no {self._storage.url(path)}")
+            raise self._no_cell(path)
         try:
             config: admin_pb2.Config = admin_pb2.Config.FromString(data)
         except DecodeError as exc:

@@ -159,9 +159,24 @@ def test_unknown_model_raises_not_found(client: openai.OpenAI) -> None:
     assert unpublished.value.body == {
         "message": "model /sax/test/nothing-here is not published: NotFound",
         "type": "invalid_request_error",
-        "param": None,
+        "param": "model",
         "code": "model_not_found",
     }
+
+
+def test_unknown_cell_is_model_not_found_without_server_paths(
+    client: openai.OpenAI, stack: Stack
+) -> None:
+    with pytest.raises(openai.NotFoundError) as failure:
+        client.completions.create(model="/sax/nocell/x", prompt="x")
+    assert failure.value.body == {
+        "message": "cell /sax/nocell not found",  # where SAX_ROOT is stays in the log
+        "type": "invalid_request_error",
+        "param": "model",
+        "code": "model_not_found",
+    }
+    native = httpx.post(stack.http_url + "/generate", json={"model": "/sax/nocell/x", "query": "x"})
+    assert native.status_code == 404 and native.json()["message"] == "cell /sax/nocell not found"
 
 
 def test_unsupported_parameters_are_400s_that_say_so(client: openai.OpenAI) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -130,9 +131,13 @@ async def test_invalid_model_id_fails_before_any_rpc(client: Client, bad: str) -
     assert client.admin_rpcs == 0
 
 
-async def test_unknown_cell_is_not_found(client: Client) -> None:
-    with pytest.raises(NotFoundError, match="cell /sax/nope not found"):
+async def test_unknown_cell_is_not_found(client: Client, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "gateway.client")
+    with pytest.raises(NotFoundError) as missing:
         await client.list_all("/sax/nope")
+    assert missing.value.message == "cell /sax/nope not found"  # no server path to clients
+    [logged] = [r.getMessage() for r in caplog.records if "/sax/nope not found" in r.getMessage()]
+    assert logged.startswith("cell /sax/nope not found: no ") and logged.endswith("/sax/nope")
     with pytest.raises(NotFoundError):
         await client.lm_generate("/sax/nope/lm", "x", CallOptions(timeout=5))
 

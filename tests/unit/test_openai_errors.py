@@ -29,8 +29,14 @@ def test_envelope_names_the_field_and_the_model_not_found_code() -> None:
     assert body == {
         "error": {"message": "n: bad", "type": "invalid_request_error", "param": "n", "code": None}
     }
-    _, body, _ = envelope(NotFoundError("model /sax/test/x is not published: NotFound"))
-    assert body["error"]["code"] == "model_not_found"
+    for missing in ("model /sax/test/x is not published: NotFound", "cell /sax/x not found"):
+        _, body, _ = envelope(NotFoundError(missing))
+        assert body["error"] == {
+            "message": missing,
+            "type": "invalid_request_error",
+            "param": "model",  # every OpenAI call names one model: it is what is missing
+            "code": "model_not_found",
+        }
     _, body, _ = envelope(TimeoutError())
     assert body["error"]["type"] == "timeout_error"
     _, body, _ = envelope(RuntimeError("secret"))

@@ -55,8 +55,10 @@ def envelope(exc: BaseException) -> tuple[grpc.StatusCode, dict[str, Any], bytes
     kind, openai_code = KINDS[code]
     violations = getattr(exc, "field_violations", ())
     param = violations[0][0] if violations else None
-    if code == _C.NOT_FOUND and param is None and "model" not in message:
-        openai_code = None  # only a missing model is OpenAI's "model_not_found"
+    if code == _C.NOT_FOUND:
+        # Every OpenAI call names one model: whatever was not found (the model, its cell)
+        # is that model's, as OpenAI reports it.
+        param = param or "model"
     error = {"message": message, "type": kind, "param": param, "code": openai_code}
     return code, {"error": error}, status.SerializeToString()
 

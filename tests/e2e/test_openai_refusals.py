@@ -1,10 +1,11 @@
 """What the OpenAI face refuses as the caller's to fix: a 400 envelope (never a 5xx or a 429,
-which the SDKs retry) for text that is not Unicode, JSON nested too deeply and a chat template
-that fails on the request's messages."""
+which the SDKs retry) for text that is not Unicode, JSON nested too deeply, a chat template
+that fails on the request's messages, and a response over the gateway's message limit."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -15,10 +16,13 @@ import openai
 import pytest
 
 from gateway.launch.stack import Stack
-from tests.e2e._openai import DIVIDING
+from tests.e2e._openai import DIVIDING, TEMPLATED
+from tests.e2e._published import TEST_LM, published
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE = shutil.which("node")
+WIDE = "/sax/test/oai-wide"  # 4096-dimensional embeddings
+LIMIT = 32 << 20  # the gateway's max_message_bytes
 
 
 @pytest.fixture
@@ -108,3 +112,53 @@ def test_a_template_that_raises_on_the_messages_is_a_400(client: openai.OpenAI) 
                 model=DIVIDING, messages=[{"role": "user", "content": "hi"}], stream=stream
             )
         assert failure.value.status_code == 400 and failure.value.body == failing
+
+
+@pytest.fixture(scope="module")
+def wide(stack: Stack) -> Iterator[str]:
+    with published(stack, WIDE, TEST_LM, {"embedding_dim": "4096"}) as name:
+        yield name
+
+
+def _too_large(message: str, hint: str) -> int:
+    """The size a refused response would have had, checking the rest of the message."""
+    pattern = rf"the response would be (\d+) bytes, over this gateway's limit of {LIMIT} bytes: "
+    found = re.fullmatch(pattern + re.escape(hint), message)
+    assert found, message
+    return int(found.group(1))
+
+
+def test_embeddings_over_the_message_limit_are_a_400(client: openai.OpenAI, wide: str) -> None:
+    # About 90 KB of JSON floats per input: 400 inputs are over 32 MiB (not a 429 to retry).
+    inputs = [f"w{i}" for i in range(400)]
+    with pytest.raises(openai.BadRequestError) as failure:
+        client.embeddings.create(model=wide, input=inputs, encoding_format="float")
+    body = failure.value.body
+    assert isinstance(body, dict)
+    hint = "send fewer inputs (or encoding_format=base64)"
+    assert _too_large(body["message"], hint) > LIMIT
+    assert body == _invalid(body["message"])
+    # What the hint says works: base64 (the SDK's default, which it decodes) is a quarter.
+    done = client.embeddings.create(model=wide, input=inputs)
+    assert len(done.data) == 400 and len(done.data[0].embedding) == 4096
+
+
+def test_a_completion_over_the_message_limit_is_a_400_or_ends_the_stream(
+    client: openai.OpenAI,
+) -> None:
+    # The model echoes its prompt; JSON spells each é as \u00e9: 12 MB in, 36 MB out.
+    word = "é" * 6_000_000
+    hint = "send fewer or shorter prompts, or a lower n or max_tokens"
+    with pytest.raises(openai.BadRequestError) as failure:
+        client.completions.create(model=TEMPLATED, prompt=word)
+    body = failure.value.body
+    assert isinstance(body, dict) and body == _invalid(body["message"])
+    assert _too_large(body["message"], hint) > LIMIT
+    # Streamed, the event with that word is refused after the first one went out: in-band.
+    received = []
+    with pytest.raises(openai.APIError) as ended:
+        for chunk in client.completions.create(model=TEMPLATED, prompt="a " + word, stream=True):
+            received.append(chunk.choices[0].text)
+    assert received == ["a"]
+    assert ended.value.body == _invalid(ended.value.message)
+    assert _too_large(ended.value.message, hint) > LIMIT

@@ -17,6 +17,8 @@ from typing import Any
 
 from google.api import httpbody_pb2
 
+from gateway.client import InvalidArgumentError
+
 JSON = "application/json"
 EVENT_STREAM = "text/event-stream"
 DONE = b"data: [DONE]\n\n"
@@ -41,6 +43,27 @@ def events(*objs: Any, done: bool = False) -> httpbody_pb2.HttpBody:
     """Server-Sent Events, one per object, then ``[DONE]`` if ``done``."""
     data = b"".join(b"data: " + json.dumps(o).encode() + b"\n\n" for o in objs)
     return httpbody_pb2.HttpBody(content_type=EVENT_STREAM, data=data + (DONE if done else b""))
+
+
+GRPC_FRAME_BYTES = 5
+"""What gRPC puts before each message on the wire (a flag and a 4-byte length)."""
+
+
+def fitted(message: httpbody_pb2.HttpBody, limit: int, hint: str) -> httpbody_pb2.HttpBody:
+    """``message``, or INVALID_ARGUMENT if it is over the gateway's message ``limit``.
+
+    Left to gRPC, an oversized message fails as RESOURCE_EXHAUSTED "Sent message larger than
+    max" after the work is done: a 429 that SDKs retry as a rate limit, redoing the work. So
+    the whole message (the payload, its content type and tags) and gRPC's frame are counted,
+    under gRPC's and Envoy's transcoder limits both. ``hint`` says how to ask for less.
+    """
+    size = message.ByteSize() + GRPC_FRAME_BYTES
+    if size <= limit:
+        return message
+    raise InvalidArgumentError(
+        f"the response would be {len(message.data)} bytes, over this gateway's limit of "
+        f"{limit} bytes: {hint}"
+    )
 
 
 class Shape:

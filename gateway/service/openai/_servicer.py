@@ -53,6 +53,9 @@ _LISTED_FOR = (LM_METHOD, "lm.generate_stream")
 """/v1/models shows a client the language models it may call one of these on (its model list
 and the models' Sax ACLs), as OpenAI lists the models an API key can use."""
 
+_LESS_TEXT = "send fewer or shorter prompts, or a lower n or max_tokens"
+"""How to make a completion's response smaller."""
+
 _T = TypeVar("_T")
 
 
@@ -117,6 +120,9 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
                 field_violations=(("model", "unknown model"),),
             ) from None
 
+    def _fitted(self, message: HttpBody, hint: str = "ask for less") -> HttpBody:
+        return rs.fitted(message, self._settings.max_message_bytes, hint)
+
     def _deadline(self, context: Context, default: float) -> Deadline:
         # Fixed once where the call enters; every Sax RPC the call makes uses what is left.
         return Deadline.after(f.deadline(context, None, default))
@@ -166,7 +172,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
             for alias, target in sorted(self._aliases.items())
             if target in published
         ]
-        return rs.body({"object": "list", "data": data})
+        return self._fitted(rs.body({"object": "list", "data": data}))
 
     @_errors.unary
     async def GetOpenAIModel(self, request: pb.GetOpenAIModelRequest, context: Context) -> HttpBody:
@@ -187,7 +193,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
                 f"client {client or ANONYMOUS} is in neither"
             )
         shown = name if name in self._aliases else model
-        return rs.body(rs.model_object(shown, rs.now(), root=model))
+        return self._fitted(rs.body(rs.model_object(shown, rs.now(), root=model)))
 
     # Completions.
 
@@ -262,7 +268,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
                     (kept, self._finish(model, kept, stopped, None, sampling.max_tokens))
                 )
         usage = self._usage(model, prompts, [text for text, _ in choices])
-        yield rs.body(shape.whole(choices, usage))
+        yield self._fitted(rs.body(shape.whole(choices, usage)), _LESS_TEXT)
 
     async def _stream(self, context: Context, job: _Completion) -> AsyncIterator[HttpBody]:
         shape, model, prompts, sampling, _ = job
@@ -275,8 +281,9 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
                 first = number * sampling.n
                 pieces = self._stream_prompt(job, prompt, first, options, texts)
                 async for chunks in pieces:
+                    message = self._fitted(rs.events(*chunks), _LESS_TEXT)
                     started = True
-                    yield rs.events(*chunks)
+                    yield message
         except Exception as exc:
             # Once events were sent the HTTP status is 200 already: the error becomes the
             # last event, as OpenAI sends it; the call still fails with its gRPC code.
@@ -350,7 +357,8 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
                 "dimensions", f"{model} embeds into {size} dimensions, not {req.dimensions}"
             )
         usage = self._usage(model, req.inputs)
-        return rs.body(rs.embeddings(req.model, vectors, req.base64, usage))
+        hint = "send fewer inputs" + ("" if req.base64 else " (or encoding_format=base64)")
+        return self._fitted(rs.body(rs.embeddings(req.model, vectors, req.base64, usage)), hint)
 
 
 async def _close(stream: AsyncIterator[Any]) -> None:

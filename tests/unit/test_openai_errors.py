@@ -17,6 +17,7 @@ from gateway.client import (
 )
 from gateway.common.rpc import Context
 from gateway.service.openai._errors import ENVELOPE_KEY, KINDS, abort, envelope
+from gateway.service.openai._responses import GRPC_FRAME_BYTES, body, fitted
 
 
 def test_every_status_code_has_an_openai_type() -> None:
@@ -90,3 +91,18 @@ async def test_abort_sends_the_envelope_and_retry_after_on_429() -> None:
     headers = dict(context.aborted[2])
     assert "retry-after" not in headers
     assert str(headers[ENVELOPE_KEY]).isascii()  # metadata must be ASCII
+
+
+def test_a_response_over_the_message_limit_is_invalid_argument() -> None:
+    message = body({"text": "x" * 1000})
+    # gRPC counts the serialized message; its 5-byte frame prefix is counted too, so the
+    # check fires before gRPC's own limit (RESOURCE_EXHAUSTED, a 429 the SDKs retry) would.
+    exact = message.ByteSize() + GRPC_FRAME_BYTES
+    assert fitted(message, exact, "ask for less") is message
+    with pytest.raises(InvalidArgumentError) as failure:
+        fitted(message, exact - 1, "ask for less")
+    assert failure.value.message == (
+        f"the response would be {len(message.data)} bytes, over this gateway's limit of "
+        f"{exact - 1} bytes: ask for less"
+    )
+    assert envelope(failure.value)[0] == grpc.StatusCode.INVALID_ARGUMENT

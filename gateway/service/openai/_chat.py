@@ -37,7 +37,7 @@ CHATML = (
 BUILTIN: dict[str, tuple[str, tuple[str, ...]]] = {"chatml": (CHATML, ("<|im_end|>",))}
 """Built-in templates by name: the Jinja source and the stop strings that go with it."""
 MAX_POWER_BITS = 1 << 16
-"""Largest integer ``**`` may make, in bits (``9 ** 9 ** 9`` would take minutes and 150 MB)."""
+"""Largest integer ``**`` may make, in bits (``9 ** 9 ** 9`` has 1.2 billion: 150 MB)."""
 
 log = logging.getLogger(__name__)
 

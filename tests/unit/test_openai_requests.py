@@ -137,6 +137,34 @@ def test_surrogate_pairs_and_escaped_backslashes_are_valid_text() -> None:
     assert failure.value.message == "a key in x is not valid Unicode: a lone surrogate (\\ud800)"
 
 
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"stream_options": {"include_usage": True}}, "stream_options"),
+        ({"stream": False, "stream_options": {"include_usage": True}}, "stream_options"),
+        (
+            {"stream": True, "stream_options": {"include_usage": "yes"}},
+            "stream_options.include_usage",
+        ),
+    ],
+)
+def test_stream_options_belong_to_a_stream_and_hold_a_boolean(
+    body: dict[str, object], field: str
+) -> None:
+    # As OpenAI and vLLM answer them: usage would never come as a chunk of a call that does
+    # not stream, and "yes" is no boolean.
+    with pytest.raises(InvalidArgumentError) as failure:
+        rq.sampling(body)
+    assert failure.value.field_violations[0][0] == field
+
+
+def test_stream_options_of_a_stream() -> None:
+    assert rq.sampling({"stream": True, "stream_options": {"include_usage": True}}).include_usage
+    assert not rq.sampling({"stream": True, "stream_options": {}}).include_usage
+    assert not rq.sampling({"stream": True, "stream_options": None}).include_usage
+    assert not rq.sampling({"stream": False, "stream_options": {}}).include_usage  # says nothing
+
+
 def test_cut_stops_at_the_first_stop_string() -> None:
     assert cut("hello world", ["wor", "lo"]) == ("hel", True)
     assert cut("hello", ["x"]) == ("hello", False)

@@ -213,7 +213,14 @@ def sampling(body: Mapping[str, Any]) -> Sampling:
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise invalid("stream_options", "must be an object")
-    include_usage = bool((options or {}).get("include_usage"))
+    if options and stream is not True:
+        # As vLLM (and OpenAI): options of a stream on a call that does not stream are a
+        # mistake the caller should hear about (usage would never come as a chunk); an empty
+        # object says nothing, so vLLM lets it pass.
+        raise invalid("stream_options", "only allowed when stream is true")
+    include_usage = (options or {}).get("include_usage", False)
+    if not isinstance(include_usage, bool):
+        raise invalid("stream_options.include_usage", "must be true or false")
     top_k = _integer(body, "top_k", -1, 1 << 20)
     return Sampling(
         max_tokens=max_tokens,

@@ -17,6 +17,7 @@ HINTS: dict[grpc.StatusCode, str] = {
     ),
     grpc.StatusCode.DEADLINE_EXCEEDED: (
         "raise --timeout, or check that `saxgw ls {id}` shows active replicas"
+        " (none: `saxgw stats {cell}` shows the model paths its servers serve)"
     ),
     grpc.StatusCode.NOT_FOUND: (
         "list published models with `saxgw ls {cell}`; "

@@ -264,6 +264,7 @@ def test_deadline_fails_with_a_hint(stack: Stack) -> None:
     assert done.stderr.splitlines()[0].startswith("saxgw: DEADLINE_EXCEEDED: ")
     assert done.stderr.splitlines()[-1] == (
         f"hint: raise --timeout, or check that `saxgw ls {LM}` shows active replicas"
+        " (none: `saxgw stats /sax/test` shows the model paths its servers serve)"
     )
 
 

@@ -113,6 +113,7 @@ def test_hints_name_the_model_cell_and_gateway() -> None:
     )
     assert c.hint(grpc.StatusCode.DEADLINE_EXCEEDED, args) == (
         "raise --timeout, or check that `saxgw ls /sax/prod/lm` shows active replicas"
+        " (none: `saxgw stats /sax/prod` shows the model paths its servers serve)"
     )
     assert c.hint(grpc.StatusCode.UNAVAILABLE, args).startswith(
         "is a gateway listening on gw:1? start one with `make up`"

@@ -4,24 +4,19 @@ raise the class the status means with the message, type and code, and the reques
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
+from tests.e2e._openai import node_sdk
 from tests.e2e._published import TEST_LM, published
 from tests.e2e.security.conftest import BURSTY_KEY, OPS_KEY, TEAM_A_KEY, SecureStack
 
 pytestmark = pytest.mark.e2e
 
 MODEL = "/sax/test/sec-oai"
-ROOT = Path(__file__).resolve().parents[3]
-NODE = shutil.which("node")
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +123,6 @@ def test_native_v1_routes_keep_the_status_json(secure: SecureStack) -> None:
 
 
 def test_node_sdk_raises_authentication_error(secure: SecureStack) -> None:
-    if NODE is None or not (ROOT / "node_modules" / "openai").exists():
-        pytest.fail("node and `npm ci` (make contract) are needed")
     script = (
         'import OpenAI from "openai";'
         "const client = new OpenAI({baseURL: process.argv[1], apiKey: 'sk-wrong-0000',"
@@ -138,16 +131,7 @@ def test_node_sdk_raises_authentication_error(secure: SecureStack) -> None:
         " console.log(JSON.stringify({name: e.constructor.name, status: e.status,"
         " type: e.type, code: e.code, message: e.message, requestID: e.requestID})); }"
     )
-    result = subprocess.run(
-        [NODE, "--input-type=module", "-e", script, secure.stack.http_url + "/v1"],
-        cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    error = json.loads(result.stdout)
+    error = node_sdk(script, secure.stack.http_url + "/v1")
     assert error.pop("requestID")
     assert error == {
         "name": "AuthenticationError",

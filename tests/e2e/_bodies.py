@@ -27,3 +27,11 @@ def envoy_error(response: httpx.Response, code: int, message: str) -> dict[str, 
         "details": [{"@type": REQUEST_INFO, "request_id": request_id}],
         "request_id": request_id,
     }
+
+
+def openai_error(
+    message: str, kind: str = "invalid_request_error", param: str | None = None
+) -> dict[str, object]:
+    """The ``error`` object of OpenAI's envelope with no OpenAI code (what the SDKs'
+    ``e.body`` holds); the whole body is ``{"error": openai_error(...)}``."""
+    return {"message": message, "type": kind, "param": param, "code": None}

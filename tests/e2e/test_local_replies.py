@@ -21,7 +21,7 @@ from gateway.config import GatewaySettings
 from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack, StackSettings
 from tests._stacks import logs_dir, loopback_envoy
-from tests.e2e._bodies import REQUEST_INFO, envoy_error
+from tests.e2e._bodies import REQUEST_INFO, envoy_error, openai_error
 
 CELL = "/sax/test"
 
@@ -101,10 +101,6 @@ def test_headers_too_large_is_a_json_431(http: httpx.Client) -> None:
     }
 
 
-def _openai_error(message: str, kind: str = "invalid_request_error") -> dict[str, object]:
-    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
-
-
 @pytest.mark.parametrize(
     ("method", "path", "status", "message"),
     [
@@ -125,7 +121,7 @@ def test_envoys_replies_on_openai_paths_are_openai_envelopes(
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/json"
     assert response.headers["x-request-id"] == "oai-17"  # the SDKs' `request_id`
-    assert response.json() == _openai_error(message)
+    assert response.json() == {"error": openai_error(message)}
 
 
 def test_native_v1_routes_keep_the_gateways_shape(http: httpx.Client) -> None:

@@ -12,6 +12,7 @@ import openai
 import pytest
 
 from gateway.launch.stack import Stack
+from tests.e2e._bodies import openai_error
 from tests.e2e._openai import DIVIDING, TEMPLATED, node_sdk
 from tests.e2e._published import TEST_LM, published
 
@@ -24,10 +25,6 @@ def client(stack: Stack, openai_models: None) -> Iterator[openai.OpenAI]:
     # No retries: the point is that these errors are not worth retrying.
     with openai.OpenAI(base_url=stack.http_url + "/v1", api_key="x", max_retries=0) as sdk:
         yield sdk
-
-
-def _invalid(message: str, param: str | None = None) -> dict[str, object]:
-    return {"message": message, "type": "invalid_request_error", "param": param, "code": None}
 
 
 @pytest.mark.parametrize(
@@ -54,7 +51,7 @@ def test_a_lone_surrogate_is_a_400_naming_the_field(
     response = http.post(path, content=body, headers={"content-type": "application/json"})
     assert response.status_code == 400
     message = f"{param}: not valid Unicode: a lone surrogate (\\ud83c)"
-    assert response.json() == {"error": _invalid(message, param)}
+    assert response.json() == {"error": openai_error(message, param=param)}
 
 
 def test_node_sdk_sends_half_an_emoji_and_gets_bad_request(
@@ -72,7 +69,9 @@ def test_node_sdk_sends_half_an_emoji_and_gets_bad_request(
     assert node_sdk(script, stack.http_url + "/v1") == {
         "name": "BadRequestError",
         "status": 400,
-        "error": _invalid("prompt: not valid Unicode: a lone surrogate (\\ud83c)", "prompt"),
+        "error": openai_error(
+            "prompt: not valid Unicode: a lone surrogate (\\ud83c)", param="prompt"
+        ),
     }
 
 
@@ -83,12 +82,12 @@ def test_json_nested_too_deeply_is_a_400(http: httpx.Client, openai_models: None
         response = http.post(path, content=body, headers={"content-type": "application/json"})
         assert response.status_code == 400, path
         message = "the request body is not valid JSON: nested too deeply"
-        assert response.json() == {"error": _invalid(message)}, path
+        assert response.json() == {"error": openai_error(message)}, path
 
 
 def test_a_template_that_raises_on_the_messages_is_a_400(client: openai.OpenAI) -> None:
     # {{ 1 / (messages|length - 1) }}: a ZeroDivisionError, not one of Jinja's errors.
-    failing = _invalid("the chat template failed: ZeroDivisionError: division by zero")
+    failing = openai_error("the chat template failed: ZeroDivisionError: division by zero")
     for stream in (False, True):
         with pytest.raises(openai.BadRequestError) as failure:
             client.chat.completions.create(
@@ -120,7 +119,7 @@ def test_embeddings_over_the_message_limit_are_a_400(client: openai.OpenAI, wide
     assert isinstance(body, dict)
     hint = "send fewer inputs (or encoding_format=base64)"
     assert _too_large(body["message"], hint) > LIMIT
-    assert body == _invalid(body["message"])
+    assert body == openai_error(body["message"])
     # What the hint says works: base64 (the SDK's default, which it decodes) is a quarter.
     done = client.embeddings.create(model=wide, input=inputs)
     assert len(done.data) == 400 and len(done.data[0].embedding) == 4096
@@ -135,7 +134,7 @@ def test_a_completion_over_the_message_limit_is_a_400_or_ends_the_stream(
     with pytest.raises(openai.BadRequestError) as failure:
         client.completions.create(model=TEMPLATED, prompt=word)
     body = failure.value.body
-    assert isinstance(body, dict) and body == _invalid(body["message"])
+    assert isinstance(body, dict) and body == openai_error(body["message"])
     assert _too_large(body["message"], hint) > LIMIT
     # Streamed, the event with that word is refused after the first one went out: in-band.
     received = []
@@ -143,5 +142,5 @@ def test_a_completion_over_the_message_limit_is_a_400_or_ends_the_stream(
         for chunk in client.completions.create(model=TEMPLATED, prompt="a " + word, stream=True):
             received.append(chunk.choices[0].text)
     assert received == ["a"]
-    assert ended.value.body == _invalid(ended.value.message)
+    assert ended.value.body == openai_error(ended.value.message)
     assert _too_large(ended.value.message, hint) > LIMIT

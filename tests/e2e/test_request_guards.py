@@ -18,7 +18,7 @@ from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.launch.stack import Stack
-from tests.e2e._bodies import envoy_error, gateway_error
+from tests.e2e._bodies import envoy_error, gateway_error, openai_error
 from tests.e2e._published import TEST_LM, published
 
 GRPC_TIMEOUT_MESSAGE = (
@@ -52,8 +52,7 @@ def test_a_malformed_grpc_timeout_on_an_openai_path_is_an_openai_400(
         "/v1/completions", json={"model": model, "prompt": "q"}, headers={"grpc-timeout": "5s"}
     )
     assert response.status_code == 400, response.text
-    error = {"message": GRPC_TIMEOUT_MESSAGE, "type": "invalid_request_error"}
-    assert response.json() == {"error": {**error, "param": None, "code": None}}
+    assert response.json() == {"error": openai_error(GRPC_TIMEOUT_MESSAGE)}
 
 
 def test_a_header_grpc_refuses_leaves_later_calls_unharmed(
@@ -101,8 +100,7 @@ def test_a_query_parameter_may_not_rename_what_the_path_names(
     response = http.request(method, path, params=params, json={})
     assert response.status_code == 400, response.text
     if path.startswith("/v1/models/"):
-        error = {"message": PATH_NAMES_IT, "type": "invalid_request_error"}
-        assert response.json() == {"error": {**error, "param": None, "code": None}}
+        assert response.json() == {"error": openai_error(PATH_NAMES_IT)}
     else:
         assert response.json() == envoy_error(response, 3, PATH_NAMES_IT)
     assert _is_published(http, model)  # what the query named is untouched

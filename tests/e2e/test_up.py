@@ -3,7 +3,6 @@ files it leaves under SAX_ROOT (issue #11)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import stat
 import subprocess
@@ -54,10 +53,6 @@ class _Up:
                 raise AssertionError(f"no {text!r} in:\n" + "\n".join(self.lines))
 
 
-def _umask_077() -> None:
-    os.umask(0o077)  # a strict umask must not make SAX_ROOT unreadable to others
-
-
 @contextmanager
 def saxgw_up(argv: list[str]) -> Iterator[_Up]:
     proc = subprocess.Popen(
@@ -65,7 +60,10 @@ def saxgw_up(argv: list[str]) -> Iterator[_Up]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        preexec_fn=_umask_077,
+        # A strict umask must not make SAX_ROOT unreadable to others. Popen's own umask, not
+        # a preexec_fn: that runs Python's fork handlers, and grpc's can hang the fork of a
+        # process with grpc threads running (one fresh-clone run stopped here for good).
+        umask=0o077,
     )
     up = _Up(proc)
     try:

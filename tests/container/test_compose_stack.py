@@ -18,6 +18,7 @@ from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.cell.models.test_lm import MODEL_PATH as TEST_LM
+from tests._grpc import sync_channel
 from tests.container._compose import Compose, poll
 from tests.container.conftest import API_KEY, AUTH
 from tests.e2e._bodies import envoy_error
@@ -101,7 +102,7 @@ def test_seed_walkthrough(compose: Compose) -> None:
 def test_native_grpc_call_through_envoy(compose: Compose, http: httpx.Client) -> None:
     with (
         _published(http, "/sax/test/grpc", {"text": "over h2c"}) as model,
-        grpc.insecure_channel(f"127.0.0.1:{compose.ports.http}") as channel,
+        sync_channel(f"127.0.0.1:{compose.ports.http}") as channel,
     ):
         stub = gateway_pb2_grpc.SaxGatewayStub(channel)
         key = (("authorization", f"Bearer {API_KEY}"),)
@@ -255,7 +256,7 @@ def test_sigterm_drains_envoy_and_the_gateway_and_everything_exits_0(
                     first.set()
 
         # The gateway's own health, watched directly (it listens on loopback, host network).
-        channel = grpc.insecure_channel(f"127.0.0.1:{compose.ports.gateway}")
+        channel = sync_channel(f"127.0.0.1:{compose.ports.gateway}")
         watch = health_pb2_grpc.HealthStub(channel).Watch(
             health_pb2.HealthCheckRequest(service="saxgateway.v1.SaxGateway")
         )

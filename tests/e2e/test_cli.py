@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -212,20 +213,26 @@ def test_acl_round_trip(stack: Stack) -> None:
     assert ok(stack, "setacl", LM, "") == f"{LM}: ACL cleared\n"
 
 
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+@contextmanager
+def _children_get_default_sigint() -> Iterator[None]:
+    """As a terminal starts a command: SIGINT at its default, even when this test runs under a
+    parent that ignores SIGINT (`bash -c 'trap "" INT; make test'`), whose "ignore" children
+    would inherit. exec resets a caught signal to its default, so this process catches SIGINT
+    while it starts the child. (Not a ``preexec_fn``: it runs Python's fork handlers, and
+    grpc's can wait on grpc threads of this process; one hung test_up for good.)"""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_watch_prints_addresses_until_ctrl_c(stack: Stack) -> None:
-    # As a terminal starts it: with SIGINT at its default, even when this test runs under a
-    # parent that ignores SIGINT (`bash -c 'trap "" INT; make test'`), which children inherit.
-    with subprocess.Popen(
-        _argv(stack, "watch", LM),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=_default_sigint,
-    ) as proc:
+    with _children_get_default_sigint():
+        proc = subprocess.Popen(
+            _argv(stack, "watch", LM), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+    with proc:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         proc.send_signal(signal.SIGINT)

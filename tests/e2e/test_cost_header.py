@@ -6,12 +6,12 @@ no event back)."""
 
 from __future__ import annotations
 
-import grpc
 import httpx
 from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.launch.stack import Stack
+from tests._grpc import sync_channel
 from tests.e2e._published import TEST_LM, published
 
 COST = "x-sax-query-cost-ms"
@@ -31,7 +31,7 @@ def test_an_http_json_reply_carries_the_cost_in_a_header(stack: Stack, http: htt
 def test_a_grpc_client_through_envoy_finds_it_in_the_initial_metadata(stack: Stack) -> None:
     with (
         published(stack, "/sax/test/cost-grpc", TEST_LM, {"text": "a b"}) as model,
-        grpc.insecure_channel(stack.grpc_address) as channel,
+        sync_channel(stack.grpc_address) as channel,
     ):
         stub = gateway_pb2_grpc.SaxGatewayStub(channel)
         reply, call = stub.Generate.with_call(

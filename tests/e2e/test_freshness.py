@@ -13,6 +13,7 @@ from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.launch.stack import Stack
+from tests._grpc import sync_channel
 from tests.e2e._published import TEST_LM, published
 
 ROUNDS = 50
@@ -36,7 +37,7 @@ def test_publish_generate_unpublish_loop_through_envoy(stack: Stack, http: httpx
 
 def test_publish_generate_unpublish_loop_through_one_gateway(stack: Stack) -> None:
     model = "/sax/test/loop-grpc"
-    with grpc.insecure_channel(stack.gateway_addresses[0]) as channel:
+    with sync_channel(stack.gateway_addresses[0]) as channel:
         gateway = gateway_pb2_grpc.SaxGatewayStub(channel)
         for _ in range(ROUNDS):
             gateway.PublishModel(
@@ -52,7 +53,7 @@ def test_publish_generate_unpublish_loop_through_one_gateway(stack: Stack) -> No
 
 def test_a_model_published_on_the_other_gateway_is_found(stack: Stack) -> None:
     model = "/sax/test/other-gateway"
-    one, two = (grpc.insecure_channel(a) for a in stack.gateway_addresses)
+    one, two = (sync_channel(a) for a in stack.gateway_addresses)
     first, second = gateway_pb2_grpc.SaxGatewayStub(one), gateway_pb2_grpc.SaxGatewayStub(two)
     try:
         for _ in range(5):

@@ -11,13 +11,13 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 
-import grpc
 import httpx
 import pytest
 from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.launch.stack import Stack
+from tests._grpc import sync_channel
 from tests.e2e._bodies import envoy_error, gateway_error, openai_error
 from tests.e2e._published import TEST_LM, published
 
@@ -70,7 +70,7 @@ def test_a_header_grpc_refuses_leaves_later_calls_unharmed(
         later = _generate(http, model, **{"x-probe-bin": value, "grpc-timeout": f"{20 + n}S"})
         assert later.status_code == 200, later.text
         assert later.json() == {"texts": [{"text": "ok", "score": -0.1}]}
-    with grpc.insecure_channel(stack.grpc_address) as channel:
+    with sync_channel(stack.grpc_address) as channel:
         stub = gateway_pb2_grpc.SaxGatewayStub(channel)
         for n in range(4):  # a gRPC client's deadline: a new grpc-timeout value each call
             reply = stub.Generate(pb.GenerateRequest(model=model, query="q"), timeout=25 + n)

@@ -17,6 +17,7 @@ from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.launch.stack import Stack
 from tests._approx import approx
+from tests._grpc import sync_channel
 from tests.e2e._published import TEST_LM, published, request_info
 from tests.e2e.conftest import ROUTE_TIMEOUT
 
@@ -87,7 +88,7 @@ def test_mid_stream_failure_is_an_in_band_error_event(
     assert isinstance(error["message"], str) and error["message"]
 
     # gRPC clients get the same messages and then the real status.
-    with grpc.insecure_channel(stack.grpc_address) as channel:
+    with sync_channel(stack.grpc_address) as channel:
         stub = gateway_pb2_grpc.SaxGatewayStub(channel)
         received = []
         with pytest.raises(grpc.RpcError) as failure:
@@ -127,7 +128,7 @@ def test_http_disconnect_cancels_decoding(stack: Stack, model: str) -> None:
 
 @pytest.mark.overrides({"text": " ".join(["tok"] * 50), "delay_ms": "100"})
 def test_grpc_cancel_cancels_decoding(stack: Stack, model: str) -> None:
-    with grpc.insecure_channel(stack.grpc_address) as channel:
+    with sync_channel(stack.grpc_address) as channel:
         call = gateway_pb2_grpc.SaxGatewayStub(channel).GenerateStream(
             pb.GenerateStreamRequest(model=model, query="q")
         )

@@ -24,6 +24,7 @@ from saxml.protobuf import admin_pb2, admin_pb2_grpc
 
 from gateway.cell import AdminServer, Cancellation, CellSettings, EmbeddedCell, ModelServer
 from gateway.common.storage import open_storage
+from tests._grpc import aio_channel
 
 CELL = "/sax/test"
 TEST_LM = "sax_gateway.testing.TestLM"
@@ -145,7 +146,7 @@ async def stand_in_server(add_to: Callable[[grpc.aio.Server], None]) -> AsyncIte
 
 @asynccontextmanager
 async def admin_stub(address: str) -> AsyncIterator[admin_pb2_grpc.AdminAsyncStub]:
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with aio_channel(address) as channel:
         yield admin_pb2_grpc.AdminStub(channel)
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import grpc
 from saxml.protobuf import admin_pb2, lm_pb2, lm_pb2_grpc
 
 from gateway.cell import EmbeddedCell
+from tests._grpc import aio_channel
 from tests.integration._cell_fixtures import (
     CELL,
     SEED_LM,
@@ -36,7 +36,7 @@ async def test_publish_two_replicas_loads_on_both(embedded_cell: EmbeddedCell) -
             "lm.score",
         ]
         for address in listed.modelet_addresses:
-            async with grpc.aio.insecure_channel(address) as channel:
+            async with aio_channel(address) as channel:
                 reply = await lm_pb2_grpc.LMServiceStub(channel).Generate(
                     lm_pb2.GenerateRequest(model_key=model_id, text="hello there"), timeout=5
                 )
@@ -71,7 +71,7 @@ async def test_admin_kill9_restart_keeps_models_and_serving(embedded_cell: Embed
         seed_id = await publish(admin, "seed", model_path=SEED_LM, replicas=1)
         before = {m: sorted(await addresses(admin, m)) for m in (lm_id, seed_id)}
     old_pid = embedded_cell.admin_pid
-    data = grpc.aio.insecure_channel(before[lm_id][0])
+    data = aio_channel(before[lm_id][0])
     lm = lm_pb2_grpc.LMServiceStub(data)
 
     # Clients keep generating on the model servers while the admin is dead and restarting.
@@ -113,7 +113,7 @@ async def test_stream_cancellation_is_seen_by_the_model_server(
         )
         (address,) = await addresses(admin, model_id)
     server = next(s for s in embedded_cell.model_servers if s.address == address)
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with aio_channel(address) as channel:
         call = lm_pb2_grpc.LMServiceStub(channel).GenerateStream(
             lm_pb2.GenerateRequest(model_key=model_id, text="x")
         )

@@ -24,6 +24,7 @@ from saxml.protobuf import (
     vision_pb2_grpc,
 )
 
+from tests._grpc import aio_channel
 from tests.integration._cell_fixtures import (
     SEED_LM,
     InprocCell,
@@ -42,7 +43,7 @@ async def _publish_one(
     async with admin_stub(cell.admin.address) as admin:
         model_id = await publish(admin, name, model_path=model_path, overrides=overrides)
         (address,) = await addresses(admin, model_id)
-    return model_id, grpc.aio.insecure_channel(address)
+    return model_id, aio_channel(address)
 
 
 async def test_generate_stream_one_item_per_token(inproc_cell: InprocCell) -> None:

@@ -18,6 +18,7 @@ from saxml.protobuf import admin_pb2, admin_pb2_grpc
 from gateway.client import Client, ClientSettings, DeadlineExceededError
 from gateway.common.deadline import Deadline
 from gateway.common.rpc import Context
+from tests._grpc import aio_channel
 from tests.integration._cell_fixtures import stand_in_admin
 from tests.integration._gateway_fixtures import running_gateway
 
@@ -110,7 +111,7 @@ async def gateway_stub(
     # so only the gateway's own deadline can end the calls.
     async with (
         running_gateway(root, default_timeout=BUDGET, health_interval=60) as server,
-        grpc.aio.insecure_channel(server.address) as channel,
+        aio_channel(server.address) as channel,
     ):
         yield gateway_pb2_grpc.SaxGatewayStub(channel)
 

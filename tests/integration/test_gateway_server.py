@@ -21,6 +21,7 @@ from gateway.client import ClientSettings
 from gateway.config import GatewaySettings
 from gateway.launch.processes import free_port
 from gateway.service import GatewayServer
+from tests._grpc import aio_channel
 from tests.integration._cell_fixtures import InprocCell
 from tests.integration._gateway_fixtures import running_gateway
 
@@ -37,7 +38,7 @@ async def gateway(inproc_cell: InprocCell) -> AsyncIterator[GatewayServer]:
 
 @pytest.fixture
 async def stub(gateway: GatewayServer) -> AsyncIterator[gateway_pb2_grpc.SaxGatewayAsyncStub]:
-    async with grpc.aio.insecure_channel(gateway.address) as channel:
+    async with aio_channel(gateway.address) as channel:
         yield gateway_pb2_grpc.SaxGatewayStub(channel)
 
 
@@ -95,7 +96,7 @@ async def _reflect(
     gateway: GatewayServer, version: str, request: reflection_pb2.ServerReflectionRequest
 ) -> list[reflection_pb2.ServerReflectionResponse]:
     """One reflection exchange; v1 and v1alpha share their messages on the wire."""
-    async with grpc.aio.insecure_channel(gateway.address) as channel:
+    async with aio_channel(gateway.address) as channel:
         call = channel.stream_stream(
             f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo",
             request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
@@ -107,7 +108,7 @@ async def _reflect(
 async def test_health_serves_while_the_cell_answers(
     gateway: GatewayServer, inproc_cell: InprocCell
 ) -> None:
-    async with grpc.aio.insecure_channel(gateway.address) as channel:
+    async with aio_channel(gateway.address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for service in ("", "saxgateway.v1.SaxGateway"):
             reply = await health.Check(health_pb2.HealthCheckRequest(service=service))
@@ -126,7 +127,7 @@ async def test_health_watch_reports_not_serving_when_the_gateway_stops(
 ) -> None:
     client = ClientSettings(sax_root=inproc_cell.settings.sax_root)
     server = await GatewayServer.start(GatewaySettings(client=client, health_interval=0.2))
-    async with grpc.aio.insecure_channel(server.address) as channel:
+    async with aio_channel(server.address) as channel:
         watch = health_pb2_grpc.HealthStub(channel).Watch(
             health_pb2.HealthCheckRequest(service="saxgateway.v1.SaxGateway")
         )
@@ -140,7 +141,7 @@ async def test_health_watch_reports_not_serving_when_the_gateway_stops(
 async def test_health_is_not_serving_without_a_cell(tmp_path: Path) -> None:
     async with (
         running_gateway(str(tmp_path)) as server,
-        grpc.aio.insecure_channel(server.address) as channel,
+        aio_channel(server.address) as channel,
     ):
         reply = await health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(service="saxgateway.v1.SaxGateway")
@@ -178,7 +179,7 @@ async def test_sigterm_finishes_in_flight_calls(inproc_cell: InprocCell) -> None
     try:
         assert proc.stdout is not None
         assert b"listening" in await asyncio.wait_for(proc.stdout.readline(), 20)
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        async with aio_channel(f"127.0.0.1:{port}") as channel:
             stub = gateway_pb2_grpc.SaxGatewayStub(channel)
             model = await _publish(stub, "graceful", text="one two three four", delay_ms="250")
             in_flight = asyncio.ensure_future(

@@ -19,6 +19,7 @@ from gateway.config import AccessSettings, GatewaySettings, TelemetrySettings
 from gateway.edge import IDENTITY_HEADER
 from gateway.modelconfig import ModelConfig
 from gateway.service import GatewayServer
+from tests._grpc import aio_channel
 from tests._otlp import Receiver, attributes
 from tests.e2e._openai import write_config
 from tests.integration._cell_fixtures import CELL, InprocCell, admin_stub, eventually, publish
@@ -46,7 +47,7 @@ async def test_calls_are_counted_timed_and_costed(
 ) -> None:
     async with admin_stub(inproc_cell.admin.address) as admin:
         model = await publish(admin, "echo", overrides={"text": "one two three"})
-    async with grpc.aio.insecure_channel(gateway.address) as channel:
+    async with aio_channel(gateway.address) as channel:
         stub = gateway_pb2_grpc.SaxGatewayStub(channel)
         call = stub.Generate(pb.GenerateRequest(model=model, query="hello"), timeout=10)
         reply = await call
@@ -119,7 +120,7 @@ async def test_with_the_cost_header_on_and_no_metrics_the_cost_is_a_header(
     async with running_gateway(root, health_interval=60, telemetry=costly) as server:
         async with admin_stub(inproc_cell.admin.address) as admin:
             model = await publish(admin, "costly")
-        async with grpc.aio.insecure_channel(server.address) as channel:
+        async with aio_channel(server.address) as channel:
             stub = gateway_pb2_grpc.SaxGatewayStub(channel)
             call = stub.Generate(pb.GenerateRequest(model=model, query="hello"), timeout=10)
             await call
@@ -149,7 +150,7 @@ async def test_callers_and_tokens_are_counted_and_traced(
     try:
         async with admin_stub(inproc_cell.admin.address) as admin:
             await publish(admin, "tokens", overrides={"text": "Paris is the capital"})
-        async with grpc.aio.insecure_channel(server.address) as channel:
+        async with aio_channel(server.address) as channel:
             stub = gateway_pb2_grpc.SaxGatewayStub(channel)
             for caller in ("team-a", "team-a", "mallory-from-a-jwt", None):
                 metadata = [(IDENTITY_HEADER, caller)] if caller else []

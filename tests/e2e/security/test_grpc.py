@@ -15,6 +15,7 @@ from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.launch.envoy import descriptor_set
+from tests._grpc import sync_channel
 from tests.e2e._published import TEST_LM, published
 from tests.e2e.security.conftest import OPS_KEY, TEAM_A_KEY, SecureStack
 from tests.e2e.test_grpc_web import _frame, _unframe
@@ -36,7 +37,7 @@ def model(secure: SecureStack) -> Iterator[str]:
 
 @pytest.fixture
 def stub(secure: SecureStack) -> Iterator[gateway_pb2_grpc.SaxGatewayStub]:
-    with grpc.insecure_channel(secure.stack.grpc_address) as channel:
+    with sync_channel(secure.stack.grpc_address) as channel:
         yield gateway_pb2_grpc.SaxGatewayStub(channel)
 
 

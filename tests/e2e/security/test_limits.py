@@ -22,6 +22,7 @@ from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.launch.processes import ProcessGroup, free_port
+from tests._grpc import sync_channel
 from tests._stacks import tail_logs
 from tests.e2e._published import TEST_LM, published, request_info
 from tests.e2e.security.conftest import OPS_KEY, SecureStack
@@ -125,7 +126,7 @@ def test_sse_stream_past_the_limit_ends_with_an_in_band_json_error(
 
 def test_grpc_stream_past_the_limit_is_deadline_exceeded(front: Front, model: str) -> None:
     received = 0
-    with grpc.insecure_channel(f"127.0.0.1:{front.port}") as channel:
+    with sync_channel(f"127.0.0.1:{front.port}") as channel:
         stub = gateway_pb2_grpc.SaxGatewayStub(channel)
         stream = stub.GenerateStream(pb.GenerateStreamRequest(model=model, query="q"), timeout=60)
         with pytest.raises(grpc.RpcError) as caught:
@@ -139,7 +140,7 @@ def test_envoy_resets_a_stream_the_gateway_does_not_bound(front: Front, model: s
     # WatchAddresses runs until the caller leaves; Envoy ends it after the limit and its
     # backstop margin.
     before = front.stat("http.ingress_http.downstream_rq_max_duration_reached")
-    with grpc.insecure_channel(f"127.0.0.1:{front.port}") as channel:
+    with sync_channel(f"127.0.0.1:{front.port}") as channel:
         stub = gateway_pb2_grpc.SaxGatewayStub(channel)
         watch = stub.WatchAddresses(pb.WatchAddressesRequest(model=model), timeout=60)
         with pytest.raises(grpc.RpcError) as caught:

@@ -11,6 +11,7 @@ import grpc
 import pytest
 from saxml.protobuf import lm_pb2, lm_pb2_grpc
 
+from gateway.cell import AdminServer
 from gateway.client import (
     Attempt,
     CallOptions,
@@ -138,11 +139,16 @@ async def test_failovers_and_address_changes_are_reported(cell: RunningCell) -> 
         everyone = sorted(s.address for s in cell.model_servers)
         assert (lm, everyone) in observer.addresses
         dead = cell.model_servers[1].address
+        # The admin stops first: it drops a refused server at once, and the client could hear
+        # of that before any call tried the replica. Now only the calls can find out.
+        await cell.admin.stop(grace=0)
         await cell.model_servers[1].stop(grace=0)
         for _ in range(4):  # round robin: some calls pick the stopped replica first
             await client.lm_generate(lm, "x", CallOptions(timeout=10))
         assert (lm, dead, grpc.StatusCode.UNAVAILABLE) in observer.failovers
-        # The admin drops the stopped server; the observer hears of the new set.
+        # A new admin hears from the server that is left; the observer hears of the new set.
+        cell.admin = AdminServer(cell.settings)
+        await cell.admin.start()
         async for addresses in client.watch_addresses(lm):
             if addresses == [cell.model_servers[0].address]:
                 break

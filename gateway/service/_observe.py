@@ -167,6 +167,7 @@ class TelemetryInterceptor(WrappingInterceptor):
                 recorder.finish(request, response, code, elapsed, record)
                 if record.span is not None:
                     _end_server_span(record, recorder, request, code)
+                record.end()
 
         return call
 
@@ -203,6 +204,7 @@ class TelemetryInterceptor(WrappingInterceptor):
                 recorder.stream_timing(request, stream, started)
                 if record.span is not None:
                     _end_server_span(record, recorder, request, code)
+                record.end()
 
         return call
 

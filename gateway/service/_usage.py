@@ -82,7 +82,7 @@ class CallRecord:
     __slots__ = ("_context", "client", "client_label", "cost_ms", "span", "usage")
 
     def __init__(self, context: Context, client: str | None, client_label: str) -> None:
-        self._context = context
+        self._context: Context | None = context
         self.client = client
         """The client id Envoy authenticated (None: anonymous)."""
         self.client_label = client_label
@@ -93,7 +93,15 @@ class CallRecord:
 
     @property
     def request_id(self) -> str | None:
-        return request_id(self._context) or None
+        context = self._context
+        return None if context is None else request_id(context) or None
+
+    def end(self) -> None:
+        """The call is over: forget its context. Work the call started may outlive it (a
+        shielded admin fetch, its done callbacks) and log in its context; grpc frees a
+        finished call's metadata, and reading it then returns garbage or crashes the process
+        (a SIGSEGV seen when a hung admin failed an ACL fetch after the call had ended)."""
+        self._context = None
 
 
 def note_usage(model_id: str, inputs: Sequence[str], outputs: Sequence[str]) -> None:

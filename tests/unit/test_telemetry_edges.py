@@ -1,8 +1,10 @@
 """Telemetry at the edges, without sockets: the CLI flags, JSON log lines carrying the
-request ID, and the W3C trace context a gateway span hands on to Sax calls."""
+request ID (and never reading a finished call's), and the W3C trace context a gateway span
+hands on to Sax calls."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -14,6 +16,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from gateway.cli.main import parser
 from gateway.common.logs import JsonFormatter, current_call
 from gateway.launch.envoy import EnvoySettings, render
+from gateway.service._observe import TelemetryInterceptor
 from gateway.service._tracing import Tracing
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -116,3 +119,39 @@ def test_envoy_traces_only_with_an_endpoint() -> None:
     assert {"request_id", "method", "path", "status", "grpc_status", "duration_ms"} <= set(fields)
     # The identity the auth filters set (a client's own header of that name is removed first).
     assert fields["client_id"] == "%REQ(x-saxgw-client)%"
+
+
+class _FinishingContext:
+    """A gRPC call's context whose metadata may not be read once the call is over: grpc
+    frees it, and a read then returns garbage or crashes the process."""
+
+    over = False
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        assert not self.over, "read the metadata of a finished call"
+        return (("x-request-id", "req-9"),)
+
+
+async def test_work_a_call_started_may_log_after_the_call_is_over() -> None:
+    # A shielded ACL read outlives its call when the admin hangs; it logged its failure in
+    # the call's context 10 s later, reading freed metadata: gateways crashed (SIGSEGV).
+    context = _FinishingContext()
+    lines: list[dict[str, Any]] = []
+    left_behind: list[asyncio.Task[None]] = []
+
+    async def later() -> None:
+        await asyncio.sleep(0)
+        lines.append(json.loads(JsonFormatter().format(_record("admin unreachable"))))
+
+    async def behavior(request: Any, context: Any) -> str:
+        lines.append(json.loads(JsonFormatter().format(_record("during"))))
+        left_behind.append(asyncio.create_task(later()))  # inherits the call's context
+        return "done"
+
+    interceptor = TelemetryInterceptor(None, None, client=None)  # type: ignore[arg-type]
+    call = interceptor.wrap_unary("/saxgateway.v1.SaxGateway/Generate", behavior)
+    assert await call(object(), context) == "done"
+    context.over = True
+    await left_behind[0]
+    assert [line.get("request_id") for line in lines] == ["req-9", None]
+    assert lines[1]["message"] == "admin unreachable"

@@ -20,10 +20,12 @@ from typing import Any, Protocol
 
 from gateway.client import (
     Client,
+    DeadlineExceededError,
     InvalidArgumentError,
     NotFoundError,
     PermissionDeniedError,
     ResourceExhaustedError,
+    UnavailableError,
 )
 from gateway.config import AccessSettings, ModelLimit
 from gateway.service._intercept import Streaming, Unary, WrappingInterceptor
@@ -94,6 +96,9 @@ class Access:
         self._per_client: dict[str, int] = {}
         self._acls: dict[str, tuple[float, dict[str, str]]] = {}
         self._fetching: dict[str, asyncio.Future[dict[str, str]]] = {}
+        # Models whose last ACL read found the admin unreachable: their cached ACLs stay in
+        # force, and calls do not wait for the admin (`_model_acls`).
+        self._unreachable: set[str] = set()
 
     def identity(self, context: _Metadata) -> str | None:
         """The client id Envoy established, if any."""
@@ -138,13 +143,25 @@ class Access:
             now = time.monotonic()
             if now < expires:
                 return acls
-            if now < expires + self._settings.acl_cache_seconds:
+            if now < expires + self._settings.acl_cache_seconds or model in self._unreachable:
                 # Stale by less than its lifetime: answer with it and refresh it in the
                 # background, so that no call waits for the admin while calls keep coming (a
                 # model's ACL is still at most two lifetimes old). Older, the call waits.
+                # The same while the admin cannot be reached: nobody can change the ACLs
+                # through it then, and data calls must not depend on it (upstream's model
+                # servers keep enforcing the ACLs they last got, too).
                 self._refresh(model, timeout, contextvars.Context())
                 return acls
-        return await asyncio.shield(self._refresh(model, timeout, contextvars.copy_context()))
+        fetch = asyncio.shield(self._refresh(model, timeout, contextvars.copy_context()))
+        if cached is None:
+            return await fetch  # never read: fail rather than skip the check
+        try:
+            # An admin that does not answer at all (hung, or its host gone) would hold every
+            # call for the whole fetch: past a moment, the ACLs at hand answer.
+            async with asyncio.timeout(_STALE_WAIT_S):
+                return await fetch
+        except (TimeoutError, *_UNREACHABLE):
+            return cached[1]  # and `_fetched` keeps them in force if the admin is unreachable
 
     def _refresh(
         self, model: str, timeout: float, context: contextvars.Context
@@ -157,16 +174,22 @@ class Access:
             loop = asyncio.get_running_loop()
             fetch = loop.create_task(self._fetch_acls(model, timeout), context=context)
             self._fetching[model] = fetch
-            fetch.add_done_callback(lambda done: self._fetched(model, done))
+            # In the fetch's own context: the call that started it may be long over when it
+            # ends (`CallRecord.end`).
+            fetch.add_done_callback(lambda done: self._fetched(model, done), context=context)
         return fetch
 
     def _fetched(self, model: str, fetch: asyncio.Future[dict[str, str]]) -> None:
         if self._fetching.get(model) is fetch:
             del self._fetching[model]
-        if not fetch.cancelled() and fetch.exception() is not None:
+        error = None if fetch.cancelled() else fetch.exception()
+        if error is not None:
             # Nobody may be waiting (a background refresh): log it here. The entry is left
-            # as it was, so once it is too old, calls wait for a fetch and fail with its error.
-            log.warning("reading the ACLs of %s failed: %s", model, fetch.exception())
+            # as it was: once it is too old, calls wait for a fetch and fail with its error,
+            # unless the admin could not be reached (then the entry stays in force).
+            if isinstance(error, _UNREACHABLE) and model in self._acls:
+                self._unreachable.add(model)
+            log.warning("reading the ACLs of %s failed: %s", model, error)
 
     async def _fetch_acls(self, model: str, timeout: float) -> dict[str, str]:
         try:
@@ -174,9 +197,12 @@ class Access:
         except (InvalidArgumentError, NotFoundError):
             # No such model: no ACL to apply; the call itself reports the real error (and a
             # missing field before an unknown model). Other errors fail closed.
+            self._unreachable.discard(model)
             return {}
         if len(self._acls) > 10_000:  # model ids come from callers: keep the cache bounded
             self._acls.clear()
+            self._unreachable.clear()
+        self._unreachable.discard(model)
         expires = time.monotonic() + self._settings.acl_cache_seconds
         self._acls[model] = (expires, detail.acls)
         return detail.acls
@@ -305,6 +331,10 @@ class _Slot:
 
 
 _ACL_TIMEOUT = 10.0
+# ACL reads failing with these say that the admin did not answer, not what the ACLs are.
+_UNREACHABLE = (UnavailableError, DeadlineExceededError)
+# How long a call waits for the admin to renew ACLs it already has (`_model_acls`).
+_STALE_WAIT_S = 2.0
 
 
 class AccessInterceptor(WrappingInterceptor):

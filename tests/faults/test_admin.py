@@ -4,10 +4,14 @@ do not notice a restart at all."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 
 import httpx
+from saxgateway.v1 import gateway_pb2, gateway_pb2_grpc
 
+from tests._grpc import sync_channel
 from tests.faults._load import run_load
 from tests.faults.conftest import Faults, publish
 
@@ -76,3 +80,27 @@ def test_admin_restart_is_invisible_to_data_calls(faults: Faults, http: httpx.Cl
         return int(detail.get("model", {}).get("active_replicas", 0)) == 2
 
     faults.wait_until(restored, 60, "the restarted admin to know both replicas again")
+
+
+def test_a_hung_admin_does_not_stop_data_calls(faults: Faults, http: httpx.Client) -> None:
+    # Hung, not dead (SIGSTOP: its connections stay open, its calls never answer), as when
+    # its host stops responding; the cell does not restart it. Before, every data call
+    # failed 504 from 2 s on (the gateway's ACL check waited for the admin: no ACL was even
+    # set), and a gateway crashed (SIGSEGV) when an ACL read failed after its call had ended.
+    model = "/sax/test/adminhung"
+    publish(http, model, replicas=2)
+    gateways = {port: faults.pid(port) for port in faults.stack.settings.gateway_ports}
+    for port in gateways:  # the model is in use: each gateway has read its (empty) ACLs
+        with sync_channel(f"127.0.0.1:{port}") as channel:
+            stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+            stub.Generate(gateway_pb2.GenerateRequest(model=model, query="hi"), timeout=30)
+    admin = faults.pid(faults.admin_port)
+    os.kill(admin, signal.SIGSTOP)
+    try:
+        body = {"model": model, "query": "hello world"}
+        result = asyncio.run(run_load(faults.url, "/generate", body, seconds=8, concurrency=4))
+    finally:
+        os.kill(admin, signal.SIGCONT)
+    assert result.errors() == {}, result.error_samples()
+    assert len(result.calls) > 20
+    assert {port: faults.pid(port) for port in gateways} == gateways

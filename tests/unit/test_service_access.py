@@ -175,22 +175,55 @@ async def test_stale_acls_answer_at_once_while_one_background_fetch_renews_them(
     assert client.calls == 3
 
 
-async def test_a_failed_background_fetch_fails_calls_once_the_acl_is_too_old(
+async def test_acls_last_read_stay_in_force_while_the_admin_is_unreachable(
     clock: list[float],
 ) -> None:
-    access = await _read_at_zero(FailingAfterFirst({"lm.generate": "acl/team-a"}))
+    # Before, every data call failed UNAVAILABLE two seconds into an admin outage, however
+    # healthy the model servers were: its ACL check waited for the admin.
+    client = FailingAfterFirst({"lm.generate": "acl/team-a"})
+    access = await _read_at_zero(client)
     clock[0] = 1.5
     await _admit(access, "team-a")  # stale: answered; its renewal fails in the background
     await asyncio.sleep(0)
-    clock[0] = 2.5
+    for now in (2.5, 30.0, 600.0):  # long past two lifetimes: still checked, against them
+        clock[0] = now
+        await _admit(access, "team-a")
+        with pytest.raises(PermissionDeniedError, match="limited to acl/team-a"):
+            await _admit(access, "team-b")  # the check is never skipped
+        await asyncio.sleep(0)
+    assert client.calls > 3  # the admin was asked again and again, in the background
+    # A model whose ACLs were never read fails closed.
     with pytest.raises(UnavailableError, match="admin unreachable"):
-        await _admit(access, "team-a")  # fails closed: the check is never skipped
+        await _admit(access, "team-a", model="/sax/test/other")
+
+    client.answering = True
+    client.acls = {"lm.generate": "acl/team-b"}  # the admin is back, with a change
+    await _admit(access, "team-a")  # answered from the cache while a read renews it
+    await asyncio.sleep(0)
+    with pytest.raises(PermissionDeniedError, match="limited to acl/team-b"):
+        await _admit(access, "team-a")
+    clock[0] = 610.0  # and once that is too old, calls wait for the admin again
+    client.acls = {}
+    await _admit(access, "team-a")
+
+
+async def test_an_acl_read_the_admin_refuses_still_fails_calls(clock: list[float]) -> None:
+    client = FailingAfterFirst({"lm.generate": "acl/team-a"}, error=PermissionDeniedError)
+    access = await _read_at_zero(client)
+    clock[0] = 2.5
+    with pytest.raises(PermissionDeniedError, match="refused"):
+        await _admit(access, "team-a")  # an answer, not an unreachable admin: fails closed
 
 
 @dataclass
 class FailingAfterFirst(FakeClient):
+    """Answers the first read, then fails every read with ``error`` until ``answering``."""
+
+    error: type[Exception] = UnavailableError
+    answering: bool = False
+
     async def list_detail(self, model: str, *, timeout: float) -> Any:
-        if self.calls:
+        if self.calls and not self.answering:
             self.calls += 1
-            raise UnavailableError("admin unreachable")
+            raise self.error("admin unreachable" if self.error is UnavailableError else "refused")
         return await super().list_detail(model, timeout=timeout)

@@ -102,8 +102,8 @@ def deadline(
     requested: duration_pb2.Duration | None,
     default: float,
 ) -> float:
-    """Seconds left for this call: the shortest of the gRPC deadline, the request's
-    ``timeout`` field and the gateway's default."""
+    """Seconds left for this call: the shortest of the gRPC deadline (a moment before it,
+    `REPORT_MARGIN_S`), the request's ``timeout`` field and the gateway's default."""
     seconds = default
     if requested is not None and (requested.seconds or requested.nanos):
         asked = _seconds(requested, "timeout")
@@ -112,8 +112,15 @@ def deadline(
         seconds = min(seconds, asked)
     remaining = context.time_remaining()
     if remaining is not None:
-        seconds = min(seconds, remaining)
+        seconds = min(seconds, remaining - min(REPORT_MARGIN_S, remaining / 10))
     return seconds
+
+
+#: The gateway's own deadline ends this long (at most a tenth of the time) before the
+#: caller's gRPC deadline, so that the gateway reports it, not grpc: once grpc's deadline has
+#: passed, nothing more can be sent. A stream that started then ended with no last message,
+#: which an HTTP/1.1 (SSE) client, seeing no trailer, took for a complete answer.
+REPORT_MARGIN_S = 0.2
 
 
 # google.protobuf.Duration's own bounds (about 10,000 years); beyond them a Duration is not one.

@@ -62,7 +62,9 @@ def test_payload_limits() -> None:
 
 def test_deadline_takes_the_shortest() -> None:
     assert f.deadline(_context(None), None, 60) == 60
-    assert f.deadline(_context(5), None, 60) == 5
+    # The gateway's own deadline ends a moment before the caller's, to report it itself.
+    assert f.deadline(_context(5), None, 60) == 5 - f.REPORT_MARGIN_S
+    assert f.deadline(_context(0.5), None, 60) == 0.45
     assert f.deadline(_context(5), duration_pb2.Duration(seconds=2), 60) == 2
     assert f.deadline(_context(None), duration_pb2.Duration(seconds=90), 60) == 60
     with pytest.raises(InvalidArgumentError) as exc:

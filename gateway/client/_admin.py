@@ -3,14 +3,18 @@
 The admin's address is read from ``<root>/sax/<cell>/location.proto`` on first use and kept.
 When a call finds the admin UNAVAILABLE, the connection is dropped and the file is read again
 on the next attempt, so a client follows an admin that moved (restarted elsewhere) without
-being restarted itself. An admin that stays unreachable for ``unreachable_after`` seconds
-fails the call with UNAVAILABLE naming the cell and the address tried, however long its
-deadline: a caller learns in seconds that the cell is down instead of waiting out a minute.
+being restarted itself. While connected, the file is also re-read every `LOCATION_CHECK_S`:
+an admin may move while its old address hangs rather than refuses (its host gone without
+closing connections), and then no call would ever find it UNAVAILABLE. An admin that stays
+unreachable for ``unreachable_after`` seconds fails the call with UNAVAILABLE naming the cell
+and the address tried, however long its deadline: a caller learns in seconds that the cell is
+down instead of waiting out a minute.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import random
 from collections.abc import Callable, Iterator
@@ -45,6 +49,9 @@ _NO_ADMIN_YET = "No admin server has been started for this Sax cell."
 
 # UNAVAILABLE: the admin is unreachable (maybe moving); RESOURCE_EXHAUSTED: it is busy.
 RETRY_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
+# How often a connected client re-reads location.proto (upstream's model servers, too, follow
+# the file); a new address there drops the connection, and calls on it retry at the new one.
+LOCATION_CHECK_S = 5.0
 _INITIAL_BACKOFF_S = 0.01
 _MAX_BACKOFF_S = 1.0
 _BACKOFF_MULTIPLIER = 1.6
@@ -136,6 +143,7 @@ class CellAdmin:
         self._conn: _Connection | None = None
         self._connect_lock = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
+        self._follower: asyncio.Task[None] | None = None
 
     @property
     def cell_dir(self) -> str:
@@ -228,7 +236,30 @@ class CellAdmin:
             if self._conn is None:
                 self._conn = _Connection(await self.read_location())
                 _log.info("admin of %s is at %s", self.cell, self._conn.address)
+                if self._follower is None or self._follower.done():
+                    self._follower = asyncio.get_running_loop().create_task(
+                        self._follow_location(),
+                        name=f"location of {self.cell}",
+                        context=contextvars.Context(),  # part of no call
+                    )
             return self._conn
+
+    async def _follow_location(self) -> None:
+        """Drops the connection when location.proto names another address; ends when there
+        is no connection (the next one starts it again)."""
+        while self._conn is not None:
+            await asyncio.sleep(LOCATION_CHECK_S)
+            conn = self._conn
+            if conn is None:
+                return
+            try:
+                address = await self.read_location()
+            except Exception as exc:  # unreadable for now: keep the connection we have
+                _log.debug("re-reading the location of %s: %s", self.cell, exc)
+                continue
+            if address != conn.address and self._conn is conn:
+                _log.warning("admin of %s moved from %s to %s", self.cell, conn.address, address)
+                self._poison(conn)
 
     async def read_location(self) -> str:
         """The admin address in ``location.proto``; NotFoundError if the cell does not exist,
@@ -284,6 +315,8 @@ class CellAdmin:
         await self._storage.write(path, config.SerializeToString())
 
     async def close(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.channel.close()

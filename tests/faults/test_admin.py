@@ -6,11 +6,15 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import httpx
 from saxgateway.v1 import gateway_pb2, gateway_pb2_grpc
 
+from gateway.launch.processes import free_port
 from tests._grpc import sync_channel
 from tests.faults._load import run_load
 from tests.faults.conftest import Faults, publish
@@ -104,3 +108,48 @@ def test_a_hung_admin_does_not_stop_data_calls(faults: Faults, http: httpx.Clien
     assert result.errors() == {}, result.error_samples()
     assert len(result.calls) > 20
     assert {port: faults.pid(port) for port in gateways} == gateways
+
+
+def test_gateways_follow_an_admin_that_moved_away_from_a_hung_address(
+    faults: Faults, http: httpx.Client, tmp_path: Path
+) -> None:
+    # A new admin writes its address into location.proto while the old address hangs (its
+    # host gone without closing connections). Before, the gateways kept calling the old
+    # address: every admin call ran into its deadline (504), for as long as the connection
+    # stayed open, since only an UNAVAILABLE made them read location.proto again.
+    model = "/sax/test/adminmoved"
+    publish(http, model)
+    cell = faults.stack.settings.cell
+    assert cell is not None
+    location = Path(cell.sax_root) / "sax" / "test" / "location.proto"
+    old_location = location.read_bytes()
+    old_admin = faults.pid(faults.admin_port)
+    os.kill(old_admin, signal.SIGSTOP)
+    with (tmp_path / "new-admin.log").open("w") as log:
+        new_admin = subprocess.Popen(
+            [
+                sys.executable, "-m", "gateway.cell", f"--sax-root={cell.sax_root}",
+                f"--fs-root={cell.fs_root}", f"--cell={cell.cell}", "--host=127.0.0.1",
+                f"--admin-port={free_port()}", "--model-servers=0",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )  # fmt: skip
+    try:
+
+        def answered() -> bool:  # by the new admin, which read the cell's saved state
+            response = http.get(f"/v1{model}", headers={"grpc-timeout": "2S"})
+            return response.status_code == 200 and response.json()["model"]["model"] == model
+
+        faults.wait_until(answered, 30, "an admin call to reach the admin that moved")
+    finally:
+        new_admin.send_signal(signal.SIGINT)
+        new_admin.wait(30)
+        location.write_bytes(old_location)  # the old admin again, as it left it
+        os.kill(old_admin, signal.SIGCONT)
+
+    def back() -> bool:
+        response = http.get(f"/v1{model}", headers={"grpc-timeout": "2S"})
+        return response.status_code == 200 and response.json()["model"]["active_replicas"] == 1
+
+    faults.wait_until(back, 60, "the gateways and model servers to follow the old admin back")

@@ -315,9 +315,11 @@ class CellAdmin:
         await self._storage.write(path, config.SerializeToString())
 
     async def close(self) -> None:
-        if self._follower is not None:
-            self._follower.cancel()
+        follower, self._follower = self._follower, None
         conn, self._conn = self._conn, None
+        if follower is not None:
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
         if conn is not None:
             await conn.channel.close()
         if self._closing:

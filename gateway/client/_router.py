@@ -103,6 +103,26 @@ def _failed(
     return retry
 
 
+def _cancelled_by_caller() -> bool:
+    """Whether a CancelledError is this task's own cancellation (its caller went away), not
+    grpc.aio's for a call whose channel was closed under it."""
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
+
+
+def _closed_under(address: str) -> grpc.aio.AioRpcError:
+    """A call cut by the closing of its channel, as a failed attempt. The pool closes a
+    replica's channel (after a grace period) once the replica has left the model's address
+    set, as a hung server does when the admin gives up on it; the call then goes to a replica
+    that is still in the set, as it would had the server refused it."""
+    return grpc.aio.AioRpcError(
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.aio.Metadata(),
+        grpc.aio.Metadata(),
+        details=f"the connection to {address} was closed under the call",
+    )
+
+
 def _too_large(error: SaxError) -> bool:
     # gRPC reports an oversized message as RESOURCE_EXHAUSTED too, but unlike an overloaded
     # server, no other replica and no retry will take it.
@@ -233,6 +253,10 @@ class Router:
                 return await observed(attempt, call)
             except grpc.aio.AioRpcError as exc:
                 retry = self._failed(retry, table, address, exc)
+            except asyncio.CancelledError:
+                if _cancelled_by_caller():
+                    raise
+                retry = self._failed(retry, table, address, _closed_under(address))
 
     async def stream(
         self, model_id: str, method: Streaming[_Req, _Resp], request: _Req, deadline: Deadline
@@ -262,6 +286,12 @@ class Router:
             except grpc.aio.AioRpcError as exc:
                 attempt.end(exc.code(), exc.trailing_metadata())
                 retry = self._failed(retry, table, address, exc)
+            except asyncio.CancelledError:
+                attempt.end(grpc.StatusCode.CANCELLED, None)
+                if _cancelled_by_caller():
+                    call.cancel()
+                    raise
+                retry = self._failed(retry, table, address, _closed_under(address))
             except BaseException:
                 attempt.end(grpc.StatusCode.CANCELLED, None)
                 call.cancel()

@@ -1,0 +1,95 @@
+"""A call stuck on a hung replica: once the admin gives up on the replica and the pool closes
+its channel, the call goes to a replica still serving, within its deadline (it used to end
+as UNAVAILABLE, "a connection closed under the call")."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from saxml.protobuf import lm_pb2, lm_pb2_grpc
+
+from gateway.client import ClientSettings, _channels
+from gateway.client._admin import CellAdmin
+from gateway.client._locations import AddressTable
+from gateway.client._router import Router
+from gateway.common.deadline import Deadline
+from gateway.common.names import CellId
+from gateway.common.rpc import Context
+from tests.integration._cell_fixtures import stand_in_server
+
+MODEL = "/sax/test/lm"
+
+
+class _Replica(lm_pb2_grpc.LMServiceServicer):
+    """Answers Generate with its own name, or never (``hung``), as a stopped process would."""
+
+    def __init__(self, name: str, *, hung: bool) -> None:
+        self.name, self.hung, self.calls = name, hung, 0
+
+    async def Generate(
+        self, request: lm_pb2.GenerateRequest, context: Context
+    ) -> lm_pb2.GenerateResponse:
+        self.calls += 1
+        if self.hung:
+            await asyncio.Event().wait()
+        return lm_pb2.GenerateResponse(texts=[lm_pb2.DecodedText(text=self.name, score=0.0)])
+
+    async def GenerateStream(
+        self, request: lm_pb2.GenerateRequest, context: Context
+    ) -> AsyncIterator[lm_pb2.GenerateStreamResponse]:
+        self.calls += 1
+        if self.hung:
+            await asyncio.Event().wait()
+        reply = lm_pb2.GenerateStreamResponse()
+        reply.items.add(text=self.name, prefix_len=0, score=0.0)
+        yield reply
+
+
+def _no_admin(cell: CellId) -> CellAdmin:
+    raise AssertionError(f"no admin call expected (cell {cell}): the test sets the table")
+
+
+@pytest.mark.parametrize("kind", ["unary", "stream"])
+async def test_a_call_on_a_replica_dropped_while_hung_goes_to_one_still_serving(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_channels, "_CLOSE_GRACE_S", 0.2)
+    hung = _Replica("hung", hung=True)  # type: ignore[abstract]
+    healthy = _Replica("healthy", hung=False)  # type: ignore[abstract]
+    async with (
+        stand_in_server(lambda s: lm_pb2_grpc.add_LMServiceServicer_to_server(hung, s)) as stuck,
+        stand_in_server(lambda s: lm_pb2_grpc.add_LMServiceServicer_to_server(healthy, s)) as ok,
+    ):
+        router = Router(admin_for=_no_admin, settings=ClientSettings(sax_root="/nowhere"))
+        try:
+            # The table as the admin last reported it: the hung replica alone.
+            table = router._tables[MODEL] = AddressTable(MODEL, num_conn=2, seed=0)
+            table.known = True
+            table.set_addresses({stuck})
+            request = lm_pb2.GenerateRequest(model_key=MODEL, text="q")
+            deadline = Deadline.after(30)
+
+            async def unary() -> str:
+                reply = await router.unary(MODEL, lambda b: b.lm.Generate, request, deadline)
+                return reply.texts[0].text
+
+            async def stream() -> str:
+                async for reply in router.stream(
+                    MODEL, lambda b: b.lm.GenerateStream, request, deadline
+                ):
+                    return reply.items[0].text
+                return "no reply"
+
+            call = asyncio.ensure_future(unary() if kind == "unary" else stream())
+            while not hung.calls:
+                await asyncio.sleep(0.01)
+            # The admin drops the hung replica: the table changes, the pool lets its channel go.
+            table.set_addresses({ok})
+            router._pool.retain([ok])
+            text = await asyncio.wait_for(call, 10)
+        finally:
+            await router.close()
+    assert text == "healthy"
+    assert (hung.calls, healthy.calls) == (1, 1)

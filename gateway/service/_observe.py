@@ -27,7 +27,7 @@ from gateway.service._access import Access
 from gateway.service._intercept import Streaming, Unary, WrappingInterceptor
 from gateway.service._metrics import GatewayMetrics
 from gateway.service._tracing import Metadata, Tracing, end_span
-from gateway.service._usage import CallRecord, Recorder, StreamText
+from gateway.service._usage import CallRecord, Recorder, StreamText, request_model
 
 if TYPE_CHECKING:  # the OpenAI package imports note_usage from here
     from gateway.service.openai._tokens import TokenCounter
@@ -183,7 +183,7 @@ class TelemetryInterceptor(WrappingInterceptor):
             if metrics is not None:
                 metrics.add_level(gauge, 1)
             code, started = _OK, time.perf_counter()
-            stream = StreamText(recorder.counts_tokens(getattr(request, "model", "")))
+            stream = StreamText(recorder.counts_tokens(request_model(request)))
             try:
                 async for response in behavior(request, context):
                     if chunked and response.deltas:
@@ -216,7 +216,7 @@ def _end_server_span(
     attributes: dict[str, int | str] = {}
     if recorder.operation is not None:
         attributes["gen_ai.operation.name"] = recorder.operation
-        model = call.usage.model_id if call.usage else getattr(request, "model", "")
+        model = call.usage.model_id if call.usage else request_model(request)
         attributes["gen_ai.request.model"] = str(model)
     if call.client is not None:
         attributes["enduser.id"] = call.client

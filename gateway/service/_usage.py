@@ -33,6 +33,14 @@ _OK = grpc.StatusCode.OK
 Texts = Callable[[Any], Sequence[str]]
 
 
+def request_model(request: Any) -> str:
+    """The model ID a SaxGateway request names, as the Sax client knows it: resource paths
+    (``/v1/sax/test/lm:generate``) bind ``sax/test/lm``, bodies carry ``/sax/test/lm``, and
+    both must count under one label (the router and the config file know the second)."""
+    model = str(getattr(request, "model", ""))
+    return model if not model or model.startswith("/") else "/" + model
+
+
 def _none(_: Any) -> Sequence[str]:
     return ()
 
@@ -173,7 +181,7 @@ class Recorder:
         if self.data is None:
             return None
         _, inputs, outputs = self.data
-        model_id = getattr(request, "model", "")
+        model_id = request_model(request)
         if type(request).__name__ == "_Malformed":
             return Usage(model_id, (), ())
         if stream is not None:
@@ -242,7 +250,7 @@ class Recorder:
     def stream_timing(self, request: Any, stream: StreamText, started: float) -> None:
         if self._metrics is None or self.data is None or not stream.chunks:
             return
-        m, op, model = self._metrics, self.data[0], self._label(getattr(request, "model", ""))
+        m, op, model = self._metrics, self.data[0], self._label(request_model(request))
         m.observe(m.time_to_first_token.labels(op, model), stream.first - started)
         if stream.chunks > 1:
             per_chunk = (stream.last - stream.first) / (stream.chunks - 1)

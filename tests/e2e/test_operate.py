@@ -173,6 +173,24 @@ def test_one_scrape_covers_every_gateway_process_and_envoy(ops_stack: Stack, mod
     assert any(name.startswith("envoy_cluster_upstream_rq") for name, _ in samples)
 
 
+def test_resource_path_calls_count_under_the_model_they_name(ops_stack: Stack, model: str) -> None:
+    # /v1/sax/{cell}/{name}:generate binds "sax/test/operate", without the body's leading
+    # slash; before, such calls were all counted under "unknown" and their tokens not at all.
+    with httpx.Client(base_url=ops_stack.http_url, headers=AUTH, timeout=30) as http:
+        for _ in range(3):
+            reply = http.post(f"/v1{model}:score", json={"prefix": "hello", "suffix": ["world"]})
+            assert reply.status_code == 200, reply.text
+
+    score = {"gen_ai_operation_name": "lm.score", "gen_ai_request_model": model}
+    duration = "gen_ai_server_request_duration_seconds_count"
+    samples = _scrape_until(ops_stack, lambda s: _value(s, duration, **score, error_type="") == 3)
+    assert _value(samples, duration, **score, error_type="") == 3
+    unknown = {**score, "gen_ai_request_model": "unknown"}
+    assert _value(samples, duration, **unknown, error_type="") == 0
+    usage = "gen_ai_client_token_usage_sum"  # "hello" and "world": one token each, per call
+    assert _value(samples, usage, **score, client="team-a", gen_ai_token_type="input") == 6
+
+
 def test_openai_calls_count_the_tokens_their_usage_reports(ops_stack: Stack, model: str) -> None:
     with httpx.Client(base_url=ops_stack.http_url, headers=AUTH, timeout=30) as http:
         reply = http.post("/v1/completions", json={"model": model, "prompt": "hello world"})

@@ -33,6 +33,7 @@ from gateway.cli._hints import (
     UNIMPLEMENTED_BY_CELL,
 )
 from gateway.cli._numbers import number, shorten
+from gateway.common.flags import seconds
 from gateway.config import MIB
 
 DEFAULT_GATEWAY = "localhost:8888"
@@ -62,7 +63,7 @@ def add_global_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> None
     )
     parser.add_argument(
         "--timeout",
-        type=_seconds,
+        type=seconds,
         default=default(None),
         metavar="SECONDS",
         help="deadline of the call (default: the gateway's)",
@@ -79,13 +80,6 @@ def _globals() -> argparse.ArgumentParser:
     flags = argparse.ArgumentParser(add_help=False)
     add_global_flags(flags, defaults=False)
     return flags
-
-
-def _seconds(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
 
 
 _R = TypeVar("_R")

@@ -75,7 +75,7 @@ def ls(session: Session, args: argparse.Namespace) -> None:
     arg("model_path"),
     arg("checkpoint", help='"None" for random weights'),
     arg("replicas", type=int),
-    arg("overrides", metavar="k=v", type=pair, nargs="*", help="overrides"),
+    arg("overrides", metavar="k=v", type=pair, nargs="*", default=[], help="overrides"),
 )
 def publish(session: Session, args: argparse.Namespace) -> None:
     request = pb.PublishModelRequest(**_definition(args), replicas=args.replicas)
@@ -122,7 +122,14 @@ def unpublish(session: Session, args: argparse.Namespace) -> None:
     arg("--checkpoint", default=""),
     arg("--replicas", type=int),
     arg("--clear-overrides", action="store_true", help="remove every override (unless k=v given)"),
-    arg("overrides", metavar="k=v", type=pair, nargs="*", help="new overrides, replacing all"),
+    arg(
+        "overrides",
+        metavar="k=v",
+        type=pair,
+        nargs="*",
+        default=[],
+        help="new overrides, replacing all",
+    ),
 )
 def update(session: Session, args: argparse.Namespace) -> None:
     request = pb.UpdateModelRequest(**_definition(args), clear_overrides=args.clear_overrides)

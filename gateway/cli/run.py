@@ -18,6 +18,7 @@ from gateway.cell.settings import (
 )
 from gateway.cli import _edge, _workers
 from gateway.client import ClientSettings
+from gateway.common import flags
 from gateway.common.storage import make_dirs
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
 from gateway.launch import tuning
@@ -48,27 +49,29 @@ from gateway.service.telemetry_args import add_telemetry_arguments, telemetry_fr
 STATE_DIR = Path(".saxgw")
 
 
-def _ports(text: str) -> list[int]:
-    return [int(p) for p in text.split(",") if p]
-
-
 def _add_front(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "--port",
-        type=int,
+        type=flags.port,
         default=default(EnvoySettings, "listen_port"),
         help="public HTTP/JSON + gRPC port (Envoy)",
     )
     cmd.add_argument(
         "--listen",
+        type=flags.ip_address,
         default=default(EnvoySettings, "listen_address"),
         help="address Envoy listens on (0.0.0.0: every interface)",
     )
-    cmd.add_argument("--envoy-admin-port", type=int, default=default(EnvoySettings, "admin_port"))
+    cmd.add_argument(
+        "--envoy-admin-port",
+        type=flags.port,
+        default=default(EnvoySettings, "admin_port"),
+        help="Envoy's admin port (loopback only)",
+    )
     cmd.add_argument(
         "--gateway-ports",
-        type=_ports,
-        default=[DEFAULT_GATEWAY_PORT],
+        type=flags.ports,
+        default=str(DEFAULT_GATEWAY_PORT),  # argparse parses a string default: "50051"
         help="comma-separated loopback ports, one gateway process each",
     )
     cmd.add_argument(
@@ -83,12 +86,13 @@ def _add_front(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--log-dir", help="write each process's log here instead of stderr")
     cmd.add_argument(
         "--ops-port",
-        type=int,
+        type=flags.optional_port,
         default=8889,
         help="ops port serving /metrics for the gateway(s) and Envoy (0: none)",
     )
     cmd.add_argument(
         "--ops-listen",
+        type=flags.ip_address,
         default="127.0.0.1",
         help="address the ops port listens on (loopback unless asked: /metrics has no auth)",
     )
@@ -104,11 +108,29 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="Starts an embedded Sax cell, the gateway and Envoy; Ctrl-C stops them all.",
     )
     _add_front(up)
-    up.add_argument("--sax-root", default=str(STATE_DIR / "sax-root"))
-    up.add_argument("--fs-root", default=str(STATE_DIR / "fs-root"))
-    up.add_argument("--cell", default=DEFAULT_CELL)
-    up.add_argument("--admin-port", type=int, default=DEFAULT_ADMIN_PORT)
-    up.add_argument("--model-server-ports", type=_ports, default=[DEFAULT_MODEL_SERVER_PORT])
+    up.add_argument(
+        "--sax-root",
+        default=str(STATE_DIR / "sax-root"),
+        help="the embedded cell's SAX_ROOT (dir or gs://); kept across runs",
+    )
+    up.add_argument(
+        "--fs-root",
+        default=str(STATE_DIR / "fs-root"),
+        help="where the embedded cell keeps its files (dir or gs://)",
+    )
+    up.add_argument("--cell", default=DEFAULT_CELL, help="the embedded cell's ID")
+    up.add_argument(
+        "--admin-port",
+        type=flags.port,
+        default=DEFAULT_ADMIN_PORT,
+        help="the embedded cell's Sax admin port",
+    )
+    up.add_argument(
+        "--model-server-ports",
+        type=flags.ports,
+        default=str(DEFAULT_MODEL_SERVER_PORT),
+        help="comma-separated ports, one embedded Sax model server each",
+    )
     up.set_defaults(handler=_up, embedded=True)
 
     serve = commands.add_parser(
@@ -149,8 +171,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     cfg.add_argument(
         "--out", required=True, help="directory for envoy.yaml, descriptor.binpb, run-envoy.sh"
     )
-    cfg.add_argument("--port", type=int, default=default(EnvoySettings, "listen_port"))
-    cfg.add_argument("--admin-port", type=int, default=default(EnvoySettings, "admin_port"))
+    cfg.add_argument("--port", type=flags.port, default=default(EnvoySettings, "listen_port"))
+    cfg.add_argument("--admin-port", type=flags.port, default=default(EnvoySettings, "admin_port"))
     cfg.add_argument("--cors-origin", action="append", default=[])
     add_config_argument(cfg)
     cfg.add_argument("--otlp-endpoint", help="OTLP/gRPC collector for Envoy's spans")
@@ -209,6 +231,12 @@ def _up(args: argparse.Namespace) -> int:
         print(f"saxgw: {refusal}", file=sys.stderr)
         return 2
     args.gateway_ports = _workers.gateway_ports(args)  # --workers resolved into ports
+    problem = flags.port_clash(_ports_to_bind(args)) or flags.sax_root_problem(
+        args.sax_root, must_exist=not args.embedded
+    )
+    if problem:
+        print(f"saxgw: {problem}", file=sys.stderr)
+        return 2
     if args.embedded:
         for path in (args.sax_root, args.fs_root):
             if "://" not in path:

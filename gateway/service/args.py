@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from gateway.client import ClientSettings
+from gateway.common.flags import optional_port, seconds
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
 from gateway.service.telemetry_args import (
     add_telemetry_arguments,
@@ -31,7 +32,7 @@ def add_gateway_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sax-root", required=True, help="SAX_ROOT of the cell (dir or gs://)")
     parser.add_argument("--gcs-endpoint", help="GCS API endpoint override (a storage emulator)")
     parser.add_argument("--host", default=default(GatewaySettings, "host"))
-    parser.add_argument("--port", type=int, default=DEFAULT_GATEWAY_PORT)
+    parser.add_argument("--port", type=optional_port, default=DEFAULT_GATEWAY_PORT)
     add_deadline_arguments(parser)
     parser.add_argument(
         "--grace-period", type=float, default=default(GatewaySettings, "grace_period")
@@ -66,13 +67,13 @@ def add_deadline_arguments(parser: argparse.ArgumentParser) -> None:
     by ``gateway``, ``up`` and ``serve``."""
     parser.add_argument(
         "--default-timeout",
-        type=float,
+        type=seconds,
         default=default(GatewaySettings, "default_timeout"),
         help="deadline (s) of calls that set none",
     )
     parser.add_argument(
         "--admin-unreachable-after",
-        type=float,
+        type=seconds,
         default=default(ClientSettings, "admin_unreachable_after"),
         metavar="SECONDS",
         help="an unreachable Sax admin fails calls with UNAVAILABLE (503) after this long",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from gateway.common.flags import ratio
 from gateway.common.logs import FORMATS
 from gateway.config import TelemetrySettings
 
@@ -39,7 +40,7 @@ def add_telemetry_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--trace-sample-ratio",
-        type=float,
+        type=ratio,
         default=_DEFAULTS.trace_sample_ratio,
         help="share of requests traced when the caller sent no traceparent (default 1)",
     )

@@ -220,9 +220,14 @@ def test_help_shows_defaults() -> None:
     up = _help("up")
     for shown in (
         "--port PORT public HTTP/JSON + gRPC port (Envoy) (default: 8888)",
-        "--cell CELL (default: /sax/test)",
-        "--admin-port ADMIN_PORT (default: 10000)",
+        "--cell CELL the embedded cell's ID (default: /sax/test)",
+        "--admin-port ADMIN_PORT the embedded cell's Sax admin port (default: 10000)",
         "(default: 60.0)",
+        # Lists of ports as they are typed, not as Python prints a list.
+        "one gateway process each (default: 50051)",
+        "one embedded Sax model server each (default: 10001)",
+        # Every flag of up says what it is for.
+        "--envoy-admin-port ENVOY_ADMIN_PORT Envoy's admin port (loopback only) (default: 9901)",
     ):
         assert shown in up, shown
     ls = _help("ls")

@@ -1,0 +1,106 @@
+"""Value types of the server commands' flags, and the checks across flags, so that a wrong
+value stops ``saxgw up|serve|gateway`` with one line before anything starts (not a traceback,
+nor a child that fails and is restarted for ever).
+
+    cmd.add_argument("--port", type=port)                  # 1..65535
+    cmd.add_argument("--gateway-ports", type=ports)         # "50051,50052", each once
+    cmd.add_argument("--default-timeout", type=seconds)     # positive and finite
+    clash = port_clash([("127.0.0.1", 8888, "--port"), ("127.0.0.1", 8888, "--ops-port")])
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import math
+import os
+from collections.abc import Iterable
+
+
+def port(text: str) -> int:
+    """A TCP port to listen on."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {text!r}")
+    return value
+
+
+def optional_port(text: str) -> int:
+    """A TCP port, or 0: none (``--ops-port 0``), or any free one (``saxgw gateway --port 0``)."""
+    return 0 if text.strip() == "0" else port(text)
+
+
+def ports(text: str) -> list[int]:
+    """Comma-separated ports, at least one, none twice (``50051,50052``)."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError("expected comma-separated ports such as 50051,50052")
+    values = [port(p) for p in parts]
+    if twice := sorted({p for p in values if values.count(p) > 1}):
+        raise argparse.ArgumentTypeError(f"port {twice[0]} is listed twice")
+    return values
+
+
+def seconds(text: str) -> float:
+    """A positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def ratio(text: str) -> float:
+    """A share from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 1:  # NaN fails both
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+    return value
+
+
+def ip_address(text: str) -> str:
+    """An IP address to listen on: Envoy binds addresses, not host names (``localhost`` is
+    taken as 127.0.0.1)."""
+    if text == "localhost":
+        return "127.0.0.1"
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an IP address such as 127.0.0.1 or 0.0.0.0, got {text!r}"
+        ) from None
+    return text
+
+
+def port_clash(wanted: Iterable[tuple[str, int, str]]) -> str | None:
+    """Why the (host, port, role) triples cannot all be bound, if two roles share a port."""
+    seen: dict[int, str] = {}
+    for _, number, role in wanted:
+        if number == 0:
+            continue
+        if number in seen:
+            return f"port {number} is given twice ({seen[number]}; {role})"
+        seen[number] = role
+    return None
+
+
+def sax_root_problem(path: str, *, must_exist: bool) -> str | None:
+    """What is wrong with a local ``--sax-root`` (None if nothing, or if it is a URL)."""
+    if "://" in path:
+        return None
+    if os.path.exists(path) and not os.path.isdir(path):
+        return f"--sax-root {path} is not a directory"
+    if must_exist and not os.path.isdir(path):
+        return (
+            f"--sax-root {path} does not exist; give the SAX_ROOT of a running cell "
+            "(a directory or gs://BUCKET/PATH), or run `saxgw up` for an embedded one"
+        )
+    return None

@@ -1,0 +1,101 @@
+"""The server commands refuse a wrong flag value with one line and exit status 2, before they
+start anything: no traceback, no child that fails and is restarted for ever."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.cli.main import main
+
+# Free-looking ports no test binds: the checks under test come before any bind.
+UP = ["up", "--port", "38988", "--envoy-admin-port", "39911", "--gateway-ports", "38151"]
+UP += ["--ops-port", "38989", "--admin-port", "38200", "--model-server-ports", "38201"]
+
+
+def _refusal(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """The one stderr line ``saxgw argv`` exits 2 with."""
+    with pytest.raises(SystemExit) as exited:
+        raise SystemExit(main(argv))
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        # Before: OverflowError tracebacks from the port check.
+        (["--port", "70000"], "argument --port: expected a port from 1 to 65535, got '70000'"),
+        (["--port", "-5"], "argument --port: expected a port from 1 to 65535, got '-5'"),
+        # Before: "invalid _ports value".
+        (["--gateway-ports", "a,b"], "argument --gateway-ports: expected a port from 1 to 65535"),
+        # Before: no gateway at all, and no message.
+        (["--gateway-ports", ""], "argument --gateway-ports: expected comma-separated ports"),
+        # Before: the second gateway (or model server) failed to bind and was restarted for ever.
+        (["--gateway-ports", "38151,38151"], "argument --gateway-ports: port 38151 is listed"),
+        (["--model-server-ports", "38201,38201"], "port 38201 is listed twice"),
+        # Before: a socket.gaierror traceback.
+        (["--listen", "999.1.1.1"], "argument --listen: expected an IP address"),
+        (["--ops-listen", "bogus"], "argument --ops-listen: expected an IP address"),
+        # Before: accepted, and every call then failed at once with DEADLINE_EXCEEDED.
+        (["--default-timeout", "0"], "--default-timeout: expected a positive number of seconds"),
+        (["--default-timeout", "nan"], "--default-timeout: expected a positive number"),
+        (["--admin-unreachable-after", "-3"], "expected a positive number of seconds, got '-3'"),
+        # Before: accepted; a share of requests above 1 or below 0 means nothing.
+        (["--trace-sample-ratio", "2"], "--trace-sample-ratio: expected a number from 0 to 1"),
+    ],
+)
+def test_a_wrong_flag_value_is_one_line(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert message in _refusal([*UP, *flags], capsys)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--ops-port", "38988"], "port 38988 is given twice (Envoy's public port, --port; the"),
+        (["--admin-port", "38151"], "port 38151 is given twice (a gateway port, --gateway-ports;"),
+        # --workers counts up from the first gateway port, onto --ops-port here.
+        (["--gateway-ports", "38988", "--port", "38000", "--workers", "2"], "port 38989 is"),
+    ],
+)
+def test_two_roles_on_one_port_are_refused_before_anything_starts(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    root = tmp_path / "sax-root"
+    argv = [*UP, "--sax-root", str(root), "--fs-root", str(tmp_path / "fs"), *flags]
+    assert _refusal(argv, capsys).startswith(f"saxgw: {message}")
+    assert not root.exists()  # refused before the cell's directories were made
+
+
+def test_serve_refuses_a_sax_root_that_is_not_there(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Before: the stack started and /healthz answered 503 for ever.
+    missing = tmp_path / "nowhere"
+    serve = ["serve", "--port", "38988", "--gateway-ports", "38151", "--ops-port", "0"]
+    assert _refusal([*serve, "--sax-root", str(missing)], capsys) == (
+        f"saxgw: --sax-root {missing} does not exist; give the SAX_ROOT of a running cell "
+        "(a directory or gs://BUCKET/PATH), or run `saxgw up` for an embedded one"
+    )
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    line = f"saxgw: --sax-root {a_file} is not a directory"
+    assert _refusal([*serve, "--sax-root", str(a_file)], capsys) == line
+    assert _refusal([*UP, "--sax-root", str(a_file)], capsys) == line
+
+
+def test_client_flags_and_arguments_name_no_python_internals(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    line = _refusal(["--timeout", "abc", "ls"], capsys)
+    assert (
+        line == "saxgw: error: argument --timeout: expected a positive number of seconds, got 'abc'"
+    )
+    # Overrides are optional: the usage error lists only what is missing.
+    line = _refusal(["publish", "/sax/test/m"], capsys)
+    assert line.endswith("the following arguments are required: MODEL_PATH, CHECKPOINT, REPLICAS")

@@ -116,8 +116,11 @@ def test_envoy_runs_beside_the_gateway_and_only_its_and_the_scrape_port_are_reac
     assert (bash, script, int(admin_port)) == ("bash", "/etc/envoy/run-envoy.sh", init.admin_port)
     assert command[:3] == ["envoy", "-c", "/etc/envoy/envoy.yaml"]
     assert envoy["ports"] == [{"name": "http", "containerPort": init.port}]
-    for probe in ("readinessProbe", "livenessProbe"):
-        assert envoy[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, probe
+    # Readiness follows the cell (through the gateway's health); liveness must not, or a
+    # cell outage would restart Envoy in every pod.
+    assert envoy["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert envoy["livenessProbe"]["tcpSocket"] == {"port": "http"}
+    assert "httpGet" not in envoy["livenessProbe"]
 
     policy = _one(overlay, "NetworkPolicy", "sax-gateway")["spec"]
     assert policy["podSelector"]["matchLabels"] == pod_labels(overlay)

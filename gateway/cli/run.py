@@ -19,7 +19,7 @@ from gateway.cell.settings import (
 from gateway.cli import _edge, _workers
 from gateway.client import ClientSettings
 from gateway.common import flags
-from gateway.common.storage import make_dirs
+from gateway.common.storage import StorageSetupError, make_dirs
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
 from gateway.launch import tuning
 from gateway.launch.envoy import (
@@ -219,7 +219,11 @@ def _gateway(args: argparse.Namespace) -> int:
     if config is None:
         return 2
     settings = _edge.gateway_settings(settings_from_args(args), config)
-    tuning.run(serve_gateway(settings), loop=args.event_loop)
+    try:
+        tuning.run(serve_gateway(settings), loop=args.event_loop)
+    except StorageSetupError as exc:  # e.g. gs:// without credentials: one line, no traceback
+        print(f"saxgw gateway: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

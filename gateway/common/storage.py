@@ -21,6 +21,11 @@ from typing import Any
 _GS = "gs://"
 
 
+class StorageSetupError(ValueError):
+    """A root that cannot be opened at all (no bucket, no credentials): a one-line message
+    for whoever started the process, not a traceback."""
+
+
 # Modes of what a local root holds, as upstream Sax writes them (whatever the umask).
 FILE_MODE = 0o644
 DIR_MODE = 0o755
@@ -154,10 +159,19 @@ class GcsStorage(Storage):
 
         bucket, _, prefix = root.removeprefix(_GS).partition("/")
         if not bucket:
-            raise ValueError(f"no bucket in {root!r}; expected gs://bucket/prefix")
+            raise StorageSetupError(f"no bucket in {root!r}; expected gs://BUCKET/PATH")
         self._prefix = prefix.strip("/")
         if endpoint is None:
-            self._client: Any = storage.Client()
+            from google.auth.exceptions import DefaultCredentialsError
+
+            try:
+                self._client: Any = storage.Client()
+            except DefaultCredentialsError:
+                raise StorageSetupError(
+                    f"no Google Cloud credentials to read {root}: set "
+                    "GOOGLE_APPLICATION_CREDENTIALS to a service account key, or run `gcloud auth "
+                    "application-default login` (an emulator: --gcs-endpoint)"
+                ) from None
         else:
             # An emulator: anonymous, and the endpoint is given explicitly rather than through
             # STORAGE_EMULATOR_HOST, so nothing below the edge reads the environment.

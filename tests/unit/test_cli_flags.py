@@ -3,6 +3,9 @@ start anything: no traceback, no child that fails and is restarted for ever."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -99,3 +102,24 @@ def test_client_flags_and_arguments_name_no_python_internals(
     # Overrides are optional: the usage error lists only what is missing.
     line = _refusal(["publish", "/sax/test/m"], capsys)
     assert line.endswith("the following arguments are required: MODEL_PATH, CHECKPOINT, REPLICAS")
+
+
+def test_gs_root_without_credentials_is_one_line(tmp_path: Path) -> None:
+    # Before: google.auth's DefaultCredentialsError (or a ValueError), with its traceback.
+    env = {k: v for k, v in os.environ.items() if k != "GOOGLE_APPLICATION_CREDENTIALS"}
+    env |= {"CLOUDSDK_CONFIG": str(tmp_path), "NO_GCE_CHECK": "true"}  # no gcloud, no GCE
+    for root, message in (
+        ("gs://bucket/sax-root", "no Google Cloud credentials to read gs://bucket/sax-root: set "),
+        ("gs://", "no bucket in 'gs://'; expected gs://BUCKET/PATH"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "gateway", "--sax-root", root, "--port", "0"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 2, done.stderr
+        assert "Traceback" not in done.stderr, done.stderr
+        # (google.auth may log a warning of its own before it.)
+        assert done.stderr.strip().splitlines()[-1].startswith(f"saxgw gateway: {message}")

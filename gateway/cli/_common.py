@@ -30,6 +30,8 @@ from gateway.cli._hints import (
     GATEWAY_UNIMPLEMENTED,
     HINTS,
     INVALID_UNNAMED,
+    NOT_GRPC,
+    NOT_GRPC_DETAILS,
     UNIMPLEMENTED_BY_CELL,
 )
 from gateway.cli._numbers import number, shorten
@@ -283,6 +285,8 @@ def hint(
         text = UNIMPLEMENTED_BY_CELL
     if code == grpc.StatusCode.UNAVAILABLE and CELL_UNREACHABLE in details:
         text = CELL_DOWN
+    if any(marker in details for marker in NOT_GRPC_DETAILS):
+        text = NOT_GRPC
     target = getattr(args, "id", None) or "ID"
     parts = target.strip("/").split("/")
     cell = "/" + "/".join(parts[:2]) if len(parts) >= 2 else "/sax/<cell>"

@@ -63,3 +63,10 @@ CELL_DOWN = (
 INVALID_UNNAMED = (
     "check the arguments (`saxgw {command} --help`) and the model's methods (`saxgw ls {id}`)"
 )
+# grpc's own details when the address answered, but not as a gRPC server (an HTTP/1 port such
+# as the ops port or Envoy's admin, or an HTTP server that answered with a plain status).
+NOT_GRPC_DETAILS = ("Received http2 header with status", "Failed parsing HTTP/2")
+NOT_GRPC = (
+    "{gateway} answered, but it is not the gateway's gRPC port: point --gateway at Envoy's "
+    "public port (`saxgw up --port`, 8888) or a gateway port (--gateway-ports)"
+)

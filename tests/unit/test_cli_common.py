@@ -155,6 +155,22 @@ def test_unimplemented_from_the_cell_is_not_blamed_on_an_old_gateway() -> None:
     )
 
 
+def test_an_address_that_is_not_grpc_is_not_blamed_on_the_cell() -> None:
+    # What grpc says for Envoy's admin port (HTTP 404) and for the ops port (HTTP/1.0).
+    for code, details in (
+        (grpc.StatusCode.UNIMPLEMENTED, "Received http2 header with status: 404"),
+        (
+            grpc.StatusCode.UNAVAILABLE,
+            "failed to connect to all addresses; last error: UNAVAILABLE: ipv4:127.0.0.1:8889: "
+            "Failed parsing HTTP/2 (Expected SETTINGS frame as the first frame, got frame type 79)",
+        ),
+    ):
+        assert c.hint(code, _args(), details=details) == (
+            "gw:1 answered, but it is not the gateway's gRPC port: point --gateway at Envoy's "
+            "public port (`saxgw up --port`, 8888) or a gateway port (--gateway-ports)"
+        )
+
+
 def test_an_unreachable_cell_is_not_blamed_on_a_missing_gateway() -> None:
     details = "the admin server of cell /sax/test at 127.0.0.1:10000 is unreachable: refused"
     assert c.hint(grpc.StatusCode.UNAVAILABLE, _args(), details=details).startswith(

@@ -340,11 +340,14 @@ def _serve_until_stopped(args: argparse.Namespace, stack: Stack, stop: threading
     )
     while not stop.is_set():
         supervisor.tick()  # a child that died is restarted; the others keep serving
-        if not banner and stack.wait_healthy(timeout=0.5):
+        # One /healthz a second until the banner: each is a line of Envoy's access log, and
+        # a cell that is down must not flood it (polling every 50 ms wrote ~20 lines a second).
+        if not banner and stack.wait_healthy(timeout=0):
             _print_banner(args, stack)
             banner = True
         elif not banner:
             waited += 1.0
+            stop.wait(0.5)
             if waited == 60:
                 print(
                     "saxgw: still waiting for the gateway to reach the Sax cell "

@@ -1,0 +1,51 @@
+"""`saxgw serve` in front of a cell that is not there yet: it waits quietly, and SIGTERM stops
+it cleanly with status 0."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from gateway.launch.processes import free_port, port_open
+
+
+def _healthz_times(log: Path) -> list[datetime]:
+    """When Envoy's access log saw /healthz (its JSON lines; Envoy's own lines are text)."""
+    times = []
+    for line in log.read_text().splitlines() if log.exists() else []:
+        if line.startswith("{") and '"/healthz"' in line:
+            times.append(datetime.fromisoformat(json.loads(line)["time"].replace("Z", "+00:00")))
+    return times
+
+
+def test_waiting_for_the_cell_polls_healthz_once_a_second(tmp_path: Path) -> None:
+    root, logs = tmp_path / "sax-root", tmp_path / "logs"
+    root.mkdir()  # a SAX_ROOT with no cell in it: /healthz stays 503
+    port = free_port()
+    ports = ["--port", str(port), "--envoy-admin-port", str(free_port())]
+    ports += ["--gateway-ports", str(free_port()), "--ops-port", "0", "--log-dir", str(logs)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "serve", "--sax-root", str(root), *ports],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while len(_healthz_times(logs / "envoy.log")) < 4 and time.monotonic() < deadline:
+            assert proc.poll() is None, "saxgw serve exited"
+            time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        status = proc.wait(timeout=60)
+    assert status == 0
+    assert not port_open(f"127.0.0.1:{port}")  # Envoy went with it
+    times = _healthz_times(logs / "envoy.log")
+    assert len(times) >= 4, "Envoy never logged a /healthz"
+    # Before: every 50 ms while the cell was down, ~20 access log lines a second.
+    span = (times[-1] - times[0]).total_seconds()
+    assert len(times) <= span + 2, f"{len(times)} /healthz in {span:.1f} s"

@@ -21,6 +21,7 @@ from gateway.client import ClientSettings
 from gateway.common import flags
 from gateway.common.storage import StorageSetupError, make_dirs
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
+from gateway.edge import EdgeConfig
 from gateway.launch import tuning
 from gateway.launch.envoy import (
     EnvoySettings,
@@ -166,6 +167,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--gateway",
         action="append",
         required=True,
+        type=flags.host_port,
         help="host:port of a gateway (repeatable; a DNS name may cover replicas)",
     )
     cfg.add_argument(
@@ -183,7 +185,14 @@ def _envoy_config(args: argparse.Namespace) -> int:
     config = _edge.load(args)
     if config is None:
         return 2
-    edge = config.edge
+    try:
+        return _write_envoy_config(args, config.edge)
+    except OSError as exc:  # --out not writable, or a file: one line, not a traceback
+        print(f"saxgw envoy-config: cannot write --out {args.out}: {exc.strerror}", file=sys.stderr)
+        return 1
+
+
+def _write_envoy_config(args: argparse.Namespace, edge: EdgeConfig) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     descriptor = out / "descriptor.binpb"

@@ -66,6 +66,15 @@ def ratio(text: str) -> float:
     return value
 
 
+def host_port(text: str) -> str:
+    """``HOST:PORT``, as Envoy's config names an upstream (``gateway:50051``)."""
+    host, colon, number = text.rpartition(":")
+    if not colon or not host or " " in host:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT such as gateway:50051, got {text!r}")
+    port(number)
+    return text
+
+
 def ip_address(text: str) -> str:
     """An IP address to listen on: Envoy binds addresses, not host names (``localhost`` is
     taken as 127.0.0.1)."""

@@ -123,3 +123,24 @@ def test_gs_root_without_credentials_is_one_line(tmp_path: Path) -> None:
         assert "Traceback" not in done.stderr, done.stderr
         # (google.auth may log a warning of its own before it.)
         assert done.stderr.strip().splitlines()[-1].startswith(f"saxgw gateway: {message}")
+
+
+def test_envoy_config_refuses_a_bad_gateway_or_out_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Before: ValueError tracebacks from rendering (the init container's whole log), or a
+    # port Envoy would refuse only when it loads the file.
+    out = ["--out", str(tmp_path / "envoy")]
+    for gateway, message in (
+        ("gateway", "expected HOST:PORT such as gateway:50051, got 'gateway'"),
+        ("gateway:99999", "expected a port from 1 to 65535, got '99999'"),
+    ):
+        line = _refusal(["envoy-config", "--gateway", gateway, *out], capsys)
+        assert line == f"saxgw envoy-config: error: argument --gateway: {message}"
+    # Before: FileExistsError's traceback.
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    assert main(["envoy-config", "--gateway", "gateway:50051", "--out", str(a_file)]) == 1
+    assert capsys.readouterr().err == (
+        f"saxgw envoy-config: cannot write --out {a_file}: File exists\n"
+    )

@@ -119,7 +119,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=str(STATE_DIR / "fs-root"),
         help="where the embedded cell keeps its files (dir or gs://)",
     )
-    up.add_argument("--cell", default=DEFAULT_CELL, help="the embedded cell's ID")
+    up.add_argument(
+        "--cell", type=flags.cell_id, default=DEFAULT_CELL, help="the embedded cell's ID"
+    )
     up.add_argument(
         "--admin-port",
         type=flags.port,

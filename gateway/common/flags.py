@@ -16,6 +16,9 @@ import math
 import os
 from collections.abc import Iterable
 
+from gateway.common.errors import InvalidArgumentError
+from gateway.common.names import parse_cell_id
+
 
 def port(text: str) -> int:
     """A TCP port to listen on."""
@@ -64,6 +67,14 @@ def ratio(text: str) -> float:
     if not 0 <= value <= 1:  # NaN fails both
         raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
     return value
+
+
+def cell_id(text: str) -> str:
+    """A Sax cell ID, ``/sax/<cell name>``."""
+    try:
+        return parse_cell_id(text).id
+    except InvalidArgumentError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("cell: ")) from None
 
 
 def host_port(text: str) -> str:

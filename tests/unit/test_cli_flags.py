@@ -47,6 +47,9 @@ def _refusal(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
         (["--default-timeout", "0"], "--default-timeout: expected a positive number of seconds"),
         (["--default-timeout", "nan"], "--default-timeout: expected a positive number"),
         (["--admin-unreachable-after", "-3"], "expected a positive number of seconds, got '-3'"),
+        # Before: the cell exited while starting ("see --log-dir"), its traceback the reason.
+        (["--cell", "bad"], "argument --cell: cell ID 'bad' should have the form /sax/<cell"),
+        (["--cell", "/sax/Bad"], "argument --cell: cell name 'Bad' must match"),
         # Before: accepted; a share of requests above 1 or below 0 means nothing.
         (["--trace-sample-ratio", "2"], "--trace-sample-ratio: expected a number from 0 to 1"),
     ],

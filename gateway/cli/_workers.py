@@ -51,7 +51,14 @@ def gateway_ports(args: argparse.Namespace, cores: int | None = None) -> list[in
             f"saxgw: --gateway-ports names {len(ports)} ports but --workers asks for {count}; "
             "give one port (the first) or as many as workers"
         )
-    return ports if len(ports) == count else [ports[0] + i for i in range(count)]
+    if len(ports) == count:
+        return ports
+    if ports[0] + count - 1 > 65535:
+        raise SystemExit(
+            f"saxgw: --workers {count} from --gateway-ports {ports[0]} runs past port 65535; "
+            "give a lower first port"
+        )
+    return [ports[0] + i for i in range(count)]
 
 
 def envoy_concurrency(args: argparse.Namespace, cores: int | None = None) -> int:

@@ -147,3 +147,13 @@ def test_envoy_config_refuses_a_bad_gateway_or_out_in_one_line(
     assert capsys.readouterr().err == (
         f"saxgw envoy-config: cannot write --out {a_file}: File exists\n"
     )
+
+
+def test_workers_past_the_last_port_are_refused() -> None:
+    # Before: an OverflowError traceback from the port check (65534, 65535, 65536).
+    with pytest.raises(SystemExit) as exited:
+        main([*UP, "--gateway-ports", "65534", "--workers", "3"])
+    assert exited.value.code == (
+        "saxgw: --workers 3 from --gateway-ports 65534 runs past port 65535; give a lower "
+        "first port"
+    )

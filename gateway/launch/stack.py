@@ -13,6 +13,7 @@ Each child's command line comes from its own role's one function (``cell_argv``,
 from __future__ import annotations
 
 import dataclasses
+import sys
 import tempfile
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -103,6 +104,20 @@ def _gateway_healthy(envoy: EnvoySettings) -> bool:
     except OSError:
         return False
     return any(line.split(":")[-1].strip() not in ("", "0") for line in text.splitlines())
+
+
+# Envoy's own log lines (spdlog) as JSON objects named as the gateway's are (common/logs.py),
+# so that they do not break a JSON log stream between its access log lines.
+_ENVOY_JSON_LOG = '{"time":"%Y-%m-%dT%T.%eZ","level":"%l","logger":"envoy.%n","message":"%j"}'
+
+
+def _envoy_log_flags(log_format: str, log_path: str | None) -> list[str]:
+    """``--log-format`` for Envoy: JSON when the gateways log JSON (``auto``: unless Envoy
+    writes to a terminal, as the gateways decide)."""
+    terminal = log_path is None and sys.stderr.isatty()
+    if log_format == "json" or (log_format == "auto" and not terminal):
+        return ["--log-format", _ENVOY_JSON_LOG]
+    return []
 
 
 class Stack:
@@ -215,6 +230,7 @@ class Stack:
                 "--file-flush-interval-msec",
                 "1000",  # access log lines reach the log within a second, not ten
                 *envoy_concurrency_flags(self.envoy),
+                *_envoy_log_flags(s.gateway.telemetry.log_format, self._log("envoy")),
             ],
             log_path=self._log("envoy"),
         )

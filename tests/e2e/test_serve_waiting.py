@@ -44,6 +44,16 @@ def test_waiting_for_the_cell_polls_healthz_once_a_second(tmp_path: Path) -> Non
         status = proc.wait(timeout=60)
     assert status == 0
     assert not port_open(f"127.0.0.1:{port}")  # Envoy went with it
+    # With --log-dir (auto: JSON), Envoy's own lines are JSON too, its SIGTERM warning among
+    # them; before, they were spdlog's text between the JSON access log lines.
+    lines = [json.loads(line) for line in (logs / "envoy.log").read_text().splitlines()]
+    [sigterm] = [line for line in lines if "ENVOY_SIGTERM" in line.get("message", "")]
+    assert sigterm.pop("time").endswith("Z")
+    assert sigterm == {
+        "level": "warning",
+        "logger": "envoy.main",
+        "message": "caught ENVOY_SIGTERM",
+    }
     times = _healthz_times(logs / "envoy.log")
     assert len(times) >= 4, "Envoy never logged a /healthz"
     # Before: every 50 ms while the cell was down, ~20 access log lines a second.

@@ -108,7 +108,7 @@ def _gateway_healthy(envoy: EnvoySettings) -> bool:
 
 # Envoy's own log lines (spdlog) as JSON objects named as the gateway's are (common/logs.py),
 # so that they do not break a JSON log stream between its access log lines.
-_ENVOY_JSON_LOG = '{"time":"%Y-%m-%dT%T.%eZ","level":"%l","logger":"envoy.%n","message":"%j"}'
+ENVOY_JSON_LOG = '{"time":"%Y-%m-%dT%T.%eZ","level":"%l","logger":"envoy.%n","message":"%j"}'
 
 
 def _envoy_log_flags(log_format: str, log_path: str | None) -> list[str]:
@@ -116,7 +116,7 @@ def _envoy_log_flags(log_format: str, log_path: str | None) -> list[str]:
     writes to a terminal, as the gateways decide)."""
     terminal = log_path is None and sys.stderr.isatty()
     if log_format == "json" or (log_format == "auto" and not terminal):
-        return ["--log-format", _ENVOY_JSON_LOG]
+        return ["--log-format", ENVOY_JSON_LOG]
     return []
 
 

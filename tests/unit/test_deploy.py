@@ -17,6 +17,7 @@ from gateway.cli.main import main, parser
 from gateway.configfile import load_config
 from gateway.edge import EdgeConfig
 from gateway.launch.envoy import envoy_binary
+from gateway.launch.stack import ENVOY_JSON_LOG
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -90,6 +91,7 @@ def test_compose_commands_parse_and_agree(override: str | None) -> None:
     assert (bash, script) == ("bash", "/etc/envoy/run-envoy.sh")
     assert int(admin_port) == config.admin_port
     assert envoy[:3] == ["envoy", "-c", "/etc/envoy/envoy.yaml"]
+    assert envoy[envoy.index("--log-format") + 1] == ENVOY_JSON_LOG  # as `saxgw up`'s
     assert envoy[envoy.index("--drain-time-s") + 1] == drain
     assert int(drain) < int(services["envoy"]["stop_grace_period"].removesuffix("s"))
     if override:

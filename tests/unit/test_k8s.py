@@ -19,6 +19,7 @@ import yaml
 
 from gateway.cli.main import parser
 from gateway.configfile import load_config
+from gateway.launch.stack import ENVOY_JSON_LOG
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ("embedded-cell", "gcs-cell")
@@ -115,6 +116,7 @@ def test_envoy_runs_beside_the_gateway_and_only_its_and_the_scrape_port_are_reac
     bash, script, admin_port, drain, *command = envoy["command"]
     assert (bash, script, int(admin_port)) == ("bash", "/etc/envoy/run-envoy.sh", init.admin_port)
     assert command[:3] == ["envoy", "-c", "/etc/envoy/envoy.yaml"]
+    assert command[command.index("--log-format") + 1] == ENVOY_JSON_LOG  # as `saxgw up`'s
     assert envoy["ports"] == [{"name": "http", "containerPort": init.port}]
     # Readiness follows the cell (through the gateway's health); liveness must not, or a
     # cell outage would restart Envoy in every pod.

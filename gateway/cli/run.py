@@ -252,10 +252,9 @@ def _up(args: argparse.Namespace) -> int:
     if problem:
         print(f"saxgw: {problem}", file=sys.stderr)
         return 2
-    if args.embedded:
-        for path in (args.sax_root, args.fs_root):
-            if "://" not in path:
-                make_dirs(Path(path))  # 0755, as upstream makes them
+    if problem := _make_dirs(args):
+        print(f"saxgw: {problem}", file=sys.stderr)
+        return 1
     cell = None
     if args.embedded:
         cell = CellSettings(
@@ -322,6 +321,23 @@ def _up(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _make_dirs(args: argparse.Namespace) -> str | None:
+    """Makes the local directories the flags name; why not, if one cannot be made."""
+    dirs = [("--sax-root", args.sax_root), ("--fs-root", args.fs_root)] if args.embedded else []
+    for flag, path in dirs:
+        if "://" not in path:
+            try:
+                make_dirs(Path(path))  # 0755, as upstream makes them
+            except OSError as exc:
+                return f"cannot create {flag} {path}: {exc.strerror}"
+    if args.log_dir:
+        try:
+            Path(args.log_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return f"cannot create --log-dir {args.log_dir}: {exc.strerror}"
+    return None
 
 
 def _ports_to_bind(args: argparse.Namespace) -> list[tuple[str, int, str]]:

@@ -157,3 +157,22 @@ def test_workers_past_the_last_port_are_refused() -> None:
         "saxgw: --workers 3 from --gateway-ports 65534 runs past port 65535; give a lower "
         "first port"
     )
+
+
+def test_up_names_a_directory_it_cannot_create(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Before: FileNotFoundError / NotADirectoryError tracebacks.
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    fs = ["--fs-root", str(tmp_path / "fs")]
+    for flags, flag in (
+        (["--sax-root", str(a_file / "sax-root"), *fs], "--sax-root"),
+        (
+            ["--sax-root", str(tmp_path / "root"), *fs, "--log-dir", str(a_file / "logs")],
+            "--log-dir",
+        ),
+    ):
+        assert main([*UP, *flags]) == 1
+        where = flags[flags.index(flag) + 1]
+        assert capsys.readouterr().err == f"saxgw: cannot create {flag} {where}: Not a directory\n"

@@ -79,6 +79,11 @@ class Client(AsyncClosing, DataCalls):
         Cheap (a dict lookup): observers use it to keep unknown model names out of metrics."""
         return self._router.is_serving(model_id)
 
+    def knows_replicas(self) -> bool:
+        """Whether data calls to some model can go ahead without the admin: the admin reported
+        its replicas and has not taken them back (health uses it while the admin is away)."""
+        return self._router.knows_replicas()
+
     @property
     def num_channels(self) -> int:
         """Open model-server channels."""

@@ -159,6 +159,11 @@ class Router:
         table = self._tables.get(model_id)
         return table is not None and table.known and table.error is None
 
+    def knows_replicas(self) -> bool:
+        """Whether some model has replicas on record that the admin reported (data calls to
+        it work without the admin, while the admin cannot be reached)."""
+        return any(t.addresses and t.error is None for t in self._tables.values() if t.known)
+
     def table(self, model_id: str) -> AddressTable:
         """The model's table, opened (and its watch started) on first use."""
         table = self._tables.get(model_id)

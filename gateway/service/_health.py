@@ -1,6 +1,12 @@
-"""grpc.health.v1 status that follows whether the Sax cell can be reached.
+"""grpc.health.v1 status: whether this gateway can serve data calls.
 
-Envoy health-checks every gateway process with it, and answers ``/healthz`` from the result.
+SERVING while the cell's admin answers, and also while it does not but the gateway holds the
+replicas of some model the admin reported: data calls to those go ahead without the admin
+(and their ACLs as last read stay in force), so a hung or restarting admin is not an outage.
+NOT_SERVING when neither holds: a gateway that starts while the admin is away knows nothing.
+Envoy health-checks every gateway process with it and answers ``/healthz`` from the result,
+which is Kubernetes' readiness: were it to follow the admin alone, an admin outage would take
+every pod out of its Service at once.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ class HealthReporter:
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
         self._serving: bool | None = None
+        self._why = ""
 
     async def start(self) -> None:
         await self._probe()  # the first answer is already right
@@ -60,10 +67,19 @@ class HealthReporter:
             await self._probe()
 
     async def _probe(self) -> None:
-        await self._set(await cell_reachable(self._client, timeout=max(self._interval, 1.0)))
+        if await cell_reachable(self._client, timeout=max(self._interval, 1.0)):
+            await self._set(True, "the cell's admin answers")
+        elif self._client.knows_replicas():
+            await self._set(True, "no admin answers; serving the replicas on record")
+        else:
+            await self._set(False, "no admin answers and no replicas are on record")
 
-    async def _set(self, serving: bool) -> None:
+    async def _set(self, serving: bool, why: str = "stopping") -> None:
+        if (serving, why) == (self._serving, self._why):
+            return
+        self._why = why  # logged when it changes, even if the status does not
         if serving == self._serving:
+            log.info("health: still %s (%s)", "SERVING" if serving else "NOT_SERVING", why)
             return
         self._serving = serving
         status = (
@@ -71,6 +87,7 @@ class HealthReporter:
             if serving
             else health_pb2.HealthCheckResponse.NOT_SERVING
         )
-        log.info("health: %s", health_pb2.HealthCheckResponse.ServingStatus.Name(status))
+        name = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+        log.info("health: %s (%s)", name, why)
         for service in ("", SERVICE):
             await self.servicer.set(service, status)

@@ -108,6 +108,7 @@ async def _reflect(
 async def test_health_serves_while_the_cell_answers(
     gateway: GatewayServer, inproc_cell: InprocCell
 ) -> None:
+    # This gateway has served nothing: without the admin it knows no replicas.
     async with aio_channel(gateway.address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for service in ("", "saxgateway.v1.SaxGateway"):
@@ -120,6 +121,23 @@ async def test_health_serves_while_the_cell_answers(
                 break
             await asyncio.sleep(0.1)
         assert reply.status == NOT_SERVING
+
+
+async def test_health_serves_while_replicas_on_record_outlive_the_admin(
+    stub: gateway_pb2_grpc.SaxGatewayAsyncStub, gateway: GatewayServer, inproc_cell: InprocCell
+) -> None:
+    model = await _publish(stub, "outlives")
+    request = pb.GenerateRequest(model=model, query="still here")
+    assert (await stub.Generate(request)).texts
+    await inproc_cell.admin.stop(grace=0)
+    async with aio_channel(gateway.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        # Ten probes (every 0.2 s) with the admin gone: SERVING all along, and data calls work.
+        for _ in range(20):
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=""))
+            assert reply.status == SERVING
+            await asyncio.sleep(0.1)
+    assert [t.text for t in (await stub.Generate(request)).texts] == ["still here"]
 
 
 async def test_health_watch_reports_not_serving_when_the_gateway_stops(

@@ -84,6 +84,27 @@ async def test_reflection_finds_methods_and_messages(
     assert descriptor_pb2.FileDescriptorProto.FromString(first).name == file
 
 
+@pytest.mark.parametrize("version", ["v1", "v1alpha"])
+async def test_reflection_describes_every_service_it_lists(
+    gateway: GatewayServer, version: str
+) -> None:
+    # What grpcui and Evans do at start: describe every listed service; one that does not
+    # resolve (it was v1 reflection itself) stops them with "Symbol not found".
+    listed = await _reflect(
+        gateway, version, reflection_pb2.ServerReflectionRequest(list_services="")
+    )
+    for service in listed[0].list_services_response.service:
+        request = reflection_pb2.ServerReflectionRequest(file_containing_symbol=service.name)
+        (response,) = await _reflect(gateway, version, request)
+        assert response.HasField("file_descriptor_response"), (service.name, response)
+        files = [
+            descriptor_pb2.FileDescriptorProto.FromString(proto)
+            for proto in response.file_descriptor_response.file_descriptor_proto
+        ]
+        package, _, name = service.name.rpartition(".")
+        assert [s.name for s in files[0].service if files[0].package == package] == [name]
+
+
 async def test_reflection_reports_unknown_methods(gateway: GatewayServer) -> None:
     request = reflection_pb2.ServerReflectionRequest(
         file_containing_symbol="saxgateway.v1.SaxGateway.NoSuchMethod"

@@ -10,6 +10,7 @@ from google.protobuf import duration_pb2, struct_pb2
 from gateway.client import CallOptions, InvalidArgumentError
 from gateway.common import limits as lim
 from gateway.common.deadline import Deadline
+from gateway.common.limits import quote
 from gateway.common.names import parse_cell_id, parse_model_id
 from gateway.common.rpc import Context
 
@@ -28,7 +29,14 @@ def model_id(value: str, field: str = "model") -> str:
     """Returns the Sax model ID in ``value``, e.g. "/sax/test/lm2b"."""
     if not value:
         raise invalid(field, "required: a model ID such as /sax/test/lm2b")
-    return parse_model_id(_absolute(value), field=field).id
+    absolute = _absolute(value)
+    if absolute.count("/") != 3:
+        # parse_model_id would judge the part before the last "/" as a cell ID and quote
+        # that ("cell ID ''" for "lm2b"): name what the caller sent instead.
+        shape = f"model ID {quote(value)} should have the form /sax/<cell name>/<model name>"
+        message = f"{shape}, such as /sax/test/lm2b"
+        raise InvalidArgumentError(message, field_violations=((field, message),))
+    return parse_model_id(absolute, field=field).id
 
 
 def cell_id(value: str, field: str = "sax_cell") -> str:

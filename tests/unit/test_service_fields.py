@@ -45,6 +45,20 @@ def test_model_id_rejects_naming_the_field(value: str) -> None:
     assert _violations(exc) == ["model"]
 
 
+@pytest.mark.parametrize("value", ["lm2b", "sax/test", "/sax/test", "/sax/test/lm2b/x"])
+def test_model_id_of_the_wrong_shape_quotes_what_was_sent(value: str) -> None:
+    # Not "cell ID '' should have the form /sax/<cell name>" for "lm2b" (the documented
+    # mistake): the error names the whole ID the caller sent, and the shape it needs.
+    with pytest.raises(InvalidArgumentError) as exc:
+        f.model_id(value)
+    expected = (
+        f"model ID '{value}' should have the form /sax/<cell name>/<model name>,"
+        " such as /sax/test/lm2b"
+    )
+    assert exc.value.message == expected
+    assert exc.value.field_violations == (("model", expected),)
+
+
 def test_cell_or_model_id() -> None:
     assert f.cell_or_model_id("sax/test") == "/sax/test"
     assert f.cell_or_model_id("/sax/test/m") == "/sax/test/m"

@@ -25,17 +25,25 @@ def _absolute(value: str) -> str:
     return value if value.startswith("/") else "/" + value
 
 
+_MODEL_SHAPE = "model ID", "/sax/<cell name>/<model name>, such as /sax/test/lm2b"
+_CELL_SHAPE = "cell ID", "/sax/<cell name>, such as /sax/test"
+
+
+def _misshapen(field: str, value: str, shape: tuple[str, str]) -> InvalidArgumentError:
+    # An ID with too few or too many "/": parse_model_id would judge the part before the
+    # last "/" as a cell ID and quote that ("cell ID ''" for "lm2b"), and the "/" that
+    # _absolute adds would show in the quote; this names what the caller sent.
+    message = f"{shape[0]} {quote(value)} should have the form {shape[1]}"
+    return InvalidArgumentError(message, field_violations=((field, message),))
+
+
 def model_id(value: str, field: str = "model") -> str:
     """Returns the Sax model ID in ``value``, e.g. "/sax/test/lm2b"."""
     if not value:
         raise invalid(field, "required: a model ID such as /sax/test/lm2b")
     absolute = _absolute(value)
     if absolute.count("/") != 3:
-        # parse_model_id would judge the part before the last "/" as a cell ID and quote
-        # that ("cell ID ''" for "lm2b"): name what the caller sent instead.
-        shape = f"model ID {quote(value)} should have the form /sax/<cell name>/<model name>"
-        message = f"{shape}, such as /sax/test/lm2b"
-        raise InvalidArgumentError(message, field_violations=((field, message),))
+        raise _misshapen(field, value, _MODEL_SHAPE)
     return parse_model_id(absolute, field=field).id
 
 
@@ -43,17 +51,22 @@ def cell_id(value: str, field: str = "sax_cell") -> str:
     """Returns the Sax cell ID in ``value``, e.g. "/sax/test"."""
     if not value:
         raise invalid(field, "required: a cell ID such as /sax/test")
-    return parse_cell_id(_absolute(value), field=field).id
+    absolute = _absolute(value)
+    if absolute.count("/") != 2:
+        raise _misshapen(field, value, _CELL_SHAPE)
+    return parse_cell_id(absolute, field=field).id
 
 
 def cell_or_model_id(value: str, field: str = "name") -> str:
     """Returns the cell or model ID in ``value``."""
     if not value:
         raise invalid(field, "required: a cell (/sax/test) or model ID (/sax/test/lm2b)")
-    value = _absolute(value)
-    if value.count("/") == 2:
-        return parse_cell_id(value, field=field).id
-    return parse_model_id(value, field=field).id
+    absolute = _absolute(value)
+    if absolute.count("/") == 2:
+        return parse_cell_id(absolute, field=field).id
+    if absolute.count("/") != 3:
+        raise _misshapen(field, value, ("ID", f"{_CELL_SHAPE[1]}, or {_MODEL_SHAPE[1]}"))
+    return parse_model_id(absolute, field=field).id
 
 
 def required(value: str | bytes, field: str, limit: int = lim.MAX_TEXT_CHARS) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import cast
 
 import pytest
@@ -57,6 +58,27 @@ def test_model_id_of_the_wrong_shape_quotes_what_was_sent(value: str) -> None:
     )
     assert exc.value.message == expected
     assert exc.value.field_violations == (("model", expected),)
+
+
+CELL_SHAPE = "/sax/<cell name>, such as /sax/test"
+MODEL_SHAPE = "/sax/<cell name>/<model name>, such as /sax/test/lm2b"
+
+
+@pytest.mark.parametrize(
+    ("parse", "value", "message"),
+    [
+        (f.cell_id, "test", f"cell ID 'test' should have the form {CELL_SHAPE}"),
+        (f.cell_id, "/sax/test/x", f"cell ID '/sax/test/x' should have the form {CELL_SHAPE}"),
+        (f.cell_or_model_id, "lm2b", f"ID 'lm2b' should have the form {CELL_SHAPE}, or "
+         f"{MODEL_SHAPE}"),
+    ],
+)  # fmt: skip
+def test_cell_ids_of_the_wrong_shape_quote_what_was_sent(
+    parse: Callable[[str], str], value: str, message: str
+) -> None:
+    with pytest.raises(InvalidArgumentError) as exc:
+        parse(value)
+    assert exc.value.message == message
 
 
 def test_cell_or_model_id() -> None:

@@ -61,6 +61,21 @@ def test_stream_failure_in_band_raises(stack: Stack, client: Client) -> None:
     assert raised.value.code.name == "INTERNAL"
 
 
+def test_any_streaming_rpc_by_name(stack: Stack, client: Client) -> None:
+    # WatchAddresses had no way in: call() handed back grpc's raw iterator, whose failures
+    # were grpc.RpcError, not the SaxGatewayError its README promises.
+    request = pb.WatchAddressesRequest(model="/sax/test/py-watch")
+    with pytest.raises(TypeError, match=r"Client.stream\('WatchAddresses'"):
+        client.call("WatchAddresses", request)
+    with pytest.raises(TypeError, match=r"Client.call\('Generate'"):
+        client.stream("Generate", pb.GenerateRequest())
+    with pytest.raises(NotFoundError):
+        next(client.stream("WatchAddresses", request))
+    with published(stack, "/sax/test/py-watch", TEST_LM):
+        first = next(client.stream("WatchAddresses", request))
+    assert first.addresses and all(a.startswith("127.0.0.1:") for a in first.addresses)
+
+
 def test_bad_request_carries_field_violations(client: Client) -> None:
     with pytest.raises(BadRequestError) as raised:
         client.generate("lm2b", "q")

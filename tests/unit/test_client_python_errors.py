@@ -49,3 +49,31 @@ def test_extra_inputs_become_values() -> None:
 def test_public_names_are_sorted_and_exported() -> None:
     assert saxgateway_client.__all__ == sorted(saxgateway_client.__all__)
     assert all(hasattr(saxgateway_client, name) for name in saxgateway_client.__all__)
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        (None, "NoneType"),
+        (True, "bool"),
+        ({"a": 1}, "dict"),
+        (["a", "b"], "list"),
+        ([1, None], "list"),
+    ],
+)
+def test_extra_inputs_refuse_what_the_gateway_refuses_naming_the_key(
+    value: object, kind: str
+) -> None:
+    # None failed with "'NoneType' object is not iterable", True went out as 1.0 (which the
+    # HTTP/JSON API and the Node client refuse), a list of strings went to the server.
+    with pytest.raises(TypeError) as info:
+        extra_inputs({"x": value})  # type: ignore[dict-item]
+    assert str(info.value) == (
+        f"extra_inputs[x]: must be a number, a string or a list of numbers, not {kind}"
+    )
+
+
+def test_extra_inputs_take_any_iterable_of_numbers() -> None:
+    values = extra_inputs({"bias": (0.5, -1), "gen": (x / 2 for x in range(3))})
+    assert [v.number_value for v in values["bias"].list_value.values] == [0.5, -1.0]
+    assert [v.number_value for v in values["gen"].list_value.values] == [0.0, 0.5, 1.0]

@@ -8,7 +8,8 @@
 
 Every call has a deadline and raises a :class:`SaxGatewayError` subclass on failure;
 ``generate_stream`` is an iterator. ``client.call("ListModels", request)`` reaches any other
-unary RPC with the same deadline and errors; the generated messages are ``saxgateway.v1``.
+unary RPC with the same deadline and errors, ``client.stream("WatchAddresses", request)`` any
+streaming one; the generated messages are ``saxgateway.v1``.
 """
 
 from saxgateway_client._client import Client, JSONValue, extra_inputs

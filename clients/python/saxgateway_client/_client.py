@@ -6,9 +6,10 @@ with Client("localhost:8888") as client:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import numbers
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 import grpc
 from google.protobuf import message, struct_pb2
@@ -18,8 +19,8 @@ from saxgateway.v1 import gateway_pb2_grpc
 from saxgateway_client._errors import from_rpc_error, from_status
 
 _Response = TypeVar("_Response", bound=message.Message)
-JSONValue = float | str | Sequence[float]
-"""An extra input: a number, a string, or a list of numbers (a tensor)."""
+JSONValue = float | str | Iterable[float]
+"""An extra input: a number, a string, or a list of numbers (a tensor, any iterable)."""
 
 
 def extra_inputs(values: Mapping[str, JSONValue]) -> dict[str, struct_pb2.Value]:
@@ -29,12 +30,53 @@ def extra_inputs(values: Mapping[str, JSONValue]) -> dict[str, struct_pb2.Value]
         proto = struct_pb2.Value()
         if isinstance(value, str):
             proto.string_value = value
-        elif isinstance(value, int | float):
-            proto.number_value = value
+        elif _is_number(value):
+            proto.number_value = float(value)
+        elif (tensor := _tensor(value)) is not None:
+            proto.list_value.extend(tensor)
         else:
-            proto.list_value.extend(list(value))
+            # What the gateway would refuse (and True, which would pass as 1.0 where the
+            # HTTP/JSON API and the Node client refuse it), refused here with the key named.
+            raise TypeError(
+                f"extra_inputs[{key}]: must be a number, a string or a list of numbers,"
+                f" not {type(value).__name__}"
+            )
         result[key] = proto
     return result
+
+
+def _is_number(value: object) -> TypeGuard[float]:
+    # numbers.Real takes numpy's scalars too; a bool is an int, but not a number here.
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _tensor(value: object) -> list[float] | None:
+    """Any iterable of numbers (a list, a tuple, a numpy array) as floats; else None."""
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        return None
+    items = list(value)
+    return [float(v) for v in items] if all(_is_number(v) for v in items) else None
+
+
+# The server-streaming RPCs of saxgateway.v1.SaxGateway, read from the generated descriptor.
+_STREAMS = frozenset(
+    m.name for m in pb.DESCRIPTOR.services_by_name["SaxGateway"].methods if m.server_streaming
+)
+
+
+def _items(start: Callable[[], Any]) -> Iterator[Any]:
+    """A streaming call's messages, the call started at the first ``next``; a failure, before
+    the first message or in-band in the last one, raised as a SaxGatewayError."""
+    call = start()
+    try:
+        for item in call:
+            if "error" in item.DESCRIPTOR.fields_by_name and item.error.code:
+                raise from_status(item.error)
+            yield item
+    except grpc.RpcError as exc:
+        raise from_rpc_error(exc) from exc
+    finally:
+        call.cancel()  # a consumer that stops early frees the call at once
 
 
 class Client:
@@ -76,6 +118,8 @@ class Client:
 
     def call(self, method: str, request: message.Message, *, timeout: float | None = None) -> Any:
         """Any unary RPC by name (``"ListModels"``), with the deadline and error mapping."""
+        if method in _STREAMS:
+            raise TypeError(f"{method} is a streaming RPC: use Client.stream({method!r}, ...)")
         try:
             return getattr(self.stub, method)(
                 request,
@@ -147,18 +191,18 @@ class Client:
         request = pb.GenerateStreamRequest(
             model=model, query=query, extra_inputs=extra_inputs(extra or {})
         )
-        stream = self.stub.GenerateStream(
-            request, timeout=self.timeout if timeout is None else timeout, metadata=self._metadata
-        )
-        try:
-            for item in stream:
-                if item.HasField("error") and item.error.code:
-                    raise from_status(item.error)
-                yield item
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
-        finally:
-            stream.cancel()  # a consumer that stops early frees the call at once
+        return self.stream("GenerateStream", request, timeout=timeout)
+
+    def stream(
+        self, method: str, request: message.Message, *, timeout: float | None = None
+    ) -> Iterator[Any]:
+        """Any streaming RPC by name (``"WatchAddresses"``): its messages as they arrive, with
+        the deadline and error mapping; a message whose ``error`` is set is raised."""
+        if method not in _STREAMS:
+            raise TypeError(f"{method} is not a streaming RPC: use Client.call({method!r}, ...)")
+        deadline = self.timeout if timeout is None else timeout
+        rpc = getattr(self.stub, method)
+        return _items(lambda: rpc(request, timeout=deadline, metadata=self._metadata))
 
     def score(
         self,

@@ -139,6 +139,8 @@ def test_cors_preflight_allows_a_configured_origin(http: httpx.Client) -> None:
     assert "POST" in response.headers["access-control-allow-methods"]
     allowed = {h.strip() for h in response.headers["access-control-allow-headers"].split(",")}
     assert {"content-type", "x-grpc-web", "x-user-agent", "grpc-timeout"} <= allowed
+    # Every response echoes the caller's x-request-id (README): a page may send one too.
+    assert "x-request-id" in allowed
     exposed = {h.strip() for h in response.headers["access-control-expose-headers"].split(",")}
     assert {"grpc-status", "grpc-message"} <= exposed
 

@@ -55,7 +55,7 @@ def _operation(path: str, verb: str, op: Schema) -> list[str]:
     lines = [f"### `{verb.upper()} {path}`", "", op["description"], ""]
     lines.append(f"gRPC: `{op['x-grpc-method']}`")
     lines.append("")
-    params = op.get("parameters", [])
+    params = _own(op)
     if params:
         lines += ["| Parameter | In | Type | Description |", "|---|---|---|---|"]
         for p in params:
@@ -78,11 +78,29 @@ def _operation(path: str, verb: str, op: Schema) -> list[str]:
     return lines + _example(path, verb, op)
 
 
+def _own(op: Schema) -> list[Schema]:
+    """An operation's own parameters; those every route shares ($ref) are listed once."""
+    return [p for p in op.get("parameters", []) if "$ref" not in p]
+
+
+def _shared(components: Schema) -> list[str]:
+    """The headers every SaxGateway route takes and answers with, listed once."""
+    lines = ["Every SaxGateway route below takes and answers these headers:", ""]
+    lines += ["| Header | In | Type | Description |", "|---|---|---|---|"]
+    for p in components.get("parameters", {}).values():
+        lines.append(
+            f"| `{p['name']}` | request | {_type(p['schema'])} | {_cell(p['description'])} |"
+        )
+    for name, h in components.get("headers", {}).items():
+        lines.append(f"| `{name}` | response | {_type(h['schema'])} | {_cell(h['description'])} |")
+    return [*lines, ""]
+
+
 def _example(path: str, verb: str, op: Schema) -> list[str]:
     """The operation's example as an HTTP exchange: request line, body, response."""
     if "x-grpc-method" in op and op["x-grpc-method"].startswith("/saxgateway.v1.OpenAIGateway/"):
         return []  # the OpenAI routes: examples in docs/openai.md
-    params = op.get("parameters", [])
+    params = _own(op)
     for p in params:
         if p["in"] == "path":
             path = path.replace("{" + p["name"] + "}", str(p["example"]))
@@ -133,6 +151,7 @@ def render(doc: Schema) -> str:
         "",
         "## Operations",
         "",
+        *_shared(doc["components"]),
     ]
     for path, ops in doc["paths"].items():
         for verb, op in ops.items():

@@ -98,6 +98,26 @@ _STATUS_TEXT = (
 )
 
 
+# Headers every SaxGateway route takes and answers with (README, "The deadline of any call";
+# Envoy checks grpc-timeout's form and sets x-request-id on every response, its own included).
+_GRPC_TIMEOUT: Schema = {
+    "name": "grpc-timeout",
+    "in": "header",
+    "required": False,
+    "description": "Deadline of the call: 1 to 8 digits and a unit (H, M, S, m, u or n), such "
+    "as 30S or 500m; anything else is a 400. The shorter of this and a body `timeout` wins; "
+    "without either, the gateway's default applies.",
+    "schema": {"type": "string", "pattern": "^[0-9]{1,8}[HMSmun]$"},
+}
+_REQUEST_ID: Schema = {
+    "description": "The request's ID: the caller's own x-request-id if it sent one. Error "
+    "bodies name it too (a google.rpc.RequestInfo detail).",
+    "required": True,
+    "schema": {"type": "string"},
+}
+_HEADERS = {"x-request-id": {"$ref": "#/components/headers/x-request-id"}}
+
+
 @dataclass(frozen=True)
 class Message:
     proto: descriptor_pb2.DescriptorProto
@@ -252,7 +272,11 @@ class Generator:
             "servers": [{"url": "/", "description": "the gateway serving this document"}],
             "tags": [{"name": service.name}, {"name": openapi_openai.TAG}],
             "paths": paths,
-            "components": {"schemas": dict(sorted(self.schemas.items()))},
+            "components": {
+                "schemas": dict(sorted(self.schemas.items())),
+                "parameters": {"grpc-timeout": _GRPC_TIMEOUT},
+                "headers": {"x-request-id": _REQUEST_ID},
+            },
         }
 
     def openai_paths(self, paths: dict[str, dict[str, Schema]]) -> None:
@@ -305,8 +329,7 @@ class Generator:
                 if query["name"] in example["request"]:
                     query["example"] = example["request"][query["name"]]
                 parameters.append(query)
-        if parameters:
-            op["parameters"] = parameters
+        op["parameters"] = [*parameters, {"$ref": "#/components/parameters/grpc-timeout"}]
         if binding.body == "*":
             op["requestBody"] = {
                 "required": True,
@@ -335,9 +358,10 @@ class Generator:
             content = {"application/json": {"schema": response, "example": example["response"]}}
             ok = "OK"
         op["responses"] = {
-            "200": {"description": ok, "content": content},
+            "200": {"description": ok, "headers": _HEADERS, "content": content},
             "default": {
                 "description": "An error: the gRPC status, with its mapped HTTP status.",
+                "headers": _HEADERS,
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
             },
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,7 +59,7 @@ def test_openapi_has_every_binding_of_every_rpc() -> None:
 
 def test_openapi_expands_sax_ids_into_path_segments() -> None:
     op = DOC["paths"]["/v1/sax/{cell}/{name}:generate"]["post"]
-    assert [p["name"] for p in op["parameters"]] == ["cell", "name"]
+    assert [p["name"] for p in op["parameters"][:-1]] == ["cell", "name"]
     body = op["requestBody"]["content"]["application/json"]["schema"]
     assert "model" not in body["properties"]
     assert body["required"] == ["query"]
@@ -67,7 +68,7 @@ def test_openapi_expands_sax_ids_into_path_segments() -> None:
 
 def test_openapi_get_bindings_take_query_parameters() -> None:
     op = DOC["paths"]["/listcell"]["get"]
-    assert op["parameters"] == [
+    assert op["parameters"][:-1] == [
         {
             "name": "model",
             "in": "query",
@@ -131,9 +132,34 @@ def _validate(instance: object, schema: dict[str, Any]) -> None:
     )
 
 
+def _resolved(param: dict[str, Any]) -> dict[str, Any]:
+    if "$ref" not in param:
+        return param
+    resolved: dict[str, Any] = DOC["components"]["parameters"][param["$ref"].rsplit("/", 1)[-1]]
+    return resolved
+
+
+def test_every_sax_route_documents_the_deadline_header_and_the_request_id() -> None:
+    # grpc-timeout (README: "the deadline of any call") and x-request-id (on every response)
+    # were in no operation: a client generated from the document could set no deadline.
+    for path, verb, op in _operations():
+        timeout = _resolved(op["parameters"][-1])
+        assert (timeout["name"], timeout["in"], timeout["required"]) == (
+            "grpc-timeout", "header", False
+        ), (path, verb)  # fmt: skip
+        for response in op["responses"].values():
+            header = response["headers"]["x-request-id"]
+            assert DOC["components"]["headers"][header["$ref"].rsplit("/", 1)[-1]]["required"]
+    pattern = re.compile(DOC["components"]["parameters"]["grpc-timeout"]["schema"]["pattern"])
+    assert [bool(pattern.match(v)) for v in ("30S", "500m", "2.5S", "1s", "123456789S")] == [
+        True, True, False, False, False
+    ]  # fmt: skip
+
+
 def test_every_operation_has_an_example_request_and_response() -> None:
     for path, verb, op in _operations():
         for param in op.get("parameters", []):
+            param = _resolved(param)
             if param["in"] == "path" or param["required"]:
                 assert "example" in param, (path, verb, param["name"])
             if "example" in param:
@@ -167,7 +193,7 @@ def test_the_seed_routes_show_the_seed_requests() -> None:
         "model": "/sax/test/lm2b",
         "query": "Q: Who is Harry Potter's mom? A: ",
     }
-    listcell = DOC["paths"]["/listcell"]["get"]["parameters"]
+    listcell = DOC["paths"]["/listcell"]["get"]["parameters"][:-1]
     assert [(p["name"], p["example"]) for p in listcell] == [("model", "/sax/test/lm2b")]
 
 

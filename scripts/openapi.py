@@ -397,6 +397,14 @@ class Generator:
             'An error as Envoy prints it (`convert_grpc_status`): {"code", "message", '
             '"details"}. `code` is the google.rpc.Code (5 is NOT_FOUND).'
         )
+        # Envoy's own replies (bad JSON, unknown paths, limits) also name the request at the top.
+        schema["properties"] = {
+            **schema["properties"],
+            "request_id": {
+                "type": "string",
+                "description": "Only in the errors Envoy answers itself: the x-request-id.",
+            },
+        }
         schema["required"] = ["code", "message"]
         schema["examples"] = [self.examples["errors"][name] for name in ("NOT_FOUND", "BadRequest")]
         return schema

@@ -26,3 +26,14 @@ def test_documented_error_shape_is_what_envoy_prints(http: httpx.Client) -> None
     body = response.json()
     assert set(error["required"]) <= body.keys() <= set(error["properties"])
     assert body["code"] == 5
+
+
+def test_documented_error_shape_holds_for_envoys_own_replies(http: httpx.Client) -> None:
+    # Envoy's local replies (here: an unknown path) add a top-level request_id, which the
+    # Error schema did not list.
+    response = http.get("/no/such/route")
+    assert response.status_code == 404
+    error = http.get("/openapi.json").json()["components"]["schemas"]["Error"]
+    body = response.json()
+    assert set(error["required"]) <= body.keys() <= set(error["properties"])
+    assert body["request_id"] == response.headers["x-request-id"]

@@ -112,7 +112,7 @@ def test_openapi_streams_are_server_sent_events() -> None:
 
 def test_openapi_errors_have_code_message_details() -> None:
     error = SCHEMAS["Error"]
-    assert list(error["properties"]) == ["code", "message", "details"]
+    assert list(error["properties"]) == ["code", "message", "details", "request_id"]
     assert error["required"] == ["code", "message"]
     for _, _, op in _operations():
         schema = op["responses"]["default"]["content"]["application/json"]["schema"]

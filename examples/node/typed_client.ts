@@ -4,8 +4,8 @@
 //   npx tsc typed_client.ts && node typed_client.js [ADDRESS] [MODEL]
 //
 // Publishes the embedded cell's test LM, generates (extra_inputs as plain values: a number, a
-// string and a list), streams, shows the errors it catches, and unpublishes; one JSON line
-// per step.
+// string and a list), streams, shows the errors it catches, cancels a call, and unpublishes;
+// one JSON line per step.
 import { Client, SaxGatewayError, pb } from "@sax-gateway/client";
 
 const address = process.argv[2] ?? "127.0.0.1:8888";
@@ -62,6 +62,12 @@ async function main(): Promise<void> {
     print("not_found", { code: missing.codeName });
     const midway = await failure(client.stream("generateStream", { model, query: "x" }));
     print("stream_error", { code: midway.codeName });
+
+    // An AbortSignal cancels a call (a unary one here; a stream the same way).
+    const controller = new AbortController();
+    const pending = client.unary("generate", { model, query: "x" }, { signal: controller.signal });
+    controller.abort();
+    print("cancelled", { code: (await failure(pending)).codeName });
   } finally {
     await client.unary("unpublishModel", { model });
     print("unpublish", { model });

@@ -51,5 +51,6 @@ def test_fresh_project_installs_and_calls_the_typed_client(stack: Stack, tmp_pat
         {"step": "bad_request", "code": "INVALID_ARGUMENT", "fields": ["model"]},
         {"step": "not_found", "code": "NOT_FOUND"},
         {"step": "stream_error", "code": "UNAVAILABLE"},
+        {"step": "cancelled", "code": "CANCELLED"},
         {"step": "unpublish", "model": model},
     ]

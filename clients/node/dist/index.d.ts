@@ -36,6 +36,8 @@ export interface ClientOptions {
 export interface CallOptions {
     timeoutMs?: number;
     metadata?: grpc.Metadata;
+    /** Aborting it cancels the call, which then fails with CANCELLED. */
+    signal?: AbortSignal;
 }
 export declare class Client {
     /** The grpc-js channel's client (pb.SaxGatewayDefinition describes every RPC). */
@@ -43,7 +45,7 @@ export declare class Client {
     private readonly timeoutMs;
     constructor(address?: string, options?: ClientOptions);
     close(): void;
-    /** Calls a unary RPC; rejects with a SaxGatewayError. */
+    /** Calls a unary RPC; rejects with a SaxGatewayError (CANCELLED once options.signal aborts). */
     unary<K extends UnaryMethod>(method: K, request: pb.DeepPartial<RequestOf<K>>, options?: CallOptions): Promise<ResponseOf<K>>;
     /** Calls a streaming RPC: its messages as they arrive; a failure (before the first message
      * or in-band in the last one) is thrown as a SaxGatewayError. Breaking out cancels the call. */

@@ -74,6 +74,19 @@ class SaxGatewayError extends Error {
     }
 }
 exports.SaxGatewayError = SaxGatewayError;
+// Cancels ``call`` when ``signal`` aborts (at once if it has); returns the undo, so that a
+// signal shared by many calls does not keep a listener for each finished one.
+function cancelOn(signal, call) {
+    if (!signal)
+        return () => { };
+    if (signal.aborted) {
+        call.cancel();
+        return () => { };
+    }
+    const cancel = () => call.cancel();
+    signal.addEventListener("abort", cancel, { once: true });
+    return () => signal.removeEventListener("abort", cancel);
+}
 // One RPC's path and (de)serializers, from the generated service definition.
 function rpc(method) {
     const def = pb.SaxGatewayDefinition.methods[method];
@@ -97,11 +110,19 @@ class Client {
     close() {
         this.channel.close();
     }
-    /** Calls a unary RPC; rejects with a SaxGatewayError. */
+    /** Calls a unary RPC; rejects with a SaxGatewayError (CANCELLED once options.signal aborts). */
     unary(method, request, options = {}) {
         const { path, build, serialize, deserialize } = rpc(method);
         return new Promise((resolve, reject) => {
-            this.channel.makeUnaryRequest(path, serialize, deserialize, build(request), options.metadata ?? new grpc.Metadata(), { deadline: this.deadline(options) }, (error, response) => error ? reject(SaxGatewayError.fromServiceError(error)) : resolve(response));
+            let undo = () => { };
+            const call = this.channel.makeUnaryRequest(path, serialize, deserialize, build(request), options.metadata ?? new grpc.Metadata(), { deadline: this.deadline(options) }, (error, response) => {
+                undo();
+                if (error)
+                    reject(SaxGatewayError.fromServiceError(error));
+                else
+                    resolve(response);
+            });
+            undo = cancelOn(options.signal, call);
         });
     }
     /** Calls a streaming RPC: its messages as they arrive; a failure (before the first message
@@ -109,6 +130,7 @@ class Client {
     async *stream(method, request, options = {}) {
         const { path, build, serialize, deserialize } = rpc(method);
         const call = this.channel.makeServerStreamRequest(path, serialize, deserialize, build(request), options.metadata ?? new grpc.Metadata(), { deadline: this.deadline(options) });
+        const undo = cancelOn(options.signal, call);
         try {
             for await (const item of call) {
                 const error = item.error;
@@ -123,6 +145,7 @@ class Client {
             throw SaxGatewayError.fromServiceError(error);
         }
         finally {
+            undo();
             call.cancel();
         }
     }

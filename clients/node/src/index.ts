@@ -69,6 +69,21 @@ export interface ClientOptions {
 export interface CallOptions {
   timeoutMs?: number;
   metadata?: grpc.Metadata;
+  /** Aborting it cancels the call, which then fails with CANCELLED. */
+  signal?: AbortSignal;
+}
+
+// Cancels ``call`` when ``signal`` aborts (at once if it has); returns the undo, so that a
+// signal shared by many calls does not keep a listener for each finished one.
+function cancelOn(signal: AbortSignal | undefined, call: grpc.Call): () => void {
+  if (!signal) return () => {};
+  if (signal.aborted) {
+    call.cancel();
+    return () => {};
+  }
+  const cancel = () => call.cancel();
+  signal.addEventListener("abort", cancel, { once: true });
+  return () => signal.removeEventListener("abort", cancel);
 }
 
 // One RPC's path and (de)serializers, from the generated service definition.
@@ -98,7 +113,7 @@ export class Client {
     this.channel.close();
   }
 
-  /** Calls a unary RPC; rejects with a SaxGatewayError. */
+  /** Calls a unary RPC; rejects with a SaxGatewayError (CANCELLED once options.signal aborts). */
   unary<K extends UnaryMethod>(
     method: K,
     request: pb.DeepPartial<RequestOf<K>>,
@@ -106,16 +121,21 @@ export class Client {
   ): Promise<ResponseOf<K>> {
     const { path, build, serialize, deserialize } = rpc(method);
     return new Promise((resolve, reject) => {
-      this.channel.makeUnaryRequest(
+      let undo = () => {};
+      const call = this.channel.makeUnaryRequest(
         path,
         serialize,
         deserialize,
         build(request),
         options.metadata ?? new grpc.Metadata(),
         { deadline: this.deadline(options) },
-        (error, response) =>
-          error ? reject(SaxGatewayError.fromServiceError(error)) : resolve(response as ResponseOf<K>),
+        (error, response) => {
+          undo();
+          if (error) reject(SaxGatewayError.fromServiceError(error));
+          else resolve(response as ResponseOf<K>);
+        },
       );
+      undo = cancelOn(options.signal, call);
     });
   }
 
@@ -135,6 +155,7 @@ export class Client {
       options.metadata ?? new grpc.Metadata(),
       { deadline: this.deadline(options) },
     );
+    const undo = cancelOn(options.signal, call);
     try {
       for await (const item of call as AsyncIterable<ResponseOf<K>>) {
         const error = (item as { error?: Status }).error;
@@ -145,6 +166,7 @@ export class Client {
       if (error instanceof SaxGatewayError) throw error;
       throw SaxGatewayError.fromServiceError(error as grpc.ServiceError);
     } finally {
+      undo();
       call.cancel();
     }
   }

@@ -72,7 +72,16 @@ _INT32_RANGE = {"minimum": -(2**31), "maximum": 2**31 - 1}
 
 # Well-known types have their own JSON forms (protobuf.dev/programming-guides/json).
 _WELL_KNOWN: dict[str, Schema] = {
-    "google.protobuf.Value": {"description": "Any JSON value."},
+    # Any JSON value in general; this API takes one only as an extra input, where the gateway
+    # refuses all but these (INVALID_ARGUMENT naming extra_inputs[key]).
+    "google.protobuf.Value": {
+        "oneOf": [
+            {"type": "number"},
+            {"type": "string"},
+            {"type": "array", "items": {"type": "number"}},
+        ],
+        "description": "A number, a string, or a list of numbers (a tensor).",
+    },
     "google.protobuf.Struct": {"type": "object", "description": "Any JSON object."},
     "google.protobuf.ListValue": {"type": "array", "description": "Any JSON array."},
     "google.protobuf.Duration": {

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import httpx
+import jsonschema_rs
+
+from gateway.launch.stack import Stack
+from tests.e2e._published import TEST_LM, published
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,3 +42,21 @@ def test_documented_error_shape_holds_for_envoys_own_replies(http: httpx.Client)
     body = response.json()
     assert set(error["required"]) <= body.keys() <= set(error["properties"])
     assert body["request_id"] == response.headers["x-request-id"]
+
+
+EXTRA_INPUTS = [0.5, "x", [0.5, -1], [], True, None, {"a": 1}, ["a"], [True], [[1]]]
+
+
+def test_documented_extra_inputs_are_the_ones_the_gateway_takes(
+    stack: Stack, http: httpx.Client
+) -> None:
+    # The schema said "Any JSON value" while the gateway refuses true, null, objects and
+    # lists of anything but numbers: generated clients offered what could only fail.
+    doc: dict[str, Any] = http.get("/openapi.json").json()
+    schema = doc["components"]["schemas"]["saxgateway.v1.GenerateRequest"]
+    validator = jsonschema_rs.Draft202012Validator({**schema, "components": doc["components"]})
+    with published(stack, "/sax/test/contract-extra", TEST_LM) as model:
+        for value in EXTRA_INPUTS:
+            body = {"model": model, "query": "q", "extra_inputs": {"k": value}}
+            status = http.post("/generate", json=body).status_code
+            assert (validator.is_valid(body), status) in {(True, 200), (False, 400)}, value

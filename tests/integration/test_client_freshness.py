@@ -23,6 +23,7 @@ from gateway.client import (
 )
 from gateway.launch.processes import free_port
 from tests._approx import approx
+from tests.integration._cell_fixtures import eventually
 from tests.integration._client_fixtures import CELL, TEST_LM, RunningCell, publish_ready
 
 T = CallOptions(timeout=20)
@@ -117,10 +118,16 @@ async def test_state_keeps_method_names_after_the_model_served(
     cell: RunningCell, client: Client
 ) -> None:
     model_id = await publish_ready(client, "methods", replicas=1)
+
+    # Ready can come from the Load call's answer, before the admin's next status poll has
+    # seen the model's methods: wait for that poll (generously, for a loaded machine).
+    async def methods_seen() -> bool:
+        return "lm.generate" in (await client.list_detail(model_id)).method_names
+
+    await eventually(methods_seen, timeout=30)
     detail = await client.list_detail(model_id)
-    assert "lm.generate" in detail.method_names
     state_path = cell.settings.effective_fs_root + "/sax/test/state.proto"
-    for _ in range(100):
+    for _ in range(600):  # up to 30 s
         with open(state_path, "rb") as file:
             state = admin_pb2.State.FromString(file.read())
         saved = {m.model_id: list(m.method_names) for m in state.models}

@@ -20,8 +20,9 @@ def invalid(field: str, description: str) -> InvalidArgumentError:
     return InvalidArgumentError(f"{field}: {description}", field_violations=((field, description),))
 
 
-def _absolute(value: str) -> str:
-    # Bodies carry "/sax/test/lm2b"; resource paths bind "sax/test/lm2b".
+def with_slash(value: str) -> str:
+    """A model or cell ID with its leading slash: bodies carry "/sax/test/lm2b", resource
+    paths bind "sax/test/lm2b", OpenAI clients may send either; all name one model."""
     return value if value.startswith("/") else "/" + value
 
 
@@ -32,7 +33,7 @@ _CELL_SHAPE = "cell ID", "/sax/<cell name>, such as /sax/test"
 def _misshapen(field: str, value: str, shape: tuple[str, str]) -> InvalidArgumentError:
     # An ID with too few or too many "/": parse_model_id would judge the part before the
     # last "/" as a cell ID and quote that ("cell ID ''" for "lm2b"), and the "/" that
-    # _absolute adds would show in the quote; this names what the caller sent.
+    # with_slash() adds would show in the quote; this names what the caller sent.
     message = f"{shape[0]} {quote(value)} should have the form {shape[1]}"
     return InvalidArgumentError(message, field_violations=((field, message),))
 
@@ -41,7 +42,7 @@ def model_id(value: str, field: str = "model") -> str:
     """Returns the Sax model ID in ``value``, e.g. "/sax/test/lm2b"."""
     if not value:
         raise invalid(field, "required: a model ID such as /sax/test/lm2b")
-    absolute = _absolute(value)
+    absolute = with_slash(value)
     if absolute.count("/") != 3:
         raise _misshapen(field, value, _MODEL_SHAPE)
     return parse_model_id(absolute, field=field).id
@@ -51,7 +52,7 @@ def cell_id(value: str, field: str = "sax_cell") -> str:
     """Returns the Sax cell ID in ``value``, e.g. "/sax/test"."""
     if not value:
         raise invalid(field, "required: a cell ID such as /sax/test")
-    absolute = _absolute(value)
+    absolute = with_slash(value)
     if absolute.count("/") != 2:
         raise _misshapen(field, value, _CELL_SHAPE)
     return parse_cell_id(absolute, field=field).id
@@ -61,7 +62,7 @@ def cell_or_model_id(value: str, field: str = "name") -> str:
     """Returns the cell or model ID in ``value``."""
     if not value:
         raise invalid(field, "required: a cell (/sax/test) or model ID (/sax/test/lm2b)")
-    absolute = _absolute(value)
+    absolute = with_slash(value)
     if absolute.count("/") == 2:
         return parse_cell_id(absolute, field=field).id
     if absolute.count("/") != 3:

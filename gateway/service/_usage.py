@@ -24,6 +24,7 @@ from gateway.client import Client
 from gateway.common.logs import current_call
 from gateway.common.rpc import Context
 from gateway.service._errors import request_id
+from gateway.service._fields import with_slash
 from gateway.service._metrics import GatewayMetrics
 
 if TYPE_CHECKING:  # the OpenAI package imports note_usage from here
@@ -38,7 +39,7 @@ def request_model(request: Any) -> str:
     (``/v1/sax/test/lm:generate``) bind ``sax/test/lm``, bodies carry ``/sax/test/lm``, and
     both must count under one label (the router and the config file know the second)."""
     model = str(getattr(request, "model", ""))
-    return model if not model or model.startswith("/") else "/" + model
+    return with_slash(model) if model else model
 
 
 def _none(_: Any) -> Sequence[str]:

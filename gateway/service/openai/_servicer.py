@@ -112,7 +112,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         if name in self._aliases:
             return self._aliases[name]
         try:
-            return parse_model_id(name if name.startswith("/") else "/" + name).id
+            return parse_model_id(f.with_slash(name)).id
         except InvalidArgumentError:
             raise NotFoundError(
                 f"model {quote(name)} does not exist: use a Sax model ID such as /sax/test/lm2b or "

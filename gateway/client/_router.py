@@ -30,6 +30,7 @@ from gateway.common.errors import (
     error_for_code,
     from_grpc_error,
 )
+from gateway.common.rpc import cancelled_by_caller
 
 _log = logging.getLogger(__name__)
 
@@ -101,13 +102,6 @@ def _failed(
     retry = retry or _Retry()
     retry.failed(table, address, exc)
     return retry
-
-
-def _cancelled_by_caller() -> bool:
-    """Whether a CancelledError is this task's own cancellation (its caller went away), not
-    grpc.aio's for a call whose channel was closed under it."""
-    task = asyncio.current_task()
-    return task is None or task.cancelling() > 0
 
 
 def _closed_under(address: str) -> grpc.aio.AioRpcError:
@@ -259,7 +253,7 @@ class Router:
             except grpc.aio.AioRpcError as exc:
                 retry = self._failed(retry, table, address, exc)
             except asyncio.CancelledError:
-                if _cancelled_by_caller():
+                if cancelled_by_caller():
                     raise
                 retry = self._failed(retry, table, address, _closed_under(address))
 
@@ -293,7 +287,7 @@ class Router:
                 retry = self._failed(retry, table, address, exc)
             except asyncio.CancelledError:
                 attempt.end(grpc.StatusCode.CANCELLED, None)
-                if _cancelled_by_caller():
+                if cancelled_by_caller():
                     call.cancel()
                     raise
                 retry = self._failed(retry, table, address, _closed_under(address))

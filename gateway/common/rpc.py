@@ -1,4 +1,5 @@
-"""The servicer context every gRPC method here takes, in the cell and the gateway alike.
+"""gRPC types and facts shared by the cell and the gateway: the servicer context every method
+here takes, and what a CancelledError from grpc.aio means.
 
 Typed by types-grpcio; generic in the request and response types only for a stream's
 ``read``/``write``, which no servicer here uses, so both are ``Any`` as in the servicer
@@ -8,8 +9,18 @@ so our methods accept exactly what the generated base classes promise).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, TypeAlias
 
 import grpc
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+
+
+def cancelled_by_caller() -> bool:
+    """Whether a CancelledError is the running task's own cancellation (its caller went away).
+
+    grpc.aio also raises CancelledError in a call whose channel was closed under it: that one
+    is a failure of the call (the router fails it over; a handler must answer it)."""
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0

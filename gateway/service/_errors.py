@@ -25,7 +25,7 @@ from gateway.client import (
     SaxError,
     UnavailableError,
 )
-from gateway.common.rpc import Context
+from gateway.common.rpc import Context, cancelled_by_caller
 from gateway.service._intercept import Deserializer, WrappingInterceptor
 
 log = logging.getLogger(__name__)
@@ -80,17 +80,6 @@ async def abort(context: Context, exc: BaseException) -> NoReturn:
     await context.abort(
         code, message, trailing_metadata=((_DETAILS_KEY, status.SerializeToString()), *extra)
     )
-
-
-def _cancelled_by_caller() -> bool:
-    """Whether a CancelledError is the call's own cancellation (the caller went away).
-
-    grpc.aio also raises CancelledError when a channel is closed under an outgoing call.
-    Nobody catches that one, so it would end the handler without a status and leave the
-    caller waiting until its deadline (or Envoy's route timeout): answer it instead.
-    """
-    task = asyncio.current_task()
-    return task is None or task.cancelling() > 0
 
 
 _Unary = Callable[[Any, Context], Awaitable[Any]]
@@ -175,7 +164,10 @@ async def _answer(context: Context, exc: BaseException, report: Report) -> NoRet
     """Ends the call as ``report`` says for what its handler raised; re-raises what is no
     failure of the handler: a status it set itself (``context.abort``), the caller's own
     cancellation, the closing of a generator and the interpreter's exits."""
-    if isinstance(exc, asyncio.CancelledError) and not _cancelled_by_caller():
+    # A channel closed under an outgoing call (not the caller's own cancellation): nobody
+    # catches that one, and the handler would end without a status, leaving the caller
+    # waiting until its deadline (or Envoy's route timeout). Answer it instead.
+    if isinstance(exc, asyncio.CancelledError) and not cancelled_by_caller():
         await report(context, UnavailableError("a connection closed under the call"))
     if isinstance(exc, grpc.aio.AbortError) or not isinstance(exc, Exception):
         raise exc

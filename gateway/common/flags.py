@@ -47,12 +47,17 @@ def ports(text: str) -> list[int]:
     return values
 
 
+def _number(text: str) -> float:
+    """``text`` as a float; NaN (which every range check refuses) when it is none."""
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
 def seconds(text: str) -> float:
     """A positive, finite number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+    value = _number(text)
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
     return value
@@ -60,10 +65,7 @@ def seconds(text: str) -> float:
 
 def ratio(text: str) -> float:
     """A share from 0 to 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+    value = _number(text)
     if not 0 <= value <= 1:  # NaN fails both
         raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
     return value

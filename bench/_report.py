@@ -157,13 +157,15 @@ def _unary_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _per_round(path: str, against: tuple[str, ...], unary: dict[str, Any]) -> tuple[float, str]:
-    """``path``'s c=64 req/s over the best of ``against`` in the same round: the median of
-    the rounds' ratios, and their range as text."""
+def _per_round(
+    path: str, against: tuple[str, ...], unary: dict[str, Any], c: str = "64"
+) -> tuple[float, str]:
+    """``path``'s req/s at concurrency ``c`` over the best of ``against`` in the same round:
+    the median of the rounds' ratios, and their range as text."""
     samples = unary["samples"]
     ratios = [
-        sample["rps"] / max(samples[p]["64"][i]["rps"] for p in against)
-        for i, sample in enumerate(samples[path]["64"])
+        sample["rps"] / max(samples[p][c][i]["rps"] for p in against)
+        for i, sample in enumerate(samples[path][c])
     ]
     return statistics.median(ratios), f"{min(ratios):.2f}-{max(ratios):.2f}"
 
@@ -177,7 +179,15 @@ def _f(value: float, digits: int = 2) -> str:
 
 
 def _unary_and_telemetry(results: dict[str, Any]) -> list[str]:
-    return [*_unary_table(results), "", *_telemetry_lines(results), "", *_floor_lines(results)]
+    return [
+        *_unary_table(results),
+        "",
+        *_telemetry_lines(results),
+        "",
+        *_floor_lines(results),
+        "",
+        *_direct_lines(results),
+    ]
 
 
 def _floor_lines(results: dict[str, Any]) -> list[str]:
@@ -210,6 +220,46 @@ def _floor_lines(results: dict[str, Any]) -> list[str]:
 _FLOOR_PATHS = ("floor-grpc", "gateway-grpc", "envoy-http")
 
 
+def _direct_lines(results: dict[str, Any]) -> list[str]:
+    """Design (b)'s ceiling (bench/_direct_envoy.py) against the product path and the
+    targets, from the same rounds."""
+    unary = results["unary"]
+    median = unary["median"]
+    if "envoy-direct-http" not in median:
+        return []
+    lines = [
+        "Design (b)'s ceiling (`envoy-direct-http`: Envoy's transcoder and router straight to "
+        "the model server, none of the gateway's work) against the product path "
+        "(`envoy-http`), same rounds:",
+        "",
+    ]
+    for c in CONCURRENCIES:
+        cpu = unary["cpu_us_per_request"]
+        direct = cpu["envoy-direct-http"][c]["envoy-direct"]
+        product = cpu["envoy-http"][c]["gateway-0"] + cpu["envoy-http"][c]["envoy"]
+        added = {p: median[p][c]["p50_ms"] - limit(unary, c)["p50_ms"] for p in _DIRECT_PATHS}
+        vs_limit = {p: _per_round(p, LIMIT_PATHS, unary, c)[0] for p in _DIRECT_PATHS}
+        vs_base = {p: _per_round(p, ("baseline-http",), unary, c)[0] for p in _DIRECT_PATHS}
+        lines.append(
+            f"- c={c}: front-end CPU per request {direct:.0f} µs (product path {product:.0f}); "
+            "p50 added over the limit "
+            + _pair(added, "{:+.2f} ms")
+            + "; x the limit "
+            + _pair(vs_limit, "{:.2f}x")
+            + "; x the seed-style server "
+            + _pair(vs_base, "{:.2f}x")
+            + " (direct, product; medians of the rounds' ratios)."
+        )
+    return lines
+
+
+_DIRECT_PATHS = ("envoy-direct-http", "envoy-http")
+
+
+def _pair(values: dict[str, float], fmt: str) -> str:
+    return " vs ".join(fmt.format(v) for v in values.values())
+
+
 def _unary_table(results: dict[str, Any]) -> list[str]:
     unary = results["unary"]
     lines = [
@@ -225,10 +275,11 @@ def _unary_table(results: dict[str, Any]) -> list[str]:
             cpu = unary["cpu_us_per_request"][path][c]
             load = unary.get("load_average", {}).get(path, {}).get(c, float("nan"))
             gateway = sum(cpu.get(g, 0.0) for g in GATEWAYS)
+            envoy = cpu["envoy"] + cpu.get("envoy-direct", 0.0)  # one of the two serves it
             lines.append(
                 f"| `{path}`: {label}{errors} | {c} | {_f(m['rps'], 0)} | {_f(m['p50_ms'])} | "
                 f"{_f(m['p99_ms'])} | {m['rps'] / lim['rps']:.2f} | "
-                f"{m['p50_ms'] - lim['p50_ms']:+.3f} | {gateway:.0f} | {cpu['envoy']:.0f} | "
+                f"{m['p50_ms'] - lim['p50_ms']:+.3f} | {gateway:.0f} | {envoy:.0f} | "
                 f"{cpu['modelserver']:.0f} | {cpu['baseline']:.0f} | {_f(load, 1)} |"
             )
     return lines

@@ -132,6 +132,7 @@ class BenchStack:
         self.gateway_costheader_port = free_port()
         self.gateway_asyncio_port = free_port()
         self.floor_port = free_port()
+        self.direct_envoy_port = free_port()
         self.gateway_tracing_port = free_port()
         self.otlp_port = free_port()
         self._stack: Stack | None = None
@@ -168,6 +169,10 @@ class BenchStack:
     @property
     def gateway_tracing(self) -> str:
         return f"127.0.0.1:{self.gateway_tracing_port}"
+
+    @property
+    def direct_envoy(self) -> str:
+        return f"127.0.0.1:{self.direct_envoy_port}"
 
     @property
     def envoy(self) -> str:
@@ -325,6 +330,23 @@ class BenchStack:
             log_path=self._log("floor"),
         )
         self._wait("floor", self.floor)
+        # Design (b)'s ceiling: Envoy straight to the model server (bench/_direct_envoy.py),
+        # with the worker threads the stack's Envoy has.
+        self.group.start(
+            "envoy-direct",
+            [
+                py,
+                "-m",
+                "bench._direct_envoy",
+                f"--port={self.direct_envoy_port}",
+                f"--admin-port={free_port()}",
+                f"--model-server={self.model_server}",
+                f"--workdir={self.workdir / 'envoy-direct'}",
+                f"--concurrency={plan_cores('auto', len(self.cpus.front)).envoy}",
+            ],
+            log_path=self._log("envoy-direct"),
+        )
+        self._wait("envoy-direct", self.direct_envoy)
         self._start_telemetry_gateways()
         for name, port, root in (
             ("baseline", self.baseline_port, self.real_root),

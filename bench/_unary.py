@@ -18,6 +18,7 @@ import grpc
 from saxgateway.v1 import gateway_pb2
 from saxml.protobuf import lm_pb2, lm_pb2_grpc
 
+from bench._direct_envoy import ROUTE as DIRECT_ROUTE
 from bench._loadgen import Sample, aio_unary, grpc_frame, h2load, median_sample, wrk
 from bench._stack import PROMPT, UNARY_MODEL, BenchStack
 
@@ -38,6 +39,8 @@ PATHS = {
     "gateway-grpc-tracing": "as gateway-grpc, tracing on (every call exported over OTLP)",
     "envoy-grpc": "h2load (gRPC) -> Envoy -> gateway",
     "envoy-http": "wrk (HTTP/1.1 JSON) -> Envoy -> gateway (the product path)",
+    "envoy-direct-http": "wrk (HTTP/1.1 JSON) -> Envoy -> model server, no gateway: design "
+    "(b)'s ceiling (bench/_direct_envoy.py)",
     "baseline-http": "wrk (HTTP/1.1 JSON) -> seed-style FastAPI + sync facade",
 }
 
@@ -53,7 +56,7 @@ GATEWAYS = (
     "gateway-tracing",
 )
 #: Processes whose CPU time is read around every run (per request: user + system).
-PROCESSES = (*GATEWAYS, "envoy", "modelserver", "baseline")
+PROCESSES = (*GATEWAYS, "envoy", "envoy-direct", "modelserver", "baseline")
 
 Runner = Callable[[int, float], Awaitable[Sample]]
 
@@ -77,6 +80,8 @@ def runners(stack: BenchStack, channel: grpc.aio.Channel | None) -> dict[str, Ru
         gateway_pb2.GenerateRequest(model=UNARY_MODEL, query=PROMPT).SerializeToString()
     )
     body = json.dumps({"model": UNARY_MODEL, "query": PROMPT})
+    # Sax's own GenerateRequest as JSON: the direct Envoy transcodes onto LMService.Generate.
+    direct_body = json.dumps({"model_key": UNARY_MODEL, "text": PROMPT})
 
     def call() -> Awaitable[Any]:
         assert stub is not None
@@ -85,8 +90,8 @@ def runners(stack: BenchStack, channel: grpc.aio.Channel | None) -> dict[str, Ru
     def grpc_path(url: str, frame: bytes) -> Runner:
         return lambda c, s: h2load(url, frame, concurrency=c, seconds=s, min_response_bytes=10)
 
-    def http_path(url: str) -> Runner:
-        return lambda c, s: wrk(url, body, concurrency=c, seconds=s)
+    def http_path(url: str, payload: str = body) -> Runner:
+        return lambda c, s: wrk(url, payload, concurrency=c, seconds=s)
 
     return {
         "direct-aio": lambda c, s: aio_unary(call, concurrency=c, seconds=s),
@@ -108,6 +113,7 @@ def runners(stack: BenchStack, channel: grpc.aio.Channel | None) -> dict[str, Ru
         ),
         "envoy-grpc": grpc_path(f"http://{stack.envoy}{GATEWAY_GENERATE}", gateway_frame),
         "envoy-http": http_path(f"http://{stack.envoy}/generate"),
+        "envoy-direct-http": http_path(f"http://{stack.direct_envoy}{DIRECT_ROUTE}", direct_body),
         "baseline-http": http_path(f"http://127.0.0.1:{stack.baseline_port}/generate"),
     }
 

@@ -4,9 +4,11 @@ BENCHMARKS.md names "Envoy routing data calls straight to model servers" as one 
 Python hop's floor. This measures what that would cost before anyone builds it: one Envoy
 whose transcoder maps ``POST /direct/generate`` onto Sax's own ``LMService.Generate`` (the
 request body is Sax's ``GenerateRequest`` as JSON, ``{"model_key": ..., "text": ...}``) and
-whose one cluster is the bench's model server. It has the transcoder and the router only: no
-access log, CORS, cost header, health check or local replies, and none of the gateway's work
-(keys, ACLs, quotas, metrics, error mapping, failover, discovery). So it is a lower bound for
+whose one cluster is the bench's model server; ``POST /direct/generate_stream`` maps onto
+``GenerateStream`` as server-sent events, as the product's ``/generate_stream`` does. It has
+the transcoder and the router only: no access log, CORS, cost header, health check or local
+replies, and none of the gateway's work (keys, ACLs, quotas, metrics, error mapping,
+failover, discovery). So it is a lower bound for
 design (b), which would need some of that back as Envoy filters (our filters and access log
 measured ~100-200 µs per request on top of the transcoder and router).
 
@@ -28,6 +30,7 @@ from saxml.protobuf import lm_pb2
 from gateway.launch.envoy import envoy_binary
 
 ROUTE = "/direct/generate"
+STREAM_ROUTE = "/direct/generate_stream"  # server-sent events, as the product's /generate_stream
 SERVICE = "sax.server.lm.LMService"
 
 
@@ -48,7 +51,7 @@ def _with_deps(files: list[FileDescriptor]) -> list[FileDescriptor]:
 
 
 def descriptor_set() -> bytes:
-    """Sax's lm.proto with one HTTP rule added, and its imports, as a FileDescriptorSet."""
+    """Sax's lm.proto with two HTTP rules added, and its imports, as a FileDescriptorSet."""
     out = descriptor_pb2.FileDescriptorSet()
     for f in _with_deps([annotations_pb2.DESCRIPTOR, lm_pb2.DESCRIPTOR]):
         proto = out.file.add()
@@ -57,10 +60,11 @@ def descriptor_set() -> bytes:
             continue
         proto.dependency.append(annotations_pb2.DESCRIPTOR.name)
         service = next(s for s in proto.service if s.name == "LMService")
-        method = next(m for m in service.method if m.name == "Generate")
-        method.options.Extensions[annotations_pb2.http].CopyFrom(  # type: ignore[index]
-            http_pb2.HttpRule(post=ROUTE, body="*")
-        )
+        for name, route in (("Generate", ROUTE), ("GenerateStream", STREAM_ROUTE)):
+            method = next(m for m in service.method if m.name == name)
+            method.options.Extensions[annotations_pb2.http].CopyFrom(  # type: ignore[index]
+                http_pb2.HttpRule(post=route, body="*")
+            )
     return out.SerializeToString()
 
 
@@ -128,7 +132,10 @@ def _connection_manager(descriptor: Path) -> dict[str, object]:
                         "grpc_json_transcoder.v3.GrpcJsonTranscoder",
                         "proto_descriptor": str(descriptor),
                         "services": [SERVICE],
-                        "print_options": {"preserve_proto_field_names": True},
+                        "print_options": {
+                            "preserve_proto_field_names": True,
+                            "stream_sse_style_delimited": True,
+                        },
                         "convert_grpc_status": True,
                     },
                 },

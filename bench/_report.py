@@ -322,19 +322,23 @@ def _streaming_table(results: dict[str, Any]) -> list[str]:
                 f"{_f(m['first_byte_p50_ms'])} / {_f(m['first_byte_p99_ms'])} | "
                 f"{_f(m['first_token_p50_ms'])} / {_f(m['first_token_p99_ms'])} |"
             )
-    sse = s["summary"]["envoy-sse"]
-    lines += [
-        "",
-        "Added by gateway + Envoy over the direct path (SSE minus direct): "
+    lines += ["", _added("Added by gateway + Envoy", s["summary"]["envoy-sse"], direct)]
+    if design_b := s["summary"].get("envoy-direct-sse"):
+        lines += ["", _added("Added by design (b)'s ceiling (Envoy alone)", design_b, direct)]
+    return lines
+
+
+def _added(what: str, sse: dict[str, Any], direct: dict[str, Any]) -> str:
+    return (
+        f"{what} over the direct path (SSE minus direct): "
         + "; ".join(
             f"c={c}: lag p50 {sse[c]['lag_p50_ms'] - direct[c]['lag_p50_ms']:+.3f} ms, "
             f"p99 {sse[c]['lag_p99_ms'] - direct[c]['lag_p99_ms']:+.3f} ms, first byte p50 "
             f"{sse[c]['first_byte_p50_ms'] - direct[c]['first_byte_p50_ms']:+.2f} ms"
             for c in sse
         )
-        + ".",
-    ]
-    return lines
+        + "."
+    )
 
 
 def _capacity_lines(results: dict[str, Any]) -> list[str]:

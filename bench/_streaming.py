@@ -19,6 +19,7 @@ import grpc
 from saxgateway.v1 import gateway_pb2, gateway_pb2_grpc
 from saxml.protobuf import lm_pb2, lm_pb2_grpc
 
+from bench._direct_envoy import STREAM_ROUTE as DIRECT_STREAM_ROUTE
 from bench._loadgen import percentile
 from bench._sse import open_stream
 from bench._stack import PROMPT, STREAM_DELAY_MS, STREAM_MODEL, STREAM_TOKENS, BenchStack
@@ -29,6 +30,8 @@ PATHS = {
     "direct-grpc": "grpc.aio client -> model server",
     "gateway-grpc": "grpc.aio client -> gateway (no Envoy)",
     "envoy-sse": "HTTP/1.1 SSE client -> Envoy -> gateway (the product path)",
+    "envoy-direct-sse": "HTTP/1.1 SSE client -> Envoy -> model server, no gateway: design "
+    "(b)'s ceiling (bench/_direct_envoy.py)",
 }
 
 
@@ -53,8 +56,6 @@ StreamFn = Callable[[], Awaitable[Trace]]
 
 
 def stream_functions(stack: BenchStack, direct: Any, gateway: Any) -> dict[str, StreamFn]:
-    host, port = stack.envoy.rsplit(":", 1)
-
     async def direct_stream() -> Trace:
         trace, sent = Trace(), time.time_ns()
         request = lm_pb2.GenerateRequest(model_key=STREAM_MODEL, text=PROMPT)
@@ -77,21 +78,36 @@ def stream_functions(stack: BenchStack, direct: Any, gateway: Any) -> dict[str, 
                 trace.token(delta.text, now, sent)
         return trace
 
-    async def sse_stream() -> Trace:
-        body = {"model": STREAM_MODEL, "query": PROMPT}
-        stream = await open_stream(host, int(port), "/generate_stream", body)
+    async def sse(address: str, path: str, body: dict[str, str], tokens: str) -> Trace:
+        """One SSE stream; ``tokens`` names the list of each event's messages that carry a
+        token's ``text`` (``deltas`` in the gateway's API, ``items`` in Sax's)."""
+        host, port = address.rsplit(":", 1)
+        stream = await open_stream(host, int(port), path, body)
         await asyncio.wait_for(stream.closed, 30)
         result = stream.result()
         if result.status != 200:
-            raise RuntimeError(f"/generate_stream answered HTTP {result.status}")
+            raise RuntimeError(f"{path} answered HTTP {result.status}")
         trace = Trace()
         trace.first_byte_ms = (result.first_byte_ns - result.sent_ns) / 1e6
         for event in result.events:
-            for delta in event.data.get("deltas", []):
-                trace.token(delta.get("text", ""), event.arrived_ns, result.sent_ns)
+            for token in event.data.get(tokens, []):
+                trace.token(token.get("text", ""), event.arrived_ns, result.sent_ns)
         return trace
 
-    return {"direct-grpc": direct_stream, "gateway-grpc": gateway_stream, "envoy-sse": sse_stream}
+    def sse_stream() -> Awaitable[Trace]:
+        body = {"model": STREAM_MODEL, "query": PROMPT}
+        return sse(stack.envoy, "/generate_stream", body, "deltas")
+
+    def direct_sse_stream() -> Awaitable[Trace]:
+        body = {"model_key": STREAM_MODEL, "text": PROMPT}
+        return sse(stack.direct_envoy, DIRECT_STREAM_ROUTE, body, "items")
+
+    return {
+        "direct-grpc": direct_stream,
+        "gateway-grpc": gateway_stream,
+        "envoy-sse": sse_stream,
+        "envoy-direct-sse": direct_sse_stream,
+    }
 
 
 def _summary(traces: list[Trace]) -> dict[str, Any]:

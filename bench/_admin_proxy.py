@@ -33,13 +33,15 @@ class _Forwarder(grpc.GenericRpcHandler):
         self._target = target
         self._counts = counts
 
-    def service(self, handler_call_details: Any) -> grpc.RpcMethodHandler:
+    def service(self, handler_call_details: Any) -> grpc.RpcMethodHandler[bytes, bytes]:
         method: str = handler_call_details.method
         if method == COUNTS_METHOD:
             return grpc.unary_unary_rpc_method_handler(self._report)
         return grpc.unary_unary_rpc_method_handler(self._forward_to(method))
 
-    async def _report(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def _report(
+        self, request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]
+    ) -> bytes:
         return json.dumps(self._counts).encode()
 
     def _forward_to(self, method: str) -> Callable[..., Any]:
@@ -48,7 +50,7 @@ class _Forwarder(grpc.GenericRpcHandler):
         )
         per_port = self._counts.setdefault(self._port, collections.Counter())
 
-        async def forward(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        async def forward(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
             per_port[method.rsplit("/", 1)[-1]] += 1
             try:
                 response: bytes = await call(request, timeout=context.time_remaining())

@@ -135,6 +135,7 @@ async def h2load(
         if count is not None:
             argv += [f"-n{count}"]
         else:
+            assert seconds is not None, "h2load needs seconds or count"
             argv += [f"-D{seconds * 1000:.0f}ms", f"--warm-up-time={warmup * 1000:.0f}ms"]
         started = time.monotonic()
         out = await _run(*argv, url)

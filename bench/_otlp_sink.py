@@ -14,7 +14,7 @@ import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 
-class _Sink(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
+class _Sink(trace_service_pb2_grpc.TraceServiceServicer):
     def __init__(self) -> None:
         self.spans = 0
 
@@ -26,7 +26,7 @@ class _Sink(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
 async def _serve(port: int) -> None:
     server = grpc.aio.server()
     sink = _Sink()
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(sink, server)
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(sink, server)  # type: ignore[no-untyped-call]
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     stop = asyncio.Event()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import resource
 import shutil
@@ -367,7 +368,9 @@ class BenchStack:
                 env={"SAX_ROOT": str(root)},
                 log_path=self._log(name),
             )
-            self.group.wait_until(name, lambda p=port: _http_ok(f"http://127.0.0.1:{p}/"), 60)
+            self.group.wait_until(
+                name, functools.partial(_http_ok, f"http://127.0.0.1:{port}/"), 60
+            )
 
     def _start_telemetry_gateways(self) -> None:
         """More gateways like gateway-0: metrics off; metrics off and the cost sent as a

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import statistics
 import sys
@@ -135,7 +136,7 @@ def main() -> None:
                     ],
                     env={"GRPC_EXPERIMENTS": experiments},
                 )
-                group.wait_until(name, lambda p=ports[name]: port_open(f"127.0.0.1:{p}"), 60)
+                group.wait_until(name, functools.partial(port_open, f"127.0.0.1:{ports[name]}"), 60)
             pids = {name: proc.pid for name, proc in group.children if name in VARIANTS}
             asyncio.run(_measure(ports, pids, args.rounds, args.seconds, args.concurrency))
         finally:

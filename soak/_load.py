@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -192,7 +193,7 @@ def _spec(model: str) -> dict[str, object]:
     return {"model": model, "model_path": test_lm.MODEL_PATH, "checkpoint": "None", "replicas": 1}
 
 
-async def _post(http: httpx.AsyncClient, path: str, body: dict[str, object]) -> str:
+async def _post(http: httpx.AsyncClient, path: str, body: Mapping[str, object]) -> str:
     try:
         return str((await http.post(path, json=body)).status_code)
     except httpx.HTTPError:

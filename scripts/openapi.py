@@ -103,7 +103,9 @@ _STATUS_TEXT = (
     "Errors are JSON (`Error`) with the HTTP status Envoy maps the gRPC code to: "
     "INVALID_ARGUMENT 400, UNAUTHENTICATED 401, PERMISSION_DENIED 403, NOT_FOUND 404, "
     "ALREADY_EXISTS 409, FAILED_PRECONDITION 400, RESOURCE_EXHAUSTED 429, CANCELLED 499, "
-    "UNIMPLEMENTED 501, UNAVAILABLE 503, DEADLINE_EXCEEDED 504."
+    "UNIMPLEMENTED 501, UNAVAILABLE 503, DEADLINE_EXCEEDED 504. A method a path does not take "
+    "(`GET /generate`) is a 405 with code UNIMPLEMENTED and an `Allow` header naming those it "
+    "takes; a path the API lacks is a 404."
 )
 
 

@@ -87,7 +87,7 @@ def edge_values(config: EdgeConfig, origins: Sequence[str], sds_dir: Path) -> di
     """Template values for the edge: YAML lines at the template's indentation. ``origins``
     are the browser origins CORS allows (flags and the file's ``cors`` together)."""
     # JSON bodies for Envoy's own replies come from the template's one local_reply_config
-    # (gateway/launch/envoy.py: local_reply_mappers), for these statuses too.
+    # (gateway/launch/_replies.py: local_reply_mappers), for these statuses too.
     limits = config.limits
     # Slow or idle clients (slowloris) do not hold connections forever.
     hcm: dict[str, Any] = {

@@ -14,11 +14,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-import grpc
-
 from gateway.config import MIB
 from gateway.edge import IDENTITY_HEADER, EdgeConfig, edge_values
-from gateway.service.openai import ERROR_KINDS
+from gateway.launch._replies import local_reply_mappers
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,94 +123,6 @@ def _tracing(endpoint: str | None, ratio: float) -> dict[str, object] | None:
     }
 
 
-# The replies Envoy makes itself, by HTTP status, and the gRPC code a gateway error with that
-# status carries (the reverse of Envoy's gRPC -> HTTP mapping). 413/431: too large, as gRPC
-# reports an oversized message (RESOURCE_EXHAUSTED); any other error status: UNKNOWN.
-LOCAL_REPLY_CODES: dict[int, int] = {
-    400: 3,  # INVALID_ARGUMENT: malformed JSON, wrong field type, unknown query parameter
-    401: 16,  # UNAUTHENTICATED
-    403: 7,  # PERMISSION_DENIED
-    404: 5,  # NOT_FOUND: no such path
-    408: 4,  # DEADLINE_EXCEEDED
-    413: 8,  # RESOURCE_EXHAUSTED: body too large
-    429: 8,  # RESOURCE_EXHAUSTED: rate limited
-    431: 8,  # RESOURCE_EXHAUSTED: headers too large
-    500: 13,  # INTERNAL
-    501: 12,  # UNIMPLEMENTED
-    502: 14,  # UNAVAILABLE
-    503: 14,  # UNAVAILABLE: no healthy gateway, overload
-    504: 4,  # DEADLINE_EXCEEDED: route timeout
-}
-_UNKNOWN = 2
-
-
-def _local_reply_body(code: int) -> dict[str, object]:
-    request_id = "%REQ(X-REQUEST-ID)%"
-    return {
-        "json_format": {
-            "code": code,
-            "message": "%LOCAL_REPLY_BODY%",
-            "details": [
-                {"@type": "type.googleapis.com/google.rpc.RequestInfo", "request_id": request_id}
-            ],
-            "request_id": request_id,
-        }
-    }
-
-
-def _status_filter(op: str, status: int) -> dict[str, object]:
-    value = {"default_value": status, "runtime_key": f"local_reply.status_{op.lower()}_{status}"}
-    return {"status_code_filter": {"comparison": {"op": op, "value": value}}}
-
-
-# Envoy's own replies on the OpenAI paths (401/403/429 of the edge filters, 404 for a route the
-# API lacks, 413, 503...) in OpenAI's envelope, as the gateway's own OpenAI errors are, so the
-# SDKs read message, type and code from them. OpenAI paths: all of /v1/ but the native resource
-# routes (/v1/sax/..., /v1/cells), and the gRPC path the transcoder rewrites them to before the
-# edge filters run. The request ID stays in the x-request-id header (the SDKs' `request_id`).
-# (safe_regex matches the whole :path, query string included.)
-_OPENAI_PATH = r"(/v1/|/saxgateway\.v1\.OpenAIGateway/).*"
-_NATIVE_V1_PATH = r"/v1/(sax/.*|cells([/?:].*)?)"
-# Where the status says more than the gRPC code it maps to: an unknown route is no missing model
-# ("model_not_found"), and a request too large is no rate limit.
-_OPENAI_KIND_BY_STATUS: dict[int, tuple[str, str | None]] = {
-    404: ("invalid_request_error", None),
-    413: ("invalid_request_error", None),
-    431: ("invalid_request_error", None),
-}
-
-
-def _path_filter(regex: str, *, invert: bool = False) -> dict[str, object]:
-    match = {"name": ":path", "string_match": {"safe_regex": {"regex": regex}}}
-    return {"header_filter": {"header": {**match, "invert_match": invert}}}
-
-
-def _openai_mapper(op: str, status: int, code: int) -> dict[str, object]:
-    grpc_code = next(c for c in grpc.StatusCode if c.value[0] == code)
-    kind, openai_code = _OPENAI_KIND_BY_STATUS.get(status) or ERROR_KINDS[grpc_code]
-    error = {"message": "%LOCAL_REPLY_BODY%", "type": kind, "param": None, "code": openai_code}
-    on_openai_path = [_path_filter(_OPENAI_PATH), _path_filter(_NATIVE_V1_PATH, invert=True)]
-    return {
-        "filter": {"and_filter": {"filters": [_status_filter(op, status), *on_openai_path]}},
-        "body_format_override": {"json_format": {"error": error}},
-    }
-
-
-def local_reply_mappers() -> list[dict[str, object]]:
-    """``local_reply_config.mappers``: JSON bodies for error statuses only (>= 400), in
-    OpenAI's envelope on the OpenAI paths; the first mapper that matches wins."""
-    mappers = [_openai_mapper("EQ", status, code) for status, code in LOCAL_REPLY_CODES.items()]
-    mappers.append(_openai_mapper("GE", 400, _UNKNOWN))
-    mappers += [
-        {"filter": _status_filter("EQ", status), "body_format_override": _local_reply_body(code)}
-        for status, code in LOCAL_REPLY_CODES.items()
-    ]
-    mappers.append(
-        {"filter": _status_filter("GE", 400), "body_format_override": _local_reply_body(_UNKNOWN)}
-    )
-    return mappers
-
-
 def render(
     settings: EnvoySettings,
     descriptor: Path | None = None,
@@ -245,7 +155,7 @@ def render(
         "MAX_STREAMS_PER_CONNECTION": settings.max_streams_per_connection,
         "MAX_STREAMS": settings.max_streams,
         "GATEWAY_ENDPOINTS": json.dumps([_endpoint(a) for a in settings.gateway_endpoints]),
-        "LOCAL_REPLY_MAPPERS": json.dumps(local_reply_mappers()),
+        "LOCAL_REPLY_MAPPERS": json.dumps(local_reply_mappers(descriptor or descriptor_set())),
         **edge_values(settings.edge, settings.cors_origins, secrets_dir or Path("secrets")),
         "TRACING": json.dumps(_tracing(settings.otlp_endpoint, settings.trace_sample_ratio)),
         "IDENTITY_HEADER": IDENTITY_HEADER,

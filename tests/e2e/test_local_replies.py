@@ -105,7 +105,8 @@ def test_headers_too_large_is_a_json_431(http: httpx.Client) -> None:
     ("method", "path", "status", "message"),
     [
         ("POST", "/v1/responses", 404, "Could not resolve /v1/responses to a method."),
-        ("DELETE", "/v1/models", 404, "Could not resolve /v1/models to a method."),
+        ("DELETE", "/v1/models", 405, "DELETE is not allowed on this path; it takes GET"),
+        ("GET", "/v1/chat/completions", 405, "GET is not allowed on this path; it takes POST"),
         (
             "GET",
             "/v1/models?colour=blue",
@@ -127,7 +128,42 @@ def test_envoys_replies_on_openai_paths_are_openai_envelopes(
 def test_native_v1_routes_keep_the_gateways_shape(http: httpx.Client) -> None:
     for path in ("/v1/cells?colour=blue", "/v1/sax/test:listModels?colour=blue"):
         assert_local_reply(http.get(path), 400, 3)
-    assert_local_reply(http.delete("/v1/cells"), 404, 5)
+    assert_local_reply(http.delete("/v1/cells"), 405, 12)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("GET", "/generate", "POST"),  # the seed's paths
+        ("PUT", "/generate_stream", "POST"),
+        ("POST", "/listcell?cell=/sax/test", "GET"),
+        ("DELETE", "/update", "POST, PUT"),  # /update takes two
+        ("GET", "/v1/sax/test/lm:generate", "POST"),  # resource paths, the model in the path
+        ("DELETE", "/v1/sax/test/lm", "GET"),
+        ("PUT", "/v1/sax/test:listModels", "GET"),
+        ("PATCH", "/v1/sax/test/lm:setAcl", "POST"),  # ** (a cell or a model)
+    ],
+)
+def test_a_method_the_path_does_not_take_is_a_json_405_naming_those_it_does(
+    http: httpx.Client, method: str, path: str, allowed: str
+) -> None:
+    # The transcoder alone answers both a wrong method and a wrong path with 404 "Could not
+    # resolve": a caller would look for a typo in a path that is right.
+    response = http.request(method, path, content=b"{}")
+    body = assert_local_reply(response, 405, 12)
+    assert body["message"] == f"{method} is not allowed on this path; it takes {allowed}"
+    assert response.headers["allow"] == allowed
+
+
+def test_405_leaves_paths_and_methods_the_api_has_alone(http: httpx.Client) -> None:
+    assert_local_reply(http.get("/generates"), 404, 5)  # no such path: still a 404
+    assert_local_reply(http.get("/v1/sax/test/lm/extra"), 404, 5)
+    # Allowed methods reach the gateway, whose own 404 (no such model) stays a 404.
+    response = http.put("/update", json={"model": "/sax/test/nosuch", "replicas": 1})
+    assert response.status_code == 404, response.text
+    assert response.json()["code"] == 5
+    assert "allow" not in response.headers
+    assert http.head("/listcell", params={"cell": "/sax/test"}).headers["allow"] == "GET"
 
 
 def test_a_clients_request_id_is_kept(http: httpx.Client) -> None:

@@ -1,0 +1,145 @@
+"""The replies Envoy makes itself (``local_reply_config``): JSON errors in the gateway's shape,
+or OpenAI's envelope on the OpenAI paths, and 405 for a route called with a method it does not
+take (`_methods`). Mappers are read only for those replies, never for a call that succeeds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+
+from gateway.launch._methods import routes
+from gateway.service.openai import ERROR_KINDS
+
+# The replies Envoy makes itself, by HTTP status, and the gRPC code a gateway error with that
+# status carries (the reverse of Envoy's gRPC -> HTTP mapping). 413/431: too large, as gRPC
+# reports an oversized message (RESOURCE_EXHAUSTED); any other error status: UNKNOWN.
+LOCAL_REPLY_CODES: dict[int, int] = {
+    400: 3,  # INVALID_ARGUMENT: malformed JSON, wrong field type, unknown query parameter
+    401: 16,  # UNAUTHENTICATED
+    403: 7,  # PERMISSION_DENIED
+    404: 5,  # NOT_FOUND: no such path
+    408: 4,  # DEADLINE_EXCEEDED
+    413: 8,  # RESOURCE_EXHAUSTED: body too large
+    429: 8,  # RESOURCE_EXHAUSTED: rate limited
+    431: 8,  # RESOURCE_EXHAUSTED: headers too large
+    500: 13,  # INTERNAL
+    501: 12,  # UNIMPLEMENTED
+    502: 14,  # UNAVAILABLE
+    503: 14,  # UNAVAILABLE: no healthy gateway, overload
+    504: 4,  # DEADLINE_EXCEEDED: route timeout
+}
+_UNKNOWN = 2
+
+
+def _local_reply_body(code: int, message: str = "%LOCAL_REPLY_BODY%") -> dict[str, object]:
+    request_id = "%REQ(X-REQUEST-ID)%"
+    return {
+        "json_format": {
+            "code": code,
+            "message": message,
+            "details": [
+                {"@type": "type.googleapis.com/google.rpc.RequestInfo", "request_id": request_id}
+            ],
+            "request_id": request_id,
+        }
+    }
+
+
+def _status_filter(op: str, status: int) -> dict[str, object]:
+    value = {"default_value": status, "runtime_key": f"local_reply.status_{op.lower()}_{status}"}
+    return {"status_code_filter": {"comparison": {"op": op, "value": value}}}
+
+
+# Envoy's own replies on the OpenAI paths (401/403/429 of the edge filters, 404 for a route the
+# API lacks, 413, 503...) in OpenAI's envelope, as the gateway's own OpenAI errors are, so the
+# SDKs read message, type and code from them. OpenAI paths: all of /v1/ but the native resource
+# routes (/v1/sax/..., /v1/cells), and the gRPC path the transcoder rewrites them to before the
+# edge filters run. The request ID stays in the x-request-id header (the SDKs' `request_id`).
+# (safe_regex matches the whole :path, query string included.)
+_OPENAI_PATH = r"(/v1/|/saxgateway\.v1\.OpenAIGateway/).*"
+_NATIVE_V1_PATH = r"/v1/(sax/.*|cells([/?:].*)?)"
+# Where the status says more than the gRPC code it maps to: an unknown route is no missing model
+# ("model_not_found"), and a request too large is no rate limit.
+_OPENAI_KIND_BY_STATUS: dict[int, tuple[str, str | None]] = {
+    404: ("invalid_request_error", None),
+    405: ("invalid_request_error", None),
+    413: ("invalid_request_error", None),
+    431: ("invalid_request_error", None),
+}
+
+
+def _header_filter(name: str, regex: str, *, invert: bool = False) -> dict[str, object]:
+    match = {"name": name, "string_match": {"safe_regex": {"regex": regex}}}
+    return {"header_filter": {"header": {**match, "invert_match": invert}}}
+
+
+def _path_filter(regex: str, *, invert: bool = False) -> dict[str, object]:
+    return _header_filter(":path", regex, invert=invert)
+
+
+def _openai_body(status: int, code: int, message: str = "%LOCAL_REPLY_BODY%") -> dict[str, object]:
+    grpc_code = next(c for c in grpc.StatusCode if c.value[0] == code)
+    kind, openai_code = _OPENAI_KIND_BY_STATUS.get(status) or ERROR_KINDS[grpc_code]
+    error = {"message": message, "type": kind, "param": None, "code": openai_code}
+    return {"json_format": {"error": error}}
+
+
+def _on_openai_path() -> list[dict[str, object]]:
+    return [_path_filter(_OPENAI_PATH), _path_filter(_NATIVE_V1_PATH, invert=True)]
+
+
+def _openai_mapper(op: str, status: int, code: int) -> dict[str, object]:
+    return {
+        "filter": {"and_filter": {"filters": [_status_filter(op, status), *_on_openai_path()]}},
+        "body_format_override": _openai_body(status, code),
+    }
+
+
+# A method the API does not take on a path it has: what grpc-gateway answers (405, with its
+# code for it, UNIMPLEMENTED), where the transcoder says 404 as for a path that does not exist.
+_NOT_ALLOWED = 405
+_UNIMPLEMENTED = grpc.StatusCode.UNIMPLEMENTED.value[0]
+
+
+def _method_mapper(regex: str, verbs: frozenset[str], openai: bool) -> dict[str, object]:
+    allowed = ", ".join(sorted(verbs))
+    message = f"%REQ(:METHOD)% is not allowed on this path; it takes {allowed}"
+    if openai:
+        body = _openai_body(_NOT_ALLOWED, _UNIMPLEMENTED, message)
+    else:
+        body = _local_reply_body(_UNIMPLEMENTED, message)
+    on_path = [
+        _status_filter("EQ", 404),
+        _path_filter(regex),
+        _header_filter(":method", "|".join(sorted(verbs)), invert=True),
+    ]
+    return {
+        "filter": {"and_filter": {"filters": on_path}},
+        "status_code": _NOT_ALLOWED,
+        "body_format_override": body,
+        "headers_to_add": [
+            {
+                "header": {"key": "allow", "value": allowed},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            }
+        ],
+    }
+
+
+def local_reply_mappers(descriptor: Path) -> list[dict[str, object]]:
+    """``local_reply_config.mappers``: JSON bodies for error statuses only (>= 400), in
+    OpenAI's envelope on the OpenAI paths; the first mapper that matches wins. First, 405s
+    for the routes in ``descriptor`` (the set the transcoder serves)."""
+    mappers = [_method_mapper(r.regex, r.verbs, r.openai) for r in routes(descriptor)]
+    mappers += [_openai_mapper("EQ", status, code) for status, code in LOCAL_REPLY_CODES.items()]
+    mappers.append(_openai_mapper("GE", 400, _UNKNOWN))
+    mappers += [
+        {"filter": _status_filter("EQ", status), "body_format_override": _local_reply_body(code)}
+        for status, code in LOCAL_REPLY_CODES.items()
+    ]
+    mappers.append(
+        {"filter": _status_filter("GE", 400), "body_format_override": _local_reply_body(_UNKNOWN)}
+    )
+    return mappers

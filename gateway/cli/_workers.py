@@ -61,6 +61,19 @@ def gateway_ports(args: argparse.Namespace, cores: int | None = None) -> list[in
     return [ports[0] + i for i in range(count)]
 
 
+def oversubscribed(args: argparse.Namespace, cores: int | None = None) -> str | None:
+    """A warning when ``--workers`` asks for more gateway processes than this process may use
+    cores: each is busy on its own when loaded, so the extra ones only take turns (on 2
+    cores, 2 processes served fewer requests than 1: BENCHMARKS.md, "Scale-out")."""
+    cores = cores or usable_cores()
+    if args.workers is None or args.workers == "auto" or int(args.workers) <= cores:
+        return None
+    return (
+        f"warning: --workers {args.workers} on {cores} usable cores: processes beyond the cores "
+        "take turns on them and add memory, not throughput (--workers auto fits them)"
+    )
+
+
 def envoy_concurrency(args: argparse.Namespace, cores: int | None = None) -> int:
     """Envoy's ``--concurrency``."""
     if args.envoy_concurrency == "auto":

@@ -246,6 +246,8 @@ def _up(args: argparse.Namespace) -> int:
         print(f"saxgw: {refusal}", file=sys.stderr)
         return 2
     args.gateway_ports = _workers.gateway_ports(args)  # --workers resolved into ports
+    if warning := _workers.oversubscribed(args):
+        print(f"saxgw: {warning}", file=sys.stderr)
     problem = flags.port_clash(_ports_to_bind(args)) or flags.sax_root_problem(
         args.sax_root, must_exist=not args.embedded
     )

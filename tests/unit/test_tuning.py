@@ -92,6 +92,14 @@ def test_workers_become_consecutive_gateway_ports() -> None:
     assert _workers.gateway_ports(args, cores=8) == [7000, 7005]
 
 
+def test_more_workers_than_cores_is_a_warning_not_an_error() -> None:
+    warning = _workers.oversubscribed(_up("--workers", "64"), cores=2)
+    assert warning is not None and "--workers 64 on 2 usable cores" in warning
+    assert _workers.oversubscribed(_up("--workers", "2"), cores=2) is None
+    assert _workers.oversubscribed(_up("--workers", "auto"), cores=2) is None
+    assert _workers.oversubscribed(_up(), cores=1) is None  # no --workers: the ports decide
+
+
 def test_workers_that_contradict_the_ports_are_an_error() -> None:
     args = _up("--workers", "3", "--gateway-ports", "7000,7005")
     with pytest.raises(SystemExit, match="names 2 ports but --workers asks for 3"):

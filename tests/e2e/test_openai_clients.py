@@ -1,5 +1,6 @@
 """The OpenAI-compatible API through Envoy with other real clients: the `openai` npm package
-(Node), LangChain's OpenAI integration and curl; and a disconnect cancelling Sax's decoding."""
+(Node, and in Chromium), LangChain's OpenAI integration and curl; and a disconnect cancelling
+Sax's decoding."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from langchain_openai import ChatOpenAI, OpenAIEmbeddings
 from pydantic import SecretStr
 
 from gateway.launch.stack import Stack
-from tests.e2e._openai import ANSWER, CHATML, SLOW, tokenizer
+from tests.e2e._openai import ANSWER, BUSY, CHATML, SLOW, tokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE = shutil.which("node")
+CHROMIUM = shutil.which("chromium")
 CURL = shutil.which("curl")
 
 
@@ -49,6 +51,35 @@ def test_node_openai_package_streams_a_chat(stack: Stack, openai_models: None) -
         },
         {"text": ANSWER},
     ]
+
+
+def test_openai_npm_package_in_a_browser_passes_cors(
+    stack: Stack, openai_models: None, tmp_path: Path
+) -> None:
+    # A page of an allowed origin runs the SDK (dangerouslyAllowBrowser): every call is
+    # preflighted with the SDK's own x-stainless-* headers, which CORS must allow.
+    assert NODE and CHROMIUM, "node and chromium are needed: `make test` installs both"
+    driver = Path(__file__).parent / "browser" / "openai_sdk.mjs"
+    origin = "http://allowed.example"  # the session stack's --cors-origin
+    result = subprocess.run(
+        [NODE, driver, stack.http_url + "/v1", origin, "oai", BUSY],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "CHROMIUM": CHROMIUM, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    page = json.loads(result.stdout)
+    assert "failed" not in page, page  # a CORS refusal is an APIConnectionError
+    assert "oai" in page["models"] and page["text"] == ANSWER
+    not_found, busy = page["notFound"], page["busy"]
+    assert (not_found["name"], not_found["status"]) == ("NotFoundError", 404)
+    assert not_found["error"]["code"] == "model_not_found" and not_found["requestID"]
+    # The SDK waits as long as Retry-After says, if the page may read it.
+    assert (busy["name"], busy["status"], busy["retryAfter"]) == ("RateLimitError", 429, "1")
+    # Chromium logs the two refusals (every 4xx); nothing else, such as a CORS error.
+    assert all("status of 4" in e for e in page["errors"]), page
 
 
 def test_langchain_chat_model_invokes_and_streams(stack: Stack, openai_models: None) -> None:

@@ -1,0 +1,94 @@
+// Runs the real `openai` npm package in headless Chromium (Debian's, through playwright-core)
+// on a page of an allowed origin, against the OpenAI-compatible API on another origin: what a
+// browser app built on the SDK (`dangerouslyAllowBrowser`) does, CORS preflights included.
+// Prints one JSON object: the console errors and what each call returned or raised.
+//
+//   node tests/e2e/browser/openai_sdk.mjs BASE_URL ORIGIN MODEL BUSY_MODEL
+import { readFile } from "node:fs/promises";
+import { createServer } from "node:http";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { chromium } from "playwright-core";
+
+const [baseUrl, origin, model, busy] = process.argv.slice(2);
+const sdk = dirname(createRequire(import.meta.url).resolve("openai")); // its CommonJS index.js
+// The page and the SDK's ES modules (node_modules/openai, unbundled) come from the origin,
+// served by this process as Chromium's HTTP proxy (loopback, where the API is, bypasses it).
+// Not page.route(): with request interception on, Playwright answers CORS preflights itself.
+const proxy = createServer(async (request, response) => {
+  const path = new URL(request.url, origin).pathname;
+  if (!path.startsWith("/openai/")) {
+    response.writeHead(200, { "content-type": "text/html" });
+    return response.end("<!doctype html><title>app</title>");
+  }
+  try {
+    const body = await readFile(join(sdk, path.slice("/openai/".length)));
+    response.writeHead(200, { "content-type": "text/javascript" });
+    response.end(body);
+  } catch {
+    response.writeHead(404);
+    response.end();
+  }
+});
+await new Promise((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+    `--proxy-server=http://127.0.0.1:${proxy.address().port}`,
+    // The origin's address is the proxy's: keep Chromium's local-network checks (not CORS,
+    // which this is about) out of the way of the API on 127.0.0.1.
+    "--disable-features=PrivateNetworkAccessRespectPreflightResults,LocalNetworkAccessChecks,BlockInsecurePrivateNetworkRequests",
+  ],
+});
+const errors = [];
+let result = { errors };
+try {
+  const page = await browser.newPage();
+  page.on("console", (message) => {
+    if (message.type() === "error") errors.push(message.text());
+  });
+  page.on("pageerror", (error) => errors.push(String(error)));
+  await page.goto(`${origin}/`);
+  result = await page.evaluate(
+    async ([baseURL, model, busy]) => {
+      const { default: OpenAI } = await import("/openai/index.mjs");
+      const client = new OpenAI({ baseURL, apiKey: "x", maxRetries: 0, dangerouslyAllowBrowser: true });
+      const out = {};
+      const failure = (e) => ({
+        name: e.constructor.name, status: e.status ?? null, error: e.error ?? null,
+        requestID: e.requestID ?? null, retryAfter: e.headers?.get("retry-after") ?? null,
+      });
+      try {
+        out.models = (await client.models.list()).data.map((m) => m.id);
+        const stream = await client.chat.completions.create({
+          model, messages: [{ role: "user", content: "hi" }], stream: true,
+        });
+        out.text = "";
+        for await (const chunk of stream) out.text += chunk.choices[0]?.delta?.content ?? "";
+      } catch (e) {
+        out.failed = { ...failure(e), message: String(e) };
+      }
+      for (const [name, call] of [
+        ["notFound", () => client.completions.create({ model: "gpt-4", prompt: "x" })],
+        ["busy", () => client.completions.create(
+          { model: busy, prompt: "x", stream: true }, { headers: { "grpc-timeout": "1S" } })],
+      ]) {
+        try {
+          await call();
+          out[name] = "no error";
+        } catch (e) {
+          out[name] = failure(e);
+        }
+      }
+      return out;
+    },
+    [baseUrl, model, busy],
+  );
+  result.errors = errors;
+} finally {
+  await browser.close();
+  proxy.close();
+}
+console.log(JSON.stringify(result));

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import openai
+import pydantic
 import pytest
 
 from gateway.launch.stack import Stack
@@ -186,6 +187,16 @@ def test_unsupported_parameters_are_400s_that_say_so(client: openai.OpenAI) -> N
     with pytest.raises(openai.BadRequestError) as tokens:
         client.completions.create(model="oai", prompt=[1, 2, 3])
     assert tokens.value.param == "prompt" and "token-id" in tokens.value.message
+    # Structured outputs: the SDK's own parse() raises a 400, not its JSON validation error.
+    with pytest.raises(openai.BadRequestError) as structured:
+        client.chat.completions.parse(
+            model="oai", messages=[{"role": "user", "content": "x"}], response_format=_City
+        )
+    assert structured.value.param == "response_format"
+
+
+class _City(pydantic.BaseModel):
+    name: str
 
 
 def test_overloaded_model_is_a_429_with_retry_after(client: openai.OpenAI) -> None:

@@ -44,6 +44,12 @@ def test_prompt_and_stop_take_a_string_or_a_list() -> None:
         ({"model": "m", "prompt": "a", "max_tokens": "5"}, "max_tokens", "integer"),
         ({"model": "m", "prompt": "a", "stop": [""]}, "stop", "non-empty"),
         ({"model": "m", "prompt": "a", "stream": "yes"}, "stream", "true or false"),
+        (
+            {"model": "m", "prompt": "a", "response_format": {"type": "json_object"}},
+            "response_format",
+            "JSON mode and structured outputs are not supported",
+        ),
+        ({"model": "m", "prompt": "a", "response_format": "json"}, "response_format", "object"),
         ({"prompt": "a"}, "model", "required"),
         ({"model": "m"}, "prompt", "required"),
     ],
@@ -66,6 +72,8 @@ def test_unset_values_of_unsupported_fields_are_accepted() -> None:
         "tools": [],
     }
     assert rq.completion_request(body | {"presence_penalty": 0, "best_of": 1}).prompts == ("a",)
+    # Plain text is what Sax returns anyway.
+    assert rq.completion_request(body | {"response_format": {"type": "text"}}).prompts == ("a",)
 
 
 def test_chat_messages_join_text_parts_and_refuse_images() -> None:

@@ -9,6 +9,7 @@
 | ``n``                                         | the best ``n`` of the model's samples        |
 | ``stop``, ``stream``, ``stream_options``      | applied by the gateway                       |
 | ``user``, ``seed``, unknown fields            | accepted and ignored                         |
+| ``response_format`` (``text`` only)           | accepted; JSON mode and schemas are refused  |
 
 What Sax cannot do (log-probabilities, token-id prompts, echo, penalties, tools, ...) is
 INVALID_ARGUMENT naming the field, so the caller learns it instead of getting a silent default.
@@ -197,9 +198,27 @@ def _reject_unsupported(body: Mapping[str, Any]) -> None:
             )
 
 
+def _reject_constrained_output(body: Mapping[str, Any]) -> None:
+    """JSON mode and structured outputs constrain decoding (OpenAI and vLLM both do it); Sax
+    cannot, and text that merely looks right sometimes would fail the caller's JSON parse
+    later (the Python SDK's ``parse()`` raises a validation error) instead of here."""
+    value = body.get("response_format")
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise invalid("response_format", 'must be an object such as {"type": "text"}')
+    if value.get("type", "text") != "text":
+        raise invalid(
+            "response_format",
+            f"{value.get('type')!r}: JSON mode and structured outputs are not supported: "
+            'Sax cannot constrain decoding (remove it or use {"type": "text"})',
+        )
+
+
 def sampling(body: Mapping[str, Any]) -> Sampling:
     """The sampling and streaming parameters of a completion or chat request."""
     _reject_unsupported(body)
+    _reject_constrained_output(body)
     max_tokens = _integer(body, "max_completion_tokens", 1, 1 << 20)
     if max_tokens is None:
         max_tokens = _integer(body, "max_tokens", 1, 1 << 20)

@@ -255,7 +255,11 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
                     async for message in self._stream(context, job):
                         yield message
             return
-        options = self._options(context, sampling, self._settings.default_timeout)
+        # A completion decodes as long as its max_tokens asks, streamed or not: an SDK sends
+        # no deadline, and cut at the unary default it would be a 504 the SDKs retry twice
+        # (the decoding three times over, then a failure). OpenAI and vLLM do not cut it;
+        # the SDKs themselves wait 600 s, as long as a stream may last here.
+        options = self._options(context, sampling, self._settings.stream_timeout)
         async with self._access.admit_model("Generate", model, context):
             results = await _gather(self._client.lm_generate(model, p, options) for p in prompts)
         choices = []

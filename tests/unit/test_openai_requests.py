@@ -77,9 +77,10 @@ def test_unset_values_of_unsupported_fields_are_accepted() -> None:
 
 
 def test_chat_messages_join_text_parts_and_refuse_images() -> None:
-    parts = [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]
+    # One line each, as vLLM joins them: a context part and a question part stay two texts.
+    parts = [{"type": "text", "text": "Some context."}, {"type": "text", "text": "A question?"}]
     request = rq.chat_request({"model": "m", "messages": [{"role": "user", "content": parts}]})
-    assert request.messages == ({"role": "user", "content": "ab"},)
+    assert request.messages == ({"role": "user", "content": "Some context.\nA question?"},)
     image = [{"type": "image_url", "image_url": {"url": "x"}}]
     with pytest.raises(InvalidArgumentError) as failure:
         rq.chat_request({"model": "m", "messages": [{"role": "user", "content": image}]})

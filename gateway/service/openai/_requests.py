@@ -89,7 +89,7 @@ class CompletionRequest:
 class ChatRequest:
     model: str
     messages: tuple[Mapping[str, str], ...]
-    """Each message's ``role``, ``content`` (text parts joined) and, if given, ``name``."""
+    """Each message's ``role``, ``content`` (text parts, one line each) and, if given, ``name``."""
     sampling: Sampling
 
 
@@ -278,7 +278,7 @@ def _content(message: Mapping[str, Any], where: str) -> str:
         if not isinstance(part.get("text"), str):
             raise invalid(where, 'a text part needs a string "text"')
         texts.append(part["text"])
-    return "".join(texts)
+    return "\n".join(texts)  # as vLLM: parts are separate texts, not one word
 
 
 def chat_request(body: Mapping[str, Any]) -> ChatRequest:

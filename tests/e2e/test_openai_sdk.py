@@ -13,6 +13,7 @@ import pydantic
 import pytest
 
 from gateway.launch.stack import Stack
+from tests.e2e._bodies import openai_error
 from tests.e2e._openai import ANSWER, BUSY, CHATML, FAILING, PLAIN, TEMPLATED, tokenizer
 
 
@@ -249,3 +250,12 @@ def test_streamed_choices_each_finish_once(client: openai.OpenAI) -> None:
                 finishes.append((choice.index, choice.finish_reason))
     assert texts == dict.fromkeys(range(4), ANSWER)
     assert sorted(finishes) == [(0, "stop"), (1, "stop"), (2, "stop"), (3, "stop")]
+
+
+def test_n_over_the_models_samples_is_a_400_streamed_or_not(client: openai.OpenAI) -> None:
+    # CHATML returns one sample per prompt: a stream must not quietly answer one choice.
+    for stream in (False, True):
+        with pytest.raises(openai.BadRequestError) as failure:
+            client.completions.create(model=CHATML, prompt="q", n=2, stream=stream)
+        message = "n: /sax/test/oai returns 1 sample(s) per prompt"
+        assert failure.value.body == openai_error(message, param="n"), stream

@@ -264,8 +264,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
             results = await _gather(self._client.lm_generate(model, p, options) for p in prompts)
         choices = []
         for samples in results:
-            if len(samples) < sampling.n:
-                raise f.invalid("n", f"{model} returns {len(samples)} sample(s) per prompt")
+            _check_samples(model, len(samples), sampling.n)
             for text, _score in samples[: sampling.n]:
                 kept, stopped = cut(text, stops)
                 choices.append(
@@ -318,6 +317,11 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         stream = self._client.lm_generate_stream(model, prompt, options)
         try:
             async for items in stream:
+                if items and not seen:
+                    # Sax's messages carry every sample: too few is the caller's n, refused
+                    # as the whole answer refuses it (before any event of the first prompt).
+                    # A message without items says nothing about them.
+                    _check_samples(model, len(items), n)
                 chunks: list[dict[str, Any]] = []
                 for delta in tracker.feed(items):
                     i = delta.index
@@ -334,12 +338,12 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         finally:
             await _close(stream)  # also on client disconnect: cancels the Sax call
         chunks = []
-        for i in sorted(seen | {0}):
+        for i in range(n):  # every choice ends once, even a sample that stayed empty
             if not scanners[i].stopped:
                 chunks += piece(i, scanners[i].flush())
                 reason = self._finish(model, sent[i], False, steps[i], sampling.max_tokens)
                 chunks.append(shape.chunk(first + i, None, reason))
-        texts.extend(sent[i] for i in sorted(seen | {0}))
+        texts.extend(sent)
         if chunks:
             yield chunks
 
@@ -363,6 +367,12 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         usage = self._usage(model, req.inputs)
         hint = "send fewer inputs" + ("" if req.base64 else " (or encoding_format=base64)")
         return self._fitted(rs.body(rs.embeddings(req.model, vectors, req.base64, usage)), hint)
+
+
+def _check_samples(model: str, samples: int, n: int) -> None:
+    """INVALID_ARGUMENT on ``n`` if the model returns fewer than ``n`` samples per prompt."""
+    if samples < n:
+        raise f.invalid("n", f"{model} returns {samples} sample(s) per prompt")
 
 
 async def _close(stream: AsyncIterator[Any]) -> None:

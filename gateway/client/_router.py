@@ -307,6 +307,16 @@ class Router:
         except grpc.aio.AioRpcError as exc:
             code, trailing = exc.code(), exc.trailing_metadata()
             raise from_grpc_error(exc) from exc
+        except asyncio.CancelledError:
+            if cancelled_by_caller():
+                raise
+            # The channel was closed under the stream (the replica was dropped while hung).
+            # Responses went out already, so no other replica can take over: the stream
+            # failed, and its consumer must see a failure to report, not a cancellation
+            # that passes for its own caller going away.
+            closed = _closed_under(address)
+            code = closed.code()
+            raise from_grpc_error(closed) from None
         finally:
             call.cancel()  # a no-op once the call has ended
             attempt.end(code, trailing)

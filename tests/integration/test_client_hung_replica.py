@@ -1,6 +1,7 @@
 """A call stuck on a hung replica: once the admin gives up on the replica and the pool closes
 its channel, the call goes to a replica still serving, within its deadline (it used to end
-as UNAVAILABLE, "a connection closed under the call")."""
+as UNAVAILABLE, "a connection closed under the call"); a stream that had begun ends with
+UNAVAILABLE, which its consumer can report (it used to end as a CancelledError)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 from saxml.protobuf import lm_pb2, lm_pb2_grpc
 
-from gateway.client import ClientSettings, _channels
+from gateway.client import ClientSettings, UnavailableError, _channels
 from gateway.client._admin import CellAdmin
 from gateway.client._locations import AddressTable
 from gateway.client._router import Router
@@ -25,8 +26,9 @@ MODEL = "/sax/test/lm"
 class _Replica(lm_pb2_grpc.LMServiceServicer):
     """Answers Generate with its own name, or never (``hung``), as a stopped process would."""
 
-    def __init__(self, name: str, *, hung: bool) -> None:
+    def __init__(self, name: str, *, hung: bool, hangs_after_first: bool = False) -> None:
         self.name, self.hung, self.calls = name, hung, 0
+        self.hangs_after_first = hangs_after_first
 
     async def Generate(
         self, request: lm_pb2.GenerateRequest, context: Context
@@ -45,6 +47,8 @@ class _Replica(lm_pb2_grpc.LMServiceServicer):
         reply = lm_pb2.GenerateStreamResponse()
         reply.items.add(text=self.name, prefix_len=0, score=0.0)
         yield reply
+        if self.hangs_after_first:
+            await asyncio.Event().wait()
 
 
 def _no_admin(cell: CellId) -> CellAdmin:
@@ -93,3 +97,40 @@ async def test_a_call_on_a_replica_dropped_while_hung_goes_to_one_still_serving(
             await router.close()
     assert text == "healthy"
     assert (hung.calls, healthy.calls) == (1, 1)
+
+
+async def test_a_stream_that_began_on_a_replica_dropped_while_hung_fails_unavailable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Text was sent already: no other replica can take over, and the consumer (an OpenAI or
+    # HTTP stream) must see a failure it reports in-band, not a CancelledError that looks
+    # like its own caller going away and ends its HTTP stream as if complete.
+    monkeypatch.setattr(_channels, "_CLOSE_GRACE_S", 0.2)
+    hung = _Replica("hung", hung=False, hangs_after_first=True)  # type: ignore[abstract]
+    async with stand_in_server(
+        lambda s: lm_pb2_grpc.add_LMServiceServicer_to_server(hung, s)
+    ) as stuck:
+        router = Router(admin_for=_no_admin, settings=ClientSettings(sax_root="/nowhere"))
+        try:
+            table = router._tables[MODEL] = AddressTable(MODEL, num_conn=2, seed=0)
+            table.known = True
+            table.set_addresses({stuck})
+            request = lm_pb2.GenerateRequest(model_key=MODEL, text="q")
+            received: list[str] = []
+
+            async def stream() -> None:
+                async for reply in router.stream(
+                    MODEL, lambda b: b.lm.GenerateStream, request, Deadline.after(30)
+                ):
+                    received.append(reply.items[0].text)
+
+            call = asyncio.ensure_future(stream())
+            while not received:
+                await asyncio.sleep(0.01)
+            table.set_addresses(set())  # the admin drops it
+            router._pool.retain([])
+            with pytest.raises(UnavailableError, match="closed under the call"):
+                await asyncio.wait_for(call, 10)
+        finally:
+            await router.close()
+    assert received == ["hung"]

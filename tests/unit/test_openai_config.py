@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import io
 from pathlib import Path
 
@@ -133,6 +134,19 @@ def test_every_failure_of_a_template_is_invalid_argument(
 def test_a_bounded_template_renders_under_the_limits() -> None:
     source = "{{ 'ab' * (messages[0].content|int) }}{{ 2 ** 10 }}{{ [0] * 2 }}"
     assert _rendered(source, "495") == "ab" * 495 + "1024[0, 0]"  # 1000 characters
+
+
+def test_templates_get_hugging_faces_globals_filters_and_loop_controls() -> None:
+    # What models' own chat templates (tokenizer_config.json) use, as transformers renders
+    # them: {% break %} (loopcontrols), strftime_now (Granite's and Llama 3.1's date lines),
+    # tojson with ensure_ascii=False and indent.
+    source = (
+        "{% for m in messages %}{% if loop.index > 1 %}{% break %}{% endif %}"
+        "{{ m.content }}{% endfor %}|{{ strftime_now('%Y') }}|"
+        "{{ {'k': messages[0].content} | tojson(indent=1) }}"
+    )
+    year = str(datetime.datetime.now().year)
+    assert _rendered(source, "é<b>") == f'é<b>|{year}|{{\n "k": "é<b>"\n}}'
 
 
 def test_a_broken_template_fails_at_start() -> None:

@@ -14,8 +14,10 @@ write nothing still cost CPU time: a template is the operator's code).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any, NoReturn
 
 from jinja2 import TemplateError
@@ -44,6 +46,25 @@ log = logging.getLogger(__name__)
 
 def _raise(message: str) -> NoReturn:
     raise InvalidArgumentError(f"the chat template refused the conversation: {message}")
+
+
+def _strftime_now(pattern: str) -> str:
+    """The local time, formatted: Hugging Face's template global."""
+    return datetime.now().strftime(pattern)
+
+
+def _tojson(
+    value: Any,
+    ensure_ascii: bool = False,
+    indent: int | None = None,
+    separators: tuple[str, str] | None = None,
+    sort_keys: bool = False,
+) -> str:
+    """Hugging Face's ``tojson``: plain JSON (Jinja's own escapes <, >, & and ' for HTML, and
+    has no ensure_ascii, separators or sort_keys), text the model was trained on."""
+    return json.dumps(
+        value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
+    )
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
@@ -81,8 +102,15 @@ class ChatTemplates:
 
     def __init__(self, models: Mapping[str, ModelConfig], limit: int = 32 << 20) -> None:
         self._limit = limit
-        env = _Sandbox(limit, trim_blocks=True, lstrip_blocks=True)
+        # The environment transformers renders chat templates in (apply_chat_template), so a
+        # model's own template works unchanged: loop controls ({% break %}), strftime_now
+        # (date lines of Granite's and Llama 3.1's templates), its tojson.
+        env = _Sandbox(
+            limit, trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
+        )
         env.globals["raise_exception"] = _raise
+        env.globals["strftime_now"] = _strftime_now
+        env.filters["tojson"] = _tojson
         self._templates = {}
         self._stops: dict[str, tuple[str, ...]] = {}
         for model_id, config in models.items():

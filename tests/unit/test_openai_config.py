@@ -147,6 +147,9 @@ def test_templates_get_hugging_faces_globals_filters_and_loop_controls() -> None
     )
     year = str(datetime.datetime.now().year)
     assert _rendered(source, "é<b>") == f'é<b>|{year}|{{\n "k": "é<b>"\n}}'
+    # transformers passes tools and documents as None when there are none; Mistral's
+    # template tests `tools is not none` (undefined would write an empty tool list).
+    assert _rendered("{{ tools is none }} {{ documents is none }}", "x") == "True True"
 
 
 def test_a_broken_template_fails_at_start() -> None:

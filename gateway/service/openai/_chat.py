@@ -140,7 +140,13 @@ class ChatTemplates:
                 "{chat_template: <Jinja>}}` or `chat_template_name: chatml` in the --config "
                 "file, or send a prompt to /v1/completions",
             )
-        variables = {"messages": list(messages), "add_generation_prompt": True}
+        # tools and documents as transformers passes them without any (Sax has no tools).
+        variables = {
+            "messages": list(messages),
+            "add_generation_prompt": True,
+            "tools": None,
+            "documents": None,
+        }
         try:
             return self._written(template.generate(variables, bos_token="", eos_token=""))
         except InvalidArgumentError:  # raise_exception(), or a prompt over the limit

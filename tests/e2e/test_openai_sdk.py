@@ -95,6 +95,8 @@ def test_streamed_completion_ends_cleanly_with_usage(client: openai.OpenAI) -> N
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
     assert chunks[-1].usage.completion_tokens == 5
     assert len({c.id for c in chunks}) == 1
+    # OpenAI's reference: with include_usage, every other chunk has "usage": null.
+    assert all("usage" in c.model_fields_set and c.usage is None for c in chunks[:-1])
 
 
 def test_chat_with_builtin_template_and_stop(client: openai.OpenAI) -> None:

@@ -69,8 +69,11 @@ def fitted(message: httpbody_pb2.HttpBody, limit: int, hint: str) -> httpbody_pb
 class Shape:
     """Builds the objects of one response (completion or chat) with its id, time and model."""
 
-    def __init__(self, chat: bool, model: str) -> None:
+    def __init__(self, chat: bool, model: str, include_usage: bool = False) -> None:
         self.chat = chat
+        # OpenAI's reference: with stream_options.include_usage, every chunk but the last
+        # has "usage": null (the last has the counts).
+        self._null_usage: dict[str, Any] = {"usage": None} if include_usage else {}
         self.id = new_id("chatcmpl" if chat else "cmpl")
         self.created = now()
         self.model = model
@@ -112,7 +115,7 @@ class Shape:
         else:
             choice = {"index": index, "text": text or "", "logprobs": None, "finish_reason": finish}
             head = self._head("text_completion")
-        return {**head, "choices": [choice], "system_fingerprint": None}
+        return {**head, "choices": [choice], **self._null_usage, "system_fingerprint": None}
 
     def usage_chunk(self, usage: dict[str, Any]) -> dict[str, Any]:
         """The last chunk with ``stream_options.include_usage``: no choices, the usage."""

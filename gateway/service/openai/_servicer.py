@@ -234,7 +234,8 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         model = self._resolve(name)
         texts, extra_stops = prompts(model)
         stops = all_stops(self._settings.models.get(model), (*sampling.stop, *extra_stops))
-        return _Completion(rs.Shape(chat=chat, model=name), model, texts, sampling, stops)
+        shape = rs.Shape(chat=chat, model=name, include_usage=sampling.include_usage)
+        return _Completion(shape, model, texts, sampling, stops)
 
     def _finish(
         self, model: str, text: str, stopped: bool, steps: int | None, limit: int | None

@@ -50,6 +50,10 @@ def test_prompt_and_stop_take_a_string_or_a_list() -> None:
             "JSON mode and structured outputs are not supported",
         ),
         ({"model": "m", "prompt": "a", "response_format": "json"}, "response_format", "object"),
+        # vLLM's own ways to the same (extra_body of code written for vLLM).
+        ({"model": "m", "prompt": "a", "guided_json": {}}, "guided_json", "constrain"),
+        ({"model": "m", "prompt": "a", "guided_choice": ["y"]}, "guided_choice", "constrain"),
+        ({"model": "m", "prompt": "a", "structured_outputs": {}}, "structured_outputs", "constr"),
         ({"prompt": "a"}, "model", "required"),
         ({"model": "m"}, "prompt", "required"),
     ],

@@ -10,6 +10,7 @@
 | ``stop``, ``stream``, ``stream_options``      | applied by the gateway                       |
 | ``user``, ``seed``, unknown fields            | accepted and ignored                         |
 | ``response_format`` (``text`` only)           | accepted; JSON mode and schemas are refused  |
+| vLLM's ``guided_*``, ``structured_outputs``   | refused, as JSON mode is                     |
 
 What Sax cannot do (log-probabilities, token-id prompts, echo, penalties, tools, ...) is
 INVALID_ARGUMENT naming the field, so the caller learns it instead of getting a silent default.
@@ -198,10 +199,24 @@ def _reject_unsupported(body: Mapping[str, Any]) -> None:
             )
 
 
+_GUIDED = (
+    "guided_json",
+    "guided_regex",
+    "guided_choice",
+    "guided_grammar",
+    "structured_outputs",
+)
+"""vLLM's own request fields for constrained decoding (in ``extra_body`` of code written for
+vLLM): as unknown fields they would be ignored, like any other."""
+
+
 def _reject_constrained_output(body: Mapping[str, Any]) -> None:
     """JSON mode and structured outputs constrain decoding (OpenAI and vLLM both do it); Sax
     cannot, and text that merely looks right sometimes would fail the caller's JSON parse
     later (the Python SDK's ``parse()`` raises a validation error) instead of here."""
+    for key in _GUIDED:
+        if body.get(key) is not None:
+            raise invalid(key, "not supported: Sax cannot constrain decoding (remove it)")
     value = body.get("response_format")
     if value is None:
         return

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 SERVICE = "/saxgateway.v1.SaxGateway/"
 #: gRPC method -> the Sax method name its model ACL is set on (``saxutil setacl M lm.generate``).
+#: Every model call must be here: only these pass the ACL check and take the per-client and
+#: per-model slots (tests/unit/test_service_access.py checks it against `_usage.DATA_METHODS`).
 SAX_METHODS = {
     "Generate": "lm.generate",
     "GenerateStream": "lm.generate_stream",
@@ -46,6 +48,9 @@ SAX_METHODS = {
     "Detect": "vm.detect",
     "ImageToText": "vm.image_to_text",
     "Recognize": "am.recognize",
+    "MultimodalGenerate": "mm.generate",
+    "MultimodalScore": "mm.score",
+    "MultimodalEmbed": "mm.embed",
 }
 ANONYMOUS = "anonymous"
 

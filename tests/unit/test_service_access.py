@@ -18,6 +18,7 @@ from gateway.client import (
 from gateway.config import AccessSettings, ModelLimit
 from gateway.service import _access as access_module
 from gateway.service._access import Access, Busy
+from gateway.service._usage import DATA_METHODS
 
 MODEL = "/sax/test/lm"
 
@@ -126,6 +127,32 @@ async def test_per_client_concurrency() -> None:
             await _admit(access, "team-a")
         await _admit(access, "team-b")
     await _admit(access, "team-a")
+
+
+async def test_multimodal_calls_honour_the_mm_generate_acl() -> None:
+    # `saxutil setacl /sax/test/mm mm.generate acl/readers` must hold for MultimodalGenerate
+    # as `lm.generate` does for Generate.
+    access = _access(
+        FakeClient({"mm.generate": "acl/readers"}),
+        groups=MappingProxyType({"readers": frozenset({"team-a"})}),
+    )
+    await _admit(access, "team-a", method="MultimodalGenerate")
+    with pytest.raises(PermissionDeniedError, match=r"mm\.generate on /sax/test/lm is limited"):
+        await _admit(access, "bob", method="MultimodalGenerate")
+
+
+@pytest.mark.parametrize("method", sorted(DATA_METHODS))
+async def test_every_model_call_counts_against_the_client_and_model_limits(method: str) -> None:
+    access = _access(
+        FakeClient(),
+        default_max_concurrent=1,
+        model=ModelLimit(max_in_flight=1, max_queued=0),
+    )
+    async with access.admit(method, Request(), FakeContext("team-a"), timeout=5):
+        with pytest.raises(ResourceExhaustedError, match="client team-a has 1 calls in flight"):
+            await _admit(access, "team-a", method=method)
+        with pytest.raises(ResourceExhaustedError, match="at its limit"):
+            await _admit(access, "team-b", method=method)
 
 
 def test_labels_are_bounded() -> None:

@@ -25,7 +25,7 @@ from gateway.service._metrics import FLUSH_INTERVAL_S, GatewayMetrics, use_direc
 from gateway.service._observe import GatewayObserver, TelemetryInterceptor
 from gateway.service._reflection import enable_reflection
 from gateway.service._servicer import SaxGatewayServicer
-from gateway.service._streams import StreamSlots
+from gateway.service._streams import StreamSlotInterceptor, StreamSlots
 from gateway.service._tracing import Tracing
 from gateway.service.openai import OpenAIGatewayServicer
 from gateway.service.openai._tokens import TokenCounter
@@ -103,6 +103,7 @@ class GatewayServer:
             client = Client(settings.client, observer=observer)
         access = Access(settings.access, client)
         tokens = TokenCounter(settings.models)
+        streams = StreamSlots(settings.max_streams_per_client, access.identity)
         # Telemetry outermost, so that it sees the status the caller gets; then errors, so
         # that refusals from the access checks become statuses.
         interceptors = [
@@ -111,6 +112,7 @@ class GatewayServer:
             ),
             ErrorInterceptor(),
             AccessInterceptor(access),
+            StreamSlotInterceptor(streams),
         ]
         server = grpc.aio.server(
             interceptors=interceptors,
@@ -123,7 +125,6 @@ class GatewayServer:
                 *HPACK_OPTIONS,
             ],
         )
-        streams = StreamSlots(settings.max_streams_per_client, access.identity)
         gateway_pb2_grpc.add_SaxGatewayServicer_to_server(
             SaxGatewayServicer(client, settings, streams), server
         )

@@ -11,6 +11,7 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
@@ -76,6 +77,16 @@ def test_grpc_with_credentials(stub: gateway_pb2_grpc.SaxGatewayStub, model: str
 
 def test_grpc_open_calls(stub: gateway_pb2_grpc.SaxGatewayStub) -> None:
     assert stub.GetInfo(pb.GetInfoRequest(), timeout=20).message == "HTTP Server for SAX Client"
+
+
+def test_health_watch_streams_without_credentials(secure: SecureStack) -> None:
+    # Open to everyone; its first update must arrive at once, not when the stream ends.
+    with sync_channel(secure.stack.grpc_address) as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(service=""), timeout=20
+        )
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        watch.cancel()
 
 
 def _grpc_web(secure: SecureStack, headers: dict[str, str]) -> httpx.Response:

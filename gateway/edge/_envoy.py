@@ -220,6 +220,9 @@ def _jwt(config: EdgeConfig) -> dict[str, Any]:
             "audiences": list(j.audiences),
             "local_jwks": {"filename": str(j.jwks_file)},
             "forward": False,
+            # Only where docs/security.md says: without it, Envoy also takes the
+            # `access_token` query parameter, and the access log writes paths out.
+            "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
             "claim_to_headers": [{"header_name": IDENTITY_HEADER, "claim_name": j.client_claim}],
             "payload_in_metadata": _JWT_PAYLOAD,
         }

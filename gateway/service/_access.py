@@ -28,6 +28,7 @@ from gateway.client import (
     UnavailableError,
 )
 from gateway.config import AccessSettings, ModelLimit
+from gateway.service._fields import with_slash
 from gateway.service._intercept import Streaming, Unary, WrappingInterceptor
 
 log = logging.getLogger(__name__)
@@ -274,8 +275,8 @@ class _Admission(AbstractAsyncContextManager[None]):
         self._model = ""
 
     async def __aenter__(self) -> None:
-        model = getattr(self._request, "model", None)
-        if not isinstance(model, str) or not model:
+        model = _named_model(self._request)
+        if model is None:
             return
         access = self._access
         client = access.identity(self._context)
@@ -315,6 +316,20 @@ class _Admission(AbstractAsyncContextManager[None]):
 @dataclass(frozen=True)
 class _Named:
     model: str
+
+
+def _named_model(request: Any) -> str | None:
+    """The model ID a request names, spelled as the servicer serves it (with its leading
+    slash: resource paths bind "sax/test/lm"), so that checks and limits apply to the model
+    the call reaches. GetAcl and SetAcl name a model or a cell in ``name``; a cell is no
+    model. Malformed IDs pass through: the servicer refuses them."""
+    model = getattr(request, "model", None)
+    if not isinstance(model, str) or not model:
+        name = getattr(request, "name", None)
+        if not isinstance(name, str) or with_slash(name).count("/") != 3:
+            return None
+        model = name
+    return with_slash(model)
 
 
 class _Slot:

@@ -75,6 +75,22 @@ async def test_sax_acl_admits_group_members_only() -> None:
     assert client.calls == 1  # ACLs are reused for a second
 
 
+async def test_a_model_id_without_its_leading_slash_is_the_same_model() -> None:
+    # Resource paths bind "sax/test/lm" (`POST /v1/sax/test/lm:generate`) and bodies may
+    # send it; the servicer serves /sax/test/lm for it, so its ACL and model list hold.
+    access = _access(
+        FakeClient({"lm.generate": "acl/readers"}),
+        groups=MappingProxyType({"readers": frozenset({"team-a"})}),
+        client_models=MappingProxyType({"team-b": ("/sax/test/*",)}),
+    )
+    bare = MODEL.removeprefix("/")
+    with pytest.raises(PermissionDeniedError, match="client bob is not in it"):
+        await _admit(access, "bob", model=bare)
+    with pytest.raises(PermissionDeniedError, match="client team-b is not in it"):
+        await _admit(access, "team-b", model=bare)  # in its model list, not in the ACL
+    await _admit(access, "team-a", model=bare)
+
+
 async def test_an_unlisted_group_admits_the_client_of_its_name() -> None:
     access = _access(FakeClient({"lm.generate": "acl/team-b"}))
     await _admit(access, "team-b")
@@ -91,6 +107,23 @@ async def test_model_lists() -> None:
     await _admit(access, "team-a")  # not listed: any model
     with pytest.raises(PermissionDeniedError, match="client team-b may not use /sax/test/lm"):
         await _admit(access, "team-b")
+
+
+@dataclass
+class NamedRequest:
+    """GetAcl's and SetAcl's shape: a cell or a model ID in ``name``."""
+
+    name: str
+
+
+async def test_model_lists_hold_for_calls_that_name_the_model_in_name() -> None:
+    access = _access(FakeClient(), client_models=MappingProxyType({"team-b": ("/sax/test/b-*",)}))
+    with pytest.raises(PermissionDeniedError, match="client team-b may not use /sax/test/lm"):
+        async with access.admit("GetAcl", NamedRequest(MODEL), FakeContext("team-b"), timeout=5):
+            pass
+    for name in ("/sax/test/b-lm", "/sax/test"):  # its own model; a cell is no model
+        async with access.admit("GetAcl", NamedRequest(name), FakeContext("team-b"), timeout=5):
+            pass
 
 
 async def test_model_gate_runs_some_queues_some_and_sheds_the_rest() -> None:

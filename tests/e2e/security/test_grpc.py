@@ -90,6 +90,22 @@ def test_a_jwt_in_the_query_string_is_no_credential(secure: SecureStack, model: 
         )
 
 
+def test_dot_segments_do_not_open_a_method(secure: SecureStack) -> None:
+    # `/docs` is open: a path that starts there but names a method must be judged as that
+    # method, not as the docs page (and must not reach the gateway without credentials).
+    request = pb.ListCellsRequest().SerializeToString()
+    with sync_channel(secure.stack.grpc_address) as channel:
+        for path in (
+            "/docs/../saxgateway.v1.SaxGateway/ListCells",
+            "/docs/x/../../saxgateway.v1.SaxGateway/ListCells",
+            "//saxgateway.v1.SaxGateway/ListCells",
+        ):
+            call = channel.unary_unary(path)
+            with pytest.raises(grpc.RpcError) as caught:
+                call(request, timeout=20)
+            assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED, path
+
+
 def test_grpc_open_calls(stub: gateway_pb2_grpc.SaxGatewayStub) -> None:
     assert stub.GetInfo(pb.GetInfoRequest(), timeout=20).message == "HTTP Server for SAX Client"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass, field
 from types import MappingProxyType, SimpleNamespace
 from typing import Any
@@ -17,7 +18,8 @@ from gateway.client import (
 )
 from gateway.config import AccessSettings, ModelLimit
 from gateway.service import _access as access_module
-from gateway.service._access import Access, Busy
+from gateway.service._access import Access
+from gateway.service._gates import Busy
 from gateway.service._usage import DATA_METHODS
 
 MODEL = "/sax/test/lm"
@@ -147,6 +149,36 @@ async def test_model_gate_runs_some_queues_some_and_sheds_the_rest() -> None:
     await asyncio.gather(first, second)
     assert order == ["a", "b"]
     assert access._gates == {}  # idle gates are dropped: memory stays bounded
+
+
+async def test_the_calls_of_one_request_stay_within_the_models_limit() -> None:
+    # An OpenAI request of many prompts (or embedding inputs) is one admission and many model
+    # calls: together they may use the model's free slots, never more, and never its queue.
+    access = _access(FakeClient(), model=ModelLimit(max_in_flight=3, max_queued=0))
+    running, peak = 0, 0
+    release = asyncio.Event()
+
+    async def call(number: int) -> int:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await release.wait()
+        running -= 1
+        return number
+
+    async def request() -> list[int]:
+        admission = access.admit("Generate", Request(), FakeContext("team-a"), timeout=5)
+        async with admission as admitted:
+            return await admitted.each([functools.partial(call, n) for n in range(8)])
+
+    first = asyncio.create_task(request())
+    await asyncio.sleep(0.01)
+    assert (running, peak) == (3, 3)
+    with pytest.raises(ResourceExhaustedError, match="at its limit"):
+        await _admit(access, "team-b")  # the model's slots are taken, and it has no queue
+    release.set()
+    assert await first == list(range(8))
+    assert peak == 3 and access._gates == {}
 
 
 async def test_per_client_concurrency() -> None:

@@ -106,6 +106,18 @@ def test_dot_segments_do_not_open_a_method(secure: SecureStack) -> None:
             assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED, path
 
 
+def test_grpc_request_over_the_body_limit_is_resource_exhausted(
+    stub: gateway_pb2_grpc.SaxGatewayStub, model: str
+) -> None:
+    # The secure stack's max_request_bytes is 64 KiB: Envoy refuses with 413, which a gRPC
+    # client must see as RESOURCE_EXHAUSTED, as HTTP clients see {"code": 8}, not UNKNOWN.
+    request = pb.GenerateRequest(model=model, query="x" * 70_000)
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Generate(request, metadata=TEAM_A, timeout=20)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert '"code":8' in caught.value.details()
+
+
 def test_grpc_open_calls(stub: gateway_pb2_grpc.SaxGatewayStub) -> None:
     assert stub.GetInfo(pb.GetInfoRequest(), timeout=20).message == "HTTP Server for SAX Client"
 

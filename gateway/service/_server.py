@@ -25,7 +25,7 @@ from gateway.service._metrics import FLUSH_INTERVAL_S, GatewayMetrics, use_direc
 from gateway.service._observe import GatewayObserver, TelemetryInterceptor
 from gateway.service._reflection import enable_reflection
 from gateway.service._servicer import SaxGatewayServicer
-from gateway.service._streams import StreamSlotInterceptor, StreamSlots
+from gateway.service._streams import StreamSlots
 from gateway.service._tracing import Tracing
 from gateway.service.openai import OpenAIGatewayServicer
 from gateway.service.openai._tokens import TokenCounter
@@ -112,7 +112,6 @@ class GatewayServer:
             ),
             ErrorInterceptor(),
             AccessInterceptor(access),
-            StreamSlotInterceptor(streams),
         ]
         server = grpc.aio.server(
             interceptors=interceptors,
@@ -131,7 +130,7 @@ class GatewayServer:
         openai_pb2_grpc.add_OpenAIGatewayServicer_to_server(
             OpenAIGatewayServicer(client, settings, access, streams, tokens), server
         )
-        health = HealthReporter(client, settings.health_interval)
+        health = HealthReporter(client, settings.health_interval, streams)
         health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
         enable_reflection(
             server,

@@ -12,13 +12,11 @@ SaxGateway and the OpenAI face count in the same slots.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, cast
 
 from gateway.client import ResourceExhaustedError
 from gateway.common.rpc import Context
-from gateway.service._intercept import Streaming, WrappingInterceptor
 
 #: The header Envoy's stream routes set to the client's address (envoy/envoy.yaml.tmpl).
 CLIENT_ADDRESS_HEADER = "x-saxgw-client-address"
@@ -71,28 +69,3 @@ class StreamSlots:
                 self._open[client] = left
             else:
                 del self._open[client]
-
-
-#: Open to anonymous callers (Envoy's `OPEN` paths) and as long-lived as a model stream.
-HEALTH_WATCH = "/grpc.health.v1.Health/Watch"
-
-
-class StreamSlotInterceptor(WrappingInterceptor):
-    """Holds one of the caller's stream slots for each Health/Watch call: the only long-lived
-    stream outside the gateway's own servicers (which hold theirs themselves)."""
-
-    def __init__(self, slots: StreamSlots) -> None:
-        super().__init__((HEALTH_WATCH,))
-        self._slots = slots
-
-    def wrap_streaming(self, method: str, behavior: Streaming) -> Streaming:
-        slots = self._slots
-        # grpcio-health-checking's Watch writes with context.write() and returns nothing: a
-        # coroutine, which grpc.aio serves differently from an async generator; so is this.
-        watch = cast(Callable[[Any, Any], Awaitable[None]], behavior)
-
-        async def stream(request: Any, context: Any) -> None:
-            with slots.hold(context):
-                await watch(request, context)
-
-        return cast(Streaming, stream)

@@ -271,6 +271,8 @@ class _Admission(AbstractAsyncContextManager["_Admission"]):
         one in the slot the request holds, more at once only in slots of the model that are
         free now, so that one request never exceeds the model's limit nor jumps its queue.
         The first failure cancels the others and is raised as is."""
+        if len(calls) == 1:  # the common case: no task, no group
+            return [await calls[0]()]
         pending = iter(enumerate(calls))
         done: dict[int, _T] = {}
 

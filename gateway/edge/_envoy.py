@@ -14,12 +14,12 @@ turns into the same JSON error body and HTTP status as the gateway's own errors.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from typing import Any
 
 from gateway.edge._paths import ADMIN, EXPOSABLE_PATHS, OPEN, OPEN_PREFIXES, REFLECTION_PREFIX
-from gateway.edge._schema import EdgeConfig, Rate
+from gateway.edge._ratelimit import rate_limit
+from gateway.edge._schema import EdgeConfig
 
 #: The header carrying the client id Envoy established; any copy a client sends is removed.
 IDENTITY_HEADER = "x-saxgw-client"
@@ -220,6 +220,9 @@ def _jwt(config: EdgeConfig) -> dict[str, Any]:
             "audiences": list(j.audiences),
             "local_jwks": {"filename": str(j.jwks_file)},
             "forward": False,
+            # Only where docs/security.md says: without it, Envoy also takes the
+            # `access_token` query parameter, and the access log writes paths out.
+            "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
             "claim_to_headers": [{"header_name": IDENTITY_HEADER, "claim_name": j.client_claim}],
             "payload_in_metadata": _JWT_PAYLOAD,
         }
@@ -238,76 +241,6 @@ def _jwt(config: EdgeConfig) -> dict[str, Any]:
         "envoy.filters.http.jwt_authn",
         "filters.http.jwt_authn.v3.JwtAuthentication",
         {"providers": providers, "rules": rules},
-    )
-
-
-def _bucket(rate: Rate) -> dict[str, Any]:
-    if rate.requests_per_second >= 1:
-        per_fill, interval = round(rate.requests_per_second), 1.0
-    else:
-        per_fill, interval = 1, 1 / rate.requests_per_second
-    return {
-        "max_tokens": rate.burst,
-        "tokens_per_fill": per_fill,
-        "fill_interval": f"{interval:.3f}s",
-    }
-
-
-def retry_after(rate: Rate) -> int:
-    """Seconds until a drained bucket holds a token again (the Retry-After header)."""
-    return max(1, math.ceil(1 / min(rate.requests_per_second, 1.0)))
-
-
-def _rate_limit(config: EdgeConfig) -> dict[str, Any] | None:
-    rates = {c: p.rate for c, p in config.clients.items() if p.rate is not None}
-    default = config.quotas.rate
-    if not rates and default is None:
-        return None
-    descriptors = [
-        {"entries": [{"key": "client", "value": c}], "token_bucket": _bucket(r)}
-        for c, r in sorted(rates.items())
-    ]
-    if default is not None:
-        # An empty value: one bucket per distinct client id.
-        descriptors.append({"entries": [{"key": "client"}], "token_bucket": _bucket(default)})
-    every = [*rates.values(), *([default] if default else [])]
-    always = {"default_value": {"numerator": 100, "denominator": "HUNDRED"}, "runtime_key": "x"}
-    return _filter(
-        "envoy.filters.http.local_ratelimit",
-        "filters.http.local_ratelimit.v3.LocalRateLimit",
-        {
-            "stat_prefix": "client_rate",
-            # The listener-wide bucket is not a quota; per-client descriptors are.
-            "token_bucket": {
-                "max_tokens": 1_000_000,
-                "tokens_per_fill": 1_000_000,
-                "fill_interval": "1s",
-            },
-            "filter_enabled": {**always, "runtime_key": "client_rate_enabled"},
-            "filter_enforced": {**always, "runtime_key": "client_rate_enforced"},
-            "rate_limited_as_resource_exhausted": True,
-            "enable_x_ratelimit_headers": "DRAFT_VERSION_03",
-            "response_headers_to_add": [
-                {
-                    "header": {"key": "retry-after", "value": str(max(map(retry_after, every)))},
-                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-                }
-            ],
-            "max_dynamic_descriptors": 10_000,
-            "rate_limits": [
-                {
-                    "actions": [
-                        {
-                            "request_headers": {
-                                "header_name": IDENTITY_HEADER,
-                                "descriptor_key": "client",
-                            }
-                        }
-                    ]
-                }
-            ],
-            "descriptors": descriptors,
-        },
     )
 
 
@@ -405,6 +338,6 @@ def auth_filters(config: EdgeConfig) -> list[dict[str, Any]]:
         filters.append(_api_keys(config))
     if config.authenticated:
         filters.append(_rbac(config))
-    if (limit := _rate_limit(config)) is not None:
+    if (limit := rate_limit(config, IDENTITY_HEADER)) is not None:
         filters.append(limit)
     return filters

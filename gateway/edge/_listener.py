@@ -93,6 +93,10 @@ def edge_values(config: EdgeConfig, origins: Sequence[str], sds_dir: Path) -> di
     hcm: dict[str, Any] = {
         "max_request_headers_kb": limits.max_request_headers_kb,
         "request_headers_timeout": f"{limits.request_headers_timeout:g}s",
+        # Paths as the rules that match them mean them: without these, `/docs/../<method>`
+        # passed the open `/docs` rules yet named a method, and `//x` escaped `/x`'s.
+        "normalize_path": True,
+        "merge_slashes": True,
     }
     common: dict[str, str] = {"idle_timeout": f"{limits.idle_timeout:g}s"}
     if limits.max_stream_duration > 0:  # 0: unbounded

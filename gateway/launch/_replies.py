@@ -128,11 +128,41 @@ def _method_mapper(regex: str, verbs: frozenset[str], openai: bool) -> dict[str,
     }
 
 
+def _grpc_mapper(status: int, code: int) -> dict[str, object]:
+    """A gRPC (or grpc-web) request's local reply carries the gRPC code of ``status`` in its
+    grpc-status, which Envoy would otherwise derive by its own table (413 -> UNKNOWN, 504 ->
+    UNAVAILABLE); the JSON body becomes its grpc-message, as for the other replies."""
+    is_grpc = {
+        "header_filter": {
+            "header": {"name": "content-type", "string_match": {"prefix": "application/grpc"}}
+        }
+    }
+    # The transcoder makes an HTTP/JSON request look like gRPC too; it keeps the HTTP path.
+    not_transcoded = {
+        "header_filter": {"header": {"name": "x-envoy-original-path", "present_match": False}}
+    }
+    return {
+        "filter": {
+            "and_filter": {"filters": [_status_filter("EQ", status), is_grpc, not_transcoded]}
+        },
+        "headers_to_add": [
+            {
+                "header": {"key": "grpc-status", "value": str(code)},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            }
+        ],
+        "body_format_override": _local_reply_body(code),
+    }
+
+
 def local_reply_mappers(descriptor: Path) -> list[dict[str, object]]:
     """``local_reply_config.mappers``: JSON bodies for error statuses only (>= 400), in
-    OpenAI's envelope on the OpenAI paths; the first mapper that matches wins. First, 405s
-    for the routes in ``descriptor`` (the set the transcoder serves)."""
+    OpenAI's envelope on the OpenAI paths, with the matching grpc-status for gRPC requests
+    (but 404: a method no route serves is UNIMPLEMENTED to gRPC); the first mapper that
+    matches wins. First, 405s for the routes in ``descriptor`` (the set the transcoder
+    serves)."""
     mappers = [_method_mapper(r.regex, r.verbs, r.openai) for r in routes(descriptor)]
+    mappers += [_grpc_mapper(s, c) for s, c in LOCAL_REPLY_CODES.items() if s != 404]
     mappers += [_openai_mapper("EQ", status, code) for status, code in LOCAL_REPLY_CODES.items()]
     mappers.append(_openai_mapper("GE", 400, _UNKNOWN))
     mappers += [

@@ -13,10 +13,10 @@ import contextvars
 import fnmatch
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from gateway.client import (
     Client,
@@ -24,16 +24,19 @@ from gateway.client import (
     InvalidArgumentError,
     NotFoundError,
     PermissionDeniedError,
-    ResourceExhaustedError,
     UnavailableError,
 )
-from gateway.config import AccessSettings, ModelLimit
+from gateway.config import AccessSettings
+from gateway.service._fields import with_slash
+from gateway.service._gates import Gate, Slot
 from gateway.service._intercept import Streaming, Unary, WrappingInterceptor
 
 log = logging.getLogger(__name__)
 
 SERVICE = "/saxgateway.v1.SaxGateway/"
 #: gRPC method -> the Sax method name its model ACL is set on (``saxutil setacl M lm.generate``).
+#: Every model call must be here: only these pass the ACL check and take the per-client and
+#: per-model slots (tests/unit/test_service_access.py checks it against `_usage.DATA_METHODS`).
 SAX_METHODS = {
     "Generate": "lm.generate",
     "GenerateStream": "lm.generate_stream",
@@ -46,44 +49,16 @@ SAX_METHODS = {
     "Detect": "vm.detect",
     "ImageToText": "vm.image_to_text",
     "Recognize": "am.recognize",
+    "MultimodalGenerate": "mm.generate",
+    "MultimodalScore": "mm.score",
+    "MultimodalEmbed": "mm.embed",
 }
 ANONYMOUS = "anonymous"
+_T = TypeVar("_T")
 
 
 class _Metadata(Protocol):
     def invocation_metadata(self) -> Any: ...
-
-
-class Busy(ResourceExhaustedError):
-    """A limit is full; the caller may retry after a second (the Retry-After header).
-
-    No x-ratelimit-* headers here: Envoy's rate limit adds those, about the client's bucket.
-    """
-
-    metadata = (("retry-after", "1"),)
-
-
-class _Gate:
-    """At most ``max_in_flight`` calls at once; ``max_queued`` more wait; the rest are Busy."""
-
-    def __init__(self, limit: ModelLimit) -> None:
-        self._slots = asyncio.Semaphore(limit.max_in_flight)
-        self._max_queued = limit.max_queued
-        self.waiting = 0
-        self.users = 0
-
-    async def acquire(self, model: str) -> None:
-        if self._slots.locked() and self.waiting >= self._max_queued:
-            log.debug("model=%s shed a call: %d waiting", model, self.waiting)
-            raise Busy(f"{model} is at its limit of calls in flight and queued; retry later")
-        self.waiting += 1
-        try:
-            await self._slots.acquire()
-        finally:
-            self.waiting -= 1
-
-    def release(self) -> None:
-        self._slots.release()
 
 
 class Access:
@@ -92,7 +67,7 @@ class Access:
     def __init__(self, settings: AccessSettings, client: Client) -> None:
         self._settings = settings
         self._client = client
-        self._gates: dict[str, _Gate] = {}
+        self._gates: dict[str, Gate] = {}
         self._per_client: dict[str, int] = {}
         self._acls: dict[str, tuple[float, dict[str, str]]] = {}
         self._fetching: dict[str, asyncio.Future[dict[str, str]]] = {}
@@ -223,27 +198,23 @@ class Access:
                 f"{method} on {model} is limited to {acl}; client {who} is not in it"
             )
 
-    def admit(
-        self, method: str, request: Any, context: _Metadata, timeout: float
-    ) -> AbstractAsyncContextManager[None]:
+    def admit(self, method: str, request: Any, context: _Metadata, timeout: float) -> _Admission:
         """Checks ``request`` and holds its concurrency slots while the body runs."""
         return _Admission(self, method, request, context, timeout)
 
-    def admit_model(
-        self, method: str, model: str, context: _Metadata
-    ) -> AbstractAsyncContextManager[None]:
+    def admit_model(self, method: str, model: str, context: _Metadata) -> _Admission:
         """`admit` for a call whose model is not a proto field, as on the OpenAI face (whose
         body is OpenAI's JSON): ``method`` is the SaxGateway method it stands for."""
         return self.admit(method, _Named(model), context, _timeout(context))
 
-    def _client_slot(self, client: str | None) -> _Slot:
+    def _client_slot(self, client: str | None) -> Slot:
         limit = self._settings.client_max_concurrent.get(client or "")
         if limit is None:
             limit = self._settings.default_max_concurrent
-        return _Slot(self._per_client, client or ANONYMOUS, limit)
+        return Slot(self._per_client, client or ANONYMOUS, limit)
 
 
-class _Admission(AbstractAsyncContextManager[None]):
+class _Admission(AbstractAsyncContextManager["_Admission"]):
     """`Access.admit`, as a plain object rather than an ``@asynccontextmanager``: every open
     stream holds one for its whole life, and this is a third of the size of the generator,
     its frame and the wrapper that one costs (and a little less work per unary call)."""
@@ -264,26 +235,26 @@ class _Admission(AbstractAsyncContextManager[None]):
     ) -> None:
         self._access, self._method, self._request = access, method, request
         self._context, self._timeout = context, timeout
-        self._gate: _Gate | None = None
-        self._slot: _Slot | None = None
+        self._gate: Gate | None = None
+        self._slot: Slot | None = None
         self._model = ""
 
-    async def __aenter__(self) -> None:
-        model = getattr(self._request, "model", None)
-        if not isinstance(model, str) or not model:
-            return
+    async def __aenter__(self) -> _Admission:
+        model = _named_model(self._request)
+        if model is None:
+            return self
         access = self._access
         client = access.identity(self._context)
         access._check_models(client, model)
         sax_method = SAX_METHODS.get(self._method)
         if sax_method is None:
-            return
+            return self
         await access._check_acl(client, model, sax_method, self._timeout)
         slot = access._client_slot(client)
         slot.__enter__()
         gate = access._gates.get(model)
         if gate is None:
-            gate = access._gates[model] = _Gate(
+            gate = access._gates[model] = Gate(
                 access._settings.models.get(model, access._settings.model)
             )
         gate.users += 1
@@ -293,6 +264,36 @@ class _Admission(AbstractAsyncContextManager[None]):
             self._leave(gate, model, slot)
             raise
         self._gate, self._slot, self._model = gate, slot, model
+        return self
+
+    async def each(self, calls: Sequence[Callable[[], Awaitable[_T]]]) -> list[_T]:
+        """Runs ``calls``, this request's model calls (an OpenAI request's prompts or inputs):
+        one in the slot the request holds, more at once only in slots of the model that are
+        free now, so that one request never exceeds the model's limit nor jumps its queue.
+        The first failure cancels the others and is raised as is."""
+        if len(calls) == 1:  # the common case: no task, no group
+            return [await calls[0]()]
+        pending = iter(enumerate(calls))
+        done: dict[int, _T] = {}
+
+        async def worker(extra: bool) -> None:
+            try:
+                for number, call in pending:
+                    done[number] = await call()
+            finally:
+                if extra and self._gate is not None:
+                    self._gate.release()
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(worker(False))
+                for _ in range(len(calls) - 1):
+                    if self._gate is None or not await self._gate.try_acquire():
+                        break
+                    group.create_task(worker(True))
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+        return [done[number] for number in range(len(calls))]
 
     async def __aexit__(self, *exc: object) -> None:
         gate, slot = self._gate, self._slot
@@ -300,7 +301,7 @@ class _Admission(AbstractAsyncContextManager[None]):
             gate.release()
             self._leave(gate, self._model, slot)
 
-    def _leave(self, gate: _Gate, model: str, slot: _Slot) -> None:
+    def _leave(self, gate: Gate, model: str, slot: Slot) -> None:
         gate.users -= 1
         if not gate.users:
             del self._access._gates[model]
@@ -312,22 +313,18 @@ class _Named:
     model: str
 
 
-class _Slot:
-    def __init__(self, counts: dict[str, int], client: str, limit: int | None) -> None:
-        self._counts, self._client, self._limit = counts, client, limit
-
-    def __enter__(self) -> None:
-        held = self._counts.get(self._client, 0)
-        if self._limit is not None and held >= self._limit:
-            raise Busy(f"client {self._client} has {held} calls in flight, its limit; retry later")
-        self._counts[self._client] = held + 1
-
-    def __exit__(self, *exc: object) -> None:
-        held = self._counts[self._client] - 1
-        if held:
-            self._counts[self._client] = held
-        else:
-            del self._counts[self._client]
+def _named_model(request: Any) -> str | None:
+    """The model ID a request names, spelled as the servicer serves it (with its leading
+    slash: resource paths bind "sax/test/lm"), so that checks and limits apply to the model
+    the call reaches. GetAcl and SetAcl name a model or a cell in ``name``; a cell is no
+    model. Malformed IDs pass through: the servicer refuses them."""
+    model = getattr(request, "model", None)
+    if not isinstance(model, str) or not model:
+        name = getattr(request, "name", None)
+        if not isinstance(name, str) or with_slash(name).count("/") != 3:
+            return None
+        model = name
+    return with_slash(model)
 
 
 _ACL_TIMEOUT = 10.0

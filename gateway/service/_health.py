@@ -18,6 +18,8 @@ import logging
 from grpc_health.v1 import health, health_pb2
 
 from gateway.client import Client, SaxError
+from gateway.common.rpc import Context
+from gateway.service._streams import StreamSlots
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +41,25 @@ async def cell_reachable(client: Client, timeout: float) -> bool:
     return False
 
 
-class HealthReporter:
-    """Probes the cell every ``interval`` seconds and publishes SERVING / NOT_SERVING."""
+class _CountedHealth(health.aio.HealthServicer):  # type: ignore[misc]
+    """grpc.health.v1, whose Watch streams each hold one of the caller's stream slots: Watch
+    is open to anonymous callers and lasts as long as they like, like a model stream."""
 
-    def __init__(self, client: Client, interval: float) -> None:
-        self.servicer = health.aio.HealthServicer()
+    def __init__(self, slots: StreamSlots) -> None:
+        super().__init__()
+        self._slots = slots
+
+    async def Watch(self, request: health_pb2.HealthCheckRequest, context: Context) -> None:
+        with self._slots.hold(context):
+            await super().Watch(request, context)
+
+
+class HealthReporter:
+    """Probes the cell every ``interval`` seconds and publishes SERVING / NOT_SERVING;
+    ``slots`` bound each caller's Watch streams."""
+
+    def __init__(self, client: Client, interval: float, slots: StreamSlots) -> None:
+        self.servicer = _CountedHealth(slots)
         self._client = client
         self._interval = interval
         self._task: asyncio.Task[None] | None = None

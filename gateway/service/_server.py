@@ -103,6 +103,7 @@ class GatewayServer:
             client = Client(settings.client, observer=observer)
         access = Access(settings.access, client)
         tokens = TokenCounter(settings.models)
+        streams = StreamSlots(settings.max_streams_per_client, access.identity)
         # Telemetry outermost, so that it sees the status the caller gets; then errors, so
         # that refusals from the access checks become statuses.
         interceptors = [
@@ -123,14 +124,13 @@ class GatewayServer:
                 *HPACK_OPTIONS,
             ],
         )
-        streams = StreamSlots(settings.max_streams_per_client, access.identity)
         gateway_pb2_grpc.add_SaxGatewayServicer_to_server(
             SaxGatewayServicer(client, settings, streams), server
         )
         openai_pb2_grpc.add_OpenAIGatewayServicer_to_server(
             OpenAIGatewayServicer(client, settings, access, streams, tokens), server
         )
-        health = HealthReporter(client, settings.health_interval)
+        health = HealthReporter(client, settings.health_interval, streams)
         health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
         enable_reflection(
             server,

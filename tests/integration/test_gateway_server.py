@@ -177,6 +177,28 @@ async def test_health_watch_reports_not_serving_when_the_gateway_stops(
         await stopping
 
 
+async def test_health_watch_streams_count_against_the_clients_stream_limit(
+    tmp_path: Path,
+) -> None:
+    # Health/Watch is open to anonymous callers and lasts until they leave: without a limit,
+    # one client could hold any number of them.
+    async with (
+        running_gateway(str(tmp_path), max_streams_per_client=1) as server,
+        aio_channel(server.address) as channel,
+    ):
+        health = health_pb2_grpc.HealthStub(channel)
+        first = health.Watch(health_pb2.HealthCheckRequest(service=""))
+        assert (await first.read()).status == NOT_SERVING
+        second = health.Watch(health_pb2.HealthCheckRequest(service=""))
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await second.read()
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        first.cancel()
+        third = health.Watch(health_pb2.HealthCheckRequest(service=""))
+        assert (await third.read()).status == NOT_SERVING  # a closed stream frees its slot
+        third.cancel()
+
+
 async def test_health_is_not_serving_without_a_cell(tmp_path: Path) -> None:
     async with (
         running_gateway(str(tmp_path)) as server,

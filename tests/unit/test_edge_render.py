@@ -266,3 +266,20 @@ def test_stream_routes_hand_the_gateway_the_clients_address(tmp_path: Path) -> N
         for method in methods:
             route = _route(routes, f"/{service.full_name}/{method.name}")
             assert route.get("request_headers_to_add") == expected, method.name
+
+
+def test_health_watch_is_routed_as_a_stream(tmp_path: Path) -> None:
+    # Open to anonymous callers and long-lived: on the catch-all route its updates were held
+    # back by cost_header, and each stream held one of the unary calls' (HIGH) slots.
+    config = _render(tmp_path, {})
+    listener = config["static_resources"]["listeners"][0]
+    routes = listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"][
+        "virtual_hosts"
+    ][0]["routes"]
+    route = _route(routes, "/grpc.health.v1.Health/Watch")
+    assert route["route"]["priority"] == "DEFAULT"
+    assert route["route"]["timeout"] == "0s"
+    assert "cost_header" not in route.get("typed_per_filter_config", {})
+    [address] = route["request_headers_to_add"]
+    assert address["header"]["key"] == CLIENT_ADDRESS_HEADER
+    assert _route(routes, "/grpc.health.v1.Health/Check")["route"]["priority"] == "HIGH"

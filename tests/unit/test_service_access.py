@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass, field
 from types import MappingProxyType, SimpleNamespace
 from typing import Any
@@ -17,7 +18,9 @@ from gateway.client import (
 )
 from gateway.config import AccessSettings, ModelLimit
 from gateway.service import _access as access_module
-from gateway.service._access import Access, Busy
+from gateway.service._access import Access
+from gateway.service._gates import Busy
+from gateway.service._usage import DATA_METHODS
 
 MODEL = "/sax/test/lm"
 
@@ -74,6 +77,22 @@ async def test_sax_acl_admits_group_members_only() -> None:
     assert client.calls == 1  # ACLs are reused for a second
 
 
+async def test_a_model_id_without_its_leading_slash_is_the_same_model() -> None:
+    # Resource paths bind "sax/test/lm" (`POST /v1/sax/test/lm:generate`) and bodies may
+    # send it; the servicer serves /sax/test/lm for it, so its ACL and model list hold.
+    access = _access(
+        FakeClient({"lm.generate": "acl/readers"}),
+        groups=MappingProxyType({"readers": frozenset({"team-a"})}),
+        client_models=MappingProxyType({"team-b": ("/sax/test/*",)}),
+    )
+    bare = MODEL.removeprefix("/")
+    with pytest.raises(PermissionDeniedError, match="client bob is not in it"):
+        await _admit(access, "bob", model=bare)
+    with pytest.raises(PermissionDeniedError, match="client team-b is not in it"):
+        await _admit(access, "team-b", model=bare)  # in its model list, not in the ACL
+    await _admit(access, "team-a", model=bare)
+
+
 async def test_an_unlisted_group_admits_the_client_of_its_name() -> None:
     access = _access(FakeClient({"lm.generate": "acl/team-b"}))
     await _admit(access, "team-b")
@@ -90,6 +109,23 @@ async def test_model_lists() -> None:
     await _admit(access, "team-a")  # not listed: any model
     with pytest.raises(PermissionDeniedError, match="client team-b may not use /sax/test/lm"):
         await _admit(access, "team-b")
+
+
+@dataclass
+class NamedRequest:
+    """GetAcl's and SetAcl's shape: a cell or a model ID in ``name``."""
+
+    name: str
+
+
+async def test_model_lists_hold_for_calls_that_name_the_model_in_name() -> None:
+    access = _access(FakeClient(), client_models=MappingProxyType({"team-b": ("/sax/test/b-*",)}))
+    with pytest.raises(PermissionDeniedError, match="client team-b may not use /sax/test/lm"):
+        async with access.admit("GetAcl", NamedRequest(MODEL), FakeContext("team-b"), timeout=5):
+            pass
+    for name in ("/sax/test/b-lm", "/sax/test"):  # its own model; a cell is no model
+        async with access.admit("GetAcl", NamedRequest(name), FakeContext("team-b"), timeout=5):
+            pass
 
 
 async def test_model_gate_runs_some_queues_some_and_sheds_the_rest() -> None:
@@ -115,6 +151,36 @@ async def test_model_gate_runs_some_queues_some_and_sheds_the_rest() -> None:
     assert access._gates == {}  # idle gates are dropped: memory stays bounded
 
 
+async def test_the_calls_of_one_request_stay_within_the_models_limit() -> None:
+    # An OpenAI request of many prompts (or embedding inputs) is one admission and many model
+    # calls: together they may use the model's free slots, never more, and never its queue.
+    access = _access(FakeClient(), model=ModelLimit(max_in_flight=3, max_queued=0))
+    running, peak = 0, 0
+    release = asyncio.Event()
+
+    async def call(number: int) -> int:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await release.wait()
+        running -= 1
+        return number
+
+    async def request() -> list[int]:
+        admission = access.admit("Generate", Request(), FakeContext("team-a"), timeout=5)
+        async with admission as admitted:
+            return await admitted.each([functools.partial(call, n) for n in range(8)])
+
+    first = asyncio.create_task(request())
+    await asyncio.sleep(0.01)
+    assert (running, peak) == (3, 3)
+    with pytest.raises(ResourceExhaustedError, match="at its limit"):
+        await _admit(access, "team-b")  # the model's slots are taken, and it has no queue
+    release.set()
+    assert await first == list(range(8))
+    assert peak == 3 and access._gates == {}
+
+
 async def test_per_client_concurrency() -> None:
     access = _access(
         FakeClient(),
@@ -126,6 +192,32 @@ async def test_per_client_concurrency() -> None:
             await _admit(access, "team-a")
         await _admit(access, "team-b")
     await _admit(access, "team-a")
+
+
+async def test_multimodal_calls_honour_the_mm_generate_acl() -> None:
+    # `saxutil setacl /sax/test/mm mm.generate acl/readers` must hold for MultimodalGenerate
+    # as `lm.generate` does for Generate.
+    access = _access(
+        FakeClient({"mm.generate": "acl/readers"}),
+        groups=MappingProxyType({"readers": frozenset({"team-a"})}),
+    )
+    await _admit(access, "team-a", method="MultimodalGenerate")
+    with pytest.raises(PermissionDeniedError, match=r"mm\.generate on /sax/test/lm is limited"):
+        await _admit(access, "bob", method="MultimodalGenerate")
+
+
+@pytest.mark.parametrize("method", sorted(DATA_METHODS))
+async def test_every_model_call_counts_against_the_client_and_model_limits(method: str) -> None:
+    access = _access(
+        FakeClient(),
+        default_max_concurrent=1,
+        model=ModelLimit(max_in_flight=1, max_queued=0),
+    )
+    async with access.admit(method, Request(), FakeContext("team-a"), timeout=5):
+        with pytest.raises(ResourceExhaustedError, match="client team-a has 1 calls in flight"):
+            await _admit(access, "team-a", method=method)
+        with pytest.raises(ResourceExhaustedError, match="at its limit"):
+            await _admit(access, "team-b", method=method)
 
 
 def test_labels_are_bounded() -> None:

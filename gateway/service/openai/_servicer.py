@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from typing import Any, NamedTuple, TypeVar
+from collections.abc import AsyncIterator, Callable, Sequence
+from functools import partial
+from typing import Any, NamedTuple
 from urllib.parse import unquote
 
 from google.api.httpbody_pb2 import HttpBody
@@ -55,18 +56,6 @@ and the models' Sax ACLs), as OpenAI lists the models an API key can use."""
 
 _LESS_TEXT = "send fewer or shorter prompts, or a lower n or max_tokens"
 """How to make a completion's response smaller."""
-
-_T = TypeVar("_T")
-
-
-async def _gather(calls: Iterable[Awaitable[_T]]) -> list[_T]:
-    """Runs calls concurrently; the first failure cancels the others and is raised as is."""
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(call) for call in calls]  # type: ignore[arg-type,var-annotated]
-    except BaseExceptionGroup as failed:
-        raise failed.exceptions[0] from None
-    return [task.result() for task in tasks]
 
 
 class _Completion(NamedTuple):
@@ -261,8 +250,9 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         # (the decoding three times over, then a failure). OpenAI and vLLM do not cut it;
         # the SDKs themselves wait 600 s, as long as a stream may last here.
         options = self._options(context, sampling, self._settings.stream_timeout)
-        async with self._access.admit_model("Generate", model, context):
-            results = await _gather(self._client.lm_generate(model, p, options) for p in prompts)
+        generate = self._client.lm_generate
+        async with self._access.admit_model("Generate", model, context) as admitted:
+            results = await admitted.each([partial(generate, model, p, options) for p in prompts])
         choices = []
         for samples in results:
             _check_samples(model, len(samples), sampling.n)
@@ -357,9 +347,9 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         req = rq.embedding_request(rq.parse_body(request.body.data))
         model = self._resolve(req.model)
         options = self._options(context, None, self._settings.default_timeout)
-        async with self._access.admit_model("Embed", model, context):
-            inputs = req.inputs
-            vectors = await _gather(self._client.lm_embed(model, text, options) for text in inputs)
+        embed = self._client.lm_embed
+        async with self._access.admit_model("Embed", model, context) as admitted:
+            vectors = await admitted.each([partial(embed, model, t, options) for t in req.inputs])
         size = len(vectors[0])
         if req.dimensions is not None and req.dimensions != size:
             raise f.invalid(

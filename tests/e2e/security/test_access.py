@@ -79,6 +79,10 @@ def test_sax_acl_set_on_the_cell_protects_the_model(
         )
         assert _generate(http, model, TEAM_A).status_code == 200
         assert _generate(http, model, OPS).status_code == 200
+        # The resource path binds the ID without its leading slash: the same model, same ACL.
+        bare = http.post(f"/v1{model}:generate", json={"query": "q"}, headers=carol)
+        assert bare.json() == refused.json() | {"details": bare.json()["details"]}
+        assert bare.status_code == 403
         # Other methods have no ACL.
         score = http.post("/score", json={"model": model, "suffix": ["x"]}, headers=carol)
         assert score.status_code == 200, score.text
@@ -90,6 +94,8 @@ def test_client_limited_to_some_models(secure: SecureStack, http: httpx.Client) 
     allowed = "/sax/test/sec-b-lm"
     with published(secure.stack, allowed, TEST_LM, {"text": "ok"}, headers=OPS):
         assert _generate(http, allowed, TEAM_B).status_code == 200
+        own = http.post(f"/v1{allowed}:generate", json={"query": "q"}, headers=TEAM_B)
+        assert own.status_code == 200, own.text
         response = _generate(http, "/sax/test/sec-other", TEAM_B)
         assert response.status_code == 403
         assert response.json() == gateway_error(

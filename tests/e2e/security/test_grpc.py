@@ -11,13 +11,14 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.launch.envoy import descriptor_set
 from tests._grpc import sync_channel
 from tests.e2e._published import TEST_LM, published
-from tests.e2e.security.conftest import OPS_KEY, TEAM_A_KEY, SecureStack
+from tests.e2e.security.conftest import ISSUER, OPS_KEY, TEAM_A_KEY, SecureStack
 from tests.e2e.test_grpc_web import _frame, _unframe
 
 pytestmark = pytest.mark.e2e
@@ -74,8 +75,69 @@ def test_grpc_with_credentials(stub: gateway_pb2_grpc.SaxGatewayStub, model: str
     )
 
 
+def _raw(channel: grpc.Channel, path: str) -> grpc.UnaryUnaryMultiCallable[bytes, bytes]:
+    """A unary call to ``path`` as written, serialized bytes in and out (a stub would only
+    call the method's own path)."""
+    call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+        path, request_serializer=None, response_deserializer=None
+    )
+    return call
+
+
+def test_a_jwt_in_the_query_string_is_no_credential(secure: SecureStack, model: str) -> None:
+    # Envoy's jwt_authn would also take `?access_token=`, which the access log writes out
+    # with the path; the documented place is the Authorization header only.
+    token = secure.signer.token({"iss": ISSUER, "aud": "saxgw", "sub": "carol"})
+    request = pb.GenerateRequest(model=model, query="q").SerializeToString()
+    with sync_channel(secure.stack.grpc_address) as channel:
+        path = f"/saxgateway.v1.SaxGateway/Generate?access_token={token}"
+        call = _raw(channel, path)
+        assert _code(lambda: call(request, timeout=20)) == grpc.StatusCode.UNAUTHENTICATED
+        bearer = (("authorization", f"Bearer {token}"),)
+        assert _raw(channel, "/saxgateway.v1.SaxGateway/Generate")(
+            request, metadata=bearer, timeout=20
+        )
+
+
+def test_dot_segments_do_not_open_a_method(secure: SecureStack) -> None:
+    # `/docs` is open: a path that starts there but names a method must be judged as that
+    # method, not as the docs page (and must not reach the gateway without credentials).
+    request = pb.ListCellsRequest().SerializeToString()
+    with sync_channel(secure.stack.grpc_address) as channel:
+        for path in (
+            "/docs/../saxgateway.v1.SaxGateway/ListCells",
+            "/docs/x/../../saxgateway.v1.SaxGateway/ListCells",
+            "//saxgateway.v1.SaxGateway/ListCells",
+        ):
+            with pytest.raises(grpc.RpcError) as caught:
+                _raw(channel, path)(request, timeout=20)
+            assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED, path
+
+
+def test_grpc_request_over_the_body_limit_is_resource_exhausted(
+    stub: gateway_pb2_grpc.SaxGatewayStub, model: str
+) -> None:
+    # The secure stack's max_request_bytes is 64 KiB: Envoy refuses with 413, which a gRPC
+    # client must see as RESOURCE_EXHAUSTED, as HTTP clients see {"code": 8}, not UNKNOWN.
+    request = pb.GenerateRequest(model=model, query="x" * 70_000)
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Generate(request, metadata=TEAM_A, timeout=20)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert '"code":8' in (caught.value.details() or "")
+
+
 def test_grpc_open_calls(stub: gateway_pb2_grpc.SaxGatewayStub) -> None:
     assert stub.GetInfo(pb.GetInfoRequest(), timeout=20).message == "HTTP Server for SAX Client"
+
+
+def test_health_watch_streams_without_credentials(secure: SecureStack) -> None:
+    # Open to everyone; its first update must arrive at once, not when the stream ends.
+    with sync_channel(secure.stack.grpc_address) as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(service=""), timeout=20
+        )
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        watch.cancel()
 
 
 def _grpc_web(secure: SecureStack, headers: dict[str, str]) -> httpx.Response:

@@ -1,0 +1,101 @@
+"""Envoy's per-client token buckets (`quotas.rate`, `clients.<id>.rate`): the
+`local_ratelimit` filter, keyed by the client id the auth filters set, or by the caller's
+address when there is none."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from gateway.edge._schema import EdgeConfig, Rate
+
+_TYPE = "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"
+
+
+def _bucket(rate: Rate) -> dict[str, Any]:
+    if rate.requests_per_second >= 1:
+        per_fill, interval = round(rate.requests_per_second), 1.0
+    else:
+        per_fill, interval = 1, 1 / rate.requests_per_second
+    return {
+        "max_tokens": rate.burst,
+        "tokens_per_fill": per_fill,
+        "fill_interval": f"{interval:.3f}s",
+    }
+
+
+def retry_after(rate: Rate) -> int:
+    """Seconds until a drained bucket holds a token again (the Retry-After header)."""
+    return max(1, math.ceil(1 / min(rate.requests_per_second, 1.0)))
+
+
+def _anonymous(identity_header: str) -> dict[str, Any]:
+    """A rate-limit action that matches requests without the identity header."""
+    return {
+        "header_value_match": {
+            "descriptor_key": "anonymous",
+            "descriptor_value": "address",
+            "headers": [{"name": identity_header, "present_match": False}],
+        }
+    }
+
+
+def rate_limit(config: EdgeConfig, identity_header: str) -> dict[str, Any] | None:
+    """The filter, or None when the config sets no rate; ``identity_header`` carries the
+    client id."""
+    rates = {c: p.rate for c, p in config.clients.items() if p.rate is not None}
+    default = config.quotas.rate
+    if not rates and default is None:
+        return None
+    descriptors = [
+        {"entries": [{"key": "client", "value": c}], "token_bucket": _bucket(r)}
+        for c, r in sorted(rates.items())
+    ]
+    rate_limits: list[dict[str, Any]] = [
+        {
+            "actions": [
+                {"request_headers": {"header_name": identity_header, "descriptor_key": "client"}}
+            ]
+        }
+    ]
+    if default is not None:
+        # An empty value: one bucket per distinct client id.
+        descriptors.append({"entries": [{"key": "client"}], "token_bucket": _bucket(default)})
+        # A caller without an identity (no credentials configured, or an open path) has no
+        # client id, and no descriptor would match it: it is its address, as for the stream
+        # limit (the peer's, or behind `trusted_proxy_hops` proxies the one they forwarded).
+        descriptors.append(
+            {
+                "entries": [{"key": "anonymous", "value": "address"}, {"key": "remote_address"}],
+                "token_bucket": _bucket(default),
+            }
+        )
+        rate_limits.append({"actions": [_anonymous(identity_header), {"remote_address": {}}]})
+    every = [*rates.values(), *([default] if default else [])]
+    always = {"default_value": {"numerator": 100, "denominator": "HUNDRED"}, "runtime_key": "x"}
+    return {
+        "name": "envoy.filters.http.local_ratelimit",
+        "typed_config": {
+            "@type": _TYPE,
+            "stat_prefix": "client_rate",
+            # The listener-wide bucket is not a quota; per-client descriptors are.
+            "token_bucket": {
+                "max_tokens": 1_000_000,
+                "tokens_per_fill": 1_000_000,
+                "fill_interval": "1s",
+            },
+            "filter_enabled": {**always, "runtime_key": "client_rate_enabled"},
+            "filter_enforced": {**always, "runtime_key": "client_rate_enforced"},
+            "rate_limited_as_resource_exhausted": True,
+            "enable_x_ratelimit_headers": "DRAFT_VERSION_03",
+            "response_headers_to_add": [
+                {
+                    "header": {"key": "retry-after", "value": str(max(map(retry_after, every)))},
+                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                }
+            ],
+            "max_dynamic_descriptors": 10_000,
+            "rate_limits": rate_limits,
+            "descriptors": descriptors,
+        },
+    }

@@ -33,8 +33,13 @@ from gateway.client._router import Router
 from gateway.client._types import CellStats, ClientSettings, ModelDetail
 from gateway.common.closing import AsyncClosing
 from gateway.common.deadline import Deadline
-from gateway.common.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
-from gateway.common.storage import Storage, open_storage
+from gateway.common.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    UnavailableError,
+)
+from gateway.common.storage import Storage, StorageError, open_storage
 
 _Req = TypeVar("_Req", bound=Message)
 _Resp = TypeVar("_Resp")
@@ -118,7 +123,10 @@ class Client(AsyncClosing, DataCalls):
 
     async def list_cells(self) -> list[str]:
         """Cell IDs under SAX_ROOT (``["/sax/test", ...]``), sorted."""
-        names = await self._storage.list_dirs(naming.PREFIX)
+        try:
+            names = await self._storage.list_dirs(naming.PREFIX)
+        except StorageError as exc:  # SAX_ROOT's bucket missing or unreachable: try later
+            raise UnavailableError(f"SAX_ROOT cannot be read: {exc}") from exc
         return [naming.CellId(n).id for n in names if naming.is_valid_name(n)]
 
     async def publish(

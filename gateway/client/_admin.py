@@ -268,6 +268,8 @@ class CellAdmin:
         try:
             data = await self._storage.read(path)
             if data is None and not await self._storage.exists(self.cell_dir):
+                if not await self._storage.exists(naming.PREFIX):
+                    raise self._no_root()
                 raise self._no_cell(self.cell_dir)
         except SaxError:
             raise
@@ -287,6 +289,16 @@ class CellAdmin:
         # The message reaches clients: where SAX_ROOT is on this server is the operator's.
         _log.info("cell %s not found: no %s", self.cell, self._storage.url(path))
         return NotFoundError(f"cell {self.cell} not found")
+
+    def _no_root(self) -> UnavailableError:
+        # No cell at all: SAX_ROOT is missing or empty (a volume not mounted yet, a wrong
+        # --sax-root), which is the operator's to fix, not the caller's cell name; and it may
+        # come back, so UNAVAILABLE rather than NOT_FOUND. The path stays in the log.
+        _log.info("no Sax cell under SAX_ROOT %s", self._storage.url(naming.PREFIX))
+        return UnavailableError(
+            f"no Sax cell exists under this gateway's SAX_ROOT (looking for {self.cell}): "
+            "it is missing or empty; its operator should check its --sax-root"
+        )
 
     def _poison(self, conn: _Connection) -> None:
         if conn.poisoned:

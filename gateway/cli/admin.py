@@ -12,6 +12,7 @@ from saxgateway.v1 import gateway_pb2 as pb
 
 from gateway.cli._common import Commands, Session, fields, pair, table, to_dict, to_json
 from gateway.cli._table import ID, arg, command, register_all
+from gateway.common.flags import replicas
 
 NAME = arg("id", nargs="?", metavar="ID", help="a cell (/sax/test) or a model ID")
 
@@ -74,7 +75,7 @@ def ls(session: Session, args: argparse.Namespace) -> None:
     arg("id", help="model ID, e.g. /sax/test/lm2b"),
     arg("model_path"),
     arg("checkpoint", help='"None" for random weights'),
-    arg("replicas", type=int),
+    arg("replicas", type=replicas),
     arg("overrides", metavar="k=v", type=pair, nargs="*", default=[], help="overrides"),
 )
 def publish(session: Session, args: argparse.Namespace) -> None:
@@ -120,7 +121,7 @@ def unpublish(session: Session, args: argparse.Namespace) -> None:
     ID,
     arg("--model-path", default=""),
     arg("--checkpoint", default=""),
-    arg("--replicas", type=int),
+    arg("--replicas", type=replicas),
     arg("--clear-overrides", action="store_true", help="remove every override (unless k=v given)"),
     arg(
         "overrides",
@@ -198,7 +199,7 @@ def watch(session: Session, args: argparse.Namespace) -> None:
     "ID [REPLICAS]",
     "wait until a model has ready replicas",
     ID,
-    arg("replicas", type=int, nargs="?", default=1),
+    arg("replicas", type=replicas, nargs="?", default=1),
 )
 def wait(session: Session, args: argparse.Namespace) -> None:
     request = pb.WaitForReadyRequest(model=args.id, replicas=args.replicas)

@@ -91,6 +91,11 @@ def test_generate_flags() -> None:
         ["publish", "m", "p", "c", "many"],
         ["vm.generate", "m", "text"],  # --out is required
         ["ls", "--timeout", "0"],
+        # Past int32 these were tracebacks (protobuf's ValueError), not usage errors.
+        ["publish", "m", "p", "c", "99999999999"],
+        ["update", "m", "--replicas", "3000000000"],
+        ["wait", "m", "1025"],
+        ["publish", "m", "p", "c", "--", "-1"],
     ],
 )
 def test_bad_command_lines_are_usage_errors(

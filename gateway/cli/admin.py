@@ -33,6 +33,8 @@ def model_table(models: list[pb.ModelInfo]) -> str:
 
 def model_detail(model: pb.ModelInfo) -> str:
     """One model, a field per line, as `saxutil ls ID` shows it."""
+    # Beside the addresses it explains: "(none yet)" alone suggests waiting.
+    load_error = [("LOAD ERROR", model.load_error)] if model.HasField("load_error") else []
     return fields(
         [
             ("MODEL ID", model.model),
@@ -40,6 +42,7 @@ def model_detail(model: pb.ModelInfo) -> str:
             ("CHECKPOINT", model.checkpoint),
             ("REPLICAS", f"{model.active_replicas} active of {model.max_replicas} requested"),
             ("ADDRESSES", ", ".join(model.addresses) or "(none yet)"),
+            *load_error,
             ("METHODS", ", ".join(model.methods)),
             ("OVERRIDES", ", ".join(f"{k}={v}" for k, v in sorted(model.overrides.items()))),
         ]

@@ -132,6 +132,18 @@ def test_model_detail_and_table() -> None:
         "METHODS     lm.generate, lm.score",
         "OVERRIDES   a=1, b=2",
     ]
+    # A model that failed to load says why: "ADDRESSES (none yet)" alone suggested waiting.
+    info.ClearField("addresses")
+    info.active_replicas = 0
+    info.load_error = "/sax/test/lm failed to load (h:1: weights are corrupt)"
+    assert admin.model_detail(info).splitlines()[3:6] == [
+        "REPLICAS    0 active of 2 requested",
+        "ADDRESSES   (none yet)",
+        "LOAD ERROR  /sax/test/lm failed to load (h:1: weights are corrupt)",
+    ]
+    info.addresses.append("h:1")
+    info.active_replicas = 1
+    info.ClearField("load_error")
     assert admin.model_table([info]).splitlines() == [
         "MODEL ID      MODEL PATH  CHECKPOINT  REPLICAS",
         "/sax/test/lm  p.M         None        1/2",

@@ -26,6 +26,8 @@ from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.cli._hints import (
     CELL_DOWN,
+    CELL_NOT_FOUND,
+    CELL_NOT_FOUND_DETAILS,
     CELL_UNREACHABLE,
     GATEWAY_UNIMPLEMENTED,
     HINTS,
@@ -283,6 +285,8 @@ def hint(
         text = INVALID_UNNAMED
     if code == grpc.StatusCode.UNIMPLEMENTED and details != GATEWAY_UNIMPLEMENTED:
         text = UNIMPLEMENTED_BY_CELL
+    if code == grpc.StatusCode.NOT_FOUND and CELL_NOT_FOUND_DETAILS.match(details):
+        text = CELL_NOT_FOUND
     if code == grpc.StatusCode.UNAVAILABLE and CELL_UNREACHABLE in details:
         text = CELL_DOWN
     if any(marker in details for marker in NOT_GRPC_DETAILS):

@@ -146,6 +146,11 @@ class CellAdmin:
         self._follower: asyncio.Task[None] | None = None
 
     @property
+    def connected(self) -> bool:
+        """Whether a connection to the admin is open (its address was found)."""
+        return self._conn is not None
+
+    @property
     def cell_dir(self) -> str:
         return self._storage.join("sax", self.cell.name)
 

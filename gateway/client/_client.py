@@ -89,6 +89,12 @@ class Client(AsyncClosing, DataCalls):
         its replicas and has not taken them back (health uses it while the admin is away)."""
         return self._router.knows_replicas()
 
+    def known_cells(self) -> list[str]:
+        """Cell IDs whose admin this client is connected to, sorted: health probes them when
+        SAX_ROOT itself cannot be listed (storage down, a volume gone) but admins still answer.
+        Cells that callers named but that do not exist never connect, so are not listed."""
+        return sorted(admin.cell.id for admin in self._admins.values() if admin.connected)
+
     @property
     def num_channels(self) -> int:
         """Open model-server channels."""

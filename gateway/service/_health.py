@@ -25,17 +25,19 @@ SERVICE = "saxgateway.v1.SaxGateway"
 
 
 async def cell_reachable(client: Client, timeout: float) -> bool:
-    """True when some cell under SAX_ROOT has an admin server that answers."""
+    """True when some cell has an admin server that answers: a cell under SAX_ROOT, or one
+    the client already knows the admin of (SAX_ROOT may be unreadable while admins answer)."""
     try:
-        cells = await asyncio.wait_for(client.list_cells(), timeout)
-        for cell in cells:
-            try:
-                await client.list_all(cell, timeout=timeout)
-                return True
-            except SaxError:
-                continue
+        listed = await asyncio.wait_for(client.list_cells(), timeout)
     except (SaxError, TimeoutError, OSError) as exc:
         log.debug("SAX_ROOT not readable: %s", exc)
+        listed = []
+    for cell in dict.fromkeys([*client.known_cells(), *listed]):
+        try:
+            await client.list_all(cell, timeout=timeout)
+            return True
+        except SaxError:
+            continue
     return False
 
 

@@ -96,6 +96,17 @@ def backoff_delays() -> Iterator[float]:
         delay = min(delay * _BACKOFF_MULTIPLIER, _MAX_BACKOFF_S)
 
 
+class Attempts:
+    """What a caller learns of one admin call's attempts: whether one of them may have been
+    applied although its answer was lost (the connection dropped or the admin died after the
+    request was sent), so that the retry's ALREADY_EXISTS or NOT_FOUND may be its own doing."""
+
+    __slots__ = ("uncertain",)
+
+    def __init__(self) -> None:
+        self.uncertain = False
+
+
 class _Outage:
     """Since when one call has found the admin unreachable, where, and the last error."""
 
@@ -155,14 +166,21 @@ class CellAdmin:
         return self._storage.join("sax", self.cell.name)
 
     async def call(
-        self, method: AdminMethod[_Req, _Resp], request: _Req, *, deadline: Deadline
+        self,
+        method: AdminMethod[_Req, _Resp],
+        request: _Req,
+        *,
+        deadline: Deadline,
+        attempts: Attempts | None = None,
     ) -> _Resp:
         """Calls ``method``, retrying UNAVAILABLE and RESOURCE_EXHAUSTED until
-        ``deadline``. Raises a ``SaxError``."""
+        ``deadline``. Raises a ``SaxError``; ``attempts`` learns whether an attempt whose
+        answer was lost may have been applied."""
         outage = _Outage()
+        attempts = attempts or Attempts()
         try:
             async with asyncio.timeout(deadline.remaining()):
-                return await self._call_with_retries(method, request, deadline, outage)
+                return await self._call_with_retries(method, request, deadline, outage, attempts)
         except TimeoutError:
             if outage.error is not None:  # the deadline ran out while the admin was away
                 raise self._unreachable(outage) from None
@@ -171,7 +189,12 @@ class CellAdmin:
             ) from None
 
     async def _call_with_retries(
-        self, method: AdminMethod[_Req, _Resp], request: _Req, deadline: Deadline, outage: _Outage
+        self,
+        method: AdminMethod[_Req, _Resp],
+        request: _Req,
+        deadline: Deadline,
+        outage: _Outage,
+        attempts: Attempts,
     ) -> _Resp:
         delays = backoff_delays()
         number = 0
@@ -208,6 +231,7 @@ class CellAdmin:
                 error = UnavailableError(f"admin {conn.address} of {self.cell} unreachable")
             if error.code == grpc.StatusCode.UNAVAILABLE:
                 if conn is not None:
+                    attempts.uncertain = True  # sent, maybe applied, answer lost
                     self._poison(conn)
                 outage.record(now(), conn.address if conn else None, error)
                 if now() - outage.since >= self._unreachable_after:

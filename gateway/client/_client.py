@@ -15,11 +15,10 @@ from google.protobuf.message import Message
 from saxml.protobuf import admin_pb2
 
 from gateway import naming
+from gateway.client import _lost_replies as lost_replies
 from gateway.client._admin import (
     LIST,
-    PUBLISH,
     STATS,
-    UNPUBLISH,
     UPDATE,
     WAIT_FOR_READY,
     WATCH_LOC,
@@ -158,7 +157,8 @@ class Client(AsyncClosing, DataCalls):
                 overrides=overrides or {},
             )
         )
-        await self._call_admin(model.cell, PUBLISH, request, timeout, deadline)
+        admin, deadline = self._admin(model.cell), self._admin_deadline(timeout, deadline)
+        await lost_replies.publish(admin, request, deadline)
         self._router.forget(model.id)
 
     async def update(
@@ -193,7 +193,8 @@ class Client(AsyncClosing, DataCalls):
         """Unpublishes a model. NOT_FOUND if it is not published."""
         model = naming.parse_model_id(model_id)
         request = admin_pb2.UnpublishRequest(model_id=model.id)
-        await self._call_admin(model.cell, UNPUBLISH, request, timeout, deadline)
+        admin, deadline = self._admin(model.cell), self._admin_deadline(timeout, deadline)
+        await lost_replies.unpublish(admin, request, deadline)
         self._router.forget(model.id)
 
     async def list_detail(

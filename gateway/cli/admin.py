@@ -120,9 +120,13 @@ def unpublish(session: Session, args: argparse.Namespace) -> None:
 @command(
     "update",
     "ID [--model-path P] [--checkpoint C] [--replicas N] [--clear-overrides] [k=v ...]",
-    "update a model (a new path, checkpoint or overrides reloads it)",
+    "update a model (a new checkpoint or overrides reloads it)",
     ID,
-    arg("--model-path", default=""),
+    arg(
+        "--model-path",
+        default="",
+        help="must stay the same: Sax refuses a new path (unpublish, then publish it)",
+    ),
     arg("--checkpoint", default=""),
     arg("--replicas", type=replicas),
     arg("--clear-overrides", action="store_true", help="remove every override (unless k=v given)"),

@@ -98,6 +98,15 @@ async def test_duplicate_and_unknown_models(inproc_cell: InprocCell) -> None:
         error = await _error(admin.Update(admin_pb2.UpdateRequest(model=redeployed)))
         assert error.code() == Code.FAILED_PRECONDITION
         assert (error.details() or "").startswith("uuid can't be changed")
+        # As upstream's validator: a model's path names what it is; a new path is a new model.
+        moved = _model(f"{CELL}/foo", model_path="sax_gateway.testing.TestVision")
+        error = await _error(admin.Update(admin_pb2.UpdateRequest(model=moved)))
+        assert (error.code(), error.details()) == (
+            Code.INVALID_ARGUMENT,
+            "invalid model update: model path can't be changed: InvalidArgument",
+        )
+        [listed] = (await admin.List(admin_pb2.ListRequest())).published_models
+        assert listed.model.model_path == TEST_LM
 
 
 async def test_update_changes_replicas_and_unpublish_unloads(inproc_cell: InprocCell) -> None:

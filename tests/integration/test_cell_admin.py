@@ -12,6 +12,7 @@ import pytest
 from saxml.protobuf import admin_pb2
 
 from gateway.cell import AdminServer
+from gateway.cell._files import CorruptCellFileError
 from tests.integration._cell_fixtures import (
     CELL,
     TEST_LM,
@@ -256,3 +257,22 @@ async def test_stats_and_join_validation(inproc_cell: InprocCell) -> None:
             )
         )
         assert error.code() == Code.UNAVAILABLE
+
+
+async def test_a_corrupt_state_file_stops_the_admin_with_one_line_and_is_kept(
+    tmp_path: Path,
+) -> None:
+    # It was a DecodeError traceback, and the cell's launcher restarted the admin into it for
+    # ever; the file holds every published model, so the admin must neither start over it
+    # nor rewrite it.
+    settings = fast_settings(tmp_path)
+    state = Path(settings.effective_fs_root) / "sax" / "test" / "state.proto"
+    state.parent.mkdir(parents=True)
+    state.write_bytes(b"not a sax.State")
+    admin = AdminServer(settings)
+    with pytest.raises(CorruptCellFileError) as corrupt:
+        await admin.start()
+    await admin.stop()
+    assert str(corrupt.value).startswith(f"{state} is corrupt")
+    assert "move it away to start with no published models" in str(corrupt.value)
+    assert state.read_bytes() == b"not a sax.State"

@@ -309,7 +309,12 @@ class CellAdmin:
         try:
             address: str = admin_pb2.Location.FromString(data).location
         except DecodeError as exc:
-            raise FailedPreconditionError(f"{self._storage.url(path)} is corrupt") from exc
+            # Upstream's admin writes the file in place: it may be cut short while an admin
+            # starts. Retried as an admin that is not there yet; for good, the operator's.
+            raise UnavailableError(
+                f"{self._storage.url(path)} is not a sax.Location (being rewritten, or corrupt:"
+                " restarting the cell's admin server writes it anew)"
+            ) from exc
         if not address or address == _NO_ADMIN_YET:
             raise UnavailableError(f"no admin server has started for {self.cell} yet")
         return address

@@ -135,3 +135,27 @@ async def test_state_keeps_method_names_after_the_model_served(
             break
         await asyncio.sleep(0.05)
     assert saved[model_id] == sorted(detail.method_names)
+
+
+async def test_a_half_written_location_is_retried_and_a_garbled_one_is_unavailable(
+    cell: RunningCell,
+) -> None:
+    # Upstream's admin writes location.proto in place (not atomically), so a reader can see it
+    # cut short while an admin restarts; that was FAILED_PRECONDITION (400) at once.
+    location = Path(cell.sax_root) / "sax" / "test" / "location.proto"
+    whole = location.read_bytes()
+    location.write_bytes(whole[:-3])
+    settings = ClientSettings(sax_root=cell.sax_root, admin_unreachable_after=20.0)
+    async with Client(settings) as client:
+        listing = asyncio.create_task(client.list_all(CELL, timeout=BOUND_S))
+        await asyncio.sleep(0.3)
+        location.write_bytes(whole)
+        assert await listing == []
+    location.write_bytes(b"\xff not a sax.Location")
+    try:
+        settings = ClientSettings(sax_root=cell.sax_root, admin_unreachable_after=0.2)
+        async with Client(settings) as client:
+            with pytest.raises(UnavailableError, match=r"is not a sax\.Location"):
+                await client.list_all(CELL, timeout=BOUND_S)
+    finally:
+        location.write_bytes(whole)

@@ -124,6 +124,11 @@ class Session:
 Run = Callable[[Session, argparse.Namespace], None]
 
 
+class Incomplete(Exception):
+    """Some of a command's calls failed, each reported on stderr already; the others' results
+    were printed. The command exits 1."""
+
+
 def add_command(
     commands: Commands, name: str, usage: str, synopsis: str, run: Run
 ) -> argparse.ArgumentParser:
@@ -151,6 +156,8 @@ def dispatch(run: Run, args: argparse.Namespace) -> int:
             run(session, args)
     except grpc.RpcError as exc:
         return report(exc, args, sys.stderr)
+    except Incomplete:
+        return 1
     except BrokenPipeError:  # e.g. `saxgw ... | head`: stop quietly, as cat does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

@@ -5,12 +5,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from typing import TypedDict
 
+import grpc
 from saxgateway.v1 import gateway_pb2 as pb
 
-from gateway.cli._common import Commands, Session, fields, pair, table, to_dict, to_json
+from gateway.cli._common import (
+    Commands,
+    Incomplete,
+    Session,
+    fields,
+    pair,
+    table,
+    to_dict,
+    to_json,
+)
 from gateway.cli._table import ID, arg, command, register_all
 from gateway.common.flags import replicas
 
@@ -156,16 +167,38 @@ def update(session: Session, args: argparse.Namespace) -> None:
 )
 def stats(session: Session, args: argparse.Namespace) -> None:
     if args.id is not None:
-        names = [args.id]
+        results = [(args.id, session.call(session.stub.GetStats, pb.GetStatsRequest(name=args.id)))]
+        failed: dict[str, grpc.RpcError] = {}
     else:
+        # Every cell: one whose admin is gone (a leftover directory) must not hide the others.
         cells = session.call(session.stub.ListCells, pb.ListCellsRequest())
-        names = list(cells.cells)
-    results: list[tuple[str, pb.GetStatsResponse]] = [
-        (name, session.call(session.stub.GetStats, pb.GetStatsRequest(name=name))) for name in names
-    ]
+        results, failed = [], {}
+        for name in cells.cells:
+            try:
+                results.append(
+                    (name, session.call(session.stub.GetStats, pb.GetStatsRequest(name=name)))
+                )
+            except grpc.RpcError as exc:
+                failed[name] = exc
+    _show_stats(session, results, failed)
+    for name, error in failed.items():
+        print(f"saxgw: {name}: {error.code().name}: {error.details()}", file=sys.stderr)
+    if failed:
+        raise Incomplete
+
+
+def _show_stats(
+    session: Session,
+    results: list[tuple[str, pb.GetStatsResponse]],
+    failed: dict[str, grpc.RpcError],
+) -> None:
     if session.json:
-        by_name = {name: to_dict(stats) for name, stats in results}
-        session.out.write(json.dumps(by_name, indent=2) + "\n")
+        by_name: dict[str, object] = {name: to_dict(stats) for name, stats in results}
+        by_name |= {
+            name: {"error": {"code": exc.code().name, "message": exc.details()}}
+            for name, exc in failed.items()
+        }
+        session.out.write(json.dumps(dict(sorted(by_name.items())), indent=2) + "\n")
         return
     servers = [
         (name, s.chip_type, s.chip_topology, s.replicas)

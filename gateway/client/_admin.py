@@ -96,6 +96,18 @@ def backoff_delays() -> Iterator[float]:
         delay = min(delay * _BACKOFF_MULTIPLIER, _MAX_BACKOFF_S)
 
 
+# Methods that every Sax admin has had: a server without them is no admin (an older admin may
+# lack a newer one, such as Stats or WaitForReady, and answer it the same way).
+_EVERY_ADMIN_HAS = frozenset({"Publish", "Update", "Unpublish", "List", "WatchLoc"})
+# What grpc answers for a service the server does not have, and for an HTTP server's 404.
+_NO_SUCH_SERVICE = ("Method not found!", "Received http2 header with status: 404")
+
+
+def _not_an_admin(exc: grpc.aio.AioRpcError) -> bool:
+    """Whether the server at the admin's address answered as a server without sax.Admin."""
+    return exc.code() == grpc.StatusCode.UNIMPLEMENTED and exc.details() in _NO_SUCH_SERVICE
+
+
 class Attempts:
     """What a caller learns of one admin call's attempts: whether one of them may have been
     applied although its answer was lost (the connection dropped or the admin died after the
@@ -219,6 +231,10 @@ class CellAdmin:
                 if error.code == grpc.StatusCode.CANCELLED and conn is not None and conn.poisoned:
                     # Another call dropped this connection under us: the admin is unreachable.
                     error = UnavailableError(f"admin {conn.address} of {self.cell} unreachable")
+                elif method.name in _EVERY_ADMIN_HAS and _not_an_admin(exc):
+                    # A stale location.proto whose address another server took over: this is
+                    # an admin that is not there (UNIMPLEMENTED would read as the gateway's).
+                    error = UnavailableError(f"it does not serve sax.Admin ({exc.details()})")
                 error.__cause__ = exc
             except UnavailableError as exc:
                 error = exc

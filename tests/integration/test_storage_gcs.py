@@ -11,7 +11,7 @@ from gcp_storage_emulator.server import create_server
 
 from gateway.client import CallOptions, Client, ClientSettings, UnavailableError
 from gateway.common.storage import GcsStorage, StorageError, open_storage
-from gateway.service._health import cell_reachable
+from gateway.service._health import cell_problem, cell_reachable
 from tests.integration._client_fixtures import CELL, TEST_LM, cell_settings, running_cell
 
 BUCKET = "sax-bucket"
@@ -111,6 +111,10 @@ async def test_a_gateway_on_a_missing_bucket_answers_unavailable(gcs_endpoint: s
     settings = ClientSettings(sax_root="gs://no-such-bucket/root", gcs_endpoint=gcs_endpoint)
     async with Client(settings) as client:
         assert not await cell_reachable(client, timeout=5)
+        # What the health log says while NOT_SERVING: `saxgw serve` points the operator there.
+        assert await cell_problem(client, timeout=5) == (
+            "SAX_ROOT cannot be read: bucket no-such-bucket does not exist (gs://no-such-bucket/root)"
+        )
         with pytest.raises(UnavailableError, match="bucket no-such-bucket does not exist"):
             await client.list_cells()
         with pytest.raises(UnavailableError, match="bucket no-such-bucket does not exist"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import TypeAlias
@@ -276,3 +277,24 @@ async def test_a_corrupt_state_file_stops_the_admin_with_one_line_and_is_kept(
     assert str(corrupt.value).startswith(f"{state} is corrupt")
     assert "move it away to start with no published models" in str(corrupt.value)
     assert state.read_bytes() == b"not a sax.State"
+
+
+async def test_an_fs_root_the_cell_does_not_use_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # config.proto fixes a cell's fs root when the cell is created (upstream's admin_config
+    # cannot change it either); a later --fs-root elsewhere was ignored without a word, and
+    # the operator looked for state.proto where it was not.
+    first = dataclasses.replace(fast_settings(tmp_path), fs_root=str(tmp_path / "fs-a"))
+    admin = AdminServer(first)
+    await admin.start()
+    await admin.stop()
+    moved = dataclasses.replace(first, fs_root=str(tmp_path / "fs-b"))
+    admin = AdminServer(moved)
+    await admin.start()
+    await admin.stop()
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warning == (
+        f"--fs-root {tmp_path / 'fs-b'} is not used: the cell /sax/test keeps its state under "
+        f"{tmp_path / 'fs-a'}, as its config.proto says (a cell's fs root cannot change)"
+    )

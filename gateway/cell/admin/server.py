@@ -45,6 +45,15 @@ class AdminServer:
         config = await self._files.ensure_cell()
         if not config.fs_root:
             raise ValueError(f"the config.proto of {self._settings.cell} has no fs_root")
+        asked = self._settings.fs_root
+        if asked and asked.rstrip("/") != config.fs_root.rstrip("/"):
+            _log.warning(
+                "--fs-root %s is not used: the cell %s keeps its state under %s, as its "
+                "config.proto says (a cell's fs root cannot change)",
+                asked,
+                self._settings.cell,
+                config.fs_root,
+            )
         server = _grpc_server.new_server()
         port = _grpc_server.bind(server, self._settings.host, self._settings.admin_port)
         self.address = _grpc_server.address(self._settings.host, port)

@@ -12,6 +12,7 @@ from typing import TypeVar
 from google.protobuf.message import DecodeError, Message
 from saxml.protobuf import admin_pb2
 
+from gateway.cell._errors import CellStartError
 from gateway.cell.settings import CellSettings
 from gateway.common.storage import Storage, open_storage
 
@@ -22,7 +23,7 @@ STATE_FILE = "state.proto"
 _M = TypeVar("_M", bound=Message)
 
 
-class CorruptCellFileError(Exception):
+class CorruptCellFileError(CellStartError):
     """config.proto or state.proto does not parse: the admin must not start over it (it would
     serve, then save, an empty cell). The message says which file and what to do."""
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from gateway.cell._args import add_cell_arguments, configure_logging, settings_from_args
-from gateway.cell._files import CorruptCellFileError
+from gateway.cell._errors import CellStartError
 from gateway.cell.settings import CellSettings
 
 
@@ -54,7 +54,7 @@ def serve_main(
     settings = settings_from_args(args, sax_root=args.sax_root)
     try:
         run(_serve(lambda: server(settings, args.port), exit_on_stdin_eof=args.exit_on_stdin_eof))
-    except CorruptCellFileError as exc:  # the operator's to fix: one line, not a traceback
+    except CellStartError as exc:  # the operator's to fix: one line, not a traceback
         print(f"python -m {package}: {exc}", file=sys.stderr)
         sys.exit(1)
 

@@ -13,6 +13,7 @@ import pytest
 from saxml.protobuf import admin_pb2
 
 from gateway.cell import AdminServer
+from gateway.cell._errors import CellStartError
 from gateway.cell._files import CorruptCellFileError
 from tests.integration._cell_fixtures import (
     CELL,
@@ -298,3 +299,36 @@ async def test_an_fs_root_the_cell_does_not_use_is_warned_about(
         f"--fs-root {tmp_path / 'fs-b'} is not used: the cell /sax/test keeps its state under "
         f"{tmp_path / 'fs-a'}, as its config.proto says (a cell's fs root cannot change)"
     )
+
+
+async def test_a_second_admin_of_a_live_cell_refuses_to_start(tmp_path: Path) -> None:
+    # Two admins of one cell (a second `saxgw up` on the same roots, other ports) each saved
+    # their own view into one state.proto, and each overwrote the other's publishes.
+    settings = fast_settings(tmp_path)
+    first = AdminServer(settings)
+    await first.start()
+    try:
+        async with admin_stub(first.address) as admin:
+            await publish(admin, "kept", replicas=0, wait=False)
+        second = AdminServer(settings)
+        with pytest.raises(CellStartError) as refused:
+            await second.start()
+        await second.stop()
+        assert str(refused.value) == (
+            f"another admin server of /sax/test answers at {first.address} (its location.proto "
+            "names it): two admins of one cell overwrite each other's saved state; stop it "
+            "first"
+        )
+        location = tmp_path / "root" / "sax" / "test" / "location.proto"
+        assert admin_pb2.Location.FromString(location.read_bytes()).location == first.address
+    finally:
+        await first.stop()
+    # Once it is gone, a new admin takes over (and finds what the first one saved).
+    third = AdminServer(settings)
+    await third.start()
+    try:
+        async with admin_stub(third.address) as admin:
+            listed = await admin.List(admin_pb2.ListRequest())
+        assert [m.model.model_id for m in listed.published_models] == ["/sax/test/kept"]
+    finally:
+        await third.stop()

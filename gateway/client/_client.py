@@ -38,7 +38,7 @@ from gateway.common.errors import (
     NotFoundError,
     UnavailableError,
 )
-from gateway.common.storage import Storage, StorageError, open_storage
+from gateway.common.storage import Storage, open_storage
 
 _Req = TypeVar("_Req", bound=Message)
 _Resp = TypeVar("_Resp")
@@ -130,7 +130,7 @@ class Client(AsyncClosing, DataCalls):
         """Cell IDs under SAX_ROOT (``["/sax/test", ...]``), sorted."""
         try:
             names = await self._storage.list_dirs(naming.PREFIX)
-        except StorageError as exc:  # SAX_ROOT's bucket missing or unreachable: try later
+        except OSError as exc:  # a bucket missing or unreachable, a local root unreadable
             raise UnavailableError(f"SAX_ROOT cannot be read: {exc}") from exc
         return [naming.CellId(n).id for n in names if naming.is_valid_name(n)]
 

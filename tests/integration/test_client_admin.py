@@ -182,3 +182,12 @@ async def test_a_missing_sax_root_is_unavailable_not_an_unknown_cell(tmp_path: P
             await client.list_all(CELL, timeout=5)
         with pytest.raises(UnavailableError, match="check its --sax-root"):
             await client.lm_generate(f"{CELL}/lm", "x", CallOptions(timeout=5))
+
+
+async def test_an_unreadable_sax_root_is_unavailable(tmp_path: Path) -> None:
+    # A local SAX_ROOT that cannot be listed (here a symlink loop; also permissions, a dead
+    # mount) raised a bare OSError: INTERNAL (500) with no word of SAX_ROOT.
+    (tmp_path / "sax").symlink_to(tmp_path / "sax")
+    async with Client(ClientSettings(sax_root=str(tmp_path))) as client:
+        with pytest.raises(UnavailableError, match=r"SAX_ROOT cannot be read: .*symbolic links"):
+            await client.list_cells()

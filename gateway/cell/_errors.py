@@ -27,6 +27,11 @@ _Resp = TypeVar("_Resp")
 _Self = TypeVar("_Self")
 
 
+class CellStartError(Exception):
+    """A server of the cell must not start (a corrupt file, another live admin): the message
+    says what to do, and its process prints it as one line instead of a traceback."""
+
+
 def cell_error(code: grpc.StatusCode, message: str) -> SaxError:
     return error_for_code(code, message)
 

@@ -7,15 +7,36 @@
 
 from __future__ import annotations
 
-from google.protobuf.message import DecodeError
+from typing import TypeVar
+
+from google.protobuf.message import DecodeError, Message
 from saxml.protobuf import admin_pb2
 
+from gateway.cell._errors import CellStartError
 from gateway.cell.settings import CellSettings
 from gateway.common.storage import Storage, open_storage
 
 CONFIG_FILE = "config.proto"
 LOCATION_FILE = "location.proto"
 STATE_FILE = "state.proto"
+
+_M = TypeVar("_M", bound=Message)
+
+
+class CorruptCellFileError(CellStartError):
+    """config.proto or state.proto does not parse: the admin must not start over it (it would
+    serve, then save, an empty cell). The message says which file and what to do."""
+
+
+def _parse(message: type[_M], data: bytes, url: str, what: str) -> _M:
+    try:
+        return message.FromString(data)
+    except DecodeError as exc:
+        fresh = "no published models" if message is admin_pb2.State else "a new cell"
+        raise CorruptCellFileError(
+            f"{url} is corrupt ({exc}); it holds {what}: restore it from a backup, or move it "
+            f"away to start with {fresh}"
+        ) from None
 
 
 class CellFiles:
@@ -32,7 +53,7 @@ class CellFiles:
         path = Storage.join(self.cell_dir, CONFIG_FILE)
         data = await self._root.read(path)
         if data is not None:
-            return admin_pb2.Config.FromString(data)
+            return _parse(admin_pb2.Config, data, self._root.url(path), "the cell's fs_root")
         config = admin_pb2.Config(fs_root=self._settings.effective_fs_root)
         await self._root.write(path, config.SerializeToString())
         return config
@@ -50,8 +71,11 @@ class CellFiles:
         return self._fs_root
 
     async def read_state(self, fs_root: str) -> admin_pb2.State:
-        data = await self._state(fs_root).read(Storage.join(self.cell_dir, STATE_FILE))
-        return admin_pb2.State.FromString(data) if data else admin_pb2.State()
+        storage, path = self._state(fs_root), Storage.join(self.cell_dir, STATE_FILE)
+        data = await storage.read(path)
+        if not data:
+            return admin_pb2.State()
+        return _parse(admin_pb2.State, data, storage.url(path), "every published model")
 
     async def write_state(self, fs_root: str, state: admin_pb2.State) -> None:
         path = Storage.join(self.cell_dir, STATE_FILE)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from gateway.cell._args import add_cell_arguments, configure_logging, settings_from_args
+from gateway.cell._errors import CellStartError
 from gateway.cell.settings import CellSettings
 
 
@@ -51,7 +52,11 @@ def serve_main(
     args = parser.parse_args(argv)
     configure_logging(args.log_level, name=name)
     settings = settings_from_args(args, sax_root=args.sax_root)
-    run(_serve(lambda: server(settings, args.port), exit_on_stdin_eof=args.exit_on_stdin_eof))
+    try:
+        run(_serve(lambda: server(settings, args.port), exit_on_stdin_eof=args.exit_on_stdin_eof))
+    except CellStartError as exc:  # the operator's to fix: one line, not a traceback
+        print(f"python -m {package}: {exc}", file=sys.stderr)
+        sys.exit(1)
 
 
 async def _serve(make: Callable[[], Server], *, exit_on_stdin_eof: bool) -> None:

@@ -26,6 +26,8 @@ from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.cli._hints import (
     CELL_DOWN,
+    CELL_NOT_FOUND,
+    CELL_NOT_FOUND_DETAILS,
     CELL_UNREACHABLE,
     GATEWAY_UNIMPLEMENTED,
     HINTS,
@@ -122,6 +124,11 @@ class Session:
 Run = Callable[[Session, argparse.Namespace], None]
 
 
+class Incomplete(Exception):
+    """Some of a command's calls failed, each reported on stderr already; the others' results
+    were printed. The command exits 1."""
+
+
 def add_command(
     commands: Commands, name: str, usage: str, synopsis: str, run: Run
 ) -> argparse.ArgumentParser:
@@ -149,6 +156,8 @@ def dispatch(run: Run, args: argparse.Namespace) -> int:
             run(session, args)
     except grpc.RpcError as exc:
         return report(exc, args, sys.stderr)
+    except Incomplete:
+        return 1
     except BrokenPipeError:  # e.g. `saxgw ... | head`: stop quietly, as cat does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
@@ -283,6 +292,8 @@ def hint(
         text = INVALID_UNNAMED
     if code == grpc.StatusCode.UNIMPLEMENTED and details != GATEWAY_UNIMPLEMENTED:
         text = UNIMPLEMENTED_BY_CELL
+    if code == grpc.StatusCode.NOT_FOUND and CELL_NOT_FOUND_DETAILS.match(details):
+        text = CELL_NOT_FOUND
     if code == grpc.StatusCode.UNAVAILABLE and CELL_UNREACHABLE in details:
         text = CELL_DOWN
     if any(marker in details for marker in NOT_GRPC_DETAILS):

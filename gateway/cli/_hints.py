@@ -6,6 +6,8 @@ Placeholders: {gateway} (--gateway), {id} (the command's ID), {cell} (its cell) 
 
 from __future__ import annotations
 
+import re
+
 import grpc
 
 HINTS: dict[grpc.StatusCode, str] = {
@@ -59,6 +61,9 @@ CELL_DOWN = (
     "the gateway is up but the Sax cell's admin server is not: start the cell (`make up` starts "
     "one), or check that SAX_ROOT/sax/<cell>/location.proto names a running admin"
 )
+# NOT_FOUND for the cell rather than the model: publishing into it cannot help.
+CELL_NOT_FOUND_DETAILS = re.compile(r"^cell /sax/\S+ not found")
+CELL_NOT_FOUND = "no such cell: `saxgw ls` lists the cells under the gateway's SAX_ROOT"
 # INVALID_ARGUMENT without a field: often a method the model does not have.
 INVALID_UNNAMED = (
     "check the arguments (`saxgw {command} --help`) and the model's methods (`saxgw ls {id}`)"

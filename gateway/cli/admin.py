@@ -5,13 +5,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from typing import TypedDict
 
+import grpc
 from saxgateway.v1 import gateway_pb2 as pb
 
-from gateway.cli._common import Commands, Session, fields, pair, table, to_dict, to_json
+from gateway.cli._common import (
+    Commands,
+    Incomplete,
+    Session,
+    fields,
+    pair,
+    table,
+    to_dict,
+    to_json,
+)
 from gateway.cli._table import ID, arg, command, register_all
+from gateway.common.flags import replicas
 
 NAME = arg("id", nargs="?", metavar="ID", help="a cell (/sax/test) or a model ID")
 
@@ -32,6 +44,8 @@ def model_table(models: list[pb.ModelInfo]) -> str:
 
 def model_detail(model: pb.ModelInfo) -> str:
     """One model, a field per line, as `saxutil ls ID` shows it."""
+    # Beside the addresses it explains: "(none yet)" alone suggests waiting.
+    load_error = [("LOAD ERROR", model.load_error)] if model.HasField("load_error") else []
     return fields(
         [
             ("MODEL ID", model.model),
@@ -39,6 +53,7 @@ def model_detail(model: pb.ModelInfo) -> str:
             ("CHECKPOINT", model.checkpoint),
             ("REPLICAS", f"{model.active_replicas} active of {model.max_replicas} requested"),
             ("ADDRESSES", ", ".join(model.addresses) or "(none yet)"),
+            *load_error,
             ("METHODS", ", ".join(model.methods)),
             ("OVERRIDES", ", ".join(f"{k}={v}" for k, v in sorted(model.overrides.items()))),
         ]
@@ -74,7 +89,7 @@ def ls(session: Session, args: argparse.Namespace) -> None:
     arg("id", help="model ID, e.g. /sax/test/lm2b"),
     arg("model_path"),
     arg("checkpoint", help='"None" for random weights'),
-    arg("replicas", type=int),
+    arg("replicas", type=replicas),
     arg("overrides", metavar="k=v", type=pair, nargs="*", default=[], help="overrides"),
 )
 def publish(session: Session, args: argparse.Namespace) -> None:
@@ -116,11 +131,15 @@ def unpublish(session: Session, args: argparse.Namespace) -> None:
 @command(
     "update",
     "ID [--model-path P] [--checkpoint C] [--replicas N] [--clear-overrides] [k=v ...]",
-    "update a model (a new path, checkpoint or overrides reloads it)",
+    "update a model (a new checkpoint or overrides reloads it)",
     ID,
-    arg("--model-path", default=""),
+    arg(
+        "--model-path",
+        default="",
+        help="must stay the same: Sax refuses a new path (unpublish, then publish it)",
+    ),
     arg("--checkpoint", default=""),
-    arg("--replicas", type=int),
+    arg("--replicas", type=replicas),
     arg("--clear-overrides", action="store_true", help="remove every override (unless k=v given)"),
     arg(
         "overrides",
@@ -148,16 +167,38 @@ def update(session: Session, args: argparse.Namespace) -> None:
 )
 def stats(session: Session, args: argparse.Namespace) -> None:
     if args.id is not None:
-        names = [args.id]
+        results = [(args.id, session.call(session.stub.GetStats, pb.GetStatsRequest(name=args.id)))]
+        failed: dict[str, grpc.RpcError] = {}
     else:
+        # Every cell: one whose admin is gone (a leftover directory) must not hide the others.
         cells = session.call(session.stub.ListCells, pb.ListCellsRequest())
-        names = list(cells.cells)
-    results: list[tuple[str, pb.GetStatsResponse]] = [
-        (name, session.call(session.stub.GetStats, pb.GetStatsRequest(name=name))) for name in names
-    ]
+        results, failed = [], {}
+        for name in cells.cells:
+            try:
+                results.append(
+                    (name, session.call(session.stub.GetStats, pb.GetStatsRequest(name=name)))
+                )
+            except grpc.RpcError as exc:
+                failed[name] = exc
+    _show_stats(session, results, failed)
+    for name, error in failed.items():
+        print(f"saxgw: {name}: {error.code().name}: {error.details()}", file=sys.stderr)
+    if failed:
+        raise Incomplete
+
+
+def _show_stats(
+    session: Session,
+    results: list[tuple[str, pb.GetStatsResponse]],
+    failed: dict[str, grpc.RpcError],
+) -> None:
     if session.json:
-        by_name = {name: to_dict(stats) for name, stats in results}
-        session.out.write(json.dumps(by_name, indent=2) + "\n")
+        by_name: dict[str, object] = {name: to_dict(stats) for name, stats in results}
+        by_name |= {
+            name: {"error": {"code": exc.code().name, "message": exc.details()}}
+            for name, exc in failed.items()
+        }
+        session.out.write(json.dumps(dict(sorted(by_name.items())), indent=2) + "\n")
         return
     servers = [
         (name, s.chip_type, s.chip_topology, s.replicas)
@@ -198,7 +239,7 @@ def watch(session: Session, args: argparse.Namespace) -> None:
     "ID [REPLICAS]",
     "wait until a model has ready replicas",
     ID,
-    arg("replicas", type=int, nargs="?", default=1),
+    arg("replicas", type=replicas, nargs="?", default=1),
 )
 def wait(session: Session, args: argparse.Namespace) -> None:
     request = pb.WaitForReadyRequest(model=args.id, replicas=args.replicas)

@@ -50,6 +50,15 @@ from gateway.service.telemetry_args import add_telemetry_arguments, telemetry_fr
 STATE_DIR = Path(".saxgw")
 
 
+def embedded_fs_root(sax_root: str, fs_root: str | None) -> str | None:
+    """The fs root `up` gives the embedded cell: ``--fs-root``; without it, the default
+    SAX_ROOT's twin under STATE_DIR, and for any other SAX_ROOT none (the cell's own default,
+    SAX_ROOT/fsroot): one shared default made two stacks overwrite each other's state."""
+    if fs_root is not None:
+        return fs_root
+    return str(STATE_DIR / "fs-root") if sax_root == str(STATE_DIR / "sax-root") else None
+
+
 def _add_front(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "--port",
@@ -116,8 +125,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     up.add_argument(
         "--fs-root",
-        default=str(STATE_DIR / "fs-root"),
-        help="where the embedded cell keeps its files (dir or gs://)",
+        help=(
+            "where a new embedded cell keeps its state (dir or gs://); default: "
+            f"{STATE_DIR / 'fs-root'} beside the default --sax-root, else SAX_ROOT/fsroot"
+        ),
     )
     up.add_argument(
         "--cell", type=flags.cell_id, default=DEFAULT_CELL, help="the embedded cell's ID"
@@ -254,6 +265,7 @@ def _up(args: argparse.Namespace) -> int:
     if problem:
         print(f"saxgw: {problem}", file=sys.stderr)
         return 2
+    args.fs_root = embedded_fs_root(args.sax_root, args.fs_root) if args.embedded else None
     if problem := _make_dirs(args):
         print(f"saxgw: {problem}", file=sys.stderr)
         return 1
@@ -329,7 +341,7 @@ def _make_dirs(args: argparse.Namespace) -> str | None:
     """Makes the local directories the flags name; why not, if one cannot be made."""
     dirs = [("--sax-root", args.sax_root), ("--fs-root", args.fs_root)] if args.embedded else []
     for flag, path in dirs:
-        if "://" not in path:
+        if path is not None and "://" not in path:
             try:
                 make_dirs(Path(path))  # 0755, as upstream makes them
             except OSError as exc:

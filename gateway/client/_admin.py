@@ -96,6 +96,29 @@ def backoff_delays() -> Iterator[float]:
         delay = min(delay * _BACKOFF_MULTIPLIER, _MAX_BACKOFF_S)
 
 
+# Methods that every Sax admin has had: a server without them is no admin (an older admin may
+# lack a newer one, such as Stats or WaitForReady, and answer it the same way).
+_EVERY_ADMIN_HAS = frozenset({"Publish", "Update", "Unpublish", "List", "WatchLoc"})
+# What grpc answers for a service the server does not have, and for an HTTP server's 404.
+_NO_SUCH_SERVICE = ("Method not found!", "Received http2 header with status: 404")
+
+
+def _not_an_admin(exc: grpc.aio.AioRpcError) -> bool:
+    """Whether the server at the admin's address answered as a server without sax.Admin."""
+    return exc.code() == grpc.StatusCode.UNIMPLEMENTED and exc.details() in _NO_SUCH_SERVICE
+
+
+class Attempts:
+    """What a caller learns of one admin call's attempts: whether one of them may have been
+    applied although its answer was lost (the connection dropped or the admin died after the
+    request was sent), so that the retry's ALREADY_EXISTS or NOT_FOUND may be its own doing."""
+
+    __slots__ = ("uncertain",)
+
+    def __init__(self) -> None:
+        self.uncertain = False
+
+
 class _Outage:
     """Since when one call has found the admin unreachable, where, and the last error."""
 
@@ -146,18 +169,30 @@ class CellAdmin:
         self._follower: asyncio.Task[None] | None = None
 
     @property
+    def connected(self) -> bool:
+        """Whether a connection to the admin is open (its address was found)."""
+        return self._conn is not None
+
+    @property
     def cell_dir(self) -> str:
         return self._storage.join("sax", self.cell.name)
 
     async def call(
-        self, method: AdminMethod[_Req, _Resp], request: _Req, *, deadline: Deadline
+        self,
+        method: AdminMethod[_Req, _Resp],
+        request: _Req,
+        *,
+        deadline: Deadline,
+        attempts: Attempts | None = None,
     ) -> _Resp:
         """Calls ``method``, retrying UNAVAILABLE and RESOURCE_EXHAUSTED until
-        ``deadline``. Raises a ``SaxError``."""
+        ``deadline``. Raises a ``SaxError``; ``attempts`` learns whether an attempt whose
+        answer was lost may have been applied."""
         outage = _Outage()
+        attempts = attempts or Attempts()
         try:
             async with asyncio.timeout(deadline.remaining()):
-                return await self._call_with_retries(method, request, deadline, outage)
+                return await self._call_with_retries(method, request, deadline, outage, attempts)
         except TimeoutError:
             if outage.error is not None:  # the deadline ran out while the admin was away
                 raise self._unreachable(outage) from None
@@ -166,7 +201,12 @@ class CellAdmin:
             ) from None
 
     async def _call_with_retries(
-        self, method: AdminMethod[_Req, _Resp], request: _Req, deadline: Deadline, outage: _Outage
+        self,
+        method: AdminMethod[_Req, _Resp],
+        request: _Req,
+        deadline: Deadline,
+        outage: _Outage,
+        attempts: Attempts,
     ) -> _Resp:
         delays = backoff_delays()
         number = 0
@@ -191,6 +231,10 @@ class CellAdmin:
                 if error.code == grpc.StatusCode.CANCELLED and conn is not None and conn.poisoned:
                     # Another call dropped this connection under us: the admin is unreachable.
                     error = UnavailableError(f"admin {conn.address} of {self.cell} unreachable")
+                elif method.name in _EVERY_ADMIN_HAS and _not_an_admin(exc):
+                    # A stale location.proto whose address another server took over: this is
+                    # an admin that is not there (UNIMPLEMENTED would read as the gateway's).
+                    error = UnavailableError(f"it does not serve sax.Admin ({exc.details()})")
                 error.__cause__ = exc
             except UnavailableError as exc:
                 error = exc
@@ -203,6 +247,7 @@ class CellAdmin:
                 error = UnavailableError(f"admin {conn.address} of {self.cell} unreachable")
             if error.code == grpc.StatusCode.UNAVAILABLE:
                 if conn is not None:
+                    attempts.uncertain = True  # sent, maybe applied, answer lost
                     self._poison(conn)
                 outage.record(now(), conn.address if conn else None, error)
                 if now() - outage.since >= self._unreachable_after:
@@ -268,6 +313,8 @@ class CellAdmin:
         try:
             data = await self._storage.read(path)
             if data is None and not await self._storage.exists(self.cell_dir):
+                if not await self._storage.exists(naming.PREFIX):
+                    raise self._no_root()
                 raise self._no_cell(self.cell_dir)
         except SaxError:
             raise
@@ -278,7 +325,12 @@ class CellAdmin:
         try:
             address: str = admin_pb2.Location.FromString(data).location
         except DecodeError as exc:
-            raise FailedPreconditionError(f"{self._storage.url(path)} is corrupt") from exc
+            # Upstream's admin writes the file in place: it may be cut short while an admin
+            # starts. Retried as an admin that is not there yet; for good, the operator's.
+            raise UnavailableError(
+                f"{self._storage.url(path)} is not a sax.Location (being rewritten, or corrupt:"
+                " restarting the cell's admin server writes it anew)"
+            ) from exc
         if not address or address == _NO_ADMIN_YET:
             raise UnavailableError(f"no admin server has started for {self.cell} yet")
         return address
@@ -287,6 +339,16 @@ class CellAdmin:
         # The message reaches clients: where SAX_ROOT is on this server is the operator's.
         _log.info("cell %s not found: no %s", self.cell, self._storage.url(path))
         return NotFoundError(f"cell {self.cell} not found")
+
+    def _no_root(self) -> UnavailableError:
+        # No cell at all: SAX_ROOT is missing or empty (a volume not mounted yet, a wrong
+        # --sax-root), which is the operator's to fix, not the caller's cell name; and it may
+        # come back, so UNAVAILABLE rather than NOT_FOUND. The path stays in the log.
+        _log.info("no Sax cell under SAX_ROOT %s", self._storage.url(naming.PREFIX))
+        return UnavailableError(
+            f"no Sax cell exists under this gateway's SAX_ROOT (looking for {self.cell}): "
+            "it is missing or empty; its operator should check its --sax-root"
+        )
 
     def _poison(self, conn: _Connection) -> None:
         if conn.poisoned:

@@ -15,11 +15,10 @@ from google.protobuf.message import Message
 from saxml.protobuf import admin_pb2
 
 from gateway import naming
+from gateway.client import _lost_replies as lost_replies
 from gateway.client._admin import (
     LIST,
-    PUBLISH,
     STATS,
-    UNPUBLISH,
     UPDATE,
     WAIT_FOR_READY,
     WATCH_LOC,
@@ -33,7 +32,12 @@ from gateway.client._router import Router
 from gateway.client._types import CellStats, ClientSettings, ModelDetail
 from gateway.common.closing import AsyncClosing
 from gateway.common.deadline import Deadline
-from gateway.common.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
+from gateway.common.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    UnavailableError,
+)
 from gateway.common.storage import Storage, open_storage
 
 _Req = TypeVar("_Req", bound=Message)
@@ -84,6 +88,12 @@ class Client(AsyncClosing, DataCalls):
         its replicas and has not taken them back (health uses it while the admin is away)."""
         return self._router.knows_replicas()
 
+    def known_cells(self) -> list[str]:
+        """Cell IDs whose admin this client is connected to, sorted: health probes them when
+        SAX_ROOT itself cannot be listed (storage down, a volume gone) but admins still answer.
+        Cells that callers named but that do not exist never connect, so are not listed."""
+        return sorted(admin.cell.id for admin in self._admins.values() if admin.connected)
+
     @property
     def num_channels(self) -> int:
         """Open model-server channels."""
@@ -118,7 +128,10 @@ class Client(AsyncClosing, DataCalls):
 
     async def list_cells(self) -> list[str]:
         """Cell IDs under SAX_ROOT (``["/sax/test", ...]``), sorted."""
-        names = await self._storage.list_dirs(naming.PREFIX)
+        try:
+            names = await self._storage.list_dirs(naming.PREFIX)
+        except OSError as exc:  # a bucket missing or unreachable, a local root unreadable
+            raise UnavailableError(f"SAX_ROOT cannot be read: {exc}") from exc
         return [naming.CellId(n).id for n in names if naming.is_valid_name(n)]
 
     async def publish(
@@ -144,7 +157,8 @@ class Client(AsyncClosing, DataCalls):
                 overrides=overrides or {},
             )
         )
-        await self._call_admin(model.cell, PUBLISH, request, timeout, deadline)
+        admin, deadline = self._admin(model.cell), self._admin_deadline(timeout, deadline)
+        await lost_replies.publish(admin, request, deadline)
         self._router.forget(model.id)
 
     async def update(
@@ -179,7 +193,8 @@ class Client(AsyncClosing, DataCalls):
         """Unpublishes a model. NOT_FOUND if it is not published."""
         model = naming.parse_model_id(model_id)
         request = admin_pb2.UnpublishRequest(model_id=model.id)
-        await self._call_admin(model.cell, UNPUBLISH, request, timeout, deadline)
+        admin, deadline = self._admin(model.cell), self._admin_deadline(timeout, deadline)
+        await lost_replies.unpublish(admin, request, deadline)
         self._router.forget(model.id)
 
     async def list_detail(

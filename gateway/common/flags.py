@@ -17,6 +17,7 @@ import os
 from collections.abc import Iterable
 
 from gateway.common.errors import InvalidArgumentError
+from gateway.common.limits import MAX_REPLICAS
 from gateway.common.names import parse_cell_id
 
 
@@ -45,6 +46,19 @@ def ports(text: str) -> list[int]:
     if twice := sorted({p for p in values if values.count(p) > 1}):
         raise argparse.ArgumentTypeError(f"port {twice[0]} is listed twice")
     return values
+
+
+def replicas(text: str) -> int:
+    """A replica count, 0..MAX_REPLICAS: past int32 protobuf refuses it with a traceback."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_REPLICAS:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of replicas from 0 to {MAX_REPLICAS}, got {text!r}"
+        )
+    return value
 
 
 def _number(text: str) -> float:

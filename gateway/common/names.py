@@ -24,7 +24,8 @@ PREFIX = "sax"
 NAME_PATTERN = "^[a-z]+[a-z0-9-_]*$"
 _VALID_NAME = re.compile(r"[a-z]+[a-z0-9\-_]*")
 _MODEL_PATH = re.compile(r"[a-zA-Z]+[a-zA-Z0-9_.-]*")
-_CHECKPOINT = re.compile(r"(/|\d|\w|_|\.|-|%|:|=|\||\+)+")
+# re.ASCII: upstream's \d and \w are Go RE2's, which match ASCII only.
+_CHECKPOINT = re.compile(r"(/|\d|\w|_|\.|-|%|:|=|\||\+)+", re.ASCII)
 
 
 class _Named:

@@ -12,18 +12,32 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import os
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 _GS = "gs://"
 
+#: Seconds one GCS operation may take, its retries of transient errors included. The
+#: library's own budget is 120 s: a bucket that was down held every caller (and the admin's
+#: state lock) for two minutes before anyone heard of it.
+GCS_RETRY_S = 10.0
+#: Seconds to connect, and to wait for an answer, per HTTP request to GCS.
+GCS_REQUEST_TIMEOUT_S = (3.0, 10.0)
+
 
 class StorageSetupError(ValueError):
     """A root that cannot be opened at all (no bucket, no credentials): a one-line message
     for whoever started the process, not a traceback."""
+
+
+class StorageError(OSError):
+    """A root that cannot be read or written now: its bucket is missing, or GCS (or the
+    emulator) does not answer. An ``OSError``, as a local file system's failures are."""
 
 
 # Modes of what a local root holds, as upstream Sax writes them (whatever the umask).
@@ -148,7 +162,9 @@ class GcsStorage(Storage):
     upload replaces the object atomically.
     """
 
-    def __init__(self, root: str, *, endpoint: str | None = None) -> None:
+    def __init__(
+        self, root: str, *, endpoint: str | None = None, retry_timeout: float = GCS_RETRY_S
+    ) -> None:
         super().__init__(root)
         # Imported here so local-only users never pay for google-cloud-storage's import, which
         # also warns (ImportWarning) that grpcio-status is missing: google-api-core only uses
@@ -157,10 +173,18 @@ class GcsStorage(Storage):
             warnings.filterwarnings("ignore", "Please install grpcio-status", ImportWarning)
             from google.cloud import storage
 
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
         bucket, _, prefix = root.removeprefix(_GS).partition("/")
         if not bucket:
             raise StorageSetupError(f"no bucket in {root!r}; expected gs://BUCKET/PATH")
         self._prefix = prefix.strip("/")
+        self._bucket_name = bucket
+        self._retry_timeout = retry_timeout
+        self._bounded: dict[str, Any] = {
+            "timeout": GCS_REQUEST_TIMEOUT_S,
+            "retry": DEFAULT_RETRY.with_timeout(retry_timeout),
+        }
         if endpoint is None:
             from google.auth.exceptions import DefaultCredentialsError
 
@@ -187,30 +211,57 @@ class GcsStorage(Storage):
     def _name(self, path: str) -> str:
         return self.join(self._prefix, path)
 
+    @contextlib.contextmanager
+    def _failures(self) -> Iterator[None]:
+        """Turns the library's errors into one ``StorageError`` that says what to check."""
+        from google.api_core.exceptions import GoogleAPIError, NotFound, RetryError
+        from google.auth.exceptions import GoogleAuthError
+
+        try:
+            yield
+        except NotFound as exc:  # an object's absence is handled by each caller
+            raise StorageError(f"bucket {self._bucket_name} does not exist ({self.root})") from exc
+        except RetryError as exc:
+            cause = type(exc.cause).__name__ if exc.cause is not None else "no answer"
+            raise StorageError(
+                f"{self.root} is unreachable: no answer within {self._retry_timeout:g} s ({cause})"
+            ) from exc
+        except (GoogleAPIError, GoogleAuthError, OSError) as exc:
+            # OSError covers requests' own errors (a refused or reset connection).
+            raise StorageError(f"{self.root} is unreachable: {type(exc).__name__}") from exc
+
     def read_sync(self, path: str) -> bytes | None:
         from google.api_core.exceptions import NotFound
 
-        try:
-            data: bytes = self._bucket.blob(self._name(path)).download_as_bytes()
-        except NotFound:
-            return None
+        with self._failures():
+            try:
+                data: bytes = self._bucket.blob(self._name(path)).download_as_bytes(**self._bounded)
+            except NotFound:  # no such object (or no such bucket: exists() tells)
+                return None
         return data
 
     def write_sync(self, path: str, data: bytes) -> None:
-        self._bucket.blob(self._name(path)).upload_from_string(data)
+        with self._failures():
+            self._bucket.blob(self._name(path)).upload_from_string(data, **self._bounded)
 
     def list_dirs_sync(self, path: str) -> list[str]:
         prefix = self._dir_prefix(path)
-        blobs = self._client.list_blobs(self._bucket, prefix=prefix, delimiter="/")
-        for _ in blobs:  # prefixes are only known once every page has been read
-            pass
+        with self._failures():
+            blobs = self._client.list_blobs(
+                self._bucket, prefix=prefix, delimiter="/", **self._bounded
+            )
+            for _ in blobs:  # prefixes are only known once every page has been read
+                pass
         return sorted(p[len(prefix) :].rstrip("/") for p in blobs.prefixes)
 
     def exists_sync(self, path: str) -> bool:
-        if self._bucket.blob(self._name(path)).exists():
-            return True
-        blobs = self._client.list_blobs(self._bucket, prefix=self._dir_prefix(path), max_results=1)
-        return any(True for _ in blobs)
+        with self._failures():
+            if self._bucket.blob(self._name(path)).exists(**self._bounded):
+                return True
+            blobs = self._client.list_blobs(
+                self._bucket, prefix=self._dir_prefix(path), max_results=1, **self._bounded
+            )
+            return any(True for _ in blobs)
 
     def _dir_prefix(self, path: str) -> str:
         name = self._name(path)

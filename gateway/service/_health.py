@@ -27,18 +27,28 @@ SERVICE = "saxgateway.v1.SaxGateway"
 
 
 async def cell_reachable(client: Client, timeout: float) -> bool:
-    """True when some cell under SAX_ROOT has an admin server that answers."""
+    """True when some cell has an admin server that answers: a cell under SAX_ROOT, or one
+    the client already knows the admin of (SAX_ROOT may be unreadable while admins answer)."""
+    return await cell_problem(client, timeout) is None
+
+
+async def cell_problem(client: Client, timeout: float) -> str | None:
+    """None when some cell's admin answers (as `cell_reachable`), else why none does: what
+    the operator reads in the log while the gateway is NOT_SERVING."""
+    problem = "no cell under SAX_ROOT"
     try:
-        cells = await asyncio.wait_for(client.list_cells(), timeout)
-        for cell in cells:
-            try:
-                await client.list_all(cell, timeout=timeout)
-                return True
-            except SaxError:
-                continue
-    except (SaxError, TimeoutError, OSError) as exc:
-        log.debug("SAX_ROOT not readable: %s", exc)
-    return False
+        listed = await asyncio.wait_for(client.list_cells(), timeout)
+    except TimeoutError:
+        listed, problem = [], f"SAX_ROOT not listed within {timeout:g} s"
+    except (SaxError, OSError) as exc:
+        listed, problem = [], str(exc)
+    for cell in dict.fromkeys([*client.known_cells(), *listed]):
+        try:
+            await client.list_all(cell, timeout=timeout)
+            return None
+        except SaxError as exc:
+            problem = exc.message
+    return problem
 
 
 class _CountedHealth(health.aio.HealthServicer):  # type: ignore[misc]
@@ -83,12 +93,13 @@ class HealthReporter:
             await self._probe()
 
     async def _probe(self) -> None:
-        if await cell_reachable(self._client, timeout=max(self._interval, 1.0)):
+        problem = await cell_problem(self._client, timeout=max(self._interval, 1.0))
+        if problem is None:
             await self._set(True, "the cell's admin answers")
         elif self._client.knows_replicas():
-            await self._set(True, "no admin answers; serving the replicas on record")
+            await self._set(True, f"no admin answers: {problem}; serving the replicas on record")
         else:
-            await self._set(False, "no admin answers and no replicas are on record")
+            await self._set(False, f"no admin answers: {problem}; no replicas are on record")
 
     async def _set(self, serving: bool, why: str = "stopping") -> None:
         if (serving, why) == (self._serving, self._why):

@@ -39,5 +39,12 @@ def test_load_failure_is_reported_and_calls_fail_fast(faults: Faults, http: http
         assert call.json()["code"] == 9
         assert "TestLM failed to load: weights are corrupt)" in call.json()["message"]
         assert elapsed < 10  # it used to wait for the whole deadline
+
+        # `saxgw wait` after a publish (a deploy script's "is it up?") gets the same answer,
+        # where it used to wait out its deadline and say only DEADLINE_EXCEEDED (504).
+        wait = http.post(f"/v1{model}:waitForReady", json={"timeout": "20s"})
+        assert wait.status_code == 400, wait.text
+        assert wait.json()["code"] == 9
+        assert "TestLM failed to load: weights are corrupt)" in wait.json()["message"]
     finally:
         http.post("/unpublish", json={"model": model})

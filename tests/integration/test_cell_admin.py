@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import TypeAlias
@@ -12,6 +13,8 @@ import pytest
 from saxml.protobuf import admin_pb2
 
 from gateway.cell import AdminServer
+from gateway.cell._errors import CellStartError
+from gateway.cell._files import CorruptCellFileError
 from tests.integration._cell_fixtures import (
     CELL,
     TEST_LM,
@@ -98,6 +101,15 @@ async def test_duplicate_and_unknown_models(inproc_cell: InprocCell) -> None:
         error = await _error(admin.Update(admin_pb2.UpdateRequest(model=redeployed)))
         assert error.code() == Code.FAILED_PRECONDITION
         assert (error.details() or "").startswith("uuid can't be changed")
+        # As upstream's validator: a model's path names what it is; a new path is a new model.
+        moved = _model(f"{CELL}/foo", model_path="sax_gateway.testing.TestVision")
+        error = await _error(admin.Update(admin_pb2.UpdateRequest(model=moved)))
+        assert (error.code(), error.details()) == (
+            Code.INVALID_ARGUMENT,
+            "invalid model update: model path can't be changed: InvalidArgument",
+        )
+        [listed] = (await admin.List(admin_pb2.ListRequest())).published_models
+        assert listed.model.model_path == TEST_LM
 
 
 async def test_update_changes_replicas_and_unpublish_unloads(inproc_cell: InprocCell) -> None:
@@ -247,3 +259,76 @@ async def test_stats_and_join_validation(inproc_cell: InprocCell) -> None:
             )
         )
         assert error.code() == Code.UNAVAILABLE
+
+
+async def test_a_corrupt_state_file_stops_the_admin_with_one_line_and_is_kept(
+    tmp_path: Path,
+) -> None:
+    # It was a DecodeError traceback, and the cell's launcher restarted the admin into it for
+    # ever; the file holds every published model, so the admin must neither start over it
+    # nor rewrite it.
+    settings = fast_settings(tmp_path)
+    state = Path(settings.effective_fs_root) / "sax" / "test" / "state.proto"
+    state.parent.mkdir(parents=True)
+    state.write_bytes(b"not a sax.State")
+    admin = AdminServer(settings)
+    with pytest.raises(CorruptCellFileError) as corrupt:
+        await admin.start()
+    await admin.stop()
+    assert str(corrupt.value).startswith(f"{state} is corrupt")
+    assert "move it away to start with no published models" in str(corrupt.value)
+    assert state.read_bytes() == b"not a sax.State"
+
+
+async def test_an_fs_root_the_cell_does_not_use_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # config.proto fixes a cell's fs root when the cell is created (upstream's admin_config
+    # cannot change it either); a later --fs-root elsewhere was ignored without a word, and
+    # the operator looked for state.proto where it was not.
+    first = dataclasses.replace(fast_settings(tmp_path), fs_root=str(tmp_path / "fs-a"))
+    admin = AdminServer(first)
+    await admin.start()
+    await admin.stop()
+    moved = dataclasses.replace(first, fs_root=str(tmp_path / "fs-b"))
+    admin = AdminServer(moved)
+    await admin.start()
+    await admin.stop()
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warning == (
+        f"--fs-root {tmp_path / 'fs-b'} is not used: the cell /sax/test keeps its state under "
+        f"{tmp_path / 'fs-a'}, as its config.proto says (a cell's fs root cannot change)"
+    )
+
+
+async def test_a_second_admin_of_a_live_cell_refuses_to_start(tmp_path: Path) -> None:
+    # Two admins of one cell (a second `saxgw up` on the same roots, other ports) each saved
+    # their own view into one state.proto, and each overwrote the other's publishes.
+    settings = fast_settings(tmp_path)
+    first = AdminServer(settings)
+    await first.start()
+    try:
+        async with admin_stub(first.address) as admin:
+            await publish(admin, "kept", replicas=0, wait=False)
+        second = AdminServer(settings)
+        with pytest.raises(CellStartError) as refused:
+            await second.start()
+        await second.stop()
+        assert str(refused.value) == (
+            f"another admin server of /sax/test answers at {first.address} (its location.proto "
+            "names it): two admins of one cell overwrite each other's saved state; stop it "
+            "first"
+        )
+        location = tmp_path / "root" / "sax" / "test" / "location.proto"
+        assert admin_pb2.Location.FromString(location.read_bytes()).location == first.address
+    finally:
+        await first.stop()
+    # Once it is gone, a new admin takes over (and finds what the first one saved).
+    third = AdminServer(settings)
+    await third.start()
+    try:
+        async with admin_stub(third.address) as admin:
+            listed = await admin.List(admin_pb2.ListRequest())
+        assert [m.model.model_id for m in listed.published_models] == ["/sax/test/kept"]
+    finally:
+        await third.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,7 @@ from gateway.client import (
     InvalidArgumentError,
     NotFoundError,
     ServerTypeStat,
+    UnavailableError,
 )
 from tests.integration._client_fixtures import (
     CELL,
@@ -169,3 +171,23 @@ async def test_admin_timeout_default_applies(cell: RunningCell) -> None:
         with pytest.raises(DeadlineExceededError):
             await client.wait_for_ready(f"{CELL}/slow", 3)
         assert asyncio.get_running_loop().time() - started < 2
+
+
+async def test_a_missing_sax_root_is_unavailable_not_an_unknown_cell(tmp_path: Path) -> None:
+    # Every cell was "not found" (404) while SAX_ROOT was missing (a volume not mounted yet,
+    # a wrong --sax-root): a caller took its cell name for wrong, and nobody retried.
+    settings = ClientSettings(sax_root=str(tmp_path / "missing"), admin_unreachable_after=0.2)
+    async with Client(settings) as client:
+        with pytest.raises(UnavailableError, match="no Sax cell exists under this gateway's"):
+            await client.list_all(CELL, timeout=5)
+        with pytest.raises(UnavailableError, match="check its --sax-root"):
+            await client.lm_generate(f"{CELL}/lm", "x", CallOptions(timeout=5))
+
+
+async def test_an_unreadable_sax_root_is_unavailable(tmp_path: Path) -> None:
+    # A local SAX_ROOT that cannot be listed (here a symlink loop; also permissions, a dead
+    # mount) raised a bare OSError: INTERNAL (500) with no word of SAX_ROOT.
+    (tmp_path / "sax").symlink_to(tmp_path / "sax")
+    async with Client(ClientSettings(sax_root=str(tmp_path))) as client:
+        with pytest.raises(UnavailableError, match=r"SAX_ROOT cannot be read: .*symbolic links"):
+            await client.list_cells()

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import grpc
 import pytest
+from grpc_health.v1 import health, health_pb2_grpc
 from saxml.protobuf import admin_pb2
 
 from gateway.client import (
@@ -23,7 +25,7 @@ from gateway.client import (
 )
 from gateway.launch.processes import free_port
 from tests._approx import approx
-from tests.integration._cell_fixtures import eventually
+from tests.integration._cell_fixtures import eventually, stand_in_server
 from tests.integration._client_fixtures import CELL, TEST_LM, RunningCell, publish_ready
 
 T = CallOptions(timeout=20)
@@ -135,3 +137,47 @@ async def test_state_keeps_method_names_after_the_model_served(
             break
         await asyncio.sleep(0.05)
     assert saved[model_id] == sorted(detail.method_names)
+
+
+async def test_a_half_written_location_is_retried_and_a_garbled_one_is_unavailable(
+    cell: RunningCell,
+) -> None:
+    # Upstream's admin writes location.proto in place (not atomically), so a reader can see it
+    # cut short while an admin restarts; that was FAILED_PRECONDITION (400) at once.
+    location = Path(cell.sax_root) / "sax" / "test" / "location.proto"
+    whole = location.read_bytes()
+    location.write_bytes(whole[:-3])
+    settings = ClientSettings(sax_root=cell.sax_root, admin_unreachable_after=20.0)
+    async with Client(settings) as client:
+        listing = asyncio.create_task(client.list_all(CELL, timeout=BOUND_S))
+        await asyncio.sleep(0.3)
+        location.write_bytes(whole)
+        assert await listing == []
+    location.write_bytes(b"\xff not a sax.Location")
+    try:
+        settings = ClientSettings(sax_root=cell.sax_root, admin_unreachable_after=0.2)
+        async with Client(settings) as client:
+            with pytest.raises(UnavailableError, match=r"is not a sax\.Location"):
+                await client.list_all(CELL, timeout=BOUND_S)
+    finally:
+        location.write_bytes(whole)
+
+
+async def test_a_location_naming_a_server_that_is_no_admin_is_unavailable(tmp_path: Path) -> None:
+    # A stale location.proto whose address another gRPC server took over (a model server, a
+    # reused pod IP) answered every admin call UNIMPLEMENTED "Method not found!" (501), as if
+    # the gateway lacked the call; it is an admin that is not there.
+    def add_health(server: grpc.aio.Server) -> None:
+        health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
+
+    async with stand_in_server(add_health) as other:
+        cell_dir = tmp_path / "sax" / "test"
+        cell_dir.mkdir(parents=True)
+        location = admin_pb2.Location(location=other).SerializeToString()
+        (cell_dir / "location.proto").write_bytes(location)
+        settings = ClientSettings(sax_root=str(tmp_path), admin_unreachable_after=0.2)
+        async with Client(settings) as client:
+            with pytest.raises(UnavailableError) as caught:
+                await client.list_all(CELL, timeout=BOUND_S)
+    assert f"cell {CELL} at {other} is unreachable" in caught.value.message
+    assert "does not serve sax.Admin" in caught.value.message

@@ -161,6 +161,29 @@ async def test_health_serves_while_replicas_on_record_outlive_the_admin(
     assert [t.text for t in (await stub.Generate(request)).texts] == ["still here"]
 
 
+async def test_health_serves_while_the_admin_answers_but_sax_root_does_not(
+    stub: gateway_pb2_grpc.SaxGatewayAsyncStub, gateway: GatewayServer, inproc_cell: InprocCell
+) -> None:
+    # A GCS outage (or an unmounted SAX_ROOT) with the admin up: the probe listed the cells
+    # from storage first, found none, and a gateway that had served no data call (so held no
+    # replicas) turned NOT_SERVING: Kubernetes took it out although every call would work.
+    await stub.ListModels(pb.ListModelsRequest(sax_cell="/sax/test"))  # connects to the admin
+    root = Path(inproc_cell.settings.sax_root)
+    moved = root.with_name("moved-away")
+    root.rename(moved)
+    try:
+        async with aio_channel(gateway.address) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            for _ in range(10):  # five probes, every 0.2 s
+                reply = await health.Check(health_pb2.HealthCheckRequest(service=""))
+                assert reply.status == SERVING
+                await asyncio.sleep(0.1)
+        listed = await stub.ListModels(pb.ListModelsRequest(sax_cell="/sax/test"))
+        assert listed.sax_cell == "/sax/test"
+    finally:
+        moved.rename(root)
+
+
 async def test_health_watch_reports_not_serving_when_the_gateway_stops(
     inproc_cell: InprocCell,
 ) -> None:

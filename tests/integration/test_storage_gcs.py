@@ -9,8 +9,9 @@ from collections.abc import Iterator
 import pytest
 from gcp_storage_emulator.server import create_server
 
-from gateway.client import CallOptions, Client, ClientSettings
-from gateway.common.storage import GcsStorage, open_storage
+from gateway.client import CallOptions, Client, ClientSettings, UnavailableError
+from gateway.common.storage import GcsStorage, StorageError, open_storage
+from gateway.service._health import cell_problem, cell_reachable
 from tests.integration._client_fixtures import CELL, TEST_LM, cell_settings, running_cell
 
 BUCKET = "sax-bucket"
@@ -72,3 +73,49 @@ async def test_cell_and_client_on_a_gs_root(gcs_endpoint: str) -> None:
             # The cell's ACL lives in config.proto in the bucket.
             await client.set_acl(CELL, "admins")
             assert await client.get_acl(CELL) == "admins"
+
+
+def _dead_endpoint() -> str:
+    """An endpoint where nothing listens: a storage emulator (or GCS) that is down."""
+    return f"http://127.0.0.1:{_free_port()}"
+
+
+async def test_an_unreachable_endpoint_is_a_storage_error_within_the_retry_budget() -> None:
+    # google-cloud-storage retries a refused connection for 120 s by default: every caller, and
+    # the admin's state lock, waited two minutes for a bucket that was down.
+    storage = GcsStorage(f"gs://{BUCKET}/root", endpoint=_dead_endpoint(), retry_timeout=0.5)
+    for attempt in (
+        storage.read("sax/test/location.proto"),
+        storage.write("sax/test/state.proto", b""),
+        storage.list_dirs("sax"),
+        storage.exists("sax/test"),
+    ):
+        with pytest.raises(StorageError, match=f"gs://{BUCKET}/root is unreachable"):
+            await attempt
+
+
+async def test_a_missing_bucket_is_a_storage_error_that_names_it(gcs_endpoint: str) -> None:
+    storage = open_storage("gs://no-such-bucket/root", gcs_endpoint=gcs_endpoint)
+    assert await storage.read("sax/test/location.proto") is None  # as a missing object
+    for attempt in (
+        storage.write("sax/test/state.proto", b""),
+        storage.list_dirs("sax"),
+        storage.exists("sax/test"),
+    ):
+        with pytest.raises(StorageError, match="bucket no-such-bucket does not exist"):
+            await attempt
+
+
+async def test_a_gateway_on_a_missing_bucket_answers_unavailable(gcs_endpoint: str) -> None:
+    # It crashed at start: the health probe's list of cells raised google's NotFound.
+    settings = ClientSettings(sax_root="gs://no-such-bucket/root", gcs_endpoint=gcs_endpoint)
+    async with Client(settings) as client:
+        assert not await cell_reachable(client, timeout=5)
+        # What the health log says while NOT_SERVING: `saxgw serve` points the operator there.
+        assert await cell_problem(client, timeout=5) == (
+            "SAX_ROOT cannot be read: bucket no-such-bucket does not exist (gs://no-such-bucket/root)"
+        )
+        with pytest.raises(UnavailableError, match="bucket no-such-bucket does not exist"):
+            await client.list_cells()
+        with pytest.raises(UnavailableError, match="bucket no-such-bucket does not exist"):
+            await client.list_all(CELL, timeout=5)

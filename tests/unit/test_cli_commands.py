@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 from typing import cast
 
+import grpc
 import pytest
 from google.rpc import status_pb2
 from saxgateway.v1 import gateway_pb2 as pb
@@ -91,6 +93,11 @@ def test_generate_flags() -> None:
         ["publish", "m", "p", "c", "many"],
         ["vm.generate", "m", "text"],  # --out is required
         ["ls", "--timeout", "0"],
+        # Past int32 these were tracebacks (protobuf's ValueError), not usage errors.
+        ["publish", "m", "p", "c", "99999999999"],
+        ["update", "m", "--replicas", "3000000000"],
+        ["wait", "m", "1025"],
+        ["publish", "m", "p", "c", "--", "-1"],
     ],
 )
 def test_bad_command_lines_are_usage_errors(
@@ -127,6 +134,18 @@ def test_model_detail_and_table() -> None:
         "METHODS     lm.generate, lm.score",
         "OVERRIDES   a=1, b=2",
     ]
+    # A model that failed to load says why: "ADDRESSES (none yet)" alone suggested waiting.
+    info.ClearField("addresses")
+    info.active_replicas = 0
+    info.load_error = "/sax/test/lm failed to load (h:1: weights are corrupt)"
+    assert admin.model_detail(info).splitlines()[3:6] == [
+        "REPLICAS    0 active of 2 requested",
+        "ADDRESSES   (none yet)",
+        "LOAD ERROR  /sax/test/lm failed to load (h:1: weights are corrupt)",
+    ]
+    info.addresses.append("h:1")
+    info.active_replicas = 1
+    info.ClearField("load_error")
     assert admin.model_table([info]).splitlines() == [
         "MODEL ID      MODEL PATH  CHECKPOINT  REPLICAS",
         "/sax/test/lm  p.M         None        1/2",
@@ -236,3 +255,55 @@ def test_help_shows_defaults() -> None:
     # A --no-x flag stores False; "(default: True)" beside it would read as if it were on.
     assert "--no-metrics no per-call metrics (to measure what they cost) --" in up
     assert "(default: True)" not in up
+
+
+class _CellsStub:
+    """ListCells and GetStats of a gateway in front of a healthy cell and a dead one."""
+
+    class Down(grpc.RpcError):
+        def code(self) -> grpc.StatusCode:
+            return grpc.StatusCode.UNAVAILABLE
+
+        def details(self) -> str:
+            return "the admin server of cell /sax/dead at 127.0.0.1:1 is unreachable"
+
+    def ListCells(
+        self, request: pb.ListCellsRequest, timeout: float | None
+    ) -> pb.ListCellsResponse:
+        return pb.ListCellsResponse(cells=["/sax/dead", "/sax/test"])
+
+    def GetStats(self, request: pb.GetStatsRequest, timeout: float | None) -> pb.GetStatsResponse:
+        if request.name == "/sax/dead":
+            raise self.Down()
+        return pb.GetStatsResponse(
+            server_types=[pb.ServerTypeStat(chip_type="CPU", chip_topology="1", replicas=1)],
+            servers_by_model_path={"p.M": 1},
+        )
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_stats_of_every_cell_survives_a_dead_one(
+    as_json: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # One cell whose admin is gone (a leftover directory under SAX_ROOT) failed the whole
+    # `saxgw stats`, and showed nothing of the cells that answered.
+    out = io.StringIO()
+    stub = cast(gateway_pb2_grpc.SaxGatewayStub, _CellsStub())
+    session = _common.Session(stub=stub, timeout=None, json=as_json, out=out)
+    with pytest.raises(_common.Incomplete):
+        admin.stats.run(session, argparse.Namespace(id=None))
+    if as_json:
+        shown = json.loads(out.getvalue())
+        assert shown["/sax/test"]["servers_by_model_path"] == {"p.M": 1}
+        assert shown["/sax/dead"] == {
+            "error": {
+                "code": "UNAVAILABLE",
+                "message": "the admin server of cell /sax/dead at 127.0.0.1:1 is unreachable",
+            }
+        }
+    else:
+        assert "/sax/test  CPU        1              1" in out.getvalue()
+        assert "/sax/test  p.M         1" in out.getvalue()
+    assert capsys.readouterr().err.startswith(
+        "saxgw: /sax/dead: UNAVAILABLE: the admin server of cell /sax/dead at 127.0.0.1:1"
+    )

@@ -121,6 +121,15 @@ def test_hints_name_the_model_cell_and_gateway() -> None:
     assert "saxgw ls /sax/<cell>" in c.hint(grpc.StatusCode.NOT_FOUND, _args())
 
 
+def test_an_unknown_cell_hints_at_the_cells_not_at_publishing_into_it() -> None:
+    # `saxgw ls /sax/nope` suggested `saxgw ls /sax/nope` again and publishing into /sax/nope.
+    for target in ("/sax/nope", "/sax/nope/lm"):
+        hinted = c.hint(
+            grpc.StatusCode.NOT_FOUND, _args(id=target), details="cell /sax/nope not found"
+        )
+        assert hinted == "no such cell: `saxgw ls` lists the cells under the gateway's SAX_ROOT"
+
+
 def test_report_prints_field_violations_from_status_details() -> None:
     status = bad_request("suffix: required", ("suffix", "required"))
     trailers = (("other", "x"), (DETAILS_KEY, status.SerializeToString()))

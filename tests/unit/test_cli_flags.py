@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli.main import main
+from gateway.cli.main import main, parser
 
 # Free-looking ports no test binds: the checks under test come before any bind.
 UP = ["up", "--port", "38988", "--envoy-admin-port", "39911", "--gateway-ports", "38151"]
@@ -176,3 +176,18 @@ def test_up_names_a_directory_it_cannot_create(
         assert main([*UP, *flags]) == 1
         where = flags[flags.index(flag) + 1]
         assert capsys.readouterr().err == f"saxgw: cannot create {flag} {where}: Not a directory\n"
+
+
+def test_up_keeps_each_sax_roots_state_apart_unless_told(tmp_path: Path) -> None:
+    # --fs-root defaulted to .saxgw/fs-root whatever --sax-root said: two `saxgw up` with
+    # their own --sax-root shared one state.proto, and each admin's saves overwrote the other's
+    # acknowledged publishes (measured: cell A's model gone from the file after B published).
+    from gateway.cli import run
+
+    default_root = str(run.STATE_DIR / "sax-root")
+    assert run.embedded_fs_root(default_root, None) == str(run.STATE_DIR / "fs-root")
+    assert run.embedded_fs_root(str(tmp_path / "a"), None) is None  # the cell's SAX_ROOT/fsroot
+    assert run.embedded_fs_root("gs://bucket/root", None) is None  # in the bucket, not on disk
+    assert run.embedded_fs_root(str(tmp_path / "a"), str(tmp_path / "fs")) == str(tmp_path / "fs")
+    args = parser().parse_args(["up", "--sax-root", str(tmp_path / "a")])
+    assert args.fs_root is None

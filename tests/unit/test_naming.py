@@ -70,6 +70,14 @@ def test_model_path_and_checkpoint_follow_upstream_patterns() -> None:
         naming.check_checkpoint("a b")
 
 
+@pytest.mark.parametrize("checkpoint", ["ckpt/\u00e9", "ckpt_\u0663", "\uff47s://wide"])
+def test_checkpoint_classes_are_ascii_as_in_go(checkpoint: str) -> None:
+    # Upstream's \d and \w are Go RE2's, ASCII only; Python's match any Unicode letter or
+    # digit, and the embedded cell accepted checkpoints that a real cell refuses.
+    with pytest.raises(InvalidArgumentError, match=r"checkpoint path .* must match"):
+        naming.check_checkpoint(checkpoint)
+
+
 def test_old_module_paths_still_import_the_same_objects() -> None:
     from gateway import naming as old_naming
     from gateway import storage as old_storage

@@ -368,11 +368,13 @@ class Manager:
                 for m in self._modelets.values()
                 if model_id in m.wanted and model_id in m.failed
             ]
-            entry.addresses.set_failure(
+            failure = (
                 f"{model_id} failed to load ({'; '.join(failures)})"
                 if failures and not serving
                 else None
             )
+            entry.addresses.set_failure(failure)
+            entry.ready.set_failure(failure)
 
 
 def _refused(result: object) -> bool:

@@ -15,9 +15,11 @@ import grpc
 from saxml.protobuf import admin_pb2_grpc
 
 from gateway.cell import _grpc_server
+from gateway.cell._errors import CellStartError
 from gateway.cell._files import CellFiles
 from gateway.cell.admin.manager import Manager
 from gateway.cell.admin.servicer import AdminServicer
+from gateway.cell.admin.takeover import refuse_if_alive
 from gateway.cell.settings import CellSettings
 from gateway.common.names import parse_cell_id
 
@@ -45,9 +47,23 @@ class AdminServer:
         config = await self._files.ensure_cell()
         if not config.fs_root:
             raise ValueError(f"the config.proto of {self._settings.cell} has no fs_root")
+        asked = self._settings.fs_root
+        if asked and asked.rstrip("/") != config.fs_root.rstrip("/"):
+            _log.warning(
+                "--fs-root %s is not used: the cell %s keeps its state under %s, as its "
+                "config.proto says (a cell's fs root cannot change)",
+                asked,
+                self._settings.cell,
+                config.fs_root,
+            )
         server = _grpc_server.new_server()
         port = _grpc_server.bind(server, self._settings.host, self._settings.admin_port)
         self.address = _grpc_server.address(self._settings.host, port)
+        try:
+            await refuse_if_alive(self._files, cell=self._settings.cell, mine=self.address)
+        except CellStartError:
+            await server.stop(0)  # bound, never started: free the port
+            raise
         self.server_id = f"{self.address}_{os.urandom(8).hex()}"
         self._manager = Manager(settings=self._settings, files=self._files, fs_root=config.fs_root)
         await self._manager.start()

@@ -78,8 +78,10 @@ def check_bounds(model: admin_pb2.Model) -> None:
 
 
 def check_update(previous: admin_pb2.Model, change: admin_pb2.Model) -> None:
-    # Model path, checkpoint and overrides may change (the model is reloaded); what names the
-    # deployment may not.
+    # The checkpoint and overrides may change (the model is reloaded); its path may not, as
+    # upstream's validator rules (a real cell refuses it), nor what names the deployment.
+    if change.model_path != previous.model_path:
+        raise invalid_argument("invalid model update: model path can't be changed")
     if change.uuid and change.uuid != previous.uuid:
         raise cell_error(
             grpc.StatusCode.FAILED_PRECONDITION,

@@ -1,4 +1,8 @@
-"""A counter that callers wait on until it reaches a threshold (WaitForReady)."""
+"""A counter that callers wait on until it reaches a threshold (WaitForReady).
+
+Unlike upstream's, a wait also ends when loading failed everywhere (`set_failure`): with
+FAILED_PRECONDITION and the load error, as data calls end, rather than at the deadline.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ class ReadyCounter:
         self._model_id = model_id
         self._value = 0
         self._closed = False
+        self._failure: str | None = None
         self._changed = asyncio.Event()
 
     @property
@@ -23,6 +28,12 @@ class ReadyCounter:
     def set(self, value: int) -> None:
         if value != self._value:
             self._value = value
+            self._wake()
+
+    def set_failure(self, failure: str | None) -> None:
+        """Records (or clears) why no replica will come; fails the waiters when it is new."""
+        if failure != self._failure:
+            self._failure = failure
             self._wake()
 
     def close(self) -> None:
@@ -42,4 +53,6 @@ class ReadyCounter:
                     grpc.StatusCode.CANCELLED,
                     f"model {self._model_id} was unpublished while waiting for it to be ready",
                 )
+            if self._failure is not None:
+                raise cell_error(grpc.StatusCode.FAILED_PRECONDITION, self._failure)
             await self._changed.wait()

@@ -481,7 +481,9 @@ class UpdateModelRequest(_message.Message):
     model: _builtins.str
     """Required. The model ID."""
     model_path: _builtins.str
-    """New model path; empty keeps the current one."""
+    """Empty, or the current model path: Sax refuses to change a model's path
+    (INVALID_ARGUMENT); unpublish and publish it again instead.
+    """
     checkpoint: _builtins.str
     """New checkpoint; empty keeps the current one."""
     replicas: _builtins.int

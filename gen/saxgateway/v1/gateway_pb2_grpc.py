@@ -369,7 +369,9 @@ class SaxGatewayServicer:
 
     def WaitForReady(self, request, context):
         """Returns once a model has the requested number of ready replicas.
-        Returns DEADLINE_EXCEEDED if that does not happen within the deadline.
+        Returns DEADLINE_EXCEEDED if that does not happen within the deadline, and
+        FAILED_PRECONDITION with the load error once every model server the model
+        was assigned to failed to load it (the embedded cell reports that).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

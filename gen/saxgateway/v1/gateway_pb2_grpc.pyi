@@ -132,7 +132,9 @@ class SaxGatewayStub:
     """
     WaitForReady: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.WaitForReadyRequest, _gateway_pb2.WaitForReadyResponse]
     """Returns once a model has the requested number of ready replicas.
-    Returns DEADLINE_EXCEEDED if that does not happen within the deadline.
+    Returns DEADLINE_EXCEEDED if that does not happen within the deadline, and
+    FAILED_PRECONDITION with the load error once every model server the model
+    was assigned to failed to load it (the embedded cell reports that).
     """
     GetAcl: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.GetAclRequest, _gateway_pb2.GetAclResponse]
     """Returns the admin ACL of a cell or a model.
@@ -268,7 +270,9 @@ class SaxGatewayAsyncStub(SaxGatewayStub):
     """
     WaitForReady: _aio.UnaryUnaryMultiCallable[_gateway_pb2.WaitForReadyRequest, _gateway_pb2.WaitForReadyResponse]  # type: ignore[assignment]
     """Returns once a model has the requested number of ready replicas.
-    Returns DEADLINE_EXCEEDED if that does not happen within the deadline.
+    Returns DEADLINE_EXCEEDED if that does not happen within the deadline, and
+    FAILED_PRECONDITION with the load error once every model server the model
+    was assigned to failed to load it (the embedded cell reports that).
     """
     GetAcl: _aio.UnaryUnaryMultiCallable[_gateway_pb2.GetAclRequest, _gateway_pb2.GetAclResponse]  # type: ignore[assignment]
     """Returns the admin ACL of a cell or a model.
@@ -527,7 +531,9 @@ class SaxGatewayServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_gateway_pb2.WaitForReadyResponse, _abc.Awaitable[_gateway_pb2.WaitForReadyResponse]]:
         """Returns once a model has the requested number of ready replicas.
-        Returns DEADLINE_EXCEEDED if that does not happen within the deadline.
+        Returns DEADLINE_EXCEEDED if that does not happen within the deadline, and
+        FAILED_PRECONDITION with the load error once every model server the model
+        was assigned to failed to load it (the embedded cell reports that).
         """
 
     @_abc_1.abstractmethod

@@ -132,7 +132,10 @@ export interface ListCellsResponse {
 export interface UpdateModelRequest {
     /** Required. The model ID. */
     model: string;
-    /** New model path; empty keeps the current one. */
+    /**
+     * Empty, or the current model path: Sax refuses to change a model's path
+     * (INVALID_ARGUMENT); unpublish and publish it again instead.
+     */
     model_path: string;
     /** New checkpoint; empty keeps the current one. */
     checkpoint: string;
@@ -1093,7 +1096,9 @@ export declare const SaxGatewayDefinition: {
         };
         /**
          * Returns once a model has the requested number of ready replicas.
-         * Returns DEADLINE_EXCEEDED if that does not happen within the deadline.
+         * Returns DEADLINE_EXCEEDED if that does not happen within the deadline, and
+         * FAILED_PRECONDITION with the load error once every model server the model
+         * was assigned to failed to load it (the embedded cell reports that).
          */
         readonly waitForReady: {
             readonly name: "WaitForReady";

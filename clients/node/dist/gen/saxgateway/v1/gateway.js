@@ -9180,7 +9180,9 @@ exports.SaxGatewayDefinition = {
         },
         /**
          * Returns once a model has the requested number of ready replicas.
-         * Returns DEADLINE_EXCEEDED if that does not happen within the deadline.
+         * Returns DEADLINE_EXCEEDED if that does not happen within the deadline, and
+         * FAILED_PRECONDITION with the load error once every model server the model
+         * was assigned to failed to load it (the embedded cell reports that).
          */
         waitForReady: {
             name: "WaitForReady",

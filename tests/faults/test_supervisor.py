@@ -71,6 +71,7 @@ def test_killing_saxgw_leaves_no_process_behind(tmp_path: Path) -> None:
         "--gateway-ports": free_port(),
         "--admin-port": free_port(),
         "--model-server-ports": free_port(),
+        "--ops-port": free_port(),  # not the default 8889, which another stack may hold
     }
     args = [f"{flag}={port}" for flag, port in ports.items()]
     args += [

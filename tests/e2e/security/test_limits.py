@@ -72,7 +72,7 @@ def front(secure: SecureStack, tmp_path_factory: pytest.TempPathFactory) -> Iter
         *(sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)),
         *("--sax-root", secure.stack.settings.sax_root, "--port", str(front.port)),
         *("--envoy-admin-port", str(front.admin), "--gateway-ports", str(free_port())),
-        *("--log-dir", str(base)),
+        *("--log-dir", str(base), "--ops-port", "0"),  # not the default 8889 others may hold
     ]
     group = ProcessGroup()
     try:

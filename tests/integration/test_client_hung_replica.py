@@ -6,6 +6,7 @@ UNAVAILABLE, which its consumer can report (it used to end as a CancelledError).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -55,6 +56,20 @@ def _no_admin(cell: CellId) -> CellAdmin:
     raise AssertionError(f"no admin call expected (cell {cell}): the test sets the table")
 
 
+@contextlib.asynccontextmanager
+async def _router_on(address: str) -> AsyncIterator[tuple[Router, AddressTable]]:
+    """A router whose table for MODEL is ``address`` alone, as the admin last reported it;
+    the test changes the table (and the pool) as the admin would."""
+    router = Router(admin_for=_no_admin, settings=ClientSettings(sax_root="/nowhere"))
+    try:
+        table = router._tables[MODEL] = AddressTable(MODEL, num_conn=2, seed=0)
+        table.known = True
+        table.set_addresses({address})
+        yield router, table
+    finally:
+        await router.close()
+
+
 @pytest.mark.parametrize("kind", ["unary", "stream"])
 async def test_a_call_on_a_replica_dropped_while_hung_goes_to_one_still_serving(
     kind: str, monkeypatch: pytest.MonkeyPatch
@@ -65,36 +80,29 @@ async def test_a_call_on_a_replica_dropped_while_hung_goes_to_one_still_serving(
     async with (
         stand_in_server(lambda s: lm_pb2_grpc.add_LMServiceServicer_to_server(hung, s)) as stuck,
         stand_in_server(lambda s: lm_pb2_grpc.add_LMServiceServicer_to_server(healthy, s)) as ok,
+        _router_on(stuck) as (router, table),
     ):
-        router = Router(admin_for=_no_admin, settings=ClientSettings(sax_root="/nowhere"))
-        try:
-            # The table as the admin last reported it: the hung replica alone.
-            table = router._tables[MODEL] = AddressTable(MODEL, num_conn=2, seed=0)
-            table.known = True
-            table.set_addresses({stuck})
-            request = lm_pb2.GenerateRequest(model_key=MODEL, text="q")
-            deadline = Deadline.after(30)
+        request = lm_pb2.GenerateRequest(model_key=MODEL, text="q")
+        deadline = Deadline.after(30)
 
-            async def unary() -> str:
-                reply = await router.unary(MODEL, lambda b: b.lm.Generate, request, deadline)
-                return reply.texts[0].text
+        async def unary() -> str:
+            reply = await router.unary(MODEL, lambda b: b.lm.Generate, request, deadline)
+            return reply.texts[0].text
 
-            async def stream() -> str:
-                async for reply in router.stream(
-                    MODEL, lambda b: b.lm.GenerateStream, request, deadline
-                ):
-                    return reply.items[0].text
-                return "no reply"
+        async def stream() -> str:
+            async for reply in router.stream(
+                MODEL, lambda b: b.lm.GenerateStream, request, deadline
+            ):
+                return reply.items[0].text
+            return "no reply"
 
-            call = asyncio.ensure_future(unary() if kind == "unary" else stream())
-            while not hung.calls:
-                await asyncio.sleep(0.01)
-            # The admin drops the hung replica: the table changes, the pool lets its channel go.
-            table.set_addresses({ok})
-            router._pool.retain([ok])
-            text = await asyncio.wait_for(call, 10)
-        finally:
-            await router.close()
+        call = asyncio.ensure_future(unary() if kind == "unary" else stream())
+        while not hung.calls:
+            await asyncio.sleep(0.01)
+        # The admin drops the hung replica: the table changes, the pool lets its channel go.
+        table.set_addresses({ok})
+        router._pool.retain([ok])
+        text = await asyncio.wait_for(call, 10)
     assert text == "healthy"
     assert (hung.calls, healthy.calls) == (1, 1)
 
@@ -107,30 +115,24 @@ async def test_a_stream_that_began_on_a_replica_dropped_while_hung_fails_unavail
     # like its own caller going away and ends its HTTP stream as if complete.
     monkeypatch.setattr(_channels, "_CLOSE_GRACE_S", 0.2)
     hung = _Replica("hung", hung=False, hangs_after_first=True)  # type: ignore[abstract]
-    async with stand_in_server(
-        lambda s: lm_pb2_grpc.add_LMServiceServicer_to_server(hung, s)
-    ) as stuck:
-        router = Router(admin_for=_no_admin, settings=ClientSettings(sax_root="/nowhere"))
-        try:
-            table = router._tables[MODEL] = AddressTable(MODEL, num_conn=2, seed=0)
-            table.known = True
-            table.set_addresses({stuck})
-            request = lm_pb2.GenerateRequest(model_key=MODEL, text="q")
-            received: list[str] = []
+    async with (
+        stand_in_server(lambda s: lm_pb2_grpc.add_LMServiceServicer_to_server(hung, s)) as stuck,
+        _router_on(stuck) as (router, table),
+    ):
+        request = lm_pb2.GenerateRequest(model_key=MODEL, text="q")
+        received: list[str] = []
 
-            async def stream() -> None:
-                async for reply in router.stream(
-                    MODEL, lambda b: b.lm.GenerateStream, request, Deadline.after(30)
-                ):
-                    received.append(reply.items[0].text)
+        async def stream() -> None:
+            async for reply in router.stream(
+                MODEL, lambda b: b.lm.GenerateStream, request, Deadline.after(30)
+            ):
+                received.append(reply.items[0].text)
 
-            call = asyncio.ensure_future(stream())
-            while not received:
-                await asyncio.sleep(0.01)
-            table.set_addresses(set())  # the admin drops it
-            router._pool.retain([])
-            with pytest.raises(UnavailableError, match="closed under the call"):
-                await asyncio.wait_for(call, 10)
-        finally:
-            await router.close()
+        call = asyncio.ensure_future(stream())
+        while not received:
+            await asyncio.sleep(0.01)
+        table.set_addresses(set())  # the admin drops it
+        router._pool.retain([])
+        with pytest.raises(UnavailableError, match="closed under the call"):
+            await asyncio.wait_for(call, 10)
     assert received == ["hung"]

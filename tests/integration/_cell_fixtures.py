@@ -23,6 +23,7 @@ import pytest
 from saxml.protobuf import admin_pb2, admin_pb2_grpc
 
 from gateway.cell import AdminServer, Cancellation, CellSettings, EmbeddedCell, ModelServer
+from gateway.client import Client, ClientSettings
 from gateway.common.storage import open_storage
 from tests._grpc import aio_channel
 
@@ -128,6 +129,18 @@ async def stand_in_admin(
         location = admin_pb2.Location(location=address).SerializeToString()
         await open_storage(sax_root).write(f"{cell.lstrip('/')}/location.proto", location)
         yield address
+
+
+@asynccontextmanager
+async def client_of_stand_in_admin(
+    servicer: admin_pb2_grpc.AdminServicer, sax_root: str, cell: str
+) -> AsyncIterator[Client]:
+    """A Sax client (5 s admin timeout) whose cell ``cell`` has ``servicer`` as its admin."""
+    async with (
+        stand_in_admin(servicer, sax_root, cell),
+        Client(ClientSettings(sax_root=sax_root, admin_timeout=5)) as client,
+    ):
+        yield client
 
 
 @asynccontextmanager

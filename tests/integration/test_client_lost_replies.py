@@ -14,9 +14,9 @@ import grpc
 import pytest
 from saxml.protobuf import admin_pb2, admin_pb2_grpc
 
-from gateway.client import AlreadyExistsError, Client, ClientSettings, NotFoundError
+from gateway.client import AlreadyExistsError, Client, NotFoundError
 from gateway.common.rpc import Context
-from tests.integration._cell_fixtures import stand_in_admin
+from tests.integration._cell_fixtures import client_of_stand_in_admin
 
 CELL = "/sax/lost"
 MODEL = f"{CELL}/lm"
@@ -72,11 +72,7 @@ class LosingAdmin(admin_pb2_grpc.AdminServicer):
 @pytest.fixture
 async def lossy(tmp_path: Path) -> AsyncIterator[tuple[Client, LosingAdmin]]:
     servicer = LosingAdmin()  # type: ignore[abstract]
-    root = str(tmp_path / "root")
-    async with (
-        stand_in_admin(servicer, root, CELL),
-        Client(ClientSettings(sax_root=root, admin_timeout=5)) as client,
-    ):
+    async with client_of_stand_in_admin(servicer, str(tmp_path / "root"), CELL) as client:
         yield client, servicer
 
 

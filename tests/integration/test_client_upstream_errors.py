@@ -15,12 +15,11 @@ from gateway.client import (
     AlreadyExistsError,
     CallOptions,
     Client,
-    ClientSettings,
     InvalidArgumentError,
     NotFoundError,
 )
 from gateway.common.rpc import Context
-from tests.integration._cell_fixtures import stand_in_admin
+from tests.integration._cell_fixtures import client_of_stand_in_admin
 
 CELL = "/sax/up"
 
@@ -70,11 +69,7 @@ async def upstream(tmp_path: Path) -> AsyncIterator[tuple[Client, UpstreamStyleA
     # Only the RPCs under test: the .pyi marks every RPC abstract, while at run time the rest
     # answer UNIMPLEMENTED from the generated base class.
     servicer = UpstreamStyleAdmin()  # type: ignore[abstract]
-    root = str(tmp_path / "root")
-    async with (
-        stand_in_admin(servicer, root, CELL),
-        Client(ClientSettings(sax_root=root, admin_timeout=5)) as client,
-    ):
+    async with client_of_stand_in_admin(servicer, str(tmp_path / "root"), CELL) as client:
         yield client, servicer
 
 

@@ -5,8 +5,6 @@ secure stack's gateways (whose own checks let anonymous GetInfo calls through)."
 
 from __future__ import annotations
 
-import dataclasses
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,8 +13,7 @@ import httpx
 import pytest
 
 from gateway.configfile import parse_config
-from gateway.launch.envoy import envoy_binary, render
-from gateway.launch.processes import ProcessGroup, free_port
+from tests.e2e.security._fronts import front_envoy
 from tests.e2e.security.conftest import SecureStack
 
 pytestmark = pytest.mark.e2e
@@ -26,35 +23,12 @@ pytestmark = pytest.mark.e2e
 RATE = {"requests_per_second": 0.1, "burst": 2}
 
 
-def _ready(admin: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=1) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def open_front(secure: SecureStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     base: Path = tmp_path_factory.mktemp("anonymous-quota")
     edge = parse_config({"quotas": {"rate": RATE}}, base).edge
-    port, admin = free_port(), free_port()
-    settings = dataclasses.replace(
-        secure.stack.envoy, listen_port=port, admin_port=admin, edge=edge
-    )
-    config = base / "envoy.yaml"
-    config.write_text(render(settings, secrets_dir=base / "secrets"))
-    group = ProcessGroup()
-    try:
-        group.start(
-            "envoy-open",
-            [str(envoy_binary()), "-c", str(config), "-l", "warn", "--base-id", str(admin)],
-            log_path=str(base / "envoy.log"),
-        )
-        group.wait_until("envoy-open", lambda: _ready(admin), 30)
+    with front_envoy(secure, edge, base, "envoy-open") as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        group.stop()
 
 
 def test_anonymous_callers_have_a_bucket_per_address(open_front: str) -> None:

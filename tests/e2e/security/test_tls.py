@@ -10,7 +10,6 @@ import dataclasses
 import socket
 import ssl
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,10 +18,9 @@ import pytest
 from cryptography import x509
 
 from gateway.edge import CertificateClient, Tls
-from gateway.launch.envoy import envoy_binary, render
-from gateway.launch.processes import ProcessGroup, free_port
 from tests.e2e._published import TEST_LM, published
 from tests.e2e.security._credentials import CertificateAuthority, write_atomically
+from tests.e2e.security._fronts import front_envoy
 from tests.e2e.security.conftest import OPS_KEY, TEAM_A_KEY, SecureStack
 
 pytestmark = pytest.mark.e2e
@@ -77,21 +75,8 @@ def front(secure: SecureStack, tmp_path_factory: pytest.TempPathFactory) -> Iter
             CertificateClient(subject="CN=team-a", client="team-a", roles=frozenset({"data"})),
         ),
     )
-    envoy = secure.stack.envoy
-    port, admin = free_port(), free_port()
-    settings = dataclasses.replace(
-        envoy, listen_port=port, admin_port=admin, edge=dataclasses.replace(envoy.edge, tls=tls)
-    )
-    config = base / "envoy.yaml"
-    config.write_text(render(settings, secrets_dir=base / "secrets"))
-    group = ProcessGroup()
-    try:
-        group.start(
-            "envoy-tls",
-            [str(envoy_binary()), "-c", str(config), "-l", "warn", "--base-id", str(admin)],
-            log_path=str(base / "envoy.log"),
-        )
-        group.wait_until("envoy-tls", lambda: _ready(admin), 30)
+    edge = dataclasses.replace(secure.stack.envoy.edge, tls=tls)
+    with front_envoy(secure, edge, base, "envoy-tls") as port:
         yield TlsFront(
             port,
             ca,
@@ -99,16 +84,6 @@ def front(secure: SecureStack, tmp_path_factory: pytest.TempPathFactory) -> Iter
             (str(base / "client.pem"), str(base / "client.key")),
             (str(base / "stranger.pem"), str(base / "stranger.key")),
         )
-    finally:
-        group.stop()
-
-
-def _ready(admin: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=1) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")

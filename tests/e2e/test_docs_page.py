@@ -5,19 +5,15 @@ which `make test` installs) with playwright-core from `npm ci`. The screenshot i
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-from pathlib import Path
 
 import httpx
 import pytest
 
 from gateway.launch.stack import Stack
+from tests.e2e._browser import ROOT, run_in_chromium
 from tests.e2e._published import TEST_LM, published
 
-ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / ".artifacts"
-DRIVER = Path(__file__).parent / "browser" / "docs_page.mjs"
 
 
 @pytest.mark.parametrize(
@@ -39,22 +35,11 @@ def test_envoy_serves_the_docs_page_files(
 
 
 def test_docs_page_tries_generate_and_the_stream_in_chromium(stack: Stack) -> None:
-    node, chromium = shutil.which("node"), shutil.which("chromium")
-    assert node and chromium, "node and chromium are needed: `make test` installs both"
     ARTIFACTS.mkdir(exist_ok=True)
     screenshot = ARTIFACTS / "docs-page.png"
     screenshot.unlink(missing_ok=True)
     with published(stack, "/sax/test/docs-page", TEST_LM, {"text": "hello docs"}) as model:
-        result = subprocess.run(
-            [node, DRIVER, stack.http_url, model, screenshot],
-            cwd=ROOT,
-            env={"PATH": "/usr/bin:/bin", "CHROMIUM": chromium, "HOME": str(ARTIFACTS)},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    assert result.returncode == 0, result.stderr
-    page = json.loads(result.stdout)
+        page = run_in_chromium("docs_page.mjs", [stack.http_url, model, str(screenshot)], ARTIFACTS)
     assert page["errors"] == []
     assert page["title"].startswith("SaxGateway HTTP/JSON API")
     generate, stream = page["operations"]["Generate"], page["operations"]["GenerateStream"]

@@ -17,11 +17,11 @@ from langchain_openai import ChatOpenAI, OpenAIEmbeddings
 from pydantic import SecretStr
 
 from gateway.launch.stack import Stack
+from tests.e2e._browser import run_in_chromium
 from tests.e2e._openai import ANSWER, BUSY, CHATML, SLOW, tokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE = shutil.which("node")
-CHROMIUM = shutil.which("chromium")
 CURL = shutil.which("curl")
 
 
@@ -58,19 +58,10 @@ def test_openai_npm_package_in_a_browser_passes_cors(
 ) -> None:
     # A page of an allowed origin runs the SDK (dangerouslyAllowBrowser): every call is
     # preflighted with the SDK's own x-stainless-* headers, which CORS must allow.
-    assert NODE and CHROMIUM, "node and chromium are needed: `make test` installs both"
-    driver = Path(__file__).parent / "browser" / "openai_sdk.mjs"
     origin = "http://allowed.example"  # the session stack's --cors-origin
-    result = subprocess.run(
-        [NODE, driver, stack.http_url + "/v1", origin, "oai", BUSY],
-        cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "CHROMIUM": CHROMIUM, "HOME": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=120,
+    page = run_in_chromium(
+        "openai_sdk.mjs", [stack.http_url + "/v1", origin, "oai", BUSY], tmp_path
     )
-    assert result.returncode == 0, result.stderr
-    page = json.loads(result.stdout)
     assert "failed" not in page, page  # a CORS refusal is an APIConnectionError
     assert "oai" in page["models"] and page["text"] == ANSWER
     not_found, busy = page["notFound"], page["busy"]

@@ -75,6 +75,11 @@ def _header_filter(name: str, regex: str, *, invert: bool = False) -> dict[str, 
     return {"header_filter": {"header": {**match, "invert_match": invert}}}
 
 
+def _set_header(key: str, value: str) -> dict[str, object]:
+    """A ``headers_to_add`` entry that replaces any header of that name."""
+    return {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+
+
 def _path_filter(regex: str, *, invert: bool = False) -> dict[str, object]:
     return _header_filter(":path", regex, invert=invert)
 
@@ -119,12 +124,7 @@ def _method_mapper(regex: str, verbs: frozenset[str], openai: bool) -> dict[str,
         "filter": {"and_filter": {"filters": on_path}},
         "status_code": _NOT_ALLOWED,
         "body_format_override": body,
-        "headers_to_add": [
-            {
-                "header": {"key": "allow", "value": allowed},
-                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-            }
-        ],
+        "headers_to_add": [_set_header("allow", allowed)],
     }
 
 
@@ -145,12 +145,7 @@ def _grpc_mapper(status: int, code: int) -> dict[str, object]:
         "filter": {
             "and_filter": {"filters": [_status_filter("EQ", status), is_grpc, not_transcoded]}
         },
-        "headers_to_add": [
-            {
-                "header": {"key": "grpc-status", "value": str(code)},
-                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-            }
-        ],
+        "headers_to_add": [_set_header("grpc-status", str(code))],
         "body_format_override": _local_reply_body(code),
     }
 

@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 UP_ARGS ?=
 
-.PHONY: install up test lint gen check-gen contract openapi unit integration e2e faults bench soak clean \
+.PHONY: install up test lint gen check-gen contract openapi unit integration e2e faults bench bench-tools soak clean \
 	chromium container-test
 
 $(STAMP): pyproject.toml
@@ -49,6 +49,11 @@ node_modules/.installed: package.json package-lock.json
 chromium:
 	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 
+## The load generators the benchmark drives (bench/_loadgen.py).
+bench-tools:
+	command -v wrk >/dev/null && command -v h2load >/dev/null || \
+	  { apt-get update -qq && apt-get install -y -qq wrk nghttp2-client; }
+
 ## The API contract: buf lint, format and breaking (scripts/buf-check), OpenAPI up to date.
 contract: install node_modules/.installed
 	PYTHON=$(PY) scripts/buf-check
@@ -64,8 +69,8 @@ unit integration e2e faults: install
 
 ## Benchmarks: starts its own stack; writes bench/results.json and BENCHMARKS.md (~6-7 min on a
 ## quiet machine by its phases, 9.5 measured at load 7; one phase: BENCH_ARGS="--only streams").
-## Needs wrk and h2load: apt-get install wrk nghttp2-client.
-bench: install
+## Installs wrk and h2load (Debian's wrk and nghttp2-client) if absent; needs root for that.
+bench: install bench-tools
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
 	$(PY) -m bench $(BENCH_ARGS)
 

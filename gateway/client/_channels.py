@@ -46,12 +46,14 @@ def insecure_channel(address: str) -> grpc.aio.Channel:
 
 
 class Backend:
-    """A model server: its channel and the stubs of every Sax data service, made once."""
+    """A model server: its channel, the stubs of every Sax data service (made once), and the
+    calls of this process now running on it (the router's measure of its load)."""
 
-    __slots__ = ("address", "am", "channel", "cm", "lm", "mm", "vm")
+    __slots__ = ("address", "am", "channel", "cm", "in_flight", "lm", "mm", "vm")
 
     def __init__(self, address: str) -> None:
         self.address = address
+        self.in_flight = 0
         self.channel = insecure_channel(address)
         self.lm = lm_pb2_grpc.LMServiceStub(self.channel)
         self.vm = vision_pb2_grpc.VisionServiceStub(self.channel)
@@ -76,6 +78,12 @@ class ChannelPool:
 
     def __len__(self) -> int:
         return len(self._backends)
+
+    def busier(self, address: str, other: str) -> bool:
+        """Whether ``address`` runs more of this process's calls than ``other`` does."""
+        backends = self._backends
+        this, that = backends.get(address), backends.get(other)
+        return (this.in_flight if this else 0) > (that.in_flight if that else 0)
 
     def retain(self, live: Iterable[str]) -> None:
         """Closes (after a grace period) the channels of addresses not in ``live``."""

@@ -242,8 +242,10 @@ class Router:
         while True:
             address, retry, table = await self._pick(table, started, deadline, retry)
             number += 1
+            backend = self._pool.get(address)
+            backend.in_flight += 1
             try:
-                rpc = method(self._pool.get(address))
+                rpc = method(backend)
                 timeout = deadline.timeout(f"call to {model_id}")
                 if self._observer is None:
                     return await rpc(request, timeout=timeout)
@@ -256,6 +258,8 @@ class Router:
                 if cancelled_by_caller():
                     raise
                 retry = self._failed(retry, table, address, _closed_under(address))
+            finally:
+                backend.in_flight -= 1
 
     async def stream(
         self, model_id: str, method: Streaming[_Req, _Resp], request: _Req, deadline: Deadline
@@ -270,56 +274,63 @@ class Router:
         retry: _Retry | None = None
         attempt = NO_ATTEMPT
         number = 0
-        while True:
-            address, retry, table = await self._pick(table, started, deadline, retry)
-            number += 1
-            if self._observer is not None:
-                attempt = self._observer.attempt(model_id, method_name(method), address, number)
-            timeout = deadline.timeout(f"call to {model_id}")
-            call = method(self._pool.get(address))(
-                request, timeout=timeout, metadata=attempt.metadata
-            )
-            try:
-                response = await call.read()
-                break
-            except grpc.aio.AioRpcError as exc:
-                attempt.end(exc.code(), exc.trailing_metadata())
-                retry = self._failed(retry, table, address, exc)
-            except asyncio.CancelledError:
-                attempt.end(grpc.StatusCode.CANCELLED, None)
-                if cancelled_by_caller():
+        backend: Backend | None = None  # the replica running the stream, counted as busy
+        try:
+            while True:
+                address, retry, table = await self._pick(table, started, deadline, retry)
+                number += 1
+                if self._observer is not None:
+                    attempt = self._observer.attempt(model_id, method_name(method), address, number)
+                timeout = deadline.timeout(f"call to {model_id}")
+                backend = self._pool.get(address)
+                call = method(backend)(request, timeout=timeout, metadata=attempt.metadata)
+                backend.in_flight += 1
+                try:
+                    response = await call.read()
+                    break
+                except grpc.aio.AioRpcError as exc:
+                    attempt.end(exc.code(), exc.trailing_metadata())
+                    retry = self._failed(retry, table, address, exc)
+                except asyncio.CancelledError:
+                    attempt.end(grpc.StatusCode.CANCELLED, None)
+                    if cancelled_by_caller():
+                        call.cancel()
+                        raise
+                    retry = self._failed(retry, table, address, _closed_under(address))
+                except BaseException:
+                    attempt.end(grpc.StatusCode.CANCELLED, None)
                     call.cancel()
                     raise
-                retry = self._failed(retry, table, address, _closed_under(address))
-            except BaseException:
-                attempt.end(grpc.StatusCode.CANCELLED, None)
-                call.cancel()
-                raise
-        code, trailing = grpc.StatusCode.CANCELLED, None
-        try:
-            while response is not grpc.aio.EOF:
-                # types-grpcio types read() as `object | response`, its EOF being a plain
-                # object, so `is not EOF` cannot narrow it to the response type.
-                yield response  # type: ignore[misc]
-                response = await call.read()
-            if attempt is not NO_ATTEMPT:
-                code, trailing = grpc.StatusCode.OK, await call.trailing_metadata()
-        except grpc.aio.AioRpcError as exc:
-            code, trailing = exc.code(), exc.trailing_metadata()
-            raise from_grpc_error(exc) from exc
-        except asyncio.CancelledError:
-            if cancelled_by_caller():
-                raise
-            # The channel was closed under the stream (the replica was dropped while hung).
-            # Responses went out already, so no other replica can take over: the stream
-            # failed, and its consumer must see a failure to report, not a cancellation
-            # that passes for its own caller going away.
-            closed = _closed_under(address)
-            code = closed.code()
-            raise from_grpc_error(closed) from None
+                backend.in_flight -= 1  # this attempt failed over: another replica is next
+                backend = None
+            code, trailing = grpc.StatusCode.CANCELLED, None
+            try:
+                while response is not grpc.aio.EOF:
+                    # types-grpcio types read() as `object | response`, its EOF being a plain
+                    # object, so `is not EOF` cannot narrow it to the response type.
+                    yield response  # type: ignore[misc]
+                    response = await call.read()
+                if attempt is not NO_ATTEMPT:
+                    code, trailing = grpc.StatusCode.OK, await call.trailing_metadata()
+            except grpc.aio.AioRpcError as exc:
+                code, trailing = exc.code(), exc.trailing_metadata()
+                raise from_grpc_error(exc) from exc
+            except asyncio.CancelledError:
+                if cancelled_by_caller():
+                    raise
+                # The channel was closed under the stream (the replica was dropped while
+                # hung). Responses went out already, so no other replica can take over: the
+                # stream failed, and its consumer must see a failure to report, not a
+                # cancellation that passes for its own caller going away.
+                closed = _closed_under(address)
+                code = closed.code()
+                raise from_grpc_error(closed) from None
+            finally:
+                call.cancel()  # a no-op once the call has ended
+                attempt.end(code, trailing)
         finally:
-            call.cancel()  # a no-op once the call has ended
-            attempt.end(code, trailing)
+            if backend is not None:
+                backend.in_flight -= 1
 
     async def _pick(
         self, table: AddressTable, started: float, deadline: Deadline, retry: _Retry | None
@@ -327,7 +338,10 @@ class Router:
         """The replica to try next (one not tried this round) and the table it came from (a
         new one when the old one went stale), waiting for one if need be."""
         while True:
-            address = table.pick_other(retry.tried) if retry and retry.tried else table.pick()
+            if retry and retry.tried:
+                address = table.pick_other(retry.tried)
+            else:
+                address = table.pick(self._pool.busier)
             if address is not None:
                 return address, retry, table
             retry = retry or _Retry()

@@ -1,7 +1,8 @@
 """A call stuck on a hung replica: once the admin gives up on the replica and the pool closes
 its channel, the call goes to a replica still serving, within its deadline (it used to end
 as UNAVAILABLE, "a connection closed under the call"); a stream that had begun ends with
-UNAVAILABLE, which its consumer can report (it used to end as a CancelledError)."""
+UNAVAILABLE, which its consumer can report (it used to end as a CancelledError). Before the
+admin gives up, new calls go to the replica that answers (they used to alternate)."""
 
 from __future__ import annotations
 
@@ -103,8 +104,60 @@ async def test_a_call_on_a_replica_dropped_while_hung_goes_to_one_still_serving(
         table.set_addresses({ok})
         router._pool.retain([ok])
         text = await asyncio.wait_for(call, 10)
+        assert _in_flight(router) == {ok: 0}  # the failed-over attempt is not counted
     assert text == "healthy"
     assert (hung.calls, healthy.calls) == (1, 1)
+
+
+def _in_flight(router: Router) -> dict[str, int]:
+    return {address: b.in_flight for address, b in router._pool._backends.items()}
+
+
+@pytest.mark.parametrize("kind", ["unary", "stream"])
+async def test_new_calls_go_to_the_replica_that_answers_not_the_one_holding_a_hung_call(
+    kind: str,
+) -> None:
+    hung = _Replica("hung", hung=True)  # type: ignore[abstract]
+    healthy = _Replica("healthy", hung=False)  # type: ignore[abstract]
+    async with (
+        stand_in_server(lambda s: lm_pb2_grpc.add_LMServiceServicer_to_server(hung, s)) as stuck,
+        stand_in_server(lambda s: lm_pb2_grpc.add_LMServiceServicer_to_server(healthy, s)) as ok,
+        _router_on(stuck) as (router, table),
+    ):
+        table.set_addresses({stuck, ok})  # both serve, as far as the admin knows
+        request = lm_pb2.GenerateRequest(model_key=MODEL, text="q")
+        deadline = Deadline.after(30)
+
+        async def call() -> str:
+            if kind == "unary":
+                reply = await router.unary(MODEL, lambda b: b.lm.Generate, request, deadline)
+                return reply.texts[0].text
+            async for item in router.stream(
+                MODEL, lambda b: b.lm.GenerateStream, request, deadline
+            ):
+                return item.items[0].text
+            return "no reply"
+
+        pending: list[asyncio.Future[str]] = []
+        answers: list[str] = []
+        for _ in range(10):  # one at a time: each either answers or hangs before the next
+            before = hung.calls
+            task: asyncio.Future[str] = asyncio.ensure_future(call())
+            while not task.done() and hung.calls == before:
+                await asyncio.sleep(0.005)
+            if task.done():
+                answers.append(task.result())
+            else:
+                pending.append(task)
+        # Round-robin sent every other call to the hung replica (5 of 10).
+        assert (hung.calls, healthy.calls) == (1, 9)
+        assert answers == ["healthy"] * 9
+        assert _in_flight(router) == {stuck: 1, ok: 0}
+        for task in pending:  # the caller gives up: the hung call is no longer counted
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        assert _in_flight(router) == {stuck: 0, ok: 0}
 
 
 async def test_a_stream_that_began_on_a_replica_dropped_while_hung_fails_unavailable(

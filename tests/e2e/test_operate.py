@@ -281,6 +281,27 @@ def test_one_http_request_is_one_trace_from_client_to_sax(
     assert isinstance(line["duration_ms"], int)
 
 
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"model": "/sax/test/absent", "query": "q"}, 404, 5),  # Envoy's own table: 12
+        ({"query": "q"}, 400, 3),  # Envoy's own table: 13
+    ],
+)
+def test_the_access_log_records_the_gateway_code_of_a_failed_http_call(
+    ops_stack: Stack, body: dict[str, str], status: int, code: int
+) -> None:
+    # The transcoder turns the gateway's grpc-status into the HTTP status and a JSON body;
+    # the log used to derive a code back from the HTTP status, which names another error.
+    trace_id = secrets.token_bytes(16)
+    traceparent = f"00-{trace_id.hex()}-{secrets.token_bytes(8).hex()}-01"
+    with httpx.Client(base_url=ops_stack.http_url, headers=AUTH, timeout=30) as http:
+        reply = http.post("/generate", json=body, headers={"traceparent": traceparent})
+    assert (reply.status_code, reply.json()["code"]) == (status, code), reply.text
+    line = _access_log_line(Path(ops_stack.settings.log_dir or "") / "envoy.log", trace_id.hex())
+    assert (line["status"], line["grpc_status"]) == (status, code)
+
+
 def _access_log_line(log: Path, trace_id: str, timeout: float = 20.0) -> dict[str, object]:
     """The access log line of the request in trace ``trace_id`` (Envoy flushes every 1 s)."""
     deadline = time.monotonic() + timeout

@@ -145,6 +145,28 @@ def test_allowed_origin_passes(http: httpx.Client, model: str) -> None:
     assert response.headers["access-control-allow-origin"] == "http://allowed.example"
 
 
+def test_a_page_on_an_allowed_origin_may_send_an_api_key_header(
+    http: httpx.Client, model: str
+) -> None:
+    # The browser asks first (a CORS preflight) whether the page may send x-api-key.
+    preflight = http.options(
+        "/generate",
+        headers={
+            "Origin": "http://allowed.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,x-api-key",
+        },
+    )
+    assert preflight.status_code == 200, preflight.text
+    assert preflight.headers["access-control-allow-origin"] == "http://allowed.example"
+    assert "POST" in preflight.headers["access-control-allow-methods"]
+    allowed = {h.strip() for h in preflight.headers["access-control-allow-headers"].split(",")}
+    assert {"content-type", "x-api-key"} <= allowed
+    response = _generate(http, {"Origin": "http://allowed.example", "x-api-key": TEAM_A_KEY})
+    assert response.status_code == 200, response.text
+    assert response.headers["access-control-allow-origin"] == "http://allowed.example"
+
+
 def test_body_limit_is_413_json(http: httpx.Client, model: str) -> None:
     # max_request_bytes: 65536 in this config.
     big = {"model": MODEL, "query": "x" * 70_000}

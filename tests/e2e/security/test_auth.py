@@ -58,6 +58,21 @@ def test_data_key_generates(http: httpx.Client, model: str) -> None:
     assert response.json() == {"texts": [{"text": "hi there", "score": pytest.approx(-0.2)}]}
 
 
+def test_the_bearer_scheme_is_case_insensitive(
+    secure: SecureStack, http: httpx.Client, model: str
+) -> None:
+    # RFC 9110 §11.1: `bearer`, `BEARER` and `Bearer` are the same scheme.
+    token = secure.signer.token({"iss": ISSUER, "aud": "saxgw", "sub": "alice"})
+    for scheme in ("bearer", "BEARER", "BeArEr"):
+        for credential in (TEAM_A_KEY, token):
+            response = _generate(http, {"Authorization": f"{scheme} {credential}"})
+            assert response.status_code == 200, (scheme, response.text)
+    # A bad credential under any spelling is still refused, and other schemes are no bearer.
+    _error(_generate(http, {"Authorization": "bearer sk-not-a-key-0000000000"}), 401, 16)
+    _error(_generate(http, {"Authorization": f"Basic {TEAM_A_KEY}"}), 401, 16)
+    _error(_generate(http, {"Authorization": f"bearerx {TEAM_A_KEY}"}), 401, 16)
+
+
 def test_x_api_key_header_works(http: httpx.Client, model: str) -> None:
     assert _generate(http, {"x-api-key": TEAM_A_KEY}).status_code == 200
 

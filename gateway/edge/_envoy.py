@@ -259,6 +259,8 @@ def _jwt(config: EdgeConfig) -> dict[str, Any]:
             "audiences": list(j.audiences),
             "local_jwks": {"filename": str(j.jwks_file)},
             "forward": False,
+            # Envoy's default accepts a token without `exp` forever (docs/security.md).
+            "require_expiration": j.require_expiration,
             # Only where docs/security.md says: without it, Envoy also takes the
             # `access_token` query parameter, and the access log writes paths out.
             "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],

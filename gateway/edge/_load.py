@@ -95,6 +95,11 @@ class _Node:
             raise self.fail(f"no such file: {path}")
         return path.resolve()
 
+    def boolean(self) -> bool:
+        if not isinstance(self.value, bool):
+            raise self.fail("expected true or false")
+        return self.value
+
     def choices(self, allowed: tuple[str, ...]) -> frozenset[str]:
         values = {n.text() for n in self.items()}
         if bad := sorted(values - set(allowed)):
@@ -135,7 +140,17 @@ def _api_keys_file(node: _Node, base: Path) -> list[_Node]:
 
 
 def _jwt(node: _Node, base: Path) -> JwtIssuer:
-    m = node.mapping(("issuer", "jwks_file", "audiences", "client_claim", "roles", "roles_claim"))
+    m = node.mapping(
+        (
+            "issuer",
+            "jwks_file",
+            "audiences",
+            "client_claim",
+            "roles",
+            "roles_claim",
+            "require_expiration",
+        )
+    )
     for required in ("issuer", "jwks_file"):
         if required not in m:
             raise node.fail(f"missing {required!r}")
@@ -153,6 +168,7 @@ def _jwt(node: _Node, base: Path) -> JwtIssuer:
         client_claim=m["client_claim"].text() if "client_claim" in m else "sub",
         roles=m["roles"].choices(ROLES) if "roles" in m else frozenset({"data"}),
         roles_claim=_optional(m.get("roles_claim"), _Node.text),
+        require_expiration=m["require_expiration"].boolean() if "require_expiration" in m else True,
     )
 
 

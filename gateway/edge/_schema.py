@@ -41,6 +41,8 @@ class JwtIssuer:
     """Roles every valid token of this issuer has."""
     roles_claim: str | None = None
     """A list claim whose values (``admin``, ``data``) add roles."""
+    require_expiration: bool = True
+    """Refuse tokens without an ``exp`` claim: such a token, once leaked, works forever."""
 
 
 @dataclass(frozen=True, kw_only=True)

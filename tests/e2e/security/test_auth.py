@@ -9,7 +9,13 @@ import pytest
 
 from tests.e2e._bodies import envoy_error
 from tests.e2e._published import TEST_LM, published
-from tests.e2e.security.conftest import ISSUER, OPS_KEY, TEAM_A_KEY, SecureStack
+from tests.e2e.security.conftest import (
+    ISSUER,
+    LASTING_ISSUER,
+    OPS_KEY,
+    TEAM_A_KEY,
+    SecureStack,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -142,6 +148,20 @@ def test_bad_jwts_are_401(secure: SecureStack, http: httpx.Client, model: str) -
     ]
     for token in tokens:
         _error(_generate(http, {"Authorization": f"Bearer {token}"}), 401, 16)
+
+
+def test_a_jwt_without_expiry_is_refused_unless_its_issuer_allows(
+    secure: SecureStack, http: httpx.Client, model: str
+) -> None:
+    lasting = secure.signer.token({"iss": ISSUER, "aud": "saxgw", "sub": "alice"}, lifetime=None)
+    refused = _generate(http, {"Authorization": f"Bearer {lasting}"})
+    assert refused.status_code == 401, refused.text
+    # Refused as every bad JWT is here: it is then no API key either.
+    assert refused.json() == envoy_error(refused, 16, "Client authentication failed.")
+    # An issuer with `require_expiration: false` (conftest.py) may leave `exp` out.
+    allowed = secure.signer.token({"iss": LASTING_ISSUER, "aud": "saxgw", "sub": "dave"}, None)
+    response = _generate(http, {"Authorization": f"Bearer {allowed}"})
+    assert response.status_code == 200, response.text
 
 
 def test_foreign_origin_changes_nothing(http: httpx.Client) -> None:

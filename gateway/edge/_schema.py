@@ -126,6 +126,8 @@ class EdgeConfig:
     quotas: Quotas = field(default_factory=Quotas)
     tls: Tls | None = None
     cors_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
+    """Host names a loopback listener answers besides loopback ones (gateway/edge/_hosts.py)."""
     limits: Limits = field(default_factory=Limits)
     admin_only: frozenset[str] = frozenset(EXPOSABLE)
 

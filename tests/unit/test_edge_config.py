@@ -56,7 +56,7 @@ def test_an_empty_file_is_the_default() -> None:
     ("data", "message"),
     [
         ({"auth": {"api_key": []}}, "auth.api_key: unknown key"),
-        ({"oops": 1}, "oops: unknown section; expected one of admin_only, auth, clients,"),
+        ({"oops": 1}, "oops: unknown section; expected one of admin_only, allowed_hosts, auth,"),
         (
             {"auth": {"api_keys": [{"key": KEY, "client": "ops"}]}},
             "auth.api_keys[0]: missing 'roles'",

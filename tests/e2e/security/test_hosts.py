@@ -7,6 +7,8 @@ is, to the browser, same-origin with a local `saxgw up` stack: its requests carr
 
 from __future__ import annotations
 
+import json
+
 import grpc
 import httpx
 import pytest
@@ -17,12 +19,14 @@ from gateway.edge._hosts import REFUSAL
 from gateway.launch.stack import Stack
 from tests._grpc import sync_channel
 from tests.e2e._bodies import envoy_error, openai_error
+from tests.e2e._browser import ROOT, run_in_chromium
 from tests.e2e._published import TEST_LM
 from tests.e2e.security.conftest import ALLOWED_HOST, TEAM_A_KEY, SecureStack
 
 pytestmark = pytest.mark.e2e
 
 EVIL = "evil.example:8888"
+ARTIFACTS = ROOT / ".artifacts"
 
 
 def _port(stack: Stack) -> int:
@@ -107,3 +111,15 @@ def test_a_host_the_config_allows_is_answered(secure: SecureStack) -> None:
         # Without a credential, that is what the caller hears first.
         anonymous = http.post("/publish", json={}, headers={"Host": "other.saxgw.test"})
         assert anonymous.status_code == 401, anonymous.text
+
+
+def test_chromium_on_a_rebound_name_gets_421(stack: Stack, http: httpx.Client) -> None:
+    # The whole attack in a real browser: its Host and Origin headers are its own.
+    page = run_in_chromium("rebinding.mjs", [str(_port(stack)), TEST_LM], ARTIFACTS)
+    assert page["landing"]["status"] == 421
+    for call in ("publish", "list"):
+        assert page[call]["status"] == 421, page
+        assert json.loads(page[call]["body"])["message"] == REFUSAL
+    assert (
+        http.get("/listcell", params={"model": "/sax/test/rebound-in-chromium"}).status_code == 404
+    )

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import ipaddress
 import os
 import sys
 from pathlib import Path
 
 from gateway.config import ConfigError, GatewaySettings
 from gateway.configfile import ConfigFile, load_config
-from gateway.edge import EdgeConfig, access_settings
+from gateway.edge import EdgeConfig, access_settings, allowed_host, is_loopback
 from gateway.launch.envoy import EnvoySettings
 
 __all__ = [
+    "allowed_host_flag",
     "envoy_settings",
     "gateway_settings",
     "load",
@@ -57,18 +57,17 @@ def gateway_settings(base: GatewaySettings, config: ConfigFile) -> GatewaySettin
     )
 
 
-def _loopback(address: str) -> bool:
-    if address == "localhost":
-        return True
+def allowed_host_flag(text: str) -> str:
+    """``--allowed-host``: a name a loopback listener also answers (gateway/edge/_hosts.py)."""
     try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
+        return allowed_host(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}; got {text!r}") from None
 
 
 def refuse_exposure(args: argparse.Namespace, config: EdgeConfig) -> str | None:
     """Why ``serve`` must not start: a non-loopback listener with nobody to authenticate."""
-    if _loopback(args.listen) or config.authenticated or getattr(args, "allow_anonymous", True):
+    if is_loopback(args.listen) or config.authenticated or getattr(args, "allow_anonymous", True):
         return None
     return (
         f"refusing to listen on {args.listen} without authentication: anyone who reaches it "
@@ -78,9 +77,12 @@ def refuse_exposure(args: argparse.Namespace, config: EdgeConfig) -> str | None:
 
 
 def envoy_settings(base: EnvoySettings, config: EdgeConfig) -> EnvoySettings:
-    """``base`` (from flags) with the file's origins, edge rules and limits."""
+    """``base`` (from flags) with the file's origins, host names, edge rules and limits."""
     return dataclasses.replace(
-        base, cors_origins=(*base.cors_origins, *config.cors_origins), edge=config
+        base,
+        cors_origins=(*base.cors_origins, *config.cors_origins),
+        allowed_hosts=(*base.allowed_hosts, *config.allowed_hosts),
+        edge=config,
     )
 
 

@@ -90,6 +90,15 @@ def _add_front(cmd: argparse.ArgumentParser) -> None:
         default=[],
         help="browser origin allowed by CORS (repeatable; * for any)",
     )
+    cmd.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        type=_edge.allowed_host_flag,
+        help="a host name Envoy answers on loopback besides localhost and 127.0.0.1, such as "
+        "a tunnel's or /etc/hosts' (repeatable; * for any); other names are refused, against "
+        "DNS rebinding",
+    )
     cmd.add_argument("--gcs-endpoint", help="GCS API endpoint override (a storage emulator)")
     add_deadline_arguments(cmd)
     add_config_argument(cmd)
@@ -304,6 +313,7 @@ def _up(args: argparse.Namespace) -> int:
                 listen_port=args.port,
                 admin_port=args.envoy_admin_port,
                 cors_origins=args.cors_origin,
+                allowed_hosts=args.allowed_host,
                 concurrency=_workers.envoy_concurrency(args),
             ),
             config.edge,

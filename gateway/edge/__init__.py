@@ -3,12 +3,14 @@
 edge = parse_edge(sections, base)         # gateway.configfile reads the file and calls this
 access = access_settings(edge)            # for the gateway processes
 values = edge_values(edge, origins, secrets_dir)  # for Envoy's template
+hosts = host_values(listen_address, allowed_hosts)  # the Host names a loopback listener answers
 
 The parts of EdgeConfig that callers build by hand are exported; _schema.py has them all.
 """
 
 from gateway.edge._access import access_settings
 from gateway.edge._envoy import IDENTITY_HEADER
+from gateway.edge._hosts import allowed_host, host_values, is_loopback
 from gateway.edge._listener import edge_values
 from gateway.edge._load import SECTIONS, parse_edge
 from gateway.edge._schema import CertificateClient, EdgeConfig, Limits, Rate, Tls
@@ -22,6 +24,9 @@ __all__ = [
     "Rate",
     "Tls",
     "access_settings",
+    "allowed_host",
     "edge_values",
+    "host_values",
+    "is_loopback",
     "parse_edge",
 ]

@@ -5,7 +5,8 @@ them in the template with the listener's TLS, limits and JSON local replies.
 
 Filter order, and why:
   health_check -> cors -> strip identity header, refuse foreign Origins
-  -> grpc_web -> transcoder -> jwt_authn -> api_key_auth -> rbac -> local_ratelimit -> router
+  -> grpc_web -> transcoder -> `Bearer` scheme spelled as the filters after it expect
+  -> jwt_authn -> api_key_auth -> rbac -> local_ratelimit -> router
 Credentials and roles are checked after the transcoder, on gRPC paths, so that one set of
 rules covers HTTP/JSON, gRPC and grpc-web, and a refusal is a gRPC status that the transcoder
 turns into the same JSON error body and HTTP status as the gateway's own errors.
@@ -117,30 +118,36 @@ def _rbac(config: EdgeConfig) -> dict[str, Any]:
     )
 
 
+def _header(name: str, match: dict[str, Any]) -> dict[str, Any]:
+    """A matcher predicate: request header ``name`` is present and matches ``match``."""
+    return {
+        "single_predicate": {
+            "input": {
+                "name": name,
+                "typed_config": {
+                    "@type": _TYPES + "type.matcher.v3.HttpRequestHeaderMatchInput",
+                    "header_name": name,
+                },
+            },
+            "value_match": match,
+        }
+    }
+
+
+def _regex(regex: str) -> dict[str, Any]:
+    """A string matcher: the whole value matches ``regex`` (RE2)."""
+    return {"safe_regex": {"google_re2": {}, "regex": regex}}
+
+
 def _open_or_identified() -> dict[str, Any]:
     """A matcher predicate: the path is open, or a JWT already set the identity header."""
-
-    def header(name: str, match: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "single_predicate": {
-                "input": {
-                    "name": name,
-                    "typed_config": {
-                        "@type": _TYPES + "type.matcher.v3.HttpRequestHeaderMatchInput",
-                        "header_name": name,
-                    },
-                },
-                "value_match": match,
-            }
-        }
-
     alternatives = [p.replace(".", r"\.") for p in OPEN] + [p + "(/[^?]*)?" for p in OPEN_PREFIXES]
     open_regex = "^(" + "|".join(alternatives) + r")(\?.*)?$"
     return {
         "or_matcher": {
             "predicate": [
-                header(IDENTITY_HEADER, {"safe_regex": {"google_re2": {}, "regex": ".+"}}),
-                header(":path", {"safe_regex": {"google_re2": {}, "regex": open_regex}}),
+                _header(IDENTITY_HEADER, _regex(".+")),
+                _header(":path", _regex(open_regex)),
             ]
         }
     }
@@ -159,6 +166,38 @@ def _api_keys(config: EdgeConfig) -> dict[str, Any]:
     )
     # Skipped on open paths and once a JWT or a certificate has identified the caller.
     return _skip_when("envoy.filters.http.api_key_auth", api_key_auth, _open_or_identified())
+
+
+_BEARER_SCHEME = """
+function envoy_on_request(request)
+  local headers = request:headers()
+  local credential = string.match(headers:get("authorization"), "^%a+%s+(.-)%s*$")
+  headers:replace("authorization", "Bearer " .. credential)
+end
+"""
+
+
+def _bearer_scheme() -> dict[str, Any]:
+    """Rewrites ``Authorization: bearer <credential>`` in any case to ``Bearer <credential>``.
+    Auth schemes are case-insensitive (RFC 9110 §11.1), but jwt_authn's ``value_prefix`` and
+    api_key_auth compare them byte for byte (measured: `bearer` and `BEARER` were refused).
+    Lua, since no Envoy header mutation can rewrite part of a value; it runs only for a
+    request whose scheme is some other spelling of ``Bearer`` (the matcher below), so the
+    usual request pays a regex, not a Lua coroutine."""
+    rewrite = _filter(
+        "bearer_scheme",
+        "filters.http.lua.v3.Lua",
+        {"default_source_code": {"inline_string": _BEARER_SCHEME}},
+    )
+    usual = {
+        "or_matcher": {
+            "predicate": [
+                {"not_matcher": _header("authorization", _regex(r"(?i:bearer)\s+\S.*"))},
+                _header("authorization", _regex(r"Bearer \S.*")),
+            ]
+        }
+    }
+    return _skip_when("bearer_scheme", rewrite, usual)
 
 
 def _skip_when(name: str, inner: dict[str, Any], predicate: dict[str, Any]) -> dict[str, Any]:
@@ -220,6 +259,8 @@ def _jwt(config: EdgeConfig) -> dict[str, Any]:
             "audiences": list(j.audiences),
             "local_jwks": {"filename": str(j.jwks_file)},
             "forward": False,
+            # Envoy's default accepts a token without `exp` forever (docs/security.md).
+            "require_expiration": j.require_expiration,
             # Only where docs/security.md says: without it, Envoy also takes the
             # `access_token` query parameter, and the access log writes paths out.
             "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
@@ -281,18 +322,7 @@ def _unless_origin(check: dict[str, Any]) -> dict[str, Any]:
     """``check``, skipped for a request without an Origin header (every non-browser client):
     its Lua coroutine would otherwise live as long as the request, ~1 KB of Envoy's memory
     per open SSE stream (BENCHMARKS.md)."""
-    has_origin = {
-        "single_predicate": {
-            "input": {
-                "name": "origin",
-                "typed_config": {
-                    "@type": _TYPES + "type.matcher.v3.HttpRequestHeaderMatchInput",
-                    "header_name": "origin",
-                },
-            },
-            "value_match": {"safe_regex": {"google_re2": {}, "regex": ".*"}},
-        }
-    }
+    has_origin = _header("origin", _regex(".*"))
     skip = {
         "name": "skip",
         "typed_config": {
@@ -331,6 +361,8 @@ def early_filters(origins: Sequence[str]) -> list[dict[str, Any]]:
 def auth_filters(config: EdgeConfig) -> list[dict[str, Any]]:
     """Filters after the transcoder, before the router."""
     filters: list[dict[str, Any]] = []
+    if config.jwt or config.api_keys:
+        filters.append(_bearer_scheme())
     if config.jwt:
         filters.append(_jwt(config))
     filters += [_certificate_identity(c.subject, c.client) for c in config.certificate_clients]

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import yaml
 
 from gateway.config import ConfigError
+from gateway.edge._hosts import allowed_host
 from gateway.edge._schema import (
     EXPOSABLE,
     ROLES,
@@ -95,6 +96,17 @@ class _Node:
             raise self.fail(f"no such file: {path}")
         return path.resolve()
 
+    def boolean(self) -> bool:
+        if not isinstance(self.value, bool):
+            raise self.fail("expected true or false")
+        return self.value
+
+    def host(self) -> str:
+        try:
+            return allowed_host(self.text())
+        except ValueError as exc:
+            raise self.fail(str(exc)) from None
+
     def choices(self, allowed: tuple[str, ...]) -> frozenset[str]:
         values = {n.text() for n in self.items()}
         if bad := sorted(values - set(allowed)):
@@ -135,7 +147,17 @@ def _api_keys_file(node: _Node, base: Path) -> list[_Node]:
 
 
 def _jwt(node: _Node, base: Path) -> JwtIssuer:
-    m = node.mapping(("issuer", "jwks_file", "audiences", "client_claim", "roles", "roles_claim"))
+    m = node.mapping(
+        (
+            "issuer",
+            "jwks_file",
+            "audiences",
+            "client_claim",
+            "roles",
+            "roles_claim",
+            "require_expiration",
+        )
+    )
     for required in ("issuer", "jwks_file"):
         if required not in m:
             raise node.fail(f"missing {required!r}")
@@ -153,6 +175,7 @@ def _jwt(node: _Node, base: Path) -> JwtIssuer:
         client_claim=m["client_claim"].text() if "client_claim" in m else "sub",
         roles=m["roles"].choices(ROLES) if "roles" in m else frozenset({"data"}),
         roles_claim=_optional(m.get("roles_claim"), _Node.text),
+        require_expiration=m["require_expiration"].boolean() if "require_expiration" in m else True,
     )
 
 
@@ -246,7 +269,7 @@ def _limits(node: _Node) -> Limits:
 
 
 #: The file's top-level sections this part owns (gateway/configfile.py routes them here).
-SECTIONS = ("auth", "clients", "quotas", "tls", "cors", "limits", "admin_only")
+SECTIONS = ("auth", "clients", "quotas", "tls", "cors", "allowed_hosts", "limits", "admin_only")
 
 
 def parse_edge(data: Mapping[str, Any], base: Path = Path(".")) -> EdgeConfig:
@@ -283,6 +306,9 @@ def parse_edge(data: Mapping[str, Any], base: Path = Path(".")) -> EdgeConfig:
         tls=_optional(top.get("tls"), lambda n: _tls(n, base)),
         cors_origins=tuple(n.text() for n in cors["allowed_origins"].items())
         if "allowed_origins" in cors
+        else (),
+        allowed_hosts=tuple(n.host() for n in top["allowed_hosts"].items())
+        if "allowed_hosts" in top
         else (),
         limits=_limits(top["limits"]) if "limits" in top else Limits(),
         admin_only=top["admin_only"].choices(EXPOSABLE)

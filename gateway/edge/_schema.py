@@ -41,6 +41,8 @@ class JwtIssuer:
     """Roles every valid token of this issuer has."""
     roles_claim: str | None = None
     """A list claim whose values (``admin``, ``data``) add roles."""
+    require_expiration: bool = True
+    """Refuse tokens without an ``exp`` claim: such a token, once leaked, works forever."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,6 +126,8 @@ class EdgeConfig:
     quotas: Quotas = field(default_factory=Quotas)
     tls: Tls | None = None
     cors_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
+    """Host names a loopback listener answers besides loopback ones (gateway/edge/_hosts.py)."""
     limits: Limits = field(default_factory=Limits)
     admin_only: frozenset[str] = frozenset(EXPOSABLE)
 

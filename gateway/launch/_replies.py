@@ -22,6 +22,7 @@ LOCAL_REPLY_CODES: dict[int, int] = {
     404: 5,  # NOT_FOUND: no such path
     408: 4,  # DEADLINE_EXCEEDED
     413: 8,  # RESOURCE_EXHAUSTED: body too large
+    421: 7,  # PERMISSION_DENIED: a Host a loopback listener does not answer (edge/_hosts.py)
     429: 8,  # RESOURCE_EXHAUSTED: rate limited
     431: 8,  # RESOURCE_EXHAUSTED: headers too large
     500: 13,  # INTERNAL

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 from gateway.config import MIB
-from gateway.edge import IDENTITY_HEADER, EdgeConfig, edge_values
+from gateway.edge import IDENTITY_HEADER, EdgeConfig, edge_values, host_values
 from gateway.launch._replies import local_reply_mappers
 
 
@@ -34,6 +34,9 @@ class EnvoySettings:
     """Upper bound on unary calls, above the gateway's own deadlines (streams are unbounded)."""
     cors_origins: Sequence[str] = ()
     """Browser origins allowed by CORS, exact matches; "*" allows any."""
+    allowed_hosts: Sequence[str] = ()
+    """Host names a loopback listener answers besides loopback ones (gateway/edge/_hosts.py);
+    "*": any. A listener elsewhere answers any Host."""
     max_response_bytes: int = 32 * MIB
     max_streams_per_connection: int = 256
     """Concurrent streams one HTTP/2 client connection may open."""
@@ -157,6 +160,7 @@ def render(
         "GATEWAY_ENDPOINTS": json.dumps([_endpoint(a) for a in settings.gateway_endpoints]),
         "LOCAL_REPLY_MAPPERS": json.dumps(local_reply_mappers(descriptor or descriptor_set())),
         **edge_values(settings.edge, settings.cors_origins, secrets_dir or Path("secrets")),
+        **host_values(settings.listen_address, settings.allowed_hosts),
         "TRACING": json.dumps(_tracing(settings.otlp_endpoint, settings.trace_sample_ratio)),
         "IDENTITY_HEADER": IDENTITY_HEADER,
     }

@@ -56,7 +56,7 @@ def test_an_empty_file_is_the_default() -> None:
     ("data", "message"),
     [
         ({"auth": {"api_key": []}}, "auth.api_key: unknown key"),
-        ({"oops": 1}, "oops: unknown section; expected one of admin_only, auth, clients,"),
+        ({"oops": 1}, "oops: unknown section; expected one of admin_only, allowed_hosts, auth,"),
         (
             {"auth": {"api_keys": [{"key": KEY, "client": "ops"}]}},
             "auth.api_keys[0]: missing 'roles'",
@@ -127,6 +127,16 @@ def test_jwt_files_are_relative_to_the_config(tmp_path: Path) -> None:
     assert issuer.jwks_file == (tmp_path / "jwks.json").resolve()
     assert issuer.roles == frozenset({"admin"})
     assert issuer.client_claim == "sub"
+    assert issuer.require_expiration is True
+
+
+def test_an_issuer_may_accept_tokens_without_expiry(tmp_path: Path) -> None:
+    (tmp_path / "jwks.json").write_text('{"keys": [{"kty": "RSA"}]}')
+    issuer = {"issuer": "https://i.test", "jwks_file": "jwks.json", "require_expiration": False}
+    (parsed,) = parse_config({"auth": {"jwt": [issuer]}}, tmp_path).edge.jwt
+    assert parsed.require_expiration is False
+    wrong = {"auth": {"jwt": [{**issuer, "require_expiration": "no"}]}}
+    assert _error(wrong, tmp_path) == "auth.jwt[0].require_expiration: expected true or false"
 
 
 def test_api_keys_file_adds_keys_kept_apart(tmp_path: Path) -> None:

@@ -99,6 +99,7 @@ def test_envoy_accepts_the_full_config(tmp_path: Path) -> None:
     config = _render(tmp_path, _full_config(tmp_path))
     assert _filters(config) == [
         *_EVERY_CONFIG,
+        "bearer_scheme",
         "envoy.filters.http.jwt_authn",
         "certificate_client.c",
         "envoy.filters.http.api_key_auth",

@@ -40,10 +40,12 @@ class JwtSigner:
         jwk = {"kty": "RSA", "alg": "RS256", "use": "sig", "kid": self.kid}
         return json.dumps({"keys": [{**jwk, "n": _uint(numbers.n), "e": _uint(numbers.e)}]})
 
-    def token(self, claims: dict[str, object], lifetime: float = 600) -> str:
+    def token(self, claims: dict[str, object], lifetime: float | None = 600) -> str:
+        """A signed JWT of ``claims``, expiring after ``lifetime`` seconds (None: no ``exp``)."""
         header = {"alg": "RS256", "typ": "JWT", "kid": self.kid}
         now = int(time.time())
-        body = {"iat": now, "exp": now + int(lifetime), **claims}
+        expiry = {} if lifetime is None else {"exp": now + int(lifetime)}
+        body = {"iat": now, **expiry, **claims}
         signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(body).encode())}"
         signature = self.key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
         return f"{signing_input}.{_b64(signature)}"

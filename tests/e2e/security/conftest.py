@@ -31,6 +31,10 @@ TEAM_A_KEY = "sk-team-a-8b1e5c0d2a7f"
 TEAM_B_KEY = "sk-team-b-5d0a9e3c7b21"
 BURSTY_KEY = "sk-bursty-1c7e4a9d0b3f"
 ISSUER = "https://issuer.saxgw.test"
+#: A name the loopback listener answers besides loopback names (a tunnel's, say).
+ALLOWED_HOST = "gateway.saxgw.test"
+#: An issuer whose tokens may lack `exp` (require_expiration: false).
+LASTING_ISSUER = "https://lasting.saxgw.test"
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,13 @@ def secure_config(jwks: Path) -> dict[str, object]:
                     "client_claim": "sub",
                     "roles": ["data"],
                     "roles_claim": "roles",
-                }
+                },
+                {
+                    "issuer": LASTING_ISSUER,
+                    "jwks_file": jwks.name,
+                    "audiences": ["saxgw"],
+                    "require_expiration": False,
+                },
             ],
             "groups": {"readers": ["team-a", "ops"]},
         },
@@ -73,6 +83,7 @@ def secure_config(jwks: Path) -> dict[str, object]:
             "models": {"/sax/test/sec-slow": {"max_in_flight": 1, "max_queued": 1}},
         },
         "cors": {"allowed_origins": ["http://allowed.example"]},
+        "allowed_hosts": [ALLOWED_HOST],
         "limits": {"max_request_bytes": 65536, "max_request_headers_kb": 16},
         "admin_only": ["reflection", "addresses", "stats"],
     }

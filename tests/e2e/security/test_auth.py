@@ -9,7 +9,13 @@ import pytest
 
 from tests.e2e._bodies import envoy_error
 from tests.e2e._published import TEST_LM, published
-from tests.e2e.security.conftest import ISSUER, OPS_KEY, TEAM_A_KEY, SecureStack
+from tests.e2e.security.conftest import (
+    ISSUER,
+    LASTING_ISSUER,
+    OPS_KEY,
+    TEAM_A_KEY,
+    SecureStack,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -56,6 +62,21 @@ def test_data_key_generates(http: httpx.Client, model: str) -> None:
     response = _generate(http, TEAM_A)
     assert response.status_code == 200, response.text
     assert response.json() == {"texts": [{"text": "hi there", "score": pytest.approx(-0.2)}]}
+
+
+def test_the_bearer_scheme_is_case_insensitive(
+    secure: SecureStack, http: httpx.Client, model: str
+) -> None:
+    # RFC 9110 §11.1: `bearer`, `BEARER` and `Bearer` are the same scheme.
+    token = secure.signer.token({"iss": ISSUER, "aud": "saxgw", "sub": "alice"})
+    for scheme in ("bearer", "BEARER", "BeArEr"):
+        for credential in (TEAM_A_KEY, token):
+            response = _generate(http, {"Authorization": f"{scheme} {credential}"})
+            assert response.status_code == 200, (scheme, response.text)
+    # A bad credential under any spelling is still refused, and other schemes are no bearer.
+    _error(_generate(http, {"Authorization": "bearer sk-not-a-key-0000000000"}), 401, 16)
+    _error(_generate(http, {"Authorization": f"Basic {TEAM_A_KEY}"}), 401, 16)
+    _error(_generate(http, {"Authorization": f"bearerx {TEAM_A_KEY}"}), 401, 16)
 
 
 def test_x_api_key_header_works(http: httpx.Client, model: str) -> None:
@@ -129,6 +150,20 @@ def test_bad_jwts_are_401(secure: SecureStack, http: httpx.Client, model: str) -
         _error(_generate(http, {"Authorization": f"Bearer {token}"}), 401, 16)
 
 
+def test_a_jwt_without_expiry_is_refused_unless_its_issuer_allows(
+    secure: SecureStack, http: httpx.Client, model: str
+) -> None:
+    lasting = secure.signer.token({"iss": ISSUER, "aud": "saxgw", "sub": "alice"}, lifetime=None)
+    refused = _generate(http, {"Authorization": f"Bearer {lasting}"})
+    assert refused.status_code == 401, refused.text
+    # Refused as every bad JWT is here: it is then no API key either.
+    assert refused.json() == envoy_error(refused, 16, "Client authentication failed.")
+    # An issuer with `require_expiration: false` (conftest.py) may leave `exp` out.
+    allowed = secure.signer.token({"iss": LASTING_ISSUER, "aud": "saxgw", "sub": "dave"}, None)
+    response = _generate(http, {"Authorization": f"Bearer {allowed}"})
+    assert response.status_code == 200, response.text
+
+
 def test_foreign_origin_changes_nothing(http: httpx.Client) -> None:
     name = "/sax/test/sec-csrf"
     form = f"model={name}&model_path={TEST_LM}&checkpoint=None"
@@ -141,6 +176,28 @@ def test_foreign_origin_changes_nothing(http: httpx.Client) -> None:
 
 def test_allowed_origin_passes(http: httpx.Client, model: str) -> None:
     response = _generate(http, {"Origin": "http://allowed.example", **TEAM_A})
+    assert response.status_code == 200, response.text
+    assert response.headers["access-control-allow-origin"] == "http://allowed.example"
+
+
+def test_a_page_on_an_allowed_origin_may_send_an_api_key_header(
+    http: httpx.Client, model: str
+) -> None:
+    # The browser asks first (a CORS preflight) whether the page may send x-api-key.
+    preflight = http.options(
+        "/generate",
+        headers={
+            "Origin": "http://allowed.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,x-api-key",
+        },
+    )
+    assert preflight.status_code == 200, preflight.text
+    assert preflight.headers["access-control-allow-origin"] == "http://allowed.example"
+    assert "POST" in preflight.headers["access-control-allow-methods"]
+    allowed = {h.strip() for h in preflight.headers["access-control-allow-headers"].split(",")}
+    assert {"content-type", "x-api-key"} <= allowed
+    response = _generate(http, {"Origin": "http://allowed.example", "x-api-key": TEAM_A_KEY})
     assert response.status_code == 200, response.text
     assert response.headers["access-control-allow-origin"] == "http://allowed.example"
 

@@ -154,7 +154,7 @@ def test_envoy_resets_a_stream_the_gateway_does_not_bound(front: Front, model: s
 
 def _get(sock: socket.socket) -> bytes:
     """One keep-alive ``GET /`` on ``sock``; what came back (b"" if the peer closed)."""
-    sock.sendall(b"GET / HTTP/1.1\r\nHost: limits.test\r\n\r\n")
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
     try:
         return sock.recv(65536)
     except ConnectionResetError:

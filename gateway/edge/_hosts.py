@@ -1,0 +1,117 @@
+"""The Host names a loopback listener answers: a guard against DNS rebinding.
+
+A page at ``http://evil.example:8888`` whose DNS name its owner then points at 127.0.0.1 is,
+to the visitor's browser, same-origin with everything served there: it may read replies and
+send any request, with an ``Origin`` that names its own host, so the Origin check lets it
+through. What gives it away is the ``Host`` it sends, ``evil.example:8888``. A listener on
+loopback serves only the machine it runs on, whose own clients use loopback names; it
+answers those and the names an operator adds (``--allowed-host``, ``allowed_hosts``), and
+refuses every other Host with 421 (docs/security.md).
+
+Envoy picks a route's virtual host by Host: the gateway's routes sit in a virtual host of
+those names, and every other Host lands in a catch-all whose one route is the refusal. A
+lookup by name per request (exact names in a hash table, then the ``*.`` suffixes); no regex,
+no Lua.
+
+A listener on any other address (containers, Kubernetes) answers every Host: probes and
+Services reach it by addresses and names Envoy cannot know in advance, and anyone who can
+reach it needs no browser to send requests (``saxgw serve`` wants credentials there).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+#: Names of this machine that no DNS answer can take over: `localhost` and its subdomains
+#: (RFC 6761), the loopback address clients use and the IPv6 one. Not ``127.*``, which
+#: would also match a DNS name such as ``127.evil.example``; a listener bound to another
+#: 127.x address adds its own (``domains``), and a client reaches a listener bound to one
+#: address only through that address.
+LOOPBACK_NAMES = ("localhost", "*.localhost", "127.0.0.1", "[::1]")
+
+#: Status of the refusal: 421 Misdirected Request (RFC 9110 §15.5.20) says this server does
+#: not answer for the named host, which is the case, rather than 403's "you may not": the
+#: caller's rights are not in question, and a client that may retry elsewhere learns so.
+#: gRPC clients get PERMISSION_DENIED (gateway/launch/_replies.py), as for other refusals.
+MISDIRECTED = 421
+REFUSAL = (
+    "this gateway listens on loopback and answers only loopback host names such as "
+    "localhost and 127.0.0.1 (a guard against DNS rebinding); to reach it by another name, "
+    "add that name with --allowed-host or allowed_hosts in --config"
+)
+
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_NAME = re.compile(rf"(\*\.)?{_LABEL}(\.{_LABEL})*")
+
+
+def allowed_host(text: str) -> str:
+    """``text`` as a name a loopback listener also answers, lower case: a host name, a
+    ``*.`` wildcard of one, an IP address (IPv6 in brackets), or ``*`` for any; never a port
+    (Host is matched without one). ValueError says what is expected."""
+    host = text.strip().lower()
+    if host == "*" or _NAME.fullmatch(host):
+        return host
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            pass
+        else:
+            return host
+    raise ValueError(
+        "expected a host name (gateway.example.com), a wildcard (*.example.com), an IP "
+        "address (10.0.0.5, [fd00::5]) or *, without a port"
+    )
+
+
+def is_loopback(address: str) -> bool:
+    """True for an address only this machine can reach (``localhost`` counts)."""
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def domains(listen_address: str, allowed: Sequence[str]) -> list[str] | None:
+    """The Host names the listener on ``listen_address`` answers; None: any."""
+    if not is_loopback(listen_address) or "*" in allowed:
+        return None
+    own = listen_address
+    if ":" in own:
+        own = f"[{own}]"
+    elif own == "localhost":
+        own = "127.0.0.1"
+    # Envoy refuses a config that names a domain twice.
+    return list(dict.fromkeys([*LOOPBACK_NAMES, own, *allowed]))
+
+
+def _refusal() -> dict[str, Any]:
+    """The virtual host of every other Host: the refusal, before the transcoder would read
+    the body or answer for an unknown path (the JSON body comes from local_reply_config)."""
+    off = {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True}
+    return {
+        "name": "other_hosts",
+        "domains": ["*"],
+        "routes": [
+            {
+                "match": {"prefix": "/"},
+                "direct_response": {"status": MISDIRECTED, "body": {"inline_string": REFUSAL}},
+            }
+        ],
+        "typed_per_filter_config": {"envoy.filters.http.grpc_json_transcoder": off},
+    }
+
+
+def host_values(listen_address: str, allowed: Sequence[str]) -> dict[str, str]:
+    """Template values: the gateway's virtual-host ``DOMAINS`` and ``OTHER_HOSTS``, the
+    refusing virtual host (a YAML list item, or nothing when every Host is answered)."""
+    names = domains(listen_address, allowed)
+    if names is None:
+        return {"DOMAINS": json.dumps(["*"]), "OTHER_HOSTS": ""}
+    return {"DOMAINS": json.dumps(names), "OTHER_HOSTS": "- " + json.dumps(_refusal())}

@@ -1,0 +1,96 @@
+"""The Host names Envoy answers (gateway/edge/_hosts.py): loopback listeners answer loopback
+names and the ones configured, every other listener (containers, Kubernetes) any Host."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gateway.cli._edge import envoy_settings
+from gateway.cli.main import main
+from gateway.config import ConfigError
+from gateway.configfile import parse_config
+from gateway.edge import allowed_host
+from gateway.edge._hosts import LOOPBACK_NAMES, domains
+from gateway.launch.envoy import EnvoySettings, render
+
+
+def _virtual_hosts(text: str) -> list[dict[str, Any]]:
+    config = yaml.safe_load(text)
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    hosts: list[dict[str, Any]] = hcm["typed_config"]["route_config"]["virtual_hosts"]
+    return hosts
+
+
+def test_a_loopback_listener_answers_loopback_names_and_added_ones() -> None:
+    assert domains("127.0.0.1", ()) == list(LOOPBACK_NAMES)
+    assert domains("127.0.0.1", ("gw.example", "localhost")) == [*LOOPBACK_NAMES, "gw.example"]
+    assert domains("127.0.0.2", ()) == [*LOOPBACK_NAMES, "127.0.0.2"]
+    assert domains("::1", ()) == list(LOOPBACK_NAMES)  # as [::1]
+    assert domains("127.0.0.1", ("*",)) is None  # the operator's way out
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "10.1.2.3"])
+def test_any_other_listener_answers_every_host(address: str) -> None:
+    # Kubernetes probes and Services name the pod by addresses and names unknown here.
+    assert domains(address, ("gw.example",)) is None
+    assert domains("::", ()) is None
+    settings = EnvoySettings(gateway_endpoints=["gateway:50051"], listen_address=address)
+    (gateway,) = _virtual_hosts(render(settings))
+    assert gateway["domains"] == ["*"]
+
+
+def test_the_rendered_loopback_config_refuses_other_hosts_with_421() -> None:
+    settings = EnvoySettings(gateway_endpoints=["127.0.0.1:50051"], allowed_hosts=("gw.test",))
+    gateway, other = _virtual_hosts(render(settings))
+    assert gateway["domains"] == [*LOOPBACK_NAMES, "gw.test"]
+    assert other["domains"] == ["*"]
+    assert [r["direct_response"]["status"] for r in other["routes"]] == [421]
+
+
+def test_envoy_config_for_containers_answers_every_host(tmp_path: Path) -> None:
+    config = tmp_path / "saxgw.yaml"
+    config.write_text("allowed_hosts: [gw.test]\n")
+    argv = ["envoy-config", "--gateway", "gateway:50051", "--out", str(tmp_path / "out")]
+    assert main([*argv, "--config", str(config)]) == 0
+    (gateway,) = _virtual_hosts((tmp_path / "out" / "envoy.yaml").read_text())
+    assert gateway["domains"] == ["*"]
+
+
+@pytest.mark.parametrize(
+    ("text", "host"),
+    [
+        ("gw.example.com", "gw.example.com"),
+        ("GW.Example.com", "gw.example.com"),
+        ("*.example.com", "*.example.com"),
+        ("10.0.0.5", "10.0.0.5"),
+        ("[fd00::5]", "[fd00::5]"),
+        ("*", "*"),
+    ],
+)
+def test_allowed_hosts_are_names_without_ports(text: str, host: str) -> None:
+    assert allowed_host(text) == host
+
+
+@pytest.mark.parametrize("text", ["gw.example:8888", "fd00::5", "[nope]", "a b", "", "-x.com"])
+def test_malformed_allowed_hosts_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="without a port"):
+        allowed_host(text)
+
+
+def test_the_file_and_the_flags_add_up() -> None:
+    edge = parse_config({"allowed_hosts": ["gw.example", "*.lan"]}).edge
+    assert edge.allowed_hosts == ("gw.example", "*.lan")
+    base = EnvoySettings(gateway_endpoints=(), allowed_hosts=("tunnel.test",))
+    assert envoy_settings(base, edge).allowed_hosts == ("tunnel.test", "gw.example", "*.lan")
+    with pytest.raises(ConfigError, match=r"^allowed_hosts\[1\]: expected a host name"):
+        parse_config({"allowed_hosts": ["gw.example", "gw.example:80"]})
+
+
+def test_the_flag_refuses_a_port(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["up", "--allowed-host", "gw.example:8888"])
+    assert "without a port; got 'gw.example:8888'" in capsys.readouterr().err

@@ -106,6 +106,7 @@ def test_envoy_accepts_the_full_config(tmp_path: Path) -> None:
         "envoy.filters.http.rbac",
         "envoy.filters.http.local_ratelimit",
         "cost_header",
+        "envoy.filters.http.header_to_metadata",
         "envoy.filters.http.router",
     ]
     chain = config["static_resources"]["listeners"][0]["filter_chains"][0]
@@ -123,7 +124,12 @@ def test_envoy_accepts_the_full_config(tmp_path: Path) -> None:
 
 def test_without_a_config_only_the_origin_check_is_added(tmp_path: Path) -> None:
     config = _render(tmp_path, {})
-    assert _filters(config) == [*_EVERY_CONFIG, "cost_header", "envoy.filters.http.router"]
+    assert _filters(config) == [
+        *_EVERY_CONFIG,
+        "cost_header",
+        "envoy.filters.http.header_to_metadata",
+        "envoy.filters.http.router",
+    ]
     chain = config["static_resources"]["listeners"][0]["filter_chains"][0]
     assert "transport_socket" not in chain
 

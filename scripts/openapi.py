@@ -105,7 +105,8 @@ _STATUS_TEXT = (
     "ALREADY_EXISTS 409, FAILED_PRECONDITION 400, RESOURCE_EXHAUSTED 429, CANCELLED 499, "
     "UNIMPLEMENTED 501, UNAVAILABLE 503, DEADLINE_EXCEEDED 504. A method a path does not take "
     "(`GET /generate`) is a 405 with code UNIMPLEMENTED and an `Allow` header naming those it "
-    "takes; a path the API lacks is a 404."
+    "takes; a path the API lacks is a 404; a compressed body (`content-encoding` other than "
+    "identity) is a 415 with code UNIMPLEMENTED."
 )
 
 

@@ -22,6 +22,7 @@ LOCAL_REPLY_CODES: dict[int, int] = {
     404: 5,  # NOT_FOUND: no such path
     408: 4,  # DEADLINE_EXCEEDED
     413: 8,  # RESOURCE_EXHAUSTED: body too large
+    415: 12,  # UNIMPLEMENTED: a compressed body, as gRPC answers a compression it lacks
     421: 7,  # PERMISSION_DENIED: a Host a loopback listener does not answer (edge/_hosts.py)
     429: 8,  # RESOURCE_EXHAUSTED: rate limited
     431: 8,  # RESOURCE_EXHAUSTED: headers too large
@@ -67,6 +68,7 @@ _OPENAI_KIND_BY_STATUS: dict[int, tuple[str, str | None]] = {
     404: ("invalid_request_error", None),
     405: ("invalid_request_error", None),
     413: ("invalid_request_error", None),
+    415: ("invalid_request_error", None),
     431: ("invalid_request_error", None),
 }
 

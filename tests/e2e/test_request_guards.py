@@ -1,5 +1,5 @@
 """Requests that must not reach a gateway as sent: a header grpc cannot parse, a query
-parameter or body field that would replace the model the URL names.
+parameter or body field that would replace the model the URL names, a compressed body.
 
 Found by probing the stack from outside: one malformed header left Envoy's connection to a
 gateway refusing every later call that carried a new header value, whoever sent it, for
@@ -9,6 +9,8 @@ minutes; and `POST /v1/sax/test/a:unpublish?model=/sax/test/b` unpublished b.
 from __future__ import annotations
 
 import base64
+import gzip
+import json
 from collections.abc import Iterator
 
 import httpx
@@ -26,6 +28,10 @@ GRPC_TIMEOUT_MESSAGE = (
     " (H, M, S, m, u or n), such as 30S"
 )
 PATH_NAMES_IT = "the URL path names the model or cell; a query parameter may not name another"
+COMPRESSED = (
+    "the request body is compressed (content-encoding), which this API does not take: "
+    "send it uncompressed"
+)
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +128,24 @@ def test_a_body_field_may_not_rename_what_the_path_names(http: httpx.Client, mod
         missing, 5, "model /sax/test/guards-a is not published: NotFound"
     )
     assert _is_published(http, model)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br", "GZIP, identity"])
+def test_a_compressed_body_is_a_json_415_not_a_parse_error(
+    http: httpx.Client, model: str, encoding: str
+) -> None:
+    # It used to reach the transcoder as JSON: 400 "Encountered non UTF-8 code points".
+    body = gzip.compress(json.dumps({"model": model, "query": "q"}).encode())
+    headers = {"content-type": "application/json", "content-encoding": encoding}
+    response = http.post("/generate", content=body, headers=headers)
+    assert response.status_code == 415, response.text
+    assert response.json() == envoy_error(response, 12, COMPRESSED)
+    openai = http.post("/v1/completions", content=body, headers=headers)
+    assert openai.status_code == 415, openai.text
+    assert openai.json() == {"error": openai_error(COMPRESSED)}
+
+
+def test_an_identity_content_encoding_is_read_as_usual(http: httpx.Client, model: str) -> None:
+    response = _generate(http, model, **{"content-encoding": "identity"})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"texts": [{"text": "ok", "score": -0.1}]}

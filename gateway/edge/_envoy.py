@@ -118,14 +118,15 @@ def _rbac(config: EdgeConfig) -> dict[str, Any]:
     )
 
 
-def _header(name: str, match: dict[str, Any]) -> dict[str, Any]:
-    """A matcher predicate: request header ``name`` is present and matches ``match``."""
+def _header(name: str, match: dict[str, Any], *, of: str = "Request") -> dict[str, Any]:
+    """A matcher predicate: header ``name`` of the request (or ``of="Response"``) is present
+    and matches ``match``."""
     return {
         "single_predicate": {
             "input": {
                 "name": name,
                 "typed_config": {
-                    "@type": _TYPES + "type.matcher.v3.HttpRequestHeaderMatchInput",
+                    "@type": _TYPES + f"type.matcher.v3.Http{of}HeaderMatchInput",
                     "header_name": name,
                 },
             },
@@ -353,9 +354,29 @@ def _strip_identity() -> dict[str, Any]:
     )
 
 
+#: What a gRPC reply carries in its headers that an HTTP/JSON client has no use for: the
+#: transcoder has put the status in the HTTP status and the JSON body already.
+GRPC_ONLY_HEADERS = ("grpc-status", "grpc-message", "grpc-accept-encoding")
+
+
+def _grpc_headers_for_grpc_only() -> dict[str, Any]:
+    """Removes `GRPC_ONLY_HEADERS` from replies to HTTP/JSON requests. Before the transcoder
+    and grpc_web, so it sees their finished headers; skipped for gRPC and grpc-web replies
+    (content-type application/grpc...), whose clients read them. It looks at the reply, not
+    the request: a reply Envoy makes before this filter has seen the request (the buffer
+    filter's 413) must keep the grpc-status a gRPC client needs."""
+    remove = _filter(
+        "envoy.filters.http.header_mutation",
+        "filters.http.header_mutation.v3.HeaderMutation",
+        {"mutations": {"response_mutations": [{"remove": h} for h in GRPC_ONLY_HEADERS]}},
+    )
+    grpc = _header("content-type", {"prefix": "application/grpc"}, of="Response")
+    return _skip_when("grpc_only_headers", remove, grpc)
+
+
 def early_filters(origins: Sequence[str]) -> list[dict[str, Any]]:
     """Filters before grpc_web and the transcoder; ``origins`` are those CORS allows."""
-    return [_strip_identity(), _origin_check(origins)]
+    return [_strip_identity(), _origin_check(origins), _grpc_headers_for_grpc_only()]
 
 
 def auth_filters(config: EdgeConfig) -> list[dict[str, Any]]:

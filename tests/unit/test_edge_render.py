@@ -89,6 +89,7 @@ _EVERY_CONFIG = [
     "envoy.filters.http.cors",
     "envoy.filters.http.header_mutation",
     "envoy.filters.http.lua",
+    "grpc_only_headers",
     "envoy.filters.http.grpc_web",
     "openai_errors",
     "envoy.filters.http.grpc_json_transcoder",

@@ -1,0 +1,49 @@
+"""What an HTTP/JSON reply's headers say: nothing of the gRPC hop behind it (grpc-status,
+grpc-message, grpc-accept-encoding: the status is the HTTP status and the JSON body's code),
+and no `server: envoy`. gRPC clients through the same port still get their status."""
+
+from __future__ import annotations
+
+import grpc
+import httpx
+import pytest
+from saxgateway.v1 import gateway_pb2 as pb
+from saxgateway.v1 import gateway_pb2_grpc
+
+from gateway.edge._envoy import GRPC_ONLY_HEADERS
+from gateway.launch.stack import Stack
+from tests._grpc import sync_channel
+from tests.e2e._published import TEST_LM, published
+
+HIDDEN = {*GRPC_ONLY_HEADERS, "server"}
+
+
+def _hidden(response: httpx.Response) -> set[str]:
+    return HIDDEN & {name.lower() for name in response.headers}
+
+
+def test_http_json_replies_carry_no_grpc_headers(stack: Stack, http: httpx.Client) -> None:
+    with published(stack, "/sax/test/headers", TEST_LM, {"text": "a b"}) as model:
+        ok = http.post("/generate", json={"model": model, "query": "q"})
+        with http.stream("POST", "/generate_stream", json={"model": model, "query": "q"}) as sse:
+            events = [line for line in sse.iter_lines() if line.startswith("data:")]
+        completion = http.post("/v1/completions", json={"model": model, "prompt": "q"})
+    missing = http.post("/generate", json={"model": "/sax/test/nope", "query": "q"})
+    document = http.get("/openapi.json")
+    assert ok.status_code == 200 and ok.json() == {"texts": [{"text": "a b", "score": -0.2}]}
+    assert sse.status_code == 200 and len(events) == 3, events
+    assert completion.status_code == 200, completion.text
+    assert missing.status_code == 404 and missing.json()["code"] == 5
+    assert document.status_code == 200
+    for response in (ok, sse, completion, missing, document):
+        assert _hidden(response) == set(), (response.request.url, dict(response.headers))
+
+
+def test_grpc_clients_through_envoy_still_get_their_status(stack: Stack) -> None:
+    model = "/sax/test/nope"
+    with sync_channel(stack.grpc_address) as channel:
+        stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.Generate(pb.GenerateRequest(model=model, query="q"), timeout=30)
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+    assert raised.value.details() == f"model {model} is not published: NotFound"

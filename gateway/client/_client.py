@@ -8,6 +8,7 @@ async with Client(ClientSettings(sax_root="/tmp/sax-root")) as client:
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncGenerator, Mapping
 from typing import TypeVar
 
@@ -33,6 +34,7 @@ from gateway.client._types import CellStats, ClientSettings, ModelDetail
 from gateway.common.closing import AsyncClosing
 from gateway.common.deadline import Deadline
 from gateway.common.errors import (
+    DeadlineExceededError,
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
@@ -65,6 +67,10 @@ class Client(AsyncClosing, DataCalls):
         # The base Observer watches nothing: pass None down so the hot path skips the hooks.
         self._observer = None if observer is None or type(observer) is Observer else observer
         self._router = Router(admin_for=self._admin, settings=settings, observer=self._observer)
+        # One update of a model at a time (held while one runs: the entry then goes away).
+        self._updating: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     async def close(self) -> None:
         """Stops the address watches and closes every channel."""
@@ -172,20 +178,38 @@ class Client(AsyncClosing, DataCalls):
         timeout: float | None = None,
         deadline: Deadline | None = None,
     ) -> None:
-        """Changes the given fields of a published model (read, modify, Update)."""
+        """Changes the given fields of a published model (read, modify, Update).
+
+        Sax's Update takes the whole model, so two updates that read it at once would each
+        write back what the other changed. Updates of one model through this client wait for
+        each other; through several clients (gateway processes), they can still race, as
+        upstream's saxutil does: Sax has no version to compare."""
         model = naming.parse_model_id(model_id)
         deadline = self._admin_deadline(timeout, deadline)
-        current = (await self._list_one(model, deadline)).model
-        if model_path is not None:
-            current.model_path = model_path
-        if checkpoint is not None:
-            current.checkpoint_path = checkpoint
-        if num_replicas is not None:
-            current.requested_num_replicas = num_replicas
-        if overrides is not None:
-            current.overrides.clear()
-            current.overrides.update(overrides)
-        await self._update_model(model, current, deadline)
+        lock = self._updating.get(model.id)
+        if lock is None:
+            lock = self._updating[model.id] = asyncio.Lock()
+        try:
+            async with asyncio.timeout(deadline.timeout(f"update of {model.id}")):
+                await lock.acquire()
+        except TimeoutError:
+            raise DeadlineExceededError(
+                f"update of {model.id} exceeded its deadline waiting for another update of it"
+            ) from None
+        try:
+            current = (await self._list_one(model, deadline)).model
+            if model_path is not None:
+                current.model_path = model_path
+            if checkpoint is not None:
+                current.checkpoint_path = checkpoint
+            if num_replicas is not None:
+                current.requested_num_replicas = num_replicas
+            if overrides is not None:
+                current.overrides.clear()
+                current.overrides.update(overrides)
+            await self._update_model(model, current, deadline)
+        finally:
+            lock.release()
 
     async def unpublish(
         self, model_id: str, *, timeout: float | None = None, deadline: Deadline | None = None

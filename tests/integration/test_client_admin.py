@@ -77,6 +77,20 @@ async def test_update_changes_only_given_fields(client: Client) -> None:
     assert (await client.list_detail(model_id)).overrides == {"text": "b"}
 
 
+async def test_concurrent_updates_of_one_model_keep_every_change(client: Client) -> None:
+    # An update reads the model, changes its fields and writes it whole (Sax's Update takes
+    # the whole model). Two at once read the same model, and the second write lost the
+    # first's change: here the replicas, or the overrides.
+    model_id = await publish_ready(client, "concurrent", replicas=0, overrides={"text": "a"})
+    await asyncio.gather(
+        client.update(model_id, num_replicas=1),
+        client.update(model_id, overrides={"text": "b"}),
+        client.update(model_id, checkpoint="None"),
+    )
+    detail = await client.list_detail(model_id)
+    assert (detail.max_replicas, detail.overrides) == (1, {"text": "b"})
+
+
 async def test_unpublish_unknown_is_not_found(client: Client) -> None:
     with pytest.raises(NotFoundError):
         await client.unpublish(f"{CELL}/never")

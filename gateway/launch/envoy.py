@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 from gateway.config import MIB
-from gateway.edge import IDENTITY_HEADER, EdgeConfig, edge_values, host_values
+from gateway.edge import IDENTITY_HEADER, EdgeConfig, edge_values, host_values, is_loopback
 from gateway.launch._replies import local_reply_mappers
 
 
@@ -126,6 +126,26 @@ def _tracing(endpoint: str | None, ratio: float) -> dict[str, object] | None:
     }
 
 
+#: What Envoy's admin answers: what the stack and its operators read (readiness, stats with
+#: any query, memory, version, upstream health). Not /quitquitquit, /logging, /runtime_modify,
+#: /config_dump...: the admin has no authentication, and a web page can reach a laptop's
+#: loopback port by DNS rebinding (gateway/edge/_hosts.py), which no Host check guards here.
+ADMIN_READS = (
+    {"exact": "/ready"},
+    {"prefix": "/stats"},
+    {"exact": "/memory"},
+    {"exact": "/server_info"},
+    {"prefix": "/clusters"},
+)
+#: And in a container (a listener off loopback): what envoy-run.sh sends on SIGTERM to drain.
+ADMIN_DRAIN = ({"exact": "/healthcheck/fail"}, {"prefix": "/drain_listeners"})
+
+
+def admin_paths(listen_address: str) -> list[dict[str, str]]:
+    """The admin paths Envoy answers (``admin.allow_paths``; any other is a 403)."""
+    return [*ADMIN_READS, *(() if is_loopback(listen_address) else ADMIN_DRAIN)]
+
+
 def render(
     settings: EnvoySettings,
     descriptor: Path | None = None,
@@ -144,6 +164,7 @@ def render(
     values = {
         "ADMIN_ADDRESS": settings.admin_address,
         "ADMIN_PORT": settings.admin_port,
+        "ADMIN_PATHS": json.dumps(admin_paths(settings.listen_address)),
         "LISTEN_ADDRESS": settings.listen_address,
         "LISTEN_PORT": settings.listen_port,
         "ROUTE_TIMEOUT": f"{settings.route_timeout:g}s",

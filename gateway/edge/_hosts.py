@@ -91,6 +91,19 @@ def domains(listen_address: str, allowed: Sequence[str]) -> list[str] | None:
     return list(dict.fromkeys([*LOOPBACK_NAMES, own, *allowed]))
 
 
+def answers(host_header: str | None, names: Sequence[str]) -> bool:
+    """Whether a ``Host`` header (a port or none) names one of ``names`` (`domains`), as
+    Envoy matches a virtual host: exactly, or under a ``*.`` wildcard, case aside."""
+    if not host_header:
+        return False
+    host = host_header.strip().lower()
+    # Without the port: "[::1]:8889" -> "[::1]", "localhost:8889" -> "localhost".
+    host = host[: host.find("]") + 1] if host.startswith("[") else host.rsplit(":", 1)[0]
+    return any(
+        host == name or (name.startswith("*.") and host.endswith(name[1:])) for name in names
+    )
+
+
 def _refusal() -> dict[str, Any]:
     """The virtual host of every other Host: the refusal, before the transcoder would read
     the body or answer for an unknown path (the JSON body comes from local_reply_config)."""

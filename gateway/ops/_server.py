@@ -13,10 +13,16 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway.common import metricsfiles
+from gateway.edge._hosts import answers, domains
 
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+REFUSAL = (
+    b"the ops port listens on loopback and answers only loopback host names such as localhost "
+    b"and 127.0.0.1 (a guard against DNS rebinding); to scrape it from elsewhere, set "
+    b"--ops-listen\n"
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,10 +71,18 @@ def scrape(settings: OpsSettings) -> bytes:
 
 
 def start(settings: OpsSettings) -> ThreadingHTTPServer:
-    """Binds the server (not yet serving); ``server_address`` tells the port."""
+    """Binds the server (not yet serving); ``server_address`` tells the port.
+
+    On loopback it answers loopback Host names only, as Envoy's listener does
+    (gateway/edge/_hosts.py): a web page could otherwise read the metrics (client ids,
+    model names) by DNS rebinding."""
+    names = domains(settings.host, ())
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if names is not None and not answers(self.headers.get("Host"), names):
+                self._reply(421, REFUSAL)
+                return
             if self.path.split("?")[0] != "/metrics":
                 self._reply(404, b"not found; try /metrics\n")
                 return

@@ -36,3 +36,21 @@ def test_metrics_is_prometheus_text_and_reports_envoy_down(ops_url: str) -> None
 def test_other_paths_are_not_found(ops_url: str) -> None:
     assert httpx.get(ops_url + "/", timeout=10).status_code == 404
     assert httpx.get(ops_url + "/stats", timeout=10).status_code == 404
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "prom.localhost", "[::1]"])
+def test_a_loopback_ops_port_answers_loopback_names(ops_url: str, host: str) -> None:
+    port = ops_url.rsplit(":", 1)[1]
+    response = httpx.get(ops_url + "/metrics", headers={"host": f"{host}:{port}"}, timeout=10)
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("host", ["evil.example", "127.0.0.1.evil.example", "localhost.evil"])
+def test_a_loopback_ops_port_refuses_other_host_names(ops_url: str, host: str) -> None:
+    # A page at http://evil.example:8889 whose name then points at 127.0.0.1 (DNS
+    # rebinding) read the metrics: client ids, model names, call counts.
+    port = ops_url.rsplit(":", 1)[1]
+    response = httpx.get(ops_url + "/metrics", headers={"host": f"{host}:{port}"}, timeout=10)
+    assert response.status_code == 421
+    assert "DNS rebinding" in response.text
+    assert "saxgw_" not in response.text

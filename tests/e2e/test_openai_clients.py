@@ -40,6 +40,7 @@ def test_node_openai_package_streams_a_chat(stack: Stack, openai_models: None) -
     prompt = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
     words = ANSWER.split()
     assert [json.loads(line) for line in result.stdout.splitlines()] == [
+        {"delta": "", "finish": None},  # the role alone, as OpenAI opens a chat stream
         *({"delta": d, "finish": None} for d in [words[0], *(" " + w for w in words[1:])]),
         {"delta": None, "finish": "stop"},
         {

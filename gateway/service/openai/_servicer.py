@@ -300,10 +300,14 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         seen: set[int] = set()
 
         def piece(i: int, text: str) -> list[dict[str, Any]]:
-            role = shape.chat and i not in seen
+            # A chat choice opens with a chunk of its role alone, as OpenAI's do: clients
+            # that take the first chunk as the role's and the rest as content read it so.
+            opening = []
+            if shape.chat and i not in seen:
+                opening.append(shape.chunk(first + i, "", role=True))
             seen.add(i)
             sent[i] += text
-            return [shape.chunk(first + i, text, role=role)] if text or role else []
+            return [*opening, shape.chunk(first + i, text)] if text else opening
 
         stream = self._client.lm_generate_stream(model, prompt, options)
         try:

@@ -39,19 +39,22 @@ def test_node_openai_package_streams_a_chat(stack: Stack, openai_models: None) -
     spm = tokenizer(Path(str(stack.settings.gateway.config_file)))
     prompt = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
     words = ANSWER.split()
-    assert [json.loads(line) for line in result.stdout.splitlines()] == [
-        {"delta": "", "finish": None},  # the role alone, as OpenAI opens a chat stream
-        *({"delta": d, "finish": None} for d in [words[0], *(" " + w for w in words[1:])]),
-        {"delta": None, "finish": "stop"},
-        {
-            "usage": {
-                "prompt_tokens": len(spm.encode(prompt)),
-                "completion_tokens": 6,
-                "total_tokens": len(spm.encode(prompt)) + 6,
-            }
-        },
-        {"text": ANSWER},
-    ]
+    assert (
+        [json.loads(line) for line in result.stdout.splitlines()]
+        == [
+            {"delta": "", "finish": None},  # the role alone, as OpenAI opens a chat stream
+            *({"delta": d, "finish": None} for d in [words[0], *(" " + w for w in words[1:])]),
+            {"delta": None, "finish": "stop"},
+            {
+                "usage": {
+                    "prompt_tokens": len(spm.encode(prompt)),
+                    "completion_tokens": 6,
+                    "total_tokens": len(spm.encode(prompt)) + 6,
+                }
+            },
+            {"text": ANSWER},
+        ]
+    )
 
 
 def test_openai_npm_package_in_a_browser_passes_cors(

@@ -47,11 +47,13 @@ def test_a_hung_replica_stalls_only_the_calls_it_holds(faults: Faults, http: htt
     finally:
         os.kill(pid, signal.SIGCONT)
     stalled = [(status, round(took, 2)) for status, took in calls if status != 200]
-    # A call the hung replica took before the gateway saw it busy ends with its deadline
-    # (504); one per gateway is expected. Round-robin stalled about half of them (~20).
-    assert len(stalled) <= 4, stalled
+    # A call the hung replica took while the other was at least as busy ends with its
+    # deadline (504): one per gateway on a quiet machine, a few more when the answering
+    # replica is slow to answer. Round-robin stalled half of them (20 of 40).
+    assert len(stalled) <= 8, stalled
     assert all(status == 504 for status, _ in stalled), stalled
-    assert all(took < 1.0 for status, took in calls if status == 200), calls
+    # The others were answered, none after waiting on the hung replica (3 s).
+    assert all(took < 2.5 for status, took in calls if status == 200), calls
     # Resumed, it serves again: every call answers, none is left counted against it.
     for _ in range(10):
         assert http.post("/generate", json=body).status_code == 200

@@ -8,9 +8,10 @@ hosts = host_values(listen_address, allowed_hosts)  # the Host names a loopback 
 The parts of EdgeConfig that callers build by hand are exported; _schema.py has them all.
 """
 
+from gateway.common.loopback import is_loopback
 from gateway.edge._access import access_settings
 from gateway.edge._envoy import IDENTITY_HEADER
-from gateway.edge._hosts import allowed_host, host_values, is_loopback
+from gateway.edge._hosts import allowed_host, host_values
 from gateway.edge._listener import edge_values
 from gateway.edge._load import SECTIONS, parse_edge
 from gateway.edge._schema import CertificateClient, EdgeConfig, Limits, Rate, Tls

@@ -26,12 +26,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-#: Names of this machine that no DNS answer can take over: `localhost` and its subdomains
-#: (RFC 6761), the loopback address clients use and the IPv6 one. Not ``127.*``, which
-#: would also match a DNS name such as ``127.evil.example``; a listener bound to another
-#: 127.x address adds its own (``domains``), and a client reaches a listener bound to one
-#: address only through that address.
-LOOPBACK_NAMES = ("localhost", "*.localhost", "127.0.0.1", "[::1]")
+from gateway.common.loopback import domains
 
 #: Status of the refusal: 421 Misdirected Request (RFC 9110 §15.5.20) says this server does
 #: not answer for the named host, which is the case, rather than 403's "you may not": the
@@ -65,42 +60,6 @@ def allowed_host(text: str) -> str:
     raise ValueError(
         "expected a host name (gateway.example.com), a wildcard (*.example.com), an IP "
         "address (10.0.0.5, [fd00::5]) or *, without a port"
-    )
-
-
-def is_loopback(address: str) -> bool:
-    """True for an address only this machine can reach (``localhost`` counts)."""
-    if address == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
-
-
-def domains(listen_address: str, allowed: Sequence[str]) -> list[str] | None:
-    """The Host names the listener on ``listen_address`` answers; None: any."""
-    if not is_loopback(listen_address) or "*" in allowed:
-        return None
-    own = listen_address
-    if ":" in own:
-        own = f"[{own}]"
-    elif own == "localhost":
-        own = "127.0.0.1"
-    # Envoy refuses a config that names a domain twice.
-    return list(dict.fromkeys([*LOOPBACK_NAMES, own, *allowed]))
-
-
-def answers(host_header: str | None, names: Sequence[str]) -> bool:
-    """Whether a ``Host`` header (a port or none) names one of ``names`` (`domains`), as
-    Envoy matches a virtual host: exactly, or under a ``*.`` wildcard, case aside."""
-    if not host_header:
-        return False
-    host = host_header.strip().lower()
-    # Without the port: "[::1]:8889" -> "[::1]", "localhost:8889" -> "localhost".
-    host = host[: host.find("]") + 1] if host.startswith("[") else host.rsplit(":", 1)[0]
-    return any(
-        host == name or (name.startswith("*.") and host.endswith(name[1:])) for name in names
     )
 
 

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway.common import metricsfiles
-from gateway.edge._hosts import answers, domains
+from gateway.common.loopback import answers, domains
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ import yaml
 
 from gateway.cli._edge import envoy_settings
 from gateway.cli.main import main
+from gateway.common.loopback import LOOPBACK_NAMES, domains
 from gateway.config import ConfigError
 from gateway.configfile import parse_config
 from gateway.edge import allowed_host
-from gateway.edge._hosts import LOOPBACK_NAMES, domains
 from gateway.launch.envoy import ADMIN_DRAIN, ADMIN_READS, EnvoySettings, render
 
 

@@ -162,10 +162,10 @@ def render(
     docs_dir, swagger_ui_dir = docs or (docs_page(), swagger_ui())
     template = resources.files("gateway.launch") / "envoy.yaml.tmpl"
     values = {
-        "ADMIN_ADDRESS": settings.admin_address,
+        "ADMIN_ADDRESS": json.dumps(settings.admin_address),  # quoted: "::" is not YAML bare
         "ADMIN_PORT": settings.admin_port,
         "ADMIN_PATHS": json.dumps(admin_paths(settings.listen_address)),
-        "LISTEN_ADDRESS": settings.listen_address,
+        "LISTEN_ADDRESS": json.dumps(settings.listen_address),
         "LISTEN_PORT": settings.listen_port,
         "ROUTE_TIMEOUT": f"{settings.route_timeout:g}s",
         "CORS_ORIGINS": json.dumps(_origins(settings.cors_origins)),

@@ -43,6 +43,16 @@ def test_any_other_listener_answers_every_host(address: str) -> None:
     assert gateway["domains"] == ["*"]
 
 
+def test_a_listener_on_every_ipv6_address_renders_and_answers_every_host() -> None:
+    # `--listen ::` rendered `address: ::`, which is not YAML: Envoy refused the config.
+    settings = EnvoySettings(gateway_endpoints=["[::1]:50051"], listen_address="::")
+    config = yaml.safe_load(render(settings))
+    listener = config["static_resources"]["listeners"][0]
+    assert listener["address"]["socket_address"]["address"] == "::"
+    (gateway,) = _virtual_hosts(render(settings))
+    assert gateway["domains"] == ["*"]
+
+
 def test_the_rendered_loopback_config_refuses_other_hosts_with_421() -> None:
     settings = EnvoySettings(gateway_endpoints=["127.0.0.1:50051"], allowed_hosts=("gw.test",))
     gateway, other = _virtual_hosts(render(settings))

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import random
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+# Every child is exec'd through this (same pid), which has the kernel kill it if we die.
+_DIE_WITH_PARENT = (sys.executable, "-m", "gateway.launch.diewithparent")
 
 
 class StartupError(RuntimeError):
@@ -77,19 +80,6 @@ def port_open(address: str) -> bool:
     return False
 
 
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: the kernel sends it SIGKILL when its parent dies, even
-    when the parent was killed with SIGKILL and could not stop its children itself."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    # The parent may have died between fork and prctl: then nobody would kill us later.
-    if os.getppid() == 1:
-        os._exit(1)
-
-
 @dataclass(frozen=True)
 class ChildSpec:
     """How a child was started, so that it can be started again the same way."""
@@ -103,7 +93,7 @@ class ChildSpec:
 class ProcessGroup:
     """Starts named children; `stop` sends SIGTERM newest first, then SIGKILL after a grace.
 
-    Children die with this process however it ends (see `_die_with_parent`)."""
+    Children die with this process however it ends (gateway/launch/diewithparent.py)."""
 
     grace: float = 10.0
     children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
@@ -121,14 +111,13 @@ class ProcessGroup:
         out = open(log_path, "ab") if log_path else None  # noqa: SIM115 - child owns it
         try:
             proc = subprocess.Popen(
-                list(argv),
+                [*_DIE_WITH_PARENT, str(os.getpid()), *argv],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT if out else None,
                 env={**os.environ, **(env or {})},
                 # Ctrl-C in a terminal reaches only us; we stop the children in order.
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
             )
         finally:
             if out:

@@ -29,6 +29,7 @@ from gateway.launch.stack import Stack, StackSettings
 from gateway.service._metrics import GatewayMetrics
 from tests._otlp import Receiver, attributes
 from tests._stacks import loopback_envoy
+from tests.e2e._access_log import access_log_line
 from tests.e2e._openai import write_config
 from tests.e2e._published import TEST_LM, published
 
@@ -285,7 +286,7 @@ def test_one_http_request_is_one_trace_from_client_to_sax(
     # Envoy's access log line of that request carries the same request ID as the span.
     request_id = server_attributes["saxgw.request_id"]
     # Envoy logs the traceparent it sent on (its own span's), so look for the trace ID.
-    line = _access_log_line(Path(ops_stack.settings.log_dir or "") / "envoy.log", trace_id.hex())
+    line = access_log_line(ops_stack, trace_id.hex())
     assert line["request_id"] == request_id
     assert line["method"] == "POST"
     assert line["path"] == "/generate"
@@ -316,20 +317,8 @@ def test_the_access_log_records_the_gateway_code_of_a_failed_http_call(
     with httpx.Client(base_url=ops_stack.http_url, headers=AUTH, timeout=30) as http:
         reply = http.post("/generate", json=body, headers={"traceparent": traceparent})
     assert (reply.status_code, reply.json()["code"]) == (status, code), reply.text
-    line = _access_log_line(Path(ops_stack.settings.log_dir or "") / "envoy.log", trace_id.hex())
+    line = access_log_line(ops_stack, trace_id.hex())
     assert (line["status"], line["grpc_status"]) == (status, code)
-
-
-def _access_log_line(log: Path, trace_id: str, timeout: float = 20.0) -> dict[str, object]:
-    """The access log line of the request in trace ``trace_id`` (Envoy flushes every 1 s)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for text in log.read_text().splitlines():
-            if text.startswith("{") and trace_id in text:
-                line: dict[str, object] = json.loads(text)
-                return line
-        time.sleep(0.2)
-    pytest.fail(f"no access log line of trace {trace_id} in {log}")
 
 
 ROOT = Path(__file__).resolve().parents[2]

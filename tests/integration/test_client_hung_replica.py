@@ -71,11 +71,14 @@ async def _router_on(address: str) -> AsyncIterator[tuple[Router, AddressTable]]
         await router.close()
 
 
-@pytest.mark.parametrize("kind", ["unary", "stream"])
-async def test_a_call_on_a_replica_dropped_while_hung_goes_to_one_still_serving(
-    kind: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(_channels, "_CLOSE_GRACE_S", 0.2)
+_TwoReplicas = tuple[_Replica, _Replica, str, str, Router, AddressTable]
+
+
+@contextlib.asynccontextmanager
+async def _hung_and_healthy() -> AsyncIterator[_TwoReplicas]:
+    """A hung replica and a healthy one on servers of their own, and a router whose table
+    for MODEL names the hung one alone: (hung, healthy, its address, the healthy one's,
+    router, table)."""
     hung = _Replica("hung", hung=True)  # type: ignore[abstract]
     healthy = _Replica("healthy", hung=False)  # type: ignore[abstract]
     async with (
@@ -83,21 +86,28 @@ async def test_a_call_on_a_replica_dropped_while_hung_goes_to_one_still_serving(
         stand_in_server(lambda s: lm_pb2_grpc.add_LMServiceServicer_to_server(healthy, s)) as ok,
         _router_on(stuck) as (router, table),
     ):
-        request = lm_pb2.GenerateRequest(model_key=MODEL, text="q")
-        deadline = Deadline.after(30)
+        yield hung, healthy, stuck, ok, router, table
 
-        async def unary() -> str:
-            reply = await router.unary(MODEL, lambda b: b.lm.Generate, request, deadline)
-            return reply.texts[0].text
 
-        async def stream() -> str:
-            async for reply in router.stream(
-                MODEL, lambda b: b.lm.GenerateStream, request, deadline
-            ):
-                return reply.items[0].text
-            return "no reply"
+async def _first_text(router: Router, kind: str) -> str:
+    """One Generate ("unary") or GenerateStream ("stream") call: the text of its first reply."""
+    request = lm_pb2.GenerateRequest(model_key=MODEL, text="q")
+    deadline = Deadline.after(30)
+    if kind == "unary":
+        reply = await router.unary(MODEL, lambda b: b.lm.Generate, request, deadline)
+        return reply.texts[0].text
+    async for item in router.stream(MODEL, lambda b: b.lm.GenerateStream, request, deadline):
+        return item.items[0].text
+    return "no reply"
 
-        call = asyncio.ensure_future(unary() if kind == "unary" else stream())
+
+@pytest.mark.parametrize("kind", ["unary", "stream"])
+async def test_a_call_on_a_replica_dropped_while_hung_goes_to_one_still_serving(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_channels, "_CLOSE_GRACE_S", 0.2)
+    async with _hung_and_healthy() as (hung, healthy, _, ok, router, table):
+        call = asyncio.ensure_future(_first_text(router, kind))
         while not hung.calls:
             await asyncio.sleep(0.01)
         # The admin drops the hung replica: the table changes, the pool lets its channel go.
@@ -117,32 +127,13 @@ def _in_flight(router: Router) -> dict[str, int]:
 async def test_new_calls_go_to_the_replica_that_answers_not_the_one_holding_a_hung_call(
     kind: str,
 ) -> None:
-    hung = _Replica("hung", hung=True)  # type: ignore[abstract]
-    healthy = _Replica("healthy", hung=False)  # type: ignore[abstract]
-    async with (
-        stand_in_server(lambda s: lm_pb2_grpc.add_LMServiceServicer_to_server(hung, s)) as stuck,
-        stand_in_server(lambda s: lm_pb2_grpc.add_LMServiceServicer_to_server(healthy, s)) as ok,
-        _router_on(stuck) as (router, table),
-    ):
+    async with _hung_and_healthy() as (hung, healthy, stuck, ok, router, table):
         table.set_addresses({stuck, ok})  # both serve, as far as the admin knows
-        request = lm_pb2.GenerateRequest(model_key=MODEL, text="q")
-        deadline = Deadline.after(30)
-
-        async def call() -> str:
-            if kind == "unary":
-                reply = await router.unary(MODEL, lambda b: b.lm.Generate, request, deadline)
-                return reply.texts[0].text
-            async for item in router.stream(
-                MODEL, lambda b: b.lm.GenerateStream, request, deadline
-            ):
-                return item.items[0].text
-            return "no reply"
-
         pending: list[asyncio.Future[str]] = []
         answers: list[str] = []
         for _ in range(10):  # one at a time: each either answers or hangs before the next
             before = hung.calls
-            task: asyncio.Future[str] = asyncio.ensure_future(call())
+            task: asyncio.Future[str] = asyncio.ensure_future(_first_text(router, kind))
             while not task.done() and hung.calls == before:
                 await asyncio.sleep(0.005)
             if task.done():

@@ -3,31 +3,18 @@ in a query string never reaches it."""
 
 from __future__ import annotations
 
-import json
-import time
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.e2e._access_log import access_log_line
 from tests.e2e.security.conftest import TEAM_A_KEY, SecureStack
 
 pytestmark = pytest.mark.e2e
 
 SECRET = "sk-in-the-query-7e1f0c9a2b"
-
-
-def _logged(log: Path, request_id: str, timeout: float = 20.0) -> dict[str, object]:
-    """The access log line of ``request_id`` (Envoy flushes its log every second)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for text in log.read_text().splitlines():
-            if text.startswith("{") and request_id in text:
-                line: dict[str, object] = json.loads(text)
-                return line
-        time.sleep(0.2)
-    pytest.fail(f"no access log line for request {request_id} in {log}")
 
 
 def test_the_access_log_keeps_no_query_string(secure: SecureStack) -> None:
@@ -45,6 +32,6 @@ def test_the_access_log_keeps_no_query_string(secure: SecureStack) -> None:
             body = {"model": "/sax/test/no-such-model"}
             http.post(path, params={"query": SECRET}, json=body, headers=headers)
     for path, (logged_path, grpc_method) in calls.items():
-        line = _logged(log, ids[path])
+        line = access_log_line(secure.stack, ids[path])
         assert (line["path"], line["grpc_method"]) == (logged_path, grpc_method)
     assert SECRET not in log.read_text()

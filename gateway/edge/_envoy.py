@@ -324,26 +324,7 @@ def _unless_origin(check: dict[str, Any]) -> dict[str, Any]:
     its Lua coroutine would otherwise live as long as the request, ~1 KB of Envoy's memory
     per open SSE stream (BENCHMARKS.md)."""
     has_origin = _header("origin", _regex(".*"))
-    skip = {
-        "name": "skip",
-        "typed_config": {
-            "@type": EXTENSIONS + "filters.common.matcher.action.v3.SkipFilter",
-        },
-    }
-    return _filter(
-        check["name"],
-        "common.matching.v3.ExtensionWithMatcher",
-        {
-            "extension_config": check,
-            "xds_matcher": {
-                "matcher_list": {
-                    "matchers": [
-                        {"predicate": {"not_matcher": has_origin}, "on_match": {"action": skip}}
-                    ]
-                }
-            },
-        },
-    )
+    return _skip_when(check["name"], check, {"not_matcher": has_origin})
 
 
 def _strip_identity() -> dict[str, Any]:

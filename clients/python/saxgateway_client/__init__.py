@@ -9,10 +9,12 @@
 Every call has a deadline and raises a :class:`SaxGatewayError` subclass on failure;
 ``generate_stream`` is an iterator. ``client.call("ListModels", request)`` reaches any other
 unary RPC with the same deadline and errors, ``client.stream("WatchAddresses", request)`` any
-streaming one; the generated messages are ``saxgateway.v1``.
+streaming one; the generated messages are ``saxgateway.v1``. :class:`AsyncClient` is the
+same for asyncio: ``async with``, ``await client.generate(...)``, ``async for`` over streams.
 """
 
-from saxgateway_client._client import Client, JSONValue, extra_inputs
+from saxgateway_client._aio import AsyncClient
+from saxgateway_client._client import Client
 from saxgateway_client._errors import (
     AlreadyExistsError,
     BadRequestError,
@@ -31,9 +33,11 @@ from saxgateway_client._errors import (
     from_rpc_error,
     from_status,
 )
+from saxgateway_client._requests import JSONValue, extra_inputs
 
 __all__ = [
     "AlreadyExistsError",
+    "AsyncClient",
     "BadRequestError",
     "CancelledError",
     "Client",

@@ -1,0 +1,143 @@
+"""What each call of the clients sends and how its reply reads: one place for both the
+synchronous :class:`Client` and the asyncio :class:`AsyncClient`, which only differ in how
+they wait."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeGuard, TypeVar
+
+from google.protobuf import message, struct_pb2
+from saxgateway.v1 import gateway_pb2 as pb
+
+from saxgateway_client._errors import SaxGatewayError, from_status
+
+_Result = TypeVar("_Result")
+JSONValue = float | str | Iterable[float]
+"""An extra input: a number, a string, or a list of numbers (a tensor, any iterable)."""
+
+
+def extra_inputs(values: Mapping[str, JSONValue]) -> dict[str, struct_pb2.Value]:
+    """Plain Python values as the google.protobuf.Value map the API takes."""
+    result = {}
+    for key, value in values.items():
+        proto = struct_pb2.Value()
+        if isinstance(value, str):
+            proto.string_value = value
+        elif _is_number(value):
+            proto.number_value = float(value)
+        elif (tensor := _tensor(value)) is not None:
+            proto.list_value.extend(tensor)
+        else:
+            # What the gateway would refuse (and True, which would pass as 1.0 where the
+            # HTTP/JSON API and the Node client refuse it), refused here with the key named.
+            raise TypeError(
+                f"extra_inputs[{key}]: must be a number, a string or a list of numbers,"
+                f" not {type(value).__name__}"
+            )
+        result[key] = proto
+    return result
+
+
+def _is_number(value: object) -> TypeGuard[float]:
+    # numbers.Real takes numpy's scalars too; a bool is an int, but not a number here.
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _tensor(value: object) -> list[float] | None:
+    """Any iterable of numbers (a list, a tuple, a numpy array) as floats; else None."""
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        return None
+    items = list(value)
+    return [float(v) for v in items] if all(_is_number(v) for v in items) else None
+
+
+# The server-streaming RPCs of saxgateway.v1.SaxGateway, read from the generated descriptor.
+_STREAMS = frozenset(
+    m.name for m in pb.DESCRIPTOR.services_by_name["SaxGateway"].methods if m.server_streaming
+)
+
+
+def check_unary(client: object, method: str) -> None:
+    if method in _STREAMS:
+        name = type(client).__name__
+        raise TypeError(f"{method} is a streaming RPC: use {name}.stream({method!r}, ...)")
+
+
+def check_stream(client: object, method: str) -> None:
+    if method not in _STREAMS:
+        name = type(client).__name__
+        raise TypeError(f"{method} is not a streaming RPC: use {name}.call({method!r}, ...)")
+
+
+def in_band_error(item: Any) -> SaxGatewayError | None:
+    """A stream message's in-band failure (its ``error`` field, when it has one and it is set)."""
+    if "error" in item.DESCRIPTOR.fields_by_name and item.error.code:
+        return from_status(item.error)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Unary(Generic[_Result]):
+    """One unary call: the method, its request, and how its response reads."""
+
+    method: str
+    request: message.Message
+    read: Callable[[Any], _Result]
+
+
+def publish(
+    model: str,
+    model_path: str,
+    checkpoint: str,
+    replicas: int,
+    overrides: Mapping[str, str] | None,
+) -> Unary[pb.PublishModelResponse]:
+    request = pb.PublishModelRequest(
+        model=model,
+        model_path=model_path,
+        checkpoint=checkpoint,
+        replicas=replicas,
+        overrides=dict(overrides or {}),
+    )
+    return Unary("PublishModel", request, lambda response: response)
+
+
+def unpublish(model: str) -> Unary[None]:
+    return Unary("UnpublishModel", pb.UnpublishModelRequest(model=model), lambda _: None)
+
+
+def wait_for_ready(model: str, replicas: int) -> Unary[int]:
+    request = pb.WaitForReadyRequest(model=model, replicas=replicas)
+    return Unary("WaitForReady", request, lambda response: int(response.active_replicas))
+
+
+def generate(
+    model: str, query: str, extra: Mapping[str, JSONValue] | None
+) -> Unary[list[tuple[str, float]]]:
+    request = pb.GenerateRequest(model=model, query=query, extra_inputs=extra_inputs(extra or {}))
+    return Unary("Generate", request, lambda response: [(t.text, t.score) for t in response.texts])
+
+
+def generate_stream(
+    model: str, query: str, extra: Mapping[str, JSONValue] | None
+) -> pb.GenerateStreamRequest:
+    return pb.GenerateStreamRequest(
+        model=model, query=query, extra_inputs=extra_inputs(extra or {})
+    )
+
+
+def score(
+    model: str, prefix: str, suffixes: Sequence[str], extra: Mapping[str, JSONValue] | None
+) -> Unary[list[float]]:
+    request = pb.ScoreRequest(
+        model=model, prefix=prefix, suffix=list(suffixes), extra_inputs=extra_inputs(extra or {})
+    )
+    return Unary("Score", request, lambda response: list(response.logp))
+
+
+def embed(model: str, text: str, extra: Mapping[str, JSONValue] | None) -> Unary[list[float]]:
+    request = pb.EmbedRequest(model=model, text=text, extra_inputs=extra_inputs(extra or {}))
+    return Unary("Embed", request, lambda response: list(response.embedding))

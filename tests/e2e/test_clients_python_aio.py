@@ -1,0 +1,118 @@
+"""clients/python's AsyncClient through Envoy's gRPC port: the same calls, deadlines and
+exceptions as the synchronous Client, awaited; streams with ``async for``; calls in flight
+together on one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from saxgateway.v1 import gateway_pb2 as pb
+from saxgateway_client import (
+    AlreadyExistsError,
+    AsyncClient,
+    BadRequestError,
+    DeadlineExceededError,
+    NotFoundError,
+    ServerError,
+)
+
+from gateway.launch.stack import Stack
+from tests._approx import approx
+from tests.e2e._published import TEST_LM
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture
+async def client(stack: Stack) -> AsyncIterator[AsyncClient]:
+    async with AsyncClient(stack.grpc_address, timeout=30) as client:
+        yield client
+
+
+async def _published(client: AsyncClient, model: str, **overrides: str) -> str:
+    await client.publish(model, TEST_LM, "None", overrides=overrides)
+    assert await client.wait_for_ready(model) == 1
+    return model
+
+
+async def test_publish_generate_score_unpublish(client: AsyncClient) -> None:
+    model = await _published(client, "/sax/test/aio-client", text="hello from asyncio")
+    try:
+        with pytest.raises(AlreadyExistsError):
+            await client.publish(model, TEST_LM, "None")
+        assert await client.generate(model, "q") == [("hello from asyncio", approx(-0.3))]
+        capped = await client.generate(model, "q", extra={"per_example_max_decode_steps": 2})
+        assert capped == [("hello from", approx(-0.2))]
+        assert await client.score(model, "a", ["b c", "d"]) == [approx(-0.2), approx(-0.1)]
+    finally:
+        await client.unpublish(model)
+    with pytest.raises(NotFoundError):
+        await client.generate(model, "q")
+    with pytest.raises(NotFoundError):
+        await client.unpublish(model)
+
+
+async def test_generate_stream_with_async_for(client: AsyncClient) -> None:
+    model = await _published(client, "/sax/test/aio-stream", text="one two three")
+    try:
+        items = [item async for item in client.generate_stream(model, "q")]
+    finally:
+        await client.unpublish(model)
+    assert [d.text for item in items for d in item.deltas] == ["one", " two", " three"]
+    assert items[-1].done
+    assert [t.text for t in items[-1].texts] == ["one two three"]
+
+
+async def test_stream_failure_in_band_raises(client: AsyncClient) -> None:
+    overrides = {"text": "a b c d", "fail_after_tokens": "2", "fail_code": "INTERNAL"}
+    model = await _published(client, "/sax/test/aio-stream-fails", **overrides)
+    seen = []
+    try:
+        with pytest.raises(ServerError) as raised:
+            async for item in client.generate_stream(model, "q"):
+                seen += [d.text for d in item.deltas]
+    finally:
+        await client.unpublish(model)
+    assert seen == ["a", " b"]
+    assert raised.value.code.name == "INTERNAL"
+
+
+async def test_a_stream_of_an_unknown_model_raises_at_its_first_step(client: AsyncClient) -> None:
+    request = pb.WatchAddressesRequest(model="/sax/test/aio-no-such-model")
+    watch = client.stream("WatchAddresses", request)
+    with pytest.raises(NotFoundError):
+        await anext(watch)
+
+
+async def test_the_wrong_kind_of_call_names_the_right_one(client: AsyncClient) -> None:
+    with pytest.raises(TypeError, match=r"AsyncClient.stream\('WatchAddresses'"):
+        await client.call("WatchAddresses", pb.WatchAddressesRequest())
+    with pytest.raises(TypeError, match=r"AsyncClient.call\('Generate'"):
+        client.stream("Generate", pb.GenerateRequest())
+
+
+async def test_bad_request_carries_field_violations(client: AsyncClient) -> None:
+    with pytest.raises(BadRequestError) as raised:
+        await client.generate("lm2b", "q")
+    assert raised.value.code.name == "INVALID_ARGUMENT"
+    assert [v.field for v in raised.value.field_violations] == ["model"]
+
+
+async def test_calls_share_the_loop_and_keep_their_own_deadlines(client: AsyncClient) -> None:
+    # A slow call in flight does not hold the loop: a quick one on the same client answers
+    # while it waits, and each keeps its own deadline.
+    model = await _published(client, "/sax/test/aio-slow", text="a b", delay_ms="500")
+    quick = await _published(client, "/sax/test/aio-quick", text="fast")
+    try:
+        slow = asyncio.create_task(client.generate(model, "q"))
+        doomed = asyncio.create_task(client.generate(model, "q", timeout=0.3))
+        assert await client.generate(quick, "q") == [("fast", approx(-0.1))]
+        assert not slow.done()
+        with pytest.raises(DeadlineExceededError):
+            await doomed
+        assert await slow == [("a b", approx(-0.2))]
+    finally:
+        await client.unpublish(model)
+        await client.unpublish(quick)

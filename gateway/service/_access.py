@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from gateway.client import (
     Client,
@@ -30,6 +30,7 @@ from gateway.config import AccessSettings
 from gateway.service._fields import with_slash
 from gateway.service._gates import Gate, Slot
 from gateway.service._intercept import Streaming, Unary, WrappingInterceptor
+from gateway.service._streams import Caller, client_of
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +58,6 @@ ANONYMOUS = "anonymous"
 _T = TypeVar("_T")
 
 
-class _Metadata(Protocol):
-    def invocation_metadata(self) -> Any: ...
-
-
 class Access:
     """The checks, shared by every call of one gateway process."""
 
@@ -75,7 +72,7 @@ class Access:
         # force, and calls do not wait for the admin (`_model_acls`).
         self._unreachable: set[str] = set()
 
-    def identity(self, context: _Metadata) -> str | None:
+    def identity(self, context: Caller) -> str | None:
         """The client id Envoy established, if any."""
         header = self._settings.identity_header
         for key, value in context.invocation_metadata() or ():
@@ -198,20 +195,26 @@ class Access:
                 f"{method} on {model} is limited to {acl}; client {who} is not in it"
             )
 
-    def admit(self, method: str, request: Any, context: _Metadata, timeout: float) -> _Admission:
+    def admit(self, method: str, request: Any, context: Caller, timeout: float) -> _Admission:
         """Checks ``request`` and holds its concurrency slots while the body runs."""
         return _Admission(self, method, request, context, timeout)
 
-    def admit_model(self, method: str, model: str, context: _Metadata) -> _Admission:
+    def admit_model(self, method: str, model: str, context: Caller) -> _Admission:
         """`admit` for a call whose model is not a proto field, as on the OpenAI face (whose
         body is OpenAI's JSON): ``method`` is the SaxGateway method it stands for."""
         return self.admit(method, _Named(model), context, _timeout(context))
 
-    def _client_slot(self, client: str | None) -> Slot:
-        limit = self._settings.client_max_concurrent.get(client or "")
+    def _client_slot(self, client: str | None, context: Caller) -> Slot:
+        if client is None:
+            # A caller without a client id is its address, as for `quotas.rate` and the stream
+            # limit: one anonymous caller must not use up the calls of every other one.
+            limit = self._settings.default_max_concurrent
+            key = ANONYMOUS if limit is None else f"{ANONYMOUS}@{client_of(context)}"
+            return Slot(self._per_client, key, limit)
+        limit = self._settings.client_max_concurrent.get(client)
         if limit is None:
             limit = self._settings.default_max_concurrent
-        return Slot(self._per_client, client or ANONYMOUS, limit)
+        return Slot(self._per_client, client, limit)
 
 
 class _Admission(AbstractAsyncContextManager["_Admission"]):
@@ -231,7 +234,7 @@ class _Admission(AbstractAsyncContextManager["_Admission"]):
     )
 
     def __init__(
-        self, access: Access, method: str, request: Any, context: _Metadata, timeout: float
+        self, access: Access, method: str, request: Any, context: Caller, timeout: float
     ) -> None:
         self._access, self._method, self._request = access, method, request
         self._context, self._timeout = context, timeout
@@ -250,7 +253,7 @@ class _Admission(AbstractAsyncContextManager["_Admission"]):
         if sax_method is None:
             return self
         await access._check_acl(client, model, sax_method, self._timeout)
-        slot = access._client_slot(client)
+        slot = access._client_slot(client, self._context)
         slot.__enter__()
         gate = access._gates.get(model)
         if gate is None:

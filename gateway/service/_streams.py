@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, Protocol
 
 from gateway.client import ResourceExhaustedError
 from gateway.common.rpc import Context
@@ -22,7 +23,14 @@ from gateway.common.rpc import Context
 CLIENT_ADDRESS_HEADER = "x-saxgw-client-address"
 
 
-def client_of(context: Context) -> str:
+class Caller(Protocol):
+    """What the checks read of a call: its metadata and its peer (a grpc.aio context)."""
+
+    def invocation_metadata(self) -> Any: ...
+    def peer(self) -> str: ...
+
+
+def client_of(context: Caller) -> str:
     """The caller's address, as Envoy saw it."""
     forwarded = None
     for key, value in context.invocation_metadata() or ():

@@ -42,9 +42,14 @@ class FakeClient:
 @dataclass
 class FakeContext:
     client: str | None
+    address: str = "10.0.0.1"
 
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
-        return (("x-saxgw-client", self.client),) if self.client else ()
+        forwarded = ("x-forwarded-for", self.address)
+        return (("x-saxgw-client", self.client), forwarded) if self.client else (forwarded,)
+
+    def peer(self) -> str:
+        return "ipv4:127.0.0.1:40000"  # Envoy's
 
 
 @dataclass
@@ -192,6 +197,17 @@ async def test_per_client_concurrency() -> None:
             await _admit(access, "team-a")
         await _admit(access, "team-b")
     await _admit(access, "team-a")
+
+
+async def test_anonymous_callers_count_by_address() -> None:
+    access = _access(FakeClient(), default_max_concurrent=1)
+    async with access.admit("Generate", Request(), FakeContext(None, "10.0.0.1"), timeout=5):
+        busy = r"client anonymous@10\.0\.0\.1 has 1 calls"
+        with pytest.raises(ResourceExhaustedError, match=busy):
+            async with access.admit("Generate", Request(), FakeContext(None, "10.0.0.1"), 5):
+                pass
+        async with access.admit("Generate", Request(), FakeContext(None, "10.0.0.2"), 5):
+            pass
 
 
 async def test_multimodal_calls_honour_the_mm_generate_acl() -> None:

@@ -198,8 +198,11 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
         model = f.model_id(request.model)
         replicas = f.replicas(request.replicas) if request.HasField("replicas") else 1
         deadline = self._deadline(context, request)
-        await self._client.wait_for_ready(model, replicas, deadline=deadline)
-        detail = await self._client.list_detail(model, deadline=deadline)
+        # A wait can last as long as a stream (until the replicas come up or its deadline),
+        # so it is counted with the client's streams: one client cannot hold any number.
+        with self._streams.hold(context):
+            await self._client.wait_for_ready(model, replicas, deadline=deadline)
+            detail = await self._client.list_detail(model, deadline=deadline)
         return pb.WaitForReadyResponse(model=model, active_replicas=detail.active_replicas)
 
     async def GetAcl(self, request: pb.GetAclRequest, context: Context) -> pb.GetAclResponse:

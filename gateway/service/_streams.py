@@ -1,6 +1,7 @@
 """How many long-lived streams each client holds open, bounded.
 
-GenerateStream and WatchAddresses calls can stay open for minutes or hours. Envoy caps them in
+GenerateStream and WatchAddresses calls can stay open for minutes or hours, and a
+WaitForReady as long as its deadline. Envoy caps them in
 total (a circuit-breaker budget of their own); this caps them per client, so that one client
 cannot use up that budget for everyone else. A client is its authenticated identity when Envoy
 established one (so clients behind one NAT or proxy do not share a budget, and one client cannot
@@ -65,7 +66,7 @@ class StreamSlots:
         count = self._open.get(client, 0)
         if count >= self._per_client:
             raise ResourceExhaustedError(
-                f"client {client} already has {count} streams open, the limit per client; "
+                f"client {client} already has {count} streams or waits open, the limit per client; "
                 "close some first"
             )
         self._open[client] = count + 1

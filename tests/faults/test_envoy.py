@@ -79,8 +79,8 @@ def test_one_client_cannot_starve_others_with_streams(faults: Faults, http: http
             with pytest.raises(openai.RateLimitError) as refused:
                 sdk.completions.create(model=model, prompt="q", stream=True)
             assert refused.value.body == {
-                "message": f"client 127.0.0.1 already has {MAX_STREAMS_PER_CLIENT} streams open, "
-                "the limit per client; close some first",
+                "message": f"client 127.0.0.1 already has {MAX_STREAMS_PER_CLIENT} streams or waits"
+                " open, the limit per client; close some first",
                 "type": "rate_limit_error",
                 "param": None,
                 "code": "rate_limit_exceeded",

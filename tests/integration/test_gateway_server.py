@@ -222,6 +222,26 @@ async def test_health_watch_streams_count_against_the_clients_stream_limit(
         third.cancel()
 
 
+async def test_a_wait_for_ready_counts_with_the_clients_streams(tmp_path: Path) -> None:
+    # A WaitForReady lasts until its replicas are up or its deadline: a client could hold
+    # any number of them, each a call in the gateway and in Envoy's budget.
+    async with (
+        running_gateway(str(tmp_path), max_streams_per_client=1) as server,
+        aio_channel(server.address) as channel,
+    ):
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+        assert (await watch.read()).status == NOT_SERVING
+        wait = pb.WaitForReadyRequest(model="/sax/test/waited")
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await gateway_pb2_grpc.SaxGatewayStub(channel).WaitForReady(wait, timeout=10)
+        watch.cancel()
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert refused.value.details() == (
+        "client ipv4:127.0.0.1 already has 1 streams or waits open, the limit per client;"
+        " close some first"
+    )
+
+
 async def test_health_is_not_serving_without_a_cell(tmp_path: Path) -> None:
     async with (
         running_gateway(str(tmp_path)) as server,

@@ -47,7 +47,7 @@ def test_streams_over_the_per_client_limit_are_refused() -> None:
         with pytest.raises(ResourceExhaustedError) as caught, slots.hold(a):
             pass
         assert caught.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert "10.0.0.1 already has 2 streams open" in caught.value.message
+        assert "10.0.0.1 already has 2 streams or waits open" in caught.value.message
     assert slots.open("10.0.0.1") == 0
     with slots.hold(a):  # closed streams free their slots
         assert slots.open("10.0.0.1") == 1
@@ -69,6 +69,7 @@ def test_an_authenticated_client_is_counted_by_identity_not_address() -> None:
         with pytest.raises(ResourceExhaustedError) as caught, slots.hold(team_a_elsewhere):
             pass
         assert caught.value.message == (
-            "client team-a already has 1 streams open, the limit per client; close some first"
+            "client team-a already has 1 streams or waits open, the limit per client; close some"
+            " first"
         )
         assert slots.open("10.0.0.1") == 1

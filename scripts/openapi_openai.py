@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.service.openai._requests import MAX_N, MAX_STOPS, ROLES
+
 Schema = dict[str, Any]
 TAG = "OpenAIGateway"
 PREFIX = "openai."
@@ -46,12 +48,16 @@ _SAMPLING: dict[str, Schema] = {
     "n": {
         "type": "integer",
         "minimum": 1,
-        "maximum": 16,
+        "maximum": MAX_N,
         "description": "Choices per prompt: the model's best `n` samples.",
     },
     "stop": {
-        **_TEXTS,
-        "description": "Up to 16 stop strings, applied by the gateway (streams included).",
+        "oneOf": [
+            {"type": "string", "minLength": 1},
+            {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": MAX_STOPS},
+        ],
+        "description": f"Up to {MAX_STOPS} stop strings, applied by the gateway (streams "
+        "included).",
     },
     "stream": {"type": "boolean", "description": "Server-Sent Events, ending with `data: [DONE]`."},
     "stream_options": {
@@ -115,7 +121,7 @@ def schemas() -> dict[str, Schema]:
         "properties": {
             "role": {
                 "type": "string",
-                "description": "system, developer, user, assistant, tool, ...",
+                "enum": list(ROLES),
             },
             "content": {
                 "oneOf": [
@@ -123,6 +129,7 @@ def schemas() -> dict[str, Schema]:
                     {"type": "null"},
                     {
                         "type": "array",
+                        "minItems": 1,
                         "items": _obj(
                             "A text part (the only kind Sax takes).",
                             {"type": {"const": "text"}, "text": {"type": "string"}},

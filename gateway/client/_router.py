@@ -12,7 +12,7 @@ import contextvars
 import logging
 import random
 from collections.abc import AsyncGenerator, Callable, Iterator
-from typing import TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
@@ -104,6 +104,15 @@ def _failed(
     return retry
 
 
+_CLIENT_CLOSED = grpc.aio.AioRpcError(
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.aio.Metadata(),
+    grpc.aio.Metadata(),
+    details="the Sax client was closed during the call: its owner is stopping",
+)
+"""A call cut, or refused, by `Router.close`."""
+
+
 def _closed_under(address: str) -> grpc.aio.AioRpcError:
     """A call cut by the closing of its channel, as a failed attempt. The pool closes a
     replica's channel (after a grace period) once the replica has left the model's address
@@ -143,6 +152,9 @@ class Router:
         self._tables: dict[str, AddressTable] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._pool = ChannelPool()
+        self._closed = False
+        # Streams past their first response, which `close` cuts (closing a channel does not).
+        self._streaming: set[grpc.aio.UnaryStreamCall[Any, Any]] = set()
 
     @property
     def num_channels(self) -> int:
@@ -166,6 +178,8 @@ class Router:
         return table
 
     def _open(self, model_id: str) -> AddressTable:
+        if self._closed:  # a closed router starts no watch (every table went at close)
+            raise from_grpc_error(_CLIENT_CLOSED)
         model = naming.parse_model_id(model_id)  # only unknown IDs are parsed
         if self._proxy_addr is not None:
             table: AddressTable = StaticTable(model_id, self._proxy_addr)
@@ -304,6 +318,7 @@ class Router:
                 backend.in_flight -= 1  # this attempt failed over: another replica is next
                 backend = None
             code, trailing = grpc.StatusCode.CANCELLED, None
+            self._streaming.add(call)
             try:
                 while response is not grpc.aio.EOF:
                     # types-grpcio types read() as `object | response`, its EOF being a plain
@@ -319,13 +334,14 @@ class Router:
                 if cancelled_by_caller():
                     raise
                 # The channel was closed under the stream (the replica was dropped while
-                # hung). Responses went out already, so no other replica can take over: the
-                # stream failed, and its consumer must see a failure to report, not a
-                # cancellation that passes for its own caller going away.
-                closed = _closed_under(address)
+                # hung, or the client closed). Responses went out already, so no other
+                # replica can take over: the stream failed, and its consumer must see a
+                # failure to report, not a cancellation that passes for its caller leaving.
+                closed = _CLIENT_CLOSED if self._closed else _closed_under(address)
                 code = closed.code()
                 raise from_grpc_error(closed) from None
             finally:
+                self._streaming.discard(call)
                 call.cancel()  # a no-op once the call has ended
                 attempt.end(code, trailing)
         finally:
@@ -338,6 +354,8 @@ class Router:
         """The replica to try next (one not tried this round) and the table it came from (a
         new one when the old one went stale), waiting for one if need be."""
         while True:
+            if self._closed:  # no new channel for a call (or a failover) once closed
+                raise from_grpc_error(_CLIENT_CLOSED)
             if retry and retry.tried:
                 address = table.pick_other(retry.tried)
             else:
@@ -380,6 +398,12 @@ class Router:
         return table
 
     async def close(self) -> None:
+        """Ends every call in flight with UNAVAILABLE (a stream after its first response
+        too) and refuses new ones: what a server stopping wants its streams to report while
+        they can still send a last message."""
+        self._closed = True
+        for call in list(self._streaming):
+            call.cancel()
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()

@@ -32,6 +32,10 @@ from gateway.service.openai._tokens import TokenCounter
 
 log = logging.getLogger(__name__)
 
+STREAMS_END_BEFORE = 1.0
+"""Seconds before the end of the grace period at which calls still in flight are failed, so
+that streams can send the message that says how they ended (at most half the period)."""
+
 
 #: Calls that arrive before the servicer asks grpc for the next one wait in grpc's queue,
 #: whose defaults (1,000; hard limit 3,000) cancel bursts: 10,000 streams opened at once
@@ -148,9 +152,17 @@ class GatewayServer:
 
     async def stop(self, grace: float | None = None) -> None:
         """Stops accepting calls, waits up to ``grace`` seconds for in-flight ones, cleans up."""
+        grace = self.settings.grace_period if grace is None else grace
         await self._health.stop()
-        await self._server.stop(self.settings.grace_period if grace is None else grace)
+        stopping = asyncio.ensure_future(self._server.stop(grace))
+        # A stream may outlast the grace period. Cut by gRPC at its end, it would look
+        # complete over HTTP/1.1 (a cancelled call's status is a trailer Envoy drops): so a
+        # moment before, the Sax client closes, and every call still in flight fails
+        # UNAVAILABLE, which a stream reports as its last message while it still can.
+        await asyncio.wait({stopping}, timeout=grace - min(STREAMS_END_BEFORE, grace / 2))
         await self.client.close()
+        await stopping
+        await self.client.close()  # an admin channel a handler opened since
         self._flusher.cancel()
         await asyncio.gather(self._flusher, return_exceptions=True)
         if self.metrics is not None:

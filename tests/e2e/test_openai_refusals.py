@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import openai
@@ -73,6 +74,78 @@ def test_node_sdk_sends_half_an_emoji_and_gets_bad_request(
             "prompt: not valid Unicode: a lone surrogate (\\ud83c)", param="prompt"
         ),
     }
+
+
+_ROLES = "one of system, developer, user, assistant, tool, function"
+_HI = [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize(
+    ("fields", "param", "message"),
+    [
+        (
+            {"messages": [{"role": "wizard", "content": "hi"}]},
+            "messages[0].role",
+            f"'wizard' is not a role: {_ROLES}",
+        ),
+        ({"messages": [*_HI, {"content": "hi"}]}, "messages[1].role", f"required: {_ROLES}"),
+        (
+            {"messages": [{"role": "user"}]},
+            "messages[0].content",
+            "required for a user message: a string or text parts",
+        ),
+        (
+            {"messages": [{"role": "user", "content": []}]},
+            "messages[0].content",
+            "an empty list: give at least one text part",
+        ),
+        (
+            {"messages": _HI, "stop": ["a", "b", "c", "d", "e"]},
+            "stop",
+            "at most 4 non-empty strings",
+        ),
+        # Refused already (as OpenAI refuses them), kept so the whole list of probes stays.
+        ({"messages": []}, "messages", "required: a non-empty list of {role, content} objects"),
+        ({"messages": _HI, "max_tokens": "ten"}, "max_tokens", "must be an integer"),
+        ({"messages": _HI, "temperature": 5}, "temperature", "must be between 0 and 2, got 5"),
+        ({"messages": _HI, "n": 0}, "n", "must be between 1 and 16, got 0"),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": "a"},
+                            {"type": "image_url", "image_url": {"url": "http://x/y.png"}},
+                        ],
+                    }
+                ]
+            },
+            "messages[0].content",
+            "'image_url' parts are not supported: only text reaches Sax",
+        ),
+    ],
+)
+def test_a_malformed_chat_request_is_a_400_naming_the_field(
+    http: httpx.Client, client: openai.OpenAI, fields: dict[str, Any], param: str, message: str
+) -> None:
+    body = {"model": "oai", **fields}
+    error = openai_error(f"{param}: {message}", param=param)
+    response = http.post("/v1/chat/completions", json=body)
+    assert response.status_code == 400
+    assert response.json() == {"error": error}
+    with pytest.raises(openai.BadRequestError) as failure:
+        client.chat.completions.create(**body)
+    assert failure.value.status_code == 400 and failure.value.body == error
+
+
+def test_a_prompt_is_required(http: httpx.Client, client: openai.OpenAI) -> None:
+    error = openai_error("prompt: required: a string or a list of strings", param="prompt")
+    response = http.post("/v1/completions", json={"model": "oai"})
+    assert (response.status_code, response.json()) == (400, {"error": error})
+    with pytest.raises(openai.BadRequestError) as failure:
+        client.completions.create(model="oai", prompt=None)
+    assert failure.value.body == error
 
 
 def test_json_nested_too_deeply_is_a_400(http: httpx.Client, openai_models: None) -> None:

@@ -173,6 +173,26 @@ def test_unknown_model_raises_not_found(client: openai.OpenAI) -> None:
     }
 
 
+def test_chat_with_an_unpublished_model_is_not_found(client: openai.OpenAI, stack: Stack) -> None:
+    # Not told to configure a chat template for a model that is not there (a misspelt name).
+    error = {
+        "message": "model /sax/test/nothing-here is not published: NotFound",
+        "type": "invalid_request_error",
+        "param": "model",
+        "code": "model_not_found",
+    }
+    model = "sax/test/nothing-here"
+    body = {"model": model, "messages": [{"role": "user", "content": "x"}]}
+    response = httpx.post(stack.http_url + "/v1/chat/completions", json=body)
+    assert (response.status_code, response.json()) == (404, {"error": error})
+    for stream in (False, True):
+        with pytest.raises(openai.NotFoundError) as failure:
+            client.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": "x"}], stream=stream
+            )
+        assert failure.value.status_code == 404 and failure.value.body == error
+
+
 def test_unknown_cell_is_model_not_found_without_server_paths(
     client: openai.OpenAI, stack: Stack
 ) -> None:

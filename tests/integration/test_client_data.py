@@ -86,6 +86,23 @@ async def test_lm_generate_stream_task_cancellation_cancels_server_side(
     assert [c.model_key for c in cell.cancellations] == [model_id]
 
 
+async def test_close_ends_streams_in_flight_as_unavailable_and_refuses_new_calls(
+    client: Client,
+) -> None:
+    # What a stopping gateway relies on to end its streams with a last message (a stream cut
+    # by the server's grace period would end as if it were complete).
+    model_id = await publish_ready(client, "closing", overrides={"delay_ms": "50", "length": "200"})
+    stream = client.lm_generate_stream(model_id, "tick tock", T)
+    assert (await anext(stream))[0].text == "tick"
+    await client.close()
+    closed = "the Sax client was closed during the call: its owner is stopping"
+    with pytest.raises(UnavailableError, match=f"^{closed}$"):
+        await anext(stream)
+    with pytest.raises(UnavailableError, match=f"^{closed}$"):
+        await client.lm_generate(model_id, "x", T)
+    assert client.num_channels == 0
+
+
 async def test_lm_score_embed_gradient(client: Client, lm: str) -> None:
     assert await client.lm_score(lm, "prefix", ["one", "one two"], T) == [
         approx(-0.1),

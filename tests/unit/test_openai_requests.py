@@ -91,6 +91,77 @@ def test_chat_messages_join_text_parts_and_refuse_images() -> None:
     assert failure.value.field_violations[0][0] == "messages[0].content"
 
 
+_USER = {"role": "user", "content": "hi"}
+
+
+@pytest.mark.parametrize(
+    ("messages", "field", "message"),
+    [
+        (
+            [{"role": "wizard", "content": "hi"}],
+            "messages[0].role",
+            "'wizard' is not a role: one of system, developer, user, assistant, tool, function",
+        ),
+        (
+            [_USER, {"content": "hi"}],
+            "messages[1].role",
+            "required: one of system, developer, user, assistant, tool, function",
+        ),
+        (
+            [{"role": 1, "content": "hi"}],
+            "messages[0].role",
+            "1 is not a role: one of system, developer, user, assistant, tool, function",
+        ),
+        (["hi"], "messages[0]", "must be an object with a role and content"),
+        (
+            [{"role": "user"}],
+            "messages[0].content",
+            "required for a user message: a string or text parts",
+        ),
+        (
+            [{"role": "system", "content": None}, _USER],
+            "messages[0].content",
+            "required for a system message: a string or text parts",
+        ),
+        (
+            [{"role": "user", "content": []}],
+            "messages[0].content",
+            "an empty list: give at least one text part",
+        ),
+        ([{"role": "user", "content": "hi", "name": 7}], "messages[0].name", "must be a string"),
+        ([], "messages", "required: a non-empty list of {role, content} objects"),
+    ],
+)
+def test_a_malformed_message_is_invalid_argument_naming_the_field(
+    messages: list[object], field: str, message: str
+) -> None:
+    with pytest.raises(InvalidArgumentError) as failure:
+        rq.chat_request({"model": "m", "messages": messages})
+    assert failure.value.field_violations == ((field, message),)
+    assert failure.value.message == f"{field}: {message}"
+
+
+def test_every_openai_role_is_accepted_and_reaches_the_template_as_sent() -> None:
+    messages = [{"role": role, "content": role} for role in rq.ROLES]
+    request = rq.chat_request({"model": "m", "messages": messages})
+    assert request.messages == tuple(messages)
+    # An assistant's tool call and a function's result may have no content.
+    quiet = [{"role": "assistant", "content": None, "tool_calls": []}, {"role": "function"}]
+    request = rq.chat_request({"model": "m", "messages": quiet})
+    assert request.messages == (
+        {"role": "assistant", "content": ""},
+        {"role": "function", "content": ""},
+    )
+
+
+def test_stop_takes_up_to_four_strings_as_openai() -> None:
+    four = ["a", "b", "c", "d"]
+    assert rq.sampling({"stop": four}).stop == tuple(four)
+    with pytest.raises(InvalidArgumentError) as failure:
+        rq.sampling({"stop": [*four, "e"]})
+    assert failure.value.field_violations == (("stop", "at most 4 non-empty strings"),)
+
+
 def test_embedding_request_formats() -> None:
     assert rq.embedding_request({"model": "m", "input": "a"}).base64 is False
     assert rq.embedding_request({"model": "m", "input": ["a"], "encoding_format": "base64"}).base64

@@ -126,6 +126,10 @@ class ChatTemplates:
                 raise ConfigError(f"models.{model_id}.chat_template: {exc}") from exc
             self._stops[model_id] = stops
 
+    def has_template(self, model_id: str) -> bool:
+        """Whether the model has a template (else ``render`` is INVALID_ARGUMENT)."""
+        return model_id in self._templates
+
     def stops(self, model_id: str) -> tuple[str, ...]:
         """The stop strings of the model's built-in template, if it uses one."""
         return self._stops.get(model_id, ())

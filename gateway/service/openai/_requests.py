@@ -29,8 +29,16 @@ from gateway.client import InvalidArgumentError
 from gateway.service._fields import invalid
 
 MAX_N = 16
-MAX_STOPS = 16
+MAX_STOPS = 4
+"""OpenAI's limit ("up to 4 sequences"): code that sends more fails there, so it fails here."""
 MAX_INPUTS = 2048
+
+ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+"""The message roles of OpenAI's chat API; templates see them as sent. Any other is a 400, as
+OpenAI answers it: a template would render a misspelt role as a speaker of its own."""
+_CONTENT_OPTIONAL = ("assistant", "function")
+"""Roles whose ``content`` may be null or absent (an assistant's tool call, a function's
+empty result); every other role's message needs one."""
 
 SAX_INPUTS = {
     "max_tokens": "per_example_max_decode_steps",
@@ -281,10 +289,16 @@ def completion_request(body: Mapping[str, Any]) -> CompletionRequest:
 
 def _content(message: Mapping[str, Any], where: str) -> str:
     content = message.get("content")
-    if content is None or isinstance(content, str):
-        return content or ""
+    if content is None:
+        if message["role"] in _CONTENT_OPTIONAL:
+            return ""
+        raise invalid(where, f"required for a {message['role']} message: a string or text parts")
+    if isinstance(content, str):
+        return content
     if not isinstance(content, list):
         raise invalid(where, "must be a string or a list of content parts")
+    if not content:
+        raise invalid(where, "an empty list: give at least one text part")
     texts = []
     for part in content:
         if not isinstance(part, dict) or part.get("type") != "text":
@@ -296,6 +310,17 @@ def _content(message: Mapping[str, Any], where: str) -> str:
     return "\n".join(texts)  # as vLLM: parts are separate texts, not one word
 
 
+def _role(message: object, where: str) -> str:
+    """The role of ``message``, one of ROLES."""
+    if not isinstance(message, dict):
+        raise invalid(where, "must be an object with a role and content")
+    role = message.get("role")
+    if role not in ROLES:
+        given = "required" if role is None else f"{role!r} is not a role"
+        raise invalid(f"{where}.role", f"{given}: one of {', '.join(ROLES)}")
+    return str(role)
+
+
 def chat_request(body: Mapping[str, Any]) -> ChatRequest:
     """A ``/v1/chat/completions`` request."""
     messages = body.get("messages")
@@ -303,11 +328,14 @@ def chat_request(body: Mapping[str, Any]) -> ChatRequest:
         raise invalid("messages", "required: a non-empty list of {role, content} objects")
     parsed = []
     for i, message in enumerate(messages):
-        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-            raise invalid(f"messages[{i}]", "must be an object with a string role")
-        item = {"role": message["role"], "content": _content(message, f"messages[{i}].content")}
-        if isinstance(message.get("name"), str):
-            item["name"] = message["name"]
+        where = f"messages[{i}]"
+        item = {"role": _role(message, where)}
+        item["content"] = _content(message, f"{where}.content")
+        name = message.get("name")
+        if name is not None and not isinstance(name, str):
+            raise invalid(f"{where}.name", "must be a string")
+        if name is not None:
+            item["name"] = name
         parsed.append(item)
     return ChatRequest(model=model_name(body), messages=tuple(parsed), sampling=sampling(body))
 

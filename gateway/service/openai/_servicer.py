@@ -200,6 +200,11 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         self, request: pb.CreateChatCompletionRequest, context: Context
     ) -> AsyncIterator[HttpBody]:
         req = rq.chat_request(rq.parse_body(request.body.data))
+        model = self._resolve(req.model)
+        if not self._chat.has_template(model):
+            # Its 400 says how to configure a template: first make sure the model is there,
+            # or a misspelt name would be told to configure one, not OpenAI's 404.
+            await self._published(model, context)
 
         def chat(model: str) -> tuple[Sequence[str], Sequence[str]]:
             # The model's template renders the conversation and may add its own stop strings.
@@ -209,6 +214,13 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
             context, self._job(req.model, req.sampling, chat=True, prompts=chat)
         ):
             yield message
+
+    async def _published(self, model: str, context: Context) -> None:
+        """NOT_FOUND unless ``model`` is published (PERMISSION_DENIED first if the caller's
+        model list leaves it out, so the answer says nothing of models it may not use)."""
+        deadline = self._deadline(context, self._settings.default_timeout)
+        async with self._access.admit_model("GetModel", model, context):
+            await self._client.list_detail(model, deadline=deadline)
 
     def _job(
         self,

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.e2e._published import TEST_LM, published
 from tests.e2e.security.conftest import ISSUER, OPS_KEY, TEAM_A_KEY, TEAM_B_KEY, SecureStack
@@ -16,6 +17,7 @@ from tests.e2e.security.test_access import _set_method_acl, _until
 pytestmark = pytest.mark.e2e
 
 MODEL = "/sax/test/sec-oai-acl"
+_HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +43,8 @@ def test_a_clients_model_list_holds_on_every_openai_route(secure: SecureStack, m
         calls: list[Callable[[], object]] = [
             lambda: client.completions.create(model=model, prompt="q"),
             lambda: client.completions.create(model=model, prompt="q", stream=True),
+            # Before the 400 that says the model has no chat template: nothing of the model.
+            lambda: client.chat.completions.create(model=model, messages=_HI),
             lambda: client.embeddings.create(model=model, input="q"),
             lambda: client.models.retrieve(model),
         ]

@@ -121,7 +121,9 @@ def schemas() -> dict[str, Schema]:
         "properties": {
             "role": {
                 "type": "string",
-                "enum": list(ROLES),
+                "minLength": 1,
+                "examples": list(ROLES),
+                "description": "OpenAI's roles, or another the model's chat template knows.",
             },
             "content": {
                 "oneOf": [

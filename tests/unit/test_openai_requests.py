@@ -98,19 +98,19 @@ _USER = {"role": "user", "content": "hi"}
     ("messages", "field", "message"),
     [
         (
-            [{"role": "wizard", "content": "hi"}],
-            "messages[0].role",
-            "'wizard' is not a role: one of system, developer, user, assistant, tool, function",
-        ),
-        (
             [_USER, {"content": "hi"}],
             "messages[1].role",
-            "required: one of system, developer, user, assistant, tool, function",
+            "required: such as system, developer, user, assistant, tool, function",
+        ),
+        (
+            [{"role": "", "content": "hi"}],
+            "messages[0].role",
+            "required: such as system, developer, user, assistant, tool, function",
         ),
         (
             [{"role": 1, "content": "hi"}],
             "messages[0].role",
-            "1 is not a role: one of system, developer, user, assistant, tool, function",
+            "must be a string: such as system, developer, user, assistant, tool, function",
         ),
         (["hi"], "messages[0]", "must be an object with a role and content"),
         (
@@ -141,8 +141,9 @@ def test_a_malformed_message_is_invalid_argument_naming_the_field(
     assert failure.value.message == f"{field}: {message}"
 
 
-def test_every_openai_role_is_accepted_and_reaches_the_template_as_sent() -> None:
-    messages = [{"role": role, "content": role} for role in rq.ROLES]
+def test_every_role_is_accepted_and_reaches_the_template_as_sent() -> None:
+    # OpenAI's, and one a model's own template may know (Llama 3.1's tool results).
+    messages = [{"role": role, "content": role} for role in (*rq.ROLES, "ipython")]
     request = rq.chat_request({"model": "m", "messages": messages})
     assert request.messages == tuple(messages)
     # An assistant's tool call and a function's result may have no content.
@@ -154,12 +155,13 @@ def test_every_openai_role_is_accepted_and_reaches_the_template_as_sent() -> Non
     )
 
 
-def test_stop_takes_up_to_four_strings_as_openai() -> None:
-    four = ["a", "b", "c", "d"]
-    assert rq.sampling({"stop": four}).stop == tuple(four)
+def test_stop_takes_up_to_sixteen_strings() -> None:
+    # OpenAI takes 4, vLLM any number: 16 keeps code written for vLLM working.
+    sixteen = [chr(ord("a") + i) for i in range(16)]
+    assert rq.sampling({"stop": sixteen}).stop == tuple(sixteen)
     with pytest.raises(InvalidArgumentError) as failure:
-        rq.sampling({"stop": [*four, "e"]})
-    assert failure.value.field_violations == (("stop", "at most 4 non-empty strings"),)
+        rq.sampling({"stop": [*sixteen, "q"]})
+    assert failure.value.field_violations == (("stop", "at most 16 non-empty strings"),)
 
 
 def test_embedding_request_formats() -> None:

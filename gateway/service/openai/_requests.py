@@ -29,13 +29,14 @@ from gateway.client import InvalidArgumentError
 from gateway.service._fields import invalid
 
 MAX_N = 16
-MAX_STOPS = 4
-"""OpenAI's limit ("up to 4 sequences"): code that sends more fails there, so it fails here."""
+MAX_STOPS = 16
+"""More than OpenAI's 4, as vLLM takes any number: code written against vLLM keeps working."""
 MAX_INPUTS = 2048
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
-"""The message roles of OpenAI's chat API; templates see them as sent. Any other is a 400, as
-OpenAI answers it: a template would render a misspelt role as a speaker of its own."""
+"""The message roles of OpenAI's chat API. Others pass too, as vLLM passes them: a model's own
+template may know roles of its own (Llama 3.1's ``ipython``), and templates that do not
+refuse them (a 400 "the chat template failed")."""
 _CONTENT_OPTIONAL = ("assistant", "function")
 """Roles whose ``content`` may be null or absent (an assistant's tool call, a function's
 empty result); every other role's message needs one."""
@@ -311,14 +312,14 @@ def _content(message: Mapping[str, Any], where: str) -> str:
 
 
 def _role(message: object, where: str) -> str:
-    """The role of ``message``, one of ROLES."""
+    """The role of ``message``: one of ROLES, or another the model's template knows."""
     if not isinstance(message, dict):
         raise invalid(where, "must be an object with a role and content")
     role = message.get("role")
-    if role not in ROLES:
-        given = "required" if role is None else f"{role!r} is not a role"
-        raise invalid(f"{where}.role", f"{given}: one of {', '.join(ROLES)}")
-    return str(role)
+    if not isinstance(role, str) or not role:
+        given = "required" if role is None or role == "" else "must be a string"
+        raise invalid(f"{where}.role", f"{given}: such as {', '.join(ROLES)}")
+    return role
 
 
 def chat_request(body: Mapping[str, Any]) -> ChatRequest:

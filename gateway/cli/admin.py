@@ -25,7 +25,12 @@ from gateway.cli._common import (
 from gateway.cli._table import ID, arg, command, register_all
 from gateway.common.flags import replicas
 
-NAME = arg("id", nargs="?", metavar="ID", help="a cell (/sax/test) or a model ID")
+NAME = arg("id", nargs="?", metavar="ID", help="/sax (all cells), a cell (/sax/test) or a model ID")
+
+
+def is_root(name: str) -> bool:
+    """Whether ``name`` is /sax, which `saxutil ls /sax` lists the cells of."""
+    return name.strip("/") == "sax"
 
 
 def is_cell(name: str) -> bool:
@@ -62,7 +67,7 @@ def model_detail(model: pb.ModelInfo) -> str:
 
 @command("ls", "[ID]", "list all cells, all models in a cell, or a particular model", NAME)
 def ls(session: Session, args: argparse.Namespace) -> None:
-    if args.id is None:
+    if args.id is None or is_root(args.id):
         session.show(
             session.stub.ListCells,
             pb.ListCellsRequest(),

@@ -82,6 +82,7 @@ def test_publish_ls_wait_update_unpublish(stack: Stack) -> None:
     try:
         assert ok(stack, "wait", model, "1") == f"{model}: 1 replica(s) ready\n"
         assert "/sax/test" in ok(stack, "ls").splitlines()[1:]
+        assert ok(stack, "ls", "/sax") == ok(stack, "ls")  # as `saxutil ls /sax`
         rows = columns(ok(stack, "ls", "/sax/test"))
         assert rows[0] == ["MODEL ID", "MODEL PATH", "CHECKPOINT", "REPLICAS"]
         assert [model, TEST_LM, "None", "1/1"] in rows

@@ -17,8 +17,8 @@ from saxml.protobuf import admin_pb2
 
 from gateway.launch.processes import free_port
 from tests._grpc import sync_channel
-from tests.faults._load import run_load
 from tests.e2e._published import publish_body
+from tests.faults._load import run_load
 from tests.faults.conftest import TEST_LM, Faults, publish
 
 WAIT_S = 6.0  # the deadline of the admin calls in flight

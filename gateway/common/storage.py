@@ -92,9 +92,6 @@ class Storage(abc.ABC):
         that one process writes: another writer's write in flight would fail."""
         await asyncio.to_thread(self.discard_partial_writes_sync, path)
 
-    def discard_partial_writes_sync(self, path: str) -> None:
-        """Nothing by default: an object store replaces an object whole or not at all."""
-
     def url(self, path: str) -> str:
         """``path`` spelled out under the root, for messages."""
         return f"{self.root.rstrip('/')}/{path}"
@@ -108,6 +105,9 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def list_dirs_sync(self, path: str) -> list[str]: ...
+
+    @abc.abstractmethod
+    def discard_partial_writes_sync(self, path: str) -> None: ...
 
     @abc.abstractmethod
     def exists_sync(self, path: str) -> bool: ...
@@ -258,6 +258,9 @@ class GcsStorage(Storage):
     def write_sync(self, path: str, data: bytes) -> None:
         with self._failures():
             self._bucket.blob(self._name(path)).upload_from_string(data, **self._bounded)
+
+    def discard_partial_writes_sync(self, path: str) -> None:
+        pass  # an upload replaces an object whole or not at all: nothing is left behind
 
     def list_dirs_sync(self, path: str) -> list[str]:
         prefix = self._dir_prefix(path)

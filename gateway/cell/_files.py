@@ -71,7 +71,10 @@ class CellFiles:
         return self._fs_root
 
     async def read_state(self, fs_root: str) -> admin_pb2.State:
+        """The saved state, read when the admin starts: then no save of it is in flight, and
+        what a killed admin's last save left half-written is removed."""
         storage, path = self._state(fs_root), Storage.join(self.cell_dir, STATE_FILE)
+        await storage.discard_partial_writes(path)
         data = await storage.read(path)
         if not data:
             return admin_pb2.State()

@@ -27,7 +27,7 @@ from saxml.protobuf import admin_pb2, admin_pb2_grpc
 
 from gateway import naming
 from gateway.client._channels import insecure_channel
-from gateway.client._observer import Observer, observed
+from gateway.client._observer import Metadata, Observer, observed
 from gateway.client._types import ADMIN_UNREACHABLE_AFTER_S
 from gateway.common.deadline import Deadline, now
 from gateway.common.errors import (
@@ -184,15 +184,18 @@ class CellAdmin:
         *,
         deadline: Deadline,
         attempts: Attempts | None = None,
+        metadata: Metadata = (),
     ) -> _Resp:
-        """Calls ``method``, retrying UNAVAILABLE and RESOURCE_EXHAUSTED until
-        ``deadline``. Raises a ``SaxError``; ``attempts`` learns whether an attempt whose
-        answer was lost may have been applied."""
+        """Calls ``method`` (with ``metadata``), retrying UNAVAILABLE and RESOURCE_EXHAUSTED
+        until ``deadline``. Raises a ``SaxError``; ``attempts`` learns whether an attempt
+        whose answer was lost may have been applied."""
         outage = _Outage()
         attempts = attempts or Attempts()
         try:
             async with asyncio.timeout(deadline.remaining()):
-                return await self._call_with_retries(method, request, deadline, outage, attempts)
+                return await self._call_with_retries(
+                    method, request, deadline, outage, attempts, metadata
+                )
         except TimeoutError:
             if outage.error is not None:  # the deadline ran out while the admin was away
                 raise self._unreachable(outage) from None
@@ -207,6 +210,7 @@ class CellAdmin:
         deadline: Deadline,
         outage: _Outage,
         attempts: Attempts,
+        metadata: Metadata,
     ) -> _Resp:
         delays = backoff_delays()
         number = 0
@@ -219,13 +223,12 @@ class CellAdmin:
                 rpc = method.pick(conn.stub)
                 timeout = deadline.timeout(f"admin {method.name}")
                 if self._observer is None:
-                    return await rpc(request, timeout=timeout)
+                    return await rpc(request, timeout=timeout, metadata=metadata or None)
                 attempt = self._observer.attempt(
                     self.cell.id, f"admin.{method.name}", conn.address, number
                 )
-                return await observed(
-                    attempt, rpc(request, timeout=timeout, metadata=attempt.metadata)
-                )
+                sent = (*metadata, *(attempt.metadata or ()))
+                return await observed(attempt, rpc(request, timeout=timeout, metadata=sent or None))
             except grpc.aio.AioRpcError as exc:
                 error = from_grpc_error(exc)
                 if error.code == grpc.StatusCode.CANCELLED and conn is not None and conn.poisoned:

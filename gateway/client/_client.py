@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import TypeVar
 
 from google.protobuf.message import Message
@@ -26,6 +26,7 @@ from gateway.client._admin import (
     AdminMethod,
     CellAdmin,
     RpcCounter,
+    backoff_delays,
 )
 from gateway.client._data import DataCalls
 from gateway.client._observer import Observer
@@ -34,12 +35,14 @@ from gateway.client._types import CellStats, ClientSettings, ModelDetail
 from gateway.common.closing import AsyncClosing
 from gateway.common.deadline import Deadline
 from gateway.common.errors import (
+    AbortedError,
     DeadlineExceededError,
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
     UnavailableError,
 )
+from gateway.common.revision import EXPECT_KEY, revision
 from gateway.common.storage import Storage, open_storage
 
 _Req = TypeVar("_Req", bound=Message)
@@ -180,24 +183,11 @@ class Client(AsyncClosing, DataCalls):
     ) -> None:
         """Changes the given fields of a published model (read, modify, Update).
 
-        Sax's Update takes the whole model, so two updates that read it at once would each
-        write back what the other changed. Updates of one model through this client wait for
-        each other; through several clients (gateway processes), they can still race, as
-        upstream's saxutil does: Sax has no version to compare."""
+        Sax's Update takes the whole model, so two changes that read it at once would each
+        write back what the other changed: see `_change`."""
         model = naming.parse_model_id(model_id)
-        deadline = self._admin_deadline(timeout, deadline)
-        lock = self._updating.get(model.id)
-        if lock is None:
-            lock = self._updating[model.id] = asyncio.Lock()
-        try:
-            async with asyncio.timeout(deadline.timeout(f"update of {model.id}")):
-                await lock.acquire()
-        except TimeoutError:
-            raise DeadlineExceededError(
-                f"update of {model.id} exceeded its deadline waiting for another update of it"
-            ) from None
-        try:
-            current = (await self._list_one(model, deadline)).model
+
+        def change(current: admin_pb2.Model) -> None:
             if model_path is not None:
                 current.model_path = model_path
             if checkpoint is not None:
@@ -207,9 +197,8 @@ class Client(AsyncClosing, DataCalls):
             if overrides is not None:
                 current.overrides.clear()
                 current.overrides.update(overrides)
-            await self._update_model(model, current, deadline)
-        finally:
-            lock.release()
+
+        await self._change(model, change, self._admin_deadline(timeout, deadline))
 
     async def unpublish(
         self, model_id: str, *, timeout: float | None = None, deadline: Deadline | None = None
@@ -321,15 +310,16 @@ class Client(AsyncClosing, DataCalls):
             config.admin_acl = acl
             await admin.write_config(config)
             return
-        deadline = self._admin_deadline(timeout, deadline)
-        model = (await self._list_one(target, deadline)).model
-        if method is None:
-            model.admin_acl = acl
-        elif acl:
-            model.acls.items[method] = acl
-        else:
-            model.acls.items.pop(method, None)
-        await self._update_model(target, model, deadline)
+
+        def change(model: admin_pb2.Model) -> None:
+            if method is None:
+                model.admin_acl = acl
+            elif acl:
+                model.acls.items[method] = acl
+            else:
+                model.acls.items.pop(method, None)
+
+        await self._change(target, change, self._admin_deadline(timeout, deadline))
 
     def _admin_deadline(self, timeout: float | None, deadline: Deadline | None) -> Deadline:
         # Fixed once per operation: every admin RPC the operation makes shares it. A caller's
@@ -351,12 +341,59 @@ class Client(AsyncClosing, DataCalls):
             raise NotFoundError(f"model {model} is not published")
         return found[0]
 
+    async def _change(
+        self,
+        model: naming.ModelId,
+        change: Callable[[admin_pb2.Model], None],
+        deadline: Deadline,
+    ) -> None:
+        """Reads the model, applies ``change`` to it, and Updates it with the result.
+
+        Changes of one model through this client wait for each other. Through several
+        clients (gateway processes), the Update carries the revision it was computed from:
+        the embedded admin refuses it (ABORTED) if another change came in between, and it is
+        made again from a fresh read. An upstream admin ignores the revision: there, as with
+        upstream's saxutil, the last writer wins."""
+        lock = self._updating.get(model.id)
+        if lock is None:
+            lock = self._updating[model.id] = asyncio.Lock()
+        try:
+            async with asyncio.timeout(deadline.timeout(f"update of {model.id}")):
+                await lock.acquire()
+        except TimeoutError:
+            raise DeadlineExceededError(
+                f"update of {model.id} exceeded its deadline waiting for another update of it"
+            ) from None
+        try:
+            delays = backoff_delays()
+            while True:
+                current = (await self._list_one(model, deadline)).model
+                expect = revision(current)
+                change(current)
+                try:
+                    await self._update_model(model, current, deadline, expect=expect)
+                    return
+                except AbortedError:
+                    delay = next(delays)
+                    if not deadline.allows(delay):
+                        raise
+                    await asyncio.sleep(delay)  # another writer's change came first
+        finally:
+            lock.release()
+
     async def _update_model(
-        self, model: naming.ModelId, definition: admin_pb2.Model, deadline: Deadline
+        self,
+        model: naming.ModelId,
+        definition: admin_pb2.Model,
+        deadline: Deadline,
+        *,
+        expect: str,
     ) -> None:
         request = admin_pb2.UpdateRequest(model=definition)
         try:
-            await self._admin(model.cell).call(UPDATE, request, deadline=deadline)
+            await self._admin(model.cell).call(
+                UPDATE, request, deadline=deadline, metadata=((EXPECT_KEY, expect),)
+            )
         except InvalidArgumentError as exc:
             # An upstream admin refuses some changes ("checkpoint path can't be changed") as
             # InvalidArgument: the request is fine, the cell does not allow it.

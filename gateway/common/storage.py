@@ -13,6 +13,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import glob
 import os
 import tempfile
 import warnings
@@ -86,6 +87,11 @@ class Storage(abc.ABC):
         """Whether ``path`` is a file or a non-empty directory."""
         return await asyncio.to_thread(self.exists_sync, path)
 
+    async def discard_partial_writes(self, path: str) -> None:
+        """Removes what writes of ``path`` cut short (by a kill) left behind. Only for a file
+        that one process writes: another writer's write in flight would fail."""
+        await asyncio.to_thread(self.discard_partial_writes_sync, path)
+
     def url(self, path: str) -> str:
         """``path`` spelled out under the root, for messages."""
         return f"{self.root.rstrip('/')}/{path}"
@@ -99,6 +105,9 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def list_dirs_sync(self, path: str) -> list[str]: ...
+
+    @abc.abstractmethod
+    def discard_partial_writes_sync(self, path: str) -> None: ...
 
     @abc.abstractmethod
     def exists_sync(self, path: str) -> bool: ...
@@ -143,6 +152,12 @@ class LocalStorage(Storage):
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+    def discard_partial_writes_sync(self, path: str) -> None:
+        # write_sync's temp files: a kill between mkstemp and the rename leaves one for good.
+        target = self._path(path)
+        for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+            leftover.unlink(missing_ok=True)
 
     def list_dirs_sync(self, path: str) -> list[str]:
         try:
@@ -243,6 +258,9 @@ class GcsStorage(Storage):
     def write_sync(self, path: str, data: bytes) -> None:
         with self._failures():
             self._bucket.blob(self._name(path)).upload_from_string(data, **self._bounded)
+
+    def discard_partial_writes_sync(self, path: str) -> None:
+        pass  # an upload replaces an object whole or not at all: nothing is left behind
 
     def list_dirs_sync(self, path: str) -> list[str]:
         prefix = self._dir_prefix(path)

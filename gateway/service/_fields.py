@@ -11,7 +11,12 @@ from gateway.client import CallOptions, InvalidArgumentError
 from gateway.common import limits as lim
 from gateway.common.deadline import Deadline
 from gateway.common.limits import quote
-from gateway.common.names import parse_cell_id, parse_model_id
+from gateway.common.names import (
+    check_checkpoint,
+    check_model_path,
+    parse_cell_id,
+    parse_model_id,
+)
 from gateway.common.rpc import Context
 
 
@@ -93,14 +98,55 @@ def texts(values: Sequence[str], field: str) -> list[str]:
 
 
 def overrides(values: Mapping[str, str], field: str = "overrides") -> dict[str, str]:
-    """Bounds publish overrides: how many, and each key's and value's length."""
+    """Bounds publish overrides: how many, each key's and value's length; and each key must
+    be what a Sax model server overrides, an attribute name of the model's config."""
     if len(values) > lim.MAX_OVERRIDES:
         raise invalid(field, f"{len(values)} entries is over the limit of {lim.MAX_OVERRIDES}")
     for key, value in values.items():
         if len(key) > lim.MAX_OVERRIDE_KEY_CHARS:
             raise invalid(f"{field}[{lim.quote(key)}]", "the key is too long")
+        if not (key.isascii() and key.isidentifier()):
+            raise invalid(
+                f"{field}[{lim.quote(key)}]",
+                "the key must be a model config attribute name (letters, digits and _, not "
+                "starting with a digit)",
+            )
         bounded(value, f"{field}[{key}]", lim.MAX_OVERRIDE_VALUE_CHARS)
     return dict(values)
+
+
+def model_path(value: str, *, needed: bool, field: str = "model_path") -> None:
+    """Checks a model path (Sax's pattern, bounded); empty is fine where not ``needed``
+    (an update that leaves it)."""
+    if value or needed:
+        required(value, field, lim.MAX_MODEL_PATH_CHARS)
+        try:
+            check_model_path(value)
+        except InvalidArgumentError as exc:
+            raise invalid(field, exc.message) from None
+
+
+def checkpoint(value: str, *, needed: bool, field: str = "checkpoint") -> None:
+    """Checks a checkpoint path as `model_path` does, and refuses ".." segments: Sax's
+    pattern lets them through, and no checkpoint needs one to be named."""
+    if value or needed:
+        required(value, field, lim.MAX_CHECKPOINT_CHARS)
+        try:
+            check_checkpoint(value)
+        except InvalidArgumentError as exc:
+            raise invalid(field, exc.message) from None
+        if ".." in value.split("/"):
+            raise invalid(field, f"{quote(value)} must not have a '..' segment")
+
+
+def acl(value: str, field: str = "acl") -> str:
+    """An ACL name: a group (acl/NAME) or a client ID; empty clears the ACL."""
+    bounded(value, field, lim.MAX_ACL_CHARS)
+    if not value.isprintable() or any(c.isspace() for c in value):
+        raise invalid(
+            field, f"{quote(value)} must be a group (acl/NAME) or a client ID, without spaces"
+        )
+    return value
 
 
 def payload(value: bytes, field: str, limit: int) -> bytes:

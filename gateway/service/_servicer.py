@@ -6,7 +6,7 @@ Validation helpers live in `_fields`, stream normalisation in `_stream`, and err
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any, TypedDict
 
 from saxgateway.v1 import gateway_pb2 as pb
@@ -14,7 +14,6 @@ from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway import __version__
 from gateway.client import CallOptions, Client, ModelDetail, SaxError
-from gateway.common import limits as lim
 from gateway.common.deadline import Deadline
 from gateway.common.rpc import Context
 from gateway.config import GatewaySettings
@@ -57,15 +56,13 @@ def _model_info(detail: ModelDetail) -> pb.ModelInfo:
 
 
 def _defined_model(
-    request: pb.PublishModelRequest | pb.UpdateModelRequest,
-    *,
-    check: Callable[[str, str, int], None],
+    request: pb.PublishModelRequest | pb.UpdateModelRequest, *, publish: bool
 ) -> str:
-    """The model ID of a publish or update, its path and checkpoint checked by ``check``
-    against their limits (`_fields.required` or `_fields.bounded`)."""
+    """The model ID of a publish or update, its path and checkpoint checked (an update may
+    leave them empty: unchanged)."""
     model = f.model_id(request.model)
-    check(request.model_path, "model_path", lim.MAX_MODEL_PATH_CHARS)
-    check(request.checkpoint, "checkpoint", lim.MAX_CHECKPOINT_CHARS)
+    f.model_path(request.model_path, needed=publish)
+    f.checkpoint(request.checkpoint, needed=publish)
     return model
 
 
@@ -105,7 +102,7 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
     async def PublishModel(
         self, request: pb.PublishModelRequest, context: Context
     ) -> pb.PublishModelResponse:
-        model = _defined_model(request, check=f.required)
+        model = _defined_model(request, publish=True)
         replicas = f.replicas(request.replicas if request.HasField("replicas") else 1)
         await self._client.publish(
             model,
@@ -151,7 +148,7 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
     async def UpdateModel(
         self, request: pb.UpdateModelRequest, context: Context
     ) -> pb.UpdateModelResponse:
-        model = _defined_model(request, check=f.bounded)  # empty: unchanged
+        model = _defined_model(request, publish=False)
         f.overrides(request.overrides)
         deadline = self._deadline(context)
         await self._client.update(
@@ -212,8 +209,7 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
 
     async def SetAcl(self, request: pb.SetAclRequest, context: Context) -> pb.SetAclResponse:
         name = f.cell_or_model_id(request.name)
-        f.bounded(request.acl, "acl", lim.MAX_ACL_CHARS)
-        await self._client.set_acl(name, request.acl, deadline=self._deadline(context))
+        await self._client.set_acl(name, f.acl(request.acl), deadline=self._deadline(context))
         return pb.SetAclResponse(name=name, acl=request.acl)
 
     async def WatchAddresses(

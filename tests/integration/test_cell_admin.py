@@ -15,6 +15,7 @@ from saxml.protobuf import admin_pb2
 from gateway.cell import AdminServer
 from gateway.cell._errors import CellStartError
 from gateway.cell._files import CorruptCellFileError
+from gateway.common.revision import EXPECT_KEY, revision
 from tests.integration._cell_fixtures import (
     CELL,
     TEST_LM,
@@ -110,6 +111,32 @@ async def test_duplicate_and_unknown_models(inproc_cell: InprocCell) -> None:
         )
         [listed] = (await admin.List(admin_pb2.ListRequest())).published_models
         assert listed.model.model_path == TEST_LM
+
+
+async def test_an_update_made_from_a_stale_read_is_aborted(inproc_cell: InprocCell) -> None:
+    # What two gateway processes' read-modify-write changes of one model rely on: the admin
+    # applies an Update only if the model is still as the writer read it.
+    async with admin_stub(inproc_cell.admin.address) as admin:
+        model_id = await publish(admin, "stale", replicas=0, wait=False)
+        [read] = (await admin.List(admin_pb2.ListRequest(model_id=model_id))).published_models
+        first, second = admin_pb2.Model(), admin_pb2.Model()
+        first.CopyFrom(read.model)
+        first.admin_acl = "acl/first"
+        second.CopyFrom(read.model)
+        second.requested_num_replicas = 1
+        sent = ((EXPECT_KEY, revision(read.model)),)
+        await admin.Update(admin_pb2.UpdateRequest(model=first), metadata=sent)
+        error = await _error(admin.Update(admin_pb2.UpdateRequest(model=second), metadata=sent))
+        assert (error.code(), error.details()) == (
+            Code.ABORTED,
+            f"model {model_id} changed since it was read; read it again: Aborted",
+        )
+        [now] = (await admin.List(admin_pb2.ListRequest(model_id=model_id))).published_models
+        assert (now.model.admin_acl, now.model.requested_num_replicas) == ("acl/first", 0)
+        # Without the metadata (an upstream client), the last writer wins, as upstream's.
+        await admin.Update(admin_pb2.UpdateRequest(model=second))
+        [now] = (await admin.List(admin_pb2.ListRequest(model_id=model_id))).published_models
+        assert (now.model.admin_acl, now.model.requested_num_replicas) == ("", 1)
 
 
 async def test_update_changes_replicas_and_unpublish_unloads(inproc_cell: InprocCell) -> None:

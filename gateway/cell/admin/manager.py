@@ -28,6 +28,7 @@ from gateway.cell.admin.validation import check_update
 from gateway.cell.admin.waitable import ReadyCounter
 from gateway.cell.admin.watchable import WatchableSet, WatchResult
 from gateway.cell.settings import CellSettings
+from gateway.common.revision import revision
 
 _log = logging.getLogger("gateway.cell.admin")
 
@@ -126,9 +127,16 @@ class Manager:
         _log.info("published %s (%s)", spec.model_id, spec.model_path)
         self._kick.set()
 
-    async def update(self, model: admin_pb2.Model) -> None:
+    async def update(self, model: admin_pb2.Model, *, expect: str | None = None) -> None:
+        """Replaces the model's definition; with ``expect`` (a `revision`), only if it is
+        still the one that the change was made from, else ABORTED."""
         async with self._lock:
             entry = self._get(model.model_id)
+            if expect is not None and expect != revision(entry.spec):
+                raise cell_error(
+                    grpc.StatusCode.ABORTED,
+                    f"model {model.model_id} changed since it was read; read it again",
+                )
             check_update(entry.spec, model)
             spec = admin_pb2.Model()
             spec.CopyFrom(model)

@@ -8,6 +8,7 @@ from saxml.protobuf import admin_pb2_grpc
 from gateway.cell._errors import unary_errors
 from gateway.cell.admin import validation
 from gateway.cell.admin.manager import Manager
+from gateway.common.revision import EXPECT_KEY
 from gateway.common.rpc import Context
 
 
@@ -26,7 +27,8 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
     @unary_errors
     async def Update(self, request: pb.UpdateRequest, context: Context) -> pb.UpdateResponse:
         validation.check_model(request.model, self._cell)
-        await self._manager.update(request.model)
+        expect = dict(context.invocation_metadata() or ()).get(EXPECT_KEY)
+        await self._manager.update(request.model, expect=str(expect) if expect else None)
         return pb.UpdateResponse()
 
     @unary_errors

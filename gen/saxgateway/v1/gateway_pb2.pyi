@@ -102,14 +102,18 @@ class PublishModelRequest(_message.Message):
     "saxml.server.pax.lm.params.lm_cloud.LmCloudSpmd2BTest".
     """
     checkpoint: _builtins.str
-    """Required. The checkpoint location, or "None" for random weights."""
+    """Required. The checkpoint location, or "None" for random weights; no ".."
+    path segment.
+    """
     replicas: _builtins.int
     """How many model servers should serve the model. Defaults to 1; 0 publishes
     without serving.
     """
     @_builtins.property
     def overrides(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """Model config overrides, e.g. {"BATCH_SIZE": "1"}."""
+        """Model config overrides, e.g. {"BATCH_SIZE": "1"}. Keys are attribute names
+        of the model's config: letters, digits and _, not starting with a digit.
+        """
 
     def __init__(
         self,
@@ -1977,7 +1981,9 @@ class SetAclRequest(_message.Message):
     name: _builtins.str
     """Required. A cell ("/sax/test") or a model ID."""
     acl: _builtins.str
-    """The new admin ACL; empty clears it."""
+    """The new admin ACL: a group ("acl/NAME") or a client ID, without spaces;
+    empty clears it.
+    """
     def __init__(
         self,
         *,

@@ -22,14 +22,20 @@ export interface PublishModelRequest {
      * "saxml.server.pax.lm.params.lm_cloud.LmCloudSpmd2BTest".
      */
     model_path: string;
-    /** Required. The checkpoint location, or "None" for random weights. */
+    /**
+     * Required. The checkpoint location, or "None" for random weights; no ".."
+     * path segment.
+     */
     checkpoint: string;
     /**
      * How many model servers should serve the model. Defaults to 1; 0 publishes
      * without serving.
      */
     replicas?: number | undefined;
-    /** Model config overrides, e.g. {"BATCH_SIZE": "1"}. */
+    /**
+     * Model config overrides, e.g. {"BATCH_SIZE": "1"}. Keys are attribute names
+     * of the model's config: letters, digits and _, not starting with a digit.
+     */
     overrides: {
         [key: string]: string;
     };
@@ -564,7 +570,10 @@ export interface GetAclResponse {
 export interface SetAclRequest {
     /** Required. A cell ("/sax/test") or a model ID. */
     name: string;
-    /** The new admin ACL; empty clears it. */
+    /**
+     * The new admin ACL: a group ("acl/NAME") or a client ID, without spaces;
+     * empty clears it.
+     */
     acl: string;
 }
 /** Response of SetAcl. */

@@ -153,7 +153,14 @@ end
 """
 
 
-def _copy_body(config: Config) -> None:
+def _stream_lua(source: str) -> Callable[[Config], None]:
+    def change(config: Config) -> None:
+        _copy_body(config, source)
+
+    return change
+
+
+def _copy_body(config: Config, source: str = _COPY_BODY) -> None:
     filters = _filters(config)
     at = next(
         i for i, f in enumerate(filters) if f["name"] == "envoy.filters.http.grpc_json_transcoder"
@@ -165,7 +172,7 @@ def _copy_body(config: Config) -> None:
             "disabled": True,
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
-                "source_codes": {"copy_body": {"inline_string": _COPY_BODY}},
+                "source_codes": {"copy_body": {"inline_string": source}},
             },
         },
     )
@@ -199,9 +206,42 @@ def _fs_buffer(config: Config) -> None:
     )
 
 
+def _without_stream_body(config: Config) -> None:
+    """As before the `stream_body` filter (the body stays in the socket's read buffer)."""
+    _drop_filter("stream_body")(config)
+    for route in _vhost(config)["routes"]:
+        route.get("typed_per_filter_config", {}).pop("stream_body", None)
+
+
+def _listener_buffer(limit: int) -> Callable[[Config], None]:
+    def change(config: Config) -> None:
+        _without_stream_body(config)
+        config["static_resources"]["listeners"][0]["per_connection_buffer_limit_bytes"] = limit
+
+    return change
+
+
 VARIANTS: dict[str, Callable[[Config], None]] = {
+    "listener_buffer_4k": _listener_buffer(4096),
+    "listener_buffer_1k": _listener_buffer(1024),
+    "without_stream_body": _without_stream_body,
     "fs_buffer": _fs_buffer,
     "copy_body": _copy_body,
+    "legacy_parser": lambda c: c.update(
+        layered_runtime={
+            "layers": [
+                {
+                    "name": "static",
+                    "static_layer": {"envoy.reloadable_features.http1_use_balsa_parser": False},
+                }
+            ]
+        }
+    ),
+    "noop_lua": _stream_lua("function envoy_on_request(request) end"),
+    "body_only_lua": _stream_lua("function envoy_on_request(request) request:body() end"),
+    "copy_body_gc": _stream_lua(
+        _COPY_BODY.replace("\nend\n", "\n  collectgarbage('step', 0)\nend\n")
+    ),
     "base": lambda config: None,
     "no_retry": _no_retry,
     "route_buffer_0": _per_request_buffer(0),
@@ -371,6 +411,7 @@ def measure(
     settle: float,
     mode: str = "sse",
     heap_dir: Path | None = None,
+    warm: int = 0,
 ) -> dict[str, float]:
     """One Envoy with variant ``name``: its memory idle and with ``count`` streams open."""
     port, admin_port = free_port(), free_port()
@@ -390,12 +431,14 @@ def measure(
         pid = group.children[0][1].pid
 
         async def run() -> dict[str, float]:
-            await _close(await _open(port, 20))  # lazily built state: not per stream
+            await _close(await _open(port, warm or 20))  # lazily built state: not per stream
             await asyncio.sleep(settle)
-            idle, idle_rss = _envoy_memory(admin)["allocated"], rss_mb(pid)
+            idle_memory = _envoy_memory(admin)
+            idle, idle_rss = idle_memory["allocated"], rss_mb(pid)
             streams = await _open(port, count, mode)
             await asyncio.sleep(settle)
-            held, held_rss = _envoy_memory(admin)["allocated"], rss_mb(pid)
+            held_memory = _envoy_memory(admin)
+            held, held_rss = held_memory["allocated"], rss_mb(pid)
             if heap_dir is not None:  # tcmalloc's sampled heap profile (pprof, gzipped)
                 with urllib.request.urlopen(admin + "/heap_dump", timeout=30) as response:
                     (heap_dir / f"heap-{name}-{mode}.prof").write_bytes(response.read())
@@ -406,6 +449,12 @@ def measure(
                 "idle_mb": idle / 1e6,
                 "kb_allocated": (held - idle) / 1e3 / count,
                 "kb_rss": (held_rss - idle_rss) * 1e3 / count,
+                "rss_mb": held_rss,
+                **{
+                    f"kb_{k}": (held_memory[k] - idle_memory[k]) / 1e3 / count
+                    for k in sorted(held_memory)
+                    if k != "allocated"
+                },
             }
 
         return asyncio.run(run())
@@ -432,6 +481,9 @@ def main() -> None:
             "split_short",
             "one_byte",
         ],
+    )
+    parser.add_argument(
+        "--warm", type=int, default=0, help="open and close this many streams first"
     )
     parser.add_argument("--heap-dir", type=Path, help="save Envoy's /heap_dump here per run")
     args = parser.parse_args()
@@ -476,7 +528,14 @@ def main() -> None:
                 for name in args.variants:
                     started = time.monotonic()
                     result = measure(
-                        stack, name, workdir, args.streams, args.settle, args.mode, args.heap_dir
+                        stack,
+                        name,
+                        workdir,
+                        args.streams,
+                        args.settle,
+                        args.mode,
+                        args.heap_dir,
+                        args.warm,
                     )
                     took = time.monotonic() - started
                     print(

@@ -92,7 +92,6 @@ _EVERY_CONFIG = [
     "grpc_only_headers",
     "envoy.filters.http.grpc_web",
     "openai_errors",
-    "stream_body",
     "envoy.filters.http.grpc_json_transcoder",
 ]
 
@@ -210,12 +209,6 @@ def _disabled(route: dict[str, Any]) -> set[str]:
     return {name for name, c in per_filter.items() if c.get("disabled") is True}
 
 
-def _lua_on(route: dict[str, Any]) -> set[str]:
-    """The Lua filters (off in the chain) that ``route`` turns on."""
-    per_filter = route.get("typed_per_filter_config", {})
-    return {n for n, c in per_filter.items() if c["@type"].endswith("lua.v3.LuaPerRoute")}
-
-
 def test_http_stream_routes_leave_out_the_filters_they_never_need(tmp_path: Path) -> None:
     config = _render(tmp_path, {})
     listener = config["static_resources"]["listeners"][0]
@@ -230,13 +223,10 @@ def test_http_stream_routes_leave_out_the_filters_they_never_need(tmp_path: Path
     assert "/generate_stream" in http_paths and "/v1/chat/completions" in http_paths
     for path in http_paths:
         assert set(_NOT_FOR_HTTP_STREAMS) <= _disabled(_route(routes, path)), path
-        # ... and their bodies are copied out of the socket's read buffer (`stream_body`).
-        assert "stream_body" in _lua_on(_route(routes, path)), path
     # grpc-web calls use the gRPC paths, and /healthz is answered on the catch-all route.
     grpc_paths = [f"/{s.full_name}/{m.name}" for s in (service, openai) for m in s.methods]
     for path in [*grpc_paths, "/healthz"]:
         assert not set(_NOT_FOR_HTTP_STREAMS) & _disabled(_route(routes, path)), path
-        assert "stream_body" not in _lua_on(_route(routes, path)), path
 
 
 def test_the_origin_check_runs_only_for_requests_with_an_origin(tmp_path: Path) -> None:

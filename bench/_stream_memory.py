@@ -1,0 +1,563 @@
+"""Envoy's memory per open HTTP/1.1 SSE stream, for config variants side by side.
+
+    .venv/bin/python -m bench._stream_memory --streams 1500 --runs 2 base no_retry
+
+One embedded cell and one gateway (the stack `saxgw up` starts) serve a model whose tokens
+come 10 s apart; each variant is its own Envoy, rendered as the stack renders it and then
+changed by one function of ``VARIANTS``, started on free ports in front of that gateway.
+Per run: open ``--streams`` streams, wait for each one's first event, read Envoy's admin
+``/memory`` (allocated) and VmRSS; KB per stream is the growth over the idle Envoy, divided
+by the streams. ``--mode`` holds connections at an earlier stage instead (idle, headers
+only, a body short of its last byte...) or opens native gRPC streams over HTTP/2.
+
+Read both numbers: ``allocated`` is tcmalloc's, and LuaJIT allocates outside it, so a Lua
+filter's coroutine per stream (~13 KB) shows in VmRSS only. VmRSS growth of a fresh Envoy
+is under-counted by what its allocator already held; use 3,000 streams or more for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import functools
+import json
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import yaml
+from saxgateway.v1 import gateway_pb2, gateway_pb2_grpc
+
+from bench._capacity import rss_mb
+from bench._sse import open_stream
+from bench._stack import CELL, PROMPT, TEST_LM
+from gateway.cell import CellSettings
+from gateway.client import Client, ClientSettings
+from gateway.config import GatewaySettings
+from gateway.launch.envoy import EnvoySettings, envoy_binary, render
+from gateway.launch.processes import ProcessGroup, free_port
+from gateway.launch.stack import Stack, StackSettings
+
+MODEL = f"{CELL}/memstream"
+IN_FLIGHT = 20_000
+
+Config = dict[str, Any]
+
+
+def _hcm(config: Config) -> Config:
+    listener = config["static_resources"]["listeners"][0]
+    hcm: Config = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    return hcm
+
+
+def _vhost(config: Config) -> Config:
+    vhost: Config = _hcm(config)["route_config"]["virtual_hosts"][0]
+    return vhost
+
+
+def _route(config: Config, path: str) -> Config:
+    for route in _vhost(config)["routes"]:
+        if route["match"].get("path") == path:
+            found: Config = route
+            return found
+    raise KeyError(path)
+
+
+def _filters(config: Config) -> list[Config]:
+    filters: list[Config] = _hcm(config)["http_filters"]
+    return filters
+
+
+def _drop_filter(name: str) -> Callable[[Config], None]:
+    def change(config: Config) -> None:
+        hcm = _hcm(config)
+        hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != name]
+
+    return change
+
+
+def _drop_filters(config: Config, *names: str) -> None:
+    for name in names:
+        _drop_filter(name)(config)
+
+
+def _stream_route(change: Callable[[Config], None]) -> Callable[[Config], None]:
+    def apply(config: Config) -> None:
+        change(_route(config, "/generate_stream"))
+
+    return apply
+
+
+def _no_retry(config: Config) -> None:
+    del _vhost(config)["retry_policy"]
+
+
+def _per_request_buffer(limit: int) -> Callable[[Config], None]:
+    def change(config: Config) -> None:
+        for route in _vhost(config)["routes"]:
+            if "route" in route:
+                route["per_request_buffer_limit_bytes"] = limit
+
+    return change
+
+
+def _vhost_buffer(limit: int) -> Callable[[Config], None]:
+    def change(config: Config) -> None:
+        _vhost(config)["per_request_buffer_limit_bytes"] = limit
+
+    return change
+
+
+def _off(name: str) -> Callable[[Config], None]:
+    def change(route: Config) -> None:
+        per_filter = route.setdefault("typed_per_filter_config", {})
+        per_filter[name] = {
+            "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
+            "disabled": True,
+        }
+
+    return change
+
+
+def _hcm_set(**values: Any) -> Callable[[Config], None]:
+    def change(config: Config) -> None:
+        _hcm(config).update(values)
+
+    return change
+
+
+def _upstream_streams(count: int) -> Callable[[Config], None]:
+    def change(config: Config) -> None:
+        cluster = config["static_resources"]["clusters"][0]
+        options = cluster["typed_extension_protocol_options"]
+        http = options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+        http["explicit_http_config"]["http2_protocol_options"]["max_concurrent_streams"] = count
+
+    return change
+
+
+_EXT = "type.googleapis.com/envoy.extensions.filters.http."
+
+_COPY_BODY = """
+function envoy_on_request(request)
+  local body = request:body()
+  if body == nil then return end
+  body:setBytes(body:getBytes(0, body:length()))
+end
+"""
+
+
+def _stream_lua(source: str) -> Callable[[Config], None]:
+    def change(config: Config) -> None:
+        _copy_body(config, source)
+
+    return change
+
+
+def _copy_body(config: Config, source: str = _COPY_BODY) -> None:
+    filters = _filters(config)
+    at = next(
+        i for i, f in enumerate(filters) if f["name"] == "envoy.filters.http.grpc_json_transcoder"
+    )
+    filters.insert(
+        at,
+        {
+            "name": "copy_body",
+            "disabled": True,
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+                "source_codes": {"copy_body": {"inline_string": source}},
+            },
+        },
+    )
+    route = _route(config, "/generate_stream")
+    route["typed_per_filter_config"]["copy_body"] = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.LuaPerRoute",
+        "name": "copy_body",
+    }
+
+
+def _fs_buffer(config: Config) -> None:
+    filters = _filters(config)
+    at = next(
+        i for i, f in enumerate(filters) if f["name"] == "envoy.filters.http.grpc_json_transcoder"
+    )
+    filters.insert(
+        at,
+        {
+            "name": "envoy.filters.http.file_system_buffer",
+            "typed_config": {
+                "@type": _EXT + "file_system_buffer.v3.FileSystemBufferFilterConfig",
+                "manager_config": {"id": "fsb", "thread_pool": {"thread_count": 1}},
+                "request": {
+                    "behavior": {"fully_buffer": {}},
+                    "memory_buffer_bytes_limit": 1048576,
+                    "storage_buffer_bytes_limit": 0,
+                },
+                "response": {"behavior": {"stream_when_possible": {}}},
+            },
+        },
+    )
+
+
+def _without_stream_body(config: Config) -> None:
+    """As before the `stream_body` filter (the body stays in the socket's read buffer)."""
+    _drop_filter("stream_body")(config)
+    for route in _vhost(config)["routes"]:
+        route.get("typed_per_filter_config", {}).pop("stream_body", None)
+
+
+def _listener_buffer(limit: int) -> Callable[[Config], None]:
+    def change(config: Config) -> None:
+        _without_stream_body(config)
+        config["static_resources"]["listeners"][0]["per_connection_buffer_limit_bytes"] = limit
+
+    return change
+
+
+VARIANTS: dict[str, Callable[[Config], None]] = {
+    "listener_buffer_4k": _listener_buffer(4096),
+    "listener_buffer_1k": _listener_buffer(1024),
+    "without_stream_body": _without_stream_body,
+    "fs_buffer": _fs_buffer,
+    "copy_body": _copy_body,
+    "legacy_parser": lambda c: c.update(
+        layered_runtime={
+            "layers": [
+                {
+                    "name": "static",
+                    "static_layer": {"envoy.reloadable_features.http1_use_balsa_parser": False},
+                }
+            ]
+        }
+    ),
+    "noop_lua": _stream_lua("function envoy_on_request(request) end"),
+    "body_only_lua": _stream_lua("function envoy_on_request(request) request:body() end"),
+    "copy_body_gc": _stream_lua(
+        _COPY_BODY.replace("\nend\n", "\n  collectgarbage('step', 0)\nend\n")
+    ),
+    "base": lambda config: None,
+    "no_retry": _no_retry,
+    "route_buffer_0": _per_request_buffer(0),
+    "route_buffer_1k": _per_request_buffer(1024),
+    "vhost_buffer_0": _vhost_buffer(0),
+    "no_buffer_filter": _drop_filter("envoy.filters.http.buffer"),
+    "no_cors": _drop_filter("envoy.filters.http.cors"),
+    "no_header_to_metadata": _drop_filter("envoy.filters.http.header_to_metadata"),
+    "no_lua": lambda c: _drop_filters(c, "openai_errors", "cost_header"),
+    "no_local_reply": lambda c: _hcm(c).pop("local_reply_config"),
+    "no_access_log": lambda c: _hcm(c).pop("access_log"),
+    "no_request_id": _hcm_set(generate_request_id=False, always_set_request_id_in_response=False),
+    "stream_buffer_off": _stream_route(_off("envoy.filters.http.buffer")),
+    "stream_cors_off": _stream_route(_off("envoy.filters.http.cors")),
+    "upstream_100_streams": _upstream_streams(100),
+    "suppress_envoy_headers": lambda c: _filters(c)[-1]["typed_config"].update(
+        suppress_envoy_headers=True
+    ),
+    "no_route_idle_timeout": _stream_route(lambda route: route["route"].pop("idle_timeout")),
+    "no_stream_idle_timeout": _hcm_set(stream_idle_timeout="0s"),
+}
+
+
+def _envoy_memory(admin: str) -> dict[str, int]:
+    with urllib.request.urlopen(admin + "/memory", timeout=5) as response:
+        memory = json.loads(response.read())
+    return {k: int(v) for k, v in memory.items() if str(v).isdigit()}
+
+
+def _ready(admin: str) -> bool:
+    try:
+        with urllib.request.urlopen(admin + "/ready", timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+class _Held(asyncio.Protocol):
+    """A connection that sends ``parts`` (``None``: a pause) and then holds still."""
+
+    def __init__(self, parts: list[bytes | None]) -> None:
+        self.parts = parts
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self._sending = asyncio.ensure_future(self._send())
+
+    async def _send(self) -> None:
+        for part in self.parts:
+            if part is None:
+                await asyncio.sleep(0.05)
+            elif self.transport is not None:
+                self.transport.write(part)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+
+def _request(path: str, body: bytes, extra: str = "") -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n{extra}\r\n"
+    ).encode()
+
+
+def _client_parts(mode: str) -> list[bytes | None]:
+    body = json.dumps({"model": MODEL, "query": PROMPT}).encode()
+    head = _request("/generate_stream", body)
+    parts: dict[str, list[bytes | None]] = {
+        "idle": [],
+        "headers": [head],
+        "split": [head, None, body],
+        "short_body": [head + body[:-1]],
+        "split_short": [head, None, body[:-1]],
+        "one_byte": [head + body[:1]],
+    }
+    return parts[mode]
+
+
+async def _open(port: int, count: int, mode: str = "sse", batch: int = 250) -> list[Any]:
+    if mode == "grpc":
+        return await _grpc_calls(port, count)
+    loop = asyncio.get_running_loop()
+    conns: list[Any] = []
+    for first in range(0, count, batch):
+        size = min(batch, count - first)
+        if mode == "sse":
+            body = {"model": MODEL, "query": PROMPT}
+            conns += await asyncio.gather(
+                *(open_stream("127.0.0.1", port, "/generate_stream", body) for _ in range(size))
+            )
+        else:
+            held = functools.partial(_Held, _client_parts("split" if mode == "split_sse" else mode))
+            made = await asyncio.gather(
+                *(loop.create_connection(held, "127.0.0.1", port) for _ in range(size))
+            )
+            conns += [protocol for _, protocol in made]
+    if mode == "sse":
+        await asyncio.wait_for(asyncio.gather(*(s.got_data.wait() for s in conns)), 120)
+    elif mode == "grpc":
+        conns = await _grpc_calls(port, count)
+    elif mode == "split_sse":
+        await asyncio.sleep(12)  # the first token is 10 s after the call starts
+    else:
+        await asyncio.sleep(1)
+    return conns
+
+
+class _GrpcCalls:
+    """Server-streaming gRPC calls over channels of at most 200 calls each (one h2
+    connection per channel: Envoy allows 256 streams on one)."""
+
+    def __init__(self, channels: list[grpc.aio.Channel], calls: list[Any]) -> None:
+        self.channels, self.calls = channels, calls
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def close(self) -> None:
+        for call in self.calls:
+            call.cancel()
+
+    async def shut(self) -> None:
+        for channel in self.channels:
+            await channel.close()
+        self.closed.set_result(None)
+
+
+async def _grpc_calls(port: int, count: int) -> list[Any]:
+    channels = [
+        grpc.aio.insecure_channel(
+            f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)]
+        )
+        for _ in range((count + 199) // 200)
+    ]
+    calls = []
+    for i in range(count):
+        stub = gateway_pb2_grpc.SaxGatewayStub(channels[i // 200])
+        calls.append(
+            stub.GenerateStream(gateway_pb2.GenerateStreamRequest(model=MODEL, query=PROMPT))
+        )
+    await asyncio.wait_for(asyncio.gather(*(c.read() for c in calls)), 120)
+    return [_GrpcCalls(channels, calls)]
+
+
+async def _close(streams: list[Any]) -> None:
+    for stream in streams:
+        if isinstance(stream, _GrpcCalls):
+            stream.close()
+            await stream.shut()
+    for stream in streams:
+        stream.close()
+    await asyncio.gather(*(s.closed for s in streams))
+
+
+def measure(
+    stack: Stack,
+    name: str,
+    workdir: Path,
+    count: int,
+    settle: float,
+    mode: str = "sse",
+    heap_dir: Path | None = None,
+    warm: int = 0,
+) -> dict[str, float]:
+    """One Envoy with variant ``name``: its memory idle and with ``count`` streams open."""
+    port, admin_port = free_port(), free_port()
+    envoy = dataclasses.replace(stack.envoy, listen_port=port, admin_port=admin_port)
+    config = yaml.safe_load(render(envoy, secrets_dir=workdir / "secrets"))
+    VARIANTS[name](config)
+    config["admin"]["allow_paths"].append({"exact": "/heap_dump"})
+    path = workdir / f"envoy-{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    admin = f"http://127.0.0.1:{admin_port}"
+    group = ProcessGroup(grace=5.0)
+    argv = [str(envoy_binary()), "-c", str(path), "--log-level", "warn"]
+    argv += ["--base-id", str(admin_port), "--concurrency", str(stack.envoy.concurrency or 1)]
+    group.start("envoy", argv, log_path=str(workdir / f"envoy-{name}.log"))
+    try:
+        group.wait_until("envoy", lambda: _ready(admin), 30)
+        pid = group.children[0][1].pid
+
+        async def run() -> dict[str, float]:
+            await _close(await _open(port, warm or 20))  # lazily built state: not per stream
+            await asyncio.sleep(settle)
+            idle_memory = _envoy_memory(admin)
+            idle, idle_rss = idle_memory["allocated"], rss_mb(pid)
+            streams = await _open(port, count, mode)
+            await asyncio.sleep(settle)
+            held_memory = _envoy_memory(admin)
+            held, held_rss = held_memory["allocated"], rss_mb(pid)
+            if heap_dir is not None:  # tcmalloc's sampled heap profile (pprof, gzipped)
+                with urllib.request.urlopen(admin + "/heap_dump", timeout=30) as response:
+                    (heap_dir / f"heap-{name}-{mode}.prof").write_bytes(response.read())
+            ok = sum(not s.closed.done() for s in streams)
+            await _close(streams)
+            return {
+                "open": ok,
+                "idle_mb": idle / 1e6,
+                "kb_allocated": (held - idle) / 1e3 / count,
+                "kb_rss": (held_rss - idle_rss) * 1e3 / count,
+                "rss_mb": held_rss,
+                **{
+                    f"kb_{k}": (held_memory[k] - idle_memory[k]) / 1e3 / count
+                    for k in sorted(held_memory)
+                    if k != "allocated"
+                },
+            }
+
+        return asyncio.run(run())
+    finally:
+        group.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("variants", nargs="*", default=["base"])
+    parser.add_argument("--streams", type=int, default=1500)
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--settle", type=float, default=2.0)
+    parser.add_argument(
+        "--mode",
+        default="sse",
+        choices=[
+            "sse",
+            "split_sse",
+            "grpc",
+            "idle",
+            "headers",
+            "short_body",
+            "split_short",
+            "one_byte",
+        ],
+    )
+    parser.add_argument(
+        "--warm", type=int, default=0, help="open and close this many streams first"
+    )
+    parser.add_argument("--heap-dir", type=Path, help="save Envoy's /heap_dump here per run")
+    args = parser.parse_args()
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    if unknown:
+        sys.exit(f"unknown variants {unknown}; known: {sorted(VARIANTS)}")
+    with tempfile.TemporaryDirectory(prefix="stream-memory-") as tmp:
+        workdir = Path(tmp)
+        root = workdir / "sax-root"
+        quotas = workdir / "saxgw.yaml"
+        quotas.write_text(
+            f"quotas:\n  models:\n    {MODEL}: {{max_in_flight: {IN_FLIGHT}, max_queued: 0}}\n"
+        )
+        settings = StackSettings(
+            gateway=GatewaySettings(
+                client=ClientSettings(sax_root=str(root)),
+                default_timeout=600.0,
+                max_streams_per_client=IN_FLIGHT,
+                config_file=str(quotas),
+            ),
+            cell=CellSettings(
+                sax_root=str(root),
+                cell=CELL,
+                admin_port=free_port(),
+                poll_interval=0.5,
+                model_server_ports=(free_port(),),
+            ),
+            gateway_ports=(free_port(),),
+            envoy=EnvoySettings(
+                gateway_endpoints=(),
+                listen_port=free_port(),
+                admin_port=free_port(),
+                concurrency=1,
+            ),
+            log_dir=str(workdir / "logs"),
+        )
+        with Stack(settings) as stack:
+            asyncio.run(_publish(str(root)))
+            if not stack.wait_healthy(60):
+                sys.exit(f"the gateway never became healthy; see {workdir / 'logs'}")
+            for run in range(args.runs):
+                for name in args.variants:
+                    started = time.monotonic()
+                    result = measure(
+                        stack,
+                        name,
+                        workdir,
+                        args.streams,
+                        args.settle,
+                        args.mode,
+                        args.heap_dir,
+                        args.warm,
+                    )
+                    took = time.monotonic() - started
+                    print(
+                        json.dumps(
+                            {
+                                "variant": name,
+                                "mode": args.mode,
+                                "run": run,
+                                **result,
+                                "s": round(took),
+                            }
+                        ),
+                        flush=True,
+                    )
+
+
+async def _publish(root: str) -> None:
+    text = " ".join(f"m{i}" for i in range(100))
+    async with Client(ClientSettings(sax_root=root)) as client:
+        await client.publish(MODEL, TEST_LM, "None", 1, {"text": text, "delay_ms": "10000"})
+        await client.wait_for_ready(MODEL, 1, timeout=60)
+
+
+if __name__ == "__main__":
+    main()

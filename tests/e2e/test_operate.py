@@ -12,6 +12,7 @@ import json
 import re
 import secrets
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from tests._otlp import Receiver, attributes
 from tests._stacks import loopback_envoy
 from tests.e2e._access_log import access_log_line
 from tests.e2e._openai import write_config
-from tests.e2e._published import TEST_LM, published
+from tests.e2e._published import REQUEST_INFO, TEST_LM, published
 
 MODEL = "/sax/test/operate"
 SERVER = trace_pb2.Span.SPAN_KIND_SERVER
@@ -298,6 +299,50 @@ def test_one_http_request_is_one_trace_from_client_to_sax(
     assert line["client_id"] == "team-a"  # the identity Envoy established, as the span says
     assert server_attributes["enduser.id"] == "team-a"
     assert isinstance(line["duration_ms"], int)
+
+
+@pytest.mark.parametrize("kind", ["text", "uuid"])
+@pytest.mark.parametrize("sampled", [True, False])
+def test_a_callers_request_id_is_kept_everywhere_and_its_trace_followed(
+    ops_stack: Stack, receiver: Receiver, kind: str, sampled: bool
+) -> None:
+    # Envoy used to read sampling from the x-request-id: with a caller's own ID that was no
+    # UUID, a caller's sampled traceparent was dropped (no trace at all, whatever the
+    # ratio), and a caller's UUID came back with one digit changed (Envoy packed its trace
+    # decision into it), so the ID the caller logged matched nothing.
+    request_id = f"probe-{secrets.token_hex(6)}" if kind == "text" else str(uuid.uuid4())
+    headers = {**AUTH, "x-request-id": request_id}
+    caller = secrets.token_bytes(8)
+    if sampled:
+        headers["traceparent"] = f"00-{secrets.token_bytes(16).hex()}-{caller.hex()}-01"
+    with httpx.Client(base_url=ops_stack.http_url, headers=headers, timeout=30) as http:
+        reply = http.post("/generate", json={"model": "/sax/test/absent", "query": "q"})
+    assert reply.status_code == 404, reply.text
+    assert reply.headers["x-request-id"] == request_id
+    assert reply.json()["details"] == [
+        {"@type": REQUEST_INFO, "request_id": request_id, "serving_data": ""}
+    ]
+    line = access_log_line(ops_stack, request_id)
+    assert line["request_id"] == request_id
+    # The traceparent Envoy sent on: the caller's trace, or (no traceparent) a new one that
+    # the sample ratio of 1 records.
+    traceparent = str(line["traceparent"])
+    _, trace_hex, _, flags = traceparent.split("-")
+    assert flags == "01", traceparent
+    if sampled:
+        assert trace_hex == headers["traceparent"].split("-")[1]
+    spans = receiver.wait_until(
+        bytes.fromhex(trace_hex),
+        lambda spans: {receiver.service(s) for s in spans} == {"sax-gateway", "sax-gateway-envoy"},
+    )
+    [envoy] = [s for s in spans if receiver.service(s) == "sax-gateway-envoy"]
+    [server] = [s for s in spans if s.kind == SERVER and receiver.service(s) == "sax-gateway"]
+    assert envoy.parent_span_id == (caller if sampled else b"")
+    assert server.parent_span_id == envoy.span_id
+    assert attributes(envoy)["guid:x-request-id"] == request_id
+    assert attributes(server)["saxgw.request_id"] == request_id
+    assert attributes(server)["rpc.grpc.status_code"] == 5
+    assert server.status.code == trace_pb2.Status.STATUS_CODE_ERROR
 
 
 @pytest.mark.parametrize(

@@ -85,6 +85,9 @@ class Usage:
     outputs: Sequence[str]
 
 
+_NO_MODEL = Usage("", (), ())
+
+
 class CallRecord:
     """The call a task serves: caller, span, cost and usage so far; request ID on demand."""
 
@@ -180,7 +183,9 @@ class Recorder:
 
     def _usage(self, request: Any, response: Any, stream: StreamText | None) -> Usage | None:
         if self.data is None:
-            return None
+            # An OpenAI call whose servicer noted no model (its body or model name was at
+            # fault) is still timed, under "unknown"; other methods are no model calls.
+            return _NO_MODEL if self.operation is not None else None
         _, inputs, outputs = self.data
         model_id = request_model(request)
         if type(request).__name__ == "_Malformed":

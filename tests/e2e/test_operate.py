@@ -215,6 +215,41 @@ def test_openai_calls_count_the_tokens_their_usage_reports(ops_stack: Stack, mod
     assert _value(samples, "saxgw_requests_total", **ok) == 1
 
 
+def test_failed_openai_calls_are_timed_under_their_model_and_code(
+    ops_stack: Stack, model: str
+) -> None:
+    # Only a successful OpenAI call used to tell the telemetry its model, and a call whose
+    # model was unknown was not timed at all: failed OpenAI calls were missing from the
+    # duration histogram (and so from the dashboard's error ratio), while
+    # saxgw_requests_total counted them.
+    duration = "gen_ai_server_request_duration_seconds_count"
+    completion = {"gen_ai_operation_name": "text_completion"}
+    absent = {**completion, "gen_ai_request_model": "unknown", "error_type": "NOT_FOUND"}
+    short = {**completion, "gen_ai_request_model": model, "error_type": "INVALID_ARGUMENT"}
+    before = _scrape_until(ops_stack, lambda s: True)
+    with httpx.Client(base_url=ops_stack.http_url, headers=AUTH, timeout=30) as http:
+        for name in ("/sax/test/absent", "no such model"):
+            for stream in (False, True):
+                body = {"model": name, "prompt": "hello", "stream": stream}
+                assert http.post("/v1/completions", json=body).status_code == 404
+        # Failing once the model answered: it returns one sample, not the two asked for.
+        for stream in (False, True):
+            body = {"model": model, "prompt": "hello", "n": 2, "stream": stream}
+            reply = http.post("/v1/completions", json=body)
+            assert reply.status_code == 400, reply.text
+
+    def added(samples: Samples, labels: dict[str, str]) -> float:
+        return _value(samples, duration, **labels) - _value(before, duration, **labels)
+
+    samples = _scrape_until(ops_stack, lambda s: added(s, absent) >= 4 and added(s, short) >= 2)
+    assert added(samples, absent) == 4
+    assert added(samples, short) == 2
+    requests = "saxgw_requests_total"
+    for code, calls in (("NOT_FOUND", 4), ("INVALID_ARGUMENT", 2)):
+        labels = {"grpc_method": "CreateCompletion", "grpc_code": code, "client": "team-a"}
+        assert _value(samples, requests, **labels) - _value(before, requests, **labels) == calls
+
+
 def test_the_public_port_exposes_neither_metrics_nor_envoy_admin(ops_stack: Stack) -> None:
     with httpx.Client(base_url=ops_stack.http_url, headers=AUTH, timeout=30) as http:
         for path in ("/metrics", "/stats/prometheus", "/server_info", "/config_dump"):

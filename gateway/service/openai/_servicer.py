@@ -97,11 +97,16 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         return self._tokens.usage(model, prompts, completions)
 
     def _resolve(self, name: str) -> str:
-        """The Sax model ID ``name`` stands for: an alias, or a model ID ("/" optional)."""
+        """The Sax model ID ``name`` stands for: an alias, or a model ID ("/" optional).
+        The call's telemetry learns it here, so that a call failing later counts under it."""
         if name in self._aliases:
-            return self._aliases[name]
+            model = self._aliases[name]
+            note_usage(model, (), ())
+            return model
         try:
-            return parse_model_id(f.with_slash(name)).id
+            model = parse_model_id(f.with_slash(name)).id
+            note_usage(model, (), ())
+            return model
         except InvalidArgumentError:
             raise NotFoundError(
                 f"model {quote(name)} does not exist: use a Sax model ID such as /sax/test/lm2b or "
@@ -234,6 +239,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         stop strings it adds to the request's and the configured ones."""
         model = self._resolve(name)
         texts, extra_stops = prompts(model)
+        note_usage(model, texts, ())  # the input counts, if the call fails from here on
         stops = all_stops(self._settings.models.get(model), (*sampling.stop, *extra_stops))
         shape = rs.Shape(chat=chat, model=name, include_usage=sampling.include_usage)
         return _Completion(shape, model, texts, sampling, stops)

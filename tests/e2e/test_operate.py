@@ -215,6 +215,34 @@ def test_openai_calls_count_the_tokens_their_usage_reports(ops_stack: Stack, mod
     assert _value(samples, "saxgw_requests_total", **ok) == 1
 
 
+def test_openai_streams_time_their_first_and_later_chunks(ops_stack: Stack, model: str) -> None:
+    # Time to first chunk and between chunks were GenerateStream's only: the OpenAI face's
+    # streams (chat, completions), the usual way to stream, left those panels empty.
+    chat = {"gen_ai_operation_name": "text_completion", "gen_ai_request_model": model}
+    ttft = "gen_ai_server_time_to_first_token_seconds_count"
+    tpot = "gen_ai_server_time_per_output_token_seconds_count"
+    before = _scrape_until(ops_stack, lambda s: True)
+    with httpx.Client(base_url=ops_stack.http_url, headers=AUTH, timeout=30) as http:
+        for stream in (True, True, False):  # a completion not streamed has no chunks
+            body = {"model": model, "prompt": "hello", "stream": stream}
+            reply = http.post("/v1/completions", json=body)
+            assert reply.status_code == 200, reply.text
+
+    def added(samples: Samples, name: str) -> float:
+        return _value(samples, name, **chat) - _value(before, name, **chat)
+
+    samples = _scrape_until(ops_stack, lambda s: added(s, ttft) >= 2 and added(s, tpot) >= 2)
+    # The model's answer, "hello world brief", streams as three chunks with text.
+    assert added(samples, ttft) == 2
+    assert added(samples, tpot) == 2
+    duration = "gen_ai_server_request_duration_seconds_count"
+    assert (
+        _value(samples, duration, **chat, error_type="")
+        - _value(before, duration, **chat, error_type="")
+        == 3
+    )
+
+
 def test_failed_openai_calls_are_timed_under_their_model_and_code(
     ops_stack: Stack, model: str
 ) -> None:

@@ -37,7 +37,7 @@ from gateway.service import _fields as f
 from gateway.service._access import ANONYMOUS, Access
 from gateway.service._stream import DeltaTracker
 from gateway.service._streams import StreamSlots
-from gateway.service._usage import note_usage
+from gateway.service._usage import note_chunk, note_usage
 from gateway.service.openai import _errors
 from gateway.service.openai import _requests as rq
 from gateway.service.openai import _responses as rs
@@ -316,8 +316,11 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         steps = [0] * n
         sent = [""] * n
         seen: set[int] = set()
+        texted = False  # whether the chunks about to be yielded carry text (telemetry)
 
         def piece(i: int, text: str) -> list[dict[str, Any]]:
+            nonlocal texted
+            texted = texted or bool(text)
             # A chat choice opens with a chunk of its role alone, as OpenAI's do: clients
             # that take the first chunk as the role's and the rest as content read it so.
             opening = []
@@ -344,6 +347,9 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
                     chunks += piece(i, scanners[i].feed(delta.text))
                     if scanners[i].stopped:
                         chunks.append(shape.chunk(first + i, None, "stop"))
+                if texted:
+                    texted = False
+                    note_chunk()
                 if chunks:
                     yield chunks
                 if all(s.stopped for s in scanners):
@@ -357,6 +363,8 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
                 reason = self._finish(model, sent[i], False, steps[i], sampling.max_tokens)
                 chunks.append(shape.chunk(first + i, None, reason))
         texts.extend(sent)
+        if texted:
+            note_chunk()
         if chunks:
             yield chunks
 

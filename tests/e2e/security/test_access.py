@@ -106,7 +106,8 @@ def test_client_limited_to_some_models(secure: SecureStack, http: httpx.Client) 
         # The gateway's log line of the refusal names the call as the response does.
         request_id = response.headers["x-request-id"]
         [line] = _gateway_log_lines(secure, request_id)
-        assert line["message"] == "client=team-b refused model=/sax/test/sec-other: not in its model list"
+        refusal = "client=team-b refused model=/sax/test/sec-other: not in its model list"
+        assert line["message"] == refusal
         assert (line["level"], line["client"]) == ("INFO", "team-b")
 
 

@@ -262,8 +262,8 @@ def test_failed_openai_calls_are_timed_under_their_model_and_code(
                 assert http.post("/v1/completions", json=body).status_code == 404
         # Failing once the model answered: it returns one sample, not the two asked for.
         for stream in (False, True):
-            body = {"model": model, "prompt": "hello", "n": 2, "stream": stream}
-            reply = http.post("/v1/completions", json=body)
+            asked = {"model": model, "prompt": "hello", "n": 2, "stream": stream}
+            reply = http.post("/v1/completions", json=asked)
             assert reply.status_code == 400, reply.text
 
     def added(samples: Samples, labels: dict[str, str]) -> float:

@@ -116,10 +116,10 @@ _GRPC_TIMEOUT: Schema = {
     "name": "grpc-timeout",
     "in": "header",
     "required": False,
-    "description": "Deadline of the call: 1 to 8 digits and a unit (H, M, S, m, u or n), such "
-    "as 30S or 500m; anything else is a 400. The shorter of this and a body `timeout` wins; "
-    "without either, the gateway's default applies.",
-    "schema": {"type": "string", "pattern": "^[0-9]{1,8}[HMSmun]$"},
+    "description": "Deadline of the call: a positive number of up to 8 digits and a unit (H, M, "
+    "S, m, u or n), such as 30S or 500m; anything else is a 400. The shorter of this and a body "
+    "`timeout` wins; without either, the gateway's default applies.",
+    "schema": {"type": "string", "pattern": "^0*[1-9][0-9]{0,7}[HMSmun]$"},
 }
 _REQUEST_ID: Schema = {
     "description": "The request's ID: the caller's own x-request-id if it sent one. Error "

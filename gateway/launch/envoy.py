@@ -109,8 +109,8 @@ def _tracing(endpoint: str | None, ratio: float) -> dict[str, object] | None:
     if not endpoint:
         return None
     target = endpoint.split("://", 1)[-1].rstrip("/")
+    samplers = "type.googleapis.com/envoy.extensions.tracers.opentelemetry.samplers.v3"
     return {
-        "random_sampling": {"value": ratio * 100},
         "provider": {
             "name": "envoy.tracers.opentelemetry",
             "typed_config": {
@@ -121,6 +121,24 @@ def _tracing(endpoint: str | None, ratio: float) -> dict[str, object] | None:
                     "timeout": "1s",
                 },
                 "service_name": "sax-gateway-envoy",
+                # As the gateway's own tracer: a caller's sampled flag is followed, and
+                # traces that start here are kept at ``ratio`` (decided by trace ID).
+                "sampler": {
+                    "name": "envoy.tracers.opentelemetry.samplers.parent_based",
+                    "typed_config": {
+                        "@type": f"{samplers}.ParentBasedSamplerConfig",
+                        "wrapped_sampler": {
+                            "name": "envoy.tracers.opentelemetry.samplers.trace_id_ratio_based",
+                            "typed_config": {
+                                "@type": f"{samplers}.TraceIdRatioBasedSamplerConfig",
+                                "sampling_percentage": {
+                                    "numerator": round(ratio * 1_000_000),
+                                    "denominator": "MILLION",
+                                },
+                            },
+                        },
+                    },
+                },
             },
         },
     }

@@ -183,7 +183,7 @@ class TelemetryInterceptor(WrappingInterceptor):
             if metrics is not None:
                 metrics.add_level(gauge, 1)
             code, started = _OK, time.perf_counter()
-            stream = StreamText(recorder.counts_tokens(request_model(request)))
+            stream = record.stream = StreamText(recorder.counts_tokens(request_model(request)))
             try:
                 async for response in behavior(request, context):
                     if chunked and response.deltas:
@@ -201,7 +201,7 @@ class TelemetryInterceptor(WrappingInterceptor):
                 if metrics is not None:
                     metrics.add_level(gauge, -1)
                 recorder.finish(request, None, code, elapsed, record, stream if chunked else None)
-                recorder.stream_timing(request, stream, started)
+                recorder.stream_timing(request, stream, started, record)
                 if record.span is not None:
                     _end_server_span(record, recorder, request, code)
                 record.end()

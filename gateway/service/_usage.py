@@ -13,6 +13,7 @@ with `note_usage` (the servicer knows the model and texts only once the JSON is 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -85,10 +86,13 @@ class Usage:
     outputs: Sequence[str]
 
 
+_NO_MODEL = Usage("", (), ())
+
+
 class CallRecord:
     """The call a task serves: caller, span, cost and usage so far; request ID on demand."""
 
-    __slots__ = ("_context", "client", "client_label", "cost_ms", "span", "usage")
+    __slots__ = ("_context", "client", "client_label", "cost_ms", "span", "stream", "usage")
 
     def __init__(self, context: Context, client: str | None, client_label: str) -> None:
         self._context: Context | None = context
@@ -99,6 +103,8 @@ class CallRecord:
         self.cost_ms = 0
         self.span: Span | None = None
         self.usage: Usage | None = None
+        self.stream: StreamText | None = None
+        """A stream's chunk timing (server-streaming methods)."""
 
     @property
     def request_id(self) -> str | None:
@@ -120,8 +126,17 @@ def note_usage(model_id: str, inputs: Sequence[str], outputs: Sequence[str]) -> 
         call.usage = Usage(model_id, inputs, outputs)
 
 
+def note_chunk() -> None:
+    """Tells the telemetry the current stream sent a message with text now (the OpenAI face's
+    streams, whose messages are already-encoded events)."""
+    call = current_call.get()
+    if isinstance(call, CallRecord) and call.stream is not None:
+        call.stream.mark(time.perf_counter())
+
+
 class StreamText:
-    """A GenerateStream's output as it goes: chunk timing, characters and samples' text."""
+    """A stream's output as it goes: chunk timing; for GenerateStream also characters and
+    samples' text."""
 
     __slots__ = ("chars", "chunks", "first", "last", "samples")
 
@@ -131,10 +146,14 @@ class StreamText:
         # Only kept when the model's tokens are counted: sample index -> text so far.
         self.samples: dict[int, str] | None = {} if keep_text else None
 
-    def add(self, now: float, deltas: Iterable[Any]) -> None:
+    def mark(self, now: float) -> None:
+        """A message with text was sent ``now``."""
         self.last = now
         self.first = self.first or now
         self.chunks += 1
+
+    def add(self, now: float, deltas: Iterable[Any]) -> None:
+        self.mark(now)
         for delta in deltas:
             self.chars += len(delta.text)
             if self.samples is not None:
@@ -180,7 +199,9 @@ class Recorder:
 
     def _usage(self, request: Any, response: Any, stream: StreamText | None) -> Usage | None:
         if self.data is None:
-            return None
+            # An OpenAI call whose servicer noted no model (its body or model name was at
+            # fault) is still timed, under "unknown"; other methods are no model calls.
+            return _NO_MODEL if self.operation is not None else None
         _, inputs, outputs = self.data
         model_id = request_model(request)
         if type(request).__name__ == "_Malformed":
@@ -248,10 +269,13 @@ class Recorder:
         assert self._tokens is not None
         return sum(self._tokens.count(model_id, t) or 0 for t in texts)
 
-    def stream_timing(self, request: Any, stream: StreamText, started: float) -> None:
-        if self._metrics is None or self.data is None or not stream.chunks:
+    def stream_timing(
+        self, request: Any, stream: StreamText, started: float, call: CallRecord
+    ) -> None:
+        if self._metrics is None or self.operation is None or not stream.chunks:
             return
-        m, op, model = self._metrics, self.data[0], self._label(request_model(request))
+        model_id = call.usage.model_id if call.usage is not None else request_model(request)
+        m, op, model = self._metrics, self.operation, self._label(model_id)
         m.observe(m.time_to_first_token.labels(op, model), stream.first - started)
         if stream.chunks > 1:
             per_chunk = (stream.last - stream.first) / (stream.chunks - 1)

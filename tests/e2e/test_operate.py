@@ -12,6 +12,7 @@ import json
 import re
 import secrets
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from tests._otlp import Receiver, attributes
 from tests._stacks import loopback_envoy
 from tests.e2e._access_log import access_log_line
 from tests.e2e._openai import write_config
-from tests.e2e._published import TEST_LM, published
+from tests.e2e._published import REQUEST_INFO, TEST_LM, published
 
 MODEL = "/sax/test/operate"
 SERVER = trace_pb2.Span.SPAN_KIND_SERVER
@@ -214,6 +215,69 @@ def test_openai_calls_count_the_tokens_their_usage_reports(ops_stack: Stack, mod
     assert _value(samples, "saxgw_requests_total", **ok) == 1
 
 
+def test_openai_streams_time_their_first_and_later_chunks(ops_stack: Stack, model: str) -> None:
+    # Time to first chunk and between chunks were GenerateStream's only: the OpenAI face's
+    # streams (chat, completions), the usual way to stream, left those panels empty.
+    chat = {"gen_ai_operation_name": "text_completion", "gen_ai_request_model": model}
+    ttft = "gen_ai_server_time_to_first_token_seconds_count"
+    tpot = "gen_ai_server_time_per_output_token_seconds_count"
+    before = _scrape_until(ops_stack, lambda s: True)
+    with httpx.Client(base_url=ops_stack.http_url, headers=AUTH, timeout=30) as http:
+        for stream in (True, True, False):  # a completion not streamed has no chunks
+            body = {"model": model, "prompt": "hello", "stream": stream}
+            reply = http.post("/v1/completions", json=body)
+            assert reply.status_code == 200, reply.text
+
+    def added(samples: Samples, name: str) -> float:
+        return _value(samples, name, **chat) - _value(before, name, **chat)
+
+    samples = _scrape_until(ops_stack, lambda s: added(s, ttft) >= 2 and added(s, tpot) >= 2)
+    # The model's answer, "hello world brief", streams as three chunks with text.
+    assert added(samples, ttft) == 2
+    assert added(samples, tpot) == 2
+    duration = "gen_ai_server_request_duration_seconds_count"
+    assert (
+        _value(samples, duration, **chat, error_type="")
+        - _value(before, duration, **chat, error_type="")
+        == 3
+    )
+
+
+def test_failed_openai_calls_are_timed_under_their_model_and_code(
+    ops_stack: Stack, model: str
+) -> None:
+    # Only a successful OpenAI call used to tell the telemetry its model, and a call whose
+    # model was unknown was not timed at all: failed OpenAI calls were missing from the
+    # duration histogram (and so from the dashboard's error ratio), while
+    # saxgw_requests_total counted them.
+    duration = "gen_ai_server_request_duration_seconds_count"
+    completion = {"gen_ai_operation_name": "text_completion"}
+    absent = {**completion, "gen_ai_request_model": "unknown", "error_type": "NOT_FOUND"}
+    short = {**completion, "gen_ai_request_model": model, "error_type": "INVALID_ARGUMENT"}
+    before = _scrape_until(ops_stack, lambda s: True)
+    with httpx.Client(base_url=ops_stack.http_url, headers=AUTH, timeout=30) as http:
+        for name in ("/sax/test/absent", "no such model"):
+            for stream in (False, True):
+                body = {"model": name, "prompt": "hello", "stream": stream}
+                assert http.post("/v1/completions", json=body).status_code == 404
+        # Failing once the model answered: it returns one sample, not the two asked for.
+        for stream in (False, True):
+            asked = {"model": model, "prompt": "hello", "n": 2, "stream": stream}
+            reply = http.post("/v1/completions", json=asked)
+            assert reply.status_code == 400, reply.text
+
+    def added(samples: Samples, labels: dict[str, str]) -> float:
+        return _value(samples, duration, **labels) - _value(before, duration, **labels)
+
+    samples = _scrape_until(ops_stack, lambda s: added(s, absent) >= 4 and added(s, short) >= 2)
+    assert added(samples, absent) == 4
+    assert added(samples, short) == 2
+    requests = "saxgw_requests_total"
+    for code, calls in (("NOT_FOUND", 4), ("INVALID_ARGUMENT", 2)):
+        labels = {"grpc_method": "CreateCompletion", "grpc_code": code, "client": "team-a"}
+        assert _value(samples, requests, **labels) - _value(before, requests, **labels) == calls
+
+
 def test_the_public_port_exposes_neither_metrics_nor_envoy_admin(ops_stack: Stack) -> None:
     with httpx.Client(base_url=ops_stack.http_url, headers=AUTH, timeout=30) as http:
         for path in ("/metrics", "/stats/prometheus", "/server_info", "/config_dump"):
@@ -298,6 +362,50 @@ def test_one_http_request_is_one_trace_from_client_to_sax(
     assert line["client_id"] == "team-a"  # the identity Envoy established, as the span says
     assert server_attributes["enduser.id"] == "team-a"
     assert isinstance(line["duration_ms"], int)
+
+
+@pytest.mark.parametrize("kind", ["text", "uuid"])
+@pytest.mark.parametrize("sampled", [True, False])
+def test_a_callers_request_id_is_kept_everywhere_and_its_trace_followed(
+    ops_stack: Stack, receiver: Receiver, kind: str, sampled: bool
+) -> None:
+    # Envoy used to read sampling from the x-request-id: with a caller's own ID that was no
+    # UUID, a caller's sampled traceparent was dropped (no trace at all, whatever the
+    # ratio), and a caller's UUID came back with one digit changed (Envoy packed its trace
+    # decision into it), so the ID the caller logged matched nothing.
+    request_id = f"probe-{secrets.token_hex(6)}" if kind == "text" else str(uuid.uuid4())
+    headers = {**AUTH, "x-request-id": request_id}
+    caller = secrets.token_bytes(8)
+    if sampled:
+        headers["traceparent"] = f"00-{secrets.token_bytes(16).hex()}-{caller.hex()}-01"
+    with httpx.Client(base_url=ops_stack.http_url, headers=headers, timeout=30) as http:
+        reply = http.post("/generate", json={"model": "/sax/test/absent", "query": "q"})
+    assert reply.status_code == 404, reply.text
+    assert reply.headers["x-request-id"] == request_id
+    assert reply.json()["details"] == [
+        {"@type": REQUEST_INFO, "request_id": request_id, "serving_data": ""}
+    ]
+    line = access_log_line(ops_stack, request_id)
+    assert line["request_id"] == request_id
+    # The traceparent Envoy sent on: the caller's trace, or (no traceparent) a new one that
+    # the sample ratio of 1 records.
+    traceparent = str(line["traceparent"])
+    _, trace_hex, _, flags = traceparent.split("-")
+    assert flags == "01", traceparent
+    if sampled:
+        assert trace_hex == headers["traceparent"].split("-")[1]
+    spans = receiver.wait_until(
+        bytes.fromhex(trace_hex),
+        lambda spans: {receiver.service(s) for s in spans} == {"sax-gateway", "sax-gateway-envoy"},
+    )
+    [envoy] = [s for s in spans if receiver.service(s) == "sax-gateway-envoy"]
+    [server] = [s for s in spans if s.kind == SERVER and receiver.service(s) == "sax-gateway"]
+    assert envoy.parent_span_id == (caller if sampled else b"")
+    assert server.parent_span_id == envoy.span_id
+    assert attributes(envoy)["guid:x-request-id"] == request_id
+    assert attributes(server)["saxgw.request_id"] == request_id
+    assert attributes(server)["rpc.grpc.status_code"] == 5
+    assert server.status.code == trace_pb2.Status.STATUS_CODE_ERROR
 
 
 @pytest.mark.parametrize(

@@ -113,7 +113,19 @@ def test_envoy_traces_only_with_an_endpoint() -> None:
     )
     provider = on["tracing"]["provider"]["typed_config"]
     assert provider["grpc_service"]["google_grpc"]["target_uri"] == "collector:4317"
-    assert on["tracing"]["random_sampling"] == {"value": 25.0}
+    # The ratio is the OpenTelemetry sampler's, behind the caller's sampled flag: Envoy's own
+    # random_sampling reads the x-request-id, so it never followed a caller's traceparent
+    # when the caller also sent an x-request-id of its own (tests/e2e/test_operate.py).
+    assert "random_sampling" not in on["tracing"]
+    sampler = provider["sampler"]
+    assert sampler["name"] == "envoy.tracers.opentelemetry.samplers.parent_based"
+    ratio = sampler["typed_config"]["wrapped_sampler"]
+    assert ratio["name"] == "envoy.tracers.opentelemetry.samplers.trace_id_ratio_based"
+    percentage = ratio["typed_config"]["sampling_percentage"]
+    assert percentage == {"numerator": 250_000, "denominator": "MILLION"}
+    # Request IDs are the caller's, unchanged, and play no part in sampling.
+    uuid = on["request_id_extension"]["typed_config"]
+    assert (uuid["pack_trace_reason"], uuid["use_request_id_for_trace_sampling"]) == (False, False)
     [log] = on["access_log"]
     fields = log["typed_config"]["log_format"]["json_format"]
     assert {"request_id", "method", "path", "status", "grpc_status", "duration_ms"} <= set(fields)

@@ -37,7 +37,7 @@ from gateway.service import _fields as f
 from gateway.service._access import ANONYMOUS, Access
 from gateway.service._stream import DeltaTracker
 from gateway.service._streams import StreamSlots
-from gateway.service._usage import note_usage
+from gateway.service._usage import note_chunk, note_usage
 from gateway.service.openai import _errors
 from gateway.service.openai import _requests as rq
 from gateway.service.openai import _responses as rs
@@ -97,11 +97,16 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         return self._tokens.usage(model, prompts, completions)
 
     def _resolve(self, name: str) -> str:
-        """The Sax model ID ``name`` stands for: an alias, or a model ID ("/" optional)."""
+        """The Sax model ID ``name`` stands for: an alias, or a model ID ("/" optional).
+        The call's telemetry learns it here, so that a call failing later counts under it."""
         if name in self._aliases:
-            return self._aliases[name]
+            model = self._aliases[name]
+            note_usage(model, (), ())
+            return model
         try:
-            return parse_model_id(f.with_slash(name)).id
+            model = parse_model_id(f.with_slash(name)).id
+            note_usage(model, (), ())
+            return model
         except InvalidArgumentError:
             raise NotFoundError(
                 f"model {quote(name)} does not exist: use a Sax model ID such as /sax/test/lm2b or "
@@ -234,6 +239,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         stop strings it adds to the request's and the configured ones."""
         model = self._resolve(name)
         texts, extra_stops = prompts(model)
+        note_usage(model, texts, ())  # the input counts, if the call fails from here on
         stops = all_stops(self._settings.models.get(model), (*sampling.stop, *extra_stops))
         shape = rs.Shape(chat=chat, model=name, include_usage=sampling.include_usage)
         return _Completion(shape, model, texts, sampling, stops)
@@ -310,8 +316,11 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         steps = [0] * n
         sent = [""] * n
         seen: set[int] = set()
+        texted = False  # whether the chunks about to be yielded carry text (telemetry)
 
         def piece(i: int, text: str) -> list[dict[str, Any]]:
+            nonlocal texted
+            texted = texted or bool(text)
             # A chat choice opens with a chunk of its role alone, as OpenAI's do: clients
             # that take the first chunk as the role's and the rest as content read it so.
             opening = []
@@ -338,6 +347,9 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
                     chunks += piece(i, scanners[i].feed(delta.text))
                     if scanners[i].stopped:
                         chunks.append(shape.chunk(first + i, None, "stop"))
+                if texted:
+                    texted = False
+                    note_chunk()
                 if chunks:
                     yield chunks
                 if all(s.stopped for s in scanners):
@@ -351,6 +363,8 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
                 reason = self._finish(model, sent[i], False, steps[i], sampling.max_tokens)
                 chunks.append(shape.chunk(first + i, None, reason))
         texts.extend(sent)
+        if texted:
+            note_chunk()
         if chunks:
             yield chunks
 

@@ -4,8 +4,10 @@ Envoy's per-client rate, through the real Envoy."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -101,6 +103,25 @@ def test_client_limited_to_some_models(secure: SecureStack, http: httpx.Client) 
         assert response.json() == gateway_error(
             response, 7, "client team-b may not use /sax/test/sec-other"
         )
+        # The gateway's log line of the refusal names the call as the response does.
+        request_id = response.headers["x-request-id"]
+        [line] = _gateway_log_lines(secure, request_id)
+        refusal = "client=team-b refused model=/sax/test/sec-other: not in its model list"
+        assert line["message"] == refusal
+        assert (line["level"], line["client"]) == ("INFO", "team-b")
+
+
+def _gateway_log_lines(secure: SecureStack, request_id: str) -> list[dict[str, object]]:
+    """The JSON lines the gateway processes logged with ``request_id``."""
+    logs = Path(secure.stack.settings.log_dir or "")
+    lines = []
+    for log in sorted(logs.glob("gateway-*.log")):
+        for text in log.read_text().splitlines():
+            if text.startswith("{") and request_id in text:
+                line = json.loads(text)
+                assert line["request_id"] == request_id
+                lines.append(line)
+    return lines
 
 
 def test_rate_limit_then_refill(http: httpx.Client) -> None:

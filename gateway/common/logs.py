@@ -33,7 +33,7 @@ class CallInfo(Protocol):
 #: The call the current task serves, if any; the gateway's interceptor sets it.
 current_call: ContextVar[CallInfo | None] = ContextVar("saxgw_current_call", default=None)
 
-_TEXT = "%(asctime)s %(name)s %(levelname)s %(message)s"
+TEXT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
 
 class JsonFormatter(logging.Formatter):
@@ -59,15 +59,25 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False)
 
 
-class _RequestIdText(logging.Formatter):
+def _field(value: str) -> str:
+    """A value as one ``key=value`` field: quoted (JSON) unless it is one plain word, since a
+    caller picks its own request ID and a space in it could write fields of its own."""
+    if value and all(c.isprintable() and not c.isspace() and c not in '"=' for c in value):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    """Plain text for a terminal, the call's request_id and client as ``key=value`` at the end."""
+
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
         call = current_call.get()
         if call is None:
             return text
         if request_id := call.request_id:
-            text += f" request_id={request_id}"
-        return f"{text} client={call.client}" if call.client else text
+            text += f" request_id={_field(request_id)}"
+        return f"{text} client={_field(call.client)}" if call.client else text
 
 
 def configure(fmt: LogFormat, level: int) -> None:
@@ -76,7 +86,7 @@ def configure(fmt: LogFormat, level: int) -> None:
     if fmt == "auto":
         fmt = "text" if sys.stderr.isatty() else "json"
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else _RequestIdText(_TEXT))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(TEXT))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

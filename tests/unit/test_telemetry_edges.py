@@ -14,7 +14,7 @@ import yaml
 from opentelemetry.sdk.trace import ReadableSpan
 
 from gateway.cli.main import parser
-from gateway.common.logs import JsonFormatter, current_call
+from gateway.common.logs import TEXT, JsonFormatter, TextFormatter, current_call
 from gateway.launch.envoy import EnvoySettings, render
 from gateway.service._observe import TelemetryInterceptor
 from gateway.service._tracing import Tracing
@@ -74,6 +74,28 @@ def test_json_log_lines_carry_the_request_id_and_client_of_the_call_served() -> 
     assert line["time"].endswith("Z")
     idle = json.loads(JsonFormatter().format(_record("idle")))
     assert "request_id" not in idle and "client" not in idle
+
+
+class _Forged:
+    request_id = 'x client=admin "y"'
+    client = "team a"
+
+
+def test_text_log_lines_quote_a_request_id_that_could_write_fields_of_its_own() -> None:
+    # A caller picks its own x-request-id: in plain text it must stay one field.
+    token = current_call.set(_Forged())
+    try:
+        line = TextFormatter(TEXT).format(_record("refused"))
+    finally:
+        current_call.reset(token)
+    assert line.endswith(' refused request_id="x client=admin \\"y\\"" client="team a"')
+    token = current_call.set(_Call())
+    try:
+        assert (
+            TextFormatter(TEXT).format(_record("ok")).endswith(" request_id=req-123 client=team-a")
+        )
+    finally:
+        current_call.reset(token)
 
 
 def test_a_sax_call_continues_the_callers_trace() -> None:

@@ -217,7 +217,8 @@ def _end_server_span(
     if recorder.operation is not None:
         attributes["gen_ai.operation.name"] = recorder.operation
         model = call.usage.model_id if call.usage else request_model(request)
-        attributes["gen_ai.request.model"] = str(model)
+        if model:  # a request that names none (refused for it) has no model to tell
+            attributes["gen_ai.request.model"] = str(model)
     if call.client is not None:
         attributes["enduser.id"] = call.client
     if request_id := call.request_id:

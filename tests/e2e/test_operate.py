@@ -408,6 +408,24 @@ def test_a_callers_request_id_is_kept_everywhere_and_its_trace_followed(
     assert server.status.code == trace_pb2.Status.STATUS_CODE_ERROR
 
 
+def test_a_span_of_a_request_naming_no_model_has_no_model_attribute(
+    ops_stack: Stack, receiver: Receiver
+) -> None:
+    trace = secrets.token_bytes(16)
+    headers = {**AUTH, "traceparent": f"00-{trace.hex()}-{secrets.token_bytes(8).hex()}-01"}
+    reply = httpx.post(
+        f"{ops_stack.http_url}/generate", json={"query": "q"}, headers=headers, timeout=30
+    )
+    assert reply.status_code == 400, reply.text
+    spans = receiver.wait_until(
+        trace,
+        lambda spans: any(s.kind == SERVER and receiver.service(s) == "sax-gateway" for s in spans),
+    )
+    [server] = [s for s in spans if s.kind == SERVER and receiver.service(s) == "sax-gateway"]
+    assert "gen_ai.request.model" not in attributes(server)  # it was "", a model named ""
+    assert attributes(server)["gen_ai.operation.name"] == "lm.generate"
+
+
 @pytest.mark.parametrize(
     ("body", "status", "code"),
     [

@@ -52,6 +52,12 @@ class UpstreamWatchAdmin(admin_pb2_grpc.AdminServicer):
         return admin_pb2.WatchLocResponse(admin_server_id=self.server_id, result=result.to_proto())
 
 
+def upstream_admin(*addresses: str) -> UpstreamWatchAdmin:
+    # Only WatchLoc: the .pyi marks every RPC abstract, while at run time the rest answer
+    # UNIMPLEMENTED from the generated base class.
+    return UpstreamWatchAdmin(*addresses)  # type: ignore[abstract]
+
+
 @asynccontextmanager
 async def serving(admin: UpstreamWatchAdmin, root: Path) -> AsyncIterator[None]:
     async with stand_in_admin(admin, str(root), CELL):
@@ -67,19 +73,19 @@ async def _until(watch: AsyncIterator[list[str]], wanted: list[str]) -> None:
 
 
 async def test_a_restarted_admin_answers_with_the_whole_set(tmp_path: Path) -> None:
-    first = UpstreamWatchAdmin("10.0.0.1:1", "10.0.0.2:1")
+    first = upstream_admin("10.0.0.1:1", "10.0.0.2:1")
     async with Client(ClientSettings(sax_root=str(tmp_path), admin_timeout=5)) as client:
         watch = client.watch_addresses(MODEL)
         async with serving(first, tmp_path):
             assert await anext(watch) == ["10.0.0.1:1", "10.0.0.2:1"]
         # Restarted elsewhere, it knows one model server so far: one mutation, no full set.
-        async with serving(UpstreamWatchAdmin("10.0.0.3:1"), tmp_path):
+        async with serving(upstream_admin("10.0.0.3:1"), tmp_path):
             await _until(watch, ["10.0.0.3:1"])
         await watch.aclose()
 
 
 async def test_a_set_replaced_between_polls_is_read_again_from_zero(tmp_path: Path) -> None:
-    admin = UpstreamWatchAdmin("10.0.0.1:1", "10.0.0.2:1", "10.0.0.4:1")
+    admin = upstream_admin("10.0.0.1:1", "10.0.0.2:1", "10.0.0.4:1")
     async with (
         serving(admin, tmp_path),
         Client(ClientSettings(sax_root=str(tmp_path), admin_timeout=5)) as client,

@@ -200,10 +200,23 @@ async def watch(
         if incarnation and response.admin_server_id != incarnation and table.addresses:
             hold_until = now() + RESTART_HOLD_S
             _log.info("admin of %s restarted; keeping known addresses", table.model_id)
-        server_id = incarnation = response.admin_server_id
         result = response.result
+        same = response.admin_server_id == server_id
+        if same and not result.has_fullset and result.next_seqno < seqno:
+            # Behind what we asked for: the set we followed is gone (the model was
+            # unpublished and published again between two polls) and this is another one.
+            # Read it again from the start rather than apply its changes to the old one.
+            seqno = 0
+            continue
+        # An admin answers a poll from seqno 0, or from another incarnation (which it takes
+        # as 0), with the whole set: a full set, or (upstream's, while its log is short) every
+        # change since 0 and no full set. Either way nothing we held before is still in it.
+        whole = seqno == 0 or not same
+        server_id = incarnation = response.admin_server_id
         if result.has_fullset:
             current = set(result.values)
+        elif whole:
+            current = set()
         for mutation in result.changelog:
             if mutation.WhichOneof("kind") == "addition":
                 current.add(mutation.addition)

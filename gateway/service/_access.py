@@ -171,6 +171,8 @@ class Access:
             # missing field before an unknown model). Other errors fail closed.
             self._unreachable.discard(model)
             return {}
+        if self._fetching.get(model) is not asyncio.current_task():
+            return detail.acls  # read before a change made here (`forget`): not kept
         if len(self._acls) > 10_000:  # model ids come from callers: keep the cache bounded
             self._acls.clear()
             self._unreachable.clear()
@@ -178,6 +180,13 @@ class Access:
         expires = time.monotonic() + self._settings.acl_cache_seconds
         self._acls[model] = (expires, detail.acls)
         return detail.acls
+
+    def forget(self, model: str) -> None:
+        """Drops the model's ACLs (this gateway just published, updated or unpublished it):
+        its next call reads them anew, and a read begun before the change is not kept."""
+        self._acls.pop(model, None)
+        self._fetching.pop(model, None)
+        self._unreachable.discard(model)
 
     def members(self, acl: str) -> frozenset[str]:
         """Client ids a Sax ACL name admits."""
@@ -331,6 +340,9 @@ def _named_model(request: Any) -> str | None:
 
 
 _ACL_TIMEOUT = 10.0
+# Calls that change a model's definition, and so maybe its ACLs: once one has run here, this
+# gateway's next call on the model reads them anew (other gateways within two lifetimes).
+_CHANGES = frozenset({"PublishModel", "UpdateModel", "UnpublishModel"})
 # ACL reads failing with these say that the admin did not answer, not what the ACLs are.
 _UNREACHABLE = (UnavailableError, DeadlineExceededError)
 # How long a call waits for the admin to renew ACLs it already has (`_model_acls`).
@@ -351,7 +363,18 @@ class AccessInterceptor(WrappingInterceptor):
             async with access.admit(name, request, context, _timeout(context)):
                 return await behavior(request, context)
 
-        return call
+        if name not in _CHANGES:
+            return call
+
+        async def change(request: Any, context: Any) -> Any:
+            try:
+                return await call(request, context)
+            finally:  # a failed change may have been applied all the same (its reply lost)
+                model = _named_model(request)
+                if model is not None:
+                    access.forget(model)
+
+        return change
 
     def wrap_streaming(self, method: str, behavior: Streaming) -> Streaming:
         name, access = method.removeprefix(SERVICE), self._access

@@ -50,6 +50,15 @@ log = logging.getLogger(__name__)
 LM_METHOD = "lm.generate"
 """Models that report this method are language models, listed by /v1/models."""
 
+
+def _language_model(methods: Sequence[str]) -> bool:
+    """Whether a model with these reported methods is offered as a language model. Sax
+    reports a model's methods only once its admin has polled a replica that loaded it (up to
+    10 s after data calls reach it, upstream): until then the model may well be one, and a
+    completion on it is waited for and served, so it is not turned away as a 404."""
+    return not methods or LM_METHOD in methods
+
+
 _LISTED_FOR = (LM_METHOD, "lm.generate_stream")
 """/v1/models shows a client the language models it may call one of these on (its model list
 and the models' Sax ACLs), as OpenAI lists the models an API key can use."""
@@ -148,7 +157,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
             models += [
                 d.model_id
                 for d in result
-                if LM_METHOD in d.method_names
+                if _language_model(d.method_names)
                 and self._access.may_use(client, d.model_id, d.acls, _LISTED_FOR)
             ]
         return models
@@ -177,7 +186,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         deadline = self._deadline(context, self._settings.default_timeout)
         async with self._access.admit_model("GetModel", model, context):
             detail = await self._client.list_detail(model, deadline=deadline)
-        if LM_METHOD not in detail.method_names:
+        if not _language_model(detail.method_names):
             raise NotFoundError(f"{model} is not a language model (it has no {LM_METHOD})")
         client = self._access.identity(context)
         if not self._access.may_use(client, model, detail.acls, _LISTED_FOR):

@@ -1,0 +1,98 @@
+"""Address watches against an admin that answers WatchLoc as upstream's does: a poll from
+another incarnation (or from seqno 0) gets the mutations since 0 without a full set while its
+log is short, and a poll ahead of the set gets only the set's next seqno. Either answer is the
+whole set, not changes to the one the client held: applied on top, a replica the new set never
+had stayed in the table for good. The admin is a stand-in over a real socket; it keeps its set
+in the embedded cell's own `WatchableSet`, whose log rules are upstream's."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from saxml.protobuf import admin_pb2, admin_pb2_grpc
+
+from gateway.cell.admin.watchable import WatchableSet
+from gateway.client import Client, ClientSettings
+from gateway.common.rpc import Context
+from tests.integration._cell_fixtures import stand_in_admin
+
+CELL = "/sax/up"
+MODEL = f"{CELL}/lm"
+BOUND_S = 20.0  # far beyond a second's re-poll; a test that fails waits this long
+
+
+class UpstreamWatchAdmin(admin_pb2_grpc.AdminServicer):
+    """Serves WatchLoc for one model as upstream's admin does (saxml/admin/admin.go)."""
+
+    def __init__(self, *addresses: str) -> None:
+        self.server_id = uuid.uuid4().hex
+        self.addresses = WatchableSet()
+        for address in addresses:
+            self.addresses.add(address)
+
+    def republish(self, *addresses: str) -> None:
+        """Unpublish then publish again while a poll's answer from the old set is on its way
+        (a last change of the old set answers it): the client's next poll reaches the new set,
+        which starts again from seqno 0, with the old set's seqno."""
+        old, self.addresses = self.addresses, WatchableSet()
+        for address in addresses:
+            self.addresses.add(address)
+        old.add("10.0.0.9:1")
+
+    async def WatchLoc(
+        self, request: admin_pb2.WatchLocRequest, context: Context
+    ) -> admin_pb2.WatchLocResponse:
+        # Another incarnation's seqno means nothing here: upstream starts it from 0.
+        same = request.admin_server_id == self.server_id
+        result = await self.addresses.watch(request.seqno if same else 0)
+        return admin_pb2.WatchLocResponse(admin_server_id=self.server_id, result=result.to_proto())
+
+
+def upstream_admin(*addresses: str) -> UpstreamWatchAdmin:
+    # Only WatchLoc: the .pyi marks every RPC abstract, while at run time the rest answer
+    # UNIMPLEMENTED from the generated base class.
+    return UpstreamWatchAdmin(*addresses)  # type: ignore[abstract]
+
+
+@asynccontextmanager
+async def serving(admin: UpstreamWatchAdmin, root: Path) -> AsyncIterator[None]:
+    async with stand_in_admin(admin, str(root), CELL):
+        yield
+
+
+async def _until(watch: AsyncIterator[list[str]], wanted: list[str]) -> None:
+    """Returns once the watch reports ``wanted``; fails the test after BOUND_S."""
+    async with asyncio.timeout(BOUND_S):
+        async for addresses in watch:
+            if addresses == wanted:
+                return
+
+
+async def test_a_restarted_admin_answers_with_the_whole_set(tmp_path: Path) -> None:
+    first = upstream_admin("10.0.0.1:1", "10.0.0.2:1")
+    async with Client(ClientSettings(sax_root=str(tmp_path), admin_timeout=5)) as client:
+        watch = client.watch_addresses(MODEL)
+        async with serving(first, tmp_path):
+            assert await anext(watch) == ["10.0.0.1:1", "10.0.0.2:1"]
+        # Restarted elsewhere, it knows one model server so far: one mutation, no full set.
+        async with serving(upstream_admin("10.0.0.3:1"), tmp_path):
+            await _until(watch, ["10.0.0.3:1"])
+        await watch.aclose()
+
+
+async def test_a_set_replaced_between_polls_is_read_again_from_zero(tmp_path: Path) -> None:
+    admin = upstream_admin("10.0.0.1:1", "10.0.0.2:1", "10.0.0.4:1")
+    async with (
+        serving(admin, tmp_path),
+        Client(ClientSettings(sax_root=str(tmp_path), admin_timeout=5)) as client,
+    ):
+        watch = client.watch_addresses(MODEL)
+        assert await anext(watch) == ["10.0.0.1:1", "10.0.0.2:1", "10.0.0.4:1"]
+        # The client's next poll asks from seqno 4 of the old set; the new one is at 2.
+        admin.republish("10.0.0.3:1", "10.0.0.5:1")
+        await _until(watch, ["10.0.0.3:1", "10.0.0.5:1"])
+        await watch.aclose()

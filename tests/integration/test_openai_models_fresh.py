@@ -1,0 +1,86 @@
+"""/v1/models and /v1/models/{id} for a model whose methods Sax has not reported yet.
+
+Sax reports a model's methods once its admin has polled a replica that loaded it (upstream's
+admin polls every 10 s, after data calls already reach the replica; the embedded admin polls
+right after each load), and never for a model that has not loaded yet. A language model
+published moments ago, or at 0 replicas, was a 404 "not a language model" on /v1/models/{id}
+and missing from /v1/models, while a completion on it is waited for and served. Over real
+gRPC, against an in-process cell; the model is published straight at its admin."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+from google.api.httpbody_pb2 import HttpBody
+from saxgateway.v1 import openai_pb2, openai_pb2_grpc
+
+from gateway.client import Client, ClientSettings
+from tests._grpc import aio_channel
+from tests.integration._cell_fixtures import InprocCell
+from tests.integration._gateway_fixtures import running_gateway
+
+TEST_LM = "sax_gateway.testing.TestLM"
+TEST_VISION = "sax_gateway.testing.TestVision"
+LM = "/sax/test/idle-lm"
+VISION = "/sax/test/vision"
+
+
+@pytest.fixture
+async def openai(inproc_cell: InprocCell) -> AsyncIterator[openai_pb2_grpc.OpenAIGatewayAsyncStub]:
+    async with (
+        running_gateway(inproc_cell.sax_root) as server,
+        aio_channel(server.address) as channel,
+    ):
+        yield openai_pb2_grpc.OpenAIGatewayStub(channel)
+
+
+def _model(model_id: str, created: int) -> dict[str, object]:
+    return {
+        "id": model_id,
+        "object": "model",
+        "created": created,
+        "owned_by": "sax",
+        "root": model_id,
+        "parent": None,
+    }
+
+
+async def test_a_model_that_reported_no_methods_yet_is_listed_and_found(
+    inproc_cell: InprocCell, openai: openai_pb2_grpc.OpenAIGatewayAsyncStub
+) -> None:
+    async with Client(ClientSettings(sax_root=inproc_cell.sax_root)) as sax:
+        await sax.publish(LM, TEST_LM, "None", 0)
+        await sax.publish(VISION, TEST_VISION, "None", 1)
+        await sax.wait_for_ready(VISION, 1, timeout=10)
+        assert (await sax.list_detail(LM)).method_names == []
+        assert "vm.classify" in (await sax.list_detail(VISION)).method_names
+
+    found = await openai.GetOpenAIModel(openai_pb2.GetOpenAIModelRequest(model=LM))
+    assert json.loads(found.data) == _model(LM, json.loads(found.data)["created"])
+    listed = json.loads((await openai.ListOpenAIModels(openai_pb2.ListOpenAIModelsRequest())).data)
+    assert listed == {"object": "list", "data": [_model(LM, listed["data"][0]["created"])]}
+    # A model whose methods are known is judged by them.
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await openai.GetOpenAIModel(openai_pb2.GetOpenAIModelRequest(model=VISION))
+    assert refused.value.code() == grpc.StatusCode.NOT_FOUND
+    assert refused.value.details() == f"{VISION} is not a language model (it has no lm.generate)"
+    # And what the listing offers is served: a completion waits for a replica.
+    completion = asyncio.create_task(_complete(openai, LM))
+    async with Client(ClientSettings(sax_root=inproc_cell.sax_root)) as sax:
+        await sax.update(LM, num_replicas=1)
+    answer = await asyncio.wait_for(completion, 20)
+    assert [(c["text"], c["finish_reason"]) for c in answer["choices"]] == [("served", "stop")]
+
+
+async def _complete(openai: openai_pb2_grpc.OpenAIGatewayAsyncStub, model: str) -> Any:
+    body = json.dumps({"model": model, "prompt": "served"}).encode()
+    request = openai_pb2.CreateCompletionRequest(
+        body=HttpBody(content_type="application/json", data=body)
+    )
+    [reply] = [json.loads(m.data) async for m in openai.CreateCompletion(request, timeout=20)]
+    return reply

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
+import select
 import sys
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -35,6 +39,7 @@ from gateway.cli._hints import (
     NOT_GRPC,
     NOT_GRPC_DETAILS,
     UNIMPLEMENTED_BY_CELL,
+    WATCH_ENDED,
 )
 from gateway.cli._numbers import number, shorten
 from gateway.common.flags import seconds
@@ -67,10 +72,11 @@ def add_global_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> None
     )
     parser.add_argument(
         "--timeout",
-        type=seconds,
+        type=duration,
         default=default(None),
         metavar="SECONDS",
-        help="deadline of the call (default: the gateway's)",
+        help="deadline of the call: seconds, or a duration as saxutil takes it (90s, 1m30s, "
+        "500ms) (default: the gateway's)",
     )
     parser.add_argument(
         "--json",
@@ -129,6 +135,36 @@ class Incomplete(Exception):
     were printed. The command exits 1."""
 
 
+class UsageError(Exception):
+    """Arguments that parse but do not fit together (found by the command, before any call).
+    The command exits 2, as for arguments argparse refuses."""
+
+
+class InputError(Exception):
+    """An input the command could not read or send (a missing, empty or unreadable file, text
+    that is not UTF-8); ``hint`` says what the argument should be. The command exits 1."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+_DURATION = re.compile(r"(?:(\d+(?:\.\d*)?|\.\d+)(h|ms|us|µs|ns|m|s))+")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+
+
+def duration(text: str) -> float:
+    """``--timeout``: seconds (``2.5``), or a Go duration as saxutil's ``-sax_timeout`` takes
+    it (``90s``, ``1m30s``, ``500ms``); positive either way."""
+    if _DURATION.fullmatch(text.strip()):
+        parts = re.findall(r"(\d+(?:\.\d*)?|\.\d+)(h|ms|us|µs|ns|m|s)", text)
+        total = sum(float(n) * _UNIT_SECONDS[unit] for n, unit in parts)
+        if total > 0:
+            return total
+        raise argparse.ArgumentTypeError(f"expected a positive duration, got {text!r}")
+    return seconds(text)
+
+
 def add_command(
     commands: Commands, name: str, usage: str, synopsis: str, run: Run
 ) -> argparse.ArgumentParser:
@@ -158,31 +194,71 @@ def dispatch(run: Run, args: argparse.Namespace) -> int:
         return report(exc, args, sys.stderr)
     except Incomplete:
         return 1
+    except UsageError as exc:
+        print(f"saxgw {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except InputError as exc:
+        return _report_input(str(exc), exc.hint, args, sys.stderr)
+    except UnicodeEncodeError:  # an argument from argv that is not UTF-8 (protobuf refuses it)
+        return _report_input(
+            "an argument is not valid UTF-8 text",
+            "give text arguments in UTF-8; binary inputs go in files",
+            args,
+            sys.stderr,
+        )
     except BrokenPipeError:  # e.g. `saxgw ... | head`: stop quietly, as cat does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except OSError as exc:
         print(f"saxgw: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C: as a shell reports a command SIGINT ended
         return 130
     return 0
+
+
+def _report_input(message: str, hint_text: str, args: argparse.Namespace, err: TextIO) -> int:
+    if args.json:
+        # Shaped as a failed call's error: INVALID_ARGUMENT, as the gateway would answer it.
+        error = {"code": grpc.StatusCode.INVALID_ARGUMENT.value[0], "message": message}
+        print(json.dumps({**error, "details": [], "hint": hint_text}, ensure_ascii=False), file=err)
+    else:
+        print(f"saxgw: {message}\nhint: {hint_text}", file=err)
+    return 1
 
 
 # Inputs.
 
 
-def text_arg(value: str) -> str:
-    """A QUERY or TEXT argument; ``-`` reads it from stdin."""
-    return sys.stdin.read() if value == "-" else value
+def text_arg(value: str, name: str = "TEXT") -> str:
+    """A QUERY or TEXT argument; ``-`` reads it from stdin (as UTF-8)."""
+    if value != "-":
+        return value
+    try:
+        return sys.stdin.buffer.read().decode()
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{name} from stdin is not valid UTF-8 text (byte {exc.start})",
+            "pipe UTF-8 text into `-`; images and audio go to vm.* and am.* as files",
+        ) from None
 
 
-def file_arg(path: str) -> bytes:
-    """An IMAGE_FILE or AUDIO_FILE argument; ``-`` reads stdin's bytes."""
-    if path == "-":
-        return sys.stdin.buffer.read()
-    with open(path, "rb") as file:
-        return file.read()
+def file_arg(path: str, name: str, kind: str) -> bytes:
+    """An IMAGE_FILE or AUDIO_FILE argument (``kind`` says what it holds: "an encoded image");
+    ``-`` reads stdin's bytes. A file that cannot be read, or is empty, is an InputError."""
+    hint_text = f"{name} is the path of a file holding {kind}; - reads it from stdin"
+    where = "stdin" if path == "-" else path
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            with open(path, "rb") as file:
+                data = file.read()
+    except OSError as exc:
+        raise InputError(f"cannot read {name} {where}: {exc.strerror}", hint_text) from None
+    if not data:
+        raise InputError(f"{name} {where} is empty", hint_text)
+    return data
 
 
 def pair(text: str) -> tuple[str, str]:
@@ -193,13 +269,37 @@ def pair(text: str) -> tuple[str, str]:
     return key, value
 
 
+def extra_arg(text: str) -> list[tuple[str, str]]:
+    """One ``--extra`` argument: ``k=v``, or saxutil's ``k:v[,k:v...]`` (whichever separator
+    comes first decides, so ``stop=a:b`` and ``stop:a=b`` both keep their value whole)."""
+    equals, colon = text.find("="), text.find(":")
+    if equals >= 0 and (colon < 0 or equals < colon):
+        return [pair(text)]
+    items = []
+    for item in text.split(","):
+        key, sep, value = item.partition(":")
+        if not sep or not key:
+            raise argparse.ArgumentTypeError(f"expected k=v or saxutil's k:v,k:v, got {text!r}")
+        items.append((key, value))
+    return items
+
+
 def extra_inputs(pairs: Iterable[tuple[str, str]]) -> dict[str, struct_pb2.Value]:
-    """``--extra`` values as the request's extra_inputs: numbers if they parse, else strings."""
+    """``--extra`` values as the request's extra_inputs, read as saxutil reads them: a quoted
+    value (``"1"`` or ``'1'``) is a string without its quotes, a finite number is a number,
+    anything else a string."""
     values: dict[str, struct_pb2.Value] = {}
     for key, raw in pairs:
+        if len(raw) >= 2 and raw[0] in "\"'" and raw[-1] == raw[0]:
+            values[key] = struct_pb2.Value(string_value=raw[1:-1])
+            continue
         try:
-            values[key] = struct_pb2.Value(number_value=float(raw))
+            number_value = float(raw)
         except ValueError:
+            number_value = math.nan
+        if math.isfinite(number_value):
+            values[key] = struct_pb2.Value(number_value=number_value)
+        else:
             values[key] = struct_pb2.Value(string_value=raw)
     return values
 
@@ -253,29 +353,44 @@ def _cell(value: object) -> str:
 def report(exc: grpc.RpcError, args: argparse.Namespace, err: TextIO) -> int:
     """Prints a failed call's status, the fields at fault and a hint; returns the exit status."""
     code: grpc.StatusCode = exc.code()
+    message = exc.details() or ""
     violations = field_violations(exc)
-    lines = [f"saxgw: {code.name}: {exc.details() or 'no details'}"]
-    lines += [f"  {field}: {why}" for field, why in violations]
-    lines.append(
-        "hint: " + hint(code, args, fields_named=bool(violations), details=exc.details() or "")
-    )
+    advice = hint(code, args, fields_named=bool(violations), details=message)
+    if getattr(args, "json", False):  # as the HTTP API's error body, with the hint beside it
+        status = _status(exc) or status_pb2.Status(code=code.value[0], message=message)
+        print(json.dumps({**to_dict(status), "hint": advice}, ensure_ascii=False), file=err)
+        return 1
+    lines = [f"saxgw: {code.name}: {message or 'no details'}"]
+    # A violation the message already says (the gateway's usual "field: why") is not repeated.
+    lines += [
+        f"  {field}: {why}"
+        for field, why in violations
+        if why != message and f"{field}: {why}" not in message
+    ]
+    lines.append("hint: " + advice)
     print("\n".join(lines), file=err)
     return 1
 
 
-def field_violations(exc: grpc.RpcError) -> list[tuple[str, str]]:
-    """The google.rpc.BadRequest field violations in a status' details, if any."""
+def _status(exc: grpc.RpcError) -> status_pb2.Status | None:
+    """The google.rpc.Status a failed call's trailers carry, if any."""
     # grpc's trailers are (key, value) named tuples; types-grpcio types them as a class that
     # does not unpack, which they do.
     trailers: Sequence[tuple[str, str | bytes]] = exc.trailing_metadata() or ()  # type: ignore[assignment]
-    violations = []
     for key, value in trailers:
-        if key != _DETAILS_KEY or not isinstance(value, bytes):
-            continue
-        for detail in status_pb2.Status.FromString(value).details:
-            bad = error_details_pb2.BadRequest()
-            if detail.Unpack(bad):
-                violations += [(v.field, v.description) for v in bad.field_violations]
+        if key == _DETAILS_KEY and isinstance(value, bytes):
+            return status_pb2.Status.FromString(value)
+    return None
+
+
+def field_violations(exc: grpc.RpcError) -> list[tuple[str, str]]:
+    """The google.rpc.BadRequest field violations in a status' details, if any."""
+    status = _status(exc)
+    violations = []
+    for detail in status.details if status else ():
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            violations += [(v.field, v.description) for v in bad.field_violations]
     return violations
 
 
@@ -296,6 +411,8 @@ def hint(
         text = CELL_NOT_FOUND
     if code == grpc.StatusCode.UNAVAILABLE and CELL_UNREACHABLE in details:
         text = CELL_DOWN
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED and getattr(args, "command", "") == "watch":
+        text = WATCH_ENDED
     if any(marker in details for marker in NOT_GRPC_DETAILS):
         text = NOT_GRPC
     target = getattr(args, "id", None) or "ID"
@@ -314,3 +431,26 @@ def print_stream_json(messages: Iterable[Message], out: TextIO) -> None:
     for message in messages:
         out.write(to_json(message) + "\n")
         out.flush()
+
+
+def cancel_on_hangup(call: grpc.RpcContext, out: TextIO) -> threading.Event:
+    """Cancels the streaming ``call`` when ``out``'s reader goes away (`saxgw watch | head -1`);
+    the returned event is set if it did. A closed pipe is otherwise noticed only at the next
+    write, and a watch may not write for hours."""
+    hung_up = threading.Event()
+    try:
+        fd = out.fileno()
+    except (OSError, ValueError):  # not a real file (a test's StringIO): nothing to watch
+        return hung_up
+    poller = select.poll()
+    poller.register(fd, 0)  # POLLERR and POLLHUP are always reported
+
+    def watch_out() -> None:
+        while call.is_active():
+            if poller.poll(200):
+                hung_up.set()
+                call.cancel()
+                return
+
+    threading.Thread(target=watch_out, name="saxgw-hangup", daemon=True).start()
+    return hung_up

@@ -10,6 +10,7 @@ import argparse
 import difflib
 import re
 import sys
+from collections.abc import Sequence
 from typing import NoReturn
 
 _INVALID_CHOICE = re.compile(r"argument COMMAND: invalid choice: '([^']*)'")
@@ -66,3 +67,35 @@ def show_defaults(parser: argparse.ArgumentParser) -> None:
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
                 show_defaults(sub)
+
+
+def go_style_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
+    """``argv`` with saxutil's one-dash long flags (Go's flag package: ``-stream``,
+    ``-extra=temperature:0.5``, ``-replicas=2``, ``-sax_timeout=10s``) spelled as argparse
+    takes them (``--stream``, ...). Only names that are long options of saxgw are rewritten;
+    ``-`` (stdin), negative numbers and anything after ``--`` are left alone."""
+    long_options = _long_options(parser)
+    out: list[str] = []
+    for index, token in enumerate(argv):
+        if token == "--":
+            return out + list(argv[index:])
+        name, sep, value = token.lstrip("-").partition("=")
+        name = _SAXUTIL_NAMES.get(name, name)
+        if token.startswith("-") and token != "-" and f"--{name}" in long_options:
+            token = f"--{name}{sep}{value}"
+        out.append(token)
+    return out
+
+
+# saxutil's flags that saxgw names otherwise.
+_SAXUTIL_NAMES = {"sax_timeout": "timeout"}
+
+
+def _long_options(parser: argparse.ArgumentParser) -> set[str]:
+    names: set[str] = set()
+    for action in parser._actions:
+        names.update(s for s in action.option_strings if s.startswith("--"))
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                names |= _long_options(sub)
+    return names

@@ -20,7 +20,9 @@ from gateway.cli.lm import texts_table
     EXTRA,
 )
 def recognize(session: Session, args: argparse.Namespace) -> None:
-    request = pb.RecognizeRequest(audio_bytes=file_arg(args.audio), **model_inputs(args))
+    request = pb.RecognizeRequest(
+        audio_bytes=file_arg(args.audio, "AUDIO_FILE", "audio (e.g. WAV)"), **model_inputs(args)
+    )
     session.show(session.stub.Recognize, request, lambda done: texts_table(done.texts))
 
 

@@ -56,12 +56,22 @@ def test_extra_inputs_are_numbers_when_they_parse() -> None:
     }
 
 
+def test_extra_inputs_read_quotes_and_non_numbers_as_saxutil_does() -> None:
+    values = c.extra_inputs([("a", '"0.5"'), ("b", "'x'"), ("c", "nan"), ("d", "1e3")])
+    assert values == {
+        "a": struct_pb2.Value(string_value="0.5"),
+        "b": struct_pb2.Value(string_value="x"),
+        "c": struct_pb2.Value(string_value="nan"),
+        "d": struct_pb2.Value(number_value=1000.0),
+    }
+
+
 def test_text_and_file_arguments_read_stdin_for_dash(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"from stdin")))
     assert c.text_arg("-") == "from stdin"
     assert c.text_arg("literal") == "literal"
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"\x89PNG")))
-    assert c.file_arg("-") == b"\x89PNG"
+    assert c.file_arg("-", "IMAGE_FILE", "an image") == b"\x89PNG"
 
 
 def test_table_aligns_columns_and_formats_floats() -> None:
@@ -137,8 +147,7 @@ def test_report_prints_field_violations_from_status_details() -> None:
     exc = FakeRpcError(grpc.StatusCode.INVALID_ARGUMENT, "suffix: required", trailers)
     assert c.report(exc, _args(id="/sax/test/lm"), err) == 1
     assert err.getvalue().splitlines() == [
-        "saxgw: INVALID_ARGUMENT: suffix: required",
-        "  suffix: required",
+        "saxgw: INVALID_ARGUMENT: suffix: required",  # the violation, said once
         "hint: fix the fields named above; `saxgw lm.score --help` shows the arguments",
     ]
 

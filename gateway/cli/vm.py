@@ -56,7 +56,7 @@ def classify(session: Session, args: argparse.Namespace) -> None:
         metavar="OUTPUT_DIR",
         help="where to write images (made if missing); - writes the images to stdout",
     ),
-    arg("--out", metavar="DIR", help="OUTPUT_DIR as a flag (as earlier saxgw took it)"),
+    arg("--out", metavar="DIR", help="OUTPUT_DIR, as a flag"),
     EXTRA,
 )
 def generate(session: Session, args: argparse.Namespace) -> None:

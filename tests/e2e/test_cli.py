@@ -324,8 +324,8 @@ def test_a_file_that_cannot_be_sent_is_one_line_and_a_hint(
 def test_text_that_is_not_utf8_is_one_line_and_a_hint(stack: Stack) -> None:
     # Both were tracebacks (UnicodeDecodeError reading stdin, UnicodeEncodeError in protobuf).
     argv = _argv(stack, "lm.generate", ECHO, "-")
-    done = subprocess.run(argv, input=b"\xff\xfe caf\xe9", capture_output=True, timeout=30)
-    assert (done.returncode, done.stdout, done.stderr.decode()) == (
+    raw = subprocess.run(argv, input=b"\xff\xfe caf\xe9", capture_output=True, timeout=30)
+    assert (raw.returncode, raw.stdout, raw.stderr.decode()) == (
         1,
         b"",
         "saxgw: QUERY from stdin is not valid UTF-8 text (byte 0)\n"
@@ -384,10 +384,10 @@ def test_vm_generate_takes_saxutils_output_dir(stack: Stack, tmp_path: Path) -> 
     rows = columns(ok(stack, "vm.generate", VISION, "a red boat", str(out)))
     assert rows == [["FILE", "BYTES", "SCORE"], [str(out / "image_0.png"), str(len(png)), "-0.5"]]
     assert score == -0.5
-    done = subprocess.run(
+    raw = subprocess.run(
         _argv(stack, "vm.generate", VISION, "a red boat", "-"), capture_output=True, timeout=30
     )
-    assert (done.returncode, done.stdout, done.stderr) == (0, png, b"")
+    assert (raw.returncode, raw.stdout, raw.stderr) == (0, png, b"")
     (tmp_path / "file").write_text("")
     done = saxgw(stack, "vm.generate", VISION, "a red boat", str(tmp_path / "file"))
     assert (done.returncode, done.stdout, done.stderr) == (

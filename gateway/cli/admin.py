@@ -188,7 +188,11 @@ def stats(session: Session, args: argparse.Namespace) -> None:
                 failed[name] = exc
     _show_stats(session, results, failed)
     for name, error in failed.items():
-        print(f"saxgw: {name}: {error.code().name}: {error.details()}", file=sys.stderr)
+        if session.json:  # errors as JSON too, one line each, as `report` prints them
+            shown = {"name": name, "code": error.code().value[0], "message": error.details()}
+            print(json.dumps(shown, ensure_ascii=False), file=sys.stderr)
+        else:
+            print(f"saxgw: {name}: {error.code().name}: {error.details()}", file=sys.stderr)
     if failed:
         raise Incomplete
 

@@ -314,6 +314,15 @@ def test_stats_of_every_cell_survives_a_dead_one(
     else:
         assert "/sax/test  CPU        1              1" in out.getvalue()
         assert "/sax/test  p.M         1" in out.getvalue()
-    assert capsys.readouterr().err.startswith(
-        "saxgw: /sax/dead: UNAVAILABLE: the admin server of cell /sax/dead at 127.0.0.1:1"
-    )
+    err = capsys.readouterr().err
+    if as_json:  # errors as JSON on stderr too: was a text line
+        assert json.loads(err) == {
+            "name": "/sax/dead",
+            "code": 14,
+            "message": "the admin server of cell /sax/dead at 127.0.0.1:1 is unreachable",
+        }
+    else:
+        assert err == (
+            "saxgw: /sax/dead: UNAVAILABLE: the admin server of cell /sax/dead at 127.0.0.1:1 "
+            "is unreachable\n"
+        )

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import re
 import select
 import sys
 import threading
@@ -23,7 +21,7 @@ from functools import partial
 from typing import Any, TextIO, TypeAlias, TypeVar
 
 import grpc
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 from saxgateway.v1 import gateway_pb2_grpc
@@ -41,8 +39,8 @@ from gateway.cli._hints import (
     UNIMPLEMENTED_BY_CELL,
     WATCH_ENDED,
 )
+from gateway.cli._inputs import InputError, UsageError, duration
 from gateway.cli._numbers import number, shorten
-from gateway.common.flags import seconds
 from gateway.config import MIB
 
 DEFAULT_GATEWAY = "localhost:8888"
@@ -135,36 +133,6 @@ class Incomplete(Exception):
     were printed. The command exits 1."""
 
 
-class UsageError(Exception):
-    """Arguments that parse but do not fit together (found by the command, before any call).
-    The command exits 2, as for arguments argparse refuses."""
-
-
-class InputError(Exception):
-    """An input the command could not read or send (a missing, empty or unreadable file, text
-    that is not UTF-8); ``hint`` says what the argument should be. The command exits 1."""
-
-    def __init__(self, message: str, hint: str) -> None:
-        super().__init__(message)
-        self.hint = hint
-
-
-_DURATION = re.compile(r"(?:(\d+(?:\.\d*)?|\.\d+)(h|ms|us|µs|ns|m|s))+")
-_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
-
-
-def duration(text: str) -> float:
-    """``--timeout``: seconds (``2.5``), or a Go duration as saxutil's ``-sax_timeout`` takes
-    it (``90s``, ``1m30s``, ``500ms``); positive either way."""
-    if _DURATION.fullmatch(text.strip()):
-        parts = re.findall(r"(\d+(?:\.\d*)?|\.\d+)(h|ms|us|µs|ns|m|s)", text)
-        total = sum(float(n) * _UNIT_SECONDS[unit] for n, unit in parts)
-        if total > 0:
-            return total
-        raise argparse.ArgumentTypeError(f"expected a positive duration, got {text!r}")
-    return seconds(text)
-
-
 def add_command(
     commands: Commands, name: str, usage: str, synopsis: str, run: Run
 ) -> argparse.ArgumentParser:
@@ -227,83 +195,6 @@ def _report_input(message: str, hint_text: str, args: argparse.Namespace, err: T
     return 1
 
 
-# Inputs.
-
-
-def text_arg(value: str, name: str = "TEXT") -> str:
-    """A QUERY or TEXT argument; ``-`` reads it from stdin (as UTF-8)."""
-    if value != "-":
-        return value
-    try:
-        return sys.stdin.buffer.read().decode()
-    except UnicodeDecodeError as exc:
-        raise InputError(
-            f"{name} from stdin is not valid UTF-8 text (byte {exc.start})",
-            "pipe UTF-8 text into `-`; images and audio go to vm.* and am.* as files",
-        ) from None
-
-
-def file_arg(path: str, name: str, kind: str) -> bytes:
-    """An IMAGE_FILE or AUDIO_FILE argument (``kind`` says what it holds: "an encoded image");
-    ``-`` reads stdin's bytes. A file that cannot be read, or is empty, is an InputError."""
-    hint_text = f"{name} is the path of a file holding {kind}; - reads it from stdin"
-    where = "stdin" if path == "-" else path
-    try:
-        if path == "-":
-            data = sys.stdin.buffer.read()
-        else:
-            with open(path, "rb") as file:
-                data = file.read()
-    except OSError as exc:
-        raise InputError(f"cannot read {name} {where}: {exc.strerror}", hint_text) from None
-    if not data:
-        raise InputError(f"{name} {where} is empty", hint_text)
-    return data
-
-
-def pair(text: str) -> tuple[str, str]:
-    """One ``k=v`` argument (an override or an extra input)."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected k=v, got {text!r}")
-    return key, value
-
-
-def extra_arg(text: str) -> list[tuple[str, str]]:
-    """One ``--extra`` argument: ``k=v``, or saxutil's ``k:v[,k:v...]`` (whichever separator
-    comes first decides, so ``stop=a:b`` and ``stop:a=b`` both keep their value whole)."""
-    equals, colon = text.find("="), text.find(":")
-    if equals >= 0 and (colon < 0 or equals < colon):
-        return [pair(text)]
-    items = []
-    for item in text.split(","):
-        key, sep, value = item.partition(":")
-        if not sep or not key:
-            raise argparse.ArgumentTypeError(f"expected k=v or saxutil's k:v,k:v, got {text!r}")
-        items.append((key, value))
-    return items
-
-
-def extra_inputs(pairs: Iterable[tuple[str, str]]) -> dict[str, struct_pb2.Value]:
-    """``--extra`` values as the request's extra_inputs, read as saxutil reads them: a quoted
-    value (``"1"`` or ``'1'``) is a string without its quotes, a finite number is a number,
-    anything else a string."""
-    values: dict[str, struct_pb2.Value] = {}
-    for key, raw in pairs:
-        if len(raw) >= 2 and raw[0] in "\"'" and raw[-1] == raw[0]:
-            values[key] = struct_pb2.Value(string_value=raw[1:-1])
-            continue
-        try:
-            number_value = float(raw)
-        except ValueError:
-            number_value = math.nan
-        if math.isfinite(number_value):
-            values[key] = struct_pb2.Value(number_value=number_value)
-        else:
-            values[key] = struct_pb2.Value(string_value=raw)
-    return values
-
-
 # Output.
 
 
@@ -358,7 +249,11 @@ def report(exc: grpc.RpcError, args: argparse.Namespace, err: TextIO) -> int:
     advice = hint(code, args, fields_named=bool(violations), details=message)
     if getattr(args, "json", False):  # as the HTTP API's error body, with the hint beside it
         status = _status(exc) or status_pb2.Status(code=code.value[0], message=message)
-        print(json.dumps({**to_dict(status), "hint": advice}, ensure_ascii=False), file=err)
+        try:
+            body = to_dict(status)
+        except TypeError:  # a detail of a type this build does not know: leave details out
+            body = {"code": status.code, "message": status.message, "details": []}
+        print(json.dumps({**body, "hint": advice}, ensure_ascii=False), file=err)
         return 1
     lines = [f"saxgw: {code.name}: {message or 'no details'}"]
     # A violation the message already says (the gateway's usual "field: why") is not repeated.

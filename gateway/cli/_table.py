@@ -18,7 +18,8 @@ from typing import Any
 
 from google.protobuf import struct_pb2
 
-from gateway.cli._common import Commands, Run, add_command, extra_arg, extra_inputs
+from gateway.cli._common import Commands, Run, add_command
+from gateway.cli._inputs import extra_arg, extra_inputs
 
 
 @dataclass(frozen=True)

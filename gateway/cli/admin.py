@@ -18,11 +18,11 @@ from gateway.cli._common import (
     Session,
     cancel_on_hangup,
     fields,
-    pair,
     table,
     to_dict,
     to_json,
 )
+from gateway.cli._inputs import pair
 from gateway.cli._table import ID, arg, command, register_all
 from gateway.common.flags import replicas
 

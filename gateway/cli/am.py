@@ -6,7 +6,8 @@ import argparse
 
 from saxgateway.v1 import gateway_pb2 as pb
 
-from gateway.cli._common import Commands, Session, file_arg
+from gateway.cli._common import Commands, Session
+from gateway.cli._inputs import file_arg
 from gateway.cli._table import EXTRA, ID, arg, command, model_inputs, register_all
 from gateway.cli.lm import texts_table
 

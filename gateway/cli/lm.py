@@ -10,13 +10,12 @@ from saxgateway.v1 import gateway_pb2 as pb
 from gateway.cli._common import (
     Commands,
     Session,
-    UsageError,
     fields,
     floats,
     print_stream_json,
     table,
-    text_arg,
 )
+from gateway.cli._inputs import UsageError, text_arg
 from gateway.cli._table import EXTRA, ID, arg, command, model_inputs, register_all
 
 PREFIX = arg("prefix", help="- reads stdin")

@@ -11,14 +11,11 @@ from saxgateway.v1 import gateway_pb2 as pb
 
 from gateway.cli._common import (
     Commands,
-    InputError,
     Session,
-    UsageError,
-    file_arg,
     floats,
     table,
-    text_arg,
 )
+from gateway.cli._inputs import InputError, UsageError, file_arg, text_arg
 from gateway.cli._table import EXTRA, ID, arg, command, model_inputs, register_all
 from gateway.cli.lm import texts_table
 

@@ -167,13 +167,22 @@ def dispatch(run: Run, args: argparse.Namespace) -> int:
         return 2
     except InputError as exc:
         return _report_input(str(exc), exc.hint, args, sys.stderr)
-    except UnicodeEncodeError:  # an argument from argv that is not UTF-8 (protobuf refuses it)
-        return _report_input(
-            "an argument is not valid UTF-8 text",
-            "give text arguments in UTF-8; binary inputs go in files",
-            args,
-            sys.stderr,
+    except UnicodeEncodeError as exc:
+        if exc.encoding == "utf-8":  # an argument from argv that is not UTF-8: protobuf refused it
+            return _report_input(
+                "an argument is not valid UTF-8 text",
+                "give text arguments in UTF-8; binary inputs go in files",
+                args,
+                sys.stderr,
+            )
+        # stdout cannot hold the output (a reply in CJK to an ASCII-only locale).
+        print(
+            f"saxgw: cannot print the output in {exc.encoding}: "
+            f"it holds U+{ord(exc.object[exc.start]):04X}"
+            "\nhint: use a UTF-8 locale (LANG=C.UTF-8) or set PYTHONIOENCODING=utf-8",
+            file=sys.stderr,
         )
+        return 1
     except BrokenPipeError:  # e.g. `saxgw ... | head`: stop quietly, as cat does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

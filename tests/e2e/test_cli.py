@@ -348,6 +348,19 @@ def test_unicode_prompts_from_argv_and_stdin(stack: Stack) -> None:
     assert as_json == {"texts": [{"text": prompt, "score": -0.3}]}
 
 
+def test_output_a_terminal_cannot_show_is_one_line_and_a_hint(stack: Stack) -> None:
+    # Was a UnicodeEncodeError traceback on an ASCII-only stdout.
+    ascii_only = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    argv = _argv(stack, "lm.generate", ECHO, "世界")
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, env=ascii_only)
+    assert (done.returncode, done.stdout, done.stderr) == (
+        1,
+        "",
+        "saxgw: cannot print the output in ascii: it holds U+4E16\n"
+        "hint: use a UTF-8 locale (LANG=C.UTF-8) or set PYTHONIOENCODING=utf-8\n",
+    )
+
+
 def test_saxutils_one_dash_flags_and_extra_inputs(stack: Stack) -> None:
     # saxutil (Go's flag package) takes -stream, -extra=k:v,k:v, -n=N, -terse, -replicas=N
     # and -sax_timeout=DURATION before the arguments; each was a usage error (exit 2).

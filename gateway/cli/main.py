@@ -9,11 +9,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from gateway import __version__
-
 
 def parser() -> argparse.ArgumentParser:
     """The full command-line grammar."""
+    from gateway import __version__
     from gateway.cli import admin, am, lm, ops, run, vm
     from gateway.cli._common import add_global_flags
     from gateway.cli._help import Parser, show_defaults

@@ -480,10 +480,21 @@ def test_ctrl_c_while_starting_is_quiet() -> None:
             stderr=subprocess.PIPE,
             text=True,
         )
-    time.sleep(0.15)
+    # While it imports grpc (its C core is mapped), well inside saxgw's own code; earlier,
+    # Python itself may not be ready for Ctrl-C yet.
+    while b"cygrpc" not in _maps(proc.pid):
+        time.sleep(0.002)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert (proc.returncode, out, err) == (130, "", "")
+
+
+def _maps(pid: int) -> bytes:
+    """What process ``pid`` has mapped (Linux's /proc): its shared libraries among them."""
+    try:
+        return Path(f"/proc/{pid}/maps").read_bytes()
+    except FileNotFoundError:  # it exited: the assertion after says how
+        return b"cygrpc"
 
 
 def _model_server_ports(stack: Stack) -> tuple[int, ...]:

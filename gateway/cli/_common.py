@@ -12,14 +12,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import sys
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TextIO, TypeAlias, TypeVar
 
 import grpc
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 from saxgateway.v1 import gateway_pb2_grpc
@@ -35,9 +37,10 @@ from gateway.cli._hints import (
     NOT_GRPC,
     NOT_GRPC_DETAILS,
     UNIMPLEMENTED_BY_CELL,
+    WATCH_ENDED,
 )
+from gateway.cli._inputs import InputError, UsageError, duration
 from gateway.cli._numbers import number, shorten
-from gateway.common.flags import seconds
 from gateway.config import MIB
 
 DEFAULT_GATEWAY = "localhost:8888"
@@ -67,10 +70,11 @@ def add_global_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> None
     )
     parser.add_argument(
         "--timeout",
-        type=seconds,
+        type=duration,
         default=default(None),
         metavar="SECONDS",
-        help="deadline of the call (default: the gateway's)",
+        help="deadline of the call: seconds, or a duration as saxutil takes it (90s, 1m30s, "
+        "500ms) (default: the gateway's)",
     )
     parser.add_argument(
         "--json",
@@ -158,50 +162,46 @@ def dispatch(run: Run, args: argparse.Namespace) -> int:
         return report(exc, args, sys.stderr)
     except Incomplete:
         return 1
+    except UsageError as exc:
+        print(f"saxgw {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except InputError as exc:
+        return _report_input(str(exc), exc.hint, args, sys.stderr)
+    except UnicodeEncodeError as exc:
+        if exc.encoding == "utf-8":  # an argument from argv that is not UTF-8: protobuf refused it
+            return _report_input(
+                "an argument is not valid UTF-8 text",
+                "give text arguments in UTF-8; binary inputs go in files",
+                args,
+                sys.stderr,
+            )
+        # stdout cannot hold the output (a reply in CJK to an ASCII-only locale).
+        print(
+            f"saxgw: cannot print the output in {exc.encoding}: "
+            f"it holds U+{ord(exc.object[exc.start]):04X}"
+            "\nhint: use a UTF-8 locale (LANG=C.UTF-8) or set PYTHONIOENCODING=utf-8",
+            file=sys.stderr,
+        )
+        return 1
     except BrokenPipeError:  # e.g. `saxgw ... | head`: stop quietly, as cat does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except OSError as exc:
         print(f"saxgw: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C: as a shell reports a command SIGINT ended
         return 130
     return 0
 
 
-# Inputs.
-
-
-def text_arg(value: str) -> str:
-    """A QUERY or TEXT argument; ``-`` reads it from stdin."""
-    return sys.stdin.read() if value == "-" else value
-
-
-def file_arg(path: str) -> bytes:
-    """An IMAGE_FILE or AUDIO_FILE argument; ``-`` reads stdin's bytes."""
-    if path == "-":
-        return sys.stdin.buffer.read()
-    with open(path, "rb") as file:
-        return file.read()
-
-
-def pair(text: str) -> tuple[str, str]:
-    """One ``k=v`` argument (an override or an extra input)."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected k=v, got {text!r}")
-    return key, value
-
-
-def extra_inputs(pairs: Iterable[tuple[str, str]]) -> dict[str, struct_pb2.Value]:
-    """``--extra`` values as the request's extra_inputs: numbers if they parse, else strings."""
-    values: dict[str, struct_pb2.Value] = {}
-    for key, raw in pairs:
-        try:
-            values[key] = struct_pb2.Value(number_value=float(raw))
-        except ValueError:
-            values[key] = struct_pb2.Value(string_value=raw)
-    return values
+def _report_input(message: str, hint_text: str, args: argparse.Namespace, err: TextIO) -> int:
+    if args.json:
+        # Shaped as a failed call's error: INVALID_ARGUMENT, as the gateway would answer it.
+        error = {"code": grpc.StatusCode.INVALID_ARGUMENT.value[0], "message": message}
+        print(json.dumps({**error, "details": [], "hint": hint_text}, ensure_ascii=False), file=err)
+    else:
+        print(f"saxgw: {message}\nhint: {hint_text}", file=err)
+    return 1
 
 
 # Output.
@@ -253,29 +253,48 @@ def _cell(value: object) -> str:
 def report(exc: grpc.RpcError, args: argparse.Namespace, err: TextIO) -> int:
     """Prints a failed call's status, the fields at fault and a hint; returns the exit status."""
     code: grpc.StatusCode = exc.code()
+    message = exc.details() or ""
     violations = field_violations(exc)
-    lines = [f"saxgw: {code.name}: {exc.details() or 'no details'}"]
-    lines += [f"  {field}: {why}" for field, why in violations]
-    lines.append(
-        "hint: " + hint(code, args, fields_named=bool(violations), details=exc.details() or "")
-    )
+    advice = hint(code, args, fields_named=bool(violations), details=message)
+    if getattr(args, "json", False):  # as the HTTP API's error body, with the hint beside it
+        status = _status(exc) or status_pb2.Status(code=code.value[0], message=message)
+        try:
+            body = to_dict(status)
+        except TypeError:  # a detail of a type this build does not know: leave details out
+            body = {"code": status.code, "message": status.message, "details": []}
+        print(json.dumps({**body, "hint": advice}, ensure_ascii=False), file=err)
+        return 1
+    lines = [f"saxgw: {code.name}: {message or 'no details'}"]
+    # A violation the message already says (the gateway's usual "field: why") is not repeated.
+    lines += [
+        f"  {field}: {why}"
+        for field, why in violations
+        if why != message and f"{field}: {why}" not in message
+    ]
+    lines.append("hint: " + advice)
     print("\n".join(lines), file=err)
     return 1
 
 
-def field_violations(exc: grpc.RpcError) -> list[tuple[str, str]]:
-    """The google.rpc.BadRequest field violations in a status' details, if any."""
+def _status(exc: grpc.RpcError) -> status_pb2.Status | None:
+    """The google.rpc.Status a failed call's trailers carry, if any."""
     # grpc's trailers are (key, value) named tuples; types-grpcio types them as a class that
     # does not unpack, which they do.
     trailers: Sequence[tuple[str, str | bytes]] = exc.trailing_metadata() or ()  # type: ignore[assignment]
-    violations = []
     for key, value in trailers:
-        if key != _DETAILS_KEY or not isinstance(value, bytes):
-            continue
-        for detail in status_pb2.Status.FromString(value).details:
-            bad = error_details_pb2.BadRequest()
-            if detail.Unpack(bad):
-                violations += [(v.field, v.description) for v in bad.field_violations]
+        if key == _DETAILS_KEY and isinstance(value, bytes):
+            return status_pb2.Status.FromString(value)
+    return None
+
+
+def field_violations(exc: grpc.RpcError) -> list[tuple[str, str]]:
+    """The google.rpc.BadRequest field violations in a status' details, if any."""
+    status = _status(exc)
+    violations = []
+    for detail in status.details if status else ():
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            violations += [(v.field, v.description) for v in bad.field_violations]
     return violations
 
 
@@ -296,6 +315,8 @@ def hint(
         text = CELL_NOT_FOUND
     if code == grpc.StatusCode.UNAVAILABLE and CELL_UNREACHABLE in details:
         text = CELL_DOWN
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED and getattr(args, "command", "") == "watch":
+        text = WATCH_ENDED
     if any(marker in details for marker in NOT_GRPC_DETAILS):
         text = NOT_GRPC
     target = getattr(args, "id", None) or "ID"
@@ -314,3 +335,26 @@ def print_stream_json(messages: Iterable[Message], out: TextIO) -> None:
     for message in messages:
         out.write(to_json(message) + "\n")
         out.flush()
+
+
+def cancel_on_hangup(call: grpc.RpcContext, out: TextIO) -> threading.Event:
+    """Cancels the streaming ``call`` when ``out``'s reader goes away (`saxgw watch | head -1`);
+    the returned event is set if it did. A closed pipe is otherwise noticed only at the next
+    write, and a watch may not write for hours."""
+    hung_up = threading.Event()
+    try:
+        fd = out.fileno()
+    except (OSError, ValueError):  # not a real file (a test's StringIO): nothing to watch
+        return hung_up
+    poller = select.poll()
+    poller.register(fd, 0)  # POLLERR and POLLHUP are always reported
+
+    def watch_out() -> None:
+        while call.is_active():
+            if poller.poll(200):
+                hung_up.set()
+                call.cancel()
+                return
+
+    threading.Thread(target=watch_out, name="saxgw-hangup", daemon=True).start()
+    return hung_up

@@ -10,6 +10,7 @@ import argparse
 import difflib
 import re
 import sys
+from collections.abc import Sequence
 from typing import NoReturn
 
 _INVALID_CHOICE = re.compile(r"argument COMMAND: invalid choice: '([^']*)'")
@@ -66,3 +67,48 @@ def show_defaults(parser: argparse.ArgumentParser) -> None:
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
                 show_defaults(sub)
+
+
+def go_style_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
+    """``argv`` with saxutil's one-dash long flags (Go's flag package: ``-stream``,
+    ``-extra=temperature:0.5``, ``-replicas=2``, ``-sax_timeout=10s``) spelled as argparse
+    takes them (``--stream``, ...). Only names that are long options of saxgw are rewritten;
+    ``-`` (stdin), negative numbers and anything after ``--`` are left alone. Go's flag takes
+    one value after ``-extra V``: it becomes ``--extra=V``, which does not take the ID and
+    QUERY after it as more values, as ``--extra V ID QUERY`` would."""
+    long_options, greedy = _long_options(parser)
+    out: list[str] = []
+    tokens = iter(enumerate(argv))
+    for index, token in tokens:
+        if token == "--":
+            return out + list(argv[index:])
+        one_dash = token.startswith("-") and not token.startswith("--")
+        name, sep, value = token.lstrip("-").partition("=")
+        name = _SAXUTIL_NAMES.get(name, name)
+        if token.startswith("-") and token != "-" and f"--{name}" in long_options:
+            if one_dash and not sep and f"--{name}" in greedy and index + 1 < len(argv):
+                sep, value = "=", next(tokens)[1]
+            token = f"--{name}{sep}{value}"
+        out.append(token)
+    return out
+
+
+# saxutil's flags that saxgw names otherwise.
+_SAXUTIL_NAMES = {"sax_timeout": "timeout"}
+
+
+def _long_options(parser: argparse.ArgumentParser) -> tuple[set[str], set[str]]:
+    """Every long option of ``parser`` and its commands, and those that take several values."""
+    names: set[str] = set()
+    greedy: set[str] = set()
+    for action in parser._actions:
+        longs = {s for s in action.option_strings if s.startswith("--")}
+        names |= longs
+        if action.nargs in (argparse.ONE_OR_MORE, argparse.ZERO_OR_MORE):
+            greedy |= longs
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                sub_names, sub_greedy = _long_options(sub)
+                names |= sub_names
+                greedy |= sub_greedy
+    return names, greedy

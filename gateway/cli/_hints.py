@@ -75,3 +75,5 @@ NOT_GRPC = (
     "{gateway} answered, but it is not the gateway's gRPC port: point --gateway at Envoy's "
     "public port (`saxgw up --port`, 8888) or a gateway port (--gateway-ports)"
 )
+# DEADLINE_EXCEEDED of `watch`: its --timeout is how long to watch, not a call that was slow.
+WATCH_ENDED = "the watch ran for --timeout; without --timeout it runs until Ctrl-C"

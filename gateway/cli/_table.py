@@ -18,7 +18,8 @@ from typing import Any
 
 from google.protobuf import struct_pb2
 
-from gateway.cli._common import Commands, Run, add_command, extra_inputs, pair
+from gateway.cli._common import Commands, Run, add_command
+from gateway.cli._inputs import extra_arg, extra_inputs
 
 
 @dataclass(frozen=True)
@@ -39,12 +40,13 @@ def arg(*flags: str, **options: Any) -> Arg:
 ID = arg("id", help=None)
 EXTRA = arg(
     "--extra",
-    type=pair,
+    type=extra_arg,
     nargs="+",
     action="extend",
     default=[],
     metavar="k=v",
-    help="extra input, e.g. temperature=0.5 (numbers are sent as numbers)",
+    help="extra inputs, e.g. temperature=0.5, or as saxutil takes them: temperature:0.5,n:2 "
+    "(numbers are sent as numbers; a quoted value, '\"1\"', as a string)",
 )
 
 
@@ -83,5 +85,6 @@ def register_all(commands: Commands, table: Iterable[Command]) -> None:
 
 def model_inputs(args: argparse.Namespace) -> dict[str, Any]:
     """The request fields every data command sends: the model ID and its ``--extra`` inputs."""
-    extra: dict[str, struct_pb2.Value] = extra_inputs(args.extra)
+    # Each --extra value is a list of pairs (saxutil's form holds several).
+    extra: dict[str, struct_pb2.Value] = extra_inputs(p for group in args.extra for p in group)
     return {"model": args.id, "extra_inputs": extra}

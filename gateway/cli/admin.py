@@ -16,12 +16,13 @@ from gateway.cli._common import (
     Commands,
     Incomplete,
     Session,
+    cancel_on_hangup,
     fields,
-    pair,
     table,
     to_dict,
     to_json,
 )
+from gateway.cli._inputs import pair
 from gateway.cli._table import ID, arg, command, register_all
 from gateway.common.flags import replicas
 
@@ -168,10 +169,10 @@ def update(session: Session, args: argparse.Namespace) -> None:
     "stats",
     "[ID]",
     "show model-server types and replicas of cells or a model",
-    arg("id", nargs="?", metavar="ID", help="a cell or a model; default: all cells"),
+    arg("id", nargs="?", metavar="ID", help="a cell or a model; default (or /sax): all cells"),
 )
 def stats(session: Session, args: argparse.Namespace) -> None:
-    if args.id is not None:
+    if args.id is not None and not is_root(args.id):  # /sax: every cell, as `ls /sax` lists
         results = [(args.id, session.call(session.stub.GetStats, pb.GetStatsRequest(name=args.id)))]
         failed: dict[str, grpc.RpcError] = {}
     else:
@@ -187,7 +188,11 @@ def stats(session: Session, args: argparse.Namespace) -> None:
                 failed[name] = exc
     _show_stats(session, results, failed)
     for name, error in failed.items():
-        print(f"saxgw: {name}: {error.code().name}: {error.details()}", file=sys.stderr)
+        if session.json:  # errors as JSON too, one line each, as `report` prints them
+            shown = {"name": name, "code": error.code().value[0], "message": error.details()}
+            print(json.dumps(shown, ensure_ascii=False), file=sys.stderr)
+        else:
+            print(f"saxgw: {name}: {error.code().name}: {error.details()}", file=sys.stderr)
     if failed:
         raise Incomplete
 
@@ -199,8 +204,8 @@ def _show_stats(
 ) -> None:
     if session.json:
         by_name: dict[str, object] = {name: to_dict(stats) for name, stats in results}
-        by_name |= {
-            name: {"error": {"code": exc.code().name, "message": exc.details()}}
+        by_name |= {  # shaped as the HTTP API's errors (and saxgw's own with --json)
+            name: {"error": {"code": exc.code().value[0], "message": exc.details() or ""}}
             for name, exc in failed.items()
         }
         session.out.write(json.dumps(dict(sorted(by_name.items())), indent=2) + "\n")
@@ -224,6 +229,7 @@ def watch(session: Session, args: argparse.Namespace) -> None:
     stream = session.stub.WatchAddresses(
         pb.WatchAddressesRequest(model=args.id), timeout=session.timeout
     )
+    hung_up = cancel_on_hangup(stream, session.out)
     try:
         for update in stream:
             if update.HasField("error"):
@@ -235,8 +241,13 @@ def watch(session: Session, args: argparse.Namespace) -> None:
                 stamp = time.strftime("%H:%M:%S")
                 session.out.write(f"{stamp}  {len(update.addresses)} address(es): {addresses}\n")
             session.out.flush()
-    except KeyboardInterrupt:
-        stream.cancel()  # Ctrl-C is how a watch ends
+    except grpc.RpcError:
+        if hung_up.is_set():  # cancelled because stdout's reader left: end as a write would
+            raise BrokenPipeError from None
+        raise
+    finally:
+        # Ctrl-C (exit 130) or a failure: end the call rather than leave grpc to.
+        stream.cancel()
 
 
 @command(

@@ -6,7 +6,8 @@ import argparse
 
 from saxgateway.v1 import gateway_pb2 as pb
 
-from gateway.cli._common import Commands, Session, file_arg
+from gateway.cli._common import Commands, Session
+from gateway.cli._inputs import file_arg
 from gateway.cli._table import EXTRA, ID, arg, command, model_inputs, register_all
 from gateway.cli.lm import texts_table
 
@@ -20,7 +21,9 @@ from gateway.cli.lm import texts_table
     EXTRA,
 )
 def recognize(session: Session, args: argparse.Namespace) -> None:
-    request = pb.RecognizeRequest(audio_bytes=file_arg(args.audio), **model_inputs(args))
+    request = pb.RecognizeRequest(
+        audio_bytes=file_arg(args.audio, "AUDIO_FILE", "audio (e.g. WAV)"), **model_inputs(args)
+    )
     session.show(session.stub.Recognize, request, lambda done: texts_table(done.texts))
 
 

@@ -14,8 +14,8 @@ from gateway.cli._common import (
     floats,
     print_stream_json,
     table,
-    text_arg,
 )
+from gateway.cli._inputs import UsageError, text_arg
 from gateway.cli._table import EXTRA, ID, arg, command, model_inputs, register_all
 
 PREFIX = arg("prefix", help="- reads stdin")
@@ -28,20 +28,36 @@ def texts_table(texts: Iterable[pb.DecodedText]) -> str:
 
 @command(
     "lm.generate",
-    "ID QUERY [--stream] [--extra k=v ...]",
+    "ID QUERY [--stream] [-n N] [--terse] [--extra k=v ...]",
     "use a language model to generate suffixes from a prefix",
     ID,
     arg("query", help="the prompt; - reads stdin"),
     arg("--stream", action="store_true", help="print the text as it is generated"),
+    arg("-n", type=int, default=0, metavar="N", help="print at most N samples; 0: all"),
+    arg("--terse", action="store_true", help="print only the samples' texts, best first"),
     EXTRA,
 )
 def generate(session: Session, args: argparse.Namespace) -> None:
-    query = text_arg(args.query)
+    if args.stream and (args.n or args.terse):
+        raise UsageError("-n and --terse print whole samples: they do not go with --stream")
+    if args.n < 0:
+        raise UsageError(f"-n must be 0 (all samples) or more, got {args.n}")
+    query = text_arg(args.query, "QUERY")
     if not args.stream:
         done = session.call(
             session.stub.Generate, pb.GenerateRequest(query=query, **model_inputs(args))
         )
-        session.emit(done, texts_table(done.texts))
+        texts = list(done.texts)
+        if args.terse:  # best first, as saxutil's -terse prints them
+            texts.sort(key=lambda t: t.score, reverse=True)
+        if args.n:
+            del texts[args.n :]
+            del done.texts[args.n :]  # --json prints the samples the table shows
+        if args.terse and not session.json:
+            session.out.write("".join(f"{t.text}\n" for t in texts))
+            session.out.flush()
+            return
+        session.emit(done, texts_table(texts))
         return
     stream = session.stub.GenerateStream(
         pb.GenerateStreamRequest(query=query, **model_inputs(args)), timeout=session.timeout
@@ -89,7 +105,7 @@ def stream_text(
 )
 def score(session: Session, args: argparse.Namespace) -> None:
     request = pb.ScoreRequest(
-        prefix=text_arg(args.prefix), suffix=args.suffix, **model_inputs(args)
+        prefix=text_arg(args.prefix, "PREFIX"), suffix=args.suffix, **model_inputs(args)
     )
     session.show(
         session.stub.Score,
@@ -122,7 +138,7 @@ def embed(session: Session, args: argparse.Namespace) -> None:
 )
 def gradient(session: Session, args: argparse.Namespace) -> None:
     request = pb.GradientRequest(
-        prefix=text_arg(args.prefix), suffix=args.suffix, **model_inputs(args)
+        prefix=text_arg(args.prefix, "PREFIX"), suffix=args.suffix, **model_inputs(args)
     )
     done = session.call(session.stub.Gradient, request)
     rows = [("SCORE", floats(done.score))]

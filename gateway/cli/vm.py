@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
 from saxgateway.v1 import gateway_pb2 as pb
 
-from gateway.cli._common import Commands, Session, file_arg, floats, table, text_arg
+from gateway.cli._common import (
+    Commands,
+    Session,
+    floats,
+    table,
+)
+from gateway.cli._inputs import InputError, UsageError, file_arg, text_arg
 from gateway.cli._table import EXTRA, ID, arg, command, model_inputs, register_all
 from gateway.cli.lm import texts_table
 
@@ -20,7 +27,7 @@ _SIGNATURES = ((b"\x89PNG\r\n\x1a\n", ".png"), (b"\xff\xd8\xff", ".jpg"), (b"GIF
 
 def image_inputs(args: argparse.Namespace) -> dict[str, Any]:
     """The request fields of a command that takes ``IMAGE``: model, extra inputs and image."""
-    return {**model_inputs(args), "image_bytes": file_arg(args.image)}
+    return {**model_inputs(args), "image_bytes": file_arg(args.image, "IMAGE_FILE", "an image")}
 
 
 def image_suffix(data: bytes) -> str:
@@ -36,23 +43,48 @@ def classify(session: Session, args: argparse.Namespace) -> None:
 
 @command(
     "vm.generate",
-    "ID TEXT --out DIR",
+    "ID TEXT OUTPUT_DIR",
     "use a vision model to generate images from text",
     ID,
     arg("text", help="the prompt; - reads stdin"),
-    arg("--out", required=True, metavar="DIR", help="where to write images"),
+    arg(
+        "out_dir",
+        nargs="?",
+        metavar="OUTPUT_DIR",
+        help="where to write images (made if missing); - writes the images to stdout",
+    ),
+    arg("--out", metavar="DIR", help="OUTPUT_DIR, as a flag"),
     EXTRA,
 )
 def generate(session: Session, args: argparse.Namespace) -> None:
+    target = args.out or args.out_dir
+    if not target or (args.out and args.out_dir):
+        raise UsageError("give one OUTPUT_DIR (or --out DIR); - writes the images to stdout")
+    if target == "-" and session.json:
+        raise UsageError("--json and OUTPUT_DIR - both print to stdout: give a directory")
+    out = Path(target)
+    if target != "-" and out.exists() and not out.is_dir():  # refused before the call, not after
+        raise InputError(
+            f"OUTPUT_DIR {target} is not a directory", "give a directory, or - for stdout"
+        )
     request = pb.TextToImageRequest(text=text_arg(args.text), **model_inputs(args))
     done = session.call(session.stub.TextToImage, request)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for index, image in enumerate(done.images):
-        path = out / f"image_{index}{image_suffix(image.image)}"
-        path.write_bytes(image.image)
-        rows.append((str(path), len(image.image), image.score))
+    if target == "-":  # the images back to back, as saxutil pipes them (`... - | display`)
+        for image in done.images:
+            sys.stdout.buffer.write(image.image)
+        sys.stdout.buffer.flush()
+        return
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        rows = []
+        for index, image in enumerate(done.images):
+            path = out / f"image_{index}{image_suffix(image.image)}"
+            path.write_bytes(image.image)
+            rows.append((str(path), len(image.image), image.score))
+    except OSError as exc:
+        raise InputError(
+            f"cannot write images to {target}: {exc.strerror}", "give a directory you can write"
+        ) from None
     # With --json the images are base64 in the output as well as in the files.
     session.emit(done, table(("FILE", "BYTES", "SCORE"), rows))
 

@@ -14,6 +14,7 @@ from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.cli import _common, admin, am, lm, vm
+from gateway.cli._help import go_style_flags
 from gateway.cli.main import parser
 
 USAGES = {
@@ -26,12 +27,12 @@ USAGES = {
     "wait": "ID [REPLICAS]",
     "getacl": "ID",
     "setacl": "ID ACL",
-    "lm.generate": "ID QUERY [--stream] [--extra k=v ...]",
+    "lm.generate": "ID QUERY [--stream] [-n N] [--terse] [--extra k=v ...]",
     "lm.score": "ID PREFIX SUFFIX [SUFFIX ...]",
     "lm.embed": "ID TEXT",
     "lm.gradient": "ID PREFIX SUFFIX",
     "vm.classify": "ID IMAGE_FILE",
-    "vm.generate": "ID TEXT --out DIR",
+    "vm.generate": "ID TEXT OUTPUT_DIR",
     "vm.embed": "ID IMAGE_FILE",
     "vm.detect": "ID IMAGE_FILE [LABEL ...]",
     "vm.image_to_text": "ID IMAGE_FILE [PROMPT]",
@@ -77,12 +78,20 @@ def test_generate_flags() -> None:
         ["lm.generate", "--gateway", "h:1", "/sax/test/lm", "-", "--stream", "--extra", "t=0.5"]
     )
     assert (args.gateway, args.id, args.query, args.stream) == ("h:1", "/sax/test/lm", "-", True)
-    assert args.extra == [("t", "0.5")]
+    assert args.extra == [[("t", "0.5")]]
     args = parser().parse_args(
         ["lm.generate", "m", "q", "--extra", "a=1", "b=2", "--extra", "c=x", "--json"]
     )
-    assert args.extra == [("a", "1"), ("b", "2"), ("c", "x")]
+    assert args.extra == [[("a", "1")], [("b", "2")], [("c", "x")]]
     assert args.json is True
+    # saxutil's one-dash flags and its k:v,k:v extra inputs (Go's flag package).
+    args = parser().parse_args(
+        go_style_flags(
+            parser(),
+            ["lm.generate", "-stream", "-extra=t:0.5,stop:a=b", "-sax_timeout=1m30s", "m", "q"],
+        )
+    )
+    assert (args.stream, args.extra, args.timeout) == (True, [[("t", "0.5"), ("stop", "a=b")]], 90)
 
 
 @pytest.mark.parametrize(
@@ -91,7 +100,8 @@ def test_generate_flags() -> None:
         ["lm.generate", "m", "q", "--extra", "novalue"],
         ["lm.score", "m", "prefix"],  # at least one suffix
         ["publish", "m", "p", "c", "many"],
-        ["vm.generate", "m", "text"],  # --out is required
+        ["lm.generate", "m", "q", "--extra", "a:1,b"],  # saxutil's form, one pair short
+        ["ls", "--timeout", "0s"],
         ["ls", "--timeout", "0"],
         # Past int32 these were tracebacks (protobuf's ValueError), not usage errors.
         ["publish", "m", "p", "c", "99999999999"],
@@ -297,13 +307,22 @@ def test_stats_of_every_cell_survives_a_dead_one(
         assert shown["/sax/test"]["servers_by_model_path"] == {"p.M": 1}
         assert shown["/sax/dead"] == {
             "error": {
-                "code": "UNAVAILABLE",
+                "code": 14,  # as the HTTP API's error bodies number it
                 "message": "the admin server of cell /sax/dead at 127.0.0.1:1 is unreachable",
             }
         }
     else:
         assert "/sax/test  CPU        1              1" in out.getvalue()
         assert "/sax/test  p.M         1" in out.getvalue()
-    assert capsys.readouterr().err.startswith(
-        "saxgw: /sax/dead: UNAVAILABLE: the admin server of cell /sax/dead at 127.0.0.1:1"
-    )
+    err = capsys.readouterr().err
+    if as_json:  # errors as JSON on stderr too: was a text line
+        assert json.loads(err) == {
+            "name": "/sax/dead",
+            "code": 14,
+            "message": "the admin server of cell /sax/dead at 127.0.0.1:1 is unreachable",
+        }
+    else:
+        assert err == (
+            "saxgw: /sax/dead: UNAVAILABLE: the admin server of cell /sax/dead at 127.0.0.1:1 "
+            "is unreachable\n"
+        )

@@ -11,6 +11,7 @@ from google.protobuf import struct_pb2
 from saxgateway.v1 import gateway_pb2 as pb
 
 from gateway.cli import _common as c
+from gateway.cli import _inputs as inputs
 from gateway.cli._hints import HINTS
 from tests.unit._statuses import DETAILS_KEY, bad_request
 
@@ -40,15 +41,15 @@ def _args(**values: str) -> argparse.Namespace:
 
 
 def test_pair_splits_on_the_first_equals() -> None:
-    assert c.pair("text=a=b") == ("text", "a=b")
-    assert c.pair("empty=") == ("empty", "")
+    assert inputs.pair("text=a=b") == ("text", "a=b")
+    assert inputs.pair("empty=") == ("empty", "")
     for bad in ("novalue", "=v"):
         with pytest.raises(argparse.ArgumentTypeError):
-            c.pair(bad)
+            inputs.pair(bad)
 
 
 def test_extra_inputs_are_numbers_when_they_parse() -> None:
-    values = c.extra_inputs([("temperature", "0.5"), ("steps", "3"), ("mode", "fast")])
+    values = inputs.extra_inputs([("temperature", "0.5"), ("steps", "3"), ("mode", "fast")])
     assert values == {
         "temperature": struct_pb2.Value(number_value=0.5),
         "steps": struct_pb2.Value(number_value=3.0),
@@ -56,12 +57,22 @@ def test_extra_inputs_are_numbers_when_they_parse() -> None:
     }
 
 
+def test_extra_inputs_read_quotes_and_non_numbers_as_saxutil_does() -> None:
+    values = inputs.extra_inputs([("a", '"0.5"'), ("b", "'x'"), ("c", "nan"), ("d", "1e3")])
+    assert values == {
+        "a": struct_pb2.Value(string_value="0.5"),
+        "b": struct_pb2.Value(string_value="x"),
+        "c": struct_pb2.Value(string_value="nan"),
+        "d": struct_pb2.Value(number_value=1000.0),
+    }
+
+
 def test_text_and_file_arguments_read_stdin_for_dash(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"from stdin")))
-    assert c.text_arg("-") == "from stdin"
-    assert c.text_arg("literal") == "literal"
+    assert inputs.text_arg("-") == "from stdin"
+    assert inputs.text_arg("literal") == "literal"
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"\x89PNG")))
-    assert c.file_arg("-") == b"\x89PNG"
+    assert inputs.file_arg("-", "IMAGE_FILE", "an image") == b"\x89PNG"
 
 
 def test_table_aligns_columns_and_formats_floats() -> None:
@@ -137,8 +148,7 @@ def test_report_prints_field_violations_from_status_details() -> None:
     exc = FakeRpcError(grpc.StatusCode.INVALID_ARGUMENT, "suffix: required", trailers)
     assert c.report(exc, _args(id="/sax/test/lm"), err) == 1
     assert err.getvalue().splitlines() == [
-        "saxgw: INVALID_ARGUMENT: suffix: required",
-        "  suffix: required",
+        "saxgw: INVALID_ARGUMENT: suffix: required",  # the violation, said once
         "hint: fix the fields named above; `saxgw lm.score --help` shows the arguments",
     ]
 

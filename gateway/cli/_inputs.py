@@ -1,0 +1,123 @@
+"""What the client commands read: flag values, text and files, extra inputs and overrides,
+and the two ways reading them fails (`UsageError`, exit 2; `InputError`, exit 1, with a hint).
+
+    text_arg("-", "QUERY")                           # stdin, as UTF-8
+    file_arg(path, "IMAGE_FILE", "an image")         # bytes; a missing or empty file: InputError
+    extra_inputs(extra_arg("temperature:0.5,n:2"))   # saxutil's form, or k=v
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+from collections.abc import Iterable
+
+from google.protobuf import struct_pb2
+
+from gateway.common.flags import seconds
+
+
+class UsageError(Exception):
+    """Arguments that parse but do not fit together (found by the command, before any call).
+    The command exits 2, as for arguments argparse refuses."""
+
+
+class InputError(Exception):
+    """An input the command could not read or send (a missing, empty or unreadable file, text
+    that is not UTF-8); ``hint`` says what the argument should be. The command exits 1."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+_DURATION_PART = r"(\d+(?:\.\d*)?|\.\d+)(h|ms|us|µs|ns|m|s)"
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+
+
+def duration(text: str) -> float:
+    """``--timeout``: seconds (``2.5``), or a Go duration as saxutil's ``-sax_timeout`` takes
+    it (``90s``, ``1m30s``, ``500ms``); positive either way."""
+    if re.fullmatch(f"(?:{_DURATION_PART})+", text):
+        parts = re.findall(_DURATION_PART, text)
+        total = sum(float(n) * _UNIT_SECONDS[unit] for n, unit in parts)
+        if total > 0:
+            return total
+        raise argparse.ArgumentTypeError(f"expected a positive duration, got {text!r}")
+    return seconds(text)
+
+
+def text_arg(value: str, name: str = "TEXT") -> str:
+    """A QUERY or TEXT argument; ``-`` reads it from stdin (as UTF-8)."""
+    if value != "-":
+        return value
+    try:
+        return sys.stdin.buffer.read().decode()
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{name} from stdin is not valid UTF-8 text (byte {exc.start})",
+            "pipe UTF-8 text into `-`; images and audio go to vm.* and am.* as files",
+        ) from None
+
+
+def file_arg(path: str, name: str, kind: str) -> bytes:
+    """An IMAGE_FILE or AUDIO_FILE argument (``kind`` says what it holds: "an encoded image");
+    ``-`` reads stdin's bytes. A file that cannot be read, or is empty, is an InputError."""
+    hint_text = f"{name} is the path of a file holding {kind}; - reads it from stdin"
+    where = "stdin" if path == "-" else path
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            with open(path, "rb") as file:
+                data = file.read()
+    except OSError as exc:
+        raise InputError(f"cannot read {name} {where}: {exc.strerror}", hint_text) from None
+    if not data:
+        raise InputError(f"{name} {where} is empty", hint_text)
+    return data
+
+
+def pair(text: str) -> tuple[str, str]:
+    """One ``k=v`` argument (an override or an extra input)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected k=v, got {text!r}")
+    return key, value
+
+
+def extra_arg(text: str) -> list[tuple[str, str]]:
+    """One ``--extra`` argument: ``k=v``, or saxutil's ``k:v[,k:v...]`` (whichever separator
+    comes first decides, so ``stop=a:b`` and ``stop:a=b`` both keep their value whole)."""
+    equals, colon = text.find("="), text.find(":")
+    if equals >= 0 and (colon < 0 or equals < colon):
+        return [pair(text)]
+    items = []
+    for item in text.split(","):
+        key, sep, value = item.partition(":")
+        if not sep or not key:
+            raise argparse.ArgumentTypeError(f"expected k=v or saxutil's k:v,k:v, got {text!r}")
+        items.append((key, value))
+    return items
+
+
+def extra_inputs(pairs: Iterable[tuple[str, str]]) -> dict[str, struct_pb2.Value]:
+    """``--extra`` values as the request's extra_inputs, read as saxutil reads them: a quoted
+    value (``"1"`` or ``'1'``) is a string without its quotes, a finite number is a number,
+    anything else a string."""
+    values: dict[str, struct_pb2.Value] = {}
+    for key, raw in pairs:
+        if len(raw) >= 2 and raw[0] in "\"'" and raw[-1] == raw[0]:
+            values[key] = struct_pb2.Value(string_value=raw[1:-1])
+            continue
+        try:
+            number_value = float(raw)
+        except ValueError:
+            number_value = math.nan
+        if math.isfinite(number_value):
+            values[key] = struct_pb2.Value(number_value=number_value)
+        else:
+            values[key] = struct_pb2.Value(string_value=raw)
+    return values

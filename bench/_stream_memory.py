@@ -160,13 +160,18 @@ def _stream_lua(source: str) -> Callable[[Config], None]:
     return change
 
 
-def _copy_body(config: Config, source: str = _COPY_BODY) -> None:
+def _before_transcoder(config: Config, http_filter: Config) -> None:
+    """Puts ``http_filter`` in the chain just before the transcoder."""
     filters = _filters(config)
     at = next(
         i for i, f in enumerate(filters) if f["name"] == "envoy.filters.http.grpc_json_transcoder"
     )
-    filters.insert(
-        at,
+    filters.insert(at, http_filter)
+
+
+def _copy_body(config: Config, source: str = _COPY_BODY) -> None:
+    _before_transcoder(
+        config,
         {
             "name": "copy_body",
             "disabled": True,
@@ -184,12 +189,8 @@ def _copy_body(config: Config, source: str = _COPY_BODY) -> None:
 
 
 def _fs_buffer(config: Config) -> None:
-    filters = _filters(config)
-    at = next(
-        i for i, f in enumerate(filters) if f["name"] == "envoy.filters.http.grpc_json_transcoder"
-    )
-    filters.insert(
-        at,
+    _before_transcoder(
+        config,
         {
             "name": "envoy.filters.http.file_system_buffer",
             "typed_config": {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from google.protobuf import duration_pb2, struct_pb2
 
@@ -115,28 +115,30 @@ def overrides(values: Mapping[str, str], field: str = "overrides") -> dict[str, 
     return dict(values)
 
 
-def model_path(value: str, *, needed: bool, field: str = "model_path") -> None:
-    """Checks a model path (Sax's pattern, bounded); empty is fine where not ``needed``
-    (an update that leaves it)."""
+def _sax_path(
+    value: str, field: str, limit: int, check: Callable[[str], object], *, needed: bool
+) -> None:
+    """A path Sax checks by ``check`` (its pattern), bounded by ``limit``; empty is fine where
+    not ``needed`` (an update that leaves it)."""
     if value or needed:
-        required(value, field, lim.MAX_MODEL_PATH_CHARS)
+        required(value, field, limit)
         try:
-            check_model_path(value)
+            check(value)
         except InvalidArgumentError as exc:
             raise invalid(field, exc.message) from None
+
+
+def model_path(value: str, *, needed: bool, field: str = "model_path") -> None:
+    """Checks a model path (Sax's pattern, bounded)."""
+    _sax_path(value, field, lim.MAX_MODEL_PATH_CHARS, check_model_path, needed=needed)
 
 
 def checkpoint(value: str, *, needed: bool, field: str = "checkpoint") -> None:
     """Checks a checkpoint path as `model_path` does, and refuses ".." segments: Sax's
     pattern lets them through, and no checkpoint needs one to be named."""
-    if value or needed:
-        required(value, field, lim.MAX_CHECKPOINT_CHARS)
-        try:
-            check_checkpoint(value)
-        except InvalidArgumentError as exc:
-            raise invalid(field, exc.message) from None
-        if ".." in value.split("/"):
-            raise invalid(field, f"{quote(value)} must not have a '..' segment")
+    _sax_path(value, field, lim.MAX_CHECKPOINT_CHARS, check_checkpoint, needed=needed)
+    if ".." in value.split("/"):
+        raise invalid(field, f"{quote(value)} must not have a '..' segment")
 
 
 def acl(value: str, field: str = "acl") -> str:

@@ -4,7 +4,6 @@ getacl and setacl."""
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 from collections.abc import Callable, Sequence
@@ -18,6 +17,7 @@ from gateway.cli._common import (
     Incomplete,
     Session,
     cancel_on_hangup,
+    json_text,
     table,
     to_dict,
     to_json,
@@ -216,7 +216,7 @@ def stats(session: Session, args: argparse.Namespace) -> None:
     for name, error in failed.items():
         if session.json:  # errors as JSON too, one line each, as `report` prints them
             shown = {"name": name, "code": error.code().value[0], "message": error.details()}
-            print(json.dumps(shown, ensure_ascii=False), file=sys.stderr)
+            print(json_text(shown, sys.stderr), file=sys.stderr)
         else:
             print(f"saxgw: {name}: {error.code().name}: {error.details()}", file=sys.stderr)
     if failed:
@@ -234,7 +234,7 @@ def _show_stats(
             name: {"error": {"code": exc.code().value[0], "message": exc.details() or ""}}
             for name, exc in failed.items()
         }
-        session.out.write(json.dumps(dict(sorted(by_name.items())), indent=2) + "\n")
+        session.out.write(json_text(dict(sorted(by_name.items())), session.out, indent=2) + "\n")
         return
     servers = [
         (name, s.chip_type, s.chip_topology, s.replicas)
@@ -272,7 +272,7 @@ def watch(session: Session, args: argparse.Namespace) -> None:
             if update.HasField("error"):
                 continue  # the call's status follows and is reported as an RpcError
             if session.json:
-                session.out.write(to_json(update) + "\n")
+                session.out.write(to_json(update, out=session.out) + "\n")
             else:
                 session.out.writelines(f"{line}\n" for line in changes(seen, update.addresses))
                 seen = list(update.addresses)

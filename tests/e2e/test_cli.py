@@ -403,6 +403,50 @@ def test_output_a_terminal_cannot_show_is_one_line_and_a_hint(stack: Stack) -> N
     )
 
 
+def test_json_prints_text_as_utf8(stack: Stack) -> None:
+    # Was "h\\u00e9llo \\ud83d\\ude00 \\u4e16\\u754c": JSON escapes where the reader wants text.
+    prompt = "héllo 😀 世界"
+    expected = (
+        f'{{\n  "texts": [\n    {{\n      "text": "{prompt}",\n      "score": -0.3\n'
+        "    }\n  ]\n}\n"
+    )
+    assert ok(stack, "lm.generate", ECHO, prompt, "--json") == expected
+    # The C locale with nothing else set: Python writes UTF-8 there (its UTF-8 mode).
+    plain = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "PYTHONIO"))}
+    argv = _argv(stack, "lm.generate", ECHO, prompt, "--json")
+    done = subprocess.run(argv, capture_output=True, timeout=30, env={**plain, "LANG": "C"})
+    assert (done.returncode, done.stdout.decode(), done.stderr) == (0, expected, b"")
+
+
+def test_json_an_output_cannot_hold_is_escaped_not_refused(stack: Stack) -> None:
+    ascii_only = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    prompt = "héllo 😀 世界"
+    argv = _argv(stack, "lm.generate", ECHO, prompt, "--json")
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, env=ascii_only)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.isascii()
+    assert json.loads(done.stdout) == {"texts": [{"text": prompt, "score": -0.3}]}
+    # Errors on stderr too: was "\\xe9" from stderr's backslashreplace, which is not JSON.
+    argv = _argv(stack, "vm.embed", VISION, "/nonexistent/é.png", "--json")
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, env=ascii_only)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert json.loads(done.stderr)["message"] == (
+        "cannot read IMAGE_FILE /nonexistent/é.png: No such file or directory"
+    )
+
+
+def test_a_closed_stdout_is_one_line_and_a_hint(stack: Stack) -> None:
+    # `saxgw ls >&-` was an AttributeError traceback: Python has no sys.stdout then.
+    for argv in (_argv(stack, "ls"), _argv(stack, "ls", "--json")):
+        closed = ["sh", "-c", 'exec "$@" >&-', "sh", *argv]
+        done = subprocess.run(closed, stderr=subprocess.PIPE, text=True, timeout=30)
+        assert (done.returncode, done.stderr) == (
+            1,
+            "saxgw: stdout is closed: the result could not be printed; nothing was sent\n"
+            "hint: to discard the output, send it to /dev/null (>/dev/null)\n",
+        )
+
+
 def test_saxutils_one_dash_flags_and_extra_inputs(stack: Stack) -> None:
     # saxutil (Go's flag package) takes -stream, -extra=k:v,k:v, -n=N, -terse, -replicas=N
     # and -sax_timeout=DURATION before the arguments; each was a usage error (exit 2).

@@ -120,7 +120,7 @@ class Session:
 
     def emit(self, message: Message, text: str) -> None:
         """Prints ``message`` as JSON with --json, else the readable ``text``."""
-        self.out.write(to_json(message, indent=2) if self.json else text)
+        self.out.write(to_json(message, indent=2, out=self.out) if self.json else text)
         self.out.write("\n")
         self.out.flush()
 
@@ -149,6 +149,13 @@ def add_command(
 
 def dispatch(run: Run, args: argparse.Namespace) -> int:
     """Runs one client command; returns its exit status."""
+    if sys.stdout is None:  # `saxgw ls >&-`: Python then has no stdout, and writing crashed
+        print(
+            "saxgw: stdout is closed: the result could not be printed; nothing was sent"
+            "\nhint: to discard the output, send it to /dev/null (>/dev/null)",
+            file=sys.stderr,
+        )
+        return 1
     try:
         with grpc.insecure_channel(args.gateway, options=_CHANNEL_OPTIONS) as channel:
             session = Session(
@@ -198,7 +205,7 @@ def _report_input(message: str, hint_text: str, args: argparse.Namespace, err: T
     if args.json:
         # Shaped as a failed call's error: INVALID_ARGUMENT, as the gateway would answer it.
         error = {"code": grpc.StatusCode.INVALID_ARGUMENT.value[0], "message": message}
-        print(json.dumps({**error, "details": [], "hint": hint_text}, ensure_ascii=False), file=err)
+        print(json_text({**error, "details": [], "hint": hint_text}, err), file=err)
     else:
         print(f"saxgw: {message}\nhint: {hint_text}", file=err)
     return 1
@@ -207,10 +214,22 @@ def _report_input(message: str, hint_text: str, args: argparse.Namespace, err: T
 # Output.
 
 
-def to_json(message: Message, indent: int | None = None) -> str:
+def to_json(message: Message, indent: int | None = None, *, out: TextIO | None = None) -> str:
     """``message`` as the HTTP API prints it: proto field names, defaults included, numbers
-    in their shortest form."""
-    return json.dumps(to_dict(message), indent=indent)
+    in their shortest form, text as UTF-8 (as `json_text` writes it for ``out``)."""
+    return json_text(to_dict(message), out, indent=indent)
+
+
+def json_text(data: object, out: TextIO | None, *, indent: int | None = None) -> str:
+    """``data`` as JSON for ``out``: text as itself, so a French or Japanese reply reads as
+    written (Envoy's JSON is UTF-8 too); escaped (``\\u00e9``) only when ``out`` cannot
+    encode it (PYTHONIOENCODING=ascii), which keeps the JSON valid rather than failing."""
+    text = json.dumps(data, indent=indent, ensure_ascii=False)
+    try:
+        text.encode(getattr(out, "encoding", None) or "utf-8")
+    except UnicodeEncodeError:  # also a lone surrogate, from an argument that was not UTF-8
+        return json.dumps(data, indent=indent)
+    return text
 
 
 def to_dict(message: Message) -> dict[str, Any]:
@@ -262,7 +281,7 @@ def report(exc: grpc.RpcError, args: argparse.Namespace, err: TextIO) -> int:
             body = to_dict(status)
         except TypeError:  # a detail of a type this build does not know: leave details out
             body = {"code": status.code, "message": status.message, "details": []}
-        print(json.dumps({**body, "hint": advice}, ensure_ascii=False), file=err)
+        print(json_text({**body, "hint": advice}, err), file=err)
         return 1
     lines = [f"saxgw: {code.name}: {message or 'no details'}"]
     # A violation the message already says (the gateway's usual "field: why") is not repeated.
@@ -333,7 +352,7 @@ def hint(
 def print_stream_json(messages: Iterable[Message], out: TextIO) -> None:
     """One compact JSON object per line, flushed as each message arrives."""
     for message in messages:
-        out.write(to_json(message) + "\n")
+        out.write(to_json(message, out=out) + "\n")
         out.flush()
 
 

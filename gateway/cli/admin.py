@@ -4,9 +4,9 @@ getacl and setacl."""
 from __future__ import annotations
 
 import argparse
-import json
+import random
 import sys
-import time
+from collections.abc import Callable, Sequence
 from typing import TypedDict
 
 import grpc
@@ -17,7 +17,7 @@ from gateway.cli._common import (
     Incomplete,
     Session,
     cancel_on_hangup,
-    fields,
+    json_text,
     table,
     to_dict,
     to_json,
@@ -39,30 +39,56 @@ def is_cell(name: str) -> bool:
     return len(name.strip("/").split("/")) == 2
 
 
-def model_table(models: list[pb.ModelInfo]) -> str:
-    """A cell's models, one row each."""
-    rows = [
-        (m.model, m.model_path, m.checkpoint, f"{m.active_replicas}/{m.max_replicas}")
-        for m in models
-    ]
-    return table(("MODEL ID", "MODEL PATH", "CHECKPOINT", "REPLICAS"), rows)
+def _name(model_id: str) -> str:
+    """A model's name within its cell ("lm" of /sax/test/lm), as saxutil's tables show it."""
+    return model_id.rstrip("/").rsplit("/", 1)[-1]
 
 
-def model_detail(model: pb.ModelInfo) -> str:
-    """One model, a field per line, as `saxutil ls ID` shows it."""
-    # Beside the addresses it explains: "(none yet)" alone suggests waiting.
-    load_error = [("LOAD ERROR", model.load_error)] if model.HasField("load_error") else []
-    return fields(
-        [
-            ("MODEL ID", model.model),
-            ("MODEL PATH", model.model_path),
-            ("CHECKPOINT", model.checkpoint),
-            ("REPLICAS", f"{model.active_replicas} active of {model.max_replicas} requested"),
-            ("ADDRESSES", ", ".join(model.addresses) or "(none yet)"),
-            *load_error,
-            ("METHODS", ", ".join(model.methods)),
-            ("OVERRIDES", ", ".join(f"{k}={v}" for k, v in sorted(model.overrides.items()))),
-        ]
+def cell_table(cells: Sequence[str]) -> str:
+    """The cells, numbered and by bare name, as `saxutil ls /sax` lists them."""
+    return table(("#", "CELL"), [(i, _name(c)) for i, c in enumerate(cells)])
+
+
+def model_table(models: Sequence[pb.ModelInfo]) -> str:
+    """A cell's models, numbered and by name within the cell, as `saxutil ls /sax/CELL`
+    lists them (ListModels sorts them by ID, as saxutil does)."""
+    return table(("#", "MODEL ID"), [(i, _name(m.model)) for i, m in enumerate(models)])
+
+
+# saxutil's headers, as its table writer prints them (upper case).
+_DETAIL = (
+    "MODEL",
+    "MODEL PATH",
+    "CHECKPOINT PATH",
+    "# OF REPLICAS",
+    "(SELECTED) REPLICAADDRESS",
+    "METHODS",
+)
+
+
+def model_detail(model: pb.ModelInfo, pick: Callable[[Sequence[str]], str] = random.choice) -> str:
+    """One model: saxutil's row (its replica count is the serving one, and it shows one
+    address ``pick``ed from them), then what the gateway knows beyond it in a second table."""
+    addresses = list(model.addresses)
+    row = (
+        _name(model.model),
+        model.model_path,
+        model.checkpoint,
+        model.active_replicas,
+        pick(addresses) if addresses else "",
+        ", ".join(model.methods),
+    )
+    # The load error sits beside the requested count it explains: 0 of N serve because of it.
+    extra = (
+        model.max_replicas,
+        ", ".join(f"{k}={v}" for k, v in sorted(model.overrides.items())),
+        model.load_error,
+    )
+    return "\n\n".join(
+        (
+            table(_DETAIL, [row]),
+            table(("REQUESTED REPLICAS", "OVERRIDES", "LOAD ERROR"), [extra]),
+        )
     )
 
 
@@ -72,7 +98,7 @@ def ls(session: Session, args: argparse.Namespace) -> None:
         session.show(
             session.stub.ListCells,
             pb.ListCellsRequest(),
-            lambda cells: table(("CELL",), [(c,) for c in cells.cells]),
+            lambda listed: cell_table(listed.cells),
         )
     elif is_cell(args.id):
         session.show(
@@ -190,7 +216,7 @@ def stats(session: Session, args: argparse.Namespace) -> None:
     for name, error in failed.items():
         if session.json:  # errors as JSON too, one line each, as `report` prints them
             shown = {"name": name, "code": error.code().value[0], "message": error.details()}
-            print(json.dumps(shown, ensure_ascii=False), file=sys.stderr)
+            print(json_text(shown, sys.stderr), file=sys.stderr)
         else:
             print(f"saxgw: {name}: {error.code().name}: {error.details()}", file=sys.stderr)
     if failed:
@@ -208,7 +234,7 @@ def _show_stats(
             name: {"error": {"code": exc.code().value[0], "message": exc.details() or ""}}
             for name, exc in failed.items()
         }
-        session.out.write(json.dumps(dict(sorted(by_name.items())), indent=2) + "\n")
+        session.out.write(json_text(dict(sorted(by_name.items())), session.out, indent=2) + "\n")
         return
     servers = [
         (name, s.chip_type, s.chip_topology, s.replicas)
@@ -224,22 +250,32 @@ def _show_stats(
     session.out.write(table(("NAME", "MODEL PATH", "SERVERS"), paths) + "\n")
 
 
+def changes(before: Sequence[str] | None, now: Sequence[str]) -> list[str]:
+    """What `saxutil watch` prints for an update: "Reset" and "+ ADDRESS" for each address
+    at first; after that "- ADDRESS" for each one gone and "+ ADDRESS" for each new one (the
+    gateway sends whole lists, saxutil gets changes: the lines are the same)."""
+    if before is None:
+        return ["Reset", *(f"+ {a}" for a in sorted(now))]
+    gone, new = sorted(set(before) - set(now)), sorted(set(now) - set(before))
+    return [*(f"- {a}" for a in gone), *(f"+ {a}" for a in new)]
+
+
 @command("watch", "ID", "print a model's serving addresses as they change", ID)
 def watch(session: Session, args: argparse.Namespace) -> None:
     stream = session.stub.WatchAddresses(
         pb.WatchAddressesRequest(model=args.id), timeout=session.timeout
     )
     hung_up = cancel_on_hangup(stream, session.out)
+    seen: Sequence[str] | None = None
     try:
         for update in stream:
             if update.HasField("error"):
                 continue  # the call's status follows and is reported as an RpcError
             if session.json:
-                session.out.write(to_json(update) + "\n")
+                session.out.write(to_json(update, out=session.out) + "\n")
             else:
-                addresses = ", ".join(update.addresses) or "(none)"
-                stamp = time.strftime("%H:%M:%S")
-                session.out.write(f"{stamp}  {len(update.addresses)} address(es): {addresses}\n")
+                session.out.writelines(f"{line}\n" for line in changes(seen, update.addresses))
+                seen = list(update.addresses)
             session.out.flush()
     except grpc.RpcError:
         if hung_up.is_set():  # cancelled because stdout's reader left: end as a write would

@@ -69,9 +69,19 @@ def columns(output: str) -> list[list[str]]:
 
 
 def _address(stack: Stack, model: str) -> str:
-    info = httpx.get(f"{stack.http_url}/v1{model}").json()["model"]
-    [address] = info["addresses"]
-    return str(address)
+    [address] = _addresses(stack, model)
+    return address
+
+
+def _addresses(stack: Stack, model: str, count: int | None = None) -> list[str]:
+    """The model's serving addresses; with ``count``, once that many serve (within 20 s)."""
+    give_up = time.monotonic() + 20
+    while True:
+        info = httpx.get(f"{stack.http_url}/v1{model}").json()["model"]
+        addresses = [str(a) for a in info["addresses"]]
+        if count is None or len(addresses) == count or time.monotonic() > give_up:
+            return addresses
+        time.sleep(0.1)
 
 
 def test_publish_ls_wait_update_unpublish(stack: Stack) -> None:
@@ -81,19 +91,25 @@ def test_publish_ls_wait_update_unpublish(stack: Stack) -> None:
     )
     try:
         assert ok(stack, "wait", model, "1") == f"{model}: 1 replica(s) ready\n"
-        assert "/sax/test" in ok(stack, "ls").splitlines()[1:]
+        # saxutil's tables: cells and models numbered, by bare name.
+        cells = columns(ok(stack, "ls"))
+        assert cells[0] == ["#", "CELL"]
+        assert "test" in [name for _, name in cells[1:]]
+        assert [index for index, _ in cells[1:]] == [str(i) for i in range(len(cells) - 1)]
         assert ok(stack, "ls", "/sax") == ok(stack, "ls")  # as `saxutil ls /sax`
-        rows = columns(ok(stack, "ls", "/sax/test"))
-        assert rows[0] == ["MODEL ID", "MODEL PATH", "CHECKPOINT", "REPLICAS"]
-        assert [model, TEST_LM, "None", "1/1"] in rows
+        models = columns(ok(stack, "ls", "/sax/test"))
+        assert models[0] == ["#", "MODEL ID"]
+        names = [name for _, name in models[1:]]
+        assert "cli-pub" in names and names == sorted(names)
         assert ok(stack, "ls", model) == (
-            f"MODEL ID    {model}\n"
-            f"MODEL PATH  {TEST_LM}\n"
-            "CHECKPOINT  None\n"
-            "REPLICAS    1 active of 1 requested\n"
-            f"ADDRESSES   {_address(stack, model)}\n"
-            "METHODS     lm.embed, lm.generate, lm.generate_stream, lm.gradient, lm.score\n"
-            "OVERRIDES   text=hi there\n"
+            "MODEL    MODEL PATH                  CHECKPOINT PATH  # OF REPLICAS  "
+            "(SELECTED) REPLICAADDRESS  METHODS\n"
+            f"cli-pub  {TEST_LM}  None             1              "
+            f"{_address(stack, model):<25}  "
+            "lm.embed, lm.generate, lm.generate_stream, lm.gradient, lm.score\n"
+            "\n"
+            "REQUESTED REPLICAS  OVERRIDES      LOAD ERROR\n"
+            "1                   text=hi there\n"
         )
         assert ok(stack, "update", model, "--checkpoint", "/ckpt/2", "--replicas", "0") == (
             f"updated {model}: {TEST_LM}, checkpoint /ckpt/2, 0 replica(s), "
@@ -230,18 +246,44 @@ def _children_get_default_sigint() -> Iterator[None]:
 
 def test_watch_prints_addresses_until_ctrl_c(stack: Stack) -> None:
     with _children_get_default_sigint():
-        proc = subprocess.Popen(
-            _argv(stack, "watch", LM), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
+        # --timeout: a line that never comes ends the watch (and fails the test), not hangs it.
+        watch = _argv(stack, "watch", LM, "--timeout", "30")
+        proc = subprocess.Popen(watch, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     with proc:
         assert proc.stdout is not None
-        line = proc.stdout.readline()
+        # As saxutil prints it: "Reset", then the addresses serving now.
+        lines = [proc.stdout.readline(), proc.stdout.readline()]
         proc.send_signal(signal.SIGINT)
         # 130, as a shell reports a command Ctrl-C ended (a loop of watches stops with it).
         assert proc.wait(timeout=10) == 130
         assert proc.stderr is not None and proc.stderr.read() == ""
-    assert re.fullmatch(r"\d\d:\d\d:\d\d  1 address\(es\): (\S+)\n", line), line
-    assert line.split(": ")[1].strip() == _address(stack, LM)
+    assert lines == ["Reset\n", f"+ {_address(stack, LM)}\n"]
+
+
+def test_watch_prints_each_address_that_comes_and_goes(stack: Stack) -> None:
+    model = "/sax/test/cli-watch"
+    ok(stack, "publish", model, TEST_LM, "None", "1")
+    try:
+        ok(stack, "wait", model, "1")
+        [first] = _addresses(stack, model)
+        # --timeout: a line that never comes ends the watch (and fails the test), not hangs it.
+        watch = _argv(stack, "watch", model, "--timeout", "30")
+        proc = subprocess.Popen(watch, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        with proc:
+            assert proc.stdout is not None and proc.stderr is not None
+            assert [proc.stdout.readline(), proc.stdout.readline()] == ["Reset\n", f"+ {first}\n"]
+            ok(stack, "update", model, "--replicas", "2")  # the cell's second server loads it
+            [second] = set(_addresses(stack, model, 2)) - {first}
+            assert proc.stdout.readline() == f"+ {second}\n"
+            ok(stack, "update", model, "--replicas", "1")  # and one of the two unloads it
+            [left] = _addresses(stack, model, 1)
+            [gone] = {first, second} - {left}
+            assert proc.stdout.readline() == f"- {gone}\n"
+            proc.terminate()
+            assert proc.wait(timeout=10) == -signal.SIGTERM
+            assert proc.stderr.read() == ""
+    finally:
+        ok(stack, "unpublish", model)
 
 
 def test_unknown_model_fails_with_a_hint(stack: Stack) -> None:
@@ -359,6 +401,50 @@ def test_output_a_terminal_cannot_show_is_one_line_and_a_hint(stack: Stack) -> N
         "saxgw: cannot print the output in ascii: it holds U+4E16\n"
         "hint: use a UTF-8 locale (LANG=C.UTF-8) or set PYTHONIOENCODING=utf-8\n",
     )
+
+
+def test_json_prints_text_as_utf8(stack: Stack) -> None:
+    # Was "h\\u00e9llo \\ud83d\\ude00 \\u4e16\\u754c": JSON escapes where the reader wants text.
+    prompt = "héllo 😀 世界"
+    expected = (
+        f'{{\n  "texts": [\n    {{\n      "text": "{prompt}",\n      "score": -0.3\n'
+        "    }\n  ]\n}\n"
+    )
+    assert ok(stack, "lm.generate", ECHO, prompt, "--json") == expected
+    # The C locale with nothing else set: Python writes UTF-8 there (its UTF-8 mode).
+    plain = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "PYTHONIO"))}
+    argv = _argv(stack, "lm.generate", ECHO, prompt, "--json")
+    done = subprocess.run(argv, capture_output=True, timeout=30, env={**plain, "LANG": "C"})
+    assert (done.returncode, done.stdout.decode(), done.stderr) == (0, expected, b"")
+
+
+def test_json_an_output_cannot_hold_is_escaped_not_refused(stack: Stack) -> None:
+    ascii_only = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    prompt = "héllo 😀 世界"
+    argv = _argv(stack, "lm.generate", ECHO, prompt, "--json")
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, env=ascii_only)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.isascii()
+    assert json.loads(done.stdout) == {"texts": [{"text": prompt, "score": -0.3}]}
+    # Errors on stderr too: was "\\xe9" from stderr's backslashreplace, which is not JSON.
+    argv = _argv(stack, "vm.embed", VISION, "/nonexistent/é.png", "--json")
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, env=ascii_only)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert json.loads(done.stderr)["message"] == (
+        "cannot read IMAGE_FILE /nonexistent/é.png: No such file or directory"
+    )
+
+
+def test_a_closed_stdout_is_one_line_and_a_hint(stack: Stack) -> None:
+    # `saxgw ls >&-` was an AttributeError traceback: Python has no sys.stdout then.
+    for argv in (_argv(stack, "ls"), _argv(stack, "ls", "--json")):
+        closed = ["sh", "-c", 'exec "$@" >&-', "sh", *argv]
+        done = subprocess.run(closed, stderr=subprocess.PIPE, text=True, timeout=30)
+        assert (done.returncode, done.stderr) == (
+            1,
+            "saxgw: stdout is closed: the result could not be printed; nothing was sent\n"
+            "hint: to discard the output, send it to /dev/null (>/dev/null)\n",
+        )
 
 
 def test_saxutils_one_dash_flags_and_extra_inputs(stack: Stack) -> None:

@@ -124,42 +124,53 @@ def test_is_cell() -> None:
     assert not admin.is_cell("/sax/test/lm")
 
 
-def test_model_detail_and_table() -> None:
+def test_model_detail_has_saxutils_columns_then_the_gateways() -> None:
     info = pb.ModelInfo(
         model="/sax/test/lm",
         model_path="p.M",
         checkpoint="None",
-        max_replicas=2,
-        active_replicas=1,
+        max_replicas=3,
+        active_replicas=2,
         overrides={"b": "2", "a": "1"},
-        addresses=["h:1"],
+        addresses=["h:1", "h:2"],
         methods=["lm.generate", "lm.score"],
     )
-    assert admin.model_detail(info).splitlines() == [
-        "MODEL ID    /sax/test/lm",
-        "MODEL PATH  p.M",
-        "CHECKPOINT  None",
-        "REPLICAS    1 active of 2 requested",
-        "ADDRESSES   h:1",
-        "METHODS     lm.generate, lm.score",
-        "OVERRIDES   a=1, b=2",
+    # saxutil's row shows one address it picks at random; pick the last one here.
+    assert admin.model_detail(info, pick=lambda addresses: addresses[-1]).splitlines() == [
+        "MODEL  MODEL PATH  CHECKPOINT PATH  # OF REPLICAS  (SELECTED) REPLICAADDRESS  METHODS",
+        "lm     p.M         None             2              h:2                        "
+        "lm.generate, lm.score",
+        "",
+        "REQUESTED REPLICAS  OVERRIDES  LOAD ERROR",
+        "3                   a=1, b=2",
     ]
-    # A model that failed to load says why: "ADDRESSES (none yet)" alone suggested waiting.
+    assert admin.model_detail(info).splitlines()[1].split()[4] in ("h:1", "h:2")
+    # A model that failed to load says why, beside the count of replicas it asked for.
     info.ClearField("addresses")
+    info.ClearField("overrides")
     info.active_replicas = 0
     info.load_error = "/sax/test/lm failed to load (h:1: weights are corrupt)"
-    assert admin.model_detail(info).splitlines()[3:6] == [
-        "REPLICAS    0 active of 2 requested",
-        "ADDRESSES   (none yet)",
-        "LOAD ERROR  /sax/test/lm failed to load (h:1: weights are corrupt)",
+    assert admin.model_detail(info).splitlines()[1:] == [
+        "lm     p.M         None             0                                         "
+        "lm.generate, lm.score",
+        "",
+        "REQUESTED REPLICAS  OVERRIDES  LOAD ERROR",
+        "3                              /sax/test/lm failed to load (h:1: weights are corrupt)",
     ]
-    info.addresses.append("h:1")
-    info.active_replicas = 1
-    info.ClearField("load_error")
-    assert admin.model_table([info]).splitlines() == [
-        "MODEL ID      MODEL PATH  CHECKPOINT  REPLICAS",
-        "/sax/test/lm  p.M         None        1/2",
-    ]
+
+
+def test_cell_and_model_tables_number_bare_names_as_saxutil_does() -> None:
+    assert admin.cell_table(["/sax/a", "/sax/test"]).splitlines() == ["#  CELL", "0  a", "1  test"]
+    models = [pb.ModelInfo(model=f"/sax/test/{name}", model_path="p.M") for name in ("a", "lm")]
+    assert admin.model_table(models).splitlines() == ["#  MODEL ID", "0  a", "1  lm"]
+    assert admin.model_table([]) == "#  MODEL ID"
+
+
+def test_watch_prints_a_reset_then_changes_as_saxutil_does() -> None:
+    assert admin.changes(None, ["h:2", "h:1"]) == ["Reset", "+ h:1", "+ h:2"]
+    assert admin.changes(None, []) == ["Reset"]
+    assert admin.changes(["h:1", "h:2"], ["h:2", "h:3"]) == ["- h:1", "+ h:3"]
+    assert admin.changes(["h:1"], ["h:1"]) == []
 
 
 def test_image_suffix() -> None:

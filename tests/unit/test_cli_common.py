@@ -110,6 +110,22 @@ def test_to_json_uses_proto_names_and_prints_defaults() -> None:
     assert c.to_dict(message) == {"model": "/sax/test/x", "active_replicas": 0}
 
 
+def test_json_prints_text_as_utf8_where_the_output_can_hold_it() -> None:
+    # Was "h\\u00e9 \\u4e16\\u754c": unreadable for a French or Japanese reply.
+    message = pb.GenerateResponse(texts=[pb.DecodedText(text="hé 世界", score=0.5)])
+    assert c.to_json(message) == '{"texts": [{"text": "hé 世界", "score": 0.5}]}'
+    utf8 = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    assert c.to_json(message, out=utf8) == '{"texts": [{"text": "hé 世界", "score": 0.5}]}'
+    # An output that cannot hold it gets JSON's escapes: still valid JSON, not a failure.
+    for encoding in ("ascii", "latin-1"):
+        narrow = io.TextIOWrapper(io.BytesIO(), encoding=encoding)
+        assert c.to_json(message, out=narrow) == (
+            '{"texts": [{"text": "h\\u00e9 \\u4e16\\u754c", "score": 0.5}]}'
+        )
+    # A lone surrogate (an argument that was not UTF-8, echoed in a message) is escaped too.
+    assert c.json_text({"m": "a\udcff"}, utf8) == '{"m": "a\\udcff"}'
+
+
 def test_every_status_code_has_a_hint() -> None:
     assert set(HINTS) == set(grpc.StatusCode)
     for code in grpc.StatusCode:

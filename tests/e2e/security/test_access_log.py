@@ -1,20 +1,36 @@
 """Envoy's access log (docs/operations.md) as the secure stack writes it: what a client sends
-in a query string never reaches it."""
+in a query string never reaches it, and its `grpc_status` is the code the client got for
+replies Envoy makes itself (the code of the JSON body its local reply mapper wrote), over
+HTTP/JSON, gRPC and grpc-web alike."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import uuid
 from pathlib import Path
+from urllib.parse import unquote
 
 import httpx
 import pytest
+from google.protobuf.message import Message
+from saxgateway.v1 import gateway_pb2 as pb
 
-from tests.e2e._access_log import access_log_line
-from tests.e2e.security.conftest import TEAM_A_KEY, SecureStack
+from gateway.launch._replies import CODE_HEADER
+from tests.e2e._access_log import access_log_line, access_log_line_after, access_log_size
+from tests.e2e.security.conftest import BURSTY_KEY, TEAM_A_KEY, SecureStack
+from tests.e2e.test_grpc_web import _frame
 
 pytestmark = pytest.mark.e2e
 
 SECRET = "sk-in-the-query-7e1f0c9a2b"
+SERVICE = "/saxgateway.v1.SaxGateway"
+KEY = {"x-api-key": TEAM_A_KEY}
+FOREIGN_ORIGIN = "http://evil.example"
+#: Over the secure stack's 64 KiB body limit.
+TOO_LARGE = json.dumps({"model": "/sax/test/x", "query": "a" * 70_000})
+BIG_MESSAGE = pb.GenerateRequest(model="/sax/test/x", query="a" * 70_000)
+SMALL_MESSAGE = pb.GenerateRequest(model="/sax/test/x", query="q")
 
 
 def test_the_access_log_keeps_no_query_string(secure: SecureStack) -> None:
@@ -35,3 +51,184 @@ def test_the_access_log_keeps_no_query_string(secure: SecureStack) -> None:
         line = access_log_line(secure.stack, ids[path])
         assert (line["path"], line["grpc_method"]) == (logged_path, grpc_method)
     assert SECRET not in log.read_text()
+
+
+def _logged(secure: SecureStack, request_id: str) -> tuple[object, object]:
+    """The status and grpc_status of the access log line of ``request_id``."""
+    line = access_log_line(secure.stack, request_id)
+    return line["status"], line["grpc_status"]
+
+
+def _http(
+    secure: SecureStack, method: str, path: str, body: str | None, **headers: str
+) -> tuple[httpx.Response, str]:
+    """An HTTP/JSON request with team-a's key and ``headers``; the reply and its request ID."""
+    request_id = str(uuid.uuid4())
+    sent = {**KEY, "content-type": "application/json", **headers, "x-request-id": request_id}
+    url = secure.stack.http_url + path
+    return httpx.request(method, url, content=body, headers=sent, timeout=30), request_id
+
+
+# The log used to hold null for most of these (no grpc-status for Envoy to read), 13 for bad
+# JSON (its reading of a 400) and 14 for the 429; the client got the body's code.
+@pytest.mark.parametrize(
+    ("method", "path", "body", "headers", "status", "code"),
+    [
+        pytest.param("POST", "/generate", TOO_LARGE, {}, 413, 8, id="body-too-large"),
+        pytest.param("GET", "/no/such/path", None, {}, 404, 5, id="unknown-path"),
+        pytest.param("POST", "/generate", '{"model": ', {}, 400, 3, id="bad-json"),
+        pytest.param(
+            "GET", "/listcell?model=/sax/test/x&colour=blue", None, {}, 400, 3, id="unknown-query"
+        ),
+        pytest.param("GET", "/generate", None, {}, 405, 12, id="method-not-allowed"),
+        pytest.param(
+            "POST", "/generate", "{}", {"content-encoding": "gzip"}, 415, 12, id="compressed"
+        ),
+        pytest.param("POST", "/generate", "{}", {"grpc-timeout": "soon"}, 400, 3, id="bad-timeout"),
+        pytest.param(
+            "POST", "/v1/sax/test/x:generate?model=/sax/test/y", "{}", {}, 400, 3, id="renamed"
+        ),
+        pytest.param("POST", "/generate", "{}", {"origin": FOREIGN_ORIGIN}, 403, 7, id="origin"),
+        pytest.param("POST", "/generate", "{}", {"x-api-key": "sk-wrong"}, 401, 16, id="bad-key"),
+    ],
+)
+def test_envoys_reply_to_http_json_logs_the_code_in_its_body(
+    secure: SecureStack,
+    method: str,
+    path: str,
+    body: str | None,
+    headers: dict[str, str],
+    status: int,
+    code: int,
+) -> None:
+    response, request_id = _http(secure, method, path, body, **headers)
+    assert (response.status_code, response.json()["code"]) == (status, code), response.text
+    assert CODE_HEADER not in response.headers  # the log's, removed before the reply leaves
+    assert _logged(secure, request_id) == (status, code)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "code"),
+    [
+        pytest.param("/v1/responses", "{}", 404, 5, id="unknown-path"),
+        pytest.param("/v1/completions", TOO_LARGE, 413, 8, id="body-too-large"),
+    ],
+)
+def test_envoys_reply_on_an_openai_path_logs_the_code_its_envelope_stands_for(
+    secure: SecureStack, path: str, body: str, status: int, code: int
+) -> None:
+    response, request_id = _http(secure, "POST", path, body)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["type"] == "invalid_request_error"
+    assert _logged(secure, request_id) == (status, code)
+
+
+def test_headers_too_large_log_the_code_in_the_body(secure: SecureStack) -> None:
+    offset = access_log_size(secure.stack)
+    response = httpx.get(
+        secure.stack.http_url + "/listcells", headers={**KEY, "x-pad": "p" * (20 << 10)}
+    )
+    assert (response.status_code, response.json()["code"]) == (431, 8), response.text
+    assert CODE_HEADER not in response.headers
+    # Envoy refused the headers before it had a request ID: the line is the next 431. It
+    # used to log null.
+    line = access_log_line_after(secure.stack, offset, lambda line: line["status"] == 431)
+    assert line["grpc_status"] == 8
+
+
+def _grpc(secure: SecureStack, message: Message, *headers: str) -> tuple[str, str]:
+    """A native gRPC Generate call over h2c (curl sends any header, grpc-timeout included);
+    the grpc-status it got and its request ID."""
+    request_id = str(uuid.uuid4())
+    args = ["curl", "--silent", "--http2-prior-knowledge", "--output", "/dev/null"]
+    args += ["--dump-header", "-", "--data-binary", "@-"]
+    sent = ["content-type: application/grpc", "te: trailers", f"x-request-id: {request_id}"]
+    for header in [*sent, *headers]:
+        args += ["--header", header]
+    url = f"{secure.stack.http_url}{SERVICE}/Generate"
+    done = subprocess.run(
+        [*args, url], input=_frame(message), capture_output=True, timeout=30, check=True
+    )
+    got = dict(
+        line.decode().lower().split(":", 1) for line in done.stdout.splitlines() if b":" in line
+    )
+    assert CODE_HEADER not in got
+    return got["grpc-status"].strip(), request_id
+
+
+@pytest.mark.parametrize(
+    ("message", "headers", "code"),
+    [
+        pytest.param(BIG_MESSAGE, (), 8, id="message-too-large"),
+        pytest.param(SMALL_MESSAGE, ("content-encoding: gzip",), 12, id="compressed"),
+        pytest.param(SMALL_MESSAGE, ("grpc-timeout: soon",), 3, id="bad-timeout"),
+        pytest.param(SMALL_MESSAGE, (f"origin: {FOREIGN_ORIGIN}",), 7, id="origin"),
+    ],
+)
+def test_envoys_reply_to_grpc_logs_its_grpc_status(
+    secure: SecureStack, message: Message, headers: tuple[str, ...], code: int
+) -> None:
+    status, request_id = _grpc(secure, message, f"x-api-key: {TEAM_A_KEY}", *headers)
+    assert status == str(code)
+    assert _logged(secure, request_id) == (200, code)
+
+
+def _grpc_web(secure: SecureStack, message: Message, **headers: str) -> tuple[httpx.Response, str]:
+    request_id = str(uuid.uuid4())
+    sent = {"content-type": "application/grpc-web+proto", "x-grpc-web": "1", **KEY, **headers}
+    response = httpx.post(
+        f"{secure.stack.http_url}{SERVICE}/Generate",
+        content=_frame(message),
+        headers={**sent, "x-request-id": request_id},
+        timeout=30,
+    )
+    return response, request_id
+
+
+def _json_code(response: httpx.Response) -> object:
+    """The code of the JSON error a grpc-web client got: the body, or, when the grpc_web
+    filter made the reply grpc-web, its grpc-message."""
+    if response.headers["content-type"] == "application/json":
+        return response.json()["code"]
+    return json.loads(unquote(response.headers["grpc-message"]))["code"]
+
+
+@pytest.mark.parametrize(
+    ("message", "headers", "status", "code"),
+    [
+        pytest.param(BIG_MESSAGE, {}, 413, 8, id="message-too-large"),
+        pytest.param(SMALL_MESSAGE, {"content-encoding": "gzip"}, 415, 12, id="compressed"),
+        pytest.param(SMALL_MESSAGE, {"grpc-timeout": "soon"}, 400, 3, id="bad-timeout"),
+        pytest.param(SMALL_MESSAGE, {"origin": FOREIGN_ORIGIN}, 403, 7, id="origin"),
+    ],
+)
+def test_envoys_reply_to_grpc_web_logs_the_code_of_its_json(
+    secure: SecureStack, message: Message, headers: dict[str, str], status: int, code: int
+) -> None:
+    response, request_id = _grpc_web(secure, message, **headers)
+    assert (response.status_code, _json_code(response)) == (status, code)
+    assert CODE_HEADER not in response.headers
+    assert _logged(secure, request_id) == (status, code)
+
+
+def test_a_rate_limited_call_logs_resource_exhausted(secure: SecureStack) -> None:
+    # `bursty` may make 3 calls at once and 1 a second: calls in a row soon get 429 (JSON
+    # code 8), which the log held as Envoy's reading of a 429, 14.
+    bursty = {"x-api-key": BURSTY_KEY}
+    for _ in range(10):
+        response, request_id = _http(secure, "GET", "/listcells", None, **bursty)
+        if response.status_code == 429:
+            break
+    assert response.json()["code"] == 8, response.text
+    assert _logged(secure, request_id) == (429, 8)
+    for _ in range(10):
+        status, request_id = _grpc(secure, SMALL_MESSAGE, f"x-api-key: {BURSTY_KEY}")
+        if status == "8":
+            break
+    assert _logged(secure, request_id) == (200, 8)
+    for _ in range(10):
+        response, request_id = _grpc_web(secure, SMALL_MESSAGE, **bursty)
+        if response.status_code == 429:
+            break
+    assert _json_code(response) == 8
+    assert _logged(secure, request_id) == (429, 8)

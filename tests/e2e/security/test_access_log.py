@@ -1,24 +1,30 @@
 """Envoy's access log (docs/operations.md) as the secure stack writes it: what a client sends
-in a query string never reaches it, and its `grpc_status` is the code the client got for
-replies Envoy makes itself (the code of the JSON body its local reply mapper wrote), over
-HTTP/JSON, gRPC and grpc-web alike."""
+in a query string never reaches it, and its `grpc_status` is the code the client got, for
+replies Envoy makes itself (the code of the JSON body its local reply mapper wrote) and for
+calls the client gave up (CANCELLED), over HTTP/JSON, gRPC and grpc-web alike."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote
 
+import grpc
 import httpx
 import pytest
 from google.protobuf.message import Message
 from saxgateway.v1 import gateway_pb2 as pb
+from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.launch._replies import CODE_HEADER
+from tests._grpc import sync_channel
 from tests.e2e._access_log import access_log_line, access_log_line_after, access_log_size
-from tests.e2e.security.conftest import BURSTY_KEY, TEAM_A_KEY, SecureStack
+from tests.e2e._published import TEST_LM, published
+from tests.e2e.security.conftest import BURSTY_KEY, OPS_KEY, TEAM_A_KEY, SecureStack
 from tests.e2e.test_grpc_web import _frame
 
 pytestmark = pytest.mark.e2e
@@ -219,16 +225,140 @@ def test_a_rate_limited_call_logs_resource_exhausted(secure: SecureStack) -> Non
         response, request_id = _http(secure, "GET", "/listcells", None, **bursty)
         if response.status_code == 429:
             break
-    assert response.json()["code"] == 8, response.text
+    assert (response.status_code, response.json()["code"]) == (429, 8), response.text
     assert _logged(secure, request_id) == (429, 8)
     for _ in range(10):
         status, request_id = _grpc(secure, SMALL_MESSAGE, f"x-api-key: {BURSTY_KEY}")
         if status == "8":
             break
+    assert status == "8"
     assert _logged(secure, request_id) == (200, 8)
     for _ in range(10):
         response, request_id = _grpc_web(secure, SMALL_MESSAGE, **bursty)
         if response.status_code == 429:
             break
-    assert _json_code(response) == 8
+    assert (response.status_code, _json_code(response)) == (429, 8)
     assert _logged(secure, request_id) == (429, 8)
+
+
+SLOW = "/sax/test/sec-log-slow"
+
+
+@pytest.fixture(scope="module")
+def slow_model(secure: SecureStack) -> Iterator[str]:
+    """50 tokens, 0.1 s apart: a call the client gives up is still running."""
+    overrides = {"text": " ".join(["tok"] * 50), "delay_ms": "100"}
+    ops = {"x-api-key": OPS_KEY}
+    with published(secure.stack, SLOW, TEST_LM, overrides, headers=ops) as name:
+        yield name
+
+
+def _cancelled(secure: SecureStack, request_id: str, status: int) -> None:
+    line = access_log_line(secure.stack, request_id)
+    # Envoy used to log 2 (its reading of a 200 without a status) or null (no reply yet).
+    assert (line["status"], line["grpc_status"]) == (status, 1), line
+    assert line["response_flags"] in ("DC", "DR")
+
+
+def test_an_sse_stream_the_client_closed_logs_cancelled(
+    secure: SecureStack, slow_model: str
+) -> None:
+    request_id = str(uuid.uuid4())
+    with (
+        httpx.Client(base_url=secure.stack.http_url, headers=KEY, timeout=30) as http,
+        http.stream(
+            "POST",
+            "/generate_stream",
+            json={"model": slow_model, "query": "q"},
+            headers={"x-request-id": request_id},
+        ) as response,
+    ):
+        assert response.status_code == 200
+        assert next(line for line in response.iter_lines() if line.startswith("data:"))
+    _cancelled(secure, request_id, 200)
+
+
+def test_an_http_call_the_client_gave_up_logs_cancelled(
+    secure: SecureStack, slow_model: str
+) -> None:
+    request_id = str(uuid.uuid4())
+    headers = {**KEY, "x-request-id": request_id}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            secure.stack.http_url + "/generate",
+            json={"model": slow_model, "query": "q"},
+            headers=headers,
+            timeout=httpx.Timeout(30, read=0.5),
+        )
+    _cancelled(secure, request_id, 0)
+
+
+def test_a_grpc_stream_the_client_cancelled_logs_cancelled(
+    secure: SecureStack, slow_model: str
+) -> None:
+    request_id = str(uuid.uuid4())
+    metadata = (("x-api-key", TEAM_A_KEY), ("x-request-id", request_id))
+    with sync_channel(secure.stack.grpc_address) as channel:
+        call = gateway_pb2_grpc.SaxGatewayStub(channel).GenerateStream(
+            pb.GenerateStreamRequest(model=slow_model, query="q"), metadata=metadata, timeout=30
+        )
+        assert next(call).deltas[0].text == "tok"
+        call.cancel()
+    _cancelled(secure, request_id, 200)
+
+
+def test_a_grpc_call_the_client_cancelled_logs_cancelled(
+    secure: SecureStack, slow_model: str
+) -> None:
+    request_id = str(uuid.uuid4())
+    metadata = (("x-api-key", TEAM_A_KEY), ("x-request-id", request_id))
+    with sync_channel(secure.stack.grpc_address) as channel:
+        call = gateway_pb2_grpc.SaxGatewayStub(channel).Generate.future(
+            pb.GenerateRequest(model=slow_model, query="q"), metadata=metadata, timeout=30
+        )
+        time.sleep(0.5)  # the request is with the gateway, which waits for the model
+        assert call.cancel()
+        assert call.code() == grpc.StatusCode.CANCELLED
+    _cancelled(secure, request_id, 0)
+
+
+def test_a_grpc_web_stream_the_client_closed_logs_cancelled(
+    secure: SecureStack, slow_model: str
+) -> None:
+    request_id = str(uuid.uuid4())
+    headers = {"content-type": "application/grpc-web+proto", "x-grpc-web": "1", **KEY}
+    with (
+        httpx.Client(base_url=secure.stack.http_url, timeout=30) as http,
+        http.stream(
+            "POST",
+            f"{SERVICE}/GenerateStream",
+            content=_frame(pb.GenerateStreamRequest(model=slow_model, query="q")),
+            headers={**headers, "x-request-id": request_id},
+        ) as response,
+    ):
+        assert response.status_code == 200
+        assert next(response.iter_bytes())
+    _cancelled(secure, request_id, 200)
+
+
+@pytest.mark.parametrize(
+    ("extra", "code"),
+    [
+        ({"extra_inputs": {"per_example_max_decode_steps": 2}}, 0),
+        ({"timeout": "0.35s"}, 4),  # an in-band DEADLINE_EXCEEDED, the stream's last event
+    ],
+)
+def test_an_sse_stream_the_gateway_ended_logs_its_status(
+    secure: SecureStack, slow_model: str, extra: dict[str, object], code: int
+) -> None:
+    request_id = str(uuid.uuid4())
+    body = {"model": slow_model, "query": "q", **extra}
+    response = httpx.post(
+        secure.stack.http_url + "/generate_stream",
+        json=body,
+        headers={**KEY, "x-request-id": request_id},
+        timeout=30,
+    )
+    assert response.status_code == 200
+    assert '"done":true' in response.text
+    assert _logged(secure, request_id) == (200, code)

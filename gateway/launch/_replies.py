@@ -1,6 +1,9 @@
 """The replies Envoy makes itself (``local_reply_config``): JSON errors in the gateway's shape,
 or OpenAI's envelope on the OpenAI paths, and 405 for a route called with a method it does not
 take (`_methods`). Mappers are read only for those replies, never for a call that succeeds.
+
+Every mapper also tags its reply with the gRPC code it put in the body (`CODE_HEADER`), which
+is what the access log records for the reply (`_access_log`): one table gives both.
 """
 
 from __future__ import annotations
@@ -33,6 +36,12 @@ LOCAL_REPLY_CODES: dict[int, int] = {
     504: 4,  # DEADLINE_EXCEEDED: route timeout
 }
 _UNKNOWN = 2
+
+#: The header that carries a local reply's gRPC code to the access log: the template's
+#: header_to_metadata filter moves it into dynamic metadata and removes it. Every local reply
+#: passes through that filter, even one Envoy makes before it has a request (measured: an
+#: HTTP/1.1 431, the 400 for a request line it cannot parse), so no client ever sees it.
+CODE_HEADER = "x-saxgw-grpc-status"
 
 
 def _local_reply_body(code: int, message: str = "%LOCAL_REPLY_BODY%") -> dict[str, object]:
@@ -83,6 +92,28 @@ def _set_header(key: str, value: str) -> dict[str, object]:
     return {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
 
 
+def _mapper(
+    filters: list[dict[str, object]],
+    code: int,
+    body: dict[str, object],
+    *,
+    headers: tuple[dict[str, object], ...] = (),
+    status: int | None = None,
+) -> dict[str, object]:
+    """A mapper for replies matching all ``filters``: ``body`` carries gRPC ``code``, which is
+    also the code the access log records for the reply (`CODE_HEADER`); ``status`` replaces
+    the HTTP status."""
+    matches = filters[0] if len(filters) == 1 else {"and_filter": {"filters": filters}}
+    mapper: dict[str, object] = {
+        "filter": matches,
+        "headers_to_add": [*headers, _set_header(CODE_HEADER, str(code))],
+        "body_format_override": body,
+    }
+    if status is not None:
+        mapper["status_code"] = status
+    return mapper
+
+
 def _path_filter(regex: str, *, invert: bool = False) -> dict[str, object]:
     return _header_filter(":path", regex, invert=invert)
 
@@ -99,10 +130,8 @@ def _on_openai_path() -> list[dict[str, object]]:
 
 
 def _openai_mapper(op: str, status: int, code: int) -> dict[str, object]:
-    return {
-        "filter": {"and_filter": {"filters": [_status_filter(op, status), *_on_openai_path()]}},
-        "body_format_override": _openai_body(status, code),
-    }
+    filters = [_status_filter(op, status), *_on_openai_path()]
+    return _mapper(filters, code, _openai_body(status, code))
 
 
 # A method the API does not take on a path it has: what grpc-gateway answers (405, with its
@@ -123,34 +152,26 @@ def _method_mapper(regex: str, verbs: frozenset[str], openai: bool) -> dict[str,
         _path_filter(regex),
         _header_filter(":method", "|".join(sorted(verbs)), invert=True),
     ]
-    return {
-        "filter": {"and_filter": {"filters": on_path}},
-        "status_code": _NOT_ALLOWED,
-        "body_format_override": body,
-        "headers_to_add": [_set_header("allow", allowed)],
-    }
+    allow = _set_header("allow", allowed)
+    return _mapper(on_path, _UNIMPLEMENTED, body, headers=(allow,), status=_NOT_ALLOWED)
 
 
 def _grpc_mapper(status: int, code: int) -> dict[str, object]:
     """A gRPC (or grpc-web) request's local reply carries the gRPC code of ``status`` in its
     grpc-status, which Envoy would otherwise derive by its own table (413 -> UNKNOWN, 504 ->
     UNAVAILABLE); the JSON body becomes its grpc-message, as for the other replies."""
-    is_grpc = {
+    is_grpc: dict[str, object] = {
         "header_filter": {
             "header": {"name": "content-type", "string_match": {"prefix": "application/grpc"}}
         }
     }
     # The transcoder makes an HTTP/JSON request look like gRPC too; it keeps the HTTP path.
-    not_transcoded = {
+    not_transcoded: dict[str, object] = {
         "header_filter": {"header": {"name": "x-envoy-original-path", "present_match": False}}
     }
-    return {
-        "filter": {
-            "and_filter": {"filters": [_status_filter("EQ", status), is_grpc, not_transcoded]}
-        },
-        "headers_to_add": [_set_header("grpc-status", str(code))],
-        "body_format_override": _local_reply_body(code),
-    }
+    grpc_status = _set_header("grpc-status", str(code))
+    filters = [_status_filter("EQ", status), is_grpc, not_transcoded]
+    return _mapper(filters, code, _local_reply_body(code), headers=(grpc_status,))
 
 
 def local_reply_mappers(descriptor: Path) -> list[dict[str, object]]:
@@ -164,10 +185,8 @@ def local_reply_mappers(descriptor: Path) -> list[dict[str, object]]:
     mappers += [_openai_mapper("EQ", status, code) for status, code in LOCAL_REPLY_CODES.items()]
     mappers.append(_openai_mapper("GE", 400, _UNKNOWN))
     mappers += [
-        {"filter": _status_filter("EQ", status), "body_format_override": _local_reply_body(code)}
+        _mapper([_status_filter("EQ", status)], code, _local_reply_body(code))
         for status, code in LOCAL_REPLY_CODES.items()
     ]
-    mappers.append(
-        {"filter": _status_filter("GE", 400), "body_format_override": _local_reply_body(_UNKNOWN)}
-    )
+    mappers.append(_mapper([_status_filter("GE", 400)], _UNKNOWN, _local_reply_body(_UNKNOWN)))
     return mappers

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from gateway.config import MIB
 from gateway.edge import IDENTITY_HEADER, EdgeConfig, edge_values, host_values, is_loopback
+from gateway.launch._access_log import grpc_status_format, status_rules
 from gateway.launch._replies import local_reply_mappers
 
 
@@ -198,6 +199,8 @@ def render(
         "MAX_STREAMS": settings.max_streams,
         "GATEWAY_ENDPOINTS": json.dumps([_endpoint(a) for a in settings.gateway_endpoints]),
         "LOCAL_REPLY_MAPPERS": json.dumps(local_reply_mappers(descriptor or descriptor_set())),
+        "STATUS_RULES": json.dumps(status_rules()),
+        "GRPC_STATUS_FORMAT": json.dumps(grpc_status_format()),
         **edge_values(settings.edge, settings.cors_origins, secrets_dir or Path("secrets")),
         **host_values(settings.listen_address, settings.allowed_hosts),
         "TRACING": json.dumps(_tracing(settings.otlp_endpoint, settings.trace_sample_ratio)),

@@ -4,22 +4,54 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from gateway.launch.stack import Stack
 
+Line = dict[str, object]
 
-def access_log_line(stack: Stack, marker: str, timeout: float = 20.0) -> dict[str, object]:
+
+def _log(stack: Stack) -> Path:
+    return Path(stack.settings.log_dir or "") / "envoy.log"
+
+
+def access_log_size(stack: Stack) -> int:
+    """Where the log ends now: `access_log_line_after` reads only what comes after it."""
+    return _log(stack).stat().st_size
+
+
+def access_log_line_after(
+    stack: Stack, offset: int, match: Callable[[Line], bool], timeout: float = 20.0
+) -> Line:
+    """The first access log line past ``offset`` (bytes) that ``match`` accepts: for a request
+    Envoy refused before it read a request ID. Envoy flushes its log every second, so this
+    waits for it."""
+    log = _log(stack)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with log.open("rb") as text:
+            text.seek(offset)
+            for raw in text.read().decode().splitlines():
+                if raw.startswith("{"):
+                    line: Line = json.loads(raw)
+                    if "status" in line and match(line):
+                        return line
+        time.sleep(0.2)
+    pytest.fail(f"no matching access log line in {log} past byte {offset}")
+
+
+def access_log_line(stack: Stack, marker: str, timeout: float = 20.0) -> Line:
     """The access log line that contains ``marker`` (a request or trace ID); Envoy flushes its
     log every second, so this waits for it."""
-    log = Path(stack.settings.log_dir or "") / "envoy.log"
+    log = _log(stack)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for text in log.read_text().splitlines():
             if text.startswith("{") and marker in text:
-                line: dict[str, object] = json.loads(text)
+                line: Line = json.loads(text)
                 return line
         time.sleep(0.2)
     pytest.fail(f"no access log line with {marker} in {log}")

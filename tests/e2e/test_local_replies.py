@@ -21,6 +21,7 @@ from gateway.config import GatewaySettings
 from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack, StackSettings
 from tests._stacks import logs_dir, loopback_envoy
+from tests.e2e._access_log import access_log_line
 from tests.e2e._bodies import REQUEST_INFO, envoy_error, openai_error
 
 CELL = "/sax/test"
@@ -245,9 +246,11 @@ def test_no_healthy_gateway_is_a_json_503(dead_cell_stack: tuple[Stack, str]) ->
             proc.kill()
             proc.wait()
     with httpx.Client(base_url=stack.http_url, timeout=40) as http:
-        response = http.get("/listcells")
+        response = http.get("/listcells", headers={"x-request-id": "no-gateway-17"})
     body = assert_local_reply(response, 503, 14)
     assert "upstream" in json.dumps(body)
+    line = access_log_line(stack, "no-gateway-17")  # the code of the body the client got
+    assert (line["status"], line["grpc_status"]) == (503, 14)
     # The OpenAI SDK gets its envelope, and raises the class it retries (5xx).
     url = stack.http_url + "/v1"
     with (

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, NamedTuple
 from urllib.parse import unquote
@@ -42,6 +42,8 @@ from gateway.service.openai import _errors
 from gateway.service.openai import _requests as rq
 from gateway.service.openai import _responses as rs
 from gateway.service.openai._chat import ChatTemplates
+from gateway.service.openai._responses_reply import ResponseReply
+from gateway.service.openai._responses_request import responses_request
 from gateway.service.openai._stops import StopScanner, cut
 from gateway.service.openai._tokens import TokenCounter
 
@@ -68,9 +70,10 @@ _LESS_TEXT = "send fewer or shorter prompts, or a lower n or max_tokens"
 
 
 class _Completion(NamedTuple):
-    """A completions or chat request, resolved: what `_complete` and `_stream` serve."""
+    """A completions, chat or responses request, resolved: what `_complete` and `_stream`
+    serve."""
 
-    shape: rs.Shape
+    shape: rs.Reply
     model: str  # the Sax model ID
     prompts: Sequence[str]
     sampling: rq.Sampling
@@ -205,7 +208,8 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         self, request: pb.CreateCompletionRequest, context: Context
     ) -> AsyncIterator[HttpBody]:
         req = rq.completion_request(rq.parse_body(request.body.data))
-        job = self._job(req.model, req.sampling, chat=False, prompts=lambda _: (req.prompts, ()))
+        shape = rs.Shape(chat=False, model=req.model, include_usage=req.sampling.include_usage)
+        job = self._job(req.model, req.sampling, shape, prompts=lambda _: (req.prompts, ()))
         async for message in self._complete(context, job):
             yield message
 
@@ -214,20 +218,41 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         self, request: pb.CreateChatCompletionRequest, context: Context
     ) -> AsyncIterator[HttpBody]:
         req = rq.chat_request(rq.parse_body(request.body.data))
-        model = self._resolve(req.model)
+        shape = rs.Shape(chat=True, model=req.model, include_usage=req.sampling.include_usage)
+        job = await self._conversation(context, req.model, req.messages, req.sampling, shape)
+        async for message in self._complete(context, job):
+            yield message
+
+    @_errors.streaming
+    async def CreateResponse(
+        self, request: pb.CreateResponseRequest, context: Context
+    ) -> AsyncIterator[HttpBody]:
+        req = responses_request(rq.parse_body(request.body.data))
+        shape = ResponseReply(req.model, req.echo)
+        job = await self._conversation(context, req.model, req.messages, req.sampling, shape)
+        async for message in self._complete(context, job):
+            yield message
+
+    async def _conversation(
+        self,
+        context: Context,
+        name: str,
+        messages: Sequence[Mapping[str, str]],
+        sampling: rq.Sampling,
+        shape: rs.Reply,
+    ) -> _Completion:
+        """The job of answering ``messages`` (chat and responses): one prompt, rendered by the
+        model's chat template, which may add its own stop strings."""
+        model = self._resolve(name)
         if not self._chat.has_template(model):
             # Its 400 says how to configure a template: first make sure the model is there,
             # or a misspelt name would be told to configure one, not OpenAI's 404.
             await self._published(model, context)
 
         def chat(model: str) -> tuple[Sequence[str], Sequence[str]]:
-            # The model's template renders the conversation and may add its own stop strings.
-            return (self._chat.render(model, req.messages),), self._chat.stops(model)
+            return (self._chat.render(model, messages),), self._chat.stops(model)
 
-        async for message in self._complete(
-            context, self._job(req.model, req.sampling, chat=True, prompts=chat)
-        ):
-            yield message
+        return self._job(name, sampling, shape, prompts=chat)
 
     async def _published(self, model: str, context: Context) -> None:
         """NOT_FOUND unless ``model`` is published (PERMISSION_DENIED first if the caller's
@@ -240,8 +265,8 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         self,
         name: str,
         sampling: rq.Sampling,
+        shape: rs.Reply,
         *,
-        chat: bool,
         prompts: Callable[[str], tuple[Sequence[str], Sequence[str]]],
     ) -> _Completion:
         """Resolves the requested model ``name``; ``prompts`` gives the model's prompts and the
@@ -250,7 +275,6 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         texts, extra_stops = prompts(model)
         note_usage(model, texts, ())  # the input counts, if the call fails from here on
         stops = all_stops(self._settings.models.get(model), (*sampling.stop, *extra_stops))
-        shape = rs.Shape(chat=chat, model=name, include_usage=sampling.include_usage)
         return _Completion(shape, model, texts, sampling, stops)
 
     def _finish(
@@ -302,7 +326,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
                 first = number * sampling.n
                 pieces = self._stream_prompt(job, prompt, first, options, texts)
                 async for chunks in pieces:
-                    message = self._fitted(rs.events(*chunks), _LESS_TEXT)
+                    message = self._fitted(shape.frame(chunks), _LESS_TEXT)
                     started = True
                     yield message
         except Exception as exc:
@@ -310,10 +334,9 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
             # last event, as OpenAI sends it; the call still fails with its gRPC code.
             if not started:
                 raise
-            yield rs.events(_errors.envelope(exc)[1])
+            yield shape.failure(exc)
             raise
-        tail = [shape.usage_chunk(self._usage(model, prompts, texts))]
-        yield rs.events(*(tail if sampling.include_usage else ()), done=True)
+        yield shape.tail(self._usage(model, prompts, texts))
 
     async def _stream_prompt(
         self, job: _Completion, prompt: str, first: int, options: CallOptions, texts: list[str]
@@ -330,14 +353,11 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         def piece(i: int, text: str) -> list[dict[str, Any]]:
             nonlocal texted
             texted = texted or bool(text)
-            # A chat choice opens with a chunk of its role alone, as OpenAI's do: clients
-            # that take the first chunk as the role's and the rest as content read it so.
-            opening = []
-            if shape.chat and i not in seen:
-                opening.append(shape.chunk(first + i, "", role=True))
+            # A choice's opening events (a chat's role chunk) go out with its first text.
+            opening = shape.opening(first + i) if i not in seen else []
             seen.add(i)
             sent[i] += text
-            return [*opening, shape.chunk(first + i, text)] if text else opening
+            return [*opening, *shape.delta(first + i, text)] if text else opening
 
         stream = self._client.lm_generate_stream(model, prompt, options)
         try:
@@ -355,7 +375,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
                     steps[i] += 1
                     chunks += piece(i, scanners[i].feed(delta.text))
                     if scanners[i].stopped:
-                        chunks.append(shape.chunk(first + i, None, "stop"))
+                        chunks += shape.finished(first + i, "stop")
                 if texted:
                     texted = False
                     note_chunk()
@@ -370,7 +390,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
             if not scanners[i].stopped:
                 chunks += piece(i, scanners[i].flush())
                 reason = self._finish(model, sent[i], False, steps[i], sampling.max_tokens)
-                chunks.append(shape.chunk(first + i, None, reason))
+                chunks += shape.finished(first + i, reason)
         texts.extend(sent)
         if texted:
             note_chunk()

@@ -13,11 +13,13 @@ import httpx
 import openai
 import pydantic
 import pytest
+from langchain_openai import ChatOpenAI
 from openai.types.responses import Response, ResponseOutputMessage, ResponseStreamEvent
+from pydantic import SecretStr
 
 from gateway.launch.stack import Stack
 from tests.e2e._bodies import openai_error
-from tests.e2e._openai import ANSWER, CHATML, FAILING, TEMPLATED, tokenizer
+from tests.e2e._openai import ANSWER, CHATML, FAILING, TEMPLATED, node_sdk, tokenizer
 
 _EVENTS = pydantic.TypeAdapter(ResponseStreamEvent)
 _STREAM = [
@@ -447,3 +449,42 @@ def test_store_is_accepted_and_nothing_can_be_retrieved(client: openai.OpenAI) -
     assert failure.value.body == openai_error(
         f"Could not resolve /v1/responses/{response.id} to a method."
     )
+
+
+def test_langchain_chat_model_on_the_responses_api(stack: Stack, openai_models: None) -> None:
+    chat = ChatOpenAI(
+        base_url=stack.http_url + "/v1",
+        api_key=SecretStr("x"),
+        model="oai",
+        max_retries=0,
+        use_responses_api=True,
+    )
+    reply = chat.invoke("What is the capital of France?")
+    assert reply.text == ANSWER
+    assert reply.usage_metadata is not None and reply.usage_metadata["output_tokens"] == 6
+    assert "".join(c.text for c in chat.stream("again?")) == ANSWER
+
+
+def test_node_openai_package_creates_and_streams(stack: Stack, openai_models: None) -> None:
+    script = (
+        'import OpenAI from "openai";'
+        "const client = new OpenAI({baseURL: process.argv[1], apiKey: 'x', maxRetries: 0});"
+        "const whole = await client.responses.create({model: 'oai', input: 'hi'});"
+        "const stream = client.responses.stream({model: 'oai', input: 'hi'});"
+        "const types = []; for await (const e of stream) types.push(e.type);"
+        "const final = await stream.finalResponse();"
+        "let refused; try { await client.responses.create({model: 'oai', input: 'hi',"
+        " previous_response_id: 'resp_1'}); } catch (e) {"
+        " refused = {name: e.constructor.name, status: e.status, param: e.param}; }"
+        "console.log(JSON.stringify({text: whole.output_text, status: whole.status,"
+        " types, final: final.output_text, usage: final.usage, refused}));"
+    )
+    result = node_sdk(script, stack.http_url + "/v1")
+    assert result == {
+        "text": ANSWER,
+        "status": "completed",
+        "types": _STREAM,
+        "final": ANSWER,
+        "usage": _usage(stack, _chatml(("user", "hi")), ANSWER),
+        "refused": {"name": "BadRequestError", "status": 400, "param": "previous_response_id"},
+    }

@@ -3,6 +3,7 @@
 | OpenAI field                                  | Sax                                          |
 |-----------------------------------------------|----------------------------------------------|
 | ``max_tokens``, ``max_completion_tokens``     | extra input ``per_example_max_decode_steps`` |
+| (Responses API: ``max_output_tokens``)        |                                              |
 | ``temperature``                               | extra input ``temperature``                  |
 | ``top_p``                                     | extra input ``per_example_top_p``            |
 | ``top_k`` (extension, as vLLM)                | extra input ``per_example_top_k``            |

@@ -3,6 +3,9 @@
 Objects follow OpenAI's API reference field for field (``id``, ``object``, ``created``,
 ``model``, ``choices``, ``usage``); ``model`` echoes the name the caller used, as OpenAI and
 vLLM do. A stream is ``data: {chunk}`` events and a final ``data: [DONE]``.
+
+`Reply` is what the servicer's one generation path fills, whole or streamed: `Shape` here for
+completions and chat, `_responses_reply.ResponseReply` for the Responses API.
 """
 
 from __future__ import annotations

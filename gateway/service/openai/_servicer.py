@@ -1,9 +1,10 @@
 """The OpenAIGateway servicer: OpenAI's JSON in, the same Sax client calls as SaxGateway, OpenAI's
 JSON or Server-Sent Events out.
 
-Parsing and the parameter table live in `_requests`, response objects in `_responses`, stop
-strings in `_stops`, chat templates in `_chat`, token counts in `_tokens` and errors in
-`_errors`; deadlines and error codes are SaxGateway's (`gateway.service._fields`, `_errors`).
+Parsing and the parameter table live in `_requests` (the Responses API's in
+`_responses_request`), response objects in `_responses` (`_responses_reply`), stop strings in
+`_stops`, chat templates in `_chat`, token counts in `_tokens` and errors in `_errors`;
+deadlines and error codes are SaxGateway's (`gateway.service._fields`, `_errors`).
 """
 
 from __future__ import annotations

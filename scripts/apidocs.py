@@ -73,8 +73,11 @@ def _operation(path: str, verb: str, op: Schema) -> list[str]:
     if "application/json" in ok:
         lines += [f"Response (JSON): {_type(ok['application/json']['schema'])}", ""]
     if "text/event-stream" in ok:
-        data = _type(ok["text/event-stream"]["x-sse-data"])
-        lines += [f"Response: `text/event-stream`, each event `data: <JSON>`, a {data}.", ""]
+        sse = ok["text/event-stream"]
+        data = _type(sse["x-sse-data"])
+        named = sse.get("x-sse-named")
+        framing = "`event: <type>` and `data: <JSON>`" if named else "`data: <JSON>`"
+        lines += [f"Response: `text/event-stream`, each event {framing}, a {data}.", ""]
     return lines + _example(path, verb, op)
 
 

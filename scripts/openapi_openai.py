@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.service.openai._requests import MAX_N, MAX_STOPS, ROLES
+from gateway.service.openai._responses_request import ROLES as RESPONSE_ROLES
 
 Schema = dict[str, Any]
 TAG = "OpenAIGateway"
@@ -77,6 +78,168 @@ _MODEL = {
     "description": "A Sax model ID (`/sax/test/lm2b`, the `/` optional) or a configured alias.",
 }
 _MAX = {"type": "integer", "minimum": 1, "description": "Sax `per_example_max_decode_steps`."}
+_RESPONSE_EVENTS = [
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.content_part.added",
+    "response.output_text.delta",
+    "response.output_text.done",
+    "response.content_part.done",
+    "response.output_item.done",
+    "response.completed",
+    "response.incomplete",
+    "response.failed",
+]
+
+
+def _response_schemas(usage: Schema) -> dict[str, Schema]:
+    """The Responses API's request, response object and stream event."""
+    text_part = _obj(
+        "Text (`output_text` only in an assistant message).",
+        {"type": {"enum": ["input_text", "output_text"]}, "text": {"type": "string"}},
+        ["type", "text"],
+    )
+    message = _obj(
+        "An input message (`type` optional).",
+        {
+            "type": {"const": "message"},
+            "role": {"enum": list(RESPONSE_ROLES)},
+            "content": {
+                "oneOf": [
+                    {"type": "string"},
+                    {"type": "array", "minItems": 1, "items": text_part},
+                ]
+            },
+        },
+        ["role", "content"],
+    )
+    output_text = _obj(
+        "The answer's text.",
+        {
+            "type": {"const": "output_text"},
+            "text": {"type": "string"},
+            "annotations": {"type": "array", "maxItems": 0},
+            "logprobs": {"type": "array", "maxItems": 0},
+        },
+        ["type", "text", "annotations"],
+    )
+    item = _obj(
+        "The assistant's message.",
+        {
+            "id": {"type": "string", "description": "`msg_...`"},
+            "type": {"const": "message"},
+            "status": {"enum": ["in_progress", "completed", "incomplete"]},
+            "role": {"const": "assistant"},
+            "content": {"type": "array", "items": output_text},
+        },
+        ["id", "type", "status", "role", "content"],
+    )
+    unsupported = "Refused (400) unless absent, null or empty: Sax cannot honour it."
+    return {
+        PREFIX + "ResponseRequest": _obj(
+            "A Responses API request: the conversation is rendered to a prompt by the "
+            "model's chat template, as for chat. Other OpenAI fields (`user`, `store`, "
+            "`metadata`, `service_tier`, ...) are accepted and ignored (nothing is stored), "
+            "except those Sax cannot honour, which are 400s naming the field.",
+            {
+                "model": _MODEL,
+                "input": {
+                    "oneOf": [
+                        {"type": "string", "description": "One user message."},
+                        {"type": "array", "minItems": 1, "items": message},
+                    ]
+                },
+                "instructions": {"type": "string", "description": "A first system message."},
+                "max_output_tokens": _MAX,
+                "temperature": _SAMPLING["temperature"],
+                "top_p": _SAMPLING["top_p"],
+                "top_k": _SAMPLING["top_k"],
+                "stream": {"type": "boolean", "description": "Server-Sent Events."},
+                "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+                "store": {"type": "boolean", "description": "Echoed; nothing is stored."},
+                "parallel_tool_calls": {"type": "boolean", "description": "Echoed."},
+                "tool_choice": {"enum": ["none", "auto"], "description": "No tool is called."},
+                "truncation": {"const": "disabled"},
+                "text": {
+                    "type": "object",
+                    "properties": {
+                        "format": _obj("Text only.", {"type": {"const": "text"}}, ["type"]),
+                        "verbosity": {"const": "medium"},
+                    },
+                },
+                **{
+                    k: {"description": unsupported}
+                    for k in (
+                        "tools",
+                        "previous_response_id",
+                        "conversation",
+                        "prompt",
+                        "background",
+                        "reasoning",
+                        "include",
+                        "top_logprobs",
+                    )
+                },
+            },
+            ["model", "input"],
+        ),
+        PREFIX + "Response": _obj(
+            "A response object: the request's settings echoed, one message of output. "
+            '`status` is "incomplete" (`incomplete_details.reason` "max_output_tokens") only '
+            "when the answer is known to have max_output_tokens tokens.",
+            {
+                "id": {"type": "string", "description": "`resp_...`"},
+                "object": {"const": "response"},
+                "created_at": {"type": "integer", "description": "Unix seconds."},
+                "status": {"enum": ["in_progress", "completed", "incomplete", "failed"]},
+                "model": {"type": "string", "description": "The model as the request named it."},
+                "output": {"type": "array", "items": item},
+                "error": {
+                    "oneOf": [
+                        _NULL,
+                        _obj(
+                            "Why a streamed response failed.",
+                            {
+                                "code": {"enum": ["server_error", "rate_limit_exceeded"]},
+                                "message": {"type": "string"},
+                                "type": {"type": "string"},
+                            },
+                            ["code", "message"],
+                        ),
+                    ]
+                },
+                "incomplete_details": {"type": ["object", "null"]},
+                "usage": {
+                    "oneOf": [
+                        _NULL,
+                        {
+                            **usage,
+                            "description": "As for chat, with input_/output_ for prompt_/"
+                            "completion_ (and input_tokens_details, output_tokens_details).",
+                        },
+                    ]
+                },
+            },
+            ["id", "object", "created_at", "status", "model", "output"],
+        ),
+        PREFIX + "ResponseStreamEvent": _obj(
+            "One event of a streamed response; its SSE `event:` line is its `type`.",
+            {
+                "type": {"enum": _RESPONSE_EVENTS},
+                "sequence_number": {"type": "integer"},
+                "response": _ref("Response"),
+                "output_index": {"type": "integer"},
+                "item_id": {"type": "string"},
+                "content_index": {"type": "integer"},
+                "item": item,
+                "part": output_text,
+                "delta": {"type": "string"},
+                "text": {"type": "string"},
+            },
+            ["type", "sequence_number"],
+        ),
+    }
 
 
 def schemas() -> dict[str, Schema]:
@@ -145,6 +308,7 @@ def schemas() -> dict[str, Schema]:
         "required": ["role"],
     }
     return {
+        **_response_schemas(usage),
         PREFIX + "CompletionRequest": _obj(
             "A completion request; other OpenAI fields are accepted and ignored, except those "
             "Sax cannot honour (logprobs, echo, best_of > 1, suffix, penalties, logit_bias), "
@@ -326,6 +490,7 @@ _SHAPES: dict[str, tuple[str | None, str, str | None]] = {
     "GetOpenAIModel": (None, "Model", None),
     "CreateCompletion": ("CompletionRequest", "Completion", "Completion"),
     "CreateChatCompletion": ("ChatCompletionRequest", "ChatCompletion", "ChatCompletionChunk"),
+    "CreateResponse": ("ResponseRequest", "Response", "ResponseStreamEvent"),
     "CreateEmbedding": ("EmbeddingRequest", "EmbeddingList", None),
 }
 
@@ -346,7 +511,19 @@ def operations(
     """(path, verb, operation) for one binding of an OpenAIGateway RPC."""
     request, response, events = _SHAPES[method]
     content: Schema = {"application/json": {"schema": _ref(response)}}
-    if events is not None:
+    if events == "ResponseStreamEvent":
+        content["text/event-stream"] = {
+            "schema": {
+                "type": "string",
+                "description": 'With `"stream": true`: `event: <type>` and `data: <JSON>` '
+                f"events, each a {events}: {', '.join(_RESPONSE_EVENTS[:9])} (or "
+                "response.incomplete); an error after the first event ends it with "
+                "response.failed.",
+            },
+            "x-sse-data": _ref(events),
+            "x-sse-named": True,
+        }
+    elif events is not None:
         content["text/event-stream"] = {
             "schema": {
                 "type": "string",

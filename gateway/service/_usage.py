@@ -73,6 +73,7 @@ DATA_METHODS: dict[str, tuple[str, Texts, Texts]] = {
 OPENAI_OPERATIONS = {
     "CreateCompletion": "text_completion",
     "CreateChatCompletion": "chat",
+    "CreateResponse": "chat",  # a conversation in, a message out: a chat, as GenAI names it
     "CreateEmbedding": "embeddings",
 }
 

@@ -27,7 +27,7 @@ PLAIN = "/sax/test/oai-plain"  # nothing configured
 TEMPLATE = "{% for m in messages %}[{{ m.role }}] {{ m.content }} {% endfor %}[assistant]"
 DIVIDING = "/sax/test/oai-divides"  # configured, never published: its template fails first
 DIVIDE = "{{ 1 / (messages|length - 1) }}"  # ZeroDivisionError for a single message
-FAILING = "/sax/test/oai-fails"  # fails after two tokens
+FAILING = "/sax/test/oai-fails"  # fails after two tokens; built-in chatml template
 BUSY = "/sax/test/oai-busy"  # always overloaded
 SLOW = "/sax/test/oai-slow"  # 50 tokens, 100 ms each
 ANSWER = "Paris is the capital of France"
@@ -58,6 +58,8 @@ def write_config(folder: Path) -> Path:
         f"    chat_template: {TEMPLATE!r}\n"
         f"  {DIVIDING}:\n"
         f"    chat_template: {DIVIDE!r}\n"
+        f"  {FAILING}:\n"
+        "    chat_template_name: chatml\n"
     )
     return config
 

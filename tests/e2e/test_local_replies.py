@@ -105,7 +105,16 @@ def test_headers_too_large_is_a_json_431(http: httpx.Client) -> None:
 @pytest.mark.parametrize(
     ("method", "path", "status", "message"),
     [
-        ("POST", "/v1/responses", 404, "Could not resolve /v1/responses to a method."),
+        ("POST", "/v1/assistants", 404, "Could not resolve /v1/assistants to a method."),
+        ("GET", "/v1/responses", 405, "GET is not allowed on this path; it takes POST"),
+        # Nothing is stored: there is no response to get or delete.
+        ("GET", "/v1/responses/resp_1", 404, "Could not resolve /v1/responses/resp_1 to a method."),
+        (
+            "DELETE",
+            "/v1/responses/resp_1",
+            404,
+            "Could not resolve /v1/responses/resp_1 to a method.",
+        ),
         ("DELETE", "/v1/models", 405, "DELETE is not allowed on this path; it takes GET"),
         ("GET", "/v1/chat/completions", 405, "GET is not allowed on this path; it takes POST"),
         (

@@ -211,6 +211,7 @@ def test_openapi_describes_the_openai_routes_with_their_json() -> None:
         ("/v1/models/sax/{cell}/{name}", "get"),
         ("/v1/completions", "post"),
         ("/v1/chat/completions", "post"),
+        ("/v1/responses", "post"),
         ("/v1/embeddings", "post"),
     }
     methods = {op["x-grpc-method"].rsplit("/", 1)[1] for op in ops.values()}
@@ -222,6 +223,12 @@ def test_openapi_describes_the_openai_routes_with_their_json() -> None:
     assert ok["text/event-stream"]["x-sse-data"] == {
         "$ref": "#/components/schemas/openai.ChatCompletionChunk"
     }
+    responses = ops[("/v1/responses", "post")]["responses"]["200"]["content"]
+    assert responses["text/event-stream"]["x-sse-named"] is True  # `event: <type>` lines
+    assert responses["text/event-stream"]["x-sse-data"] == {
+        "$ref": "#/components/schemas/openai.ResponseStreamEvent"
+    }
+    assert SCHEMAS["openai.ResponseRequest"]["required"] == ["model", "input"]
     for op in ops.values():
         error = op["responses"]["default"]["content"]["application/json"]["schema"]
         assert error == {"$ref": "#/components/schemas/openai.Error"}

@@ -1,6 +1,7 @@
 """The OpenAI-compatible face of the gateway (``/v1/models``, ``/v1/completions``,
-``/v1/chat/completions``, ``/v1/embeddings``): a thin mapping onto the Sax client calls the
-SaxGateway service makes, with the same deadlines and error codes. See docs/openai.md."""
+``/v1/chat/completions``, ``/v1/responses``, ``/v1/embeddings``): a thin mapping onto the Sax
+client calls the SaxGateway service makes, with the same deadlines and error codes. See
+docs/openai.md."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 | OpenAI field                                  | Sax                                          |
 |-----------------------------------------------|----------------------------------------------|
 | ``max_tokens``, ``max_completion_tokens``     | extra input ``per_example_max_decode_steps`` |
+| (Responses API: ``max_output_tokens``)        |                                              |
 | ``temperature``                               | extra input ``temperature``                  |
 | ``top_p``                                     | extra input ``per_example_top_p``            |
 | ``top_k`` (extension, as vLLM)                | extra input ``per_example_top_k``            |
@@ -21,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,7 +160,7 @@ def _lone_surrogate(text: str) -> str | None:
     return f"\\u{ord(found.group()):04x}" if found else None
 
 
-def _number(body: Mapping[str, Any], key: str, low: float, high: float) -> float | None:
+def number(body: Mapping[str, Any], key: str, low: float, high: float) -> float | None:
     value = body.get(key)
     if value is None:
         return None
@@ -170,7 +171,7 @@ def _number(body: Mapping[str, Any], key: str, low: float, high: float) -> float
     return float(value)
 
 
-def _integer(body: Mapping[str, Any], key: str, low: int, high: int) -> int | None:
+def integer(body: Mapping[str, Any], key: str, low: int, high: int) -> int | None:
     value = body.get(key)
     if value is None:
         return None
@@ -243,16 +244,14 @@ def sampling(body: Mapping[str, Any]) -> Sampling:
     """The sampling and streaming parameters of a completion or chat request."""
     _reject_unsupported(body)
     _reject_constrained_output(body)
-    max_tokens = _integer(body, "max_completion_tokens", 1, 1 << 20)
+    max_tokens = integer(body, "max_completion_tokens", 1, 1 << 20)
     if max_tokens is None:
-        max_tokens = _integer(body, "max_tokens", 1, 1 << 20)
+        max_tokens = integer(body, "max_tokens", 1, 1 << 20)
     stop = body.get("stop")
     stops = () if stop is None else _strings(stop, "stop", "stop")
     if len(stops) > MAX_STOPS or not all(stops):
         raise invalid("stop", f"at most {MAX_STOPS} non-empty strings")
-    stream = body.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        raise invalid("stream", "must be true or false")
+    stream = flag(body, "stream")
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise invalid("stream_options", "must be an object")
@@ -264,17 +263,33 @@ def sampling(body: Mapping[str, Any]) -> Sampling:
     include_usage = (options or {}).get("include_usage", False)
     if not isinstance(include_usage, bool):
         raise invalid("stream_options.include_usage", "must be true or false")
-    top_k = _integer(body, "top_k", -1, 1 << 20)
     return Sampling(
+        **sampled(body),
         max_tokens=max_tokens,
-        temperature=_number(body, "temperature", 0.0, 2.0),
-        top_p=_number(body, "top_p", 0.0, 1.0),
-        top_k=None if top_k in (None, -1, 0) else top_k,  # vLLM: -1 (or 0) means "all"
-        n=_integer(body, "n", 1, MAX_N) or 1,
+        n=integer(body, "n", 1, MAX_N) or 1,
         stop=stops,
         stream=bool(stream),
         include_usage=include_usage,
     )
+
+
+def sampled(body: Mapping[str, Any]) -> dict[str, Any]:
+    """``temperature``, ``top_p`` and ``top_k``: the sampling fields every generating API
+    (completions, chat, responses) takes the same way, as `Sampling` arguments."""
+    top_k = integer(body, "top_k", -1, 1 << 20)
+    return {
+        "temperature": number(body, "temperature", 0.0, 2.0),
+        "top_p": number(body, "top_p", 0.0, 1.0),
+        "top_k": None if top_k in (None, -1, 0) else top_k,  # vLLM: -1 (or 0) means "all"
+    }
+
+
+def flag(body: Mapping[str, Any], key: str) -> bool | None:
+    """A boolean field, or None if it is absent or null."""
+    value = body.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise invalid(key, "must be true or false")
+    return value
 
 
 def completion_request(body: Mapping[str, Any]) -> CompletionRequest:
@@ -288,21 +303,23 @@ def completion_request(body: Mapping[str, Any]) -> CompletionRequest:
     return CompletionRequest(model=model_name(body), prompts=prompts, sampling=sampling(body))
 
 
-def _content(message: Mapping[str, Any], where: str) -> str:
-    content = message.get("content")
-    if content is None:
+def content(message: Mapping[str, Any], where: str, kinds: Collection[str] = ("text",)) -> str:
+    """The text of a message's ``content``: a string, or a list of text parts (whose ``type``
+    is one of ``kinds``) joined by newlines."""
+    value = message.get("content")
+    if value is None:
         if message["role"] in _CONTENT_OPTIONAL:
             return ""
         raise invalid(where, f"required for a {message['role']} message: a string or text parts")
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list):
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, list):
         raise invalid(where, "must be a string or a list of content parts")
-    if not content:
+    if not value:
         raise invalid(where, "an empty list: give at least one text part")
     texts = []
-    for part in content:
-        if not isinstance(part, dict) or part.get("type") != "text":
+    for part in value:
+        if not isinstance(part, dict) or part.get("type") not in kinds:
             kind = part.get("type") if isinstance(part, dict) else type(part).__name__
             raise invalid(where, f"{kind!r} parts are not supported: only text reaches Sax")
         if not isinstance(part.get("text"), str):
@@ -311,15 +328,15 @@ def _content(message: Mapping[str, Any], where: str) -> str:
     return "\n".join(texts)  # as vLLM: parts are separate texts, not one word
 
 
-def _role(message: object, where: str) -> str:
+def role(message: object, where: str) -> str:
     """The role of ``message``: one of ROLES, or another the model's template knows."""
     if not isinstance(message, dict):
         raise invalid(where, "must be an object with a role and content")
-    role = message.get("role")
-    if not isinstance(role, str) or not role:
-        given = "required" if role is None or role == "" else "must be a string"
+    name = message.get("role")
+    if not isinstance(name, str) or not name:
+        given = "required" if name is None or name == "" else "must be a string"
         raise invalid(f"{where}.role", f"{given}: such as {', '.join(ROLES)}")
-    return role
+    return name
 
 
 def chat_request(body: Mapping[str, Any]) -> ChatRequest:
@@ -330,8 +347,8 @@ def chat_request(body: Mapping[str, Any]) -> ChatRequest:
     parsed = []
     for i, message in enumerate(messages):
         where = f"messages[{i}]"
-        item = {"role": _role(message, where)}
-        item["content"] = _content(message, f"{where}.content")
+        item = {"role": role(message, where)}
+        item["content"] = content(message, f"{where}.content")
         name = message.get("name")
         if name is not None and not isinstance(name, str):
             raise invalid(f"{where}.name", "must be a string")
@@ -356,5 +373,5 @@ def embedding_request(body: Mapping[str, Any]) -> EmbeddingRequest:
         model=model_name(body),
         inputs=inputs,
         base64=encoding == "base64",
-        dimensions=_integer(body, "dimensions", 1, 1 << 20),
+        dimensions=integer(body, "dimensions", 1, 1 << 20),
     )

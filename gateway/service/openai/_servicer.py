@@ -1,18 +1,20 @@
 """The OpenAIGateway servicer: OpenAI's JSON in, the same Sax client calls as SaxGateway, OpenAI's
 JSON or Server-Sent Events out.
 
-Parsing and the parameter table live in `_requests`, response objects in `_responses`, stop
-strings in `_stops`, chat templates in `_chat`, token counts in `_tokens` and errors in
-`_errors`; deadlines and error codes are SaxGateway's (`gateway.service._fields`, `_errors`).
+Parsing and the parameter table live in `_requests` (the Responses API's in
+`_responses_request`), response objects in `_responses` (`_responses_reply`), stop strings in
+`_stops`, chat templates in `_chat`, token counts in `_tokens`, a streamed prompt and the
+finish reason in `_generate`, and errors in `_errors`; deadlines and error codes are
+SaxGateway's (`gateway.service._fields`, `_errors`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import unquote
 
 from google.api.httpbody_pb2 import HttpBody
@@ -35,14 +37,16 @@ from gateway.config import GatewaySettings
 from gateway.modelconfig import aliases_of, all_stops
 from gateway.service import _fields as f
 from gateway.service._access import ANONYMOUS, Access
-from gateway.service._stream import DeltaTracker
 from gateway.service._streams import StreamSlots
-from gateway.service._usage import note_chunk, note_usage
+from gateway.service._usage import note_usage
 from gateway.service.openai import _errors
 from gateway.service.openai import _requests as rq
 from gateway.service.openai import _responses as rs
 from gateway.service.openai._chat import ChatTemplates
-from gateway.service.openai._stops import StopScanner, cut
+from gateway.service.openai._generate import Job, check_samples, finish_reason, stream_prompt
+from gateway.service.openai._responses_reply import ResponseReply
+from gateway.service.openai._responses_request import responses_request
+from gateway.service.openai._stops import cut
 from gateway.service.openai._tokens import TokenCounter
 
 log = logging.getLogger(__name__)
@@ -65,16 +69,6 @@ and the models' Sax ACLs), as OpenAI lists the models an API key can use."""
 
 _LESS_TEXT = "send fewer or shorter prompts, or a lower n or max_tokens"
 """How to make a completion's response smaller."""
-
-
-class _Completion(NamedTuple):
-    """A completions or chat request, resolved: what `_complete` and `_stream` serve."""
-
-    shape: rs.Shape
-    model: str  # the Sax model ID
-    prompts: Sequence[str]
-    sampling: rq.Sampling
-    stops: Sequence[str]
 
 
 class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
@@ -205,7 +199,8 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         self, request: pb.CreateCompletionRequest, context: Context
     ) -> AsyncIterator[HttpBody]:
         req = rq.completion_request(rq.parse_body(request.body.data))
-        job = self._job(req.model, req.sampling, chat=False, prompts=lambda _: (req.prompts, ()))
+        shape = rs.Shape(chat=False, model=req.model, include_usage=req.sampling.include_usage)
+        job = self._job(req.model, req.sampling, shape, prompts=lambda _: (req.prompts, ()))
         async for message in self._complete(context, job):
             yield message
 
@@ -214,20 +209,41 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         self, request: pb.CreateChatCompletionRequest, context: Context
     ) -> AsyncIterator[HttpBody]:
         req = rq.chat_request(rq.parse_body(request.body.data))
-        model = self._resolve(req.model)
+        shape = rs.Shape(chat=True, model=req.model, include_usage=req.sampling.include_usage)
+        job = await self._conversation(context, req.model, req.messages, req.sampling, shape)
+        async for message in self._complete(context, job):
+            yield message
+
+    @_errors.streaming
+    async def CreateResponse(
+        self, request: pb.CreateResponseRequest, context: Context
+    ) -> AsyncIterator[HttpBody]:
+        req = responses_request(rq.parse_body(request.body.data))
+        shape = ResponseReply(req.model, req.echo)
+        job = await self._conversation(context, req.model, req.messages, req.sampling, shape)
+        async for message in self._complete(context, job):
+            yield message
+
+    async def _conversation(
+        self,
+        context: Context,
+        name: str,
+        messages: Sequence[Mapping[str, str]],
+        sampling: rq.Sampling,
+        shape: rs.Reply,
+    ) -> Job:
+        """The job of answering ``messages`` (chat and responses): one prompt, rendered by the
+        model's chat template, which may add its own stop strings."""
+        model = self._resolve(name)
         if not self._chat.has_template(model):
             # Its 400 says how to configure a template: first make sure the model is there,
             # or a misspelt name would be told to configure one, not OpenAI's 404.
             await self._published(model, context)
 
         def chat(model: str) -> tuple[Sequence[str], Sequence[str]]:
-            # The model's template renders the conversation and may add its own stop strings.
-            return (self._chat.render(model, req.messages),), self._chat.stops(model)
+            return (self._chat.render(model, messages),), self._chat.stops(model)
 
-        async for message in self._complete(
-            context, self._job(req.model, req.sampling, chat=True, prompts=chat)
-        ):
-            yield message
+        return self._job(name, sampling, shape, prompts=chat)
 
     async def _published(self, model: str, context: Context) -> None:
         """NOT_FOUND unless ``model`` is published (PERMISSION_DENIED first if the caller's
@@ -240,31 +256,19 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         self,
         name: str,
         sampling: rq.Sampling,
+        shape: rs.Reply,
         *,
-        chat: bool,
         prompts: Callable[[str], tuple[Sequence[str], Sequence[str]]],
-    ) -> _Completion:
+    ) -> Job:
         """Resolves the requested model ``name``; ``prompts`` gives the model's prompts and the
         stop strings it adds to the request's and the configured ones."""
         model = self._resolve(name)
         texts, extra_stops = prompts(model)
         note_usage(model, texts, ())  # the input counts, if the call fails from here on
         stops = all_stops(self._settings.models.get(model), (*sampling.stop, *extra_stops))
-        shape = rs.Shape(chat=chat, model=name, include_usage=sampling.include_usage)
-        return _Completion(shape, model, texts, sampling, stops)
+        return Job(shape, model, texts, sampling, stops)
 
-    def _finish(
-        self, model: str, text: str, stopped: bool, steps: int | None, limit: int | None
-    ) -> str:
-        """OpenAI's finish_reason: "length" when the text has ``max_tokens`` tokens (counted by
-        the tokenizer, else by streamed decoding steps), otherwise "stop"."""
-        if stopped or limit is None:
-            return "stop"
-        count = self._tokens.count(model, text)
-        count = steps if count is None else count
-        return "length" if count is not None and count >= limit else "stop"
-
-    async def _complete(self, context: Context, job: _Completion) -> AsyncIterator[HttpBody]:
+    async def _complete(self, context: Context, job: Job) -> AsyncIterator[HttpBody]:
         shape, model, prompts, sampling, stops = job
         if sampling.stream:
             with self._streams.hold(context):
@@ -281,17 +285,17 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         async with self._access.admit_model("Generate", model, context) as admitted:
             results = await admitted.each([partial(generate, model, p, options) for p in prompts])
         choices = []
+        limit = sampling.max_tokens
         for samples in results:
-            _check_samples(model, len(samples), sampling.n)
+            check_samples(model, len(samples), sampling.n)
             for text, _score in samples[: sampling.n]:
                 kept, stopped = cut(text, stops)
-                choices.append(
-                    (kept, self._finish(model, kept, stopped, None, sampling.max_tokens))
-                )
+                reason = finish_reason(self._tokens, model, kept, stopped, None, limit)
+                choices.append((kept, reason))
         usage = self._usage(model, prompts, [text for text, _ in choices])
         yield self._fitted(rs.body(shape.whole(choices, usage)), _LESS_TEXT)
 
-    async def _stream(self, context: Context, job: _Completion) -> AsyncIterator[HttpBody]:
+    async def _stream(self, context: Context, job: Job) -> AsyncIterator[HttpBody]:
         shape, model, prompts, sampling, _ = job
         # One deadline for the whole request, however many prompts it streams.
         options = self._options(context, sampling, self._settings.stream_timeout)
@@ -300,9 +304,11 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         try:
             for number, prompt in enumerate(prompts):  # one prompt after the other
                 first = number * sampling.n
-                pieces = self._stream_prompt(job, prompt, first, options, texts)
+                pieces = stream_prompt(
+                    self._client, self._tokens, job, prompt, first, options, texts
+                )
                 async for chunks in pieces:
-                    message = self._fitted(rs.events(*chunks), _LESS_TEXT)
+                    message = self._fitted(shape.frame(chunks), _LESS_TEXT)
                     started = True
                     yield message
         except Exception as exc:
@@ -310,72 +316,9 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
             # last event, as OpenAI sends it; the call still fails with its gRPC code.
             if not started:
                 raise
-            yield rs.events(_errors.envelope(exc)[1])
+            yield shape.failure(exc)
             raise
-        tail = [shape.usage_chunk(self._usage(model, prompts, texts))]
-        yield rs.events(*(tail if sampling.include_usage else ()), done=True)
-
-    async def _stream_prompt(
-        self, job: _Completion, prompt: str, first: int, options: CallOptions, texts: list[str]
-    ) -> AsyncIterator[list[dict[str, Any]]]:
-        shape, model, _, sampling, stops = job
-        n = sampling.n
-        tracker = DeltaTracker()
-        scanners = [StopScanner(stops) for _ in range(n)]
-        steps = [0] * n
-        sent = [""] * n
-        seen: set[int] = set()
-        texted = False  # whether the chunks about to be yielded carry text (telemetry)
-
-        def piece(i: int, text: str) -> list[dict[str, Any]]:
-            nonlocal texted
-            texted = texted or bool(text)
-            # A chat choice opens with a chunk of its role alone, as OpenAI's do: clients
-            # that take the first chunk as the role's and the rest as content read it so.
-            opening = []
-            if shape.chat and i not in seen:
-                opening.append(shape.chunk(first + i, "", role=True))
-            seen.add(i)
-            sent[i] += text
-            return [*opening, shape.chunk(first + i, text)] if text else opening
-
-        stream = self._client.lm_generate_stream(model, prompt, options)
-        try:
-            async for items in stream:
-                if items and not seen:
-                    # Sax's messages carry every sample: too few is the caller's n, refused
-                    # as the whole answer refuses it (before any event of the first prompt).
-                    # A message without items says nothing about them.
-                    _check_samples(model, len(items), n)
-                chunks: list[dict[str, Any]] = []
-                for delta in tracker.feed(items):
-                    i = delta.index
-                    if i >= n or scanners[i].stopped:
-                        continue
-                    steps[i] += 1
-                    chunks += piece(i, scanners[i].feed(delta.text))
-                    if scanners[i].stopped:
-                        chunks.append(shape.chunk(first + i, None, "stop"))
-                if texted:
-                    texted = False
-                    note_chunk()
-                if chunks:
-                    yield chunks
-                if all(s.stopped for s in scanners):
-                    break  # every choice hit a stop string: closing the stream cancels Sax
-        finally:
-            await _close(stream)  # also on client disconnect: cancels the Sax call
-        chunks = []
-        for i in range(n):  # every choice ends once, even a sample that stayed empty
-            if not scanners[i].stopped:
-                chunks += piece(i, scanners[i].flush())
-                reason = self._finish(model, sent[i], False, steps[i], sampling.max_tokens)
-                chunks.append(shape.chunk(first + i, None, reason))
-        texts.extend(sent)
-        if texted:
-            note_chunk()
-        if chunks:
-            yield chunks
+        yield shape.tail(self._usage(model, prompts, texts))
 
     # Embeddings.
 
@@ -397,15 +340,3 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         usage = self._usage(model, req.inputs)
         hint = "send fewer inputs" + ("" if req.base64 else " (or encoding_format=base64)")
         return self._fitted(rs.body(rs.embeddings(req.model, vectors, req.base64, usage)), hint)
-
-
-def _check_samples(model: str, samples: int, n: int) -> None:
-    """INVALID_ARGUMENT on ``n`` if the model returns fewer than ``n`` samples per prompt."""
-    if samples < n:
-        raise f.invalid("n", f"{model} returns {samples} sample(s) per prompt")
-
-
-async def _close(stream: AsyncIterator[Any]) -> None:
-    aclose = getattr(stream, "aclose", None)
-    if aclose is not None:
-        await aclose()

@@ -26,7 +26,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asaxgateway/v1/openai.proto\x12\rsaxgateway.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\"\x19\n\x17ListOpenAIModelsRequest\"&\n\x15GetOpenAIModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\"=\n\x17\x43reateCompletionRequest\x12\"\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\"A\n\x1b\x43reateChatCompletionRequest\x12\"\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\"<\n\x16\x43reateEmbeddingRequest\x12\"\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody2\xc3\x04\n\rOpenAIGateway\x12\x64\n\x10ListOpenAIModels\x12&.saxgateway.v1.ListOpenAIModelsRequest\x1a\x14.google.api.HttpBody\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/models\x12k\n\x0eGetOpenAIModel\x12$.saxgateway.v1.GetOpenAIModelRequest\x1a\x14.google.api.HttpBody\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/models/{model=**}\x12q\n\x10\x43reateCompletion\x12&.saxgateway.v1.CreateCompletionRequest\x1a\x14.google.api.HttpBody\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x0f/v1/completions:\x04\x62ody0\x01\x12~\n\x14\x43reateChatCompletion\x12*.saxgateway.v1.CreateChatCompletionRequest\x1a\x14.google.api.HttpBody\"\"\x82\xd3\xe4\x93\x02\x1c\"\x14/v1/chat/completions:\x04\x62ody0\x01\x12l\n\x0f\x43reateEmbedding\x12%.saxgateway.v1.CreateEmbeddingRequest\x1a\x14.google.api.HttpBody\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x0e/v1/embeddings:\x04\x62odyB[\n\x11\x64\x65v.saxgateway.v1P\x01ZDgithub.com/sax-gateway/sax-gateway/gen/go/saxgateway/v1;saxgatewayv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asaxgateway/v1/openai.proto\x12\rsaxgateway.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\"\x19\n\x17ListOpenAIModelsRequest\"&\n\x15GetOpenAIModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\"=\n\x17\x43reateCompletionRequest\x12\"\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\"A\n\x1b\x43reateChatCompletionRequest\x12\"\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\";\n\x15\x43reateResponseRequest\x12\"\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\"<\n\x16\x43reateEmbeddingRequest\x12\"\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody2\xb0\x05\n\rOpenAIGateway\x12\x64\n\x10ListOpenAIModels\x12&.saxgateway.v1.ListOpenAIModelsRequest\x1a\x14.google.api.HttpBody\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/models\x12k\n\x0eGetOpenAIModel\x12$.saxgateway.v1.GetOpenAIModelRequest\x1a\x14.google.api.HttpBody\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/models/{model=**}\x12q\n\x10\x43reateCompletion\x12&.saxgateway.v1.CreateCompletionRequest\x1a\x14.google.api.HttpBody\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x0f/v1/completions:\x04\x62ody0\x01\x12~\n\x14\x43reateChatCompletion\x12*.saxgateway.v1.CreateChatCompletionRequest\x1a\x14.google.api.HttpBody\"\"\x82\xd3\xe4\x93\x02\x1c\"\x14/v1/chat/completions:\x04\x62ody0\x01\x12k\n\x0e\x43reateResponse\x12$.saxgateway.v1.CreateResponseRequest\x1a\x14.google.api.HttpBody\"\x1b\x82\xd3\xe4\x93\x02\x15\"\r/v1/responses:\x04\x62ody0\x01\x12l\n\x0f\x43reateEmbedding\x12%.saxgateway.v1.CreateEmbeddingRequest\x1a\x14.google.api.HttpBody\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x0e/v1/embeddings:\x04\x62odyB[\n\x11\x64\x65v.saxgateway.v1P\x01ZDgithub.com/sax-gateway/sax-gateway/gen/go/saxgateway/v1;saxgatewayv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,6 +42,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_OPENAIGATEWAY'].methods_by_name['CreateCompletion']._serialized_options = b'\202\323\344\223\002\027\"\017/v1/completions:\004body'
   _globals['_OPENAIGATEWAY'].methods_by_name['CreateChatCompletion']._loaded_options = None
   _globals['_OPENAIGATEWAY'].methods_by_name['CreateChatCompletion']._serialized_options = b'\202\323\344\223\002\034\"\024/v1/chat/completions:\004body'
+  _globals['_OPENAIGATEWAY'].methods_by_name['CreateResponse']._loaded_options = None
+  _globals['_OPENAIGATEWAY'].methods_by_name['CreateResponse']._serialized_options = b'\202\323\344\223\002\025\"\r/v1/responses:\004body'
   _globals['_OPENAIGATEWAY'].methods_by_name['CreateEmbedding']._loaded_options = None
   _globals['_OPENAIGATEWAY'].methods_by_name['CreateEmbedding']._serialized_options = b'\202\323\344\223\002\026\"\016/v1/embeddings:\004body'
   _globals['_LISTOPENAIMODELSREQUEST']._serialized_start=102
@@ -52,8 +54,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATECOMPLETIONREQUEST']._serialized_end=230
   _globals['_CREATECHATCOMPLETIONREQUEST']._serialized_start=232
   _globals['_CREATECHATCOMPLETIONREQUEST']._serialized_end=297
-  _globals['_CREATEEMBEDDINGREQUEST']._serialized_start=299
-  _globals['_CREATEEMBEDDINGREQUEST']._serialized_end=359
-  _globals['_OPENAIGATEWAY']._serialized_start=362
-  _globals['_OPENAIGATEWAY']._serialized_end=941
+  _globals['_CREATERESPONSEREQUEST']._serialized_start=299
+  _globals['_CREATERESPONSEREQUEST']._serialized_end=358
+  _globals['_CREATEEMBEDDINGREQUEST']._serialized_start=360
+  _globals['_CREATEEMBEDDINGREQUEST']._serialized_end=420
+  _globals['_OPENAIGATEWAY']._serialized_start=423
+  _globals['_OPENAIGATEWAY']._serialized_end=1111
 # @@protoc_insertion_point(module_scope)

@@ -105,6 +105,30 @@ class CreateChatCompletionRequest(_message.Message):
 Global___CreateChatCompletionRequest: _TypeAlias = CreateChatCompletionRequest  # noqa: Y015
 
 @_typing.final
+class CreateResponseRequest(_message.Message):
+    """Request of CreateResponse."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BODY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def body(self) -> _httpbody_pb2.HttpBody:
+        """OpenAI's Responses API request, as JSON."""
+
+    def __init__(
+        self,
+        *,
+        body: _httpbody_pb2.HttpBody | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateResponseRequest: _TypeAlias = CreateResponseRequest  # noqa: Y015
+
+@_typing.final
 class CreateEmbeddingRequest(_message.Message):
     """Request of CreateEmbedding."""
 

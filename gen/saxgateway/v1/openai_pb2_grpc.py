@@ -28,8 +28,9 @@ if _version_not_supported:
 
 class OpenAIGatewayStub:
     """OpenAIGateway serves the OpenAI-compatible HTTP API (`/v1/models`,
-    `/v1/completions`, `/v1/chat/completions`, `/v1/embeddings`) over the same
-    Sax client calls as SaxGateway, so that OpenAI SDKs and tools reach Sax.
+    `/v1/completions`, `/v1/chat/completions`, `/v1/responses`,
+    `/v1/embeddings`) over the same Sax client calls as SaxGateway, so that
+    OpenAI SDKs and tools reach Sax.
 
     Request and response bodies are OpenAI's JSON, carried unchanged in
     `google.api.HttpBody`: OpenAI's fields take several JSON shapes (a prompt is
@@ -71,6 +72,11 @@ class OpenAIGatewayStub:
                 request_serializer=saxgateway_dot_v1_dot_openai__pb2.CreateChatCompletionRequest.SerializeToString,
                 response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
+        self.CreateResponse = channel.unary_stream(
+                '/saxgateway.v1.OpenAIGateway/CreateResponse',
+                request_serializer=saxgateway_dot_v1_dot_openai__pb2.CreateResponseRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
         self.CreateEmbedding = channel.unary_unary(
                 '/saxgateway.v1.OpenAIGateway/CreateEmbedding',
                 request_serializer=saxgateway_dot_v1_dot_openai__pb2.CreateEmbeddingRequest.SerializeToString,
@@ -80,8 +86,9 @@ class OpenAIGatewayStub:
 
 class OpenAIGatewayServicer:
     """OpenAIGateway serves the OpenAI-compatible HTTP API (`/v1/models`,
-    `/v1/completions`, `/v1/chat/completions`, `/v1/embeddings`) over the same
-    Sax client calls as SaxGateway, so that OpenAI SDKs and tools reach Sax.
+    `/v1/completions`, `/v1/chat/completions`, `/v1/responses`,
+    `/v1/embeddings`) over the same Sax client calls as SaxGateway, so that
+    OpenAI SDKs and tools reach Sax.
 
     Request and response bodies are OpenAI's JSON, carried unchanged in
     `google.api.HttpBody`: OpenAI's fields take several JSON shapes (a prompt is
@@ -133,6 +140,19 @@ class OpenAIGatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateResponse(self, request, context):
+        """Answers with OpenAI's Responses API: a conversation (`input`, a string or
+        messages, and `instructions`) rendered to a prompt by the model's chat
+        template, as CreateChatCompletion does; returns one JSON response object,
+        or with `"stream": true` Server-Sent Events (`event: response.created` ...
+        `event: response.completed`). Nothing is stored. Returns INVALID_ARGUMENT
+        for parameters Sax cannot honour (tools, previous_response_id, non-text
+        input, ...), NOT_FOUND for an unknown model.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateEmbedding(self, request, context):
         """Embeds texts with a language model's `lm.embed` method, as float arrays
         or base64 (`encoding_format`). Returns NOT_FOUND for an unknown model.
@@ -164,6 +184,11 @@ def add_OpenAIGatewayServicer_to_server(servicer, server):
                     request_deserializer=saxgateway_dot_v1_dot_openai__pb2.CreateChatCompletionRequest.FromString,
                     response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
+            'CreateResponse': grpc.unary_stream_rpc_method_handler(
+                    servicer.CreateResponse,
+                    request_deserializer=saxgateway_dot_v1_dot_openai__pb2.CreateResponseRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
             'CreateEmbedding': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateEmbedding,
                     request_deserializer=saxgateway_dot_v1_dot_openai__pb2.CreateEmbeddingRequest.FromString,
@@ -179,8 +204,9 @@ def add_OpenAIGatewayServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class OpenAIGateway:
     """OpenAIGateway serves the OpenAI-compatible HTTP API (`/v1/models`,
-    `/v1/completions`, `/v1/chat/completions`, `/v1/embeddings`) over the same
-    Sax client calls as SaxGateway, so that OpenAI SDKs and tools reach Sax.
+    `/v1/completions`, `/v1/chat/completions`, `/v1/responses`,
+    `/v1/embeddings`) over the same Sax client calls as SaxGateway, so that
+    OpenAI SDKs and tools reach Sax.
 
     Request and response bodies are OpenAI's JSON, carried unchanged in
     `google.api.HttpBody`: OpenAI's fields take several JSON shapes (a prompt is
@@ -293,6 +319,33 @@ class OpenAIGateway:
             target,
             '/saxgateway.v1.OpenAIGateway/CreateChatCompletion',
             saxgateway_dot_v1_dot_openai__pb2.CreateChatCompletionRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateResponse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/saxgateway.v1.OpenAIGateway/CreateResponse',
+            saxgateway_dot_v1_dot_openai__pb2.CreateResponseRequest.SerializeToString,
             google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,

@@ -29,8 +29,9 @@ GRPC_VERSION: str
 
 class OpenAIGatewayStub:
     """OpenAIGateway serves the OpenAI-compatible HTTP API (`/v1/models`,
-    `/v1/completions`, `/v1/chat/completions`, `/v1/embeddings`) over the same
-    Sax client calls as SaxGateway, so that OpenAI SDKs and tools reach Sax.
+    `/v1/completions`, `/v1/chat/completions`, `/v1/responses`,
+    `/v1/embeddings`) over the same Sax client calls as SaxGateway, so that
+    OpenAI SDKs and tools reach Sax.
 
     Request and response bodies are OpenAI's JSON, carried unchanged in
     `google.api.HttpBody`: OpenAI's fields take several JSON shapes (a prompt is
@@ -70,6 +71,15 @@ class OpenAIGatewayStub:
     chat template; streams as CreateCompletion does. Returns INVALID_ARGUMENT
     for a model without a chat template, NOT_FOUND for an unknown model.
     """
+    CreateResponse: _grpc.UnaryStreamMultiCallable[_openai_pb2.CreateResponseRequest, _httpbody_pb2.HttpBody]
+    """Answers with OpenAI's Responses API: a conversation (`input`, a string or
+    messages, and `instructions`) rendered to a prompt by the model's chat
+    template, as CreateChatCompletion does; returns one JSON response object,
+    or with `"stream": true` Server-Sent Events (`event: response.created` ...
+    `event: response.completed`). Nothing is stored. Returns INVALID_ARGUMENT
+    for parameters Sax cannot honour (tools, previous_response_id, non-text
+    input, ...), NOT_FOUND for an unknown model.
+    """
     CreateEmbedding: _grpc.UnaryUnaryMultiCallable[_openai_pb2.CreateEmbeddingRequest, _httpbody_pb2.HttpBody]
     """Embeds texts with a language model's `lm.embed` method, as float arrays
     or base64 (`encoding_format`). Returns NOT_FOUND for an unknown model.
@@ -78,8 +88,9 @@ class OpenAIGatewayStub:
 @_typing.type_check_only
 class OpenAIGatewayAsyncStub(OpenAIGatewayStub):
     """OpenAIGateway serves the OpenAI-compatible HTTP API (`/v1/models`,
-    `/v1/completions`, `/v1/chat/completions`, `/v1/embeddings`) over the same
-    Sax client calls as SaxGateway, so that OpenAI SDKs and tools reach Sax.
+    `/v1/completions`, `/v1/chat/completions`, `/v1/responses`,
+    `/v1/embeddings`) over the same Sax client calls as SaxGateway, so that
+    OpenAI SDKs and tools reach Sax.
 
     Request and response bodies are OpenAI's JSON, carried unchanged in
     `google.api.HttpBody`: OpenAI's fields take several JSON shapes (a prompt is
@@ -116,6 +127,15 @@ class OpenAIGatewayAsyncStub(OpenAIGatewayStub):
     chat template; streams as CreateCompletion does. Returns INVALID_ARGUMENT
     for a model without a chat template, NOT_FOUND for an unknown model.
     """
+    CreateResponse: _aio.UnaryStreamMultiCallable[_openai_pb2.CreateResponseRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
+    """Answers with OpenAI's Responses API: a conversation (`input`, a string or
+    messages, and `instructions`) rendered to a prompt by the model's chat
+    template, as CreateChatCompletion does; returns one JSON response object,
+    or with `"stream": true` Server-Sent Events (`event: response.created` ...
+    `event: response.completed`). Nothing is stored. Returns INVALID_ARGUMENT
+    for parameters Sax cannot honour (tools, previous_response_id, non-text
+    input, ...), NOT_FOUND for an unknown model.
+    """
     CreateEmbedding: _aio.UnaryUnaryMultiCallable[_openai_pb2.CreateEmbeddingRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
     """Embeds texts with a language model's `lm.embed` method, as float arrays
     or base64 (`encoding_format`). Returns NOT_FOUND for an unknown model.
@@ -123,8 +143,9 @@ class OpenAIGatewayAsyncStub(OpenAIGatewayStub):
 
 class OpenAIGatewayServicer(metaclass=_abc_1.ABCMeta):
     """OpenAIGateway serves the OpenAI-compatible HTTP API (`/v1/models`,
-    `/v1/completions`, `/v1/chat/completions`, `/v1/embeddings`) over the same
-    Sax client calls as SaxGateway, so that OpenAI SDKs and tools reach Sax.
+    `/v1/completions`, `/v1/chat/completions`, `/v1/responses`,
+    `/v1/embeddings`) over the same Sax client calls as SaxGateway, so that
+    OpenAI SDKs and tools reach Sax.
 
     Request and response bodies are OpenAI's JSON, carried unchanged in
     `google.api.HttpBody`: OpenAI's fields take several JSON shapes (a prompt is
@@ -182,6 +203,21 @@ class OpenAIGatewayServicer(metaclass=_abc_1.ABCMeta):
         """Answers a conversation, rendered to a prompt by the model's configured
         chat template; streams as CreateCompletion does. Returns INVALID_ARGUMENT
         for a model without a chat template, NOT_FOUND for an unknown model.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateResponse(
+        self,
+        request: _openai_pb2.CreateResponseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_httpbody_pb2.HttpBody], _abc.AsyncIterator[_httpbody_pb2.HttpBody]]:
+        """Answers with OpenAI's Responses API: a conversation (`input`, a string or
+        messages, and `instructions`) rendered to a prompt by the model's chat
+        template, as CreateChatCompletion does; returns one JSON response object,
+        or with `"stream": true` Server-Sent Events (`event: response.created` ...
+        `event: response.completed`). Nothing is stored. Returns INVALID_ARGUMENT
+        for parameters Sax cannot honour (tools, previous_response_id, non-text
+        input, ...), NOT_FOUND for an unknown model.
         """
 
     @_abc_1.abstractmethod

@@ -1,0 +1,120 @@
+"""Generation shared by completions, chat and the Responses API: a resolved request (`Job`),
+one streamed prompt cut at its stop strings and shaped by the request's `Reply`, and
+OpenAI's finish reason. The servicer (`_servicer`) admits, deadlines and frames the calls."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, NamedTuple
+
+from gateway.client import CallOptions, Client
+from gateway.service import _fields as f
+from gateway.service._stream import DeltaTracker
+from gateway.service._usage import note_chunk
+from gateway.service.openai import _requests as rq
+from gateway.service.openai import _responses as rs
+from gateway.service.openai._stops import StopScanner
+from gateway.service.openai._tokens import TokenCounter
+
+
+class Job(NamedTuple):
+    """A completions, chat or responses request, resolved: what `_complete` and `_stream`
+    serve."""
+
+    shape: rs.Reply
+    model: str  # the Sax model ID
+    prompts: Sequence[str]
+    sampling: rq.Sampling
+    stops: Sequence[str]
+
+
+def finish_reason(
+    tokens: TokenCounter, model: str, text: str, stopped: bool, steps: int | None, limit: int | None
+) -> str:
+    """OpenAI's finish_reason: "length" when the text has ``max_tokens`` tokens (counted by
+    the tokenizer, else by streamed decoding steps), otherwise "stop"."""
+    if stopped or limit is None:
+        return "stop"
+    count = tokens.count(model, text)
+    count = steps if count is None else count
+    return "length" if count is not None and count >= limit else "stop"
+
+
+async def stream_prompt(
+    client: Client,
+    tokens: TokenCounter,
+    job: Job,
+    prompt: str,
+    first: int,
+    options: CallOptions,
+    texts: list[str],
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """Streams one prompt of ``job``: lists of events of its choices (numbered from
+    ``first``), cut at the stop strings; ``texts`` gets each choice's whole text at the end."""
+    shape, model, _, sampling, stops = job
+    n = sampling.n
+    tracker = DeltaTracker()
+    scanners = [StopScanner(stops) for _ in range(n)]
+    steps = [0] * n
+    sent = [""] * n
+    seen: set[int] = set()
+    texted = False  # whether the chunks about to be yielded carry text (telemetry)
+
+    def piece(i: int, text: str) -> list[dict[str, Any]]:
+        nonlocal texted
+        texted = texted or bool(text)
+        # A choice's opening events (a chat's role chunk) go out with its first text.
+        opening = shape.opening(first + i) if i not in seen else []
+        seen.add(i)
+        sent[i] += text
+        return [*opening, *shape.delta(first + i, text)] if text else opening
+
+    stream = client.lm_generate_stream(model, prompt, options)
+    try:
+        async for items in stream:
+            if items and not seen:
+                # Sax's messages carry every sample: too few is the caller's n, refused
+                # as the whole answer refuses it (before any event of the first prompt).
+                # A message without items says nothing about them.
+                check_samples(model, len(items), n)
+            chunks: list[dict[str, Any]] = []
+            for delta in tracker.feed(items):
+                i = delta.index
+                if i >= n or scanners[i].stopped:
+                    continue
+                steps[i] += 1
+                chunks += piece(i, scanners[i].feed(delta.text))
+                if scanners[i].stopped:
+                    chunks += shape.finished(first + i, "stop")
+            if texted:
+                texted = False
+                note_chunk()
+            if chunks:
+                yield chunks
+            if all(s.stopped for s in scanners):
+                break  # every choice hit a stop string: closing the stream cancels Sax
+    finally:
+        await close(stream)  # also on client disconnect: cancels the Sax call
+    chunks = []
+    for i in range(n):  # every choice ends once, even a sample that stayed empty
+        if not scanners[i].stopped:
+            chunks += piece(i, scanners[i].flush())
+            reason = finish_reason(tokens, model, sent[i], False, steps[i], sampling.max_tokens)
+            chunks += shape.finished(first + i, reason)
+    texts.extend(sent)
+    if texted:
+        note_chunk()
+    if chunks:
+        yield chunks
+
+
+def check_samples(model: str, samples: int, n: int) -> None:
+    """INVALID_ARGUMENT on ``n`` if the model returns fewer than ``n`` samples per prompt."""
+    if samples < n:
+        raise f.invalid("n", f"{model} returns {samples} sample(s) per prompt")
+
+
+async def close(stream: AsyncIterator[Any]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()

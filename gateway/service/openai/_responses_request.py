@@ -1,0 +1,171 @@
+"""OpenAI's Responses API request (``POST /v1/responses``) parsed into a conversation, the
+chat path's `Sampling`, and the fields a response object echoes.
+
+| Responses field                       | how                                                  |
+|---------------------------------------|------------------------------------------------------|
+| ``input`` (a string or messages)      | the conversation, rendered by the model's template   |
+| ``instructions``                      | a ``system`` message before the input                |
+| ``max_output_tokens``                 | ``max_tokens`` of the chat path (`_requests` table)  |
+| ``temperature``, ``top_p``, ``top_k`` | as on the chat path                                  |
+| ``stream``                            | the Responses API's stream events                    |
+| ``metadata``, ``user``, ``store``, ... | accepted and echoed; nothing is stored              |
+
+What Sax cannot do (tools, stored state, non-text input, JSON output, reasoning, background
+runs, truncation) is INVALID_ARGUMENT naming the field, as on the chat path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.service._fields import invalid
+from gateway.service.openai import _requests as rq
+
+ROLES = ("user", "system", "developer", "assistant")
+"""The roles of the Responses API's input messages."""
+_INPUT_TEXT = ("input_text",)
+_ASSISTANT_TEXT = ("input_text", "output_text")
+"""An assistant turn given back as input is the ``output_text`` of an earlier response."""
+
+# Fields Sax cannot honour, and the values that mean "not asked for" (None always does).
+_UNSUPPORTED: dict[str, tuple[object, ...]] = {
+    "tools": ([],),
+    "previous_response_id": (),
+    "conversation": (),
+    "prompt": (),
+    "background": (False,),
+    "reasoning": ({},),
+    "include": ([],),
+    "top_logprobs": (0,),
+}
+_WHY = {
+    "tools": "Sax models have no tool calling",
+    "previous_response_id": "this gateway stores no responses (send the whole conversation "
+    "as input)",
+    "conversation": "this gateway stores no conversations (send the whole conversation as input)",
+    "prompt": "this gateway stores no prompt templates",
+    "background": "responses are not stored, so there is nothing to poll (stream instead)",
+    "reasoning": "Sax models have no reasoning settings",
+    "include": "Sax returns text only",
+    "top_logprobs": "Sax returns no log-probabilities",
+}
+_TOOL_CHOICES = ("none", "auto")
+"""``tool_choice`` values that call no tool when there are no tools ("auto" is OpenAI's
+default, which clients send as it is)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResponsesRequest:
+    model: str
+    messages: tuple[Mapping[str, str], ...]
+    """``instructions`` first, as a system message, then each input message's role and text."""
+    sampling: rq.Sampling
+    echo: dict[str, Any]
+    """The request's settings as a response object reports them."""
+
+
+def responses_request(body: Mapping[str, Any]) -> ResponsesRequest:
+    """A ``/v1/responses`` request."""
+    _reject_unsupported(body)
+    text = _text(body)
+    instructions = body.get("instructions")
+    if instructions is not None and not isinstance(instructions, str):
+        raise invalid("instructions", "must be a string")
+    messages = _input(body.get("input"))
+    if instructions:
+        messages = ({"role": "system", "content": instructions}, *messages)
+    truncation = body.get("truncation")
+    if truncation not in (None, "disabled"):
+        raise invalid(
+            "truncation",
+            f"{truncation!r} is not supported: the gateway cannot shorten a conversation to "
+            'fit the model (remove it or set "disabled")',
+        )
+    metadata = body.get("metadata")
+    if metadata is not None and not (
+        isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())
+    ):
+        raise invalid("metadata", "must be an object of strings")
+    user = body.get("user")
+    if user is not None and not isinstance(user, str):
+        raise invalid("user", "must be a string")
+    max_tokens = rq.integer(body, "max_output_tokens", 1, 1 << 20)
+    sampling = rq.Sampling(
+        **rq.sampled(body), max_tokens=max_tokens, stream=bool(rq.flag(body, "stream"))
+    )
+    parallel = rq.flag(body, "parallel_tool_calls")
+    store = rq.flag(body, "store")
+    echo: dict[str, Any] = {
+        "instructions": instructions,
+        "max_output_tokens": max_tokens,
+        "max_tool_calls": body.get("max_tool_calls"),
+        "metadata": metadata or {},
+        "parallel_tool_calls": True if parallel is None else parallel,
+        "previous_response_id": None,
+        "reasoning": None,
+        "store": True if store is None else store,
+        "temperature": sampling.temperature,
+        "text": text,
+        "tool_choice": body.get("tool_choice") or "auto",
+        "tools": [],
+        "top_logprobs": 0,
+        "top_p": sampling.top_p,
+        "truncation": "disabled",
+        "user": user,
+    }
+    return ResponsesRequest(
+        model=rq.model_name(body), messages=messages, sampling=sampling, echo=echo
+    )
+
+
+def _reject_unsupported(body: Mapping[str, Any]) -> None:
+    for key, unset in _UNSUPPORTED.items():
+        value = body.get(key)
+        if value is not None and not any(value == u and type(value) is type(u) for u in unset):
+            raise invalid(key, f"not supported: {_WHY[key]} (remove it)")
+    choice = body.get("tool_choice")
+    if choice is not None and choice not in _TOOL_CHOICES:
+        raise invalid("tool_choice", 'not supported: Sax models have no tool calling (use "none")')
+
+
+def _text(body: Mapping[str, Any]) -> dict[str, Any]:
+    """``text``, checked: plain text only (as ``response_format`` on the chat path)."""
+    text = body.get("text")
+    if text is None:
+        return {"format": {"type": "text"}, "verbosity": "medium"}
+    if not isinstance(text, dict):
+        raise invalid("text", 'must be an object such as {"format": {"type": "text"}}')
+    shape = text.get("format")
+    if shape is not None and (not isinstance(shape, dict) or shape.get("type") != "text"):
+        kind = shape.get("type") if isinstance(shape, dict) else shape
+        raise invalid(
+            "text.format",
+            f"{kind!r}: JSON mode and structured outputs are not supported: Sax cannot "
+            'constrain decoding (remove it or use {"type": "text"})',
+        )
+    verbosity = text.get("verbosity")
+    if verbosity not in (None, "medium"):
+        raise invalid("text.verbosity", f"{verbosity!r} is not supported: remove it")
+    return {"format": {"type": "text"}, "verbosity": "medium"}
+
+
+def _input(value: object) -> tuple[Mapping[str, str], ...]:
+    """The input messages: a string is one user message."""
+    if isinstance(value, str):
+        return ({"role": "user", "content": value},)
+    if not isinstance(value, list) or not value:
+        raise invalid("input", "required: a string or a non-empty list of messages")
+    messages = []
+    for i, item in enumerate(value):
+        where = f"input[{i}]"
+        kind = item.get("type", "message") if isinstance(item, dict) else "message"
+        if kind != "message":
+            raise invalid(where, f"{kind!r} items are not supported: only messages reach Sax")
+        role = rq.role(item, where)
+        if role not in ROLES:
+            raise invalid(f"{where}.role", f"must be one of {', '.join(ROLES)}")
+        kinds = _ASSISTANT_TEXT if role == "assistant" else _INPUT_TEXT
+        messages.append({"role": role, "content": rq.content(item, f"{where}.content", kinds)})
+    return tuple(messages)

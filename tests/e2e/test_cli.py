@@ -108,6 +108,8 @@ def test_publish_ls_wait_update_unpublish(stack: Stack) -> None:
             f"{_address(stack, model):<25}  "
             "lm.embed, lm.generate, lm.generate_stream, lm.gradient, lm.score\n"
             "\n"
+            "METHOD  ACL\n"  # saxutil's table of method ACLs: none yet
+            "\n"
             "REQUESTED REPLICAS  OVERRIDES      LOAD ERROR\n"
             "1                   text=hi there\n"
         )

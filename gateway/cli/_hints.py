@@ -28,7 +28,9 @@ HINTS: dict[grpc.StatusCode, str] = {
     grpc.StatusCode.ALREADY_EXISTS: (
         "change it with `saxgw update {id} ...`, or `saxgw unpublish {id}` first"
     ),
-    grpc.StatusCode.PERMISSION_DENIED: "check the admin ACL with `saxgw getacl {id}`",
+    grpc.StatusCode.PERMISSION_DENIED: (
+        "check the ACLs of the model and its methods with `saxgw getacl {id}`"
+    ),
     grpc.StatusCode.UNAUTHENTICATED: "the gateway needs credentials that saxgw did not send",
     grpc.StatusCode.RESOURCE_EXHAUSTED: (
         "the request is over a size or rate limit: send less (payloads <= 10 MiB) or retry later"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypedDict
 
 import grpc
@@ -87,9 +87,16 @@ def model_detail(model: pb.ModelInfo, pick: Callable[[Sequence[str]], str] = ran
     return "\n\n".join(
         (
             table(_DETAIL, [row]),
+            method_acl_table(model.method_acls),
             table(("REQUESTED REPLICAS", "OVERRIDES", "LOAD ERROR"), [extra]),
         )
     )
+
+
+def method_acl_table(acls: Mapping[str, str]) -> str:
+    """A model's data method ACLs by method name, as `saxutil ls MODEL` prints them after
+    the model's row (the header alone when it has none)."""
+    return table(("METHOD", "ACL"), sorted(acls.items()))
 
 
 @command("ls", "[ID]", "list all cells, all models in a cell, or a particular model", NAME)
@@ -302,26 +309,30 @@ def wait(session: Session, args: argparse.Namespace) -> None:
     )
 
 
-@command("getacl", "ID", "show the ACL of a cell or model", ID)
+@command("getacl", "ID", "show the ACL of a cell, or the ACLs of a model and its methods", ID)
 def getacl(session: Session, args: argparse.Namespace) -> None:
-    session.show(
-        session.stub.GetAcl, pb.GetAclRequest(name=args.id), lambda got: got.acl or "(no ACL)"
-    )
+    session.show(session.stub.GetAcl, pb.GetAclRequest(name=args.id), _acls)
+
+
+def _acls(got: pb.GetAclResponse) -> str:
+    if is_cell(got.name):
+        return got.acl or "(no ACL)"
+    return f"{got.acl or '(no admin ACL)'}\n\n{method_acl_table(got.method_acls)}"
 
 
 @command(
     "setacl",
-    "ID ACL",
-    "set the ACL of a cell or model",
+    "ID [METHOD] ACL",
+    "set the ACL of a cell or model, or of a model's data method",
     ID,
+    arg("method", nargs="?", help="a data method of the model, e.g. lm.generate"),
     arg("acl", help='the new ACL; "" clears it'),
 )
 def setacl(session: Session, args: argparse.Namespace) -> None:
-    request = pb.SetAclRequest(name=args.id, acl=args.acl)
+    request = pb.SetAclRequest(name=args.id, acl=args.acl, method=args.method or "")
     done = session.call(session.stub.SetAcl, request)
-    session.emit(
-        done, f"{done.name}: ACL set to {done.acl!r}" if done.acl else f"{done.name}: ACL cleared"
-    )
+    what = f"{done.name} {done.method}" if done.method else done.name
+    session.emit(done, f"{what}: ACL set to {done.acl!r}" if done.acl else f"{what}: ACL cleared")
 
 
 COMMANDS = (ls, publish, unpublish, update, stats, watch, wait, getacl, setacl)

@@ -131,5 +131,37 @@ def check_checkpoint(checkpoint: str) -> None:
         )
 
 
+#: The data methods a model ACL may name, as Sax names them: upstream's admin refuses an ACL
+#: on any other method, and so do the embedded cell and the gateway's SetAcl.
+ACL_METHODS = frozenset(
+    {
+        "am.recognize",
+        "lm.score",
+        "lm.generate",
+        "lm.generate_stream",
+        "lm.embed",
+        "lm.gradient",
+        "mm.generate",
+        "vm.classify",
+        "vm.generate",
+        "vm.embed",
+        "vm.detect",
+        "vm.image_to_text",
+        "vm.image_to_image",
+        "vm.text_and_image_to_text",
+        "vm.video_to_text",
+    }
+)
+
+
+def check_acl_method(method: str) -> None:
+    """Raises ``InvalidArgumentError`` unless a model ACL may name ``method``."""
+    if method not in ACL_METHODS:
+        raise InvalidArgumentError(
+            f"{quote(method)} is not a valid method name for an ACL: one of "
+            + ", ".join(sorted(ACL_METHODS))
+        )
+
+
 def _invalid(field: str, description: str) -> InvalidArgumentError:
     return InvalidArgumentError(description, field_violations=((field, description),))

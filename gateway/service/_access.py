@@ -182,8 +182,9 @@ class Access:
         return detail.acls
 
     def forget(self, model: str) -> None:
-        """Drops the model's ACLs (this gateway just published, updated or unpublished it):
-        its next call reads them anew, and a read begun before the change is not kept."""
+        """Drops the model's ACLs (this gateway just published, updated or unpublished it, or
+        set one of its ACLs): its next call reads them anew, and a read begun before the
+        change is not kept."""
         self._acls.pop(model, None)
         self._fetching.pop(model, None)
         self._unreachable.discard(model)
@@ -340,9 +341,10 @@ def _named_model(request: Any) -> str | None:
 
 
 _ACL_TIMEOUT = 10.0
-# Calls that change a model's definition, and so maybe its ACLs: once one has run here, this
-# gateway's next call on the model reads them anew (other gateways within two lifetimes).
-_CHANGES = frozenset({"PublishModel", "UpdateModel", "UnpublishModel"})
+# Calls that change a model's definition, and so maybe its ACLs (SetAcl: a method's ACL):
+# once one has run here, this gateway's next call on the model reads them anew (other
+# gateways within two lifetimes).
+_CHANGES = frozenset({"PublishModel", "UpdateModel", "UnpublishModel", "SetAcl"})
 # ACL reads failing with these say that the admin did not answer, not what the ACLs are.
 _UNREACHABLE = (UnavailableError, DeadlineExceededError)
 # How long a call waits for the admin to renew ACLs it already has (`_model_acls`).

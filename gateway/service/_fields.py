@@ -12,6 +12,7 @@ from gateway.common import limits as lim
 from gateway.common.deadline import Deadline
 from gateway.common.limits import quote
 from gateway.common.names import (
+    check_acl_method,
     check_checkpoint,
     check_model_path,
     parse_cell_id,
@@ -148,6 +149,25 @@ def acl(value: str, field: str = "acl") -> str:
         raise invalid(
             field, f"{quote(value)} must be a group (acl/NAME) or a client ID, without spaces"
         )
+    return value
+
+
+def is_cell(name: str) -> bool:
+    """Whether ``name``, as `cell_or_model_id` returned it, is a cell rather than a model."""
+    return name.count("/") == 2
+
+
+def acl_method(value: str, name: str, field: str = "method") -> str | None:
+    """The data method of model ``name`` whose ACL a SetAcl sets (one Sax has ACLs for), or
+    None for the admin ACL (empty ``value``). A cell has no data methods."""
+    if not value:
+        return None
+    if is_cell(name):
+        raise invalid(field, f"{name} is a cell: only a model's data methods have ACLs")
+    try:
+        check_acl_method(value)
+    except InvalidArgumentError as exc:
+        raise invalid(field, exc.message) from None
     return value
 
 

@@ -52,6 +52,7 @@ def _model_info(detail: ModelDetail) -> pb.ModelInfo:
         overrides=detail.overrides,
         addresses=sorted(detail.addresses),
         methods=sorted(detail.method_names),
+        method_acls=detail.acls,
     )
 
 
@@ -203,14 +204,19 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
         return pb.WaitForReadyResponse(model=model, active_replicas=detail.active_replicas)
 
     async def GetAcl(self, request: pb.GetAclRequest, context: Context) -> pb.GetAclResponse:
-        name = f.cell_or_model_id(request.name)
-        acl = await self._client.get_acl(name, deadline=self._deadline(context))
-        return pb.GetAclResponse(name=name, acl=acl)
+        name, deadline = f.cell_or_model_id(request.name), self._deadline(context)
+        if f.is_cell(name):
+            return pb.GetAclResponse(
+                name=name, acl=await self._client.get_acl(name, deadline=deadline)
+            )
+        detail = await self._client.list_detail(name, deadline=deadline)  # one read for both
+        return pb.GetAclResponse(name=name, acl=detail.admin_acl, method_acls=detail.acls)
 
     async def SetAcl(self, request: pb.SetAclRequest, context: Context) -> pb.SetAclResponse:
         name = f.cell_or_model_id(request.name)
-        await self._client.set_acl(name, f.acl(request.acl), deadline=self._deadline(context))
-        return pb.SetAclResponse(name=name, acl=request.acl)
+        acl, method = f.acl(request.acl), f.acl_method(request.method, name)
+        await self._client.set_acl(name, acl, method=method, deadline=self._deadline(context))
+        return pb.SetAclResponse(name=name, acl=acl, method=request.method)
 
     async def WatchAddresses(
         self, request: pb.WatchAddressesRequest, context: Context

@@ -7,8 +7,10 @@ import io
 import wave
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
+from saxml.protobuf import admin_pb2
 
 from gateway.cell.models import media, test_lm
 from gateway.launch.stack import Stack
@@ -63,6 +65,14 @@ def published(
             yield model
         finally:
             http.post("/unpublish", json={"model": model})
+
+
+def stored_model(stack: Stack, model: str) -> admin_pb2.Model | None:
+    """The model as the stack's admin saved it in its cell's state.proto (None: not saved)."""
+    assert stack.settings.cell is not None
+    path = Path(stack.settings.cell.effective_fs_root) / "sax" / "test" / "state.proto"
+    state = admin_pb2.State.FromString(path.read_bytes())
+    return next((m for m in state.models if m.model_id == model), None)
 
 
 def b64(data: bytes) -> str:

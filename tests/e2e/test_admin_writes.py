@@ -6,24 +6,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
-from saxml.protobuf import admin_pb2
 
+from gateway.common.names import ACL_METHODS
 from gateway.launch.stack import Stack
-from tests.e2e._published import BAD_REQUEST, TEST_LM, publish_body, request_info
+from tests.e2e._published import (
+    BAD_REQUEST,
+    TEST_LM,
+    publish_body,
+    request_info,
+    stored_model,
+)
 
 MODEL = "/sax/test/admin-writes"
-
-
-def _stored(stack: Stack, model: str) -> admin_pb2.Model | None:
-    """The model as the admin saved it in state.proto (None: not saved)."""
-    assert stack.settings.cell is not None
-    path = Path(stack.settings.cell.effective_fs_root) / "sax" / "test" / "state.proto"
-    state = admin_pb2.State.FromString(path.read_bytes())
-    return next((m for m in state.models if m.model_id == model), None)
 
 
 @pytest.fixture
@@ -42,17 +39,21 @@ async def _both(url: str, *requests: tuple[str, dict[str, object]]) -> list[http
 
 def test_setacl_racing_an_update_keeps_both_changes(stack: Stack, model: str) -> None:
     # Each gateway reads the model, changes its field, and writes the whole model back:
-    # without a check of what was read, the later write undid the other's change.
+    # without a check of what was read, the later write undid the other's change. A
+    # method's ACL is one more such field.
     for i in range(4):
-        acl, update = asyncio.run(
+        acl, method_acl, update = asyncio.run(
             _both(
                 stack.http_url,
                 ("/setacl", {"name": model, "acl": f"acl/team{i}"}),
+                ("/setacl", {"name": model, "method": "lm.score", "acl": f"acl/readers{i}"}),
                 (f"/v1{model}:update", {"replicas": i % 2}),
             )
         )
         assert acl.status_code == 200, acl.text
-        assert acl.json() == {"name": model, "acl": f"acl/team{i}"}
+        assert acl.json() == {"name": model, "acl": f"acl/team{i}", "method": ""}
+        assert method_acl.status_code == 200, method_acl.text
+        assert method_acl.json() == {"name": model, "acl": f"acl/readers{i}", "method": "lm.score"}
         assert update.status_code == 200, update.text
         assert update.json() == {
             "model": model,
@@ -61,9 +62,13 @@ def test_setacl_racing_an_update_keeps_both_changes(stack: Stack, model: str) ->
             "replicas": i % 2,
             "overrides": {"text": "one"},
         }
-        stored = _stored(stack, model)
+        stored = stored_model(stack, model)
         assert stored is not None
-        assert (stored.admin_acl, stored.requested_num_replicas) == (f"acl/team{i}", i % 2)
+        assert (stored.admin_acl, dict(stored.acls.items), stored.requested_num_replicas) == (
+            f"acl/team{i}",
+            {"lm.score": f"acl/readers{i}"},
+            i % 2,
+        )
 
 
 def test_the_same_model_published_twice_at_once(stack: Stack, http: httpx.Client) -> None:
@@ -79,7 +84,7 @@ def test_the_same_model_published_twice_at_once(stack: Stack, http: httpx.Client
             "details": [request_info(lost)],
         }
         text = bodies[responses.index(won)]["overrides"]
-        stored = _stored(stack, name)
+        stored = stored_model(stack, name)
         assert stored is not None
         assert (stored.model_path, stored.checkpoint_path, dict(stored.overrides)) == (
             TEST_LM,
@@ -131,6 +136,27 @@ def test_the_same_model_published_twice_at_once(stack: Stack, http: httpx.Client
             "acl",
             "'acl/a\\nb' must be a group (acl/NAME) or a client ID, without spaces",
         ),
+        (
+            "/setacl",
+            {"name": MODEL, "method": "lm.generat", "acl": "acl/team"},
+            "method",
+            "'lm.generat' is not a valid method name for an ACL: one of "
+            + ", ".join(sorted(ACL_METHODS)),
+        ),
+        (
+            f"/v1{MODEL}:setAcl",
+            {"method": "Generate", "acl": "acl/team"},
+            "method",
+            "'Generate' is not a valid method name for an ACL: one of "
+            + ", ".join(sorted(ACL_METHODS)),
+        ),
+        (
+            # A cell has no data methods (and its admin ACL, "" here, stays as it was).
+            "/setacl",
+            {"name": "/sax/test", "method": "lm.generate", "acl": ""},
+            "method",
+            "/sax/test is a cell: only a model's data methods have ACLs",
+        ),
     ],
 )
 def test_bad_writes_are_400s_naming_the_field_and_store_nothing(
@@ -142,7 +168,7 @@ def test_bad_writes_are_400s_naming_the_field_and_store_nothing(
     field: str,
     description: str,
 ) -> None:
-    before = _stored(stack, model)
+    before = stored_model(stack, model)
     if path == "/publish":
         body = {**publish_body("/sax/test/admin-writes-bad", TEST_LM, 0), **body}
     response = http.post(path, json=body)
@@ -158,5 +184,5 @@ def test_bad_writes_are_400s_naming_the_field_and_store_nothing(
             request_info(response),
         ],
     }
-    assert _stored(stack, model) == before
-    assert _stored(stack, "/sax/test/admin-writes-bad") is None
+    assert stored_model(stack, model) == before
+    assert stored_model(stack, "/sax/test/admin-writes-bad") is None

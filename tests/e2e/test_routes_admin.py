@@ -56,6 +56,7 @@ def _info(stack: Stack, body: object) -> dict[str, object]:
         "overrides": {"text": "admin"},
         "addresses": addresses,
         "methods": sorted([LM_EMBED, LM_GENERATE, LM_GENERATE_STREAM, LM_GRADIENT, LM_SCORE]),
+        "method_acls": {},
     }
 
 
@@ -113,20 +114,56 @@ def test_setacl_then_getacl(http: httpx.Client, model: str, name: str) -> None:
     # Other tests share the cell: start from whatever ACL it has, and put that back.
     before = _ok(http.get("/getacl", params={"name": name}))
     assert isinstance(before, dict)
-    assert set(before) == {"name", "acl"} and before["name"] == name
+    # A cell has no method ACLs (the field is there, empty); the model has none set yet.
+    assert before == {"name": name, "acl": before["acl"], "method_acls": {}}
     try:
         assert _ok(http.post("/setacl", json={"name": name, "acl": "group-a"})) == {
             "name": name,
             "acl": "group-a",
+            "method": "",
         }
-        assert _ok(http.get(f"{v1}:getAcl")) == {"name": name, "acl": "group-a"}
+        got = {"name": name, "acl": "group-a", "method_acls": {}}
+        assert _ok(http.get(f"{v1}:getAcl")) == got
         assert _ok(http.post(f"{v1}:setAcl", json={"acl": "group-b"})) == {
             "name": name,
             "acl": "group-b",
+            "method": "",
         }
-        assert _ok(http.get("/getacl", params={"name": name})) == {"name": name, "acl": "group-b"}
+        got = {"name": name, "acl": "group-b", "method_acls": {}}
+        assert _ok(http.get("/getacl", params={"name": name})) == got
     finally:
-        assert _ok(http.post("/setacl", json={"name": name, "acl": before["acl"]})) == before
+        reset = _ok(http.post("/setacl", json={"name": name, "acl": before["acl"]}))
+        assert reset == {"name": name, "acl": before["acl"], "method": ""}
+
+
+def test_method_acls_set_and_shown(http: httpx.Client, model: str) -> None:
+    # As `saxutil setacl MODEL METHOD ACL`: a method's ACL beside the admin ACL, listed by
+    # getacl, the model's details and the cell's listing (as `saxutil ls MODEL` shows them).
+    v1 = "/v1" + MODEL
+    try:
+        assert _ok(http.post(f"{v1}:setAcl", json={"method": "lm.score", "acl": "acl/a"})) == {
+            "name": MODEL,
+            "acl": "acl/a",
+            "method": "lm.score",
+        }
+        body = {"name": MODEL, "method": "lm.generate_stream", "acl": "acl/b"}
+        assert _ok(http.post("/setacl", json=body)) == {
+            "name": MODEL,
+            "acl": "acl/b",
+            "method": "lm.generate_stream",
+        }
+        acls = {"lm.score": "acl/a", "lm.generate_stream": "acl/b"}
+        assert _ok(http.get(f"{v1}:getAcl")) == {"name": MODEL, "acl": "", "method_acls": acls}
+        info = _ok(http.get(v1))
+        assert isinstance(info, dict) and info["model"]["method_acls"] == acls
+        listed = _ok(http.get("/listall", params={"sax_cell": CELL}))
+        assert isinstance(listed, dict)
+        [mine] = [m for m in listed["models"] if m["model"] == MODEL]
+        assert mine["method_acls"] == acls
+    finally:
+        for method in ("lm.score", "lm.generate_stream"):
+            http.post(f"{v1}:setAcl", json={"method": method, "acl": ""})
+    assert _ok(http.get(f"{v1}:getAcl")) == {"name": MODEL, "acl": "", "method_acls": {}}
 
 
 @pytest.mark.parametrize(

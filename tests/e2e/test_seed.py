@@ -112,6 +112,7 @@ def test_listall_update_and_resource_routes(stack: Stack, http: httpx.Client) ->
             "overrides": {"text": "a b"},
             "addresses": info["addresses"],
             "methods": sorted(info["methods"]),
+            "method_acls": {},
         }
         assert "lm.generate" in info["methods"]
         assert http.get("/v1/sax/test:listModels").json() == listed.json()

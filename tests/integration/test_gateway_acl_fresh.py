@@ -94,3 +94,30 @@ async def test_an_acl_set_at_the_admin_is_enforced_within_two_seconds(
         assert await _until(stub, grpc.StatusCode.PERMISSION_DENIED) <= 2.0
         await sax.set_acl(MODEL, "", method="lm.generate")
         assert await _until(stub, grpc.StatusCode.OK) <= 2.0
+
+
+async def test_a_method_acl_set_here_is_in_force_for_the_next_call(
+    stub: gateway_pb2_grpc.SaxGatewayAsyncStub,
+) -> None:
+    # SetAcl with a method, through this gateway: its next call is judged by the new ACL,
+    # although the ACLs it read a moment ago (none) are still within their lifetime.
+    await _publish(stub)
+    request = pb.GenerateRequest(model=MODEL, query="mine")
+    await stub.Generate(request, timeout=20, metadata=BOB)  # reads (and keeps) the ACLs
+    done = await stub.SetAcl(
+        pb.SetAclRequest(name=MODEL, method="lm.generate", acl="acl/team"), timeout=20
+    )
+    assert done == pb.SetAclResponse(name=MODEL, method="lm.generate", acl="acl/team")
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.Generate(request, timeout=20, metadata=BOB)
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert refused.value.details() == (
+        f"lm.generate on {MODEL} is limited to acl/team; client bob is not in it"
+    )
+    got = await stub.GetAcl(pb.GetAclRequest(name=MODEL), timeout=20)
+    assert got == pb.GetAclResponse(name=MODEL, method_acls={"lm.generate": "acl/team"})
+    await stub.SetAcl(pb.SetAclRequest(name=MODEL, method="lm.generate", acl=""), timeout=20)
+    reply = await stub.Generate(request, timeout=20, metadata=BOB)
+    assert [(t.text, round(t.score, 6)) for t in reply.texts] == [("mine", -0.1)]
+    got = await stub.GetAcl(pb.GetAclRequest(name=MODEL), timeout=20)
+    assert got == pb.GetAclResponse(name=MODEL)

@@ -26,7 +26,7 @@ USAGES = {
     "watch": "ID",
     "wait": "ID [REPLICAS]",
     "getacl": "ID",
-    "setacl": "ID ACL",
+    "setacl": "ID [METHOD] ACL",
     "lm.generate": "ID QUERY [--stream] [-n N] [--terse] [--extra k=v ...]",
     "lm.score": "ID PREFIX SUFFIX [SUFFIX ...]",
     "lm.embed": "ID TEXT",
@@ -134,12 +134,18 @@ def test_model_detail_has_saxutils_columns_then_the_gateways() -> None:
         overrides={"b": "2", "a": "1"},
         addresses=["h:1", "h:2"],
         methods=["lm.generate", "lm.score"],
+        method_acls={"lm.score": "acl/all", "lm.generate": "acl/team-a"},
     )
-    # saxutil's row shows one address it picks at random; pick the last one here.
+    # saxutil's row shows one address it picks at random; pick the last one here. Then, as
+    # saxutil prints them, the method ACLs by method.
     assert admin.model_detail(info, pick=lambda addresses: addresses[-1]).splitlines() == [
         "MODEL  MODEL PATH  CHECKPOINT PATH  # OF REPLICAS  (SELECTED) REPLICAADDRESS  METHODS",
         "lm     p.M         None             2              h:2                        "
         "lm.generate, lm.score",
+        "",
+        "METHOD       ACL",
+        "lm.generate  acl/team-a",
+        "lm.score     acl/all",
         "",
         "REQUESTED REPLICAS  OVERRIDES  LOAD ERROR",
         "3                   a=1, b=2",
@@ -148,11 +154,14 @@ def test_model_detail_has_saxutils_columns_then_the_gateways() -> None:
     # A model that failed to load says why, beside the count of replicas it asked for.
     info.ClearField("addresses")
     info.ClearField("overrides")
+    info.ClearField("method_acls")
     info.active_replicas = 0
     info.load_error = "/sax/test/lm failed to load (h:1: weights are corrupt)"
     assert admin.model_detail(info).splitlines()[1:] == [
         "lm     p.M         None             0                                         "
         "lm.generate, lm.score",
+        "",
+        "METHOD  ACL",
         "",
         "REQUESTED REPLICAS  OVERRIDES  LOAD ERROR",
         "3                              /sax/test/lm failed to load (h:1: weights are corrupt)",

@@ -190,3 +190,30 @@ def test_deadline_keeps_a_nanosecond() -> None:
     # ToTimedelta() rounded it to zero, which then read as "must be positive".
     assert f.deadline(_context(None), duration_pb2.Duration(nanos=1), 60) == 1e-9
     assert f.deadline(_context(None), duration_pb2.Duration(seconds=315_576_000_000), 60) == 60
+
+
+def test_acl_method_empty_is_the_admin_acl() -> None:
+    assert f.acl_method("", "/sax/test/lm") is None
+    assert f.acl_method("", "/sax/test") is None
+
+
+def test_acl_method_takes_the_methods_sax_keeps_acls_for() -> None:
+    assert f.acl_method("lm.generate", "/sax/test/lm") == "lm.generate"
+    assert f.acl_method("vm.image_to_image", "/sax/test/lm") == "vm.image_to_image"
+
+
+@pytest.mark.parametrize("method", ["lm.generat", "Generate", "mm.score", "lm.generate "])
+def test_acl_method_refuses_a_method_sax_has_no_acl_for(method: str) -> None:
+    with pytest.raises(InvalidArgumentError) as exc:
+        f.acl_method(method, "/sax/test/lm")
+    assert _violations(exc) == ["method"]
+    assert exc.value.message.startswith(f"method: {method!r} is not a valid method name for an ACL")
+
+
+def test_acl_method_refuses_a_method_of_a_cell() -> None:
+    with pytest.raises(InvalidArgumentError) as exc:
+        f.acl_method("lm.generate", "/sax/test")
+    assert _violations(exc) == ["method"]
+    assert exc.value.message == (
+        "method: /sax/test is a cell: only a model's data methods have ACLs"
+    )

@@ -8,27 +8,11 @@ from saxml.protobuf import admin_pb2
 from gateway.cell._errors import cell_error, invalid_argument
 from gateway.cell.models import check_overrides
 from gateway.common import limits as lim
-from gateway.common.names import check_checkpoint, check_model_path, parse_model_id
-
-#: Data methods an ACL may name (upstream's list).
-METHODS_WITH_ACLS = frozenset(
-    {
-        "am.recognize",
-        "lm.score",
-        "lm.generate",
-        "lm.generate_stream",
-        "lm.embed",
-        "lm.gradient",
-        "mm.generate",
-        "vm.classify",
-        "vm.generate",
-        "vm.embed",
-        "vm.detect",
-        "vm.image_to_text",
-        "vm.image_to_image",
-        "vm.text_and_image_to_text",
-        "vm.video_to_text",
-    }
+from gateway.common.names import (
+    check_acl_method,
+    check_checkpoint,
+    check_model_path,
+    parse_model_id,
 )
 
 
@@ -48,8 +32,7 @@ def check_model(model: admin_pb2.Model, cell: str) -> None:
     check_bounds(model)
     check_overrides(model.model_path, model.overrides)
     for method in model.acls.items:
-        if method not in METHODS_WITH_ACLS:
-            raise invalid_argument(f"{method} is not a valid method name for an ACL")
+        check_acl_method(method)
 
 
 def check_bounds(model: admin_pb2.Model) -> None:

@@ -300,6 +300,26 @@ class ModelInfo(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class MethodAclsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     MODEL_FIELD_NUMBER: _builtins.int
     MODEL_PATH_FIELD_NUMBER: _builtins.int
     CHECKPOINT_FIELD_NUMBER: _builtins.int
@@ -309,6 +329,7 @@ class ModelInfo(_message.Message):
     ADDRESSES_FIELD_NUMBER: _builtins.int
     METHODS_FIELD_NUMBER: _builtins.int
     LOAD_ERROR_FIELD_NUMBER: _builtins.int
+    METHOD_ACLS_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Output only. The model ID."""
     model_path: _builtins.str
@@ -336,6 +357,12 @@ class ModelInfo(_message.Message):
     def methods(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Output only. Data methods it supports, e.g. "lm.generate"."""
 
+    @_builtins.property
+    def method_acls(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Output only. ACLs of its data methods: Sax method name (e.g. "lm.generate")
+        -> ACL. A method not here is open to every client the gateway admits.
+        """
+
     def __init__(
         self,
         *,
@@ -348,10 +375,11 @@ class ModelInfo(_message.Message):
         addresses: _abc.Iterable[_builtins.str] | None = ...,
         methods: _abc.Iterable[_builtins.str] | None = ...,
         load_error: _builtins.str | None = ...,
+        method_acls: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_load_error", b"_load_error", "load_error", b"load_error"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_load_error", b"_load_error", "active_replicas", b"active_replicas", "addresses", b"addresses", "checkpoint", b"checkpoint", "load_error", b"load_error", "max_replicas", b"max_replicas", "methods", b"methods", "model", b"model", "model_path", b"model_path", "overrides", b"overrides"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_load_error", b"_load_error", "active_replicas", b"active_replicas", "addresses", b"addresses", "checkpoint", b"checkpoint", "load_error", b"load_error", "max_replicas", b"max_replicas", "method_acls", b"method_acls", "methods", b"methods", "model", b"model", "model_path", b"model_path", "overrides", b"overrides"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__load_error: _TypeAlias = _typing.Literal["load_error"]  # noqa: Y015
     _WhichOneofArgType__load_error: _TypeAlias = _typing.Literal["_load_error", b"_load_error"]  # noqa: Y015
@@ -1950,21 +1978,49 @@ class GetAclResponse(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class MethodAclsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     NAME_FIELD_NUMBER: _builtins.int
     ACL_FIELD_NUMBER: _builtins.int
+    METHOD_ACLS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Output only. The cell or model."""
     acl: _builtins.str
     """Output only. Its admin ACL; empty means none."""
+    @_builtins.property
+    def method_acls(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Output only. A model's data method ACLs: Sax method name (e.g.
+        "lm.generate") -> ACL. Empty for a cell.
+        """
+
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         acl: _builtins.str = ...,
+        method_acls: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acl", b"acl", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acl", b"acl", "method_acls", b"method_acls", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1978,21 +2034,28 @@ class SetAclRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     ACL_FIELD_NUMBER: _builtins.int
+    METHOD_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Required. A cell ("/sax/test") or a model ID."""
     acl: _builtins.str
-    """The new admin ACL: a group ("acl/NAME") or a client ID, without spaces;
-    empty clears it.
+    """The new ACL: a group ("acl/NAME") or a client ID, without spaces; empty
+    clears it.
+    """
+    method: _builtins.str
+    """A data method of the model whose ACL to set instead of its admin ACL, as
+    Sax names it (e.g. "lm.generate", "lm.generate_stream", "vm.classify");
+    empty: the admin ACL. Only for a model.
     """
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         acl: _builtins.str = ...,
+        method: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acl", b"acl", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acl", b"acl", "method", b"method", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2006,19 +2069,23 @@ class SetAclResponse(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     ACL_FIELD_NUMBER: _builtins.int
+    METHOD_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Output only. The cell or model."""
     acl: _builtins.str
-    """Output only. Its admin ACL."""
+    """Output only. Its admin ACL, or with `method` that method's ACL."""
+    method: _builtins.str
+    """Output only. The data method whose ACL was set; empty: the admin ACL."""
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         acl: _builtins.str = ...,
+        method: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acl", b"acl", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acl", b"acl", "method", b"method", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

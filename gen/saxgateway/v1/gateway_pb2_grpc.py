@@ -378,7 +378,7 @@ class SaxGatewayServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetAcl(self, request, context):
-        """Returns the admin ACL of a cell or a model.
+        """Returns the admin ACL of a cell or a model, and a model's data method ACLs.
         Returns NOT_FOUND if the model is not published.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -386,8 +386,10 @@ class SaxGatewayServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SetAcl(self, request, context):
-        """Sets the admin ACL of a cell or a model and returns it.
-        Returns NOT_FOUND if the model is not published.
+        """Sets the admin ACL of a cell or a model, or the ACL of one of a model's data
+        methods (`method`), and returns it. Returns NOT_FOUND if the model is not
+        published, and INVALID_ARGUMENT for a method Sax has no ACL for or a method
+        on a cell.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -137,12 +137,14 @@ class SaxGatewayStub:
     was assigned to failed to load it (the embedded cell reports that).
     """
     GetAcl: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.GetAclRequest, _gateway_pb2.GetAclResponse]
-    """Returns the admin ACL of a cell or a model.
+    """Returns the admin ACL of a cell or a model, and a model's data method ACLs.
     Returns NOT_FOUND if the model is not published.
     """
     SetAcl: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.SetAclRequest, _gateway_pb2.SetAclResponse]
-    """Sets the admin ACL of a cell or a model and returns it.
-    Returns NOT_FOUND if the model is not published.
+    """Sets the admin ACL of a cell or a model, or the ACL of one of a model's data
+    methods (`method`), and returns it. Returns NOT_FOUND if the model is not
+    published, and INVALID_ARGUMENT for a method Sax has no ACL for or a method
+    on a cell.
     """
     WatchAddresses: _grpc.UnaryStreamMultiCallable[_gateway_pb2.WatchAddressesRequest, _gateway_pb2.WatchAddressesResponse]
     """Streams the set of addresses serving a model: the current set first, then
@@ -275,12 +277,14 @@ class SaxGatewayAsyncStub(SaxGatewayStub):
     was assigned to failed to load it (the embedded cell reports that).
     """
     GetAcl: _aio.UnaryUnaryMultiCallable[_gateway_pb2.GetAclRequest, _gateway_pb2.GetAclResponse]  # type: ignore[assignment]
-    """Returns the admin ACL of a cell or a model.
+    """Returns the admin ACL of a cell or a model, and a model's data method ACLs.
     Returns NOT_FOUND if the model is not published.
     """
     SetAcl: _aio.UnaryUnaryMultiCallable[_gateway_pb2.SetAclRequest, _gateway_pb2.SetAclResponse]  # type: ignore[assignment]
-    """Sets the admin ACL of a cell or a model and returns it.
-    Returns NOT_FOUND if the model is not published.
+    """Sets the admin ACL of a cell or a model, or the ACL of one of a model's data
+    methods (`method`), and returns it. Returns NOT_FOUND if the model is not
+    published, and INVALID_ARGUMENT for a method Sax has no ACL for or a method
+    on a cell.
     """
     WatchAddresses: _aio.UnaryStreamMultiCallable[_gateway_pb2.WatchAddressesRequest, _gateway_pb2.WatchAddressesResponse]  # type: ignore[assignment]
     """Streams the set of addresses serving a model: the current set first, then
@@ -542,7 +546,7 @@ class SaxGatewayServicer(metaclass=_abc_1.ABCMeta):
         request: _gateway_pb2.GetAclRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_gateway_pb2.GetAclResponse, _abc.Awaitable[_gateway_pb2.GetAclResponse]]:
-        """Returns the admin ACL of a cell or a model.
+        """Returns the admin ACL of a cell or a model, and a model's data method ACLs.
         Returns NOT_FOUND if the model is not published.
         """
 
@@ -552,8 +556,10 @@ class SaxGatewayServicer(metaclass=_abc_1.ABCMeta):
         request: _gateway_pb2.SetAclRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_gateway_pb2.SetAclResponse, _abc.Awaitable[_gateway_pb2.SetAclResponse]]:
-        """Sets the admin ACL of a cell or a model and returns it.
-        Returns NOT_FOUND if the model is not published.
+        """Sets the admin ACL of a cell or a model, or the ACL of one of a model's data
+        methods (`method`), and returns it. Returns NOT_FOUND if the model is not
+        published, and INVALID_ARGUMENT for a method Sax has no ACL for or a method
+        on a cell.
         """
 
     @_abc_1.abstractmethod

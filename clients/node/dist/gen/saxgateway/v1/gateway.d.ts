@@ -109,8 +109,19 @@ export interface ModelInfo {
      * FAILED_PRECONDITION and this text. Absent otherwise.
      */
     load_error?: string | undefined;
+    /**
+     * Output only. ACLs of its data methods: Sax method name (e.g. "lm.generate")
+     * -> ACL. A method not here is open to every client the gateway admits.
+     */
+    method_acls: {
+        [key: string]: string;
+    };
 }
 export interface ModelInfo_OverridesEntry {
+    key: string;
+    value: string;
+}
+export interface ModelInfo_MethodAclsEntry {
     key: string;
     value: string;
 }
@@ -565,23 +576,42 @@ export interface GetAclResponse {
     name: string;
     /** Output only. Its admin ACL; empty means none. */
     acl: string;
+    /**
+     * Output only. A model's data method ACLs: Sax method name (e.g.
+     * "lm.generate") -> ACL. Empty for a cell.
+     */
+    method_acls: {
+        [key: string]: string;
+    };
+}
+export interface GetAclResponse_MethodAclsEntry {
+    key: string;
+    value: string;
 }
 /** Request of SetAcl. */
 export interface SetAclRequest {
     /** Required. A cell ("/sax/test") or a model ID. */
     name: string;
     /**
-     * The new admin ACL: a group ("acl/NAME") or a client ID, without spaces;
-     * empty clears it.
+     * The new ACL: a group ("acl/NAME") or a client ID, without spaces; empty
+     * clears it.
      */
     acl: string;
+    /**
+     * A data method of the model whose ACL to set instead of its admin ACL, as
+     * Sax names it (e.g. "lm.generate", "lm.generate_stream", "vm.classify");
+     * empty: the admin ACL. Only for a model.
+     */
+    method: string;
 }
 /** Response of SetAcl. */
 export interface SetAclResponse {
     /** Output only. The cell or model. */
     name: string;
-    /** Output only. Its admin ACL. */
+    /** Output only. Its admin ACL, or with `method` that method's ACL. */
     acl: string;
+    /** Output only. The data method whose ACL was set; empty: the admin ACL. */
+    method: string;
 }
 /** Request of WatchAddresses. */
 export interface WatchAddressesRequest {
@@ -690,6 +720,7 @@ export declare const GetModelRequest: MessageFns<GetModelRequest>;
 export declare const GetModelResponse: MessageFns<GetModelResponse>;
 export declare const ModelInfo: MessageFns<ModelInfo>;
 export declare const ModelInfo_OverridesEntry: MessageFns<ModelInfo_OverridesEntry>;
+export declare const ModelInfo_MethodAclsEntry: MessageFns<ModelInfo_MethodAclsEntry>;
 export declare const ListModelsRequest: MessageFns<ListModelsRequest>;
 export declare const ListModelsResponse: MessageFns<ListModelsResponse>;
 export declare const ListCellsRequest: MessageFns<ListCellsRequest>;
@@ -747,6 +778,7 @@ export declare const WaitForReadyRequest: MessageFns<WaitForReadyRequest>;
 export declare const WaitForReadyResponse: MessageFns<WaitForReadyResponse>;
 export declare const GetAclRequest: MessageFns<GetAclRequest>;
 export declare const GetAclResponse: MessageFns<GetAclResponse>;
+export declare const GetAclResponse_MethodAclsEntry: MessageFns<GetAclResponse_MethodAclsEntry>;
 export declare const SetAclRequest: MessageFns<SetAclRequest>;
 export declare const SetAclResponse: MessageFns<SetAclResponse>;
 export declare const WatchAddressesRequest: MessageFns<WatchAddressesRequest>;
@@ -1122,7 +1154,7 @@ export declare const SaxGatewayDefinition: {
             };
         };
         /**
-         * Returns the admin ACL of a cell or a model.
+         * Returns the admin ACL of a cell or a model, and a model's data method ACLs.
          * Returns NOT_FOUND if the model is not published.
          */
         readonly getAcl: {
@@ -1138,8 +1170,10 @@ export declare const SaxGatewayDefinition: {
             };
         };
         /**
-         * Sets the admin ACL of a cell or a model and returns it.
-         * Returns NOT_FOUND if the model is not published.
+         * Sets the admin ACL of a cell or a model, or the ACL of one of a model's data
+         * methods (`method`), and returns it. Returns NOT_FOUND if the model is not
+         * published, and INVALID_ARGUMENT for a method Sax has no ACL for or a method
+         * on a cell.
          */
         readonly setAcl: {
             readonly name: "SetAcl";

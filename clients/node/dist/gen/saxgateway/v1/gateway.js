@@ -5,8 +5,8 @@
 //   protoc               unknown
 // source: saxgateway/v1/gateway.proto
 Object.defineProperty(exports, "__esModule", { value: true });
-exports.EmbedImageRequest = exports.TextToImageResponse = exports.GeneratedImage = exports.TextToImageRequest_ExtraInputsEntry = exports.TextToImageRequest = exports.ClassifyResponse = exports.ClassifyRequest_ExtraInputsEntry = exports.ClassifyRequest = exports.GradientResponse_GradientsEntry = exports.GradientResponse = exports.GradientValues = exports.GradientRequest_ExtraInputsEntry = exports.GradientRequest = exports.EmbedResponse = exports.EmbedRequest_ExtraInputsEntry = exports.EmbedRequest = exports.ScoreResponse = exports.ScoreRequest_ExtraInputsEntry = exports.ScoreRequest = exports.GenerateStreamResponse = exports.TextDelta = exports.GenerateStreamRequest_ExtraInputsEntry = exports.GenerateStreamRequest = exports.GenerateResponse = exports.DecodedText = exports.GenerateRequest_ExtraInputsEntry = exports.GenerateRequest = exports.UnpublishModelResponse = exports.UnpublishModelRequest = exports.UpdateModelResponse_OverridesEntry = exports.UpdateModelResponse = exports.UpdateModelRequest_OverridesEntry = exports.UpdateModelRequest = exports.ListCellsResponse = exports.ListCellsRequest = exports.ListModelsResponse = exports.ListModelsRequest = exports.ModelInfo_OverridesEntry = exports.ModelInfo = exports.GetModelResponse = exports.GetModelRequest = exports.ListCellResponse = exports.ListCellRequest = exports.PublishModelResponse = exports.PublishModelRequest_OverridesEntry = exports.PublishModelRequest = exports.GetInfoResponse = exports.GetInfoRequest = exports.protobufFileName = exports.protobufPackage = void 0;
-exports.SaxGatewayDefinition = exports.MultimodalEmbedResponse = exports.MultimodalEmbedRequest_ExtraInputsEntry = exports.MultimodalEmbedRequest = exports.MultimodalScoreResponse = exports.MultimodalScoreRequest_ExtraInputsEntry = exports.MultimodalScoreRequest = exports.MultimodalGenerateResponse = exports.MultimodalSample = exports.MultimodalGenerateRequest_ExtraInputsEntry = exports.MultimodalGenerateRequest = exports.MultimodalItem = exports.WatchAddressesResponse = exports.WatchAddressesRequest = exports.SetAclResponse = exports.SetAclRequest = exports.GetAclResponse = exports.GetAclRequest = exports.WaitForReadyResponse = exports.WaitForReadyRequest = exports.GetStatsResponse_ServersByModelPathEntry = exports.GetStatsResponse = exports.ServerTypeStat = exports.GetStatsRequest = exports.RecognizeResponse = exports.RecognizeRequest_ExtraInputsEntry = exports.RecognizeRequest = exports.ImageToTextResponse = exports.ImageToTextRequest_ExtraInputsEntry = exports.ImageToTextRequest = exports.DetectResponse = exports.BoundingBox = exports.DetectRequest_ExtraInputsEntry = exports.DetectRequest = exports.EmbedImageResponse = exports.EmbedImageRequest_ExtraInputsEntry = void 0;
+exports.TextToImageResponse = exports.GeneratedImage = exports.TextToImageRequest_ExtraInputsEntry = exports.TextToImageRequest = exports.ClassifyResponse = exports.ClassifyRequest_ExtraInputsEntry = exports.ClassifyRequest = exports.GradientResponse_GradientsEntry = exports.GradientResponse = exports.GradientValues = exports.GradientRequest_ExtraInputsEntry = exports.GradientRequest = exports.EmbedResponse = exports.EmbedRequest_ExtraInputsEntry = exports.EmbedRequest = exports.ScoreResponse = exports.ScoreRequest_ExtraInputsEntry = exports.ScoreRequest = exports.GenerateStreamResponse = exports.TextDelta = exports.GenerateStreamRequest_ExtraInputsEntry = exports.GenerateStreamRequest = exports.GenerateResponse = exports.DecodedText = exports.GenerateRequest_ExtraInputsEntry = exports.GenerateRequest = exports.UnpublishModelResponse = exports.UnpublishModelRequest = exports.UpdateModelResponse_OverridesEntry = exports.UpdateModelResponse = exports.UpdateModelRequest_OverridesEntry = exports.UpdateModelRequest = exports.ListCellsResponse = exports.ListCellsRequest = exports.ListModelsResponse = exports.ListModelsRequest = exports.ModelInfo_MethodAclsEntry = exports.ModelInfo_OverridesEntry = exports.ModelInfo = exports.GetModelResponse = exports.GetModelRequest = exports.ListCellResponse = exports.ListCellRequest = exports.PublishModelResponse = exports.PublishModelRequest_OverridesEntry = exports.PublishModelRequest = exports.GetInfoResponse = exports.GetInfoRequest = exports.protobufFileName = exports.protobufPackage = void 0;
+exports.SaxGatewayDefinition = exports.MultimodalEmbedResponse = exports.MultimodalEmbedRequest_ExtraInputsEntry = exports.MultimodalEmbedRequest = exports.MultimodalScoreResponse = exports.MultimodalScoreRequest_ExtraInputsEntry = exports.MultimodalScoreRequest = exports.MultimodalGenerateResponse = exports.MultimodalSample = exports.MultimodalGenerateRequest_ExtraInputsEntry = exports.MultimodalGenerateRequest = exports.MultimodalItem = exports.WatchAddressesResponse = exports.WatchAddressesRequest = exports.SetAclResponse = exports.SetAclRequest = exports.GetAclResponse_MethodAclsEntry = exports.GetAclResponse = exports.GetAclRequest = exports.WaitForReadyResponse = exports.WaitForReadyRequest = exports.GetStatsResponse_ServersByModelPathEntry = exports.GetStatsResponse = exports.ServerTypeStat = exports.GetStatsRequest = exports.RecognizeResponse = exports.RecognizeRequest_ExtraInputsEntry = exports.RecognizeRequest = exports.ImageToTextResponse = exports.ImageToTextRequest_ExtraInputsEntry = exports.ImageToTextRequest = exports.DetectResponse = exports.BoundingBox = exports.DetectRequest_ExtraInputsEntry = exports.DetectRequest = exports.EmbedImageResponse = exports.EmbedImageRequest_ExtraInputsEntry = exports.EmbedImageRequest = void 0;
 /* eslint-disable */
 const wire_1 = require("@bufbuild/protobuf/wire");
 const duration_1 = require("../../google/protobuf/duration");
@@ -807,6 +807,7 @@ function createBaseModelInfo() {
         addresses: [],
         methods: [],
         load_error: undefined,
+        method_acls: {},
     };
 }
 exports.ModelInfo = {
@@ -838,6 +839,9 @@ exports.ModelInfo = {
         if (message.load_error !== undefined) {
             writer.uint32(74).string(message.load_error);
         }
+        globalThis.Object.entries(message.method_acls).forEach(([key, value]) => {
+            exports.ModelInfo_MethodAclsEntry.encode({ key: key, value }, writer.uint32(82).fork()).join();
+        });
         return writer;
     },
     decode(input, length) {
@@ -919,6 +923,16 @@ exports.ModelInfo = {
                         message.load_error = reader.string();
                         continue;
                     }
+                    case 10: {
+                        if (tag !== 82) {
+                            break;
+                        }
+                        const entry10 = exports.ModelInfo_MethodAclsEntry.decode(reader, reader.uint32());
+                        if (entry10.value !== undefined) {
+                            message.method_acls[entry10.key] = entry10.value;
+                        }
+                        continue;
+                    }
                 }
                 if ((tag & 7) === 4 || tag === 0) {
                     break;
@@ -972,6 +986,27 @@ exports.ModelInfo = {
                 : isSet(object.load_error)
                     ? globalThis.String(object.load_error)
                     : undefined,
+            method_acls: isObject(object.methodAcls)
+                ? globalThis.Object.entries(object.methodAcls).reduce((acc, [key, value]) => {
+                    globalThis.Object.defineProperty(acc, key, {
+                        value: globalThis.String(value),
+                        enumerable: true,
+                        configurable: true,
+                        writable: true,
+                    });
+                    return acc;
+                }, {})
+                : isObject(object.method_acls)
+                    ? globalThis.Object.entries(object.method_acls).reduce((acc, [key, value]) => {
+                        globalThis.Object.defineProperty(acc, key, {
+                            value: globalThis.String(value),
+                            enumerable: true,
+                            configurable: true,
+                            writable: true,
+                        });
+                        return acc;
+                    }, {})
+                    : {},
         };
     },
     toJSON(message) {
@@ -1009,6 +1044,15 @@ exports.ModelInfo = {
         if (message.load_error !== undefined) {
             obj.loadError = message.load_error;
         }
+        if (message.method_acls) {
+            const entries = globalThis.Object.entries(message.method_acls);
+            if (entries.length > 0) {
+                obj.methodAcls = {};
+                entries.forEach(([k, v]) => {
+                    obj.methodAcls[k] = v;
+                });
+            }
+        }
         return obj;
     },
     create(base) {
@@ -1030,6 +1074,12 @@ exports.ModelInfo = {
         message.addresses = object.addresses?.map((e) => e) || [];
         message.methods = object.methods?.map((e) => e) || [];
         message.load_error = object.load_error ?? undefined;
+        message.method_acls = globalThis.Object.entries(object.method_acls ?? {}).reduce((acc, [key, value]) => {
+            if (value !== undefined) {
+                acc[key] = globalThis.String(value);
+            }
+            return acc;
+        }, {});
         return message;
     },
 };
@@ -1106,6 +1156,84 @@ exports.ModelInfo_OverridesEntry = {
     },
     fromPartial(object) {
         const message = createBaseModelInfo_OverridesEntry();
+        message.key = object.key ?? "";
+        message.value = object.value ?? "";
+        return message;
+    },
+};
+function createBaseModelInfo_MethodAclsEntry() {
+    return { key: "", value: "" };
+}
+exports.ModelInfo_MethodAclsEntry = {
+    encode(message, writer = new wire_1.BinaryWriter()) {
+        if (message.key !== "") {
+            writer.uint32(10).string(message.key);
+        }
+        if (message.value !== "") {
+            writer.uint32(18).string(message.value);
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof wire_1.BinaryReader ? input : new wire_1.BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseModelInfo_MethodAclsEntry();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag !== 10) {
+                            break;
+                        }
+                        message.key = reader.string();
+                        continue;
+                    }
+                    case 2: {
+                        if (tag !== 18) {
+                            break;
+                        }
+                        message.value = reader.string();
+                        continue;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return {
+            key: isSet(object.key) ? globalThis.String(object.key) : "",
+            value: isSet(object.value) ? globalThis.String(object.value) : "",
+        };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.key !== "") {
+            obj.key = message.key;
+        }
+        if (message.value !== "") {
+            obj.value = message.value;
+        }
+        return obj;
+    },
+    create(base) {
+        return exports.ModelInfo_MethodAclsEntry.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseModelInfo_MethodAclsEntry();
         message.key = object.key ?? "";
         message.value = object.value ?? "";
         return message;
@@ -6484,7 +6612,7 @@ exports.GetAclRequest = {
     },
 };
 function createBaseGetAclResponse() {
-    return { name: "", acl: "" };
+    return { name: "", acl: "", method_acls: {} };
 }
 exports.GetAclResponse = {
     encode(message, writer = new wire_1.BinaryWriter()) {
@@ -6494,6 +6622,9 @@ exports.GetAclResponse = {
         if (message.acl !== "") {
             writer.uint32(18).string(message.acl);
         }
+        globalThis.Object.entries(message.method_acls).forEach(([key, value]) => {
+            exports.GetAclResponse_MethodAclsEntry.encode({ key: key, value }, writer.uint32(26).fork()).join();
+        });
         return writer;
     },
     decode(input, length) {
@@ -6523,6 +6654,16 @@ exports.GetAclResponse = {
                         message.acl = reader.string();
                         continue;
                     }
+                    case 3: {
+                        if (tag !== 26) {
+                            break;
+                        }
+                        const entry3 = exports.GetAclResponse_MethodAclsEntry.decode(reader, reader.uint32());
+                        if (entry3.value !== undefined) {
+                            message.method_acls[entry3.key] = entry3.value;
+                        }
+                        continue;
+                    }
                 }
                 if ((tag & 7) === 4 || tag === 0) {
                     break;
@@ -6539,6 +6680,27 @@ exports.GetAclResponse = {
         return {
             name: isSet(object.name) ? globalThis.String(object.name) : "",
             acl: isSet(object.acl) ? globalThis.String(object.acl) : "",
+            method_acls: isObject(object.methodAcls)
+                ? globalThis.Object.entries(object.methodAcls).reduce((acc, [key, value]) => {
+                    globalThis.Object.defineProperty(acc, key, {
+                        value: globalThis.String(value),
+                        enumerable: true,
+                        configurable: true,
+                        writable: true,
+                    });
+                    return acc;
+                }, {})
+                : isObject(object.method_acls)
+                    ? globalThis.Object.entries(object.method_acls).reduce((acc, [key, value]) => {
+                        globalThis.Object.defineProperty(acc, key, {
+                            value: globalThis.String(value),
+                            enumerable: true,
+                            configurable: true,
+                            writable: true,
+                        });
+                        return acc;
+                    }, {})
+                    : {},
         };
     },
     toJSON(message) {
@@ -6549,6 +6711,15 @@ exports.GetAclResponse = {
         if (message.acl !== "") {
             obj.acl = message.acl;
         }
+        if (message.method_acls) {
+            const entries = globalThis.Object.entries(message.method_acls);
+            if (entries.length > 0) {
+                obj.methodAcls = {};
+                entries.forEach(([k, v]) => {
+                    obj.methodAcls[k] = v;
+                });
+            }
+        }
         return obj;
     },
     create(base) {
@@ -6558,11 +6729,95 @@ exports.GetAclResponse = {
         const message = createBaseGetAclResponse();
         message.name = object.name ?? "";
         message.acl = object.acl ?? "";
+        message.method_acls = globalThis.Object.entries(object.method_acls ?? {}).reduce((acc, [key, value]) => {
+            if (value !== undefined) {
+                acc[key] = globalThis.String(value);
+            }
+            return acc;
+        }, {});
+        return message;
+    },
+};
+function createBaseGetAclResponse_MethodAclsEntry() {
+    return { key: "", value: "" };
+}
+exports.GetAclResponse_MethodAclsEntry = {
+    encode(message, writer = new wire_1.BinaryWriter()) {
+        if (message.key !== "") {
+            writer.uint32(10).string(message.key);
+        }
+        if (message.value !== "") {
+            writer.uint32(18).string(message.value);
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof wire_1.BinaryReader ? input : new wire_1.BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseGetAclResponse_MethodAclsEntry();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag !== 10) {
+                            break;
+                        }
+                        message.key = reader.string();
+                        continue;
+                    }
+                    case 2: {
+                        if (tag !== 18) {
+                            break;
+                        }
+                        message.value = reader.string();
+                        continue;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return {
+            key: isSet(object.key) ? globalThis.String(object.key) : "",
+            value: isSet(object.value) ? globalThis.String(object.value) : "",
+        };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.key !== "") {
+            obj.key = message.key;
+        }
+        if (message.value !== "") {
+            obj.value = message.value;
+        }
+        return obj;
+    },
+    create(base) {
+        return exports.GetAclResponse_MethodAclsEntry.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseGetAclResponse_MethodAclsEntry();
+        message.key = object.key ?? "";
+        message.value = object.value ?? "";
         return message;
     },
 };
 function createBaseSetAclRequest() {
-    return { name: "", acl: "" };
+    return { name: "", acl: "", method: "" };
 }
 exports.SetAclRequest = {
     encode(message, writer = new wire_1.BinaryWriter()) {
@@ -6571,6 +6826,9 @@ exports.SetAclRequest = {
         }
         if (message.acl !== "") {
             writer.uint32(18).string(message.acl);
+        }
+        if (message.method !== "") {
+            writer.uint32(26).string(message.method);
         }
         return writer;
     },
@@ -6601,6 +6859,13 @@ exports.SetAclRequest = {
                         message.acl = reader.string();
                         continue;
                     }
+                    case 3: {
+                        if (tag !== 26) {
+                            break;
+                        }
+                        message.method = reader.string();
+                        continue;
+                    }
                 }
                 if ((tag & 7) === 4 || tag === 0) {
                     break;
@@ -6617,6 +6882,7 @@ exports.SetAclRequest = {
         return {
             name: isSet(object.name) ? globalThis.String(object.name) : "",
             acl: isSet(object.acl) ? globalThis.String(object.acl) : "",
+            method: isSet(object.method) ? globalThis.String(object.method) : "",
         };
     },
     toJSON(message) {
@@ -6627,6 +6893,9 @@ exports.SetAclRequest = {
         if (message.acl !== "") {
             obj.acl = message.acl;
         }
+        if (message.method !== "") {
+            obj.method = message.method;
+        }
         return obj;
     },
     create(base) {
@@ -6636,11 +6905,12 @@ exports.SetAclRequest = {
         const message = createBaseSetAclRequest();
         message.name = object.name ?? "";
         message.acl = object.acl ?? "";
+        message.method = object.method ?? "";
         return message;
     },
 };
 function createBaseSetAclResponse() {
-    return { name: "", acl: "" };
+    return { name: "", acl: "", method: "" };
 }
 exports.SetAclResponse = {
     encode(message, writer = new wire_1.BinaryWriter()) {
@@ -6649,6 +6919,9 @@ exports.SetAclResponse = {
         }
         if (message.acl !== "") {
             writer.uint32(18).string(message.acl);
+        }
+        if (message.method !== "") {
+            writer.uint32(26).string(message.method);
         }
         return writer;
     },
@@ -6679,6 +6952,13 @@ exports.SetAclResponse = {
                         message.acl = reader.string();
                         continue;
                     }
+                    case 3: {
+                        if (tag !== 26) {
+                            break;
+                        }
+                        message.method = reader.string();
+                        continue;
+                    }
                 }
                 if ((tag & 7) === 4 || tag === 0) {
                     break;
@@ -6695,6 +6975,7 @@ exports.SetAclResponse = {
         return {
             name: isSet(object.name) ? globalThis.String(object.name) : "",
             acl: isSet(object.acl) ? globalThis.String(object.acl) : "",
+            method: isSet(object.method) ? globalThis.String(object.method) : "",
         };
     },
     toJSON(message) {
@@ -6705,6 +6986,9 @@ exports.SetAclResponse = {
         if (message.acl !== "") {
             obj.acl = message.acl;
         }
+        if (message.method !== "") {
+            obj.method = message.method;
+        }
         return obj;
     },
     create(base) {
@@ -6714,6 +6998,7 @@ exports.SetAclResponse = {
         const message = createBaseSetAclResponse();
         message.name = object.name ?? "";
         message.acl = object.acl ?? "";
+        message.method = object.method ?? "";
         return message;
     },
 };
@@ -9260,7 +9545,7 @@ exports.SaxGatewayDefinition = {
             },
         },
         /**
-         * Returns the admin ACL of a cell or a model.
+         * Returns the admin ACL of a cell or a model, and a model's data method ACLs.
          * Returns NOT_FOUND if the model is not published.
          */
         getAcl: {
@@ -9317,8 +9602,10 @@ exports.SaxGatewayDefinition = {
             },
         },
         /**
-         * Sets the admin ACL of a cell or a model and returns it.
-         * Returns NOT_FOUND if the model is not published.
+         * Sets the admin ACL of a cell or a model, or the ACL of one of a model's data
+         * methods (`method`), and returns it. Returns NOT_FOUND if the model is not
+         * published, and INVALID_ARGUMENT for a method Sax has no ACL for or a method
+         * on a cell.
          */
         setAcl: {
             name: "SetAcl",

@@ -126,10 +126,22 @@ export interface ModelInfo {
    * model server it was assigned to failed to load it. Data calls then fail at once with
    * FAILED_PRECONDITION and this text. Absent otherwise.
    */
-  load_error?: string | undefined;
+  load_error?:
+    | string
+    | undefined;
+  /**
+   * Output only. ACLs of its data methods: Sax method name (e.g. "lm.generate")
+   * -> ACL. A method not here is open to every client the gateway admits.
+   */
+  method_acls: { [key: string]: string };
 }
 
 export interface ModelInfo_OverridesEntry {
+  key: string;
+  value: string;
+}
+
+export interface ModelInfo_MethodAclsEntry {
   key: string;
   value: string;
 }
@@ -615,6 +627,16 @@ export interface GetAclResponse {
   name: string;
   /** Output only. Its admin ACL; empty means none. */
   acl: string;
+  /**
+   * Output only. A model's data method ACLs: Sax method name (e.g.
+   * "lm.generate") -> ACL. Empty for a cell.
+   */
+  method_acls: { [key: string]: string };
+}
+
+export interface GetAclResponse_MethodAclsEntry {
+  key: string;
+  value: string;
 }
 
 /** Request of SetAcl. */
@@ -622,18 +644,26 @@ export interface SetAclRequest {
   /** Required. A cell ("/sax/test") or a model ID. */
   name: string;
   /**
-   * The new admin ACL: a group ("acl/NAME") or a client ID, without spaces;
-   * empty clears it.
+   * The new ACL: a group ("acl/NAME") or a client ID, without spaces; empty
+   * clears it.
    */
   acl: string;
+  /**
+   * A data method of the model whose ACL to set instead of its admin ACL, as
+   * Sax names it (e.g. "lm.generate", "lm.generate_stream", "vm.classify");
+   * empty: the admin ACL. Only for a model.
+   */
+  method: string;
 }
 
 /** Response of SetAcl. */
 export interface SetAclResponse {
   /** Output only. The cell or model. */
   name: string;
-  /** Output only. Its admin ACL. */
+  /** Output only. Its admin ACL, or with `method` that method's ACL. */
   acl: string;
+  /** Output only. The data method whose ACL was set; empty: the admin ACL. */
+  method: string;
 }
 
 /** Request of WatchAddresses. */
@@ -1612,6 +1642,7 @@ function createBaseModelInfo(): ModelInfo {
     addresses: [],
     methods: [],
     load_error: undefined,
+    method_acls: {},
   };
 }
 
@@ -1644,6 +1675,9 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     if (message.load_error !== undefined) {
       writer.uint32(74).string(message.load_error);
     }
+    globalThis.Object.entries(message.method_acls).forEach(([key, value]: [string, string]) => {
+      ModelInfo_MethodAclsEntry.encode({ key: key as any, value }, writer.uint32(82).fork()).join();
+    });
     return writer;
   },
 
@@ -1735,6 +1769,17 @@ export const ModelInfo: MessageFns<ModelInfo> = {
             message.load_error = reader.string();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            const entry10 = ModelInfo_MethodAclsEntry.decode(reader, reader.uint32());
+            if (entry10.value !== undefined) {
+              message.method_acls[entry10.key] = entry10.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1791,6 +1836,33 @@ export const ModelInfo: MessageFns<ModelInfo> = {
         : isSet(object.load_error)
         ? globalThis.String(object.load_error)
         : undefined,
+      method_acls: isObject(object.methodAcls)
+        ? (globalThis.Object.entries(object.methodAcls) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.method_acls)
+        ? (globalThis.Object.entries(object.method_acls) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -1829,6 +1901,15 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     if (message.load_error !== undefined) {
       obj.loadError = message.load_error;
     }
+    if (message.method_acls) {
+      const entries = globalThis.Object.entries(message.method_acls) as [string, string][];
+      if (entries.length > 0) {
+        obj.methodAcls = {};
+        entries.forEach(([k, v]) => {
+          obj.methodAcls[k] = v;
+        });
+      }
+    }
     return obj;
   },
 
@@ -1854,6 +1935,15 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     message.addresses = object.addresses?.map((e) => e) || [];
     message.methods = object.methods?.map((e) => e) || [];
     message.load_error = object.load_error ?? undefined;
+    message.method_acls = (globalThis.Object.entries(object.method_acls ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
     return message;
   },
 };
@@ -1937,6 +2027,91 @@ export const ModelInfo_OverridesEntry: MessageFns<ModelInfo_OverridesEntry> = {
   },
   fromPartial<I extends Exact<DeepPartial<ModelInfo_OverridesEntry>, I>>(object: I): ModelInfo_OverridesEntry {
     const message = createBaseModelInfo_OverridesEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseModelInfo_MethodAclsEntry(): ModelInfo_MethodAclsEntry {
+  return { key: "", value: "" };
+}
+
+export const ModelInfo_MethodAclsEntry: MessageFns<ModelInfo_MethodAclsEntry> = {
+  encode(message: ModelInfo_MethodAclsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelInfo_MethodAclsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelInfo_MethodAclsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelInfo_MethodAclsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: ModelInfo_MethodAclsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ModelInfo_MethodAclsEntry>, I>>(base?: I): ModelInfo_MethodAclsEntry {
+    return ModelInfo_MethodAclsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ModelInfo_MethodAclsEntry>, I>>(object: I): ModelInfo_MethodAclsEntry {
+    const message = createBaseModelInfo_MethodAclsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
     return message;
@@ -7926,7 +8101,7 @@ export const GetAclRequest: MessageFns<GetAclRequest> = {
 };
 
 function createBaseGetAclResponse(): GetAclResponse {
-  return { name: "", acl: "" };
+  return { name: "", acl: "", method_acls: {} };
 }
 
 export const GetAclResponse: MessageFns<GetAclResponse> = {
@@ -7937,6 +8112,9 @@ export const GetAclResponse: MessageFns<GetAclResponse> = {
     if (message.acl !== "") {
       writer.uint32(18).string(message.acl);
     }
+    globalThis.Object.entries(message.method_acls).forEach(([key, value]: [string, string]) => {
+      GetAclResponse_MethodAclsEntry.encode({ key: key as any, value }, writer.uint32(26).fork()).join();
+    });
     return writer;
   },
 
@@ -7969,6 +8147,17 @@ export const GetAclResponse: MessageFns<GetAclResponse> = {
             message.acl = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            const entry3 = GetAclResponse_MethodAclsEntry.decode(reader, reader.uint32());
+            if (entry3.value !== undefined) {
+              message.method_acls[entry3.key] = entry3.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7985,6 +8174,33 @@ export const GetAclResponse: MessageFns<GetAclResponse> = {
     return {
       name: isSet(object.name) ? globalThis.String(object.name) : "",
       acl: isSet(object.acl) ? globalThis.String(object.acl) : "",
+      method_acls: isObject(object.methodAcls)
+        ? (globalThis.Object.entries(object.methodAcls) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.method_acls)
+        ? (globalThis.Object.entries(object.method_acls) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -7996,6 +8212,15 @@ export const GetAclResponse: MessageFns<GetAclResponse> = {
     if (message.acl !== "") {
       obj.acl = message.acl;
     }
+    if (message.method_acls) {
+      const entries = globalThis.Object.entries(message.method_acls) as [string, string][];
+      if (entries.length > 0) {
+        obj.methodAcls = {};
+        entries.forEach(([k, v]) => {
+          obj.methodAcls[k] = v;
+        });
+      }
+    }
     return obj;
   },
 
@@ -8006,12 +8231,108 @@ export const GetAclResponse: MessageFns<GetAclResponse> = {
     const message = createBaseGetAclResponse();
     message.name = object.name ?? "";
     message.acl = object.acl ?? "";
+    message.method_acls = (globalThis.Object.entries(object.method_acls ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseGetAclResponse_MethodAclsEntry(): GetAclResponse_MethodAclsEntry {
+  return { key: "", value: "" };
+}
+
+export const GetAclResponse_MethodAclsEntry: MessageFns<GetAclResponse_MethodAclsEntry> = {
+  encode(message: GetAclResponse_MethodAclsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetAclResponse_MethodAclsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetAclResponse_MethodAclsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetAclResponse_MethodAclsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: GetAclResponse_MethodAclsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetAclResponse_MethodAclsEntry>, I>>(base?: I): GetAclResponse_MethodAclsEntry {
+    return GetAclResponse_MethodAclsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetAclResponse_MethodAclsEntry>, I>>(
+    object: I,
+  ): GetAclResponse_MethodAclsEntry {
+    const message = createBaseGetAclResponse_MethodAclsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
 
 function createBaseSetAclRequest(): SetAclRequest {
-  return { name: "", acl: "" };
+  return { name: "", acl: "", method: "" };
 }
 
 export const SetAclRequest: MessageFns<SetAclRequest> = {
@@ -8021,6 +8342,9 @@ export const SetAclRequest: MessageFns<SetAclRequest> = {
     }
     if (message.acl !== "") {
       writer.uint32(18).string(message.acl);
+    }
+    if (message.method !== "") {
+      writer.uint32(26).string(message.method);
     }
     return writer;
   },
@@ -8054,6 +8378,14 @@ export const SetAclRequest: MessageFns<SetAclRequest> = {
             message.acl = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.method = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -8070,6 +8402,7 @@ export const SetAclRequest: MessageFns<SetAclRequest> = {
     return {
       name: isSet(object.name) ? globalThis.String(object.name) : "",
       acl: isSet(object.acl) ? globalThis.String(object.acl) : "",
+      method: isSet(object.method) ? globalThis.String(object.method) : "",
     };
   },
 
@@ -8081,6 +8414,9 @@ export const SetAclRequest: MessageFns<SetAclRequest> = {
     if (message.acl !== "") {
       obj.acl = message.acl;
     }
+    if (message.method !== "") {
+      obj.method = message.method;
+    }
     return obj;
   },
 
@@ -8091,12 +8427,13 @@ export const SetAclRequest: MessageFns<SetAclRequest> = {
     const message = createBaseSetAclRequest();
     message.name = object.name ?? "";
     message.acl = object.acl ?? "";
+    message.method = object.method ?? "";
     return message;
   },
 };
 
 function createBaseSetAclResponse(): SetAclResponse {
-  return { name: "", acl: "" };
+  return { name: "", acl: "", method: "" };
 }
 
 export const SetAclResponse: MessageFns<SetAclResponse> = {
@@ -8106,6 +8443,9 @@ export const SetAclResponse: MessageFns<SetAclResponse> = {
     }
     if (message.acl !== "") {
       writer.uint32(18).string(message.acl);
+    }
+    if (message.method !== "") {
+      writer.uint32(26).string(message.method);
     }
     return writer;
   },
@@ -8139,6 +8479,14 @@ export const SetAclResponse: MessageFns<SetAclResponse> = {
             message.acl = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.method = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -8155,6 +8503,7 @@ export const SetAclResponse: MessageFns<SetAclResponse> = {
     return {
       name: isSet(object.name) ? globalThis.String(object.name) : "",
       acl: isSet(object.acl) ? globalThis.String(object.acl) : "",
+      method: isSet(object.method) ? globalThis.String(object.method) : "",
     };
   },
 
@@ -8166,6 +8515,9 @@ export const SetAclResponse: MessageFns<SetAclResponse> = {
     if (message.acl !== "") {
       obj.acl = message.acl;
     }
+    if (message.method !== "") {
+      obj.method = message.method;
+    }
     return obj;
   },
 
@@ -8176,6 +8528,7 @@ export const SetAclResponse: MessageFns<SetAclResponse> = {
     const message = createBaseSetAclResponse();
     message.name = object.name ?? "";
     message.acl = object.acl ?? "";
+    message.method = object.method ?? "";
     return message;
   },
 };
@@ -10879,7 +11232,7 @@ export const SaxGatewayDefinition = {
       },
     },
     /**
-     * Returns the admin ACL of a cell or a model.
+     * Returns the admin ACL of a cell or a model, and a model's data method ACLs.
      * Returns NOT_FOUND if the model is not published.
      */
     getAcl: {
@@ -10936,8 +11289,10 @@ export const SaxGatewayDefinition = {
       },
     },
     /**
-     * Sets the admin ACL of a cell or a model and returns it.
-     * Returns NOT_FOUND if the model is not published.
+     * Sets the admin ACL of a cell or a model, or the ACL of one of a model's data
+     * methods (`method`), and returns it. Returns NOT_FOUND if the model is not
+     * published, and INVALID_ARGUMENT for a method Sax has no ACL for or a method
+     * on a cell.
      */
     setAcl: {
       name: "SetAcl",

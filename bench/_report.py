@@ -71,7 +71,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         )
         # The one admin RPC a data call may cause: the ACL refresh, at most one List per model
         # per `acl_cache_seconds` (1 s) of traffic, however many calls that second carries.
-        refresh = math.floor(gateway["seconds"]) + 1
+        refresh = math.ceil(gateway["seconds"]) + 1  # the counts are read just outside it
         if set(gateway["by_method"]) <= {"List"} and gateway["admin_rpcs"] <= refresh:
             seen += ", no more than the ACL refresh's one per second"
         out.append(

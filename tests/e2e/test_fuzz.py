@@ -31,7 +31,13 @@ if TYPE_CHECKING:  # an alias schemathesis defines for type checkers only
 
 EXAMPLES = 40
 MAPPED_5XX = {501, 503, 504}
-OPENAI_PATHS = ("/v1/models", "/v1/completions", "/v1/chat/", "/v1/embeddings")
+OPENAI_PATHS = (
+    "/v1/models",
+    "/v1/completions",
+    "/v1/chat/",
+    "/v1/responses",
+    "/v1/embeddings",
+)
 
 schema = schemathesis.pytest.from_fixture("api_schema")
 

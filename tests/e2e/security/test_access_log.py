@@ -116,7 +116,7 @@ def test_envoys_reply_to_http_json_logs_the_code_in_its_body(
 @pytest.mark.parametrize(
     ("path", "body", "status", "code"),
     [
-        pytest.param("/v1/responses", "{}", 404, 5, id="unknown-path"),
+        pytest.param("/v1/assistants", "{}", 404, 5, id="unknown-path"),
         pytest.param("/v1/completions", TOO_LARGE, 413, 8, id="body-too-large"),
     ],
 )

@@ -108,9 +108,9 @@ def test_a_body_over_the_limit_is_a_413_envelope(secure: SecureStack, model: str
 
 def test_a_route_the_api_lacks_is_not_found(secure: SecureStack) -> None:
     with _sdk(secure, TEAM_A_KEY) as client, pytest.raises(openai.NotFoundError) as failure:
-        client.responses.create(model=MODEL, input="q")
+        client.images.generate(model=MODEL, prompt="q")
     assert failure.value.body == _envelope(
-        "Could not resolve /v1/responses to a method.", "invalid_request_error", None
+        "Could not resolve /v1/images/generations to a method.", "invalid_request_error", None
     )
 
 

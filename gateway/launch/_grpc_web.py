@@ -40,7 +40,8 @@ def _unless_grpc_web(name: str, inner: dict[str, object]) -> dict[str, object]:
             "header_name": "content-type",
         },
     }
-    grpc_web = {"single_predicate": {"input": content_type, "value_match": {"prefix": "application/grpc-web"}}}
+    is_grpc_web = {"prefix": "application/grpc-web"}
+    grpc_web = {"single_predicate": {"input": content_type, "value_match": is_grpc_web}}
     skip = {"@type": _TYPES + "extensions.filters.common.matcher.action.v3.SkipFilter"}
     matcher = {
         "predicate": {"not_matcher": grpc_web},
@@ -70,7 +71,7 @@ def grpc_web_filters() -> list[dict[str, object]]:
     """The HTTP filters before grpc_web, in the chain's order: the first sets a grpc-web
     reply's grpc-status and grpc-message headers, where it has them, from the metadata the
     second fills (a grpc-message without its final encoded newline)."""
-    set_headers = {
+    set_headers: dict[str, object] = {
         "name": "envoy.filters.http.header_mutation",
         "typed_config": {
             "@type": _TYPES + "extensions.filters.http.header_mutation.v3.HeaderMutation",
@@ -95,7 +96,7 @@ def grpc_web_filters() -> list[dict[str, object]]:
         },
         "remove": False,
     }
-    read_message = {
+    read_message: dict[str, object] = {
         "name": "envoy.filters.http.header_to_metadata",
         "typed_config": {
             "@type": _TYPES + "extensions.filters.http.header_to_metadata.v3.Config",

@@ -44,7 +44,9 @@ def grpc_web_call(
     return httpx.post(url, content=body, headers=sent, timeout=30)
 
 
-def trailers_only_json(response: httpx.Response, code: int, content_type: str = WEB_PROTO) -> object:
+def trailers_only_json(
+    response: httpx.Response, code: int, content_type: str = WEB_PROTO
+) -> object:
     """Asserts a grpc-web error reply with no message (HTTP 200, grpc-status ``code`` in the
     headers, no body); returns the JSON error its grpc-message carries."""
     assert response.status_code == 200, (response.status_code, response.headers)

@@ -4,8 +4,9 @@
 them in the template with the listener's TLS, limits and JSON local replies.
 
 Filter order, and why:
-  health_check -> cors -> strip identity header, refuse foreign Origins
-  -> grpc_web -> transcoder -> `Bearer` scheme spelled as the filters after it expect
+  grpc_web (first, so its replies to grpc-web are grpc-web: gateway/launch/_grpc_web.py)
+  -> buffer -> health_check -> cors -> strip identity header, refuse foreign Origins
+  -> transcoder -> `Bearer` scheme spelled as the filters after it expect
   -> jwt_authn -> api_key_auth -> rbac -> local_ratelimit -> router
 Credentials and roles are checked after the transcoder, on gRPC paths, so that one set of
 rules covers HTTP/JSON, gRPC and grpc-web, and a refusal is a gRPC status that the transcoder
@@ -341,11 +342,12 @@ GRPC_ONLY_HEADERS = ("grpc-status", "grpc-message", "grpc-accept-encoding")
 
 
 def _grpc_headers_for_grpc_only() -> dict[str, Any]:
-    """Removes `GRPC_ONLY_HEADERS` from replies to HTTP/JSON requests. Before the transcoder
-    and grpc_web, so it sees their finished headers; skipped for gRPC and grpc-web replies
-    (content-type application/grpc...), whose clients read them. It looks at the reply, not
-    the request: a reply Envoy makes before this filter has seen the request (the buffer
-    filter's 413) must keep the grpc-status a gRPC client needs."""
+    """Removes `GRPC_ONLY_HEADERS` from replies to HTTP/JSON requests. Before the transcoder,
+    so it sees its finished headers; skipped for gRPC replies (content-type
+    application/grpc...), whose clients read them, and so for grpc-web replies, which are
+    gRPC ones until grpc_web (first in the chain, last on the way out) makes them grpc-web.
+    It looks at the reply, not the request: a reply Envoy makes before this filter has seen
+    the request (the buffer filter's 413) must keep the grpc-status a gRPC client needs."""
     remove = _filter(
         "envoy.filters.http.header_mutation",
         "filters.http.header_mutation.v3.HeaderMutation",
@@ -356,7 +358,8 @@ def _grpc_headers_for_grpc_only() -> dict[str, Any]:
 
 
 def early_filters(origins: Sequence[str]) -> list[dict[str, Any]]:
-    """Filters before grpc_web and the transcoder; ``origins`` are those CORS allows."""
+    """Filters after grpc_web and CORS, before the transcoder; ``origins`` are those CORS
+    allows."""
     return [_strip_identity(), _origin_check(origins), _grpc_headers_for_grpc_only()]
 
 

@@ -159,7 +159,9 @@ def _method_mapper(regex: str, verbs: frozenset[str], openai: bool) -> dict[str,
 def _grpc_mapper(status: int, code: int) -> dict[str, object]:
     """A gRPC (or grpc-web) request's local reply carries the gRPC code of ``status`` in its
     grpc-status, which Envoy would otherwise derive by its own table (413 -> UNKNOWN, 504 ->
-    UNAVAILABLE); the JSON body becomes its grpc-message, as for the other replies."""
+    UNAVAILABLE); the JSON body becomes its grpc-message, as for the other replies. Its HTTP
+    status is 200, as gRPC's is (Envoy sets it for gRPC itself, not for grpc-web, whose
+    request it does not count as gRPC: `_grpc_web` makes the rest of a grpc-web reply)."""
     is_grpc: dict[str, object] = {
         "header_filter": {
             "header": {"name": "content-type", "string_match": {"prefix": "application/grpc"}}
@@ -171,7 +173,7 @@ def _grpc_mapper(status: int, code: int) -> dict[str, object]:
     }
     grpc_status = _set_header("grpc-status", str(code))
     filters = [_status_filter("EQ", status), is_grpc, not_transcoded]
-    return _mapper(filters, code, _local_reply_body(code), headers=(grpc_status,))
+    return _mapper(filters, code, _local_reply_body(code), headers=(grpc_status,), status=200)
 
 
 def local_reply_mappers(descriptor: Path) -> list[dict[str, object]]:

@@ -84,13 +84,15 @@ def _filters(config: dict[str, Any]) -> list[str]:
 
 # The HTTP filters every listener has, in order, before the edge config's own.
 _EVERY_CONFIG = [
+    "grpc_web_status",
+    "grpc_web_message",
+    "envoy.filters.http.grpc_web",
     "envoy.filters.http.buffer",
     "envoy.filters.http.health_check",
     "envoy.filters.http.cors",
     "envoy.filters.http.header_mutation",
     "envoy.filters.http.lua",
     "grpc_only_headers",
-    "envoy.filters.http.grpc_web",
     "openai_errors",
     "envoy.filters.http.grpc_json_transcoder",
 ]

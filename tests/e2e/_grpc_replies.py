@@ -1,0 +1,58 @@
+"""A gRPC or grpc-web call's reply headers, for the replies Envoy makes itself: those carry the
+status in the headers of a reply with no body (trailers-only), for both kinds of client."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+from urllib.parse import unquote
+
+import httpx
+from google.protobuf.message import Message
+
+from gateway.launch._replies import CODE_HEADER
+from tests.e2e.test_grpc_web import _frame
+
+WEB_PROTO = "application/grpc-web+proto"
+WEB_TEXT = "application/grpc-web-text"
+
+
+def native_headers(url: str, message: Message, headers: dict[str, str]) -> dict[str, str]:
+    """The response headers of a native gRPC call to ``url`` over h2c (curl sends any
+    header, grpc-timeout and content-encoding included), names in lower case."""
+    args = ["curl", "--silent", "--http2-prior-knowledge", "--output", "/dev/null"]
+    args += ["--dump-header", "-", "--data-binary", "@-"]
+    sent = {"content-type": "application/grpc", "te": "trailers", **headers}
+    for name, value in sent.items():
+        args += ["--header", f"{name}: {value}"]
+    done = subprocess.run(
+        [*args, url], input=_frame(message), capture_output=True, timeout=30, check=True
+    )
+    lines = done.stdout.decode().splitlines()
+    return {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+
+
+def grpc_web_call(
+    url: str, message: Message, headers: dict[str, str], content_type: str = WEB_PROTO
+) -> httpx.Response:
+    """A grpc-web call to ``url`` (binary, or base64 for grpc-web-text)."""
+    body = _frame(message)
+    if content_type == WEB_TEXT:
+        body = base64.b64encode(body)
+    sent = {"content-type": content_type, "accept": content_type, "x-grpc-web": "1", **headers}
+    return httpx.post(url, content=body, headers=sent, timeout=30)
+
+
+def trailers_only_json(
+    response: httpx.Response, code: int, content_type: str = WEB_PROTO
+) -> object:
+    """Asserts a grpc-web error reply with no message (HTTP 200, grpc-status ``code`` in the
+    headers, no body); returns the JSON error its grpc-message carries."""
+    assert response.status_code == 200, (response.status_code, response.headers)
+    text = content_type == WEB_TEXT
+    assert response.headers["content-type"] == (WEB_TEXT + "+proto" if text else WEB_PROTO)
+    assert response.headers["grpc-status"] == str(code), response.headers
+    assert response.content == b""
+    assert CODE_HEADER not in response.headers
+    return json.loads(unquote(response.headers["grpc-message"]))

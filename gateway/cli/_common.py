@@ -44,6 +44,7 @@ from gateway.cli._numbers import number, shorten
 from gateway.config import MIB
 
 DEFAULT_GATEWAY = "localhost:8888"
+API_KEY_ENV = "SAXGW_API_KEY"
 _DETAILS_KEY = "grpc-status-details-bin"
 _CHANNEL_OPTIONS = (
     ("grpc.max_receive_message_length", 32 * MIB),
@@ -55,9 +56,10 @@ Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def add_global_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
-    """Adds --gateway, --timeout and --json. They are accepted before the command (``saxgw
-    --gateway h:p ls``, as saxutil users type them) and after it; only the top level sets
-    ``defaults``, so a flag given before the command is not reset by the command's parser."""
+    """Adds --gateway, --timeout, --api-key and --json. They are accepted before the command
+    (``saxgw --gateway h:p ls``, as saxutil users type them) and after it; only the top level
+    sets ``defaults``, so a flag given before the command is not reset by the command's
+    parser."""
 
     def default(value: object) -> object:
         return value if defaults else argparse.SUPPRESS
@@ -75,6 +77,13 @@ def add_global_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> None
         metavar="SECONDS",
         help="deadline of the call: seconds, or a duration as saxutil takes it (90s, 1m30s, "
         "500ms) (default: the gateway's)",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=default(None),
+        metavar="KEY",
+        help=f"API key or JWT the gateway's Envoy asks for, sent as Authorization: Bearer "
+        f"(default: ${API_KEY_ENV}, which keeps it out of `ps` and shell history)",
     )
     parser.add_argument(
         "--json",
@@ -128,6 +137,37 @@ class Session:
 Run = Callable[[Session, argparse.Namespace], None]
 
 
+class _CallDetails(grpc.ClientCallDetails):
+    """A call's details with one more header (grpc's own class for them is private)."""
+
+    def __init__(self, details: grpc.ClientCallDetails, header: tuple[str, str]) -> None:
+        self.method = details.method
+        self.timeout = details.timeout
+        self.metadata = (*(details.metadata or ()), header)
+        self.credentials = details.credentials
+        self.wait_for_ready = details.wait_for_ready
+        self.compression = details.compression
+
+
+class _Bearer(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Sends an API key or JWT with every call, as Envoy's authentication reads it
+    (docs/security.md)."""
+
+    def __init__(self, key: str) -> None:
+        self._header = ("authorization", f"Bearer {key}")
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(_CallDetails(details, self._header), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(_CallDetails(details, self._header), request)
+
+
+def _with_key(channel: grpc.Channel, key: str | None) -> grpc.Channel:
+    """``channel``, sending ``key`` with every call if there is one."""
+    return grpc.intercept_channel(channel, _Bearer(key)) if key else channel
+
+
 class Incomplete(Exception):
     """Some of a command's calls failed, each reported on stderr already; the others' results
     were printed. The command exits 1."""
@@ -158,8 +198,9 @@ def dispatch(run: Run, args: argparse.Namespace) -> int:
         return 1
     try:
         with grpc.insecure_channel(args.gateway, options=_CHANNEL_OPTIONS) as channel:
+            key = args.api_key or os.environ.get(API_KEY_ENV)
             session = Session(
-                stub=gateway_pb2_grpc.SaxGatewayStub(channel),
+                stub=gateway_pb2_grpc.SaxGatewayStub(_with_key(channel, key)),
                 timeout=args.timeout,
                 json=args.json,
                 out=sys.stdout,

@@ -31,7 +31,10 @@ HINTS: dict[grpc.StatusCode, str] = {
     grpc.StatusCode.PERMISSION_DENIED: (
         "check the ACLs of the model and its methods with `saxgw getacl {id}`"
     ),
-    grpc.StatusCode.UNAUTHENTICATED: "the gateway needs credentials that saxgw did not send",
+    grpc.StatusCode.UNAUTHENTICATED: (
+        "the gateway wants an API key or JWT: set SAXGW_API_KEY (or pass --api-key) to one "
+        "it accepts"
+    ),
     grpc.StatusCode.RESOURCE_EXHAUSTED: (
         "the request is over a size or rate limit: send less (payloads <= 10 MiB) or retry later"
     ),

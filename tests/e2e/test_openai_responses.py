@@ -447,6 +447,11 @@ def test_what_sax_cannot_do_is_a_400_naming_the_parameter(
         ({"prompt_cache_key": ["k"]}, "prompt_cache_key", "must be a string"),
         ({"service_tier": 1}, "service_tier", "must be a string"),
         ({"text": {"format": "text"}}, "text.format", 'must be an object such as {"type": "text"}'),
+        (
+            {"input": [{"role": "", "content": "hi"}]},
+            "input[0].role",
+            "required: such as user, system, developer, assistant",  # the Responses API's
+        ),
     ],
 )
 def test_a_field_of_the_wrong_type_is_a_400_naming_it(

@@ -172,7 +172,7 @@ def _input(value: object) -> tuple[Mapping[str, str], ...]:
         kind = item.get("type", "message") if isinstance(item, dict) else "message"
         if kind != "message":
             raise invalid(where, f"{kind!r} items are not supported: only messages reach Sax")
-        role = rq.role(item, where)
+        role = rq.role(item, where, ROLES)
         if role not in ROLES:
             raise invalid(f"{where}.role", f"must be one of {', '.join(ROLES)}")
         kinds = _ASSISTANT_TEXT if role == "assistant" else _INPUT_TEXT

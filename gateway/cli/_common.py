@@ -36,6 +36,8 @@ from gateway.cli._hints import (
     INVALID_UNNAMED,
     NOT_GRPC,
     NOT_GRPC_DETAILS,
+    ROLE_DENIED,
+    ROLE_DENIED_DETAILS,
     UNIMPLEMENTED_BY_CELL,
     WATCH_ENDED,
 )
@@ -314,12 +316,15 @@ def report(exc: grpc.RpcError, args: argparse.Namespace, err: TextIO) -> int:
     """Prints a failed call's status, the fields at fault and a hint; returns the exit status."""
     code: grpc.StatusCode = exc.code()
     message = exc.details() or ""
+    envoy = _envoy_body(message)
+    if envoy is not None:
+        message = envoy["message"]
     violations = field_violations(exc)
     advice = hint(code, args, fields_named=bool(violations), details=message)
     if getattr(args, "json", False):  # as the HTTP API's error body, with the hint beside it
         status = _status(exc) or status_pb2.Status(code=code.value[0], message=message)
         try:
-            body = to_dict(status)
+            body = envoy or to_dict(status)
         except TypeError:  # a detail of a type this build does not know: leave details out
             body = {"code": status.code, "message": status.message, "details": []}
         print(json_text({**body, "hint": advice}, err), file=err)
@@ -334,6 +339,21 @@ def report(exc: grpc.RpcError, args: argparse.Namespace, err: TextIO) -> int:
     lines.append("hint: " + advice)
     print("\n".join(lines), file=err)
     return 1
+
+
+def _envoy_body(details: str) -> dict[str, Any] | None:
+    """The JSON body of a reply Envoy made itself (no credentials, a role or rate refused, a
+    body too large), which reaches a gRPC client as the status message: the HTTP API's
+    error body, whose ``message`` is the one to show."""
+    if not details.startswith("{"):
+        return None
+    try:
+        body = json.loads(details)
+    except json.JSONDecodeError:
+        return None
+    if isinstance(body, dict) and isinstance(body.get("message"), str) and "code" in body:
+        return body
+    return None
 
 
 def _status(exc: grpc.RpcError) -> status_pb2.Status | None:
@@ -375,6 +395,8 @@ def hint(
         text = CELL_NOT_FOUND
     if code == grpc.StatusCode.UNAVAILABLE and CELL_UNREACHABLE in details:
         text = CELL_DOWN
+    if code == grpc.StatusCode.PERMISSION_DENIED and details == ROLE_DENIED_DETAILS:
+        text = ROLE_DENIED
     if code == grpc.StatusCode.DEADLINE_EXCEEDED and getattr(args, "command", "") == "watch":
         text = WATCH_ENDED
     if any(marker in details for marker in NOT_GRPC_DETAILS):

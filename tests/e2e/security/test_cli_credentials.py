@@ -4,6 +4,7 @@ calls and streams alike, as for any HTTP or gRPC client."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -33,8 +34,10 @@ def test_saxgw_sends_its_key_to_set_and_obey_method_acls(secure: SecureStack) ->
     with published(secure.stack, model, TEST_LM, {"text": "ok"}, headers=OPS):
         anonymous = _saxgw(secure, "getacl", model)
         assert (anonymous.returncode, anonymous.stdout) == (1, "")
-        assert anonymous.stderr.startswith("saxgw: UNAUTHENTICATED: ")
-        assert anonymous.stderr.endswith(
+        # Envoy's own reply: its message, not its whole JSON body, which is the status
+        # message a gRPC client gets.
+        assert anonymous.stderr == (
+            "saxgw: UNAUTHENTICATED: Client authentication failed.\n"
             "hint: the gateway wants an API key or JWT: set SAXGW_API_KEY (or pass --api-key) "
             "to one it accepts\n"
         )
@@ -53,3 +56,32 @@ def test_saxgw_sends_its_key_to_set_and_obey_method_acls(secure: SecureStack) ->
         )
         served = _saxgw(secure, "lm.generate", model, "q", "--stream", key=TEAM_A_KEY)
         assert (served.returncode, served.stdout, served.stderr) == (0, "ok\n", "")
+
+
+def test_a_role_refused_by_envoy_is_reported_as_the_http_apis_error(secure: SecureStack) -> None:
+    # `ls MODEL` lists addresses, which admin_only reserves for admins by default.
+    model = "/sax/test/sec-cli-role"
+    hint = (
+        "the credentials' roles do not allow this call: publish, update, unpublish and setacl "
+        "need the admin role, and so do `ls MODEL`, `watch` and `stats` unless the config's "
+        "admin_only opens them (SAXGW_API_KEY or --api-key names the key)"
+    )
+    with published(secure.stack, model, TEST_LM, {"text": "ok"}, headers=OPS):
+        refused = _saxgw(secure, "ls", model, key=TEAM_A_KEY)
+        assert (refused.returncode, refused.stdout) == (1, "")
+        assert refused.stderr == f"saxgw: PERMISSION_DENIED: RBAC: access denied\nhint: {hint}\n"
+        as_json = _saxgw(secure, "--json", "ls", model, key=TEAM_A_KEY)
+        error = json.loads(as_json.stderr)
+        assert error == {  # the HTTP API's body, as README promises for --json
+            "code": 7,
+            "message": "RBAC: access denied",
+            "details": [
+                {
+                    "@type": "type.googleapis.com/google.rpc.RequestInfo",
+                    "request_id": error["request_id"],
+                }
+            ],
+            "request_id": error["request_id"],
+            "hint": hint,
+        }
+        assert _saxgw(secure, "ls", model, key=OPS_KEY).returncode == 0

@@ -86,6 +86,6 @@ WATCH_ENDED = "the watch ran for --timeout; without --timeout it runs until Ctrl
 ROLE_DENIED_DETAILS = "RBAC: access denied"
 ROLE_DENIED = (
     "the credentials' roles do not allow this call: publish, update, unpublish and setacl "
-    "need the admin role, and so do `ls MODEL`, `watch` and `stats` unless the config's "
-    "admin_only opens them (SAXGW_API_KEY or --api-key names the key)"
+    "need the admin role, and so do `ls` of a cell or model, `watch` and `stats` unless the "
+    "config's admin_only opens them (SAXGW_API_KEY or --api-key names the key)"
 )

@@ -63,8 +63,8 @@ def test_a_role_refused_by_envoy_is_reported_as_the_http_apis_error(secure: Secu
     model = "/sax/test/sec-cli-role"
     hint = (
         "the credentials' roles do not allow this call: publish, update, unpublish and setacl "
-        "need the admin role, and so do `ls MODEL`, `watch` and `stats` unless the config's "
-        "admin_only opens them (SAXGW_API_KEY or --api-key names the key)"
+        "need the admin role, and so do `ls` of a cell or model, `watch` and `stats` unless the "
+        "config's admin_only opens them (SAXGW_API_KEY or --api-key names the key)"
     )
     with published(secure.stack, model, TEST_LM, {"text": "ok"}, headers=OPS):
         refused = _saxgw(secure, "ls", model, key=TEAM_A_KEY)

@@ -36,6 +36,8 @@ from gateway.cli._hints import (
     INVALID_UNNAMED,
     NOT_GRPC,
     NOT_GRPC_DETAILS,
+    ROLE_DENIED,
+    ROLE_DENIED_DETAILS,
     UNIMPLEMENTED_BY_CELL,
     WATCH_ENDED,
 )
@@ -44,6 +46,7 @@ from gateway.cli._numbers import number, shorten
 from gateway.config import MIB
 
 DEFAULT_GATEWAY = "localhost:8888"
+API_KEY_ENV = "SAXGW_API_KEY"
 _DETAILS_KEY = "grpc-status-details-bin"
 _CHANNEL_OPTIONS = (
     ("grpc.max_receive_message_length", 32 * MIB),
@@ -55,9 +58,10 @@ Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def add_global_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
-    """Adds --gateway, --timeout and --json. They are accepted before the command (``saxgw
-    --gateway h:p ls``, as saxutil users type them) and after it; only the top level sets
-    ``defaults``, so a flag given before the command is not reset by the command's parser."""
+    """Adds --gateway, --timeout, --api-key and --json. They are accepted before the command
+    (``saxgw --gateway h:p ls``, as saxutil users type them) and after it; only the top level
+    sets ``defaults``, so a flag given before the command is not reset by the command's
+    parser."""
 
     def default(value: object) -> object:
         return value if defaults else argparse.SUPPRESS
@@ -75,6 +79,13 @@ def add_global_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> None
         metavar="SECONDS",
         help="deadline of the call: seconds, or a duration as saxutil takes it (90s, 1m30s, "
         "500ms) (default: the gateway's)",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=default(None),
+        metavar="KEY",
+        help=f"API key or JWT the gateway's Envoy asks for, sent as Authorization: Bearer "
+        f"(default: ${API_KEY_ENV}, which keeps it out of `ps` and shell history)",
     )
     parser.add_argument(
         "--json",
@@ -128,6 +139,37 @@ class Session:
 Run = Callable[[Session, argparse.Namespace], None]
 
 
+class _CallDetails(grpc.ClientCallDetails):
+    """A call's details with one more header (grpc's own class for them is private)."""
+
+    def __init__(self, details: grpc.ClientCallDetails, header: tuple[str, str]) -> None:
+        self.method = details.method
+        self.timeout = details.timeout
+        self.metadata = (*(details.metadata or ()), header)
+        self.credentials = details.credentials
+        self.wait_for_ready = details.wait_for_ready
+        self.compression = details.compression
+
+
+class _Bearer(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Sends an API key or JWT with every call, as Envoy's authentication reads it
+    (docs/security.md)."""
+
+    def __init__(self, key: str) -> None:
+        self._header = ("authorization", f"Bearer {key}")
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(_CallDetails(details, self._header), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(_CallDetails(details, self._header), request)
+
+
+def _with_key(channel: grpc.Channel, key: str | None) -> grpc.Channel:
+    """``channel``, sending ``key`` with every call if there is one."""
+    return grpc.intercept_channel(channel, _Bearer(key)) if key else channel
+
+
 class Incomplete(Exception):
     """Some of a command's calls failed, each reported on stderr already; the others' results
     were printed. The command exits 1."""
@@ -158,8 +200,9 @@ def dispatch(run: Run, args: argparse.Namespace) -> int:
         return 1
     try:
         with grpc.insecure_channel(args.gateway, options=_CHANNEL_OPTIONS) as channel:
+            key = args.api_key or os.environ.get(API_KEY_ENV)
             session = Session(
-                stub=gateway_pb2_grpc.SaxGatewayStub(channel),
+                stub=gateway_pb2_grpc.SaxGatewayStub(_with_key(channel, key)),
                 timeout=args.timeout,
                 json=args.json,
                 out=sys.stdout,
@@ -273,12 +316,15 @@ def report(exc: grpc.RpcError, args: argparse.Namespace, err: TextIO) -> int:
     """Prints a failed call's status, the fields at fault and a hint; returns the exit status."""
     code: grpc.StatusCode = exc.code()
     message = exc.details() or ""
+    envoy = _envoy_body(message)
+    if envoy is not None:
+        message = envoy["message"]
     violations = field_violations(exc)
     advice = hint(code, args, fields_named=bool(violations), details=message)
     if getattr(args, "json", False):  # as the HTTP API's error body, with the hint beside it
         status = _status(exc) or status_pb2.Status(code=code.value[0], message=message)
         try:
-            body = to_dict(status)
+            body = envoy or to_dict(status)
         except TypeError:  # a detail of a type this build does not know: leave details out
             body = {"code": status.code, "message": status.message, "details": []}
         print(json_text({**body, "hint": advice}, err), file=err)
@@ -293,6 +339,21 @@ def report(exc: grpc.RpcError, args: argparse.Namespace, err: TextIO) -> int:
     lines.append("hint: " + advice)
     print("\n".join(lines), file=err)
     return 1
+
+
+def _envoy_body(details: str) -> dict[str, Any] | None:
+    """The JSON body of a reply Envoy made itself (no credentials, a role or rate refused, a
+    body too large), which reaches a gRPC client as the status message: the HTTP API's
+    error body, whose ``message`` is the one to show."""
+    if not details.startswith("{"):
+        return None
+    try:
+        body = json.loads(details)
+    except json.JSONDecodeError:
+        return None
+    if isinstance(body, dict) and isinstance(body.get("message"), str) and "code" in body:
+        return body
+    return None
 
 
 def _status(exc: grpc.RpcError) -> status_pb2.Status | None:
@@ -334,6 +395,8 @@ def hint(
         text = CELL_NOT_FOUND
     if code == grpc.StatusCode.UNAVAILABLE and CELL_UNREACHABLE in details:
         text = CELL_DOWN
+    if code == grpc.StatusCode.PERMISSION_DENIED and details == ROLE_DENIED_DETAILS:
+        text = ROLE_DENIED
     if code == grpc.StatusCode.DEADLINE_EXCEEDED and getattr(args, "command", "") == "watch":
         text = WATCH_ENDED
     if any(marker in details for marker in NOT_GRPC_DETAILS):

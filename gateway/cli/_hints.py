@@ -31,7 +31,10 @@ HINTS: dict[grpc.StatusCode, str] = {
     grpc.StatusCode.PERMISSION_DENIED: (
         "check the ACLs of the model and its methods with `saxgw getacl {id}`"
     ),
-    grpc.StatusCode.UNAUTHENTICATED: "the gateway needs credentials that saxgw did not send",
+    grpc.StatusCode.UNAUTHENTICATED: (
+        "the gateway wants an API key or JWT: set SAXGW_API_KEY (or pass --api-key) to one "
+        "it accepts"
+    ),
     grpc.StatusCode.RESOURCE_EXHAUSTED: (
         "the request is over a size or rate limit: send less (payloads <= 10 MiB) or retry later"
     ),
@@ -79,3 +82,10 @@ NOT_GRPC = (
 )
 # DEADLINE_EXCEEDED of `watch`: its --timeout is how long to watch, not a call that was slow.
 WATCH_ENDED = "the watch ran for --timeout; without --timeout it runs until Ctrl-C"
+# PERMISSION_DENIED from Envoy's role check (docs/security.md), not from a model's ACL.
+ROLE_DENIED_DETAILS = "RBAC: access denied"
+ROLE_DENIED = (
+    "the credentials' roles do not allow this call: publish, update, unpublish and setacl "
+    "need the admin role, and so do `ls` of a cell or model, `watch` and `stats` unless the "
+    "config's admin_only opens them (SAXGW_API_KEY or --api-key names the key)"
+)

@@ -7,6 +7,7 @@ import argparse
 import random
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import TypedDict
 
 import grpc
@@ -22,7 +23,7 @@ from gateway.cli._common import (
     to_dict,
     to_json,
 )
-from gateway.cli._inputs import pair
+from gateway.cli._inputs import UsageError, pair
 from gateway.cli._table import ID, arg, command, register_all
 from gateway.common.flags import replicas
 
@@ -309,14 +310,34 @@ def wait(session: Session, args: argparse.Namespace) -> None:
     )
 
 
-@command("getacl", "ID", "show the ACL of a cell, or the ACLs of a model and its methods", ID)
+ALL_METHODS = "all"
+"""`saxutil getacl MODEL all`: every method's ACL, and nothing of the admin ACL."""
+
+
+@command(
+    "getacl",
+    "ID [METHOD|all]",
+    "show the ACL of a cell, or the ACLs of a model and its methods",
+    ID,
+    arg("method", nargs="?", help="only this data method's ACL, or every method's (all)"),
+)
 def getacl(session: Session, args: argparse.Namespace) -> None:
-    session.show(session.stub.GetAcl, pb.GetAclRequest(name=args.id), _acls)
+    if args.method is not None and is_cell(args.id):
+        raise UsageError(f"{args.id} is a cell: only a model's data methods have ACLs")
+    session.show(
+        session.stub.GetAcl, pb.GetAclRequest(name=args.id), partial(_acls, method=args.method)
+    )
 
 
-def _acls(got: pb.GetAclResponse) -> str:
+def _acls(got: pb.GetAclResponse, method: str | None) -> str:
+    """As saxutil's getacl: the admin ACL and, here, the method table after it; with a
+    METHOD, that method's ACL alone; with ``all``, the method table alone."""
     if is_cell(got.name):
         return got.acl or "(no ACL)"
+    if method == ALL_METHODS:
+        return method_acl_table(got.method_acls)
+    if method is not None:
+        return got.method_acls.get(method) or "(no ACL)"
     return f"{got.acl or '(no admin ACL)'}\n\n{method_acl_table(got.method_acls)}"
 
 

@@ -257,6 +257,19 @@ def test_method_acl_round_trip(stack: Stack) -> None:
             "acl": "",
             "method_acls": {"lm.generate": "acl/team-a", "lm.score": "acl/all"},
         }
+        # saxutil's `getacl MODEL METHOD` and `getacl MODEL all`.
+        assert ok(stack, "getacl", model, "lm.generate") == "acl/team-a\n"
+        assert ok(stack, "getacl", model, "lm.embed") == "(no ACL)\n"
+        assert columns(ok(stack, "getacl", model, "all")) == [
+            ["METHOD", "ACL"],
+            ["lm.generate", "acl/team-a"],
+            ["lm.score", "acl/all"],
+        ]
+        of_cell = saxgw(stack, "getacl", "/sax/test", "lm.generate")
+        assert (of_cell.returncode, of_cell.stdout) == (2, "")
+        assert of_cell.stderr == (
+            "saxgw getacl: error: /sax/test is a cell: only a model's data methods have ACLs\n"
+        )
         # `ls MODEL`: saxutil's row, then its METHOD/ACL table, then the gateway's extras.
         tables = ok(stack, "ls", model).split("\n\n")
         assert [columns(t) for t in tables[1:]] == [

@@ -119,7 +119,9 @@ def test_a_string_input_is_a_whole_response(
         "metadata": {"k": "v"},
         "parallel_tool_calls": True,
         "previous_response_id": None,
+        "prompt_cache_key": None,
         "reasoning": None,
+        "safety_identifier": None,
         "store": True,
         "temperature": None,
         "text": {"format": {"type": "text"}, "verbosity": "medium"},
@@ -435,6 +437,50 @@ def test_what_sax_cannot_do_is_a_400_naming_the_parameter(
         with pytest.raises(openai.BadRequestError) as failure:
             client.responses.create(**body, stream=stream)
         assert failure.value.param == param and failure.value.body == error
+
+
+@pytest.mark.parametrize(
+    ("fields", "param", "message"),
+    [
+        ({"max_tool_calls": "3"}, "max_tool_calls", "must be an integer"),
+        ({"safety_identifier": 7}, "safety_identifier", "must be a string"),
+        ({"prompt_cache_key": ["k"]}, "prompt_cache_key", "must be a string"),
+        ({"service_tier": 1}, "service_tier", "must be a string"),
+        ({"text": {"format": "text"}}, "text.format", 'must be an object such as {"type": "text"}'),
+        (
+            {"input": [{"role": "", "content": "hi"}]},
+            "input[0].role",
+            "required: such as user, system, developer, assistant",  # the Responses API's
+        ),
+    ],
+)
+def test_a_field_of_the_wrong_type_is_a_400_naming_it(
+    http: httpx.Client, fields: dict[str, Any], param: str, message: str
+) -> None:
+    # Not echoed into a response object that the SDK's types would then refuse.
+    response = http.post("/v1/responses", json={"model": "oai", "input": "hi", **fields})
+    error = openai_error(f"{param}: {message}", param=param)
+    assert (response.status_code, response.json()) == (400, {"error": error})
+
+
+def test_settings_the_response_object_has_are_echoed(http: httpx.Client) -> None:
+    fields = {
+        "max_tool_calls": 3,
+        "safety_identifier": "user-1",
+        "prompt_cache_key": "k",
+        "service_tier": "auto",
+    }
+    response = http.post("/v1/responses", json={"model": "oai", "input": "hi", **fields})
+    data = response.json()
+    Response.model_validate(data, strict=True)
+    assert response.status_code == 200 and data["status"] == "completed"
+    echoed = ("max_tool_calls", "safety_identifier", "prompt_cache_key", "service_tier")
+    assert {k: data.get(k) for k in echoed} == {
+        "max_tool_calls": 3,
+        "safety_identifier": "user-1",
+        "prompt_cache_key": "k",
+        "service_tier": None,  # the tier that served it is OpenAI's to say; not echoed
+    }
 
 
 def test_store_is_accepted_and_nothing_can_be_retrieved(client: openai.OpenAI) -> None:

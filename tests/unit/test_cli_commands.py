@@ -25,7 +25,7 @@ USAGES = {
     "stats": "[ID]",
     "watch": "ID",
     "wait": "ID [REPLICAS]",
-    "getacl": "ID",
+    "getacl": "ID [METHOD|all]",
     "setacl": "ID [METHOD] ACL",
     "lm.generate": "ID QUERY [--stream] [-n N] [--terse] [--extra k=v ...]",
     "lm.score": "ID PREFIX SUFFIX [SUFFIX ...]",

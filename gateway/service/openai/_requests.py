@@ -328,14 +328,15 @@ def content(message: Mapping[str, Any], where: str, kinds: Collection[str] = ("t
     return "\n".join(texts)  # as vLLM: parts are separate texts, not one word
 
 
-def role(message: object, where: str) -> str:
-    """The role of ``message``: one of ROLES, or another the model's template knows."""
+def role(message: object, where: str, roles: Collection[str] = ROLES) -> str:
+    """The role of ``message``: one of ``roles`` (the API's, named when it has none), or
+    another the model's template knows."""
     if not isinstance(message, dict):
         raise invalid(where, "must be an object with a role and content")
     name = message.get("role")
     if not isinstance(name, str) or not name:
         given = "required" if name is None or name == "" else "must be a string"
-        raise invalid(f"{where}.role", f"{given}: such as {', '.join(ROLES)}")
+        raise invalid(f"{where}.role", f"{given}: such as {', '.join(roles)}")
     return name
 
 

@@ -70,9 +70,7 @@ def responses_request(body: Mapping[str, Any]) -> ResponsesRequest:
     """A ``/v1/responses`` request."""
     _reject_unsupported(body)
     text = _text(body)
-    instructions = body.get("instructions")
-    if instructions is not None and not isinstance(instructions, str):
-        raise invalid("instructions", "must be a string")
+    instructions = _string(body, "instructions")
     messages = _input(body.get("input"))
     if instructions:
         messages = ({"role": "system", "content": instructions}, *messages)
@@ -88,9 +86,6 @@ def responses_request(body: Mapping[str, Any]) -> ResponsesRequest:
         isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())
     ):
         raise invalid("metadata", "must be an object of strings")
-    user = body.get("user")
-    if user is not None and not isinstance(user, str):
-        raise invalid("user", "must be a string")
     max_tokens = rq.integer(body, "max_output_tokens", 1, 1 << 20)
     sampling = rq.Sampling(
         **rq.sampled(body), max_tokens=max_tokens, stream=bool(rq.flag(body, "stream"))
@@ -100,11 +95,14 @@ def responses_request(body: Mapping[str, Any]) -> ResponsesRequest:
     echo: dict[str, Any] = {
         "instructions": instructions,
         "max_output_tokens": max_tokens,
-        "max_tool_calls": body.get("max_tool_calls"),
+        # Sax calls no tools, so no limit on them is reached; echoed as the reference has it.
+        "max_tool_calls": rq.integer(body, "max_tool_calls", 0, 1 << 20),
         "metadata": metadata or {},
         "parallel_tool_calls": True if parallel is None else parallel,
         "previous_response_id": None,
+        "prompt_cache_key": _string(body, "prompt_cache_key"),
         "reasoning": None,
+        "safety_identifier": _string(body, "safety_identifier"),
         "store": True if store is None else store,
         "temperature": sampling.temperature,
         "text": text,
@@ -113,11 +111,20 @@ def responses_request(body: Mapping[str, Any]) -> ResponsesRequest:
         "top_logprobs": 0,
         "top_p": sampling.top_p,
         "truncation": "disabled",
-        "user": user,
+        "user": _string(body, "user"),
     }
+    _string(body, "service_tier")  # the tier used is OpenAI's to report: checked, not echoed
     return ResponsesRequest(
         model=rq.model_name(body), messages=messages, sampling=sampling, echo=echo
     )
+
+
+def _string(body: Mapping[str, Any], key: str) -> str | None:
+    """A string field, or None if it is absent or null."""
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise invalid(key, "must be a string")
+    return value
 
 
 def _reject_unsupported(body: Mapping[str, Any]) -> None:
@@ -138,8 +145,10 @@ def _text(body: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(text, dict):
         raise invalid("text", 'must be an object such as {"format": {"type": "text"}}')
     shape = text.get("format")
-    if shape is not None and (not isinstance(shape, dict) or shape.get("type") != "text"):
-        kind = shape.get("type") if isinstance(shape, dict) else shape
+    if shape is not None and not isinstance(shape, dict):
+        raise invalid("text.format", 'must be an object such as {"type": "text"}')
+    if shape is not None and shape.get("type") != "text":
+        kind = shape.get("type")
         raise invalid(
             "text.format",
             f"{kind!r}: JSON mode and structured outputs are not supported: Sax cannot "
@@ -163,7 +172,7 @@ def _input(value: object) -> tuple[Mapping[str, str], ...]:
         kind = item.get("type", "message") if isinstance(item, dict) else "message"
         if kind != "message":
             raise invalid(where, f"{kind!r} items are not supported: only messages reach Sax")
-        role = rq.role(item, where)
+        role = rq.role(item, where, ROLES)
         if role not in ROLES:
             raise invalid(f"{where}.role", f"must be one of {', '.join(ROLES)}")
         kinds = _ASSISTANT_TEXT if role == "assistant" else _INPUT_TEXT

@@ -1,0 +1,87 @@
+"""`saxgw` against a stack that wants credentials: the key it sends (``--api-key`` or
+``SAXGW_API_KEY``) is who it is to Envoy's roles and to the gateway's model ACLs, on unary
+calls and streams alike, as for any HTTP or gRPC client."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.e2e._published import TEST_LM, published
+from tests.e2e.security.conftest import OPS_KEY, TEAM_A_KEY, TEAM_B_KEY, SecureStack
+
+pytestmark = pytest.mark.e2e
+
+OPS = {"Authorization": f"Bearer {OPS_KEY}"}
+
+
+def _saxgw(
+    secure: SecureStack, *args: str, key: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "SAXGW_API_KEY"}
+    if key is not None:
+        env["SAXGW_API_KEY"] = key
+    argv = [sys.executable, "-m", "gateway.cli", "--gateway", secure.stack.grpc_address, *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30, env=env)
+
+
+def test_saxgw_sends_its_key_to_set_and_obey_method_acls(secure: SecureStack) -> None:
+    model = "/sax/test/sec-b-cli-key"
+    with published(secure.stack, model, TEST_LM, {"text": "ok"}, headers=OPS):
+        anonymous = _saxgw(secure, "getacl", model)
+        assert (anonymous.returncode, anonymous.stdout) == (1, "")
+        # Envoy's own reply: its message, not its whole JSON body, which is the status
+        # message a gRPC client gets.
+        assert anonymous.stderr == (
+            "saxgw: UNAUTHENTICATED: Client authentication failed.\n"
+            "hint: the gateway wants an API key or JWT: set SAXGW_API_KEY (or pass --api-key) "
+            "to one it accepts\n"
+        )
+        # The environment's key, or the flag's: the admin role may set a method's ACL.
+        set_ = _saxgw(secure, "setacl", model, "lm.generate_stream", "acl/readers", key=OPS_KEY)
+        assert (set_.returncode, set_.stderr) == (0, "")
+        assert set_.stdout == f"{model} lm.generate_stream: ACL set to 'acl/readers'\n"
+        got = _saxgw(secure, "--api-key", TEAM_B_KEY, "getacl", model, "lm.generate_stream")
+        assert (got.returncode, got.stdout, got.stderr) == (0, "acl/readers\n", "")
+        # A stream carries the key too: team-b is refused by the ACL, team-a (readers) served.
+        refused = _saxgw(secure, "lm.generate", model, "q", "--stream", key=TEAM_B_KEY)
+        assert refused.returncode == 1 and refused.stdout.strip() == ""
+        assert refused.stderr.startswith(
+            f"saxgw: PERMISSION_DENIED: lm.generate_stream on {model} is limited to "
+            "acl/readers; client team-b is not in it\n"
+        )
+        served = _saxgw(secure, "lm.generate", model, "q", "--stream", key=TEAM_A_KEY)
+        assert (served.returncode, served.stdout, served.stderr) == (0, "ok\n", "")
+
+
+def test_a_role_refused_by_envoy_is_reported_as_the_http_apis_error(secure: SecureStack) -> None:
+    # `ls MODEL` lists addresses, which admin_only reserves for admins by default.
+    model = "/sax/test/sec-cli-role"
+    hint = (
+        "the credentials' roles do not allow this call: publish, update, unpublish and setacl "
+        "need the admin role, and so do `ls` of a cell or model, `watch` and `stats` unless the "
+        "config's admin_only opens them (SAXGW_API_KEY or --api-key names the key)"
+    )
+    with published(secure.stack, model, TEST_LM, {"text": "ok"}, headers=OPS):
+        refused = _saxgw(secure, "ls", model, key=TEAM_A_KEY)
+        assert (refused.returncode, refused.stdout) == (1, "")
+        assert refused.stderr == f"saxgw: PERMISSION_DENIED: RBAC: access denied\nhint: {hint}\n"
+        as_json = _saxgw(secure, "--json", "ls", model, key=TEAM_A_KEY)
+        error = json.loads(as_json.stderr)
+        assert error == {  # the HTTP API's body, as README promises for --json
+            "code": 7,
+            "message": "RBAC: access denied",
+            "details": [
+                {
+                    "@type": "type.googleapis.com/google.rpc.RequestInfo",
+                    "request_id": error["request_id"],
+                }
+            ],
+            "request_id": error["request_id"],
+            "hint": hint,
+        }
+        assert _saxgw(secure, "ls", model, key=OPS_KEY).returncode == 0

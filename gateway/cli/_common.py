@@ -41,7 +41,7 @@ from gateway.cli._hints import (
     UNIMPLEMENTED_BY_CELL,
     WATCH_ENDED,
 )
-from gateway.cli._inputs import InputError, UsageError, duration
+from gateway.cli._inputs import InputError, UsageError, duration, file_arg
 from gateway.cli._numbers import number, shorten
 from gateway.config import MIB
 
@@ -58,10 +58,10 @@ Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def add_global_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
-    """Adds --gateway, --timeout, --api-key and --json. They are accepted before the command
-    (``saxgw --gateway h:p ls``, as saxutil users type them) and after it; only the top level
-    sets ``defaults``, so a flag given before the command is not reset by the command's
-    parser."""
+    """Adds --gateway, --timeout, --api-key, the TLS flags and --json. They are accepted
+    before the command (``saxgw --gateway h:p ls``, as saxutil users type them) and after it;
+    only the top level sets ``defaults``, so a flag given before the command is not reset by
+    the command's parser."""
 
     def default(value: object) -> object:
         return value if defaults else argparse.SUPPRESS
@@ -86,6 +86,32 @@ def add_global_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> None
         metavar="KEY",
         help=f"API key or JWT the gateway's Envoy asks for, sent as Authorization: Bearer "
         f"(default: ${API_KEY_ENV}, which keeps it out of `ps` and shell history)",
+    )
+    tls = "TLS to an edge that serves it (docs/security.md): "
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        default=default(False),
+        help=tls + "verify the gateway's certificate with the system's CA roots",
+    )
+    parser.add_argument(
+        "--ca-cert",
+        default=default(None),
+        metavar="FILE",
+        help=tls + "verify the gateway's certificate with this CA (PEM) (implies --tls)",
+    )
+    parser.add_argument(
+        "--client-cert",
+        default=default(None),
+        metavar="FILE",
+        help=tls + "present this certificate (PEM), with --client-key, to an edge that asks "
+        "for one (mTLS) (implies --tls)",
+    )
+    parser.add_argument(
+        "--client-key",
+        default=default(None),
+        metavar="FILE",
+        help="the private key (PEM) of --client-cert",
     )
     parser.add_argument(
         "--json",
@@ -170,6 +196,31 @@ def _with_key(channel: grpc.Channel, key: str | None) -> grpc.Channel:
     return grpc.intercept_channel(channel, _Bearer(key)) if key else channel
 
 
+def _pem(path: str | None, flag: str) -> bytes | None:
+    if path is None:
+        return None
+    return file_arg(path, flag, "a PEM certificate or key")
+
+
+def _channel(args: argparse.Namespace) -> grpc.Channel:
+    """The channel to ``args.gateway``: TLS when any TLS flag is given (mTLS with a client
+    certificate), else plaintext, as `saxgw up` serves loopback."""
+    cert, key = args.client_cert, args.client_key
+    if (cert is None) != (key is None):
+        raise InputError(
+            "--client-cert and --client-key go together",
+            "give the certificate and its private key, both PEM files",
+        )
+    if not (args.tls or args.ca_cert or cert):
+        return grpc.insecure_channel(args.gateway, options=_CHANNEL_OPTIONS)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=_pem(args.ca_cert, "--ca-cert"),
+        private_key=_pem(key, "--client-key"),
+        certificate_chain=_pem(cert, "--client-cert"),
+    )
+    return grpc.secure_channel(args.gateway, credentials, options=_CHANNEL_OPTIONS)
+
+
 class Incomplete(Exception):
     """Some of a command's calls failed, each reported on stderr already; the others' results
     were printed. The command exits 1."""
@@ -199,7 +250,7 @@ def dispatch(run: Run, args: argparse.Namespace) -> int:
         )
         return 1
     try:
-        with grpc.insecure_channel(args.gateway, options=_CHANNEL_OPTIONS) as channel:
+        with _channel(args) as channel:
             key = args.api_key or os.environ.get(API_KEY_ENV)
             session = Session(
                 stub=gateway_pb2_grpc.SaxGatewayStub(_with_key(channel, key)),

@@ -7,8 +7,11 @@ secure stack's gateway; the CA and certificates are made here with `cryptography
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,6 +126,45 @@ def test_certificate_identifies_its_client(front: TlsFront, model: str) -> None:
         publish = {"model": "/sax/test/sec-cert", "model_path": TEST_LM, "checkpoint": "None"}
         refused = http.post("/publish", json=publish)  # team-a has the data role only
         assert (refused.status_code, refused.json()["code"]) == (403, 7)
+
+
+def _saxgw(front: TlsFront, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "SAXGW_API_KEY"}
+    argv = [sys.executable, "-m", "gateway.cli", "--gateway", f"127.0.0.1:{front.port}", *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+
+
+def test_saxgw_speaks_tls_and_presents_its_certificate(front: TlsFront, model: str) -> None:
+    ca = str(front.certs / "ca.pem")
+    cert, key = front.client
+    # The certificate says team-a (data role): no key needed.
+    served = _saxgw(
+        front,
+        "--ca-cert",
+        ca,
+        "--client-cert",
+        cert,
+        "--client-key",
+        key,
+        "lm.generate",
+        model,
+        "q",
+        "--terse",
+    )
+    assert (served.returncode, served.stderr) == (0, ""), served.stderr
+    assert served.stdout == " ".join(["tok"] * 12) + "\n"
+    # Plaintext to a TLS listener, or TLS without the certificate mTLS asks for: no call.
+    for flags in ((), ("--ca-cert", ca)):
+        refused = _saxgw(front, *flags, "--timeout", "5", "lm.generate", model, "q")
+        assert refused.returncode == 1 and refused.stdout == "", (flags, refused)
+        # (grpc's own log lines about the failed handshake may come first)
+        assert "\nsaxgw: UNAVAILABLE: " in "\n" + refused.stderr, (flags, refused.stderr)
+    half = _saxgw(front, "--client-cert", cert, "lm.generate", model, "q")
+    assert (half.returncode, half.stdout) == (1, "")
+    assert half.stderr == (
+        "saxgw: --client-cert and --client-key go together\n"
+        "hint: give the certificate and its private key, both PEM files\n"
+    )
 
 
 def test_mtls_refuses_clients_without_a_certificate(front: TlsFront) -> None:

@@ -36,15 +36,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+#: The commands that run servers (gateway/cli/run.py, ops.py): their grpc logs matter.
+_SERVERS = frozenset({"up", "serve", "gateway", "envoy-config", "ops"})
+
+
+def _quiet_grpc(argv: Sequence[str]) -> None:
+    """For the client verbs, grpc's own log lines (a failed TLS handshake's "Corruption
+    detected") say nothing the error and hint saxgw prints do not; grpc reads the setting
+    when it is imported, before the grammar knows the command. Any argument that names a
+    server command keeps them, so a server is never silenced; -v keeps them too."""
+    import os
+
+    if not _SERVERS.intersection(argv) and not {"-v", "--verbose"}.intersection(argv):
+        os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
+
 def _main(argv: Sequence[str] | None) -> int:
     import logging
     import sys
+
+    arguments = sys.argv[1:] if argv is None else argv
+    _quiet_grpc(arguments)
 
     from gateway.cli._help import go_style_flags
     from gateway.common import logs
 
     grammar = parser()
-    args = grammar.parse_args(go_style_flags(grammar, sys.argv[1:] if argv is None else argv))
+    args = grammar.parse_args(go_style_flags(grammar, arguments))
     # Commands that run servers take --log-format; the client verbs log as text.
     logs.configure(
         getattr(args, "log_format", "text"), logging.DEBUG if args.verbose else logging.INFO

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 
 import grpc
 import pytest
@@ -12,6 +13,7 @@ from saxgateway.v1 import gateway_pb2 as pb
 
 from gateway.cli import _common as c
 from gateway.cli import _inputs as inputs
+from gateway.cli import main
 from gateway.cli._hints import HINTS
 from tests.unit._statuses import DETAILS_KEY, bad_request
 
@@ -221,3 +223,24 @@ def test_invalid_argument_without_fields_points_at_arguments_and_methods() -> No
         "hint: check the arguments (`saxgw lm.score --help`) "
         "and the model's methods (`saxgw ls /sax/test/vis`)"
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "quiet"),
+    [
+        (["ls", "/sax"], True),
+        (["--gateway", "h:1", "lm.generate", "/sax/a/b", "q"], True),
+        (["-v", "ls"], False),
+        (["up", "--port", "8888"], False),
+        (["gateway", "--port", "1"], False),
+        (["serve"], False),
+        (["ops"], False),
+        (["envoy-config"], False),
+    ],
+)
+def test_grpc_logs_are_quiet_for_client_verbs_only(
+    argv: list[str], quiet: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GRPC_VERBOSITY", raising=False)
+    main._quiet_grpc(argv)
+    assert os.environ.get("GRPC_VERBOSITY") == ("NONE" if quiet else None)

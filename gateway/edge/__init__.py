@@ -10,7 +10,7 @@ The parts of EdgeConfig that callers build by hand are exported; _schema.py has 
 
 from gateway.common.loopback import is_loopback
 from gateway.edge._access import access_settings
-from gateway.edge._envoy import IDENTITY_HEADER
+from gateway.edge._envoy import IDENTITY_HEADER, header_predicate, skip_when
 from gateway.edge._hosts import allowed_host, host_values
 from gateway.edge._listener import edge_values
 from gateway.edge._load import SECTIONS, parse_edge
@@ -27,7 +27,9 @@ __all__ = [
     "access_settings",
     "allowed_host",
     "edge_values",
+    "header_predicate",
     "host_values",
     "is_loopback",
     "parse_edge",
+    "skip_when",
 ]

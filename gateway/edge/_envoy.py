@@ -119,7 +119,7 @@ def _rbac(config: EdgeConfig) -> dict[str, Any]:
     )
 
 
-def _header(name: str, match: dict[str, Any], *, of: str = "Request") -> dict[str, Any]:
+def header_predicate(name: str, match: dict[str, Any], *, of: str = "Request") -> dict[str, Any]:
     """A matcher predicate: header ``name`` of the request (or ``of="Response"``) is present
     and matches ``match``."""
     return {
@@ -148,8 +148,8 @@ def _open_or_identified() -> dict[str, Any]:
     return {
         "or_matcher": {
             "predicate": [
-                _header(IDENTITY_HEADER, _regex(".+")),
-                _header(":path", _regex(open_regex)),
+                header_predicate(IDENTITY_HEADER, _regex(".+")),
+                header_predicate(":path", _regex(open_regex)),
             ]
         }
     }
@@ -167,7 +167,7 @@ def _api_keys(config: EdgeConfig) -> dict[str, Any]:
         },
     )
     # Skipped on open paths and once a JWT or a certificate has identified the caller.
-    return _skip_when("envoy.filters.http.api_key_auth", api_key_auth, _open_or_identified())
+    return skip_when("envoy.filters.http.api_key_auth", api_key_auth, _open_or_identified())
 
 
 _BEARER_SCHEME = """
@@ -194,15 +194,15 @@ def _bearer_scheme() -> dict[str, Any]:
     usual = {
         "or_matcher": {
             "predicate": [
-                {"not_matcher": _header("authorization", _regex(r"(?i:bearer)\s+\S.*"))},
-                _header("authorization", _regex(r"Bearer \S.*")),
+                {"not_matcher": header_predicate("authorization", _regex(r"(?i:bearer)\s+\S.*"))},
+                header_predicate("authorization", _regex(r"Bearer \S.*")),
             ]
         }
     }
-    return _skip_when("bearer_scheme", rewrite, usual)
+    return skip_when("bearer_scheme", rewrite, usual)
 
 
-def _skip_when(name: str, inner: dict[str, Any], predicate: dict[str, Any]) -> dict[str, Any]:
+def skip_when(name: str, inner: dict[str, Any], predicate: dict[str, Any]) -> dict[str, Any]:
     """``inner``, skipped for requests that match ``predicate``."""
     skip = {"@type": EXTENSIONS + "filters.common.matcher.action.v3.SkipFilter"}
     matcher = {
@@ -251,7 +251,7 @@ def _certificate_identity(subject: str, client: str) -> dict[str, Any]:
             }
         }
     }
-    return _skip_when(f"certificate_client.{client}", set_header, other_subject)
+    return skip_when(f"certificate_client.{client}", set_header, other_subject)
 
 
 def _jwt(config: EdgeConfig) -> dict[str, Any]:
@@ -324,8 +324,8 @@ def _unless_origin(check: dict[str, Any]) -> dict[str, Any]:
     """``check``, skipped for a request without an Origin header (every non-browser client):
     its Lua coroutine would otherwise live as long as the request, ~1 KB of Envoy's memory
     per open SSE stream (BENCHMARKS.md)."""
-    has_origin = _header("origin", _regex(".*"))
-    return _skip_when(check["name"], check, {"not_matcher": has_origin})
+    has_origin = header_predicate("origin", _regex(".*"))
+    return skip_when(check["name"], check, {"not_matcher": has_origin})
 
 
 def _strip_identity() -> dict[str, Any]:
@@ -353,8 +353,8 @@ def _grpc_headers_for_grpc_only() -> dict[str, Any]:
         "filters.http.header_mutation.v3.HeaderMutation",
         {"mutations": {"response_mutations": [{"remove": h} for h in GRPC_ONLY_HEADERS]}},
     )
-    grpc = _header("content-type", {"prefix": "application/grpc"}, of="Response")
-    return _skip_when("grpc_only_headers", remove, grpc)
+    grpc = header_predicate("content-type", {"prefix": "application/grpc"}, of="Response")
+    return skip_when("grpc_only_headers", remove, grpc)
 
 
 def early_filters(origins: Sequence[str]) -> list[dict[str, Any]]:

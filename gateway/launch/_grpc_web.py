@@ -25,6 +25,7 @@ already, and its grpc-message has no encoded newline at its end.
 
 from __future__ import annotations
 
+from gateway.edge import header_predicate, skip_when
 from gateway.launch._access_log import METADATA
 
 _TYPES = "type.googleapis.com/envoy."
@@ -33,28 +34,8 @@ _MESSAGE_METADATA = (METADATA[0], "grpc_web_message")
 
 def _unless_grpc_web(name: str, inner: dict[str, object]) -> dict[str, object]:
     """Filter ``inner``, skipped for any reply whose content-type is not grpc-web's."""
-    content_type = {
-        "name": "content-type",
-        "typed_config": {
-            "@type": _TYPES + "type.matcher.v3.HttpResponseHeaderMatchInput",
-            "header_name": "content-type",
-        },
-    }
-    is_grpc_web = {"prefix": "application/grpc-web"}
-    grpc_web = {"single_predicate": {"input": content_type, "value_match": is_grpc_web}}
-    skip = {"@type": _TYPES + "extensions.filters.common.matcher.action.v3.SkipFilter"}
-    matcher = {
-        "predicate": {"not_matcher": grpc_web},
-        "on_match": {"action": {"name": "skip", "typed_config": skip}},
-    }
-    return {
-        "name": name,
-        "typed_config": {
-            "@type": _TYPES + "extensions.common.matching.v3.ExtensionWithMatcher",
-            "extension_config": inner,
-            "xds_matcher": {"matcher_list": {"matchers": [matcher]}},
-        },
-    }
+    grpc_web = header_predicate("content-type", {"prefix": "application/grpc-web"}, of="Response")
+    return skip_when(name, inner, {"not_matcher": grpc_web})
 
 
 def _overwrite(header: str, metadata: tuple[str, str]) -> dict[str, object]:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -109,3 +110,10 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureStack]:
     )
     with healthy_stack(settings, "secure stack") as running:
         yield SecureStack(running, config_file, signer)
+
+
+@pytest.fixture
+def http(secure: SecureStack) -> Iterator[httpx.Client]:
+    """An HTTP client of the secure stack's Envoy."""
+    with httpx.Client(base_url=secure.stack.http_url, timeout=30) as client:
+        yield client

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -30,12 +30,6 @@ OPS = {"Authorization": f"Bearer {OPS_KEY}"}
 TEAM_A = {"Authorization": f"Bearer {TEAM_A_KEY}"}
 TEAM_B = {"Authorization": f"Bearer {TEAM_B_KEY}"}
 BURSTY = {"Authorization": f"Bearer {BURSTY_KEY}"}
-
-
-@pytest.fixture
-def http(secure: SecureStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=secure.stack.http_url, timeout=30) as client:
-        yield client
 
 
 def _generate(http: httpx.Client, model: str, headers: dict[str, str]) -> httpx.Response:

@@ -30,12 +30,6 @@ def model(secure: SecureStack) -> Iterator[str]:
         yield name
 
 
-@pytest.fixture
-def http(secure: SecureStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=secure.stack.http_url, timeout=30) as client:
-        yield client
-
-
 def _generate(http: httpx.Client, headers: dict[str, str], model: str = MODEL) -> httpx.Response:
     return http.post("/generate", json={"model": model, "query": "q"}, headers=headers)
 

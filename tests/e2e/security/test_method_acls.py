@@ -6,8 +6,6 @@ next call" reaches the gateway that made the change)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 
@@ -20,12 +18,6 @@ pytestmark = pytest.mark.e2e
 OPS = {"Authorization": f"Bearer {OPS_KEY}"}  # roles admin and data
 TEAM_A = {"Authorization": f"Bearer {TEAM_A_KEY}"}  # data; in the group "readers"
 TEAM_B = {"Authorization": f"Bearer {TEAM_B_KEY}"}  # data; limited to /sax/test/sec-b-*
-
-
-@pytest.fixture
-def http(secure: SecureStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=secure.stack.http_url, timeout=30) as client:
-        yield client
 
 
 def _generate(http: httpx.Client, model: str, headers: dict[str, str]) -> httpx.Response:

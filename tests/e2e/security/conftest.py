@@ -113,7 +113,7 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureStack]:
 
 
 @pytest.fixture
-def http(secure: SecureStack) -> Iterator[httpx.Client]:
+def secure_http(secure: SecureStack) -> Iterator[httpx.Client]:
     """An HTTP client of the secure stack's Envoy."""
     with httpx.Client(base_url=secure.stack.http_url, timeout=30) as client:
         yield client

@@ -32,8 +32,8 @@ TEAM_B = {"Authorization": f"Bearer {TEAM_B_KEY}"}
 BURSTY = {"Authorization": f"Bearer {BURSTY_KEY}"}
 
 
-def _generate(http: httpx.Client, model: str, headers: dict[str, str]) -> httpx.Response:
-    return http.post("/generate", json={"model": model, "query": "q"}, headers=headers)
+def _generate(secure_http: httpx.Client, model: str, headers: dict[str, str]) -> httpx.Response:
+    return secure_http.post("/generate", json={"model": model, "query": "q"}, headers=headers)
 
 
 def _set_method_acl(secure: SecureStack, model: str, method: str, acl: str) -> None:
@@ -57,42 +57,42 @@ def _until(predicate: Callable[[], bool], deadline: float = 20.0) -> None:
 
 
 def test_sax_acl_set_on_the_cell_protects_the_model(
-    secure: SecureStack, http: httpx.Client
+    secure: SecureStack, secure_http: httpx.Client
 ) -> None:
     model = "/sax/test/sec-acl"
     token = secure.signer.token({"iss": ISSUER, "aud": "saxgw", "sub": "carol"})
     carol = {"Authorization": f"Bearer {token}"}
     with published(secure.stack, model, TEST_LM, {"text": "ok"}, headers=OPS):
-        assert _generate(http, model, carol).status_code == 200
+        assert _generate(secure_http, model, carol).status_code == 200
         _set_method_acl(secure, model, "lm.generate", "acl/readers")
         # The group `readers` holds team-a and ops (config); carol is not in it.
-        _until(lambda: _generate(http, model, carol).status_code == 403)
-        refused = _generate(http, model, carol)
+        _until(lambda: _generate(secure_http, model, carol).status_code == 403)
+        refused = _generate(secure_http, model, carol)
         assert refused.json() == gateway_error(
             refused,
             7,
             f"lm.generate on {model} is limited to acl/readers; client carol is not in it",
         )
-        assert _generate(http, model, TEAM_A).status_code == 200
-        assert _generate(http, model, OPS).status_code == 200
+        assert _generate(secure_http, model, TEAM_A).status_code == 200
+        assert _generate(secure_http, model, OPS).status_code == 200
         # The resource path binds the ID without its leading slash: the same model, same ACL.
-        bare = http.post(f"/v1{model}:generate", json={"query": "q"}, headers=carol)
+        bare = secure_http.post(f"/v1{model}:generate", json={"query": "q"}, headers=carol)
         assert bare.json() == refused.json() | {"details": bare.json()["details"]}
         assert bare.status_code == 403
         # Other methods have no ACL.
-        score = http.post("/score", json={"model": model, "suffix": ["x"]}, headers=carol)
+        score = secure_http.post("/score", json={"model": model, "suffix": ["x"]}, headers=carol)
         assert score.status_code == 200, score.text
         _set_method_acl(secure, model, "lm.generate", "")
-        _until(lambda: _generate(http, model, carol).status_code == 200)
+        _until(lambda: _generate(secure_http, model, carol).status_code == 200)
 
 
-def test_client_limited_to_some_models(secure: SecureStack, http: httpx.Client) -> None:
+def test_client_limited_to_some_models(secure: SecureStack, secure_http: httpx.Client) -> None:
     allowed = "/sax/test/sec-b-lm"
     with published(secure.stack, allowed, TEST_LM, {"text": "ok"}, headers=OPS):
-        assert _generate(http, allowed, TEAM_B).status_code == 200
-        own = http.post(f"/v1{allowed}:generate", json={"query": "q"}, headers=TEAM_B)
+        assert _generate(secure_http, allowed, TEAM_B).status_code == 200
+        own = secure_http.post(f"/v1{allowed}:generate", json={"query": "q"}, headers=TEAM_B)
         assert own.status_code == 200, own.text
-        response = _generate(http, "/sax/test/sec-other", TEAM_B)
+        response = _generate(secure_http, "/sax/test/sec-other", TEAM_B)
         assert response.status_code == 403
         assert response.json() == gateway_error(
             response, 7, "client team-b may not use /sax/test/sec-other"
@@ -118,11 +118,11 @@ def _gateway_log_lines(secure: SecureStack, request_id: str) -> list[dict[str, o
     return lines
 
 
-def test_rate_limit_then_refill(http: httpx.Client) -> None:
+def test_rate_limit_then_refill(secure_http: httpx.Client) -> None:
     # bursty: 3 requests at once, then 1 per second. GetInfo needs no key, so use a data call
     # that fails fast after the quota check (an unknown model is NOT_FOUND).
     def call() -> httpx.Response:
-        return _generate(http, "/sax/test/sec-none", BURSTY)
+        return _generate(secure_http, "/sax/test/sec-none", BURSTY)
 
     statuses = []
     limited = None
@@ -140,10 +140,10 @@ def test_rate_limit_then_refill(http: httpx.Client) -> None:
     # The bucket refills: within a few seconds the same client gets through again.
     _until(lambda: call().status_code == 404)
     # Other clients have their own buckets all along.
-    assert _generate(http, "/sax/test/sec-none", TEAM_A).status_code == 404
+    assert _generate(secure_http, "/sax/test/sec-none", TEAM_A).status_code == 404
 
 
-def test_model_limit_sheds_with_429(secure: SecureStack, http: httpx.Client) -> None:
+def test_model_limit_sheds_with_429(secure: SecureStack, secure_http: httpx.Client) -> None:
     # /sax/test/sec-slow: one call in flight, one queued (config); the third is refused.
     model = "/sax/test/sec-slow"
     overrides = {"text": "a b c", "delay_ms": "300"}

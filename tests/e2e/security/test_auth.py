@@ -30,8 +30,10 @@ def model(secure: SecureStack) -> Iterator[str]:
         yield name
 
 
-def _generate(http: httpx.Client, headers: dict[str, str], model: str = MODEL) -> httpx.Response:
-    return http.post("/generate", json={"model": model, "query": "q"}, headers=headers)
+def _generate(
+    secure_http: httpx.Client, headers: dict[str, str], model: str = MODEL
+) -> httpx.Response:
+    return secure_http.post("/generate", json={"model": model, "query": "q"}, headers=headers)
 
 
 def _error(response: httpx.Response, status: int, code: int) -> str:
@@ -43,94 +45,100 @@ def _error(response: httpx.Response, status: int, code: int) -> str:
     return message
 
 
-def test_no_key_is_401_json(http: httpx.Client, model: str) -> None:
-    _error(_generate(http, {}), 401, 16)
+def test_no_key_is_401_json(secure_http: httpx.Client, model: str) -> None:
+    _error(_generate(secure_http, {}), 401, 16)
 
 
-def test_bad_key_is_401_json(http: httpx.Client, model: str) -> None:
-    _error(_generate(http, {"Authorization": "Bearer sk-not-a-key-0000000000"}), 401, 16)
-    _error(_generate(http, {"x-api-key": "sk-not-a-key-0000000000"}), 401, 16)
+def test_bad_key_is_401_json(secure_http: httpx.Client, model: str) -> None:
+    _error(_generate(secure_http, {"Authorization": "Bearer sk-not-a-key-0000000000"}), 401, 16)
+    _error(_generate(secure_http, {"x-api-key": "sk-not-a-key-0000000000"}), 401, 16)
 
 
-def test_data_key_generates(http: httpx.Client, model: str) -> None:
-    response = _generate(http, TEAM_A)
+def test_data_key_generates(secure_http: httpx.Client, model: str) -> None:
+    response = _generate(secure_http, TEAM_A)
     assert response.status_code == 200, response.text
     assert response.json() == {"texts": [{"text": "hi there", "score": pytest.approx(-0.2)}]}
 
 
 def test_the_bearer_scheme_is_case_insensitive(
-    secure: SecureStack, http: httpx.Client, model: str
+    secure: SecureStack, secure_http: httpx.Client, model: str
 ) -> None:
     # RFC 9110 §11.1: `bearer`, `BEARER` and `Bearer` are the same scheme.
     token = secure.signer.token({"iss": ISSUER, "aud": "saxgw", "sub": "alice"})
     for scheme in ("bearer", "BEARER", "BeArEr"):
         for credential in (TEAM_A_KEY, token):
-            response = _generate(http, {"Authorization": f"{scheme} {credential}"})
+            response = _generate(secure_http, {"Authorization": f"{scheme} {credential}"})
             assert response.status_code == 200, (scheme, response.text)
     # A bad credential under any spelling is still refused, and other schemes are no bearer.
-    _error(_generate(http, {"Authorization": "bearer sk-not-a-key-0000000000"}), 401, 16)
-    _error(_generate(http, {"Authorization": f"Basic {TEAM_A_KEY}"}), 401, 16)
-    _error(_generate(http, {"Authorization": f"bearerx {TEAM_A_KEY}"}), 401, 16)
+    _error(_generate(secure_http, {"Authorization": "bearer sk-not-a-key-0000000000"}), 401, 16)
+    _error(_generate(secure_http, {"Authorization": f"Basic {TEAM_A_KEY}"}), 401, 16)
+    _error(_generate(secure_http, {"Authorization": f"bearerx {TEAM_A_KEY}"}), 401, 16)
 
 
-def test_x_api_key_header_works(http: httpx.Client, model: str) -> None:
-    assert _generate(http, {"x-api-key": TEAM_A_KEY}).status_code == 200
+def test_x_api_key_header_works(secure_http: httpx.Client, model: str) -> None:
+    assert _generate(secure_http, {"x-api-key": TEAM_A_KEY}).status_code == 200
 
 
-def test_data_key_cannot_publish(http: httpx.Client) -> None:
+def test_data_key_cannot_publish(secure_http: httpx.Client) -> None:
     body = {"model": "/sax/test/sec-x", "model_path": TEST_LM, "checkpoint": "None"}
-    _error(http.post("/publish", json=body, headers=TEAM_A), 403, 7)
+    _error(secure_http.post("/publish", json=body, headers=TEAM_A), 403, 7)
     # Nothing was published.
-    listed = http.get("/listcell", params={"model": "/sax/test/sec-x"}, headers=OPS)
+    listed = secure_http.get("/listcell", params={"model": "/sax/test/sec-x"}, headers=OPS)
     assert listed.status_code == 404, listed.text
 
 
-def test_admin_key_publishes_and_unpublishes(http: httpx.Client) -> None:
+def test_admin_key_publishes_and_unpublishes(secure_http: httpx.Client) -> None:
     name = "/sax/test/sec-admin"
     body = {"model": name, "model_path": TEST_LM, "checkpoint": "None", "replicas": 0}
-    response = http.post("/publish", json=body, headers=OPS)
+    response = secure_http.post("/publish", json=body, headers=OPS)
     assert response.status_code == 200, response.text
-    assert http.post("/unpublish", json={"model": name}, headers=OPS).json() == {"model": name}
+    assert secure_http.post("/unpublish", json={"model": name}, headers=OPS).json() == {
+        "model": name
+    }
 
 
-def test_open_paths_need_no_key(http: httpx.Client) -> None:
-    assert http.get("/").status_code == 200
-    assert http.get("/healthz").status_code == 200
-    assert http.get("/openapi.json").json()["openapi"].startswith("3.")
-    assert http.get("/docs").status_code == 200
+def test_open_paths_need_no_key(secure_http: httpx.Client) -> None:
+    assert secure_http.get("/").status_code == 200
+    assert secure_http.get("/healthz").status_code == 200
+    assert secure_http.get("/openapi.json").json()["openapi"].startswith("3.")
+    assert secure_http.get("/docs").status_code == 200
 
 
-def test_addresses_and_stats_are_admin_only(http: httpx.Client, model: str) -> None:
-    _error(http.get("/listall", params={"sax_cell": "/sax/test"}, headers=TEAM_A), 403, 7)
-    _error(http.get("/stats", params={"name": "/sax/test"}, headers=TEAM_A), 403, 7)
-    _error(http.get(f"/v1/{model.lstrip('/')}", headers=TEAM_A), 403, 7)
-    listed = http.get("/listall", params={"sax_cell": "/sax/test"}, headers=OPS)
+def test_addresses_and_stats_are_admin_only(secure_http: httpx.Client, model: str) -> None:
+    _error(secure_http.get("/listall", params={"sax_cell": "/sax/test"}, headers=TEAM_A), 403, 7)
+    _error(secure_http.get("/stats", params={"name": "/sax/test"}, headers=TEAM_A), 403, 7)
+    _error(secure_http.get(f"/v1/{model.lstrip('/')}", headers=TEAM_A), 403, 7)
+    listed = secure_http.get("/listall", params={"sax_cell": "/sax/test"}, headers=OPS)
     assert listed.status_code == 200, listed.text
     assert MODEL in [m["model"] for m in listed.json()["models"]]
 
 
-def test_client_cannot_forge_identity(http: httpx.Client, model: str) -> None:
+def test_client_cannot_forge_identity(secure_http: httpx.Client, model: str) -> None:
     # The identity header a client sends is removed before authentication.
-    _error(_generate(http, {"x-saxgw-client": "ops"}), 401, 16)
+    _error(_generate(secure_http, {"x-saxgw-client": "ops"}), 401, 16)
 
 
-def test_jwt_gives_data_role(secure: SecureStack, http: httpx.Client, model: str) -> None:
+def test_jwt_gives_data_role(secure: SecureStack, secure_http: httpx.Client, model: str) -> None:
     token = secure.signer.token({"iss": ISSUER, "aud": "saxgw", "sub": "alice"})
-    assert _generate(http, {"Authorization": f"Bearer {token}"}).status_code == 200
+    assert _generate(secure_http, {"Authorization": f"Bearer {token}"}).status_code == 200
     body = {"model": "/sax/test/sec-jwt", "model_path": TEST_LM, "checkpoint": "None"}
-    _error(http.post("/publish", json=body, headers={"Authorization": f"Bearer {token}"}), 403, 7)
+    _error(
+        secure_http.post("/publish", json=body, headers={"Authorization": f"Bearer {token}"}),
+        403,
+        7,
+    )
 
 
-def test_jwt_roles_claim_gives_admin(secure: SecureStack, http: httpx.Client) -> None:
+def test_jwt_roles_claim_gives_admin(secure: SecureStack, secure_http: httpx.Client) -> None:
     token = secure.signer.token({"iss": ISSUER, "aud": "saxgw", "sub": "bob", "roles": ["admin"]})
     auth = {"Authorization": f"Bearer {token}"}
     name = "/sax/test/sec-jwt-admin"
     body = {"model": name, "model_path": TEST_LM, "checkpoint": "None", "replicas": 0}
-    assert http.post("/publish", json=body, headers=auth).status_code == 200
-    assert http.post("/unpublish", json={"model": name}, headers=auth).status_code == 200
+    assert secure_http.post("/publish", json=body, headers=auth).status_code == 200
+    assert secure_http.post("/unpublish", json={"model": name}, headers=auth).status_code == 200
 
 
-def test_bad_jwts_are_401(secure: SecureStack, http: httpx.Client, model: str) -> None:
+def test_bad_jwts_are_401(secure: SecureStack, secure_http: httpx.Client, model: str) -> None:
     other = type(secure.signer).generate()  # a key the JWKS does not hold
     tokens = [
         other.token({"iss": ISSUER, "aud": "saxgw", "sub": "mallory"}),
@@ -141,44 +149,44 @@ def test_bad_jwts_are_401(secure: SecureStack, http: httpx.Client, model: str) -
         ),  # past the 60 s clock skew
     ]
     for token in tokens:
-        _error(_generate(http, {"Authorization": f"Bearer {token}"}), 401, 16)
+        _error(_generate(secure_http, {"Authorization": f"Bearer {token}"}), 401, 16)
 
 
 def test_a_jwt_without_expiry_is_refused_unless_its_issuer_allows(
-    secure: SecureStack, http: httpx.Client, model: str
+    secure: SecureStack, secure_http: httpx.Client, model: str
 ) -> None:
     lasting = secure.signer.token({"iss": ISSUER, "aud": "saxgw", "sub": "alice"}, lifetime=None)
-    refused = _generate(http, {"Authorization": f"Bearer {lasting}"})
+    refused = _generate(secure_http, {"Authorization": f"Bearer {lasting}"})
     assert refused.status_code == 401, refused.text
     # Refused as every bad JWT is here: it is then no API key either.
     assert refused.json() == envoy_error(refused, 16, "Client authentication failed.")
     # An issuer with `require_expiration: false` (conftest.py) may leave `exp` out.
     allowed = secure.signer.token({"iss": LASTING_ISSUER, "aud": "saxgw", "sub": "dave"}, None)
-    response = _generate(http, {"Authorization": f"Bearer {allowed}"})
+    response = _generate(secure_http, {"Authorization": f"Bearer {allowed}"})
     assert response.status_code == 200, response.text
 
 
-def test_foreign_origin_changes_nothing(http: httpx.Client) -> None:
+def test_foreign_origin_changes_nothing(secure_http: httpx.Client) -> None:
     name = "/sax/test/sec-csrf"
     form = f"model={name}&model_path={TEST_LM}&checkpoint=None"
     evil = {"Origin": "https://evil.example", **OPS}
     text = {"Content-Type": "text/plain", **evil}
-    _error(http.post("/publish", content=form, headers=evil), 403, 7)
-    _error(http.post("/unpublish", content=f'{{"model":"{name}"}}', headers=text), 403, 7)
-    assert http.get("/listcell", params={"model": name}, headers=OPS).status_code == 404
+    _error(secure_http.post("/publish", content=form, headers=evil), 403, 7)
+    _error(secure_http.post("/unpublish", content=f'{{"model":"{name}"}}', headers=text), 403, 7)
+    assert secure_http.get("/listcell", params={"model": name}, headers=OPS).status_code == 404
 
 
-def test_allowed_origin_passes(http: httpx.Client, model: str) -> None:
-    response = _generate(http, {"Origin": "http://allowed.example", **TEAM_A})
+def test_allowed_origin_passes(secure_http: httpx.Client, model: str) -> None:
+    response = _generate(secure_http, {"Origin": "http://allowed.example", **TEAM_A})
     assert response.status_code == 200, response.text
     assert response.headers["access-control-allow-origin"] == "http://allowed.example"
 
 
 def test_a_page_on_an_allowed_origin_may_send_an_api_key_header(
-    http: httpx.Client, model: str
+    secure_http: httpx.Client, model: str
 ) -> None:
     # The browser asks first (a CORS preflight) whether the page may send x-api-key.
-    preflight = http.options(
+    preflight = secure_http.options(
         "/generate",
         headers={
             "Origin": "http://allowed.example",
@@ -191,22 +199,22 @@ def test_a_page_on_an_allowed_origin_may_send_an_api_key_header(
     assert "POST" in preflight.headers["access-control-allow-methods"]
     allowed = {h.strip() for h in preflight.headers["access-control-allow-headers"].split(",")}
     assert {"content-type", "x-api-key"} <= allowed
-    response = _generate(http, {"Origin": "http://allowed.example", "x-api-key": TEAM_A_KEY})
+    response = _generate(secure_http, {"Origin": "http://allowed.example", "x-api-key": TEAM_A_KEY})
     assert response.status_code == 200, response.text
     assert response.headers["access-control-allow-origin"] == "http://allowed.example"
 
 
-def test_body_limit_is_413_json(http: httpx.Client, model: str) -> None:
+def test_body_limit_is_413_json(secure_http: httpx.Client, model: str) -> None:
     # max_request_bytes: 65536 in this config.
     big = {"model": MODEL, "query": "x" * 70_000}
-    response = http.post("/generate", json=big, headers=TEAM_A)
+    response = secure_http.post("/generate", json=big, headers=TEAM_A)
     assert response.status_code == 413, response.text
     # Envoy's buffer filter, before any gateway reads the body (envoy/envoy.yaml.tmpl).
     assert response.json() == envoy_error(response, 8, "Payload Too Large")
 
 
-def test_header_limit_is_431_json(http: httpx.Client) -> None:
+def test_header_limit_is_431_json(secure_http: httpx.Client) -> None:
     # max_request_headers_kb: 16 in this config.
-    response = http.get("/", headers={"x-padding": "p" * 20_000})
+    response = secure_http.get("/", headers={"x-padding": "p" * 20_000})
     assert response.status_code == 431, response.text
     assert response.json() == envoy_error(response, 8, "Request Header Fields Too Large")

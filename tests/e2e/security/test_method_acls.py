@@ -20,8 +20,8 @@ TEAM_A = {"Authorization": f"Bearer {TEAM_A_KEY}"}  # data; in the group "reader
 TEAM_B = {"Authorization": f"Bearer {TEAM_B_KEY}"}  # data; limited to /sax/test/sec-b-*
 
 
-def _generate(http: httpx.Client, model: str, headers: dict[str, str]) -> httpx.Response:
-    return http.post("/generate", json={"model": model, "query": "q"}, headers=headers)
+def _generate(secure_http: httpx.Client, model: str, headers: dict[str, str]) -> httpx.Response:
+    return secure_http.post("/generate", json={"model": model, "query": "q"}, headers=headers)
 
 
 def _ok(response: httpx.Response) -> object:
@@ -30,35 +30,35 @@ def _ok(response: httpx.Response) -> object:
 
 
 def test_a_method_acl_set_over_http_guards_the_next_call(
-    secure: SecureStack, http: httpx.Client
+    secure: SecureStack, secure_http: httpx.Client
 ) -> None:
     model = "/sax/test/sec-b-method-acl"
     with published(secure.stack, model, TEST_LM, {"text": "ok"}, headers=OPS):
         # team-b's call reads the model's ACLs (none), which the gateway then keeps a while.
-        assert _generate(http, model, TEAM_B).status_code == 200
-        done = http.post(
+        assert _generate(secure_http, model, TEAM_B).status_code == 200
+        done = secure_http.post(
             f"/v1{model}:setAcl",
             json={"method": "lm.generate", "acl": "acl/readers"},
             headers=OPS,
         )
         assert _ok(done) == {"name": model, "acl": "acl/readers", "method": "lm.generate"}
         # Right after: the group `readers` holds team-a and ops (config); team-b is not in it.
-        refused = _generate(http, model, TEAM_B)
+        refused = _generate(secure_http, model, TEAM_B)
         assert refused.status_code == 403
         assert refused.json() == gateway_error(
             refused,
             7,
             f"lm.generate on {model} is limited to acl/readers; client team-b is not in it",
         )
-        assert _generate(http, model, TEAM_A).status_code == 200
+        assert _generate(secure_http, model, TEAM_A).status_code == 200
         # Other methods have no ACL.
-        score = http.post("/score", json={"model": model, "suffix": ["x"]}, headers=TEAM_B)
+        score = secure_http.post("/score", json={"model": model, "suffix": ["x"]}, headers=TEAM_B)
         assert score.status_code == 200, score.text
         # Readers see it (getacl is a data call), admins in the model's details too.
         acls = {"name": model, "acl": "", "method_acls": {"lm.generate": "acl/readers"}}
-        assert _ok(http.get("/getacl", params={"name": model}, headers=TEAM_B)) == acls
-        assert _ok(http.get(f"/v1{model}:getAcl", headers=TEAM_A)) == acls
-        info = _ok(http.get(f"/v1{model}", headers=OPS))
+        assert _ok(secure_http.get("/getacl", params={"name": model}, headers=TEAM_B)) == acls
+        assert _ok(secure_http.get(f"/v1{model}:getAcl", headers=TEAM_A)) == acls
+        info = _ok(secure_http.get(f"/v1{model}", headers=OPS))
         assert isinstance(info, dict)
         assert info["model"]["method_acls"] == {"lm.generate": "acl/readers"}
         # What the admin stored: the model's ACL of that method, its admin ACL untouched.
@@ -66,34 +66,34 @@ def test_a_method_acl_set_over_http_guards_the_next_call(
         assert stored is not None
         assert (dict(stored.acls.items), stored.admin_acl) == ({"lm.generate": "acl/readers"}, "")
         # Cleared through the compatibility path: team-b is admitted at once.
-        cleared = http.post(
+        cleared = secure_http.post(
             "/setacl", json={"name": model, "method": "lm.generate", "acl": ""}, headers=OPS
         )
         assert _ok(cleared) == {"name": model, "acl": "", "method": "lm.generate"}
-        assert _ok(_generate(http, model, TEAM_B)) == {
+        assert _ok(_generate(secure_http, model, TEAM_B)) == {
             "texts": [{"text": "ok", "score": pytest.approx(-0.1)}]
         }
         empty = {"name": model, "acl": "", "method_acls": {}}
-        assert _ok(http.get("/getacl", params={"name": model}, headers=TEAM_B)) == empty
+        assert _ok(secure_http.get("/getacl", params={"name": model}, headers=TEAM_B)) == empty
         stored = stored_model(secure.stack, model)
         assert stored is not None and dict(stored.acls.items) == {}
 
 
 def test_only_who_may_change_the_admin_acl_changes_a_method_acl(
-    secure: SecureStack, http: httpx.Client
+    secure: SecureStack, secure_http: httpx.Client
 ) -> None:
     model = "/sax/test/sec-method-acl-writers"
     with published(secure.stack, model, TEST_LM, {"text": "ok"}, headers=OPS):
         body = {"name": model, "method": "lm.generate", "acl": "acl/nobody"}
         # team-a may call the model (role data) but not change its ACLs (role admin).
-        refused = http.post("/setacl", json=body, headers=TEAM_A)
+        refused = secure_http.post("/setacl", json=body, headers=TEAM_A)
         assert refused.status_code == 403
         assert refused.json() == envoy_error(refused, 7, "RBAC: access denied")
         stored = stored_model(secure.stack, model)
         assert stored is not None and dict(stored.acls.items) == {}
-        assert _generate(http, model, TEAM_A).status_code == 200
+        assert _generate(secure_http, model, TEAM_A).status_code == 200
         # An admin may, and the method's ACL is what changes, not the admin ACL.
-        assert _ok(http.post("/setacl", json=body, headers=OPS)) == {
+        assert _ok(secure_http.post("/setacl", json=body, headers=OPS)) == {
             "name": model,
             "acl": "acl/nobody",
             "method": "lm.generate",
@@ -101,7 +101,7 @@ def test_only_who_may_change_the_admin_acl_changes_a_method_acl(
         stored = stored_model(secure.stack, model)
         assert stored is not None
         assert (dict(stored.acls.items), stored.admin_acl) == ({"lm.generate": "acl/nobody"}, "")
-        refused = _generate(http, model, TEAM_A)
+        refused = _generate(secure_http, model, TEAM_A)
         assert refused.json() == gateway_error(
             refused,
             7,

@@ -269,13 +269,28 @@ def test_failed_openai_calls_are_timed_under_their_model_and_code(
     def added(samples: Samples, labels: dict[str, str]) -> float:
         return _value(samples, duration, **labels) - _value(before, duration, **labels)
 
-    samples = _scrape_until(ops_stack, lambda s: added(s, absent) >= 4 and added(s, short) >= 2)
+    requests = "saxgw_requests_total"
+    expected = (("NOT_FOUND", 4), ("INVALID_ARGUMENT", 2))
+
+    def counted(samples: Samples, code: str) -> float:
+        labels = {"grpc_method": "CreateCompletion", "grpc_code": code, "client": "team-a"}
+        return _value(samples, requests, **labels) - _value(before, requests, **labels)
+
+    # In multiprocess mode each metric type has its own file per process and a scrape reads
+    # the files one after another: a flush between two reads can show a new histogram beside
+    # an old counter. Wait for both series, not the histogram alone.
+    samples = _scrape_until(
+        ops_stack,
+        lambda s: (
+            added(s, absent) >= 4
+            and added(s, short) >= 2
+            and all(counted(s, code) >= calls for code, calls in expected)
+        ),
+    )
     assert added(samples, absent) == 4
     assert added(samples, short) == 2
-    requests = "saxgw_requests_total"
-    for code, calls in (("NOT_FOUND", 4), ("INVALID_ARGUMENT", 2)):
-        labels = {"grpc_method": "CreateCompletion", "grpc_code": code, "client": "team-a"}
-        assert _value(samples, requests, **labels) - _value(before, requests, **labels) == calls
+    for code, calls in expected:
+        assert counted(samples, code) == calls
 
 
 def test_the_public_port_exposes_neither_metrics_nor_envoy_admin(ops_stack: Stack) -> None:

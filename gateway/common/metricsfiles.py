@@ -12,15 +12,21 @@ Gone processes' live gauges (calls in flight, open streams) must be dropped, the
 kept. A process in the ops server's own PID namespace is gone when its pid is; one in another
 namespace cannot be looked up, so each process also touches a heartbeat file at every metrics
 flush, and one silent for `STALE_AFTER_S` is gone.
+
+A flush writes several files (one per metric type), and a scrape reads them one after another:
+read across a flush, a scrape could pair a call's new histogram count with its old request
+count. A lock file orders the two: flushes share it, a scrape takes it alone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
 import os
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from prometheus_client.multiprocess import mark_process_dead
@@ -51,6 +57,43 @@ def process_id() -> str:
         namespace = _pid_namespace()
         ident = _ids[pid] = f"{pid}-{namespace}" if namespace else str(pid)
     return ident
+
+
+_LOCK_FILE = "flush.lock"  # not *.db: the collector reads those only
+
+
+@contextlib.contextmanager
+def _locked(directory: str, operation: int) -> Iterator[bool]:
+    """Holds the directory's lock (``fcntl.flock`` ``operation``) inside the block; yields
+    False when ``LOCK_NB`` found it taken. A directory without a lock file (gone, read-only)
+    yields True: unordered writes and reads are better than none."""
+    try:
+        fd = os.open(os.path.join(directory, _LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        yield True
+        return
+    try:
+        try:
+            fcntl.flock(fd, operation)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def flushing(directory: str, *, wait: bool) -> contextlib.AbstractContextManager[bool]:
+    """A gateway process's hold on the lock while it flushes (shared with other processes'
+    flushes). Without ``wait``, yields False while a scrape reads, and the event loop goes on:
+    the counts stay in memory for the next flush, a second later."""
+    return _locked(directory, fcntl.LOCK_SH | (0 if wait else fcntl.LOCK_NB))
+
+
+def scraping(directory: str) -> contextlib.AbstractContextManager[bool]:
+    """The ops server's hold on the lock while it reads every process's files: no flush is
+    half written meanwhile. Flushes take microseconds, so the wait is short."""
+    return _locked(directory, fcntl.LOCK_EX)
 
 
 def _heartbeat_path(directory: str, ident: str) -> Path:

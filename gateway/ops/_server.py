@@ -58,7 +58,8 @@ def scrape(settings: OpsSettings) -> bytes:
         metricsfiles.forget_gone(settings.metrics_dir)
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=settings.metrics_dir)  # type: ignore[no-untyped-call]
-        parts.append(generate_latest(registry))
+        with metricsfiles.scraping(settings.metrics_dir):
+            parts.append(generate_latest(registry))
     if settings.envoy_admin:
         envoy = _envoy_stats(settings)
         parts.append(envoy or b"")

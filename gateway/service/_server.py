@@ -80,9 +80,13 @@ class GatewayServer:
         directory = self.settings.telemetry.metrics_dir
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_S)
-            self.metrics.flush()
-            if directory:
-                metricsfiles.heartbeat(directory)
+            if not directory:
+                self.metrics.flush()
+                continue
+            with metricsfiles.flushing(directory, wait=False) as free:
+                if free:
+                    self.metrics.flush()
+            metricsfiles.heartbeat(directory)
 
     @property
     def address(self) -> str:
@@ -166,9 +170,13 @@ class GatewayServer:
         self._flusher.cancel()
         await asyncio.gather(self._flusher, return_exceptions=True)
         if self.metrics is not None:
-            self.metrics.flush()  # the last calls' counts, before the process exits
-            if self.settings.telemetry.metrics_dir:
-                metricsfiles.leave(self.settings.telemetry.metrics_dir)
+            directory = self.settings.telemetry.metrics_dir
+            if not directory:
+                self.metrics.flush()
+            else:
+                with metricsfiles.flushing(directory, wait=True):
+                    self.metrics.flush()  # the last calls' counts, before the process exits
+                metricsfiles.leave(directory)
         if self._tracing is not None:
             await asyncio.to_thread(self._tracing.shutdown)  # flushes the last spans
 

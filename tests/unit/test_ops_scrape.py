@@ -11,10 +11,12 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.common import metricsfiles
 from gateway.common.metricsfiles import STALE_AFTER_S
 from gateway.ops import OpsSettings, scrape
 
@@ -147,3 +149,62 @@ def test_a_gateway_reusing_a_dead_ones_pid_starts_its_live_gauges_from_zero(
         assert values[("saxgw_requests_total", _REQUESTS)] == 4
         assert values[_IN_FLIGHT] == 1
         successor.stdin.close()
+
+
+# A gateway process half way through a flush: its request counter written, its histogram not
+# yet, when the parent says so (a line on stdin).
+_HALF_FLUSH = textwrap.dedent(
+    """
+    import sys
+    from gateway.common import metricsfiles
+    from gateway.service._metrics import GatewayMetrics, use_directory
+    use_directory(sys.argv[1])
+    m = GatewayMetrics()
+    with metricsfiles.flushing(sys.argv[1], wait=True):
+        m.requests.labels("Generate", "OK", "team-a").inc()
+        print("half", flush=True)
+        sys.stdin.readline()
+        m.request_duration.labels("lm.generate", "/sax/test/lm", "").observe(0.01)
+    """
+)
+
+
+def test_a_scrape_never_reads_a_flush_half_written(tmp_path: Path) -> None:
+    # Before, a scrape read each file as it found it: a counter from after a call and a
+    # histogram from before it, so the dashboard's ratios of the two could pass 100%.
+    command = [sys.executable, "-c", _HALF_FLUSH, str(tmp_path)]
+    with (
+        subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        ) as writer,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        assert writer.stdin is not None and writer.stdout is not None
+        assert writer.stdout.readline() == "half\n"
+        scraped = pool.submit(scrape, OpsSettings(metrics_dir=str(tmp_path)))
+        time.sleep(0.5)
+        assert not scraped.done()  # it waits for the flush
+        writer.stdin.write("\n")
+        writer.stdin.close()
+        values = _values(scraped.result(timeout=30).decode())
+        assert writer.wait(timeout=30) == 0
+    labels = (("client", "team-a"), ("grpc_code", "OK"), ("grpc_method", "Generate"))
+    assert values[("saxgw_requests_total", labels)] == 1
+    duration = (
+        ("error_type", ""),
+        ("gen_ai_operation_name", "lm.generate"),
+        ("gen_ai_request_model", "/sax/test/lm"),
+    )
+    assert values[("gen_ai_server_request_duration_seconds_count", duration)] == 1
+
+
+def test_a_flush_that_finds_a_scrape_reading_waits_for_the_next_tick(tmp_path: Path) -> None:
+    with (
+        metricsfiles.scraping(str(tmp_path)),
+        metricsfiles.flushing(str(tmp_path), wait=False) as free,
+    ):
+        assert not free
+    with metricsfiles.flushing(str(tmp_path), wait=False) as free:
+        assert free
+        with metricsfiles.flushing(str(tmp_path), wait=False) as also:
+            assert also  # flushes share the lock

@@ -121,7 +121,9 @@ class CallRecord:
 
 
 def note_usage(model_id: str, inputs: Sequence[str], outputs: Sequence[str]) -> None:
-    """Tells the telemetry what the current call sent to and got from ``model_id``."""
+    """Tells the telemetry what the current call sent to and got from ``model_id``. They are
+    read when the call ends: ``outputs`` may be a list the servicer goes on filling as it
+    streams (what a stream sent is counted however the stream ends)."""
     call = current_call.get()
     if isinstance(call, CallRecord):
         call.usage = Usage(model_id, inputs, outputs)
@@ -247,6 +249,8 @@ class Recorder:
         m.observe(duration, elapsed)
         if chars := sum(map(len, usage.inputs)):
             m.count(chars_in, chars)
+        # A stream that failed or whose client left counts what it sent, as one that ended
+        # well does (under the same labels: the failure is in requests and error_type).
         out_chars = stream.chars if stream is not None else sum(map(len, usage.outputs))
         if out_chars:
             m.count(chars_out, out_chars)
@@ -256,7 +260,10 @@ class Recorder:
             if cost is None:
                 cost = self._costs[key] = m.query_cost.labels(op, model, call.client_label)
             m.count(cost, call.cost_ms)
-        if code is _OK and self._tokens is not None and self._tokens.exact(usage.model_id):
+        # Tokens of the calls whose model answered: every successful one, and every stream
+        # that sent text before it failed or was cancelled (the client used those tokens).
+        answered = code is _OK or out_chars > 0
+        if answered and self._tokens is not None and self._tokens.exact(usage.model_id):
             tokens = self._token_children.get(key)
             if tokens is None:
                 tokens = self._token_children[key] = (

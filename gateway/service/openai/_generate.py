@@ -50,13 +50,16 @@ async def stream_prompt(
     texts: list[str],
 ) -> AsyncIterator[list[dict[str, Any]]]:
     """Streams one prompt of ``job``: lists of events of its choices (numbered from
-    ``first``), cut at the stop strings; ``texts`` gets each choice's whole text at the end."""
+    ``first``), cut at the stop strings. ``texts`` gets a slot per choice (``texts[first +
+    i]``) that holds the choice's text as it is sent, so that however the stream ends (its
+    model failed, its client left) the call's usage, read when the call ends, has what went
+    out."""
     shape, model, _, sampling, stops = job
     n = sampling.n
     tracker = DeltaTracker()
     scanners = [StopScanner(stops) for _ in range(n)]
     steps = [0] * n
-    sent = [""] * n
+    texts.extend([""] * n)
     seen: set[int] = set()
     texted = False  # whether the chunks about to be yielded carry text (telemetry)
 
@@ -66,7 +69,7 @@ async def stream_prompt(
         # A choice's opening events (a chat's role chunk) go out with its first text.
         opening = shape.opening(first + i) if i not in seen else []
         seen.add(i)
-        sent[i] += text
+        texts[first + i] += text
         return [*opening, *shape.delta(first + i, text)] if text else opening
 
     stream = client.lm_generate_stream(model, prompt, options)
@@ -99,9 +102,9 @@ async def stream_prompt(
     for i in range(n):  # every choice ends once, even a sample that stayed empty
         if not scanners[i].stopped:
             chunks += piece(i, scanners[i].flush())
-            reason = finish_reason(tokens, model, sent[i], False, steps[i], sampling.max_tokens)
+            sent = texts[first + i]
+            reason = finish_reason(tokens, model, sent, False, steps[i], sampling.max_tokens)
             chunks += shape.finished(first + i, reason)
-    texts.extend(sent)
     if texted:
         note_chunk()
     if chunks:

@@ -299,7 +299,11 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         shape, model, prompts, sampling, _ = job
         # One deadline for the whole request, however many prompts it streams.
         options = self._options(context, sampling, self._settings.stream_timeout)
+        # Every choice's text as sent (`stream_prompt` fills it): the call's usage from here
+        # on, read when the call ends, so a stream that fails or whose client leaves counts
+        # the text that went out, with no extra work per chunk.
         texts: list[str] = []
+        note_usage(model, prompts, texts)
         started = False
         try:
             for number, prompt in enumerate(prompts):  # one prompt after the other
@@ -318,7 +322,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
                 raise
             yield shape.failure(exc)
             raise
-        yield shape.tail(self._usage(model, prompts, texts))
+        yield shape.tail(self._tokens.usage(model, prompts, texts))
 
     # Embeddings.
 

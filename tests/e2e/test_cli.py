@@ -262,6 +262,15 @@ def test_method_acl_round_trip(stack: Stack) -> None:
         assert ok(stack, "setacl", model, "lm.score", "acl/all") == (
             f"{model} lm.score: ACL set to 'acl/all'\n"
         )
+        # A flag between the arguments (an argparse usage error before).
+        assert json.loads(ok(stack, "setacl", model, "--json", "lm.embed", "acl/x")) == {
+            "name": model,
+            "method": "lm.embed",
+            "acl": "acl/x",
+        }
+        assert ok(stack, "setacl", model, "lm.embed", "--timeout", "10", "") == (
+            f"{model} lm.embed: ACL cleared\n"
+        )
         assert ok(stack, "getacl", model).splitlines() == [
             "(no admin ACL)",
             "",

@@ -246,6 +246,26 @@ def test_global_flags_work_before_the_command() -> None:
     assert default.gateway == _common.DEFAULT_GATEWAY
 
 
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        # A flag between two optional positionals: argparse alone gave METHOD nothing, then
+        # "unrecognized arguments: acl/a".
+        (["setacl", "m", "--json", "lm.generate", "acl/a"], {"method": "lm.generate"}),
+        (["setacl", "m", "lm.generate", "--json", "acl/a"], {"method": "lm.generate"}),
+        (["setacl", "m", "--json", "acl/a"], {"method": None, "acl": "acl/a"}),
+        (["getacl", "m", "--json", "all"], {"method": "all"}),
+        (["lm.score", "m", "p", "a", "--json", "b"], {"suffix": ["a", "b"]}),
+    ],
+)
+def test_flags_may_come_between_a_commands_arguments(
+    argv: list[str], expected: dict[str, object]
+) -> None:
+    args = parser().parse_args(argv)
+    assert {key: getattr(args, key) for key in expected} == expected
+    assert (args.id, args.json) == ("m", True)
+
+
 def test_a_mistyped_command_gets_did_you_mean(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         parser().parse_args(["--gateway", "h:1", "lm.generat", "/sax/test/lm", "q"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.service.openai._requests import MAX_N, MAX_STOPS, ROLES
+from gateway.service.openai._responses_request import MIN_OUTPUT_TOKENS
 from gateway.service.openai._responses_request import ROLES as RESPONSE_ROLES
 
 Schema = dict[str, Any]
@@ -146,12 +147,12 @@ def _response_schemas(usage: Schema) -> dict[str, Schema]:
                 "model": _MODEL,
                 "input": {
                     "oneOf": [
-                        {"type": "string", "description": "One user message."},
+                        {"type": "string", "minLength": 1, "description": "One user message."},
                         {"type": "array", "minItems": 1, "items": message},
                     ]
                 },
                 "instructions": {"type": "string", "description": "A first system message."},
-                "max_output_tokens": _MAX,
+                "max_output_tokens": {**_MAX, "minimum": MIN_OUTPUT_TOKENS},
                 "temperature": _SAMPLING["temperature"],
                 "top_p": _SAMPLING["top_p"],
                 "top_k": _SAMPLING["top_k"],

@@ -34,12 +34,14 @@ from gateway.cli._hints import (
     GATEWAY_UNIMPLEMENTED,
     HINTS,
     INVALID_UNNAMED,
+    NOT_CONNECTED,
     NOT_GRPC,
     NOT_GRPC_DETAILS,
     ROLE_DENIED,
     ROLE_DENIED_DETAILS,
     UNIMPLEMENTED_BY_CELL,
     WATCH_ENDED,
+    tls_hint,
 )
 from gateway.cli._inputs import InputError, UsageError, duration, file_arg
 from gateway.cli._numbers import number, shorten
@@ -452,6 +454,9 @@ def hint(
         text = WATCH_ENDED
     if any(marker in details for marker in NOT_GRPC_DETAILS):
         text = NOT_GRPC
+    if code == grpc.StatusCode.UNAVAILABLE and NOT_CONNECTED in details:
+        tls = any(getattr(args, flag, None) for flag in ("tls", "ca_cert", "client_cert"))
+        text = tls_hint(details, tls=tls) or text
     target = getattr(args, "id", None) or "ID"
     parts = target.strip("/").split("/")
     cell = "/" + "/".join(parts[:2]) if len(parts) >= 2 else "/sax/<cell>"

@@ -1,6 +1,8 @@
-"""How ``saxgw`` explains itself: defaults in ``--help``, "did you mean" for a mistyped command.
+"""How ``saxgw`` explains itself: defaults in ``--help``, "did you mean" for a mistyped command,
+and flags anywhere among a command's arguments.
 
 top = Parser(prog="saxgw")   # a parser whose errors suggest the closest command
+top.add_subparsers(parser_class=CommandParser)  # commands take flags between their arguments
 show_defaults(top)           # every option's help ends with its default
 """
 
@@ -33,6 +35,26 @@ class Parser(argparse.ArgumentParser):
                 f"`{self.prog} --help` lists the commands.\n",
             )
         super().error(message)
+
+
+class CommandParser(Parser):
+    """A command's parser: flags may come between its arguments, as in ``setacl ID --json
+    METHOD ACL``. argparse alone fills an optional positional (METHOD) with nothing when a
+    flag follows the one before it, and the rest is then "unrecognized"; intermixed parsing
+    takes the flags first, then the positionals, whatever their order."""
+
+    _intermixed = False
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if self._intermixed:  # parse_known_intermixed_args calls back here, for each pass
+            return super().parse_known_args(args, namespace)
+        self._intermixed = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixed = False
 
 
 def _commands(parser: argparse.ArgumentParser) -> list[str]:

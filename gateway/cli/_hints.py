@@ -80,6 +80,49 @@ NOT_GRPC = (
     "{gateway} answered, but it is not the gateway's gRPC port: point --gateway at Envoy's "
     "public port (`saxgw up --port`, 8888) or a gateway port (--gateway-ports)"
 )
+# UNAVAILABLE before any call because the two ends disagree about TLS: grpc's details (grpcio
+# 1.85 against Envoy's TLS listener, tests/e2e/security/test_tls.py) after NOT_CONNECTED. A
+# refused connection ("Connection refused": nothing listens) is none of these and keeps the
+# UNAVAILABLE hint.
+NOT_CONNECTED = "failed to connect to all addresses"
+# Plaintext to a TLS listener: it closes the connection without a word of HTTP/2.
+PLAINTEXT_TO_TLS_DETAILS = "Socket closed"
+PLAINTEXT_TO_TLS = (
+    "{gateway} closed the connection at once: if it serves TLS (a config with a tls: section), "
+    "add --tls, or --ca-cert FILE if a private CA signed its certificate"
+)
+# With --tls, --ca-cert or --client-cert: (marker, hint), the first marker found wins.
+TLS_FAILURES = (
+    (  # the system's roots (--tls) or the wrong CA file
+        "CERTIFICATE_VERIFY_FAILED",
+        "saxgw does not trust the certificate of {gateway}: pass the CA that signed it with "
+        "--ca-cert FILE (--tls alone trusts the system's CA roots)",
+    ),
+    (  # TLS to a plaintext port (`saxgw up` without a tls: section)
+        "WRONG_VERSION_NUMBER",
+        "{gateway} does not serve TLS: leave out --tls, --ca-cert, --client-cert and --client-key",
+    ),
+    (  # the handshake passed, then the edge ended it: mTLS without a certificate it accepts
+        "TSI_DATA_CORRUPTED",
+        "{gateway} ended the connection after the TLS handshake: it asks for a client "
+        "certificate (mTLS); pass --client-cert and --client-key, signed by a CA it trusts",
+    ),
+    (
+        "handshake failed",
+        "the TLS handshake with {gateway} failed (see above): check --ca-cert, --client-cert "
+        "and --client-key",
+    ),
+)
+
+
+def tls_hint(details: str, *, tls: bool) -> str | None:
+    """The hint for a connection that failed (``details`` after NOT_CONNECTED) because the two
+    ends disagree about TLS; ``tls``: whether saxgw spoke TLS. None for other failures."""
+    if not tls:
+        return PLAINTEXT_TO_TLS if PLAINTEXT_TO_TLS_DETAILS in details else None
+    return next((advice for marker, advice in TLS_FAILURES if marker in details), None)
+
+
 # DEADLINE_EXCEEDED of `watch`: its --timeout is how long to watch, not a call that was slow.
 WATCH_ENDED = "the watch ran for --timeout; without --timeout it runs until Ctrl-C"
 # PERMISSION_DENIED from Envoy's role check (docs/security.md), not from a model's ACL.

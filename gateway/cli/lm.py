@@ -65,11 +65,7 @@ def generate(session: Session, args: argparse.Namespace) -> None:
     if session.json:
         print_stream_json(stream, session.out)
         return
-    try:
-        final = stream_text(stream, session)
-    finally:
-        session.out.write("\n")
-        session.out.flush()
+    final = stream_text(stream, session)
     if len(final) > 1:  # the first sample was streamed; show them all with their scores
         session.out.write("\n" + texts_table(final) + "\n")
 
@@ -77,21 +73,31 @@ def generate(session: Session, args: argparse.Namespace) -> None:
 def stream_text(
     stream: Iterable[pb.GenerateStreamResponse], session: Session
 ) -> list[pb.DecodedText]:
-    """Prints the first sample's text as it arrives; returns the final samples."""
+    """Prints the first sample's text as it arrives, then ends its line; returns the final
+    samples. A call that fails (or Ctrl-C) ends the line only if text was printed: stdout
+    gets no empty line, and the error (on stderr) starts a line of its own."""
     out = session.out
-    for message in stream:
-        for delta in message.deltas:
-            if delta.index != 0:
-                continue
-            if delta.backtrack:  # the model revised its output: erase what it took back
-                n = delta.backtrack
-                out.write("\b" * n + " " * n + "\b" * n)
-            out.write(delta.text)
+    line = False  # whether the line is to be ended
+    try:
+        for message in stream:
+            for delta in message.deltas:
+                if delta.index != 0:
+                    continue
+                if delta.backtrack:  # the model revised its output: erase what it took back
+                    n = delta.backtrack
+                    out.write("\b" * n + " " * n + "\b" * n)
+                out.write(delta.text)
+                out.flush()
+                line = line or bool(delta.text or delta.backtrack)
+            if message.done and not message.HasField("error"):
+                line = True  # an empty answer is still one (empty) line
+                return list(message.texts)
+            # An in-band error is followed by the call's status, raised as an RpcError.
+        return []
+    finally:
+        if line:
+            out.write("\n")
             out.flush()
-        if message.done and not message.HasField("error"):
-            return list(message.texts)
-        # An in-band error is followed by the call's status, raised as an RpcError.
-    return []
 
 
 @command(

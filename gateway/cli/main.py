@@ -15,13 +15,15 @@ def parser() -> argparse.ArgumentParser:
     from gateway import __version__
     from gateway.cli import admin, am, lm, ops, run, vm
     from gateway.cli._common import add_global_flags
-    from gateway.cli._help import Parser, show_defaults
+    from gateway.cli._help import CommandParser, Parser, show_defaults
 
     top = Parser(prog="saxgw", description="gRPC and HTTP/JSON gateway for Saxml (Sax) cells.")
     top.add_argument("--version", action="version", version=f"saxgw {__version__}")
     top.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
     add_global_flags(top, defaults=True)
-    commands = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = top.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=CommandParser
+    )
     for family in (run, ops, admin, lm, vm, am):
         family.register(commands)
     show_defaults(top)

@@ -30,6 +30,7 @@ DIVIDE = "{{ 1 / (messages|length - 1) }}"  # ZeroDivisionError for a single mes
 FAILING = "/sax/test/oai-fails"  # fails after two tokens; built-in chatml template
 BUSY = "/sax/test/oai-busy"  # always overloaded
 SLOW = "/sax/test/oai-slow"  # 50 tokens, 100 ms each
+LONG = "/sax/test/oai-long"  # as CHATML, but 20 tokens (ANSWER again and again)
 ANSWER = "Paris is the capital of France"
 WORDS = ["Paris", "is", "the", "capital", "of", "France", "hello", "world", "tok", "be", "brief"]
 
@@ -60,6 +61,9 @@ def write_config(folder: Path) -> Path:
         f"    chat_template: {DIVIDE!r}\n"
         f"  {FAILING}:\n"
         "    chat_template_name: chatml\n"
+        f"  {LONG}:\n"
+        "    chat_template_name: chatml\n"
+        "    tokenizer: spm.model\n"
     )
     return config
 
@@ -81,6 +85,7 @@ def openai_models(stack: Stack) -> Iterator[None]:
             (FAILING, {"text": ANSWER, "fail_after_tokens": "2", "fail_code": "UNAVAILABLE"}),
             (BUSY, {"fail_after_tokens": "0", "fail_code": "RESOURCE_EXHAUSTED"}),
             (SLOW, {"text": " ".join(["tok"] * 50), "delay_ms": "100"}),
+            (LONG, {"text": ANSWER, "length": "20"}),
         ):
             models.enter_context(published(stack, model, TEST_LM, overrides))
         yield

@@ -164,6 +164,23 @@ def test_lm_generate_stream_prints_tokens_as_they_arrive(stack: Stack) -> None:
     assert ended_at - first_at > 0.2
 
 
+def test_lm_generate_stream_that_fails_prints_nothing_spurious(stack: Stack) -> None:
+    # Before the first token: stdout stays empty (it was one bare newline).
+    done = saxgw(stack, "lm.generate", "/sax/test/nosuch", "q", "--stream")
+    assert (done.returncode, done.stdout) == (1, "")
+    message, hint = done.stderr.splitlines()
+    assert message.startswith("saxgw: NOT_FOUND: ") and "/sax/test/nosuch" in message
+    assert hint.startswith("hint: list published models with `saxgw ls /sax/test`")
+    # Mid-stream: the text so far, its line ended (so the error starts a line of its own).
+    model = "/sax/test/cli-fails"
+    with published(stack, model, TEST_LM, {"text": "one two three", "fail_after_tokens": "2"}):
+        done = saxgw(stack, "lm.generate", model, "q", "--stream")
+    assert (done.returncode, done.stdout) == (1, "one two\n")
+    assert done.stderr.splitlines()[0] == (
+        "saxgw: UNAVAILABLE: TestLM failed after 2 tokens (fail_after_tokens): Unavailable"
+    )
+
+
 def test_lm_score_and_embed(stack: Stack) -> None:
     assert columns(ok(stack, "lm.score", LM, "prefix", "a b", "c")) == [
         ["SUFFIX", "LOGP"],
@@ -244,6 +261,15 @@ def test_method_acl_round_trip(stack: Stack) -> None:
         assert set_ == f"{model} lm.generate: ACL set to 'acl/team-a'\n"
         assert ok(stack, "setacl", model, "lm.score", "acl/all") == (
             f"{model} lm.score: ACL set to 'acl/all'\n"
+        )
+        # A flag between the arguments (an argparse usage error before).
+        assert json.loads(ok(stack, "setacl", model, "--json", "lm.embed", "acl/x")) == {
+            "name": model,
+            "method": "lm.embed",
+            "acl": "acl/x",
+        }
+        assert ok(stack, "setacl", model, "lm.embed", "--timeout", "10", "") == (
+            f"{model} lm.embed: ACL cleared\n"
         )
         assert ok(stack, "getacl", model).splitlines() == [
             "(no admin ACL)",

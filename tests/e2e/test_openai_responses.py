@@ -19,7 +19,7 @@ from pydantic import SecretStr
 
 from gateway.launch.stack import Stack
 from tests.e2e._bodies import openai_error
-from tests.e2e._openai import ANSWER, CHATML, FAILING, TEMPLATED, node_sdk, tokenizer
+from tests.e2e._openai import ANSWER, FAILING, LONG, TEMPLATED, node_sdk, tokenizer
 
 _EVENTS = pydantic.TypeAdapter(ResponseStreamEvent)
 _STREAM = [
@@ -34,6 +34,11 @@ _STREAM = [
     "response.completed",
 ]
 _WORDS = [ANSWER.split()[0], *(" " + w for w in ANSWER.split()[1:])]
+
+
+def _long(tokens: int) -> str:
+    """The first ``tokens`` tokens of LONG's answer (ANSWER again and again)."""
+    return " ".join((ANSWER.split() * 4)[:tokens])
 
 
 @pytest.fixture
@@ -179,20 +184,21 @@ def test_message_lists_and_instructions_reach_the_template(client: openai.OpenAI
 
 
 def test_max_output_tokens_makes_an_incomplete_response(client: openai.OpenAI) -> None:
-    # The tokenizer counts 3 tokens: the answer was cut, as OpenAI reports it.
-    response = client.responses.create(model=CHATML, input="q", max_output_tokens=3)
+    # The tokenizer counts 16 tokens (OpenAI's least max_output_tokens): the answer was cut,
+    # as OpenAI reports it.
+    response = client.responses.create(model=LONG, input="q", max_output_tokens=16)
     assert (response.output_text, response.status, response.max_output_tokens) == (
-        "Paris is the",
+        _long(16),
         "incomplete",
-        3,
+        16,
     )
     assert response.incomplete_details is not None
     assert response.incomplete_details.reason == "max_output_tokens"
     assert _message(response).status == "incomplete"
     # Without the limit reached, it is complete.
-    whole = client.responses.create(model=CHATML, input="q", max_output_tokens=20)
+    whole = client.responses.create(model=LONG, input="q", max_output_tokens=32)
     assert (whole.output_text, whole.status, whole.incomplete_details) == (
-        ANSWER,
+        _long(20),
         "completed",
         None,
     )
@@ -289,22 +295,24 @@ def test_sdk_streams_and_its_helper_gives_the_final_response(
 
 def test_incomplete_only_where_the_limit_is_known_to_be_reached(client: openai.OpenAI) -> None:
     # No tokenizer: a stream counts decoding steps and knows the limit was reached...
+    question = " ".join(["q"] * 20)  # TEMPLATED echoes "[user] q q ...": over 16 tokens
     events = list(
-        client.responses.create(model=TEMPLATED, input="q", max_output_tokens=2, stream=True)
+        client.responses.create(model=TEMPLATED, input=question, max_output_tokens=16, stream=True)
     )
     assert [e.type for e in events][-2:] == ["response.output_item.done", "response.incomplete"]
     last = events[-1]
     assert last.type == "response.incomplete"
     assert last.response.incomplete_details is not None
     assert last.response.incomplete_details.reason == "max_output_tokens"
+    sixteen = "[user] " + " ".join(["q"] * 15)
     assert (last.response.output_text, _message(last.response).status) == (
-        "[user] q",
+        sixteen,
         "incomplete",
     )
     # ... a whole answer is text alone, which says nothing of its tokens: "completed".
-    whole = client.responses.create(model=TEMPLATED, input="q", max_output_tokens=2)
+    whole = client.responses.create(model=TEMPLATED, input=question, max_output_tokens=16)
     assert (whole.output_text, whole.status, whole.incomplete_details) == (
-        "[user] q",
+        sixteen,
         "completed",
         None,
     )
@@ -314,8 +322,8 @@ async def test_async_client_creates_and_streams(stack: Stack, openai_models: Non
     async with openai.AsyncOpenAI(
         base_url=stack.http_url + "/v1", api_key="x", max_retries=0
     ) as sdk:
-        response = await sdk.responses.create(model="oai", input="q", max_output_tokens=2)
-        assert response.output_text == "Paris is"
+        response = await sdk.responses.create(model=LONG, input="q", max_output_tokens=16)
+        assert response.output_text == _long(16)
         async with sdk.responses.stream(model="oai", input="q") as stream:
             final = await stream.get_final_response()
         assert final.output_text == ANSWER
@@ -422,21 +430,55 @@ _REMOVE = "(remove it)"
             "reasoning",
             f"not supported: Sax models have no reasoning settings {_REMOVE}",
         ),
-        ({"input": []}, "input", "required: a string or a non-empty list of messages"),
-        ({"max_output_tokens": 0}, "max_output_tokens", "must be between 1 and 1048576, got 0"),
     ],
 )
 def test_what_sax_cannot_do_is_a_400_naming_the_parameter(
     http: httpx.Client, client: openai.OpenAI, fields: dict[str, Any], param: str, message: str
 ) -> None:
-    body = {"model": "oai", "input": "hi", **fields}
+    _assert_refused(http, client, {"model": "oai", "input": "hi", **fields}, param, message)
+
+
+_NO_INPUT = "required: a non-empty string or a non-empty list of messages"
+
+
+@pytest.mark.parametrize(
+    ("fields", "param", "message"),
+    [
+        # OpenAI: "Invalid 'max_output_tokens': integer below minimum value. Expected a value
+        # >= 16, but got 15 instead." (its code integer_below_min_value; ours has none).
+        ({"max_output_tokens": 15}, "max_output_tokens", "must be between 16 and 1048576, got 15"),
+        ({"max_output_tokens": 0}, "max_output_tokens", "must be between 16 and 1048576, got 0"),
+        # OpenAI answers an empty input list as a missing input: a 400 ('One of "input" or
+        # "previous_response_id" ... must be provided'). An empty string is no more input.
+        ({"input": ""}, "input", _NO_INPUT),
+        ({"input": []}, "input", _NO_INPUT),
+    ],
+)
+def test_what_openai_refuses_is_refused_in_its_shape(
+    http: httpx.Client, client: openai.OpenAI, fields: dict[str, Any], param: str, message: str
+) -> None:
+    _assert_refused(http, client, {"model": "oai", "input": "hi", **fields}, param, message)
+
+
+def _assert_refused(
+    http: httpx.Client, client: openai.OpenAI, body: dict[str, Any], param: str, message: str
+) -> None:
+    """``body`` is a 400 in OpenAI's envelope naming ``param``, streamed or not, as the raw
+    HTTP body and as the SDK's BadRequestError."""
     error = openai_error(f"{param}: {message}", param=param)
     response = http.post("/v1/responses", json=body)
     assert (response.status_code, response.json()) == (400, {"error": error})
     for stream in (False, True):  # before the stream begins: a plain 400 either way
         with pytest.raises(openai.BadRequestError) as failure:
             client.responses.create(**body, stream=stream)
-        assert failure.value.param == param and failure.value.body == error
+        refused = failure.value
+        assert (refused.status_code, refused.type, refused.param, refused.code) == (
+            400,
+            "invalid_request_error",
+            param,
+            None,
+        )
+        assert refused.body == error
 
 
 @pytest.mark.parametrize(

@@ -205,18 +205,25 @@ def test_stream_text_prints_the_first_sample_and_backtracks() -> None:
         pb.GenerateStreamResponse(done=True, texts=[pb.DecodedText(text="Help!", score=-1)]),
     ]
     final = lm.stream_text(messages, _session(out))
-    assert out.getvalue() == "Hello\b\b  \b\bp!"
+    assert out.getvalue() == "Hello\b\b  \b\bp!\n"
     assert [t.text for t in final] == ["Help!"]
 
 
 def test_stream_text_stops_quietly_on_an_in_band_error() -> None:
+    # The text so far ends its line; with none, nothing is printed (not an empty line).
+    error = pb.GenerateStreamResponse(done=True, error=status_pb2.Status(code=13, message="x"))
+    for deltas, printed in (([pb.TextDelta(index=0, text="a")], "a\n"), ([], "")):
+        out = io.StringIO()
+        messages = [pb.GenerateStreamResponse(deltas=deltas), error]
+        assert lm.stream_text(messages, _session(out)) == []
+        assert out.getvalue() == printed
+
+
+def test_stream_text_ends_an_empty_answers_line() -> None:
     out = io.StringIO()
-    messages = [
-        pb.GenerateStreamResponse(deltas=[pb.TextDelta(index=0, text="a")]),
-        pb.GenerateStreamResponse(done=True, error=status_pb2.Status(code=13, message="boom")),
-    ]
-    assert lm.stream_text(messages, _session(out)) == []
-    assert out.getvalue() == "a"
+    done = pb.GenerateStreamResponse(done=True, texts=[pb.DecodedText(text="", score=-1)])
+    assert [t.text for t in lm.stream_text([done], _session(out))] == [""]
+    assert out.getvalue() == "\n"
 
 
 def test_every_family_registers_its_commands() -> None:
@@ -237,6 +244,26 @@ def test_global_flags_work_before_the_command() -> None:
     assert (both.gateway, both.timeout) == ("h:1", 4.0)
     default = parser().parse_args(["ls"])
     assert default.gateway == _common.DEFAULT_GATEWAY
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        # A flag between two optional positionals: argparse alone gave METHOD nothing, then
+        # "unrecognized arguments: acl/a".
+        (["setacl", "m", "--json", "lm.generate", "acl/a"], {"method": "lm.generate"}),
+        (["setacl", "m", "lm.generate", "--json", "acl/a"], {"method": "lm.generate"}),
+        (["setacl", "m", "--json", "acl/a"], {"method": None, "acl": "acl/a"}),
+        (["getacl", "m", "--json", "all"], {"method": "all"}),
+        (["lm.score", "m", "p", "a", "--json", "b"], {"suffix": ["a", "b"]}),
+    ],
+)
+def test_flags_may_come_between_a_commands_arguments(
+    argv: list[str], expected: dict[str, object]
+) -> None:
+    args = parser().parse_args(argv)
+    assert {key: getattr(args, key) for key in expected} == expected
+    assert (args.id, args.json) == ("m", True)
 
 
 def test_a_mistyped_command_gets_did_you_mean(capsys: pytest.CaptureFixture[str]) -> None:

@@ -208,6 +208,18 @@ def test_an_address_that_is_not_grpc_is_not_blamed_on_the_cell() -> None:
         )
 
 
+def test_a_closed_socket_hints_at_tls_only_for_a_plaintext_call() -> None:
+    # What grpc says for plaintext to a TLS listener (tests/e2e/security/test_tls.py has the
+    # rest); with TLS flags given the cause is something else: the usual hint.
+    details = (
+        "failed to connect to all addresses; last error: UNAVAILABLE: ipv4:gw:1: Socket closed"
+    )
+    plaintext = c.hint(grpc.StatusCode.UNAVAILABLE, _args(), details=details)
+    assert plaintext.startswith("gw:1 closed the connection at once: if it serves TLS")
+    tls = c.hint(grpc.StatusCode.UNAVAILABLE, _args(ca_cert="ca.pem"), details=details)
+    assert tls == c.hint(grpc.StatusCode.UNAVAILABLE, _args())
+
+
 def test_an_unreachable_cell_is_not_blamed_on_a_missing_gateway() -> None:
     details = "the admin server of cell /sax/test at 127.0.0.1:10000 is unreachable: refused"
     assert c.hint(grpc.StatusCode.UNAVAILABLE, _args(), details=details).startswith(

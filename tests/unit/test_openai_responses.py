@@ -41,14 +41,14 @@ def test_a_string_input_is_one_user_message_after_the_instructions() -> None:
 
 def test_the_sampling_table_maps_max_output_tokens_as_max_tokens() -> None:
     request = responses_request(
-        {"model": "m", "input": "hi", "max_output_tokens": 5, "temperature": 0.2, "top_p": 0.5}
+        {"model": "m", "input": "hi", "max_output_tokens": 16, "temperature": 0.2, "top_p": 0.5}
     )
     assert request.sampling.extra_inputs() == {
-        "per_example_max_decode_steps": 5.0,
+        "per_example_max_decode_steps": 16.0,
         "temperature": 0.2,
         "per_example_top_p": 0.5,
     }
-    assert (request.echo["max_output_tokens"], request.echo["temperature"]) == (5, 0.2)
+    assert (request.echo["max_output_tokens"], request.echo["temperature"]) == (16, 0.2)
 
 
 @pytest.mark.parametrize(
@@ -73,6 +73,8 @@ def test_the_sampling_table_maps_max_output_tokens_as_max_tokens() -> None:
         ({"input": "x", "top_logprobs": 2}, "top_logprobs"),
         ({"input": "x", "prompt": {"id": "pmpt_1"}}, "prompt"),
         ({}, "input"),
+        ({"input": ""}, "input"),
+        ({"input": "x", "max_output_tokens": 15}, "max_output_tokens"),  # OpenAI's floor: 16
     ],
 )
 def test_refusals_name_the_field(fields: dict[str, Any], param: str) -> None:

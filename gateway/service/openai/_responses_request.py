@@ -51,6 +51,9 @@ _WHY = {
     "include": "Sax returns text only",
     "top_logprobs": "Sax returns no log-probabilities",
 }
+MIN_OUTPUT_TOKENS = 16
+"""OpenAI's floor for ``max_output_tokens`` (below it, its 400 names the field): a request
+this gateway answers is one OpenAI answers too."""
 _TOOL_CHOICES = ("none", "auto")
 """``tool_choice`` values that call no tool when there are no tools ("auto" is OpenAI's
 default, which clients send as it is)."""
@@ -86,7 +89,7 @@ def responses_request(body: Mapping[str, Any]) -> ResponsesRequest:
         isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())
     ):
         raise invalid("metadata", "must be an object of strings")
-    max_tokens = rq.integer(body, "max_output_tokens", 1, 1 << 20)
+    max_tokens = rq.integer(body, "max_output_tokens", MIN_OUTPUT_TOKENS, 1 << 20)
     sampling = rq.Sampling(
         **rq.sampled(body), max_tokens=max_tokens, stream=bool(rq.flag(body, "stream"))
     )
@@ -161,11 +164,12 @@ def _text(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _input(value: object) -> tuple[Mapping[str, str], ...]:
-    """The input messages: a string is one user message."""
-    if isinstance(value, str):
+    """The input messages: a string is one user message. An empty string is refused as an
+    empty list is (OpenAI's 400 when no input is given): there is nothing to answer."""
+    if isinstance(value, str) and value:
         return ({"role": "user", "content": value},)
     if not isinstance(value, list) or not value:
-        raise invalid("input", "required: a string or a non-empty list of messages")
+        raise invalid("input", "required: a non-empty string or a non-empty list of messages")
     messages = []
     for i, item in enumerate(value):
         where = f"input[{i}]"

@@ -21,6 +21,7 @@ import pytest
 from cryptography import x509
 
 from gateway.edge import CertificateClient, Tls
+from gateway.launch.processes import free_port
 from tests.e2e._published import TEST_LM, published
 from tests.e2e.security._credentials import CertificateAuthority, write_atomically
 from tests.e2e.security._fronts import front_envoy
@@ -129,8 +130,12 @@ def test_certificate_identifies_its_client(front: TlsFront, model: str) -> None:
 
 
 def _saxgw(front: TlsFront, *args: str) -> subprocess.CompletedProcess[str]:
+    return _saxgw_at(f"127.0.0.1:{front.port}", *args)
+
+
+def _saxgw_at(address: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "SAXGW_API_KEY"}
-    argv = [sys.executable, "-m", "gateway.cli", "--gateway", f"127.0.0.1:{front.port}", *args]
+    argv = [sys.executable, "-m", "gateway.cli", "--gateway", address, *args]
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
 
 
@@ -166,6 +171,63 @@ def test_saxgw_speaks_tls_and_presents_its_certificate(front: TlsFront, model: s
         "saxgw: --client-cert and --client-key go together\n"
         "hint: give the certificate and its private key, both PEM files\n"
     )
+
+
+def test_saxgw_hints_name_the_tls_flags_a_failure_wants(
+    front: TlsFront, secure: SecureStack, tmp_path: Path
+) -> None:
+    tls, plain = f"127.0.0.1:{front.port}", secure.stack.grpc_address
+    (tmp_path / "other-ca.pem").write_bytes(CertificateAuthority.generate("another CA").pem())
+    ca, other_ca = str(front.certs / "ca.pem"), str(tmp_path / "other-ca.pem")
+    cert, key = front.client
+    nothing = f"127.0.0.1:{free_port()}"
+    cases = [
+        (  # plaintext to the TLS edge: it hangs up at once
+            tls,
+            (),
+            f"{tls} closed the connection at once: if it serves TLS (a config with a tls: "
+            "section), add --tls, or --ca-cert FILE if a private CA signed its certificate",
+        ),
+        *(
+            (  # TLS, but the edge's certificate is from a CA saxgw was not given
+                tls,
+                flags,
+                f"saxgw does not trust the certificate of {tls}: pass the CA that signed it "
+                "with --ca-cert FILE (--tls alone trusts the system's CA roots)",
+            )
+            for flags in (
+                ("--tls",),
+                ("--ca-cert", other_ca, "--client-cert", cert, "--client-key", key),
+            )
+        ),
+        (  # TLS that the edge ends after the handshake: it wants a client certificate
+            tls,
+            ("--ca-cert", ca),
+            f"{tls} ended the connection after the TLS handshake: it asks for a client "
+            "certificate (mTLS); pass --client-cert and --client-key, signed by a CA it trusts",
+        ),
+        (  # TLS to a plaintext edge
+            plain,
+            ("--ca-cert", ca),
+            f"{plain} does not serve TLS: leave out --tls, --ca-cert, --client-cert and "
+            "--client-key",
+        ),
+        *(
+            (  # nothing listening, TLS or not: the hint it always had
+                nothing,
+                flags,
+                f"is a gateway listening on {nothing}? start one with `make up` (or `saxgw up`); "
+                "if it is, its Sax cell may be down: try `saxgw ls`",
+            )
+            for flags in ((), ("--tls",))
+        ),
+    ]
+    for address, flags, hint in cases:
+        refused = _saxgw_at(address, *flags, "--timeout", "5", "ls", "/sax/test")
+        assert (refused.returncode, refused.stdout) == (1, ""), (address, flags, refused)
+        error, said = refused.stderr.splitlines()
+        assert error.startswith("saxgw: UNAVAILABLE: failed to connect to all addresses; ")
+        assert said == f"hint: {hint}", (address, flags)
 
 
 def test_mtls_refuses_clients_without_a_certificate(front: TlsFront) -> None:

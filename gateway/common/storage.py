@@ -119,8 +119,19 @@ class Storage(abc.ABC):
         return await asyncio.to_thread(self.read_sync, path)
 
     async def write(self, path: str, data: bytes) -> None:
-        """Replaces the file atomically (readers see the old or the new contents, never a mix)."""
-        await asyncio.to_thread(self.write_sync, path, data)
+        """Replaces the file atomically (readers see the old or the new contents, never a mix).
+
+        Cancelled, it ends only once the write has: a thread cannot be stopped (GCS retries
+        for up to ``GCS_RETRY_S``), and a caller that holds a lock around its write must not
+        let a later write land first and then be overwritten by this older one."""
+        write = asyncio.ensure_future(asyncio.to_thread(self.write_sync, path, data))
+        try:
+            await asyncio.shield(write)
+        except asyncio.CancelledError:
+            await asyncio.wait([write])
+            if not write.cancelled():
+                write.exception()  # retrieved: a failure was logged where it happened
+            raise
 
     async def list_dirs(self, path: str) -> list[str]:
         """Sorted names of the subdirectories of ``path``; [] if it does not exist."""

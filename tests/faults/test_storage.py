@@ -326,7 +326,7 @@ def test_gcs_down_is_unavailable_and_loses_nothing_stored(
             assert http.get("/listcell", params={"model": new}).status_code == 404
         # The gateway retried UNAVAILABLE within its deadline, and the admin's last write goes
         # on after its caller has gone, for at most GCS_RETRY_S: storage back before then
-        # would take it.
+        # would take it (see test_a_save_cut_short_by_its_caller_never_lands_after_a_later_one).
         time.sleep(max(0.0, answered + GCS_RETRY_S + 1 - time.monotonic()))
     finally:
         emulator.start()
@@ -343,3 +343,29 @@ def test_gcs_down_is_unavailable_and_loses_nothing_stored(
     assert _failed(gcs, "cell", f"writing {state} failed: ")[-1].startswith(unreachable)
     listing = f"listing gs://{BUCKET}/sax-root/sax failed: gs://{BUCKET}/sax-root is unreachable"
     assert _failed(gcs, "gateway-0", listing)
+
+
+def test_a_save_cut_short_by_its_caller_never_lands_after_a_later_one(
+    gcs: Stack, emulator: Emulator, front: FaultyFront, kept_gcs: str
+) -> None:
+    # A caller whose deadline passed while GCS failed (503, retried by the library) went away,
+    # and the admin let the next change save at once: its upload landed first, and the first
+    # one's retry, succeeding later, put back a state without it. The next admin to start
+    # had lost an acknowledged publish.
+    cut, later = f"{CELL}/cut-short", f"{CELL}/later"
+    front.upload_status = 503
+    with httpx.Client(base_url=gcs.http_url, timeout=60) as http:
+        started = time.monotonic()
+        body = publish_body(cut, replicas=0)
+        response = http.post("/publish", json=body, headers={"grpc-timeout": "1S"})
+        assert response.status_code == 504, response.text
+        front.upload_status = None  # the cut-short save's next retry succeeds
+        response = http.post("/publish", json=publish_body(later, replicas=0))
+        assert response.status_code == 200, response.text
+        try:
+            # Every upload of the cut-short save has ended by now, whatever became of it.
+            time.sleep(max(0.0, started + GCS_RETRY_S + 1 - time.monotonic()))
+            assert _stored(_gcs_state(emulator)) == {kept_gcs: 0, later: 0}
+            assert http.get("/listcell", params={"model": cut}).status_code == 404
+        finally:
+            http.post("/unpublish", json={"model": later})

@@ -186,6 +186,8 @@ class Manager:
         state = admin_pb2.State()
         state.models.extend(sorted(specs, key=lambda spec: spec.model_id))
         try:
+            # Cancelled (its caller went away), this still holds the lock until the write has
+            # ended, so that no later save lands first and is then overwritten with this one.
             await self._files.write_state(self._fs_root, state)
         except StorageError as exc:  # the path and cause are logged; the caller gets neither
             storage = f"the storage of cell {self._settings.cell}"

@@ -39,6 +39,8 @@ from gateway.cli._hints import (
     NOT_GRPC_DETAILS,
     ROLE_DENIED,
     ROLE_DENIED_DETAILS,
+    STORAGE_DETAILS,
+    STORAGE_FAILED,
     UNIMPLEMENTED_BY_CELL,
     WATCH_ENDED,
     tls_hint,
@@ -448,6 +450,9 @@ def hint(
         text = CELL_NOT_FOUND
     if code == grpc.StatusCode.UNAVAILABLE and CELL_UNREACHABLE in details:
         text = CELL_DOWN
+    storage = code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL)
+    if storage and STORAGE_DETAILS.search(details):
+        text = STORAGE_FAILED
     if code == grpc.StatusCode.PERMISSION_DENIED and details == ROLE_DENIED_DETAILS:
         text = ROLE_DENIED
     if code == grpc.StatusCode.DEADLINE_EXCEEDED and getattr(args, "command", "") == "watch":

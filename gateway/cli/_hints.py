@@ -66,6 +66,13 @@ CELL_DOWN = (
     "the gateway is up but the Sax cell's admin server is not: start the cell (`make up` starts "
     "one), or check that SAX_ROOT/sax/<cell>/location.proto names a running admin"
 )
+# UNAVAILABLE or INTERNAL because the cell's storage failed (gateway.common.errors.storage_failure):
+# neither the gateway nor the caller is at fault, and the path or URL is in a server's log.
+STORAGE_DETAILS = re.compile(r"(SAX_ROOT|storage of cell /sax/\S+) (is unavailable|failed)")
+STORAGE_FAILED = (
+    "the Sax cell's storage (SAX_ROOT, or the fs root where its admin keeps state) failed: "
+    "retry later; if it lasts, the gateway's or admin server's log says which file and why"
+)
 # NOT_FOUND for the cell rather than the model: publishing into it cannot help.
 CELL_NOT_FOUND_DETAILS = re.compile(r"^cell /sax/\S+ not found")
 CELL_NOT_FOUND = "no such cell: `saxgw ls` lists the cells under the gateway's SAX_ROOT"

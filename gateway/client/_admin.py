@@ -32,13 +32,15 @@ from gateway.client._types import ADMIN_UNREACHABLE_AFTER_S
 from gateway.common.deadline import Deadline, now
 from gateway.common.errors import (
     DeadlineExceededError,
-    FailedPreconditionError,
+    InternalError,
     NotFoundError,
     SaxError,
     UnavailableError,
+    code_from_text,
     from_grpc_error,
+    storage_failure,
 )
-from gateway.common.storage import Storage
+from gateway.common.storage import Storage, StorageError
 
 _log = logging.getLogger(__name__)
 
@@ -88,6 +90,11 @@ class RpcCounter:
         self.value = 0
 
 
+def sax_root_failure(exc: StorageError, failed: str) -> SaxError:
+    """What a caller learns when SAX_ROOT failed: ``failed`` says what did not happen."""
+    return storage_failure(exc, failed, "this gateway's SAX_ROOT", "the gateway's log")
+
+
 def backoff_delays() -> Iterator[float]:
     """Exponential backoff with jitter: 10 ms, growing 1.6x, capped at 1 s."""
     delay = _INITIAL_BACKOFF_S
@@ -101,6 +108,13 @@ def backoff_delays() -> Iterator[float]:
 _EVERY_ADMIN_HAS = frozenset({"Publish", "Update", "Unpublish", "List", "WatchLoc"})
 # What grpc answers for a service the server does not have, and for an HTTP server's 404.
 _NO_SUCH_SERVICE = ("Method not found!", "Received http2 header with status: 404")
+
+
+def _answered(exc: grpc.aio.AioRpcError) -> bool:
+    """Whether the admin itself failed the call: Sax admins (upstream's and the embedded
+    cell's) end their messages with the code's Go name; grpc's own failures to reach a
+    server ("failed to connect to all addresses; ...", "Socket closed") do not."""
+    return code_from_text(exc.details() or "") is not None
 
 
 def _not_an_admin(exc: grpc.aio.AioRpcError) -> bool:
@@ -120,19 +134,23 @@ class Attempts:
 
 
 class _Outage:
-    """Since when one call has found the admin unreachable, where, and the last error."""
+    """Since when one call has found the admin unavailable, where, and the last error;
+    ``explained``: that error says itself why (the admin answered it, or SAX_ROOT failed),
+    so the call ends with it rather than with "the admin is unreachable"."""
 
-    __slots__ = ("address", "error", "since")
+    __slots__ = ("address", "error", "explained", "since")
 
     def __init__(self) -> None:
         self.since = 0.0
         self.address: str | None = None
         self.error: SaxError | None = None
+        self.explained = False
 
-    def record(self, now: float, address: str | None, error: SaxError) -> None:
+    def record(self, now: float, address: str | None, error: SaxError, *, explained: bool) -> None:
         if self.error is None:
             self.since = now
         self.error = error
+        self.explained = explained
         self.address = address or self.address
 
 
@@ -216,6 +234,7 @@ class CellAdmin:
         number = 0
         while True:
             conn: _Connection | None = None
+            answered = False  # the admin itself answered UNAVAILABLE: it is reachable
             try:
                 conn = await self._connection()
                 self._counter.value += 1
@@ -238,6 +257,8 @@ class CellAdmin:
                     # A stale location.proto whose address another server took over: this is
                     # an admin that is not there (UNIMPLEMENTED would read as the gateway's).
                     error = UnavailableError(f"it does not serve sax.Admin ({exc.details()})")
+                else:
+                    answered = _answered(exc)
                 error.__cause__ = exc
             except UnavailableError as exc:
                 error = exc
@@ -249,10 +270,12 @@ class CellAdmin:
                     raise
                 error = UnavailableError(f"admin {conn.address} of {self.cell} unreachable")
             if error.code == grpc.StatusCode.UNAVAILABLE:
-                if conn is not None:
+                if conn is not None and not answered:
                     attempts.uncertain = True  # sent, maybe applied, answer lost
                     self._poison(conn)
-                outage.record(now(), conn.address if conn else None, error)
+                # SAX_ROOT's own failure (the location could not be read) explains itself too.
+                explained = answered or isinstance(error.__cause__, StorageError)
+                outage.record(now(), conn.address if conn else None, error, explained=explained)
                 if now() - outage.since >= self._unreachable_after:
                     raise self._unreachable(outage)
             else:
@@ -267,8 +290,10 @@ class CellAdmin:
             )
             await asyncio.sleep(delay)
 
-    def _unreachable(self, outage: _Outage) -> UnavailableError:
+    def _unreachable(self, outage: _Outage) -> SaxError:
         assert outage.error is not None
+        if outage.explained:
+            return outage.error
         where = f"at {outage.address}" if outage.address else "(no address)"
         error = UnavailableError(
             f"the admin server of cell {self.cell} {where} is unreachable: {outage.error.message}"
@@ -319,10 +344,8 @@ class CellAdmin:
                 if not await self._storage.exists(naming.PREFIX):
                     raise self._no_root()
                 raise self._no_cell(self.cell_dir)
-        except SaxError:
-            raise
-        except Exception as exc:  # a storage backend's own error (e.g. GCS unreachable)
-            raise UnavailableError(f"reading {self._storage.url(path)}: {exc}") from exc
+        except StorageError as exc:  # e.g. GCS unreachable: logged with its URL
+            raise self._storage_failure(exc, "could not find the admin server") from exc
         if data is None:
             raise UnavailableError(f"no admin server location for {self.cell} yet")
         try:
@@ -330,9 +353,10 @@ class CellAdmin:
         except DecodeError as exc:
             # Upstream's admin writes the file in place: it may be cut short while an admin
             # starts. Retried as an admin that is not there yet; for good, the operator's.
+            _log.warning("%s is not a sax.Location", self._storage.url(path))
             raise UnavailableError(
-                f"{self._storage.url(path)} is not a sax.Location (being rewritten, or corrupt:"
-                " restarting the cell's admin server writes it anew)"
+                "its location.proto does not parse (being rewritten, or corrupt: restarting "
+                "the cell's admin server writes it anew)"
             ) from exc
         if not address or address == _NO_ADMIN_YET:
             raise UnavailableError(f"no admin server has started for {self.cell} yet")
@@ -366,18 +390,32 @@ class CellAdmin:
     async def read_config(self) -> admin_pb2.Config:
         """The cell's ``config.proto``."""
         path = self._storage.join(self.cell_dir, CONFIG_FILE)
-        data = await self._storage.read(path)
+        try:
+            data = await self._storage.read(path)
+        except StorageError as exc:
+            raise self._storage_failure(exc, "could not read the config") from exc
         if data is None:
             raise self._no_cell(path)
         try:
             config: admin_pb2.Config = admin_pb2.Config.FromString(data)
         except DecodeError as exc:
-            raise FailedPreconditionError(f"{self._storage.url(path)} is corrupt") from exc
+            # The operator's to restore, not the caller's to mend: INTERNAL, not a 400.
+            _log.error("%s is not a sax.Config: %s", self._storage.url(path), exc)
+            raise InternalError(
+                f"the config of cell {self.cell} is corrupt; its operator must restore it"
+            ) from exc
         return config
 
     async def write_config(self, config: admin_pb2.Config) -> None:
         path = self._storage.join(self.cell_dir, CONFIG_FILE)
-        await self._storage.write(path, config.SerializeToString())
+        try:
+            await self._storage.write(path, config.SerializeToString())
+        except StorageError as exc:  # an atomic write: the config stays as it was
+            raise self._storage_failure(exc, "could not save the config") from exc
+
+    def _storage_failure(self, exc: StorageError, failed: str) -> SaxError:
+        """``failed`` ("could not read the config") of this cell, for a caller."""
+        return sax_root_failure(exc, f"{failed} of cell {self.cell}")
 
     async def close(self) -> None:
         follower, self._follower = self._follower, None

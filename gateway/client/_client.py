@@ -27,6 +27,7 @@ from gateway.client._admin import (
     CellAdmin,
     RpcCounter,
     backoff_delays,
+    sax_root_failure,
 )
 from gateway.client._data import DataCalls
 from gateway.client._observer import Observer
@@ -40,10 +41,9 @@ from gateway.common.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
-    UnavailableError,
 )
 from gateway.common.revision import EXPECT_KEY, revision
-from gateway.common.storage import Storage, open_storage
+from gateway.common.storage import Storage, StorageError, open_storage
 
 _Req = TypeVar("_Req", bound=Message)
 _Resp = TypeVar("_Resp")
@@ -139,8 +139,8 @@ class Client(AsyncClosing, DataCalls):
         """Cell IDs under SAX_ROOT (``["/sax/test", ...]``), sorted."""
         try:
             names = await self._storage.list_dirs(naming.PREFIX)
-        except OSError as exc:  # a bucket missing or unreachable, a local root unreadable
-            raise UnavailableError(f"SAX_ROOT cannot be read: {exc}") from exc
+        except StorageError as exc:  # a bucket missing or unreachable, a local root unreadable
+            raise sax_root_failure(exc, "could not list the cells") from exc
         return [naming.CellId(n).id for n in names if naming.is_valid_name(n)]
 
     async def publish(

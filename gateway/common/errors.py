@@ -21,7 +21,8 @@ can map any of them back to a status without a table of its own::
      ├── DataLossError             DATA_LOSS
      └── UnauthenticatedError      UNAUTHENTICATED
 
-``from_grpc_error`` is the one place a ``grpc.RpcError`` becomes one of these. A Sax admin
+``from_grpc_error`` is the one place a ``grpc.RpcError`` becomes one of these, and
+``storage_failure`` the one place a failure of SAX_ROOT or a cell's fs root does. A Sax admin
 server built from upstream source reports every failure as UNKNOWN and keeps the real code only
 as the last word of the message ("model /sax/test/foo not found: NotFound"); that word is
 recovered here (``from_grpc_error``, ``code_from_text``), and written here for the cell
@@ -38,6 +39,8 @@ from typing import ClassVar
 import grpc
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
+
+from gateway.common.storage import StorageError
 
 FieldViolation = tuple[str, str]
 
@@ -257,6 +260,23 @@ def code_from_text(message: str) -> grpc.StatusCode | None:
     if embedded is not None:
         return _BY_GO_NAME.get(embedded.group(1))
     return None
+
+
+def storage_failure(exc: StorageError, failed: str, storage: str, log: str) -> SaxError:
+    """What a caller learns when storage failed it: ``failed`` says what did not happen, in
+    its terms ("could not publish /sax/test/lm"), ``storage`` whose storage it was ("the
+    storage of cell /sax/test"), ``log`` where its operator reads why ("the admin server's
+    log"). Never the path or URL, which are this server's: the storage layer logged them.
+
+    UNAVAILABLE when the storage may recover by itself, so that callers retry. INTERNAL when
+    it refused this server (its permissions, a full or read-only disk, a file where a
+    directory should be): the server's fault, which no retry mends until its operator acts;
+    not PERMISSION_DENIED (the credentials at fault are the server's, not the caller's), nor
+    FAILED_PRECONDITION (HTTP 400: nothing in the request is wrong).
+    """
+    if exc.transient:
+        return UnavailableError(f"{failed}: {storage} is unavailable; retry later")
+    return InternalError(f"{failed}: {storage} failed; its operator finds why in {log}")
 
 
 # A deadline grpc enforced itself reads "Deadline Exceeded", or, on a channel without grpc's

@@ -13,13 +13,17 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import errno
 import glob
+import logging
 import os
 import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+_log = logging.getLogger(__name__)
 
 _GS = "gs://"
 
@@ -37,8 +41,47 @@ class StorageSetupError(ValueError):
 
 
 class StorageError(OSError):
-    """A root that cannot be read or written now: its bucket is missing, or GCS (or the
-    emulator) does not answer. An ``OSError``, as a local file system's failures are."""
+    """A file or directory of a root that cannot be read or written: the message names it
+    (path or URL) and the cause, for the log; callers tell their own callers less (see
+    ``gateway.common.errors.storage_failure``). An ``OSError``, as a local file system's
+    failures are.
+
+    ``transient``: the storage did not answer, or answered with a failure that may pass by
+    itself (a timeout, GCS's 5xx or 429, a bucket or volume that is not there yet), so a
+    retry may succeed. Otherwise it refused this server (permissions, a read-only or full
+    file system, a file where a directory should be): nothing changes until someone fixes it.
+    """
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+# Local errors that a retry may not meet again: a network file system or disk that is slow
+# or away, a resource the process or system is short of for now. Any other OSError (EACCES,
+# EROFS, ENOSPC, ENOTDIR, ELOOP, ...) stays until someone changes the file system.
+_TRANSIENT_ERRNOS = frozenset(
+    {
+        errno.EIO,
+        errno.EAGAIN,
+        errno.EINTR,
+        errno.EBUSY,
+        errno.ETIMEDOUT,
+        errno.ESTALE,
+        errno.ENOLCK,
+        errno.ENOMEM,
+        errno.EMFILE,
+        errno.ENFILE,
+        errno.ENOTCONN,
+        errno.ECONNREFUSED,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.EHOSTDOWN,
+        errno.EHOSTUNREACH,
+        errno.ENETDOWN,
+        errno.ENETUNREACH,
+    }
+)
 
 
 # Modes of what a local root holds, as upstream Sax writes them (whatever the umask).
@@ -76,8 +119,19 @@ class Storage(abc.ABC):
         return await asyncio.to_thread(self.read_sync, path)
 
     async def write(self, path: str, data: bytes) -> None:
-        """Replaces the file atomically (readers see the old or the new contents, never a mix)."""
-        await asyncio.to_thread(self.write_sync, path, data)
+        """Replaces the file atomically (readers see the old or the new contents, never a mix).
+
+        Cancelled, it ends only once the write has: a thread cannot be stopped (GCS retries
+        for up to ``GCS_RETRY_S``), and a caller that holds a lock around its write must not
+        let a later write land first and then be overwritten by this older one."""
+        write = asyncio.ensure_future(asyncio.to_thread(self.write_sync, path, data))
+        try:
+            await asyncio.shield(write)
+        except asyncio.CancelledError:
+            await asyncio.wait([write])
+            if not write.cancelled():
+                write.exception()  # retrieved: a failure was logged where it happened
+            raise
 
     async def list_dirs(self, path: str) -> list[str]:
         """Sorted names of the subdirectories of ``path``; [] if it does not exist."""
@@ -95,6 +149,13 @@ class Storage(abc.ABC):
     def url(self, path: str) -> str:
         """``path`` spelled out under the root, for messages."""
         return f"{self.root.rstrip('/')}/{path}"
+
+    def _failed(self, doing: str, path: str, why: str, *, transient: bool) -> StorageError:
+        """The error of a failed operation, logged here: once per failure, with the path or
+        URL that no caller passes on to its own callers."""
+        message = f"{doing} {self.url(path)} failed: {why}"
+        _log.warning("%s", message)
+        return StorageError(message, transient=transient)
 
     # The blocking implementations; usable directly from synchronous code.
     @abc.abstractmethod
@@ -123,17 +184,32 @@ class LocalStorage(Storage):
     def _path(self, path: str) -> Path:
         return self._root.joinpath(*path.split("/")) if path else self._root
 
-    def read_sync(self, path: str) -> bytes | None:
+    @contextlib.contextmanager
+    def _failures(self, doing: str, path: str) -> Iterator[None]:
+        """Turns an ``OSError`` into a logged ``StorageError``."""
         try:
-            return self._path(path).read_bytes()
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            return None
+            yield
+        except OSError as exc:
+            transient = exc.errno in _TRANSIENT_ERRNOS
+            raise self._failed(doing, path, str(exc), transient=transient) from exc
+
+    def read_sync(self, path: str) -> bytes | None:
+        with self._failures("reading", path):
+            try:
+                return self._path(path).read_bytes()
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                return None
 
     def write_sync(self, path: str, data: bytes) -> None:
-        target = self._path(path)
+        with self._failures("writing", path):
+            self._write(self._path(path), data)
+
+    @staticmethod
+    def _write(target: Path, data: bytes) -> None:
         make_dirs(target.parent)
         # Write a sibling temp file, flush it to disk, then rename over the target: rename is
-        # atomic, and the directory fsync makes the rename itself survive a crash.
+        # atomic, and the directory fsync makes the rename itself survive a crash. A failure
+        # before the rename leaves the target as it was.
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         try:
             # mkstemp creates 0600; upstream Sax writes 0644, and its tools (saxutil run by
@@ -156,18 +232,21 @@ class LocalStorage(Storage):
     def discard_partial_writes_sync(self, path: str) -> None:
         # write_sync's temp files: a kill between mkstemp and the rename leaves one for good.
         target = self._path(path)
-        for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
-            leftover.unlink(missing_ok=True)
+        with self._failures("discarding partial writes of", path):
+            for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+                leftover.unlink(missing_ok=True)
 
     def list_dirs_sync(self, path: str) -> list[str]:
-        try:
-            return sorted(e.name for e in os.scandir(self._path(path)) if e.is_dir())
-        except (FileNotFoundError, NotADirectoryError):
-            return []
+        with self._failures("listing", path):
+            try:
+                return sorted(e.name for e in os.scandir(self._path(path)) if e.is_dir())
+            except (FileNotFoundError, NotADirectoryError):
+                return []
 
     def exists_sync(self, path: str) -> bool:
         target = self._path(path)
-        return target.is_file() or (target.is_dir() and any(target.iterdir()))
+        with self._failures("looking for", path):
+            return target.is_file() or (target.is_dir() and any(target.iterdir()))
 
 
 class GcsStorage(Storage):
@@ -227,28 +306,45 @@ class GcsStorage(Storage):
         return self.join(self._prefix, path)
 
     @contextlib.contextmanager
-    def _failures(self) -> Iterator[None]:
-        """Turns the library's errors into one ``StorageError`` that says what to check."""
-        from google.api_core.exceptions import GoogleAPIError, NotFound, RetryError
+    def _failures(self, doing: str, path: str) -> Iterator[None]:
+        """Turns the library's errors into one logged ``StorageError`` that says what to check."""
+        from google.api_core.exceptions import (
+            GoogleAPICallError,
+            GoogleAPIError,
+            NotFound,
+            RetryError,
+        )
         from google.auth.exceptions import GoogleAuthError
 
         try:
             yield
         except NotFound as exc:  # an object's absence is handled by each caller
-            raise StorageError(f"bucket {self._bucket_name} does not exist ({self.root})") from exc
+            # A bucket that is not there (yet), like a local root not mounted yet: transient.
+            why = f"bucket {self._bucket_name} does not exist ({self.root})"
+            raise self._failed(doing, path, why, transient=True) from exc
         except RetryError as exc:
-            cause = type(exc.cause).__name__ if exc.cause is not None else "no answer"
-            raise StorageError(
-                f"{self.root} is unreachable: no answer within {self._retry_timeout:g} s ({cause})"
-            ) from exc
+            # The library retried what may pass (no connection, a timeout, 5xx, 429) and gave up.
+            cause = _cause(exc.cause) if exc.cause is not None else "no answer"
+            within = f"no answer within {self._retry_timeout:g} s"
+            why = f"{self.root} is unreachable: {within} ({cause})"
+            raise self._failed(doing, path, why, transient=True) from exc
+        except GoogleAPICallError as exc:
+            # An HTTP answer that was not retried: 5xx and 429 only pass by themselves; 401,
+            # 403 and the rest refuse this server's credentials or request until fixed.
+            transient = exc.code is not None and (exc.code >= 500 or exc.code == 429)
+            why = f"{self.root} refused: {_cause(exc)}: {exc.message}"
+            raise self._failed(doing, path, why, transient=transient) from exc
         except (GoogleAPIError, GoogleAuthError, OSError) as exc:
-            # OSError covers requests' own errors (a refused or reset connection).
-            raise StorageError(f"{self.root} is unreachable: {type(exc).__name__}") from exc
+            # OSError covers requests' own errors (a refused or reset connection); an auth
+            # error says whether it is worth retrying (a metadata server that did not answer).
+            transient = isinstance(exc, OSError) or bool(getattr(exc, "retryable", False))
+            why = f"{self.root} is unreachable: {_cause(exc)}"
+            raise self._failed(doing, path, why, transient=transient) from exc
 
     def read_sync(self, path: str) -> bytes | None:
         from google.api_core.exceptions import NotFound
 
-        with self._failures():
+        with self._failures("reading", path):
             try:
                 data: bytes = self._bucket.blob(self._name(path)).download_as_bytes(**self._bounded)
             except NotFound:  # no such object (or no such bucket: exists() tells)
@@ -256,7 +352,8 @@ class GcsStorage(Storage):
         return data
 
     def write_sync(self, path: str, data: bytes) -> None:
-        with self._failures():
+        # One upload replaces the object whole or not at all: a failed one leaves the old.
+        with self._failures("writing", path):
             self._bucket.blob(self._name(path)).upload_from_string(data, **self._bounded)
 
     def discard_partial_writes_sync(self, path: str) -> None:
@@ -264,7 +361,7 @@ class GcsStorage(Storage):
 
     def list_dirs_sync(self, path: str) -> list[str]:
         prefix = self._dir_prefix(path)
-        with self._failures():
+        with self._failures("listing", path):
             blobs = self._client.list_blobs(
                 self._bucket, prefix=prefix, delimiter="/", **self._bounded
             )
@@ -273,7 +370,7 @@ class GcsStorage(Storage):
         return sorted(p[len(prefix) :].rstrip("/") for p in blobs.prefixes)
 
     def exists_sync(self, path: str) -> bool:
-        with self._failures():
+        with self._failures("looking for", path):
             if self._bucket.blob(self._name(path)).exists(**self._bounded):
                 return True
             blobs = self._client.list_blobs(
@@ -284,6 +381,12 @@ class GcsStorage(Storage):
     def _dir_prefix(self, path: str) -> str:
         name = self._name(path)
         return f"{name}/" if name else ""
+
+
+def _cause(exc: BaseException) -> str:
+    """An exception's class and, for an HTTP answer, its status: ``Forbidden (403)``."""
+    code = getattr(exc, "code", None)
+    return f"{type(exc).__name__} ({code})" if isinstance(code, int) else type(exc).__name__
 
 
 def open_storage(root: str, *, gcs_endpoint: str | None = None) -> Storage:

@@ -14,6 +14,7 @@ from gateway.client import (
     Client,
     ClientSettings,
     DeadlineExceededError,
+    InternalError,
     InvalidArgumentError,
     NotFoundError,
     ServerTypeStat,
@@ -198,10 +199,33 @@ async def test_a_missing_sax_root_is_unavailable_not_an_unknown_cell(tmp_path: P
             await client.lm_generate(f"{CELL}/lm", "x", CallOptions(timeout=5))
 
 
-async def test_an_unreadable_sax_root_is_unavailable(tmp_path: Path) -> None:
-    # A local SAX_ROOT that cannot be listed (here a symlink loop; also permissions, a dead
-    # mount) raised a bare OSError: INTERNAL (500) with no word of SAX_ROOT.
-    (tmp_path / "sax").symlink_to(tmp_path / "sax")
+async def test_a_sax_root_that_refuses_the_gateway_is_internal_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A local SAX_ROOT that cannot be read (here a symlink loop; also permissions) first
+    # raised a bare OSError, then UNAVAILABLE naming the path: the caller learnt where this
+    # server keeps its files, and retried what no retry mends. Its operator must act: INTERNAL
+    # (the server's fault), with the path and cause in the log, once per failure.
+    sax = tmp_path / "sax"
+    sax.symlink_to(sax)
     async with Client(ClientSettings(sax_root=str(tmp_path))) as client:
-        with pytest.raises(UnavailableError, match=r"SAX_ROOT cannot be read: .*symbolic links"):
+        with pytest.raises(InternalError) as listing:
             await client.list_cells()
+        assert listing.value.message == (
+            "could not list the cells: this gateway's SAX_ROOT failed; its operator finds why "
+            "in the gateway's log"
+        )
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(InternalError) as finding:
+            await client.list_all(CELL, timeout=20)
+        assert finding.value.message == (
+            f"could not find the admin server of cell {CELL}: this gateway's SAX_ROOT failed; "
+            "its operator finds why in the gateway's log"
+        )
+        assert asyncio.get_running_loop().time() - started < 1  # not retried
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        f"listing {sax} failed: [Errno 40] Too many levels of symbolic links: '{sax}'",
+        f"reading {sax}/test/location.proto failed: [Errno 40] Too many levels of symbolic "
+        f"links: '{sax}/test/location.proto'",
+    ]

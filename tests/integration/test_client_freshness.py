@@ -157,8 +157,14 @@ async def test_a_half_written_location_is_retried_and_a_garbled_one_is_unavailab
     try:
         settings = ClientSettings(sax_root=cell.sax_root, admin_unreachable_after=0.2)
         async with Client(settings) as client:
-            with pytest.raises(UnavailableError, match=r"is not a sax\.Location"):
+            with pytest.raises(UnavailableError) as caught:
                 await client.list_all(CELL, timeout=BOUND_S)
+        # Where SAX_ROOT is on this server is the operator's, in the log only.
+        assert caught.value.message == (
+            f"the admin server of cell {CELL} (no address) is unreachable: its location.proto "
+            "does not parse (being rewritten, or corrupt: restarting the cell's admin server "
+            "writes it anew)"
+        )
     finally:
         location.write_bytes(whole)
 

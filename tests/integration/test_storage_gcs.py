@@ -12,6 +12,7 @@ from gcp_storage_emulator.server import create_server
 from gateway.client import CallOptions, Client, ClientSettings, UnavailableError
 from gateway.common.storage import GcsStorage, StorageError, open_storage
 from gateway.service._health import cell_problem, cell_reachable
+from tests._storage import FaultyFront
 from tests.integration._client_fixtures import CELL, TEST_LM, cell_settings, running_cell
 
 BUCKET = "sax-bucket"
@@ -106,16 +107,57 @@ async def test_a_missing_bucket_is_a_storage_error_that_names_it(gcs_endpoint: s
             await attempt
 
 
-async def test_a_gateway_on_a_missing_bucket_answers_unavailable(gcs_endpoint: str) -> None:
-    # It crashed at start: the health probe's list of cells raised google's NotFound.
-    settings = ClientSettings(sax_root="gs://no-such-bucket/root", gcs_endpoint=gcs_endpoint)
+async def test_a_gateway_on_a_missing_bucket_answers_unavailable(
+    gcs_endpoint: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # It crashed at start: the health probe's list of cells raised google's NotFound. Then
+    # callers were told the bucket's URL; now that stays in the log, which the health log
+    # (what `saxgw serve` points the operator at while NOT_SERVING) follows.
+    settings = ClientSettings(
+        sax_root="gs://no-such-bucket/root", gcs_endpoint=gcs_endpoint, admin_unreachable_after=1
+    )
+    listing = "could not list the cells: this gateway's SAX_ROOT is unavailable; retry later"
     async with Client(settings) as client:
         assert not await cell_reachable(client, timeout=5)
-        # What the health log says while NOT_SERVING: `saxgw serve` points the operator there.
-        assert await cell_problem(client, timeout=5) == (
-            "SAX_ROOT cannot be read: bucket no-such-bucket does not exist (gs://no-such-bucket/root)"
-        )
-        with pytest.raises(UnavailableError, match="bucket no-such-bucket does not exist"):
+        assert await cell_problem(client, timeout=5) == listing
+        with pytest.raises(UnavailableError) as listed:
             await client.list_cells()
-        with pytest.raises(UnavailableError, match="bucket no-such-bucket does not exist"):
+        assert listed.value.message == listing
+        with pytest.raises(UnavailableError) as found:
             await client.list_all(CELL, timeout=5)
+        assert found.value.message == (
+            f"could not find the admin server of cell {CELL}: this gateway's SAX_ROOT is "
+            "unavailable; retry later"
+        )
+    warnings = {r.getMessage() for r in caplog.records if r.levelname == "WARNING"}
+    missing = "bucket no-such-bucket does not exist (gs://no-such-bucket/root)"
+    assert warnings == {
+        f"listing gs://no-such-bucket/root/sax failed: {missing}",
+        f"looking for gs://no-such-bucket/root/sax/test failed: {missing}",
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "transient"),
+    [(401, False), (403, False), (429, True), (500, True), (503, True)],
+)
+async def test_a_failed_upload_says_whether_a_retry_may_pass_and_keeps_the_old_object(
+    gcs_endpoint: str, status: int, transient: bool
+) -> None:
+    # Every failure was "gs://... is unreachable", so the admin could not tell GCS refusing
+    # its credentials (no retry mends that) from GCS failing for a moment (a retry may).
+    front = FaultyFront(int(gcs_endpoint.rsplit(":", 1)[1]))
+    try:
+        storage = GcsStorage(f"gs://{BUCKET}/root", endpoint=front.endpoint, retry_timeout=0.5)
+        await storage.write("sax/test/state.proto", b"old")
+        front.upload_status = status
+        with pytest.raises(StorageError) as failed:
+            await storage.write("sax/test/state.proto", b"new")
+        assert failed.value.transient is transient
+        assert str(failed.value).startswith(
+            f"writing gs://{BUCKET}/root/sax/test/state.proto failed: gs://{BUCKET}/root "
+        )
+        front.upload_status = None
+        assert await storage.read("sax/test/state.proto") == b"old"
+    finally:
+        front.close()

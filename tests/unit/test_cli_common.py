@@ -227,6 +227,26 @@ def test_an_unreachable_cell_is_not_blamed_on_a_missing_gateway() -> None:
     )
 
 
+def test_a_failed_storage_is_not_blamed_on_a_missing_gateway_or_a_bug() -> None:
+    # UNAVAILABLE asked whether a gateway listens, INTERNAL spoke of a bug.
+    for code, details in (
+        (
+            grpc.StatusCode.UNAVAILABLE,
+            "could not list the cells: this gateway's SAX_ROOT is unavailable; retry later",
+        ),
+        (
+            grpc.StatusCode.INTERNAL,
+            "could not publish /sax/test/lm: the storage of cell "
+            "/sax/test failed; its operator finds why in the admin server's log: Internal",
+        ),
+    ):
+        assert c.hint(code, _args(), details=details) == (
+            "the Sax cell's storage (SAX_ROOT, or the fs root where its admin keeps state) "
+            "failed: retry later; if it lasts, the gateway's or admin server's log says which "
+            "file and why"
+        )
+
+
 def test_invalid_argument_without_fields_points_at_arguments_and_methods() -> None:
     err = io.StringIO()
     exc = FakeRpcError(grpc.StatusCode.INVALID_ARGUMENT, "does not support lm.score")

@@ -6,6 +6,7 @@ import grpc
 import pytest
 
 from gateway.common import errors
+from gateway.common.storage import StorageError
 from tests.unit._statuses import DETAILS_KEY, bad_request
 
 
@@ -107,3 +108,24 @@ def test_bad_request_details_become_field_violations() -> None:
 def test_plain_rpc_error_is_unknown() -> None:
     error = errors.from_grpc_error(grpc.RpcError("opaque"))
     assert isinstance(error, errors.UnknownError)
+
+
+def test_storage_failure_is_unavailable_if_it_may_pass_else_internal() -> None:
+    # The admin said "could not save the cell state: <path or gs:// URL>: <errno>" as INTERNAL
+    # whatever the cause: callers learnt where the server keeps its files, and never retried
+    # storage that was only away for a moment.
+    failed = "could not publish /sax/test/lm"
+    storage, log = "the storage of cell /sax/test", "the admin server's log"
+    away = StorageError("writing gs://b/fs/sax/test/state.proto failed: ...", transient=True)
+    error = errors.storage_failure(away, failed, storage, log)
+    assert type(error) is errors.UnavailableError
+    assert error.message == (
+        "could not publish /sax/test/lm: the storage of cell /sax/test is unavailable; retry later"
+    )
+    refused = StorageError("writing /srv/fs/sax/test/state.proto failed: EROFS", transient=False)
+    error = errors.storage_failure(refused, failed, storage, log)
+    assert type(error) is errors.InternalError
+    assert error.message == (
+        "could not publish /sax/test/lm: the storage of cell /sax/test failed; its operator "
+        "finds why in the admin server's log"
+    )

@@ -1,10 +1,13 @@
-"""gateway.common.storage with a local directory root."""
+"""gateway.common.storage with a local directory root; its real file-system failures become
+one logged StorageError that says whether a retry may pass."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.common.storage import LocalStorage, Storage, open_storage
+import pytest
+
+from gateway.common.storage import LocalStorage, Storage, StorageError, open_storage
 
 
 def test_open_storage_local(tmp_path: Path) -> None:
@@ -62,3 +65,33 @@ def test_sync_methods_work_without_a_loop(tmp_path: Path) -> None:
     assert storage.read_sync("x/y") == b"1"
     assert storage.list_dirs_sync("") == ["x"]
     assert storage.url("x/y") == f"{tmp_path}/x/y"
+
+
+async def test_a_file_system_that_refuses_is_a_logged_storage_error_that_no_retry_mends(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A bare OSError reached the callers, each mapping (or not) its own way.
+    storage = LocalStorage(str(tmp_path))
+    (tmp_path / "sax").write_bytes(b"")  # a file where a directory is expected
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    with pytest.raises(StorageError) as written:
+        await storage.write("sax/test/state.proto", b"state")
+    with pytest.raises(StorageError) as read:
+        await storage.read("loop")
+    with pytest.raises(StorageError) as listed:
+        await storage.list_dirs("loop")
+    for failure in (written, read, listed):
+        assert failure.value.transient is False
+    expected = [
+        f"writing {tmp_path}/sax/test/state.proto failed: [Errno 20] Not a directory: "
+        f"'{tmp_path}/sax/test'",
+        f"reading {loop} failed: [Errno 40] Too many levels of symbolic links: '{loop}'",
+        f"listing {loop} failed: [Errno 40] Too many levels of symbolic links: '{loop}'",
+    ]
+    assert [str(f.value) for f in (written, read, listed)] == expected
+    # Logged where it happened, once each: callers tell their own callers less.
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", message) for message in expected
+    ]
+    assert (tmp_path / "sax").read_bytes() == b""

@@ -28,7 +28,9 @@ from gateway.cell.admin.validation import check_update
 from gateway.cell.admin.waitable import ReadyCounter
 from gateway.cell.admin.watchable import WatchableSet, WatchResult
 from gateway.cell.settings import CellSettings
+from gateway.common.errors import SaxError, storage_failure
 from gateway.common.revision import revision
+from gateway.common.storage import StorageError
 
 _log = logging.getLogger("gateway.cell.admin")
 
@@ -122,7 +124,7 @@ class Manager:
             spec.CopyFrom(model)
             spec.ClearField("method_names")
             spec.uuid = os.urandom(16)
-            await self._save([*self._specs(), spec])
+            await self._save([*self._specs(), spec], f"could not publish {spec.model_id}")
             self._models[spec.model_id] = self._new_entry(spec)
         _log.info("published %s (%s)", spec.model_id, spec.model_path)
         self._kick.set()
@@ -143,7 +145,10 @@ class Manager:
             spec.ClearField("method_names")
             spec.uuid = entry.spec.uuid
             spec.method_names.extend(sorted(entry.methods))
-            await self._save([spec if s.model_id == spec.model_id else s for s in self._specs()])
+            await self._save(
+                [spec if s.model_id == spec.model_id else s for s in self._specs()],
+                f"could not update {spec.model_id}",
+            )
             reload = _needs_reload(entry.spec, spec)
             entry.spec = spec
             applied = [m.update(spec, reload=reload) for m in self._modelets.values()]
@@ -156,7 +161,10 @@ class Manager:
     async def unpublish(self, model_id: str) -> None:
         async with self._lock:
             entry = self._get(model_id)
-            await self._save([s for s in self._specs() if s.model_id != model_id])
+            await self._save(
+                [s for s in self._specs() if s.model_id != model_id],
+                f"could not unpublish {model_id}",
+            )
             del self._models[model_id]
             self._unpublishing.add(model_id)
             # Unload at once rather than at the next refresh, and answer once the servers
@@ -172,15 +180,18 @@ class Manager:
     def _specs(self) -> list[admin_pb2.Model]:
         return [entry.spec for entry in self._models.values()]
 
-    async def _save(self, specs: list[admin_pb2.Model]) -> None:
+    async def _save(self, specs: list[admin_pb2.Model], failed: str) -> None:
+        """Writes state.proto before the change it holds is made in memory: a failed write
+        leaves both as they were. ``failed`` tells a caller what did not happen."""
         state = admin_pb2.State()
         state.models.extend(sorted(specs, key=lambda spec: spec.model_id))
         try:
+            # Cancelled (its caller went away), this still holds the lock until the write has
+            # ended, so that no later save lands first and is then overwritten with this one.
             await self._files.write_state(self._fs_root, state)
-        except OSError as exc:
-            raise cell_error(
-                grpc.StatusCode.INTERNAL, f"could not save the cell state: {exc}"
-            ) from exc
+        except StorageError as exc:  # the path and cause are logged; the caller gets neither
+            storage = f"the storage of cell {self._settings.cell}"
+            raise storage_failure(exc, failed, storage, "the admin server's log") from exc
 
     def _get(self, model_id: str) -> _Published:
         entry = self._models.get(model_id)
@@ -326,7 +337,11 @@ class Manager:
         if self._methods_changed:
             async with self._lock:
                 self._methods_changed = False
-                await self._save(self._specs())
+                try:
+                    await self._save(self._specs(), "could not save the models' method names")
+                except SaxError:
+                    self._methods_changed = True  # still to save: at the next cycle
+                    raise
 
     async def _drop(self, modelet: ModeletConnection) -> None:
         if self._modelets.get(modelet.address) is modelet:

@@ -1,9 +1,29 @@
-"""``async with`` for the long-lived objects that own connections or processes."""
+"""``async with`` for the long-lived objects that own connections or processes, and steps
+that must end once begun."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
+
+_T = TypeVar("_T")
+
+
+async def completing(step: Awaitable[_T]) -> _T:
+    """Runs ``step`` to its end even if the caller is cancelled, and only then passes the
+    cancellation on: for a step that is not undone by stopping half way (a write in a thread
+    that cannot be stopped, a write and the change in memory it records), under a lock that
+    the next step must not take first."""
+    task = asyncio.ensure_future(step)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        if not task.cancelled():
+            task.exception()  # retrieved: the caller is gone, and the step logs its failures
+        raise
 
 
 class AsyncClosing:

@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from gateway.common.closing import completing
+
 _log = logging.getLogger(__name__)
 
 _GS = "gs://"
@@ -124,14 +126,7 @@ class Storage(abc.ABC):
         Cancelled, it ends only once the write has: a thread cannot be stopped (GCS retries
         for up to ``GCS_RETRY_S``), and a caller that holds a lock around its write must not
         let a later write land first and then be overwritten by this older one."""
-        write = asyncio.ensure_future(asyncio.to_thread(self.write_sync, path, data))
-        try:
-            await asyncio.shield(write)
-        except asyncio.CancelledError:
-            await asyncio.wait([write])
-            if not write.cancelled():
-                write.exception()  # retrieved: a failure was logged where it happened
-            raise
+        await completing(asyncio.to_thread(self.write_sync, path, data))
 
     async def list_dirs(self, path: str) -> list[str]:
         """Sorted names of the subdirectories of ``path``; [] if it does not exist."""

@@ -15,7 +15,9 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import grpc
 from saxml.protobuf import admin_pb2, common_pb2
@@ -28,11 +30,13 @@ from gateway.cell.admin.validation import check_update
 from gateway.cell.admin.waitable import ReadyCounter
 from gateway.cell.admin.watchable import WatchableSet, WatchResult
 from gateway.cell.settings import CellSettings
+from gateway.common.closing import completing
 from gateway.common.errors import SaxError, storage_failure
 from gateway.common.revision import revision
 from gateway.common.storage import StorageError
 
 _log = logging.getLogger("gateway.cell.admin")
+_T = TypeVar("_T")
 
 # Statuses with which a re-joining server's model is taken over rather than reloaded.
 _ADOPTABLE = frozenset({common_pb2.LOADING, common_pb2.LOADED, common_pb2.FAILED})
@@ -124,8 +128,13 @@ class Manager:
             spec.CopyFrom(model)
             spec.ClearField("method_names")
             spec.uuid = os.urandom(16)
-            await self._save([*self._specs(), spec], f"could not publish {spec.model_id}")
-            self._models[spec.model_id] = self._new_entry(spec)
+
+            def publish() -> None:
+                self._models[spec.model_id] = self._new_entry(spec)
+
+            await self._commit(
+                [*self._specs(), spec], f"could not publish {spec.model_id}", publish
+            )
         _log.info("published %s (%s)", spec.model_id, spec.model_path)
         self._kick.set()
 
@@ -145,13 +154,17 @@ class Manager:
             spec.ClearField("method_names")
             spec.uuid = entry.spec.uuid
             spec.method_names.extend(sorted(entry.methods))
-            await self._save(
+            reload = _needs_reload(entry.spec, spec)
+
+            def update() -> list[Awaitable[None]]:
+                entry.spec = spec
+                return [m.update(spec, reload=reload) for m in self._modelets.values()]
+
+            applied = await self._commit(
                 [spec if s.model_id == spec.model_id else s for s in self._specs()],
                 f"could not update {spec.model_id}",
+                update,
             )
-            reload = _needs_reload(entry.spec, spec)
-            entry.spec = spec
-            applied = [m.update(spec, reload=reload) for m in self._modelets.values()]
         _log.info("updated %s%s", spec.model_id, " (reloading)" if reload else "")
         self._kick.set()
         # Answer once the servers have the new definition, so the next call sees it.
@@ -161,15 +174,20 @@ class Manager:
     async def unpublish(self, model_id: str) -> None:
         async with self._lock:
             entry = self._get(model_id)
-            await self._save(
+
+            def unpublish() -> list[Awaitable[None]]:
+                del self._models[model_id]
+                self._unpublishing.add(model_id)
+                # Unload at once rather than at the next refresh, and answer once the servers
+                # dropped it: then no gateway's next call finds the model still served.
+                wanted = [m for m in self._modelets.values() if model_id in m.wanted]
+                return [m.unload(model_id) for m in wanted]
+
+            dropped = await self._commit(
                 [s for s in self._specs() if s.model_id != model_id],
                 f"could not unpublish {model_id}",
+                unpublish,
             )
-            del self._models[model_id]
-            self._unpublishing.add(model_id)
-            # Unload at once rather than at the next refresh, and answer once the servers
-            # dropped it: then no gateway's next call finds the model still served.
-            dropped = [m.unload(model_id) for m in self._modelets.values() if model_id in m.wanted]
         entry.addresses.close()
         entry.ready.close()
         _log.info("unpublished %s", model_id)
@@ -180,14 +198,26 @@ class Manager:
     def _specs(self) -> list[admin_pb2.Model]:
         return [entry.spec for entry in self._models.values()]
 
+    async def _commit(
+        self, specs: list[admin_pb2.Model], failed: str, apply: Callable[[], _T]
+    ) -> _T:
+        """Saves ``specs``, then makes the change in memory (``apply``): a failed write leaves
+        both as they were, and a caller cancelled during the write (its deadline passed) finds
+        both changed if the write landed, so that memory never falls behind state.proto (an
+        admin restarted in between would bring back what memory had dropped). The lock is held
+        until both are done: no later change is saved first."""
+
+        async def commit() -> _T:
+            await self._save(specs, failed)
+            return apply()
+
+        return await completing(commit())
+
     async def _save(self, specs: list[admin_pb2.Model], failed: str) -> None:
-        """Writes state.proto before the change it holds is made in memory: a failed write
-        leaves both as they were. ``failed`` tells a caller what did not happen."""
+        """Writes state.proto. ``failed`` tells a caller what did not happen."""
         state = admin_pb2.State()
         state.models.extend(sorted(specs, key=lambda spec: spec.model_id))
         try:
-            # Cancelled (its caller went away), this still holds the lock until the write has
-            # ended, so that no later save lands first and is then overwritten with this one.
             await self._files.write_state(self._fs_root, state)
         except StorageError as exc:  # the path and cause are logged; the caller gets neither
             storage = f"the storage of cell {self._settings.cell}"

@@ -1,7 +1,7 @@
 """What `saxgw` suggests after a call fails, by status code.
 
 Placeholders: {gateway} (--gateway), {id} (the command's ID), {cell} (its cell) and
-{command} (e.g. "lm.generate"); `gateway.cli._common.hint` fills them in.
+{command} (e.g. "lm.generate"); `gateway.cli._failures.hint` fills them in.
 """
 
 from __future__ import annotations

@@ -13,17 +13,9 @@ from typing import TypedDict
 import grpc
 from saxgateway.v1 import gateway_pb2 as pb
 
-from gateway.cli._common import (
-    Commands,
-    Incomplete,
-    Session,
-    cancel_on_hangup,
-    json_text,
-    table,
-    to_dict,
-    to_json,
-)
+from gateway.cli._common import Commands, Incomplete, Session
 from gateway.cli._inputs import UsageError, pair
+from gateway.cli._output import cancel_on_hangup, json_text, table, to_dict, to_json
 from gateway.cli._table import ID, arg, command, register_all
 from gateway.common.flags import replicas
 

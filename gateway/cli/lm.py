@@ -7,15 +7,9 @@ from collections.abc import Iterable
 
 from saxgateway.v1 import gateway_pb2 as pb
 
-from gateway.cli._common import (
-    Commands,
-    Session,
-    fields,
-    floats,
-    print_stream_json,
-    table,
-)
+from gateway.cli._common import Commands, Session
 from gateway.cli._inputs import UsageError, text_arg
+from gateway.cli._output import fields, floats, print_stream_json, table
 from gateway.cli._table import EXTRA, ID, arg, command, model_inputs, register_all
 
 PREFIX = arg("prefix", help="- reads stdin")

@@ -9,13 +9,9 @@ from typing import Any
 
 from saxgateway.v1 import gateway_pb2 as pb
 
-from gateway.cli._common import (
-    Commands,
-    Session,
-    floats,
-    table,
-)
+from gateway.cli._common import Commands, Session
 from gateway.cli._inputs import InputError, UsageError, file_arg, text_arg
+from gateway.cli._output import floats, table
 from gateway.cli._table import EXTRA, ID, arg, command, model_inputs, register_all
 from gateway.cli.lm import texts_table
 

@@ -13,7 +13,7 @@ from google.rpc import status_pb2
 from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
-from gateway.cli import _common, admin, am, lm, vm
+from gateway.cli import _channel, _common, admin, am, lm, vm
 from gateway.cli._help import go_style_flags
 from gateway.cli.main import parser
 
@@ -69,7 +69,7 @@ def test_publish_takes_saxutils_argument_order_and_overrides() -> None:
     )
     assert args.overrides == [("a", "1"), ("b", "x=y")]
     assert args.timeout == 5.0
-    assert args.gateway == _common.DEFAULT_GATEWAY
+    assert args.gateway == _channel.DEFAULT_GATEWAY
     assert args.json is False
 
 
@@ -243,7 +243,7 @@ def test_global_flags_work_before_the_command() -> None:
     both = parser().parse_args(["--gateway", "h:1", "ls", "--timeout", "4"])
     assert (both.gateway, both.timeout) == ("h:1", 4.0)
     default = parser().parse_args(["ls"])
-    assert default.gateway == _common.DEFAULT_GATEWAY
+    assert default.gateway == _channel.DEFAULT_GATEWAY
 
 
 @pytest.mark.parametrize(

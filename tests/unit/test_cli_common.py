@@ -11,8 +11,9 @@ import pytest
 from google.protobuf import struct_pb2
 from saxgateway.v1 import gateway_pb2 as pb
 
-from gateway.cli import _common as c
+from gateway.cli import _failures as failures
 from gateway.cli import _inputs as inputs
+from gateway.cli import _output as output
 from gateway.cli import main
 from gateway.cli._hints import HINTS
 from tests.unit._statuses import DETAILS_KEY, bad_request
@@ -78,82 +79,83 @@ def test_text_and_file_arguments_read_stdin_for_dash(monkeypatch: pytest.MonkeyP
 
 
 def test_table_aligns_columns_and_formats_floats() -> None:
-    assert c.table(("TEXT", "SCORE"), [("a long text", -0.30000000000000004), ("b", -0.0)]) == (
+    rows = [("a long text", -0.30000000000000004), ("b", -0.0)]
+    assert output.table(("TEXT", "SCORE"), rows) == (
         "TEXT         SCORE\na long text  -0.3\nb            0"
     )
-    assert c.table(("CELL",), []) == "CELL"
+    assert output.table(("CELL",), []) == "CELL"
 
 
 def test_fields_align_values() -> None:
-    assert c.fields([("ID", "/sax/test/x"), ("ADDRESSES", "")]) == (
+    assert output.fields([("ID", "/sax/test/x"), ("ADDRESSES", "")]) == (
         "ID         /sax/test/x\nADDRESSES"
     )
 
 
 def test_floats_print_in_shortest_form() -> None:
     float32_point_3 = -0.30000001192092896  # -0.3 as Sax sends it (float32)
-    assert c.floats([0.1, -2.0, 1 / 3, -0.1 * 3, float32_point_3, 1e-7, 0.1234567]) == (
+    assert output.floats([0.1, -2.0, 1 / 3, -0.1 * 3, float32_point_3, 1e-7, 0.1234567]) == (
         "0.1 -2 0.3333333333333333 -0.3 -0.3 1e-07 0.1234567"
     )
     # Digits that carry information stay (an embedding's doubles round-trip exactly).
-    assert c.floats([0.8259910782799125, -0.11868017865344882]) == (
+    assert output.floats([0.8259910782799125, -0.11868017865344882]) == (
         "0.8259910782799125 -0.11868017865344882"
     )
 
 
 def test_to_json_prints_numbers_in_shortest_form() -> None:
     message = pb.GenerateResponse(texts=[pb.DecodedText(text="a b c", score=-0.1 * 3)])
-    assert c.to_json(message) == '{"texts": [{"text": "a b c", "score": -0.3}]}'
+    assert output.to_json(message) == '{"texts": [{"text": "a b c", "score": -0.3}]}'
 
 
 def test_to_json_uses_proto_names_and_prints_defaults() -> None:
     message = pb.WaitForReadyResponse(model="/sax/test/x")
-    assert c.to_json(message) == '{"model": "/sax/test/x", "active_replicas": 0}'
-    assert c.to_dict(message) == {"model": "/sax/test/x", "active_replicas": 0}
+    assert output.to_json(message) == '{"model": "/sax/test/x", "active_replicas": 0}'
+    assert output.to_dict(message) == {"model": "/sax/test/x", "active_replicas": 0}
 
 
 def test_json_prints_text_as_utf8_where_the_output_can_hold_it() -> None:
     # Was "h\\u00e9 \\u4e16\\u754c": unreadable for a French or Japanese reply.
     message = pb.GenerateResponse(texts=[pb.DecodedText(text="hé 世界", score=0.5)])
-    assert c.to_json(message) == '{"texts": [{"text": "hé 世界", "score": 0.5}]}'
+    assert output.to_json(message) == '{"texts": [{"text": "hé 世界", "score": 0.5}]}'
     utf8 = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
-    assert c.to_json(message, out=utf8) == '{"texts": [{"text": "hé 世界", "score": 0.5}]}'
+    assert output.to_json(message, out=utf8) == '{"texts": [{"text": "hé 世界", "score": 0.5}]}'
     # An output that cannot hold it gets JSON's escapes: still valid JSON, not a failure.
     for encoding in ("ascii", "latin-1"):
         narrow = io.TextIOWrapper(io.BytesIO(), encoding=encoding)
-        assert c.to_json(message, out=narrow) == (
+        assert output.to_json(message, out=narrow) == (
             '{"texts": [{"text": "h\\u00e9 \\u4e16\\u754c", "score": 0.5}]}'
         )
     # A lone surrogate (an argument that was not UTF-8, echoed in a message) is escaped too.
-    assert c.json_text({"m": "a\udcff"}, utf8) == '{"m": "a\\udcff"}'
+    assert output.json_text({"m": "a\udcff"}, utf8) == '{"m": "a\\udcff"}'
 
 
 def test_every_status_code_has_a_hint() -> None:
     assert set(HINTS) == set(grpc.StatusCode)
     for code in grpc.StatusCode:
-        assert "{" not in c.hint(code, _args(id="/sax/test/lm"))
+        assert "{" not in failures.hint(code, _args(id="/sax/test/lm"))
 
 
 def test_hints_name_the_model_cell_and_gateway() -> None:
     args = _args(id="/sax/prod/lm")
-    assert c.hint(grpc.StatusCode.NOT_FOUND, args) == (
+    assert failures.hint(grpc.StatusCode.NOT_FOUND, args) == (
         "list published models with `saxgw ls /sax/prod`; "
         "publish with `saxgw publish /sax/prod/lm MODEL_PATH CHECKPOINT REPLICAS`"
     )
-    assert c.hint(grpc.StatusCode.DEADLINE_EXCEEDED, args) == (
+    assert failures.hint(grpc.StatusCode.DEADLINE_EXCEEDED, args) == (
         "raise --timeout, or check that `saxgw ls /sax/prod/lm` shows active replicas"
         " (none: `saxgw stats /sax/prod` shows the model paths its servers serve)"
     )
-    assert c.hint(grpc.StatusCode.UNAVAILABLE, args).startswith(
+    assert failures.hint(grpc.StatusCode.UNAVAILABLE, args).startswith(
         "is a gateway listening on gw:1? start one with `make up`"
     )
-    assert "saxgw ls /sax/<cell>" in c.hint(grpc.StatusCode.NOT_FOUND, _args())
+    assert "saxgw ls /sax/<cell>" in failures.hint(grpc.StatusCode.NOT_FOUND, _args())
 
 
 def test_an_unknown_cell_hints_at_the_cells_not_at_publishing_into_it() -> None:
     # `saxgw ls /sax/nope` suggested `saxgw ls /sax/nope` again and publishing into /sax/nope.
     for target in ("/sax/nope", "/sax/nope/lm"):
-        hinted = c.hint(
+        hinted = failures.hint(
             grpc.StatusCode.NOT_FOUND, _args(id=target), details="cell /sax/nope not found"
         )
         assert hinted == "no such cell: `saxgw ls` lists the cells under the gateway's SAX_ROOT"
@@ -164,7 +166,7 @@ def test_report_prints_field_violations_from_status_details() -> None:
     trailers = (("other", "x"), (DETAILS_KEY, status.SerializeToString()))
     err = io.StringIO()
     exc = FakeRpcError(grpc.StatusCode.INVALID_ARGUMENT, "suffix: required", trailers)
-    assert c.report(exc, _args(id="/sax/test/lm"), err) == 1
+    assert failures.report(exc, _args(id="/sax/test/lm"), err) == 1
     assert err.getvalue().splitlines() == [
         "saxgw: INVALID_ARGUMENT: suffix: required",  # the violation, said once
         "hint: fix the fields named above; `saxgw lm.score --help` shows the arguments",
@@ -174,16 +176,16 @@ def test_report_prints_field_violations_from_status_details() -> None:
 def test_report_without_details() -> None:
     err = io.StringIO()
     exc = FakeRpcError(grpc.StatusCode.INTERNAL, "")
-    assert c.report(exc, _args(), err) == 1
+    assert failures.report(exc, _args(), err) == 1
     assert err.getvalue().splitlines()[0] == "saxgw: INTERNAL: no details"
-    assert c.field_violations(exc) == []
+    assert failures.field_violations(exc) == []
 
 
 def test_unimplemented_from_the_cell_is_not_blamed_on_an_old_gateway() -> None:
     args = _args(id="/sax/test/lm")
-    own = c.hint(grpc.StatusCode.UNIMPLEMENTED, args, details="Method not found!")
+    own = failures.hint(grpc.StatusCode.UNIMPLEMENTED, args, details="Method not found!")
     assert own == "the gateway at gw:1 does not offer this call; is it older than saxgw?"
-    relayed = c.hint(
+    relayed = failures.hint(
         grpc.StatusCode.UNIMPLEMENTED, args, details="model server: method lm.gradient: not found"
     )
     assert relayed == (
@@ -202,7 +204,7 @@ def test_an_address_that_is_not_grpc_is_not_blamed_on_the_cell() -> None:
             "Failed parsing HTTP/2 (Expected SETTINGS frame as the first frame, got frame type 79)",
         ),
     ):
-        assert c.hint(code, _args(), details=details) == (
+        assert failures.hint(code, _args(), details=details) == (
             "gw:1 answered, but it is not the gateway's gRPC port: point --gateway at Envoy's "
             "public port (`saxgw up --port`, 8888) or a gateway port (--gateway-ports)"
         )
@@ -214,15 +216,15 @@ def test_a_closed_socket_hints_at_tls_only_for_a_plaintext_call() -> None:
     details = (
         "failed to connect to all addresses; last error: UNAVAILABLE: ipv4:gw:1: Socket closed"
     )
-    plaintext = c.hint(grpc.StatusCode.UNAVAILABLE, _args(), details=details)
+    plaintext = failures.hint(grpc.StatusCode.UNAVAILABLE, _args(), details=details)
     assert plaintext.startswith("gw:1 closed the connection at once: if it serves TLS")
-    tls = c.hint(grpc.StatusCode.UNAVAILABLE, _args(ca_cert="ca.pem"), details=details)
-    assert tls == c.hint(grpc.StatusCode.UNAVAILABLE, _args())
+    tls = failures.hint(grpc.StatusCode.UNAVAILABLE, _args(ca_cert="ca.pem"), details=details)
+    assert tls == failures.hint(grpc.StatusCode.UNAVAILABLE, _args())
 
 
 def test_an_unreachable_cell_is_not_blamed_on_a_missing_gateway() -> None:
     details = "the admin server of cell /sax/test at 127.0.0.1:10000 is unreachable: refused"
-    assert c.hint(grpc.StatusCode.UNAVAILABLE, _args(), details=details).startswith(
+    assert failures.hint(grpc.StatusCode.UNAVAILABLE, _args(), details=details).startswith(
         "the gateway is up but the Sax cell's admin server is not"
     )
 
@@ -240,7 +242,7 @@ def test_a_failed_storage_is_not_blamed_on_a_missing_gateway_or_a_bug() -> None:
             "/sax/test failed; its operator finds why in the admin server's log: Internal",
         ),
     ):
-        assert c.hint(code, _args(), details=details) == (
+        assert failures.hint(code, _args(), details=details) == (
             "the Sax cell's storage (SAX_ROOT, or the fs root where its admin keeps state) "
             "failed: retry later; if it lasts, the gateway's or admin server's log says which "
             "file and why"
@@ -250,7 +252,7 @@ def test_a_failed_storage_is_not_blamed_on_a_missing_gateway_or_a_bug() -> None:
 def test_invalid_argument_without_fields_points_at_arguments_and_methods() -> None:
     err = io.StringIO()
     exc = FakeRpcError(grpc.StatusCode.INVALID_ARGUMENT, "does not support lm.score")
-    assert c.report(exc, _args(id="/sax/test/vis"), err) == 1
+    assert failures.report(exc, _args(id="/sax/test/vis"), err) == 1
     assert err.getvalue().splitlines()[-1] == (
         "hint: check the arguments (`saxgw lm.score --help`) "
         "and the model's methods (`saxgw ls /sax/test/vis`)"

@@ -1,0 +1,82 @@
+"""The CLI's channel to a gateway: its address, TLS or plaintext, and the API key it sends.
+
+A command's connection is opened here from the global flags::
+
+    with open_channel(args) as channel:
+        stub = gateway_pb2_grpc.SaxGatewayStub(with_api_key(channel, args))
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+import grpc
+
+from gateway.cli._inputs import InputError, file_arg
+from gateway.config import MIB
+
+DEFAULT_GATEWAY = "localhost:8888"
+API_KEY_ENV = "SAXGW_API_KEY"
+_CHANNEL_OPTIONS = (
+    ("grpc.max_receive_message_length", 32 * MIB),
+    ("grpc.max_send_message_length", 32 * MIB),
+)
+
+
+class _CallDetails(grpc.ClientCallDetails):
+    """A call's details with one more header (grpc's own class for them is private)."""
+
+    def __init__(self, details: grpc.ClientCallDetails, header: tuple[str, str]) -> None:
+        self.method = details.method
+        self.timeout = details.timeout
+        self.metadata = (*(details.metadata or ()), header)
+        self.credentials = details.credentials
+        self.wait_for_ready = details.wait_for_ready
+        self.compression = details.compression
+
+
+class _Bearer(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Sends an API key or JWT with every call, as Envoy's authentication reads it
+    (docs/security.md)."""
+
+    def __init__(self, key: str) -> None:
+        self._header = ("authorization", f"Bearer {key}")
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(_CallDetails(details, self._header), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(_CallDetails(details, self._header), request)
+
+
+def with_api_key(channel: grpc.Channel, args: argparse.Namespace) -> grpc.Channel:
+    """``channel``, sending --api-key (else $SAXGW_API_KEY) with every call if there is one."""
+    key = args.api_key or os.environ.get(API_KEY_ENV)
+    return grpc.intercept_channel(channel, _Bearer(key)) if key else channel
+
+
+def _pem(path: str | None, flag: str) -> bytes | None:
+    if path is None:
+        return None
+    return file_arg(path, flag, "a PEM certificate or key")
+
+
+def open_channel(args: argparse.Namespace) -> grpc.Channel:
+    """The channel to ``args.gateway``: TLS when any TLS flag is given (mTLS with a client
+    certificate), else plaintext, as `saxgw up` serves loopback."""
+    cert, key = args.client_cert, args.client_key
+    if (cert is None) != (key is None):
+        raise InputError(
+            "--client-cert and --client-key go together",
+            "give the certificate and its private key, both PEM files",
+        )
+    if not (args.tls or args.ca_cert or cert):
+        return grpc.insecure_channel(args.gateway, options=_CHANNEL_OPTIONS)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=_pem(args.ca_cert, "--ca-cert"),
+        private_key=_pem(key, "--client-key"),
+        certificate_chain=_pem(cert, "--client-cert"),
+    )
+    return grpc.secure_channel(args.gateway, credentials, options=_CHANNEL_OPTIONS)

@@ -1,6 +1,7 @@
 """The admin server of one cell: found through ``location.proto``, called with retries.
 
-The admin's address is read from ``<root>/sax/<cell>/location.proto`` on first use and kept.
+The admin's address is read from ``<root>/sax/<cell>/location.proto`` (by `_saxroot`, which
+owns the cell's files) on first use and kept.
 When a call finds the admin UNAVAILABLE, the connection is dropped and the file is read again
 on the next attempt, so a client follows an admin that moved (restarted elsewhere) without
 being restarted itself. While connected, the file is also re-read every `LOCATION_CHECK_S`:
@@ -22,32 +23,25 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import grpc
-from google.protobuf.message import DecodeError, Message
-from saxml.protobuf import admin_pb2, admin_pb2_grpc
+from google.protobuf.message import Message
+from saxml.protobuf import admin_pb2_grpc
 
 from gateway import naming
 from gateway.client._channels import insecure_channel
 from gateway.client._observer import Metadata, Observer, observed
+from gateway.client._saxroot import CellDir
 from gateway.client._types import ADMIN_UNREACHABLE_AFTER_S
 from gateway.common.deadline import Deadline, now
 from gateway.common.errors import (
     DeadlineExceededError,
-    InternalError,
-    NotFoundError,
     SaxError,
     UnavailableError,
     code_from_text,
     from_grpc_error,
-    storage_failure,
 )
 from gateway.common.storage import Storage, StorageError
 
 _log = logging.getLogger(__name__)
-
-LOCATION_FILE = "location.proto"
-CONFIG_FILE = "config.proto"
-# What Sax writes into location.proto when it creates a cell, before any admin has run.
-_NO_ADMIN_YET = "No admin server has been started for this Sax cell."
 
 # UNAVAILABLE: the admin is unreachable (maybe moving); RESOURCE_EXHAUSTED: it is busy.
 RETRY_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
@@ -88,11 +82,6 @@ class RpcCounter:
 
     def __init__(self) -> None:
         self.value = 0
-
-
-def sax_root_failure(exc: StorageError, failed: str) -> SaxError:
-    """What a caller learns when SAX_ROOT failed: ``failed`` says what did not happen."""
-    return storage_failure(exc, failed, "this gateway's SAX_ROOT", "the gateway's log")
 
 
 def backoff_delays() -> Iterator[float]:
@@ -178,7 +167,7 @@ class CellAdmin:
     ) -> None:
         self.cell = cell
         self._unreachable_after = unreachable_after
-        self._storage = storage
+        self.files = CellDir(cell, storage)
         self._counter = counter
         self._observer = observer
         self._conn: _Connection | None = None
@@ -190,10 +179,6 @@ class CellAdmin:
     def connected(self) -> bool:
         """Whether a connection to the admin is open (its address was found)."""
         return self._conn is not None
-
-    @property
-    def cell_dir(self) -> str:
-        return self._storage.join("sax", self.cell.name)
 
     async def call(
         self,
@@ -307,7 +292,7 @@ class CellAdmin:
             return conn
         async with self._connect_lock:  # one location read for all callers waiting on it
             if self._conn is None:
-                self._conn = _Connection(await self.read_location())
+                self._conn = _Connection(await self.files.read_location())
                 _log.info("admin of %s is at %s", self.cell, self._conn.address)
                 if self._follower is None or self._follower.done():
                     self._follower = asyncio.get_running_loop().create_task(
@@ -326,56 +311,13 @@ class CellAdmin:
             if conn is None:
                 return
             try:
-                address = await self.read_location()
+                address = await self.files.read_location()
             except Exception as exc:  # unreadable for now: keep the connection we have
                 _log.debug("re-reading the location of %s: %s", self.cell, exc)
                 continue
             if address != conn.address and self._conn is conn:
                 _log.warning("admin of %s moved from %s to %s", self.cell, conn.address, address)
                 self._poison(conn)
-
-    async def read_location(self) -> str:
-        """The admin address in ``location.proto``; NotFoundError if the cell does not exist,
-        UnavailableError if no admin has written its address yet."""
-        path = self._storage.join(self.cell_dir, LOCATION_FILE)
-        try:
-            data = await self._storage.read(path)
-            if data is None and not await self._storage.exists(self.cell_dir):
-                if not await self._storage.exists(naming.PREFIX):
-                    raise self._no_root()
-                raise self._no_cell(self.cell_dir)
-        except StorageError as exc:  # e.g. GCS unreachable: logged with its URL
-            raise self._storage_failure(exc, "could not find the admin server") from exc
-        if data is None:
-            raise UnavailableError(f"no admin server location for {self.cell} yet")
-        try:
-            address: str = admin_pb2.Location.FromString(data).location
-        except DecodeError as exc:
-            # Upstream's admin writes the file in place: it may be cut short while an admin
-            # starts. Retried as an admin that is not there yet; for good, the operator's.
-            _log.warning("%s is not a sax.Location", self._storage.url(path))
-            raise UnavailableError(
-                "its location.proto does not parse (being rewritten, or corrupt: restarting "
-                "the cell's admin server writes it anew)"
-            ) from exc
-        if not address or address == _NO_ADMIN_YET:
-            raise UnavailableError(f"no admin server has started for {self.cell} yet")
-        return address
-
-    def _no_cell(self, path: str) -> NotFoundError:
-        # The message reaches clients: where SAX_ROOT is on this server is the operator's.
-        _log.info("cell %s not found: no %s", self.cell, self._storage.url(path))
-        return NotFoundError(f"cell {self.cell} not found")
-
-    def _no_root(self) -> UnavailableError:
-        # No cell at all: SAX_ROOT is missing or empty (a volume not mounted yet, a wrong
-        # --sax-root), which is the operator's to fix, not the caller's cell name; and it may
-        # come back, so UNAVAILABLE rather than NOT_FOUND. The path stays in the log.
-        _log.info("no Sax cell under SAX_ROOT %s", self._storage.url(naming.PREFIX))
-        return UnavailableError(
-            f"no Sax cell exists under this gateway's SAX_ROOT (looking for {self.cell}): "
-            "it is missing or empty; its operator should check its --sax-root"
-        )
 
     def _poison(self, conn: _Connection) -> None:
         if conn.poisoned:
@@ -386,36 +328,6 @@ class CellAdmin:
         task = asyncio.get_running_loop().create_task(conn.channel.close())
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
-
-    async def read_config(self) -> admin_pb2.Config:
-        """The cell's ``config.proto``."""
-        path = self._storage.join(self.cell_dir, CONFIG_FILE)
-        try:
-            data = await self._storage.read(path)
-        except StorageError as exc:
-            raise self._storage_failure(exc, "could not read the config") from exc
-        if data is None:
-            raise self._no_cell(path)
-        try:
-            config: admin_pb2.Config = admin_pb2.Config.FromString(data)
-        except DecodeError as exc:
-            # The operator's to restore, not the caller's to mend: INTERNAL, not a 400.
-            _log.error("%s is not a sax.Config: %s", self._storage.url(path), exc)
-            raise InternalError(
-                f"the config of cell {self.cell} is corrupt; its operator must restore it"
-            ) from exc
-        return config
-
-    async def write_config(self, config: admin_pb2.Config) -> None:
-        path = self._storage.join(self.cell_dir, CONFIG_FILE)
-        try:
-            await self._storage.write(path, config.SerializeToString())
-        except StorageError as exc:  # an atomic write: the config stays as it was
-            raise self._storage_failure(exc, "could not save the config") from exc
-
-    def _storage_failure(self, exc: StorageError, failed: str) -> SaxError:
-        """``failed`` ("could not read the config") of this cell, for a caller."""
-        return sax_root_failure(exc, f"{failed} of cell {self.cell}")
 
     async def close(self) -> None:
         follower, self._follower = self._follower, None

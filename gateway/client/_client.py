@@ -27,11 +27,11 @@ from gateway.client._admin import (
     CellAdmin,
     RpcCounter,
     backoff_delays,
-    sax_root_failure,
 )
 from gateway.client._data import DataCalls
 from gateway.client._observer import Observer
 from gateway.client._router import Router
+from gateway.client._saxroot import list_cells
 from gateway.client._types import CellStats, ClientSettings, ModelDetail
 from gateway.common.closing import AsyncClosing
 from gateway.common.deadline import Deadline
@@ -43,7 +43,7 @@ from gateway.common.errors import (
     NotFoundError,
 )
 from gateway.common.revision import EXPECT_KEY, revision
-from gateway.common.storage import Storage, StorageError, open_storage
+from gateway.common.storage import Storage, open_storage
 
 _Req = TypeVar("_Req", bound=Message)
 _Resp = TypeVar("_Resp")
@@ -137,11 +137,7 @@ class Client(AsyncClosing, DataCalls):
 
     async def list_cells(self) -> list[str]:
         """Cell IDs under SAX_ROOT (``["/sax/test", ...]``), sorted."""
-        try:
-            names = await self._storage.list_dirs(naming.PREFIX)
-        except StorageError as exc:  # a bucket missing or unreachable, a local root unreadable
-            raise sax_root_failure(exc, "could not list the cells") from exc
-        return [naming.CellId(n).id for n in names if naming.is_valid_name(n)]
+        return await list_cells(self._storage)
 
     async def publish(
         self,
@@ -286,7 +282,7 @@ class Client(AsyncClosing, DataCalls):
         target = naming.parse_cell_or_model_id(cell_or_model_id)
         acl: str
         if isinstance(target, naming.CellId):
-            acl = (await self._admin(target).read_config()).admin_acl
+            acl = (await self._admin(target).files.read_config()).admin_acl
             return acl
         published = await self._list_one(target, self._admin_deadline(timeout, deadline))
         acl = published.model.acls.items.get(method, "") if method else published.model.admin_acl
@@ -306,9 +302,9 @@ class Client(AsyncClosing, DataCalls):
         target = naming.parse_cell_or_model_id(cell_or_model_id)
         if isinstance(target, naming.CellId):
             admin = self._admin(target)
-            config = await admin.read_config()
+            config = await admin.files.read_config()
             config.admin_acl = acl
-            await admin.write_config(config)
+            await admin.files.write_config(config)
             return
 
         def change(model: admin_pb2.Model) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.common.closing import completing
+from gateway.common.failurelog import FailureLog
 
 _log = logging.getLogger(__name__)
 
@@ -110,6 +111,7 @@ class Storage(abc.ABC):
 
     def __init__(self, root: str) -> None:
         self.root = root
+        self._failures_log = FailureLog(_log)
 
     @staticmethod
     def join(*parts: str) -> str:
@@ -146,11 +148,15 @@ class Storage(abc.ABC):
         return f"{self.root.rstrip('/')}/{path}"
 
     def _failed(self, doing: str, path: str, why: str, *, transient: bool) -> StorageError:
-        """The error of a failed operation, logged here: once per failure, with the path or
-        URL that no caller passes on to its own callers."""
+        """The error of a failed operation, logged here with the path or URL that no caller
+        passes on to its own callers: when it starts, then once a minute while it goes on."""
         message = f"{doing} {self.url(path)} failed: {why}"
-        _log.warning("%s", message)
+        self._failures_log.failed((doing, path), message)
         return StorageError(message, transient=transient)
+
+    def _succeeded(self, doing: str, path: str) -> None:
+        """Logs the end of a failure of this operation, if one was going on."""
+        self._failures_log.succeeded((doing, path), f"{doing} {self.url(path)}")
 
     # The blocking implementations; usable directly from synchronous code.
     @abc.abstractmethod
@@ -187,6 +193,7 @@ class LocalStorage(Storage):
         except OSError as exc:
             transient = exc.errno in _TRANSIENT_ERRNOS
             raise self._failed(doing, path, str(exc), transient=transient) from exc
+        self._succeeded(doing, path)
 
     def read_sync(self, path: str) -> bytes | None:
         with self._failures("reading", path):
@@ -335,6 +342,7 @@ class GcsStorage(Storage):
             transient = isinstance(exc, OSError) or bool(getattr(exc, "retryable", False))
             why = f"{self.root} is unreachable: {_cause(exc)}"
             raise self._failed(doing, path, why, transient=transient) from exc
+        self._succeeded(doing, path)
 
     def read_sync(self, path: str) -> bytes | None:
         from google.api_core.exceptions import NotFound

@@ -3,10 +3,12 @@ one logged StorageError that says whether a retry may pass."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
+from gateway.common.failurelog import REPEAT_S, FailureLog
 from gateway.common.storage import LocalStorage, Storage, StorageError, open_storage
 
 
@@ -95,3 +97,50 @@ async def test_a_file_system_that_refuses_is_a_logged_storage_error_that_no_retr
         ("WARNING", message) for message in expected
     ]
     assert (tmp_path / "sax").read_bytes() == b""
+
+
+def test_a_failure_that_goes_on_is_logged_when_it_starts_once_a_minute_and_when_it_ends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Each failure was a WARNING: during an outage, every gateway's health probe alone logged
+    # one every 5 s for as long as it lasted.
+    clock = [1000.0]
+    log = logging.getLogger("test.failurelog")
+    caplog.set_level(logging.DEBUG, logger=log.name)
+    failures = FailureLog(log, clock=lambda: clock[0])
+    key, failed = ("listing", "gs://b/sax"), "listing gs://b/sax failed: unreachable"
+    for seconds in (0.0, 5.0, 5.0, REPEAT_S):
+        clock[0] += seconds
+        failures.failed(key, failed)
+    failures.failed(key, "listing gs://b/sax failed: Forbidden (403)")  # a new cause: at once
+    failures.succeeded(("reading", "gs://b/sax"), "reading gs://b/sax")  # not the one failing
+    failures.succeeded(key, "listing gs://b/sax")
+    failures.succeeded(key, "listing gs://b/sax")  # it had ended already
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", failed),
+        ("DEBUG", f"{failed} (again)"),
+        ("DEBUG", f"{failed} (again)"),
+        ("WARNING", f"{failed} (2 more times in the last 60 s)"),
+        ("WARNING", "listing gs://b/sax failed: Forbidden (403)"),
+        ("INFO", "listing gs://b/sax works again, after 5 failures"),
+    ]
+
+
+async def test_storage_logs_a_failure_once_while_it_goes_on_and_when_it_ends(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.common.storage")
+    storage = LocalStorage(str(tmp_path))
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    for _ in range(3):
+        with pytest.raises(StorageError):
+            await storage.read("loop")
+    loop.unlink()
+    loop.write_bytes(b"x")
+    assert await storage.read("loop") == b"x"
+    failed = f"reading {loop} failed: [Errno 40] Too many levels of symbolic links: '{loop}'"
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", failed),
+        ("INFO", f"reading {loop} works again, after 3 failures"),
+    ]

@@ -18,6 +18,7 @@ import tempfile
 
 from gateway.cell import _process
 from gateway.cell._args import add_cell_arguments, configure_logging, settings_from_args
+from gateway.cell._errors import CellStartError
 from gateway.cell._launcher import EmbeddedCell
 from gateway.cell._supervise import supervise
 from gateway.cell.settings import DEFAULT_ADMIN_PORT, CellSettings
@@ -77,7 +78,11 @@ def parse(argv: list[str] | None = None) -> tuple[CellSettings, str]:
 def main(argv: list[str] | None = None) -> None:
     settings, log_level = parse(argv)
     configure_logging(log_level, name="cell")
-    _process.run(_run(settings, log_level))
+    try:
+        _process.run(_run(settings, log_level))
+    except CellStartError as exc:  # the failing server logged why: one line, not a traceback
+        print(f"python -m gateway.cell: {exc}", file=sys.stderr)
+        sys.exit(1)
     sys.exit(0)
 
 

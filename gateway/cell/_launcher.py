@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Self
 
 from gateway.cell._args import settings_to_argv
+from gateway.cell._errors import CellStartError
 from gateway.cell.modelserver.loaded import Cancellation
 from gateway.cell.settings import CellSettings
 from gateway.common.closing import AsyncClosing
@@ -97,7 +98,8 @@ class _ServerProcess:
         deadline = time.monotonic() + timeout
         while not condition():
             if self.exited:
-                raise RuntimeError(f"{self.name} exited before it came {what}")
+                # Its own stderr (the launcher's, or its --log-dir file) said why, once.
+                raise CellStartError(f"{self.name} exited before it came {what}")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"{self.name} did not come {what} within {timeout} s")

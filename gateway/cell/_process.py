@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from gateway.cell._args import add_cell_arguments, configure_logging, settings_from_args
 from gateway.cell._errors import CellStartError
 from gateway.cell.settings import CellSettings
+from gateway.common.storage import StorageError
 
 
 class Server(Protocol):
@@ -56,6 +57,9 @@ def serve_main(
         run(_serve(lambda: server(settings, args.port), exit_on_stdin_eof=args.exit_on_stdin_eof))
     except CellStartError as exc:  # the operator's to fix: one line, not a traceback
         print(f"python -m {package}: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except StorageError as exc:  # logged where it happened; the exit says why, in one line
+        print(f"python -m {package}: could not start: {exc}", file=sys.stderr)
         sys.exit(1)
 
 

@@ -46,7 +46,6 @@ FDP = descriptor_pb2.FieldDescriptorProto
 # Path-template variables bind Sax IDs: "sax/<cell>/<name>". OpenAPI path parameters cannot
 # contain "/", so each wildcard segment after "sax" becomes a parameter of its own.
 SEGMENT_NAMES = ("cell", "name")
-EXAMPLE_MODEL = ("test", "lm2b")  # /sax/test/lm2b, the seed's model
 DURATION = r"^-?[0-9]+(\.[0-9]{1,9})?s$"
 BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 INT64 = r"^-?[0-9]+$"
@@ -317,7 +316,7 @@ class Generator:
         bound = frozenset(field for _, field, _ in params)
         if method.name not in self.examples:
             raise SystemExit(f"{method.name} has no example in proto/{EXAMPLES}")
-        example: Schema = self.examples[method.name]
+        example = _binding_example(self.examples[method.name], method.name, params)
         op: Schema = {
             "tags": [self.file.service[0].name],
             "operationId": op_id,
@@ -427,11 +426,26 @@ def _compact(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+def _binding_example(example: Schema, method: str, params: list[tuple[str, str, str]]) -> Schema:
+    """The example of one binding. A path that names a cell where the RPC's example names a
+    model (``/v1/sax/{cell}:getAcl``), or the reverse, shows the example's ``"cell"`` (or
+    ``"model"``) variant: the request that path sends and the answer it gets."""
+    if not params:
+        return example
+    named = str(example["request"].get(params[0][1], "")).strip("/").split("/")[1:]
+    if len(named) == len(params):
+        return example
+    kind = "cell" if len(params) == 1 else "model"
+    if kind not in example:
+        raise SystemExit(f'{method} needs a "{kind}" example in proto/{EXAMPLES}')
+    variant: Schema = example[kind]
+    return variant
+
+
 def _segment_example(request: Schema, field: str, index: int) -> Schema:
-    """The example of the ``index``-th path segment after "sax" of ``request[field]``; a path
-    with more segments than the example (``sax/**`` given a cell) names the example model."""
-    segments = str(request.get(field, "")).strip("/").split("/")[1:]
-    return {"example": (segments + list(EXAMPLE_MODEL))[index]}
+    """The example of the ``index``-th path segment after "sax" of ``request[field]``."""
+    segments = str(request[field]).strip("/").split("/")[1:]
+    return {"example": segments[index]}
 
 
 # googleapis-common-protos' stubs type its extensions as plain FieldDescriptors, which

@@ -139,6 +139,25 @@ def test_a_malformed_chat_request_is_a_400_naming_the_field(
     assert failure.value.status_code == 400 and failure.value.body == error
 
 
+@pytest.mark.parametrize(
+    ("path", "fields"),
+    [
+        ("/v1/completions", {"prompt": "hi"}),
+        ("/v1/chat/completions", {"messages": _HI}),
+        ("/v1/embeddings", {"input": "hi"}),
+        ("/v1/responses", {"input": "hi"}),
+    ],
+)
+def test_a_model_that_is_not_a_string_is_a_400_saying_so(
+    http: httpx.Client, openai_models: None, path: str, fields: dict[str, Any]
+) -> None:
+    # It was "model: required: ...", though the caller had sent one.
+    message = "model: must be a string: a Sax model ID such as /sax/test/lm2b, or an alias"
+    response = http.post(path, json={"model": 7, **fields})
+    assert response.status_code == 400
+    assert response.json() == {"error": openai_error(message, param="model")}
+
+
 def test_a_prompt_is_required(http: httpx.Client, client: openai.OpenAI) -> None:
     error = openai_error("prompt: required: a string or a list of strings", param="prompt")
     response = http.post("/v1/completions", json={"model": "oai"})

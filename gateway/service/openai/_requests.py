@@ -195,8 +195,11 @@ def _strings(value: object, key: str, what: str) -> tuple[str, ...]:
 def model_name(body: Mapping[str, Any]) -> str:
     """The requested model, as the caller spelt it."""
     model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise invalid("model", "required: a Sax model ID such as /sax/test/lm2b, or an alias")
+    what = "a Sax model ID such as /sax/test/lm2b, or an alias"
+    if model is None or model == "":
+        raise invalid("model", f"required: {what}")
+    if not isinstance(model, str):
+        raise invalid("model", f"must be a string: {what}")
     return model
 
 

@@ -140,8 +140,10 @@ class LMServicer(DataServicer, lm_pb2_grpc.LMServiceServicer):
                         )
                         lengths[i] += len(piece)
                         totals[i] = total
-                    yield reply
+                    # Counted once handed to gRPC: the client may read it before gRPC asks
+                    # for the next one, and a cancellation then lands on this yield.
                     sent += 1
+                    yield reply
             except (asyncio.CancelledError, GeneratorExit):
                 # The client went away: stop decoding now, and say so for tests and operators.
                 self._loaded.record_cancellation(key, tokens_sent=sent)

@@ -195,7 +195,7 @@ def deadline(
     """Seconds left for this call: the shortest of the gRPC deadline (a moment before it,
     `REPORT_MARGIN_S`), the request's ``timeout`` field and the gateway's default."""
     seconds = default
-    if requested is not None and (requested.seconds or requested.nanos):
+    if requested is not None:  # sent, even as 0s: a caller who asks for no time at all erred
         asked = _seconds(requested, "timeout")
         if asked <= 0:
             raise invalid("timeout", "must be positive")

@@ -95,6 +95,8 @@ CASES = [
     # Out-of-range numbers and untyped extra inputs.
     ("POST", "/wait_for_ready", {"model": LM, "replicas": -1}, "replicas"),
     ("POST", "/score", {"model": LM, "suffix": ["a"], "timeout": "-1s"}, "timeout"),
+    # Zero was taken for "not sent" and the call ran on the default deadline.
+    ("POST", "/generate", {"model": LM, "query": "q", "timeout": "0s"}, "timeout"),
     (
         "POST",
         "/classify",

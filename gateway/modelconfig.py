@@ -3,8 +3,8 @@
     models:
       /sax/test/lm2b:
         aliases: [lm2b]               # extra names for `model` in OpenAI requests
-        chat_template_name: chatml    # a built-in template, or:
-        chat_template: "{% for m in messages %}...{% endfor %}"   # Jinja, as Hugging Face's
+        chat_template_name: chatml    # a built-in template; or, instead of it,
+        # chat_template: "{% for m in messages %}...{% endfor %}"   # Jinja, as Hugging Face's
         stop: ["<|im_end|>"]          # stop strings always applied to this model's output
         tokenizer: spm/lm2b.model     # SentencePiece model: exact token counts in `usage`
 
@@ -75,6 +75,10 @@ def _model(model_id: str, entry: object, base: Path) -> ModelConfig:
     name = _optional_str(entry, "chat_template_name", where)
     if name is not None and name not in BUILTIN_TEMPLATES:
         raise ConfigError(f"{where}.chat_template_name: {name!r} is not one of {BUILTIN_TEMPLATES}")
+    template = _optional_str(entry, "chat_template", where)
+    if name is not None and template is not None:
+        # Either one: with both, one of them would be ignored without a word.
+        raise ConfigError(f"{where}: chat_template_name and chat_template: give one, not both")
     tokenizer = _optional_str(entry, "tokenizer", where)
     if tokenizer is not None:
         path = Path(tokenizer) if Path(tokenizer).is_absolute() else base / tokenizer
@@ -84,7 +88,7 @@ def _model(model_id: str, entry: object, base: Path) -> ModelConfig:
     return ModelConfig(
         model_id=model_id,
         aliases=aliases,
-        chat_template=_optional_str(entry, "chat_template", where),
+        chat_template=template,
         chat_template_name=name,
         stop=_strings(entry.get("stop", []), f"{where}.stop"),
         tokenizer=tokenizer,

@@ -49,6 +49,10 @@ def test_models_section_parses(tmp_path: Path) -> None:
         ({"sax/test/lm": {}}, "not a Sax model ID"),
         ({"/sax/test/lm": {"alias": ["x"]}}, "unknown key 'alias'"),
         ({"/sax/test/lm": {"chat_template_name": "llama9"}}, "chat_template_name"),
+        (
+            {"/sax/test/lm": {"chat_template_name": "chatml", "chat_template": "{{ x }}"}},
+            "chat_template_name and chat_template: give one, not both",
+        ),
         ({"/sax/test/lm": {"tokenizer": "missing.model"}}, "no file at"),
         ({"/sax/test/a": {"aliases": ["x"]}, "/sax/test/b": {"aliases": ["x"]}}, "also an alias"),
         ({"/sax/test/lm": {"aliases": [1]}}, "aliases"),

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from gateway.config import ConfigError
+from gateway.config import ConfigError, parse_yaml
 from gateway.edge._hosts import allowed_host
 from gateway.edge._schema import (
     EXPOSABLE,
@@ -140,9 +140,11 @@ def _api_keys_file(node: _Node, base: Path) -> list[_Node]:
     its own so that keys can come from a Kubernetes Secret and the rest from a ConfigMap."""
     path = node.file(base)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = parse_yaml(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise node.fail(f"{path} is not a readable YAML file") from exc
+    except ConfigError as exc:
+        raise node.fail(f"{path}: {exc}") from exc
     return _Node(data, node.path).items()
 
 

@@ -81,6 +81,10 @@ def test_an_empty_file_is_the_default() -> None:
             {**BASE, "quotas": {"models": {"/sax/test/lm": {"max_in_flight": 0}}}},
             "quotas.models./sax/test/lm.max_in_flight: must be at least 1",
         ),
+        (
+            {**BASE, "quotas": {"models": {"lm2b": {"max_in_flight": 8}}}},
+            "quotas.models.lm2b: not a Sax model ID: model ID 'lm2b' should have the form",
+        ),
         ({**BASE, "clients": {"team-a": {"modles": []}}}, "clients.team-a.modles: unknown key"),
         (
             {**BASE, "limits": {"max_request_bytes": True}},

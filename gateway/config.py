@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import yaml
 
 from gateway.client import ClientSettings
 
@@ -26,6 +28,34 @@ DEFAULT_GATEWAY_PORT = 50051
 class ConfigError(ValueError):
     """The ``--config`` file is wrong; the message names the file and the key at fault
     (`gateway.configfile` reads it; each section's parser raises this)."""
+
+
+class _UniqueKeys(yaml.SafeLoader):
+    """PyYAML's safe loader, but a key set twice in one mapping is an error: PyYAML keeps the
+    last, so a second ``auth:`` or ``limits:`` further down replaced the first whole, and the
+    rules it held were silently dropped."""
+
+
+def _mapping(loader: _UniqueKeys, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`, which keys override
+            continue
+        key = loader.construct_object(key_node)
+        line = key_node.start_mark.line + 1
+        if isinstance(key, str) and key in seen:
+            raise ConfigError(f"line {line}: {key!r} is set twice (first at line {seen[key]})")
+        seen.setdefault(key, line)
+    return loader.construct_mapping(node)
+
+
+_UniqueKeys.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def parse_yaml(text: str) -> Any:
+    """The YAML document of a config file (``--config``, ``auth.api_keys_file``); raises
+    `yaml.YAMLError`, or `ConfigError` for a key set twice in one mapping."""
+    return yaml.load(text, Loader=_UniqueKeys)  # a SafeLoader: no arbitrary objects
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from gateway.config import ConfigError
+from gateway.config import ConfigError, parse_yaml
 from gateway.edge import SECTIONS as EDGE_SECTIONS
 from gateway.edge import EdgeConfig, parse_edge
 from gateway.modelconfig import ModelConfig, parse_models
@@ -71,13 +71,15 @@ def load_config(path: str | Path) -> ConfigFile:
     """Reads ``path``; raises `ConfigError` naming the file and the key at fault."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = parse_yaml(path.read_text())
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}: not valid YAML{where}") from exc
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
     try:
         return parse_config(data, path.parent)
     except ConfigError as exc:

@@ -72,6 +72,7 @@ def stream_text(
     gets no empty line, and the error (on stderr) starts a line of its own."""
     out = session.out
     line = False  # whether the line is to be ended
+    final: list[pb.DecodedText] = []
     try:
         for message in stream:
             for delta in message.deltas:
@@ -85,9 +86,11 @@ def stream_text(
                 line = line or bool(delta.text or delta.backtrack)
             if message.done and not message.HasField("error"):
                 line = True  # an empty answer is still one (empty) line
-                return list(message.texts)
+                final = list(message.texts)
             # An in-band error is followed by the call's status, raised as an RpcError.
-        return []
+        # Read on to the call's status rather than drop the call at its last message: a
+        # dropped call is cancelled, and the gateway counted every `--stream` as CANCELLED.
+        return final
     finally:
         if line:
             out.write("\n")

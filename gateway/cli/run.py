@@ -414,7 +414,7 @@ def _serve_until_stopped(args: argparse.Namespace, stack: Stack, stop: threading
 
 def _report_restored(stack: Stack, cell: str) -> bool:
     """Prints once every model restored from an earlier run serves; False until then."""
-    models = restored_models(stack.http_url, cell)
+    models = restored_models(stack.gateway_addresses[0], cell)
     if any(active < min(wanted, 1) for _, active, wanted in models):
         return False
     if models:
@@ -436,7 +436,13 @@ def _print_banner(args: argparse.Namespace, stack: Stack) -> None:
         lines += [f"Sax model server           127.0.0.1:{p}" for p in args.model_server_ports]
     lines.append(f"SAX_ROOT                   {args.sax_root}")
     lines.append("Ready. Try:")
-    lines.append(f"  curl -s {stack.http_url}/listcells")
+    if stack.envoy.edge.authenticated:  # else the two lines below are 401
+        lines.append("  (with a key or JWT of --config: export SAXGW_API_KEY=...)")
+        lines.append(
+            f'  curl -s -H "Authorization: Bearer $SAXGW_API_KEY" {stack.http_url}/listcells'
+        )
+    else:
+        lines.append(f"  curl -s {stack.http_url}/listcells")
     # `serve` has no --cell: its cells are whatever SAX_ROOT holds.
     where = f" {args.cell}" if args.embedded else ""
     lines.append(f"  .venv/bin/saxgw --gateway {stack.grpc_address} ls{where}")

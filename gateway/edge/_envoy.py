@@ -275,11 +275,19 @@ def _jwt(config: EdgeConfig) -> dict[str, Any]:
     if config.api_keys:
         # A bearer API key is not a JWT: let it through to api_key_auth.
         any_provider.append({"allow_missing_or_failed": {}})
+    elif config.certificate_clients:
+        # A listed client certificate is a credential of its own (docs/config.md): a request
+        # without a token goes on to RBAC, which admits it by its certificate or refuses it.
+        any_provider.append({"allow_missing": {}})
+    # Envoy refuses a `requires_any` of fewer than two: one issuer alone is required as is.
+    requires = (
+        any_provider[0]
+        if len(any_provider) == 1
+        else {"requires_any": {"requirements": any_provider}}
+    )
     rules: list[dict[str, Any]] = [{"match": {"path": p}} for p in OPEN]
     rules += [{"match": {"prefix": p}} for p in OPEN_PREFIXES]
-    rules.append(
-        {"match": {"prefix": "/"}, "requires": {"requires_any": {"requirements": any_provider}}}
-    )
+    rules.append({"match": {"prefix": "/"}, "requires": requires})
     return _filter(
         "envoy.filters.http.jwt_authn",
         "filters.http.jwt_authn.v3.JwtAuthentication",

@@ -17,7 +17,9 @@ from typing import Any, TypeVar
 
 import yaml
 
-from gateway.config import ConfigError
+from gateway.common.errors import InvalidArgumentError
+from gateway.common.names import parse_model_id
+from gateway.config import ConfigError, parse_yaml
 from gateway.edge._hosts import allowed_host
 from gateway.edge._schema import (
     EXPOSABLE,
@@ -140,9 +142,11 @@ def _api_keys_file(node: _Node, base: Path) -> list[_Node]:
     its own so that keys can come from a Kubernetes Secret and the rest from a ConfigMap."""
     path = node.file(base)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = parse_yaml(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise node.fail(f"{path} is not a readable YAML file") from exc
+    except ConfigError as exc:
+        raise node.fail(f"{path}: {exc}") from exc
     return _Node(data, node.path).items()
 
 
@@ -209,11 +213,22 @@ def _client(node: _Node) -> ClientPolicy:
     )
 
 
+def _model_id(key: str, node: _Node) -> str:
+    """``key``, the Sax model ID that names ``node`` (``quotas.models.<id>``): a key that is
+    none, such as a bare ``lm2b``, would match no call, and its limit would silently not
+    apply."""
+    try:
+        return parse_model_id(key, field=node.path).id
+    except InvalidArgumentError as exc:
+        raise node.fail(f"not a Sax model ID: {exc.message}") from None
+
+
 def _quotas(node: _Node) -> Quotas:
     m = node.mapping(("rate", "max_concurrent", "model", "models"))
     model = _model_limit(m["model"], ModelLimit()) if "model" in m else ModelLimit()
     models = {
-        k: _model_limit(v, model) for k, v in m.get("models", _Node(None, "")).mapping().items()
+        _model_id(k, v): _model_limit(v, model)
+        for k, v in m.get("models", _Node(None, "")).mapping().items()
     }
     return Quotas(
         rate=_optional(m.get("rate"), _rate),

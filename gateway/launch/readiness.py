@@ -1,17 +1,17 @@
 """What `saxgw up` checks before it starts and tells once it is up.
 
 busy = busy_ports([("127.0.0.1", 8888, "Envoy's public port")])  # [] when all are free
-models = restored_models("http://127.0.0.1:8888", "/sax/test")    # [(id, active, wanted)]
+models = restored_models("127.0.0.1:50051", "/sax/test")    # [(id, active, wanted)]
 """
 
 from __future__ import annotations
 
 import errno
-import json
 import socket
-import urllib.parse
-import urllib.request
 from collections.abc import Iterable
+
+import grpc
+from saxgateway.v1 import gateway_pb2, gateway_pb2_grpc
 
 
 def busy_ports(wanted: Iterable[tuple[str, int, str]]) -> list[tuple[int, str]]:
@@ -32,16 +32,15 @@ def busy_ports(wanted: Iterable[tuple[str, int, str]]) -> list[tuple[int, str]]:
     return busy
 
 
-def restored_models(http_url: str, cell: str) -> list[tuple[str, int, int]]:
+def restored_models(gateway: str, cell: str) -> list[tuple[str, int, int]]:
     """(model ID, active replicas, requested replicas) of every model published in ``cell``,
-    asked through the public HTTP API; [] if it does not answer."""
-    query = urllib.parse.urlencode({"sax_cell": cell})
-    try:
-        with urllib.request.urlopen(f"{http_url}/listall?{query}", timeout=5) as response:
-            body = json.load(response)
-    except (OSError, ValueError):
-        return []
-    return [
-        (m["model"], int(m.get("active_replicas", 0)), int(m.get("max_replicas", 0)))
-        for m in body.get("models", [])
-    ]
+    asked of a gateway process's own gRPC port; [] if it does not answer. Not through Envoy:
+    with API keys or JWTs configured Envoy refuses a caller without one (and ListModels may
+    be reserved for admins), and `saxgw up` holds no credential of its own."""
+    request = gateway_pb2.ListModelsRequest(sax_cell=cell)
+    with grpc.insecure_channel(gateway) as channel:
+        try:
+            reply = gateway_pb2_grpc.SaxGatewayStub(channel).ListModels(request, timeout=5)
+        except grpc.RpcError:
+            return []
+    return [(m.model, m.active_replicas, m.max_replicas) for m in reply.models]

@@ -76,6 +76,13 @@ class HealthReporter:
         self._serving: bool | None = None
         self._why = ""
 
+    async def not_serving_yet(self) -> None:
+        """Answers NOT_SERVING until the first probe: grpc's servicer starts SERVING, and a
+        first probe of an admin that does not answer takes seconds, in which Envoy would
+        count this gateway healthy and route calls to it (and `saxgw up` say it is ready)."""
+        for service in ("", SERVICE):
+            await self.servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+
     async def start(self) -> None:
         await self._probe()  # the first answer is already right
         self._task = asyncio.create_task(self._run(), name="health-probe")

@@ -149,6 +149,7 @@ class GatewayServer:
             ),
         )
         port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+        await health.not_serving_yet()
         await server.start()
         await health.start()
         log.info("gateway serving %s on %s:%d", SERVICE, settings.host, port)

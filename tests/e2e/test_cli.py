@@ -23,6 +23,7 @@ from gateway.cell.models.media import TestAudio, TestVision
 from gateway.cli._numbers import number
 from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack
+from tests.e2e._access_log import access_log_line_after, access_log_size
 from tests.e2e._published import IMAGE, TEST_AUDIO, TEST_LM, TEST_VISION, published, wav
 
 LM = "/sax/test/cli-lm"
@@ -30,6 +31,7 @@ ECHO = "/sax/test/cli-echo"
 VISION = "/sax/test/cli-vision"
 AUDIO = "/sax/test/cli-audio"
 NONE = ExtraInputs()
+_GENERATE_STREAM = "/saxgateway.v1.SaxGateway/GenerateStream"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -162,6 +164,15 @@ def test_lm_generate_stream_prints_tokens_as_they_arrive(stack: Stack) -> None:
     assert first == b"one"  # flushed alone: the next token is 150 ms away
     assert (first + rest).decode() == "one two three\n"
     assert ended_at - first_at > 0.2
+
+
+def test_lm_generate_stream_reads_the_call_to_its_status(stack: Stack) -> None:
+    # Dropped at its last message, the call was cancelled: the gateway's metrics and Envoy's
+    # access log counted every `saxgw lm.generate --stream` that worked as CANCELLED.
+    start = access_log_size(stack)
+    assert ok(stack, "lm.generate", LM, "q", "--stream") == "one two three\n"
+    line = access_log_line_after(stack, start, lambda line: line["grpc_method"] == _GENERATE_STREAM)
+    assert (line["status"], line["grpc_status"], line["response_flags"]) == (200, 0, "-")
 
 
 def test_lm_generate_stream_that_fails_prints_nothing_spurious(stack: Stack) -> None:

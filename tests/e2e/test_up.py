@@ -149,3 +149,38 @@ def test_up_restart_serves_restored_models_and_refuses_busy_ports(tmp_path: Path
     [model] = state.models
     assert model.model_id == MODEL
     assert "lm.generate" in model.method_names
+
+
+def test_up_with_keys_reports_restored_models(tmp_path: Path) -> None:
+    # `saxgw up` asked Envoy, without a credential, which models were restored: with API keys
+    # configured that was a 401, read as "none", and the line below never came.
+    key = "sk-ops-3f9c2b7e1d6a4f08"
+    config = tmp_path / "saxgw.yaml"
+    entry = f"{{key: {key}, client: ops, roles: [admin, data]}}"
+    config.write_text(f"auth:\n  api_keys:\n    - {entry}\n")
+    port = free_port()
+    argv = [
+        f"--port={port}",
+        "--ops-port=0",
+        f"--envoy-admin-port={free_port()}",
+        f"--gateway-ports={free_port()}",
+        f"--admin-port={free_port()}",
+        f"--model-server-ports={free_port()}",
+        f"--sax-root={tmp_path / 'sax-root'}",
+        f"--fs-root={tmp_path / 'fs-root'}",
+        f"--log-dir={tmp_path / 'logs'}",
+        f"--config={config}",
+    ]
+    url = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {key}"}
+    with saxgw_up(argv) as up:
+        up.wait_for("Ready. Try:")
+        assert f'  curl -s -H "Authorization: Bearer $SAXGW_API_KEY" {url}/listcells' in up.lines
+        body = {"model": MODEL, "model_path": TEST_LM, "checkpoint": "None", "replicas": 1}
+        assert httpx.post(f"{url}/publish", json=body, headers=headers).status_code == 200
+        ready = httpx.post(
+            f"{url}/wait_for_ready", json={"model": MODEL, "timeout": "30s"}, headers=headers
+        )
+        assert ready.status_code == 200, ready.text
+    with saxgw_up(argv) as up:
+        up.wait_for(f"saxgw: restored models ready: {MODEL} (1/1)")

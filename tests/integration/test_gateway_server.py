@@ -16,13 +16,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
+from saxml.protobuf import admin_pb2, admin_pb2_grpc
 
 from gateway.client import ClientSettings
+from gateway.common.rpc import Context
 from gateway.config import GatewaySettings
 from gateway.launch.processes import free_port
 from gateway.service import GatewayServer
 from tests._grpc import aio_channel
-from tests.integration._cell_fixtures import InprocCell
+from tests.integration._cell_fixtures import InprocCell, stand_in_admin
 from tests.integration._gateway_fixtures import running_gateway
 
 TEST_LM = "sax_gateway.testing.TestLM"
@@ -142,6 +144,37 @@ async def test_health_serves_while_the_cell_answers(
                 break
             await asyncio.sleep(0.1)
         assert reply.status == NOT_SERVING
+
+
+class HungAdmin(admin_pb2_grpc.AdminServicer):
+    """An admin that takes every List and never answers it."""
+
+    async def List(
+        self, request: admin_pb2.ListRequest, context: Context
+    ) -> admin_pb2.ListResponse:
+        await asyncio.sleep(3600)
+        return admin_pb2.ListResponse()
+
+
+async def test_health_is_not_serving_before_the_first_probe_answers(tmp_path: Path) -> None:
+    # grpc's health servicer starts SERVING: while the first probe waited for a hung admin
+    # (seconds), Envoy counted a gateway that knew nothing healthy and `saxgw up` said Ready.
+    sax_root, port = str(tmp_path / "root"), free_port()
+    settings = GatewaySettings(client=ClientSettings(sax_root=sax_root), port=port)
+    async with stand_in_admin(HungAdmin(), sax_root, "/sax/hung"):  # type: ignore[abstract]
+        starting = asyncio.create_task(GatewayServer.start(settings))
+        try:
+            async with aio_channel(f"127.0.0.1:{port}") as channel:
+                health = health_pb2_grpc.HealthStub(channel)
+                request = health_pb2.HealthCheckRequest(service="")
+                reply = await health.Check(request, wait_for_ready=True, timeout=10)
+                assert not starting.done()  # the first probe is still waiting for the admin
+                assert reply.status == NOT_SERVING
+                named = health_pb2.HealthCheckRequest(service="saxgateway.v1.SaxGateway")
+                assert (await health.Check(named)).status == NOT_SERVING
+        finally:
+            server = await starting
+            await server.stop(grace=0)
 
 
 async def test_health_serves_while_replicas_on_record_outlive_the_admin(

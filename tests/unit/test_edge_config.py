@@ -81,6 +81,10 @@ def test_an_empty_file_is_the_default() -> None:
             {**BASE, "quotas": {"models": {"/sax/test/lm": {"max_in_flight": 0}}}},
             "quotas.models./sax/test/lm.max_in_flight: must be at least 1",
         ),
+        (
+            {**BASE, "quotas": {"models": {"lm2b": {"max_in_flight": 8}}}},
+            "quotas.models.lm2b: not a Sax model ID: model ID 'lm2b' should have the form",
+        ),
         ({**BASE, "clients": {"team-a": {"modles": []}}}, "clients.team-a.modles: unknown key"),
         (
             {**BASE, "limits": {"max_request_bytes": True}},
@@ -185,6 +189,28 @@ def test_load_config_names_the_file(tmp_path: Path) -> None:
     path.write_text("auth: {api_keys: 3}\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: auth.api_keys: expected a list"):
         load_config(path)
+
+
+def test_a_key_set_twice_is_an_error(tmp_path: Path) -> None:
+    # PyYAML keeps the last of two equal keys: a second `auth:` further down replaced the
+    # first, and the keys it held were dropped without a word (a stack open to anyone).
+    path = tmp_path / "saxgw.yaml"
+    path.write_text(
+        f"auth:\n  api_keys:\n    - {{key: {KEY}, client: ops, roles: [admin]}}\n"
+        "limits: {idle_timeout: 5}\nauth: {}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == f"{path}: line 5: 'auth' is set twice (first at line 1)"
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(f"- {{key: {KEY}, client: ops, roles: [admin],\n   roles: [data]}}\n")
+    assert _error({"auth": {"api_keys_file": "keys.yaml"}}, tmp_path) == (
+        f"auth.api_keys_file: {keys}: line 2: 'roles' is set twice (first at line 1)"
+    )
+    # A merge key's values are defaults that the mapping's own keys override, as YAML has it.
+    merged = "limits:\n  <<: {idle_timeout: 5, max_connections: 9}\n  idle_timeout: 7\n"
+    path.write_text(merged)
+    assert load_config(path).edge.limits.idle_timeout == 7
 
 
 def test_one_file_holds_the_edge_and_the_models() -> None:

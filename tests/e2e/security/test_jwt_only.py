@@ -1,0 +1,92 @@
+"""Configs whose only credentials are JWTs: one issuer and no API keys, with and without
+client certificates.
+
+Each is an Envoy of its own, rendered from such a config, in front of the secure stack's
+gateways. With one issuer and no keys, the rendered `requires_any` once had a single entry,
+which Envoy refuses: `saxgw up` with such a config never started.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.configfile import parse_config
+from tests.e2e.security._credentials import CertificateAuthority, JwtSigner
+from tests.e2e.security._fronts import front_envoy
+from tests.e2e.security.conftest import ISSUER, LASTING_ISSUER, SecureStack
+
+pytestmark = pytest.mark.e2e
+
+JWT = {"issuer": ISSUER, "jwks_file": "jwks.json", "audiences": ["saxgw"]}
+
+
+@contextmanager
+def _front(secure: SecureStack, base: Path, config: dict[str, object], name: str) -> Iterator[int]:
+    """An Envoy rendered from ``config`` (its files in ``base``) before the secure stack."""
+    (base / "jwks.json").write_text(secure.signer.jwks())
+    edge = parse_config(config, base).edge
+    with front_envoy(secure, edge, base, name) as port:
+        yield port
+
+
+@pytest.fixture(scope="module")
+def jwt_front(secure: SecureStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    base = tmp_path_factory.mktemp("jwt-only")
+    with _front(secure, base, {"auth": {"jwt": [JWT]}}, "envoy-jwt-only") as port:
+        yield f"http://127.0.0.1:{port}"
+
+
+def _error(response: httpx.Response, status: int, code: int) -> None:
+    assert (response.status_code, response.json()["code"]) == (status, code), response.text
+
+
+def test_one_issuer_without_api_keys_authenticates(secure: SecureStack, jwt_front: str) -> None:
+    token = secure.signer.token({"iss": ISSUER, "aud": "saxgw", "sub": "alice"})
+    with httpx.Client(base_url=jwt_front, timeout=30) as http:
+        listed = http.get("/listcells", headers={"Authorization": f"Bearer {token}"})
+        assert (listed.status_code, listed.json()) == (200, {"cells": ["/sax/test"]})
+        _error(http.get("/listcells"), 401, 16)
+        forged = JwtSigner.generate().token({"iss": ISSUER, "aud": "saxgw", "sub": "mallory"})
+        _error(http.get("/listcells", headers={"Authorization": f"Bearer {forged}"}), 401, 16)
+        # The issuer gives the data role only.
+        publish = {"model": "/sax/test/jwt-only", "model_path": "x", "checkpoint": "None"}
+        headers = {"Authorization": f"Bearer {token}"}
+        _error(http.post("/publish", json=publish, headers=headers), 403, 7)
+        assert http.get("/").status_code == 200  # open paths stay open
+
+
+def test_a_listed_certificate_needs_no_token_beside_issuers(
+    secure: SecureStack, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    base = tmp_path_factory.mktemp("jwt-certs")
+    ca = CertificateAuthority.generate()
+    (base / "ca.pem").write_bytes(ca.pem())
+    for name, common_name, server in (("server", "saxgw server", True), ("batch", "batch", False)):
+        cert, key = ca.issue(common_name, server=server)
+        (base / f"{name}.pem").write_bytes(cert)
+        (base / f"{name}.key").write_bytes(key)
+    tls = {
+        "cert_file": "server.pem",
+        "key_file": "server.key",
+        "client_ca_file": "ca.pem",
+        "certificate_clients": [{"subject": "CN=batch", "client": "batch", "roles": ["data"]}],
+    }
+    context = ssl.create_default_context(cafile=str(base / "ca.pem"))
+    context.load_cert_chain(str(base / "batch.pem"), str(base / "batch.key"))
+    # Two issuers, so that the config rendered Envoy would start even before the fix.
+    config = {"auth": {"jwt": [JWT, {**JWT, "issuer": LASTING_ISSUER}]}, "tls": tls}
+    with (
+        _front(secure, base, config, "envoy-jwt-certs") as port,
+        httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=context, timeout=30) as http,
+    ):
+        listed = http.get("/listcells")  # no token: the certificate says batch
+        assert (listed.status_code, listed.json()) == (200, {"cells": ["/sax/test"]})
+        forged = JwtSigner.generate().token({"iss": ISSUER, "aud": "saxgw", "sub": "x"})
+        refused = http.get("/listcells", headers={"Authorization": f"Bearer {forged}"})
+        _error(refused, 401, 16)  # a token that is there must still be valid

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from gateway.cell._errors import unavailable
+from gateway.cell._errors import CellStartError
 
 #: Seconds in-flight calls get to finish when a server stops.
 STOP_GRACE = 1.0
@@ -31,14 +31,18 @@ def new_server() -> grpc.aio.Server:
     return grpc.aio.server(options=_OPTIONS)
 
 
+_BUSY = "is another process using it? choose another port"
+
+
 def bind(server: grpc.aio.Server, host: str, port: int) -> int:
-    """Binds host:port (0: a free port) and returns the port."""
+    """Binds host:port (0: a free port) and returns the port; CellStartError (one line from
+    the process, not a traceback) if it cannot, mostly because another process holds it."""
     try:
         bound: int = server.add_insecure_port(f"{_bracket(host)}:{port}")
     except RuntimeError as exc:
-        raise unavailable(f"cannot listen on {host}:{port}: {exc}") from exc
+        raise CellStartError(f"cannot listen on {host}:{port} ({_BUSY}): {exc}") from exc
     if bound == 0:
-        raise unavailable(f"cannot listen on {host}:{port}")
+        raise CellStartError(f"cannot listen on {host}:{port} ({_BUSY})")
     return bound
 
 

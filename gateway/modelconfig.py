@@ -67,7 +67,8 @@ def _model(model_id: str, entry: object, base: Path) -> ModelConfig:
         raise ConfigError(f"{where}: must be a mapping")
     unknown = sorted(set(entry) - _KEYS)
     if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; known: {sorted(_KEYS)}")
+        known = ", ".join(sorted(_KEYS))
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key; expected one of {known}")
     aliases = _strings(entry.get("aliases", []), f"{where}.aliases")
     for alias in aliases:
         if not _ALIAS.match(alias) or alias.startswith("/"):

@@ -47,7 +47,11 @@ def test_models_section_parses(tmp_path: Path) -> None:
     ("raw", "words"),
     [
         ({"sax/test/lm": {}}, "not a Sax model ID"),
-        ({"/sax/test/lm": {"alias": ["x"]}}, "unknown key 'alias'"),
+        (
+            {"/sax/test/lm": {"alias": ["x"]}},
+            r"models\./sax/test/lm\.alias: unknown key; expected one of aliases, chat_template, "
+            "chat_template_name, stop, tokenizer$",
+        ),
         ({"/sax/test/lm": {"chat_template_name": "llama9"}}, "chat_template_name"),
         (
             {"/sax/test/lm": {"chat_template_name": "chatml", "chat_template": "{{ x }}"}},

@@ -30,6 +30,11 @@ def _items(start: Callable[[], Any]) -> Iterator[Any]:
         for item in call:
             if (error := in_band_error(item)) is not None:
                 raise error
+            # A consumer that stops at the last message (`done`, as a loop that breaks there
+            # does) would cancel a call that succeeded, and the gateway would count it so.
+            if getattr(item, "done", False):
+                for _ in call:  # the call's status follows its last message: read it
+                    pass
             yield item
     except grpc.RpcError as exc:
         raise from_rpc_error(exc) from exc

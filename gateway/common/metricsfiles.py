@@ -62,22 +62,33 @@ def process_id() -> str:
 _LOCK_FILE = "flush.lock"  # not *.db: the collector reads those only
 
 
+#: The longest a flush at exit or a scrape waits for the lock. Held for microseconds, it is
+#: only held longer by a process stopped (SIGSTOP) in that window; a scrape then reads anyway
+#: rather than hang, and so does a gateway's last flush.
+LOCK_WAIT_S = 1.0
+
+
 @contextlib.contextmanager
-def _locked(directory: str, operation: int) -> Iterator[bool]:
-    """Holds the directory's lock (``fcntl.flock`` ``operation``) inside the block; yields
-    False when ``LOCK_NB`` found it taken. A directory without a lock file (gone, read-only)
-    yields True: unordered writes and reads are better than none."""
+def _locked(directory: str, operation: int, wait_s: float) -> Iterator[bool]:
+    """Holds the directory's lock (``fcntl.flock`` ``operation``) inside the block, waiting
+    for it up to ``wait_s``; yields False if it stayed taken. A directory without a lock file
+    (gone, read-only) yields True: unordered writes and reads are better than none."""
     try:
         fd = os.open(os.path.join(directory, _LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
     except OSError:
         yield True
         return
     try:
-        try:
-            fcntl.flock(fd, operation)
-        except BlockingIOError:
-            yield False
-            return
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, operation | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(0.002)
         yield True
     finally:
         os.close(fd)  # releases the lock
@@ -85,15 +96,17 @@ def _locked(directory: str, operation: int) -> Iterator[bool]:
 
 def flushing(directory: str, *, wait: bool) -> contextlib.AbstractContextManager[bool]:
     """A gateway process's hold on the lock while it flushes (shared with other processes'
-    flushes). Without ``wait``, yields False while a scrape reads, and the event loop goes on:
-    the counts stay in memory for the next flush, a second later."""
-    return _locked(directory, fcntl.LOCK_SH | (0 if wait else fcntl.LOCK_NB))
+    flushes). Without ``wait``, yields False at once while a scrape reads, and the event loop
+    goes on: the counts stay in memory for the next flush, a second later. With ``wait`` (the
+    last flush, at exit), waits up to ``LOCK_WAIT_S``."""
+    return _locked(directory, fcntl.LOCK_SH, LOCK_WAIT_S if wait else 0.0)
 
 
 def scraping(directory: str) -> contextlib.AbstractContextManager[bool]:
     """The ops server's hold on the lock while it reads every process's files: no flush is
-    half written meanwhile. Flushes take microseconds, so the wait is short."""
-    return _locked(directory, fcntl.LOCK_EX)
+    half written meanwhile. Flushes take microseconds, so the wait is short (at most
+    ``LOCK_WAIT_S``, then it reads anyway)."""
+    return _locked(directory, fcntl.LOCK_EX, LOCK_WAIT_S)
 
 
 def _heartbeat_path(directory: str, ident: str) -> Path:

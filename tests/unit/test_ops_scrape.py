@@ -208,3 +208,12 @@ def test_a_flush_that_finds_a_scrape_reading_waits_for_the_next_tick(tmp_path: P
         assert free
         with metricsfiles.flushing(str(tmp_path), wait=False) as also:
             assert also  # flushes share the lock
+
+
+def test_a_scrape_does_not_wait_for_a_stopped_flush_for_ever(tmp_path: Path) -> None:
+    # A gateway stopped (SIGSTOP) inside its flush holds the lock: scrapes wait a moment, then
+    # read anyway, rather than pile up behind it.
+    with ThreadPoolExecutor(1) as pool, metricsfiles.flushing(str(tmp_path), wait=True) as held:
+        assert held
+        scraped = pool.submit(scrape, OpsSettings(metrics_dir=str(tmp_path)))
+        assert scraped.result(timeout=metricsfiles.LOCK_WAIT_S + 10) is not None

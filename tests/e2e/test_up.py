@@ -83,20 +83,24 @@ def _scrape_until(url: str, text: str, timeout: float = 30) -> str:
     return scrape
 
 
-def test_up_restart_serves_restored_models_and_refuses_busy_ports(tmp_path: Path) -> None:
-    port, ops = free_port(), free_port()
-    argv = [
+def _own_ports_and_dirs(port: int, tmp_path: Path) -> list[str]:
+    """`saxgw up` flags for a stack of its own: free ports, and directories in ``tmp_path``
+    (the log directory not there yet: up makes it)."""
+    return [
         f"--port={port}",
-        f"--ops-port={ops}",
-        "--listen=127.0.0.1",
         f"--envoy-admin-port={free_port()}",
         f"--gateway-ports={free_port()}",
         f"--admin-port={free_port()}",
         f"--model-server-ports={free_port()}",
         f"--sax-root={tmp_path / 'sax-root'}",
         f"--fs-root={tmp_path / 'fs-root'}",
-        f"--log-dir={tmp_path / 'logs'}",  # not there yet: up makes it
+        f"--log-dir={tmp_path / 'logs'}",
     ]
+
+
+def test_up_restart_serves_restored_models_and_refuses_busy_ports(tmp_path: Path) -> None:
+    port, ops = free_port(), free_port()
+    argv = [*_own_ports_and_dirs(port, tmp_path), f"--ops-port={ops}", "--listen=127.0.0.1"]
     url = f"http://127.0.0.1:{port}"
     with saxgw_up(argv) as up:
         up.wait_for("Ready. Try:")
@@ -159,18 +163,7 @@ def test_up_with_keys_reports_restored_models(tmp_path: Path) -> None:
     entry = f"{{key: {key}, client: ops, roles: [admin, data]}}"
     config.write_text(f"auth:\n  api_keys:\n    - {entry}\n")
     port = free_port()
-    argv = [
-        f"--port={port}",
-        "--ops-port=0",
-        f"--envoy-admin-port={free_port()}",
-        f"--gateway-ports={free_port()}",
-        f"--admin-port={free_port()}",
-        f"--model-server-ports={free_port()}",
-        f"--sax-root={tmp_path / 'sax-root'}",
-        f"--fs-root={tmp_path / 'fs-root'}",
-        f"--log-dir={tmp_path / 'logs'}",
-        f"--config={config}",
-    ]
+    argv = [*_own_ports_and_dirs(port, tmp_path), "--ops-port=0", f"--config={config}"]
     url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {key}"}
     with saxgw_up(argv) as up:

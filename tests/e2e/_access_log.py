@@ -29,24 +29,18 @@ def access_log_line_after(
     """The first access log line past ``offset`` (bytes) that ``match`` accepts: for a request
     Envoy refused before it read a request ID. Envoy flushes its log every second, so this
     waits for it."""
-    return access_log_lines_after(stack, offset, match, 1, timeout)[0]
-
-
-def access_log_lines_after(
-    stack: Stack, offset: int, match: Callable[[Line], bool], count: int, timeout: float = 20.0
-) -> list[Line]:
-    """The first ``count`` access log lines past ``offset`` that ``match`` accepts."""
     log = _log(stack)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with log.open("rb") as text:
             text.seek(offset)
-            lines = [json.loads(raw) for raw in text.read().decode().splitlines() if raw[:1] == "{"]
-        found = [line for line in lines if "status" in line and match(line)]
-        if len(found) >= count:
-            return found[:count]
+            for raw in text.read().decode().splitlines():
+                if raw.startswith("{"):
+                    line: Line = json.loads(raw)
+                    if "status" in line and match(line):
+                        return line
         time.sleep(0.2)
-    pytest.fail(f"fewer than {count} matching access log lines in {log} past byte {offset}")
+    pytest.fail(f"no matching access log line in {log} past byte {offset}")
 
 
 def access_log_line(stack: Stack, marker: str, timeout: float = 20.0) -> Line:

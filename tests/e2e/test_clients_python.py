@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,11 +22,10 @@ from saxgateway_client import (
 
 from gateway.launch.stack import Stack
 from tests._approx import approx
-from tests.e2e._access_log import access_log_lines_after, access_log_size
+from tests.e2e._access_log import access_log_line
 from tests.e2e._published import TEST_LM, published
 
 ROOT = Path(__file__).resolve().parents[2]
-GENERATE_STREAM = "/saxgateway.v1.SaxGateway/GenerateStream"
 
 
 @pytest.fixture
@@ -52,20 +52,20 @@ def test_generate_stream_is_an_iterator(stack: Stack, client: Client) -> None:
     assert [t.text for t in items[-1].texts] == ["one two three"]
 
 
-def test_a_loop_that_stops_at_done_leaves_the_call_succeeded(stack: Stack, client: Client) -> None:
+def test_a_loop_that_stops_at_done_leaves_the_call_succeeded(stack: Stack) -> None:
     # The loop's break cancelled the call whenever its status had not arrived yet (about half
     # the time): the gateway and Envoy logged CANCELLED for a stream that had answered in full.
-    start, streams = access_log_size(stack), 8
+    ids = [f"py-done-{uuid.uuid4()}" for _ in range(8)]
     with published(stack, "/sax/test/py-done", TEST_LM, {"text": "one two three"}) as model:
-        for _ in range(streams):
-            for item in client.generate_stream(model, "q"):
-                if item.done:
-                    break
-    lines = access_log_lines_after(
-        stack, start, lambda line: line["grpc_method"] == GENERATE_STREAM, streams
-    )
+        for request_id in ids:  # its own ID per stream: Envoy's log names each one
+            metadata = [("x-request-id", request_id)]
+            with Client(stack.grpc_address, timeout=30, metadata=metadata) as client:
+                for item in client.generate_stream(model, "q"):
+                    if item.done:
+                        break
+    lines = [access_log_line(stack, request_id) for request_id in ids]
     ended = [(line["status"], line["grpc_status"], line["response_flags"]) for line in lines]
-    assert ended == [(200, 0, "-")] * streams
+    assert ended == [(200, 0, "-")] * len(ids)
 
 
 def test_stream_failure_in_band_raises(stack: Stack, client: Client) -> None:

@@ -407,14 +407,22 @@ class Client(AsyncClosing, DataCalls):
 
     async def _watch_addresses(self, model_id: str) -> AsyncGenerator[list[str], None]:
         table = self._router.table(model_id)
-        seen = -1
+        seen, sent = -1, None
         while True:
             if table.error is not None and table.error_asked_at == float("-inf"):
-                table = self._router.table(model_id)  # forgotten after a change: ask again
+                # Forgotten after a change this client made: a new table, whose versions
+                # start again from 0 (so a version equal to the old one's last is no reason
+                # to skip its first answer).
+                table, seen = self._router.table(model_id), -1
                 continue
             if table.error is not None:
                 raise type(table.error)(table.error.message)
             if table.known and table.version != seen:
                 seen = table.version
-                yield list(table.addresses)
+                if list(table.addresses) != sent:  # a new table repeats what was sent
+                    sent = list(table.addresses)
+                    yield list(sent)
+                # Look again before waiting: what changed while the consumer had the last
+                # value (a new address, a forgotten table) notified no one.
+                continue
             await table.wait_changed(None)

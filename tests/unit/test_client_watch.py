@@ -1,0 +1,65 @@
+"""Client.watch_addresses across a table the client forgot (after its own publish, update or
+unpublish): the new table's first answer is sent, whatever its version, and only once."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+
+from gateway.client import _client
+from gateway.client._locations import AddressTable
+from gateway.common.errors import UnavailableError
+
+MODEL = "/sax/test/lm"
+
+
+class _Router:
+    """Hands out the tables it holds, one after the other, as the client's router does when
+    a table is forgotten and the next call opens a new one."""
+
+    def __init__(self, *tables: AddressTable) -> None:
+        self._tables = list(tables)
+
+    def table(self, model_id: str) -> AddressTable:
+        assert model_id == MODEL
+        return self._tables.pop(0) if len(self._tables) > 1 else self._tables[0]
+
+
+async def test_a_forgotten_table_is_followed_by_the_new_one() -> None:
+    # The new table's first answer had version 1, as the old table's had: it was taken for
+    # one already sent, and a watcher (`saxgw watch`) waited for ever for the second replica.
+    old = AddressTable(MODEL, num_conn=2, seed=0)
+    new = AddressTable(MODEL, num_conn=2, seed=0)
+    client = SimpleNamespace(_router=_Router(old, new))
+    watch = _client.Client._watch_addresses(client, MODEL)  # type: ignore[arg-type]
+    old.set_addresses({"a:1"})
+    assert await asyncio.wait_for(anext(watch), 5) == ["a:1"]
+    new.set_addresses({"a:1", "b:2"})  # the admin had both when the new table first asked
+    old.set_error(UnavailableError(f"{MODEL} changed"), asked_at=float("-inf"))  # forgotten
+    assert await asyncio.wait_for(anext(watch), 5) == ["a:1", "b:2"]
+    new.set_unreachable(UnavailableError("the admin is away"))  # a change, not of addresses
+    new.set_addresses({"b:2"})
+    assert await asyncio.wait_for(anext(watch), 5) == ["b:2"]  # no repeat of a:1, b:2 first
+    await watch.aclose()
+
+
+async def test_the_same_set_from_a_new_table_is_not_sent_again() -> None:
+    old = AddressTable(MODEL, num_conn=2, seed=0)
+    new = AddressTable(MODEL, num_conn=2, seed=0)
+    client = SimpleNamespace(_router=_Router(old, new))
+    watch = _client.Client._watch_addresses(client, MODEL)  # type: ignore[arg-type]
+    old.set_addresses({"a:1"})
+    assert await asyncio.wait_for(anext(watch), 5) == ["a:1"]
+    new.set_addresses({"a:1"})
+    old.set_error(UnavailableError(f"{MODEL} changed"), asked_at=float("-inf"))
+    pending = asyncio.ensure_future(anext(watch))
+    await asyncio.sleep(0.1)
+    assert not pending.done()
+    new.set_addresses({"a:1", "c:3"})
+    assert await asyncio.wait_for(pending, 5) == ["a:1", "c:3"]
+    await watch.aclose()
+
+
+pytestmark = pytest.mark.asyncio

@@ -4,6 +4,7 @@ unpublish): the new table's first answer is sent, whatever its version, and only
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator
 from types import SimpleNamespace
 
 import pytest
@@ -27,17 +28,25 @@ class _Router:
         return self._tables.pop(0) if len(self._tables) > 1 else self._tables[0]
 
 
-async def test_a_forgotten_table_is_followed_by_the_new_one() -> None:
-    # The new table's first answer had version 1, as the old table's had: it was taken for
-    # one already sent, and a watcher (`saxgw watch`) waited for ever for the second replica.
+async def _watching(first: set[str]) -> tuple[AddressTable, AsyncGenerator[list[str]]]:
+    """A watch whose table answered ``first`` (and sent it), and the table the client opens
+    once that one is forgotten."""
     old = AddressTable(MODEL, num_conn=2, seed=0)
     new = AddressTable(MODEL, num_conn=2, seed=0)
     client = SimpleNamespace(_router=_Router(old, new))
     watch = _client.Client._watch_addresses(client, MODEL)  # type: ignore[arg-type]
-    old.set_addresses({"a:1"})
-    assert await asyncio.wait_for(anext(watch), 5) == ["a:1"]
+    old.set_addresses(first)
+    assert await asyncio.wait_for(anext(watch), 5) == sorted(first)
+    # Forgotten, as Router.forget leaves a table: stale for every call, which asks anew.
+    old.set_error(UnavailableError(f"{MODEL} changed"), asked_at=float("-inf"))
+    return new, watch
+
+
+async def test_a_forgotten_table_is_followed_by_the_new_one() -> None:
+    # The new table's first answer had version 1, as the old table's had: it was taken for
+    # one already sent, and a watcher (`saxgw watch`) waited for ever for the second replica.
+    new, watch = await _watching({"a:1"})
     new.set_addresses({"a:1", "b:2"})  # the admin had both when the new table first asked
-    old.set_error(UnavailableError(f"{MODEL} changed"), asked_at=float("-inf"))  # forgotten
     assert await asyncio.wait_for(anext(watch), 5) == ["a:1", "b:2"]
     new.set_unreachable(UnavailableError("the admin is away"))  # a change, not of addresses
     new.set_addresses({"b:2"})
@@ -46,14 +55,8 @@ async def test_a_forgotten_table_is_followed_by_the_new_one() -> None:
 
 
 async def test_the_same_set_from_a_new_table_is_not_sent_again() -> None:
-    old = AddressTable(MODEL, num_conn=2, seed=0)
-    new = AddressTable(MODEL, num_conn=2, seed=0)
-    client = SimpleNamespace(_router=_Router(old, new))
-    watch = _client.Client._watch_addresses(client, MODEL)  # type: ignore[arg-type]
-    old.set_addresses({"a:1"})
-    assert await asyncio.wait_for(anext(watch), 5) == ["a:1"]
+    new, watch = await _watching({"a:1"})
     new.set_addresses({"a:1"})
-    old.set_error(UnavailableError(f"{MODEL} changed"), asked_at=float("-inf"))
     pending = asyncio.ensure_future(anext(watch))
     await asyncio.sleep(0.1)
     assert not pending.done()

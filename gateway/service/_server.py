@@ -80,13 +80,22 @@ class GatewayServer:
         directory = self.settings.telemetry.metrics_dir
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_S)
-            if not directory:
+            self._flush(last=False)
+            if directory:
+                metricsfiles.heartbeat(directory)
+
+    def _flush(self, *, last: bool) -> None:
+        """Writes the calls' counts out; in a metrics directory, under its lock, so that no
+        scrape reads half of it. A flush that finds a scrape reading waits for the next one;
+        the ``last`` (at exit) waits for the lock a moment, then writes anyway."""
+        assert self.metrics is not None
+        directory = self.settings.telemetry.metrics_dir
+        if not directory:
+            self.metrics.flush()
+            return
+        with metricsfiles.flushing(directory, wait=last) as free:
+            if free or last:
                 self.metrics.flush()
-                continue
-            with metricsfiles.flushing(directory, wait=False) as free:
-                if free:
-                    self.metrics.flush()
-            metricsfiles.heartbeat(directory)
 
     @property
     def address(self) -> str:
@@ -171,13 +180,9 @@ class GatewayServer:
         self._flusher.cancel()
         await asyncio.gather(self._flusher, return_exceptions=True)
         if self.metrics is not None:
-            directory = self.settings.telemetry.metrics_dir
-            if not directory:
-                self.metrics.flush()
-            else:
-                with metricsfiles.flushing(directory, wait=True):
-                    self.metrics.flush()  # the last calls' counts, before the process exits
-                metricsfiles.leave(directory)
+            self._flush(last=True)  # the last calls' counts, before the process exits
+            if self.settings.telemetry.metrics_dir:
+                metricsfiles.leave(self.settings.telemetry.metrics_dir)
         if self._tracing is not None:
             await asyncio.to_thread(self._tracing.shutdown)  # flushes the last spans
 

@@ -1,6 +1,7 @@
 """clients/node (@sax-gateway/client) as a new user gets it: a fresh Node project that
 installs the package from the repository folder, type-checks examples/node/typed_client.ts
-against it with tsc --strict, and runs it through Envoy's gRPC port."""
+against it with tsc --strict, and runs it through Envoy's gRPC port; and the built client
+against a server slow to end a stream."""
 
 from __future__ import annotations
 
@@ -54,3 +55,13 @@ def test_fresh_project_installs_and_calls_the_typed_client(stack: Stack, tmp_pat
         {"step": "cancelled", "code": "CANCELLED"},
         {"step": "unpublish", "model": model},
     ]
+
+
+def test_a_loop_that_stops_at_done_leaves_the_call_succeeded() -> None:
+    # Breaking out of a stream's loop cancels the call; at `done` that cancelled a stream that
+    # had answered in full whenever its status had not arrived yet (the script's server sends
+    # it 300 ms after done), and the gateway and Envoy counted a CANCELLED call.
+    node = shutil.which("node")
+    assert node, "node is needed"
+    out = _run([node, ROOT / "tests" / "e2e" / "node" / "stop_at_done.js"], ROOT, 60)
+    assert json.loads(out) == {"text": "one two", "server": "ok"}

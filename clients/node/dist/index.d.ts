@@ -48,7 +48,8 @@ export declare class Client {
     /** Calls a unary RPC; rejects with a SaxGatewayError (CANCELLED once options.signal aborts). */
     unary<K extends UnaryMethod>(method: K, request: pb.DeepPartial<RequestOf<K>>, options?: CallOptions): Promise<ResponseOf<K>>;
     /** Calls a streaming RPC: its messages as they arrive; a failure (before the first message
-     * or in-band in the last one) is thrown as a SaxGatewayError. Breaking out cancels the call. */
+     * or in-band in the last one) is thrown as a SaxGatewayError. Breaking out cancels the call,
+     * except at `done`: the call has ended well by the time that message is yielded. */
     stream<K extends StreamMethod>(method: K, request: pb.DeepPartial<RequestOf<K>>, options?: CallOptions): AsyncGenerator<ResponseOf<K>>;
     private deadline;
 }

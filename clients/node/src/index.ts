@@ -140,7 +140,8 @@ export class Client {
   }
 
   /** Calls a streaming RPC: its messages as they arrive; a failure (before the first message
-   * or in-band in the last one) is thrown as a SaxGatewayError. Breaking out cancels the call. */
+   * or in-band in the last one) is thrown as a SaxGatewayError. Breaking out cancels the call,
+   * except at `done`: the call has ended well by the time that message is yielded. */
   async *stream<K extends StreamMethod>(
     method: K,
     request: pb.DeepPartial<RequestOf<K>>,
@@ -156,10 +157,16 @@ export class Client {
       { deadline: this.deadline(options) },
     );
     const undo = cancelOn(options.signal, call);
+    const items = (call as AsyncIterable<ResponseOf<K>>)[Symbol.asyncIterator]();
     try {
-      for await (const item of call as AsyncIterable<ResponseOf<K>>) {
+      for (let next = await items.next(); !next.done; next = await items.next()) {
+        const item = next.value;
         const error = (item as { error?: Status }).error;
         if (error && error.code !== grpc.status.OK) throw SaxGatewayError.fromStatus(error);
+        // A consumer that stops at the last message (`done`, as a loop that breaks there
+        // does) would cancel a call that succeeded, and the gateway would count it so: the
+        // call's status follows its last message, so read it first.
+        if ((item as { done?: boolean }).done) while (!(await items.next()).done);
         yield item;
       }
     } catch (error) {

@@ -16,7 +16,6 @@ from gateway.cell.settings import (
     CellSettings,
 )
 from gateway.cli import _edge, _workers
-from gateway.client import ClientSettings
 from gateway.common import flags
 from gateway.common.storage import StorageSetupError, make_dirs
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
@@ -32,6 +31,7 @@ from gateway.service.args import (
     add_config_argument,
     add_deadline_arguments,
     add_gateway_arguments,
+    client_settings_from_args,
     default,
     settings_from_args,
 )
@@ -215,15 +215,10 @@ def _up(args: argparse.Namespace) -> int:
             num_model_servers=len(args.model_server_ports),
             model_server_ports=tuple(args.model_server_ports),
         )
-    client = ClientSettings(
-        sax_root=args.sax_root,
-        gcs_endpoint=args.gcs_endpoint,
-        admin_unreachable_after=args.admin_unreachable_after,
-    )
     settings = StackSettings(
         gateway=_edge.gateway_settings(
             GatewaySettings(
-                client=client,
+                client=client_settings_from_args(args),
                 default_timeout=args.default_timeout,
                 config_file=args.config,
                 telemetry=telemetry_from_args(args),

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 def parser() -> argparse.ArgumentParser:
     """The full command-line grammar."""
     from gateway import __version__
-    from gateway.cli import admin, am, lm, ops, run, vm
+    from gateway.cli import admin, am, envoy_config, lm, ops, run, vm
     from gateway.cli._common import add_global_flags
     from gateway.cli._help import CommandParser, Parser, show_defaults
 
@@ -24,7 +24,7 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(
         dest="command", metavar="COMMAND", required=True, parser_class=CommandParser
     )
-    for family in (run, ops, admin, lm, vm, am):
+    for family in (run, envoy_config, ops, admin, lm, vm, am):
         family.register(commands)
     show_defaults(top)
     return top
@@ -38,7 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-#: The commands that run servers (gateway/cli/run.py, ops.py): their grpc logs matter.
+#: The commands that run servers (gateway/cli/run.py, ops.py) or write their config
+#: (envoy_config.py): their grpc logs matter.
 _SERVERS = frozenset({"up", "serve", "gateway", "envoy-config", "ops"})
 
 

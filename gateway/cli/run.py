@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import signal
 import sys
 import threading
@@ -17,21 +16,11 @@ from gateway.cell.settings import (
     CellSettings,
 )
 from gateway.cli import _edge, _workers
-from gateway.client import ClientSettings
 from gateway.common import flags
 from gateway.common.storage import StorageSetupError, make_dirs
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
-from gateway.edge import EdgeConfig
 from gateway.launch import tuning
-from gateway.launch.envoy import (
-    EnvoySettings,
-    descriptor_set,
-    docs_page,
-    openapi_document,
-    render,
-    run_script,
-    swagger_ui,
-)
+from gateway.launch.envoy import EnvoySettings
 from gateway.launch.ports import holder
 from gateway.launch.processes import StartupError
 from gateway.launch.readiness import busy_ports, restored_models
@@ -42,6 +31,7 @@ from gateway.service.args import (
     add_config_argument,
     add_deadline_arguments,
     add_gateway_arguments,
+    client_settings_from_args,
     default,
     settings_from_args,
 )
@@ -180,70 +170,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     gw.set_defaults(handler=_gateway)
 
-    cfg = commands.add_parser(
-        "envoy-config",
-        help="write Envoy's config and descriptor set (for containers)",
-        description="Usage: saxgw envoy-config --gateway gateway:50051 --out /etc/envoy",
-    )
-    cfg.add_argument(
-        "--gateway",
-        action="append",
-        required=True,
-        type=flags.host_port,
-        help="host:port of a gateway (repeatable; a DNS name may cover replicas)",
-    )
-    cfg.add_argument(
-        "--out", required=True, help="directory for envoy.yaml, descriptor.binpb, run-envoy.sh"
-    )
-    cfg.add_argument("--port", type=flags.port, default=default(EnvoySettings, "listen_port"))
-    cfg.add_argument("--admin-port", type=flags.port, default=default(EnvoySettings, "admin_port"))
-    cfg.add_argument("--cors-origin", action="append", default=[])
-    add_config_argument(cfg)
-    cfg.add_argument("--otlp-endpoint", help="OTLP/gRPC collector for Envoy's spans")
-    cfg.set_defaults(handler=_envoy_config)
-
-
-def _envoy_config(args: argparse.Namespace) -> int:
-    config = _edge.load(args)
-    if config is None:
-        return 2
-    try:
-        return _write_envoy_config(args, config.edge)
-    except OSError as exc:  # --out not writable, or a file: one line, not a traceback
-        print(f"saxgw envoy-config: cannot write --out {args.out}: {exc.strerror}", file=sys.stderr)
-        return 1
-
-
-def _write_envoy_config(args: argparse.Namespace, edge: EdgeConfig) -> int:
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    descriptor = out / "descriptor.binpb"
-    descriptor.write_bytes(descriptor_set().read_bytes())
-    openapi = out / "openapi.json"
-    openapi.write_bytes(openapi_document().read_bytes())
-    docs = (out / "docs", out / "swagger-ui")
-    for source, target in zip((docs_page(), swagger_ui()), docs, strict=True):
-        shutil.copytree(source, target, dirs_exist_ok=True)
-    settings = EnvoySettings(
-        gateway_endpoints=args.gateway,
-        listen_address="0.0.0.0",  # in a container: reached by other containers and pods
-        listen_port=args.port,
-        admin_address="127.0.0.1",  # admin stays private; probes use /healthz
-        admin_port=args.admin_port,
-        cors_origins=args.cors_origin,
-        otlp_endpoint=args.otlp_endpoint,
-    )
-    settings = _edge.envoy_settings(settings, edge)
-    text = render(settings, descriptor, openapi, docs, secrets_dir=out)
-    if edge.authenticated:  # the keys are in it: readable by its owner only
-        _edge.write_private(out / "envoy.yaml", text)
-    else:
-        (out / "envoy.yaml").write_text(text)
-    # The drain-on-SIGTERM wrapper the container runs Envoy through (see envoy-run.sh).
-    (out / "run-envoy.sh").write_bytes(run_script().read_bytes())
-    print(f"wrote {out / 'envoy.yaml'}, {descriptor}, {openapi}, the /docs page and run-envoy.sh")
-    return 0
-
 
 def _gateway(args: argparse.Namespace) -> int:
     config = _edge.load(args)
@@ -289,15 +215,10 @@ def _up(args: argparse.Namespace) -> int:
             num_model_servers=len(args.model_server_ports),
             model_server_ports=tuple(args.model_server_ports),
         )
-    client = ClientSettings(
-        sax_root=args.sax_root,
-        gcs_endpoint=args.gcs_endpoint,
-        admin_unreachable_after=args.admin_unreachable_after,
-    )
     settings = StackSettings(
         gateway=_edge.gateway_settings(
             GatewaySettings(
-                client=client,
+                client=client_settings_from_args(args),
                 default_timeout=args.default_timeout,
                 config_file=args.config,
                 telemetry=telemetry_from_args(args),

@@ -8,8 +8,7 @@ async with Client(ClientSettings(sax_root="/tmp/sax-root")) as client:
 from __future__ import annotations
 
 import asyncio
-import weakref
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import TypeVar
 
 from google.protobuf.message import Message
@@ -20,14 +19,13 @@ from gateway.client import _lost_replies as lost_replies
 from gateway.client._admin import (
     LIST,
     STATS,
-    UPDATE,
     WAIT_FOR_READY,
     WATCH_LOC,
     AdminMethod,
     CellAdmin,
     RpcCounter,
-    backoff_delays,
 )
+from gateway.client._changes import ModelChanges, list_one
 from gateway.client._data import DataCalls
 from gateway.client._observer import Observer
 from gateway.client._router import Router
@@ -35,14 +33,7 @@ from gateway.client._saxroot import list_cells
 from gateway.client._types import CellStats, ClientSettings, ModelDetail
 from gateway.common.closing import AsyncClosing
 from gateway.common.deadline import Deadline
-from gateway.common.errors import (
-    AbortedError,
-    DeadlineExceededError,
-    FailedPreconditionError,
-    InvalidArgumentError,
-    NotFoundError,
-)
-from gateway.common.revision import EXPECT_KEY, revision
+from gateway.common.errors import FailedPreconditionError
 from gateway.common.storage import Storage, open_storage
 
 _Req = TypeVar("_Req", bound=Message)
@@ -70,10 +61,7 @@ class Client(AsyncClosing, DataCalls):
         # The base Observer watches nothing: pass None down so the hot path skips the hooks.
         self._observer = None if observer is None or type(observer) is Observer else observer
         self._router = Router(admin_for=self._admin, settings=settings, observer=self._observer)
-        # One update of a model at a time (held while one runs: the entry then goes away).
-        self._updating: weakref.WeakValueDictionary[str, asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
+        self._changes = ModelChanges(admin_for=self._admin, forget=self._router.forget)
 
     async def close(self) -> None:
         """Stops the address watches and closes every channel."""
@@ -180,7 +168,7 @@ class Client(AsyncClosing, DataCalls):
         """Changes the given fields of a published model (read, modify, Update).
 
         Sax's Update takes the whole model, so two changes that read it at once would each
-        write back what the other changed: see `_change`."""
+        write back what the other changed: see `ModelChanges`."""
         model = naming.parse_model_id(model_id)
 
         def change(current: admin_pb2.Model) -> None:
@@ -194,7 +182,7 @@ class Client(AsyncClosing, DataCalls):
                 current.overrides.clear()
                 current.overrides.update(overrides)
 
-        await self._change(model, change, self._admin_deadline(timeout, deadline))
+        await self._changes.apply(model, change, self._admin_deadline(timeout, deadline))
 
     async def unpublish(
         self, model_id: str, *, timeout: float | None = None, deadline: Deadline | None = None
@@ -212,7 +200,7 @@ class Client(AsyncClosing, DataCalls):
         """A published model's definition and serving addresses. NOT_FOUND if unpublished."""
         model = naming.parse_model_id(model_id)
         deadline = self._admin_deadline(timeout, deadline)
-        return ModelDetail.from_proto(await self._list_one(model, deadline))
+        return ModelDetail.from_proto(await list_one(self._admin(model.cell), model, deadline))
 
     async def load_error(
         self, model_id: str, *, timeout: float | None = None, deadline: Deadline | None = None
@@ -284,7 +272,8 @@ class Client(AsyncClosing, DataCalls):
         if isinstance(target, naming.CellId):
             acl = (await self._admin(target).files.read_config()).admin_acl
             return acl
-        published = await self._list_one(target, self._admin_deadline(timeout, deadline))
+        deadline = self._admin_deadline(timeout, deadline)
+        published = await list_one(self._admin(target.cell), target, deadline)
         acl = published.model.acls.items.get(method, "") if method else published.model.admin_acl
         return acl
 
@@ -315,7 +304,7 @@ class Client(AsyncClosing, DataCalls):
             else:
                 model.acls.items.pop(method, None)
 
-        await self._change(target, change, self._admin_deadline(timeout, deadline))
+        await self._changes.apply(target, change, self._admin_deadline(timeout, deadline))
 
     def _admin_deadline(self, timeout: float | None, deadline: Deadline | None) -> Deadline:
         # Fixed once per operation: every admin RPC the operation makes shares it. A caller's
@@ -324,80 +313,6 @@ class Client(AsyncClosing, DataCalls):
             return deadline
         timeout = self.settings.admin_timeout if timeout is None else timeout
         return Deadline.after(timeout).earliest(deadline)
-
-    async def _list_one(
-        self, model: naming.ModelId, deadline: Deadline
-    ) -> admin_pb2.PublishedModel:
-        request = admin_pb2.ListRequest(model_id=model.id)
-        response = await self._admin(model.cell).call(LIST, request, deadline=deadline)
-        found: list[admin_pb2.PublishedModel] = [
-            m for m in response.published_models if m.model.model_id == model.id
-        ]
-        if len(found) != 1:
-            raise NotFoundError(f"model {model} is not published")
-        return found[0]
-
-    async def _change(
-        self,
-        model: naming.ModelId,
-        change: Callable[[admin_pb2.Model], None],
-        deadline: Deadline,
-    ) -> None:
-        """Reads the model, applies ``change`` to it, and Updates it with the result.
-
-        Changes of one model through this client wait for each other. Through several
-        clients (gateway processes), the Update carries the revision it was computed from:
-        the embedded admin refuses it (ABORTED) if another change came in between, and it is
-        made again from a fresh read. An upstream admin ignores the revision: there, as with
-        upstream's saxutil, the last writer wins."""
-        lock = self._updating.get(model.id)
-        if lock is None:
-            lock = self._updating[model.id] = asyncio.Lock()
-        try:
-            async with asyncio.timeout(deadline.timeout(f"update of {model.id}")):
-                await lock.acquire()
-        except TimeoutError:
-            raise DeadlineExceededError(
-                f"update of {model.id} exceeded its deadline waiting for another update of it"
-            ) from None
-        try:
-            delays = backoff_delays()
-            while True:
-                current = (await self._list_one(model, deadline)).model
-                expect = revision(current)
-                change(current)
-                try:
-                    await self._update_model(model, current, deadline, expect=expect)
-                    return
-                except AbortedError:
-                    delay = next(delays)
-                    if not deadline.allows(delay):
-                        raise
-                    await asyncio.sleep(delay)  # another writer's change came first
-        finally:
-            lock.release()
-
-    async def _update_model(
-        self,
-        model: naming.ModelId,
-        definition: admin_pb2.Model,
-        deadline: Deadline,
-        *,
-        expect: str,
-    ) -> None:
-        request = admin_pb2.UpdateRequest(model=definition)
-        try:
-            await self._admin(model.cell).call(
-                UPDATE, request, deadline=deadline, metadata=((EXPECT_KEY, expect),)
-            )
-        except InvalidArgumentError as exc:
-            # An upstream admin refuses some changes ("checkpoint path can't be changed") as
-            # InvalidArgument: the request is fine, the cell does not allow it.
-            if "can't be changed" not in exc.message:
-                raise
-            raise FailedPreconditionError(exc.message) from exc
-        finally:
-            self._router.forget(model.id)
 
     def watch_addresses(self, model_id: str) -> AsyncGenerator[list[str], None]:
         """Yields the model's sorted serving addresses now and whenever they change.

@@ -2,7 +2,7 @@
 
 The steady-state path of a unary call is: a dict lookup for the model's table, a round-robin
 pick, a dict lookup for the replica's stub, the RPC. Nothing else is allocated, no admin RPC
-is made and no file is read; the failure bookkeeping (``_Retry``) only exists once a call fails.
+is made and no file is read; the failure bookkeeping (``Retry``) only exists once a call fails.
 """
 
 from __future__ import annotations
@@ -11,21 +11,21 @@ import asyncio
 import contextvars
 import logging
 import random
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable
 from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
 from gateway import naming
-from gateway.client._admin import CellAdmin, backoff_delays
+from gateway.client._admin import CellAdmin
 from gateway.client._channels import Backend, ChannelPool
+from gateway.client._failover import CLIENT_CLOSED, Retry, closed_under, failed
 from gateway.client._locations import AddressTable, StaticTable, watch
 from gateway.client._observer import NO_ATTEMPT, Observer, observed
 from gateway.client._types import ClientSettings
 from gateway.common.deadline import Deadline, now
 from gateway.common.errors import (
     InternalError,
-    SaxError,
     UnavailableError,
     error_for_code,
     from_grpc_error,
@@ -54,82 +54,6 @@ def named(name: str, pick: Callable[[Backend], _C]) -> Callable[[Backend], _C]:
 def method_name(method: Callable[[Backend], object]) -> str:
     """The name `named` gave ``method`` (``"lm.Generate"``), for observers."""
     return _names.get(method) or repr(method)
-
-
-# UNAVAILABLE: the replica is unreachable; RESOURCE_EXHAUSTED: it is overloaded; NOT_FOUND:
-# it does not (or no longer) have the model loaded. Another replica may do better for each.
-# CANCELLED: grpc.aio reports our own cancellations as asyncio.CancelledError, never as an
-# RpcError, so a CANCELLED status means the server reset the call (it is shutting down).
-_SERVER_RETRY_CODES = frozenset(
-    {
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-        grpc.StatusCode.NOT_FOUND,
-        grpc.StatusCode.CANCELLED,
-    }
-)
-# Codes after which a replica is skipped for a moment.
-_DOWN_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
-
-
-class _Retry:
-    """What a failing call has tried so far."""
-
-    __slots__ = ("delays", "last", "tried")
-
-    def __init__(self) -> None:
-        self.tried: list[str] = []
-        self.last: SaxError | None = None
-        self.delays: Iterator[float] = backoff_delays()
-
-    def failed(self, table: AddressTable, address: str, exc: grpc.aio.AioRpcError) -> None:
-        """Records a failed attempt; raises the error if another replica cannot help."""
-        error = from_grpc_error(exc)
-        if error.code not in _SERVER_RETRY_CODES or _too_large(error):
-            raise error from exc
-        error.__cause__ = exc
-        if error.code in _DOWN_CODES:
-            table.mark_down(address)
-        _log.debug("%s on %s: %s", table.model_id, address, error)
-        self.tried.append(address)
-        self.last = error
-
-
-def _failed(
-    retry: _Retry | None, table: AddressTable, address: str, exc: grpc.aio.AioRpcError
-) -> _Retry:
-    """Records a failed attempt (the bookkeeping exists from the first failure on)."""
-    retry = retry or _Retry()
-    retry.failed(table, address, exc)
-    return retry
-
-
-_CLIENT_CLOSED = grpc.aio.AioRpcError(
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.aio.Metadata(),
-    grpc.aio.Metadata(),
-    details="the Sax client was closed during the call: its owner is stopping",
-)
-"""A call cut, or refused, by `Router.close`."""
-
-
-def _closed_under(address: str) -> grpc.aio.AioRpcError:
-    """A call cut by the closing of its channel, as a failed attempt. The pool closes a
-    replica's channel (after a grace period) once the replica has left the model's address
-    set, as a hung server does when the admin gives up on it; the call then goes to a replica
-    that is still in the set, as it would had the server refused it."""
-    return grpc.aio.AioRpcError(
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.aio.Metadata(),
-        grpc.aio.Metadata(),
-        details=f"the connection to {address} was closed under the call",
-    )
-
-
-def _too_large(error: SaxError) -> bool:
-    # gRPC reports an oversized message as RESOURCE_EXHAUSTED too, but unlike an overloaded
-    # server, no other replica and no retry will take it.
-    return error.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in error.message
 
 
 class Router:
@@ -179,7 +103,7 @@ class Router:
 
     def _open(self, model_id: str) -> AddressTable:
         if self._closed:  # a closed router starts no watch (every table went at close)
-            raise from_grpc_error(_CLIENT_CLOSED)
+            raise from_grpc_error(CLIENT_CLOSED)
         model = naming.parse_model_id(model_id)  # only unknown IDs are parsed
         if self._proxy_addr is not None:
             table: AddressTable = StaticTable(model_id, self._proxy_addr)
@@ -238,9 +162,9 @@ class Router:
         self._pool.retain(a for t in self._tables.values() for a in t.addresses)
 
     def _failed(
-        self, retry: _Retry | None, table: AddressTable, address: str, exc: grpc.aio.AioRpcError
-    ) -> _Retry:
-        retry = _failed(retry, table, address, exc)  # raises unless another replica may help
+        self, retry: Retry | None, table: AddressTable, address: str, exc: grpc.aio.AioRpcError
+    ) -> Retry:
+        retry = failed(retry, table, address, exc)  # raises unless another replica may help
         if self._observer is not None:
             self._observer.failover(table.model_id, address, exc.code())
         return retry
@@ -251,7 +175,7 @@ class Router:
         """Calls ``method`` on a replica of ``model_id``, failing over and retrying."""
         started = now()
         table = self._tables.get(model_id) or self._open(model_id)
-        retry: _Retry | None = None
+        retry: Retry | None = None
         number = 0
         while True:
             address, retry, table = await self._pick(table, started, deadline, retry)
@@ -271,7 +195,7 @@ class Router:
             except asyncio.CancelledError:
                 if cancelled_by_caller():
                     raise
-                retry = self._failed(retry, table, address, _closed_under(address))
+                retry = self._failed(retry, table, address, closed_under(address))
             finally:
                 backend.in_flight -= 1
 
@@ -285,7 +209,7 @@ class Router:
         """
         started = now()
         table = self._tables.get(model_id) or self._open(model_id)
-        retry: _Retry | None = None
+        retry: Retry | None = None
         attempt = NO_ATTEMPT
         number = 0
         backend: Backend | None = None  # the replica running the stream, counted as busy
@@ -310,7 +234,7 @@ class Router:
                     if cancelled_by_caller():
                         call.cancel()
                         raise
-                    retry = self._failed(retry, table, address, _closed_under(address))
+                    retry = self._failed(retry, table, address, closed_under(address))
                 except BaseException:
                     attempt.end(grpc.StatusCode.CANCELLED, None)
                     call.cancel()
@@ -337,7 +261,7 @@ class Router:
                 # hung, or the client closed). Responses went out already, so no other
                 # replica can take over: the stream failed, and its consumer must see a
                 # failure to report, not a cancellation that passes for its caller leaving.
-                closed = _CLIENT_CLOSED if self._closed else _closed_under(address)
+                closed = CLIENT_CLOSED if self._closed else closed_under(address)
                 code = closed.code()
                 raise from_grpc_error(closed) from None
             finally:
@@ -349,24 +273,24 @@ class Router:
                 backend.in_flight -= 1
 
     async def _pick(
-        self, table: AddressTable, started: float, deadline: Deadline, retry: _Retry | None
-    ) -> tuple[str, _Retry | None, AddressTable]:
+        self, table: AddressTable, started: float, deadline: Deadline, retry: Retry | None
+    ) -> tuple[str, Retry | None, AddressTable]:
         """The replica to try next (one not tried this round) and the table it came from (a
         new one when the old one went stale), waiting for one if need be."""
         while True:
             if self._closed:  # no new channel for a call (or a failover) once closed
-                raise from_grpc_error(_CLIENT_CLOSED)
+                raise from_grpc_error(CLIENT_CLOSED)
             if retry and retry.tried:
                 address = table.pick_other(retry.tried)
             else:
                 address = table.pick(self._pool.busier)
             if address is not None:
                 return address, retry, table
-            retry = retry or _Retry()
+            retry = retry or Retry()
             table = await self._wait(table, started, deadline, retry)
 
     async def _wait(
-        self, table: AddressTable, started: float, deadline: Deadline, retry: _Retry
+        self, table: AddressTable, started: float, deadline: Deadline, retry: Retry
     ) -> AddressTable:
         """Waits until trying again makes sense and returns the table to try (a new one when
         the old one went stale), or raises why trying again does not make sense."""

@@ -84,11 +84,7 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
     """The settings the flags describe; what the ``--config`` file holds is applied by the CLI
     (gateway/cli/_edge.py: gateway_settings), which reads it."""
     return GatewaySettings(
-        client=ClientSettings(
-            sax_root=args.sax_root,
-            gcs_endpoint=args.gcs_endpoint,
-            admin_unreachable_after=args.admin_unreachable_after,
-        ),
+        client=client_settings_from_args(args),
         host=args.host,
         port=args.port,
         default_timeout=args.default_timeout,
@@ -96,6 +92,16 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
         max_streams_per_client=args.max_streams_per_client,
         telemetry=telemetry_from_args(args),
         config_file=args.config,
+    )
+
+
+def client_settings_from_args(args: argparse.Namespace) -> ClientSettings:
+    """The Sax client's settings from ``--sax-root``, ``--gcs-endpoint`` and
+    ``--admin-unreachable-after``: of ``gateway``, and of ``up`` and ``serve`` too."""
+    return ClientSettings(
+        sax_root=args.sax_root,
+        gcs_endpoint=args.gcs_endpoint,
+        admin_unreachable_after=args.admin_unreachable_after,
     )
 
 

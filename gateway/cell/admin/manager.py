@@ -16,7 +16,6 @@ import os
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
@@ -26,9 +25,9 @@ from gateway.cell._errors import cell_error, not_found, unavailable
 from gateway.cell._files import CellFiles
 from gateway.cell.admin.assigner import ModelView, ServerView, assign
 from gateway.cell.admin.modelet import ModeletConnection
+from gateway.cell.admin.published import Published, definition, needs_reload
 from gateway.cell.admin.validation import check_update
-from gateway.cell.admin.waitable import ReadyCounter
-from gateway.cell.admin.watchable import WatchableSet, WatchResult
+from gateway.cell.admin.watchable import WatchResult
 from gateway.cell.settings import CellSettings
 from gateway.common.closing import completing
 from gateway.common.errors import SaxError, storage_failure
@@ -46,32 +45,12 @@ _ADOPTABLE = frozenset({common_pb2.LOADING, common_pb2.LOADED, common_pb2.FAILED
 _REPOLL_FAILED = 0.5
 
 
-@dataclass
-class _Published:
-    spec: admin_pb2.Model
-    addresses: WatchableSet
-    ready: ReadyCounter
-    #: Until then (monotonic) no new replicas: servers that have it may still re-join.
-    adopt_until: float = 0.0
-    #: Method names its servers reported; saved in state.proto as upstream does.
-    methods: frozenset[str] = frozenset()
-
-
-def _needs_reload(old: admin_pb2.Model, new: admin_pb2.Model) -> bool:
-    """Whether the servers must load the model again for the change to take effect."""
-    return (
-        old.model_path != new.model_path
-        or old.checkpoint_path != new.checkpoint_path
-        or dict(old.overrides) != dict(new.overrides)
-    )
-
-
 class Manager:
     def __init__(self, *, settings: CellSettings, files: CellFiles, fs_root: str) -> None:
         self._settings = settings
         self._files = files
         self._fs_root = fs_root
-        self._models: dict[str, _Published] = {}
+        self._models: dict[str, Published] = {}
         self._modelets: dict[str, ModeletConnection] = {}
         # Unpublished models whose unloads are not issued yet: their names are not reusable.
         self._unpublishing: set[str] = set()
@@ -89,7 +68,7 @@ class Manager:
             self._settings.server_dead_after if wait is None else wait
         )
         for spec in state.models:
-            entry = self._new_entry(spec, adopt_until=adopt_until)
+            entry = Published.new(spec, adopt_until=adopt_until)
             entry.methods = frozenset(spec.method_names)
             self._models[spec.model_id] = entry
         _log.info("restored %d published models", len(state.models))
@@ -104,14 +83,6 @@ class Manager:
         await asyncio.gather(*(m.close() for m in self._modelets.values()))
         self._modelets.clear()
 
-    def _new_entry(self, spec: admin_pb2.Model, *, adopt_until: float = 0.0) -> _Published:
-        return _Published(
-            spec=spec,
-            addresses=WatchableSet(),
-            ready=ReadyCounter(model_id=spec.model_id),
-            adopt_until=adopt_until,
-        )
-
     # -- publishing ------------------------------------------------------------------------
 
     async def publish(self, model: admin_pb2.Model) -> None:
@@ -124,13 +95,10 @@ class Manager:
                 raise unavailable(
                     f"model {model.model_id} is being unpublished, please retry later"
                 )
-            spec = admin_pb2.Model()
-            spec.CopyFrom(model)
-            spec.ClearField("method_names")
-            spec.uuid = os.urandom(16)
+            spec = definition(model, uuid=os.urandom(16))
 
             def publish() -> None:
-                self._models[spec.model_id] = self._new_entry(spec)
+                self._models[spec.model_id] = Published.new(spec)
 
             await self._commit(
                 [*self._specs(), spec], f"could not publish {spec.model_id}", publish
@@ -149,12 +117,8 @@ class Manager:
                     f"model {model.model_id} changed since it was read; read it again",
                 )
             check_update(entry.spec, model)
-            spec = admin_pb2.Model()
-            spec.CopyFrom(model)
-            spec.ClearField("method_names")
-            spec.uuid = entry.spec.uuid
-            spec.method_names.extend(sorted(entry.methods))
-            reload = _needs_reload(entry.spec, spec)
+            spec = definition(model, uuid=entry.spec.uuid, methods=entry.methods)
+            reload = needs_reload(entry.spec, spec)
 
             def update() -> list[Awaitable[None]]:
                 entry.spec = spec
@@ -188,8 +152,7 @@ class Manager:
                 f"could not unpublish {model_id}",
                 unpublish,
             )
-        entry.addresses.close()
-        entry.ready.close()
+        entry.close()
         _log.info("unpublished %s", model_id)
         self._kick.set()
         with contextlib.suppress(TimeoutError):
@@ -223,7 +186,7 @@ class Manager:
             storage = f"the storage of cell {self._settings.cell}"
             raise storage_failure(exc, failed, storage, "the admin server's log") from exc
 
-    def _get(self, model_id: str) -> _Published:
+    def _get(self, model_id: str) -> Published:
         entry = self._models.get(model_id)
         if entry is None:
             raise not_found(f"model {model_id} is not published")
@@ -233,31 +196,15 @@ class Manager:
 
     def list_models(self, model_id: str) -> list[admin_pb2.PublishedModel]:
         ids = [model_id] if model_id else sorted(self._models)
-        return [self._published(mid, self._get(mid)) for mid in ids]
+        return [self._listed(self._get(mid)) for mid in ids]
 
-    def _published(self, model_id: str, entry: _Published) -> admin_pb2.PublishedModel:
-        # Only servers that loaded the model count: one that failed to load is no replica.
-        servers = [s for s in self._servers_of(model_id) if s.serving(model_id)]
-        self._learn_methods(model_id, entry)
-        model = admin_pb2.Model()
-        model.CopyFrom(entry.spec)
-        model.ClearField("uuid")  # upstream keeps the deployment ID to itself
-        model.ClearField("method_names")
-        model.method_names.extend(sorted(entry.methods))
-        return admin_pb2.PublishedModel(
-            model=model, modelet_addresses=sorted(s.data_address for s in servers)
-        )
+    def _listed(self, entry: Published) -> admin_pb2.PublishedModel:
+        servers = self._servers_of(entry.spec.model_id)
+        self._learn_methods(entry)
+        return entry.listed(servers)
 
-    def _learn_methods(self, model_id: str, entry: _Published) -> None:
-        methods = set(entry.methods)
-        for server in self._servers_of(model_id):
-            seen = server.seen.get(model_id)
-            if seen is not None:
-                methods |= seen.methods
-        if methods != entry.methods:
-            entry.methods = frozenset(methods)
-            entry.spec.ClearField("method_names")
-            entry.spec.method_names.extend(sorted(methods))
+    def _learn_methods(self, entry: Published) -> None:
+        if entry.learn_methods(self._servers_of(entry.spec.model_id)):
             self._methods_changed = True
             self._kick.set()  # the refresh saves them
 
@@ -280,12 +227,7 @@ class Manager:
         return reply
 
     async def watch(self, model_id: str, *, full: bool, seqno: int) -> WatchResult:
-        entry = self._get(model_id)
-        result = entry.addresses.full() if full else await entry.addresses.watch(seqno)
-        if entry.addresses.failure is not None:
-            # Clients fail their calls at once with it, instead of waiting for a replica.
-            raise cell_error(grpc.StatusCode.FAILED_PRECONDITION, entry.addresses.failure)
-        return result
+        return await self._get(model_id).watch(full=full, seqno=seqno)
 
     async def wait_for_ready(self, model_id: str, replicas: int) -> None:
         await self._get(model_id).ready.wait(replicas)
@@ -410,24 +352,11 @@ class Manager:
         self._unpublishing.clear()
 
     def _views_changed(self) -> None:
-        """Brings every model's watched address set and ready count up to date."""
-        for model_id, entry in self._models.items():
-            serving = [m for m in self._modelets.values() if m.serving(model_id)]
-            entry.addresses.sync_to({m.data_address for m in serving})
-            entry.ready.set(len(serving))
-            self._learn_methods(model_id, entry)
-            failures = [
-                f"{m.address}: {m.failed[model_id]}"
-                for m in self._modelets.values()
-                if model_id in m.wanted and model_id in m.failed
-            ]
-            failure = (
-                f"{model_id} failed to load ({'; '.join(failures)})"
-                if failures and not serving
-                else None
-            )
-            entry.addresses.set_failure(failure)
-            entry.ready.set_failure(failure)
+        """Brings every model's watched address set, ready count and method names up to
+        date."""
+        for entry in self._models.values():
+            entry.show(self._modelets.values())
+            self._learn_methods(entry)
 
 
 def _refused(result: object) -> bool:

@@ -1,0 +1,94 @@
+"""``saxgw envoy-config``: writes what a container runs Envoy with (its config, the
+descriptor set, the OpenAPI document and /docs page, and the drain-on-SIGTERM wrapper), for a
+gateway that runs elsewhere; nothing is started.
+
+    saxgw envoy-config --gateway gateway:50051 --out /etc/envoy
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from gateway.cli import _edge
+from gateway.common import flags
+from gateway.edge import EdgeConfig
+from gateway.launch.envoy import (
+    EnvoySettings,
+    descriptor_set,
+    docs_page,
+    openapi_document,
+    render,
+    run_script,
+    swagger_ui,
+)
+from gateway.service.args import add_config_argument, default
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Adds ``envoy-config``."""
+    cfg = commands.add_parser(
+        "envoy-config",
+        help="write Envoy's config and descriptor set (for containers)",
+        description="Usage: saxgw envoy-config --gateway gateway:50051 --out /etc/envoy",
+    )
+    cfg.add_argument(
+        "--gateway",
+        action="append",
+        required=True,
+        type=flags.host_port,
+        help="host:port of a gateway (repeatable; a DNS name may cover replicas)",
+    )
+    cfg.add_argument(
+        "--out", required=True, help="directory for envoy.yaml, descriptor.binpb, run-envoy.sh"
+    )
+    cfg.add_argument("--port", type=flags.port, default=default(EnvoySettings, "listen_port"))
+    cfg.add_argument("--admin-port", type=flags.port, default=default(EnvoySettings, "admin_port"))
+    cfg.add_argument("--cors-origin", action="append", default=[])
+    add_config_argument(cfg)
+    cfg.add_argument("--otlp-endpoint", help="OTLP/gRPC collector for Envoy's spans")
+    cfg.set_defaults(handler=_envoy_config)
+
+
+def _envoy_config(args: argparse.Namespace) -> int:
+    config = _edge.load(args)
+    if config is None:
+        return 2
+    try:
+        return _write_envoy_config(args, config.edge)
+    except OSError as exc:  # --out not writable, or a file: one line, not a traceback
+        print(f"saxgw envoy-config: cannot write --out {args.out}: {exc.strerror}", file=sys.stderr)
+        return 1
+
+
+def _write_envoy_config(args: argparse.Namespace, edge: EdgeConfig) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    descriptor = out / "descriptor.binpb"
+    descriptor.write_bytes(descriptor_set().read_bytes())
+    openapi = out / "openapi.json"
+    openapi.write_bytes(openapi_document().read_bytes())
+    docs = (out / "docs", out / "swagger-ui")
+    for source, target in zip((docs_page(), swagger_ui()), docs, strict=True):
+        shutil.copytree(source, target, dirs_exist_ok=True)
+    settings = EnvoySettings(
+        gateway_endpoints=args.gateway,
+        listen_address="0.0.0.0",  # in a container: reached by other containers and pods
+        listen_port=args.port,
+        admin_address="127.0.0.1",  # admin stays private; probes use /healthz
+        admin_port=args.admin_port,
+        cors_origins=args.cors_origin,
+        otlp_endpoint=args.otlp_endpoint,
+    )
+    settings = _edge.envoy_settings(settings, edge)
+    text = render(settings, descriptor, openapi, docs, secrets_dir=out)
+    if edge.authenticated:  # the keys are in it: readable by its owner only
+        _edge.write_private(out / "envoy.yaml", text)
+    else:
+        (out / "envoy.yaml").write_text(text)
+    # The drain-on-SIGTERM wrapper the container runs Envoy through (see envoy-run.sh).
+    (out / "run-envoy.sh").write_bytes(run_script().read_bytes())
+    print(f"wrote {out / 'envoy.yaml'}, {descriptor}, {openapi}, the /docs page and run-envoy.sh")
+    return 0

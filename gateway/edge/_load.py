@@ -8,7 +8,6 @@ Values are never echoed in errors, so a mistyped API key does not end up in a lo
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -21,6 +20,7 @@ from gateway.common.errors import InvalidArgumentError
 from gateway.common.names import parse_model_id
 from gateway.config import ConfigError, parse_yaml
 from gateway.edge._hosts import allowed_host
+from gateway.edge._jwks import jwks_problem
 from gateway.edge._schema import (
     EXPOSABLE,
     ROLES,
@@ -167,11 +167,11 @@ def _jwt(node: _Node, base: Path) -> JwtIssuer:
             raise node.fail(f"missing {required!r}")
     jwks = m["jwks_file"].file(base)
     try:
-        keys = json.loads(jwks.read_text()).get("keys")
-    except (ValueError, AttributeError):
-        keys = None
-    if not isinstance(keys, list) or not keys:
-        raise m["jwks_file"].fail(f"{jwks} is not a JWKS: a JSON object with a non-empty keys list")
+        problem = jwks_problem(jwks.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise m["jwks_file"].fail(f"{jwks} is not a readable text file") from exc
+    if problem:
+        raise m["jwks_file"].fail(f"{jwks} {problem}")
     return JwtIssuer(
         issuer=m["issuer"].text(),
         jwks_file=jwks,

@@ -173,3 +173,25 @@ def test_an_unusable_jwks_stops_saxgw_in_one_line(command: str, tmp_path: Path) 
         "key Envoy can use (keys[0]: 'n' is not base64url)\n"
     )
     assert not (tmp_path / "logs").exists()  # nothing was started
+
+
+def _envoy_config(config: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "gateway.cli", "envoy-config", f"--config={config}"]
+    argv += ["--gateway=127.0.0.1:1", f"--out={out}"]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+
+
+def test_long_and_short_durations_reach_envoy_as_it_reads_them(tmp_path: Path) -> None:
+    # `{:g}` rendered 1000000 (11.6 days) as "1e+06s", and Envoy refused to start.
+    config = tmp_path / "saxgw.yaml"
+    config.write_text(
+        "limits: {idle_timeout: 1000000, max_stream_duration: 1000000, "
+        "request_headers_timeout: 0.0000001}\n"
+    )
+    assert _envoy_config(config, tmp_path / "out").returncode == 0
+    text = (tmp_path / "out" / "envoy.yaml").read_text()
+    assert '"idle_timeout": "1000000s", "max_stream_duration": "1000005s"' in text
+    assert 'request_headers_timeout: "0.0000001s"' in text
+    validate = [str(envoy_binary()), "--mode", "validate", "-c", str(tmp_path / "out/envoy.yaml")]
+    done = subprocess.run(validate, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout[-2000:]

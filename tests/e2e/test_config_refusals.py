@@ -195,3 +195,67 @@ def test_long_and_short_durations_reach_envoy_as_it_reads_them(tmp_path: Path) -
     validate = [str(envoy_binary()), "--mode", "validate", "-c", str(tmp_path / "out/envoy.yaml")]
     done = subprocess.run(validate, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout[-2000:]
+
+
+# Envoy's ranges (uint32 fields, max_request_headers_kb <= 8192), gRPC's C-int message size,
+# and no .nan/.inf: each passed the loader and stopped Envoy (or the gateway) at start.
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        (
+            "limits: {max_request_bytes: 4294967295}",
+            "limits.max_request_bytes: must be at most 2147483647",
+        ),
+        (
+            "limits: {max_request_headers_kb: 8193}",
+            "limits.max_request_headers_kb: must be at most 8192",
+        ),
+        (
+            "limits: {max_connections: 4294967296}",
+            "limits.max_connections: must be at most 4294967295",
+        ),
+        (
+            "limits: {trusted_proxy_hops: 4294967296}",
+            "limits.trusted_proxy_hops: must be at most 4294967295",
+        ),
+        ("limits: {idle_timeout: .nan}", "limits.idle_timeout: expected a finite number"),
+        (
+            "limits: {max_stream_duration: .inf}",
+            "limits.max_stream_duration: expected a finite number",
+        ),
+        (
+            "limits: {max_stream_duration: 1000000001}",
+            "limits.max_stream_duration: must be at most 1000000000",
+        ),
+        (
+            "quotas: {rate: {requests_per_second: 1, burst: 4294967296}}",
+            "quotas.rate.burst: must be at most 4294967295",
+        ),
+        (
+            "quotas: {rate: {requests_per_second: 4294967296}}",
+            "quotas.rate.requests_per_second: must be at most 4294967295",
+        ),
+    ],
+)
+def test_numbers_beyond_envoys_range_stop_saxgw_in_one_line(
+    yaml_text: str, message: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "saxgw.yaml"
+    config.write_text(yaml_text + "\n")
+    done = _envoy_config(config, tmp_path / "out")
+    assert (done.returncode, done.stderr) == (2, f"saxgw: bad config: {config}: {message}\n")
+
+
+def test_the_largest_numbers_allowed_start_envoy(tmp_path: Path) -> None:
+    config = tmp_path / "saxgw.yaml"
+    config.write_text(
+        "limits: {max_request_bytes: 2147483647, max_request_headers_kb: 8192, "
+        "max_connections: 4294967295, trusted_proxy_hops: 4294967295, "
+        "idle_timeout: 1000000000, max_stream_duration: 1000000000, "
+        "request_headers_timeout: 1000000000}\n"
+        "quotas: {rate: {requests_per_second: 4294967295, burst: 4294967295}}\n"
+    )
+    assert _envoy_config(config, tmp_path / "out").returncode == 0
+    validate = [str(envoy_binary()), "--mode", "validate", "-c", str(tmp_path / "out/envoy.yaml")]
+    done = subprocess.run(validate, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout[-2000:]

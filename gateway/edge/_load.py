@@ -160,7 +160,7 @@ def _api_keys_file(node: _Node, base: Path) -> list[_Node]:
     path = node.file(base)
     try:
         data = parse_yaml(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise node.fail(f"{path} is not a readable YAML file") from exc
     except ConfigError as exc:
         raise node.fail(f"{path}: {exc}") from exc

@@ -259,3 +259,37 @@ def test_the_largest_numbers_allowed_start_envoy(tmp_path: Path) -> None:
     validate = [str(envoy_binary()), "--mode", "validate", "-c", str(tmp_path / "out/envoy.yaml")]
     done = subprocess.run(validate, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"saxgw.yaml": b"\xff\xfe"}, "not UTF-8 text"),
+        (
+            {"saxgw.yaml": b"auth: {api_keys_file: keys.yaml}\n", "keys.yaml": b"\xff"},
+            "auth.api_keys_file: {dir}/keys.yaml is not a readable YAML file",
+        ),
+        (
+            {"saxgw.yaml": b"models: {/sax/test/lm: {tokenizer: t.model}}\n", "t.model": b"no"},
+            "models./sax/test/lm.tokenizer: {dir}/t.model is not a SentencePiece model",
+        ),
+        (
+            {"saxgw.yaml": b'models: {/sax/test/lm: {chat_template: "{% if %}"}}\n'},
+            "models./sax/test/lm.chat_template: Expected an expression, got 'end of statement "
+            "block'",
+        ),
+    ],
+    ids=["config-not-utf8", "keys-not-utf8", "tokenizer", "chat-template"],
+)
+def test_files_saxgw_cannot_use_stop_serve_in_one_line(
+    files: dict[str, bytes], message: str, tmp_path: Path
+) -> None:
+    # Before: a traceback (UnicodeDecodeError), or every gateway process failing at start
+    # with one ("gateway-0 exited"), exit 1.
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    config = tmp_path / "saxgw.yaml"
+    done = _saxgw("serve", config, tmp_path)
+    expected = message.format(dir=tmp_path)
+    assert (done.returncode, done.stderr) == (2, f"saxgw: bad config: {config}: {expected}\n")
+    assert not (tmp_path / "logs").exists()  # nothing was started

@@ -19,6 +19,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import sentencepiece
+from jinja2 import TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
 from gateway.common.errors import InvalidArgumentError
 from gateway.common.names import parse_model_id
 from gateway.config import ConfigError
@@ -26,6 +30,9 @@ from gateway.config import ConfigError
 BUILTIN_TEMPLATES = ("chatml",)
 """Names accepted by ``chat_template_name`` (templates in gateway/service/openai/_chat.py)."""
 _ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+# Compiles a chat template as the gateway's environment does (same extension, built-in
+# filters), to find a syntax error at load rather than in each gateway process at start.
+_SYNTAX = ImmutableSandboxedEnvironment(extensions=["jinja2.ext.loopcontrols"])
 _KEYS = frozenset({"aliases", "chat_template", "chat_template_name", "stop", "tokenizer"})
 
 
@@ -77,6 +84,11 @@ def _model(model_id: str, entry: object, base: Path) -> ModelConfig:
     if name is not None and name not in BUILTIN_TEMPLATES:
         raise ConfigError(f"{where}.chat_template_name: {name!r} is not one of {BUILTIN_TEMPLATES}")
     template = _optional_str(entry, "chat_template", where)
+    if template is not None:
+        try:  # the syntax; gateway/service/openai/_chat.py renders it in Jinja's sandbox
+            _SYNTAX.from_string(template)
+        except TemplateError as exc:
+            raise ConfigError(f"{where}.chat_template: {exc}") from None
     if name is not None and template is not None:
         # Either one: with both, one of them would be ignored without a word.
         raise ConfigError(f"{where}: chat_template_name and chat_template: give one, not both")
@@ -85,6 +97,10 @@ def _model(model_id: str, entry: object, base: Path) -> ModelConfig:
         path = Path(tokenizer) if Path(tokenizer).is_absolute() else base / tokenizer
         if not path.is_file():
             raise ConfigError(f"{where}.tokenizer: no file at {path}")
+        try:  # as the gateway loads it (gateway/service/openai/_tokens.py), a few ms
+            sentencepiece.SentencePieceProcessor().Load(str(path))
+        except (OSError, RuntimeError):
+            raise ConfigError(f"{where}.tokenizer: {path} is not a SentencePiece model") from None
         tokenizer = str(path)
     return ModelConfig(
         model_id=model_id,

@@ -21,7 +21,7 @@ from gateway.common.storage import StorageSetupError, make_dirs
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
 from gateway.launch import tuning
 from gateway.launch.envoy import EnvoySettings
-from gateway.launch.ports import holder
+from gateway.launch.ports import PortClaimed, claim_ports, holder
 from gateway.launch.processes import StartupError
 from gateway.launch.readiness import busy_ports, restored_models
 from gateway.launch.stack import Stack, StackSettings
@@ -243,22 +243,21 @@ def _up(args: argparse.Namespace) -> int:
         ops_port=args.ops_port or None,
         ops_address=args.ops_listen,
     )
-    if busy := busy_ports(_ports_to_bind(args)):
-        port, role = busy[0]
-        # Named, so that a process left over from an earlier run is found and stopped.
-        who = holder(port) or "another process"
-        print(
-            f"saxgw: port {port} is in use ({role}) by {who}; is another `saxgw up` running? "
-            "Stop it, or choose other ports (see `saxgw up --help`).",
-            file=sys.stderr,
-        )
-        return 1
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        with Stack(settings) as stack:
-            return _serve_until_stopped(args, stack, stop)
+        # Claimed before the check and held until exit: two `saxgw up` started at the same
+        # moment both found the ports free, and both started a stack on them.
+        with claim_ports(port for _, port, _ in _ports_to_bind(args)):
+            if problem := _busy(args):
+                print(f"saxgw: {problem}", file=sys.stderr)
+                return 1
+            with Stack(settings) as stack:
+                return _serve_until_stopped(args, stack, stop)
+    except PortClaimed as exc:  # by a `saxgw up|serve` that may not have bound it yet
+        print(f"saxgw: {_in_use(args, exc.port, exc.holder)}", file=sys.stderr)
+        return 1
     except StartupError as exc:
         print(
             f"saxgw: {exc}. Hint: see --log-dir for each process's log; --port and friends "
@@ -266,6 +265,23 @@ def _up(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _busy(args: argparse.Namespace) -> str | None:
+    """Why a port the stack needs cannot be bound: another process listens on it."""
+    if busy := busy_ports(_ports_to_bind(args)):
+        port, _ = busy[0]
+        # Named, so that a process left over from an earlier run is found and stopped.
+        return _in_use(args, port, holder(port) or "another process")
+    return None
+
+
+def _in_use(args: argparse.Namespace, port: int, who: str) -> str:
+    role = next(role for _, number, role in _ports_to_bind(args) if number == port)
+    return (
+        f"port {port} is in use ({role}) by {who}; is another `saxgw up` running? "
+        "Stop it, or choose other ports (see `saxgw up --help`)."
+    )
 
 
 def _make_dirs(args: argparse.Namespace) -> str | None:

@@ -80,6 +80,14 @@ class TextFormatter(logging.Formatter):
         return f"{text} client={_field(call.client)}" if call.client else text
 
 
+def print_record(logger: logging.Logger, message: str) -> None:
+    """Prints ``message`` to stdout as an INFO record of ``logger``, formatted as the root
+    logger's records are (JSON lines, or text): a line meant for stdout that still parses."""
+    record = logger.makeRecord(logger.name, logging.INFO, "", 0, message, (), None)
+    formatter = next((h.formatter for h in logging.getLogger().handlers if h.formatter), None)
+    print(formatter.format(record) if formatter else message, flush=True)
+
+
 def configure(fmt: LogFormat, level: int) -> None:
     """Sends the root logger's records to stderr in ``fmt``; ``auto`` is text on a terminal
     and JSON otherwise (a container, a log file)."""

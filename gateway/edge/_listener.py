@@ -83,6 +83,12 @@ def _lines(items: Iterable[Any], prefix: str, indent: int) -> str:
     return pad.join(prefix + json.dumps(item) for item in items)
 
 
+def duration(seconds: float) -> str:
+    """``seconds`` as Envoy reads a duration: plain decimal seconds. Not ``{:g}``, whose
+    ``1e+06s`` for 11.6 days (or ``1e-07s``) Envoy refuses at start."""
+    return f"{seconds:.9f}".rstrip("0").rstrip(".") + "s"
+
+
 def edge_values(config: EdgeConfig, origins: Sequence[str], sds_dir: Path) -> dict[str, str]:
     """Template values for the edge: YAML lines at the template's indentation. ``origins``
     are the browser origins CORS allows (flags and the file's ``cors`` together)."""
@@ -92,15 +98,15 @@ def edge_values(config: EdgeConfig, origins: Sequence[str], sds_dir: Path) -> di
     # Slow or idle clients (slowloris) do not hold connections forever.
     hcm: dict[str, Any] = {
         "max_request_headers_kb": limits.max_request_headers_kb,
-        "request_headers_timeout": f"{limits.request_headers_timeout:g}s",
+        "request_headers_timeout": duration(limits.request_headers_timeout),
         # Paths as the rules that match them mean them: without these, `/docs/../<method>`
         # passed the open `/docs` rules yet named a method, and `//x` escaped `/x`'s.
         "normalize_path": True,
         "merge_slashes": True,
     }
-    common: dict[str, str] = {"idle_timeout": f"{limits.idle_timeout:g}s"}
+    common: dict[str, str] = {"idle_timeout": duration(limits.idle_timeout)}
     if limits.max_stream_duration > 0:  # 0: unbounded
-        common["max_stream_duration"] = f"{limits.max_stream_duration + STREAM_BACKSTOP:g}s"
+        common["max_stream_duration"] = duration(limits.max_stream_duration + STREAM_BACKSTOP)
     hcm["common_http_protocol_options"] = common
     if limits.trusted_proxy_hops:
         hcm["xff_num_trusted_hops"] = limits.trusted_proxy_hops

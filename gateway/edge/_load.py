@@ -8,7 +8,7 @@ Values are never echoed in errors, so a mistyped API key does not end up in a lo
 
 from __future__ import annotations
 
-import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -21,6 +21,7 @@ from gateway.common.errors import InvalidArgumentError
 from gateway.common.names import parse_model_id
 from gateway.config import ConfigError, parse_yaml
 from gateway.edge._hosts import allowed_host
+from gateway.edge._jwks import jwks_problem
 from gateway.edge._schema import (
     EXPOSABLE,
     ROLES,
@@ -39,6 +40,16 @@ from gateway.edge._schema import (
 T = TypeVar("T")
 _CLIENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
 _MIN_KEY_LENGTH = 16
+# Largest values Envoy takes (its config's uint32 fields; durations well below the ~9.2e9 s,
+# int64 nanoseconds, where Envoy 1.40 finds them out of range, with room for STREAM_BACKSTOP
+# added to max_stream_duration): a larger one passed here and stopped Envoy at start with a
+# dump of its config.
+_UINT32 = 2**32 - 1
+_MAX_SECONDS = 10**9
+# gRPC's message size options are C ints: a larger max_request_bytes stopped the gateway.
+_MAX_MESSAGE_BYTES = 2**31 - 1
+# Envoy's own bound on max_request_headers_kb.
+_MAX_HEADERS_KB = 8192
 
 
 class _Node:
@@ -78,18 +89,24 @@ class _Node:
             raise self.fail("expected a non-empty string")
         return self.value
 
-    def integer(self, minimum: int = 0) -> int:
+    def integer(self, minimum: int = 0, maximum: int = _UINT32) -> int:
         if isinstance(self.value, bool) or not isinstance(self.value, int):
             raise self.fail("expected an integer")
         if self.value < minimum:
             raise self.fail(f"must be at least {minimum}")
+        if self.value > maximum:
+            raise self.fail(f"must be at most {maximum}")
         return self.value
 
-    def number(self, minimum: float = 0.0) -> float:
+    def number(self, minimum: float = 0.0, maximum: float = _MAX_SECONDS) -> float:
         if isinstance(self.value, bool) or not isinstance(self.value, int | float):
             raise self.fail("expected a number")
+        if not math.isfinite(self.value):  # YAML's .nan and .inf
+            raise self.fail("expected a finite number")
         if self.value < minimum:
             raise self.fail(f"must be at least {minimum:g}")
+        if self.value > maximum:
+            raise self.fail(f"must be at most {maximum:.0f}")
         return float(self.value)
 
     def file(self, base: Path) -> Path:
@@ -143,7 +160,7 @@ def _api_keys_file(node: _Node, base: Path) -> list[_Node]:
     path = node.file(base)
     try:
         data = parse_yaml(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise node.fail(f"{path} is not a readable YAML file") from exc
     except ConfigError as exc:
         raise node.fail(f"{path}: {exc}") from exc
@@ -167,11 +184,11 @@ def _jwt(node: _Node, base: Path) -> JwtIssuer:
             raise node.fail(f"missing {required!r}")
     jwks = m["jwks_file"].file(base)
     try:
-        keys = json.loads(jwks.read_text()).get("keys")
-    except (ValueError, AttributeError):
-        keys = None
-    if not isinstance(keys, list) or not keys:
-        raise m["jwks_file"].fail(f"{jwks} is not a JWKS: a JSON object with a non-empty keys list")
+        problem = jwks_problem(jwks.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise m["jwks_file"].fail(f"{jwks} is not a readable text file") from exc
+    if problem:
+        raise m["jwks_file"].fail(f"{jwks} {problem}")
     return JwtIssuer(
         issuer=m["issuer"].text(),
         jwks_file=jwks,
@@ -187,7 +204,7 @@ def _rate(node: _Node) -> Rate:
     m = node.mapping(("requests_per_second", "burst"))
     if "requests_per_second" not in m:
         raise node.fail("missing 'requests_per_second'")
-    rps = m["requests_per_second"].number()
+    rps = m["requests_per_second"].number(maximum=_UINT32)  # tokens per fill
     if rps <= 0:
         raise m["requests_per_second"].fail("must be above 0")
     burst = m["burst"].integer(1) if "burst" in m else max(1, round(rps))
@@ -268,8 +285,8 @@ def _tls(node: _Node, base: Path) -> Tls:
 
 # Each ``limits`` key (a field of Limits, of the same name) and how its value is read.
 _LIMITS: dict[str, Callable[[_Node], Any]] = {
-    "max_request_bytes": lambda n: n.integer(1024),
-    "max_request_headers_kb": lambda n: n.integer(1),
+    "max_request_bytes": lambda n: n.integer(1024, _MAX_MESSAGE_BYTES),
+    "max_request_headers_kb": lambda n: n.integer(1, _MAX_HEADERS_KB),
     "max_stream_duration": _Node.number,
     "max_connections": lambda n: n.integer(1),
     "request_headers_timeout": _Node.number,

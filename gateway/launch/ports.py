@@ -1,10 +1,18 @@
 """Who holds a TCP port: so that `saxgw up` reports a leftover process instead of taking it
-for a healthy stack."""
+for a healthy stack; and claims on ports about to be bound, so that two `saxgw up` started
+at the same moment cannot both find them free.
+
+    with claim_ports([8888, 9901]):   # or PortClaimed(port, "pid 123 (saxgw up ...)")
+        ...check that they are free, start the processes that bind them...
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import socket
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 _LISTEN = "0A"  # TCP state LISTEN in /proc/net/tcp
@@ -24,7 +32,11 @@ def _listening_inodes(port: int) -> set[str]:
 
 def listener_pid(port: int) -> int | None:
     """The pid of the process listening on ``port`` (None if none, or not visible to us)."""
-    inodes = _listening_inodes(port)
+    return _socket_owner(_listening_inodes(port))
+
+
+def _socket_owner(inodes: set[str]) -> int | None:
+    """The pid of a process holding one of the sockets ``inodes`` (None if none is seen)."""
     if not inodes:
         return None
     wanted = {f"socket:[{inode}]" for inode in inodes}
@@ -41,7 +53,10 @@ def holder(port: int) -> str | None:
     process"`` if it cannot be seen (another user), or None if nothing listens there."""
     if not _listening_inodes(port):
         return None
-    pid = listener_pid(port)
+    return _describe(listener_pid(port))
+
+
+def _describe(pid: int | None) -> str:
     if pid is None:
         return "another process"
     with contextlib.suppress(OSError):
@@ -49,3 +64,52 @@ def holder(port: int) -> str | None:
         command = raw.replace(b"\0", b" ").decode(errors="replace").strip()
         return f"pid {pid} ({command[:100]})"
     return f"pid {pid}"
+
+
+class PortClaimed(Exception):
+    """Another process (``holder``) has claimed ``port``: a `saxgw up` or `serve` that is
+    starting or running on it."""
+
+    def __init__(self, port: int, holder: str) -> None:
+        super().__init__(f"port {port} is claimed by {holder}")
+        self.port = port
+        self.holder = holder
+
+
+def _claim_name(port: int) -> str:
+    return f"saxgw-port-{port}"
+
+
+def _claim_inodes(port: int) -> set[str]:
+    """Inodes of the sockets bound to the claim on ``port`` (``@name`` in /proc/net/unix)."""
+    wanted = "@" + _claim_name(port)
+    inodes: set[str] = set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+            fields = line.split()
+            if len(fields) == 8 and fields[7] == wanted:
+                inodes.add(fields[6])
+    return inodes
+
+
+@contextlib.contextmanager
+def claim_ports(ports: Iterable[int]) -> Iterator[None]:
+    """Holds a claim on each of ``ports`` (0s skipped) until the block ends or the process
+    exits, however it exits; raises `PortClaimed` if another process holds one.
+
+    A claim is a Unix socket bound to a name in Linux's abstract namespace: no file to leave
+    behind or to lack permission for, gone with the process that held it even after SIGKILL,
+    and scoped, as TCP ports are, to a network namespace (containers on the host's network
+    share it). Ports are claimed in order, so that of two processes wanting overlapping ports
+    one always gets them all. Elsewhere than Linux nothing is claimed.
+    """
+    with contextlib.ExitStack() as held:
+        for port in sorted({p for p in ports if p}):
+            claim = held.enter_context(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+            try:
+                claim.bind("\0" + _claim_name(port))
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    break  # no abstract namespace (not Linux): the port check alone
+                raise PortClaimed(port, _describe(_socket_owner(_claim_inodes(port)))) from None
+        yield

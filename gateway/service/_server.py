@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from saxgateway.v1 import gateway_pb2, gateway_pb2_grpc, openai_pb2, openai_pb2_grpc
 
 from gateway.client import Client
-from gateway.common import metricsfiles
+from gateway.common import logs, metricsfiles
 from gateway.config import GatewaySettings
 from gateway.service._access import Access, AccessInterceptor
 from gateway.service._errors import ErrorInterceptor
@@ -193,12 +193,14 @@ class GatewayServer:
 
 async def serve(settings: GatewaySettings, *, ready: asyncio.Event | None = None) -> None:
     """Runs a gateway until SIGINT or SIGTERM, then shuts it down gracefully."""
-    server = await GatewayServer.start(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before start: its log line says it serves
         loop.add_signal_handler(sig, stop.set)
-    print(f"gateway gRPC listening on {server.address}", flush=True)
+    server = await GatewayServer.start(settings)
+    # On stdout, for scripts that wait for it; in the log format, so that a JSON log stream
+    # (a container's output) holds no plain line.
+    logs.print_record(log, f"gateway gRPC listening on {server.address}")
     if ready is not None:
         ready.set()
     await stop.wait()

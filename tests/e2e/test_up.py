@@ -129,7 +129,10 @@ def test_up_restart_serves_restored_models_and_refuses_busy_ports(tmp_path: Path
             timeout=60,
         )
         assert second.returncode == 1
-        assert second.stderr.startswith(f"saxgw: port {port} is in use (Envoy's public port")
+        # The lowest of its ports, which the first `saxgw up` claimed (gateway/launch/ports.py).
+        lowest = min(int(a.split("=")[1]) for a in argv if a.split("=")[1].isdigit())
+        assert second.stderr.startswith(f"saxgw: port {lowest} is in use (")
+        assert f" by pid {up.proc.pid} (" in second.stderr
         assert "Traceback" not in second.stderr + second.stdout
 
     with saxgw_up(argv) as up:
@@ -177,3 +180,34 @@ def test_up_with_keys_reports_restored_models(tmp_path: Path) -> None:
         assert ready.status_code == 200, ready.text
     with saxgw_up(argv) as up:
         up.wait_for(f"saxgw: restored models ready: {MODEL} (1/1)")
+
+
+def test_two_ups_started_at_once_on_the_same_ports_one_serves(tmp_path: Path) -> None:
+    # Both used to find the ports free (the check came well before the processes that bind
+    # them), and both started a stack; the loser failed later with "cell exited" or worse.
+    port = free_port()
+    argv = [*_own_ports_and_dirs(port, tmp_path), f"--ops-port={free_port()}"]
+    argv = [a for a in argv if not a.startswith("--log-dir=")]
+    with (
+        saxgw_up([*argv, f"--log-dir={tmp_path / 'logs-a'}"]) as a,
+        saxgw_up([*argv, f"--log-dir={tmp_path / 'logs-b'}"]) as b,
+    ):
+        deadline = time.monotonic() + 60
+        while a.proc.poll() is None and b.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        loser, winner = (a, b) if a.proc.poll() is not None else (b, a)
+        assert loser.proc.wait(10) == 1
+        loser.close()
+        # One line, naming the lowest of the ports, which the winner claimed first.
+        lowest = min(int(f.split("=")[1]) for f in argv if f.split("=")[1].isdigit())
+        [line] = loser.lines
+        assert line.startswith(f"saxgw: port {lowest} is in use (")
+        assert f") by pid {winner.proc.pid} ({sys.executable} -m gateway.cli up " in line
+        assert line.endswith(
+            "; is another `saxgw up` running? Stop it, or choose other ports "
+            "(see `saxgw up --help`)."
+        )
+        loser_logs = tmp_path / ("logs-a" if loser is a else "logs-b")
+        assert list(loser_logs.iterdir()) == []  # it started nothing
+        winner.wait_for("Ready. Try:")
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200

@@ -15,6 +15,8 @@ from gateway.configfile import ConfigFile, load_config, parse_config
 from gateway.edge import EdgeConfig, Rate, access_settings, edge_values
 
 KEY = "sk-ops-0123456789abcdef"
+# A key set Envoy can use (gateway/edge/_jwks.py): one HMAC key.
+JWKS = '{"keys": [{"kty": "oct", "k": "c2VjcmV0LWtleQ"}]}'
 BASE: dict[str, Any] = {"auth": {"api_keys": [{"key": KEY, "client": "ops", "roles": ["admin"]}]}}
 
 
@@ -122,7 +124,7 @@ def test_errors_never_show_keys() -> None:
 
 
 def test_jwt_files_are_relative_to_the_config(tmp_path: Path) -> None:
-    (tmp_path / "jwks.json").write_text('{"keys": [{"kty": "RSA"}]}')
+    (tmp_path / "jwks.json").write_text(JWKS)
     config_file = tmp_path / "saxgw.yaml"
     config_file.write_text(
         "auth:\n  jwt:\n    - {issuer: https://i.test, jwks_file: jwks.json, roles: [admin]}\n"
@@ -135,7 +137,7 @@ def test_jwt_files_are_relative_to_the_config(tmp_path: Path) -> None:
 
 
 def test_an_issuer_may_accept_tokens_without_expiry(tmp_path: Path) -> None:
-    (tmp_path / "jwks.json").write_text('{"keys": [{"kty": "RSA"}]}')
+    (tmp_path / "jwks.json").write_text(JWKS)
     issuer = {"issuer": "https://i.test", "jwks_file": "jwks.json", "require_expiration": False}
     (parsed,) = parse_config({"auth": {"jwt": [issuer]}}, tmp_path).edge.jwt
     assert parsed.require_expiration is False

@@ -16,10 +16,11 @@ from gateway.configfile import load_config
 from gateway.modelconfig import ModelConfig, aliases_of, parse_models
 from gateway.service.openai._chat import ChatTemplates
 from gateway.service.openai._tokens import TokenCounter
+from tests.e2e._openai import write_config
 
 
 def test_models_section_parses(tmp_path: Path) -> None:
-    (tmp_path / "spm.model").write_bytes(b"x")
+    write_config(tmp_path)  # with a real SentencePiece model, spm.model: it is loaded
     models = parse_models(
         {
             "/sax/test/lm": {

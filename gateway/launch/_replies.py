@@ -176,6 +176,17 @@ def _grpc_mapper(status: int, code: int) -> dict[str, object]:
     return _mapper(filters, code, _local_reply_body(code), headers=(grpc_status,), status=200)
 
 
+# Envoy's health_check filter answers /healthz with a bare 503 when no gateway is healthy: the
+# reply says why, for whoever reads a failing probe (a Kubernetes event, curl).
+HEALTHZ_DOWN = "no gateway is healthy: none can take calls"
+_UNAVAILABLE = grpc.StatusCode.UNAVAILABLE.value[0]
+
+
+def _healthz_mapper() -> dict[str, object]:
+    filters = [_status_filter("EQ", 503), _path_filter("/healthz")]
+    return _mapper(filters, _UNAVAILABLE, _local_reply_body(_UNAVAILABLE, HEALTHZ_DOWN))
+
+
 def local_reply_mappers(descriptor: Path) -> list[dict[str, object]]:
     """``local_reply_config.mappers``: JSON bodies for error statuses only (>= 400), in
     OpenAI's envelope on the OpenAI paths, with the matching grpc-status for gRPC requests
@@ -183,6 +194,7 @@ def local_reply_mappers(descriptor: Path) -> list[dict[str, object]]:
     matches wins. First, 405s for the routes in ``descriptor`` (the set the transcoder
     serves)."""
     mappers = [_method_mapper(r.regex, r.verbs, r.openai) for r in routes(descriptor)]
+    mappers.append(_healthz_mapper())
     mappers += [_grpc_mapper(s, c) for s, c in LOCAL_REPLY_CODES.items() if s != 404]
     mappers += [_openai_mapper("EQ", status, code) for status, code in LOCAL_REPLY_CODES.items()]
     mappers.append(_openai_mapper("GE", 400, _UNKNOWN))

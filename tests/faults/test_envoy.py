@@ -114,7 +114,11 @@ def test_healthz_is_503_while_no_gateway_can_take_calls(faults: Faults, http: ht
         faults.wait_until(
             lambda: http.get("/healthz", timeout=5).status_code == 503, 60, "/healthz to say 503"
         )
+        response = http.get("/healthz", timeout=5)
     finally:
         for pid in pids:
             os.kill(pid, signal.SIGCONT)
+    assert response.status_code == 503
+    down = "no gateway is healthy: none can take calls"
+    assert response.json() == envoy_error(response, 14, down)
     faults.healthy()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import logging
 import signal
 import threading
@@ -71,6 +72,19 @@ def scrape(settings: OpsSettings) -> bytes:
     return b"".join(p if p.endswith(b"\n") or not p else p + b"\n" for p in parts)
 
 
+def _accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an Accept-Encoding header takes gzip (``gzip;q=0`` refuses it)."""
+    for item in accept_encoding.split(","):
+        name, _, params = item.strip().partition(";")
+        if name.strip().lower() in ("gzip", "*"):
+            q = params.strip().removeprefix("q=").strip() if params else "1"
+            try:
+                return float(q) > 0
+            except ValueError:
+                return False
+    return False
+
+
 def start(settings: OpsSettings) -> ThreadingHTTPServer:
     """Binds the server (not yet serving); ``server_address`` tells the port.
 
@@ -87,14 +101,35 @@ def start(settings: OpsSettings) -> ThreadingHTTPServer:
             if self.path.split("?")[0] != "/metrics":
                 self._reply(404, b"not found; try /metrics\n")
                 return
-            self._reply(200, scrape(settings), CONTENT_TYPE)
+            body, headers = scrape(settings), {"Vary": "Accept-Encoding"}
+            # Prometheus asks for gzip: a scrape of a busy gateway is ~100 KB of text that
+            # compresses tenfold.
+            if _accepts_gzip(self.headers.get("Accept-Encoding", "")):
+                body, headers["Content-Encoding"] = gzip.compress(body, compresslevel=1), "gzip"
+            self._reply(200, body, CONTENT_TYPE, headers)
 
-        def _reply(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
+        do_HEAD = do_GET  # _reply leaves out the body
+
+        def _not_allowed(self) -> None:
+            self._reply(405, b"/metrics takes GET and HEAD\n", headers={"Allow": "GET, HEAD"})
+
+        do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
+
+        def _reply(
+            self,
+            status: int,
+            body: bytes,
+            content_type: str = "text/plain",
+            headers: dict[str, str] | None = None,
+        ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(body)
+            if self.command != "HEAD":
+                self.wfile.write(body)
 
         def log_message(self, format: str, *args: object) -> None:
             log.debug(format, *args)  # one line per scrape would drown the real logs

@@ -3,6 +3,8 @@ reported down (rather than the scrape failing) when its admin does not answer.""
 
 from __future__ import annotations
 
+import gzip
+import http.client
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +14,8 @@ import pytest
 
 from gateway.launch.processes import free_port
 from gateway.ops import OpsSettings, start
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 @pytest.fixture
@@ -29,8 +33,49 @@ def ops_url(tmp_path: Path) -> Iterator[str]:
 def test_metrics_is_prometheus_text_and_reports_envoy_down(ops_url: str) -> None:
     response = httpx.get(ops_url + "/metrics", timeout=10)
     assert response.status_code == 200
-    assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert response.headers["content-type"] == CONTENT_TYPE
     assert response.text.endswith("saxgw_envoy_up 0\n")
+
+
+def _raw(ops_url: str, method: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    """One request with exactly ``headers`` (httpx would add Accept-Encoding and decode)."""
+    host, port = ops_url.removeprefix("http://").rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request(method, "/metrics", headers=headers)
+        response = connection.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        connection.close()
+
+
+def test_metrics_are_gzipped_for_a_scraper_that_asks(ops_url: str) -> None:
+    # Prometheus sends Accept-Encoding: gzip; the scrape went out as plain text whatever it asked.
+    status, headers, body = _raw(ops_url, "GET", {"Accept-Encoding": "gzip"})
+    assert (status, headers["content-encoding"], headers["vary"]) == (
+        200,
+        "gzip",
+        "Accept-Encoding",
+    )
+    assert int(headers["content-length"]) == len(body)
+    assert gzip.decompress(body).endswith(b"saxgw_envoy_up 0\n")
+    for refused in ({}, {"Accept-Encoding": "identity"}, {"Accept-Encoding": "gzip;q=0"}):
+        status, headers, body = _raw(ops_url, "GET", refused)
+        assert (status, "content-encoding" in headers) == (200, False), refused
+        assert body.endswith(b"saxgw_envoy_up 0\n")
+
+
+def test_head_answers_as_get_without_the_body_and_other_methods_are_405(ops_url: str) -> None:
+    status, headers, body = _raw(ops_url, "HEAD", {})
+    assert (status, headers["content-type"], body) == (200, CONTENT_TYPE, b"")
+    assert int(headers["content-length"]) > 0
+    for method in ("POST", "PUT", "DELETE"):
+        status, headers, body = _raw(ops_url, method, {})
+        assert (status, headers["allow"], body) == (
+            405,
+            "GET, HEAD",
+            b"/metrics takes GET and HEAD\n",
+        )
 
 
 def test_other_paths_are_not_found(ops_url: str) -> None:

@@ -111,6 +111,8 @@ class _Node:
 
     def file(self, base: Path) -> Path:
         path = base / self.text()
+        if path.is_dir():
+            raise self.fail(f"{path} is a directory; this names a file")
         if not path.is_file():
             raise self.fail(f"no such file: {path}")
         return path.resolve()

@@ -165,6 +165,9 @@ def test_api_keys_file_errors_name_the_file_key(tmp_path: Path) -> None:
     keys = tmp_path / "keys.yaml"
     in_file = {"auth": {"api_keys_file": "keys.yaml"}}
     assert _error(in_file, tmp_path) == f"auth.api_keys_file: no such file: {keys}"
+    in_dir = {"auth": {"api_keys_file": "."}}
+    directory = f"auth.api_keys_file: {tmp_path} is a directory; this names a file"
+    assert _error(in_dir, tmp_path) == directory
     keys.write_text("- {key: sk-team-a-bbbbbbbbbbbb, client: team-a, roles: [root]}\n")
     assert _error(in_file, tmp_path) == (
         "auth.api_keys_file[0].roles: unknown 'root'; expected any of admin, data"

@@ -10,7 +10,7 @@ import pytest
 
 from gateway.cli._edge import gateway_settings
 from gateway.client import ClientSettings
-from gateway.config import ConfigError, GatewaySettings
+from gateway.config import ConfigError, GatewaySettings, parse_yaml
 from gateway.configfile import ConfigFile, load_config, parse_config
 from gateway.edge import EdgeConfig, Rate, access_settings, edge_values
 
@@ -194,6 +194,20 @@ def test_load_config_names_the_file(tmp_path: Path) -> None:
     path.write_text("auth: {api_keys: 3}\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: auth.api_keys: expected a list"):
         load_config(path)
+
+
+def test_exponent_numbers_are_numbers() -> None:
+    # PyYAML reads YAML 1.1, whose floats need a dot: `1e6` was the string "1e6", and the
+    # number it stood for failed with "expected a number".
+    assert parse_yaml("a: 1e6\nb: -2.5E-1\nc: 1_000e3\nd: 7\ne: 1e\nf: e9\ng: 0x10\n") == {
+        "a": 1e6,
+        "b": -0.25,
+        "c": 1e6,
+        "d": 7,
+        "e": "1e",
+        "f": "e9",
+        "g": 16,
+    }
 
 
 def test_a_key_set_twice_is_an_error(tmp_path: Path) -> None:

@@ -177,6 +177,17 @@ def test_json_nested_too_deeply_is_a_400(http: httpx.Client, openai_models: None
         assert response.json() == {"error": openai_error(message)}, path
 
 
+def test_a_number_with_too_many_digits_is_a_400(http: httpx.Client, openai_models: None) -> None:
+    # Python refuses to convert an int of over 4300 digits (a ValueError, no JSONDecodeError):
+    # it was an INTERNAL 500, which the SDKs retry.
+    body = b'{"model": "oai", "prompt": "hi", "n": ' + b"1" * 5000 + b"}"
+    message = "the request body is not valid JSON: a number has more than 4300 digits"
+    for path in ("/v1/completions", "/v1/chat/completions", "/v1/responses", "/v1/embeddings"):
+        response = http.post(path, content=body, headers={"content-type": "application/json"})
+        assert (response.status_code, response.json()) == (400, {"error": openai_error(message)})
+    assert http.post("/v1/completions", json={"model": "oai", "prompt": "hi"}).status_code == 200
+
+
 def test_a_template_that_raises_on_the_messages_is_a_400(client: openai.OpenAI) -> None:
     # {{ 1 / (messages|length - 1) }}: a ZeroDivisionError, not one of Jinja's errors.
     failing = openai_error("the chat template failed: ZeroDivisionError: division by zero")

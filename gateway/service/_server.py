@@ -24,6 +24,7 @@ from gateway.service._health import SERVICE, HealthReporter
 from gateway.service._metrics import FLUSH_INTERVAL_S, GatewayMetrics, use_directory
 from gateway.service._observe import GatewayObserver, TelemetryInterceptor
 from gateway.service._reflection import enable_reflection
+from gateway.service._request_message import RequestMessageInterceptor
 from gateway.service._servicer import SaxGatewayServicer
 from gateway.service._streams import StreamSlots
 from gateway.service._tracing import Tracing
@@ -121,9 +122,11 @@ class GatewayServer:
         access = Access(settings.access, client)
         tokens = TokenCounter(settings.models)
         streams = StreamSlots(settings.max_streams_per_client, access.identity)
-        # Telemetry outermost, so that it sees the status the caller gets; then errors, so
-        # that refusals from the access checks become statuses.
+        # Reading the request message outermost (it turns the unary handlers the others
+        # made into stream-request ones); then telemetry, so that it sees the status the
+        # caller gets; then errors, so that refusals from the access checks become statuses.
         interceptors = [
+            RequestMessageInterceptor(),
             TelemetryInterceptor(
                 metrics, tracing, client, access, tokens, cost_header=telemetry.cost_header
             ),

@@ -28,10 +28,12 @@ from gateway.service._request_message import RequestMessageInterceptor
 from gateway.service._servicer import SaxGatewayServicer
 from gateway.service._streams import StreamSlots
 from gateway.service._tracing import Tracing
-from gateway.service.openai import OpenAIGatewayServicer
+from gateway.service.openai import OpenAIGatewayServicer, report_error
 from gateway.service.openai._tokens import TokenCounter
 
 log = logging.getLogger(__name__)
+
+_OPENAI_SERVICE = f"/{openai_pb2.DESCRIPTOR.services_by_name['OpenAIGateway'].full_name}/"
 
 STREAMS_END_BEFORE = 1.0
 """Seconds before the end of the grace period at which calls still in flight are failed, so
@@ -130,7 +132,8 @@ class GatewayServer:
             TelemetryInterceptor(
                 metrics, tracing, client, access, tokens, cost_header=telemetry.cost_header
             ),
-            ErrorInterceptor(),
+            # A request that does not parse, on the OpenAI face: OpenAI's envelope.
+            ErrorInterceptor({_OPENAI_SERVICE: report_error}),
             AccessInterceptor(access),
         ]
         server = grpc.aio.server(

@@ -26,7 +26,7 @@ from gateway.client import (
     UnavailableError,
 )
 from gateway.common.rpc import Context, cancelled_by_caller
-from gateway.service._intercept import Deserializer, WrappingInterceptor
+from gateway.service._intercept import Deserializer, Handler, WrappingInterceptor
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +145,29 @@ def _wrap_streaming(behavior: _Streaming, report: Report) -> _Streaming:
     return call
 
 
+async def _parsed(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        if type(request) is _Malformed:
+            raise request.error
+        yield request
+
+
+def _wrap_request_stream(
+    behavior: Callable[[Any, Context], AsyncIterator[Any]], report: Report
+) -> Callable[[Any, Context], AsyncIterator[Any]]:
+    """A bidirectional stream's behaviour (server reflection's): a request that does not
+    parse raises where the behaviour reads it, and ends the call as ``report`` says."""
+
+    async def call(requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
+        try:
+            async for response in behavior(_parsed(requests), context):
+                yield response
+        except BaseException as exc:
+            await _answer(context, exc, report)
+
+    return call
+
+
 _Resp = TypeVar("_Resp")
 
 
@@ -186,6 +209,19 @@ class ErrorInterceptor(WrappingInterceptor):
     def _report(self, method: str) -> Report:
         prefix = next((p for p in self._reports if method.startswith(p)), None)
         return abort if prefix is None else self._reports[prefix]
+
+    def wrap_handler(self, method: str, handler: Handler) -> Handler:
+        if not handler.request_streaming:
+            return super().wrap_handler(method, handler)
+        if handler.stream_stream is None or not inspect.isasyncgenfunction(handler.stream_stream):
+            return handler  # none such is served
+        # grpc reports a request stream's message that does not parse as UNKNOWN, naming
+        # the exception's class ("Unexpected <class '...DecodeError'>").
+        return grpc.stream_stream_rpc_method_handler(
+            _wrap_request_stream(handler.stream_stream, self._report(method)),
+            request_deserializer=_tolerant(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )
 
     def deserializer(self, parse: Deserializer) -> Deserializer:
         return _tolerant(parse)

@@ -1,5 +1,6 @@
 """What the gateway's server interceptors share: each wraps the handlers of the unary and
-server-streaming methods it serves, once per method, and reuses them.
+server-streaming methods it serves (and, if it asks, the others), once per method, and reuses
+them.
 
 Interceptors run on every call, and rebuilding a handler each time would be measurable on the
 hot path. A subclass names the methods it wraps (``prefixes`` of their paths) and says how
@@ -37,14 +38,17 @@ class WrappingInterceptor(grpc.aio.ServerInterceptor):
         if cached is not None:
             return cached
         handler = await continuation(handler_call_details)
-        if handler is None or handler.request_streaming or not method.startswith(self._prefixes):
+        if handler is None or not method.startswith(self._prefixes):
             return handler
         wrapped = self.wrap_handler(method, handler)
         self._cache[method] = wrapped
         return wrapped
 
     def wrap_handler(self, method: str, handler: Handler) -> Handler:
-        """The handler served for ``method`` instead of its unary-request ``handler``."""
+        """The handler served for ``method`` instead of ``handler``; one whose requests
+        stream (server reflection) passes unchanged."""
+        if handler.request_streaming:
+            return handler
         deserializer = self.deserializer(handler.request_deserializer)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(

@@ -57,6 +57,8 @@ class RequestMessageInterceptor(WrappingInterceptor):
     Outermost, so that the other interceptors wrap the unary handlers as they always have."""
 
     def wrap_handler(self, method: str, handler: Handler) -> Handler:
+        if handler.request_streaming:
+            return handler
         if handler.unary_unary is not None:
             return grpc.stream_unary_rpc_method_handler(
                 _unary(handler.unary_unary),

@@ -33,6 +33,25 @@ class CallInfo(Protocol):
 #: The call the current task serves, if any; the gateway's interceptor sets it.
 current_call: ContextVar[CallInfo | None] = ContextVar("saxgw_current_call", default=None)
 
+# Set while a record reads its call's fields. The request ID comes from the call's metadata,
+# and grpc logs an error for a value that is not UTF-8 each time it decodes one: that record
+# would read the metadata again, and so on until RecursionError, which failed the call (a 500
+# for any request with such a header). A record logged meanwhile goes without the call's fields.
+_reading_call: ContextVar[bool] = ContextVar("saxgw_reading_call", default=False)
+
+
+def _call_fields() -> tuple[str | None, str | None]:
+    """The current call's request ID and client, (None, None) outside a call."""
+    call = current_call.get()
+    if call is None or _reading_call.get():
+        return None, None
+    token = _reading_call.set(True)
+    try:
+        return call.request_id, call.client
+    finally:
+        _reading_call.reset(token)
+
+
 TEXT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
 
@@ -48,12 +67,11 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        call = current_call.get()
-        if call is not None:
-            if request_id := call.request_id:
-                line["request_id"] = request_id
-            if call.client:
-                line["client"] = call.client
+        request_id, client = _call_fields()
+        if request_id:
+            line["request_id"] = request_id
+        if client:
+            line["client"] = client
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False)
@@ -72,12 +90,10 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
-        call = current_call.get()
-        if call is None:
-            return text
-        if request_id := call.request_id:
+        request_id, client = _call_fields()
+        if request_id:
             text += f" request_id={_field(request_id)}"
-        return f"{text} client={_field(call.client)}" if call.client else text
+        return f"{text} client={_field(client)}" if client else text
 
 
 def print_record(logger: logging.Logger, message: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, NoReturn, TypeVar, cast
 
 import grpc
@@ -26,7 +26,7 @@ from gateway.client import (
     UnavailableError,
 )
 from gateway.common.rpc import Context, cancelled_by_caller
-from gateway.service._intercept import Deserializer, WrappingInterceptor
+from gateway.service._intercept import Deserializer, Handler, WrappingInterceptor
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,8 @@ async def abort(context: Context, exc: BaseException) -> NoReturn:
 
 _Unary = Callable[[Any, Context], Awaitable[Any]]
 _Streaming = Callable[[Any, Context], AsyncIterator[Any]]
+# Ends a call with the status (and metadata) that reports an exception; never returns.
+Report = Callable[[Context, BaseException], Awaitable[NoReturn]]
 
 
 class _Malformed:
@@ -110,24 +112,24 @@ def _tolerant(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     return parse
 
 
-def _wrap_unary(behavior: _Unary) -> _Unary:
+def _wrap_unary(behavior: _Unary, report: Report) -> _Unary:
     async def call(request: Any, context: Context) -> Any:
         try:
             if type(request) is _Malformed:
                 raise request.error
             return await behavior(request, context)
         except BaseException as exc:
-            await _answer(context, exc, abort)
+            await _answer(context, exc, report)
 
     return call
 
 
-def _wrap_streaming(behavior: _Streaming) -> _Streaming:
+def _wrap_streaming(behavior: _Streaming, report: Report) -> _Streaming:
     if not inspect.isasyncgenfunction(behavior):
         # A handler that streams with context.write() and returns nothing, as
         # grpcio-health-checking's Health.Watch does, stays a coroutine: grpc.aio serves an
         # async generator and a writing coroutine differently.
-        return cast(_Streaming, _wrap_unary(cast(_Unary, behavior)))
+        return cast(_Streaming, _wrap_unary(cast(_Unary, behavior), report))
 
     # `relay`'s work done in place: one async generator fewer per open stream (memory held
     # by each of 10,000 streams; BENCHMARKS.md).
@@ -138,14 +140,35 @@ def _wrap_streaming(behavior: _Streaming) -> _Streaming:
             async for response in behavior(request, context):
                 yield response
         except BaseException as exc:
-            await _answer(context, exc, abort)
+            await _answer(context, exc, report)
+
+    return call
+
+
+async def _parsed(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        if type(request) is _Malformed:
+            raise request.error
+        yield request
+
+
+def _wrap_request_stream(
+    behavior: Callable[[Any, Context], AsyncIterator[Any]], report: Report
+) -> Callable[[Any, Context], AsyncIterator[Any]]:
+    """A bidirectional stream's behaviour (server reflection's): a request that does not
+    parse raises where the behaviour reads it, and ends the call as ``report`` says."""
+
+    async def call(requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
+        try:
+            async for response in behavior(_parsed(requests), context):
+                yield response
+        except BaseException as exc:
+            await _answer(context, exc, report)
 
     return call
 
 
 _Resp = TypeVar("_Resp")
-# Ends a call with the status (and metadata) that reports an exception; never returns.
-Report = Callable[[Context, BaseException], Awaitable[NoReturn]]
 
 
 async def relay(
@@ -175,13 +198,36 @@ async def _answer(context: Context, exc: BaseException, report: Report) -> NoRet
 
 
 class ErrorInterceptor(WrappingInterceptor):
-    """Wraps every handler so that escaping exceptions become proper statuses."""
+    """Wraps every handler so that escaping exceptions become proper statuses: by `abort`,
+    or by the report ``reports`` names for the service (its path prefix), as the service's
+    own errors are reported (a request that does not parse never reaches its methods)."""
+
+    def __init__(self, reports: Mapping[str, Report] | None = None) -> None:
+        super().__init__()
+        self._reports = dict(reports or {})
+
+    def _report(self, method: str) -> Report:
+        prefix = next((p for p in self._reports if method.startswith(p)), None)
+        return abort if prefix is None else self._reports[prefix]
+
+    def wrap_handler(self, method: str, handler: Handler) -> Handler:
+        if not handler.request_streaming:
+            return super().wrap_handler(method, handler)
+        if handler.stream_stream is None or not inspect.isasyncgenfunction(handler.stream_stream):
+            return handler  # none such is served
+        # grpc reports a request stream's message that does not parse as UNKNOWN, naming
+        # the exception's class ("Unexpected <class '...DecodeError'>").
+        return grpc.stream_stream_rpc_method_handler(
+            _wrap_request_stream(handler.stream_stream, self._report(method)),
+            request_deserializer=_tolerant(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )
 
     def deserializer(self, parse: Deserializer) -> Deserializer:
         return _tolerant(parse)
 
     def wrap_unary(self, method: str, behavior: _Unary) -> _Unary:
-        return _wrap_unary(behavior)
+        return _wrap_unary(behavior, self._report(method))
 
     def wrap_streaming(self, method: str, behavior: _Streaming) -> _Streaming:
-        return _wrap_streaming(behavior)
+        return _wrap_streaming(behavior, self._report(method))

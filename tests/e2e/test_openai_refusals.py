@@ -177,6 +177,41 @@ def test_json_nested_too_deeply_is_a_400(http: httpx.Client, openai_models: None
         assert response.json() == {"error": openai_error(message)}, path
 
 
+def test_a_number_with_too_many_digits_is_a_400(http: httpx.Client, openai_models: None) -> None:
+    # Python refuses to convert an int of over 4300 digits (a ValueError, no JSONDecodeError):
+    # it was an INTERNAL 500, which the SDKs retry.
+    body = b'{"model": "oai", "prompt": "hi", "n": ' + b"1" * 5000 + b"}"
+    message = "the request body is not valid JSON: a number has more than 4300 digits"
+    for path in ("/v1/completions", "/v1/chat/completions", "/v1/responses", "/v1/embeddings"):
+        response = http.post(path, content=body, headers={"content-type": "application/json"})
+        assert (response.status_code, response.json()) == (400, {"error": openai_error(message)})
+    assert http.post("/v1/completions", json={"model": "oai", "prompt": "hi"}).status_code == 200
+
+
+def test_a_request_envoy_transcodes_into_bad_utf8_is_an_openai_400(
+    http: httpx.Client, openai_models: None
+) -> None:
+    # Envoy copies the URL path's bytes and the Content-Type header into proto strings; grpc
+    # could not parse them, and the gateway answered in its own shape, not OpenAI's envelope.
+    bad_utf8 = "String field had bad UTF-8"
+    response = http.get("/v1/models/%ff")
+    message = f"Error parsing message with type 'saxgateway.v1.GetOpenAIModelRequest': {bad_utf8}"
+    error = openai_error(f"the request does not parse: {message}")
+    assert (response.status_code, response.json()) == (400, {"error": error})
+    body = b'{"model": "oai", "messages": [{"role": "user", "content": "hi"}]}'
+    response = http.post(
+        "/v1/chat/completions",
+        content=body,
+        headers={b"content-type": b"application/json; charset=\xff"},
+    )
+    message = (
+        f"Error parsing message with type 'saxgateway.v1.CreateChatCompletionRequest': {bad_utf8}"
+    )
+    error = openai_error(f"the request does not parse: {message}")
+    assert (response.status_code, response.json()) == (400, {"error": error})
+    assert http.post("/v1/chat/completions", content=body).status_code == 200
+
+
 def test_a_template_that_raises_on_the_messages_is_a_400(client: openai.OpenAI) -> None:
     # {{ 1 / (messages|length - 1) }}: a ZeroDivisionError, not one of Jinja's errors.
     failing = openai_error("the chat template failed: ZeroDivisionError: division by zero")

@@ -96,6 +96,31 @@ def test_a_header_grpc_refuses_leaves_later_calls_unharmed(
             assert [t.text for t in reply.texts] == ["ok"]
 
 
+@pytest.mark.parametrize("name", ["x-probe", "x-request-id"])
+def test_a_header_value_that_is_not_utf8_is_served(
+    http: httpx.Client, model: str, name: str
+) -> None:
+    # grpc decodes such a value as Latin-1 and logs an error; the gateway's log line read the
+    # call's request ID from the same metadata, which logged again, until RecursionError: a
+    # 500 "Unexpected <class 'RecursionError'>" for any call carrying such a header. Sent
+    # twice, so that it reaches both gateway processes behind Envoy.
+    for _ in range(2):
+        response = http.post(
+            "/generate", json={"model": model, "query": "q"}, headers={name.encode(): b"\xff\xfe"}
+        )
+        assert (response.status_code, response.json()) == (
+            200,
+            {"texts": [{"text": "ok", "score": -0.1}]},
+        )
+        completion = http.post(
+            "/v1/completions",
+            json={"model": model, "prompt": "q"},
+            headers={name.encode(): b"\xff"},
+        )
+        assert completion.status_code == 200, completion.text
+        assert completion.json()["choices"][0]["text"] == "ok"
+
+
 def _is_published(http: httpx.Client, model: str) -> bool:
     response = http.get("/listcell", params={"model": model})
     assert response.status_code in (200, 404), response.text

@@ -6,6 +6,7 @@ docs/openai.md."""
 from __future__ import annotations
 
 from gateway.service.openai._errors import KINDS as ERROR_KINDS
+from gateway.service.openai._errors import abort as report_error
 from gateway.service.openai._servicer import OpenAIGatewayServicer
 
-__all__ = ["ERROR_KINDS", "OpenAIGatewayServicer"]
+__all__ = ["ERROR_KINDS", "OpenAIGatewayServicer", "report_error"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -127,6 +128,13 @@ def parse_body(data: bytes) -> dict[str, Any]:
     except RecursionError:
         raise InvalidArgumentError(
             "the request body is not valid JSON: nested too deeply"
+        ) from None
+    except ValueError:
+        # The one other ValueError json.loads raises: Python's cap on the digits of an int
+        # it converts (an INTERNAL 500 before, as any unexpected exception is).
+        raise InvalidArgumentError(
+            "the request body is not valid JSON: a number has more than "
+            f"{sys.get_int_max_str_digits()} digits"
         ) from None
     if not isinstance(body, dict):
         raise InvalidArgumentError("the request body must be a JSON object")

@@ -112,8 +112,10 @@ class ModelChanges:
         except InvalidArgumentError as exc:
             # An upstream admin refuses some changes ("checkpoint path can't be changed") as
             # InvalidArgument: the request is fine, the cell does not allow it.
+            # Its message ends in the code's name, as upstream's do: the new code's, then.
             if "can't be changed" not in exc.message:
                 raise
-            raise FailedPreconditionError(exc.message) from exc
+            message = exc.message.removesuffix(": InvalidArgument")
+            raise FailedPreconditionError(f"{message}: FailedPrecondition") from exc
         finally:
             self._forget(model.id)

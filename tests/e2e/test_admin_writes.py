@@ -71,6 +71,21 @@ def test_setacl_racing_an_update_keeps_both_changes(stack: Stack, model: str) ->
         )
 
 
+def test_a_model_path_change_is_refused_and_changes_nothing(stack: Stack, model: str) -> None:
+    # Answered FAILED_PRECONDITION (the request is well formed; the cell does not allow it)
+    # with a message that ended in "InvalidArgument", and the proto said INVALID_ARGUMENT.
+    before = stored_model(stack, model)
+    with httpx.Client(base_url=stack.http_url, timeout=30) as http:
+        response = http.post(f"/v1{model}:update", json={"model_path": TEST_LM + "x"})
+    assert response.status_code == 400, response.text
+    assert response.json() == {
+        "code": 9,
+        "message": "invalid model update: model path can't be changed: FailedPrecondition",
+        "details": [request_info(response)],
+    }
+    assert stored_model(stack, model) == before
+
+
 def test_the_same_model_published_twice_at_once(stack: Stack, http: httpx.Client) -> None:
     name = "/sax/test/admin-writes-twice"
     bodies = [publish_body(name, TEST_LM, 0, text=text) for text in ("one", "two")]

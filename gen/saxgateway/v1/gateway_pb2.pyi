@@ -514,7 +514,7 @@ class UpdateModelRequest(_message.Message):
     """Required. The model ID."""
     model_path: _builtins.str
     """Empty, or the current model path: Sax refuses to change a model's path
-    (INVALID_ARGUMENT); unpublish and publish it again instead.
+    (FAILED_PRECONDITION); unpublish and publish it again instead.
     """
     checkpoint: _builtins.str
     """New checkpoint; empty keeps the current one."""

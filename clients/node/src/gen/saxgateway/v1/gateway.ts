@@ -176,7 +176,7 @@ export interface UpdateModelRequest {
   model: string;
   /**
    * Empty, or the current model path: Sax refuses to change a model's path
-   * (INVALID_ARGUMENT); unpublish and publish it again instead.
+   * (FAILED_PRECONDITION); unpublish and publish it again instead.
    */
   model_path: string;
   /** New checkpoint; empty keeps the current one. */

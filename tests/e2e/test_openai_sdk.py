@@ -212,6 +212,11 @@ def test_unsupported_parameters_are_400s_that_say_so(client: openai.OpenAI) -> N
     with pytest.raises(openai.BadRequestError) as logprobs:
         client.completions.create(model="oai", prompt="x", logprobs=2)
     assert logprobs.value.param == "logprobs" and "not supported" in logprobs.value.message
+    # 0 too: it asks for the chosen tokens' log-probabilities (once answered, logprobs null).
+    with pytest.raises(openai.BadRequestError) as chosen:
+        client.completions.create(model="oai", prompt="x", logprobs=0)
+    message = "logprobs: not supported: Sax cannot honour logprobs (remove it or set false)"
+    assert chosen.value.body == openai_error(message, param="logprobs")
     with pytest.raises(openai.BadRequestError) as tokens:
         client.completions.create(model="oai", prompt=[1, 2, 3])
     assert tokens.value.param == "prompt" and "token-id" in tokens.value.message

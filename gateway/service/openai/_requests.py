@@ -51,9 +51,11 @@ SAX_INPUTS = {
 }
 """OpenAI parameter -> Sax extra input (``max_completion_tokens`` counts as ``max_tokens``)."""
 
-# Fields Sax cannot honour, and the value that means "not asked for".
+# Fields Sax cannot honour, and the value that means "not asked for". Not 0 for logprobs:
+# on /v1/completions it is a count, and 0 asks for the chosen tokens' log-probabilities
+# (OpenAI's and vLLM's answers have them), which Sax cannot give.
 _UNSUPPORTED: dict[str, tuple[object, ...]] = {
-    "logprobs": (None, False, 0),
+    "logprobs": (None, False),
     "top_logprobs": (None, 0),
     "echo": (None, False),
     "best_of": (None, 1),
@@ -209,7 +211,8 @@ def _reject_unsupported(body: Mapping[str, Any]) -> None:
         value = body.get(key)
         if not any(value == u and type(value) is type(u) for u in unset) and value is not None:
             raise invalid(
-                key, f"not supported: Sax cannot honour {key} (remove it or set {unset[1]!r})"
+                key,
+                f"not supported: Sax cannot honour {key} (remove it or set {json.dumps(unset[1])})",
             )
 
 

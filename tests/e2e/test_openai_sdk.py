@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -242,6 +243,29 @@ def test_overloaded_model_is_a_429_with_retry_after(client: openai.OpenAI) -> No
     assert failure.value.status_code == 429
     assert failure.value.response.headers["retry-after"] == "1"
     assert failure.value.code == "rate_limit_exceeded"
+
+
+def test_an_overloaded_model_is_a_429_when_a_unary_call_would_be(
+    client: openai.OpenAI, stack: Stack
+) -> None:
+    # The SDKs send no deadline. A generation may decode for the stream timeout (600 s),
+    # but retrying the overloaded replicas stops at the unary default (the stack's 20 s):
+    # the 429 came after 600 s, when the SDK's own 600 s timeout had given up (here the
+    # 60 s one, APITimeoutError), and its retries waited as long again, twice.
+    unary = stack.settings.gateway.default_timeout
+    started = time.monotonic()
+    with pytest.raises(openai.RateLimitError) as failure:
+        client.with_options(timeout=3 * unary).completions.create(
+            model=BUSY, prompt="x", stream=True
+        )
+    assert unary - 3 < time.monotonic() - started < unary + 5
+    assert failure.value.response.headers["retry-after"] == "1"
+    assert failure.value.body == {
+        "message": "TestLM failed after 0 tokens (fail_after_tokens): ResourceExhausted",
+        "type": "rate_limit_error",
+        "param": None,
+        "code": "rate_limit_exceeded",
+    }
 
 
 def test_error_after_the_stream_started_arrives_in_band(client: openai.OpenAI) -> None:

@@ -16,6 +16,7 @@ import pytest
 from gateway.launch.stack import Stack
 from tests.e2e._bodies import openai_error
 from tests.e2e._openai import ANSWER, BUSY, CHATML, FAILING, PLAIN, TEMPLATED, tokenizer
+from tests.e2e._published import TEST_LM, published
 
 
 @pytest.fixture
@@ -265,6 +266,36 @@ def test_an_overloaded_model_is_a_429_when_a_unary_call_would_be(
         "type": "rate_limit_error",
         "param": None,
         "code": "rate_limit_exceeded",
+    }
+
+
+@pytest.fixture(scope="module")
+def unimplemented(stack: Stack) -> Iterator[str]:
+    """A model whose server answers every stream UNIMPLEMENTED (a server without the RPC)."""
+    overrides = {"fail_after_tokens": "0", "fail_code": "UNIMPLEMENTED"}
+    with published(stack, "/sax/test/oai-unimplemented", TEST_LM, overrides) as name:
+        yield name
+
+
+def test_a_501_is_not_retried_by_the_sdk(stack: Stack, unimplemented: str) -> None:
+    # The SDKs retry every 5xx unless told not to: three calls (and 1.5 s of backoff) for
+    # an answer no retry can change, before x-should-retry: false.
+    sent: list[httpx.Request] = []
+    with openai.OpenAI(
+        base_url=stack.http_url + "/v1",
+        api_key="x",
+        max_retries=2,
+        http_client=openai.DefaultHttpxClient(event_hooks={"request": [sent.append]}),
+    ) as sdk, pytest.raises(openai.InternalServerError) as failure:
+        sdk.completions.create(model=unimplemented, prompt="x", stream=True)
+    assert len(sent) == 1
+    assert failure.value.status_code == 501
+    assert failure.value.response.headers["x-should-retry"] == "false"
+    assert failure.value.body == {
+        "message": "TestLM failed after 0 tokens (fail_after_tokens): Unimplemented",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "unsupported",
     }
 
 

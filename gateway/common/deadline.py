@@ -21,18 +21,34 @@ now = time.monotonic
 
 @dataclass(frozen=True, slots=True)
 class Deadline:
-    """An absolute point on ``now()``'s clock; ``math.inf`` when the call has none."""
+    """An absolute point on ``now()``'s clock; ``math.inf`` when the call has none.
+
+    ``retry_by`` may end retries sooner than the call: a long generation may decode until
+    ``at``, yet an overloaded model should be reported (a 429 clients back off on) when a
+    short call would report it, not after waiting out the whole generation's time."""
 
     at: float
+    retry_by: float = math.inf
+    """After this point (or ``at``, if sooner) `allows` refuses every wait before a retry."""
 
     @classmethod
-    def after(cls, seconds: float | None) -> Deadline:
-        """The deadline ``seconds`` from now (None: no deadline)."""
-        return cls(math.inf if seconds is None else now() + seconds)
+    def after(cls, seconds: float | None, retry_for: float | None = None) -> Deadline:
+        """The deadline ``seconds`` from now (None: no deadline), whose retries stop
+        ``retry_for`` seconds from now (None: at the deadline)."""
+        start = now()
+        return cls(
+            math.inf if seconds is None else start + seconds,
+            math.inf if retry_for is None else start + retry_for,
+        )
 
     def earliest(self, other: Deadline | None) -> Deadline:
-        """The sooner of two deadlines."""
-        return self if other is None or self.at <= other.at else other
+        """The sooner of two deadlines (with the sooner end of retries of the two)."""
+        if other is None:
+            return self
+        first, second = (self, other) if self.at <= other.at else (other, self)
+        if first.retry_by <= second.retry_by:
+            return first
+        return Deadline(first.at, second.retry_by)
 
     def remaining(self) -> float | None:
         """Seconds left (negative once passed), or None without a deadline."""
@@ -46,5 +62,6 @@ class Deadline:
         return remaining
 
     def allows(self, delay: float) -> bool:
-        """Whether waiting ``delay`` seconds still leaves time before the deadline."""
-        return now() + delay < self.at
+        """Whether waiting ``delay`` seconds (before a retry) still leaves time before the
+        deadline, and ends before retries do."""
+        return now() + delay < min(self.at, self.retry_by)

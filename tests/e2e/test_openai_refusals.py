@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import openai
@@ -137,6 +137,43 @@ def test_a_malformed_chat_request_is_a_400_naming_the_field(
     with pytest.raises(openai.BadRequestError) as failure:
         client.chat.completions.create(**body)
     assert failure.value.status_code == 400 and failure.value.body == error
+
+
+_TOOL_CALLS = 'not supported: Sax models have no tool calling (use "none")'
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"tool_choice": {"type": "function", "function": {"name": "f"}}}, "tool_choice"),
+        ({"function_call": {"name": "f"}}, "function_call"),
+    ],
+)
+def test_a_chat_that_asks_for_a_tool_call_is_a_400(
+    client: openai.OpenAI, fields: dict[str, Any], param: str, stream: bool
+) -> None:
+    # It was answered with text, where the caller's code waits for a tool call (the
+    # Responses API refused it already, as OpenAI and vLLM refuse it without tools).
+    with pytest.raises(openai.BadRequestError) as failure:
+        client.chat.completions.create(
+            model="oai", messages=[{"role": "user", "content": "hi"}], stream=stream, **fields
+        )
+    assert failure.value.body == openai_error(f"{param}: {_TOOL_CALLS}", param=param)
+
+
+def test_a_chat_whose_tool_choice_calls_no_tool_is_answered(client: openai.OpenAI) -> None:
+    choices: tuple[Literal["none", "auto"], ...] = ("none", "auto")
+    for choice in choices:
+        answer = client.chat.completions.create(
+            model="oai",
+            messages=[{"role": "user", "content": "hi"}],
+            tool_choice=choice,
+            function_call=choice,
+            max_tokens=1,
+        )
+        assert [c.message.content for c in answer.choices] == ["Paris"], choice
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from gateway.launch.stack import Stack
 from tests.e2e._bodies import openai_error
 from tests.e2e._openai import ANSWER, BUSY, CHATML, FAILING, PLAIN, TEMPLATED, tokenizer
+from tests.e2e._published import TEST_LM, published
 
 
 @pytest.fixture
@@ -212,6 +214,11 @@ def test_unsupported_parameters_are_400s_that_say_so(client: openai.OpenAI) -> N
     with pytest.raises(openai.BadRequestError) as logprobs:
         client.completions.create(model="oai", prompt="x", logprobs=2)
     assert logprobs.value.param == "logprobs" and "not supported" in logprobs.value.message
+    # 0 too: it asks for the chosen tokens' log-probabilities (once answered, logprobs null).
+    with pytest.raises(openai.BadRequestError) as chosen:
+        client.completions.create(model="oai", prompt="x", logprobs=0)
+    message = "logprobs: not supported: Sax cannot honour logprobs (remove it or set false)"
+    assert chosen.value.body == openai_error(message, param="logprobs")
     with pytest.raises(openai.BadRequestError) as tokens:
         client.completions.create(model="oai", prompt=[1, 2, 3])
     assert tokens.value.param == "prompt" and "token-id" in tokens.value.message
@@ -237,6 +244,59 @@ def test_overloaded_model_is_a_429_with_retry_after(client: openai.OpenAI) -> No
     assert failure.value.status_code == 429
     assert failure.value.response.headers["retry-after"] == "1"
     assert failure.value.code == "rate_limit_exceeded"
+
+
+def test_an_overloaded_model_is_a_429_when_a_unary_call_would_be(
+    client: openai.OpenAI, stack: Stack
+) -> None:
+    # The SDKs send no deadline. A generation may decode for the stream timeout (600 s),
+    # but retrying the overloaded replicas stops at the unary default (the stack's 20 s):
+    # the 429 came after 600 s, when the SDK's own 600 s timeout had given up (here the
+    # 60 s one, APITimeoutError), and its retries waited as long again, twice.
+    unary = stack.settings.gateway.default_timeout
+    started = time.monotonic()
+    with pytest.raises(openai.RateLimitError) as failure:
+        client.with_options(timeout=3 * unary).completions.create(
+            model=BUSY, prompt="x", stream=True
+        )
+    assert unary - 3 < time.monotonic() - started < unary + 5
+    assert failure.value.response.headers["retry-after"] == "1"
+    assert failure.value.body == {
+        "message": "TestLM failed after 0 tokens (fail_after_tokens): ResourceExhausted",
+        "type": "rate_limit_error",
+        "param": None,
+        "code": "rate_limit_exceeded",
+    }
+
+
+@pytest.fixture(scope="module")
+def unimplemented(stack: Stack) -> Iterator[str]:
+    """A model whose server answers every stream UNIMPLEMENTED (a server without the RPC)."""
+    overrides = {"fail_after_tokens": "0", "fail_code": "UNIMPLEMENTED"}
+    with published(stack, "/sax/test/oai-unimplemented", TEST_LM, overrides) as name:
+        yield name
+
+
+def test_a_501_is_not_retried_by_the_sdk(stack: Stack, unimplemented: str) -> None:
+    # The SDKs retry every 5xx unless told not to: three calls (and 1.5 s of backoff) for
+    # an answer no retry can change, before x-should-retry: false.
+    sent: list[httpx.Request] = []
+    with openai.OpenAI(
+        base_url=stack.http_url + "/v1",
+        api_key="x",
+        max_retries=2,
+        http_client=openai.DefaultHttpxClient(event_hooks={"request": [sent.append]}),
+    ) as sdk, pytest.raises(openai.InternalServerError) as failure:
+        sdk.completions.create(model=unimplemented, prompt="x", stream=True)
+    assert len(sent) == 1
+    assert failure.value.status_code == 501
+    assert failure.value.response.headers["x-should-retry"] == "false"
+    assert failure.value.body == {
+        "message": "TestLM failed after 0 tokens (fail_after_tokens): Unimplemented",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "unsupported",
+    }
 
 
 def test_error_after_the_stream_started_arrives_in_band(client: openai.OpenAI) -> None:

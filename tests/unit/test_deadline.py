@@ -43,6 +43,19 @@ def test_earliest_picks_the_sooner() -> None:
     assert late.earliest(None) is late
 
 
+def test_retries_may_end_before_the_call() -> None:
+    deadline = Deadline.after(600, retry_for=1)
+    assert deadline.allows(0.5) and not deadline.allows(2)
+    remaining = deadline.timeout("x")
+    assert remaining is not None and remaining > 590  # the call itself still has its time
+    # The sooner of two keeps the sooner end of retries of either.
+    soon = Deadline(now() + 5)
+    combined = soon.earliest(deadline)
+    assert (combined.at, combined.retry_by) == (soon.at, deadline.retry_by)
+    assert deadline.earliest(soon) == combined
+    assert Deadline(now() + 0.5, retry_by=now() + 9).earliest(deadline).retry_by < now() + 1
+
+
 def test_call_options_deadline_is_the_sooner_of_deadline_and_timeout() -> None:
     soon = Deadline(now() + 1)
     assert CallOptions(deadline=soon, timeout=50).call_deadline() is soon

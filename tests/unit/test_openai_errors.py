@@ -14,6 +14,7 @@ from gateway.client import (
     NotFoundError,
     ResourceExhaustedError,
     UnavailableError,
+    UnimplementedError,
 )
 from gateway.common.rpc import Context
 from gateway.service.openai._errors import ENVELOPE_KEY, KINDS, abort, envelope
@@ -89,8 +90,13 @@ async def test_abort_sends_the_envelope_and_retry_after_on_429() -> None:
         await abort(context.as_context(), UnavailableError("caf\u00e9 down"))
     assert context.aborted is not None
     headers = dict(context.aborted[2])
-    assert "retry-after" not in headers
+    assert "retry-after" not in headers and "x-should-retry" not in headers  # 503: retried
     assert str(headers[ENVELOPE_KEY]).isascii()  # metadata must be ASCII
+    context = _Context()
+    with pytest.raises(_Aborted):
+        await abort(context.as_context(), UnimplementedError("no such RPC"))
+    assert context.aborted is not None
+    assert dict(context.aborted[2])["x-should-retry"] == "false"  # 501: no retry can help
 
 
 def test_a_response_over_the_message_limit_is_invalid_argument() -> None:

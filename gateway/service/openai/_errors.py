@@ -5,7 +5,7 @@ act on: 400, 401, 403, 404, 409, 429, 500, 503, 504; the Python SDK retries 408,
 5xx), so metrics and gRPC callers see the same failure as on SaxGateway. The envelope travels
 in the ``x-openai-error`` trailing metadata, which a trailers-only gRPC response turns into a
 header; Envoy's Lua on the OpenAI route moves it into the body. A 429 also carries
-``retry-after``, which the SDKs honour.
+``retry-after``, which the SDKs honour, and a 501 ``x-should-retry: false``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ from gateway.service._errors import relay, to_status
 ENVELOPE_KEY = "x-openai-error"
 RETRY_AFTER_SECONDS = 1
 """Sent with a 429: Sax reports overload without saying for how long."""
+NOT_RETRIED = frozenset({grpc.StatusCode.UNIMPLEMENTED})
+"""Codes whose HTTP status (501) the SDKs retry, as they retry every 5xx, though no retry can
+succeed: sent with ``x-should-retry: false``, which the Python and Node SDKs obey."""
 _MAX_MESSAGE = 2000  # the envelope rides in a header; keep it well under Envoy's header limits
 
 _C = grpc.StatusCode
@@ -74,6 +77,8 @@ async def abort(context: Context, exc: BaseException) -> NoReturn:
     ]
     if code == _C.RESOURCE_EXHAUSTED:
         metadata.append(("retry-after", str(RETRY_AFTER_SECONDS)))
+    if code in NOT_RETRIED:
+        metadata.append(("x-should-retry", "false"))
     await context.abort(code, body["error"]["message"], trailing_metadata=tuple(metadata))
 
 

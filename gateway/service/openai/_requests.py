@@ -10,6 +10,7 @@
 | ``n``                                         | the best ``n`` of the model's samples        |
 | ``stop``, ``stream``, ``stream_options``      | applied by the gateway                       |
 | ``user``, ``seed``, unknown fields            | accepted and ignored                         |
+| ``tool_choice``, ``function_call``            | ``"none"`` or ``"auto"``; others are refused |
 | ``response_format`` (``text`` only)           | accepted; JSON mode and schemas are refused  |
 | vLLM's ``guided_*``, ``structured_outputs``   | refused, as JSON mode is                     |
 
@@ -51,9 +52,11 @@ SAX_INPUTS = {
 }
 """OpenAI parameter -> Sax extra input (``max_completion_tokens`` counts as ``max_tokens``)."""
 
-# Fields Sax cannot honour, and the value that means "not asked for".
+# Fields Sax cannot honour, and the value that means "not asked for". Not 0 for logprobs:
+# on /v1/completions it is a count, and 0 asks for the chosen tokens' log-probabilities
+# (OpenAI's and vLLM's answers have them), which Sax cannot give.
 _UNSUPPORTED: dict[str, tuple[object, ...]] = {
-    "logprobs": (None, False, 0),
+    "logprobs": (None, False),
     "top_logprobs": (None, 0),
     "echo": (None, False),
     "best_of": (None, 1),
@@ -216,7 +219,8 @@ def _reject_unsupported(body: Mapping[str, Any]) -> None:
         value = body.get(key)
         if not any(value == u and type(value) is type(u) for u in unset) and value is not None:
             raise invalid(
-                key, f"not supported: Sax cannot honour {key} (remove it or set {unset[1]!r})"
+                key,
+                f"not supported: Sax cannot honour {key} (remove it or set {json.dumps(unset[1])})",
             )
 
 
@@ -251,9 +255,25 @@ def _reject_constrained_output(body: Mapping[str, Any]) -> None:
         )
 
 
+TOOL_CHOICES = ("none", "auto")
+"""``tool_choice`` (and the older ``function_call``) values that call no tool when there are
+no tools: "none", and "auto" (OpenAI's default with tools, which clients send as it is)."""
+
+
+def reject_tool_choice(body: Mapping[str, Any], keys: Collection[str] = ("tool_choice",)) -> None:
+    """INVALID_ARGUMENT if ``tool_choice`` (or another of ``keys``) asks for a tool call:
+    ``"required"`` or a named function. With ``tools`` refused, ignoring it would answer
+    text where the caller's code waits for a tool call (OpenAI and vLLM refuse it too)."""
+    for key in keys:
+        choice = body.get(key)
+        if choice is not None and choice not in TOOL_CHOICES:
+            raise invalid(key, 'not supported: Sax models have no tool calling (use "none")')
+
+
 def sampling(body: Mapping[str, Any]) -> Sampling:
     """The sampling and streaming parameters of a completion or chat request."""
     _reject_unsupported(body)
+    reject_tool_choice(body, ("tool_choice", "function_call"))
     _reject_constrained_output(body)
     max_tokens = integer(body, "max_completion_tokens", 1, 1 << 20)
     if max_tokens is None:

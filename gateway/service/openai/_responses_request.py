@@ -54,9 +54,6 @@ _WHY = {
 MIN_OUTPUT_TOKENS = 16
 """OpenAI's floor for ``max_output_tokens`` (below it, its 400 names the field): a request
 this gateway answers is one OpenAI answers too."""
-_TOOL_CHOICES = ("none", "auto")
-"""``tool_choice`` values that call no tool when there are no tools ("auto" is OpenAI's
-default, which clients send as it is)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,9 +132,7 @@ def _reject_unsupported(body: Mapping[str, Any]) -> None:
         value = body.get(key)
         if value is not None and not any(value == u and type(value) is type(u) for u in unset):
             raise invalid(key, f"not supported: {_WHY[key]} (remove it)")
-    choice = body.get("tool_choice")
-    if choice is not None and choice not in _TOOL_CHOICES:
-        raise invalid("tool_choice", 'not supported: Sax models have no tool calling (use "none")')
+    rq.reject_tool_choice(body)
 
 
 def _text(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -124,11 +124,23 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         # Fixed once where the call enters; every Sax RPC the call makes uses what is left.
         return Deadline.after(f.deadline(context, None, default))
 
-    def _options(
-        self, context: Context, sampling: rq.Sampling | None, default: float
-    ) -> CallOptions:
-        extra = sampling.extra_inputs() if sampling is not None else {}
-        return CallOptions(extra_inputs=extra, deadline=self._deadline(context, default))
+    def _generation_deadline(self, context: Context) -> Deadline:
+        """A generation's deadline: it may decode for the stream timeout, but the Sax client
+        stops retrying overloaded or unreachable replicas when a unary call would. Retried
+        for the whole stream timeout, an overloaded model answered its 429 after 600 s,
+        when the SDKs (whose own timeout is 600 s) had given up, and they retried that."""
+        return Deadline.after(
+            f.deadline(context, None, self._settings.stream_timeout),
+            retry_for=f.deadline(context, None, self._settings.default_timeout),
+        )
+
+    def _options(self, context: Context, sampling: rq.Sampling | None) -> CallOptions:
+        """The options of a generation (given its ``sampling``) or of an embedding."""
+        if sampling is None:
+            deadline = self._deadline(context, self._settings.default_timeout)
+            return CallOptions(deadline=deadline)
+        extra = sampling.extra_inputs()
+        return CallOptions(extra_inputs=extra, deadline=self._generation_deadline(context))
 
     # Models.
 
@@ -280,7 +292,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         # no deadline, and cut at the unary default it would be a 504 the SDKs retry twice
         # (the decoding three times over, then a failure). OpenAI and vLLM do not cut it;
         # the SDKs themselves wait 600 s, as long as a stream may last here.
-        options = self._options(context, sampling, self._settings.stream_timeout)
+        options = self._options(context, sampling)
         generate = self._client.lm_generate
         async with self._access.admit_model("Generate", model, context) as admitted:
             results = await admitted.each([partial(generate, model, p, options) for p in prompts])
@@ -298,7 +310,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
     async def _stream(self, context: Context, job: Job) -> AsyncIterator[HttpBody]:
         shape, model, prompts, sampling, _ = job
         # One deadline for the whole request, however many prompts it streams.
-        options = self._options(context, sampling, self._settings.stream_timeout)
+        options = self._options(context, sampling)
         # Every choice's text as sent (`stream_prompt` fills it): the call's usage from here
         # on, read when the call ends, so a stream that fails or whose client leaves counts
         # the text that went out, with no extra work per chunk.
@@ -332,7 +344,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
     ) -> HttpBody:
         req = rq.embedding_request(rq.parse_body(request.body.data))
         model = self._resolve(req.model)
-        options = self._options(context, None, self._settings.default_timeout)
+        options = self._options(context, None)
         embed = self._client.lm_embed
         async with self._access.admit_model("Embed", model, context) as admitted:
             vectors = await admitted.each([partial(embed, model, t, options) for t in req.inputs])

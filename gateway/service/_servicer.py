@@ -79,21 +79,25 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
         self._settings = settings
         self._streams = streams  # shared with the OpenAI face
 
-    def _deadline(
-        self, context: Context, request: Any = None, default: float | None = None
-    ) -> Deadline:
+    def _deadline(self, context: Context, request: Any = None, stream: bool = False) -> Deadline:
         # Fixed once where the call enters; every Sax RPC the call makes uses what is left.
         asked = request.timeout if request is not None and request.HasField("timeout") else None
-        return Deadline.after(f.deadline(context, asked, default or self._settings.default_timeout))
-
-    def _options(self, request: Any, context: Context, default: float | None = None) -> CallOptions:
-        return f.call_options(request.extra_inputs, self._deadline(context, request, default))
+        unary = f.deadline(context, asked, self._settings.default_timeout)
+        if not stream:
+            return Deadline.after(unary)
+        # A stream may decode for the stream timeout, but retrying overloaded or unreachable
+        # replicas stops where a unary call's would: a caller that set no deadline got its
+        # RESOURCE_EXHAUSTED after the whole stream timeout (600 s).
+        return Deadline.after(
+            f.deadline(context, asked, self._settings.stream_timeout), retry_for=unary
+        )
 
     def _target(
-        self, request: Any, context: Context, default: float | None = None
+        self, request: Any, context: Context, stream: bool = False
     ) -> tuple[str, CallOptions]:
         """Where a data call goes and how: the request's model ID (checked) and its options."""
-        return f.model_id(request.model), self._options(request, context, default)
+        deadline = self._deadline(context, request, stream)
+        return f.model_id(request.model), f.call_options(request.extra_inputs, deadline)
 
     # Admin methods.
 
@@ -246,7 +250,7 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
         self, request: pb.GenerateStreamRequest, context: Context
     ) -> AsyncIterator[pb.GenerateStreamResponse]:
         with self._streams.hold(context):
-            model, options = self._target(request, context, self._settings.stream_timeout)
+            model, options = self._target(request, context, stream=True)
             f.required(request.query, "query")
             tracker = DeltaTracker()
             started = False

@@ -281,7 +281,10 @@ class SaxGatewayServicer:
         texts and scores, or with the error that ended the stream. Over HTTP the
         messages are Server-Sent Events.
         Fails without messages (and so with an HTTP status) for errors found
-        before decoding starts; see Generate.
+        before decoding starts; see Generate. Without a deadline a stream may
+        last the gateway's stream timeout (600 s), but RESOURCE_EXHAUSTED or
+        UNAVAILABLE from busy or unreachable replicas is returned when a unary
+        call would return it (the gateway's default timeout).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -88,7 +88,10 @@ class SaxGatewayStub:
     texts and scores, or with the error that ended the stream. Over HTTP the
     messages are Server-Sent Events.
     Fails without messages (and so with an HTTP status) for errors found
-    before decoding starts; see Generate.
+    before decoding starts; see Generate. Without a deadline a stream may
+    last the gateway's stream timeout (600 s), but RESOURCE_EXHAUSTED or
+    UNAVAILABLE from busy or unreachable replicas is returned when a unary
+    call would return it (the gateway's default timeout).
     """
     Score: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ScoreRequest, _gateway_pb2.ScoreResponse]
     """Returns the log-probability of each suffix after a prefix.
@@ -228,7 +231,10 @@ class SaxGatewayAsyncStub(SaxGatewayStub):
     texts and scores, or with the error that ended the stream. Over HTTP the
     messages are Server-Sent Events.
     Fails without messages (and so with an HTTP status) for errors found
-    before decoding starts; see Generate.
+    before decoding starts; see Generate. Without a deadline a stream may
+    last the gateway's stream timeout (600 s), but RESOURCE_EXHAUSTED or
+    UNAVAILABLE from busy or unreachable replicas is returned when a unary
+    call would return it (the gateway's default timeout).
     """
     Score: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ScoreRequest, _gateway_pb2.ScoreResponse]  # type: ignore[assignment]
     """Returns the log-probability of each suffix after a prefix.
@@ -425,7 +431,10 @@ class SaxGatewayServicer(metaclass=_abc_1.ABCMeta):
         texts and scores, or with the error that ended the stream. Over HTTP the
         messages are Server-Sent Events.
         Fails without messages (and so with an HTTP status) for errors found
-        before decoding starts; see Generate.
+        before decoding starts; see Generate. Without a deadline a stream may
+        last the gateway's stream timeout (600 s), but RESOURCE_EXHAUSTED or
+        UNAVAILABLE from busy or unreachable replicas is returned when a unary
+        call would return it (the gateway's default timeout).
         """
 
     @_abc_1.abstractmethod

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
-from saxml.protobuf import admin_pb2, lm_pb2, lm_pb2_grpc
+import grpc
+import pytest
+from saxml.protobuf import admin_pb2, admin_pb2_grpc, lm_pb2, lm_pb2_grpc
 
-from gateway.cell import EmbeddedCell
+from gateway.cell import CellSettings, EmbeddedCell
 from tests._grpc import aio_channel
 from tests.integration._cell_fixtures import (
     CELL,
     SEED_LM,
+    TEST_LM,
     addresses,
     admin_stub,
     eventually,
@@ -104,6 +108,95 @@ async def test_admin_kill9_restart_keeps_models_and_serving(embedded_cell: Embed
             admin_pb2.WaitForReadyRequest(model_id=lm_id, num_replicas=2), timeout=5
         )
         await publish(admin, "after", replicas=1)
+
+
+def _slow_rejoin(tmp_path: Path) -> CellSettings:
+    """Fast settings, but model servers re-join a restarted admin only after up to 2 s (their
+    heartbeat), as they take up to 5 s with the defaults: a change made at the admin in
+    between happens while it does not know them."""
+    return dataclasses.replace(
+        fast_settings(tmp_path), location_watch_interval=2.0, server_dead_after=2.0
+    )
+
+
+async def _generate(address: str, model_id: str) -> str | grpc.StatusCode:
+    """The text a model server answers for the model, or the code it fails with."""
+    async with aio_channel(address) as channel:
+        try:
+            reply = await lm_pb2_grpc.LMServiceStub(channel).Generate(
+                lm_pb2.GenerateRequest(model_key=model_id, text="echo"), timeout=5
+            )
+        except grpc.aio.AioRpcError as exc:
+            return exc.code()
+    return str(reply.texts[0].text)
+
+
+async def test_a_model_unpublished_before_its_servers_rejoin_is_unloaded_when_they_do(
+    tmp_path: Path,
+) -> None:
+    # The restarted admin does not know the servers yet, so it cannot unload the model when
+    # it is unpublished. They kept it for good, and answered calls sent to them with it.
+    async with EmbeddedCell(_slow_rejoin(tmp_path), log_level="WARNING") as cell:
+        async with admin_stub(cell.admin_address) as admin:
+            model_id = await publish(admin, "gone", replicas=2)
+        joins = [server.joins for server in cell.model_servers]
+        await cell.restart_admin(kill=True, wait_for_joins=False)
+        async with admin_stub(cell.admin_address) as admin:
+            await admin.Unpublish(admin_pb2.UnpublishRequest(model_id=model_id), timeout=5)
+        for server, count in zip(cell.model_servers, joins, strict=True):
+            await server.wait_for_joins(count + 1, timeout=10)
+
+        async def dropped() -> bool:
+            answers = [await _generate(s.address, model_id) for s in cell.model_servers]
+            return answers == [grpc.StatusCode.NOT_FOUND] * 2
+
+        await eventually(dropped, timeout=5)
+
+
+@pytest.mark.parametrize("change", ["republish", "update"])
+async def test_a_model_changed_before_its_servers_rejoin_serves_its_new_definition(
+    tmp_path: Path, change: str
+) -> None:
+    # The servers re-joined with the old definition loaded, and the admin took their copies
+    # as replicas of the new one: every call answered "old words" for good.
+    async with EmbeddedCell(_slow_rejoin(tmp_path), log_level="WARNING") as cell:
+        async with admin_stub(cell.admin_address) as admin:
+            model_id = await publish(admin, "changed", replicas=2, overrides={"text": "old words"})
+        await cell.restart_admin(kill=True, wait_for_joins=False)
+        new = admin_pb2.Model(
+            model_id=model_id,
+            model_path=TEST_LM,
+            checkpoint_path="None",
+            requested_num_replicas=2,
+            overrides={"text": "new words"},
+        )
+        async with admin_stub(cell.admin_address) as admin:
+            if change == "update":
+                await admin.Update(admin_pb2.UpdateRequest(model=new), timeout=5)
+            else:
+                await admin.Unpublish(admin_pb2.UnpublishRequest(model_id=model_id), timeout=5)
+                await _publish_when_unpublished(admin, new)
+            await admin.WaitForReady(
+                admin_pb2.WaitForReadyRequest(model_id=model_id, num_replicas=2), timeout=10
+            )
+            served_by = await addresses(admin, model_id)
+        assert sorted(served_by) == sorted(s.address for s in cell.model_servers)
+        assert [await _generate(a, model_id) for a in served_by] == ["new words"] * 2
+
+
+async def _publish_when_unpublished(
+    admin: admin_pb2_grpc.AdminAsyncStub, model: admin_pb2.Model
+) -> None:
+    """Publishes ``model``, again while the admin answers that its unpublish is under way."""
+    for _ in range(100):
+        try:
+            await admin.Publish(admin_pb2.PublishRequest(model=model), timeout=5)
+            return
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                raise
+            await asyncio.sleep(0.05)
+    pytest.fail(f"{model.model_id} stayed 'being unpublished'")
 
 
 async def test_stream_cancellation_is_seen_by_the_model_server(

@@ -68,7 +68,7 @@ class Manager:
             self._settings.server_dead_after if wait is None else wait
         )
         for spec in state.models:
-            entry = Published.new(spec, adopt_until=adopt_until)
+            entry = Published.new(spec, adopt_until=adopt_until, restored=True)
             entry.methods = frozenset(spec.method_names)
             self._models[spec.model_id] = entry
         _log.info("restored %d published models", len(state.models))
@@ -122,6 +122,8 @@ class Manager:
 
             def update() -> list[Awaitable[None]]:
                 entry.spec = spec
+                # A server that re-joins with the model has the old definition.
+                entry.restored = entry.restored and not reload
                 return [m.update(spec, reload=reload) for m in self._modelets.values()]
 
             applied = await self._commit(
@@ -257,8 +259,13 @@ class Manager:
             return
         for model_id, seen in modelet.seen.items():
             entry = self._models.get(model_id)
-            if entry is not None and seen.status in _ADOPTABLE:
+            if entry is not None and seen.status in _ADOPTABLE and _holds(entry, existing):
                 modelet.adopt(entry.spec)
+            else:
+                # No replica of anything published here: it was unpublished, or published
+                # again or reloaded, while this admin did not know the server (it had just
+                # restarted). Kept, it would answer calls with the old definition for good.
+                modelet.evict(model_id)
         self._modelets[request.address] = modelet
         if existing is not None:
             await existing.close()
@@ -357,6 +364,14 @@ class Manager:
         for entry in self._models.values():
             entry.show(self._modelets.values())
             self._learn_methods(entry)
+
+
+def _holds(entry: Published, existing: ModeletConnection | None) -> bool:
+    """Whether a joining server that has ``entry``'s model has its current definition: the
+    one this admin gave it (``existing``), else one from before this admin started, which
+    only an entry restored from state.proto and not reloaded since can be."""
+    given = existing.wanted.get(entry.spec.model_id) if existing is not None else None
+    return given == entry.spec if given is not None else entry.restored
 
 
 def _refused(result: object) -> bool:

@@ -71,6 +71,9 @@ class ModeletConnection:
         self.seen: dict[str, SeenModel] = {}
         #: Model ID -> why the server failed to load it.
         self.failed: dict[str, str] = {}
+        # Models whose copy on the server is to be unloaded (`evict`): until it is, what the
+        # server reports of them is that copy, not a replica (even once a load is queued).
+        self._evicting: set[str] = set()
         self._rpc_timeout = rpc_timeout
         self._on_change = on_change
         self._channel = grpc.aio.insecure_channel(self.address)
@@ -90,7 +93,7 @@ class ModeletConnection:
 
     def serving(self, model_id: str) -> bool:
         """Whether clients may be sent here for the model."""
-        if model_id not in self.wanted:
+        if model_id not in self.wanted or model_id in self._evicting:
             return False
         seen = self.seen.get(model_id)
         return model_id in self.acked or (seen is not None and seen.status == LOADED)
@@ -129,6 +132,17 @@ class ModeletConnection:
         self.wanted[model.model_id] = model
         self._queue.put_nowait(lambda: self._update_loaded(model))
 
+    def evict(self, model_id: str) -> None:
+        """Unloads a model the server has that the admin does not want there (no replica of
+        any model it publishes); a load queued after it waits for it."""
+        self._evicting.add(model_id)
+
+        async def action() -> None:
+            await self._unload(model_id)
+            self._evicting.discard(model_id)  # not if the server did not unload it
+
+        self._queue.put_nowait(action)
+
     def load(self, model: admin_pb2.Model) -> None:
         self.wanted[model.model_id] = model
         self._queue.put_nowait(lambda: self._load(model))
@@ -166,7 +180,7 @@ class ModeletConnection:
 
         async def action() -> None:
             try:
-                await self._unload(model)
+                await self._unload(model_id)
             finally:
                 if not done.done():
                     done.set_result(None)
@@ -229,7 +243,7 @@ class ModeletConnection:
     async def _reload(self, model: admin_pb2.Model) -> None:
         _log.info("reloading %s on %s", model.model_id, self.address)
         self.acked.pop(model.model_id, None)
-        await self._unload(model)
+        await self._unload(model.model_id)
         await self._load(model)
 
     async def _update_loaded(self, model: admin_pb2.Model) -> None:
@@ -238,14 +252,14 @@ class ModeletConnection:
             timeout=self._rpc_timeout,
         )
 
-    async def _unload(self, model: admin_pb2.Model) -> None:
-        _log.info("unloading %s from %s", model.model_id, self.address)
+    async def _unload(self, model_id: str) -> None:
+        _log.info("unloading %s from %s", model_id, self.address)
         try:
-            await self._stub.Unload(modelet_pb2.UnloadRequest(model_key=model.model_id))
+            await self._stub.Unload(modelet_pb2.UnloadRequest(model_key=model_id))
         except grpc.aio.AioRpcError as exc:
             if exc.code() != grpc.StatusCode.NOT_FOUND:
                 raise
-        self.seen.pop(model.model_id, None)
+        self.seen.pop(model_id, None)
 
     async def _wake_up(self) -> None:
         await self._stub.WakeUp(modelet_pb2.WakeUpRequest(), timeout=self._rpc_timeout)

@@ -54,14 +54,22 @@ class Published:
     adopt_until: float = 0.0
     #: Method names its servers reported; saved in state.proto as upstream does.
     methods: frozenset[str] = frozenset()
+    #: Read from state.proto at start and not reloaded since: a server that re-joins with the
+    #: model was given this definition by an earlier admin, and keeps its replica. Servers
+    #: only report a model's key, so a model published or reloaded since cannot be told from
+    #: the copy an earlier definition left on a server that had not re-joined yet.
+    restored: bool = False
 
     @classmethod
-    def new(cls, spec: admin_pb2.Model, *, adopt_until: float = 0.0) -> Published:
+    def new(
+        cls, spec: admin_pb2.Model, *, adopt_until: float = 0.0, restored: bool = False
+    ) -> Published:
         return cls(
             spec=spec,
             addresses=WatchableSet(),
             ready=ReadyCounter(model_id=spec.model_id),
             adopt_until=adopt_until,
+            restored=restored,
         )
 
     def listed(self, servers: Iterable[ModeletConnection]) -> admin_pb2.PublishedModel:

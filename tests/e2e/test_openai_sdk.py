@@ -228,6 +228,22 @@ def test_unsupported_parameters_are_400s_that_say_so(client: openai.OpenAI) -> N
             model="oai", messages=[{"role": "user", "content": "x"}], response_format=_City
         )
     assert structured.value.param == "response_format"
+    # Outputs other than text, and web search: ignored, the answer was silently another.
+    asks: list[tuple[str, dict[str, object], str]] = [
+        ("modalities", {"modalities": ["text", "audio"]}, '["text"]'),
+        ("audio", {"audio": {"voice": "alloy", "format": "wav"}}, "null"),
+        ("web_search_options", {"web_search_options": {}}, "null"),
+    ]
+    messages: list[openai.types.chat.ChatCompletionMessageParam] = [
+        {"role": "user", "content": "x"}
+    ]
+    for param, extra, unset in asks:
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(model="oai", messages=messages, extra_body=extra)
+        message = f"{param}: not supported: Sax cannot honour {param} (remove it or set {unset})"
+        assert refused.value.body == openai_error(message, param=param)
+    text_only = client.chat.completions.create(model="oai", messages=messages, modalities=["text"])
+    assert text_only.choices[0].message.content
 
 
 class _City(pydantic.BaseModel):
@@ -281,12 +297,15 @@ def test_a_501_is_not_retried_by_the_sdk(stack: Stack, unimplemented: str) -> No
     # The SDKs retry every 5xx unless told not to: three calls (and 1.5 s of backoff) for
     # an answer no retry can change, before x-should-retry: false.
     sent: list[httpx.Request] = []
-    with openai.OpenAI(
-        base_url=stack.http_url + "/v1",
-        api_key="x",
-        max_retries=2,
-        http_client=openai.DefaultHttpxClient(event_hooks={"request": [sent.append]}),
-    ) as sdk, pytest.raises(openai.InternalServerError) as failure:
+    with (
+        openai.OpenAI(
+            base_url=stack.http_url + "/v1",
+            api_key="x",
+            max_retries=2,
+            http_client=openai.DefaultHttpxClient(event_hooks={"request": [sent.append]}),
+        ) as sdk,
+        pytest.raises(openai.InternalServerError) as failure,
+    ):
         sdk.completions.create(model=unimplemented, prompt="x", stream=True)
     assert len(sent) == 1
     assert failure.value.status_code == 501

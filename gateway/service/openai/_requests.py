@@ -14,7 +14,7 @@
 | ``response_format`` (``text`` only)           | accepted; JSON mode and schemas are refused  |
 | vLLM's ``guided_*``, ``structured_outputs``   | refused, as JSON mode is                     |
 
-What Sax cannot do (log-probabilities, token-id prompts, echo, penalties, tools, ...) is
+What Sax cannot do (log-probabilities, token-id prompts, echo, penalties, tools, audio, ...) is
 INVALID_ARGUMENT naming the field, so the caller learns it instead of getting a silent default.
 """
 
@@ -66,6 +66,11 @@ _UNSUPPORTED: dict[str, tuple[object, ...]] = {
     "frequency_penalty": (None, 0, 0.0),
     "tools": (None, []),
     "functions": (None, []),
+    # Other outputs than text (spoken audio), and answers grounded in a web search: ignored,
+    # they would change what the caller gets back without a word.
+    "modalities": (None, ["text"]),
+    "audio": (None, None),
+    "web_search_options": (None, None),
 }
 
 

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from gateway.client import ResourceExhaustedError
 from gateway.common.rpc import Context
 
-#: The header Envoy's stream routes set to the client's address (envoy/envoy.yaml.tmpl).
+#: The header Envoy sets to the client's address on every route (envoy/envoy.yaml.tmpl).
 CLIENT_ADDRESS_HEADER = "x-saxgw-client-address"
 
 

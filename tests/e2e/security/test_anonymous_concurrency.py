@@ -86,3 +86,33 @@ def test_each_anonymous_address_has_its_own_calls_in_flight(open_stack: Stack) -
         )
         assert slow[0].status_code == 200, slow[0].text
         assert _generate(first, QUICK).status_code == 200  # the slot is free again
+
+
+def test_an_anonymous_caller_cannot_claim_another_address(open_stack: Stack) -> None:
+    # The gateway counts an anonymous caller by the address Envoy hands it in
+    # x-saxgw-client-address; a caller that sends that header itself is still its own peer,
+    # on a unary route as on a stream's (a new address per call was a limit per call).
+    slow_model = {"text": "slow", "delay_ms": "4000"}
+    claimed = {"x-saxgw-client-address": "elsewhere"}
+    with (
+        published(open_stack, SLOW, TEST_LM, slow_model),
+        published(open_stack, QUICK, TEST_LM, {"text": "quick"}),
+        _caller(open_stack, "127.0.0.4") as caller,
+    ):
+        slow: list[httpx.Response] = []
+        running = threading.Thread(target=lambda: slow.append(_generate(caller, SLOW)))
+        running.start()
+        time.sleep(0.5)
+        deadline = time.monotonic() + 3
+        body = {"model": QUICK, "query": "q"}
+        refused = caller.post("/generate", json=body, headers=claimed)
+        while refused.status_code == 200 and time.monotonic() < deadline:
+            refused = caller.post("/generate", json=body, headers=claimed)
+        running.join()
+        assert refused.status_code == 429, refused.text
+        assert refused.json() == {
+            "code": 8,
+            "message": "client anonymous@127.0.0.4 has 1 calls in flight, its limit; retry later",
+            "details": [request_info(refused)],
+        }
+        assert slow[0].status_code == 200, slow[0].text

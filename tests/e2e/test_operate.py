@@ -377,6 +377,7 @@ def test_one_http_request_is_one_trace_from_client_to_sax(
     assert line["client_id"] == "team-a"  # the identity Envoy established, as the span says
     assert server_attributes["enduser.id"] == "team-a"
     assert isinstance(line["duration_ms"], int)
+    assert isinstance(line["upstream_ms"], int) and line["upstream_ms"] <= line["duration_ms"]
 
 
 @pytest.mark.parametrize("kind", ["text", "uuid"])

@@ -1,6 +1,7 @@
 // The typed Node.js client (clients/node, @sax-gateway/client) in a project of its own:
 //
 //   npm install --install-links /path/to/sax-gateway/clients/node
+//   npm install --save-dev typescript   # else npx fetches npm's unrelated `tsc` package
 //   npx tsc typed_client.ts && node typed_client.js [ADDRESS] [MODEL]
 //
 // Publishes the embedded cell's test LM, generates (extra_inputs as plain values: a number, a

@@ -469,6 +469,21 @@ def test_no_gateway_fails_with_a_hint() -> None:
     )
 
 
+@pytest.mark.parametrize("address", ["", " ", "localhost:8888 "])
+def test_a_gateway_address_that_is_no_address_is_a_usage_error(address: str) -> None:
+    # "" went to grpc: "UNKNOWN: Failed to create channel", hinting at the gateway's log.
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "ls", "--gateway", address],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.splitlines()[-1] == (
+        f"saxgw ls: error: argument --gateway: expected HOST:PORT, got {address!r}"
+    )
+
+
 @pytest.mark.parametrize(
     ("command", "model", "name", "kind"),
     [

@@ -54,7 +54,23 @@ class _Bearer(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientIntercepto
 def with_api_key(channel: grpc.Channel, args: argparse.Namespace) -> grpc.Channel:
     """``channel``, sending --api-key (else $SAXGW_API_KEY) with every call if there is one."""
     key = args.api_key or os.environ.get(API_KEY_ENV)
+    if key:
+        _check_key(key, "--api-key" if args.api_key else API_KEY_ENV)
     return grpc.intercept_channel(channel, _Bearer(key)) if key else channel
+
+
+def _check_key(key: str, source: str) -> None:
+    """Refuses a key no header can carry before any call: grpc would fail the call with
+    INTERNAL "Invalid metadata", which reads as a server's bug. The usual cause is a key read
+    from a file with its line break. The message names the character, never the key."""
+    bad = next((i for i, c in enumerate(key) if not "!" <= c <= "~"), None)
+    if bad is not None:
+        raise InputError(
+            f"the API key of {source} holds U+{ord(key[bad]):04X} at character {bad + 1}, "
+            "which a header cannot carry",
+            "give the key alone, without spaces or line breaks "
+            "(`export SAXGW_API_KEY=$(cat FILE)` drops a file's final newline)",
+        )
 
 
 def _pem(path: str | None, flag: str) -> bytes | None:

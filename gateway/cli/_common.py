@@ -24,7 +24,7 @@ from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.cli._channel import API_KEY_ENV, DEFAULT_GATEWAY, open_channel, with_api_key
 from gateway.cli._failures import report, report_input
-from gateway.cli._inputs import InputError, UsageError, duration
+from gateway.cli._inputs import InputError, UsageError, duration, gateway_address
 from gateway.cli._output import to_json
 
 # What main.py's add_subparsers returns; argparse names its type privately.
@@ -42,6 +42,7 @@ def add_global_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> None
 
     parser.add_argument(
         "--gateway",
+        type=gateway_address,
         default=default(DEFAULT_GATEWAY),
         metavar="HOST:PORT",
         help=f"gateway (Envoy or gateway gRPC port) to talk to (default: {DEFAULT_GATEWAY})",

@@ -72,8 +72,16 @@ class _DefaultsFormatter(argparse.HelpFormatter):
         if isinstance(action, argparse._StoreFalseAction):
             return text  # --no-x: "default: True" would read as if --no-x were on
         if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
-            return f"{text} (default: %(default)s)".lstrip()
+            return f"{text} {_default_note(action.default)}".lstrip()
         return text
+
+
+def _default_note(default: object) -> str:
+    """``(default: VALUE)``, the value written out rather than argparse's ``%(default)s``:
+    `CommandParser` parses the flags first, and while it does, argparse sets an optional
+    positional's default to SUPPRESS, so ``wait --help`` (REPLICAS, default 1) found no
+    default to fill in and failed with a KeyError."""
+    return f"(default: {default})".replace("%", "%%")  # argparse still %-formats the help
 
 
 def _meaningful(default: object) -> bool:
@@ -85,7 +93,7 @@ def show_defaults(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = _DefaultsFormatter
     for action in parser._actions:
         if action.help is None and _meaningful(action.default):
-            action.help = "(default: %(default)s)"  # argparse shows nothing for no help
+            action.help = _default_note(action.default)  # argparse shows nothing for no help
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
                 show_defaults(sub)

@@ -49,6 +49,14 @@ def duration(text: str) -> float:
     return seconds(text)
 
 
+def gateway_address(text: str) -> str:
+    """``--gateway``: HOST:PORT or any target grpc takes (``unix:PATH``). An empty one was
+    sent to grpc, whose "UNKNOWN: Failed to create channel" read as the gateway's failure."""
+    if not text.strip() or text != text.strip():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return text
+
+
 def text_arg(value: str, name: str = "TEXT") -> str:
     """A QUERY or TEXT argument; ``-`` reads it from stdin (as UTF-8)."""
     if value != "-":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -21,6 +22,7 @@ from gateway.cell.models._hashing import unit_floats
 from gateway.cell.models.base import ExtraInputs
 from gateway.cell.models.media import TestAudio, TestVision
 from gateway.cli._numbers import number
+from gateway.cli.main import parser
 from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack
 from tests.e2e._access_log import access_log_line_after, access_log_size
@@ -467,6 +469,21 @@ def test_no_gateway_fails_with_a_hint() -> None:
     )
 
 
+@pytest.mark.parametrize("address", ["", " ", "localhost:8888 "])
+def test_a_gateway_address_that_is_no_address_is_a_usage_error(address: str) -> None:
+    # "" went to grpc: "UNKNOWN: Failed to create channel", hinting at the gateway's log.
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "ls", "--gateway", address],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.splitlines()[-1] == (
+        f"saxgw ls: error: argument --gateway: expected HOST:PORT, got {address!r}"
+    )
+
+
 @pytest.mark.parametrize(
     ("command", "model", "name", "kind"),
     [
@@ -719,3 +736,36 @@ def _maps(pid: int) -> bytes:
 def _model_server_ports(stack: Stack) -> tuple[int, ...]:
     assert stack.settings.cell is not None  # the e2e stack runs the embedded cell
     return stack.settings.cell.model_server_ports
+
+
+def _commands() -> dict[str, argparse.ArgumentParser]:
+    [commands] = [a for a in parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(commands.choices)
+
+
+@pytest.mark.parametrize("command", sorted(_commands()))
+def test_help_of_every_command_names_every_flag(command: str) -> None:
+    # `wait --help` and `vm.image_to_text --help` were a KeyError traceback: argparse hides an
+    # optional positional's default while it takes the flags first (intermixed parsing), and
+    # --help is one of those flags.
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", command, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    flags = {f for a in _commands()[command]._actions for f in a.option_strings}
+    said = [f for f in flags if re.search(rf"(?<![\w-]){re.escape(f)}(?![\w-])", done.stdout)]
+    assert sorted(flags - set(said)) == []
+
+
+def test_help_shows_an_optional_arguments_default() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "wait", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    assert "  REPLICAS             (default: 1)\n" in done.stdout

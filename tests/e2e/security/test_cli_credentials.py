@@ -85,3 +85,30 @@ def test_a_role_refused_by_envoy_is_reported_as_the_http_apis_error(secure: Secu
             "hint": hint,
         }
         assert _saxgw(secure, "ls", model, key=OPS_KEY).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("key", "flag", "what"),
+    [
+        (f"{OPS_KEY}\n", False, f"SAXGW_API_KEY holds U+000A at character {len(OPS_KEY) + 1}"),
+        (f"{OPS_KEY}\r", True, f"--api-key holds U+000D at character {len(OPS_KEY) + 1}"),
+        (f" {OPS_KEY}", False, "SAXGW_API_KEY holds U+0020 at character 1"),
+        ("clé", True, "--api-key holds U+00E9 at character 3"),
+    ],
+)
+def test_a_key_no_header_can_carry_is_refused_before_any_call(
+    secure: SecureStack, key: str, flag: bool, what: str
+) -> None:
+    # A key read from a file kept its line break: grpc failed the call with "INTERNAL:
+    # Invalid metadata" and the hint blamed the gateway.
+    done = (
+        _saxgw(secure, "--api-key", key, "ls", "/sax/test")
+        if flag
+        else _saxgw(secure, "ls", "/sax/test", key=key)
+    )
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (
+        f"saxgw: the API key of {what}, which a header cannot carry\n"
+        "hint: give the key alone, without spaces or line breaks "
+        "(`export SAXGW_API_KEY=$(cat FILE)` drops a file's final newline)\n"
+    )

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import glob
 import gzip
 import logging
+import os
 import signal
 import threading
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Metric, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway.common import metricsfiles
@@ -52,15 +55,42 @@ def _envoy_stats(settings: OpsSettings) -> bytes | None:
         return None
 
 
+class _Collector(MultiProcessCollector):
+    """The gateways' files added up, but for empty ones: a file a gateway has just created
+    (and not yet sized), or one a full directory left empty, would fail the whole scrape."""
+
+    def collect(self) -> Iterable[Metric]:
+        files = glob.glob(os.path.join(self._path, "*.db"))
+        nonempty = [f for f in files if _size(f) > 0]
+        return self.merge(nonempty, accumulate=True)  # type: ignore[no-any-return,no-untyped-call]
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
 def scrape(settings: OpsSettings) -> bytes:
     """The whole exposition: gateway processes, Envoy, and whether Envoy answered."""
     parts = []
     if settings.metrics_dir:
         metricsfiles.forget_gone(settings.metrics_dir)
         registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=settings.metrics_dir)  # type: ignore[no-untyped-call]
+        _Collector(registry, path=settings.metrics_dir)  # type: ignore[no-untyped-call]
         with metricsfiles.scraping(settings.metrics_dir):
             parts.append(generate_latest(registry))
+        # Full or read-only, it costs gateways their metrics (kept in memory, unexported),
+        # not their calls: what is missing above, and why, must show.
+        writable = metricsfiles.writable(settings.metrics_dir)
+        parts.append(
+            b"# HELP saxgw_metrics_dir_writable Whether the gateways' metrics directory takes "
+            b"a new file (0: full or read-only; new gateway processes' metrics are missing).\n"
+            b"# TYPE saxgw_metrics_dir_writable gauge\n"
+            + b"saxgw_metrics_dir_writable %d\n"
+            % writable
+        )
     if settings.envoy_admin:
         envoy = _envoy_stats(settings)
         parts.append(envoy or b"")

@@ -1,9 +1,9 @@
-"""A full or read-only metrics directory costs the gateways their metrics, never their calls,
-and the scrape says so.
+"""A full, read-only or vanished metrics directory costs the gateways their metrics, never
+their calls, and the scrape says so.
 
-Each case mounts a small tmpfs of its own (root only: skipped elsewhere) as the metrics
-directory of a gateway process and an ops server, both real processes, in front of the fault
-stack's cell."""
+Each case gives a gateway process and an ops server, both real processes, a metrics directory
+of its own in front of the fault stack's cell: for a full or read-only one, a small tmpfs
+(root only: skipped elsewhere)."""
 
 from __future__ import annotations
 
@@ -123,3 +123,20 @@ def test_a_read_only_metrics_directory_costs_metrics_not_calls(
         assert _writable_gauge(scrape) == f"{WRITABLE} 0"
     log = (tmp_path / "gateway.log").read_text()
     assert "refused this process's metrics (Read-only file system)" in log
+
+
+def test_a_vanished_metrics_directory_leaves_calls_and_scrapes_working(
+    faults: Faults, http: httpx.Client, tmp_path: Path
+) -> None:
+    model = "/sax/test/metricsgone"
+    publish(http, model)
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    with _gateway_and_ops(faults, metrics, tmp_path) as (address, scrape):
+        _calls_answer(address, model, tmp_path)
+        assert _writable_gauge(scrape) == f"{WRITABLE} 1"
+        metrics.rename(tmp_path / "elsewhere")  # unmounted, or cleaned away
+        _calls_answer(address, model, tmp_path)
+        # Before: every scrape dropped its connection without an answer (the collector
+        # raised "PROMETHEUS_MULTIPROC_DIR is not set or not a directory").
+        assert _writable_gauge(scrape) == f"{WRITABLE} 0"

@@ -125,15 +125,18 @@ class Attempts:
 class _Outage:
     """Since when one call has found the admin unavailable, where, and the last error;
     ``explained``: that error says itself why (the admin answered it, or SAX_ROOT failed),
-    so the call ends with it rather than with "the admin is unreachable"."""
+    so the call ends with it rather than with "the admin is unreachable". ``sent``: an
+    attempt is out since that error; if the error was a failure to reach the admin, the
+    admin may be back, and a deadline that runs out now is the call's own."""
 
-    __slots__ = ("address", "error", "explained", "since")
+    __slots__ = ("address", "error", "explained", "sent", "since")
 
     def __init__(self) -> None:
         self.since = 0.0
         self.address: str | None = None
         self.error: SaxError | None = None
         self.explained = False
+        self.sent = False
 
     def record(self, now: float, address: str | None, error: SaxError, *, explained: bool) -> None:
         if self.error is None:
@@ -200,7 +203,11 @@ class CellAdmin:
                     method, request, deadline, outage, attempts, metadata
                 )
         except TimeoutError:
-            if outage.error is not None:  # the deadline ran out while the admin was away
+            # The deadline ran out while the admin was away, or while it answered why it
+            # could not serve (its storage failing); not while an attempt waited on an admin
+            # that came back after a failure to reach it (a WaitForReady long poll on a
+            # restarted admin was "unreachable: Connection refused", its first attempt's error).
+            if outage.error is not None and (outage.explained or not outage.sent):
                 raise self._unreachable(outage) from None
             raise DeadlineExceededError(
                 f"admin {method.name} for {self.cell} did not finish within its deadline"
@@ -226,6 +233,7 @@ class CellAdmin:
                 number += 1
                 rpc = method.pick(conn.stub)
                 timeout = deadline.timeout(f"admin {method.name}")
+                outage.sent = True
                 if self._observer is None:
                     return await rpc(request, timeout=timeout, metadata=metadata or None)
                 attempt = self._observer.attempt(
@@ -254,6 +262,7 @@ class CellAdmin:
                 if conn is None or not conn.poisoned or (task is not None and task.cancelling()):
                     raise
                 error = UnavailableError(f"admin {conn.address} of {self.cell} unreachable")
+            outage.sent = False
             if error.code == grpc.StatusCode.UNAVAILABLE:
                 if conn is not None and not answered:
                     attempts.uncertain = True  # sent, maybe applied, answer lost

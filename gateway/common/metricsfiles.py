@@ -170,3 +170,35 @@ def forget_gone(directory: str) -> None:
             with contextlib.suppress(FileNotFoundError):  # another scrape was first
                 mark_process_dead(ident, directory)  # type: ignore[no-untyped-call]
             _heartbeat_path(directory, ident).unlink(missing_ok=True)
+
+
+def reserve(fd: int, size: int) -> None:
+    """Allocates the first ``size`` bytes of the file ``fd`` on disk, so that writing them
+    through a mapping cannot fail later (where it would be SIGBUS, not an error); OSError
+    (ENOSPC, EROFS...) now if the filesystem refuses."""
+    os.posix_fallocate(fd, 0, size)
+
+
+#: What a scrape reserves to tell whether the directory takes a new process's file
+#: (prometheus_client's first file size).
+_PROBE_BYTES = 1 << 16
+
+
+def writable(directory: str) -> bool:
+    """Whether ``directory`` takes a new metrics file now: a gateway process that starts, or
+    meets a new label set, needs one. A full or read-only directory costs gateways their
+    metrics (they keep them in memory, unexported), never their calls."""
+    path = os.path.join(directory, f".writable-{os.getpid()}")  # not *.db: never collected
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError:
+        return False
+    try:
+        reserve(fd, _PROBE_BYTES)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    return True

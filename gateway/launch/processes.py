@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -153,15 +153,25 @@ class ProcessGroup:
         """Names of children that are no longer running."""
         return [name for name, proc in self.children if proc.poll() is not None]
 
-    def stop(self) -> None:
-        """Stops every child, newest first: each gets SIGTERM, then SIGKILL after the grace."""
+    def stop(self, first: Collection[str] = ()) -> None:
+        """Stops every child: those named in ``first`` together, then the others newest
+        first. Each gets SIGTERM, then SIGKILL after the grace."""
+        self._stop([(n, p) for n, p in self.children if n in first])
         for name, proc in reversed(self.children):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(self.grace)
-                except subprocess.TimeoutExpired:
-                    log.warning("%s did not stop within %.0f s; killing it", name, self.grace)
-                    proc.kill()
-                    proc.wait()
+            if name not in first:
+                self._stop([(name, proc)])
         self.children.clear()
+
+    def _stop(self, children: Sequence[tuple[str, subprocess.Popen[bytes]]]) -> None:
+        """SIGTERM to each of ``children`` at once; then waits for each, up to the grace."""
+        running = [(n, p) for n, p in children if p.poll() is None]
+        for _, proc in running:
+            proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.grace
+        for name, proc in running:
+            try:
+                proc.wait(max(deadline - time.monotonic(), 0))
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop within %.0f s; killing it", name, self.grace)
+                proc.kill()
+                proc.wait()

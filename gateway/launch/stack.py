@@ -135,6 +135,7 @@ class Stack:
             trace_sample_ratio=settings.gateway.telemetry.trace_sample_ratio,
         )
         self._tmp = tempfile.TemporaryDirectory(prefix="saxgw-")
+        self._gateway_names = [f"gateway-{i}" for i in range(len(settings.gateway_ports))]
 
     @property
     def http_url(self) -> str:
@@ -186,8 +187,12 @@ class Stack:
         self.close()
 
     def close(self) -> None:
-        """Stops every process and removes the rendered config."""
-        self.group.stop()
+        """Stops every process and removes the rendered config. The gateways stop first,
+        while Envoy still relays what they send: each gives the calls in flight its grace
+        period, and a stream that outlasts it its last message (gateway/service/_server.py).
+        Stopped newest first, Envoy went first and exited at once, cutting every call in
+        flight, unary ones included, with no word to their clients."""
+        self.group.stop(first=self._gateway_names)
         self._tmp.cleanup()
 
     def _start(self) -> None:
@@ -205,8 +210,7 @@ class Stack:
             # every start, as multiprocess metrics files must not outlive their run.
             self.metrics_dir.mkdir()
             telemetry = dataclasses.replace(telemetry, metrics_dir=str(self.metrics_dir))
-        for i, port in enumerate(s.gateway_ports):
-            name = f"gateway-{i}"
+        for name, port in zip(self._gateway_names, s.gateway_ports, strict=True):
             gateway = dataclasses.replace(
                 s.gateway, host="127.0.0.1", port=port, telemetry=telemetry
             )

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import glob
 import gzip
 import logging
+import os
 import signal
 import threading
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Metric, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway.common import metricsfiles
@@ -52,15 +55,45 @@ def _envoy_stats(settings: OpsSettings) -> bytes | None:
         return None
 
 
+class _Collector(MultiProcessCollector):
+    """The gateways' files added up, but for empty ones: a file a gateway has just created
+    (and not yet sized), or one a full directory left empty, would fail the whole scrape."""
+
+    def collect(self) -> Iterable[Metric]:
+        files = glob.glob(os.path.join(self._path, "*.db"))
+        nonempty = [f for f in files if _size(f) > 0]
+        return self.merge(nonempty, accumulate=True)  # type: ignore[no-any-return,no-untyped-call]
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
 def scrape(settings: OpsSettings) -> bytes:
     """The whole exposition: gateway processes, Envoy, and whether Envoy answered."""
     parts = []
     if settings.metrics_dir:
-        metricsfiles.forget_gone(settings.metrics_dir)
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=settings.metrics_dir)  # type: ignore[no-untyped-call]
-        with metricsfiles.scraping(settings.metrics_dir):
-            parts.append(generate_latest(registry))
+        # A directory gone (unmounted, cleaned away) has no gateway metrics to add up; the
+        # collector would raise at every scrape.
+        if os.path.isdir(settings.metrics_dir):
+            metricsfiles.forget_gone(settings.metrics_dir)
+            registry = CollectorRegistry()
+            _Collector(registry, path=settings.metrics_dir)  # type: ignore[no-untyped-call]
+            with metricsfiles.scraping(settings.metrics_dir):
+                parts.append(generate_latest(registry))
+        # Full or read-only, it costs gateways their metrics (kept in memory, unexported),
+        # not their calls: what is missing above, and why, must show.
+        writable = metricsfiles.writable(settings.metrics_dir)
+        parts.append(
+            b"# HELP saxgw_metrics_dir_writable Whether the gateways' metrics directory takes "
+            b"a new file (0: full, read-only or gone; gateway metrics are missing).\n"
+            b"# TYPE saxgw_metrics_dir_writable gauge\n"
+            + b"saxgw_metrics_dir_writable %d\n"
+            % writable
+        )
     if settings.envoy_admin:
         envoy = _envoy_stats(settings)
         parts.append(envoy or b"")
@@ -101,7 +134,12 @@ def start(settings: OpsSettings) -> ThreadingHTTPServer:
             if self.path.split("?")[0] != "/metrics":
                 self._reply(404, b"not found; try /metrics\n")
                 return
-            body, headers = scrape(settings), {"Vary": "Accept-Encoding"}
+            try:
+                body, headers = scrape(settings), {"Vary": "Accept-Encoding"}
+            except Exception as exc:  # a 500 says the scrape failed; a dropped connection not
+                log.exception("a scrape failed")
+                self._reply(500, f"the scrape failed ({exc!r}); see the ops log\n".encode())
+                return
             # Prometheus asks for gzip: a scrape of a busy gateway is ~100 KB of text that
             # compresses tenfold.
             if _accepts_gzip(self.headers.get("Accept-Encoding", "")):

@@ -24,6 +24,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 
 from gateway.common import metricsfiles
+from gateway.service import _metricstore
 
 #: How often calls' counts reach the exported values (seconds); see ``GatewayMetrics.flush``.
 FLUSH_INTERVAL_S = 1.0
@@ -63,8 +64,10 @@ def use_directory(path: str) -> None:
     Must run before the first metric is made. prometheus_client finds the directory through
     its documented environment variable, so this sets it (it reads nothing back from it). Files
     are named by `metricsfiles.process_id`, not the bare pid: gateways in several containers
-    may share the directory."""
+    may share the directory. A full or read-only directory costs this process its metrics,
+    not its calls (`_metricstore`)."""
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    _metricstore.install()
     metricsfiles.join(path)
     values.ValueClass = values.MultiProcessValue(metricsfiles.process_id)  # type: ignore[no-untyped-call]
 

@@ -173,6 +173,7 @@ def test_one_scrape_covers_every_gateway_process_and_envoy(ops_stack: Stack, mod
     # Envoy's own families come with them, and the ops server says it reached Envoy.
     assert _value(samples, "saxgw_envoy_up") == 1
     assert any(name.startswith("envoy_cluster_upstream_rq") for name, _ in samples)
+    assert _value(samples, "saxgw_metrics_dir_writable") == 1  # the files above: all there
 
 
 def test_resource_path_calls_count_under_the_model_they_name(ops_stack: Stack, model: str) -> None:

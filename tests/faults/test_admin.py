@@ -61,6 +61,35 @@ def test_admin_calls_in_flight_are_answered_within_their_deadline(
     assert faults.pid(faults.admin_port) != old_pid  # the cell restarted its admin
 
 
+def test_a_cli_wait_outliving_an_admin_restart_ends_with_its_own_deadline(
+    faults: Faults, http: httpx.Client
+) -> None:
+    # `saxgw wait` for more replicas than there are servers waits in the admin until its
+    # deadline; the admin dies under it and the cell restarts it within a second, where the
+    # retried wait goes on. Before, the wait ended UNAVAILABLE "the admin server ... is
+    # unreachable: ... Connection refused", its first attempt's error, although the admin
+    # had been back, and waiting on its behalf, for most of the call.
+    model = "/sax/test/clirestart"
+    publish(http, model)
+    old_pid = faults.pid(faults.admin_port)
+    cli = [sys.executable, "-m", "gateway.cli", "--gateway", faults.stack.grpc_address]
+    wait = subprocess.Popen(
+        [*cli, "--timeout", f"{WAIT_S:g}s", "wait", model, "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.5)
+    faults.kill(faults.admin_port)
+    faults.wait_until(lambda: faults.pid(faults.admin_port) != old_pid, 5, "the admin back")
+    _, err = wait.communicate(timeout=WAIT_S + 10)
+    assert wait.returncode == 1
+    assert err.splitlines()[0] == (
+        "saxgw: DEADLINE_EXCEEDED: admin WaitForReady for /sax/test did not finish within its "
+        "deadline"
+    )
+
+
 def test_admin_restart_is_invisible_to_data_calls(faults: Faults, http: httpx.Client) -> None:
     model = "/sax/test/adminrestart"
     publish(http, model, replicas=2)

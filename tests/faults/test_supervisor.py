@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -64,7 +65,8 @@ def _saxgw(args: list[str], log_dir: Path) -> subprocess.Popen[str]:
     )
 
 
-def test_killing_saxgw_leaves_no_process_behind(tmp_path: Path) -> None:
+def _up_args(tmp_path: Path) -> tuple[list[str], dict[str, int]]:
+    """`saxgw up` flags for a stack of its own on free ports, and those ports by flag."""
     ports = {
         "--port": free_port(),
         "--envoy-admin-port": free_port(),
@@ -79,13 +81,22 @@ def test_killing_saxgw_leaves_no_process_behind(tmp_path: Path) -> None:
         f"--sax-root={tmp_path / 'root'}",
         f"--fs-root={tmp_path / 'fs'}",
     ]
+    return args, ports
+
+
+def _wait_healthy(saxgw: subprocess.Popen[str], port: int) -> None:
+    deadline = time.monotonic() + 90
+    while not _healthy(port):
+        assert saxgw.poll() is None, saxgw.communicate()
+        assert time.monotonic() < deadline, "saxgw up never became healthy"
+        time.sleep(0.2)
+
+
+def test_killing_saxgw_leaves_no_process_behind(tmp_path: Path) -> None:
+    args, ports = _up_args(tmp_path)
     saxgw = _saxgw(args, tmp_path)
     try:
-        deadline = time.monotonic() + 90
-        while not _healthy(ports["--port"]):
-            assert saxgw.poll() is None, saxgw.communicate()
-            assert time.monotonic() < deadline, "saxgw up never became healthy"
-            time.sleep(0.2)
+        _wait_healthy(saxgw, ports["--port"])
         gateway = ports["--gateway-ports"]
         first = listener_pid(gateway)
         assert first is not None
@@ -108,6 +119,42 @@ def test_killing_saxgw_leaves_no_process_behind(tmp_path: Path) -> None:
             saxgw.kill()
         _, err = saxgw.communicate()
     assert f"saxgw: gateway-0 (pid {first}) exited with status -9; restarting it in" in err
+
+
+def test_stopping_saxgw_lets_the_calls_in_flight_finish(tmp_path: Path) -> None:
+    # SIGTERM (Ctrl-C, systemd, docker stop) while a stream is open. Before, Envoy stopped
+    # first and exited at once: the stream was cut after 0.5 s (an HTTP/1.1 body ended
+    # without its last chunk), as was every call in flight, the gateways' grace unused.
+    args, ports = _up_args(tmp_path)
+    saxgw = _saxgw(args, tmp_path)
+    url = f"http://127.0.0.1:{ports['--port']}"
+    model, words = "/sax/test/stopping", ["tok"] * 30  # 3 s, within the grace period (10 s)
+    try:
+        _wait_healthy(saxgw, ports["--port"])
+        with httpx.Client(base_url=url, timeout=30) as http:
+            publish(http, model, text=" ".join(words), delay_ms="100")
+            body = {"model": model, "query": "q"}
+            with http.stream("POST", "/generate_stream", json=body) as response:
+                lines = response.iter_lines()
+                first = next(line for line in lines if line.startswith("data: "))
+                stopped = time.monotonic()
+                saxgw.send_signal(signal.SIGTERM)
+                rest = [line for line in lines if line.startswith("data: ")]
+        messages = [json.loads(line.removeprefix("data: ")) for line in [first, *rest]]
+        assert messages[-1] == {
+            "deltas": [],
+            "done": True,
+            "texts": [{"text": " ".join(words), "score": pytest.approx(-3.0)}],
+        }
+        assert len(messages) == len(words) + 1
+        saxgw.wait(15)
+        assert time.monotonic() - stopped < 10
+    finally:
+        if saxgw.poll() is None:
+            saxgw.kill()
+        saxgw.communicate()
+    assert saxgw.returncode == 0
+    assert [port for port in ports.values() if listener_pid(port) is not None] == []
 
 
 def test_a_leftover_process_on_a_port_is_reported(tmp_path: Path) -> None:

@@ -52,10 +52,13 @@ class _Bearer(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientIntercepto
 
 
 def with_api_key(channel: grpc.Channel, args: argparse.Namespace) -> grpc.Channel:
-    """``channel``, sending --api-key (else $SAXGW_API_KEY) with every call if there is one."""
-    key = args.api_key or os.environ.get(API_KEY_ENV)
+    """``channel``, sending --api-key (else $SAXGW_API_KEY) with every call if there is one.
+    An empty --api-key sends none, whatever the environment holds: the way to try a call
+    anonymously from a shell that exports a key."""
+    flag: str | None = args.api_key
+    key = os.environ.get(API_KEY_ENV) if flag is None else flag
     if key:
-        _check_key(key, "--api-key" if args.api_key else API_KEY_ENV)
+        _check_key(key, API_KEY_ENV if flag is None else "--api-key")
     return grpc.intercept_channel(channel, _Bearer(key)) if key else channel
 
 

@@ -60,7 +60,8 @@ def add_global_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> None
         default=default(None),
         metavar="KEY",
         help=f"API key or JWT the gateway's Envoy asks for, sent as Authorization: Bearer "
-        f"(default: ${API_KEY_ENV}, which keeps it out of `ps` and shell history)",
+        f"(default: ${API_KEY_ENV}, which keeps it out of `ps` and shell history; "
+        "--api-key '' sends none)",
     )
     tls = "TLS to an edge that serves it (docs/security.md): "
     parser.add_argument(

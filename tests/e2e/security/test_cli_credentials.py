@@ -112,3 +112,18 @@ def test_a_key_no_header_can_carry_is_refused_before_any_call(
         "hint: give the key alone, without spaces or line breaks "
         "(`export SAXGW_API_KEY=$(cat FILE)` drops a file's final newline)\n"
     )
+
+
+def test_an_empty_api_key_flag_sends_none_whatever_the_environment_holds(
+    secure: SecureStack,
+) -> None:
+    # A shell that exports an admin's key had no way to try a call anonymously: the empty
+    # flag fell back to the environment, and the call was made as the admin.
+    model = "/sax/test/sec-cli-empty-key"
+    with published(secure.stack, model, TEST_LM, {"text": "ok"}, headers=OPS):
+        as_admin = _saxgw(secure, "getacl", model, key=OPS_KEY)
+        assert (as_admin.returncode, as_admin.stderr) == (0, "")
+        anonymous = _saxgw(secure, "--api-key", "", "getacl", model, key=OPS_KEY)
+        assert (anonymous.returncode, anonymous.stdout) == (1, "")
+        refused = "saxgw: UNAUTHENTICATED: Client authentication failed.\n"
+        assert anonymous.stderr.startswith(refused)

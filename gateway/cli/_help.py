@@ -85,7 +85,8 @@ def _default_note(default: object) -> str:
 
 
 def _meaningful(default: object) -> bool:
-    return default not in (None, False, argparse.SUPPRESS) and default != [] and default != ()
+    # "" is an unset string option (update --checkpoint): "(default: )" says nothing.
+    return default not in (None, False, "", argparse.SUPPRESS) and default != [] and default != ()
 
 
 def show_defaults(parser: argparse.ArgumentParser) -> None:

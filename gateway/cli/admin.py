@@ -168,10 +168,15 @@ def unpublish(session: Session, args: argparse.Namespace) -> None:
     arg(
         "--model-path",
         default="",
-        help="must stay the same: Sax refuses a new path (unpublish, then publish it)",
+        help="must stay the same: Sax refuses a new path (unpublish, then publish it) "
+        "(default: the published one)",
     ),
-    arg("--checkpoint", default=""),
-    arg("--replicas", type=replicas),
+    arg(
+        "--checkpoint",
+        default="",
+        help="a new checkpoint, which reloads the model (default: the published one)",
+    ),
+    arg("--replicas", type=replicas, help="(default: the published number)"),
     arg("--clear-overrides", action="store_true", help="remove every override (unless k=v given)"),
     arg(
         "overrides",

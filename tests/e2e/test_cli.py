@@ -758,6 +758,8 @@ def test_help_of_every_command_names_every_flag(command: str) -> None:
     flags = {f for a in _commands()[command]._actions for f in a.option_strings}
     said = [f for f in flags if re.search(rf"(?<![\w-]){re.escape(f)}(?![\w-])", done.stdout)]
     assert sorted(flags - set(said)) == []
+    # `update --help` said "(default: )" of the options whose unset value is "".
+    assert "(default: )" not in done.stdout
 
 
 def test_help_shows_an_optional_arguments_default() -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from gateway.edge._paths import ADMIN, EXPOSABLE_PATHS, OPEN, OPEN_PREFIXES, REFLECTION_PREFIX
 from gateway.edge._ratelimit import rate_limit
-from gateway.edge._schema import EdgeConfig
+from gateway.edge._schema import JWT_SHAPE, EdgeConfig
 
 #: The header carrying the client id Envoy established; any copy a client sends is removed.
 IDENTITY_HEADER = "x-saxgw-client"
@@ -254,6 +254,16 @@ def _certificate_identity(subject: str, client: str) -> dict[str, Any]:
     return skip_when(f"certificate_client.{client}", set_header, other_subject)
 
 
+_BEARER_JWT = f"Bearer {JWT_SHAPE}"
+
+
+def _one_of(requirements: list[dict[str, Any]]) -> dict[str, Any]:
+    # Envoy refuses a `requires_any` of fewer than two: one requirement alone is required as is.
+    if len(requirements) == 1:
+        return requirements[0]
+    return {"requires_any": {"requirements": requirements}}
+
+
 def _jwt(config: EdgeConfig) -> dict[str, Any]:
     providers = {
         f"issuer{i}": {
@@ -271,7 +281,8 @@ def _jwt(config: EdgeConfig) -> dict[str, Any]:
         }
         for i, j in enumerate(config.jwt)
     }
-    any_provider: list[dict[str, Any]] = [{"provider_name": name} for name in providers]
+    issuers: list[dict[str, Any]] = [{"provider_name": name} for name in providers]
+    any_provider = list(issuers)
     if config.api_keys:
         # A bearer API key is not a JWT: let it through to api_key_auth.
         any_provider.append({"allow_missing_or_failed": {}})
@@ -279,15 +290,17 @@ def _jwt(config: EdgeConfig) -> dict[str, Any]:
         # A listed client certificate is a credential of its own (docs/config.md): a request
         # without a token goes on to RBAC, which admits it by its certificate or refuses it.
         any_provider.append({"allow_missing": {}})
-    # Envoy refuses a `requires_any` of fewer than two: one issuer alone is required as is.
-    requires = (
-        any_provider[0]
-        if len(any_provider) == 1
-        else {"requires_any": {"requirements": any_provider}}
-    )
     rules: list[dict[str, Any]] = [{"match": {"path": p}} for p in OPEN]
     rules += [{"match": {"prefix": p}} for p in OPEN_PREFIXES]
-    rules.append({"match": {"prefix": "/"}, "requires": requires})
+    if config.api_keys:
+        # A bearer token shaped like a JWT is no API key (`_load` refuses such keys): an
+        # issuer must accept it, and a refusal keeps jwt_authn's reason ("Jwt is expired")
+        # instead of api_key_auth's "Client authentication failed."
+        jwt_shaped = {"name": "authorization", "string_match": _regex(_BEARER_JWT)}
+        rules.append(
+            {"match": {"prefix": "/", "headers": [jwt_shaped]}, "requires": _one_of(issuers)}
+        )
+    rules.append({"match": {"prefix": "/"}, "requires": _one_of(any_provider)})
     return _filter(
         "envoy.filters.http.jwt_authn",
         "filters.http.jwt_authn.v3.JwtAuthentication",

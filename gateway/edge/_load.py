@@ -24,6 +24,7 @@ from gateway.edge._hosts import allowed_host
 from gateway.edge._jwks import jwks_problem
 from gateway.edge._schema import (
     EXPOSABLE,
+    JWT_SHAPE,
     ROLES,
     ApiKey,
     CertificateClient,
@@ -153,6 +154,8 @@ def _api_key(node: _Node) -> ApiKey:
     key = m["key"].text()
     if len(key) < _MIN_KEY_LENGTH or any(c.isspace() for c in key):
         raise m["key"].fail(f"keys are at least {_MIN_KEY_LENGTH} characters, no spaces")
+    if re.fullmatch(JWT_SHAPE, key):
+        raise m["key"].fail("a key shaped like a JWT (eyJ...x.y) would be checked as a JWT")
     return ApiKey(key=key, client=m["client"].client(), roles=m["roles"].choices(ROLES))
 
 

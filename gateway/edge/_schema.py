@@ -19,6 +19,13 @@ ROLES = ("admin", "data")
 EXPOSABLE = ("addresses", "reflection", "stats")
 
 
+#: A compact JWT: a base64url JSON header (so ``eyJ``, ``{"``) and two more segments. Where a
+#: stack takes both API keys and JWTs, a bearer token of this shape is checked as a JWT alone,
+#: so that its refusal says why ("Jwt is expired") rather than that it is no API key; and no
+#: API key may have this shape. Python's `re` and Envoy's RE2 read it alike.
+JWT_SHAPE = r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*"
+
+
 @dataclass(frozen=True, kw_only=True)
 class ApiKey:
     """One ``auth.api_keys`` entry. The key never appears in a repr or an error."""

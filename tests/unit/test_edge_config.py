@@ -72,6 +72,17 @@ def test_an_empty_file_is_the_default() -> None:
             "auth.api_keys[0].key: keys are at least 16 characters, no spaces",
         ),
         (
+            # jwt_authn alone checks a bearer token of a JWT's shape (edge/_envoy.py).
+            {
+                "auth": {
+                    "api_keys": [
+                        {"key": "eyJhbGciOi.eyJzdWIi.c2ln", "client": "ops", "roles": ["data"]}
+                    ]
+                }
+            },
+            "auth.api_keys[0].key: a key shaped like a JWT (eyJ...x.y) would be checked as a JWT",
+        ),
+        (
             {"auth": {"api_keys": [{"key": KEY, "client": "a b", "roles": ["data"]}]}},
             "auth.api_keys[0].client: client ids are",
         ),

@@ -138,18 +138,36 @@ def test_jwt_roles_claim_gives_admin(secure: SecureStack, secure_http: httpx.Cli
     assert secure_http.post("/unpublish", json={"model": name}, headers=auth).status_code == 200
 
 
-def test_bad_jwts_are_401(secure: SecureStack, secure_http: httpx.Client, model: str) -> None:
+def test_bad_jwts_are_refused_saying_why(
+    secure: SecureStack, secure_http: httpx.Client, model: str
+) -> None:
+    # This stack also takes API keys: a refused JWT was reported as "Client authentication
+    # failed.", api_key_auth's word for a token that is no key, which hid why the JWT was not
+    # taken (an expired token read as a wrong one). Now jwt_authn's reason and status, as on
+    # a stack of JWTs alone: a genuine token for another audience is 403, as Envoy has it.
     other = type(secure.signer).generate()  # a key the JWKS does not hold
+    alice = {"iss": ISSUER, "aud": "saxgw", "sub": "alice"}
     tokens = [
-        other.token({"iss": ISSUER, "aud": "saxgw", "sub": "mallory"}),
-        secure.signer.token({"iss": ISSUER, "aud": "other", "sub": "alice"}),
-        secure.signer.token({"iss": "https://evil.test", "aud": "saxgw", "sub": "alice"}),
-        secure.signer.token(
-            {"iss": ISSUER, "aud": "saxgw", "sub": "alice"}, lifetime=-600
-        ),  # past the 60 s clock skew
+        (other.token({**alice, "sub": "mallory"}), 401, 16, "Jwt verification fails"),
+        (
+            secure.signer.token({**alice, "aud": "other"}),
+            403,
+            7,
+            "Audiences in Jwt are not allowed",
+        ),
+        (
+            secure.signer.token({**alice, "iss": "https://evil.test"}),
+            401,
+            16,
+            "Jwt issuer is not configured",
+        ),
+        # past the 60 s clock skew
+        (secure.signer.token(alice, lifetime=-600), 401, 16, "Jwt is expired"),
     ]
-    for token in tokens:
-        _error(_generate(secure_http, {"Authorization": f"Bearer {token}"}), 401, 16)
+    for token, status, code, why in tokens:
+        refused = _generate(secure_http, {"Authorization": f"Bearer {token}"})
+        assert refused.status_code == status, refused.text
+        assert refused.json() == envoy_error(refused, code, why)
 
 
 def test_a_jwt_without_expiry_is_refused_unless_its_issuer_allows(
@@ -158,8 +176,8 @@ def test_a_jwt_without_expiry_is_refused_unless_its_issuer_allows(
     lasting = secure.signer.token({"iss": ISSUER, "aud": "saxgw", "sub": "alice"}, lifetime=None)
     refused = _generate(secure_http, {"Authorization": f"Bearer {lasting}"})
     assert refused.status_code == 401, refused.text
-    # Refused as every bad JWT is here: it is then no API key either.
-    assert refused.json() == envoy_error(refused, 16, "Client authentication failed.")
+    # jwt_authn's word for it (its reply does not name the missing claim).
+    assert refused.json() == envoy_error(refused, 16, "Jwt verification fails")
     # An issuer with `require_expiration: false` (conftest.py) may leave `exp` out.
     allowed = secure.signer.token({"iss": LASTING_ISSUER, "aud": "saxgw", "sub": "dave"}, None)
     response = _generate(secure_http, {"Authorization": f"Bearer {allowed}"})

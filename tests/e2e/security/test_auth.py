@@ -146,7 +146,7 @@ def test_bad_jwts_are_refused_saying_why(
     # taken (an expired token read as a wrong one). Now jwt_authn's reason and status, as on
     # a stack of JWTs alone: a genuine token for another audience is 403, as Envoy has it.
     other = type(secure.signer).generate()  # a key the JWKS does not hold
-    alice = {"iss": ISSUER, "aud": "saxgw", "sub": "alice"}
+    alice: dict[str, object] = {"iss": ISSUER, "aud": "saxgw", "sub": "alice"}
     tokens = [
         (other.token({**alice, "sub": "mallory"}), 401, 16, "Jwt verification fails"),
         (

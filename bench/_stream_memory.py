@@ -4,7 +4,8 @@
 
 One embedded cell and one gateway (the stack `saxgw up` starts) serve a model whose tokens
 come 10 s apart; each variant is its own Envoy, rendered as the stack renders it and then
-changed by one function of ``VARIANTS``, started on free ports in front of that gateway.
+changed by one function of ``VARIANTS`` (bench/_envoy_variants.py), started on free ports in
+front of that gateway.
 Per run: open ``--streams`` streams, wait for each one's first event, read Envoy's admin
 ``/memory`` (allocated) and VmRSS; KB per stream is the growth over the idle Envoy, divided
 by the streams. ``--mode`` holds connections at an earlier stage instead (idle, headers
@@ -26,7 +27,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ import yaml
 from saxgateway.v1 import gateway_pb2, gateway_pb2_grpc
 
 from bench._capacity import rss_mb
+from bench._envoy_variants import VARIANTS
 from bench._sse import open_stream
 from bench._stack import CELL, PROMPT, TEST_LM
 from gateway.cell import CellSettings
@@ -47,229 +48,22 @@ from gateway.launch.stack import Stack, StackSettings
 MODEL = f"{CELL}/memstream"
 IN_FLIGHT = 20_000
 
-Config = dict[str, Any]
-
-
-def _hcm(config: Config) -> Config:
-    listener = config["static_resources"]["listeners"][0]
-    hcm: Config = listener["filter_chains"][0]["filters"][0]["typed_config"]
-    return hcm
-
-
-def _vhost(config: Config) -> Config:
-    vhost: Config = _hcm(config)["route_config"]["virtual_hosts"][0]
-    return vhost
-
-
-def _route(config: Config, path: str) -> Config:
-    for route in _vhost(config)["routes"]:
-        if route["match"].get("path") == path:
-            found: Config = route
-            return found
-    raise KeyError(path)
-
-
-def _filters(config: Config) -> list[Config]:
-    filters: list[Config] = _hcm(config)["http_filters"]
-    return filters
-
-
-def _drop_filter(name: str) -> Callable[[Config], None]:
-    def change(config: Config) -> None:
-        hcm = _hcm(config)
-        hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != name]
-
-    return change
-
-
-def _drop_filters(config: Config, *names: str) -> None:
-    for name in names:
-        _drop_filter(name)(config)
-
-
-def _stream_route(change: Callable[[Config], None]) -> Callable[[Config], None]:
-    def apply(config: Config) -> None:
-        change(_route(config, "/generate_stream"))
-
-    return apply
-
-
-def _no_retry(config: Config) -> None:
-    del _vhost(config)["retry_policy"]
-
-
-def _per_request_buffer(limit: int) -> Callable[[Config], None]:
-    def change(config: Config) -> None:
-        for route in _vhost(config)["routes"]:
-            if "route" in route:
-                route["per_request_buffer_limit_bytes"] = limit
-
-    return change
-
-
-def _vhost_buffer(limit: int) -> Callable[[Config], None]:
-    def change(config: Config) -> None:
-        _vhost(config)["per_request_buffer_limit_bytes"] = limit
-
-    return change
-
-
-def _off(name: str) -> Callable[[Config], None]:
-    def change(route: Config) -> None:
-        per_filter = route.setdefault("typed_per_filter_config", {})
-        per_filter[name] = {
-            "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
-            "disabled": True,
-        }
-
-    return change
-
-
-def _hcm_set(**values: Any) -> Callable[[Config], None]:
-    def change(config: Config) -> None:
-        _hcm(config).update(values)
-
-    return change
-
-
-def _upstream_streams(count: int) -> Callable[[Config], None]:
-    def change(config: Config) -> None:
-        cluster = config["static_resources"]["clusters"][0]
-        options = cluster["typed_extension_protocol_options"]
-        http = options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
-        http["explicit_http_config"]["http2_protocol_options"]["max_concurrent_streams"] = count
-
-    return change
-
-
-_EXT = "type.googleapis.com/envoy.extensions.filters.http."
-
-_COPY_BODY = """
-function envoy_on_request(request)
-  local body = request:body()
-  if body == nil then return end
-  body:setBytes(body:getBytes(0, body:length()))
-end
-"""
-
-
-def _stream_lua(source: str) -> Callable[[Config], None]:
-    def change(config: Config) -> None:
-        _copy_body(config, source)
-
-    return change
-
-
-def _before_transcoder(config: Config, http_filter: Config) -> None:
-    """Puts ``http_filter`` in the chain just before the transcoder."""
-    filters = _filters(config)
-    at = next(
-        i for i, f in enumerate(filters) if f["name"] == "envoy.filters.http.grpc_json_transcoder"
-    )
-    filters.insert(at, http_filter)
-
-
-def _copy_body(config: Config, source: str = _COPY_BODY) -> None:
-    _before_transcoder(
-        config,
-        {
-            "name": "copy_body",
-            "disabled": True,
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
-                "source_codes": {"copy_body": {"inline_string": source}},
-            },
-        },
-    )
-    route = _route(config, "/generate_stream")
-    route["typed_per_filter_config"]["copy_body"] = {
-        "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.LuaPerRoute",
-        "name": "copy_body",
-    }
-
-
-def _fs_buffer(config: Config) -> None:
-    _before_transcoder(
-        config,
-        {
-            "name": "envoy.filters.http.file_system_buffer",
-            "typed_config": {
-                "@type": _EXT + "file_system_buffer.v3.FileSystemBufferFilterConfig",
-                "manager_config": {"id": "fsb", "thread_pool": {"thread_count": 1}},
-                "request": {
-                    "behavior": {"fully_buffer": {}},
-                    "memory_buffer_bytes_limit": 1048576,
-                    "storage_buffer_bytes_limit": 0,
-                },
-                "response": {"behavior": {"stream_when_possible": {}}},
-            },
-        },
-    )
-
-
-def _without_stream_body(config: Config) -> None:
-    """As before the `stream_body` filter (the body stays in the socket's read buffer)."""
-    _drop_filter("stream_body")(config)
-    for route in _vhost(config)["routes"]:
-        route.get("typed_per_filter_config", {}).pop("stream_body", None)
-
-
-def _listener_buffer(limit: int) -> Callable[[Config], None]:
-    def change(config: Config) -> None:
-        _without_stream_body(config)
-        config["static_resources"]["listeners"][0]["per_connection_buffer_limit_bytes"] = limit
-
-    return change
-
-
-VARIANTS: dict[str, Callable[[Config], None]] = {
-    "listener_buffer_4k": _listener_buffer(4096),
-    "listener_buffer_1k": _listener_buffer(1024),
-    "without_stream_body": _without_stream_body,
-    "fs_buffer": _fs_buffer,
-    "copy_body": _copy_body,
-    "legacy_parser": lambda c: c.update(
-        layered_runtime={
-            "layers": [
-                {
-                    "name": "static",
-                    "static_layer": {"envoy.reloadable_features.http1_use_balsa_parser": False},
-                }
-            ]
-        }
-    ),
-    "noop_lua": _stream_lua("function envoy_on_request(request) end"),
-    "body_only_lua": _stream_lua("function envoy_on_request(request) request:body() end"),
-    "copy_body_gc": _stream_lua(
-        _COPY_BODY.replace("\nend\n", "\n  collectgarbage('step', 0)\nend\n")
-    ),
-    "base": lambda config: None,
-    "no_retry": _no_retry,
-    "route_buffer_0": _per_request_buffer(0),
-    "route_buffer_1k": _per_request_buffer(1024),
-    "vhost_buffer_0": _vhost_buffer(0),
-    "no_buffer_filter": _drop_filter("envoy.filters.http.buffer"),
-    "no_cors": _drop_filter("envoy.filters.http.cors"),
-    "no_header_to_metadata": _drop_filter("envoy.filters.http.header_to_metadata"),
-    "no_lua": lambda c: _drop_filters(c, "openai_errors", "cost_header"),
-    "no_local_reply": lambda c: _hcm(c).pop("local_reply_config"),
-    "no_access_log": lambda c: _hcm(c).pop("access_log"),
-    "no_request_id": _hcm_set(generate_request_id=False, always_set_request_id_in_response=False),
-    "stream_buffer_off": _stream_route(_off("envoy.filters.http.buffer")),
-    "stream_cors_off": _stream_route(_off("envoy.filters.http.cors")),
-    "upstream_100_streams": _upstream_streams(100),
-    "suppress_envoy_headers": lambda c: _filters(c)[-1]["typed_config"].update(
-        suppress_envoy_headers=True
-    ),
-    "no_route_idle_timeout": _stream_route(lambda route: route["route"].pop("idle_timeout")),
-    "no_stream_idle_timeout": _hcm_set(stream_idle_timeout="0s"),
-}
-
 
 def _envoy_memory(admin: str) -> dict[str, int]:
     with urllib.request.urlopen(admin + "/memory", timeout=5) as response:
         memory = json.loads(response.read())
     return {k: int(v) for k, v in memory.items() if str(v).isdigit()}
+
+
+def _rss_parts(pid: int) -> dict[str, float]:
+    """VmRSS split: anonymous (the heap, which streams grow) and file-backed (the binary's own
+    pages, 55-70 MB of an idle Envoy, which vary with the page cache and not with streams)."""
+    parts = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("RssAnon", "RssFile"):
+            parts[key] = int(value.split()[0]) * 1024 / 1e6
+    return parts
 
 
 def _ready(admin: str) -> bool:
@@ -435,11 +229,11 @@ def measure(
             await _close(await _open(port, warm or 20))  # lazily built state: not per stream
             await asyncio.sleep(settle)
             idle_memory = _envoy_memory(admin)
-            idle, idle_rss = idle_memory["allocated"], rss_mb(pid)
+            idle, idle_rss, idle_parts = idle_memory["allocated"], rss_mb(pid), _rss_parts(pid)
             streams = await _open(port, count, mode)
             await asyncio.sleep(settle)
             held_memory = _envoy_memory(admin)
-            held, held_rss = held_memory["allocated"], rss_mb(pid)
+            held, held_rss, held_parts = held_memory["allocated"], rss_mb(pid), _rss_parts(pid)
             if heap_dir is not None:  # tcmalloc's sampled heap profile (pprof, gzipped)
                 with urllib.request.urlopen(admin + "/heap_dump", timeout=30) as response:
                     (heap_dir / f"heap-{name}-{mode}.prof").write_bytes(response.read())
@@ -451,6 +245,9 @@ def measure(
                 "kb_allocated": (held - idle) / 1e3 / count,
                 "kb_rss": (held_rss - idle_rss) * 1e3 / count,
                 "rss_mb": held_rss,
+                "idle_rss_mb": idle_rss,
+                "rss_file_mb": held_parts["RssFile"],
+                "kb_rss_anon": (held_parts["RssAnon"] - idle_parts["RssAnon"]) * 1e3 / count,
                 **{
                     f"kb_{k}": (held_memory[k] - idle_memory[k]) / 1e3 / count
                     for k in sorted(held_memory)
@@ -469,6 +266,7 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=1500)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--settle", type=float, default=2.0)
+    parser.add_argument("--concurrency", type=int, default=1, help="Envoy's worker threads")
     parser.add_argument(
         "--mode",
         default="sse",
@@ -517,7 +315,7 @@ def main() -> None:
                 gateway_endpoints=(),
                 listen_port=free_port(),
                 admin_port=free_port(),
-                concurrency=1,
+                concurrency=args.concurrency,
             ),
             log_dir=str(workdir / "logs"),
         )

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import yaml
 
+from bench._envoy_variants import Config, _drop_filter, _hcm, _vhost
 from bench._loadgen import wrk
 from bench._stack import PROMPT, UNARY_MODEL, BenchStack, pinned
-from bench._stream_memory import Config, _drop_filter, _hcm, _vhost
 from bench._unary import cpu_seconds
 from bench.grpc_ab import load_average
 from gateway.launch.envoy import envoy_binary, render

@@ -120,8 +120,8 @@ def _response_schemas(usage: Schema) -> dict[str, Schema]:
         {
             "type": {"const": "output_text"},
             "text": {"type": "string"},
-            "annotations": {"type": "array", "maxItems": 0},
-            "logprobs": {"type": "array", "maxItems": 0},
+            "annotations": {"type": "array", "maxItems": 0, "items": {}},
+            "logprobs": {"type": "array", "maxItems": 0, "items": {}},
         },
         ["type", "text", "annotations"],
     )

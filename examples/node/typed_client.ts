@@ -1,8 +1,13 @@
 // The typed Node.js client (clients/node, @sax-gateway/client) in a project of its own:
 //
-//   npm install --install-links /path/to/sax-gateway/clients/node
+//   npm pack /path/to/sax-gateway/clients/node   # writes sax-gateway-client-0.1.0.tgz here
+//   npm install ./sax-gateway-client-0.1.0.tgz
 //   npm install --save-dev typescript   # else npx fetches npm's unrelated `tsc` package
-//   npx tsc typed_client.ts && node typed_client.js [ADDRESS] [MODEL]
+//   npx tsc --module commonjs --target es2022 typed_client.ts
+//   node typed_client.js [ADDRESS] [MODEL]
+//
+// (--module commonjs: TypeScript 7 emits ES modules by default, which node refuses to load
+// from a .js file outside a "type": "module" package.)
 //
 // Publishes the embedded cell's test LM, generates (extra_inputs as plain values: a number, a
 // string and a list), streams, shows the errors it catches, cancels a call, and unpublishes;

@@ -6,6 +6,8 @@ Validation helpers live in `_fields`, stream normalisation in `_stream`, and err
 
 from __future__ import annotations
 
+import asyncio
+import math
 from collections.abc import AsyncIterator
 from typing import Any, TypedDict
 
@@ -13,7 +15,7 @@ from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway import __version__
-from gateway.client import CallOptions, Client, ModelDetail, SaxError
+from gateway.client import CallOptions, Client, DeadlineExceededError, ModelDetail, SaxError
 from gateway.common.deadline import Deadline
 from gateway.common.rpc import Context
 from gateway.config import GatewaySettings
@@ -226,11 +228,15 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
         self, request: pb.WatchAddressesRequest, context: Context
     ) -> AsyncIterator[pb.WatchAddressesResponse]:
         model = f.model_id(request.model)
+        # Only the caller's own deadline (a moment before it) ends a watch: at grpc's, the
+        # stream stopped with no last message, which an SSE client took for a clean end.
+        until = Deadline.after(f.deadline(context, None, math.inf))
         with self._streams.hold(context):
             await self._client.list_detail(model, deadline=self._deadline(context))  # NOT_FOUND
             watch = self._client.watch_addresses(model)
             try:
-                async for addresses in watch:
+                while True:
+                    addresses = await _next_before(watch, until, f"watching {model}")
                     yield pb.WatchAddressesResponse(addresses=addresses)
             except SaxError as exc:
                 yield pb.WatchAddressesResponse(error=to_status(exc, request_id(context))[2])
@@ -358,6 +364,15 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
         return pb.RecognizeResponse(
             texts=_texts(await self._client.am_recognize(model, audio, options))
         )
+
+
+async def _next_before(stream: AsyncIterator[Any], deadline: Deadline, what: str) -> Any:
+    """The stream's next item, or DeadlineExceededError naming ``what`` once ``deadline``
+    passes first (the stream is then cancelled where it waited)."""
+    try:
+        return await asyncio.wait_for(anext(stream), deadline.remaining())
+    except TimeoutError:
+        raise DeadlineExceededError(f"{what} reached the call's deadline") from None
 
 
 async def _close(stream: AsyncIterator[Any]) -> None:

@@ -701,7 +701,7 @@ def test_watch_timeout_says_it_was_the_watchs_length(stack: Stack) -> None:
     done = saxgw(stack, "watch", LM, "--timeout", "1")
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
-        "saxgw: DEADLINE_EXCEEDED: Stream removed (Deadline Exceeded)",
+        f"saxgw: DEADLINE_EXCEEDED: watching {LM} reached the call's deadline",
         "hint: the watch ran for --timeout; without --timeout it runs until Ctrl-C",
     ]
 

@@ -1,45 +1,83 @@
-"""clients/node (@sax-gateway/client) as a new user gets it: a fresh Node project that
-installs the package from the repository folder, type-checks examples/node/typed_client.ts
-against it with tsc --strict, and runs it through Envoy's gRPC port; and the built client
-against a server slow to end a stream."""
+"""clients/node (@sax-gateway/client) as a new user gets it: a fresh Node project that runs
+the install and build commands its README and examples/node/typed_client.ts's header give,
+word for word, type-checks both programs with the TypeScript that installs, and runs them
+through Envoy's gRPC port; and the built client against a server slow to end a stream."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
+from gateway.cell.models import random_lm
 from gateway.launch.stack import Stack
+from tests.e2e._published import published
 
 ROOT = Path(__file__).resolve().parents[2]
-TSC = ROOT / "node_modules" / ".bin" / "tsc"
+README = ROOT / "clients" / "node" / "README.md"
+EXAMPLE = ROOT / "examples" / "node" / "typed_client.ts"
+# npm's own settings, so that the documented commands run as written: packages from npm's
+# cache where it has them, and no audit or funding requests.
+NPM_ENV = {
+    "npm_config_prefer_offline": "true",
+    "npm_config_audit": "false",
+    "npm_config_fund": "false",
+    "npm_config_update_notifier": "false",
+}
 
 
 def _run(args: list[str | Path], cwd: Path, timeout: float) -> str:
     result = subprocess.run(
-        args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=dict(os.environ)
+        args,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **NPM_ENV},
     )
     assert result.returncode == 0, f"{args}: {result.stdout}\n{result.stderr}"
     return result.stdout
 
 
-def test_fresh_project_installs_and_calls_the_typed_client(stack: Stack, tmp_path: Path) -> None:
-    npm, node = shutil.which("npm"), shutil.which("node")
-    assert npm and node, "node and npm are needed"
+def _shell(commands: list[str], cwd: Path) -> str:
+    """Runs documented shell lines as written, the repository where they say /path/to."""
+    script = "set -e\n" + "\n".join(commands).replace("/path/to/sax-gateway", str(ROOT))
+    return _run(["bash", "-c", script], cwd, 600)
+
+
+def _readme_blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def _header_commands() -> list[str]:
+    """The commands in typed_client.ts's header (`//   npm ...`, `//   npx ...`)."""
+    lines = [line.removeprefix("//   ") for line in EXAMPLE.read_text().splitlines()]
+    return [line for line in lines if line.startswith(("npm ", "npx "))]
+
+
+def test_fresh_project_follows_the_readme_and_calls_the_typed_client(
+    stack: Stack, tmp_path: Path
+) -> None:
+    assert shutil.which("npm") and shutil.which("node"), "node and npm are needed"
     (tmp_path / "package.json").write_text('{"name": "fresh", "private": true}\n')
-    # --install-links: a copy with its own dependencies, as from a registry, not a link
-    # that would borrow the repository's node_modules.
-    install = [npm, "install", "--install-links", "--prefer-offline", "--no-audit", "--no-fund"]
-    _run([*install, ROOT / "clients" / "node"], tmp_path, 300)
-    assert not (tmp_path / "node_modules" / "@sax-gateway" / "client").is_symlink()
-    shutil.copy(ROOT / "examples" / "node" / "typed_client.ts", tmp_path)
-    flags = ["--strict", "--target", "ES2022", "--module", "commonjs"]
-    flags += ["--moduleResolution", "node", "--esModuleInterop", "--skipLibCheck"]
-    _run([TSC, *flags, "typed_client.ts"], tmp_path, 120)
+    install, build = (block.splitlines() for block in _readme_blocks("sh"))
+    header = _header_commands()
+    assert header[: len(install)] == install  # the example installs as the README does
+    _shell(install, tmp_path)
+    # The example's next step installs TypeScript. After `npm install --install-links` of the
+    # folder (what the README said), that second install turned the package into a link to
+    # the repository and removed its dependencies: tsc and node then failed to find them.
+    shutil.copy(EXAMPLE, tmp_path)
+    _shell(header[len(install) :], tmp_path)
+    package = tmp_path / "node_modules" / "@sax-gateway" / "client"
+    assert not package.is_symlink()
+    assert (tmp_path / "node_modules" / "@grpc" / "grpc-js" / "package.json").exists()
+
     model = "/sax/test/typed-node-client"
-    out = _run([node, "typed_client.js", stack.grpc_address, model], tmp_path, 120)
+    out = _run(["node", "typed_client.js", stack.grpc_address, model], tmp_path, 120)
     assert [json.loads(line) for line in out.splitlines()] == [
         {"step": "ready", "active_replicas": 1},
         {"step": "generate", "texts": ["hello from"]},
@@ -55,6 +93,14 @@ def test_fresh_project_installs_and_calls_the_typed_client(stack: Stack, tmp_pat
         {"step": "cancelled", "code": "CANCELLED"},
         {"step": "unpublish", "model": model},
     ]
+
+    # The README's own program, saved as main.mts and built and run as it says.
+    [program] = _readme_blocks("ts")
+    with published(stack, "/sax/test/typed-node-readme", random_lm.MODEL_PATH) as readme_model:
+        program = program.replace('"localhost:8888"', json.dumps(stack.grpc_address))
+        (tmp_path / "main.mts").write_text(program.replace('"/sax/test/lm2b"', f'"{readme_model}"'))
+        out = _shell(build, tmp_path)
+    assert "INVALID_ARGUMENT [" in out and "field: 'model'" in out, out
 
 
 def test_a_loop_that_stops_at_done_leaves_the_call_succeeded() -> None:

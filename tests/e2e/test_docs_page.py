@@ -34,6 +34,17 @@ def test_envoy_serves_the_docs_page_files(
     assert needle in response.content
 
 
+def test_docs_with_a_trailing_slash_redirects_to_the_page(http: httpx.Client) -> None:
+    # /docs/ was Envoy's JSON 404 "Could not resolve /docs/ to a method."
+    response = http.get("/docs/")
+    assert response.status_code == 301
+    assert response.headers["location"].endswith("/docs")
+    page = http.get("/docs/", follow_redirects=True)
+    assert page.status_code == 200
+    assert page.url.path == "/docs"
+    assert b'<div id="swagger-ui">' in page.content
+
+
 def test_docs_page_tries_generate_and_the_stream_in_chromium(stack: Stack) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     screenshot = ARTIFACTS / "docs-page.png"

@@ -164,3 +164,26 @@ def test_every_route_answers_the_example_request_it_documents(stack: Stack) -> N
                 assert {k: answer[k] for k in named} == named, (verb, url)
         finally:
             http.post("/v1/sax/test:setAcl", json={"acl": ""})
+
+
+# The request each documented error example answers: the example's own model, and a model
+# ID that is not one; sent with the x-request-id the examples show.
+ERROR_REQUESTS = {
+    "NOT_FOUND": {"model": "/sax/test/nosuch", "query": "q"},
+    "BadRequest": {"model": "lm2b", "query": "q"},
+}
+ERROR_REQUEST_ID = "3f0c2b9e-5d1a-4c7e-9b8f-2a6d4e1c0b57"
+
+
+def test_documented_error_examples_are_the_whole_bodies_the_gateway_answers(
+    http: httpx.Client,
+) -> None:
+    # The examples left out the RequestInfo detail every error carries, so Swagger UI and
+    # api.md showed clients a body the gateway never sends.
+    assert DOC["components"]["schemas"]["Error"]["examples"] == [
+        EXAMPLES["errors"][name] for name in ERROR_REQUESTS
+    ]
+    for name, request in ERROR_REQUESTS.items():
+        headers = {"x-request-id": ERROR_REQUEST_ID}
+        response = http.post("/generate", json=request, headers=headers)
+        assert response.json() == EXAMPLES["errors"][name], name

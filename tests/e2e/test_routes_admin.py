@@ -4,6 +4,7 @@ watch (an SSE stream), on the short paths and the /v1/ twins."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -182,6 +183,22 @@ def test_watch_starts_with_the_current_addresses(
         first = next(lines)
     assert first.startswith("data: ")
     assert json.loads(first.removeprefix("data: ")) == {"addresses": current["model"]["addresses"]}
+
+
+def test_watch_that_reaches_its_deadline_ends_with_an_in_band_error(
+    http: httpx.Client, model: str
+) -> None:
+    # A watch ends only on an error, but at the caller's grpc-timeout it stopped with no last
+    # message: an SSE client saw a 200 that simply ended, as if the watch had nothing wrong.
+    started = time.monotonic()
+    with http.stream("GET", "/watch", params={"model": model}, headers={"grpc-timeout": "1S"}) as r:
+        assert r.status_code == 200
+        events = [json.loads(line.removeprefix("data: ")) for line in r.iter_lines() if line]
+    assert time.monotonic() - started < 3
+    assert len(events) == 2, events
+    assert set(events[0]) == {"addresses"}
+    assert events[1]["error"]["code"] == 4  # DEADLINE_EXCEEDED
+    assert events[1]["error"]["message"] == f"watching {model} reached the call's deadline"
 
 
 def _model_server_ports(stack: Stack) -> tuple[int, ...]:

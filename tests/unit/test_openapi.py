@@ -197,6 +197,26 @@ def test_the_seed_routes_show_the_seed_requests() -> None:
     assert [(p["name"], p["example"]) for p in listcell] == [("model", "/sax/test/lm2b")]
 
 
+def _arrays(node: object, path: str = "#") -> list[tuple[str, dict[str, Any]]]:
+    """Every array schema in the document, with where it is."""
+    found = []
+    if isinstance(node, dict):
+        if node.get("type") == "array":
+            found.append((path, node))
+        for key, value in node.items():
+            found += _arrays(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += _arrays(value, f"{path}/{i}")
+    return found
+
+
+def test_every_array_says_what_its_items_are() -> None:
+    # openapi-python-client refuses an array schema without `items` (valid JSON Schema) and
+    # dropped the whole Response and ResponseStreamEvent models it sat in.
+    assert [path for path, schema in _arrays(DOC) if "items" not in schema] == []
+
+
 def test_error_examples_are_errors() -> None:
     for example in SCHEMAS["Error"]["examples"]:
         _validate(example, SCHEMAS["Error"])

@@ -65,8 +65,9 @@ class SaxGatewayError extends Error {
     /** The error of a failed call, details read from its grpc-status-details-bin trailer. */
     static fromServiceError(error) {
         const [bin] = error.metadata?.get("grpc-status-details-bin") ?? [];
-        const details = bin instanceof Buffer ? status_1.Status.decode(bin).details : [];
-        return new SaxGatewayError(error.code, error.details, details);
+        if (bin instanceof Buffer)
+            return new SaxGatewayError(error.code, error.details, status_1.Status.decode(bin).details);
+        return new SaxGatewayError(error.code, envoyMessage(error.details) ?? error.details);
     }
     /** The error a stream reports in-band, in its last message. */
     static fromStatus(status) {
@@ -74,6 +75,21 @@ class SaxGatewayError extends Error {
     }
 }
 exports.SaxGatewayError = SaxGatewayError;
+// A refusal Envoy made itself (no credentials, a role or a rate refused, a body too large)
+// reaches a gRPC caller with the HTTP API's JSON error body as its message: its `message` is
+// the one to show.
+function envoyMessage(details) {
+    if (!details.startsWith("{"))
+        return undefined;
+    try {
+        const body = JSON.parse(details);
+        const message = body?.message;
+        return typeof message === "string" ? message : undefined;
+    }
+    catch {
+        return undefined;
+    }
+}
 // Cancels ``call`` when ``signal`` aborts (at once if it has); returns the undo, so that a
 // signal shared by many calls does not keep a listener for each finished one.
 function cancelOn(signal, call) {

@@ -49,13 +49,27 @@ export class SaxGatewayError extends Error {
   /** The error of a failed call, details read from its grpc-status-details-bin trailer. */
   static fromServiceError(error: grpc.ServiceError): SaxGatewayError {
     const [bin] = error.metadata?.get("grpc-status-details-bin") ?? [];
-    const details = bin instanceof Buffer ? Status.decode(bin).details : [];
-    return new SaxGatewayError(error.code, error.details, details);
+    if (bin instanceof Buffer) return new SaxGatewayError(error.code, error.details, Status.decode(bin).details);
+    return new SaxGatewayError(error.code, envoyMessage(error.details) ?? error.details);
   }
 
   /** The error a stream reports in-band, in its last message. */
   static fromStatus(status: Status): SaxGatewayError {
     return new SaxGatewayError(status.code, status.message, status.details);
+  }
+}
+
+// A refusal Envoy made itself (no credentials, a role or a rate refused, a body too large)
+// reaches a gRPC caller with the HTTP API's JSON error body as its message: its `message` is
+// the one to show.
+function envoyMessage(details: string): string | undefined {
+  if (!details.startsWith("{")) return undefined;
+  try {
+    const body: unknown = JSON.parse(details);
+    const message = (body as { message?: unknown } | null)?.message;
+    return typeof message === "string" ? message : undefined;
+  } catch {
+    return undefined;
   }
 }
 

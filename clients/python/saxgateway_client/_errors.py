@@ -17,11 +17,12 @@ SaxGatewayError                 code, message, details (google.protobuf.Any)
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, json_format
 from google.rpc import error_details_pb2, status_pb2
 
 _DETAILS_KEY = "grpc-status-details-bin"
@@ -133,11 +134,33 @@ def from_rpc_error(error: grpc.RpcError) -> SaxGatewayError:
     # Sync calls' errors hold grpc's (key, value) named tuples, grpc.aio's hold plain pairs;
     # types-grpcio types the former as a class that does not unpack, which it does.
     trailers: Sequence[tuple[str, str | bytes]] = error.trailing_metadata() or ()  # type: ignore[assignment]
-    details: tuple[any_pb2.Any, ...] = ()
     for key, value in trailers:
         if key == _DETAILS_KEY and isinstance(value, bytes):
-            details = tuple(status_pb2.Status.FromString(value).details)
-    return error_for(error.code(), error.details() or "", details)
+            status = status_pb2.Status.FromString(value)
+            return error_for(error.code(), error.details() or "", tuple(status.details))
+    message = error.details() or ""
+    return error_for(error.code(), *(_envoy_reply(message) or (message, ())))
+
+
+def _envoy_reply(message: str) -> tuple[str, tuple[any_pb2.Any, ...]] | None:
+    """The message and details of a refusal Envoy made itself (no credentials, a role or a
+    rate refused, a body too large): a gRPC caller gets the HTTP API's JSON error body as
+    the status message, ``{"code", "message", "details": [RequestInfo]}``."""
+    if not message.startswith("{"):
+        return None
+    try:
+        body = json.loads(message)
+    except json.JSONDecodeError:
+        return None
+    if not (isinstance(body, dict) and isinstance(body.get("message"), str)):
+        return None
+    details = []
+    for detail in body.get("details") or ():
+        try:
+            details.append(json_format.ParseDict(detail, any_pb2.Any()))
+        except (json_format.ParseError, TypeError):
+            continue  # a detail type this client does not know: left out
+    return body["message"], tuple(details)
 
 
 def from_status(status: status_pb2.Status) -> SaxGatewayError:

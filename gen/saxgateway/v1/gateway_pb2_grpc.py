@@ -401,7 +401,9 @@ class SaxGatewayServicer:
     def WatchAddresses(self, request, context):
         """Streams the set of addresses serving a model: the current set first, then
         the new set whenever it changes. Returns NOT_FOUND if the model is not
-        published (or, in-band, once it is unpublished).
+        published (or, in-band, once it is unpublished). Runs until the caller
+        leaves or its deadline (`grpc-timeout`), which ends it with an in-band
+        DEADLINE_EXCEEDED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -152,7 +152,9 @@ class SaxGatewayStub:
     WatchAddresses: _grpc.UnaryStreamMultiCallable[_gateway_pb2.WatchAddressesRequest, _gateway_pb2.WatchAddressesResponse]
     """Streams the set of addresses serving a model: the current set first, then
     the new set whenever it changes. Returns NOT_FOUND if the model is not
-    published (or, in-band, once it is unpublished).
+    published (or, in-band, once it is unpublished). Runs until the caller
+    leaves or its deadline (`grpc-timeout`), which ends it with an in-band
+    DEADLINE_EXCEEDED.
     """
     MultimodalGenerate: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.MultimodalGenerateRequest, _gateway_pb2.MultimodalGenerateResponse]
     """Multimodal models (Sax's sax.server.multimodal service): inputs and outputs
@@ -295,7 +297,9 @@ class SaxGatewayAsyncStub(SaxGatewayStub):
     WatchAddresses: _aio.UnaryStreamMultiCallable[_gateway_pb2.WatchAddressesRequest, _gateway_pb2.WatchAddressesResponse]  # type: ignore[assignment]
     """Streams the set of addresses serving a model: the current set first, then
     the new set whenever it changes. Returns NOT_FOUND if the model is not
-    published (or, in-band, once it is unpublished).
+    published (or, in-band, once it is unpublished). Runs until the caller
+    leaves or its deadline (`grpc-timeout`), which ends it with an in-band
+    DEADLINE_EXCEEDED.
     """
     MultimodalGenerate: _aio.UnaryUnaryMultiCallable[_gateway_pb2.MultimodalGenerateRequest, _gateway_pb2.MultimodalGenerateResponse]  # type: ignore[assignment]
     """Multimodal models (Sax's sax.server.multimodal service): inputs and outputs
@@ -579,7 +583,9 @@ class SaxGatewayServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_gateway_pb2.WatchAddressesResponse], _abc.AsyncIterator[_gateway_pb2.WatchAddressesResponse]]:
         """Streams the set of addresses serving a model: the current set first, then
         the new set whenever it changes. Returns NOT_FOUND if the model is not
-        published (or, in-band, once it is unpublished).
+        published (or, in-band, once it is unpublished). Runs until the caller
+        leaves or its deadline (`grpc-timeout`), which ends it with an in-band
+        DEADLINE_EXCEEDED.
         """
 
     @_abc_1.abstractmethod

@@ -102,6 +102,7 @@ def test_open_paths_need_no_key(secure_http: httpx.Client) -> None:
     assert secure_http.get("/healthz").status_code == 200
     assert secure_http.get("/openapi.json").json()["openapi"].startswith("3.")
     assert secure_http.get("/docs").status_code == 200
+    assert secure_http.get("/docs/").status_code == 301
 
 
 def test_addresses_and_stats_are_admin_only(secure_http: httpx.Client, model: str) -> None:

@@ -11359,7 +11359,9 @@ export const SaxGatewayDefinition = {
     /**
      * Streams the set of addresses serving a model: the current set first, then
      * the new set whenever it changes. Returns NOT_FOUND if the model is not
-     * published (or, in-band, once it is unpublished).
+     * published (or, in-band, once it is unpublished). Runs until the caller
+     * leaves or its deadline (`grpc-timeout`), which ends it with an in-band
+     * DEADLINE_EXCEEDED.
      */
     watchAddresses: {
       name: "WatchAddresses",

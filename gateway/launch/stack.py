@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import tempfile
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from gateway.launch.envoy import (
     render,
 )
 from gateway.launch.processes import ProcessGroup, StartupError, port_open
+from gateway.launch.stackdir import stack_dir
 from gateway.launch.tuning import grpc_env, raise_open_files_limit
 from gateway.launch.watchdog import Probe, grpc_health_probe, http_probe
 from gateway.ops import OpsSettings
@@ -136,7 +136,7 @@ class Stack:
             otlp_endpoint=envoy.otlp_endpoint or settings.gateway.telemetry.otlp_endpoint,
             trace_sample_ratio=settings.gateway.telemetry.trace_sample_ratio,
         )
-        self._tmp = tempfile.TemporaryDirectory(prefix="saxgw-")
+        self._tmp = stack_dir()  # those of killed stacks are removed first
         self._gateway_names = [f"gateway-{i}" for i in range(len(settings.gateway_ports))]
 
     @property

@@ -4,6 +4,7 @@ file, read and validated as a whole here, and split into each part's frozen sett
     config = load_config(Path("saxgw.yaml"))   # or ConfigError("saxgw.yaml: tls.cert_file: ...")
     config.edge      # EdgeConfig: auth, clients, quotas, tls, cors, limits, admin_only
     config.models    # {model id: ModelConfig}: the OpenAI-compatible API's models:
+    config.supervisor  # RestartSettings: how `saxgw up|serve` restarts and watches children
 
 Each part owns some top-level sections (``_PARTS``); a key no part owns is an error naming
 the key and the file, so a misspelt section stops ``saxgw`` at start instead of a rule being
@@ -25,6 +26,7 @@ from gateway.config import ConfigError, parse_yaml
 from gateway.edge import SECTIONS as EDGE_SECTIONS
 from gateway.edge import EdgeConfig, parse_edge
 from gateway.modelconfig import ModelConfig, parse_models
+from gateway.restartconfig import RestartSettings, parse_restart
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,6 +35,7 @@ class ConfigFile:
 
     edge: EdgeConfig = field(default_factory=EdgeConfig)
     models: Mapping[str, ModelConfig] = field(default_factory=lambda: MappingProxyType({}))
+    supervisor: RestartSettings = field(default_factory=RestartSettings)
 
 
 Parser = Callable[[Mapping[str, Any], Path], Any]
@@ -42,10 +45,15 @@ def _models(sections: Mapping[str, Any], base: Path) -> Mapping[str, ModelConfig
     return MappingProxyType(parse_models(sections.get("models"), base))
 
 
+def _supervisor(sections: Mapping[str, Any], _base: Path) -> RestartSettings:
+    return parse_restart(sections.get("supervisor"))
+
+
 #: ``ConfigFile`` field -> (the top-level sections it owns, the parser that builds it).
 _PARTS: dict[str, tuple[tuple[str, ...], Parser]] = {
     "edge": (EDGE_SECTIONS, parse_edge),
     "models": (("models",), _models),
+    "supervisor": (("supervisor",), _supervisor),
 }
 SECTIONS = tuple(sorted(s for sections, _ in _PARTS.values() for s in sections))
 """Every top-level key the file may have."""

@@ -60,8 +60,11 @@ def main() -> None:
         with Stack(settings) as stack:
             if not stack.wait_healthy(timeout=120):
                 raise SystemExit("soak: the stack never became healthy")
-            supervisor = Supervisor(
-                stack.group, stack.settings.restart, report=lambda line: print(line, flush=True)
+            supervisor = Supervisor(  # as `saxgw up` runs it, watchdog included
+                stack.group,
+                stack.settings.restart,
+                report=lambda line: print(line, flush=True),
+                probes=stack.probes(),
             )
             d = args.seconds
             plan = [
@@ -71,7 +74,10 @@ def main() -> None:
             ]
             soak = Soak(stack, supervisor, plan)
             started = time.time()
-            asyncio.run(soak.run(args.seconds))
+            try:
+                asyncio.run(soak.run(args.seconds))
+            finally:
+                supervisor.close()
             machine = f"{platform.node()} ({os.cpu_count()} cores), {platform.platform()}"
             report = render(soak, seconds=args.seconds, started=started, machine=machine)
     Path(args.out).write_text(report)

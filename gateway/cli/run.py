@@ -240,6 +240,7 @@ def _up(args: argparse.Namespace) -> int:
             config.edge,
         ),
         log_dir=args.log_dir,
+        restart=config.supervisor,
         ops_port=args.ops_port or None,
         ops_address=args.ops_listen,
     )
@@ -320,14 +321,28 @@ def _ports_to_bind(args: argparse.Namespace) -> list[tuple[str, int, str]]:
 
 def _serve_until_stopped(args: argparse.Namespace, stack: Stack, stop: threading.Event) -> int:
     """Prints the banner once health passes (and when restored models are ready), restarts
-    a child that exits; returns when ``stop`` is set."""
+    a child that exits or hangs; returns when ``stop`` is set."""
+    supervisor = Supervisor(
+        stack.group,
+        stack.settings.restart,
+        report=lambda line: print(line, file=sys.stderr, flush=True),
+        probes=stack.probes(),
+    )
+    try:
+        _supervise(args, stack, stop, supervisor)
+    finally:
+        supervisor.close()
+    print("saxgw: stopping...", file=sys.stderr)
+    return 0
+
+
+def _supervise(
+    args: argparse.Namespace, stack: Stack, stop: threading.Event, supervisor: Supervisor
+) -> None:
     banner = restored = False
     waited = 0.0
-    supervisor = Supervisor(
-        stack.group, stack.settings.restart, report=lambda line: print(line, file=sys.stderr)
-    )
     while not stop.is_set():
-        supervisor.tick()  # a child that died is restarted; the others keep serving
+        supervisor.tick()  # a child that died or hung is restarted; the others keep serving
         # One /healthz a second until the banner: each is a line of Envoy's access log, and
         # a cell that is down must not flood it (polling every 50 ms wrote ~20 lines a second).
         if not banner and stack.wait_healthy(timeout=0):
@@ -345,8 +360,6 @@ def _serve_until_stopped(args: argparse.Namespace, stack: Stack, stop: threading
         if banner and not restored and args.embedded:
             restored = _report_restored(stack, args.cell)
         stop.wait(0.5)
-    print("saxgw: stopping...", file=sys.stderr)
-    return 0
 
 
 def _report_restored(stack: Stack, cell: str) -> bool:

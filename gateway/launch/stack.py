@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import tempfile
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,10 +33,12 @@ from gateway.launch.envoy import (
     render,
 )
 from gateway.launch.processes import ProcessGroup, StartupError, port_open
-from gateway.launch.supervisor import RestartSettings
+from gateway.launch.stackdir import stack_dir
 from gateway.launch.tuning import grpc_env, raise_open_files_limit
+from gateway.launch.watchdog import Probe, grpc_health_probe, http_probe
 from gateway.ops import OpsSettings
 from gateway.ops.args import ops_argv
+from gateway.restartconfig import RestartSettings
 from gateway.service.args import gateway_argv
 
 
@@ -58,7 +59,8 @@ class StackSettings:
     """Where each child writes its log; None lets children write to our stderr."""
     startup_timeout: float = 60.0
     restart: RestartSettings = field(default_factory=RestartSettings)
-    """How `saxgw up`'s supervisor restarts a child that died."""
+    """How `saxgw up`'s supervisor restarts a child that died, and kills one that hangs
+    (the config file's ``supervisor:``)."""
     ops_port: int | None = None
     """Port of the ops server (``/metrics`` of every gateway process and Envoy); None: none."""
     ops_address: str = "127.0.0.1"
@@ -134,7 +136,7 @@ class Stack:
             otlp_endpoint=envoy.otlp_endpoint or settings.gateway.telemetry.otlp_endpoint,
             trace_sample_ratio=settings.gateway.telemetry.trace_sample_ratio,
         )
-        self._tmp = tempfile.TemporaryDirectory(prefix="saxgw-")
+        self._tmp = stack_dir()  # those of killed stacks are removed first
         self._gateway_names = [f"gateway-{i}" for i in range(len(settings.gateway_ports))]
 
     @property
@@ -164,6 +166,22 @@ class Stack:
     def gateway_addresses(self) -> list[str]:
         """gRPC addresses of the gateway processes, behind Envoy."""
         return list(self.envoy.gateway_endpoints)
+
+    def probes(self) -> dict[str, Probe]:
+        """How the supervisor's watchdog asks each child whether it still answers: the
+        health endpoint each already serves. Not the cell: its admin and model servers are
+        its own children, which it restarts itself."""
+        probes = {
+            name: grpc_health_probe(address)
+            for name, address in zip(self._gateway_names, self.gateway_addresses, strict=True)
+        }
+        probes["envoy"] = http_probe(
+            f"{self.envoy.admin_address}:{self.envoy.admin_port}", "/ready"
+        )
+        if self.settings.ops_port is not None:
+            address = f"{_loopback(self.settings.ops_address)}:{self.settings.ops_port}"
+            probes["ops"] = http_probe(address, "/")  # a 404, from a server that answers
+        return probes
 
     def _log(self, name: str) -> str | None:
         return str(Path(self.settings.log_dir) / f"{name}.log") if self.settings.log_dir else None

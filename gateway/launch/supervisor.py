@@ -1,32 +1,29 @@
-"""Keeps a `ProcessGroup` running: a child that exits is started again, with backoff.
+"""Keeps a `ProcessGroup` running: a child that exits is started again, with backoff, and one
+that hangs is killed first.
 
 One gateway (or Envoy, or the cell) dying must not take the stack down with it: `saxgw up`
 calls `Supervisor.tick` twice a second, which logs each exit and restarts the child after a
 delay that doubles while it keeps dying (0.5 s, 1 s, 2 s ... 30 s) and resets once it has run
-for a minute (`RestartSettings`, a part of `StackSettings`).
+for a minute (`RestartSettings`, a part of `StackSettings`, set by the config file's
+``supervisor:`` section). A child that runs but does not answer its health probes
+(gateway/launch/watchdog.py) is killed with SIGKILL, which a stopped or wedged process cannot
+ignore as it may SIGTERM, and is then restarted as any child that exited.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from gateway.launch.processes import ProcessGroup
+from gateway.launch.watchdog import Probe, Watchdog
+from gateway.restartconfig import RestartSettings
+
+__all__ = ["RestartSettings", "Supervisor"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, kw_only=True)
-class RestartSettings:
-    """How the supervisor paces the restarts of a child that keeps dying (seconds)."""
-
-    first_delay: float = 0.5
-    max_delay: float = 30.0
-    """The delay doubles with each exit up to this."""
-    stable_after: float = 60.0
-    """A child that ran this long before exiting starts again from ``first_delay``."""
 
 
 @dataclass
@@ -38,19 +35,28 @@ class _State:
 
 
 class Supervisor:
-    """Restarts exited children of ``group``; ``report`` receives one line per event."""
+    """Restarts exited children of ``group`` and kills those of ``probes`` that hang;
+    ``report`` receives one line per event. `close` stops the probes.
+
+    The children ``group`` holds when the supervisor is made are taken as ready (`Stack`
+    waits until each answers): they have no start grace, so a hang that comes before the
+    first probe is not mistaken for a slow start."""
 
     def __init__(
         self,
         group: ProcessGroup,
         settings: RestartSettings | None = None,
         report: Callable[[str], None] = log.warning,
+        probes: Mapping[str, Probe] | None = None,
     ) -> None:
         self.group = group
         self.settings = settings or RestartSettings()
         self._report = report
+        self._watchdog = Watchdog(probes or {}, self.settings)
         now = time.monotonic()
         self._states = {name: self._state(now) for name, _ in group.children}
+        for name, proc in group.children:
+            self._watchdog.watch(name, proc, now, ready=True)
 
     def _state(self, now: float) -> _State:
         return _State(delay=self.settings.first_delay, started=now)
@@ -67,6 +73,11 @@ class Supervisor:
             if state is None:
                 state = self._states[name] = self._state(now)
             if proc.poll() is None:
+                if hung := self._watchdog.check(name, proc, now):
+                    self._report(
+                        f"saxgw: {name} (pid {proc.pid}) is hung: {hung}; killing it with SIGKILL"
+                    )
+                    proc.kill()  # its exit is noticed and restarted as any other
                 continue
             if state.restart_at is None:
                 if now - state.started >= self.settings.stable_after:
@@ -82,3 +93,7 @@ class Supervisor:
                 state.restart_at, state.started = None, now
                 state.restarts += 1
                 self._report(f"saxgw: restarted {name} (pid {new.pid})")
+
+    def close(self) -> None:
+        """Stops the watchdog's probes (a probe under way ends by its own timeout)."""
+        self._watchdog.close()

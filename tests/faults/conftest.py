@@ -118,6 +118,8 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faults]:
         log_dir=str(logs),
     )
     with Stack(settings) as stack:
+        # No watchdog (no probes): tests here hang processes on purpose, for longer than
+        # `saxgw up`'s would let them (tests/faults/test_watchdog.py tests it).
         running = Faults(
             stack=stack, supervisor=Supervisor(stack.group, settings.restart), logs=logs
         )

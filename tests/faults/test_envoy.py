@@ -109,7 +109,7 @@ def test_oversized_body_is_413_json_at_the_edge(faults: Faults, http: httpx.Clie
 def test_healthz_is_503_while_no_gateway_can_take_calls(faults: Faults, http: httpx.Client) -> None:
     pids = [faults.pid(port) for port in faults.stack.settings.gateway_ports]
     for pid in pids:
-        os.kill(pid, signal.SIGSTOP)  # hung, not dead: the supervisor sees nothing wrong
+        os.kill(pid, signal.SIGSTOP)  # hung, not dead (this stack's supervisor has no watchdog)
     try:
         faults.wait_until(
             lambda: http.get("/healthz", timeout=5).status_code == 503, 60, "/healthz to say 503"

@@ -8,8 +8,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import pytest
 from gateway.launch.ports import listener_pid
 from gateway.launch.processes import free_port
 from tests.faults._load import run_load
+from tests.faults._saxgw import alive, start_saxgw, up_args, wait_healthy
 from tests.faults.conftest import Faults, publish
 
 
@@ -56,47 +55,11 @@ def test_dead_gateway_is_restarted_and_envoy_routes_around_it(
     faults.healthy()
 
 
-def _saxgw(args: list[str], log_dir: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "up", "--log-dir", str(log_dir), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _up_args(tmp_path: Path) -> tuple[list[str], dict[str, int]]:
-    """`saxgw up` flags for a stack of its own on free ports, and those ports by flag."""
-    ports = {
-        "--port": free_port(),
-        "--envoy-admin-port": free_port(),
-        "--gateway-ports": free_port(),
-        "--admin-port": free_port(),
-        "--model-server-ports": free_port(),
-        "--ops-port": free_port(),  # not the default 8889, which another stack may hold
-    }
-    args = [f"{flag}={port}" for flag, port in ports.items()]
-    args += [
-        "--listen=127.0.0.1",
-        f"--sax-root={tmp_path / 'root'}",
-        f"--fs-root={tmp_path / 'fs'}",
-    ]
-    return args, ports
-
-
-def _wait_healthy(saxgw: subprocess.Popen[str], port: int) -> None:
-    deadline = time.monotonic() + 90
-    while not _healthy(port):
-        assert saxgw.poll() is None, saxgw.communicate()
-        assert time.monotonic() < deadline, "saxgw up never became healthy"
-        time.sleep(0.2)
-
-
 def test_killing_saxgw_leaves_no_process_behind(tmp_path: Path) -> None:
-    args, ports = _up_args(tmp_path)
-    saxgw = _saxgw(args, tmp_path)
+    args, ports = up_args(tmp_path)
+    saxgw = start_saxgw(args, tmp_path)
     try:
-        _wait_healthy(saxgw, ports["--port"])
+        wait_healthy(saxgw, ports["--port"])
         gateway = ports["--gateway-ports"]
         first = listener_pid(gateway)
         assert first is not None
@@ -111,8 +74,8 @@ def test_killing_saxgw_leaves_no_process_behind(tmp_path: Path) -> None:
         os.kill(saxgw.pid, signal.SIGKILL)
         saxgw.wait()
         deadline = time.monotonic() + 30
-        while alive := [pid for pid in pids.values() if pid is not None and _alive(pid)]:
-            assert time.monotonic() < deadline, f"orphans of saxgw still running: {alive}"
+        while orphans := [pid for pid in pids.values() if pid is not None and alive(pid)]:
+            assert time.monotonic() < deadline, f"orphans of saxgw still running: {orphans}"
             time.sleep(0.1)
     finally:
         if saxgw.poll() is None:
@@ -125,12 +88,12 @@ def test_stopping_saxgw_lets_the_calls_in_flight_finish(tmp_path: Path) -> None:
     # SIGTERM (Ctrl-C, systemd, docker stop) while a stream is open. Before, Envoy stopped
     # first and exited at once: the stream was cut after 0.5 s (an HTTP/1.1 body ended
     # without its last chunk), as was every call in flight, the gateways' grace unused.
-    args, ports = _up_args(tmp_path)
-    saxgw = _saxgw(args, tmp_path)
+    args, ports = up_args(tmp_path)
+    saxgw = start_saxgw(args, tmp_path)
     url = f"http://127.0.0.1:{ports['--port']}"
     model, words = "/sax/test/stopping", ["tok"] * 30  # 3 s, within the grace period (10 s)
     try:
-        _wait_healthy(saxgw, ports["--port"])
+        wait_healthy(saxgw, ports["--port"])
         with httpx.Client(base_url=url, timeout=30) as http:
             publish(http, model, text=" ".join(words), delay_ms="100")
             body = {"model": model, "query": "q"}
@@ -162,7 +125,7 @@ def test_a_leftover_process_on_a_port_is_reported(tmp_path: Path) -> None:
         leftover.bind(("127.0.0.1", 0))
         leftover.listen()
         port = leftover.getsockname()[1]
-        saxgw = _saxgw(
+        saxgw = start_saxgw(
             [
                 f"--admin-port={port}",
                 f"--port={free_port()}",
@@ -179,23 +142,6 @@ def test_a_leftover_process_on_a_port_is_reported(tmp_path: Path) -> None:
     assert f"port {port} is in use (the Sax admin port, --admin-port) by pid {os.getpid()}" in err
     assert "is another `saxgw up` running?" in err
     assert "Ctrl-C" not in out  # no banner
-
-
-def _healthy(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie (killed, not yet reaped by init) is gone for our purposes.
-    stat = Path(f"/proc/{pid}/stat").read_text() if Path(f"/proc/{pid}").exists() else ""
-    return bool(stat) and stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 pytestmark = pytest.mark.timeout(180)

@@ -41,8 +41,8 @@ _ALLOWED: dict[str, set[str]] = {
     "root": {"common"},
 }
 _ROOT_MODULES = {"gateway", "gateway.naming", "gateway.storage"}
-# The config role: the settings tree and the --config file's models: section.
-_CONFIG_MODULES = {"gateway.config", "gateway.modelconfig"}
+# The config role: the settings tree and the --config file's models: and supervisor: sections.
+_CONFIG_MODULES = {"gateway.config", "gateway.modelconfig", "gateway.restartconfig"}
 # The file role: the one --config loader, above every part whose sections it validates.
 _FILE_MODULES = {"gateway.configfile"}
 

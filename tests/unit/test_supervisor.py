@@ -1,12 +1,15 @@
-"""The supervisor of `saxgw up` restarts a child that exits, with a growing delay."""
+"""The supervisor of `saxgw up` restarts a child that exits, with a growing delay, and kills
+one whose health probes keep failing (tests/integration/test_watchdog.py probes real servers)."""
 
 from __future__ import annotations
 
+import itertools
 import sys
 import time
 
 from gateway.launch.processes import ProcessGroup
 from gateway.launch.supervisor import RestartSettings, Supervisor
+from gateway.launch.watchdog import Probe
 
 FIRST_DELAY_S = 0.2
 
@@ -52,3 +55,45 @@ def test_restart_keeps_the_stop_order() -> None:
         assert [name for name, _ in group.children] == ["first", "second"]
     finally:
         group.stop()
+
+
+def _watched(group: ProcessGroup, probe: Probe, lines: list[str]) -> Supervisor:
+    group.start("steady", [sys.executable, "-c", "import time; time.sleep(60)"])
+    settings = RestartSettings(first_delay=FIRST_DELAY_S, probe_interval=0.02, probe_failures=3)
+    return Supervisor(group, settings, report=lines.append, probes={"steady": probe})
+
+
+def test_a_child_whose_probes_fail_is_killed_and_restarted() -> None:
+    group = ProcessGroup(grace=5)
+    lines: list[str] = []
+    supervisor = _watched(group, lambda timeout: f"silent for {timeout:g} s", lines)
+    try:
+        pid = dict(group.children)["steady"].pid
+        _tick_until(supervisor, "steady", 1)
+        new = dict(group.children)["steady"].pid
+    finally:
+        supervisor.close()
+        group.stop()
+    assert lines == [
+        f"saxgw: steady (pid {pid}) is hung: 3 health probes in a row failed (the last: "
+        "silent for 2 s); killing it with SIGKILL",
+        f"saxgw: steady (pid {pid}) exited with status -9; restarting it in 0.2 s",
+        f"saxgw: restarted steady (pid {new})",
+    ]
+
+
+def test_failures_must_come_in_a_row() -> None:
+    answers = itertools.cycle(["no answer", "no answer", None])  # 2 of 3 fail, never 3 in a row
+    group = ProcessGroup(grace=5)
+    lines: list[str] = []
+    supervisor = _watched(group, lambda _: next(answers), lines)
+    try:
+        deadline = time.monotonic() + 0.6  # ~30 probes
+        while time.monotonic() < deadline:
+            supervisor.tick()
+            time.sleep(0.01)
+        assert group.exited() == []
+    finally:
+        supervisor.close()
+        group.stop()
+    assert lines == []

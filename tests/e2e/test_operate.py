@@ -381,6 +381,27 @@ def test_one_http_request_is_one_trace_from_client_to_sax(
     assert isinstance(line["upstream_ms"], int) and line["upstream_ms"] <= line["duration_ms"]
 
 
+def test_envoys_span_leaves_out_the_query_string(ops_stack: Stack, receiver: Receiver) -> None:
+    # The access log writes paths without their query, where a client may have put a key or a
+    # token; Envoy's span gave the whole URL in http.url.
+    trace = secrets.token_bytes(16)
+    headers = {**AUTH, "traceparent": f"00-{trace.hex()}-{secrets.token_bytes(8).hex()}-01"}
+    secret = f"sk-{secrets.token_hex(8)}"
+    reply = httpx.get(
+        f"{ops_stack.http_url}/listall",
+        params={"sax_cell": "/sax/test", "api_key": secret},
+        headers=headers,
+        timeout=30,
+    )
+    assert reply.status_code == 400, reply.text  # api_key is no field the route knows
+    spans = receiver.wait_until(
+        trace, lambda spans: any(receiver.service(s) == "sax-gateway-envoy" for s in spans)
+    )
+    [envoy] = [s for s in spans if receiver.service(s) == "sax-gateway-envoy"]
+    assert attributes(envoy)["http.url"] == f"{ops_stack.http_url}/listall"
+    assert secret not in str(envoy)
+
+
 @pytest.mark.parametrize("kind", ["text", "uuid"])
 @pytest.mark.parametrize("sampled", [True, False])
 def test_a_callers_request_id_is_kept_everywhere_and_its_trace_followed(

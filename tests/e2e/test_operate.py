@@ -35,6 +35,7 @@ from tests.e2e._openai import write_config
 from tests.e2e._published import REQUEST_INFO, TEST_LM, published
 
 MODEL = "/sax/test/operate"
+COST = "x-sax-query-cost-ms"
 SERVER = trace_pb2.Span.SPAN_KIND_SERVER
 CLIENT = trace_pb2.Span.SPAN_KIND_CLIENT
 
@@ -483,6 +484,29 @@ def test_the_access_log_records_the_gateway_code_of_a_failed_http_call(
     assert (reply.status_code, reply.json()["code"]) == (status, code), reply.text
     line = access_log_line(ops_stack, trace_id.hex())
     assert (line["status"], line["grpc_status"]) == (status, code)
+
+
+def test_the_documented_access_log_line_is_the_one_envoy_writes(
+    ops_stack: Stack, model: str
+) -> None:
+    # docs/operations.md's example of a /generate line: same fields, and a unary call's cost
+    # in both cost fields (it showed the trailer's as null, which Envoy never writes for one).
+    doc = (ROOT / "docs/operations.md").read_text()
+    example = re.search(r"one JSON line per request.*?```json\n(.*?)```", doc, re.S)
+    assert example is not None
+    documented = json.loads(example.group(1))
+    request_id = f"doc-{secrets.token_hex(6)}"
+    headers = {**AUTH, "x-request-id": request_id}
+    with httpx.Client(base_url=ops_stack.http_url, headers=headers, timeout=30) as http:
+        reply = http.post("/generate", json={"model": model, "query": "hello"})
+    assert reply.status_code == 200, reply.text
+    line = access_log_line(ops_stack, request_id)
+    assert line.keys() == documented.keys()
+    assert line["query_cost_ms"] == line["stream_query_cost_ms"] == reply.headers[COST]
+    assert documented["query_cost_ms"] == documented["stream_query_cost_ms"]
+    assert {k: type(v) for k, v in documented.items() if v is not None} == {
+        k: type(line[k]) for k, v in documented.items() if v is not None
+    }
 
 
 ROOT = Path(__file__).resolve().parents[2]

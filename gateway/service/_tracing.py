@@ -85,14 +85,37 @@ class Tracing:
         self._provider.shutdown()
 
 
+#: The codes that make a server span an error, as OpenTelemetry's gRPC conventions list them:
+#: the server's failures. A caller's mistake (INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED,
+#: RESOURCE_EXHAUSTED...) or its leaving (CANCELLED) is no server error, as Envoy's own span
+#: marks only 5xx: a backend's error rate of the gateway's spans counted every typo.
+_SERVER_ERRORS = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
+
+
 def end_span(
-    span: Span, code: grpc.StatusCode, attributes: dict[str, int | str] | None = None
+    span: Span,
+    code: grpc.StatusCode,
+    attributes: dict[str, int | str] | None = None,
+    *,
+    server: bool = False,
 ) -> None:
-    """Ends ``span`` with the gRPC status ``code``."""
+    """Ends ``span`` with the gRPC status ``code``: an error for a client span whatever went
+    wrong, for a ``server`` span only when the server failed (``error.type`` names any code
+    but OK either way)."""
     span.set_attribute("rpc.grpc.status_code", code.value[0])
     if attributes:
         span.set_attributes(attributes)
     if code is not grpc.StatusCode.OK:
         span.set_attribute("error.type", code.name)
-        span.set_status(Status(StatusCode.ERROR, code.name))
+        if not server or code in _SERVER_ERRORS:
+            span.set_status(Status(StatusCode.ERROR, code.name))
     span.end()

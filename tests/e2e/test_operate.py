@@ -444,7 +444,46 @@ def test_a_callers_request_id_is_kept_everywhere_and_its_trace_followed(
     assert attributes(envoy)["guid:x-request-id"] == request_id
     assert attributes(server)["saxgw.request_id"] == request_id
     assert attributes(server)["rpc.grpc.status_code"] == 5
-    assert server.status.code == trace_pb2.Status.STATUS_CODE_ERROR
+    assert attributes(server)["error.type"] == "NOT_FOUND"
+    # The caller's mistake, not the server's failure (OpenTelemetry's gRPC conventions).
+    assert server.status.code == trace_pb2.Status.STATUS_CODE_UNSET
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "error"),
+    [
+        ({"query": "q"}, 400, "INVALID_ARGUMENT", False),
+        ({"model": "/sax/test/absent", "query": "q"}, 404, "NOT_FOUND", False),
+        ({"model": MODEL, "query": "q", "timeout": "0.000001s"}, 504, "DEADLINE_EXCEEDED", True),
+    ],
+)
+def test_a_server_span_is_an_error_when_the_server_failed_not_the_caller(
+    ops_stack: Stack,
+    receiver: Receiver,
+    model: str,
+    body: dict[str, str],
+    status: int,
+    code: str,
+    error: bool,
+) -> None:
+    # Every code but OK made the gateway's server span an error, so a trace backend's error
+    # rate counted each typo and refused caller; OpenTelemetry's gRPC conventions keep server
+    # spans of a caller's mistake unset (as Envoy's own span does below 500). Client spans (the
+    # gateway's calls to Sax) are errors whatever failed.
+    trace = secrets.token_bytes(16)
+    headers = {**AUTH, "traceparent": f"00-{trace.hex()}-{secrets.token_bytes(8).hex()}-01"}
+    reply = httpx.post(f"{ops_stack.http_url}/generate", json=body, headers=headers, timeout=30)
+    assert reply.status_code == status, reply.text
+    spans = receiver.wait_until(
+        trace,
+        lambda spans: any(s.kind == SERVER and receiver.service(s) == "sax-gateway" for s in spans),
+    )
+    [server] = [s for s in spans if s.kind == SERVER and receiver.service(s) == "sax-gateway"]
+    assert attributes(server)["error.type"] == code
+    expected = trace_pb2.Status.STATUS_CODE_ERROR if error else trace_pb2.Status.STATUS_CODE_UNSET
+    assert server.status.code == expected
+    for client in (s for s in spans if s.kind == CLIENT and attributes(s)["rpc.grpc.status_code"]):
+        assert client.status.code == trace_pb2.Status.STATUS_CODE_ERROR
 
 
 def test_a_span_of_a_request_naming_no_model_has_no_model_attribute(

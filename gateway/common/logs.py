@@ -91,6 +91,15 @@ def _field(value: str) -> str:
 class TextFormatter(logging.Formatter):
     """Plain text for a terminal, the call's request_id and client as ``key=value`` at the end."""
 
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        # A message may quote a caller's input (a model name it sent): a line break in it
+        # would start a line of the caller's making. Escaped, as JSON would; a traceback,
+        # added after this, keeps its lines.
+        record.message = "".join(
+            c if c.isprintable() else json.dumps(c)[1:-1] for c in record.message
+        )
+        return super().formatMessage(record)
+
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
         request_id, client = _call_fields()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from typing import Any
 
 import pytest
@@ -102,6 +103,23 @@ def test_text_log_lines_quote_a_request_id_that_could_write_fields_of_its_own() 
         )
     finally:
         current_call.reset(token)
+
+
+def test_a_text_log_line_stays_one_line_whatever_the_message_quotes() -> None:
+    # A refusal quotes the model a caller named, before anything checked it: a line break in
+    # it wrote a second, forged line of the caller's making.
+    record = _record("client=other refused model=/sax/test/x\n2026-12-01 gateway INFO all fine")
+    line = TextFormatter(TEXT).format(record)
+    assert line.endswith("refused model=/sax/test/x\\n2026-12-01 gateway INFO all fine")
+    assert "\n" not in line
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        failed = _record("failed\r")
+        failed.exc_info = sys.exc_info()
+    text = TextFormatter(TEXT).format(failed)
+    assert text.splitlines()[0].endswith("failed\\r")
+    assert text.splitlines()[-1] == "ValueError: boom"  # a traceback keeps its lines
 
 
 def test_grpcs_undecodable_metadata_errors_become_one_warning_a_minute(

@@ -161,6 +161,25 @@ def test_the_access_log_records_the_status_a_grpc_web_call_ended_with(
             assert (line["status"], line["grpc_status"]) == (200, code), (method, line)
 
 
+def test_grpc_web_calls_to_made_up_paths_leave_no_stats_behind(
+    stack: Stack, http: httpx.Client
+) -> None:
+    # Envoy's grpc_web filter made three stats of every path a call named (service, method,
+    # status), never freed: any client could grow Envoy's memory and the scrape's series
+    # without bound by naming new methods.
+    marker = secrets.token_hex(5)
+    for n in range(5):
+        service = f"/probe{marker}.S{n}"
+        _, _, trailers = _call(http, f"M{n}", pb.GetInfoRequest(), service=service)
+        assert trailers["grpc-status"] != "0"
+    _call(http, "GetInfo", pb.GetInfoRequest())  # a real method: no stats either, and no harm
+    envoy = stack.envoy
+    stats = httpx.get(f"http://{envoy.admin_address}:{envoy.admin_port}/stats", timeout=10)
+    assert stats.status_code == 200
+    assert marker not in stats.text
+    assert "grpc-web" not in stats.text
+
+
 @pytest.mark.parametrize("method", ["Generate", "GenerateStream"])
 @pytest.mark.parametrize(
     "body",

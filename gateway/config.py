@@ -21,6 +21,7 @@ from gateway.client import ClientSettings
 if TYPE_CHECKING:  # gateway.modelconfig raises this module's ConfigError
     from gateway.modelconfig import ModelConfig
 
+KIB = 1 << 10
 MIB = 1 << 20
 DEFAULT_GATEWAY_PORT = 50051
 """The port ``saxgw gateway`` listens on when given none (``up`` starts the first one there)."""
@@ -147,6 +148,12 @@ class GatewaySettings:
     """Largest gRPC message accepted or sent; matches Envoy's body limit."""
     max_payload_bytes: int = 10 * MIB
     """Largest image or audio payload; larger ones are INVALID_ARGUMENT, naming the field."""
+    max_metadata_bytes: int = 128 * KIB
+    """Largest request metadata (headers) a call may carry, as gRPC counts it: twice Envoy's
+    header limit (``limits.max_request_headers_kb``, 60 KiB by default; gateway/cli/_edge.py),
+    so that every request Envoy lets through is served. gRPC's own default (8 KiB, refusing
+    at random up to 16 KiB) answered requests whose headers Envoy had accepted with
+    RESOURCE_EXHAUSTED: a 429, which clients retry, where the headers were at fault."""
     health_interval: float = 5.0
     """How often the health service probes the cell (seconds)."""
     max_streams_per_client: int = 100

@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from gateway.config import ConfigError, GatewaySettings
+from gateway.config import KIB, ConfigError, GatewaySettings
 from gateway.configfile import ConfigFile, load_config
 from gateway.edge import EdgeConfig, access_settings, allowed_host, is_loopback
 from gateway.launch.envoy import EnvoySettings
@@ -37,10 +37,11 @@ def load(args: argparse.Namespace) -> ConfigFile | None:
 
 def gateway_settings(base: GatewaySettings, config: ConfigFile) -> GatewaySettings:
     """``base`` (from flags) with what the file decides for a gateway process: its models,
-    who may call what, messages as large as Envoy lets through (``limits.max_request_bytes``,
-    when above the default), and deadlines no longer than ``limits.max_stream_duration``. The
-    gateway then ends a call at the limit itself, with DEADLINE_EXCEEDED as a JSON error (an
-    in-band error event once a stream has begun), before Envoy's backstop resets it."""
+    who may call what, messages and headers as large as Envoy lets through
+    (``limits.max_request_bytes`` when above the default, ``limits.max_request_headers_kb``),
+    and deadlines no longer than ``limits.max_stream_duration``. The gateway then ends a call
+    at the limit itself, with DEADLINE_EXCEEDED as a JSON error (an in-band error event once a
+    stream has begun), before Envoy's backstop resets it."""
     limits = config.edge.limits
     limit = limits.max_stream_duration
 
@@ -52,6 +53,9 @@ def gateway_settings(base: GatewaySettings, config: ConfigFile) -> GatewaySettin
         models=config.models,
         access=access_settings(config.edge),
         max_message_bytes=max(base.max_message_bytes, limits.max_request_bytes),
+        # gRPC counts 32 bytes per header beyond its name and value, and Envoy adds headers of
+        # its own (x-forwarded-for, x-envoy-original-path, traceparent...): twice the limit.
+        max_metadata_bytes=max(base.max_metadata_bytes, 2 * limits.max_request_headers_kb * KIB),
         default_timeout=capped(base.default_timeout),
         stream_timeout=capped(base.stream_timeout),
     )

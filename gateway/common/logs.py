@@ -13,8 +13,11 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Literal, Protocol
+
+from gateway.common.failurelog import REPEAT_S
 
 LogFormat = Literal["json", "text", "auto"]
 FORMATS: tuple[LogFormat, ...] = ("json", "text", "auto")
@@ -88,6 +91,15 @@ def _field(value: str) -> str:
 class TextFormatter(logging.Formatter):
     """Plain text for a terminal, the call's request_id and client as ``key=value`` at the end."""
 
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        # A message may quote a caller's input (a model name it sent): a line break in it
+        # would start a line of the caller's making. Escaped, as JSON would; a traceback,
+        # added after this, keeps its lines.
+        record.message = "".join(
+            c if c.isprintable() else json.dumps(c)[1:-1] for c in record.message
+        )
+        return super().formatMessage(record)
+
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
         request_id, client = _call_fields()
@@ -104,6 +116,42 @@ def print_record(logger: logging.Logger, message: str) -> None:
     print(formatter.format(record) if formatter else message, flush=True)
 
 
+class UndecodableMetadata(logging.Filter):
+    """grpc logs an ERROR with a traceback, quoting the value, each time it decodes a metadata
+    value that is not UTF-8 (it then reads it as Latin-1), and a gateway reads a call's
+    metadata several times: one request with such a header, which any client may send, wrote
+    about twenty ERROR lines. Instead, at most one WARNING a minute, without the value."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._clock = clock
+        self._logged_at = -REPEAT_S
+        self._count = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(_GRPC_UNDECODABLE):
+            return True
+        # A line of ours being written reads the call's request ID, which decodes the
+        # metadata again: not another value.
+        if _reading_call.get():
+            return False
+        self._count += 1
+        now = self._clock()
+        if now - self._logged_at >= REPEAT_S:
+            count, self._count, self._logged_at = self._count, 0, now
+            logging.getLogger(__name__).warning(
+                "calls carried header values that are not UTF-8 (seen %d times since the last "
+                "such line; grpc reads them as Latin-1; at most one line a minute)",
+                count,
+            )
+        return False
+
+
+#: grpc's record for a metadata value that is not UTF-8 (its Cython module's logger).
+_GRPC_UNDECODABLE = "Invalid encoding on"
+_GRPC_LOGGER = "grpc._cython.cygrpc"
+
+
 def configure(fmt: LogFormat, level: int) -> None:
     """Sends the root logger's records to stderr in ``fmt``; ``auto`` is text on a terminal
     and JSON otherwise (a container, a log file)."""
@@ -116,3 +164,6 @@ def configure(fmt: LogFormat, level: int) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    grpc_logger = logging.getLogger(_GRPC_LOGGER)
+    if not any(isinstance(f, UndecodableMetadata) for f in grpc_logger.filters):
+        grpc_logger.addFilter(UndecodableMetadata())

@@ -1,5 +1,5 @@
 """The access log's ``grpc_status`` (docs/operations.md): the gRPC code a request ended with, as
-its client got it, whoever answered. Envoy's own GRPC_STATUS_NUMBER is wrong three ways here:
+its client got it, whoever answered. Envoy's own GRPC_STATUS_NUMBER is wrong four ways here:
 
 - A call the gateway failed: the transcoder turns its grpc-status into an HTTP status, from
   which Envoy would derive another code (404 -> 12).
@@ -9,12 +9,18 @@ its client got it, whoever answered. Envoy's own GRPC_STATUS_NUMBER is wrong thr
 - A call the client abandoned before its end (an HTTP/1.1 connection closed mid-stream, an
   HTTP/2 RST_STREAM): UNKNOWN, Envoy's reading of a 200 without a status, or null before any
   reply, where gRPC itself records CANCELLED.
+- A grpc-web call whose status came in trailers (every one that sent a message: successes,
+  streams that failed half-way): UNKNOWN too, since the grpc_web filter moves the trailers
+  into the body before the log reads them.
 
 The first two come from the header_to_metadata filter (`status_rules`), which keeps the
 gateway's grpc-status, and the code each local reply mapper tags its reply with
-(``CODE_HEADER``), in dynamic metadata. The third is a CEL expression over Envoy's response
-code details. Anything else is GRPC_STATUS_NUMBER: the status in the reply's trailers (0 for a
-success), or null for a request that is no gRPC call (/openapi.json, /healthz).
+(``CODE_HEADER``), in dynamic metadata; the fourth from two Lua filters on the gRPC paths
+(`cost_header` on unary calls' route, `grpc_status` on the streams' and the OpenAI service's,
+envoy/envoy.yaml.tmpl), which put a trailer's grpc-status in the same metadata before grpc_web
+sees it. The third is a CEL expression over Envoy's response code details. Anything else is
+GRPC_STATUS_NUMBER: the status in the reply's trailers (0 for a success), or null for a
+request that is no gRPC call (/openapi.json, /healthz).
 
 No filter is added to any request's path: the decision is one COALESCE in the access log's
 formatter. Its CEL step runs when the metadata is absent (the status came in trailers,

@@ -107,12 +107,20 @@ def _origins(origins: Sequence[str]) -> list[dict[str, object]]:
     return [{"exact": origin} for origin in origins]
 
 
+#: The request's URL as Envoy's span gives it (x-forwarded-proto, Host, the client's path),
+#: without the query string.
+_URL_WITHOUT_QUERY = "%REQ(X-FORWARDED-PROTO)%://%REQ(:AUTHORITY)%%PATH(NQ:ORIG_OR_PATH)%"
+
+
 def _tracing(endpoint: str | None, ratio: float) -> dict[str, object] | None:
     if not endpoint:
         return None
     target = endpoint.split("://", 1)[-1].rstrip("/")
     samplers = "type.googleapis.com/envoy.extensions.tracers.opentelemetry.samplers.v3"
     return {
+        # Envoy's own http.url holds the query string, where a client may have put a key or a
+        # token: the access log leaves it out, and so does the span (a tag set after Envoy's).
+        "custom_tags": [{"tag": "http.url", "value": _URL_WITHOUT_QUERY}],
         "provider": {
             "name": "envoy.tracers.opentelemetry",
             "typed_config": {

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Metric, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway.common import metricsfiles
+from gateway.common.logs import print_record
 from gateway.common.loopback import answers, domains
 
 log = logging.getLogger(__name__)
@@ -190,7 +191,8 @@ def serve(settings: OpsSettings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, shutdown)
     host, port = server.server_address[:2]
-    print(f"ops server: http://{host!s}:{port}/metrics", flush=True)
+    # A record in the process's log format: a JSON-logging ops server writes JSON lines only.
+    print_record(log, f"ops server: http://{host!s}:{port}/metrics")
     try:
         server.serve_forever()
     finally:

@@ -225,4 +225,4 @@ def _end_server_span(
         attributes["saxgw.request_id"] = request_id
     if call.cost_ms:
         attributes["sax.query_cost_ms"] = call.cost_ms
-    end_span(call.span, code, attributes)
+    end_span(call.span, code, attributes, server=True)

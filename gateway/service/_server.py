@@ -141,6 +141,10 @@ class GatewayServer:
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),
+                # One limit, not gRPC's two: between its soft and hard limits it refuses a
+                # share of calls at random.
+                ("grpc.max_metadata_size", settings.max_metadata_bytes),
+                ("grpc.absolute_max_metadata_size", settings.max_metadata_bytes),
                 # Several gateway processes must not silently share one port.
                 ("grpc.so_reuseport", 0),
                 *PENDING_CALLS_OPTIONS,

@@ -8,6 +8,7 @@ server that traces joins the same trace. With no endpoint none of this module ru
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +20,9 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from gateway import __version__
 
 Metadata = Sequence[tuple[str, str | bytes]]
+
+#: How long a stopping gateway may spend exporting the spans it still holds (seconds).
+SHUTDOWN_TIMEOUT_S = 2.0
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 
@@ -44,6 +48,7 @@ class Tracing:
         sampler = ParentBased(TraceIdRatioBased(sample_ratio))
         self._provider: Any = TracerProvider(resource=resource, sampler=sampler)
         exporter = OTLPSpanExporter(endpoint=endpoint, insecure=endpoint.startswith("http://"))
+        self._exporter = exporter
         self._provider.add_span_processor(BatchSpanProcessor(exporter))
         self._tracer = self._provider.get_tracer("sax-gateway", __version__)
 
@@ -80,19 +85,52 @@ class Tracing:
         _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
         return span, tuple(carrier.items())
 
-    def shutdown(self) -> None:
-        """Exports what is still buffered and stops the exporter."""
-        self._provider.shutdown()
+    def shutdown(self, timeout: float = SHUTDOWN_TIMEOUT_S) -> None:
+        """Exports what is still buffered and stops the exporter, within ``timeout`` seconds.
+
+        The SDK's own shutdown retries each buffered batch for up to 10 s against a collector
+        that is down (up to 30 s in all): every gateway stop, a rolling restart's included,
+        took that much longer. Past ``timeout`` the exporter is told to stop, which ends its
+        retries and drops what is left."""
+        stop = threading.Timer(timeout, self._exporter.shutdown)
+        stop.start()
+        try:
+            self._provider.shutdown()
+        finally:
+            stop.cancel()
+
+
+#: The codes that make a server span an error, as OpenTelemetry's gRPC conventions list them:
+#: the server's failures. A caller's mistake (INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED,
+#: RESOURCE_EXHAUSTED...) or its leaving (CANCELLED) is no server error, as Envoy's own span
+#: marks only 5xx: a backend's error rate of the gateway's spans counted every typo.
+_SERVER_ERRORS = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
 
 
 def end_span(
-    span: Span, code: grpc.StatusCode, attributes: dict[str, int | str] | None = None
+    span: Span,
+    code: grpc.StatusCode,
+    attributes: dict[str, int | str] | None = None,
+    *,
+    server: bool = False,
 ) -> None:
-    """Ends ``span`` with the gRPC status ``code``."""
+    """Ends ``span`` with the gRPC status ``code``: an error for a client span whatever went
+    wrong, for a ``server`` span only when the server failed (``error.type`` names any code
+    but OK either way)."""
     span.set_attribute("rpc.grpc.status_code", code.value[0])
     if attributes:
         span.set_attributes(attributes)
     if code is not grpc.StatusCode.OK:
         span.set_attribute("error.type", code.name)
-        span.set_status(Status(StatusCode.ERROR, code.name))
+        if not server or code in _SERVER_ERRORS:
+            span.set_status(Status(StatusCode.ERROR, code.name))
     span.end()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import re
+import secrets
 import struct
 from collections.abc import Iterator
 
@@ -17,12 +18,16 @@ import pytest
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 from saxgateway.v1 import gateway_pb2 as pb
+from saxgateway.v1 import openai_pb2 as openai_pb
 
+from gateway.launch.stack import Stack
+from tests.e2e._access_log import access_log_line
 from tests.e2e._bodies import envoy_error
+from tests.e2e._published import TEST_LM, published
 
 ALLOWED = "http://allowed.example"
 SERVICE = "/saxgateway.v1.SaxGateway"
-TEST_LM = "sax_gateway.testing.TestLM"
+OPENAI = "/saxgateway.v1.OpenAIGateway"
 
 
 def _frame(message: Message) -> bytes:
@@ -52,12 +57,18 @@ def _b64decode_chunks(text: bytes) -> bytes:
 
 
 def _call(
-    http: httpx.Client, method: str, request: Message, *, text: bool = False
+    http: httpx.Client,
+    method: str,
+    request: Message,
+    *,
+    text: bool = False,
+    service: str = SERVICE,
+    request_id: str | None = None,
 ) -> tuple[httpx.Response, list[bytes], dict[str, str]]:
     content_type = "application/grpc-web-text" if text else "application/grpc-web+proto"
     body = _frame(request)
     response = http.post(
-        f"{SERVICE}/{method}",
+        f"{service}/{method}",
         content=base64.b64encode(body) if text else body,
         headers={
             "content-type": content_type,
@@ -65,6 +76,7 @@ def _call(
             "x-grpc-web": "1",
             "x-user-agent": "grpc-web-javascript/0.1",
             "origin": ALLOWED,
+            **({"x-request-id": request_id} if request_id else {}),
         },
     )
     raw = _b64decode_chunks(response.content) if text else response.content
@@ -120,6 +132,52 @@ def test_grpc_web_error_status(http: httpx.Client) -> None:
     assert messages == []
     assert trailers["grpc-status"] == "5"  # NOT_FOUND
     assert "not published" in trailers["grpc-message"]
+
+
+def test_the_access_log_records_the_status_a_grpc_web_call_ended_with(
+    stack: Stack, http: httpx.Client, model: str
+) -> None:
+    # grpc_web moves a reply's trailers into its body, and Envoy then read the status of every
+    # grpc-web call that sent a message as UNKNOWN: 2 in the access log for calls that ended
+    # well, and for streams that failed half-way.
+    overrides = {"text": "a b c", "fail_after_tokens": "1"}
+    with published(stack, "/sax/test/grpc-web-fails", TEST_LM, overrides) as failing:
+        stream, fails = (pb.GenerateStreamRequest(model=m, query="q") for m in (model, failing))
+        calls: list[tuple[str, str, Message, bool, int]] = [
+            (SERVICE, "GetInfo", pb.GetInfoRequest(), False, 0),
+            (SERVICE, "GetInfo", pb.GetInfoRequest(), True, 0),
+            (SERVICE, "GenerateStream", stream, False, 0),
+            (SERVICE, "GenerateStream", fails, False, 14),  # UNAVAILABLE after a token
+            (OPENAI, "ListOpenAIModels", openai_pb.ListOpenAIModelsRequest(), False, 0),
+        ]
+        for service, method, request, text, code in calls:
+            request_id = f"grpc-web-log-{secrets.token_hex(6)}"
+            _, messages, trailers = _call(
+                http, method, request, text=text, service=service, request_id=request_id
+            )
+            assert messages, (method, trailers)
+            assert trailers["grpc-status"] == str(code), (method, trailers)
+            line = access_log_line(stack, request_id)
+            assert (line["status"], line["grpc_status"]) == (200, code), (method, line)
+
+
+def test_grpc_web_calls_to_made_up_paths_leave_no_stats_behind(
+    stack: Stack, http: httpx.Client
+) -> None:
+    # Envoy's grpc_web filter made three stats of every path a call named (service, method,
+    # status), never freed: any client could grow Envoy's memory and the scrape's series
+    # without bound by naming new methods.
+    marker = secrets.token_hex(5)
+    for n in range(5):
+        service = f"/probe{marker}.S{n}"
+        _, _, trailers = _call(http, f"M{n}", pb.GetInfoRequest(), service=service)
+        assert trailers["grpc-status"] != "0"
+    _call(http, "GetInfo", pb.GetInfoRequest())  # a real method: no stats either, and no harm
+    envoy = stack.envoy
+    stats = httpx.get(f"http://{envoy.admin_address}:{envoy.admin_port}/stats", timeout=10)
+    assert stats.status_code == 200
+    assert marker not in stats.text
+    assert "grpc-web" not in stats.text
 
 
 @pytest.mark.parametrize("method", ["Generate", "GenerateStream"])

@@ -35,6 +35,7 @@ from tests.e2e._openai import write_config
 from tests.e2e._published import REQUEST_INFO, TEST_LM, published
 
 MODEL = "/sax/test/operate"
+COST = "x-sax-query-cost-ms"
 SERVER = trace_pb2.Span.SPAN_KIND_SERVER
 CLIENT = trace_pb2.Span.SPAN_KIND_CLIENT
 
@@ -381,6 +382,27 @@ def test_one_http_request_is_one_trace_from_client_to_sax(
     assert isinstance(line["upstream_ms"], int) and line["upstream_ms"] <= line["duration_ms"]
 
 
+def test_envoys_span_leaves_out_the_query_string(ops_stack: Stack, receiver: Receiver) -> None:
+    # The access log writes paths without their query, where a client may have put a key or a
+    # token; Envoy's span gave the whole URL in http.url.
+    trace = secrets.token_bytes(16)
+    headers = {**AUTH, "traceparent": f"00-{trace.hex()}-{secrets.token_bytes(8).hex()}-01"}
+    secret = f"sk-{secrets.token_hex(8)}"
+    reply = httpx.get(
+        f"{ops_stack.http_url}/listall",
+        params={"sax_cell": "/sax/test", "api_key": secret},
+        headers=headers,
+        timeout=30,
+    )
+    assert reply.status_code == 400, reply.text  # api_key is no field the route knows
+    spans = receiver.wait_until(
+        trace, lambda spans: any(receiver.service(s) == "sax-gateway-envoy" for s in spans)
+    )
+    [envoy] = [s for s in spans if receiver.service(s) == "sax-gateway-envoy"]
+    assert attributes(envoy)["http.url"] == f"{ops_stack.http_url}/listall"
+    assert secret not in str(envoy)
+
+
 @pytest.mark.parametrize("kind", ["text", "uuid"])
 @pytest.mark.parametrize("sampled", [True, False])
 def test_a_callers_request_id_is_kept_everywhere_and_its_trace_followed(
@@ -422,7 +444,46 @@ def test_a_callers_request_id_is_kept_everywhere_and_its_trace_followed(
     assert attributes(envoy)["guid:x-request-id"] == request_id
     assert attributes(server)["saxgw.request_id"] == request_id
     assert attributes(server)["rpc.grpc.status_code"] == 5
-    assert server.status.code == trace_pb2.Status.STATUS_CODE_ERROR
+    assert attributes(server)["error.type"] == "NOT_FOUND"
+    # The caller's mistake, not the server's failure (OpenTelemetry's gRPC conventions).
+    assert server.status.code == trace_pb2.Status.STATUS_CODE_UNSET
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "error"),
+    [
+        ({"query": "q"}, 400, "INVALID_ARGUMENT", False),
+        ({"model": "/sax/test/absent", "query": "q"}, 404, "NOT_FOUND", False),
+        ({"model": MODEL, "query": "q", "timeout": "0.000001s"}, 504, "DEADLINE_EXCEEDED", True),
+    ],
+)
+def test_a_server_span_is_an_error_when_the_server_failed_not_the_caller(
+    ops_stack: Stack,
+    receiver: Receiver,
+    model: str,
+    body: dict[str, str],
+    status: int,
+    code: str,
+    error: bool,
+) -> None:
+    # Every code but OK made the gateway's server span an error, so a trace backend's error
+    # rate counted each typo and refused caller; OpenTelemetry's gRPC conventions keep server
+    # spans of a caller's mistake unset (as Envoy's own span does below 500). Client spans (the
+    # gateway's calls to Sax) are errors whatever failed.
+    trace = secrets.token_bytes(16)
+    headers = {**AUTH, "traceparent": f"00-{trace.hex()}-{secrets.token_bytes(8).hex()}-01"}
+    reply = httpx.post(f"{ops_stack.http_url}/generate", json=body, headers=headers, timeout=30)
+    assert reply.status_code == status, reply.text
+    spans = receiver.wait_until(
+        trace,
+        lambda spans: any(s.kind == SERVER and receiver.service(s) == "sax-gateway" for s in spans),
+    )
+    [server] = [s for s in spans if s.kind == SERVER and receiver.service(s) == "sax-gateway"]
+    assert attributes(server)["error.type"] == code
+    expected = trace_pb2.Status.STATUS_CODE_ERROR if error else trace_pb2.Status.STATUS_CODE_UNSET
+    assert server.status.code == expected
+    for client in (s for s in spans if s.kind == CLIENT and attributes(s)["rpc.grpc.status_code"]):
+        assert client.status.code == trace_pb2.Status.STATUS_CODE_ERROR
 
 
 def test_a_span_of_a_request_naming_no_model_has_no_model_attribute(
@@ -462,6 +523,29 @@ def test_the_access_log_records_the_gateway_code_of_a_failed_http_call(
     assert (reply.status_code, reply.json()["code"]) == (status, code), reply.text
     line = access_log_line(ops_stack, trace_id.hex())
     assert (line["status"], line["grpc_status"]) == (status, code)
+
+
+def test_the_documented_access_log_line_is_the_one_envoy_writes(
+    ops_stack: Stack, model: str
+) -> None:
+    # docs/operations.md's example of a /generate line: same fields, and a unary call's cost
+    # in both cost fields (it showed the trailer's as null, which Envoy never writes for one).
+    doc = (ROOT / "docs/operations.md").read_text()
+    example = re.search(r"one JSON line per request.*?```json\n(.*?)```", doc, re.S)
+    assert example is not None
+    documented = json.loads(example.group(1))
+    request_id = f"doc-{secrets.token_hex(6)}"
+    headers = {**AUTH, "x-request-id": request_id}
+    with httpx.Client(base_url=ops_stack.http_url, headers=headers, timeout=30) as http:
+        reply = http.post("/generate", json={"model": model, "query": "hello"})
+    assert reply.status_code == 200, reply.text
+    line = access_log_line(ops_stack, request_id)
+    assert line.keys() == documented.keys()
+    assert line["query_cost_ms"] == line["stream_query_cost_ms"] == reply.headers[COST]
+    assert documented["query_cost_ms"] == documented["stream_query_cost_ms"]
+    assert {k: type(v) for k, v in documented.items() if v is not None} == {
+        k: type(line[k]) for k, v in documented.items() if v is not None
+    }
 
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import gzip
 import http.client
+import json
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -99,3 +103,27 @@ def test_a_loopback_ops_port_refuses_other_host_names(ops_url: str, host: str) -
     assert response.status_code == 421
     assert "DNS rebinding" in response.text
     assert "saxgw_" not in response.text
+
+
+def test_every_line_of_a_json_logging_ops_process_is_json(tmp_path: Path) -> None:
+    # Its "ops server: URL" line was plain text among the JSON ones (`saxgw up --log-format
+    # json` writes it to ops.log): a log shipper that parses each line met one that did not.
+    port = free_port()
+    argv = [sys.executable, "-m", "gateway.cli", "ops", f"--port={port}", "--log-format=json"]
+    proc = subprocess.Popen(
+        [*argv, f"--metrics-dir={tmp_path}", f"--envoy-admin=127.0.0.1:{free_port()}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    scrape = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)  # Envoy's is down: logged
+    assert scrape.status_code == 200
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    records = [json.loads(line) for line in [first, *rest.splitlines()]]  # each one parses
+    assert all({"time", "level", "logger", "message"} <= r.keys() for r in records)
+    assert records[0]["message"] == f"ops server: http://127.0.0.1:{port}/metrics"
+    assert any(r["message"].startswith("Envoy's stats are unavailable") for r in records)

@@ -284,6 +284,10 @@ def test_limits_reach_the_gateway_processes_and_envoy() -> None:
     assert settings.max_message_bytes == base.max_message_bytes  # a lower body limit: Envoy's
     larger = gateway_settings(base, parse_config({"limits": {"max_request_bytes": 64 << 20}}))
     assert larger.max_message_bytes == 64 << 20
+    # Headers: what Envoy lets through, twice over (gRPC's count and Envoy's own headers).
+    assert settings.max_metadata_bytes == base.max_metadata_bytes == 128 << 10
+    headers = parse_config({"limits": {"max_request_headers_kb": 1024}})
+    assert gateway_settings(base, headers).max_metadata_bytes == 2048 << 10
     behind_two = parse_config({"limits": {"trusted_proxy_hops": 2}}).edge
     assert "xff_num_trusted_hops: 2" in edge_values(behind_two, (), Path("x"))["EDGE_HCM_OPTIONS"]
     unbounded = parse_config({"limits": {"max_stream_duration": 0}})

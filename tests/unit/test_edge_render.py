@@ -109,6 +109,7 @@ def test_envoy_accepts_the_full_config(tmp_path: Path) -> None:
         "envoy.filters.http.rbac",
         "envoy.filters.http.local_ratelimit",
         "cost_header",
+        "grpc_status",
         "envoy.filters.http.header_to_metadata",
         "envoy.filters.http.router",
     ]
@@ -130,6 +131,7 @@ def test_without_a_config_only_the_origin_check_is_added(tmp_path: Path) -> None
     assert _filters(config) == [
         *_EVERY_CONFIG,
         "cost_header",
+        "grpc_status",
         "envoy.filters.http.header_to_metadata",
         "envoy.filters.http.router",
     ]
@@ -200,6 +202,28 @@ def test_the_cost_header_filter_is_on_for_unary_calls_and_never_for_streams(
         for path in [grpc_path, *_bindings(method)]:
             on = "cost_header" in _route(routes, path).get("typed_per_filter_config", {})
             assert on != method.server_streaming, (path, on)
+
+
+def test_the_grpc_status_filter_is_on_for_grpc_streams_and_never_for_http_paths(
+    tmp_path: Path,
+) -> None:
+    # It keeps a status that came in trailers for the access log, where grpc_web (which moves
+    # trailers into the body) would leave UNKNOWN; unary calls have cost_header for that. An
+    # HTTP path never needs it: the transcoder is after it and reads the trailers itself.
+    config = _render(tmp_path, {})
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    routes = hcm["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
+    for service in (
+        gateway_pb2.DESCRIPTOR.services_by_name["SaxGateway"],
+        openai_pb2.DESCRIPTOR.services_by_name["OpenAIGateway"],
+    ):
+        for method in service.methods:
+            grpc_path = f"/{service.full_name}/{method.name}"
+            on = "grpc_status" in _route(routes, grpc_path).get("typed_per_filter_config", {})
+            openai = service.name == "OpenAIGateway"
+            assert on == (method.server_streaming or openai), grpc_path
+            for path in _bindings(method):
+                assert "grpc_status" not in _route(routes, path).get("typed_per_filter_config", {})
 
 
 # Filters an HTTP path never needs: each one in a stream's chain lives as long as the stream.

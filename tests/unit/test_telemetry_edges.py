@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from typing import Any
 
 import pytest
@@ -14,7 +15,13 @@ import yaml
 from opentelemetry.sdk.trace import ReadableSpan
 
 from gateway.cli.main import parser
-from gateway.common.logs import TEXT, JsonFormatter, TextFormatter, current_call
+from gateway.common.logs import (
+    TEXT,
+    JsonFormatter,
+    TextFormatter,
+    UndecodableMetadata,
+    current_call,
+)
 from gateway.launch.envoy import EnvoySettings, render
 from gateway.service._observe import TelemetryInterceptor
 from gateway.service._tracing import Tracing
@@ -96,6 +103,51 @@ def test_text_log_lines_quote_a_request_id_that_could_write_fields_of_its_own() 
         )
     finally:
         current_call.reset(token)
+
+
+def test_a_text_log_line_stays_one_line_whatever_the_message_quotes() -> None:
+    # A refusal quotes the model a caller named, before anything checked it: a line break in
+    # it wrote a second, forged line of the caller's making.
+    record = _record("client=other refused model=/sax/test/x\n2026-12-01 gateway INFO all fine")
+    line = TextFormatter(TEXT).format(record)
+    assert line.endswith("refused model=/sax/test/x\\n2026-12-01 gateway INFO all fine")
+    assert "\n" not in line
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        failed = _record("failed\r")
+        failed.exc_info = sys.exc_info()
+    text = TextFormatter(TEXT).format(failed)
+    assert text.splitlines()[0].endswith("failed\\r")
+    assert text.splitlines()[-1] == "ValueError: boom"  # a traceback keeps its lines
+
+
+def test_grpcs_undecodable_metadata_errors_become_one_warning_a_minute(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [1000.0]
+    # grpc's records, on a logger of the test's own (configure() puts one on grpc's).
+    grpc_logger = logging.getLogger("tests.grpc._cython.cygrpc")
+    undecodable = UndecodableMetadata(clock=lambda: now[0])
+    grpc_logger.addFilter(undecodable)
+    try:
+        with caplog.at_level(logging.INFO):
+            for _ in range(20):  # grpc's own line, once per reading of the value
+                grpc_logger.error("Invalid encoding on %s", b"\xffsecret")
+            now[0] += 61
+            grpc_logger.error("Invalid encoding on %s", b"\xffsecret")
+            grpc_logger.error("another grpc error")
+    finally:
+        grpc_logger.removeFilter(undecodable)
+    lines = [(r.name, r.levelname, r.getMessage()) for r in caplog.records]
+    assert [line[:2] for line in lines] == [
+        ("gateway.common.logs", "WARNING"),
+        ("gateway.common.logs", "WARNING"),
+        ("tests.grpc._cython.cygrpc", "ERROR"),
+    ]
+    assert "(seen 1 times since the last" in lines[0][2]
+    assert "(seen 20 times since the last" in lines[1][2]
+    assert "secret" not in caplog.text
 
 
 def test_a_sax_call_continues_the_callers_trace() -> None:

@@ -96,8 +96,13 @@ async def _first_text(router: Router, kind: str) -> str:
     if kind == "unary":
         reply = await router.unary(MODEL, lambda b: b.lm.Generate, request, deadline)
         return reply.texts[0].text
-    async for item in router.stream(MODEL, lambda b: b.lm.GenerateStream, request, deadline):
-        return item.items[0].text
+    # Closed here, not whenever the event loop finalizes the generator: until then the
+    # stream counts as in flight on its replica, which tied the healthy replica with the hung
+    # one now and then, so the router's pick between them was a coin toss (a flaky run).
+    stream = router.stream(MODEL, lambda b: b.lm.GenerateStream, request, deadline)
+    async with contextlib.aclosing(stream) as items:
+        async for item in items:
+            return item.items[0].text
     return "no reply"
 
 

@@ -159,7 +159,9 @@ def test_a_header_value_that_is_not_utf8_is_not_logged_at_each_reading(
         if line.startswith("{")
     ]
     assert not [r for r in logs if marker in json.dumps(r)]
-    assert not [r for r in logs if r["logger"] == "grpc._cython.cygrpc"]
+    # grpc's own records of the value (the stack is shared: other tests' records stay apart).
+    undecodable = [r for r in logs if r["logger"] == "grpc._cython.cygrpc"]
+    assert not [r for r in undecodable if "Invalid encoding on" in r["message"]]
 
 
 def _is_published(http: httpx.Client, model: str) -> bool:

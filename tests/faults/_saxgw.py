@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -85,3 +86,14 @@ def alive(pid: int) -> bool:
         return False
     stat = Path(f"/proc/{pid}/stat").read_text() if Path(f"/proc/{pid}").exists() else ""
     return bool(stat) and stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def stop_saxgw(saxgw: subprocess.Popen[str]) -> None:
+    """Stops ``saxgw`` as Ctrl-C would (SIGTERM), killing it if it takes over 30 s."""
+    if saxgw.poll() is None:
+        saxgw.send_signal(signal.SIGTERM)
+        try:
+            saxgw.wait(30)
+        except subprocess.TimeoutExpired:
+            saxgw.kill()
+    saxgw.communicate()

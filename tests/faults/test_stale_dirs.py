@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from gateway.launch.stackdir import OWNER_FILE
-from tests.faults._saxgw import start_saxgw, up_args, wait_healthy
+from tests.faults._saxgw import start_saxgw, stop_saxgw, up_args, wait_healthy
 
 
 def _stack_dirs(tmp: Path) -> set[Path]:
@@ -30,16 +30,6 @@ def _up(base: Path, tmp: Path, started: list[subprocess.Popen[str]]) -> Path:
     wait_healthy(started[-1], ports["--port"])
     (made,) = _stack_dirs(tmp) - before
     return made
-
-
-def _stop(saxgw: subprocess.Popen[str]) -> None:
-    if saxgw.poll() is None:
-        saxgw.send_signal(signal.SIGTERM)
-        try:
-            saxgw.wait(30)
-        except subprocess.TimeoutExpired:
-            saxgw.kill()
-    saxgw.communicate()
 
 
 def _planted(tmp: Path, name: str, record: str | None) -> Path:
@@ -85,7 +75,7 @@ def test_a_killed_stacks_directory_is_removed_by_the_next(tmp_path: Path) -> Non
         assert all(os.path.lexists(path) for path in kept) and target.exists()
     finally:
         for saxgw in started:
-            _stop(saxgw)
+            stop_saxgw(saxgw)
     # Stopped stacks remove their own, as before.
     assert _stack_dirs(tmp) == kept
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from gateway.launch.ports import listener_pid
-from tests.faults._saxgw import alive, start_saxgw, up_args, wait_banner
+from tests.faults._saxgw import alive, start_saxgw, stop_saxgw, up_args, wait_banner
 from tests.faults.conftest import publish
 
 MODEL = "/sax/test/watched"
@@ -66,12 +66,7 @@ def watched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Watched]:
             publish(http, MODEL, text="still here")
         yield running
     finally:
-        saxgw.send_signal(signal.SIGTERM)
-        try:
-            saxgw.wait(30)
-        except subprocess.TimeoutExpired:
-            saxgw.kill()
-        saxgw.communicate()
+        stop_saxgw(saxgw)
 
 
 def _answers(url: str) -> bool:

@@ -9,7 +9,7 @@
 import { readFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { launchBehindProxy, pageCollectingErrors } from "./_chromium.mjs";
 
 const [baseUrl, origin, model, failing] = process.argv.slice(2);
 const root = new URL("../../../", import.meta.url).pathname;
@@ -48,25 +48,11 @@ const proxy = createServer(async (request, response) => {
   }
 });
 await new Promise((resolve) => proxy.listen(0, "127.0.0.1", resolve));
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-    `--proxy-server=http://127.0.0.1:${proxy.address().port}`,
-    // The origin's address is the proxy's: keep Chromium's local-network checks (not CORS,
-    // which this is about) out of the way of the gateway on 127.0.0.1.
-    "--disable-features=PrivateNetworkAccessRespectPreflightResults,LocalNetworkAccessChecks,BlockInsecurePrivateNetworkRequests",
-  ],
-});
+const browser = await launchBehindProxy(proxy.address().port);
 const errors = [];
 let result = { errors };
 try {
-  const tab = await browser.newPage();
-  tab.on("console", (message) => {
-    if (message.type() === "error") errors.push(message.text());
-  });
-  tab.on("pageerror", (error) => errors.push(String(error)));
+  const tab = await pageCollectingErrors(browser, errors);
   await tab.goto(`${origin}/`);
   result = await tab.evaluate(
     async ([baseUrl, model, failing]) => {

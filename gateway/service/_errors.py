@@ -185,14 +185,19 @@ async def relay(
 
 async def _answer(context: Context, exc: BaseException, report: Report) -> NoReturn:
     """Ends the call as ``report`` says for what its handler raised; re-raises what is no
-    failure of the handler: a status it set itself (``context.abort``), the caller's own
-    cancellation, the closing of a generator and the interpreter's exits."""
+    failure of the handler: a status it set itself (``context.abort``), grpc's own errors
+    about the call, the caller's own cancellation, the closing of a generator and the
+    interpreter's exits."""
     # A channel closed under an outgoing call (not the caller's own cancellation): nobody
     # catches that one, and the handler would end without a status, leaving the caller
     # waiting until its deadline (or Envoy's route timeout). Answer it instead.
     if isinstance(exc, asyncio.CancelledError) and not cancelled_by_caller():
         await report(context, UnavailableError("a connection closed under the call"))
-    if isinstance(exc, grpc.aio.AbortError) or not isinstance(exc, Exception):
+    # grpc.aio.BaseError: an abort (AbortError), or a status that could not be sent because
+    # the caller left as it was reported (an inner layer's report, as the OpenAI methods'
+    # inside this interceptor). grpc drops the latter quietly; reported again, it would be a
+    # second abort, which grpc refuses with a UsageError that it logs as a servicer's bug.
+    if isinstance(exc, grpc.aio.BaseError) or not isinstance(exc, Exception):
         raise exc
     await report(context, exc)
 

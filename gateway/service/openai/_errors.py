@@ -96,7 +96,7 @@ def unary(
     async def call(self: _Self, request: _Req, context: Context) -> _Resp:
         try:
             return await method(self, request, context)
-        except grpc.aio.AbortError:
+        except grpc.aio.BaseError:  # an abort, or a status its caller left too soon for
             raise
         except Exception as exc:
             await abort(context, exc)

@@ -1,0 +1,74 @@
+"""Reporting a failure to a caller that has already left, on a real grpc.aio server.
+
+The status cannot go out (grpc fails the send: the call is gone). That is no failure of the
+gateway to log as one, and no reason to report a second time: grpc refuses a second abort
+with a UsageError, which it logs as an unexpected error of the servicer. The OpenAI methods
+report in two layers (their own envelope inside the ErrorInterceptor), as here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+
+from gateway.client import InvalidArgumentError
+from gateway.common.rpc import Context
+from gateway.service._errors import ErrorInterceptor, abort, relay
+
+METHOD = "/test.Reports/Stream"
+
+
+async def _serve(stream: grpc.RpcMethodHandler[bytes, bytes]) -> tuple[grpc.aio.Server, int]:
+    server = grpc.aio.server(interceptors=[ErrorInterceptor()])
+    handlers = {"Stream": stream}
+    server.add_generic_rpc_handlers(
+        [grpc.method_handlers_generic_handler("test.Reports", handlers)]
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, port
+
+
+async def test_a_failure_after_the_caller_left_is_not_reported_twice_nor_logged_as_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ended = asyncio.Event()
+
+    async def fails_once_left(request: bytes, context: Context) -> AsyncIterator[bytes]:
+        yield b"first"
+        try:
+            await asyncio.sleep(30)  # the caller leaves meanwhile: grpc cancels this
+        except asyncio.CancelledError:
+            # A handler whose clean-up fails as its caller leaves: what is left to report
+            # goes to a call that is gone.
+            raise InvalidArgumentError("failed as its caller left") from None
+        finally:
+            ended.set()
+
+    async def stream(request: bytes, context: Context) -> AsyncIterator[bytes]:
+        async for response in relay(fails_once_left(request, context), context, abort):
+            yield response
+
+    handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_stream_rpc_method_handler(
+        stream, request_deserializer=bytes
+    )
+    server, port = await _serve(handler)
+    try:
+        with caplog.at_level(logging.DEBUG):
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                method: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(
+                    METHOD
+                )
+                call = method(b"")
+                assert await call.read() == b"first"
+                call.cancel()
+                assert await call.code() == grpc.StatusCode.CANCELLED
+            await asyncio.wait_for(ended.wait(), 5)
+            await asyncio.sleep(0.2)  # what the server does after the handler ended
+    finally:
+        await server.stop(grace=None)
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert errors == [], [r.getMessage() for r in errors]

@@ -5,7 +5,22 @@
 # gets GOAWAY), waits until no request is active or DRAIN_SECONDS pass, and only then stops
 # Envoy, which exits 0. Written next to envoy.yaml by `saxgw envoy-config`.
 #   bash run-envoy.sh ADMIN_PORT DRAIN_SECONDS envoy -c /etc/envoy/envoy.yaml ...
+# It is also the container's liveness probe (deploy/k8s), which exits 0 if Envoy's admin
+# answers GET /ready within SECONDS (default 2), with any status: 503 says Envoy starts or
+# drains, not that it is hung. A stopped Envoy accepts the connection and never answers, so
+# a TCP probe would pass it.
+#   bash run-envoy.sh alive ADMIN_PORT [SECONDS]
 set -u
+if [ "${1-}" = alive ]; then
+  port=$2 seconds=${3-2}
+  if exec 3<>"/dev/tcp/127.0.0.1/$port" &&
+    printf 'GET /ready HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' >&3 &&
+    IFS= read -r -t "$seconds" status <&3 && [[ $status == HTTP/1.1\ * ]]; then
+    exit 0
+  fi
+  echo "Envoy's admin at 127.0.0.1:$port did not answer GET /ready within ${seconds}s" >&2
+  exit 1
+fi
 admin_port=$1 drain_seconds=$2
 shift 2
 

@@ -32,10 +32,10 @@ from gateway.launch.envoy import (
     envoy_concurrency_flags,
     render,
 )
+from gateway.launch.probes import Probe, grpc_health_probe, http_probe
 from gateway.launch.processes import ProcessGroup, StartupError, port_open
 from gateway.launch.stackdir import stack_dir
 from gateway.launch.tuning import grpc_env, raise_open_files_limit
-from gateway.launch.watchdog import Probe, grpc_health_probe, http_probe
 from gateway.ops import OpsSettings
 from gateway.ops.args import ops_argv
 from gateway.restartconfig import RestartSettings

@@ -17,8 +17,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from gateway.launch.probes import Probe
 from gateway.launch.processes import ProcessGroup
-from gateway.launch.watchdog import Probe, Watchdog
+from gateway.launch.watchdog import Watchdog
 from gateway.restartconfig import RestartSettings
 
 __all__ = ["RestartSettings", "Supervisor"]

@@ -13,69 +13,17 @@ Probes run on a thread per child, one at a time, so `check` never waits for an a
 
 from __future__ import annotations
 
-import http.client
 import logging
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
+from gateway.launch.probes import Probe
 from gateway.restartconfig import RestartSettings
 
 log = logging.getLogger(__name__)
-
-Probe = Callable[[float], "str | None"]
-"""Asks a child whether it answers within ``timeout`` seconds: None if it did, else why not."""
-
-# Any answer means the process runs: NOT_SERVING only says its cell is unreachable, and an
-# HTTP 503 from Envoy's /ready that it is starting or draining. What counts is silence.
-_SILENT = (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
-
-
-def grpc_health_probe(address: str) -> Probe:
-    """grpc.health.v1 ``Check`` at ``address`` (a gateway)."""
-
-    def probe(timeout: float) -> str | None:
-        # No proxy: http_proxy in the environment must not take loopback probes elsewhere.
-        with grpc.insecure_channel(address, options=[("grpc.enable_http_proxy", 0)]) as channel:
-            try:
-                health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(), timeout=timeout
-                )
-            except grpc.RpcError as exc:
-                code = exc.code()
-                if code not in _SILENT:
-                    return None
-                if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                    return f"grpc.health.v1 Check at {address}: no answer within {timeout:g} s"
-                return f"grpc.health.v1 Check at {address}: {exc.details()}"
-        return None
-
-    return probe
-
-
-def http_probe(address: str, path: str) -> Probe:
-    """``GET path`` at ``address`` (``host:port``): Envoy's admin, the ops server."""
-    host, _, port = address.rpartition(":")
-
-    def probe(timeout: float) -> str | None:
-        connection = http.client.HTTPConnection(host, int(port), timeout=timeout)
-        try:
-            connection.request("GET", path)
-            connection.getresponse().read()
-        except TimeoutError:
-            return f"GET http://{address}{path}: no answer within {timeout:g} s"
-        except (OSError, http.client.HTTPException) as exc:
-            return f"GET http://{address}{path}: {exc}"
-        finally:
-            connection.close()
-        return None
-
-    return probe
 
 
 @dataclass

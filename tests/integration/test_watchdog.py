@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from gateway.launch.probes import http_probe
 from gateway.launch.processes import ProcessGroup, free_port, port_open
 from gateway.launch.supervisor import RestartSettings, Supervisor
-from gateway.launch.watchdog import http_probe
 
 # An HTTP server that starts listening after a delay; it answers GET with 501, an answer.
 SERVER = (

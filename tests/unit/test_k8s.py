@@ -121,8 +121,16 @@ def test_envoy_runs_beside_the_gateway_and_only_its_and_the_scrape_port_are_reac
     # Readiness follows the cell (through the gateway's health); liveness must not, or a
     # cell outage would restart Envoy in every pod.
     assert envoy["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
-    assert envoy["livenessProbe"]["tcpSocket"] == {"port": "http"}
-    assert "httpGet" not in envoy["livenessProbe"]
+    # Liveness: whether each process answers at all (tests/faults/test_liveness.py runs
+    # these commands against a live, a stopped and a cell-less process).
+    alive = envoy["livenessProbe"]
+    assert alive["exec"]["command"] == [bash, script, "alive", admin_port, "2"]
+    gateway_alive = containers["gateway"]["livenessProbe"]
+    python, module, *probe = gateway_alive["exec"]["command"]
+    assert (python, module) == ("python", "-m")
+    assert probe == ["gateway.launch.probes", "grpc", f"127.0.0.1:{gateway.port}", "--timeout", "2"]
+    # kubelet's timeout outlasts the probe's own, so a failure reads as the probe's reason.
+    assert alive["timeoutSeconds"] > 2 and gateway_alive["timeoutSeconds"] > 2
 
     policy = _one(overlay, "NetworkPolicy", "sax-gateway")["spec"]
     assert policy["podSelector"]["matchLabels"] == pod_labels(overlay)

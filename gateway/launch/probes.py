@@ -1,0 +1,91 @@
+"""Whether a process answers: the watchdog's probes (`gateway.launch.watchdog`), and a pod's
+liveness probe for the gateway container (deploy/k8s), which runs them as a command:
+
+    python -m gateway.launch.probes grpc 127.0.0.1:50051 [--timeout 2]
+
+It exits 0 if the process answered within the timeout, else 1 with why on stderr (kubelet
+shows it in the pod's events). The gateway listens on loopback only, where kubelet's own gRPC
+probe cannot reach it; and kubelet's TCP probe passes a stopped process, whose kernel still
+accepts connections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import sys
+from collections.abc import Callable, Sequence
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+Probe = Callable[[float], "str | None"]
+"""Asks a child whether it answers within ``timeout`` seconds: None if it did, else why not."""
+
+# Any answer means the process runs: NOT_SERVING only says its cell is unreachable, and an
+# HTTP 503 from Envoy's /ready that it is starting or draining. What counts is silence.
+_SILENT = (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
+
+
+def grpc_health_probe(address: str) -> Probe:
+    """grpc.health.v1 ``Check`` at ``address`` (a gateway)."""
+
+    def probe(timeout: float) -> str | None:
+        # No proxy: http_proxy in the environment must not take loopback probes elsewhere.
+        with grpc.insecure_channel(address, options=[("grpc.enable_http_proxy", 0)]) as channel:
+            try:
+                health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), timeout=timeout
+                )
+            except grpc.RpcError as exc:
+                code = exc.code()
+                if code not in _SILENT:
+                    return None
+                if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    return f"grpc.health.v1 Check at {address}: no answer within {timeout:g} s"
+                return f"grpc.health.v1 Check at {address}: {exc.details()}"
+        return None
+
+    return probe
+
+
+def http_probe(address: str, path: str) -> Probe:
+    """``GET path`` at ``address`` (``host:port``): Envoy's admin, the ops server."""
+    host, _, port = address.rpartition(":")
+
+    def probe(timeout: float) -> str | None:
+        connection = http.client.HTTPConnection(host, int(port), timeout=timeout)
+        try:
+            connection.request("GET", path)
+            connection.getresponse().read()
+        except TimeoutError:
+            return f"GET http://{address}{path}: no answer within {timeout:g} s"
+        except (OSError, http.client.HTTPException) as exc:
+            return f"GET http://{address}{path}: {exc}"
+        finally:
+            connection.close()
+        return None
+
+    return probe
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m gateway.launch.probes",
+        description="exit 0 if a gateway answers grpc.health.v1 Check (any status), else 1",
+    )
+    kinds = parser.add_subparsers(dest="kind", required=True)
+    grpc_kind = kinds.add_parser("grpc", help="grpc.health.v1 Check (a gateway)")
+    grpc_kind.add_argument("address", help="HOST:PORT")
+    grpc_kind.add_argument("--timeout", type=float, default=2.0, help="seconds (default: 2)")
+    args = parser.parse_args(argv)
+    probe = grpc_health_probe(args.address)
+    failure = probe(args.timeout)
+    if failure is None:
+        return 0
+    print(failure, file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""The pod's liveness probes (deploy/k8s/base/deployment.yaml), each command run as written
+(ports and paths aside) against real processes: it passes a process that answers, whatever it
+answers, and fails one that is stopped (SIGSTOP: alive, accepting connections, answering
+nothing) within kubelet's timeout. Before, Envoy's probe was a TCP connect, which a stopped
+Envoy passes, and the gateway container had none."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from gateway.launch.envoy import run_script
+from gateway.launch.processes import free_port
+from tests._deployment import liveness
+from tests.faults.conftest import Faults
+
+
+def _envoy_probe(admin_port: int) -> tuple[list[str], float]:
+    return liveness(
+        "envoy", {"/etc/envoy/run-envoy.sh": str(run_script()), "9901": str(admin_port)}
+    )
+
+
+def _gateway_probe(port: int) -> tuple[list[str], float]:
+    return liveness("gateway", {"python": sys.executable, "127.0.0.1:50051": f"127.0.0.1:{port}"})
+
+
+def _run(probe: tuple[list[str], float]) -> subprocess.CompletedProcess[str]:
+    command, timeout = probe
+    # Ends within kubelet's timeout, or this raises: a probe kubelet kills says nothing.
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@contextmanager
+def _stopped(pid: int) -> Iterator[None]:
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def test_envoys_probe_passes_a_live_envoy_and_fails_a_stopped_one(faults: Faults) -> None:
+    admin_port = faults.stack.envoy.admin_port
+    probe = _envoy_probe(admin_port)
+    assert _run(probe).returncode == 0
+    with _stopped(faults.pid(admin_port)):
+        hung = _run(probe)
+    assert hung.returncode == 1
+    said = f"Envoy's admin at 127.0.0.1:{admin_port} did not answer GET /ready within 2s"
+    assert hung.stderr.splitlines() == [said]
+    assert _run(probe).returncode == 0
+    faults.healthy()
+
+
+def test_the_gateways_probe_passes_a_live_gateway_and_fails_a_stopped_one(
+    faults: Faults,
+) -> None:
+    port = faults.stack.settings.gateway_ports[0]
+    probe = _gateway_probe(port)
+    ok = _run(probe)
+    assert (ok.returncode, ok.stderr) == (0, "")
+    with _stopped(faults.pid(port)):
+        hung = _run(probe)
+    assert hung.returncode == 1
+    assert hung.stderr == f"grpc.health.v1 Check at 127.0.0.1:{port}: no answer within 2 s\n"
+    assert _run(probe).returncode == 0
+    faults.healthy()
+
+
+def test_the_gateways_probe_passes_a_gateway_whose_cell_is_down(tmp_path: Path) -> None:
+    # NOT_SERVING: no cell under SAX_ROOT. Restarting the gateway would not bring one.
+    port = free_port()
+    argv = ["gateway", "--host", "127.0.0.1", "--port", str(port), "--sax-root", str(tmp_path)]
+    with (tmp_path / "gateway.log").open("w") as log:
+        gateway = subprocess.Popen([sys.executable, "-m", "gateway.cli", *argv], stderr=log)
+    try:
+        probe = _gateway_probe(port)
+        for _ in range(100):  # until it listens (a probe that fails to connect says so)
+            answered = _run(probe)
+            if answered.returncode == 0 or "no answer" in answered.stderr:
+                break
+        assert (answered.returncode, answered.stderr) == (0, "")
+        assert (
+            "health: NOT_SERVING (no admin answers: no cell under SAX_ROOT"
+            in (tmp_path / "gateway.log").read_text()
+        )
+    finally:
+        gateway.terminate()
+        gateway.wait(timeout=30)

@@ -7,9 +7,9 @@ import itertools
 import sys
 import time
 
+from gateway.launch.probes import Probe
 from gateway.launch.processes import ProcessGroup
 from gateway.launch.supervisor import RestartSettings, Supervisor
-from gateway.launch.watchdog import Probe
 
 FIRST_DELAY_S = 0.2
 

@@ -184,8 +184,12 @@ async def watch(
             continue
         except SaxError as error:
             if error.code not in _WATCH_RETRY_CODES:
-                # NOT_FOUND (not published) and other final answers end the watch.
-                _log.info("watch of %s ended: %s", table.model_id, error)
+                # NOT_FOUND (not published) and other final answers end the watch. Worth a
+                # line when it followed a model (unpublished while served); a call naming a
+                # model that never was is the caller's error (the access log has its 404), and
+                # a line per such call would let any caller flood the log.
+                level = logging.INFO if table.known else logging.DEBUG
+                _log.log(level, "watch of %s ended: %s", table.model_id, error)
                 table.set_error(error, asked_at=asked_at)
                 return
             # The admin is unreachable. Keep serving from the addresses we know (the model

@@ -8,6 +8,7 @@ deadline and ended in DEADLINE_EXCEEDED.
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import grpc
@@ -64,6 +65,31 @@ async def test_a_model_published_by_another_client_is_found_at_once(
     async with Client(ClientSettings(sax_root=cell.sax_root)) as publisher:
         await publish_ready(publisher, "elsewhere", replicas=1)
     assert await client.lm_generate(model_id, "now", T) == [("now", approx(-0.1))]
+
+
+async def test_a_watch_logs_its_end_only_if_it_followed_a_model(
+    cell: RunningCell, client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.client._locations")
+    # Calls naming a model that never was: the caller's error, a line each would flood the log.
+    for _ in range(5):
+        with pytest.raises(NotFoundError):
+            await client.lm_generate(f"{CELL}/never-was", "q", T)
+    model_id = await publish_ready(client, "followed", replicas=1)
+    assert await client.lm_generate(model_id, "served", T) == [("served", approx(-0.1))]
+    # Unpublished by another client: this one's watch is what learns it (its own unpublish
+    # forgets the model at once).
+    async with Client(ClientSettings(sax_root=cell.sax_root)) as other:
+        await other.unpublish(model_id)
+
+    def lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "gateway.client._locations"]
+
+    async def logged() -> bool:
+        return bool(lines())
+
+    await eventually(logged)
+    assert lines() == [f"watch of {model_id} ended: model {model_id} is not published: NotFound"]
 
 
 async def test_update_forgets_nothing_it_should_keep(client: Client) -> None:

@@ -365,7 +365,7 @@ def _supervise(
 def _report_restored(stack: Stack, cell: str) -> bool:
     """Prints once every model restored from an earlier run serves; False until then."""
     models = restored_models(stack.gateway_addresses[0], cell)
-    if any(active < min(wanted, 1) for _, active, wanted in models):
+    if models is None or any(active < min(wanted, 1) for _, active, wanted in models):
         return False
     if models:
         names = ", ".join(f"{m} ({a}/{w})" for m, a, w in models)

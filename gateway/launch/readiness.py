@@ -1,7 +1,7 @@
 """What `saxgw up` checks before it starts and tells once it is up.
 
 busy = busy_ports([("127.0.0.1", 8888, "Envoy's public port")])  # [] when all are free
-models = restored_models("127.0.0.1:50051", "/sax/test")    # [(id, active, wanted)]
+models = restored_models("127.0.0.1:50051", "/sax/test")    # [(id, active, wanted)], or None
 """
 
 from __future__ import annotations
@@ -32,15 +32,22 @@ def busy_ports(wanted: Iterable[tuple[str, int, str]]) -> list[tuple[int, str]]:
     return busy
 
 
-def restored_models(gateway: str, cell: str) -> list[tuple[str, int, int]]:
+# `saxgw up` asks between two ticks of its supervisor, so a gateway that hangs must not hold
+# up the restart of another child for long; a healthy one answers in milliseconds.
+RESTORED_TIMEOUT_S = 1.0
+
+
+def restored_models(gateway: str, cell: str) -> list[tuple[str, int, int]] | None:
     """(model ID, active replicas, requested replicas) of every model published in ``cell``,
-    asked of a gateway process's own gRPC port; [] if it does not answer. Not through Envoy:
-    with API keys or JWTs configured Envoy refuses a caller without one (and ListModels may
-    be reserved for admins), and `saxgw up` holds no credential of its own."""
+    asked of a gateway process's own gRPC port; None if it does not answer (ask again: no
+    answer is not "no models"). Not through Envoy: with API keys or JWTs configured Envoy
+    refuses a caller without one (and ListModels may be reserved for admins), and `saxgw up`
+    holds no credential of its own."""
     request = gateway_pb2.ListModelsRequest(sax_cell=cell)
     with grpc.insecure_channel(gateway) as channel:
         try:
-            reply = gateway_pb2_grpc.SaxGatewayStub(channel).ListModels(request, timeout=5)
+            stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+            reply = stub.ListModels(request, timeout=RESTORED_TIMEOUT_S)
         except grpc.RpcError:
-            return []
+            return None
     return [(m.model, m.active_replicas, m.max_replicas) for m in reply.models]

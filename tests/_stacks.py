@@ -10,6 +10,9 @@ everything on free loopback ports, the cell's state and the logs under one folde
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +24,7 @@ from gateway.cell import CellSettings
 from gateway.client import ClientSettings
 from gateway.config import GatewaySettings
 from gateway.launch.envoy import EnvoySettings
-from gateway.launch.processes import free_port
+from gateway.launch.processes import free_port, port_open
 from gateway.launch.stack import Stack, StackSettings
 
 CELL = "/sax/test"
@@ -80,3 +83,23 @@ def healthy_stack(settings: StackSettings, what: str) -> Iterator[Stack]:
             logs = tail_logs(Path(settings.log_dir or "."))
             pytest.fail(f"{what} never became healthy; logs:\n{logs}")
         yield running
+
+
+@contextmanager
+def cell_less_gateway(base: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """A `saxgw gateway` process (and its port, once it listens) whose SAX_ROOT, ``base``, holds
+    no cell: it runs and answers, NOT_SERVING. Its log is ``base/gateway.log``."""
+    port = free_port()
+    argv = ["gateway", "--host", "127.0.0.1", "--port", str(port), "--sax-root", str(base)]
+    with (base / "gateway.log").open("w") as log:
+        gateway = subprocess.Popen([sys.executable, "-m", "gateway.cli", *argv], stderr=log)
+    try:
+        deadline = time.monotonic() + 60
+        while not port_open(f"127.0.0.1:{port}"):
+            assert gateway.poll() is None, (base / "gateway.log").read_text()
+            assert time.monotonic() < deadline, "the gateway did not listen within 60 s"
+            time.sleep(0.05)
+        yield gateway, port
+    finally:
+        gateway.terminate()
+        gateway.wait(timeout=30)

@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from gateway.launch.envoy import run_script
-from gateway.launch.processes import free_port
 from tests._deployment import liveness
+from tests._stacks import cell_less_gateway
 from tests.faults.conftest import Faults
 
 
@@ -75,21 +75,10 @@ def test_the_gateways_probe_passes_a_live_gateway_and_fails_a_stopped_one(
 
 def test_the_gateways_probe_passes_a_gateway_whose_cell_is_down(tmp_path: Path) -> None:
     # NOT_SERVING: no cell under SAX_ROOT. Restarting the gateway would not bring one.
-    port = free_port()
-    argv = ["gateway", "--host", "127.0.0.1", "--port", str(port), "--sax-root", str(tmp_path)]
-    with (tmp_path / "gateway.log").open("w") as log:
-        gateway = subprocess.Popen([sys.executable, "-m", "gateway.cli", *argv], stderr=log)
-    try:
-        probe = _gateway_probe(port)
-        for _ in range(100):  # until it listens (a probe that fails to connect says so)
-            answered = _run(probe)
-            if answered.returncode == 0 or "no answer" in answered.stderr:
-                break
-        assert (answered.returncode, answered.stderr) == (0, "")
-        assert (
-            "health: NOT_SERVING (no admin answers: no cell under SAX_ROOT"
-            in (tmp_path / "gateway.log").read_text()
-        )
-    finally:
-        gateway.terminate()
-        gateway.wait(timeout=30)
+    with cell_less_gateway(tmp_path) as (_, port):
+        answered = _run(_gateway_probe(port))
+    assert (answered.returncode, answered.stderr) == (0, "")
+    assert (
+        "health: NOT_SERVING (no admin answers: no cell under SAX_ROOT"
+        in (tmp_path / "gateway.log").read_text()
+    )

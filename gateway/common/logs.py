@@ -50,12 +50,18 @@ def _call_fields() -> tuple[str | None, str | None]:
         return None, None
     token = _reading_call.set(True)
     try:
-        return call.request_id, call.client
+        request_id, client = call.request_id, call.client
+        return request_id and request_id[:LOGGED_ID_CHARS], client and client[:LOGGED_ID_CHARS]
     finally:
         _reading_call.reset(token)
 
 
 TEXT = "%(asctime)s %(name)s %(levelname)s %(message)s"
+
+#: The longest request ID (or client) a log line keeps: the caller picks its own x-request-id,
+#: which Envoy passes on, as long as the header limit lets it (up to 8 MiB). Envoy's access log
+#: keeps the same prefix (envoy/envoy.yaml.tmpl), so the two still match.
+LOGGED_ID_CHARS = 128
 
 
 class JsonFormatter(logging.Formatter):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from gateway.common.logs import LOGGED_ID_CHARS
 from gateway.config import MIB
 from gateway.edge import IDENTITY_HEADER, EdgeConfig, edge_values, host_values, is_loopback
 from gateway.launch._access_log import grpc_status_format, status_rules
@@ -215,5 +216,6 @@ def render(
         **host_values(settings.listen_address, settings.allowed_hosts),
         "TRACING": json.dumps(_tracing(settings.otlp_endpoint, settings.trace_sample_ratio)),
         "IDENTITY_HEADER": IDENTITY_HEADER,
+        "LOGGED_ID_CHARS": LOGGED_ID_CHARS,
     }
     return string.Template(template.read_text()).substitute(values)

@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 from gateway.cli.main import parser
 from gateway.common.logs import (
+    LOGGED_ID_CHARS,
     TEXT,
     JsonFormatter,
     TextFormatter,
@@ -81,6 +82,29 @@ def test_json_log_lines_carry_the_request_id_and_client_of_the_call_served() -> 
     assert line["time"].endswith("Z")
     idle = json.loads(JsonFormatter().format(_record("idle")))
     assert "request_id" not in idle and "client" not in idle
+
+
+class _Long:
+    request_id = "r" * 20_000  # as long as a header limit of 8 MiB lets a caller make it
+    client = "c" * 300
+
+
+def test_a_long_request_id_is_logged_as_its_prefix() -> None:
+    token = current_call.set(_Long())
+    try:
+        line = json.loads(JsonFormatter().format(_record("refused")))
+        text = TextFormatter(TEXT).format(_record("refused"))
+    finally:
+        current_call.reset(token)
+    assert (
+        (line["request_id"], line["client"])
+        == ("r" * 128, "c" * 128)
+        == (
+            _Long.request_id[:LOGGED_ID_CHARS],
+            _Long.client[:LOGGED_ID_CHARS],
+        )
+    )
+    assert text.endswith(f" refused request_id={'r' * 128} client={'c' * 128}")
 
 
 class _Forged:
@@ -204,7 +228,9 @@ def test_envoy_traces_only_with_an_endpoint() -> None:
     fields = log["typed_config"]["log_format"]["json_format"]
     assert {"request_id", "method", "path", "status", "grpc_status", "duration_ms"} <= set(fields)
     # The identity the auth filters set (a client's own header of that name is removed first).
-    assert fields["client_id"] == "%REQ(x-saxgw-client)%"
+    # Cut to the prefix the gateway's own log lines keep of a request ID or client.
+    assert fields["client_id"] == f"%REQ(x-saxgw-client):{LOGGED_ID_CHARS}%"
+    assert fields["request_id"] == f"%REQ(X-REQUEST-ID):{LOGGED_ID_CHARS}%"
 
 
 class _FinishingContext:

@@ -20,6 +20,7 @@ from google.protobuf.message import Message
 from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
+from gateway.common.logs import LOGGED_ID_CHARS
 from gateway.launch._replies import CODE_HEADER
 from tests._grpc import sync_channel
 from tests.e2e._access_log import access_log_line, access_log_line_after, access_log_size
@@ -140,6 +141,33 @@ def test_headers_too_large_log_the_code_in_the_body(secure: SecureStack) -> None
     # used to log null.
     line = access_log_line_after(secure.stack, offset, lambda line: line["status"] == 431)
     assert line["grpc_status"] == 8
+
+
+def test_an_access_log_line_stays_under_16_kib_whatever_the_caller_sends(
+    secure: SecureStack,
+) -> None:
+    # Docker's and Kubernetes' log files split a line at 16 KiB, and a split JSON line is two
+    # broken ones. Envoy writes each byte of a header that is not UTF-8 as \u00XX (6 bytes):
+    # these ~14 KB of headers, within the stack's 16 KiB limit, made a line of ~60 KB.
+    marker = uuid.uuid4().hex
+    path = f"/{marker}" + "p" * 3000
+    headers = {
+        b"x-api-key": TEAM_A_KEY.encode(),
+        b"x-request-id": b"\xff" * 3000,
+        b"user-agent": b"\xfe" * 5000,
+        b"traceparent": b"t" * 2000,
+    }
+    offset = access_log_size(secure.stack)
+    response = httpx.get(secure.stack.http_url + path, headers=headers)
+    assert response.status_code == 404, response.text
+    line = access_log_line_after(secure.stack, offset, lambda line: marker in str(line["path"]))
+    log = Path(secure.stack.settings.log_dir or "") / "envoy.log"
+    [raw] = [text for text in log.read_bytes().splitlines() if marker.encode() in text]
+    assert len(raw) < 16 << 10, len(raw)
+    # Each field a prefix of what was sent: still enough to find the call by.
+    assert line["path"] == path[:512]
+    assert line["request_id"] == "\xff" * LOGGED_ID_CHARS
+    assert line["user_agent"] == "\xfe" * 256
 
 
 def _grpc(secure: SecureStack, message: Message, *headers: str) -> tuple[str, str]:

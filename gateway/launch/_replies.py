@@ -187,13 +187,43 @@ def _healthz_mapper() -> dict[str, object]:
     return _mapper(filters, _UNAVAILABLE, _local_reply_body(_UNAVAILABLE, HEALTHZ_DOWN))
 
 
+# Requests Envoy refuses before any route, with no body of its own to say why (it wrote
+# `"message": ""`), by Envoy's response code details: status, gRPC code, what was wrong. (A
+# message is a format string too: no % in it.)
+_BARE_REFUSALS: dict[str, tuple[int, int, str]] = {
+    "missing_host_header": (400, 3, "the request has no Host header"),
+    "path_normalization_failed": (
+        400,
+        3,
+        "the path cannot be normalized: it holds an encoded NUL or a malformed percent-escape",
+    ),
+    "absolute_path_rejected": (
+        404,
+        5,
+        "the request target must be a path such as /generate (OPTIONS * is not served)",
+    ),
+}
+
+
+def _details_filter(details: str) -> dict[str, object]:
+    """Replies whose response code details are ``details`` (read for local replies only)."""
+    cel = "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter"
+    expression = {"@type": cel, "expression": f"response.code_details == '{details}'"}
+    name = "envoy.access_loggers.extension_filters.cel"
+    return {"extension_filter": {"name": name, "typed_config": expression}}
+
+
 def local_reply_mappers(descriptor: Path) -> list[dict[str, object]]:
     """``local_reply_config.mappers``: JSON bodies for error statuses only (>= 400), in
     OpenAI's envelope on the OpenAI paths, with the matching grpc-status for gRPC requests
     (but 404: a method no route serves is UNIMPLEMENTED to gRPC); the first mapper that
-    matches wins. First, 405s for the routes in ``descriptor`` (the set the transcoder
-    serves)."""
-    mappers = [_method_mapper(r.regex, r.verbs, r.openai) for r in routes(descriptor)]
+    matches wins. First, requests refused before any route (`_BARE_REFUSALS`), then 405s for
+    the routes in ``descriptor`` (the set the transcoder serves)."""
+    mappers = [
+        _mapper([_details_filter(d)], code, _local_reply_body(code, message), status=status)
+        for d, (status, code, message) in _BARE_REFUSALS.items()
+    ]
+    mappers += [_method_mapper(r.regex, r.verbs, r.openai) for r in routes(descriptor)]
     mappers.append(_healthz_mapper())
     mappers += [_grpc_mapper(s, c) for s, c in LOCAL_REPLY_CODES.items() if s != 404]
     mappers += [_openai_mapper("EQ", status, code) for status, code in LOCAL_REPLY_CODES.items()]

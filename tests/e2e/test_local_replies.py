@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from http.client import HTTPConnection
 
 import httpx
 import openai
@@ -63,6 +64,52 @@ def test_wrong_field_type_is_a_json_400(http: httpx.Client) -> None:
 
 def test_unknown_path_is_a_json_404(http: httpx.Client) -> None:
     assert_local_reply(http.get("/no/such/path"), 404, 5)
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "host", "status", "code", "message"),
+    [
+        ("GET", "/listcells", False, 400, 3, "the request has no Host header"),
+        (
+            "GET",
+            "/list%00cells",
+            True,
+            400,
+            3,
+            "the path cannot be normalized: it holds an encoded NUL or a malformed percent-escape",
+        ),
+        (
+            "OPTIONS",
+            "*",
+            True,
+            404,
+            5,
+            "the request target must be a path such as /generate (OPTIONS * is not served)",
+        ),
+    ],
+)
+def test_a_request_refused_before_any_route_says_why(
+    stack: Stack, method: str, target: str, host: bool, status: int, code: int, message: str
+) -> None:
+    # Envoy refuses these before it has a route or a request ID; its reply said "message": "".
+    url = httpx.URL(stack.http_url)
+    connection = HTTPConnection(url.host, url.port, timeout=30)
+    try:
+        connection.putrequest(method, target, skip_host=not host)
+        if host:
+            connection.putheader("Host", "localhost")
+        connection.endheaders()
+        response = connection.getresponse()
+        body = json.loads(response.read())
+    finally:
+        connection.close()
+    assert (response.status, response.getheader("content-type")) == (status, "application/json")
+    assert body == {
+        "code": code,
+        "message": message,
+        "details": [{"@type": REQUEST_INFO, "request_id": None}],
+        "request_id": None,
+    }
 
 
 def test_unknown_query_parameter_is_a_json_400(http: httpx.Client) -> None:

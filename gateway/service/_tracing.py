@@ -104,7 +104,7 @@ class Tracing:
 #: the server's failures. A caller's mistake (INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED,
 #: RESOURCE_EXHAUSTED...) or its leaving (CANCELLED) is no server error, as Envoy's own span
 #: marks only 5xx: a backend's error rate of the gateway's spans counted every typo.
-_SERVER_ERRORS = frozenset(
+SERVER_ERRORS = frozenset(
     {
         grpc.StatusCode.UNKNOWN,
         grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -131,6 +131,6 @@ def end_span(
         span.set_attributes(attributes)
     if code is not grpc.StatusCode.OK:
         span.set_attribute("error.type", code.name)
-        if not server or code in _SERVER_ERRORS:
+        if not server or code in SERVER_ERRORS:
             span.set_status(Status(StatusCode.ERROR, code.name))
     span.end()

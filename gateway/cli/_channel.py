@@ -17,7 +17,8 @@ import grpc
 from gateway.cli._inputs import InputError, file_arg
 from gateway.config import MIB
 
-DEFAULT_GATEWAY = "localhost:8888"
+DEFAULT_PORT = 8888  # `saxgw up`'s public port
+DEFAULT_GATEWAY = f"localhost:{DEFAULT_PORT}"
 API_KEY_ENV = "SAXGW_API_KEY"
 _CHANNEL_OPTIONS = (
     ("grpc.max_receive_message_length", 32 * MIB),
@@ -82,6 +83,21 @@ def _pem(path: str | None, flag: str) -> bytes | None:
     return file_arg(path, flag, "a PEM certificate or key")
 
 
+def uses_tls(args: argparse.Namespace) -> bool:
+    return any(getattr(args, flag, None) for flag in ("tls", "ca_cert", "client_cert"))
+
+
+def gateway_target(args: argparse.Namespace) -> str:
+    """``--gateway`` as the channel dials it: a host given without a port gets the public
+    port's, 8888 (`saxgw up`'s), or 443 with TLS (a gateway behind an HTTPS load balancer).
+    grpc's own default, 443 even in plaintext, sent `--gateway localhost` nowhere useful."""
+    target = str(getattr(args, "gateway", DEFAULT_GATEWAY))
+    host_only = ":" not in target or (target.startswith("[") and target.endswith("]"))
+    if not host_only:
+        return target  # HOST:PORT, or a target grpc reads (unix:PATH, dns:///HOST:PORT)
+    return f"{target}:{443 if uses_tls(args) else DEFAULT_PORT}"
+
+
 def open_channel(args: argparse.Namespace) -> grpc.Channel:
     """The channel to ``args.gateway``: TLS when any TLS flag is given (mTLS with a client
     certificate), else plaintext, as `saxgw up` serves loopback."""
@@ -91,11 +107,12 @@ def open_channel(args: argparse.Namespace) -> grpc.Channel:
             "--client-cert and --client-key go together",
             "give the certificate and its private key, both PEM files",
         )
-    if not (args.tls or args.ca_cert or cert):
-        return grpc.insecure_channel(args.gateway, options=_CHANNEL_OPTIONS)
+    target = gateway_target(args)
+    if not uses_tls(args):
+        return grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
     credentials = grpc.ssl_channel_credentials(
         root_certificates=_pem(args.ca_cert, "--ca-cert"),
         private_key=_pem(key, "--client-key"),
         certificate_chain=_pem(cert, "--client-cert"),
     )
-    return grpc.secure_channel(args.gateway, credentials, options=_CHANNEL_OPTIONS)
+    return grpc.secure_channel(target, credentials, options=_CHANNEL_OPTIONS)

@@ -45,7 +45,8 @@ def add_global_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> None
         type=gateway_address,
         default=default(DEFAULT_GATEWAY),
         metavar="HOST:PORT",
-        help=f"gateway (Envoy or gateway gRPC port) to talk to (default: {DEFAULT_GATEWAY})",
+        help="gateway (Envoy or gateway gRPC port) to talk to; a HOST alone is HOST:8888, or "
+        f"HOST:443 with TLS (default: {DEFAULT_GATEWAY})",
     )
     parser.add_argument(
         "--timeout",

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
-from gateway.cli._channel import DEFAULT_GATEWAY
+from gateway.cli._channel import gateway_target, uses_tls
 from gateway.cli._hints import (
     CELL_DOWN,
     CELL_NOT_FOUND,
@@ -146,13 +146,12 @@ def hint(
     if any(marker in details for marker in NOT_GRPC_DETAILS):
         text = NOT_GRPC
     if code == grpc.StatusCode.UNAVAILABLE and NOT_CONNECTED in details:
-        tls = any(getattr(args, flag, None) for flag in ("tls", "ca_cert", "client_cert"))
-        text = tls_hint(details, tls=tls) or text
+        text = tls_hint(details, tls=uses_tls(args)) or text
     target = getattr(args, "id", None) or "ID"
     parts = target.strip("/").split("/")
     cell = "/" + "/".join(parts[:2]) if len(parts) >= 2 else "/sax/<cell>"
     return text.format(
-        gateway=getattr(args, "gateway", DEFAULT_GATEWAY),
+        gateway=gateway_target(args),
         id=target,
         cell=cell,
         command=getattr(args, "command", "COMMAND"),

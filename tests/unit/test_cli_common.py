@@ -15,7 +15,9 @@ from gateway.cli import _failures as failures
 from gateway.cli import _inputs as inputs
 from gateway.cli import _output as output
 from gateway.cli import main
+from gateway.cli._channel import DEFAULT_PORT, gateway_target
 from gateway.cli._hints import HINTS
+from gateway.launch.envoy import EnvoySettings
 from tests.unit._statuses import DETAILS_KEY, bad_request
 
 Trailers = tuple[tuple[str, str | bytes], ...]
@@ -278,3 +280,30 @@ def test_grpc_logs_are_quiet_for_client_verbs_only(
     monkeypatch.delenv("GRPC_VERBOSITY", raising=False)
     main._quiet_grpc(argv)
     assert os.environ.get("GRPC_VERBOSITY") == ("NONE" if quiet else None)
+
+
+@pytest.mark.parametrize(
+    ("gateway", "tls", "target"),
+    [
+        ("localhost", False, "localhost:8888"),
+        ("gw.example.com", True, "gw.example.com:443"),
+        ("[::1]", False, "[::1]:8888"),
+        ("localhost:9000", False, "localhost:9000"),
+        ("[::1]:9000", True, "[::1]:9000"),
+        ("unix:/run/saxgw.sock", False, "unix:/run/saxgw.sock"),
+        ("dns:///gw.example.com:443", True, "dns:///gw.example.com:443"),
+    ],
+)
+def test_a_gateway_named_without_a_port_gets_the_public_ports(
+    gateway: str, tls: bool, target: str
+) -> None:
+    # grpc's own default is 443, plaintext too: `--gateway localhost` dialled localhost:443.
+    args = main.parser().parse_args(["--gateway", gateway, *(["--tls"] if tls else []), "ls"])
+    assert gateway_target(args) == target
+    failed = "failed to connect to all addresses"
+    hint = failures.hint(grpc.StatusCode.UNAVAILABLE, args, details=failed)
+    assert f"is a gateway listening on {target}?" in hint
+
+
+def test_the_cli_default_port_is_envoys() -> None:
+    assert EnvoySettings(gateway_endpoints=()).listen_port == DEFAULT_PORT

@@ -22,6 +22,7 @@ from gateway.common.names import parse_model_id
 from gateway.config import ConfigError, parse_yaml
 from gateway.edge._hosts import allowed_host
 from gateway.edge._jwks import jwks_problem
+from gateway.edge._pem import certificates_problem, key_problem
 from gateway.edge._schema import (
     EXPOSABLE,
     JWT_SHAPE,
@@ -280,12 +281,16 @@ def _tls(node: _Node, base: Path) -> Tls:
     )
     if clients and "client_ca_file" not in m:
         raise m["certificate_clients"].fail("needs client_ca_file: only mTLS checks certificates")
-    return Tls(
-        cert_file=m["cert_file"].file(base),
-        key_file=m["key_file"].file(base),
-        client_ca_file=_optional(m.get("client_ca_file"), lambda n: n.file(base)),
-        certificate_clients=clients,
-    )
+    cert = m["cert_file"].file(base)
+    if problem := certificates_problem(cert):
+        raise m["cert_file"].fail(f"{cert} {problem}")
+    key = m["key_file"].file(base)
+    if problem := key_problem(cert, key):
+        raise m["key_file"].fail(f"{key} {problem}")
+    ca = _optional(m.get("client_ca_file"), lambda n: n.file(base))
+    if ca is not None and (problem := certificates_problem(ca)):
+        raise m["client_ca_file"].fail(f"{ca} {problem}")
+    return Tls(cert_file=cert, key_file=key, client_ca_file=ca, certificate_clients=clients)
 
 
 # Each ``limits`` key (a field of Limits, of the same name) and how its value is read.

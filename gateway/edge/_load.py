@@ -310,6 +310,14 @@ def _limits(node: _Node) -> Limits:
     return Limits(**{key: read(m[key]) for key, read in _LIMITS.items() if key in m})
 
 
+def _admin_only(node: _Node) -> frozenset[str]:
+    """``admin_only``. Without a value (its entries commented out) it would read as ``[]``,
+    which opens every one to ``data``, the opposite of leaving the key out: refused."""
+    if node.value is None:
+        raise node.fail("no value; [] opens them all to data, without the key they are admin's")
+    return node.choices(EXPOSABLE)
+
+
 #: The file's top-level sections this part owns (gateway/configfile.py routes them here).
 SECTIONS = ("auth", "clients", "quotas", "tls", "cors", "allowed_hosts", "limits", "admin_only")
 
@@ -353,7 +361,5 @@ def parse_edge(data: Mapping[str, Any], base: Path = Path(".")) -> EdgeConfig:
         if "allowed_hosts" in top
         else (),
         limits=_limits(top["limits"]) if "limits" in top else Limits(),
-        admin_only=top["admin_only"].choices(EXPOSABLE)
-        if "admin_only" in top
-        else frozenset(EXPOSABLE),
+        admin_only=_admin_only(top["admin_only"]) if "admin_only" in top else frozenset(EXPOSABLE),
     )

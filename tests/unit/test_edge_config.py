@@ -107,6 +107,11 @@ def test_an_empty_file_is_the_default() -> None:
         ),
         ({**BASE, "admin_only": ["secrets"]}, "admin_only: unknown 'secrets'"),
         (
+            # `admin_only:` with its entries commented out read as [], opening them to data.
+            {**BASE, "admin_only": None},
+            "admin_only: no value; [] opens them all to data, without the key they are admin's",
+        ),
+        (
             {**BASE, "tls": {"cert_file": "nope.pem", "key_file": "nope.key"}},
             "tls.cert_file: no such file",
         ),

@@ -22,6 +22,7 @@ from gateway.common.names import parse_model_id
 from gateway.config import ConfigError, parse_yaml
 from gateway.edge._hosts import allowed_host
 from gateway.edge._jwks import jwks_problem
+from gateway.edge._origins import allowed_origin
 from gateway.edge._pem import certificates_problem, key_problem
 from gateway.edge._schema import (
     EXPOSABLE,
@@ -127,6 +128,12 @@ class _Node:
     def host(self) -> str:
         try:
             return allowed_host(self.text())
+        except ValueError as exc:
+            raise self.fail(str(exc)) from None
+
+    def origin(self) -> str:
+        try:
+            return allowed_origin(self.text())
         except ValueError as exc:
             raise self.fail(str(exc)) from None
 
@@ -354,7 +361,7 @@ def parse_edge(data: Mapping[str, Any], base: Path = Path(".")) -> EdgeConfig:
         clients=MappingProxyType(clients),
         quotas=_quotas(top["quotas"]) if "quotas" in top else Quotas(),
         tls=_optional(top.get("tls"), lambda n: _tls(n, base)),
-        cors_origins=tuple(n.text() for n in cors["allowed_origins"].items())
+        cors_origins=tuple(n.origin() for n in cors["allowed_origins"].items())
         if "allowed_origins" in cors
         else (),
         allowed_hosts=tuple(n.host() for n in top["allowed_hosts"].items())

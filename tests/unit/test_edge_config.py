@@ -352,3 +352,22 @@ def test_tls_files_must_be_pem_that_envoy_can_use(tmp_path: Path) -> None:
         ),
     ]:
         assert _error(data, tmp_path) == message
+
+
+def test_cors_origins_are_origins_as_browsers_send_them() -> None:
+    # Envoy compares the Origin header exactly: an origin written another way matched no
+    # request, and the page it was meant for got 403 with nothing at start to say why.
+    written = ["HTTPS://App.Example.com:443", "http://localhost:3000", "*", "null"]
+    assert edge({"cors": {"allowed_origins": written}}).cors_origins == (
+        "https://app.example.com",
+        "http://localhost:3000",
+        "*",
+        "null",
+    )
+    expected = (
+        "expected an origin as browsers send it, scheme://host[:port] without a path "
+        "(https://app.example.com), or *"
+    )
+    for wrong in ["https://app.example.com/", "app.example.com", "https://a.example/x"]:
+        data = {"cors": {"allowed_origins": ["https://ok.example", wrong]}}
+        assert _error(data) == f"cors.allowed_origins[1]: {expected}"

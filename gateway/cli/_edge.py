@@ -11,11 +11,12 @@ from pathlib import Path
 
 from gateway.config import KIB, ConfigError, GatewaySettings
 from gateway.configfile import ConfigFile, load_config
-from gateway.edge import EdgeConfig, access_settings, allowed_host, is_loopback
+from gateway.edge import EdgeConfig, access_settings, allowed_host, allowed_origin, is_loopback
 from gateway.launch.envoy import EnvoySettings
 
 __all__ = [
     "allowed_host_flag",
+    "allowed_origin_flag",
     "envoy_settings",
     "gateway_settings",
     "load",
@@ -65,6 +66,14 @@ def allowed_host_flag(text: str) -> str:
     """``--allowed-host``: a name a loopback listener also answers (gateway/edge/_hosts.py)."""
     try:
         return allowed_host(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}; got {text!r}") from None
+
+
+def allowed_origin_flag(text: str) -> str:
+    """``--cors-origin``: a browser origin, as browsers send it (gateway/edge/_origins.py)."""
+    try:
+        return allowed_origin(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{exc}; got {text!r}") from None
 

@@ -78,6 +78,7 @@ def _add_front(cmd: argparse.ArgumentParser) -> None:
         "--cors-origin",
         action="append",
         default=[],
+        type=_edge.allowed_origin_flag,
         help="browser origin allowed by CORS (repeatable; * for any)",
     )
     cmd.add_argument(

@@ -14,6 +14,7 @@ from gateway.edge._envoy import IDENTITY_HEADER, header_predicate, skip_when
 from gateway.edge._hosts import allowed_host, host_values
 from gateway.edge._listener import edge_values
 from gateway.edge._load import SECTIONS, parse_edge
+from gateway.edge._origins import allowed_origin
 from gateway.edge._schema import CertificateClient, EdgeConfig, Limits, Rate, Tls
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "Tls",
     "access_settings",
     "allowed_host",
+    "allowed_origin",
     "edge_values",
     "header_predicate",
     "host_values",

@@ -22,6 +22,8 @@ from gateway.common.names import parse_model_id
 from gateway.config import ConfigError, parse_yaml
 from gateway.edge._hosts import allowed_host
 from gateway.edge._jwks import jwks_problem
+from gateway.edge._origins import allowed_origin
+from gateway.edge._pem import certificates_problem, key_problem
 from gateway.edge._schema import (
     EXPOSABLE,
     JWT_SHAPE,
@@ -126,6 +128,12 @@ class _Node:
     def host(self) -> str:
         try:
             return allowed_host(self.text())
+        except ValueError as exc:
+            raise self.fail(str(exc)) from None
+
+    def origin(self) -> str:
+        try:
+            return allowed_origin(self.text())
         except ValueError as exc:
             raise self.fail(str(exc)) from None
 
@@ -280,12 +288,16 @@ def _tls(node: _Node, base: Path) -> Tls:
     )
     if clients and "client_ca_file" not in m:
         raise m["certificate_clients"].fail("needs client_ca_file: only mTLS checks certificates")
-    return Tls(
-        cert_file=m["cert_file"].file(base),
-        key_file=m["key_file"].file(base),
-        client_ca_file=_optional(m.get("client_ca_file"), lambda n: n.file(base)),
-        certificate_clients=clients,
-    )
+    cert = m["cert_file"].file(base)
+    if problem := certificates_problem(cert):
+        raise m["cert_file"].fail(f"{cert} {problem}")
+    key = m["key_file"].file(base)
+    if problem := key_problem(cert, key):
+        raise m["key_file"].fail(f"{key} {problem}")
+    ca = _optional(m.get("client_ca_file"), lambda n: n.file(base))
+    if ca is not None and (problem := certificates_problem(ca)):
+        raise m["client_ca_file"].fail(f"{ca} {problem}")
+    return Tls(cert_file=cert, key_file=key, client_ca_file=ca, certificate_clients=clients)
 
 
 # Each ``limits`` key (a field of Limits, of the same name) and how its value is read.
@@ -303,6 +315,14 @@ _LIMITS: dict[str, Callable[[_Node], Any]] = {
 def _limits(node: _Node) -> Limits:
     m = node.mapping(tuple(_LIMITS))
     return Limits(**{key: read(m[key]) for key, read in _LIMITS.items() if key in m})
+
+
+def _admin_only(node: _Node) -> frozenset[str]:
+    """``admin_only``. Without a value (its entries commented out) it would read as ``[]``,
+    which opens every one to ``data``, the opposite of leaving the key out: refused."""
+    if node.value is None:
+        raise node.fail("no value; [] opens them all to data, without the key they are admin's")
+    return node.choices(EXPOSABLE)
 
 
 #: The file's top-level sections this part owns (gateway/configfile.py routes them here).
@@ -341,14 +361,12 @@ def parse_edge(data: Mapping[str, Any], base: Path = Path(".")) -> EdgeConfig:
         clients=MappingProxyType(clients),
         quotas=_quotas(top["quotas"]) if "quotas" in top else Quotas(),
         tls=_optional(top.get("tls"), lambda n: _tls(n, base)),
-        cors_origins=tuple(n.text() for n in cors["allowed_origins"].items())
+        cors_origins=tuple(n.origin() for n in cors["allowed_origins"].items())
         if "allowed_origins" in cors
         else (),
         allowed_hosts=tuple(n.host() for n in top["allowed_hosts"].items())
         if "allowed_hosts" in top
         else (),
         limits=_limits(top["limits"]) if "limits" in top else Limits(),
-        admin_only=top["admin_only"].choices(EXPOSABLE)
-        if "admin_only" in top
-        else frozenset(EXPOSABLE),
+        admin_only=_admin_only(top["admin_only"]) if "admin_only" in top else frozenset(EXPOSABLE),
     )

@@ -52,6 +52,11 @@ def _refusal(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
         (["--cell", "/sax/Bad"], "argument --cell: cell name 'Bad' must match"),
         # Before: accepted; a share of requests above 1 or below 0 means nothing.
         (["--trace-sample-ratio", "2"], "--trace-sample-ratio: expected a number from 0 to 1"),
+        # Before: accepted; Origin is compared exactly, so no browser's request ever matched.
+        (
+            ["--cors-origin", "https://app.example.com/"],
+            "argument --cors-origin: expected an origin as browsers send it, scheme://host[:port]",
+        ),
     ],
 )
 def test_a_wrong_flag_value_is_one_line(

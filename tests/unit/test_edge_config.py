@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from gateway.cli._edge import gateway_settings
 from gateway.client import ClientSettings
 from gateway.config import ConfigError, GatewaySettings, parse_yaml
 from gateway.configfile import ConfigFile, load_config, parse_config
 from gateway.edge import EdgeConfig, Rate, access_settings, edge_values
+from tests.e2e.security._credentials import CertificateAuthority
 
 KEY = "sk-ops-0123456789abcdef"
 # A key set Envoy can use (gateway/edge/_jwks.py): one HMAC key.
@@ -104,6 +106,11 @@ def test_an_empty_file_is_the_default() -> None:
             "limits.max_request_bytes: expected an integer",
         ),
         ({**BASE, "admin_only": ["secrets"]}, "admin_only: unknown 'secrets'"),
+        (
+            # `admin_only:` with its entries commented out read as [], opening them to data.
+            {**BASE, "admin_only": None},
+            "admin_only: no value; [] opens them all to data, without the key they are admin's",
+        ),
         (
             {**BASE, "tls": {"cert_file": "nope.pem", "key_file": "nope.key"}},
             "tls.cert_file: no such file",
@@ -296,3 +303,71 @@ def test_limits_reach_the_gateway_processes_and_envoy() -> None:
     assert (
         "max_stream_duration" not in edge_values(unbounded.edge, (), Path("x"))["EDGE_HCM_OPTIONS"]
     )
+
+
+def test_tls_files_must_be_pem_that_envoy_can_use(tmp_path: Path) -> None:
+    # Given a file that is no PEM certificate or key, Envoy only logged "Filesystem config
+    # update rejected" and reset every connection to the public port; saxgw said "Ready".
+    ca = CertificateAuthority.generate()
+    cert, key = ca.issue("localhost", server=True)
+    _, other_key = ca.issue("other", server=True)
+    encrypted = serialization.load_pem_private_key(key, None).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"secret"),
+    )
+    files = {
+        "tls.crt": cert,
+        "tls.key": key,
+        "ca.crt": ca.pem(),
+        "other.key": other_key,
+        "encrypted.key": encrypted,
+        "text": b"not PEM\n",
+    }
+    for name, pem in files.items():
+        (tmp_path / name).write_bytes(pem)
+
+    def tls(**files: str) -> dict[str, Any]:
+        return {"tls": {"cert_file": "tls.crt", "key_file": "tls.key", **files}}
+
+    parsed = parse_config(tls(client_ca_file="ca.crt"), tmp_path).edge.tls
+    assert parsed is not None and parsed.client_ca_file == tmp_path / "ca.crt"
+    path = tmp_path.resolve()
+    for data, message in [
+        (tls(cert_file="text"), f"tls.cert_file: {path}/text holds no PEM certificate"),
+        (tls(cert_file="tls.key"), f"tls.cert_file: {path}/tls.key holds no PEM certificate"),
+        (tls(key_file="text"), f"tls.key_file: {path}/text holds no PEM private key"),
+        (tls(key_file="tls.crt"), f"tls.key_file: {path}/tls.crt holds no PEM private key"),
+        (
+            tls(key_file="other.key"),
+            f"tls.key_file: {path}/other.key is not the key of tls.cert_file's certificate",
+        ),
+        (
+            tls(key_file="encrypted.key"),
+            f"tls.key_file: {path}/encrypted.key is encrypted; Envoy is given no passphrase",
+        ),
+        (
+            tls(client_ca_file="text"),
+            f"tls.client_ca_file: {path}/text holds no PEM certificate",
+        ),
+    ]:
+        assert _error(data, tmp_path) == message
+
+
+def test_cors_origins_are_origins_as_browsers_send_them() -> None:
+    # Envoy compares the Origin header exactly: an origin written another way matched no
+    # request, and the page it was meant for got 403 with nothing at start to say why.
+    written = ["HTTPS://App.Example.com:443", "http://localhost:3000", "*", "null"]
+    assert edge({"cors": {"allowed_origins": written}}).cors_origins == (
+        "https://app.example.com",
+        "http://localhost:3000",
+        "*",
+        "null",
+    )
+    expected = (
+        "expected an origin as browsers send it, scheme://host[:port] without a path "
+        "(https://app.example.com), or *"
+    )
+    for wrong in ["https://app.example.com/", "app.example.com", "https://a.example/x"]:
+        data = {"cors": {"allowed_origins": ["https://ok.example", wrong]}}
+        assert _error(data) == f"cors.allowed_origins[1]: {expected}"

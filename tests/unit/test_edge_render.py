@@ -18,14 +18,16 @@ from gateway.cli.main import main
 from gateway.configfile import parse_config
 from gateway.launch.envoy import EnvoySettings, envoy_binary, render
 from gateway.service._streams import CLIENT_ADDRESS_HEADER
-from tests.e2e.security._credentials import JwtSigner
+from tests.e2e.security._credentials import CertificateAuthority, JwtSigner
 
 KEYS = [{"key": "sk-ops-0123456789abcdef", "client": "ops", "roles": ["admin", "data"]}]
 
 
 def _full_config(tmp_path: Path) -> dict[str, object]:
-    for name in ("cert.pem", "key.pem", "ca.pem"):
-        (tmp_path / name).write_text("{}")
+    ca = CertificateAuthority.generate()
+    cert, key = ca.issue("localhost", server=True)
+    for name, pem in (("cert.pem", cert), ("key.pem", key), ("ca.pem", ca.pem())):
+        (tmp_path / name).write_bytes(pem)
     (tmp_path / "jwks.json").write_text(JwtSigner.generate().jwks())
     return {
         "auth": {

@@ -12,11 +12,21 @@ from gateway.edge._schema import EdgeConfig, Rate
 _TYPE = "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"
 
 
+# Envoy refuses a token bucket's fill_interval under 50 ms.
+_MIN_FILL_S = 0.05
+
+
 def _bucket(rate: Rate) -> dict[str, Any]:
-    if rate.requests_per_second >= 1:
-        per_fill, interval = round(rate.requests_per_second), 1.0
+    """Envoy's token bucket for ``rate``. A whole rate fills once a second; any other adds
+    the fewest tokens at a time that keep the interval at Envoy's 50 ms or more (2.5 per
+    second: one every 400 ms), which the interval's millisecond rounds off by under 1%. A
+    whole number of tokens each second rounded 2.5 to 2 (20% under the rate asked)."""
+    rps = rate.requests_per_second
+    if rps >= 1 and rps.is_integer():
+        per_fill, interval = int(rps), 1.0
     else:
-        per_fill, interval = 1, 1 / rate.requests_per_second
+        per_fill = max(1, math.ceil(rps * _MIN_FILL_S))
+        interval = per_fill / rps
     return {
         "max_tokens": rate.burst,
         "tokens_per_fill": per_fill,

@@ -16,6 +16,7 @@ from saxgateway.v1 import gateway_pb2, openai_pb2
 
 from gateway.cli.main import main
 from gateway.configfile import parse_config
+from gateway.edge._ratelimit import rate_limit
 from gateway.launch.envoy import EnvoySettings, envoy_binary, render
 from gateway.service._streams import CLIENT_ADDRESS_HEADER
 from tests.e2e.security._credentials import CertificateAuthority, JwtSigner
@@ -34,7 +35,10 @@ def _full_config(tmp_path: Path) -> dict[str, object]:
             "api_keys": KEYS,
             "jwt": [{"issuer": "https://i.test", "jwks_file": "jwks.json", "roles_claim": "r"}],
         },
-        "clients": {"team-a": {"rate": {"requests_per_second": 0.5, "burst": 2}}},
+        "clients": {
+            "team-a": {"rate": {"requests_per_second": 0.5, "burst": 2}},
+            "team-b": {"rate": {"requests_per_second": 37.5}},
+        },
         "quotas": {"rate": {"requests_per_second": 10}},
         "tls": {
             "cert_file": "cert.pem",
@@ -126,6 +130,19 @@ def test_envoy_accepts_the_full_config(tmp_path: Path) -> None:
         timeout=60,
     )
     assert "OK" in result.stdout + result.stderr, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("rate", [0.1, 1.5, 2.5, 3.0, 19.9, 20.5, 37.5, 1000.5])
+def test_a_token_bucket_refills_at_the_rate_asked(tmp_path: Path, rate: float) -> None:
+    # A bucket filled once a second with a whole number of tokens rounded 2.5 to 2.
+    edge = parse_config({"quotas": {"rate": {"requests_per_second": rate}}}, tmp_path).edge
+    limit = rate_limit(edge, "x-client")
+    assert limit is not None
+    for descriptor in limit["typed_config"]["descriptors"]:
+        bucket = descriptor["token_bucket"]
+        interval = float(bucket["fill_interval"].removesuffix("s"))
+        assert interval >= 0.05  # Envoy's least
+        assert bucket["tokens_per_fill"] / interval == pytest.approx(rate, rel=0.01)
 
 
 def test_without_a_config_only_the_origin_check_is_added(tmp_path: Path) -> None:

@@ -42,6 +42,7 @@ from gateway.edge._schema import (
 
 T = TypeVar("T")
 _CLIENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
+_MAX_MEMBER = 1024
 _MIN_KEY_LENGTH = 16
 # Largest values Envoy takes (its config's uint32 fields; durations well below the ~9.2e9 s,
 # int64 nanoseconds, where Envoy 1.40 finds them out of range, with room for STREAM_BACKSTOP
@@ -147,6 +148,17 @@ class _Node:
         name = self.text()
         if not _CLIENT.match(name):
             raise self.fail("client ids are 1-128 letters, digits and ._@:- characters")
+        return name
+
+    def member(self) -> str:
+        """A group member: a client id named here, or a JWT's subject (``client_claim``),
+        which may hold any character (Auth0's ``auth0|5f7c...``) and is matched exactly."""
+        name = self.text()
+        if not 0 < len(name) <= _MAX_MEMBER or not name.isprintable():
+            raise self.fail(
+                f"group members are client ids or JWT subjects: 1-{_MAX_MEMBER} printable "
+                "characters"
+            )
         return name
 
 
@@ -347,7 +359,7 @@ def parse_edge(data: Mapping[str, Any], base: Path = Path(".")) -> EdgeConfig:
         seen.add(key.key)
     jwt = tuple(_jwt(n, base) for n in auth.get("jwt", _Node(None, "")).items())
     groups = {
-        name: frozenset(n.client() for n in members.items())
+        name: frozenset(n.member() for n in members.items())
         for name, members in auth.get("groups", _Node(None, "auth.groups")).mapping().items()
     }
     clients = {

@@ -107,6 +107,11 @@ def test_an_empty_file_is_the_default() -> None:
         ),
         ({**BASE, "admin_only": ["secrets"]}, "admin_only: unknown 'secrets'"),
         (
+            {**BASE, "auth": {**BASE["auth"], "groups": {"readers": ["ops\nteam-a"]}}},
+            "auth.groups.readers[0]: group members are client ids or JWT subjects: 1-1024 "
+            "printable characters",
+        ),
+        (
             # `admin_only:` with its entries commented out read as [], opening them to data.
             {**BASE, "admin_only": None},
             "admin_only: no value; [] opens them all to data, without the key they are admin's",
@@ -260,7 +265,8 @@ def test_access_settings_from_the_file() -> None:
     config = edge(
         {
             **BASE,
-            "auth": {**BASE["auth"], "groups": {"readers": ["ops", "team-a"]}},
+            # A JWT's subject as Auth0 writes it: a valid member, though no client id here.
+            "auth": {**BASE["auth"], "groups": {"readers": ["ops", "team-a", "auth0|5f7c8e"]}},
             "clients": {
                 "team-a": {
                     "models": ["/sax/test/*"],
@@ -272,7 +278,7 @@ def test_access_settings_from_the_file() -> None:
         }
     )
     access = access_settings(config)
-    assert access.groups == {"readers": frozenset({"ops", "team-a"})}
+    assert access.groups == {"readers": frozenset({"ops", "team-a", "auth0|5f7c8e"})}
     assert access.client_models == {"team-a": ("/sax/test/*",)}
     assert access.client_max_concurrent == {"team-a": 2}
     assert access.default_max_concurrent == 8

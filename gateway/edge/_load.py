@@ -138,6 +138,14 @@ class _Node:
         except ValueError as exc:
             raise self.fail(str(exc)) from None
 
+    def given(self, without: str) -> _Node:
+        """This node, for a list whose absence means something other than ``[]`` (what
+        ``without`` says): a key left with no value (its entries commented out) reads as null
+        and could mean either, so it is refused."""
+        if self.value is None:
+            raise self.fail(f"no value; write [] for none, or leave the key out for {without}")
+        return self
+
     def choices(self, allowed: tuple[str, ...]) -> frozenset[str]:
         values = {n.text() for n in self.items()}
         if bad := sorted(values - set(allowed)):
@@ -219,7 +227,9 @@ def _jwt(node: _Node, base: Path) -> JwtIssuer:
         jwks_file=jwks,
         audiences=tuple(n.text() for n in m["audiences"].items()) if "audiences" in m else (),
         client_claim=m["client_claim"].text() if "client_claim" in m else "sub",
-        roles=m["roles"].choices(ROLES) if "roles" in m else frozenset({"data"}),
+        roles=m["roles"].given("the data role").choices(ROLES)
+        if "roles" in m
+        else frozenset({"data"}),
         roles_claim=_optional(m.get("roles_claim"), _Node.text),
         require_expiration=m["require_expiration"].boolean() if "require_expiration" in m else True,
     )
@@ -249,7 +259,9 @@ def _model_limit(node: _Node, default: ModelLimit) -> ModelLimit:
 def _client(node: _Node) -> ClientPolicy:
     m = node.mapping(("models", "rate", "max_concurrent"))
     return ClientPolicy(
-        models=tuple(n.text() for n in m["models"].items()) if "models" in m else None,
+        models=tuple(n.text() for n in m["models"].given("any model").items())
+        if "models" in m
+        else None,
         rate=_optional(m.get("rate"), _rate),
         max_concurrent=_optional(m.get("max_concurrent"), lambda n: n.integer(1)),
     )

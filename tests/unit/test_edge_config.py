@@ -107,6 +107,12 @@ def test_an_empty_file_is_the_default() -> None:
         ),
         ({**BASE, "admin_only": ["secrets"]}, "admin_only: unknown 'secrets'"),
         (
+            # `models:` with its entries commented out: no model, where no key means any.
+            {**BASE, "clients": {"team-a": {"models": None}}},
+            "clients.team-a.models: no value; write [] for none, or leave the key out for any "
+            "model",
+        ),
+        (
             {**BASE, "auth": {**BASE["auth"], "groups": {"readers": ["ops\nteam-a"]}}},
             "auth.groups.readers[0]: group members are client ids or JWT subjects: 1-1024 "
             "printable characters",
@@ -157,6 +163,20 @@ def test_jwt_files_are_relative_to_the_config(tmp_path: Path) -> None:
     assert issuer.roles == frozenset({"admin"})
     assert issuer.client_claim == "sub"
     assert issuer.require_expiration is True
+
+
+def test_an_issuers_roles_left_with_no_value_are_refused(tmp_path: Path) -> None:
+    # `roles:` with its entries commented out read as no role, where no key means data.
+    (tmp_path / "jwks.json").write_text(JWKS)
+    config_file = tmp_path / "saxgw.yaml"
+    config_file.write_text(
+        "auth:\n  jwt:\n    - issuer: https://i.test\n      jwks_file: jwks.json\n      roles:\n"
+    )
+    with pytest.raises(ConfigError) as refused:
+        load_config(config_file)
+    assert str(refused.value).endswith(
+        "auth.jwt[0].roles: no value; write [] for none, or leave the key out for the data role"
+    )
 
 
 def test_an_issuer_may_accept_tokens_without_expiry(tmp_path: Path) -> None:

@@ -78,6 +78,10 @@ def parse_restart(data: Any, section: str = "supervisor") -> RestartSettings:
             values[key] = _number(section, key, value)
     if values.get("probe_timeout") == 0:
         raise ConfigError(f"{section}.probe_timeout: must be above 0")
+    if values.get("first_delay") == 0:
+        # The delay doubles from here: from 0 it never grows, and a process that dies at
+        # start is restarted at once, forever, taking a core.
+        raise ConfigError(f"{section}.first_delay: must be above 0 (the delay doubles from it)")
     settings = RestartSettings(**values)
     if settings.max_delay < settings.first_delay:
         raise ConfigError(f"{section}.max_delay: must be at least first_delay")

@@ -58,6 +58,7 @@ def test_a_zero_interval_turns_the_watchdog_off() -> None:
         ({"probe_failures": 0}, "supervisor.probe_failures: expected a whole number, at least 1"),
         ({"probe_failures": 2.5}, "supervisor.probe_failures: expected a whole number"),
         ({"first_delay": 5, "max_delay": 1}, "supervisor.max_delay: must be at least first_delay"),
+        ({"first_delay": 0}, "supervisor.first_delay: must be above 0 (the delay doubles from it)"),
     ],
 )
 def test_a_bad_value_names_its_key(section: Any, message: str) -> None:

@@ -43,6 +43,7 @@ from gateway.edge._schema import (
 T = TypeVar("T")
 _CLIENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
 _MAX_MEMBER = 1024
+_LEAST_SECONDS = 0.001
 _MIN_KEY_LENGTH = 16
 # Largest values Envoy takes (its config's uint32 fields; durations well below the ~9.2e9 s,
 # int64 nanoseconds, where Envoy 1.40 finds them out of range, with room for STREAM_BACKSTOP
@@ -112,6 +113,14 @@ class _Node:
         if self.value > maximum:
             raise self.fail(f"must be at most {maximum:.0f}")
         return float(self.value)
+
+    def seconds(self) -> float:
+        """A duration of ``limits``: 0 turns it off. Envoy's durations stop at nanoseconds,
+        so 1e-10 read as 0, off; and under a millisecond no request could meet it."""
+        value = self.number()
+        if 0 < value < _LEAST_SECONDS:
+            raise self.fail(f"must be 0 (none) or at least {_LEAST_SECONDS:g} s")
+        return value
 
     def file(self, base: Path) -> Path:
         path = base / self.text()
@@ -328,10 +337,10 @@ def _tls(node: _Node, base: Path) -> Tls:
 _LIMITS: dict[str, Callable[[_Node], Any]] = {
     "max_request_bytes": lambda n: n.integer(1024, _MAX_MESSAGE_BYTES),
     "max_request_headers_kb": lambda n: n.integer(1, _MAX_HEADERS_KB),
-    "max_stream_duration": _Node.number,
+    "max_stream_duration": _Node.seconds,
     "max_connections": lambda n: n.integer(1),
-    "request_headers_timeout": _Node.number,
-    "idle_timeout": _Node.number,
+    "request_headers_timeout": _Node.seconds,
+    "idle_timeout": _Node.seconds,
     "trusted_proxy_hops": lambda n: n.integer(0),
 }
 

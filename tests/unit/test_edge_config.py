@@ -107,6 +107,11 @@ def test_an_empty_file_is_the_default() -> None:
         ),
         ({**BASE, "admin_only": ["secrets"]}, "admin_only: unknown 'secrets'"),
         (
+            # Envoy's durations stop at nanoseconds: this rendered as 0s, which turns it off.
+            {**BASE, "limits": {"idle_timeout": 1e-10}},
+            "limits.idle_timeout: must be 0 (none) or at least 0.001 s",
+        ),
+        (
             # `models:` with its entries commented out: no model, where no key means any.
             {**BASE, "clients": {"team-a": {"models": None}}},
             "clients.team-a.models: no value; write [] for none, or leave the key out for any "

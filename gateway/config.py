@@ -38,11 +38,18 @@ class _UniqueKeys(yaml.SafeLoader):
     rules it held were silently dropped."""
 
 
+_BOOL = "tag:yaml.org,2002:bool"
+
+
 def _mapping(loader: _UniqueKeys, node: yaml.MappingNode) -> dict[Any, Any]:
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
         if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`, which keys override
             continue
+        if key_node.tag == _BOOL and isinstance(key_node, yaml.ScalarNode):
+            # A key is a name: YAML 1.1 reads `no`, `yes`, `on` and `off` as booleans, so a
+            # client named `no` was False, and a mistyped `on:` was reported as "True".
+            key_node.tag = "tag:yaml.org,2002:str"
         key = loader.construct_object(key_node)
         line = key_node.start_mark.line + 1
         if isinstance(key, str) and key in seen:

@@ -280,6 +280,24 @@ def test_a_key_set_twice_is_an_error(tmp_path: Path) -> None:
     assert load_config(path).edge.limits.idle_timeout == 7
 
 
+def test_a_key_is_a_name_even_where_yaml_reads_a_boolean(tmp_path: Path) -> None:
+    # YAML 1.1 reads no, yes, on and off as booleans: a client named `no` was False, and a
+    # mistyped section `on:` was reported as "True: unknown section".
+    path = tmp_path / "saxgw.yaml"
+    path.write_text("clients:\n  no: {max_concurrent: 2}\n")
+    assert load_config(path).edge.clients["no"].max_concurrent == 2
+    path.write_text("on: {}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(f"{path}: on: unknown section; expected one of ")
+    # Values keep YAML's booleans.
+    path.write_text(
+        "auth:\n  jwt:\n    - {issuer: https://i.test, jwks_file: j.json, require_expiration: no}\n"
+    )
+    (tmp_path / "j.json").write_text(JWKS)
+    assert load_config(path).edge.jwt[0].require_expiration is False
+
+
 def test_one_file_holds_the_edge_and_the_models() -> None:
     config = parse_config({**BASE, "models": {"/sax/test/lm": {"aliases": ["lm"]}}})
     assert config.edge.api_keys[0].client == "ops"

@@ -24,6 +24,7 @@ from gateway.edge._hosts import allowed_host
 from gateway.edge._jwks import jwks_problem
 from gateway.edge._origins import allowed_origin
 from gateway.edge._pem import certificates_problem, key_problem
+from gateway.edge._ratelimit import least_burst
 from gateway.edge._schema import (
     EXPOSABLE,
     JWT_SHAPE,
@@ -252,6 +253,11 @@ def _rate(node: _Node) -> Rate:
     if rps <= 0:
         raise m["requests_per_second"].fail("must be above 0")
     burst = m["burst"].integer(1) if "burst" in m else max(1, round(rps))
+    if burst < (least := least_burst(rps)):
+        raise m.get("burst", node).fail(
+            f"must be at least {least} for {rps:g} per second: Envoy adds tokens at most every "
+            "50 ms, and a smaller bucket cannot hold them"
+        )
     return Rate(requests_per_second=rps, burst=burst)
 
 

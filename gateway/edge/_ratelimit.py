@@ -16,16 +16,23 @@ _TYPE = "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.Lo
 _MIN_FILL_S = 0.05
 
 
+def least_burst(requests_per_second: float) -> int:
+    """The smallest bucket that holds ``requests_per_second``: Envoy adds tokens at most every
+    50 ms, and tokens that do not fit in the bucket are lost."""
+    return max(1, math.ceil(requests_per_second * _MIN_FILL_S))
+
+
 def _bucket(rate: Rate) -> dict[str, Any]:
-    """Envoy's token bucket for ``rate``. A whole rate fills once a second; any other adds
-    the fewest tokens at a time that keep the interval at Envoy's 50 ms or more (2.5 per
-    second: one every 400 ms), which the interval's millisecond rounds off by under 1%. A
-    whole number of tokens each second rounded 2.5 to 2 (20% under the rate asked)."""
+    """Envoy's token bucket for ``rate``. A whole rate that fits in the bucket fills once a
+    second; any other adds the fewest tokens at a time that keep the interval at Envoy's 50 ms
+    or more (2.5 per second: one every 400 ms), which the interval's millisecond rounds off by
+    under 1%. A whole number of tokens each second made 2.5 into 2, and a burst below the rate
+    (20 per second, burst 5) into 5 per second: a fill larger than the bucket is cut to it."""
     rps = rate.requests_per_second
-    if rps >= 1 and rps.is_integer():
+    if rps.is_integer() and 1 <= rps <= rate.burst:
         per_fill, interval = int(rps), 1.0
     else:
-        per_fill = max(1, math.ceil(rps * _MIN_FILL_S))
+        per_fill = least_burst(rps)
         interval = per_fill / rps
     return {
         "max_tokens": rate.burst,

@@ -107,6 +107,11 @@ def test_an_empty_file_is_the_default() -> None:
         ),
         ({**BASE, "admin_only": ["secrets"]}, "admin_only: unknown 'secrets'"),
         (
+            {**BASE, "quotas": {"rate": {"requests_per_second": 1000, "burst": 10}}},
+            "quotas.rate.burst: must be at least 50 for 1000 per second: Envoy adds tokens at "
+            "most every 50 ms, and a smaller bucket cannot hold them",
+        ),
+        (
             # Envoy's durations stop at nanoseconds: this rendered as 0s, which turns it off.
             {**BASE, "limits": {"idle_timeout": 1e-10}},
             "limits.idle_timeout: must be 0 (none) or at least 0.001 s",

@@ -132,16 +132,25 @@ def test_envoy_accepts_the_full_config(tmp_path: Path) -> None:
     assert "OK" in result.stdout + result.stderr, result.stderr[-2000:]
 
 
-@pytest.mark.parametrize("rate", [0.1, 1.5, 2.5, 3.0, 19.9, 20.5, 37.5, 1000.5])
-def test_a_token_bucket_refills_at_the_rate_asked(tmp_path: Path, rate: float) -> None:
-    # A bucket filled once a second with a whole number of tokens rounded 2.5 to 2.
-    edge = parse_config({"quotas": {"rate": {"requests_per_second": rate}}}, tmp_path).edge
+@pytest.mark.parametrize(
+    ("rate", "burst"),
+    [
+        *[(0.1, 1), (1.5, 1), (2.5, 2), (3.0, 3), (19.9, 20), (20.5, 21), (37.5, 38)],
+        *[(1000.5, 1001), (20.0, 5), (1000.0, 50)],  # bursts below the rate, too
+    ],
+)
+def test_a_token_bucket_refills_at_the_rate_asked(tmp_path: Path, rate: float, burst: int) -> None:
+    # A bucket filled once a second with a whole number of tokens rounded 2.5 to 2, and cut a
+    # fill larger than the bucket to it (20 per second with a burst of 5 let 5 through).
+    quota = {"requests_per_second": rate, "burst": burst}
+    edge = parse_config({"quotas": {"rate": quota}}, tmp_path).edge
     limit = rate_limit(edge, "x-client")
     assert limit is not None
     for descriptor in limit["typed_config"]["descriptors"]:
         bucket = descriptor["token_bucket"]
         interval = float(bucket["fill_interval"].removesuffix("s"))
         assert interval >= 0.05  # Envoy's least
+        assert bucket["tokens_per_fill"] <= bucket["max_tokens"] == burst
         assert bucket["tokens_per_fill"] / interval == pytest.approx(rate, rel=0.01)
 
 

@@ -43,7 +43,7 @@ from gateway.edge._schema import (
 
 T = TypeVar("T")
 _CLIENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
-_MAX_MEMBER = 1024
+_MAX_IDENTITY = 1024
 _LEAST_SECONDS = 0.001
 _MIN_KEY_LENGTH = 16
 # Largest values Envoy takes (its config's uint32 fields; durations well below the ~9.2e9 s,
@@ -168,14 +168,14 @@ class _Node:
             raise self.fail("client ids are 1-128 letters, digits and ._@:- characters")
         return name
 
-    def member(self) -> str:
-        """A group member: a client id named here, or a JWT's subject (``client_claim``),
-        which may hold any character (Auth0's ``auth0|5f7c...``) and is matched exactly."""
+    def identity(self) -> str:
+        """A caller's identity where the file may name any (group members, ``clients`` keys):
+        a client id named here, or a JWT's subject (``client_claim``), which may hold any
+        character (Auth0's ``auth0|5f7c...``) and is matched exactly."""
         name = self.text()
-        if not 0 < len(name) <= _MAX_MEMBER or not name.isprintable():
+        if not 0 < len(name) <= _MAX_IDENTITY or not name.isprintable():
             raise self.fail(
-                f"group members are client ids or JWT subjects: 1-{_MAX_MEMBER} printable "
-                "characters"
+                f"expected a client id or JWT subject: 1-{_MAX_IDENTITY} printable characters"
             )
         return name
 
@@ -386,11 +386,12 @@ def parse_edge(data: Mapping[str, Any], base: Path = Path(".")) -> EdgeConfig:
         seen.add(key.key)
     jwt = tuple(_jwt(n, base) for n in auth.get("jwt", _Node(None, "")).items())
     groups = {
-        name: frozenset(n.member() for n in members.items())
+        name: frozenset(n.identity() for n in members.items())
         for name, members in auth.get("groups", _Node(None, "auth.groups")).mapping().items()
     }
     clients = {
-        k: _client(v) for k, v in top.get("clients", _Node(None, "clients")).mapping().items()
+        _Node(k, v.path).identity(): _client(v)
+        for k, v in top.get("clients", _Node(None, "clients")).mapping().items()
     }
     cors = top.get("cors", _Node(None, "cors")).mapping(("allowed_origins",))
     return EdgeConfig(

@@ -124,8 +124,12 @@ def test_an_empty_file_is_the_default() -> None:
         ),
         (
             {**BASE, "auth": {**BASE["auth"], "groups": {"readers": ["ops\nteam-a"]}}},
-            "auth.groups.readers[0]: group members are client ids or JWT subjects: 1-1024 "
-            "printable characters",
+            "auth.groups.readers[0]: expected a client id or JWT subject: 1-1024 printable "
+            "characters",
+        ),
+        (
+            {**BASE, "clients": {"team\ta": {"max_concurrent": 1}}},
+            "clients.team\ta: expected a client id or JWT subject: 1-1024 printable characters",
         ),
         (
             # `admin_only:` with its entries commented out read as [], opening them to data.

@@ -1,6 +1,8 @@
 // Headless Chromium (Debian's, through playwright-core) for the pages that call the gateway
 // from another origin: every request goes through the test's proxy, which serves the page's
 // origin and passes the rest on.
+import { readFile } from "node:fs/promises";
+import { createServer } from "node:http";
 import { chromium } from "playwright-core";
 
 /** Chromium whose requests all go through the HTTP proxy on 127.0.0.1:`proxyPort`. */
@@ -26,4 +28,46 @@ export async function pageCollectingErrors(browser, errors) {
   });
   page.on("pageerror", (error) => errors.push(String(error)));
   return page;
+}
+
+/**
+ * Runs `script(args)` in a page of `origin` and prints one JSON object: what it returned, and
+ * the page's console errors as `errors`. This process serves the origin as Chromium's HTTP
+ * proxy (loopback, where the gateway is, bypasses it): `fileFor(path)` names the file to serve
+ * for a path, or null for the page itself, `html`. Not page.route(): with request interception
+ * on, Playwright answers CORS preflights itself.
+ */
+export async function printRunOnPage({ origin, html, fileFor, script, args }) {
+  const proxy = createServer(async (request, response) => {
+    const file = fileFor(new URL(request.url, origin).pathname);
+    if (file === null) {
+      response.writeHead(200, { "content-type": "text/html" });
+      return response.end(html);
+    }
+    try {
+      const body = await readFile(file);
+      const javascript = /\.m?js$/.test(file);
+      response.writeHead(200, {
+        "content-type": javascript ? "text/javascript" : "application/octet-stream",
+      });
+      response.end(body);
+    } catch {
+      response.writeHead(404);
+      response.end();
+    }
+  });
+  await new Promise((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+  const browser = await launchBehindProxy(proxy.address().port);
+  const errors = [];
+  let result;
+  try {
+    const page = await pageCollectingErrors(browser, errors);
+    await page.goto(`${origin}/`);
+    result = await page.evaluate(script, args);
+    result.errors = errors;
+  } finally {
+    await browser.close();
+    proxy.close();
+  }
+  console.log(JSON.stringify(result));
 }

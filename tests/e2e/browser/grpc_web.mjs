@@ -7,9 +7,8 @@
 //
 //   node tests/e2e/browser/grpc_web.mjs BASE_URL ORIGIN MODEL FAILING_MODEL
 import { readFile } from "node:fs/promises";
-import { createServer } from "node:http";
 import { join } from "node:path";
-import { launchBehindProxy, pageCollectingErrors } from "./_chromium.mjs";
+import { printRunOnPage } from "./_chromium.mjs";
 
 const [baseUrl, origin, model, failing] = process.argv.slice(2);
 const root = new URL("../../../", import.meta.url).pathname;
@@ -27,34 +26,16 @@ for (const name of packages) {
 const page = `<!doctype html><title>app</title>
 <script type="importmap">${JSON.stringify({ imports })}</script>`;
 
-// The page, the packages and the protoset come from the origin, served by this process as
-// Chromium's HTTP proxy (loopback, where the gateway is, bypasses it). Not page.route(): with
-// request interception on, Playwright answers CORS preflights itself.
-const proxy = createServer(async (request, response) => {
-  const path = new URL(request.url, origin).pathname;
-  const file = path === "/api.binpb" ? "release/saxgateway-v1.binpb" : path.slice(1);
-  if (!path.startsWith("/node_modules/") && path !== "/api.binpb") {
-    response.writeHead(200, { "content-type": "text/html" });
-    return response.end(page);
-  }
-  try {
-    const body = await readFile(join(root, file));
-    const type = file.endsWith(".js") ? "text/javascript" : "application/octet-stream";
-    response.writeHead(200, { "content-type": type });
-    response.end(body);
-  } catch {
-    response.writeHead(404);
-    response.end();
-  }
-});
-await new Promise((resolve) => proxy.listen(0, "127.0.0.1", resolve));
-const browser = await launchBehindProxy(proxy.address().port);
-const errors = [];
-let result = { errors };
-try {
-  const tab = await pageCollectingErrors(browser, errors);
-  await tab.goto(`${origin}/`);
-  result = await tab.evaluate(
+// The page, the packages and the protoset come from the origin.
+const fileFor = (path) => {
+  if (path === "/api.binpb") return join(root, "release/saxgateway-v1.binpb");
+  return path.startsWith("/node_modules/") ? join(root, path.slice(1)) : null;
+};
+await printRunOnPage({
+  origin,
+  html: page,
+  fileFor,
+  script:
     async ([baseUrl, model, failing]) => {
       const { createFileRegistry, fromBinary } = await import("@bufbuild/protobuf");
       const { FileDescriptorSetSchema } = await import("@bufbuild/protobuf/wkt");
@@ -106,11 +87,5 @@ try {
       out.stream_error = { ...streamed, seen };
       return out;
     },
-    [baseUrl, model, failing],
-  );
-  result.errors = errors;
-} finally {
-  await browser.close();
-  proxy.close();
-}
-console.log(JSON.stringify(result));
+  args: [baseUrl, model, failing],
+});

@@ -4,40 +4,18 @@
 // Prints one JSON object: the console errors and what each call returned or raised.
 //
 //   node tests/e2e/browser/openai_sdk.mjs BASE_URL ORIGIN MODEL BUSY_MODEL
-import { readFile } from "node:fs/promises";
-import { createServer } from "node:http";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
-import { launchBehindProxy, pageCollectingErrors } from "./_chromium.mjs";
+import { printRunOnPage } from "./_chromium.mjs";
 
 const [baseUrl, origin, model, busy] = process.argv.slice(2);
 const sdk = dirname(createRequire(import.meta.url).resolve("openai")); // its CommonJS index.js
-// The page and the SDK's ES modules (node_modules/openai, unbundled) come from the origin,
-// served by this process as Chromium's HTTP proxy (loopback, where the API is, bypasses it).
-// Not page.route(): with request interception on, Playwright answers CORS preflights itself.
-const proxy = createServer(async (request, response) => {
-  const path = new URL(request.url, origin).pathname;
-  if (!path.startsWith("/openai/")) {
-    response.writeHead(200, { "content-type": "text/html" });
-    return response.end("<!doctype html><title>app</title>");
-  }
-  try {
-    const body = await readFile(join(sdk, path.slice("/openai/".length)));
-    response.writeHead(200, { "content-type": "text/javascript" });
-    response.end(body);
-  } catch {
-    response.writeHead(404);
-    response.end();
-  }
-});
-await new Promise((resolve) => proxy.listen(0, "127.0.0.1", resolve));
-const browser = await launchBehindProxy(proxy.address().port);
-const errors = [];
-let result = { errors };
-try {
-  const page = await pageCollectingErrors(browser, errors);
-  await page.goto(`${origin}/`);
-  result = await page.evaluate(
+// The page and the SDK's ES modules (node_modules/openai, unbundled) come from the origin.
+await printRunOnPage({
+  origin,
+  html: "<!doctype html><title>app</title>",
+  fileFor: (path) => (path.startsWith("/openai/") ? join(sdk, path.slice("/openai/".length)) : null),
+  script:
     async ([baseURL, model, busy]) => {
       const { default: OpenAI } = await import("/openai/index.mjs");
       const client = new OpenAI({ baseURL, apiKey: "x", maxRetries: 0, dangerouslyAllowBrowser: true });
@@ -70,11 +48,5 @@ try {
       }
       return out;
     },
-    [baseUrl, model, busy],
-  );
-  result.errors = errors;
-} finally {
-  await browser.close();
-  proxy.close();
-}
-console.log(JSON.stringify(result));
+  args: [baseUrl, model, busy],
+});

@@ -85,6 +85,20 @@ def healthy_stack(settings: StackSettings, what: str) -> Iterator[Stack]:
         yield running
 
 
+def wait_listening(
+    process: subprocess.Popen[bytes], port: int, log: Path, what: str, timeout: float
+) -> None:
+    """Waits until ``process`` (``what``, which logs to ``log``) listens on 127.0.0.1:``port``;
+    fails the test, with the log, if it exits first, or after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not port_open(f"127.0.0.1:{port}"):
+        if process.poll() is not None:
+            pytest.fail(f"{what} exited; its log:\n{log.read_text()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not listen on {port} within {timeout:g} s")
+        time.sleep(0.1)
+
+
 @contextmanager
 def cell_less_gateway(base: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """A `saxgw gateway` process (and its port, once it listens) whose SAX_ROOT, ``base``, holds
@@ -94,11 +108,7 @@ def cell_less_gateway(base: Path) -> Iterator[tuple[subprocess.Popen[bytes], int
     with (base / "gateway.log").open("w") as log:
         gateway = subprocess.Popen([sys.executable, "-m", "gateway.cli", *argv], stderr=log)
     try:
-        deadline = time.monotonic() + 60
-        while not port_open(f"127.0.0.1:{port}"):
-            assert gateway.poll() is None, (base / "gateway.log").read_text()
-            assert time.monotonic() < deadline, "the gateway did not listen within 60 s"
-            time.sleep(0.05)
+        wait_listening(gateway, port, base / "gateway.log", "the gateway", timeout=60)
         yield gateway, port
     finally:
         gateway.terminate()

@@ -13,34 +13,18 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import pytest
-
 from gateway.launch.processes import free_port
+from tests._stacks import wait_listening
 
 BUCKET = "sax-bucket"
-
-
-def _wait_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the storage emulator exited; its log:\n{log.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    pytest.fail(f"the storage emulator did not listen on {port} within 30 s")
 
 
 class Emulator:
@@ -62,7 +46,7 @@ class Emulator:
         argv += ["--default-bucket", BUCKET, "--quiet"]
         with log.open("ab") as out:
             self._process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-        _wait_listening(self.port, self._process, log)
+        wait_listening(self._process, self.port, log, "the storage emulator", timeout=30)
 
     def kill(self) -> None:
         """``kill -9``: storage that is down, with nothing flushed or closed."""

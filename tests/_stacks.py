@@ -10,6 +10,8 @@ everything on free loopback ports, the cell's state and the logs under one folde
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -97,6 +99,17 @@ def wait_listening(
         if time.monotonic() > deadline:
             pytest.fail(f"{what} did not listen on {port} within {timeout:g} s")
         time.sleep(0.1)
+
+
+@contextmanager
+def stopped(pid: int) -> Iterator[None]:
+    """The process ``pid`` stopped (SIGSTOP: alive, accepting connections, answering nothing)
+    for the block, then continued, however the block ends."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
 
 
 @contextmanager

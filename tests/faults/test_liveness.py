@@ -6,17 +6,13 @@ Envoy passes, and the gateway container had none."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from gateway.launch.envoy import run_script
 from tests._deployment import liveness
-from tests._stacks import cell_less_gateway
+from tests._stacks import cell_less_gateway, stopped
 from tests.faults.conftest import Faults
 
 
@@ -36,20 +32,11 @@ def _run(probe: tuple[list[str], float]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
 
 
-@contextmanager
-def _stopped(pid: int) -> Iterator[None]:
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
-
-
 def test_envoys_probe_passes_a_live_envoy_and_fails_a_stopped_one(faults: Faults) -> None:
     admin_port = faults.stack.envoy.admin_port
     probe = _envoy_probe(admin_port)
     assert _run(probe).returncode == 0
-    with _stopped(faults.pid(admin_port)):
+    with stopped(faults.pid(admin_port)):
         hung = _run(probe)
     assert hung.returncode == 1
     said = f"Envoy's admin at 127.0.0.1:{admin_port} did not answer GET /ready within 2s"
@@ -65,7 +52,7 @@ def test_the_gateways_probe_passes_a_live_gateway_and_fails_a_stopped_one(
     probe = _gateway_probe(port)
     ok = _run(probe)
     assert (ok.returncode, ok.stderr) == (0, "")
-    with _stopped(faults.pid(port)):
+    with stopped(faults.pid(port)):
         hung = _run(probe)
     assert hung.returncode == 1
     assert hung.stderr == f"grpc.health.v1 Check at 127.0.0.1:{port}: no answer within 2 s\n"

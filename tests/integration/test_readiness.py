@@ -4,13 +4,11 @@ listing the models it restored: tests/e2e/test_up.py)."""
 
 from __future__ import annotations
 
-import os
-import signal
 from pathlib import Path
 
 from gateway.launch.processes import free_port
 from gateway.launch.readiness import restored_models
-from tests._stacks import cell_less_gateway
+from tests._stacks import cell_less_gateway, stopped
 
 
 def test_no_gateway_is_no_answer() -> None:
@@ -20,9 +18,5 @@ def test_no_gateway_is_no_answer() -> None:
 def test_a_hung_gateway_is_no_answer(tmp_path: Path) -> None:
     # Before, both were []: `saxgw up` took a gateway that did not answer for one that had
     # restored nothing, and never printed the models it had restored.
-    with cell_less_gateway(tmp_path) as (gateway, port):
-        os.kill(gateway.pid, signal.SIGSTOP)
-        try:
-            assert restored_models(f"127.0.0.1:{port}", "/sax/test") is None
-        finally:
-            os.kill(gateway.pid, signal.SIGCONT)
+    with cell_less_gateway(tmp_path) as (gateway, port), stopped(gateway.pid):
+        assert restored_models(f"127.0.0.1:{port}", "/sax/test") is None

@@ -48,7 +48,8 @@ def unavailable(message: str) -> SaxError:
     return error_for_code(grpc.StatusCode.UNAVAILABLE, message)
 
 
-async def _abort(context: Context, exc: SaxError) -> None:
+async def abort(context: Context, exc: SaxError) -> None:
+    """Ends the call with the status that reports ``exc`` (raises, as `context.abort` does)."""
     await context.abort(exc.code, status_details(exc))
 
 
@@ -62,7 +63,7 @@ def unary_errors(
         try:
             return await method(self, request, context)
         except SaxError as exc:
-            await _abort(context, exc)
+            await abort(context, exc)
             raise AssertionError("unreachable: abort raises") from exc
 
     return wrapper
@@ -80,7 +81,7 @@ def stream_errors(
             async for item in stream:
                 yield item
         except SaxError as exc:
-            await _abort(context, exc)
+            await abort(context, exc)
         finally:
             # When the client cancels, grpc closes this wrapper; close the inner stream now
             # too, so it stops at once instead of whenever it is garbage-collected.

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import grpc
 
-from gateway.cell._errors import CellStartError
+from gateway.cell._errors import CellStartError, abort
+from gateway.common.request_message import RequestMessageInterceptor
 
 #: Seconds in-flight calls get to finish when a server stops.
 STOP_GRACE = 1.0
@@ -28,7 +29,9 @@ _OPTIONS = [
 
 
 def new_server() -> grpc.aio.Server:
-    return grpc.aio.server(options=_OPTIONS)
+    # A call whose request stream ends without its message is answered INVALID_ARGUMENT:
+    # grpc.aio would leave it open until the caller's deadline (for ever without one).
+    return grpc.aio.server(interceptors=[RequestMessageInterceptor(abort)], options=_OPTIONS)
 
 
 _BUSY = "is another process using it? choose another port"

@@ -26,10 +26,10 @@ from gateway.client import (
     PermissionDeniedError,
     UnavailableError,
 )
+from gateway.common.intercept import Streaming, Unary, WrappingInterceptor
 from gateway.config import AccessSettings
 from gateway.service._fields import with_slash
 from gateway.service._gates import Gate, Slot
-from gateway.service._intercept import Streaming, Unary, WrappingInterceptor
 from gateway.service._streams import Caller, client_of
 
 log = logging.getLogger(__name__)

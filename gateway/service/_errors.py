@@ -25,8 +25,8 @@ from gateway.client import (
     SaxError,
     UnavailableError,
 )
+from gateway.common.intercept import Deserializer, Handler, WrappingInterceptor
 from gateway.common.rpc import Context, cancelled_by_caller
-from gateway.service._intercept import Deserializer, Handler, WrappingInterceptor
 
 log = logging.getLogger(__name__)
 

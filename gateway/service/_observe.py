@@ -22,9 +22,9 @@ from opentelemetry.trace import Span
 
 from gateway.client import Attempt, Client, Observer, query_cost_ms
 from gateway.client._observer import Trailers
+from gateway.common.intercept import Streaming, Unary, WrappingInterceptor
 from gateway.common.logs import current_call
 from gateway.service._access import Access
-from gateway.service._intercept import Streaming, Unary, WrappingInterceptor
 from gateway.service._metrics import GatewayMetrics
 from gateway.service._tracing import Metadata, Tracing, end_span
 from gateway.service._usage import CallRecord, Recorder, StreamText, request_model

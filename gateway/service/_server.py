@@ -17,14 +17,14 @@ from saxgateway.v1 import gateway_pb2, gateway_pb2_grpc, openai_pb2, openai_pb2_
 
 from gateway.client import Client
 from gateway.common import logs, metricsfiles
+from gateway.common.request_message import RequestMessageInterceptor
 from gateway.config import GatewaySettings
 from gateway.service._access import Access, AccessInterceptor
-from gateway.service._errors import ErrorInterceptor
+from gateway.service._errors import ErrorInterceptor, abort
 from gateway.service._health import SERVICE, HealthReporter
 from gateway.service._metrics import FLUSH_INTERVAL_S, GatewayMetrics, use_directory
 from gateway.service._observe import GatewayObserver, TelemetryInterceptor
 from gateway.service._reflection import enable_reflection
-from gateway.service._request_message import RequestMessageInterceptor
 from gateway.service._servicer import SaxGatewayServicer
 from gateway.service._streams import StreamSlots
 from gateway.service._tracing import Tracing
@@ -128,7 +128,7 @@ class GatewayServer:
         # made into stream-request ones); then telemetry, so that it sees the status the
         # caller gets; then errors, so that refusals from the access checks become statuses.
         interceptors = [
-            RequestMessageInterceptor(),
+            RequestMessageInterceptor(abort),
             TelemetryInterceptor(
                 metrics, tracing, client, access, tokens, cost_header=telemetry.cost_header
             ),

@@ -1,4 +1,5 @@
-"""The embedded model server's data and Modelet services over real sockets."""
+"""The embedded model server's data and Modelet services over real sockets (and a call without
+its request message, which the admin shares the server setup for)."""
 
 from __future__ import annotations
 
@@ -245,3 +246,32 @@ async def test_modelet_status_and_unimplemented(inproc_cell: InprocCell) -> None
                 modelet_pb2.LoadRequest(model_key="/sax/test/x", model_path="no.such.Model")
             )
         assert caught.value.code() == Code.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize(
+    ("server", "method", "streaming"),
+    [
+        ("model server", "/sax.server.lm.LMService/Generate", False),
+        ("model server", "/sax.server.lm.LMService/GenerateStream", True),
+        ("admin", "/sax.Admin/List", False),
+        ("admin", "/sax.Admin/WatchLoc", False),
+    ],
+)
+async def test_a_call_without_its_request_message_is_invalid_argument(
+    inproc_cell: InprocCell, server: str, method: str, streaming: bool
+) -> None:
+    """A client that half-closes before sending its one message (a cut frame, a raw HTTP/2
+    client) gets a status at once: grpc.aio alone left the call open until its deadline."""
+    address = inproc_cell.model_servers[0].address if server == "model server" else None
+    async with aio_channel(address or inproc_cell.admin.address) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            # The deadline only turns the old hang into a failure; the answer is immediate.
+            if streaming:
+                await channel.stream_stream(method)(iter(()), timeout=10).read()
+            else:
+                await channel.stream_unary(method)(iter(()), timeout=10)
+    assert (caught.value.code(), caught.value.details()) == (
+        Code.INVALID_ARGUMENT,
+        "the call carries no complete request message: a gRPC call sends exactly one:"
+        " InvalidArgument",
+    )

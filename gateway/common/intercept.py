@@ -1,6 +1,6 @@
-"""What the gateway's server interceptors share: each wraps the handlers of the unary and
-server-streaming methods it serves (and, if it asks, the others), once per method, and reuses
-them.
+"""What the server interceptors of the gateway and the cell share: each wraps the handlers of
+the unary and server-streaming methods it serves (and, if it asks, the others), once per
+method, and reuses them.
 
 Interceptors run on every call, and rebuilding a handler each time would be measurable on the
 hot path. A subclass names the methods it wraps (``prefixes`` of their paths) and says how

@@ -1,0 +1,82 @@
+"""Every call gets a status, even one whose request stream ends without its message.
+
+grpc.aio never runs a unary-request handler whose request stream ends before one whole
+message (a grpc-web POST with an empty body, a frame cut short, a gRPC client that half-closes
+at once), and sends no status either: the call stays open until the caller's deadline, for
+ever without one (measured with grpcio 1.85 on the gateway's port and through Envoy).
+`RequestMessageInterceptor` serves those methods through stream-request handlers instead,
+which read the one message themselves and answer INVALID_ARGUMENT when there is none. On the
+wire nothing changes: a unary request is a stream of one message to gRPC over HTTP/2.
+
+The gateway and the embedded cell's servers both serve through it; each ends the call with
+its own error reporting (``refuse``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from gateway.common.errors import InvalidArgumentError, SaxError
+from gateway.common.intercept import Handler, Streaming, Unary, WrappingInterceptor
+from gateway.common.rpc import Context
+
+NO_MESSAGE = "the call carries no complete request message: a gRPC call sends exactly one"
+
+
+#: Ends a call with the status that reports a SaxError (raises, as ``context.abort`` does).
+Refuse = Callable[[Context, SaxError], Awaitable[Any]]
+
+
+class RequestMessageInterceptor(WrappingInterceptor):
+    """Serves every unary-request method as a stream-request one that reads its message.
+    Outermost, so that the other interceptors wrap the unary handlers as they always have."""
+
+    def __init__(self, refuse: Refuse) -> None:
+        super().__init__()
+        self._refuse = refuse
+
+    async def _one(self, context: Context) -> Any:
+        """The call's request; ends the call with INVALID_ARGUMENT if it sent none."""
+        request = await context.read()
+        if request is grpc.aio.EOF:
+            await self._refuse(context, InvalidArgumentError(NO_MESSAGE))
+        return request
+
+    def _unary(self, behavior: Unary) -> Callable[[Any, Context], Awaitable[Any]]:
+        one = self._one
+
+        async def call(requests: Any, context: Context) -> Any:
+            return await behavior(await one(context), context)
+
+        return call
+
+    def _streaming(self, behavior: Streaming) -> Callable[[Any, Context], Any]:
+        if not inspect.isasyncgenfunction(behavior):
+            # A handler that writes with context.write() (grpcio-health-checking's Watch).
+            return self._unary(behavior)  # type: ignore[arg-type]
+        one = self._one
+
+        async def call(requests: Any, context: Context) -> AsyncIterator[Any]:
+            async for response in behavior(await one(context), context):
+                yield response
+
+        return call
+
+    def wrap_handler(self, method: str, handler: Handler) -> Handler:
+        if handler.request_streaming:
+            return handler
+        if handler.unary_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                self._unary(handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            self._streaming(handler.unary_stream),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )

@@ -36,7 +36,7 @@ from gateway.launch.probes import Probe, grpc_health_probe, http_probe
 from gateway.launch.processes import ProcessGroup, StartupError, port_open
 from gateway.launch.stackdir import stack_dir
 from gateway.launch.tuning import grpc_env, raise_open_files_limit
-from gateway.ops import OpsSettings
+from gateway.ops import LIVE_PATH, OpsSettings
 from gateway.ops.args import ops_argv
 from gateway.restartconfig import RestartSettings
 from gateway.service.args import gateway_argv
@@ -180,7 +180,7 @@ class Stack:
         )
         if self.settings.ops_port is not None:
             address = f"{_loopback(self.settings.ops_address)}:{self.settings.ops_port}"
-            probes["ops"] = http_probe(address, "/")  # a 404, from a server that answers
+            probes["ops"] = http_probe(address, LIVE_PATH)
         return probes
 
     def _log(self, name: str) -> str | None:

@@ -5,11 +5,12 @@
 ``GET /metrics`` answers with the metrics of every gateway process (added up from the files
 they keep in ``metrics_dir``) followed by Envoy's own (``envoy_*``, from its admin interface,
 which stays on loopback). It is its own process on its own port, apart from the public one,
-so a scrape still works, and says ``saxgw_envoy_up 0``, when Envoy is down.
+so a scrape still works, and says ``saxgw_envoy_up 0``, when Envoy is down. ``GET /livez``
+answers 200 from the server alone, for liveness probes.
 """
 
 from __future__ import annotations
 
-from gateway.ops._server import OpsSettings, scrape, serve, start
+from gateway.ops._server import LIVE_PATH, OpsSettings, scrape, serve, start
 
-__all__ = ["OpsSettings", "scrape", "serve", "start"]
+__all__ = ["LIVE_PATH", "OpsSettings", "scrape", "serve", "start"]

@@ -1,4 +1,8 @@
-"""A small threaded HTTP server for ``/metrics``; scrapes are rare, so simple is enough."""
+"""A small threaded HTTP server for ``/metrics``; scrapes are rare, so simple is enough.
+
+``/livez`` answers 200 from the server alone (no scrape, no Envoy): the liveness probe of a
+pod's ops container and the supervisor's watchdog ask it whether this process answers.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,9 @@ from gateway.common.logs import print_record
 from gateway.common.loopback import answers, domains
 
 log = logging.getLogger(__name__)
+
+#: Answered 200 by the server itself: whether the process answers, for liveness probes.
+LIVE_PATH = "/livez"
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 REFUSAL = (
@@ -132,7 +139,11 @@ def start(settings: OpsSettings) -> ThreadingHTTPServer:
             if names is not None and not answers(self.headers.get("Host"), names):
                 self._reply(421, REFUSAL)
                 return
-            if self.path.split("?")[0] != "/metrics":
+            path = self.path.split("?")[0]
+            if path == LIVE_PATH:
+                self._reply(200, b"ok\n")
+                return
+            if path != "/metrics":
                 self._reply(404, b"not found; try /metrics\n")
                 return
             try:

@@ -2,17 +2,22 @@
 (ports and paths aside) against real processes: it passes a process that answers, whatever it
 answers, and fails one that is stopped (SIGSTOP: alive, accepting connections, answering
 nothing) within kubelet's timeout. Before, Envoy's probe was a TCP connect, which a stopped
-Envoy passes, and the gateway container had none."""
+Envoy passes, and the gateway and ops containers had none."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
+
 from gateway.launch.envoy import run_script
-from tests._deployment import liveness
-from tests._stacks import cell_less_gateway, stopped
+from gateway.launch.processes import free_port
+from tests._deployment import http_liveness, liveness
+from tests._stacks import cell_less_gateway, stopped, wait_listening
 from tests.faults.conftest import Faults
 
 
@@ -69,3 +74,51 @@ def test_the_gateways_probe_passes_a_gateway_whose_cell_is_down(tmp_path: Path) 
         "health: NOT_SERVING (no admin answers: no cell under SAX_ROOT"
         in (tmp_path / "gateway.log").read_text()
     )
+
+
+@contextmanager
+def _ops_as_deployed(tmp_path: Path, envoy_admin: str) -> Iterator[tuple[int, int]]:
+    """An ops server run with the manifest's own args (loopback, a free port, a metrics
+    folder under ``tmp_path``, this stack's Envoy admin); yields its pid and port."""
+    _, args, _ = http_liveness("ops")
+    port = free_port()
+    (tmp_path / "metrics").mkdir()
+    where = {
+        "0.0.0.0": "127.0.0.1",
+        "8889": str(port),
+        "/run/saxgw/metrics": str(tmp_path / "metrics"),
+        "127.0.0.1:9901": envoy_admin,
+    }
+    argv = [sys.executable, "-m", "gateway.cli", *(where.get(a, a) for a in args)]
+    log = tmp_path / "ops.log"
+    with log.open("wb") as out, subprocess.Popen(argv, stdout=out, stderr=out) as ops:
+        try:
+            wait_listening(ops, port, log, "the ops server", timeout=30)
+            yield ops.pid, port
+        finally:
+            ops.kill()
+
+
+def _kubelet_get(port: int) -> int | None:
+    """kubelet's httpGet probe: the status, or None for no answer within its timeout."""
+    path, _, timeout = http_liveness("ops")
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=timeout).status_code
+    except httpx.TimeoutException:
+        return None
+
+
+def test_the_ops_probe_passes_while_envoy_hangs_and_fails_a_stopped_ops_server(
+    faults: Faults, tmp_path: Path
+) -> None:
+    admin_port = faults.stack.envoy.admin_port
+    with _ops_as_deployed(tmp_path, f"127.0.0.1:{admin_port}") as (pid, port):
+        assert _kubelet_get(port) == 200
+        # A scrape reads Envoy's admin; the probe does not, so a hung Envoy is Envoy's
+        # probe's business, not a reason to restart the ops container too.
+        with stopped(faults.pid(admin_port)):
+            assert _kubelet_get(port) == 200
+        with stopped(pid):
+            assert _kubelet_get(port) is None
+        assert _kubelet_get(port) == 200
+    faults.healthy()

@@ -1,5 +1,6 @@
-"""The ops server over a real socket: /metrics in Prometheus text, nothing else, and Envoy
-reported down (rather than the scrape failing) when its admin does not answer."""
+"""The ops server over a real socket: /metrics in Prometheus text, /livez for liveness probes,
+nothing else, and Envoy reported down (rather than the scrape failing) when its admin does not
+answer."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import gzip
 import http.client
 import json
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -17,7 +19,7 @@ import httpx
 import pytest
 
 from gateway.launch.processes import free_port
-from gateway.ops import OpsSettings, start
+from gateway.ops import LIVE_PATH, OpsSettings, start
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -80,6 +82,22 @@ def test_head_answers_as_get_without_the_body_and_other_methods_are_405(ops_url:
             "GET, HEAD",
             b"/metrics takes GET and HEAD\n",
         )
+
+
+def test_livez_answers_from_the_server_alone(tmp_path: Path) -> None:
+    # Envoy's admin accepts connections and never answers (a hung Envoy): a scrape waits on
+    # it, a liveness probe must not.
+    with socket.create_server(("127.0.0.1", 0)) as hung_envoy:
+        envoy_admin = f"127.0.0.1:{hung_envoy.getsockname()[1]}"
+        server = start(OpsSettings(port=0, metrics_dir=str(tmp_path), envoy_admin=envoy_admin))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            url = f"http://127.0.0.1:{server.server_address[1]}{LIVE_PATH}"
+            response = httpx.get(url, timeout=1)
+        finally:
+            server.shutdown()
+            server.server_close()
+    assert (response.status_code, response.text) == (200, "ok\n")
 
 
 def test_other_paths_are_not_found(ops_url: str) -> None:

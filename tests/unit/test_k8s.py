@@ -20,6 +20,7 @@ import yaml
 from gateway.cli.main import parser
 from gateway.configfile import load_config
 from gateway.launch.stack import ENVOY_JSON_LOG
+from gateway.ops import LIVE_PATH
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ("embedded-cell", "gcs-cell")
@@ -131,6 +132,8 @@ def test_envoy_runs_beside_the_gateway_and_only_its_and_the_scrape_port_are_reac
     assert probe == ["gateway.launch.probes", "grpc", f"127.0.0.1:{gateway.port}", "--timeout", "2"]
     # kubelet's timeout outlasts the probe's own, so a failure reads as the probe's reason.
     assert alive["timeoutSeconds"] > 2 and gateway_alive["timeoutSeconds"] > 2
+    # The ops server's own path: a scrape would wait on Envoy's admin.
+    assert containers["ops"]["livenessProbe"]["httpGet"] == {"path": LIVE_PATH, "port": "metrics"}
 
     policy = _one(overlay, "NetworkPolicy", "sax-gateway")["spec"]
     assert policy["podSelector"]["matchLabels"] == pod_labels(overlay)

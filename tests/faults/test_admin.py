@@ -4,7 +4,6 @@ do not notice a restart at all."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from saxml.protobuf import admin_pb2
 
 from gateway.launch.processes import free_port
 from tests._grpc import sync_channel
+from tests._stacks import stopped
 from tests.e2e._published import publish_body
 from tests.faults._load import run_load
 from tests.faults.conftest import TEST_LM, Faults, publish
@@ -129,13 +129,9 @@ def test_a_hung_admin_does_not_stop_data_calls(faults: Faults, http: httpx.Clien
         with sync_channel(f"127.0.0.1:{port}") as channel:
             stub = gateway_pb2_grpc.SaxGatewayStub(channel)
             stub.Generate(gateway_pb2.GenerateRequest(model=model, query="hi"), timeout=30)
-    admin = faults.pid(faults.admin_port)
-    os.kill(admin, signal.SIGSTOP)
-    try:
+    with stopped(faults.pid(faults.admin_port)):
         body = {"model": model, "query": "hello world"}
         result = asyncio.run(run_load(faults.url, "/generate", body, seconds=8, concurrency=4))
-    finally:
-        os.kill(admin, signal.SIGCONT)
     assert result.errors() == {}, result.error_samples()
     assert len(result.calls) > 20
     assert {port: faults.pid(port) for port in gateways} == gateways
@@ -154,30 +150,29 @@ def test_gateways_follow_an_admin_that_moved_away_from_a_hung_address(
     assert cell is not None
     location = Path(cell.sax_root) / "sax" / "test" / "location.proto"
     old_location = location.read_bytes()
-    old_admin = faults.pid(faults.admin_port)
-    os.kill(old_admin, signal.SIGSTOP)
-    with (tmp_path / "new-admin.log").open("w") as log:
-        new_admin = subprocess.Popen(
-            [
-                sys.executable, "-m", "gateway.cell", f"--sax-root={cell.sax_root}",
-                f"--fs-root={cell.fs_root}", f"--cell={cell.cell}", "--host=127.0.0.1",
-                f"--admin-port={free_port()}", "--model-servers=0",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )  # fmt: skip
-    try:
+    # The old admin is continued last, once location.proto names it again.
+    with stopped(faults.pid(faults.admin_port)):
+        with (tmp_path / "new-admin.log").open("w") as log:
+            new_admin = subprocess.Popen(
+                [
+                    sys.executable, "-m", "gateway.cell", f"--sax-root={cell.sax_root}",
+                    f"--fs-root={cell.fs_root}", f"--cell={cell.cell}", "--host=127.0.0.1",
+                    f"--admin-port={free_port()}", "--model-servers=0",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )  # fmt: skip
+        try:
 
-        def answered() -> bool:  # by the new admin, which read the cell's saved state
-            response = http.get(f"/v1{model}", headers={"grpc-timeout": "2S"})
-            return response.status_code == 200 and response.json()["model"]["model"] == model
+            def answered() -> bool:  # by the new admin, which read the cell's saved state
+                response = http.get(f"/v1{model}", headers={"grpc-timeout": "2S"})
+                return response.status_code == 200 and response.json()["model"]["model"] == model
 
-        faults.wait_until(answered, 30, "an admin call to reach the admin that moved")
-    finally:
-        new_admin.send_signal(signal.SIGINT)
-        new_admin.wait(30)
-        location.write_bytes(old_location)  # the old admin again, as it left it
-        os.kill(old_admin, signal.SIGCONT)
+            faults.wait_until(answered, 30, "an admin call to reach the admin that moved")
+        finally:
+            new_admin.send_signal(signal.SIGINT)
+            new_admin.wait(30)
+            location.write_bytes(old_location)  # the old admin again, as it left it
 
     def back() -> bool:
         response = http.get(f"/v1{model}", headers={"grpc-timeout": "2S"})

@@ -4,8 +4,6 @@ own, oversized bodies stop at the edge, and /healthz tells when no gateway can t
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -14,6 +12,7 @@ import httpx
 import openai
 import pytest
 
+from tests._stacks import stopped
 from tests.e2e._bodies import envoy_error
 from tests.faults.conftest import (
     MAX_REQUEST_BYTES,
@@ -107,17 +106,14 @@ def test_oversized_body_is_413_json_at_the_edge(faults: Faults, http: httpx.Clie
 
 
 def test_healthz_is_503_while_no_gateway_can_take_calls(faults: Faults, http: httpx.Client) -> None:
-    pids = [faults.pid(port) for port in faults.stack.settings.gateway_ports]
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)  # hung, not dead (this stack's supervisor has no watchdog)
-    try:
+    with contextlib.ExitStack() as hung:
+        for port in faults.stack.settings.gateway_ports:
+            # Hung, not dead (this stack's supervisor has no watchdog).
+            hung.enter_context(stopped(faults.pid(port)))
         faults.wait_until(
             lambda: http.get("/healthz", timeout=5).status_code == 503, 60, "/healthz to say 503"
         )
         response = http.get("/healthz", timeout=5)
-    finally:
-        for pid in pids:
-            os.kill(pid, signal.SIGCONT)
     assert response.status_code == 503
     down = "no gateway is healthy: none can take calls"
     assert response.json() == envoy_error(response, 14, down)

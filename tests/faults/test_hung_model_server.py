@@ -5,12 +5,11 @@ replica that answers, where round-robin kept sending the hung one every other ca
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import time
 
 import httpx
 
+from tests._stacks import stopped
 from tests.faults.conftest import Faults, publish
 
 CALLS = 40
@@ -41,11 +40,8 @@ def test_a_hung_replica_stalls_only_the_calls_it_holds(faults: Faults, http: htt
     for _ in range(20):  # both gateways connect to both replicas: the hang meets open channels
         assert http.post("/generate", json=body).status_code == 200
     pid = faults.pid(int(addresses[0].rsplit(":", 1)[1]))
-    os.kill(pid, signal.SIGSTOP)
-    try:
+    with stopped(pid):
         calls = asyncio.run(_spaced_calls(faults.url, body))
-    finally:
-        os.kill(pid, signal.SIGCONT)
     stalled = [(status, round(took, 2)) for status, took in calls if status != 200]
     # A call the hung replica took while the other was at least as busy ends with its
     # deadline (504): one per gateway on a quiet machine, a few more when the answering

@@ -4,7 +4,8 @@ while the other e2e tests run."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from tests._stacks import (
     logs_dir,
     loopback_envoy,
 )
+from tests.e2e._published import TEST_LM, published
 from tests.e2e.security._credentials import JwtSigner
 
 # The config: API keys, a JWT issuer whose
@@ -36,6 +38,9 @@ ISSUER = "https://issuer.saxgw.test"
 ALLOWED_HOST = "gateway.saxgw.test"
 #: An issuer whose tokens may lack `exp` (require_expiration: false).
 LASTING_ISSUER = "https://lasting.saxgw.test"
+#: The operator's credentials (roles admin and data): HTTP headers, and gRPC metadata.
+OPS = {"Authorization": f"Bearer {OPS_KEY}"}
+OPS_METADATA = (("authorization", f"Bearer {OPS_KEY}"),)
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,13 @@ class SecureStack:
     stack: Stack
     config_file: Path
     signer: JwtSigner
+
+    def published(
+        self, model: str, overrides: Mapping[str, str] | None = None
+    ) -> AbstractContextManager[str]:
+        """``model``, the test LM with ``overrides``, published by the operator for the block
+        (only admins may publish here)."""
+        return published(self.stack, model, TEST_LM, overrides, headers=OPS)
 
 
 def secure_config(jwks: Path) -> dict[str, object]:

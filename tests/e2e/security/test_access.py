@@ -14,11 +14,10 @@ import pytest
 
 from gateway.client import Client, ClientSettings
 from tests.e2e._bodies import envoy_error, gateway_error
-from tests.e2e._published import TEST_LM, published
 from tests.e2e.security.conftest import (
     BURSTY_KEY,
     ISSUER,
-    OPS_KEY,
+    OPS,
     TEAM_A_KEY,
     TEAM_B_KEY,
     SecureStack,
@@ -26,7 +25,6 @@ from tests.e2e.security.conftest import (
 
 pytestmark = pytest.mark.e2e
 
-OPS = {"Authorization": f"Bearer {OPS_KEY}"}
 TEAM_A = {"Authorization": f"Bearer {TEAM_A_KEY}"}
 TEAM_B = {"Authorization": f"Bearer {TEAM_B_KEY}"}
 BURSTY = {"Authorization": f"Bearer {BURSTY_KEY}"}
@@ -62,7 +60,7 @@ def test_sax_acl_set_on_the_cell_protects_the_model(
     model = "/sax/test/sec-acl"
     token = secure.signer.token({"iss": ISSUER, "aud": "saxgw", "sub": "carol"})
     carol = {"Authorization": f"Bearer {token}"}
-    with published(secure.stack, model, TEST_LM, {"text": "ok"}, headers=OPS):
+    with secure.published(model, {"text": "ok"}):
         assert _generate(secure_http, model, carol).status_code == 200
         _set_method_acl(secure, model, "lm.generate", "acl/readers")
         # The group `readers` holds team-a and ops (config); carol is not in it.
@@ -88,7 +86,7 @@ def test_sax_acl_set_on_the_cell_protects_the_model(
 
 def test_client_limited_to_some_models(secure: SecureStack, secure_http: httpx.Client) -> None:
     allowed = "/sax/test/sec-b-lm"
-    with published(secure.stack, allowed, TEST_LM, {"text": "ok"}, headers=OPS):
+    with secure.published(allowed, {"text": "ok"}):
         assert _generate(secure_http, allowed, TEAM_B).status_code == 200
         own = secure_http.post(f"/v1{allowed}:generate", json={"query": "q"}, headers=TEAM_B)
         assert own.status_code == 200, own.text
@@ -147,7 +145,7 @@ def test_model_limit_sheds_with_429(secure: SecureStack, secure_http: httpx.Clie
     # /sax/test/sec-slow: one call in flight, one queued (config); the third is refused.
     model = "/sax/test/sec-slow"
     overrides = {"text": "a b c", "delay_ms": "300"}
-    with published(secure.stack, model, TEST_LM, overrides, headers=OPS):
+    with secure.published(model, overrides):
 
         async def burst() -> list[httpx.Response]:
             async with httpx.AsyncClient(base_url=secure.stack.http_url, timeout=60) as client:

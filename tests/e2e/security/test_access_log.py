@@ -24,8 +24,7 @@ from gateway.common.logs import LOGGED_ID_CHARS
 from gateway.launch._replies import CODE_HEADER
 from tests._grpc import sync_channel
 from tests.e2e._access_log import access_log_line, access_log_line_after, access_log_size
-from tests.e2e._published import TEST_LM, published
-from tests.e2e.security.conftest import BURSTY_KEY, OPS_KEY, TEAM_A_KEY, SecureStack
+from tests.e2e.security.conftest import BURSTY_KEY, TEAM_A_KEY, SecureStack
 from tests.e2e.test_grpc_web import _frame
 
 pytestmark = pytest.mark.e2e
@@ -276,8 +275,7 @@ SLOW = "/sax/test/sec-log-slow"
 def slow_model(secure: SecureStack) -> Iterator[str]:
     """50 tokens, 0.1 s apart: a call the client gives up is still running."""
     overrides = {"text": " ".join(["tok"] * 50), "delay_ms": "100"}
-    ops = {"x-api-key": OPS_KEY}
-    with published(secure.stack, SLOW, TEST_LM, overrides, headers=ops) as name:
+    with secure.published(SLOW, overrides) as name:
         yield name
 
 

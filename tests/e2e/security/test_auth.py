@@ -8,11 +8,11 @@ import httpx
 import pytest
 
 from tests.e2e._bodies import envoy_error
-from tests.e2e._published import TEST_LM, published
+from tests.e2e._published import TEST_LM
 from tests.e2e.security.conftest import (
     ISSUER,
     LASTING_ISSUER,
-    OPS_KEY,
+    OPS,
     TEAM_A_KEY,
     SecureStack,
 )
@@ -20,13 +20,12 @@ from tests.e2e.security.conftest import (
 pytestmark = pytest.mark.e2e
 
 MODEL = "/sax/test/sec-lm"
-OPS = {"Authorization": f"Bearer {OPS_KEY}"}
 TEAM_A = {"Authorization": f"Bearer {TEAM_A_KEY}"}
 
 
 @pytest.fixture(scope="module")
 def model(secure: SecureStack) -> Iterator[str]:
-    with published(secure.stack, MODEL, TEST_LM, {"text": "hi there"}, headers=OPS) as name:
+    with secure.published(MODEL, {"text": "hi there"}) as name:
         yield name
 
 

@@ -11,12 +11,9 @@ import sys
 
 import pytest
 
-from tests.e2e._published import TEST_LM, published
 from tests.e2e.security.conftest import OPS_KEY, TEAM_A_KEY, TEAM_B_KEY, SecureStack
 
 pytestmark = pytest.mark.e2e
-
-OPS = {"Authorization": f"Bearer {OPS_KEY}"}
 
 
 def _saxgw(
@@ -31,7 +28,7 @@ def _saxgw(
 
 def test_saxgw_sends_its_key_to_set_and_obey_method_acls(secure: SecureStack) -> None:
     model = "/sax/test/sec-b-cli-key"
-    with published(secure.stack, model, TEST_LM, {"text": "ok"}, headers=OPS):
+    with secure.published(model, {"text": "ok"}):
         anonymous = _saxgw(secure, "getacl", model)
         assert (anonymous.returncode, anonymous.stdout) == (1, "")
         # Envoy's own reply: its message, not its whole JSON body, which is the status
@@ -66,7 +63,7 @@ def test_a_role_refused_by_envoy_is_reported_as_the_http_apis_error(secure: Secu
         "need the admin role, and so do `ls` of a cell or model, `watch` and `stats` unless the "
         "config's admin_only opens them (SAXGW_API_KEY or --api-key names the key)"
     )
-    with published(secure.stack, model, TEST_LM, {"text": "ok"}, headers=OPS):
+    with secure.published(model, {"text": "ok"}):
         refused = _saxgw(secure, "ls", model, key=TEAM_A_KEY)
         assert (refused.returncode, refused.stdout) == (1, "")
         assert refused.stderr == f"saxgw: PERMISSION_DENIED: RBAC: access denied\nhint: {hint}\n"
@@ -120,7 +117,7 @@ def test_an_empty_api_key_flag_sends_none_whatever_the_environment_holds(
     # A shell that exports an admin's key had no way to try a call anonymously: the empty
     # flag fell back to the environment, and the call was made as the admin.
     model = "/sax/test/sec-cli-empty-key"
-    with published(secure.stack, model, TEST_LM, {"text": "ok"}, headers=OPS):
+    with secure.published(model, {"text": "ok"}):
         as_admin = _saxgw(secure, "getacl", model, key=OPS_KEY)
         assert (as_admin.returncode, as_admin.stderr) == (0, "")
         anonymous = _saxgw(secure, "--api-key", "", "getacl", model, key=OPS_KEY)

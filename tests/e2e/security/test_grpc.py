@@ -17,7 +17,7 @@ from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.launch.envoy import descriptor_set
 from tests._grpc import sync_channel
-from tests.e2e._published import TEST_LM, published
+from tests.e2e._published import TEST_LM
 from tests.e2e.security.conftest import ISSUER, OPS_KEY, TEAM_A_KEY, SecureStack
 from tests.e2e.test_grpc_web import _frame, _unframe
 
@@ -25,14 +25,12 @@ pytestmark = pytest.mark.e2e
 
 GRPCURL = Path(sys.executable).parent / "grpcurl"
 MODEL = "/sax/test/sec-grpc"
-OPS = (("authorization", f"Bearer {OPS_KEY}"),)
 TEAM_A = (("authorization", f"Bearer {TEAM_A_KEY}"),)
 
 
 @pytest.fixture(scope="module")
 def model(secure: SecureStack) -> Iterator[str]:
-    headers = {"Authorization": f"Bearer {OPS_KEY}"}
-    with published(secure.stack, MODEL, TEST_LM, {"text": "grpc ok"}, headers=headers) as name:
+    with secure.published(MODEL, {"text": "grpc ok"}) as name:
         yield name
 
 

@@ -24,8 +24,8 @@ from saxgateway.v1 import gateway_pb2_grpc
 from gateway.launch.processes import ProcessGroup, free_port
 from tests._grpc import sync_channel
 from tests._stacks import tail_logs
-from tests.e2e._published import TEST_LM, published, request_info
-from tests.e2e.security.conftest import OPS_KEY, SecureStack
+from tests.e2e._published import request_info
+from tests.e2e.security.conftest import SecureStack
 
 pytestmark = pytest.mark.e2e
 
@@ -88,8 +88,7 @@ def front(secure: SecureStack, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 @pytest.fixture(scope="module")
 def model(secure: SecureStack) -> Iterator[str]:
-    headers = {"Authorization": f"Bearer {OPS_KEY}"}
-    with published(secure.stack, MODEL, TEST_LM, SLOW, headers=headers) as name:
+    with secure.published(MODEL, SLOW) as name:
         yield name
 
 

@@ -10,12 +10,11 @@ import httpx
 import pytest
 
 from tests.e2e._bodies import envoy_error, gateway_error
-from tests.e2e._published import TEST_LM, published, stored_model
-from tests.e2e.security.conftest import OPS_KEY, TEAM_A_KEY, TEAM_B_KEY, SecureStack
+from tests.e2e._published import stored_model
+from tests.e2e.security.conftest import OPS, TEAM_A_KEY, TEAM_B_KEY, SecureStack
 
 pytestmark = pytest.mark.e2e
 
-OPS = {"Authorization": f"Bearer {OPS_KEY}"}  # roles admin and data
 TEAM_A = {"Authorization": f"Bearer {TEAM_A_KEY}"}  # data; in the group "readers"
 TEAM_B = {"Authorization": f"Bearer {TEAM_B_KEY}"}  # data; limited to /sax/test/sec-b-*
 
@@ -33,7 +32,7 @@ def test_a_method_acl_set_over_http_guards_the_next_call(
     secure: SecureStack, secure_http: httpx.Client
 ) -> None:
     model = "/sax/test/sec-b-method-acl"
-    with published(secure.stack, model, TEST_LM, {"text": "ok"}, headers=OPS):
+    with secure.published(model, {"text": "ok"}):
         # team-b's call reads the model's ACLs (none), which the gateway then keeps a while.
         assert _generate(secure_http, model, TEAM_B).status_code == 200
         done = secure_http.post(
@@ -83,7 +82,7 @@ def test_only_who_may_change_the_admin_acl_changes_a_method_acl(
     secure: SecureStack, secure_http: httpx.Client
 ) -> None:
     model = "/sax/test/sec-method-acl-writers"
-    with published(secure.stack, model, TEST_LM, {"text": "ok"}, headers=OPS):
+    with secure.published(model, {"text": "ok"}):
         body = {"name": model, "method": "lm.generate", "acl": "acl/nobody"}
         # team-a may call the model (role data) but not change its ACLs (role admin).
         refused = secure_http.post("/setacl", json=body, headers=TEAM_A)

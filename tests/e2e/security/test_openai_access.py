@@ -10,8 +10,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
-from tests.e2e._published import TEST_LM, published
-from tests.e2e.security.conftest import ISSUER, OPS_KEY, TEAM_A_KEY, TEAM_B_KEY, SecureStack
+from tests.e2e.security.conftest import ISSUER, TEAM_A_KEY, TEAM_B_KEY, SecureStack
 from tests.e2e.security.test_access import _set_method_acl, _until
 
 pytestmark = pytest.mark.e2e
@@ -22,8 +21,7 @@ _HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 
 @pytest.fixture(scope="module")
 def model(secure: SecureStack) -> Iterator[str]:
-    ops = {"Authorization": f"Bearer {OPS_KEY}"}
-    with published(secure.stack, MODEL, TEST_LM, {"text": "hi there"}, headers=ops) as name:
+    with secure.published(MODEL, {"text": "hi there"}) as name:
         yield name
 
 

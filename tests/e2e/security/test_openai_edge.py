@@ -11,8 +11,7 @@ import openai
 import pytest
 
 from tests.e2e._openai import node_sdk
-from tests.e2e._published import TEST_LM, published
-from tests.e2e.security.conftest import BURSTY_KEY, OPS_KEY, TEAM_A_KEY, SecureStack
+from tests.e2e.security.conftest import BURSTY_KEY, TEAM_A_KEY, SecureStack
 
 pytestmark = pytest.mark.e2e
 
@@ -21,8 +20,7 @@ MODEL = "/sax/test/sec-oai"
 
 @pytest.fixture(scope="module")
 def model(secure: SecureStack) -> Iterator[str]:
-    ops = {"Authorization": f"Bearer {OPS_KEY}"}
-    with published(secure.stack, MODEL, TEST_LM, {"text": "hi there"}, headers=ops) as name:
+    with secure.published(MODEL, {"text": "hi there"}) as name:
         yield name
 
 

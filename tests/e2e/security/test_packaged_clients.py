@@ -14,8 +14,7 @@ from google.rpc import error_details_pb2
 from saxgateway_client import Client, UnauthenticatedError
 
 from tests._approx import approx
-from tests.e2e._published import TEST_LM, published
-from tests.e2e.security.conftest import OPS_KEY, SecureStack
+from tests.e2e.security.conftest import OPS_KEY, OPS_METADATA, SecureStack
 
 pytestmark = pytest.mark.e2e
 
@@ -26,14 +25,12 @@ REQUEST_ID = "5b7e0f0e-2f8d-4d0c-8f61-3c1f0a9e7d21"
 
 @pytest.fixture(scope="module")
 def model(secure: SecureStack) -> Iterator[str]:
-    headers = {"Authorization": f"Bearer {OPS_KEY}"}
-    with published(secure.stack, MODEL, TEST_LM, {"text": "key ok"}, headers=headers) as name:
+    with secure.published(MODEL, {"text": "key ok"}) as name:
         yield name
 
 
 def test_python_client_sends_its_api_key_in_metadata(secure: SecureStack, model: str) -> None:
-    metadata = [("authorization", f"Bearer {OPS_KEY}")]
-    with Client(secure.stack.grpc_address, timeout=20, metadata=metadata) as client:
+    with Client(secure.stack.grpc_address, timeout=20, metadata=OPS_METADATA) as client:
         assert client.generate(model, "q") == [("key ok", approx(-0.2))]
 
 

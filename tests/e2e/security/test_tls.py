@@ -22,10 +22,10 @@ from cryptography import x509
 
 from gateway.edge import CertificateClient, Tls
 from gateway.launch.processes import free_port
-from tests.e2e._published import TEST_LM, published
+from tests.e2e._published import TEST_LM
 from tests.e2e.security._credentials import CertificateAuthority, write_atomically
 from tests.e2e.security._fronts import front_envoy
-from tests.e2e.security.conftest import OPS_KEY, TEAM_A_KEY, SecureStack
+from tests.e2e.security.conftest import TEAM_A_KEY, SecureStack
 
 pytestmark = pytest.mark.e2e
 
@@ -93,8 +93,7 @@ def front(secure: SecureStack, tmp_path_factory: pytest.TempPathFactory) -> Iter
 @pytest.fixture(scope="module")
 def model(secure: SecureStack) -> Iterator[str]:
     overrides = {"text": " ".join(["tok"] * 12), "delay_ms": "150"}
-    headers = {"Authorization": f"Bearer {OPS_KEY}"}
-    with published(secure.stack, MODEL, TEST_LM, overrides, headers=headers) as name:
+    with secure.published(MODEL, overrides) as name:
         yield name
 
 

@@ -67,16 +67,25 @@ def _refusal() -> dict[str, Any]:
     """The virtual host of every other Host: the refusal, before the transcoder would read
     the body or answer for an unknown path (the JSON body comes from local_reply_config)."""
     off = {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True}
+    buffer_off = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
+        "disabled": True,
+    }
+    refuse = {"status": MISDIRECTED, "body": {"inline_string": REFUSAL}}
     return {
         "name": "other_hosts",
         "domains": ["*"],
+        # CONNECT has no path: without a route of its own it matched none, and the buffer
+        # filter held it until the stream idle timeout (envoy.yaml.tmpl's gateway routes).
         "routes": [
-            {
-                "match": {"prefix": "/"},
-                "direct_response": {"status": MISDIRECTED, "body": {"inline_string": REFUSAL}},
-            }
+            {"match": {"connect_matcher": {}}, "direct_response": refuse},
+            {"match": {"prefix": "/"}, "direct_response": refuse},
         ],
-        "typed_per_filter_config": {"envoy.filters.http.grpc_json_transcoder": off},
+        # Refused at the headers: no body is read for a reply that does not depend on it.
+        "typed_per_filter_config": {
+            "envoy.filters.http.grpc_json_transcoder": off,
+            "envoy.filters.http.buffer": buffer_off,
+        },
     }
 
 

@@ -202,6 +202,13 @@ _BARE_REFUSALS: dict[str, tuple[int, int, str]] = {
         5,
         "the request target must be a path such as /generate (OPTIONS * is not served)",
     ),
+    # A WebSocket upgrade, or CONNECT: Envoy's 403 said nothing and read as a denial.
+    "upgrade_failed": (
+        501,
+        12,
+        "protocol upgrades (WebSocket, CONNECT) are not served: send plain HTTP requests;"
+        " streams are server-sent events (/generate_stream) or gRPC",
+    ),
 }
 
 

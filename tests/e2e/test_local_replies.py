@@ -112,6 +112,47 @@ def test_a_request_refused_before_any_route_says_why(
     }
 
 
+UPGRADES_NOT_SERVED = (
+    "protocol upgrades (WebSocket, CONNECT) are not served: send plain HTTP requests;"
+    " streams are server-sent events (/generate_stream) or gRPC"
+)
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "headers"),
+    [
+        # A client that takes the port for a forward proxy: held, with no reply, until the
+        # stream idle timeout (the buffer filter waited for the end of a tunnel's body).
+        ("CONNECT", "example.com:443", {"Host": "example.com:443"}),
+        ("CONNECT", "localhost:443", {"Host": "localhost:443"}),
+        # Envoy's 403 with "message": "", which read as a denial.
+        ("GET", "/listcells", {"Host": "localhost", "Connection": "Upgrade", "Upgrade": "ws"}),
+    ],
+)
+def test_a_protocol_upgrade_is_refused_at_once_saying_why(
+    stack: Stack, method: str, target: str, headers: dict[str, str]
+) -> None:
+    url = httpx.URL(stack.http_url)
+    connection = HTTPConnection(url.host, url.port, timeout=10)
+    try:
+        connection.putrequest(method, target, skip_host=True)
+        for name, value in headers.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        response = connection.getresponse()
+        body = json.loads(response.read())
+    finally:
+        connection.close()
+    assert (response.status, response.getheader("content-type")) == (501, "application/json")
+    request_id = response.getheader("x-request-id")
+    assert body == {
+        "code": 12,
+        "message": UPGRADES_NOT_SERVED,
+        "details": [{"@type": REQUEST_INFO, "request_id": request_id}],
+        "request_id": request_id,
+    }
+
+
 def test_unknown_query_parameter_is_a_json_400(http: httpx.Client) -> None:
     response = http.get("/listcell", params={"model": "/sax/test/x", "colour": "blue"})
     assert_local_reply(response, 400, 3)

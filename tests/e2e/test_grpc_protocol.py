@@ -1,5 +1,6 @@
 """What a gRPC client gets through Envoy's public port at the protocol level: compressed
-messages (gRPC's compression spec, github.com/grpc/grpc doc/compression.md)."""
+messages (gRPC's compression spec, github.com/grpc/grpc doc/compression.md) and
+grpc.health.v1 for a service the gateway does not report on."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from urllib.parse import unquote
 import grpc
 import httpx
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
@@ -103,3 +105,18 @@ def test_an_unknown_grpc_encoding_on_http_json_is_a_json_415(
             "/generate", json={"model": model, "query": "q"}, headers={"grpc-encoding": encoding}
         )
         assert (ok.status_code, ok.json()) == (200, {"texts": [{"text": "a b", "score": -0.2}]})
+
+
+def test_health_of_an_unknown_service_is_not_found_saying_which_there_are(stack: Stack) -> None:
+    # grpc's health servicer answered NOT_FOUND with an empty message.
+    with sync_channel(stack.grpc_address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "saxgateway.v1.SaxGateway"):
+            reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=30)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as raised:
+            health.Check(health_pb2.HealthCheckRequest(service="x" * 10_000), timeout=30)
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+    assert raised.value.details() == (
+        'no such service: health is reported for "" (the server) and saxgateway.v1.SaxGateway'
+    )

@@ -105,7 +105,8 @@ _STATUS_TEXT = (
     "UNIMPLEMENTED 501, UNAVAILABLE 503, DEADLINE_EXCEEDED 504. A method a path does not take "
     "(`GET /generate`) is a 405 with code UNIMPLEMENTED and an `Allow` header naming those it "
     "takes; a path the API lacks is a 404; a compressed body (`content-encoding` other than "
-    "identity) is a 415 with code UNIMPLEMENTED."
+    "identity), or a `grpc-encoding` other than identity, deflate or gzip, is a 415 with code "
+    "UNIMPLEMENTED."
 )
 
 

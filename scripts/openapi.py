@@ -105,7 +105,10 @@ _STATUS_TEXT = (
     "UNIMPLEMENTED 501, UNAVAILABLE 503, DEADLINE_EXCEEDED 504. A method a path does not take "
     "(`GET /generate`) is a 405 with code UNIMPLEMENTED and an `Allow` header naming those it "
     "takes; a path the API lacks is a 404; a compressed body (`content-encoding` other than "
-    "identity) is a 415 with code UNIMPLEMENTED."
+    "identity), or a `grpc-encoding` other than identity, deflate or gzip, is a 415 with code "
+    "UNIMPLEMENTED. A protocol upgrade (a WebSocket `Upgrade`, or `CONNECT` from a client that "
+    "takes the port for a proxy) is a 501 with code UNIMPLEMENTED: streams are server-sent "
+    "events or gRPC. HTTP/1.0 is a 426 with code UNIMPLEMENTED."
 )
 
 

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 
+import grpc
 from grpc_health.v1 import health, health_pb2
 
 from gateway.client import Client, SaxError
@@ -24,6 +25,11 @@ from gateway.service._streams import StreamSlots
 log = logging.getLogger(__name__)
 
 SERVICE = "saxgateway.v1.SaxGateway"
+SERVICES = ("", SERVICE)
+"""The services whose health a gateway reports: "" (the server) and the API."""
+UNKNOWN_SERVICE = (
+    'no such service: health is reported for "" (the server) and saxgateway.v1.SaxGateway'
+)
 
 
 async def cell_reachable(client: Client, timeout: float) -> bool:
@@ -59,6 +65,15 @@ class _CountedHealth(health.aio.HealthServicer):  # type: ignore[misc]
         super().__init__()
         self._slots = slots
 
+    async def Check(
+        self, request: health_pb2.HealthCheckRequest, context: Context
+    ) -> health_pb2.HealthCheckResponse:
+        # grpc's servicer answers NOT_FOUND with no message: say which services there are
+        # (not the name asked for, which may be as long as a message may be).
+        if request.service not in SERVICES:
+            await context.abort(grpc.StatusCode.NOT_FOUND, UNKNOWN_SERVICE)
+        return await super().Check(request, context)
+
     async def Watch(self, request: health_pb2.HealthCheckRequest, context: Context) -> None:
         with self._slots.hold(context):
             await super().Watch(request, context)
@@ -80,7 +95,7 @@ class HealthReporter:
         """Answers NOT_SERVING until the first probe: grpc's servicer starts SERVING, and a
         first probe of an admin that does not answer takes seconds, in which Envoy would
         count this gateway healthy and route calls to it (and `saxgw up` say it is ready)."""
-        for service in ("", SERVICE):
+        for service in SERVICES:
             await self.servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
 
     async def start(self) -> None:
@@ -123,5 +138,5 @@ class HealthReporter:
         )
         name = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
         log.info("health: %s (%s)", name, why)
-        for service in ("", SERVICE):
+        for service in SERVICES:
             await self.servicer.set(service, status)

@@ -1,0 +1,122 @@
+"""What a gRPC client gets through Envoy's public port at the protocol level: compressed
+messages (gRPC's compression spec, github.com/grpc/grpc doc/compression.md) and
+grpc.health.v1 for a service the gateway does not report on."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from urllib.parse import unquote
+
+import grpc
+import httpx
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from saxgateway.v1 import gateway_pb2 as pb
+from saxgateway.v1 import gateway_pb2_grpc
+
+from gateway.launch.stack import Stack
+from tests._grpc import sync_channel
+from tests.e2e._bodies import REQUEST_INFO, envoy_error, openai_error
+from tests.e2e._grpc_replies import (
+    WEB_PROTO,
+    WEB_TEXT,
+    grpc_web_call,
+    native_headers,
+    trailers_only_json,
+)
+from tests.e2e._published import TEST_LM, published
+
+UNSUPPORTED = (
+    "grpc-encoding: not a message encoding this server reads; it reads identity, deflate and gzip"
+)
+ACCEPTED = "identity, deflate, gzip"
+GENERATE = "/saxgateway.v1.SaxGateway/Generate"
+
+
+@pytest.fixture(scope="module")
+def model(stack: Stack) -> Iterator[str]:
+    with published(stack, "/sax/test/wire", TEST_LM, {"text": "a b"}) as name:
+        yield name
+
+
+@pytest.mark.parametrize(
+    "compression", [grpc.Compression.NoCompression, grpc.Compression.Gzip, grpc.Compression.Deflate]
+)
+def test_compressed_grpc_calls_are_served(
+    stack: Stack, model: str, compression: grpc.Compression
+) -> None:
+    with sync_channel(stack.grpc_address) as channel:
+        stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+        reply = stub.Generate(
+            pb.GenerateRequest(model=model, query="q"), timeout=30, compression=compression
+        )
+        request = pb.GenerateStreamRequest(model=model, query="q")
+        stream = list(stub.GenerateStream(request, timeout=30, compression=compression))
+    assert [t.text for t in reply.texts] == ["a b"]
+    assert [d.text for m in stream for d in m.deltas] == ["a", " b"]
+    assert stream[-1].done
+
+
+@pytest.mark.parametrize("encoding", ["snappy", "zstd", "GZIP"])
+def test_an_unknown_grpc_encoding_is_unimplemented_naming_those_taken(
+    stack: Stack, model: str, encoding: str
+) -> None:
+    # grpc in the gateway answered INTERNAL "Error parsing 'grpc-encoding' metadata", with no
+    # grpc-accept-encoding, even for a message that was not compressed (as here).
+    request = pb.GenerateRequest(model=model, query="q")
+    headers = native_headers(stack.http_url + GENERATE, request, {"grpc-encoding": encoding})
+    assert (headers["grpc-status"], headers["grpc-accept-encoding"]) == ("12", ACCEPTED)
+    body = json.loads(unquote(headers["grpc-message"]))
+    request_id = headers["x-request-id"]
+    assert body == {
+        "code": 12,
+        "message": UNSUPPORTED,
+        "details": [{"@type": REQUEST_INFO, "request_id": request_id}],
+        "request_id": request_id,
+    }
+
+
+@pytest.mark.parametrize("content_type", [WEB_PROTO, WEB_TEXT])
+def test_an_unknown_grpc_encoding_is_unimplemented_to_grpc_web(
+    stack: Stack, model: str, content_type: str
+) -> None:
+    request = pb.GenerateRequest(model=model, query="q")
+    url = stack.http_url + GENERATE
+    response = grpc_web_call(url, request, {"grpc-encoding": "snappy"}, content_type)
+    assert trailers_only_json(response, 12, content_type) == envoy_error(response, 12, UNSUPPORTED)
+
+
+def test_an_unknown_grpc_encoding_on_http_json_is_a_json_415(
+    http: httpx.Client, model: str
+) -> None:
+    # A 500 INTERNAL with no request ID, and not OpenAI's envelope on its paths.
+    headers = {"grpc-encoding": "snappy"}
+    response = http.post("/generate", json={"model": model, "query": "q"}, headers=headers)
+    assert response.status_code == 415, response.text
+    assert response.json() == envoy_error(response, 12, UNSUPPORTED)
+    assert "grpc-accept-encoding" not in response.headers  # gRPC's, as on every HTTP reply
+    openai = http.post("/v1/completions", json={"model": model, "prompt": "q"}, headers=headers)
+    assert openai.status_code == 415, openai.text
+    assert openai.json() == {"error": openai_error(UNSUPPORTED)}
+    # The encodings grpc reads pass, though a JSON body is never compressed.
+    for encoding in ("gzip", "deflate", "identity"):
+        ok = http.post(
+            "/generate", json={"model": model, "query": "q"}, headers={"grpc-encoding": encoding}
+        )
+        assert (ok.status_code, ok.json()) == (200, {"texts": [{"text": "a b", "score": -0.2}]})
+
+
+def test_health_of_an_unknown_service_is_not_found_saying_which_there_are(stack: Stack) -> None:
+    # grpc's health servicer answered NOT_FOUND with an empty message.
+    with sync_channel(stack.grpc_address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "saxgateway.v1.SaxGateway"):
+            reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=30)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as raised:
+            health.Check(health_pb2.HealthCheckRequest(service="x" * 10_000), timeout=30)
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+    assert raised.value.details() == (
+        'no such service: health is reported for "" (the server) and saxgateway.v1.SaxGateway'
+    )

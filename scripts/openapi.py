@@ -108,7 +108,8 @@ _STATUS_TEXT = (
     "identity), or a `grpc-encoding` other than identity, deflate or gzip, is a 415 with code "
     "UNIMPLEMENTED. A protocol upgrade (a WebSocket `Upgrade`, or `CONNECT` from a client that "
     "takes the port for a proxy) is a 501 with code UNIMPLEMENTED: streams are server-sent "
-    "events or gRPC. HTTP/1.0 is a 426 with code UNIMPLEMENTED."
+    "events or gRPC. HTTP/1.0 requests are served (ApacheBench, nginx's default proxy_pass); "
+    "a reply of unknown length, a stream, ends when the connection closes."
 )
 
 

@@ -209,9 +209,6 @@ _BARE_REFUSALS: dict[str, tuple[int, int, str]] = {
         "protocol upgrades (WebSocket, CONNECT) are not served: send plain HTTP requests;"
         " streams are server-sent events (/generate_stream) or gRPC",
     ),
-    # Envoy's reply said only "Upgrade Required", with UNKNOWN. `ab` and nginx's proxy_pass
-    # (unless proxy_http_version 1.1) send HTTP/1.0.
-    "low_version": (426, 12, "HTTP/1.0 is not served: send the request over HTTP/1.1 or HTTP/2"),
 }
 
 

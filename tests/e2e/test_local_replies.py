@@ -9,7 +9,6 @@ direct_response included, stay untouched.
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from http.client import HTTPConnection
 
@@ -151,39 +150,6 @@ def test_a_protocol_upgrade_is_refused_at_once_saying_why(
         "message": UPGRADES_NOT_SERVED,
         "details": [{"@type": REQUEST_INFO, "request_id": request_id}],
         "request_id": request_id,
-    }
-
-
-@pytest.mark.parametrize(
-    "request_bytes",
-    [
-        b"GET /listcells HTTP/1.0\r\nHost: localhost\r\n\r\n",
-        b"GET /listcells HTTP/1.0\r\n\r\n",
-        b"POST /v1/completions HTTP/1.0\r\nHost: localhost\r\nContent-Length: 2\r\n\r\n{}",
-    ],
-    ids=["with Host", "without Host", "OpenAI path"],
-)
-def test_an_http_1_0_request_is_told_to_use_a_later_version(
-    stack: Stack, request_bytes: bytes
-) -> None:
-    # ApacheBench and nginx's proxy_pass (unless proxy_http_version 1.1) speak HTTP/1.0. Envoy
-    # refuses it before any route: its reply said "Upgrade Required" with code UNKNOWN.
-    url = httpx.URL(stack.http_url)
-    with socket.create_connection((url.host, url.port), timeout=30) as sock:
-        sock.sendall(request_bytes)
-        reply = b""
-        while chunk := sock.recv(65536):  # Envoy closes the connection after it
-            reply += chunk
-    head, _, body = reply.partition(b"\r\n\r\n")
-    status_line, *header_lines = head.decode().split("\r\n")
-    headers = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines)}
-    assert status_line == "HTTP/1.1 426 Upgrade Required"
-    assert (headers["content-type"], headers["connection"]) == ("application/json", "close")
-    assert json.loads(body) == {
-        "code": 12,
-        "message": "HTTP/1.0 is not served: send the request over HTTP/1.1 or HTTP/2",
-        "details": [{"@type": REQUEST_INFO, "request_id": None}],
-        "request_id": None,
     }
 
 

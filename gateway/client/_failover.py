@@ -17,7 +17,12 @@ import grpc
 
 from gateway.client._admin import backoff_delays
 from gateway.client._locations import AddressTable
-from gateway.common.errors import SaxError, from_grpc_error
+from gateway.common.errors import (
+    GRPC_DEADLINE,
+    DeadlineExceededError,
+    SaxError,
+    from_grpc_error,
+)
 
 # The router's logger, as before these lines moved here: a filter set for it still applies.
 _log = logging.getLogger("gateway.client._router")
@@ -50,7 +55,7 @@ class Retry:
 
     def failed(self, table: AddressTable, address: str, exc: grpc.aio.AioRpcError) -> None:
         """Records a failed attempt; raises the error if another replica cannot help."""
-        error = from_grpc_error(exc)
+        error = call_error(table.model_id, exc)
         if error.code not in _SERVER_RETRY_CODES or _too_large(error):
             raise error from exc
         error.__cause__ = exc
@@ -59,6 +64,16 @@ class Retry:
         _log.debug("%s on %s: %s", table.model_id, address, error)
         self.tried.append(address)
         self.last = error
+
+
+def call_error(model_id: str, exc: grpc.RpcError) -> SaxError:
+    """A model server call's failure as its caller gets it. A deadline that grpc enforced
+    during the call reads "Deadline Exceeded", naming nothing: it names the call, as one
+    that passes between attempts does (`Deadline.timeout`)."""
+    error = from_grpc_error(exc)
+    if error.code == grpc.StatusCode.DEADLINE_EXCEEDED and error.message == GRPC_DEADLINE:
+        return DeadlineExceededError(f"call to {model_id} exceeded its deadline")
+    return error
 
 
 def failed(

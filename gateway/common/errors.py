@@ -282,8 +282,8 @@ def storage_failure(exc: StorageError, failed: str, storage: str, log: str) -> S
 # A deadline grpc enforced itself reads "Deadline Exceeded", or, on a channel without grpc's
 # retry layer (client/_channels.py) when the server's cancellation arrives first, "Stream
 # removed (Deadline Exceeded)": one event, so one message for the caller.
-_DEADLINE = "Deadline Exceeded"
-_DEADLINE_REMOVED = f"Stream removed ({_DEADLINE})"
+GRPC_DEADLINE = "Deadline Exceeded"
+_DEADLINE_REMOVED = f"Stream removed ({GRPC_DEADLINE})"
 
 
 def from_grpc_error(exc: grpc.RpcError) -> SaxError:
@@ -296,7 +296,7 @@ def from_grpc_error(exc: grpc.RpcError) -> SaxError:
     if code == grpc.StatusCode.UNKNOWN:
         code = code_from_text(message) or code
     elif code == grpc.StatusCode.DEADLINE_EXCEEDED and message == _DEADLINE_REMOVED:
-        message = _DEADLINE
+        message = GRPC_DEADLINE
     return error_for_code(code, message, field_violations=_field_violations(exc))
 
 

@@ -100,7 +100,7 @@ def test_unary_call_past_the_limit_is_504_json(front: Front, model: str) -> None
     # The gateway's own error (DEADLINE_EXCEEDED), not Envoy's backstop.
     assert response.json() == {
         "code": 4,
-        "message": "Deadline Exceeded",
+        "message": f"call to {model} exceeded its deadline",
         "details": [request_info(response)],
     }
 
@@ -120,7 +120,7 @@ def test_sse_stream_past_the_limit_ends_with_an_in_band_json_error(
     assert len(deltas) < len(SLOW["text"].split())  # cut short, not finished
     assert last["done"] is True
     assert last["error"]["code"] == 4
-    assert "Deadline" in last["error"]["message"]
+    assert last["error"]["message"] == f"call to {model} exceeded its deadline"
 
 
 def test_grpc_stream_past_the_limit_is_deadline_exceeded(front: Front, model: str) -> None:
@@ -132,6 +132,7 @@ def test_grpc_stream_past_the_limit_is_deadline_exceeded(front: Front, model: st
             for reply in stream:
                 received += len(reply.deltas)
     assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert caught.value.details() == f"call to {model} exceeded its deadline"
     assert 0 < received < len(SLOW["text"].split())
 
 

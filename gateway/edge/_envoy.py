@@ -372,13 +372,7 @@ def _grpc_headers_for_grpc_only() -> dict[str, Any]:
     remove = _filter(
         "envoy.filters.http.header_mutation",
         "filters.http.header_mutation.v3.HeaderMutation",
-        {
-            "mutations": {
-                "response_mutations": [{"remove": h} for h in GRPC_ONLY_HEADERS],
-                # An HTTP/2 client's stream (SSE) ends with trailers: the status again.
-                "response_trailers_mutations": [{"remove": h} for h in GRPC_ONLY_HEADERS],
-            }
-        },
+        {"mutations": {"response_mutations": [{"remove": h} for h in GRPC_ONLY_HEADERS]}},
     )
     grpc = header_predicate("content-type", {"prefix": "application/grpc"}, of="Response")
     return skip_when("grpc_only_headers", remove, grpc)

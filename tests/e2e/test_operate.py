@@ -525,6 +525,25 @@ def test_the_access_log_records_the_gateway_code_of_a_failed_http_call(
     assert (line["status"], line["grpc_status"]) == (status, code)
 
 
+def test_the_access_log_records_a_finished_sse_streams_status_and_cost(
+    ops_stack: Stack, model: str
+) -> None:
+    # Both come from the stream's trailers, which an HTTP/1.1 client never sees: removing
+    # them from what Envoy sends on (to hide grpc-status from HTTP/2 clients) made every
+    # successful stream log UNKNOWN (2) and no cost.
+    request_id = f"sse-{secrets.token_hex(6)}"
+    headers = {**AUTH, "x-request-id": request_id}
+    with (
+        httpx.Client(base_url=ops_stack.http_url, headers=headers, timeout=30) as http,
+        http.stream("POST", "/generate_stream", json={"model": model, "query": "q"}) as reply,
+    ):
+        events = [line for line in reply.iter_lines() if line.startswith("data:")]
+    assert reply.status_code == 200 and '"done":true' in events[-1], events
+    line = access_log_line(ops_stack, request_id)
+    assert (line["status"], line["grpc_status"]) == (200, 0), line
+    assert str(line["stream_query_cost_ms"]).isdigit(), line  # milliseconds, as the header
+
+
 def test_the_documented_access_log_line_is_the_one_envoy_writes(
     ops_stack: Stack, model: str
 ) -> None:

@@ -18,7 +18,7 @@ from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.cell.models.test_lm import MODEL_PATH as TEST_LM
-from tests._deployment import liveness
+from tests._deployment import http_liveness, liveness
 from tests._grpc import sync_channel
 from tests.container._compose import Compose, poll
 from tests.container.conftest import API_KEY, AUTH
@@ -221,7 +221,7 @@ def test_the_ops_service_scrapes_the_gateways_calls_and_envoy(
 
 
 def test_the_pods_liveness_probes_run_in_the_images(compose: Compose) -> None:
-    # deploy/k8s's exec probes, in the images its pods run: the commands and what they need
+    # deploy/k8s's liveness probes, in the images its pods run: the commands and what they need
     # (python and the gateway package; bash, and run-envoy.sh as envoy-config writes it).
     ports = compose.ports
     for service, where in (
@@ -231,6 +231,10 @@ def test_the_pods_liveness_probes_run_in_the_images(compose: Compose) -> None:
         command, timeout = liveness(service, where)
         # `docker exec` fails (AssertionError) unless the probe exits 0.
         compose.docker("exec", compose.container(service), *command, timeout=timeout + 10)
+    # The ops container's is kubelet's own httpGet, on the port the image's ops server serves.
+    path, _, timeout = http_liveness("ops")
+    answer = httpx.get(f"http://127.0.0.1:{ports.ops}{path}", timeout=timeout)
+    assert (answer.status_code, answer.text) == (200, "ok\n")
 
 
 def test_killed_cell_container_comes_back_with_its_models(

@@ -29,9 +29,11 @@ _OPTIONS = [
 
 
 def new_server() -> grpc.aio.Server:
-    # A call whose request stream ends without its message is answered INVALID_ARGUMENT:
-    # grpc.aio would leave it open until the caller's deadline (for ever without one).
-    return grpc.aio.server(interceptors=[RequestMessageInterceptor(abort)], options=_OPTIONS)
+    # A call whose request stream ends without its message, or whose message does not parse,
+    # is answered INVALID_ARGUMENT: grpc.aio would leave the first open until the caller's
+    # deadline (for ever without one), and answer the second UNKNOWN with a logged traceback.
+    checks = RequestMessageInterceptor(abort, refuse_unparsed=True)
+    return grpc.aio.server(interceptors=[checks], options=_OPTIONS)
 
 
 _BUSY = "is another process using it? choose another port"

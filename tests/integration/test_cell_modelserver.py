@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import time
 import wave
 from typing import TypeAlias
@@ -275,3 +276,49 @@ async def test_a_call_without_its_request_message_is_invalid_argument(
         "the call carries no complete request message: a gRPC call sends exactly one:"
         " InvalidArgument",
     )
+
+
+@pytest.mark.parametrize(
+    ("server", "method", "message_type", "streaming"),
+    [
+        (
+            "model server",
+            "/sax.server.lm.LMService/Generate",
+            "sax.server.lm.GenerateRequest",
+            False,
+        ),
+        (
+            "model server",
+            "/sax.server.lm.LMService/GenerateStream",
+            "sax.server.lm.GenerateRequest",
+            True,
+        ),
+        ("admin", "/sax.Admin/List", "sax.ListRequest", False),
+    ],
+)
+async def test_a_request_that_does_not_parse_is_invalid_argument(
+    inproc_cell: InprocCell,
+    server: str,
+    method: str,
+    message_type: str,
+    streaming: bool,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """grpc.aio answered UNKNOWN "Unexpected <class DecodeError>" and logged a traceback at
+    ERROR for each such call: a flood of them was a flood of tracebacks."""
+    address = inproc_cell.model_servers[0].address if server == "model server" else None
+    garbage = b"\xff\xff\xff\xff"
+    async with aio_channel(address or inproc_cell.admin.address) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            if streaming:
+                await channel.unary_stream(method, request_serializer=bytes)(
+                    garbage, timeout=10
+                ).read()
+            else:
+                await channel.unary_unary(method, request_serializer=bytes)(garbage, timeout=10)
+    assert (caught.value.code(), caught.value.details()) == (
+        Code.INVALID_ARGUMENT,
+        f"the request does not parse: Error parsing message with type '{message_type}':"
+        " Wire format was corrupt: InvalidArgument",
+    )
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

@@ -13,7 +13,7 @@ PYTEST_PAR := -n $(TEST_WORKERS) --dist loadfile
 UP_ARGS ?=
 
 .PHONY: install up test lint gen check-gen contract openapi unit integration e2e faults bench bench-tools soak clean \
-	chromium container-test
+	chromium nginx container-test
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -31,7 +31,7 @@ up: install
 	$(VENV)/bin/saxgw up $(UP_ARGS)
 
 ## Run every check and the whole test suite.
-test: install check-gen lint contract chromium
+test: install check-gen lint contract chromium nginx
 	$(PY) -m pytest $(PYTEST_PAR) $(PYTEST_ARGS)
 
 lint: install
@@ -54,6 +54,10 @@ node_modules/.installed: package.json package-lock.json
 ## Debian's Chromium, for the /docs page test (tests/e2e/test_docs_page.py); needs root.
 chromium:
 	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+
+## Debian's nginx, in front of the stack in tests/e2e/test_behind_nginx.py; needs root.
+nginx:
+	command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx-light; }
 
 ## The load generators the benchmark drives (bench/_loadgen.py).
 bench-tools:

@@ -41,6 +41,41 @@ def test_http_json_replies_carry_no_grpc_headers(stack: Stack, http: httpx.Clien
         assert _hidden(response) == set(), (response.request.url, dict(response.headers))
 
 
+# What every SSE reply says to the proxies and caches on its way (docs/deploy.md): without the
+# first, nginx holds a stream back until it ends (tests/e2e/test_behind_nginx.py).
+STREAM_HEADERS = {"x-accel-buffering": "no", "cache-control": "no-cache"}
+
+
+def _stream_headers(response: httpx.Response) -> dict[str, str]:
+    return {name: response.headers[name] for name in STREAM_HEADERS if name in response.headers}
+
+
+def test_sse_replies_tell_proxies_not_to_buffer_or_cache_them(
+    stack: Stack, http: httpx.Client
+) -> None:
+    with published(stack, "/sax/test/stream-headers", TEST_LM, {"text": "a b"}) as model:
+        calls = [
+            http.build_request("POST", "/generate_stream", json={"model": model, "query": "q"}),
+            http.build_request("POST", f"/v1{model}:streamGenerate", json={"query": "q"}),
+            http.build_request("GET", "/watch", params={"model": model}),
+            http.build_request("GET", f"/v1{model}:watch"),
+            http.build_request(
+                "POST", "/v1/completions", json={"model": model, "prompt": "q", "stream": True}
+            ),
+        ]
+        for call in calls:
+            sse = http.send(call, stream=True)
+            sse.close()  # the headers are all this needs (a watch would go on)
+            assert sse.status_code == 200, call.url
+            assert sse.headers["content-type"] == "text/event-stream", call.url
+            assert _stream_headers(sse) == STREAM_HEADERS, call.url
+        unary = http.post("/generate", json={"model": model, "query": "q"})
+    # Unary replies are left as they were: their route is the hot one, and holding back a
+    # reply that comes whole delays nothing.
+    assert unary.status_code == 200 and _stream_headers(unary) == {}
+    assert _stream_headers(http.get("/listcells")) == {}
+
+
 def test_grpc_clients_through_envoy_still_get_their_status(stack: Stack) -> None:
     model = "/sax/test/nope"
     with sync_channel(stack.grpc_address) as channel:

@@ -338,3 +338,26 @@ def test_health_watch_is_routed_as_a_stream(tmp_path: Path) -> None:
     assert route["route"]["timeout"] == "0s"
     assert "cost_header" not in route.get("typed_per_filter_config", {})
     assert _route(routes, "/grpc.health.v1.Health/Check")["route"]["priority"] == "HIGH"
+
+
+def test_stream_replies_tell_proxies_not_to_buffer_or_cache_them(tmp_path: Path) -> None:
+    # A reply's headers come from the route of its gRPC path, whichever path the request had.
+    # nginx buffers a reply unless told `x-accel-buffering: no` (tests/e2e/test_behind_nginx.py).
+    # The OpenAI methods that may stream add them to their JSON replies too; unary methods,
+    # the hot /generate first, never do.
+    config = _render(tmp_path, {})
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    routes = hcm["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
+    overwrite = "OVERWRITE_IF_EXISTS_OR_ADD"
+    stream_reply = [
+        {"header": {"key": "x-accel-buffering", "value": "no"}, "append_action": overwrite},
+        {"header": {"key": "cache-control", "value": "no-cache"}, "append_action": overwrite},
+    ]
+    for service in (
+        gateway_pb2.DESCRIPTOR.services_by_name["SaxGateway"],
+        openai_pb2.DESCRIPTOR.services_by_name["OpenAIGateway"],
+    ):
+        for method in service.methods:
+            route = _route(routes, f"/{service.full_name}/{method.name}")
+            added = route.get("response_headers_to_add", [])
+            assert added == (stream_reply if method.server_streaming else []), method.name

@@ -55,9 +55,10 @@ node_modules/.installed: package.json package-lock.json
 chromium:
 	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 
-## Debian's nginx, in front of the stack in tests/e2e/test_behind_nginx.py; needs root.
+## Debian's nginx, in front of the stack in tests/e2e/test_behind_nginx.py (installed as root,
+## without starting its service).
 nginx:
-	command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx-light; }
+	scripts/install-nginx
 
 ## The load generators the benchmark drives (bench/_loadgen.py).
 bench-tools:

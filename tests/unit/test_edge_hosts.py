@@ -74,13 +74,13 @@ def test_envoy_config_for_containers_answers_every_host(tmp_path: Path) -> None:
 def test_the_admin_of_a_container_also_takes_the_drain_that_envoy_run_sends(
     tmp_path: Path,
 ) -> None:
-    # envoy-run.sh drains a container's Envoy on SIGTERM through its admin; a laptop's admin
+    # run-envoy.sh drains a container's Envoy on SIGTERM through its admin; a laptop's admin
     # (loopback, reachable by DNS rebinding) takes reads only (tests/e2e/test_operate.py).
     argv = ["envoy-config", "--gateway", "gateway:50051", "--out", str(tmp_path / "out")]
     assert main(argv) == 0
     config = yaml.safe_load((tmp_path / "out" / "envoy.yaml").read_text())
     assert config["admin"]["allow_paths"] == [*ADMIN_READS, *ADMIN_DRAIN]
-    run_envoy = (Path(__file__).parents[2] / "gateway/launch/envoy-run.sh").read_text()
+    run_envoy = (Path(__file__).parents[2] / "gateway/launch/run-envoy.sh").read_text()
     assert "POST /healthcheck/fail" in run_envoy and "POST '/drain_listeners?" in run_envoy
     laptop = yaml.safe_load(render(EnvoySettings(gateway_endpoints=["127.0.0.1:50051"])))
     assert laptop["admin"]["allow_paths"] == list(ADMIN_READS)

@@ -204,6 +204,7 @@ def render(
         "SWAGGER_UI_DIR": str(swagger_ui_dir),
         "MAX_CONNECTIONS": settings.edge.limits.max_connections,
         "MAX_REQUEST_BYTES": settings.edge.limits.max_request_bytes,
+        "MAX_REQUEST_BYTES_PLUS_ONE": settings.edge.limits.max_request_bytes + 1,
         "MAX_RESPONSE_BYTES": settings.max_response_bytes,
         "MAX_STREAMS_PER_CONNECTION": settings.max_streams_per_connection,
         "MAX_STREAMS": settings.max_streams,

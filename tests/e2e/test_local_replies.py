@@ -9,6 +9,7 @@ direct_response included, stay untouched.
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from http.client import HTTPConnection
 
@@ -166,6 +167,35 @@ def test_body_over_the_message_limit_is_a_json_413(http: httpx.Client) -> None:
     assert response.status_code == 413, response.text
     assert response.headers["content-type"] == "application/json"
     assert response.json() == envoy_error(response, 8, "Payload Too Large")
+
+
+@pytest.mark.parametrize("content_type", [b"Content-Type: application/json\r\n", b""])
+def test_a_body_declared_over_the_limit_is_a_413_before_it_is_sent(
+    stack: Stack, content_type: bytes
+) -> None:
+    # The buffer filter answered only once the limit's worth had arrived: a client that
+    # declared 40 MiB and sent little held its connection, with no reply, for minutes.
+    url = httpx.URL(stack.http_url)
+    head = b"POST /generate HTTP/1.1\r\nHost: localhost\r\n" + content_type
+    with socket.create_connection((url.host, url.port), timeout=10) as sock:
+        sock.sendall(head + b"Content-Length: %d\r\n\r\n{" % (40 << 20))
+        reply = b""
+        while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)  # socket.timeout: no answer within 10 s
+            if not chunk:
+                break
+            reply += chunk
+    head_lines, _, body = reply.partition(b"\r\n\r\n")
+    assert head_lines.startswith(b"HTTP/1.1 413 Payload Too Large"), reply[:300]
+    request_id = dict(
+        line.decode().lower().split(": ", 1) for line in head_lines.split(b"\r\n")[1:]
+    )["x-request-id"]
+    assert json.loads(body) == {
+        "code": 8,
+        "message": "Payload Too Large",
+        "details": [{"@type": REQUEST_INFO, "request_id": request_id}],
+        "request_id": request_id,
+    }
 
 
 def test_a_20_mb_body_gets_a_json_error(http: httpx.Client) -> None:

@@ -21,6 +21,7 @@ import pytest
 import yaml
 from opentelemetry.proto.trace.v1 import trace_pb2
 from prometheus_client.parser import text_string_to_metric_families
+from saxgateway.v1.gateway_pb2 import GenerateRequest
 
 from gateway.cli._edge import envoy_settings
 from gateway.config import TelemetrySettings
@@ -31,6 +32,7 @@ from gateway.service._metrics import GatewayMetrics
 from tests._otlp import Receiver, attributes
 from tests._stacks import loopback_envoy
 from tests.e2e._access_log import access_log_line
+from tests.e2e._grpc_replies import grpc_web_call
 from tests.e2e._openai import write_config
 from tests.e2e._published import REQUEST_INFO, TEST_LM, published
 
@@ -57,6 +59,7 @@ def model(stack: Stack) -> Iterator[str]:
 
 KEY = "sk-team-a-operate-5e1c"
 AUTH = {"authorization": f"Bearer {KEY}"}
+SERVICE = "/saxgateway.v1.SaxGateway"
 
 
 @pytest.fixture(scope="module")
@@ -447,6 +450,42 @@ def test_a_callers_request_id_is_kept_everywhere_and_its_trace_followed(
     assert attributes(server)["error.type"] == "NOT_FOUND"
     # The caller's mistake, not the server's failure (OpenTelemetry's gRPC conventions).
     assert server.status.code == trace_pb2.Status.STATUS_CODE_UNSET
+
+
+@pytest.mark.parametrize(
+    ("call", "status", "code"),
+    [
+        ("http", 200, 0),
+        ("http-absent", 404, 5),  # the transcoder turned the gateway's NOT_FOUND into a 404
+        ("http-malformed", 400, 3),  # Envoy's own reply, tagged by its local reply mapper
+        ("grpc-web", 200, 0),  # grpc_web moves the trailers into the body
+    ],
+)
+def test_envoys_span_carries_the_grpc_status_the_client_got(
+    ops_stack: Stack, receiver: Receiver, model: str, call: str, status: int, code: int
+) -> None:
+    # Envoy tags a span with the grpc-status it finds in the reply's trailers only: the
+    # three calls that end any other way had no grpc.status_code, where the access log had
+    # their code.
+    trace = secrets.token_bytes(16)
+    traceparent = f"00-{trace.hex()}-{secrets.token_bytes(8).hex()}-01"
+    headers = {**AUTH, "traceparent": traceparent}
+    url = f"{ops_stack.http_url}/generate"
+    if call == "grpc-web":
+        message = GenerateRequest(model=model, query="q")
+        reply = grpc_web_call(f"{ops_stack.http_url}{SERVICE}/Generate", message, headers)
+    elif call == "http-malformed":
+        reply = httpx.post(url, content=b"{", headers=headers, timeout=30)
+    else:
+        name = model if call == "http" else "/sax/test/absent"
+        reply = httpx.post(url, json={"model": name, "query": "q"}, headers=headers, timeout=30)
+    assert reply.status_code == status, reply.text
+    spans = receiver.wait_until(
+        trace, lambda spans: any(receiver.service(s) == "sax-gateway-envoy" for s in spans)
+    )
+    [envoy] = [s for s in spans if receiver.service(s) == "sax-gateway-envoy"]
+    assert attributes(envoy)["grpc.status_code"] == str(code)
+    assert access_log_line(ops_stack, trace.hex())["grpc_status"] == code
 
 
 @pytest.mark.parametrize(

@@ -67,7 +67,8 @@ class RequestMessageInterceptor(WrappingInterceptor):
         self._parse = _tolerant if refuse_unparsed else lambda parse: parse
 
     async def _one(self, context: Context) -> Any:
-        """The call's request; ends the call with INVALID_ARGUMENT if it sent none."""
+        """The call's request; ends the call with INVALID_ARGUMENT if it sent none, or (with
+        ``refuse_unparsed``) one that does not parse."""
         request = await context.read()
         if request is grpc.aio.EOF:
             await self._refuse(context, InvalidArgumentError(NO_MESSAGE))

@@ -45,6 +45,9 @@ T = TypeVar("T")
 _CLIENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
 _MAX_IDENTITY = 1024
 _LEAST_SECONDS = 0.001
+# What a list key left with no value could have meant (`_Node.given`).
+_EMPTY_OR_ABSENT = "write [] for none, or leave the key out for "
+_ADMIN_ONLY_NULL = "[] opens them all to data, without the key they are admin's"
 _MIN_KEY_LENGTH = 16
 # Largest values Envoy takes (its config's uint32 fields; durations well below the ~9.2e9 s,
 # int64 nanoseconds, where Envoy 1.40 finds them out of range, with room for STREAM_BACKSTOP
@@ -148,12 +151,12 @@ class _Node:
         except ValueError as exc:
             raise self.fail(str(exc)) from None
 
-    def given(self, without: str) -> _Node:
-        """This node, for a list whose absence means something other than ``[]`` (what
-        ``without`` says): a key left with no value (its entries commented out) reads as null
-        and could mean either, so it is refused."""
+    def given(self, why: str) -> _Node:
+        """This node, for a list whose absence means something other than ``[]``: a key left
+        with no value (its entries commented out) reads as null and could mean either, so it
+        is refused, with ``why`` saying what each would mean."""
         if self.value is None:
-            raise self.fail(f"no value; write [] for none, or leave the key out for {without}")
+            raise self.fail(f"no value; {why}")
         return self
 
     def choices(self, allowed: tuple[str, ...]) -> frozenset[str]:
@@ -237,7 +240,7 @@ def _jwt(node: _Node, base: Path) -> JwtIssuer:
         jwks_file=jwks,
         audiences=tuple(n.text() for n in m["audiences"].items()) if "audiences" in m else (),
         client_claim=m["client_claim"].text() if "client_claim" in m else "sub",
-        roles=m["roles"].given("the data role").choices(ROLES)
+        roles=m["roles"].given(_EMPTY_OR_ABSENT + "the data role").choices(ROLES)
         if "roles" in m
         else frozenset({"data"}),
         roles_claim=_optional(m.get("roles_claim"), _Node.text),
@@ -274,7 +277,7 @@ def _model_limit(node: _Node, default: ModelLimit) -> ModelLimit:
 def _client(node: _Node) -> ClientPolicy:
     m = node.mapping(("models", "rate", "max_concurrent"))
     return ClientPolicy(
-        models=tuple(n.text() for n in m["models"].given("any model").items())
+        models=tuple(n.text() for n in m["models"].given(_EMPTY_OR_ABSENT + "any model").items())
         if "models" in m
         else None,
         rate=_optional(m.get("rate"), _rate),
@@ -356,14 +359,6 @@ def _limits(node: _Node) -> Limits:
     return Limits(**{key: read(m[key]) for key, read in _LIMITS.items() if key in m})
 
 
-def _admin_only(node: _Node) -> frozenset[str]:
-    """``admin_only``. Without a value (its entries commented out) it would read as ``[]``,
-    which opens every one to ``data``, the opposite of leaving the key out: refused."""
-    if node.value is None:
-        raise node.fail("no value; [] opens them all to data, without the key they are admin's")
-    return node.choices(EXPOSABLE)
-
-
 #: The file's top-level sections this part owns (gateway/configfile.py routes them here).
 SECTIONS = ("auth", "clients", "quotas", "tls", "cors", "allowed_hosts", "limits", "admin_only")
 
@@ -408,5 +403,7 @@ def parse_edge(data: Mapping[str, Any], base: Path = Path(".")) -> EdgeConfig:
         if "allowed_hosts" in top
         else (),
         limits=_limits(top["limits"]) if "limits" in top else Limits(),
-        admin_only=_admin_only(top["admin_only"]) if "admin_only" in top else frozenset(EXPOSABLE),
+        admin_only=top["admin_only"].given(_ADMIN_ONLY_NULL).choices(EXPOSABLE)
+        if "admin_only" in top
+        else frozenset(EXPOSABLE),
     )

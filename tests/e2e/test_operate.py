@@ -233,19 +233,23 @@ def test_openai_streams_time_their_first_and_later_chunks(ops_stack: Stack, mode
             reply = http.post("/v1/completions", json=body)
             assert reply.status_code == 200, reply.text
 
-    def added(samples: Samples, name: str) -> float:
-        return _value(samples, name, **chat) - _value(before, name, **chat)
+    duration = "gen_ai_server_request_duration_seconds_count"
 
-    samples = _scrape_until(ops_stack, lambda s: added(s, ttft) >= 2 and added(s, tpot) >= 2)
+    def added(samples: Samples, name: str, **labels: str) -> float:
+        return _value(samples, name, **chat, **labels) - _value(before, name, **chat, **labels)
+
+    # A call's duration is recorded when its handler returns, which can be after the client
+    # has read the stream's last byte: the scrape waits for all three.
+    samples = _scrape_until(
+        ops_stack,
+        lambda s: (
+            added(s, ttft) >= 2 and added(s, tpot) >= 2 and added(s, duration, error_type="") >= 3
+        ),
+    )
     # The model's answer, "hello world brief", streams as three chunks with text.
     assert added(samples, ttft) == 2
     assert added(samples, tpot) == 2
-    duration = "gen_ai_server_request_duration_seconds_count"
-    assert (
-        _value(samples, duration, **chat, error_type="")
-        - _value(before, duration, **chat, error_type="")
-        == 3
-    )
+    assert added(samples, duration, error_type="") == 3
 
 
 def test_failed_openai_calls_are_timed_under_their_model_and_code(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+from collections.abc import Mapping
 from urllib.parse import unquote
 
 import httpx
@@ -18,14 +19,16 @@ WEB_PROTO = "application/grpc-web+proto"
 WEB_TEXT = "application/grpc-web-text"
 
 
-def native_headers(url: str, message: Message, headers: dict[str, str]) -> dict[str, str]:
-    """The response headers of a native gRPC call to ``url`` over h2c (curl sends any
-    header, grpc-timeout and content-encoding included), names in lower case."""
+def native_headers(url: str, message: Message, headers: Mapping[str, str | None]) -> dict[str, str]:
+    """The response headers and trailers of a native gRPC call to ``url`` over h2c (curl
+    sends any header, grpc-timeout and content-encoding included; a header given as None is
+    not sent), names in lower case."""
     args = ["curl", "--silent", "--http2-prior-knowledge", "--output", "/dev/null"]
     args += ["--dump-header", "-", "--data-binary", "@-"]
     sent = {"content-type": "application/grpc", "te": "trailers", **headers}
     for name, value in sent.items():
-        args += ["--header", f"{name}: {value}"]
+        if value is not None:
+            args += ["--header", f"{name}: {value}"]
     done = subprocess.run(
         [*args, url], input=_frame(message), capture_output=True, timeout=30, check=True
     )

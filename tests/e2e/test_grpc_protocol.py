@@ -1,6 +1,6 @@
 """What a gRPC client gets through Envoy's public port at the protocol level: compressed
-messages (gRPC's compression spec, github.com/grpc/grpc doc/compression.md) and
-grpc.health.v1 for a service the gateway does not report on."""
+messages (gRPC's compression spec, github.com/grpc/grpc doc/compression.md), a call without
+`te: trailers`, and grpc.health.v1 for a service the gateway does not report on."""
 
 from __future__ import annotations
 
@@ -56,6 +56,15 @@ def test_compressed_grpc_calls_are_served(
     assert [t.text for t in reply.texts] == ["a b"]
     assert [d.text for m in stream for d in m.deltas] == ["a", " b"]
     assert stream[-1].done
+
+
+def test_a_grpc_call_without_te_trailers_is_served(stack: Stack, model: str) -> None:
+    # grpc in the gateway resets a stream that lacks `te: trailers`; through Envoy that was
+    # UNAVAILABLE "upstream connect error or disconnect/reset before headers", which tells a
+    # client to retry the same call. Envoy now adds the header to every call it forwards.
+    request = pb.GenerateRequest(model=model, query="q")
+    headers = native_headers(stack.http_url + GENERATE, request, {"te": None})
+    assert (headers["grpc-status"], headers["grpc-message"]) == ("0", "")
 
 
 @pytest.mark.parametrize("encoding", ["snappy", "zstd", "GZIP"])

@@ -313,14 +313,17 @@ def test_every_route_hands_the_gateway_the_clients_address(tmp_path: Path) -> No
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
     assert "xff_num_trusted_hops" not in hcm  # 0 by default: the peer is the client
     gateway = hcm["route_config"]["virtual_hosts"][0]
-    assert gateway["request_headers_to_add"] == [
-        {
-            "header": {
-                "key": CLIENT_ADDRESS_HEADER,
-                "value": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
-            },
-            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-        }
+    assert gateway["request_headers_to_add"][0] == {
+        "header": {
+            "key": CLIENT_ADDRESS_HEADER,
+            "value": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+        },
+        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+    }
+    # The other header is gRPC's te: trailers (tests/e2e/test_grpc_protocol.py).
+    assert [h["header"]["key"] for h in gateway["request_headers_to_add"]] == [
+        CLIENT_ADDRESS_HEADER,
+        "te",
     ]
     assert [r["match"] for r in gateway["routes"] if "request_headers_to_add" in r] == []
 

@@ -161,11 +161,13 @@ def _grpc_mapper(status: int, code: int) -> dict[str, object]:
     grpc-status, which Envoy would otherwise derive by its own table (413 -> UNKNOWN, 504 ->
     UNAVAILABLE); the JSON body becomes its grpc-message, as for the other replies. Its HTTP
     status is 200, as gRPC's is (Envoy sets it for gRPC itself, not for grpc-web, whose
-    request it does not count as gRPC: `_grpc_web` makes the rest of a grpc-web reply)."""
+    request it does not count as gRPC: `_grpc_web` makes the rest of a grpc-web reply).
+    gRPC's content-types only (with any codec, as Envoy counts them): a grpc-web request is
+    one once grpc_web has rewritten its content-type, and one in a codec grpc_web does not
+    take (application/grpc-web+json) keeps an HTTP reply, not a 200 no client would read."""
+    grpc_type = {"safe_regex": {"regex": r"application/grpc(\+[^;]*)?(;.*)?"}}
     is_grpc: dict[str, object] = {
-        "header_filter": {
-            "header": {"name": "content-type", "string_match": {"prefix": "application/grpc"}}
-        }
+        "header_filter": {"header": {"name": "content-type", "string_match": grpc_type}}
     }
     # The transcoder makes an HTTP/JSON request look like gRPC too; it keeps the HTTP path.
     not_transcoded: dict[str, object] = {

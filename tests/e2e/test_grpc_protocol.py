@@ -1,6 +1,7 @@
 """What a gRPC client gets through Envoy's public port at the protocol level: compressed
 messages (gRPC's compression spec, github.com/grpc/grpc doc/compression.md), a call without
-`te: trailers`, and grpc.health.v1 for a service the gateway does not report on."""
+`te: trailers`, codecs other than protobuf, and grpc.health.v1 for a service the gateway does
+not report on."""
 
 from __future__ import annotations
 
@@ -114,6 +115,48 @@ def test_an_unknown_grpc_encoding_on_http_json_is_a_json_415(
             "/generate", json={"model": model, "query": "q"}, headers={"grpc-encoding": encoding}
         )
         assert (ok.status_code, ok.json()) == (200, {"texts": [{"text": "a b", "score": -0.2}]})
+
+
+NOT_PROTOBUF = (
+    "content-type: not a codec this server reads; its gRPC and grpc-web messages are protobuf"
+    " (application/grpc, application/grpc-web or application/grpc-web-text, each optionally"
+    " +proto)"
+)
+
+
+@pytest.mark.parametrize("codec", ["json", "thrift"])
+@pytest.mark.parametrize("content_type", [WEB_PROTO, WEB_TEXT])
+def test_a_grpc_web_codec_other_than_protobuf_is_a_json_415(
+    stack: Stack, model: str, content_type: str, codec: str
+) -> None:
+    # grpc_web passes a codec it lacks on as plain HTTP: the transcoder answered 404 "Could
+    # not resolve ... to a method", and had a reply been mapped as gRPC's, it was a 200.
+    web_type = content_type.removesuffix("+proto") + "+" + codec
+    request = pb.GenerateRequest(model=model, query="q")
+    response = grpc_web_call(stack.http_url + GENERATE, request, {}, web_type)
+    assert response.status_code == 415, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == envoy_error(response, 12, NOT_PROTOBUF)
+
+
+def test_a_grpc_codec_other_than_protobuf_is_unimplemented(stack: Stack, model: str) -> None:
+    # grpc ignores the codec in the content-type and read the message as protobuf.
+    request = pb.GenerateRequest(model=model, query="q")
+    headers = native_headers(
+        stack.http_url + GENERATE, request, {"content-type": "application/grpc+json"}
+    )
+    assert headers["grpc-status"] == "12"
+    request_id = headers["x-request-id"]
+    assert json.loads(unquote(headers["grpc-message"])) == {
+        "code": 12,
+        "message": NOT_PROTOBUF,
+        "details": [{"@type": REQUEST_INFO, "request_id": request_id}],
+        "request_id": request_id,
+    }
+    proto = native_headers(
+        stack.http_url + GENERATE, request, {"content-type": "application/grpc+proto"}
+    )
+    assert (proto["grpc-status"], proto["grpc-message"]) == ("0", "")
 
 
 def test_health_of_an_unknown_service_is_not_found_saying_which_there_are(stack: Stack) -> None:

@@ -15,6 +15,7 @@ def access_settings(config: EdgeConfig) -> AccessSettings:
     return AccessSettings(
         identity_header=IDENTITY_HEADER,
         groups=config.groups,
+        acl_cache_seconds=config.acl_cache_seconds,
         client_models=MappingProxyType(
             {c: p.models for c, p in clients.items() if p.models is not None}
         ),

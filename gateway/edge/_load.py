@@ -368,7 +368,7 @@ def parse_edge(data: Mapping[str, Any], base: Path = Path(".")) -> EdgeConfig:
     ``base`` (the file's folder)."""
     top = _Node(data, "").mapping(SECTIONS)
     auth = top.get("auth", _Node(None, "auth")).mapping(
-        ("api_keys", "api_keys_file", "jwt", "groups")
+        ("api_keys", "api_keys_file", "jwt", "groups", "acl_cache_seconds")
     )
     key_nodes = auth.get("api_keys", _Node(None, "")).items()
     if "api_keys_file" in auth:
@@ -393,6 +393,11 @@ def parse_edge(data: Mapping[str, Any], base: Path = Path(".")) -> EdgeConfig:
         api_keys=keys,
         jwt=jwt,
         groups=MappingProxyType(groups),
+        # Up to an hour: a change made elsewhere (saxutil, another gateway) takes up to twice
+        # this to reach every call. 0 reads them for every call, as the seed did.
+        acl_cache_seconds=auth["acl_cache_seconds"].number(maximum=3600)
+        if "acl_cache_seconds" in auth
+        else EdgeConfig.acl_cache_seconds,
         clients=MappingProxyType(clients),
         quotas=_quotas(top["quotas"]) if "quotas" in top else Quotas(),
         tls=_optional(top.get("tls"), lambda n: _tls(n, base)),

@@ -129,6 +129,8 @@ class EdgeConfig:
     jwt: tuple[JwtIssuer, ...] = ()
     groups: Mapping[str, frozenset[str]] = field(default_factory=lambda: MappingProxyType({}))
     """Sax ACL ``acl/<group>`` -> client ids; a group not listed holds the client of its name."""
+    acl_cache_seconds: float = 1.0
+    """How long each gateway process reuses a model's ACLs (``AccessSettings``)."""
     clients: Mapping[str, ClientPolicy] = field(default_factory=lambda: MappingProxyType({}))
     quotas: Quotas = field(default_factory=Quotas)
     tls: Tls | None = None

@@ -123,6 +123,18 @@ def test_an_empty_file_is_the_default() -> None:
             "model",
         ),
         (
+            {**BASE, "auth": {**BASE["auth"], "acl_cache_seconds": 7200}},
+            "auth.acl_cache_seconds: must be at most 3600",
+        ),
+        (
+            {**BASE, "auth": {**BASE["auth"], "acl_cache_seconds": -1}},
+            "auth.acl_cache_seconds: must be at least 0",
+        ),
+        (
+            {**BASE, "auth": {**BASE["auth"], "acl_cache_seconds": "1m"}},
+            "auth.acl_cache_seconds: expected a number",
+        ),
+        (
             {**BASE, "auth": {**BASE["auth"], "groups": {"readers": ["ops\nteam-a"]}}},
             "auth.groups.readers[0]: expected a client id or JWT subject: 1-1024 printable "
             "characters",
@@ -318,7 +330,11 @@ def test_access_settings_from_the_file() -> None:
         {
             **BASE,
             # A JWT's subject as Auth0 writes it: a valid member, though no client id here.
-            "auth": {**BASE["auth"], "groups": {"readers": ["ops", "team-a", "auth0|5f7c8e"]}},
+            "auth": {
+                **BASE["auth"],
+                "groups": {"readers": ["ops", "team-a", "auth0|5f7c8e"]},
+                "acl_cache_seconds": 30,
+            },
             "clients": {
                 "team-a": {
                     "models": ["/sax/test/*"],
@@ -331,6 +347,8 @@ def test_access_settings_from_the_file() -> None:
     )
     access = access_settings(config)
     assert access.groups == {"readers": frozenset({"ops", "team-a", "auth0|5f7c8e"})}
+    assert access.acl_cache_seconds == 30
+    assert access_settings(edge(BASE)).acl_cache_seconds == 1  # the default
     assert access.client_models == {"team-a": ("/sax/test/*",)}
     assert access.client_max_concurrent == {"team-a": 2}
     assert access.default_max_concurrent == 8

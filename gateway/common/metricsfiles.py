@@ -9,9 +9,10 @@ flight gauges from its dead predecessor's values. So a process is named ``<pid>-
 its PID namespace's inode, unique on the host while the process lives.
 
 Gone processes' live gauges (calls in flight, open streams) must be dropped, their counters
-kept. A process in the ops server's own PID namespace is gone when its pid is; one in another
-namespace cannot be looked up, so each process also touches a heartbeat file at every metrics
-flush, and one silent for `STALE_AFTER_S` is gone.
+kept (the ops server folds them into one archive per type: gateway/ops/_fold.py). A process in
+the ops server's own PID namespace is gone when its pid is; one in another namespace cannot be
+looked up, so each process also touches a heartbeat file at every metrics flush, and one
+silent for `STALE_AFTER_S` (or whose heartbeat is missing) is gone.
 
 A flush writes several files (one per metric type), and a scrape reads them one after another:
 read across a flush, a scrape could pair a call's new histogram count with its old request
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import glob
 import os
 import re
 import time
@@ -35,7 +35,9 @@ from prometheus_client.multiprocess import mark_process_dead
 #: gateway touches it every second (``FLUSH_INTERVAL_S``).
 STALE_AFTER_S = 30.0
 
-_LIVE_FILE = re.compile(r"gauge_live\w+?_(\d+)(?:-(\d+))?\.db$")
+#: A process's files: ``<kind>_<pid>[-<namespace>].db`` (``counter``, ``histogram``,
+#: ``gauge_livesum``...) and its heartbeat ``<pid>[-<namespace>].alive``.
+_PROCESS_FILE = re.compile(r"(?:[a-z]+(?:_live[a-z]+)?_)?(\d+)(?:-(\d+))?\.(?:db|alive)")
 _ids: dict[int, str] = {}
 
 
@@ -156,20 +158,30 @@ def _is_gone(directory: str, pid: int, namespace: str | None, own: str, now: flo
     return now - beat > STALE_AFTER_S
 
 
-def forget_gone(directory: str) -> None:
-    """Drops the live gauges (and heartbeats) of processes that are gone; their counters and
-    histograms stay, so totals never go backwards."""
+def forget_gone(directory: str) -> set[str]:
+    """Drops the live gauges and heartbeats of processes that are gone; returns the names
+    (`process_id`) of the gone processes that have files here. Their counters and histograms
+    stay, so totals never go backwards (until the ops server folds them into its archives)."""
     now, own = time.time(), _pid_namespace()
-    for path in glob.glob(os.path.join(directory, "gauge_live*.db")):
-        match = _LIVE_FILE.search(os.path.basename(path))
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:  # gone itself (unmounted, cleaned away)
+        return set()
+    verdicts: dict[str, bool] = {}
+    for name in names:
+        match = _PROCESS_FILE.fullmatch(name)
         if match is None:
             continue
         pid, namespace = int(match.group(1)), match.group(2)
-        if _is_gone(directory, pid, namespace, own, now):
-            ident = f"{pid}-{namespace}" if namespace else str(pid)
-            with contextlib.suppress(FileNotFoundError):  # another scrape was first
-                mark_process_dead(ident, directory)  # type: ignore[no-untyped-call]
-            _heartbeat_path(directory, ident).unlink(missing_ok=True)
+        ident = f"{pid}-{namespace}" if namespace else str(pid)
+        if ident not in verdicts:
+            verdicts[ident] = _is_gone(directory, pid, namespace, own, now)
+    gone = {ident for ident, is_gone in verdicts.items() if is_gone}
+    for ident in gone:
+        with contextlib.suppress(FileNotFoundError):  # another scrape was first
+            mark_process_dead(ident, directory)  # type: ignore[no-untyped-call]
+        _heartbeat_path(directory, ident).unlink(missing_ok=True)
+    return gone
 
 
 def reserve(fd: int, size: int) -> None:
@@ -177,6 +189,13 @@ def reserve(fd: int, size: int) -> None:
     through a mapping cannot fail later (where it would be SIGBUS, not an error); OSError
     (ENOSPC, EROFS...) now if the filesystem refuses."""
     os.posix_fallocate(fd, 0, size)
+
+
+def entry_bytes(key: str) -> int:
+    """The bytes a value under ``key`` takes in prometheus_client's file (``MmapedDict``, 0.26):
+    the key's length, the key padded to 8 bytes, the value and its timestamp."""
+    encoded = len(key.encode("utf-8"))
+    return 4 + encoded + (8 - (encoded + 4) % 8) + 16
 
 
 #: What a scrape reserves to tell whether the directory takes a new process's file

@@ -94,9 +94,10 @@ def test_gateways_in_separate_containers_sharing_the_directory_do_not_clash(
         values = _values(scrape(OpsSettings(metrics_dir=str(tmp_path))).decode())
         assert values[("saxgw_requests_total", _REQUESTS)] == 7
         assert values[_IN_FLIGHT] == 2
+        assert len(list(tmp_path.glob("counter_1-*.db"))) == 2  # not folded: not gone
 
     # Both exited as if killed; silent for longer than STALE_AFTER_S, they are gone: their
-    # counts stay, their live gauges and heartbeats go.
+    # counts stay (folded into the archives), their live gauges and heartbeats go.
     old = time.time() - STALE_AFTER_S - 1
     for beat in beats:
         os.utime(beat, (old, old))
@@ -104,6 +105,10 @@ def test_gateways_in_separate_containers_sharing_the_directory_do_not_clash(
     assert values[("saxgw_requests_total", _REQUESTS)] == 7
     assert _IN_FLIGHT not in values
     assert not list(tmp_path.glob("gauge_live*")) and not list(tmp_path.glob("*.alive"))
+    assert sorted(p.name for p in tmp_path.glob("*.db")) == [
+        "counter_archive.db",
+        "histogram_archive.db",
+    ]
 
 
 def _until(condition: Callable[[], bool], timeout: float = 30) -> None:

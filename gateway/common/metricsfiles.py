@@ -12,7 +12,8 @@ Gone processes' live gauges (calls in flight, open streams) must be dropped, the
 kept (the ops server folds them into one archive per type: gateway/ops/_fold.py). A process in
 the ops server's own PID namespace is gone when its pid is; one in another namespace cannot be
 looked up, so each process also touches a heartbeat file at every metrics flush, and one
-silent for `STALE_AFTER_S` (or whose heartbeat is missing) is gone.
+silent for `STALE_AFTER_S` (or whose heartbeat is missing) is gone: its live gauges go. Its
+counts are folded only once it has been silent for `SETTLED_AFTER_S`, which no stall lasts.
 
 A flush writes several files (one per metric type), and a scrape reads them one after another:
 read across a flush, a scrape could pair a call's new histogram count with its old request
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import math
 import os
 import re
 import time
@@ -34,6 +36,11 @@ from prometheus_client.multiprocess import mark_process_dead
 #: A heartbeat older than this (seconds) marks a process in another PID namespace as gone. The
 #: gateway touches it every second (``FLUSH_INTERVAL_S``).
 STALE_AFTER_S = 30.0
+#: ... and one older than this, as gone for good: its counters and histograms may be folded
+#: into the archives (gateway/ops/_fold.py). A process that stalled (a paused container) and
+#: then resumed writes on into files it no longer finds, so its later counts would be lost:
+#: its live gauges go at `STALE_AFTER_S`, its counts only after a stall no process survives.
+SETTLED_AFTER_S = 600.0
 
 #: A process's files: ``<kind>_<pid>[-<namespace>].db`` (``counter``, ``histogram``,
 #: ``gauge_livesum``...) and its heartbeat ``<pid>[-<namespace>].alive``.
@@ -147,41 +154,47 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _is_gone(directory: str, pid: int, namespace: str | None, own: str, now: float) -> bool:
-    """``own``: the PID namespace of the caller, where ``pid`` can be looked up."""
+def _silence(directory: str, pid: int, namespace: str | None, own: str, now: float) -> float:
+    """How long the process has been gone, in seconds: 0 while it lives, ``math.inf`` once it
+    is gone for good (its pid in ``own``, the caller's PID namespace, is; or its heartbeat
+    file is); else the age of its heartbeat."""
     if namespace is None or namespace == own:
-        return not _pid_alive(pid)
+        return 0.0 if _pid_alive(pid) else math.inf
     try:
         beat = _heartbeat_path(directory, f"{pid}-{namespace}").stat().st_mtime
     except FileNotFoundError:
-        return True
-    return now - beat > STALE_AFTER_S
+        return math.inf
+    return now - beat
 
 
 def forget_gone(directory: str) -> set[str]:
-    """Drops the live gauges and heartbeats of processes that are gone; returns the names
-    (`process_id`) of the gone processes that have files here. Their counters and histograms
-    stay, so totals never go backwards (until the ops server folds them into its archives)."""
+    """Drops the live gauges of processes that are gone, and the heartbeats of those gone for
+    good (`SETTLED_AFTER_S`); returns the names (`process_id`) of the latter. Their counters
+    and histograms stay, so totals never go backwards (until the ops server folds them into
+    its archives)."""
     now, own = time.time(), _pid_namespace()
     try:
         names = os.listdir(directory)
     except FileNotFoundError:  # gone itself (unmounted, cleaned away)
         return set()
-    verdicts: dict[str, bool] = {}
+    silences: dict[str, float] = {}
     for name in names:
         match = _PROCESS_FILE.fullmatch(name)
         if match is None:
             continue
         pid, namespace = int(match.group(1)), match.group(2)
         ident = f"{pid}-{namespace}" if namespace else str(pid)
-        if ident not in verdicts:
-            verdicts[ident] = _is_gone(directory, pid, namespace, own, now)
-    gone = {ident for ident, is_gone in verdicts.items() if is_gone}
-    for ident in gone:
-        with contextlib.suppress(FileNotFoundError):  # another scrape was first
-            mark_process_dead(ident, directory)  # type: ignore[no-untyped-call]
-        _heartbeat_path(directory, ident).unlink(missing_ok=True)
-    return gone
+        if ident not in silences:
+            silences[ident] = _silence(directory, pid, namespace, own, now)
+    settled = set()
+    for ident, silence in silences.items():
+        if silence > STALE_AFTER_S:
+            with contextlib.suppress(FileNotFoundError):  # another scrape was first
+                mark_process_dead(ident, directory)  # type: ignore[no-untyped-call]
+        if silence > SETTLED_AFTER_S:
+            _heartbeat_path(directory, ident).unlink(missing_ok=True)
+            settled.add(ident)
+    return settled
 
 
 def reserve(fd: int, size: int) -> None:

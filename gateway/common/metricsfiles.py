@@ -9,9 +9,11 @@ flight gauges from its dead predecessor's values. So a process is named ``<pid>-
 its PID namespace's inode, unique on the host while the process lives.
 
 Gone processes' live gauges (calls in flight, open streams) must be dropped, their counters
-kept. A process in the ops server's own PID namespace is gone when its pid is; one in another
-namespace cannot be looked up, so each process also touches a heartbeat file at every metrics
-flush, and one silent for `STALE_AFTER_S` is gone.
+kept (the ops server folds them into one archive per type: gateway/ops/_fold.py). A process in
+the ops server's own PID namespace is gone when its pid is; one in another namespace cannot be
+looked up, so each process also touches a heartbeat file at every metrics flush, and one
+silent for `STALE_AFTER_S` (or whose heartbeat is missing) is gone: its live gauges go. Its
+counts are folded only once it has been silent for `SETTLED_AFTER_S`, which no stall lasts.
 
 A flush writes several files (one per metric type), and a scrape reads them one after another:
 read across a flush, a scrape could pair a call's new histogram count with its old request
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import glob
+import math
 import os
 import re
 import time
@@ -34,8 +36,15 @@ from prometheus_client.multiprocess import mark_process_dead
 #: A heartbeat older than this (seconds) marks a process in another PID namespace as gone. The
 #: gateway touches it every second (``FLUSH_INTERVAL_S``).
 STALE_AFTER_S = 30.0
+#: ... and one older than this, as gone for good: its counters and histograms may be folded
+#: into the archives (gateway/ops/_fold.py). A process that stalled (a paused container) and
+#: then resumed writes on into files it no longer finds, so its later counts would be lost:
+#: its live gauges go at `STALE_AFTER_S`, its counts only after a stall no process survives.
+SETTLED_AFTER_S = 600.0
 
-_LIVE_FILE = re.compile(r"gauge_live\w+?_(\d+)(?:-(\d+))?\.db$")
+#: A process's files: ``<kind>_<pid>[-<namespace>].db`` (``counter``, ``histogram``,
+#: ``gauge_livesum``...) and its heartbeat ``<pid>[-<namespace>].alive``.
+_PROCESS_FILE = re.compile(r"(?:[a-z]+(?:_live[a-z]+)?_)?(\d+)(?:-(\d+))?\.(?:db|alive)")
 _ids: dict[int, str] = {}
 
 
@@ -145,31 +154,47 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _is_gone(directory: str, pid: int, namespace: str | None, own: str, now: float) -> bool:
-    """``own``: the PID namespace of the caller, where ``pid`` can be looked up."""
+def _silence(directory: str, pid: int, namespace: str | None, own: str, now: float) -> float:
+    """How long the process has been gone, in seconds: 0 while it lives, ``math.inf`` once it
+    is gone for good (its pid in ``own``, the caller's PID namespace, is; or its heartbeat
+    file is); else the age of its heartbeat."""
     if namespace is None or namespace == own:
-        return not _pid_alive(pid)
+        return 0.0 if _pid_alive(pid) else math.inf
     try:
         beat = _heartbeat_path(directory, f"{pid}-{namespace}").stat().st_mtime
     except FileNotFoundError:
-        return True
-    return now - beat > STALE_AFTER_S
+        return math.inf
+    return now - beat
 
 
-def forget_gone(directory: str) -> None:
-    """Drops the live gauges (and heartbeats) of processes that are gone; their counters and
-    histograms stay, so totals never go backwards."""
+def forget_gone(directory: str) -> set[str]:
+    """Drops the live gauges of processes that are gone, and the heartbeats of those gone for
+    good (`SETTLED_AFTER_S`); returns the names (`process_id`) of the latter. Their counters
+    and histograms stay, so totals never go backwards (until the ops server folds them into
+    its archives)."""
     now, own = time.time(), _pid_namespace()
-    for path in glob.glob(os.path.join(directory, "gauge_live*.db")):
-        match = _LIVE_FILE.search(os.path.basename(path))
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:  # gone itself (unmounted, cleaned away)
+        return set()
+    silences: dict[str, float] = {}
+    for name in names:
+        match = _PROCESS_FILE.fullmatch(name)
         if match is None:
             continue
         pid, namespace = int(match.group(1)), match.group(2)
-        if _is_gone(directory, pid, namespace, own, now):
-            ident = f"{pid}-{namespace}" if namespace else str(pid)
+        ident = f"{pid}-{namespace}" if namespace else str(pid)
+        if ident not in silences:
+            silences[ident] = _silence(directory, pid, namespace, own, now)
+    settled = set()
+    for ident, silence in silences.items():
+        if silence > STALE_AFTER_S:
             with contextlib.suppress(FileNotFoundError):  # another scrape was first
                 mark_process_dead(ident, directory)  # type: ignore[no-untyped-call]
+        if silence > SETTLED_AFTER_S:
             _heartbeat_path(directory, ident).unlink(missing_ok=True)
+            settled.add(ident)
+    return settled
 
 
 def reserve(fd: int, size: int) -> None:
@@ -177,6 +202,13 @@ def reserve(fd: int, size: int) -> None:
     through a mapping cannot fail later (where it would be SIGBUS, not an error); OSError
     (ENOSPC, EROFS...) now if the filesystem refuses."""
     os.posix_fallocate(fd, 0, size)
+
+
+def entry_bytes(key: str) -> int:
+    """The bytes a value under ``key`` takes in prometheus_client's file (``MmapedDict``, 0.26):
+    the key's length, the key padded to 8 bytes, the value and its timestamp."""
+    encoded = len(key.encode("utf-8"))
+    return 4 + encoded + (8 - (encoded + 4) % 8) + 16
 
 
 #: What a scrape reserves to tell whether the directory takes a new process's file

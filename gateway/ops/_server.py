@@ -23,6 +23,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from gateway.common import metricsfiles
 from gateway.common.logs import print_record
 from gateway.common.loopback import answers, domains
+from gateway.ops import _fold
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,34 @@ def _size(path: str) -> int:
         return 0
 
 
+#: One scrape at a time in this process: a scrape that waited out the directory's lock (see
+#: `metricsfiles.scraping`) reads without it, and must not read another's fold half done.
+_one_scrape = threading.Lock()
+
+
+def _gateway_metrics(directory: str) -> bytes:
+    """The gateway processes' files added up, having folded those of gone processes."""
+    registry = CollectorRegistry()
+    _Collector(registry, path=directory)  # type: ignore[no-untyped-call]
+    with _one_scrape, metricsfiles.scraping(directory) as alone:
+        gone = metricsfiles.forget_gone(directory)
+        if alone:  # else a flush holds the lock (stopped): fold at a later scrape
+            _fold.fold(directory, gone)
+        return generate_latest(registry)
+
+
+def _finish_fold(directory: str | None) -> None:
+    """At start: a fold the last ops server was killed in is finished before it is read."""
+    if not directory or not os.path.isdir(directory):
+        return
+    with _one_scrape, metricsfiles.scraping(directory) as alone:
+        if alone:
+            try:
+                _fold.finish(directory)
+            except OSError:  # the first scrape tries again, and fails if it must
+                log.exception("cannot finish the metrics fold journaled in %s", directory)
+
+
 def scrape(settings: OpsSettings) -> bytes:
     """The whole exposition: gateway processes, Envoy, and whether Envoy answered."""
     parts = []
@@ -87,11 +116,7 @@ def scrape(settings: OpsSettings) -> bytes:
         # A directory gone (unmounted, cleaned away) has no gateway metrics to add up; the
         # collector would raise at every scrape.
         if os.path.isdir(settings.metrics_dir):
-            metricsfiles.forget_gone(settings.metrics_dir)
-            registry = CollectorRegistry()
-            _Collector(registry, path=settings.metrics_dir)  # type: ignore[no-untyped-call]
-            with metricsfiles.scraping(settings.metrics_dir):
-                parts.append(generate_latest(registry))
+            parts.append(_gateway_metrics(settings.metrics_dir))
         # Full or read-only, it costs gateways their metrics (kept in memory, unexported),
         # not their calls: what is missing above, and why, must show.
         writable = metricsfiles.writable(settings.metrics_dir)
@@ -127,12 +152,14 @@ def _accepts_gzip(accept_encoding: str) -> bool:
 
 
 def start(settings: OpsSettings) -> ThreadingHTTPServer:
-    """Binds the server (not yet serving); ``server_address`` tells the port.
+    """Binds the server (not yet serving); ``server_address`` tells the port. A fold of
+    metrics files its predecessor was killed in is finished first (gateway/ops/_fold.py).
 
     On loopback it answers loopback Host names only, as Envoy's listener does
     (gateway/edge/_hosts.py): a web page could otherwise read the metrics (client ids,
     model names) by DNS rebinding."""
     names = domains(settings.host, ())
+    _finish_fold(settings.metrics_dir)
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:

@@ -96,8 +96,7 @@ class ReservedFile(mmap_dict.MmapedDict):
 
     def _init_value(self, key: str) -> None:
         """Adds ``key``, having reserved the blocks the library grows the file by for it."""
-        encoded = len(key.encode("utf-8"))
-        entry = 4 + encoded + (8 - (encoded + 4) % 8) + 16  # length, padded key, two doubles
+        entry = metricsfiles.entry_bytes(key)
         capacity = self._capacity
         while self._used + entry > capacity:
             capacity *= 2

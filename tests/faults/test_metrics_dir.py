@@ -1,7 +1,8 @@
 """A full, read-only or vanished metrics directory costs the gateways their metrics, never
-their calls, and the scrape says so.
+their calls, and the scrape says so; the files of gateways that exited or were killed are
+folded into the ops server's archives without changing a scraped value.
 
-Each case gives a gateway process and an ops server, both real processes, a metrics directory
+Each case gives gateway processes and an ops server, all real processes, a metrics directory
 of its own in front of the fault stack's cell: for a full or read-only one, a small tmpfs
 (root only: skipped elsewhere)."""
 
@@ -9,7 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +27,7 @@ from gateway.launch.stack import health_answers
 from gateway.ops import OpsSettings
 from gateway.ops.args import ops_argv
 from gateway.service.args import gateway_argv
+from tests._metricsdir import Values, unfolded, values
 from tests.faults.conftest import Faults, publish
 
 WRITABLE = "saxgw_metrics_dir_writable"
@@ -53,26 +58,49 @@ def _fill(directory: Path) -> Path:
     return filler
 
 
+@dataclasses.dataclass
+class _Running:
+    group: ProcessGroup
+    gateways: dict[str, str]
+    """name -> address"""
+    scrape: str
+    """the ops server's /metrics URL"""
+
+
 @contextlib.contextmanager
-def _gateway_and_ops(faults: Faults, metrics: Path, logs: Path) -> Iterator[tuple[str, str]]:
-    """A gateway process and an ops server sharing ``metrics``; yields their addresses."""
+def _gateways_and_ops(
+    faults: Faults, metrics: Path, logs: Path, names: tuple[str, ...] = ("gateway",)
+) -> Iterator[_Running]:
+    """Gateway processes (``names``, logging to ``<name>.log``) and an ops server sharing
+    ``metrics``."""
     base = faults.stack.settings.gateway
     telemetry = dataclasses.replace(base.telemetry, metrics=True, metrics_dir=str(metrics))
-    gateway = dataclasses.replace(base, port=free_port(), telemetry=telemetry)
     ops = OpsSettings(port=free_port(), metrics_dir=str(metrics))
-    address, ops_address = f"127.0.0.1:{gateway.port}", f"127.0.0.1:{ops.port}"
+    ops_address = f"127.0.0.1:{ops.port}"
     group = ProcessGroup(grace=5)
+    running = _Running(group, {}, f"http://{ops_address}/metrics")
     try:
-        group.start("gateway", gateway_argv(gateway), log_path=str(logs / "gateway.log"))
+        for name in names:
+            gateway = dataclasses.replace(base, port=free_port(), telemetry=telemetry)
+            group.start(name, gateway_argv(gateway), log_path=str(logs / f"{name}.log"))
+            running.gateways[name] = f"127.0.0.1:{gateway.port}"
         group.start("ops", ops_argv(ops, "json"), log_path=str(logs / "ops.log"))
-        group.wait_until("gateway", lambda: health_answers(address), 30)
+        for name, address in running.gateways.items():
+            group.wait_until(name, functools.partial(health_answers, address), 30)
         group.wait_until("ops", lambda: port_open(ops_address), 30)
-        yield address, f"http://{ops_address}/metrics"
+        yield running
     finally:
         group.stop()
 
 
-def _calls_answer(address: str, model: str, logs: Path) -> None:
+@contextlib.contextmanager
+def _gateway_and_ops(faults: Faults, metrics: Path, logs: Path) -> Iterator[tuple[str, str]]:
+    """A gateway process and an ops server sharing ``metrics``; yields their addresses."""
+    with _gateways_and_ops(faults, metrics, logs) as running:
+        yield running.gateways["gateway"], running.scrape
+
+
+def _calls_answer(address: str, model: str, logs: Path, name: str = "gateway") -> None:
     with grpc.insecure_channel(address) as channel:
         stub = gateway_pb2_grpc.SaxGatewayStub(channel)
         for i in range(20):
@@ -80,7 +108,7 @@ def _calls_answer(address: str, model: str, logs: Path) -> None:
             try:
                 reply = stub.Generate(request, timeout=10)
             except grpc.RpcError as exc:
-                pytest.fail(f"call {i}: {exc}; gateway log:\n{(logs / 'gateway.log').read_text()}")
+                pytest.fail(f"call {i}: {exc}; {name} log:\n{(logs / f'{name}.log').read_text()}")
             assert [t.text for t in reply.texts] == [f"call {i}"]
 
 
@@ -140,3 +168,86 @@ def test_a_vanished_metrics_directory_leaves_calls_and_scrapes_working(
         # Before: every scrape dropped its connection without an answer (the collector
         # raised "PROMETHEUS_MULTIPROC_DIR is not set or not a directory").
         assert _writable_gauge(scrape) == f"{WRITABLE} 0"
+
+
+ARCHIVES = ["counter_archive.db", "histogram_archive.db"]
+_GENERATE_OK = (
+    "saxgw_requests_total",
+    (("client", "anonymous"), ("grpc_code", "OK"), ("grpc_method", "Generate")),
+)
+
+
+def _scraped(url: str) -> Values:
+    response = httpx.get(url, timeout=10)
+    assert response.status_code == 200, response.text
+    return values(response.text)
+
+
+def _until_counted(url: str, calls: int) -> None:
+    """Waits until the scrape shows ``calls`` calls (each process writes its counts out once a
+    second)."""
+    deadline = time.monotonic() + 30
+    while _scraped(url).get(_GENERATE_OK) != calls:
+        assert time.monotonic() < deadline, _scraped(url)
+        time.sleep(0.2)
+
+
+def _db_files(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.glob("*.db"))
+
+
+def test_a_fold_keeps_every_total_of_gateways_that_exited_or_were_killed(
+    faults: Faults, http: httpx.Client, tmp_path: Path
+) -> None:
+    model = "/sax/test/metricsfold"
+    publish(http, model)
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    names = ("stopped", "killed")
+    with _gateways_and_ops(faults, metrics, tmp_path, names) as running:
+        for name, address in running.gateways.items():
+            _calls_answer(address, model, tmp_path, name)
+        _until_counted(running.scrape, 40)
+        gateways = dict(running.group.children)
+        gateways["stopped"].send_signal(signal.SIGTERM)
+        gateways["killed"].kill()
+        assert [gateways[name].wait(timeout=30) for name in names] == [0, -signal.SIGKILL]
+        before = unfolded(metrics, tmp_path / "before")
+        assert before[_GENERATE_OK] == 40
+        after = _scraped(running.scrape)
+        # The same sums: counts exactly, float sums of seconds up to their last bit (files
+        # are added up in another order). Before, every process's files stayed for good.
+        assert after == pytest.approx(before, rel=1e-12, abs=0)
+        assert _db_files(metrics) == ARCHIVES
+        assert _scraped(running.scrape) == after
+
+
+def test_a_full_metrics_directory_keeps_gone_gateways_files_until_it_has_room(
+    faults: Faults, http: httpx.Client, tmp_path: Path
+) -> None:
+    model = "/sax/test/metricsfoldfull"
+    publish(http, model)
+    with (
+        _tmpfs(tmp_path / "metrics") as metrics,
+        _gateways_and_ops(faults, metrics, tmp_path) as running,
+    ):
+        _calls_answer(running.gateways["gateway"], model, tmp_path)
+        _until_counted(running.scrape, 20)
+        gateway = dict(running.group.children)["gateway"]
+        gateway.send_signal(signal.SIGTERM)
+        assert gateway.wait(timeout=30) == 0
+        gone = _db_files(metrics)
+        filler = _fill(metrics)
+        before = unfolded(metrics, tmp_path / "before")
+        # The archive would not fit: the fold waits (the ops server must not die of SIGBUS
+        # writing it, as a gateway did), and the scrape is whole.
+        assert _scraped(running.scrape) == before
+        assert _writable_gauge(running.scrape) == f"{WRITABLE} 0"
+        assert _db_files(metrics) == gone and not list(metrics.glob("*.new"))
+        filler.unlink()
+        assert _scraped(running.scrape) == pytest.approx(before, rel=1e-12, abs=0)
+        assert _db_files(metrics) == ARCHIVES
+        assert running.group.exited() == ["gateway"]
+    log = (tmp_path / "ops.log").read_text()
+    assert "cannot fold gone processes' metrics files" in log
+    assert "No space left on device" in log

@@ -17,7 +17,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.common import metricsfiles
-from gateway.common.metricsfiles import STALE_AFTER_S
+from gateway.common.metricsfiles import SETTLED_AFTER_S, STALE_AFTER_S
 from gateway.ops import OpsSettings, scrape
 
 # One short-lived "gateway process": records metrics the way the gateway does, then exits.
@@ -94,16 +94,34 @@ def test_gateways_in_separate_containers_sharing_the_directory_do_not_clash(
         values = _values(scrape(OpsSettings(metrics_dir=str(tmp_path))).decode())
         assert values[("saxgw_requests_total", _REQUESTS)] == 7
         assert values[_IN_FLIGHT] == 2
+        assert len(list(tmp_path.glob("counter_1-*.db"))) == 2  # not folded: not gone
 
     # Both exited as if killed; silent for longer than STALE_AFTER_S, they are gone: their
-    # counts stay, their live gauges and heartbeats go.
+    # live gauges go, their counts stay, in their own files while a stalled process (a paused
+    # container) could still come back and write to them...
     old = time.time() - STALE_AFTER_S - 1
     for beat in beats:
         os.utime(beat, (old, old))
     values = _values(scrape(OpsSettings(metrics_dir=str(tmp_path))).decode())
     assert values[("saxgw_requests_total", _REQUESTS)] == 7
     assert _IN_FLIGHT not in values
+    assert not list(tmp_path.glob("gauge_live*"))
+    assert (
+        len(list(tmp_path.glob("counter_1-*.db"))) == 2 and len(list(tmp_path.glob("*.alive"))) == 2
+    )
+
+    # ...and silent for longer than SETTLED_AFTER_S, folded into the archives, heartbeats gone.
+    older = time.time() - SETTLED_AFTER_S - 1
+    for beat in beats:
+        os.utime(beat, (older, older))
+    values = _values(scrape(OpsSettings(metrics_dir=str(tmp_path))).decode())
+    assert values[("saxgw_requests_total", _REQUESTS)] == 7
+    assert _IN_FLIGHT not in values
     assert not list(tmp_path.glob("gauge_live*")) and not list(tmp_path.glob("*.alive"))
+    assert sorted(p.name for p in tmp_path.glob("*.db")) == [
+        "counter_archive.db",
+        "histogram_archive.db",
+    ]
 
 
 def _until(condition: Callable[[], bool], timeout: float = 30) -> None:

@@ -57,6 +57,15 @@ class EnvoySettings:
     concurrency: int | None = None
     """Envoy's worker threads (``--concurrency``); None: Envoy's default, one per core of the
     machine (launch/tuning.py sizes it to the cores Envoy may use)."""
+    kill_timeout: float = 10.0
+    """Seconds one of Envoy's threads (the main one or a worker) may stay away from its event
+    loop before Envoy's guard dog aborts the whole process, for its supervisor (`saxgw up`,
+    Kubernetes) to start a new one; 0: never (Envoy's own default). Envoy never waits on I/O,
+    so a turn of its loop takes micro- to milliseconds: transcoding a 30 MiB JSON body, the
+    longest step we know of here, stayed under Envoy's 200 ms ``watchdog_miss`` mark, as did
+    every thread of 17 Envoys through tests/faults and two e2e suites (9 minutes, 2 cores,
+    load average 4-5). 10 s is fifty times that mark, room for a slower or busier machine,
+    and about when the supervisor finds a process that hangs whole (6-8.5 s)."""
 
 
 def descriptor_set() -> Path:
@@ -232,5 +241,6 @@ def render(
         "TRACING": json.dumps(_tracing(settings.otlp_endpoint, settings.trace_sample_ratio)),
         "IDENTITY_HEADER": IDENTITY_HEADER,
         "LOGGED_ID_CHARS": LOGGED_ID_CHARS,
+        "KILL_TIMEOUT": f"{settings.kill_timeout:g}s",
     }
     return string.Template(template.read_text()).substitute(values)

@@ -167,6 +167,14 @@ def test_without_a_config_only_the_origin_check_is_added(tmp_path: Path) -> None
     assert "transport_socket" not in chain
 
 
+def test_a_thread_stuck_for_10_s_aborts_envoy(tmp_path: Path) -> None:
+    # Every config has it, the containers' too (`saxgw envoy-config`): Envoy's default, 0,
+    # never kills (tests/faults/test_envoy_worker.py: what a stuck worker then does).
+    guard = {"miss_timeout": "0.2s", "megamiss_timeout": "1s", "kill_timeout": "10s"}
+    config = _render(tmp_path, {})
+    assert config["watchdogs"] == {"main_thread_watchdog": guard, "worker_watchdog": guard}
+
+
 def test_serve_refuses_a_public_address_without_authentication(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

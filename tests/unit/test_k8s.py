@@ -7,20 +7,17 @@ ports, config and secrets."""
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate  # type: ignore[import-untyped]  # no stubs, no py.typed
 import pytest
-import yaml
 
 from gateway.cli.main import parser
 from gateway.configfile import load_config
 from gateway.launch.stack import ENVOY_JSON_LOG
 from gateway.ops import LIVE_PATH
+from tests._deployment import render
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ("embedded-cell", "gcs-cell")
@@ -35,31 +32,10 @@ KINDS = {
 }
 
 
-def _kustomize(directory: Path) -> list[str]:
-    if shutil.which("kubectl"):
-        return ["kubectl", "kustomize", str(directory)]
-    if shutil.which("kustomize"):
-        return ["kustomize", "build", str(directory)]
-    pytest.fail("no kustomize: install kubectl (Debian: google-cloud-cli's kubectl) or kustomize")
-
-
-@cache
-def _render(overlay: str) -> tuple[dict[str, Any], ...]:
-    result = subprocess.run(
-        _kustomize(ROOT / "deploy/k8s/overlays" / overlay),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return tuple(d for d in yaml.safe_load_all(result.stdout) if d)
-
-
 def _one(overlay: str, kind: str, name: str | None = None) -> dict[str, Any]:
     found = [
         d
-        for d in _render(overlay)
+        for d in render(overlay)
         if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
     ]
     assert len(found) == 1, (kind, name, len(found))
@@ -91,7 +67,7 @@ def _errors(document: dict[str, Any]) -> list[str]:
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_overlay_validates_against_current_kubernetes_schemas(overlay: str) -> None:
-    documents = _render(overlay)
+    documents = render(overlay)
     assert {d["kind"] for d in documents} == KINDS
     assert [e for d in documents for e in _errors(d)] == []
 

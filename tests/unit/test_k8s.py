@@ -50,6 +50,11 @@ def _containers(overlay: str) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in _pod(overlay)["containers"]}
 
 
+def _init(overlay: str, name: str) -> dict[str, Any]:
+    [found] = [c for c in _pod(overlay)["initContainers"] if c["name"] == name]
+    return dict(found)
+
+
 def _args(container: dict[str, Any]) -> argparse.Namespace:
     """The container's ``saxgw`` command line, parsed (``$(SAX_ROOT)`` as Kubernetes sets it)."""
     return parser().parse_args(
@@ -84,7 +89,7 @@ def test_envoy_runs_beside_the_gateway_and_only_its_and_the_scrape_port_are_reac
 ) -> None:
     pod = _pod(overlay)
     containers = _containers(overlay)
-    init = parser().parse_args(pod["initContainers"][0]["args"])
+    init = parser().parse_args(_init(overlay, "envoy-config")["args"])
     gateway = _args(containers["gateway"])
     assert (gateway.command, gateway.host) == ("gateway", "127.0.0.1")
     assert (init.command, init.gateway) == ("envoy-config", [f"127.0.0.1:{gateway.port}"])
@@ -136,7 +141,7 @@ def test_the_ops_container_scrapes_the_gateways_shared_metrics_and_envoys_admin(
     pod = _pod(overlay)
     containers = _containers(overlay)
     gateway = _args(containers["gateway"])
-    init = parser().parse_args(pod["initContainers"][0]["args"])
+    init = parser().parse_args(_init(overlay, "envoy-config")["args"])
     ops = parser().parse_args(containers["ops"]["args"])
     assert ops.command == "ops"
     assert ops.envoy_admin == f"127.0.0.1:{init.admin_port}"  # Envoy's admin stays on loopback
@@ -237,14 +242,17 @@ def test_the_configmaps_config_loads_with_keys_from_the_secret(
     assert config.models == {}
 
 
-def test_embedded_cell_runs_in_the_pod_on_loopback() -> None:
-    containers = _containers("embedded-cell")
-    args = containers["cell"]["args"]
+def test_embedded_cell_runs_in_the_pod_on_loopback_beside_the_gateway() -> None:
+    cell = _init("embedded-cell", "cell")
+    args = cell["args"]
     assert args[args.index("--host") + 1] == "127.0.0.1"
     sax_root = args[args.index("--sax-root") + 1]
     assert _one("embedded-cell", "ConfigMap")["data"]["SAX_ROOT"] == sax_root
     hpa = _one("embedded-cell", "HorizontalPodAutoscaler")["spec"]
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 1)  # one cell per pod
+    # A sidecar: it starts before the gateway and stops after it, so that the gateway's calls
+    # in flight when the pod is deleted end as they should (tests/container/test_k8s_pod.py).
+    assert cell["restartPolicy"] == "Always"
 
 
 def test_gcs_cell_reads_sax_root_from_gcs_and_keeps_the_cell_private() -> None:

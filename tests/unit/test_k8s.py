@@ -253,6 +253,9 @@ def test_embedded_cell_runs_in_the_pod_on_loopback_beside_the_gateway() -> None:
     # A sidecar: it starts before the gateway and stops after it, so that the gateway's calls
     # in flight when the pod is deleted end as they should (tests/container/test_k8s_pod.py).
     assert cell["restartPolicy"] == "Always"
+    # The image the gateway runs, whatever the kustomizations make it (the base set the
+    # images before the overlay added the cell).
+    assert cell["image"] == _containers("embedded-cell")["gateway"]["image"]
 
 
 def test_gcs_cell_reads_sax_root_from_gcs_and_keeps_the_cell_private() -> None:

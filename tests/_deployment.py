@@ -1,15 +1,43 @@
-"""The pod's liveness probes as deploy/k8s/base/deployment.yaml writes them, for the tests that
-run them against real processes (tests/faults/test_liveness.py) and in the real images
-(tests/container)."""
+"""deploy/k8s for the tests: each overlay as a real kustomize renders it (tests/unit/test_k8s.py,
+and tests/container runs its pod), and the pod's liveness probes as the base writes them, for
+the tests that run them against real processes (tests/faults/test_liveness.py) and in the real
+images (tests/container)."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
-DEPLOYMENT = Path(__file__).resolve().parents[1] / "deploy/k8s/base/deployment.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOYMENT = ROOT / "deploy/k8s/base/deployment.yaml"
+
+
+def _kustomize(directory: Path) -> list[str]:
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize", str(directory)]
+    if shutil.which("kustomize"):
+        return ["kustomize", "build", str(directory)]
+    pytest.fail("no kustomize: install kubectl (Debian: google-cloud-cli's kubectl) or kustomize")
+
+
+@cache
+def render(overlay: str) -> tuple[dict[str, Any], ...]:
+    """The objects ``kubectl kustomize deploy/k8s/overlays/OVERLAY`` prints."""
+    result = subprocess.run(
+        _kustomize(ROOT / "deploy/k8s/overlays" / overlay),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return tuple(d for d in yaml.safe_load_all(result.stdout) if d)
 
 
 def _container(name: str) -> dict[str, Any]:

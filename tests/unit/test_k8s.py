@@ -7,20 +7,17 @@ ports, config and secrets."""
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate  # type: ignore[import-untyped]  # no stubs, no py.typed
 import pytest
-import yaml
 
 from gateway.cli.main import parser
 from gateway.configfile import load_config
 from gateway.launch.stack import ENVOY_JSON_LOG
 from gateway.ops import LIVE_PATH
+from tests._deployment import render
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ("embedded-cell", "gcs-cell")
@@ -35,31 +32,10 @@ KINDS = {
 }
 
 
-def _kustomize(directory: Path) -> list[str]:
-    if shutil.which("kubectl"):
-        return ["kubectl", "kustomize", str(directory)]
-    if shutil.which("kustomize"):
-        return ["kustomize", "build", str(directory)]
-    pytest.fail("no kustomize: install kubectl (Debian: google-cloud-cli's kubectl) or kustomize")
-
-
-@cache
-def _render(overlay: str) -> tuple[dict[str, Any], ...]:
-    result = subprocess.run(
-        _kustomize(ROOT / "deploy/k8s/overlays" / overlay),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return tuple(d for d in yaml.safe_load_all(result.stdout) if d)
-
-
 def _one(overlay: str, kind: str, name: str | None = None) -> dict[str, Any]:
     found = [
         d
-        for d in _render(overlay)
+        for d in render(overlay)
         if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
     ]
     assert len(found) == 1, (kind, name, len(found))
@@ -72,6 +48,11 @@ def _pod(overlay: str) -> dict[str, Any]:
 
 def _containers(overlay: str) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in _pod(overlay)["containers"]}
+
+
+def _init(overlay: str, name: str) -> dict[str, Any]:
+    [found] = [c for c in _pod(overlay)["initContainers"] if c["name"] == name]
+    return dict(found)
 
 
 def _args(container: dict[str, Any]) -> argparse.Namespace:
@@ -91,7 +72,7 @@ def _errors(document: dict[str, Any]) -> list[str]:
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_overlay_validates_against_current_kubernetes_schemas(overlay: str) -> None:
-    documents = _render(overlay)
+    documents = render(overlay)
     assert {d["kind"] for d in documents} == KINDS
     assert [e for d in documents for e in _errors(d)] == []
 
@@ -108,7 +89,7 @@ def test_envoy_runs_beside_the_gateway_and_only_its_and_the_scrape_port_are_reac
 ) -> None:
     pod = _pod(overlay)
     containers = _containers(overlay)
-    init = parser().parse_args(pod["initContainers"][0]["args"])
+    init = parser().parse_args(_init(overlay, "envoy-config")["args"])
     gateway = _args(containers["gateway"])
     assert (gateway.command, gateway.host) == ("gateway", "127.0.0.1")
     assert (init.command, init.gateway) == ("envoy-config", [f"127.0.0.1:{gateway.port}"])
@@ -160,7 +141,7 @@ def test_the_ops_container_scrapes_the_gateways_shared_metrics_and_envoys_admin(
     pod = _pod(overlay)
     containers = _containers(overlay)
     gateway = _args(containers["gateway"])
-    init = parser().parse_args(pod["initContainers"][0]["args"])
+    init = parser().parse_args(_init(overlay, "envoy-config")["args"])
     ops = parser().parse_args(containers["ops"]["args"])
     assert ops.command == "ops"
     assert ops.envoy_admin == f"127.0.0.1:{init.admin_port}"  # Envoy's admin stays on loopback
@@ -261,14 +242,20 @@ def test_the_configmaps_config_loads_with_keys_from_the_secret(
     assert config.models == {}
 
 
-def test_embedded_cell_runs_in_the_pod_on_loopback() -> None:
-    containers = _containers("embedded-cell")
-    args = containers["cell"]["args"]
+def test_embedded_cell_runs_in_the_pod_on_loopback_beside_the_gateway() -> None:
+    cell = _init("embedded-cell", "cell")
+    args = cell["args"]
     assert args[args.index("--host") + 1] == "127.0.0.1"
     sax_root = args[args.index("--sax-root") + 1]
     assert _one("embedded-cell", "ConfigMap")["data"]["SAX_ROOT"] == sax_root
     hpa = _one("embedded-cell", "HorizontalPodAutoscaler")["spec"]
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 1)  # one cell per pod
+    # A sidecar: it starts before the gateway and stops after it, so that the gateway's calls
+    # in flight when the pod is deleted end as they should (tests/container/test_k8s_pod.py).
+    assert cell["restartPolicy"] == "Always"
+    # The image the gateway runs, whatever the kustomizations make it (the base set the
+    # images before the overlay added the cell).
+    assert cell["image"] == _containers("embedded-cell")["gateway"]["image"]
 
 
 def test_gcs_cell_reads_sax_root_from_gcs_and_keeps_the_cell_private() -> None:

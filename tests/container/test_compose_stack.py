@@ -5,6 +5,8 @@ The tests run in file order; the last one stops the stack."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -235,6 +237,25 @@ def test_the_pods_liveness_probes_run_in_the_images(compose: Compose) -> None:
     path, _, timeout = http_liveness("ops")
     answer = httpx.get(f"http://127.0.0.1:{ports.ops}{path}", timeout=timeout)
     assert (answer.status_code, answer.text) == (200, "ok\n")
+
+
+def test_a_gateway_that_dies_is_started_again(compose: Compose, http: httpx.Client) -> None:
+    # Compose restarted nothing: a crashed gateway (or Envoy aborting a hung thread) stayed
+    # down until someone ran `docker compose up` again. Killed from the host, as the OOM killer
+    # would (a `docker kill` counts as a stop, which no restart policy undoes).
+    gateway = compose.container("gateway")
+    restarts = int(compose.docker("inspect", "-f", "{{.RestartCount}}", gateway))
+    pid = int(compose.docker("inspect", "-f", "{{.State.Pid}}", gateway))
+    os.kill(pid, signal.SIGKILL)
+    poll(
+        lambda: (
+            int(compose.docker("inspect", "-f", "{{.RestartCount}}", gateway)) > restarts or None
+        ),
+        "the gateway's container to be restarted",
+        timeout=60,
+    )
+    listed = poll(_answers(200, lambda: http.get("/listcells")), "the gateway to answer again")
+    assert listed.json() == {"cells": ["/sax/test"]}
 
 
 def test_killed_cell_container_comes_back_with_its_models(

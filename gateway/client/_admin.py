@@ -174,6 +174,7 @@ class CellAdmin:
         self._counter = counter
         self._observer = observer
         self._conn: _Connection | None = None
+        self._announced: str | None = None  # the admin address last logged at INFO
         self._connect_lock = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
         self._follower: asyncio.Task[None] | None = None
@@ -302,7 +303,13 @@ class CellAdmin:
         async with self._connect_lock:  # one location read for all callers waiting on it
             if self._conn is None:
                 self._conn = _Connection(await self.files.read_location())
-                _log.info("admin of %s is at %s", self.cell, self._conn.address)
+                if self._conn.address != self._announced:
+                    self._announced = self._conn.address
+                    _log.info("admin of %s is at %s", self.cell, self._conn.address)
+                else:  # a reconnection to the same address, once per retry while it is away
+                    _log.debug(
+                        "reconnecting to the admin of %s at %s", self.cell, self._conn.address
+                    )
                 if self._follower is None or self._follower.done():
                     self._follower = asyncio.get_running_loop().create_task(
                         self._follow_location(),

@@ -213,3 +213,24 @@ async def test_a_location_naming_a_server_that_is_no_admin_is_unavailable(tmp_pa
                 await client.list_all(CELL, timeout=BOUND_S)
     assert f"cell {CELL} at {other} is unreachable" in caught.value.message
     assert "does not serve sax.Admin" in caught.value.message
+
+
+async def test_an_unreachable_admin_is_announced_once_not_at_every_retry(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Each retry reconnects, and each reconnection logged "admin of /sax/test is at ..." at
+    # INFO: about thirty lines in the 3 s an admin was away.
+    cell_dir = tmp_path / "sax" / "test"
+    cell_dir.mkdir(parents=True)
+    away = f"127.0.0.1:{free_port()}"  # nothing listens there
+    (cell_dir / "location.proto").write_bytes(admin_pb2.Location(location=away).SerializeToString())
+    settings = ClientSettings(sax_root=str(tmp_path), admin_unreachable_after=1.0)
+    caplog.set_level(logging.DEBUG, logger="gateway.client")
+    async with Client(settings) as client:
+        for _ in range(2):
+            with pytest.raises(UnavailableError, match="is unreachable"):
+                await client.list_all(CELL, timeout=BOUND_S)
+    retries = [r for r in caplog.records if "; retrying in " in r.getMessage()]
+    assert len(retries) >= 2  # it did reconnect and retry
+    announced = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert announced.count(f"admin of {CELL} is at {away}") == 1

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
+from collections.abc import AsyncIterator
+from typing import Any
+
 import grpc
 
-from gateway.cell._errors import CellStartError, abort
+from gateway.cell._errors import CellStartError, abort, unavailable
+from gateway.common.intercept import Streaming, Unary, WrappingInterceptor
 from gateway.common.request_message import RequestMessageInterceptor
 
 #: Seconds in-flight calls get to finish when a server stops.
 STOP_GRACE = 1.0
+#: ... of which the last this many (at most half) are left for the calls still running to end
+#: UNAVAILABLE (`_Stopping`), before grpc would cancel them.
+_END_CALLS_BEFORE = 0.2
 
 _OPTIONS = [
     # Long polls (WatchLoc) and streams sit idle for a while; keep their connections alive.
@@ -28,12 +37,81 @@ _OPTIONS = [
 ]
 
 
+class _Stopping(WrappingInterceptor):
+    """Ends the calls still running near the end of a stop's grace period UNAVAILABLE, the
+    server's own answer. grpc.aio cancels them at its end itself, and then prints a traceback
+    for each ("Exception not handled by _handle_exceptions", CancelledError) to stderr: one
+    per open stream (or admin long poll) at every restart."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._running: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+
+    def end_calls(self) -> None:
+        self._stopping = True
+        for task in self._running:
+            task.cancel()
+
+    async def _refuse(self, context: Any) -> None:
+        await abort(context, unavailable("the server is stopping"))
+
+    def wrap_unary(self, method: str, behavior: Unary) -> Unary:
+        async def call(request: Any, context: Any) -> Any:
+            task = asyncio.current_task()
+            assert task is not None
+            self._running.add(task)
+            try:
+                return await behavior(request, context)
+            except asyncio.CancelledError:
+                if not self._stopping:
+                    raise  # the caller left
+                await self._refuse(context)
+            finally:
+                self._running.discard(task)
+
+        return call
+
+    def wrap_streaming(self, method: str, behavior: Streaming) -> Streaming:
+        async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
+            task = asyncio.current_task()
+            assert task is not None
+            self._running.add(task)
+            try:
+                async for reply in behavior(request, context):
+                    yield reply
+            except asyncio.CancelledError:
+                if not self._stopping:
+                    raise
+                await self._refuse(context)
+            finally:
+                self._running.discard(task)
+
+        return stream
+
+
+_stopping: weakref.WeakKeyDictionary[grpc.aio.Server, _Stopping] = weakref.WeakKeyDictionary()
+
+
 def new_server() -> grpc.aio.Server:
     # A call whose request stream ends without its message, or whose message does not parse,
     # is answered INVALID_ARGUMENT: grpc.aio would leave the first open until the caller's
     # deadline (for ever without one), and answer the second UNKNOWN with a logged traceback.
     checks = RequestMessageInterceptor(abort, refuse_unparsed=True)
-    return grpc.aio.server(interceptors=[checks], options=_OPTIONS)
+    stopping = _Stopping()
+    server = grpc.aio.server(interceptors=[checks, stopping], options=_OPTIONS)
+    _stopping[server] = stopping
+    return server
+
+
+async def stop(server: grpc.aio.Server, grace: float) -> None:
+    """Stops ``server``: no new calls; those in flight get ``grace`` seconds, and the ones
+    still running a moment before its end are ended UNAVAILABLE (`_Stopping`)."""
+    stopped = asyncio.ensure_future(server.stop(grace))
+    await asyncio.wait({stopped}, timeout=grace - min(_END_CALLS_BEFORE, grace / 2))
+    if not stopped.done():
+        _stopping[server].end_calls()
+    await stopped
 
 
 _BUSY = "is another process using it? choose another port"

@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import signal
+import sys
 import time
 import wave
+from pathlib import Path
 from typing import TypeAlias
 
 import grpc
@@ -26,6 +29,8 @@ from saxml.protobuf import (
     vision_pb2_grpc,
 )
 
+from gateway.cell._args import settings_to_argv
+from gateway.launch.processes import free_port
 from tests._grpc import aio_channel
 from tests.integration._cell_fixtures import (
     SEED_LM,
@@ -33,6 +38,8 @@ from tests.integration._cell_fixtures import (
     addresses,
     admin_stub,
     eventually,
+    fast_settings,
+    inproc,
     publish,
 )
 
@@ -322,3 +329,40 @@ async def test_a_request_that_does_not_parse_is_invalid_argument(
         " Wire format was corrupt: InvalidArgument",
     )
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+async def test_a_model_server_stopped_during_a_stream_logs_no_traceback(tmp_path: Path) -> None:
+    # grpc cancels the calls still running once a stopping server's grace is over, and logged
+    # each as an ERROR with a traceback ("Exception not handled by _handle_exceptions",
+    # CancelledError): one per open stream at every restart of a model server.
+    settings = fast_settings(tmp_path)
+    async with inproc(settings, num_model_servers=0) as cell:
+        port = free_port()
+        argv = [sys.executable, "-m", "gateway.cell.modelserver", *settings_to_argv(settings)]
+        server = await asyncio.create_subprocess_exec(
+            *argv, f"--port={port}", stderr=asyncio.subprocess.PIPE
+        )
+        try:
+            async with admin_stub(cell.admin.address) as admin:
+                overrides = {"text": "a b c d e f g h", "delay_ms": "500"}
+                model_id = await publish(admin, "long", overrides=overrides)
+                assert await addresses(admin, model_id) == [f"127.0.0.1:{port}"]
+            async with aio_channel(f"127.0.0.1:{port}") as channel:
+                call = lm_pb2_grpc.LMServiceStub(channel).GenerateStream(
+                    lm_pb2.GenerateRequest(model_key=model_id, text="x")
+                )
+                await call.read()  # the stream is open: SIGTERM, a 1 s grace, then cancelled
+                server.send_signal(signal.SIGTERM)
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    while await call.read() is not grpc.aio.EOF:
+                        pass
+            assert caught.value.code() == Code.UNAVAILABLE
+            assert await asyncio.wait_for(server.wait(), 30) == 0
+        finally:
+            if server.returncode is None:
+                server.kill()
+                await server.wait()
+    assert server.stderr is not None
+    stderr = (await server.stderr.read()).decode()
+    assert "stream cancelled model=/sax/test/long" in stderr  # it did cancel the stream
+    assert "Traceback" not in stderr, stderr

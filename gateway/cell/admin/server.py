@@ -85,7 +85,7 @@ class AdminServer:
 
     async def stop(self, grace: float = _grpc_server.STOP_GRACE) -> None:
         if self._server is not None:
-            await self._server.stop(grace)
+            await _grpc_server.stop(self._server, grace)
             self._server = None
         if self._manager is not None:
             await self._manager.close()

@@ -104,7 +104,7 @@ class ModelServer:
         if self._join is not None:
             await self._join.stop()
         if self._server is not None:
-            await self._server.stop(grace)
+            await _grpc_server.stop(self._server, grace)
             self._server = None
 
     async def wait_for_termination(self) -> None:

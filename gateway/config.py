@@ -137,6 +137,17 @@ class AccessSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SharedSlots:
+    """The table of per-client counts a stack's gateway processes share
+    (gateway/common/slottable.py), and this process's column in it."""
+
+    path: str
+    """The table file, made by the stack before it starts its gateways."""
+    worker: int
+    """This process's index among the stack's gateways, the same across its restarts."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class GatewaySettings:
     """Everything the gateway server needs; nothing below this reads the environment."""
 
@@ -167,6 +178,9 @@ class GatewaySettings:
     """Long-lived streams (GenerateStream, WatchAddresses) one client may hold open."""
     access: AccessSettings = field(default_factory=AccessSettings)
     """Model ACLs, client model lists and concurrency limits the gateway enforces."""
+    shared_slots: SharedSlots | None = None
+    """Where the per-client limits (``max_concurrent``, ``max_streams_per_client``) are
+    counted with the stack's other gateway processes; None: in this process alone."""
 
     config_file: str | None = None
     """The ``--config`` file: each gateway process is started with it and takes ``models``,

@@ -17,6 +17,7 @@ from gateway.cell.settings import (
 )
 from gateway.cli import _edge, _workers
 from gateway.common import flags
+from gateway.common.slottable import TableError
 from gateway.common.storage import StorageSetupError, make_dirs
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
 from gateway.launch import tuning
@@ -179,7 +180,7 @@ def _gateway(args: argparse.Namespace) -> int:
     settings = _edge.gateway_settings(settings_from_args(args), config)
     try:
         tuning.run(serve_gateway(settings), loop=args.event_loop)
-    except StorageSetupError as exc:  # e.g. gs:// without credentials: one line, no traceback
+    except (StorageSetupError, TableError) as exc:  # e.g. gs:// without credentials: no traceback
         print(f"saxgw gateway: {exc}", file=sys.stderr)
         return 2
     return 0

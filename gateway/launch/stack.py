@@ -25,7 +25,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.cell import CellSettings, cell_argv
-from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
+from gateway.common import slottable
+from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings, SharedSlots
 from gateway.launch.envoy import (
     EnvoySettings,
     envoy_binary,
@@ -163,6 +164,12 @@ class Stack:
         return Path(self._tmp.name) / "metrics"
 
     @property
+    def slot_table(self) -> Path:
+        """The table in which several gateway processes count per-client calls and streams
+        together (gateway/common/slottable.py); none with one gateway."""
+        return Path(self._tmp.name) / "slots"
+
+    @property
     def gateway_addresses(self) -> list[str]:
         """gRPC addresses of the gateway processes, behind Envoy."""
         return list(self.envoy.gateway_endpoints)
@@ -228,9 +235,21 @@ class Stack:
             # every start, as multiprocess metrics files must not outlive their run.
             self.metrics_dir.mkdir()
             telemetry = dataclasses.replace(telemetry, metrics_dir=str(self.metrics_dir))
-        for name, port in zip(self._gateway_names, s.gateway_ports, strict=True):
+        shared = None
+        if len(s.gateway_ports) > 1:
+            # Per-client limits are the stack's, as Envoy's rate limits are: its gateways
+            # count in one table, each in its own column (the same across its restarts).
+            shared = str(self.slot_table)
+            slottable.create(shared, workers=len(s.gateway_ports))
+        for worker, (name, port) in enumerate(
+            zip(self._gateway_names, s.gateway_ports, strict=True)
+        ):
             gateway = dataclasses.replace(
-                s.gateway, host="127.0.0.1", port=port, telemetry=telemetry
+                s.gateway,
+                host="127.0.0.1",
+                port=port,
+                telemetry=telemetry,
+                shared_slots=None if shared is None else SharedSlots(path=shared, worker=worker),
             )
             self.group.start(
                 name, gateway_argv(gateway), env=dict(s.gateway_env), log_path=self._log(name)

@@ -1,10 +1,11 @@
 """A stack's private temporary directory, and the removal of those that killed stacks left.
 
-Each stack keeps its rendered Envoy config (which may hold API keys), its TLS secrets and the
-gateways' metrics files in ``$TMPDIR/saxgw-XXXX`` (mode 0700). A stack that stops removes it;
-one killed (SIGKILL, out of memory, a power cut) cannot, and its directory stayed for good. So
-the directory names its owner, the process that made it (pid, start time, PID namespace, boot),
-and every stack that starts removes those whose owner no longer runs:
+Each stack keeps its rendered Envoy config (which may hold API keys), its TLS secrets, the
+gateways' metrics files and their shared per-client counts (gateway/common/slottable.py) in
+``$TMPDIR/saxgw-XXXX`` (mode 0700). A stack that stops removes it; one killed (SIGKILL, out
+of memory, a power cut) cannot, and its directory stayed for good. So the directory names its
+owner, the process that made it (pid, start time, PID namespace, boot), and every stack that
+starts removes those whose owner no longer runs:
 
     tmp = stack_dir()   # stale ones removed first; tmp.cleanup() at the end
 

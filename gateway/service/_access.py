@@ -28,8 +28,9 @@ from gateway.client import (
 )
 from gateway.common.intercept import Streaming, Unary, WrappingInterceptor
 from gateway.config import AccessSettings
+from gateway.service._counts import Counts, LocalCounts
 from gateway.service._fields import with_slash
-from gateway.service._gates import Gate, Slot
+from gateway.service._gates import UNLIMITED, Gate, Slot, Unlimited
 from gateway.service._streams import Caller, client_of
 
 log = logging.getLogger(__name__)
@@ -61,11 +62,15 @@ _T = TypeVar("_T")
 class Access:
     """The checks, shared by every call of one gateway process."""
 
-    def __init__(self, settings: AccessSettings, client: Client) -> None:
+    def __init__(
+        self, settings: AccessSettings, client: Client, counts: Counts | None = None
+    ) -> None:
         self._settings = settings
         self._client = client
         self._gates: dict[str, Gate] = {}
-        self._per_client: dict[str, int] = {}
+        # Calls in flight per client: this process's own, unless the stack's gateway
+        # processes share theirs (`saxgw up --workers N`: the limit is the stack's).
+        self._per_client = counts if counts is not None else LocalCounts()
         self._acls: dict[str, tuple[float, dict[str, str]]] = {}
         self._fetching: dict[str, asyncio.Future[dict[str, str]]] = {}
         # Models whose last ACL read found the admin unreachable: their cached ACLs stay in
@@ -214,16 +219,19 @@ class Access:
         body is OpenAI's JSON): ``method`` is the SaxGateway method it stands for."""
         return self.admit(method, _Named(model), context, _timeout(context))
 
-    def _client_slot(self, client: str | None, context: Caller) -> Slot:
+    def _client_slot(self, client: str | None, context: Caller) -> Slot | Unlimited:
         if client is None:
             # A caller without a client id is its address, as for `quotas.rate` and the stream
             # limit: one anonymous caller must not use up the calls of every other one.
             limit = self._settings.default_max_concurrent
-            key = ANONYMOUS if limit is None else f"{ANONYMOUS}@{client_of(context)}"
-            return Slot(self._per_client, key, limit)
+            if limit is None:
+                return UNLIMITED
+            return Slot(self._per_client, f"{ANONYMOUS}@{client_of(context)}", limit)
         limit = self._settings.client_max_concurrent.get(client)
         if limit is None:
             limit = self._settings.default_max_concurrent
+            if limit is None:
+                return UNLIMITED  # nothing counted: no cost where no limit is configured
         return Slot(self._per_client, client, limit)
 
 
@@ -249,7 +257,7 @@ class _Admission(AbstractAsyncContextManager["_Admission"]):
         self._access, self._method, self._request = access, method, request
         self._context, self._timeout = context, timeout
         self._gate: Gate | None = None
-        self._slot: Slot | None = None
+        self._slot: Slot | Unlimited | None = None
         self._model = ""
 
     async def __aenter__(self) -> _Admission:
@@ -314,7 +322,7 @@ class _Admission(AbstractAsyncContextManager["_Admission"]):
             gate.release()
             self._leave(gate, self._model, slot)
 
-    def _leave(self, gate: Gate, model: str, slot: Slot) -> None:
+    def _leave(self, gate: Gate, model: str, slot: Slot | Unlimited) -> None:
         gate.users -= 1
         if not gate.users:
             del self._access._gates[model]

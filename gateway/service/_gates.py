@@ -1,5 +1,6 @@
 """The concurrency limits the access checks hold calls to: a model's gate (so many run, so many
-wait in order, the rest are refused) and a client's count of calls in flight."""
+wait in order, the rest are refused) and a client's count of calls in flight (in this process,
+or shared by the stack's gateway processes: gateway/service/_counts.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 
 from gateway.client import ResourceExhaustedError
 from gateway.config import ModelLimit
+from gateway.service._counts import AtLimit, Counts
 
 # The access checks' logger: operators filter on it for refusals and shed calls.
 log = logging.getLogger("gateway.service._access")
@@ -52,18 +54,36 @@ class Gate:
 
 
 class Slot:
-    def __init__(self, counts: dict[str, int], client: str, limit: int | None) -> None:
+    """One call of ``client`` counted in ``counts`` while it runs; Busy at ``limit``."""
+
+    __slots__ = ("_client", "_counts", "_limit", "_ticket")
+
+    def __init__(self, counts: Counts, client: str, limit: int) -> None:
         self._counts, self._client, self._limit = counts, client, limit
+        self._ticket = 0
 
     def __enter__(self) -> None:
-        held = self._counts.get(self._client, 0)
-        if self._limit is not None and held >= self._limit:
-            raise Busy(f"client {self._client} has {held} calls in flight, its limit; retry later")
-        self._counts[self._client] = held + 1
+        try:
+            self._ticket = self._counts.take(self._client, self._limit)
+        except AtLimit as full:
+            raise Busy(
+                f"client {self._client} has {full.held} calls in flight, its limit; retry later"
+            ) from None
 
     def __exit__(self, *exc: object) -> None:
-        held = self._counts[self._client] - 1
-        if held:
-            self._counts[self._client] = held
-        else:
-            del self._counts[self._client]
+        self._counts.give(self._client, self._ticket)
+
+
+class Unlimited:
+    """The slot of a client without a limit: nothing to count (no cost on the common path)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+UNLIMITED = Unlimited()

@@ -18,8 +18,10 @@ from saxgateway.v1 import gateway_pb2, gateway_pb2_grpc, openai_pb2, openai_pb2_
 from gateway.client import Client
 from gateway.common import logs, metricsfiles
 from gateway.common.request_message import RequestMessageInterceptor
+from gateway.common.slottable import SlotTable
 from gateway.config import GatewaySettings
 from gateway.service._access import Access, AccessInterceptor
+from gateway.service._counts import Counts, LocalCounts, SharedCounts
 from gateway.service._errors import ErrorInterceptor, abort
 from gateway.service._health import SERVICE, HealthReporter
 from gateway.service._metrics import FLUSH_INTERVAL_S, GatewayMetrics, use_directory
@@ -72,6 +74,7 @@ class GatewayServer:
     _server: grpc.aio.Server
     _health: HealthReporter
     _tracing: Tracing | None
+    _table: SlotTable | None
     _flusher: asyncio.Task[None] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -121,9 +124,16 @@ class GatewayServer:
         observer = GatewayObserver(metrics, tracing)
         if client is None:
             client = Client(settings.client, observer=observer)
-        access = Access(settings.access, client)
+        # Per-client limits count with the stack's other gateway processes, if it has any.
+        table = None
+        calls: Counts = LocalCounts()
+        open_streams: Counts = LocalCounts()
+        if settings.shared_slots is not None:
+            table = SlotTable(settings.shared_slots.path, settings.shared_slots.worker)
+            calls, open_streams = SharedCounts(table, "calls"), SharedCounts(table, "streams")
+        access = Access(settings.access, client, calls)
         tokens = TokenCounter(settings.models)
-        streams = StreamSlots(settings.max_streams_per_client, access.identity)
+        streams = StreamSlots(settings.max_streams_per_client, access.identity, open_streams)
         # Reading the request message outermost (it turns the unary handlers the others
         # made into stream-request ones); then telemetry, so that it sees the status the
         # caller gets; then errors, so that refusals from the access checks become statuses.
@@ -172,7 +182,7 @@ class GatewayServer:
         await server.start()
         await health.start()
         log.info("gateway serving %s on %s:%d", SERVICE, settings.host, port)
-        return cls(settings, client, port, metrics, server, health, tracing)
+        return cls(settings, client, port, metrics, server, health, tracing, table)
 
     async def stop(self, grace: float | None = None) -> None:
         """Stops accepting calls, waits up to ``grace`` seconds for in-flight ones, cleans up."""
@@ -187,6 +197,8 @@ class GatewayServer:
         await self.client.close()
         await stopping
         await self.client.close()  # an admin channel a handler opened since
+        if self._table is not None:
+            self._table.close()  # every call has ended: nothing holds a slot
         self._flusher.cancel()
         await asyncio.gather(self._flusher, return_exceptions=True)
         if self.metrics is not None:

@@ -8,7 +8,8 @@ established one (so clients behind one NAT or proxy do not share a budget, and o
 spread its streams over many addresses); otherwise its address as Envoy tells it
 (``x-saxgw-client-address``: the peer's, or the client's behind ``limits.trusted_proxy_hops``
 proxies), else the last entry of ``x-forwarded-for``, else the gRPC peer for direct callers.
-SaxGateway and the OpenAI face count in the same slots.
+SaxGateway and the OpenAI face count in the same slots, and the gateway processes of one
+stack in one table (gateway/common/slottable.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, Protocol
 
 from gateway.client import ResourceExhaustedError
 from gateway.common.rpc import Context
+from gateway.service._counts import AtLimit, Counts, LocalCounts
 
 #: The header Envoy sets to the client's address on every route (envoy/envoy.yaml.tmpl).
 CLIENT_ADDRESS_HEADER = "x-saxgw-client-address"
@@ -47,34 +49,35 @@ def client_of(context: Caller) -> str:
 
 class StreamSlots:
     """Open streams per client; `hold` refuses one over ``per_client``. ``identify`` gives the
-    caller's authenticated identity, if any (`Access.identity`)."""
+    caller's authenticated identity, if any (`Access.identity`). ``counts``: this process's
+    own by default; the stack's shared ones when it runs several gateway processes, whose
+    Envoy's stream budget the limit guards (gateway/service/_counts.py)."""
 
     def __init__(
-        self, per_client: int, identify: Callable[[Context], str | None] = lambda _: None
+        self,
+        per_client: int,
+        identify: Callable[[Context], str | None] = lambda _: None,
+        counts: Counts | None = None,
     ) -> None:
         self._per_client = per_client
         self._identify = identify
-        self._open: dict[str, int] = {}
+        self._open = counts if counts is not None else LocalCounts()
 
     def open(self, client: str) -> int:
-        return self._open.get(client, 0)
+        return self._open.held(client)
 
     @contextmanager
     def hold(self, context: Context) -> Iterator[None]:
         """Counts a stream for the duration; RESOURCE_EXHAUSTED when the client is at its limit."""
         client = self._identify(context) or client_of(context)
-        count = self._open.get(client, 0)
-        if count >= self._per_client:
+        try:
+            ticket = self._open.take(client, self._per_client)
+        except AtLimit as full:
             raise ResourceExhaustedError(
-                f"client {client} already has {count} streams or waits open, the limit per client; "
-                "close some first"
-            )
-        self._open[client] = count + 1
+                f"client {client} already has {full.held} streams or waits open, the limit per "
+                "client; close some first"
+            ) from None
         try:
             yield
         finally:
-            left = self._open[client] - 1
-            if left:
-                self._open[client] = left
-            else:
-                del self._open[client]
+            self._open.give(client, ticket)

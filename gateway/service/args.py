@@ -14,7 +14,7 @@ from typing import Any
 
 from gateway.client import ClientSettings
 from gateway.common.flags import optional_port, seconds
-from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
+from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings, SharedSlots
 from gateway.service.telemetry_args import (
     add_telemetry_arguments,
     telemetry_argv,
@@ -45,6 +45,19 @@ def add_gateway_arguments(parser: argparse.ArgumentParser) -> None:
         "hold: its authenticated identity, else its address",
     )
     add_config_argument(parser)
+    parser.add_argument(
+        "--shared-slots",
+        metavar="FILE",
+        help="the table in which the gateway processes of one stack count per-client calls "
+        "and streams together (`saxgw up` makes it); without it, each counts alone",
+    )
+    parser.add_argument(
+        "--worker",
+        type=int,
+        default=0,
+        metavar="INDEX",
+        help="this process's column of --shared-slots (0, 1, ...: one per gateway process)",
+    )
     parser.add_argument(
         "--metrics-dir", help="directory shared with the other gateway processes and `saxgw ops`"
     )
@@ -90,6 +103,9 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
         default_timeout=args.default_timeout,
         grace_period=args.grace_period,
         max_streams_per_client=args.max_streams_per_client,
+        shared_slots=(
+            SharedSlots(path=args.shared_slots, worker=args.worker) if args.shared_slots else None
+        ),
         telemetry=telemetry_from_args(args),
         config_file=args.config,
     )
@@ -119,5 +135,12 @@ def gateway_argv(settings: GatewaySettings) -> list[str]:
         f"--max-streams-per-client={settings.max_streams_per_client}",
         f"--admin-unreachable-after={settings.client.admin_unreachable_after!r}",
         *([f"--config={settings.config_file}"] if settings.config_file else []),
+        *_shared_slots_argv(settings.shared_slots),
         *telemetry_argv(settings.telemetry),
     ]
+
+
+def _shared_slots_argv(shared: SharedSlots | None) -> list[str]:
+    if shared is None:
+        return []
+    return [f"--shared-slots={shared.path}", f"--worker={shared.worker}"]

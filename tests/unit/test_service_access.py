@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
@@ -16,11 +17,14 @@ from gateway.client import (
     ResourceExhaustedError,
     UnavailableError,
 )
+from gateway.common import slottable
 from gateway.common.names import ACL_METHODS
+from gateway.common.slottable import SlotTable
 from gateway.config import AccessSettings, ModelLimit
 from gateway.service import _access as access_module
 from gateway.service._access import Access
-from gateway.service._gates import Busy
+from gateway.service._counts import SharedCounts
+from gateway.service._gates import UNLIMITED, Busy
 from gateway.service._usage import DATA_METHODS
 
 MODEL = "/sax/test/lm"
@@ -209,6 +213,56 @@ async def test_anonymous_callers_count_by_address() -> None:
                 pass
         async with access.admit("Generate", Request(), FakeContext(None, "10.0.0.2"), 5):
             pass
+
+
+async def test_workers_of_one_stack_share_each_clients_calls_in_flight(tmp_path: Path) -> None:
+    # Two gateway processes of one stack, as `saxgw up --workers 2` runs them: one count.
+    slottable.create(str(tmp_path / "slots"), workers=2)
+    tables = [SlotTable(str(tmp_path / "slots"), worker) for worker in (0, 1)]
+    settings = AccessSettings(
+        client_max_concurrent=MappingProxyType({"team-a": 2}), default_max_concurrent=1
+    )
+    first, second = (
+        Access(settings, FakeClient(), SharedCounts(table, "calls"))  # type: ignore[arg-type]
+        for table in tables
+    )
+    try:
+        async with (
+            first.admit("Generate", Request(), FakeContext("team-a"), timeout=5),
+            second.admit("Generate", Request(), FakeContext("team-a"), timeout=5),
+            first.admit("Generate", Request(), FakeContext(None, "10.0.0.1"), timeout=5),
+        ):
+            for access in (first, second):
+                with pytest.raises(Busy) as busy:
+                    await _admit(access, "team-a")
+                assert busy.value.message == (
+                    "client team-a has 2 calls in flight, its limit; retry later"
+                )
+                with pytest.raises(Busy, match=r"client anonymous@10\.0\.0\.1 has 1 calls"):
+                    async with access.admit("Generate", Request(), FakeContext(None), 5):
+                        pass
+            await _admit(second, "team-b")
+            async with second.admit("Generate", Request(), FakeContext(None, "10.0.0.2"), 5):
+                pass
+        await _admit(second, "team-a")
+        assert tables[0].held("calls:team-a") == 0
+    finally:
+        for table in tables:
+            table.close()
+
+
+async def test_clients_without_a_limit_are_not_counted(tmp_path: Path) -> None:
+    slottable.create(str(tmp_path / "slots"), workers=2)
+    table = SlotTable(str(tmp_path / "slots"), 0)
+    try:
+        counts = SharedCounts(table, "calls")
+        access = Access(AccessSettings(), FakeClient(), counts)  # type: ignore[arg-type]
+        async with access.admit("Generate", Request(), FakeContext("team-a"), timeout=5):
+            assert counts.held("team-a") == 0
+            assert access._client_slot("team-a", FakeContext("team-a")) is UNLIMITED
+            assert access._client_slot(None, FakeContext(None)) is UNLIMITED
+    finally:
+        table.close()
 
 
 async def test_multimodal_calls_honour_the_mm_generate_acl() -> None:

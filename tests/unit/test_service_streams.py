@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import cast
 
 import grpc
 import pytest
 
 from gateway.client import ResourceExhaustedError
+from gateway.common import slottable
 from gateway.common.rpc import Context
+from gateway.common.slottable import SlotTable
+from gateway.service._counts import SharedCounts
 from gateway.service._streams import StreamSlots, client_of
 
 
@@ -73,3 +77,25 @@ def test_an_authenticated_client_is_counted_by_identity_not_address() -> None:
             " first"
         )
         assert slots.open("10.0.0.1") == 1
+
+
+def test_the_workers_of_a_stack_share_each_clients_streams(tmp_path: Path) -> None:
+    slottable.create(str(tmp_path / "slots"), workers=2)
+    tables = [SlotTable(str(tmp_path / "slots"), worker) for worker in (0, 1)]
+    first, second = (StreamSlots(2, counts=SharedCounts(table, "streams")) for table in tables)
+    a = _context([("x-forwarded-for", "10.0.0.1")], "")
+    try:
+        with first.hold(a), second.hold(a):
+            for slots in (first, second):
+                with pytest.raises(ResourceExhaustedError) as caught, slots.hold(a):
+                    pass
+                assert caught.value.message == (
+                    "client 10.0.0.1 already has 2 streams or waits open, the limit per client;"
+                    " close some first"
+                )
+            assert first.open("10.0.0.1") == 2
+        with first.hold(a):
+            assert second.open("10.0.0.1") == 1
+    finally:
+        for table in tables:
+            table.close()

@@ -10,7 +10,7 @@ from gateway.cell import CellSettings, cell_argv
 from gateway.cell.__main__ import parse as parse_cell
 from gateway.cli.main import parser as cli_parser
 from gateway.client import ClientSettings
-from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
+from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings, SharedSlots
 from gateway.launch.envoy import EnvoySettings
 from gateway.service.args import add_gateway_arguments, gateway_argv, settings_from_args
 
@@ -27,6 +27,7 @@ def test_gateway_argv_round_trips() -> None:
         port=12345,
         default_timeout=7.5,
         grace_period=2.0,
+        shared_slots=SharedSlots(path="/run/saxgw/slots", worker=3),
     )
     argv = gateway_argv(settings)
     assert argv[1:4] == ["-m", "gateway.cli", "gateway"]

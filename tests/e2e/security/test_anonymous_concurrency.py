@@ -1,8 +1,9 @@
 """`quotas.max_concurrent` without authentication: a caller without a client id is its
 address, as for `quotas.rate` and the stream limit, so one anonymous caller cannot take the
-calls of every other one. Two callers on two loopback addresses through a stack of its own:
-no credentials, one call in flight per client. (Not 127.0.0.1: for that peer Envoy writes its
-own host's address into x-forwarded-for, which differs from machine to machine.)"""
+calls of every other one. Two callers on two loopback addresses through a stack of its own
+with two gateway processes (`saxgw up --workers 2`), which count each address together: no
+credentials, one call in flight per client, for the stack. (Not 127.0.0.1: for that peer Envoy
+writes its own host's address into x-forwarded-for, which differs from machine to machine.)"""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def open_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     settings = StackSettings(
         gateway=gateway_settings(base, config_file=str(config_file)),
         cell=cell_settings(base, servers=1),
-        gateway_ports=(free_port(),),
+        gateway_ports=(free_port(), free_port()),
         envoy=envoy_settings(loopback_envoy(), load_config(config_file).edge),
         log_dir=str(logs_dir(base)),
     )
@@ -71,9 +72,12 @@ def test_each_anonymous_address_has_its_own_calls_in_flight(open_stack: Stack) -
         refused = _generate(first, QUICK)
         while refused.status_code == 200 and time.monotonic() < deadline:
             refused = _generate(first, QUICK)
+        # Whichever gateway Envoy picks (round robin over one connection: both, in turn).
+        again = [_generate(first, QUICK).status_code for _ in range(4)]
         # ...and meanwhile another anonymous address is served.
         served = _generate(second, QUICK)
         running.join()
+        assert again == [429] * 4
         assert refused.status_code == 429, refused.text
         assert refused.json() == {
             "code": 8,

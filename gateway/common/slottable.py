@@ -1,0 +1,297 @@
+"""Counts that the gateway processes of one stack share, so that a per-client limit
+(calls in flight, open streams) holds for the stack, as Envoy's rate limits do, and not once
+per process (counted in each, ``max_concurrent: 4`` allowed 16 under `saxgw up --workers 4`).
+
+One file, mapped into every process (`mmap`): a header, a column of row keys (a 64-bit hash
+of the counted key), and one column of counts per worker, each on pages of its own. A worker
+only ever writes its own column of counts; a call is admitted by adding up its key's row
+across the columns under a lock on the whole file (`fcntl.flock`), so the limit is exact
+across processes:
+
+    create("/run/saxgw/slots", workers=2)       # by the stack, before its gateways start
+    table = SlotTable("/run/saxgw/slots", worker=0)
+    row = table.take("calls:team-a", limit=4)   # AtLimit(held) when the row adds up to 4
+    table.give(row)                             # when the call ends
+
+Crashes: the kernel drops a dead process's locks. A worker holds a lock of its own on
+``<file>.<worker>`` for its whole life; at start it zeroes its column (what its killed
+predecessor held), and a process about to refuse a call first zeroes the column of any
+worker whose lock is free (dead, not yet restarted), so its slots come back at once. A lock
+on the file held by a process stopped mid-way (SIGSTOP) is waited for only briefly: the call
+is then counted in its own process alone (`UNSHARED`), as when the key's rows are all taken.
+
+Rows: a key's row is one of `WINDOW` consecutive rows from the one its hash picks; a row
+whose counts are all zero can be taken by another key. A key that finds none free (thousands
+of keys with calls in flight at once) is `UNSHARED`. The hash is keyed with a secret of the
+table, so callers cannot pick addresses that fill one window.
+
+Every process of the stack runs one event loop on one thread: a `SlotTable` is not for
+threads (``flock`` does not exclude two threads sharing a file descriptor).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import mmap
+import os
+import secrets
+import struct
+import time
+
+log = logging.getLogger(__name__)
+
+#: Rows of a table: keys with calls in flight at once, with room for the hash to spread them.
+ROWS = 8192
+#: How many rows from its hash's own a key may take.
+WINDOW = 16
+#: `SlotTable.take` could not count in the table (no free row, or its lock stayed taken).
+UNSHARED = -1
+#: How long a call waits for the table's lock, held for microseconds by whoever has it:
+#: longer only when its holder was stopped (SIGSTOP, a frozen container) or, on a loaded
+#: machine, descheduled (then for milliseconds: a bench process that did nothing but take
+#: and give, on 2 busy cores, once made another wait past 50 ms).
+LOCK_WAIT_S = 0.2
+#: After such a wait, calls count in their own process without waiting, for this long.
+STUCK_S = 1.0
+#: How long a starting worker waits for its own lock (a predecessor still exiting).
+WORKER_WAIT_S = 10.0
+
+_MAGIC = b"saxgwslt"
+_VERSION = 1
+_HEADER = struct.Struct("<8sIII16s")  # magic, version, workers, rows, the hash's secret
+_DATA = 4096  # the columns start a page in
+
+
+class AtLimit(Exception):
+    """The key holds ``held`` (at least the limit) across the stack's processes."""
+
+    def __init__(self, held: int) -> None:
+        super().__init__(held)
+        self.held = held
+
+
+class TableError(RuntimeError):
+    """The table file is missing, not a table, or this worker's column is taken."""
+
+
+def _size(workers: int, rows: int) -> int:
+    return _DATA + rows * 8 + workers * rows * 4
+
+
+def create(path: str, workers: int, rows: int = ROWS) -> None:
+    """Writes a new table for ``workers`` processes at ``path`` (replacing any), zeroed."""
+    if workers < 1 or rows < WINDOW or rows & (rows - 1):
+        raise ValueError(
+            f"a table needs workers >= 1 and a power of two rows; got {workers}, {rows}"
+        )
+    partial = f"{path}.new"
+    fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.ftruncate(fd, _size(workers, rows))  # sparse: pages are made as rows are used
+        os.pwrite(fd, _HEADER.pack(_MAGIC, _VERSION, workers, rows, secrets.token_bytes(16)), 0)
+    finally:
+        os.close(fd)
+    os.rename(partial, path)  # whole, or not there: a worker never maps half a header
+
+
+class SlotTable:
+    """This process's view of the table at ``path``, as worker ``worker`` (its column)."""
+
+    def __init__(self, path: str, worker: int) -> None:
+        self.path, self.worker = path, worker
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except OSError as exc:
+            raise TableError(f"cannot open the slot table {path}: {exc.strerror}") from None
+        try:
+            head = os.pread(fd, _HEADER.size, 0)
+            magic, version, workers, rows, secret = _HEADER.unpack(head.ljust(_HEADER.size, b"\0"))
+            if (
+                magic != _MAGIC
+                or version != _VERSION
+                or os.fstat(fd).st_size != _size(workers, rows)
+            ):
+                raise TableError(f"{path} is not a slot table of this version")
+            if not 0 <= worker < workers:
+                raise TableError(f"worker {worker} is not one of the {workers} of {path}")
+            self._map = mmap.mmap(fd, _size(workers, rows))
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd, self._secret = fd, bytes(secret)
+        self._rows: int = rows
+        view = memoryview(self._map)
+        self._hashes = view[_DATA : _DATA + rows * 8].cast("Q")
+        self._counts = view[_DATA + rows * 8 :].cast("i")
+        view.release()  # the casts hold the map on their own; `close` releases them
+        self._columns = tuple(c * rows for c in range(workers))
+        self._mine = self._columns[worker]
+        self._zeros = memoryview(bytes(4 * rows)).cast("i")
+        self._keys: dict[str, int] = {}
+        self._stuck_until = 0.0
+        self._warned = 0.0
+        # Each worker's life lock; ours is held until this process exits.
+        self._lives = [self._open_life(c) for c in range(workers)]
+        self._hold_own_life()
+        self._zero(worker)  # what a killed predecessor held is free again
+
+    def _open_life(self, worker: int) -> int:
+        return os.open(f"{self.path}.{worker}", os.O_RDWR | os.O_CREAT, 0o600)
+
+    def _hold_own_life(self) -> None:
+        deadline = time.monotonic() + WORKER_WAIT_S
+        while True:
+            try:
+                fcntl.flock(self._lives[self.worker], fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                # Held a moment by a process zeroing this column, or by another process that
+                # runs as this worker (two started with one index): that one must not be
+                # joined, or each would zero the other's counts.
+                if time.monotonic() > deadline:
+                    self.close()
+                    raise TableError(
+                        f"worker {self.worker} of {self.path} is held by another process"
+                    ) from None
+                time.sleep(0.01)
+
+    def close(self) -> None:
+        """Unmaps the table and lets go of this worker's column (as exiting does)."""
+        self._hashes.release()
+        self._counts.release()
+        self._map.close()
+        for fd in (self._fd, *self._lives):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _zero(self, worker: int) -> None:
+        start = self._columns[worker]
+        self._counts[start : start + self._rows] = self._zeros
+
+    def _hash(self, key: str) -> int:
+        found = self._keys.get(key)
+        if found is None:
+            digest = hashlib.blake2b(key.encode(), digest_size=8, key=self._secret).digest()
+            found = int.from_bytes(digest, "little") or 1  # 0 marks a row never used
+            if len(self._keys) >= 10_000:  # keys come from callers (addresses): bounded
+                self._keys.clear()
+            self._keys[key] = found
+        return found
+
+    def _sum(self, row: int) -> int:
+        counts, total = self._counts, 0
+        for start in self._columns:
+            total += counts[start + row]
+        return total
+
+    def _row(self, wanted: int) -> int:
+        """The row of the key hashed to ``wanted``: its own if it has one in its window,
+        else the first there that holds no calls; `UNSHARED` if none does."""
+        hashes, mask, free = self._hashes, self._rows - 1, UNSHARED
+        row = wanted & mask
+        for _ in range(WINDOW):
+            found = hashes[row]
+            if found == wanted:
+                return row
+            if found == 0:  # never used: no key's row lies beyond it
+                return row if free == UNSHARED else free
+            if free == UNSHARED and self._sum(row) == 0:
+                free = row
+            row = (row + 1) & mask
+        return free
+
+    def _lock(self) -> bool:
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            pass
+        now = time.monotonic()
+        if now < self._stuck_until:
+            return False
+        deadline, tries = now + LOCK_WAIT_S, 0
+        while time.monotonic() < deadline:
+            # Its holder needs a few microseconds of CPU: first offered ours, then, if it
+            # waits for a core (a loaded machine), left some by sleeping.
+            if tries < 20:
+                os.sched_yield()
+            else:
+                time.sleep(0.0001)
+            tries += 1
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                continue
+        self._stuck_until = time.monotonic() + STUCK_S
+        self._warn("its lock stayed taken (a gateway process stopped?)")
+        return False
+
+    def _warn(self, why: str) -> None:
+        now = time.monotonic()
+        if now - self._warned >= 60:
+            self._warned = now
+            log.warning(
+                "slot table %s: %s; per-client limits count in each process alone meanwhile",
+                self.path,
+                why,
+            )
+
+    def take(self, key: str, limit: int) -> int:
+        """Counts one more of ``key`` in this worker's column if the stack holds fewer than
+        ``limit``; returns the row to `give` back, or `UNSHARED` (not counted here: count it
+        in this process). Raises `AtLimit` with what the stack holds."""
+        wanted = self._hash(key)
+        if not self._lock():
+            return UNSHARED
+        try:
+            row = self._row(wanted)
+            if row == UNSHARED:
+                self._warn(
+                    f"no free row for {key!r} (more keys with calls in flight than it holds)"
+                )
+                return UNSHARED
+            held = self._sum(row)
+            if held >= limit and self._free_the_dead(row):
+                held = self._sum(row)
+            if held >= limit:
+                raise AtLimit(held)
+            self._hashes[row] = wanted
+            self._counts[self._mine + row] += 1
+            return row
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def give(self, row: int) -> None:
+        """Gives back what `take` counted in ``row``. No lock: only this process writes its
+        column, and a process reading it meanwhile sees the count before or after."""
+        self._counts[self._mine + row] -= 1
+
+    def held(self, key: str) -> int:
+        """What the stack holds of ``key`` now (for tests and reports)."""
+        wanted = self._hash(key)
+        row = self._row(wanted)
+        return self._sum(row) if row != UNSHARED and self._hashes[row] == wanted else 0
+
+    def _free_the_dead(self, row: int) -> bool:
+        """Zeroes the columns of workers that hold some of ``row`` but no longer run (their
+        life lock is free); whether it found any. Only on the way to a refusal: its cost (a
+        lock attempt per such worker) is not paid by calls that are admitted."""
+        freed = False
+        for worker, start in enumerate(self._columns):
+            if worker == self.worker or not self._counts[start + row]:
+                continue
+            try:
+                fcntl.flock(self._lives[worker], fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # it runs
+            try:
+                log.info("slot table %s: worker %d is gone; its slots are free", self.path, worker)
+                self._zero(worker)
+                freed = True
+            finally:
+                fcntl.flock(self._lives[worker], fcntl.LOCK_UN)
+        return freed

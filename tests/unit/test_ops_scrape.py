@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -76,16 +75,21 @@ def test_gateways_in_separate_containers_sharing_the_directory_do_not_clash(
     tmp_path: Path,
 ) -> None:
     # Two gateways running at once, each pid 1 in a PID namespace of its own (a container):
-    # their files must differ. Each waits until the test closes its stdin.
-    script = _PROCESS + "sys.stdin.read()\n"
+    # their files must differ. Each says when it has recorded its calls, then waits until the
+    # test closes its stdin. (Its counter file appears before it holds the count: a file is
+    # made when a label set is first used, and the count written after.)
+    script = _PROCESS + "print('recorded', flush=True)\nsys.stdin.read()\n"
     command = ["unshare", "--pid", "--fork", sys.executable, "-c", script, str(tmp_path)]
     with contextlib.ExitStack() as stack:
         for requests in (3, 4):
-            gateway = subprocess.Popen([*command, str(requests)], stdin=subprocess.PIPE)
+            gateway = subprocess.Popen(
+                [*command, str(requests)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            )
             stack.enter_context(gateway)
-            assert gateway.stdin is not None
+            assert gateway.stdin is not None and gateway.stdout is not None
             stack.callback(gateway.stdin.close)
-        _until(lambda: len(list(tmp_path.glob("counter_1-*.db"))) == 2)
+            assert gateway.stdout.readline() == b"recorded\n"
+        assert len(list(tmp_path.glob("counter_1-*.db"))) == 2
         beats = list(tmp_path.glob("1-*.alive"))
         assert len(beats) == 2
 
@@ -104,13 +108,6 @@ def test_gateways_in_separate_containers_sharing_the_directory_do_not_clash(
     assert values[("saxgw_requests_total", _REQUESTS)] == 7
     assert _IN_FLIGHT not in values
     assert not list(tmp_path.glob("gauge_live*")) and not list(tmp_path.glob("*.alive"))
-
-
-def _until(condition: Callable[[], bool], timeout: float = 30) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.05)
 
 
 # A gateway whose pid (in its namespace) a dead gateway had: restarted in its container, say.

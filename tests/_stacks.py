@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from gateway.cell import CellSettings
@@ -99,6 +100,29 @@ def wait_listening(
         if time.monotonic() > deadline:
             pytest.fail(f"{what} did not listen on {port} within {timeout:g} s")
         time.sleep(0.1)
+
+
+#: Envoy's count of the requests it sent on to a gateway (its health checks are not counted).
+FORWARDED = "cluster.gateway_grpc.upstream_rq_total"
+
+
+def envoy_stat(stack: Stack, name: str) -> int:
+    """One counter or gauge of the stack's Envoy, from its admin (0 until Envoy makes it)."""
+    envoy = stack.envoy
+    url = f"http://{envoy.admin_address}:{envoy.admin_port}/stats?filter=^{name}$"
+    text = httpx.get(url, timeout=10).text
+    return sum(int(line.rpartition(":")[2]) for line in text.splitlines() if line)
+
+
+def wait_forwarded(stack: Stack, since: int, timeout: float = 30.0) -> None:
+    """Waits until Envoy has sent a gateway a request since its `FORWARDED` count was
+    ``since``: a call started in the background has reached a gateway, where a fixed sleep
+    only makes that likely."""
+    deadline = time.monotonic() + timeout
+    while envoy_stat(stack, FORWARDED) <= since:
+        if time.monotonic() > deadline:
+            pytest.fail(f"Envoy sent no request to a gateway within {timeout:g} s")
+        time.sleep(0.02)
 
 
 @contextmanager

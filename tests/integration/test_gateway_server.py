@@ -24,7 +24,7 @@ from gateway.config import GatewaySettings
 from gateway.launch.processes import free_port
 from gateway.service import GatewayServer
 from tests._grpc import aio_channel
-from tests.integration._cell_fixtures import InprocCell, stand_in_admin
+from tests.integration._cell_fixtures import InprocCell, eventually, stand_in_admin
 from tests.integration._gateway_fixtures import running_gateway
 
 TEST_LM = "sax_gateway.testing.TestLM"
@@ -322,7 +322,17 @@ async def test_sigterm_finishes_in_flight_calls(inproc_cell: InprocCell) -> None
             in_flight = asyncio.ensure_future(
                 stub.Generate(pb.GenerateRequest(model=model, query="q"))
             )
-            await asyncio.sleep(0.3)  # the call is decoding
+
+            async def decoding() -> bool:  # the call is in a model server: in flight for sure
+                return any(
+                    stats.pending_reqs
+                    for server in inproc_cell.model_servers
+                    for loaded in server.loaded.status(failures=False, method_stats=True)
+                    if loaded.model_key == model
+                    for stats in loaded.method_stats
+                )
+
+            await eventually(decoding)
             proc.send_signal(signal.SIGTERM)
             reply = await asyncio.wait_for(in_flight, 10)
             assert reply.texts[0].text == "one two three four"

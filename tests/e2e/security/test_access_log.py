@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from saxgateway.v1 import gateway_pb2_grpc
 from gateway.common.logs import LOGGED_ID_CHARS
 from gateway.launch._replies import CODE_HEADER
 from tests._grpc import sync_channel
+from tests._stacks import FORWARDED, envoy_stat, wait_forwarded
 from tests.e2e._access_log import access_log_line, access_log_line_after, access_log_size
 from tests.e2e.security.conftest import BURSTY_KEY, TEAM_A_KEY, SecureStack
 from tests.e2e.test_grpc_web import _frame
@@ -338,11 +338,14 @@ def test_a_grpc_call_the_client_cancelled_logs_cancelled(
 ) -> None:
     request_id = str(uuid.uuid4())
     metadata = (("x-api-key", TEAM_A_KEY), ("x-request-id", request_id))
+    forwarded = envoy_stat(secure.stack, FORWARDED)
     with sync_channel(secure.stack.grpc_address) as channel:
         call = gateway_pb2_grpc.SaxGatewayStub(channel).Generate.future(
             pb.GenerateRequest(model=slow_model, query="q"), metadata=metadata, timeout=30
         )
-        time.sleep(0.5)  # the request is with the gateway, which waits for the model
+        # The request is with the gateway, which waits for the model (5 s): cancelled before
+        # it reached Envoy, it would leave no line at all.
+        wait_forwarded(secure.stack, forwarded)
         assert call.cancel()
         assert call.code() == grpc.StatusCode.CANCELLED
     _cancelled(secure, request_id, 0)

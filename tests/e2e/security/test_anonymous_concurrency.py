@@ -20,7 +20,16 @@ from gateway.cli._edge import envoy_settings
 from gateway.configfile import load_config
 from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack, StackSettings
-from tests._stacks import cell_settings, gateway_settings, healthy_stack, logs_dir, loopback_envoy
+from tests._stacks import (
+    FORWARDED,
+    cell_settings,
+    envoy_stat,
+    gateway_settings,
+    healthy_stack,
+    logs_dir,
+    loopback_envoy,
+    wait_forwarded,
+)
 from tests.e2e._published import TEST_LM, published, request_info
 
 pytestmark = pytest.mark.e2e
@@ -63,11 +72,13 @@ def test_each_anonymous_address_has_its_own_calls_in_flight(open_stack: Stack) -
         _caller(open_stack, "127.0.0.3") as second,
     ):
         slow: list[httpx.Response] = []
+        forwarded = envoy_stat(open_stack, FORWARDED)
         running = threading.Thread(target=lambda: slow.append(_generate(first, SLOW)))
         running.start()
         # The slow call holds 127.0.0.2's one slot once a quick call from there is refused
-        # (a moment first, so that no quick call takes the slot before it).
-        time.sleep(0.5)
+        # (sent once the slow one reached the gateway, so that no quick call takes the slot
+        # before it).
+        wait_forwarded(open_stack, forwarded)
         deadline = time.monotonic() + 3
         refused = _generate(first, QUICK)
         while refused.status_code == 200 and time.monotonic() < deadline:
@@ -104,9 +115,10 @@ def test_an_anonymous_caller_cannot_claim_another_address(open_stack: Stack) -> 
         _caller(open_stack, "127.0.0.4") as caller,
     ):
         slow: list[httpx.Response] = []
+        forwarded = envoy_stat(open_stack, FORWARDED)
         running = threading.Thread(target=lambda: slow.append(_generate(caller, SLOW)))
         running.start()
-        time.sleep(0.5)
+        wait_forwarded(open_stack, forwarded)
         deadline = time.monotonic() + 3
         body = {"model": QUICK, "query": "q"}
         refused = caller.post("/generate", json=body, headers=claimed)

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -171,9 +172,17 @@ def test_lm_generate_stream_prints_tokens_as_they_arrive(stack: Stack) -> None:
 def test_lm_generate_stream_reads_the_call_to_its_status(stack: Stack) -> None:
     # Dropped at its last message, the call was cancelled: the gateway's metrics and Envoy's
     # access log counted every `saxgw lm.generate --stream` that worked as CANCELLED.
-    start = access_log_size(stack)
+    start, started = access_log_size(stack), datetime.now(UTC)
     assert ok(stack, "lm.generate", LM, "q", "--stream") == "one two three\n"
-    line = access_log_line_after(stack, start, lambda line: line["grpc_method"] == _GENERATE_STREAM)
+
+    def this_call(line: dict[str, object]) -> bool:
+        # Envoy writes its log once a second: a stream of an earlier test can land after
+        # `start`. This call began after `started` (its CLI takes far longer to start than
+        # the millisecond the log's time is truncated to).
+        began = datetime.fromisoformat(str(line["time"]).replace("Z", "+00:00"))
+        return line["grpc_method"] == _GENERATE_STREAM and began >= started
+
+    line = access_log_line_after(stack, start, this_call)
     assert (line["status"], line["grpc_status"], line["response_flags"]) == (200, 0, "-")
 
 

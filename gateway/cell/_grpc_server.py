@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import weakref
 from collections.abc import AsyncIterator
 from typing import Any
@@ -73,13 +75,19 @@ class _Stopping(WrappingInterceptor):
         return call
 
     def wrap_streaming(self, method: str, behavior: Streaming) -> Streaming:
+        if not inspect.isasyncgenfunction(behavior):  # one that writes with context.write()
+            return self.wrap_unary(method, behavior)  # type: ignore[arg-type,return-value]
+
         async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
             task = asyncio.current_task()
             assert task is not None
             self._running.add(task)
             try:
-                async for reply in behavior(request, context):
-                    yield reply
+                # Closed with this one: left to the garbage collector, a handler whose caller
+                # went away could go on decoding for a while.
+                async with contextlib.aclosing(behavior(request, context)) as replies:
+                    async for reply in replies:
+                        yield reply
             except asyncio.CancelledError:
                 if not self._stopping:
                     raise

@@ -17,6 +17,7 @@ error shape of each of its services.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -92,8 +93,10 @@ class RequestMessageInterceptor(WrappingInterceptor):
         one = self._one
 
         async def call(requests: Any, context: Context) -> AsyncIterator[Any]:
-            async for response in behavior(await one(context), context):
-                yield response
+            # Closed with this one (a caller that went away), not when collected.
+            async with contextlib.aclosing(behavior(await one(context), context)) as responses:
+                async for response in responses:
+                    yield response
 
         return call
 

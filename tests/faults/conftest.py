@@ -142,3 +142,16 @@ def publish(http: httpx.Client, model: str, replicas: int = 1, **overrides: str)
         "/wait_for_ready", json={"model": model, "replicas": replicas, "timeout": "30s"}
     )
     assert ready.status_code == 200, ready.text
+
+
+def answers(url: str, model: str) -> bool:
+    """Whether a generate through ``url`` (Envoy) succeeds now, with the answer of a test LM
+    published with ``text="still here"``: a connection refused or another status is False."""
+    try:
+        response = httpx.post(url + "/generate", json={"model": model, "query": "q"}, timeout=2)
+    except httpx.HTTPError:
+        return False
+    if response.status_code != 200:
+        return False
+    assert response.json() == {"texts": [{"text": "still here", "score": pytest.approx(-0.2)}]}
+    return True

@@ -31,7 +31,7 @@ from tests._stacks import (
     tail_logs,
 )
 from tests.faults._threads import stopped_thread
-from tests.faults.conftest import publish
+from tests.faults.conftest import answers, publish
 
 MODEL = "/sax/test/workerstuck"
 KILL_TIMEOUT = 3.0  # EnvoySettings.kill_timeout, short for a short test (the default: 10 s)
@@ -63,17 +63,6 @@ def _supervised(base: Path) -> Iterator[tuple[Stack, Supervisor, list[str]]]:
             supervisor.close()
 
 
-def _answers(url: str) -> bool:
-    try:
-        response = httpx.post(url + "/generate", json={"model": MODEL, "query": "q"}, timeout=2)
-    except httpx.HTTPError:
-        return False
-    if response.status_code != 200:
-        return False
-    assert response.json() == {"texts": [{"text": "still here", "score": pytest.approx(-0.2)}]}
-    return True
-
-
 def _healthz_on_new_connections(port: int, count: int) -> list[bytes]:
     """GET /healthz on ``count`` new connections at once: the status line each got within a
     second, b"" where none came."""
@@ -103,7 +92,7 @@ def test_a_stuck_worker_gets_envoy_aborted_and_restarted(tmp_path: Path) -> None
         port = stack.envoy.listen_port
         pid = listener_pid(port)
         assert pid is not None
-        assert _answers(stack.http_url)
+        assert answers(stack.http_url, MODEL)
         with stopped_thread(pid, "wrk:worker_0") as worker:
             stopped = time.monotonic()
             # Each worker accepts on a socket of its own: the stuck one's connections get no
@@ -113,7 +102,7 @@ def test_a_stuck_worker_gets_envoy_aborted_and_restarted(tmp_path: Path) -> None
             admin = f"http://127.0.0.1:{stack.envoy.admin_port}/ready"
             assert httpx.get(admin, timeout=2).status_code == 200
             aborted = None
-            while listener_pid(port) in (None, pid) or not _answers(stack.http_url):
+            while listener_pid(port) in (None, pid) or not answers(stack.http_url, MODEL):
                 supervisor.tick()
                 if aborted is None and worker.reaped():  # Envoy died (and we reaped it)
                     aborted = time.monotonic() - stopped

@@ -18,7 +18,7 @@ import pytest
 
 from gateway.launch.ports import listener_pid
 from tests.faults._saxgw import alive, start_saxgw, stop_saxgw, up_args, wait_banner
-from tests.faults.conftest import publish
+from tests.faults.conftest import answers, publish
 
 MODEL = "/sax/test/watched"
 # Low, for a short test (the defaults: every 2 s, 2 s, 3 failures): a hang is found after
@@ -69,27 +69,16 @@ def watched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Watched]:
         stop_saxgw(saxgw)
 
 
-def _answers(url: str) -> bool:
-    try:
-        response = httpx.post(url + "/generate", json={"model": MODEL, "query": "q"}, timeout=2)
-    except httpx.HTTPError:
-        return False
-    if response.status_code != 200:
-        return False
-    assert response.json() == {"texts": [{"text": "still here", "score": pytest.approx(-0.2)}]}
-    return True
-
-
 def _stop_and_wait_for_restart(watched: Watched, port: int) -> tuple[int, float]:
     """SIGSTOPs what listens on ``port``; waits until another process listens there and a
     call through Envoy succeeds. Returns the stopped pid and how long that took."""
     pid = listener_pid(port)
     assert pid is not None
-    assert _answers(watched.url)
+    assert answers(watched.url, MODEL)
     os.kill(pid, signal.SIGSTOP)
     stopped = time.monotonic()
     try:
-        while listener_pid(port) in (None, pid) or not _answers(watched.url):
+        while listener_pid(port) in (None, pid) or not answers(watched.url, MODEL):
             assert watched.saxgw.poll() is None, watched.log()
             assert time.monotonic() - stopped < BACK_WITHIN, (
                 f"not restarted within {BACK_WITHIN:.0f} s:\n{watched.log()}"

@@ -66,6 +66,10 @@ class EnvoySettings:
     every thread of 17 Envoys through tests/faults and two e2e suites (9 minutes, 2 cores,
     load average 4-5). 10 s is fifty times that mark, room for a slower or busier machine,
     and about when the supervisor finds a process that hangs whole (6-8.5 s)."""
+    kill_jitter: float = 5.0
+    """Up to this many seconds more, drawn at random by each Envoy, before its guard dog
+    aborts it (``max_kill_timeout_jitter``): a request that wedges a thread in every replica
+    it is retried on then does not restart them all in the same second."""
 
 
 def descriptor_set() -> Path:
@@ -242,5 +246,6 @@ def render(
         "IDENTITY_HEADER": IDENTITY_HEADER,
         "LOGGED_ID_CHARS": LOGGED_ID_CHARS,
         "KILL_TIMEOUT": f"{settings.kill_timeout:g}s",
+        "KILL_JITTER": f"{settings.kill_jitter:g}s",
     }
     return string.Template(template.read_text()).substitute(values)

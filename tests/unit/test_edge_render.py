@@ -167,10 +167,15 @@ def test_without_a_config_only_the_origin_check_is_added(tmp_path: Path) -> None
     assert "transport_socket" not in chain
 
 
-def test_a_thread_stuck_for_10_s_aborts_envoy(tmp_path: Path) -> None:
+def test_a_thread_stuck_for_10_to_15_s_aborts_envoy(tmp_path: Path) -> None:
     # Every config has it, the containers' too (`saxgw envoy-config`): Envoy's default, 0,
     # never kills (tests/faults/test_envoy_worker.py: what a stuck worker then does).
-    guard = {"miss_timeout": "0.2s", "megamiss_timeout": "1s", "kill_timeout": "10s"}
+    guard = {
+        "miss_timeout": "0.2s",
+        "megamiss_timeout": "1s",
+        "kill_timeout": "10s",
+        "max_kill_timeout_jitter": "5s",
+    }
     config = _render(tmp_path, {})
     assert config["watchdogs"] == {"main_thread_watchdog": guard, "worker_watchdog": guard}
 

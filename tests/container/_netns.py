@@ -14,6 +14,7 @@ import contextlib
 import ctypes
 import os
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,7 @@ class Netns:
     """The network namespace of process ``pid`` (kept open until ``close``)."""
 
     def __init__(self, pid: int) -> None:
+        self.pid = pid
         self._fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
         self._inside = ThreadPoolExecutor(1, "netns", initializer=self._enter)
 
@@ -78,6 +80,14 @@ class Netns:
     def close(self) -> None:
         self._inside.shutdown()
         os.close(self._fd)
+
+
+def ip(net: Netns | None, *args: str) -> None:
+    """`ip ARGS` (iproute2), in ``net`` (None: here)."""
+    enter = [] if net is None else ["nsenter", "--target", str(net.pid), "--net"]
+    done = subprocess.run([*enter, "ip", *args], capture_output=True, text=True, timeout=10)
+    if done.returncode != 0:
+        raise AssertionError(f"ip {' '.join(args)}: {done.stderr.strip()}")
 
 
 def _pump(source: socket.socket, sink: socket.socket) -> None:

@@ -10,14 +10,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import kubernetes_validate  # type: ignore[import-untyped]  # no stubs, no py.typed
 import pytest
 
 from gateway.cli.main import parser
 from gateway.configfile import load_config
 from gateway.launch.stack import ENVOY_JSON_LOG
 from gateway.ops import LIVE_PATH
-from tests._deployment import render
+from tests._deployment import render, schema_errors
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ("embedded-cell", "gcs-cell")
@@ -62,25 +61,19 @@ def _args(container: dict[str, Any]) -> argparse.Namespace:
     )
 
 
-def _errors(document: dict[str, Any]) -> list[str]:
-    try:
-        kubernetes_validate.validate(document, kubernetes_validate.latest_version(), strict=True)
-    except kubernetes_validate.ValidationError as exc:
-        return [f"{document['kind']}/{document['metadata']['name']}: {exc.message}"]
-    return []
-
-
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_overlay_validates_against_current_kubernetes_schemas(overlay: str) -> None:
     documents = render(overlay)
     assert {d["kind"] for d in documents} == KINDS
-    assert [e for d in documents for e in _errors(d)] == []
+    assert [e for d in documents for e in schema_errors(d)] == []
 
 
 def test_the_validator_rejects_what_a_cluster_would() -> None:
     service = dict(_one("gcs-cell", "Service"))
-    assert _errors({**service, "spec": {**service["spec"], "ports": [{"port": "eighty"}]}})
-    assert _errors({**service, "spec": {**service["spec"], "portz": []}})  # strict: unknown field
+    assert schema_errors({**service, "spec": {**service["spec"], "ports": [{"port": "eighty"}]}})
+    assert schema_errors(
+        {**service, "spec": {**service["spec"], "portz": []}}
+    )  # strict: unknown field
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -28,10 +28,11 @@ def _kustomize(directory: Path) -> list[str]:
 
 
 @cache
-def render(overlay: str) -> tuple[dict[str, Any], ...]:
-    """The objects ``kubectl kustomize deploy/k8s/overlays/OVERLAY`` prints."""
+def render(overlay: str, root: Path = ROOT) -> tuple[dict[str, Any], ...]:
+    """The objects ``kubectl kustomize deploy/k8s/overlays/OVERLAY`` prints in ``root`` (this
+    checkout, or a copy of its deploy/ that a test edited as docs/deploy.md says)."""
     result = subprocess.run(
-        _kustomize(ROOT / "deploy/k8s/overlays" / overlay),
+        _kustomize(root / "deploy/k8s/overlays" / overlay),
         capture_output=True,
         text=True,
         timeout=60,

@@ -1,4 +1,4 @@
-"""What the tests of deploy/k8s's overlays as pods share (tests/container/test_k8s_pod.py):
+"""What the tests of deploy/k8s's overlays as pods share (test_k8s_pod.py, test_k8s_gcs_pod.py):
 an overlay's objects with the keys Secret docs/deploy.md has the operator create, the local
 images that stand for the ones it names, a pod that runs for the length of a test module, and
 calls through the Service's port.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import httpx
@@ -23,6 +23,7 @@ from saxgateway.v1 import gateway_pb2_grpc
 from gateway.cell.models.test_lm import MODEL_PATH as TEST_LM
 from tests._grpc import sync_channel
 from tests.container._kube import Cluster, Spec, secret
+from tests.container._netns import Netns
 from tests.container._pod import Exit, Pod
 
 API_KEY = "sk-pod-7c1e9b2d4f6a8035"
@@ -55,12 +56,17 @@ def named(pod: Spec, name: str) -> Spec:
 
 
 @contextlib.contextmanager
-def running(deployment: Spec, cluster: Cluster, workdir: Path) -> Iterator[Pod]:
-    """A pod of ``deployment``, started, then deleted whatever happened, its containers' last
-    lines printed."""
+def running(
+    deployment: Spec,
+    cluster: Cluster,
+    workdir: Path,
+    network: Callable[[Netns], None] | None = None,
+) -> Iterator[Pod]:
+    """A pod of ``deployment``, started (``network``: Pod.start's), then deleted whatever
+    happened, its containers' last lines printed."""
     pod = Pod(deployment, cluster, workdir)
     try:
-        pod.start()
+        pod.start(network)
         yield pod
     finally:
         print(pod.logs())

@@ -14,7 +14,9 @@ namespace with loopback only (`--network none`: no bridge, nothing on the host's
 the pod's fixed ports clash with nothing here), its IPC namespace, and its PID namespace when
 `shareProcessNamespace` says so. The pod's IP is POD_IP, a documentation address put on that
 loopback: probes and forward() dial it from outside the pod, as kubelet and a Service do, so a
-port that listens on 127.0.0.1 is out of their reach, as in a cluster. Anything in the spec
+port that listens on 127.0.0.1 is out of their reach, as in a cluster. `start(network)` adds
+what a CNI plugin would before any container runs: for the gcs-cell pod, a veth link to the
+stand-ins of Cloud Storage and a cell (tests/container/_outside.py). Anything in the spec
 this does not do raises NotEmulated; a missing object (a Secret) raises PodFailed, where
 kubelet would hold the pod.
 """
@@ -27,6 +29,7 @@ import math
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,7 +128,9 @@ class Pod:
 
     # --- start -----------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, network: Callable[[Netns], None] | None = None) -> None:
+        """Runs the pod. ``network``, if given, is what a CNI plugin does: it is handed the
+        sandbox's network namespace (loopback only, POD_IP on it) before any container runs."""
         fs_group = self.spec.get("securityContext", {}).get("fsGroup")
         for volume in self.spec.get("volumes", []):
             folder = self._dir / "volumes" / volume["name"]
@@ -137,6 +142,8 @@ class Pod:
         runs = {c["name"]: self._docker_run(c, init=c in init) for c in init + self.containers}
         image = self.cluster.image(self.containers[0]["image"])  # any image with `sleep`
         self._ids[""], self._net = sandbox(self._sandbox, self.name, image, POD_IP)
+        if network is not None:
+            network(self._net)
         # In order: an init container runs to its end; a sidecar is started and left running.
         for container in init + self.containers:
             name = container["name"]

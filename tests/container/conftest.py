@@ -37,8 +37,8 @@ def _config_dir(folder: Path) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def _no_pod_left() -> None:
-    """Removes whatever pods a crashed run left (tests/container/_pod.py), before anything
-    starts."""
+    """Removes whatever pods, and stand-ins beside them, a crashed run left
+    (tests/container/_pod.py, _outside.py), before anything starts."""
     remove_pods()
 
 

@@ -7,7 +7,10 @@ a cell's VMs. The host's network takes no part (nothing to clash with, nothing t
 there), so the cell keeps Sax's own ports.
 
 - Cloud Storage: gcp-storage-emulator (tests/integration/test_storage_gcs.py's), in memory
-  with one bucket, served by a thread of this process started inside the namespace.
+  with one bucket, served by a thread of this process started inside the namespace; and in
+  front of it, for the gateway, the bucket as its service account sees it with the role
+  docs/deploy.md grants (roles/storage.objectViewer): reads pass, uploads are refused 403, as
+  GCS refuses them (tests/_storage.py's FaultyFront).
 - The cell: the embedded cell (`python -m gateway.cell`: an admin and one model server) in the
   gateway's image, with its SAX_ROOT and its admin's state in that bucket.
 
@@ -27,7 +30,7 @@ from typing import Any
 from gcp_storage_emulator.server import create_server
 
 from gateway.cell.settings import DEFAULT_ADMIN_PORT, DEFAULT_CELL, DEFAULT_MODEL_SERVER_PORT
-from tests._storage import BUCKET
+from tests._storage import BUCKET, FaultyFront
 from tests.container._compose import poll
 from tests.container._kube import LABEL, POD_IP, docker, tail
 from tests.container._netns import Netns, link
@@ -50,7 +53,14 @@ class Outside:
         self.ports = {"admin": DEFAULT_ADMIN_PORT, "model server": DEFAULT_MODEL_SERVER_PORT}
         self._net: Netns | None = None
         self._gcs: Any = None  # gcp_storage_emulator's Server
+        self._viewer: FaultyFront | None = None
         self._cell: str | None = None  # the cell's container
+
+    @property
+    def viewer_endpoint(self) -> str:
+        """The bucket for an object viewer: GCS's API, uploads refused (403)."""
+        assert self._viewer is not None, "the stand-ins have not started"
+        return self._viewer.endpoint
 
     @property
     def cell_args(self) -> list[str]:
@@ -69,6 +79,8 @@ class Outside:
         server = create_server(OUTSIDE_IP, GCS_PORT, in_memory=True, default_bucket=BUCKET)
         self._net.run(server.start)  # its serving thread starts, and listens, in the namespace
         self._gcs = server
+        self._viewer = self._net.run(lambda: FaultyFront(GCS_PORT, OUTSIDE_IP))
+        self._viewer.upload_status = 403
         self._cell = docker(
             "run", "--detach", "--name", f"saxgw-ct-cell_{self.name}",
             "--label", f"{LABEL}={self.name}", "--network", f"container:{box}",
@@ -98,6 +110,8 @@ class Outside:
     def stop(self) -> None:
         """Removes everything of the stand-ins, whatever state they are in."""
         remove_pods(self.name)
+        if self._viewer is not None:
+            self._viewer.close()
         if self._gcs is not None:
             self._gcs.stop()
         if self._net is not None:

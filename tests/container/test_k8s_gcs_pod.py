@@ -39,6 +39,7 @@ from tests.container._overlays import (
     with_keys,
 )
 from tests.container._pod import Pod
+from tests.e2e._published import request_info
 
 PROJECT = "sax-ct"  # the operator's Google Cloud project, for docs/deploy.md's sed
 
@@ -60,9 +61,11 @@ def _pointed_at_the_emulator(deployment: Spec, outside: Outside) -> Spec:
     google-cloud-storage's own switch to an emulator, in the gateway's environment. The
     gateway's args stay as the overlay writes them (no --gcs-endpoint), so it opens SAX_ROOT as
     it does in a cluster (a storage client given no endpoint), and the library sends its calls
-    to the emulator, anonymously: no GKE metadata server acts for Workload Identity here."""
+    to the emulator, anonymously: no GKE metadata server acts for Workload Identity here. They
+    go through a front that refuses uploads (403), as GCS refuses them with the role
+    docs/deploy.md grants (Outside.viewer_endpoint)."""
     gateway = named(deployment["spec"]["template"]["spec"], "gateway")
-    variable = {"name": "STORAGE_EMULATOR_HOST", "value": outside.gcs_endpoint}
+    variable = {"name": "STORAGE_EMULATOR_HOST", "value": outside.viewer_endpoint}
     gateway["env"] = [*gateway.get("env", []), variable]
     return deployment
 
@@ -138,6 +141,26 @@ def test_publish_and_generate_as_json_and_over_grpc(pod: Pod, outside: Outside, 
     assert generate.status_code == 200, generate.text
     assert generate.json() == {"texts": [{"text": "over the link", "score": pytest.approx(-0.3)}]}
     assert grpc_generate(url, model) == [("over the link", -0.3)]
+
+
+def test_a_cells_acl_is_the_one_write_to_sax_root_the_documented_role_refuses(
+    pod: Pod, outside: Outside, url: str
+) -> None:
+    # A cell's admin ACL lives in its config.proto under SAX_ROOT, which the gateway rewrites
+    # (as saxutil setacl does); objectViewer, all docs/deploy.md granted before, cannot.
+    cell = outside.cell
+    with httpx.Client(base_url=url, headers=AUTH, timeout=30) as http:
+        refused = http.post("/setacl", json={"name": cell, "acl": "acl/ops"})
+        assert refused.status_code == 500, refused.text
+        assert refused.json() == {
+            "code": 13,
+            "message": f"could not save the config of cell {cell}: this gateway's SAX_ROOT "
+            "failed; its operator finds why in the gateway's log",
+            "details": [request_info(refused)],
+        }
+        acl = http.get("/getacl", params={"name": cell})
+        assert acl.json() == {"name": cell, "acl": "", "method_acls": {}}
+    assert "does not have storage.objects.create access" in pod.logs(100)
 
 
 def test_the_network_policies_admit_what_the_pod_just_used(

@@ -183,6 +183,8 @@ def test_the_network_policies_admit_what_the_pod_just_used(
     assert any(
         peer["podSelector"]["matchLabels"].items() <= labels.items() for peer in cell["from"]
     )
+    # Pods of the policy's own namespace only, as docs/deploy.md tells whoever runs a cell.
+    assert all(set(peer) == {"podSelector"} for peer in cell["from"])
     [ports] = cell["ports"]
     for port in outside.ports.values():
         assert ports["port"] <= port <= ports["endPort"], port

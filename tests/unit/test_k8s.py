@@ -7,6 +7,7 @@ ports, config and secrets."""
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Any
 
@@ -262,3 +263,23 @@ def test_gcs_cell_reads_sax_root_from_gcs_and_keeps_the_cell_private() -> None:
     sources = [peer["podSelector"]["matchLabels"] for peer in cell["ingress"][0]["from"]]
     assert sources == [pod_labels("gcs-cell"), cell["podSelector"]["matchLabels"]]
     assert cell["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 10000, "endPort": 10099}]
+
+
+def _shell_block(heading: str) -> str:
+    """The first ```sh block under ``heading`` in docs/deploy.md."""
+    docs = (ROOT / "docs/deploy.md").read_text()
+    section = docs[docs.index(f"\n{heading}\n") :]
+    return section.split("```sh\n", 1)[1].split("\n```", 1)[0]
+
+
+def test_the_docs_steps_for_a_real_cell_stand_on_their_own() -> None:
+    # Step 2 used step 1's namespace and $KEY: run by itself, it failed at its first
+    # `kubectl -n sax` (no namespace) and its curl sent an empty key.
+    block = _shell_block("### 2. In front of a real cell")
+    commands = [line for line in block.splitlines() if not line.startswith("#")]
+    assigned = {m[1] for line in commands if (m := re.match(r"([A-Z_]+)=", line))}
+    used = set(re.findall(r"\$\{?([A-Z_]+)", "\n".join(commands)))
+    assert used - assigned == {"GSBUCKET", "PROJECT"}  # the reader's own: the cell's
+    created = re.findall(r"^kubectl create namespace (\S+)$", block, re.MULTILINE)
+    assert set(re.findall(r" -n (\S+)", block)) == set(created) == {"sax"}
+    assert block.index("kubectl create namespace") < block.index(" -n ")

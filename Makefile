@@ -85,10 +85,10 @@ bench: install bench-tools
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
 	$(PY) -m bench $(BENCH_ARGS)
 
-## The compose stack and the embedded-cell Kubernetes pod for real (scripts/container-test):
+## The compose stack and both Kubernetes overlays' pods for real (scripts/container-test):
 ## installs and starts a container engine if absent, builds the images with no registry, checks
 ## through the containerised Envoy, and tears everything down. Needs root. Ports:
-## SAXGW_CT_*_PORT (18888, 18901, 25051, 20000-1); the pod has a network of its own.
+## SAXGW_CT_*_PORT (18888, 18901, 25051, 20000-1); each pod has a network of its own.
 container-test: install
 	PYTHON=$(PY) scripts/container-test
 

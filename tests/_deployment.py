@@ -1,7 +1,7 @@
 """deploy/k8s for the tests: each overlay as a real kustomize renders it (tests/unit/test_k8s.py,
-and tests/container runs its pod), and the pod's liveness probes as the base writes them, for
-the tests that run them against real processes (tests/faults/test_liveness.py) and in the real
-images (tests/container)."""
+and tests/container runs its pod), what Kubernetes' schemas say of an object, and the pod's
+liveness probes as the base writes them, for the tests that run them against real processes
+(tests/faults/test_liveness.py) and in the real images (tests/container)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate  # type: ignore[import-untyped]  # no stubs, no py.typed
 import pytest
 import yaml
 
@@ -27,10 +28,11 @@ def _kustomize(directory: Path) -> list[str]:
 
 
 @cache
-def render(overlay: str) -> tuple[dict[str, Any], ...]:
-    """The objects ``kubectl kustomize deploy/k8s/overlays/OVERLAY`` prints."""
+def render(overlay: str, root: Path = ROOT) -> tuple[dict[str, Any], ...]:
+    """The objects ``kubectl kustomize deploy/k8s/overlays/OVERLAY`` prints in ``root`` (this
+    checkout, or a copy of its deploy/ that a test edited as docs/deploy.md says)."""
     result = subprocess.run(
-        _kustomize(ROOT / "deploy/k8s/overlays" / overlay),
+        _kustomize(root / "deploy/k8s/overlays" / overlay),
         capture_output=True,
         text=True,
         timeout=60,
@@ -38,6 +40,16 @@ def render(overlay: str) -> tuple[dict[str, Any], ...]:
     )
     assert result.returncode == 0, result.stderr
     return tuple(d for d in yaml.safe_load_all(result.stdout) if d)
+
+
+def schema_errors(document: dict[str, Any]) -> list[str]:
+    """What a cluster of the latest Kubernetes release kubernetes-validate knows would refuse in
+    ``document`` (strict: unknown fields too): empty if it is well-formed."""
+    try:
+        kubernetes_validate.validate(document, kubernetes_validate.latest_version(), strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        return [f"{document['kind']}/{document['metadata']['name']}: {exc.message}"]
+    return []
 
 
 def _container(name: str) -> dict[str, Any]:

@@ -57,11 +57,13 @@ class Emulator:
 
 
 class FaultyFront:
-    """Forwards every request to ``upstream``, except uploads while ``upload_status`` is set:
-    those are answered with that status and GCS's JSON error body. A request that cannot be
-    forwarded (the emulator is down) gets its connection closed, as a dead server's would."""
+    """Forwards every request to port ``upstream`` of ``host``, where it listens too, except
+    uploads while ``upload_status`` is set: those are answered with that status and GCS's JSON
+    error body. A request that cannot be forwarded (the emulator is down) gets its connection
+    closed, as a dead server's would."""
 
-    def __init__(self, upstream: int) -> None:
+    def __init__(self, upstream: int, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.upload_status: int | None = None
         front = self
 
@@ -80,7 +82,7 @@ class FaultyFront:
                     return
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
                 try:
-                    conn = http.client.HTTPConnection("127.0.0.1", upstream, timeout=10)
+                    conn = http.client.HTTPConnection(host, upstream, timeout=10)
                     conn.request(self.command, self.path, body=body, headers=headers)
                     reply = conn.getresponse()
                     data = reply.read()
@@ -105,7 +107,7 @@ class FaultyFront:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _relay
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer((host, 0), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -113,7 +115,7 @@ class FaultyFront:
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def close(self) -> None:
         self._server.shutdown()

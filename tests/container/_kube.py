@@ -42,6 +42,13 @@ def docker(*args: str, timeout: float = 60) -> str:
     return result.stdout.strip()
 
 
+def tail(name: str, container_id: str, lines: int) -> str:
+    """The last ``lines`` lines a container wrote (stdout, then stderr), headed by ``name``."""
+    command = [DOCKER, "logs", "--tail", str(lines), container_id]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    return f"--- {name}\n{result.stdout}{result.stderr}"
+
+
 @dataclass(frozen=True)
 class Cluster:
     """The objects a pod refers to (ConfigMaps, Secrets, its ServiceAccount, Services), and

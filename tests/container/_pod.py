@@ -14,7 +14,9 @@ namespace with loopback only (`--network none`: no bridge, nothing on the host's
 the pod's fixed ports clash with nothing here), its IPC namespace, and its PID namespace when
 `shareProcessNamespace` says so. The pod's IP is POD_IP, a documentation address put on that
 loopback: probes and forward() dial it from outside the pod, as kubelet and a Service do, so a
-port that listens on 127.0.0.1 is out of their reach, as in a cluster. Anything in the spec
+port that listens on 127.0.0.1 is out of their reach, as in a cluster. `start(network)` adds
+what a CNI plugin would before any container runs: for the gcs-cell pod, a veth link to the
+stand-ins of Cloud Storage and a cell (tests/container/_outside.py). Anything in the spec
 this does not do raises NotEmulated; a missing object (a Secret) raises PodFailed, where
 kubelet would hold the pod.
 """
@@ -25,14 +27,13 @@ import contextlib
 import functools
 import math
 import secrets
-import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.container import _volumes
-from tests.container._compose import DOCKER
 from tests.container._kube import (
     CLUSTER_IP,
     LABEL,
@@ -45,11 +46,26 @@ from tests.container._kube import (
     expand,
     only,
     resources,
+    tail,
 )
-from tests.container._netns import Netns
+from tests.container._netns import Netns, ip
 from tests.container._probe import Prober, check, validate
 
 _PROBES = ("livenessProbe", "readinessProbe")
+
+
+def sandbox(name: str, pod: str, image: str, address: str) -> tuple[str, Netns]:
+    """A container like kubelet's pause container, named ``name`` and labelled as pod
+    ``pod``'s: it holds a network namespace with loopback only and ``address`` on it, and an
+    IPC (and PID) namespace that other containers may join. Its ID, and its network namespace."""
+    sandbox_id = docker(
+        "run", "--detach", "--name", name, "--label", f"{LABEL}={pod}",
+        "--network", "none", "--ipc", "shareable", "--init", "--user", "65535:65535",
+        "--read-only", "--cap-drop", "ALL", "--entrypoint", "sleep", image, "infinity",
+    )  # fmt: skip
+    net = Netns(int(docker("inspect", "--format", "{{.State.Pid}}", sandbox_id)))
+    ip(net, "address", "add", f"{address}/32", "dev", "lo")
+    return sandbox_id, net
 
 
 def remove_pods(name: str | None = None) -> None:
@@ -112,7 +128,9 @@ class Pod:
 
     # --- start -----------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, network: Callable[[Netns], None] | None = None) -> None:
+        """Runs the pod. ``network``, if given, is what a CNI plugin does: it is handed the
+        sandbox's network namespace (loopback only, POD_IP on it) before any container runs."""
         fs_group = self.spec.get("securityContext", {}).get("fsGroup")
         for volume in self.spec.get("volumes", []):
             folder = self._dir / "volumes" / volume["name"]
@@ -123,15 +141,9 @@ class Pod:
         init = self.spec.get("initContainers", [])
         runs = {c["name"]: self._docker_run(c, init=c in init) for c in init + self.containers}
         image = self.cluster.image(self.containers[0]["image"])  # any image with `sleep`
-        self._ids[""] = docker(
-            "run", "--detach", "--name", self._sandbox, "--label", f"{LABEL}={self.name}",
-            "--network", "none", "--ipc", "shareable", "--init", "--user", "65535:65535",
-            "--read-only", "--cap-drop", "ALL", "--entrypoint", "sleep", image, "infinity",
-        )  # fmt: skip
-        pid = docker("inspect", "--format", "{{.State.Pid}}", self._ids[""])
-        self._net = Netns(int(pid))
-        address = ["ip", "address", "add", f"{POD_IP}/32", "dev", "lo"]
-        subprocess.run(["nsenter", "--target", pid, "--net", *address], check=True, timeout=10)
+        self._ids[""], self._net = sandbox(self._sandbox, self.name, image, POD_IP)
+        if network is not None:
+            network(self._net)
         # In order: an init container runs to its end; a sidecar is started and left running.
         for container in init + self.containers:
             name = container["name"]
@@ -342,12 +354,7 @@ class Pod:
         return {p.name: p for p in self._probers}
 
     def logs(self, lines: int = 30) -> str:
-        out = []
-        for name, cid in self._ids.items():
-            command = [DOCKER, "logs", "--tail", str(lines), cid]
-            result = subprocess.run(command, capture_output=True, text=True, timeout=30)
-            out.append(f"--- {name or 'sandbox'}\n{result.stdout}{result.stderr}")
-        return "\n".join(out)
+        return "\n".join(tail(name or "sandbox", cid, lines) for name, cid in self._ids.items())
 
     # --- stop ------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.container._compose import Compose, Ports, poll
+from tests.container._pod import remove_pods
 
 # The stack runs with a config file that requires an API key (docs/config.md), laid out as the
 # Kubernetes manifests mount it: config.yaml naming a keys file that a Secret would hold.
@@ -32,6 +33,13 @@ def _config_dir(folder: Path) -> Path:
     for name in ("config.yaml", "keys.yaml"):
         (folder / name).chmod(0o644)
     return folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_pod_left() -> None:
+    """Removes whatever pods, and stand-ins beside them, a crashed run left
+    (tests/container/_pod.py, _outside.py), before anything starts."""
+    remove_pods()
 
 
 @pytest.fixture(scope="session")

@@ -5,9 +5,7 @@ port, then the pod deleted. The tests run in file order; the last one deletes th
 
 from __future__ import annotations
 
-import copy
 import json
-import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,12 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from saxgateway.v1 import gateway_pb2 as pb
-from saxgateway.v1 import gateway_pb2_grpc
 
-from gateway.cell.models.test_lm import MODEL_PATH as TEST_LM
 from tests._deployment import render
-from tests._grpc import sync_channel
 from tests.container._compose import poll
 from tests.container._kube import (
     LABEL,
@@ -30,72 +24,49 @@ from tests.container._kube import (
     PodFailed,
     Spec,
     docker,
-    secret,
 )
-from tests.container._pod import Pod, remove_pods
-
-API_KEY = "sk-pod-7c1e9b2d4f6a8035"
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
-# The images the overlay names, and the local ones scripts/build-images made for them.
-IMAGES = {
-    "sax-gateway:latest": os.environ.get("SAXGW_IMAGE", "sax-gateway:latest"),
-    "envoyproxy/envoy:v1.40-latest": os.environ.get("ENVOY_IMAGE", "saxgw-local/envoy:1.40.0"),
-}
+from tests.container._overlays import (
+    AUTH,
+    CLIENT,
+    IMAGES,
+    assert_exited_cleanly,
+    deployment,
+    grpc_generate,
+    named,
+    publish,
+    running,
+    service_url,
+    with_keys,
+)
+from tests.container._pod import Pod
 
 
 def _objects() -> tuple[Spec, ...]:
-    """The overlay's objects, and the keys Secret as docs/deploy.md has the operator create it."""
-    keys = f"- {{key: {API_KEY}, client: pod-test, roles: [admin, data]}}\n"
-    return (*render("embedded-cell"), secret("sax-gateway-keys", {"api-keys.yaml": keys}))
-
-
-def _deployment(objects: tuple[Spec, ...]) -> Spec:
-    [deployment] = [o for o in objects if o["kind"] == "Deployment"]
-    return copy.deepcopy(deployment)
+    return with_keys(render("embedded-cell"))
 
 
 @pytest.fixture(scope="module")
 def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pod]:
     objects = _objects()
-    remove_pods()  # whatever a crashed run left
-    pod = Pod(_deployment(objects), Cluster(objects, IMAGES), tmp_path_factory.mktemp("pod"))
-    try:
-        pod.start()
+    with running(
+        deployment(objects), Cluster(objects, IMAGES), tmp_path_factory.mktemp("pod")
+    ) as pod:
         yield pod
-    finally:
-        print(pod.logs())
-        pod.delete()
 
 
 @pytest.fixture(scope="module")
 def url(pod: Pod) -> Iterator[str]:
-    """The Service's `http` port, forwarded here."""
-    with pod.forward(pod.target_port("sax-gateway", "http")) as port:
-        yield f"http://127.0.0.1:{port}"
-
-
-def _named(pod: Spec, name: str) -> Spec:
-    """A container of the pod spec, init containers included."""
-    containers: list[Spec] = pod["containers"] + pod["initContainers"]
-    [found] = [c for c in containers if c["name"] == name]
-    return found
+    with service_url(pod) as url:
+        yield url
 
 
 def _container(pod: Pod, name: str) -> Spec:
-    return _named(pod.spec, name)
+    return named(pod.spec, name)
 
 
 def _flag(pod: Pod, container: str, flag: str) -> int:
     args: list[str] = _container(pod, container)["args"]
     return int(args[args.index(flag) + 1])
-
-
-def _publish(http: httpx.Client, model: str, overrides: dict[str, str]) -> None:
-    body = {"model": model, "model_path": TEST_LM, "checkpoint": "None", "replicas": 1}
-    published = http.post("/publish", json={**body, "overrides": overrides})
-    assert published.status_code == 200, published.text
-    ready = http.post("/wait_for_ready", json={"model": model, "timeout": "60s"})
-    assert ready.status_code == 200, ready.text
 
 
 def _events(response: httpx.Response) -> Iterator[dict[str, object]]:
@@ -107,11 +78,11 @@ def _events(response: httpx.Response) -> Iterator[dict[str, object]]:
 # What the kubelet-lite cannot do, or a cluster would refuse: each fails before anything runs.
 REFUSED: dict[str, tuple[type[AssertionError], Callable[[Spec], None]]] = {
     "hostNetwork": (NotEmulated, lambda pod: pod.update(hostNetwork=True)),
-    "startupProbe": (NotEmulated, lambda pod: _named(pod, "envoy").update(startupProbe={})),
-    "envFrom": (NotEmulated, lambda pod: _named(pod, "gateway").update(envFrom=[])),
+    "startupProbe": (NotEmulated, lambda pod: named(pod, "envoy").update(startupProbe={})),
+    "envFrom": (NotEmulated, lambda pod: named(pod, "gateway").update(envFrom=[])),
     "httpGet: host": (
         NotEmulated,
-        lambda pod: _named(pod, "ops")["livenessProbe"]["httpGet"].update(host="127.0.0.1"),
+        lambda pod: named(pod, "ops")["livenessProbe"]["httpGet"].update(host="127.0.0.1"),
     ),
     "secret sax-gateway-keys not found": (
         PodFailed,
@@ -128,12 +99,12 @@ def test_what_the_kubelet_lite_cannot_run_fails_before_anything_runs(
     objects = _objects()
     if error is PodFailed:  # a Secret not created
         objects = tuple(o for o in objects if o["kind"] != "Secret")
-    deployment = _deployment(objects)
-    change(deployment["spec"]["template"]["spec"])
+    refused = deployment(objects)
+    change(refused["spec"]["template"]["spec"])
     pods: list[Pod] = []
     try:
         with pytest.raises(error, match=refusal):
-            pods.append(Pod(deployment, Cluster(objects, IMAGES), tmp_path))
+            pods.append(Pod(refused, Cluster(objects, IMAGES), tmp_path))
             pods[0].start()
         for pod in pods:  # not even its sandbox
             assert docker("ps", "--all", "--quiet", "--filter", f"label={LABEL}={pod.name}") == ""
@@ -165,7 +136,7 @@ def test_generate_and_a_stream_through_the_services_port(pod: Pod, url: str) -> 
     anonymous = httpx.post(f"{url}/generate", json={"model": model, "query": "q"}, timeout=30)
     assert anonymous.status_code == 401  # the ConfigMap's config requires the Secret's keys
     with httpx.Client(base_url=url, headers=AUTH, timeout=60) as http:
-        _publish(http, model, {"text": "from the pod"})
+        publish(http, model, {"text": "from the pod"})
         generate = http.post("/generate", json={"model": model, "query": "q"})
         assert generate.status_code == 200, generate.text
         assert generate.json() == {
@@ -186,16 +157,11 @@ def test_generate_and_a_stream_through_the_services_port(pod: Pod, url: str) -> 
         "done": True,
         "texts": [{"text": "from the pod", "score": pytest.approx(-0.3)}],
     }
-    # The port's appProtocol, kubernetes.io/h2c: gRPC over HTTP/2 without TLS, through Envoy.
-    with sync_channel(url.removeprefix("http://")) as channel:
-        request = pb.GenerateRequest(model=model, query="q")
-        key = (("authorization", f"Bearer {API_KEY}"),)
-        reply = gateway_pb2_grpc.SaxGatewayStub(channel).Generate(request, timeout=30, metadata=key)
-    assert [(t.text, round(t.score, 6)) for t in reply.texts] == [("from the pod", -0.3)]
+    assert grpc_generate(url, model) == [("from the pod", -0.3)]
 
     # The scrape port: the ops container adds up the gateway's files in the shared emptyDir,
     # which it writes once a second. Two calls: the JSON one and the gRPC one.
-    ok = {"client": "pod-test", "grpc_method": "Generate", "grpc_code": "OK"}
+    ok = {"client": CLIENT, "grpc_method": "Generate", "grpc_code": "OK"}
     with pod.forward(pod.target_port("sax-gateway", "metrics")) as metrics:
 
         def counted() -> float | None:
@@ -236,7 +202,7 @@ def test_deleting_the_pod_drains_a_stream_and_every_container_exits_0_in_time(
     events: list[dict[str, object]] = []
     first = threading.Event()
     with httpx.Client(base_url=url, headers=AUTH, timeout=60) as http:
-        _publish(http, model, {"text": "a b c d e f", "delay_ms": "500"})  # a stream of 3 s
+        publish(http, model, {"text": "a b c d e f", "delay_ms": "500"})  # a stream of 3 s
 
         def stream() -> None:
             body = {"model": model, "query": "q"}
@@ -268,12 +234,7 @@ def test_deleting_the_pod_drains_a_stream_and_every_container_exits_0_in_time(
         "done": True,
         "texts": [{"text": "a b c d e f", "score": pytest.approx(-0.6)}],
     }
-    grace = pod.spec["terminationGracePeriodSeconds"]
-    assert {name: (e.code, e.pre_stop_failure) for name, e in exits.items()} == {
-        c["name"]: (0, None) for c in pod.long_running
-    }
-    # None was killed: each ended well inside the grace period (SIGKILL comes at its end).
-    assert max(e.seconds for e in exits.values()) < grace - 5
+    assert_exited_cleanly(pod, exits)
     pre_stop = _container(pod, "gateway")["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert exits["gateway"].seconds >= pre_stop
     # The cell served the gateway's calls to their end: it stopped after the gateway.

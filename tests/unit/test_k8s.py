@@ -7,17 +7,17 @@ ports, config and secrets."""
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Any
 
-import kubernetes_validate  # type: ignore[import-untyped]  # no stubs, no py.typed
 import pytest
 
 from gateway.cli.main import parser
 from gateway.configfile import load_config
 from gateway.launch.stack import ENVOY_JSON_LOG
 from gateway.ops import LIVE_PATH
-from tests._deployment import render
+from tests._deployment import render, schema_errors
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ("embedded-cell", "gcs-cell")
@@ -62,25 +62,19 @@ def _args(container: dict[str, Any]) -> argparse.Namespace:
     )
 
 
-def _errors(document: dict[str, Any]) -> list[str]:
-    try:
-        kubernetes_validate.validate(document, kubernetes_validate.latest_version(), strict=True)
-    except kubernetes_validate.ValidationError as exc:
-        return [f"{document['kind']}/{document['metadata']['name']}: {exc.message}"]
-    return []
-
-
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_overlay_validates_against_current_kubernetes_schemas(overlay: str) -> None:
     documents = render(overlay)
     assert {d["kind"] for d in documents} == KINDS
-    assert [e for d in documents for e in _errors(d)] == []
+    assert [e for d in documents for e in schema_errors(d)] == []
 
 
 def test_the_validator_rejects_what_a_cluster_would() -> None:
     service = dict(_one("gcs-cell", "Service"))
-    assert _errors({**service, "spec": {**service["spec"], "ports": [{"port": "eighty"}]}})
-    assert _errors({**service, "spec": {**service["spec"], "portz": []}})  # strict: unknown field
+    assert schema_errors({**service, "spec": {**service["spec"], "ports": [{"port": "eighty"}]}})
+    assert schema_errors(
+        {**service, "spec": {**service["spec"], "portz": []}}
+    )  # strict: unknown field
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -269,3 +263,23 @@ def test_gcs_cell_reads_sax_root_from_gcs_and_keeps_the_cell_private() -> None:
     sources = [peer["podSelector"]["matchLabels"] for peer in cell["ingress"][0]["from"]]
     assert sources == [pod_labels("gcs-cell"), cell["podSelector"]["matchLabels"]]
     assert cell["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 10000, "endPort": 10099}]
+
+
+def _shell_block(heading: str) -> str:
+    """The first ```sh block under ``heading`` in docs/deploy.md."""
+    docs = (ROOT / "docs/deploy.md").read_text()
+    section = docs[docs.index(f"\n{heading}\n") :]
+    return section.split("```sh\n", 1)[1].split("\n```", 1)[0]
+
+
+def test_the_docs_steps_for_a_real_cell_stand_on_their_own() -> None:
+    # Step 2 used step 1's namespace and $KEY: run by itself, it failed at its first
+    # `kubectl -n sax` (no namespace) and its curl sent an empty key.
+    block = _shell_block("### 2. In front of a real cell")
+    commands = [line for line in block.splitlines() if not line.startswith("#")]
+    assigned = {m[1] for line in commands if (m := re.match(r"([A-Z_]+)=", line))}
+    used = set(re.findall(r"\$\{?([A-Z_]+)", "\n".join(commands)))
+    assert used - assigned == {"GSBUCKET", "PROJECT"}  # the reader's own: the cell's
+    created = re.findall(r"^kubectl create namespace (\S+)$", block, re.MULTILINE)
+    assert set(re.findall(r" -n (\S+)", block)) == set(created) == {"sax"}
+    assert block.index("kubectl create namespace") < block.index(" -n ")

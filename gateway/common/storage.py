@@ -288,9 +288,10 @@ class GcsStorage(Storage):
                 self._client: Any = storage.Client()
             except DefaultCredentialsError:
                 raise StorageSetupError(
-                    f"no Google Cloud credentials to read {root}: set "
-                    "GOOGLE_APPLICATION_CREDENTIALS to a service account key, or run `gcloud auth "
-                    "application-default login` (an emulator: --gcs-endpoint)"
+                    f"no Google Cloud credentials to read {root}: on GKE, bind the pod's "
+                    "service account to a Google one (Workload Identity, docs/deploy.md); "
+                    "elsewhere set GOOGLE_APPLICATION_CREDENTIALS to a service account key, or "
+                    "run `gcloud auth application-default login` (an emulator: --gcs-endpoint)"
                 ) from None
         else:
             # An emulator: anonymous, and the endpoint is given explicitly rather than through

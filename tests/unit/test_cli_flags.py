@@ -117,7 +117,12 @@ def test_gs_root_without_credentials_is_one_line(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "GOOGLE_APPLICATION_CREDENTIALS"}
     env |= {"CLOUDSDK_CONFIG": str(tmp_path), "NO_GCE_CHECK": "true"}  # no gcloud, no GCE
     for root, message in (
-        ("gs://bucket/sax-root", "no Google Cloud credentials to read gs://bucket/sax-root: set "),
+        (
+            "gs://bucket/sax-root",
+            "no Google Cloud credentials to read gs://bucket/sax-root: on GKE, bind the pod's "
+            "service account to a Google one (Workload Identity, docs/deploy.md); elsewhere set "
+            "GOOGLE_APPLICATION_CREDENTIALS",
+        ),
         ("gs://", "no bucket in 'gs://'; expected gs://BUCKET/PATH"),
     ):
         done = subprocess.run(

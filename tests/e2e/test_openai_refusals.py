@@ -1,20 +1,23 @@
 """What the OpenAI face refuses as the caller's to fix: a 400 envelope (never a 5xx or a 429,
 which the SDKs retry) for text that is not Unicode, JSON nested too deeply, a chat template
-that fails on the request's messages, and a response over the gateway's message limit."""
+that fails on the request's messages, text for Sax over the limit /generate has, and a
+response over the gateway's message limit."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any, Literal
 
 import httpx
 import openai
 import pytest
 
+from gateway.common.limits import MAX_TEXT_CHARS
 from gateway.launch.stack import Stack
 from tests.e2e._bodies import openai_error
-from tests.e2e._openai import DIVIDING, TEMPLATED, node_sdk
+from tests.e2e._openai import CHATML, DIVIDING, PLAIN, TEMPLATED, node_sdk
 from tests.e2e._published import TEST_LM, published
 
 WIDE = "/sax/test/oai-wide"  # 4096-dimensional embeddings
@@ -260,6 +263,54 @@ def test_a_template_that_raises_on_the_messages_is_a_400(client: openai.OpenAI) 
         assert failure.value.status_code == 400 and failure.value.body == failing
 
 
+_OVER = "x" * (MAX_TEXT_CHARS + 1)
+_TOO_LONG = f"{MAX_TEXT_CHARS + 1} characters is over the limit of {MAX_TEXT_CHARS}"
+_RENDERED = (
+    f"the prompt rendered by the model's chat template is over the limit of {MAX_TEXT_CHARS} "
+    "characters"
+)
+
+
+def _refused(call: Callable[[], object], param: str, message: str) -> None:
+    with pytest.raises(openai.BadRequestError) as failure:
+        call()
+    assert failure.value.status_code == 400
+    assert failure.value.body == openai_error(f"{param}: {message}", param=param)
+
+
+def test_text_for_sax_over_the_limit_of_generate_is_a_400(client: openai.OpenAI) -> None:
+    # They were sent to Sax whatever their size (a 30 MiB prompt was a 200), where /generate
+    # refuses a query over MAX_TEXT_CHARS. Each prompt and input is a Sax call's text.
+    complete, embed = client.completions.create, client.embeddings.create
+    for stream in (False, True):
+        _refused(partial(complete, model=PLAIN, prompt=_OVER, stream=stream), "prompt", _TOO_LONG)
+        prompts = ["hi", _OVER]
+        _refused(
+            partial(complete, model=PLAIN, prompt=prompts, stream=stream), "prompt[1]", _TOO_LONG
+        )
+    _refused(partial(embed, model=CHATML, input=_OVER), "input", _TOO_LONG)
+    _refused(partial(embed, model=CHATML, input=["hi", _OVER]), "input[1]", _TOO_LONG)
+    # A conversation reaches Sax as the prompt its template renders: that is what is bounded.
+    messages = [{"role": "user", "content": _OVER}]
+    for stream in (False, True):
+        chat = partial(client.chat.completions.create, messages=messages, stream=stream)
+        _refused(partial(chat, model=TEMPLATED), "messages", _RENDERED)
+        respond = partial(client.responses.create, input=_OVER, stream=stream)
+        _refused(partial(respond, model=TEMPLATED), "input", _RENDERED)
+
+
+def test_the_limit_is_on_the_rendered_prompt_not_each_message(client: openai.OpenAI) -> None:
+    # A prompt of exactly MAX_TEXT_CHARS is served; a message of that size is not once the
+    # template has framed it, nor are two messages that are together over the limit.
+    at_limit = "x" * MAX_TEXT_CHARS
+    answer = client.completions.create(model=PLAIN, prompt=at_limit, max_tokens=1)
+    assert [c.text for c in answer.choices] == ["Paris"]
+    half = {"role": "user", "content": "x" * (MAX_TEXT_CHARS // 2)}
+    chat = partial(client.chat.completions.create, model=TEMPLATED)
+    _refused(partial(chat, messages=[{"role": "user", "content": at_limit}]), "messages", _RENDERED)
+    _refused(partial(chat, messages=[half, half]), "messages", _RENDERED)
+
+
 @pytest.fixture(scope="module")
 def wide(stack: Stack) -> Iterator[str]:
     with published(stack, WIDE, TEST_LM, {"embedding_dim": "4096"}) as name:
@@ -292,8 +343,9 @@ def test_embeddings_over_the_message_limit_are_a_400(client: openai.OpenAI, wide
 def test_a_completion_over_the_message_limit_is_a_400_or_ends_the_stream(
     client: openai.OpenAI,
 ) -> None:
-    # The model echoes its prompt; JSON spells each é as \u00e9: 12 MB in, 36 MB out.
-    word = "é" * 6_000_000
+    # The model echoes its prompt; JSON spells each 🎉 as \ud83c\udf89: 3 million characters
+    # (under MAX_TEXT_CHARS), 12 MB in, 36 MB out.
+    word = "\U0001f389" * 3_000_000
     hint = "send fewer or shorter prompts, or a lower n or max_tokens"
     with pytest.raises(openai.BadRequestError) as failure:
         client.completions.create(model=TEMPLATED, prompt=word)

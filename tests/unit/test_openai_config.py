@@ -11,6 +11,7 @@ import sentencepiece
 
 from gateway.cli.main import main
 from gateway.client import InvalidArgumentError
+from gateway.common.limits import MAX_TEXT_CHARS
 from gateway.config import ConfigError
 from gateway.configfile import load_config
 from gateway.modelconfig import ModelConfig, aliases_of, parse_models
@@ -122,11 +123,6 @@ def _rendered(source: str, content: str, limit: int = 1000) -> str:
         ("{{ 'ab' * (messages[0].content|int) }}", "501", "a repetition over 1000 items"),
         ("{{ [0] * (messages[0].content|int) }}", "1001", "a repetition over 1000 items"),
         ("{{ 9 ** (messages[0].content|int) }}", "99999", "a power over 65536 bits"),
-        (
-            "{% for i in range(99999) %}{% for j in range(99999) %}x{% endfor %}{% endfor %}",
-            "x",
-            "the prompt is over 1000 characters",
-        ),
     ],
 )
 def test_every_failure_of_a_template_is_invalid_argument(
@@ -138,6 +134,32 @@ def test_every_failure_of_a_template_is_invalid_argument(
     # Not Jinja's errors: logged with the traceback, in case it is a bug of ours.
     python_error = message.split(":")[0] in ("ZeroDivisionError", "OverflowError")
     assert [r.exc_info is not None for r in caplog.records] == ([True] if python_error else [])
+
+
+def test_a_rendered_prompt_over_the_limit_names_the_field() -> None:
+    # What the template writes is bounded, however it grew: messages too long, or a template
+    # that writes without bound (stopped there, not when it is done).
+    for source, content in (
+        ("{{ messages[0].content }}", "x" * 1001),
+        ("{% for i in range(99999) %}{% for j in range(99999) %}x{% endfor %}{% endfor %}", "x"),
+    ):
+        with pytest.raises(InvalidArgumentError) as failure:
+            _rendered(source, content)
+        message = (
+            "the prompt rendered by the model's chat template is over the limit of 1000 characters"
+        )
+        assert failure.value.message == f"messages: {message}"
+        assert failure.value.field_violations == (("messages", message),)
+    assert _rendered("{{ messages[0].content }}", "x" * 1000) == "x" * 1000
+
+
+def test_templates_are_bounded_by_the_limit_on_text_for_sax() -> None:
+    model = ModelConfig(model_id="/sax/test/a", chat_template="{{ messages[0].content }}")
+    templates = ChatTemplates({"/sax/test/a": model})
+    over = [{"role": "user", "content": "x" * (MAX_TEXT_CHARS + 1)}]
+    with pytest.raises(InvalidArgumentError, match=f"over the limit of {MAX_TEXT_CHARS} ") as e:
+        templates.render("/sax/test/a", over, "input")
+    assert e.value.field_violations[0][0] == "input"
 
 
 def test_a_bounded_template_renders_under_the_limits() -> None:

@@ -9,7 +9,9 @@ The request's content is the template's input, so every failure of a configured 
 the request's 400, whatever the exception. Jinja's sandbox caps ``range()`` at MAX_RANGE
 (100,000) items; the prompt a template writes and ``*``/``**`` results are capped here too, so
 that numbers in a request cannot make a template allocate without bound (nested loops that
-write nothing still cost CPU time: a template is the operator's code).
+write nothing still cost CPU time: a template is the operator's code). The prompt's cap is
+the one on any text sent to Sax (`MAX_TEXT_CHARS`, SaxGateway's ``query`` limit): the rendered
+prompt is what reaches Sax, so it is what the limit is on, whatever the messages' sizes.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from gateway.client import InvalidArgumentError
+from gateway.common.limits import MAX_TEXT_CHARS
 from gateway.config import ConfigError
 from gateway.modelconfig import ModelConfig
 from gateway.service._fields import invalid
@@ -98,9 +101,9 @@ def _too_big(operator: str, left: Any, right: Any, limit: int) -> str | None:
 
 class ChatTemplates:
     """Every configured model's compiled template; ``render`` turns messages into a prompt of
-    at most ``limit`` characters (more could not reach Sax: the gRPC message limit)."""
+    at most ``limit`` characters."""
 
-    def __init__(self, models: Mapping[str, ModelConfig], limit: int = 32 << 20) -> None:
+    def __init__(self, models: Mapping[str, ModelConfig], limit: int = MAX_TEXT_CHARS) -> None:
         self._limit = limit
         # The environment transformers renders chat templates in (apply_chat_template), so a
         # model's own template works unchanged: loop controls ({% break %}), strftime_now
@@ -134,8 +137,11 @@ class ChatTemplates:
         """The stop strings of the model's built-in template, if it uses one."""
         return self._stops.get(model_id, ())
 
-    def render(self, model_id: str, messages: Sequence[Mapping[str, str]]) -> str:
-        """The prompt for ``messages``; INVALID_ARGUMENT if the model has no template."""
+    def render(
+        self, model_id: str, messages: Sequence[Mapping[str, str]], field: str = "messages"
+    ) -> str:
+        """The prompt for ``messages`` (the request's ``field``); INVALID_ARGUMENT if the
+        model has no template, or the prompt is over the limit."""
         template = self._templates.get(model_id)
         if template is None:
             raise invalid(
@@ -152,7 +158,7 @@ class ChatTemplates:
             "documents": None,
         }
         try:
-            return self._written(template.generate(variables, bos_token="", eos_token=""))
+            return self._written(template.generate(variables, bos_token="", eos_token=""), field)
         except InvalidArgumentError:  # raise_exception(), or a prompt over the limit
             raise
         except TemplateError as exc:
@@ -164,15 +170,18 @@ class ChatTemplates:
                 f"the chat template failed: {type(exc).__name__}: {exc}"
             ) from exc
 
-    def _written(self, pieces: Iterator[str]) -> str:
+    def _written(self, pieces: Iterator[str], field: str) -> str:
         """The prompt a template writes, stopped as soon as it is over the limit."""
         prompt: list[str] = []
         size = 0
         for piece in pieces:
             size += len(piece)
             if size > self._limit:
-                raise InvalidArgumentError(
-                    f"the chat template failed: the prompt is over {self._limit} characters"
+                # Not "the template failed": usually the messages are simply too long.
+                raise invalid(
+                    field,
+                    "the prompt rendered by the model's chat template is over the limit of "
+                    f"{self._limit} characters",
                 )
             prompt.append(piece)
         return "".join(prompt)

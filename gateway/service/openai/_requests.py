@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.client import InvalidArgumentError
-from gateway.service._fields import invalid
+from gateway.common.limits import MAX_TEXT_CHARS
+from gateway.service._fields import bounded, invalid
 
 MAX_N = 16
 MAX_STOPS = 16
@@ -208,6 +209,14 @@ def _strings(value: object, key: str, what: str) -> tuple[str, ...]:
     raise invalid(key, "must be a string or a list of strings")
 
 
+def _bounded(value: object, texts: tuple[str, ...], key: str) -> None:
+    """Each text sent to Sax as it is (a prompt, an input) within MAX_TEXT_CHARS, as
+    SaxGateway's ``query`` is; named as `_reject_lone_surrogates` names it (``prompt`` for a
+    string, ``prompt[1]`` in a list)."""
+    for i, text in enumerate(texts):
+        bounded(text, key if isinstance(value, str) else f"{key}[{i}]", MAX_TEXT_CHARS)
+
+
 def model_name(body: Mapping[str, Any]) -> str:
     """The requested model, as the caller spelt it."""
     model = body.get("model")
@@ -336,6 +345,7 @@ def completion_request(body: Mapping[str, Any]) -> CompletionRequest:
     prompts = _strings(prompt, "prompt", "prompt")
     if not prompts or len(prompts) > MAX_INPUTS:
         raise invalid("prompt", f"between 1 and {MAX_INPUTS} prompts")
+    _bounded(prompt, prompts, "prompt")
     return CompletionRequest(model=model_name(body), prompts=prompts, sampling=sampling(body))
 
 
@@ -403,6 +413,7 @@ def embedding_request(body: Mapping[str, Any]) -> EmbeddingRequest:
     inputs = _strings(raw, "input", "input")
     if not inputs or len(inputs) > MAX_INPUTS or not all(inputs):
         raise invalid("input", f"between 1 and {MAX_INPUTS} non-empty strings")
+    _bounded(raw, inputs, "input")
     encoding = body.get("encoding_format") or "float"
     if encoding not in ("float", "base64"):
         raise invalid("encoding_format", 'must be "float" or "base64"')

@@ -89,7 +89,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         self._access = access
         self._streams = streams  # SaxGateway's: a client's streams count once, on either face
         self._aliases = aliases_of(settings.models)
-        self._chat = ChatTemplates(settings.models, settings.max_message_bytes)
+        self._chat = ChatTemplates(settings.models)
         self._tokens = tokens or TokenCounter(settings.models)
 
     def _usage(
@@ -222,7 +222,9 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
     ) -> AsyncIterator[HttpBody]:
         req = rq.chat_request(rq.parse_body(request.body.data))
         shape = rs.Shape(chat=True, model=req.model, include_usage=req.sampling.include_usage)
-        job = await self._conversation(context, req.model, req.messages, req.sampling, shape)
+        job = await self._conversation(
+            context, req.model, req.messages, req.sampling, shape, "messages"
+        )
         async for message in self._complete(context, job):
             yield message
 
@@ -232,7 +234,9 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
     ) -> AsyncIterator[HttpBody]:
         req = responses_request(rq.parse_body(request.body.data))
         shape = ResponseReply(req.model, req.echo)
-        job = await self._conversation(context, req.model, req.messages, req.sampling, shape)
+        job = await self._conversation(
+            context, req.model, req.messages, req.sampling, shape, "input"
+        )
         async for message in self._complete(context, job):
             yield message
 
@@ -243,9 +247,11 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         messages: Sequence[Mapping[str, str]],
         sampling: rq.Sampling,
         shape: rs.Reply,
+        field: str,
     ) -> Job:
-        """The job of answering ``messages`` (chat and responses): one prompt, rendered by the
-        model's chat template, which may add its own stop strings."""
+        """The job of answering ``messages`` (chat and responses; the request's ``field``):
+        one prompt, rendered by the model's chat template, which may add its own stop strings,
+        and within the limit on text sent to Sax."""
         model = self._resolve(name)
         if not self._chat.has_template(model):
             # Its 400 says how to configure a template: first make sure the model is there,
@@ -253,7 +259,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
             await self._published(model, context)
 
         def chat(model: str) -> tuple[Sequence[str], Sequence[str]]:
-            return (self._chat.render(model, messages),), self._chat.stops(model)
+            return (self._chat.render(model, messages, field),), self._chat.stops(model)
 
         return self._job(name, sampling, shape, prompts=chat)
 

@@ -5,6 +5,11 @@ The transcoder knows a route only as (method, path): ``GET /generate`` is as unk
 looking for a typo in the path. `_replies` turns the first kind into a 405 naming the methods
 the path takes. The routes come from the HTTP rules of the descriptor set Envoy serves, so a
 new RPC needs nothing here.
+
+HTTP wants HEAD wherever GET is (RFC 9110 9.3.2; uptime checkers send it), and the transcoder
+matches a rule's method exactly: `add_head_bindings` gives every GET binding a HEAD twin in the
+descriptor set Envoy serves (scripts/gen), not in proto/, where it would be noise in every
+client's API. A HEAD call runs as its GET, and `head_filter` empties the reply's body.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor_pb2
 
+_TYPES = "type.googleapis.com/envoy."
 # Routes of these services answer errors in OpenAI's envelope.
 OPENAI_SERVICES = frozenset({"saxgateway.v1.OpenAIGateway"})
 _VERBS = ("get", "put", "post", "delete", "patch")
@@ -38,6 +44,33 @@ def _bindings(rule: http_pb2.HttpRule) -> Iterable[tuple[str, str]]:
         kind = r.WhichOneof("pattern")
         if kind in _VERBS:
             yield kind.upper(), getattr(r, kind)
+        elif kind == "custom":  # HEAD (`add_head_bindings`)
+            yield r.custom.kind.upper(), r.custom.path
+
+
+def _http_rules(files: descriptor_pb2.FileDescriptorSet) -> Iterable[tuple[str, http_pb2.HttpRule]]:
+    """Each method's HTTP rule, with the full name of its service."""
+    for f in files.file:
+        for service in f.service:
+            for method in service.method:
+                # A method without an HTTP rule reads as an empty one: no bindings.
+                rule: http_pb2.HttpRule = method.options.Extensions[annotations_pb2.http]  # type: ignore[index]
+                yield f"{f.package}.{service.name}", rule
+
+
+def add_head_bindings(files: descriptor_pb2.FileDescriptorSet) -> None:
+    """Gives every GET binding in ``files`` a HEAD binding of the same path (a ``custom``
+    pattern, as the transcoder reads one), unless it has one."""
+    for _, rule in _http_rules(files):
+        bound = set(_bindings(rule))
+        for r in (rule, *rule.additional_bindings):
+            if r.WhichOneof("pattern") != "get" or ("HEAD", r.get) in bound:
+                continue
+            head = http_pb2.HttpRule()
+            head.CopyFrom(r)  # its response_body, if it has one
+            head.ClearField("additional_bindings")
+            head.custom.kind, head.custom.path = "HEAD", r.get  # replaces `get` (a oneof)
+            rule.additional_bindings.append(head)
 
 
 def routes(descriptor: Path) -> list[Route]:
@@ -46,16 +79,67 @@ def routes(descriptor: Path) -> list[Route]:
     verbs: dict[str, set[str]] = defaultdict(set)
     openai: dict[str, bool] = {}
     files = descriptor_pb2.FileDescriptorSet.FromString(descriptor.read_bytes())
-    for f in files.file:
-        for service in f.service:
-            for method in service.method:
-                # A method without an HTTP rule reads as an empty one: no bindings.
-                rule: http_pb2.HttpRule = method.options.Extensions[annotations_pb2.http]  # type: ignore[index]
-                for verb, template in _bindings(rule):
-                    regex = path_regex(template)
-                    verbs[regex].add(verb)
-                    openai[regex] = f"{f.package}.{service.name}" in OPENAI_SERVICES
+    for service, rule in _http_rules(files):
+        for verb, template in _bindings(rule):
+            regex = path_regex(template)
+            verbs[regex].add(verb)
+            openai[regex] = service in OPENAI_SERVICES
     return [Route(regex, frozenset(v), openai[regex]) for regex, v in sorted(verbs.items())]
+
+
+def head_filter() -> dict[str, object]:
+    """The HTTP filter that empties the body of every reply to a HEAD request. The transcoder
+    writes a HEAD call's JSON as its GET's, and Envoy sends it (measured, HTTP/1.1): a
+    keep-alive client read it as the start of its next reply. Emptied here, the reply keeps
+    GET's headers, ``content-length`` included (RFC 9110 9.3.2). Envoy's own replies (local
+    replies, direct responses) have no body for HEAD already.
+
+    A composite filter runs the Lua only on a HEAD request's match; for any other request it
+    does nothing past a header lookup. Not a filter skipped unless the method is HEAD: Envoy's
+    replies to requests it refuses before reading their headers (431, OPTIONS *, no Host)
+    gave that matcher no method to look at, so it did not skip, and their bodies were lost.
+    First in the chain, so last on the way out, after every filter that may write a body
+    (`openai_errors`)."""
+    source = (
+        "function envoy_on_response(response)\n"
+        '  for chunk in response:bodyChunks() do chunk:setBytes("") end\n'
+        "end\n"
+    )
+    lua = {
+        "name": "head_body",
+        "typed_config": {
+            "@type": _TYPES + "extensions.filters.http.lua.v3.Lua",
+            "default_source_code": {"inline_string": source},
+        },
+    }
+    run_lua = {
+        "name": "head_body",
+        "typed_config": {
+            "@type": _TYPES + "extensions.filters.http.composite.v3.ExecuteFilterAction",
+            "typed_config": lua,
+        },
+    }
+    method = {
+        "name": "method",
+        "typed_config": {
+            "@type": _TYPES + "type.matcher.v3.HttpRequestHeaderMatchInput",
+            "header_name": ":method",
+        },
+    }
+    composite = {"@type": _TYPES + "extensions.filters.http.composite.v3.Composite"}
+    return {
+        "name": "head_bodies",
+        "typed_config": {
+            "@type": _TYPES + "extensions.common.matching.v3.ExtensionWithMatcher",
+            "extension_config": {"name": "composite", "typed_config": composite},
+            "xds_matcher": {
+                "matcher_tree": {
+                    "input": method,
+                    "exact_match_map": {"map": {"HEAD": {"action": run_lua}}},
+                }
+            },
+        },
+    }
 
 
 def path_regex(template: str) -> str:

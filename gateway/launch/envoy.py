@@ -19,6 +19,7 @@ from gateway.config import MIB
 from gateway.edge import IDENTITY_HEADER, EdgeConfig, edge_values, host_values, is_loopback
 from gateway.launch._access_log import METADATA, grpc_status_format, status_rules
 from gateway.launch._grpc_web import grpc_web_filters
+from gateway.launch._methods import head_filter
 from gateway.launch._replies import local_reply_mappers
 
 
@@ -238,6 +239,7 @@ def render(
         "GATEWAY_ENDPOINTS": json.dumps([_endpoint(a) for a in settings.gateway_endpoints]),
         "LOCAL_REPLY_MAPPERS": json.dumps(local_reply_mappers(descriptor or descriptor_set())),
         "STATUS_RULES": json.dumps(status_rules()),
+        "HEAD_FILTER": json.dumps(head_filter()),
         "GRPC_WEB_FILTERS": "\n          ".join(f"- {json.dumps(f)}" for f in grpc_web_filters()),
         "GRPC_STATUS_FORMAT": json.dumps(grpc_status_format()),
         **edge_values(settings.edge, settings.cors_origins, secrets_dir or Path("secrets")),

@@ -183,22 +183,29 @@ def _tracing(endpoint: str | None, ratio: float) -> dict[str, object] | None:
     }
 
 
-#: What Envoy's admin answers: what the stack and its operators read (readiness, stats with
-#: any query, memory, version, upstream health). Not /quitquitquit, /logging, /runtime_modify,
-#: /config_dump...: the admin has no authentication, and a web page can reach a laptop's
-#: loopback port by DNS rebinding (gateway/edge/_hosts.py), which no Host check guards here.
-ADMIN_READS = (
+#: What Envoy's admin answers: what the stack and its operators read (readiness, /stats and
+#: /stats/prometheus with any query, memory, version, upstream health). Not /quitquitquit,
+#: /logging, /runtime_modify, /config_dump...: the admin has no authentication, and a web page
+#: can reach a laptop's loopback port by DNS rebinding (gateway/edge/_hosts.py), which no Host
+#: check guards here. Envoy matches these against the path and its query (after merging
+#: slashes and dot segments), whatever the method: no prefixes, since the prefix /stats let
+#: POST /stats/recentlookups/enable, /disable and /clear through (they change what Envoy
+#: records), and would let any endpoint a later Envoy adds under it.
+ADMIN_READS: tuple[dict[str, object], ...] = (
     {"exact": "/ready"},
-    {"prefix": "/stats"},
+    {"safe_regex": {"regex": r"/stats(/prometheus)?(\?.*)?"}},
     {"exact": "/memory"},
     {"exact": "/server_info"},
-    {"prefix": "/clusters"},
+    {"safe_regex": {"regex": r"/clusters(\?.*)?"}},
 )
 #: And in a container (a listener off loopback): what run-envoy.sh sends on SIGTERM to drain.
-ADMIN_DRAIN = ({"exact": "/healthcheck/fail"}, {"prefix": "/drain_listeners"})
+ADMIN_DRAIN: tuple[dict[str, object], ...] = (
+    {"exact": "/healthcheck/fail"},
+    {"prefix": "/drain_listeners"},
+)
 
 
-def admin_paths(listen_address: str) -> list[dict[str, str]]:
+def admin_paths(listen_address: str) -> list[dict[str, object]]:
     """The admin paths Envoy answers (``admin.allow_paths``; any other is a 403)."""
     return [*ADMIN_READS, *(() if is_loopback(listen_address) else ADMIN_DRAIN)]
 

@@ -116,7 +116,8 @@ _STATUS_TEXT = (
 
 
 # Headers every SaxGateway route takes and answers with (README, "The deadline of any call";
-# Envoy checks grpc-timeout's form and sets x-request-id on every response, its own included).
+# Envoy checks grpc-timeout's form and sets x-request-id on every response, its own included,
+# but for those to requests it refused before it read them: README, "Errors are JSON").
 _GRPC_TIMEOUT: Schema = {
     "name": "grpc-timeout",
     "in": "header",

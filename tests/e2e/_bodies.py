@@ -1,7 +1,8 @@
 """The whole JSON error bodies HTTP clients get, for exact assertions.
 
 Every error carries the call's request ID (the ``x-request-id`` response header): the gateway's
-as a ``google.rpc.RequestInfo`` detail, Envoy's own replies also as a top-level field.
+as a ``google.rpc.RequestInfo`` detail, Envoy's own replies also as a top-level field. Envoy's
+replies to requests it refused before it read them have none (null, and no header).
 """
 
 from __future__ import annotations

@@ -111,6 +111,26 @@ def test_a_request_refused_before_any_route_says_why(
         "details": [{"@type": REQUEST_INFO, "request_id": None}],
         "request_id": None,
     }
+    assert response.getheader("x-request-id") is None  # README: the replies without one
+
+
+def test_a_method_envoy_does_not_know_is_a_json_400_without_a_request_id(stack: Stack) -> None:
+    # Refused as it is parsed, before there is a request to give an ID (README).
+    url = httpx.URL(stack.http_url)
+    connection = HTTPConnection(url.host, url.port, timeout=30)
+    try:
+        connection.request("FOO", "/generate", headers={"x-request-id": "mine"})
+        response = connection.getresponse()
+        body = json.loads(response.read())
+    finally:
+        connection.close()
+    assert (response.status, response.getheader("x-request-id")) == (400, None)
+    assert body == {
+        "code": 3,
+        "message": "Bad Request",
+        "details": [{"@type": REQUEST_INFO, "request_id": None}],
+        "request_id": None,
+    }
 
 
 UPGRADES_NOT_SERVED = (
@@ -214,6 +234,7 @@ def test_headers_too_large_is_a_json_431(http: httpx.Client) -> None:
     assert response.status_code == 431
     assert response.headers["content-type"] == "application/json"
     # Envoy refuses the headers before it has a request, so there is no request ID to give.
+    assert "x-request-id" not in response.headers
     assert response.json() == {
         "code": 8,
         "message": "Request Header Fields Too Large",

@@ -26,8 +26,10 @@ from gateway.client import (
     PermissionDeniedError,
     UnavailableError,
 )
+from gateway.common.deadline import Deadline
 from gateway.common.intercept import Streaming, Unary, WrappingInterceptor
-from gateway.config import AccessSettings
+from gateway.config import AccessSettings, GatewaySettings
+from gateway.service import _deadlines as deadlines
 from gateway.service._counts import Counts, LocalCounts
 from gateway.service._fields import with_slash
 from gateway.service._gates import UNLIMITED, Gate, Slot, Unlimited
@@ -113,7 +115,7 @@ class Access:
             log.info("client=%s refused model=%s: not in its model list", self.label(client), model)
             raise PermissionDeniedError(f"client {client} may not use {model}")
 
-    async def _model_acls(self, model: str, timeout: float) -> dict[str, str]:
+    async def _model_acls(self, model: str, deadline: Deadline) -> dict[str, str]:
         cached = self._acls.get(model)
         if cached is not None:
             expires, acls = cached
@@ -127,29 +129,39 @@ class Access:
                 # The same while the admin cannot be reached: nobody can change the ACLs
                 # through it then, and data calls must not depend on it (upstream's model
                 # servers keep enforcing the ACLs they last got, too).
-                self._refresh(model, timeout, contextvars.Context())
+                self._refresh(model, contextvars.Context())
                 return acls
-        fetch = asyncio.shield(self._refresh(model, timeout, contextvars.copy_context()))
-        if cached is None:
-            return await fetch  # never read: fail rather than skip the check
+        fetch = asyncio.shield(self._refresh(model, contextvars.copy_context()))
+        # Never read, the call waits for them: it fails rather than skip the check. Read
+        # before, an admin that does not answer at all (hung, or its host gone) would hold
+        # every call for the whole fetch: past a moment, the ACLs at hand answer. Neither
+        # waits past the call's deadline (the fetch is shared: its time is no one call's).
+        left = deadline.remaining()
+        moment = cached is not None and (left is None or left > _STALE_WAIT_S)
         try:
-            # An admin that does not answer at all (hung, or its host gone) would hold every
-            # call for the whole fetch: past a moment, the ACLs at hand answer.
-            async with asyncio.timeout(_STALE_WAIT_S):
+            async with asyncio.timeout(_STALE_WAIT_S if moment else left):
                 return await fetch
-        except (TimeoutError, *_UNREACHABLE):
+        except TimeoutError:
+            if cached is None or not moment:
+                raise DeadlineExceededError(
+                    f"call to {model} exceeded its deadline reading the model's ACLs from the admin"
+                ) from None
+            return cached[1]
+        except _UNREACHABLE:
+            if cached is None:
+                raise
             return cached[1]  # and `_fetched` keeps them in force if the admin is unreachable
 
-    def _refresh(
-        self, model: str, timeout: float, context: contextvars.Context
-    ) -> asyncio.Future[dict[str, str]]:
+    def _refresh(self, model: str, context: contextvars.Context) -> asyncio.Future[dict[str, str]]:
         """The model's ACL fetch: one admin call per model at a time, however many calls wait
-        for its answer (a burst must not turn into a burst of admin calls). A background one
-        runs in an empty ``context``: it is part of no call (no span, no request ID)."""
+        for its answer (a burst must not turn into a burst of admin calls), each until its
+        own deadline; the fetch has its own (`_ACL_TIMEOUT`), since it is no one call's. A
+        background one runs in an empty ``context``: it is part of no call (no span, no
+        request ID)."""
         fetch = self._fetching.get(model)
         if fetch is None or fetch.done():  # done: its callback, which forgets it, is pending
             loop = asyncio.get_running_loop()
-            fetch = loop.create_task(self._fetch_acls(model, timeout), context=context)
+            fetch = loop.create_task(self._fetch_acls(model), context=context)
             self._fetching[model] = fetch
             # In the fetch's own context: the call that started it may be long over when it
             # ends (`CallRecord.end`).
@@ -168,9 +180,9 @@ class Access:
                 self._unreachable.add(model)
             log.warning("reading the ACLs of %s failed: %s", model, error)
 
-    async def _fetch_acls(self, model: str, timeout: float) -> dict[str, str]:
+    async def _fetch_acls(self, model: str) -> dict[str, str]:
         try:
-            detail = await self._client.list_detail(model, timeout=timeout)
+            detail = await self._client.list_detail(model, timeout=_ACL_TIMEOUT)
         except (InvalidArgumentError, NotFoundError):
             # No such model: no ACL to apply; the call itself reports the real error (and a
             # missing field before an unknown model). Other errors fail closed.
@@ -199,8 +211,10 @@ class Access:
         group = acl.removeprefix("acl/")
         return self._settings.groups.get(group, frozenset({group}))
 
-    async def _check_acl(self, client: str | None, model: str, method: str, timeout: float) -> None:
-        acl = (await self._model_acls(model, timeout)).get(method, "")
+    async def _check_acl(
+        self, client: str | None, model: str, method: str, deadline: Deadline
+    ) -> None:
+        acl = (await self._model_acls(model, deadline)).get(method, "")
         if not self._acl_admits(client, acl):
             log.info(
                 "client=%s refused %s on model=%s by ACL %s", self.label(client), method, model, acl
@@ -210,14 +224,20 @@ class Access:
                 f"{method} on {model} is limited to {acl}; client {who} is not in it"
             )
 
-    def admit(self, method: str, request: Any, context: Caller, timeout: float) -> _Admission:
-        """Checks ``request`` and holds its concurrency slots while the body runs."""
-        return _Admission(self, method, request, context, timeout)
+    def admit(
+        self, method: str, request: Any, context: Caller, deadline: Deadline | None
+    ) -> _Admission:
+        """Checks ``request`` and holds its concurrency slots while the body runs. A data call
+        (one of `SAX_METHODS`) waits for its model's ACLs and slot until ``deadline``, the
+        call's own (`_deadlines`); other calls wait for nothing, and need none."""
+        return _Admission(self, method, request, context, deadline)
 
-    def admit_model(self, method: str, model: str, context: Caller) -> _Admission:
+    def admit_model(
+        self, method: str, model: str, context: Caller, deadline: Deadline
+    ) -> _Admission:
         """`admit` for a call whose model is not a proto field, as on the OpenAI face (whose
         body is OpenAI's JSON): ``method`` is the SaxGateway method it stands for."""
-        return self.admit(method, _Named(model), context, _timeout(context))
+        return self.admit(method, _Named(model), context, deadline)
 
     def _client_slot(self, client: str | None, context: Caller) -> Slot | Unlimited:
         if client is None:
@@ -243,19 +263,24 @@ class _Admission(AbstractAsyncContextManager["_Admission"]):
     __slots__ = (
         "_access",
         "_context",
+        "_deadline",
         "_gate",
         "_method",
         "_model",
         "_request",
         "_slot",
-        "_timeout",
     )
 
     def __init__(
-        self, access: Access, method: str, request: Any, context: Caller, timeout: float
+        self,
+        access: Access,
+        method: str,
+        request: Any,
+        context: Caller,
+        deadline: Deadline | None,
     ) -> None:
         self._access, self._method, self._request = access, method, request
-        self._context, self._timeout = context, timeout
+        self._context, self._deadline = context, deadline
         self._gate: Gate | None = None
         self._slot: Slot | Unlimited | None = None
         self._model = ""
@@ -270,7 +295,11 @@ class _Admission(AbstractAsyncContextManager["_Admission"]):
         sax_method = SAX_METHODS.get(self._method)
         if sax_method is None:
             return self
-        await access._check_acl(client, model, sax_method, self._timeout)
+        deadline = self._deadline
+        # Every caller fixes a data call's deadline; without one the call fails, never
+        # skipping its checks.
+        assert deadline is not None, f"{self._method} admitted without its deadline"
+        await access._check_acl(client, model, sax_method, deadline)
         slot = access._client_slot(client, self._context)
         slot.__enter__()
         gate = access._gates.get(model)
@@ -280,7 +309,7 @@ class _Admission(AbstractAsyncContextManager["_Admission"]):
             )
         gate.users += 1
         try:
-            await gate.acquire(model)
+            await gate.acquire(model, deadline)
         except BaseException:
             self._leave(gate, model, slot)
             raise
@@ -348,6 +377,7 @@ def _named_model(request: Any) -> str | None:
     return with_slash(model)
 
 
+#: Seconds an ACL read may take; each call waits for it until its own deadline at most.
 _ACL_TIMEOUT = 10.0
 # Calls that change a model's definition, and so maybe its ACLs (SetAcl: a method's ACL):
 # once one has run here, this gateway's next call on the model reads them anew (other
@@ -360,17 +390,21 @@ _STALE_WAIT_S = 2.0
 
 
 class AccessInterceptor(WrappingInterceptor):
-    """Runs `Access.admit` around every SaxGateway call (inside the error interceptor)."""
+    """Runs `Access.admit` around every SaxGateway call (inside the error interceptor), with
+    a data call's deadline fixed first (`_deadlines.fix`): its waits here count against it."""
 
-    def __init__(self, access: Access) -> None:
+    def __init__(self, access: Access, settings: GatewaySettings) -> None:
         super().__init__((SERVICE,))
         self._access = access
+        self._settings = settings
 
     def wrap_unary(self, method: str, behavior: Unary) -> Unary:
-        name, access = method.removeprefix(SERVICE), self._access
+        name, access, settings = method.removeprefix(SERVICE), self._access, self._settings
+        data = name in SAX_METHODS
 
         async def call(request: Any, context: Any) -> Any:
-            async with access.admit(name, request, context, _timeout(context)):
+            deadline = deadlines.fix(context, request, settings) if data else None
+            async with access.admit(name, request, context, deadline):
                 return await behavior(request, context)
 
         if name not in _CHANGES:
@@ -387,16 +421,13 @@ class AccessInterceptor(WrappingInterceptor):
         return change
 
     def wrap_streaming(self, method: str, behavior: Streaming) -> Streaming:
-        name, access = method.removeprefix(SERVICE), self._access
+        name, access, settings = method.removeprefix(SERVICE), self._access, self._settings
+        data = name in SAX_METHODS
 
         async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
-            async with access.admit(name, request, context, _timeout(context)):
+            deadline = deadlines.fix(context, request, settings, stream=True) if data else None
+            async with access.admit(name, request, context, deadline):
                 async for response in behavior(request, context):
                     yield response
 
         return stream
-
-
-def _timeout(context: Any) -> float:
-    remaining: float | None = context.time_remaining()
-    return min(remaining, _ACL_TIMEOUT) if remaining is not None else _ACL_TIMEOUT

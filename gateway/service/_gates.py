@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from gateway.client import ResourceExhaustedError
+from gateway.client import DeadlineExceededError, ResourceExhaustedError
+from gateway.common.deadline import Deadline
 from gateway.config import ModelLimit
 from gateway.service._counts import AtLimit, Counts
 
@@ -33,13 +34,27 @@ class Gate:
         self.waiting = 0
         self.users = 0
 
-    async def acquire(self, model: str) -> None:
-        if self._slots.locked() and self.waiting >= self._max_queued:
+    async def acquire(self, model: str, deadline: Deadline) -> None:
+        """Takes a slot: at once if one is free, else in order behind the calls waiting, until
+        ``deadline`` (then DeadlineExceededError, a moment before grpc's own deadline would
+        end the call with a bare status: `_fields.REPORT_MARGIN_S`)."""
+        if not self._slots.locked():
+            await self._slots.acquire()  # free: taken without a wait, so nothing to bound
+            return
+        if self.waiting >= self._max_queued:
             log.debug("model=%s shed a call: %d waiting", model, self.waiting)
             raise Busy(f"{model} is at its limit of calls in flight and queued; retry later")
         self.waiting += 1
         try:
-            await self._slots.acquire()
+            # A wait cut short takes no slot: asyncio's semaphore hands a slot it had just
+            # given the waiter on to the next one.
+            async with asyncio.timeout(deadline.remaining()):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise DeadlineExceededError(
+                f"call to {model} exceeded its deadline waiting in the model's queue for a "
+                "free slot"
+            ) from None
         finally:
             self.waiting -= 1
 

@@ -144,7 +144,7 @@ class GatewayServer:
             ),
             # A request that does not parse, on the OpenAI face: OpenAI's envelope.
             ErrorInterceptor({_OPENAI_SERVICE: report_error}),
-            AccessInterceptor(access),
+            AccessInterceptor(access, settings),
         ]
         server = grpc.aio.server(
             interceptors=interceptors,

@@ -19,6 +19,7 @@ from gateway.client import CallOptions, Client, DeadlineExceededError, ModelDeta
 from gateway.common.deadline import Deadline
 from gateway.common.rpc import Context
 from gateway.config import GatewaySettings
+from gateway.service import _deadlines as deadlines
 from gateway.service import _fields as f
 from gateway.service._errors import request_id, to_status
 from gateway.service._multimodal import MultimodalMethods
@@ -82,17 +83,9 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
         self._streams = streams  # shared with the OpenAI face
 
     def _deadline(self, context: Context, request: Any = None, stream: bool = False) -> Deadline:
-        # Fixed once where the call enters; every Sax RPC the call makes uses what is left.
-        asked = request.timeout if request is not None and request.HasField("timeout") else None
-        unary = f.deadline(context, asked, self._settings.default_timeout)
-        if not stream:
-            return Deadline.after(unary)
-        # A stream may decode for the stream timeout, but retrying overloaded or unreachable
-        # replicas stops where a unary call's would: a caller that set no deadline got its
-        # RESOURCE_EXHAUSTED after the whole stream timeout (600 s).
-        return Deadline.after(
-            f.deadline(context, asked, self._settings.stream_timeout), retry_for=unary
-        )
+        # Fixed once where the call enters (a data call's by the access checks, before they
+        # wait for its model's ACLs and slot); every Sax RPC the call makes uses what is left.
+        return deadlines.fixed(context, request, self._settings, stream=stream)
 
     def _target(
         self, request: Any, context: Context, stream: bool = False

@@ -12,12 +12,14 @@ from typing import Any
 import pytest
 
 from gateway.client import (
+    DeadlineExceededError,
     NotFoundError,
     PermissionDeniedError,
     ResourceExhaustedError,
     UnavailableError,
 )
 from gateway.common import slottable
+from gateway.common.deadline import Deadline
 from gateway.common.names import ACL_METHODS
 from gateway.common.slottable import SlotTable
 from gateway.config import AccessSettings, ModelLimit
@@ -28,6 +30,7 @@ from gateway.service._gates import UNLIMITED, Busy
 from gateway.service._usage import DATA_METHODS
 
 MODEL = "/sax/test/lm"
+DEADLINE = Deadline.after(3600)  # the call's (gateway/service/_deadlines.py): far off here
 
 
 @dataclass
@@ -67,9 +70,13 @@ def _access(client: FakeClient, **settings: Any) -> Access:
 
 
 async def _admit(
-    access: Access, who: str | None, method: str = "Generate", model: str = MODEL
+    access: Access,
+    who: str | None,
+    method: str = "Generate",
+    model: str = MODEL,
+    deadline: Deadline = DEADLINE,
 ) -> None:
-    async with access.admit(method, Request(model), FakeContext(who), timeout=5):
+    async with access.admit(method, Request(model), FakeContext(who), deadline):
         pass
 
 
@@ -131,10 +138,10 @@ class NamedRequest:
 async def test_model_lists_hold_for_calls_that_name_the_model_in_name() -> None:
     access = _access(FakeClient(), client_models=MappingProxyType({"team-b": ("/sax/test/b-*",)}))
     with pytest.raises(PermissionDeniedError, match="client team-b may not use /sax/test/lm"):
-        async with access.admit("GetAcl", NamedRequest(MODEL), FakeContext("team-b"), timeout=5):
+        async with access.admit("GetAcl", NamedRequest(MODEL), FakeContext("team-b"), DEADLINE):
             pass
     for name in ("/sax/test/b-lm", "/sax/test"):  # its own model; a cell is no model
-        async with access.admit("GetAcl", NamedRequest(name), FakeContext("team-b"), timeout=5):
+        async with access.admit("GetAcl", NamedRequest(name), FakeContext("team-b"), DEADLINE):
             pass
 
 
@@ -144,7 +151,7 @@ async def test_model_gate_runs_some_queues_some_and_sheds_the_rest() -> None:
     order: list[str] = []
 
     async def call(name: str) -> None:
-        async with access.admit("Generate", Request(), FakeContext(name), timeout=5):
+        async with access.admit("Generate", Request(), FakeContext(name), DEADLINE):
             order.append(name)
             await release.wait()
 
@@ -177,7 +184,7 @@ async def test_the_calls_of_one_request_stay_within_the_models_limit() -> None:
         return number
 
     async def request() -> list[int]:
-        admission = access.admit("Generate", Request(), FakeContext("team-a"), timeout=5)
+        admission = access.admit("Generate", Request(), FakeContext("team-a"), DEADLINE)
         async with admission as admitted:
             return await admitted.each([functools.partial(call, n) for n in range(8)])
 
@@ -197,7 +204,7 @@ async def test_per_client_concurrency() -> None:
         client_max_concurrent=MappingProxyType({"team-a": 1}),
         default_max_concurrent=2,
     )
-    async with access.admit("Generate", Request(), FakeContext("team-a"), timeout=5):
+    async with access.admit("Generate", Request(), FakeContext("team-a"), DEADLINE):
         with pytest.raises(ResourceExhaustedError, match="client team-a has 1 calls in flight"):
             await _admit(access, "team-a")
         await _admit(access, "team-b")
@@ -206,12 +213,12 @@ async def test_per_client_concurrency() -> None:
 
 async def test_anonymous_callers_count_by_address() -> None:
     access = _access(FakeClient(), default_max_concurrent=1)
-    async with access.admit("Generate", Request(), FakeContext(None, "10.0.0.1"), timeout=5):
+    async with access.admit("Generate", Request(), FakeContext(None, "10.0.0.1"), DEADLINE):
         busy = r"client anonymous@10\.0\.0\.1 has 1 calls"
         with pytest.raises(ResourceExhaustedError, match=busy):
-            async with access.admit("Generate", Request(), FakeContext(None, "10.0.0.1"), 5):
+            async with access.admit("Generate", Request(), FakeContext(None, "10.0.0.1"), DEADLINE):
                 pass
-        async with access.admit("Generate", Request(), FakeContext(None, "10.0.0.2"), 5):
+        async with access.admit("Generate", Request(), FakeContext(None, "10.0.0.2"), DEADLINE):
             pass
 
 
@@ -228,9 +235,9 @@ async def test_workers_of_one_stack_share_each_clients_calls_in_flight(tmp_path:
     )
     try:
         async with (
-            first.admit("Generate", Request(), FakeContext("team-a"), timeout=5),
-            second.admit("Generate", Request(), FakeContext("team-a"), timeout=5),
-            first.admit("Generate", Request(), FakeContext(None, "10.0.0.1"), timeout=5),
+            first.admit("Generate", Request(), FakeContext("team-a"), DEADLINE),
+            second.admit("Generate", Request(), FakeContext("team-a"), DEADLINE),
+            first.admit("Generate", Request(), FakeContext(None, "10.0.0.1"), DEADLINE),
         ):
             for access in (first, second):
                 with pytest.raises(Busy) as busy:
@@ -239,10 +246,10 @@ async def test_workers_of_one_stack_share_each_clients_calls_in_flight(tmp_path:
                     "client team-a has 2 calls in flight, its limit; retry later"
                 )
                 with pytest.raises(Busy, match=r"client anonymous@10\.0\.0\.1 has 1 calls"):
-                    async with access.admit("Generate", Request(), FakeContext(None), 5):
+                    async with access.admit("Generate", Request(), FakeContext(None), DEADLINE):
                         pass
             await _admit(second, "team-b")
-            async with second.admit("Generate", Request(), FakeContext(None, "10.0.0.2"), 5):
+            async with second.admit("Generate", Request(), FakeContext(None, "10.0.0.2"), DEADLINE):
                 pass
         await _admit(second, "team-a")
         assert tables[0].held("calls:team-a") == 0
@@ -257,7 +264,7 @@ async def test_clients_without_a_limit_are_not_counted(tmp_path: Path) -> None:
     try:
         counts = SharedCounts(table, "calls")
         access = Access(AccessSettings(), FakeClient(), counts)  # type: ignore[arg-type]
-        async with access.admit("Generate", Request(), FakeContext("team-a"), timeout=5):
+        async with access.admit("Generate", Request(), FakeContext("team-a"), DEADLINE):
             assert counts.held("team-a") == 0
             assert access._client_slot("team-a", FakeContext("team-a")) is UNLIMITED
             assert access._client_slot(None, FakeContext(None)) is UNLIMITED
@@ -284,11 +291,49 @@ async def test_every_model_call_counts_against_the_client_and_model_limits(metho
         default_max_concurrent=1,
         model=ModelLimit(max_in_flight=1, max_queued=0),
     )
-    async with access.admit(method, Request(), FakeContext("team-a"), timeout=5):
+    async with access.admit(method, Request(), FakeContext("team-a"), DEADLINE):
         with pytest.raises(ResourceExhaustedError, match="client team-a has 1 calls in flight"):
             await _admit(access, "team-a", method=method)
         with pytest.raises(ResourceExhaustedError, match="at its limit"):
             await _admit(access, "team-b", method=method)
+
+
+async def test_a_call_queued_past_its_deadline_gives_back_what_it_held(tmp_path: Path) -> None:
+    # Its deadline bounds a call's wait in the model's queue: DEADLINE_EXCEEDED then, a moment
+    # before grpc's own deadline would end it with a bare status. The client's count (here a
+    # stack's shared table) and the model's slots and queue are as they were before it.
+    slottable.create(str(tmp_path / "slots"), workers=2)
+    table = SlotTable(str(tmp_path / "slots"), 0)
+    counts = SharedCounts(table, "calls")
+    settings = AccessSettings(
+        default_max_concurrent=3, model=ModelLimit(max_in_flight=1, max_queued=1)
+    )
+    access = Access(settings, FakeClient(), counts)  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    try:
+        async with access.admit("Generate", Request(), FakeContext("team-a"), DEADLINE):
+            for _ in range(2):
+                started = loop.time()
+                with pytest.raises(DeadlineExceededError) as late:
+                    await _admit(access, "team-a", deadline=Deadline.after(0.05))
+                assert 0.04 < loop.time() - started < 0.5
+                assert late.value.message == (
+                    f"call to {MODEL} exceeded its deadline waiting in the model's queue for a "
+                    "free slot"
+                )
+                assert counts.held("team-a") == 1  # the holder's
+            # The queue's one place is free again; a call that waits there runs next.
+            queued = asyncio.create_task(_admit(access, "team-a"))
+            await asyncio.sleep(0.01)
+            assert not queued.done() and counts.held("team-a") == 2
+        await queued
+        assert counts.held("team-a") == 0 and access._gates == {}
+        # No slot was given back twice: the model still runs one call at a time.
+        async with access.admit("Generate", Request(), FakeContext("team-b"), DEADLINE):
+            with pytest.raises(DeadlineExceededError):
+                await _admit(access, "team-a", deadline=Deadline.after(0.01))
+    finally:
+        table.close()
 
 
 def test_labels_are_bounded() -> None:
@@ -390,6 +435,65 @@ class FailingAfterFirst(FakeClient):
             self.calls += 1
             raise self.error("admin unreachable" if self.error is UnavailableError else "refused")
         return await super().list_detail(model, timeout=timeout)
+
+
+@dataclass
+class HangingAfterFirst(FakeClient):
+    """Answers the first read (none if ``hung_from_start``); later reads wait for ``answer``:
+    an admin that takes calls and says nothing (SIGSTOP)."""
+
+    hung_from_start: bool = False
+    answer: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def list_detail(self, model: str, *, timeout: float) -> Any:
+        if self.calls or self.hung_from_start:
+            await self.answer.wait()
+        return await super().list_detail(model, timeout=timeout)
+
+
+def _acl_wait(model: str = MODEL) -> str:
+    return f"call to {model} exceeded its deadline reading the model's ACLs from the admin"
+
+
+async def test_a_call_waits_for_acls_never_read_until_its_own_deadline() -> None:
+    # Before, it waited for the ACL read's own 10 s, whatever its deadline. Calls that wait
+    # for one read each stop at their own deadline; the read goes on for those still waiting.
+    client = HangingAfterFirst({}, hung_from_start=True)
+    access = _access(client)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    calls = [_admit(access, "team-a", deadline=Deadline.after(s)) for s in (0.05, 0.2)]
+    short, longer = asyncio.create_task(calls[0]), asyncio.create_task(calls[1])
+    with pytest.raises(DeadlineExceededError) as late:
+        await short
+    assert late.value.message == _acl_wait()
+    assert 0.04 < loop.time() - started < 0.15 and not longer.done()
+    with pytest.raises(DeadlineExceededError):
+        await longer
+    assert 0.19 < loop.time() - started < 0.5
+    third = asyncio.create_task(_admit(access, "team-a"))
+    await asyncio.sleep(0.01)
+    client.answer.set()
+    await third  # the same read, answered at last
+    assert client.calls == 1
+
+
+async def test_a_call_waits_for_expired_acls_no_longer_than_its_deadline(
+    clock: list[float],
+) -> None:
+    # ACLs older than two lifetimes are waited for, up to 2 s before the ones at hand answer;
+    # a call due sooner stopped only after those 2 s, and then ran.
+    client = HangingAfterFirst({"lm.generate": "acl/team-a"})
+    access = await _read_at_zero(client)
+    clock[0] = 2.5
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(DeadlineExceededError) as late:
+        await _admit(access, "team-a", deadline=Deadline.after(0.05))
+    assert late.value.message == _acl_wait()
+    assert loop.time() - started < 0.5
+    client.answer.set()
+    await _admit(access, "team-a")
 
 
 def test_the_methods_checked_here_are_the_ones_sax_keeps_acls_for() -> None:

@@ -134,14 +134,6 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
             retry_for=f.deadline(context, None, self._settings.default_timeout),
         )
 
-    def _options(self, context: Context, sampling: rq.Sampling | None) -> CallOptions:
-        """The options of a generation (given its ``sampling``) or of an embedding."""
-        if sampling is None:
-            deadline = self._deadline(context, self._settings.default_timeout)
-            return CallOptions(deadline=deadline)
-        extra = sampling.extra_inputs()
-        return CallOptions(extra_inputs=extra, deadline=self._generation_deadline(context))
-
     # Models.
 
     async def _language_models(self, context: Context) -> list[str]:
@@ -190,7 +182,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         name = unquote(request.model)
         model = self._resolve(name)
         deadline = self._deadline(context, self._settings.default_timeout)
-        async with self._access.admit_model("GetModel", model, context):
+        async with self._access.admit_model("GetModel", model, context, deadline):
             detail = await self._client.list_detail(model, deadline=deadline)
         if not _language_model(detail.method_names):
             raise NotFoundError(f"{model} is not a language model (it has no {LM_METHOD})")
@@ -267,7 +259,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         """NOT_FOUND unless ``model`` is published (PERMISSION_DENIED first if the caller's
         model list leaves it out, so the answer says nothing of models it may not use)."""
         deadline = self._deadline(context, self._settings.default_timeout)
-        async with self._access.admit_model("GetModel", model, context):
+        async with self._access.admit_model("GetModel", model, context, deadline):
             await self._client.list_detail(model, deadline=deadline)
 
     def _job(
@@ -288,19 +280,22 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
 
     async def _complete(self, context: Context, job: Job) -> AsyncIterator[HttpBody]:
         shape, model, prompts, sampling, stops = job
-        if sampling.stream:
-            with self._streams.hold(context):
-                async with self._access.admit_model("GenerateStream", model, context):
-                    async for message in self._stream(context, job):
-                        yield message
-            return
         # A completion decodes as long as its max_tokens asks, streamed or not: an SDK sends
         # no deadline, and cut at the unary default it would be a 504 the SDKs retry twice
         # (the decoding three times over, then a failure). OpenAI and vLLM do not cut it;
-        # the SDKs themselves wait 600 s, as long as a stream may last here.
-        options = self._options(context, sampling)
+        # the SDKs themselves wait 600 s, as long as a stream may last here. One deadline
+        # for the whole request (however many prompts it has), from before it waits for
+        # its model's ACLs and slot.
+        deadline = self._generation_deadline(context)
+        options = CallOptions(extra_inputs=sampling.extra_inputs(), deadline=deadline)
+        if sampling.stream:
+            with self._streams.hold(context):
+                async with self._access.admit_model("GenerateStream", model, context, deadline):
+                    async for message in self._stream(job, options):
+                        yield message
+            return
         generate = self._client.lm_generate
-        async with self._access.admit_model("Generate", model, context) as admitted:
+        async with self._access.admit_model("Generate", model, context, deadline) as admitted:
             results = await admitted.each([partial(generate, model, p, options) for p in prompts])
         choices = []
         limit = sampling.max_tokens
@@ -313,10 +308,8 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         usage = self._usage(model, prompts, [text for text, _ in choices])
         yield self._fitted(rs.body(shape.whole(choices, usage)), _LESS_TEXT)
 
-    async def _stream(self, context: Context, job: Job) -> AsyncIterator[HttpBody]:
+    async def _stream(self, job: Job, options: CallOptions) -> AsyncIterator[HttpBody]:
         shape, model, prompts, sampling, _ = job
-        # One deadline for the whole request, however many prompts it streams.
-        options = self._options(context, sampling)
         # Every choice's text as sent (`stream_prompt` fills it): the call's usage from here
         # on, read when the call ends, so a stream that fails or whose client leaves counts
         # the text that went out, with no extra work per chunk.
@@ -350,9 +343,11 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
     ) -> HttpBody:
         req = rq.embedding_request(rq.parse_body(request.body.data))
         model = self._resolve(req.model)
-        options = self._options(context, None)
+        # From before the call waits for its model's ACLs and slot, as a completion's.
+        deadline = self._deadline(context, self._settings.default_timeout)
+        options = CallOptions(deadline=deadline)
         embed = self._client.lm_embed
-        async with self._access.admit_model("Embed", model, context) as admitted:
+        async with self._access.admit_model("Embed", model, context, deadline) as admitted:
             vectors = await admitted.each([partial(embed, model, t, options) for t in req.inputs])
         size = len(vectors[0])
         if req.dimensions is not None and req.dimensions != size:

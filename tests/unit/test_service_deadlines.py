@@ -1,0 +1,82 @@
+"""A call's one deadline: fixed where a data call enters (the access checks), the same one for
+the servicer; computed anew for a call that had none fixed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from dataclasses import dataclass
+from typing import cast
+
+import pytest
+from google.protobuf import duration_pb2
+from saxgateway.v1 import gateway_pb2 as pb
+
+from gateway.client import ClientSettings, InvalidArgumentError
+from gateway.common.deadline import now
+from gateway.common.rpc import Context
+from gateway.config import GatewaySettings
+from gateway.service import _deadlines as deadlines
+
+SETTINGS = GatewaySettings(client=ClientSettings(sax_root="/tmp/root"), default_timeout=30)
+
+
+@dataclass
+class _Context:
+    remaining: float | None = None
+
+    def time_remaining(self) -> float | None:
+        return self.remaining
+
+
+def _context(remaining: float | None = None) -> Context:
+    """A servicer context whose gRPC deadline is ``remaining`` seconds away (None: none)."""
+    return cast(Context, _Context(remaining))
+
+
+def _generate(seconds: int | None = None) -> pb.GenerateRequest:
+    request = pb.GenerateRequest(model="/sax/test/lm", query="q")
+    if seconds is not None:
+        request.timeout.CopyFrom(duration_pb2.Duration(seconds=seconds))
+    return request
+
+
+def test_the_soonest_of_grpcs_deadline_the_body_and_the_default() -> None:
+    at = now()
+    assert deadlines.call_deadline(_context(), _generate(), SETTINGS).at == pytest.approx(
+        at + 30, abs=0.1
+    )
+    by_body = deadlines.call_deadline(_context(), _generate(2), SETTINGS)
+    assert by_body.at == pytest.approx(at + 2, abs=0.1)
+    # A moment before grpc's own (REPORT_MARGIN_S: a tenth of it here), so the gateway reports it.
+    by_grpc = deadlines.call_deadline(_context(1.0), _generate(2), SETTINGS)
+    assert by_grpc.at == pytest.approx(at + 0.9, abs=0.05)
+    stream = deadlines.call_deadline(_context(), _generate(), SETTINGS, stream=True)
+    assert (stream.at, stream.retry_by) == pytest.approx((at + 600, at + 30), abs=0.1)
+    with pytest.raises(InvalidArgumentError, match="timeout: must be positive"):
+        deadlines.call_deadline(_context(), _generate(0), SETTINGS)
+
+
+def test_the_servicer_gets_the_deadline_fixed_where_the_call_entered() -> None:
+    def call() -> None:
+        context = _context()
+        entered = deadlines.fix(context, _generate(2), SETTINGS)
+        # What the servicer asks for later is that one, not 2 s from then.
+        assert deadlines.fixed(context, _generate(2), SETTINGS) is entered
+        # Another call's (say one that copied this call's variables) is its own.
+        other = deadlines.fixed(_context(), _generate(5), SETTINGS)
+        assert other is not entered and other.at > entered.at + 2
+
+    contextvars.Context().run(call)
+    # A call that had none fixed (not a data call) gets its own.
+    assert deadlines.fixed(_context(), None, SETTINGS).at == pytest.approx(now() + 30, abs=0.1)
+
+
+async def test_each_call_task_has_its_own() -> None:
+    async def call(seconds: int) -> bool:
+        context = _context()
+        entered = deadlines.fix(context, _generate(seconds), SETTINGS)
+        await asyncio.sleep(0.01)  # the other call fixes its own meanwhile
+        return deadlines.fixed(context, _generate(seconds), SETTINGS) is entered
+
+    assert list(await asyncio.gather(call(2), call(3))) == [True, True]

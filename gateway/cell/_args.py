@@ -8,6 +8,7 @@ import logging
 import sys
 
 from gateway.cell.settings import DEFAULT_CELL, CellSettings
+from gateway.common import flags
 
 _TIMING = (
     ("--poll-interval", "poll_interval", "seconds between the admin's polls of model servers"),
@@ -31,7 +32,9 @@ def add_cell_arguments(parser: argparse.ArgumentParser, *, sax_root_required: bo
     )
     parser.add_argument("--fs-root", help="where the admin saves state (default: SAX_ROOT/fsroot)")
     parser.add_argument("--cell", default=DEFAULT_CELL, help="the cell, /sax/<name>")
-    parser.add_argument("--gcs-endpoint", help="GCS emulator endpoint for gs:// roots")
+    parser.add_argument(
+        "--gcs-endpoint", type=flags.endpoint, help="GCS emulator endpoint for gs:// roots"
+    )
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on and advertise")
     for flag, field, text in _TIMING:
         parser.add_argument(flag, type=float, dest=field, help=text)

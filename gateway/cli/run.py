@@ -91,7 +91,11 @@ def _add_front(cmd: argparse.ArgumentParser) -> None:
         "a tunnel's or /etc/hosts' (repeatable; * for any); other names are refused, against "
         "DNS rebinding",
     )
-    cmd.add_argument("--gcs-endpoint", help="GCS API endpoint override (a storage emulator)")
+    cmd.add_argument(
+        "--gcs-endpoint",
+        type=flags.endpoint,
+        help="GCS API endpoint override (a storage emulator)",
+    )
     add_deadline_arguments(cmd)
     add_config_argument(cmd)
     cmd.add_argument("--log-dir", help="write each process's log here instead of stderr")

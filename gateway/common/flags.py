@@ -93,12 +93,44 @@ def cell_id(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("cell: ")) from None
 
 
+def split_port(address: str) -> tuple[str, str | None]:
+    """``HOST[:PORT]`` (``[::1]:PORT`` too) as the host and the port's text, None if it has
+    none: a bare IPv6 address has none. The port is not checked: `port` does that."""
+    if address.startswith("["):
+        host, bracket, rest = address.partition("]")
+        if bracket and rest.startswith(":"):
+            return host + bracket, rest[1:]
+        return address, None
+    if address.count(":") == 1:
+        host, _, number = address.partition(":")
+        return host, number
+    return address, None
+
+
 def host_port(text: str) -> str:
     """``HOST:PORT``, as Envoy's config names an upstream (``gateway:50051``)."""
     host, colon, number = text.rpartition(":")
     if not colon or not host or " " in host:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT such as gateway:50051, got {text!r}")
     port(number)
+    return text
+
+
+def endpoint(text: str) -> str:
+    """A server's URL, ``http[s]://HOST[:PORT]``, or ``HOST:PORT`` (``--gcs-endpoint``,
+    ``--otlp-endpoint``): a port out of range failed each call (the GCS client's "Port out of
+    range"), or reached another port (grpc takes 103624 as 38088). Empty: none."""
+    if not text:
+        return text
+    rest = text.partition("://")[2] if "://" in text else text
+    authority = rest.partition("/")[0].rpartition("@")[2]  # no path, no user
+    host, number = split_port(authority)
+    if not host or any(c.isspace() for c in text):
+        raise argparse.ArgumentTypeError(
+            f"expected a URL such as http://127.0.0.1:4317, got {text!r}"
+        )
+    if number is not None:
+        port(number)
     return text
 
 

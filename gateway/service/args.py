@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from gateway.client import ClientSettings
-from gateway.common.flags import optional_port, seconds
+from gateway.common.flags import endpoint, optional_port, seconds
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings, SharedSlots
 from gateway.service.telemetry_args import (
     add_telemetry_arguments,
@@ -30,7 +30,9 @@ def default(cls: type[Any], name: str) -> Any:
 def add_gateway_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the flags of ``saxgw gateway``."""
     parser.add_argument("--sax-root", required=True, help="SAX_ROOT of the cell (dir or gs://)")
-    parser.add_argument("--gcs-endpoint", help="GCS API endpoint override (a storage emulator)")
+    parser.add_argument(
+        "--gcs-endpoint", type=endpoint, help="GCS API endpoint override (a storage emulator)"
+    )
     parser.add_argument("--host", default=default(GatewaySettings, "host"))
     parser.add_argument("--port", type=optional_port, default=DEFAULT_GATEWAY_PORT)
     add_deadline_arguments(parser)

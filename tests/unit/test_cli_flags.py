@@ -201,3 +201,70 @@ def test_up_keeps_each_sax_roots_state_apart_unless_told(tmp_path: Path) -> None
     assert run.embedded_fs_root(str(tmp_path / "a"), str(tmp_path / "fs")) == str(tmp_path / "fs")
     args = parser().parse_args(["up", "--sax-root", str(tmp_path / "a")])
     assert args.fs_root is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        # Before: grpc took the port modulo 65536: 103624 dialled 38088, -1 dialled 65535,
+        # 65536 dialled port 0.
+        (["--gateway", "127.0.0.1:103624", "ls"], "--gateway: expected a port from 1 to 65535"),
+        (["--gateway", "127.0.0.1:65536", "ls"], "--gateway: expected a port from 1 to 65535"),
+        (["ls", "--gateway", "127.0.0.1:-1"], "--gateway: expected a port from 1 to 65535"),
+        (["--gateway", "[::1]:70000", "ls"], "--gateway: expected a port from 1 to 65535"),
+        (["--gateway", "dns:///gw:99999", "ls"], "--gateway: expected a port from 1 to 65535"),
+        (["--gateway", "ipv4:10.0.0.1:80,10.0.0.2:0", "ls"], "expected a port from 1 to 65535"),
+    ],
+)
+def test_an_address_whose_port_is_out_of_range_is_refused(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert message in _refusal(argv, capsys)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        # Before: it served, and every scrape failed with OverflowError (a 500).
+        (["ops", "--port", "0", "--envoy-admin", "127.0.0.1:103624"], "--envoy-admin: expected"),
+        # Before: it served, and the GCS client failed each read ("Port out of range").
+        (
+            ["gateway", "--sax-root", "gs://b/r", "--gcs-endpoint", "http://127.0.0.1:103624"],
+            "argument --gcs-endpoint: expected a port from 1 to 65535, got '103624'",
+        ),
+        ([*UP, "--gcs-endpoint", "http://[::1]:65536/"], "--gcs-endpoint: expected a port"),
+        # Before: it served, and its traces went to port 103624 - 65536, or nowhere.
+        ([*UP, "--otlp-endpoint", "http://127.0.0.1:-1"], "--otlp-endpoint: expected a port"),
+        # Before: written; Envoy's traces went to port 103624 - 65536.
+        (
+            ["envoy-config", "--gateway", "g:1", "--out", "out", "--otlp-endpoint", "c:103624"],
+            "argument --otlp-endpoint: expected a port from 1 to 65535, got '103624'",
+        ),
+    ],
+)
+def test_a_server_given_an_address_whose_port_is_out_of_range_does_not_start(
+    argv: list[str], message: str, tmp_path: Path
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *argv],
+        cwd=tmp_path,  # where `up` makes .saxgw/, and envoy-config its --out, if they start
+        capture_output=True,
+        text=True,
+        timeout=60,  # started, it would serve until killed
+    )
+    assert (done.returncode, done.stdout) == (2, ""), done.stderr
+    assert message in done.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    "gateway",
+    ["localhost", "[::1]", "h:1", "[::1]:65535", "unix:/run/s.sock", "dns:///gw:443", "::1"],
+)
+def test_a_gateway_address_in_range_is_taken_as_given(gateway: str) -> None:
+    assert parser().parse_args(["--gateway", gateway, "ls"]).gateway == gateway
+
+
+def test_an_empty_otlp_endpoint_still_means_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `--otlp-endpoint ''` turns off the tracing $OTEL_EXPORTER_OTLP_ENDPOINT would turn on.
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
+    assert not parser().parse_args([*UP, "--otlp-endpoint", ""]).otlp_endpoint

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 from google.protobuf import struct_pb2
 
-from gateway.common.flags import port, seconds, split_port
+from gateway.common.flags import at_most_max_seconds, port, seconds, split_port
 
 
 class UsageError(Exception):
@@ -39,12 +39,12 @@ _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs"
 
 def duration(text: str) -> float:
     """``--timeout``: seconds (``2.5``), or a Go duration as saxutil's ``-sax_timeout`` takes
-    it (``90s``, ``1m30s``, ``500ms``); positive either way."""
+    it (``90s``, ``1m30s``, ``500ms``); positive and at most `MAX_SECONDS` either way."""
     if re.fullmatch(f"(?:{_DURATION_PART})+", text):
         parts = re.findall(_DURATION_PART, text)
         total = sum(float(n) * _UNIT_SECONDS[unit] for n, unit in parts)
         if total > 0:
-            return total
+            return at_most_max_seconds(total, text)
         raise argparse.ArgumentTypeError(f"expected a positive duration, got {text!r}")
     return seconds(text)
 

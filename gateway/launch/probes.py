@@ -79,7 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     kinds = parser.add_subparsers(dest="kind", required=True)
     grpc_kind = kinds.add_parser("grpc", help="grpc.health.v1 Check (a gateway)")
     grpc_kind.add_argument("address", type=flags.host_port, help="HOST:PORT")
-    grpc_kind.add_argument("--timeout", type=float, default=2.0, help="seconds (default: 2)")
+    grpc_kind.add_argument(
+        "--timeout", type=flags.seconds, default=2.0, help="seconds (default: 2)"
+    )
     args = parser.parse_args(argv)
     probe = grpc_health_probe(args.address)
     failure = probe(args.timeout)

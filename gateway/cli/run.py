@@ -16,7 +16,9 @@ from gateway.cell.settings import (
     CellSettings,
 )
 from gateway.cli import _edge, _workers
+from gateway.cli._listen import cannot_listen
 from gateway.common import flags
+from gateway.common.listen import ListenError
 from gateway.common.slottable import TableError
 from gateway.common.storage import StorageSetupError, make_dirs
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
@@ -187,6 +189,9 @@ def _gateway(args: argparse.Namespace) -> int:
     except (StorageSetupError, TableError) as exc:  # e.g. gs:// without credentials: no traceback
         print(f"saxgw gateway: {exc}", file=sys.stderr)
         return 2
+    except ListenError as exc:  # as `saxgw up` reports a busy port: one line, status 1
+        print(f"saxgw gateway: {cannot_listen(exc)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -32,10 +32,28 @@ class ConfigError(ValueError):
     (`gateway.configfile` reads it; each section's parser raises this)."""
 
 
+#: How deep a config file's lists and mappings may nest (a real one nests a few levels).
+#: PyYAML builds a document by recursion: a file nested a few hundred levels deep ended in
+#: a RecursionError traceback instead of an error naming the file.
+MAX_YAML_DEPTH = 100
+
+
 class _UniqueKeys(yaml.SafeLoader):
     """PyYAML's safe loader, but a key set twice in one mapping is an error: PyYAML keeps the
     last, so a second ``auth:`` or ``limits:`` further down replaced the first whole, and the
-    rules it held were silently dropped."""
+    rules it held were silently dropped. And nesting past `MAX_YAML_DEPTH` is an error."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                line = self.peek_event().start_mark.line + 1  # type: ignore[no-untyped-call]
+                raise ConfigError(f"line {line}: nested more than {MAX_YAML_DEPTH} levels deep")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 _BOOL = "tag:yaml.org,2002:bool"

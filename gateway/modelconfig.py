@@ -89,6 +89,8 @@ def _model(model_id: str, entry: object, base: Path) -> ModelConfig:
             _SYNTAX.from_string(template)
         except TemplateError as exc:
             raise ConfigError(f"{where}.chat_template: {exc}") from None
+        except RecursionError:  # Jinja parses by recursion: ((((...)))) ended in a traceback
+            raise ConfigError(f"{where}.chat_template: nested too deeply to parse") from None
     if name is not None and template is not None:
         # Either one: with both, one of them would be ignored without a word.
         raise ConfigError(f"{where}: chat_template_name and chat_template: give one, not both")

@@ -22,9 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.common.limits import MAX_SECONDS
 from gateway.config import ConfigError
-
-_MAX_SECONDS = 10**9
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,8 +53,8 @@ def _number(section: str, key: str, value: Any) -> float:
     where = f"{section}.{key}"
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"{where}: expected a number of seconds")
-    if not math.isfinite(value) or not 0 <= value <= _MAX_SECONDS:
-        raise ConfigError(f"{where}: must be between 0 and {_MAX_SECONDS}")
+    if not math.isfinite(value) or not 0 <= value <= MAX_SECONDS:
+        raise ConfigError(f"{where}: must be between 0 and {MAX_SECONDS}")
     return float(value)
 
 

@@ -22,15 +22,14 @@ from gateway.cell._errors import CellStartError
 from gateway.cell._launcher import EmbeddedCell
 from gateway.cell._supervise import supervise
 from gateway.cell.settings import DEFAULT_ADMIN_PORT, CellSettings
+from gateway.common import flags
 
 _log = logging.getLogger("gateway.cell")
 
 
 def _ports(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated ports, got {text!r}") from None
+    """Comma-separated ports; 0 picks a free one."""
+    return tuple(flags.optional_port(part) for part in text.split(",") if part.strip())
 
 
 async def _run(settings: CellSettings, log_level: str) -> None:
@@ -53,7 +52,10 @@ def parse(argv: list[str] | None = None) -> tuple[CellSettings, str]:
     parser = argparse.ArgumentParser(prog="python -m gateway.cell", description=__doc__)
     add_cell_arguments(parser, sax_root_required=False)
     parser.add_argument(
-        "--admin-port", type=int, default=DEFAULT_ADMIN_PORT, help="0 picks a free port"
+        "--admin-port",
+        type=flags.optional_port,
+        default=DEFAULT_ADMIN_PORT,
+        help="0 picks a free port",
     )
     parser.add_argument("--model-servers", type=int, default=1, help="how many model servers")
     parser.add_argument(

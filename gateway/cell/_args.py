@@ -8,6 +8,7 @@ import logging
 import sys
 
 from gateway.cell.settings import DEFAULT_CELL, CellSettings
+from gateway.common import flags
 
 _TIMING = (
     ("--poll-interval", "poll_interval", "seconds between the admin's polls of model servers"),
@@ -31,16 +32,18 @@ def add_cell_arguments(parser: argparse.ArgumentParser, *, sax_root_required: bo
     )
     parser.add_argument("--fs-root", help="where the admin saves state (default: SAX_ROOT/fsroot)")
     parser.add_argument("--cell", default=DEFAULT_CELL, help="the cell, /sax/<name>")
-    parser.add_argument("--gcs-endpoint", help="GCS emulator endpoint for gs:// roots")
+    parser.add_argument(
+        "--gcs-endpoint", type=flags.endpoint, help="GCS emulator endpoint for gs:// roots"
+    )
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on and advertise")
     for flag, field, text in _TIMING:
-        parser.add_argument(flag, type=float, dest=field, help=text)
+        parser.add_argument(flag, type=flags.seconds, dest=field, help=text)
     parser.add_argument(
         "--max-models-per-server", type=int, help="models that may share one model server"
     )
     parser.add_argument(
         "--adopt-wait",
-        type=float,
+        type=flags.seconds_or_zero,
         help="seconds restored models wait for their old servers (default: --server-dead-after)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random-weight models")

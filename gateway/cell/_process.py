@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from gateway.cell._args import add_cell_arguments, configure_logging, settings_from_args
 from gateway.cell._errors import CellStartError
 from gateway.cell.settings import CellSettings
+from gateway.common import flags
 from gateway.common.storage import StorageError
 
 
@@ -49,7 +50,9 @@ def serve_main(
     name = package.rsplit(".", 1)[-1]
     parser = argparse.ArgumentParser(prog=f"python -m {package}", description=description)
     add_cell_arguments(parser, sax_root_required=True)
-    parser.add_argument("--port", type=int, default=default_port, help="0 picks a free port")
+    parser.add_argument(
+        "--port", type=flags.optional_port, default=default_port, help="0 picks a free port"
+    )
     args = parser.parse_args(argv)
     configure_logging(args.log_level, name=name)
     settings = settings_from_args(args, sax_root=args.sax_root)

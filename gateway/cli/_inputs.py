@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 from google.protobuf import struct_pb2
 
-from gateway.common.flags import seconds
+from gateway.common.flags import at_most_max_seconds, port, seconds, split_port
 
 
 class UsageError(Exception):
@@ -39,21 +39,40 @@ _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs"
 
 def duration(text: str) -> float:
     """``--timeout``: seconds (``2.5``), or a Go duration as saxutil's ``-sax_timeout`` takes
-    it (``90s``, ``1m30s``, ``500ms``); positive either way."""
+    it (``90s``, ``1m30s``, ``500ms``); positive and at most `MAX_SECONDS` either way."""
     if re.fullmatch(f"(?:{_DURATION_PART})+", text):
         parts = re.findall(_DURATION_PART, text)
         total = sum(float(n) * _UNIT_SECONDS[unit] for n, unit in parts)
         if total > 0:
-            return total
+            return at_most_max_seconds(total, text)
         raise argparse.ArgumentTypeError(f"expected a positive duration, got {text!r}")
     return seconds(text)
 
 
+#: grpc's target schemes whose addresses hold a TCP port (``dns:///HOST:PORT``,
+#: ``ipv4:ADDR:PORT,ADDR:PORT``), and those that hold none to check here (``unix:PATH``).
+_PORT_SCHEMES = ("dns", "ipv4", "ipv6")
+_OTHER_SCHEMES = ("unix", "unix-abstract", "vsock", "xds", "google-c2p")
+
+
 def gateway_address(text: str) -> str:
-    """``--gateway``: HOST:PORT or any target grpc takes (``unix:PATH``). An empty one was
-    sent to grpc, whose "UNKNOWN: Failed to create channel" read as the gateway's failure."""
+    """``--gateway``: HOST[:PORT] or any target grpc takes (``unix:PATH``). An empty one was
+    sent to grpc, whose "UNKNOWN: Failed to create channel" read as the gateway's failure;
+    a port out of range was taken modulo 65536 (103624 dialled 38088, -1 dialled 65535)."""
     if not text.strip() or text != text.strip():
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    scheme, _, rest = text.partition(":")
+    if scheme in _OTHER_SCHEMES:
+        return text
+    addresses = [text]
+    if scheme in _PORT_SCHEMES:
+        if rest.startswith("//"):  # dns://AUTHORITY/HOST:PORT: the DNS server is not dialled
+            rest = rest[2:].partition("/")[2]
+        addresses = rest.split(",")
+    for address in addresses:
+        _, number = split_port(address)
+        if number is not None:
+            port(number)
     return text
 
 

@@ -48,7 +48,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     cfg.add_argument("--admin-port", type=flags.port, default=default(EnvoySettings, "admin_port"))
     cfg.add_argument("--cors-origin", action="append", default=[], type=_edge.allowed_origin_flag)
     add_config_argument(cfg)
-    cfg.add_argument("--otlp-endpoint", help="OTLP/gRPC collector for Envoy's spans")
+    cfg.add_argument(
+        "--otlp-endpoint", type=flags.endpoint, help="OTLP/gRPC collector for Envoy's spans"
+    )
     cfg.set_defaults(handler=_envoy_config)
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
+from gateway.cli._listen import cannot_listen
+from gateway.common.listen import ListenError
 from gateway.ops.args import add_ops_arguments, settings_from_args
 
 
@@ -21,5 +24,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def _ops(args: argparse.Namespace) -> int:
     from gateway.ops import serve
 
-    serve(settings_from_args(args))
+    try:
+        serve(settings_from_args(args))
+    except ListenError as exc:  # as `saxgw up` reports a busy port: one line, status 1
+        print(f"saxgw ops: {cannot_listen(exc)}", file=sys.stderr)
+        return 1
     return 0

@@ -16,7 +16,9 @@ from gateway.cell.settings import (
     CellSettings,
 )
 from gateway.cli import _edge, _workers
+from gateway.cli._listen import cannot_listen
 from gateway.common import flags
+from gateway.common.listen import ListenError
 from gateway.common.slottable import TableError
 from gateway.common.storage import StorageSetupError, make_dirs
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
@@ -91,7 +93,11 @@ def _add_front(cmd: argparse.ArgumentParser) -> None:
         "a tunnel's or /etc/hosts' (repeatable; * for any); other names are refused, against "
         "DNS rebinding",
     )
-    cmd.add_argument("--gcs-endpoint", help="GCS API endpoint override (a storage emulator)")
+    cmd.add_argument(
+        "--gcs-endpoint",
+        type=flags.endpoint,
+        help="GCS API endpoint override (a storage emulator)",
+    )
     add_deadline_arguments(cmd)
     add_config_argument(cmd)
     cmd.add_argument("--log-dir", help="write each process's log here instead of stderr")
@@ -183,6 +189,9 @@ def _gateway(args: argparse.Namespace) -> int:
     except (StorageSetupError, TableError) as exc:  # e.g. gs:// without credentials: no traceback
         print(f"saxgw gateway: {exc}", file=sys.stderr)
         return 2
+    except ListenError as exc:  # as `saxgw up` reports a busy port: one line, status 1
+        print(f"saxgw gateway: {cannot_listen(exc)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -4,7 +4,7 @@ nor a child that fails and is restarted for ever).
 
     cmd.add_argument("--port", type=port)                  # 1..65535
     cmd.add_argument("--gateway-ports", type=ports)         # "50051,50052", each once
-    cmd.add_argument("--default-timeout", type=seconds)     # positive and finite
+    cmd.add_argument("--default-timeout", type=seconds)     # positive, at most MAX_SECONDS
     clash = port_clash([("127.0.0.1", 8888, "--port"), ("127.0.0.1", 8888, "--ops-port")])
 """
 
@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterable
 
 from gateway.common.errors import InvalidArgumentError
-from gateway.common.limits import MAX_REPLICAS
+from gateway.common.limits import MAX_REPLICAS, MAX_SECONDS
 from gateway.common.names import parse_cell_id
 
 
@@ -70,10 +70,29 @@ def _number(text: str) -> float:
 
 
 def seconds(text: str) -> float:
-    """A positive, finite number of seconds."""
+    """A positive number of seconds, at most `MAX_SECONDS`."""
     value = _number(text)
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return at_most_max_seconds(value, text)
+
+
+def seconds_or_zero(text: str) -> float:
+    """A number of seconds from 0 to `MAX_SECONDS` (``--grace-period 0``: none)."""
+    value = _number(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, 0 or more, got {text!r}")
+    return at_most_max_seconds(value, text)
+
+
+def at_most_max_seconds(value: float, text: str) -> float:
+    """``value`` (read from ``text``), if it is at most `MAX_SECONDS`: a longer deadline
+    overflows grpc's and fails at once. Refused rather than capped: a number that large is
+    a typo (a unit too many) more often than a wish to wait for decades."""
+    if value > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"expected at most {MAX_SECONDS} seconds (about 31 years), got {text!r}"
+        )
     return value
 
 
@@ -93,12 +112,44 @@ def cell_id(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("cell: ")) from None
 
 
+def split_port(address: str) -> tuple[str, str | None]:
+    """``HOST[:PORT]`` (``[::1]:PORT`` too) as the host and the port's text, None if it has
+    none: a bare IPv6 address has none. The port is not checked: `port` does that."""
+    if address.startswith("["):
+        host, bracket, rest = address.partition("]")
+        if bracket and rest.startswith(":"):
+            return host + bracket, rest[1:]
+        return address, None
+    if address.count(":") == 1:
+        host, _, number = address.partition(":")
+        return host, number
+    return address, None
+
+
 def host_port(text: str) -> str:
     """``HOST:PORT``, as Envoy's config names an upstream (``gateway:50051``)."""
     host, colon, number = text.rpartition(":")
     if not colon or not host or " " in host:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT such as gateway:50051, got {text!r}")
     port(number)
+    return text
+
+
+def endpoint(text: str) -> str:
+    """A server's URL, ``http[s]://HOST[:PORT]``, or ``HOST:PORT`` (``--gcs-endpoint``,
+    ``--otlp-endpoint``): a port out of range failed each call (the GCS client's "Port out of
+    range"), or reached another port (grpc takes 103624 as 38088). Empty: none."""
+    if not text:
+        return text
+    rest = text.partition("://")[2] if "://" in text else text
+    authority = rest.partition("/")[0].rpartition("@")[2]  # no path, no user
+    host, number = split_port(authority)
+    if not host or any(c.isspace() for c in text):
+        raise argparse.ArgumentTypeError(
+            f"expected a URL such as http://127.0.0.1:4317, got {text!r}"
+        )
+    if number is not None:
+        port(number)
     return text
 
 

@@ -30,6 +30,11 @@ MAX_TEXTS = 1024
 
 QUOTE_CHARS = 100
 
+#: The longest duration a flag or the config file takes (~31.7 years). grpc holds a deadline as
+#: int64 nanoseconds since the epoch, which overflows ~9.2e9 s from 1970: `--timeout 8e9` made
+#: every call fail at once with DEADLINE_EXCEEDED. Envoy's durations end there too.
+MAX_SECONDS = 10**9
+
 
 def quote(value: str) -> str:
     """``repr(value)``, cut to `QUOTE_CHARS` characters with its length when longer."""

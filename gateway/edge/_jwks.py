@@ -139,7 +139,7 @@ def jwks_problem(text: str) -> str | None:
     None when it can. Never echoes key material."""
     try:
         document = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested too deeply for the decoder: no JWKS either
         document = None
     keys = document.get("keys") if isinstance(document, Mapping) else None
     if not isinstance(keys, list) or not keys:

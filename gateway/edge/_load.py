@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import yaml
 
 from gateway.common.errors import InvalidArgumentError
+from gateway.common.limits import MAX_SECONDS
 from gateway.common.names import parse_model_id
 from gateway.config import ConfigError, parse_yaml
 from gateway.edge._hosts import allowed_host
@@ -54,7 +55,6 @@ _MIN_KEY_LENGTH = 16
 # added to max_stream_duration): a larger one passed here and stopped Envoy at start with a
 # dump of its config.
 _UINT32 = 2**32 - 1
-_MAX_SECONDS = 10**9
 # gRPC's message size options are C ints: a larger max_request_bytes stopped the gateway.
 _MAX_MESSAGE_BYTES = 2**31 - 1
 # Envoy's own bound on max_request_headers_kb.
@@ -107,7 +107,7 @@ class _Node:
             raise self.fail(f"must be at most {maximum}")
         return self.value
 
-    def number(self, minimum: float = 0.0, maximum: float = _MAX_SECONDS) -> float:
+    def number(self, minimum: float = 0.0, maximum: float = MAX_SECONDS) -> float:
         if isinstance(self.value, bool) or not isinstance(self.value, int | float):
             raise self.fail("expected a number")
         if not math.isfinite(self.value):  # YAML's .nan and .inf

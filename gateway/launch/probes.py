@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gateway.common import flags
+
 Probe = Callable[[float], "str | None"]
 """Asks a child whether it answers within ``timeout`` seconds: None if it did, else why not."""
 
@@ -76,8 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     kinds = parser.add_subparsers(dest="kind", required=True)
     grpc_kind = kinds.add_parser("grpc", help="grpc.health.v1 Check (a gateway)")
-    grpc_kind.add_argument("address", help="HOST:PORT")
-    grpc_kind.add_argument("--timeout", type=float, default=2.0, help="seconds (default: 2)")
+    grpc_kind.add_argument("address", type=flags.host_port, help="HOST:PORT")
+    grpc_kind.add_argument(
+        "--timeout", type=flags.seconds, default=2.0, help="seconds (default: 2)"
+    )
     args = parser.parse_args(argv)
     probe = grpc_health_probe(args.address)
     failure = probe(args.timeout)

@@ -49,7 +49,6 @@ anyway, and may see half of it.
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import logging
 import os
@@ -181,9 +180,10 @@ def _write_journal(directory: str, journal: Mapping[str, object]) -> None:
 
 
 def _remove_strays(directory: str) -> None:
-    for path in glob.glob(os.path.join(glob.escape(directory), "*" + _NEW)):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+    """Removes the files a fold writes before its commit, by name: the directory may hold
+    others' ``*.new`` files (it is a volume anyone can mount), which are none of ours."""
+    for name in [*(archive_name(kind) + _NEW for kind in KINDS), JOURNAL + _NEW]:
+        Path(directory, name).unlink(missing_ok=True)
 
 
 def _sync(path: str) -> None:

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Metric, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway.common import metricsfiles
+from gateway.common.listen import ListenError
 from gateway.common.logs import print_record
 from gateway.common.loopback import answers, domains
 from gateway.ops import _fold
@@ -152,8 +153,9 @@ def _accepts_gzip(accept_encoding: str) -> bool:
 
 
 def start(settings: OpsSettings) -> ThreadingHTTPServer:
-    """Binds the server (not yet serving); ``server_address`` tells the port. A fold of
-    metrics files its predecessor was killed in is finished first (gateway/ops/_fold.py).
+    """Binds the server (not yet serving); ``server_address`` tells the port; `ListenError`
+    if it cannot. A fold of metrics files its predecessor was killed in is finished first
+    (gateway/ops/_fold.py).
 
     On loopback it answers loopback Host names only, as Envoy's listener does
     (gateway/edge/_hosts.py): a web page could otherwise read the metrics (client ids,
@@ -211,7 +213,10 @@ def start(settings: OpsSettings) -> ThreadingHTTPServer:
         def log_message(self, format: str, *args: object) -> None:
             log.debug(format, *args)  # one line per scrape would drown the real logs
 
-    server = ThreadingHTTPServer((settings.host, settings.port), Handler)
+    try:
+        server = ThreadingHTTPServer((settings.host, settings.port), Handler)
+    except OSError as exc:  # socket.gaierror too: a --host that does not resolve
+        raise ListenError.from_os_error(settings.host, settings.port, exc) from None
     server.daemon_threads = True
     return server
 

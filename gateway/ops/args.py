@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gateway.common.flags import optional_port
+from gateway.common.flags import host_port, optional_port
 from gateway.common.logs import FORMATS
 from gateway.ops._server import OpsSettings
 
@@ -19,7 +19,9 @@ def add_ops_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=_DEFAULTS.host, help="address to listen on")
     parser.add_argument("--port", type=optional_port, default=_DEFAULTS.port)
     parser.add_argument("--metrics-dir", help="the gateway processes' shared metrics directory")
-    parser.add_argument("--envoy-admin", help="host:port of Envoy's admin interface")
+    parser.add_argument(
+        "--envoy-admin", type=host_port, help="host:port of Envoy's admin interface"
+    )
     parser.add_argument("--log-format", choices=FORMATS, default="auto")
 
 

@@ -17,6 +17,7 @@ from saxgateway.v1 import gateway_pb2, gateway_pb2_grpc, openai_pb2, openai_pb2_
 
 from gateway.client import Client
 from gateway.common import logs, metricsfiles
+from gateway.common.listen import ListenError, bracketed, check_bind
 from gateway.common.request_message import RequestMessageInterceptor
 from gateway.common.slottable import SlotTable
 from gateway.config import GatewaySettings
@@ -106,11 +107,14 @@ class GatewayServer:
     @property
     def address(self) -> str:
         """``host:port`` the gRPC server listens on."""
-        return f"{self.settings.host}:{self.port}"
+        return f"{bracketed(self.settings.host)}:{self.port}"
 
     @classmethod
     async def start(cls, settings: GatewaySettings, client: Client | None = None) -> GatewayServer:
-        """Starts serving; ``client`` defaults to a new Sax client for ``settings.sax_root``."""
+        """Starts serving; ``client`` defaults to a new Sax client for ``settings.sax_root``.
+        `ListenError` if it cannot listen on ``settings.host:port``."""
+        if settings.port:  # before anything starts; 0 is any free port
+            check_bind(settings.host, settings.port)
         telemetry = settings.telemetry
         if telemetry.metrics and telemetry.metrics_dir:
             use_directory(telemetry.metrics_dir)
@@ -177,7 +181,10 @@ class GatewayServer:
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             ),
         )
-        port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+        try:
+            port = server.add_insecure_port(f"{bracketed(settings.host)}:{settings.port}")
+        except RuntimeError:  # taken since check_bind: grpc's "Failed to bind" says no more
+            raise ListenError(settings.host, settings.port) from None
         await health.not_serving_yet()
         await server.start()
         await health.start()

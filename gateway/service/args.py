@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from gateway.client import ClientSettings
-from gateway.common.flags import optional_port, seconds
+from gateway.common.flags import endpoint, optional_port, seconds, seconds_or_zero
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings, SharedSlots
 from gateway.service.telemetry_args import (
     add_telemetry_arguments,
@@ -30,12 +30,17 @@ def default(cls: type[Any], name: str) -> Any:
 def add_gateway_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the flags of ``saxgw gateway``."""
     parser.add_argument("--sax-root", required=True, help="SAX_ROOT of the cell (dir or gs://)")
-    parser.add_argument("--gcs-endpoint", help="GCS API endpoint override (a storage emulator)")
+    parser.add_argument(
+        "--gcs-endpoint", type=endpoint, help="GCS API endpoint override (a storage emulator)"
+    )
     parser.add_argument("--host", default=default(GatewaySettings, "host"))
     parser.add_argument("--port", type=optional_port, default=DEFAULT_GATEWAY_PORT)
     add_deadline_arguments(parser)
     parser.add_argument(
-        "--grace-period", type=float, default=default(GatewaySettings, "grace_period")
+        "--grace-period",
+        type=seconds_or_zero,
+        default=default(GatewaySettings, "grace_period"),
+        help="seconds in-flight calls may take to end at shutdown",
     )
     parser.add_argument(
         "--max-streams-per-client",

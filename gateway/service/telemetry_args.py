@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from gateway.common.flags import ratio
+from gateway.common.flags import endpoint, ratio
 from gateway.common.logs import FORMATS
 from gateway.config import TelemetrySettings
 
@@ -32,6 +32,7 @@ def add_telemetry_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--otlp-endpoint",
+        type=endpoint,
         # The one place the standard OpenTelemetry variable is read: a flag's default, at
         # the CLI; everything below gets it from the settings.
         default=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,

@@ -20,6 +20,7 @@ import pytest
 
 from gateway.launch.processes import free_port
 from gateway.ops import LIVE_PATH, OpsSettings, start
+from gateway.ops._fold import JOURNAL, KINDS, archive_name
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -145,3 +146,29 @@ def test_every_line_of_a_json_logging_ops_process_is_json(tmp_path: Path) -> Non
     assert all({"time", "level", "logger", "message"} <= r.keys() for r in records)
     assert records[0]["message"] == f"ops server: http://127.0.0.1:{port}/metrics"
     assert any(r["message"].startswith("Envoy's stats are unavailable") for r in records)
+
+
+def test_an_ops_process_removes_only_its_own_stray_files(tmp_path: Path) -> None:
+    # It removed every *.new file of --metrics-dir as it started and at each scrape: a
+    # volume's other files (an editor's, another tool's) went with a fold's leftovers.
+    others = ["notes.new", "counter_archive.new", "fold.journal.new.new", "x.db.new.bak"]
+    for name in others:
+        (tmp_path / name).write_text("not the ops server's\n")
+    strays = [f"{archive_name(kind)}.new" for kind in KINDS] + [f"{JOURNAL}.new"]
+    for name in strays:  # a fold killed before its commit leaves these
+        (tmp_path / name).write_bytes(b"")
+    port = free_port()
+    argv = [sys.executable, "-m", "gateway.cli", "ops", f"--port={port}", "--log-format=json"]
+    proc = subprocess.Popen([*argv, f"--metrics-dir={tmp_path}"], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert "ops server: " in proc.stdout.readline()
+    left = {p.name for p in tmp_path.iterdir()}
+    assert httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).status_code == 200
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert not set(strays) & left  # removed as it started
+    assert set(others) <= left
+    assert {p.name: p.read_text() for p in tmp_path.iterdir() if p.name in others} == {
+        name: "not the ops server's\n" for name in others
+    }

@@ -6,11 +6,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from gateway.cli.main import main, parser
+from gateway.launch.processes import free_port
 
 # Free-looking ports no test binds: the checks under test come before any bind.
 UP = ["up", "--port", "38988", "--envoy-admin-port", "39911", "--gateway-ports", "38151"]
@@ -201,3 +203,151 @@ def test_up_keeps_each_sax_roots_state_apart_unless_told(tmp_path: Path) -> None
     assert run.embedded_fs_root(str(tmp_path / "a"), str(tmp_path / "fs")) == str(tmp_path / "fs")
     args = parser().parse_args(["up", "--sax-root", str(tmp_path / "a")])
     assert args.fs_root is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        # Before: grpc took the port modulo 65536: 103624 dialled 38088, -1 dialled 65535,
+        # 65536 dialled port 0.
+        (["--gateway", "127.0.0.1:103624", "ls"], "--gateway: expected a port from 1 to 65535"),
+        (["--gateway", "127.0.0.1:65536", "ls"], "--gateway: expected a port from 1 to 65535"),
+        (["ls", "--gateway", "127.0.0.1:-1"], "--gateway: expected a port from 1 to 65535"),
+        (["--gateway", "[::1]:70000", "ls"], "--gateway: expected a port from 1 to 65535"),
+        (["--gateway", "dns:///gw:99999", "ls"], "--gateway: expected a port from 1 to 65535"),
+        (["--gateway", "ipv4:10.0.0.1:80,10.0.0.2:0", "ls"], "expected a port from 1 to 65535"),
+    ],
+)
+def test_an_address_whose_port_is_out_of_range_is_refused(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert message in _refusal(argv, capsys)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        # Before: it served, and every scrape failed with OverflowError (a 500).
+        (["ops", "--port", "0", "--envoy-admin", "127.0.0.1:103624"], "--envoy-admin: expected"),
+        # Before: it served, and the GCS client failed each read ("Port out of range").
+        (
+            ["gateway", "--sax-root", "gs://b/r", "--gcs-endpoint", "http://127.0.0.1:103624"],
+            "argument --gcs-endpoint: expected a port from 1 to 65535, got '103624'",
+        ),
+        ([*UP, "--gcs-endpoint", "http://[::1]:65536/"], "--gcs-endpoint: expected a port"),
+        # Before: it served, and its traces went to port 103624 - 65536, or nowhere.
+        ([*UP, "--otlp-endpoint", "http://127.0.0.1:-1"], "--otlp-endpoint: expected a port"),
+        # Before: written; Envoy's traces went to port 103624 - 65536.
+        (
+            ["envoy-config", "--gateway", "g:1", "--out", "out", "--otlp-endpoint", "c:103624"],
+            "argument --otlp-endpoint: expected a port from 1 to 65535, got '103624'",
+        ),
+    ],
+)
+def test_a_server_given_an_address_whose_port_is_out_of_range_does_not_start(
+    argv: list[str], message: str, tmp_path: Path
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *argv],
+        cwd=tmp_path,  # where `up` makes .saxgw/, and envoy-config its --out, if they start
+        capture_output=True,
+        text=True,
+        timeout=60,  # started, it would serve until killed
+    )
+    assert (done.returncode, done.stdout) == (2, ""), done.stderr
+    assert message in done.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    "gateway",
+    ["localhost", "[::1]", "h:1", "[::1]:65535", "unix:/run/s.sock", "dns:///gw:443", "::1"],
+)
+def test_a_gateway_address_in_range_is_taken_as_given(gateway: str) -> None:
+    assert parser().parse_args(["--gateway", gateway, "ls"]).gateway == gateway
+
+
+def test_an_empty_otlp_endpoint_still_means_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `--otlp-endpoint ''` turns off the tracing $OTEL_EXPORTER_OTLP_ENDPOINT would turn on.
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
+    assert not parser().parse_args([*UP, "--otlp-endpoint", ""]).otlp_endpoint
+
+
+def _saxgw(*argv: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "gateway.cli", *argv]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("timeout", ["8e9", "1e12", "1000000001", "300000h"])
+def test_a_timeout_grpc_cannot_hold_is_a_usage_error(timeout: str) -> None:
+    # Before: accepted, and every call failed at once with DEADLINE_EXCEEDED (grpc's deadline,
+    # int64 nanoseconds since the epoch, overflowed).
+    done = _saxgw("--timeout", timeout, "--gateway", f"127.0.0.1:{free_port()}", "ls")
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.splitlines()[-1] == (
+        "saxgw: error: argument --timeout: expected at most 1000000000 seconds (about 31 "
+        f"years), got '{timeout}'"
+    )
+
+
+def test_the_longest_timeout_is_one_grpc_can_hold() -> None:
+    address = f"127.0.0.1:{free_port()}"  # nothing listens: the call fails, but not at once
+    done = _saxgw("--timeout", "1e9", "--gateway", address, "ls")
+    assert done.returncode == 1
+    assert done.stderr.startswith("saxgw: UNAVAILABLE: "), done.stderr
+
+
+def _parse_refusal(parse: Callable[[], object], capsys: pytest.CaptureFixture[str]) -> str:
+    """The last stderr line of a parser that refuses its arguments (exit 2)."""
+    with pytest.raises(SystemExit) as exited:
+        parse()
+    assert exited.value.code == 2
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        # Before: accepted; every call the gateway made to Sax then failed at once.
+        ([*UP, "--default-timeout", "1e10"], "argument --default-timeout: expected at most"),
+        ([*UP, "--admin-unreachable-after", "1e10"], "--admin-unreachable-after: expected at"),
+        # Before: any float: a negative or NaN grace period, or one grpc cannot hold.
+        (["gateway", "--sax-root", "r", "--grace-period", "1e10"], "--grace-period: expected at"),
+        (["gateway", "--sax-root", "r", "--grace-period", "-1"], "expected a number of seconds, 0"),
+        (["gateway", "--sax-root", "r", "--grace-period", "nan"], "expected a number of seconds"),
+    ],
+)
+def test_a_server_duration_grpc_cannot_hold_is_refused(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert message in _parse_refusal(lambda: parser().parse_args(argv), capsys)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        # Before: any float; the admin's calls to model servers then failed at once.
+        (["--rpc-timeout", "1e10"], "argument --rpc-timeout: expected at most 1000000000"),
+        (["--poll-interval", "0"], "argument --poll-interval: expected a positive number"),
+        (["--adopt-wait", "-1"], "argument --adopt-wait: expected a number of seconds, 0 or more"),
+    ],
+)
+def test_the_cells_durations_are_checked_as_the_gateways(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.cell.__main__ import parse
+
+    assert message in _parse_refusal(lambda: parse(argv), capsys)
+
+
+def test_the_probes_timeout_is_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.launch.probes import main as probe
+
+    line = _parse_refusal(lambda: probe(["grpc", "127.0.0.1:1", "--timeout", "1e10"]), capsys)
+    assert line.endswith(
+        "argument --timeout: expected at most 1000000000 seconds (about 31 years), got '1e10'"
+    )
+
+
+def test_a_grace_period_of_0_stops_at_once() -> None:
+    args = parser().parse_args(["gateway", "--sax-root", "r", "--grace-period", "0"])
+    assert args.grace_period == 0

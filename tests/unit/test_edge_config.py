@@ -3,6 +3,8 @@ key. The file is read as a whole (gateway.configfile), as saxgw reads it."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 
 from gateway.cli._edge import gateway_settings
 from gateway.client import ClientSettings
-from gateway.config import ConfigError, GatewaySettings, parse_yaml
+from gateway.config import MAX_YAML_DEPTH, ConfigError, GatewaySettings, parse_yaml
 from gateway.configfile import ConfigFile, load_config, parse_config
 from gateway.edge import EdgeConfig, Rate, access_settings, edge_values
 from tests.e2e.security._credentials import CertificateAuthority
@@ -263,6 +265,63 @@ def test_load_config_names_the_file(tmp_path: Path) -> None:
     path.write_text("auth: {api_keys: 3}\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: auth.api_keys: expected a list"):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("[" * 5000 + "]" * 5000, 1),  # flow style
+        ("limits: " + "{a: " * 5000 + "1" + "}" * 5000, 1),
+        ("".join(" " * i + "a:\n" for i in range(5000)), 100),  # block style
+    ],
+    ids=["list", "mapping", "block"],
+)
+def test_a_file_nested_too_deep_is_a_config_error(text: str, line: int, tmp_path: Path) -> None:
+    # Before: PyYAML recursed into a RecursionError traceback.
+    path = tmp_path / "deep.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == (
+        f"{path}: line {line}: nested more than {MAX_YAML_DEPTH} levels deep"
+    )
+
+
+def test_nesting_up_to_the_bound_is_read() -> None:
+    assert parse_yaml("[" * MAX_YAML_DEPTH + "]" * MAX_YAML_DEPTH) is not None
+    with pytest.raises(ConfigError, match="line 1: nested more than"):
+        parse_yaml("[" * (MAX_YAML_DEPTH + 1) + "]" * (MAX_YAML_DEPTH + 1))
+
+
+def test_files_a_config_names_nested_too_deep_are_config_errors(tmp_path: Path) -> None:
+    # Before: RecursionError tracebacks from PyYAML and from the JSON decoder.
+    (tmp_path / "keys.yaml").write_text("[" * 5000 + "]" * 5000)
+    assert _error({"auth": {"api_keys_file": "keys.yaml"}}, tmp_path) == (
+        f"auth.api_keys_file: {tmp_path / 'keys.yaml'}: line 1: nested more than "
+        f"{MAX_YAML_DEPTH} levels deep"
+    )
+    (tmp_path / "jwks.json").write_text('{"keys": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    jwt = {"auth": {"jwt": [{"issuer": "https://i.test", "jwks_file": "jwks.json"}]}}
+    assert _error(jwt, tmp_path) == (
+        f"auth.jwt[0].jwks_file: {tmp_path / 'jwks.json'} is not a JWKS: a JSON object with a "
+        "non-empty keys list"
+    )
+
+
+def test_a_config_nested_too_deep_stops_the_cli_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "deep.yaml"
+    path.write_text("[" * 5000 + "]" * 5000)
+    argv = ["envoy-config", "--gateway", "g:1", "--out", str(tmp_path / "out"), "--config"]
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *argv, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        f"saxgw: bad config: {path}: line 1: nested more than {MAX_YAML_DEPTH} levels deep\n"
+    )
 
 
 def test_exponent_numbers_are_numbers() -> None:

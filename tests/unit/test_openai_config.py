@@ -62,6 +62,11 @@ def test_models_section_parses(tmp_path: Path) -> None:
         ({"/sax/test/lm": {"tokenizer": "missing.model"}}, "no file at"),
         ({"/sax/test/a": {"aliases": ["x"]}, "/sax/test/b": {"aliases": ["x"]}}, "also an alias"),
         ({"/sax/test/lm": {"aliases": [1]}}, "aliases"),
+        # Before: Jinja's parser recursed into a RecursionError traceback.
+        (
+            {"/sax/test/lm": {"chat_template": "{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}"}},
+            r"^models\./sax/test/lm\.chat_template: nested too deeply to parse$",
+        ),
     ],
 )
 def test_models_section_errors_name_the_key(raw: dict[str, object], words: str) -> None:

@@ -1,0 +1,75 @@
+"""``saxgw gateway`` and ``saxgw ops`` that cannot listen exit with one line naming the
+address, the process that holds the port (as `saxgw up` names it), and what to do: status 1,
+as `saxgw up` exits for a busy port. Before, a traceback: grpc's ``RuntimeError: Failed to
+bind to address``, 32 lines; the ops server's ``OSError: [Errno 98]``."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.launch.ports import holder
+from gateway.launch.processes import free_port
+
+
+def _run(command: str, *flags: str, sax_root: Path) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "gateway.cli", command, "--log-format=text", *flags]
+    if command == "gateway":
+        argv += ["--sax-root", str(sax_root)]
+    # Started, it would serve until killed: the timeout fails the test instead.
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("command", ["gateway", "ops"])
+def test_a_busy_port_is_one_line_naming_its_holder(command: str, tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        who = holder(port)
+        assert who is not None and who.startswith(f"pid {os.getpid()} (")  # this test
+        done = _run(command, "--port", str(port), sax_root=tmp_path)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (
+        f"saxgw {command}: cannot listen on 127.0.0.1:{port}: port {port} is in use by {who}; "
+        "stop it, or choose another --port\n"
+    )
+
+
+@pytest.mark.parametrize("command", ["gateway", "ops"])
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [
+        ("192.0.2.1", "Cannot assign requested address"),  # TEST-NET-1: no machine's address
+        ("no-such-host.invalid", "Name or service not known"),
+    ],
+)
+def test_an_address_not_of_this_machine_is_one_line(
+    command: str, host: str, reason: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    done = _run(command, "--host", host, "--port", str(port), sax_root=tmp_path)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (
+        f"saxgw {command}: cannot listen on {host}:{port}: {reason}; give --host an address "
+        "of this machine, and a --port this user may bind\n"
+    )
+
+
+def test_a_gateway_listens_on_an_ipv6_host(tmp_path: Path) -> None:
+    # `--host ::1` went to grpc as "::1:PORT", which it could not parse: Failed to bind.
+    port = free_port()  # free on 127.0.0.1, and so most likely on ::1
+    argv = [sys.executable, "-m", "gateway.cli", "gateway", "--log-format=json"]
+    argv += ["--host", "::1", "--port", str(port), "--sax-root", str(tmp_path)]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout is not None
+            assert f"gateway gRPC listening on [::1]:{port}" in proc.stdout.readline()
+            with socket.create_connection(("::1", port), timeout=10):
+                pass
+        finally:
+            proc.terminate()
+    assert proc.returncode == 0

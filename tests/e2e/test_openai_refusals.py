@@ -107,6 +107,16 @@ _HI = [{"role": "user", "content": "hi"}]
             "stop",
             "at most 16 non-empty strings",
         ),
+        (
+            {"messages": [{"role": "user", "content": [{"text": "a"}]}]},
+            "messages[0].content",
+            "part 0 has no \"type\": 'text'",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, "b"]}]},
+            "messages[0].content",
+            "part 1 must be an object such as {\"type\": 'text', ...}",
+        ),
         # Refused already (as OpenAI refuses them), kept so the whole list of probes stays.
         ({"messages": []}, "messages", "required: a non-empty list of {role, content} objects"),
         ({"messages": _HI, "max_tokens": "ten"}, "max_tokens", "must be an integer"),

@@ -364,10 +364,15 @@ def content(message: Mapping[str, Any], where: str, kinds: Collection[str] = ("t
     if not value:
         raise invalid(where, "an empty list: give at least one text part")
     texts = []
-    for part in value:
-        if not isinstance(part, dict) or part.get("type") not in kinds:
-            kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-            raise invalid(where, f"{kind!r} parts are not supported: only text reaches Sax")
+    expected = " or ".join(repr(k) for k in kinds)
+    for i, part in enumerate(value):
+        # A part that is no object, or has no type, is malformed, not of a kind Sax lacks.
+        if not isinstance(part, dict):
+            raise invalid(where, f'part {i} must be an object such as {{"type": {expected}, ...}}')
+        if "type" not in part:
+            raise invalid(where, f'part {i} has no "type": {expected}')
+        if part["type"] not in kinds:
+            raise invalid(where, f"{part['type']!r} parts are not supported: only text reaches Sax")
         if not isinstance(part.get("text"), str):
             raise invalid(where, 'a text part needs a string "text"')
         texts.append(part["text"])

@@ -24,6 +24,7 @@ from gateway.common.names import ACL_METHODS
 from gateway.common.slottable import SlotTable
 from gateway.config import AccessSettings, ModelLimit
 from gateway.service import _access as access_module
+from gateway.service import _acls as acls_module
 from gateway.service._access import Access
 from gateway.service._counts import SharedCounts
 from gateway.service._gates import UNLIMITED, Busy
@@ -349,7 +350,7 @@ def test_labels_are_bounded() -> None:
 def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """The access checks' monotonic clock, set by the test (clock[0] = seconds)."""
     now = [0.0]
-    monkeypatch.setattr(access_module, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    monkeypatch.setattr(acls_module, "time", SimpleNamespace(monotonic=lambda: now[0]))
     return now
 
 

@@ -1,0 +1,140 @@
+"""Each model's ACLs as the admin lists them, kept for a while by each gateway process so that
+a data call seldom waits for the admin (`Access`'s ACL check, gateway/service/_access.py).
+
+A model's ACLs are read with one admin ``List`` per model at a time, however many calls wait
+for them; kept ``auth.acl_cache_seconds``; renewed in the background while stale by less than
+that; kept in force while the admin cannot be reached. No call waits past its own deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+
+from gateway.client import (
+    Client,
+    DeadlineExceededError,
+    InvalidArgumentError,
+    NotFoundError,
+    UnavailableError,
+)
+from gateway.common.deadline import Deadline
+
+log = logging.getLogger(__name__)
+
+#: Seconds an ACL read may take; each call waits for it until its own deadline at most.
+_ACL_TIMEOUT = 10.0
+# ACL reads failing with these say that the admin did not answer, not what the ACLs are.
+_UNREACHABLE = (UnavailableError, DeadlineExceededError)
+# How long a call waits for the admin to renew ACLs it already has (`AclCache.get`).
+_STALE_WAIT_S = 2.0
+# Model ids come from callers: past this many, the cache starts again.
+_MAX_MODELS = 10_000
+
+
+class AclCache:
+    """The ACLs of the models this process's calls named, by Sax method name."""
+
+    def __init__(self, client: Client, lifetime: float) -> None:
+        self._client = client
+        self._lifetime = lifetime
+        self._acls: dict[str, tuple[float, dict[str, str]]] = {}
+        self._fetching: dict[str, asyncio.Future[dict[str, str]]] = {}
+        # Models whose last ACL read found the admin unreachable: their cached ACLs stay in
+        # force, and calls do not wait for the admin (`get`).
+        self._unreachable: set[str] = set()
+
+    async def get(self, model: str, deadline: Deadline) -> dict[str, str]:
+        """The model's ACLs (Sax method name -> ACL name; {} for a model the admin does not
+        know), waiting for the admin no later than ``deadline``, the call's."""
+        cached = self._acls.get(model)
+        if cached is not None:
+            expires, acls = cached
+            now = time.monotonic()
+            if now < expires:
+                return acls
+            if now < expires + self._lifetime or model in self._unreachable:
+                # Stale by less than its lifetime: answer with it and refresh it in the
+                # background, so that no call waits for the admin while calls keep coming (a
+                # model's ACL is still at most two lifetimes old). Older, the call waits.
+                # The same while the admin cannot be reached: nobody can change the ACLs
+                # through it then, and data calls must not depend on it (upstream's model
+                # servers keep enforcing the ACLs they last got, too).
+                self._refresh(model, contextvars.Context())
+                return acls
+        fetch = asyncio.shield(self._refresh(model, contextvars.copy_context()))
+        # Never read, the call waits for them: it fails rather than skip the check. Read
+        # before, an admin that does not answer at all (hung, or its host gone) would hold
+        # every call for the whole fetch: past a moment, the ACLs at hand answer. Neither
+        # waits past the call's deadline (the fetch is shared: its time is no one call's).
+        left = deadline.remaining()
+        moment = cached is not None and (left is None or left > _STALE_WAIT_S)
+        try:
+            async with asyncio.timeout(_STALE_WAIT_S if moment else left):
+                return await fetch
+        except TimeoutError:
+            if cached is None or not moment:
+                raise DeadlineExceededError(
+                    f"call to {model} exceeded its deadline reading the model's ACLs from the admin"
+                ) from None
+            return cached[1]
+        except _UNREACHABLE:
+            if cached is None:
+                raise
+            return cached[1]  # and `_fetched` keeps them in force if the admin is unreachable
+
+    def _refresh(self, model: str, context: contextvars.Context) -> asyncio.Future[dict[str, str]]:
+        """The model's ACL fetch: one admin call per model at a time, however many calls wait
+        for its answer (a burst must not turn into a burst of admin calls), each until its
+        own deadline; the fetch has its own (`_ACL_TIMEOUT`), since it is no one call's. A
+        background one runs in an empty ``context``: it is part of no call (no span, no
+        request ID)."""
+        fetch = self._fetching.get(model)
+        if fetch is None or fetch.done():  # done: its callback, which forgets it, is pending
+            loop = asyncio.get_running_loop()
+            fetch = loop.create_task(self._fetch_acls(model), context=context)
+            self._fetching[model] = fetch
+            # In the fetch's own context: the call that started it may be long over when it
+            # ends (`CallRecord.end`).
+            fetch.add_done_callback(lambda done: self._fetched(model, done), context=context)
+        return fetch
+
+    def _fetched(self, model: str, fetch: asyncio.Future[dict[str, str]]) -> None:
+        if self._fetching.get(model) is fetch:
+            del self._fetching[model]
+        error = None if fetch.cancelled() else fetch.exception()
+        if error is not None:
+            # Nobody may be waiting (a background refresh): log it here. The entry is left
+            # as it was: once it is too old, calls wait for a fetch and fail with its error,
+            # unless the admin could not be reached (then the entry stays in force).
+            if isinstance(error, _UNREACHABLE) and model in self._acls:
+                self._unreachable.add(model)
+            log.warning("reading the ACLs of %s failed: %s", model, error)
+
+    async def _fetch_acls(self, model: str) -> dict[str, str]:
+        try:
+            detail = await self._client.list_detail(model, timeout=_ACL_TIMEOUT)
+        except (InvalidArgumentError, NotFoundError):
+            # No such model: no ACL to apply; the call itself reports the real error (and a
+            # missing field before an unknown model). Other errors fail closed.
+            self._unreachable.discard(model)
+            return {}
+        if self._fetching.get(model) is not asyncio.current_task():
+            return detail.acls  # read before a change made here (`forget`): not kept
+        if len(self._acls) > _MAX_MODELS:
+            self._acls.clear()
+            self._unreachable.clear()
+        self._unreachable.discard(model)
+        expires = time.monotonic() + self._lifetime
+        self._acls[model] = (expires, detail.acls)
+        return detail.acls
+
+    def forget(self, model: str) -> None:
+        """Drops the model's ACLs (this gateway just published, updated or unpublished it, or
+        set one of its ACLs): its next call reads them anew, and a read begun before the
+        change is not kept."""
+        self._acls.pop(model, None)
+        self._fetching.pop(model, None)
+        self._unreachable.discard(model)

@@ -34,7 +34,12 @@ def port(text: str) -> int:
 
 def optional_port(text: str) -> int:
     """A TCP port, or 0: none (``--ops-port 0``), or any free one (``saxgw gateway --port 0``)."""
-    return 0 if text.strip() == "0" else port(text)
+    if text.strip() == "0":
+        return 0
+    try:
+        return port(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {text!r}") from None
 
 
 def ports(text: str) -> list[int]:

@@ -35,6 +35,8 @@ def _refusal(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
         # Before: OverflowError tracebacks from the port check.
         (["--port", "70000"], "argument --port: expected a port from 1 to 65535, got '70000'"),
         (["--port", "-5"], "argument --port: expected a port from 1 to 65535, got '-5'"),
+        # Before: "from 1 to 65535", though 0 (no ops server) is allowed.
+        (["--ops-port", "70000"], "--ops-port: expected a port from 0 to 65535, got '70000'"),
         # Before: "invalid _ports value".
         (["--gateway-ports", "a,b"], "argument --gateway-ports: expected a port from 1 to 65535"),
         # Before: no gateway at all, and no message.

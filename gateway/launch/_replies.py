@@ -214,6 +214,13 @@ _BARE_REFUSALS: dict[str, tuple[int, int, str]] = {
 }
 
 
+# What a bare refusal says on the OpenAI paths where the native message would point elsewhere.
+_OPENAI_MESSAGES = {
+    "upgrade_failed": "protocol upgrades (WebSocket, CONNECT) are not served: send plain HTTP"
+    ' requests; streams are server-sent events ("stream": true)',
+}
+
+
 def _details_filter(details: str) -> dict[str, object]:
     """Replies whose response code details are ``details`` (read for local replies only)."""
     cel = "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter"
@@ -228,10 +235,18 @@ def local_reply_mappers(descriptor: Path) -> list[dict[str, object]]:
     (but 404: a method no route serves is UNIMPLEMENTED to gRPC); the first mapper that
     matches wins. First, requests refused before any route (`_BARE_REFUSALS`), then 405s for
     the routes in ``descriptor`` (the set the transcoder serves)."""
-    mappers = [
-        _mapper([_details_filter(d)], code, _local_reply_body(code, message), status=status)
-        for d, (status, code, message) in _BARE_REFUSALS.items()
-    ]
+    mappers = []
+    for details, (status, code, message) in _BARE_REFUSALS.items():
+        # On the OpenAI paths in OpenAI's envelope, the SDKs' (a WebSocket upgrade of
+        # /v1/responses, as the Responses API's WebSocket mode sends): first, as the more
+        # specific; a request refused before its path was read matches the other.
+        openai = [_details_filter(details), *_on_openai_path()]
+        body = _openai_body(status, code, _OPENAI_MESSAGES.get(details, message))
+        # The SDKs retry a 5xx unless told not to, as the gateway's own 501s tell them.
+        no_retry = (_set_header("x-should-retry", "false"),) if status >= 500 else ()
+        mappers.append(_mapper(openai, code, body, headers=no_retry, status=status))
+        native = _local_reply_body(code, message)
+        mappers.append(_mapper([_details_filter(details)], code, native, status=status))
     mappers += [_method_mapper(r.regex, r.verbs, r.openai) for r in routes(descriptor)]
     mappers.append(_healthz_mapper())
     mappers += [_grpc_mapper(s, c) for s, c in LOCAL_REPLY_CODES.items() if s != 404]

@@ -174,6 +174,26 @@ def test_a_protocol_upgrade_is_refused_at_once_saying_why(
     }
 
 
+def test_a_websocket_upgrade_of_an_openai_path_is_refused_in_openais_envelope(
+    stack: Stack,
+) -> None:
+    # As the Responses API's WebSocket mode asks: the native body before, which an OpenAI SDK
+    # reads no message from.
+    headers = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13"}
+    response = httpx.get(f"{stack.http_url}/v1/responses", headers=headers, timeout=10)
+    assert (response.status_code, response.headers["content-type"]) == (501, "application/json")
+    assert response.headers["x-should-retry"] == "false"  # as the gateway's own 501s
+    assert response.json() == {
+        "error": {
+            "message": "protocol upgrades (WebSocket, CONNECT) are not served: send plain HTTP"
+            ' requests; streams are server-sent events ("stream": true)',
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "unsupported",
+        }
+    }
+
+
 def test_unknown_query_parameter_is_a_json_400(http: httpx.Client) -> None:
     response = http.get("/listcell", params={"model": "/sax/test/x", "colour": "blue"})
     assert_local_reply(response, 400, 3)

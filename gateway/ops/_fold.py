@@ -183,7 +183,11 @@ def _remove_strays(directory: str) -> None:
     """Removes the files a fold writes before its commit, by name: the directory may hold
     others' ``*.new`` files (it is a volume anyone can mount), which are none of ours."""
     for name in [*(archive_name(kind) + _NEW for kind in KINDS), JOURNAL + _NEW]:
-        Path(directory, name).unlink(missing_ok=True)
+        path = Path(directory, name)
+        # Looked for first: on a read-only filesystem, unlink refuses (EROFS) even a file that
+        # is not there, and a read-only directory must cost metrics only, never the scrape.
+        if path.exists():
+            path.unlink(missing_ok=True)
 
 
 def _sync(path: str) -> None:

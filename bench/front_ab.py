@@ -90,6 +90,9 @@ VARIANTS: dict[str, tuple[list[str], Callable[[Config], None]]] = {
     "hot-routes-first": ([], _hot_routes_first),
     "no-request-id": ([], _no_request_id),
     "plain-cluster": ([], _plain_cluster),
+    # Without the filter that empties a HEAD reply's body (a composite filter whose matcher
+    # reads :method on every request, and runs its Lua for HEAD only).
+    "no-head-filter": ([], _drop_filter("head_bodies")),
 }
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 
 from gateway.client import DeadlineExceededError, ResourceExhaustedError
-from gateway.common.deadline import Deadline
+from gateway.common.deadline import Deadline, now
 from gateway.config import ModelLimit
 from gateway.service._counts import AtLimit, Counts
 
@@ -37,7 +38,10 @@ class Gate:
     async def acquire(self, model: str, deadline: Deadline) -> None:
         """Takes a slot: at once if one is free, else in order behind the calls waiting, until
         ``deadline`` (then DeadlineExceededError, a moment before grpc's own deadline would
-        end the call with a bare status: `_fields.REPORT_MARGIN_S`)."""
+        end the call with a bare status: `_fields.REPORT_MARGIN_S`), or until its retries
+        end, if sooner (then Busy). A stream may decode for ten minutes, but a model too busy
+        to start it is reported when a unary call's wait would be: a 429 the caller backs
+        off on, not ten minutes without a byte."""
         if not self._slots.locked():
             await self._slots.acquire()  # free: taken without a wait, so nothing to bound
             return
@@ -45,12 +49,20 @@ class Gate:
             log.debug("model=%s shed a call: %d waiting", model, self.waiting)
             raise Busy(f"{model} is at its limit of calls in flight and queued; retry later")
         self.waiting += 1
+        busy = deadline.retry_by < deadline.at  # the wait ends when retries do
+        until = deadline.retry_by if busy else deadline.at
         try:
             # A wait cut short takes no slot: asyncio's semaphore hands a slot it had just
             # given the waiter on to the next one.
-            async with asyncio.timeout(deadline.remaining()):
+            async with asyncio.timeout(None if until == math.inf else until - now()):
                 await self._slots.acquire()
         except TimeoutError:
+            if busy:
+                log.debug("model=%s shed a queued call: no slot before its retries ended", model)
+                raise Busy(
+                    f"{model} is at its limit of calls in flight: no slot came free in time; "
+                    "retry later"
+                ) from None
             raise DeadlineExceededError(
                 f"call to {model} exceeded its deadline waiting in the model's queue for a "
                 "free slot"

@@ -337,6 +337,23 @@ async def test_a_call_queued_past_its_deadline_gives_back_what_it_held(tmp_path:
         table.close()
 
 
+async def test_a_stream_queued_past_the_end_of_its_retries_is_told_to_back_off() -> None:
+    # A stream's deadline is its whole generation's (ten minutes by default), but a model too
+    # busy to start it answers when a unary call's wait would end: a 429 with Retry-After.
+    access = _access(FakeClient(), model=ModelLimit(max_in_flight=1, max_queued=1))
+    loop = asyncio.get_running_loop()
+    async with access.admit("GenerateStream", Request(), FakeContext("a"), DEADLINE):
+        started = loop.time()
+        with pytest.raises(Busy) as shed:
+            await _admit(access, "b", "GenerateStream", deadline=Deadline.after(600, 0.05))
+        assert 0.04 < loop.time() - started < 0.5
+        assert shed.value.message == (
+            f"{MODEL} is at its limit of calls in flight: no slot came free in time; retry later"
+        )
+        assert shed.value.metadata == (("retry-after", "1"),)
+    assert access._gates == {}  # nothing held, nothing left waiting
+
+
 def test_labels_are_bounded() -> None:
     access = _access(FakeClient(), known_clients=frozenset({"ops"}))
     assert [access.label(c) for c in ("ops", "jwt-subject-123", None)] == [

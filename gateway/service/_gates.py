@@ -26,6 +26,9 @@ class Busy(ResourceExhaustedError):
     metadata = (("retry-after", "1"),)
 
 
+_SAME_S = 0.001
+
+
 class Gate:
     """At most ``max_in_flight`` calls at once; ``max_queued`` more wait; the rest are Busy."""
 
@@ -49,7 +52,9 @@ class Gate:
             log.debug("model=%s shed a call: %d waiting", model, self.waiting)
             raise Busy(f"{model} is at its limit of calls in flight and queued; retry later")
         self.waiting += 1
-        busy = deadline.retry_by < deadline.at  # the wait ends when retries do
+        # The wait ends when retries do, if they end sooner (by more than the µs between
+        # reading one grpc deadline twice: both may be that deadline).
+        busy = deadline.retry_by < deadline.at - _SAME_S
         until = deadline.retry_by if busy else deadline.at
         try:
             # A wait cut short takes no slot: asyncio's semaphore hands a slot it had just

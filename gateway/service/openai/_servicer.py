@@ -129,9 +129,11 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         stops retrying overloaded or unreachable replicas when a unary call would. Retried
         for the whole stream timeout, an overloaded model answered its 429 after 600 s,
         when the SDKs (whose own timeout is 600 s) had given up, and they retried that."""
+        # The retries' bound first, as `_deadlines.call_deadline` does: read second, the
+        # caller's grpc-timeout would leave it a few µs short of the deadline it is equal to.
+        retry_for = f.deadline(context, None, self._settings.default_timeout)
         return Deadline.after(
-            f.deadline(context, None, self._settings.stream_timeout),
-            retry_for=f.deadline(context, None, self._settings.default_timeout),
+            f.deadline(context, None, self._settings.stream_timeout), retry_for=retry_for
         )
 
     # Models.

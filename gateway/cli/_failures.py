@@ -35,6 +35,7 @@ from gateway.cli._hints import (
     STORAGE_FAILED,
     UNIMPLEMENTED_BY_CELL,
     WATCH_ENDED,
+    by_details,
     tls_hint,
 )
 from gateway.cli._output import json_text, to_dict
@@ -127,8 +128,8 @@ def hint(
     details: str = GATEWAY_UNIMPLEMENTED,
 ) -> str:
     """What to try next after a call failed with ``code`` (and ``details``)."""
-    text = HINTS[code]
-    if code == grpc.StatusCode.INVALID_ARGUMENT and not fields_named:
+    text = by_details(code, details) or HINTS[code]
+    if code == grpc.StatusCode.INVALID_ARGUMENT and not fields_named and text is HINTS[code]:
         text = INVALID_UNNAMED
     if code == grpc.StatusCode.UNIMPLEMENTED and details != GATEWAY_UNIMPLEMENTED:
         text = UNIMPLEMENTED_BY_CELL

@@ -36,7 +36,8 @@ HINTS: dict[grpc.StatusCode, str] = {
         "it accepts"
     ),
     grpc.StatusCode.RESOURCE_EXHAUSTED: (
-        "the request is over a size or rate limit: send less (payloads <= 10 MiB) or retry later"
+        "the call is over a size, rate or concurrency limit: send less (messages <= 32 MiB) "
+        "or retry later"
     ),
     grpc.StatusCode.FAILED_PRECONDITION: (
         "the model may not support this method; `saxgw ls {id}` lists its methods"
@@ -139,3 +140,55 @@ ROLE_DENIED = (
     "need the admin role, and so do `ls` of a cell or model, `watch` and `stats` unless the "
     "config's admin_only opens them (SAXGW_API_KEY or --api-key names the key)"
 )
+
+
+_S = grpc.StatusCode
+# Hints by what the message says, for codes whose usual hint would send the user the wrong
+# way: (codes, a marker in the details, the hint); the first that matches wins.
+BY_DETAILS: tuple[tuple[frozenset[grpc.StatusCode], str, str], ...] = (
+    (  # grpc's words for a stream reset under the call: a gateway or Envoy went away
+        frozenset({_S.INTERNAL, _S.UNAVAILABLE}),
+        "RST_STREAM",
+        "the connection to the gateway was reset during the call (a gateway process or Envoy "
+        "restarted?): run it again",
+    ),
+    (  # Envoy's rate limit (quotas.rate, docs/security.md)
+        frozenset({_S.RESOURCE_EXHAUSTED}),
+        "rate_limited",
+        "the credentials are over their rate (quotas.rate in the gateway's config): retry "
+        "in a second, or slower",
+    ),
+    (  # the gateway's concurrency limits (quotas.max_concurrent, quotas.models)
+        frozenset({_S.RESOURCE_EXHAUSTED}),
+        "at its limit of calls",
+        "too many calls are in flight (for these credentials, or for the model): retry in a second",
+    ),
+    (  # the config's model list for the client, not a model's ACL
+        frozenset({_S.PERMISSION_DENIED}),
+        " may not use ",
+        "the gateway's config limits which models these credentials may use (clients.<id>."
+        "models); ask its operator, or use a model the list allows",
+    ),
+    (
+        frozenset({_S.INVALID_ARGUMENT, _S.FAILED_PRECONDITION}),
+        "model path can't be changed",
+        "a model's path is fixed once published: `saxgw unpublish {id}`, then `saxgw publish "
+        "{id} ...` with the new one",
+    ),
+    (
+        frozenset({_S.FAILED_PRECONDITION, _S.UNAVAILABLE}),
+        "failed to load",
+        "the model failed to load on its servers (see the message above; `saxgw ls {id}` shows "
+        "its load error): fix its path, checkpoint or overrides with `saxgw update {id} ...`",
+    ),
+    (
+        frozenset({_S.CANCELLED}),
+        "was unpublished while waiting",
+        "the model was unpublished while saxgw waited for it: publish it again first",
+    ),
+)
+
+
+def by_details(code: grpc.StatusCode, details: str) -> str | None:
+    """The hint `BY_DETAILS` has for ``code`` with ``details``, if any."""
+    return next((h for codes, m, h in BY_DETAILS if code in codes and m in details), None)

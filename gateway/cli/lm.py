@@ -61,7 +61,9 @@ def generate(session: Session, args: argparse.Namespace) -> None:
         return
     final = stream_text(stream, session)
     if len(final) > 1:  # the first sample was streamed; show them all with their scores
-        session.out.write("\n" + texts_table(final) + "\n")
+        # The stream's final texts are by sample index; a Generate reply's, best first.
+        best_first = sorted(final, key=lambda t: -t.score)
+        session.out.write("\n" + texts_table(best_first) + "\n")
 
 
 def stream_text(

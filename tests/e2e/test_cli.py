@@ -22,6 +22,7 @@ import pytest
 from gateway.cell.models._hashing import unit_floats
 from gateway.cell.models.base import ExtraInputs
 from gateway.cell.models.media import TestAudio, TestVision
+from gateway.cell.models.random_lm import MODEL_PATH as RANDOM_LM
 from gateway.cli._numbers import number
 from gateway.cli.main import parser
 from gateway.launch.processes import free_port
@@ -167,6 +168,20 @@ def test_lm_generate_stream_prints_tokens_as_they_arrive(stack: Stack) -> None:
     assert first == b"one"  # flushed alone: the next token is 150 ms away
     assert (first + rest).decode() == "one two three\n"
     assert ended_at - first_at > 0.2
+
+
+def test_lm_generate_stream_lists_its_samples_best_first_as_without_it(stack: Stack) -> None:
+    # The stream's final texts come by sample index; its table listed them so, where the
+    # same call without --stream lists them best first.
+    model = "/sax/test/cli-random"
+    with published(stack, model, RANDOM_LM):
+        steps = ("--extra", "per_example_max_decode_steps=4")
+        plain = columns(ok(stack, "lm.generate", model, "hi", *steps))
+        streamed = ok(stack, "lm.generate", model, "hi", "--stream", *steps)
+    table = columns(streamed.split("\n\n", 1)[1])  # after the first sample, streamed
+    scores = [float(score) for _, score in plain[1:]]
+    assert len(scores) > 1 and scores == sorted(scores, reverse=True)
+    assert table == plain
 
 
 def test_lm_generate_stream_reads_the_call_to_its_status(stack: Stack) -> None:

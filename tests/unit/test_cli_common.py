@@ -17,6 +17,7 @@ from gateway.cli import _output as output
 from gateway.cli import main
 from gateway.cli._channel import DEFAULT_PORT, gateway_target
 from gateway.cli._hints import HINTS
+from gateway.config import GatewaySettings
 from gateway.launch.envoy import EnvoySettings
 from tests.unit._statuses import DETAILS_KEY, bad_request
 
@@ -152,6 +153,59 @@ def test_hints_name_the_model_cell_and_gateway() -> None:
         "is a gateway listening on gw:1? start one with `make up`"
     )
     assert "saxgw ls /sax/<cell>" in failures.hint(grpc.StatusCode.NOT_FOUND, _args())
+
+
+@pytest.mark.parametrize(
+    ("code", "details", "starts"),
+    [
+        # Each had the hint of its code, which sent the user the wrong way (a second probe).
+        (  # "a bug in the gateway or model server"
+            grpc.StatusCode.INTERNAL,
+            "Stream removed (RST_STREAM (Received RST_STREAM with error code 2))",
+            "the connection to the gateway was reset during the call",
+        ),
+        (  # "send less (payloads <= 10 MiB)"
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "local_rate_limited",
+            "the credentials are over their rate (quotas.rate",
+        ),
+        (
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "/sax/test/lm is at its limit of calls in flight and queued; retry later",
+            "too many calls are in flight",
+        ),
+        (  # "check the ACLs of the model"
+            grpc.StatusCode.PERMISSION_DENIED,
+            "client team-a may not use /sax/test/echo",
+            "the gateway's config limits which models these credentials may use",
+        ),
+        (  # "the model may not support this method"
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "invalid model update: model path can't be changed",
+            "a model's path is fixed once published: `saxgw unpublish /sax/test/lm`",
+        ),
+        (
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "/sax/test/lm failed to load (127.0.0.1:10001: TestLM failed to load: boom)",
+            "the model failed to load on its servers",
+        ),
+        (  # "run it again", which then says NOT_FOUND
+            grpc.StatusCode.CANCELLED,
+            "model /sax/test/lm was unpublished while waiting for it to be ready",
+            "the model was unpublished while saxgw waited for it",
+        ),
+    ],
+)
+def test_a_message_that_says_why_gets_the_hint_for_it(
+    code: grpc.StatusCode, details: str, starts: str
+) -> None:
+    assert failures.hint(code, _args(id="/sax/test/lm"), details=details).startswith(starts)
+
+
+def test_sizes_in_the_hints_are_the_gateways() -> None:
+    hinted = failures.hint(grpc.StatusCode.RESOURCE_EXHAUSTED, _args(), details="too big")
+    default = GatewaySettings.__dataclass_fields__["max_message_bytes"].default
+    assert "32 MiB" in hinted and default == 32 << 20
 
 
 def test_an_unknown_cell_hints_at_the_cells_not_at_publishing_into_it() -> None:

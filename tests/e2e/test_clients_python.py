@@ -87,6 +87,11 @@ def test_any_streaming_rpc_by_name(stack: Stack, client: Client) -> None:
         client.call("WatchAddresses", request)
     with pytest.raises(TypeError, match=r"Client.call\('Generate'"):
         client.stream("Generate", pb.GenerateRequest())
+    # A name the service lacks: the stub's bare AttributeError before.
+    with pytest.raises(ValueError, match=r"^'Nope' is not an RPC of saxgateway.v1.SaxGateway"):
+        client.call("Nope", pb.GenerateRequest())
+    with pytest.raises(ValueError, match=r"it has .*WatchAddresses"):
+        client.stream("Nope", pb.GenerateRequest())
     with pytest.raises(NotFoundError):
         next(client.stream("WatchAddresses", request))
     with published(stack, "/sax/test/py-watch", TEST_LM):

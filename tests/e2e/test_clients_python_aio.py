@@ -91,6 +91,11 @@ async def test_the_wrong_kind_of_call_names_the_right_one(client: AsyncClient) -
         await client.call("WatchAddresses", pb.WatchAddressesRequest())
     with pytest.raises(TypeError, match=r"AsyncClient.call\('Generate'"):
         client.stream("Generate", pb.GenerateRequest())
+    # A name the service lacks: the stub's bare AttributeError before.
+    with pytest.raises(ValueError, match=r"^'Nope' is not an RPC of saxgateway.v1.SaxGateway"):
+        await client.call("Nope", pb.GenerateRequest())
+    with pytest.raises(ValueError, match=r"it has .*WatchAddresses"):
+        client.stream("Nope", pb.GenerateRequest())
 
 
 async def test_bad_request_carries_field_violations(client: AsyncClient) -> None:

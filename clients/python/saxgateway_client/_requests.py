@@ -60,13 +60,27 @@ _STREAMS = frozenset(
 )
 
 
+_METHODS = frozenset(m.name for m in pb.DESCRIPTOR.services_by_name["SaxGateway"].methods)
+
+
+def _check_known(method: str) -> None:
+    # Else the stub's AttributeError (Python) names neither the service nor what it offers.
+    if method not in _METHODS:
+        raise ValueError(
+            f"{method!r} is not an RPC of saxgateway.v1.SaxGateway; it has "
+            + ", ".join(sorted(_METHODS))
+        )
+
+
 def check_unary(client: object, method: str) -> None:
+    _check_known(method)
     if method in _STREAMS:
         name = type(client).__name__
         raise TypeError(f"{method} is a streaming RPC: use {name}.stream({method!r}, ...)")
 
 
 def check_stream(client: object, method: str) -> None:
+    _check_known(method)
     if method not in _STREAMS:
         name = type(client).__name__
         raise TypeError(f"{method} is not a streaming RPC: use {name}.call({method!r}, ...)")

@@ -26,6 +26,7 @@ class Busy(ResourceExhaustedError):
     metadata = (("retry-after", "1"),)
 
 
+# Two ends of a wait closer than this are one (`Gate.acquire`).
 _SAME_S = 0.001
 
 
@@ -51,11 +52,11 @@ class Gate:
         if self.waiting >= self._max_queued:
             log.debug("model=%s shed a call: %d waiting", model, self.waiting)
             raise Busy(f"{model} is at its limit of calls in flight and queued; retry later")
-        self.waiting += 1
         # The wait ends when retries do, if they end sooner (by more than the µs between
         # reading one grpc deadline twice: both may be that deadline).
         busy = deadline.retry_by < deadline.at - _SAME_S
         until = deadline.retry_by if busy else deadline.at
+        self.waiting += 1
         try:
             # A wait cut short takes no slot: asyncio's semaphore hands a slot it had just
             # given the waiter on to the next one.

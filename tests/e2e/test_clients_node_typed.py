@@ -12,6 +12,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from saxgateway.v1 import gateway_pb2
+
 from gateway.cell.models import random_lm
 from gateway.launch.stack import Stack
 from tests.e2e._published import published
@@ -111,3 +113,26 @@ def test_a_loop_that_stops_at_done_leaves_the_call_succeeded() -> None:
     assert node, "node is needed"
     out = _run([node, ROOT / "tests" / "e2e" / "node" / "stop_at_done.js"], ROOT, 60)
     assert json.loads(out) == {"text": "one two", "server": "ok"}
+
+
+def test_a_wrong_method_from_plain_javascript_is_named_not_a_crash_in_grpc_js() -> None:
+    # TypeScript refuses these; from JavaScript, an unknown name threw "Cannot read properties
+    # of undefined (reading 'requestType')" and the wrong kind failed inside grpc-js.
+    node = shutil.which("node")
+    assert node, "node is needed"
+    out = json.loads(_run([node, ROOT / "tests" / "e2e" / "node" / "wrong_method.js"], ROOT, 60))
+    # The service's RPCs as ts-proto names them (lowerCamelCase), sorted as JavaScript sorts.
+    service = gateway_pb2.DESCRIPTOR.services_by_name["SaxGateway"]
+    names = ", ".join(sorted(m.name[0].lower() + m.name[1:] for m in service.methods))
+    assert out == {
+        "unknown": f'TypeError: "nope" is not an RPC of saxgateway.v1.SaxGateway; it has {names}',
+        "inherited": (
+            f'TypeError: "toString" is not an RPC of saxgateway.v1.SaxGateway; it has {names}'
+        ),
+        "stream_as_unary": (
+            'TypeError: generateStream is a streaming RPC: use client.stream("generateStream", ...)'
+        ),
+        "unary_as_stream": (
+            'TypeError: generate is not a streaming RPC: use client.unary("generate", ...)'
+        ),
+    }

@@ -103,8 +103,20 @@ function cancelOn(signal, call) {
     signal.addEventListener("abort", cancel, { once: true });
     return () => signal.removeEventListener("abort", cancel);
 }
-// One RPC's path and (de)serializers, from the generated service definition.
-function rpc(method) {
+// One RPC's path and (de)serializers, from the generated service definition. TypeScript
+// refuses a name the service lacks, or a stream called as unary; plain JavaScript gets here
+// with them, and would fail deep in grpc-js ("Cannot read properties of undefined").
+function rpc(method, streaming) {
+    const methods = pb.SaxGatewayDefinition.methods;
+    const found = Object.hasOwn(methods, method) ? methods[method] : undefined;
+    if (found === undefined) {
+        const names = Object.keys(methods).sort().join(", ");
+        throw new TypeError(`${JSON.stringify(method)} is not an RPC of saxgateway.v1.SaxGateway; it has ${names}`);
+    }
+    if (found.responseStream !== streaming) {
+        const right = found.responseStream ? "stream" : "unary";
+        throw new TypeError(`${method} is ${streaming ? "not " : ""}a streaming RPC: use client.${right}("${method}", ...)`);
+    }
     const def = pb.SaxGatewayDefinition.methods[method];
     const request = def.requestType;
     const response = def.responseType;
@@ -128,8 +140,9 @@ class Client {
     }
     /** Calls a unary RPC; rejects with a SaxGatewayError (CANCELLED once options.signal aborts). */
     unary(method, request, options = {}) {
-        const { path, build, serialize, deserialize } = rpc(method);
         return new Promise((resolve, reject) => {
+            // In here, a wrong method rejects the promise, as every other failure does.
+            const { path, build, serialize, deserialize } = rpc(method, false);
             let undo = () => { };
             const call = this.channel.makeUnaryRequest(path, serialize, deserialize, build(request), options.metadata ?? new grpc.Metadata(), { deadline: this.deadline(options) }, (error, response) => {
                 undo();
@@ -145,7 +158,7 @@ class Client {
      * or in-band in the last one) is thrown as a SaxGatewayError. Breaking out cancels the call,
      * except at `done`: the call has ended well by the time that message is yielded. */
     async *stream(method, request, options = {}) {
-        const { path, build, serialize, deserialize } = rpc(method);
+        const { path, build, serialize, deserialize } = rpc(method, true);
         const call = this.channel.makeServerStreamRequest(path, serialize, deserialize, build(request), options.metadata ?? new grpc.Metadata(), { deadline: this.deadline(options) });
         const undo = cancelOn(options.signal, call);
         const items = call[Symbol.asyncIterator]();

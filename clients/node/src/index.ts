@@ -100,8 +100,20 @@ function cancelOn(signal: AbortSignal | undefined, call: grpc.Call): () => void 
   return () => signal.removeEventListener("abort", cancel);
 }
 
-// One RPC's path and (de)serializers, from the generated service definition.
-function rpc<K extends Method>(method: K) {
+// One RPC's path and (de)serializers, from the generated service definition. TypeScript
+// refuses a name the service lacks, or a stream called as unary; plain JavaScript gets here
+// with them, and would fail deep in grpc-js ("Cannot read properties of undefined").
+function rpc<K extends Method>(method: K, streaming: boolean) {
+  const methods: Record<string, { responseStream: boolean } | undefined> = pb.SaxGatewayDefinition.methods;
+  const found = Object.hasOwn(methods, method) ? methods[method] : undefined;
+  if (found === undefined) {
+    const names = Object.keys(methods).sort().join(", ");
+    throw new TypeError(`${JSON.stringify(method)} is not an RPC of saxgateway.v1.SaxGateway; it has ${names}`);
+  }
+  if (found.responseStream !== streaming) {
+    const right = found.responseStream ? "stream" : "unary";
+    throw new TypeError(`${method} is ${streaming ? "not " : ""}a streaming RPC: use client.${right}("${method}", ...)`);
+  }
   const def = pb.SaxGatewayDefinition.methods[method];
   const request = def.requestType as unknown as pb.MessageFns<RequestOf<K>>;
   const response = def.responseType as unknown as pb.MessageFns<ResponseOf<K>>;
@@ -133,8 +145,9 @@ export class Client {
     request: pb.DeepPartial<RequestOf<K>>,
     options: CallOptions = {},
   ): Promise<ResponseOf<K>> {
-    const { path, build, serialize, deserialize } = rpc(method);
     return new Promise((resolve, reject) => {
+      // In here, a wrong method rejects the promise, as every other failure does.
+      const { path, build, serialize, deserialize } = rpc(method, false);
       let undo = () => {};
       const call = this.channel.makeUnaryRequest(
         path,
@@ -161,7 +174,7 @@ export class Client {
     request: pb.DeepPartial<RequestOf<K>>,
     options: CallOptions = {},
   ): AsyncGenerator<ResponseOf<K>> {
-    const { path, build, serialize, deserialize } = rpc(method);
+    const { path, build, serialize, deserialize } = rpc(method, true);
     const call = this.channel.makeServerStreamRequest(
       path,
       serialize,

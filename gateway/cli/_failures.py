@@ -19,10 +19,8 @@ from google.rpc import error_details_pb2, status_pb2
 
 from gateway.cli._channel import gateway_target, uses_tls
 from gateway.cli._hints import (
-    CELL_DOWN,
     CELL_NOT_FOUND,
     CELL_NOT_FOUND_DETAILS,
-    CELL_UNREACHABLE,
     GATEWAY_UNIMPLEMENTED,
     HINTS,
     INVALID_UNNAMED,
@@ -135,8 +133,6 @@ def hint(
         text = UNIMPLEMENTED_BY_CELL
     if code == grpc.StatusCode.NOT_FOUND and CELL_NOT_FOUND_DETAILS.match(details):
         text = CELL_NOT_FOUND
-    if code == grpc.StatusCode.UNAVAILABLE and CELL_UNREACHABLE in details:
-        text = CELL_DOWN
     storage = code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL)
     if storage and STORAGE_DETAILS.search(details):
         text = STORAGE_FAILED

@@ -146,6 +146,7 @@ _S = grpc.StatusCode
 # Hints by what the message says, for codes whose usual hint would send the user the wrong
 # way: (codes, a marker in the details, the hint); the first that matches wins.
 BY_DETAILS: tuple[tuple[frozenset[grpc.StatusCode], str, str], ...] = (
+    (frozenset({_S.UNAVAILABLE}), CELL_UNREACHABLE, CELL_DOWN),  # the gateway answered
     (  # grpc's words for a stream reset under the call: a gateway or Envoy went away
         frozenset({_S.INTERNAL, _S.UNAVAILABLE}),
         "RST_STREAM",

@@ -21,25 +21,24 @@ from gateway.common.limits import MAX_REPLICAS, MAX_SECONDS
 from gateway.common.names import parse_cell_id
 
 
-def port(text: str) -> int:
-    """A TCP port to listen on."""
+def _port(text: str, lowest: int) -> int:
     try:
         value = int(text)
     except ValueError:
         value = -1
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {text!r}")
+    if not lowest <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from {lowest} to 65535, got {text!r}")
     return value
+
+
+def port(text: str) -> int:
+    """A TCP port to listen on."""
+    return _port(text, 1)
 
 
 def optional_port(text: str) -> int:
     """A TCP port, or 0: none (``--ops-port 0``), or any free one (``saxgw gateway --port 0``)."""
-    if text.strip() == "0":
-        return 0
-    try:
-        return port(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {text!r}") from None
+    return _port(text, 0)
 
 
 def ports(text: str) -> list[int]:

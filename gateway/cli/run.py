@@ -15,20 +15,18 @@ from gateway.cell.settings import (
     DEFAULT_MODEL_SERVER_PORT,
     CellSettings,
 )
-from gateway.cli import _edge, _workers
+from gateway.cli import _edge, _preflight, _running, _workers
 from gateway.cli._listen import cannot_listen
 from gateway.common import flags
 from gateway.common.listen import ListenError
 from gateway.common.slottable import TableError
-from gateway.common.storage import StorageSetupError, make_dirs
+from gateway.common.storage import StorageSetupError
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
 from gateway.launch import tuning
 from gateway.launch.envoy import EnvoySettings
-from gateway.launch.ports import PortClaimed, claim_ports, holder
+from gateway.launch.ports import PortClaimed, claim_ports
 from gateway.launch.processes import StartupError
-from gateway.launch.readiness import busy_ports, restored_models
 from gateway.launch.stack import Stack, StackSettings
-from gateway.launch.supervisor import Supervisor
 from gateway.service import serve as serve_gateway
 from gateway.service.args import (
     add_config_argument,
@@ -205,14 +203,14 @@ def _up(args: argparse.Namespace) -> int:
     args.gateway_ports = _workers.gateway_ports(args)  # --workers resolved into ports
     if warning := _workers.oversubscribed(args):
         print(f"saxgw: {warning}", file=sys.stderr)
-    problem = flags.port_clash(_ports_to_bind(args)) or flags.sax_root_problem(
+    problem = flags.port_clash(_preflight.ports_to_bind(args)) or flags.sax_root_problem(
         args.sax_root, must_exist=not args.embedded
     )
     if problem:
         print(f"saxgw: {problem}", file=sys.stderr)
         return 2
     args.fs_root = embedded_fs_root(args.sax_root, args.fs_root) if args.embedded else None
-    if problem := _make_dirs(args):
+    if problem := _preflight.make_state_dirs(args):
         print(f"saxgw: {problem}", file=sys.stderr)
         return 1
     cell = None
@@ -261,14 +259,14 @@ def _up(args: argparse.Namespace) -> int:
     try:
         # Claimed before the check and held until exit: two `saxgw up` started at the same
         # moment both found the ports free, and both started a stack on them.
-        with claim_ports(port for _, port, _ in _ports_to_bind(args)):
-            if problem := _busy(args):
+        with claim_ports(port for _, port, _ in _preflight.ports_to_bind(args)):
+            if problem := _preflight.busy(args):
                 print(f"saxgw: {problem}", file=sys.stderr)
                 return 1
             with Stack(settings) as stack:
-                return _serve_until_stopped(args, stack, stop)
+                return _running.serve_until_stopped(args, stack, stop)
     except PortClaimed as exc:  # by a `saxgw up|serve` that may not have bound it yet
-        print(f"saxgw: {_in_use(args, exc.port, exc.holder)}", file=sys.stderr)
+        print(f"saxgw: {_preflight.in_use(args, exc.port, exc.holder)}", file=sys.stderr)
         return 1
     except StartupError as exc:
         print(
@@ -277,136 +275,3 @@ def _up(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-
-
-def _busy(args: argparse.Namespace) -> str | None:
-    """Why a port the stack needs cannot be bound: another process listens on it."""
-    if busy := busy_ports(_ports_to_bind(args)):
-        port, _ = busy[0]
-        # Named, so that a process left over from an earlier run is found and stopped.
-        return _in_use(args, port, holder(port) or "another process")
-    return None
-
-
-def _in_use(args: argparse.Namespace, port: int, who: str) -> str:
-    role = next(role for _, number, role in _ports_to_bind(args) if number == port)
-    return (
-        f"port {port} is in use ({role}) by {who}; is another `saxgw up` running? "
-        "Stop it, or choose other ports (see `saxgw up --help`)."
-    )
-
-
-def _make_dirs(args: argparse.Namespace) -> str | None:
-    """Makes the local directories the flags name; why not, if one cannot be made."""
-    dirs = [("--sax-root", args.sax_root), ("--fs-root", args.fs_root)] if args.embedded else []
-    for flag, path in dirs:
-        if path is not None and "://" not in path:
-            try:
-                make_dirs(Path(path))  # 0755, as upstream makes them
-            except OSError as exc:
-                return f"cannot create {flag} {path}: {exc.strerror}"
-    if args.log_dir:
-        try:
-            Path(args.log_dir).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            return f"cannot create --log-dir {args.log_dir}: {exc.strerror}"
-    return None
-
-
-def _ports_to_bind(args: argparse.Namespace) -> list[tuple[str, int, str]]:
-    ports = [
-        (args.listen, args.port, "Envoy's public port, --port"),
-        ("127.0.0.1", args.envoy_admin_port, "Envoy's admin port, --envoy-admin-port"),
-    ]
-    if args.ops_port:
-        ports.append((args.ops_listen, args.ops_port, "the ops (/metrics) port, --ops-port"))
-    ports += [("127.0.0.1", p, "a gateway port, --gateway-ports") for p in args.gateway_ports]
-    if args.embedded:
-        ports.append(("127.0.0.1", args.admin_port, "the Sax admin port, --admin-port"))
-        ports += [
-            ("127.0.0.1", p, "a Sax model server port, --model-server-ports")
-            for p in args.model_server_ports
-        ]
-    return ports
-
-
-def _serve_until_stopped(args: argparse.Namespace, stack: Stack, stop: threading.Event) -> int:
-    """Prints the banner once health passes (and when restored models are ready), restarts
-    a child that exits or hangs; returns when ``stop`` is set."""
-    supervisor = Supervisor(
-        stack.group,
-        stack.settings.restart,
-        report=lambda line: print(line, file=sys.stderr, flush=True),
-        probes=stack.probes(),
-    )
-    try:
-        _supervise(args, stack, stop, supervisor)
-    finally:
-        supervisor.close()
-    print("saxgw: stopping...", file=sys.stderr)
-    return 0
-
-
-def _supervise(
-    args: argparse.Namespace, stack: Stack, stop: threading.Event, supervisor: Supervisor
-) -> None:
-    banner = restored = False
-    waited = 0.0
-    while not stop.is_set():
-        supervisor.tick()  # a child that died or hung is restarted; the others keep serving
-        # One /healthz a second until the banner: each is a line of Envoy's access log, and
-        # a cell that is down must not flood it (polling every 50 ms wrote ~20 lines a second).
-        if not banner and stack.wait_healthy(timeout=0):
-            _print_banner(args, stack)
-            banner = True
-        elif not banner:
-            waited += 1.0
-            stop.wait(0.5)
-            if waited == 60:
-                print(
-                    "saxgw: still waiting for the gateway to reach the Sax cell "
-                    f"({stack.http_url}/healthz is 503); see the logs above",
-                    file=sys.stderr,
-                )
-        if banner and not restored and args.embedded:
-            restored = _report_restored(stack, args.cell)
-        stop.wait(0.5)
-
-
-def _report_restored(stack: Stack, cell: str) -> bool:
-    """Prints once every model restored from an earlier run serves; False until then."""
-    models = restored_models(stack.gateway_addresses[0], cell)
-    if models is None or any(active < min(wanted, 1) for _, active, wanted in models):
-        return False
-    if models:
-        names = ", ".join(f"{m} ({a}/{w})" for m, a, w in models)
-        print(f"saxgw: restored models ready: {names}", flush=True)
-    return True
-
-
-def _print_banner(args: argparse.Namespace, stack: Stack) -> None:
-    lines = [f"HTTP/JSON, gRPC, grpc-web  {stack.http_url}  (Envoy; /healthz)"]
-    lines += [f"gateway gRPC               {a}" for a in stack.gateway_addresses]
-    if stack.metrics_url:
-        lines.append(f"Prometheus metrics         {stack.metrics_url}  (gateway + Envoy)")
-    if args.otlp_endpoint:
-        lines.append(f"traces (OTLP/gRPC)         {args.otlp_endpoint}")
-    if args.embedded:
-        admin = f"Sax admin ({args.cell})"
-        lines.append(f"{admin:<27}127.0.0.1:{args.admin_port}")
-        lines += [f"Sax model server           127.0.0.1:{p}" for p in args.model_server_ports]
-    lines.append(f"SAX_ROOT                   {args.sax_root}")
-    lines.append("Ready. Try:")
-    if stack.envoy.edge.authenticated:  # else the two lines below are 401
-        lines.append("  (with a key or JWT of --config: export SAXGW_API_KEY=...)")
-        lines.append(
-            f'  curl -s -H "Authorization: Bearer $SAXGW_API_KEY" {stack.http_url}/listcells'
-        )
-    else:
-        lines.append(f"  curl -s {stack.http_url}/listcells")
-    # `serve` has no --cell: its cells are whatever SAX_ROOT holds.
-    where = f" {args.cell}" if args.embedded else ""
-    lines.append(f"  .venv/bin/saxgw --gateway {stack.grpc_address} ls{where}")
-    lines.append("  the walk-through in README.md; the API reference in docs/api.md")
-    lines.append("Ctrl-C stops everything.")
-    print("\n".join(lines), flush=True)

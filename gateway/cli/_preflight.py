@@ -1,0 +1,62 @@
+"""What `saxgw up|serve` checks before it starts anything: the ports it will bind and the
+directories it will write, each reported as one line that names the flag to change."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from gateway.common.storage import make_dirs
+from gateway.launch.ports import holder
+from gateway.launch.readiness import busy_ports
+
+
+def busy(args: argparse.Namespace) -> str | None:
+    """Why a port the stack needs cannot be bound: another process listens on it."""
+    if busy := busy_ports(ports_to_bind(args)):
+        port, _ = busy[0]
+        # Named, so that a process left over from an earlier run is found and stopped.
+        return in_use(args, port, holder(port) or "another process")
+    return None
+
+
+def in_use(args: argparse.Namespace, port: int, who: str) -> str:
+    role = next(role for _, number, role in ports_to_bind(args) if number == port)
+    return (
+        f"port {port} is in use ({role}) by {who}; is another `saxgw up` running? "
+        "Stop it, or choose other ports (see `saxgw up --help`)."
+    )
+
+
+def make_state_dirs(args: argparse.Namespace) -> str | None:
+    """Makes the local directories the flags name; why not, if one cannot be made."""
+    dirs = [("--sax-root", args.sax_root), ("--fs-root", args.fs_root)] if args.embedded else []
+    for flag, path in dirs:
+        if path is not None and "://" not in path:
+            try:
+                make_dirs(Path(path))  # 0755, as upstream makes them
+            except OSError as exc:
+                return f"cannot create {flag} {path}: {exc.strerror}"
+    if args.log_dir:
+        try:
+            Path(args.log_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return f"cannot create --log-dir {args.log_dir}: {exc.strerror}"
+    return None
+
+
+def ports_to_bind(args: argparse.Namespace) -> list[tuple[str, int, str]]:
+    ports = [
+        (args.listen, args.port, "Envoy's public port, --port"),
+        ("127.0.0.1", args.envoy_admin_port, "Envoy's admin port, --envoy-admin-port"),
+    ]
+    if args.ops_port:
+        ports.append((args.ops_listen, args.ops_port, "the ops (/metrics) port, --ops-port"))
+    ports += [("127.0.0.1", p, "a gateway port, --gateway-ports") for p in args.gateway_ports]
+    if args.embedded:
+        ports.append(("127.0.0.1", args.admin_port, "the Sax admin port, --admin-port"))
+        ports += [
+            ("127.0.0.1", p, "a Sax model server port, --model-server-ports")
+            for p in args.model_server_ports
+        ]
+    return ports

@@ -1,0 +1,94 @@
+"""A started stack until Ctrl-C: its supervisor's ticks, the banner once it is healthy, and
+the line that says the models restored from an earlier run serve again."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+
+from gateway.launch.readiness import restored_models
+from gateway.launch.stack import Stack
+from gateway.launch.supervisor import Supervisor
+
+
+def serve_until_stopped(args: argparse.Namespace, stack: Stack, stop: threading.Event) -> int:
+    """Prints the banner once health passes (and when restored models are ready), restarts
+    a child that exits or hangs; returns when ``stop`` is set."""
+    supervisor = Supervisor(
+        stack.group,
+        stack.settings.restart,
+        report=lambda line: print(line, file=sys.stderr, flush=True),
+        probes=stack.probes(),
+    )
+    try:
+        _supervise(args, stack, stop, supervisor)
+    finally:
+        supervisor.close()
+    print("saxgw: stopping...", file=sys.stderr)
+    return 0
+
+
+def _supervise(
+    args: argparse.Namespace, stack: Stack, stop: threading.Event, supervisor: Supervisor
+) -> None:
+    banner = restored = False
+    waited = 0.0
+    while not stop.is_set():
+        supervisor.tick()  # a child that died or hung is restarted; the others keep serving
+        # One /healthz a second until the banner: each is a line of Envoy's access log, and
+        # a cell that is down must not flood it (polling every 50 ms wrote ~20 lines a second).
+        if not banner and stack.wait_healthy(timeout=0):
+            _print_banner(args, stack)
+            banner = True
+        elif not banner:
+            waited += 1.0
+            stop.wait(0.5)
+            if waited == 60:
+                print(
+                    "saxgw: still waiting for the gateway to reach the Sax cell "
+                    f"({stack.http_url}/healthz is 503); see the logs above",
+                    file=sys.stderr,
+                )
+        if banner and not restored and args.embedded:
+            restored = _report_restored(stack, args.cell)
+        stop.wait(0.5)
+
+
+def _report_restored(stack: Stack, cell: str) -> bool:
+    """Prints once every model restored from an earlier run serves; False until then."""
+    models = restored_models(stack.gateway_addresses[0], cell)
+    if models is None or any(active < min(wanted, 1) for _, active, wanted in models):
+        return False
+    if models:
+        names = ", ".join(f"{m} ({a}/{w})" for m, a, w in models)
+        print(f"saxgw: restored models ready: {names}", flush=True)
+    return True
+
+
+def _print_banner(args: argparse.Namespace, stack: Stack) -> None:
+    lines = [f"HTTP/JSON, gRPC, grpc-web  {stack.http_url}  (Envoy; /healthz)"]
+    lines += [f"gateway gRPC               {a}" for a in stack.gateway_addresses]
+    if stack.metrics_url:
+        lines.append(f"Prometheus metrics         {stack.metrics_url}  (gateway + Envoy)")
+    if args.otlp_endpoint:
+        lines.append(f"traces (OTLP/gRPC)         {args.otlp_endpoint}")
+    if args.embedded:
+        admin = f"Sax admin ({args.cell})"
+        lines.append(f"{admin:<27}127.0.0.1:{args.admin_port}")
+        lines += [f"Sax model server           127.0.0.1:{p}" for p in args.model_server_ports]
+    lines.append(f"SAX_ROOT                   {args.sax_root}")
+    lines.append("Ready. Try:")
+    if stack.envoy.edge.authenticated:  # else the two lines below are 401
+        lines.append("  (with a key or JWT of --config: export SAXGW_API_KEY=...)")
+        lines.append(
+            f'  curl -s -H "Authorization: Bearer $SAXGW_API_KEY" {stack.http_url}/listcells'
+        )
+    else:
+        lines.append(f"  curl -s {stack.http_url}/listcells")
+    # `serve` has no --cell: its cells are whatever SAX_ROOT holds.
+    where = f" {args.cell}" if args.embedded else ""
+    lines.append(f"  .venv/bin/saxgw --gateway {stack.grpc_address} ls{where}")
+    lines.append("  the walk-through in README.md; the API reference in docs/api.md")
+    lines.append("Ctrl-C stops everything.")
+    print("\n".join(lines), flush=True)

@@ -36,6 +36,7 @@ import json
 import grpc
 
 from gateway.launch._replies import CODE_HEADER
+from gateway.service._streams import HTTP_METHOD_HEADER
 
 #: Where header_to_metadata keeps the gateway's or a local reply's code.
 METADATA = ("sax", "grpc_status")
@@ -78,3 +79,15 @@ def grpc_status_format() -> str:
         "GRPC_STATUS_NUMBER",
     ]
     return "%COALESCE(" + json.dumps({"operators": operators}) + ")%"
+
+
+def method_format() -> str:
+    """The access log's ``method`` command: the client's HTTP method, which the transcoder
+    replaces with POST (gateway/launch/_methods.py), else the request's own for a request
+    refused before the filter that keeps it ran. Cut to 32 characters, as any field a client
+    chooses."""
+    operators = [
+        {"command": "REQ", "param": HTTP_METHOD_HEADER},
+        {"command": "REQ", "param": ":METHOD"},
+    ]
+    return "%COALESCE(" + json.dumps({"operators": operators}) + "):32%"

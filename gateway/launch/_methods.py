@@ -23,6 +23,8 @@ from pathlib import Path
 from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor_pb2
 
+from gateway.service._streams import HTTP_METHOD_HEADER
+
 _TYPES = "type.googleapis.com/envoy."
 # Routes of these services answer errors in OpenAI's envelope.
 OPENAI_SERVICES = frozenset({"saxgateway.v1.OpenAIGateway"})
@@ -85,6 +87,23 @@ def routes(descriptor: Path) -> list[Route]:
             verbs[regex].add(verb)
             openai[regex] = service in OPENAI_SERVICES
     return [Route(regex, frozenset(v), openai[regex]) for regex, v in sorted(verbs.items())]
+
+
+def method_filter() -> dict[str, object]:
+    """The HTTP filter that hands the client's method to the gateway and the access log in
+    HTTP_METHOD_HEADER. The transcoder makes every call a POST: the log said POST for each
+    GET, and the gateway could not tell a HEAD from its GET, so a HEAD on a stream (``/watch``)
+    was a watch that never ended, holding the client's connection. Overwritten on every
+    request, so no client sets it."""
+    header = {"key": HTTP_METHOD_HEADER, "value": "%REQ(:METHOD)%"}
+    mutation = {"append": {"header": header, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}
+    return {
+        "name": "http_method",
+        "typed_config": {
+            "@type": _TYPES + "extensions.filters.http.header_mutation.v3.HeaderMutation",
+            "mutations": {"request_mutations": [mutation]},
+        },
+    }
 
 
 def head_filter() -> dict[str, object]:

@@ -17,9 +17,9 @@ from pathlib import Path
 from gateway.common.logs import LOGGED_ID_CHARS
 from gateway.config import MIB
 from gateway.edge import IDENTITY_HEADER, EdgeConfig, edge_values, host_values, is_loopback
-from gateway.launch._access_log import METADATA, grpc_status_format, status_rules
+from gateway.launch._access_log import METADATA, grpc_status_format, method_format, status_rules
 from gateway.launch._grpc_web import grpc_web_filters
-from gateway.launch._methods import head_filter
+from gateway.launch._methods import head_filter, method_filter
 from gateway.launch._replies import local_reply_mappers
 
 
@@ -247,8 +247,10 @@ def render(
         "LOCAL_REPLY_MAPPERS": json.dumps(local_reply_mappers(descriptor or descriptor_set())),
         "STATUS_RULES": json.dumps(status_rules()),
         "HEAD_FILTER": json.dumps(head_filter()),
+        "METHOD_FILTER": json.dumps(method_filter()),
         "GRPC_WEB_FILTERS": "\n          ".join(f"- {json.dumps(f)}" for f in grpc_web_filters()),
         "GRPC_STATUS_FORMAT": json.dumps(grpc_status_format()),
+        "METHOD_FORMAT": json.dumps(method_format()),
         **edge_values(settings.edge, settings.cors_origins, secrets_dir or Path("secrets")),
         **host_values(settings.listen_address, settings.allowed_hosts),
         "TRACING": json.dumps(_tracing(settings.otlp_endpoint, settings.trace_sample_ratio)),

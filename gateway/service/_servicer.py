@@ -24,7 +24,7 @@ from gateway.service import _fields as f
 from gateway.service._errors import request_id, to_status
 from gateway.service._multimodal import MultimodalMethods
 from gateway.service._stream import DeltaTracker
-from gateway.service._streams import StreamSlots
+from gateway.service._streams import StreamSlots, is_head
 
 GREETING = "HTTP Server for SAX Client"  # what the original Sax HTTP server answered on "/"
 
@@ -226,6 +226,8 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
         until = Deadline.after(f.deadline(context, None, math.inf))
         with self._streams.hold(context):
             await self._client.list_detail(model, deadline=self._deadline(context))  # NOT_FOUND
+            if is_head(context):  # GET's status and headers, then the end a HEAD reply needs
+                return
             watch = self._client.watch_addresses(model)
             try:
                 while True:

@@ -24,6 +24,9 @@ from gateway.service._counts import AtLimit, Counts, LocalCounts
 
 #: The header Envoy sets to the client's address on every route (envoy/envoy.yaml.tmpl).
 CLIENT_ADDRESS_HEADER = "x-saxgw-client-address"
+#: The header Envoy sets to the client's HTTP method on every request, before the transcoder
+#: makes each one a POST (gateway/launch/_methods.py).
+HTTP_METHOD_HEADER = "x-saxgw-http-method"
 
 
 class Caller(Protocol):
@@ -45,6 +48,14 @@ def client_of(context: Caller) -> str:
         return forwarded
     peer = context.peer()  # "ipv4:127.0.0.1:54321", "ipv6:[::1]:54321"
     return peer.rpartition(":")[0] or peer
+
+
+def is_head(context: Caller) -> bool:
+    """Whether the call is an HTTP HEAD that Envoy transcoded as its GET."""
+    for key, value in context.invocation_metadata() or ():
+        if key == HTTP_METHOD_HEADER:
+            return bool(value == "HEAD")
+    return False
 
 
 class StreamSlots:

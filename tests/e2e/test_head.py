@@ -10,8 +10,12 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from saxgateway.v1 import gateway_pb2 as pb
+from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.launch.stack import Stack
+from gateway.service._streams import HTTP_METHOD_HEADER
+from tests._grpc import sync_channel
 from tests.e2e._published import TEST_LM, published
 
 MODEL = "/sax/test/head"
@@ -26,12 +30,12 @@ def model(stack: Stack) -> Iterator[str]:
         yield name
 
 
-def _head(stack: Stack, path: str, headers: str = "") -> tuple[str, dict[str, str], bytes]:
+def _head(stack: Stack, path: str, timeout: float = 30) -> tuple[str, dict[str, str], bytes]:
     """HEAD ``path`` and a GET of / after it on one HTTP/1.1 connection: the HEAD reply's
     status line and headers, and every byte after them (which should be the GET's reply)."""
     url = httpx.URL(stack.http_url)
-    head = f"HEAD {path} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n".encode()
-    with socket.create_connection((url.host, url.port), timeout=30) as sock:
+    head = f"HEAD {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
+    with socket.create_connection((url.host, url.port), timeout=timeout) as sock:
         sock.sendall(head + _NEXT)
         reply = b""
         while chunk := sock.recv(65536):
@@ -86,12 +90,36 @@ def test_head_answers_as_get_without_a_body(
     assert rest.endswith(b'{"message":"HTTP Server for SAX Client","version":"0.1.0"}')
 
 
-def test_head_of_a_stream_sends_its_headers_and_no_events(stack: Stack, model: str) -> None:
-    # The watch runs as its GET until its deadline; its events are dropped.
-    status, fields, rest = _head(stack, f"/watch?model={model}", "grpc-timeout: 1S\r\n")
+@pytest.mark.parametrize("path", [f"/watch?model={MODEL}", f"/v1{MODEL}:watch"])
+def test_head_of_a_stream_is_its_headers_and_then_the_next_reply(
+    stack: Stack, model: str, path: str
+) -> None:
+    # A HEAD ran as its watch, which ends only at its deadline (its events were dropped):
+    # the connection's next request was never answered.
+    status, fields, rest = _head(stack, path, timeout=10)
     assert status == "HTTP/1.1 200 OK"
     assert fields["content-type"] == "text/event-stream"
     assert rest.startswith(b"HTTP/1.1 200 OK\r\n"), rest[:200]
+    assert rest.endswith(b'{"message":"HTTP Server for SAX Client","version":"0.1.0"}')
+
+
+def test_head_of_a_stream_of_no_model_is_the_gets_404(stack: Stack, http: httpx.Client) -> None:
+    path = "/watch?model=/sax/test/nosuch"
+    status, fields, rest = _head(stack, path, timeout=10)
+    assert (status, {k: v for k, v in fields.items() if k not in _PER_REPLY}) == _as_get(
+        http.get(path)
+    )
+    assert rest.startswith(b"HTTP/1.1 200 OK\r\n"), rest[:200]
+
+
+def test_no_client_makes_its_watch_a_head(stack: Stack, model: str) -> None:
+    # Envoy overwrites the header that tells the gateway a call is a HEAD on every request.
+    request = pb.WatchAddressesRequest(model=model)
+    with sync_channel(stack.grpc_address) as channel:
+        stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+        watch = stub.WatchAddresses(request, metadata=[(HTTP_METHOD_HEADER, "HEAD")], timeout=30)
+        assert len(next(watch).addresses) == 1
+        watch.cancel()
 
 
 def test_head_where_get_is_not_taken_is_a_405_naming_both(stack: Stack, http: httpx.Client) -> None:

@@ -90,6 +90,7 @@ def _filters(config: dict[str, Any]) -> list[str]:
 
 # The HTTP filters every listener has, in order, before the edge config's own.
 _EVERY_CONFIG = [
+    "http_method",
     "head_bodies",
     "grpc_web_status",
     "grpc_web_message",

@@ -21,6 +21,7 @@ from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.common.logs import LOGGED_ID_CHARS
 from gateway.launch._replies import CODE_HEADER
+from gateway.service._streams import HTTP_METHOD_HEADER
 from tests._grpc import sync_channel
 from tests._stacks import FORWARDED, envoy_stat, wait_forwarded
 from tests.e2e._access_log import access_log_line, access_log_line_after, access_log_size
@@ -57,6 +58,35 @@ def test_the_access_log_keeps_no_query_string(secure: SecureStack) -> None:
         line = access_log_line(secure.stack, ids[path])
         assert (line["path"], line["grpc_method"]) == (logged_path, grpc_method)
     assert SECRET not in log.read_text()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        pytest.param("GET", "/listcells", None, id="get"),
+        pytest.param("HEAD", "/listcells", None, id="head"),
+        pytest.param("POST", "/generate", "{}", id="post"),
+        pytest.param("DELETE", "/generate", None, id="refused-by-envoy"),
+        pytest.param("GET", "/openapi.json", None, id="direct-response"),
+    ],
+)
+def test_the_access_log_names_the_clients_method(
+    secure: SecureStack, method: str, path: str, body: str | None
+) -> None:
+    # The transcoder makes every call a POST, and the log said POST for each GET.
+    response, request_id = _http(secure, method, path, body, **{HTTP_METHOD_HEADER: "PATCH"})
+    assert response.status_code in (200, 400, 405), response.text
+    assert access_log_line(secure.stack, request_id)["method"] == method
+
+
+def test_the_access_log_cuts_a_long_method(secure: SecureStack) -> None:
+    # HTTP/1.1's codec refuses a method it does not know; HTTP/2 hands any on.
+    method, request_id = "X" * 100, str(uuid.uuid4())
+    command = ["curl", "-s", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}"]
+    command += ["-X", method, "-H", f"x-request-id: {request_id}", "-H", f"x-api-key: {TEAM_A_KEY}"]
+    url = secure.stack.http_url + "/listcells"
+    assert subprocess.run([*command, url], capture_output=True, text=True).stdout == "405"
+    assert access_log_line(secure.stack, request_id)["method"] == method[:32]
 
 
 def _logged(secure: SecureStack, request_id: str) -> tuple[object, object]:

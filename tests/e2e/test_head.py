@@ -117,7 +117,7 @@ def test_no_client_makes_its_watch_a_head(stack: Stack, model: str) -> None:
     request = pb.WatchAddressesRequest(model=model)
     with sync_channel(stack.grpc_address) as channel:
         stub = gateway_pb2_grpc.SaxGatewayStub(channel)
-        watch = stub.WatchAddresses(request, metadata=[(HTTP_METHOD_HEADER, "HEAD")], timeout=30)
+        watch = stub.WatchAddresses(request, metadata=((HTTP_METHOD_HEADER, "HEAD"),), timeout=30)
         assert len(next(watch).addresses) == 1
         watch.cancel()
 

@@ -415,12 +415,20 @@ class Generator:
             'An error as Envoy prints it (`convert_grpc_status`): {"code", "message", '
             '"details"}. `code` is the google.rpc.Code (5 is NOT_FOUND).'
         )
-        # Envoy's own replies (bad JSON, unknown paths, limits) also name the request at the top.
+        # Envoy's own replies (bad JSON, unknown paths, limits) also name the request at the top;
+        # those it makes before it has read the request have no ID to give: null, there and in
+        # their RequestInfo detail (README, "Errors are JSON"; gateway/launch/_replies.py).
         schema["properties"] = {
             **schema["properties"],
             "request_id": {
-                "type": "string",
-                "description": "Only in the errors Envoy answers itself: the x-request-id.",
+                "type": ["string", "null"],
+                "description": "Only in the errors Envoy answers itself: the x-request-id. "
+                "null (and null in the RequestInfo detail, with no x-request-id header) in "
+                "those Envoy sends before it has read the request, and so before there is an "
+                "ID: headers too large (431), a request it cannot parse (400: a malformed "
+                "request line or header, an unknown method, a bad Content-Length or "
+                "Transfer-Encoding), no Host header or a path that cannot be normalized (400), "
+                "and `OPTIONS *` (404).",
             },
         }
         schema["required"] = ["code", "message"]

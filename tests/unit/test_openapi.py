@@ -13,7 +13,8 @@ import jsonschema_rs
 from google.api import annotations_pb2, http_pb2
 from saxgateway.v1 import gateway_pb2, openai_pb2
 
-from gateway.launch.envoy import EnvoySettings, openapi_document, render
+from gateway.launch._replies import local_reply_mappers
+from gateway.launch.envoy import EnvoySettings, descriptor_set, openapi_document, render
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC: dict[str, Any] = json.loads((ROOT / "openapi" / "openapi.json").read_text())
@@ -258,3 +259,29 @@ def test_openapi_describes_the_openai_routes_with_their_json() -> None:
         "param",
         "code",
     ]
+
+
+def _filled(value: object, request_id: str | None) -> object:
+    """A local reply's json_format as Envoy fills it in: a value that is the request ID alone
+    becomes it (null when the request has none), any other format string a string."""
+    if isinstance(value, dict):
+        return {k: _filled(v, request_id) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_filled(v, request_id) for v in value]
+    if value == "%REQ(X-REQUEST-ID)%":
+        return request_id
+    if isinstance(value, str):
+        return re.sub(r"%[^%]+%", "x", value)
+    return value
+
+
+def test_every_error_body_envoy_makes_is_a_documented_error() -> None:
+    # A reply Envoy makes before it has read the request (431, an unparsable request, no Host,
+    # OPTIONS *) has no ID: "request_id": null, which the Error schema (string) refused.
+    mappers: list[Any] = local_reply_mappers(descriptor_set())
+    bodies = [m["body_format_override"]["json_format"] for m in mappers]
+    assert len(bodies) > 20
+    for body in bodies:
+        schema = SCHEMAS["openai.Error" if "error" in body else "Error"]
+        for request_id in ("0f6e6c1a-9a3b-4f43-8a48-5d2b7e3c9a10", None):
+            _validate(_filled(body, request_id), schema)

@@ -55,6 +55,8 @@ def _operation(path: str, verb: str, op: Schema) -> list[str]:
     lines = [f"### `{verb.upper()} {path}`", "", op["description"], ""]
     lines.append(f"gRPC: `{op['x-grpc-method']}`")
     lines.append("")
+    if op.get("security") == []:
+        lines += ["Open: no credentials needed, whatever the config.", ""]
     params = _own(op)
     if params:
         lines += ["| Parameter | In | Type | Description |", "|---|---|---|---|"]
@@ -96,6 +98,47 @@ def _shared(components: Schema) -> list[str]:
         )
     for name, h in components.get("headers", {}).items():
         lines.append(f"| `{name}` | response | {_type(h['schema'])} | {_cell(h['description'])} |")
+    return [*lines, ""]
+
+
+def _refusals(doc: Schema) -> dict[str, str]:
+    """The shared responses (``components.responses``) by name, with the status the
+    operations answer each with."""
+    found = {}
+    for ops in doc["paths"].values():
+        for op in ops.values():
+            for status, response in op["responses"].items():
+                if "$ref" in response:
+                    found[response["$ref"].rsplit("/", 1)[-1]] = status
+    return found
+
+
+def _credentials(doc: Schema) -> list[str]:
+    """The credentials the routes take, and the edge's refusals, listed once."""
+    components = doc["components"]
+    schemes = components.get("securitySchemes", {})
+    if not schemes:
+        return []
+    lines = ["## Credentials", "", "| Scheme | Sent as | Description |", "|---|---|---|"]
+    for name, scheme in schemes.items():
+        sent = (
+            f"`Authorization: {scheme['scheme'].capitalize()} <credential>`"
+            if scheme["type"] == "http"
+            else f"`{scheme['name']}: <credential>` ({scheme['in']})"
+        )
+        lines.append(f"| `{name}` | {sent} | {_cell(scheme['description'])} |")
+    lines += ["", "Every route takes either, but those marked open. The edge's refusals (on the"]
+    lines += ["OpenAI routes, `openai.<name>`: the same in OpenAI's envelope):", ""]
+    lines += ["| Status | Response | Description | Example |", "|---|---|---|---|"]
+    statuses = _refusals(doc)
+    for name, response in components.get("responses", {}).items():
+        if name.startswith("openai."):
+            continue
+        examples = response["content"]["application/json"]["examples"].values()
+        shown = "<br>".join(f"`{json.dumps(e['value'])}`" for e in examples)
+        lines.append(
+            f"| {statuses[name]} | `{name}` | {_cell(response['description'])} | {shown} |"
+        )
     return [*lines, ""]
 
 
@@ -152,6 +195,7 @@ def render(doc: Schema) -> str:
         "",
         info["description"],
         "",
+        *_credentials(doc),
         "## Operations",
         "",
         *_shared(doc["components"]),

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import apidocs
+import openapi_edge
 import openapi_openai
 from google.api import annotations_pb2, field_behavior_pb2, http_pb2
 from google.protobuf import descriptor_pb2
@@ -289,11 +290,15 @@ class Generator:
             # Relative: the gateway that serves this document (and its /docs page) is the server.
             "servers": [{"url": "/", "description": "the gateway serving this document"}],
             "tags": [{"name": service.name}, {"name": openapi_openai.TAG}],
+            # Credentials, where the stack asks for them (open routes say `security: []`).
+            "security": openapi_edge.CREDENTIALS,
             "paths": paths,
             "components": {
                 "schemas": dict(sorted(self.schemas.items())),
                 "parameters": {"grpc-timeout": _GRPC_TIMEOUT},
-                "headers": {"x-request-id": _REQUEST_ID},
+                "headers": {"x-request-id": _REQUEST_ID, **openapi_edge.headers()},
+                "responses": openapi_edge.responses(self.examples["errors"]),
+                "securitySchemes": openapi_edge.SCHEMES,
             },
         }
 
@@ -307,6 +312,9 @@ class Generator:
             for path, v, op in openapi_openai.operations(
                 self.openai.package, method.name, verb, template, doc
             ):
+                ok, error = op["responses"]["200"], op["responses"]["default"]
+                refusals = openapi_edge.refusals(op["x-grpc-method"], openai=True)
+                op["responses"] = {"200": ok, **refusals, "default": error}
                 paths.setdefault(path, {})[v] = op
         self.schemas.update(openapi_openai.schemas())
 
@@ -375,8 +383,11 @@ class Generator:
         else:
             content = {"application/json": {"schema": response, "example": example["response"]}}
             ok = "OK"
+        if openapi_edge.is_open(op["x-grpc-method"]):
+            op["security"] = []
         op["responses"] = {
             "200": {"description": ok, "headers": _HEADERS, "content": content},
+            **openapi_edge.refusals(op["x-grpc-method"]),
             "default": {
                 "description": "An error: the gRPC status, with its mapped HTTP status.",
                 "headers": _HEADERS,

@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+from copy import deepcopy
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import jsonschema_rs
 from google.api import annotations_pb2, http_pb2
 from saxgateway.v1 import gateway_pb2, openai_pb2
 
+from gateway.edge._paths import OPEN
 from gateway.launch._replies import local_reply_mappers
 from gateway.launch.envoy import EnvoySettings, descriptor_set, openapi_document, render
 
@@ -133,10 +135,12 @@ def _validate(instance: object, schema: dict[str, Any]) -> None:
     )
 
 
-def _resolved(param: dict[str, Any]) -> dict[str, Any]:
-    if "$ref" not in param:
-        return param
-    resolved: dict[str, Any] = DOC["components"]["parameters"][param["$ref"].rsplit("/", 1)[-1]]
+def _resolved(node: dict[str, Any]) -> dict[str, Any]:
+    """A parameter, response or header, its ``$ref`` into the components followed."""
+    if "$ref" not in node:
+        return node
+    _, _, kind, name = node["$ref"].split("/")
+    resolved: dict[str, Any] = DOC["components"][kind][name]
     return resolved
 
 
@@ -149,7 +153,7 @@ def test_every_sax_route_documents_the_deadline_header_and_the_request_id() -> N
             "grpc-timeout", "header", False
         ), (path, verb)  # fmt: skip
         for response in op["responses"].values():
-            header = response["headers"]["x-request-id"]
+            header = _resolved(response)["headers"]["x-request-id"]
             assert DOC["components"]["headers"][header["$ref"].rsplit("/", 1)[-1]]["required"]
     pattern = re.compile(DOC["components"]["parameters"]["grpc-timeout"]["schema"]["pattern"])
     assert [bool(pattern.match(v)) for v in ("30S", "500m", "2.5S", "1s", "123456789S")] == [
@@ -285,3 +289,35 @@ def test_every_error_body_envoy_makes_is_a_documented_error() -> None:
         schema = SCHEMAS["openai.Error" if "error" in body else "Error"]
         for request_id in ("0f6e6c1a-9a3b-4f43-8a48-5d2b7e3c9a10", None):
             _validate(_filled(body, request_id), schema)
+
+
+def test_routes_take_the_credentials_the_edge_takes_but_the_open_ones() -> None:
+    # Without securitySchemes, Swagger UI had no Authorize button and generated clients no
+    # way to send a key: every call to a stack with keys was a 401.
+    schemes = deepcopy(DOC["components"]["securitySchemes"])
+    assert all(scheme.pop("description") for scheme in schemes.values())
+    assert schemes == {
+        "bearer": {"type": "http", "scheme": "bearer"},
+        "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+    }
+    assert DOC["security"] == [{"bearer": []}, {"apiKey": []}]
+    opened = set()
+    for path, ops in DOC["paths"].items():
+        for verb, op in ops.items():
+            if "x-grpc-method" not in op:
+                continue
+            refusals = {s for s in op["responses"] if s in ("401", "403", "429")}
+            if op.get("security") == []:
+                opened.add(op["x-grpc-method"])
+                assert refusals == {"429"}, (path, verb)
+            else:
+                assert "security" not in op and refusals == {"401", "403", "429"}, (path, verb)
+    assert opened == {m for m in OPEN if m.startswith("/saxgateway.")}
+
+
+def test_refusal_examples_are_refusals() -> None:
+    for name, response in DOC["components"]["responses"].items():
+        content = response["content"]["application/json"]
+        for example in content["examples"].values():
+            _validate(example["value"], content["schema"])
+        assert response["headers"]["x-request-id"], name

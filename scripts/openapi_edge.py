@@ -1,0 +1,143 @@
+"""What the edge adds to the routes of the OpenAPI document (scripts/openapi.py): the
+credentials it takes and the routes that need none, and its refusals (401, 403, 429) with
+their bodies and headers.
+
+Envoy checks credentials on every route but the open ones (`gateway.edge._paths.OPEN`: GetInfo,
+`/openapi.json`, `/docs`, `/healthz`), in `Authorization: Bearer <API key or JWT>` or
+`x-api-key` (docs/security.md; gateway/edge/_envoy.py). A stack whose config names no API keys
+and no JWT issuers asks for none: the schemes say so, as the document is the same for both.
+The example bodies are recorded from a stack, in proto/saxgateway/v1/examples.json ("errors").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.edge._paths import OPEN
+
+Schema = dict[str, Any]
+_ASKED = (
+    "Needed only when the gateway's config (`--config`) names API keys or JWT issuers "
+    "(docs/security.md); a stack without them takes every call without credentials."
+)
+SCHEMES: Schema = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "`Authorization: Bearer <credential>`: an API key of the config's "
+        "`auth.api_keys`, or a JWT of one of its `auth.jwt` issuers (with an `exp`). The scheme "
+        "is case-insensitive. " + _ASKED,
+    },
+    "apiKey": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "x-api-key",
+        "description": "An API key of the config's `auth.api_keys` (no JWT here). " + _ASKED,
+    },
+}
+#: Either scheme will do (the document's default; open routes say `security: []`).
+CREDENTIALS: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
+
+_ERROR = "#/components/schemas/Error"
+_OPENAI_ERROR = "#/components/schemas/openai.Error"
+_REQUEST_ID = {"x-request-id": {"$ref": "#/components/headers/x-request-id"}}
+
+
+def is_open(grpc_method: str) -> bool:
+    """Whether Envoy lets a call of ``grpc_method`` (``/package.Service/Method``) through
+    without credentials."""
+    return grpc_method in OPEN
+
+
+def headers() -> dict[str, Schema]:
+    """The 429's headers, for ``components.headers``."""
+    ratelimit = "Envoy's per-client token bucket (`quotas.rate`, `clients.<id>.rate`), on "
+    return {
+        "retry-after": {
+            "description": "On a 429: seconds to wait before trying again (1).",
+            "schema": {"type": "integer", "minimum": 0},
+        },
+        "x-ratelimit-limit": {
+            "description": ratelimit + "every reply while a rate applies: its burst.",
+            "schema": {"type": "integer", "minimum": 0},
+        },
+        "x-ratelimit-remaining": {
+            "description": ratelimit + "every reply while a rate applies: the tokens left.",
+            "schema": {"type": "integer", "minimum": 0},
+        },
+        "x-ratelimit-reset": {
+            "description": ratelimit + "every reply while a rate applies: seconds until it "
+            "refills.",
+            "schema": {"type": "integer", "minimum": 0},
+        },
+    }
+
+
+def _examples(errors: Schema, *names: str) -> Schema:
+    return {name: {"value": errors[name]} for name in names}
+
+
+def responses(errors: Schema) -> dict[str, Schema]:
+    """``components.responses``: the edge's 401, 403 and 429, in the gateway's error shape
+    and, for the OpenAI routes, in OpenAI's envelope; ``errors`` are the recorded bodies."""
+    limited = {
+        "retry-after": {"$ref": "#/components/headers/retry-after"},
+        **{
+            name: {"$ref": f"#/components/headers/{name}"}
+            for name in ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
+        },
+    }
+    texts = {
+        "Unauthenticated": "UNAUTHENTICATED: no credential, or one the edge does not accept "
+        "(an unknown API key; a JWT expired, badly signed, of an unknown issuer, or without "
+        "`exp`). The message says why where Envoy knows it (`Jwt is expired`).",
+        "PermissionDenied": "PERMISSION_DENIED: the caller's roles do not allow the call "
+        "(`RBAC: access denied`: `admin` for publish, update, unpublish and setacl, and for the "
+        "config's `admin_only` reads; `data` for the rest), or the gateway refused it the model "
+        "(the client's `models` list, the model's Sax ACLs). Also a browser request whose "
+        "`Origin` is not allowed, and a JWT for another audience.",
+        "RateLimited": "RESOURCE_EXHAUSTED: the client's rate (`local_rate_limited`, Envoy's "
+        "token bucket), or its or the model's calls in flight, are at their limit. Retry after "
+        "`retry-after` seconds.",
+    }
+    native = {
+        "Unauthenticated": ("UNAUTHENTICATED",),
+        "PermissionDenied": ("PERMISSION_DENIED", "PERMISSION_DENIED_MODEL"),
+        "RateLimited": ("RESOURCE_EXHAUSTED",),
+    }
+    result: dict[str, Schema] = {}
+    for name, examples in native.items():
+        extra = limited if name == "RateLimited" else {}
+        result[name] = {
+            "description": texts[name],
+            "headers": {**_REQUEST_ID, **extra},
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": _ERROR},
+                    "examples": _examples(errors, *examples),
+                }
+            },
+        }
+        openai = f"openai.{examples[0]}"
+        result[f"openai.{name}"] = {
+            "description": texts[name] + " In OpenAI's envelope.",
+            "headers": {**_REQUEST_ID, **extra},
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": _OPENAI_ERROR},
+                    "examples": _examples(errors, openai),
+                }
+            },
+        }
+    return result
+
+
+def refusals(grpc_method: str, *, openai: bool = False) -> dict[str, Schema]:
+    """The edge's refusals of a call of ``grpc_method``, by HTTP status: 401 and 403 unless it
+    is open, and 429 always (a caller without credentials has a rate too, by address)."""
+    prefix = "openai." if openai else ""
+    found = {} if is_open(grpc_method) else {"401": "Unauthenticated", "403": "PermissionDenied"}
+    found["429"] = "RateLimited"
+    return {
+        status: {"$ref": f"#/components/responses/{prefix}{name}"} for status, name in found.items()
+    }

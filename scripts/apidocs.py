@@ -51,7 +51,24 @@ def _fields(schema: Schema) -> list[str]:
     return [*lines, ""]
 
 
+def _edge_operation(path: str, verb: str, op: Schema) -> list[str]:
+    """A route Envoy answers itself: what it is, and its responses."""
+    lines = [f"### `{verb.upper()} {path}`", "", op["description"], ""]
+    lines += ["Answered by Envoy; open: no credentials needed, whatever the config.", ""]
+    lines += ["| Status | Content | Description |", "|---|---|---|"]
+    for status, response in op["responses"].items():
+        if "$ref" in response:
+            name = response["$ref"].rsplit("/", 1)[-1]
+            lines.append(f"| {status} | `{name}` (see Credentials) | |")
+            continue
+        kinds = ", ".join(f"`{kind}`" for kind in response.get("content", {})) or "empty"
+        lines.append(f"| {status} | {kinds} | {_cell(response['description'])} |")
+    return [*lines, ""]
+
+
 def _operation(path: str, verb: str, op: Schema) -> list[str]:
+    if "x-grpc-method" not in op:
+        return _edge_operation(path, verb, op)
     lines = [f"### `{verb.upper()} {path}`", "", op["description"], ""]
     lines.append(f"gRPC: `{op['x-grpc-method']}`")
     lines.append("")

@@ -135,6 +135,20 @@ _REQUEST_ID: Schema = {
     "schema": {"type": "string"},
 }
 _HEADERS = {"x-request-id": {"$ref": "#/components/headers/x-request-id"}}
+# A unary call's cost as the model servers reported it (docs/operations.md, "Cost per request"):
+# the gateway's trailer, which Envoy's cost_header filter copies into the reply's headers.
+_QUERY_COST: Schema = {
+    "description": "On a unary call's reply: what the call cost, in accelerator (TPU) "
+    "milliseconds, as the model servers that answered it reported it (Sax's `query_cost_v0`), "
+    "summed over every attempt. Absent when none reported one (calls that reach no model "
+    "server, such as publish or the listings). Streams carry it only as a trailer.",
+    "required": False,
+    "schema": {"type": "integer", "minimum": 0},
+}
+_UNARY_HEADERS = {
+    **_HEADERS,
+    "x-sax-query-cost-ms": {"$ref": "#/components/headers/x-sax-query-cost-ms"},
+}
 
 
 @dataclass(frozen=True)
@@ -279,6 +293,7 @@ class Generator:
                     paths.setdefault(path, {})[verb] = op
         self.schemas["Error"] = self.error_schema()
         self.openai_paths(paths)
+        paths.update(openapi_edge.paths())
         return {
             "openapi": "3.1.0",
             "info": {
@@ -289,14 +304,22 @@ class Generator:
             },
             # Relative: the gateway that serves this document (and its /docs page) is the server.
             "servers": [{"url": "/", "description": "the gateway serving this document"}],
-            "tags": [{"name": service.name}, {"name": openapi_openai.TAG}],
+            "tags": [
+                {"name": service.name},
+                {"name": openapi_openai.TAG},
+                {"name": openapi_edge.TAG, "description": openapi_edge.TAG_DESCRIPTION},
+            ],
             # Credentials, where the stack asks for them (open routes say `security: []`).
             "security": openapi_edge.CREDENTIALS,
             "paths": paths,
             "components": {
                 "schemas": dict(sorted(self.schemas.items())),
                 "parameters": {"grpc-timeout": _GRPC_TIMEOUT},
-                "headers": {"x-request-id": _REQUEST_ID, **openapi_edge.headers()},
+                "headers": {
+                    "x-request-id": _REQUEST_ID,
+                    "x-sax-query-cost-ms": _QUERY_COST,
+                    **openapi_edge.headers(),
+                },
                 "responses": openapi_edge.responses(self.examples["errors"]),
                 "securitySchemes": openapi_edge.SCHEMES,
             },
@@ -380,13 +403,15 @@ class Generator:
                 },
             }
             ok = "A stream of messages; the last says how the stream ended."
+            headers = _HEADERS
         else:
             content = {"application/json": {"schema": response, "example": example["response"]}}
             ok = "OK"
+            headers = _UNARY_HEADERS
         if openapi_edge.is_open(op["x-grpc-method"]):
             op["security"] = []
         op["responses"] = {
-            "200": {"description": ok, "headers": _HEADERS, "content": content},
+            "200": {"description": ok, "headers": headers, "content": content},
             **openapi_edge.refusals(op["x-grpc-method"]),
             "default": {
                 "description": "An error: the gRPC status, with its mapped HTTP status.",

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.edge._paths import OPEN
+from gateway.launch._replies import HEALTHZ_DOWN
 
 Schema = dict[str, Any]
 _ASKED = (
@@ -140,4 +141,100 @@ def refusals(grpc_method: str, *, openai: bool = False) -> dict[str, Schema]:
     found["429"] = "RateLimited"
     return {
         status: {"$ref": f"#/components/responses/{prefix}{name}"} for status, name in found.items()
+    }
+
+
+TAG = "Edge"
+TAG_DESCRIPTION = "Routes Envoy answers itself, without a gateway hop; open to everyone."
+_HEALTHZ_DOWN_EXAMPLE = {"code": 14, "message": HEALTHZ_DOWN}
+
+
+def paths() -> dict[str, dict[str, Schema]]:
+    """The routes Envoy answers itself (gateway/launch/envoy.yaml.tmpl): `/healthz`, this
+    document and the /docs page; open, like GetInfo."""
+    request_id = {"headers": _REQUEST_ID}
+    limited = {"429": {"$ref": "#/components/responses/RateLimited"}}
+
+    def op(op_id: str, summary: str, description: str, responses: Schema) -> Schema:
+        return {
+            "tags": [TAG],
+            "operationId": op_id,
+            "summary": summary,
+            "description": description,
+            "security": [],
+            "responses": responses,
+        }
+
+    return {
+        "/healthz": {
+            "get": op(
+                "Healthz",
+                "Whether the stack can take calls",
+                "Answered by Envoy from its health checks of the gateway processes (gRPC "
+                "health every 2 s; two failures in a row mark one down), whatever the method, "
+                "the Host or the credentials: 200 with an empty body while at least one "
+                "gateway process is healthy, 503 when none is. For load balancers and "
+                "Kubernetes probes.",
+                {
+                    "200": {"description": "A gateway process can take calls.", **request_id},
+                    "503": {
+                        "description": "No gateway process is healthy (UNAVAILABLE).",
+                        **request_id,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": _ERROR},
+                                "example": {
+                                    **_HEALTHZ_DOWN_EXAMPLE,
+                                    "details": [
+                                        {
+                                            "@type": "type.googleapis.com/google.rpc.RequestInfo",
+                                            "request_id": "3f0c2b9e-5d1a-4c7e-9b8f-2a6d4e1c0b57",
+                                        }
+                                    ],
+                                    "request_id": "3f0c2b9e-5d1a-4c7e-9b8f-2a6d4e1c0b57",
+                                },
+                            }
+                        },
+                    },
+                },
+            )
+        },
+        "/openapi.json": {
+            "get": op(
+                "GetOpenAPIDocument",
+                "This document",
+                "The OpenAPI document of the gateway's HTTP/JSON API (this one: "
+                "openapi/openapi.json of the release the stack runs).",
+                {
+                    "200": {
+                        "description": "The document.",
+                        **request_id,
+                        "content": {
+                            "application/json": {
+                                "schema": {"type": "object", "description": "An OpenAPI document."}
+                            }
+                        },
+                    },
+                    **limited,
+                },
+            )
+        },
+        "/docs": {
+            "get": op(
+                "GetDocsPage",
+                "This API's page",
+                'Swagger UI over `/openapi.json`: every route, with "Try it out" against this '
+                'gateway (on a stack with credentials, enter one under "Authorize"). Its files '
+                "(`/docs/docs.js`, `/docs/swagger-ui-bundle.js`, `/docs/swagger-ui.css`) are "
+                "served beside it, and `/docs/` redirects here.",
+                {
+                    "200": {
+                        "description": "The page.",
+                        **request_id,
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    },
+                    **limited,
+                },
+            )
+        },
     }

@@ -60,3 +60,29 @@ def test_documented_extra_inputs_are_the_ones_the_gateway_takes(
             body = {"model": model, "query": "q", "extra_inputs": {"k": value}}
             status = http.post("/generate", json=body).status_code
             assert (validator.is_valid(body), status) in {(True, 200), (False, 400)}, value
+
+
+def test_the_routes_envoy_answers_itself_are_documented_as_they_answer(
+    http: httpx.Client,
+) -> None:
+    # /healthz, /openapi.json and /docs were in no operation of the document.
+    doc = http.get("/openapi.json").json()
+    edge = {
+        path: op
+        for path, ops in doc["paths"].items()
+        for verb, op in ops.items()
+        if op["tags"] == ["Edge"] and verb == "get"
+    }
+    assert set(edge) == {"/healthz", "/openapi.json", "/docs"}
+    for path, op in edge.items():
+        response = http.get(path)
+        assert response.status_code == 200, path
+        assert op["security"] == []
+        documented = op["responses"]["200"]
+        assert response.headers["x-request-id"] and "x-request-id" in documented["headers"]
+        kinds = list(documented.get("content", {}))
+        if not kinds:
+            assert response.content == b"", path
+        else:
+            assert response.headers["content-type"].split(";")[0] == kinds[0], path
+    assert http.get("/openapi.json").json() == doc

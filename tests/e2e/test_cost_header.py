@@ -41,3 +41,20 @@ def test_a_grpc_client_through_envoy_finds_it_in_the_initial_metadata(stack: Sta
     header = dict(call.initial_metadata())[COST]
     assert int(header) >= 1
     assert dict(call.trailing_metadata())[COST] == header  # the same figure, both places
+
+
+def test_the_cost_header_is_documented_on_unary_replies_only(http: httpx.Client) -> None:
+    # Clients read it (docs/operations.md), but the OpenAPI document did not name it.
+    doc = http.get("/openapi.json").json()
+    header = doc["components"]["headers"][COST]
+    assert (header["required"], header["schema"]) == (False, {"type": "integer", "minimum": 0})
+    ref = {"$ref": f"#/components/headers/{COST}"}
+    for path, ops in doc["paths"].items():
+        for verb, op in ops.items():
+            if "SaxGateway" not in op["tags"]:
+                continue
+            ok = op["responses"]["200"]
+            assert (ok["headers"].get(COST) == ref) == ("application/json" in ok["content"]), (
+                path,
+                verb,
+            )

@@ -15,7 +15,7 @@ from google.api import annotations_pb2, http_pb2
 from saxgateway.v1 import gateway_pb2, openai_pb2
 
 from gateway.edge._paths import OPEN
-from gateway.launch._replies import local_reply_mappers
+from gateway.launch._replies import HEALTHZ_DOWN, local_reply_mappers
 from gateway.launch.envoy import EnvoySettings, descriptor_set, openapi_document, render
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -321,3 +321,9 @@ def test_refusal_examples_are_refusals() -> None:
         for example in content["examples"].values():
             _validate(example["value"], content["schema"])
         assert response["headers"]["x-request-id"], name
+
+
+def test_the_healthz_refusal_example_is_an_error() -> None:
+    down = DOC["paths"]["/healthz"]["get"]["responses"]["503"]["content"]["application/json"]
+    _validate(down["example"], down["schema"])
+    assert down["example"]["message"] == HEALTHZ_DOWN

@@ -92,11 +92,17 @@ def _operation(path: str, verb: str, op: Schema) -> list[str]:
     if "application/json" in ok:
         lines += [f"Response (JSON): {_type(ok['application/json']['schema'])}", ""]
     if "text/event-stream" in ok:
-        sse = ok["text/event-stream"]
-        data = _type(sse["x-sse-data"])
-        named = sse.get("x-sse-named")
+        item = ok["text/event-stream"]["itemSchema"]
+        data = item["properties"]["data"]
+        json_data = next(d for d in data.get("anyOf", [data]) if "contentSchema" in d)
+        named = "event" in item["required"]
         framing = "`event: <type>` and `data: <JSON>`" if named else "`data: <JSON>`"
-        lines += [f"Response: `text/event-stream`, each event {framing}, a {data}.", ""]
+        kind = _type(json_data["contentSchema"])
+        end = [f" (or `{d['const']}`)" for d in data.get("anyOf", []) if "const" in d]
+        lines += [
+            f"Response: `text/event-stream`, each event {framing}, a {kind}{''.join(end)}.",
+            "",
+        ]
     return lines + _example(path, verb, op)
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""OpenAPI 3.1 for the HTTP/JSON surface Envoy's transcoder serves, made from the proto.
+"""OpenAPI 3.2 for the HTTP/JSON surface Envoy's transcoder serves, made from the proto.
 
 Reads ``proto/saxgateway/v1/gateway.proto`` (compiled with comments), its ``google.api.http``
 bindings and field comments, and the example request and response of every RPC
@@ -30,6 +30,7 @@ from typing import Any
 import apidocs
 import openapi_edge
 import openapi_openai
+import openapi_sse
 from google.api import annotations_pb2, field_behavior_pb2, http_pb2
 from google.protobuf import descriptor_pb2
 from grpc_tools import protoc  # type: ignore[import-untyped]
@@ -295,7 +296,8 @@ class Generator:
         self.openai_paths(paths)
         paths.update(openapi_edge.paths())
         return {
-            "openapi": "3.1.0",
+            # 3.2: its itemSchema describes each event of a stream (openapi_sse).
+            "openapi": "3.2.0",
             "info": {
                 "title": f"{service.name} HTTP/JSON API",
                 "version": self.file.package.rsplit(".", 1)[-1],
@@ -392,17 +394,17 @@ class Generator:
         response = self.ref(method.output_type)
         if method.server_streaming:
             content = {
-                "text/event-stream": {
-                    "schema": {
-                        "type": "string",
-                        "description": "Server-Sent Events: one `data: <JSON>` event per "
-                        f"message, each a {method.output_type.lstrip('.')}.",
-                    },
-                    "x-sse-data": response,
-                    "example": "".join(f"data: {_compact(e)}\n\n" for e in example["events"]),
-                },
+                openapi_sse.MEDIA_TYPE: openapi_sse.event_stream(
+                    response,
+                    "One Server-Sent Event per message: `data: <JSON>`, a "
+                    f"{method.output_type.lstrip('.')} (no `event:` names).",
+                    example="".join(f"data: {_compact(e)}\n\n" for e in example["events"]),
+                ),
             }
-            ok = "A stream of messages; the last says how the stream ended."
+            ok = (
+                "A stream of messages as Server-Sent Events, `data: <JSON>` each, a "
+                f"{method.output_type.lstrip('.')}; the last says how the stream ended."
+            )
             headers = _HEADERS
         else:
             content = {"application/json": {"schema": response, "example": example["response"]}}

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import openapi_sse
+
 from gateway.service.openai._requests import MAX_N, MAX_STOPS, ROLES
+from gateway.service.openai._responses_reply import _USAGE_NAMES as USAGE_NAMES
 from gateway.service.openai._responses_request import MIN_OUTPUT_TOKENS
 from gateway.service.openai._responses_request import ROLES as RESPONSE_ROLES
 
@@ -92,6 +95,29 @@ _RESPONSE_EVENTS = [
     "response.incomplete",
     "response.failed",
 ]
+
+
+def _response_usage(usage: Schema) -> Schema:
+    """The Responses API's ``usage``: chat's, its fields renamed as the gateway renames them
+    (input_/output_ for prompt_/completion_), and the details, zeros."""
+
+    def zeros(*names: str) -> Schema:
+        return _obj("Zeros.", {n: {"const": 0} for n in names}, list(names))
+
+    return _obj(
+        "As for chat (`Usage`), with input_/output_ for prompt_/completion_; Sax has no "
+        "prompt cache and no reasoning tokens, so their details are zeros.",
+        {
+            **{USAGE_NAMES[k]: v for k, v in usage["properties"].items()},
+            "input_tokens_details": zeros("cached_tokens", "cache_write_tokens"),
+            "output_tokens_details": zeros("reasoning_tokens"),
+        },
+        [
+            *(USAGE_NAMES[k] for k in usage["required"]),
+            "input_tokens_details",
+            "output_tokens_details",
+        ],
+    )
 
 
 def _response_schemas(usage: Schema) -> dict[str, Schema]:
@@ -211,16 +237,7 @@ def _response_schemas(usage: Schema) -> dict[str, Schema]:
                     ]
                 },
                 "incomplete_details": {"type": ["object", "null"]},
-                "usage": {
-                    "oneOf": [
-                        _NULL,
-                        {
-                            **usage,
-                            "description": "As for chat, with input_/output_ for prompt_/"
-                            "completion_ (and input_tokens_details, output_tokens_details).",
-                        },
-                    ]
-                },
+                "usage": {"oneOf": [_NULL, _response_usage(usage)]},
             },
             ["id", "object", "created_at", "status", "model", "output"],
         ),
@@ -496,6 +513,16 @@ _SHAPES: dict[str, tuple[str | None, str, str | None]] = {
 }
 
 
+def _ok(response: str, events: str | None) -> str:
+    """What a 200 holds: JSON, or (`"stream": true`) events, named for readers of the page."""
+    if events is None:
+        return f"OK: a {PREFIX}{response}."
+    return (
+        f'OK: a {PREFIX}{response}; with `"stream": true`, Server-Sent Events, each a '
+        f"{PREFIX}{events}."
+    )
+
+
 def _paths(template: str) -> list[tuple[str, list[Schema]]]:
     if template != "/v1/models/{model=**}":
         return [(template, [])]
@@ -513,27 +540,20 @@ def operations(
     request, response, events = _SHAPES[method]
     content: Schema = {"application/json": {"schema": _ref(response)}}
     if events == "ResponseStreamEvent":
-        content["text/event-stream"] = {
-            "schema": {
-                "type": "string",
-                "description": 'With `"stream": true`: `event: <type>` and `data: <JSON>` '
-                f"events, each a {events}: {', '.join(_RESPONSE_EVENTS[:9])} (or "
-                "response.incomplete); an error after the first event ends it with "
-                "response.failed.",
-            },
-            "x-sse-data": _ref(events),
-            "x-sse-named": True,
-        }
+        content[openapi_sse.MEDIA_TYPE] = openapi_sse.event_stream(
+            _ref(events),
+            'With `"stream": true`: `event: <type>` and `data: <JSON>` events, each a '
+            f"{events}: {', '.join(_RESPONSE_EVENTS[:9])} (or response.incomplete); an error "
+            "after the first event ends it with response.failed.",
+            events=_RESPONSE_EVENTS,
+        )
     elif events is not None:
-        content["text/event-stream"] = {
-            "schema": {
-                "type": "string",
-                "description": f'With `"stream": true`: `data: <JSON>` events, each a {events}, '
-                "then `data: [DONE]`; an error after the first event is a last "
-                '`data: {"error": {...}}`.',
-            },
-            "x-sse-data": _ref(events),
-        }
+        content[openapi_sse.MEDIA_TYPE] = openapi_sse.event_stream(
+            {"oneOf": [_ref(events), _ref("Error")]},
+            f'With `"stream": true`: `data: <JSON>` events, each a {events}, then '
+            '`data: [DONE]`; an error after the first event is a last `data: {"error": {...}}`.',
+            end="[DONE]",
+        )
     result = []
     for n, (path, parameters) in enumerate(_paths(template), start=1):
         op: Schema = {
@@ -551,7 +571,7 @@ def operations(
                 "content": {"application/json": {"schema": _ref(request)}},
             }
         op["responses"] = {
-            "200": {"description": "OK", "content": content},
+            "200": {"description": _ok(response, events), "content": content},
             "default": {
                 "description": "An error in OpenAI's envelope, with its mapped HTTP status.",
                 "content": {"application/json": {"schema": _ref("Error")}},

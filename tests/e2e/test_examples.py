@@ -90,7 +90,8 @@ def test_every_example_request_gets_a_response_shaped_like_its_example(stack: St
                 assert len(events) == len(EXAMPLES[method]["events"]), method
                 for event, example in zip(events, EXAMPLES[method]["events"], strict=True):
                     assert event.keys() == example.keys(), method
-                    _fits(event, ok["text/event-stream"]["x-sse-data"])
+                    data = ok["text/event-stream"]["itemSchema"]["properties"]["data"]
+                    _fits(event, data["contentSchema"])
             else:
                 body = response.json()
                 assert body.keys() == EXAMPLES[method]["response"].keys(), method

@@ -3,9 +3,10 @@
 any language resolves it with nothing else installed.
 
 Writes, into OUT_DIR (scripts/gen passes ROOT/release):
-  proto/                        saxgateway/v1/gateway.proto, each google/ proto it imports
-                                (transitively), and google/rpc/error_details.proto (the
-                                BadRequest in error details)
+  proto/                        saxgateway/v1/gateway.proto and saxgateway/v1/openai.proto
+                                (the OpenAIGateway service the stack also serves over gRPC),
+                                each google/ proto they import (transitively), and
+                                google/rpc/error_details.proto (the BadRequest in error details)
   saxgateway-v1.binpb           the same files as one FileDescriptorSet, comments included
   saxgateway-v1-proto.tar.gz    proto/ as one reproducible download
 
@@ -28,7 +29,11 @@ from google.protobuf import descriptor_pb2
 from grpc_tools import protoc  # type: ignore[import-untyped]
 
 ROOT = Path(__file__).resolve().parent.parent
-ENTRY = ("saxgateway/v1/gateway.proto", "google/rpc/error_details.proto")
+ENTRY = (
+    "saxgateway/v1/gateway.proto",
+    "saxgateway/v1/openai.proto",
+    "google/rpc/error_details.proto",
+)
 NAME = "saxgateway-v1"
 
 

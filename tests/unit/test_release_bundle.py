@@ -8,21 +8,79 @@ import sys
 import tarfile
 from pathlib import Path
 
+import pytest
 from google.protobuf import descriptor_pb2
 from grpc_tools import protoc  # type: ignore[import-untyped]
+from saxgateway.v1 import gateway_pb2, openai_pb2
 
-RELEASE = Path(__file__).resolve().parents[2] / "release"
+ROOT = Path(__file__).resolve().parents[2]
+RELEASE = ROOT / "release"
+BUF = ROOT / "node_modules" / ".bin" / "buf"
 PROTOS = sorted(str(p.relative_to(RELEASE / "proto")) for p in RELEASE.rglob("proto/**/*.proto"))
 
 
-def test_gateway_proto_compiles_with_the_bundle_alone(tmp_path: Path) -> None:
-    # protoc.main adds no include path of its own: the bundle must hold every import,
-    # google/protobuf's included.
+def _compiled(tmp_path: Path, *files: str) -> descriptor_pb2.FileDescriptorSet:
+    """``files`` compiled by protoc with the bundle as the only include path (protoc.main adds
+    none of its own: the bundle must hold every import, google/protobuf's included)."""
     out = tmp_path / "set.binpb"
     args = ["protoc", f"-I{RELEASE / 'proto'}", "--include_imports", f"--descriptor_set_out={out}"]
-    assert protoc.main([*args, "saxgateway/v1/gateway.proto"]) == 0
-    names = {f.name for f in descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes()).file}
-    assert names == set(PROTOS) - {"google/rpc/error_details.proto"}
+    assert protoc.main([*args, *files]) == 0
+    return descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
+
+
+def test_gateway_proto_compiles_with_the_bundle_alone(tmp_path: Path) -> None:
+    names = {f.name for f in _compiled(tmp_path, "saxgateway/v1/gateway.proto").file}
+    assert names == set(PROTOS) - {
+        "google/rpc/error_details.proto",
+        "saxgateway/v1/openai.proto",
+        "google/api/httpbody.proto",
+    }
+
+
+def test_openai_proto_compiles_with_the_bundle_alone(tmp_path: Path) -> None:
+    # The stack serves saxgateway.v1.OpenAIGateway over gRPC (and reflection), but the bundle
+    # lacked openai.proto and the google/api/httpbody.proto it imports.
+    fds = _compiled(tmp_path, "saxgateway/v1/openai.proto")
+    openai = next(f for f in fds.file if f.name == "saxgateway/v1/openai.proto")
+    assert [s.name for s in openai.service] == ["OpenAIGateway"]
+    assert {f.name for f in fds.file} == {
+        "saxgateway/v1/openai.proto",
+        "google/api/httpbody.proto",
+        "google/api/annotations.proto",
+        "google/api/http.proto",
+        "google/protobuf/any.proto",
+        "google/protobuf/descriptor.proto",
+    }
+
+
+def test_the_bundle_holds_every_service_the_stack_serves() -> None:
+    fds = descriptor_pb2.FileDescriptorSet.FromString(
+        (RELEASE / "saxgateway-v1.binpb").read_bytes()
+    )
+    services = {f"{f.package}.{s.name}" for f in fds.file for s in f.service}
+    assert services == {
+        f"{s.file.package}.{s.name}"
+        for module in (gateway_pb2, openai_pb2)
+        for s in module.DESCRIPTOR.services_by_name.values()
+    }
+    assert services == {"saxgateway.v1.SaxGateway", "saxgateway.v1.OpenAIGateway"}
+
+
+@pytest.mark.skipif(not BUF.exists(), reason="buf not installed: npm ci (make contract)")
+def test_the_bundle_builds_with_buf_alone(tmp_path: Path) -> None:
+    # buf reads release/proto as a module of its own (no buf.yaml): every file, both services.
+    out = tmp_path / "image.binpb"
+    result = subprocess.run(
+        [BUF, "build", RELEASE / "proto", "-o", out],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    image = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
+    assert sorted(f.name for f in image.file) == PROTOS
+    services = {f"{f.package}.{s.name}" for f in image.file for s in f.service}
+    assert services == {"saxgateway.v1.SaxGateway", "saxgateway.v1.OpenAIGateway"}
 
 
 def test_descriptor_set_holds_the_bundle_with_comments() -> None:

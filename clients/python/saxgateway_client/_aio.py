@@ -88,7 +88,7 @@ class AsyncClient:
         self, method: str, request: message.Message, *, timeout: float | None = None
     ) -> Any:
         """Any unary RPC by name (``"ListModels"``), with the deadline and error mapping."""
-        requests.check_unary(self, method)
+        requests.check_unary(self, method, request)
         try:
             return await getattr(self.stub, method)(
                 request,
@@ -155,7 +155,7 @@ class AsyncClient:
     ) -> AsyncIterator[Any]:
         """Any streaming RPC by name (``"WatchAddresses"``): its messages as they arrive, with
         the deadline and error mapping; a message whose ``error`` is set is raised."""
-        requests.check_stream(self, method)
+        requests.check_stream(self, method, request)
         deadline = self.timeout if timeout is None else timeout
         rpc = getattr(self.stub, method)
         return _items(lambda: rpc(request, timeout=deadline, metadata=self._metadata))

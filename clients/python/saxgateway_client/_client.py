@@ -81,7 +81,7 @@ class Client:
 
     def call(self, method: str, request: message.Message, *, timeout: float | None = None) -> Any:
         """Any unary RPC by name (``"ListModels"``), with the deadline and error mapping."""
-        requests.check_unary(self, method)
+        requests.check_unary(self, method, request)
         try:
             return getattr(self.stub, method)(
                 request,
@@ -148,7 +148,7 @@ class Client:
     ) -> Iterator[Any]:
         """Any streaming RPC by name (``"WatchAddresses"``): its messages as they arrive, with
         the deadline and error mapping; a message whose ``error`` is set is raised."""
-        requests.check_stream(self, method)
+        requests.check_stream(self, method, request)
         deadline = self.timeout if timeout is None else timeout
         rpc = getattr(self.stub, method)
         return _items(lambda: rpc(request, timeout=deadline, metadata=self._metadata))

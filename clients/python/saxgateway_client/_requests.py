@@ -54,13 +54,12 @@ def _tensor(value: object) -> list[float] | None:
     return [float(v) for v in items] if all(_is_number(v) for v in items) else None
 
 
-# The server-streaming RPCs of saxgateway.v1.SaxGateway, read from the generated descriptor.
-_STREAMS = frozenset(
-    m.name for m in pb.DESCRIPTOR.services_by_name["SaxGateway"].methods if m.server_streaming
-)
-
-
-_METHODS = frozenset(m.name for m in pb.DESCRIPTOR.services_by_name["SaxGateway"].methods)
+# The RPCs of saxgateway.v1.SaxGateway, read from the generated descriptor: the request type
+# each takes, and which stream.
+_SERVICE = pb.DESCRIPTOR.services_by_name["SaxGateway"]
+_STREAMS = frozenset(m.name for m in _SERVICE.methods if m.server_streaming)
+_METHODS = frozenset(m.name for m in _SERVICE.methods)
+_REQUESTS = {m.name: m.input_type.full_name for m in _SERVICE.methods}
 
 
 def _check_known(method: str) -> None:
@@ -72,18 +71,30 @@ def _check_known(method: str) -> None:
         )
 
 
-def check_unary(client: object, method: str) -> None:
+def _check_request(method: str, request: object) -> None:
+    # grpc serializes any message it is handed: another RPC's request went out as this one's,
+    # its fields read by number as whatever this one's are.
+    expected = _REQUESTS[method]
+    descriptor = getattr(request, "DESCRIPTOR", None)
+    given = getattr(descriptor, "full_name", None) or type(request).__name__
+    if given != expected:
+        raise TypeError(f"{method} takes a {expected}, not a {given}")
+
+
+def check_unary(client: object, method: str, request: object) -> None:
     _check_known(method)
     if method in _STREAMS:
         name = type(client).__name__
         raise TypeError(f"{method} is a streaming RPC: use {name}.stream({method!r}, ...)")
+    _check_request(method, request)
 
 
-def check_stream(client: object, method: str) -> None:
+def check_stream(client: object, method: str, request: object) -> None:
     _check_known(method)
     if method not in _STREAMS:
         name = type(client).__name__
         raise TypeError(f"{method} is not a streaming RPC: use {name}.call({method!r}, ...)")
+    _check_request(method, request)
 
 
 def in_band_error(item: Any) -> SaxGatewayError | None:

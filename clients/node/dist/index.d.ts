@@ -1,4 +1,5 @@
 import * as grpc from "@grpc/grpc-js";
+import { Any } from "./gen/google/protobuf/any";
 import { Status } from "./gen/google/rpc/status";
 import * as pb from "./gen/saxgateway/v1/gateway";
 export { pb };
@@ -16,12 +17,22 @@ export interface FieldViolation {
     field: string;
     description: string;
 }
-/** A failed call: its gRPC status code (and name), message and BadRequest field violations. */
+/** A failed call: its gRPC status code (and name), message, details (the BadRequest field
+ * violations and the request ID read from them) and the status message as it arrived. */
 export declare class SaxGatewayError extends Error {
     readonly code: grpc.status;
     readonly codeName: string;
     readonly fieldViolations: FieldViolation[];
-    constructor(code: grpc.status, message: string, details?: Status["details"]);
+    /** The status's details as sent (google.protobuf.Any: `type_url`, the encoded `value`):
+     * google.rpc.BadRequest, google.rpc.RequestInfo, ... */
+    readonly details: Any[];
+    /** The call's ID (its x-request-id), from its google.rpc.RequestInfo detail; undefined
+     * without one (or for a refusal Envoy made before it had read the request). */
+    readonly requestId: string | undefined;
+    /** The status message as it arrived: for a refusal Envoy made itself, the HTTP API's whole
+     * JSON error body, whose `message` is this error's. */
+    readonly rawMessage: string;
+    constructor(code: grpc.status, message: string, details?: Status["details"], rawMessage?: string);
     /** The error of a failed call, details read from its grpc-status-details-bin trailer. */
     static fromServiceError(error: grpc.ServiceError): SaxGatewayError;
     /** The error a stream reports in-band, in its last message. */

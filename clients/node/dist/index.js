@@ -36,7 +36,8 @@ Object.defineProperty(exports, "__esModule", { value: true });
 exports.Client = exports.SaxGatewayError = exports.pb = void 0;
 // A typed Node.js client of the SaxGateway gRPC API: messages and service generated from the
 // proto (src/gen, ts-proto), plus a deadline on every call, errors as SaxGatewayError with
-// their google.rpc.BadRequest field violations, and streams as async iterators.
+// their details (google.rpc.BadRequest field violations, the RequestInfo's request ID), and
+// streams as async iterators.
 //
 //   const client = new Client("localhost:8888", { timeoutMs: 30_000 });
 //   const { texts } = await client.unary("generate", { model, query, extra_inputs: { temperature: 0.5 } });
@@ -46,28 +47,54 @@ const error_details_1 = require("./gen/google/rpc/error_details");
 const status_1 = require("./gen/google/rpc/status");
 const pb = __importStar(require("./gen/saxgateway/v1/gateway"));
 exports.pb = pb;
-const BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest";
-/** A failed call: its gRPC status code (and name), message and BadRequest field violations. */
+const DETAIL_PREFIX = "type.googleapis.com/google.rpc.";
+const BAD_REQUEST = `${DETAIL_PREFIX}BadRequest`;
+const REQUEST_INFO = `${DETAIL_PREFIX}RequestInfo`;
+// The detail types of google/rpc/error_details.proto, by name: what a JSON error body's
+// details are read as (others are left out, as the Python client leaves them).
+const DETAIL_TYPES = {
+    BadRequest: error_details_1.BadRequest, DebugInfo: error_details_1.DebugInfo, ErrorInfo: error_details_1.ErrorInfo, Help: error_details_1.Help, LocalizedMessage: error_details_1.LocalizedMessage, PreconditionFailure: error_details_1.PreconditionFailure, QuotaFailure: error_details_1.QuotaFailure,
+    RequestInfo: error_details_1.RequestInfo, ResourceInfo: error_details_1.ResourceInfo, RetryInfo: error_details_1.RetryInfo,
+};
+/** A failed call: its gRPC status code (and name), message, details (the BadRequest field
+ * violations and the request ID read from them) and the status message as it arrived. */
 class SaxGatewayError extends Error {
     code;
     codeName;
     fieldViolations;
-    constructor(code, message, details = []) {
+    /** The status's details as sent (google.protobuf.Any: `type_url`, the encoded `value`):
+     * google.rpc.BadRequest, google.rpc.RequestInfo, ... */
+    details;
+    /** The call's ID (its x-request-id), from its google.rpc.RequestInfo detail; undefined
+     * without one (or for a refusal Envoy made before it had read the request). */
+    requestId;
+    /** The status message as it arrived: for a refusal Envoy made itself, the HTTP API's whole
+     * JSON error body, whose `message` is this error's. */
+    rawMessage;
+    constructor(code, message, details = [], rawMessage = message) {
         super(`${grpc.status[code]}: ${message}`);
         this.name = "SaxGatewayError";
         this.code = code;
         this.codeName = grpc.status[code];
+        this.details = details;
+        this.rawMessage = rawMessage;
         this.fieldViolations = details
             .filter((detail) => detail.type_url === BAD_REQUEST)
             .flatMap((detail) => error_details_1.BadRequest.decode(detail.value).field_violations)
             .map(({ field, description }) => ({ field, description }));
+        this.requestId = details
+            .filter((detail) => detail.type_url === REQUEST_INFO)
+            .map((detail) => error_details_1.RequestInfo.decode(detail.value).request_id)
+            .find((id) => id !== "");
     }
     /** The error of a failed call, details read from its grpc-status-details-bin trailer. */
     static fromServiceError(error) {
         const [bin] = error.metadata?.get("grpc-status-details-bin") ?? [];
-        if (bin instanceof Buffer)
-            return new SaxGatewayError(error.code, error.details, status_1.Status.decode(bin).details);
-        return new SaxGatewayError(error.code, envoyMessage(error.details) ?? error.details);
+        if (bin instanceof Buffer) {
+            return new SaxGatewayError(error.code, error.details, status_1.Status.decode(bin).details, error.details);
+        }
+        const reply = envoyReply(error.details);
+        return new SaxGatewayError(error.code, reply?.message ?? error.details, reply?.details, error.details);
     }
     /** The error a stream reports in-band, in its last message. */
     static fromStatus(status) {
@@ -76,19 +103,33 @@ class SaxGatewayError extends Error {
 }
 exports.SaxGatewayError = SaxGatewayError;
 // A refusal Envoy made itself (no credentials, a role or a rate refused, a body too large)
-// reaches a gRPC caller with the HTTP API's JSON error body as its message: its `message` is
-// the one to show.
-function envoyMessage(details) {
-    if (!details.startsWith("{"))
+// reaches a gRPC caller with the HTTP API's JSON error body as its message,
+// `{"code", "message", "details": [RequestInfo]}`: its `message` is the one to show, and its
+// details are read as the trailer's would be.
+function envoyReply(text) {
+    if (!text.startsWith("{"))
         return undefined;
+    let body;
     try {
-        const body = JSON.parse(details);
-        const message = body?.message;
-        return typeof message === "string" ? message : undefined;
+        body = JSON.parse(text);
     }
     catch {
         return undefined;
     }
+    if (typeof body?.message !== "string")
+        return undefined;
+    const details = [];
+    for (const detail of Array.isArray(body.details) ? body.details : []) {
+        const typeUrl = detail?.["@type"];
+        if (typeof typeUrl !== "string" || !typeUrl.startsWith(DETAIL_PREFIX))
+            continue;
+        const name = typeUrl.slice(DETAIL_PREFIX.length);
+        if (!Object.hasOwn(DETAIL_TYPES, name))
+            continue; // a type this client does not know: left out
+        const type = DETAIL_TYPES[name];
+        details.push({ type_url: typeUrl, value: Buffer.from(type.encode(type.fromJSON(detail)).finish()) });
+    }
+    return { message: body.message, details };
 }
 // Cancels ``call`` when ``signal`` aborts (at once if it has); returns the undo, so that a
 // signal shared by many calls does not keep a listener for each finished one.

@@ -1,13 +1,27 @@
 // A typed Node.js client of the SaxGateway gRPC API: messages and service generated from the
 // proto (src/gen, ts-proto), plus a deadline on every call, errors as SaxGatewayError with
-// their google.rpc.BadRequest field violations, and streams as async iterators.
+// their details (google.rpc.BadRequest field violations, the RequestInfo's request ID), and
+// streams as async iterators.
 //
 //   const client = new Client("localhost:8888", { timeoutMs: 30_000 });
 //   const { texts } = await client.unary("generate", { model, query, extra_inputs: { temperature: 0.5 } });
 //   for await (const item of client.stream("generateStream", { model, query })) { ... }
 import * as grpc from "@grpc/grpc-js";
 
-import { BadRequest } from "./gen/google/rpc/error_details";
+import { Any } from "./gen/google/protobuf/any";
+import {
+  BadRequest,
+  DebugInfo,
+  ErrorInfo,
+  Help,
+  LocalizedMessage,
+  MessageFns,
+  PreconditionFailure,
+  QuotaFailure,
+  RequestInfo,
+  ResourceInfo,
+  RetryInfo,
+} from "./gen/google/rpc/error_details";
 import { Status } from "./gen/google/rpc/status";
 import * as pb from "./gen/saxgateway/v1/gateway";
 
@@ -22,35 +36,62 @@ export type StreamMethod = Exclude<Method, UnaryMethod>;
 export type RequestOf<K extends Method> = ReturnType<Methods[K]["requestType"]["fromPartial"]>;
 export type ResponseOf<K extends Method> = ReturnType<Methods[K]["responseType"]["decode"]>;
 
-const BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest";
+const DETAIL_PREFIX = "type.googleapis.com/google.rpc.";
+const BAD_REQUEST = `${DETAIL_PREFIX}BadRequest`;
+const REQUEST_INFO = `${DETAIL_PREFIX}RequestInfo`;
+// The detail types of google/rpc/error_details.proto, by name: what a JSON error body's
+// details are read as (others are left out, as the Python client leaves them).
+const DETAIL_TYPES: Record<string, MessageFns<unknown>> = {
+  BadRequest, DebugInfo, ErrorInfo, Help, LocalizedMessage, PreconditionFailure, QuotaFailure,
+  RequestInfo, ResourceInfo, RetryInfo,
+} as Record<string, MessageFns<unknown>>;
 
 export interface FieldViolation {
   field: string;
   description: string;
 }
 
-/** A failed call: its gRPC status code (and name), message and BadRequest field violations. */
+/** A failed call: its gRPC status code (and name), message, details (the BadRequest field
+ * violations and the request ID read from them) and the status message as it arrived. */
 export class SaxGatewayError extends Error {
   readonly code: grpc.status;
   readonly codeName: string;
   readonly fieldViolations: FieldViolation[];
+  /** The status's details as sent (google.protobuf.Any: `type_url`, the encoded `value`):
+   * google.rpc.BadRequest, google.rpc.RequestInfo, ... */
+  readonly details: Any[];
+  /** The call's ID (its x-request-id), from its google.rpc.RequestInfo detail; undefined
+   * without one (or for a refusal Envoy made before it had read the request). */
+  readonly requestId: string | undefined;
+  /** The status message as it arrived: for a refusal Envoy made itself, the HTTP API's whole
+   * JSON error body, whose `message` is this error's. */
+  readonly rawMessage: string;
 
-  constructor(code: grpc.status, message: string, details: Status["details"] = []) {
+  constructor(code: grpc.status, message: string, details: Status["details"] = [], rawMessage = message) {
     super(`${grpc.status[code]}: ${message}`);
     this.name = "SaxGatewayError";
     this.code = code;
     this.codeName = grpc.status[code];
+    this.details = details;
+    this.rawMessage = rawMessage;
     this.fieldViolations = details
       .filter((detail) => detail.type_url === BAD_REQUEST)
       .flatMap((detail) => BadRequest.decode(detail.value).field_violations)
       .map(({ field, description }) => ({ field, description }));
+    this.requestId = details
+      .filter((detail) => detail.type_url === REQUEST_INFO)
+      .map((detail) => RequestInfo.decode(detail.value).request_id)
+      .find((id) => id !== "");
   }
 
   /** The error of a failed call, details read from its grpc-status-details-bin trailer. */
   static fromServiceError(error: grpc.ServiceError): SaxGatewayError {
     const [bin] = error.metadata?.get("grpc-status-details-bin") ?? [];
-    if (bin instanceof Buffer) return new SaxGatewayError(error.code, error.details, Status.decode(bin).details);
-    return new SaxGatewayError(error.code, envoyMessage(error.details) ?? error.details);
+    if (bin instanceof Buffer) {
+      return new SaxGatewayError(error.code, error.details, Status.decode(bin).details, error.details);
+    }
+    const reply = envoyReply(error.details);
+    return new SaxGatewayError(error.code, reply?.message ?? error.details, reply?.details, error.details);
   }
 
   /** The error a stream reports in-band, in its last message. */
@@ -60,17 +101,28 @@ export class SaxGatewayError extends Error {
 }
 
 // A refusal Envoy made itself (no credentials, a role or a rate refused, a body too large)
-// reaches a gRPC caller with the HTTP API's JSON error body as its message: its `message` is
-// the one to show.
-function envoyMessage(details: string): string | undefined {
-  if (!details.startsWith("{")) return undefined;
+// reaches a gRPC caller with the HTTP API's JSON error body as its message,
+// `{"code", "message", "details": [RequestInfo]}`: its `message` is the one to show, and its
+// details are read as the trailer's would be.
+function envoyReply(text: string): { message: string; details: Any[] } | undefined {
+  if (!text.startsWith("{")) return undefined;
+  let body: { message?: unknown; details?: unknown } | null;
   try {
-    const body: unknown = JSON.parse(details);
-    const message = (body as { message?: unknown } | null)?.message;
-    return typeof message === "string" ? message : undefined;
+    body = JSON.parse(text) as { message?: unknown; details?: unknown } | null;
   } catch {
     return undefined;
   }
+  if (typeof body?.message !== "string") return undefined;
+  const details: Any[] = [];
+  for (const detail of Array.isArray(body.details) ? (body.details as unknown[]) : []) {
+    const typeUrl = (detail as { "@type"?: unknown } | null)?.["@type"];
+    if (typeof typeUrl !== "string" || !typeUrl.startsWith(DETAIL_PREFIX)) continue;
+    const name = typeUrl.slice(DETAIL_PREFIX.length);
+    if (!Object.hasOwn(DETAIL_TYPES, name)) continue; // a type this client does not know: left out
+    const type = DETAIL_TYPES[name];
+    details.push({ type_url: typeUrl, value: Buffer.from(type.encode(type.fromJSON(detail)).finish()) });
+  }
+  return { message: body.message, details };
 }
 
 export interface ClientOptions {

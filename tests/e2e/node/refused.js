@@ -1,6 +1,7 @@
 // The repository's built Node client (clients/node/dist) against a stack that asks for an API
-// key: a call without one, which Envoy itself refuses, and one with the key in its metadata.
-// Prints one JSON line each.
+// key: a call without one, which Envoy itself refuses (what the error carries: its message,
+// request ID, raw status message and details), and one with the key in its metadata. Prints
+// one JSON line each.
 //
 //   node tests/e2e/node/refused.js ADDRESS MODEL KEY
 const grpc = require("@grpc/grpc-js");
@@ -10,12 +11,16 @@ const [address, model, key] = process.argv.slice(2);
 const client = new Client(address, { timeoutMs: 20_000 });
 
 async function main() {
+  const asked = new grpc.Metadata();
+  asked.set("x-request-id", "node-refused-17");
   try {
-    await client.unary("generate", { model, query: "q" });
+    await client.unary("generate", { model, query: "q" }, { metadata: asked });
     console.log(JSON.stringify({ error: null }));
   } catch (error) {
     if (!(error instanceof SaxGatewayError)) throw error;
-    console.log(JSON.stringify({ code: error.codeName, message: error.message }));
+    const details = error.details.map((detail) => detail.type_url);
+    const { codeName: code, message, requestId, rawMessage } = error;
+    console.log(JSON.stringify({ code, message, requestId, rawMessage: JSON.parse(rawMessage), details }));
   }
   const metadata = new grpc.Metadata();
   metadata.set("authorization", `Bearer ${key}`);

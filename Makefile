@@ -69,7 +69,8 @@ bench-tools:
 contract: install node_modules/.installed
 	PYTHON=$(PY) scripts/buf-check
 	$(PY) scripts/openapi.py --check
-	$(VENV)/bin/mypy --strict scripts/openapi.py scripts/apidocs.py scripts/head_bindings.py
+	$(VENV)/bin/mypy --strict scripts/openapi.py scripts/apidocs.py scripts/head_bindings.py \
+	  scripts/node_oneofs.py scripts/proto_bundle.py
 
 ## Regenerate openapi/openapi.json and docs/api.md from proto/.
 openapi: install

@@ -136,3 +136,38 @@ def test_a_wrong_method_from_plain_javascript_is_named_not_a_crash_in_grpc_js() 
             'TypeError: generate is not a streaming RPC: use client.unary("generate", ...)'
         ),
     }
+
+
+def test_an_error_carries_its_details_and_a_oneof_set_twice_is_refused(stack: Stack) -> None:
+    # SaxGatewayError kept the field violations alone: no details, no request ID, no message
+    # as it arrived. And `{text, image_bytes}` as one MultimodalItem went out as both fields.
+    node = shutil.which("node")
+    assert node, "node is needed"
+    script = ROOT / "tests" / "e2e" / "node" / "error_details.js"
+    out = _run([node, script, stack.grpc_address], ROOT, 60)
+    info = ["type.googleapis.com/google.rpc.RequestInfo"]
+    not_found = {
+        "code": "NOT_FOUND",
+        "message": "NOT_FOUND: model /sax/test/node-nosuch is not published: NotFound",
+        "rawMessage": "model /sax/test/node-nosuch is not published: NotFound",
+        "details": info,
+    }
+    one_of = "saxgateway.v1.MultimodalItem takes one of text, image_bytes, video (oneof item)"
+    steps = [json.loads(line) for line in out.splitlines()]
+    assert steps[:3] == [
+        {"step": "unknown_model", **not_found, "requestId": "node-details-17"},
+        {
+            "step": "text_and_image",
+            "name": "TypeError",
+            "message": f"items[1]: text and image_bytes are both set, but {one_of}: set one",
+        },
+        {
+            "step": "three_of_a_oneof",
+            "name": "TypeError",
+            "message": "suffix_items[1]: text, image_bytes and video are all set, but "
+            f"{one_of}: set one",
+        },
+    ]
+    # One member each (the others undefined or null) is a request like any other.
+    assert steps[3] == {"step": "one_of_each", **not_found, "requestId": steps[3]["requestId"]}
+    assert steps[3]["requestId"]

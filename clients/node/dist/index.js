@@ -45,6 +45,7 @@ exports.Client = exports.SaxGatewayError = exports.pb = void 0;
 const grpc = __importStar(require("@grpc/grpc-js"));
 const error_details_1 = require("./gen/google/rpc/error_details");
 const status_1 = require("./gen/google/rpc/status");
+const oneofs_1 = require("./gen/oneofs");
 const pb = __importStar(require("./gen/saxgateway/v1/gateway"));
 exports.pb = pb;
 const DETAIL_PREFIX = "type.googleapis.com/google.rpc.";
@@ -131,6 +132,41 @@ function envoyReply(text) {
     }
     return { message: body.message, details };
 }
+// ts-proto makes each member of a oneof a field of its own, and encodes all that are set: a
+// plain object such as `{text, image_bytes}` would go out as both (the HTTP API refuses that
+// with a 400; a gRPC server reads the last). Refused here, with where it is (src/gen/oneofs.ts
+// lists the oneofs, generated from the proto).
+function checkOneofs(type, value, path) {
+    const message = type === undefined ? undefined : oneofs_1.MESSAGES[type];
+    if (message === undefined || value === null || typeof value !== "object")
+        return;
+    const fields = value;
+    for (const [oneof, members] of Object.entries(message.oneofs)) {
+        const set = members.filter((member) => fields[member] !== undefined && fields[member] !== null);
+        if (set.length > 1) {
+            const where = path === "" ? "" : `${path}: `;
+            throw new TypeError(`${where}${set.slice(0, -1).join(", ")} and ${set.at(-1)} are ${set.length === 2 ? "both" : "all"} ` +
+                `set, but ${type} ` +
+                `takes one of ${members.join(", ")} (oneof ${oneof}): set one`);
+        }
+    }
+    for (const [field, lead] of Object.entries(message.fields)) {
+        const inner = fields[field];
+        if (inner === undefined || inner === null)
+            continue;
+        const at = path === "" ? field : `${path}.${field}`;
+        if (lead.how === "repeated" && Array.isArray(inner)) {
+            inner.forEach((item, i) => checkOneofs(lead.type, item, `${at}[${i}]`));
+        }
+        else if (lead.how === "map" && typeof inner === "object") {
+            for (const [key, item] of Object.entries(inner))
+                checkOneofs(lead.type, item, `${at}[${JSON.stringify(key)}]`);
+        }
+        else {
+            checkOneofs(lead.type, inner, at);
+        }
+    }
+}
 // Cancels ``call`` when ``signal`` aborts (at once if it has); returns the undo, so that a
 // signal shared by many calls does not keep a listener for each finished one.
 function cancelOn(signal, call) {
@@ -163,7 +199,10 @@ function rpc(method, streaming) {
     const response = def.responseType;
     return {
         path: `/${pb.SaxGatewayDefinition.fullName}/${def.name}`,
-        build: (partial) => request.fromPartial(partial),
+        build: (partial) => {
+            checkOneofs(oneofs_1.REQUESTS[def.name], partial, "");
+            return request.fromPartial(partial);
+        },
         serialize: (value) => Buffer.from(request.encode(value).finish()),
         deserialize: (bytes) => response.decode(bytes),
     };

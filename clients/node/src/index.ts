@@ -23,6 +23,7 @@ import {
   RetryInfo,
 } from "./gen/google/rpc/error_details";
 import { Status } from "./gen/google/rpc/status";
+import { MESSAGES, REQUESTS } from "./gen/oneofs";
 import * as pb from "./gen/saxgateway/v1/gateway";
 
 export { pb };
@@ -125,6 +126,39 @@ function envoyReply(text: string): { message: string; details: Any[] } | undefin
   return { message: body.message, details };
 }
 
+// ts-proto makes each member of a oneof a field of its own, and encodes all that are set: a
+// plain object such as `{text, image_bytes}` would go out as both (the HTTP API refuses that
+// with a 400; a gRPC server reads the last). Refused here, with where it is (src/gen/oneofs.ts
+// lists the oneofs, generated from the proto).
+function checkOneofs(type: string | undefined, value: unknown, path: string): void {
+  const message = type === undefined ? undefined : MESSAGES[type];
+  if (message === undefined || value === null || typeof value !== "object") return;
+  const fields = value as Record<string, unknown>;
+  for (const [oneof, members] of Object.entries(message.oneofs)) {
+    const set = members.filter((member) => fields[member] !== undefined && fields[member] !== null);
+    if (set.length > 1) {
+      const where = path === "" ? "" : `${path}: `;
+      throw new TypeError(
+        `${where}${set.slice(0, -1).join(", ")} and ${set.at(-1)} are ${set.length === 2 ? "both" : "all"} ` +
+          `set, but ${type} ` +
+          `takes one of ${members.join(", ")} (oneof ${oneof}): set one`,
+      );
+    }
+  }
+  for (const [field, lead] of Object.entries(message.fields)) {
+    const inner = fields[field];
+    if (inner === undefined || inner === null) continue;
+    const at = path === "" ? field : `${path}.${field}`;
+    if (lead.how === "repeated" && Array.isArray(inner)) {
+      inner.forEach((item, i) => checkOneofs(lead.type, item, `${at}[${i}]`));
+    } else if (lead.how === "map" && typeof inner === "object") {
+      for (const [key, item] of Object.entries(inner)) checkOneofs(lead.type, item, `${at}[${JSON.stringify(key)}]`);
+    } else {
+      checkOneofs(lead.type, inner, at);
+    }
+  }
+}
+
 export interface ClientOptions {
   /** Deadline of every call that sets none (default 60 s). */
   timeoutMs?: number;
@@ -171,7 +205,10 @@ function rpc<K extends Method>(method: K, streaming: boolean) {
   const response = def.responseType as unknown as pb.MessageFns<ResponseOf<K>>;
   return {
     path: `/${pb.SaxGatewayDefinition.fullName}/${def.name}`,
-    build: (partial: pb.DeepPartial<RequestOf<K>>) => request.fromPartial(partial as never),
+    build: (partial: pb.DeepPartial<RequestOf<K>>) => {
+      checkOneofs(REQUESTS[def.name], partial, "");
+      return request.fromPartial(partial as never);
+    },
     serialize: (value: RequestOf<K>) => Buffer.from(request.encode(value).finish()),
     deserialize: (bytes: Buffer) => response.decode(bytes),
   };

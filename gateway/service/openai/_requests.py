@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.client import InvalidArgumentError
-from gateway.common.limits import MAX_TEXT_CHARS
+from gateway.common.limits import MAX_TEXT_CHARS, shown
 from gateway.service._fields import bounded, invalid
 
 MAX_N = 16
@@ -264,7 +264,7 @@ def _reject_constrained_output(body: Mapping[str, Any]) -> None:
     if value.get("type", "text") != "text":
         raise invalid(
             "response_format",
-            f"{value.get('type')!r}: JSON mode and structured outputs are not supported: "
+            f"{shown(value.get('type'))}: JSON mode and structured outputs are not supported: "
             'Sax cannot constrain decoding (remove it or use {"type": "text"})',
         )
 
@@ -372,7 +372,8 @@ def content(message: Mapping[str, Any], where: str, kinds: Collection[str] = ("t
         if "type" not in part:
             raise invalid(where, f'part {i} has no "type": {expected}')
         if part["type"] not in kinds:
-            raise invalid(where, f"{part['type']!r} parts are not supported: only text reaches Sax")
+            kind = shown(part["type"])
+            raise invalid(where, f"{kind} parts are not supported: only text reaches Sax")
         if not isinstance(part.get("text"), str):
             raise invalid(where, 'a text part needs a string "text"')
         texts.append(part["text"])

@@ -58,6 +58,54 @@ def test_a_lone_surrogate_is_a_400_naming_the_field(
     assert response.json() == {"error": openai_error(message, param=param)}
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/completions", '{"model": "oai", "prompt": "a \ud83d b"}'),
+        (
+            "/v1/chat/completions",
+            '{"model": "oai", "messages": [{"role": "user", "content": "\ud83d"}]}',
+        ),
+        (
+            "/v1/chat/completions",
+            '{"model": "oai", "messages": [{"role": "us\ud83der", "content": "x"}]}',
+        ),
+        ("/v1/embeddings", '{"model": "oai", "input": "x\ud83d"}'),
+        ("/v1/responses", '{"model": "oai", "input": "x\ud83d"}'),
+        ("/v1/responses", '{"model": "oai", "input": "x", "instructions": "\ud83d"}'),
+    ],
+)
+def test_a_surrogate_encoded_as_utf8_is_a_400(
+    http: httpx.Client, openai_models: None, path: str, body: str
+) -> None:
+    # Half an emoji, written as UTF-8 as if it were a character (bytes ED A0 BD): no UTF-8
+    # encoder does that, and json.loads kept it as it was, which protobuf could not encode
+    # (a 500 the SDKs retry). Strict UTF-8 refuses it where it is, as /generate does.
+    data = body.encode("utf-8", "surrogatepass")
+    response = http.post(path, content=data, headers={"content-type": "application/json"})
+    at = data.index(b"\xed")
+    message = f"the request body is not UTF-8: invalid continuation byte at byte {at}"
+    assert (response.status_code, response.json()) == (400, {"error": openai_error(message)})
+
+
+def test_a_body_in_utf16_is_a_400(http: httpx.Client, openai_models: None) -> None:
+    # JSON on a network is UTF-8 (RFC 8259); json.loads(bytes) guessed UTF-16 and served it,
+    # and an escaped lone surrogate in it was a 500. A UTF-8 byte order mark is ignored.
+    body = '{"model": "oai", "prompt": "hi \\ud83d"}'
+    for data, message in (
+        (body.encode("utf-16"), "the request body is not UTF-8: invalid start byte at byte 0"),
+        (
+            body.encode("utf-16-le"),
+            "the request body is not valid JSON: Expecting property name enclosed in double "
+            "quotes: line 1 column 2 (char 1)",
+        ),
+    ):
+        response = http.post("/v1/completions", content=data)
+        assert (response.status_code, response.json()) == (400, {"error": openai_error(message)})
+    response = http.post("/v1/completions", content=b'\xef\xbb\xbf{"model": "oai", "prompt": "hi"}')
+    assert response.status_code == 200
+
+
 def test_node_sdk_sends_half_an_emoji_and_gets_bad_request(
     stack: Stack, openai_models: None
 ) -> None:

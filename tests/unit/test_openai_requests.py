@@ -178,6 +178,19 @@ def test_body_must_be_a_json_object() -> None:
         rq.parse_body(b"[]")
 
 
+def test_body_must_be_utf8() -> None:
+    # json.loads(bytes) guesses UTF-16 and -32, and keeps surrogates encoded in UTF-8.
+    half = '{"prompt": "a \ud83d b"}'.encode("utf-8", "surrogatepass")
+    with pytest.raises(InvalidArgumentError) as failure:
+        rq.parse_body(half)
+    assert failure.value.message == (
+        "the request body is not UTF-8: invalid continuation byte at byte 14"
+    )
+    with pytest.raises(InvalidArgumentError, match="not UTF-8: invalid start byte at byte 0"):
+        rq.parse_body('{"prompt": "a"}'.encode("utf-16"))
+    assert rq.parse_body(b'\xef\xbb\xbf{"prompt": "a"}') == {"prompt": "a"}  # a UTF-8 BOM
+
+
 def test_body_nested_too_deeply_is_not_valid_json() -> None:
     # json.loads raises RecursionError (not a JSONDecodeError) about 1000 levels down.
     deep = b'{"model": "m", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"

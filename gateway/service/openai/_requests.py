@@ -129,10 +129,22 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def parse_body(data: bytes) -> dict[str, Any]:
-    """The request's JSON object, whose text is all valid Unicode."""
+    """The request's JSON object, whose text is all valid Unicode.
+
+    The body is decoded as strict UTF-8 (RFC 8259's only encoding for JSON on a network; a
+    leading byte order mark is ignored, as it permits): ``json.loads(bytes)`` would guess
+    UTF-16 or UTF-32 from the first bytes, and decode surrogates encoded as UTF-8 (ED A0 BD)
+    as they are, which protobuf cannot encode (a 500).
+    """
     try:
-        body = json.loads(data or b"null")
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidArgumentError(
+            f"the request body is not UTF-8: {exc.reason} at byte {exc.start}"
+        ) from None
+    try:
+        body = json.loads(text or "null")
+    except json.JSONDecodeError as exc:
         raise InvalidArgumentError(f"the request body is not valid JSON: {exc}") from exc
     except RecursionError:
         raise InvalidArgumentError(

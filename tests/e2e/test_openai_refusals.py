@@ -6,6 +6,7 @@ response over the gateway's message limit."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any, Literal
@@ -17,8 +18,8 @@ import pytest
 from gateway.common.limits import MAX_TEXT_CHARS
 from gateway.launch.stack import Stack
 from tests.e2e._bodies import openai_error
-from tests.e2e._openai import CHATML, DIVIDING, PLAIN, TEMPLATED, node_sdk
-from tests.e2e._published import TEST_LM, published
+from tests.e2e._openai import CHATML, DIVIDING, PLAIN, TEMPLATED, VISION, node_sdk
+from tests.e2e._published import TEST_LM, TEST_VISION, published
 
 WIDE = "/sax/test/oai-wide"  # 4096-dimensional embeddings
 LIMIT = 32 << 20  # the gateway's max_message_bytes
@@ -418,3 +419,34 @@ def test_a_completion_over_the_message_limit_is_a_400_or_ends_the_stream(
     assert received == ["a"]
     assert ended.value.body == openai_error(ended.value.message)
     assert _too_large(ended.value.message, hint) > LIMIT
+
+
+@pytest.fixture(scope="module")
+def vision(stack: Stack) -> Iterator[list[str]]:
+    """A vision model (with a chat template, as a mistaken config may give one): its methods."""
+    with (
+        published(stack, VISION, TEST_VISION),
+        httpx.Client(base_url=stack.http_url, timeout=30) as http,
+    ):
+        deadline = time.monotonic() + 10
+        methods: list[str] = []
+        while not methods and time.monotonic() < deadline:  # reported after a poll
+            methods = http.get(f"/v1{VISION}").json()["model"]["methods"]
+            time.sleep(0.1)
+        yield methods
+
+
+def test_a_model_that_is_no_language_model_is_a_400_naming_the_model(
+    client: openai.OpenAI, vision: list[str]
+) -> None:
+    # It was Sax's own message, ending in Go's ": InvalidArgument", with `param` null.
+    served = f"it serves {', '.join(vision)}"
+    for stream in (False, True):
+        method = "lm.generate_stream" if stream else "lm.generate"
+        refused = partial(_refused, param="model", message=f"{VISION} has no {method}: {served}")
+        refused(partial(client.completions.create, model=VISION, prompt="hi", stream=stream))
+        chat = client.chat.completions.create
+        refused(partial(chat, model=VISION, messages=_HI, stream=stream))
+        refused(partial(client.responses.create, model=VISION, input="hi", stream=stream))
+    embed = partial(client.embeddings.create, model=VISION, input="hi")
+    _refused(embed, "model", f"{VISION} has no lm.embed: {served}")

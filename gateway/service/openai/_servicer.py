@@ -291,14 +291,25 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         deadline = self._generation_deadline(context)
         options = CallOptions(extra_inputs=sampling.extra_inputs(), deadline=deadline)
         if sampling.stream:
-            with self._streams.hold(context):
-                async with self._access.admit_model("GenerateStream", model, context, deadline):
-                    async for message in self._stream(job, options):
-                        yield message
+            sent = False
+            try:
+                with self._streams.hold(context):
+                    async with self._access.admit_model("GenerateStream", model, context, deadline):
+                        async for message in self._stream(job, options):
+                            sent = True
+                            yield message
+            except InvalidArgumentError as exc:
+                if sent:  # reported in-band already, as it was
+                    raise
+                raise await self._unserved(exc, model, "lm.generate_stream", deadline) from None
             return
         generate = self._client.lm_generate
-        async with self._access.admit_model("Generate", model, context, deadline) as admitted:
-            results = await admitted.each([partial(generate, model, p, options) for p in prompts])
+        try:
+            async with self._access.admit_model("Generate", model, context, deadline) as admitted:
+                each = [partial(generate, model, p, options) for p in prompts]
+                results = await admitted.each(each)
+        except InvalidArgumentError as exc:
+            raise await self._unserved(exc, model, LM_METHOD, deadline) from None
         choices = []
         limit = sampling.max_tokens
         for samples in results:
@@ -337,6 +348,23 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
             raise
         yield shape.tail(self._tokens.usage(model, prompts, texts))
 
+    async def _unserved(
+        self, exc: InvalidArgumentError, model: str, method: str, deadline: Deadline
+    ) -> InvalidArgumentError:
+        """What reports ``exc``, an INVALID_ARGUMENT from ``method`` on ``model``: if the
+        model has no such method (a vision or audio model), a 400 naming ``model``, where
+        Sax's message ends in its Go code name and names no field; otherwise ``exc``."""
+        if exc.field_violations:
+            return exc
+        try:
+            detail = await self._client.list_detail(model, deadline=deadline)
+        except SaxError:
+            return exc
+        methods = sorted(detail.method_names)
+        if not methods or method in methods:  # not known yet, or not what failed
+            return exc
+        return f.invalid("model", f"{model} has no {method}: it serves {', '.join(methods)}")
+
     # Embeddings.
 
     @_errors.unary
@@ -349,8 +377,12 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         deadline = self._deadline(context, self._settings.default_timeout)
         options = CallOptions(deadline=deadline)
         embed = self._client.lm_embed
-        async with self._access.admit_model("Embed", model, context, deadline) as admitted:
-            vectors = await admitted.each([partial(embed, model, t, options) for t in req.inputs])
+        try:
+            async with self._access.admit_model("Embed", model, context, deadline) as admitted:
+                each = [partial(embed, model, t, options) for t in req.inputs]
+                vectors = await admitted.each(each)
+        except InvalidArgumentError as exc:
+            raise await self._unserved(exc, model, "lm.embed", deadline) from None
         size = len(vectors[0])
         if req.dimensions is not None and req.dimensions != size:
             raise f.invalid(

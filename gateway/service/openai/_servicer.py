@@ -15,7 +15,6 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
-from urllib.parse import unquote
 
 from google.api.httpbody_pb2 import HttpBody
 from saxgateway.v1 import openai_pb2 as pb
@@ -180,8 +179,8 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
     @_errors.unary
     async def GetOpenAIModel(self, request: pb.GetOpenAIModelRequest, context: Context) -> HttpBody:
         # The SDKs percent-encode the ID as one path segment (/v1/models/%2Fsax%2Ftest%2Flm),
-        # and Envoy's transcoder keeps %2F as it is (its default url_unescape_spec).
-        name = unquote(request.model)
+        # which Envoy's transcoder decodes (its url_unescape_spec: ALL_CHARACTERS).
+        name = request.model
         model = self._resolve(name)
         deadline = self._deadline(context, self._settings.default_timeout)
         async with self._access.admit_model("GetModel", model, context, deadline):

@@ -130,6 +130,8 @@ def test_node_sdk_sends_half_an_emoji_and_gets_bad_request(
 
 _ROLES = "such as system, developer, user, assistant, tool, function"
 _HI = [{"role": "user", "content": "hi"}]
+_EMPTY_STOP = "an empty stop string is not allowed: it would end every text"
+_LOGPROBS = "not supported: Sax cannot honour logprobs (remove it or set {})"
 
 
 @pytest.mark.parametrize(
@@ -154,8 +156,13 @@ _HI = [{"role": "user", "content": "hi"}]
         (
             {"messages": _HI, "stop": [str(i) for i in range(17)]},
             "stop",
-            "at most 16 non-empty strings",
+            "at most 16 strings, got 17",
         ),
+        # It read as a count error ("at most 16 non-empty strings").
+        ({"messages": _HI, "stop": ""}, "stop", _EMPTY_STOP),
+        ({"messages": _HI, "stop": ["a", ""]}, "stop", _EMPTY_STOP),
+        # "remove it or set false" is right here, where logprobs is a boolean.
+        ({"messages": _HI, "logprobs": True}, "logprobs", _LOGPROBS.format("false")),
         (
             {"messages": [{"role": "user", "content": [{"text": "a"}]}]},
             "messages[0].content",
@@ -199,6 +206,38 @@ def test_a_malformed_chat_request_is_a_400_naming_the_field(
     with pytest.raises(openai.BadRequestError) as failure:
         client.chat.completions.create(**body)
     assert failure.value.status_code == 400 and failure.value.body == error
+
+
+def test_completion_logprobs_say_to_set_null(http: httpx.Client, client: openai.OpenAI) -> None:
+    # logprobs is a count there (0 asks for the chosen tokens' log-probabilities, as OpenAI
+    # answers it): "remove it or set false" named a value of the wrong type.
+    error = openai_error(f"logprobs: {_LOGPROBS.format('null')}", param="logprobs")
+    for logprobs in (0, 0.0, 3):
+        response = http.post(
+            "/v1/completions", json={"model": "oai", "prompt": "hi", "logprobs": logprobs}
+        )
+        assert (response.status_code, response.json()) == (400, {"error": error})
+    with pytest.raises(openai.BadRequestError) as failure:
+        client.completions.create(model="oai", prompt="hi", logprobs=0)
+    assert failure.value.body == error
+
+
+def test_what_openai_takes_for_unset_or_whole_is_answered(
+    http: httpx.Client, openai_models: None
+) -> None:
+    # Each was a 400: a whole float for an integer (JSON has one kind of number), a null
+    # stream option (OpenAI takes null for absent).
+    answers = [
+        http.post(path, json={"model": "oai", **fields})
+        for path, fields in (
+            ("/v1/completions", {"prompt": "hi", "n": 1.0, "best_of": 1.0, "max_tokens": 1.0}),
+            ("/v1/chat/completions", {"messages": _HI, "n": 1.0, "top_logprobs": 0.0}),
+            ("/v1/completions", {"prompt": "hi", "stream_options": {"include_usage": None}}),
+            ("/v1/responses", {"input": "hi", "max_output_tokens": 16.0, "top_logprobs": 0.0}),
+        )
+    ]
+    assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers]
+    assert [c["text"] for c in answers[0].json()["choices"]] == ["Paris"]
 
 
 _TOOL_CALLS = 'not supported: Sax models have no tool calling (use "none")'

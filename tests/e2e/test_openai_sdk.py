@@ -236,7 +236,7 @@ def test_unsupported_parameters_are_400s_that_say_so(client: openai.OpenAI) -> N
     # 0 too: it asks for the chosen tokens' log-probabilities (once answered, logprobs null).
     with pytest.raises(openai.BadRequestError) as chosen:
         client.completions.create(model="oai", prompt="x", logprobs=0)
-    message = "logprobs: not supported: Sax cannot honour logprobs (remove it or set false)"
+    message = "logprobs: not supported: Sax cannot honour logprobs (remove it or set null)"
     assert chosen.value.body == openai_error(message, param="logprobs")
     with pytest.raises(openai.BadRequestError) as tokens:
         client.completions.create(model="oai", prompt=[1, 2, 3])

@@ -42,7 +42,7 @@ def test_prompt_and_stop_take_a_string_or_a_list() -> None:
         ({"model": "m", "prompt": "a", "temperature": 3}, "temperature", "between 0 and 2"),
         ({"model": "m", "prompt": "a", "n": 0}, "n", "between 1"),
         ({"model": "m", "prompt": "a", "max_tokens": "5"}, "max_tokens", "integer"),
-        ({"model": "m", "prompt": "a", "stop": [""]}, "stop", "non-empty"),
+        ({"model": "m", "prompt": "a", "stop": [""]}, "stop", "an empty stop string"),
         ({"model": "m", "prompt": "a", "stream": "yes"}, "stream", "true or false"),
         (
             {"model": "m", "prompt": "a", "response_format": {"type": "json_object"}},
@@ -161,7 +161,60 @@ def test_stop_takes_up_to_sixteen_strings() -> None:
     assert rq.sampling({"stop": sixteen}).stop == tuple(sixteen)
     with pytest.raises(InvalidArgumentError) as failure:
         rq.sampling({"stop": [*sixteen, "q"]})
-    assert failure.value.field_violations == (("stop", "at most 16 non-empty strings"),)
+    assert failure.value.field_violations == (("stop", "at most 16 strings, got 17"),)
+    for empty in ("", ["a", ""]):
+        with pytest.raises(InvalidArgumentError) as failure:
+            rq.sampling({"stop": empty})
+        assert failure.value.field_violations == (
+            ("stop", "an empty stop string is not allowed: it would end every text"),
+        )
+
+
+def test_a_whole_float_is_an_integer() -> None:
+    # JSON has one kind of number; OpenAI takes 1.0 for an integer field.
+    request = rq.completion_request(
+        {"model": "m", "prompt": "a", "n": 2.0, "max_tokens": 5.0, "best_of": 1.0, "top_k": 3.0}
+    )
+    assert (request.sampling.n, request.sampling.max_tokens, request.sampling.top_k) == (2, 5, 3)
+    assert rq.chat_request({"model": "m", "messages": [_USER], "top_logprobs": 0.0})
+    for body, field, message in (
+        ({"n": 1.5}, "n", "must be an integer"),
+        ({"n": 1e300}, "n", "must be between 1 and 16, got 1e+300"),
+        (
+            {"best_of": 2.0},
+            "best_of",
+            "not supported: Sax cannot honour best_of (remove it or set 1)",
+        ),
+    ):
+        with pytest.raises(InvalidArgumentError) as failure:
+            rq.completion_request({"model": "m", "prompt": "a", **body})
+        assert failure.value.field_violations == ((field, message),)
+
+
+def test_logprobs_say_what_unsets_them_on_each_api() -> None:
+    # On /v1/completions logprobs is a count, and 0 asks for the chosen tokens' ones.
+    unset = "not supported: Sax cannot honour logprobs (remove it or set {})"
+    for value in (0, 0.0, 2):
+        with pytest.raises(InvalidArgumentError) as failure:
+            rq.completion_request({"model": "m", "prompt": "a", "logprobs": value})
+        assert failure.value.field_violations == (("logprobs", unset.format("null")),)
+    with pytest.raises(InvalidArgumentError) as failure:
+        rq.chat_request({"model": "m", "messages": [_USER], "logprobs": True})
+    assert failure.value.field_violations == (("logprobs", unset.format("false")),)
+    for none in (None, False):
+        assert rq.completion_request({"model": "m", "prompt": "a", "logprobs": none})
+        assert rq.chat_request({"model": "m", "messages": [_USER], "logprobs": none})
+
+
+def test_a_null_stream_option_is_an_absent_one() -> None:
+    assert not rq.sampling({"stream_options": {"include_usage": None}}).include_usage
+    streamed = rq.sampling({"stream": True, "stream_options": {"include_usage": None}})
+    assert streamed.stream and not streamed.include_usage
+    with pytest.raises(InvalidArgumentError) as failure:
+        rq.sampling({"stream_options": {"include_usage": False}})
+    assert failure.value.field_violations == (
+        ("stream_options", "only allowed when stream is true"),
+    )
 
 
 def test_embedding_request_formats() -> None:

@@ -53,9 +53,10 @@ SAX_INPUTS = {
 }
 """OpenAI parameter -> Sax extra input (``max_completion_tokens`` counts as ``max_tokens``)."""
 
-# Fields Sax cannot honour, and the value that means "not asked for". Not 0 for logprobs:
-# on /v1/completions it is a count, and 0 asks for the chosen tokens' log-probabilities
-# (OpenAI's and vLLM's answers have them), which Sax cannot give.
+# Fields Sax cannot honour, and the value that means "not asked for" (the second one is the
+# hint in the 400). Not 0 for logprobs: on /v1/completions it is a count, and 0 asks for the
+# chosen tokens' log-probabilities (OpenAI's and vLLM's answers have them), which Sax cannot
+# give; there the hint is null (`_COMPLETION_HINTS`), though false passes as on chat.
 _UNSUPPORTED: dict[str, tuple[object, ...]] = {
     "logprobs": (None, False),
     "top_logprobs": (None, 0),
@@ -73,6 +74,10 @@ _UNSUPPORTED: dict[str, tuple[object, ...]] = {
     "audio": (None, None),
     "web_search_options": (None, None),
 }
+
+
+_COMPLETION_HINTS = {"logprobs": "null"}
+"""What to set instead, where /v1/completions differs from chat: its logprobs is a count."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -189,6 +194,14 @@ def _lone_surrogate(text: str) -> str | None:
     return f"\\u{ord(found.group()):04x}" if found else None
 
 
+def whole(value: object) -> object:
+    """``value``, an int if it is a float with a whole value: JSON has one kind of number, so
+    ``1.0`` is ``1`` (OpenAI takes it for an integer field, and JavaScript may write it)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def number(body: Mapping[str, Any], key: str, low: float, high: float) -> float | None:
     value = body.get(key)
     if value is None:
@@ -201,13 +214,15 @@ def number(body: Mapping[str, Any], key: str, low: float, high: float) -> float 
 
 
 def integer(body: Mapping[str, Any], key: str, low: int, high: int) -> int | None:
-    value = body.get(key)
-    if value is None:
+    """An integer field (a whole number, `whole`), or None if it is absent or null."""
+    given = body.get(key)
+    if given is None:
         return None
+    value = whole(given)
     if isinstance(value, bool) or not isinstance(value, int):
         raise invalid(key, "must be an integer")
     if not low <= value <= high:
-        raise invalid(key, f"must be between {low} and {high}, got {value}")
+        raise invalid(key, f"must be between {low} and {high}, got {given}")
     return value
 
 
@@ -240,14 +255,18 @@ def model_name(body: Mapping[str, Any]) -> str:
     return model
 
 
-def _reject_unsupported(body: Mapping[str, Any]) -> None:
-    for key, unset in _UNSUPPORTED.items():
-        value = body.get(key)
-        if not any(value == u and type(value) is type(u) for u in unset) and value is not None:
-            raise invalid(
-                key,
-                f"not supported: Sax cannot honour {key} (remove it or set {json.dumps(unset[1])})",
-            )
+def unset(value: object, values: Collection[object]) -> bool:
+    """Whether ``value`` is null or one of ``values``, which mean "not asked for": of the
+    same type (``false`` is not ``0``), a whole float as an int (`whole`)."""
+    value = whole(value)
+    return value is None or any(value == u and type(value) is type(u) for u in values)
+
+
+def _reject_unsupported(body: Mapping[str, Any], hints: Mapping[str, str]) -> None:
+    for key, values in _UNSUPPORTED.items():
+        if not unset(body.get(key), values):
+            hint = hints.get(key, json.dumps(values[1]))
+            raise invalid(key, f"not supported: Sax cannot honour {key} (remove it or set {hint})")
 
 
 _GUIDED = (
@@ -296,9 +315,10 @@ def reject_tool_choice(body: Mapping[str, Any], keys: Collection[str] = ("tool_c
             raise invalid(key, 'not supported: Sax models have no tool calling (use "none")')
 
 
-def sampling(body: Mapping[str, Any]) -> Sampling:
-    """The sampling and streaming parameters of a completion or chat request."""
-    _reject_unsupported(body)
+def sampling(body: Mapping[str, Any], hints: Mapping[str, str] | None = None) -> Sampling:
+    """The sampling and streaming parameters of a completion or chat request; ``hints`` say
+    what to set a field Sax cannot honour to, where the API's differs from chat's."""
+    _reject_unsupported(body, hints or {})
     reject_tool_choice(body, ("tool_choice", "function_call"))
     _reject_constrained_output(body)
     max_tokens = integer(body, "max_completion_tokens", 1, 1 << 20)
@@ -306,18 +326,22 @@ def sampling(body: Mapping[str, Any]) -> Sampling:
         max_tokens = integer(body, "max_tokens", 1, 1 << 20)
     stop = body.get("stop")
     stops = () if stop is None else _strings(stop, "stop", "stop")
-    if len(stops) > MAX_STOPS or not all(stops):
-        raise invalid("stop", f"at most {MAX_STOPS} non-empty strings")
+    if len(stops) > MAX_STOPS:
+        raise invalid("stop", f"at most {MAX_STOPS} strings, got {len(stops)}")
+    if not all(stops):
+        raise invalid("stop", "an empty stop string is not allowed: it would end every text")
     stream = flag(body, "stream")
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise invalid("stream_options", "must be an object")
+    # A null option is an absent one, as OpenAI takes it.
+    options = {k: v for k, v in (options or {}).items() if v is not None}
     if options and stream is not True:
         # As vLLM (and OpenAI): options of a stream on a call that does not stream are a
         # mistake the caller should hear about (usage would never come as a chunk); an empty
         # object says nothing, so vLLM lets it pass.
         raise invalid("stream_options", "only allowed when stream is true")
-    include_usage = (options or {}).get("include_usage", False)
+    include_usage = options.get("include_usage", False)
     if not isinstance(include_usage, bool):
         raise invalid("stream_options.include_usage", "must be true or false")
     return Sampling(
@@ -358,7 +382,9 @@ def completion_request(body: Mapping[str, Any]) -> CompletionRequest:
     if not prompts or len(prompts) > MAX_INPUTS:
         raise invalid("prompt", f"between 1 and {MAX_INPUTS} prompts")
     _bounded(prompt, prompts, "prompt")
-    return CompletionRequest(model=model_name(body), prompts=prompts, sampling=sampling(body))
+    return CompletionRequest(
+        model=model_name(body), prompts=prompts, sampling=sampling(body, _COMPLETION_HINTS)
+    )
 
 
 def content(message: Mapping[str, Any], where: str, kinds: Collection[str] = ("text",)) -> str:

@@ -129,9 +129,8 @@ def _string(body: Mapping[str, Any], key: str) -> str | None:
 
 
 def _reject_unsupported(body: Mapping[str, Any]) -> None:
-    for key, unset in _UNSUPPORTED.items():
-        value = body.get(key)
-        if value is not None and not any(value == u and type(value) is type(u) for u in unset):
+    for key, values in _UNSUPPORTED.items():
+        if not rq.unset(body.get(key), values):
             raise invalid(key, f"not supported: {_WHY[key]} (remove it)")
     rq.reject_tool_choice(body)
 

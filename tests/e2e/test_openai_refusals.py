@@ -131,6 +131,9 @@ def test_node_sdk_sends_half_an_emoji_and_gets_bad_request(
 _ROLES = "such as system, developer, user, assistant, tool, function"
 _HI = [{"role": "user", "content": "hi"}]
 _EMPTY_STOP = "an empty stop string is not allowed: it would end every text"
+_NO_REASONING = "not supported: Sax models have no reasoning settings (remove it)"
+_NO_TOOLS = "not supported: Sax models have no tool calling (remove it)"
+_CALL = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
 _LOGPROBS = "not supported: Sax cannot honour logprobs (remove it or set {})"
 
 
@@ -161,6 +164,20 @@ _LOGPROBS = "not supported: Sax cannot honour logprobs (remove it or set {})"
         # It read as a count error ("at most 16 non-empty strings").
         ({"messages": _HI, "stop": ""}, "stop", _EMPTY_STOP),
         ({"messages": _HI, "stop": ["a", ""]}, "stop", _EMPTY_STOP),
+        # Ignored, where the Responses API refuses text.verbosity and reasoning.
+        ({"messages": _HI, "verbosity": "low"}, "verbosity", "'low' is not supported: remove it"),
+        ({"messages": _HI, "reasoning_effort": "high"}, "reasoning_effort", _NO_REASONING),
+        # Dropped, and the model saw an empty turn and an answer to no call.
+        (
+            {"messages": [*_HI, {"role": "assistant", "content": None, "tool_calls": [_CALL]}]},
+            "messages[1].tool_calls",
+            _NO_TOOLS,
+        ),
+        (
+            {"messages": [*_HI, {"role": "tool", "content": "42", "tool_call_id": "c1"}]},
+            "messages[1].tool_call_id",
+            _NO_TOOLS,
+        ),
         # "remove it or set false" is right here, where logprobs is a boolean.
         ({"messages": _HI, "logprobs": True}, "logprobs", _LOGPROBS.format("false")),
         (
@@ -223,10 +240,10 @@ def test_completion_logprobs_say_to_set_null(http: httpx.Client, client: openai.
 
 
 def test_what_openai_takes_for_unset_or_whole_is_answered(
-    http: httpx.Client, openai_models: None
+    http: httpx.Client, client: openai.OpenAI
 ) -> None:
     # Each was a 400: a whole float for an integer (JSON has one kind of number), a null
-    # stream option (OpenAI takes null for absent).
+    # stream option (OpenAI takes null for absent), the defaults of what chat refuses.
     answers = [
         http.post(path, json={"model": "oai", **fields})
         for path, fields in (
@@ -238,6 +255,21 @@ def test_what_openai_takes_for_unset_or_whole_is_answered(
     ]
     assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers]
     assert [c["text"] for c in answers[0].json()["choices"]] == ["Paris"]
+    stream = client.chat.completions.create(  # type: ignore[call-overload]
+        model="oai",
+        messages=[
+            *_HI,
+            {"role": "assistant", "content": "Paris", "tool_calls": []},
+            {"role": "user", "content": "and?"},
+        ],
+        stream=True,
+        stream_options={"include_usage": None},
+        verbosity="medium",
+        reasoning_effort=None,
+        prediction={"type": "content", "content": "Paris"},  # only a hint: accepted, ignored
+        max_tokens=1,
+    )
+    assert [c.choices[0].delta.content for c in stream if c.choices] == ["", "Paris", None]
 
 
 _TOOL_CALLS = 'not supported: Sax models have no tool calling (use "none")'

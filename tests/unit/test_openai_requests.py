@@ -217,6 +217,57 @@ def test_a_null_stream_option_is_an_absent_one() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        ({"verbosity": "low"}, "verbosity", "'low' is not supported: remove it"),
+        (
+            {"reasoning_effort": "minimal"},
+            "reasoning_effort",
+            "not supported: Sax models have no reasoning settings (remove it)",
+        ),
+        (
+            {"messages": [_USER, {"role": "assistant", "content": None, "tool_calls": [{}]}]},
+            "messages[1].tool_calls",
+            "not supported: Sax models have no tool calling (remove it)",
+        ),
+        (
+            {"messages": [{"role": "tool", "content": "42", "tool_call_id": "c1"}]},
+            "messages[0].tool_call_id",
+            "not supported: Sax models have no tool calling (remove it)",
+        ),
+        (
+            {"messages": [{"role": "assistant", "function_call": {"name": "f"}}]},
+            "messages[0].function_call",
+            "not supported: Sax models have no tool calling (remove it)",
+        ),
+    ],
+)
+def test_chat_refuses_what_the_responses_api_refuses(
+    fields: dict[str, object], field: str, message: str
+) -> None:
+    with pytest.raises(InvalidArgumentError) as failure:
+        rq.chat_request({"model": "m", "messages": [_USER], **fields})
+    assert failure.value.field_violations == ((field, message),)
+
+
+def test_chat_accepts_the_defaults_of_what_it_refuses() -> None:
+    quiet = [
+        {"role": "assistant", "content": "a", "tool_calls": None, "function_call": None},
+        {"role": "tool", "content": "b", "tool_call_id": None},
+    ]
+    request = rq.chat_request(
+        {
+            "model": "m",
+            "messages": [_USER, *quiet],
+            "verbosity": "medium",
+            "reasoning_effort": None,
+            "prediction": {"type": "content", "content": "a"},  # a hint: the answer is the same
+        }
+    )
+    assert [m["content"] for m in request.messages] == ["hi", "a", "b"]
+
+
 def test_embedding_request_formats() -> None:
     assert rq.embedding_request({"model": "m", "input": "a"}).base64 is False
     assert rq.embedding_request({"model": "m", "input": ["a"], "encoding_format": "base64"}).base64

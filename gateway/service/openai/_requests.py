@@ -430,15 +430,41 @@ def role(message: object, where: str, roles: Collection[str] = ROLES) -> str:
     return name
 
 
+_TOOL_HISTORY = {"tool_calls": (None, []), "tool_call_id": (None, ""), "function_call": (None,)}
+"""A message's parts of a tool call (an assistant's calls, a tool's answer to one), and the
+values that hold none: with ``tools`` refused, dropping them would show the model a turn
+that says nothing and an answer to no question."""
+
+
+def _reject_chat_only(body: Mapping[str, Any]) -> None:
+    """The chat fields the Responses API has too, refused as it refuses them: ``verbosity``
+    (its ``text.verbosity``) other than OpenAI's default, any ``reasoning_effort`` (its
+    ``reasoning``). ``prediction`` only speeds up an answer that is the same without it: it
+    is accepted and ignored, as ``seed`` is."""
+    verbosity = body.get("verbosity")
+    if verbosity not in (None, "medium"):
+        raise invalid("verbosity", f"{shown(verbosity)} is not supported: remove it")
+    if body.get("reasoning_effort") is not None:
+        raise invalid(
+            "reasoning_effort", "not supported: Sax models have no reasoning settings (remove it)"
+        )
+
+
 def chat_request(body: Mapping[str, Any]) -> ChatRequest:
     """A ``/v1/chat/completions`` request."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise invalid("messages", "required: a non-empty list of {role, content} objects")
+    _reject_chat_only(body)
     parsed = []
     for i, message in enumerate(messages):
         where = f"messages[{i}]"
         item = {"role": role(message, where)}
+        for key, values in _TOOL_HISTORY.items():
+            if message.get(key) not in values:
+                raise invalid(
+                    f"{where}.{key}", "not supported: Sax models have no tool calling (remove it)"
+                )
         item["content"] = content(message, f"{where}.content")
         name = message.get("name")
         if name is not None and not isinstance(name, str):

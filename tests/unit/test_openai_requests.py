@@ -6,6 +6,7 @@ import pytest
 
 from gateway.client import InvalidArgumentError
 from gateway.service.openai import _requests as rq
+from gateway.service.openai._body import parse_body
 from gateway.service.openai._stops import StopScanner, cut
 
 
@@ -277,29 +278,29 @@ def test_embedding_request_formats() -> None:
 
 def test_body_must_be_a_json_object() -> None:
     with pytest.raises(InvalidArgumentError, match="not valid JSON"):
-        rq.parse_body(b"{")
+        parse_body(b"{")
     with pytest.raises(InvalidArgumentError, match="JSON object"):
-        rq.parse_body(b"[]")
+        parse_body(b"[]")
 
 
 def test_body_must_be_utf8() -> None:
     # json.loads(bytes) guesses UTF-16 and -32, and keeps surrogates encoded in UTF-8.
     half = '{"prompt": "a \ud83d b"}'.encode("utf-8", "surrogatepass")
     with pytest.raises(InvalidArgumentError) as failure:
-        rq.parse_body(half)
+        parse_body(half)
     assert failure.value.message == (
         "the request body is not UTF-8: invalid continuation byte at byte 14"
     )
     with pytest.raises(InvalidArgumentError, match="not UTF-8: invalid start byte at byte 0"):
-        rq.parse_body('{"prompt": "a"}'.encode("utf-16"))
-    assert rq.parse_body(b'\xef\xbb\xbf{"prompt": "a"}') == {"prompt": "a"}  # a UTF-8 BOM
+        parse_body('{"prompt": "a"}'.encode("utf-16"))
+    assert parse_body(b'\xef\xbb\xbf{"prompt": "a"}') == {"prompt": "a"}  # a UTF-8 BOM
 
 
 def test_body_nested_too_deeply_is_not_valid_json() -> None:
     # json.loads raises RecursionError (not a JSONDecodeError) about 1000 levels down.
     deep = b'{"model": "m", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     with pytest.raises(InvalidArgumentError) as failure:
-        rq.parse_body(deep)
+        parse_body(deep)
     assert failure.value.message == "the request body is not valid JSON: nested too deeply"
 
 
@@ -326,7 +327,7 @@ def test_a_lone_surrogate_is_invalid_argument_naming_the_field(
     body: bytes, field: str, lone: str
 ) -> None:
     with pytest.raises(InvalidArgumentError) as failure:
-        rq.parse_body(body)
+        parse_body(body)
     description = f"not valid Unicode: a lone surrogate ({lone})"
     assert failure.value.field_violations == ((field, description),)
     assert failure.value.message == f"{field}: {description}"
@@ -334,9 +335,9 @@ def test_a_lone_surrogate_is_invalid_argument_naming_the_field(
 
 def test_surrogate_pairs_and_escaped_backslashes_are_valid_text() -> None:
     body = rb'{"prompt": "\ud83c\udf89 \\ud800", "\ud83c\udf89": 1}'
-    assert rq.parse_body(body) == {"prompt": "\U0001f389 \\ud800", "\U0001f389": 1}
+    assert parse_body(body) == {"prompt": "\U0001f389 \\ud800", "\U0001f389": 1}
     with pytest.raises(InvalidArgumentError) as failure:
-        rq.parse_body(rb'{"x": {"\ud800": 1}}')
+        parse_body(rb'{"x": {"\ud800": 1}}')
     assert failure.value.message == "a key in x is not valid Unicode: a lone surrogate (\\ud800)"
 
 

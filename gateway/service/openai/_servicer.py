@@ -1,11 +1,11 @@
 """The OpenAIGateway servicer: OpenAI's JSON in, the same Sax client calls as SaxGateway, OpenAI's
 JSON or Server-Sent Events out.
 
-Parsing and the parameter table live in `_requests` (the Responses API's in
-`_responses_request`), response objects in `_responses` (`_responses_reply`), stop strings in
-`_stops`, chat templates in `_chat`, token counts in `_tokens`, a streamed prompt and the
-finish reason in `_generate`, and errors in `_errors`; deadlines and error codes are
-SaxGateway's (`gateway.service._fields`, `_errors`).
+The body's JSON is read in `_body`; parsing and the parameter table live in `_requests` (the
+Responses API's in `_responses_request`), response objects in `_responses`
+(`_responses_reply`), stop strings in `_stops`, chat templates in `_chat`, token counts in
+`_tokens`, a streamed prompt and the finish reason in `_generate`, and errors in `_errors`;
+deadlines and error codes are SaxGateway's (`gateway.service._fields`, `_errors`).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from gateway.service._usage import note_usage
 from gateway.service.openai import _errors
 from gateway.service.openai import _requests as rq
 from gateway.service.openai import _responses as rs
+from gateway.service.openai._body import parse_body
 from gateway.service.openai._chat import ChatTemplates
 from gateway.service.openai._generate import Job, check_samples, finish_reason, stream_prompt
 from gateway.service.openai._responses_reply import ResponseReply
@@ -203,7 +204,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
     async def CreateCompletion(
         self, request: pb.CreateCompletionRequest, context: Context
     ) -> AsyncIterator[HttpBody]:
-        req = rq.completion_request(rq.parse_body(request.body.data))
+        req = rq.completion_request(parse_body(request.body.data))
         shape = rs.Shape(chat=False, model=req.model, include_usage=req.sampling.include_usage)
         job = self._job(req.model, req.sampling, shape, prompts=lambda _: (req.prompts, ()))
         async for message in self._complete(context, job):
@@ -213,7 +214,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
     async def CreateChatCompletion(
         self, request: pb.CreateChatCompletionRequest, context: Context
     ) -> AsyncIterator[HttpBody]:
-        req = rq.chat_request(rq.parse_body(request.body.data))
+        req = rq.chat_request(parse_body(request.body.data))
         shape = rs.Shape(chat=True, model=req.model, include_usage=req.sampling.include_usage)
         job = await self._conversation(
             context, req.model, req.messages, req.sampling, shape, "messages"
@@ -225,7 +226,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
     async def CreateResponse(
         self, request: pb.CreateResponseRequest, context: Context
     ) -> AsyncIterator[HttpBody]:
-        req = responses_request(rq.parse_body(request.body.data))
+        req = responses_request(parse_body(request.body.data))
         shape = ResponseReply(req.model, req.echo)
         job = await self._conversation(
             context, req.model, req.messages, req.sampling, shape, "input"
@@ -370,7 +371,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
     async def CreateEmbedding(
         self, request: pb.CreateEmbeddingRequest, context: Context
     ) -> HttpBody:
-        req = rq.embedding_request(rq.parse_body(request.body.data))
+        req = rq.embedding_request(parse_body(request.body.data))
         model = self._resolve(req.model)
         # From before the call waits for its model's ACLs and slot, as a completion's.
         deadline = self._deadline(context, self._settings.default_timeout)

@@ -271,14 +271,33 @@ def test_a_mistyped_command_gets_did_you_mean(capsys: pytest.CaptureFixture[str]
         parser().parse_args(["--gateway", "h:1", "lm.generat", "/sax/test/lm", "q"])
     assert exited.value.code == 2
     err = capsys.readouterr().err.splitlines()
+    # lm.gradient, much less close than the two, was suggested too.
     assert err[-2] == (
-        "saxgw: unknown command 'lm.generat'; did you mean lm.generate or vm.generate "
-        "or lm.gradient?"
+        "saxgw: unknown command 'lm.generat'; did you mean lm.generate or vm.generate?"
     )
     assert err[-1] == "`saxgw --help` lists the commands."
     with pytest.raises(SystemExit):
         parser().parse_args(["zzz"])
     assert capsys.readouterr().err.splitlines()[-2] == "saxgw: unknown command 'zzz'"
+
+
+@pytest.mark.parametrize(
+    ("typed", "suggested"),
+    [
+        ("bogus", "saxgw: unknown command 'bogus'"),  # was "; did you mean ops?"
+        ("list", "saxgw: unknown command 'list'; did you mean ls?"),  # was "ls or publish or wait"
+        ("start", "saxgw: unknown command 'start'; did you mean stats?"),  # was "... or setacl"
+        ("envoy", "saxgw: unknown command 'envoy'; did you mean envoy-config?"),  # its start
+        ("publsh", "saxgw: unknown command 'publsh'; did you mean publish?"),
+    ],
+)
+def test_only_close_commands_are_suggested(
+    typed: str, suggested: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parser().parse_args([typed])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-2] == suggested
 
 
 def _help(*command: str) -> str:

@@ -61,9 +61,10 @@ def close_commands(typed: str, names: Iterable[str]) -> list[str]:
 
 class CommandParser(Parser):
     """A command's parser: flags may come between its arguments, as in ``setacl ID --json
-    METHOD ACL``. argparse alone fills an optional positional (METHOD) with nothing when a
-    flag follows the one before it, and the rest is then "unrecognized"; intermixed parsing
-    takes the flags first, then the positionals, whatever their order."""
+    METHOD ACL``, and an argument too many is this command's usage error, not the top
+    level's. argparse alone fills an optional positional (METHOD) with nothing when a flag
+    follows the one before it, and the rest is then "unrecognized"; intermixed parsing takes
+    the flags first, then the positionals, whatever their order."""
 
     _intermixed = False
 
@@ -74,9 +75,12 @@ class CommandParser(Parser):
             return super().parse_known_args(args, namespace)
         self._intermixed = True
         try:
-            return self.parse_known_intermixed_args(args, namespace)
+            parsed, extras = self.parse_known_intermixed_args(args, namespace)
         finally:
             self._intermixed = False
+        if extras:  # said here, with this command's usage; the top level's named no command
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
 
 
 def _commands(parser: argparse.ArgumentParser) -> list[str]:

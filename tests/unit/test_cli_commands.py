@@ -300,6 +300,27 @@ def test_only_close_commands_are_suggested(
     assert capsys.readouterr().err.splitlines()[-2] == suggested
 
 
+@pytest.mark.parametrize(
+    ("argv", "command", "extra"),
+    [
+        (["unpublish", "/sax/test/lm", "extra"], "unpublish", "extra"),
+        (["ls", "/sax/test", "a", "b"], "ls", "a b"),
+        (["--gateway", "h:1", "wait", "/sax/test/lm", "1", "2"], "wait", "2"),
+    ],
+)
+def test_an_argument_too_many_is_the_commands_usage_error(
+    argv: list[str], command: str, extra: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The top level's usage ("saxgw [-h] ... COMMAND ...") and "saxgw: error:" said nothing
+    # of the command whose arguments were wrong.
+    with pytest.raises(SystemExit) as exited:
+        parser().parse_args(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: saxgw {command} [-h] ")
+    assert err.splitlines()[-1] == f"saxgw {command}: error: unrecognized arguments: {extra}"
+
+
 def _help(*command: str) -> str:
     out = io.StringIO()
     sub = parser()

@@ -210,6 +210,12 @@ BY_DETAILS: tuple[tuple[frozenset[grpc.StatusCode], str, str], ...] = (
         "reading the model's ACLs from the admin",
         ADMIN_SILENT,
     ),
+    (  # the embedded cell's stand-ins check their overrides (docs/cell.md): not a method
+        frozenset({_S.INVALID_ARGUMENT}),
+        "override",
+        "fix or leave out the override named above (docs/cell.md lists the overrides the "
+        "embedded cell's models take)",
+    ),
     (
         frozenset({_S.CANCELLED}),
         "was unpublished while waiting",

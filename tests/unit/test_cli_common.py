@@ -189,6 +189,11 @@ def test_hints_name_the_model_cell_and_gateway() -> None:
             "/sax/test/lm failed to load (127.0.0.1:10001: TestLM failed to load: boom)",
             "the model failed to load on its servers",
         ),
+        (  # "check ... the model's methods", which have nothing to do with it
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "unknown override 'bogus' for sax_gateway.testing.TestLM, which takes delay_ms, ...",
+            "fix or leave out the override named above (docs/cell.md lists the overrides",
+        ),
         (  # "run it again", which then says NOT_FOUND
             grpc.StatusCode.CANCELLED,
             "model /sax/test/lm was unpublished while waiting for it to be ready",

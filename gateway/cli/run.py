@@ -269,9 +269,10 @@ def _up(args: argparse.Namespace) -> int:
         print(f"saxgw: {_preflight.in_use(args, exc.port, exc.holder)}", file=sys.stderr)
         return 1
     except StartupError as exc:
-        print(
-            f"saxgw: {exc}. Hint: see --log-dir for each process's log; --port and friends "
-            "choose other ports.",
-            file=sys.stderr,
+        log = (
+            f"see its log, {Path(args.log_dir) / exc.name}.log"
+            if args.log_dir
+            else "its log is in the output above (without --log-dir, every process logs to stderr)"
         )
+        print(f"saxgw: {exc}. Hint: {log}; --port and friends choose other ports.", file=sys.stderr)
         return 1

@@ -21,6 +21,8 @@ def _run(command: str, *flags: str, sax_root: Path) -> subprocess.CompletedProce
     argv = [sys.executable, "-m", "gateway.cli", command, "--log-format=text", *flags]
     if command == "gateway":
         argv += ["--sax-root", str(sax_root)]
+    else:  # ops: with nothing to scrape it would refuse to start (exit 2) before it listens
+        argv += ["--metrics-dir", str(sax_root)]
     # Started, it would serve until killed: the timeout fails the test instead.
     return subprocess.run(argv, capture_output=True, text=True, timeout=60)
 

@@ -12,6 +12,7 @@ from saxml.protobuf import admin_pb2, admin_pb2_grpc, lm_pb2, lm_pb2_grpc
 
 from gateway.cell import CellSettings, EmbeddedCell
 from tests._grpc import aio_channel
+from tests._stacks import stopped
 from tests.integration._cell_fixtures import (
     CELL,
     SEED_LM,
@@ -129,6 +130,29 @@ async def _generate(address: str, model_id: str) -> str | grpc.StatusCode:
         except grpc.aio.AioRpcError as exc:
             return exc.code()
     return str(reply.texts[0].text)
+
+
+async def test_model_servers_rejoin_only_an_admin_that_did_not_know_them(
+    tmp_path: Path,
+) -> None:
+    # The admin polls each server every 20 ms; each server sends a heartbeat Join every
+    # 50 ms. Before, a poll that landed during a heartbeat was taken for the admin dialling
+    # back to take the server in: it logged "joined admin ... (the admin restarted)" and
+    # counted a join with no restart (with `saxgw up`'s timings, 10 s after every start,
+    # and every 10 s after a SIGSTOP and SIGCONT of a model server).
+    settings = dataclasses.replace(
+        fast_settings(tmp_path), poll_interval=0.02, location_watch_interval=0.05
+    )
+    async with EmbeddedCell(settings, log_level="WARNING") as cell:
+        await asyncio.sleep(2.0)
+        assert [server.joins for server in cell.model_servers] == [1, 1]
+        with stopped(cell.model_servers[0].pid):  # for less than server_dead_after (1 s)
+            await asyncio.sleep(0.3)
+        await asyncio.sleep(2.0)
+        assert [server.joins for server in cell.model_servers] == [1, 1]
+        await cell.restart_admin(kill=True)  # returns once each server joined the new admin
+        await asyncio.sleep(1.0)
+        assert [server.joins for server in cell.model_servers] == [2, 2]
 
 
 async def test_a_model_unpublished_before_its_servers_rejoin_is_unloaded_when_they_do(

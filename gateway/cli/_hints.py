@@ -183,7 +183,7 @@ BY_DETAILS: tuple[tuple[frozenset[grpc.StatusCode], str, str], ...] = (
         "its load error): fix its path, checkpoint or overrides with `saxgw update {id} ...`",
     ),
     (
-        frozenset({_S.CANCELLED}),
+        frozenset({_S.NOT_FOUND}),
         "was unpublished while waiting",
         "the model was unpublished while saxgw waited for it: publish it again first",
     ),

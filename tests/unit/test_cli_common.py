@@ -189,8 +189,8 @@ def test_hints_name_the_model_cell_and_gateway() -> None:
             "/sax/test/lm failed to load (127.0.0.1:10001: TestLM failed to load: boom)",
             "the model failed to load on its servers",
         ),
-        (  # "run it again", which then says NOT_FOUND
-            grpc.StatusCode.CANCELLED,
+        (  # "is it published?", which it was when saxgw began to wait
+            grpc.StatusCode.NOT_FOUND,
             "model /sax/test/lm was unpublished while waiting for it to be ready",
             "the model was unpublished while saxgw waited for it",
         ),

@@ -59,7 +59,8 @@ class JoinLoop:
 
     def _should_join(self, location: bytes, now: float) -> str | None:
         if self._joined_location is None:
-            return "first join"
+            # A join that failed (the admin away) is retried at every step.
+            return "the last join failed" if self.joined.is_set() else "first join"
         if location != self._joined_location:
             return "the admin moved"
         if now - self._last_join >= self._settings.rejoin_interval:

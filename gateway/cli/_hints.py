@@ -217,7 +217,7 @@ BY_DETAILS: tuple[tuple[frozenset[grpc.StatusCode], str, str], ...] = (
         "embedded cell's models take)",
     ),
     (
-        frozenset({_S.CANCELLED}),
+        frozenset({_S.NOT_FOUND}),
         "was unpublished while waiting",
         "the model was unpublished while saxgw waited for it: publish it again first",
     ),

@@ -194,8 +194,8 @@ def test_hints_name_the_model_cell_and_gateway() -> None:
             "unknown override 'bogus' for sax_gateway.testing.TestLM, which takes delay_ms, ...",
             "fix or leave out the override named above (docs/cell.md lists the overrides",
         ),
-        (  # "run it again", which then says NOT_FOUND
-            grpc.StatusCode.CANCELLED,
+        (  # "is it published?", which it was when saxgw began to wait
+            grpc.StatusCode.NOT_FOUND,
             "model /sax/test/lm was unpublished while waiting for it to be ready",
             "the model was unpublished while saxgw waited for it",
         ),

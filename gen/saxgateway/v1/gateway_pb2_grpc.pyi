@@ -135,9 +135,11 @@ class SaxGatewayStub:
     """
     WaitForReady: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.WaitForReadyRequest, _gateway_pb2.WaitForReadyResponse]
     """Returns once a model has the requested number of ready replicas.
-    Returns DEADLINE_EXCEEDED if that does not happen within the deadline, and
+    Returns DEADLINE_EXCEEDED if that does not happen within the deadline,
     FAILED_PRECONDITION with the load error once every model server the model
-    was assigned to failed to load it (the embedded cell reports that).
+    was assigned to failed to load it (the embedded cell reports that), and
+    NOT_FOUND if the model is not published, or is unpublished while the call
+    waits.
     """
     GetAcl: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.GetAclRequest, _gateway_pb2.GetAclResponse]
     """Returns the admin ACL of a cell or a model, and a model's data method ACLs.
@@ -280,9 +282,11 @@ class SaxGatewayAsyncStub(SaxGatewayStub):
     """
     WaitForReady: _aio.UnaryUnaryMultiCallable[_gateway_pb2.WaitForReadyRequest, _gateway_pb2.WaitForReadyResponse]  # type: ignore[assignment]
     """Returns once a model has the requested number of ready replicas.
-    Returns DEADLINE_EXCEEDED if that does not happen within the deadline, and
+    Returns DEADLINE_EXCEEDED if that does not happen within the deadline,
     FAILED_PRECONDITION with the load error once every model server the model
-    was assigned to failed to load it (the embedded cell reports that).
+    was assigned to failed to load it (the embedded cell reports that), and
+    NOT_FOUND if the model is not published, or is unpublished while the call
+    waits.
     """
     GetAcl: _aio.UnaryUnaryMultiCallable[_gateway_pb2.GetAclRequest, _gateway_pb2.GetAclResponse]  # type: ignore[assignment]
     """Returns the admin ACL of a cell or a model, and a model's data method ACLs.
@@ -548,9 +552,11 @@ class SaxGatewayServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_gateway_pb2.WaitForReadyResponse, _abc.Awaitable[_gateway_pb2.WaitForReadyResponse]]:
         """Returns once a model has the requested number of ready replicas.
-        Returns DEADLINE_EXCEEDED if that does not happen within the deadline, and
+        Returns DEADLINE_EXCEEDED if that does not happen within the deadline,
         FAILED_PRECONDITION with the load error once every model server the model
-        was assigned to failed to load it (the embedded cell reports that).
+        was assigned to failed to load it (the embedded cell reports that), and
+        NOT_FOUND if the model is not published, or is unpublished while the call
+        waits.
         """
 
     @_abc_1.abstractmethod

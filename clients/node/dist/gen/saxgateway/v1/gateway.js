@@ -9468,9 +9468,11 @@ exports.SaxGatewayDefinition = {
         },
         /**
          * Returns once a model has the requested number of ready replicas.
-         * Returns DEADLINE_EXCEEDED if that does not happen within the deadline, and
+         * Returns DEADLINE_EXCEEDED if that does not happen within the deadline,
          * FAILED_PRECONDITION with the load error once every model server the model
-         * was assigned to failed to load it (the embedded cell reports that).
+         * was assigned to failed to load it (the embedded cell reports that), and
+         * NOT_FOUND if the model is not published, or is unpublished while the call
+         * waits.
          */
         waitForReady: {
             name: "WaitForReady",

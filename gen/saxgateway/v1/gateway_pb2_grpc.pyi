@@ -90,8 +90,9 @@ class SaxGatewayStub:
     Fails without messages (and so with an HTTP status) for errors found
     before decoding starts; see Generate. Without a deadline a stream may
     last the gateway's stream timeout (600 s), but RESOURCE_EXHAUSTED or
-    UNAVAILABLE from busy or unreachable replicas is returned when a unary
-    call would return it (the gateway's default timeout).
+    UNAVAILABLE from busy or unreachable replicas, and DEADLINE_EXCEEDED when
+    no replica serves the model, are returned when a unary call would return
+    them (the gateway's default timeout).
     """
     Score: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ScoreRequest, _gateway_pb2.ScoreResponse]
     """Returns the log-probability of each suffix after a prefix.
@@ -237,8 +238,9 @@ class SaxGatewayAsyncStub(SaxGatewayStub):
     Fails without messages (and so with an HTTP status) for errors found
     before decoding starts; see Generate. Without a deadline a stream may
     last the gateway's stream timeout (600 s), but RESOURCE_EXHAUSTED or
-    UNAVAILABLE from busy or unreachable replicas is returned when a unary
-    call would return it (the gateway's default timeout).
+    UNAVAILABLE from busy or unreachable replicas, and DEADLINE_EXCEEDED when
+    no replica serves the model, are returned when a unary call would return
+    them (the gateway's default timeout).
     """
     Score: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ScoreRequest, _gateway_pb2.ScoreResponse]  # type: ignore[assignment]
     """Returns the log-probability of each suffix after a prefix.
@@ -441,8 +443,9 @@ class SaxGatewayServicer(metaclass=_abc_1.ABCMeta):
         Fails without messages (and so with an HTTP status) for errors found
         before decoding starts; see Generate. Without a deadline a stream may
         last the gateway's stream timeout (600 s), but RESOURCE_EXHAUSTED or
-        UNAVAILABLE from busy or unreachable replicas is returned when a unary
-        call would return it (the gateway's default timeout).
+        UNAVAILABLE from busy or unreachable replicas, and DEADLINE_EXCEEDED when
+        no replica serves the model, are returned when a unary call would return
+        them (the gateway's default timeout).
         """
 
     @_abc_1.abstractmethod

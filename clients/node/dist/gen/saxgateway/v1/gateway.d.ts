@@ -963,8 +963,9 @@ export declare const SaxGatewayDefinition: {
          * Fails without messages (and so with an HTTP status) for errors found
          * before decoding starts; see Generate. Without a deadline a stream may
          * last the gateway's stream timeout (600 s), but RESOURCE_EXHAUSTED or
-         * UNAVAILABLE from busy or unreachable replicas is returned when a unary
-         * call would return it (the gateway's default timeout).
+         * UNAVAILABLE from busy or unreachable replicas, and DEADLINE_EXCEEDED when
+         * no replica serves the model, are returned when a unary call would return
+         * them (the gateway's default timeout).
          */
         readonly generateStream: {
             readonly name: "GenerateStream";

@@ -28,6 +28,7 @@ from gateway.common.intercept import Streaming, Unary, WrappingInterceptor
 from gateway.config import AccessSettings, GatewaySettings
 from gateway.service import _deadlines as deadlines
 from gateway.service._acls import AclCache
+from gateway.service._bindings import path_check
 from gateway.service._counts import Counts, LocalCounts
 from gateway.service._fields import with_slash
 from gateway.service._gates import UNLIMITED, Gate, Slot, Unlimited
@@ -325,7 +326,9 @@ def _set_acl(request: Any) -> tuple[str, str] | None:
 
 class AccessInterceptor(WrappingInterceptor):
     """Runs `Access.admit` around every SaxGateway call (inside the error interceptor), with
-    a data call's deadline fixed first (`_deadlines.fix`): its waits here count against it."""
+    a data call's deadline fixed first (`_deadlines.fix`): its waits here count against it.
+    Before either, a call that came by a resource path must name what its path names
+    (`_bindings`): the checks apply to the model the call reaches."""
 
     def __init__(self, access: Access, settings: GatewaySettings) -> None:
         super().__init__((SERVICE,))
@@ -335,8 +338,11 @@ class AccessInterceptor(WrappingInterceptor):
     def wrap_unary(self, method: str, behavior: Unary) -> Unary:
         name, access, settings = method.removeprefix(SERVICE), self._access, self._settings
         data = name in SAX_METHODS
+        on_path = path_check(method)
 
         async def call(request: Any, context: Any) -> Any:
+            if on_path is not None:  # first: the checks below are on the request's model
+                on_path(request, context)
             deadline = deadlines.fix(context, request, settings) if data else None
             async with access.admit(name, request, context, deadline):
                 return await behavior(request, context)
@@ -369,8 +375,11 @@ class AccessInterceptor(WrappingInterceptor):
     def wrap_streaming(self, method: str, behavior: Streaming) -> Streaming:
         name, access, settings = method.removeprefix(SERVICE), self._access, self._settings
         data = name in SAX_METHODS
+        on_path = path_check(method)
 
         async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
+            if on_path is not None:
+                on_path(request, context)
             deadline = deadlines.fix(context, request, settings, stream=True) if data else None
             async with access.admit(name, request, context, deadline):
                 async for response in behavior(request, context):

@@ -36,6 +36,7 @@ from gateway.config import GatewaySettings
 from gateway.modelconfig import aliases_of, all_stops
 from gateway.service import _fields as f
 from gateway.service._access import ANONYMOUS, Access
+from gateway.service._bindings import Check, path_check
 from gateway.service._streams import StreamSlots
 from gateway.service._usage import note_usage
 from gateway.service.openai import _errors
@@ -69,6 +70,16 @@ and the models' Sax ACLs), as OpenAI lists the models an API key can use."""
 
 _LESS_TEXT = "send fewer or shorter prompts, or a lower n or max_tokens"
 """How to make a completion's response smaller."""
+
+
+def _path_check(method: str) -> Check:
+    check = path_check(f"/{pb.DESCRIPTOR.services_by_name['OpenAIGateway'].full_name}/{method}")
+    assert check is not None, f"{method} binds no field from its path"
+    return check
+
+
+_MODEL_ON_PATH = _path_check("GetOpenAIModel")
+"""GET /v1/models/{model}: the model the path names must be the request's (`_bindings`)."""
 
 
 class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
@@ -179,6 +190,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
 
     @_errors.unary
     async def GetOpenAIModel(self, request: pb.GetOpenAIModelRequest, context: Context) -> HttpBody:
+        _MODEL_ON_PATH(request, context)  # the model the URL names, not one a query names
         # The SDKs percent-encode the ID as one path segment (/v1/models/%2Fsax%2Ftest%2Flm),
         # which Envoy's transcoder decodes (its url_unescape_spec: ALL_CHARACTERS).
         name = request.model

@@ -51,18 +51,33 @@ KINDS: dict[grpc.StatusCode, tuple[str, str | None]] = {
 }
 
 
-def envelope(exc: BaseException) -> tuple[grpc.StatusCode, dict[str, Any], bytes]:
-    """The code that reports ``exc``, its OpenAI error object, and the serialized
-    google.rpc.Status (for gRPC callers)."""
-    code, message, status = to_status(exc)
+def error_fields(code: grpc.StatusCode, param: str | None = None) -> dict[str, Any]:
+    """OpenAI's error object for a failure with ``code``, but its message: ``type``,
+    ``param`` (the field at fault, if known) and ``code``. Envoy's Lua answers a failure grpc
+    itself reported with the same (gateway/launch/_openai_errors.py)."""
     kind, openai_code = KINDS[code]
-    named = violations(exc)
-    param = named[0][0] if named else None
     if code == _C.NOT_FOUND:
         # Every OpenAI call names one model: whatever was not found (the model, its cell)
         # is that model's, as OpenAI reports it.
         param = param or "model"
-    error = {"message": message, "type": kind, "param": param, "code": openai_code}
+    return {"type": kind, "param": param, "code": openai_code}
+
+
+def reply_headers(code: grpc.StatusCode) -> tuple[tuple[str, str], ...]:
+    """The headers the SDKs act on, for a failure with ``code``."""
+    if code == _C.RESOURCE_EXHAUSTED:
+        return (("retry-after", str(RETRY_AFTER_SECONDS)),)
+    if code in NOT_RETRIED:
+        return (("x-should-retry", "false"),)
+    return ()
+
+
+def envelope(exc: BaseException) -> tuple[grpc.StatusCode, dict[str, Any], bytes]:
+    """The code that reports ``exc``, its OpenAI error object, and the serialized
+    google.rpc.Status (for gRPC callers)."""
+    code, message, status = to_status(exc)
+    named = violations(exc)
+    error = {"message": message, **error_fields(code, named[0][0] if named else None)}
     return code, {"error": error}, status.SerializeToString()
 
 
@@ -73,11 +88,8 @@ async def abort(context: Context, exc: BaseException) -> NoReturn:
         # ensure_ascii: metadata values must be printable ASCII.
         (ENVELOPE_KEY, json.dumps(body, ensure_ascii=True)),
         ("grpc-status-details-bin", status),
+        *reply_headers(code),
     ]
-    if code == _C.RESOURCE_EXHAUSTED:
-        metadata.append(("retry-after", str(RETRY_AFTER_SECONDS)))
-    if code in NOT_RETRIED:
-        metadata.append(("x-should-retry", "false"))
     await context.abort(code, body["error"]["message"], trailing_metadata=tuple(metadata))
 
 

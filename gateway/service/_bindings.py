@@ -8,11 +8,12 @@ set it again: a query parameter (the transcoder decodes its name, so ``?%6dodel=
 ``reject_binding_body_field_collisions`` compares the first, protobuf's JSON parser keeps the
 last). The call then acted on another model than the one its URL, and the access log, name.
 
-So wherever a call enters, the value its HTTP path binds must be the request's, read as the
-servicer reads it (a leading slash added; the OpenAI face percent-decodes its model), or the
-call is INVALID_ARGUMENT naming both. The HTTP path is the ``x-envoy-original-path`` the
-transcoder sets (Envoy removes one a client sends); a call that was not transcoded has none and
-is not checked. One check for every form, rather than one Envoy route per form found.
+So wherever a call enters, the value its HTTP path binds (percent-decoded, as the transcoder
+binds it) must be the request's, read as the servicer reads it (a model or cell ID with its
+leading slash), or the call is INVALID_ARGUMENT naming both. The HTTP path is the
+``x-envoy-original-path`` the transcoder sets (Envoy removes one a client sends); a call that
+was not transcoded has none and is not checked. One check for every form, rather than one
+Envoy route per form found.
 
     check = path_check("/saxgateway.v1.SaxGateway/Generate")   # None: no path binds a field
     check(request, context)                                     # raises InvalidArgumentError
@@ -41,10 +42,6 @@ ORIGINAL_PATH = "x-envoy-original-path"
 Check = Callable[[Any, Caller], None]
 
 _VERBS = ("get", "put", "post", "delete", "patch")
-# RFC 6570's reserved characters: the transcoder leaves their percent-escapes in a bound value
-# (its default url_unescape_spec) and decodes every other escape.
-_RESERVED = frozenset(b":/?#[]@!$&'()*+,;=")
-_ESCAPE = re.compile(rb"%[0-9A-Fa-f]{2}")
 
 
 @dataclass(frozen=True)
@@ -112,16 +109,9 @@ def bindings(service: ServiceDescriptor) -> dict[str, tuple[_Binding, ...]]:
 
 
 def as_bound(raw: str) -> str:
-    """A path's text as the transcoder binds it to a field: percent-escapes decoded, but those
-    of reserved characters (``%2F`` stays ``%2F``)."""
-    if "%" not in raw:
-        return raw
-
-    def decoded(escape: re.Match[bytes]) -> bytes:
-        byte = int(escape.group()[1:], 16)
-        return escape.group() if byte in _RESERVED else bytes((byte,))
-
-    return _ESCAPE.sub(decoded, raw.encode()).decode(errors="replace")
+    """A path's text as the transcoder binds it to a field: percent-decoded once, ``%2F`` too
+    (its url_unescape_spec, ALL_CHARACTERS: envoy/envoy.yaml.tmpl)."""
+    return unquote(raw) if "%" in raw else raw
 
 
 def _http_path(context: Caller) -> str | None:
@@ -159,10 +149,10 @@ def _check(found: tuple[_Binding, ...], read: Callable[[str], str]) -> Check:
 
 
 # How each service reads the field a path binds: a model or cell ID with its leading slash
-# (gateway/service/_fields.py), and an OpenAI model percent-decoded, as the SDKs encode it.
+# (gateway/service/_fields.py); an OpenAI model as it comes (an alias may have no slash).
 _READINGS: tuple[tuple[ServiceDescriptor, Callable[[str], str]], ...] = (
     (gateway_pb2.DESCRIPTOR.services_by_name["SaxGateway"], with_slash),
-    (openai_pb2.DESCRIPTOR.services_by_name["OpenAIGateway"], unquote),
+    (openai_pb2.DESCRIPTOR.services_by_name["OpenAIGateway"], str),
 )
 _CHECKS: dict[str, Check] = {
     method: _check(found, read)

@@ -239,7 +239,7 @@ class BenchStack:
         with pinned(self.cpus.cell):
             self.group.start(
                 "admin",
-                [py, "-m", "gateway.cell.admin", *cell_flags, f"--port={self.admin_port}"],
+                [py, "-m", "bench._stamped_admin", *cell_flags, f"--port={self.admin_port}"],
                 log_path=self._log("admin"),
             )
             self._wait("admin", f"127.0.0.1:{self.admin_port}")

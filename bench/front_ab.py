@@ -93,6 +93,9 @@ VARIANTS: dict[str, tuple[list[str], Callable[[Config], None]]] = {
     # Without the filter that empties a HEAD reply's body (a composite filter whose matcher
     # reads :method on every request, and runs its Lua for HEAD only).
     "no-head-filter": ([], _drop_filter("head_bodies")),
+    # Without the header_mutation filter that hands the client's HTTP method to the gateway
+    # and the access log (x-saxgw-http-method, first in the chain).
+    "no-method-filter": ([], _drop_filter("http_method")),
 }
 
 

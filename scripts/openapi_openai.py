@@ -69,8 +69,8 @@ _SAMPLING: dict[str, Schema] = {
         "type": "object",
         "properties": {
             "include_usage": {
-                "type": "boolean",
-                "description": "A last chunk with `usage` and no choices.",
+                "type": ["boolean", "null"],
+                "description": "A last chunk with `usage` and no choices (null: unset).",
             }
         },
     },
@@ -340,7 +340,10 @@ def schemas() -> dict[str, Schema]:
             ["model", "prompt"],
         ),
         PREFIX + "ChatCompletionRequest": _obj(
-            "A chat request, rendered to a prompt by the model's configured chat template.",
+            "A chat request, rendered to a prompt by the model's configured chat template; "
+            "other OpenAI fields are accepted and ignored, except those Sax cannot honour (as "
+            "on completions, and verbosity but medium, reasoning_effort, a message's "
+            "tool_calls or tool_call_id), which are 400s.",
             {
                 "model": _MODEL,
                 "messages": {"type": "array", "minItems": 1, "items": message},

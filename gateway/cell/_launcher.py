@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import time
@@ -106,17 +107,26 @@ class _ServerProcess:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
 
-    def kill(self) -> None:
+    def _signal(self, sig: signal.Signals) -> None:
+        """Sends ``sig`` unless the exit was reported. Not `Process.send_signal`: it calls
+        Popen.send_signal, whose poll() reaps a child that has exited but whose exit asyncio's
+        child watcher has not yet collected (a server that failed to start, stopped at once);
+        the watcher then logs "Unknown child process pid N, will report returncode 255". A
+        signal to an exited child that is not yet reaped does nothing, and its pid is not
+        reused before the watcher reaps it."""
         if self._process is not None and self._process.returncode is None:
-            self._process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._process.pid, sig)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
 
     async def stop(self, *, timeout: float = STOP_TIMEOUT) -> None:
         """SIGTERM, then SIGKILL after `timeout`; waits for the exit either way."""
         if self._process is None:
             return
         if self._process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self._process.send_signal(signal.SIGTERM)
+            self._signal(signal.SIGTERM)
             try:
                 await asyncio.wait_for(self._process.wait(), timeout)
             except TimeoutError:

@@ -12,7 +12,7 @@ import argparse
 import difflib
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import NoReturn
 
 _INVALID_CHOICE = re.compile(r"argument COMMAND: invalid choice: '([^']*)'")
@@ -25,8 +25,7 @@ class Parser(argparse.ArgumentParser):
         match = _INVALID_CHOICE.search(message)
         if match is not None:
             typed = match.group(1)
-            names = sorted(_commands(self))
-            close = difflib.get_close_matches(typed, names, n=3, cutoff=0.5)
+            close = close_commands(typed, _commands(self))
             suggestion = f"; did you mean {' or '.join(close)}?" if close else ""
             self.print_usage(sys.stderr)
             self.exit(
@@ -37,11 +36,35 @@ class Parser(argparse.ArgumentParser):
         super().error(message)
 
 
+# A suggestion is at least this similar (difflib's ratio) to what was typed, and within
+# _RUNNER_UP of the best one: at 0.5 alone, "bogus" got "did you mean ops?" (two letters of
+# five in common) and "list" got ls, publish and wait. A command that starts with what was
+# typed (three letters or more: "envoy") counts as _PREFIX similar.
+_CLOSE = 0.6
+_RUNNER_UP = 0.1
+_PREFIX = 0.8
+
+
+def close_commands(typed: str, names: Iterable[str]) -> list[str]:
+    """Up to three of ``names`` close to ``typed``, the closest first."""
+
+    def similarity(name: str) -> float:
+        ratio = difflib.SequenceMatcher(None, typed, name).ratio()
+        return max(ratio, _PREFIX) if len(typed) >= 3 and name.startswith(typed) else ratio
+
+    scored = sorted((-similarity(name), name) for name in names)
+    if not scored or -scored[0][0] < _CLOSE:
+        return []
+    floor = max(_CLOSE, -scored[0][0] - _RUNNER_UP)
+    return [name for score, name in scored[:3] if -score >= floor]
+
+
 class CommandParser(Parser):
     """A command's parser: flags may come between its arguments, as in ``setacl ID --json
-    METHOD ACL``. argparse alone fills an optional positional (METHOD) with nothing when a
-    flag follows the one before it, and the rest is then "unrecognized"; intermixed parsing
-    takes the flags first, then the positionals, whatever their order."""
+    METHOD ACL``, and an argument too many is this command's usage error, not the top
+    level's. argparse alone fills an optional positional (METHOD) with nothing when a flag
+    follows the one before it, and the rest is then "unrecognized"; intermixed parsing takes
+    the flags first, then the positionals, whatever their order."""
 
     _intermixed = False
 
@@ -52,9 +75,12 @@ class CommandParser(Parser):
             return super().parse_known_args(args, namespace)
         self._intermixed = True
         try:
-            return self.parse_known_intermixed_args(args, namespace)
+            parsed, extras = self.parse_known_intermixed_args(args, namespace)
         finally:
             self._intermixed = False
+        if extras:  # said here, with this command's usage; the top level's named no command
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
 
 
 def _commands(parser: argparse.ArgumentParser) -> list[str]:

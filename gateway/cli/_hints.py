@@ -140,7 +140,16 @@ ROLE_DENIED = (
     "need the admin role, and so do `ls` of a cell or model, `watch` and `stats` unless the "
     "config's admin_only opens them (SAXGW_API_KEY or --api-key names the key)"
 )
-
+# DEADLINE_EXCEEDED of an admin call the admin took but never answered (SIGSTOPped, stuck,
+# overloaded): raising --timeout or listing the model (another admin call) does not help.
+ADMIN_CHECKS = (
+    ": check that its process runs, what its log says (under `saxgw up`: the gateway.cell.admin "
+    "lines, or cell.log in --log-dir) and that SAX_ROOT{cell}/location.proto names its address"
+)
+ADMIN_SILENT = (
+    "the gateway reached the admin server of {cell}, but it did not answer in time (stopped, "
+    "stuck or overloaded?)" + ADMIN_CHECKS + "; raise --timeout only if it is just slow"
+)
 
 _S = grpc.StatusCode
 # Hints by what the message says, for codes whose usual hint would send the user the wrong
@@ -182,8 +191,33 @@ BY_DETAILS: tuple[tuple[frozenset[grpc.StatusCode], str, str], ...] = (
         "the model failed to load on its servers (see the message above; `saxgw ls {id}` shows "
         "its load error): fix its path, checkpoint or overrides with `saxgw update {id} ...`",
     ),
+    (  # a long poll that ends at its deadline while the admin is well: the replica advice
+        frozenset({_S.DEADLINE_EXCEEDED}),
+        "admin WaitForReady for ",
+        "the model had fewer ready replicas than asked when --timeout ran out: `saxgw ls {id}` "
+        "shows its active replicas (none: `saxgw stats {cell}` shows the model paths its "
+        "servers serve); if that times out too, the admin server of {cell} is not answering"
+        + ADMIN_CHECKS,
+    ),
+    (  # any other admin call (gateway.client._admin), or the ACL read before a data call: an
+        # answer takes the admin milliseconds, so one that never came is the admin's fault
+        frozenset({_S.DEADLINE_EXCEEDED}),
+        "did not finish within its deadline",
+        ADMIN_SILENT,
+    ),
     (
-        frozenset({_S.CANCELLED}),
+        frozenset({_S.DEADLINE_EXCEEDED}),
+        "reading the model's ACLs from the admin",
+        ADMIN_SILENT,
+    ),
+    (  # the embedded cell's stand-ins check their overrides (docs/cell.md): not a method
+        frozenset({_S.INVALID_ARGUMENT}),
+        "override",
+        "fix or leave out the override named above (docs/cell.md lists the overrides the "
+        "embedded cell's models take)",
+    ),
+    (
+        frozenset({_S.NOT_FOUND}),
         "was unpublished while waiting",
         "the model was unpublished while saxgw waited for it: publish it again first",
     ),

@@ -181,6 +181,11 @@ def _gateway(args: argparse.Namespace) -> int:
     config = _edge.load(args)
     if config is None:
         return 2
+    # As `up` and `serve` check it; a root not there yet is no error (a volume may be mounted
+    # later: the gateway is NOT_SERVING until a cell appears).
+    if problem := flags.sax_root_problem(args.sax_root, must_exist=False):
+        print(f"saxgw gateway: {problem}", file=sys.stderr)
+        return 2
     settings = _edge.gateway_settings(settings_from_args(args), config)
     try:
         tuning.run(serve_gateway(settings), loop=args.event_loop)
@@ -269,9 +274,10 @@ def _up(args: argparse.Namespace) -> int:
         print(f"saxgw: {_preflight.in_use(args, exc.port, exc.holder)}", file=sys.stderr)
         return 1
     except StartupError as exc:
-        print(
-            f"saxgw: {exc}. Hint: see --log-dir for each process's log; --port and friends "
-            "choose other ports.",
-            file=sys.stderr,
+        log = (
+            f"see its log, {Path(args.log_dir) / exc.name}.log"
+            if args.log_dir
+            else "its log is in the output above (without --log-dir, every process logs to stderr)"
         )
+        print(f"saxgw: {exc}. Hint: {log}; --port and friends choose other ports.", file=sys.stderr)
         return 1

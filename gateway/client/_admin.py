@@ -10,6 +10,16 @@ closing connections), and then no call would ever find it UNAVAILABLE. An admin 
 unreachable for ``unreachable_after`` seconds fails the call with UNAVAILABLE naming the cell
 and the address tried, however long its deadline: a caller learns in seconds that the cell is
 down instead of waiting out a minute.
+
+An admin that hangs (its process stopped, its host gone without closing connections) takes
+connections and requests and answers nothing; no connection error ever comes. A read (List,
+Stats: answered from the admin's memory at once) that has had no answer for
+``unreachable_after`` is taken for that: its connection is dropped and the call fails as for
+an unreachable admin. Other calls wait for their deadline: a long poll (WaitForReady,
+WatchLoc) waits by design, and a change (Publish, Update, Unpublish) may be slow for good
+reasons (its save to storage retries for up to 10 s, behind other changes) and, sent, may
+yet be made: its outcome is unknown, which is DEADLINE_EXCEEDED, not UNAVAILABLE ("not
+done, retry").
 """
 
 from __future__ import annotations
@@ -64,13 +74,16 @@ class AdminMethod(Generic[_Req, _Resp]):
 
     name: str
     pick: Callable[[admin_pb2_grpc.AdminAsyncStub], grpc.aio.UnaryUnaryMultiCallable[_Req, _Resp]]
+    #: A read the admin answers at once: no answer within the unreachable window is a hung
+    #: admin (see the module docstring).
+    prompt: bool = False
 
 
 PUBLISH = AdminMethod("Publish", lambda s: s.Publish)
 UPDATE = AdminMethod("Update", lambda s: s.Update)
 UNPUBLISH = AdminMethod("Unpublish", lambda s: s.Unpublish)
-LIST = AdminMethod("List", lambda s: s.List)
-STATS = AdminMethod("Stats", lambda s: s.Stats)
+LIST = AdminMethod("List", lambda s: s.List, prompt=True)
+STATS = AdminMethod("Stats", lambda s: s.Stats, prompt=True)
 WATCH_LOC = AdminMethod("WatchLoc", lambda s: s.WatchLoc)
 WAIT_FOR_READY = AdminMethod("WaitForReady", lambda s: s.WaitForReady)
 
@@ -227,6 +240,7 @@ class CellAdmin:
         number = 0
         while True:
             conn: _Connection | None = None
+            silent_after: float | None = None
             answered = False  # the admin itself answered UNAVAILABLE: it is reachable
             try:
                 conn = await self._connection()
@@ -234,6 +248,10 @@ class CellAdmin:
                 number += 1
                 rpc = method.pick(conn.stub)
                 timeout = deadline.timeout(f"admin {method.name}")
+                silent_after = self._silent_after(method, timeout)
+                if silent_after is not None:
+                    timeout = silent_after
+                sent_at = now()
                 outage.sent = True
                 if self._observer is None:
                     return await rpc(request, timeout=timeout, metadata=metadata or None)
@@ -244,7 +262,14 @@ class CellAdmin:
                 return await observed(attempt, rpc(request, timeout=timeout, metadata=sent or None))
             except grpc.aio.AioRpcError as exc:
                 error = from_grpc_error(exc)
-                if error.code == grpc.StatusCode.CANCELLED and conn is not None and conn.poisoned:
+                if silent_after is not None and exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    # Its own bound, not the call's deadline: the admin has said nothing since
+                    # `sent_at`, the start of this outage.
+                    error = UnavailableError(
+                        f"it has answered nothing to {method.name} for {silent_after:g} s"
+                    )
+                    outage.record(sent_at, conn.address if conn else None, error, explained=False)
+                elif error.code == grpc.StatusCode.CANCELLED and conn is not None and conn.poisoned:
                     # Another call dropped this connection under us: the admin is unreachable.
                     error = UnavailableError(f"admin {conn.address} of {self.cell} unreachable")
                 elif method.name in _EVERY_ADMIN_HAS and _not_an_admin(exc):
@@ -284,6 +309,15 @@ class CellAdmin:
                 "admin %s for %s: %s; retrying in %.3fs", method.name, self.cell, error, delay
             )
             await asyncio.sleep(delay)
+
+    def _silent_after(
+        self, method: AdminMethod[_Req, _Resp], timeout: float | None
+    ) -> float | None:
+        """How long an attempt of ``method`` may go unanswered before the admin is taken for
+        hung; None when only the call's deadline (``timeout`` from now) bounds it."""
+        if not method.prompt or (timeout is not None and timeout <= self._unreachable_after):
+            return None
+        return self._unreachable_after
 
     def _unreachable(self, outage: _Outage) -> SaxError:
         assert outage.error is not None

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import AsyncGenerator, Mapping
 from typing import TypeVar
 
+import grpc
 from google.protobuf.message import Message
 from saxml.protobuf import admin_pb2
 
@@ -33,7 +34,12 @@ from gateway.client._saxroot import list_cells
 from gateway.client._types import CellStats, ClientSettings, ModelDetail
 from gateway.common.closing import AsyncClosing
 from gateway.common.deadline import Deadline
-from gateway.common.errors import FailedPreconditionError
+from gateway.common.errors import (
+    FailedPreconditionError,
+    NotFoundError,
+    RequestCancelledError,
+    code_from_text,
+)
 from gateway.common.storage import Storage, open_storage
 
 _Req = TypeVar("_Req", bound=Message)
@@ -252,10 +258,21 @@ class Client(AsyncClosing, DataCalls):
         deadline: Deadline | None = None,
     ) -> None:
         """Returns once ``num_replicas`` replicas serve the model; DEADLINE_EXCEEDED if not
-        within ``timeout`` (default ``settings.admin_timeout``)."""
+        within ``timeout`` (default ``settings.admin_timeout``); NOT_FOUND if the model is
+        not published, or is unpublished while this waits."""
         model = naming.parse_model_id(model_id)
         request = admin_pb2.WaitForReadyRequest(model_id=model.id, num_replicas=num_replicas)
-        await self._call_admin(model.cell, WAIT_FOR_READY, request, timeout, deadline)
+        try:
+            await self._call_admin(model.cell, WAIT_FOR_READY, request, timeout, deadline)
+        except RequestCancelledError as exc:
+            # Sax's admin ends the waits on a model it unpublishes with its own Canceled: the
+            # admin's decision, not the caller's (CANCELLED, HTTP 499, would say the caller
+            # gave up). The model is gone, as a wait begun now would find: NOT_FOUND.
+            if code_from_text(exc.message) != grpc.StatusCode.CANCELLED:
+                raise
+            raise NotFoundError(
+                f"model {model.id} was unpublished while waiting for it to be ready"
+            ) from exc
 
     async def get_acl(
         self,

@@ -307,7 +307,9 @@ class Router:
         if not table.known or not table.addresses:
             if table.known and self._fail_fast:
                 raise retry.last or UnavailableError(f"no replica of {table.model_id} is serving")
-            await table.wait_changed(deadline.timeout(f"call to {table.model_id}"))
+            # No longer than a unary call would wait: a stream to a model without replicas
+            # waited for its whole stream deadline (ten minutes) without a byte.
+            await table.wait_changed(deadline.wait_timeout(f"call to {table.model_id}"))
         else:
             # Every replica failed this round: back off, then go round again, or sooner when
             # the admin reports a change (a dead replica's model loaded elsewhere).

@@ -26,9 +26,13 @@ from gateway.common.errors import (
     UnavailableError,
     storage_failure,
 )
+from gateway.common.failurelog import FailureLog
 from gateway.common.storage import Storage, StorageError
 
 _log = logging.getLogger(__name__)
+# "No Sax cell under SAX_ROOT": every call retries its lookup for seconds, and every call
+# and health probe meets it; logged when it starts, then once a minute while it lasts.
+_NO_ROOT = FailureLog(_log, level=logging.INFO)
 
 LOCATION_FILE = "location.proto"
 CONFIG_FILE = "config.proto"
@@ -74,6 +78,7 @@ class CellDir:
                 raise self._no_cell(self.cell_dir)
         except StorageError as exc:  # e.g. GCS unreachable: logged with its URL
             raise self._storage_failure(exc, "could not find the admin server") from exc
+        self._root_found()
         if data is None:
             raise UnavailableError(f"no admin server location for {self.cell} yet")
         try:
@@ -99,11 +104,17 @@ class CellDir:
         # No cell at all: SAX_ROOT is missing or empty (a volume not mounted yet, a wrong
         # --sax-root), which is the operator's to fix, not the caller's cell name; and it may
         # come back, so UNAVAILABLE rather than NOT_FOUND. The path stays in the log.
-        _log.info("no Sax cell under SAX_ROOT %s", self._storage.url(naming.PREFIX))
+        where = self._storage.url(naming.PREFIX)
+        _NO_ROOT.failed(("finding a Sax cell under", where), f"no Sax cell under SAX_ROOT {where}")
         return UnavailableError(
             f"no Sax cell exists under this gateway's SAX_ROOT (looking for {self.cell}): "
             "it is missing or empty; its operator should check its --sax-root"
         )
+
+    def _root_found(self) -> None:
+        """Ends a "no Sax cell under SAX_ROOT" (`_no_root`), if one was going on."""
+        where = self._storage.url(naming.PREFIX)
+        _NO_ROOT.succeeded(("finding a Sax cell under", where), f"finding a Sax cell under {where}")
 
     async def read_config(self) -> admin_pb2.Config:
         """The cell's ``config.proto``."""

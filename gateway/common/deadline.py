@@ -61,6 +61,15 @@ class Deadline:
             raise DeadlineExceededError(f"{what} exceeded its deadline")
         return remaining
 
+    def wait_timeout(self, what: str) -> float | None:
+        """Seconds a wait before a try (for a replica to serve) may last: until retries end, or
+        the deadline if sooner; ``DeadlineExceededError`` naming ``what`` once the deadline has
+        passed. A stream's retries end where a unary call's would, and so does its wait."""
+        remaining = self.timeout(what)
+        if self.retry_by == math.inf:
+            return remaining
+        return self.retry_by - now() if remaining is None else min(remaining, self.retry_by - now())
+
     def allows(self, delay: float) -> bool:
         """Whether waiting ``delay`` seconds (before a retry) still leaves time before the
         deadline, and ends before retries do."""

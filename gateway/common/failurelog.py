@@ -31,15 +31,23 @@ class FailureLog:
     """Failures of operations named by a key (``("reading", path)``). Thread-safe: storage
     operations run in worker threads."""
 
-    def __init__(self, log: logging.Logger, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        log: logging.Logger,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        level: int = logging.WARNING,
+    ) -> None:
+        """``level``: of the lines that say a failure started or goes on."""
         self._log = log
         self._clock = clock
+        self._level = level
         self._ongoing: dict[tuple[str, str], _Ongoing] = {}
         self._lock = threading.Lock()
 
     def failed(self, key: tuple[str, str], message: str) -> None:
-        """A WARNING for a new failure, for one whose message changed, or once ``REPEAT_S``
-        has passed since the last; else a DEBUG line."""
+        """A WARNING (or the log's ``level``) for a new failure, for one whose message
+        changed, or once ``REPEAT_S`` has passed since the last; else a DEBUG line."""
         now = self._clock()
         with self._lock:
             ongoing = self._ongoing.get(key)
@@ -50,13 +58,17 @@ class FailureLog:
                     self._log.debug("%s (again)", message)
                     return
                 repeats, ongoing.logged_at, ongoing.since_logged = ongoing.since_logged, now, 0
-                self._log.warning(
-                    "%s (%d more times in the last %.0f s)", message, repeats, REPEAT_S
+                self._log.log(
+                    self._level,
+                    "%s (%d more times in the last %.0f s)",
+                    message,
+                    repeats,
+                    REPEAT_S,
                 )
                 return
             total = ongoing.total + 1 if ongoing is not None else 1
             self._ongoing[key] = _Ongoing(message, now, 0, total)
-        self._log.warning("%s", message)
+        self._log.log(self._level, "%s", message)
 
     def succeeded(self, key: tuple[str, str], what: str) -> None:
         """An INFO line if ``key`` was failing: ``what`` works again."""

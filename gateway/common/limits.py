@@ -8,6 +8,8 @@ naming the field and the bound, and no error message echoes more than `QUOTE_CHA
 
 from __future__ import annotations
 
+import reprlib
+
 #: A whole model ID, "/sax/<cell>/<model>" (upstream's names are a few dozen characters).
 MAX_ID_CHARS = 256
 MAX_MODEL_PATH_CHARS = 512
@@ -41,6 +43,20 @@ def quote(value: str) -> str:
     if len(value) <= QUOTE_CHARS:
         return repr(value)
     return f"{value[:QUOTE_CHARS]!r}… ({len(value)} characters)"
+
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel = 2
+_SHOWN.maxstring = _SHOWN.maxother = _SHOWN.maxlong = QUOTE_CHARS
+
+
+def shown(value: object) -> str:
+    """`quote` for a string; any other value (a JSON number, list, object) as ``repr``
+    spells it, with its strings, numbers and items cut short (``reprlib``)::
+
+        shown({"type": "x" * 10_000})  # "{'type': 'xxx...xxx'}"
+    """
+    return quote(value) if isinstance(value, str) else _SHOWN.repr(value)
 
 
 def too_long(value: str, limit: int) -> str | None:

@@ -131,8 +131,12 @@ def check_checkpoint(checkpoint: str) -> None:
         )
 
 
-#: The data methods a model ACL may name, as Sax names them: upstream's admin refuses an ACL
-#: on any other method, and so do the embedded cell and the gateway's SetAcl.
+#: The data methods a model ACL may name: every method upstream's model servers serve, by the
+#: name they check ACLs under (LM, vision and multimodal services; am.recognize). Upstream's
+#: admin validator lists an older set: it takes vm.text_and_image_to_text, which no server
+#: serves, and refuses vm.text_and_image_to_image, vm.video_to_token, vm.token_to_video,
+#: mm.generate_stream, mm.score and mm.embed, which servers serve (docs/cell.md). Custom
+#: methods, named by each model, are not listed. The embedded cell and SetAcl check this set.
 ACL_METHODS = frozenset(
     {
         "am.recognize",
@@ -142,14 +146,19 @@ ACL_METHODS = frozenset(
         "lm.embed",
         "lm.gradient",
         "mm.generate",
+        "mm.generate_stream",
+        "mm.score",
+        "mm.embed",
         "vm.classify",
         "vm.generate",
         "vm.embed",
         "vm.detect",
         "vm.image_to_text",
         "vm.image_to_image",
-        "vm.text_and_image_to_text",
+        "vm.text_and_image_to_image",
         "vm.video_to_text",
+        "vm.video_to_token",
+        "vm.token_to_video",
     }
 )
 

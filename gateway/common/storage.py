@@ -195,11 +195,22 @@ class LocalStorage(Storage):
             raise self._failed(doing, path, str(exc), transient=transient) from exc
         self._succeeded(doing, path)
 
+    def _root_is_a_directory(self) -> None:
+        """Raises if the root itself is a file (or anything but a directory): nothing under
+        it can ever be found, and no retry mends it. A file further down, where a path of
+        this root would be a directory (a stray file named like a cell), is a path that is
+        not there."""
+        if self._root.exists() and not self._root.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "the root is not a directory", str(self._root))
+
     def read_sync(self, path: str) -> bytes | None:
         with self._failures("reading", path):
             try:
                 return self._path(path).read_bytes()
-            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            except NotADirectoryError:
+                self._root_is_a_directory()
+                return None
+            except (FileNotFoundError, IsADirectoryError):
                 return None
 
     def write_sync(self, path: str, data: bytes) -> None:
@@ -242,7 +253,10 @@ class LocalStorage(Storage):
         with self._failures("listing", path):
             try:
                 return sorted(e.name for e in os.scandir(self._path(path)) if e.is_dir())
-            except (FileNotFoundError, NotADirectoryError):
+            except NotADirectoryError:
+                self._root_is_a_directory()
+                return []
+            except FileNotFoundError:
                 return []
 
     def exists_sync(self, path: str) -> bool:

@@ -204,6 +204,16 @@ _BARE_REFUSALS: dict[str, tuple[int, int, str]] = {
         5,
         "the request target must be a path such as /generate (OPTIONS * is not served)",
     ),
+    # A transfer coding other than chunked (`Transfer-Encoding: gzip, chunked`): 501, as RFC
+    # 9112 6.1 asks for a coding the server does not implement. Also where 6.3 asks for 400
+    # (chunked not the last coding, `Transfer-Encoding: gzip`): Envoy refuses both before a
+    # mapper can read the header to tell them apart. "Not Implemented" said no more.
+    "http1.invalid_transfer_encoding": (
+        501,
+        12,
+        "Transfer-Encoding: this server implements only the chunked transfer coding: send the"
+        " body with Content-Length, or chunked alone",
+    ),
     # A WebSocket upgrade, or CONNECT: Envoy's 403 said nothing and read as a denial.
     "upgrade_failed": (
         501,

@@ -20,6 +20,7 @@ from gateway.edge import IDENTITY_HEADER, EdgeConfig, edge_values, host_values, 
 from gateway.launch._access_log import METADATA, grpc_status_format, method_format, status_rules
 from gateway.launch._grpc_web import grpc_web_filters
 from gateway.launch._methods import head_filter, method_filter
+from gateway.launch._openai_errors import error_fields_table, error_headers_table
 from gateway.launch._replies import local_reply_mappers
 
 
@@ -245,6 +246,8 @@ def render(
         "MAX_STREAMS": settings.max_streams,
         "GATEWAY_ENDPOINTS": json.dumps([_endpoint(a) for a in settings.gateway_endpoints]),
         "LOCAL_REPLY_MAPPERS": json.dumps(local_reply_mappers(descriptor or descriptor_set())),
+        "OPENAI_ERROR_FIELDS": error_fields_table(),
+        "OPENAI_ERROR_HEADERS": error_headers_table(),
         "STATUS_RULES": json.dumps(status_rules()),
         "HEAD_FILTER": json.dumps(head_filter()),
         "METHOD_FILTER": json.dumps(method_filter()),

@@ -22,7 +22,12 @@ _DIE_WITH_PARENT = (sys.executable, "-m", "gateway.launch.diewithparent")
 
 
 class StartupError(RuntimeError):
-    """A child process exited or did not become ready in time."""
+    """A child process (``name``: its log is ``NAME.log`` in a log directory) exited or did
+    not become ready in time."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
 
 
 _EPHEMERAL_RANGE = "/proc/sys/net/ipv4/ip_local_port_range"
@@ -144,9 +149,11 @@ class ProcessGroup:
         deadline = time.monotonic() + timeout
         while not ready():
             if proc.poll() is not None:
-                raise StartupError(f"{name} exited with status {proc.returncode} while starting")
+                raise StartupError(
+                    name, f"{name} exited with status {proc.returncode} while starting"
+                )
             if time.monotonic() > deadline:
-                raise StartupError(f"{name} was not ready after {timeout:.0f} s")
+                raise StartupError(name, f"{name} was not ready after {timeout:.0f} s")
             time.sleep(0.05)
 
     def exited(self) -> list[str]:

@@ -17,10 +17,20 @@ _DEFAULTS = OpsSettings()
 def add_ops_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the flags of ``saxgw ops``."""
     parser.add_argument("--host", default=_DEFAULTS.host, help="address to listen on")
-    parser.add_argument("--port", type=optional_port, default=_DEFAULTS.port)
-    parser.add_argument("--metrics-dir", help="the gateway processes' shared metrics directory")
     parser.add_argument(
-        "--envoy-admin", type=host_port, help="host:port of Envoy's admin interface"
+        "--port",
+        type=optional_port,
+        default=_DEFAULTS.port,
+        help="port to listen on (0: a free one)",
+    )
+    parser.add_argument(
+        "--metrics-dir", metavar="DIR", help="the gateway processes' shared metrics directory"
+    )
+    parser.add_argument(
+        "--envoy-admin",
+        type=host_port,
+        metavar="HOST:PORT",
+        help="Envoy's admin interface, whose stats are added",
     )
     parser.add_argument("--log-format", choices=FORMATS, default="auto")
 

@@ -16,15 +16,19 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import grpc
+
 from gateway.client import (
     Client,
     PermissionDeniedError,
+    SaxError,
 )
 from gateway.common.deadline import Deadline
 from gateway.common.intercept import Streaming, Unary, WrappingInterceptor
 from gateway.config import AccessSettings, GatewaySettings
 from gateway.service import _deadlines as deadlines
 from gateway.service._acls import AclCache
+from gateway.service._bindings import path_check
 from gateway.service._counts import Counts, LocalCounts
 from gateway.service._fields import with_slash
 from gateway.service._gates import UNLIMITED, Gate, Slot, Unlimited
@@ -106,10 +110,14 @@ class Access:
             log.info("client=%s refused model=%s: not in its model list", self.label(client), model)
             raise PermissionDeniedError(f"client {client} may not use {model}")
 
-    def forget(self, model: str) -> None:
-        """Drops the model's ACLs (this gateway just published, updated or unpublished it, or
-        set one of its ACLs): its next call reads them anew."""
-        self._acls.forget(model)
+    def changed(
+        self, model: str, method_acl: tuple[str, str] | None = None, *, admin_away: bool = False
+    ) -> None:
+        """This gateway published, updated or unpublished the model, or set one of its ACLs
+        (``method_acl``: a Sax method and its ACL), or may have: its next call reads its ACLs
+        anew, or (``admin_away``: the admin could not be reached) renews them in the
+        background (`AclCache.changed`)."""
+        self._acls.changed(model, method_acl, admin_away=admin_away)
 
     def members(self, acl: str) -> frozenset[str]:
         """Client ids a Sax ACL name admits."""
@@ -286,11 +294,41 @@ def _named_model(request: Any) -> str | None:
 # once one has run here, this gateway's next call on the model reads them anew (other
 # gateways within two lifetimes).
 _CHANGES = frozenset({"PublishModel", "UpdateModel", "UnpublishModel", "SetAcl"})
+# A change that fails with one of these was refused, by this gateway's own checks or by the
+# admin: nothing changed, and the ACLs at hand stay as they are. Any other end (success, or
+# a reply lost: UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED, INTERNAL, ...) may have changed
+# the model.
+_REFUSED = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.OUT_OF_RANGE,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.UNIMPLEMENTED,
+    }
+)
+
+
+def _set_acl(request: Any) -> tuple[str, str] | None:
+    """The Sax method and ACL a SetAcl request set (once it succeeded); None for anything
+    else, and for a model's admin ACL (no method), which the gateway does not enforce."""
+    method = getattr(request, "method", None)
+    acl = getattr(request, "acl", None)
+    if isinstance(method, str) and method and isinstance(acl, str):
+        return method, acl
+    return None
 
 
 class AccessInterceptor(WrappingInterceptor):
     """Runs `Access.admit` around every SaxGateway call (inside the error interceptor), with
-    a data call's deadline fixed first (`_deadlines.fix`): its waits here count against it."""
+    a data call's deadline fixed first (`_deadlines.fix`): its waits here count against it.
+    Before either, a call that came by a resource path must name what its path names
+    (`_bindings`): the checks apply to the model the call reaches."""
 
     def __init__(self, access: Access, settings: GatewaySettings) -> None:
         super().__init__((SERVICE,))
@@ -300,8 +338,11 @@ class AccessInterceptor(WrappingInterceptor):
     def wrap_unary(self, method: str, behavior: Unary) -> Unary:
         name, access, settings = method.removeprefix(SERVICE), self._access, self._settings
         data = name in SAX_METHODS
+        on_path = path_check(method)
 
         async def call(request: Any, context: Any) -> Any:
+            if on_path is not None:  # first: the checks below are on the request's model
+                on_path(request, context)
             deadline = deadlines.fix(context, request, settings) if data else None
             async with access.admit(name, request, context, deadline):
                 return await behavior(request, context)
@@ -311,19 +352,34 @@ class AccessInterceptor(WrappingInterceptor):
 
         async def change(request: Any, context: Any) -> Any:
             try:
-                return await call(request, context)
-            finally:  # a failed change may have been applied all the same (its reply lost)
-                model = _named_model(request)
-                if model is not None:
-                    access.forget(model)
+                reply = await call(request, context)
+            except SaxError as exc:
+                if exc.code not in _REFUSED:  # it may have been made all the same
+                    _changed(request, admin_away=exc.code == grpc.StatusCode.UNAVAILABLE)
+                raise
+            except BaseException:  # cancelled, or a bug: it may have been made
+                _changed(request)
+                raise
+            _changed(request, _set_acl(request) if name == "SetAcl" else None)
+            return reply
+
+        def _changed(
+            request: Any, method_acl: tuple[str, str] | None = None, *, admin_away: bool = False
+        ) -> None:
+            model = _named_model(request)
+            if model is not None:
+                access.changed(model, method_acl, admin_away=admin_away)
 
         return change
 
     def wrap_streaming(self, method: str, behavior: Streaming) -> Streaming:
         name, access, settings = method.removeprefix(SERVICE), self._access, self._settings
         data = name in SAX_METHODS
+        on_path = path_check(method)
 
         async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
+            if on_path is not None:
+                on_path(request, context)
             deadline = deadlines.fix(context, request, settings, stream=True) if data else None
             async with access.admit(name, request, context, deadline):
                 async for response in behavior(request, context):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import math
 import time
 
 from gateway.client import (
@@ -122,7 +123,7 @@ class AclCache:
             self._unreachable.discard(model)
             return {}
         if self._fetching.get(model) is not asyncio.current_task():
-            return detail.acls  # read before a change made here (`forget`): not kept
+            return detail.acls  # read before a change made here (`changed`): not kept
         if len(self._acls) > _MAX_MODELS:
             self._acls.clear()
             self._unreachable.clear()
@@ -131,10 +132,27 @@ class AclCache:
         self._acls[model] = (expires, detail.acls)
         return detail.acls
 
-    def forget(self, model: str) -> None:
-        """Drops the model's ACLs (this gateway just published, updated or unpublished it, or
-        set one of its ACLs): its next call reads them anew, and a read begun before the
-        change is not kept."""
-        self._acls.pop(model, None)
+    def changed(
+        self, model: str, method_acl: tuple[str, str] | None = None, *, admin_away: bool = False
+    ) -> None:
+        """This gateway changed the model, or may have (it published, updated or unpublished
+        it, or set one of its ACLs: ``method_acl``, a Sax method and its new ACL, "" for
+        none, once the admin took it): its next call waits for its ACLs read anew, and a
+        read begun before the change is not kept. The ACLs last read (with ``method_acl``
+        in them) stay at hand for when the admin cannot be reached, as any ACLs do
+        (docs/security.md): a change refused or lost while it is away takes no model's
+        data calls down with it. ``admin_away``: the change found the admin unreachable, so
+        calls do not wait for it; they answer from the ACLs at hand while one background
+        read renews them."""
         self._fetching.pop(model, None)
         self._unreachable.discard(model)
+        cached = self._acls.get(model)
+        if cached is None:
+            return
+        acls = cached[1]
+        if method_acl is not None:
+            method, acl = method_acl
+            acls = {m: a for m, a in acls.items() if m != method} | ({method: acl} if acl else {})
+        self._acls[model] = (-math.inf, acls)  # too old to answer a call without a read
+        if admin_away:
+            self._unreachable.add(model)

@@ -4,6 +4,12 @@ A `SaxError` carries its canonical code; INVALID_ARGUMENT errors may name the fi
 which travel as a ``google.rpc.BadRequest`` in ``grpc-status-details-bin`` so that Envoy can
 print them in the JSON error body. Anything else that escapes a servicer is a bug: it is
 logged and reported as INTERNAL without leaking its text.
+
+A status travels in headers (``grpc-message``, ``grpc-status-details-bin``; the OpenAI face's
+``x-openai-error`` too), and a header block over Envoy's limit (60 KiB) makes Envoy reset the
+whole HTTP/2 connection to the gateway: the caller got a 502 or 503 instead of its 400, and
+every other call on that connection died with it. So every text here is cut (`clip`) to a
+size in bytes as any of those headers spells it, whatever it echoes.
 """
 
 from __future__ import annotations
@@ -26,18 +32,74 @@ from gateway.client import (
     UnavailableError,
 )
 from gateway.common.intercept import Deserializer, Handler, WrappingInterceptor
+from gateway.common.logs import LOGGED_ID_CHARS
 from gateway.common.rpc import Context, cancelled_by_caller
 
 log = logging.getLogger(__name__)
 
 _DETAILS_KEY = "grpc-status-details-bin"
 
+MAX_TEXT_BYTES = 2048
+"""The most bytes a status message, or a field violation's description, takes in a header:
+room for a quoted value (`gateway.common.limits.quote`) of 100 emoji, and what is said of it."""
+MAX_FIELD_BYTES = 512
+"""The most bytes a field violation's field name takes in a header: room for a quoted key
+(``extra_inputs['...'… (100000 characters)]``)."""
+MAX_VIOLATIONS = 4
+"""Field violations reported; Sax's own BadRequest may have more. With a request ID of
+`LOGGED_ID_CHARS`, the headers a status fills stay under 24 KiB together (tests/unit/
+test_service_errors.py), well under Envoy's limit."""
+
+
+def _header_bytes(char: str) -> int:
+    """The most bytes ``char`` takes in a header the gateway writes: percent-encoded in
+    ``grpc-message`` (3 per UTF-8 byte, but for printable ASCII other than "%"), as JSON
+    with ``ensure_ascii`` in ``x-openai-error`` (``\\u00XX`` for a control character, a
+    surrogate pair for an astral one), or as UTF-8 in ``grpc-status-details-bin``."""
+    code = ord(char)
+    if 0x20 <= code < 0x7F:
+        return 3 if char == "%" else 2 if char in '"\\' else 1
+    if code < 0x80:
+        return 6
+    return 12 if code > 0xFFFF else 9 if code >= 0x800 else 6
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` as it is if it takes at most ``limit`` bytes in any header (`_header_bytes`),
+    else cut short to fit, with an ellipsis and its whole length::
+
+        clip("x" * 5000, 100)  # 73 x's, then "… (5000 characters)": 100 bytes
+    """
+    size = 0
+    for char in text:
+        size += _header_bytes(char)
+        if size > limit:
+            break
+    else:
+        return text
+    tail = f"… ({len(text)} characters)"
+    room = limit - sum(map(_header_bytes, tail))
+    kept = 0
+    for char in text:
+        room -= _header_bytes(char)
+        if room < 0:
+            break
+        kept += 1
+    return text[:kept] + tail
+
+
+def violations(exc: BaseException) -> list[tuple[str, str]]:
+    """The field violations ``exc`` names, as many and as long as a status carries."""
+    named = getattr(exc, "field_violations", ())[:MAX_VIOLATIONS]
+    return [(clip(f, MAX_FIELD_BYTES), clip(d, MAX_TEXT_BYTES)) for f, d in named]
+
 
 def to_status(
     exc: BaseException, request_id: str = ""
 ) -> tuple[grpc.StatusCode, str, status_pb2.Status]:
-    """Returns the code, message and rich status that report ``exc`` to a caller; a
-    ``request_id`` (Envoy's x-request-id) travels as a ``google.rpc.RequestInfo`` detail."""
+    """Returns the code, message and rich status that report ``exc`` to a caller, each text
+    within its size (`clip`); a ``request_id`` (Envoy's x-request-id, cut to the prefix the
+    access log keeps) travels as a ``google.rpc.RequestInfo`` detail."""
     if isinstance(exc, TimeoutError):
         exc = DeadlineExceededError("deadline exceeded before the Sax cell answered")
     if isinstance(exc, SaxError):
@@ -45,22 +107,24 @@ def to_status(
     else:
         log.exception("unexpected error in the gateway", exc_info=exc)
         code, message = grpc.StatusCode.INTERNAL, "internal error in sax-gateway"
+    message = clip(message, MAX_TEXT_BYTES)
     status = status_pb2.Status(code=code.value[0], message=message)
-    violations = getattr(exc, "field_violations", ())
-    if violations:
+    named = violations(exc)
+    if named:
         detail = any_pb2.Any()
         detail.Pack(
             error_details_pb2.BadRequest(
                 field_violations=[
                     error_details_pb2.BadRequest.FieldViolation(field=f, description=d)
-                    for f, d in violations
+                    for f, d in named
                 ]
             )
         )
         status.details.append(detail)
     if request_id:
+        # The caller picks its x-request-id, as long as Envoy's header limit lets it.
         info = any_pb2.Any()
-        info.Pack(error_details_pb2.RequestInfo(request_id=request_id))
+        info.Pack(error_details_pb2.RequestInfo(request_id=request_id[:LOGGED_ID_CHARS]))
         status.details.append(info)
     return code, message, status
 

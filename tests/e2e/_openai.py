@@ -31,6 +31,7 @@ FAILING = "/sax/test/oai-fails"  # fails after two tokens; built-in chatml templ
 BUSY = "/sax/test/oai-busy"  # always overloaded
 SLOW = "/sax/test/oai-slow"  # 50 tokens, 100 ms each
 LONG = "/sax/test/oai-long"  # as CHATML, but 20 tokens (ANSWER again and again)
+VISION = "/sax/test/oai-vision"  # configured as CHATML; published by its tests as a vision model
 ANSWER = "Paris is the capital of France"
 WORDS = ["Paris", "is", "the", "capital", "of", "France", "hello", "world", "tok", "be", "brief"]
 
@@ -64,6 +65,8 @@ def write_config(folder: Path) -> Path:
         f"  {LONG}:\n"
         "    chat_template_name: chatml\n"
         "    tokenizer: spm.model\n"
+        f"  {VISION}:\n"
+        "    chat_template_name: chatml\n"
     )
     return config
 

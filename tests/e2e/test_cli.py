@@ -468,6 +468,25 @@ def test_a_field_violation_is_said_once(stack: Stack) -> None:
     ]
 
 
+def test_an_unknown_override_is_refused_at_publish(stack: Stack) -> None:
+    # It was published, and `ls` showed bogus=1 among the overrides, which did nothing.
+    model = "/sax/test/cli-bogus"
+    done = saxgw(stack, "publish", model, TEST_LM, "None", "1", "text=hi", "bogus=1")
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.splitlines() == [
+        "saxgw: INVALID_ARGUMENT: unknown override 'bogus' for sax_gateway.testing.TestLM, "
+        "which takes delay_ms, embedding_dim, fail_after_tokens, fail_code, fail_load, length, "
+        "num_samples, text: InvalidArgument",
+        "hint: fix or leave out the override named above (docs/cell.md lists the overrides the "
+        "embedded cell's models take)",
+    ]
+    listed = saxgw(stack, "ls", model)
+    assert listed.returncode == 1
+    assert listed.stderr.splitlines()[0] == (
+        f"saxgw: NOT_FOUND: model {model} is not published: NotFound"
+    )
+
+
 def test_deadline_fails_with_a_hint(stack: Stack) -> None:
     done = saxgw(stack, "lm.generate", LM, "q", "--timeout", "0.2")  # 3 tokens x 150 ms
     assert done.returncode == 1

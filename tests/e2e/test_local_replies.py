@@ -164,6 +164,44 @@ def test_a_body_of_unclear_length_is_a_documented_json_400_without_a_request_id(
     }
 
 
+TRANSFER_CODING = (
+    "Transfer-Encoding: this server implements only the chunked transfer coding: send the"
+    " body with Content-Length, or chunked alone"
+)
+
+
+def _raw_reply(stack: Stack, request: bytes) -> tuple[int, dict[str, object]]:
+    """Sends ``request`` as is; the reply's status and JSON body (Envoy closes after it)."""
+    url = httpx.URL(stack.http_url)
+    with socket.create_connection((url.host, url.port), timeout=30) as connection:
+        connection.sendall(request)
+        reply = b""
+        while chunk := connection.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), json.loads(body)
+
+
+@pytest.mark.parametrize("coding", ["gzip, chunked", "gzip", "chunked, chunked"])
+def test_a_transfer_coding_other_than_chunked_is_a_501_saying_so(stack: Stack, coding: str) -> None:
+    # RFC 9112 6.1: a transfer coding the server does not implement is a 501 (README). Envoy
+    # refuses before it reads the headers: no request ID. It said "Not Implemented".
+    request = (
+        f"POST /generate HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: {coding}\r\n"
+        "\r\n2\r\n{}\r\n0\r\n\r\n"
+    )
+    status, body = _raw_reply(stack, request.encode())
+    assert (status, documented_error(body)) == (
+        501,
+        {
+            "code": 12,
+            "message": TRANSFER_CODING,
+            "details": [{"@type": REQUEST_INFO, "request_id": None}],
+            "request_id": None,
+        },
+    )
+
+
 UPGRADES_NOT_SERVED = (
     "protocol upgrades (WebSocket, CONNECT) are not served: send plain HTTP requests;"
     " streams are server-sent events (/generate_stream) or gRPC"

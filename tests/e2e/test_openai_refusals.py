@@ -6,6 +6,7 @@ response over the gateway's message limit."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any, Literal
@@ -17,8 +18,8 @@ import pytest
 from gateway.common.limits import MAX_TEXT_CHARS
 from gateway.launch.stack import Stack
 from tests.e2e._bodies import openai_error
-from tests.e2e._openai import CHATML, DIVIDING, PLAIN, TEMPLATED, node_sdk
-from tests.e2e._published import TEST_LM, published
+from tests.e2e._openai import CHATML, DIVIDING, PLAIN, TEMPLATED, VISION, node_sdk
+from tests.e2e._published import TEST_LM, TEST_VISION, published
 
 WIDE = "/sax/test/oai-wide"  # 4096-dimensional embeddings
 LIMIT = 32 << 20  # the gateway's max_message_bytes
@@ -58,6 +59,54 @@ def test_a_lone_surrogate_is_a_400_naming_the_field(
     assert response.json() == {"error": openai_error(message, param=param)}
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/completions", '{"model": "oai", "prompt": "a \ud83d b"}'),
+        (
+            "/v1/chat/completions",
+            '{"model": "oai", "messages": [{"role": "user", "content": "\ud83d"}]}',
+        ),
+        (
+            "/v1/chat/completions",
+            '{"model": "oai", "messages": [{"role": "us\ud83der", "content": "x"}]}',
+        ),
+        ("/v1/embeddings", '{"model": "oai", "input": "x\ud83d"}'),
+        ("/v1/responses", '{"model": "oai", "input": "x\ud83d"}'),
+        ("/v1/responses", '{"model": "oai", "input": "x", "instructions": "\ud83d"}'),
+    ],
+)
+def test_a_surrogate_encoded_as_utf8_is_a_400(
+    http: httpx.Client, openai_models: None, path: str, body: str
+) -> None:
+    # Half an emoji, written as UTF-8 as if it were a character (bytes ED A0 BD): no UTF-8
+    # encoder does that, and json.loads kept it as it was, which protobuf could not encode
+    # (a 500 the SDKs retry). Strict UTF-8 refuses it where it is, as /generate does.
+    data = body.encode("utf-8", "surrogatepass")
+    response = http.post(path, content=data, headers={"content-type": "application/json"})
+    at = data.index(b"\xed")
+    message = f"the request body is not UTF-8: invalid continuation byte at byte {at}"
+    assert (response.status_code, response.json()) == (400, {"error": openai_error(message)})
+
+
+def test_a_body_in_utf16_is_a_400(http: httpx.Client, openai_models: None) -> None:
+    # JSON on a network is UTF-8 (RFC 8259); json.loads(bytes) guessed UTF-16 and served it,
+    # and an escaped lone surrogate in it was a 500. A UTF-8 byte order mark is ignored.
+    body = '{"model": "oai", "prompt": "hi \\ud83d"}'
+    for data, message in (
+        (body.encode("utf-16"), "the request body is not UTF-8: invalid start byte at byte 0"),
+        (
+            body.encode("utf-16-le"),
+            "the request body is not valid JSON: Expecting property name enclosed in double "
+            "quotes: line 1 column 2 (char 1)",
+        ),
+    ):
+        response = http.post("/v1/completions", content=data)
+        assert (response.status_code, response.json()) == (400, {"error": openai_error(message)})
+    response = http.post("/v1/completions", content=b'\xef\xbb\xbf{"model": "oai", "prompt": "hi"}')
+    assert response.status_code == 200
+
+
 def test_node_sdk_sends_half_an_emoji_and_gets_bad_request(
     stack: Stack, openai_models: None
 ) -> None:
@@ -81,6 +130,11 @@ def test_node_sdk_sends_half_an_emoji_and_gets_bad_request(
 
 _ROLES = "such as system, developer, user, assistant, tool, function"
 _HI = [{"role": "user", "content": "hi"}]
+_EMPTY_STOP = "an empty stop string is not allowed: it would end every text"
+_NO_REASONING = "not supported: Sax models have no reasoning settings (remove it)"
+_NO_TOOLS = "not supported: Sax models have no tool calling (remove it)"
+_CALL = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+_LOGPROBS = "not supported: Sax cannot honour logprobs (remove it or set {})"
 
 
 @pytest.mark.parametrize(
@@ -105,8 +159,27 @@ _HI = [{"role": "user", "content": "hi"}]
         (
             {"messages": _HI, "stop": [str(i) for i in range(17)]},
             "stop",
-            "at most 16 non-empty strings",
+            "at most 16 strings, got 17",
         ),
+        # It read as a count error ("at most 16 non-empty strings").
+        ({"messages": _HI, "stop": ""}, "stop", _EMPTY_STOP),
+        ({"messages": _HI, "stop": ["a", ""]}, "stop", _EMPTY_STOP),
+        # Ignored, where the Responses API refuses text.verbosity and reasoning.
+        ({"messages": _HI, "verbosity": "low"}, "verbosity", "'low' is not supported: remove it"),
+        ({"messages": _HI, "reasoning_effort": "high"}, "reasoning_effort", _NO_REASONING),
+        # Dropped, and the model saw an empty turn and an answer to no call.
+        (
+            {"messages": [*_HI, {"role": "assistant", "content": None, "tool_calls": [_CALL]}]},
+            "messages[1].tool_calls",
+            _NO_TOOLS,
+        ),
+        (
+            {"messages": [*_HI, {"role": "tool", "content": "42", "tool_call_id": "c1"}]},
+            "messages[1].tool_call_id",
+            _NO_TOOLS,
+        ),
+        # "remove it or set false" is right here, where logprobs is a boolean.
+        ({"messages": _HI, "logprobs": True}, "logprobs", _LOGPROBS.format("false")),
         (
             {"messages": [{"role": "user", "content": [{"text": "a"}]}]},
             "messages[0].content",
@@ -150,6 +223,53 @@ def test_a_malformed_chat_request_is_a_400_naming_the_field(
     with pytest.raises(openai.BadRequestError) as failure:
         client.chat.completions.create(**body)
     assert failure.value.status_code == 400 and failure.value.body == error
+
+
+def test_completion_logprobs_say_to_set_null(http: httpx.Client, client: openai.OpenAI) -> None:
+    # logprobs is a count there (0 asks for the chosen tokens' log-probabilities, as OpenAI
+    # answers it): "remove it or set false" named a value of the wrong type.
+    error = openai_error(f"logprobs: {_LOGPROBS.format('null')}", param="logprobs")
+    for logprobs in (0, 0.0, 3):
+        response = http.post(
+            "/v1/completions", json={"model": "oai", "prompt": "hi", "logprobs": logprobs}
+        )
+        assert (response.status_code, response.json()) == (400, {"error": error})
+    with pytest.raises(openai.BadRequestError) as failure:
+        client.completions.create(model="oai", prompt="hi", logprobs=0)
+    assert failure.value.body == error
+
+
+def test_what_openai_takes_for_unset_or_whole_is_answered(
+    http: httpx.Client, client: openai.OpenAI
+) -> None:
+    # Each was a 400: a whole float for an integer (JSON has one kind of number), a null
+    # stream option (OpenAI takes null for absent), the defaults of what chat refuses.
+    answers = [
+        http.post(path, json={"model": "oai", **fields})
+        for path, fields in (
+            ("/v1/completions", {"prompt": "hi", "n": 1.0, "best_of": 1.0, "max_tokens": 1.0}),
+            ("/v1/chat/completions", {"messages": _HI, "n": 1.0, "top_logprobs": 0.0}),
+            ("/v1/completions", {"prompt": "hi", "stream_options": {"include_usage": None}}),
+            ("/v1/responses", {"input": "hi", "max_output_tokens": 16.0, "top_logprobs": 0.0}),
+        )
+    ]
+    assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers]
+    assert [c["text"] for c in answers[0].json()["choices"]] == ["Paris"]
+    stream = client.chat.completions.create(  # type: ignore[call-overload]
+        model="oai",
+        messages=[
+            *_HI,
+            {"role": "assistant", "content": "Paris", "tool_calls": []},
+            {"role": "user", "content": "and?"},
+        ],
+        stream=True,
+        stream_options={"include_usage": None},
+        verbosity="medium",
+        reasoning_effort=None,
+        prediction={"type": "content", "content": "Paris"},  # only a hint: accepted, ignored
+        max_tokens=1,
+    )
+    assert [c.choices[0].delta.content for c in stream if c.choices] == ["", "Paris", None]
 
 
 _TOOL_CALLS = 'not supported: Sax models have no tool calling (use "none")'
@@ -370,3 +490,34 @@ def test_a_completion_over_the_message_limit_is_a_400_or_ends_the_stream(
     assert received == ["a"]
     assert ended.value.body == openai_error(ended.value.message)
     assert _too_large(ended.value.message, hint) > LIMIT
+
+
+@pytest.fixture(scope="module")
+def vision(stack: Stack) -> Iterator[list[str]]:
+    """A vision model (with a chat template, as a mistaken config may give one): its methods."""
+    with (
+        published(stack, VISION, TEST_VISION),
+        httpx.Client(base_url=stack.http_url, timeout=30) as http,
+    ):
+        deadline = time.monotonic() + 10
+        methods: list[str] = []
+        while not methods and time.monotonic() < deadline:  # reported after a poll
+            methods = http.get(f"/v1{VISION}").json()["model"]["methods"]
+            time.sleep(0.1)
+        yield methods
+
+
+def test_a_model_that_is_no_language_model_is_a_400_naming_the_model(
+    client: openai.OpenAI, vision: list[str]
+) -> None:
+    # It was Sax's own message, ending in Go's ": InvalidArgument", with `param` null.
+    served = f"it serves {', '.join(vision)}"
+    for stream in (False, True):
+        method = "lm.generate_stream" if stream else "lm.generate"
+        refused = partial(_refused, param="model", message=f"{VISION} has no {method}: {served}")
+        refused(partial(client.completions.create, model=VISION, prompt="hi", stream=stream))
+        chat = client.chat.completions.create
+        refused(partial(chat, model=VISION, messages=_HI, stream=stream))
+        refused(partial(client.responses.create, model=VISION, input="hi", stream=stream))
+    embed = partial(client.embeddings.create, model=VISION, input="hi")
+    _refused(embed, "model", f"{VISION} has no lm.embed: {served}")

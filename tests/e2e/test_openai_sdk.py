@@ -36,6 +36,25 @@ def test_models_list_has_published_models_and_aliases(client: openai.OpenAI) -> 
     assert client.models.retrieve(CHATML).id == CHATML
 
 
+def test_a_model_id_in_the_path_is_percent_decoded_once(
+    client: openai.OpenAI, http: httpx.Client
+) -> None:
+    # Envoy decoded "%25" and left "%2F" encoded, and the gateway decoded again: an ID encoded
+    # twice named the model (/v1/models/%252Fsax%252Ftest%252Foai was /sax/test/oai).
+    twice = CHATML.replace("/", "%252F")
+    response = http.get(f"/v1/models/{twice}")
+    message = (
+        f"model {CHATML.replace('/', '%2F')!r} does not exist: use a Sax model ID such as "
+        "/sax/test/lm2b or a configured alias (GET /v1/models lists them)"
+    )
+    error = {**openai_error(message, param="model"), "code": "model_not_found"}
+    assert (response.status_code, response.json()) == (404, {"error": error})
+    # Once, as the SDK sends it, or not at all: the same model.
+    assert client.models.retrieve(CHATML).id == CHATML
+    for path in (CHATML.replace("/", "%2F"), CHATML.lstrip("/"), "oai"):
+        assert http.get(f"/v1/models/{path}").status_code == 200, path
+
+
 def test_completion_returns_text_and_exact_usage(client: openai.OpenAI, stack: Stack) -> None:
     spm = tokenizer(Path(str(stack.settings.gateway.config_file)))
     completion = client.completions.create(model="oai", prompt="hello world", max_tokens=8)
@@ -217,7 +236,7 @@ def test_unsupported_parameters_are_400s_that_say_so(client: openai.OpenAI) -> N
     # 0 too: it asks for the chosen tokens' log-probabilities (once answered, logprobs null).
     with pytest.raises(openai.BadRequestError) as chosen:
         client.completions.create(model="oai", prompt="x", logprobs=0)
-    message = "logprobs: not supported: Sax cannot honour logprobs (remove it or set false)"
+    message = "logprobs: not supported: Sax cannot honour logprobs (remove it or set null)"
     assert chosen.value.body == openai_error(message, param="logprobs")
     with pytest.raises(openai.BadRequestError) as tokens:
         client.completions.create(model="oai", prompt=[1, 2, 3])

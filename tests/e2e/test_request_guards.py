@@ -3,7 +3,8 @@ parameter or body field that would replace the model the URL names, a compressed
 
 Found by probing the stack from outside: one malformed header left Envoy's connection to a
 gateway refusing every later call that carried a new header value, whoever sent it, for
-minutes; and `POST /v1/sax/test/a:unpublish?model=/sax/test/b` unpublished b.
+minutes; and `POST /v1/sax/test/a:unpublish?model=/sax/test/b` unpublished b (every way to
+name another model than the path's: tests/e2e/test_path_names.py).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ GRPC_TIMEOUT_MESSAGE = (
     "grpc-timeout: not a gRPC timeout, which is a positive number of up to 8 digits and a unit"
     " (H, M, S, m, u or n), such as 30S"
 )
-PATH_NAMES_IT = "the URL path names the model or cell; a query parameter may not name another"
 COMPRESSED = (
     "the request body is compressed (content-encoding), which this API does not take: "
     "send it uncompressed"
@@ -168,29 +168,6 @@ def _is_published(http: httpx.Client, model: str) -> bool:
     response = http.get("/listcell", params={"model": model})
     assert response.status_code in (200, 404), response.text
     return response.status_code == 200
-
-
-@pytest.mark.parametrize(
-    ("method", "path", "params"),
-    [
-        ("POST", "/v1/sax/test/guards-a:unpublish", {"model": "/sax/test/guards"}),
-        ("POST", "/v1/sax/test/guards-a:update", {"model": "/sax/test/guards"}),
-        ("GET", "/v1/sax/test/guards-a", {"model": "/sax/test/guards"}),
-        ("GET", "/v1/sax/test:listModels", {"sax_cell": "/sax/other"}),
-        ("GET", "/v1/sax/test:stats", {"name": "/sax/other"}),
-        ("GET", "/v1/models/sax/test/guards-a", {"model": "/sax/test/guards"}),
-    ],
-)
-def test_a_query_parameter_may_not_rename_what_the_path_names(
-    http: httpx.Client, model: str, method: str, path: str, params: dict[str, str]
-) -> None:
-    response = http.request(method, path, params=params, json={})
-    assert response.status_code == 400, response.text
-    if path.startswith("/v1/models/"):
-        assert response.json() == {"error": openai_error(PATH_NAMES_IT)}
-    else:
-        assert response.json() == envoy_error(response, 3, PATH_NAMES_IT)
-    assert _is_published(http, model)  # what the query named is untouched
 
 
 def test_a_body_field_may_not_rename_what_the_path_names(http: httpx.Client, model: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -20,7 +21,7 @@ from gateway.cell.models.base import (
     LM_SCORE,
 )
 from gateway.launch.stack import Stack
-from tests.e2e._published import TEST_LM, published
+from tests.e2e._published import TEST_LM, published, request_info
 
 CELL = "/sax/test"
 MODEL = "/sax/test/routes-admin"
@@ -107,6 +108,29 @@ def test_wait_for_ready(http: httpx.Client, model: str) -> None:
     expected = {"model": model, "active_replicas": 1}
     assert _ok(http.post("/wait_for_ready", json={"model": model, "replicas": 1})) == expected
     assert _ok(http.post("/v1/sax/test/routes-admin:waitForReady", json={})) == expected
+
+
+def test_a_wait_cut_short_by_an_unpublish_is_not_found(stack: Stack, http: httpx.Client) -> None:
+    # The admin ends a wait on a model it unpublishes, with Sax's Canceled. Before, the
+    # gateway passed that on: CANCELLED, HTTP 499, which says that the client gave up.
+    model = "/sax/test/routes-admin-unpublished"
+    body = {"model": model, "model_path": TEST_LM, "checkpoint": "None", "replicas": 1}
+    _ok(http.post("/publish", json=body))
+    with ThreadPoolExecutor(1) as pool:
+        # More replicas than the cell has servers: it waits until the unpublish.
+        waiting = pool.submit(
+            http.post, "/wait_for_ready", json={"model": model, "replicas": 3, "timeout": "20s"}
+        )
+        time.sleep(1.0)
+        assert not waiting.done()
+        _ok(http.post("/unpublish", json={"model": model}))
+        response = waiting.result(timeout=20)
+    assert response.status_code == 404, response.text
+    assert response.json() == {
+        "code": 5,
+        "message": f"model {model} was unpublished while waiting for it to be ready",
+        "details": [request_info(response)],
+    }
 
 
 @pytest.mark.parametrize("name", [MODEL, CELL])

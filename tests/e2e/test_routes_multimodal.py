@@ -13,7 +13,8 @@ import pytest
 from gateway.cell.models.base import ExtraInputs
 from gateway.cell.models.multimodal import MULTIMODAL_PATH, TestMultimodal
 from gateway.launch.stack import Stack
-from tests.e2e._published import IMAGE, b64, published
+from tests.e2e._bodies import gateway_error
+from tests.e2e._published import IMAGE, b64, published, stored_model
 
 MODEL = "/sax/test/routes-mm"
 NONE = ExtraInputs()
@@ -60,3 +61,28 @@ def test_an_empty_item_is_a_400_naming_it(http: httpx.Client, model: str) -> Non
     response = _post(http, "multimodalGenerate", {"items": [{"text": "hi"}, {}]})
     assert response.status_code == 400, response.text
     assert "items[1]" in response.text
+
+
+def test_an_acl_on_mm_score_limits_it(stack: Stack, http: httpx.Client) -> None:
+    # SetAcl refused mm.score and mm.embed (400 "not a valid method name for an ACL"), as
+    # upstream's admin validator does, though the gateway checked ACLs under those names:
+    # nothing could limit them. This stack has no credentials: the caller is anonymous.
+    with published(stack, "/sax/test/routes-mm-acl", MULTIMODAL_PATH) as name:
+        for method in ("mm.score", "mm.embed"):
+            done = http.post(f"/v1{name}:setAcl", json={"method": method, "acl": "acl/team"})
+            assert done.status_code == 200, done.text
+            assert done.json() == {"name": name, "acl": "acl/team", "method": method}
+        stored = stored_model(stack, name)
+        assert stored is not None
+        assert dict(stored.acls.items) == {"mm.score": "acl/team", "mm.embed": "acl/team"}
+        body = {"prefix_items": ITEMS[:1], "suffix_items": ITEMS[1:]}
+        refused = http.post(f"/v1{name}:multimodalScore", json=body)
+        assert refused.status_code == 403
+        assert refused.json() == gateway_error(
+            refused, 7, f"mm.score on {name} is limited to acl/team; client anonymous is not in it"
+        )
+        refused = http.post(f"/v1{name}:multimodalEmbed", json={"items": ITEMS})
+        assert refused.status_code == 403, refused.text
+        # Each ACL guards its one method.
+        generated = http.post(f"/v1{name}:multimodalGenerate", json={"items": ITEMS})
+        assert generated.status_code == 200, generated.text

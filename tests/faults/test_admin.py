@@ -8,8 +8,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import grpc
 import httpx
 from saxgateway.v1 import gateway_pb2, gateway_pb2_grpc
 from saxml.protobuf import admin_pb2
@@ -135,6 +137,55 @@ def test_a_hung_admin_does_not_stop_data_calls(faults: Faults, http: httpx.Clien
     assert result.errors() == {}, result.error_samples()
     assert len(result.calls) > 20
     assert {port: faults.pid(port) for port in gateways} == gateways
+
+
+def test_reads_of_a_hung_admin_are_unavailable_after_the_unreachable_window(
+    faults: Faults, http: httpx.Client
+) -> None:
+    # A hung admin (SIGSTOP) takes each request and says nothing. Before, every admin call
+    # waited for its whole deadline (60 s by default) and ended 504. A read has no reason to
+    # be slow: after 5 s of silence (--admin-unreachable-after) it is the 503 of an admin
+    # that cannot be reached. A change sent to it still waits for its deadline: the admin
+    # holds it and may yet make it, so its outcome is unknown (504). Once a read has dropped
+    # the connection, a new one gets no HTTP/2 greeting from the stopped process, and a
+    # change is not even sent: 503 as well.
+    model = "/sax/test/readshung"
+    publish(http, model)
+    unreachable = f"the admin server of cell /sax/test at 127.0.0.1:{faults.admin_port} is "
+    change = gateway_pb2.PublishModelRequest(
+        model=f"{model}2", model_path=TEST_LM, checkpoint="None", replicas=0
+    )
+    gateway = f"127.0.0.1:{faults.stack.settings.gateway_ports[0]}"
+    with sync_channel(gateway) as channel, stopped(faults.pid(faults.admin_port)):
+        stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+        sent = _failure(lambda: stub.PublishModel(change, timeout=3))
+        assert sent[:2] == (
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            "admin Publish for /sax/test did not finish within its deadline",
+        )
+        assert 2.5 < sent[2] < 6, sent
+        listing = gateway_pb2.ListModelsRequest(sax_cell="/sax/test")
+        read = _failure(lambda: stub.ListModels(listing, timeout=30))
+        assert read[:2] == (
+            grpc.StatusCode.UNAVAILABLE,
+            f"{unreachable}unreachable: it has answered nothing to List for 5 s",
+        )
+        assert 4.5 < read[2] < 10, read
+        not_sent = _failure(lambda: stub.PublishModel(change, timeout=30))
+        assert not_sent[0] == grpc.StatusCode.UNAVAILABLE, not_sent
+        assert not_sent[1].startswith(f"{unreachable}unreachable: "), not_sent
+        assert 4.5 < not_sent[2] < 10, not_sent
+    http.post("/unpublish", json={"model": f"{model}2"})  # if the admin made it after all
+
+
+def _failure(call: Callable[[], object]) -> tuple[grpc.StatusCode, str, float]:
+    """The code and message ``call`` fails with, and how long it took."""
+    started = time.monotonic()
+    try:
+        call()
+    except grpc.RpcError as exc:
+        return exc.code(), exc.details() or "", time.monotonic() - started
+    raise AssertionError("the call succeeded")
 
 
 def test_gateways_follow_an_admin_that_moved_away_from_a_hung_address(

@@ -12,6 +12,7 @@ from saxml.protobuf import admin_pb2, admin_pb2_grpc, lm_pb2, lm_pb2_grpc
 
 from gateway.cell import CellSettings, EmbeddedCell
 from tests._grpc import aio_channel
+from tests._stacks import stopped
 from tests.integration._cell_fixtures import (
     CELL,
     SEED_LM,
@@ -129,6 +130,45 @@ async def _generate(address: str, model_id: str) -> str | grpc.StatusCode:
         except grpc.aio.AioRpcError as exc:
             return exc.code()
     return str(reply.texts[0].text)
+
+
+async def test_model_servers_rejoin_only_an_admin_that_did_not_know_them(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # The admin polls each server every 20 ms; each server sends a heartbeat Join every
+    # 50 ms. Before, a poll that landed during a heartbeat was taken for the admin dialling
+    # back to take the server in: it logged "joined admin ... (the admin restarted)" and
+    # counted a join with no restart (with `saxgw up`'s timings, 10 s after every start,
+    # and every 10 s after a SIGSTOP and SIGCONT of a model server).
+    settings = dataclasses.replace(
+        fast_settings(tmp_path), poll_interval=0.02, location_watch_interval=0.05
+    )
+
+    def joins() -> list[str]:  # why each server logged that it joined, in order
+        logged = capfd.readouterr().err.splitlines()
+        return [
+            line.split(" (", 1)[1].rsplit(") as ", 1)[0]
+            for line in logged
+            if "joined admin" in line
+        ]
+
+    async with EmbeddedCell(settings, log_level="INFO") as cell:
+        await asyncio.sleep(2.0)
+        with stopped(cell.model_servers[0].pid):  # for less than server_dead_after (1 s)
+            await asyncio.sleep(0.3)
+        await asyncio.sleep(2.0)
+        assert [server.joins for server in cell.model_servers] == [1, 1]
+        assert joins() == ["first join", "first join"]
+        await cell.restart_admin(kill=True)  # returns once each server joined the new admin
+        await asyncio.sleep(1.0)
+        assert [server.joins for server in cell.model_servers] == [2, 2]
+        # Refused while the admin was away, or taken in by the new one at a heartbeat.
+        rejoined = joins()
+        assert len(rejoined) == 2, rejoined
+        assert set(rejoined) <= {
+            "the last join failed",
+            "it did not know this server: it restarted, or had dropped it",
+        }
 
 
 async def test_a_model_unpublished_before_its_servers_rejoin_is_unloaded_when_they_do(

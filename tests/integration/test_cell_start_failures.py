@@ -1,6 +1,6 @@
-"""A cell that cannot start (its storage refuses it, its port is taken) says why in a line,
-not a traceback: the admin server on its own, and the embedded cell (what `saxgw up` runs)
-around it."""
+"""A cell that cannot start (its storage refuses it, its port is taken, another admin serves
+it) says why in a line, not a traceback: the admin server on its own, the embedded cell (what
+`saxgw up` runs) around it, and `saxgw up` around that."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from gateway.launch.processes import free_port
 
 
 def _run(module: str, sax_root: Path, *flags: str) -> subprocess.CompletedProcess[str]:
@@ -49,3 +51,62 @@ def test_an_admin_whose_port_is_taken_exits_with_one_line(tmp_path: Path) -> Non
     assert "Traceback" not in admin.stderr
     assert cell.returncode == 1
     assert "Traceback" not in cell.stderr
+
+
+def _up(sax_root: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    """`saxgw up` on ``sax_root`` (and its fs root beside it) on free ports of its own."""
+    ports = [f"--port={free_port()}", f"--envoy-admin-port={free_port()}"]
+    ports += [f"--gateway-ports={free_port()}", f"--ops-port={free_port()}"]
+    ports += [f"--admin-port={free_port()}", f"--model-server-ports={free_port()}"]
+    roots = [f"--sax-root={sax_root}", f"--fs-root={sax_root.parent / 'fs-root'}"]
+    command = [sys.executable, "-m", "gateway.cli", "up", "--log-format=text", *ports, *roots]
+    return subprocess.run([*command, *flags], capture_output=True, text=True, timeout=120)
+
+
+def test_a_second_up_on_a_live_cells_sax_root_says_where_its_log_is(tmp_path: Path) -> None:
+    # Refused rightly, but its hint read "see --log-dir for each process's log" with no
+    # --log-dir given, and an asyncio warning came with it: "Unknown child process pid N,
+    # will report returncode 255" (the launcher's SIGTERM to its exited admin reaped it
+    # before asyncio's child watcher could; seen in 17 of 30 starts under CPU load).
+    sax_root = tmp_path / "sax-root"
+    admin = [sys.executable, "-m", "gateway.cell.admin", f"--sax-root={sax_root}", "--port=0"]
+    first = subprocess.Popen(
+        [*admin, f"--fs-root={tmp_path / 'fs-root'}", "--log-level=WARNING"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert first.stdout is not None
+        address = first.stdout.readline().split()[1]  # "listening ADDRESS"
+        refusal = (
+            f"python -m gateway.cell.admin: another admin server of /sax/test answers at "
+            f"{address} (its location.proto names it): two admins of one cell overwrite each "
+            "other's saved state; stop it first"
+        )
+        second = _up(sax_root)
+        assert (second.returncode, second.stdout) == (1, "")
+        started, *rest = second.stderr.splitlines()
+        assert " gateway.launch.processes INFO started cell (pid " in started
+        assert rest == [
+            refusal,
+            "python -m gateway.cell: admin#1 exited before it came to listen",
+            "saxgw: cell exited with status 1 while starting. Hint: its log is in the output "
+            "above (without --log-dir, every process logs to stderr); --port and friends "
+            "choose other ports.",
+        ]
+
+        logs = tmp_path / "logs"
+        third = _up(sax_root, f"--log-dir={logs}")
+        assert (third.returncode, third.stdout) == (1, "")
+        assert third.stderr.splitlines()[-1] == (
+            f"saxgw: cell exited with status 1 while starting. Hint: see its log, {logs}/cell.log; "
+            "--port and friends choose other ports."
+        )
+        assert (logs / "cell.log").read_text().splitlines()[-2:] == [
+            refusal,
+            "python -m gateway.cell: admin#1 exited before it came to listen",
+        ]
+    finally:
+        first.terminate()
+        first.communicate(timeout=30)

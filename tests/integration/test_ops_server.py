@@ -172,3 +172,16 @@ def test_an_ops_process_removes_only_its_own_stray_files(tmp_path: Path) -> None
     assert {p.name: p.read_text() for p in tmp_path.iterdir() if p.name in others} == {
         name: "not the ops server's\n" for name in others
     }
+
+
+def test_ops_with_nothing_to_scrape_is_a_usage_error() -> None:
+    # It started, and its /metrics was an empty 200: no saxgw_envoy_up, no warning.
+    port = free_port()
+    argv = [sys.executable, "-m", "gateway.cli", "ops", "--port", str(port)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.splitlines()[-1] == (
+        "saxgw ops: error: give --metrics-dir, --envoy-admin or both: with neither, /metrics is "
+        "empty"
+    )
+    assert done.stderr.startswith("usage: saxgw ops ")

@@ -21,6 +21,8 @@ def _run(command: str, *flags: str, sax_root: Path) -> subprocess.CompletedProce
     argv = [sys.executable, "-m", "gateway.cli", command, "--log-format=text", *flags]
     if command == "gateway":
         argv += ["--sax-root", str(sax_root)]
+    else:  # ops: with nothing to scrape it would refuse to start (exit 2) before it listens
+        argv += ["--metrics-dir", str(sax_root)]
     # Started, it would serve until killed: the timeout fails the test instead.
     return subprocess.run(argv, capture_output=True, text=True, timeout=60)
 
@@ -73,3 +75,14 @@ def test_a_gateway_listens_on_an_ipv6_host(tmp_path: Path) -> None:
         finally:
             proc.terminate()
     assert proc.returncode == 0
+
+
+def test_a_gateway_refuses_a_sax_root_that_is_a_file(tmp_path: Path) -> None:
+    # As `saxgw up` and `serve` refuse it (one check, gateway/common/flags.py). Before, it
+    # started: `saxgw ls` listed no cells and exited 0, and a cell's calls were UNAVAILABLE
+    # after 5 s each, "no Sax cell under SAX_ROOT" logged at every retry.
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    done = _run("gateway", "--port", str(free_port()), sax_root=a_file)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == f"saxgw gateway: --sax-root {a_file} is not a directory\n"

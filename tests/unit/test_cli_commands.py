@@ -271,14 +271,54 @@ def test_a_mistyped_command_gets_did_you_mean(capsys: pytest.CaptureFixture[str]
         parser().parse_args(["--gateway", "h:1", "lm.generat", "/sax/test/lm", "q"])
     assert exited.value.code == 2
     err = capsys.readouterr().err.splitlines()
+    # lm.gradient, much less close than the two, was suggested too.
     assert err[-2] == (
-        "saxgw: unknown command 'lm.generat'; did you mean lm.generate or vm.generate "
-        "or lm.gradient?"
+        "saxgw: unknown command 'lm.generat'; did you mean lm.generate or vm.generate?"
     )
     assert err[-1] == "`saxgw --help` lists the commands."
     with pytest.raises(SystemExit):
         parser().parse_args(["zzz"])
     assert capsys.readouterr().err.splitlines()[-2] == "saxgw: unknown command 'zzz'"
+
+
+@pytest.mark.parametrize(
+    ("typed", "suggested"),
+    [
+        ("bogus", "saxgw: unknown command 'bogus'"),  # was "; did you mean ops?"
+        ("list", "saxgw: unknown command 'list'; did you mean ls?"),  # was "ls or publish or wait"
+        ("start", "saxgw: unknown command 'start'; did you mean stats?"),  # was "... or setacl"
+        ("envoy", "saxgw: unknown command 'envoy'; did you mean envoy-config?"),  # its start
+        ("publsh", "saxgw: unknown command 'publsh'; did you mean publish?"),
+    ],
+)
+def test_only_close_commands_are_suggested(
+    typed: str, suggested: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parser().parse_args([typed])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-2] == suggested
+
+
+@pytest.mark.parametrize(
+    ("argv", "command", "extra"),
+    [
+        (["unpublish", "/sax/test/lm", "extra"], "unpublish", "extra"),
+        (["ls", "/sax/test", "a", "b"], "ls", "a b"),
+        (["--gateway", "h:1", "wait", "/sax/test/lm", "1", "2"], "wait", "2"),
+    ],
+)
+def test_an_argument_too_many_is_the_commands_usage_error(
+    argv: list[str], command: str, extra: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The top level's usage ("saxgw [-h] ... COMMAND ...") and "saxgw: error:" said nothing
+    # of the command whose arguments were wrong.
+    with pytest.raises(SystemExit) as exited:
+        parser().parse_args(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: saxgw {command} [-h] ")
+    assert err.splitlines()[-1] == f"saxgw {command}: error: unrecognized arguments: {extra}"
 
 
 def _help(*command: str) -> str:

@@ -189,8 +189,13 @@ def test_hints_name_the_model_cell_and_gateway() -> None:
             "/sax/test/lm failed to load (127.0.0.1:10001: TestLM failed to load: boom)",
             "the model failed to load on its servers",
         ),
-        (  # "run it again", which then says NOT_FOUND
-            grpc.StatusCode.CANCELLED,
+        (  # "check ... the model's methods", which have nothing to do with it
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "unknown override 'bogus' for sax_gateway.testing.TestLM, which takes delay_ms, ...",
+            "fix or leave out the override named above (docs/cell.md lists the overrides",
+        ),
+        (  # "is it published?", which it was when saxgw began to wait
+            grpc.StatusCode.NOT_FOUND,
             "model /sax/test/lm was unpublished while waiting for it to be ready",
             "the model was unpublished while saxgw waited for it",
         ),
@@ -200,6 +205,52 @@ def test_a_message_that_says_why_gets_the_hint_for_it(
     code: grpc.StatusCode, details: str, starts: str
 ) -> None:
     assert failures.hint(code, _args(id="/sax/test/lm"), details=details).startswith(starts)
+
+
+@pytest.mark.parametrize(
+    ("command", "target", "details"),
+    [
+        ("ls", "/sax/test", "admin List for /sax/test did not finish within its deadline"),
+        (
+            "publish",
+            "/sax/test/lm",
+            "admin Publish for /sax/test did not finish within its deadline",
+        ),
+        ("stats", "/sax/test", "admin Stats for /sax/test did not finish within its deadline"),
+        (
+            "lm.generate",
+            "/sax/test/lm",
+            "call to /sax/test/lm exceeded its deadline reading the model's ACLs from the admin",
+        ),
+    ],
+)
+def test_an_admin_that_does_not_answer_gets_the_admins_hint(
+    command: str, target: str, details: str
+) -> None:
+    # With the admin SIGSTOPped, `saxgw ls /sax/test` hinted to run `saxgw ls /sax/test`:
+    # the call that had just failed, and one more admin call that cannot answer either.
+    args = argparse.Namespace(gateway="gw:1", command=command, id=target)
+    assert failures.hint(grpc.StatusCode.DEADLINE_EXCEEDED, args, details=details) == (
+        "the gateway reached the admin server of /sax/test, but it did not answer in time "
+        "(stopped, stuck or overloaded?): check that its process runs, what its log says (under "
+        "`saxgw up`: the gateway.cell.admin lines, or cell.log in --log-dir) and that "
+        "SAX_ROOT/sax/test/location.proto names its address; raise --timeout only if it is just "
+        "slow"
+    )
+
+
+def test_a_wait_that_ran_out_hints_at_replicas_and_then_at_the_admin() -> None:
+    # WaitForReady is a long poll: a well admin answers at the deadline as a silent one does.
+    args = argparse.Namespace(gateway="gw:1", command="wait", id="/sax/test/lm", replicas=2)
+    details = "admin WaitForReady for /sax/test did not finish within its deadline"
+    assert failures.hint(grpc.StatusCode.DEADLINE_EXCEEDED, args, details=details) == (
+        "the model had fewer ready replicas than asked when --timeout ran out: `saxgw ls "
+        "/sax/test/lm` shows its active replicas (none: `saxgw stats /sax/test` shows the model "
+        "paths its servers serve); if that times out too, the admin server of /sax/test is not "
+        "answering: check that its process runs, what its log says (under `saxgw up`: the "
+        "gateway.cell.admin lines, or cell.log in --log-dir) and that "
+        "SAX_ROOT/sax/test/location.proto names its address"
+    )
 
 
 def test_sizes_in_the_hints_are_the_gateways() -> None:

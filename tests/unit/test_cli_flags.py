@@ -353,3 +353,23 @@ def test_the_probes_timeout_is_checked(capsys: pytest.CaptureFixture[str]) -> No
 def test_a_grace_period_of_0_stops_at_once() -> None:
     args = parser().parse_args(["gateway", "--sax-root", "r", "--grace-period", "0"])
     assert args.grace_period == 0
+
+
+def test_ops_help_names_its_sources_as_optional_one_of_two(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Its help read "Usage: saxgw ops --metrics-dir DIR --envoy-admin ...", as if both were
+    # required; each is optional, and the description says one of them, or both.
+    with pytest.raises(SystemExit) as exited:
+        main(["ops", "--help"])
+    assert exited.value.code == 0
+    usage, description = (" ".join(p.split()) for p in capsys.readouterr().out.split("\n\n")[:2])
+    assert usage == (
+        "usage: saxgw ops [-h] [--host HOST] [--port PORT] [--metrics-dir DIR] "
+        "[--envoy-admin HOST:PORT] [--log-format {json,text,auto}]"
+    )
+    assert description == (
+        "Serves /metrics on --port: the gateway processes' metrics from --metrics-dir and Envoy's "
+        "stats from --envoy-admin, in one scrape. Give one of the two, or both, as `saxgw up` "
+        "does: saxgw ops --metrics-dir DIR --envoy-admin 127.0.0.1:9901"
+    )

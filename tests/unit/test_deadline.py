@@ -56,6 +56,23 @@ def test_retries_may_end_before_the_call() -> None:
     assert Deadline(now() + 0.5, retry_by=now() + 9).earliest(deadline).retry_by < now() + 1
 
 
+def test_a_wait_for_a_replica_ends_with_the_retries() -> None:
+    stream = Deadline.after(600, retry_for=2)
+    waited = stream.wait_timeout("x")
+    assert waited is not None and 1 < waited <= 2
+    assert Deadline.after(None, retry_for=2).wait_timeout("x") == pytest.approx(2, abs=0.1)
+    assert Deadline.after(None).wait_timeout("x") is None
+    unary = Deadline.after(5)
+    waited = unary.wait_timeout("x")
+    assert waited is not None and 4 < waited <= 5
+    # Retries over: no time to wait (the wait reports its own timeout); the call's deadline
+    # passed: the deadline's error, as `timeout` raises it.
+    late = Deadline(now() + 600, now() - 1).wait_timeout("x")
+    assert late is not None and late < 0
+    with pytest.raises(DeadlineExceededError, match="call to m exceeded its deadline"):
+        Deadline(now() - 1, now() + 5).wait_timeout("call to m")
+
+
 def test_call_options_deadline_is_the_sooner_of_deadline_and_timeout() -> None:
     soon = Deadline(now() + 1)
     assert CallOptions(deadline=soon, timeout=50).call_deadline() is soon

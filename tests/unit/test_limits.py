@@ -15,6 +15,14 @@ def test_quote_keeps_short_values_and_cuts_long_ones() -> None:
     assert limits.quote("x" * 1000) == "'" + "x" * 100 + "'… (1000 characters)"
 
 
+def test_shown_quotes_strings_and_cuts_other_values_short() -> None:
+    assert limits.shown("x" * 1000) == limits.quote("x" * 1000)
+    assert limits.shown(None) == "None" and limits.shown(5) == "5"
+    assert limits.shown({"type": "json"}) == "{'type': 'json'}"
+    assert len(limits.shown({"type": "x" * 100_000})) < 120
+    assert len(limits.shown([[["x" * 100_000] * 1000] * 1000] * 1000)) < 1000
+
+
 def test_a_huge_model_id_is_rejected_without_echoing_it() -> None:
     with pytest.raises(InvalidArgumentError) as caught:
         parse_model_id("/sax/test/" + "m" * 100_000)

@@ -17,7 +17,16 @@ from gateway.client import (
     UnimplementedError,
 )
 from gateway.common.rpc import Context
-from gateway.service.openai._errors import ENVELOPE_KEY, KINDS, abort, envelope
+from gateway.launch._openai_errors import error_fields_table, error_headers_table
+from gateway.launch.envoy import EnvoySettings, render
+from gateway.service.openai._errors import (
+    ENVELOPE_KEY,
+    KINDS,
+    abort,
+    envelope,
+    error_fields,
+    reply_headers,
+)
 from gateway.service.openai._responses import GRPC_FRAME_BYTES, body, fitted
 
 
@@ -112,3 +121,22 @@ def test_a_response_over_the_message_limit_is_invalid_argument() -> None:
         f"{exact - 1} bytes: ask for less"
     )
     assert envelope(failure.value)[0] == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_envoys_envelopes_come_from_the_gateways_table() -> None:
+    # What Envoy's `openai_errors` Lua writes for a failure grpc reported itself: the
+    # gateway's own type, param and code for each gRPC code, and its headers.
+    fields, headers = error_fields_table(), error_headers_table()
+    rendered = render(EnvoySettings(gateway_endpoints=["127.0.0.1:1"]))
+    assert f"local FIELDS = {fields}\n" in rendered
+    assert f"local HEADERS = {headers}\n" in rendered
+    for code in grpc.StatusCode:
+        member = json.dumps(error_fields(code))[1:-1]
+        assert f"[{code.value[0]}] = [[{member}]]" in fields
+        message = json.dumps("Deadline Exceeded")
+        assert json.loads(f'{{"message": {message}, {member}}}') == {
+            "message": "Deadline Exceeded",
+            **error_fields(code),
+        }
+    assert headers == "{[8] = {{[[retry-after]], [[1]]}}, [12] = {{[[x-should-retry]], [[false]]}}}"
+    assert reply_headers(grpc.StatusCode.RESOURCE_EXHAUSTED) == (("retry-after", "1"),)

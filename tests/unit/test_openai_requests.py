@@ -6,6 +6,7 @@ import pytest
 
 from gateway.client import InvalidArgumentError
 from gateway.service.openai import _requests as rq
+from gateway.service.openai._body import parse_body
 from gateway.service.openai._stops import StopScanner, cut
 
 
@@ -42,7 +43,7 @@ def test_prompt_and_stop_take_a_string_or_a_list() -> None:
         ({"model": "m", "prompt": "a", "temperature": 3}, "temperature", "between 0 and 2"),
         ({"model": "m", "prompt": "a", "n": 0}, "n", "between 1"),
         ({"model": "m", "prompt": "a", "max_tokens": "5"}, "max_tokens", "integer"),
-        ({"model": "m", "prompt": "a", "stop": [""]}, "stop", "non-empty"),
+        ({"model": "m", "prompt": "a", "stop": [""]}, "stop", "an empty stop string"),
         ({"model": "m", "prompt": "a", "stream": "yes"}, "stream", "true or false"),
         (
             {"model": "m", "prompt": "a", "response_format": {"type": "json_object"}},
@@ -161,7 +162,111 @@ def test_stop_takes_up_to_sixteen_strings() -> None:
     assert rq.sampling({"stop": sixteen}).stop == tuple(sixteen)
     with pytest.raises(InvalidArgumentError) as failure:
         rq.sampling({"stop": [*sixteen, "q"]})
-    assert failure.value.field_violations == (("stop", "at most 16 non-empty strings"),)
+    assert failure.value.field_violations == (("stop", "at most 16 strings, got 17"),)
+    for empty in ("", ["a", ""]):
+        with pytest.raises(InvalidArgumentError) as failure:
+            rq.sampling({"stop": empty})
+        assert failure.value.field_violations == (
+            ("stop", "an empty stop string is not allowed: it would end every text"),
+        )
+
+
+def test_a_whole_float_is_an_integer() -> None:
+    # JSON has one kind of number; OpenAI takes 1.0 for an integer field.
+    request = rq.completion_request(
+        {"model": "m", "prompt": "a", "n": 2.0, "max_tokens": 5.0, "best_of": 1.0, "top_k": 3.0}
+    )
+    assert (request.sampling.n, request.sampling.max_tokens, request.sampling.top_k) == (2, 5, 3)
+    assert rq.chat_request({"model": "m", "messages": [_USER], "top_logprobs": 0.0})
+    for body, field, message in (
+        ({"n": 1.5}, "n", "must be an integer"),
+        ({"n": 1e300}, "n", "must be between 1 and 16, got 1e+300"),
+        (
+            {"best_of": 2.0},
+            "best_of",
+            "not supported: Sax cannot honour best_of (remove it or set 1)",
+        ),
+    ):
+        with pytest.raises(InvalidArgumentError) as failure:
+            rq.completion_request({"model": "m", "prompt": "a", **body})
+        assert failure.value.field_violations == ((field, message),)
+
+
+def test_logprobs_say_what_unsets_them_on_each_api() -> None:
+    # On /v1/completions logprobs is a count, and 0 asks for the chosen tokens' ones.
+    unset = "not supported: Sax cannot honour logprobs (remove it or set {})"
+    for value in (0, 0.0, 2):
+        with pytest.raises(InvalidArgumentError) as failure:
+            rq.completion_request({"model": "m", "prompt": "a", "logprobs": value})
+        assert failure.value.field_violations == (("logprobs", unset.format("null")),)
+    with pytest.raises(InvalidArgumentError) as failure:
+        rq.chat_request({"model": "m", "messages": [_USER], "logprobs": True})
+    assert failure.value.field_violations == (("logprobs", unset.format("false")),)
+    for none in (None, False):
+        assert rq.completion_request({"model": "m", "prompt": "a", "logprobs": none})
+        assert rq.chat_request({"model": "m", "messages": [_USER], "logprobs": none})
+
+
+def test_a_null_stream_option_is_an_absent_one() -> None:
+    assert not rq.sampling({"stream_options": {"include_usage": None}}).include_usage
+    streamed = rq.sampling({"stream": True, "stream_options": {"include_usage": None}})
+    assert streamed.stream and not streamed.include_usage
+    with pytest.raises(InvalidArgumentError) as failure:
+        rq.sampling({"stream_options": {"include_usage": False}})
+    assert failure.value.field_violations == (
+        ("stream_options", "only allowed when stream is true"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        ({"verbosity": "low"}, "verbosity", "'low' is not supported: remove it"),
+        (
+            {"reasoning_effort": "minimal"},
+            "reasoning_effort",
+            "not supported: Sax models have no reasoning settings (remove it)",
+        ),
+        (
+            {"messages": [_USER, {"role": "assistant", "content": None, "tool_calls": [{}]}]},
+            "messages[1].tool_calls",
+            "not supported: Sax models have no tool calling (remove it)",
+        ),
+        (
+            {"messages": [{"role": "tool", "content": "42", "tool_call_id": "c1"}]},
+            "messages[0].tool_call_id",
+            "not supported: Sax models have no tool calling (remove it)",
+        ),
+        (
+            {"messages": [{"role": "assistant", "function_call": {"name": "f"}}]},
+            "messages[0].function_call",
+            "not supported: Sax models have no tool calling (remove it)",
+        ),
+    ],
+)
+def test_chat_refuses_what_the_responses_api_refuses(
+    fields: dict[str, object], field: str, message: str
+) -> None:
+    with pytest.raises(InvalidArgumentError) as failure:
+        rq.chat_request({"model": "m", "messages": [_USER], **fields})
+    assert failure.value.field_violations == ((field, message),)
+
+
+def test_chat_accepts_the_defaults_of_what_it_refuses() -> None:
+    quiet = [
+        {"role": "assistant", "content": "a", "tool_calls": None, "function_call": None},
+        {"role": "tool", "content": "b", "tool_call_id": None},
+    ]
+    request = rq.chat_request(
+        {
+            "model": "m",
+            "messages": [_USER, *quiet],
+            "verbosity": "medium",
+            "reasoning_effort": None,
+            "prediction": {"type": "content", "content": "a"},  # a hint: the answer is the same
+        }
+    )
+    assert [m["content"] for m in request.messages] == ["hi", "a", "b"]
 
 
 def test_embedding_request_formats() -> None:
@@ -173,16 +278,29 @@ def test_embedding_request_formats() -> None:
 
 def test_body_must_be_a_json_object() -> None:
     with pytest.raises(InvalidArgumentError, match="not valid JSON"):
-        rq.parse_body(b"{")
+        parse_body(b"{")
     with pytest.raises(InvalidArgumentError, match="JSON object"):
-        rq.parse_body(b"[]")
+        parse_body(b"[]")
+
+
+def test_body_must_be_utf8() -> None:
+    # json.loads(bytes) guesses UTF-16 and -32, and keeps surrogates encoded in UTF-8.
+    half = '{"prompt": "a \ud83d b"}'.encode("utf-8", "surrogatepass")
+    with pytest.raises(InvalidArgumentError) as failure:
+        parse_body(half)
+    assert failure.value.message == (
+        "the request body is not UTF-8: invalid continuation byte at byte 14"
+    )
+    with pytest.raises(InvalidArgumentError, match="not UTF-8: invalid start byte at byte 0"):
+        parse_body('{"prompt": "a"}'.encode("utf-16"))
+    assert parse_body(b'\xef\xbb\xbf{"prompt": "a"}') == {"prompt": "a"}  # a UTF-8 BOM
 
 
 def test_body_nested_too_deeply_is_not_valid_json() -> None:
     # json.loads raises RecursionError (not a JSONDecodeError) about 1000 levels down.
     deep = b'{"model": "m", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     with pytest.raises(InvalidArgumentError) as failure:
-        rq.parse_body(deep)
+        parse_body(deep)
     assert failure.value.message == "the request body is not valid JSON: nested too deeply"
 
 
@@ -209,7 +327,7 @@ def test_a_lone_surrogate_is_invalid_argument_naming_the_field(
     body: bytes, field: str, lone: str
 ) -> None:
     with pytest.raises(InvalidArgumentError) as failure:
-        rq.parse_body(body)
+        parse_body(body)
     description = f"not valid Unicode: a lone surrogate ({lone})"
     assert failure.value.field_violations == ((field, description),)
     assert failure.value.message == f"{field}: {description}"
@@ -217,9 +335,9 @@ def test_a_lone_surrogate_is_invalid_argument_naming_the_field(
 
 def test_surrogate_pairs_and_escaped_backslashes_are_valid_text() -> None:
     body = rb'{"prompt": "\ud83c\udf89 \\ud800", "\ud83c\udf89": 1}'
-    assert rq.parse_body(body) == {"prompt": "\U0001f389 \\ud800", "\U0001f389": 1}
+    assert parse_body(body) == {"prompt": "\U0001f389 \\ud800", "\U0001f389": 1}
     with pytest.raises(InvalidArgumentError) as failure:
-        rq.parse_body(rb'{"x": {"\ud800": 1}}')
+        parse_body(rb'{"x": {"\ud800": 1}}')
     assert failure.value.message == "a key in x is not valid Unicode: a lone surrogate (\\ud800)"
 
 

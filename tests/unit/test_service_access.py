@@ -433,6 +433,23 @@ async def test_acls_last_read_stay_in_force_while_the_admin_is_unreachable(
     await _admit(access, "team-a")
 
 
+async def test_an_acl_set_here_holds_while_the_admin_is_unreachable_after_it(
+    clock: list[float],
+) -> None:
+    # SetAcl through this gateway, then the admin goes: the ACLs kept in force for it are
+    # the ones read before, with the change this gateway made (never the old ACL).
+    client = FailingAfterFirst({"lm.generate": "acl/team-a", "lm.score": "acl/team-a"})
+    access = await _read_at_zero(client)
+    access.changed(MODEL, ("lm.generate", "acl/team-b"))
+    with pytest.raises(PermissionDeniedError, match=r"lm.generate on .* limited to acl/team-b"):
+        await _admit(access, "team-a")  # its read anew failed: the ACLs at hand answer
+    await _admit(access, "team-b")
+    with pytest.raises(PermissionDeniedError, match=r"lm.score on .* limited to acl/team-a"):
+        await _admit(access, "team-b", method="Score")
+    access.changed(MODEL, ("lm.generate", ""), admin_away=True)  # cleared; admin unreachable
+    await _admit(access, "team-c")
+
+
 async def test_an_acl_read_the_admin_refuses_still_fails_calls(clock: list[float]) -> None:
     client = FailingAfterFirst({"lm.generate": "acl/team-a"}, error=PermissionDeniedError)
     access = await _read_at_zero(client)
@@ -514,9 +531,9 @@ async def test_a_call_waits_for_expired_acls_no_longer_than_its_deadline(
     await _admit(access, "team-a")
 
 
-def test_the_methods_checked_here_are_the_ones_sax_keeps_acls_for() -> None:
-    # SetAcl takes the methods Sax's admin keeps ACLs for (`names.ACL_METHODS`); the gateway
-    # checks ACLs on its own calls by `SAX_METHODS`. Only mm.score and mm.embed are checked
-    # here yet take no ACL (upstream's admin refuses one): they are never limited.
+def test_every_method_checked_here_takes_an_acl() -> None:
+    # SetAcl takes the methods of `names.ACL_METHODS`; the gateway checks ACLs on its own
+    # calls by `SAX_METHODS`. mm.score and mm.embed were checked here yet took no ACL (as
+    # upstream's admin validator has it): no ACL could ever limit them.
     checked = set(access_module.SAX_METHODS.values())
-    assert checked - ACL_METHODS == {"mm.score", "mm.embed"}
+    assert checked - ACL_METHODS == set()

@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import base64
+import json
+from collections.abc import Sequence
+from typing import cast
+
 import grpc
 import pytest
-from google.rpc import error_details_pb2
+from google.rpc import error_details_pb2, status_pb2
 
 from gateway.client import DeadlineExceededError, InvalidArgumentError, error_for_code
-from gateway.service._errors import to_status
+from gateway.common.logs import LOGGED_ID_CHARS
+from gateway.common.rpc import Context
+from gateway.service._errors import (
+    MAX_FIELD_BYTES,
+    MAX_TEXT_BYTES,
+    MAX_VIOLATIONS,
+    Report,
+    abort,
+    clip,
+    to_status,
+)
+from gateway.service.openai._errors import ENVELOPE_KEY
+from gateway.service.openai._errors import abort as openai_abort
 
 ERROR_CODES = [code for code in grpc.StatusCode if code != grpc.StatusCode.OK]
 
@@ -44,3 +61,90 @@ def test_unexpected_errors_are_internal_without_their_text(
     assert code == grpc.StatusCode.INTERNAL
     assert "secret" not in message
     assert "secret detail" in caplog.text
+
+
+def test_clip_keeps_what_fits_and_cuts_the_rest_to_its_size_in_a_header() -> None:
+    assert clip("short", 100) == "short"
+    assert clip("x" * 5000, 100) == "x" * 73 + "… (5000 characters)"
+    # An emoji is 12 bytes in JSON with ensure_ascii; "%" is 3 percent-encoded.
+    assert clip("\U0001f600" * 10, 120) == "\U0001f600" * 10
+    assert clip("\U0001f600" * 11, 120) == "\U0001f600" * 7 + "… (11 characters)"
+    assert clip("%" * 100, 100) == "%" * 24 + "… (100 characters)"
+
+
+# Every kind of character at its widest: a control character, "%", a quote, a 2-, 3- and
+# 4-byte character in UTF-8.
+_WIDE = '\x01%"\u00e9\u4e2d\U0001f600'
+
+
+class _Aborted(Exception):
+    pass
+
+
+class _Context:
+    """What `abort` uses of a servicer context: its request ID, and abort itself."""
+
+    def __init__(self, request_id: str) -> None:
+        self._metadata = (("x-request-id", request_id),)
+        self.aborted: tuple[str, Sequence[tuple[str, str | bytes]]] = ("", ())
+
+    def invocation_metadata(self) -> Sequence[tuple[str, str]]:
+        return self._metadata
+
+    async def abort(
+        self,
+        code: object,
+        details: str = "",
+        trailing_metadata: Sequence[tuple[str, str | bytes]] = (),
+    ) -> None:
+        self.aborted = (details, trailing_metadata)
+        raise _Aborted
+
+
+async def _sent(report: Report, error: Exception) -> tuple[str, dict[str, str | bytes]]:
+    """The message and the headers ``report`` sends for ``error`` (a call whose caller
+    chose a request ID as large as Envoy lets through)."""
+    context = _Context(request_id="r" * 60_000)
+    with pytest.raises(_Aborted):
+        await report(cast(Context, context), error)
+    message, metadata = context.aborted
+    return message, dict(metadata)
+
+
+def _sizes(message: str, headers: dict[str, str | bytes]) -> dict[str, int]:
+    """The bytes of each header a status is sent in: grpc-message percent-encoded (printable
+    ASCII but "%" as it is), binary headers in base64, others in ASCII (they must be)."""
+    sizes = {
+        "grpc-message": sum(1 if 0x20 <= b < 0x7F and b != 0x25 else 3 for b in message.encode())
+    }
+    for key, value in headers.items():
+        sizes[key] = (
+            len(base64.b64encode(value)) if isinstance(value, bytes) else len(value.encode("ascii"))
+        )
+    return sizes
+
+
+@pytest.mark.parametrize("report", [abort, openai_abort], ids=["native", "openai"])
+async def test_every_header_a_status_fills_is_bounded_whatever_it_echoes(report: Report) -> None:
+    # A message, field names and descriptions of a megabyte each and ten violations, with a
+    # request ID at Envoy's largest header: under Envoy's 60 KiB with room to spare.
+    huge = _WIDE * 200_000
+    message, headers = await _sent(
+        report, InvalidArgumentError(huge, field_violations=[(huge, huge)] * 10)
+    )
+    sizes = _sizes(message, headers)
+    assert sizes["grpc-message"] <= MAX_TEXT_BYTES
+    assert sum(sizes.values()) < 24 * 1024, sizes
+    status = status_pb2.Status.FromString(cast(bytes, headers["grpc-status-details-bin"]))
+    assert status.message == message == clip(huge, MAX_TEXT_BYTES)
+    bad_request, info = error_details_pb2.BadRequest(), error_details_pb2.RequestInfo()
+    assert status.details[0].Unpack(bad_request)
+    assert [(v.field, v.description) for v in bad_request.field_violations] == [
+        (clip(huge, MAX_FIELD_BYTES), clip(huge, MAX_TEXT_BYTES))
+    ] * MAX_VIOLATIONS
+    if report is abort:
+        assert status.details[1].Unpack(info) and info.request_id == "r" * LOGGED_ID_CHARS
+    else:
+        envelope = json.loads(headers[ENVELOPE_KEY])
+        assert envelope["error"]["message"] == message
+        assert envelope["error"]["param"] == clip(huge, MAX_FIELD_BYTES)

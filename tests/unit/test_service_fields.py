@@ -200,9 +200,12 @@ def test_acl_method_empty_is_the_admin_acl() -> None:
 def test_acl_method_takes_the_methods_sax_keeps_acls_for() -> None:
     assert f.acl_method("lm.generate", "/sax/test/lm") == "lm.generate"
     assert f.acl_method("vm.image_to_image", "/sax/test/lm") == "vm.image_to_image"
+    assert f.acl_method("mm.score", "/sax/test/lm") == "mm.score"
 
 
-@pytest.mark.parametrize("method", ["lm.generat", "Generate", "mm.score", "lm.generate "])
+@pytest.mark.parametrize(
+    "method", ["lm.generat", "Generate", "vm.text_and_image_to_text", "lm.generate "]
+)
 def test_acl_method_refuses_a_method_sax_has_no_acl_for(method: str) -> None:
     with pytest.raises(InvalidArgumentError) as exc:
         f.acl_method(method, "/sax/test/lm")

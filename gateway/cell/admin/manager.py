@@ -236,10 +236,12 @@ class Manager:
 
     # -- model servers ---------------------------------------------------------------------
 
-    async def join(self, request: admin_pb2.JoinRequest) -> None:
+    async def join(self, request: admin_pb2.JoinRequest) -> bool:
+        """Takes the model server in, or (known with the same specs) does nothing: a
+        heartbeat. Returns whether this Join took it in."""
         existing = self._modelets.get(request.address)
         if existing is not None and existing.same_server(request):
-            return  # a heartbeat
+            return False  # a heartbeat
         modelet = ModeletConnection(
             request=request,
             rpc_timeout=self._settings.rpc_timeout,
@@ -256,7 +258,7 @@ class Manager:
             ) from exc
         if self._modelets.get(request.address) is not existing:
             await modelet.close()  # another Join from the same server won the race
-            return
+            return False
         for model_id, seen in modelet.seen.items():
             entry = self._models.get(model_id)
             if entry is not None and seen.status in _ADOPTABLE and _holds(entry, existing):
@@ -277,6 +279,7 @@ class Manager:
         )
         self._views_changed()
         self._kick.set()
+        return True
 
     # -- the refresh loop ------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from saxml.protobuf import admin_pb2 as pb
 from saxml.protobuf import admin_pb2_grpc
 
+from gateway.cell import joined
 from gateway.cell._errors import unary_errors
 from gateway.cell.admin import validation
 from gateway.cell.admin.manager import Manager
@@ -74,5 +75,6 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
     @unary_errors
     async def Join(self, request: pb.JoinRequest, context: Context) -> pb.JoinResponse:
         validation.check_join(request)
-        await self._manager.join(request)
+        if await self._manager.join(request):
+            context.set_trailing_metadata(((joined.KEY, joined.TOOK_IN),))
         return pb.JoinResponse()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from gateway.cell._errors import invalid_argument
 from gateway.cell.models import media, multimodal, random_lm, test_lm
-from gateway.cell.models.base import ServableModel
+from gateway.cell.models.base import ServableModel, check_known_overrides
 
 
 @dataclass(frozen=True)
@@ -43,9 +43,20 @@ _FACTORIES: dict[str, Callable[[LoadSpec], ServableModel]] = {
 MODEL_PATHS: tuple[str, ...] = tuple(sorted(_FACTORIES))
 
 
+def _none(model_path: str) -> Callable[[Mapping[str, str]], None]:
+    return lambda overrides: check_known_overrides(overrides, model_path, ())
+
+
+# The project's own stand-ins (sax_gateway.testing.*) refuse overrides they do not know.
+# LmCloudSpmd2BTest stands in for an upstream params class, which takes any of its config
+# attributes and ignores (with a warning) other keys: its stand-in checks only its own.
 _OVERRIDE_CHECKS: dict[str, Callable[[Mapping[str, str]], None]] = {
     random_lm.MODEL_PATH: random_lm.check_overrides,
     test_lm.MODEL_PATH: test_lm.check_overrides,
+    media.VISION_PATH: _none(media.VISION_PATH),
+    media.AUDIO_PATH: _none(media.AUDIO_PATH),
+    media.CUSTOM_PATH: _none(media.CUSTOM_PATH),
+    multimodal.MULTIMODAL_PATH: _none(multimodal.MULTIMODAL_PATH),
 }
 
 

@@ -7,7 +7,7 @@ which the model server reports in GetStatus and checks before calling.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
 
@@ -149,6 +149,22 @@ class ServableModel:
 
     async def custom(self, method: str, request: bytes, extra: ExtraInputs) -> bytes:
         raise MethodNotSupported(CUSTOM)
+
+
+def check_known_overrides(
+    overrides: Mapping[str, str], model_path: str, known: Iterable[str]
+) -> None:
+    """INVALID_ARGUMENT naming every key of ``overrides`` that is not ``known`` (and the known
+    ones): a misspelt override (``dealy_ms``) would otherwise be published, shown by ``ls``,
+    and do nothing."""
+    takes = sorted(known)
+    unknown = sorted(set(overrides) - set(takes))
+    if unknown:
+        names = ", ".join(quote(key) for key in unknown)
+        raise invalid_argument(
+            f"unknown override{'s' if len(unknown) > 1 else ''} {names} for {model_path}, "
+            f"which takes {', '.join(takes) if takes else 'none'}"
+        )
 
 
 def int_override(

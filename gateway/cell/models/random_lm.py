@@ -13,6 +13,7 @@ Extra inputs honoured: `temperature` (0: greedy), `per_example_max_decode_steps`
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -26,6 +27,8 @@ from gateway.cell.models.base import (
     StreamStep,
     int_override,
 )
+
+_log = logging.getLogger(__name__)
 
 MODEL_PATH = "saxml.server.pax.lm.params.lm_cloud.LmCloudSpmd2BTest"
 EOS = "."
@@ -89,6 +92,9 @@ _DEFAULTS = {
 }
 
 
+_OVERRIDES = frozenset({"num_samples", "max_decode_steps"})
+
+
 def _parse_overrides(overrides: Mapping[str, str]) -> tuple[int, int]:
     """(num_samples, max_decode_steps), each within its range."""
     return (
@@ -113,6 +119,9 @@ class RandomBigramLM(ServableModel):
         for i in range(size):
             self._logits[i][i] = -8.0  # no "north north north": repeats read as broken
         self._num_samples, self._max_steps = _parse_overrides(overrides)
+        # As upstream's params classes do with a key their config lacks: a warning, no more.
+        for key in sorted(set(overrides) - _OVERRIDES):
+            _log.warning("override %s is not used by %s's stand-in; ignored", key, MODEL_PATH)
 
     # -- the "network" ---------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from gateway.cell.models.base import (
     Hypothesis,
     ServableModel,
     StreamStep,
+    check_known_overrides,
     float_override,
     int_override,
 )
@@ -43,8 +44,26 @@ MAX_TOKENS = 8192
 MAX_DELAY_MS = 10_000.0
 
 
+#: The overrides it takes (the module docstring says what each does).
+OVERRIDES = frozenset(
+    {
+        "text",
+        "length",
+        "delay_ms",
+        "num_samples",
+        "fail_after_tokens",
+        "fail_code",
+        "embedding_dim",
+        "fail_load",
+    }
+)
+
+
 def check_overrides(overrides: Mapping[str, str]) -> None:
-    """INVALID_ARGUMENT (naming the override and its range) unless the overrides load."""
+    """INVALID_ARGUMENT (naming the override, and its range or the known ones) unless the
+    overrides are known and load. Only at publish: a model published before the check
+    (state.proto) still loads, its unknown overrides ignored."""
+    check_known_overrides(overrides, MODEL_PATH, OVERRIDES)
     TestLM(overrides=overrides)
 
 

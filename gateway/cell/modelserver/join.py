@@ -5,7 +5,9 @@ joined yet (retrying), the admin moved (the file changed), `rejoin_interval` pas
 admin has not polled this server for `server_dead_after` (the admin restarted in place or
 dropped us, and would otherwise not know this server until the next periodic join). In
 between, each step sends a heartbeat Join, which an admin that restarted in place answers by
-taking the server (and the models it still holds) back at once.
+taking the server (and the models it still holds) back at once. Whether a heartbeat was
+taken as a join is the admin's word (`gateway.cell.joined`), not a guess: a poll of its own
+that lands during a heartbeat (its poll loop and the heartbeats tick in step) is no re-join.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable
 import grpc
 from saxml.protobuf import admin_pb2, admin_pb2_grpc
 
+from gateway.cell import joined
 from gateway.cell._files import CellFiles, parse_location
 from gateway.cell.settings import CellSettings
 
@@ -56,7 +59,8 @@ class JoinLoop:
 
     def _should_join(self, location: bytes, now: float) -> str | None:
         if self._joined_location is None:
-            return "first join"
+            # A join that failed (the admin away) is retried at every step.
+            return "the last join failed" if self.joined.is_set() else "first join"
         if location != self._joined_location:
             return "the admin moved"
         if now - self._last_join >= self._settings.rejoin_interval:
@@ -84,17 +88,16 @@ class JoinLoop:
         reason = self._should_join(location, time.monotonic())
         if reason is None:
             return
-        started = time.monotonic()
         try:
-            await self._join(address)
+            taken_in = await self._join(address)
         except grpc.aio.AioRpcError as exc:
             _log.warning("join %s (%s) failed: %s %s", address, reason, exc.code(), exc.details())
             self._joined_location = None  # retry at the next step
             return
-        if reason is HEARTBEAT and self._last_polled() < started:
-            return  # the admin already knew us: it did not dial back before answering
+        if reason is HEARTBEAT and not taken_in:
+            return  # the admin already knew us
         if reason is HEARTBEAT:
-            reason = "the admin restarted"
+            reason = "it did not know this server: it restarted, or had dropped it"
         _log.info("joined admin %s (%s) as %s", address, reason, self._request.address)
         self._joined_location = location
         self._last_join = time.monotonic()
@@ -102,8 +105,12 @@ class JoinLoop:
         if self._on_joined is not None:
             self._on_joined(address)
 
-    async def _join(self, address: str) -> None:
+    async def _join(self, address: str) -> bool:
+        """Joins the admin at ``address``; returns whether it says it took this server in
+        (rather than answering the heartbeat of a server it knows)."""
         async with grpc.aio.insecure_channel(address) as channel:
-            await admin_pb2_grpc.AdminStub(channel).Join(
+            call = admin_pb2_grpc.AdminStub(channel).Join(
                 self._request, timeout=self._settings.rpc_timeout
             )
+            await call
+            return joined.took_in(await call.trailing_metadata())

@@ -5,8 +5,16 @@ docs/openai.md."""
 
 from __future__ import annotations
 
+from gateway.service.openai._errors import ENVELOPE_KEY, error_fields, reply_headers
 from gateway.service.openai._errors import KINDS as ERROR_KINDS
 from gateway.service.openai._errors import abort as report_error
 from gateway.service.openai._servicer import OpenAIGatewayServicer
 
-__all__ = ["ERROR_KINDS", "OpenAIGatewayServicer", "report_error"]
+__all__ = [
+    "ENVELOPE_KEY",
+    "ERROR_KINDS",
+    "OpenAIGatewayServicer",
+    "error_fields",
+    "reply_headers",
+    "report_error",
+]

@@ -5,7 +5,8 @@ act on: 400, 401, 403, 404, 409, 429, 500, 503, 504; the Python SDK retries 408,
 5xx), so metrics and gRPC callers see the same failure as on SaxGateway. The envelope travels
 in the ``x-openai-error`` trailing metadata, which a trailers-only gRPC response turns into a
 header; Envoy's Lua on the OpenAI route moves it into the body. A 429 also carries
-``retry-after``, which the SDKs honour, and a 501 ``x-should-retry: false``.
+``retry-after``, which the SDKs honour, and a 501 ``x-should-retry: false``. Its message and
+``param`` are SaxGateway's, cut to fit a header as they are (`gateway.service._errors.clip`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 
 from gateway.common.rpc import Context
-from gateway.service._errors import relay, to_status
+from gateway.service._errors import relay, to_status, violations
 
 ENVELOPE_KEY = "x-openai-error"
 RETRY_AFTER_SECONDS = 1
@@ -26,7 +27,6 @@ RETRY_AFTER_SECONDS = 1
 NOT_RETRIED = frozenset({grpc.StatusCode.UNIMPLEMENTED})
 """Codes whose HTTP status (501) the SDKs retry, as they retry every 5xx, though no retry can
 succeed: sent with ``x-should-retry: false``, which the Python and Node SDKs obey."""
-_MAX_MESSAGE = 2000  # the envelope rides in a header; keep it well under Envoy's header limits
 
 _C = grpc.StatusCode
 # OpenAI's error ``type`` (and, where OpenAI has one, ``code``) for every gRPC code.
@@ -51,34 +51,45 @@ KINDS: dict[grpc.StatusCode, tuple[str, str | None]] = {
 }
 
 
-def envelope(exc: BaseException) -> tuple[grpc.StatusCode, dict[str, Any], bytes]:
-    """The code that reports ``exc``, its OpenAI error object, and the serialized
-    google.rpc.Status (for gRPC callers)."""
-    code, message, status = to_status(exc)
+def error_fields(code: grpc.StatusCode, param: str | None = None) -> dict[str, Any]:
+    """OpenAI's error object for a failure with ``code``, but its message: ``type``,
+    ``param`` (the field at fault, if known) and ``code``. Envoy's Lua answers a failure grpc
+    itself reported with the same (gateway/launch/_openai_errors.py)."""
     kind, openai_code = KINDS[code]
-    violations = getattr(exc, "field_violations", ())
-    param = violations[0][0] if violations else None
     if code == _C.NOT_FOUND:
         # Every OpenAI call names one model: whatever was not found (the model, its cell)
         # is that model's, as OpenAI reports it.
         param = param or "model"
-    error = {"message": message, "type": kind, "param": param, "code": openai_code}
+    return {"type": kind, "param": param, "code": openai_code}
+
+
+def reply_headers(code: grpc.StatusCode) -> tuple[tuple[str, str], ...]:
+    """The headers the SDKs act on, for a failure with ``code``."""
+    if code == _C.RESOURCE_EXHAUSTED:
+        return (("retry-after", str(RETRY_AFTER_SECONDS)),)
+    if code in NOT_RETRIED:
+        return (("x-should-retry", "false"),)
+    return ()
+
+
+def envelope(exc: BaseException) -> tuple[grpc.StatusCode, dict[str, Any], bytes]:
+    """The code that reports ``exc``, its OpenAI error object, and the serialized
+    google.rpc.Status (for gRPC callers)."""
+    code, message, status = to_status(exc)
+    named = violations(exc)
+    error = {"message": message, **error_fields(code, named[0][0] if named else None)}
     return code, {"error": error}, status.SerializeToString()
 
 
 async def abort(context: Context, exc: BaseException) -> NoReturn:
     """Ends the call with ``exc``'s code, the envelope in ``x-openai-error``."""
     code, body, status = envelope(exc)
-    body["error"]["message"] = body["error"]["message"][:_MAX_MESSAGE]
     metadata: list[tuple[str, str | bytes]] = [
         # ensure_ascii: metadata values must be printable ASCII.
         (ENVELOPE_KEY, json.dumps(body, ensure_ascii=True)),
         ("grpc-status-details-bin", status),
+        *reply_headers(code),
     ]
-    if code == _C.RESOURCE_EXHAUSTED:
-        metadata.append(("retry-after", str(RETRY_AFTER_SECONDS)))
-    if code in NOT_RETRIED:
-        metadata.append(("x-should-retry", "false"))
     await context.abort(code, body["error"]["message"], trailing_metadata=tuple(metadata))
 
 

@@ -22,14 +22,11 @@ from __future__ import annotations
 
 import json
 import math
-import re
-import sys
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.client import InvalidArgumentError
-from gateway.common.limits import MAX_TEXT_CHARS
+from gateway.common.limits import MAX_TEXT_CHARS, shown
 from gateway.service._fields import bounded, invalid
 
 MAX_N = 16
@@ -53,9 +50,10 @@ SAX_INPUTS = {
 }
 """OpenAI parameter -> Sax extra input (``max_completion_tokens`` counts as ``max_tokens``)."""
 
-# Fields Sax cannot honour, and the value that means "not asked for". Not 0 for logprobs:
-# on /v1/completions it is a count, and 0 asks for the chosen tokens' log-probabilities
-# (OpenAI's and vLLM's answers have them), which Sax cannot give.
+# Fields Sax cannot honour, and the value that means "not asked for" (the second one is the
+# hint in the 400). Not 0 for logprobs: on /v1/completions it is a count, and 0 asks for the
+# chosen tokens' log-probabilities (OpenAI's and vLLM's answers have them), which Sax cannot
+# give; there the hint is null (`_COMPLETION_HINTS`), though false passes as on chat.
 _UNSUPPORTED: dict[str, tuple[object, ...]] = {
     "logprobs": (None, False),
     "top_logprobs": (None, 0),
@@ -73,6 +71,10 @@ _UNSUPPORTED: dict[str, tuple[object, ...]] = {
     "audio": (None, None),
     "web_search_options": (None, None),
 }
+
+
+_COMPLETION_HINTS = {"logprobs": "null"}
+"""What to set instead, where /v1/completions differs from chat: its logprobs is a count."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,59 +124,12 @@ class EmbeddingRequest:
     dimensions: int | None
 
 
-# A \\uXXXX escape of a UTF-16 surrogate (d800-dfff). JSON may spell a lone one, which
-# json.loads keeps as is and protobuf cannot encode: only a body with one is walked.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def parse_body(data: bytes) -> dict[str, Any]:
-    """The request's JSON object, whose text is all valid Unicode."""
-    try:
-        body = json.loads(data or b"null")
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidArgumentError(f"the request body is not valid JSON: {exc}") from exc
-    except RecursionError:
-        raise InvalidArgumentError(
-            "the request body is not valid JSON: nested too deeply"
-        ) from None
-    except ValueError:
-        # The one other ValueError json.loads raises: Python's cap on the digits of an int
-        # it converts (an INTERNAL 500 before, as any unexpected exception is).
-        raise InvalidArgumentError(
-            "the request body is not valid JSON: a number has more than "
-            f"{sys.get_int_max_str_digits()} digits"
-        ) from None
-    if not isinstance(body, dict):
-        raise InvalidArgumentError("the request body must be a JSON object")
-    if _SURROGATE_ESCAPE.search(data):  # a plain scan: the walk below is for rare bodies
-        _reject_lone_surrogates(body)
-    return body
-
-
-def _reject_lone_surrogates(body: dict[str, Any]) -> None:
-    """INVALID_ARGUMENT naming the first text with a lone surrogate (json.loads joins a pair
-    into one character)."""
-    queue: list[tuple[str, object]] = [("", body)]
-    for path, value in queue:  # breadth first, not recursive: the body may be deeply nested
-        if isinstance(value, str) and (lone := _lone_surrogate(value)):
-            raise invalid(path, f"not valid Unicode: a lone surrogate ({lone})")
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if lone := _lone_surrogate(key):
-                    where = f"a key in {path}" if path else "a key of the request body"
-                    raise InvalidArgumentError(
-                        f"{where} is not valid Unicode: a lone surrogate ({lone})"
-                    )
-                queue.append((f"{path}.{key}" if path else key, item))
-        elif isinstance(value, list):
-            queue += [(f"{path}[{i}]", item) for i, item in enumerate(value)]
-
-
-def _lone_surrogate(text: str) -> str | None:
-    """The first surrogate in ``text``, spelt as a JSON escape."""
-    found = _SURROGATE.search(text)
-    return f"\\u{ord(found.group()):04x}" if found else None
+def whole(value: object) -> object:
+    """``value``, an int if it is a float with a whole value: JSON has one kind of number, so
+    ``1.0`` is ``1`` (OpenAI takes it for an integer field, and JavaScript may write it)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def number(body: Mapping[str, Any], key: str, low: float, high: float) -> float | None:
@@ -189,13 +144,15 @@ def number(body: Mapping[str, Any], key: str, low: float, high: float) -> float 
 
 
 def integer(body: Mapping[str, Any], key: str, low: int, high: int) -> int | None:
-    value = body.get(key)
-    if value is None:
+    """An integer field (a whole number, `whole`), or None if it is absent or null."""
+    given = body.get(key)
+    if given is None:
         return None
+    value = whole(given)
     if isinstance(value, bool) or not isinstance(value, int):
         raise invalid(key, "must be an integer")
     if not low <= value <= high:
-        raise invalid(key, f"must be between {low} and {high}, got {value}")
+        raise invalid(key, f"must be between {low} and {high}, got {given}")
     return value
 
 
@@ -211,7 +168,7 @@ def _strings(value: object, key: str, what: str) -> tuple[str, ...]:
 
 def _bounded(value: object, texts: tuple[str, ...], key: str) -> None:
     """Each text sent to Sax as it is (a prompt, an input) within MAX_TEXT_CHARS, as
-    SaxGateway's ``query`` is; named as `_reject_lone_surrogates` names it (``prompt`` for a
+    SaxGateway's ``query`` is; named as `_body.parse_body` names a lone surrogate (``prompt`` for a
     string, ``prompt[1]`` in a list)."""
     for i, text in enumerate(texts):
         bounded(text, key if isinstance(value, str) else f"{key}[{i}]", MAX_TEXT_CHARS)
@@ -228,14 +185,18 @@ def model_name(body: Mapping[str, Any]) -> str:
     return model
 
 
-def _reject_unsupported(body: Mapping[str, Any]) -> None:
-    for key, unset in _UNSUPPORTED.items():
-        value = body.get(key)
-        if not any(value == u and type(value) is type(u) for u in unset) and value is not None:
-            raise invalid(
-                key,
-                f"not supported: Sax cannot honour {key} (remove it or set {json.dumps(unset[1])})",
-            )
+def unset(value: object, values: Collection[object]) -> bool:
+    """Whether ``value`` is null or one of ``values``, which mean "not asked for": of the
+    same type (``false`` is not ``0``), a whole float as an int (`whole`)."""
+    value = whole(value)
+    return value is None or any(value == u and type(value) is type(u) for u in values)
+
+
+def _reject_unsupported(body: Mapping[str, Any], hints: Mapping[str, str]) -> None:
+    for key, values in _UNSUPPORTED.items():
+        if not unset(body.get(key), values):
+            hint = hints.get(key, json.dumps(values[1]))
+            raise invalid(key, f"not supported: Sax cannot honour {key} (remove it or set {hint})")
 
 
 _GUIDED = (
@@ -264,7 +225,7 @@ def _reject_constrained_output(body: Mapping[str, Any]) -> None:
     if value.get("type", "text") != "text":
         raise invalid(
             "response_format",
-            f"{value.get('type')!r}: JSON mode and structured outputs are not supported: "
+            f"{shown(value.get('type'))}: JSON mode and structured outputs are not supported: "
             'Sax cannot constrain decoding (remove it or use {"type": "text"})',
         )
 
@@ -284,9 +245,10 @@ def reject_tool_choice(body: Mapping[str, Any], keys: Collection[str] = ("tool_c
             raise invalid(key, 'not supported: Sax models have no tool calling (use "none")')
 
 
-def sampling(body: Mapping[str, Any]) -> Sampling:
-    """The sampling and streaming parameters of a completion or chat request."""
-    _reject_unsupported(body)
+def sampling(body: Mapping[str, Any], hints: Mapping[str, str] | None = None) -> Sampling:
+    """The sampling and streaming parameters of a completion or chat request; ``hints`` say
+    what to set a field Sax cannot honour to, where the API's differs from chat's."""
+    _reject_unsupported(body, hints or {})
     reject_tool_choice(body, ("tool_choice", "function_call"))
     _reject_constrained_output(body)
     max_tokens = integer(body, "max_completion_tokens", 1, 1 << 20)
@@ -294,18 +256,22 @@ def sampling(body: Mapping[str, Any]) -> Sampling:
         max_tokens = integer(body, "max_tokens", 1, 1 << 20)
     stop = body.get("stop")
     stops = () if stop is None else _strings(stop, "stop", "stop")
-    if len(stops) > MAX_STOPS or not all(stops):
-        raise invalid("stop", f"at most {MAX_STOPS} non-empty strings")
+    if len(stops) > MAX_STOPS:
+        raise invalid("stop", f"at most {MAX_STOPS} strings, got {len(stops)}")
+    if not all(stops):
+        raise invalid("stop", "an empty stop string is not allowed: it would end every text")
     stream = flag(body, "stream")
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise invalid("stream_options", "must be an object")
+    # A null option is an absent one, as OpenAI takes it.
+    options = {k: v for k, v in (options or {}).items() if v is not None}
     if options and stream is not True:
         # As vLLM (and OpenAI): options of a stream on a call that does not stream are a
         # mistake the caller should hear about (usage would never come as a chunk); an empty
         # object says nothing, so vLLM lets it pass.
         raise invalid("stream_options", "only allowed when stream is true")
-    include_usage = (options or {}).get("include_usage", False)
+    include_usage = options.get("include_usage", False)
     if not isinstance(include_usage, bool):
         raise invalid("stream_options.include_usage", "must be true or false")
     return Sampling(
@@ -346,7 +312,9 @@ def completion_request(body: Mapping[str, Any]) -> CompletionRequest:
     if not prompts or len(prompts) > MAX_INPUTS:
         raise invalid("prompt", f"between 1 and {MAX_INPUTS} prompts")
     _bounded(prompt, prompts, "prompt")
-    return CompletionRequest(model=model_name(body), prompts=prompts, sampling=sampling(body))
+    return CompletionRequest(
+        model=model_name(body), prompts=prompts, sampling=sampling(body, _COMPLETION_HINTS)
+    )
 
 
 def content(message: Mapping[str, Any], where: str, kinds: Collection[str] = ("text",)) -> str:
@@ -372,7 +340,8 @@ def content(message: Mapping[str, Any], where: str, kinds: Collection[str] = ("t
         if "type" not in part:
             raise invalid(where, f'part {i} has no "type": {expected}')
         if part["type"] not in kinds:
-            raise invalid(where, f"{part['type']!r} parts are not supported: only text reaches Sax")
+            kind = shown(part["type"])
+            raise invalid(where, f"{kind} parts are not supported: only text reaches Sax")
         if not isinstance(part.get("text"), str):
             raise invalid(where, 'a text part needs a string "text"')
         texts.append(part["text"])
@@ -391,15 +360,41 @@ def role(message: object, where: str, roles: Collection[str] = ROLES) -> str:
     return name
 
 
+_TOOL_HISTORY = {"tool_calls": (None, []), "tool_call_id": (None, ""), "function_call": (None,)}
+"""A message's parts of a tool call (an assistant's calls, a tool's answer to one), and the
+values that hold none: with ``tools`` refused, dropping them would show the model a turn
+that says nothing and an answer to no question."""
+
+
+def _reject_chat_only(body: Mapping[str, Any]) -> None:
+    """The chat fields the Responses API has too, refused as it refuses them: ``verbosity``
+    (its ``text.verbosity``) other than OpenAI's default, any ``reasoning_effort`` (its
+    ``reasoning``). ``prediction`` only speeds up an answer that is the same without it: it
+    is accepted and ignored, as ``seed`` is."""
+    verbosity = body.get("verbosity")
+    if verbosity not in (None, "medium"):
+        raise invalid("verbosity", f"{shown(verbosity)} is not supported: remove it")
+    if body.get("reasoning_effort") is not None:
+        raise invalid(
+            "reasoning_effort", "not supported: Sax models have no reasoning settings (remove it)"
+        )
+
+
 def chat_request(body: Mapping[str, Any]) -> ChatRequest:
     """A ``/v1/chat/completions`` request."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise invalid("messages", "required: a non-empty list of {role, content} objects")
+    _reject_chat_only(body)
     parsed = []
     for i, message in enumerate(messages):
         where = f"messages[{i}]"
         item = {"role": role(message, where)}
+        for key, values in _TOOL_HISTORY.items():
+            if message.get(key) not in values:
+                raise invalid(
+                    f"{where}.{key}", "not supported: Sax models have no tool calling (remove it)"
+                )
         item["content"] = content(message, f"{where}.content")
         name = message.get("name")
         if name is not None and not isinstance(name, str):

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.common.limits import shown
 from gateway.service._fields import invalid
 from gateway.service.openai import _requests as rq
 
@@ -78,7 +79,7 @@ def responses_request(body: Mapping[str, Any]) -> ResponsesRequest:
     if truncation not in (None, "disabled"):
         raise invalid(
             "truncation",
-            f"{truncation!r} is not supported: the gateway cannot shorten a conversation to "
+            f"{shown(truncation)} is not supported: the gateway cannot shorten a conversation to "
             'fit the model (remove it or set "disabled")',
         )
     metadata = body.get("metadata")
@@ -128,9 +129,8 @@ def _string(body: Mapping[str, Any], key: str) -> str | None:
 
 
 def _reject_unsupported(body: Mapping[str, Any]) -> None:
-    for key, unset in _UNSUPPORTED.items():
-        value = body.get(key)
-        if value is not None and not any(value == u and type(value) is type(u) for u in unset):
+    for key, values in _UNSUPPORTED.items():
+        if not rq.unset(body.get(key), values):
             raise invalid(key, f"not supported: {_WHY[key]} (remove it)")
     rq.reject_tool_choice(body)
 
@@ -146,15 +146,15 @@ def _text(body: Mapping[str, Any]) -> dict[str, Any]:
     if shape is not None and not isinstance(shape, dict):
         raise invalid("text.format", 'must be an object such as {"type": "text"}')
     if shape is not None and shape.get("type") != "text":
-        kind = shape.get("type")
+        kind = shown(shape.get("type"))
         raise invalid(
             "text.format",
-            f"{kind!r}: JSON mode and structured outputs are not supported: Sax cannot "
+            f"{kind}: JSON mode and structured outputs are not supported: Sax cannot "
             'constrain decoding (remove it or use {"type": "text"})',
         )
     verbosity = text.get("verbosity")
     if verbosity not in (None, "medium"):
-        raise invalid("text.verbosity", f"{verbosity!r} is not supported: remove it")
+        raise invalid("text.verbosity", f"{shown(verbosity)} is not supported: remove it")
     return {"format": {"type": "text"}, "verbosity": "medium"}
 
 
@@ -170,7 +170,7 @@ def _input(value: object) -> tuple[Mapping[str, str], ...]:
         where = f"input[{i}]"
         kind = item.get("type", "message") if isinstance(item, dict) else "message"
         if kind != "message":
-            raise invalid(where, f"{kind!r} items are not supported: only messages reach Sax")
+            raise invalid(where, f"{shown(kind)} items are not supported: only messages reach Sax")
         role = rq.role(item, where, ROLES)
         if role not in ROLES:
             raise invalid(f"{where}.role", f"must be one of {', '.join(ROLES)}")

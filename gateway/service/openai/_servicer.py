@@ -1,11 +1,11 @@
 """The OpenAIGateway servicer: OpenAI's JSON in, the same Sax client calls as SaxGateway, OpenAI's
 JSON or Server-Sent Events out.
 
-Parsing and the parameter table live in `_requests` (the Responses API's in
-`_responses_request`), response objects in `_responses` (`_responses_reply`), stop strings in
-`_stops`, chat templates in `_chat`, token counts in `_tokens`, a streamed prompt and the
-finish reason in `_generate`, and errors in `_errors`; deadlines and error codes are
-SaxGateway's (`gateway.service._fields`, `_errors`).
+The body's JSON is read in `_body`; parsing and the parameter table live in `_requests` (the
+Responses API's in `_responses_request`), response objects in `_responses`
+(`_responses_reply`), stop strings in `_stops`, chat templates in `_chat`, token counts in
+`_tokens`, a streamed prompt and the finish reason in `_generate`, and errors in `_errors`;
+deadlines and error codes are SaxGateway's (`gateway.service._fields`, `_errors`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
-from urllib.parse import unquote
 
 from google.api.httpbody_pb2 import HttpBody
 from saxgateway.v1 import openai_pb2 as pb
@@ -37,11 +36,13 @@ from gateway.config import GatewaySettings
 from gateway.modelconfig import aliases_of, all_stops
 from gateway.service import _fields as f
 from gateway.service._access import ANONYMOUS, Access
+from gateway.service._bindings import Check, path_check
 from gateway.service._streams import StreamSlots
 from gateway.service._usage import note_usage
 from gateway.service.openai import _errors
 from gateway.service.openai import _requests as rq
 from gateway.service.openai import _responses as rs
+from gateway.service.openai._body import parse_body
 from gateway.service.openai._chat import ChatTemplates
 from gateway.service.openai._generate import Job, check_samples, finish_reason, stream_prompt
 from gateway.service.openai._responses_reply import ResponseReply
@@ -69,6 +70,16 @@ and the models' Sax ACLs), as OpenAI lists the models an API key can use."""
 
 _LESS_TEXT = "send fewer or shorter prompts, or a lower n or max_tokens"
 """How to make a completion's response smaller."""
+
+
+def _path_check(method: str) -> Check:
+    check = path_check(f"/{pb.DESCRIPTOR.services_by_name['OpenAIGateway'].full_name}/{method}")
+    assert check is not None, f"{method} binds no field from its path"
+    return check
+
+
+_MODEL_ON_PATH = _path_check("GetOpenAIModel")
+"""GET /v1/models/{model}: the model the path names must be the request's (`_bindings`)."""
 
 
 class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
@@ -179,9 +190,10 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
 
     @_errors.unary
     async def GetOpenAIModel(self, request: pb.GetOpenAIModelRequest, context: Context) -> HttpBody:
+        _MODEL_ON_PATH(request, context)  # the model the URL names, not one a query names
         # The SDKs percent-encode the ID as one path segment (/v1/models/%2Fsax%2Ftest%2Flm),
-        # and Envoy's transcoder keeps %2F as it is (its default url_unescape_spec).
-        name = unquote(request.model)
+        # which Envoy's transcoder decodes (its url_unescape_spec: ALL_CHARACTERS).
+        name = request.model
         model = self._resolve(name)
         deadline = self._deadline(context, self._settings.default_timeout)
         async with self._access.admit_model("GetModel", model, context, deadline):
@@ -204,7 +216,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
     async def CreateCompletion(
         self, request: pb.CreateCompletionRequest, context: Context
     ) -> AsyncIterator[HttpBody]:
-        req = rq.completion_request(rq.parse_body(request.body.data))
+        req = rq.completion_request(parse_body(request.body.data))
         shape = rs.Shape(chat=False, model=req.model, include_usage=req.sampling.include_usage)
         job = self._job(req.model, req.sampling, shape, prompts=lambda _: (req.prompts, ()))
         async for message in self._complete(context, job):
@@ -214,7 +226,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
     async def CreateChatCompletion(
         self, request: pb.CreateChatCompletionRequest, context: Context
     ) -> AsyncIterator[HttpBody]:
-        req = rq.chat_request(rq.parse_body(request.body.data))
+        req = rq.chat_request(parse_body(request.body.data))
         shape = rs.Shape(chat=True, model=req.model, include_usage=req.sampling.include_usage)
         job = await self._conversation(
             context, req.model, req.messages, req.sampling, shape, "messages"
@@ -226,7 +238,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
     async def CreateResponse(
         self, request: pb.CreateResponseRequest, context: Context
     ) -> AsyncIterator[HttpBody]:
-        req = responses_request(rq.parse_body(request.body.data))
+        req = responses_request(parse_body(request.body.data))
         shape = ResponseReply(req.model, req.echo)
         job = await self._conversation(
             context, req.model, req.messages, req.sampling, shape, "input"
@@ -291,14 +303,25 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         deadline = self._generation_deadline(context)
         options = CallOptions(extra_inputs=sampling.extra_inputs(), deadline=deadline)
         if sampling.stream:
-            with self._streams.hold(context):
-                async with self._access.admit_model("GenerateStream", model, context, deadline):
-                    async for message in self._stream(job, options):
-                        yield message
+            sent = False
+            try:
+                with self._streams.hold(context):
+                    async with self._access.admit_model("GenerateStream", model, context, deadline):
+                        async for message in self._stream(job, options):
+                            sent = True
+                            yield message
+            except InvalidArgumentError as exc:
+                if sent:  # reported in-band already, as it was
+                    raise
+                raise await self._unserved(exc, model, "lm.generate_stream", deadline) from None
             return
         generate = self._client.lm_generate
-        async with self._access.admit_model("Generate", model, context, deadline) as admitted:
-            results = await admitted.each([partial(generate, model, p, options) for p in prompts])
+        try:
+            async with self._access.admit_model("Generate", model, context, deadline) as admitted:
+                each = [partial(generate, model, p, options) for p in prompts]
+                results = await admitted.each(each)
+        except InvalidArgumentError as exc:
+            raise await self._unserved(exc, model, LM_METHOD, deadline) from None
         choices = []
         limit = sampling.max_tokens
         for samples in results:
@@ -337,20 +360,41 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
             raise
         yield shape.tail(self._tokens.usage(model, prompts, texts))
 
+    async def _unserved(
+        self, exc: InvalidArgumentError, model: str, method: str, deadline: Deadline
+    ) -> InvalidArgumentError:
+        """What reports ``exc``, an INVALID_ARGUMENT from ``method`` on ``model``: if the
+        model has no such method (a vision or audio model), a 400 naming ``model``, where
+        Sax's message ends in its Go code name and names no field; otherwise ``exc``."""
+        if exc.field_violations:
+            return exc
+        try:
+            detail = await self._client.list_detail(model, deadline=deadline)
+        except SaxError:
+            return exc
+        methods = sorted(detail.method_names)
+        if not methods or method in methods:  # not known yet, or not what failed
+            return exc
+        return f.invalid("model", f"{model} has no {method}: it serves {', '.join(methods)}")
+
     # Embeddings.
 
     @_errors.unary
     async def CreateEmbedding(
         self, request: pb.CreateEmbeddingRequest, context: Context
     ) -> HttpBody:
-        req = rq.embedding_request(rq.parse_body(request.body.data))
+        req = rq.embedding_request(parse_body(request.body.data))
         model = self._resolve(req.model)
         # From before the call waits for its model's ACLs and slot, as a completion's.
         deadline = self._deadline(context, self._settings.default_timeout)
         options = CallOptions(deadline=deadline)
         embed = self._client.lm_embed
-        async with self._access.admit_model("Embed", model, context, deadline) as admitted:
-            vectors = await admitted.each([partial(embed, model, t, options) for t in req.inputs])
+        try:
+            async with self._access.admit_model("Embed", model, context, deadline) as admitted:
+                each = [partial(embed, model, t, options) for t in req.inputs]
+                vectors = await admitted.each(each)
+        except InvalidArgumentError as exc:
+            raise await self._unserved(exc, model, "lm.embed", deadline) from None
         size = len(vectors[0])
         if req.dimensions is not None and req.dimensions != size:
             raise f.invalid(

@@ -90,8 +90,9 @@ class SaxGatewayStub:
     Fails without messages (and so with an HTTP status) for errors found
     before decoding starts; see Generate. Without a deadline a stream may
     last the gateway's stream timeout (600 s), but RESOURCE_EXHAUSTED or
-    UNAVAILABLE from busy or unreachable replicas is returned when a unary
-    call would return it (the gateway's default timeout).
+    UNAVAILABLE from busy or unreachable replicas, and DEADLINE_EXCEEDED when
+    no replica serves the model, are returned when a unary call would return
+    them (the gateway's default timeout).
     """
     Score: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ScoreRequest, _gateway_pb2.ScoreResponse]
     """Returns the log-probability of each suffix after a prefix.
@@ -135,9 +136,11 @@ class SaxGatewayStub:
     """
     WaitForReady: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.WaitForReadyRequest, _gateway_pb2.WaitForReadyResponse]
     """Returns once a model has the requested number of ready replicas.
-    Returns DEADLINE_EXCEEDED if that does not happen within the deadline, and
+    Returns DEADLINE_EXCEEDED if that does not happen within the deadline,
     FAILED_PRECONDITION with the load error once every model server the model
-    was assigned to failed to load it (the embedded cell reports that).
+    was assigned to failed to load it (the embedded cell reports that), and
+    NOT_FOUND if the model is not published, or is unpublished while the call
+    waits.
     """
     GetAcl: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.GetAclRequest, _gateway_pb2.GetAclResponse]
     """Returns the admin ACL of a cell or a model, and a model's data method ACLs.
@@ -235,8 +238,9 @@ class SaxGatewayAsyncStub(SaxGatewayStub):
     Fails without messages (and so with an HTTP status) for errors found
     before decoding starts; see Generate. Without a deadline a stream may
     last the gateway's stream timeout (600 s), but RESOURCE_EXHAUSTED or
-    UNAVAILABLE from busy or unreachable replicas is returned when a unary
-    call would return it (the gateway's default timeout).
+    UNAVAILABLE from busy or unreachable replicas, and DEADLINE_EXCEEDED when
+    no replica serves the model, are returned when a unary call would return
+    them (the gateway's default timeout).
     """
     Score: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ScoreRequest, _gateway_pb2.ScoreResponse]  # type: ignore[assignment]
     """Returns the log-probability of each suffix after a prefix.
@@ -280,9 +284,11 @@ class SaxGatewayAsyncStub(SaxGatewayStub):
     """
     WaitForReady: _aio.UnaryUnaryMultiCallable[_gateway_pb2.WaitForReadyRequest, _gateway_pb2.WaitForReadyResponse]  # type: ignore[assignment]
     """Returns once a model has the requested number of ready replicas.
-    Returns DEADLINE_EXCEEDED if that does not happen within the deadline, and
+    Returns DEADLINE_EXCEEDED if that does not happen within the deadline,
     FAILED_PRECONDITION with the load error once every model server the model
-    was assigned to failed to load it (the embedded cell reports that).
+    was assigned to failed to load it (the embedded cell reports that), and
+    NOT_FOUND if the model is not published, or is unpublished while the call
+    waits.
     """
     GetAcl: _aio.UnaryUnaryMultiCallable[_gateway_pb2.GetAclRequest, _gateway_pb2.GetAclResponse]  # type: ignore[assignment]
     """Returns the admin ACL of a cell or a model, and a model's data method ACLs.
@@ -437,8 +443,9 @@ class SaxGatewayServicer(metaclass=_abc_1.ABCMeta):
         Fails without messages (and so with an HTTP status) for errors found
         before decoding starts; see Generate. Without a deadline a stream may
         last the gateway's stream timeout (600 s), but RESOURCE_EXHAUSTED or
-        UNAVAILABLE from busy or unreachable replicas is returned when a unary
-        call would return it (the gateway's default timeout).
+        UNAVAILABLE from busy or unreachable replicas, and DEADLINE_EXCEEDED when
+        no replica serves the model, are returned when a unary call would return
+        them (the gateway's default timeout).
         """
 
     @_abc_1.abstractmethod
@@ -548,9 +555,11 @@ class SaxGatewayServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_gateway_pb2.WaitForReadyResponse, _abc.Awaitable[_gateway_pb2.WaitForReadyResponse]]:
         """Returns once a model has the requested number of ready replicas.
-        Returns DEADLINE_EXCEEDED if that does not happen within the deadline, and
+        Returns DEADLINE_EXCEEDED if that does not happen within the deadline,
         FAILED_PRECONDITION with the load error once every model server the model
-        was assigned to failed to load it (the embedded cell reports that).
+        was assigned to failed to load it (the embedded cell reports that), and
+        NOT_FOUND if the model is not published, or is unpublished while the call
+        waits.
         """
 
     @_abc_1.abstractmethod

@@ -9,6 +9,7 @@ Its own stack, through the real Envoy: the tests here hang its admin (SIGSTOP).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -66,8 +67,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "models": {QUEUED: {"chat_template_name": "chatml"}},
     }
     config_file.write_text(yaml.safe_dump(config))
+    gateway = gateway_settings(base, config_file=str(config_file))
+    # A hung admin's reads fail UNAVAILABLE after --admin-unreachable-after of silence (5 s by
+    # default): longer here, so that what ends a call is the deadline each test is about.
+    client = dataclasses.replace(gateway.client, admin_unreachable_after=30.0)
     settings = StackSettings(
-        gateway=gateway_settings(base, config_file=str(config_file)),
+        gateway=dataclasses.replace(gateway, client=client),
         cell=cell_settings(base, servers=1),
         gateway_ports=(free_port(),),  # one process: one queue per model
         envoy=envoy_settings(loopback_envoy(), load_config(config_file).edge),

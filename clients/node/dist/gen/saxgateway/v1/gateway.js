@@ -8702,8 +8702,9 @@ exports.SaxGatewayDefinition = {
          * Fails without messages (and so with an HTTP status) for errors found
          * before decoding starts; see Generate. Without a deadline a stream may
          * last the gateway's stream timeout (600 s), but RESOURCE_EXHAUSTED or
-         * UNAVAILABLE from busy or unreachable replicas is returned when a unary
-         * call would return it (the gateway's default timeout).
+         * UNAVAILABLE from busy or unreachable replicas, and DEADLINE_EXCEEDED when
+         * no replica serves the model, are returned when a unary call would return
+         * them (the gateway's default timeout).
          */
         generateStream: {
             name: "GenerateStream",
@@ -9468,9 +9469,11 @@ exports.SaxGatewayDefinition = {
         },
         /**
          * Returns once a model has the requested number of ready replicas.
-         * Returns DEADLINE_EXCEEDED if that does not happen within the deadline, and
+         * Returns DEADLINE_EXCEEDED if that does not happen within the deadline,
          * FAILED_PRECONDITION with the load error once every model server the model
-         * was assigned to failed to load it (the embedded cell reports that).
+         * was assigned to failed to load it (the embedded cell reports that), and
+         * NOT_FOUND if the model is not published, or is unpublished while the call
+         * waits.
          */
         waitForReady: {
             name: "WaitForReady",

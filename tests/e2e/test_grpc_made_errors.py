@@ -1,0 +1,108 @@
+"""Failures grpc reports itself, before (or around) the gateway's code: a header it cannot
+parse (a ``-bin`` value that is not base64: INTERNAL), a ``grpc-timeout`` that passes before
+the handler runs (``Deadline Exceeded``). No gateway code shapes their reply, yet each keeps
+its route's error shape: OpenAI's envelope on the OpenAI routes, which the SDKs parse (they
+got the transcoder's ``{"code","message","details"}``), and on the native routes the request
+ID every error body names (they had ``"details": []``), but for a stream's (README).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from gateway.launch.stack import Stack
+from tests.e2e._bodies import gateway_error
+from tests.e2e._published import TEST_LM, published
+
+UNPARSED = "Error parsing 'x-probe-bin' metadata: illegal base64 encoding"
+NOT_BASE64 = {"x-probe-bin": "###"}
+MODEL = "/sax/test/grpc-made"
+
+
+@pytest.fixture(scope="module")
+def model(stack: Stack) -> Iterator[str]:
+    with published(stack, MODEL, TEST_LM, {"text": "ok"}) as name:
+        yield name
+
+
+def _openai_calls(model: str) -> list[tuple[str, str, dict[str, object] | None]]:
+    """(method, path, body) of every OpenAI route, streams included."""
+    chat: dict[str, object] = {"model": model, "messages": [{"role": "user", "content": "q"}]}
+    return [
+        ("GET", "/v1/models", None),
+        ("GET", f"/v1/models{model}", None),
+        ("POST", "/v1/completions", {"model": model, "prompt": "q"}),
+        ("POST", "/v1/completions", {"model": model, "prompt": "q", "stream": True}),
+        ("POST", "/v1/chat/completions", chat),
+        ("POST", "/v1/chat/completions", {**chat, "stream": True}),
+        ("POST", "/v1/responses", {"model": model, "input": "q"}),
+        ("POST", "/v1/responses", {"model": model, "input": "q", "stream": True}),
+        ("POST", "/v1/embeddings", {"model": model, "input": "q"}),
+    ]
+
+
+def test_on_openai_routes_they_are_openai_envelopes(http: httpx.Client, model: str) -> None:
+    for method, path, body in _openai_calls(model):
+        response = http.request(method, path, json=body, headers=NOT_BASE64)
+        assert response.status_code == 500, (path, response.text)
+        error = {"message": UNPARSED, "type": "server_error", "param": None, "code": None}
+        assert response.json() == {"error": error}, (path, body)
+        assert response.headers["content-type"] == "application/json"
+
+
+def test_a_deadline_grpc_reports_on_an_openai_route_is_a_timeout_error(
+    http: httpx.Client, model: str
+) -> None:
+    # 1 ns: the deadline has passed when the call reaches the gateway, and either grpc (about
+    # one call in five here) or the gateway's own code reports it first (a stream may have
+    # sent its first event by then: a 200 and an in-band error).
+    expired = {"grpc-timeout": "1n"}
+    for stream in (False, True):
+        for _ in range(200):
+            body = {"model": model, "prompt": "q", "stream": stream}
+            response = http.post("/v1/completions", json=body, headers=expired)
+            if stream and response.status_code == 200:
+                continue
+            assert response.status_code == 504, response.text
+            error = response.json()["error"]
+            assert (error["type"], error["code"]) == ("timeout_error", "timeout"), error
+            if error["message"] == "Deadline Exceeded":  # grpc's own
+                assert error == {
+                    "message": "Deadline Exceeded",
+                    "type": "timeout_error",
+                    "param": None,
+                    "code": "timeout",
+                }
+                break
+        else:
+            pytest.fail("grpc never reported the deadline itself in 200 calls")
+
+
+@pytest.mark.parametrize("path", ["/generate", f"/v1{MODEL}:generate"])
+def test_on_native_routes_they_name_the_request_id(
+    http: httpx.Client, model: str, path: str
+) -> None:
+    body = {"query": "q"} if path.startswith("/v1/") else {"model": model, "query": "q"}
+    response = http.post(path, json=body, headers=NOT_BASE64)
+    assert response.status_code == 500, response.text
+    assert response.json() == gateway_error(response, 13, UNPARSED)
+    # A client's own ID too.
+    mine = http.post(path, json=body, headers={**NOT_BASE64, "x-request-id": 'mine "17"'})
+    assert mine.json() == gateway_error(mine, 13, UNPARSED)
+    assert mine.json()["details"][0]["request_id"] == 'mine "17"'
+
+
+@pytest.mark.parametrize("path", ["/generate_stream", f"/v1{MODEL}:streamGenerate"])
+def test_on_native_streams_the_request_id_is_in_the_header_only(
+    http: httpx.Client, model: str, path: str
+) -> None:
+    # What the README says of them: no filter reads a stream's reply, which would cost every
+    # open stream Envoy's memory for the sake of these rare failures.
+    body = {"query": "q"} if path.startswith("/v1/") else {"model": model, "query": "q"}
+    response = http.post(path, json=body, headers=NOT_BASE64)
+    assert response.status_code == 500, response.text
+    assert response.json() == {"code": 13, "message": UNPARSED, "details": []}
+    assert response.headers["x-request-id"]

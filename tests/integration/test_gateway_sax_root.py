@@ -1,0 +1,116 @@
+"""A `saxgw gateway` process whose SAX_ROOT is not a directory of cells: a file is the
+operator's to fix (INTERNAL at once, as docs/reliability.md has it), a root not there yet is
+UNAVAILABLE once the admin retry window has passed, and neither floods the log."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import grpc
+from saxgateway.v1 import gateway_pb2 as pb
+from saxgateway.v1 import gateway_pb2_grpc
+from saxml.protobuf import admin_pb2
+
+from gateway.launch.processes import free_port
+from tests._grpc import sync_channel
+from tests._stacks import wait_listening
+
+UNREACHABLE_AFTER_S = 1.0
+NO_ADMIN_YET = "No admin server has been started for this Sax cell."  # what Sax writes first
+
+
+@contextmanager
+def _gateway(root: Path, log: Path) -> Iterator[gateway_pb2_grpc.SaxGatewayStub]:
+    """`saxgw gateway --sax-root ROOT` on a free port, logging to ``log``; a stub to it."""
+    port = free_port()
+    argv = [
+        *(sys.executable, "-m", "gateway.cli", "gateway", "--log-format=text"),
+        *("--host", "127.0.0.1", "--port", str(port), "--sax-root", str(root)),
+        f"--admin-unreachable-after={UNREACHABLE_AFTER_S:g}",
+    ]
+    with log.open("w") as out:
+        gateway = subprocess.Popen(argv, stderr=out)
+    try:
+        wait_listening(gateway, port, log, "the gateway", timeout=60)
+        with sync_channel(f"127.0.0.1:{port}") as channel:
+            yield gateway_pb2_grpc.SaxGatewayStub(channel)
+    finally:
+        gateway.terminate()
+        gateway.wait(timeout=30)
+
+
+def _fails(call: Callable[..., object], request: object) -> tuple[str, str, float]:
+    """The code name and message ``call`` fails with, and how long it took."""
+    started = time.monotonic()
+    try:
+        call(request, timeout=30)
+    except grpc.RpcError as exc:
+        return exc.code().name, exc.details() or "", time.monotonic() - started
+    raise AssertionError(f"{request} succeeded")
+
+
+def test_a_sax_root_that_became_a_file_is_internal_at_once(tmp_path: Path) -> None:
+    # Started on a directory that a file then replaced (`saxgw gateway` refuses a file at
+    # start, as `up` and `serve` do). Before, ListCells answered no cells at all, as if the
+    # root were empty, and a cell's calls were UNAVAILABLE once the retry window had passed.
+    root = tmp_path / "root"
+    root.mkdir()
+    with _gateway(root, tmp_path / "gateway.log") as stub:
+        root.rmdir()
+        root.write_text("not a directory")
+        code, message, took = _fails(stub.ListCells, pb.ListCellsRequest())
+        assert (code, message) == (
+            "INTERNAL",
+            "could not list the cells: this gateway's SAX_ROOT failed; its operator finds why "
+            "in the gateway's log",
+        )
+        code, message, took = _fails(stub.ListModels, pb.ListModelsRequest(sax_cell="/sax/test"))
+        assert (code, message) == (
+            "INTERNAL",
+            "could not find the admin server of cell /sax/test: this gateway's SAX_ROOT "
+            "failed; its operator finds why in the gateway's log",
+        )
+        assert took < UNREACHABLE_AFTER_S  # not retried
+    logged = (tmp_path / "gateway.log").read_text()
+    assert (
+        f"WARNING reading {root}/sax/test/location.proto failed: [Errno 20] the root is not a "
+        f"directory: '{root}'"
+    ) in logged
+
+
+def test_no_cell_under_sax_root_is_logged_once_not_at_every_retry(tmp_path: Path) -> None:
+    # Before, every attempt of every call logged it: 17 lines in the 7 s of two calls.
+    root = tmp_path / "root"
+    with _gateway(root, tmp_path / "gateway.log") as stub:
+        for _ in range(2):
+            listing = pb.ListModelsRequest(sax_cell="/sax/test")
+            code, message, took = _fails(stub.ListModels, listing)
+            assert (code, message) == (
+                "UNAVAILABLE",
+                "the admin server of cell /sax/test (no address) is unreachable: no Sax cell "
+                "exists under this gateway's SAX_ROOT (looking for /sax/test): it is missing or "
+                "empty; its operator should check its --sax-root",
+            )
+            assert took >= UNREACHABLE_AFTER_S
+        # The cell appears, as Sax creates it: before any admin has started.
+        (root / "sax" / "test").mkdir(parents=True)
+        never_started = admin_pb2.Location(location=NO_ADMIN_YET)
+        (root / "sax" / "test" / "location.proto").write_bytes(never_started.SerializeToString())
+        code, message, _ = _fails(stub.ListModels, pb.ListModelsRequest(sax_cell="/sax/test"))
+        assert (code, message) == (
+            "UNAVAILABLE",
+            "the admin server of cell /sax/test (no address) is unreachable: no admin server "
+            "has started for /sax/test yet",
+        )
+    lines = (tmp_path / "gateway.log").read_text().splitlines()
+    no_cell = [line.split(" ", 2)[2] for line in lines if "Sax cell under" in line]
+    assert len(no_cell) == 2, no_cell  # when it started, and when it ended
+    assert no_cell[0] == f"gateway.client._saxroot INFO no Sax cell under SAX_ROOT {root}/sax"
+    ended = f"gateway.client._saxroot INFO finding a Sax cell under {root}/sax works again, after "
+    assert no_cell[1].startswith(ended)
+    assert int(no_cell[1].removeprefix(ended).split()[0]) > 4  # every attempt of both calls

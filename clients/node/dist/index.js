@@ -91,11 +91,12 @@ class SaxGatewayError extends Error {
     /** The error of a failed call, details read from its grpc-status-details-bin trailer. */
     static fromServiceError(error) {
         const [bin] = error.metadata?.get("grpc-status-details-bin") ?? [];
-        if (bin instanceof Buffer) {
-            return new SaxGatewayError(error.code, error.details, status_1.Status.decode(bin).details, error.details);
-        }
         const reply = envoyReply(error.details);
-        return new SaxGatewayError(error.code, reply?.message ?? error.details, reply?.details, error.details);
+        const message = reply?.message ?? error.details;
+        // Envoy gives its own refusals a Status of their own too, whose message is the same JSON
+        // body: the message is the body's either way, the details the trailer's where it has them.
+        const details = bin instanceof Buffer ? status_1.Status.decode(bin).details : reply?.details;
+        return new SaxGatewayError(error.code, message, details, error.details);
     }
     /** The error a stream reports in-band, in its last message. */
     static fromStatus(status) {

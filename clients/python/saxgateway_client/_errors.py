@@ -134,12 +134,15 @@ def from_rpc_error(error: grpc.RpcError) -> SaxGatewayError:
     # Sync calls' errors hold grpc's (key, value) named tuples, grpc.aio's hold plain pairs;
     # types-grpcio types the former as a class that does not unpack, which it does.
     trailers: Sequence[tuple[str, str | bytes]] = error.trailing_metadata() or ()  # type: ignore[assignment]
+    message = error.details() or ""
+    reply = _envoy_reply(message)
     for key, value in trailers:
         if key == _DETAILS_KEY and isinstance(value, bytes):
+            # Envoy gives its own refusals a Status of their own too, whose message is the
+            # same JSON body: the message is the body's either way.
             status = status_pb2.Status.FromString(value)
-            return error_for(error.code(), error.details() or "", tuple(status.details))
-    message = error.details() or ""
-    return error_for(error.code(), *(_envoy_reply(message) or (message, ())))
+            return error_for(error.code(), reply[0] if reply else message, tuple(status.details))
+    return error_for(error.code(), *(reply or (message, ())))
 
 
 def _envoy_reply(message: str) -> tuple[str, tuple[any_pb2.Any, ...]] | None:

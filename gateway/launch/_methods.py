@@ -89,19 +89,29 @@ def routes(descriptor: Path) -> list[Route]:
     return [Route(regex, frozenset(v), openai[regex]) for regex, v in sorted(verbs.items())]
 
 
+#: RE2 for a header name gRPC metadata cannot carry (it takes 0-9 a-z _ . -), such as ``+``
+#: or ``a|b``, both HTTP tokens; pseudo-headers (``:path``) add only the colon.
+NOT_METADATA = "[^:]*[^0-9a-z_.:-].*"
+
+
 def method_filter() -> dict[str, object]:
     """The HTTP filter that hands the client's method to the gateway and the access log in
-    HTTP_METHOD_HEADER. The transcoder makes every call a POST: the log said POST for each
-    GET, and the gateway could not tell a HEAD from its GET, so a HEAD on a stream (``/watch``)
-    was a watch that never ended, holding the client's connection. Overwritten on every
-    request, so no client sets it."""
+    HTTP_METHOD_HEADER, and drops the headers no gateway could read.
+
+    The transcoder makes every call a POST: the log said POST for each GET, and the gateway
+    could not tell a HEAD from its GET, so a HEAD on a stream (``/watch``) was a watch that
+    never ended, holding the client's connection. Overwritten on every request, so no client
+    sets it. A header named outside gRPC's metadata alphabet (``curl -H '+;'``) reached the
+    gateway's grpc server, which failed the call 500 INTERNAL "Illegal header key"; HTTP
+    allows the name, so it is dropped here, as a header the API never reads."""
     header = {"key": HTTP_METHOD_HEADER, "value": "%REQ(:METHOD)%"}
-    mutation = {"append": {"header": header, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}
+    method = {"append": {"header": header, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}
+    illegal = {"remove_on_match": {"key_matcher": {"safe_regex": {"regex": NOT_METADATA}}}}
     return {
         "name": "http_method",
         "typed_config": {
             "@type": _TYPES + "extensions.filters.http.header_mutation.v3.HeaderMutation",
-            "mutations": {"request_mutations": [mutation]},
+            "mutations": {"request_mutations": [illegal, method]},
         },
     }
 

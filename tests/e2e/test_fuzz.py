@@ -52,9 +52,9 @@ def api_schema(stack: Stack) -> schemathesis.BaseSchema:
     # check of its form, which tests/e2e/test_request_guards.py covers.
     doc = requests.get(f"{stack.http_url}/openapi.json", timeout=30).json()
     # Less the credentials too: this stack asks for none, and tests/e2e/security tests them.
-    # Fuzzed, they bring headers of any name, and one that gRPC metadata cannot carry (`+`,
-    # `|`) is a 500 INTERNAL "Illegal header key" from the gateway's gRPC server: a known
-    # failure of the edge, not of a route's inputs, which this test is about.
+    # Fuzzed, they bring headers of any name, which are no route's inputs, this test's
+    # subject; names gRPC metadata cannot carry (`+`, `|`), which were a 500 INTERNAL, are
+    # tests/e2e/test_request_guards.py's.
     doc.pop("security")
     for ops in doc["paths"].values():
         for op in ops.values():

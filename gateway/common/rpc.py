@@ -10,11 +10,25 @@ so our methods accept exactly what the generated base classes promise).
 from __future__ import annotations
 
 import asyncio
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 import grpc
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+
+
+class WithMetadata(Protocol):
+    """What `metadata_value` reads of a call (a grpc.aio context has it)."""
+
+    def invocation_metadata(self) -> Any: ...
+
+
+def metadata_value(context: WithMetadata, key: str) -> str | None:
+    """The first value of ``key`` in a call's metadata (a text key: not ``-bin``), or None."""
+    for name, value in context.invocation_metadata() or ():
+        if name == key:
+            return str(value)
+    return None
 
 
 def cancelled_by_caller() -> bool:

@@ -23,12 +23,12 @@ from pathlib import Path
 from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor_pb2
 
+from gateway.common.httprules import patterns
 from gateway.service._streams import HTTP_METHOD_HEADER
 
 _TYPES = "type.googleapis.com/envoy."
 # Routes of these services answer errors in OpenAI's envelope.
 OPENAI_SERVICES = frozenset({"saxgateway.v1.OpenAIGateway"})
-_VERBS = ("get", "put", "post", "delete", "patch")
 _QUERY = r"(\?.*)?"  # Envoy matches a regex against the whole :path, query string included
 
 
@@ -39,15 +39,6 @@ class Route:
     verbs: frozenset[str]
     """The HTTP methods the API takes there."""
     openai: bool
-
-
-def _bindings(rule: http_pb2.HttpRule) -> Iterable[tuple[str, str]]:
-    for r in (rule, *rule.additional_bindings):
-        kind = r.WhichOneof("pattern")
-        if kind in _VERBS:
-            yield kind.upper(), getattr(r, kind)
-        elif kind == "custom":  # HEAD (`add_head_bindings`)
-            yield r.custom.kind.upper(), r.custom.path
 
 
 def _http_rules(files: descriptor_pb2.FileDescriptorSet) -> Iterable[tuple[str, http_pb2.HttpRule]]:
@@ -64,7 +55,7 @@ def add_head_bindings(files: descriptor_pb2.FileDescriptorSet) -> None:
     """Gives every GET binding in ``files`` a HEAD binding of the same path (a ``custom``
     pattern, as the transcoder reads one), unless it has one."""
     for _, rule in _http_rules(files):
-        bound = set(_bindings(rule))
+        bound = set(patterns(rule))
         for r in (rule, *rule.additional_bindings):
             if r.WhichOneof("pattern") != "get" or ("HEAD", r.get) in bound:
                 continue
@@ -82,7 +73,7 @@ def routes(descriptor: Path) -> list[Route]:
     openai: dict[str, bool] = {}
     files = descriptor_pb2.FileDescriptorSet.FromString(descriptor.read_bytes())
     for service, rule in _http_rules(files):
-        for verb, template in _bindings(rule):
+        for verb, template in patterns(rule):
             regex = path_regex(template)
             verbs[regex].add(verb)
             openai[regex] = service in OPENAI_SERVICES

@@ -22,7 +22,7 @@ Envoy route per form found.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -31,7 +31,9 @@ from google.api import annotations_pb2, http_pb2
 from google.protobuf.descriptor import ServiceDescriptor
 from saxgateway.v1 import gateway_pb2, openai_pb2
 
+from gateway.common.httprules import patterns
 from gateway.common.limits import quote
+from gateway.common.rpc import metadata_value
 from gateway.service._fields import invalid, with_slash
 from gateway.service._streams import Caller
 
@@ -40,8 +42,6 @@ ORIGINAL_PATH = "x-envoy-original-path"
 
 #: Checks a call's request against the HTTP path it came by; raises InvalidArgumentError.
 Check = Callable[[Any, Caller], None]
-
-_VERBS = ("get", "put", "post", "delete", "patch")
 
 
 @dataclass(frozen=True)
@@ -87,22 +87,13 @@ def _binding(template: str) -> _Binding | None:
     return _Binding(prefix, re.compile("".join(parts)), tuple(fields))
 
 
-def _templates(rule: http_pb2.HttpRule) -> Iterator[str]:
-    for binding in (rule, *rule.additional_bindings):
-        kind = binding.WhichOneof("pattern")
-        if kind in _VERBS:
-            yield getattr(binding, kind)
-        elif kind == "custom":
-            yield binding.custom.path
-
-
 def bindings(service: ServiceDescriptor) -> dict[str, tuple[_Binding, ...]]:
     """The path bindings of each method of ``service`` (full gRPC path) that has any."""
     found = {}
     for method in service.methods:
         # A method without an HTTP rule reads as an empty one: no bindings.
         rule: http_pb2.HttpRule = method.GetOptions().Extensions[annotations_pb2.http]  # type: ignore[index]
-        bound = {b.pattern.pattern: b for t in _templates(rule) if (b := _binding(t))}
+        bound = {b.pattern.pattern: b for _, t in patterns(rule) if (b := _binding(t))}
         if bound:
             found[f"/{service.full_name}/{method.name}"] = tuple(bound.values())
     return found
@@ -116,11 +107,8 @@ def as_bound(raw: str) -> str:
 
 def _http_path(context: Caller) -> str | None:
     """The HTTP path (without its query string) Envoy transcoded into this call, if it was."""
-    for key, value in context.invocation_metadata() or ():
-        if key == ORIGINAL_PATH:
-            path: str = value.partition("?")[0]
-            return path
-    return None
+    path = metadata_value(context, ORIGINAL_PATH)
+    return None if path is None else path.partition("?")[0]
 
 
 def _check(found: tuple[_Binding, ...], read: Callable[[str], str]) -> Check:

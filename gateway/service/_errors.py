@@ -33,7 +33,7 @@ from gateway.client import (
 )
 from gateway.common.intercept import Deserializer, Handler, WrappingInterceptor
 from gateway.common.logs import LOGGED_ID_CHARS
-from gateway.common.rpc import Context, cancelled_by_caller
+from gateway.common.rpc import Context, cancelled_by_caller, metadata_value
 
 log = logging.getLogger(__name__)
 
@@ -131,10 +131,7 @@ def to_status(
 
 def request_id(context: Context) -> str:
     """The call's ``x-request-id`` (set by Envoy on every request), or ""."""
-    for key, value in context.invocation_metadata() or ():
-        if key == "x-request-id":
-            return str(value)
-    return ""
+    return metadata_value(context, "x-request-id") or ""
 
 
 async def abort(context: Context, exc: BaseException) -> NoReturn:

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 from gateway.client import ResourceExhaustedError
-from gateway.common.rpc import Context
+from gateway.common.rpc import Context, metadata_value
 from gateway.service._counts import AtLimit, Counts, LocalCounts
 
 #: The header Envoy sets to the client's address on every route (envoy/envoy.yaml.tmpl).
@@ -52,10 +52,7 @@ def client_of(context: Caller) -> str:
 
 def is_head(context: Caller) -> bool:
     """Whether the call is an HTTP HEAD that Envoy transcoded as its GET."""
-    for key, value in context.invocation_metadata() or ():
-        if key == HTTP_METHOD_HEADER:
-            return bool(value == "HEAD")
-    return False
+    return metadata_value(context, HTTP_METHOD_HEADER) == "HEAD"
 
 
 class StreamSlots:

@@ -25,9 +25,11 @@ MODEL = "/sax/test/restored"
 class _Up:
     """A running `saxgw up` and the lines it printed so far."""
 
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
+    def __init__(self, proc: subprocess.Popen[str], log_dir: Path | None) -> None:
         self.proc = proc
+        self.log_dir = log_dir
         self.lines: list[str] = []
+        self._ended = False
         self._changed = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -38,19 +40,36 @@ class _Up:
             with self._changed:
                 self.lines.append(line.rstrip("\n"))
                 self._changed.notify_all()
+        # The end of its output wakes a waiter too: an `up` that printed one line and exited
+        # must fail the wait at once, not after its whole timeout.
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
 
     def close(self) -> None:
         self._reader.join(10)
         assert self.proc.stdout is not None
         self.proc.stdout.close()
 
-    def wait_for(self, text: str, timeout: float = 120) -> None:
+    def wait_for(self, text: str, timeout: float = 50) -> None:
+        """Waits for a line with ``text``; a miss shows what `up` printed and the ends of its
+        logs. The default stays well inside the test's timeout (120 s), which would otherwise
+        end the test first, with neither."""
         with self._changed:
-            if not self._changed.wait_for(
-                lambda: any(text in line for line in self.lines) or self.proc.poll() is not None,
-                timeout,
-            ) or not any(text in line for line in self.lines):
-                raise AssertionError(f"no {text!r} in:\n" + "\n".join(self.lines))
+            self._changed.wait_for(
+                lambda: any(text in line for line in self.lines) or self._ended, timeout
+            )
+            if not any(text in line for line in self.lines):
+                raise AssertionError(f"no {text!r} in:\n" + "\n".join(self.lines) + self._logs())
+
+    def _logs(self) -> str:
+        if self.log_dir is None or not self.log_dir.is_dir():
+            return ""
+        tails = []
+        for log in sorted(self.log_dir.iterdir()):
+            lines = log.read_text(errors="replace").splitlines()[-40:]
+            tails.append(f"\n--- {log.name} (last {len(lines)} lines) ---\n" + "\n".join(lines))
+        return "".join(tails)
 
 
 @contextmanager
@@ -65,7 +84,8 @@ def saxgw_up(argv: list[str]) -> Iterator[_Up]:
         # process with grpc threads running (one fresh-clone run stopped here for good).
         umask=0o077,
     )
-    up = _Up(proc)
+    log_dirs = [Path(a.split("=", 1)[1]) for a in argv if a.startswith("--log-dir=")]
+    up = _Up(proc, log_dirs[0] if log_dirs else None)
     try:
         yield up
     finally:

@@ -269,6 +269,38 @@ def test_the_grpc_status_filter_is_on_for_grpc_streams_and_never_for_http_paths(
                 assert "grpc_status" not in _route(routes, path).get("typed_per_filter_config", {})
 
 
+_TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
+
+
+def test_only_the_openai_paths_ignore_unknown_query_parameters(tmp_path: Path) -> None:
+    # OpenAI ignores a query parameter it does not know, and clients send them (Azure's
+    # `?api-version=`, the SDKs' `default_query`); the native API refuses them (400). The
+    # OpenAI paths' route carries a transcoder config of its own (the route of the request's
+    # own path is the one the transcoder reads), which must be the listener's in all else.
+    config = _render(tmp_path, {})
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    [listener] = [
+        f["typed_config"] for f in hcm["typed_config"]["http_filters"] if f["name"] == _TRANSCODER
+    ]
+    assert listener["ignore_unknown_query_parameters"] is False
+    assert listener["request_validation_options"]["reject_unknown_query_parameters"] is True
+    routes = hcm["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
+    openai = openai_pb2.DESCRIPTOR.services_by_name["OpenAIGateway"]
+    own = {
+        **listener,
+        "services": [openai.full_name],
+        "ignore_unknown_query_parameters": True,
+    }
+    for path in [p for m in openai.methods for p in _bindings(m)]:
+        assert _route(routes, path)["typed_per_filter_config"][_TRANSCODER] == own, path
+    service = gateway_pb2.DESCRIPTOR.services_by_name["SaxGateway"]
+    native = [p for m in service.methods for p in _bindings(m)]
+    grpc_paths = [f"/{s.full_name}/{m.name}" for s in (service, openai) for m in s.methods]
+    assert "/v1/cells" in native and "/listcell" in native
+    for path in [*native, *grpc_paths]:
+        assert _TRANSCODER not in _route(routes, path).get("typed_per_filter_config", {}), path
+
+
 # Filters an HTTP path never needs: each one in a stream's chain lives as long as the stream.
 _NOT_FOR_HTTP_STREAMS = ("envoy.filters.http.health_check", "envoy.filters.http.grpc_web")
 

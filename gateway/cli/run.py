@@ -274,10 +274,28 @@ def _up(args: argparse.Namespace) -> int:
         print(f"saxgw: {_preflight.in_use(args, exc.port, exc.holder)}", file=sys.stderr)
         return 1
     except StartupError as exc:
-        log = (
-            f"see its log, {Path(args.log_dir) / exc.name}.log"
-            if args.log_dir
-            else "its log is in the output above (without --log-dir, every process logs to stderr)"
-        )
-        print(f"saxgw: {exc}. Hint: {log}; --port and friends choose other ports.", file=sys.stderr)
+        print(_startup_failure(exc, args.log_dir), file=sys.stderr)
         return 1
+
+
+#: How much of a failed child's log `saxgw up|serve` repeats: its cause is in the last lines.
+_LOG_TAIL_LINES = 5
+_LOG_LINE_CHARS = 300
+
+
+def _startup_failure(exc: StartupError, log_dir: str | None) -> str:
+    """What `saxgw up|serve` says when a child did not start: the child's last log lines,
+    where its own reason is (a busy port, another admin of the cell, a bad SAX_ROOT), and
+    where the whole log is. It used to add "--port and friends choose other ports" whatever
+    the reason, which misled when the cause was not a port."""
+    if not log_dir:
+        where = "its log is in the output above (without --log-dir, every process logs to stderr)"
+        return f"saxgw: {exc}. Hint: {where}."
+    log = Path(log_dir) / f"{exc.name}.log"
+    try:
+        lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        lines = []
+    tail = [f"  {line[:_LOG_LINE_CHARS]}" for line in lines[-_LOG_TAIL_LINES:]]
+    ending = "its last lines:\n" + "\n".join(tail) + "\n" if tail else ""
+    return f"saxgw: {exc}; {ending}Hint: the whole log is {log}."

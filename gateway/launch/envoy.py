@@ -22,6 +22,7 @@ from gateway.launch._grpc_web import grpc_web_filters
 from gateway.launch._methods import head_filter, method_filter
 from gateway.launch._openai_errors import error_fields_table, error_headers_table
 from gateway.launch._replies import local_reply_mappers
+from gateway.launch._traceparent import traceparent_check
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -257,6 +258,7 @@ def render(
         **edge_values(settings.edge, settings.cors_origins, secrets_dir or Path("secrets")),
         **host_values(settings.listen_address, settings.allowed_hosts),
         "TRACING": json.dumps(_tracing(settings.otlp_endpoint, settings.trace_sample_ratio)),
+        "TRACEPARENT_CHECK": json.dumps(traceparent_check() if settings.otlp_endpoint else []),
         "IDENTITY_HEADER": IDENTITY_HEADER,
         "LOGGED_ID_CHARS": LOGGED_ID_CHARS,
         "KILL_TIMEOUT": f"{settings.kill_timeout:g}s",

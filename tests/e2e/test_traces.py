@@ -1,5 +1,6 @@
-"""Traces of calls that begin out of the ordinary, in a real OTLP receiver: a caller's
-traceparent that does not parse (W3C Trace Context: the receiver starts a new trace).
+"""Traces of calls that begin or end out of the ordinary, in a real OTLP receiver: a caller's
+traceparent that does not parse (W3C Trace Context: the receiver starts a new trace) and a
+call its client gave up (CANCELLED, on Envoy's span as on the gateway's).
 
 A small stack (one gateway process and Envoy, both tracing) runs in front of the session
 stack's cell; tests/e2e/test_operate.py has the traces of ordinary calls.
@@ -13,15 +14,19 @@ import secrets
 import uuid
 from collections.abc import Callable, Iterator
 
+import grpc
 import httpx
 import pytest
 from opentelemetry.proto.trace.v1 import trace_pb2
+from saxgateway.v1 import gateway_pb2 as pb
+from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.config import TelemetrySettings
 from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack, StackSettings
+from tests._grpc import sync_channel
 from tests._otlp import Receiver, attributes
-from tests._stacks import loopback_envoy
+from tests._stacks import FORWARDED, envoy_stat, loopback_envoy, wait_forwarded
 from tests.e2e._access_log import access_log_line
 from tests.e2e._published import TEST_LM, published
 
@@ -61,6 +66,14 @@ def traced(
 @pytest.fixture(scope="module")
 def model(stack: Stack) -> Iterator[str]:
     with published(stack, "/sax/test/traced", TEST_LM, {"text": "hello world"}) as name:
+        yield name
+
+
+@pytest.fixture(scope="module")
+def slow_model(stack: Stack) -> Iterator[str]:
+    """50 tokens, 0.1 s apart: a call the client gives up is still running."""
+    overrides = {"text": " ".join(["tok"] * 50), "delay_ms": "100"}
+    with published(stack, "/sax/test/traced-slow", TEST_LM, overrides) as name:
         yield name
 
 
@@ -163,3 +176,80 @@ def test_a_later_versions_traceparent_is_followed_as_version_00(
     assert envoy.parent_span_id == caller
     assert server.parent_span_id == envoy.span_id
     assert (envoy.trace_state, server.trace_state) == ("v=1", "v=1")
+
+
+def _traceparent() -> tuple[bytes, str]:
+    trace = secrets.token_bytes(16)
+    return trace, f"00-{trace.hex()}-{secrets.token_bytes(8).hex()}-01"
+
+
+def _close_an_sse_stream(traced: Stack, model: str, headers: dict[str, str]) -> None:
+    with (
+        httpx.Client(base_url=traced.http_url, headers=headers, timeout=30) as http,
+        http.stream("POST", "/generate_stream", json={"model": model, "query": "q"}) as reply,
+    ):
+        assert reply.status_code == 200
+        assert next(line for line in reply.iter_lines() if line.startswith("data:"))
+
+
+def _give_up_an_http_call(traced: Stack, model: str, headers: dict[str, str]) -> None:
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{traced.http_url}/generate",
+            json={"model": model, "query": "q"},
+            headers=headers,
+            timeout=httpx.Timeout(30, read=0.5),
+        )
+
+
+def _cancel_a_grpc_stream(traced: Stack, model: str, headers: dict[str, str]) -> None:
+    with sync_channel(traced.grpc_address) as channel:
+        call = gateway_pb2_grpc.SaxGatewayStub(channel).GenerateStream(
+            pb.GenerateStreamRequest(model=model, query="q"),
+            metadata=tuple(headers.items()),
+            timeout=30,
+        )
+        assert next(call).deltas[0].text == "tok"
+        call.cancel()
+
+
+def _cancel_a_grpc_call(traced: Stack, model: str, headers: dict[str, str]) -> None:
+    forwarded = envoy_stat(traced, FORWARDED)
+    with sync_channel(traced.grpc_address) as channel:
+        call = gateway_pb2_grpc.SaxGatewayStub(channel).Generate.future(
+            pb.GenerateRequest(model=model, query="q"), metadata=tuple(headers.items()), timeout=30
+        )
+        wait_forwarded(traced, forwarded)  # with the gateway, which takes 5 s to answer
+        assert call.cancel()
+        assert call.code() == grpc.StatusCode.CANCELLED
+
+
+@pytest.mark.parametrize(
+    ("give_up", "status"),
+    [
+        pytest.param(_close_an_sse_stream, 200, id="sse-stream"),
+        pytest.param(_give_up_an_http_call, 0, id="http-call"),
+        pytest.param(_cancel_a_grpc_stream, 200, id="grpc-stream"),
+        pytest.param(_cancel_a_grpc_call, 0, id="grpc-call"),
+    ],
+)
+def test_envoys_span_of_a_call_the_client_gave_up_says_cancelled(
+    traced: Stack,
+    receiver: Receiver,
+    slow_model: str,
+    give_up: Callable[[Stack, str, dict[str, str]], None],
+    status: int,
+) -> None:
+    # Envoy's span of such a call had no grpc.status_code at all (no reply trailers to read
+    # it from), where every other span had one, and the access log and the gateway's span
+    # said CANCELLED.
+    trace, traceparent = _traceparent()
+    request_id = str(uuid.uuid4())
+    give_up(traced, slow_model, {"traceparent": traceparent, "x-request-id": request_id})
+    line = access_log_line(traced, request_id)
+    assert (line["status"], line["grpc_status"]) == (status, 1), line
+    envoy, server = _split(receiver, receiver.wait_until(trace, _envoy_and_server(receiver)))
+    assert attributes(envoy)["grpc.status_code"] == "1"
+    assert attributes(server)["rpc.grpc.status_code"] == 1
+    assert attributes(server)["error.type"] == "CANCELLED"
+    assert server.parent_span_id == envoy.span_id

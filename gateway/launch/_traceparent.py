@@ -19,6 +19,11 @@ with its traceparent, as the spec asks too.
 CEL here refuses a regular expression longer than RE2's program size 100 (``[0-9a-f]{32}``
 is one), so the grammar is checked in parts: the fields' shapes with the trace ID's length
 left open, then the dash that ends the trace ID at its place (35).
+
+Only a tracing Envoy has the check. Its cost, measured in a bare tracing Envoy answering 200s
+itself (one worker, a valid traceparent on every request, on a shared host under load):
+10-30 us of Envoy's CPU a request, over about 130-150 us without it; most of it is the CEL
+evaluation itself (a check without a regular expression cost about as much).
 """
 
 from __future__ import annotations

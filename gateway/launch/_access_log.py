@@ -20,7 +20,8 @@ gateway's grpc-status, and the code each local reply mapper tags its reply with
 envoy/envoy.yaml.tmpl), which put a trailer's grpc-status in the same metadata before grpc_web
 sees it. The third is a CEL expression over Envoy's response code details. Anything else is
 GRPC_STATUS_NUMBER: the status in the reply's trailers (0 for a success), or null for a
-request that is no gRPC call (/openapi.json, /healthz).
+request that is no gRPC call (/openapi.json, /healthz). Envoy's span tags the same code
+(``grpc.status_code``, gateway/launch/envoy.py).
 
 No filter is added to any request's path: the decision is one COALESCE in the access log's
 formatter. Its CEL step runs when the metadata is absent (the status came in trailers,
@@ -61,21 +62,27 @@ def status_rules() -> list[dict[str, object]]:
     ]
 
 
-def _cancelled() -> str:
-    """CEL: CANCELLED for a request its client gave up, else null (COALESCE reads on). A
-    request without response flags (every success) is answered by the first comparison: the
-    details string is read only for the others."""
+def _cancelled(nothing: str) -> str:
+    """CEL: CANCELLED for a request its client gave up, else ``nothing``, which COALESCE
+    passes over. A request without response flags (every success) is answered by the first
+    comparison: the details string is read only for the others."""
     details = ", ".join(f"'{d}'" for d in CLIENT_GAVE_UP)
     gave_up = f"response.code_details in [{details}]"
-    return f"response.flags == 0u ? null : ({gave_up} ? {_CANCELLED} : null)"
+    return f"response.flags == 0u ? {nothing} : ({gave_up} ? {_CANCELLED} : {nothing})"
 
 
-def grpc_status_format() -> str:
+def grpc_status_format(*, text: bool = False) -> str:
     """The access log's ``grpc_status`` command: the gateway's or a local reply's code, else
-    CANCELLED for a call the client gave up, else the status in the reply's trailers."""
+    CANCELLED for a call the client gave up, else the status in the reply's trailers; nothing
+    for a request that is no gRPC call.
+
+    ``text``: the same as a string, for Envoy's span (its ``grpc.status_code`` tag). COALESCE
+    passes over a null where it formats typed values (the log's JSON), and there takes an
+    empty string for an answer; formatting text, it passes over an empty string, and takes
+    CEL's null for one (the text "NULL"), a code for /openapi.json."""
     operators: list[object] = [
         {"command": "DYNAMIC_METADATA", "param": ":".join(METADATA)},
-        {"command": "TYPED_CEL", "param": _cancelled()},
+        {"command": "TYPED_CEL", "param": _cancelled("''" if text else "null")},
         "GRPC_STATUS_NUMBER",
     ]
     return "%COALESCE(" + json.dumps({"operators": operators}) + ")%"

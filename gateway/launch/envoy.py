@@ -17,11 +17,12 @@ from pathlib import Path
 from gateway.common.logs import LOGGED_ID_CHARS
 from gateway.config import MIB
 from gateway.edge import IDENTITY_HEADER, EdgeConfig, edge_values, host_values, is_loopback
-from gateway.launch._access_log import METADATA, grpc_status_format, method_format, status_rules
+from gateway.launch._access_log import grpc_status_format, method_format, status_rules
 from gateway.launch._grpc_web import grpc_web_filters
 from gateway.launch._methods import head_filter, method_filter
 from gateway.launch._openai_errors import error_fields_table, error_headers_table
 from gateway.launch._replies import local_reply_mappers
+from gateway.launch._traceparent import traceparent_check
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -128,13 +129,6 @@ def _origins(origins: Sequence[str]) -> list[dict[str, object]]:
 _URL_WITHOUT_QUERY = "%REQ(X-FORWARDED-PROTO)%://%REQ(:AUTHORITY)%%PATH(NQ:ORIG_OR_PATH)%"
 
 
-#: Where the access log's grpc_status is kept (gateway/launch/_access_log.py), for the span.
-_STATUS_METADATA = {
-    "kind": {"request": {}},
-    "metadata_key": {"key": METADATA[0], "path": [{"key": METADATA[1]}]},
-}
-
-
 def _tracing(endpoint: str | None, ratio: float) -> dict[str, object] | None:
     if not endpoint:
         return None
@@ -145,11 +139,11 @@ def _tracing(endpoint: str | None, ratio: float) -> dict[str, object] | None:
         # token: the access log leaves it out, and so does the span (a tag set after Envoy's).
         "custom_tags": [
             {"tag": "http.url", "value": _URL_WITHOUT_QUERY},
-            # The code the client got, as the access log has it: Envoy tags only a status it
-            # finds in the trailers, so a grpc-web call (whose trailers grpc_web moved into
-            # the body), a call the transcoder turned into an HTTP error and a reply Envoy
-            # made itself had none.
-            {"tag": "grpc.status_code", "metadata": _STATUS_METADATA},
+            # The code the client got, the access log's: Envoy tags only a status it finds
+            # in the trailers, so a grpc-web call (whose trailers grpc_web moved into the
+            # body), a call the transcoder turned into an HTTP error, a reply Envoy made
+            # itself and a call its client gave up (CANCELLED) had none.
+            {"tag": "grpc.status_code", "value": grpc_status_format(text=True)},
         ],
         "provider": {
             "name": "envoy.tracers.opentelemetry",
@@ -257,6 +251,7 @@ def render(
         **edge_values(settings.edge, settings.cors_origins, secrets_dir or Path("secrets")),
         **host_values(settings.listen_address, settings.allowed_hosts),
         "TRACING": json.dumps(_tracing(settings.otlp_endpoint, settings.trace_sample_ratio)),
+        "TRACEPARENT_CHECK": json.dumps(traceparent_check() if settings.otlp_endpoint else []),
         "IDENTITY_HEADER": IDENTITY_HEADER,
         "LOGGED_ID_CHARS": LOGGED_ID_CHARS,
         "KILL_TIMEOUT": f"{settings.kill_timeout:g}s",

@@ -1,0 +1,255 @@
+"""Traces of calls that begin or end out of the ordinary, in a real OTLP receiver: a caller's
+traceparent that does not parse (W3C Trace Context: the receiver starts a new trace) and a
+call its client gave up (CANCELLED, on Envoy's span as on the gateway's).
+
+A small stack (one gateway process and Envoy, both tracing) runs in front of the session
+stack's cell; tests/e2e/test_operate.py has the traces of ordinary calls.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import secrets
+import uuid
+from collections.abc import Callable, Iterator
+
+import grpc
+import httpx
+import pytest
+from opentelemetry.proto.trace.v1 import trace_pb2
+from saxgateway.v1 import gateway_pb2 as pb
+from saxgateway.v1 import gateway_pb2_grpc
+
+from gateway.config import TelemetrySettings
+from gateway.launch.processes import free_port
+from gateway.launch.stack import Stack, StackSettings
+from tests._grpc import sync_channel
+from tests._otlp import Receiver, attributes
+from tests._stacks import FORWARDED, envoy_stat, loopback_envoy, wait_forwarded
+from tests.e2e._access_log import access_log_line
+from tests.e2e._published import TEST_LM, published
+
+pytestmark = pytest.mark.e2e
+
+SERVER = trace_pb2.Span.SPAN_KIND_SERVER
+CLIENT = trace_pb2.Span.SPAN_KIND_CLIENT
+ENVOY = "sax-gateway-envoy"
+GATEWAY = "sax-gateway"
+Spans = list[trace_pb2.Span]
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    receiver = Receiver()
+    receiver.start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="module")
+def traced(
+    stack: Stack, receiver: Receiver, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    telemetry = TelemetrySettings(otlp_endpoint=receiver.endpoint)
+    settings = StackSettings(
+        gateway=dataclasses.replace(stack.settings.gateway, telemetry=telemetry),
+        gateway_ports=(free_port(),),
+        envoy=loopback_envoy(),
+        log_dir=str(tmp_path_factory.mktemp("traced")),
+    )
+    with Stack(settings) as running:
+        assert running.wait_healthy(timeout=60), "the traced stack never became healthy"
+        yield running
+
+
+@pytest.fixture(scope="module")
+def model(stack: Stack) -> Iterator[str]:
+    with published(stack, "/sax/test/traced", TEST_LM, {"text": "hello world"}) as name:
+        yield name
+
+
+@pytest.fixture(scope="module")
+def slow_model(stack: Stack) -> Iterator[str]:
+    """50 tokens, 0.1 s apart: a call the client gives up is still running."""
+    overrides = {"text": " ".join(["tok"] * 50), "delay_ms": "100"}
+    with published(stack, "/sax/test/traced-slow", TEST_LM, overrides) as name:
+        yield name
+
+
+def _envoy_and_server(receiver: Receiver) -> Callable[[Spans], bool]:
+    """Whether ``spans`` hold Envoy's span and the gateway's server span (the gateway's client
+    spans end first, and can go out in an earlier batch)."""
+    return lambda spans: (
+        any(receiver.service(s) == ENVOY for s in spans)
+        and any(s.kind == SERVER and receiver.service(s) == GATEWAY for s in spans)
+    )
+
+
+def _split(receiver: Receiver, spans: Spans) -> tuple[trace_pb2.Span, trace_pb2.Span]:
+    [envoy] = [s for s in spans if receiver.service(s) == ENVOY]
+    [server] = [s for s in spans if s.kind == SERVER and receiver.service(s) == GATEWAY]
+    return envoy, server
+
+
+TRACE = secrets.token_hex(16)
+PARENT = secrets.token_hex(8)
+
+
+@pytest.mark.parametrize(
+    "traceparent",
+    [
+        pytest.param("garbage", id="garbage"),
+        pytest.param(f"00-{TRACE}-{PARENT}", id="no-flags"),
+        pytest.param(f"00-{TRACE[:-1]}-{PARENT}0-01", id="misplaced-dash"),
+        pytest.param(f"00-{TRACE}-{PARENT}-01-00", id="version-00-with-more"),
+        pytest.param(f"00-{'0' * 32}-{PARENT}-01", id="zero-trace-id"),
+        pytest.param(f"00-{TRACE}-{'0' * 16}-01", id="zero-parent-id"),
+        # Envoy's own parser takes these two, which W3C's grammar refuses (ff is the one
+        # invalid version; hex is lower case), and continued the caller's trace.
+        pytest.param(f"ff-{TRACE}-{PARENT}-01", id="version-ff"),
+        pytest.param(f"00-{TRACE.upper()}-{PARENT.upper()}-01", id="upper-case"),
+        # Two, each valid: Envoy followed the first.
+        pytest.param((f"00-{TRACE}-{PARENT}-01", f"00-{TRACE[::-1]}-{PARENT}-01"), id="twice"),
+    ],
+)
+def test_a_traceparent_that_does_not_parse_starts_a_new_trace(
+    traced: Stack, receiver: Receiver, model: str, traceparent: str | tuple[str, str]
+) -> None:
+    # Envoy started no span for a traceparent it could not parse, and passed the header on
+    # to the gateway, whose span then began a trace of its own: Envoy's part of the request
+    # was in no trace at all.
+    request_id = str(uuid.uuid4())
+    sent_traceparents = (traceparent,) if isinstance(traceparent, str) else traceparent
+    headers = [
+        ("x-request-id", request_id),
+        *(("traceparent", value) for value in sent_traceparents),
+        ("tracestate", "v=stale"),
+    ]
+    reply = httpx.post(
+        f"{traced.http_url}/generate",
+        json={"model": model, "query": "hello"},
+        headers=headers,
+        timeout=30,
+    )
+    assert reply.status_code == 200, reply.text
+    # The traceparent Envoy sent the gateway: its own span's, in a new trace, sampled (the
+    # stack's sample ratio is 1).
+    sent = str(access_log_line(traced, request_id)["traceparent"])
+    assert re.fullmatch("00-[0-9a-f]{32}-[0-9a-f]{16}-01", sent), sent
+    trace = bytes.fromhex(sent.split("-")[1])
+    assert trace.hex() not in (TRACE, TRACE[::-1], "0" * 32)
+    spans = receiver.wait_until(
+        trace,
+        lambda spans: (
+            _envoy_and_server(receiver)(spans) and "sax lm.Generate" in {s.name for s in spans}
+        ),
+    )
+    envoy, server = _split(receiver, spans)
+    assert envoy.parent_span_id == b""  # the root: no caller's span
+    assert sent.split("-")[2] == envoy.span_id.hex()
+    assert attributes(envoy)["guid:x-request-id"] == request_id
+    assert server.name == "saxgateway.v1.SaxGateway/Generate"
+    assert server.parent_span_id == envoy.span_id
+    assert attributes(server)["saxgw.request_id"] == request_id
+    assert all(s.parent_span_id == server.span_id for s in spans if s.kind == CLIENT)
+    # A tracestate belongs to the traceparent it came with (W3C: deleted with it).
+    assert {s.trace_state for s in spans} == {""}
+
+
+def test_a_later_versions_traceparent_is_followed_as_version_00(
+    traced: Stack, receiver: Receiver, model: str
+) -> None:
+    # W3C: a receiver reads a version it does not know as 00 (fields after the flags, if any,
+    # left out). Envoy refused the header for its length (it started no span, as for a
+    # malformed one); now it gets the first 55 characters, and the tracestate stays.
+    trace, caller = secrets.token_bytes(16), secrets.token_bytes(8)
+    traceparent = f"cc-{trace.hex()}-{caller.hex()}-01-what-the-future-will-be-like"
+    reply = httpx.post(
+        f"{traced.http_url}/generate",
+        json={"model": model, "query": "hello"},
+        headers={"traceparent": traceparent, "tracestate": "v=1"},
+        timeout=30,
+    )
+    assert reply.status_code == 200, reply.text
+    envoy, server = _split(receiver, receiver.wait_until(trace, _envoy_and_server(receiver)))
+    assert envoy.parent_span_id == caller
+    assert server.parent_span_id == envoy.span_id
+    assert (envoy.trace_state, server.trace_state) == ("v=1", "v=1")
+
+
+def _traceparent() -> tuple[bytes, str]:
+    trace = secrets.token_bytes(16)
+    return trace, f"00-{trace.hex()}-{secrets.token_bytes(8).hex()}-01"
+
+
+def _close_an_sse_stream(traced: Stack, model: str, headers: dict[str, str]) -> None:
+    with (
+        httpx.Client(base_url=traced.http_url, headers=headers, timeout=30) as http,
+        http.stream("POST", "/generate_stream", json={"model": model, "query": "q"}) as reply,
+    ):
+        assert reply.status_code == 200
+        assert next(line for line in reply.iter_lines() if line.startswith("data:"))
+
+
+def _give_up_an_http_call(traced: Stack, model: str, headers: dict[str, str]) -> None:
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{traced.http_url}/generate",
+            json={"model": model, "query": "q"},
+            headers=headers,
+            timeout=httpx.Timeout(30, read=0.5),
+        )
+
+
+def _cancel_a_grpc_stream(traced: Stack, model: str, headers: dict[str, str]) -> None:
+    with sync_channel(traced.grpc_address) as channel:
+        call = gateway_pb2_grpc.SaxGatewayStub(channel).GenerateStream(
+            pb.GenerateStreamRequest(model=model, query="q"),
+            metadata=tuple(headers.items()),
+            timeout=30,
+        )
+        assert next(call).deltas[0].text == "tok"
+        call.cancel()
+
+
+def _cancel_a_grpc_call(traced: Stack, model: str, headers: dict[str, str]) -> None:
+    forwarded = envoy_stat(traced, FORWARDED)
+    with sync_channel(traced.grpc_address) as channel:
+        call = gateway_pb2_grpc.SaxGatewayStub(channel).Generate.future(
+            pb.GenerateRequest(model=model, query="q"), metadata=tuple(headers.items()), timeout=30
+        )
+        wait_forwarded(traced, forwarded)  # with the gateway, which takes 5 s to answer
+        assert call.cancel()
+        assert call.code() == grpc.StatusCode.CANCELLED
+
+
+@pytest.mark.parametrize(
+    ("give_up", "status"),
+    [
+        pytest.param(_close_an_sse_stream, 200, id="sse-stream"),
+        pytest.param(_give_up_an_http_call, 0, id="http-call"),
+        pytest.param(_cancel_a_grpc_stream, 200, id="grpc-stream"),
+        pytest.param(_cancel_a_grpc_call, 0, id="grpc-call"),
+    ],
+)
+def test_envoys_span_of_a_call_the_client_gave_up_says_cancelled(
+    traced: Stack,
+    receiver: Receiver,
+    slow_model: str,
+    give_up: Callable[[Stack, str, dict[str, str]], None],
+    status: int,
+) -> None:
+    # Envoy's span of such a call had no grpc.status_code at all (no reply trailers to read
+    # it from), where every other span had one, and the access log and the gateway's span
+    # said CANCELLED.
+    trace, traceparent = _traceparent()
+    request_id = str(uuid.uuid4())
+    give_up(traced, slow_model, {"traceparent": traceparent, "x-request-id": request_id})
+    line = access_log_line(traced, request_id)
+    assert (line["status"], line["grpc_status"]) == (status, 1), line
+    envoy, server = _split(receiver, receiver.wait_until(trace, _envoy_and_server(receiver)))
+    assert attributes(envoy)["grpc.status_code"] == "1"
+    assert attributes(server)["rpc.grpc.status_code"] == 1
+    assert attributes(server)["error.type"] == "CANCELLED"
+    assert server.parent_span_id == envoy.span_id

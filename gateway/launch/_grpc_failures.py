@@ -9,6 +9,18 @@ is a reply with its status in its headers (trailers-only) and no details; this g
 RequestInfo, read from the reply's ``x-request-id`` (which the virtual host copies from the
 request: a filter sees only the response's headers).
 
+The header grpc cannot parse is a binary one (a name ending in ``-bin``) whose value is not
+base64, which grpc answers INTERNAL (500: the server's fault, which the SDKs retry) "Error
+parsing 'x-foo-bin' metadata: illegal base64 encoding". The mistake is the client's: a gRPC
+library base64-encodes each binary header it sends, so only a client that writes its headers
+itself (curl, grpc-web metadata) sends one that is not. It becomes INVALID_ARGUMENT (400),
+naming the header and the fix, with the code changed for the access log too, which read the
+reply's grpc-status before (`_access_log`). Refused here, after grpc, because Envoy cannot
+find the header before: neither a route nor a matcher takes a pattern of header names (and
+Envoy's CEL has no comprehensions over them), and a Lua reading every request's headers would
+cost each open stream its coroutine. Dropping every ``-bin`` header instead would also drop
+what gRPC clients send right.
+
 On every route, streams' included, where no other filter reads a reply (`cost_header` holds a
 unary call's reply until its end): skipped at the headers of every other reply, so that a
 stream or a success runs no Lua. What the filter costs an open SSE stream is 0.74 KB of
@@ -18,9 +30,22 @@ no_grpc_failures_filter``: 80.58 and 79.84 KB allocated per stream).
 
 from __future__ import annotations
 
+import grpc
+
 from gateway.edge import header_predicate, skip_when
+from gateway.launch._access_log import METADATA
 
 _TYPES = "type.googleapis.com/envoy."
+
+#: What grpc (1.85) says of a binary header whose value is not base64, as a Lua pattern that
+#: captures the header's name (gRPC metadata names hold no quote).
+GRPC_NOT_BASE64 = "^Error parsing '(.-%-bin)' metadata: illegal base64 encoding$"
+#: The message of the INVALID_ARGUMENT it becomes; printable ASCII without %, so it goes in
+#: grpc-message as it is (gRPC's percent-encoding leaves such text alone).
+NOT_BASE64 = (
+    "{header}: not base64, which a header whose name ends in -bin must be (gRPC binary"
+    " metadata): encode its value, or name it without -bin"
+)
 
 _LUA = """\
 local function varint(n)
@@ -39,6 +64,14 @@ function envoy_on_response(response)
   if status == nil then return end
   local message = string.gsub(headers:get("grpc-message") or "", "%%%%(%%x%%x)",
     function(hex) return string.char(tonumber(hex, 16)) end)
+  local header = status == %(internal)d and string.match(message, "%(grpc_not_base64)s")
+  if header then
+    status = %(invalid_argument)d
+    message = header .. "%(not_base64)s"
+    headers:replace("grpc-status", tostring(status))
+    headers:replace("grpc-message", message)
+    response:streamInfo():dynamicMetadata():set("%(namespace)s", "%(key)s", status)
+  end
   -- A google.rpc.Status: the code, the message and a RequestInfo naming the request's ID.
   local id = headers:get("x-request-id")
   if id == nil then return end
@@ -51,7 +84,15 @@ end
 
 def grpc_failures_filter() -> dict[str, object]:
     """The HTTP filter, skipped for any reply but a failure in its headers without details."""
-    source = _LUA % {}
+    namespace, key = METADATA
+    source = _LUA % {
+        "internal": grpc.StatusCode.INTERNAL.value[0],
+        "grpc_not_base64": GRPC_NOT_BASE64,
+        "invalid_argument": grpc.StatusCode.INVALID_ARGUMENT.value[0],
+        "not_base64": NOT_BASE64.removeprefix("{header}"),
+        "namespace": namespace,
+        "key": key,
+    }
     lua = {
         "name": "grpc_failures",
         "typed_config": {

@@ -269,6 +269,7 @@ VARIANTS: dict[str, Callable[[Config], None]] = {
     "no_cors": _drop_filter("envoy.filters.http.cors"),
     "no_method_filter": _drop_filter("http_method"),
     "no_head_filter": _drop_filter("head_bodies"),
+    "no_grpc_failures_filter": _drop_filter("grpc_failures"),
     "no_header_to_metadata": _drop_filter("envoy.filters.http.header_to_metadata"),
     "no_lua": lambda c: _drop_filters(c, "openai_errors", "cost_header"),
     "no_local_reply": lambda c: _hcm(c).pop("local_reply_config"),

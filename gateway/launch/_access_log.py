@@ -21,7 +21,9 @@ envoy/envoy.yaml.tmpl), which put a trailer's grpc-status in the same metadata b
 sees it. The third is a CEL expression over Envoy's response code details. Anything else is
 GRPC_STATUS_NUMBER: the status in the reply's trailers (0 for a success), or null for a
 request that is no gRPC call (/openapi.json, /healthz). Envoy's span tags the same code
-(``grpc.status_code``, gateway/launch/envoy.py).
+(``grpc.status_code``, gateway/launch/envoy.py). A code the edge changes after
+header_to_metadata read it (`_grpc_failures`: grpc's INTERNAL for a binary header that is
+not base64, which the client gets as INVALID_ARGUMENT) is written over it there.
 
 No filter is added to any request's path: the decision is one COALESCE in the access log's
 formatter. Its CEL step runs when the metadata is absent (the status came in trailers,

@@ -17,7 +17,8 @@ from pathlib import Path
 from gateway.common.logs import LOGGED_ID_CHARS
 from gateway.config import MIB
 from gateway.edge import IDENTITY_HEADER, EdgeConfig, edge_values, host_values, is_loopback
-from gateway.launch._access_log import grpc_status_format, method_format, status_rules
+from gateway.launch._access_log import METADATA, grpc_status_format, method_format, status_rules
+from gateway.launch._grpc_failures import grpc_failures_filter
 from gateway.launch._grpc_web import grpc_web_filters
 from gateway.launch._methods import head_filter, method_filter
 from gateway.launch._openai_errors import error_fields_table, error_headers_table
@@ -244,6 +245,7 @@ def render(
         "OPENAI_ERROR_HEADERS": error_headers_table(),
         "STATUS_RULES": json.dumps(status_rules()),
         "HEAD_FILTER": json.dumps(head_filter()),
+        "GRPC_FAILURES_FILTER": json.dumps(grpc_failures_filter()),
         "METHOD_FILTER": json.dumps(method_filter()),
         "GRPC_WEB_FILTERS": "\n          ".join(f"- {json.dumps(f)}" for f in grpc_web_filters()),
         "GRPC_STATUS_FORMAT": json.dumps(grpc_status_format()),

@@ -1,25 +1,42 @@
 """Failures grpc reports itself, before (or around) the gateway's code: a header it cannot
-parse (a ``-bin`` value that is not base64: INTERNAL), a ``grpc-timeout`` that passes before
-the handler runs (``Deadline Exceeded``). No gateway code shapes their reply, yet each keeps
-its route's error shape: OpenAI's envelope on the OpenAI routes, which the SDKs parse (they
-got the transcoder's ``{"code","message","details"}``), and on the native routes the request
-ID every error body names (they had ``"details": []``), but for a stream's (README).
+parse (a ``-bin`` value that is not base64), a ``grpc-timeout`` that passes before the handler
+runs (``Deadline Exceeded``). No gateway code shapes their reply, yet each keeps its route's
+error shape (gateway/launch/_grpc_failures.py): OpenAI's envelope on the OpenAI routes, which
+the SDKs parse (they got the transcoder's ``{"code","message","details"}``), and on the native
+routes the request ID every error body names, streams' too (they had ``"details": []``).
+
+A binary header that is not base64 is the client's mistake, not the server's: it was grpc's
+INTERNAL (500, which the SDKs retry), and is INVALID_ARGUMENT (400) naming the header, for
+HTTP, gRPC and grpc-web clients alike. One a gRPC library encodes, as it does every binary
+header it sends, passes as before.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 
 import httpx
 import pytest
+from google.rpc import error_details_pb2, status_pb2
+from saxgateway.v1 import gateway_pb2 as pb
+from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.launch.stack import Stack
-from tests.e2e._bodies import gateway_error
+from tests._grpc import sync_channel
+from tests.e2e._access_log import access_log_line
+from tests.e2e._bodies import gateway_error, openai_error
+from tests.e2e._grpc_replies import grpc_web_call, native_headers
 from tests.e2e._published import TEST_LM, published
 
-UNPARSED = "Error parsing 'x-probe-bin' metadata: illegal base64 encoding"
 NOT_BASE64 = {"x-probe-bin": "###"}
+REFUSED = (
+    "x-probe-bin: not base64, which a header whose name ends in -bin must be (gRPC binary"
+    " metadata): encode its value, or name it without -bin"
+)
 MODEL = "/sax/test/grpc-made"
+GENERATE = "/saxgateway.v1.SaxGateway/Generate"
+GENERATE_STREAM = "/saxgateway.v1.SaxGateway/GenerateStream"
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +61,13 @@ def _openai_calls(model: str) -> list[tuple[str, str, dict[str, object] | None]]
     ]
 
 
-def test_on_openai_routes_they_are_openai_envelopes(http: httpx.Client, model: str) -> None:
+def test_on_openai_routes_a_binary_header_not_in_base64_is_an_invalid_request_error(
+    http: httpx.Client, model: str
+) -> None:
     for method, path, body in _openai_calls(model):
         response = http.request(method, path, json=body, headers=NOT_BASE64)
-        assert response.status_code == 500, (path, response.text)
-        error = {"message": UNPARSED, "type": "server_error", "param": None, "code": None}
-        assert response.json() == {"error": error}, (path, body)
+        assert response.status_code == 400, (path, response.text)
+        assert response.json() == {"error": openai_error(REFUSED)}, (path, body)
         assert response.headers["content-type"] == "application/json"
 
 
@@ -81,28 +99,81 @@ def test_a_deadline_grpc_reports_on_an_openai_route_is_a_timeout_error(
             pytest.fail("grpc never reported the deadline itself in 200 calls")
 
 
-@pytest.mark.parametrize("path", ["/generate", f"/v1{MODEL}:generate"])
-def test_on_native_routes_they_name_the_request_id(
-    http: httpx.Client, model: str, path: str
+def _native_body(path: str, model: str) -> dict[str, str]:
+    return {"query": "q"} if path.startswith("/v1/") else {"model": model, "query": "q"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/generate", f"/v1{MODEL}:generate", "/generate_stream", f"/v1{MODEL}:streamGenerate"],
+)
+def test_on_native_routes_a_binary_header_not_in_base64_is_a_400_naming_it(
+    http: httpx.Client, stack: Stack, model: str, path: str
 ) -> None:
-    body = {"query": "q"} if path.startswith("/v1/") else {"model": model, "query": "q"}
+    body = _native_body(path, model)
     response = http.post(path, json=body, headers=NOT_BASE64)
-    assert response.status_code == 500, response.text
-    assert response.json() == gateway_error(response, 13, UNPARSED)
-    # A client's own ID too.
-    mine = http.post(path, json=body, headers={**NOT_BASE64, "x-request-id": 'mine "17"'})
-    assert mine.json() == gateway_error(mine, 13, UNPARSED)
-    assert mine.json()["details"][0]["request_id"] == 'mine "17"'
+    assert response.status_code == 400, response.text
+    assert response.json() == gateway_error(response, 3, REFUSED)
+    # A client's own ID too, and the access log has the code the client got.
+    mine = {**NOT_BASE64, "x-request-id": f'mine "{path}"'}
+    response = http.post(path, json=body, headers=mine)
+    assert response.json() == gateway_error(response, 3, REFUSED)
+    assert response.json()["details"][0]["request_id"] == f'mine "{path}"'
+    line = access_log_line(stack, f'mine \\"{path}\\"')
+    assert (line["status"], line["grpc_status"]) == (400, 3), line
+    # A binary header in base64 is gRPC metadata as any other: the call is served.
+    encoded = http.post(path, json=body, headers={"x-probe-bin": "AAEC/w=="})
+    assert encoded.status_code == 200, encoded.text
 
 
 @pytest.mark.parametrize("path", ["/generate_stream", f"/v1{MODEL}:streamGenerate"])
-def test_on_native_streams_the_request_id_is_in_the_header_only(
+def test_a_deadline_grpc_reports_on_a_native_stream_names_the_request_id(
     http: httpx.Client, model: str, path: str
 ) -> None:
-    # What the README says of them: no filter reads a stream's reply, which would cost every
-    # open stream Envoy's memory for the sake of these rare failures.
-    body = {"query": "q"} if path.startswith("/v1/") else {"model": model, "query": "q"}
-    response = http.post(path, json=body, headers=NOT_BASE64)
-    assert response.status_code == 500, response.text
-    assert response.json() == {"code": 13, "message": UNPARSED, "details": []}
-    assert response.headers["x-request-id"]
+    # As on the OpenAI routes: grpc reports the expired deadline about one call in five.
+    for _ in range(200):
+        response = http.post(path, json=_native_body(path, model), headers={"grpc-timeout": "1n"})
+        if response.status_code == 200:  # the first event went out: an in-band error
+            continue
+        assert response.status_code == 504, response.text
+        if response.json()["message"] == "Deadline Exceeded":  # grpc's own
+            assert response.json() == gateway_error(response, 4, "Deadline Exceeded")
+            return
+        assert response.json()["details"] == gateway_error(response, 4, "")["details"]
+    pytest.fail("grpc never reported the deadline itself in 200 calls")
+
+
+def _status(encoded: str) -> status_pb2.Status:
+    return status_pb2.Status.FromString(base64.b64decode(encoded + "=" * (-len(encoded) % 4)))
+
+
+@pytest.mark.parametrize("method", [GENERATE, GENERATE_STREAM])
+def test_over_grpc_a_binary_header_not_in_base64_is_invalid_argument(
+    stack: Stack, model: str, method: str
+) -> None:
+    # What a client that writes its own headers sends (grpc-web's metadata goes as given).
+    stream = method == GENERATE_STREAM
+    request = (pb.GenerateStreamRequest if stream else pb.GenerateRequest)(model=model, query="q")
+    headers = native_headers(stack.http_url + method, request, NOT_BASE64)
+    assert (headers["grpc-status"], headers["grpc-message"]) == ("3", REFUSED), headers
+    info = error_details_pb2.RequestInfo(request_id=headers["x-request-id"])
+    expected = status_pb2.Status(code=3, message=REFUSED)
+    expected.details.add().Pack(info)
+    assert _status(headers["grpc-status-details-bin"]) == expected
+    web = grpc_web_call(stack.http_url + method, request, NOT_BASE64)
+    assert web.status_code == 200, web.headers
+    assert (web.headers["grpc-status"], web.headers["grpc-message"]) == ("3", REFUSED)
+    assert web.content == b""
+    # A gRPC library base64-encodes every binary header's value, whatever its bytes (these
+    # are no base64 text), and the call is served.
+    metadata = (("x-probe-bin", b"\x00\xff###"),)
+    with sync_channel(stack.grpc_address) as channel:
+        stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+        if stream:
+            assert isinstance(request, pb.GenerateStreamRequest)
+            messages = list(stub.GenerateStream(request, timeout=30, metadata=metadata))
+            texts = [t.text for t in messages[-1].texts]
+        else:
+            assert isinstance(request, pb.GenerateRequest)
+            texts = [t.text for t in stub.Generate(request, timeout=30, metadata=metadata).texts]
+    assert texts == ["ok"]

@@ -118,6 +118,7 @@ def test_envoy_accepts_the_full_config(tmp_path: Path) -> None:
         "envoy.filters.http.local_ratelimit",
         "cost_header",
         "grpc_status",
+        "grpc_failures",
         "envoy.filters.http.header_to_metadata",
         "envoy.filters.http.router",
     ]
@@ -162,6 +163,7 @@ def test_without_a_config_only_the_origin_check_is_added(tmp_path: Path) -> None
         *_EVERY_CONFIG,
         "cost_header",
         "grpc_status",
+        "grpc_failures",
         "envoy.filters.http.header_to_metadata",
         "envoy.filters.http.router",
     ]
@@ -351,6 +353,33 @@ def test_the_origin_check_runs_only_for_requests_with_an_origin(tmp_path: Path) 
     assert matcher["on_match"]["action"]["typed_config"]["@type"].endswith("SkipFilter")
 
 
+def test_grpc_failures_reads_only_the_replies_of_failures_without_details(
+    tmp_path: Path,
+) -> None:
+    # On every route, streams' too (gateway/launch/_grpc_failures.py): its Lua coroutine would
+    # live as long as each stream, so it is skipped at the headers of every reply but a
+    # failure there (trailers-only) that carries no details, which no stream that has begun
+    # can be. A filter of its own, after cost_header, so that it runs before it on the way back.
+    config = _render(tmp_path, {})
+    listener = config["static_resources"]["listeners"][0]
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    [wrapper] = [f for f in hcm["http_filters"] if f["name"] == "grpc_failures"]
+    assert "disabled" not in wrapper
+    typed = wrapper["typed_config"]
+    assert typed["@type"].endswith("common.matching.v3.ExtensionWithMatcher")
+    assert typed["extension_config"]["typed_config"]["@type"].endswith("lua.v3.Lua")
+    [matcher] = typed["xds_matcher"]["matcher_list"]["matchers"]
+    assert matcher["on_match"]["action"]["typed_config"]["@type"].endswith("SkipFilter")
+    not_failed, detailed = matcher["predicate"]["or_matcher"]["predicate"]
+    status = not_failed["not_matcher"]["single_predicate"]
+    assert status["input"]["typed_config"]["@type"].endswith("HttpResponseHeaderMatchInput")
+    assert status["input"]["typed_config"]["header_name"] == "grpc-status"
+    assert status["value_match"]["safe_regex"]["regex"] == "[1-9][0-9]*"
+    details = detailed["single_predicate"]
+    assert details["input"]["typed_config"]["@type"].endswith("HttpResponseHeaderMatchInput")
+    assert details["input"]["typed_config"]["header_name"] == "grpc-status-details-bin"
+
+
 def test_every_route_hands_the_gateway_the_clients_address(tmp_path: Path) -> None:
     # The gateway counts open streams, and an anonymous caller's calls in flight, per client
     # address (gateway/service/_streams.py): Envoy sets the header for the whole virtual host,
@@ -394,8 +423,9 @@ def test_stream_replies_tell_proxies_not_to_buffer_or_cache_them(tmp_path: Path)
     # A reply's headers come from the route of its gRPC path, whichever path the request had.
     # nginx buffers a reply unless told `x-accel-buffering: no` (tests/e2e/test_behind_nginx.py).
     # The OpenAI methods that may stream add them to their JSON replies too; unary methods,
-    # the hot /generate first, never do: SaxGateway's get only a copy of the x-request-id
-    # Envoy sets on every reply anyway, for `cost_header` to read.
+    # the hot /generate first, never do. Every reply gets a copy of the x-request-id Envoy
+    # sets on every reply anyway, from the virtual host, for `cost_header` and
+    # `grpc_failures` to read.
     config = _render(tmp_path, {})
     hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
     routes = hcm["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
@@ -404,12 +434,12 @@ def test_stream_replies_tell_proxies_not_to_buffer_or_cache_them(tmp_path: Path)
         {"header": {"key": "x-accel-buffering", "value": "no"}, "append_action": overwrite},
         {"header": {"key": "cache-control", "value": "no-cache"}, "append_action": overwrite},
     ]
-    request_id = [
-        {
-            "header": {"key": "x-request-id", "value": "%REQ(X-REQUEST-ID)%"},
-            "append_action": overwrite,
-        }
-    ]
+    request_id = {
+        "header": {"key": "x-request-id", "value": "%REQ(X-REQUEST-ID)%"},
+        "append_action": overwrite,
+    }
+    host = hcm["typed_config"]["route_config"]["virtual_hosts"][0]
+    assert host["response_headers_to_add"] == [request_id]
     for service in (
         gateway_pb2.DESCRIPTOR.services_by_name["SaxGateway"],
         openai_pb2.DESCRIPTOR.services_by_name["OpenAIGateway"],
@@ -417,5 +447,4 @@ def test_stream_replies_tell_proxies_not_to_buffer_or_cache_them(tmp_path: Path)
         for method in service.methods:
             route = _route(routes, f"/{service.full_name}/{method.name}")
             added = route.get("response_headers_to_add", [])
-            unary = request_id if service.name == "SaxGateway" else []
-            assert added == (stream_reply if method.server_streaming else unary), method.name
+            assert added == (stream_reply if method.server_streaming else []), method.name

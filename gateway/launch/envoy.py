@@ -17,7 +17,7 @@ from pathlib import Path
 from gateway.common.logs import LOGGED_ID_CHARS
 from gateway.config import MIB
 from gateway.edge import IDENTITY_HEADER, EdgeConfig, edge_values, host_values, is_loopback
-from gateway.launch._access_log import METADATA, grpc_status_format, method_format, status_rules
+from gateway.launch._access_log import grpc_status_format, method_format, status_rules
 from gateway.launch._grpc_failures import grpc_failures_filter
 from gateway.launch._grpc_web import grpc_web_filters
 from gateway.launch._methods import head_filter, method_filter

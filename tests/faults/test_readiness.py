@@ -10,6 +10,7 @@ down. (A draining Envoy: tests/integration/test_ops_server.py, and the pod in te
 from __future__ import annotations
 
 import ssl
+import stat
 import subprocess
 import sys
 import time
@@ -154,3 +155,10 @@ def test_the_readiness_probe_fails_while_the_cell_is_down_and_passes_once_it_is_
     _until(lambda: pod.kubelet() == 200, "/readyz to pass with the cell back")
     assert pod.healthz() == 200
 
+
+def test_the_rendered_envoy_config_is_readable_by_its_owner_only(pod: TlsPod) -> None:
+    # It may hold API keys (docs/config.md): 0600, as `saxgw envoy-config` writes it; it was
+    # 0644, inside a 0700 directory.
+    config = pod.stack.metrics_dir.parent / "envoy.yaml"
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert stat.S_IMODE(config.parent.stat().st_mode) == 0o700

@@ -37,6 +37,8 @@ ENV PATH=/opt/saxgw/bin:$PATH PYTHONUNBUFFERED=1
 ENV GRPC_EXPERIMENTS=-event_engine_client,-event_engine_listener
 USER 10001:10001
 WORKDIR /data
-EXPOSE 50051
 ENTRYPOINT ["saxgw"]
-CMD ["gateway", "--host", "0.0.0.0", "--port", "50051", "--sax-root", "/data/sax-root"]
+# Loopback: the gateway trusts the identity header Envoy sets (docs/security.md), so only an
+# Envoy in its network namespace (a pod, `network_mode: service:...`) may reach it. Deployments
+# that must reach it from another container say so in their own command (docker-compose.yml).
+CMD ["gateway", "--host", "127.0.0.1", "--port", "50051", "--sax-root", "/data/sax-root"]

@@ -1,7 +1,8 @@
 """deploy/k8s for the tests: each overlay as a real kustomize renders it (tests/unit/test_k8s.py,
 and tests/container runs its pod), what Kubernetes' schemas say of an object, and the pod's
-liveness probes as the base writes them, for the tests that run them against real processes
-(tests/faults/test_liveness.py) and in the real images (tests/container)."""
+liveness and readiness probes as the base writes them, for the tests that run them against
+real processes (tests/faults/test_liveness.py, test_readiness.py) and in the real images
+(tests/container)."""
 
 from __future__ import annotations
 
@@ -69,10 +70,20 @@ def liveness(container: str, where: dict[str, str]) -> tuple[list[str], float]:
 def http_liveness(container: str) -> tuple[str, list[str], float]:
     """The container's HTTP liveness probe: its path, the container's own args (whose port
     kubelet asks), and kubelet's timeout."""
+    return _http_probe(container, "livenessProbe")
+
+
+def http_readiness(container: str) -> tuple[str, list[str], float]:
+    """The container's HTTP readiness probe, as `http_liveness`."""
+    return _http_probe(container, "readinessProbe")
+
+
+def _http_probe(container: str, kind: str) -> tuple[str, list[str], float]:
     found = _container(container)
-    probe: dict[str, Any] = found["livenessProbe"]["httpGet"]
+    probe: dict[str, Any] = found[kind]["httpGet"]
+    assert probe.get("scheme", "HTTP") == "HTTP"
     ports = {p["name"]: p["containerPort"] for p in found["ports"]}
     args: list[str] = found["args"]
     # The probe's port is the one the process is told to listen on.
     assert str(ports[probe["port"]]) == args[args.index("--port") + 1]
-    return probe["path"], args, float(found["livenessProbe"]["timeoutSeconds"])
+    return probe["path"], args, float(found[kind]["timeoutSeconds"])

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from pathlib import Path
 
 from gateway.config import KIB, ConfigError, GatewaySettings
 from gateway.configfile import ConfigFile, load_config
 from gateway.edge import EdgeConfig, access_settings, allowed_host, allowed_origin, is_loopback
-from gateway.launch.envoy import EnvoySettings
+from gateway.launch.envoy import EnvoySettings, write_private
 
 __all__ = [
     "allowed_host_flag",
@@ -97,11 +96,3 @@ def envoy_settings(base: EnvoySettings, config: EdgeConfig) -> EnvoySettings:
         allowed_hosts=(*base.allowed_hosts, *config.allowed_hosts),
         edge=config,
     )
-
-
-def write_private(path: Path, text: str) -> None:
-    """Writes a file only its owner can read: Envoy's config holds the API keys."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    path.chmod(0o600)

@@ -79,7 +79,7 @@ def _write_envoy_config(args: argparse.Namespace, edge: EdgeConfig) -> int:
         gateway_endpoints=args.gateway,
         listen_address="0.0.0.0",  # in a container: reached by other containers and pods
         listen_port=args.port,
-        admin_address="127.0.0.1",  # admin stays private; probes use /healthz
+        admin_address="127.0.0.1",  # admin stays private; probes use ops /readyz
         admin_port=args.admin_port,
         cors_origins=args.cors_origin,
         otlp_endpoint=args.otlp_endpoint,

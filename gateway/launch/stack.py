@@ -32,6 +32,7 @@ from gateway.launch.envoy import (
     envoy_binary,
     envoy_concurrency_flags,
     render,
+    write_private,
 )
 from gateway.launch.probes import Probe, grpc_health_probe, http_probe
 from gateway.launch.processes import ProcessGroup, StartupError, port_open
@@ -257,7 +258,7 @@ class Stack:
             address = f"127.0.0.1:{port}"
             self.group.wait_until(name, partial(health_answers, address), timeout)
         config = Path(self._tmp.name) / "envoy.yaml"  # private: it may hold API keys
-        config.write_text(render(self.envoy, secrets_dir=Path(self._tmp.name) / "secrets"))
+        write_private(config, render(self.envoy, secrets_dir=Path(self._tmp.name) / "secrets"))
         self.group.start(
             "envoy",
             [

@@ -2,6 +2,8 @@
 
 ``/livez`` answers 200 from the server alone (no scrape, no Envoy): the liveness probe of a
 pod's ops container and the supervisor's watchdog ask it whether this process answers.
+``/readyz`` answers 200 or 503 as Envoy's ``/healthz`` would (gateway/ops/_ready.py), over
+plain HTTP even when Envoy's public listener wants TLS: the pod's readiness probe.
 """
 
 from __future__ import annotations
@@ -25,11 +27,14 @@ from gateway.common.listen import ListenError
 from gateway.common.logs import print_record
 from gateway.common.loopback import answers, domains
 from gateway.ops import _fold
+from gateway.ops._ready import readiness
 
 log = logging.getLogger(__name__)
 
 #: Answered 200 by the server itself: whether the process answers, for liveness probes.
 LIVE_PATH = "/livez"
+#: 200 or 503 as Envoy's /healthz (with --envoy-admin): the stack's readiness, in plain HTTP.
+READY_PATH = "/readyz"
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 REFUSAL = (
@@ -162,6 +167,7 @@ def start(settings: OpsSettings) -> ThreadingHTTPServer:
     model names) by DNS rebinding."""
     names = domains(settings.host, ())
     _finish_fold(settings.metrics_dir)
+    was_ready: dict[str, bool] = {}  # what /readyz last answered, to log its changes
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -171,6 +177,13 @@ def start(settings: OpsSettings) -> ThreadingHTTPServer:
             path = self.path.split("?")[0]
             if path == LIVE_PATH:
                 self._reply(200, b"ok\n")
+                return
+            if path == READY_PATH and settings.envoy_admin:
+                ready, why = readiness(settings.envoy_admin, settings.envoy_timeout)
+                if was_ready.get("ready") != ready:  # each change once, not every probe
+                    was_ready["ready"] = ready
+                    log.info("readiness: %s", why)
+                self._reply(200 if ready else 503, why.encode() + b"\n")
                 return
             if path != "/metrics":
                 self._reply(404, b"not found; try /metrics\n")

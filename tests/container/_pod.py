@@ -285,6 +285,8 @@ class Pod:
         env: dict[str, str] = {}
         kubernetes = {"metadata": {"name": "kubernetes"}, "spec": {"ports": [{"port": 443}]}}
         for service in [kubernetes, *(o for o in self.cluster.objects if o["kind"] == "Service")]:
+            if service["spec"].get("clusterIP") == "None":  # headless: kubelet sets none
+                continue
             prefix = service["metadata"]["name"].upper().replace("-", "_")
             ports = service["spec"]["ports"]
             env[f"{prefix}_SERVICE_HOST"] = CLUSTER_IP

@@ -175,7 +175,10 @@ def test_the_network_policies_admit_what_the_pod_just_used(
     gateway = policies["sax-gateway"]["spec"]
     assert gateway["podSelector"]["matchLabels"].items() <= labels.items()
     assert gateway["policyTypes"] == ["Ingress"]
-    service = [pod.target_port("sax-gateway", name) for name in ("http", "metrics")]
+    service = [
+        pod.target_port("sax-gateway", "http"),
+        pod.target_port("sax-gateway-metrics", "metrics"),
+    ]
     assert [p["port"] for rule in gateway["ingress"] for p in rule["ports"]] == service
     # A cell's pods: the gateway's pods are let in, on a range that holds the cell's ports the
     # gateway just called (the admin for the model's address, the model server for generate).

@@ -115,8 +115,8 @@ def test_what_the_kubelet_lite_cannot_run_fails_before_anything_runs(
 
 def test_the_pod_gets_ready_and_only_the_services_ports_reach_it(pod: Pod) -> None:
     print(f"Ready {pod.wait_ready(90):.1f} s after its containers started")
-    for name in ("http", "metrics"):
-        pod.net.connect(POD_IP, pod.target_port("sax-gateway", name), 5).close()
+    for service, name in (("sax-gateway", "http"), ("sax-gateway-metrics", "metrics")):
+        pod.net.connect(POD_IP, pod.target_port(service, name), 5).close()
     # The rest listen on the pod's loopback (deploy/k8s/base/networkpolicy.yaml says so).
     private = {
         "the gateway": _flag(pod, "gateway", "--port"),
@@ -162,7 +162,7 @@ def test_generate_and_a_stream_through_the_services_port(pod: Pod, url: str) -> 
     # The scrape port: the ops container adds up the gateway's files in the shared emptyDir,
     # which it writes once a second. Two calls: the JSON one and the gRPC one.
     ok = {"client": CLIENT, "grpc_method": "Generate", "grpc_code": "OK"}
-    with pod.forward(pod.target_port("sax-gateway", "metrics")) as metrics:
+    with pod.forward(pod.target_port("sax-gateway-metrics", "metrics")) as metrics:
 
         def counted() -> float | None:
             text = httpx.get(f"http://127.0.0.1:{metrics}/metrics", timeout=10).text
@@ -181,8 +181,8 @@ def test_every_probe_passes_as_written(pod: Pod) -> None:
     probes = pod.probes()
     assert set(probes) == {
         "gateway livenessProbe",
-        "envoy readinessProbe",
         "envoy livenessProbe",
+        "ops readinessProbe",
         "ops livenessProbe",
     }
     # The liveness probes start after their initialDelaySeconds (10 s at most).
@@ -217,11 +217,12 @@ def test_deleting_the_pod_drains_a_stream_and_every_container_exits_0_in_time(
         exits = {}
         deleting = threading.Thread(target=lambda: exits.update(pod.terminate()))
         deleting.start()
-        # Envoy's readiness probe fails at once: the pod leaves the Service's endpoints.
-        envoy = _container(pod, "envoy")
+        # The readiness probe (the ops server's /readyz, as Envoy's /healthz) fails at once:
+        # the pod leaves the Service's endpoints.
+        ops = _container(pod, "ops")
         poll(
-            lambda: pod.check(envoy, envoy["readinessProbe"], timeout=1) or None,
-            "Envoy's readiness probe to fail",
+            lambda: pod.check(ops, ops["readinessProbe"], timeout=1) or None,
+            "the pod's readiness probe to fail",
             timeout=5,
         )
         reader.join(30)

@@ -1,6 +1,6 @@
 """The ops server over a real socket: /metrics in Prometheus text, /livez for liveness probes,
-nothing else, and Envoy reported down (rather than the scrape failing) when its admin does not
-answer."""
+/readyz for readiness probes, nothing else, and Envoy reported down (rather than the scrape
+failing) when its admin does not answer."""
 
 from __future__ import annotations
 
@@ -13,13 +13,15 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 
 from gateway.launch.processes import free_port
-from gateway.ops import LIVE_PATH, OpsSettings, start
+from gateway.ops import LIVE_PATH, READY_PATH, OpsSettings, start
 from gateway.ops._fold import JOURNAL, KINDS, archive_name
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -99,6 +101,93 @@ def test_livez_answers_from_the_server_alone(tmp_path: Path) -> None:
             server.shutdown()
             server.server_close()
     assert (response.status_code, response.text) == (200, "ok\n")
+
+
+@contextmanager
+def _envoy_admin(replies: dict[str, tuple[int, str]]) -> Iterator[str]:
+    """A stand-in for Envoy's admin answering each path (with its query) in ``replies``."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            status, body = replies.get(self.path, (404, "invalid path\n"))
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _readyz(envoy_admin: str) -> tuple[int, str]:
+    server = start(OpsSettings(port=0, envoy_admin=envoy_admin))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}{READY_PATH}"
+        response = httpx.get(url, timeout=10)
+    finally:
+        server.shutdown()
+        server.server_close()
+    return response.status_code, response.text
+
+
+def _members(healthy: int, total: int) -> str:
+    """Envoy's /stats lines for the gateway cluster's members."""
+    return (
+        f"cluster.gateway_grpc.membership_healthy: {healthy}\n"
+        f"cluster.gateway_grpc.membership_total: {total}\n"
+    )
+
+
+STATS = "/stats?filter=^cluster\\.gateway_grpc\\.membership_(healthy|total)$"
+
+
+@pytest.mark.parametrize(
+    ("ready", "stats", "expected"),
+    [
+        (
+            (200, "LIVE\n"),
+            _members(1, 2),
+            (200, "ok: 1 of 2 gateways healthy\n"),
+        ),
+        (
+            (200, "LIVE\n"),
+            _members(0, 2),
+            (
+                503,
+                "no gateway is healthy (0 of 2 pass their gRPC health check: the cell is "
+                "unreachable, or the gateways are down)\n",
+            ),
+        ),
+        # run-envoy.sh's first step on SIGTERM, /healthcheck/fail, makes /ready say DRAINING
+        # (and /healthz 503): the pod leaves the Service while Envoy drains.
+        (
+            (503, "DRAINING\n"),
+            _members(2, 2),
+            (503, "Envoy is not live (DRAINING: starting, or draining after SIGTERM)\n"),
+        ),
+    ],
+)
+def test_readyz_answers_as_envoys_healthz_from_its_admin(
+    ready: tuple[int, str], stats: str, expected: tuple[int, str]
+) -> None:
+    with _envoy_admin({"/ready": ready, STATS: (200, stats)}) as admin:
+        assert _readyz(admin) == expected
+
+
+def test_readyz_fails_when_envoys_admin_does_not_answer() -> None:
+    admin = f"127.0.0.1:{free_port()}"
+    status, body = _readyz(admin)
+    assert status == 503
+    assert body.startswith(f"Envoy's admin at {admin} does not answer (")
 
 
 def test_other_paths_are_not_found(ops_url: str) -> None:

@@ -5,6 +5,7 @@ binary accepts. `make container-test` runs them for real (tests/container)."""
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -158,3 +159,15 @@ def test_dockerfile_copies_what_exists() -> None:
         if line.startswith("COPY ") and "--from" not in line:
             for source in line.split()[1:-1]:
                 assert (ROOT / source).exists(), source
+
+
+def test_the_images_default_gateway_listens_on_loopback() -> None:
+    # The gateway trusts the identity header Envoy sets: a container run with the image's
+    # default command listened on 0.0.0.0, where anything on its network could claim to be
+    # any client. Deployments that need another address say so in their own command.
+    [cmd] = [
+        line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("CMD ")
+    ]
+    args = parser().parse_args(json.loads(cmd.removeprefix("CMD ")))
+    assert (args.command, args.host) == ("gateway", "127.0.0.1")
+    assert "EXPOSE 50051" not in (ROOT / "Dockerfile").read_text()

@@ -16,7 +16,8 @@ import pytest
 from gateway.cli.main import parser
 from gateway.configfile import load_config
 from gateway.launch.stack import ENVOY_JSON_LOG
-from gateway.ops import LIVE_PATH
+from gateway.ops import LIVE_PATH, READY_PATH
+from gateway.ops._ready import CLUSTER, MIN_HEALTHY_PERCENT
 from tests._deployment import render, schema_errors
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,7 +71,7 @@ def test_overlay_validates_against_current_kubernetes_schemas(overlay: str) -> N
 
 
 def test_the_validator_rejects_what_a_cluster_would() -> None:
-    service = dict(_one("gcs-cell", "Service"))
+    service = dict(_one("gcs-cell", "Service", "sax-gateway"))
     assert schema_errors({**service, "spec": {**service["spec"], "ports": [{"port": "eighty"}]}})
     assert schema_errors(
         {**service, "spec": {**service["spec"], "portz": []}}
@@ -94,9 +95,9 @@ def test_envoy_runs_beside_the_gateway_and_only_its_and_the_scrape_port_are_reac
     assert command[:3] == ["envoy", "-c", "/etc/envoy/envoy.yaml"]
     assert command[command.index("--log-format") + 1] == ENVOY_JSON_LOG  # as `saxgw up`'s
     assert envoy["ports"] == [{"name": "http", "containerPort": init.port}]
-    # Readiness follows the cell (through the gateway's health); liveness must not, or a
-    # cell outage would restart Envoy in every pod.
-    assert envoy["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    # Readiness follows the cell (through the gateway's health) and is asked of the ops port
+    # (below), not of Envoy's, which speaks TLS once the config says `tls:`.
+    assert "readinessProbe" not in envoy
     # Liveness: whether each process answers at all (tests/faults/test_liveness.py runs
     # these commands against a live, a stopped and a cell-less process).
     alive = envoy["livenessProbe"]
@@ -115,17 +116,54 @@ def test_envoy_runs_beside_the_gateway_and_only_its_and_the_scrape_port_are_reac
     ops_port = containers["ops"]["ports"][0]["containerPort"]
     assert policy["ingress"] == [
         {"ports": [{"protocol": "TCP", "port": init.port}]},
-        {"ports": [{"protocol": "TCP", "port": ops_port}]},
+        # /metrics has no authentication: only scrapers' namespaces, labelled so (docs).
+        {
+            "from": [{"namespaceSelector": {"matchLabels": {"sax-gateway/metrics": "scrape"}}}],
+            "ports": [{"protocol": "TCP", "port": ops_port}],
+        },
     ]
+    # The clients' Service has Envoy's port only: made a LoadBalancer (docs/deploy.md), it
+    # publishes nothing else.
     service = _one(overlay, "Service", "sax-gateway")["spec"]
-    assert [p["targetPort"] for p in service["ports"]] == ["http", "metrics"]
+    assert [p["targetPort"] for p in service["ports"]] == ["http"]
     assert service["selector"] == pod_labels(overlay)
+    metrics = _one(overlay, "Service", "sax-gateway-metrics")["spec"]
+    assert [p["targetPort"] for p in metrics["ports"]] == ["metrics"]
+    assert metrics["clusterIP"] == "None"  # headless: no address of its own to expose
+    assert "type" not in metrics
+    assert metrics["selector"] == pod_labels(overlay)
 
     # Termination: Envoy's drain, and the gateway's preStop wait plus its grace period, fit.
     grace = pod["terminationGracePeriodSeconds"]
     pre_stop = containers["gateway"]["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert pre_stop + gateway.grace_period < grace
     assert int(drain) < grace
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_readiness_is_asked_in_plain_http_of_the_ops_port_not_of_envoys(overlay: str) -> None:
+    # Envoy's port speaks TLS once the config has a `tls:` section (docs/deploy.md says to add
+    # one), maybe wanting a client certificate: an httpGet probe there never passed and the
+    # pods never became Ready. The ops port is plain HTTP whatever the config.
+    containers = _containers(overlay)
+    ops = parser().parse_args(containers["ops"]["args"])
+    probes = {name: c["readinessProbe"] for name, c in containers.items() if "readinessProbe" in c}
+    assert set(probes) == {"ops"}
+    ready = probes["ops"]
+    assert ready["httpGet"] == {"path": READY_PATH, "port": "metrics"}
+    assert "scheme" not in ready["httpGet"]  # HTTP
+    assert containers["ops"]["ports"] == [{"name": "metrics", "containerPort": ops.port}]
+    # /readyz reads Envoy's admin, on the pod's loopback, waiting up to 2 s for it: kubelet
+    # waits longer, so a slow admin reads as the ops server's 503, not a probe timeout.
+    assert ops.envoy_admin.startswith("127.0.0.1:")
+    assert ready["timeoutSeconds"] > 2
+    assert (ready["periodSeconds"], ready["failureThreshold"]) == (5, 2)
+
+
+def test_readyz_mirrors_the_health_check_filter_of_envoys_template() -> None:
+    template = (ROOT / "envoy/envoy.yaml.tmpl").read_text()
+    rule = template.split("cluster_min_healthy_percentages:", 1)[1].split("\n")[1].strip()
+    assert rule == f"{CLUSTER}: {{value: {MIN_HEALTHY_PERCENT}}}"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -149,8 +187,8 @@ def test_the_ops_container_scrapes_the_gateways_shared_metrics_and_envoys_admin(
     # The scrape port: named `metrics` on the container and the Service, and announced the
     # way deploy/prometheus/prometheus.yml and common setups find it.
     assert containers["ops"]["ports"] == [{"name": "metrics", "containerPort": ops.port}]
-    metrics = _one(overlay, "Service", "sax-gateway")["spec"]["ports"]
-    assert metrics[1] == {
+    [metrics] = _one(overlay, "Service", "sax-gateway-metrics")["spec"]["ports"]
+    assert metrics == {
         "name": "metrics",
         "port": ops.port,
         "targetPort": "metrics",

@@ -230,6 +230,7 @@ def _up(args: argparse.Namespace) -> int:
             model_server_ports=tuple(args.model_server_ports),
         )
     settings = StackSettings(
+        config=config,  # every gateway process, restarted ones too, runs with this reading
         gateway=_edge.gateway_settings(
             GatewaySettings(
                 client=client_settings_from_args(args),

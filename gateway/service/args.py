@@ -51,6 +51,11 @@ def add_gateway_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_config_argument(parser)
     parser.add_argument(
+        "--config-snapshot",
+        metavar="FILE",
+        help=argparse.SUPPRESS,  # `saxgw up|serve` passes the --config it read at start
+    )
+    parser.add_argument(
         "--shared-slots",
         metavar="FILE",
         help="the table in which the gateway processes of one stack count per-client calls "
@@ -113,6 +118,7 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
         ),
         telemetry=telemetry_from_args(args),
         config_file=args.config,
+        config_snapshot=args.config_snapshot,
     )
 
 
@@ -140,6 +146,7 @@ def gateway_argv(settings: GatewaySettings) -> list[str]:
         f"--max-streams-per-client={settings.max_streams_per_client}",
         f"--admin-unreachable-after={settings.client.admin_unreachable_after!r}",
         *([f"--config={settings.config_file}"] if settings.config_file else []),
+        *([f"--config-snapshot={settings.config_snapshot}"] if settings.config_snapshot else []),
         *_shared_slots_argv(settings.shared_slots),
         *telemetry_argv(settings.telemetry),
     ]

@@ -1,0 +1,128 @@
+"""`saxgw up` while it runs: the config it read at start is the one every process keeps,
+a restarted one included; SIGHUP stops it as SIGTERM does; a stream may outlast the default
+grace period when `--grace-period` allows it; its own lines are JSON when the logs are."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import urllib.request
+from pathlib import Path
+
+import httpx
+
+from gateway.launch.processes import free_port
+from gateway.launch.stack import health_answers
+from tests.e2e._published import TEST_LM, publish_body
+from tests.e2e._up import Up, own_ports_and_dirs, saxgw_up
+
+MODEL = "/sax/test/kept"
+OPS_KEY = "sk-ops-3f9c2b7e1d6a4f08"
+TEAM_KEY = "sk-team-a-8b1e5c0d2a7f"
+OPS = {"Authorization": f"Bearer {OPS_KEY}"}
+TEAM = {"Authorization": f"Bearer {TEAM_KEY}"}
+
+
+def _config(team_models: str) -> str:
+    return (
+        "auth:\n"
+        "  api_keys:\n"
+        f"    - {{key: {OPS_KEY}, client: ops, roles: [admin, data]}}\n"
+        f"    - {{key: {TEAM_KEY}, client: team-a, roles: [data]}}\n"
+        "clients:\n"
+        f"  team-a: {{models: [{team_models}]}}\n"
+    )
+
+
+def _pid_of_child(parent: int, flag: str) -> int:
+    """The pid of ``parent``'s child whose command line holds ``flag``."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and flag.encode() in argv:
+            return int(entry.name)
+    raise AssertionError(f"no child of {parent} with {flag}")
+
+
+def _gateway_hosts(admin_port: int) -> dict[str, dict[str, str]]:
+    """Envoy's view of each gateway (its admin's /clusters): health_flags, rq_total, ..."""
+    url = f"http://127.0.0.1:{admin_port}/clusters"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        lines = response.read().decode().splitlines()
+    hosts: dict[str, dict[str, str]] = {}
+    for line in lines:
+        cluster, host, *stat = line.split("::")
+        if cluster == "gateway_grpc" and len(stat) == 2:
+            hosts.setdefault(host, {})[stat[0]] = stat[1]
+    return hosts
+
+
+def _restart(up: Up, pid: int, address: str, admin_port: int, restarts: int) -> None:
+    """Kills the gateway ``pid`` (serving ``address``) with SIGKILL, and waits until the
+    supervisor's ``restarts``-th restart answers and Envoy routes to it again."""
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while sum("saxgw: restarted gateway-1 (pid " in line for line in up.lines) < restarts:
+        assert time.monotonic() < deadline, up.lines
+        time.sleep(0.1)
+    while not health_answers(address):
+        assert time.monotonic() < deadline, up.lines
+        time.sleep(0.1)
+    while _gateway_hosts(admin_port)[address].get("health_flags") != "healthy":
+        assert time.monotonic() < deadline, _gateway_hosts(admin_port)
+        time.sleep(0.2)
+
+
+def _team_calls(url: str, admin_port: int, address: str) -> list[int]:
+    """Eight team-a calls through Envoy, and how many of them reached ``address``."""
+    before = int(_gateway_hosts(admin_port)[address]["rq_total"])
+    with httpx.Client(base_url=url, headers=TEAM, timeout=30) as http:
+        codes = [
+            http.post("/generate", json={"model": MODEL, "query": "q"}).status_code
+            for _ in range(8)
+        ]
+    assert int(_gateway_hosts(admin_port)[address]["rq_total"]) > before  # the restarted one
+    return codes
+
+
+def test_a_restarted_gateway_keeps_the_config_read_at_start(tmp_path: Path) -> None:
+    config = tmp_path / "saxgw.yaml"
+    config.write_text(_config('"/sax/test/kept*"'))
+    port, admin, first, second = free_port(), free_port(), free_port(), free_port()
+    argv = [
+        *own_ports_and_dirs(port, tmp_path),
+        f"--envoy-admin-port={admin}",
+        f"--gateway-ports={first},{second}",
+        "--workers=2",
+        "--ops-port=0",
+        f"--config={config}",
+    ]
+    url = f"http://127.0.0.1:{port}"
+    address = f"127.0.0.1:{second}"
+    with saxgw_up(argv) as up:
+        up.wait_for("Ready. Try:")
+        with httpx.Client(base_url=url, headers=OPS, timeout=30) as http:
+            assert http.post("/publish", json=publish_body(MODEL, TEST_LM)).status_code == 200
+            ready = http.post("/wait_for_ready", json={"model": MODEL, "timeout": "30s"})
+            assert ready.status_code == 200, ready.text
+        assert _team_calls(url, admin, address) == [200] * 8
+
+        # An edit that would refuse team-a the model, then a crash: the restarted gateway
+        # decides as its sibling does, with the config read at start.
+        config.write_text(_config('"/sax/test/other*"'))
+        _restart(up, _pid_of_child(up.proc.pid, f"--port={second}"), address, admin, 1)
+        assert _team_calls(url, admin, address) == [200] * 8
+
+        # A file broken on disk does not keep the next restart from starting.
+        config.write_text("auth: [\n")
+        [line] = [line for line in up.lines if "saxgw: restarted gateway-1 (pid " in line]
+        pid = int(line.rsplit("(pid ", 1)[1].rstrip(")"))
+        _restart(up, pid, address, admin, 2)
+        assert _team_calls(url, admin, address) == [200] * 8
+        assert sum(" exited with status " in line for line in up.lines) == 2, up.lines

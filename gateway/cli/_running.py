@@ -1,31 +1,77 @@
-"""A started stack until Ctrl-C: its supervisor's ticks, the banner once it is healthy, and
-the line that says the models restored from an earlier run serve again."""
+"""A started stack until Ctrl-C (or SIGTERM, or SIGHUP): its supervisor's ticks, the banner
+once it is healthy, and the line that says the models restored from an earlier run serve again.
+
+Its own lines on stderr (``saxgw: ...``) are JSON records when the logs are JSON (`say`)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
+import signal
 import sys
 import threading
+from types import FrameType
 
+from gateway.common.logs import JsonFormatter
 from gateway.launch.readiness import restored_models
 from gateway.launch.stack import Stack
 from gateway.launch.supervisor import Supervisor
 
+_log = logging.getLogger("saxgw")
 
-def serve_until_stopped(args: argparse.Namespace, stack: Stack, stop: threading.Event) -> int:
+HANGUP = (
+    "saxgw: SIGHUP: stopping, as on SIGTERM. The config is read once at start: "
+    "start saxgw again to apply a change"
+)
+
+
+def say(line: str, level: int = logging.INFO) -> None:
+    """Writes one of `saxgw up|serve`'s own lines (``saxgw: ...``) to stderr: as it is, or,
+    when the logs are JSON (``--log-format json``, or ``auto`` off a terminal), as a JSON
+    record of the logger ``saxgw``, so that the stream the stack writes stays JSON lines.
+    A stderr gone (its terminal closed) does not keep the stack from stopping."""
+    formatter = next((h.formatter for h in logging.getLogger().handlers if h.formatter), None)
+    if isinstance(formatter, JsonFormatter):
+        message = line.removeprefix("saxgw: ")
+        line = formatter.format(_log.makeRecord(_log.name, level, "", 0, message, (), None))
+    with contextlib.suppress(OSError):
+        print(line, file=sys.stderr, flush=True)
+
+
+class StopSignals:
+    """Set by SIGINT (Ctrl-C), SIGTERM or SIGHUP: each stops the stack gracefully. SIGHUP's
+    default killed `saxgw` at once when its terminal closed (status 129; the children killed
+    with it, streams cut without their last event, the private directory with Envoy's config
+    left behind); and it does not reload the config, as some servers' does (`hangup`)."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.hangup = False
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, self._received)
+
+    def _received(self, signum: int, _frame: FrameType | None) -> None:
+        self.hangup = self.hangup or signum == signal.SIGHUP
+        self.event.set()
+
+
+def serve_until_stopped(args: argparse.Namespace, stack: Stack, stop: StopSignals) -> int:
     """Prints the banner once health passes (and when restored models are ready), restarts
-    a child that exits or hangs; returns when ``stop`` is set."""
+    a child that exits or hangs; returns when a stop signal came."""
     supervisor = Supervisor(
         stack.group,
         stack.settings.restart,
-        report=lambda line: print(line, file=sys.stderr, flush=True),
+        report=lambda line: say(line, logging.WARNING),
         probes=stack.probes(),
     )
     try:
-        _supervise(args, stack, stop, supervisor)
+        _supervise(args, stack, stop.event, supervisor)
     finally:
         supervisor.close()
-    print("saxgw: stopping...", file=sys.stderr)
+    if stop.hangup:
+        say(HANGUP)
+    say("saxgw: stopping...")
     return 0
 
 
@@ -45,10 +91,10 @@ def _supervise(
             waited += 1.0
             stop.wait(0.5)
             if waited == 60:
-                print(
+                say(
                     "saxgw: still waiting for the gateway to reach the Sax cell "
                     f"({stack.http_url}/healthz is 503); see the logs above",
-                    file=sys.stderr,
+                    logging.WARNING,
                 )
         if banner and not restored and args.embedded:
             restored = _report_restored(stack, args.cell)

@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from pathlib import Path
 
 from gateway.cell.settings import (
@@ -259,9 +257,7 @@ def _up(args: argparse.Namespace) -> int:
         ops_port=args.ops_port or None,
         ops_address=args.ops_listen,
     )
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = _running.StopSignals()  # Ctrl-C, SIGTERM, SIGHUP: a graceful stop
     try:
         # Claimed before the check and held until exit: two `saxgw up` started at the same
         # moment both found the ports free, and both started a stack on them.

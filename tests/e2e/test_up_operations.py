@@ -4,8 +4,11 @@ grace period when `--grace-period` allows it; its own lines are JSON when the lo
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -102,6 +105,7 @@ def test_a_restarted_gateway_keeps_the_config_read_at_start(tmp_path: Path) -> N
         "--workers=2",
         "--ops-port=0",
         f"--config={config}",
+        "--log-format=text",  # the supervisor's lines as text, as this test reads them
     ]
     url = f"http://127.0.0.1:{port}"
     address = f"127.0.0.1:{second}"
@@ -126,3 +130,66 @@ def test_a_restarted_gateway_keeps_the_config_read_at_start(tmp_path: Path) -> N
         _restart(up, pid, address, admin, 2)
         assert _team_calls(url, admin, address) == [200] * 8
         assert sum(" exited with status " in line for line in up.lines) == 2, up.lines
+
+
+def test_sighup_stops_saxgw_as_sigterm_does(tmp_path: Path) -> None:
+    # SIGHUP (a closed terminal) killed `saxgw up` at once: status 129, its children killed
+    # with it, and its private directory (Envoy's config with the API keys) left in /tmp.
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    argv = [*own_ports_and_dirs(free_port(), tmp_path), "--ops-port=0", "--log-format=text"]
+    with saxgw_up(argv, env={"TMPDIR": str(tmp)}) as up:
+        up.wait_for("Ready. Try:")
+        [private] = tmp.iterdir()
+        assert (private / "envoy.yaml").is_file()
+        up.proc.send_signal(signal.SIGHUP)
+        assert up.proc.wait(60) == 0
+        up.close()
+    assert up.lines[-2:] == [
+        "saxgw: SIGHUP: stopping, as on SIGTERM. The config is read once at start: "
+        "start saxgw again to apply a change",
+        "saxgw: stopping...",
+    ]
+    assert list(tmp.iterdir()) == []
+
+
+def test_saxgws_own_lines_are_json_when_the_logs_are(tmp_path: Path) -> None:
+    port, gateway = free_port(), free_port()
+    argv = [
+        *own_ports_and_dirs(port, tmp_path),
+        f"--gateway-ports={gateway}",
+        "--ops-port=0",
+        "--log-format=json",
+    ]
+    stderr = tmp_path / "stderr"
+    with stderr.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "up", *argv],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while not health_answers(f"127.0.0.1:{gateway}"):
+            assert proc.poll() is None and time.monotonic() < deadline, stderr.read_text()
+            time.sleep(0.2)
+        pid = _pid_of_child(proc.pid, f"--port={gateway}")
+        os.kill(pid, signal.SIGKILL)
+        while "restarted gateway-0" not in stderr.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, stderr.read_text()
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    records = [json.loads(line) for line in stderr.read_text().splitlines()]
+    mine = [(r["level"], r["logger"], r["message"]) for r in records if r["logger"] == "saxgw"]
+    [(_, _, restarted)] = [m for m in mine if m[2].startswith("restarted gateway-0 (pid ")]
+    assert mine == [
+        (
+            "WARNING",
+            "saxgw",
+            f"gateway-0 (pid {pid}) exited with status -9; restarting it in 0.5 s",
+        ),
+        ("WARNING", "saxgw", restarted),
+        ("INFO", "saxgw", "stopping..."),
+    ]

@@ -30,6 +30,7 @@ from gateway.service.args import (
     add_config_argument,
     add_deadline_arguments,
     add_gateway_arguments,
+    add_stream_arguments,
     client_settings_from_args,
     default,
     settings_from_args,
@@ -95,6 +96,7 @@ def _add_front(cmd: argparse.ArgumentParser) -> None:
         help="GCS API endpoint override (a storage emulator)",
     )
     add_deadline_arguments(cmd)
+    add_stream_arguments(cmd)
     add_config_argument(cmd)
     cmd.add_argument("--log-dir", help="write each process's log here instead of stderr")
     cmd.add_argument(
@@ -233,6 +235,8 @@ def _up(args: argparse.Namespace) -> int:
             GatewaySettings(
                 client=client_settings_from_args(args),
                 default_timeout=args.default_timeout,
+                grace_period=args.grace_period,
+                max_streams_per_client=args.max_streams_per_client,
                 config_file=args.config,
                 telemetry=telemetry_from_args(args),
             ),

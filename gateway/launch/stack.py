@@ -129,12 +129,21 @@ def _envoy_log_flags(log_format: str, log_path: str | None) -> list[str]:
     return []
 
 
+#: Seconds a gateway may take to exit after its grace period, before it is killed.
+_EXIT_AFTER_GRACE = 5.0
+
+
 class Stack:
     """Starts the processes on ``__enter__`` and stops them, newest first, on ``__exit__``."""
 
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings
-        self.group = ProcessGroup()
+        # A gateway gets its whole grace period to end the calls in flight (a long stream)
+        # and a few seconds to exit, before the group kills it: with its own fixed 10 s, the
+        # group SIGKILLed a gateway given a longer --grace-period, cutting those calls.
+        self.group = ProcessGroup(
+            grace=max(ProcessGroup.grace, settings.gateway.grace_period + _EXIT_AFTER_GRACE)
+        )
         envoy = settings.envoy or EnvoySettings(gateway_endpoints=())
         endpoints = [f"127.0.0.1:{p}" for p in settings.gateway_ports]
         self.envoy = dataclasses.replace(

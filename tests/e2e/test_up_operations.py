@@ -193,3 +193,42 @@ def test_saxgws_own_lines_are_json_when_the_logs_are(tmp_path: Path) -> None:
         ("WARNING", "saxgw", restarted),
         ("INFO", "saxgw", "stopping..."),
     ]
+
+
+def test_a_stream_longer_than_the_default_grace_ends_whole_after_sigterm(tmp_path: Path) -> None:
+    # `up` and `serve` had no --grace-period (a fixed 10 s) nor --max-streams-per-client:
+    # an LLM stream longer than that was cut when the stack stopped.
+    words = [f"w{i}" for i in range(12)]  # a token a second: 11 s after SIGTERM, over 10 s
+    port = free_port()
+    argv = [
+        *own_ports_and_dirs(port, tmp_path),
+        "--ops-port=0",
+        "--grace-period=30",
+        "--max-streams-per-client=1",
+    ]
+    with saxgw_up(argv) as up:
+        up.wait_for("Ready. Try:")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+            body = publish_body(MODEL, TEST_LM, text=" ".join(words), delay_ms="1000")
+            assert http.post("/publish", json=body).status_code == 200
+            ready = http.post("/wait_for_ready", json={"model": MODEL, "timeout": "30s"})
+            assert ready.status_code == 200, ready.text
+            request = {"model": MODEL, "query": "q"}
+            with http.stream("POST", "/generate_stream", json=request) as response:
+                assert response.status_code == 200
+                lines = response.iter_lines()
+                events = [json.loads(next(x for x in lines if x).removeprefix("data: "))]
+                # The client's one stream is open: a second is refused.
+                second = http.post("/generate_stream", json=request)
+                assert second.status_code == 429, second.text
+                started = time.monotonic()
+                up.proc.send_signal(signal.SIGTERM)
+                events += [json.loads(x.removeprefix("data: ")) for x in lines if x]
+        assert time.monotonic() - started > 10
+        assert up.proc.wait(60) == 0
+    assert [e["deltas"][0]["text"] for e in events[:-1]] == [words[0]] + [
+        f" {w}" for w in words[1:]
+    ]
+    final = events[-1]
+    assert final["done"] is True and "error" not in final, final
+    assert [t["text"] for t in final["texts"]] == [" ".join(words)]

@@ -113,6 +113,33 @@ def _report_restored(stack: Stack, cell: str) -> bool:
 
 
 def _print_banner(args: argparse.Namespace, stack: Stack) -> None:
+    print("\n".join(banner(args, stack)), flush=True)
+
+
+def _tls_flags(stack: Stack) -> tuple[str, str, str | None]:
+    """What curl and saxgw need to reach a TLS listener (the CA that signed its certificate;
+    a client certificate for mTLS), as placeholders, and a line that says what they stand
+    for; ("", "", None) without TLS."""
+    tls = stack.envoy.edge.tls
+    if tls is None:
+        return "", "", None
+    curl, saxgw = " --cacert CA.pem", " --ca-cert CA.pem"
+    note = "  (CA.pem: the CA that signed tls.cert_file)"
+    if tls.client_ca_file is not None:
+        curl += " --cert CERT.pem --key KEY.pem"
+        saxgw += " --client-cert CERT.pem --client-key KEY.pem"
+        note = (
+            "  (CA.pem: the CA that signed tls.cert_file; CERT.pem, KEY.pem: a client "
+            "certificate signed by tls.client_ca_file, and its key)"
+        )
+    return curl, saxgw, note
+
+
+def banner(args: argparse.Namespace, stack: Stack) -> list[str]:
+    """What `saxgw up|serve` prints once the stack is healthy: where each part listens and
+    commands to try, with the flags a TLS listener wants (without them, saxgw spoke
+    plaintext to it and failed)."""
+    curl, saxgw, note = _tls_flags(stack)
     lines = [f"HTTP/JSON, gRPC, grpc-web  {stack.http_url}  (Envoy; /healthz)"]
     lines += [f"gateway gRPC               {a}" for a in stack.gateway_addresses]
     if stack.metrics_url:
@@ -125,16 +152,18 @@ def _print_banner(args: argparse.Namespace, stack: Stack) -> None:
         lines += [f"Sax model server           127.0.0.1:{p}" for p in args.model_server_ports]
     lines.append(f"SAX_ROOT                   {args.sax_root}")
     lines.append("Ready. Try:")
+    if note:
+        lines.append(note)
     if stack.envoy.edge.authenticated:  # else the two lines below are 401
         lines.append("  (with a key or JWT of --config: export SAXGW_API_KEY=...)")
         lines.append(
-            f'  curl -s -H "Authorization: Bearer $SAXGW_API_KEY" {stack.http_url}/listcells'
+            f'  curl -s{curl} -H "Authorization: Bearer $SAXGW_API_KEY" {stack.http_url}/listcells'
         )
     else:
-        lines.append(f"  curl -s {stack.http_url}/listcells")
+        lines.append(f"  curl -s{curl} {stack.http_url}/listcells")
     # `serve` has no --cell: its cells are whatever SAX_ROOT holds.
     where = f" {args.cell}" if args.embedded else ""
-    lines.append(f"  .venv/bin/saxgw --gateway {stack.grpc_address} ls{where}")
+    lines.append(f"  .venv/bin/saxgw --gateway {stack.grpc_address}{saxgw} ls{where}")
     lines.append("  the walk-through in README.md; the API reference in docs/api.md")
     lines.append("Ctrl-C stops everything.")
-    print("\n".join(lines), flush=True)
+    return lines

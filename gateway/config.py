@@ -201,8 +201,12 @@ class GatewaySettings:
     counted with the stack's other gateway processes; None: in this process alone."""
 
     config_file: str | None = None
-    """The ``--config`` file: each gateway process is started with it and takes ``models``,
-    ``access`` and its deadline caps from it (gateway/cli/_edge.py: gateway_settings)."""
+    """The ``--config`` file: a gateway process takes ``models``, ``access`` and its deadline
+    caps from it (gateway/cli/_edge.py: gateway_settings)."""
+    config_snapshot: str | None = None
+    """The ``--config`` file as the stack read it at start (gateway/configfile.py:
+    write_snapshot): a gateway process of `saxgw up|serve` reads this instead, restarted
+    ones included, so that an edit of the file reaches none of them."""
     models: Mapping[str, ModelConfig] = field(default_factory=dict)
     """Per-model settings of the OpenAI-compatible API (the config file's ``models:``)."""
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)

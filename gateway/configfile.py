@@ -14,6 +14,8 @@ parser (it gets the document's sections it owns and the file's folder).
 
 from __future__ import annotations
 
+import os
+import pickle
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,3 +96,40 @@ def load_config(path: str | Path) -> ConfigFile:
         return parse_config(data, path.parent)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+
+
+def _read_only(mapping: dict[Any, Any]) -> Mapping[Any, Any]:
+    return MappingProxyType(mapping)
+
+
+class _SnapshotPickler(pickle.Pickler):
+    """Pickles the read-only mappings the parsed file holds (``MappingProxyType`` has no
+    pickle support of its own) as the mappings they wrap, read-only again when loaded."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if type(obj) is MappingProxyType:
+            return _read_only, (dict(obj),)
+        return NotImplemented
+
+
+def write_snapshot(config: ConfigFile, path: Path) -> None:
+    """Writes the file as `load_config` read it, owner-only (it holds the API keys' clients
+    and more), for the processes `saxgw up|serve` starts and restarts: each reads this, never
+    the live file again, so an edit while the stack runs reaches none of them (docs/config.md).
+    Only a process of the same user that made the stack's private directory reads it back."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        _SnapshotPickler(out, protocol=pickle.HIGHEST_PROTOCOL).dump(config)
+    path.chmod(0o600)
+
+
+def read_snapshot(path: str | Path) -> ConfigFile:
+    """The config `write_snapshot` wrote; raises `ConfigError` if it cannot be read."""
+    try:
+        with Path(path).open("rb") as file:
+            config = pickle.load(file)  # our own private file (write_snapshot), no other
+    except (OSError, pickle.UnpicklingError, EOFError) as exc:
+        raise ConfigError(f"{path}: cannot read the config snapshot: {exc}") from exc
+    if not isinstance(config, ConfigFile):
+        raise ConfigError(f"{path}: not a config snapshot")
+    return config

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from gateway.config import KIB, ConfigError, GatewaySettings
-from gateway.configfile import ConfigFile, load_config
+from gateway.configfile import ConfigFile, load_config, read_snapshot
 from gateway.edge import EdgeConfig, access_settings, allowed_host, allowed_origin, is_loopback
 from gateway.launch.envoy import EnvoySettings, write_private
 
@@ -25,10 +25,14 @@ __all__ = [
 
 
 def load(args: argparse.Namespace) -> ConfigFile | None:
-    """The file named by ``--config`` (defaults without one); None after printing why not."""
-    if not args.config:
-        return ConfigFile()
+    """The file named by ``--config`` (defaults without one); None after printing why not.
+    A gateway process of `saxgw up|serve` reads the snapshot the stack took at start
+    (``--config-snapshot``), never the file, which may have changed since."""
     try:
+        if snapshot := getattr(args, "config_snapshot", None):
+            return read_snapshot(snapshot)
+        if not args.config:
+            return ConfigFile()
         return load_config(Path(args.config))
     except ConfigError as exc:
         print(f"saxgw: bad config: {exc}", file=sys.stderr)

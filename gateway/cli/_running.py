@@ -1,31 +1,77 @@
-"""A started stack until Ctrl-C: its supervisor's ticks, the banner once it is healthy, and
-the line that says the models restored from an earlier run serve again."""
+"""A started stack until Ctrl-C (or SIGTERM, or SIGHUP): its supervisor's ticks, the banner
+once it is healthy, and the line that says the models restored from an earlier run serve again.
+
+Its own lines on stderr (``saxgw: ...``) are JSON records when the logs are JSON (`say`)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
+import signal
 import sys
 import threading
+from types import FrameType
 
+from gateway.common.logs import JsonFormatter
 from gateway.launch.readiness import restored_models
 from gateway.launch.stack import Stack
 from gateway.launch.supervisor import Supervisor
 
+_log = logging.getLogger("saxgw")
 
-def serve_until_stopped(args: argparse.Namespace, stack: Stack, stop: threading.Event) -> int:
+HANGUP = (
+    "saxgw: SIGHUP: stopping, as on SIGTERM. The config is read once at start: "
+    "start saxgw again to apply a change"
+)
+
+
+def say(line: str, level: int = logging.INFO) -> None:
+    """Writes one of `saxgw up|serve`'s own lines (``saxgw: ...``) to stderr: as it is, or,
+    when the logs are JSON (``--log-format json``, or ``auto`` off a terminal), as a JSON
+    record of the logger ``saxgw``, so that the stream the stack writes stays JSON lines.
+    A stderr gone (its terminal closed) does not keep the stack from stopping."""
+    formatter = next((h.formatter for h in logging.getLogger().handlers if h.formatter), None)
+    if isinstance(formatter, JsonFormatter):
+        message = line.removeprefix("saxgw: ")
+        line = formatter.format(_log.makeRecord(_log.name, level, "", 0, message, (), None))
+    with contextlib.suppress(OSError):
+        print(line, file=sys.stderr, flush=True)
+
+
+class StopSignals:
+    """Set by SIGINT (Ctrl-C), SIGTERM or SIGHUP: each stops the stack gracefully. SIGHUP's
+    default killed `saxgw` at once when its terminal closed (status 129; the children killed
+    with it, streams cut without their last event, the private directory with Envoy's config
+    left behind); and it does not reload the config, as some servers' does (`hangup`)."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.hangup = False
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, self._received)
+
+    def _received(self, signum: int, _frame: FrameType | None) -> None:
+        self.hangup = self.hangup or signum == signal.SIGHUP
+        self.event.set()
+
+
+def serve_until_stopped(args: argparse.Namespace, stack: Stack, stop: StopSignals) -> int:
     """Prints the banner once health passes (and when restored models are ready), restarts
-    a child that exits or hangs; returns when ``stop`` is set."""
+    a child that exits or hangs; returns when a stop signal came."""
     supervisor = Supervisor(
         stack.group,
         stack.settings.restart,
-        report=lambda line: print(line, file=sys.stderr, flush=True),
+        report=lambda line: say(line, logging.WARNING),
         probes=stack.probes(),
     )
     try:
-        _supervise(args, stack, stop, supervisor)
+        _supervise(args, stack, stop.event, supervisor)
     finally:
         supervisor.close()
-    print("saxgw: stopping...", file=sys.stderr)
+    if stop.hangup:
+        say(HANGUP)
+    say("saxgw: stopping...")
     return 0
 
 
@@ -45,10 +91,10 @@ def _supervise(
             waited += 1.0
             stop.wait(0.5)
             if waited == 60:
-                print(
+                say(
                     "saxgw: still waiting for the gateway to reach the Sax cell "
                     f"({stack.http_url}/healthz is 503); see the logs above",
-                    file=sys.stderr,
+                    logging.WARNING,
                 )
         if banner and not restored and args.embedded:
             restored = _report_restored(stack, args.cell)
@@ -67,6 +113,33 @@ def _report_restored(stack: Stack, cell: str) -> bool:
 
 
 def _print_banner(args: argparse.Namespace, stack: Stack) -> None:
+    print("\n".join(banner(args, stack)), flush=True)
+
+
+def _tls_flags(stack: Stack) -> tuple[str, str, str | None]:
+    """What curl and saxgw need to reach a TLS listener (the CA that signed its certificate;
+    a client certificate for mTLS), as placeholders, and a line that says what they stand
+    for; ("", "", None) without TLS."""
+    tls = stack.envoy.edge.tls
+    if tls is None:
+        return "", "", None
+    curl, saxgw = " --cacert CA.pem", " --ca-cert CA.pem"
+    note = "  (CA.pem: the CA that signed tls.cert_file)"
+    if tls.client_ca_file is not None:
+        curl += " --cert CERT.pem --key KEY.pem"
+        saxgw += " --client-cert CERT.pem --client-key KEY.pem"
+        note = (
+            "  (CA.pem: the CA that signed tls.cert_file; CERT.pem, KEY.pem: a client "
+            "certificate signed by tls.client_ca_file, and its key)"
+        )
+    return curl, saxgw, note
+
+
+def banner(args: argparse.Namespace, stack: Stack) -> list[str]:
+    """What `saxgw up|serve` prints once the stack is healthy: where each part listens and
+    commands to try, with the flags a TLS listener wants (without them, saxgw spoke
+    plaintext to it and failed)."""
+    curl, saxgw, note = _tls_flags(stack)
     lines = [f"HTTP/JSON, gRPC, grpc-web  {stack.http_url}  (Envoy; /healthz)"]
     lines += [f"gateway gRPC               {a}" for a in stack.gateway_addresses]
     if stack.metrics_url:
@@ -79,16 +152,18 @@ def _print_banner(args: argparse.Namespace, stack: Stack) -> None:
         lines += [f"Sax model server           127.0.0.1:{p}" for p in args.model_server_ports]
     lines.append(f"SAX_ROOT                   {args.sax_root}")
     lines.append("Ready. Try:")
+    if note:
+        lines.append(note)
     if stack.envoy.edge.authenticated:  # else the two lines below are 401
         lines.append("  (with a key or JWT of --config: export SAXGW_API_KEY=...)")
         lines.append(
-            f'  curl -s -H "Authorization: Bearer $SAXGW_API_KEY" {stack.http_url}/listcells'
+            f'  curl -s{curl} -H "Authorization: Bearer $SAXGW_API_KEY" {stack.http_url}/listcells'
         )
     else:
-        lines.append(f"  curl -s {stack.http_url}/listcells")
+        lines.append(f"  curl -s{curl} {stack.http_url}/listcells")
     # `serve` has no --cell: its cells are whatever SAX_ROOT holds.
     where = f" {args.cell}" if args.embedded else ""
-    lines.append(f"  .venv/bin/saxgw --gateway {stack.grpc_address} ls{where}")
+    lines.append(f"  .venv/bin/saxgw --gateway {stack.grpc_address}{saxgw} ls{where}")
     lines.append("  the walk-through in README.md; the API reference in docs/api.md")
     lines.append("Ctrl-C stops everything.")
-    print("\n".join(lines), flush=True)
+    return lines

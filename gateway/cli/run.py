@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from pathlib import Path
 
 from gateway.cell.settings import (
@@ -32,6 +30,7 @@ from gateway.service.args import (
     add_config_argument,
     add_deadline_arguments,
     add_gateway_arguments,
+    add_stream_arguments,
     client_settings_from_args,
     default,
     settings_from_args,
@@ -97,6 +96,7 @@ def _add_front(cmd: argparse.ArgumentParser) -> None:
         help="GCS API endpoint override (a storage emulator)",
     )
     add_deadline_arguments(cmd)
+    add_stream_arguments(cmd)
     add_config_argument(cmd)
     cmd.add_argument("--log-dir", help="write each process's log here instead of stderr")
     cmd.add_argument(
@@ -230,10 +230,13 @@ def _up(args: argparse.Namespace) -> int:
             model_server_ports=tuple(args.model_server_ports),
         )
     settings = StackSettings(
+        config=config,  # every gateway process, restarted ones too, runs with this reading
         gateway=_edge.gateway_settings(
             GatewaySettings(
                 client=client_settings_from_args(args),
                 default_timeout=args.default_timeout,
+                grace_period=args.grace_period,
+                max_streams_per_client=args.max_streams_per_client,
                 config_file=args.config,
                 telemetry=telemetry_from_args(args),
             ),
@@ -258,9 +261,7 @@ def _up(args: argparse.Namespace) -> int:
         ops_port=args.ops_port or None,
         ops_address=args.ops_listen,
     )
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = _running.StopSignals()  # Ctrl-C, SIGTERM, SIGHUP: a graceful stop
     try:
         # Claimed before the check and held until exit: two `saxgw up` started at the same
         # moment both found the ports free, and both started a stack on them.

@@ -27,6 +27,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from gateway.cell import CellSettings, cell_argv
 from gateway.common import slottable
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings, SharedSlots
+from gateway.configfile import ConfigFile, load_config, write_snapshot
 from gateway.launch.envoy import (
     EnvoySettings,
     envoy_binary,
@@ -50,6 +51,11 @@ class StackSettings:
 
     gateway: GatewaySettings
     """Settings of every gateway process (``port`` aside: see ``gateway_ports``)."""
+    config: ConfigFile | None = None
+    """The ``--config`` file as the caller read it (``gateway.config_file``'s); None: the
+    stack reads ``gateway.config_file`` itself, once. Either way every gateway process, one
+    restarted included, runs with this one reading (a snapshot in the stack's private
+    directory), never the file as it is later."""
     cell: CellSettings | None = None
     """The embedded Sax cell to start (its ports fixed); None fronts an existing cell found
     through the gateway's SAX_ROOT."""
@@ -124,12 +130,21 @@ def _envoy_log_flags(log_format: str, log_path: str | None) -> list[str]:
     return []
 
 
+#: Seconds a gateway may take to exit after its grace period, before it is killed.
+_EXIT_AFTER_GRACE = 5.0
+
+
 class Stack:
     """Starts the processes on ``__enter__`` and stops them, newest first, on ``__exit__``."""
 
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings
-        self.group = ProcessGroup()
+        # A gateway gets its whole grace period to end the calls in flight (a long stream)
+        # and a few seconds to exit, before the group kills it: with its own fixed 10 s, the
+        # group SIGKILLed a gateway given a longer --grace-period, cutting those calls.
+        self.group = ProcessGroup(
+            grace=max(ProcessGroup.grace, settings.gateway.grace_period + _EXIT_AFTER_GRACE)
+        )
         envoy = settings.envoy or EnvoySettings(gateway_endpoints=())
         endpoints = [f"127.0.0.1:{p}" for p in settings.gateway_ports]
         self.envoy = dataclasses.replace(
@@ -236,6 +251,7 @@ class Stack:
             # every start, as multiprocess metrics files must not outlive their run.
             self.metrics_dir.mkdir()
             telemetry = dataclasses.replace(telemetry, metrics_dir=str(self.metrics_dir))
+        snapshot = self._config_snapshot()
         shared = None
         if len(s.gateway_ports) > 1:
             # Per-client limits are the stack's, as Envoy's rate limits are: its gateways
@@ -251,6 +267,7 @@ class Stack:
                 port=port,
                 telemetry=telemetry,
                 shared_slots=None if shared is None else SharedSlots(path=shared, worker=worker),
+                config_snapshot=snapshot,
             )
             self.group.start(
                 name, gateway_argv(gateway), env=dict(s.gateway_env), log_path=self._log(name)
@@ -280,6 +297,21 @@ class Stack:
         self.group.wait_until("envoy", lambda: _http_ok(admin + "/ready"), timeout)
         if s.ops_port is not None:
             self._start_ops(s.ops_port, timeout)
+
+    def _config_snapshot(self) -> str | None:
+        """Where the gateway processes read the config from: a snapshot of it (owner-only:
+        it names the clients and their rules) in the private directory. Each used to get the
+        live file, which it read again on each restart: after an edit, the gateways of one
+        stack decided differently, and a typo kept a restarted one from starting at all."""
+        s = self.settings
+        config = s.config
+        if config is None and s.gateway.config_file:
+            config = load_config(s.gateway.config_file)
+        if config is None:
+            return None
+        path = Path(self._tmp.name) / "config.snapshot"
+        write_snapshot(config, path)
+        return str(path)
 
     def _start_ops(self, port: int, timeout: float) -> None:
         s = self.settings

@@ -36,20 +36,13 @@ def add_gateway_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=default(GatewaySettings, "host"))
     parser.add_argument("--port", type=optional_port, default=DEFAULT_GATEWAY_PORT)
     add_deadline_arguments(parser)
-    parser.add_argument(
-        "--grace-period",
-        type=seconds_or_zero,
-        default=default(GatewaySettings, "grace_period"),
-        help="seconds in-flight calls may take to end at shutdown",
-    )
-    parser.add_argument(
-        "--max-streams-per-client",
-        type=int,
-        default=default(GatewaySettings, "max_streams_per_client"),
-        help="open streams (GenerateStream, WatchAddresses, OpenAI stream=true) one client may "
-        "hold: its authenticated identity, else its address",
-    )
+    add_stream_arguments(parser)
     add_config_argument(parser)
+    parser.add_argument(
+        "--config-snapshot",
+        metavar="FILE",
+        help=argparse.SUPPRESS,  # `saxgw up|serve` passes the --config it read at start
+    )
     parser.add_argument(
         "--shared-slots",
         metavar="FILE",
@@ -77,6 +70,25 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="YAML file: API keys, JWT issuers, roles, quotas, TLS, limits (docs/config.md); "
         "models: aliases, chat templates, tokenizers (docs/openai.md)",
+    )
+
+
+def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
+    """How long calls in flight may take to end at shutdown (``--grace-period``) and how many
+    streams a client may hold open (``--max-streams-per-client``): shared by ``gateway``,
+    ``up`` and ``serve``, which pass them on to each gateway process."""
+    parser.add_argument(
+        "--grace-period",
+        type=seconds_or_zero,
+        default=default(GatewaySettings, "grace_period"),
+        help="seconds in-flight calls (a long stream too) may take to end at shutdown",
+    )
+    parser.add_argument(
+        "--max-streams-per-client",
+        type=int,
+        default=default(GatewaySettings, "max_streams_per_client"),
+        help="open streams (GenerateStream, WatchAddresses, OpenAI stream=true) one client may "
+        "hold: its authenticated identity, else its address",
     )
 
 
@@ -113,6 +125,7 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
         ),
         telemetry=telemetry_from_args(args),
         config_file=args.config,
+        config_snapshot=args.config_snapshot,
     )
 
 
@@ -140,6 +153,7 @@ def gateway_argv(settings: GatewaySettings) -> list[str]:
         f"--max-streams-per-client={settings.max_streams_per_client}",
         f"--admin-unreachable-after={settings.client.admin_unreachable_after!r}",
         *([f"--config={settings.config_file}"] if settings.config_file else []),
+        *([f"--config-snapshot={settings.config_snapshot}"] if settings.config_snapshot else []),
         *_shared_slots_argv(settings.shared_slots),
         *telemetry_argv(settings.telemetry),
     ]

@@ -3,14 +3,10 @@ files it leaves under SAX_ROOT (issue #11)."""
 
 from __future__ import annotations
 
-import signal
 import stat
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -18,81 +14,9 @@ from saxml.protobuf import admin_pb2
 
 from gateway.launch.processes import free_port
 from tests.e2e._published import TEST_LM
+from tests.e2e._up import own_ports_and_dirs, saxgw_up
 
 MODEL = "/sax/test/restored"
-
-
-class _Up:
-    """A running `saxgw up` and the lines it printed so far."""
-
-    def __init__(self, proc: subprocess.Popen[str], log_dir: Path | None) -> None:
-        self.proc = proc
-        self.log_dir = log_dir
-        self.lines: list[str] = []
-        self._ended = False
-        self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-        # The end of its output wakes a waiter too: an `up` that printed one line and exited
-        # must fail the wait at once, not after its whole timeout.
-        with self._changed:
-            self._ended = True
-            self._changed.notify_all()
-
-    def close(self) -> None:
-        self._reader.join(10)
-        assert self.proc.stdout is not None
-        self.proc.stdout.close()
-
-    def wait_for(self, text: str, timeout: float = 50) -> None:
-        """Waits for a line with ``text``; a miss shows what `up` printed and the ends of its
-        logs. The default stays well inside the test's timeout (120 s), which would otherwise
-        end the test first, with neither."""
-        with self._changed:
-            self._changed.wait_for(
-                lambda: any(text in line for line in self.lines) or self._ended, timeout
-            )
-            if not any(text in line for line in self.lines):
-                raise AssertionError(f"no {text!r} in:\n" + "\n".join(self.lines) + self._logs())
-
-    def _logs(self) -> str:
-        if self.log_dir is None or not self.log_dir.is_dir():
-            return ""
-        tails = []
-        for log in sorted(self.log_dir.iterdir()):
-            lines = log.read_text(errors="replace").splitlines()[-40:]
-            tails.append(f"\n--- {log.name} (last {len(lines)} lines) ---\n" + "\n".join(lines))
-        return "".join(tails)
-
-
-@contextmanager
-def saxgw_up(argv: list[str]) -> Iterator[_Up]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "up", *argv],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        # A strict umask must not make SAX_ROOT unreadable to others. Popen's own umask, not
-        # a preexec_fn: that runs Python's fork handlers, and grpc's can hang the fork of a
-        # process with grpc threads running (one fresh-clone run stopped here for good).
-        umask=0o077,
-    )
-    log_dirs = [Path(a.split("=", 1)[1]) for a in argv if a.startswith("--log-dir=")]
-    up = _Up(proc, log_dirs[0] if log_dirs else None)
-    try:
-        yield up
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-        up.close()
 
 
 def _scrape_until(url: str, text: str, timeout: float = 30) -> str:
@@ -103,24 +27,9 @@ def _scrape_until(url: str, text: str, timeout: float = 30) -> str:
     return scrape
 
 
-def _own_ports_and_dirs(port: int, tmp_path: Path) -> list[str]:
-    """`saxgw up` flags for a stack of its own: free ports, and directories in ``tmp_path``
-    (the log directory not there yet: up makes it)."""
-    return [
-        f"--port={port}",
-        f"--envoy-admin-port={free_port()}",
-        f"--gateway-ports={free_port()}",
-        f"--admin-port={free_port()}",
-        f"--model-server-ports={free_port()}",
-        f"--sax-root={tmp_path / 'sax-root'}",
-        f"--fs-root={tmp_path / 'fs-root'}",
-        f"--log-dir={tmp_path / 'logs'}",
-    ]
-
-
 def test_up_restart_serves_restored_models_and_refuses_busy_ports(tmp_path: Path) -> None:
     port, ops = free_port(), free_port()
-    argv = [*_own_ports_and_dirs(port, tmp_path), f"--ops-port={ops}", "--listen=127.0.0.1"]
+    argv = [*own_ports_and_dirs(port, tmp_path), f"--ops-port={ops}", "--listen=127.0.0.1"]
     url = f"http://127.0.0.1:{port}"
     with saxgw_up(argv) as up:
         up.wait_for("Ready. Try:")
@@ -186,7 +95,7 @@ def test_up_with_keys_reports_restored_models(tmp_path: Path) -> None:
     entry = f"{{key: {key}, client: ops, roles: [admin, data]}}"
     config.write_text(f"auth:\n  api_keys:\n    - {entry}\n")
     port = free_port()
-    argv = [*_own_ports_and_dirs(port, tmp_path), "--ops-port=0", f"--config={config}"]
+    argv = [*own_ports_and_dirs(port, tmp_path), "--ops-port=0", f"--config={config}"]
     url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {key}"}
     with saxgw_up(argv) as up:
@@ -206,7 +115,7 @@ def test_two_ups_started_at_once_on_the_same_ports_one_serves(tmp_path: Path) ->
     # Both used to find the ports free (the check came well before the processes that bind
     # them), and both started a stack; the loser failed later with "cell exited" or worse.
     port = free_port()
-    argv = [*_own_ports_and_dirs(port, tmp_path), f"--ops-port={free_port()}"]
+    argv = [*own_ports_and_dirs(port, tmp_path), f"--ops-port={free_port()}"]
     argv = [a for a in argv if not a.startswith("--log-dir=")]
     with (
         saxgw_up([*argv, f"--log-dir={tmp_path / 'logs-a'}"]) as a,

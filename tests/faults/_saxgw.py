@@ -48,6 +48,7 @@ def up_args(tmp_path: Path) -> tuple[list[str], dict[str, int]]:
         "--listen=127.0.0.1",
         f"--sax-root={tmp_path / 'root'}",
         f"--fs-root={tmp_path / 'fs'}",
+        "--log-format=text",  # saxgw's own lines as text, as these tests read them
     ]
     return args, ports
 

@@ -28,6 +28,8 @@ def test_gateway_argv_round_trips() -> None:
         default_timeout=7.5,
         grace_period=2.0,
         shared_slots=SharedSlots(path="/run/saxgw/slots", worker=3),
+        config_file="saxgw.yaml",
+        config_snapshot="/tmp/saxgw-x/config.snapshot",
     )
     argv = gateway_argv(settings)
     assert argv[1:4] == ["-m", "gateway.cli", "gateway"]

@@ -1,0 +1,234 @@
+"""`saxgw up` while it runs: the config it read at start is the one every process keeps,
+a restarted one included; SIGHUP stops it as SIGTERM does; a stream may outlast the default
+grace period when `--grace-period` allows it; its own lines are JSON when the logs are."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import httpx
+
+from gateway.launch.processes import free_port
+from gateway.launch.stack import health_answers
+from tests.e2e._published import TEST_LM, publish_body
+from tests.e2e._up import Up, own_ports_and_dirs, saxgw_up
+
+MODEL = "/sax/test/kept"
+OPS_KEY = "sk-ops-3f9c2b7e1d6a4f08"
+TEAM_KEY = "sk-team-a-8b1e5c0d2a7f"
+OPS = {"Authorization": f"Bearer {OPS_KEY}"}
+TEAM = {"Authorization": f"Bearer {TEAM_KEY}"}
+
+
+def _config(team_models: str) -> str:
+    return (
+        "auth:\n"
+        "  api_keys:\n"
+        f"    - {{key: {OPS_KEY}, client: ops, roles: [admin, data]}}\n"
+        f"    - {{key: {TEAM_KEY}, client: team-a, roles: [data]}}\n"
+        "clients:\n"
+        f"  team-a: {{models: [{team_models}]}}\n"
+    )
+
+
+def _pid_of_child(parent: int, flag: str) -> int:
+    """The pid of ``parent``'s child whose command line holds ``flag``."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and flag.encode() in argv:
+            return int(entry.name)
+    raise AssertionError(f"no child of {parent} with {flag}")
+
+
+def _gateway_hosts(admin_port: int) -> dict[str, dict[str, str]]:
+    """Envoy's view of each gateway (its admin's /clusters): health_flags, rq_total, ..."""
+    url = f"http://127.0.0.1:{admin_port}/clusters"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        lines = response.read().decode().splitlines()
+    hosts: dict[str, dict[str, str]] = {}
+    for line in lines:
+        cluster, host, *stat = line.split("::")
+        if cluster == "gateway_grpc" and len(stat) == 2:
+            hosts.setdefault(host, {})[stat[0]] = stat[1]
+    return hosts
+
+
+def _restart(up: Up, pid: int, address: str, admin_port: int, restarts: int) -> None:
+    """Kills the gateway ``pid`` (serving ``address``) with SIGKILL, and waits until the
+    supervisor's ``restarts``-th restart answers and Envoy routes to it again."""
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while sum("saxgw: restarted gateway-1 (pid " in line for line in up.lines) < restarts:
+        assert time.monotonic() < deadline, up.lines
+        time.sleep(0.1)
+    while not health_answers(address):
+        assert time.monotonic() < deadline, up.lines
+        time.sleep(0.1)
+    while _gateway_hosts(admin_port)[address].get("health_flags") != "healthy":
+        assert time.monotonic() < deadline, _gateway_hosts(admin_port)
+        time.sleep(0.2)
+
+
+def _team_calls(url: str, admin_port: int, address: str) -> list[int]:
+    """Eight team-a calls through Envoy, and how many of them reached ``address``."""
+    before = int(_gateway_hosts(admin_port)[address]["rq_total"])
+    with httpx.Client(base_url=url, headers=TEAM, timeout=30) as http:
+        codes = [
+            http.post("/generate", json={"model": MODEL, "query": "q"}).status_code
+            for _ in range(8)
+        ]
+    assert int(_gateway_hosts(admin_port)[address]["rq_total"]) > before  # the restarted one
+    return codes
+
+
+def test_a_restarted_gateway_keeps_the_config_read_at_start(tmp_path: Path) -> None:
+    config = tmp_path / "saxgw.yaml"
+    config.write_text(_config('"/sax/test/kept*"'))
+    port, admin, first, second = free_port(), free_port(), free_port(), free_port()
+    argv = [
+        *own_ports_and_dirs(port, tmp_path),
+        f"--envoy-admin-port={admin}",
+        f"--gateway-ports={first},{second}",
+        "--workers=2",
+        "--ops-port=0",
+        f"--config={config}",
+        "--log-format=text",  # the supervisor's lines as text, as this test reads them
+    ]
+    url = f"http://127.0.0.1:{port}"
+    address = f"127.0.0.1:{second}"
+    with saxgw_up(argv) as up:
+        up.wait_for("Ready. Try:")
+        with httpx.Client(base_url=url, headers=OPS, timeout=30) as http:
+            assert http.post("/publish", json=publish_body(MODEL, TEST_LM)).status_code == 200
+            ready = http.post("/wait_for_ready", json={"model": MODEL, "timeout": "30s"})
+            assert ready.status_code == 200, ready.text
+        assert _team_calls(url, admin, address) == [200] * 8
+
+        # An edit that would refuse team-a the model, then a crash: the restarted gateway
+        # decides as its sibling does, with the config read at start.
+        config.write_text(_config('"/sax/test/other*"'))
+        _restart(up, _pid_of_child(up.proc.pid, f"--port={second}"), address, admin, 1)
+        assert _team_calls(url, admin, address) == [200] * 8
+
+        # A file broken on disk does not keep the next restart from starting.
+        config.write_text("auth: [\n")
+        [line] = [line for line in up.lines if "saxgw: restarted gateway-1 (pid " in line]
+        pid = int(line.rsplit("(pid ", 1)[1].rstrip(")"))
+        _restart(up, pid, address, admin, 2)
+        assert _team_calls(url, admin, address) == [200] * 8
+        assert sum(" exited with status " in line for line in up.lines) == 2, up.lines
+
+
+def test_sighup_stops_saxgw_as_sigterm_does(tmp_path: Path) -> None:
+    # SIGHUP (a closed terminal) killed `saxgw up` at once: status 129, its children killed
+    # with it, and its private directory (Envoy's config with the API keys) left in /tmp.
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    argv = [*own_ports_and_dirs(free_port(), tmp_path), "--ops-port=0", "--log-format=text"]
+    with saxgw_up(argv, env={"TMPDIR": str(tmp)}) as up:
+        up.wait_for("Ready. Try:")
+        [private] = tmp.iterdir()
+        assert (private / "envoy.yaml").is_file()
+        up.proc.send_signal(signal.SIGHUP)
+        assert up.proc.wait(60) == 0
+        up.close()
+    assert up.lines[-2:] == [
+        "saxgw: SIGHUP: stopping, as on SIGTERM. The config is read once at start: "
+        "start saxgw again to apply a change",
+        "saxgw: stopping...",
+    ]
+    assert list(tmp.iterdir()) == []
+
+
+def test_saxgws_own_lines_are_json_when_the_logs_are(tmp_path: Path) -> None:
+    port, gateway = free_port(), free_port()
+    argv = [
+        *own_ports_and_dirs(port, tmp_path),
+        f"--gateway-ports={gateway}",
+        "--ops-port=0",
+        "--log-format=json",
+    ]
+    stderr = tmp_path / "stderr"
+    with stderr.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "up", *argv],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while not health_answers(f"127.0.0.1:{gateway}"):
+            assert proc.poll() is None and time.monotonic() < deadline, stderr.read_text()
+            time.sleep(0.2)
+        pid = _pid_of_child(proc.pid, f"--port={gateway}")
+        os.kill(pid, signal.SIGKILL)
+        while "restarted gateway-0" not in stderr.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, stderr.read_text()
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    records = [json.loads(line) for line in stderr.read_text().splitlines()]
+    mine = [(r["level"], r["logger"], r["message"]) for r in records if r["logger"] == "saxgw"]
+    [(_, _, restarted)] = [m for m in mine if m[2].startswith("restarted gateway-0 (pid ")]
+    assert mine == [
+        (
+            "WARNING",
+            "saxgw",
+            f"gateway-0 (pid {pid}) exited with status -9; restarting it in 0.5 s",
+        ),
+        ("WARNING", "saxgw", restarted),
+        ("INFO", "saxgw", "stopping..."),
+    ]
+
+
+def test_a_stream_longer_than_the_default_grace_ends_whole_after_sigterm(tmp_path: Path) -> None:
+    # `up` and `serve` had no --grace-period (a fixed 10 s) nor --max-streams-per-client:
+    # an LLM stream longer than that was cut when the stack stopped.
+    words = [f"w{i}" for i in range(12)]  # a token a second: 11 s after SIGTERM, over 10 s
+    port = free_port()
+    argv = [
+        *own_ports_and_dirs(port, tmp_path),
+        "--ops-port=0",
+        "--grace-period=30",
+        "--max-streams-per-client=1",
+    ]
+    with saxgw_up(argv) as up:
+        up.wait_for("Ready. Try:")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+            body = publish_body(MODEL, TEST_LM, text=" ".join(words), delay_ms="1000")
+            assert http.post("/publish", json=body).status_code == 200
+            ready = http.post("/wait_for_ready", json={"model": MODEL, "timeout": "30s"})
+            assert ready.status_code == 200, ready.text
+            request = {"model": MODEL, "query": "q"}
+            with http.stream("POST", "/generate_stream", json=request) as response:
+                assert response.status_code == 200
+                lines = response.iter_lines()
+                events = [json.loads(next(x for x in lines if x).removeprefix("data: "))]
+                # The client's one stream is open: a second is refused.
+                second = http.post("/generate_stream", json=request)
+                assert second.status_code == 429, second.text
+                started = time.monotonic()
+                up.proc.send_signal(signal.SIGTERM)
+                events += [json.loads(x.removeprefix("data: ")) for x in lines if x]
+        assert time.monotonic() - started > 10
+        assert up.proc.wait(60) == 0
+    assert [e["deltas"][0]["text"] for e in events[:-1]] == [words[0]] + [
+        f" {w}" for w in words[1:]
+    ]
+    final = events[-1]
+    assert final["done"] is True and "error" not in final, final
+    assert [t["text"] for t in final["texts"]] == [" ".join(words)]

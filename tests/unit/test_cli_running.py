@@ -1,0 +1,65 @@
+"""The banner of `saxgw up|serve` (gateway/cli/_running.py): what to try, TLS flags included."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from gateway.cli._running import banner
+from gateway.client import ClientSettings
+from gateway.config import GatewaySettings
+from gateway.edge import EdgeConfig, Tls
+from gateway.launch.envoy import EnvoySettings
+from gateway.launch.stack import Stack, StackSettings
+
+ARGS = argparse.Namespace(otlp_endpoint=None, embedded=False, sax_root="/r")
+
+
+@contextmanager
+def _stack(tls: Tls | None) -> Iterator[Stack]:
+    envoy = EnvoySettings(gateway_endpoints=(), listen_port=61688, edge=EdgeConfig(tls=tls))
+    gateway = GatewaySettings(client=ClientSettings(sax_root="/r"))
+    stack = Stack(StackSettings(gateway=gateway, gateway_ports=(61651,), envoy=envoy))
+    try:
+        yield stack
+    finally:
+        stack.close()  # nothing started: removes its private directory
+
+
+def _tries(lines: list[str]) -> list[str]:
+    return lines[lines.index("Ready. Try:") + 1 : -2]
+
+
+def test_the_banner_of_a_plaintext_listener_has_no_tls_flags() -> None:
+    with _stack(None) as stack:
+        assert _tries(banner(ARGS, stack)) == [
+            "  curl -s http://127.0.0.1:61688/listcells",
+            "  .venv/bin/saxgw --gateway 127.0.0.1:61688 ls",
+        ]
+
+
+@pytest.mark.parametrize("mtls", [False, True])
+def test_the_banner_of_a_tls_listener_names_the_flags_it_wants(mtls: bool) -> None:
+    # saxgw without a TLS flag speaks plaintext: the banner's `ls` failed against TLS.
+    ca = Path("/etc/saxgw/ca.crt") if mtls else None
+    tls = Tls(cert_file=Path("/etc/saxgw/tls.crt"), key_file=Path("/k"), client_ca_file=ca)
+    with _stack(tls) as stack:
+        if mtls:
+            assert _tries(banner(ARGS, stack)) == [
+                "  (CA.pem: the CA that signed tls.cert_file; CERT.pem, KEY.pem: a client "
+                "certificate signed by tls.client_ca_file, and its key)",
+                "  curl -s --cacert CA.pem --cert CERT.pem --key KEY.pem "
+                "https://127.0.0.1:61688/listcells",
+                "  .venv/bin/saxgw --gateway 127.0.0.1:61688 --ca-cert CA.pem "
+                "--client-cert CERT.pem --client-key KEY.pem ls",
+            ]
+        else:
+            assert _tries(banner(ARGS, stack)) == [
+                "  (CA.pem: the CA that signed tls.cert_file)",
+                "  curl -s --cacert CA.pem https://127.0.0.1:61688/listcells",
+                "  .venv/bin/saxgw --gateway 127.0.0.1:61688 --ca-cert CA.pem ls",
+            ]

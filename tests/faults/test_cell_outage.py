@@ -9,7 +9,7 @@ import dataclasses
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import grpc
@@ -78,7 +78,9 @@ def _kill_cell(stack: Stack, *, admin_first: bool = False) -> None:
         time.sleep(0.1)
 
 
-def _timed(call: httpx.Client, path: str, body: dict[str, object]) -> tuple[httpx.Response, float]:
+def _timed(
+    call: httpx.Client, path: str, body: Mapping[str, object]
+) -> tuple[httpx.Response, float]:
     started = time.monotonic()
     response = call.post(path, json=body)
     return response, time.monotonic() - started

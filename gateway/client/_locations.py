@@ -23,8 +23,12 @@ from saxml.protobuf import admin_pb2
 from gateway.client._admin import RETRY_CODES, WATCH_LOC, CellAdmin
 from gateway.common.deadline import Deadline, now
 from gateway.common.errors import DeadlineExceededError, SaxError
+from gateway.common.failurelog import FailureLog
 
 _log = logging.getLogger(__name__)
+# "watch of M: the admin ... is unreachable" comes every few seconds per model for as long as
+# the admin is away: logged when it starts, then once a minute while it lasts, and its end.
+_UNREACHABLE = FailureLog(_log)
 
 # One long poll lasts at most this long; then it is simply re-issued. Bounding it means a
 # silently vanished admin (no TCP reset) is noticed, and the location file is re-read.
@@ -56,8 +60,9 @@ class AddressTable:
         # When the admin was asked for the answer in ``error`` (monotonic): only calls that
         # began before then may take it as the truth; later ones ask again.
         self.error_asked_at = 0.0
-        # The admin could not be reached before it ever answered: calls fail with this
-        # rather than wait for an answer that will not come (cleared at the next attempt).
+        # The admin could not be reached (for --admin-unreachable-after): a call that finds
+        # no replica it can reach fails with this rather than wait for an answer that will
+        # not come (cleared when the admin answers again).
         self.unreachable: SaxError | None = None
         self.version = 0
         self._preferred: tuple[str, ...] = ()
@@ -93,6 +98,12 @@ class AddressTable:
 
     def mark_down(self, address: str) -> None:
         self._down[address] = now() + _DOWN_FOR_S
+
+    def all_down(self) -> bool:
+        """Whether every replica failed to be reached just now (none, if there are none)."""
+        at = now()
+        down = self._down
+        return all(down.get(a, 0.0) > at for a in self.addresses)
 
     def _pick_up(self, fallback: str) -> str:
         at = now()
@@ -171,7 +182,6 @@ async def watch(
         if hold_until:
             poll_until = min(poll_until, max(hold_until, started + 1.0))
         asked_at = started
-        table.set_unreachable(None)
         try:
             response = await admin.call(WATCH_LOC, request, deadline=Deadline(poll_until))
         except DeadlineExceededError:
@@ -190,17 +200,21 @@ async def watch(
                 # a line per such call would let any caller flood the log.
                 level = logging.INFO if table.known else logging.DEBUG
                 _log.log(level, "watch of %s ended: %s", table.model_id, error)
+                _answered(table)
                 table.set_error(error, asked_at=asked_at)
                 return
-            # The admin is unreachable. Keep serving from the addresses we know (the model
-            # servers are likely fine) and start over with a full set; calls still waiting
-            # for a first answer fail now rather than at their deadline.
-            _log.warning("watch of %s: %s", table.model_id, error)
-            if not table.known:
+            # The admin is unreachable (UNAVAILABLE comes after --admin-unreachable-after).
+            # Keep serving from the replicas we know (the model servers are likely fine) and
+            # start over with a full set; calls that find no replica they can reach (none
+            # known, or every one refusing: the whole cell is down) fail now rather than at
+            # their deadline.
+            _UNREACHABLE.failed(("watching", table.model_id), f"watch of {table.model_id}: {error}")
+            if not table.known or error.code == grpc.StatusCode.UNAVAILABLE:
                 table.set_unreachable(error)
             server_id, seqno = "", 0
             await asyncio.sleep(1.0)
             continue
+        _answered(table)
         if incarnation and response.admin_server_id != incarnation and table.addresses:
             hold_until = now() + RESTART_HOLD_S
             _log.info("admin of %s restarted; keeping known addresses", table.model_id)
@@ -233,3 +247,9 @@ async def watch(
         if not table.known or current != set(table.addresses):
             table.set_addresses(current)
             on_change(table)
+
+
+def _answered(table: AddressTable) -> None:
+    """The admin answered a poll of ``table``: it is reachable again."""
+    table.set_unreachable(None)
+    _UNREACHABLE.succeeded(("watching", table.model_id), f"watching {table.model_id}")

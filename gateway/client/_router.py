@@ -302,8 +302,17 @@ class Router:
                 return self.table(table.model_id)
             # A fresh instance: the stored one is shared by every call that fails this way.
             raise error_for_code(table.error.code, table.error.message)
-        if not table.known and table.unreachable is not None:
-            raise error_for_code(table.unreachable.code, table.unreachable.message)
+        unreachable = table.unreachable
+        if unreachable is not None and not table.known:
+            raise error_for_code(unreachable.code, unreachable.message)
+        if unreachable is not None and table.all_down():
+            # The admin has been unreachable for a while and no replica on record can be
+            # reached (or none is on record): the whole cell is most likely down, and no
+            # answer will come within the deadline to say where the model went.
+            raise error_for_code(
+                unreachable.code,
+                f"no replica of {table.model_id} can be reached: {unreachable.message}",
+            )
         if not table.known or not table.addresses:
             if table.known and self._fail_fast:
                 raise retry.last or UnavailableError(f"no replica of {table.model_id} is serving")

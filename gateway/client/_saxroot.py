@@ -33,6 +33,9 @@ _log = logging.getLogger(__name__)
 # "No Sax cell under SAX_ROOT": every call retries its lookup for seconds, and every call
 # and health probe meets it; logged when it starts, then once a minute while it lasts.
 _NO_ROOT = FailureLog(_log, level=logging.INFO)
+# "location.proto is not a sax.Location": every attempt of every admin call reads it again
+# while it lasts (hundreds of lines a minute); logged when it starts, then once a minute.
+_BAD_LOCATION = FailureLog(_log)
 
 LOCATION_FILE = "location.proto"
 CONFIG_FILE = "config.proto"
@@ -81,16 +84,18 @@ class CellDir:
         self._root_found()
         if data is None:
             raise UnavailableError(f"no admin server location for {self.cell} yet")
+        url = self._storage.url(path)
         try:
             address: str = admin_pb2.Location.FromString(data).location
         except DecodeError as exc:
             # Upstream's admin writes the file in place: it may be cut short while an admin
             # starts. Retried as an admin that is not there yet; for good, the operator's.
-            _log.warning("%s is not a sax.Location", self._storage.url(path))
+            _BAD_LOCATION.failed(("parsing", url), f"{url} is not a sax.Location")
             raise UnavailableError(
                 "its location.proto does not parse (being rewritten, or corrupt: restarting "
                 "the cell's admin server writes it anew)"
             ) from exc
+        _BAD_LOCATION.succeeded(("parsing", url), f"parsing {url}")
         if not address or address == _NO_ADMIN_YET:
             raise UnavailableError(f"no admin server has started for {self.cell} yet")
         return address

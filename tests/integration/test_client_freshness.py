@@ -234,3 +234,37 @@ async def test_an_unreachable_admin_is_announced_once_not_at_every_retry(
     assert len(retries) >= 2  # it did reconnect and retry
     announced = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
     assert announced.count(f"admin of {CELL} is at {away}") == 1
+
+
+async def test_a_garbled_location_and_the_watch_it_fails_are_logged_once_not_per_attempt(
+    cell: RunningCell, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Every attempt of every admin call read the file again and logged "... is not a
+    # sax.Location" at WARNING (225 lines in 25 s from 2 gateways with one model), and each
+    # model's watch logged "watch of M: ... unreachable" every round (about every 1.2 s here).
+    location = Path(cell.sax_root) / "sax" / "test" / "location.proto"
+    whole = location.read_bytes()
+    location.write_bytes(b"\xff not a sax.Location")
+    caplog.set_level(logging.INFO, logger="gateway.client")
+    model_id = f"{CELL}/garbled"
+    settings = ClientSettings(sax_root=cell.sax_root, admin_unreachable_after=0.2)
+    try:
+        async with Client(settings) as client:
+            loop = asyncio.get_running_loop()
+            until = loop.time() + 4.0
+            while loop.time() < until:  # a continuous failure: calls, retries and a watch
+                with pytest.raises(UnavailableError, match="does not parse"):
+                    await client.list_all(CELL, timeout=BOUND_S)
+                with pytest.raises(UnavailableError, match="does not parse"):
+                    await client.lm_generate(model_id, "x", T)
+                await asyncio.sleep(0.2)
+            location.write_bytes(whole)
+            assert await client.list_all(CELL, timeout=BOUND_S) is not None
+    finally:
+        location.write_bytes(whole)
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    garbled = [m for m in lines if m.endswith("location.proto is not a sax.Location")]
+    assert len(garbled) == 1, lines
+    assert sum(m.startswith(f"parsing {garbled[0].split()[0]} works again") for m in lines) == 1
+    watching = [m for m in lines if m.startswith(f"watch of {model_id}: ")]
+    assert len(watching) == 1, lines

@@ -98,8 +98,10 @@ def responses(errors: Schema) -> dict[str, Schema]:
         "(the client's `models` list, the model's Sax ACLs). Also a browser request whose "
         "`Origin` is not allowed, and a JWT for another audience.",
         "RateLimited": "RESOURCE_EXHAUSTED: the client's rate (`local_rate_limited`, Envoy's "
-        "token bucket), or its or the model's calls in flight, are at their limit. Retry after "
-        "`retry-after` seconds.",
+        "token bucket), or its or the model's calls in flight, are at their limit, or the "
+        "model's replicas stayed overloaded through the gateway's retries (`--overloaded-after`, "
+        "1 s: `/sax/test/lm2b is overloaded; retry later (...)`). Retry after `retry-after` "
+        "seconds.",
     }
     native = {
         "Unauthenticated": ("UNAUTHENTICATED",),

@@ -168,6 +168,12 @@ BY_DETAILS: tuple[tuple[frozenset[grpc.StatusCode], str, str], ...] = (
         "the credentials are over their rate (quotas.rate in the gateway's config): retry "
         "in a second, or slower",
     ),
+    (  # the model's servers refused it as overloaded (gateway/client/_failover.py)
+        frozenset({_S.RESOURCE_EXHAUSTED}),
+        " is overloaded; retry later",
+        "the model's servers are overloaded: retry in a second, or give it more replicas "
+        "(`saxgw update {id} --replicas N`)",
+    ),
     (  # the gateway's concurrency limits (quotas.max_concurrent, quotas.models)
         frozenset({_S.RESOURCE_EXHAUSTED}),
         "at its limit of calls",

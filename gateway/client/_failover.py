@@ -6,20 +6,29 @@ failure is the call's answer. The router (`_router.py`) records each failed atte
 raises what `Retry.failed` says cannot be helped::
 
     retry = failed(retry, table, address, exc)  # raises unless another replica may help
+
+Once every replica has failed, the router backs off and goes round again, within the call's
+deadline; but an overloaded model (a round in which a replica answered RESOURCE_EXHAUSTED)
+is retried only for ``overloaded_after`` seconds from its first such answer, then reported
+(`Retry.overload_ended`, `Retry.error`): a 429 the caller backs off on, where upstream's
+client retries it until its deadline.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator
 
 import grpc
 
 from gateway.client._admin import backoff_delays
 from gateway.client._locations import AddressTable
+from gateway.common.deadline import now
 from gateway.common.errors import (
     GRPC_DEADLINE,
     DeadlineExceededError,
+    ResourceExhaustedError,
     SaxError,
     from_grpc_error,
 )
@@ -44,14 +53,18 @@ _DOWN_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
 
 
 class Retry:
-    """What a failing call has tried so far."""
+    """What a failing call has tried so far (this round: since it last backed off)."""
 
-    __slots__ = ("delays", "last", "tried")
+    __slots__ = ("delays", "last", "overloaded", "overloaded_since", "tried")
 
     def __init__(self) -> None:
         self.tried: list[str] = []
         self.last: SaxError | None = None
         self.delays: Iterator[float] = backoff_delays()
+        self.overloaded: SaxError | None = None
+        """This round's last RESOURCE_EXHAUSTED answer, if a replica gave one."""
+        self.overloaded_since = math.inf
+        """When a replica first answered RESOURCE_EXHAUSTED (``now()``'s clock)."""
 
     def failed(self, table: AddressTable, address: str, exc: grpc.aio.AioRpcError) -> None:
         """Records a failed attempt; raises the error if another replica cannot help."""
@@ -61,9 +74,36 @@ class Retry:
         error.__cause__ = exc
         if error.code in _DOWN_CODES:
             table.mark_down(address)
+        elif error.code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            self.overloaded = error
+            self.overloaded_since = min(self.overloaded_since, now())
         _log.debug("%s on %s: %s", table.model_id, address, error)
         self.tried.append(address)
         self.last = error
+
+    def next_round(self) -> None:
+        """Every replica may be tried again (after a backoff, or with a new table)."""
+        self.tried.clear()
+        self.overloaded = None
+
+    def overload_ended(self, delay: float, overloaded_after: float) -> bool:
+        """Whether a replica answered overloaded this round and a retry after ``delay``
+        seconds would begin ``overloaded_after`` seconds or more after the first such answer."""
+        return self.overloaded is not None and now() + delay >= (
+            self.overloaded_since + overloaded_after
+        )
+
+    def error(self, model_id: str) -> SaxError:
+        """What the call fails with once retries end: overloaded if a replica answered so this
+        round (RESOURCE_EXHAUSTED, the status a caller backs off on), else the last failure."""
+        overloaded = self.overloaded
+        if overloaded is None:
+            assert self.last is not None
+            return self.last
+        message = f"{model_id} is overloaded; retry later ({overloaded.message})"
+        error = ResourceExhaustedError(message)
+        error.__cause__ = overloaded.__cause__
+        return error
 
 
 def call_error(model_id: str, exc: grpc.RpcError) -> SaxError:

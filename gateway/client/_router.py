@@ -1,4 +1,5 @@
-"""Routes data calls to a model's replicas: pick, call, fail over, retry within the deadline.
+"""Routes data calls to a model's replicas: pick, call, fail over, retry within the deadline
+(an overloaded model: within ``ClientSettings.overloaded_after``).
 
 The steady-state path of a unary call is: a dict lookup for the model's table, a round-robin
 pick, a dict lookup for the replica's stub, the RPC. Nothing else is allocated, no admin RPC
@@ -71,6 +72,7 @@ class Router:
         self._observer = observer
         self._num_conn = settings.num_conn
         self._fail_fast = settings.fail_fast
+        self._overloaded_after = settings.overloaded_after
         self._proxy_addr = settings.proxy_addr
         self._seed = random.getrandbits(64)
         self._tables: dict[str, AddressTable] = {}
@@ -298,7 +300,7 @@ class Router:
             if table.error_asked_at < started:
                 # The admin was asked before this call began (the model may exist again
                 # since): ask again rather than serve a stale NOT_FOUND.
-                retry.tried.clear()
+                retry.next_round()
                 return self.table(table.model_id)
             # A fresh instance: the stored one is shared by every call that fails this way.
             raise error_for_code(table.error.code, table.error.message)
@@ -321,15 +323,19 @@ class Router:
             await table.wait_changed(deadline.wait_timeout(f"call to {table.model_id}"))
         else:
             # Every replica failed this round: back off, then go round again, or sooner when
-            # the admin reports a change (a dead replica's model loaded elsewhere).
-            assert retry.last is not None
+            # the admin reports a change (a dead replica's model loaded elsewhere). Until the
+            # deadline; an overloaded model, only for `overloaded_after` (`_failover.py`).
             delay = next(retry.delays)
-            if self._fail_fast or not deadline.allows(delay):
-                raise retry.last
+            if (
+                self._fail_fast
+                or not deadline.allows(delay)
+                or retry.overload_ended(delay, self._overloaded_after)
+            ):
+                raise retry.error(table.model_id)
             if self._observer is not None:
                 self._observer.retry(table.model_id)
             await table.changed_within(delay)
-        retry.tried.clear()
+        retry.next_round()
         return table
 
     async def close(self) -> None:

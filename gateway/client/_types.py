@@ -21,6 +21,8 @@ def _empty() -> Mapping[str, Any]:
 
 # How long an admin may stay unreachable before a call that needs it fails with UNAVAILABLE.
 ADMIN_UNREACHABLE_AFTER_S = 5.0
+# How long a data call retries an overloaded model before it fails with RESOURCE_EXHAUSTED.
+OVERLOADED_AFTER_S = 1.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,6 +38,11 @@ class ClientSettings:
     admin_unreachable_after: float = ADMIN_UNREACHABLE_AFTER_S
     """Seconds an admin may stay unreachable (refused, no address) before a call that needs it
     fails with UNAVAILABLE, whatever its deadline."""
+    overloaded_after: float = OVERLOADED_AFTER_S
+    """Seconds a data call retries (with backoff) a model whose replicas answer
+    RESOURCE_EXHAUSTED, from the first such answer, before it fails with RESOURCE_EXHAUSTED,
+    whatever its deadline (0: every replica once). Upstream's client retries until the
+    deadline, so a model that stays overloaded was reported only then (60 s by default)."""
     num_conn: int = 3
     """How many of a model's replicas one client spreads its data calls over."""
     fail_fast: bool = False

@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 
 _DETAILS_KEY = "grpc-status-details-bin"
 
+RETRY_AFTER_SECONDS = 1
+"""The ``retry-after`` of a RESOURCE_EXHAUSTED: Sax reports an overloaded model without saying
+for how long, and a limit of the gateway's own frees a slot when any call ends."""
+
 MAX_TEXT_BYTES = 2048
 """The most bytes a status message, or a field violation's description, takes in a header:
 room for a quoted value (`gateway.common.limits.quote`) of 100 emoji, and what is said of it."""
@@ -134,12 +138,25 @@ def request_id(context: Context) -> str:
     return metadata_value(context, "x-request-id") or ""
 
 
+def reply_metadata(
+    code: grpc.StatusCode, exc: BaseException
+) -> tuple[tuple[str, str | bytes], ...]:
+    """The metadata a failure with ``code`` carries besides its status: what ``exc`` names
+    (its ``metadata``), and ``retry-after`` on every RESOURCE_EXHAUSTED that names none, which
+    Envoy sends as a header of the 429 (the OpenAI face's `reply_headers` send the same)."""
+    extra: tuple[tuple[str, str | bytes], ...] = tuple(getattr(exc, "metadata", ()))
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and all(k != "retry-after" for k, _ in extra):
+        extra += (("retry-after", str(RETRY_AFTER_SECONDS)),)
+    return extra
+
+
 async def abort(context: Context, exc: BaseException) -> NoReturn:
     """Ends the call with the status that reports ``exc``; raises as `context.abort` does."""
     code, message, status = to_status(exc, request_id(context))
-    extra = tuple(getattr(exc, "metadata", ()))  # e.g. retry-after on RESOURCE_EXHAUSTED
     await context.abort(
-        code, message, trailing_metadata=((_DETAILS_KEY, status.SerializeToString()), *extra)
+        code,
+        message,
+        trailing_metadata=((_DETAILS_KEY, status.SerializeToString()), *reply_metadata(code, exc)),
     )
 
 

@@ -93,8 +93,8 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_deadline_arguments(parser: argparse.ArgumentParser) -> None:
-    """How long calls may take (``--default-timeout``, ``--admin-unreachable-after``): shared
-    by ``gateway``, ``up`` and ``serve``."""
+    """How long calls may take (``--default-timeout``, ``--admin-unreachable-after``,
+    ``--overloaded-after``): shared by ``gateway``, ``up`` and ``serve``."""
     parser.add_argument(
         "--default-timeout",
         type=seconds,
@@ -107,6 +107,14 @@ def add_deadline_arguments(parser: argparse.ArgumentParser) -> None:
         default=default(ClientSettings, "admin_unreachable_after"),
         metavar="SECONDS",
         help="an unreachable Sax admin fails calls with UNAVAILABLE (503) after this long",
+    )
+    parser.add_argument(
+        "--overloaded-after",
+        type=seconds_or_zero,
+        default=default(ClientSettings, "overloaded_after"),
+        metavar="SECONDS",
+        help="a model whose replicas answer RESOURCE_EXHAUSTED (overloaded) is retried for this "
+        "long, then fails calls with RESOURCE_EXHAUSTED (429, Retry-After) (0: each replica once)",
     )
 
 
@@ -130,12 +138,14 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
 
 
 def client_settings_from_args(args: argparse.Namespace) -> ClientSettings:
-    """The Sax client's settings from ``--sax-root``, ``--gcs-endpoint`` and
-    ``--admin-unreachable-after``: of ``gateway``, and of ``up`` and ``serve`` too."""
+    """The Sax client's settings from ``--sax-root``, ``--gcs-endpoint``,
+    ``--admin-unreachable-after`` and ``--overloaded-after``: of ``gateway``, and of ``up`` and
+    ``serve`` too."""
     return ClientSettings(
         sax_root=args.sax_root,
         gcs_endpoint=args.gcs_endpoint,
         admin_unreachable_after=args.admin_unreachable_after,
+        overloaded_after=args.overloaded_after,
     )
 
 
@@ -152,6 +162,7 @@ def gateway_argv(settings: GatewaySettings) -> list[str]:
         f"--grace-period={settings.grace_period!r}",
         f"--max-streams-per-client={settings.max_streams_per_client}",
         f"--admin-unreachable-after={settings.client.admin_unreachable_after!r}",
+        f"--overloaded-after={settings.client.overloaded_after!r}",
         *([f"--config={settings.config_file}"] if settings.config_file else []),
         *([f"--config-snapshot={settings.config_snapshot}"] if settings.config_snapshot else []),
         *_shared_slots_argv(settings.shared_slots),

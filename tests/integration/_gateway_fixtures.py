@@ -12,10 +12,13 @@ from gateway.service import GatewayServer
 
 
 @asynccontextmanager
-async def running_gateway(sax_root: str, **options: Any) -> AsyncIterator[GatewayServer]:
-    """Serves the cells under ``sax_root``; ``options`` are other GatewaySettings fields.
-    Stopped at once (no grace period) on the way out."""
-    settings = GatewaySettings(client=ClientSettings(sax_root=sax_root), **options)
+async def running_gateway(
+    sax_root: str, client: ClientSettings | None = None, **options: Any
+) -> AsyncIterator[GatewayServer]:
+    """Serves the cells under ``sax_root`` (with ``client``, if given, as its Sax client's
+    settings); ``options`` are other GatewaySettings fields. Stopped at once (no grace
+    period) on the way out."""
+    settings = GatewaySettings(client=client or ClientSettings(sax_root=sax_root), **options)
     server = await GatewayServer.start(settings)
     try:
         yield server

@@ -1,7 +1,9 @@
 """How long a SaxGateway stream waits for an overloaded model: it may decode for the stream
 timeout (600 s), but its retries of overloaded replicas stop where a unary call's would (the
-gateway's --default-timeout, or the caller's own deadline). Over real gRPC, against an
-in-process cell whose model answers every call RESOURCE_EXHAUSTED."""
+gateway's --default-timeout, or the caller's own deadline), or at the end of the Sax client's
+overload window (--overloaded-after, 1 s) if sooner: a window longer than the default timeout
+here, so that the default is what ends them. Over real gRPC, against an in-process cell whose
+model answers every call RESOURCE_EXHAUSTED."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import pytest
 from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
+from gateway.client import ClientSettings
 from gateway.service import GatewayServer
 from tests._grpc import aio_channel
 from tests.integration._cell_fixtures import InprocCell
@@ -28,8 +31,9 @@ DEFAULT_TIMEOUT = 1.5
 
 @pytest.fixture
 async def gateway(inproc_cell: InprocCell) -> AsyncIterator[GatewayServer]:
+    client = ClientSettings(sax_root=inproc_cell.settings.sax_root, overloaded_after=30)
     async with running_gateway(
-        inproc_cell.settings.sax_root, default_timeout=DEFAULT_TIMEOUT
+        inproc_cell.settings.sax_root, client, default_timeout=DEFAULT_TIMEOUT
     ) as server:
         async with aio_channel(server.address) as channel:
             stub = gateway_pb2_grpc.SaxGatewayStub(channel)

@@ -16,7 +16,7 @@ from gateway.cell.models import (
     create_model,
 )
 from gateway.cell.models.base import ExtraInputs
-from gateway.client.errors import InvalidArgumentError
+from gateway.client.errors import InvalidArgumentError, ResourceExhaustedError
 from gateway.common.errors import go_code_name
 from gateway.common.names import check_acl_method
 
@@ -52,7 +52,8 @@ def test_registry_paths() -> None:
 
 
 @pytest.mark.parametrize(
-    "overrides", [{"delay_ms": "x"}, {"num_samples": "0"}, {"fail_code": "OK"}]
+    "overrides",
+    [{"delay_ms": "x"}, {"num_samples": "0"}, {"fail_code": "OK"}, {"max_in_flight": "-1"}],
 )
 def test_test_lm_rejects_bad_overrides(overrides: dict[str, str]) -> None:
     with pytest.raises(InvalidArgumentError):
@@ -67,14 +68,15 @@ def test_test_lm_rejects_bad_overrides(overrides: dict[str, str]) -> None:
             "sax_gateway.testing.TestLM",
             {"text": "hi", "bogus": "1"},
             "unknown override 'bogus' for sax_gateway.testing.TestLM, which takes delay_ms, "
-            "embedding_dim, fail_after_tokens, fail_code, fail_load, length, num_samples, text",
+            "embedding_dim, fail_after_tokens, fail_code, fail_load, length, max_in_flight, "
+            "num_samples, text",
         ),
         (
             "sax_gateway.testing.TestLM",
             {"dealy_ms": "5", "bogus": "1"},
             "unknown overrides 'bogus', 'dealy_ms' for sax_gateway.testing.TestLM, which takes "
             "delay_ms, embedding_dim, fail_after_tokens, fail_code, fail_load, length, "
-            "num_samples, text",
+            "max_in_flight, num_samples, text",
         ),
         (
             "sax_gateway.testing.TestVision",
@@ -114,6 +116,21 @@ async def test_test_lm_echoes_by_default() -> None:
     assert hyp.score == pytest.approx(-0.3)
     steps = [step async for step in model.generate_stream("a b", NONE)]
     assert [s.pieces for s in steps] == [("a",), (" b",)]
+
+
+async def test_test_lm_refuses_calls_over_its_max_in_flight() -> None:
+    model = _load("sax_gateway.testing.TestLM", {"max_in_flight": "1", "delay_ms": "50"})
+    message = "TestLM is at its max_in_flight (1 calls at once)"
+    stream = model.generate_stream("a b", NONE)
+    assert (await anext(stream)).pieces == ("a",)  # holds the one slot until it ends
+    for call in (model.generate("x", NONE), model.score("x", ["y"], NONE)):
+        with pytest.raises(ResourceExhaustedError) as refused:
+            await call
+        assert refused.value.message == message
+    assert [s.pieces async for s in stream] == [(" b",)]
+    assert [h.text for h in await model.generate("x", NONE)] == ["x"]  # free again
+    with pytest.raises(ResourceExhaustedError):  # 0: every call
+        await _load("sax_gateway.testing.TestLM", {"max_in_flight": "0"}).embed_text("x", NONE)
 
 
 async def test_random_lm_is_a_function_of_seed_and_request() -> None:

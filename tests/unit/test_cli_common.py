@@ -174,6 +174,11 @@ def test_hints_name_the_model_cell_and_gateway() -> None:
             "/sax/test/lm is at its limit of calls in flight and queued; retry later",
             "too many calls are in flight",
         ),
+        (  # "send less (messages <= 32 MiB)", where the model's servers were busy
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "/sax/test/lm is overloaded; retry later (queue full: ResourceExhausted)",
+            "the model's servers are overloaded: retry in a second, or give it more replicas",
+        ),
         (  # "check the ACLs of the model"
             grpc.StatusCode.PERMISSION_DENIED,
             "client team-a may not use /sax/test/echo",

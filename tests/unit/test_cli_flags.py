@@ -51,6 +51,7 @@ def _refusal(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
         (["--default-timeout", "0"], "--default-timeout: expected a positive number of seconds"),
         (["--default-timeout", "nan"], "--default-timeout: expected a positive number"),
         (["--admin-unreachable-after", "-3"], "expected a positive number of seconds, got '-3'"),
+        (["--overloaded-after", "-1"], "--overloaded-after: expected a number of seconds, 0 or"),
         # Before: the cell exited while starting ("see --log-dir"), its traceback the reason.
         (["--cell", "bad"], "argument --cell: cell ID 'bad' should have the form /sax/<cell"),
         (["--cell", "/sax/Bad"], "argument --cell: cell name 'Bad' must match"),

@@ -11,7 +11,13 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 
-from gateway.client import DeadlineExceededError, InvalidArgumentError, error_for_code
+from gateway.client import (
+    DeadlineExceededError,
+    InvalidArgumentError,
+    ResourceExhaustedError,
+    UnavailableError,
+    error_for_code,
+)
 from gateway.common.logs import LOGGED_ID_CHARS
 from gateway.common.rpc import Context
 from gateway.service._errors import (
@@ -148,3 +154,23 @@ async def test_every_header_a_status_fills_is_bounded_whatever_it_echoes(report:
         envelope = json.loads(headers[ENVELOPE_KEY])
         assert envelope["error"]["message"] == message
         assert envelope["error"]["param"] == clip(huge, MAX_FIELD_BYTES)
+
+
+@pytest.mark.parametrize("report", [abort, openai_abort], ids=["native", "openai"])
+async def test_every_resource_exhausted_says_when_to_retry(report: Report) -> None:
+    # An overloaded model's 429 had no Retry-After on the native face (only the gateway's own
+    # limits sent one): clients could not tell how long to back off.
+    _, headers = await _sent(report, ResourceExhaustedError("/sax/test/lm is overloaded"))
+    assert headers["retry-after"] == "1"
+    _, headers = await _sent(report, UnavailableError("no replica"))
+    assert "retry-after" not in headers
+
+
+async def test_a_retry_after_the_error_names_is_the_one_sent() -> None:
+    class Later(ResourceExhaustedError):
+        metadata = (("retry-after", "10"),)
+
+    context = _Context(request_id="r")
+    with pytest.raises(_Aborted):
+        await abort(cast(Context, context), Later("full"))
+    assert [v for k, v in context.aborted[1] if k == "retry-after"] == ["10"]

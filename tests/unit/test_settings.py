@@ -23,7 +23,9 @@ def _gateway_parser() -> argparse.ArgumentParser:
 
 def test_gateway_argv_round_trips() -> None:
     settings = GatewaySettings(
-        client=ClientSettings(sax_root="gs://b/root", gcs_endpoint="http://127.0.0.1:9"),
+        client=ClientSettings(
+            sax_root="gs://b/root", gcs_endpoint="http://127.0.0.1:9", overloaded_after=0.25
+        ),
         port=12345,
         default_timeout=7.5,
         grace_period=2.0,

@@ -10,6 +10,8 @@ Its output is set by publish overrides (all optional):
     fail_code            the status it fails with: UNAVAILABLE (default) or INTERNAL, ...
     embedding_dim        length of lm.embed vectors; default 8
     fail_load            loading fails with this text (load-failure tests)
+    max_in_flight        calls one server runs at once; more are refused RESOURCE_EXHAUSTED, as
+                         an overloaded upstream model server refuses them (0: every call)
 
 A token is a word with its leading space ("hello world" -> "hello", " world"). The
 `per_example_max_decode_steps` extra input caps the number of tokens.
@@ -18,7 +20,8 @@ A token is a word with its leading space ("hello world" -> "hello", " world"). T
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
 
 import grpc
 
@@ -42,6 +45,7 @@ TOKEN_LOGP = -0.1
 #: producing ten million tokens or sleeping for an hour per token.
 MAX_TOKENS = 8192
 MAX_DELAY_MS = 10_000.0
+MAX_IN_FLIGHT = 1024
 
 
 #: The overrides it takes (the module docstring says what each does).
@@ -55,6 +59,7 @@ OVERRIDES = frozenset(
         "fail_code",
         "embedding_dim",
         "fail_load",
+        "max_in_flight",
     }
 )
 
@@ -105,6 +110,27 @@ class TestLM(ServableModel):
             raise invalid_argument(f"override fail_code={quote(fail_code)} is not an error code")
         self._fail_code = code
         self._dim = int_override(overrides, "embedding_dim", 8, minimum=1, maximum=4096)
+        self._max_in_flight = (
+            int_override(overrides, "max_in_flight", 0, maximum=MAX_IN_FLIGHT)
+            if "max_in_flight" in overrides
+            else None
+        )
+        self._in_flight = 0
+
+    @contextmanager
+    def _admitted(self) -> Iterator[None]:
+        """Counts a call while it runs; RESOURCE_EXHAUSTED if ``max_in_flight`` already run."""
+        limit = self._max_in_flight
+        if limit is not None and self._in_flight >= limit:
+            raise cell_error(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"TestLM is at its max_in_flight ({limit} calls at once)",
+            )
+        self._in_flight += 1
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
 
     def _tokens(self, prompt: str, extra: ExtraInputs) -> list[str]:
         base = split_tokens(prompt if self._text is None else self._text)
@@ -120,27 +146,34 @@ class TestLM(ServableModel):
         return tuple(TOKEN_LOGP * tokens - i for i in range(self._num_samples))
 
     async def generate(self, text: str, extra: ExtraInputs) -> list[Hypothesis]:
-        tokens = self._tokens(text, extra)
-        if self._delay and tokens:
-            await asyncio.sleep(self._delay * len(tokens))
-        output = "".join(tokens)
-        return [Hypothesis(output, score) for score in self._scores(len(tokens))]
+        with self._admitted():
+            tokens = self._tokens(text, extra)
+            if self._delay and tokens:
+                await asyncio.sleep(self._delay * len(tokens))
+            output = "".join(tokens)
+            return [Hypothesis(output, score) for score in self._scores(len(tokens))]
 
     async def generate_stream(self, text: str, extra: ExtraInputs) -> AsyncIterator[StreamStep]:
-        for produced, token in enumerate(self._tokens(text, extra)):
-            if self._fail_after is not None and produced >= self._fail_after:
-                raise cell_error(
-                    self._fail_code, f"TestLM failed after {produced} tokens (fail_after_tokens)"
+        with self._admitted():
+            for produced, token in enumerate(self._tokens(text, extra)):
+                if self._fail_after is not None and produced >= self._fail_after:
+                    raise cell_error(
+                        self._fail_code,
+                        f"TestLM failed after {produced} tokens (fail_after_tokens)",
+                    )
+                if self._delay:
+                    await asyncio.sleep(self._delay)
+                yield StreamStep(
+                    pieces=(token,) * self._num_samples, scores=self._scores(produced + 1)
                 )
-            if self._delay:
-                await asyncio.sleep(self._delay)
-            yield StreamStep(pieces=(token,) * self._num_samples, scores=self._scores(produced + 1))
 
     async def score(self, prefix: str, suffixes: list[str], extra: ExtraInputs) -> list[float]:
-        return [TOKEN_LOGP * len(split_tokens(suffix)) for suffix in suffixes]
+        with self._admitted():
+            return [TOKEN_LOGP * len(split_tokens(suffix)) for suffix in suffixes]
 
     async def embed_text(self, text: str, extra: ExtraInputs) -> list[float]:
-        return unit_floats(self._dim, MODEL_PATH, text)
+        with self._admitted():
+            return unit_floats(self._dim, MODEL_PATH, text)
 
     async def gradient(
         self, prefix: str, suffix: str, extra: ExtraInputs

@@ -19,11 +19,9 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 
 from gateway.common.rpc import Context
-from gateway.service._errors import relay, to_status, violations
+from gateway.service._errors import RETRY_AFTER_SECONDS, relay, to_status, violations
 
 ENVELOPE_KEY = "x-openai-error"
-RETRY_AFTER_SECONDS = 1
-"""Sent with a 429: Sax reports overload without saying for how long."""
 NOT_RETRIED = frozenset({grpc.StatusCode.UNIMPLEMENTED})
 """Codes whose HTTP status (501) the SDKs retry, as they retry every 5xx, though no retry can
 succeed: sent with ``x-should-retry: false``, which the Python and Node SDKs obey."""

@@ -80,7 +80,9 @@ class SaxGatewayStub:
     """Generates continuations of a prompt with a language model. A model
     published moments ago is waited for within the deadline.
     Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for a
-    bad extra input, DEADLINE_EXCEEDED if no replica answered in time.
+    bad extra input, RESOURCE_EXHAUSTED (with retry-after) if its replicas
+    stayed overloaded through the gateway's retries (`--overloaded-after`,
+    1 s), DEADLINE_EXCEEDED if no replica answered in time.
     """
     GenerateStream: _grpc.UnaryStreamMultiCallable[_gateway_pb2.GenerateStreamRequest, _gateway_pb2.GenerateStreamResponse]
     """Streams the generation of continuations: one message per decoding step
@@ -89,10 +91,11 @@ class SaxGatewayStub:
     messages are Server-Sent Events.
     Fails without messages (and so with an HTTP status) for errors found
     before decoding starts; see Generate. Without a deadline a stream may
-    last the gateway's stream timeout (600 s), but RESOURCE_EXHAUSTED or
-    UNAVAILABLE from busy or unreachable replicas, and DEADLINE_EXCEEDED when
-    no replica serves the model, are returned when a unary call would return
-    them (the gateway's default timeout).
+    last the gateway's stream timeout (600 s), but UNAVAILABLE from
+    unreachable replicas, and DEADLINE_EXCEEDED when no replica serves the
+    model, are returned when a unary call would return them (the gateway's
+    default timeout), and RESOURCE_EXHAUSTED from overloaded replicas as a
+    unary call gets it (after `--overloaded-after`, 1 s).
     """
     Score: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ScoreRequest, _gateway_pb2.ScoreResponse]
     """Returns the log-probability of each suffix after a prefix.
@@ -228,7 +231,9 @@ class SaxGatewayAsyncStub(SaxGatewayStub):
     """Generates continuations of a prompt with a language model. A model
     published moments ago is waited for within the deadline.
     Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for a
-    bad extra input, DEADLINE_EXCEEDED if no replica answered in time.
+    bad extra input, RESOURCE_EXHAUSTED (with retry-after) if its replicas
+    stayed overloaded through the gateway's retries (`--overloaded-after`,
+    1 s), DEADLINE_EXCEEDED if no replica answered in time.
     """
     GenerateStream: _aio.UnaryStreamMultiCallable[_gateway_pb2.GenerateStreamRequest, _gateway_pb2.GenerateStreamResponse]  # type: ignore[assignment]
     """Streams the generation of continuations: one message per decoding step
@@ -237,10 +242,11 @@ class SaxGatewayAsyncStub(SaxGatewayStub):
     messages are Server-Sent Events.
     Fails without messages (and so with an HTTP status) for errors found
     before decoding starts; see Generate. Without a deadline a stream may
-    last the gateway's stream timeout (600 s), but RESOURCE_EXHAUSTED or
-    UNAVAILABLE from busy or unreachable replicas, and DEADLINE_EXCEEDED when
-    no replica serves the model, are returned when a unary call would return
-    them (the gateway's default timeout).
+    last the gateway's stream timeout (600 s), but UNAVAILABLE from
+    unreachable replicas, and DEADLINE_EXCEEDED when no replica serves the
+    model, are returned when a unary call would return them (the gateway's
+    default timeout), and RESOURCE_EXHAUSTED from overloaded replicas as a
+    unary call gets it (after `--overloaded-after`, 1 s).
     """
     Score: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ScoreRequest, _gateway_pb2.ScoreResponse]  # type: ignore[assignment]
     """Returns the log-probability of each suffix after a prefix.
@@ -427,7 +433,9 @@ class SaxGatewayServicer(metaclass=_abc_1.ABCMeta):
         """Generates continuations of a prompt with a language model. A model
         published moments ago is waited for within the deadline.
         Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for a
-        bad extra input, DEADLINE_EXCEEDED if no replica answered in time.
+        bad extra input, RESOURCE_EXHAUSTED (with retry-after) if its replicas
+        stayed overloaded through the gateway's retries (`--overloaded-after`,
+        1 s), DEADLINE_EXCEEDED if no replica answered in time.
         """
 
     @_abc_1.abstractmethod
@@ -442,10 +450,11 @@ class SaxGatewayServicer(metaclass=_abc_1.ABCMeta):
         messages are Server-Sent Events.
         Fails without messages (and so with an HTTP status) for errors found
         before decoding starts; see Generate. Without a deadline a stream may
-        last the gateway's stream timeout (600 s), but RESOURCE_EXHAUSTED or
-        UNAVAILABLE from busy or unreachable replicas, and DEADLINE_EXCEEDED when
-        no replica serves the model, are returned when a unary call would return
-        them (the gateway's default timeout).
+        last the gateway's stream timeout (600 s), but UNAVAILABLE from
+        unreachable replicas, and DEADLINE_EXCEEDED when no replica serves the
+        model, are returned when a unary call would return them (the gateway's
+        default timeout), and RESOURCE_EXHAUSTED from overloaded replicas as a
+        unary call gets it (after `--overloaded-after`, 1 s).
         """
 
     @_abc_1.abstractmethod

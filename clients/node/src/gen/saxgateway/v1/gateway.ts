@@ -10314,7 +10314,9 @@ export const SaxGatewayDefinition = {
      * Generates continuations of a prompt with a language model. A model
      * published moments ago is waited for within the deadline.
      * Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for a
-     * bad extra input, DEADLINE_EXCEEDED if no replica answered in time.
+     * bad extra input, RESOURCE_EXHAUSTED (with retry-after) if its replicas
+     * stayed overloaded through the gateway's retries (`--overloaded-after`,
+     * 1 s), DEADLINE_EXCEEDED if no replica answered in time.
      */
     generate: {
       name: "Generate",
@@ -10388,10 +10390,11 @@ export const SaxGatewayDefinition = {
      * messages are Server-Sent Events.
      * Fails without messages (and so with an HTTP status) for errors found
      * before decoding starts; see Generate. Without a deadline a stream may
-     * last the gateway's stream timeout (600 s), but RESOURCE_EXHAUSTED or
-     * UNAVAILABLE from busy or unreachable replicas, and DEADLINE_EXCEEDED when
-     * no replica serves the model, are returned when a unary call would return
-     * them (the gateway's default timeout).
+     * last the gateway's stream timeout (600 s), but UNAVAILABLE from
+     * unreachable replicas, and DEADLINE_EXCEEDED when no replica serves the
+     * model, are returned when a unary call would return them (the gateway's
+     * default timeout), and RESOURCE_EXHAUSTED from overloaded replicas as a
+     * unary call gets it (after `--overloaded-after`, 1 s).
      */
     generateStream: {
       name: "GenerateStream",

@@ -1,0 +1,56 @@
+"""What ends a data call's retries, round by round (gateway/client/_failover.py): a round in
+which a replica answered overloaded ends them once the overload window has passed since the
+first such answer; a round with only unreachable replicas leaves them to the deadline."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from gateway.client._failover import Retry
+from gateway.client._locations import AddressTable
+from gateway.common.errors import ResourceExhaustedError, UnavailableError
+
+MODEL = "/sax/test/lm"
+BUSY = "queue full: ResourceExhausted"
+
+
+def _failure(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details=details)
+
+
+@pytest.fixture
+def table() -> AddressTable:
+    table = AddressTable(MODEL, num_conn=2, seed=0)
+    table.set_addresses({"a:1", "b:1"})
+    return table
+
+
+def test_a_round_with_an_overloaded_replica_ends_with_the_overload(table: AddressTable) -> None:
+    retry = Retry()
+    retry.failed(table, "a:1", _failure(grpc.StatusCode.RESOURCE_EXHAUSTED, BUSY))
+    retry.failed(table, "b:1", _failure(grpc.StatusCode.UNAVAILABLE, "Connection refused"))
+    assert retry.overload_ended(0.5, overloaded_after=1.0) is False  # within the window
+    assert retry.overload_ended(1.0, overloaded_after=1.0) is True  # a retry would start after
+    error = retry.error(MODEL)  # whichever failed last: the overload is what to report
+    assert isinstance(error, ResourceExhaustedError)
+    assert error.message == f"{MODEL} is overloaded; retry later ({BUSY})"
+
+
+def test_a_round_of_unreachable_replicas_is_left_to_the_deadline(table: AddressTable) -> None:
+    retry = Retry()
+    retry.failed(table, "a:1", _failure(grpc.StatusCode.RESOURCE_EXHAUSTED, BUSY))
+    retry.next_round()
+    # The overloaded replica went away; the round's only failure is an unreachable one.
+    retry.failed(table, "b:1", _failure(grpc.StatusCode.UNAVAILABLE, "Connection refused"))
+    assert retry.overload_ended(60.0, overloaded_after=0.0) is False
+    assert isinstance(retry.error(MODEL), UnavailableError)
+
+
+def test_the_window_runs_from_the_first_overloaded_answer(table: AddressTable) -> None:
+    retry = Retry()
+    retry.failed(table, "a:1", _failure(grpc.StatusCode.RESOURCE_EXHAUSTED, BUSY))
+    first = retry.overloaded_since
+    retry.next_round()
+    retry.failed(table, "a:1", _failure(grpc.StatusCode.RESOURCE_EXHAUSTED, BUSY))
+    assert retry.overloaded_since == first

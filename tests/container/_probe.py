@@ -4,6 +4,7 @@ hook's sleep; each probe on its own timer, with kubelet's defaults and threshold
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import subprocess
 import threading
@@ -75,11 +76,13 @@ def check(
             return _grpc(net, port, spec.get("service", ""), timeout)
         connection = http.client.HTTPConnection(POD_IP, port, timeout=timeout)
         connection.sock = net.connect(POD_IP, port, timeout)
-        headers = {"User-Agent": "kube-probe/1.33", "Accept": "*/*", "Connection": "close"}
-        headers.update({h["name"]: h["value"] for h in spec.get("httpHeaders", [])})
-        connection.request("GET", spec.get("path", "/"), headers=headers)
-        status = connection.getresponse().status
-        connection.close()
+        # Closed however the probe ends: one that timed out left its socket open, which
+        # pytest reported as an unraisable ResourceWarning and failed the test with.
+        with contextlib.closing(connection):
+            headers = {"User-Agent": "kube-probe/1.33", "Accept": "*/*", "Connection": "close"}
+            headers.update({h["name"]: h["value"] for h in spec.get("httpHeaders", [])})
+            connection.request("GET", spec.get("path", "/"), headers=headers)
+            status = connection.getresponse().status
         return None if 200 <= status < 400 else f"HTTP {status}"
     except subprocess.TimeoutExpired:
         return f"timed out after {timeout} s"

@@ -8,7 +8,8 @@ import time
 import pytest
 from prometheus_client import generate_latest
 
-from gateway.service._metrics import IDLE_S, MAX_MODELS, UNKNOWN_MODEL, GatewayMetrics
+from gateway.service import _metrics
+from gateway.service._metrics import MAX_MODELS, UNKNOWN_MODEL, GatewayMetrics
 
 VALUES = [0.0, 0.0004, 0.001, 0.003, 0.02, 0.5, 1.28, 3.0, 99.0, 1e6]
 
@@ -75,7 +76,7 @@ def test_idle_models_give_their_labels_up_at_the_cap(monkeypatch: pytest.MonkeyP
         metrics.set_replicas(f"/sax/test/lm-v{i}", ("10.0.0.1:1",))
     metrics.set_replicas("/sax/test/lm-v0", ())  # no replicas from now on
     metrics.set_replicas("/sax/test/lm-v1", ())
-    clock[0] += IDLE_S
+    clock[0] += _metrics.IDLE_S
     assert metrics.model_label("/sax/test/lm-v1", known=False) == "/sax/test/lm-v1"  # a call
     clock[0] += 1
     assert metrics.model_label("/sax/test/lm-new", known=True) == "/sax/test/lm-new"

@@ -198,7 +198,7 @@ class Client(AsyncClosing, DataCalls):
         request = admin_pb2.UnpublishRequest(model_id=model.id)
         admin, deadline = self._admin(model.cell), self._admin_deadline(timeout, deadline)
         await lost_replies.unpublish(admin, request, deadline)
-        self._router.forget(model.id)
+        self._router.gone(model.id)
 
     async def list_detail(
         self, model_id: str, *, timeout: float | None = None, deadline: Deadline | None = None

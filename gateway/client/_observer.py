@@ -63,6 +63,10 @@ class Observer:
     def addresses_changed(self, model_id: str, addresses: Sequence[str]) -> None:
         """The admin reported a new set of serving addresses for ``model_id``."""
 
+    def model_gone(self, model_id: str) -> None:
+        """``model_id`` is no longer published: the admin answered its watch NOT_FOUND, or
+        this client unpublished it. (Published again, it is reported serving anew.)"""
+
 
 async def observed(attempt: Attempt, call: grpc.aio.UnaryUnaryCall[Any, _R]) -> _R:
     """Awaits a unary grpc.aio ``call``, telling ``attempt`` how it ended and what it cost."""

@@ -44,6 +44,7 @@ Streaming: TypeAlias = Callable[[Backend], grpc.aio.UnaryStreamMultiCallable[_Re
 
 _C = TypeVar("_C")
 _names: dict[object, str] = {}
+NOT_FOUND = grpc.StatusCode.NOT_FOUND
 
 
 def named(name: str, pick: Callable[[Backend], _C]) -> Callable[[Backend], _C]:
@@ -137,6 +138,15 @@ class Router:
                 del self._tasks[table.model_id]
                 self._retain_channels(table)
                 self._no_replicas(table.model_id)
+                error = table.error
+                if self._observer is not None and error is not None and error.code == NOT_FOUND:
+                    self._observer.model_gone(table.model_id)
+
+    def gone(self, model_id: str) -> None:
+        """The model was unpublished (by this client): forgets it, and tells the observer."""
+        self.forget(model_id)
+        if self._observer is not None:
+            self._observer.model_gone(model_id)
 
     def forget(self, model_id: str) -> None:
         """Drops what is known of the model (after this client published, updated or

@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import gzip
 import logging
+import math
 import os
 import signal
 import threading
@@ -72,12 +73,20 @@ def _envoy_stats(settings: OpsSettings) -> bytes | None:
 
 class _Collector(MultiProcessCollector):
     """The gateways' files added up, but for empty ones: a file a gateway has just created
-    (and not yet sized), or one a full directory left empty, would fail the whole scrape."""
+    (and not yet sized), or one a full directory left empty, would fail the whole scrape.
+
+    A gauge sample that is NaN is left out: a gateway sets a gone model's gauges to NaN
+    (`GatewayMetrics.forget_model`), as prometheus_client cannot delete a value from its
+    file, and the most recent value of any live process wins (``livemostrecent``)."""
 
     def collect(self) -> Iterable[Metric]:
         files = glob.glob(os.path.join(self._path, "*.db"))
         nonempty = [f for f in files if _size(f) > 0]
-        return self.merge(nonempty, accumulate=True)  # type: ignore[no-any-return,no-untyped-call]
+        metrics: Iterable[Metric] = self.merge(nonempty, accumulate=True)  # type: ignore[no-untyped-call]
+        for metric in metrics:
+            if metric.type == "gauge":
+                metric.samples = [s for s in metric.samples if not math.isnan(s.value)]
+            yield metric
 
 
 def _size(path: str) -> int:

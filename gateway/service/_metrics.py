@@ -7,7 +7,11 @@ labels with underscores); the rest are ``saxgw_*``. docs/operations.md lists the
 
 Label values are bounded: methods and status codes are finite, and a model name becomes a
 label only once the Sax admin has confirmed the model is published (``Client.is_serving``),
-up to ``MAX_MODELS`` of them; anything else is counted under ``"unknown"``.
+up to ``MAX_MODELS`` of them; anything else is counted under ``"unknown"``. A model gives its
+label back (``forget_model``) once the admin says it is no longer published (its watch ended
+with NOT_FOUND, or this gateway unpublished it), or, when the cap is reached, once it has had
+no replicas and no calls for ``IDLE_S``: versioned model IDs published and unpublished over
+weeks would otherwise fill the cap, and every later model would be counted as unknown.
 
 With ``TelemetrySettings.metrics_dir`` set, prometheus_client's multiprocess mode keeps every
 value in a per-process file there; the ops server (gateway.ops) adds the files of all gateway
@@ -17,7 +21,9 @@ processes up into one scrape.
 from __future__ import annotations
 
 import bisect
+import math
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,6 +37,9 @@ FLUSH_INTERVAL_S = 1.0
 #: Distinct model labels at most; more models than this are counted as "unknown".
 MAX_MODELS = 200
 UNKNOWN_MODEL = "unknown"
+#: A labelled model without replicas and without calls this long (seconds) gives its label up
+#: to a new model when the cap is reached.
+IDLE_S = 600.0
 
 _OP = "gen_ai_operation_name"
 _MODEL = "gen_ai_request_model"
@@ -174,7 +183,23 @@ class GatewayMetrics:
             [_MODEL],
             registry=r,
         )
+        # Labelled models with replicas (or calls since they had none): the hot path's one
+        # lookup. Those without, by when they last had replicas or calls: still labelled,
+        # given up to a new model once idle for IDLE_S and the cap is reached.
         self._models: set[str] = set()
+        self._idle: dict[str, float] = {}
+        self._by_model: list[Any] = [
+            self.request_duration,
+            self.time_to_first_token,
+            self.time_per_output_token,
+            self.token_usage,
+            self.text_characters,
+            self.query_cost,
+            self.replicas,
+            self.address_changes,
+            self.failovers,
+            self.retries,
+        ]
         # Calls are added up here and written out by flush(): one write per label set and
         # second instead of several per call (in multiprocess mode each write is a locked
         # mmap store, which would otherwise cost several percent of the gateway's CPU).
@@ -222,15 +247,61 @@ class GatewayMetrics:
         """``model_id`` if it may be a label (published, and within the cap), else unknown."""
         if model_id in self._models:
             return model_id
-        if known and len(self._models) < MAX_MODELS:
-            self._models.add(model_id)
+        return self._label_slow(model_id, known)
+
+    def _label_slow(self, model_id: str, known: bool) -> str:
+        if model_id in self._idle:
+            self._idle[model_id] = time.monotonic()  # a call: not idle
             return model_id
-        return UNKNOWN_MODEL
+        if not known:
+            return UNKNOWN_MODEL
+        if len(self._models) + len(self._idle) >= MAX_MODELS:
+            self._forget_idle()
+            if len(self._models) + len(self._idle) >= MAX_MODELS:
+                return UNKNOWN_MODEL
+        self._models.add(model_id)
+        return model_id
+
+    def _forget_idle(self) -> None:
+        """Gives up the labels of models idle for ``IDLE_S`` (no replicas, no calls)."""
+        oldest = time.monotonic() - IDLE_S
+        for model_id in [m for m, since in self._idle.items() if since <= oldest]:
+            self.forget_model(model_id)
 
     def set_replicas(self, model_id: str, addresses: Sequence[str]) -> None:
         """Records a model's new address set (only models already labelled, or serving)."""
         label = self.model_label(model_id, known=bool(addresses))
         if label == UNKNOWN_MODEL:
             return
+        if addresses:
+            self._idle.pop(label, None)
+            self._models.add(label)
+        elif label in self._models:
+            self._models.discard(label)
+            self._idle[label] = time.monotonic()
         self.replicas.labels(label).set(len(addresses))
         self.address_changes.labels(label).inc()
+
+    def forget_model(self, model_id: str) -> None:
+        """The model is gone (no longer published): frees its label for another model and
+        drops its series from this process's registry, so that a model published anew is
+        not counted as unknown once ``MAX_MODELS`` models have come and gone.
+
+        Single-process, its series leave the exposition (a deleted entity's counters may go;
+        a model published again under the name starts them from 0, which ``rate`` takes as a
+        reset). With a metrics directory, prometheus_client cannot delete a value from a
+        process's file: the replicas gauge is set to NaN first, which the ops server drops
+        from the scrape (``gateway.ops``), while counters and histograms keep their totals
+        there (they must never go backwards), frozen."""
+        if model_id in self._models:
+            self._models.discard(model_id)
+        elif self._idle.pop(model_id, None) is None:
+            return  # never labelled (a name that was never published): no series to drop
+        gauge: Any = self.replicas._metrics.get((model_id,))
+        if gauge is not None:
+            gauge.set(math.nan)  # the tombstone a multiprocess scrape leaves out
+        for family in self._by_model:
+            position = family._labelnames.index(_MODEL)
+            with family._lock:
+                for key in [k for k in family._metrics if k[position] == model_id]:
+                    del family._metrics[key]

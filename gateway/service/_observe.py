@@ -96,6 +96,10 @@ class GatewayObserver(Observer):
         if self._metrics is not None:
             self._metrics.set_replicas(model_id, addresses)
 
+    def model_gone(self, model_id: str) -> None:
+        if self._metrics is not None:
+            self._metrics.forget_model(model_id)
+
 
 class TelemetryInterceptor(WrappingInterceptor):
     """Counts, times and traces every SaxGateway and OpenAIGateway call; health checks and

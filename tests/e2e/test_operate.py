@@ -669,3 +669,35 @@ def test_prometheus_example_scrapes_the_ops_port() -> None:
     [job] = config["scrape_configs"]
     assert job["metrics_path"] == "/metrics"
     assert job["static_configs"][0]["targets"] == ["127.0.0.1:8889"]
+
+
+def _lines_until(
+    stack: Stack, ready: Callable[[list[str]], bool], timeout: float = 20.0
+) -> list[str]:
+    """Scrapes the ops server until ``ready`` holds of its lines (or the timeout passes)."""
+    assert stack.metrics_url is not None
+    deadline = time.monotonic() + timeout
+    while True:
+        scrape = httpx.get(stack.metrics_url, timeout=30)
+        assert scrape.status_code == 200
+        lines = scrape.text.splitlines()
+        if ready(lines) or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.3)
+
+
+def test_an_unpublished_models_replicas_leave_the_scrape(ops_stack: Stack) -> None:
+    # An unpublished model kept its label and its gauge (saxgw_model_replicas{...} 0.0) for
+    # the gateway's lifetime; versioned models coming and going filled the label cap.
+    gone = f"/sax/test/gone-{secrets.token_hex(3)}"
+    series = f'saxgw_model_replicas{{gen_ai_request_model="{gone}"}}'
+    with published(ops_stack, gone, TEST_LM, headers=AUTH):
+        with httpx.Client(base_url=ops_stack.http_url, headers=AUTH, timeout=30) as http:
+            for _ in range(4):  # Envoy spreads them: each gateway process watches the model
+                reply = http.post("/generate", json={"model": gone, "query": "hello"})
+                assert reply.status_code == 200, reply.text
+        lines = _lines_until(ops_stack, lambda lines: f"{series} 1.0" in lines)
+        assert f"{series} 1.0" in lines
+    lines = _lines_until(ops_stack, lambda lines: not any(s.startswith(series) for s in lines))
+    assert [line for line in lines if line.startswith(series)] == []
+    assert f"{series} 0.0" not in lines

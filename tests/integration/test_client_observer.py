@@ -3,6 +3,7 @@ server, and the attempt learns how the RPC ended and what it cost (``query_cost_
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Collection, Sequence
 from functools import partial
 from pathlib import Path
@@ -67,6 +68,10 @@ class Recorder(Observer):
         self.attempts: list[tuple[str, str, str, int, _Attempt]] = []
         self.failovers: list[tuple[str, str, grpc.StatusCode]] = []
         self.addresses: list[tuple[str, list[str]]] = []
+        self.gone: list[str] = []
+
+    def model_gone(self, model_id: str) -> None:
+        self.gone.append(model_id)
 
     def failover(self, model_id: str, address: str, code: grpc.StatusCode) -> None:
         self.failovers.append((model_id, address, code))
@@ -153,3 +158,23 @@ async def test_failovers_and_address_changes_are_reported(cell: RunningCell) -> 
             if addresses == [cell.model_servers[0].address]:
                 break
         assert observer.addresses[-1] == (lm, [cell.model_servers[0].address])
+
+
+async def test_an_unpublished_model_is_reported_gone(cell: RunningCell) -> None:
+    # The gateway's metrics kept an unpublished model's label (and replicas gauge) for good:
+    # nothing told them a model had gone, whoever unpublished it.
+    observer = Recorder()
+    settings = ClientSettings(sax_root=cell.sax_root, admin_timeout=10.0)
+    async with (
+        Client(settings, observer=observer) as client,
+        Client(ClientSettings(sax_root=cell.sax_root)) as other,
+    ):
+        watched = await publish_ready(client, "gone-watched")
+        await client.lm_generate(watched, "x", CallOptions(timeout=10))  # the table is open
+        await other.unpublish(watched)  # this client hears it from its watch
+        async with asyncio.timeout(10):
+            while watched not in observer.gone:
+                await asyncio.sleep(0.05)
+        own = await publish_ready(client, "gone-own")
+        await client.unpublish(own)  # no call, so no watch: this client unpublished it
+        assert observer.gone == [watched, own]

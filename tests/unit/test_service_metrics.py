@@ -3,8 +3,12 @@ bounded."""
 
 from __future__ import annotations
 
+import time
+
+import pytest
 from prometheus_client import generate_latest
 
+from gateway.service import _metrics
 from gateway.service._metrics import MAX_MODELS, UNKNOWN_MODEL, GatewayMetrics
 
 VALUES = [0.0, 0.0004, 0.001, 0.003, 0.02, 0.5, 1.28, 3.0, 99.0, 1e6]
@@ -50,3 +54,48 @@ def test_replicas_of_an_unknown_model_make_no_series() -> None:
     assert "/sax/test/never" not in text
     assert 'saxgw_model_replicas{gen_ai_request_model="/sax/test/lm"} 0.0' in text
     assert 'saxgw_address_changes_total{gen_ai_request_model="/sax/test/lm"} 2.0' in text
+
+
+def test_a_gone_model_frees_its_label_for_a_new_one_at_the_cap() -> None:
+    # Versioned models published and unpublished over weeks filled the cap for good: every
+    # later model was counted as unknown until the gateway restarted.
+    metrics = GatewayMetrics()
+    for i in range(MAX_MODELS):
+        metrics.set_replicas(f"/sax/test/lm-v{i}", ("10.0.0.1:1",))
+    assert metrics.model_label("/sax/test/lm-new", known=True) == UNKNOWN_MODEL
+    metrics.forget_model("/sax/test/lm-v0")
+    assert metrics.model_label("/sax/test/lm-new", known=True) == "/sax/test/lm-new"
+    assert metrics.model_label("/sax/test/lm-newer", known=True) == UNKNOWN_MODEL
+
+
+def test_idle_models_give_their_labels_up_at_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    metrics = GatewayMetrics()
+    for i in range(MAX_MODELS):
+        metrics.set_replicas(f"/sax/test/lm-v{i}", ("10.0.0.1:1",))
+    metrics.set_replicas("/sax/test/lm-v0", ())  # no replicas from now on
+    metrics.set_replicas("/sax/test/lm-v1", ())
+    clock[0] += _metrics.IDLE_S
+    assert metrics.model_label("/sax/test/lm-v1", known=False) == "/sax/test/lm-v1"  # a call
+    clock[0] += 1
+    assert metrics.model_label("/sax/test/lm-new", known=True) == "/sax/test/lm-new"
+    assert metrics.model_label("/sax/test/lm-newer", known=True) == UNKNOWN_MODEL
+    text = generate_latest(metrics.registry).decode().splitlines()
+    assert [line for line in text if "/sax/test/lm-v0" in line] == []
+    assert 'saxgw_model_replicas{gen_ai_request_model="/sax/test/lm-v1"} 0.0' in text
+
+
+def test_a_gone_models_series_leave_the_registry() -> None:
+    metrics = GatewayMetrics()
+    label = metrics.model_label("/sax/test/lm", known=True)
+    metrics.set_replicas(label, ("10.0.0.1:1",))
+    metrics.count(metrics.text_characters.labels("lm.generate", label, "input"), 5)
+    metrics.count(metrics.text_characters.labels("lm.generate", "/sax/test/kept", "input"), 1)
+    metrics.flush()
+    metrics.set_replicas(label, ())
+    metrics.forget_model(label)
+    lines = generate_latest(metrics.registry).decode().splitlines()
+    assert [line for line in lines if "/sax/test/lm" in line and "kept" not in line] == []
+    kept = 'saxgw_text_characters_total{direction="input",gen_ai_operation_name="lm.generate",'
+    assert kept + 'gen_ai_request_model="/sax/test/kept"} 1.0' in lines

@@ -207,6 +207,20 @@ def test_bad_config_is_reported_with_its_key(
     assert "sk-ops" not in err
 
 
+@pytest.mark.parametrize("command", ["up", "serve"])
+def test_client_rules_without_a_credential_are_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, command: str
+) -> None:
+    # No call ever has a client id without auth: the rules were accepted and never applied.
+    path = tmp_path / "saxgw.yaml"
+    path.write_text(yaml.safe_dump({"clients": {"team-a": {"max_concurrent": 2}}}))
+    assert main([command, "--sax-root", str(tmp_path), "--config", str(path)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"saxgw: bad config: {path}: clients: no client can be identified: client ids come from"
+        " auth.api_keys, auth.jwt or tls.certificate_clients, and the config has none"
+    ]
+
+
 def _bindings(method: MethodDescriptor) -> list[str]:
     """A path each of ``method``'s HTTP bindings matches (``{model=sax/*/*}`` -> sax/x/x)."""
     # googleapis-common-protos types `http` as a plain FieldDescriptor, not an extension.

@@ -91,7 +91,8 @@ def responses(errors: Schema) -> dict[str, Schema]:
     texts = {
         "Unauthenticated": "UNAUTHENTICATED: no credential, or one the edge does not accept "
         "(an unknown API key; a JWT expired, badly signed, of an unknown issuer, for another "
-        "audience, or without `exp`). The message says why where Envoy knows it (`Jwt is expired`).",
+        "audience, or without `exp`). The message says why where Envoy knows it "
+        "(`Jwt is expired`).",
         "PermissionDenied": "PERMISSION_DENIED: the caller's roles do not allow the call "
         "(`RBAC: access denied`: `admin` for publish, update, unpublish and setacl, and for the "
         "config's `admin_only` reads; `data` for the rest), or the gateway refused it the model "

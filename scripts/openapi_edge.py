@@ -90,13 +90,14 @@ def responses(errors: Schema) -> dict[str, Schema]:
     }
     texts = {
         "Unauthenticated": "UNAUTHENTICATED: no credential, or one the edge does not accept "
-        "(an unknown API key; a JWT expired, badly signed, of an unknown issuer, or without "
-        "`exp`). The message says why where Envoy knows it (`Jwt is expired`).",
+        "(an unknown API key; a JWT expired, badly signed, of an unknown issuer, for another "
+        "audience, or without `exp`). The message says why where Envoy knows it "
+        "(`Jwt is expired`).",
         "PermissionDenied": "PERMISSION_DENIED: the caller's roles do not allow the call "
         "(`RBAC: access denied`: `admin` for publish, update, unpublish and setacl, and for the "
         "config's `admin_only` reads; `data` for the rest), or the gateway refused it the model "
         "(the client's `models` list, the model's Sax ACLs). Also a browser request whose "
-        "`Origin` is not allowed, and a JWT for another audience.",
+        "`Origin` is not allowed.",
         "RateLimited": "RESOURCE_EXHAUSTED: the client's rate (`local_rate_limited`, Envoy's "
         "token bucket), or its or the model's calls in flight, are at their limit, or the "
         "model's replicas stayed overloaded through the gateway's retries (`--overloaded-after`, "

@@ -91,9 +91,11 @@ def _supervise(
             waited += 1.0
             stop.wait(0.5)
             if waited == 60:
+                # With --log-dir the children's logs are in files there, not above this line.
+                logs = f"in {args.log_dir}" if args.log_dir else "above"
                 say(
                     "saxgw: still waiting for the gateway to reach the Sax cell "
-                    f"({stack.http_url}/healthz is 503); see the logs above",
+                    f"({stack.http_url}/healthz is 503); see the logs {logs}",
                     logging.WARNING,
                 )
         if banner and not restored and args.embedded:

@@ -137,8 +137,15 @@ def header_predicate(name: str, match: dict[str, Any], *, of: str = "Request") -
 
 
 def _regex(regex: str) -> dict[str, Any]:
-    """A string matcher: the whole value matches ``regex`` (RE2)."""
+    """An xDS matcher's string matcher: the whole value matches ``regex`` (RE2). The xDS
+    ``RegexMatcher`` requires its engine; Envoy's own (route headers) is RE2 by default and warns
+    that ``google_re2`` is deprecated: use `_route_regex` there."""
     return {"safe_regex": {"google_re2": {}, "regex": regex}}
+
+
+def _route_regex(regex: str) -> dict[str, Any]:
+    """An Envoy (route) string matcher: the whole value matches ``regex``, RE2 by default."""
+    return {"safe_regex": {"regex": regex}}
 
 
 def _open_or_identified() -> dict[str, Any]:
@@ -296,7 +303,7 @@ def _jwt(config: EdgeConfig) -> dict[str, Any]:
         # A bearer token shaped like a JWT is no API key (`_load` refuses such keys): an
         # issuer must accept it, and a refusal keeps jwt_authn's reason ("Jwt is expired")
         # instead of api_key_auth's "Client authentication failed."
-        jwt_shaped = {"name": "authorization", "string_match": _regex(_BEARER_JWT)}
+        jwt_shaped = {"name": "authorization", "string_match": _route_regex(_BEARER_JWT)}
         rules.append(
             {"match": {"prefix": "/", "headers": [jwt_shaped]}, "requires": _one_of(issuers)}
         )

@@ -388,6 +388,14 @@ def parse_edge(data: Mapping[str, Any], base: Path = Path(".")) -> EdgeConfig:
         _Node(k, v.path).identity(): _client(v)
         for k, v in top.get("clients", _Node(None, "clients")).mapping().items()
     }
+    tls = _optional(top.get("tls"), lambda n: _tls(n, base))
+    if clients and not (keys or jwt or (tls and tls.certificate_clients)):
+        # Without a credential no call has a client id, so no rule here could ever apply: a
+        # config that cannot mean what it says is refused, not run as if it were not there.
+        raise top["clients"].fail(
+            "no client can be identified: client ids come from auth.api_keys, auth.jwt or"
+            " tls.certificate_clients, and the config has none"
+        )
     cors = top.get("cors", _Node(None, "cors")).mapping(("allowed_origins",))
     return EdgeConfig(
         api_keys=keys,
@@ -400,7 +408,7 @@ def parse_edge(data: Mapping[str, Any], base: Path = Path(".")) -> EdgeConfig:
         else EdgeConfig.acl_cache_seconds,
         clients=MappingProxyType(clients),
         quotas=_quotas(top["quotas"]) if "quotas" in top else Quotas(),
-        tls=_optional(top.get("tls"), lambda n: _tls(n, base)),
+        tls=tls,
         cors_origins=tuple(n.origin() for n in cors["allowed_origins"].items())
         if "allowed_origins" in cors
         else (),

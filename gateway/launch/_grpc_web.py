@@ -71,7 +71,7 @@ def grpc_web_filters() -> list[dict[str, object]]:
             "metadata_namespace": namespace,
             "key": key,
             "regex_value_rewrite": {
-                "pattern": {"google_re2": {}, "regex": "(.*?)(?:%0A)?"},
+                "pattern": {"regex": "(.*?)(?:%0A)?"},
                 "substitution": "\\1",
             },
         },

@@ -156,7 +156,9 @@ def _method_mapper(regex: str, verbs: frozenset[str], openai: bool) -> dict[str,
     return _mapper(on_path, _UNIMPLEMENTED, body, headers=(allow,), status=_NOT_ALLOWED)
 
 
-def _grpc_mapper(status: int, code: int) -> dict[str, object]:
+def _grpc_mapper(
+    status: int, code: int, *, also: tuple[dict[str, object], ...] = ()
+) -> dict[str, object]:
     """A gRPC (or grpc-web) request's local reply carries the gRPC code of ``status`` in its
     grpc-status, which Envoy would otherwise derive by its own table (413 -> UNKNOWN, 504 ->
     UNAVAILABLE); the JSON body becomes its grpc-message, as for the other replies. Its HTTP
@@ -174,7 +176,7 @@ def _grpc_mapper(status: int, code: int) -> dict[str, object]:
         "header_filter": {"header": {"name": "x-envoy-original-path", "present_match": False}}
     }
     grpc_status = _set_header("grpc-status", str(code))
-    filters = [_status_filter("EQ", status), is_grpc, not_transcoded]
+    filters = [_status_filter("EQ", status), *also, is_grpc, not_transcoded]
     return _mapper(filters, code, _local_reply_body(code), headers=(grpc_status,), status=200)
 
 
@@ -239,6 +241,25 @@ def _details_filter(details: str) -> dict[str, object]:
     return {"extension_filter": {"name": name, "typed_config": expression}}
 
 
+# jwt_authn refuses a genuine token minted for another audience with 403, where every other
+# invalid token (bad signature, unknown issuer, expired) is 401: RFC 6750 3.1 makes each of
+# them `invalid_token`, 401, and jwt_authn's own WWW-Authenticate already says so. The reply
+# keeps jwt_authn's reason; its response code details name it (spaces as underscores).
+_INVALID_TOKENS = ("jwt_authn_access_denied{Audiences_in_Jwt_are_not_allowed}",)
+_UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED.value[0]
+
+
+def _invalid_token_mappers(details: str) -> list[dict[str, object]]:
+    """A 403 of jwt_authn for ``details`` made the 401 of any other invalid token: gRPC's
+    UNAUTHENTICATED, OpenAI's authentication error on the OpenAI paths, the gateway's JSON
+    error elsewhere."""
+    refused = (_status_filter("EQ", 403), _details_filter(details))
+    code, status = _UNAUTHENTICATED, 401
+    openai = _mapper([*refused, *_on_openai_path()], code, _openai_body(status, code), status=401)
+    native = _mapper(list(refused), code, _local_reply_body(code), status=status)
+    return [_grpc_mapper(403, code, also=refused[1:]), openai, native]
+
+
 def local_reply_mappers(descriptor: Path) -> list[dict[str, object]]:
     """``local_reply_config.mappers``: JSON bodies for error statuses only (>= 400), in
     OpenAI's envelope on the OpenAI paths, with the matching grpc-status for gRPC requests
@@ -257,6 +278,8 @@ def local_reply_mappers(descriptor: Path) -> list[dict[str, object]]:
         mappers.append(_mapper(openai, code, body, headers=no_retry, status=status))
         native = _local_reply_body(code, message)
         mappers.append(_mapper([_details_filter(details)], code, native, status=status))
+    for details in _INVALID_TOKENS:
+        mappers += _invalid_token_mappers(details)
     mappers += [_method_mapper(r.regex, r.verbs, r.openai) for r in routes(descriptor)]
     mappers.append(_healthz_mapper())
     mappers += [_grpc_mapper(s, c) for s, c in LOCAL_REPLY_CODES.items() if s != 404]

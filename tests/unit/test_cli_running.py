@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli._running import banner
+from gateway.cli._running import _supervise, banner
 from gateway.client import ClientSettings
 from gateway.config import GatewaySettings
 from gateway.edge import EdgeConfig, Tls
@@ -63,3 +63,44 @@ def test_the_banner_of_a_tls_listener_names_the_flags_it_wants(mtls: bool) -> No
                 "  curl -s --cacert CA.pem https://127.0.0.1:61688/listcells",
                 "  .venv/bin/saxgw --gateway 127.0.0.1:61688 --ca-cert CA.pem ls",
             ]
+
+
+class _Waiting:
+    """A stack whose /healthz stays 503, a supervisor with nothing to restart, and a stop
+    event that never waits and is set after ``ticks`` checks: `_supervise`'s minute of
+    waiting in no time."""
+
+    http_url = "http://127.0.0.1:61688"
+
+    def __init__(self, ticks: int) -> None:
+        self.ticks = ticks
+
+    def wait_healthy(self, timeout: float) -> bool:
+        return False
+
+    def tick(self) -> None:
+        pass
+
+    def is_set(self) -> bool:
+        self.ticks -= 1
+        return self.ticks < 0
+
+    def wait(self, timeout: float) -> bool:
+        return False
+
+
+@pytest.mark.parametrize(
+    ("log_dir", "where"),
+    [(None, "the logs above"), ("/var/log/saxgw", "the logs in /var/log/saxgw")],
+)
+def test_still_waiting_points_where_the_logs_are(
+    capsys: pytest.CaptureFixture[str], log_dir: str | None, where: str
+) -> None:
+    # With --log-dir nothing is above the line: the children's logs are files in that folder.
+    waiting = _Waiting(ticks=70)
+    args = argparse.Namespace(log_dir=log_dir, embedded=False)
+    _supervise(args, waiting, waiting, waiting)  # type: ignore[arg-type]
+    assert capsys.readouterr().err.splitlines() == [
+        "saxgw: still waiting for the gateway to reach the Sax cell"
+        f" (http://127.0.0.1:61688/healthz is 503); see {where}"
+    ]

@@ -166,6 +166,12 @@ def test_an_empty_file_is_the_default() -> None:
             "tls.certificate_clients: needs client_ca_file",
         ),
         ([], "the file: expected a mapping"),
+        (
+            # No credential, so no client id: these rules could never apply.
+            {"clients": {"team-a": {"models": ["/sax/test/*"]}}},
+            "clients: no client can be identified: client ids come from auth.api_keys,"
+            " auth.jwt or tls.certificate_clients, and the config has none",
+        ),
     ],
 )
 def test_errors_name_the_key(data: Any, message: str) -> None:
@@ -364,7 +370,8 @@ def test_a_key_is_a_name_even_where_yaml_reads_a_boolean(tmp_path: Path) -> None
     # YAML 1.1 reads no, yes, on and off as booleans: a client named `no` was False, and a
     # mistyped section `on:` was reported as "True: unknown section".
     path = tmp_path / "saxgw.yaml"
-    path.write_text("clients:\n  no: {max_concurrent: 2}\n")
+    key = 'auth:\n  api_keys: [{key: sk-ops-0123456789abcdef, client: "no", roles: [data]}]\n'
+    path.write_text(key + "clients:\n  no: {max_concurrent: 2}\n")
     assert load_config(path).edge.clients["no"].max_concurrent == 2
     path.write_text("on: {}\n")
     with pytest.raises(ConfigError) as caught:

@@ -143,16 +143,17 @@ def test_bad_jwts_are_refused_saying_why(
 ) -> None:
     # This stack also takes API keys: a refused JWT was reported as "Client authentication
     # failed.", api_key_auth's word for a token that is no key, which hid why the JWT was not
-    # taken (an expired token read as a wrong one). Now jwt_authn's reason and status, as on
-    # a stack of JWTs alone: a genuine token for another audience is 403, as Envoy has it.
+    # taken (an expired token read as a wrong one). Now jwt_authn's reason, as on a stack of
+    # JWTs alone, and every invalid token is 401 with RFC 6750's `invalid_token` challenge: a
+    # genuine token for another audience too (jwt_authn's 403).
     other = type(secure.signer).generate()  # a key the JWKS does not hold
     alice: dict[str, object] = {"iss": ISSUER, "aud": "saxgw", "sub": "alice"}
     tokens = [
         (other.token({**alice, "sub": "mallory"}), 401, 16, "Jwt verification fails"),
         (
             secure.signer.token({**alice, "aud": "other"}),
-            403,
-            7,
+            401,
+            16,
             "Audiences in Jwt are not allowed",
         ),
         (
@@ -168,6 +169,17 @@ def test_bad_jwts_are_refused_saying_why(
         refused = _generate(secure_http, {"Authorization": f"Bearer {token}"})
         assert refused.status_code == status, refused.text
         assert refused.json() == envoy_error(refused, code, why)
+        challenge = 'Bearer realm="http://%s/generate", error="invalid_token"'
+        assert (
+            refused.headers["www-authenticate"] == challenge % secure_http.base_url.netloc.decode()
+        )
+        # On the OpenAI paths in OpenAI's envelope, as the SDKs read it.
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+        headers = {"Authorization": f"Bearer {token}"}
+        openai = secure_http.post("/v1/chat/completions", json=body, headers=headers)
+        assert openai.status_code == 401, openai.text
+        error = {"message": why, "type": "authentication_error", "param": None}
+        assert openai.json() == {"error": {**error, "code": "invalid_api_key"}}
 
 
 def test_a_jwt_without_expiry_is_refused_unless_its_issuer_allows(

@@ -59,6 +59,20 @@ def test_grpc_without_credentials_is_unauthenticated(
     )
 
 
+def test_grpc_with_a_token_for_another_audience_is_unauthenticated(
+    secure: SecureStack, stub: gateway_pb2_grpc.SaxGatewayStub, model: str
+) -> None:
+    # An invalid token, as an expired one is: jwt_authn's 403 read as PERMISSION_DENIED.
+    token = secure.signer.token({"iss": ISSUER, "aud": "other", "sub": "carol"})
+    request = pb.GenerateRequest(model=model, query="q")
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Generate(request, metadata=(("authorization", f"Bearer {token}"),), timeout=20)
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert (
+        json.loads(caught.value.details() or "{}")["message"] == "Audiences in Jwt are not allowed"
+    )
+
+
 def test_grpc_with_credentials(stub: gateway_pb2_grpc.SaxGatewayStub, model: str) -> None:
     reply = stub.Generate(pb.GenerateRequest(model=model, query="q"), metadata=TEAM_A, timeout=20)
     assert [t.text for t in reply.texts] == ["grpc ok"]

@@ -127,6 +127,14 @@ def read_snapshot(path: str | Path) -> ConfigFile:
     """The config `write_snapshot` wrote; raises `ConfigError` if it cannot be read."""
     try:
         with Path(path).open("rb") as file:
+            # Unpickled only if it is what write_snapshot leaves: ours, and writable by no one
+            # else (a pickle runs code as it loads, so a file another user could write is not).
+            mode = os.fstat(file.fileno())
+            if mode.st_uid != os.getuid() or mode.st_mode & 0o022:
+                raise ConfigError(
+                    f"{path}: not a config snapshot of this user's (owner uid {mode.st_uid},"
+                    f" mode {mode.st_mode & 0o777:o}): saxgw up|serve writes it owner-only"
+                )
             config = pickle.load(file)  # our own private file (write_snapshot), no other
     except (OSError, pickle.UnpicklingError, EOFError) as exc:
         raise ConfigError(f"{path}: cannot read the config snapshot: {exc}") from exc

@@ -45,3 +45,17 @@ def test_a_missing_or_foreign_snapshot_is_a_config_error(tmp_path: Path) -> None
     (tmp_path / "empty").write_bytes(b"")
     with pytest.raises(ConfigError, match="cannot read the config snapshot"):
         read_snapshot(tmp_path / "empty")
+
+
+def test_a_snapshot_others_could_write_is_not_unpickled(tmp_path: Path) -> None:
+    # A pickle runs code as it loads: one that another user could have written is refused
+    # before it is read, as is one that is not this user's.
+    path = tmp_path / "saxgw.yaml"
+    path.write_text("limits: {max_stream_duration: 30}\n")
+    snapshot = tmp_path / "config.snapshot"
+    write_snapshot(load_config(str(path)), snapshot)
+    snapshot.chmod(0o662)
+    with pytest.raises(
+        ConfigError, match=r"not a config snapshot of this user's \(owner uid \d+, mode 662\)"
+    ):
+        read_snapshot(snapshot)

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
+from prometheus_client.metrics import MetricWrapperBase
 
 from gateway.common import metricsfiles
 from gateway.service import _metricstore
@@ -188,17 +189,12 @@ class GatewayMetrics:
         # given up to a new model once idle for IDLE_S and the cap is reached.
         self._models: set[str] = set()
         self._idle: dict[str, float] = {}
+        # Every family labelled by model (forget_model drops their series), found rather than
+        # listed: a family added later cannot be missed.
         self._by_model: list[Any] = [
-            self.request_duration,
-            self.time_to_first_token,
-            self.time_per_output_token,
-            self.token_usage,
-            self.text_characters,
-            self.query_cost,
-            self.replicas,
-            self.address_changes,
-            self.failovers,
-            self.retries,
+            f
+            for f in vars(self).values()
+            if isinstance(f, MetricWrapperBase) and _MODEL in f._labelnames
         ]
         # Calls are added up here and written out by flush(): one write per label set and
         # second instead of several per call (in multiprocess mode each write is a locked

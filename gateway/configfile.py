@@ -14,6 +14,7 @@ parser (it gets the document's sections it owns and the file's folder).
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 from collections.abc import Callable, Mapping
@@ -24,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from gateway.common.private import write_private
 from gateway.config import ConfigError, parse_yaml
 from gateway.edge import SECTIONS as EDGE_SECTIONS
 from gateway.edge import EdgeConfig, parse_edge
@@ -117,10 +119,9 @@ def write_snapshot(config: ConfigFile, path: Path) -> None:
     and more), for the processes `saxgw up|serve` starts and restarts: each reads this, never
     the live file again, so an edit while the stack runs reaches none of them (docs/config.md).
     Only a process of the same user that made the stack's private directory reads it back."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        _SnapshotPickler(out, protocol=pickle.HIGHEST_PROTOCOL).dump(config)
-    path.chmod(0o600)
+    data = io.BytesIO()
+    _SnapshotPickler(data, protocol=pickle.HIGHEST_PROTOCOL).dump(config)
+    write_private(path, data.getvalue())
 
 
 def read_snapshot(path: str | Path) -> ConfigFile:

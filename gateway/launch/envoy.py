@@ -8,7 +8,6 @@ official one, or one built from the same wheel), with the config rendered by
 from __future__ import annotations
 
 import json
-import os
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -100,15 +99,6 @@ def swagger_ui() -> Path:
 def run_script() -> Path:
     """The container wrapper that drains Envoy on SIGTERM (Envoy alone quits at once)."""
     return Path(str(resources.files("gateway.launch") / "run-envoy.sh"))
-
-
-def write_private(path: Path, text: str) -> None:
-    """Writes Envoy's config readable by its owner only (0600, even if the file was there):
-    it may hold the API keys (docs/config.md)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    path.chmod(0o600)
 
 
 def envoy_binary() -> Path:

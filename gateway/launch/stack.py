@@ -26,6 +26,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.cell import CellSettings, cell_argv
 from gateway.common import slottable
+from gateway.common.private import write_private
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings, SharedSlots
 from gateway.configfile import ConfigFile, load_config, write_snapshot
 from gateway.launch.envoy import (
@@ -33,7 +34,6 @@ from gateway.launch.envoy import (
     envoy_binary,
     envoy_concurrency_flags,
     render,
-    write_private,
 )
 from gateway.launch.probes import Probe, grpc_health_probe, http_probe
 from gateway.launch.processes import ProcessGroup, StartupError, port_open

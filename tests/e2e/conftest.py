@@ -9,6 +9,7 @@ import pytest
 
 from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack, StackSettings
+from tests._otlp import Receiver
 from tests._stacks import (
     cell_settings,
     gateway_settings,
@@ -52,3 +53,12 @@ def openai_models(stack: Stack) -> Iterator[None]:
     """The models the OpenAI-compatible API tests use (tests/e2e/_openai.py)."""
     with publish_openai_models(stack):
         yield
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    """A real OTLP/gRPC receiver of the module's own, for stacks that export traces to it."""
+    receiver = Receiver()
+    receiver.start()
+    yield receiver
+    receiver.stop()

@@ -43,14 +43,6 @@ CLIENT = trace_pb2.Span.SPAN_KIND_CLIENT
 
 
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    receiver = Receiver()
-    receiver.start()
-    yield receiver
-    receiver.stop()
-
-
-@pytest.fixture(scope="module")
 def model(stack: Stack) -> Iterator[str]:
     # Words of the test tokenizer's vocabulary (tests/e2e/_openai.py): 3 tokens.
     with published(stack, MODEL, TEST_LM, {"text": "hello world brief"}) as name:

@@ -40,14 +40,6 @@ Spans = list[trace_pb2.Span]
 
 
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    receiver = Receiver()
-    receiver.start()
-    yield receiver
-    receiver.stop()
-
-
-@pytest.fixture(scope="module")
 def traced(
     stack: Stack, receiver: Receiver, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from gateway.launch.processes import free_port
+from tests._stacks import tail_logs
 
 
 class Up:
@@ -57,11 +58,7 @@ class Up:
     def _logs(self) -> str:
         if self.log_dir is None or not self.log_dir.is_dir():
             return ""
-        tails = []
-        for log in sorted(self.log_dir.iterdir()):
-            lines = log.read_text(errors="replace").splitlines()[-40:]
-            tails.append(f"\n--- {log.name} (last {len(lines)} lines) ---\n" + "\n".join(lines))
-        return "".join(tails)
+        return "\n" + tail_logs(self.log_dir, 40)
 
 
 @contextmanager

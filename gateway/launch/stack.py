@@ -39,7 +39,7 @@ from gateway.launch.probes import Probe, grpc_health_probe, http_probe
 from gateway.launch.processes import ProcessGroup, StartupError, port_open
 from gateway.launch.stackdir import stack_dir
 from gateway.launch.tuning import grpc_env, raise_open_files_limit
-from gateway.ops import LIVE_PATH, OpsSettings
+from gateway.ops import LIVE_PATH, OpsSettings, readiness
 from gateway.ops.args import ops_argv
 from gateway.restartconfig import RestartSettings
 from gateway.service.args import gateway_argv
@@ -106,14 +106,9 @@ def _http_ok(url: str) -> bool:
 
 
 def _gateway_healthy(envoy: EnvoySettings) -> bool:
-    """What /healthz reports, asked of Envoy's admin: a healthy gateway endpoint."""
-    url = f"http://{envoy.admin_address}:{envoy.admin_port}/stats?filter=gateway_grpc.membership_healthy$"
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            text: str = response.read().decode()
-    except OSError:
-        return False
-    return any(line.split(":")[-1].strip() not in ("", "0") for line in text.splitlines())
+    """What /healthz reports, asked of Envoy's admin as the ops server's /readyz asks it."""
+    ready, _ = readiness(f"{envoy.admin_address}:{envoy.admin_port}", timeout=1)
+    return ready
 
 
 # Envoy's own log lines (spdlog) as JSON objects named as the gateway's are (common/logs.py),

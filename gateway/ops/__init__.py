@@ -13,6 +13,7 @@ for readiness probes.
 
 from __future__ import annotations
 
+from gateway.ops._ready import readiness
 from gateway.ops._server import LIVE_PATH, READY_PATH, OpsSettings, scrape, serve, start
 
-__all__ = ["LIVE_PATH", "READY_PATH", "OpsSettings", "scrape", "serve", "start"]
+__all__ = ["LIVE_PATH", "READY_PATH", "OpsSettings", "readiness", "scrape", "serve", "start"]

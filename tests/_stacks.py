@@ -29,6 +29,7 @@ from gateway.config import GatewaySettings
 from gateway.launch.envoy import EnvoySettings
 from gateway.launch.processes import free_port, port_open
 from gateway.launch.stack import Stack, StackSettings
+from tests._deployment import http_liveness
 
 CELL = "/sax/test"
 
@@ -150,3 +151,27 @@ def cell_less_gateway(base: Path) -> Iterator[tuple[subprocess.Popen[bytes], int
     finally:
         gateway.terminate()
         gateway.wait(timeout=30)
+
+
+@contextmanager
+def ops_as_deployed(base: Path, envoy_admin: str) -> Iterator[tuple[int, int]]:
+    """The pod's ops server, run with the manifest's own args (loopback, a free port, a
+    metrics folder under ``base``, this stack's Envoy admin instead of the pod's); yields its
+    pid and port."""
+    _, args, _ = http_liveness("ops")
+    port = free_port()
+    (base / "metrics").mkdir()
+    where = {
+        "0.0.0.0": "127.0.0.1",
+        "8889": str(port),
+        "/run/saxgw/metrics": str(base / "metrics"),
+        "127.0.0.1:9901": envoy_admin,
+    }
+    argv = [sys.executable, "-m", "gateway.cli", *(where.get(a, a) for a in args)]
+    log = base / "ops.log"
+    with log.open("wb") as out, subprocess.Popen(argv, stdout=out, stderr=out) as ops:
+        try:
+            wait_listening(ops, port, log, "the ops server", timeout=30)
+            yield ops.pid, port
+        finally:
+            ops.kill()

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
 from gateway.launch.envoy import run_script
-from gateway.launch.processes import free_port
 from tests._deployment import http_liveness, liveness
-from tests._stacks import cell_less_gateway, stopped, wait_listening
+from tests._stacks import cell_less_gateway, ops_as_deployed, stopped
 from tests.faults.conftest import Faults
 
 
@@ -76,29 +73,6 @@ def test_the_gateways_probe_passes_a_gateway_whose_cell_is_down(tmp_path: Path) 
     )
 
 
-@contextmanager
-def _ops_as_deployed(tmp_path: Path, envoy_admin: str) -> Iterator[tuple[int, int]]:
-    """An ops server run with the manifest's own args (loopback, a free port, a metrics
-    folder under ``tmp_path``, this stack's Envoy admin); yields its pid and port."""
-    _, args, _ = http_liveness("ops")
-    port = free_port()
-    (tmp_path / "metrics").mkdir()
-    where = {
-        "0.0.0.0": "127.0.0.1",
-        "8889": str(port),
-        "/run/saxgw/metrics": str(tmp_path / "metrics"),
-        "127.0.0.1:9901": envoy_admin,
-    }
-    argv = [sys.executable, "-m", "gateway.cli", *(where.get(a, a) for a in args)]
-    log = tmp_path / "ops.log"
-    with log.open("wb") as out, subprocess.Popen(argv, stdout=out, stderr=out) as ops:
-        try:
-            wait_listening(ops, port, log, "the ops server", timeout=30)
-            yield ops.pid, port
-        finally:
-            ops.kill()
-
-
 def _kubelet_get(port: int) -> int | None:
     """kubelet's httpGet probe: the status, or None for no answer within its timeout."""
     path, _, timeout = http_liveness("ops")
@@ -112,7 +86,7 @@ def test_the_ops_probe_passes_while_envoy_hangs_and_fails_a_stopped_ops_server(
     faults: Faults, tmp_path: Path
 ) -> None:
     admin_port = faults.stack.envoy.admin_port
-    with _ops_as_deployed(tmp_path, f"127.0.0.1:{admin_port}") as (pid, port):
+    with ops_as_deployed(tmp_path, f"127.0.0.1:{admin_port}") as (pid, port):
         assert _kubelet_get(port) == 200
         # A scrape reads Envoy's admin; the probe does not, so a hung Envoy is Envoy's
         # probe's business, not a reason to restart the ops container too.

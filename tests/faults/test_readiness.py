@@ -11,13 +11,9 @@ from __future__ import annotations
 
 import ssl
 import stat
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
@@ -32,7 +28,7 @@ from tests._stacks import (
     healthy_stack,
     logs_dir,
     loopback_envoy,
-    wait_listening,
+    ops_as_deployed,
 )
 from tests.e2e.security._credentials import CertificateAuthority
 
@@ -57,29 +53,6 @@ class TlsPod:
         """Envoy's own /healthz, over mTLS."""
         url = f"{self.stack.http_url}/healthz"
         return httpx.get(url, verify=self.tls, timeout=10).status_code
-
-
-@contextmanager
-def _ops_as_deployed(base: Path, envoy_admin: str) -> Iterator[int]:
-    """The ops container's command, as the manifest writes it (ports and paths aside: loopback,
-    a free port, a metrics folder under ``base``, this stack's Envoy admin); yields its port."""
-    _, args, _ = http_readiness("ops")
-    port = free_port()
-    (base / "metrics").mkdir()
-    where = {
-        "0.0.0.0": "127.0.0.1",
-        "8889": str(port),
-        "/run/saxgw/metrics": str(base / "metrics"),
-        "127.0.0.1:9901": envoy_admin,
-    }
-    argv = [sys.executable, "-m", "gateway.cli", *(where.get(a, a) for a in args)]
-    log = base / "ops.log"
-    with log.open("wb") as out, subprocess.Popen(argv, stdout=out, stderr=out) as ops:
-        try:
-            wait_listening(ops, port, log, "the ops server", timeout=30)
-            yield port
-        finally:
-            ops.kill()
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +81,7 @@ def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsPod]:
     context.load_cert_chain(str(base / "client.pem"), str(base / "client.key"))
     with (
         healthy_stack(settings, "the TLS stack") as stack,
-        _ops_as_deployed(base, f"127.0.0.1:{stack.envoy.admin_port}") as port,
+        ops_as_deployed(base, f"127.0.0.1:{stack.envoy.admin_port}") as (_, port),
     ):
         yield TlsPod(stack, port, context)
 

@@ -4,9 +4,10 @@ On ``POST /v1/sax/test/lm:generate`` (and every HTTP binding that takes a field 
 ``/v1/{model=sax/*/*}:verb``, ``/v1/{sax_cell=sax/*}:listModels``, ``/v1/{name=sax/**}:getAcl``,
 ``/v1/models/{model=**}``) Envoy's transcoder sets the field from the path, but the request may
 set it again: a query parameter (the transcoder decodes its name, so ``?%6dodel=`` is
-``?model=``, and takes the JSON name, ``?saxCell=``), or a body key given twice (its
-``reject_binding_body_field_collisions`` compares the first, protobuf's JSON parser keeps the
-last). The call then acted on another model than the one its URL, and the access log, name.
+``?model=``, and takes the JSON name, ``?saxCell=``), or the body (Envoy's
+``reject_binding_body_field_collisions`` is off: it compares text, so it refused the path's own
+model spelt with its slash, and only a key's first occurrence, where protobuf's JSON parser keeps
+the last). The call then acted on another model than the one its URL, and the access log, name.
 
 So wherever a call enters, the value its HTTP path binds (percent-decoded, as the transcoder
 binds it) must be the request's, read as the servicer reads it (a model or cell ID with its

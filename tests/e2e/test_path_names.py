@@ -1,7 +1,8 @@
 """A call on a resource path (`/v1/sax/test/a:verb`, `/v1/models/{model}`) acts on the model,
 cell or name its path names, however a request tries to name another: a query parameter, its
 name percent-encoded (`?%6dodel=`) or in JSON's camelCase (`?saxCell=`), or a body key given
-twice (Envoy's transcoder compares the first with the path; protobuf keeps the last).
+twice (protobuf keeps the last), or once (Envoy's transcoder no longer compares it: it compared
+text, so the path's own model with its leading slash was refused).
 
 Each used to reach the gateway as the other name: `POST /v1/sax/test/a:unpublish?%6dodel=/sax/
 test/b` unpublished b, while the URL and the access log said a. The gateway now compares the
@@ -88,7 +89,8 @@ def _forms(field: str, named: str, other: str) -> Iterator[tuple[str, dict[str, 
     yield "encoded name", {f"%{ord(field[0]):02x}{field[1:]}": other}, "{}"
     if field in _CAMEL:
         yield "JSON name", {_CAMEL[field]: other}, "{}"
-    # The first key is the path's own value, as the transcoder compares it (without the slash).
+    yield "in the body", {}, json.dumps({field: other})
+    # The first key is the path's own value, as the path spells it (without the slash).
     twice = f'{{"{field}": {json.dumps(named[1:])}, "{field}": {json.dumps(other)}}}'
     yield "twice in the body", {}, twice
 

@@ -23,7 +23,7 @@ from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.launch.stack import Stack
 from tests._grpc import sync_channel
-from tests.e2e._bodies import envoy_error, gateway_error, openai_error
+from tests.e2e._bodies import REQUEST_INFO, envoy_error, gateway_error, openai_error
 from tests.e2e._published import TEST_LM, published
 
 GRPC_TIMEOUT_MESSAGE = (
@@ -185,11 +185,23 @@ def _is_published(http: httpx.Client, model: str) -> bool:
 def test_a_body_field_may_not_rename_what_the_path_names(http: httpx.Client, model: str) -> None:
     response = http.post("/v1/sax/test/guards-a:unpublish", json={"model": model})
     assert response.status_code == 400, response.text
-    message = (
-        'The binding value "sax/test/guards-a" of the field model is conflicting'
-        f' with the value "{model}" in the body.'
+    description = (
+        f"the URL path names '/sax/test/guards-a', the query string or body {model!r}: "
+        "a /v1/ resource path alone names what a call acts on"
     )
-    assert response.json() == envoy_error(response, 3, message)
+    violation = {"field": "model", "description": description, "reason": ""}
+    assert response.json() == {
+        "code": 3,
+        "message": f"model: {description}",
+        "details": [
+            {"@type": "type.googleapis.com/google.rpc.BadRequest", "field_violations": [violation]},
+            {
+                "@type": REQUEST_INFO,
+                "request_id": response.headers["x-request-id"],
+                "serving_data": "",
+            },
+        ],
+    }
     assert _is_published(http, model)
     # The path alone still works, and acts on the model it names.
     missing = http.post("/v1/sax/test/guards-a:unpublish", json={})
@@ -219,3 +231,17 @@ def test_an_identity_content_encoding_is_read_as_usual(http: httpx.Client, model
     response = _generate(http, model, **{"content-encoding": "identity"})
     assert response.status_code == 200, response.text
     assert response.json() == {"texts": [{"text": "ok", "score": -0.1}]}
+
+
+# The transcoder compared a body's model with the path's as text, so the path's own model with
+# its leading slash, as every reply spells it, was a 400 that said a model conflicted with
+# itself. The gateway compares them as model IDs.
+def test_a_body_may_name_the_paths_own_model_with_or_without_its_slash(
+    http: httpx.Client, model: str
+) -> None:
+    for named in (model, model[1:]):
+        response = http.post(f"/v1{model}:generate", json={"model": named, "query": "q"})
+        assert (response.status_code, response.json()) == (
+            200,
+            {"texts": [{"text": "ok", "score": -0.1}]},
+        ), named

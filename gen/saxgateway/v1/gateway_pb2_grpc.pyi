@@ -32,7 +32,8 @@ class SaxGatewayStub:
 
     Models are named by their Sax model ID, "/sax/<cell>/<name>". In request
     bodies the leading "/" is optional; in resource-style paths it is left out
-    (`/v1/sax/test/lm2b:generate`).
+    (`/v1/sax/test/lm2b:generate`), and a body sent to such a path may name
+    that model too (with or without the slash), but no other one.
 
     Every RPC honours the caller's deadline (`grpc-timeout`, or the `timeout`
     field where present) and otherwise applies the gateway's default. Failures
@@ -186,7 +187,8 @@ class SaxGatewayAsyncStub(SaxGatewayStub):
 
     Models are named by their Sax model ID, "/sax/<cell>/<name>". In request
     bodies the leading "/" is optional; in resource-style paths it is left out
-    (`/v1/sax/test/lm2b:generate`).
+    (`/v1/sax/test/lm2b:generate`), and a body sent to such a path may name
+    that model too (with or without the slash), but no other one.
 
     Every RPC honours the caller's deadline (`grpc-timeout`, or the `timeout`
     field where present) and otherwise applies the gateway's default. Failures
@@ -336,7 +338,8 @@ class SaxGatewayServicer(metaclass=_abc_1.ABCMeta):
 
     Models are named by their Sax model ID, "/sax/<cell>/<name>". In request
     bodies the leading "/" is optional; in resource-style paths it is left out
-    (`/v1/sax/test/lm2b:generate`).
+    (`/v1/sax/test/lm2b:generate`), and a body sent to such a path may name
+    that model too (with or without the slash), but no other one.
 
     Every RPC honours the caller's deadline (`grpc-timeout`, or the `timeout`
     field where present) and otherwise applies the gateway's default. Failures

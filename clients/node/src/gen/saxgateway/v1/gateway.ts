@@ -9907,7 +9907,8 @@ export const MultimodalEmbedResponse: MessageFns<MultimodalEmbedResponse> = {
  *
  * Models are named by their Sax model ID, "/sax/<cell>/<name>". In request
  * bodies the leading "/" is optional; in resource-style paths it is left out
- * (`/v1/sax/test/lm2b:generate`).
+ * (`/v1/sax/test/lm2b:generate`), and a body sent to such a path may name
+ * that model too (with or without the slash), but no other one.
  *
  * Every RPC honours the caller's deadline (`grpc-timeout`, or the `timeout`
  * field where present) and otherwise applies the gateway's default. Failures

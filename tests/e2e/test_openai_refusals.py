@@ -261,6 +261,12 @@ def test_a_role_the_builtin_template_does_not_know_is_a_400_naming_it(
     echoed = http.post("/v1/chat/completions", json=own)
     assert echoed.status_code == 200, echoed.text
     assert echoed.json()["choices"][0]["message"]["content"] == "[ipython] 42 [assistant]"
+    # The Responses API's input messages have OpenAI's four roles alone, whatever the template.
+    param = "input[1].role"
+    error = openai_error(f"{param}: must be one of user, system, developer, assistant", param=param)
+    responses = {"model": "oai", "input": [*_HI, {"role": "wizard", "content": "hi"}]}
+    response = http.post("/v1/responses", json={**responses, "stream": stream})
+    assert (response.status_code, response.json()) == (400, {"error": error})
 
 
 def test_completion_logprobs_say_to_set_null(http: httpx.Client, client: openai.OpenAI) -> None:

@@ -304,7 +304,8 @@ def schemas() -> dict[str, Schema]:
                 "type": "string",
                 "minLength": 1,
                 "examples": list(ROLES),
-                "description": "OpenAI's roles, or another the model's chat template knows.",
+                "description": "OpenAI's roles, or another that the model's own chat template "
+                "knows (with a built-in template, such as chatml, another is a 400).",
             },
             "content": {
                 "oneOf": [

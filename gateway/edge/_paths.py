@@ -12,6 +12,7 @@ SERVICE = "/saxgateway.v1.SaxGateway/"
 OPEN = (
     SERVICE + "GetInfo",
     "/grpc.health.v1.Health/Check",
+    "/grpc.health.v1.Health/List",
     "/grpc.health.v1.Health/Watch",
     "/openapi.json",
 )

@@ -30,6 +30,7 @@ from gateway.client import (
     InvalidArgumentError,
     SaxError,
     UnavailableError,
+    UnimplementedError,
 )
 from gateway.common.intercept import Deserializer, Handler, WrappingInterceptor
 from gateway.common.logs import LOGGED_ID_CHARS
@@ -277,7 +278,21 @@ async def _answer(context: Context, exc: BaseException, report: Report) -> NoRet
     # second abort, which grpc refuses with a UsageError that it logs as a servicer's bug.
     if isinstance(exc, grpc.aio.BaseError) or not isinstance(exc, Exception):
         raise exc
+    # A method a generated servicer base leaves unimplemented sets UNIMPLEMENTED, then raises
+    # NotImplementedError: the status it set is the answer (grpc's own, without this
+    # interceptor), not an INTERNAL with a traceback. A NotImplementedError of any other
+    # code is a bug of ours, and stays one.
+    if isinstance(exc, NotImplementedError) and _code(context) == grpc.StatusCode.UNIMPLEMENTED:
+        await report(context, UnimplementedError(str(context.details() or exc)))
     await report(context, exc)
+
+
+def _code(context: Context) -> grpc.StatusCode | None:
+    """The code the handler set on ``context`` (`set_code`), if any."""
+    try:
+        return context.code()
+    except NotImplementedError:  # a context that does not keep it
+        return None
 
 
 class ErrorInterceptor(WrappingInterceptor):

@@ -6,7 +6,8 @@ replicas of some model the admin reported: data calls to those go ahead without 
 NOT_SERVING when neither holds: a gateway that starts while the admin is away knows nothing.
 Envoy health-checks every gateway process with it and answers ``/healthz`` from the result,
 which is Kubernetes' readiness: were it to follow the admin alone, an admin outage would take
-every pod out of its Service at once.
+every pod out of its Service at once. The server ("", what Envoy checks) and each API it
+serves report the same status.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import logging
 
 import grpc
 from grpc_health.v1 import health, health_pb2
+from saxgateway.v1 import gateway_pb2, openai_pb2
 
 from gateway.client import Client, SaxError
 from gateway.common.rpc import Context
@@ -24,11 +26,14 @@ from gateway.service._streams import StreamSlots
 
 log = logging.getLogger(__name__)
 
-SERVICE = "saxgateway.v1.SaxGateway"
-SERVICES = ("", SERVICE)
-"""The services whose health a gateway reports: "" (the server) and the API."""
+SERVICE = gateway_pb2.DESCRIPTOR.services_by_name["SaxGateway"].full_name
+OPENAI_SERVICE = openai_pb2.DESCRIPTOR.services_by_name["OpenAIGateway"].full_name
+SERVICES = ("", SERVICE, OPENAI_SERVICE)
+"""The services whose health a gateway reports: "" (the server) and each API it serves, all
+with the server's status (both APIs need the cell alike), so that a per-service probe
+(Kubernetes' ``grpc.service``, grpc-health-probe's ``-service``) of either one works."""
 UNKNOWN_SERVICE = (
-    'no such service: health is reported for "" (the server) and saxgateway.v1.SaxGateway'
+    f'no such service: health is reported for "" (the server), {SERVICE} and {OPENAI_SERVICE}'
 )
 
 
@@ -73,6 +78,18 @@ class _CountedHealth(health.aio.HealthServicer):  # type: ignore[misc]
         if request.service not in SERVICES:
             await context.abort(grpc.StatusCode.NOT_FOUND, UNKNOWN_SERVICE)
         return await super().Check(request, context)
+
+    async def List(
+        self, request: health_pb2.HealthListRequest, context: Context
+    ) -> health_pb2.HealthListResponse:
+        # grpcio-health-checking's servicers leave List to the generated base, which answers
+        # UNIMPLEMENTED (though its proto, which reflection serves, has it): every service
+        # Check answers for, with the status Check gives.
+        listed = health_pb2.HealthListResponse()
+        for service in SERVICES:
+            request = health_pb2.HealthCheckRequest(service=service)
+            listed.statuses[service].CopyFrom(await super().Check(request, context))
+        return listed
 
     async def Watch(self, request: health_pb2.HealthCheckRequest, context: Context) -> None:
         with self._slots.hold(context):

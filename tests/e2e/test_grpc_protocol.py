@@ -163,12 +163,32 @@ def test_health_of_an_unknown_service_is_not_found_saying_which_there_are(stack:
     # grpc's health servicer answered NOT_FOUND with an empty message.
     with sync_channel(stack.grpc_address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
-        for service in ("", "saxgateway.v1.SaxGateway"):
-            reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=30)
-            assert reply.status == health_pb2.HealthCheckResponse.SERVING
         with pytest.raises(grpc.RpcError) as raised:
             health.Check(health_pb2.HealthCheckRequest(service="x" * 10_000), timeout=30)
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
     assert raised.value.details() == (
-        'no such service: health is reported for "" (the server) and saxgateway.v1.SaxGateway'
+        'no such service: health is reported for "" (the server), saxgateway.v1.SaxGateway'
+        " and saxgateway.v1.OpenAIGateway"
     )
+
+
+SERVED = ("", "saxgateway.v1.SaxGateway", "saxgateway.v1.OpenAIGateway")
+
+
+def test_health_reports_every_service_reflection_lists(stack: Stack) -> None:
+    # OpenAIGateway was NOT_FOUND to Check and SERVICE_UNKNOWN to Watch (a Kubernetes probe
+    # with grpc.service set to it never passed), and List, which reflection advertises, was
+    # INTERNAL "internal error in sax-gateway" with a traceback in the log at every call.
+    serving = health_pb2.HealthCheckResponse.SERVING
+    with sync_channel(stack.grpc_address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in SERVED:
+            reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=30)
+            assert reply.status == serving, service
+        watch = health.Watch(
+            health_pb2.HealthCheckRequest(service="saxgateway.v1.OpenAIGateway"), timeout=30
+        )
+        assert next(watch).status == serving
+        watch.cancel()
+        listed = health.List(health_pb2.HealthListRequest(), timeout=30)
+    assert {s: r.status for s, r in listed.statuses.items()} == dict.fromkeys(SERVED, serving)

@@ -225,6 +225,50 @@ def test_a_malformed_chat_request_is_a_400_naming_the_field(
     assert failure.value.status_code == 400 and failure.value.body == error
 
 
+_KNOWN_ROLES = "one of system, developer, user, assistant, tool, function"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_role_the_builtin_template_does_not_know_is_a_400_naming_it(
+    http: httpx.Client, client: openai.OpenAI, stream: bool
+) -> None:
+    # chatml wrote any role as a speaker of its own ("<|im_start|>wizard") and the chat was
+    # answered; OpenAI answers 400 naming messages[i].role.
+    param = "messages[1].role"
+    error = openai_error(
+        f"{param}: 'wizard' is not a role the built-in chatml template knows: {_KNOWN_ROLES}",
+        param=param,
+    )
+    body = {"model": "oai", "messages": [*_HI, {"role": "wizard", "content": "hi"}]}
+    response = http.post("/v1/chat/completions", json={**body, "stream": stream})
+    assert (response.status_code, response.json()) == (400, {"error": error})
+    with pytest.raises(openai.BadRequestError) as failure:
+        client.chat.completions.create(**body, stream=stream)  # type: ignore[call-overload]
+    assert (failure.value.status_code, failure.value.body) == (400, error)
+    # OpenAI's roles all reach chatml; a model's own template still sees any role as sent
+    # (it may know roles of its own, as Llama 3.1's knows ipython).
+    known = [
+        {"role": "system", "content": "s"},
+        {"role": "developer", "content": "d"},
+        {"role": "user", "content": "u"},
+        {"role": "assistant", "content": None},
+        {"role": "function", "name": "f", "content": None},
+        {"role": "tool", "content": "t"},
+    ]
+    answered = http.post("/v1/chat/completions", json={"model": "oai", "messages": known})
+    assert answered.status_code == 200, answered.text
+    own = {"model": TEMPLATED, "messages": [{"role": "ipython", "content": "42"}]}
+    echoed = http.post("/v1/chat/completions", json=own)
+    assert echoed.status_code == 200, echoed.text
+    assert echoed.json()["choices"][0]["message"]["content"] == "[ipython] 42 [assistant]"
+    # The Responses API's input messages have OpenAI's four roles alone, whatever the template.
+    param = "input[1].role"
+    error = openai_error(f"{param}: must be one of user, system, developer, assistant", param=param)
+    responses = {"model": "oai", "input": [*_HI, {"role": "wizard", "content": "hi"}]}
+    response = http.post("/v1/responses", json={**responses, "stream": stream})
+    assert (response.status_code, response.json()) == (400, {"error": error})
+
+
 def test_completion_logprobs_say_to_set_null(http: httpx.Client, client: openai.OpenAI) -> None:
     # logprobs is a count there (0 asks for the chosen tokens' log-probabilities, as OpenAI
     # answers it): "remove it or set false" named a value of the wrong type.

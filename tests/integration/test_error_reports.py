@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
+from google.rpc import status_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.client import InvalidArgumentError
 from gateway.common.rpc import Context
@@ -72,6 +74,43 @@ async def test_a_failure_after_the_caller_left_is_not_reported_twice_nor_logged_
         await server.stop(grace=None)
     # The gateway's records and grpc's: asyncio may also log, in this process, about the loop
     # of an earlier test that grpc's poller was bound to.
+    errors = [
+        r
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and r.name.split(".")[0] in ("gateway", "grpc")
+    ]
+    assert errors == [], [r.getMessage() for r in errors]
+
+
+async def test_a_method_a_generated_base_leaves_unimplemented_is_unimplemented_and_not_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The generated base sets UNIMPLEMENTED, then raises NotImplementedError: the interceptor
+    # made that INTERNAL "internal error in sax-gateway", and logged a traceback, at every
+    # call (grpc.health.v1 List, which grpcio-health-checking's servicer leaves to its base).
+    server = grpc.aio.server(interceptors=[ErrorInterceptor()])
+    health_pb2_grpc.add_HealthServicer_to_server(health_pb2_grpc.HealthServicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        with caplog.at_level(logging.DEBUG):
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                health = health_pb2_grpc.HealthStub(channel)
+                for call in (
+                    health.List(health_pb2.HealthListRequest(), timeout=10),
+                    health.Check(health_pb2.HealthCheckRequest(), timeout=10),
+                ):
+                    with pytest.raises(grpc.aio.AioRpcError) as raised:
+                        await call
+                    assert (raised.value.code(), raised.value.details()) == (
+                        grpc.StatusCode.UNIMPLEMENTED,
+                        "Method not implemented!",
+                    )
+                    status = dict(raised.value.trailing_metadata() or ())
+                    details = status_pb2.Status.FromString(status["grpc-status-details-bin"])
+                    assert (details.code, details.message) == (12, "Method not implemented!")
+    finally:
+        await server.stop(grace=None)
     errors = [
         r
         for r in caplog.records

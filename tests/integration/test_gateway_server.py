@@ -146,6 +146,39 @@ async def test_health_serves_while_the_cell_answers(
         assert reply.status == NOT_SERVING
 
 
+SERVED = ("", "saxgateway.v1.SaxGateway", "saxgateway.v1.OpenAIGateway")
+
+
+async def test_health_reports_every_served_service_in_check_watch_and_list(
+    gateway: GatewayServer, inproc_cell: InprocCell
+) -> None:
+    # OpenAIGateway, which reflection lists and the server serves, was NOT_FOUND to Check and
+    # SERVICE_UNKNOWN to Watch; List was INTERNAL ("internal error in sax-gateway").
+    async with aio_channel(gateway.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in SERVED:
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+            assert reply.status == SERVING, service
+        watch = health.Watch(health_pb2.HealthCheckRequest(service="saxgateway.v1.OpenAIGateway"))
+        assert (await watch.read()).status == SERVING
+        listed = await health.List(health_pb2.HealthListRequest(), timeout=10)
+        assert {s: r.status for s, r in listed.statuses.items()} == dict.fromkeys(SERVED, SERVING)
+        # Each follows the server's status: the cell gone, all are NOT_SERVING together.
+        await inproc_cell.admin.stop(grace=0)
+        assert (await asyncio.wait_for(watch.read(), 30)).status == NOT_SERVING
+        watch.cancel()
+        listed = await health.List(health_pb2.HealthListRequest(), timeout=10)
+        statuses = {s: r.status for s, r in listed.statuses.items()}
+        assert statuses == dict.fromkeys(SERVED, NOT_SERVING)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await health.Check(health_pb2.HealthCheckRequest(service="saxgateway.v1.Nothing"))
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+    assert raised.value.details() == (
+        'no such service: health is reported for "" (the server), saxgateway.v1.SaxGateway'
+        " and saxgateway.v1.OpenAIGateway"
+    )
+
+
 class HungAdmin(admin_pb2_grpc.AdminServicer):
     """An admin that takes every List and never answers it."""
 

@@ -28,10 +28,11 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from gateway.client import InvalidArgumentError
-from gateway.common.limits import MAX_TEXT_CHARS
+from gateway.common.limits import MAX_TEXT_CHARS, shown
 from gateway.config import ConfigError
 from gateway.modelconfig import ModelConfig
 from gateway.service._fields import invalid
+from gateway.service.openai._requests import ROLES
 
 CHATML = (
     "{% for message in messages %}"
@@ -40,7 +41,10 @@ CHATML = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 BUILTIN: dict[str, tuple[str, tuple[str, ...]]] = {"chatml": (CHATML, ("<|im_end|>",))}
-"""Built-in templates by name: the Jinja source and the stop strings that go with it."""
+"""Built-in templates by name: the Jinja source and the stop strings that go with it. They
+know OpenAI's roles (`ROLES`) and no others: a model's own template may know more (Llama
+3.1's ``ipython``), but chatml would write any role as a speaker of its own (``<|im_start|>
+wizard``), so another is the request's 400, as OpenAI answers it."""
 MAX_POWER_BITS = 1 << 16
 """Largest integer ``**`` may make, in bits (``9 ** 9 ** 9`` has 1.2 billion: 150 MB)."""
 
@@ -116,11 +120,13 @@ class ChatTemplates:
         env.filters["tojson"] = _tojson
         self._templates = {}
         self._stops: dict[str, tuple[str, ...]] = {}
+        self._builtin: dict[str, str] = {}  # model -> the name of its built-in template
         for model_id, config in models.items():
             source: str | None = config.chat_template
             stops: tuple[str, ...] = ()
             if source is None and config.chat_template_name is not None:
                 source, stops = BUILTIN[config.chat_template_name]
+                self._builtin[model_id] = config.chat_template_name
             if source is None:
                 continue
             try:
@@ -150,6 +156,15 @@ class ChatTemplates:
                 "{chat_template: <Jinja>}}` or `chat_template_name: chatml` in the --config "
                 "file, or send a prompt to /v1/completions",
             )
+        builtin = self._builtin.get(model_id)
+        if builtin is not None:
+            for i, message in enumerate(messages):
+                if message["role"] not in ROLES:
+                    raise invalid(
+                        f"{field}[{i}].role",
+                        f"{shown(message['role'])} is not a role the built-in {builtin} "
+                        f"template knows: one of {', '.join(ROLES)}",
+                    )
         # tools and documents as transformers passes them without any (Sax has no tools).
         variables = {
             "messages": list(messages),

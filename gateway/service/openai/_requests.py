@@ -35,9 +35,9 @@ MAX_STOPS = 16
 MAX_INPUTS = 2048
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
-"""The message roles of OpenAI's chat API. Others pass too, as vLLM passes them: a model's own
-template may know roles of its own (Llama 3.1's ``ipython``), and templates that do not
-refuse them (a 400 "the chat template failed")."""
+"""The message roles of OpenAI's chat API. Others pass here, as vLLM passes them, to a model's
+own template, which may know roles of its own (Llama 3.1's ``ipython``), or refuse them (a 400
+"the chat template failed"); a built-in template knows these alone (`_chat.BUILTIN`)."""
 _CONTENT_OPTIONAL = ("assistant", "function")
 """Roles whose ``content`` may be null or absent (an assistant's tool call, a function's
 empty result); every other role's message needs one."""

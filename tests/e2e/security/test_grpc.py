@@ -152,6 +152,19 @@ def test_health_watch_streams_without_credentials(secure: SecureStack) -> None:
         watch.cancel()
 
 
+def test_health_check_and_list_answer_without_credentials(secure: SecureStack) -> None:
+    # grpc.health.v1 is open to everyone; List was UNAUTHENTICATED without a credential.
+    with sync_channel(secure.stack.grpc_address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        checked = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=20)
+        listed = health.List(health_pb2.HealthListRequest(), timeout=20)
+    assert checked.status == health_pb2.HealthCheckResponse.SERVING
+    assert {s: r.status for s, r in listed.statuses.items()} == dict.fromkeys(
+        ("", "saxgateway.v1.SaxGateway", "saxgateway.v1.OpenAIGateway"),
+        health_pb2.HealthCheckResponse.SERVING,
+    )
+
+
 def _grpc_web(secure: SecureStack, headers: dict[str, str]) -> httpx.Response:
     return httpx.post(
         f"{secure.stack.http_url}/saxgateway.v1.SaxGateway/Generate",

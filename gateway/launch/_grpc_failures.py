@@ -9,6 +9,14 @@ is a reply with its status in its headers (trailers-only) and no details; this g
 RequestInfo, read from the reply's ``x-request-id`` (which the virtual host copies from the
 request: a filter sees only the response's headers).
 
+Envoy's own replies to gRPC and grpc-web calls (no key, a rate limit, a body too large: the
+mappers of `_replies`) are such failures too, and get the same RequestInfo, in a Status whose
+message is their grpc-message. A grpc-web call's has no grpc-message yet here: Envoy does not
+count it as gRPC, so its message is still the (text/plain) body, which the grpc_web filter
+moves into grpc-message only after this has run on the way out; this reads it from the body.
+Its Status had an empty message, which Connect-ES, reading the status from the details,
+raised as `Unauthenticated ""`.
+
 The header grpc cannot parse is a binary one (a name ending in ``-bin``) whose value is not
 base64, which grpc answers INTERNAL (500: the server's fault, which the SDKs retry) "Error
 parsing 'x-foo-bin' metadata: illegal base64 encoding". The mistake is the client's: a gRPC
@@ -62,8 +70,19 @@ function envoy_on_response(response)
   local headers = response:headers()
   local status = tonumber(headers:get("grpc-status") or "")
   if status == nil then return end
-  local message = string.gsub(headers:get("grpc-message") or "", "%%%%(%%x%%x)",
-    function(hex) return string.char(tonumber(hex, 16)) end)
+  local encoded = headers:get("grpc-message")
+  local message
+  local text = string.find(headers:get("content-type") or "", "text/plain", 1, true) == 1
+  if encoded == nil and text then
+    -- Envoy's own reply to a grpc-web call: its message is still the body, which grpc_web
+    -- makes the grpc-message after this has run.
+    local body = response:body()
+    message = body and body:getBytes(0, body:length()) or ""
+    headers = response:headers()  -- body() waited: the old one is spent
+  else
+    message = string.gsub(encoded or "", "%%%%(%%x%%x)",
+      function(hex) return string.char(tonumber(hex, 16)) end)
+  end
   local header = status == %(internal)d and string.match(message, "%(grpc_not_base64)s")
   if header then
     status = %(invalid_argument)d

@@ -2,12 +2,14 @@
 the grpc-status and grpc-message a native gRPC client gets, in the headers of a reply with no
 body (grpc-web's trailers-only form).
 
-Envoy answers a gRPC request's local reply that way itself (the mapper's grpc-status, the JSON
-body as grpc-message), but a grpc-web request is no gRPC request to it (Envoy decides by the
-content-type a request arrived with, application/grpc-web...): the reply stays HTTP. Envoy's
+Envoy answers a gRPC request's local reply that way itself (the mapper's grpc-status, the body,
+the reply's plain text, as grpc-message), but a grpc-web request is no gRPC request to it
+(Envoy decides by the content-type a request arrived with, application/grpc-web...): the reply
+stays HTTP, its message in its body until then (`_grpc_failures` reads it there). Envoy's
 grpc_web filter then makes a grpc-web reply of it: it keeps the HTTP status, moves the body
-into grpc-message (percent-encoded, as for gRPC, but with the JSON's final newline, which
-Envoy drops for gRPC), and sets grpc-status by its own table of HTTP statuses (415 -> UNKNOWN,
+into grpc-message (percent-encoded, as for gRPC, but with a JSON body's final newline, which
+Envoy drops for gRPC: the JSON of a status no gRPC mapper takes), and sets grpc-status by its
+own table of HTTP statuses (415 -> UNKNOWN,
 400 -> INTERNAL, 429 -> UNAVAILABLE), over the mapper's code. A reply to a request grpc_web
 has not seen yet (the buffer filter's 413, the Origin check's 403) it leaves as plain JSON.
 

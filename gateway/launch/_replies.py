@@ -1,9 +1,11 @@
 """The replies Envoy makes itself (``local_reply_config``): JSON errors in the gateway's shape,
-or OpenAI's envelope on the OpenAI paths, and 405 for a route called with a method it does not
-take (`_methods`). Mappers are read only for those replies, never for a call that succeeds.
+or OpenAI's envelope on the OpenAI paths, a gRPC status with a plain message to gRPC and
+grpc-web calls, and 405 for a route called with a method it does not take (`_methods`).
+Mappers are read only for those replies, never for a call that succeeds.
 
-Every mapper also tags its reply with the gRPC code it put in the body (`CODE_HEADER`), which
-is what the access log records for the reply (`_access_log`): one table gives both.
+Every mapper also tags its reply with the gRPC code it put in the body or grpc-status
+(`CODE_HEADER`), which is what the access log records for the reply (`_access_log`): one table
+gives both.
 """
 
 from __future__ import annotations
@@ -156,12 +158,22 @@ def _method_mapper(regex: str, verbs: frozenset[str], openai: bool) -> dict[str,
     return _mapper(on_path, _UNIMPLEMENTED, body, headers=(allow,), status=_NOT_ALLOWED)
 
 
+# A gRPC reply's message is the reply's own text, as grpc-message carries the gateway's own
+# errors' (`model /sax/test/nope is not published: NotFound`): Envoy makes a gRPC local reply's
+# body its grpc-message (the body grpc_web moves there for grpc-web), and the HTTP face's JSON
+# made grpc-message a JSON document, which grpcio's details() and grpcurl printed as the
+# message. The request ID, the JSON's other field, travels as the gateway's does: a
+# google.rpc.RequestInfo in grpc-status-details-bin (`_grpc_failures`), whose Status says the
+# same message (Connect-ES reads the status from there).
+_GRPC_BODY: dict[str, object] = {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"}}
+
+
 def _grpc_mapper(
     status: int, code: int, *, also: tuple[dict[str, object], ...] = ()
 ) -> dict[str, object]:
     """A gRPC (or grpc-web) request's local reply carries the gRPC code of ``status`` in its
     grpc-status, which Envoy would otherwise derive by its own table (413 -> UNKNOWN, 504 ->
-    UNAVAILABLE); the JSON body becomes its grpc-message, as for the other replies. Its HTTP
+    UNAVAILABLE), and the reply's own text as its grpc-message (`_GRPC_BODY`). Its HTTP
     status is 200, as gRPC's is (Envoy sets it for gRPC itself, not for grpc-web, whose
     request it does not count as gRPC: `_grpc_web` makes the rest of a grpc-web reply).
     gRPC's content-types only (with any codec, as Envoy counts them): a grpc-web request is
@@ -177,7 +189,7 @@ def _grpc_mapper(
     }
     grpc_status = _set_header("grpc-status", str(code))
     filters = [_status_filter("EQ", status), *also, is_grpc, not_transcoded]
-    return _mapper(filters, code, _local_reply_body(code), headers=(grpc_status,), status=200)
+    return _mapper(filters, code, _GRPC_BODY, headers=(grpc_status,), status=200)
 
 
 # Envoy's health_check filter answers /healthz with a bare 503 when no gateway is healthy: the
@@ -262,8 +274,9 @@ def _invalid_token_mappers(details: str) -> list[dict[str, object]]:
 
 def local_reply_mappers(descriptor: Path) -> list[dict[str, object]]:
     """``local_reply_config.mappers``: JSON bodies for error statuses only (>= 400), in
-    OpenAI's envelope on the OpenAI paths, with the matching grpc-status for gRPC requests
-    (but 404: a method no route serves is UNIMPLEMENTED to gRPC); the first mapper that
+    OpenAI's envelope on the OpenAI paths, the matching grpc-status and the reply's text as
+    grpc-message for gRPC requests (but 404: a method no route serves is UNIMPLEMENTED to
+    gRPC, with the JSON of the others); the first mapper that
     matches wins. First, requests refused before any route (`_BARE_REFUSALS`), then 405s for
     the routes in ``descriptor`` (the set the transcoder serves)."""
     mappers = []

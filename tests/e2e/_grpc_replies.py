@@ -4,13 +4,13 @@ status in the headers of a reply with no body (trailers-only), for both kinds of
 from __future__ import annotations
 
 import base64
-import json
 import subprocess
 from collections.abc import Mapping
 from urllib.parse import unquote
 
 import httpx
 from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2
 
 from gateway.launch._replies import CODE_HEADER
 from tests.e2e.test_grpc_web import _frame
@@ -47,15 +47,32 @@ def grpc_web_call(
     return httpx.post(url, content=body, headers=sent, timeout=30)
 
 
-def trailers_only_json(
+def status_details(encoded: str) -> status_pb2.Status:
+    """The google.rpc.Status of a grpc-status-details-bin header (base64, maybe unpadded)."""
+    return status_pb2.Status.FromString(base64.b64decode(encoded + "=" * (-len(encoded) % 4)))
+
+
+def envoy_status(code: int, message: str, request_id: str) -> status_pb2.Status:
+    """The google.rpc.Status of a reply Envoy made itself to a gRPC or grpc-web call, as the
+    gateway's own errors have it: the code, the message, and a RequestInfo naming the ID."""
+    status = status_pb2.Status(code=code, message=message)
+    status.details.add().Pack(error_details_pb2.RequestInfo(request_id=request_id))
+    return status
+
+
+def trailers_only_message(
     response: httpx.Response, code: int, content_type: str = WEB_PROTO
-) -> object:
-    """Asserts a grpc-web error reply with no message (HTTP 200, grpc-status ``code`` in the
-    headers, no body); returns the JSON error its grpc-message carries."""
+) -> str:
+    """Asserts a grpc-web error reply Envoy made itself with no message (HTTP 200, grpc-status
+    ``code`` in the headers, no body) whose grpc-status-details-bin is the Status a gRPC client
+    gets (`envoy_status`); returns its grpc-message, percent-decoded."""
     assert response.status_code == 200, (response.status_code, response.headers)
     text = content_type == WEB_TEXT
     assert response.headers["content-type"] == (WEB_TEXT + "+proto" if text else WEB_PROTO)
     assert response.headers["grpc-status"] == str(code), response.headers
     assert response.content == b""
     assert CODE_HEADER not in response.headers
-    return json.loads(unquote(response.headers["grpc-message"]))
+    message = unquote(response.headers["grpc-message"])
+    details = status_details(response.headers["grpc-status-details-bin"])
+    assert details == envoy_status(code, message, response.headers["x-request-id"])
+    return message

@@ -26,7 +26,7 @@ from gateway.launch.stack import Stack, StackSettings
 from tests._stacks import logs_dir, loopback_envoy
 from tests.e2e._access_log import access_log_line
 from tests.e2e._bodies import REQUEST_INFO, documented_error, envoy_error, openai_error
-from tests.e2e._grpc_replies import grpc_web_call, native_headers, trailers_only_json
+from tests.e2e._grpc_replies import grpc_web_call, native_headers, trailers_only_message
 
 CELL = "/sax/test"
 
@@ -486,13 +486,11 @@ def test_no_healthy_gateway_is_a_json_503(dead_cell_stack: tuple[Stack, str]) ->
     assert "upstream" in json.dumps(body)
     line = access_log_line(stack, "no-gateway-17")  # the code of the body the client got
     assert (line["status"], line["grpc_status"]) == (503, 14)
-    # A grpc-web client gets what a gRPC client gets: HTTP 200, UNAVAILABLE and the JSON.
+    # A grpc-web client gets what a gRPC client gets: HTTP 200, UNAVAILABLE and the message.
     url = stack.http_url + "/saxgateway.v1.SaxGateway/ListCells"
     headers = {"x-request-id": "no-gateway-web-17"}
     web = grpc_web_call(url, ListCellsRequest(), headers)
-    web_body = trailers_only_json(web, 14)
-    assert isinstance(web_body, dict) and "upstream" in web_body["message"]
-    assert web_body == envoy_error(web, 14, web_body["message"])
+    assert "upstream" in trailers_only_message(web, 14)
     native = native_headers(url, ListCellsRequest(), headers)
     assert (native["grpc-status"], native["grpc-message"]) == (
         web.headers["grpc-status"],

@@ -1,6 +1,6 @@
 // The repository's built Node client (clients/node/dist) against a stack that asks for an API
 // key: a call without one, which Envoy itself refuses (what the error carries: its message,
-// request ID, raw status message and details), and one with the key in its metadata. Prints
+// request ID, status message as it arrived and details), and one with the key in its metadata. Prints
 // one JSON line each.
 //
 //   node tests/e2e/node/refused.js ADDRESS MODEL KEY
@@ -20,7 +20,7 @@ async function main() {
     if (!(error instanceof SaxGatewayError)) throw error;
     const details = error.details.map((detail) => detail.type_url);
     const { codeName: code, message, requestId, rawMessage } = error;
-    console.log(JSON.stringify({ code, message, requestId, rawMessage: JSON.parse(rawMessage), details }));
+    console.log(JSON.stringify({ code, message, requestId, rawMessage, details }));
   }
   const metadata = new grpc.Metadata();
   metadata.set("authorization", `Bearer ${key}`);

@@ -10,7 +10,6 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import unquote
 
 import grpc
 import httpx
@@ -25,6 +24,7 @@ from gateway.service._streams import HTTP_METHOD_HEADER
 from tests._grpc import sync_channel
 from tests._stacks import FORWARDED, envoy_stat, wait_forwarded
 from tests.e2e._access_log import access_log_line, access_log_line_after, access_log_size
+from tests.e2e._grpc_replies import status_details
 from tests.e2e.security.conftest import BURSTY_KEY, TEAM_A_KEY, SecureStack
 from tests.e2e.test_grpc_web import _frame
 
@@ -250,8 +250,8 @@ def _grpc_web(secure: SecureStack, message: Message, **headers: str) -> tuple[ht
 
 def _grpc_web_status(response: httpx.Response) -> tuple[int, str, object]:
     """What a grpc-web client got for a reply Envoy made itself: the HTTP status, the
-    grpc-status and the code of the JSON error in grpc-message."""
-    code = json.loads(unquote(response.headers["grpc-message"]))["code"]
+    grpc-status and the code of the google.rpc.Status in grpc-status-details-bin."""
+    code = status_details(response.headers["grpc-status-details-bin"]).code
     return response.status_code, response.headers["grpc-status"], code
 
 
@@ -267,7 +267,7 @@ def _grpc_web_status(response: httpx.Response) -> tuple[int, str, object]:
 def test_envoys_reply_to_grpc_web_logs_its_grpc_status(
     secure: SecureStack, message: Message, headers: dict[str, str], code: int
 ) -> None:
-    # As to gRPC (tests/e2e/security/test_grpc_web_replies.py): HTTP 200, the JSON's code.
+    # As to gRPC (tests/e2e/security/test_grpc_web_replies.py): HTTP 200, the mapper's code.
     response, request_id = _grpc_web(secure, message, **headers)
     assert _grpc_web_status(response) == (200, str(code), code)
     assert CODE_HEADER not in response.headers

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -21,6 +23,7 @@ pytestmark = pytest.mark.e2e
 
 MODEL = "/sax/test/sec-lm"
 TEAM_A = {"Authorization": f"Bearer {TEAM_A_KEY}"}
+OPENAPI = Path(__file__).resolve().parents[3] / "openapi" / "openapi.json"
 
 
 @pytest.fixture(scope="module")
@@ -210,6 +213,21 @@ def test_allowed_origin_passes(secure_http: httpx.Client, model: str) -> None:
     response = _generate(secure_http, {"Origin": "http://allowed.example", **TEAM_A})
     assert response.status_code == 200, response.text
     assert response.headers["access-control-allow-origin"] == "http://allowed.example"
+
+
+def test_a_page_on_an_allowed_origin_may_read_every_documented_response_header(
+    secure_http: httpx.Client, model: str
+) -> None:
+    # docs/api.md promises the rate-limit headers on every reply while a rate applies; a
+    # browser shows a page only the headers CORS exposes, which left them out.
+    documented = set(json.loads(OPENAPI.read_text())["components"]["headers"])
+    assert {"x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"} <= documented
+    response = _generate(secure_http, {"Origin": "http://allowed.example", **TEAM_A})
+    assert response.status_code == 200, response.text
+    exposed = {h.strip() for h in response.headers["access-control-expose-headers"].split(",")}
+    assert documented <= exposed, documented - exposed
+    for name in ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"):
+        assert response.headers[name].isdigit(), (name, response.headers)
 
 
 def test_a_page_on_an_allowed_origin_may_send_an_api_key_header(

@@ -11,6 +11,9 @@ Status had an empty message, which Connect-ES, reading the status from the detai
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 import uuid
 from collections.abc import Callable
 from urllib.parse import unquote
@@ -32,6 +35,7 @@ from tests.e2e._grpc_replies import (
     native_headers,
     status_details,
 )
+from tests.e2e._node import ROOT
 from tests.e2e._published import TEST_LM
 from tests.e2e.security.conftest import BURSTY_KEY, ISSUER, TEAM_A_KEY, SecureStack
 
@@ -240,3 +244,24 @@ def test_rbac_refusing_a_grpc_web_call_gets_the_message_in_the_details(
     response = grpc_web_call(url, PUBLISH, headers)
     text = "RBAC: access denied"
     assert _web_status(response, WEB_PROTO) == ("7", text, envoy_status(7, text, request_id))
+
+
+def test_connect_es_raises_envoys_message(secure: SecureStack) -> None:
+    # Connect-ES takes the status from grpc-status-details-bin: it raised `Unauthenticated ""`.
+    node = shutil.which("node")
+    assert node, "node is needed"
+    request_id = str(uuid.uuid4())
+    script = ROOT / "tests" / "e2e" / "node" / "connect_refused.mjs"
+    result = subprocess.run(
+        [node, script, secure.stack.http_url, request_id],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "code": "Unauthenticated",
+        "message": "Client authentication failed.",
+        "requestId": request_id,
+    }

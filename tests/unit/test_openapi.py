@@ -302,9 +302,14 @@ def _filled(value: object, request_id: str | None) -> object:
 def test_every_error_body_envoy_makes_is_a_documented_error() -> None:
     # A reply Envoy makes before it has read the request (431, an unparsable request, no Host,
     # OPTIONS *) has no ID: "request_id": null, which the Error schema (string) refused.
+    # (The replies to gRPC calls are their plain text, a grpc-message: no HTTP body.)
     mappers: list[Any] = local_reply_mappers(descriptor_set())
-    bodies = [m["body_format_override"]["json_format"] for m in mappers]
+    formats = [m["body_format_override"] for m in mappers]
+    bodies = [f["json_format"] for f in formats if "json_format" in f]
     assert len(bodies) > 20
+    texts = [f for f in formats if "json_format" not in f]
+    text = {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"}}
+    assert texts and all(t == text for t in texts), texts
     for body in bodies:
         schema = SCHEMAS["openai.Error" if "error" in body else "Error"]
         for request_id in ("0f6e6c1a-9a3b-4f43-8a48-5d2b7e3c9a10", None):

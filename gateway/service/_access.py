@@ -234,7 +234,7 @@ class _Admission(AbstractAsyncContextManager["_Admission"]):
 
     async def each(self, calls: Sequence[Callable[[], Awaitable[_T]]]) -> list[_T]:
         """Runs ``calls``, this request's model calls (an OpenAI request's prompts or inputs),
-        and returns their results in order. One at a time in the slots the request holds;
+        and returns their results in order: one after the other in the slot the request holds,
         more at once only in what is free now, without waiting: a slot of the model that no
         call waits for, and one of the client's (its ``max_concurrent`` counts every call in
         flight). So one request never exceeds the model's limit nor its client's, nor jumps

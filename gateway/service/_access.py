@@ -178,6 +178,7 @@ class _Admission(AbstractAsyncContextManager["_Admission"]):
         "_context",
         "_deadline",
         "_gate",
+        "_holds",
         "_method",
         "_model",
         "_request",
@@ -197,6 +198,7 @@ class _Admission(AbstractAsyncContextManager["_Admission"]):
         self._gate: Gate | None = None
         self._slot: Slot | Unlimited | None = None
         self._model = ""
+        self._holds = False  # a slot of ``_gate``
 
     async def __aenter__(self) -> _Admission:
         model = _named_model(self._request)
@@ -227,41 +229,85 @@ class _Admission(AbstractAsyncContextManager["_Admission"]):
             self._leave(gate, model, slot)
             raise
         self._gate, self._slot, self._model = gate, slot, model
+        self._holds = True
         return self
 
     async def each(self, calls: Sequence[Callable[[], Awaitable[_T]]]) -> list[_T]:
-        """Runs ``calls``, this request's model calls (an OpenAI request's prompts or inputs):
-        one in the slot the request holds, more at once only in slots of the model that are
-        free now, so that one request never exceeds the model's limit nor jumps its queue.
-        The first failure cancels the others and is raised as is."""
+        """Runs ``calls``, this request's model calls (an OpenAI request's prompts or inputs),
+        and returns their results in order: one after the other in the slot the request holds,
+        more at once only in what is free now, without waiting: a slot of the model that no
+        call waits for, and one of the client's (its ``max_concurrent`` counts every call in
+        flight). So one request never exceeds the model's limit nor its client's, nor jumps
+        the model's queue; and between two calls a slot goes to a call waiting for one
+        (`Gate.pass_on`): a call queued behind a big request waits for one of its calls, not
+        for all of them. The first failure cancels the others and is raised as is."""
         if len(calls) == 1:  # the common case: no task, no group
             return [await calls[0]()]
-        pending = iter(enumerate(calls))
+        gate, slot = self._gate, self._slot
+        if gate is None or slot is None:  # no slots held: nothing to share
+            return [await call() for call in calls]
+        total = len(calls)
         done: dict[int, _T] = {}
+        started = 0  # calls begun, in order
+        extras = 0  # workers beside the request's own, each in a model and a client slot
 
-        async def worker(extra: bool) -> None:
+        async def extra(ticket: int) -> None:
+            nonlocal started, extras
             try:
-                for number, call in pending:
-                    done[number] = await call()
+                while started < total:
+                    number = started
+                    started += 1
+                    done[number] = await calls[number]()
+                    if gate.waiting:  # its slot goes to the first call waiting
+                        break
             finally:
-                if extra and self._gate is not None:
-                    self._gate.release()
+                extras -= 1
+                gate.release()
+                slot.give(ticket)
+
+        async def own(group: asyncio.TaskGroup) -> None:
+            nonlocal started, extras
+            while started < total:
+                number = started
+                started += 1
+                # The model's check first: it is this process's, the client's may be the
+                # stack's (a lock on a shared table).
+                while extras < total - started and await gate.try_acquire():
+                    ticket = slot.spare()
+                    if ticket is None:
+                        gate.release()
+                        break
+                    extras += 1
+                    group.create_task(extra(ticket))
+                done[number] = await calls[number]()
+                if started < total:
+                    await self.pass_on()
+            if extras:  # the others run the last calls: its model slot is idle
+                self._holds = False
+                gate.release()
 
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(worker(False))
-                for _ in range(len(calls) - 1):
-                    if self._gate is None or not await self._gate.try_acquire():
-                        break
-                    group.create_task(worker(True))
+                group.create_task(own(group))
         except BaseExceptionGroup as failed:
             raise failed.exceptions[0] from None
-        return [done[number] for number in range(len(calls))]
+        return [done[number] for number in range(total)]
+
+    async def pass_on(self) -> None:
+        """Between two model calls of this request: its model slot to a call waiting for one,
+        if any, and back in line behind it (`Gate.pass_on`)."""
+        gate, deadline = self._gate, self._deadline
+        if gate is None or deadline is None or not gate.waiting:
+            return
+        self._holds = False
+        await gate.pass_on(self._model, deadline)
+        self._holds = True
 
     async def __aexit__(self, *exc: object) -> None:
         gate, slot = self._gate, self._slot
         if gate is not None and slot is not None:
-            gate.release()
+            if self._holds:
+                gate.release()
             self._leave(gate, self._model, slot)
 
     def _leave(self, gate: Gate, model: str, slot: Slot | Unlimited) -> None:

@@ -55,7 +55,22 @@ class Gate:
         # The wait ends when retries do, if they end sooner (by more than the µs between
         # reading one grpc deadline twice: both may be that deadline).
         busy = deadline.retry_by < deadline.at - _SAME_S
-        until = deadline.retry_by if busy else deadline.at
+        await self._wait(model, deadline.retry_by if busy else deadline.at, busy)
+
+    async def pass_on(self, model: str, deadline: Deadline) -> None:
+        """Between two calls of one request that holds a slot (an OpenAI request's prompts):
+        if calls wait for a slot, gives this one to the first of them and waits in line
+        behind them for the next, until ``deadline`` (then DeadlineExceededError, the slot
+        no longer held). The request was admitted: it waits however long the queue is, and is
+        no call to shed. Without calls waiting it keeps its slot, at the cost of one test."""
+        if not self.waiting:
+            return
+        self._slots.release()  # to the first waiter: asyncio's semaphore hands it on in order
+        await self._wait(model, deadline.at, False)
+
+    async def _wait(self, model: str, until: float, busy: bool) -> None:
+        """Waits in line for a slot until ``until``: then Busy if ``busy`` (the call's retries
+        ended), else DeadlineExceededError."""
         self.waiting += 1
         try:
             # A wait cut short takes no slot: asyncio's semaphore hands a slot it had just
@@ -106,6 +121,17 @@ class Slot:
     def __exit__(self, *exc: object) -> None:
         self._counts.give(self._client, self._ticket)
 
+    def spare(self) -> int | None:
+        """Counts one more call of the client if its limit leaves room now (never waits, never
+        Busy): the ticket to `give` back when that call ends; None at the limit."""
+        try:
+            return self._counts.take(self._client, self._limit)
+        except AtLimit:
+            return None
+
+    def give(self, ticket: int) -> None:
+        self._counts.give(self._client, ticket)
+
 
 class Unlimited:
     """The slot of a client without a limit: nothing to count (no cost on the common path)."""
@@ -116,6 +142,12 @@ class Unlimited:
         pass
 
     def __exit__(self, *exc: object) -> None:
+        pass
+
+    def spare(self) -> int | None:
+        return 0
+
+    def give(self, ticket: int) -> None:
         pass
 
 

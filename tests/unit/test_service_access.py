@@ -199,6 +199,171 @@ async def test_the_calls_of_one_request_stay_within_the_models_limit() -> None:
     assert peak == 3 and access._gates == {}
 
 
+class Calls:
+    """Model calls a test releases one by one: which began, how many run at once."""
+
+    def __init__(self) -> None:
+        self.began: list[object] = []
+        self.running = self.peak = 0
+        self._ends: dict[object, asyncio.Event] = {}
+
+    async def call(self, name: object) -> object:
+        self.began.append(name)
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        try:
+            await self._ends.setdefault(name, asyncio.Event()).wait()
+        finally:
+            self.running -= 1
+        return name
+
+    def end(self, name: object) -> None:
+        self._ends.setdefault(name, asyncio.Event()).set()
+
+    def end_all(self) -> None:
+        for name in [*self.began, *self._ends]:
+            self.end(name)
+
+
+async def _request(
+    access: Access,
+    calls: Calls,
+    names: list[object],
+    who: str = "team-a",
+    deadline: Deadline = DEADLINE,
+) -> list[object]:
+    """One request of ``who`` (an OpenAI request of several prompts): one admission, a call
+    for each of ``names``."""
+    async with access.admit("Generate", Request(), FakeContext(who), deadline) as admitted:
+        return await admitted.each([functools.partial(calls.call, n) for n in names])
+
+
+async def _settled() -> None:
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+async def test_the_calls_of_one_request_stay_within_the_clients_limit() -> None:
+    # Before, a request took its client's slot once and then as many of the model's as were
+    # free: 8 calls at once for a client limited to 2, the whole model.
+    access = _access(
+        FakeClient(),
+        client_max_concurrent=MappingProxyType({"team-a": 2}),
+        model=ModelLimit(max_in_flight=8, max_queued=8),
+    )
+    calls = Calls()
+    request = asyncio.create_task(_request(access, calls, list(range(6))))
+    await _settled()
+    assert (calls.began, calls.running) == ([0, 1], 2)
+    with pytest.raises(Busy, match="client team-a has 2 calls in flight"):
+        await _admit(access, "team-a")  # its second call counts as the client's
+    await _admit(access, "team-b")  # the model's slots it does not use are others'
+    calls.end_all()
+    while not request.done():
+        await _settled()
+        calls.end_all()
+    assert await request == list(range(6))
+    assert calls.peak == 2
+    assert access._per_client.held("team-a") == 0 and access._gates == {}
+
+
+async def test_a_request_of_a_client_at_its_limit_runs_its_calls_one_by_one() -> None:
+    access = _access(FakeClient(), client_max_concurrent=MappingProxyType({"team-a": 2}))
+    calls = Calls()
+    other = asyncio.create_task(_request(access, calls, ["other"]))
+    await _settled()
+    request = asyncio.create_task(_request(access, calls, [0, 1, 2]))
+    for number in range(3):
+        await _settled()
+        assert calls.running == 2 and calls.began[-1] == number
+        calls.end(number)
+    assert await request == [0, 1, 2]
+    calls.end("other")
+    await other
+
+
+async def test_workers_of_one_stack_count_a_requests_calls_against_one_limit(
+    tmp_path: Path,
+) -> None:
+    slottable.create(str(tmp_path / "slots"), workers=2)
+    tables = [SlotTable(str(tmp_path / "slots"), worker) for worker in (0, 1)]
+    settings = AccessSettings(client_max_concurrent=MappingProxyType({"team-a": 3}))
+    first, second = (
+        Access(settings, FakeClient(), SharedCounts(table, "calls"))  # type: ignore[arg-type]
+        for table in tables
+    )
+    calls = Calls()
+    try:
+        held = asyncio.create_task(_request(second, calls, ["held"]))
+        await _settled()
+        request = asyncio.create_task(_request(first, calls, list(range(5))))
+        await _settled()
+        assert (calls.running, tables[0].held("calls:team-a")) == (3, 3)
+        calls.end("held")
+        await held
+        calls.end(0)
+        await _settled()  # the slot the other gateway gave back is one more for the request
+        assert calls.began == ["held", 0, 1, 2, 3] and calls.running == 3
+        calls.end_all()
+        while not request.done():
+            await _settled()
+            calls.end_all()
+        assert await request == list(range(5))
+        assert calls.peak == 3 and tables[0].held("calls:team-a") == 0
+    finally:
+        for table in tables:
+            table.close()
+
+
+async def test_a_call_queued_behind_a_request_waits_for_one_of_its_calls() -> None:
+    # Before, a request kept its slot for all its calls: the call behind it waited for 4.
+    access = _access(FakeClient(), model=ModelLimit(max_in_flight=1, max_queued=1))
+    calls = Calls()
+    request = asyncio.create_task(_request(access, calls, [0, 1, 2, 3]))
+    await _settled()
+    single = asyncio.create_task(_request(access, calls, ["single"], who="team-b"))
+    await _settled()
+    assert calls.began == [0]
+    # The request waits in line behind the call it gave its slot to, however full the queue
+    # (max_queued: 1): a request admitted is no call to shed.
+    calls.end(0)
+    await _settled()
+    assert calls.began == [0, "single"]
+    with pytest.raises(Busy, match="at its limit of calls in flight and queued"):
+        await _admit(access, "team-c")
+    calls.end("single")
+    assert await single == ["single"]
+    calls.end_all()
+    while not request.done():
+        await _settled()
+        calls.end_all()
+    assert await request == [0, 1, 2, 3]
+    assert calls.began == [0, "single", 1, 2, 3] and access._gates == {}
+
+
+async def test_a_request_out_of_time_in_the_queue_gives_back_no_slot_twice() -> None:
+    access = _access(FakeClient(), model=ModelLimit(max_in_flight=1, max_queued=1))
+    calls = Calls()
+    request = asyncio.create_task(_request(access, calls, [0, 1], deadline=Deadline.after(0.05)))
+    await _settled()
+    single = asyncio.create_task(_request(access, calls, ["single"], who="team-b"))
+    await _settled()
+    calls.end(0)
+    with pytest.raises(DeadlineExceededError, match="waiting in the model's queue"):
+        await asyncio.wait_for(request, 5)  # before, it ran its next call: until released
+    # The slot is the single call's alone: one more call queues, the next is shed.
+    queued = asyncio.create_task(_request(access, calls, ["queued"], who="team-c"))
+    await _settled()
+    assert calls.began == [0, "single"]
+    with pytest.raises(Busy, match="at its limit of calls in flight and queued"):
+        await _admit(access, "team-d")
+    calls.end_all()
+    await single
+    calls.end_all()
+    await queued
+    assert access._gates == {}
+
+
 async def test_per_client_concurrency() -> None:
     access = _access(
         FakeClient(),

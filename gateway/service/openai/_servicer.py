@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -306,8 +306,9 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
             sent = False
             try:
                 with self._streams.hold(context):
-                    async with self._access.admit_model("GenerateStream", model, context, deadline):
-                        async for message in self._stream(job, options):
+                    admission = self._access.admit_model("GenerateStream", model, context, deadline)
+                    async with admission as admitted:
+                        async for message in self._stream(job, options, admitted.pass_on):
                             sent = True
                             yield message
             except InvalidArgumentError as exc:
@@ -333,7 +334,9 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         usage = self._usage(model, prompts, [text for text, _ in choices])
         yield self._fitted(rs.body(shape.whole(choices, usage)), _LESS_TEXT)
 
-    async def _stream(self, job: Job, options: CallOptions) -> AsyncIterator[HttpBody]:
+    async def _stream(
+        self, job: Job, options: CallOptions, pass_on: Callable[[], Awaitable[None]]
+    ) -> AsyncIterator[HttpBody]:
         shape, model, prompts, sampling, _ = job
         # Every choice's text as sent (`stream_prompt` fills it): the call's usage from here
         # on, read when the call ends, so a stream that fails or whose client leaves counts
@@ -343,6 +346,8 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         started = False
         try:
             for number, prompt in enumerate(prompts):  # one prompt after the other
+                if number:  # its model slot to a call waiting for one, if any, in between
+                    await pass_on()
                 first = number * sampling.n
                 pieces = stream_prompt(
                     self._client, self._tokens, job, prompt, first, options, texts

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.edge._envoy import EXTENSIONS, auth_filters, early_filters
+from gateway.edge._envoy import EXTENSIONS, credential_filters, early_filters, role_filters
 from gateway.edge._schema import EdgeConfig
 
 #: Seconds Envoy waits past ``limits.max_stream_duration`` before it resets a request. The
@@ -113,7 +113,8 @@ def edge_values(config: EdgeConfig, origins: Sequence[str], sds_dir: Path) -> di
     socket = tls_socket(config, sds_dir)
     return {
         "EARLY_FILTERS": _lines(early_filters(origins), "- ", 10),
-        "AUTH_FILTERS": _lines(auth_filters(config), "- ", 10),
+        "CREDENTIAL_FILTERS": _lines(credential_filters(config), "- ", 10),
+        "ROLE_FILTERS": _lines(role_filters(config), "- ", 10),
         "EDGE_HCM_OPTIONS": "\n          ".join(f"{k}: {json.dumps(v)}" for k, v in hcm.items()),
         "TRANSPORT_SOCKET": f"transport_socket: {json.dumps(socket)}" if socket else "",
     }

@@ -104,6 +104,14 @@ def edge_values(config: EdgeConfig, origins: Sequence[str], sds_dir: Path) -> di
         "normalize_path": True,
         "merge_slashes": True,
     }
+    # The whole request, body included, whatever its route: the stream idle timeout (300 s)
+    # bounds a body that stops coming on unary routes only, as the streams' routes set
+    # their own idle timeout (an hour, or none), which Envoy applies from the headers on,
+    # before the caller has sent its body. Disarmed once the request has arrived (or its
+    # reply has begun), so a long reply is never cut; no method here streams its requests
+    # but reflection, whose reply begins with its first message.
+    if limits.request_timeout > 0:  # 0: none
+        hcm["request_timeout"] = duration(limits.request_timeout)
     common: dict[str, str] = {"idle_timeout": duration(limits.idle_timeout)}
     if limits.max_stream_duration > 0:  # 0: unbounded
         common["max_stream_duration"] = duration(limits.max_stream_duration + STREAM_BACKSTOP)

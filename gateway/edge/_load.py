@@ -349,6 +349,7 @@ _LIMITS: dict[str, Callable[[_Node], Any]] = {
     "max_stream_duration": _Node.seconds,
     "max_connections": lambda n: n.integer(1),
     "request_headers_timeout": _Node.seconds,
+    "request_timeout": _Node.seconds,
     "idle_timeout": _Node.seconds,
     "trusted_proxy_hops": lambda n: n.integer(0),
 }

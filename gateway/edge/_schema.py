@@ -112,6 +112,9 @@ class Limits:
     """Longest a request or stream may last, seconds (0: unbounded)."""
     request_headers_timeout: float = 10.0
     """Seconds a client has to send its request headers (slowloris)."""
+    request_timeout: float = 60.0
+    """Seconds a client has to send its whole request, headers and body (slowloris), unless a
+    reply has begun: a body that stops coming is 408 whatever the route, a stream's too."""
     idle_timeout: float = 300.0
     """Seconds a connection without any request in flight stays open."""
     max_connections: int = 20_000

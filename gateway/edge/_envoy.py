@@ -115,7 +115,7 @@ def _rbac(config: EdgeConfig) -> dict[str, Any]:
         "open": {
             "permissions": [
                 _any_of(
-                    [_exact(p) for p in OPEN]
+                    [_exact(p) for p in (*OPEN, *OPEN_HTTP)]
                     + [{"url_path": {"path": {"prefix": p}}} for p in OPEN_PREFIXES]
                 )
             ],

@@ -19,7 +19,8 @@ OPEN = (
 )
 
 #: The HTTP paths of the open methods (GetInfo's binding in proto/saxgateway/v1/gateway.proto),
-#: as credentials are checked before the transcoder gives a request its gRPC path.
+#: as credentials are checked before the transcoder gives a request its gRPC path; and for
+#: roles, where a request no method serves keeps it (the virtual host refusing other Hosts).
 OPEN_HTTP = ("/",)
 
 #: Open by prefix: the /docs page (Swagger UI) and its files.

@@ -469,3 +469,21 @@ def test_stream_replies_tell_proxies_not_to_buffer_or_cache_them(tmp_path: Path)
             route = _route(routes, f"/{service.full_name}/{method.name}")
             added = route.get("response_headers_to_add", [])
             assert added == (stream_reply if method.server_streaming else []), method.name
+
+
+@pytest.mark.parametrize("heap", [0, 1 << 30])
+def test_envoy_accepts_the_heap_watch_or_none(tmp_path: Path, heap: int) -> None:
+    # 0 leaves the heap unwatched: no monitor, no actions, no buffer accounts.
+    config = _render(tmp_path, {"limits": {"max_heap_bytes": heap}})
+    overload = config["overload_manager"]
+    monitors = [m["name"] for m in overload["resource_monitors"]]
+    watched = ["envoy.resource_monitors.fixed_heap"] if heap else []
+    assert monitors == ["envoy.resource_monitors.global_downstream_max_connections", *watched]
+    assert bool(overload["actions"]) == bool(overload["buffer_factory_config"]) == bool(heap)
+    result = subprocess.run(
+        [str(envoy_binary()), "--mode", "validate", "-c", str(tmp_path / "envoy.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "OK" in result.stdout + result.stderr, result.stderr[-2000:]

@@ -1,16 +1,23 @@
 """Envoy's share of the config file: authentication, roles, quotas, origin checks, TLS, limits.
 
-`early_filters` and `auth_filters` return Envoy HTTP filters as dicts; `_listener` places
-them in the template with the listener's TLS, limits and JSON local replies.
+`early_filters`, `credential_filters` and `role_filters` return Envoy HTTP filters as dicts;
+`_listener` places them in the template with the listener's TLS, limits and JSON local replies.
 
 Filter order, and why:
   grpc_web (first, so its replies to grpc-web are grpc-web: gateway/launch/_grpc_web.py)
-  -> buffer -> health_check -> cors -> strip identity header, refuse foreign Origins
-  -> transcoder -> `Bearer` scheme spelled as the filters after it expect
-  -> jwt_authn -> api_key_auth -> rbac -> local_ratelimit -> router
-Credentials and roles are checked after the transcoder, on gRPC paths, so that one set of
-rules covers HTTP/JSON, gRPC and grpc-web, and a refusal is a gRPC status that the transcoder
-turns into the same JSON error body and HTTP status as the gateway's own errors.
+  -> health_check -> cors -> strip identity header, refuse foreign Origins
+  -> `Bearer` scheme spelled as the filters after it expect
+  -> jwt_authn -> certificate identity -> api_key_auth -> anonymous body limit
+  -> buffer -> transcoder -> rbac -> local_ratelimit -> router
+Credentials are checked at the request's headers, before any filter holds its body (the
+buffer filter and the transcoder wait for a whole body, up to ``limits.max_request_bytes``):
+a caller without one could otherwise make Envoy hold that much per stream, 256 streams to a
+connection. A request has its own path there, so the open methods' HTTP paths are open too
+(`_paths.OPEN_HTTP`); a caller let through without an identity (an open path) may send a few
+KiB at most (`ANONYMOUS_BODY_BYTES`). Roles are checked after the transcoder, on
+gRPC paths, so that one set of rules covers HTTP/JSON, gRPC and grpc-web. A refusal is Envoy's
+local reply, which local_reply_config turns into the JSON of a gateway error (the OpenAI
+envelope on the OpenAI paths; gateway/launch/_replies.py), and a gRPC status for gRPC callers.
 """
 
 from __future__ import annotations
@@ -19,7 +26,14 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.edge._paths import ADMIN, EXPOSABLE_PATHS, OPEN, OPEN_PREFIXES, REFLECTION_PREFIX
+from gateway.edge._paths import (
+    ADMIN,
+    EXPOSABLE_PATHS,
+    OPEN,
+    OPEN_HTTP,
+    OPEN_PREFIXES,
+    REFLECTION_PREFIX,
+)
 from gateway.edge._ratelimit import rate_limit
 from gateway.edge._schema import JWT_SHAPE, EdgeConfig
 
@@ -29,6 +43,10 @@ _JWT_FILTER = "envoy.filters.http.jwt_authn"
 _JWT_PAYLOAD = "jwt_payload"
 _TYPES = "type.googleapis.com/envoy."
 EXTENSIONS = _TYPES + "extensions."
+#: The most body Envoy holds for a caller without an identity on a stack that checks
+#: credentials: only the open paths let one through, and their requests are empty (GetInfo,
+#: the /docs files) or name a service (grpc.health.v1).
+ANONYMOUS_BODY_BYTES = 8192
 
 
 def _filter(name: str, type_url: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -97,7 +115,7 @@ def _rbac(config: EdgeConfig) -> dict[str, Any]:
         "open": {
             "permissions": [
                 _any_of(
-                    [_exact(p) for p in OPEN]
+                    [_exact(p) for p in (*OPEN, *OPEN_HTTP)]
                     + [{"url_path": {"path": {"prefix": p}}} for p in OPEN_PREFIXES]
                 )
             ],
@@ -149,8 +167,10 @@ def _route_regex(regex: str) -> dict[str, Any]:
 
 
 def _open_or_identified() -> dict[str, Any]:
-    """A matcher predicate: the path is open, or a JWT already set the identity header."""
-    alternatives = [p.replace(".", r"\.") for p in OPEN] + [p + "(/[^?]*)?" for p in OPEN_PREFIXES]
+    """A matcher predicate: the path (gRPC, or an open method's HTTP path) is open, or a JWT
+    already set the identity header."""
+    alternatives = [p.replace(".", r"\.") for p in (*OPEN, *OPEN_HTTP)]
+    alternatives += [p + "(/[^?]*)?" for p in OPEN_PREFIXES]
     open_regex = "^(" + "|".join(alternatives) + r")(\?.*)?$"
     return {
         "or_matcher": {
@@ -297,7 +317,7 @@ def _jwt(config: EdgeConfig) -> dict[str, Any]:
         # A listed client certificate is a credential of its own (docs/config.md): a request
         # without a token goes on to RBAC, which admits it by its certificate or refuses it.
         any_provider.append({"allow_missing": {}})
-    rules: list[dict[str, Any]] = [{"match": {"path": p}} for p in OPEN]
+    rules: list[dict[str, Any]] = [{"match": {"path": p}} for p in (*OPEN, *OPEN_HTTP)]
     rules += [{"match": {"prefix": p}} for p in OPEN_PREFIXES]
     if config.api_keys:
         # A bearer token shaped like a JWT is no API key (`_load` refuses such keys): an
@@ -391,8 +411,27 @@ def early_filters(origins: Sequence[str]) -> list[dict[str, Any]]:
     return [_strip_identity(), _origin_check(origins), _grpc_headers_for_grpc_only()]
 
 
-def auth_filters(config: EdgeConfig) -> list[dict[str, Any]]:
-    """Filters after the transcoder, before the router."""
+#: The name of `_anonymous_body` in the filter chain (routes that answer at the headers turn it
+#: off, as they turn off the buffer filter).
+ANONYMOUS_BODY = "anonymous_body"
+
+
+def _anonymous_body(config: EdgeConfig) -> dict[str, Any]:
+    """A buffer filter that holds at most `ANONYMOUS_BODY_BYTES` of a request without an
+    identity (413 past it), skipped once a credential has set the identity header."""
+    limit = min(ANONYMOUS_BODY_BYTES, config.limits.max_request_bytes)
+    buffer = _filter(
+        "envoy.filters.http.buffer",
+        "filters.http.buffer.v3.Buffer",
+        {"max_request_bytes": limit},
+    )
+    identified = header_predicate(IDENTITY_HEADER, _regex(".+"))
+    return skip_when(ANONYMOUS_BODY, buffer, identified)
+
+
+def credential_filters(config: EdgeConfig) -> list[dict[str, Any]]:
+    """Filters after the early ones, before the buffer filter: who the caller is, from the
+    request's headers alone."""
     filters: list[dict[str, Any]] = []
     if config.jwt or config.api_keys:
         filters.append(_bearer_scheme())
@@ -401,6 +440,14 @@ def auth_filters(config: EdgeConfig) -> list[dict[str, Any]]:
     filters += [_certificate_identity(c.subject, c.client) for c in config.certificate_clients]
     if config.api_keys:
         filters.append(_api_keys(config))
+    if config.authenticated:
+        filters.append(_anonymous_body(config))
+    return filters
+
+
+def role_filters(config: EdgeConfig) -> list[dict[str, Any]]:
+    """Filters after the transcoder, before the router: what the caller may call."""
+    filters: list[dict[str, Any]] = []
     if config.authenticated:
         filters.append(_rbac(config))
     if (limit := rate_limit(config, IDENTITY_HEADER)) is not None:

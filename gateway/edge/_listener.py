@@ -12,8 +12,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.edge._envoy import EXTENSIONS, auth_filters, early_filters
-from gateway.edge._schema import EdgeConfig
+from gateway.edge._envoy import EXTENSIONS, credential_filters, early_filters, role_filters
+from gateway.edge._schema import EdgeConfig, Limits
 
 #: Seconds Envoy waits past ``limits.max_stream_duration`` before it resets a request. The
 #: gateway's own deadlines are capped at the limit (gateway/cli/_edge.py), so it ends a call
@@ -89,6 +89,56 @@ def duration(seconds: float) -> str:
     return f"{seconds:.9f}".rstrip("0").rstrip(".") + "s"
 
 
+#: Envoy's heap pressure (a share of ``limits.max_heap_bytes``) at which it starts resetting
+#: the streams that hold the most buffered bytes, all of them by the second; and past which it
+#: refuses new requests (503).
+HEAP_RESETS = (0.85, 0.95)
+HEAP_REFUSALS = 0.98
+#: Streams holding 2**20 bytes (1 MiB) or more are the ones resets choose from: an SSE stream
+#: holds a few KB, a body being buffered up to ``limits.max_request_bytes``.
+TRACKED_ACCOUNT_POWER_OF_TWO = 20
+
+
+def overload_values(limits: Limits) -> dict[str, str]:
+    """The overload manager's heap watch (template values): a monitor, and what Envoy does as
+    its heap nears ``limits.max_heap_bytes``. Credentials are checked before any body is held
+    (`_envoy`), but a caller with one may still open 256 streams a connection of up to
+    ``max_request_bytes`` each: this bounds what all callers together make Envoy hold."""
+    if not limits.max_heap_bytes:  # 0: unwatched
+        return {"HEAP_MONITOR": "", "OVERLOAD_ACTIONS": "[]", "BUFFER_ACCOUNTS": "null"}
+    heap = "envoy.resource_monitors.fixed_heap"
+    monitor = {
+        "name": heap,
+        "typed_config": {
+            "@type": EXTENSIONS + "resource_monitors.fixed_heap.v3.FixedHeapConfig",
+            "max_heap_size_bytes": limits.max_heap_bytes,
+        },
+    }
+    scaling, saturation = HEAP_RESETS
+    actions = [
+        {
+            "name": "envoy.overload_actions.reset_high_memory_stream",
+            "triggers": [
+                {
+                    "name": heap,
+                    "scaled": {"scaling_threshold": scaling, "saturation_threshold": saturation},
+                }
+            ],
+        },
+        {
+            "name": "envoy.overload_actions.stop_accepting_requests",
+            "triggers": [{"name": heap, "threshold": {"value": HEAP_REFUSALS}}],
+        },
+    ]
+    return {
+        "HEAP_MONITOR": "- " + json.dumps(monitor),
+        "OVERLOAD_ACTIONS": json.dumps(actions),
+        "BUFFER_ACCOUNTS": json.dumps(
+            {"minimum_account_to_track_power_of_two": TRACKED_ACCOUNT_POWER_OF_TWO}
+        ),
+    }
+
+
 def edge_values(config: EdgeConfig, origins: Sequence[str], sds_dir: Path) -> dict[str, str]:
     """Template values for the edge: YAML lines at the template's indentation. ``origins``
     are the browser origins CORS allows (flags and the file's ``cors`` together)."""
@@ -104,6 +154,14 @@ def edge_values(config: EdgeConfig, origins: Sequence[str], sds_dir: Path) -> di
         "normalize_path": True,
         "merge_slashes": True,
     }
+    # The whole request, body included, whatever its route: the stream idle timeout (300 s)
+    # bounds a body that stops coming on unary routes only, as the streams' routes set
+    # their own idle timeout (an hour, or none), which Envoy applies from the headers on,
+    # before the caller has sent its body. Disarmed once the request has arrived (or its
+    # reply has begun), so a long reply is never cut; no method here streams its requests
+    # but reflection, whose reply begins with its first message.
+    if limits.request_timeout > 0:  # 0: none
+        hcm["request_timeout"] = duration(limits.request_timeout)
     common: dict[str, str] = {"idle_timeout": duration(limits.idle_timeout)}
     if limits.max_stream_duration > 0:  # 0: unbounded
         common["max_stream_duration"] = duration(limits.max_stream_duration + STREAM_BACKSTOP)
@@ -113,7 +171,9 @@ def edge_values(config: EdgeConfig, origins: Sequence[str], sds_dir: Path) -> di
     socket = tls_socket(config, sds_dir)
     return {
         "EARLY_FILTERS": _lines(early_filters(origins), "- ", 10),
-        "AUTH_FILTERS": _lines(auth_filters(config), "- ", 10),
+        "CREDENTIAL_FILTERS": _lines(credential_filters(config), "- ", 10),
+        "ROLE_FILTERS": _lines(role_filters(config), "- ", 10),
         "EDGE_HCM_OPTIONS": "\n          ".join(f"{k}: {json.dumps(v)}" for k, v in hcm.items()),
         "TRANSPORT_SOCKET": f"transport_socket: {json.dumps(socket)}" if socket else "",
+        **overload_values(limits),
     }

@@ -348,7 +348,9 @@ _LIMITS: dict[str, Callable[[_Node], Any]] = {
     "max_request_headers_kb": lambda n: n.integer(1, _MAX_HEADERS_KB),
     "max_stream_duration": _Node.seconds,
     "max_connections": lambda n: n.integer(1),
+    "max_heap_bytes": lambda n: n.integer(0, 2**63 - 1),
     "request_headers_timeout": _Node.seconds,
+    "request_timeout": _Node.seconds,
     "idle_timeout": _Node.seconds,
     "trusted_proxy_hops": lambda n: n.integer(0),
 }

@@ -1,7 +1,9 @@
 """Which gRPC methods are open, admin-only or data calls: the one table Envoy's rules use.
 
-Envoy checks credentials and roles after the transcoder, so one rule covers HTTP/JSON,
-native gRPC and grpc-web alike: every request has its gRPC path by then.
+Envoy checks roles after the transcoder, so one rule covers HTTP/JSON, native gRPC and
+grpc-web alike: every request has its gRPC path by then. Credentials are checked before any
+filter reads a body (gateway/edge/_envoy.py), where an HTTP/JSON request still has its own
+path: the open methods' HTTP paths (`OPEN_HTTP`) are open there too.
 """
 
 from __future__ import annotations
@@ -16,6 +18,11 @@ OPEN = (
     "/grpc.health.v1.Health/Watch",
     "/openapi.json",
 )
+
+#: The HTTP paths of the open methods (GetInfo's binding in proto/saxgateway/v1/gateway.proto),
+#: as credentials are checked before the transcoder gives a request its gRPC path; and for
+#: roles, where a request no method serves keeps it (the virtual host refusing other Hosts).
+OPEN_HTTP = ("/",)
 
 #: Open by prefix: the /docs page (Swagger UI) and its files.
 OPEN_PREFIXES = ("/docs",)

@@ -112,9 +112,15 @@ class Limits:
     """Longest a request or stream may last, seconds (0: unbounded)."""
     request_headers_timeout: float = 10.0
     """Seconds a client has to send its request headers (slowloris)."""
+    request_timeout: float = 60.0
+    """Seconds a client has to send its whole request, headers and body (slowloris), unless a
+    reply has begun: a body that stops coming is 408 whatever the route, a stream's too."""
     idle_timeout: float = 300.0
     """Seconds a connection without any request in flight stays open."""
     max_connections: int = 20_000
+    max_heap_bytes: int = 2 << 30
+    """Envoy's heap, bytes (0: unwatched). Past 85% of it Envoy resets the streams holding
+    the most buffered bytes (1 MiB or more each), past 98% it refuses new requests (503)."""
     trusted_proxy_hops: int = 0
     """Proxies in front of Envoy (a load balancer, an ingress) that append the address they
     saw to x-forwarded-for: the client is that many entries from its end. 0: the peer."""

@@ -88,22 +88,21 @@ def _filters(config: dict[str, Any]) -> list[str]:
     return [f["name"] for f in hcm["http_filters"]]
 
 
-# The HTTP filters every listener has, in order, before the edge config's own.
+# The HTTP filters every listener has, in order, before the edge config's credentials.
 _EVERY_CONFIG = [
     "http_method",
     "head_bodies",
     "grpc_web_status",
     "grpc_web_message",
     "envoy.filters.http.grpc_web",
-    "envoy.filters.http.buffer",
     "envoy.filters.http.health_check",
     "envoy.filters.http.cors",
     "envoy.filters.http.header_mutation",
     "envoy.filters.http.lua",
     "grpc_only_headers",
-    "openai_errors",
-    "envoy.filters.http.grpc_json_transcoder",
 ]
+# Then the filters that hold a body: after the credentials, before the roles.
+_BODIES = ["envoy.filters.http.buffer", "openai_errors", "envoy.filters.http.grpc_json_transcoder"]
 
 
 def test_envoy_accepts_the_full_config(tmp_path: Path) -> None:
@@ -114,6 +113,8 @@ def test_envoy_accepts_the_full_config(tmp_path: Path) -> None:
         "envoy.filters.http.jwt_authn",
         "certificate_client.c",
         "envoy.filters.http.api_key_auth",
+        "anonymous_body",
+        *_BODIES,
         "envoy.filters.http.rbac",
         "envoy.filters.http.local_ratelimit",
         "cost_header",
@@ -166,6 +167,7 @@ def test_without_a_config_only_the_origin_check_is_added(tmp_path: Path) -> None
     config = _render(tmp_path, {})
     assert _filters(config) == [
         *_EVERY_CONFIG,
+        *_BODIES,
         "cost_header",
         "grpc_status",
         "grpc_failures",
@@ -467,3 +469,21 @@ def test_stream_replies_tell_proxies_not_to_buffer_or_cache_them(tmp_path: Path)
             route = _route(routes, f"/{service.full_name}/{method.name}")
             added = route.get("response_headers_to_add", [])
             assert added == (stream_reply if method.server_streaming else []), method.name
+
+
+@pytest.mark.parametrize("heap", [0, 1 << 30])
+def test_envoy_accepts_the_heap_watch_or_none(tmp_path: Path, heap: int) -> None:
+    # 0 leaves the heap unwatched: no monitor, no actions, no buffer accounts.
+    config = _render(tmp_path, {"limits": {"max_heap_bytes": heap}})
+    overload = config["overload_manager"]
+    monitors = [m["name"] for m in overload["resource_monitors"]]
+    watched = ["envoy.resource_monitors.fixed_heap"] if heap else []
+    assert monitors == ["envoy.resource_monitors.global_downstream_max_connections", *watched]
+    assert bool(overload["actions"]) == bool(overload["buffer_factory_config"]) == bool(heap)
+    result = subprocess.run(
+        [str(envoy_binary()), "--mode", "validate", "-c", str(tmp_path / "envoy.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "OK" in result.stdout + result.stderr, result.stderr[-2000:]

@@ -24,7 +24,7 @@ from gateway.service._streams import HTTP_METHOD_HEADER
 from tests._grpc import sync_channel
 from tests._stacks import FORWARDED, envoy_stat, wait_forwarded
 from tests.e2e._access_log import access_log_line, access_log_line_after, access_log_size
-from tests.e2e._grpc_replies import status_details
+from tests.e2e._grpc_replies import native_headers, status_details
 from tests.e2e.security.conftest import BURSTY_KEY, TEAM_A_KEY, SecureStack
 from tests.e2e.test_grpc_web import _frame
 
@@ -200,23 +200,14 @@ def test_an_access_log_line_stays_under_16_kib_whatever_the_caller_sends(
 
 
 def _grpc(secure: SecureStack, message: Message, *headers: str) -> tuple[str, str]:
-    """A native gRPC Generate call over h2c (curl sends any header, grpc-timeout included);
-    the grpc-status it got and its request ID."""
+    """A native gRPC Generate call over h2c (`native_headers`: curl sends any header,
+    grpc-timeout included); the grpc-status it got and its request ID."""
     request_id = str(uuid.uuid4())
-    args = ["curl", "--silent", "--http2-prior-knowledge", "--output", "/dev/null"]
-    args += ["--dump-header", "-", "--data-binary", "@-"]
-    sent = ["content-type: application/grpc", "te: trailers", f"x-request-id: {request_id}"]
-    for header in [*sent, *headers]:
-        args += ["--header", header]
+    sent = dict(header.split(": ", 1) for header in headers)
     url = f"{secure.stack.http_url}{SERVICE}/Generate"
-    done = subprocess.run(
-        [*args, url], input=_frame(message), capture_output=True, timeout=30, check=True
-    )
-    got = dict(
-        line.decode().lower().split(":", 1) for line in done.stdout.splitlines() if b":" in line
-    )
+    got = native_headers(url, message, {**sent, "x-request-id": request_id})
     assert CODE_HEADER not in got
-    return got["grpc-status"].strip(), request_id
+    return got["grpc-status"], request_id
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""The config file's stream-duration and connection-count limits, through the real Envoy.
+"""The config file's stream-duration, request-time and connection-count limits, through the
+real Envoy.
 
 `saxgw serve --config FILE` (the real CLI: one loader, the gateway process and Envoy both
 configured from the file) fronts the secure stack's cell with tight limits; the model it calls
@@ -7,6 +8,8 @@ is published there and answers slowly.
 
 from __future__ import annotations
 
+import http.client
+import json
 import socket
 import sys
 import time
@@ -31,6 +34,10 @@ pytestmark = pytest.mark.e2e
 
 MODEL = "/sax/test/sec-limits"
 MAX_STREAM_DURATION = 2  # seconds
+# Seconds to send a whole request. Shorter than the calls below that last MAX_STREAM_DURATION,
+# whose replies must not be cut by it: their request has arrived (a unary call's 504 JSON and a
+# stream's in-band error come from the gateway, at MAX_STREAM_DURATION).
+REQUEST_TIMEOUT = 1
 MAX_CONNECTIONS = 4
 # 40 tokens, 0.3 s each: 12 s, far past the limit.
 SLOW = {"text": " ".join(f"t{i}" for i in range(40)), "delay_ms": "300"}
@@ -65,7 +72,11 @@ def _healthy(url: str) -> bool:
 def front(secure: SecureStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
     base = tmp_path_factory.mktemp("limits")
     config = base / "limits.yaml"
-    limits = {"max_stream_duration": MAX_STREAM_DURATION, "max_connections": MAX_CONNECTIONS}
+    limits = {
+        "max_stream_duration": MAX_STREAM_DURATION,
+        "max_connections": MAX_CONNECTIONS,
+        "request_timeout": REQUEST_TIMEOUT,
+    }
     config.write_text(yaml.safe_dump({"limits": limits}))
     front = Front(port=free_port(), admin=free_port())
     argv = [
@@ -197,3 +208,44 @@ def test_connections_beyond_the_limit_are_closed(front: Front) -> None:
     finally:
         for sock in held:
             sock.close()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/generate",
+        "/generate_stream",
+        "/watch",
+        "/v1/sax/test/x:streamGenerate",
+        "/v1/sax/test/x:watch",
+        "/v1/completions",
+        "/v1/chat/completions",
+        "/v1/responses",
+    ],
+)
+def test_a_body_that_stops_coming_is_408_on_every_route(front: Front, path: str) -> None:
+    # Slowloris: a body declared and never sent. The streams' routes set their own idle
+    # timeout (an hour; none for the watches), which replaced the stream idle timeout (300 s)
+    # from the request's headers on: such a request stayed open for the stream duration limit.
+    # `limits.request_timeout` bounds the whole request on every route.
+    active = "http.ingress_http.downstream_cx_active"
+    _wait(lambda: front.stat(active) < MAX_CONNECTIONS, "earlier tests' connections never closed")
+    connection = http.client.HTTPConnection("127.0.0.1", front.port, timeout=30)
+    try:
+        connection.putrequest("POST", path)
+        connection.putheader("content-type", "application/json")
+        connection.putheader("content-length", "100000")
+        connection.endheaders(b"{")
+        start = time.monotonic()
+        reply = connection.getresponse()
+        waited = time.monotonic() - start
+        body = json.loads(reply.read())
+    finally:
+        connection.close()
+    assert reply.status == 408, body
+    assert reply.getheader("content-type") == "application/json"
+    assert REQUEST_TIMEOUT - 0.2 < waited < REQUEST_TIMEOUT + 10
+    if path.startswith("/v1/sax/") or not path.startswith("/v1/"):
+        assert (body["code"], body["message"]) == (4, "request timeout")
+    else:  # OpenAI's envelope
+        assert body["error"]["message"] == "request timeout", body

@@ -4,10 +4,13 @@ status in the headers of a reply with no body (trailers-only), for both kinds of
 from __future__ import annotations
 
 import base64
-import subprocess
+import socket
 from collections.abc import Mapping
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
+import h2.config
+import h2.connection
+import h2.events
 import httpx
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
@@ -15,33 +18,59 @@ from google.rpc import error_details_pb2, status_pb2
 from gateway.launch._replies import CODE_HEADER
 from tests.e2e.test_grpc_web import _frame
 
+# What ends the wait for a reply: the stream ends or is reset, or the connection goes.
+_ENDS = (h2.events.StreamEnded, h2.events.StreamReset, h2.events.ConnectionTerminated)
 WEB_PROTO = "application/grpc-web+proto"
 WEB_TEXT = "application/grpc-web-text"
 
 
 def native_headers(url: str, message: Message, headers: Mapping[str, str | None]) -> dict[str, str]:
-    """The response headers and trailers of a native gRPC call to ``url`` over h2c (curl
-    sends any header, grpc-timeout and content-encoding included; a header given as None is
-    not sent), names in lower case."""
-    args = ["curl", "--silent", "--http2-prior-knowledge", "--output", "/dev/null"]
-    args += ["--dump-header", "-", "--data-binary", "@-"]
+    """The response headers and trailers of a native gRPC call to ``url`` over h2c (a raw
+    HTTP/2 client sends any header, grpc-timeout and content-encoding included; a header given
+    as None is not sent), names in lower case.
+
+    Envoy refuses some calls at their headers (no credential, a foreign Origin), before it has
+    read the body, and then resets the stream with NO_ERROR (RFC 9113 §8.1 lets a server do so
+    once it has answered). gRPC clients keep the status they were sent (grpcio, measured); curl
+    exited 92 and at times dropped the reply, so the reply is read here frame by frame."""
+    address = urlsplit(url)
     sent = {"content-type": "application/grpc", "te": "trailers", **headers}
-    for name, value in sent.items():
-        if value is not None:
-            args += ["--header", f"{name}: {value}"]
-    # Envoy refuses some calls at their headers (no credential, a foreign Origin), before it
-    # has read the body, and then resets the stream with NO_ERROR (RFC 9113 §8.1 lets a server
-    # do so once it has answered). gRPC clients keep the status they were sent (grpcio,
-    # measured); curl exits 92, and when the reset comes close behind the reply it drops the
-    # reply's headers too: asked again, Envoy gives the same reply.
-    for _ in range(10):
-        done = subprocess.run([*args, url], input=_frame(message), capture_output=True, timeout=30)
-        if done.returncode == 0 or (done.returncode == 92 and b"grpc-status" in done.stdout):
-            break
-    else:
-        raise subprocess.CalledProcessError(done.returncode, done.args, done.stdout, done.stderr)
-    lines = done.stdout.decode().splitlines()
-    return {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    request = [
+        (":method", "POST"),
+        (":path", address.path),
+        (":scheme", "http"),
+        (":authority", address.netloc),
+        *((k, v) for k, v in sent.items() if v is not None),
+    ]
+    config = h2.config.H2Configuration(client_side=True, validate_outbound_headers=False)
+    conn = h2.connection.H2Connection(config)
+    body, got = _frame(message), dict[str, str]()
+    with socket.create_connection((address.hostname, address.port), timeout=30) as sock:
+        conn.initiate_connection()
+        stream = conn.get_next_available_stream_id()
+        conn.send_headers(stream, request)
+        sock.sendall(conn.data_to_send())
+        done = False
+        while not done:
+            # As much of the body as the windows allow, until the reply ends the stream.
+            while body and not got and conn.local_flow_control_window(stream) > 0:
+                size = min(len(body), conn.local_flow_control_window(stream), 16_384)
+                chunk, body = body[:size], body[size:]
+                conn.send_data(stream, chunk, end_stream=not body)
+            sock.sendall(conn.data_to_send())
+            data = sock.recv(65_536)
+            if not data:
+                break
+            for event in conn.receive_data(data):
+                if isinstance(event, (h2.events.ResponseReceived, h2.events.TrailersReceived)):
+                    got.update((k.decode().lower(), v.decode().strip()) for k, v in event.headers)
+                elif isinstance(event, h2.events.DataReceived):
+                    conn.acknowledge_received_data(event.flow_controlled_length, stream)
+                elif isinstance(event, _ENDS):
+                    done = True
+            sock.sendall(conn.data_to_send())
+    assert "grpc-status" in got, got
+    return got
 
 
 def grpc_web_call(

@@ -10,12 +10,14 @@ from typing import TypeAlias
 
 import grpc
 import pytest
-from saxml.protobuf import admin_pb2
+from saxml.protobuf import admin_pb2, modelet_pb2
 
 from gateway.cell import AdminServer
 from gateway.cell._errors import CellStartError
 from gateway.cell._files import CorruptCellFileError
+from gateway.cell.modelserver.modelet import ModeletServicer
 from gateway.common.revision import EXPECT_KEY, revision
+from gateway.common.rpc import Context
 from tests.integration._cell_fixtures import (
     CELL,
     TEST_LM,
@@ -234,6 +236,61 @@ async def test_wait_for_ready_is_cancelled_by_unpublish(inproc_cell: InprocCell)
         error = await _error(waiting)
         assert error.code() == Code.CANCELLED
         assert (error.details() or "").endswith(": Canceled")
+
+
+class _SlowLoads:
+    """Model servers whose loads take 0.5 s (real ones take minutes), whose status replies to
+    polls that arrived mid-load come back 0.1 s after the load ends (what the server had when
+    asked: no model yet), and whose first status reply after a load lags 0.5 s: the order in
+    which a loaded host answers the admin's polls."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self._loaded = asyncio.Event()
+        self._loading = False
+        self._lag_next = False
+        load, get_status = ModeletServicer.Load, ModeletServicer.GetStatus
+
+        async def slow_load(
+            servicer: ModeletServicer, request: modelet_pb2.LoadRequest, context: Context
+        ) -> modelet_pb2.LoadResponse:
+            self._loading = True
+            await asyncio.sleep(0.5)
+            try:
+                return await load(servicer, request, context)
+            finally:
+                self._loading, self._lag_next = False, True
+                self._loaded.set()
+
+        async def lagging_status(
+            servicer: ModeletServicer, request: modelet_pb2.GetStatusRequest, context: Context
+        ) -> modelet_pb2.GetStatusResponse:
+            reply = await get_status(servicer, request, context)
+            if self._loading:
+                await self._loaded.wait()
+                await asyncio.sleep(0.1)
+            elif self._lag_next:
+                self._lag_next = False
+                await asyncio.sleep(0.5)
+            return reply
+
+        # Before the servers start: gRPC binds the servicer's methods when it registers them.
+        monkeypatch.setattr(ModeletServicer, "Load", slow_load)
+        monkeypatch.setattr(ModeletServicer, "GetStatus", lagging_status)
+
+
+async def test_a_replica_counts_as_ready_only_with_its_method_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A poll that began before a load finished says nothing of the model. Counting the replica
+    # as ready on the load's reply alone let that poll's refresh end WaitForReady while List
+    # still had no method names (so /v1/models judged the model by none): the race a full
+    # test run hit.
+    _SlowLoads(monkeypatch)
+    async with inproc(fast_settings(tmp_path)) as cell, admin_stub(cell.admin.address) as admin:
+        model_id = await publish(admin, "lm")
+        listed = await admin.List(admin_pb2.ListRequest(model_id=model_id))
+    assert listed.published_models[0].modelet_addresses != []
+    assert "lm.generate" in listed.published_models[0].model.method_names
 
 
 async def test_state_survives_restart(tmp_path: Path) -> None:

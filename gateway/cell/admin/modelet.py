@@ -234,11 +234,17 @@ class ModeletConnection:
                 self.failed[model_id] = details.removesuffix(": " + go_code_name(exc.code()))
             raise
         self.failed.pop(model_id, None)
-        if model.model_id in self.wanted:
-            self.acked[model.model_id] = time.monotonic()
+        acked = time.monotonic()
         _log.info("loaded %s onto %s", model.model_id, self.address)
-        # Learn the model's method names now rather than at the next poll, so List shows them.
-        await self.poll()
+        try:
+            # Learn the model's method names now rather than at the next poll, so List shows
+            # them. Only then does the load count (`serving`): a refresh whose poll began
+            # before the load finished would otherwise show the replica ready without its
+            # methods, and a client that waited for it would find none.
+            await self.poll()
+        finally:
+            if model_id in self.wanted:
+                self.acked[model_id] = acked
 
     async def _reload(self, model: admin_pb2.Model) -> None:
         _log.info("reloading %s on %s", model.model_id, self.address)

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from gateway.common.logs import JsonFormatter, TextFormatter
+from gateway.launch import processes
 
 collect_ignore = [] if os.environ.get("SAXGW_CONTAINER_TEST") == "1" else ["container"]
 
@@ -27,3 +28,24 @@ def _root_logger_as_it_was() -> Iterator[None]:
         if isinstance(handler.formatter, JsonFormatter | TextFormatter):
             root.removeHandler(handler)
     root.setLevel(level)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _ports_of_this_worker() -> Iterator[None]:
+    """Each pytest-xdist worker picks free ports from its own slice of the range. A port is
+    found free seconds before the stack under test binds it, and a port another worker had
+    found free the same way was then busy: `saxgw up` refused to start (exit 1)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    whole = processes._port_candidates()
+    if not worker.startswith("gw") or count < 2 or not whole:
+        yield
+        return
+    index, size = int(worker[2:]), len(whole) // count
+    mine = whole[index * size : (index + 1) * size]
+    original = processes._port_candidates
+    processes._port_candidates = lambda: mine
+    try:
+        yield
+    finally:
+        processes._port_candidates = original

@@ -29,15 +29,17 @@ def test_waiting_for_the_cell_polls_healthz_once_a_second(tmp_path: Path) -> Non
     port = free_port()
     ports = ["--port", str(port), "--envoy-admin-port", str(free_port())]
     ports += ["--gateway-ports", str(free_port()), "--ops-port", "0", "--log-dir", str(logs)]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--sax-root", str(root), *ports],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    stderr = tmp_path / "stderr"
+    with stderr.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "serve", "--sax-root", str(root), *ports],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
     try:
         deadline = time.monotonic() + 120
         while len(_healthz_times(logs / "envoy.log")) < 4 and time.monotonic() < deadline:
-            assert proc.poll() is None, "saxgw serve exited"
+            assert proc.poll() is None, f"saxgw serve exited: {stderr.read_text()}"
             time.sleep(0.5)
     finally:
         proc.send_signal(signal.SIGTERM)

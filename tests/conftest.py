@@ -34,7 +34,8 @@ def _root_logger_as_it_was() -> Iterator[None]:
 def _ports_of_this_worker() -> Iterator[None]:
     """Each pytest-xdist worker picks free ports from its own slice of the range. A port is
     found free seconds before the stack under test binds it, and a port another worker had
-    found free the same way was then busy: `saxgw up` refused to start (exit 1)."""
+    found free the same way could be busy by then, and `saxgw up|serve` refuses a busy port
+    (exit 1): the likely cause of one such exit in a full run, whose stderr was not kept."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     whole = processes._port_candidates()

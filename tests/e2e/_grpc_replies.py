@@ -4,18 +4,16 @@ status in the headers of a reply with no body (trailers-only), for both kinds of
 from __future__ import annotations
 
 import base64
-import socket
 from collections.abc import Mapping
 from urllib.parse import unquote, urlsplit
 
-import h2.config
-import h2.connection
 import h2.events
 import httpx
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 
 from gateway.launch._replies import CODE_HEADER
+from tests.e2e._h2 import h2_connection, request_headers
 from tests.e2e.test_grpc_web import _frame
 
 # What ends the wait for a reply: the stream ends or is reset, or the connection goes.
@@ -33,20 +31,11 @@ def native_headers(url: str, message: Message, headers: Mapping[str, str | None]
     read the body, and then resets the stream with NO_ERROR (RFC 9113 §8.1 lets a server do so
     once it has answered). gRPC clients keep the status they were sent (grpcio, measured); curl
     exited 92 and at times dropped the reply, so the reply is read here frame by frame."""
-    address = urlsplit(url)
     sent = {"content-type": "application/grpc", "te": "trailers", **headers}
-    request = [
-        (":method", "POST"),
-        (":path", address.path),
-        (":scheme", "http"),
-        (":authority", address.netloc),
-        *((k, v) for k, v in sent.items() if v is not None),
-    ]
-    config = h2.config.H2Configuration(client_side=True, validate_outbound_headers=False)
-    conn = h2.connection.H2Connection(config)
     body, got = _frame(message), dict[str, str]()
-    with socket.create_connection((address.hostname, address.port), timeout=30) as sock:
-        conn.initiate_connection()
+    with h2_connection(url, timeout=30) as (sock, conn, authority):
+        request = request_headers(authority, "POST", urlsplit(url).path)
+        request += [(k, v) for k, v in sent.items() if v is not None]
         stream = conn.get_next_available_stream_id()
         conn.send_headers(stream, request)
         sock.sendall(conn.data_to_send())

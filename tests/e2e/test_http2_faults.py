@@ -11,16 +11,13 @@ hence a raw HTTP/2 client (h2).
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
-from urllib.parse import urlsplit
 
-import h2.config
-import h2.connection
 import h2.events
 import pytest
 
 from gateway.launch.stack import Stack
+from tests.e2e._h2 import h2_connection, request_headers
 from tests.e2e._published import TEST_LM, published
 
 SLOW = "/sax/test/h2-faults"
@@ -36,26 +33,15 @@ def slow(stack: Stack) -> Iterator[str]:
         yield name
 
 
-def _headers(authority: str, method: str, path: str) -> list[tuple[str, str]]:
-    return [(":method", method), (":path", path), (":scheme", "http"), (":authority", authority)]
-
-
 def _two_streams(url: str, model: str, bad: tuple[str, str]) -> tuple[list[str], bytes]:
     """Opens a token stream on one connection, sends a stream with the ``bad`` header once the
     first token arrived, and reads until both ended or the connection did: (what happened to
     the streams and the connection, in order; the token stream's body)."""
-    address = urlsplit(url)
-    authority = address.netloc
-    config = h2.config.H2Configuration(
-        client_side=True, validate_outbound_headers=False, normalize_outbound_headers=False
-    )
-    conn = h2.connection.H2Connection(config)
     happened: list[str] = []
     body = b""
-    with socket.create_connection((address.hostname, address.port), timeout=20) as sock:
-        conn.initiate_connection()
+    with h2_connection(url, timeout=20, normalize=False) as (sock, conn, authority):
         request = [
-            *_headers(authority, "POST", "/generate_stream"),
+            *request_headers(authority, "POST", "/generate_stream"),
             ("content-type", "application/json"),
         ]
         conn.send_headers(STREAM, request)
@@ -72,7 +58,7 @@ def _two_streams(url: str, model: str, bad: tuple[str, str]) -> tuple[list[str],
                     conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
                     if not body:  # the first token: now the bad stream
                         conn.send_headers(
-                            BAD, [*_headers(authority, "GET", "/"), bad], end_stream=True
+                            BAD, [*request_headers(authority, "GET", "/"), bad], end_stream=True
                         )
                     body += event.data
                 elif isinstance(event, h2.events.StreamEnded):

@@ -7,7 +7,8 @@ Filter order, and why:
   grpc_web (first, so its replies to grpc-web are grpc-web: gateway/launch/_grpc_web.py)
   -> health_check -> cors -> strip identity header, refuse foreign Origins
   -> `Bearer` scheme spelled as the filters after it expect
-  -> jwt_authn -> certificate identity -> api_key_auth -> anonymous body limit
+  -> jwt_authn -> certificate identity -> a verified JWT names its client -> api_key_auth
+  -> anonymous body limit
   -> buffer -> transcoder -> rbac -> local_ratelimit -> router
 Credentials are checked at the request's headers, before any filter holds its body (the
 buffer filter and the transcoder wait for a whole body, up to ``limits.max_request_bytes``):
@@ -335,6 +336,60 @@ def _jwt(config: EdgeConfig) -> dict[str, Any]:
     )
 
 
+_CLIENT_CLAIM_CHECK = """
+local claims = {%s}
+function envoy_on_request(request)
+  local verified = request:streamInfo():dynamicMetadata():get("%s")
+  local payload = verified and verified["%s"]
+  if payload == nil then
+    return  -- no token was verified here (an open path): nothing to name
+  end
+  local claim = claims[payload["iss"]] or "sub"
+  local headers = request:headers()
+  local scheme = headers:get("x-forwarded-proto") or headers:get(":scheme") or "http"
+  local path = string.match(headers:get(":path") or "/", "^[^?]*")
+  local realm = scheme .. "://" .. (headers:get(":authority") or "") .. path
+  request:respond(
+    {[":status"] = "401",
+     ["www-authenticate"] = 'Bearer realm="' .. realm .. '", error="invalid_token"'},
+    "Jwt has no " .. claim .. " claim, which names the client")
+end
+"""
+
+
+def _client_claim_check(config: EdgeConfig) -> dict[str, Any]:
+    """Refuses a verified JWT that lacks its issuer's ``client_claim`` (401, naming it).
+    Without this check such a token had no client id: on a stack of JWTs alone, RBAC admitted
+    it by its issuer and the gateway served it as an anonymous caller (its address for a
+    client's limits, no name for a Sax ACL); beside API keys, api_key_auth then refused it as
+    "Client authentication failed.", which hid why.
+
+    Lua, skipped unless nothing has named the caller and it sent no credential that a later
+    filter reads: jwt_authn drops the ``Authorization`` of a token it verified, so an API key
+    (that header or ``x-api-key``) and a certificate client's request skip it, and the usual
+    request pays a few header matches, not a coroutine. Placed after the certificate filters,
+    before api_key_auth."""
+    table = ", ".join(
+        f"[{json.dumps(j.issuer)}] = {json.dumps(j.client_claim)}" for j in config.jwt
+    )
+    code = _CLIENT_CLAIM_CHECK % (table, _JWT_FILTER, _JWT_PAYLOAD)
+    check = _filter(
+        "client_claim_check",
+        "filters.http.lua.v3.Lua",
+        {"default_source_code": {"inline_string": code}},
+    )
+    named_or_keyed = {
+        "or_matcher": {
+            "predicate": [
+                _open_or_identified(),
+                header_predicate("authorization", _regex(".*")),
+                header_predicate("x-api-key", _regex(".*")),
+            ]
+        }
+    }
+    return skip_when("client_claim_check", check, named_or_keyed)
+
+
 _ORIGIN_CHECK = """
 local allowed = {%s}
 local any_origin = %s
@@ -438,6 +493,8 @@ def credential_filters(config: EdgeConfig) -> list[dict[str, Any]]:
     if config.jwt:
         filters.append(_jwt(config))
     filters += [_certificate_identity(c.subject, c.client) for c in config.certificate_clients]
+    if config.jwt:
+        filters.append(_client_claim_check(config))
     if config.api_keys:
         filters.append(_api_keys(config))
     if config.authenticated:

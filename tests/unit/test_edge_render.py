@@ -112,6 +112,7 @@ def test_envoy_accepts_the_full_config(tmp_path: Path) -> None:
         "bearer_scheme",
         "envoy.filters.http.jwt_authn",
         "certificate_client.c",
+        "client_claim_check",
         "envoy.filters.http.api_key_auth",
         "anonymous_body",
         *_BODIES,

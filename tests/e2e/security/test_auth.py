@@ -167,6 +167,14 @@ def test_bad_jwts_are_refused_saying_why(
         ),
         # past the 60 s clock skew
         (secure.signer.token(alice, lifetime=-600), 401, 16, "Jwt is expired"),
+        # genuine, but without the claim that names the client ("Client authentication
+        # failed." before: api_key_auth's word for it)
+        (
+            secure.signer.token({"iss": ISSUER, "aud": "saxgw"}),
+            401,
+            16,
+            "Jwt has no sub claim, which names the client",
+        ),
     ]
     for token, status, code, why in tokens:
         refused = _generate(secure_http, {"Authorization": f"Bearer {token}"})

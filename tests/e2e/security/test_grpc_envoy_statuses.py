@@ -111,6 +111,16 @@ def test_grpcio_with_a_token_for_another_audience_gets_jwt_authns_reason(
     assert got == (grpc.StatusCode.UNAUTHENTICATED, text, envoy_status(16, text, request_id))
 
 
+def test_grpcio_with_a_token_naming_no_client_is_told_which_claim(secure: SecureStack) -> None:
+    token = secure.signer.token({"iss": ISSUER, "aud": "saxgw"})
+    bearer = ("authorization", f"Bearer {token}")
+    request_id, got = _stub_failure(
+        secure, lambda stub, rid: stub.Generate(SMALL, metadata=_rid(rid, bearer), timeout=20)
+    )
+    text = "Jwt has no sub claim, which names the client"
+    assert got == (grpc.StatusCode.UNAUTHENTICATED, text, envoy_status(16, text, request_id))
+
+
 def test_grpcio_denied_by_rbac_gets_a_plain_permission_denied(secure: SecureStack) -> None:
     request_id, got = _stub_failure(
         secure,

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from gateway.configfile import parse_config
+from tests.e2e._bodies import envoy_error
 from tests.e2e.security._credentials import CertificateAuthority, JwtSigner
 from tests.e2e.security._fronts import front_envoy
 from tests.e2e.security.conftest import ISSUER, LASTING_ISSUER, SecureStack
@@ -90,3 +91,29 @@ def test_a_listed_certificate_needs_no_token_beside_issuers(
         forged = JwtSigner.generate().token({"iss": ISSUER, "aud": "saxgw", "sub": "x"})
         refused = http.get("/listcells", headers={"Authorization": f"Bearer {forged}"})
         _error(refused, 401, 16)  # a token that is there must still be valid
+
+
+def test_a_jwt_without_its_client_claim_is_refused_naming_it(
+    secure: SecureStack, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # Before, RBAC admitted such a token by its issuer and the gateway served it with no
+    # client id, as an anonymous caller: 200 here.
+    base = tmp_path_factory.mktemp("jwt-claim")
+    config: dict[str, object] = {"auth": {"jwt": [{**JWT, "client_claim": "email"}]}}
+    claims: dict[str, object] = {"iss": ISSUER, "aud": "saxgw", "sub": "alice"}
+    with (
+        _front(secure, base, config, "envoy-jwt-claim") as port,
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http,
+    ):
+        unnamed = secure.signer.token(claims)
+        refused = http.get("/listcells", headers={"Authorization": f"Bearer {unnamed}"})
+        assert refused.status_code == 401, refused.text
+        assert refused.json() == envoy_error(
+            refused, 16, "Jwt has no email claim, which names the client"
+        )
+        challenge = f'Bearer realm="http://127.0.0.1:{port}/listcells", error="invalid_token"'
+        assert refused.headers["www-authenticate"] == challenge
+        named = secure.signer.token({**claims, "email": "alice@saxgw.test"})
+        listed = http.get("/listcells", headers={"Authorization": f"Bearer {named}"})
+        assert (listed.status_code, listed.json()) == (200, {"cells": ["/sax/test"]})
+        assert http.get("/").status_code == 200  # an open path verifies no token

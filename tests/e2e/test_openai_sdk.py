@@ -81,6 +81,24 @@ def test_completion_max_tokens_list_prompts_and_stop(client: openai.OpenAI) -> N
     assert [(c.text, c.finish_reason) for c in stopped.choices] == [("Paris is the ", "stop")]
 
 
+def test_vllms_include_stop_str_in_output_keeps_the_stop_string(client: openai.OpenAI) -> None:
+    # vLLM's extension: code written for it finds the stop string that ended the text.
+    asked = {"include_stop_str_in_output": True}
+    whole = client.completions.create(
+        model="oai", prompt="q", stop=["zzz", "capital"], extra_body=asked
+    )
+    assert [(c.text, c.finish_reason) for c in whole.choices] == [("Paris is the capital", "stop")]
+    streamed = client.chat.completions.create(
+        model="oai",
+        messages=[{"role": "user", "content": "q"}],
+        stop=["of"],
+        stream=True,
+        extra_body=asked,
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+    assert text == "Paris is the capital of"
+
+
 def test_completion_without_tokenizer_counts_characters(client: openai.OpenAI) -> None:
     completion = client.completions.create(
         model=PLAIN, prompt="hi", n=2, top_p=0.9, extra_body={"top_k": 5}

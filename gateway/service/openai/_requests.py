@@ -87,6 +87,7 @@ class Sampling:
     top_k: int | None = None
     n: int = 1
     stop: tuple[str, ...] = ()
+    include_stop: bool = False  # vLLM's include_stop_str_in_output: text ends with its stop
     stream: bool = False
     include_usage: bool = False
 
@@ -279,6 +280,7 @@ def sampling(body: Mapping[str, Any], hints: Mapping[str, str] | None = None) ->
         max_tokens=max_tokens,
         n=integer(body, "n", 1, MAX_N) or 1,
         stop=stops,
+        include_stop=bool(flag(body, "include_stop_str_in_output")),
         stream=bool(stream),
         include_usage=include_usage,
     )

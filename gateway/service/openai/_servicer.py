@@ -44,7 +44,13 @@ from gateway.service.openai import _requests as rq
 from gateway.service.openai import _responses as rs
 from gateway.service.openai._body import parse_body
 from gateway.service.openai._chat import ChatTemplates
-from gateway.service.openai._generate import Job, check_samples, finish_reason, stream_prompt
+from gateway.service.openai._generate import (
+    Job,
+    check_samples,
+    finish_reason,
+    kept_stops,
+    stream_prompt,
+)
 from gateway.service.openai._responses_reply import ResponseReply
 from gateway.service.openai._responses_request import responses_request
 from gateway.service.openai._stops import cut
@@ -328,7 +334,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         for samples in results:
             check_samples(model, len(samples), sampling.n)
             for text, _score in samples[: sampling.n]:
-                kept, stopped = cut(text, stops)
+                kept, stopped = cut(text, stops, kept_stops(sampling))
                 reason = finish_reason(self._tokens, model, kept, stopped, None, limit)
                 choices.append((kept, reason))
         usage = self._usage(model, prompts, [text for text, _ in choices])

@@ -64,6 +64,10 @@ _SAMPLING: dict[str, Schema] = {
         "description": f"Up to {MAX_STOPS} stop strings, applied by the gateway (streams "
         "included).",
     },
+    "include_stop_str_in_output": {
+        "type": "boolean",
+        "description": "Extension (as vLLM): the text ends with the stop string that ended it.",
+    },
     "stream": {"type": "boolean", "description": "Server-Sent Events, ending with `data: [DONE]`."},
     "stream_options": {
         "type": "object",

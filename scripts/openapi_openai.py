@@ -355,6 +355,11 @@ def schemas() -> dict[str, Schema]:
                 "max_completion_tokens": _MAX,
                 "max_tokens": _MAX,
                 **_SAMPLING,
+                "chat_template_kwargs": {
+                    "type": "object",
+                    "description": "Extension (as vLLM): more variables for the chat template, "
+                    "such as enable_thinking.",
+                },
             },
             ["model", "messages"],
         ),

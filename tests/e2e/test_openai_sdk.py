@@ -168,6 +168,24 @@ def test_chat_renders_the_configured_template(client: openai.OpenAI) -> None:
     assert [c.choices[0].finish_reason for c in chunks][-1] == "stop"
 
 
+def test_vllms_chat_template_kwargs_reach_the_template(client: openai.OpenAI) -> None:
+    # vLLM's way to switch a template's options, e.g. Qwen3's thinking off.
+    messages: list[openai.types.chat.ChatCompletionMessageParam] = [
+        {"role": "user", "content": "hello"}
+    ]
+    off = {"chat_template_kwargs": {"enable_thinking": False, "messages": []}}
+    chat = client.chat.completions.create(model=TEMPLATED, messages=messages, extra_body=off)
+    assert chat.choices[0].message.content == "[user] hello /no_think [assistant]"
+    on = {"chat_template_kwargs": {"enable_thinking": True}}
+    chat = client.chat.completions.create(model=TEMPLATED, messages=messages, extra_body=on)
+    assert chat.choices[0].message.content == "[user] hello [assistant]"
+    with pytest.raises(openai.BadRequestError) as failure:
+        client.chat.completions.create(
+            model=TEMPLATED, messages=messages, extra_body={"chat_template_kwargs": "x"}
+        )
+    assert failure.value.param == "chat_template_kwargs"
+
+
 def test_chat_without_template_is_a_400_that_says_how(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as failure:
         client.chat.completions.create(model=PLAIN, messages=[{"role": "user", "content": "x"}])

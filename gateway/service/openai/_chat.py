@@ -144,10 +144,16 @@ class ChatTemplates:
         return self._stops.get(model_id, ())
 
     def render(
-        self, model_id: str, messages: Sequence[Mapping[str, str]], field: str = "messages"
+        self,
+        model_id: str,
+        messages: Sequence[Mapping[str, str]],
+        field: str = "messages",
+        variables: Mapping[str, Any] | None = None,
     ) -> str:
-        """The prompt for ``messages`` (the request's ``field``); INVALID_ARGUMENT if the
-        model has no template, or the prompt is over the limit."""
+        """The prompt for ``messages`` (the request's ``field``), with the request's own
+        ``variables`` too (vLLM's ``chat_template_kwargs``: they may replace the defaults below,
+        as vLLM lets them, but not the messages); INVALID_ARGUMENT if the model has no
+        template, or the prompt is over the limit."""
         template = self._templates.get(model_id)
         if template is None:
             raise invalid(
@@ -166,14 +172,15 @@ class ChatTemplates:
                         f"template knows: one of {', '.join(ROLES)}",
                     )
         # tools and documents as transformers passes them without any (Sax has no tools).
-        variables = {
-            "messages": list(messages),
+        context = {
             "add_generation_prompt": True,
             "tools": None,
             "documents": None,
+            **(variables or {}),
+            "messages": list(messages),
         }
         try:
-            return self._written(template.generate(variables, bos_token="", eos_token=""), field)
+            return self._written(template.generate(context, bos_token="", eos_token=""), field)
         except InvalidArgumentError:  # raise_exception(), or a prompt over the limit
             raise
         except TemplateError as exc:

@@ -115,6 +115,9 @@ class ChatRequest:
     messages: tuple[Mapping[str, str], ...]
     """Each message's ``role``, ``content`` (text parts, one line each) and, if given, ``name``."""
     sampling: Sampling
+    template_kwargs: Mapping[str, Any]
+    """vLLM's ``chat_template_kwargs``: more variables for the chat template (such as
+    ``enable_thinking``), as vLLM passes them to it."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -404,7 +407,15 @@ def chat_request(body: Mapping[str, Any]) -> ChatRequest:
         if name is not None:
             item["name"] = name
         parsed.append(item)
-    return ChatRequest(model=model_name(body), messages=tuple(parsed), sampling=sampling(body))
+    template_kwargs = body.get("chat_template_kwargs")
+    if template_kwargs is not None and not isinstance(template_kwargs, dict):
+        raise invalid("chat_template_kwargs", "must be an object of the template's variables")
+    return ChatRequest(
+        model=model_name(body),
+        messages=tuple(parsed),
+        sampling=sampling(body),
+        template_kwargs=template_kwargs or {},
+    )
 
 
 def embedding_request(body: Mapping[str, Any]) -> EmbeddingRequest:

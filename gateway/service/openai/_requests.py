@@ -160,14 +160,22 @@ def integer(body: Mapping[str, Any], key: str, low: int, high: int) -> int | Non
     return value
 
 
-def _strings(value: object, key: str, what: str) -> tuple[str, ...]:
+def _strings(value: object, key: str, what: str, hint: str = "") -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return tuple(value)
     if isinstance(value, list) and value and all(isinstance(v, int | list) for v in value):
-        raise invalid(key, f"token-id {what}s are not supported: Sax takes text")
+        raise invalid(key, f"token-id {what}s are not supported: Sax takes text{hint}")
     raise invalid(key, "must be a string or a list of strings")
+
+
+_TOKEN_ID_INPUTS = (
+    " (LangChain's OpenAIEmbeddings sends token IDs unless it is given "
+    "check_embedding_ctx_length=False)"
+)
+"""Who sends token IDs without being asked: LangChain tokenizes inputs with OpenAI's
+tokenizer by default, so its users see this error without having written a token."""
 
 
 def _bounded(value: object, texts: tuple[str, ...], key: str) -> None:
@@ -423,7 +431,7 @@ def embedding_request(body: Mapping[str, Any]) -> EmbeddingRequest:
     raw = body.get("input")
     if raw is None:
         raise invalid("input", "required: a string or a list of strings")
-    inputs = _strings(raw, "input", "input")
+    inputs = _strings(raw, "input", "input", _TOKEN_ID_INPUTS)
     if not inputs or len(inputs) > MAX_INPUTS or not all(inputs):
         raise invalid("input", f"between 1 and {MAX_INPUTS} non-empty strings")
     _bounded(raw, inputs, "input")

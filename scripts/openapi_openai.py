@@ -360,6 +360,15 @@ def schemas() -> dict[str, Schema]:
                     "description": "Extension (as vLLM): more variables for the chat template, "
                     "such as enable_thinking.",
                 },
+                "add_generation_prompt": {
+                    "type": "boolean",
+                    "description": "Extension (as vLLM): the template's variable (true).",
+                },
+                "continue_final_message": {
+                    "type": "boolean",
+                    "description": "Extension (as vLLM): the prompt ends with the last "
+                    "message's text (needs add_generation_prompt false).",
+                },
             },
             ["model", "messages"],
         ),

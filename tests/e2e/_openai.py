@@ -26,7 +26,8 @@ TEMPLATED = "/sax/test/oai-tmpl"  # a Jinja template of its own, no tokenizer
 PLAIN = "/sax/test/oai-plain"  # nothing configured
 TEMPLATE = (
     "{% for m in messages %}[{{ m.role }}] {{ m.content }} {% endfor %}"
-    "{% if enable_thinking is false %}/no_think {% endif %}[assistant]"  # as Qwen3's switch
+    "{% if enable_thinking is false %}/no_think {% endif %}"  # as Qwen3's switch
+    "{% if add_generation_prompt %}[assistant]{% endif %}"
 )
 DIVIDING = "/sax/test/oai-divides"  # configured, never published: its template fails first
 DIVIDE = "{{ 1 / (messages|length - 1) }}"  # ZeroDivisionError for a single message

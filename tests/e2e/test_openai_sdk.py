@@ -6,6 +6,7 @@ import base64
 import struct
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -184,6 +185,29 @@ def test_vllms_chat_template_kwargs_reach_the_template(client: openai.OpenAI) ->
             model=TEMPLATED, messages=messages, extra_body={"chat_template_kwargs": "x"}
         )
     assert failure.value.param == "chat_template_kwargs"
+
+
+def test_vllms_generation_prompt_fields_continue_a_prefilled_answer(
+    client: openai.OpenAI,
+) -> None:
+    # TEMPLATED echoes its prompt; the template writes "[assistant]" if add_generation_prompt.
+    user: openai.types.chat.ChatCompletionMessageParam = {"role": "user", "content": "hello"}
+    prefill: openai.types.chat.ChatCompletionMessageParam = {
+        "role": "assistant",
+        "content": "Paris is ",
+    }
+    chat = partial(client.chat.completions.create, model=TEMPLATED)
+    bare = chat(messages=[user], extra_body={"add_generation_prompt": False})
+    assert bare.choices[0].message.content == "[user] hello"
+    continued = chat(
+        messages=[user, prefill],
+        extra_body={"add_generation_prompt": False, "continue_final_message": True},
+    )
+    # Without continue_final_message the prompt would end "Paris is [assistant]".
+    assert continued.choices[0].message.content == "[user] hello [assistant] Paris is"
+    with pytest.raises(openai.BadRequestError) as failure:
+        chat(messages=[user, prefill], extra_body={"continue_final_message": True})
+    assert failure.value.param == "continue_final_message"
 
 
 def test_chat_without_template_is_a_400_that_says_how(client: openai.OpenAI) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.common.limits import MAX_TEXT_CHARS, shown
@@ -115,9 +115,23 @@ class ChatRequest:
     messages: tuple[Mapping[str, str], ...]
     """Each message's ``role``, ``content`` (text parts, one line each) and, if given, ``name``."""
     sampling: Sampling
-    template_kwargs: Mapping[str, Any]
-    """vLLM's ``chat_template_kwargs``: more variables for the chat template (such as
-    ``enable_thinking``), as vLLM passes them to it."""
+    template: Templating
+
+
+@dataclass(frozen=True, kw_only=True)
+class Templating:
+    """How a chat request asks its conversation to be rendered, in vLLM's fields."""
+
+    variables: Mapping[str, Any] = field(default_factory=dict)
+    """More variables for the chat template: ``chat_template_kwargs`` (such as
+    ``enable_thinking``) and ``add_generation_prompt``, as vLLM passes them to it."""
+    continue_final: bool = False
+    """``continue_final_message``: the prompt ends with the last message's text, which the
+    model continues (a prefilled answer), instead of a new turn."""
+
+
+AS_CONFIGURED = Templating()
+"""A conversation rendered as the template renders it by default (the Responses API's)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -415,15 +429,32 @@ def chat_request(body: Mapping[str, Any]) -> ChatRequest:
         if name is not None:
             item["name"] = name
         parsed.append(item)
-    template_kwargs = body.get("chat_template_kwargs")
-    if template_kwargs is not None and not isinstance(template_kwargs, dict):
-        raise invalid("chat_template_kwargs", "must be an object of the template's variables")
     return ChatRequest(
         model=model_name(body),
         messages=tuple(parsed),
         sampling=sampling(body),
-        template_kwargs=template_kwargs or {},
+        template=_templating(body),
     )
+
+
+def _templating(body: Mapping[str, Any]) -> Templating:
+    """vLLM's fields for the chat template: ``add_generation_prompt`` (true unless set),
+    ``continue_final_message`` and ``chat_template_kwargs`` (which may replace the former,
+    as in vLLM)."""
+    kwargs = body.get("chat_template_kwargs")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise invalid("chat_template_kwargs", "must be an object of the template's variables")
+    generation = flag(body, "add_generation_prompt")
+    continue_final = bool(flag(body, "continue_final_message"))
+    if continue_final and generation is not False:
+        # vLLM refuses the two together; left unset, add_generation_prompt is true.
+        raise invalid(
+            "continue_final_message",
+            "cannot be true unless add_generation_prompt is false: the prompt either opens "
+            "a new turn or continues the last message",
+        )
+    variables = {} if generation is None else {"add_generation_prompt": generation}
+    return Templating(variables={**variables, **(kwargs or {})}, continue_final=continue_final)
 
 
 def embedding_request(body: Mapping[str, Any]) -> EmbeddingRequest:

@@ -235,7 +235,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         req = rq.chat_request(parse_body(request.body.data))
         shape = rs.Shape(chat=True, model=req.model, include_usage=req.sampling.include_usage)
         job = await self._conversation(
-            context, req.model, req.messages, req.sampling, shape, "messages", req.template_kwargs
+            context, req.model, req.messages, req.sampling, shape, "messages", req.template
         )
         async for message in self._complete(context, job):
             yield message
@@ -260,12 +260,11 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         sampling: rq.Sampling,
         shape: rs.Reply,
         field: str,
-        template_kwargs: Mapping[str, Any] | None = None,
+        templating: rq.Templating = rq.AS_CONFIGURED,
     ) -> Job:
         """The job of answering ``messages`` (chat and responses; the request's ``field``):
-        one prompt, rendered by the model's chat template (with ``template_kwargs`` among its
-        variables), which may add its own stop strings, and within the limit on text sent to
-        Sax."""
+        one prompt, rendered by the model's chat template as ``templating`` asks, which may
+        add its own stop strings, and within the limit on text sent to Sax."""
         model = self._resolve(name)
         if not self._chat.has_template(model):
             # Its 400 says how to configure a template: first make sure the model is there,
@@ -273,7 +272,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
             await self._published(model, context)
 
         def chat(model: str) -> tuple[Sequence[str], Sequence[str]]:
-            prompt = self._chat.render(model, messages, field, template_kwargs or {})
+            prompt = self._chat.render(model, messages, field, templating)
             return (prompt,), self._chat.stops(model)
 
         return self._job(name, sampling, shape, prompts=chat)

@@ -64,6 +64,10 @@ _SAMPLING: dict[str, Schema] = {
         "description": f"Up to {MAX_STOPS} stop strings, applied by the gateway (streams "
         "included).",
     },
+    "include_stop_str_in_output": {
+        "type": "boolean",
+        "description": "Extension (as vLLM): the text ends with the stop string that ended it.",
+    },
     "stream": {"type": "boolean", "description": "Server-Sent Events, ending with `data: [DONE]`."},
     "stream_options": {
         "type": "object",
@@ -351,6 +355,20 @@ def schemas() -> dict[str, Schema]:
                 "max_completion_tokens": _MAX,
                 "max_tokens": _MAX,
                 **_SAMPLING,
+                "chat_template_kwargs": {
+                    "type": "object",
+                    "description": "Extension (as vLLM): more variables for the chat template, "
+                    "such as enable_thinking.",
+                },
+                "add_generation_prompt": {
+                    "type": "boolean",
+                    "description": "Extension (as vLLM): the template's variable (true).",
+                },
+                "continue_final_message": {
+                    "type": "boolean",
+                    "description": "Extension (as vLLM): the prompt ends with the last "
+                    "message's text (needs add_generation_prompt false).",
+                },
             },
             ["model", "messages"],
         ),

@@ -24,7 +24,11 @@ ROOT = Path(__file__).resolve().parents[2]
 CHATML = "/sax/test/oai"  # alias "oai", built-in chatml template, SentencePiece tokenizer
 TEMPLATED = "/sax/test/oai-tmpl"  # a Jinja template of its own, no tokenizer
 PLAIN = "/sax/test/oai-plain"  # nothing configured
-TEMPLATE = "{% for m in messages %}[{{ m.role }}] {{ m.content }} {% endfor %}[assistant]"
+TEMPLATE = (
+    "{% for m in messages %}[{{ m.role }}] {{ m.content }} {% endfor %}"
+    "{% if enable_thinking is false %}/no_think {% endif %}"  # as Qwen3's switch
+    "{% if add_generation_prompt %}[assistant]{% endif %}"
+)
 DIVIDING = "/sax/test/oai-divides"  # configured, never published: its template fails first
 DIVIDE = "{{ 1 / (messages|length - 1) }}"  # ZeroDivisionError for a single message
 FAILING = "/sax/test/oai-fails"  # fails after two tokens; built-in chatml template

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 from langchain_openai import ChatOpenAI, OpenAIEmbeddings
 from pydantic import SecretStr
@@ -98,6 +99,18 @@ def test_langchain_embeddings(stack: Stack, openai_models: None) -> None:
     )
     assert embeddings.embed_query("hello") == pytest.approx(native.json()["embedding"], rel=1e-6)
     assert len(embeddings.embed_documents(["hello", "world"])) == 2
+
+
+def test_langchains_default_token_ids_get_a_400_that_says_what_to_set(
+    stack: Stack, openai_models: None
+) -> None:
+    # OpenAIEmbeddings' default (check_embedding_ctx_length=True) tokenizes each input with
+    # tiktoken and sends the token IDs, as here; its user never wrote a token.
+    client = openai.OpenAI(base_url=stack.http_url + "/v1", api_key="x", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as failure:
+        client.embeddings.create(model="oai", input=[[15339, 1917]])
+    assert failure.value.param == "input"
+    assert "check_embedding_ctx_length=False" in failure.value.message
 
 
 def test_curl_streams_server_sent_events_ending_in_done(stack: Stack, openai_models: None) -> None:

@@ -6,6 +6,7 @@ import base64
 import struct
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -81,6 +82,24 @@ def test_completion_max_tokens_list_prompts_and_stop(client: openai.OpenAI) -> N
     assert [(c.text, c.finish_reason) for c in stopped.choices] == [("Paris is the ", "stop")]
 
 
+def test_vllms_include_stop_str_in_output_keeps_the_stop_string(client: openai.OpenAI) -> None:
+    # vLLM's extension: code written for it finds the stop string that ended the text.
+    asked = {"include_stop_str_in_output": True}
+    whole = client.completions.create(
+        model="oai", prompt="q", stop=["zzz", "capital"], extra_body=asked
+    )
+    assert [(c.text, c.finish_reason) for c in whole.choices] == [("Paris is the capital", "stop")]
+    streamed = client.chat.completions.create(
+        model="oai",
+        messages=[{"role": "user", "content": "q"}],
+        stop=["of"],
+        stream=True,
+        extra_body=asked,
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+    assert text == "Paris is the capital of"
+
+
 def test_completion_without_tokenizer_counts_characters(client: openai.OpenAI) -> None:
     completion = client.completions.create(
         model=PLAIN, prompt="hi", n=2, top_p=0.9, extra_body={"top_k": 5}
@@ -148,6 +167,47 @@ def test_chat_renders_the_configured_template(client: openai.OpenAI) -> None:
     text = "".join(c.choices[0].delta.content or "" for c in chunks)
     assert text == "[system] be brief [user] hello [assistant]"
     assert [c.choices[0].finish_reason for c in chunks][-1] == "stop"
+
+
+def test_vllms_chat_template_kwargs_reach_the_template(client: openai.OpenAI) -> None:
+    # vLLM's way to switch a template's options, e.g. Qwen3's thinking off.
+    messages: list[openai.types.chat.ChatCompletionMessageParam] = [
+        {"role": "user", "content": "hello"}
+    ]
+    off = {"chat_template_kwargs": {"enable_thinking": False, "messages": []}}
+    chat = client.chat.completions.create(model=TEMPLATED, messages=messages, extra_body=off)
+    assert chat.choices[0].message.content == "[user] hello /no_think [assistant]"
+    on = {"chat_template_kwargs": {"enable_thinking": True}}
+    chat = client.chat.completions.create(model=TEMPLATED, messages=messages, extra_body=on)
+    assert chat.choices[0].message.content == "[user] hello [assistant]"
+    with pytest.raises(openai.BadRequestError) as failure:
+        client.chat.completions.create(
+            model=TEMPLATED, messages=messages, extra_body={"chat_template_kwargs": "x"}
+        )
+    assert failure.value.param == "chat_template_kwargs"
+
+
+def test_vllms_generation_prompt_fields_continue_a_prefilled_answer(
+    client: openai.OpenAI,
+) -> None:
+    # TEMPLATED echoes its prompt; the template writes "[assistant]" if add_generation_prompt.
+    user: openai.types.chat.ChatCompletionMessageParam = {"role": "user", "content": "hello"}
+    prefill: openai.types.chat.ChatCompletionMessageParam = {
+        "role": "assistant",
+        "content": "Paris is ",
+    }
+    chat = partial(client.chat.completions.create, model=TEMPLATED)
+    bare = chat(messages=[user], extra_body={"add_generation_prompt": False})
+    assert bare.choices[0].message.content == "[user] hello"
+    continued = chat(
+        messages=[user, prefill],
+        extra_body={"add_generation_prompt": False, "continue_final_message": True},
+    )
+    # Without continue_final_message the prompt would end "Paris is [assistant]".
+    assert continued.choices[0].message.content == "[user] hello [assistant] Paris is"
+    with pytest.raises(openai.BadRequestError) as failure:
+        chat(messages=[user, prefill], extra_body={"continue_final_message": True})
+    assert failure.value.param == "continue_final_message"
 
 
 def test_chat_without_template_is_a_400_that_says_how(client: openai.OpenAI) -> None:

@@ -32,7 +32,7 @@ from gateway.common.limits import MAX_TEXT_CHARS, shown
 from gateway.config import ConfigError
 from gateway.modelconfig import ModelConfig
 from gateway.service._fields import invalid
-from gateway.service.openai._requests import ROLES
+from gateway.service.openai._requests import AS_CONFIGURED, ROLES, Templating
 
 CHATML = (
     "{% for message in messages %}"
@@ -92,6 +92,22 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
 
+def _continued(prompt: str, last: str) -> str:
+    """``prompt`` cut right after the last message's text (``continue_final_message``), as
+    Hugging Face's ``apply_chat_template`` cuts it: the text's own trailing spaces stay if the
+    template wrote them."""
+    text = last.strip()
+    at = prompt.rfind(text)
+    if at < 0:
+        raise invalid(
+            "continue_final_message",
+            "the chat template does not write the last message's text as it is, so the prompt "
+            "cannot end with it",
+        )
+    kept = last.lstrip()
+    return prompt[: at + (len(kept) if prompt.startswith(kept, at) else len(text))]
+
+
 def _too_big(operator: str, left: Any, right: Any, limit: int) -> str | None:
     """Why ``left operator right`` would be too large to make, if it would."""
     if operator == "**" and isinstance(left, int) and isinstance(right, int) and right > 0:
@@ -144,10 +160,16 @@ class ChatTemplates:
         return self._stops.get(model_id, ())
 
     def render(
-        self, model_id: str, messages: Sequence[Mapping[str, str]], field: str = "messages"
+        self,
+        model_id: str,
+        messages: Sequence[Mapping[str, str]],
+        field: str = "messages",
+        templating: Templating = AS_CONFIGURED,
     ) -> str:
-        """The prompt for ``messages`` (the request's ``field``); INVALID_ARGUMENT if the
-        model has no template, or the prompt is over the limit."""
+        """The prompt for ``messages`` (the request's ``field``), as the request's
+        ``templating`` asks (its variables may replace the defaults below, as vLLM lets them,
+        but not the messages); INVALID_ARGUMENT if the model has no template, or the prompt is
+        over the limit."""
         template = self._templates.get(model_id)
         if template is None:
             raise invalid(
@@ -166,14 +188,15 @@ class ChatTemplates:
                         f"template knows: one of {', '.join(ROLES)}",
                     )
         # tools and documents as transformers passes them without any (Sax has no tools).
-        variables = {
-            "messages": list(messages),
+        context = {
             "add_generation_prompt": True,
             "tools": None,
             "documents": None,
+            **templating.variables,
+            "messages": list(messages),
         }
         try:
-            return self._written(template.generate(variables, bos_token="", eos_token=""), field)
+            prompt = self._written(template.generate(context, bos_token="", eos_token=""), field)
         except InvalidArgumentError:  # raise_exception(), or a prompt over the limit
             raise
         except TemplateError as exc:
@@ -184,6 +207,7 @@ class ChatTemplates:
             raise InvalidArgumentError(
                 f"the chat template failed: {type(exc).__name__}: {exc}"
             ) from exc
+        return _continued(prompt, messages[-1]["content"]) if templating.continue_final else prompt
 
     def _written(self, pieces: Iterator[str], field: str) -> str:
         """The prompt a template writes, stopped as soon as it is over the limit."""

@@ -57,7 +57,7 @@ async def stream_prompt(
     shape, model, _, sampling, stops = job
     n = sampling.n
     tracker = DeltaTracker()
-    scanners = [StopScanner(stops) for _ in range(n)]
+    scanners = [StopScanner(stops, kept_stops(sampling)) for _ in range(n)]
     steps = [0] * n
     texts.extend([""] * n)
     seen: set[int] = set()
@@ -109,6 +109,13 @@ async def stream_prompt(
         note_chunk()
     if chunks:
         yield chunks
+
+
+def kept_stops(sampling: rq.Sampling) -> tuple[str, ...]:
+    """The stop strings a text keeps at its end: the request's own, if it asked for them
+    (vLLM's ``include_stop_str_in_output``), never a model's configured ones (vLLM's
+    end-of-sequence tokens, which it leaves out)."""
+    return sampling.stop if sampling.include_stop else ()
 
 
 def check_samples(model: str, samples: int, n: int) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.common.limits import MAX_TEXT_CHARS, shown
@@ -87,6 +87,7 @@ class Sampling:
     top_k: int | None = None
     n: int = 1
     stop: tuple[str, ...] = ()
+    include_stop: bool = False  # vLLM's include_stop_str_in_output: text ends with its stop
     stream: bool = False
     include_usage: bool = False
 
@@ -114,6 +115,23 @@ class ChatRequest:
     messages: tuple[Mapping[str, str], ...]
     """Each message's ``role``, ``content`` (text parts, one line each) and, if given, ``name``."""
     sampling: Sampling
+    template: Templating
+
+
+@dataclass(frozen=True, kw_only=True)
+class Templating:
+    """How a chat request asks its conversation to be rendered, in vLLM's fields."""
+
+    variables: Mapping[str, Any] = field(default_factory=dict)
+    """More variables for the chat template: ``chat_template_kwargs`` (such as
+    ``enable_thinking``) and ``add_generation_prompt``, as vLLM passes them to it."""
+    continue_final: bool = False
+    """``continue_final_message``: the prompt ends with the last message's text, which the
+    model continues (a prefilled answer), instead of a new turn."""
+
+
+AS_CONFIGURED = Templating()
+"""A conversation rendered as the template renders it by default (the Responses API's)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -156,14 +174,22 @@ def integer(body: Mapping[str, Any], key: str, low: int, high: int) -> int | Non
     return value
 
 
-def _strings(value: object, key: str, what: str) -> tuple[str, ...]:
+def _strings(value: object, key: str, what: str, hint: str = "") -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return tuple(value)
     if isinstance(value, list) and value and all(isinstance(v, int | list) for v in value):
-        raise invalid(key, f"token-id {what}s are not supported: Sax takes text")
+        raise invalid(key, f"token-id {what}s are not supported: Sax takes text{hint}")
     raise invalid(key, "must be a string or a list of strings")
+
+
+_TOKEN_ID_INPUTS = (
+    " (LangChain's OpenAIEmbeddings sends token IDs unless it is given "
+    "check_embedding_ctx_length=False)"
+)
+"""Who sends token IDs without being asked: LangChain tokenizes inputs with OpenAI's
+tokenizer by default, so its users see this error without having written a token."""
 
 
 def _bounded(value: object, texts: tuple[str, ...], key: str) -> None:
@@ -279,6 +305,7 @@ def sampling(body: Mapping[str, Any], hints: Mapping[str, str] | None = None) ->
         max_tokens=max_tokens,
         n=integer(body, "n", 1, MAX_N) or 1,
         stop=stops,
+        include_stop=bool(flag(body, "include_stop_str_in_output")),
         stream=bool(stream),
         include_usage=include_usage,
     )
@@ -402,7 +429,32 @@ def chat_request(body: Mapping[str, Any]) -> ChatRequest:
         if name is not None:
             item["name"] = name
         parsed.append(item)
-    return ChatRequest(model=model_name(body), messages=tuple(parsed), sampling=sampling(body))
+    return ChatRequest(
+        model=model_name(body),
+        messages=tuple(parsed),
+        sampling=sampling(body),
+        template=_templating(body),
+    )
+
+
+def _templating(body: Mapping[str, Any]) -> Templating:
+    """vLLM's fields for the chat template: ``add_generation_prompt`` (true unless set),
+    ``continue_final_message`` and ``chat_template_kwargs`` (which may replace the former,
+    as in vLLM)."""
+    kwargs = body.get("chat_template_kwargs")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise invalid("chat_template_kwargs", "must be an object of the template's variables")
+    generation = flag(body, "add_generation_prompt")
+    continue_final = bool(flag(body, "continue_final_message"))
+    if continue_final and generation is not False:
+        # vLLM refuses the two together; left unset, add_generation_prompt is true.
+        raise invalid(
+            "continue_final_message",
+            "cannot be true unless add_generation_prompt is false: the prompt either opens "
+            "a new turn or continues the last message",
+        )
+    variables = {} if generation is None else {"add_generation_prompt": generation}
+    return Templating(variables={**variables, **(kwargs or {})}, continue_final=continue_final)
 
 
 def embedding_request(body: Mapping[str, Any]) -> EmbeddingRequest:
@@ -410,7 +462,7 @@ def embedding_request(body: Mapping[str, Any]) -> EmbeddingRequest:
     raw = body.get("input")
     if raw is None:
         raise invalid("input", "required: a string or a list of strings")
-    inputs = _strings(raw, "input", "input")
+    inputs = _strings(raw, "input", "input", _TOKEN_ID_INPUTS)
     if not inputs or len(inputs) > MAX_INPUTS or not all(inputs):
         raise invalid("input", f"between 1 and {MAX_INPUTS} non-empty strings")
     _bounded(raw, inputs, "input")

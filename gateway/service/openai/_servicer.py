@@ -44,7 +44,13 @@ from gateway.service.openai import _requests as rq
 from gateway.service.openai import _responses as rs
 from gateway.service.openai._body import parse_body
 from gateway.service.openai._chat import ChatTemplates
-from gateway.service.openai._generate import Job, check_samples, finish_reason, stream_prompt
+from gateway.service.openai._generate import (
+    Job,
+    check_samples,
+    finish_reason,
+    kept_stops,
+    stream_prompt,
+)
 from gateway.service.openai._responses_reply import ResponseReply
 from gateway.service.openai._responses_request import responses_request
 from gateway.service.openai._stops import cut
@@ -229,7 +235,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         req = rq.chat_request(parse_body(request.body.data))
         shape = rs.Shape(chat=True, model=req.model, include_usage=req.sampling.include_usage)
         job = await self._conversation(
-            context, req.model, req.messages, req.sampling, shape, "messages"
+            context, req.model, req.messages, req.sampling, shape, "messages", req.template
         )
         async for message in self._complete(context, job):
             yield message
@@ -254,10 +260,11 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         sampling: rq.Sampling,
         shape: rs.Reply,
         field: str,
+        templating: rq.Templating = rq.AS_CONFIGURED,
     ) -> Job:
         """The job of answering ``messages`` (chat and responses; the request's ``field``):
-        one prompt, rendered by the model's chat template, which may add its own stop strings,
-        and within the limit on text sent to Sax."""
+        one prompt, rendered by the model's chat template as ``templating`` asks, which may
+        add its own stop strings, and within the limit on text sent to Sax."""
         model = self._resolve(name)
         if not self._chat.has_template(model):
             # Its 400 says how to configure a template: first make sure the model is there,
@@ -265,7 +272,8 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
             await self._published(model, context)
 
         def chat(model: str) -> tuple[Sequence[str], Sequence[str]]:
-            return (self._chat.render(model, messages, field),), self._chat.stops(model)
+            prompt = self._chat.render(model, messages, field, templating)
+            return (prompt,), self._chat.stops(model)
 
         return self._job(name, sampling, shape, prompts=chat)
 
@@ -328,7 +336,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         for samples in results:
             check_samples(model, len(samples), sampling.n)
             for text, _score in samples[: sampling.n]:
-                kept, stopped = cut(text, stops)
+                kept, stopped = cut(text, stops, kept_stops(sampling))
                 reason = finish_reason(self._tokens, model, kept, stopped, None, limit)
                 choices.append((kept, reason))
         usage = self._usage(model, prompts, [text for text, _ in choices])

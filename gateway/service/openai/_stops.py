@@ -7,22 +7,27 @@ text that a later step turns out to end in a stop string.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 
-def cut(text: str, stops: Sequence[str]) -> tuple[str, bool]:
-    """``text`` up to its first stop string, and whether one was found."""
-    first = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
-    return (text, False) if first < 0 else (text[:first], True)
+def cut(text: str, stops: Sequence[str], kept: Collection[str] = ()) -> tuple[str, bool]:
+    """``text`` up to its first stop string (through it if it is one of ``kept``: vLLM's
+    ``include_stop_str_in_output``), and whether one was found."""
+    found = [(i, stop) for stop in stops if (i := text.find(stop)) >= 0]
+    if not found:
+        return text, False
+    first, stop = min(found, key=lambda at: at[0])
+    return text[: first + len(stop) if stop in kept else first], True
 
 
 class StopScanner:
     """Cuts one streamed sample at its first stop string."""
 
-    __slots__ = ("_pending", "_stops", "stopped")
+    __slots__ = ("_kept", "_pending", "_stops", "stopped")
 
-    def __init__(self, stops: Sequence[str]) -> None:
+    def __init__(self, stops: Sequence[str], kept: Collection[str] = ()) -> None:
         self._stops = tuple(stops)
+        self._kept = kept
         self._pending = ""
         self.stopped = False
 
@@ -31,7 +36,7 @@ class StopScanner:
         if self.stopped:
             return ""
         buffer = self._pending + text
-        kept, self.stopped = cut(buffer, self._stops)
+        kept, self.stopped = cut(buffer, self._stops, self._kept)
         if self.stopped:
             self._pending = ""
             return kept

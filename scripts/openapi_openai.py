@@ -334,8 +334,8 @@ def schemas() -> dict[str, Schema]:
         **_response_schemas(usage),
         PREFIX + "CompletionRequest": _obj(
             "A completion request; other OpenAI fields are accepted and ignored, except those "
-            "Sax cannot honour (logprobs, echo, best_of > 1, suffix, penalties, logit_bias), "
-            "which are 400s.",
+            "Sax cannot honour (logprobs, echo, best_of > 1, suffix, penalties, logit_bias, "
+            "vLLM's sampling fields such as min_tokens), which are 400s.",
             {
                 "model": _MODEL,
                 "prompt": {**_TEXTS, "description": "Text prompts (token IDs are a 400)."},

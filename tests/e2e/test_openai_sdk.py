@@ -325,6 +325,46 @@ def test_unsupported_parameters_are_400s_that_say_so(client: openai.OpenAI) -> N
     assert text_only.choices[0].message.content
 
 
+def test_vllms_sampling_fields_sax_cannot_honour_are_400s(client: openai.OpenAI) -> None:
+    # Unknown fields are ignored, and these were: code written for vLLM got text made without
+    # its penalty, minimum length or token bans, and no word of it.
+    messages: list[openai.types.chat.ChatCompletionMessageParam] = [
+        {"role": "user", "content": "x"}
+    ]
+    asks: list[tuple[str, object, str]] = [
+        ("repetition_penalty", 1.2, "1"),
+        ("min_p", 0.05, "0"),
+        ("min_tokens", 8, "0"),
+        ("ignore_eos", True, "false"),
+        ("stop_token_ids", [2], "[]"),
+        ("bad_words", ["no"], "[]"),
+        ("use_beam_search", True, "false"),
+        ("skip_special_tokens", False, "true"),
+    ]
+    for param, value, unset in asks:
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(
+                model="oai", messages=messages, extra_body={param: value}
+            )
+        message = f"{param}: not supported: Sax cannot honour {param} (remove it or set {unset})"
+        assert refused.value.body == openai_error(message, param=param)
+        with pytest.raises(openai.BadRequestError) as on_completions:
+            client.completions.create(model="oai", prompt="x", extra_body={param: value})
+        assert on_completions.value.body == openai_error(message, param=param)
+    # vLLM's defaults, as some clients send every field, change nothing and pass.
+    defaults = {
+        "repetition_penalty": 1.0,
+        "min_p": 0.0,
+        "min_tokens": 0,
+        "ignore_eos": False,
+        "stop_token_ids": [],
+        "skip_special_tokens": True,
+        "length_penalty": 1.0,
+    }
+    sent = client.chat.completions.create(model="oai", messages=messages, extra_body=defaults)
+    assert sent.choices[0].message.content
+
+
 class _City(pydantic.BaseModel):
     name: str
 

@@ -13,6 +13,7 @@
 | ``tool_choice``, ``function_call``            | ``"none"`` or ``"auto"``; others are refused |
 | ``response_format`` (``text`` only)           | accepted; JSON mode and schemas are refused  |
 | vLLM's ``guided_*``, ``structured_outputs``   | refused, as JSON mode is                     |
+| vLLM's other sampling fields (``min_tokens``) | refused unless at the value that is no-op    |
 
 What Sax cannot do (log-probabilities, token-id prompts, echo, penalties, tools, audio, ...) is
 INVALID_ARGUMENT naming the field, so the caller learns it instead of getting a silent default.
@@ -70,6 +71,22 @@ _UNSUPPORTED: dict[str, tuple[object, ...]] = {
     "modalities": (None, ["text"]),
     "audio": (None, None),
     "web_search_options": (None, None),
+    # vLLM's own sampling fields (in `extra_body` of code written for vLLM), at the value
+    # that changes nothing: as unknown fields they were ignored, and the text was silently
+    # another than the one asked for (no penalty, no minimum length, an end at EOS).
+    "use_beam_search": (None, False),
+    "length_penalty": (None, 1, 1.0),
+    "repetition_penalty": (None, 1, 1.0),
+    "min_p": (None, 0, 0.0),
+    "min_tokens": (None, 0),
+    "ignore_eos": (None, False),
+    "stop_token_ids": (None, []),
+    "bad_words": (None, []),
+    "allowed_token_ids": (None, None),
+    "prompt_logprobs": (None, None),
+    "truncate_prompt_tokens": (None, None),
+    "skip_special_tokens": (None, True),
+    "spaces_between_special_tokens": (None, True),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import io
 from pathlib import Path
@@ -193,7 +194,9 @@ def test_a_broken_template_fails_at_start() -> None:
         ChatTemplates({"/sax/test/a": ModelConfig(model_id="/sax/test/a", chat_template="{% if")})
 
 
-def test_usage_is_exact_with_a_tokenizer_and_says_characters_without(tmp_path: Path) -> None:
+@pytest.fixture
+def counter(tmp_path: Path) -> TokenCounter:
+    """Counts /sax/test/a's tokens with a word-level model of the words a, b and c."""
     model = io.BytesIO()
     sentencepiece.SentencePieceTrainer.train(
         sentence_iterator=iter(["a b c", "b c a", "c a b"]),
@@ -204,9 +207,14 @@ def test_usage_is_exact_with_a_tokenizer_and_says_characters_without(tmp_path: P
         minloglevel=2,
     )
     (tmp_path / "spm.model").write_bytes(model.getvalue())
-    counter = TokenCounter(
+    return TokenCounter(
         {"/sax/test/a": ModelConfig(model_id="/sax/test/a", tokenizer=str(tmp_path / "spm.model"))}
     )
+
+
+def test_usage_is_exact_with_a_tokenizer_and_says_characters_without(
+    counter: TokenCounter,
+) -> None:
     assert counter.usage("/sax/test/a", ["a b"], ["c a b"]) == {
         "prompt_tokens": 2,
         "completion_tokens": 3,
@@ -220,6 +228,41 @@ def test_usage_is_exact_with_a_tokenizer_and_says_characters_without(tmp_path: P
         "prompt_characters": 3,
         "completion_characters": 1,
         "total_characters": 4,
+    }
+
+
+def test_a_long_prompt_is_counted_while_the_loop_serves_others(counter: TokenCounter) -> None:
+    # SentencePiece holds the calling thread for ~0.1 us a character: on the event loop, a
+    # prompt of MAX_TEXT_CHARS held the whole gateway process for about half a second.
+    prompt = ("a b c " * (MAX_TEXT_CHARS // 6 + 1))[:MAX_TEXT_CHARS]
+
+    async def count() -> tuple[dict[str, object], int]:
+        ticks = 0
+        counting = True
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while counting:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        other = asyncio.create_task(ticker())
+        await asyncio.sleep(0)  # the ticker's first turn, before the count starts
+        before = ticks
+        usage = await counter.usage_off_loop("/sax/test/a", [prompt], ["c a b"])
+        counting = False
+        await other
+        return usage, ticks - before
+
+    usage, ticks = asyncio.run(count())
+    assert usage == counter.usage("/sax/test/a", [prompt], ["c a b"])
+    assert usage["completion_tokens"] == 3
+    assert ticks > 0  # another task ran while the prompt was counted
+    # A short text is counted at once, on the loop: no thread for a usual request.
+    assert asyncio.run(counter.usage_off_loop("/sax/test/a", ["a b"])) == {
+        "prompt_tokens": 2,
+        "completion_tokens": 0,
+        "total_tokens": 2,
     }
 
 

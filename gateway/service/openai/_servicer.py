@@ -109,12 +109,12 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         self._chat = ChatTemplates(settings.models)
         self._tokens = tokens or TokenCounter(settings.models)
 
-    def _usage(
+    async def _usage(
         self, model: str, prompts: Sequence[str], completions: Sequence[str] = ()
     ) -> dict[str, Any]:
         """OpenAI's ``usage`` object; the call's metrics count the same texts."""
         note_usage(model, prompts, completions)
-        return self._tokens.usage(model, prompts, completions)
+        return await self._tokens.usage_off_loop(model, prompts, completions)
 
     def _resolve(self, name: str) -> str:
         """The Sax model ID ``name`` stands for: an alias, or a model ID ("/" optional).
@@ -339,7 +339,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
                 kept, stopped = cut(text, stops, kept_stops(sampling))
                 reason = finish_reason(self._tokens, model, kept, stopped, None, limit)
                 choices.append((kept, reason))
-        usage = self._usage(model, prompts, [text for text, _ in choices])
+        usage = await self._usage(model, prompts, [text for text, _ in choices])
         yield self._fitted(rs.body(shape.whole(choices, usage)), _LESS_TEXT)
 
     async def _stream(
@@ -371,7 +371,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
                 raise
             yield shape.failure(exc)
             raise
-        yield shape.tail(self._tokens.usage(model, prompts, texts))
+        yield shape.tail(await self._tokens.usage_off_loop(model, prompts, texts))
 
     async def _unserved(
         self, exc: InvalidArgumentError, model: str, method: str, deadline: Deadline
@@ -413,6 +413,6 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
             raise f.invalid(
                 "dimensions", f"{model} embeds into {size} dimensions, not {req.dimensions}"
             )
-        usage = self._usage(model, req.inputs)
+        usage = await self._usage(model, req.inputs)
         hint = "send fewer inputs" + ("" if req.base64 else " (or encoding_format=base64)")
         return self._fitted(rs.body(rs.embeddings(req.model, vectors, req.base64, usage)), hint)

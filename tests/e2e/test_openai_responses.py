@@ -525,6 +525,14 @@ def test_settings_the_response_object_has_are_echoed(http: httpx.Client) -> None
     }
 
 
+def test_a_reasoning_object_of_nulls_asks_for_nothing(client: openai.OpenAI) -> None:
+    # As chat takes `reasoning_effort: null`; it was a 400 "no reasoning settings".
+    response = client.responses.create(
+        model="oai", input="hi", reasoning={"effort": None, "summary": None}
+    )
+    assert response.status == "completed" and response.output_text
+
+
 def test_store_is_accepted_and_nothing_can_be_retrieved(client: openai.OpenAI) -> None:
     response = client.responses.create(
         model="oai", input="hi", store=True, tools=[], tool_choice="none"

@@ -130,7 +130,10 @@ def _string(body: Mapping[str, Any], key: str) -> str | None:
 
 def _reject_unsupported(body: Mapping[str, Any]) -> None:
     for key, values in _UNSUPPORTED.items():
-        if not rq.unset(body.get(key), values):
+        value = body.get(key)
+        if isinstance(value, dict):  # `reasoning: {"effort": null}` asks for nothing either
+            value = {k: v for k, v in value.items() if v is not None}
+        if not rq.unset(value, values):
             raise invalid(key, f"not supported: {_WHY[key]} (remove it)")
     rq.reject_tool_choice(body)
 

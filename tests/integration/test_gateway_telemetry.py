@@ -115,6 +115,39 @@ async def test_calls_are_counted_timed_and_costed(
     assert sample(gateway, "saxgw_sax_admin_rpcs_total", sax_method="WatchLoc") >= 1
 
 
+async def test_calls_no_model_answered_count_no_input_characters(
+    gateway: GatewayServer, inproc_cell: InprocCell
+) -> None:
+    # The characters in are text sent to models: a call to an unpublished model, or one every
+    # replica refused (overloaded), counted its query as if a model had read it.
+    async with admin_stub(inproc_cell.admin.address) as admin:
+        full = await publish(admin, "full", overrides={"max_in_flight": "0"})
+    async with aio_channel(gateway.address) as channel:
+        stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+        for model, code in [
+            ("/sax/test/nope", grpc.StatusCode.NOT_FOUND),
+            (full, grpc.StatusCode.RESOURCE_EXHAUSTED),
+        ]:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.Generate(pb.GenerateRequest(model=model, query="hello"), timeout=10)
+            assert refused.value.code() == code
+
+    duration = "gen_ai_server_request_duration_seconds_count"
+    unknown = {"gen_ai_operation_name": "lm.generate", "gen_ai_request_model": "unknown"}
+    overloaded = {"gen_ai_operation_name": "lm.generate", "gen_ai_request_model": full}
+
+    async def recorded() -> bool:
+        return (
+            sample(gateway, duration, **unknown, error_type="NOT_FOUND") > 0
+            and sample(gateway, duration, **overloaded, error_type="RESOURCE_EXHAUSTED") > 0
+        )
+
+    await eventually(recorded)
+    chars = "saxgw_text_characters_total"
+    assert sample(gateway, chars, **unknown, direction="input") == 0
+    assert sample(gateway, chars, **overloaded, direction="input") == 0
+
+
 async def test_with_the_cost_header_on_and_no_metrics_the_cost_is_a_header(
     inproc_cell: InprocCell,
 ) -> None:

@@ -3,6 +3,8 @@ what a few calls leave in the Prometheus registry, and the cost header and trail
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -21,7 +23,7 @@ from gateway.edge import IDENTITY_HEADER
 from gateway.launch.processes import free_port
 from gateway.modelconfig import ModelConfig
 from gateway.service import GatewayServer
-from gateway.service._tracing import SHUTDOWN_TIMEOUT_S
+from gateway.service._tracing import EXPORTER_LOGGER, SHUTDOWN_TIMEOUT_S
 from tests._grpc import aio_channel
 from tests._otlp import Receiver, attributes
 from tests.e2e._openai import write_config
@@ -227,6 +229,29 @@ async def test_callers_and_tokens_are_counted_and_traced(
     servers = [s for s in receiver.spans(trace_id) if s.kind == trace_pb2.Span.SPAN_KIND_SERVER]
     callers = sorted(str(attributes(s).get("enduser.id")) for s in servers)
     assert callers == ["None", "mallory-from-a-jwt", "team-a", "team-a"]
+
+
+async def test_a_trace_collector_that_is_down_is_logged_once_not_at_every_batch(
+    inproc_cell: InprocCell, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The exporter logged a WARNING per retry and an ERROR per batch it gave up, every few
+    # seconds per gateway process while the collector was down. Batches every 50 ms, each
+    # given 1 s, make that many lines in a few seconds here.
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "1")
+    caplog.set_level(logging.WARNING, logger=EXPORTER_LOGGER)
+    down = TelemetrySettings(otlp_endpoint=f"http://127.0.0.1:{free_port()}")
+    root = inproc_cell.settings.sax_root
+    async with (
+        running_gateway(root, health_interval=60, telemetry=down) as server,
+        aio_channel(server.address) as channel,
+    ):
+        stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+        for _ in range(30):  # 3 s of spans the exporter cannot send
+            await stub.GetInfo(pb.GetInfoRequest(), timeout=10)
+            await asyncio.sleep(0.1)
+    lines = [r for r in caplog.records if r.name == EXPORTER_LOGGER]
+    assert len(lines) == 1, [r.getMessage() for r in lines]
 
 
 async def test_a_gateway_stops_promptly_when_its_trace_collector_is_down(

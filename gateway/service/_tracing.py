@@ -81,7 +81,11 @@ class Tracing:
         # A caller's sampled flag is followed; traces that start here keep ``sample_ratio``.
         sampler = ParentBased(TraceIdRatioBased(sample_ratio))
         self._provider: Any = TracerProvider(resource=resource, sampler=sampler)
-        exporter = OTLPSpanExporter(endpoint=endpoint, insecure=endpoint.startswith("http://"))
+        # Plaintext unless the endpoint says https://, as Envoy's exporter (its google_grpc
+        # target, gateway/launch/envoy.py) reads it: a HOST:PORT endpoint, which --otlp-endpoint
+        # takes, was TLS here, so a collector got Envoy's spans and none of the gateway's.
+        secure = endpoint.startswith("https://")
+        exporter = OTLPSpanExporter(endpoint=endpoint, insecure=not secure)
         self._exporter = exporter
         self._provider.add_span_processor(BatchSpanProcessor(exporter))
         exporter_log = logging.getLogger(EXPORTER_LOGGER)

@@ -231,6 +231,31 @@ async def test_callers_and_tokens_are_counted_and_traced(
     assert callers == ["None", "mallory-from-a-jwt", "team-a", "team-a"]
 
 
+async def test_an_otlp_endpoint_without_a_scheme_is_plaintext_as_envoys(
+    inproc_cell: InprocCell,
+) -> None:
+    # --otlp-endpoint takes HOST:PORT, and Envoy sends its spans there in plaintext; the
+    # gateway's exporter spoke TLS to it, and every batch failed its handshake.
+    receiver = Receiver()
+    receiver.start()
+    endpoint = receiver.endpoint.removeprefix("http://")
+    trace_id = secrets.token_bytes(16)
+    try:
+        root = inproc_cell.settings.sax_root
+        telemetry = TelemetrySettings(otlp_endpoint=endpoint)
+        async with (
+            running_gateway(root, health_interval=60, telemetry=telemetry) as server,
+            aio_channel(server.address) as channel,
+        ):
+            stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+            metadata = [("traceparent", f"00-{trace_id.hex()}-{'1' * 16}-01")]
+            await stub.GetInfo(pb.GetInfoRequest(), metadata=metadata, timeout=10)
+        # The gateway's stop exported what it held.
+        assert [s.name for s in receiver.spans(trace_id)] == ["saxgateway.v1.SaxGateway/GetInfo"]
+    finally:
+        receiver.stop()
+
+
 async def test_a_trace_collector_that_is_down_is_logged_once_not_at_every_batch(
     inproc_cell: InprocCell, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

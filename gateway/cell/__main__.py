@@ -23,6 +23,7 @@ from gateway.cell._launcher import EmbeddedCell
 from gateway.cell._supervise import supervise
 from gateway.cell.settings import DEFAULT_ADMIN_PORT, CellSettings
 from gateway.common import flags
+from gateway.common.logs import LogFormat
 
 _log = logging.getLogger("gateway.cell")
 
@@ -32,8 +33,8 @@ def _ports(text: str) -> tuple[int, ...]:
     return tuple(flags.optional_port(part) for part in text.split(",") if part.strip())
 
 
-async def _run(settings: CellSettings, log_level: str) -> None:
-    async with EmbeddedCell(settings, log_level=log_level) as cell:
+async def _run(settings: CellSettings, log_level: str, log_format: LogFormat) -> None:
+    async with EmbeddedCell(settings, log_level=log_level, log_format=log_format) as cell:
         print(f"SAX_ROOT={cell.sax_root}", flush=True)
         print(f"admin {cell.cell} {cell.admin_address}", flush=True)
         for server in cell.model_servers:
@@ -47,8 +48,9 @@ async def _run(settings: CellSettings, log_level: str) -> None:
         _log.info("stopping the cell")
 
 
-def parse(argv: list[str] | None = None) -> tuple[CellSettings, str]:
-    """The settings and log level the flags describe (``cell_argv`` builds such flags)."""
+def parse(argv: list[str] | None = None) -> tuple[CellSettings, str, LogFormat]:
+    """The settings, log level and log format the flags describe (``cell_argv`` builds such
+    flags)."""
     parser = argparse.ArgumentParser(prog="python -m gateway.cell", description=__doc__)
     add_cell_arguments(parser, sax_root_required=False)
     parser.add_argument(
@@ -74,14 +76,14 @@ def parse(argv: list[str] | None = None) -> tuple[CellSettings, str]:
     )
     if len(settings.model_server_ports) > settings.num_model_servers:
         parser.error("more --model-server-ports than --model-servers")
-    return settings, args.log_level
+    return settings, args.log_level, args.log_format
 
 
 def main(argv: list[str] | None = None) -> None:
-    settings, log_level = parse(argv)
-    configure_logging(log_level, name="cell")
+    settings, log_level, log_format = parse(argv)
+    configure_logging(log_level, name="cell", fmt=log_format)
     try:
-        _process.run(_run(settings, log_level))
+        _process.run(_run(settings, log_level, log_format))
     except CellStartError as exc:  # the failing server logged why: one line, not a traceback
         print(f"python -m gateway.cell: {exc}", file=sys.stderr)
         sys.exit(1)

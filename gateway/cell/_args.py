@@ -8,7 +8,7 @@ import logging
 import sys
 
 from gateway.cell.settings import DEFAULT_CELL, CellSettings
-from gateway.common import flags
+from gateway.common import flags, logs
 
 _TIMING = (
     ("--poll-interval", "poll_interval", "seconds between the admin's polls of model servers"),
@@ -49,6 +49,12 @@ def add_cell_arguments(parser: argparse.ArgumentParser, *, sax_root_required: bo
     parser.add_argument("--seed", type=int, default=0, help="seed of the random-weight models")
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=logs.FORMATS,
+        help="json lines, or text (auto: text on a terminal, else json); saxgw up passes its own",
     )
     parser.add_argument(
         "--exit-on-stdin-eof",
@@ -98,19 +104,26 @@ def settings_to_argv(settings: CellSettings) -> list[str]:
     return argv
 
 
-def cell_argv(settings: CellSettings) -> list[str]:
+def cell_argv(settings: CellSettings, *, log_format: str = "text") -> list[str]:
     """The command that runs a whole cell (``python -m gateway.cell``) with ``settings``."""
     argv = [sys.executable, "-m", "gateway.cell", *settings_to_argv(settings)]
     argv += [
         f"--admin-port={settings.admin_port}",
         f"--model-servers={settings.num_model_servers}",
+        f"--log-format={log_format}",
     ]
     if settings.model_server_ports:
         argv.append(f"--model-server-ports={','.join(map(str, settings.model_server_ports))}")
     return argv
 
 
-def configure_logging(level: str, *, name: str) -> None:
+def configure_logging(level: str, *, name: str, fmt: logs.LogFormat = "text") -> None:
+    """Text lines named after the process (``admin``, ``modelserver``), or the gateway's JSON
+    lines: under ``saxgw up --log-format json`` the cell's lines went to the same stderr (or
+    log directory) as text, which a JSON log pipeline cannot read."""
+    if fmt == "json" or (fmt == "auto" and not sys.stderr.isatty()):
+        logs.configure("json", logging.getLevelName(level))
+        return
     logging.basicConfig(
         level=level,
         format=f"%(asctime)s %(levelname).1s {name} %(name)s: %(message)s",

@@ -29,6 +29,7 @@ from gateway.cell._errors import CellStartError
 from gateway.cell.modelserver.loaded import Cancellation
 from gateway.cell.settings import CellSettings
 from gateway.common.closing import AsyncClosing
+from gateway.common.logs import LogFormat
 
 _log = logging.getLogger("gateway.cell")
 
@@ -196,12 +197,21 @@ class EmbeddedCell(AsyncClosing):
     """An async context manager running a whole Sax cell; see the module docstring."""
 
     def __init__(
-        self, settings: CellSettings, *, log_level: str = "INFO", startup_timeout: float = 30.0
+        self,
+        settings: CellSettings,
+        *,
+        log_level: str = "INFO",
+        log_format: LogFormat = "text",
+        startup_timeout: float = 30.0,
     ) -> None:
         self.settings = settings
         self.sax_root = settings.sax_root
         self.cell = settings.cell
-        self._argv = [*settings_to_argv(settings), f"--log-level={log_level}"]
+        self._argv = [
+            *settings_to_argv(settings),
+            f"--log-level={log_level}",
+            f"--log-format={log_format}",
+        ]
         self._timeout = startup_timeout
         self._admin: _ServerProcess | None = None
         self._admin_port = settings.admin_port

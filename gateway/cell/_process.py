@@ -54,7 +54,7 @@ def serve_main(
         "--port", type=flags.optional_port, default=default_port, help="0 picks a free port"
     )
     args = parser.parse_args(argv)
-    configure_logging(args.log_level, name=name)
+    configure_logging(args.log_level, name=name, fmt=args.log_format)
     settings = settings_from_args(args, sax_root=args.sax_root)
     try:
         run(_serve(lambda: server(settings, args.port), exit_on_stdin_eof=args.exit_on_stdin_eof))

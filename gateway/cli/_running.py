@@ -104,13 +104,18 @@ def _supervise(
 
 
 def _report_restored(stack: Stack, cell: str) -> bool:
-    """Prints once every model restored from an earlier run serves; False until then."""
+    """Prints once every model restored from an earlier run serves or failed to load; False
+    until then. A model that failed to load never serves: waiting for it, `saxgw up` asked
+    the gateway twice a second for good (each an anonymous ListModels in the metrics, and a
+    trace), and never said which model it waited for, nor why."""
     models = restored_models(stack.gateway_addresses[0], cell)
-    if models is None or any(active < min(wanted, 1) for _, active, wanted in models):
+    if models is None or any(a < min(w, 1) and not e for _, a, w, e in models):
         return False
-    if models:
-        names = ", ".join(f"{m} ({a}/{w})" for m, a, w in models)
-        print(f"saxgw: restored models ready: {names}", flush=True)
+    if ready := [f"{m} ({a}/{w})" for m, a, w, e in models if not e]:
+        print(f"saxgw: restored models ready: {', '.join(ready)}", flush=True)
+    for model, _, _, error in models:
+        if error:
+            say(f"saxgw: restored model {model} does not serve: {error}", logging.WARNING)
     return True
 
 

@@ -206,8 +206,16 @@ def _api_keys_file(node: _Node, base: Path) -> list[_Node]:
     path = node.file(base)
     try:
         data = parse_yaml(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise node.fail(f"{path} is not a readable YAML file") from exc
+    except OSError as exc:
+        raise node.fail(f"{path}: cannot read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise node.fail(f"{path}: not UTF-8 text") from exc
+    except yaml.YAMLError as exc:
+        # Where, as for the config file itself: a list of many keys said only that it was
+        # "not a readable YAML file". The line, never its text: it holds a key.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise node.fail(f"{path}: not valid YAML{where}") from exc
     except ConfigError as exc:
         raise node.fail(f"{path}: {exc}") from exc
     return _Node(data, node.path).items()

@@ -236,7 +236,8 @@ class Stack:
         timeout = s.startup_timeout
         raise_open_files_limit()  # children inherit it: Envoy holds a socket per connection
         if s.cell is not None:
-            self.group.start("cell", cell_argv(s.cell), log_path=self._log("cell"))
+            argv = cell_argv(s.cell, log_format=s.gateway.telemetry.log_format)
+            self.group.start("cell", argv, log_path=self._log("cell"))
             ports = (s.cell.admin_port, *s.cell.model_server_ports)
             addresses = [f"{s.cell.host}:{p}" for p in ports]
             self.group.wait_until("cell", lambda: all(map(port_open, addresses)), timeout)

@@ -8,8 +8,10 @@ server that traces joins the same trace. With no endpoint none of this module ru
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
@@ -18,6 +20,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from gateway import __version__
+from gateway.common.failurelog import REPEAT_S
 
 Metadata = Sequence[tuple[str, str | bytes]]
 
@@ -25,6 +28,37 @@ Metadata = Sequence[tuple[str, str | bytes]]
 SHUTDOWN_TIMEOUT_S = 2.0
 
 _PROPAGATOR = TraceContextTextMapPropagator()
+
+
+#: The OTLP exporter's logger: a line for each retry and each failed batch.
+EXPORTER_LOGGER = "opentelemetry.exporter.otlp.proto.grpc.exporter"
+
+
+class ExportFailures(logging.Filter):
+    """The exporter logs a WARNING for each retry and an ERROR for each batch it gives up,
+    every few seconds per gateway process for as long as the collector is down (over a
+    thousand lines an hour from two gateways, ERRORs among them). Instead, as for other
+    failures that repeat (gateway/common/failurelog.py): the first line, then at most one a
+    minute, saying how many were left out."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._clock = clock
+        self._logged_at: float | None = None
+        self._left_out = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        now = self._clock()
+        if self._logged_at is not None and now - self._logged_at < REPEAT_S:
+            self._left_out += 1
+            return False
+        if self._left_out:
+            record.msg = f"{record.getMessage()} ({self._left_out} more such lines left out)"
+            record.args = ()
+        self._logged_at, self._left_out = now, 0
+        return True
 
 
 def _carrier(metadata: Metadata) -> dict[str, str]:
@@ -47,9 +81,17 @@ class Tracing:
         # A caller's sampled flag is followed; traces that start here keep ``sample_ratio``.
         sampler = ParentBased(TraceIdRatioBased(sample_ratio))
         self._provider: Any = TracerProvider(resource=resource, sampler=sampler)
-        exporter = OTLPSpanExporter(endpoint=endpoint, insecure=endpoint.startswith("http://"))
+        # Plaintext unless the endpoint says https://, as Envoy's exporter (its google_grpc
+        # target, gateway/launch/envoy.py) reads it: a HOST:PORT endpoint, which --otlp-endpoint
+        # takes, was TLS here, so a collector got Envoy's spans and none of the gateway's.
+        secure = endpoint.startswith("https://")
+        exporter = OTLPSpanExporter(endpoint=endpoint, insecure=not secure)
         self._exporter = exporter
         self._provider.add_span_processor(BatchSpanProcessor(exporter))
+        exporter_log = logging.getLogger(EXPORTER_LOGGER)
+        for old in [f for f in exporter_log.filters if isinstance(f, ExportFailures)]:
+            exporter_log.removeFilter(old)
+        exporter_log.addFilter(ExportFailures())
         self._tracer = self._provider.get_tracer("sax-gateway", __version__)
 
     def server_span(self, full_method: str, metadata: Metadata) -> Span:

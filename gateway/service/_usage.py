@@ -247,11 +247,15 @@ class Recorder:
             )
         duration, chars_in, chars_out = children
         m.observe(duration, elapsed)
-        if chars := sum(map(len, usage.inputs)):
-            m.count(chars_in, chars)
         # A stream that failed or whose client left counts what it sent, as one that ended
         # well does (under the same labels: the failure is in requests and error_type).
         out_chars = stream.chars if stream is not None else sum(map(len, usage.outputs))
+        # Input, as tokens below, of the calls a model answered: a call refused before any
+        # model saw it (not its client's model, over a quota, unpublished, overloaded) counted
+        # its text as sent to the model, so a flood of 429s inflated the characters in.
+        answered = code is _OK or out_chars > 0
+        if answered and (chars := sum(map(len, usage.inputs))):
+            m.count(chars_in, chars)
         if out_chars:
             m.count(chars_out, out_chars)
         key = (model, call.client_label)
@@ -262,7 +266,6 @@ class Recorder:
             m.count(cost, call.cost_ms)
         # Tokens of the calls whose model answered: every successful one, and every stream
         # that sent text before it failed or was cancelled (the client used those tokens).
-        answered = code is _OK or out_chars > 0
         if answered and self._tokens is not None and self._tokens.exact(usage.model_id):
             tokens = self._token_children.get(key)
             if tokens is None:

@@ -267,7 +267,7 @@ def test_the_largest_numbers_allowed_start_envoy(tmp_path: Path) -> None:
         ({"saxgw.yaml": b"\xff\xfe"}, "not UTF-8 text"),
         (
             {"saxgw.yaml": b"auth: {api_keys_file: keys.yaml}\n", "keys.yaml": b"\xff"},
-            "auth.api_keys_file: {dir}/keys.yaml is not a readable YAML file",
+            "auth.api_keys_file: {dir}/keys.yaml: not UTF-8 text",
         ),
         (
             {"saxgw.yaml": b"models: {/sax/test/lm: {tokenizer: t.model}}\n", "t.model": b"no"},

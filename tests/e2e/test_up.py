@@ -111,6 +111,27 @@ def test_up_with_keys_reports_restored_models(tmp_path: Path) -> None:
         up.wait_for(f"saxgw: restored models ready: {MODEL} (1/1)")
 
 
+def test_up_names_a_restored_model_that_failed_to_load(tmp_path: Path) -> None:
+    # A restored model that failed to load never serves: `saxgw up` waited for it for good,
+    # asking the gateway twice a second, and said nothing, not even of the models that did.
+    port = free_port()
+    argv = [*own_ports_and_dirs(port, tmp_path), "--ops-port=0"]
+    url = f"http://127.0.0.1:{port}"
+    broken = "/sax/test/broken"
+    with saxgw_up(argv) as up:
+        up.wait_for("Ready. Try:")
+        for model, overrides in [(MODEL, {}), (broken, {"fail_load": "disk on fire"})]:
+            body = {"model": model, "model_path": TEST_LM, "checkpoint": "None", "replicas": 1}
+            published = httpx.post(f"{url}/publish", json={**body, "overrides": overrides})
+            assert published.status_code == 200, published.text
+    with saxgw_up(argv) as up:
+        up.wait_for(f"saxgw: restored models ready: {MODEL} (1/1)")
+        # Its own line (JSON here: stdout is no terminal), with the admin's load error.
+        up.wait_for(f"restored model {broken} does not serve: ")
+        [line] = [line for line in up.lines if "does not serve" in line]
+        assert "TestLM failed to load: disk on fire" in line
+
+
 def test_two_ups_started_at_once_on_the_same_ports_one_serves(tmp_path: Path) -> None:
     # Both used to find the ports free (the check came well before the processes that bind
     # them), and both started a stack; the loser failed later with "cell exited" or worse.

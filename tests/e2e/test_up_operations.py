@@ -1,6 +1,7 @@
 """`saxgw up` while it runs: the config it read at start is the one every process keeps,
 a restarted one included; SIGHUP stops it as SIGTERM does; a stream may outlast the default
-grace period when `--grace-period` allows it; its own lines are JSON when the logs are."""
+grace period when `--grace-period` allows it; its own lines, and the embedded cell's, are
+JSON when the logs are."""
 
 from __future__ import annotations
 
@@ -194,6 +195,32 @@ def test_saxgws_own_lines_are_json_when_the_logs_are(tmp_path: Path) -> None:
         ("WARNING", "saxgw", restarted),
         ("INFO", "saxgw", "stopping..."),
     ]
+
+
+def test_the_embedded_cells_lines_are_json_when_the_logs_are(tmp_path: Path) -> None:
+    # Without --log-dir every child writes to saxgw's stderr. The cell (its admin and model
+    # servers) wrote text lines there whatever --log-format said, so a JSON log pipeline read
+    # part of the stack's log as garbage.
+    port = free_port()
+    argv = [a for a in own_ports_and_dirs(port, tmp_path) if not a.startswith("--log-dir=")]
+    stdout, stderr = tmp_path / "stdout", tmp_path / "stderr"
+    with stdout.open("w") as out, stderr.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "up", *argv, "--ops-port=0", "--log-format=json"],
+            stdout=out,
+            stderr=err,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "Ready. Try:" not in stdout.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, stderr.read_text()
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    records = [json.loads(line) for line in stderr.read_text().splitlines()]
+    loggers = {r["logger"] for r in records}
+    assert {"gateway.cell.admin", "gateway.cell.modelserver"} <= loggers
 
 
 def test_a_stream_longer_than_the_default_grace_ends_whole_after_sigterm(tmp_path: Path) -> None:

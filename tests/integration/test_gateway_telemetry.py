@@ -3,6 +3,8 @@ what a few calls leave in the Prometheus registry, and the cost header and trail
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -21,7 +23,7 @@ from gateway.edge import IDENTITY_HEADER
 from gateway.launch.processes import free_port
 from gateway.modelconfig import ModelConfig
 from gateway.service import GatewayServer
-from gateway.service._tracing import SHUTDOWN_TIMEOUT_S
+from gateway.service._tracing import EXPORTER_LOGGER, SHUTDOWN_TIMEOUT_S
 from tests._grpc import aio_channel
 from tests._otlp import Receiver, attributes
 from tests.e2e._openai import write_config
@@ -115,6 +117,39 @@ async def test_calls_are_counted_timed_and_costed(
     assert sample(gateway, "saxgw_sax_admin_rpcs_total", sax_method="WatchLoc") >= 1
 
 
+async def test_calls_no_model_answered_count_no_input_characters(
+    gateway: GatewayServer, inproc_cell: InprocCell
+) -> None:
+    # The characters in are text sent to models: a call to an unpublished model, or one every
+    # replica refused (overloaded), counted its query as if a model had read it.
+    async with admin_stub(inproc_cell.admin.address) as admin:
+        full = await publish(admin, "full", overrides={"max_in_flight": "0"})
+    async with aio_channel(gateway.address) as channel:
+        stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+        for model, code in [
+            ("/sax/test/nope", grpc.StatusCode.NOT_FOUND),
+            (full, grpc.StatusCode.RESOURCE_EXHAUSTED),
+        ]:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.Generate(pb.GenerateRequest(model=model, query="hello"), timeout=10)
+            assert refused.value.code() == code
+
+    duration = "gen_ai_server_request_duration_seconds_count"
+    unknown = {"gen_ai_operation_name": "lm.generate", "gen_ai_request_model": "unknown"}
+    overloaded = {"gen_ai_operation_name": "lm.generate", "gen_ai_request_model": full}
+
+    async def recorded() -> bool:
+        return (
+            sample(gateway, duration, **unknown, error_type="NOT_FOUND") > 0
+            and sample(gateway, duration, **overloaded, error_type="RESOURCE_EXHAUSTED") > 0
+        )
+
+    await eventually(recorded)
+    chars = "saxgw_text_characters_total"
+    assert sample(gateway, chars, **unknown, direction="input") == 0
+    assert sample(gateway, chars, **overloaded, direction="input") == 0
+
+
 async def test_with_the_cost_header_on_and_no_metrics_the_cost_is_a_header(
     inproc_cell: InprocCell,
 ) -> None:
@@ -194,6 +229,54 @@ async def test_callers_and_tokens_are_counted_and_traced(
     servers = [s for s in receiver.spans(trace_id) if s.kind == trace_pb2.Span.SPAN_KIND_SERVER]
     callers = sorted(str(attributes(s).get("enduser.id")) for s in servers)
     assert callers == ["None", "mallory-from-a-jwt", "team-a", "team-a"]
+
+
+async def test_an_otlp_endpoint_without_a_scheme_is_plaintext_as_envoys(
+    inproc_cell: InprocCell,
+) -> None:
+    # --otlp-endpoint takes HOST:PORT, and Envoy sends its spans there in plaintext; the
+    # gateway's exporter spoke TLS to it, and every batch failed its handshake.
+    receiver = Receiver()
+    receiver.start()
+    endpoint = receiver.endpoint.removeprefix("http://")
+    trace_id = secrets.token_bytes(16)
+    try:
+        root = inproc_cell.settings.sax_root
+        telemetry = TelemetrySettings(otlp_endpoint=endpoint)
+        async with (
+            running_gateway(root, health_interval=60, telemetry=telemetry) as server,
+            aio_channel(server.address) as channel,
+        ):
+            stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+            metadata = [("traceparent", f"00-{trace_id.hex()}-{'1' * 16}-01")]
+            await stub.GetInfo(pb.GetInfoRequest(), metadata=metadata, timeout=10)
+        # The gateway's stop exported what it held.
+        assert [s.name for s in receiver.spans(trace_id)] == ["saxgateway.v1.SaxGateway/GetInfo"]
+    finally:
+        receiver.stop()
+
+
+async def test_a_trace_collector_that_is_down_is_logged_once_not_at_every_batch(
+    inproc_cell: InprocCell, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The exporter logged a WARNING per retry and an ERROR per batch it gave up, every few
+    # seconds per gateway process while the collector was down. Batches every 50 ms, each
+    # given 1 s, make that many lines in a few seconds here.
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "1")
+    caplog.set_level(logging.WARNING, logger=EXPORTER_LOGGER)
+    down = TelemetrySettings(otlp_endpoint=f"http://127.0.0.1:{free_port()}")
+    root = inproc_cell.settings.sax_root
+    async with (
+        running_gateway(root, health_interval=60, telemetry=down) as server,
+        aio_channel(server.address) as channel,
+    ):
+        stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+        for _ in range(30):  # 3 s of spans the exporter cannot send
+            await stub.GetInfo(pb.GetInfoRequest(), timeout=10)
+            await asyncio.sleep(0.1)
+    lines = [r for r in caplog.records if r.name == EXPORTER_LOGGER]
+    assert len(lines) == 1, [r.getMessage() for r in lines]
 
 
 async def test_a_gateway_stops_promptly_when_its_trace_collector_is_down(

@@ -254,6 +254,12 @@ def test_api_keys_file_errors_name_the_file_key(tmp_path: Path) -> None:
     assert _error(twice, tmp_path) == "auth.api_keys_file[0].key: the same key appears twice"
     keys.write_text("{not: a list}\n")
     assert _error(in_file, tmp_path) == "auth.api_keys_file: expected a list"
+    # A YAML mistake in a long list of keys: which line (never its text, which holds a key).
+    keys.write_text(
+        f"- {{key: {KEY}, client: a, roles: [data]}}\n"
+        "- {key: sk-team-b-cccccccccccc, client: b, roles: [data]\n"
+    )
+    assert _error(in_file, tmp_path) == f"auth.api_keys_file: {keys}: not valid YAML at line 3"
 
 
 def test_jwks_must_be_a_key_set(tmp_path: Path) -> None:

@@ -58,7 +58,7 @@ def test_cell_argv_round_trips() -> None:
     )
     argv = cell_argv(settings)
     assert argv[1:3] == ["-m", "gateway.cell"]
-    assert parse_cell(argv[3:]) == (settings, "INFO")
+    assert parse_cell(argv[3:]) == (settings, "INFO", "text")
 
 
 def test_up_and_envoy_defaults_come_from_the_settings() -> None:

@@ -273,12 +273,13 @@ class Recorder:
                     m.token_usage.labels(op, model, "input", call.client_label),
                     m.token_usage.labels(op, model, "output", call.client_label),
                 )
-            m.observe(tokens[0], self._count(usage.model_id, usage.inputs))
-            m.observe(tokens[1], self._count(usage.model_id, usage.outputs))
 
-    def _count(self, model_id: str, texts: Sequence[str]) -> int:
-        assert self._tokens is not None
-        return sum(self._tokens.count(model_id, t) or 0 for t in texts)
+            def observed(tokens_in: int, tokens_out: int) -> None:
+                m.observe(tokens[0], tokens_in)
+                m.observe(tokens[1], tokens_out)
+
+            # A long text is counted in a worker thread, observed when counted.
+            self._tokens.counted(usage.model_id, usage.inputs, usage.outputs, observed)
 
     def stream_timing(
         self, request: Any, stream: StreamText, started: float, call: CallRecord

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import io
+import threading
 from pathlib import Path
 
 import pytest
@@ -258,6 +259,27 @@ def test_a_long_prompt_is_counted_while_the_loop_serves_others(counter: TokenCou
     assert usage == counter.usage("/sax/test/a", [prompt], ["c a b"])
     assert usage["completion_tokens"] == 3
     assert ticks > 0  # another task ran while the prompt was counted
+
+    # The metrics' count of the same call: reported later, on the loop's thread (the metrics'
+    # tallies are not for other threads), not before counted() returns.
+    async def counted() -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]:
+        reported: list[tuple[int, int, int]] = []
+
+        def then(tokens_in: int, tokens_out: int) -> None:
+            reported.append((tokens_in, tokens_out, threading.get_ident()))
+
+        counter.counted("/sax/test/a", [prompt], ["c a b"], then)
+        at_once = list(reported)
+        while not reported:
+            await asyncio.sleep(0.01)
+        return at_once, reported
+
+    at_once, reported = asyncio.run(counted())
+    assert at_once == []
+    assert reported == [(usage["prompt_tokens"], 3, threading.get_ident())]
+    short: list[tuple[int, int]] = []
+    counter.counted("/sax/test/a", ["a b"], ["c"], lambda i, o: short.append((i, o)))
+    assert short == [(2, 1)]  # a short text: at once, no loop needed
     # A short text is counted at once, on the loop: no thread for a usual request.
     assert asyncio.run(counter.usage_off_loop("/sax/test/a", ["a b"])) == {
         "prompt_tokens": 2,

@@ -8,7 +8,7 @@ tokens a text is. It then says so rather than guess: the ``*_tokens`` fields are
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import sentencepiece
@@ -75,7 +75,38 @@ class TokenCounter:
         self, model_id: str, prompts: Sequence[str], completions: Sequence[str] = ()
     ) -> dict[str, Any]:
         """`usage`, in a worker thread if the texts are long enough to hold the loop."""
-        texts = sum(len(t) for t in prompts) + sum(len(t) for t in completions)
-        if self.exact(model_id) and texts > INLINE_CHARS:
+        if self.exact(model_id) and _long(prompts, completions):
             return await asyncio.to_thread(self.usage, model_id, tuple(prompts), tuple(completions))
         return self.usage(model_id, prompts, completions)
+
+    def counted(
+        self,
+        model_id: str,
+        inputs: Sequence[str],
+        outputs: Sequence[str],
+        then: Callable[[int, int], None],
+    ) -> None:
+        """Calls ``then`` with the tokens in ``inputs`` and in ``outputs`` (the model's
+        tokenizer must be known): at once if the texts are short, else on the event loop's
+        thread once a worker thread has counted them (the metrics' tallies are the loop's)."""
+
+        def total(texts: Sequence[str]) -> int:
+            return sum(self.count(model_id, t) or 0 for t in texts)
+
+        if not _long(inputs, outputs):
+            then(total(inputs), total(outputs))
+            return
+        inputs, outputs = tuple(inputs), tuple(outputs)
+        loop = asyncio.get_running_loop()
+        counts = loop.run_in_executor(None, lambda: (total(inputs), total(outputs)))
+
+        def done(counted: asyncio.Future[tuple[int, int]]) -> None:
+            if not counted.cancelled() and counted.exception() is None:
+                then(*counted.result())
+
+        counts.add_done_callback(done)
+
+
+def _long(*texts: Sequence[str]) -> bool:
+    """Whether ``texts`` are too long to count on the event loop (`INLINE_CHARS`)."""
+    return sum(len(t) for group in texts for t in group) > INLINE_CHARS

@@ -98,7 +98,7 @@ def _model(model_id: str, entry: object, base: Path) -> ModelConfig:
     if tokenizer is not None:
         path = Path(tokenizer) if Path(tokenizer).is_absolute() else base / tokenizer
         if not path.is_file():
-            raise ConfigError(f"{where}.tokenizer: no file at {path}")
+            raise ConfigError(f"{where}.tokenizer: no such file: {path}")
         try:  # as the gateway loads it (gateway/service/openai/_tokens.py), a few ms
             sentencepiece.SentencePieceProcessor().Load(str(path))
         except (OSError, RuntimeError):

@@ -61,7 +61,7 @@ def test_models_section_parses(tmp_path: Path) -> None:
             {"/sax/test/lm": {"chat_template_name": "chatml", "chat_template": "{{ x }}"}},
             "chat_template_name and chat_template: give one, not both",
         ),
-        ({"/sax/test/lm": {"tokenizer": "missing.model"}}, "no file at"),
+        ({"/sax/test/lm": {"tokenizer": "missing.model"}}, "tokenizer: no such file: "),
         ({"/sax/test/a": {"aliases": ["x"]}, "/sax/test/b": {"aliases": ["x"]}}, "also an alias"),
         ({"/sax/test/lm": {"aliases": [1]}}, "aliases"),
         # Before: Jinja's parser recursed into a RecursionError traceback.

@@ -92,6 +92,20 @@ def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_UniqueKeys)  # a SafeLoader: no arbitrary objects
 
 
+def yaml_error_place(exc: yaml.YAMLError) -> str:
+    """Where ``exc`` found the file at fault, as `` at line N``; for a construct left open
+    (an unclosed quote or bracket), also the line it began on, since the problem is only found
+    at the end of the file. Lines only, never their text: a key file's lines hold keys."""
+    mark = getattr(exc, "problem_mark", None)
+    if mark is None:
+        return ""
+    where = f" at line {mark.line + 1}"
+    began = getattr(exc, "context_mark", None)
+    if began is not None and began.line != mark.line:
+        where += f", in what began at line {began.line + 1} ({getattr(exc, 'context', '')})"
+    return where
+
+
 @dataclass(frozen=True, kw_only=True)
 class TelemetrySettings:
     """What the gateway reports about itself: metrics, traces and the per-call cost header."""

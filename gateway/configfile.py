@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from gateway.common.private import write_private
-from gateway.config import ConfigError, parse_yaml
+from gateway.config import ConfigError, parse_yaml, yaml_error_place
 from gateway.edge import SECTIONS as EDGE_SECTIONS
 from gateway.edge import EdgeConfig, parse_edge
 from gateway.modelconfig import ModelConfig, parse_models
@@ -89,9 +89,7 @@ def load_config(path: str | Path) -> ConfigFile:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text") from exc
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: not valid YAML{where}") from exc
+        raise ConfigError(f"{path}: not valid YAML{yaml_error_place(exc)}") from exc
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     try:

@@ -20,7 +20,7 @@ import yaml
 from gateway.common.errors import InvalidArgumentError
 from gateway.common.limits import MAX_SECONDS
 from gateway.common.names import parse_model_id
-from gateway.config import ConfigError, parse_yaml
+from gateway.config import ConfigError, parse_yaml, yaml_error_place
 from gateway.edge._hosts import allowed_host
 from gateway.edge._jwks import jwks_problem
 from gateway.edge._origins import allowed_origin
@@ -213,9 +213,7 @@ def _api_keys_file(node: _Node, base: Path) -> list[_Node]:
     except yaml.YAMLError as exc:
         # Where, as for the config file itself: a list of many keys said only that it was
         # "not a readable YAML file". The line, never its text: it holds a key.
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise node.fail(f"{path}: not valid YAML{where}") from exc
+        raise node.fail(f"{path}: not valid YAML{yaml_error_place(exc)}") from exc
     except ConfigError as exc:
         raise node.fail(f"{path}: {exc}") from exc
     return _Node(data, node.path).items()

@@ -3,6 +3,7 @@ key. The file is read as a whole (gateway.configfile), as saxgw reads it."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -259,7 +260,10 @@ def test_api_keys_file_errors_name_the_file_key(tmp_path: Path) -> None:
         f"- {{key: {KEY}, client: a, roles: [data]}}\n"
         "- {key: sk-team-b-cccccccccccc, client: b, roles: [data]\n"
     )
-    assert _error(in_file, tmp_path) == f"auth.api_keys_file: {keys}: not valid YAML at line 3"
+    assert _error(in_file, tmp_path) == (
+        f"auth.api_keys_file: {keys}: not valid YAML at line 3, in what began at line 2 "
+        "(while parsing a flow mapping)"
+    )
 
 
 def test_jwks_must_be_a_key_set(tmp_path: Path) -> None:
@@ -273,6 +277,11 @@ def test_load_config_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("auth: [\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: not valid YAML at line 2"):
+        load_config(path)
+    # An unclosed quote is found only at the end of the file: the line it opened on too.
+    path.write_text('models:\n  /sax/test/a:\n    chat_template: "{{ x }\n    stop: [a]\n\n\n')
+    message = "not valid YAML at line 7, in what began at line 3 (while scanning a quoted scalar)"
+    with pytest.raises(ConfigError, match=re.escape(f"bad.yaml: {message}") + "$"):
         load_config(path)
     path.write_text("auth: {api_keys: 3}\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: auth.api_keys: expected a list"):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import TypedDict
 
@@ -15,7 +15,14 @@ from saxgateway.v1 import gateway_pb2 as pb
 
 from gateway.cli._common import Commands, Incomplete, Session
 from gateway.cli._inputs import UsageError, pair
-from gateway.cli._output import cancel_on_hangup, json_text, table, to_dict, to_json
+from gateway.cli._output import (
+    cancel_on_hangup,
+    csv_table,
+    json_text,
+    table,
+    to_dict,
+    to_json,
+)
 from gateway.cli._table import ID, arg, command, register_all
 from gateway.common.flags import replicas
 
@@ -37,29 +44,41 @@ def _name(model_id: str) -> str:
     return model_id.rstrip("/").rsplit("/", 1)[-1]
 
 
-def cell_table(cells: Sequence[str]) -> str:
+def _render(headers: Sequence[str], rows: Iterable[Sequence[object]], csv: bool) -> str:
+    """A table as saxutil prints it: headers upper-cased (its table writer's) or, with
+    ``csv``, as saxutil's ``-csv`` writes them (as spelled)."""
+    if csv:
+        return csv_table(headers, rows)
+    return table([h.upper() for h in headers], rows)
+
+
+def cell_table(cells: Sequence[str], csv: bool = False) -> str:
     """The cells, numbered and by bare name, as `saxutil ls /sax` lists them."""
-    return table(("#", "CELL"), [(i, _name(c)) for i, c in enumerate(cells)])
+    return _render(("#", "Cell"), [(i, _name(c)) for i, c in enumerate(cells)], csv)
 
 
-def model_table(models: Sequence[pb.ModelInfo]) -> str:
+def model_table(models: Sequence[pb.ModelInfo], csv: bool = False) -> str:
     """A cell's models, numbered and by name within the cell, as `saxutil ls /sax/CELL`
     lists them (ListModels sorts them by ID, as saxutil does)."""
-    return table(("#", "MODEL ID"), [(i, _name(m.model)) for i, m in enumerate(models)])
+    return _render(("#", "Model ID"), [(i, _name(m.model)) for i, m in enumerate(models)], csv)
 
 
-# saxutil's headers, as its table writer prints them (upper case).
+# saxutil's headers.
 _DETAIL = (
-    "MODEL",
-    "MODEL PATH",
-    "CHECKPOINT PATH",
-    "# OF REPLICAS",
-    "(SELECTED) REPLICAADDRESS",
-    "METHODS",
+    "Model",
+    "Model Path",
+    "Checkpoint Path",
+    "# of Replicas",
+    "(Selected) ReplicaAddress",
+    "Methods",
 )
 
 
-def model_detail(model: pb.ModelInfo, pick: Callable[[Sequence[str]], str] = random.choice) -> str:
+def model_detail(
+    model: pb.ModelInfo,
+    pick: Callable[[Sequence[str]], str] = random.choice,
+    csv: bool = False,
+) -> str:
     """One model: saxutil's row (its replica count is the serving one, and it shows one
     address ``pick``ed from them), then what the gateway knows beyond it in a second table."""
     addresses = list(model.addresses)
@@ -77,40 +96,47 @@ def model_detail(model: pb.ModelInfo, pick: Callable[[Sequence[str]], str] = ran
         ", ".join(f"{k}={v}" for k, v in sorted(model.overrides.items())),
         model.load_error,
     )
-    return "\n\n".join(
+    # saxutil's -csv prints its tables one after the other, with no blank line between.
+    return ("\n" if csv else "\n\n").join(
         (
-            table(_DETAIL, [row]),
-            method_acl_table(model.method_acls),
-            table(("REQUESTED REPLICAS", "OVERRIDES", "LOAD ERROR"), [extra]),
+            _render(_DETAIL, [row], csv),
+            method_acl_table(model.method_acls, csv),
+            _render(("Requested Replicas", "Overrides", "Load Error"), [extra], csv),
         )
     )
 
 
-def method_acl_table(acls: Mapping[str, str]) -> str:
+def method_acl_table(acls: Mapping[str, str], csv: bool = False) -> str:
     """A model's data method ACLs by method name, as `saxutil ls MODEL` prints them after
     the model's row (the header alone when it has none)."""
-    return table(("METHOD", "ACL"), sorted(acls.items()))
+    return _render(("Method", "ACL"), sorted(acls.items()), csv)
 
 
-@command("ls", "[ID]", "list all cells, all models in a cell, or a particular model", NAME)
+@command(
+    "ls",
+    "[ID] [--csv]",
+    "list all cells, all models in a cell, or a particular model",
+    NAME,
+    arg("--csv", action="store_true", help="print the tables as saxutil's -csv does"),
+)
 def ls(session: Session, args: argparse.Namespace) -> None:
     if args.id is None or is_root(args.id):
         session.show(
             session.stub.ListCells,
             pb.ListCellsRequest(),
-            lambda listed: cell_table(listed.cells),
+            lambda listed: cell_table(listed.cells, args.csv),
         )
     elif is_cell(args.id):
         session.show(
             session.stub.ListModels,
             pb.ListModelsRequest(sax_cell=args.id),
-            lambda listed: model_table(list(listed.models)),
+            lambda listed: model_table(list(listed.models), args.csv),
         )
     else:
         session.show(
             session.stub.GetModel,
             pb.GetModelRequest(model=args.id),
-            lambda got: model_detail(got.model),
+            lambda got: model_detail(got.model, csv=args.csv),
         )
 
 

@@ -131,6 +131,27 @@ def test_publish_ls_wait_update_unpublish(stack: Stack) -> None:
     assert gone.stderr.splitlines()[0].startswith("saxgw: NOT_FOUND: ")
 
 
+def test_ls_csv_prints_saxutils_csv(stack: Stack) -> None:
+    # `saxutil ls -csv` is how scripts read a cell: "# " and the headers, then a line a row.
+    # saxgw refused the flag (exit 2), so those scripts broke on the way to the gateway.
+    ok(stack, "wait", ECHO)
+    assert ok(stack, "ls", "-csv").splitlines()[0] == "# #,Cell"
+    assert "0,test" in ok(stack, "ls", "--csv", "/sax").splitlines()
+    models = ok(stack, "ls", "-csv", "/sax/test").splitlines()
+    assert models[0] == "# #,Model ID"
+    names = [line.split(",")[1] for line in models[1:]]
+    assert "cli-echo" in names and names == sorted(names)
+    assert [line.split(",")[0] for line in models[1:]] == [str(i) for i in range(len(names))]
+    assert ok(stack, "ls", "-csv", ECHO) == (
+        "# Model,Model Path,Checkpoint Path,# of Replicas,(Selected) ReplicaAddress,Methods\n"
+        f"cli-echo,{TEST_LM},None,1,{_address(stack, ECHO)},"
+        '"lm.embed, lm.generate, lm.generate_stream, lm.gradient, lm.score"\n'
+        "# Method,ACL\n"
+        "# Requested Replicas,Overrides,Load Error\n"
+        "1,,\n"
+    )
+
+
 def test_lm_generate_prints_a_table(stack: Stack) -> None:
     assert columns(ok(stack, "lm.generate", LM, "q")) == [
         ["TEXT", "SCORE"],

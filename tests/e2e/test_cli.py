@@ -667,6 +667,15 @@ def test_saxutils_one_dash_flags_and_extra_inputs(stack: Stack) -> None:
     steps = "-extra=per_example_max_decode_steps:2"
     assert ok(stack, "lm.generate", "-stream", steps, ECHO, "one two three") == "one two\n"
     assert ok(stack, "lm.generate", "-n=1", "-terse", LM, "q") == "one two three\n"
+    # Go's flag package also takes a switch's value, as strconv.ParseBool spells it (scripts
+    # pass -stream=$STREAM): a usage error here, "ignored explicit argument 'true'".
+    assert ok(stack, "lm.generate", "-stream=true", steps, ECHO, "one two three") == "one two\n"
+    assert ok(stack, "lm.generate", "-n=1", "-terse=T", "-stream=false", LM, "q") == (
+        "one two three\n"
+    )
+    assert ok(stack, "lm.generate", "--terse=0", steps, ECHO, "one two three") == (
+        "TEXT     SCORE\none two  -0.2\n"
+    )
     assert ok(stack, "lm.generate", "-extra", "per_example_max_decode_steps:'1'", ECHO, "a b") == (
         "TEXT  SCORE\na b   -0.2\n"  # a quoted value is a string: not a number of steps
     )

@@ -1,5 +1,5 @@
-"""Admin commands, as saxutil names them: ls, publish, unpublish, update, stats, watch, wait,
-getacl and setacl."""
+"""Admin commands, as saxutil names them: ls, publish, unpublish, update, update_checkpoint,
+stats, watch, wait, getacl and setacl."""
 
 from __future__ import annotations
 
@@ -180,6 +180,11 @@ def _placed(verb: str, done: pb.PublishModelResponse | pb.UpdateModelResponse) -
     )
 
 
+def _updated(done: pb.UpdateModelResponse) -> str:
+    overrides = " ".join(f"{k}={v}" for k, v in sorted(done.overrides.items())) or "none"
+    return f"{_placed('updated', done)}, overrides {overrides}"
+
+
 @command("unpublish", "ID", "unpublish a model", ID)
 def unpublish(session: Session, args: argparse.Namespace) -> None:
     request = pb.UnpublishModelRequest(model=args.id)
@@ -217,9 +222,20 @@ def update(session: Session, args: argparse.Namespace) -> None:
     request = pb.UpdateModelRequest(**_definition(args), clear_overrides=args.clear_overrides)
     if args.replicas is not None:
         request.replicas = args.replicas
-    done = session.call(session.stub.UpdateModel, request)
-    overrides = " ".join(f"{k}={v}" for k, v in sorted(done.overrides.items())) or "none"
-    session.emit(done, f"{_placed('updated', done)}, overrides {overrides}")
+    session.show(session.stub.UpdateModel, request, _updated)
+
+
+@command(
+    "update_checkpoint",
+    "ID CHECKPOINT",
+    "reload a model from a new checkpoint, as saxutil's update_checkpoint",
+    ID,
+    arg("checkpoint"),
+)
+def update_checkpoint(session: Session, args: argparse.Namespace) -> None:
+    # An update that names only the checkpoint: path, overrides and replicas stay.
+    request = pb.UpdateModelRequest(model=args.id, checkpoint=args.checkpoint)
+    session.show(session.stub.UpdateModel, request, _updated)
 
 
 @command(
@@ -379,7 +395,7 @@ def setacl(session: Session, args: argparse.Namespace) -> None:
     session.emit(done, f"{what}: ACL set to {done.acl!r}" if done.acl else f"{what}: ACL cleared")
 
 
-COMMANDS = (ls, publish, unpublish, update, stats, watch, wait, getacl, setacl)
+COMMANDS = (ls, publish, unpublish, update, update_checkpoint, stats, watch, wait, getacl, setacl)
 
 
 def register(commands: Commands) -> None:

@@ -152,6 +152,21 @@ def test_ls_csv_prints_saxutils_csv(stack: Stack) -> None:
     )
 
 
+def test_update_checkpoint_as_saxutil_names_it(stack: Stack) -> None:
+    # `saxutil update_checkpoint ID CHECKPOINT` reloads a model from a new checkpoint and
+    # keeps the rest; saxgw had no such command ("unknown command", exit 2).
+    model = "/sax/test/cli-ckpt"
+    with published(stack, model, TEST_LM, {"text": "hi there"}):
+        assert ok(stack, "update_checkpoint", model, "/ckpt/3") == (
+            f"updated {model}: {TEST_LM}, checkpoint /ckpt/3, 1 replica(s), "
+            "overrides text=hi there\n"
+        )
+        bad = saxgw(stack, "update_checkpoint", model, "bad path")
+        assert (bad.returncode, bad.stdout) == (1, "")
+        assert bad.stderr.startswith("saxgw: INVALID_ARGUMENT: checkpoint: ")
+        assert saxgw(stack, "update_checkpoint", model).returncode == 2
+
+
 def test_lm_generate_prints_a_table(stack: Stack) -> None:
     assert columns(ok(stack, "lm.generate", LM, "q")) == [
         ["TEXT", "SCORE"],

@@ -22,6 +22,7 @@ USAGES = {
     "publish": "ID MODEL_PATH CHECKPOINT REPLICAS [k=v ...]",
     "unpublish": "ID",
     "update": "ID [--model-path P] [--checkpoint C] [--replicas N] [--clear-overrides] [k=v ...]",
+    "update_checkpoint": "ID CHECKPOINT",
     "stats": "[ID]",
     "watch": "ID",
     "wait": "ID [REPLICAS]",

@@ -25,6 +25,7 @@ from gateway.cli._output import (
 )
 from gateway.cli._table import ID, arg, command, register_all
 from gateway.common.flags import replicas
+from gateway.common.names import ACL_METHODS
 
 NAME = arg("id", nargs="?", metavar="ID", help="/sax (all cells), a cell (/sax/test) or a model ID")
 
@@ -363,6 +364,13 @@ ALL_METHODS = "all"
 def getacl(session: Session, args: argparse.Namespace) -> None:
     if args.method is not None and is_cell(args.id):
         raise UsageError(f"{args.id} is a cell: only a model's data methods have ACLs")
+    if args.method not in (None, ALL_METHODS, *ACL_METHODS):
+        # Else a misspelt method would read "(no ACL)", as if anyone could call it.
+        raise UsageError(
+            f"{args.method!r} is no method a model ACL can name: one of "
+            + ", ".join(sorted(ACL_METHODS))
+            + f" (or {ALL_METHODS})"
+        )
     session.show(
         session.stub.GetAcl, pb.GetAclRequest(name=args.id), partial(_acls, method=args.method)
     )

@@ -364,6 +364,13 @@ def test_method_acl_round_trip(stack: Stack) -> None:
             ["lm.generate", "acl/team-a"],
             ["lm.score", "acl/all"],
         ]
+        # A misspelt method said "(no ACL)", as if anyone could call it; setacl refuses it.
+        typo = saxgw(stack, "getacl", model, "lm.generte")
+        assert (typo.returncode, typo.stdout) == (2, "")
+        assert typo.stderr.startswith(
+            "saxgw getacl: error: 'lm.generte' is no method a model ACL can name: one of "
+            "am.recognize, lm.embed, lm.generate, "
+        )
         of_cell = saxgw(stack, "getacl", "/sax/test", "lm.generate")
         assert (of_cell.returncode, of_cell.stdout) == (2, "")
         assert of_cell.stderr == (

@@ -132,8 +132,10 @@ def go_style_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list
     takes them (``--stream``, ...). Only names that are long options of saxgw are rewritten;
     ``-`` (stdin), negative numbers and anything after ``--`` are left alone. Go's flag takes
     one value after ``-extra V``: it becomes ``--extra=V``, which does not take the ID and
-    QUERY after it as more values, as ``--extra V ID QUERY`` would."""
-    long_options, greedy = _long_options(parser)
+    QUERY after it as more values, as ``--extra V ID QUERY`` would. A switch given a value
+    as Go's flag takes it (``-stream=true``, ``-terse=false``: strconv.ParseBool's spellings)
+    is the switch, or nothing."""
+    long_options, greedy, switches = _long_options(parser)
     out: list[str] = []
     tokens = iter(enumerate(argv))
     for index, token in tokens:
@@ -145,6 +147,10 @@ def go_style_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list
         if token.startswith("-") and token != "-" and f"--{name}" in long_options:
             if one_dash and not sep and f"--{name}" in greedy and index + 1 < len(argv):
                 sep, value = "=", next(tokens)[1]
+            if sep and f"--{name}" in switches and value in _GO_FALSE:
+                continue
+            if sep and f"--{name}" in switches and value in _GO_TRUE:
+                sep = value = ""
             token = f"--{name}{sep}{value}"
         out.append(token)
     return out
@@ -153,19 +159,28 @@ def go_style_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list
 # saxutil's flags that saxgw names otherwise.
 _SAXUTIL_NAMES = {"sax_timeout": "timeout"}
 
+# The values Go's flag package takes for a boolean flag (strconv.ParseBool).
+_GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 
-def _long_options(parser: argparse.ArgumentParser) -> tuple[set[str], set[str]]:
-    """Every long option of ``parser`` and its commands, and those that take several values."""
+
+def _long_options(parser: argparse.ArgumentParser) -> tuple[set[str], set[str], set[str]]:
+    """Every long option of ``parser`` and its commands, those that take several values, and
+    the switches (``--stream``: true when given)."""
     names: set[str] = set()
     greedy: set[str] = set()
+    switches: set[str] = set()
     for action in parser._actions:
         longs = {s for s in action.option_strings if s.startswith("--")}
         names |= longs
         if action.nargs in (argparse.ONE_OR_MORE, argparse.ZERO_OR_MORE):
             greedy |= longs
+        if isinstance(action, argparse._StoreTrueAction):
+            switches |= longs
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
-                sub_names, sub_greedy = _long_options(sub)
+                sub_names, sub_greedy, sub_switches = _long_options(sub)
                 names |= sub_names
                 greedy |= sub_greedy
-    return names, greedy
+                switches |= sub_switches
+    return names, greedy, switches

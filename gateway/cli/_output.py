@@ -7,6 +7,8 @@ A command renders a reply with these for ``Session.show`` (or ``Session.emit``):
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import select
 import threading
@@ -54,6 +56,16 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(line.rstrip() for line in lines)
+
+
+def csv_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """saxutil's ``-csv`` layout: ``# `` and the comma-separated headers, then one line a row
+    (a value holding a comma or a quote is quoted, as CSV does)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(headers)
+    writer.writerows([_cell(v) for v in row] for row in rows)
+    return "# " + out.getvalue().rstrip("\n")
 
 
 def fields(pairs: Iterable[tuple[str, object]]) -> str:

@@ -1,12 +1,12 @@
-"""Admin commands, as saxutil names them: ls, publish, unpublish, update, stats, watch, wait,
-getacl and setacl."""
+"""Admin commands, as saxutil names them: ls, publish, unpublish, update, update_checkpoint,
+stats, watch, wait, getacl and setacl."""
 
 from __future__ import annotations
 
 import argparse
 import random
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import TypedDict
 
@@ -15,9 +15,17 @@ from saxgateway.v1 import gateway_pb2 as pb
 
 from gateway.cli._common import Commands, Incomplete, Session
 from gateway.cli._inputs import UsageError, pair
-from gateway.cli._output import cancel_on_hangup, json_text, table, to_dict, to_json
+from gateway.cli._output import (
+    cancel_on_hangup,
+    csv_table,
+    json_text,
+    table,
+    to_dict,
+    to_json,
+)
 from gateway.cli._table import ID, arg, command, register_all
 from gateway.common.flags import replicas
+from gateway.common.names import ACL_METHODS
 
 NAME = arg("id", nargs="?", metavar="ID", help="/sax (all cells), a cell (/sax/test) or a model ID")
 
@@ -37,29 +45,41 @@ def _name(model_id: str) -> str:
     return model_id.rstrip("/").rsplit("/", 1)[-1]
 
 
-def cell_table(cells: Sequence[str]) -> str:
+def _render(headers: Sequence[str], rows: Iterable[Sequence[object]], csv: bool) -> str:
+    """A table as saxutil prints it: headers upper-cased (its table writer's) or, with
+    ``csv``, as saxutil's ``-csv`` writes them (as spelled)."""
+    if csv:
+        return csv_table(headers, rows)
+    return table([h.upper() for h in headers], rows)
+
+
+def cell_table(cells: Sequence[str], csv: bool = False) -> str:
     """The cells, numbered and by bare name, as `saxutil ls /sax` lists them."""
-    return table(("#", "CELL"), [(i, _name(c)) for i, c in enumerate(cells)])
+    return _render(("#", "Cell"), [(i, _name(c)) for i, c in enumerate(cells)], csv)
 
 
-def model_table(models: Sequence[pb.ModelInfo]) -> str:
+def model_table(models: Sequence[pb.ModelInfo], csv: bool = False) -> str:
     """A cell's models, numbered and by name within the cell, as `saxutil ls /sax/CELL`
     lists them (ListModels sorts them by ID, as saxutil does)."""
-    return table(("#", "MODEL ID"), [(i, _name(m.model)) for i, m in enumerate(models)])
+    return _render(("#", "Model ID"), [(i, _name(m.model)) for i, m in enumerate(models)], csv)
 
 
-# saxutil's headers, as its table writer prints them (upper case).
+# saxutil's headers.
 _DETAIL = (
-    "MODEL",
-    "MODEL PATH",
-    "CHECKPOINT PATH",
-    "# OF REPLICAS",
-    "(SELECTED) REPLICAADDRESS",
-    "METHODS",
+    "Model",
+    "Model Path",
+    "Checkpoint Path",
+    "# of Replicas",
+    "(Selected) ReplicaAddress",
+    "Methods",
 )
 
 
-def model_detail(model: pb.ModelInfo, pick: Callable[[Sequence[str]], str] = random.choice) -> str:
+def model_detail(
+    model: pb.ModelInfo,
+    pick: Callable[[Sequence[str]], str] = random.choice,
+    csv: bool = False,
+) -> str:
     """One model: saxutil's row (its replica count is the serving one, and it shows one
     address ``pick``ed from them), then what the gateway knows beyond it in a second table."""
     addresses = list(model.addresses)
@@ -77,40 +97,47 @@ def model_detail(model: pb.ModelInfo, pick: Callable[[Sequence[str]], str] = ran
         ", ".join(f"{k}={v}" for k, v in sorted(model.overrides.items())),
         model.load_error,
     )
-    return "\n\n".join(
+    # saxutil's -csv prints its tables one after the other, with no blank line between.
+    return ("\n" if csv else "\n\n").join(
         (
-            table(_DETAIL, [row]),
-            method_acl_table(model.method_acls),
-            table(("REQUESTED REPLICAS", "OVERRIDES", "LOAD ERROR"), [extra]),
+            _render(_DETAIL, [row], csv),
+            method_acl_table(model.method_acls, csv),
+            _render(("Requested Replicas", "Overrides", "Load Error"), [extra], csv),
         )
     )
 
 
-def method_acl_table(acls: Mapping[str, str]) -> str:
+def method_acl_table(acls: Mapping[str, str], csv: bool = False) -> str:
     """A model's data method ACLs by method name, as `saxutil ls MODEL` prints them after
     the model's row (the header alone when it has none)."""
-    return table(("METHOD", "ACL"), sorted(acls.items()))
+    return _render(("Method", "ACL"), sorted(acls.items()), csv)
 
 
-@command("ls", "[ID]", "list all cells, all models in a cell, or a particular model", NAME)
+@command(
+    "ls",
+    "[ID] [--csv]",
+    "list all cells, all models in a cell, or a particular model",
+    NAME,
+    arg("--csv", action="store_true", help="print the tables as saxutil's -csv does"),
+)
 def ls(session: Session, args: argparse.Namespace) -> None:
     if args.id is None or is_root(args.id):
         session.show(
             session.stub.ListCells,
             pb.ListCellsRequest(),
-            lambda listed: cell_table(listed.cells),
+            lambda listed: cell_table(listed.cells, args.csv),
         )
     elif is_cell(args.id):
         session.show(
             session.stub.ListModels,
             pb.ListModelsRequest(sax_cell=args.id),
-            lambda listed: model_table(list(listed.models)),
+            lambda listed: model_table(list(listed.models), args.csv),
         )
     else:
         session.show(
             session.stub.GetModel,
             pb.GetModelRequest(model=args.id),
-            lambda got: model_detail(got.model),
+            lambda got: model_detail(got.model, csv=args.csv),
         )
 
 
@@ -154,6 +181,11 @@ def _placed(verb: str, done: pb.PublishModelResponse | pb.UpdateModelResponse) -
     )
 
 
+def _updated(done: pb.UpdateModelResponse) -> str:
+    overrides = " ".join(f"{k}={v}" for k, v in sorted(done.overrides.items())) or "none"
+    return f"{_placed('updated', done)}, overrides {overrides}"
+
+
 @command("unpublish", "ID", "unpublish a model", ID)
 def unpublish(session: Session, args: argparse.Namespace) -> None:
     request = pb.UnpublishModelRequest(model=args.id)
@@ -191,9 +223,20 @@ def update(session: Session, args: argparse.Namespace) -> None:
     request = pb.UpdateModelRequest(**_definition(args), clear_overrides=args.clear_overrides)
     if args.replicas is not None:
         request.replicas = args.replicas
-    done = session.call(session.stub.UpdateModel, request)
-    overrides = " ".join(f"{k}={v}" for k, v in sorted(done.overrides.items())) or "none"
-    session.emit(done, f"{_placed('updated', done)}, overrides {overrides}")
+    session.show(session.stub.UpdateModel, request, _updated)
+
+
+@command(
+    "update_checkpoint",
+    "ID CHECKPOINT",
+    "reload a model from a new checkpoint, as saxutil's update_checkpoint",
+    ID,
+    arg("checkpoint"),
+)
+def update_checkpoint(session: Session, args: argparse.Namespace) -> None:
+    # An update that names only the checkpoint: path, overrides and replicas stay.
+    request = pb.UpdateModelRequest(model=args.id, checkpoint=args.checkpoint)
+    session.show(session.stub.UpdateModel, request, _updated)
 
 
 @command(
@@ -321,6 +364,13 @@ ALL_METHODS = "all"
 def getacl(session: Session, args: argparse.Namespace) -> None:
     if args.method is not None and is_cell(args.id):
         raise UsageError(f"{args.id} is a cell: only a model's data methods have ACLs")
+    if args.method not in (None, ALL_METHODS, *ACL_METHODS):
+        # Else a misspelt method would read "(no ACL)", as if anyone could call it.
+        raise UsageError(
+            f"{args.method!r} is no method a model ACL can name: one of "
+            + ", ".join(sorted(ACL_METHODS))
+            + f" (or {ALL_METHODS})"
+        )
     session.show(
         session.stub.GetAcl, pb.GetAclRequest(name=args.id), partial(_acls, method=args.method)
     )
@@ -353,7 +403,7 @@ def setacl(session: Session, args: argparse.Namespace) -> None:
     session.emit(done, f"{what}: ACL set to {done.acl!r}" if done.acl else f"{what}: ACL cleared")
 
 
-COMMANDS = (ls, publish, unpublish, update, stats, watch, wait, getacl, setacl)
+COMMANDS = (ls, publish, unpublish, update, update_checkpoint, stats, watch, wait, getacl, setacl)
 
 
 def register(commands: Commands) -> None:

@@ -131,6 +131,42 @@ def test_publish_ls_wait_update_unpublish(stack: Stack) -> None:
     assert gone.stderr.splitlines()[0].startswith("saxgw: NOT_FOUND: ")
 
 
+def test_ls_csv_prints_saxutils_csv(stack: Stack) -> None:
+    # `saxutil ls -csv` is how scripts read a cell: "# " and the headers, then a line a row.
+    # saxgw refused the flag (exit 2), so those scripts broke on the way to the gateway.
+    ok(stack, "wait", ECHO)
+    assert ok(stack, "ls", "-csv").splitlines()[0] == "# #,Cell"
+    assert "0,test" in ok(stack, "ls", "--csv", "/sax").splitlines()
+    models = ok(stack, "ls", "-csv", "/sax/test").splitlines()
+    assert models[0] == "# #,Model ID"
+    names = [line.split(",")[1] for line in models[1:]]
+    assert "cli-echo" in names and names == sorted(names)
+    assert [line.split(",")[0] for line in models[1:]] == [str(i) for i in range(len(names))]
+    assert ok(stack, "ls", "-csv", ECHO) == (
+        "# Model,Model Path,Checkpoint Path,# of Replicas,(Selected) ReplicaAddress,Methods\n"
+        f"cli-echo,{TEST_LM},None,1,{_address(stack, ECHO)},"
+        '"lm.embed, lm.generate, lm.generate_stream, lm.gradient, lm.score"\n'
+        "# Method,ACL\n"
+        "# Requested Replicas,Overrides,Load Error\n"
+        "1,,\n"
+    )
+
+
+def test_update_checkpoint_as_saxutil_names_it(stack: Stack) -> None:
+    # `saxutil update_checkpoint ID CHECKPOINT` reloads a model from a new checkpoint and
+    # keeps the rest; saxgw had no such command ("unknown command", exit 2).
+    model = "/sax/test/cli-ckpt"
+    with published(stack, model, TEST_LM, {"text": "hi there"}):
+        assert ok(stack, "update_checkpoint", model, "/ckpt/3") == (
+            f"updated {model}: {TEST_LM}, checkpoint /ckpt/3, 1 replica(s), "
+            "overrides text=hi there\n"
+        )
+        bad = saxgw(stack, "update_checkpoint", model, "bad path")
+        assert (bad.returncode, bad.stdout) == (1, "")
+        assert bad.stderr.startswith("saxgw: INVALID_ARGUMENT: checkpoint: ")
+        assert saxgw(stack, "update_checkpoint", model).returncode == 2
+
+
 def test_lm_generate_prints_a_table(stack: Stack) -> None:
     assert columns(ok(stack, "lm.generate", LM, "q")) == [
         ["TEXT", "SCORE"],
@@ -328,6 +364,13 @@ def test_method_acl_round_trip(stack: Stack) -> None:
             ["lm.generate", "acl/team-a"],
             ["lm.score", "acl/all"],
         ]
+        # A misspelt method said "(no ACL)", as if anyone could call it; setacl refuses it.
+        typo = saxgw(stack, "getacl", model, "lm.generte")
+        assert (typo.returncode, typo.stdout) == (2, "")
+        assert typo.stderr.startswith(
+            "saxgw getacl: error: 'lm.generte' is no method a model ACL can name: one of "
+            "am.recognize, lm.embed, lm.generate, "
+        )
         of_cell = saxgw(stack, "getacl", "/sax/test", "lm.generate")
         assert (of_cell.returncode, of_cell.stdout) == (2, "")
         assert of_cell.stderr == (
@@ -646,6 +689,15 @@ def test_saxutils_one_dash_flags_and_extra_inputs(stack: Stack) -> None:
     steps = "-extra=per_example_max_decode_steps:2"
     assert ok(stack, "lm.generate", "-stream", steps, ECHO, "one two three") == "one two\n"
     assert ok(stack, "lm.generate", "-n=1", "-terse", LM, "q") == "one two three\n"
+    # Go's flag package also takes a switch's value, as strconv.ParseBool spells it (scripts
+    # pass -stream=$STREAM): a usage error here, "ignored explicit argument 'true'".
+    assert ok(stack, "lm.generate", "-stream=true", steps, ECHO, "one two three") == "one two\n"
+    assert ok(stack, "lm.generate", "-n=1", "-terse=T", "-stream=false", LM, "q") == (
+        "one two three\n"
+    )
+    assert ok(stack, "lm.generate", "--terse=0", steps, ECHO, "one two three") == (
+        "TEXT     SCORE\none two  -0.2\n"
+    )
     assert ok(stack, "lm.generate", "-extra", "per_example_max_decode_steps:'1'", ECHO, "a b") == (
         "TEXT  SCORE\na b   -0.2\n"  # a quoted value is a string: not a number of steps
     )

@@ -18,10 +18,11 @@ from gateway.cli._help import go_style_flags
 from gateway.cli.main import parser
 
 USAGES = {
-    "ls": "[ID]",
+    "ls": "[ID] [--csv]",
     "publish": "ID MODEL_PATH CHECKPOINT REPLICAS [k=v ...]",
     "unpublish": "ID",
     "update": "ID [--model-path P] [--checkpoint C] [--replicas N] [--clear-overrides] [k=v ...]",
+    "update_checkpoint": "ID CHECKPOINT",
     "stats": "[ID]",
     "watch": "ID",
     "wait": "ID [REPLICAS]",

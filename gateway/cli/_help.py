@@ -33,8 +33,21 @@ class Parser(argparse.ArgumentParser):
                 f"{self.prog}: unknown command {typed!r}{suggestion}\n"
                 f"`{self.prog} --help` lists the commands.\n",
             )
+        if message.startswith("unrecognized arguments") and _SAX_ROOT.search(message):
+            self.print_usage(sys.stderr)
+            self.exit(
+                2,
+                f"{self.prog}: error: {message}\n"
+                f"{self.prog.split()[0]} reaches Sax through a gateway, which reads SAX_ROOT "
+                "itself: name the gateway with --gateway HOST:PORT (saxutil's --sax_root has no "
+                "use here).\n",
+            )
         super().error(message)
 
+
+# saxutil's flag naming the Sax root (`--sax_root=gs://...`), which saxutil users carry over
+# in their aliases: for `saxgw` the gateway knows the root, and the CLI only the gateway.
+_SAX_ROOT = re.compile(r"(^|\s)--?sax_root(=|\s|$)")
 
 # A suggestion is at least this similar (difflib's ratio) to what was typed, and within
 # _RUNNER_UP of the best one: at 0.5 alone, "bogus" got "did you mean ops?" (two letters of

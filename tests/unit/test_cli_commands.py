@@ -15,7 +15,7 @@ from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.cli import _channel, _common, admin, am, lm, vm
 from gateway.cli._help import go_style_flags
-from gateway.cli.main import parser
+from gateway.cli.main import main, parser
 
 USAGES = {
     "ls": "[ID] [--csv]",
@@ -280,6 +280,26 @@ def test_a_mistyped_command_gets_did_you_mean(capsys: pytest.CaptureFixture[str]
     with pytest.raises(SystemExit):
         parser().parse_args(["zzz"])
     assert capsys.readouterr().err.splitlines()[-2] == "saxgw: unknown command 'zzz'"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ls", "-sax_root=gs://bucket/sax", "/sax/test"],  # saxutil's spelling
+        ["--sax_root=gs://bucket/sax", "ls", "/sax/test"],  # as saxutil's aliases put it
+    ],
+)
+def test_saxutils_sax_root_flag_says_the_gateway_reads_it(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It was "unrecognized arguments" alone, which left a saxutil user guessing.
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "saxgw reaches Sax through a gateway, which reads SAX_ROOT itself: name the gateway "
+        "with --gateway HOST:PORT (saxutil's --sax_root has no use here)."
+    )
 
 
 @pytest.mark.parametrize(

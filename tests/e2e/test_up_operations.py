@@ -12,6 +12,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -154,35 +156,49 @@ def test_sighup_stops_saxgw_as_sigterm_does(tmp_path: Path) -> None:
     assert list(tmp.iterdir()) == []
 
 
-def test_saxgws_own_lines_are_json_when_the_logs_are(tmp_path: Path) -> None:
-    port, gateway = free_port(), free_port()
-    argv = [
-        *own_ports_and_dirs(port, tmp_path),
-        f"--gateway-ports={gateway}",
-        "--ops-port=0",
-        "--log-format=json",
-    ]
+@contextmanager
+def _json_up(
+    tmp_path: Path, argv: list[str]
+) -> Iterator[tuple[subprocess.Popen[bytes], Path, float]]:
+    """`saxgw up ARGV --log-format=json`, its stdout and stderr in files; yields it, its
+    stderr and the deadline (60 s from its start) once the banner is out, then stops it with
+    SIGTERM (it must exit 0)."""
     stdout, stderr = tmp_path / "stdout", tmp_path / "stderr"
     with stdout.open("w") as out, stderr.open("w") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "up", *argv], stdout=out, stderr=err
+            [sys.executable, "-m", "gateway.cli", "up", *argv, "--log-format=json"],
+            stdout=out,
+            stderr=err,
         )
+    deadline = time.monotonic() + 60
     try:
-        deadline = time.monotonic() + 60
         # Until the banner, the stack is still starting, and a child that dies then stops
         # saxgw rather than being restarted: the gateway's own health answering was too
         # early on a loaded machine (Envoy not up yet, saxgw exited 1).
-        while "Ready. Try:" not in stdout.read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, stderr.read_text()
-            time.sleep(0.2)
-        pid = _pid_of_child(proc.pid, f"--port={gateway}")
-        os.kill(pid, signal.SIGKILL)
-        while "restarted gateway-0" not in stderr.read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, stderr.read_text()
-            time.sleep(0.2)
+        _until_written(proc, stdout, "Ready. Try:", stderr, deadline)
+        yield proc, stderr, deadline
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
+
+
+def _until_written(
+    proc: subprocess.Popen[bytes], path: Path, text: str, stderr: Path, deadline: float
+) -> None:
+    """Waits until ``path`` holds ``text``; fails with ``stderr`` if ``proc`` exits first or
+    ``deadline`` (`time.monotonic`) passes."""
+    while text not in path.read_text():
+        assert proc.poll() is None and time.monotonic() < deadline, stderr.read_text()
+        time.sleep(0.2)
+
+
+def test_saxgws_own_lines_are_json_when_the_logs_are(tmp_path: Path) -> None:
+    port, gateway = free_port(), free_port()
+    argv = [*own_ports_and_dirs(port, tmp_path), f"--gateway-ports={gateway}", "--ops-port=0"]
+    with _json_up(tmp_path, argv) as (proc, stderr, deadline):
+        pid = _pid_of_child(proc.pid, f"--port={gateway}")
+        os.kill(pid, signal.SIGKILL)
+        _until_written(proc, stderr, "restarted gateway-0", stderr, deadline)
     records = [json.loads(line) for line in stderr.read_text().splitlines()]
     mine = [(r["level"], r["logger"], r["message"]) for r in records if r["logger"] == "saxgw"]
     [(_, _, restarted)] = [m for m in mine if m[2].startswith("restarted gateway-0 (pid ")]
@@ -203,21 +219,8 @@ def test_the_embedded_cells_lines_are_json_when_the_logs_are(tmp_path: Path) -> 
     # part of the stack's log as garbage.
     port = free_port()
     argv = [a for a in own_ports_and_dirs(port, tmp_path) if not a.startswith("--log-dir=")]
-    stdout, stderr = tmp_path / "stdout", tmp_path / "stderr"
-    with stdout.open("w") as out, stderr.open("w") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "up", *argv, "--ops-port=0", "--log-format=json"],
-            stdout=out,
-            stderr=err,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while "Ready. Try:" not in stdout.read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, stderr.read_text()
-            time.sleep(0.2)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0
+    with _json_up(tmp_path, [*argv, "--ops-port=0"]) as (_, stderr, _):
+        pass
     records = [json.loads(line) for line in stderr.read_text().splitlines()]
     loggers = {r["logger"] for r in records}
     assert {"gateway.cell.admin", "gateway.cell.modelserver"} <= loggers

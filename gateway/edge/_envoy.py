@@ -54,6 +54,13 @@ def _filter(name: str, type_url: str, config: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "typed_config": {"@type": EXTENSIONS + type_url, **config}}
 
 
+def _lua(name: str, code: str) -> dict[str, Any]:
+    """A Lua filter named ``name`` that runs ``code``."""
+    return _filter(
+        name, "filters.http.lua.v3.Lua", {"default_source_code": {"inline_string": code}}
+    )
+
+
 def _exact(path: str) -> dict[str, Any]:
     return {"url_path": {"path": {"exact": path}}}
 
@@ -214,11 +221,7 @@ def _bearer_scheme() -> dict[str, Any]:
     Lua, since no Envoy header mutation can rewrite part of a value; it runs only for a
     request whose scheme is some other spelling of ``Bearer`` (the matcher below), so the
     usual request pays a regex, not a Lua coroutine."""
-    rewrite = _filter(
-        "bearer_scheme",
-        "filters.http.lua.v3.Lua",
-        {"default_source_code": {"inline_string": _BEARER_SCHEME}},
-    )
+    rewrite = _lua("bearer_scheme", _BEARER_SCHEME)
     usual = {
         "or_matcher": {
             "predicate": [
@@ -373,11 +376,7 @@ def _client_claim_check(config: EdgeConfig) -> dict[str, Any]:
         f"[{json.dumps(j.issuer)}] = {json.dumps(j.client_claim)}" for j in config.jwt
     )
     code = _CLIENT_CLAIM_CHECK % (table, _JWT_FILTER, _JWT_PAYLOAD)
-    check = _filter(
-        "client_claim_check",
-        "filters.http.lua.v3.Lua",
-        {"default_source_code": {"inline_string": code}},
-    )
+    check = _lua("client_claim_check", code)
     named_or_keyed = {
         "or_matcher": {
             "predicate": [
@@ -415,11 +414,7 @@ def _origin_check(origins: Sequence[str]) -> dict[str, Any]:
     compares two headers (Origin and the request's own host), which RBAC cannot."""
     table = ", ".join(f"[{json.dumps(o)}] = true" for o in origins if o != "*")
     code = _ORIGIN_CHECK % (table, "true" if "*" in origins else "false")
-    check = _filter(
-        "envoy.filters.http.lua",
-        "filters.http.lua.v3.Lua",
-        {"default_source_code": {"inline_string": code}},
-    )
+    check = _lua("envoy.filters.http.lua", code)
     return _unless_origin(check)
 
 

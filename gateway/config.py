@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from gateway.client import ClientSettings
+from gateway.common.logs import LogFormat
 
 if TYPE_CHECKING:  # gateway.modelconfig raises this module's ConfigError
     from gateway.modelconfig import ModelConfig
@@ -128,7 +129,7 @@ class TelemetrySettings:
     trace_sample_ratio: float = 1.0
     """Share of traces started by the gateway that are recorded; a caller's ``traceparent``
     decides for its own calls."""
-    log_format: str = "auto"
+    log_format: LogFormat = "auto"
     """``json`` lines, ``text``, or ``auto`` (text on a terminal); the process's logs."""
 
 

@@ -104,7 +104,7 @@ def settings_to_argv(settings: CellSettings) -> list[str]:
     return argv
 
 
-def cell_argv(settings: CellSettings, *, log_format: str = "text") -> list[str]:
+def cell_argv(settings: CellSettings, *, log_format: logs.LogFormat = "text") -> list[str]:
     """The command that runs a whole cell (``python -m gateway.cell``) with ``settings``."""
     argv = [sys.executable, "-m", "gateway.cell", *settings_to_argv(settings)]
     argv += [
@@ -121,7 +121,7 @@ def configure_logging(level: str, *, name: str, fmt: logs.LogFormat = "text") ->
     """Text lines named after the process (``admin``, ``modelserver``), or the gateway's JSON
     lines: under ``saxgw up --log-format json`` the cell's lines went to the same stderr (or
     log directory) as text, which a JSON log pipeline cannot read."""
-    if fmt == "json" or (fmt == "auto" and not sys.stderr.isatty()):
+    if logs.resolved(fmt) == "json":
         logs.configure("json", logging.getLevelName(level))
         return
     logging.basicConfig(

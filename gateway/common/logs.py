@@ -158,11 +158,17 @@ _GRPC_UNDECODABLE = "Invalid encoding on"
 _GRPC_LOGGER = "grpc._cython.cygrpc"
 
 
+def resolved(fmt: LogFormat, *, terminal: bool | None = None) -> Literal["json", "text"]:
+    """``fmt`` with ``auto`` decided: text on a terminal (stderr, unless ``terminal`` says
+    where the lines go), JSON otherwise (a container, a log file)."""
+    if fmt != "auto":
+        return fmt
+    return "text" if (sys.stderr.isatty() if terminal is None else terminal) else "json"
+
+
 def configure(fmt: LogFormat, level: int) -> None:
-    """Sends the root logger's records to stderr in ``fmt``; ``auto`` is text on a terminal
-    and JSON otherwise (a container, a log file)."""
-    if fmt == "auto":
-        fmt = "text" if sys.stderr.isatty() else "json"
+    """Sends the root logger's records to stderr in ``fmt`` (`resolved`)."""
+    fmt = resolved(fmt)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(TEXT))
     root = logging.getLogger()

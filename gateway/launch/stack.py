@@ -26,6 +26,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.cell import CellSettings, cell_argv
 from gateway.common import slottable
+from gateway.common.logs import LogFormat, resolved
 from gateway.common.private import write_private
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings, SharedSlots
 from gateway.configfile import ConfigFile, load_config, write_snapshot
@@ -116,11 +117,11 @@ def _gateway_healthy(envoy: EnvoySettings) -> bool:
 ENVOY_JSON_LOG = '{"time":"%Y-%m-%dT%T.%eZ","level":"%l","logger":"envoy.%n","message":"%j"}'
 
 
-def _envoy_log_flags(log_format: str, log_path: str | None) -> list[str]:
+def _envoy_log_flags(log_format: LogFormat, log_path: str | None) -> list[str]:
     """``--log-format`` for Envoy: JSON when the gateways log JSON (``auto``: unless Envoy
     writes to a terminal, as the gateways decide)."""
     terminal = log_path is None and sys.stderr.isatty()
-    if log_format == "json" or (log_format == "auto" and not terminal):
+    if resolved(log_format, terminal=terminal) == "json":
         return ["--log-format", ENVOY_JSON_LOG]
     return []
 

@@ -3,8 +3,9 @@
     configure("json", logging.INFO)   # {"time": "...", "level": "INFO", "logger": ..., ...}
 
 A record logged while the gateway serves a call carries that call's ``request_id`` (the
-``x-request-id`` Envoy sets) and ``client`` (the identity Envoy authenticated, if any), read
-only when a record is actually written.
+``x-request-id`` Envoy sets), ``client`` (the identity Envoy authenticated, if any) and, on a
+gateway that traces, ``trace_id`` and ``span_id`` (its server span's, as OpenTelemetry's log
+correlation names them), read only when a record is actually written.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from gateway.common.failurelog import REPEAT_S
 
@@ -32,6 +33,11 @@ class CallInfo(Protocol):
     @property
     def client(self) -> str | None: ...
 
+    @property
+    def trace(self) -> tuple[str, str] | None:
+        """The call's trace and span IDs in hex, None where the gateway does not trace."""
+        ...
+
 
 #: The call the current task serves, if any; the gateway's interceptor sets it.
 current_call: ContextVar[CallInfo | None] = ContextVar("saxgw_current_call", default=None)
@@ -43,15 +49,28 @@ current_call: ContextVar[CallInfo | None] = ContextVar("saxgw_current_call", def
 _reading_call: ContextVar[bool] = ContextVar("saxgw_reading_call", default=False)
 
 
-def _call_fields() -> tuple[str | None, str | None]:
-    """The current call's request ID and client, (None, None) outside a call."""
+class _Fields(NamedTuple):
+    request_id: str | None = None
+    client: str | None = None
+    trace: tuple[str, str] | None = None
+
+
+_OUTSIDE = _Fields()
+
+
+def _call_fields() -> _Fields:
+    """The current call's request ID, client and trace, all None outside a call."""
     call = current_call.get()
     if call is None or _reading_call.get():
-        return None, None
+        return _OUTSIDE
     token = _reading_call.set(True)
     try:
         request_id, client = call.request_id, call.client
-        return request_id and request_id[:LOGGED_ID_CHARS], client and client[:LOGGED_ID_CHARS]
+        return _Fields(
+            request_id and request_id[:LOGGED_ID_CHARS],
+            client and client[:LOGGED_ID_CHARS],
+            call.trace,
+        )
     finally:
         _reading_call.reset(token)
 
@@ -65,7 +84,8 @@ LOGGED_ID_CHARS = 128
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, request_id, client, exception."""
+    """One JSON object per line: time, level, logger, message, request_id, client, trace_id,
+    span_id, exception."""
 
     converter = time.gmtime  # type: ignore[assignment]  # typeshed's signature is too narrow
 
@@ -76,11 +96,13 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        request_id, client = _call_fields()
-        if request_id:
-            line["request_id"] = request_id
-        if client:
-            line["client"] = client
+        call = _call_fields()
+        if call.request_id:
+            line["request_id"] = call.request_id
+        if call.client:
+            line["client"] = call.client
+        if call.trace:
+            line["trace_id"], line["span_id"] = call.trace
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False)
@@ -95,7 +117,8 @@ def _field(value: str) -> str:
 
 
 class TextFormatter(logging.Formatter):
-    """Plain text for a terminal, the call's request_id and client as ``key=value`` at the end."""
+    """Plain text for a terminal, the call's request_id, client and trace as ``key=value`` at
+    the end."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         # A message may quote a caller's input (a model name it sent): a line break in it
@@ -108,10 +131,14 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
-        request_id, client = _call_fields()
-        if request_id:
-            text += f" request_id={_field(request_id)}"
-        return f"{text} client={_field(client)}" if client else text
+        call = _call_fields()
+        if call.request_id:
+            text += f" request_id={_field(call.request_id)}"
+        if call.client:
+            text += f" client={_field(call.client)}"
+        if call.trace:
+            text += " trace_id={} span_id={}".format(*call.trace)
+        return text
 
 
 def print_record(logger: logging.Logger, message: str) -> None:

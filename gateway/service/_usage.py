@@ -112,6 +112,14 @@ class CallRecord:
         context = self._context
         return None if context is None else request_id(context) or None
 
+    @property
+    def trace(self) -> tuple[str, str] | None:
+        span = self.span
+        if span is None:
+            return None
+        ids = span.get_span_context()
+        return (f"{ids.trace_id:032x}", f"{ids.span_id:016x}") if ids.is_valid else None
+
     def end(self) -> None:
         """The call is over: forget its context. Work the call started may outlive it (a
         shielded admin fetch, its done callbacks) and log in its context; grpc frees a

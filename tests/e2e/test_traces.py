@@ -9,10 +9,13 @@ stack's cell; tests/e2e/test_operate.py has the traces of ordinary calls.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import secrets
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import grpc
 import httpx
@@ -245,3 +248,41 @@ def test_envoys_span_of_a_call_the_client_gave_up_says_cancelled(
     assert attributes(server)["rpc.grpc.status_code"] == 1
     assert attributes(server)["error.type"] == "CANCELLED"
     assert server.parent_span_id == envoy.span_id
+
+
+def test_a_gateway_log_line_of_a_traced_call_names_its_trace_and_span(
+    traced: Stack, receiver: Receiver
+) -> None:
+    # Gateway log lines carried the call's request ID only: going from a trace to the lines
+    # logged while serving it meant a detour through the span's saxgw.request_id.
+    trace, traceparent = _traceparent()
+    cell = f"nocell{secrets.token_hex(4)}"  # the gateway logs that it found no such cell
+    request_id = str(uuid.uuid4())
+    reply = httpx.post(
+        f"{traced.http_url}/generate",
+        json={"model": f"/sax/{cell}/lm", "query": "hello"},
+        headers={"traceparent": traceparent, "x-request-id": request_id},
+        timeout=30,
+    )
+    assert reply.status_code == 404, reply.text
+    _, server = _split(receiver, receiver.wait_until(trace, _envoy_and_server(receiver)))
+    line = _gateway_log_line(traced, request_id)
+    assert str(line["message"]).startswith(f"cell /sax/{cell} not found"), line
+    assert (line["request_id"], line["trace_id"], line["span_id"]) == (
+        request_id,
+        trace.hex(),
+        server.span_id.hex(),
+    )
+    assert line["level"] == "INFO"
+
+
+def _gateway_log_line(stack: Stack, marker: str, timeout: float = 10.0) -> dict[str, object]:
+    """The one JSON line of gateway-0's log that contains ``marker`` (a request ID)."""
+    log = Path(stack.settings.log_dir or "") / "gateway-0.log"
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = [json.loads(t) for t in log.read_text().splitlines() if marker in t]
+        if lines or time.monotonic() > deadline:
+            [line] = lines
+            return dict(line)
+        time.sleep(0.1)

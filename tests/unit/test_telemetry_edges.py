@@ -61,6 +61,7 @@ def test_the_otlp_endpoint_defaults_to_the_standard_variable(
 class _Call:
     request_id = "req-123"
     client = "team-a"
+    trace = None
 
 
 def _record(message: str) -> logging.LogRecord:
@@ -84,9 +85,34 @@ def test_json_log_lines_carry_the_request_id_and_client_of_the_call_served() -> 
     assert "request_id" not in idle and "client" not in idle
 
 
+class _Traced:
+    request_id = "req-123"
+    client = None
+    trace = (TRACE_ID, "b7ad6b7169203331")
+
+
+def test_log_lines_of_a_traced_call_name_its_trace_and_span() -> None:
+    token = current_call.set(_Traced())
+    try:
+        line = json.loads(JsonFormatter().format(_record("cell unreachable")))
+        text = TextFormatter(TEXT).format(_record("cell unreachable"))
+    finally:
+        current_call.reset(token)
+    assert (line["request_id"], line["trace_id"], line["span_id"]) == (
+        "req-123",
+        TRACE_ID,
+        "b7ad6b7169203331",
+    )
+    assert "client" not in line
+    assert text.endswith(
+        f" cell unreachable request_id=req-123 trace_id={TRACE_ID} span_id=b7ad6b7169203331"
+    )
+
+
 class _Long:
     request_id = "r" * 20_000  # as long as a header limit of 8 MiB lets a caller make it
     client = "c" * 300
+    trace = None
 
 
 def test_a_long_request_id_is_logged_as_its_prefix() -> None:
@@ -110,6 +136,7 @@ def test_a_long_request_id_is_logged_as_its_prefix() -> None:
 class _Forged:
     request_id = 'x client=admin "y"'
     client = "team a"
+    trace = None
 
 
 def test_text_log_lines_quote_a_request_id_that_could_write_fields_of_its_own() -> None:

@@ -124,6 +124,9 @@ class TelemetrySettings:
     them in this process only (tests, or one process scraped some other way)."""
     otlp_endpoint: str | None = None
     """OTLP/gRPC collector (``http://127.0.0.1:4317``) that receives traces; None: no tracing."""
+    otlp_certificate: str | None = None
+    """PEM file of the CA(s) an ``https://`` collector's certificate is checked against;
+    None: the system's roots (gRPC's defaults)."""
     service_name: str = "sax-gateway"
     """``service.name`` of the exported spans."""
     trace_sample_ratio: float = 1.0

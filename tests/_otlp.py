@@ -14,9 +14,10 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 
 
 class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
-    """Collects spans; ``endpoint`` is what a gateway's --otlp-endpoint should be."""
+    """Collects spans; ``endpoint`` is what a gateway's --otlp-endpoint should be: https:// when
+    ``tls`` (a certificate chain and its key, PEM) is given."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[bytes, bytes] | None = None) -> None:
         self._spans: list[trace_pb2.Span] = []
         self._services: dict[bytes, str] = {}  # span ID -> service.name of its resource
         self._lock = threading.Lock()
@@ -24,8 +25,14 @@ class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
         # opentelemetry-proto's generated *_pb2_grpc modules carry no annotations.
         add = trace_service_pb2_grpc.add_TraceServiceServicer_to_server
         add(self, self._server)  # type: ignore[no-untyped-call]
-        port = self._server.add_insecure_port("127.0.0.1:0")
-        self.endpoint = f"http://127.0.0.1:{port}"
+        if tls is None:
+            port = self._server.add_insecure_port("127.0.0.1:0")
+            self.endpoint = f"http://127.0.0.1:{port}"
+        else:
+            chain, key = tls
+            credentials = grpc.ssl_server_credentials([(key, chain)])
+            port = self._server.add_secure_port("127.0.0.1:0", credentials)
+            self.endpoint = f"https://127.0.0.1:{port}"
 
     def Export(
         self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.ServicerContext

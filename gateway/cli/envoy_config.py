@@ -25,6 +25,7 @@ from gateway.launch.envoy import (
     swagger_ui,
 )
 from gateway.service.args import add_config_argument, default
+from gateway.service.telemetry_args import otlp_certificate
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -50,6 +51,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add_config_argument(cfg)
     cfg.add_argument(
         "--otlp-endpoint", type=flags.endpoint, help="OTLP/gRPC collector for Envoy's spans"
+    )
+    cfg.add_argument(
+        "--otlp-certificate",
+        type=flags.pem_file,
+        metavar="PEM",
+        help="CA certificates an https:// collector's certificate is checked against "
+        "(default: $OTEL_EXPORTER_OTLP_CERTIFICATE; unset: the system's roots)",
     )
     cfg.set_defaults(handler=_envoy_config)
 
@@ -83,6 +91,7 @@ def _write_envoy_config(args: argparse.Namespace, edge: EdgeConfig) -> int:
         admin_port=args.admin_port,
         cors_origins=args.cors_origin,
         otlp_endpoint=args.otlp_endpoint,
+        otlp_certificate=otlp_certificate(args.otlp_endpoint, args.otlp_certificate),
     )
     settings = _edge.envoy_settings(settings, edge)
     text = render(settings, descriptor, openapi, docs, secrets_dir=out)

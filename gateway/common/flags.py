@@ -15,6 +15,7 @@ import ipaddress
 import math
 import os
 from collections.abc import Iterable
+from pathlib import Path
 
 from gateway.common.errors import InvalidArgumentError
 from gateway.common.limits import MAX_REPLICAS, MAX_SECONDS
@@ -154,6 +155,18 @@ def endpoint(text: str) -> str:
         )
     if number is not None:
         port(number)
+    return text
+
+
+def pem_file(text: str) -> str:
+    """A readable file of PEM certificates (``--otlp-certificate``): checked at start, where
+    the gateway and Envoy would each have failed on their own, Envoy only at its first span."""
+    try:
+        data = Path(text).read_bytes()
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {text}: {exc.strerror}") from exc
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        raise argparse.ArgumentTypeError(f"{text} holds no PEM certificate")
     return text
 
 

@@ -55,7 +55,11 @@ class EnvoySettings:
     """Credentials, roles, quotas, TLS and limits from the ``--config`` file (gateway/edge);
     its ``limits`` are the only place Envoy's limits are set (body, headers, connections...)."""
     otlp_endpoint: str | None = None
-    """OTLP/gRPC collector (``http://host:4317``) for Envoy's own spans; None: no tracing."""
+    """OTLP/gRPC collector (``http://host:4317``) for Envoy's own spans; None: no tracing.
+    ``https://`` is TLS, checked against ``otlp_certificate``."""
+    otlp_certificate: str | None = None
+    """PEM file of the CA(s) an ``https://`` collector's certificate is checked against;
+    None: gRPC's default roots."""
     trace_sample_ratio: float = 1.0
     """Share of requests without a caller's ``traceparent`` that are traced."""
     concurrency: int | None = None
@@ -130,10 +134,24 @@ def _origins(origins: Sequence[str]) -> list[dict[str, object]]:
 _URL_WITHOUT_QUERY = "%REQ(X-FORWARDED-PROTO)%://%REQ(:AUTHORITY)%%PATH(NQ:ORIG_OR_PATH)%"
 
 
-def _tracing(endpoint: str | None, ratio: float) -> dict[str, object] | None:
+def _otlp_channel(endpoint: str, certificate: str | None) -> dict[str, object]:
+    """Envoy's gRPC client to the collector: TLS for ``https://``, as the gateway's exporter
+    reads an endpoint (gateway/service/_tracing.py); plaintext otherwise."""
+    channel: dict[str, object] = {
+        "target_uri": endpoint.split("://", 1)[-1].rstrip("/"),
+        "stat_prefix": "otlp",
+    }
+    if endpoint.startswith("https://"):
+        roots = {"root_certs": {"filename": certificate}} if certificate else {}
+        channel["channel_credentials"] = {"ssl_credentials": roots}
+    return channel
+
+
+def _tracing(
+    endpoint: str | None, ratio: float, certificate: str | None = None
+) -> dict[str, object] | None:
     if not endpoint:
         return None
-    target = endpoint.split("://", 1)[-1].rstrip("/")
     samplers = "type.googleapis.com/envoy.extensions.tracers.opentelemetry.samplers.v3"
     return {
         # Envoy's own http.url holds the query string, where a client may have put a key or a
@@ -152,7 +170,7 @@ def _tracing(endpoint: str | None, ratio: float) -> dict[str, object] | None:
                 "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
                 # Envoy's own gRPC client: no cluster to declare for the collector.
                 "grpc_service": {
-                    "google_grpc": {"target_uri": target, "stat_prefix": "otlp"},
+                    "google_grpc": _otlp_channel(endpoint, certificate),
                     "timeout": "1s",
                 },
                 "service_name": "sax-gateway-envoy",
@@ -252,7 +270,9 @@ def render(
         "METHOD_FORMAT": json.dumps(method_format()),
         **edge_values(settings.edge, settings.cors_origins, secrets_dir or Path("secrets")),
         **host_values(settings.listen_address, settings.allowed_hosts),
-        "TRACING": json.dumps(_tracing(settings.otlp_endpoint, settings.trace_sample_ratio)),
+        "TRACING": json.dumps(
+            _tracing(settings.otlp_endpoint, settings.trace_sample_ratio, settings.otlp_certificate)
+        ),
         "TRACEPARENT_CHECK": json.dumps(traceparent_check() if settings.otlp_endpoint else []),
         "IDENTITY_HEADER": IDENTITY_HEADER,
         "LOGGED_ID_CHARS": LOGGED_ID_CHARS,

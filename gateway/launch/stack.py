@@ -147,6 +147,7 @@ class Stack:
             envoy,
             gateway_endpoints=endpoints,
             otlp_endpoint=envoy.otlp_endpoint or settings.gateway.telemetry.otlp_endpoint,
+            otlp_certificate=envoy.otlp_certificate or settings.gateway.telemetry.otlp_certificate,
             trace_sample_ratio=settings.gateway.telemetry.trace_sample_ratio,
         )
         self._tmp = stack_dir()  # those of killed stacks are removed first

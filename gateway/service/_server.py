@@ -122,7 +122,10 @@ class GatewayServer:
         tracing = None
         if telemetry.otlp_endpoint:
             tracing = Tracing(
-                telemetry.otlp_endpoint, telemetry.service_name, telemetry.trace_sample_ratio
+                telemetry.otlp_endpoint,
+                telemetry.service_name,
+                telemetry.trace_sample_ratio,
+                telemetry.otlp_certificate,
             )
         # Always there: the query cost reaches the caller even with metrics and tracing off.
         observer = GatewayObserver(metrics, tracing)

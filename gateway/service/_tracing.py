@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -68,7 +69,13 @@ def _carrier(metadata: Metadata) -> dict[str, str]:
 class Tracing:
     """A tracer whose spans go to one OTLP/gRPC endpoint in batches."""
 
-    def __init__(self, endpoint: str, service_name: str, sample_ratio: float = 1.0) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        service_name: str,
+        sample_ratio: float = 1.0,
+        certificate: str | None = None,
+    ) -> None:
         # The SDK and the exporter are imported here, not above: they take a second or two to
         # import, which every saxgw command would pay while only tracing gateways use them.
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -84,8 +91,12 @@ class Tracing:
         # Plaintext unless the endpoint says https://, as Envoy's exporter (its google_grpc
         # target, gateway/launch/envoy.py) reads it: a HOST:PORT endpoint, which --otlp-endpoint
         # takes, was TLS here, so a collector got Envoy's spans and none of the gateway's.
+        # With TLS, the collector's certificate is checked against ``certificate`` (a PEM
+        # file), else the system's roots.
         secure = endpoint.startswith("https://")
-        exporter = OTLPSpanExporter(endpoint=endpoint, insecure=not secure)
+        roots = Path(certificate).read_bytes() if secure and certificate else None
+        credentials = grpc.ssl_channel_credentials(roots) if secure else None
+        exporter = OTLPSpanExporter(endpoint=endpoint, insecure=not secure, credentials=credentials)
         self._exporter = exporter
         self._provider.add_span_processor(BatchSpanProcessor(exporter))
         exporter_log = logging.getLogger(EXPORTER_LOGGER)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from gateway.common.flags import endpoint, ratio
+from gateway.common.flags import endpoint, pem_file, ratio
 from gateway.common.logs import FORMATS
 from gateway.config import TelemetrySettings
 
@@ -40,6 +40,13 @@ def add_telemetry_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: $OTEL_EXPORTER_OTLP_ENDPOINT; unset: no tracing)",
     )
     parser.add_argument(
+        "--otlp-certificate",
+        type=pem_file,
+        metavar="PEM",
+        help="CA certificates an https:// collector's certificate is checked against "
+        "(default: $OTEL_EXPORTER_OTLP_CERTIFICATE; unset: the system's roots)",
+    )
+    parser.add_argument(
         "--trace-sample-ratio",
         type=ratio,
         default=_DEFAULTS.trace_sample_ratio,
@@ -60,9 +67,25 @@ def telemetry_from_args(args: argparse.Namespace) -> TelemetrySettings:
         cost_header=args.cost_header,
         metrics_dir=getattr(args, "metrics_dir", None),
         otlp_endpoint=args.otlp_endpoint,
+        otlp_certificate=otlp_certificate(args.otlp_endpoint, args.otlp_certificate),
         trace_sample_ratio=args.trace_sample_ratio,
         log_format=args.log_format,
     )
+
+
+def otlp_certificate(endpoint: str | None, flag: str | None) -> str | None:
+    """The CA file for a TLS collector: the flag's, else the standard OpenTelemetry variable's
+    (read only for an ``https://`` endpoint, so a stale variable cannot stop a gateway that
+    does not use it; checked as the flag is)."""
+    if flag or not (endpoint or "").startswith("https://"):
+        return flag
+    variable = os.environ.get("OTEL_EXPORTER_OTLP_CERTIFICATE")
+    if not variable:
+        return None
+    try:
+        return pem_file(variable)
+    except argparse.ArgumentTypeError as exc:
+        raise SystemExit(f"saxgw: $OTEL_EXPORTER_OTLP_CERTIFICATE: {exc}") from exc
 
 
 def telemetry_argv(telemetry: TelemetrySettings) -> list[str]:
@@ -76,5 +99,7 @@ def telemetry_argv(telemetry: TelemetrySettings) -> list[str]:
         argv.append(f"--metrics-dir={telemetry.metrics_dir}")
     if telemetry.otlp_endpoint:
         argv.append(f"--otlp-endpoint={telemetry.otlp_endpoint}")
+        if telemetry.otlp_certificate:
+            argv.append(f"--otlp-certificate={telemetry.otlp_certificate}")
         argv.append(f"--trace-sample-ratio={telemetry.trace_sample_ratio!r}")
     return argv

@@ -32,6 +32,7 @@ from tests._otlp import Receiver, attributes
 from tests._stacks import FORWARDED, envoy_stat, loopback_envoy, wait_forwarded
 from tests.e2e._access_log import access_log_line
 from tests.e2e._published import TEST_LM, published
+from tests.e2e.security._credentials import CertificateAuthority
 
 pytestmark = pytest.mark.e2e
 
@@ -274,6 +275,41 @@ def test_a_gateway_log_line_of_a_traced_call_names_its_trace_and_span(
         server.span_id.hex(),
     )
     assert line["level"] == "INFO"
+
+
+def test_spans_reach_a_tls_collector_from_envoy_and_the_gateway(
+    stack: Stack, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # With an https:// collector, Envoy's exporter spoke plaintext (its spans were lost), and
+    # the gateway's could only check the collector against the system's roots.
+    ca = CertificateAuthority.generate()
+    directory = tmp_path_factory.mktemp("tls-otlp")
+    roots = directory / "ca.pem"
+    roots.write_bytes(ca.pem())
+    receiver = Receiver(tls=ca.issue("collector", server=True))
+    receiver.start()
+    telemetry = TelemetrySettings(otlp_endpoint=receiver.endpoint, otlp_certificate=str(roots))
+    settings = StackSettings(
+        gateway=dataclasses.replace(stack.settings.gateway, telemetry=telemetry),
+        gateway_ports=(free_port(),),
+        envoy=loopback_envoy(),
+        log_dir=str(directory),
+    )
+    try:
+        with Stack(settings) as running:
+            assert running.wait_healthy(timeout=60), "the stack never became healthy"
+            trace, traceparent = _traceparent()
+            reply = httpx.get(
+                f"{running.http_url}/listcells", headers={"traceparent": traceparent}, timeout=30
+            )
+            assert reply.status_code == 200, reply.text
+            envoy, server = _split(
+                receiver, receiver.wait_until(trace, _envoy_and_server(receiver))
+            )
+    finally:
+        receiver.stop()
+    assert server.parent_span_id == envoy.span_id
+    assert server.name == "saxgateway.v1.SaxGateway/ListCells"
 
 
 def _gateway_log_line(stack: Stack, marker: str, timeout: float = 10.0) -> dict[str, object]:

@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from gateway.common.logs import (
 from gateway.launch.envoy import EnvoySettings, render
 from gateway.service._observe import TelemetryInterceptor
 from gateway.service._tracing import Tracing
+from gateway.service.telemetry_args import telemetry_from_args
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 TRACEPARENT = f"00-{TRACE_ID}-b7ad6b7169203331-01"
@@ -294,3 +296,28 @@ async def test_work_a_call_started_may_log_after_the_call_is_over() -> None:
     await left_behind[0]
     assert [line.get("request_id") for line in lines] == ["req-9", None]
     assert lines[1]["message"] == "admin unreachable"
+
+
+def test_a_tls_collectors_ca_comes_from_the_flag_or_the_standard_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pem = tmp_path / "ca.pem"
+    pem.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", str(pem))
+    https = ["up", "--otlp-endpoint", "https://collector:4317"]
+    assert telemetry_from_args(parser().parse_args(https)).otlp_certificate == str(pem)
+    # Read only for an https:// collector: a stale variable stops no plaintext gateway.
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", str(tmp_path / "gone.pem"))
+    plain = parser().parse_args(["up", "--otlp-endpoint", "http://collector:4317"])
+    assert telemetry_from_args(plain).otlp_certificate is None
+    with pytest.raises(SystemExit, match=r"OTEL_EXPORTER_OTLP_CERTIFICATE: cannot read .*gone"):
+        telemetry_from_args(parser().parse_args(https))
+    # The flag wins, and is checked as it is parsed.
+    args = parser().parse_args([*https, "--otlp-certificate", str(pem)])
+    assert telemetry_from_args(args).otlp_certificate == str(pem)
+    (tmp_path / "key.pem").write_text("-----BEGIN PRIVATE KEY-----\n")
+    for bad, why in (("gone.pem", "cannot read"), ("key.pem", "holds no PEM certificate")):
+        with pytest.raises(SystemExit):
+            parser().parse_args([*https, "--otlp-certificate", str(tmp_path / bad)])
+        assert why in capsys.readouterr().err

@@ -127,6 +127,10 @@ class TelemetrySettings:
     otlp_certificate: str | None = None
     """PEM file of the CA(s) an ``https://`` collector's certificate is checked against;
     None: the system's roots (gRPC's defaults)."""
+    otlp_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    """Metadata sent with every export, such as a hosted collector's key (from
+    ``$OTEL_EXPORTER_OTLP_TRACES_HEADERS`` or ``$OTEL_EXPORTER_OTLP_HEADERS``, never a flag,
+    whose value every ``ps`` shows); left out of ``repr``."""
     service_name: str = "sax-gateway"
     """``service.name`` of the exported spans."""
     trace_sample_ratio: float = 1.0

@@ -15,9 +15,13 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 
 class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
     """Collects spans; ``endpoint`` is what a gateway's --otlp-endpoint should be: https:// when
-    ``tls`` (a certificate chain and its key, PEM) is given."""
+    ``tls`` (a certificate chain and its key, PEM) is given. With ``key`` (a metadata name and
+    value), an export without it is refused UNAUTHENTICATED, as a hosted collector does."""
 
-    def __init__(self, tls: tuple[bytes, bytes] | None = None) -> None:
+    def __init__(
+        self, tls: tuple[bytes, bytes] | None = None, key: tuple[str, str] | None = None
+    ) -> None:
+        self._key = key
         self._spans: list[trace_pb2.Span] = []
         self._services: dict[bytes, str] = {}  # span ID -> service.name of its resource
         self._lock = threading.Lock()
@@ -29,14 +33,16 @@ class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
             port = self._server.add_insecure_port("127.0.0.1:0")
             self.endpoint = f"http://127.0.0.1:{port}"
         else:
-            chain, key = tls
-            credentials = grpc.ssl_server_credentials([(key, chain)])
+            chain, private_key = tls
+            credentials = grpc.ssl_server_credentials([(private_key, chain)])
             port = self._server.add_secure_port("127.0.0.1:0", credentials)
             self.endpoint = f"https://127.0.0.1:{port}"
 
     def Export(
         self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.ServicerContext
     ) -> trace_service_pb2.ExportTraceServiceResponse:
+        if self._key is not None and self._key not in (context.invocation_metadata() or ()):
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "no collector key")
         with self._lock:
             for resource_spans in request.resource_spans:
                 attributes = {

@@ -25,7 +25,7 @@ from gateway.launch.envoy import (
     swagger_ui,
 )
 from gateway.service.args import add_config_argument, default
-from gateway.service.telemetry_args import otlp_certificate
+from gateway.service.telemetry_args import otlp_certificate, otlp_headers
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -92,10 +92,11 @@ def _write_envoy_config(args: argparse.Namespace, edge: EdgeConfig) -> int:
         cors_origins=args.cors_origin,
         otlp_endpoint=args.otlp_endpoint,
         otlp_certificate=otlp_certificate(args.otlp_endpoint, args.otlp_certificate),
+        otlp_headers=otlp_headers() if args.otlp_endpoint else (),
     )
     settings = _edge.envoy_settings(settings, edge)
     text = render(settings, descriptor, openapi, docs, secrets_dir=out)
-    if edge.authenticated:  # the keys are in it: readable by its owner only
+    if edge.authenticated or settings.otlp_headers:  # keys in it: readable by its owner only
         _edge.write_private(out / "envoy.yaml", text)
     else:
         (out / "envoy.yaml").write_text(text)

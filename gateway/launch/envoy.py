@@ -60,6 +60,10 @@ class EnvoySettings:
     otlp_certificate: str | None = None
     """PEM file of the CA(s) an ``https://`` collector's certificate is checked against;
     None: gRPC's default roots."""
+    otlp_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    """Metadata sent with every export, such as a hosted collector's key (from
+    ``$OTEL_EXPORTER_OTLP_TRACES_HEADERS`` or ``$OTEL_EXPORTER_OTLP_HEADERS``, never a flag,
+    whose value every ``ps`` shows); left out of ``repr``."""
     trace_sample_ratio: float = 1.0
     """Share of requests without a caller's ``traceparent`` that are traced."""
     concurrency: int | None = None
@@ -147,11 +151,16 @@ def _otlp_channel(endpoint: str, certificate: str | None) -> dict[str, object]:
     return channel
 
 
-def _tracing(
-    endpoint: str | None, ratio: float, certificate: str | None = None
-) -> dict[str, object] | None:
+def _tracing(settings: EnvoySettings) -> dict[str, object] | None:
+    endpoint, ratio = settings.otlp_endpoint, settings.trace_sample_ratio
     if not endpoint:
         return None
+    service: dict[str, object] = {
+        "google_grpc": _otlp_channel(endpoint, settings.otlp_certificate),
+        "timeout": "1s",
+    }
+    if settings.otlp_headers:
+        service["initial_metadata"] = [{"key": k, "value": v} for k, v in settings.otlp_headers]
     samplers = "type.googleapis.com/envoy.extensions.tracers.opentelemetry.samplers.v3"
     return {
         # Envoy's own http.url holds the query string, where a client may have put a key or a
@@ -169,10 +178,7 @@ def _tracing(
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
                 # Envoy's own gRPC client: no cluster to declare for the collector.
-                "grpc_service": {
-                    "google_grpc": _otlp_channel(endpoint, certificate),
-                    "timeout": "1s",
-                },
+                "grpc_service": service,
                 "service_name": "sax-gateway-envoy",
                 # As the gateway's own tracer: a caller's sampled flag is followed, and
                 # traces that start here are kept at ``ratio`` (decided by trace ID).
@@ -270,9 +276,7 @@ def render(
         "METHOD_FORMAT": json.dumps(method_format()),
         **edge_values(settings.edge, settings.cors_origins, secrets_dir or Path("secrets")),
         **host_values(settings.listen_address, settings.allowed_hosts),
-        "TRACING": json.dumps(
-            _tracing(settings.otlp_endpoint, settings.trace_sample_ratio, settings.otlp_certificate)
-        ),
+        "TRACING": json.dumps(_tracing(settings)),
         "TRACEPARENT_CHECK": json.dumps(traceparent_check() if settings.otlp_endpoint else []),
         "IDENTITY_HEADER": IDENTITY_HEADER,
         "LOGGED_ID_CHARS": LOGGED_ID_CHARS,

@@ -44,6 +44,7 @@ from gateway.ops import LIVE_PATH, OpsSettings, readiness
 from gateway.ops.args import ops_argv
 from gateway.restartconfig import RestartSettings
 from gateway.service.args import gateway_argv
+from gateway.service.telemetry_args import HEADERS_VARIABLE, headers_variable
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,6 +149,7 @@ class Stack:
             gateway_endpoints=endpoints,
             otlp_endpoint=envoy.otlp_endpoint or settings.gateway.telemetry.otlp_endpoint,
             otlp_certificate=envoy.otlp_certificate or settings.gateway.telemetry.otlp_certificate,
+            otlp_headers=envoy.otlp_headers or settings.gateway.telemetry.otlp_headers,
             trace_sample_ratio=settings.gateway.telemetry.trace_sample_ratio,
         )
         self._tmp = stack_dir()  # those of killed stacks are removed first
@@ -256,6 +258,9 @@ class Stack:
             # count in one table, each in its own column (the same across its restarts).
             shared = str(self.slot_table)
             slottable.create(shared, workers=len(s.gateway_ports))
+        env = dict(s.gateway_env)
+        if telemetry.otlp_headers:  # in the environment: a command line is on every ps
+            env[HEADERS_VARIABLE] = headers_variable(telemetry.otlp_headers)
         for worker, (name, port) in enumerate(
             zip(self._gateway_names, s.gateway_ports, strict=True)
         ):
@@ -267,9 +272,7 @@ class Stack:
                 shared_slots=None if shared is None else SharedSlots(path=shared, worker=worker),
                 config_snapshot=snapshot,
             )
-            self.group.start(
-                name, gateway_argv(gateway), env=dict(s.gateway_env), log_path=self._log(name)
-            )
+            self.group.start(name, gateway_argv(gateway), env=env, log_path=self._log(name))
             address = f"127.0.0.1:{port}"
             self.group.wait_until(name, partial(health_answers, address), timeout)
         config = Path(self._tmp.name) / "envoy.yaml"  # private: it may hold API keys

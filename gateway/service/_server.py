@@ -126,6 +126,7 @@ class GatewayServer:
                 telemetry.service_name,
                 telemetry.trace_sample_ratio,
                 telemetry.otlp_certificate,
+                telemetry.otlp_headers,
             )
         # Always there: the query cost reaches the caller even with metrics and tracing off.
         observer = GatewayObserver(metrics, tracing)

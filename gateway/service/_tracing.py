@@ -75,6 +75,7 @@ class Tracing:
         service_name: str,
         sample_ratio: float = 1.0,
         certificate: str | None = None,
+        headers: Sequence[tuple[str, str]] = (),
     ) -> None:
         # The SDK and the exporter are imported here, not above: they take a second or two to
         # import, which every saxgw command would pay while only tracing gateways use them.
@@ -96,7 +97,12 @@ class Tracing:
         secure = endpoint.startswith("https://")
         roots = Path(certificate).read_bytes() if secure and certificate else None
         credentials = grpc.ssl_channel_credentials(roots) if secure else None
-        exporter = OTLPSpanExporter(endpoint=endpoint, insecure=not secure, credentials=credentials)
+        exporter = OTLPSpanExporter(
+            endpoint=endpoint,
+            insecure=not secure,
+            credentials=credentials,
+            headers=tuple(headers) or None,
+        )
         self._exporter = exporter
         self._provider.add_span_processor(BatchSpanProcessor(exporter))
         exporter_log = logging.getLogger(EXPORTER_LOGGER)

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Sequence
+from urllib.parse import quote
+
+from opentelemetry.util.re import parse_env_headers
 
 from gateway.common.flags import endpoint, pem_file, ratio
 from gateway.common.logs import FORMATS
@@ -68,9 +72,27 @@ def telemetry_from_args(args: argparse.Namespace) -> TelemetrySettings:
         metrics_dir=getattr(args, "metrics_dir", None),
         otlp_endpoint=args.otlp_endpoint,
         otlp_certificate=otlp_certificate(args.otlp_endpoint, args.otlp_certificate),
+        otlp_headers=otlp_headers() if args.otlp_endpoint else (),
         trace_sample_ratio=args.trace_sample_ratio,
         log_format=args.log_format,
     )
+
+
+#: Where a gateway process finds the export headers `saxgw up|serve` read: its environment,
+#: not its command line, which every ``ps`` shows.
+HEADERS_VARIABLE = "OTEL_EXPORTER_OTLP_TRACES_HEADERS"
+
+
+def otlp_headers() -> tuple[tuple[str, str], ...]:
+    """The metadata every export carries (a hosted collector's key): the variables
+    OpenTelemetry's exporters read, traces' own first, parsed as they parse them."""
+    text = os.environ.get(HEADERS_VARIABLE) or os.environ.get("OTEL_EXPORTER_OTLP_HEADERS")
+    return tuple(parse_env_headers(text or "", liberal=True).items())
+
+
+def headers_variable(headers: Sequence[tuple[str, str]]) -> str:
+    """``headers`` as `otlp_headers` reads them back from ``HEADERS_VARIABLE``."""
+    return ",".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in headers)
 
 
 def otlp_certificate(endpoint: str | None, flag: str | None) -> str | None:

@@ -27,6 +27,7 @@ from saxgateway.v1 import gateway_pb2_grpc
 from gateway.config import TelemetrySettings
 from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack, StackSettings
+from gateway.service.args import gateway_argv
 from tests._grpc import sync_channel
 from tests._otlp import Receiver, attributes
 from tests._stacks import FORWARDED, envoy_stat, loopback_envoy, wait_forwarded
@@ -277,18 +278,22 @@ def test_a_gateway_log_line_of_a_traced_call_names_its_trace_and_span(
     assert line["level"] == "INFO"
 
 
-def test_spans_reach_a_tls_collector_from_envoy_and_the_gateway(
+def test_spans_reach_a_tls_collector_that_wants_a_key_from_envoy_and_the_gateway(
     stack: Stack, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    # With an https:// collector, Envoy's exporter spoke plaintext (its spans were lost), and
-    # the gateway's could only check the collector against the system's roots.
+    # A hosted collector: TLS, and a key in the export's metadata. Envoy's exporter spoke
+    # plaintext and sent no headers, so its spans were lost; the gateway's could only check
+    # the collector against the system's roots.
     ca = CertificateAuthority.generate()
     directory = tmp_path_factory.mktemp("tls-otlp")
     roots = directory / "ca.pem"
     roots.write_bytes(ca.pem())
-    receiver = Receiver(tls=ca.issue("collector", server=True))
+    key = ("x-collector-key", f"k-{secrets.token_hex(8)}")
+    receiver = Receiver(tls=ca.issue("collector", server=True), key=key)
     receiver.start()
-    telemetry = TelemetrySettings(otlp_endpoint=receiver.endpoint, otlp_certificate=str(roots))
+    telemetry = TelemetrySettings(
+        otlp_endpoint=receiver.endpoint, otlp_certificate=str(roots), otlp_headers=(key,)
+    )
     settings = StackSettings(
         gateway=dataclasses.replace(stack.settings.gateway, telemetry=telemetry),
         gateway_ports=(free_port(),),
@@ -303,13 +308,14 @@ def test_spans_reach_a_tls_collector_from_envoy_and_the_gateway(
                 f"{running.http_url}/listcells", headers={"traceparent": traceparent}, timeout=30
             )
             assert reply.status_code == 200, reply.text
-            envoy, server = _split(
-                receiver, receiver.wait_until(trace, _envoy_and_server(receiver))
-            )
+            spans = receiver.wait_until(trace, _envoy_and_server(receiver))
+            envoy, server = _split(receiver, spans)
     finally:
         receiver.stop()
     assert server.parent_span_id == envoy.span_id
     assert server.name == "saxgateway.v1.SaxGateway/ListCells"
+    # The key reached the gateways through their environment, not their command line.
+    assert key[1] not in " ".join(gateway_argv(settings.gateway))
 
 
 def _gateway_log_line(stack: Stack, marker: str, timeout: float = 10.0) -> dict[str, object]:

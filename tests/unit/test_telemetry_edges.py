@@ -27,7 +27,12 @@ from gateway.common.logs import (
 from gateway.launch.envoy import EnvoySettings, render
 from gateway.service._observe import TelemetryInterceptor
 from gateway.service._tracing import Tracing
-from gateway.service.telemetry_args import telemetry_from_args
+from gateway.service.telemetry_args import (
+    HEADERS_VARIABLE,
+    headers_variable,
+    otlp_headers,
+    telemetry_from_args,
+)
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 TRACEPARENT = f"00-{TRACE_ID}-b7ad6b7169203331-01"
@@ -321,3 +326,22 @@ def test_a_tls_collectors_ca_comes_from_the_flag_or_the_standard_variable(
         with pytest.raises(SystemExit):
             parser().parse_args([*https, "--otlp-certificate", str(tmp_path / bad)])
         assert why in capsys.readouterr().err
+
+
+def test_export_headers_come_from_opentelemetrys_variables_and_stay_out_of_repr(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    monkeypatch.delenv(HEADERS_VARIABLE, raising=False)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-key=s%3Dcret,team = a b")
+    args = parser().parse_args(["up", "--otlp-endpoint", "https://collector:4317"])
+    settings = telemetry_from_args(args)
+    assert settings.otlp_headers == (("x-key", "s=cret"), ("team", "a b"))
+    assert "cret" not in repr(settings)
+    # What a stack hands its gateways reads back the same; the traces' own variable wins.
+    monkeypatch.setenv(HEADERS_VARIABLE, headers_variable(settings.otlp_headers))
+    assert otlp_headers() == settings.otlp_headers
+    monkeypatch.setenv(HEADERS_VARIABLE, "only=this")
+    assert telemetry_from_args(args).otlp_headers == (("only", "this"),)
+    # No collector, no headers.
+    assert telemetry_from_args(parser().parse_args(["up"])).otlp_headers == ()

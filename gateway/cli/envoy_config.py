@@ -8,6 +8,7 @@ gateway that runs elsewhere; nothing is started.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -50,7 +51,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     cfg.add_argument("--cors-origin", action="append", default=[], type=_edge.allowed_origin_flag)
     add_config_argument(cfg)
     cfg.add_argument(
-        "--otlp-endpoint", type=flags.endpoint, help="OTLP/gRPC collector for Envoy's spans"
+        "--otlp-endpoint",
+        type=flags.endpoint,
+        # As the gateway's flag: one variable on the pod traces both of its containers.
+        default=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
+        help="OTLP/gRPC collector for Envoy's spans (default: $OTEL_EXPORTER_OTLP_ENDPOINT)",
     )
     cfg.add_argument(
         "--otlp-certificate",

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from opentelemetry.sdk.trace import ReadableSpan
 
-from gateway.cli.main import parser
+from gateway.cli.main import main, parser
 from gateway.common.logs import (
     LOGGED_ID_CHARS,
     TEXT,
@@ -345,3 +345,39 @@ def test_export_headers_come_from_opentelemetrys_variables_and_stay_out_of_repr(
     assert telemetry_from_args(args).otlp_headers == (("only", "this"),)
     # No collector, no headers.
     assert telemetry_from_args(parser().parse_args(["up"])).otlp_headers == ()
+
+
+def _tracer(config: object) -> dict[str, Any]:
+    """The OpenTelemetry tracer's config, wherever it is in Envoy's config."""
+    if isinstance(config, dict):
+        if config.get("name") == "envoy.tracers.opentelemetry":
+            return dict(config["typed_config"])
+        found = [_tracer(v) for v in config.values()]
+    elif isinstance(config, list):
+        found = [_tracer(v) for v in config]
+    else:
+        return {}
+    return next((f for f in found if f), {})
+
+
+def test_envoy_config_for_containers_traces_as_the_pods_variables_say(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # One set of OpenTelemetry variables on the pod traces both of its containers: the
+    # gateway's flags default to them, and envoy-config's --otlp-endpoint did not.
+    pem = tmp_path / "ca.pem"
+    pem.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector.test:4317")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", str(pem))
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-key=s3cret")
+    monkeypatch.delenv(HEADERS_VARIABLE, raising=False)
+    out = tmp_path / "out"
+    assert main(["envoy-config", "--gateway", "gateway:50051", "--out", str(out)]) == 0
+    service = _tracer(yaml.safe_load((out / "envoy.yaml").read_text()))["grpc_service"]
+    assert service["google_grpc"] == {
+        "target_uri": "collector.test:4317",
+        "stat_prefix": "otlp",
+        "channel_credentials": {"ssl_credentials": {"root_certs": {"filename": str(pem)}}},
+    }
+    assert service["initial_metadata"] == [{"key": "x-key", "value": "s3cret"}]
+    assert (out / "envoy.yaml").stat().st_mode & 0o077 == 0  # it holds the collector's key

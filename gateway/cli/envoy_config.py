@@ -26,7 +26,11 @@ from gateway.launch.envoy import (
     swagger_ui,
 )
 from gateway.service.args import add_config_argument, default
-from gateway.service.telemetry_args import otlp_certificate, otlp_headers
+from gateway.service.telemetry_args import (
+    add_otlp_certificate_argument,
+    otlp_certificate,
+    otlp_headers,
+)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -57,13 +61,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
         help="OTLP/gRPC collector for Envoy's spans (default: $OTEL_EXPORTER_OTLP_ENDPOINT)",
     )
-    cfg.add_argument(
-        "--otlp-certificate",
-        type=flags.pem_file,
-        metavar="PEM",
-        help="CA certificates an https:// collector's certificate is checked against "
-        "(default: $OTEL_EXPORTER_OTLP_CERTIFICATE; unset: the system's roots)",
-    )
+    add_otlp_certificate_argument(cfg)
     cfg.set_defaults(handler=_envoy_config)
 
 

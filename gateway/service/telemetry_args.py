@@ -43,13 +43,7 @@ def add_telemetry_arguments(parser: argparse.ArgumentParser) -> None:
         help="export traces to this OTLP/gRPC collector, e.g. http://127.0.0.1:4317 "
         "(default: $OTEL_EXPORTER_OTLP_ENDPOINT; unset: no tracing)",
     )
-    parser.add_argument(
-        "--otlp-certificate",
-        type=pem_file,
-        metavar="PEM",
-        help="CA certificates an https:// collector's certificate is checked against "
-        "(default: $OTEL_EXPORTER_OTLP_CERTIFICATE; unset: the system's roots)",
-    )
+    add_otlp_certificate_argument(parser)
     parser.add_argument(
         "--trace-sample-ratio",
         type=ratio,
@@ -61,6 +55,17 @@ def add_telemetry_arguments(parser: argparse.ArgumentParser) -> None:
         choices=FORMATS,
         default=_DEFAULTS.log_format,
         help="json lines, or text for people (auto: text on a terminal, else json)",
+    )
+
+
+def add_otlp_certificate_argument(parser: argparse.ArgumentParser) -> None:
+    """``--otlp-certificate``, of the gateway's commands and of ``saxgw envoy-config``."""
+    parser.add_argument(
+        "--otlp-certificate",
+        type=pem_file,
+        metavar="PEM",
+        help="CA certificates an https:// collector's certificate is checked against "
+        "(default: $OTEL_EXPORTER_OTLP_CERTIFICATE; unset: the system's roots)",
     )
 
 

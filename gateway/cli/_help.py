@@ -147,8 +147,8 @@ def go_style_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list
     one value after ``-extra V``: it becomes ``--extra=V``, which does not take the ID and
     QUERY after it as more values, as ``--extra V ID QUERY`` would. A switch given a value
     as Go's flag takes it (``-stream=true``, ``-terse=false``: strconv.ParseBool's spellings)
-    is the switch, or nothing."""
-    long_options, greedy, switches = _long_options(parser)
+    is the switch, or nothing; one that defaults to true (``-acls=false``) is ``--no-acls``."""
+    long_options, greedy, switches, negatable = _long_options(parser)
     out: list[str] = []
     tokens = iter(enumerate(argv))
     for index, token in tokens:
@@ -160,6 +160,10 @@ def go_style_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list
         if token.startswith("-") and token != "-" and f"--{name}" in long_options:
             if one_dash and not sep and f"--{name}" in greedy and index + 1 < len(argv):
                 sep, value = "=", next(tokens)[1]
+            if sep and f"--{name}" in negatable and value in _GO_FALSE | _GO_TRUE:
+                token = f"--{'' if value in _GO_TRUE else 'no-'}{name}"
+                out.append(token)
+                continue
             if sep and f"--{name}" in switches and value in _GO_FALSE:
                 continue
             if sep and f"--{name}" in switches and value in _GO_TRUE:
@@ -177,12 +181,15 @@ _GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 
 
-def _long_options(parser: argparse.ArgumentParser) -> tuple[set[str], set[str], set[str]]:
-    """Every long option of ``parser`` and its commands, those that take several values, and
-    the switches (``--stream``: true when given)."""
+def _long_options(
+    parser: argparse.ArgumentParser,
+) -> tuple[set[str], set[str], set[str], set[str]]:
+    """Every long option of ``parser`` and its commands, those that take several values, the
+    switches (``--stream``: true when given) and those with a ``--no-`` form (``--acls``)."""
     names: set[str] = set()
     greedy: set[str] = set()
     switches: set[str] = set()
+    negatable: set[str] = set()
     for action in parser._actions:
         longs = {s for s in action.option_strings if s.startswith("--")}
         names |= longs
@@ -190,10 +197,13 @@ def _long_options(parser: argparse.ArgumentParser) -> tuple[set[str], set[str], 
             greedy |= longs
         if isinstance(action, argparse._StoreTrueAction):
             switches |= longs
+        if isinstance(action, argparse.BooleanOptionalAction):
+            negatable |= {s for s in longs if not s.startswith("--no-")}
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
-                sub_names, sub_greedy, sub_switches = _long_options(sub)
+                sub_names, sub_greedy, sub_switches, sub_negatable = _long_options(sub)
                 names |= sub_names
                 greedy |= sub_greedy
                 switches |= sub_switches
-    return names, greedy, switches
+                negatable |= sub_negatable
+    return names, greedy, switches, negatable

@@ -58,9 +58,13 @@ def cell_table(cells: Sequence[str], csv: bool = False) -> str:
     return _render(("#", "Cell"), [(i, _name(c)) for i, c in enumerate(cells)], csv)
 
 
-def model_table(models: Sequence[pb.ModelInfo], csv: bool = False) -> str:
+def model_table(models: Sequence[pb.ModelInfo], csv: bool = False, methods: bool = False) -> str:
     """A cell's models, numbered and by name within the cell, as `saxutil ls /sax/CELL`
-    lists them (ListModels sorts them by ID, as saxutil does)."""
+    lists them (ListModels sorts them by ID, as saxutil does); with ``methods`` (saxutil's
+    ``-details``, given explicitly), each model's data methods too."""
+    if methods:
+        rows = [(i, _name(m.model), ", ".join(m.methods)) for i, m in enumerate(models)]
+        return _render(("#", "Model ID", "Methods"), rows, csv)
     return _render(("#", "Model ID"), [(i, _name(m.model)) for i, m in enumerate(models)], csv)
 
 
@@ -79,9 +83,13 @@ def model_detail(
     model: pb.ModelInfo,
     pick: Callable[[Sequence[str]], str] = random.choice,
     csv: bool = False,
+    details: bool = True,
+    acls: bool = True,
 ) -> str:
     """One model: saxutil's row (its replica count is the serving one, and it shows one
-    address ``pick``ed from them), then what the gateway knows beyond it in a second table."""
+    address ``pick``ed from them), its method ACLs, then what the gateway knows beyond
+    saxutil's row; ``details`` and ``acls`` (saxutil's ``-details``, ``-acls``) leave the
+    model's tables or the ACLs' out."""
     addresses = list(model.addresses)
     row = (
         _name(model.model),
@@ -97,14 +105,13 @@ def model_detail(
         ", ".join(f"{k}={v}" for k, v in sorted(model.overrides.items())),
         model.load_error,
     )
+    tables = [
+        _render(_DETAIL, [row], csv) if details else "",
+        method_acl_table(model.method_acls, csv) if acls else "",
+        _render(("Requested Replicas", "Overrides", "Load Error"), [extra], csv) if details else "",
+    ]
     # saxutil's -csv prints its tables one after the other, with no blank line between.
-    return ("\n" if csv else "\n\n").join(
-        (
-            _render(_DETAIL, [row], csv),
-            method_acl_table(model.method_acls, csv),
-            _render(("Requested Replicas", "Overrides", "Load Error"), [extra], csv),
-        )
-    )
+    return ("\n" if csv else "\n\n").join(t for t in tables if t)
 
 
 def method_acl_table(acls: Mapping[str, str], csv: bool = False) -> str:
@@ -115,12 +122,28 @@ def method_acl_table(acls: Mapping[str, str], csv: bool = False) -> str:
 
 @command(
     "ls",
-    "[ID] [--csv]",
+    "[ID] [--csv] [--[no-]details] [--[no-]acls]",
     "list all cells, all models in a cell, or a particular model",
     NAME,
     arg("--csv", action="store_true", help="print the tables as saxutil's -csv does"),
+    arg(
+        "--details",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a model's tables (on unless --no-details); for a cell, each model's methods "
+        "(off unless given, as saxutil's -details)",
+    ),
+    arg(
+        "--acls",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a model's method ACLs (saxutil's -acls)",
+    ),
 )
 def ls(session: Session, args: argparse.Namespace) -> None:
+    details = args.details is not False
+    if not (details or args.acls) and not (args.id is None or is_root(args.id) or is_cell(args.id)):
+        raise UsageError("--no-details and --no-acls leave nothing to print; drop one")
     if args.id is None or is_root(args.id):
         session.show(
             session.stub.ListCells,
@@ -131,13 +154,13 @@ def ls(session: Session, args: argparse.Namespace) -> None:
         session.show(
             session.stub.ListModels,
             pb.ListModelsRequest(sax_cell=args.id),
-            lambda listed: model_table(list(listed.models), args.csv),
+            lambda listed: model_table(list(listed.models), args.csv, args.details is True),
         )
     else:
         session.show(
             session.stub.GetModel,
             pb.GetModelRequest(model=args.id),
-            lambda got: model_detail(got.model, csv=args.csv),
+            lambda got: model_detail(got.model, csv=args.csv, details=details, acls=args.acls),
         )
 
 

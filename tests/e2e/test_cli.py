@@ -152,6 +152,30 @@ def test_ls_csv_prints_saxutils_csv(stack: Stack) -> None:
     )
 
 
+def test_ls_details_and_acls_choose_tables_as_saxutils_flags_do(stack: Stack) -> None:
+    # saxutil's ls takes -details (a cell's models with their methods, when given) and
+    # -acls=false / -details=false (a model's tables left out); saxgw refused them (exit 2).
+    ok(stack, "wait", ECHO)
+    methods = "lm.embed, lm.generate, lm.generate_stream, lm.gradient, lm.score"
+    models = ok(stack, "ls", "-csv", "-details", "/sax/test").splitlines()
+    assert models[0] == "# #,Model ID,Methods"
+    assert any(line.endswith(f',cli-echo,"{methods}"') for line in models[1:]), models
+    assert ok(stack, "ls", "-csv", "-details=false", "/sax/test") == ok(
+        stack, "ls", "-csv", "/sax/test"
+    )
+    assert ok(stack, "ls", "-csv", "-acls=false", ECHO) == (
+        "# Model,Model Path,Checkpoint Path,# of Replicas,(Selected) ReplicaAddress,Methods\n"
+        f'cli-echo,{TEST_LM},None,1,{_address(stack, ECHO)},"{methods}"\n'
+        "# Requested Replicas,Overrides,Load Error\n"
+        "1,,\n"
+    )
+    assert ok(stack, "ls", "-csv", "-details=false", ECHO) == "# Method,ACL\n"
+    assert ok(stack, "ls", "--no-details", "--acls", ECHO) == "METHOD  ACL\n"
+    nothing = saxgw(stack, "ls", "-details=false", "-acls=false", ECHO)
+    assert (nothing.returncode, nothing.stdout) == (2, "")
+    assert "leave nothing to print" in nothing.stderr
+
+
 def test_update_checkpoint_as_saxutil_names_it(stack: Stack) -> None:
     # `saxutil update_checkpoint ID CHECKPOINT` reloads a model from a new checkpoint and
     # keeps the rest; saxgw had no such command ("unknown command", exit 2).

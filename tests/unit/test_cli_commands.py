@@ -18,7 +18,7 @@ from gateway.cli._help import go_style_flags
 from gateway.cli.main import main, parser
 
 USAGES = {
-    "ls": "[ID] [--csv]",
+    "ls": "[ID] [--csv] [--[no-]details] [--[no-]acls]",
     "publish": "ID MODEL_PATH CHECKPOINT REPLICAS [k=v ...]",
     "unpublish": "ID",
     "update": "ID [--model-path P] [--checkpoint C] [--replicas N] [--clear-overrides] [k=v ...]",

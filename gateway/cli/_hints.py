@@ -197,7 +197,14 @@ BY_DETAILS: tuple[tuple[frozenset[grpc.StatusCode], str, str], ...] = (
         "the model failed to load on its servers (see the message above; `saxgw ls {id}` shows "
         "its load error): fix its path, checkpoint or overrides with `saxgw update {id} ...`",
     ),
-    (  # a long poll that ends at its deadline while the admin is well: the replica advice
+    (  # a wait that ran out, the counts in the message (gateway/service/_servicer.py)
+        frozenset({_S.DEADLINE_EXCEEDED}),
+        "replica(s) ready when the wait's deadline passed",
+        "`saxgw ls {id}` shows its replicas and any load error (none active: `saxgw stats "
+        "{cell}` shows the model paths its servers serve); `saxgw update {id} --replicas N` "
+        "asks for more",
+    ),
+    (  # the same from an older gateway, whose message was the admin's own
         frozenset({_S.DEADLINE_EXCEEDED}),
         "admin WaitForReady for ",
         "the model had fewer ready replicas than asked when --timeout ran out: `saxgw ls {id}` "

@@ -176,6 +176,22 @@ def test_ls_details_and_acls_choose_tables_as_saxutils_flags_do(stack: Stack) ->
     assert "leave nothing to print" in nothing.stderr
 
 
+def test_a_wait_for_more_replicas_than_published_says_how_many_and_why(stack: Stack) -> None:
+    # It ended with the admin's "admin WaitForReady for /sax/test did not finish within its
+    # deadline", which named neither the model, nor how many replicas were up, nor why.
+    ok(stack, "wait", ECHO)
+    done = saxgw(stack, "wait", ECHO, "2", "--timeout", "1.5s")
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.splitlines() == [
+        f"saxgw: DEADLINE_EXCEEDED: {ECHO}: 1 of 2 replica(s) ready when the wait's deadline "
+        "passed; it is published with 1 replica(s), so 2 can be ready only once its replicas "
+        "are updated",
+        f"hint: `saxgw ls {ECHO}` shows its replicas and any load error (none active: `saxgw "
+        f"stats /sax/test` shows the model paths its servers serve); `saxgw update {ECHO} "
+        "--replicas N` asks for more",
+    ]
+
+
 def test_update_checkpoint_as_saxutil_names_it(stack: Stack) -> None:
     # `saxutil update_checkpoint ID CHECKPOINT` reloads a model from a new checkpoint and
     # keeps the rest; saxgw had no such command ("unknown command", exit 2).

@@ -258,6 +258,19 @@ def test_a_wait_that_ran_out_hints_at_replicas_and_then_at_the_admin() -> None:
     )
 
 
+def test_a_wait_that_ran_out_saying_its_counts_hints_at_ls_and_update() -> None:
+    args = argparse.Namespace(gateway="gw:1", command="wait", id="/sax/test/lm", replicas=3)
+    details = (
+        "/sax/test/lm: 1 of 3 replica(s) ready when the wait's deadline passed; it is "
+        "published with 1 replica(s), so 3 can be ready only once its replicas are updated"
+    )
+    assert failures.hint(grpc.StatusCode.DEADLINE_EXCEEDED, args, details=details) == (
+        "`saxgw ls /sax/test/lm` shows its replicas and any load error (none active: `saxgw "
+        "stats /sax/test` shows the model paths its servers serve); `saxgw update /sax/test/lm "
+        "--replicas N` asks for more"
+    )
+
+
 def test_sizes_in_the_hints_are_the_gateways() -> None:
     hinted = failures.hint(grpc.StatusCode.RESOURCE_EXHAUSTED, _args(), details="too big")
     default = GatewaySettings.__dataclass_fields__["max_message_bytes"].default

@@ -203,7 +203,10 @@ class GatewaySettings:
     grace_period: float = 10.0
     """On shutdown, how long in-flight calls may take to finish (seconds)."""
     max_message_bytes: int = 32 * MIB
-    """Largest gRPC message accepted or sent; matches Envoy's body limit."""
+    """Largest gRPC message sent; matches Envoy's body limit."""
+    max_receive_bytes: int = 32 * MIB
+    """Largest gRPC message accepted, as gRPC counts it: inflated, if the caller compressed
+    it, which Envoy's body limit (on the bytes as sent) does not bound."""
     max_payload_bytes: int = 10 * MIB
     """Largest image or audio payload; larger ones are INVALID_ARGUMENT, naming the field."""
     max_metadata_bytes: int = 128 * KIB

@@ -24,6 +24,10 @@ __all__ = [
     "write_private",
 ]
 
+#: The most bytes of gRPC message one byte of JSON body transcodes to (`gateway_settings`),
+#: rounded up.
+TRANSCODED_BYTES_PER_BODY_BYTE = 6
+
 
 def load(args: argparse.Namespace) -> ConfigFile | None:
     """The file named by ``--config`` (defaults without one); None after printing why not.
@@ -44,9 +48,11 @@ def gateway_settings(base: GatewaySettings, config: ConfigFile) -> GatewaySettin
     """``base`` (from flags) with what the file decides for a gateway process: its models,
     who may call what, messages and headers as large as Envoy lets through
     (``limits.max_request_bytes`` when above the default, ``limits.max_request_headers_kb``),
-    and deadlines no longer than ``limits.max_stream_duration``. The gateway then ends a call
-    at the limit itself, with DEADLINE_EXCEEDED as a JSON error (an in-band error event once a
-    stream has begun), before Envoy's backstop resets it."""
+    messages received no larger than a body within ``limits.max_request_bytes`` transcodes
+    to (so also when compressed), and deadlines no longer than
+    ``limits.max_stream_duration``. The gateway then ends a call at the limit itself, with
+    DEADLINE_EXCEEDED as a JSON error (an in-band error event once a stream has begun),
+    before Envoy's backstop resets it."""
     limits = config.edge.limits
     limit = limits.max_stream_duration
 
@@ -58,6 +64,15 @@ def gateway_settings(base: GatewaySettings, config: ConfigFile) -> GatewaySettin
         models=config.models,
         access=access_settings(config.edge),
         max_message_bytes=max(base.max_message_bytes, limits.max_request_bytes),
+        # What Envoy lets through, once transcoded: a JSON body of N bytes is a message of at
+        # most 5.5 N (a list of one-digit numbers in extra_inputs: 2 bytes each in JSON, an
+        # 11-byte google.protobuf.Value in the message). A lower limit than the default is
+        # the gateway's too, else a gRPC caller's compressed message inflated past it: 32 KB
+        # of gzip was a 32 MB message under a 64 KiB limit.
+        max_receive_bytes=min(
+            max(base.max_receive_bytes, limits.max_request_bytes),
+            TRANSCODED_BYTES_PER_BODY_BYTE * limits.max_request_bytes,
+        ),
         # gRPC counts 32 bytes per header beyond its name and value, and Envoy adds headers of
         # its own (x-forwarded-for, x-envoy-original-path, traceparent...): twice the limit.
         max_metadata_bytes=max(base.max_metadata_bytes, 2 * limits.max_request_headers_kb * KIB),

@@ -197,6 +197,13 @@ class CellAdmin:
         """Whether a connection to the admin is open (its address was found)."""
         return self._conn is not None
 
+    @property
+    def idle(self) -> bool:
+        """Whether it holds nothing: no connection, no task following the location, no
+        channel still closing; dropping it then loses no more than a fresh one would know."""
+        follower = self._follower
+        return self._conn is None and (follower is None or follower.done()) and not self._closing
+
     async def call(
         self,
         method: AdminMethod[_Req, _Resp],

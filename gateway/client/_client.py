@@ -8,6 +8,7 @@ async with Client(ClientSettings(sax_root="/tmp/sax-root")) as client:
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncGenerator, Mapping
 from typing import TypeVar
 
@@ -45,6 +46,11 @@ from gateway.common.storage import Storage, open_storage
 _Req = TypeVar("_Req", bound=Message)
 _Resp = TypeVar("_Resp")
 
+#: Cell admins kept before the idle ones (no connection: cells that were never found, or
+#: whose admin is away) are dropped. Cell IDs come from callers: every data call names one,
+#: and without a bound each distinct name a caller made up kept a CellAdmin for good.
+MAX_CELL_ADMINS = 256
+
 
 class Client(AsyncClosing, DataCalls):
     """A Sax client for any number of cells under one SAX_ROOT; safe to share across tasks.
@@ -64,6 +70,9 @@ class Client(AsyncClosing, DataCalls):
         self._storage: Storage = open_storage(settings.sax_root, gcs_endpoint=settings.gcs_endpoint)
         self._rpcs = RpcCounter()
         self._admins: dict[str, CellAdmin] = {}
+        # Every admin not yet collected, dropped from ``_admins`` or not: a watch may still
+        # hold one it was given, which `close` must close too.
+        self._every_admin: weakref.WeakSet[CellAdmin] = weakref.WeakSet()
         # The base Observer watches nothing: pass None down so the hot path skips the hooks.
         self._observer = None if observer is None or type(observer) is Observer else observer
         self._router = Router(admin_for=self._admin, settings=settings, observer=self._observer)
@@ -72,7 +81,7 @@ class Client(AsyncClosing, DataCalls):
     async def close(self) -> None:
         """Stops the address watches and closes every channel."""
         await self._router.close()
-        admins, self._admins = list(self._admins.values()), {}
+        admins, self._admins = list(self._every_admin), {}
         await asyncio.gather(*(a.close() for a in admins))
 
     @property
@@ -105,6 +114,8 @@ class Client(AsyncClosing, DataCalls):
     def _admin(self, cell: naming.CellId) -> CellAdmin:
         admin = self._admins.get(cell.name)
         if admin is None:
+            if len(self._admins) >= MAX_CELL_ADMINS:
+                self._drop_idle_admins()
             admin = self._admins[cell.name] = CellAdmin(
                 cell,
                 self._storage,
@@ -112,7 +123,19 @@ class Client(AsyncClosing, DataCalls):
                 self._observer,
                 unreachable_after=self.settings.admin_unreachable_after,
             )
+            self._every_admin.add(admin)
         return admin
+
+    @property
+    def num_cell_admins(self) -> int:
+        """Cell admins this client keeps, connected or not."""
+        return len(self._admins)
+
+    def _drop_idle_admins(self) -> None:
+        """Forgets the admins that hold nothing (`CellAdmin.idle`): the next call naming one
+        of their cells starts again from its location.proto, as a first call does."""
+        for name in [name for name, admin in self._admins.items() if admin.idle]:
+            del self._admins[name]
 
     async def _call_admin(
         self,

@@ -8,7 +8,7 @@ Filter order, and why:
   -> health_check -> cors -> strip identity header, refuse foreign Origins
   -> `Bearer` scheme spelled as the filters after it expect
   -> jwt_authn -> certificate identity -> a verified JWT names its client -> api_key_auth
-  -> anonymous body limit
+  -> anonymous callers' compressed messages refused -> anonymous body limit
   -> buffer -> transcoder -> rbac -> local_ratelimit -> router
 Credentials are checked at the request's headers, before any filter holds its body (the
 buffer filter and the transcoder wait for a whole body, up to ``limits.max_request_bytes``):
@@ -479,6 +479,44 @@ def _anonymous_body(config: EdgeConfig) -> dict[str, Any]:
     return skip_when(ANONYMOUS_BODY, buffer, identified)
 
 
+#: The name of `_anonymous_compression` in the filter chain.
+ANONYMOUS_COMPRESSION = "anonymous_compression"
+
+_REFUSE_COMPRESSION = """
+function envoy_on_request(request)
+  request:respond(
+    {[":status"] = "415"},
+    "a call without a credential may not compress its message (grpc-encoding): "
+      .. "send it uncompressed (identity), or with a credential")
+end
+"""
+
+
+def _anonymous_compression() -> dict[str, Any]:
+    """Refuses, at the headers, a gRPC or grpc-web message compressed by a caller without an
+    identity (415, UNIMPLEMENTED over gRPC, as gRPC answers a compression it does not take;
+    a key does not help on an open path, which identifies no one). Envoy
+    bounds the compressed bytes it holds (`_anonymous_body`), not what they inflate to in the
+    gateway: 8 KiB of gzip on an open path (GetInfo, health) made the gateway inflate and parse
+    8 MB, about 85 ms of its CPU for each such anonymous call. The open calls' messages are
+    empty or name a service: no caller needs to compress them."""
+    compressed = {
+        "or_matcher": {
+            "predicate": [
+                header_predicate(IDENTITY_HEADER, _regex(".+")),
+                {"not_matcher": header_predicate("grpc-encoding", _regex(".*"))},
+                header_predicate("grpc-encoding", _regex("identity")),
+                # HTTP/JSON: the transcoder frames its messages uncompressed, whatever the
+                # header says.
+                {"not_matcher": header_predicate("content-type", {"prefix": "application/grpc"})},
+            ]
+        }
+    }
+    return skip_when(
+        ANONYMOUS_COMPRESSION, _lua(ANONYMOUS_COMPRESSION, _REFUSE_COMPRESSION), compressed
+    )
+
+
 def credential_filters(config: EdgeConfig) -> list[dict[str, Any]]:
     """Filters after the early ones, before the buffer filter: who the caller is, from the
     request's headers alone."""
@@ -493,7 +531,7 @@ def credential_filters(config: EdgeConfig) -> list[dict[str, Any]]:
     if config.api_keys:
         filters.append(_api_keys(config))
     if config.authenticated:
-        filters.append(_anonymous_body(config))
+        filters += [_anonymous_compression(), _anonymous_body(config)]
     return filters
 
 

@@ -51,6 +51,9 @@ class EnvoySettings:
     """Long-lived streams (GenerateStream, WatchAddresses, OpenAI calls) open at once, all
     clients; every other call has a budget of its own (``max_connections``). Room for 10,000
     SSE streams (issue #18, BENCHMARKS.md: ~60 KB each in a gateway, ~67 KB in Envoy)."""
+    max_open_streams: int = 1_000
+    """Streams anyone may open without a credential (grpc.health.v1 Watch), a budget apart
+    from ``max_streams``, which they cannot take."""
     edge: EdgeConfig = field(default_factory=EdgeConfig)
     """Credentials, roles, quotas, TLS and limits from the ``--config`` file (gateway/edge);
     its ``limits`` are the only place Envoy's limits are set (body, headers, connections...)."""
@@ -263,6 +266,7 @@ def render(
         "MAX_RESPONSE_BYTES": settings.max_response_bytes,
         "MAX_STREAMS_PER_CONNECTION": settings.max_streams_per_connection,
         "MAX_STREAMS": settings.max_streams,
+        "MAX_OPEN_STREAMS": settings.max_open_streams,
         "GATEWAY_ENDPOINTS": json.dumps([_endpoint(a) for a in settings.gateway_endpoints]),
         "LOCAL_REPLY_MAPPERS": json.dumps(local_reply_mappers(descriptor or descriptor_set())),
         "OPENAI_ERROR_FIELDS": error_fields_table(),

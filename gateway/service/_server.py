@@ -157,7 +157,7 @@ class GatewayServer:
         server = grpc.aio.server(
             interceptors=interceptors,
             options=[
-                ("grpc.max_receive_message_length", settings.max_message_bytes),
+                ("grpc.max_receive_message_length", settings.max_receive_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),
                 # One limit, not gRPC's two: between its soft and hard limits it refuses a
                 # share of calls at random.

@@ -448,6 +448,11 @@ def test_limits_reach_the_gateway_processes_and_envoy() -> None:
     assert settings.max_message_bytes == base.max_message_bytes  # a lower body limit: Envoy's
     larger = gateway_settings(base, parse_config({"limits": {"max_request_bytes": 64 << 20}}))
     assert larger.max_message_bytes == 64 << 20
+    # Messages received, compressed ones as they inflate: what a body within the limit
+    # transcodes to, the default's 32 MiB at most unless the limit is larger.
+    assert settings.max_receive_bytes == 6 << 20
+    assert larger.max_receive_bytes == 64 << 20
+    assert gateway_settings(base, ConfigFile()).max_receive_bytes == 32 << 20
     # Headers: what Envoy lets through, twice over (gRPC's count and Envoy's own headers).
     assert settings.max_metadata_bytes == base.max_metadata_bytes == 128 << 10
     headers = parse_config({"limits": {"max_request_headers_kb": 1024}})

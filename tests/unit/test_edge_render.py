@@ -114,6 +114,7 @@ def test_envoy_accepts_the_full_config(tmp_path: Path) -> None:
         "certificate_client.c",
         "client_claim_check",
         "envoy.filters.http.api_key_auth",
+        "anonymous_compression",
         "anonymous_body",
         *_BODIES,
         "envoy.filters.http.rbac",

@@ -15,7 +15,6 @@ import grpc
 from saxml.protobuf import admin_pb2_grpc
 
 from gateway.cell import _grpc_server
-from gateway.cell._errors import CellStartError
 from gateway.cell._files import CellFiles
 from gateway.cell.admin.manager import Manager
 from gateway.cell.admin.servicer import AdminServicer
@@ -61,21 +60,26 @@ class AdminServer:
         self.address = _grpc_server.address(self._settings.host, port)
         try:
             await refuse_if_alive(self._files, cell=self._settings.cell, mine=self.address)
-        except CellStartError:
-            await server.stop(0)  # bound, never started: free the port
+            self.server_id = f"{self.address}_{os.urandom(8).hex()}"
+            self._manager = Manager(
+                settings=self._settings, files=self._files, fs_root=config.fs_root
+            )
+            await self._manager.start()
+            admin_pb2_grpc.add_AdminServicer_to_server(
+                AdminServicer(
+                    manager=self._manager, cell=self._settings.cell, server_id=self.server_id
+                ),
+                server,
+            )
+            await server.start()
+            await self._files.write_location(self.address)
+        except BaseException:
+            # Bound, maybe started, never announced (a corrupt state.proto, SAX_ROOT refusing
+            # location.proto): free the port. A started server left to the garbage collector
+            # printed a traceback ("Event loop is closed") after the process's one line.
+            await server.stop(0)
             raise
-        self.server_id = f"{self.address}_{os.urandom(8).hex()}"
-        self._manager = Manager(settings=self._settings, files=self._files, fs_root=config.fs_root)
-        await self._manager.start()
-        admin_pb2_grpc.add_AdminServicer_to_server(
-            AdminServicer(
-                manager=self._manager, cell=self._settings.cell, server_id=self.server_id
-            ),
-            server,
-        )
-        await server.start()
         self._server = server
-        await self._files.write_location(self.address)
         _log.info(
             "admin server for %s listening on %s (fs_root %s)",
             self._settings.cell,

@@ -8,6 +8,7 @@ await server.stop()
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 
@@ -15,12 +16,13 @@ import grpc
 from saxml.protobuf import admin_pb2_grpc
 
 from gateway.cell import _grpc_server
-from gateway.cell._files import CellFiles
+from gateway.cell._files import CellFiles, parse_location
 from gateway.cell.admin.manager import Manager
 from gateway.cell.admin.servicer import AdminServicer
 from gateway.cell.admin.takeover import refuse_if_alive
 from gateway.cell.settings import CellSettings
 from gateway.common.names import parse_cell_id
+from gateway.common.storage import StorageError
 
 _log = logging.getLogger("gateway.cell.admin")
 
@@ -35,6 +37,9 @@ class AdminServer:
         self.address = ""
         #: Differs per incarnation, so WatchLoc callers notice a restart.
         self.server_id = ""
+        #: Set once location.proto names another admin: this one was superseded.
+        self.superseded = asyncio.Event()
+        self._guard: asyncio.Task[None] | None = None
 
     @property
     def manager(self) -> Manager:
@@ -86,8 +91,35 @@ class AdminServer:
             self.address,
             config.fs_root,
         )
+        self._guard = asyncio.create_task(self._watch_location(), name="admin location")
+
+    async def _watch_location(self) -> None:
+        """Sets ``superseded`` once location.proto names another admin: one started while
+        this one hung (a stopped process, a partitioned host) took the cell over. Serving on,
+        this one would act on what it knew before (its state, its model servers' loads), and
+        once the other one died, location.proto would name a dead admin for good while this
+        one, alive, was never restarted."""
+        while True:
+            await asyncio.sleep(self._settings.location_watch_interval)
+            try:
+                named = parse_location(await self._files.read_location_bytes())
+            except StorageError:
+                continue  # logged by the storage; says nothing about who serves the cell
+            if named is not None and named != self.address:
+                _log.warning(
+                    "location.proto of %s names another admin server, %s: it took the cell "
+                    "over (this one hung, or was cut off); this one stops",
+                    self._settings.cell,
+                    named,
+                )
+                self.superseded.set()
+                return
 
     async def stop(self, grace: float = _grpc_server.STOP_GRACE) -> None:
+        if self._guard is not None:
+            self._guard.cancel()
+            await asyncio.gather(self._guard, return_exceptions=True)
+            self._guard = None
         if self._server is not None:
             await _grpc_server.stop(self._server, grace)
             self._server = None

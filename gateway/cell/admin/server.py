@@ -105,6 +105,9 @@ class AdminServer:
                 named = parse_location(await self._files.read_location_bytes())
             except StorageError:
                 continue  # logged by the storage; says nothing about who serves the cell
+            except Exception:  # a bug: say so, and keep watching rather than end unheard
+                _log.exception("reading location.proto of %s failed", self._settings.cell)
+                continue
             if named is not None and named != self.address:
                 _log.warning(
                     "location.proto of %s names another admin server, %s: it took the cell "

@@ -70,10 +70,22 @@ async def _serve(make: Callable[[], Server], *, exit_on_stdin_eof: bool) -> None
     server = make()
     await server.start()
     emit(f"listening {server.address}")
+    # An admin server ends by itself too, once another admin took its cell over.
+    superseded: asyncio.Event | None = getattr(server, "superseded", None)
+    waits: list[asyncio.Future[object]] = [
+        asyncio.ensure_future(wait_for_signal(or_stdin_eof=exit_on_stdin_eof))
+    ]
+    if superseded is not None:
+        waits.append(asyncio.ensure_future(superseded.wait()))
     try:
-        await wait_for_signal(or_stdin_eof=exit_on_stdin_eof)
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        for wait in waits:
+            wait.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
         await server.stop()
+    if superseded is not None and superseded.is_set():
+        raise CellStartError("another admin server took the cell over; stopped")
 
 
 def emit(line: str) -> None:

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Awaitable
 
+from gateway.cell._errors import CellStartError
 from gateway.cell._launcher import EmbeddedCell
 
 _log = logging.getLogger("gateway.cell")
@@ -60,7 +61,10 @@ async def supervise(cell: EmbeddedCell) -> None:
 async def _attempt(what: str, restart: Awaitable[None]) -> None:
     try:
         await restart
-    except (RuntimeError, TimeoutError, OSError) as exc:
+    # CellStartError: the server exited before it listened (its storage refused it, a corrupt
+    # state.proto): the operator may mend that, so try again. Uncaught, it ended this task,
+    # and with it every later restart of the admin and the model servers, with no word.
+    except (CellStartError, RuntimeError, TimeoutError, OSError) as exc:
         _log.error("restarting %s failed: %s; will try again", what, exc)
     else:
         _log.info("restarted %s", what)

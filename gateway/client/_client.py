@@ -371,6 +371,17 @@ class Client(AsyncClosing, DataCalls):
                 table, seen = self._router.table(model_id), -1
                 continue
             if table.error is not None:
+                # The watch ended: first the set the consumer has not been sent. A model
+                # that is not published (NOT_FOUND) serves nowhere, although the admin's
+                # empty set may never have reached the table: held back after an admin
+                # restart (RESTART_HOLD_S), or answered to a table forgotten since.
+                if isinstance(table.error, NotFoundError):
+                    last: list[str] | None = []
+                else:
+                    last = list(table.addresses) if table.known else None
+                if sent is not None and last is not None and last != sent:
+                    sent = last
+                    yield list(last)
                 raise type(table.error)(table.error.message)
             if table.known and table.version != seen:
                 seen = table.version

@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 _ACL_TIMEOUT = 10.0
 # ACL reads failing with these say that the admin did not answer, not what the ACLs are.
 _UNREACHABLE = (UnavailableError, DeadlineExceededError)
-# How long a call waits for the admin to renew ACLs it already has (`AclCache.get`).
+# How long calls wait for the admin to renew ACLs they already have (`AclCache.get`): counted
+# from when the read began, so it is one moment per read, not one per call.
 _STALE_WAIT_S = 2.0
 # Model ids come from callers: past this many, the cache starts again.
 _MAX_MODELS = 10_000
@@ -43,6 +44,7 @@ class AclCache:
         self._lifetime = lifetime
         self._acls: dict[str, tuple[float, dict[str, str]]] = {}
         self._fetching: dict[str, asyncio.Future[dict[str, str]]] = {}
+        self._fetch_began: dict[str, float] = {}  # when each read in ``_fetching`` began
         # Models whose last ACL read found the admin unreachable: their cached ACLs stay in
         # force, and calls do not wait for the admin (`get`).
         self._unreachable: set[str] = set()
@@ -65,15 +67,29 @@ class AclCache:
                 # servers keep enforcing the ACLs they last got, too).
                 self._refresh(model, contextvars.Context())
                 return acls
-        fetch = asyncio.shield(self._refresh(model, contextvars.copy_context()))
         # Never read, the call waits for them: it fails rather than skip the check. Read
         # before, an admin that does not answer at all (hung, or its host gone) would hold
         # every call for the whole fetch: past a moment, the ACLs at hand answer. Neither
         # waits past the call's deadline (the fetch is shared: its time is no one call's).
         left = deadline.remaining()
         moment = cached is not None and (left is None or left > _STALE_WAIT_S)
+        wait = left
+        if moment:
+            # The moment is the read's: once it is over, calls that come while the read is
+            # still out (an admin that hangs or was killed: 5 s until it is reported
+            # unreachable) answer at once. Each waited a moment of its own, so a caller's
+            # calls stalled 2 s after 2 s until the read failed.
+            out = self._fetching.get(model)
+            began = time.monotonic()
+            if out is not None and not out.done():
+                began = self._fetch_began[model]
+            wait = began + _STALE_WAIT_S - time.monotonic()
+            if wait <= 0:
+                assert cached is not None
+                return cached[1]
+        fetch = asyncio.shield(self._refresh(model, contextvars.copy_context()))
         try:
-            async with asyncio.timeout(_STALE_WAIT_S if moment else left):
+            async with asyncio.timeout(wait):
                 return await fetch
         except TimeoutError:
             if cached is None or not moment:
@@ -97,6 +113,7 @@ class AclCache:
             loop = asyncio.get_running_loop()
             fetch = loop.create_task(self._fetch_acls(model), context=context)
             self._fetching[model] = fetch
+            self._fetch_began[model] = time.monotonic()
             # In the fetch's own context: the call that started it may be long over when it
             # ends (`CallRecord.end`).
             fetch.add_done_callback(lambda done: self._fetched(model, done), context=context)
@@ -105,6 +122,7 @@ class AclCache:
     def _fetched(self, model: str, fetch: asyncio.Future[dict[str, str]]) -> None:
         if self._fetching.get(model) is fetch:
             del self._fetching[model]
+            del self._fetch_began[model]
         error = None if fetch.cancelled() else fetch.exception()
         if error is not None:
             # Nobody may be waiting (a background refresh): log it here. The entry is left
@@ -145,6 +163,7 @@ class AclCache:
         calls do not wait for it; they answer from the ACLs at hand while one background
         read renews them."""
         self._fetching.pop(model, None)
+        self._fetch_began.pop(model, None)
         self._unreachable.discard(model)
         cached = self._acls.get(model)
         if cached is None:

@@ -142,6 +142,34 @@ def test_a_hung_admin_does_not_stop_data_calls(faults: Faults, http: httpx.Clien
     assert {port: faults.pid(port) for port in gateways} == gateways
 
 
+def test_data_calls_wait_for_a_hung_admin_one_moment_not_one_each(
+    faults: Faults, http: httpx.Client
+) -> None:
+    # A model's ACLs (none here) are read again once they are a second old (the default
+    # auth.acl_cache_seconds), and once twice that, a call waits a moment (2 s) for the read
+    # before it answers with those at hand. The admin hangs: the read is out until it is
+    # reported unreachable (5 s). Each call waited a moment of its own: one caller's calls
+    # stalled 2 s, then 2 s again, until the read failed. The moment is the read's now.
+    model = "/sax/test/aclmoment"
+    publish(http, model)
+    gateway = f"127.0.0.1:{faults.stack.settings.gateway_ports[0]}"
+    request = gateway_pb2.GenerateRequest(model=model, query="hi")
+    took: list[float] = []
+    with sync_channel(gateway) as channel:
+        stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+        stub.Generate(request, timeout=30)  # its ACLs are read
+        with stopped(faults.pid(faults.admin_port)):
+            until = time.monotonic() + 8
+            while time.monotonic() < until:
+                started = time.monotonic()
+                stub.Generate(request, timeout=30)
+                took.append(time.monotonic() - started)
+    stalls = [round(t, 2) for t in took if t > 0.5]
+    assert len(stalls) <= 1 and sum(stalls) <= 2.5, stalls
+    log = (faults.logs / "gateway-0.log").read_text()
+    assert "exception was never retrieved" not in log
+
+
 def test_reads_of_a_hung_admin_are_unavailable_after_the_unreachable_window(
     faults: Faults, http: httpx.Client
 ) -> None:

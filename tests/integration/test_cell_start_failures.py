@@ -35,6 +35,24 @@ def test_an_admin_whose_sax_root_refuses_it_exits_with_one_line(tmp_path: Path) 
     assert "Traceback" not in cell.stderr
 
 
+def test_an_admin_that_cannot_write_its_location_exits_with_one_line(tmp_path: Path) -> None:
+    # It serves by then (location.proto is written last); SAX_ROOT then refuses the file, as
+    # a read-only or full volume does (here a directory stands where it goes). The line was
+    # followed by a traceback: the started server, never stopped, was left to the garbage
+    # collector ("Exception ignored in: <function Server.__del__ ...> ... Event loop is
+    # closed"), in the log of every restart the cell attempted meanwhile.
+    location = tmp_path / "sax" / "test" / "location.proto"
+    location.mkdir(parents=True)
+    admin = _run("gateway.cell.admin", tmp_path, "--port=0")
+    assert admin.returncode == 1
+    assert admin.stderr.splitlines()[-1].startswith(
+        f"python -m gateway.cell.admin: could not start: writing {location} failed: "
+        "[Errno 21] Is a directory"
+    ), admin.stderr
+    assert "Traceback" not in admin.stderr
+    assert "Exception ignored" not in admin.stderr
+
+
 def test_an_admin_whose_port_is_taken_exits_with_one_line(tmp_path: Path) -> None:
     # It ended in an UnavailableError traceback, as if a call had failed.
     with socket.socket() as taken:

@@ -1,5 +1,6 @@
 """Client.watch_addresses across a table the client forgot (after its own publish, update or
-unpublish): the new table's first answer is sent, whatever its version, and only once."""
+unpublish): the new table's first answer is sent, whatever its version, and only once; and a
+watch that ends NOT_FOUND sends the empty set first."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from gateway.client import _client
 from gateway.client._locations import AddressTable
-from gateway.common.errors import UnavailableError
+from gateway.common.errors import NotFoundError, UnavailableError
 
 MODEL = "/sax/test/lm"
 
@@ -63,6 +64,32 @@ async def test_the_same_set_from_a_new_table_is_not_sent_again() -> None:
     new.set_addresses({"a:1", "c:3"})
     assert await asyncio.wait_for(pending, 5) == ["a:1", "c:3"]
     await watch.aclose()
+
+
+async def test_the_empty_set_comes_before_not_found_however_late_the_consumer() -> None:
+    # The admin's empty set (the model unpublished) and its NOT_FOUND (the next poll) both
+    # reached the table while the consumer was still busy with the last set: the watch
+    # raised NOT_FOUND first and the empty set was never sent (`saxgw watch` printed no
+    # "- ADDRESS" lines).
+    table = AddressTable(MODEL, num_conn=2, seed=0)
+    client = SimpleNamespace(_router=_Router(table))
+    watch = _client.Client._watch_addresses(client, MODEL)  # type: ignore[arg-type]
+    table.set_addresses({"a:1", "b:2"})
+    assert await asyncio.wait_for(anext(watch), 5) == ["a:1", "b:2"]
+    table.set_addresses(set())
+    table.set_error(NotFoundError(f"model {MODEL} is not published"), asked_at=0.0)
+    assert await asyncio.wait_for(anext(watch), 5) == []
+    with pytest.raises(NotFoundError):
+        await asyncio.wait_for(anext(watch), 5)
+
+
+async def test_a_new_table_answered_not_found_still_sends_the_empty_set() -> None:
+    # The client's own unpublish forgot the table; the new one's first answer is NOT_FOUND.
+    new, watch = await _watching({"a:1"})
+    new.set_error(NotFoundError(f"model {MODEL} is not published"), asked_at=0.0)
+    assert await asyncio.wait_for(anext(watch), 5) == []
+    with pytest.raises(NotFoundError):
+        await asyncio.wait_for(anext(watch), 5)
 
 
 pytestmark = pytest.mark.asyncio

@@ -8,6 +8,7 @@ await server.stop()
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 
@@ -15,13 +16,13 @@ import grpc
 from saxml.protobuf import admin_pb2_grpc
 
 from gateway.cell import _grpc_server
-from gateway.cell._errors import CellStartError
-from gateway.cell._files import CellFiles
+from gateway.cell._files import CellFiles, parse_location
 from gateway.cell.admin.manager import Manager
 from gateway.cell.admin.servicer import AdminServicer
 from gateway.cell.admin.takeover import refuse_if_alive
 from gateway.cell.settings import CellSettings
 from gateway.common.names import parse_cell_id
+from gateway.common.storage import StorageError
 
 _log = logging.getLogger("gateway.cell.admin")
 
@@ -36,6 +37,9 @@ class AdminServer:
         self.address = ""
         #: Differs per incarnation, so WatchLoc callers notice a restart.
         self.server_id = ""
+        #: Set once location.proto names another admin: this one was superseded.
+        self.superseded = asyncio.Event()
+        self._guard: asyncio.Task[None] | None = None
 
     @property
     def manager(self) -> Manager:
@@ -61,29 +65,64 @@ class AdminServer:
         self.address = _grpc_server.address(self._settings.host, port)
         try:
             await refuse_if_alive(self._files, cell=self._settings.cell, mine=self.address)
-        except CellStartError:
-            await server.stop(0)  # bound, never started: free the port
+            self.server_id = f"{self.address}_{os.urandom(8).hex()}"
+            self._manager = Manager(
+                settings=self._settings, files=self._files, fs_root=config.fs_root
+            )
+            await self._manager.start()
+            admin_pb2_grpc.add_AdminServicer_to_server(
+                AdminServicer(
+                    manager=self._manager, cell=self._settings.cell, server_id=self.server_id
+                ),
+                server,
+            )
+            await server.start()
+            await self._files.write_location(self.address)
+        except BaseException:
+            # Bound, maybe started, never announced (a corrupt state.proto, SAX_ROOT refusing
+            # location.proto): free the port. A started server left to the garbage collector
+            # printed a traceback ("Event loop is closed") after the process's one line.
+            await server.stop(0)
             raise
-        self.server_id = f"{self.address}_{os.urandom(8).hex()}"
-        self._manager = Manager(settings=self._settings, files=self._files, fs_root=config.fs_root)
-        await self._manager.start()
-        admin_pb2_grpc.add_AdminServicer_to_server(
-            AdminServicer(
-                manager=self._manager, cell=self._settings.cell, server_id=self.server_id
-            ),
-            server,
-        )
-        await server.start()
         self._server = server
-        await self._files.write_location(self.address)
         _log.info(
             "admin server for %s listening on %s (fs_root %s)",
             self._settings.cell,
             self.address,
             config.fs_root,
         )
+        self._guard = asyncio.create_task(self._watch_location(), name="admin location")
+
+    async def _watch_location(self) -> None:
+        """Sets ``superseded`` once location.proto names another admin: one started while
+        this one hung (a stopped process, a partitioned host) took the cell over. Serving on,
+        this one would act on what it knew before (its state, its model servers' loads), and
+        once the other one died, location.proto would name a dead admin for good while this
+        one, alive, was never restarted."""
+        while True:
+            await asyncio.sleep(self._settings.location_watch_interval)
+            try:
+                named = parse_location(await self._files.read_location_bytes())
+            except StorageError:
+                continue  # logged by the storage; says nothing about who serves the cell
+            except Exception:  # a bug: say so, and keep watching rather than end unheard
+                _log.exception("reading location.proto of %s failed", self._settings.cell)
+                continue
+            if named is not None and named != self.address:
+                _log.warning(
+                    "location.proto of %s names another admin server, %s: it took the cell "
+                    "over (this one hung, or was cut off); this one stops",
+                    self._settings.cell,
+                    named,
+                )
+                self.superseded.set()
+                return
 
     async def stop(self, grace: float = _grpc_server.STOP_GRACE) -> None:
+        if self._guard is not None:
+            self._guard.cancel()
+            await asyncio.gather(self._guard, return_exceptions=True)
+            self._guard = None
         if self._server is not None:
             await _grpc_server.stop(self._server, grace)
             self._server = None

@@ -1,0 +1,139 @@
+"""`python -m gateway.cell` keeps its admin and model servers running: through restarts that
+fail, and after another admin took the cell over from its hung admin."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from saxml.protobuf import admin_pb2, admin_pb2_grpc
+
+from gateway.cell._files import parse_location
+from gateway.launch.ports import listener_pid
+from gateway.launch.processes import free_port
+from tests._grpc import sync_channel
+
+
+def _until(condition: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {timeout:.0f} s for {what}:\n{log.read_text()}"
+        time.sleep(0.1)
+
+
+def _cell(root: Path, log: Path, admin_port: int, server_port: int) -> subprocess.Popen[str]:
+    """`python -m gateway.cell` with one model server, once both listen."""
+    command = [sys.executable, "-m", "gateway.cell", f"--sax-root={root}", "--log-format=text"]
+    command += [f"--admin-port={admin_port}", f"--model-server-ports={server_port}"]
+    with log.open("w") as stderr:
+        cell = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    assert cell.stdout is not None
+    for line in cell.stdout:
+        if line.startswith("model-server "):
+            return cell
+    raise AssertionError(f"the cell ended before it served:\n{log.read_text()}")
+
+
+def _models(address: str) -> list[str]:
+    with sync_channel(address) as channel:
+        listed = admin_pb2_grpc.AdminStub(channel).List(admin_pb2.ListRequest(), timeout=5)
+    return sorted(m.model.model_id for m in listed.published_models)
+
+
+def test_an_admin_that_another_took_over_from_stops_and_comes_back(tmp_path: Path) -> None:
+    # The cell's admin hangs (SIGSTOP, a host cut off); another admin starts elsewhere and
+    # takes the cell over (location.proto names it), then dies; the first one resumes.
+    # Before, it served on as if nothing had happened: location.proto named the dead admin
+    # for good (every admin call UNAVAILABLE, model servers joining nobody), and the cell's
+    # supervisor, which saw its admin alive, never restarted it. Now it notices the takeover
+    # and stops; restarted, it finds the other admin dead, takes the cell back, with what
+    # the other one saved.
+    root, log = tmp_path / "root", tmp_path / "cell.log"
+    admin_port, server_port, other_port = free_port(), free_port(), free_port()
+    location = root / "sax" / "test" / "location.proto"
+    cell = _cell(root, log, admin_port, server_port)
+    other: subprocess.Popen[bytes] | None = None
+    first = listener_pid(admin_port)
+    assert first is not None
+    try:
+        os.kill(first, signal.SIGSTOP)
+        command = [sys.executable, "-m", "gateway.cell.admin", f"--sax-root={root}"]
+        with (tmp_path / "other.log").open("w") as stderr:
+            other = subprocess.Popen([*command, f"--port={other_port}"], stderr=stderr)
+        named = f"127.0.0.1:{other_port}"
+        _until(lambda: parse_location(location.read_bytes()) == named, 30, "a takeover", log)
+        with sync_channel(named) as channel:
+            admin_pb2_grpc.AdminStub(channel).Publish(
+                admin_pb2.PublishRequest(
+                    model=admin_pb2.Model(
+                        model_id="/sax/test/later",
+                        model_path="sax_gateway.testing.TestLM",
+                        checkpoint_path="None",
+                        requested_num_replicas=0,
+                    )
+                ),
+                timeout=10,
+            )
+        other.kill()
+        other.wait()
+    finally:
+        os.kill(first, signal.SIGCONT)
+    try:
+        mine = f"127.0.0.1:{admin_port}"
+        _until(lambda: parse_location(location.read_bytes()) == mine, 60, "the cell back", log)
+        _until(lambda: listener_pid(admin_port) not in (None, first), 30, "a new admin", log)
+        assert _models(mine) == ["/sax/test/later"]
+        assert "names another admin server, 127.0.0.1:" in log.read_text()
+    finally:
+        if other is not None and other.poll() is None:
+            other.kill()
+        cell.terminate()
+        cell.communicate(timeout=30)
+
+
+def test_the_cell_restarts_its_admin_after_a_restart_that_failed(tmp_path: Path) -> None:
+    # The admin is killed, and its restart fails: SAX_ROOT refuses its location.proto (here
+    # a directory stands where the file goes; a read-only or full volume does the same).
+    # Before, that failure ended the cell's supervisor with no word: once the storage was
+    # mended the admin never came back, nor did a model server that died later, while the
+    # cell process ran on, so `saxgw up` saw nothing to restart either.
+    root, log = tmp_path / "root", tmp_path / "cell.log"
+    admin_port, server_port = free_port(), free_port()
+    command = [sys.executable, "-m", "gateway.cell", f"--sax-root={root}", "--log-format=text"]
+    command += [f"--admin-port={admin_port}", f"--model-server-ports={server_port}"]
+    with log.open("w") as stderr:
+        cell = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    try:
+        assert cell.stdout is not None
+        for line in cell.stdout:
+            if line.startswith("model-server "):
+                break
+        location = root / "sax" / "test" / "location.proto"
+        admin = listener_pid(admin_port)
+        assert admin is not None
+        os.kill(admin, signal.SIGKILL)
+        location.unlink()
+        location.mkdir()  # before the restart: it waits 0.5 s first
+        failed = "restarting the admin server failed: admin#2 exited before it came to listen"
+        _until(lambda: failed in log.read_text(), 30, "the failed restart", log)
+        location.rmdir()  # mended: the next attempt starts
+        _until(lambda: listener_pid(admin_port) is not None, 30, "the admin to come back", log)
+        assert location.is_file()
+
+        server = listener_pid(server_port)
+        assert server is not None
+        os.kill(server, signal.SIGKILL)
+        _until(
+            lambda: listener_pid(server_port) not in (None, server),
+            30,
+            "the model server to come back",
+            log,
+        )
+    finally:
+        cell.terminate()
+        cell.communicate(timeout=30)

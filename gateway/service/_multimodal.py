@@ -18,8 +18,8 @@ from gateway.service import _fields as f
 def to_sax(
     items: Sequence[pb.MultimodalItem], field: str, *, required: bool = False
 ) -> list[mm.DataItem]:
-    """The request's items as Sax's; INVALID_ARGUMENT for an item that is none of them, or
-    for no items where some are ``required``."""
+    """The request's items as Sax's; INVALID_ARGUMENT for an item that is none of them, an
+    image or video with no bytes, or no items where some are ``required``."""
     if required and not items:
         raise f.invalid(field, "required: at least one item")
     out = []
@@ -27,7 +27,10 @@ def to_sax(
         kind = item.WhichOneof("item")
         if kind is None:
             raise f.invalid(f"{field}[{index}]", "set one of text, image_bytes or video")
-        out.append(mm.DataItem(**{kind: getattr(item, kind)}))
+        value = getattr(item, kind)
+        if kind != "text" and not value:  # as Classify and the others refuse an empty image
+            raise f.invalid(f"{field}[{index}].{kind}", "required: base64-encoded bytes in JSON")
+        out.append(mm.DataItem(**{kind: value}))
     return out
 
 

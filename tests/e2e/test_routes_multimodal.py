@@ -63,6 +63,35 @@ def test_an_empty_item_is_a_400_naming_it(http: httpx.Client, model: str) -> Non
     assert "items[1]" in response.text
 
 
+@pytest.mark.parametrize(
+    ("verb", "field"),
+    [
+        ("multimodalGenerate", "items"),
+        ("multimodalScore", "suffix_items"),
+        ("multimodalScore", "prefix_items"),
+        ("multimodalEmbed", "items"),
+    ],
+)
+@pytest.mark.parametrize("kind", ["image_bytes", "video"])
+def test_an_image_or_video_with_no_bytes_is_a_400_naming_it(
+    http: httpx.Client, model: str, verb: str, field: str, kind: str
+) -> None:
+    # Was sent on to the model ("saw image_bytes(0)"), where Classify, EmbedImage, Detect,
+    # ImageToText and Recognize refuse an empty image or audio: an unread file reads as "".
+    body: dict[str, object] = {"suffix_items": ITEMS} if verb == "multimodalScore" else {}
+    body[field] = [{"text": "hi"}, {kind: ""}]
+    response = _post(http, verb, body)
+    assert response.status_code == 400, response.text
+    name, description = f"{field}[1].{kind}", "required: base64-encoded bytes in JSON"
+    bad_request = {
+        "@type": "type.googleapis.com/google.rpc.BadRequest",
+        "field_violations": [{"field": name, "description": description, "reason": ""}],
+    }
+    expected = gateway_error(response, 3, f"{name}: {description}")
+    expected["details"] = [bad_request, *expected["details"]]  # type: ignore[misc]
+    assert response.json() == expected
+
+
 def test_an_acl_on_mm_score_limits_it(stack: Stack, http: httpx.Client) -> None:
     # SetAcl refused mm.score and mm.embed (400 "not a valid method name for an ACL"), as
     # upstream's admin validator does, though the gateway checked ACLs under those names:

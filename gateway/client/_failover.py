@@ -30,6 +30,7 @@ from gateway.common.errors import (
     DeadlineExceededError,
     ResourceExhaustedError,
     SaxError,
+    UnavailableError,
     from_grpc_error,
 )
 
@@ -109,10 +110,19 @@ class Retry:
 def call_error(model_id: str, exc: grpc.RpcError) -> SaxError:
     """A model server call's failure as its caller gets it. A deadline that grpc enforced
     during the call reads "Deadline Exceeded", naming nothing: it names the call, as one
-    that passes between attempts does (`Deadline.timeout`)."""
+    that passes between attempts does (`Deadline.timeout`). CANCELLED is never the caller's
+    own cancellation (see `_SERVER_RETRY_CODES`) but the server resetting the call: passed
+    on as CANCELLED, it told the gateway's caller that it had given up itself (an HTTP 499,
+    "client closed request", after a minute of retries); it is the replica that went away,
+    and the call gets UNAVAILABLE, as when no replica can be reached."""
     error = from_grpc_error(exc)
     if error.code == grpc.StatusCode.DEADLINE_EXCEEDED and error.message == GRPC_DEADLINE:
         return DeadlineExceededError(f"call to {model_id} exceeded its deadline")
+    if error.code == grpc.StatusCode.CANCELLED:
+        return UnavailableError(
+            f"a model server of {model_id} cancelled the call (it may be shutting down): "
+            f"{error.message}"
+        )
     return error
 
 

@@ -96,10 +96,19 @@ class Retry:
 
     def error(self, model_id: str) -> SaxError:
         """What the call fails with once retries end: overloaded if a replica answered so this
-        round (RESOURCE_EXHAUSTED, the status a caller backs off on), else the last failure."""
+        round (RESOURCE_EXHAUSTED, the status a caller backs off on), else the last failure
+        (a replica's NOT_FOUND as UNAVAILABLE)."""
         overloaded = self.overloaded
         if overloaded is None:
             assert self.last is not None
+            if self.last.code == grpc.StatusCode.NOT_FOUND:
+                # The model is published (a model that is not fails before any replica is
+                # tried), but its replicas answered that they do not have it loaded, to the
+                # end: the cell's fault, not the caller's. NOT_FOUND, a 404, read as "no such
+                # model" (README's table); UNAVAILABLE is what retrying may mend.
+                return UnavailableError(
+                    f"no replica of {model_id} has it loaded: {self.last.message}"
+                )
             return self.last
         message = f"{model_id} is overloaded; retry later ({overloaded.message})"
         error = ResourceExhaustedError(message)

@@ -91,6 +91,20 @@ def test_a_model_server_that_cancels_the_call_is_unavailable_not_the_caller_leav
         assert failure.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
+@pytest.mark.overrides({"text": "a b", "fail_after_tokens": "0", "fail_code": "NOT_FOUND"})
+def test_replicas_that_do_not_have_the_model_loaded_are_unavailable_not_a_404(
+    http: httpx.Client, model: str
+) -> None:
+    # Each replica's NOT_FOUND (the model not loaded there) was retried until the deadline and
+    # then passed on: a 404, which README's table gives an unknown model, for one published.
+    response = http.post("/generate_stream", json={"model": model, "query": "q", "timeout": "1s"})
+    assert response.status_code == 503, response.text
+    error = response.json()
+    assert error["code"] == 14
+    assert error["message"].startswith(f"no replica of {model} has it loaded: "), error
+    assert error["message"].endswith("NotFound"), error  # the replica's own words
+
+
 @pytest.mark.overrides({"text": "a b", "fail_after_tokens": "1", "fail_code": "CANCELLED"})
 def test_a_model_server_that_cancels_a_stream_part_way_ends_it_unavailable(
     http: httpx.Client, model: str

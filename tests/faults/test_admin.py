@@ -87,8 +87,8 @@ def test_a_cli_wait_outliving_an_admin_restart_ends_with_its_own_deadline(
     _, err = wait.communicate(timeout=WAIT_S + 10)
     assert wait.returncode == 1
     assert err.splitlines()[0] == (
-        "saxgw: DEADLINE_EXCEEDED: admin WaitForReady for /sax/test did not finish within its "
-        "deadline"
+        f"saxgw: DEADLINE_EXCEEDED: {model} did not have 3 ready replicas within the deadline "
+        "(admin WaitForReady for /sax/test did not finish within its deadline)"
     )
 
 

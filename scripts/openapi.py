@@ -51,12 +51,15 @@ SEGMENT_NAMES = ("cell", "name")
 DURATION = r"^-?[0-9]+(\.[0-9]{1,9})?s$"
 BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 INT64 = r"^-?[0-9]+$"
+NON_FINITE: list[Schema] = [{"const": text} for text in ("NaN", "Infinity", "-Infinity")]
 
 _SCALARS: dict[int, Schema] = {
     FDP.TYPE_STRING: {"type": "string"},
     FDP.TYPE_BOOL: {"type": "boolean"},
-    FDP.TYPE_DOUBLE: {"type": "number", "format": "double"},
-    FDP.TYPE_FLOAT: {"type": "number", "format": "float"},
+    # proto3 JSON spells the values JSON has no number for as strings: a model's score may be
+    # "-Infinity" (a suffix it rules out) or "NaN", and the transcoder prints it so.
+    FDP.TYPE_DOUBLE: {"oneOf": [{"type": "number", "format": "double"}, *NON_FINITE]},
+    FDP.TYPE_FLOAT: {"oneOf": [{"type": "number", "format": "float"}, *NON_FINITE]},
     FDP.TYPE_INT32: {"type": "integer", "format": "int32"},
     FDP.TYPE_SINT32: {"type": "integer", "format": "int32"},
     FDP.TYPE_SFIXED32: {"type": "integer", "format": "int32"},
@@ -115,7 +118,9 @@ _STATUS_TEXT = (
     "A protocol upgrade (a WebSocket `Upgrade`, or `CONNECT` from a client that "
     "takes the port for a proxy) is a 501 with code UNIMPLEMENTED: streams are server-sent "
     "events or gRPC. HTTP/1.0 requests are served (ApacheBench, nginx's default proxy_pass); "
-    "a reply of unknown length, a stream, ends when the connection closes."
+    "a reply of unknown length, a stream, ends when the connection closes. A score or other "
+    "number a model returns that JSON has no number for is a string, as in proto3 JSON: "
+    '`"NaN"`, `"Infinity"` or `"-Infinity"` (`{"logp": ["-Infinity", -0.1]}`).'
 )
 
 
@@ -128,7 +133,8 @@ _GRPC_TIMEOUT: Schema = {
     "required": False,
     "description": "Deadline of the call: a positive number of up to 8 digits and a unit (H, M, "
     "S, m, u or n), such as 30S or 500m; anything else is a 400. The shorter of this and a body "
-    "`timeout` wins; without either, the gateway's default applies.",
+    "`timeout` wins, up to the gateway's default timeout (`--default-timeout`, 60 s; a "
+    "stream's: 600 s), which also applies without either.",
     "schema": {"type": "string", "pattern": "^0*[1-9][0-9]{0,7}[HMSmun]$"},
 }
 _REQUEST_ID: Schema = {

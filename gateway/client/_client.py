@@ -36,6 +36,7 @@ from gateway.client._types import CellStats, ClientSettings, ModelDetail
 from gateway.common.closing import AsyncClosing
 from gateway.common.deadline import Deadline
 from gateway.common.errors import (
+    DeadlineExceededError,
     FailedPreconditionError,
     NotFoundError,
     RequestCancelledError,
@@ -287,6 +288,14 @@ class Client(AsyncClosing, DataCalls):
         request = admin_pb2.WaitForReadyRequest(model_id=model.id, num_replicas=num_replicas)
         try:
             await self._call_admin(model.cell, WAIT_FOR_READY, request, timeout, deadline)
+        except DeadlineExceededError as exc:
+            # The long poll's usual end: the replicas were not ready in time (or the admin
+            # said nothing). "admin WaitForReady for /sax/test did not finish" named the cell
+            # alone and sounded like the admin's failure; the model and count come first.
+            ready = "1 ready replica" if num_replicas == 1 else f"{num_replicas} ready replicas"
+            raise DeadlineExceededError(
+                f"{model.id} did not have {ready} within the deadline ({exc.message})"
+            ) from exc
         except RequestCancelledError as exc:
             # Sax's admin ends the waits on a model it unpublishes with its own Canceled: the
             # admin's decision, not the caller's (CANCELLED, HTTP 499, would say the caller

@@ -30,6 +30,7 @@ from gateway.common.errors import (
     DeadlineExceededError,
     ResourceExhaustedError,
     SaxError,
+    UnavailableError,
     from_grpc_error,
 )
 
@@ -95,10 +96,19 @@ class Retry:
 
     def error(self, model_id: str) -> SaxError:
         """What the call fails with once retries end: overloaded if a replica answered so this
-        round (RESOURCE_EXHAUSTED, the status a caller backs off on), else the last failure."""
+        round (RESOURCE_EXHAUSTED, the status a caller backs off on), else the last failure
+        (a replica's NOT_FOUND as UNAVAILABLE)."""
         overloaded = self.overloaded
         if overloaded is None:
             assert self.last is not None
+            if self.last.code == grpc.StatusCode.NOT_FOUND:
+                # The model is published (a model that is not fails before any replica is
+                # tried), but its replicas answered that they do not have it loaded, to the
+                # end: the cell's fault, not the caller's. NOT_FOUND, a 404, read as "no such
+                # model" (README's table); UNAVAILABLE is what retrying may mend.
+                return UnavailableError(
+                    f"no replica of {model_id} has it loaded: {self.last.message}"
+                )
             return self.last
         message = f"{model_id} is overloaded; retry later ({overloaded.message})"
         error = ResourceExhaustedError(message)
@@ -109,10 +119,19 @@ class Retry:
 def call_error(model_id: str, exc: grpc.RpcError) -> SaxError:
     """A model server call's failure as its caller gets it. A deadline that grpc enforced
     during the call reads "Deadline Exceeded", naming nothing: it names the call, as one
-    that passes between attempts does (`Deadline.timeout`)."""
+    that passes between attempts does (`Deadline.timeout`). CANCELLED is never the caller's
+    own cancellation (see `_SERVER_RETRY_CODES`) but the server resetting the call: passed
+    on as CANCELLED, it told the gateway's caller that it had given up itself (an HTTP 499,
+    "client closed request", after a minute of retries); it is the replica that went away,
+    and the call gets UNAVAILABLE, as when no replica can be reached."""
     error = from_grpc_error(exc)
     if error.code == grpc.StatusCode.DEADLINE_EXCEEDED and error.message == GRPC_DEADLINE:
         return DeadlineExceededError(f"call to {model_id} exceeded its deadline")
+    if error.code == grpc.StatusCode.CANCELLED:
+        return UnavailableError(
+            f"a model server of {model_id} cancelled the call (it may be shutting down): "
+            f"{error.message}"
+        )
     return error
 
 

@@ -29,6 +29,8 @@ MAX_EXTRA_TENSOR_VALUES = 1_048_576
 MAX_TEXT_CHARS = 4_194_304
 #: Repeated text fields (score suffixes, detect texts).
 MAX_TEXTS = 1024
+#: The items of a multimodal request (each list: items, prefix_items, suffix_items).
+MAX_ITEMS = 1024
 
 QUOTE_CHARS = 100
 

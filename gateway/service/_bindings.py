@@ -16,20 +16,32 @@ leading slash), or the call is INVALID_ARGUMENT naming both. The HTTP path is th
 was not transcoded has none and is not checked. One check for every form, rather than one
 Envoy route per form found.
 
-    check = path_check("/saxgateway.v1.SaxGateway/Generate")   # None: no path binds a field
+    check = path_check("/saxgateway.v1.SaxGateway/Generate")   # None: no HTTP rule to check
     check(request, context)                                     # raises InvalidArgumentError
+
+A SaxGateway call's query string is checked the same way against its body. The transcoder
+takes both (`POST /generate?model=/sax/test/a` with a body), and merges them without a word:
+the body's value of a field replaces the query string's, a repeated field gets the body's
+values and then the query string's, and of a key given twice in the query string the last
+counts. `POST /unpublish?model=/sax/test/a` with `{"model": "/sax/test/b"}` unpublished b;
+`POST /score?suffix=x` with `{"suffix": ["y"]}` scored two suffixes. So a field the query
+string sets must not be set otherwise by the body, nor given twice with two values.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_plus
 
 from google.api import annotations_pb2, http_pb2
-from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf import json_format, message_factory
+from google.protobuf.descriptor import Descriptor, FieldDescriptor, ServiceDescriptor
+from google.protobuf.message import Message
 from saxgateway.v1 import gateway_pb2, openai_pb2
 
 from gateway.common.httprules import patterns
@@ -137,6 +149,101 @@ def _check(found: tuple[_Binding, ...], read: Callable[[str], str]) -> Check:
     return check
 
 
+def _query(context: Caller) -> list[tuple[str, str]]:
+    """The query string parameters of the HTTP request Envoy transcoded into this call, as
+    the transcoder reads them (percent-decoded, "+" as a space: query_param_unescape_plus)."""
+    path = metadata_value(context, ORIGINAL_PATH)
+    if path is None or "?" not in path:
+        return []
+    pairs = []
+    for part in path.partition("?")[2].split("&"):
+        if part:
+            key, _, value = part.partition("=")
+            pairs.append((unquote_plus(key), unquote_plus(value)))
+    return pairs
+
+
+def _fields(message: Descriptor) -> dict[str, FieldDescriptor]:
+    """The top-level fields of ``message`` a query parameter may name (proto or JSON name);
+    maps are left out (the transcoder takes no map key from a query string)."""
+    fields = {}
+    for field in message.fields:
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            continue
+        fields[field.name] = fields[field.json_name] = field
+    return fields
+
+
+def _shown(request: Any, name: str) -> str:
+    """The request's value of field ``name`` as its JSON spells it, quoted."""
+    value = getattr(request, name)
+    if isinstance(value, Message):  # a Duration: "10s"
+        value = json.loads(json_format.MessageToJson(value))
+    elif isinstance(value, bool):
+        value = json.dumps(value)
+    elif isinstance(value, bytes):
+        value = base64.b64encode(value).decode()
+    return quote(value if isinstance(value, str) else str(value))
+
+
+# A bool as a query string spells it, as JSON does.
+_BOOLS = {"true": True, "false": False, "1": True, "0": False}
+
+# The fields that name a model or a cell, which the servicer reads with a leading slash.
+_IDS = frozenset({"model", "sax_cell", "name"})
+
+
+def _query_check(message: Descriptor) -> Check:
+    fields, new = _fields(message), message_factory.GetMessageClass(message)
+
+    def check(request: Any, context: Caller) -> None:
+        given: dict[str, list[str]] = {}
+        for key, text in _query(context):
+            field = fields.get(key)
+            if field is not None:  # an unknown or nested key: the transcoder's to judge
+                given.setdefault(field.name, []).append(text)
+        for name, values in given.items():
+            if message.fields_by_name[name].is_repeated:
+                if len(getattr(request, name)) != len(values):  # the body gave some too
+                    raise invalid(
+                        name,
+                        "given in both the query string and the body: give it in one of them",
+                    )
+                continue
+            if len(set(values)) > 1:
+                shown = ", ".join(quote(v) for v in dict.fromkeys(values))
+                raise invalid(name, f"the query string gives it twice ({shown}): give it once")
+            as_json: object = values[0]
+            if message.fields_by_name[name].type == FieldDescriptor.TYPE_BOOL:
+                as_json = _BOOLS.get(values[0], values[0])
+            try:
+                parsed = json_format.ParseDict({name: as_json}, new())
+            except json_format.ParseError:
+                continue  # the transcoder took it; nothing here to compare it with
+            ours, theirs = getattr(parsed, name), getattr(request, name)
+            if name in _IDS:
+                ours, theirs = with_slash(ours), with_slash(theirs)
+            if ours != theirs:
+                raise invalid(
+                    name,
+                    f"the query string gives {quote(values[0])}, the body "
+                    f"{_shown(request, name)}: give it in one of them",
+                )
+
+    return check
+
+
+def _both(first: Check | None, second: Check) -> Check:
+    if first is None:
+        return second
+
+    def check(request: Any, context: Caller) -> None:
+        first(request, context)  # the path first: its message names what the URL names
+        second(request, context)
+
+    return check
+
+
 # How each service reads the field a path binds: a model or cell ID with its leading slash
 # (gateway/service/_fields.py); an OpenAI model as it comes (an alias may have no slash).
 _READINGS: tuple[tuple[ServiceDescriptor, Callable[[str], str]], ...] = (
@@ -148,8 +255,17 @@ _CHECKS: dict[str, Check] = {
     for service, read in _READINGS
     for method, found in bindings(service).items()
 }
+# The query strings of SaxGateway's routes (the OpenAI routes ignore unknown parameters, and
+# their bodies are OpenAI's JSON, not the request message): every method with an HTTP rule.
+_SAX = gateway_pb2.DESCRIPTOR.services_by_name["SaxGateway"]
+for _method in _SAX.methods:
+    _rule: http_pb2.HttpRule = _method.GetOptions().Extensions[annotations_pb2.http]  # type: ignore[index]
+    if any(True for _ in patterns(_rule)):
+        _full = f"/{_SAX.full_name}/{_method.name}"
+        _CHECKS[_full] = _both(_CHECKS.get(_full), _query_check(_method.input_type))
 
 
 def path_check(method: str) -> Check | None:
-    """The check of ``method`` (its full gRPC path), or None when no path of it binds a field."""
+    """The check of ``method`` (its full gRPC path), or None when it has no HTTP rule to
+    check."""
     return _CHECKS.get(method)

@@ -99,7 +99,8 @@ def add_deadline_arguments(parser: argparse.ArgumentParser) -> None:
         "--default-timeout",
         type=seconds,
         default=default(GatewaySettings, "default_timeout"),
-        help="deadline (s) of calls that set none",
+        help="deadline (s) of calls that set none, and the longest a unary call's own "
+        "grpc-timeout or timeout may set (a longer one ends here)",
     )
     parser.add_argument(
         "--admin-unreachable-after",

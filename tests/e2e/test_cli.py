@@ -559,7 +559,7 @@ def test_an_unknown_override_is_refused_at_publish(stack: Stack) -> None:
     assert done.stderr.splitlines() == [
         "saxgw: INVALID_ARGUMENT: unknown override 'bogus' for sax_gateway.testing.TestLM, "
         "which takes delay_ms, embedding_dim, fail_after_tokens, fail_code, fail_load, length, "
-        "max_in_flight, num_samples, text: InvalidArgument",
+        "max_in_flight, num_samples, score, text: InvalidArgument",
         "hint: fix or leave out the override named above (docs/cell.md lists the overrides the "
         "embedded cell's models take)",
     ]

@@ -110,6 +110,23 @@ def test_wait_for_ready(http: httpx.Client, model: str) -> None:
     assert _ok(http.post("/v1/sax/test/routes-admin:waitForReady", json={})) == expected
 
 
+def test_a_wait_that_runs_out_names_the_model_and_the_replicas(
+    http: httpx.Client, model: str
+) -> None:
+    # Was "admin WaitForReady for /sax/test did not finish within its deadline": the cell
+    # alone, in words that blamed the admin for the long poll's usual end. The gateway asks
+    # the admin how many were ready a moment before the deadline, and says why more cannot be.
+    body = {"replicas": 3, "timeout": "1s"}  # more than the cell's servers
+    response = http.post("/v1/sax/test/routes-admin:waitForReady", json=body)
+    assert response.status_code == 504, response.text
+    assert response.json() == {
+        "code": 4,
+        "message": f"{model}: 1 of 3 replica(s) ready when the wait's deadline passed; it is "
+        "published with 1 replica(s), so 3 can be ready only once its replicas are updated",
+        "details": [request_info(response)],
+    }
+
+
 def test_a_wait_cut_short_by_an_unpublish_is_not_found(stack: Stack, http: httpx.Client) -> None:
     # The admin ends a wait on a model it unpublishes, with Sax's Canceled. Before, the
     # gateway passed that on: CANCELLED, HTTP 499, which says that the client gave up.

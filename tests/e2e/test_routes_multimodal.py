@@ -63,6 +63,74 @@ def test_an_empty_item_is_a_400_naming_it(http: httpx.Client, model: str) -> Non
     assert "items[1]" in response.text
 
 
+@pytest.mark.parametrize(
+    ("verb", "field"),
+    [
+        ("multimodalGenerate", "items"),
+        ("multimodalScore", "suffix_items"),
+        ("multimodalScore", "prefix_items"),
+        ("multimodalEmbed", "items"),
+    ],
+)
+@pytest.mark.parametrize("kind", ["image_bytes", "video"])
+def test_an_image_or_video_with_no_bytes_is_a_400_naming_it(
+    http: httpx.Client, model: str, verb: str, field: str, kind: str
+) -> None:
+    # Was sent on to the model ("saw image_bytes(0)"), where Classify, EmbedImage, Detect,
+    # ImageToText and Recognize refuse an empty image or audio: an unread file reads as "".
+    body: dict[str, object] = {"suffix_items": ITEMS} if verb == "multimodalScore" else {}
+    body[field] = [{"text": "hi"}, {kind: ""}]
+    response = _post(http, verb, body)
+    assert response.status_code == 400, response.text
+    name, description = f"{field}[1].{kind}", "required: base64-encoded bytes in JSON"
+    bad_request = {
+        "@type": "type.googleapis.com/google.rpc.BadRequest",
+        "field_violations": [{"field": name, "description": description, "reason": ""}],
+    }
+    expected = gateway_error(response, 3, f"{name}: {description}")
+    expected["details"] = [bad_request, *expected["details"]]  # type: ignore[misc]
+    assert response.json() == expected
+
+
+LIMIT = 10 * 1024 * 1024  # GatewaySettings.max_payload_bytes, as Classify's image_bytes has
+
+
+@pytest.mark.parametrize(
+    ("items", "name", "description"),
+    [
+        (
+            [{"text": "hi"}] * 1025,
+            "items",
+            "1025 items is over the limit of 1024",
+        ),
+        (
+            [{"text": "hi"}, {"image_bytes": b64(b"x" * (LIMIT + 1))}],
+            "items[1].image_bytes",
+            f"{LIMIT + 1} bytes is over the limit of {LIMIT} bytes",
+        ),
+        (
+            [{"video": b64(b"x" * (LIMIT + 1))}],
+            "items[0].video",
+            f"{LIMIT + 1} bytes is over the limit of {LIMIT} bytes",
+        ),
+        (
+            [{"text": "x" * (4 * 1024 * 1024 + 1)}],
+            "items[0].text",
+            f"{4 * 1024 * 1024 + 1} characters is over the limit of {4 * 1024 * 1024}",
+        ),
+    ],
+)
+def test_items_over_the_limits_of_the_other_methods_are_a_400_naming_them(
+    http: httpx.Client, model: str, items: list[dict[str, str]], name: str, description: str
+) -> None:
+    # Were all sent on: no count, image or text bound, where Classify refuses an image over
+    # max_payload_bytes, Score more than 1024 suffixes, and every method a longer text.
+    response = _post(http, "multimodalEmbed", {"items": items})
+    assert response.status_code == 400, response.text[:300]
+    assert response.json()["message"] == f"{name}: {description}"
+    assert response.json()["details"][0]["field_violations"][0]["field"] == name
+
+
 def test_an_acl_on_mm_score_limits_it(stack: Stack, http: httpx.Client) -> None:
     # SetAcl refused mm.score and mm.embed (400 "not a valid method name for an ACL"), as
     # upstream's admin validator does, though the gateway checked ACLs under those names:

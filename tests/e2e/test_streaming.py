@@ -71,6 +71,52 @@ def test_sse_one_event_per_token_as_it_is_produced(http: httpx.Client, model: st
     assert arrivals[2] - arrivals[0] > 1.0, arrivals
 
 
+@pytest.mark.overrides({"text": "a b", "fail_after_tokens": "0", "fail_code": "CANCELLED"})
+def test_a_model_server_that_cancels_the_call_is_unavailable_not_the_caller_leaving(
+    stack: Stack, http: httpx.Client, model: str
+) -> None:
+    # A model server's CANCELLED (it reset the call, as one shutting down does) was retried
+    # until the deadline and then passed on: HTTP 499 "client closed request" (after the
+    # default 60 s without a timeout), gRPC CANCELLED, to a caller still waiting.
+    body = {"model": model, "query": "q", "timeout": "1s"}
+    response = http.post("/generate_stream", json=body)
+    assert response.status_code == 503, response.text
+    error = response.json()
+    assert error["code"] == 14
+    assert error["message"].startswith(f"a model server of {model} cancelled the call"), error
+    with sync_channel(stack.grpc_address) as channel:
+        stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+        with pytest.raises(grpc.RpcError) as failure:
+            list(stub.GenerateStream(pb.GenerateStreamRequest(model=model, query="q"), timeout=1))
+        assert failure.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+@pytest.mark.overrides({"text": "a b", "fail_after_tokens": "0", "fail_code": "NOT_FOUND"})
+def test_replicas_that_do_not_have_the_model_loaded_are_unavailable_not_a_404(
+    http: httpx.Client, model: str
+) -> None:
+    # Each replica's NOT_FOUND (the model not loaded there) was retried until the deadline and
+    # then passed on: a 404, which README's table gives an unknown model, for one published.
+    response = http.post("/generate_stream", json={"model": model, "query": "q", "timeout": "1s"})
+    assert response.status_code == 503, response.text
+    error = response.json()
+    assert error["code"] == 14
+    assert error["message"].startswith(f"no replica of {model} has it loaded: "), error
+    assert error["message"].endswith("NotFound"), error  # the replica's own words
+
+
+@pytest.mark.overrides({"text": "a b", "fail_after_tokens": "1", "fail_code": "CANCELLED"})
+def test_a_model_server_that_cancels_a_stream_part_way_ends_it_unavailable(
+    http: httpx.Client, model: str
+) -> None:
+    with http.stream("POST", "/generate_stream", json={"model": model, "query": "q"}) as response:
+        assert response.status_code == 200
+        events = [event for _, event in _events(response)]
+    assert events[0] == _delta("a", -0.1)
+    error = events[-1]["error"]
+    assert isinstance(error, dict) and error["code"] == 14, events
+
+
 @pytest.mark.overrides({"text": "a b c d", "fail_after_tokens": "2", "fail_code": "INTERNAL"})
 def test_mid_stream_failure_is_an_in_band_error_event(
     stack: Stack, http: httpx.Client, model: str

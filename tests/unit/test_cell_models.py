@@ -69,14 +69,14 @@ def test_test_lm_rejects_bad_overrides(overrides: dict[str, str]) -> None:
             {"text": "hi", "bogus": "1"},
             "unknown override 'bogus' for sax_gateway.testing.TestLM, which takes delay_ms, "
             "embedding_dim, fail_after_tokens, fail_code, fail_load, length, max_in_flight, "
-            "num_samples, text",
+            "num_samples, score, text",
         ),
         (
             "sax_gateway.testing.TestLM",
             {"dealy_ms": "5", "bogus": "1"},
             "unknown overrides 'bogus', 'dealy_ms' for sax_gateway.testing.TestLM, which takes "
             "delay_ms, embedding_dim, fail_after_tokens, fail_code, fail_load, length, "
-            "max_in_flight, num_samples, text",
+            "max_in_flight, num_samples, score, text",
         ),
         (
             "sax_gateway.testing.TestVision",

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pytest
 from google.api import annotations_pb2, http_pb2
 from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.duration_pb2 import Duration
 from saxgateway.v1 import gateway_pb2, openai_pb2
 
 from gateway.client import InvalidArgumentError
@@ -64,9 +65,11 @@ def test_every_binding_that_takes_a_field_from_its_path_is_checked() -> None:
         assert refused.value.field_violations[0][0] == field
 
 
-def test_methods_whose_paths_bind_nothing_have_no_check() -> None:
-    assert path_check("/saxgateway.v1.SaxGateway/ListCells") is None
+def test_methods_whose_paths_bind_nothing_have_no_check_but_of_their_query_string() -> None:
     assert path_check("/saxgateway.v1.OpenAIGateway/CreateCompletion") is None
+    check = path_check("/saxgateway.v1.SaxGateway/ListCells")  # its query string's
+    assert check is not None
+    check(gateway_pb2.ListCellsRequest(), Context(((ORIGINAL_PATH, "/v1/cells"),)))
 
 
 def _request(field: str, value: str) -> object:
@@ -87,8 +90,9 @@ GENERATE = "/saxgateway.v1.SaxGateway/Generate"
 def test_what_names_no_other_model_passes(metadata: tuple[tuple[str, str], ...]) -> None:
     check = path_check(GENERATE)
     assert check is not None
-    check(_request("model", "/sax/test/a"), Context(metadata))
-    check(_request("model", "sax/test/a"), Context(metadata))  # as the path binds it
+    check(gateway_pb2.GenerateRequest(model="/sax/test/a", query="x"), Context(metadata))
+    # as the path binds it
+    check(gateway_pb2.GenerateRequest(model="sax/test/a", query="x"), Context(metadata))
 
 
 def test_another_model_is_refused_naming_both() -> None:
@@ -134,3 +138,83 @@ def test_as_bound_decodes_once() -> None:
     # Envoy's transcoder (url_unescape_spec ALL_CHARACTERS).
     assert as_bound("sax/test/a") == "sax/test/a"
     assert as_bound("a%2Fb%20c%2525%3a%C3%A9") == "a/b c%25:é"
+
+
+@pytest.mark.parametrize(
+    ("query", "request_", "field", "description"),
+    [
+        (
+            "?model=/sax/test/a",
+            gateway_pb2.GenerateRequest(model="/sax/test/b", query="x"),
+            "model",
+            "the query string gives '/sax/test/a', the body '/sax/test/b': give it in one of them",
+        ),
+        (
+            "?%6dodel=a+b",  # the name percent-encoded, "+" a space
+            gateway_pb2.GenerateRequest(model="/sax/test/b", query="x"),
+            "model",
+            "the query string gives 'a b', the body '/sax/test/b': give it in one of them",
+        ),
+        (
+            "?query=x&query=y",
+            gateway_pb2.GenerateRequest(model="/sax/test/a", query="y"),
+            "query",
+            "the query string gives it twice ('x', 'y'): give it once",
+        ),
+        (
+            "?timeout=1s",
+            gateway_pb2.GenerateRequest(
+                model="/sax/test/a", query="x", timeout=Duration(seconds=2)
+            ),
+            "timeout",
+            "the query string gives '1s', the body '2s': give it in one of them",
+        ),
+        (
+            "?suffix=x",
+            gateway_pb2.ScoreRequest(model="/sax/test/a", suffix=["y", "x"]),
+            "suffix",
+            "given in both the query string and the body: give it in one of them",
+        ),
+        (
+            "?clearOverrides=1",  # the JSON name
+            gateway_pb2.UpdateModelRequest(model="/sax/test/a"),
+            "clear_overrides",
+            "the query string gives '1', the body 'false': give it in one of them",
+        ),
+    ],
+)
+def test_a_query_string_the_body_contradicts_is_refused(
+    query: str, request_: object, field: str, description: str
+) -> None:
+    method = {
+        "GenerateRequest": GENERATE,
+        "ScoreRequest": "/saxgateway.v1.SaxGateway/Score",
+        "UpdateModelRequest": "/saxgateway.v1.SaxGateway/UpdateModel",
+    }[type(request_).__name__]
+    check = path_check(method)
+    assert check is not None
+    with pytest.raises(InvalidArgumentError) as refused:
+        check(request_, Context(((ORIGINAL_PATH, "/x" + query),)))
+    assert refused.value.field_violations == ((field, description),)
+
+
+@pytest.mark.parametrize(
+    ("query", "request_"),
+    [
+        ("?model=sax/test/a", gateway_pb2.GenerateRequest(model="/sax/test/a", query="x")),
+        ("?query=x&query=x", gateway_pb2.GenerateRequest(model="/sax/test/a", query="x")),
+        ("?suffix=x&suffix=y", gateway_pb2.ScoreRequest(model="/sax/test/a", suffix=["x", "y"])),
+        ("?replicas=2", gateway_pb2.UpdateModelRequest(model="/sax/test/a", replicas=2)),
+        ("?timeout=2.000s", gateway_pb2.GenerateRequest(query="x", timeout=Duration(seconds=2))),
+        ("?timeout.seconds=9", gateway_pb2.GenerateRequest(query="x")),  # nested: Envoy's
+    ],
+)
+def test_a_query_string_the_body_agrees_with_passes(query: str, request_: object) -> None:
+    method = {
+        "GenerateRequest": GENERATE,
+        "ScoreRequest": "/saxgateway.v1.SaxGateway/Score",
+        "UpdateModelRequest": "/saxgateway.v1.SaxGateway/UpdateModel",
+    }[type(request_).__name__]
+    check = path_check(method)
+    assert check is not None
+    check(request_, Context(((ORIGINAL_PATH, "/x" + query),)))

@@ -12,6 +12,8 @@ Its output is set by publish overrides (all optional):
     fail_load            loading fails with this text (load-failure tests)
     max_in_flight        calls one server runs at once; more are refused RESOURCE_EXHAUSTED, as
                          an overloaded upstream model server refuses them (0: every call)
+    score                the log-probability Score gives every suffix, "-inf" and "nan" too
+                         (what a real model may return); default -0.1 per word
 
 A token is a word with its leading space ("hello world" -> "hello", " world"). The
 `per_example_max_decode_steps` extra input caps the number of tokens.
@@ -60,6 +62,7 @@ OVERRIDES = frozenset(
         "embedding_dim",
         "fail_load",
         "max_in_flight",
+        "score",
     }
 )
 
@@ -116,6 +119,15 @@ class TestLM(ServableModel):
             else None
         )
         self._in_flight = 0
+        self._score: float | None = None
+        if "score" in overrides:
+            try:
+                self._score = float(overrides["score"])
+            except ValueError:
+                raise invalid_argument(
+                    f"override score={quote(overrides['score'])} is not a number "
+                    "(-inf, inf and nan are)"
+                ) from None
 
     @contextmanager
     def _admitted(self) -> Iterator[None]:
@@ -169,6 +181,8 @@ class TestLM(ServableModel):
 
     async def score(self, prefix: str, suffixes: list[str], extra: ExtraInputs) -> list[float]:
         with self._admitted():
+            if self._score is not None:
+                return [self._score for _ in suffixes]
             return [TOKEN_LOGP * len(split_tokens(suffix)) for suffix in suffixes]
 
     async def embed_text(self, text: str, extra: ExtraInputs) -> list[float]:

@@ -35,7 +35,9 @@ class SaxGatewayStub:
     that model too (with or without the slash), but no other one.
 
     Every RPC honours the caller's deadline (`grpc-timeout`, or the `timeout`
-    field where present) and otherwise applies the gateway's default. Failures
+    field where present) up to the gateway's default timeout (`--default-timeout`,
+    60 s; a stream's: the stream timeout, 600 s), which also applies when the caller
+    sets none: a longer deadline ends there, with DEADLINE_EXCEEDED. Failures
     carry a canonical status code: INVALID_ARGUMENT (with a google.rpc.BadRequest
     naming the field) for bad input, NOT_FOUND for unknown models,
     ALREADY_EXISTS for duplicate publishes, UNAVAILABLE when the cell cannot be
@@ -195,7 +197,9 @@ class SaxGatewayServicer:
     that model too (with or without the slash), but no other one.
 
     Every RPC honours the caller's deadline (`grpc-timeout`, or the `timeout`
-    field where present) and otherwise applies the gateway's default. Failures
+    field where present) up to the gateway's default timeout (`--default-timeout`,
+    60 s; a stream's: the stream timeout, 600 s), which also applies when the caller
+    sets none: a longer deadline ends there, with DEADLINE_EXCEEDED. Failures
     carry a canonical status code: INVALID_ARGUMENT (with a google.rpc.BadRequest
     naming the field) for bad input, NOT_FOUND for unknown models,
     ALREADY_EXISTS for duplicate publishes, UNAVAILABLE when the cell cannot be
@@ -601,7 +605,9 @@ class SaxGateway:
     that model too (with or without the slash), but no other one.
 
     Every RPC honours the caller's deadline (`grpc-timeout`, or the `timeout`
-    field where present) and otherwise applies the gateway's default. Failures
+    field where present) up to the gateway's default timeout (`--default-timeout`,
+    60 s; a stream's: the stream timeout, 600 s), which also applies when the caller
+    sets none: a longer deadline ends there, with DEADLINE_EXCEEDED. Failures
     carry a canonical status code: INVALID_ARGUMENT (with a google.rpc.BadRequest
     naming the field) for bad input, NOT_FOUND for unknown models,
     ALREADY_EXISTS for duplicate publishes, UNAVAILABLE when the cell cannot be

@@ -9911,7 +9911,9 @@ export const MultimodalEmbedResponse: MessageFns<MultimodalEmbedResponse> = {
  * that model too (with or without the slash), but no other one.
  *
  * Every RPC honours the caller's deadline (`grpc-timeout`, or the `timeout`
- * field where present) and otherwise applies the gateway's default. Failures
+ * field where present) up to the gateway's default timeout (`--default-timeout`,
+ * 60 s; a stream's: the stream timeout, 600 s), which also applies when the caller
+ * sets none: a longer deadline ends there, with DEADLINE_EXCEEDED. Failures
  * carry a canonical status code: INVALID_ARGUMENT (with a google.rpc.BadRequest
  * naming the field) for bad input, NOT_FOUND for unknown models,
  * ALREADY_EXISTS for duplicate publishes, UNAVAILABLE when the cell cannot be

@@ -56,11 +56,13 @@ _DOWN_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
 class Retry:
     """What a failing call has tried so far (this round: since it last backed off)."""
 
-    __slots__ = ("delays", "last", "overloaded", "overloaded_since", "tried")
+    __slots__ = ("delays", "last", "last_address", "overloaded", "overloaded_since", "tried")
 
     def __init__(self) -> None:
         self.tried: list[str] = []
         self.last: SaxError | None = None
+        self.last_address = ""
+        """The replica that failed with ``last``."""
         self.delays: Iterator[float] = backoff_delays()
         self.overloaded: SaxError | None = None
         """This round's last RESOURCE_EXHAUSTED answer, if a replica gave one."""
@@ -80,7 +82,7 @@ class Retry:
             self.overloaded_since = min(self.overloaded_since, now())
         _log.debug("%s on %s: %s", table.model_id, address, error)
         self.tried.append(address)
-        self.last = error
+        self.last, self.last_address = error, address
 
     def next_round(self) -> None:
         """Every replica may be tried again (after a backoff, or with a new table)."""
@@ -109,6 +111,16 @@ class Retry:
                 return UnavailableError(
                     f"no replica of {model_id} has it loaded: {self.last.message}"
                 )
+            if self.last.code == grpc.StatusCode.UNAVAILABLE and model_id not in self.last.message:
+                # grpc's own words ("failed to connect to all addresses; ... connection attempt
+                # timed out before receiving SETTINGS frame") named neither the model nor the
+                # replica: a caller read it as the gateway's failure.
+                unreachable = UnavailableError(
+                    f"no replica of {model_id} can be reached: {self.last_address}: "
+                    f"{self.last.message}"
+                )
+                unreachable.__cause__ = self.last.__cause__
+                return unreachable
             return self.last
         message = f"{model_id} is overloaded; retry later ({overloaded.message})"
         error = ResourceExhaustedError(message)

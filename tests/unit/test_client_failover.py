@@ -54,3 +54,27 @@ def test_the_window_runs_from_the_first_overloaded_answer(table: AddressTable) -
     retry.next_round()
     retry.failed(table, "a:1", _failure(grpc.StatusCode.RESOURCE_EXHAUSTED, BUSY))
     assert retry.overloaded_since == first
+
+
+def test_an_unreachable_replica_is_reported_naming_the_model_and_the_replica(
+    table: AddressTable,
+) -> None:
+    # grpc's words alone ("failed to connect to all addresses; ... connection attempt timed
+    # out before receiving SETTINGS frame", a replica that hangs before its HTTP/2 greeting)
+    # named neither the model nor the replica.
+    grpc_text = (
+        "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:9: "
+        "connection attempt timed out before receiving SETTINGS frame"
+    )
+    retry = Retry()
+    retry.failed(table, "b:1", _failure(grpc.StatusCode.UNAVAILABLE, grpc_text))
+    error = retry.error(MODEL)
+    assert isinstance(error, UnavailableError)
+    assert error.message == f"no replica of {MODEL} can be reached: b:1: {grpc_text}"
+    # A message that names the model already is passed on as it is.
+    retry = Retry()
+    cancelled = _failure(grpc.StatusCode.CANCELLED, "Cancelled")
+    retry.failed(table, "a:1", cancelled)
+    assert retry.error(MODEL).message == (
+        f"a model server of {MODEL} cancelled the call (it may be shutting down): Cancelled"
+    )

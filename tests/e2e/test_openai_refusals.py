@@ -178,6 +178,13 @@ _LOGPROBS = "not supported: Sax cannot honour logprobs (remove it or set {})"
             "messages[1].tool_call_id",
             _NO_TOOLS,
         ),
+        # OpenAI's moderation (a policy may block the input or the answer) was ignored: the
+        # answer came back unmoderated, as if it had passed.
+        (
+            {"messages": _HI, "moderation": {"model": "omni-moderation-latest"}},
+            "moderation",
+            "not supported: Sax cannot honour moderation (remove it or set null)",
+        ),
         # "remove it or set false" is right here, where logprobs is a boolean.
         ({"messages": _HI, "logprobs": True}, "logprobs", _LOGPROBS.format("false")),
         (

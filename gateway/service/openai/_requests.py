@@ -71,6 +71,9 @@ _UNSUPPORTED: dict[str, tuple[object, ...]] = {
     "modalities": (None, ["text"]),
     "audio": (None, None),
     "web_search_options": (None, None),
+    # OpenAI's moderation of the input and output (a policy may block either): ignored, the
+    # answer would be one it would have blocked, without a word.
+    "moderation": (None, None),
     # vLLM's own sampling fields (in `extra_body` of code written for vLLM), at the value
     # that changes nothing: as unknown fields they were ignored, and the text was silently
     # another than the one asked for (no penalty, no minimum length, an end at EOS).

@@ -420,6 +420,16 @@ values that hold none: with ``tools`` refused, dropping them would show the mode
 that says nothing and an answer to no question."""
 
 
+_UNSPOKEN = {
+    "audio": ((None,), "Sax models have no audio, and the turn would reach the model empty"),
+    "refusal": ((None, ""), "the turn would reach the model without it"),
+}
+"""An assistant message's other parts than its content (an earlier answer's audio, by ID,
+or its refusal), the values that hold none, and why: the template gets a message's content
+alone, so dropping them would show the model an empty or another turn."""
+_UNSPOKEN_HINTS = {"refusal": "give its text as content"}
+
+
 def reject_chat_only(body: Mapping[str, Any]) -> None:
     """The chat fields the Responses API has too, refused as it refuses them: ``verbosity``
     (its ``text.verbosity``) other than OpenAI's default, any ``reasoning_effort`` (its
@@ -449,6 +459,10 @@ def chat_request(body: Mapping[str, Any]) -> ChatRequest:
                 raise invalid(
                     f"{where}.{key}", "not supported: Sax models have no tool calling (remove it)"
                 )
+        for key, (values, why) in _UNSPOKEN.items():
+            if message.get(key) not in values:
+                hint = _UNSPOKEN_HINTS.get(key, "remove it")
+                raise invalid(f"{where}.{key}", f"not supported: {why} ({hint})")
         item["content"] = content(message, f"{where}.content")
         name = message.get("name")
         if name is not None and not isinstance(name, str):

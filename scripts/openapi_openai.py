@@ -186,6 +186,8 @@ def _response_schemas(usage: Schema) -> dict[str, Schema]:
                 "temperature": _SAMPLING["temperature"],
                 "top_p": _SAMPLING["top_p"],
                 "top_k": _SAMPLING["top_k"],
+                "stop": _SAMPLING["stop"],
+                "include_stop_str_in_output": _SAMPLING["include_stop_str_in_output"],
                 "stream": {"type": "boolean", "description": "Server-Sent Events."},
                 "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
                 "store": {"type": "boolean", "description": "Echoed; nothing is stored."},

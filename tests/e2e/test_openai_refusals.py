@@ -178,6 +178,25 @@ _LOGPROBS = "not supported: Sax cannot honour logprobs (remove it or set {})"
             "messages[1].tool_call_id",
             _NO_TOOLS,
         ),
+        # OpenAI's moderation (a policy may block the input or the answer) was ignored: the
+        # answer came back unmoderated, as if it had passed.
+        (
+            {"messages": _HI, "moderation": {"model": "omni-moderation-latest"}},
+            "moderation",
+            "not supported: Sax cannot honour moderation (remove it or set null)",
+        ),
+        # An earlier answer's audio (its ID) or refusal, dropped: the model saw an empty turn.
+        (
+            {"messages": [*_HI, {"role": "assistant", "content": None, "audio": {"id": "a1"}}]},
+            "messages[1].audio",
+            "not supported: Sax models have no audio, and the turn would reach the model "
+            "empty (remove it)",
+        ),
+        (
+            {"messages": [*_HI, {"role": "assistant", "content": None, "refusal": "I can't"}]},
+            "messages[1].refusal",
+            "not supported: the turn would reach the model without it (give its text as content)",
+        ),
         # "remove it or set false" is right here, where logprobs is a boolean.
         ({"messages": _HI, "logprobs": True}, "logprobs", _LOGPROBS.format("false")),
         (

@@ -584,3 +584,104 @@ def test_node_openai_package_creates_and_streams(stack: Stack, openai_models: No
         "usage": _usage(stack, _chatml(("user", "hi")), ANSWER),
         "refused": {"name": "BadRequestError", "status": 400, "param": "previous_response_id"},
     }
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_vllms_stop_strings_end_the_text(client: openai.OpenAI, stream: bool) -> None:
+    # vLLM's Responses API takes `stop` and `include_stop_str_in_output` (in `extra_body`);
+    # they were ignored as unknown fields, and the text ran on past the stop string. Beside
+    # them, the values of fields refused below that ask for nothing pass, as some clients
+    # send every field.
+    unset = {
+        "repetition_penalty": 1.0,
+        "ignore_eos": False,
+        "logit_bias": {},
+        "response_format": {"type": "text"},
+        "n": 1,
+        "max_tokens": None,
+        "moderation": None,
+        "context_management": [],
+    }
+    for include, text in ((False, "Paris is the"), (True, "Paris is the capital")):
+        extra = {**unset, "stop": [" capital"], "include_stop_str_in_output": include}
+        response: Response
+        if stream:
+            with client.responses.stream(model="oai", input="hi", extra_body=extra) as events:
+                deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
+                response = events.get_final_response()
+            assert "".join(deltas) == text
+        else:
+            response = client.responses.create(model="oai", input="hi", extra_body=extra)
+        assert (response.output_text, response.status) == (text, "completed")
+
+
+_CONSTRAINED = "JSON mode and structured outputs are not supported: Sax cannot constrain decoding"
+
+
+@pytest.mark.parametrize(
+    ("fields", "param", "message"),
+    [
+        # vLLM's Responses API honours these; as unknown fields they were ignored.
+        (
+            {"repetition_penalty": 1.3},
+            "repetition_penalty",
+            "not supported: Sax cannot honour repetition_penalty (remove it or set 1)",
+        ),
+        (
+            {"ignore_eos": True},
+            "ignore_eos",
+            "not supported: Sax cannot honour ignore_eos (remove it or set false)",
+        ),
+        (
+            {"logit_bias": {"1": 5}},
+            "logit_bias",
+            "not supported: Sax cannot honour logit_bias (remove it or set {})",
+        ),
+        (
+            {"structured_outputs": {"json": {"type": "object"}}},
+            "structured_outputs",
+            "not supported: Sax cannot constrain decoding (remove it)",
+        ),
+        # Chat's spelling of what the Responses API names otherwise: ignored, and the answer
+        # was unlimited, unconstrained or one where several were asked for.
+        (
+            {"response_format": {"type": "json_object"}},
+            "response_format",
+            f'\'json_object\': {_CONSTRAINED} (remove it or use {{"type": "text"}})',
+        ),
+        ({"max_tokens": 20}, "max_tokens", "not a Responses API field: use max_output_tokens"),
+        (
+            {"max_completion_tokens": 20},
+            "max_completion_tokens",
+            "not a Responses API field: use max_output_tokens",
+        ),
+        ({"n": 2}, "n", "not supported: a response has one answer (remove it)"),
+        (
+            {"reasoning_effort": "high"},
+            "reasoning_effort",
+            "not supported: Sax models have no reasoning settings (remove it)",
+        ),
+        # OpenAI's moderation and compaction: ignored, the answer was unscreened, or made
+        # from a conversation OpenAI would have compacted.
+        (
+            {"moderation": {"model": "omni-moderation-latest"}},
+            "moderation",
+            "not supported: Sax cannot honour moderation (remove it or set null)",
+        ),
+        (
+            {"context_management": [{"type": "compaction", "compact_threshold": 1000}]},
+            "context_management",
+            f"not supported: the gateway cannot compact a conversation to fit the model {_REMOVE}",
+        ),
+    ],
+)
+def test_what_chat_refuses_is_refused_here_too(
+    http: httpx.Client, client: openai.OpenAI, fields: dict[str, Any], param: str, message: str
+) -> None:
+    error = openai_error(f"{param}: {message}", param=param)
+    response = http.post("/v1/responses", json={"model": "oai", "input": "hi", **fields})
+    assert (response.status_code, response.json()) == (400, {"error": error})
+    for stream in (False, True):
+        with pytest.raises(openai.BadRequestError) as failure:
+            client.responses.create(model="oai", input="hi", stream=stream, extra_body=fields)
+        assert (failure.value.param, failure.value.body) == (param, error)

@@ -71,6 +71,9 @@ _UNSUPPORTED: dict[str, tuple[object, ...]] = {
     "modalities": (None, ["text"]),
     "audio": (None, None),
     "web_search_options": (None, None),
+    # OpenAI's moderation of the input and output (a policy may block either): ignored, the
+    # answer would be one it would have blocked, without a word.
+    "moderation": (None, None),
     # vLLM's own sampling fields (in `extra_body` of code written for vLLM), at the value
     # that changes nothing: as unknown fields they were ignored, and the text was silently
     # another than the one asked for (no penalty, no minimum length, an end at EOS).
@@ -235,7 +238,9 @@ def unset(value: object, values: Collection[object]) -> bool:
     return value is None or any(value == u and type(value) is type(u) for u in values)
 
 
-def _reject_unsupported(body: Mapping[str, Any], hints: Mapping[str, str]) -> None:
+def reject_unsupported(body: Mapping[str, Any], hints: Mapping[str, str]) -> None:
+    """INVALID_ARGUMENT naming the first field of `_UNSUPPORTED` set to a value that asks
+    for something (``hints`` say what to set instead, where the API's differs from chat's)."""
     for key, values in _UNSUPPORTED.items():
         if not unset(body.get(key), values):
             hint = hints.get(key, json.dumps(values[1]))
@@ -253,7 +258,7 @@ _GUIDED = (
 vLLM): as unknown fields they would be ignored, like any other."""
 
 
-def _reject_constrained_output(body: Mapping[str, Any]) -> None:
+def reject_constrained_output(body: Mapping[str, Any]) -> None:
     """JSON mode and structured outputs constrain decoding (OpenAI and vLLM both do it); Sax
     cannot, and text that merely looks right sometimes would fail the caller's JSON parse
     later (the Python SDK's ``parse()`` raises a validation error) instead of here."""
@@ -291,18 +296,12 @@ def reject_tool_choice(body: Mapping[str, Any], keys: Collection[str] = ("tool_c
 def sampling(body: Mapping[str, Any], hints: Mapping[str, str] | None = None) -> Sampling:
     """The sampling and streaming parameters of a completion or chat request; ``hints`` say
     what to set a field Sax cannot honour to, where the API's differs from chat's."""
-    _reject_unsupported(body, hints or {})
+    reject_unsupported(body, hints or {})
     reject_tool_choice(body, ("tool_choice", "function_call"))
-    _reject_constrained_output(body)
+    reject_constrained_output(body)
     max_tokens = integer(body, "max_completion_tokens", 1, 1 << 20)
     if max_tokens is None:
         max_tokens = integer(body, "max_tokens", 1, 1 << 20)
-    stop = body.get("stop")
-    stops = () if stop is None else _strings(stop, "stop", "stop")
-    if len(stops) > MAX_STOPS:
-        raise invalid("stop", f"at most {MAX_STOPS} strings, got {len(stops)}")
-    if not all(stops):
-        raise invalid("stop", "an empty stop string is not allowed: it would end every text")
     stream = flag(body, "stream")
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
@@ -321,11 +320,22 @@ def sampling(body: Mapping[str, Any], hints: Mapping[str, str] | None = None) ->
         **sampled(body),
         max_tokens=max_tokens,
         n=integer(body, "n", 1, MAX_N) or 1,
-        stop=stops,
-        include_stop=bool(flag(body, "include_stop_str_in_output")),
+        **stopping(body),
         stream=bool(stream),
         include_usage=include_usage,
     )
+
+
+def stopping(body: Mapping[str, Any]) -> dict[str, Any]:
+    """``stop`` and vLLM's ``include_stop_str_in_output``, as `Sampling` arguments: the
+    gateway applies them on every generating API (vLLM takes both on its Responses API too)."""
+    stop = body.get("stop")
+    stops = () if stop is None else _strings(stop, "stop", "stop")
+    if len(stops) > MAX_STOPS:
+        raise invalid("stop", f"at most {MAX_STOPS} strings, got {len(stops)}")
+    if not all(stops):
+        raise invalid("stop", "an empty stop string is not allowed: it would end every text")
+    return {"stop": stops, "include_stop": bool(flag(body, "include_stop_str_in_output"))}
 
 
 def sampled(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -410,7 +420,17 @@ values that hold none: with ``tools`` refused, dropping them would show the mode
 that says nothing and an answer to no question."""
 
 
-def _reject_chat_only(body: Mapping[str, Any]) -> None:
+_UNSPOKEN = {
+    "audio": ((None,), "Sax models have no audio, and the turn would reach the model empty"),
+    "refusal": ((None, ""), "the turn would reach the model without it"),
+}
+"""An assistant message's other parts than its content (an earlier answer's audio, by ID,
+or its refusal), the values that hold none, and why: the template gets a message's content
+alone, so dropping them would show the model an empty or another turn."""
+_UNSPOKEN_HINTS = {"refusal": "give its text as content"}
+
+
+def reject_chat_only(body: Mapping[str, Any]) -> None:
     """The chat fields the Responses API has too, refused as it refuses them: ``verbosity``
     (its ``text.verbosity``) other than OpenAI's default, any ``reasoning_effort`` (its
     ``reasoning``). ``prediction`` only speeds up an answer that is the same without it: it
@@ -429,7 +449,7 @@ def chat_request(body: Mapping[str, Any]) -> ChatRequest:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise invalid("messages", "required: a non-empty list of {role, content} objects")
-    _reject_chat_only(body)
+    reject_chat_only(body)
     parsed = []
     for i, message in enumerate(messages):
         where = f"messages[{i}]"
@@ -439,6 +459,10 @@ def chat_request(body: Mapping[str, Any]) -> ChatRequest:
                 raise invalid(
                     f"{where}.{key}", "not supported: Sax models have no tool calling (remove it)"
                 )
+        for key, (values, why) in _UNSPOKEN.items():
+            if message.get(key) not in values:
+                hint = _UNSPOKEN_HINTS.get(key, "remove it")
+                raise invalid(f"{where}.{key}", f"not supported: {why} ({hint})")
         item["content"] = content(message, f"{where}.content")
         name = message.get("name")
         if name is not None and not isinstance(name, str):

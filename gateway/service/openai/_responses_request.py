@@ -7,11 +7,13 @@ chat path's `Sampling`, and the fields a response object echoes.
 | ``instructions``                      | a ``system`` message before the input                |
 | ``max_output_tokens``                 | ``max_tokens`` of the chat path (`_requests` table)  |
 | ``temperature``, ``top_p``, ``top_k`` | as on the chat path                                  |
+| ``stop``, vLLM's ``include_stop_str_in_output`` | as on the chat path (vLLM's too)     |
 | ``stream``                            | the Responses API's stream events                    |
 | ``metadata``, ``user``, ``store``, ... | accepted and echoed; nothing is stored              |
 
 What Sax cannot do (tools, stored state, non-text input, JSON output, reasoning, background
-runs, truncation) is INVALID_ARGUMENT naming the field, as on the chat path.
+runs, truncation, compaction, and every field the chat path refuses) is INVALID_ARGUMENT
+naming the field, as on the chat path.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ _UNSUPPORTED: dict[str, tuple[object, ...]] = {
     "reasoning": ({},),
     "include": ([],),
     "top_logprobs": (0,),
+    "context_management": ([],),
 }
 _WHY = {
     "tools": "Sax models have no tool calling",
@@ -51,7 +54,11 @@ _WHY = {
     "reasoning": "Sax models have no reasoning settings",
     "include": "Sax returns text only",
     "top_logprobs": "Sax returns no log-probabilities",
+    "context_management": "the gateway cannot compact a conversation to fit the model",
 }
+_MOVED = {"max_tokens": "max_output_tokens", "max_completion_tokens": "max_output_tokens"}
+"""Chat's fields that the Responses API names otherwise (vLLM ignores them here, and the
+answer was as long as the model's default)."""
 MIN_OUTPUT_TOKENS = 16
 """OpenAI's floor for ``max_output_tokens`` (below it, its 400 names the field): a request
 this gateway answers is one OpenAI answers too."""
@@ -89,7 +96,10 @@ def responses_request(body: Mapping[str, Any]) -> ResponsesRequest:
         raise invalid("metadata", "must be an object of strings")
     max_tokens = rq.integer(body, "max_output_tokens", MIN_OUTPUT_TOKENS, 1 << 20)
     sampling = rq.Sampling(
-        **rq.sampled(body), max_tokens=max_tokens, stream=bool(rq.flag(body, "stream"))
+        **rq.sampled(body),
+        **rq.stopping(body),
+        max_tokens=max_tokens,
+        stream=bool(rq.flag(body, "stream")),
     )
     parallel = rq.flag(body, "parallel_tool_calls")
     store = rq.flag(body, "store")
@@ -136,6 +146,17 @@ def _reject_unsupported(body: Mapping[str, Any]) -> None:
         if not rq.unset(value, values):
             raise invalid(key, f"not supported: {_WHY[key]} (remove it)")
     rq.reject_tool_choice(body)
+    # What the chat path refuses is refused here too: vLLM's Responses API takes its
+    # sampling fields (repetition_penalty, ignore_eos, structured_outputs, ...), and, as
+    # unknown fields, they were ignored, so code written for it got other text without a word.
+    rq.reject_unsupported(body, {})
+    rq.reject_constrained_output(body)
+    rq.reject_chat_only(body)
+    for key, name in _MOVED.items():
+        if body.get(key) is not None:
+            raise invalid(key, f"not a Responses API field: use {name}")
+    if not rq.unset(body.get("n"), (1,)):
+        raise invalid("n", "not supported: a response has one answer (remove it)")
 
 
 def _text(body: Mapping[str, Any]) -> dict[str, Any]:

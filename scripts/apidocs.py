@@ -19,7 +19,12 @@ def _type(schema: Schema) -> str:
         name = schema["$ref"].removeprefix(PREFIX)
         return f"[{name.rsplit('.', 1)[-1]}](#{_anchor(name)})"
     if "oneOf" in schema:
-        return " or ".join(_type(s) for s in schema["oneOf"])
+        # A member that is a few set strings (a double's "NaN", "Infinity", "-Infinity")
+        # reads best as those strings.
+        return " or ".join(
+            " or ".join(f"`{value}`" for value in s["enum"]) if "enum" in s else _type(s)
+            for s in schema["oneOf"]
+        )
     if "const" in schema:
         return f"`{schema['const']}`"
     kind = schema.get("type")

@@ -51,7 +51,10 @@ SEGMENT_NAMES = ("cell", "name")
 DURATION = r"^-?[0-9]+(\.[0-9]{1,9})?s$"
 BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 INT64 = r"^-?[0-9]+$"
-NON_FINITE: list[Schema] = [{"const": text} for text in ("NaN", "Infinity", "-Infinity")]
+# One alternative with a type, not three bare `const`s: openapi-python-client (0.29) turns a
+# oneOf of typeless consts into a parser that accepts nothing but "NaN", so every number
+# reply (a score, an embedding) failed to parse in the client it generated.
+NON_FINITE: list[Schema] = [{"type": "string", "enum": ["NaN", "Infinity", "-Infinity"]}]
 
 _SCALARS: dict[int, Schema] = {
     FDP.TYPE_STRING: {"type": "string"},

@@ -33,7 +33,10 @@ def event_stream(
     required = ["data"]
     if end is not None:
         properties["data"] = {
-            "anyOf": [json_data, {"const": end, "description": "The end of the stream."}]
+            "anyOf": [
+                json_data,
+                {"type": "string", "const": end, "description": "The end of the stream."},
+            ]
         }
     if events is not None:
         properties["event"] = {"enum": events}

@@ -6,11 +6,18 @@ finds the file of a service or a message but not of ``Service.Method``, which is
 ``grpcurl describe saxgateway.v1.SaxGateway.Generate`` asks for. Nor does it ship v1's
 file, so v1 is described from v1alpha's under v1's names: grpcui and Evans describe every
 listed service at start, and one that does not resolve stops them.
+
+And the files it serves are the released ones (``saxgateway/documented.binpb``, a copy of
+release/saxgateway-v1.binpb), not what the generated modules hold: those have neither
+comments nor ``json_name``, so ``grpcurl describe`` showed no documentation and grpcurl
+printed ``model_path`` where the released protoset prints ``modelPath``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from functools import cache
+from importlib import resources
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
@@ -45,20 +52,56 @@ def _add_v1_file(pool: descriptor_pool.DescriptorPool) -> None:
     pool.Add(proto)
 
 
+# The runtime's own descriptor.proto stays: the released copy is grpc_tools' (another
+# protobuf release), and a client's linker may hold yet another.
+_RUNTIME_ONLY = frozenset({"google/protobuf/descriptor.proto"})
+
+
+@cache
+def _documented() -> Mapping[str, descriptor_pb2.FileDescriptorProto]:
+    """The released files, by name, with their comments and JSON names."""
+    data = (resources.files("saxgateway") / "documented.binpb").read_bytes()
+    files = descriptor_pb2.FileDescriptorSet.FromString(data).file
+    return {f.name: f for f in files if f.name not in _RUNTIME_ONLY}
+
+
+class _Documented:
+    """A file as reflection serves it: the released copy where there is one."""
+
+    def __init__(self, file: FileDescriptor) -> None:
+        self._file = file
+        self.name: str = file.name
+
+    @property
+    def dependencies(self) -> list[_Documented]:
+        return [_Documented(dependency) for dependency in self._file.dependencies]
+
+    def CopyToProto(self, proto: descriptor_pb2.FileDescriptorProto) -> None:
+        released = _documented().get(self.name)
+        if released is None:
+            self._file.CopyToProto(proto)
+        else:
+            proto.CopyFrom(released)
+
+
 class _MethodAwarePool:
-    """The default pool, where a method's full name finds the file of its service."""
+    """The default pool, where a method's full name finds the file of its service, and
+    whose files are served as released (`_Documented`)."""
 
     def __init__(self, pool: descriptor_pool.DescriptorPool) -> None:
         self._pool = pool
 
-    def FindFileContainingSymbol(self, name: str) -> FileDescriptor:
+    def FindFileByName(self, name: str) -> _Documented:
+        return _Documented(self._pool.FindFileByName(name))
+
+    def FindFileContainingSymbol(self, name: str) -> _Documented:
         try:
-            return self._pool.FindFileContainingSymbol(name)
+            return _Documented(self._pool.FindFileContainingSymbol(name))
         except KeyError:
             service, _, method = name.rpartition(".")
             if not service or method not in self._pool.FindServiceByName(service).methods_by_name:
                 raise
-            return self._pool.FindFileContainingSymbol(service)
+            return _Documented(self._pool.FindFileContainingSymbol(service))
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._pool, name)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf import descriptor_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
 from gateway.launch.stack import Stack
@@ -87,6 +88,56 @@ def test_grpcurl_prints_bad_request_details_with_the_released_protos(stack: Stac
     assert error["code"] == 3
     assert error["details"][0]["@type"] == "type.googleapis.com/google.rpc.BadRequest"
     assert error["details"][0]["fieldViolations"][0]["field"] == "model"
+
+
+def test_reflection_serves_the_released_files_with_their_comments(stack: Stack) -> None:
+    # Reflection served the generated modules' descriptors: no comments, so `describe` showed
+    # none, and no json_name, so grpcurl printed `max_replicas` by reflection but
+    # `maxReplicas` with the released protoset, for the same reply.
+    described = _grpcurl(stack.grpc_address, "describe", "saxgateway.v1.SaxGateway.GetInfo")
+    assert described.returncode == 0, described.stderr
+    assert "Returns a greeting and the gateway's version." in described.stdout
+    request = json.dumps({"model": "/sax/test/absent"})
+    by_reflection = _grpcurl(
+        "-format-error", "-d", request, stack.grpc_address, "saxgateway.v1.SaxGateway/ListCell"
+    )
+    by_protoset = _grpcurl(
+        "-protoset", str(RELEASE / "saxgateway-v1.binpb"), "-format-error", "-d", request,
+        stack.grpc_address, "saxgateway.v1.SaxGateway/ListCell",
+    )  # fmt: skip
+    assert by_reflection.returncode == by_protoset.returncode == 64 + 5
+    reflected, released = by_reflection.stderr, by_protoset.stderr
+    assert '"requestId"' in reflected, reflected
+    assert reflected == released.replace(_request_id(released), _request_id(reflected))
+    assert "maxReplicas" in _json_names(stack, "saxgateway.v1.ListCellResponse")
+
+
+def _request_id(printed: str) -> str:
+    return str(json.loads(printed[printed.index("{") :])["details"][0]["requestId"])
+
+
+def _json_names(stack: Stack, message: str) -> list[str]:
+    """The json_name of each field of ``message``, as reflection describes its file."""
+    with sync_channel(stack.grpc_address) as channel:
+        call: grpc.StreamStreamMultiCallable[
+            reflection_pb2.ServerReflectionRequest, reflection_pb2.ServerReflectionResponse
+        ] = channel.stream_stream(
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )
+        request = reflection_pb2.ServerReflectionRequest(file_containing_symbol=message)
+        [reply] = list(call(iter([request]), timeout=10))
+    files = [
+        descriptor_pb2.FileDescriptorProto.FromString(data)
+        for data in reply.file_descriptor_response.file_descriptor_proto
+    ]
+    package, _, name = message.rpartition(".")
+    for file in files:
+        for found in file.message_type:
+            if file.package == package and found.name == name:
+                return [field.json_name for field in found.field]
+    raise AssertionError(f"{message} not in {[f.name for f in files]}")
 
 
 def test_a_reflection_request_that_does_not_parse_is_invalid_argument(stack: Stack) -> None:

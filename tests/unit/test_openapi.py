@@ -352,3 +352,29 @@ def test_the_healthz_refusal_example_is_an_error() -> None:
     down = DOC["paths"]["/healthz"]["get"]["responses"]["503"]["content"]["application/json"]
     _validate(down["example"], down["schema"])
     assert down["example"]["message"] == HEALTHZ_DOWN
+
+
+def _alternatives(node: object, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    found: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(node, dict):
+        for key in ("oneOf", "anyOf"):
+            for i, alternative in enumerate(node.get(key, ())):
+                found.append((f"{path}/{key}/{i}", alternative))
+        for key, value in node.items():
+            found += _alternatives(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += _alternatives(value, f"{path}/{i}")
+    return found
+
+
+def test_every_alternative_of_a_union_says_its_type() -> None:
+    # openapi-python-client picks a union's member by its type: given `{"const": "NaN"}`
+    # beside a number it made a score parser that raised on every number ("-0.1"), so no
+    # reply holding a double (generate, score, embed) parsed in the client it generated.
+    untyped = [
+        path
+        for path, schema in _alternatives(DOC)
+        if not {"type", "$ref", "oneOf", "anyOf", "allOf"} & schema.keys()
+    ]
+    assert untyped == []

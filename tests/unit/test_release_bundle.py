@@ -133,3 +133,67 @@ def test_python_stubs_from_the_bundle_import(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("SaxGatewayStub ")
+
+
+CLIENTS_MD = Path(__file__).resolve().parents[2] / "docs" / "clients.md"
+_TYPED_USE = """\
+import grpc
+from saxgateway.v1 import gateway_pb2, gateway_pb2_grpc
+
+
+def version(channel: grpc.Channel) -> str:
+    stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+    reply: gateway_pb2.GetInfoResponse = stub.GetInfo(gateway_pb2.GetInfoRequest(), timeout=5)
+    return reply.version
+"""
+
+
+def _blocks(language: str) -> list[str]:
+    text = CLIENTS_MD.read_text()
+    return [block.split("```")[0] for block in text.split(f"```{language}\n")[1:]]
+
+
+def _mypy_strict_on_stubs(tmp_path: Path, command: str) -> subprocess.CompletedProcess[str]:
+    """Runs docs/clients.md's protoc ``command`` in ``tmp_path``, then mypy --strict on a
+    program using the stubs it wrote, with the page's mypy.ini."""
+    tmp_path.mkdir()
+    command = " ".join(command.replace("\\\n", " ").split())
+    command = command.replace("python -m", f"{sys.executable} -m")
+    command = command.replace("-I release/proto", f"-I {RELEASE / 'proto'}")
+    bin_dir = str(Path(sys.executable).parent)  # mypy-protobuf's protoc plugins
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    made = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True)
+    assert made.returncode == 0, made.stderr
+    assert (tmp_path / "saxgateway" / "v1" / "gateway_pb2_grpc.py").exists()
+    [ini] = [block for block in _blocks("ini") if "google.rpc" in block]
+    (tmp_path / "mypy.ini").write_text(ini)
+    (tmp_path / "use.py").write_text(_TYPED_USE)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "use.py",
+        ],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_the_typed_python_stubs_pass_mypy_strict(tmp_path: Path) -> None:
+    # docs/clients.md gave only --grpc_python_out stubs, which mypy --strict refuses at the
+    # first call (no-untyped-call): a typed project could not use them as told.
+    start = "python -m grpc_tools.protoc"
+    commands = [block[block.index(start) :] for block in _blocks("sh") if start in block]
+    [untyped] = [c for c in commands if "--pyi_out" in c]
+    [typed] = [c for c in commands if "--mypy_grpc_out" in c]
+    refused = _mypy_strict_on_stubs(tmp_path / "untyped", untyped)
+    assert "untyped function" in refused.stdout, refused.stdout  # the stubs mypy checked
+    checked = _mypy_strict_on_stubs(tmp_path / "typed", typed)
+    assert checked.returncode == 0, checked.stdout + checked.stderr

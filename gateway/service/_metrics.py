@@ -300,8 +300,10 @@ class GatewayMetrics:
         gauge: Any = self.replicas._metrics.get((model_id,))
         if gauge is not None:
             gauge.set(math.nan)  # the tombstone a multiprocess scrape leaves out
+        dropped = []
         for family in self._by_model:
             position = family._labelnames.index(_MODEL)
             with family._lock:
                 for key in [k for k in family._metrics if k[position] == model_id]:
-                    del family._metrics[key]
+                    dropped.append(family._metrics.pop(key))
+        _metricstore.release(dropped)

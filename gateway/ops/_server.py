@@ -58,6 +58,10 @@ class OpsSettings:
     """``host:port`` of Envoy's admin interface, whose ``/stats/prometheus`` is appended."""
     envoy_timeout: float = 2.0
     """Seconds to wait for Envoy's stats before answering without them."""
+    request_timeout: float = 10.0
+    """Seconds a connection may wait for the client (its request, each send of the reply)
+    before it is closed: each connection holds a thread, so one that sent no request held it,
+    and its descriptor, until the client left (as Envoy's ``limits.request_headers_timeout``)."""
 
 
 def _envoy_stats(settings: OpsSettings) -> bytes | None:
@@ -179,6 +183,10 @@ def start(settings: OpsSettings) -> ThreadingHTTPServer:
     was_ready: dict[str, bool] = {}  # what /readyz last answered, to log its changes
 
     class Handler(BaseHTTPRequestHandler):
+        # The socket's timeout: a request line or header that does not come in time, or a
+        # reply the client does not read, ends the connection (and its thread).
+        timeout = settings.request_timeout
+
         def do_GET(self) -> None:
             if names is not None and not answers(self.headers.get("Host"), names):
                 self._reply(421, REFUSAL)

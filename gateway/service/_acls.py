@@ -22,8 +22,13 @@ from gateway.client import (
     UnavailableError,
 )
 from gateway.common.deadline import Deadline
+from gateway.common.failurelog import FailureLog
 
 log = logging.getLogger(__name__)
+# Failed reads, logged per cell, not per model: while an admin is unreachable, each new model
+# name a caller sent was a WARNING of its own (1,000 calls naming 1,000 names: 1,000 lines).
+_FAILURES = FailureLog(log)
+_READING = "reading model ACLs from the admin of"
 
 #: Seconds an ACL read may take; each call waits for it until its own deadline at most.
 _ACL_TIMEOUT = 10.0
@@ -130,7 +135,12 @@ class AclCache:
             # unless the admin could not be reached (then the entry stays in force).
             if isinstance(error, _UNREACHABLE) and model in self._acls:
                 self._unreachable.add(model)
-            log.warning("reading the ACLs of %s failed: %s", model, error)
+            log.debug("reading the ACLs of %s failed: %s", model, error)
+            cell = _cell_of(model)
+            _FAILURES.failed(
+                (_READING, cell),
+                f"{_READING} {cell} failed: " + str(error).replace(model, "<model>"),
+            )
 
     async def _fetch_acls(self, model: str) -> dict[str, str]:
         try:
@@ -139,6 +149,7 @@ class AclCache:
             # No such model: no ACL to apply; the call itself reports the real error (and a
             # missing field before an unknown model). Other errors fail closed.
             self._unreachable.discard(model)
+            _read_worked(model)
             return {}
         if self._fetching.get(model) is not asyncio.current_task():
             return detail.acls  # read before a change made here (`changed`): not kept
@@ -146,6 +157,7 @@ class AclCache:
             self._acls.clear()
             self._unreachable.clear()
         self._unreachable.discard(model)
+        _read_worked(model)
         expires = time.monotonic() + self._lifetime
         self._acls[model] = (expires, detail.acls)
         return detail.acls
@@ -175,3 +187,13 @@ class AclCache:
         self._acls[model] = (-math.inf, acls)  # too old to answer a call without a read
         if admin_away:
             self._unreachable.add(model)
+
+
+def _cell_of(model: str) -> str:
+    """The cell part of a model ID (``/sax/test`` of ``/sax/test/lm``)."""
+    return model.rpartition("/")[0] or model
+
+
+def _read_worked(model: str) -> None:
+    cell = _cell_of(model)
+    _FAILURES.succeeded((_READING, cell), f"{_READING} {cell}")

@@ -189,6 +189,9 @@ class GatewayMetrics:
         # given up to a new model once idle for IDLE_S and the cap is reached.
         self._models: set[str] = set()
         self._idle: dict[str, float] = {}
+        # How many models `forget_model` has dropped: callers that keep children of their
+        # own (`Recorder`) drop them when it changes, or a forgotten model's would stay.
+        self.forgotten = 0
         # Every family labelled by model (forget_model drops their series), found rather than
         # listed: a family added later cannot be missed.
         self._by_model: list[Any] = [
@@ -293,11 +296,14 @@ class GatewayMetrics:
             self._models.discard(model_id)
         elif self._idle.pop(model_id, None) is None:
             return  # never labelled (a name that was never published): no series to drop
+        self.forgotten += 1
         gauge: Any = self.replicas._metrics.get((model_id,))
         if gauge is not None:
             gauge.set(math.nan)  # the tombstone a multiprocess scrape leaves out
+        dropped = []
         for family in self._by_model:
             position = family._labelnames.index(_MODEL)
             with family._lock:
                 for key in [k for k in family._metrics if k[position] == model_id]:
-                    del family._metrics[key]
+                    dropped.append(family._metrics.pop(key))
+        _metricstore.release(dropped)

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import mmap
 import os
-from typing import BinaryIO, cast
+from typing import Any, BinaryIO, cast
 
 from prometheus_client import mmap_dict, values
 
@@ -113,3 +113,46 @@ def install() -> None:
     """Makes prometheus_client's multiprocess values use `ReservedFile` (its values module
     names the class it opens files with, at each opening)."""
     setattr(values, "MmapedDict", ReservedFile)  # noqa: B010 - not exported
+
+
+def release(dropped: list[Any]) -> None:
+    """Lets the values of ``dropped`` children (counters, gauges, histograms: series dropped
+    from their families) be collected. prometheus_client's multiprocess value class keeps
+    every value it ever made in a list of its own (to remap them all after a fork, which a
+    gateway process never does), so a dropped series stayed in memory for good; and its file
+    kept each value's key (~300 characters) in memory too, to find it again.
+
+    A counter's or histogram's entry stays in the file, as every value written must, but the
+    file forgets where it is: a series made again under the same labels (the model published
+    anew) gets an entry of its own, from 0, and the scrape and the ops server's fold, which
+    add up every entry of a key, count on from the old total. A gauge's entry (a gone
+    model's replicas, NaN) keeps its place: gauges are not added up but picked, so the new
+    value must overwrite it."""
+    found = [v for child in dropped for v in _values_of(child)]
+    for value in found:
+        params, file = getattr(value, "_params", None), getattr(value, "_file", None)
+        positions = getattr(file, "_positions", None)
+        if params and params[0] in ("counter", "histogram") and isinstance(positions, dict):
+            positions.pop(getattr(value, "_key", None), None)
+    owned = {id(v) for v in found}
+    registry = _value_registry()
+    if not owned or registry is None:
+        return
+    registry[:] = [v for v in registry if id(v) not in owned]
+
+
+def _values_of(child: Any) -> list[Any]:
+    found = [getattr(child, "_value", None), getattr(child, "_sum", None)]
+    found += getattr(child, "_buckets", None) or []
+    return [v for v in found if v is not None]
+
+
+def _value_registry() -> list[Any] | None:
+    """The list prometheus_client's multiprocess value class appends each new value to (a
+    variable of the function that made the class), or None if this version has none."""
+    init = getattr(values.ValueClass, "__init__", None)
+    code, cells = getattr(init, "__code__", None), getattr(init, "__closure__", None)
+    if code is None or not cells or "values" not in code.co_freevars:
+        return None
+    found = cells[code.co_freevars.index("values")].cell_contents
+    return found if isinstance(found, list) else None

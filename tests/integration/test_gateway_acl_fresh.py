@@ -9,6 +9,7 @@ an in-process cell; the ACL is set straight at the admin, as saxutil does."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -121,3 +122,25 @@ async def test_a_method_acl_set_here_is_in_force_for_the_next_call(
     assert [(t.text, round(t.score, 6)) for t in reply.texts] == [("mine", -0.1)]
     got = await stub.GetAcl(pb.GetAclRequest(name=MODEL), timeout=20)
     assert got == pb.GetAclResponse(name=MODEL)
+
+
+async def test_acl_reads_an_unreachable_admin_fails_are_not_a_line_per_model_name(
+    inproc_cell: InprocCell, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Each new model name a caller sent while the admin was unreachable was a WARNING of its
+    # own (1,000 calls naming 1,000 names: 1,000 lines); now one per cell and minute.
+    client = ClientSettings(sax_root=inproc_cell.sax_root, admin_unreachable_after=0.2)
+    async with (
+        running_gateway(inproc_cell.sax_root, client=client) as server,
+        aio_channel(server.address) as channel,
+    ):
+        stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+        await inproc_cell.admin.stop(grace=0)
+        caplog.set_level(logging.WARNING, logger="gateway.service._acls")
+        for i in range(8):
+            with pytest.raises(grpc.aio.AioRpcError):
+                request = pb.GenerateRequest(model=f"/sax/test/n{i}", query="x")
+                await stub.Generate(request, timeout=5)
+    lines = [r for r in caplog.records if r.name == "gateway.service._acls"]
+    assert len(lines) == 1, [r.getMessage() for r in lines]
+    assert "/sax/test/n" not in lines[0].getMessage()

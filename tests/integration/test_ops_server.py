@@ -274,3 +274,25 @@ def test_ops_with_nothing_to_scrape_is_a_usage_error() -> None:
         "empty"
     )
     assert done.stderr.startswith("usage: saxgw ops ")
+
+
+def test_a_connection_that_sends_no_request_is_closed(tmp_path: Path) -> None:
+    # Each connection has a thread of its own: one that never finished its request held its
+    # thread and descriptor for good (300 idle connections: 300 threads, until the client left).
+    settings = OpsSettings(port=0, metrics_dir=str(tmp_path), request_timeout=0.5)
+    server = start(settings)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        address = ("127.0.0.1", server.server_address[1])
+        idle = socket.create_connection(address, timeout=5)
+        partial = socket.create_connection(address, timeout=5)
+        partial.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # no blank line
+        with idle, partial:
+            for held in (idle, partial):
+                assert held.recv(1024) == b""  # closed by the server, not by the 5 s here
+        # A scrape still answers, as before.
+        response = httpx.get(f"http://127.0.0.1:{server.server_address[1]}/livez", timeout=5)
+        assert response.text == "ok\n"
+    finally:
+        server.shutdown()
+        server.server_close()

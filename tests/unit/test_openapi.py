@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from copy import deepcopy
 from pathlib import Path
 from typing import Any
@@ -219,24 +220,22 @@ def test_the_seed_routes_show_the_seed_requests() -> None:
     assert [(p["name"], p["example"]) for p in listcell] == [("model", "/sax/test/lm2b")]
 
 
-def _arrays(node: object, path: str = "#") -> list[tuple[str, dict[str, Any]]]:
-    """Every array schema in the document, with where it is."""
-    found = []
+def _objects(node: object, path: str = "#") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every object in the document (its schemas among them), with where it is."""
     if isinstance(node, dict):
-        if node.get("type") == "array":
-            found.append((path, node))
+        yield path, node
         for key, value in node.items():
-            found += _arrays(value, f"{path}/{key}")
+            yield from _objects(value, f"{path}/{key}")
     elif isinstance(node, list):
         for i, value in enumerate(node):
-            found += _arrays(value, f"{path}/{i}")
-    return found
+            yield from _objects(value, f"{path}/{i}")
 
 
 def test_every_array_says_what_its_items_are() -> None:
     # openapi-python-client refuses an array schema without `items` (valid JSON Schema) and
     # dropped the whole Response and ResponseStreamEvent models it sat in.
-    assert [path for path, schema in _arrays(DOC) if "items" not in schema] == []
+    arrays = [(path, node) for path, node in _objects(DOC) if node.get("type") == "array"]
+    assert [path for path, schema in arrays if "items" not in schema] == []
 
 
 def test_error_examples_are_errors() -> None:
@@ -354,18 +353,14 @@ def test_the_healthz_refusal_example_is_an_error() -> None:
     assert down["example"]["message"] == HEALTHZ_DOWN
 
 
-def _alternatives(node: object, path: str = "") -> list[tuple[str, dict[str, Any]]]:
-    found: list[tuple[str, dict[str, Any]]] = []
-    if isinstance(node, dict):
-        for key in ("oneOf", "anyOf"):
-            for i, alternative in enumerate(node.get(key, ())):
-                found.append((f"{path}/{key}/{i}", alternative))
-        for key, value in node.items():
-            found += _alternatives(value, f"{path}/{key}")
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            found += _alternatives(value, f"{path}/{i}")
-    return found
+def _alternatives(document: object) -> list[tuple[str, dict[str, Any]]]:
+    """Every member of a oneOf or anyOf in ``document``, with where it is."""
+    return [
+        (f"{path}/{key}/{i}", alternative)
+        for path, node in _objects(document)
+        for key in ("oneOf", "anyOf")
+        for i, alternative in enumerate(node.get(key, ()))
+    ]
 
 
 def test_every_alternative_of_a_union_says_its_type() -> None:

@@ -13,7 +13,7 @@ from google.protobuf.duration_pb2 import Duration
 from saxgateway.v1 import gateway_pb2, openai_pb2
 
 from gateway.client import InvalidArgumentError
-from gateway.service._bindings import ORIGINAL_PATH, as_bound, path_check
+from gateway.service._bindings import ORIGINAL_PATH, Check, as_bound, path_check
 
 SERVICES: Sequence[ServiceDescriptor] = (
     gateway_pb2.DESCRIPTOR.services_by_name["SaxGateway"],
@@ -140,6 +140,18 @@ def test_as_bound_decodes_once() -> None:
     assert as_bound("a%2Fb%20c%2525%3a%C3%A9") == "a/b c%25:é"
 
 
+def _check_of(request: object) -> Check:
+    """The check of the SaxGateway method that takes ``request``."""
+    method = {
+        "GenerateRequest": GENERATE,
+        "ScoreRequest": "/saxgateway.v1.SaxGateway/Score",
+        "UpdateModelRequest": "/saxgateway.v1.SaxGateway/UpdateModel",
+    }[type(request).__name__]
+    check = path_check(method)
+    assert check is not None
+    return check
+
+
 @pytest.mark.parametrize(
     ("query", "request_", "field", "description"),
     [
@@ -186,13 +198,7 @@ def test_as_bound_decodes_once() -> None:
 def test_a_query_string_the_body_contradicts_is_refused(
     query: str, request_: object, field: str, description: str
 ) -> None:
-    method = {
-        "GenerateRequest": GENERATE,
-        "ScoreRequest": "/saxgateway.v1.SaxGateway/Score",
-        "UpdateModelRequest": "/saxgateway.v1.SaxGateway/UpdateModel",
-    }[type(request_).__name__]
-    check = path_check(method)
-    assert check is not None
+    check = _check_of(request_)
     with pytest.raises(InvalidArgumentError) as refused:
         check(request_, Context(((ORIGINAL_PATH, "/x" + query),)))
     assert refused.value.field_violations == ((field, description),)
@@ -210,11 +216,5 @@ def test_a_query_string_the_body_contradicts_is_refused(
     ],
 )
 def test_a_query_string_the_body_agrees_with_passes(query: str, request_: object) -> None:
-    method = {
-        "GenerateRequest": GENERATE,
-        "ScoreRequest": "/saxgateway.v1.SaxGateway/Score",
-        "UpdateModelRequest": "/saxgateway.v1.SaxGateway/UpdateModel",
-    }[type(request_).__name__]
-    check = path_check(method)
-    assert check is not None
+    check = _check_of(request_)
     check(request_, Context(((ORIGINAL_PATH, "/x" + query),)))

@@ -75,12 +75,18 @@ def _record(message: str) -> logging.LogRecord:
     return logging.LogRecord("gateway.test", logging.WARNING, __file__, 1, message, None, None)
 
 
-def test_json_log_lines_carry_the_request_id_and_client_of_the_call_served() -> None:
-    token = current_call.set(_Call())
+def _formatted(call: object, message: str) -> tuple[dict[str, Any], str]:
+    """``message``'s JSON line and text line, logged while serving ``call``."""
+    token = current_call.set(call)  # type: ignore[arg-type]  # a stand-in with its fields
     try:
-        line = json.loads(JsonFormatter().format(_record("cell unreachable")))
+        line = json.loads(JsonFormatter().format(_record(message)))
+        return line, TextFormatter(TEXT).format(_record(message))
     finally:
         current_call.reset(token)
+
+
+def test_json_log_lines_carry_the_request_id_and_client_of_the_call_served() -> None:
+    line, _ = _formatted(_Call(), "cell unreachable")
     assert (line["request_id"], line["client"]) == ("req-123", "team-a")
     assert (line["level"], line["logger"], line["message"]) == (
         "WARNING",
@@ -99,12 +105,7 @@ class _Traced:
 
 
 def test_log_lines_of_a_traced_call_name_its_trace_and_span() -> None:
-    token = current_call.set(_Traced())
-    try:
-        line = json.loads(JsonFormatter().format(_record("cell unreachable")))
-        text = TextFormatter(TEXT).format(_record("cell unreachable"))
-    finally:
-        current_call.reset(token)
+    line, text = _formatted(_Traced(), "cell unreachable")
     assert (line["request_id"], line["trace_id"], line["span_id"]) == (
         "req-123",
         TRACE_ID,
@@ -123,12 +124,7 @@ class _Long:
 
 
 def test_a_long_request_id_is_logged_as_its_prefix() -> None:
-    token = current_call.set(_Long())
-    try:
-        line = json.loads(JsonFormatter().format(_record("refused")))
-        text = TextFormatter(TEXT).format(_record("refused"))
-    finally:
-        current_call.reset(token)
+    line, text = _formatted(_Long(), "refused")
     assert (
         (line["request_id"], line["client"])
         == ("r" * 128, "c" * 128)
@@ -148,19 +144,9 @@ class _Forged:
 
 def test_text_log_lines_quote_a_request_id_that_could_write_fields_of_its_own() -> None:
     # A caller picks its own x-request-id: in plain text it must stay one field.
-    token = current_call.set(_Forged())
-    try:
-        line = TextFormatter(TEXT).format(_record("refused"))
-    finally:
-        current_call.reset(token)
+    _, line = _formatted(_Forged(), "refused")
     assert line.endswith(' refused request_id="x client=admin \\"y\\"" client="team a"')
-    token = current_call.set(_Call())
-    try:
-        assert (
-            TextFormatter(TEXT).format(_record("ok")).endswith(" request_id=req-123 client=team-a")
-        )
-    finally:
-        current_call.reset(token)
+    assert _formatted(_Call(), "ok")[1].endswith(" request_id=req-123 client=team-a")
 
 
 def test_a_text_log_line_stays_one_line_whatever_the_message_quotes() -> None:

@@ -95,7 +95,7 @@ def _write_envoy_config(args: argparse.Namespace, edge: EdgeConfig) -> int:
         cors_origins=args.cors_origin,
         otlp_endpoint=args.otlp_endpoint,
         otlp_certificate=otlp_certificate(args.otlp_endpoint, args.otlp_certificate),
-        otlp_headers=otlp_headers() if args.otlp_endpoint else (),
+        otlp_headers=otlp_headers(args.otlp_endpoint),
     )
     settings = _edge.envoy_settings(settings, edge)
     text = render(settings, descriptor, openapi, docs, secrets_dir=out)

@@ -158,6 +158,12 @@ def endpoint(text: str) -> str:
     return text
 
 
+def tls_endpoint(url: str | None) -> bool:
+    """Whether a collector's ``url`` asks for TLS (``https://``), as the gateway's exporter and
+    Envoy's both read it: ``HOST:PORT`` and ``http://`` are plaintext."""
+    return url is not None and url.startswith("https://")
+
+
 def pem_file(text: str) -> str:
     """A readable file of PEM certificates (``--otlp-certificate``): checked at start, where
     the gateway and Envoy would each have failed on their own, Envoy only at its first span."""

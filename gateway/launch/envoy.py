@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from gateway.common.flags import tls_endpoint
 from gateway.common.logs import LOGGED_ID_CHARS
 from gateway.config import MIB
 from gateway.edge import IDENTITY_HEADER, EdgeConfig, edge_values, host_values, is_loopback
@@ -148,7 +149,7 @@ def _otlp_channel(endpoint: str, certificate: str | None) -> dict[str, object]:
         "target_uri": endpoint.split("://", 1)[-1].rstrip("/"),
         "stat_prefix": "otlp",
     }
-    if endpoint.startswith("https://"):
+    if tls_endpoint(endpoint):
         roots = {"root_certs": {"filename": certificate}} if certificate else {}
         channel["channel_credentials"] = {"ssl_credentials": roots}
     return channel

@@ -22,6 +22,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from gateway import __version__
 from gateway.common.failurelog import REPEAT_S
+from gateway.common.flags import tls_endpoint
 
 Metadata = Sequence[tuple[str, str | bytes]]
 
@@ -94,7 +95,7 @@ class Tracing:
         # takes, was TLS here, so a collector got Envoy's spans and none of the gateway's.
         # With TLS, the collector's certificate is checked against ``certificate`` (a PEM
         # file), else the system's roots.
-        secure = endpoint.startswith("https://")
+        secure = tls_endpoint(endpoint)
         roots = Path(certificate).read_bytes() if secure and certificate else None
         credentials = grpc.ssl_channel_credentials(roots) if secure else None
         exporter = OTLPSpanExporter(

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from opentelemetry.util.re import parse_env_headers
 
-from gateway.common.flags import endpoint, pem_file, ratio
+from gateway.common.flags import endpoint, pem_file, ratio, tls_endpoint
 from gateway.common.logs import FORMATS
 from gateway.config import TelemetrySettings
 
@@ -77,7 +77,7 @@ def telemetry_from_args(args: argparse.Namespace) -> TelemetrySettings:
         metrics_dir=getattr(args, "metrics_dir", None),
         otlp_endpoint=args.otlp_endpoint,
         otlp_certificate=otlp_certificate(args.otlp_endpoint, args.otlp_certificate),
-        otlp_headers=otlp_headers() if args.otlp_endpoint else (),
+        otlp_headers=otlp_headers(args.otlp_endpoint),
         trace_sample_ratio=args.trace_sample_ratio,
         log_format=args.log_format,
     )
@@ -88,9 +88,12 @@ def telemetry_from_args(args: argparse.Namespace) -> TelemetrySettings:
 HEADERS_VARIABLE = "OTEL_EXPORTER_OTLP_TRACES_HEADERS"
 
 
-def otlp_headers() -> tuple[tuple[str, str], ...]:
-    """The metadata every export carries (a hosted collector's key): the variables
-    OpenTelemetry's exporters read, traces' own first, parsed as they parse them."""
+def otlp_headers(endpoint: str | None) -> tuple[tuple[str, str], ...]:
+    """The metadata every export to ``endpoint`` carries (a hosted collector's key): the
+    variables OpenTelemetry's exporters read, traces' own first, parsed as they parse them;
+    none without a collector."""
+    if not endpoint:
+        return ()
     text = os.environ.get(HEADERS_VARIABLE) or os.environ.get("OTEL_EXPORTER_OTLP_HEADERS")
     return tuple(parse_env_headers(text or "", liberal=True).items())
 
@@ -104,7 +107,7 @@ def otlp_certificate(endpoint: str | None, flag: str | None) -> str | None:
     """The CA file for a TLS collector: the flag's, else the standard OpenTelemetry variable's
     (read only for an ``https://`` endpoint, so a stale variable cannot stop a gateway that
     does not use it; checked as the flag is)."""
-    if flag or not (endpoint or "").startswith("https://"):
+    if flag or not tls_endpoint(endpoint):
         return flag
     variable = os.environ.get("OTEL_EXPORTER_OTLP_CERTIFICATE")
     if not variable:

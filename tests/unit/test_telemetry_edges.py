@@ -326,7 +326,7 @@ def test_export_headers_come_from_opentelemetrys_variables_and_stay_out_of_repr(
     assert "cret" not in repr(settings)
     # What a stack hands its gateways reads back the same; the traces' own variable wins.
     monkeypatch.setenv(HEADERS_VARIABLE, headers_variable(settings.otlp_headers))
-    assert otlp_headers() == settings.otlp_headers
+    assert otlp_headers("https://collector:4317") == settings.otlp_headers
     monkeypatch.setenv(HEADERS_VARIABLE, "only=this")
     assert telemetry_from_args(args).otlp_headers == (("only", "this"),)
     # No collector, no headers.

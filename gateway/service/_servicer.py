@@ -222,14 +222,15 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
         # A wait can last as long as a stream (until the replicas come up or its deadline),
         # so it is counted with the client's streams: one client cannot hold any number.
         with self._streams.hold(context):
+            ran_out: DeadlineExceededError | None = None
             try:
                 await self._client.wait_for_ready(model, replicas, deadline=_short_of(deadline))
             except DeadlineExceededError as exc:
-                detail = await self._client.list_detail(model, deadline=deadline)
-                if detail.active_replicas < replicas:
-                    raise DeadlineExceededError(_not_ready(model, replicas, detail)) from exc
-            else:
-                detail = await self._client.list_detail(model, deadline=deadline)
+                ran_out = exc
+            # The answer's count, and a wait that ran out says why with it.
+            detail = await self._client.list_detail(model, deadline=deadline)
+            if ran_out is not None and detail.active_replicas < replicas:
+                raise DeadlineExceededError(_not_ready(model, replicas, detail)) from ran_out
         return pb.WaitForReadyResponse(model=model, active_replicas=detail.active_replicas)
 
     async def GetAcl(self, request: pb.GetAclRequest, context: Context) -> pb.GetAclResponse:

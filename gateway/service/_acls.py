@@ -13,6 +13,7 @@ import contextvars
 import logging
 import math
 import time
+from typing import NamedTuple
 
 from gateway.client import (
     Client,
@@ -48,8 +49,7 @@ class AclCache:
         self._client = client
         self._lifetime = lifetime
         self._acls: dict[str, tuple[float, dict[str, str]]] = {}
-        self._fetching: dict[str, asyncio.Future[dict[str, str]]] = {}
-        self._fetch_began: dict[str, float] = {}  # when each read in ``_fetching`` began
+        self._fetching: dict[str, _Read] = {}
         # Models whose last ACL read found the admin unreachable: their cached ACLs stay in
         # force, and calls do not wait for the admin (`get`).
         self._unreachable: set[str] = set()
@@ -85,9 +85,7 @@ class AclCache:
             # unreachable) answer at once. Each waited a moment of its own, so a caller's
             # calls stalled 2 s after 2 s until the read failed.
             out = self._fetching.get(model)
-            began = time.monotonic()
-            if out is not None and not out.done():
-                began = self._fetch_began[model]
+            began = out.began if out is not None and not out.task.done() else time.monotonic()
             wait = began + _STALE_WAIT_S - time.monotonic()
             if wait <= 0:
                 assert cached is not None
@@ -113,21 +111,22 @@ class AclCache:
         own deadline; the fetch has its own (`_ACL_TIMEOUT`), since it is no one call's. A
         background one runs in an empty ``context``: it is part of no call (no span, no
         request ID)."""
-        fetch = self._fetching.get(model)
-        if fetch is None or fetch.done():  # done: its callback, which forgets it, is pending
-            loop = asyncio.get_running_loop()
-            fetch = loop.create_task(self._fetch_acls(model), context=context)
-            self._fetching[model] = fetch
-            self._fetch_began[model] = time.monotonic()
-            # In the fetch's own context: the call that started it may be long over when it
-            # ends (`CallRecord.end`).
-            fetch.add_done_callback(lambda done: self._fetched(model, done), context=context)
+        out = self._fetching.get(model)
+        # One done already is forgotten by its callback, still pending: a new read starts.
+        if out is not None and not out.task.done():
+            return out.task
+        loop = asyncio.get_running_loop()
+        fetch = loop.create_task(self._fetch_acls(model), context=context)
+        self._fetching[model] = _Read(fetch, time.monotonic())
+        # In the fetch's own context: the call that started it may be long over when it ends
+        # (`CallRecord.end`).
+        fetch.add_done_callback(lambda done: self._fetched(model, done), context=context)
         return fetch
 
     def _fetched(self, model: str, fetch: asyncio.Future[dict[str, str]]) -> None:
-        if self._fetching.get(model) is fetch:
+        out = self._fetching.get(model)
+        if out is not None and out.task is fetch:
             del self._fetching[model]
-            del self._fetch_began[model]
         error = None if fetch.cancelled() else fetch.exception()
         if error is not None:
             # Nobody may be waiting (a background refresh): log it here. The entry is left
@@ -151,7 +150,8 @@ class AclCache:
             self._unreachable.discard(model)
             _read_worked(model)
             return {}
-        if self._fetching.get(model) is not asyncio.current_task():
+        out = self._fetching.get(model)
+        if out is None or out.task is not asyncio.current_task():
             return detail.acls  # read before a change made here (`changed`): not kept
         if len(self._acls) > _MAX_MODELS:
             self._acls.clear()
@@ -175,7 +175,6 @@ class AclCache:
         calls do not wait for it; they answer from the ACLs at hand while one background
         read renews them."""
         self._fetching.pop(model, None)
-        self._fetch_began.pop(model, None)
         self._unreachable.discard(model)
         cached = self._acls.get(model)
         if cached is None:
@@ -187,6 +186,13 @@ class AclCache:
         self._acls[model] = (-math.inf, acls)  # too old to answer a call without a read
         if admin_away:
             self._unreachable.add(model)
+
+
+class _Read(NamedTuple):
+    """A model's ACL read under way, and when it began (``time.monotonic()``)."""
+
+    task: asyncio.Future[dict[str, str]]
+    began: float
 
 
 def _cell_of(model: str) -> str:

@@ -37,7 +37,7 @@ from google.protobuf.message import Message
 from saxml.protobuf import admin_pb2_grpc
 
 from gateway import naming
-from gateway.client._channels import insecure_channel
+from gateway.client._channels import close_channel, insecure_channel
 from gateway.client._observer import Metadata, Observer, observed
 from gateway.client._saxroot import CellDir
 from gateway.client._types import ADMIN_UNREACHABLE_AFTER_S
@@ -382,7 +382,7 @@ class CellAdmin:
         conn.poisoned = True
         if self._conn is conn:
             self._conn = None
-        task = asyncio.get_running_loop().create_task(conn.channel.close())
+        task = asyncio.get_running_loop().create_task(close_channel(conn.channel))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
@@ -393,6 +393,6 @@ class CellAdmin:
             follower.cancel()
             await asyncio.gather(follower, return_exceptions=True)
         if conn is not None:
-            await conn.channel.close()
+            await close_channel(conn.channel)
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import time
 from collections.abc import Iterable
 
 import grpc
@@ -43,6 +45,36 @@ _CLOSE_GRACE_S = 30.0
 def insecure_channel(address: str) -> grpc.aio.Channel:
     """A channel to ``address`` with the client's options."""
     return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+
+
+# A grpc call holds its connection open until the call object is freed, even once its channel
+# is closed. Calls that ended in an error are often held by reference cycles (the error's
+# traceback runs through frames that hold the call), which only the collector frees, and an
+# idle process may not run a full collection for hours: after a hung admin resumed, every
+# connection dropped during its outage stayed open. So a closed channel is followed, a few
+# seconds later (its calls have ended by then), by a full collection. Never on a call's path:
+# channels close when an admin is unreachable or moved, and when a replica leaves.
+_COLLECT_AFTER_S = 5.0
+_last_collection = float("-inf")
+
+
+async def close_channel(channel: grpc.aio.Channel, grace: float | None = None) -> None:
+    """Closes ``channel`` (cancelling its calls after ``grace`` seconds) and frees, soon after,
+    what its calls left behind."""
+    try:
+        await channel.close(grace)
+    finally:
+        asyncio.get_running_loop().call_later(_COLLECT_AFTER_S, _collect)
+
+
+def _collect() -> None:
+    global _last_collection
+    # One collection serves every channel closed before it: a timer set for a channel closed
+    # before the last collection (which ran less than the delay ago) has nothing more to free.
+    if time.monotonic() - _last_collection < _COLLECT_AFTER_S:
+        return
+    _last_collection = time.monotonic()
+    gc.collect()
 
 
 class Backend:
@@ -91,7 +123,7 @@ class ChannelPool:
         for address in [a for a in self._backends if a not in keep]:
             backend = self._backends.pop(address)
             task = asyncio.get_running_loop().create_task(
-                backend.channel.close(grace=_CLOSE_GRACE_S)
+                close_channel(backend.channel, _CLOSE_GRACE_S)
             )
             self._closing[task] = backend.channel
             task.add_done_callback(self._forget)
@@ -106,4 +138,4 @@ class ChannelPool:
         for task, channel in list(self._closing.items()):
             task.cancel()  # a cancelled grace wait leaves its channel open: close it below
             channels.append(channel)
-        await asyncio.gather(*(c.close() for c in channels), return_exceptions=True)
+        await asyncio.gather(*(close_channel(c) for c in channels), return_exceptions=True)

@@ -291,7 +291,14 @@ def from_grpc_error(exc: grpc.RpcError) -> SaxError:
 
     UNKNOWN errors get their real code back from the message text; a ``google.rpc.BadRequest``
     in the status details becomes ``field_violations``.
+
+    It also drops ``exc``'s traceback, which runs through grpc's own frames and so holds the
+    call, and a grpc call holds its connection open even after its channel is closed. Errors
+    outlive their calls (in a cell's last failure, or in garbage only a full collection frees,
+    which an idle process may not run for hours): a hung admin's outage left one connection
+    per dropped channel open for good once it resumed. The caller's ``raise`` adds its own.
     """
+    exc.__traceback__ = None
     code, message = _code_and_details(exc)
     if code == grpc.StatusCode.UNKNOWN:
         code = code_from_text(message) or code

@@ -11,6 +11,7 @@ from saxgateway_client import (
     FieldViolation,
     NotFoundError,
     SaxGatewayError,
+    ServerError,
     UnavailableError,
     error_for,
     extra_inputs,
@@ -36,6 +37,14 @@ def test_bad_request_lists_its_field_violations() -> None:
 def test_in_band_status_maps_like_a_call() -> None:
     assert isinstance(from_status(status_pb2.Status(code=5, message="gone")), NotFoundError)
     assert isinstance(from_status(status_pb2.Status(code=14, message="down")), UnavailableError)
+
+
+@pytest.mark.parametrize("number", [0, 17, 99, -1])
+def test_an_in_band_code_the_client_does_not_know_is_unknown(number: int) -> None:
+    # A newer server's code, or OK where an error should be: a KeyError escaped before.
+    error = from_status(status_pb2.Status(code=number, message="odd"))
+    assert isinstance(error, ServerError)
+    assert (error.code, error.message) == (grpc.StatusCode.UNKNOWN, "odd")
 
 
 def test_extra_inputs_become_values() -> None:

@@ -167,5 +167,10 @@ def _envoy_reply(message: str) -> tuple[str, tuple[any_pb2.Any, ...]] | None:
 
 
 def from_status(status: status_pb2.Status) -> SaxGatewayError:
-    """The exception for a google.rpc.Status, such as a stream's in-band final error."""
-    return error_for(_BY_NUMBER[status.code], status.message, tuple(status.details))
+    """The exception for a google.rpc.Status, such as a stream's in-band final error. A code
+    this client does not know (a newer server's, or OK, which no error should carry) is
+    UNKNOWN, as gRPC itself takes a status code it does not know."""
+    code = _BY_NUMBER.get(status.code, grpc.StatusCode.UNKNOWN)
+    if code == grpc.StatusCode.OK:
+        code = grpc.StatusCode.UNKNOWN
+    return error_for(code, status.message, tuple(status.details))

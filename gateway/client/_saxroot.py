@@ -36,6 +36,10 @@ _NO_ROOT = FailureLog(_log, level=logging.INFO)
 # "location.proto is not a sax.Location": every attempt of every admin call reads it again
 # while it lasts (hundreds of lines a minute); logged when it starts, then once a minute.
 _BAD_LOCATION = FailureLog(_log)
+# "A call named a cell that does not exist": any caller can send one per request, under names
+# of its choosing (each call's lookup and its ACL read logged one each: two INFO lines per
+# request). Logged when it starts, then once a minute with how many; each at DEBUG.
+_NO_CELL = FailureLog(_log, level=logging.INFO)
 
 LOCATION_FILE = "location.proto"
 CONFIG_FILE = "config.proto"
@@ -102,7 +106,12 @@ class CellDir:
 
     def _no_cell(self, path: str) -> NotFoundError:
         # The message reaches clients: where SAX_ROOT is on this server is the operator's.
-        _log.info("cell %s not found: no %s", self.cell, self._storage.url(path))
+        _log.debug("cell %s not found: no %s", self.cell, self._storage.url(path))
+        where = self._storage.url(naming.PREFIX)
+        _NO_CELL.failed(
+            ("finding the cells calls name under", where),
+            f"calls name cells that do not exist under SAX_ROOT {where} (each one at DEBUG)",
+        )
         return NotFoundError(f"cell {self.cell} not found")
 
     def _no_root(self) -> UnavailableError:

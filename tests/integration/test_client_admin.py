@@ -149,14 +149,23 @@ async def test_invalid_model_id_fails_before_any_rpc(client: Client, bad: str) -
 
 
 async def test_unknown_cell_is_not_found(client: Client, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, "gateway.client")
+    caplog.set_level(logging.DEBUG, "gateway.client")
     with pytest.raises(NotFoundError) as missing:
         await client.list_all("/sax/nope")
     assert missing.value.message == "cell /sax/nope not found"  # no server path to clients
-    [logged] = [r.getMessage() for r in caplog.records if "/sax/nope not found" in r.getMessage()]
-    assert logged.startswith("cell /sax/nope not found: no ") and logged.endswith("/sax/nope")
+    [logged] = [r for r in caplog.records if "/sax/nope not found" in r.getMessage()]
+    assert logged.levelno == logging.DEBUG
+    assert logged.getMessage().startswith("cell /sax/nope not found: no ")
+    assert logged.getMessage().endswith("/sax/nope")
     with pytest.raises(NotFoundError):
         await client.lm_generate("/sax/nope/lm", "x", CallOptions(timeout=5))
+    # Any caller can name cells of its choosing, one per request: INFO says so once (then
+    # once a minute), not once per call (and once more for its ACL read).
+    for name in ("nope2", "nope3", "nope4"):
+        with pytest.raises(NotFoundError):
+            await client.list_all(f"/sax/{name}")
+    infos = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert len([m for m in infos if "cells that do not exist" in m]) == 1, infos
 
 
 async def test_client_follows_admin_to_a_new_address(

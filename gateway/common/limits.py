@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import reprlib
 
+#: A caller without an identity is its address for the per-client limits (Envoy's anonymous
+#: rate, the gateway's stream slots); an IPv6 one is its /64, which one host or subscriber is
+#: given whole: by its full address, one caller could rotate through 2^64 budgets.
+IPV6_CLIENT_PREFIX = 64
 #: A whole model ID, "/sax/<cell>/<model>" (upstream's names are a few dozen characters).
 MAX_ID_CHARS = 256
 MAX_MODEL_PATH_CHARS = 512

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from gateway.common.limits import IPV6_CLIENT_PREFIX
 from gateway.edge._schema import EdgeConfig, Rate
 
 _TYPE = "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"
@@ -81,13 +82,20 @@ def rate_limit(config: EdgeConfig, identity_header: str) -> dict[str, Any] | Non
         # A caller without an identity (no credentials configured, or an open path) has no
         # client id, and no descriptor would match it: it is its address, as for the stream
         # limit (the peer's, or behind `trusted_proxy_hops` proxies the one they forwarded).
+        # An IPv6 one is its /64 (IPV6_CLIENT_PREFIX).
         descriptors.append(
             {
-                "entries": [{"key": "anonymous", "value": "address"}, {"key": "remote_address"}],
+                "entries": [
+                    {"key": "anonymous", "value": "address"},
+                    {"key": "masked_remote_address"},
+                ],
                 "token_bucket": _bucket(default),
             }
         )
-        rate_limits.append({"actions": [_anonymous(identity_header), {"remote_address": {}}]})
+        masked = {"v4_prefix_mask_len": 32, "v6_prefix_mask_len": IPV6_CLIENT_PREFIX}
+        rate_limits.append(
+            {"actions": [_anonymous(identity_header), {"masked_remote_address": masked}]}
+        )
     every = [*rates.values(), *([default] if default else [])]
     always = {"default_value": {"numerator": 100, "denominator": "HUNDRED"}, "runtime_key": "x"}
     return {

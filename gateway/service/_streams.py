@@ -8,17 +8,20 @@ established one (so clients behind one NAT or proxy do not share a budget, and o
 spread its streams over many addresses); otherwise its address as Envoy tells it
 (``x-saxgw-client-address``: the peer's, or the client's behind ``limits.trusted_proxy_hops``
 proxies), else the last entry of ``x-forwarded-for``, else the gRPC peer for direct callers.
+An IPv6 address counts as its /64 (``IPV6_CLIENT_PREFIX``), as in Envoy's anonymous rate limit.
 SaxGateway and the OpenAI face count in the same slots, and the gateway processes of one
 stack in one table (gateway/common/slottable.py).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
 from gateway.client import ResourceExhaustedError
+from gateway.common.limits import IPV6_CLIENT_PREFIX
 from gateway.common.rpc import Context, metadata_value
 from gateway.service._counts import AtLimit, Counts, LocalCounts
 
@@ -37,17 +40,30 @@ class Caller(Protocol):
 
 
 def client_of(context: Caller) -> str:
-    """The caller's address, as Envoy saw it."""
+    """The caller's address, as Envoy saw it (its /64 for IPv6)."""
     forwarded = None
     for key, value in context.invocation_metadata() or ():
         if key == CLIENT_ADDRESS_HEADER and value:
-            return str(value)
+            return _per_host(str(value))
         if key == "x-forwarded-for":
             forwarded = str(value).rsplit(",", 1)[-1].strip()
     if forwarded:
-        return forwarded
+        return _per_host(forwarded)
     peer = context.peer()  # "ipv4:127.0.0.1:54321", "ipv6:[::1]:54321"
     return peer.rpartition(":")[0] or peer
+
+
+def _per_host(address: str) -> str:
+    """``address``, or the /64 of an IPv6 one (an IPv4 one written as IPv6 is that IPv4)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, IPV6_CLIENT_PREFIX), strict=False))
+    return address
 
 
 def is_head(context: Caller) -> bool:

@@ -43,6 +43,19 @@ def test_client_is_the_address_envoy_tells_else_the_one_it_appended_else_the_pee
     assert client_of(_context([], "ipv6:[::1]:5000")) == "ipv6:[::1]"
 
 
+def test_an_ipv6_client_is_its_slash_64() -> None:
+    # By full address, a caller rotating through its /64 had a fresh budget for every stream.
+    def of(address: str) -> str:
+        return client_of(_context([("x-saxgw-client-address", address)], ""))
+
+    assert of("2001:db8::1") == of("2001:db8::ffff:2") == "2001:db8::/64"
+    assert of("2001:db8:0:1::1") == "2001:db8:0:1::/64"
+    assert of("::ffff:192.0.2.1") == "192.0.2.1"  # IPv4 written as IPv6
+    assert of("192.0.2.1") == "192.0.2.1"
+    forwarded = _context([("x-forwarded-for", "10.0.0.7, 2001:db8::9")], "")
+    assert client_of(forwarded) == "2001:db8::/64"
+
+
 def test_streams_over_the_per_client_limit_are_refused() -> None:
     slots = StreamSlots(per_client=2)
     a = _context([("x-forwarded-for", "10.0.0.1")], "")

@@ -34,6 +34,20 @@ def test_envoy_serves_the_docs_page_files(
     assert needle in response.content
 
 
+def test_no_other_site_may_frame_the_docs_page(http: httpx.Client) -> None:
+    # A page where a caller may type in its key and try calls: framed by another site, its
+    # clicks could be someone else's (clickjacking). It also runs only its own files; the
+    # Chromium tests below show Swagger UI works under that.
+    headers = http.get("/docs").headers
+    directives = headers["content-security-policy"].split("; ")
+    policy = {name: value for name, _, value in (d.partition(" ") for d in directives)}
+    assert policy["frame-ancestors"] == "'none'"
+    assert policy["default-src"] == "'self'"
+    assert "'unsafe-eval'" not in headers["content-security-policy"]
+    assert headers["x-frame-options"] == "DENY"
+    assert headers["x-content-type-options"] == "nosniff"
+
+
 def test_docs_with_a_trailing_slash_redirects_to_the_page(http: httpx.Client) -> None:
     # /docs/ was Envoy's JSON 404 "Could not resolve /docs/ to a method."
     response = http.get("/docs/")

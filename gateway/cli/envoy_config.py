@@ -15,6 +15,7 @@ from pathlib import Path
 
 from gateway.cli import _edge
 from gateway.common import flags
+from gateway.config import GatewaySettings
 from gateway.edge import EdgeConfig
 from gateway.launch.envoy import (
     EnvoySettings,
@@ -22,6 +23,7 @@ from gateway.launch.envoy import (
     docs_page,
     openapi_document,
     render,
+    route_timeout_over,
     run_script,
     swagger_ui,
 )
@@ -53,6 +55,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     cfg.add_argument("--port", type=flags.port, default=default(EnvoySettings, "listen_port"))
     cfg.add_argument("--admin-port", type=flags.port, default=default(EnvoySettings, "admin_port"))
     cfg.add_argument("--cors-origin", action="append", default=[], type=_edge.allowed_origin_flag)
+    cfg.add_argument(
+        "--default-timeout",
+        type=flags.seconds,
+        default=default(GatewaySettings, "default_timeout"),
+        help="the gateways' --default-timeout: Envoy lets a unary call run longer than that "
+        "(its route timeout: at least 300 s), so that the gateway's own answer ends one that "
+        "runs out",
+    )
     add_config_argument(cfg)
     cfg.add_argument(
         "--otlp-endpoint",
@@ -93,6 +103,7 @@ def _write_envoy_config(args: argparse.Namespace, edge: EdgeConfig) -> int:
         admin_address="127.0.0.1",  # admin stays private; probes use ops /readyz
         admin_port=args.admin_port,
         cors_origins=args.cors_origin,
+        route_timeout=route_timeout_over(args.default_timeout),
         otlp_endpoint=args.otlp_endpoint,
         otlp_certificate=otlp_certificate(args.otlp_endpoint, args.otlp_certificate),
         otlp_headers=otlp_headers(args.otlp_endpoint),

@@ -21,7 +21,7 @@ from gateway.common.slottable import TableError
 from gateway.common.storage import StorageSetupError
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
 from gateway.launch import tuning
-from gateway.launch.envoy import EnvoySettings
+from gateway.launch.envoy import EnvoySettings, route_timeout_over
 from gateway.launch.ports import PortClaimed, claim_ports
 from gateway.launch.processes import StartupError
 from gateway.launch.stack import Stack, StackSettings
@@ -253,6 +253,7 @@ def _up(args: argparse.Namespace) -> int:
                 cors_origins=args.cors_origin,
                 allowed_hosts=args.allowed_host,
                 concurrency=_workers.envoy_concurrency(args),
+                route_timeout=route_timeout_over(args.default_timeout),
             ),
             config.edge,
         ),

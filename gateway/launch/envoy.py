@@ -26,6 +26,19 @@ from gateway.launch._openai_errors import error_fields_table, error_headers_tabl
 from gateway.launch._replies import local_reply_mappers
 from gateway.launch._traceparent import traceparent_check
 
+#: Envoy's bound on unary calls when the gateway's own longest deadline is shorter.
+ROUTE_TIMEOUT_S = 300.0
+# How far above the gateway's longest deadline Envoy's bound stays: the gateway's answer to a
+# call that ran out (DEADLINE_EXCEEDED, its message, its request ID) must reach the caller.
+_ROUTE_MARGIN_S = 10.0
+
+
+def route_timeout_over(default_timeout: float) -> float:
+    """Envoy's bound on unary calls through gateways whose ``--default-timeout`` (the longest
+    deadline a unary call may have) is ``default_timeout``: a call the gateway allows 600 s was
+    cut at 300 s with Envoy's bare 504."""
+    return max(ROUTE_TIMEOUT_S, default_timeout + _ROUTE_MARGIN_S)
+
 
 @dataclass(frozen=True, kw_only=True)
 class EnvoySettings:
@@ -38,8 +51,9 @@ class EnvoySettings:
     listen_port: int = 8888
     admin_address: str = "127.0.0.1"
     admin_port: int = 9901
-    route_timeout: float = 300.0
-    """Upper bound on unary calls, above the gateway's own deadlines (streams are unbounded)."""
+    route_timeout: float = ROUTE_TIMEOUT_S
+    """Upper bound on unary calls, above the gateway's own deadlines (streams are unbounded):
+    `route_timeout_over` a gateway's ``--default-timeout``."""
     cors_origins: Sequence[str] = ()
     """Browser origins allowed by CORS, exact matches; "*" allows any."""
     allowed_hosts: Sequence[str] = ()

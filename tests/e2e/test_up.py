@@ -10,8 +10,10 @@ import time
 from pathlib import Path
 
 import httpx
+import yaml
 from saxml.protobuf import admin_pb2
 
+from gateway.launch.ports import listener_pid
 from gateway.launch.processes import free_port
 from tests.e2e._published import TEST_LM
 from tests.e2e._up import own_ports_and_dirs, saxgw_up
@@ -25,6 +27,17 @@ def _scrape_until(url: str, text: str, timeout: float = 30) -> str:
         time.sleep(0.3)
     assert text in scrape, scrape
     return scrape
+
+
+def _unary_route_timeouts(port: int) -> set[str]:
+    """The route timeouts (streams' 0s aside) of the config the Envoy on ``port`` runs."""
+    pid = listener_pid(port)
+    assert pid is not None
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    config = yaml.safe_load(Path(argv[argv.index(b"-c") + 1].decode()).read_text())
+    manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    routes = manager["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
+    return {r["route"]["timeout"] for r in routes if "timeout" in r.get("route", {})} - {"0s"}
 
 
 def test_up_restart_serves_restored_models_and_refuses_busy_ports(tmp_path: Path) -> None:
@@ -95,11 +108,18 @@ def test_up_with_keys_reports_restored_models(tmp_path: Path) -> None:
     entry = f"{{key: {key}, client: ops, roles: [admin, data]}}"
     config.write_text(f"auth:\n  api_keys:\n    - {entry}\n")
     port = free_port()
-    argv = [*own_ports_and_dirs(port, tmp_path), "--ops-port=0", f"--config={config}"]
+    # And calls allowed 400 s: Envoy cut them at its 300 s route timeout, with its bare 504.
+    argv = [
+        *own_ports_and_dirs(port, tmp_path),
+        "--ops-port=0",
+        f"--config={config}",
+        "--default-timeout=400",
+    ]
     url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {key}"}
     with saxgw_up(argv) as up:
         up.wait_for("Ready. Try:")
+        assert _unary_route_timeouts(port) == {"410s"}
         assert f'  curl -s -H "Authorization: Bearer $SAXGW_API_KEY" {url}/listcells' in up.lines
         body = {"model": MODEL, "model_path": TEST_LM, "checkpoint": "None", "replicas": 1}
         assert httpx.post(f"{url}/publish", json=body, headers=headers).status_code == 200

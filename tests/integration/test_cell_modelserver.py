@@ -103,6 +103,65 @@ async def test_generate_honours_overrides_and_extra_inputs(inproc_cell: InprocCe
         assert len(embedding.embedding) == 8
 
 
+async def test_extra_inputs_are_those_the_method_declares(inproc_cell: InprocCell) -> None:
+    # As upstream's model servers check them (ServableMethod.default_extra_inputs): a key
+    # the method does not declare, a tensor whose default is no list or has another length, or
+    # one key in two maps is INVALID_ARGUMENT; a misspelt key did what no key does instead.
+    model_id, channel = await _publish_one(inproc_cell, "xin", text="a b c")
+    seed_id, seed_channel = await _publish_one(inproc_cell, "xseed", model_path=SEED_LM)
+    Extra = common_pb2.ExtraInputs
+    refused = [
+        (Extra(items={"tempreature": 0.5}), "tempreature"),
+        (Extra(strings={"mode": "fast"}), "mode"),
+        (Extra(tensors={"bias": common_pb2.Tensor(values=[1.0])}), "bias"),
+        (Extra(tensors={"temperature": common_pb2.Tensor(values=[1.0])}), "temperature"),
+        (Extra(items={"stop": 1.0}, strings={"stop": "x"}), "stop"),
+    ]
+    async with channel, seed_channel:
+        lm = lm_pb2_grpc.LMServiceStub(channel)
+        for extra, key in refused:
+            request = lm_pb2.GenerateRequest(model_key=model_id, text="q", extra_inputs=extra)
+            for call in (lm.Generate, lambda r: _drain(lm.GenerateStream(r))):
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await call(request)
+                assert caught.value.code() == Code.INVALID_ARGUMENT, extra
+                assert f"extra input '{key}' " in (caught.value.details() or ""), (
+                    caught.value.details()
+                )
+        taken = Extra(
+            items={"per_example_max_decode_steps": 2, "temperature": 0.5},
+            strings={"stop": "\n"},
+            tensors={"bias": common_pb2.Tensor(values=[0.5, -0.5])},
+        )
+        reply = await lm.Generate(
+            lm_pb2.GenerateRequest(model_key=model_id, text="q", extra_inputs=taken)
+        )
+        assert [t.text for t in reply.texts] == ["a b"]
+        # The seed LM's Score declares none, as upstream's SCORE_EXTRA_INPUTS; Generate its four.
+        seed = lm_pb2_grpc.LMServiceStub(seed_channel)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await seed.Score(
+                lm_pb2.ScoreRequest(model_key=seed_id, prefix="p", suffix=["s"], extra_inputs=taken)
+            )
+        assert caught.value.code() == Code.INVALID_ARGUMENT
+        sampling = Extra(items={"temperature": 0, "per_example_top_k": 5})
+        assert await seed.Generate(
+            lm_pb2.GenerateRequest(model_key=seed_id, text="the", extra_inputs=sampling)
+        )
+        # The model is found (or not) first, as upstream: NOT_FOUND wins over the key.
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await lm.Generate(
+                lm_pb2.GenerateRequest(model_key="/sax/test/nope", extra_inputs=refused[0][0])
+            )
+        assert caught.value.code() == Code.NOT_FOUND
+
+
+async def _drain(
+    stream: grpc.aio.UnaryStreamCall[lm_pb2.GenerateRequest, lm_pb2.GenerateStreamResponse],
+) -> list[lm_pb2.GenerateStreamResponse]:
+    return [item async for item in stream]
+
+
 async def test_stream_fails_mid_way_when_asked(inproc_cell: InprocCell) -> None:
     model_id, channel = await _publish_one(
         inproc_cell, "lm", text="a b c d e", fail_after_tokens="2", fail_code="INTERNAL"

@@ -13,6 +13,7 @@ from gateway.client import (
     Client,
     ClientSettings,
     DeadlineExceededError,
+    InvalidArgumentError,
     NotFoundError,
     StreamItem,
     UnavailableError,
@@ -145,10 +146,17 @@ async def test_extra_strings_and_tensors_reach_the_server(client: Client, lm: st
     options = CallOptions(
         timeout=10,
         extra_inputs={"temperature": 0.5},
-        extra_strings={"note": "x"},
-        extra_tensors={"soft_prompt": [0.1, 0.2]},
+        extra_strings={"stop": "x"},
+        extra_tensors={"bias": [0.1, 0.2]},
     )
     assert await client.lm_generate(lm, "ok", options) == [("ok", approx(-0.1))]
+    # Keys the model does not declare are refused by the model server, not retried elsewhere.
+    for undeclared in (
+        CallOptions(timeout=10, extra_strings={"note": "x"}),
+        CallOptions(timeout=10, extra_tensors={"soft_prompt": [0.1, 0.2]}),
+    ):
+        with pytest.raises(InvalidArgumentError, match=r"is not an extra input of lm\.generate"):
+            await client.lm_generate(lm, "ok", undeclared)
 
 
 async def test_timeout_becomes_deadline(client: Client) -> None:

@@ -24,14 +24,11 @@ from gateway.cell._errors import stream_errors, unary_errors
 from gateway.cell.models import base
 from gateway.cell.models.base import ExtraInputs, Hypothesis, ServableModel
 from gateway.cell.modelserver.cost import report_cost
+from gateway.cell.modelserver.extra import checked
 from gateway.cell.modelserver.loaded import LoadedModels
 from gateway.common.rpc import Context
 
 _Resp = TypeVar("_Resp")
-
-
-def _extra(proto: common_pb2.ExtraInputs) -> ExtraInputs:
-    return ExtraInputs(floats=dict(proto.items), strings=dict(proto.strings))
 
 
 class _DataRequest(Protocol):
@@ -39,6 +36,11 @@ class _DataRequest(Protocol):
     def model_key(self) -> str: ...
     @property
     def extra_inputs(self) -> common_pb2.ExtraInputs: ...
+
+
+def _extra(request: _DataRequest, model: ServableModel, method: str) -> ExtraInputs:
+    """The request's extra inputs, once they are ones ``method`` of ``model`` takes."""
+    return checked(request.extra_inputs, model.extra_inputs.get(method, {}), method)
 
 
 _Req = TypeVar("_Req", bound=_DataRequest)
@@ -65,7 +67,7 @@ def forward(method: str) -> Callable[[_Body[_Self, _Req, _Resp]], _Rpc[_Self, _R
         async def rpc(self: _Self, request: _Req, context: Context) -> _Resp:
             started = time.perf_counter()
             with self._loaded.call(request.model_key, method) as model:
-                response = await body(self, request, model, _extra(request.extra_inputs))
+                response = await body(self, request, model, _extra(request, model, method))
             report_cost(context, started)
             return response
 
@@ -123,13 +125,14 @@ class LMServicer(DataServicer, lm_pb2_grpc.LMServiceServicer):
         key: str = request.model_key
         sent = 0
         with self._loaded.call(key, base.LM_GENERATE_STREAM) as model:
+            extra = _extra(request, model, base.LM_GENERATE_STREAM)
             # Like upstream, items only ever append: prefix_len is how much of the sample's
             # text (in characters) the client already has, and text is what comes after it.
             # Like upstream's decoder, scores are per step; a client sums them (as saxutil does).
             lengths: list[int] = []
             totals: list[float] = []
             try:
-                async for step in model.generate_stream(request.text, _extra(request.extra_inputs)):
+                async for step in model.generate_stream(request.text, extra):
                     lengths += [0] * (len(step.pieces) - len(lengths))
                     totals += [0.0] * (len(step.pieces) - len(totals))
                     reply = lm_pb2.GenerateStreamResponse()

@@ -315,6 +315,44 @@ async def test_modelet_status_and_unimplemented(inproc_cell: InprocCell) -> None
         assert caught.value.code() == Code.INVALID_ARGUMENT
 
 
+async def test_update_loaded_with_a_checkpoint_loads_the_model_anew_from_it(
+    inproc_cell: InprocCell,
+) -> None:
+    # As upstream's model servers do: an upstream admin sends the checkpoint in every
+    # UpdateLoaded, and the model is loaded again from it (its path and overrides kept); one
+    # without a checkpoint changes ACLs only, and the loaded model stays (its statistics too).
+    model_id, channel = await _publish_one(inproc_cell, "ckpt", model_path=SEED_LM)
+    score = lm_pb2.ScoreRequest(model_key=model_id, prefix="the river", suffix=["runs north"])
+    async with channel:
+        lm = lm_pb2_grpc.LMServiceStub(channel)
+        modelet = modelet_pb2_grpc.ModeletStub(channel)
+        before = (await lm.Score(score)).logp[0]
+
+        async def generate_successes() -> float:
+            status = await modelet.GetStatus(
+                modelet_pb2.GetStatusRequest(include_method_stats=True)
+            )
+            (model,) = status.models
+            assert model.model_status == common_pb2.LOADED
+            stats = {s.method: s.successes_per_second for s in model.method_stats}
+            return stats["lm.score"]
+
+        acls = common_pb2.AccessControlLists(items={"lm.score": "acl/team"})
+        await modelet.UpdateLoaded(modelet_pb2.UpdateLoadedRequest(model_key=model_id, acls=acls))
+        assert (await lm.Score(score)).logp[0] == before
+        assert await generate_successes() > 0  # not loaded anew: its statistics are kept
+        await modelet.UpdateLoaded(
+            modelet_pb2.UpdateLoadedRequest(model_key=model_id, checkpoint_path="gs://b/ckpt-2")
+        )
+        assert await generate_successes() == 0  # loaded anew
+        assert (await lm.Score(score)).logp[0] != before  # with the weights of the new one
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await modelet.UpdateLoaded(
+                modelet_pb2.UpdateLoadedRequest(model_key="/sax/test/nope", checkpoint_path="x")
+            )
+        assert caught.value.code() == Code.NOT_FOUND
+
+
 @pytest.mark.parametrize(
     ("server", "method", "streaming"),
     [

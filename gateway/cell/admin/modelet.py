@@ -25,7 +25,7 @@ LOADED = common_pb2.LOADED
 
 
 class _Loaded(TypedDict):
-    """What Load and UpdateLoaded both tell a server of a model (UpdateLoaded: all it says)."""
+    """What Load tells a server of a model besides its path and overrides."""
 
     model_key: str
     checkpoint_path: str
@@ -253,8 +253,10 @@ class ModeletConnection:
         await self._load(model)
 
     async def _update_loaded(self, model: admin_pb2.Model) -> None:
+        # ACLs only: an upstream model server loads the model anew from any checkpoint given
+        # here, and this change keeps the one it has (a new one goes through `_reload`).
         await self._stub.UpdateLoaded(
-            modelet_pb2.UpdateLoadedRequest(**_loaded(model)),
+            modelet_pb2.UpdateLoadedRequest(model_key=model.model_id, acls=model.acls),
             timeout=self._rpc_timeout,
         )
 

@@ -253,10 +253,22 @@ async def test_vision_audio_custom_stand_ins(inproc_cell: InprocCell) -> None:
         inproc_cell, "cm", model_path="sax_gateway.testing.TestCustom"
     )
     async with cm_channel:
-        echoed = await custom_pb2_grpc.CustomServiceStub(cm_channel).Custom(
+        cm = custom_pb2_grpc.CustomServiceStub(cm_channel)
+        echoed = await cm.Custom(
             custom_pb2.CustomRequest(model_key=cm_id, request=b"\x01\x02", method_name="echo")
         )
-    assert echoed.response == b"\x01\x02"
+        assert echoed.response == b"\x01\x02"
+        # As upstream's: a Custom call is the model's method of its method_name, and one the
+        # model does not define is refused (the server reports the model's own names).
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await cm.Custom(custom_pb2.CustomRequest(model_key=cm_id, method_name="nope"))
+        assert caught.value.code() == Code.INVALID_ARGUMENT
+        assert "does not support nope" in (caught.value.details() or "")
+        status = await modelet_pb2_grpc.ModeletStub(cm_channel).GetStatus(
+            modelet_pb2.GetStatusRequest(include_method_stats=True)
+        )
+        (model,) = [m for m in status.models if m.model_key == cm_id]
+        assert [s.method for s in model.method_stats] == ["echo"]
 
 
 async def test_seed_lm_generates_deterministically(inproc_cell: InprocCell) -> None:

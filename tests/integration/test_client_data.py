@@ -139,7 +139,9 @@ async def test_audio_and_custom(client: Client) -> None:
     ((text, _),) = await client.am_recognize(audio_id, b"\0" * 32000, T)
     assert text.startswith("1.00 seconds of audio: ")
     custom_id = await publish_ready(client, "custom", TEST_CUSTOM, replicas=1)
-    assert await client.custom(custom_id, b"\x01\x02", "any_method", T) == b"\x01\x02"
+    assert await client.custom(custom_id, b"\x01\x02", "echo", T) == b"\x01\x02"
+    with pytest.raises(InvalidArgumentError, match="does not support any_method"):
+        await client.custom(custom_id, b"\x01\x02", "any_method", T)
 
 
 async def test_extra_strings_and_tensors_reach_the_server(client: Client, lm: str) -> None:

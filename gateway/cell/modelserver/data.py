@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from saxml.protobuf import (
     audio_pb2,
@@ -58,16 +58,20 @@ _Body = Callable[[_Self, _Req, ServableModel, ExtraInputs], Awaitable[_Resp]]
 _Rpc = Callable[[_Self, _Req, Context], Awaitable[_Resp]]
 
 
-def forward(method: str) -> Callable[[_Body[_Self, _Req, _Resp]], _Rpc[_Self, _Req, _Resp]]:
-    """Makes a unary RPC of a method body: find the loaded model (counted under ``method``),
-    run the body on it, report what it cost, and turn a SaxError into the call's status."""
+def forward(
+    method: str | Callable[[Any], str],
+) -> Callable[[_Body[_Self, _Req, _Resp]], _Rpc[_Self, _Req, _Resp]]:
+    """Makes a unary RPC of a method body: find the loaded model (counted under ``method``,
+    or the name ``method`` reads off the request), run the body on it, report what it cost,
+    and turn a SaxError into the call's status."""
 
     def decorate(body: _Body[_Self, _Req, _Resp]) -> _Rpc[_Self, _Req, _Resp]:
         @unary_errors
         async def rpc(self: _Self, request: _Req, context: Context) -> _Resp:
             started = time.perf_counter()
-            with self._loaded.call(request.model_key, method) as model:
-                response = await body(self, request, model, _extra(request, model, method))
+            name = method if isinstance(method, str) else method(request)
+            with self._loaded.call(request.model_key, name) as model:
+                response = await body(self, request, model, _extra(request, model, name))
             report_cost(context, started)
             return response
 
@@ -235,8 +239,13 @@ class AudioServicer(DataServicer, audio_pb2_grpc.AudioServiceServicer):
         )
 
 
+def _custom_method(request: custom_pb2.CustomRequest) -> str:
+    return request.method_name
+
+
 class CustomServicer(DataServicer, custom_pb2_grpc.CustomServiceServicer):
-    @forward(base.CUSTOM)
+    # As upstream's: a custom model names its own methods, and a call is the one it names.
+    @forward(_custom_method)
     async def Custom(
         self, r: custom_pb2.CustomRequest, model: ServableModel, x: ExtraInputs
     ) -> custom_pb2.CustomResponse:

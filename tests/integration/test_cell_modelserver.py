@@ -320,6 +320,10 @@ async def test_modelet_status_and_unimplemented(inproc_cell: InprocCell) -> None
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await modelet.Export(modelet_pb2.ExportRequest(model_key=model_id))
         assert caught.value.code() == Code.UNIMPLEMENTED
+        # Unloading a model it does not have: INVALID_ARGUMENT, as upstream's servers answer.
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await modelet.Unload(modelet_pb2.UnloadRequest(model_key="/sax/test/never"))
+        assert caught.value.code() == Code.INVALID_ARGUMENT
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await modelet.Load(
                 modelet_pb2.LoadRequest(model_key="/sax/test/x", model_path="no.such.Model")

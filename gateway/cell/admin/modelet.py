@@ -24,6 +24,10 @@ _log = logging.getLogger("gateway.cell.admin")
 LOADED = common_pb2.LOADED
 
 
+# What a model server answers an Unload of a model it does not have.
+_NOT_THERE = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND})
+
+
 class _Loaded(TypedDict):
     """What Load tells a server of a model besides its path and overrides."""
 
@@ -265,7 +269,9 @@ class ModeletConnection:
         try:
             await self._stub.Unload(modelet_pb2.UnloadRequest(model_key=model_id))
         except grpc.aio.AioRpcError as exc:
-            if exc.code() != grpc.StatusCode.NOT_FOUND:
+            # The server does not have it: gone is what was asked. Upstream's model servers
+            # (and this project's) answer INVALID_ARGUMENT for that; NOT_FOUND from older ones.
+            if exc.code() not in _NOT_THERE:
                 raise
         self.seen.pop(model_id, None)
 

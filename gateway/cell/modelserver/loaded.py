@@ -101,7 +101,8 @@ class LoadedModels:
         if not key:
             raise invalid_argument("model_key is not specified")
         if self._models.pop(key, None) is None:
-            raise not_found(f"{key} is not loaded, cannot unload")
+            # INVALID_ARGUMENT, not NOT_FOUND: what upstream's model servers answer.
+            raise invalid_argument(f"{key} is not loaded, cannot unload")
         _log.info("unloaded %s", key)
 
     def update(self, key: str, checkpoint: str) -> None:

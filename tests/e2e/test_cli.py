@@ -222,7 +222,7 @@ def test_lm_generate_reads_stdin_and_sends_extra_inputs(stack: Stack) -> None:
         "-",
         "--extra",
         "per_example_max_decode_steps=2",
-        "mode=x",
+        "stop=x",
         "--json",
         stdin="from stdin today",
     )

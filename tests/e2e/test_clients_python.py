@@ -38,7 +38,7 @@ def test_generate_with_extra_inputs(stack: Stack, client: Client) -> None:
     with published(stack, "/sax/test/py-client", TEST_LM, {"text": "hello from python"}) as model:
         assert client.generate(model, "q") == [("hello from python", approx(-0.3))]
         capped = client.generate(
-            model, "q", extra={"per_example_max_decode_steps": 2, "stop": "\n", "bias": [0.5]}
+            model, "q", extra={"per_example_max_decode_steps": 2, "stop": "\n", "bias": [0.5, -0.5]}
         )
         assert capped == [("hello from", approx(-0.2))]
         assert client.score(model, "a", ["b c", "d"]) == [approx(-0.2), approx(-0.1)]

@@ -15,6 +15,7 @@ import pytest
 from gateway.cell.models._hashing import unit_floats
 from gateway.cell.models.test_lm import TOKEN_LOGP
 from gateway.launch.stack import Stack
+from tests.e2e._bodies import gateway_error
 from tests.e2e._published import TEST_LM, published
 
 MODEL = "/sax/test/routes-lm"
@@ -66,9 +67,18 @@ def test_extra_inputs_and_timeout_are_accepted(http: httpx.Client, model: str) -
         "model": model,
         "prefix": "",
         "suffix": ["x"],
-        "extra_inputs": {"temperature": 0.5, "mode": "fast", "bias": [1, 2]},
+        "extra_inputs": {"temperature": 0.5, "stop": "fast", "bias": [1, 2]},
         "timeout": "5s",
     }
     response = http.post("/score", json=body)
     assert response.status_code == 200, response.text
     assert response.json() == {"logp": [TOKEN_LOGP]}
+    # A key the model does not declare is the model server's 400, as on a real cell.
+    body["extra_inputs"] = {"mode": "fast"}
+    response = http.post("/score", json=body)
+    assert response.status_code == 400, response.text
+    takes = "bias, per_example_max_decode_steps, per_example_top_k, per_example_top_p, stop"
+    message = (
+        f"extra input 'mode' is not an extra input of lm.score (it takes {takes}, temperature)"
+    )
+    assert response.json() == gateway_error(response, 3, f"{message}: InvalidArgument")

@@ -168,6 +168,35 @@ async def test_update_changes_replicas_and_unpublish_unloads(inproc_cell: Inproc
                 await asyncio.sleep(0.05)
 
 
+async def test_an_acl_change_leaves_the_loaded_model_be(inproc_cell: InprocCell) -> None:
+    # An upstream model server loads a model anew when UpdateLoaded carries a checkpoint (as
+    # does the embedded one): an update that changes only ACLs must send none, or every SetAcl
+    # reloads the model on every server (calls fail meanwhile: minutes, for a big model).
+    async with admin_stub(inproc_cell.admin.address) as admin:
+        model_id = await publish(admin, "acl-in-place", replicas=1)
+        (server,) = [
+            s
+            for s in inproc_cell.model_servers
+            if s.loaded.status(failures=False, method_stats=False)
+        ]
+        with server.loaded.call(model_id, "lm.generate"):
+            pass  # one successful call in the model's statistics
+
+        def generate_successes() -> float:
+            (model,) = server.loaded.status(failures=False, method_stats=True)
+            return {s.method: s for s in model.method_stats}["lm.generate"].successes_per_second
+
+        assert generate_successes() > 0
+        changed = _model(model_id)
+        changed.acls.items["lm.generate"] = "acl/team"
+        await admin.Update(admin_pb2.UpdateRequest(model=changed))
+        assert generate_successes() > 0  # the same loaded model: not loaded anew
+        # A new checkpoint is loaded anew, as upstream's does.
+        changed.checkpoint_path = "gs://b/ckpt-2"
+        await admin.Update(admin_pb2.UpdateRequest(model=changed))
+        assert generate_successes() == 0
+
+
 async def test_watchloc_long_poll(inproc_cell: InprocCell) -> None:
     async with admin_stub(inproc_cell.admin.address) as admin:
         model_id = await publish(admin, "foo", replicas=0, wait=False)

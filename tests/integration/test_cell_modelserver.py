@@ -103,6 +103,65 @@ async def test_generate_honours_overrides_and_extra_inputs(inproc_cell: InprocCe
         assert len(embedding.embedding) == 8
 
 
+async def test_extra_inputs_are_those_the_method_declares(inproc_cell: InprocCell) -> None:
+    # As upstream's model servers check them (ServableMethod.default_extra_inputs): a key
+    # the method does not declare, a tensor whose default is no list or has another length, or
+    # one key in two maps is INVALID_ARGUMENT; a misspelt key did what no key does instead.
+    model_id, channel = await _publish_one(inproc_cell, "xin", text="a b c")
+    seed_id, seed_channel = await _publish_one(inproc_cell, "xseed", model_path=SEED_LM)
+    Extra = common_pb2.ExtraInputs
+    refused = [
+        (Extra(items={"tempreature": 0.5}), "tempreature"),
+        (Extra(strings={"mode": "fast"}), "mode"),
+        (Extra(tensors={"bias": common_pb2.Tensor(values=[1.0])}), "bias"),
+        (Extra(tensors={"temperature": common_pb2.Tensor(values=[1.0])}), "temperature"),
+        (Extra(items={"stop": 1.0}, strings={"stop": "x"}), "stop"),
+    ]
+    async with channel, seed_channel:
+        lm = lm_pb2_grpc.LMServiceStub(channel)
+        for extra, key in refused:
+            request = lm_pb2.GenerateRequest(model_key=model_id, text="q", extra_inputs=extra)
+            for call in (lm.Generate, lambda r: _drain(lm.GenerateStream(r))):
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await call(request)
+                assert caught.value.code() == Code.INVALID_ARGUMENT, extra
+                assert f"extra input '{key}' " in (caught.value.details() or ""), (
+                    caught.value.details()
+                )
+        taken = Extra(
+            items={"per_example_max_decode_steps": 2, "temperature": 0.5},
+            strings={"stop": "\n"},
+            tensors={"bias": common_pb2.Tensor(values=[0.5, -0.5])},
+        )
+        reply = await lm.Generate(
+            lm_pb2.GenerateRequest(model_key=model_id, text="q", extra_inputs=taken)
+        )
+        assert [t.text for t in reply.texts] == ["a b"]
+        # The seed LM's Score declares none, as upstream's SCORE_EXTRA_INPUTS; Generate its four.
+        seed = lm_pb2_grpc.LMServiceStub(seed_channel)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await seed.Score(
+                lm_pb2.ScoreRequest(model_key=seed_id, prefix="p", suffix=["s"], extra_inputs=taken)
+            )
+        assert caught.value.code() == Code.INVALID_ARGUMENT
+        sampling = Extra(items={"temperature": 0, "per_example_top_k": 5})
+        assert await seed.Generate(
+            lm_pb2.GenerateRequest(model_key=seed_id, text="the", extra_inputs=sampling)
+        )
+        # The model is found (or not) first, as upstream: NOT_FOUND wins over the key.
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await lm.Generate(
+                lm_pb2.GenerateRequest(model_key="/sax/test/nope", extra_inputs=refused[0][0])
+            )
+        assert caught.value.code() == Code.NOT_FOUND
+
+
+async def _drain(
+    stream: grpc.aio.UnaryStreamCall[lm_pb2.GenerateRequest, lm_pb2.GenerateStreamResponse],
+) -> list[lm_pb2.GenerateStreamResponse]:
+    return [item async for item in stream]
+
+
 async def test_stream_fails_mid_way_when_asked(inproc_cell: InprocCell) -> None:
     model_id, channel = await _publish_one(
         inproc_cell, "lm", text="a b c d e", fail_after_tokens="2", fail_code="INTERNAL"
@@ -194,10 +253,22 @@ async def test_vision_audio_custom_stand_ins(inproc_cell: InprocCell) -> None:
         inproc_cell, "cm", model_path="sax_gateway.testing.TestCustom"
     )
     async with cm_channel:
-        echoed = await custom_pb2_grpc.CustomServiceStub(cm_channel).Custom(
+        cm = custom_pb2_grpc.CustomServiceStub(cm_channel)
+        echoed = await cm.Custom(
             custom_pb2.CustomRequest(model_key=cm_id, request=b"\x01\x02", method_name="echo")
         )
-    assert echoed.response == b"\x01\x02"
+        assert echoed.response == b"\x01\x02"
+        # As upstream's: a Custom call is the model's method of its method_name, and one the
+        # model does not define is refused (the server reports the model's own names).
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await cm.Custom(custom_pb2.CustomRequest(model_key=cm_id, method_name="nope"))
+        assert caught.value.code() == Code.INVALID_ARGUMENT
+        assert "does not support nope" in (caught.value.details() or "")
+        status = await modelet_pb2_grpc.ModeletStub(cm_channel).GetStatus(
+            modelet_pb2.GetStatusRequest(include_method_stats=True)
+        )
+        (model,) = [m for m in status.models if m.model_key == cm_id]
+        assert [s.method for s in model.method_stats] == ["echo"]
 
 
 async def test_seed_lm_generates_deterministically(inproc_cell: InprocCell) -> None:
@@ -249,11 +320,53 @@ async def test_modelet_status_and_unimplemented(inproc_cell: InprocCell) -> None
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await modelet.Export(modelet_pb2.ExportRequest(model_key=model_id))
         assert caught.value.code() == Code.UNIMPLEMENTED
+        # Unloading a model it does not have: INVALID_ARGUMENT, as upstream's servers answer.
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await modelet.Unload(modelet_pb2.UnloadRequest(model_key="/sax/test/never"))
+        assert caught.value.code() == Code.INVALID_ARGUMENT
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await modelet.Load(
                 modelet_pb2.LoadRequest(model_key="/sax/test/x", model_path="no.such.Model")
             )
         assert caught.value.code() == Code.INVALID_ARGUMENT
+
+
+async def test_update_loaded_with_a_checkpoint_loads_the_model_anew_from_it(
+    inproc_cell: InprocCell,
+) -> None:
+    # As upstream's model servers do: an upstream admin sends the checkpoint in every
+    # UpdateLoaded, and the model is loaded again from it (its path and overrides kept); one
+    # without a checkpoint changes ACLs only, and the loaded model stays (its statistics too).
+    model_id, channel = await _publish_one(inproc_cell, "ckpt", model_path=SEED_LM)
+    score = lm_pb2.ScoreRequest(model_key=model_id, prefix="the river", suffix=["runs north"])
+    async with channel:
+        lm = lm_pb2_grpc.LMServiceStub(channel)
+        modelet = modelet_pb2_grpc.ModeletStub(channel)
+        before = (await lm.Score(score)).logp[0]
+
+        async def generate_successes() -> float:
+            status = await modelet.GetStatus(
+                modelet_pb2.GetStatusRequest(include_method_stats=True)
+            )
+            (model,) = status.models
+            assert model.model_status == common_pb2.LOADED
+            stats = {s.method: s.successes_per_second for s in model.method_stats}
+            return stats["lm.score"]
+
+        acls = common_pb2.AccessControlLists(items={"lm.score": "acl/team"})
+        await modelet.UpdateLoaded(modelet_pb2.UpdateLoadedRequest(model_key=model_id, acls=acls))
+        assert (await lm.Score(score)).logp[0] == before
+        assert await generate_successes() > 0  # not loaded anew: its statistics are kept
+        await modelet.UpdateLoaded(
+            modelet_pb2.UpdateLoadedRequest(model_key=model_id, checkpoint_path="gs://b/ckpt-2")
+        )
+        assert await generate_successes() == 0  # loaded anew
+        assert (await lm.Score(score)).logp[0] != before  # with the weights of the new one
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await modelet.UpdateLoaded(
+                modelet_pb2.UpdateLoadedRequest(model_key="/sax/test/nope", checkpoint_path="x")
+            )
+        assert caught.value.code() == Code.NOT_FOUND
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from gateway.client import (
     Client,
     ClientSettings,
     DeadlineExceededError,
+    InvalidArgumentError,
     NotFoundError,
     StreamItem,
     UnavailableError,
@@ -138,17 +139,26 @@ async def test_audio_and_custom(client: Client) -> None:
     ((text, _),) = await client.am_recognize(audio_id, b"\0" * 32000, T)
     assert text.startswith("1.00 seconds of audio: ")
     custom_id = await publish_ready(client, "custom", TEST_CUSTOM, replicas=1)
-    assert await client.custom(custom_id, b"\x01\x02", "any_method", T) == b"\x01\x02"
+    assert await client.custom(custom_id, b"\x01\x02", "echo", T) == b"\x01\x02"
+    with pytest.raises(InvalidArgumentError, match="does not support any_method"):
+        await client.custom(custom_id, b"\x01\x02", "any_method", T)
 
 
 async def test_extra_strings_and_tensors_reach_the_server(client: Client, lm: str) -> None:
     options = CallOptions(
         timeout=10,
         extra_inputs={"temperature": 0.5},
-        extra_strings={"note": "x"},
-        extra_tensors={"soft_prompt": [0.1, 0.2]},
+        extra_strings={"stop": "x"},
+        extra_tensors={"bias": [0.1, 0.2]},
     )
     assert await client.lm_generate(lm, "ok", options) == [("ok", approx(-0.1))]
+    # Keys the model does not declare are refused by the model server, not retried elsewhere.
+    for undeclared in (
+        CallOptions(timeout=10, extra_strings={"note": "x"}),
+        CallOptions(timeout=10, extra_tensors={"soft_prompt": [0.1, 0.2]}),
+    ):
+        with pytest.raises(InvalidArgumentError, match=r"is not an extra input of lm\.generate"):
+            await client.lm_generate(lm, "ok", undeclared)
 
 
 async def test_timeout_becomes_deadline(client: Client) -> None:

@@ -36,7 +36,6 @@ SEED_ERA_PROGRAM = textwrap.dedent(
     options = sax.ModelOptions()
     options.SetExtraInput("temperature", 0.5)
     options.SetExtraInput("per_example_max_decode_steps", 4)
-    options.SetExtraInputString("note", "seed")
     options.SetTimeout(30)
     lm = sax.Model(MODEL).LM()
     samples = lm.Generate("Q: Who is Harry Potter's mom? A: ", options)

@@ -24,8 +24,12 @@ _log = logging.getLogger("gateway.cell.admin")
 LOADED = common_pb2.LOADED
 
 
+# What a model server answers an Unload of a model it does not have.
+_NOT_THERE = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND})
+
+
 class _Loaded(TypedDict):
-    """What Load and UpdateLoaded both tell a server of a model (UpdateLoaded: all it says)."""
+    """What Load tells a server of a model besides its path and overrides."""
 
     model_key: str
     checkpoint_path: str
@@ -253,8 +257,10 @@ class ModeletConnection:
         await self._load(model)
 
     async def _update_loaded(self, model: admin_pb2.Model) -> None:
+        # ACLs only: an upstream model server loads the model anew from any checkpoint given
+        # here, and this change keeps the one it has (a new one goes through `_reload`).
         await self._stub.UpdateLoaded(
-            modelet_pb2.UpdateLoadedRequest(**_loaded(model)),
+            modelet_pb2.UpdateLoadedRequest(model_key=model.model_id, acls=model.acls),
             timeout=self._rpc_timeout,
         )
 
@@ -263,7 +269,9 @@ class ModeletConnection:
         try:
             await self._stub.Unload(modelet_pb2.UnloadRequest(model_key=model_id))
         except grpc.aio.AioRpcError as exc:
-            if exc.code() != grpc.StatusCode.NOT_FOUND:
+            # The server does not have it: gone is what was asked. Upstream's model servers
+            # (and this project's) answer INVALID_ARGUMENT for that; NOT_FOUND from older ones.
+            if exc.code() not in _NOT_THERE:
                 raise
         self.seen.pop(model_id, None)
 

@@ -46,6 +46,11 @@ LM_METHODS = frozenset({LM_GENERATE, LM_GENERATE_STREAM, LM_SCORE, LM_EMBED, LM_
 Item = tuple[str, str | bytes]
 
 
+#: The extra inputs one data method takes, each with its default: a number, or a tuple of
+#: numbers for a tensor of that length (upstream's ServableMethod.default_extra_inputs).
+ExtraDefaults = Mapping[str, float | tuple[float, ...]]
+
+
 @dataclass(frozen=True)
 class ExtraInputs:
     """A request's sax.ExtraInputs, as plain mappings."""
@@ -79,6 +84,9 @@ class ServableModel:
     """Base of every stand-in model."""
 
     method_names: ClassVar[frozenset[str]] = frozenset()
+    #: The extra inputs each method takes, by Sax method name; a method not named takes none
+    #: (a request that sets one is refused, as upstream's model servers refuse it).
+    extra_inputs: ClassVar[Mapping[str, ExtraDefaults]] = {}
 
     async def generate(self, text: str, extra: ExtraInputs) -> list[Hypothesis]:
         raise MethodNotSupported(LM_GENERATE)

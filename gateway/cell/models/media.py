@@ -22,7 +22,6 @@ from gateway.cell.models._hashing import digest, unit_floats
 from gateway.cell.models._png import png_rgb
 from gateway.cell.models.base import (
     AM_RECOGNIZE,
-    CUSTOM,
     VM_CLASSIFY,
     VM_DETECT,
     VM_EMBED,
@@ -144,8 +143,12 @@ def _duration(audio: bytes) -> float:
     return len(audio) / (16000 * 2)
 
 
+#: TestCustom's one method: a custom model names its own methods, and a Custom call names one.
+ECHO = "echo"
+
+
 class TestCustom(ServableModel):
-    method_names = frozenset({CUSTOM})
+    method_names = frozenset({ECHO})
 
     async def custom(self, method: str, request: bytes, extra: ExtraInputs) -> bytes:
         return request

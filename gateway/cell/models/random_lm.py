@@ -6,8 +6,10 @@ the cell's seed and the checkpoint string ("None": random weights), so every ser
 answers alike, and a request's samples are a pure function of the request: the same prompt
 and extra inputs give the same output.
 
-Extra inputs honoured: `temperature` (0: greedy), `per_example_max_decode_steps`,
-`per_example_top_k`, `per_example_top_p`. Overrides: `num_samples` (default 4),
+Extra inputs honoured by Generate and GenerateStream: `temperature` (0: greedy),
+`per_example_max_decode_steps`, `per_example_top_k`, `per_example_top_p`; the other methods
+take none (upstream's LM params declare none for Score), and a call that sets another is
+refused, as upstream's model servers refuse it. Overrides: `num_samples` (default 4),
 `max_decode_steps` (default 32).
 """
 
@@ -20,7 +22,10 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 
 from gateway.cell.models._hashing import digest, unit_floats
 from gateway.cell.models.base import (
+    LM_GENERATE,
+    LM_GENERATE_STREAM,
     LM_METHODS,
+    ExtraDefaults,
     ExtraInputs,
     Hypothesis,
     ServableModel,
@@ -92,6 +97,9 @@ _DEFAULTS = {
 }
 
 
+#: What Generate and GenerateStream take (with the decoding defaults above).
+_GENERATE_EXTRA_INPUTS: ExtraDefaults = {**_DEFAULTS, "per_example_max_decode_steps": 4096.0}
+
 _OVERRIDES = frozenset({"num_samples", "max_decode_steps"})
 
 
@@ -110,6 +118,7 @@ def check_overrides(overrides: Mapping[str, str]) -> None:
 
 class RandomBigramLM(ServableModel):
     method_names = LM_METHODS
+    extra_inputs = dict.fromkeys((LM_GENERATE, LM_GENERATE_STREAM), _GENERATE_EXTRA_INPUTS)
 
     def __init__(self, *, checkpoint: str, overrides: Mapping[str, str], seed: int) -> None:
         self._seed = digest(seed, checkpoint)

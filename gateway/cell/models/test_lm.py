@@ -16,7 +16,8 @@ Its output is set by publish overrides (all optional):
                          (what a real model may return); default -0.1 per word
 
 A token is a word with its leading space ("hello world" -> "hello", " world"). The
-`per_example_max_decode_steps` extra input caps the number of tokens.
+`per_example_max_decode_steps` extra input caps the number of tokens. Every method takes the
+extra inputs in `EXTRA_INPUTS`, and a call that sets any other is refused, as a real cell's.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from gateway.cell._errors import cell_error, invalid_argument
 from gateway.cell.models._hashing import unit_floats
 from gateway.cell.models.base import (
     LM_METHODS,
+    ExtraDefaults,
     ExtraInputs,
     Hypothesis,
     ServableModel,
@@ -48,6 +50,20 @@ TOKEN_LOGP = -0.1
 MAX_TOKENS = 8192
 MAX_DELAY_MS = 10_000.0
 MAX_IN_FLIGHT = 1024
+
+
+#: The extra inputs each method takes: the sampling ones an upstream LM declares (the output
+#: is set, so only per_example_max_decode_steps acts), a string one (`stop`: upstream declares
+#: a string input with a number default too) and a tensor of two numbers (`bias`), so that a
+#: client can try each kind of extra input against it. All but the first act on nothing.
+EXTRA_INPUTS: ExtraDefaults = {
+    "per_example_max_decode_steps": float(MAX_TOKENS),
+    "temperature": 0.5,
+    "per_example_top_k": 40.0,
+    "per_example_top_p": 0.95,
+    "stop": 0.0,
+    "bias": (0.0, 0.0),
+}
 
 
 #: The overrides it takes (the module docstring says what each does).
@@ -92,6 +108,7 @@ def split_tokens(text: str) -> list[str]:
 
 class TestLM(ServableModel):
     method_names = LM_METHODS
+    extra_inputs = dict.fromkeys(LM_METHODS, EXTRA_INPUTS)
 
     def __init__(self, *, overrides: Mapping[str, str]) -> None:
         self._text = overrides.get("text")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from saxml.protobuf import (
     audio_pb2,
@@ -24,14 +24,11 @@ from gateway.cell._errors import stream_errors, unary_errors
 from gateway.cell.models import base
 from gateway.cell.models.base import ExtraInputs, Hypothesis, ServableModel
 from gateway.cell.modelserver.cost import report_cost
+from gateway.cell.modelserver.extra import checked
 from gateway.cell.modelserver.loaded import LoadedModels
 from gateway.common.rpc import Context
 
 _Resp = TypeVar("_Resp")
-
-
-def _extra(proto: common_pb2.ExtraInputs) -> ExtraInputs:
-    return ExtraInputs(floats=dict(proto.items), strings=dict(proto.strings))
 
 
 class _DataRequest(Protocol):
@@ -39,6 +36,11 @@ class _DataRequest(Protocol):
     def model_key(self) -> str: ...
     @property
     def extra_inputs(self) -> common_pb2.ExtraInputs: ...
+
+
+def _extra(request: _DataRequest, model: ServableModel, method: str) -> ExtraInputs:
+    """The request's extra inputs, once they are ones ``method`` of ``model`` takes."""
+    return checked(request.extra_inputs, model.extra_inputs.get(method, {}), method)
 
 
 _Req = TypeVar("_Req", bound=_DataRequest)
@@ -56,16 +58,20 @@ _Body = Callable[[_Self, _Req, ServableModel, ExtraInputs], Awaitable[_Resp]]
 _Rpc = Callable[[_Self, _Req, Context], Awaitable[_Resp]]
 
 
-def forward(method: str) -> Callable[[_Body[_Self, _Req, _Resp]], _Rpc[_Self, _Req, _Resp]]:
-    """Makes a unary RPC of a method body: find the loaded model (counted under ``method``),
-    run the body on it, report what it cost, and turn a SaxError into the call's status."""
+def forward(
+    method: str | Callable[[Any], str],
+) -> Callable[[_Body[_Self, _Req, _Resp]], _Rpc[_Self, _Req, _Resp]]:
+    """Makes a unary RPC of a method body: find the loaded model (counted under ``method``,
+    or the name ``method`` reads off the request), run the body on it, report what it cost,
+    and turn a SaxError into the call's status."""
 
     def decorate(body: _Body[_Self, _Req, _Resp]) -> _Rpc[_Self, _Req, _Resp]:
         @unary_errors
         async def rpc(self: _Self, request: _Req, context: Context) -> _Resp:
             started = time.perf_counter()
-            with self._loaded.call(request.model_key, method) as model:
-                response = await body(self, request, model, _extra(request.extra_inputs))
+            name = method if isinstance(method, str) else method(request)
+            with self._loaded.call(request.model_key, name) as model:
+                response = await body(self, request, model, _extra(request, model, name))
             report_cost(context, started)
             return response
 
@@ -123,13 +129,14 @@ class LMServicer(DataServicer, lm_pb2_grpc.LMServiceServicer):
         key: str = request.model_key
         sent = 0
         with self._loaded.call(key, base.LM_GENERATE_STREAM) as model:
+            extra = _extra(request, model, base.LM_GENERATE_STREAM)
             # Like upstream, items only ever append: prefix_len is how much of the sample's
             # text (in characters) the client already has, and text is what comes after it.
             # Like upstream's decoder, scores are per step; a client sums them (as saxutil does).
             lengths: list[int] = []
             totals: list[float] = []
             try:
-                async for step in model.generate_stream(request.text, _extra(request.extra_inputs)):
+                async for step in model.generate_stream(request.text, extra):
                     lengths += [0] * (len(step.pieces) - len(lengths))
                     totals += [0.0] * (len(step.pieces) - len(totals))
                     reply = lm_pb2.GenerateStreamResponse()
@@ -232,8 +239,13 @@ class AudioServicer(DataServicer, audio_pb2_grpc.AudioServiceServicer):
         )
 
 
+def _custom_method(request: custom_pb2.CustomRequest) -> str:
+    return request.method_name
+
+
 class CustomServicer(DataServicer, custom_pb2_grpc.CustomServiceServicer):
-    @forward(base.CUSTOM)
+    # As upstream's: a custom model names its own methods, and a call is the one it names.
+    @forward(_custom_method)
     async def Custom(
         self, r: custom_pb2.CustomRequest, model: ServableModel, x: ExtraInputs
     ) -> custom_pb2.CustomResponse:

@@ -32,6 +32,7 @@ class LoadedModel:
     model_path: str
     checkpoint: str
     status: common_pb2.ModelStatus.ValueType
+    overrides: dict[str, str] = field(default_factory=dict)
     model: ServableModel | None = None
     failure: str = ""
     stats: dict[str, MethodStats] = field(default_factory=dict)
@@ -65,43 +66,63 @@ class LoadedModels:
             raise cell_error(
                 grpc.StatusCode.ALREADY_EXISTS, f"{key} is already loaded as {existing.model_path}"
             )
-        entry = LoadedModel(
-            key=key,
-            model_path=request.model_path,
-            checkpoint=request.checkpoint_path,
-            status=common_pb2.LOADING,
-        )
-        self._models[key] = entry
-        try:
-            model = create_model(
-                LoadSpec(
-                    model_path=request.model_path,
-                    checkpoint=request.checkpoint_path,
-                    overrides=dict(request.overrides),
-                    seed=self._seed,
-                )
+        self._install(
+            LoadedModel(
+                key=key,
+                model_path=request.model_path,
+                checkpoint=request.checkpoint_path,
+                overrides=dict(request.overrides),
+                status=common_pb2.LOADING,
             )
+        )
+
+    def _install(self, entry: LoadedModel) -> None:
+        """Loads ``entry``'s model and holds it under its key (FAILED, and raises, if it does
+        not load)."""
+        self._models[entry.key] = entry
+        spec = LoadSpec(
+            model_path=entry.model_path,
+            checkpoint=entry.checkpoint,
+            overrides=entry.overrides,
+            seed=self._seed,
+        )
+        try:
+            model = create_model(spec)
         except SaxError as exc:
             entry.status, entry.failure = common_pb2.FAILED, exc.message
-            _log.warning("failed to load %s (%s): %s", key, request.model_path, exc.message)
+            _log.warning("failed to load %s (%s): %s", entry.key, entry.model_path, exc.message)
             raise
         entry.model = model
         entry.stats = {name: MethodStats(name) for name in sorted(model.method_names)}
         entry.status = common_pb2.LOADED
-        _log.info("loaded %s (%s)", key, request.model_path)
+        _log.info("loaded %s (%s)", entry.key, entry.model_path)
 
     def unload(self, key: str) -> None:
         if not key:
             raise invalid_argument("model_key is not specified")
         if self._models.pop(key, None) is None:
-            raise not_found(f"{key} is not loaded, cannot unload")
+            # INVALID_ARGUMENT, not NOT_FOUND: what upstream's model servers answer.
+            raise invalid_argument(f"{key} is not loaded, cannot unload")
         _log.info("unloaded %s", key)
 
     def update(self, key: str, checkpoint: str) -> None:
+        """UpdateLoaded. As upstream's model servers: with a checkpoint (an upstream admin
+        sends one with every update), the model is loaded anew from it, with its path and
+        overrides; without one only its ACLs change, which the gateway enforces, not this
+        server (upstream's open-source servers know no caller to check them against)."""
         entry = self._models.get(key)
-        if entry is None:
+        if entry is None or entry.model is None:
             raise not_found(f"{key} is not loaded, cannot update")
-        entry.checkpoint = checkpoint or entry.checkpoint
+        if checkpoint:
+            self._install(
+                LoadedModel(
+                    key=key,
+                    model_path=entry.model_path,
+                    checkpoint=checkpoint,
+                    overrides=entry.overrides,
+                    status=common_pb2.LOADING,
+                )
+            )
 
     def status(
         self, *, failures: bool, method_stats: bool

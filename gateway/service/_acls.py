@@ -38,7 +38,8 @@ _UNREACHABLE = (UnavailableError, DeadlineExceededError)
 # How long calls wait for the admin to renew ACLs they already have (`AclCache.get`): counted
 # from when the read began, so it is one moment per read, not one per call.
 _STALE_WAIT_S = 2.0
-# Model ids come from callers: past this many, the cache starts again.
+# Only published models' ACLs are kept (a name the admin does not know keeps none); past this
+# many, the one unused longest is dropped for each new one.
 _MAX_MODELS = 10_000
 
 
@@ -153,9 +154,15 @@ class AclCache:
         out = self._fetching.get(model)
         if out is None or out.task is not asyncio.current_task():
             return detail.acls  # read before a change made here (`changed`): not kept
-        if len(self._acls) > _MAX_MODELS:
-            self._acls.clear()
-            self._unreachable.clear()
+        # Kept in the order they were last read: a model in use is read again each lifetime
+        # (`get`), so the first entry is the one unused longest, which goes when the cache is
+        # full. Emptying the whole cache when full made every model's next call wait for the
+        # admin, and fail while it was away.
+        self._acls.pop(model, None)
+        if len(self._acls) >= _MAX_MODELS:
+            unused = next(iter(self._acls))
+            del self._acls[unused]
+            self._unreachable.discard(unused)
         self._unreachable.discard(model)
         _read_worked(model)
         expires = time.monotonic() + self._lifetime

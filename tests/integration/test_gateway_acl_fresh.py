@@ -20,6 +20,7 @@ from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.client import Client, ClientSettings
 from gateway.config import AccessSettings
+from gateway.service import _acls
 from tests._grpc import aio_channel
 from tests.integration._cell_fixtures import InprocCell
 from tests.integration._gateway_fixtures import running_gateway
@@ -144,3 +145,33 @@ async def test_acl_reads_an_unreachable_admin_fails_are_not_a_line_per_model_nam
     lines = [r for r in caplog.records if r.name == "gateway.service._acls"]
     assert len(lines) == 1, [r.getMessage() for r in lines]
     assert "/sax/test/n" not in lines[0].getMessage()
+
+
+async def test_a_full_acl_cache_drops_the_model_unused_longest_not_every_model(
+    inproc_cell: InprocCell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The cache emptied itself when full: every model's next call then waited for the admin,
+    # and while it was away, failed. Now the model unused longest makes room.
+    monkeypatch.setattr(_acls, "_MAX_MODELS", 2)
+    client = ClientSettings(sax_root=inproc_cell.sax_root, admin_unreachable_after=0.5)
+    models = [f"/sax/test/full{i}" for i in range(4)]
+    async with (
+        running_gateway(inproc_cell.sax_root, client=client) as server,
+        aio_channel(server.address) as channel,
+    ):
+        stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+        for model in models:
+            await stub.PublishModel(
+                pb.PublishModelRequest(model=model, model_path=TEST_LM, checkpoint="None"),
+                timeout=20,
+            )
+        for model in models:  # read in this order: the first two make room for the last two
+            await stub.WaitForReady(pb.WaitForReadyRequest(model=model), timeout=20)
+            await stub.Generate(pb.GenerateRequest(model=model, query="q"), timeout=20)
+        await inproc_cell.admin.stop(grace=0)
+        for model in models[2:]:  # their ACLs are at hand: the admin is not needed
+            reply = await stub.Generate(pb.GenerateRequest(model=model, query="q"), timeout=20)
+            assert [t.text for t in reply.texts] == ["q"]
+        with pytest.raises(grpc.aio.AioRpcError) as dropped:
+            await stub.Generate(pb.GenerateRequest(model=models[0], query="q"), timeout=20)
+        assert dropped.value.code() == grpc.StatusCode.UNAVAILABLE

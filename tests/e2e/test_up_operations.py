@@ -226,20 +226,36 @@ def test_the_embedded_cells_lines_are_json_when_the_logs_are(tmp_path: Path) -> 
     assert {"gateway.cell.admin", "gateway.cell.modelserver"} <= loggers
 
 
+def _healthz_fails_within(url: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if httpx.get(url).status_code == 503:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def test_a_stream_longer_than_the_default_grace_ends_whole_after_sigterm(tmp_path: Path) -> None:
     # `up` and `serve` had no --grace-period (a fixed 10 s) nor --max-streams-per-client:
     # an LLM stream longer than that was cut when the stack stopped.
     words = [f"w{i}" for i in range(12)]  # a token a second: 11 s after SIGTERM, over 10 s
     port = free_port()
+    config = tmp_path / "saxgw.yaml"
+    config.write_text(_config('"/sax/test/*"'))
     argv = [
         *own_ports_and_dirs(port, tmp_path),
         "--ops-port=0",
         "--grace-period=30",
         "--max-streams-per-client=1",
+        # Off loopback (so with a key), as behind a load balancer: Envoy's admin then takes
+        # /healthcheck/fail, which a loopback one refuses (a web page could send it there).
+        "--listen=0.0.0.0",
+        f"--config={config}",
     ]
     with saxgw_up(argv) as up:
         up.wait_for("Ready. Try:")
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+        url = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=url, headers=OPS, timeout=60) as http:
             body = publish_body(MODEL, TEST_LM, text=" ".join(words), delay_ms="1000")
             assert http.post("/publish", json=body).status_code == 200
             ready = http.post("/wait_for_ready", json={"model": MODEL, "timeout": "30s"})
@@ -254,6 +270,9 @@ def test_a_stream_longer_than_the_default_grace_ends_whole_after_sigterm(tmp_pat
                 assert second.status_code == 429, second.text
                 started = time.monotonic()
                 up.proc.send_signal(signal.SIGTERM)
+                # A load balancer is told at once to send new calls elsewhere: /healthz stayed
+                # 200 for ~3 s, until Envoy's health checks found the gateways stopping.
+                assert _healthz_fails_within(f"{url}/healthz", 1.5)
                 events += [json.loads(x.removeprefix("data: ")) for x in lines if x]
         assert time.monotonic() - started > 10
         assert up.proc.wait(60) == 0

@@ -37,6 +37,7 @@ from google.protobuf.message import Message
 from saxml.protobuf import admin_pb2_grpc
 
 from gateway import naming
+from gateway.client import _othercell as othercell
 from gateway.client._channels import insecure_channel
 from gateway.client._observer import Metadata, Observer, observed
 from gateway.client._saxroot import CellDir
@@ -160,13 +161,14 @@ class _Outage:
 
 
 class _Connection:
-    __slots__ = ("address", "channel", "poisoned", "stub")
+    __slots__ = ("address", "channel", "of_this_cell", "poisoned", "stub")
 
     def __init__(self, address: str) -> None:
         self.address = address
         self.channel = insecure_channel(address)
         self.stub = admin_pb2_grpc.AdminStub(self.channel)
         self.poisoned = False
+        self.of_this_cell = False  # an answer showed it is this cell's admin (`_othercell`)
 
 
 class CellAdmin:
@@ -261,15 +263,27 @@ class CellAdmin:
                 sent_at = now()
                 outage.sent = True
                 if self._observer is None:
-                    return await rpc(request, timeout=timeout, metadata=metadata or None)
-                attempt = self._observer.attempt(
-                    self.cell.id, f"admin.{method.name}", conn.address, number
-                )
-                sent = (*metadata, *(attempt.metadata or ()))
-                return await observed(attempt, rpc(request, timeout=timeout, metadata=sent or None))
+                    reply = await rpc(request, timeout=timeout, metadata=metadata or None)
+                else:
+                    attempt = self._observer.attempt(
+                        self.cell.id, f"admin.{method.name}", conn.address, number
+                    )
+                    sent = (*metadata, *(attempt.metadata or ()))
+                    reply = await observed(
+                        attempt, rpc(request, timeout=timeout, metadata=sent or None)
+                    )
+                other = othercell.in_listing(reply, self.cell)
+                if other is None:
+                    return reply
+                raise othercell.unavailable(other, self.cell)
             except grpc.aio.AioRpcError as exc:
                 error = from_grpc_error(exc)
-                if silent_after is not None and exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                other = othercell.in_error(exc.details(), self.cell)
+                if other is None and conn is not None and error.code == grpc.StatusCode.NOT_FOUND:
+                    other = await self._other_cell(conn, method, request)
+                if other is not None:
+                    error = othercell.unavailable(other, self.cell)
+                elif silent_after is not None and exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                     # Its own bound, not the call's deadline: the admin has said nothing since
                     # `sent_at`, the start of this outage.
                     error = UnavailableError(
@@ -316,6 +330,21 @@ class CellAdmin:
                 "admin %s for %s: %s; retrying in %.3fs", method.name, self.cell, error, delay
             )
             await asyncio.sleep(delay)
+
+    async def _other_cell(
+        self, conn: _Connection, method: AdminMethod[_Req, _Resp], request: _Req
+    ) -> str | None:
+        """After a NOT_FOUND, the other cell ``conn``'s admin serves, if it does and the method
+        is one that admins do not check the cell of; asked once per connection."""
+        model_id = getattr(request, "model_id", "")
+        if conn.of_this_cell or method.name not in othercell.UNCHECKED or not model_id:
+            return None
+        self._counter.value += 1
+        answered, other = await othercell.in_answer_to_list(
+            conn.stub, model_id, self.cell, self._unreachable_after
+        )
+        conn.of_this_cell = answered and other is None
+        return other
 
     def _silent_after(
         self, method: AdminMethod[_Req, _Resp], timeout: float | None

@@ -141,12 +141,14 @@ class _Outage:
     ``explained``: that error says itself why (the admin answered it, or SAX_ROOT failed),
     so the call ends with it rather than with "the admin is unreachable". ``sent``: an
     attempt is out since that error; if the error was a failure to reach the admin, the
-    admin may be back, and a deadline that runs out now is the call's own."""
+    admin may be back, and a deadline that runs out now is the call's own. ``finding``: the
+    call is waiting for the admin's address, read from SAX_ROOT."""
 
-    __slots__ = ("address", "error", "explained", "sent", "since")
+    __slots__ = ("address", "error", "explained", "finding", "sent", "since")
 
     def __init__(self) -> None:
         self.since = 0.0
+        self.finding = False
         self.address: str | None = None
         self.error: SaxError | None = None
         self.explained = False
@@ -232,6 +234,10 @@ class CellAdmin:
             # restarted admin was "unreachable: Connection refused", its first attempt's error).
             if outage.error is not None and (outage.explained or not outage.sent):
                 raise self._unreachable(outage) from None
+            if outage.finding:
+                # SAX_ROOT has not answered (a storage read retries for up to GCS_RETRY_S):
+                # the admin could not be looked for, which is not an admin that hung.
+                raise self.files.unanswered() from None
             raise DeadlineExceededError(
                 f"admin {method.name} for {self.cell} did not finish within its deadline"
             ) from None
@@ -252,7 +258,9 @@ class CellAdmin:
             silent_after: float | None = None
             answered = False  # the admin itself answered UNAVAILABLE: it is reachable
             try:
+                outage.finding = True
                 conn = await self._connection()
+                outage.finding = False
                 self._counter.value += 1
                 number += 1
                 rpc = method.pick(conn.stub)

@@ -13,8 +13,6 @@ read again.
 
 from __future__ import annotations
 
-import re
-
 import grpc
 from saxml.protobuf import admin_pb2, admin_pb2_grpc
 
@@ -25,7 +23,6 @@ from gateway.common.errors import InvalidArgumentError, UnavailableError, code_f
 # the embedded one checks the cell of a WatchLoc; an admin may not check a WaitForReady's
 # either (the embedded one does). Such a NOT_FOUND is checked with `in_answer_to_list`.
 UNCHECKED = frozenset({"WatchLoc", "WaitForReady"})
-_WITHIN = re.compile(r"must be within (?:SAX|Sax) cell [\"'](?P<cell>[^\"']+)[\"']")
 
 
 def unavailable(other: str, cell: naming.CellId) -> UnavailableError:
@@ -35,10 +32,8 @@ def unavailable(other: str, cell: naming.CellId) -> UnavailableError:
 
 def in_error(details: str | None, cell: naming.CellId) -> str | None:
     """The other cell an admin's refusal (``details``) says it serves, or None."""
-    found = _WITHIN.search(details or "")
-    if found is None or found["cell"] == cell.id:
-        return None
-    return found["cell"]
+    other = naming.cell_of_refusal(details or "")
+    return None if other == cell.id else other
 
 
 def in_listing(reply: object, cell: naming.CellId) -> str | None:

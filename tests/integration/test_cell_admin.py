@@ -418,6 +418,29 @@ async def test_a_second_admin_of_a_live_cell_refuses_to_start(tmp_path: Path) ->
         await third.stop()
 
 
+async def test_an_admin_starts_where_its_location_names_another_cells_admin(
+    tmp_path: Path,
+) -> None:
+    # Its location.proto names an address that the admin of another cell took over (two
+    # `saxgw up` of two cells on one SAX_ROOT; a reused pod IP): that admin answered the
+    # probe, and this cell's admin refused to start for good ("another admin server of
+    # /sax/test answers at ..."), restarted and refused again by `python -m gateway.cell`.
+    settings = fast_settings(tmp_path, num_model_servers=0)
+    other = AdminServer(dataclasses.replace(settings, cell="/sax/other"))
+    await other.start()
+    mine = AdminServer(settings)
+    try:
+        stale = admin_pb2.Location(location=other.address).SerializeToString()
+        location = tmp_path / "root" / "sax" / "test" / "location.proto"
+        location.parent.mkdir(parents=True)
+        location.write_bytes(stale)
+        await mine.start()
+        assert admin_pb2.Location.FromString(location.read_bytes()).location == mine.address
+    finally:
+        await mine.stop()
+        await other.stop()
+
+
 async def test_an_admin_that_another_took_over_from_saves_nothing(tmp_path: Path) -> None:
     # An admin that hung while another took the cell over (location.proto names that one),
     # then resumed, took changes until it next read location.proto (every 5 s): it

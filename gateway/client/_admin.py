@@ -78,11 +78,14 @@ class AdminMethod(Generic[_Req, _Resp]):
     #: A read the admin answers at once: no answer within the unreachable window is a hung
     #: admin (see the module docstring).
     prompt: bool = False
+    #: A change: once an attempt may have been made (its answer lost), it is retried until
+    #: its deadline, not given up as UNAVAILABLE ("not done") after the unreachable window.
+    changes: bool = False
 
 
-PUBLISH = AdminMethod("Publish", lambda s: s.Publish)
-UPDATE = AdminMethod("Update", lambda s: s.Update)
-UNPUBLISH = AdminMethod("Unpublish", lambda s: s.Unpublish)
+PUBLISH = AdminMethod("Publish", lambda s: s.Publish, changes=True)
+UPDATE = AdminMethod("Update", lambda s: s.Update, changes=True)
+UNPUBLISH = AdminMethod("Unpublish", lambda s: s.Unpublish, changes=True)
 LIST = AdminMethod("List", lambda s: s.List, prompt=True)
 STATS = AdminMethod("Stats", lambda s: s.Stats, prompt=True)
 WATCH_LOC = AdminMethod("WatchLoc", lambda s: s.WatchLoc)
@@ -118,6 +121,13 @@ def _answered(exc: grpc.aio.AioRpcError) -> bool:
     cell's) end their messages with the code's Go name; grpc's own failures to reach a
     server ("failed to connect to all addresses; ...", "Socket closed") do not."""
     return code_from_text(exc.details() or "") is not None
+
+
+def _never_sent(exc: BaseException | None) -> bool:
+    """Whether grpc failed a call for want of a connection, so the admin never had it."""
+    return isinstance(exc, grpc.aio.AioRpcError) and (exc.details() or "").startswith(
+        "failed to connect to all addresses"
+    )
 
 
 def _not_an_admin(exc: grpc.aio.AioRpcError) -> bool:
@@ -228,6 +238,8 @@ class CellAdmin:
                     method, request, deadline, outage, attempts, metadata
                 )
         except TimeoutError:
+            if method.changes and attempts.uncertain:
+                raise self._maybe_made(method, outage) from None
             # The deadline ran out while the admin was away, or while it answered why it
             # could not serve (its storage failing); not while an attempt waited on an admin
             # that came back after a failure to reach it (a WaitForReady long poll on a
@@ -257,6 +269,7 @@ class CellAdmin:
             conn: _Connection | None = None
             silent_after: float | None = None
             answered = False  # the admin itself answered UNAVAILABLE: it is reachable
+            refused = False  # an admin answered, but is not this cell's
             try:
                 outage.finding = True
                 conn = await self._connection()
@@ -291,6 +304,7 @@ class CellAdmin:
                     other = await self._other_cell(conn, method, request)
                 if other is not None:
                     error = othercell.unavailable(other, self.cell)
+                    refused = True  # by the wrong admin: nothing was made
                 elif silent_after is not None and exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                     # Its own bound, not the call's deadline: the admin has said nothing since
                     # `sent_at`, the start of this outage.
@@ -320,12 +334,14 @@ class CellAdmin:
             outage.sent = False
             if error.code == grpc.StatusCode.UNAVAILABLE:
                 if conn is not None and not answered:
-                    attempts.uncertain = True  # sent, maybe applied, answer lost
+                    # Sent, maybe applied, answer lost; unless grpc never had a connection.
+                    attempts.uncertain |= not (refused or _never_sent(error.__cause__))
                     self._poison(conn)
                 # SAX_ROOT's own failure (the location could not be read) explains itself too.
                 explained = answered or isinstance(error.__cause__, StorageError)
                 outage.record(now(), conn.address if conn else None, error, explained=explained)
-                if now() - outage.since >= self._unreachable_after:
+                maybe_made = method.changes and attempts.uncertain
+                if now() - outage.since >= self._unreachable_after and not maybe_made:
                     raise self._unreachable(outage)
             else:
                 outage.error = None  # it answered
@@ -333,6 +349,8 @@ class CellAdmin:
             if error.code not in RETRY_CODES:
                 raise error
             if not deadline.allows(delay):
+                if method.changes and attempts.uncertain:
+                    raise self._maybe_made(method, outage)
                 raise self._unreachable(outage) if outage.error is not None else error
             _log.debug(
                 "admin %s for %s: %s; retrying in %.3fs", method.name, self.cell, error, delay
@@ -362,6 +380,14 @@ class CellAdmin:
         if not method.prompt or (timeout is not None and timeout <= self._unreachable_after):
             return None
         return self._unreachable_after
+
+    def _maybe_made(self, method: AdminMethod[_Req, _Resp], outage: _Outage) -> SaxError:
+        """A change whose outcome is unknown: sent, its answer lost, and no retry answered."""
+        where = f" at {outage.address}" if outage.address else ""
+        return DeadlineExceededError(
+            f"admin {method.name} for {self.cell} did not finish within its deadline: the admin"
+            f" server{where} went away after it was sent, so it may have been made"
+        )
 
     def _unreachable(self, outage: _Outage) -> SaxError:
         assert outage.error is not None

@@ -37,6 +37,7 @@ from google.protobuf.message import Message
 from saxml.protobuf import admin_pb2_grpc
 
 from gateway import naming
+from gateway.client import _othercell as othercell
 from gateway.client._channels import close_channel, insecure_channel
 from gateway.client._observer import Metadata, Observer, observed
 from gateway.client._saxroot import CellDir
@@ -77,11 +78,14 @@ class AdminMethod(Generic[_Req, _Resp]):
     #: A read the admin answers at once: no answer within the unreachable window is a hung
     #: admin (see the module docstring).
     prompt: bool = False
+    #: A change: once an attempt may have been made (its answer lost), it is retried until
+    #: its deadline, not given up as UNAVAILABLE ("not done") after the unreachable window.
+    changes: bool = False
 
 
-PUBLISH = AdminMethod("Publish", lambda s: s.Publish)
-UPDATE = AdminMethod("Update", lambda s: s.Update)
-UNPUBLISH = AdminMethod("Unpublish", lambda s: s.Unpublish)
+PUBLISH = AdminMethod("Publish", lambda s: s.Publish, changes=True)
+UPDATE = AdminMethod("Update", lambda s: s.Update, changes=True)
+UNPUBLISH = AdminMethod("Unpublish", lambda s: s.Unpublish, changes=True)
 LIST = AdminMethod("List", lambda s: s.List, prompt=True)
 STATS = AdminMethod("Stats", lambda s: s.Stats, prompt=True)
 WATCH_LOC = AdminMethod("WatchLoc", lambda s: s.WatchLoc)
@@ -119,6 +123,13 @@ def _answered(exc: grpc.aio.AioRpcError) -> bool:
     return code_from_text(exc.details() or "") is not None
 
 
+def _never_sent(exc: BaseException | None) -> bool:
+    """Whether grpc failed a call for want of a connection, so the admin never had it."""
+    return isinstance(exc, grpc.aio.AioRpcError) and (exc.details() or "").startswith(
+        "failed to connect to all addresses"
+    )
+
+
 def _not_an_admin(exc: grpc.aio.AioRpcError) -> bool:
     """Whether the server at the admin's address answered as a server without sax.Admin."""
     return exc.code() == grpc.StatusCode.UNIMPLEMENTED and exc.details() in _NO_SUCH_SERVICE
@@ -140,12 +151,14 @@ class _Outage:
     ``explained``: that error says itself why (the admin answered it, or SAX_ROOT failed),
     so the call ends with it rather than with "the admin is unreachable". ``sent``: an
     attempt is out since that error; if the error was a failure to reach the admin, the
-    admin may be back, and a deadline that runs out now is the call's own."""
+    admin may be back, and a deadline that runs out now is the call's own. ``finding``: the
+    call is waiting for the admin's address, read from SAX_ROOT."""
 
-    __slots__ = ("address", "error", "explained", "sent", "since")
+    __slots__ = ("address", "error", "explained", "finding", "sent", "since")
 
     def __init__(self) -> None:
         self.since = 0.0
+        self.finding = False
         self.address: str | None = None
         self.error: SaxError | None = None
         self.explained = False
@@ -160,13 +173,14 @@ class _Outage:
 
 
 class _Connection:
-    __slots__ = ("address", "channel", "poisoned", "stub")
+    __slots__ = ("address", "channel", "of_this_cell", "poisoned", "stub")
 
     def __init__(self, address: str) -> None:
         self.address = address
         self.channel = insecure_channel(address)
         self.stub = admin_pb2_grpc.AdminStub(self.channel)
         self.poisoned = False
+        self.of_this_cell = False  # an answer showed it is this cell's admin (`_othercell`)
 
 
 class CellAdmin:
@@ -224,12 +238,18 @@ class CellAdmin:
                     method, request, deadline, outage, attempts, metadata
                 )
         except TimeoutError:
+            if method.changes and attempts.uncertain:
+                raise self._maybe_made(method, outage) from None
             # The deadline ran out while the admin was away, or while it answered why it
             # could not serve (its storage failing); not while an attempt waited on an admin
             # that came back after a failure to reach it (a WaitForReady long poll on a
             # restarted admin was "unreachable: Connection refused", its first attempt's error).
             if outage.error is not None and (outage.explained or not outage.sent):
                 raise self._unreachable(outage) from None
+            if outage.finding:
+                # SAX_ROOT has not answered (a storage read retries for up to GCS_RETRY_S):
+                # the admin could not be looked for, which is not an admin that hung.
+                raise self.files.unanswered() from None
             raise DeadlineExceededError(
                 f"admin {method.name} for {self.cell} did not finish within its deadline"
             ) from None
@@ -249,8 +269,11 @@ class CellAdmin:
             conn: _Connection | None = None
             silent_after: float | None = None
             answered = False  # the admin itself answered UNAVAILABLE: it is reachable
+            refused = False  # an admin answered, but is not this cell's
             try:
+                outage.finding = True
                 conn = await self._connection()
+                outage.finding = False
                 self._counter.value += 1
                 number += 1
                 rpc = method.pick(conn.stub)
@@ -261,15 +284,28 @@ class CellAdmin:
                 sent_at = now()
                 outage.sent = True
                 if self._observer is None:
-                    return await rpc(request, timeout=timeout, metadata=metadata or None)
-                attempt = self._observer.attempt(
-                    self.cell.id, f"admin.{method.name}", conn.address, number
-                )
-                sent = (*metadata, *(attempt.metadata or ()))
-                return await observed(attempt, rpc(request, timeout=timeout, metadata=sent or None))
+                    reply = await rpc(request, timeout=timeout, metadata=metadata or None)
+                else:
+                    attempt = self._observer.attempt(
+                        self.cell.id, f"admin.{method.name}", conn.address, number
+                    )
+                    sent = (*metadata, *(attempt.metadata or ()))
+                    reply = await observed(
+                        attempt, rpc(request, timeout=timeout, metadata=sent or None)
+                    )
+                other = othercell.in_listing(reply, self.cell)
+                if other is None:
+                    return reply
+                raise othercell.unavailable(other, self.cell)
             except grpc.aio.AioRpcError as exc:
                 error = from_grpc_error(exc)
-                if silent_after is not None and exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                other = othercell.in_error(exc.details(), self.cell)
+                if other is None and conn is not None and error.code == grpc.StatusCode.NOT_FOUND:
+                    other = await self._other_cell(conn, method, request)
+                if other is not None:
+                    error = othercell.unavailable(other, self.cell)
+                    refused = True  # by the wrong admin: nothing was made
+                elif silent_after is not None and exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                     # Its own bound, not the call's deadline: the admin has said nothing since
                     # `sent_at`, the start of this outage.
                     error = UnavailableError(
@@ -298,12 +334,14 @@ class CellAdmin:
             outage.sent = False
             if error.code == grpc.StatusCode.UNAVAILABLE:
                 if conn is not None and not answered:
-                    attempts.uncertain = True  # sent, maybe applied, answer lost
+                    # Sent, maybe applied, answer lost; unless grpc never had a connection.
+                    attempts.uncertain |= not (refused or _never_sent(error.__cause__))
                     self._poison(conn)
                 # SAX_ROOT's own failure (the location could not be read) explains itself too.
                 explained = answered or isinstance(error.__cause__, StorageError)
                 outage.record(now(), conn.address if conn else None, error, explained=explained)
-                if now() - outage.since >= self._unreachable_after:
+                maybe_made = method.changes and attempts.uncertain
+                if now() - outage.since >= self._unreachable_after and not maybe_made:
                     raise self._unreachable(outage)
             else:
                 outage.error = None  # it answered
@@ -311,11 +349,28 @@ class CellAdmin:
             if error.code not in RETRY_CODES:
                 raise error
             if not deadline.allows(delay):
+                if method.changes and attempts.uncertain:
+                    raise self._maybe_made(method, outage)
                 raise self._unreachable(outage) if outage.error is not None else error
             _log.debug(
                 "admin %s for %s: %s; retrying in %.3fs", method.name, self.cell, error, delay
             )
             await asyncio.sleep(delay)
+
+    async def _other_cell(
+        self, conn: _Connection, method: AdminMethod[_Req, _Resp], request: _Req
+    ) -> str | None:
+        """After a NOT_FOUND, the other cell ``conn``'s admin serves, if it does and the method
+        is one that admins do not check the cell of; asked once per connection."""
+        model_id = getattr(request, "model_id", "")
+        if conn.of_this_cell or method.name not in othercell.UNCHECKED or not model_id:
+            return None
+        self._counter.value += 1
+        answered, other = await othercell.in_answer_to_list(
+            conn.stub, model_id, self.cell, self._unreachable_after
+        )
+        conn.of_this_cell = answered and other is None
+        return other
 
     def _silent_after(
         self, method: AdminMethod[_Req, _Resp], timeout: float | None
@@ -325,6 +380,14 @@ class CellAdmin:
         if not method.prompt or (timeout is not None and timeout <= self._unreachable_after):
             return None
         return self._unreachable_after
+
+    def _maybe_made(self, method: AdminMethod[_Req, _Resp], outage: _Outage) -> SaxError:
+        """A change whose outcome is unknown: sent, its answer lost, and no retry answered."""
+        where = f" at {outage.address}" if outage.address else ""
+        return DeadlineExceededError(
+            f"admin {method.name} for {self.cell} did not finish within its deadline: the admin"
+            f" server{where} went away after it was sent, so it may have been made"
+        )
 
     def _unreachable(self, outage: _Outage) -> SaxError:
         assert outage.error is not None

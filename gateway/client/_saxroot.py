@@ -156,6 +156,12 @@ class CellDir:
         except StorageError as exc:  # an atomic write: the config stays as it was
             raise self._storage_failure(exc, "could not save the config") from exc
 
+    def unanswered(self) -> SaxError:
+        """What a caller learns when its deadline passed while it waited for this cell's
+        location.proto: SAX_ROOT did not answer in time (the read logs how it ends)."""
+        late = StorageError(f"the location of {self.cell} was not read in time", transient=True)
+        return self._storage_failure(late, "could not find the admin server")
+
     def _storage_failure(self, exc: StorageError, failed: str) -> SaxError:
         """``failed`` ("could not read the config") of this cell, for a caller."""
         return sax_root_failure(exc, f"{failed} of cell {self.cell}")

@@ -163,6 +163,21 @@ ACL_METHODS = frozenset(
 )
 
 
+def outside_cell(model_id: str, cell: str) -> str:
+    """How an admin of ``cell`` refuses a request naming ``model_id`` of another cell."""
+    return f"model {model_id} must be within Sax cell {cell!r}"
+
+
+# Upstream's admin says `... must be within SAX cell "/sax/x"`; the embedded one `outside_cell`.
+_OUTSIDE_CELL = re.compile(r"must be within (?:SAX|Sax) cell [\"'](?P<cell>[^\"']+)[\"']")
+
+
+def cell_of_refusal(details: str) -> str | None:
+    """The cell an admin says it serves when it refuses a model of another one, or None."""
+    found = _OUTSIDE_CELL.search(details)
+    return None if found is None else found["cell"]
+
+
 def check_acl_method(method: str) -> None:
     """Raises ``InvalidArgumentError`` unless a model ACL may name ``method``."""
     if method not in ACL_METHODS:

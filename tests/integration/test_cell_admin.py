@@ -445,3 +445,60 @@ async def test_a_second_admin_of_a_live_cell_refuses_to_start(tmp_path: Path) ->
         assert [m.model.model_id for m in listed.published_models] == ["/sax/test/kept"]
     finally:
         await third.stop()
+
+
+async def test_an_admin_starts_where_its_location_names_another_cells_admin(
+    tmp_path: Path,
+) -> None:
+    # Its location.proto names an address that the admin of another cell took over (two
+    # `saxgw up` of two cells on one SAX_ROOT; a reused pod IP): that admin answered the
+    # probe, and this cell's admin refused to start for good ("another admin server of
+    # /sax/test answers at ..."), restarted and refused again by `python -m gateway.cell`.
+    settings = fast_settings(tmp_path, num_model_servers=0)
+    other = AdminServer(dataclasses.replace(settings, cell="/sax/other"))
+    await other.start()
+    mine = AdminServer(settings)
+    try:
+        stale = admin_pb2.Location(location=other.address).SerializeToString()
+        location = tmp_path / "root" / "sax" / "test" / "location.proto"
+        location.parent.mkdir(parents=True)
+        location.write_bytes(stale)
+        await mine.start()
+        assert admin_pb2.Location.FromString(location.read_bytes()).location == mine.address
+    finally:
+        await mine.stop()
+        await other.stop()
+
+
+async def test_an_admin_that_another_took_over_from_saves_nothing(tmp_path: Path) -> None:
+    # An admin that hung while another took the cell over (location.proto names that one),
+    # then resumed, took changes until it next read location.proto (every 5 s): it
+    # acknowledged them and saved its own view over state.proto, so the other admin's
+    # acknowledged publishes were gone at its next restart, and this one's never reached it.
+    fast = fast_settings(tmp_path, num_model_servers=0)
+    first = AdminServer(dataclasses.replace(fast, location_watch_interval=60.0))
+    await first.start()
+    try:
+        async with admin_stub(first.address) as admin:
+            await publish(admin, "before", replicas=0, wait=False)
+            state = tmp_path / "root" / "fsroot" / "sax" / "test" / "state.proto"
+            saved = state.read_bytes()
+            other = admin_pb2.Location(location="127.0.0.1:1").SerializeToString()
+            (tmp_path / "root" / "sax" / "test" / "location.proto").write_bytes(other)
+            published = await _error(publish(admin, "after", replicas=0, wait=False))
+            unpublished = await _error(
+                admin.Unpublish(admin_pb2.UnpublishRequest(model_id=f"{CELL}/before"))
+            )
+        for error, failed in (
+            (published, "publish /sax/test/after"),
+            (unpublished, "unpublish /sax/test/before"),
+        ):
+            assert error.code() == Code.UNAVAILABLE
+            assert error.details() == (
+                f"could not {failed}: this admin server no longer serves the cell; retry: "
+                "Unavailable"
+            )
+        assert state.read_bytes() == saved
+        assert first.superseded.is_set()  # `python -m gateway.cell.admin` then stops
+    finally:
+        await first.stop()

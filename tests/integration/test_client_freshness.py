@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -16,6 +17,7 @@ import pytest
 from grpc_health.v1 import health, health_pb2_grpc
 from saxml.protobuf import admin_pb2
 
+from gateway.cell import AdminServer, CellSettings
 from gateway.client import (
     CallOptions,
     Client,
@@ -26,7 +28,7 @@ from gateway.client import (
 )
 from gateway.launch.processes import free_port
 from tests._approx import approx
-from tests.integration._cell_fixtures import eventually, stand_in_server
+from tests.integration._cell_fixtures import admin_stub, eventually, stand_in_server
 from tests.integration._client_fixtures import CELL, TEST_LM, RunningCell, publish_ready
 
 T = CallOptions(timeout=20)
@@ -213,6 +215,46 @@ async def test_a_location_naming_a_server_that_is_no_admin_is_unavailable(tmp_pa
                 await client.list_all(CELL, timeout=BOUND_S)
     assert f"cell {CELL} at {other} is unreachable" in caught.value.message
     assert "does not serve sax.Admin" in caught.value.message
+
+
+async def test_a_location_naming_another_cells_admin_is_unavailable(tmp_path: Path) -> None:
+    # A stale location.proto whose address the admin of another cell took over (two
+    # `saxgw up` of two cells on one SAX_ROOT, both on admin port 10000; a reused pod IP):
+    # that admin's models were listed as this cell's (and twice by /v1/models), a publish
+    # was INVALID_ARGUMENT (400) "must be within Sax cell '/sax/other'", and calls to a
+    # model of this cell were NOT_FOUND (404) "is not published". It is an admin that is
+    # not there, as an address no admin serves is.
+    other = AdminServer(CellSettings(sax_root=str(tmp_path), cell="/sax/other"))
+    await other.start()
+    try:
+        async with admin_stub(other.address) as stub:
+            model = admin_pb2.Model(
+                model_id="/sax/other/om", model_path=TEST_LM, checkpoint_path="None"
+            )
+            await stub.Publish(admin_pb2.PublishRequest(model=model), timeout=5)
+            cell_dir = tmp_path / "sax" / "test"
+            cell_dir.mkdir(parents=True)
+            location = admin_pb2.Location(location=other.address).SerializeToString()
+            (cell_dir / "location.proto").write_bytes(location)
+            settings = ClientSettings(sax_root=str(tmp_path), admin_unreachable_after=0.2)
+            async with Client(settings) as client:
+                calls: list[Callable[[], Awaitable[object]]] = [
+                    lambda: client.list_all(CELL, timeout=BOUND_S),
+                    lambda: client.list_detail(f"{CELL}/lm", timeout=BOUND_S),
+                    lambda: client.publish(f"{CELL}/new", TEST_LM, "None", 1, timeout=BOUND_S),
+                    lambda: client.lm_generate(f"{CELL}/lm", "q", T),
+                ]
+                for call in calls:
+                    with pytest.raises(UnavailableError) as caught:
+                        await call()
+                    assert f"cell {CELL} at {other.address} is unreachable" in (
+                        caught.value.message
+                    ), caught.value.message
+                    assert "the admin of cell /sax/other" in caught.value.message
+            listed = await stub.List(admin_pb2.ListRequest(), timeout=5)
+        assert [m.model.model_id for m in listed.published_models] == ["/sax/other/om"]
+    finally:
+        await other.stop(grace=0)
 
 
 async def test_an_unreachable_admin_is_announced_once_not_at_every_retry(

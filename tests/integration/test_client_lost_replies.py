@@ -7,6 +7,7 @@ stand-in that answers as upstream's does (UNKNOWN, the Go code name last), over 
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,9 +15,9 @@ import grpc
 import pytest
 from saxml.protobuf import admin_pb2, admin_pb2_grpc
 
-from gateway.client import AlreadyExistsError, Client, NotFoundError
+from gateway.client import AlreadyExistsError, Client, ClientSettings, NotFoundError
 from gateway.common.rpc import Context
-from tests.integration._cell_fixtures import client_of_stand_in_admin
+from tests.integration._cell_fixtures import client_of_stand_in_admin, stand_in_admin
 
 CELL = "/sax/lost"
 MODEL = f"{CELL}/lm"
@@ -28,12 +29,13 @@ class LosingAdmin(admin_pb2_grpc.AdminServicer):
     def __init__(self) -> None:
         self.models: dict[str, admin_pb2.Model] = {}
         self.lose = 0
+        self.lose_until = 0.0  # and every reply until then (time.monotonic())
         self.calls: list[str] = []
 
     async def _answer(self, context: Context, name: str, error: str | None) -> None:
         self.calls.append(name)
-        if self.lose:
-            self.lose -= 1
+        if self.lose or time.monotonic() < self.lose_until:
+            self.lose = max(0, self.lose - 1)
             await context.abort(grpc.StatusCode.UNAVAILABLE, "connection reset")
         if error is not None:
             await context.abort(grpc.StatusCode.UNKNOWN, error)
@@ -108,3 +110,23 @@ async def test_an_unpublish_whose_reply_was_lost_succeeds(
     assert admin.calls == ["Publish", "Unpublish", "Unpublish"]
     with pytest.raises(NotFoundError):
         await client.unpublish(MODEL)
+
+
+async def test_a_change_whose_reply_was_lost_is_not_unavailable_while_the_admin_is_away(
+    tmp_path: Path,
+) -> None:
+    # The admin applied a publish, then was away (killed, restarting) for longer than the
+    # unreachable window: the call was UNAVAILABLE (503), "not done, retry", though it was
+    # done (two gateways publishing one model under admin kills: 1 of 400 told both callers
+    # 503 and kept one's model; a retry would have answered 409). It retries until the admin
+    # answers, within its deadline, and learns its own change.
+    admin = LosingAdmin()  # type: ignore[abstract]
+    root = str(tmp_path / "root")
+    settings = ClientSettings(sax_root=root, admin_timeout=10, admin_unreachable_after=0.3)
+    async with stand_in_admin(admin, root, CELL), Client(settings) as client:
+        admin.lose_until = time.monotonic() + 1.5
+        await client.publish(MODEL, "some.Model", "None", 1)
+        await client.publish(f"{MODEL}-b", "some.Model", "None", 1)
+        admin.lose_until = time.monotonic() + 1.5
+        await client.unpublish(MODEL)
+    assert list(admin.models) == [f"{MODEL}-b"]

@@ -4,12 +4,16 @@ gateway.common.storage itself, then a whole cell (admin and model servers) and a
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 from gcp_storage_emulator.server import create_server
+from saxml.protobuf import admin_pb2
 
+from gateway import naming
 from gateway.client import CallOptions, Client, ClientSettings, UnavailableError
+from gateway.client._admin import LIST, PUBLISH, CellAdmin, RpcCounter
+from gateway.common.deadline import Deadline
 from gateway.common.storage import GcsStorage, StorageError, open_storage
 from gateway.service._health import cell_problem, cell_reachable
 from tests._storage import FaultyFront
@@ -93,6 +97,32 @@ async def test_an_unreachable_endpoint_is_a_storage_error_within_the_retry_budge
     ):
         with pytest.raises(StorageError, match=f"gs://{BUCKET}/root is unreachable"):
             await attempt
+
+
+async def test_a_call_whose_deadline_passes_while_gcs_is_down_is_unavailable() -> None:
+    # Finding a cell's admin reads its location.proto, which retries a GCS that is down for
+    # its retry budget (10 s). A call with a shorter deadline ended DEADLINE_EXCEEDED (504)
+    # "admin List for /sax/test did not finish within its deadline", as if the admin had
+    # hung, and a longer one UNAVAILABLE (503) naming SAX_ROOT: both are the latter now.
+    storage = GcsStorage(f"gs://{BUCKET}/root", endpoint=_dead_endpoint(), retry_timeout=2.0)
+    admin = CellAdmin(naming.CellId("test"), storage, RpcCounter(), unreachable_after=5.0)
+    try:
+        model = admin_pb2.Model(model_id=f"{CELL}/m")
+        calls: list[Callable[[], Awaitable[object]]] = [
+            lambda: admin.call(LIST, admin_pb2.ListRequest(), deadline=Deadline.after(0.5)),
+            lambda: admin.call(
+                PUBLISH, admin_pb2.PublishRequest(model=model), deadline=Deadline.after(0.5)
+            ),
+        ]
+        for call in calls:
+            with pytest.raises(UnavailableError) as caught:
+                await call()
+            assert caught.value.message == (
+                f"could not find the admin server of cell {CELL}: this gateway's SAX_ROOT is "
+                "unavailable; retry later"
+            )
+    finally:
+        await admin.close()
 
 
 async def test_a_missing_bucket_is_a_storage_error_that_names_it(gcs_endpoint: str) -> None:

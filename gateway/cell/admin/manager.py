@@ -46,10 +46,20 @@ _REPOLL_FAILED = 0.5
 
 
 class Manager:
-    def __init__(self, *, settings: CellSettings, files: CellFiles, fs_root: str) -> None:
+    def __init__(
+        self,
+        *,
+        settings: CellSettings,
+        files: CellFiles,
+        fs_root: str,
+        serves_cell: Callable[[], Awaitable[bool]] | None = None,
+    ) -> None:
+        """``serves_cell``: whether location.proto still names this admin, asked before each
+        save (an admin that another took the cell over from must not save over its state)."""
         self._settings = settings
         self._files = files
         self._fs_root = fs_root
+        self._serves_cell = serves_cell
         self._models: dict[str, Published] = {}
         self._modelets: dict[str, ModeletConnection] = {}
         # Unpublished models whose unloads are not issued yet: their names are not reusable.
@@ -180,6 +190,11 @@ class Manager:
 
     async def _save(self, specs: list[admin_pb2.Model], failed: str) -> None:
         """Writes state.proto. ``failed`` tells a caller what did not happen."""
+        if self._serves_cell is not None and not await self._serves_cell():
+            # Another admin took the cell over while this one hung: saving would overwrite
+            # what that one saved since, and its callers' changes with it. The caller's
+            # retry finds the other one (this one stops).
+            raise unavailable(f"{failed}: this admin server no longer serves the cell; retry")
         state = admin_pb2.State()
         state.models.extend(sorted(specs, key=lambda spec: spec.model_id))
         try:

@@ -40,6 +40,7 @@ class AdminServer:
         #: Set once location.proto names another admin: this one was superseded.
         self.superseded = asyncio.Event()
         self._guard: asyncio.Task[None] | None = None
+        self._announced = False  # location.proto names this admin (it wrote it)
 
     @property
     def manager(self) -> Manager:
@@ -67,7 +68,10 @@ class AdminServer:
             await refuse_if_alive(self._files, cell=self._settings.cell, mine=self.address)
             self.server_id = f"{self.address}_{os.urandom(8).hex()}"
             self._manager = Manager(
-                settings=self._settings, files=self._files, fs_root=config.fs_root
+                settings=self._settings,
+                files=self._files,
+                fs_root=config.fs_root,
+                serves_cell=self._serves_cell,
             )
             await self._manager.start()
             admin_pb2_grpc.add_AdminServicer_to_server(
@@ -78,6 +82,7 @@ class AdminServer:
             )
             await server.start()
             await self._files.write_location(self.address)
+            self._announced = True
         except BaseException:
             # Bound, maybe started, never announced (a corrupt state.proto, SAX_ROOT refusing
             # location.proto): free the port. A started server left to the garbage collector
@@ -94,29 +99,38 @@ class AdminServer:
         self._guard = asyncio.create_task(self._watch_location(), name="admin location")
 
     async def _watch_location(self) -> None:
-        """Sets ``superseded`` once location.proto names another admin: one started while
-        this one hung (a stopped process, a partitioned host) took the cell over. Serving on,
-        this one would act on what it knew before (its state, its model servers' loads), and
-        once the other one died, location.proto would name a dead admin for good while this
-        one, alive, was never restarted."""
-        while True:
+        """Sets ``superseded`` once location.proto names another admin (`_serves_cell`),
+        read every ``location_watch_interval``."""
+        while await self._serves_cell():
             await asyncio.sleep(self._settings.location_watch_interval)
-            try:
-                named = parse_location(await self._files.read_location_bytes())
-            except StorageError:
-                continue  # logged by the storage; says nothing about who serves the cell
-            except Exception:  # a bug: say so, and keep watching rather than end unheard
-                _log.exception("reading location.proto of %s failed", self._settings.cell)
-                continue
-            if named is not None and named != self.address:
-                _log.warning(
-                    "location.proto of %s names another admin server, %s: it took the cell "
-                    "over (this one hung, or was cut off); this one stops",
-                    self._settings.cell,
-                    named,
-                )
-                self.superseded.set()
-                return
+
+    async def _serves_cell(self) -> bool:
+        """False, with ``superseded`` set, once location.proto names another admin: one
+        started while this one hung (a stopped process, a partitioned host) took the cell
+        over. Serving on, this one would act on what it knew before (its state, its model
+        servers' loads), and once the other one died, location.proto would name a dead admin
+        for good while this one, alive, was never restarted. Asked before each save too."""
+        if self.superseded.is_set():
+            return False
+        if not self._announced:
+            return True  # location.proto names the admin this one replaces, until it starts
+        try:
+            named = parse_location(await self._files.read_location_bytes())
+        except StorageError:
+            return True  # logged by the storage; says nothing about who serves the cell
+        except Exception:  # a bug: say so, and keep serving rather than end unheard
+            _log.exception("reading location.proto of %s failed", self._settings.cell)
+            return True
+        if named is None or named == self.address:
+            return True
+        _log.warning(
+            "location.proto of %s names another admin server, %s: it took the cell over "
+            "(this one hung, or was cut off); this one stops",
+            self._settings.cell,
+            named,
+        )
+        self.superseded.set()
+        return False
 
     async def stop(self, grace: float = _grpc_server.STOP_GRACE) -> None:
         if self._guard is not None:

@@ -4,7 +4,8 @@ Two admins of one cell would each save their own view of it into one state.proto
 overwriting the other's acknowledged changes; upstream's open-source platform does not stop
 that either (its leader lock is per process). A new admin asks the one that location.proto
 names: one that answers sax.Admin is alive, and the new one refuses to start. One that refuses
-connections, hangs, or is not an admin (its port reused) is gone::
+connections, hangs, is not an admin, or is the admin of another cell (its port reused) is
+gone::
 
     await refuse_if_alive(files, cell="/sax/test", mine="127.0.0.1:10000")
 """
@@ -16,7 +17,9 @@ from saxml.protobuf import admin_pb2, admin_pb2_grpc
 
 from gateway.cell._errors import CellStartError
 from gateway.cell._files import CellFiles, parse_location
+from gateway.common.names import cell_of_refusal
 
+_PROBE_NAME = "takeover-probe"
 #: Seconds the live admin has to answer: it answers List at once; a hung one is as good as gone.
 PROBE_TIMEOUT_S = 1.0
 # Answers that say nothing serves sax.Admin there (any other answer comes from an admin).
@@ -38,12 +41,16 @@ async def refuse_if_alive(files: CellFiles, *, cell: str, mine: str) -> None:
     async with grpc.aio.insecure_channel(
         other, options=[("grpc.use_local_subchannel_pool", 1)]
     ) as channel:
+        # A model of this cell, which an admin of another cell (its port or IP reused)
+        # refuses naming its own: that is no admin of this cell either.
+        probe = admin_pb2.ListRequest(model_id=f"{cell}/{_PROBE_NAME}")
         try:
-            await admin_pb2_grpc.AdminStub(channel).List(
-                admin_pb2.ListRequest(), timeout=PROBE_TIMEOUT_S
-            )
+            await admin_pb2_grpc.AdminStub(channel).List(probe, timeout=PROBE_TIMEOUT_S)
         except grpc.aio.AioRpcError as exc:
             if exc.code() in _GONE:
+                return
+            serves = cell_of_refusal(exc.details() or "")
+            if serves is not None and serves != cell:
                 return
     raise CellStartError(
         f"another admin server of {cell} answers at {other} (its location.proto names it): "

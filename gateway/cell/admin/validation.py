@@ -12,13 +12,14 @@ from gateway.common.names import (
     check_acl_method,
     check_checkpoint,
     check_model_path,
+    outside_cell,
     parse_model_id,
 )
 
 
 def check_model_in_cell(model_id: str, cell: str) -> None:
     if parse_model_id(model_id).cell.id != cell:
-        raise invalid_argument(f"model {model_id} must be within Sax cell {cell!r}")
+        raise invalid_argument(outside_cell(model_id, cell))
 
 
 def check_model(model: admin_pb2.Model, cell: str) -> None:

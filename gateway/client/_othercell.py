@@ -1,0 +1,65 @@
+"""Whether the admin at a cell's address is the admin of another cell.
+
+location.proto may name an address that the admin of another cell took over: two stacks of
+two cells on one SAX_ROOT, each on the default admin port; a pod IP reused. That admin
+answers as an admin does, for its own cell: a request naming a model of this one is
+INVALID_ARGUMENT `must be within SAX cell "/sax/other"` (upstream's; the embedded cell says
+`Sax cell '/sax/other'`), a listing lists its own models, and WatchLoc (which neither checks
+the cell of) is NOT_FOUND. Taken at its word, a gateway listed another cell's models as this
+one's, refused a publish as the caller's error, and called published models not published.
+`CellAdmin` treats such an admin as one that is not there: UNAVAILABLE, and the address is
+read again.
+"""
+
+from __future__ import annotations
+
+import grpc
+from saxml.protobuf import admin_pb2, admin_pb2_grpc
+
+from gateway import naming
+from gateway.common.errors import InvalidArgumentError, UnavailableError, code_from_text
+
+# Admin methods whose NOT_FOUND an admin of another cell may give too: neither Sax's admin nor
+# the embedded one checks the cell of a WatchLoc; an admin may not check a WaitForReady's
+# either (the embedded one does). Such a NOT_FOUND is checked with `in_answer_to_list`.
+UNCHECKED = frozenset({"WatchLoc", "WaitForReady"})
+
+
+def unavailable(other: str, cell: naming.CellId) -> UnavailableError:
+    """What a call learns of an admin of cell ``other`` at ``cell``'s address."""
+    return UnavailableError(f"it is the admin of cell {other}, not of {cell}")
+
+
+def in_error(details: str | None, cell: naming.CellId) -> str | None:
+    """The other cell an admin's refusal (``details``) says it serves, or None."""
+    other = naming.cell_of_refusal(details or "")
+    return None if other == cell.id else other
+
+
+def in_listing(reply: object, cell: naming.CellId) -> str | None:
+    """The other cell of a model that a List ``reply`` names, or None."""
+    if not isinstance(reply, admin_pb2.ListResponse):
+        return None
+    for published in reply.published_models:
+        try:
+            other = naming.parse_model_id(published.model.model_id).cell
+        except InvalidArgumentError:
+            continue  # not for this check to judge
+        if other != cell:
+            return other.id
+    return None
+
+
+async def in_answer_to_list(
+    stub: admin_pb2_grpc.AdminAsyncStub, model_id: str, cell: naming.CellId, timeout: float
+) -> tuple[bool, str | None]:
+    """Asks the admin to List ``model_id`` (of ``cell``), which every Sax admin checks the
+    cell of: whether it answered at all, and the other cell it serves, if it does."""
+    try:
+        await stub.List(admin_pb2.ListRequest(model_id=model_id), timeout=timeout)
+    except grpc.aio.AioRpcError as exc:
+        # An admin ends its messages with the code's name; grpc's own failures do not.
+        if code_from_text(exc.details() or "") is None:
+            return False, None
+        return True, in_error(exc.details(), cell)
+    return True, None

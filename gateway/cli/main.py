@@ -10,11 +10,14 @@ import argparse
 from collections.abc import Sequence
 
 
-def parser() -> argparse.ArgumentParser:
-    """The full command-line grammar."""
+def parser(arguments: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The command-line grammar: of the families of the commands ``arguments`` name (a
+    command loads its own only: gateway/cli/_families.py), or the whole of it."""
+    import importlib
+
     from gateway import __version__
-    from gateway.cli import admin, am, envoy_config, lm, ops, run, vm
     from gateway.cli._common import add_global_flags
+    from gateway.cli._families import FAMILIES, families_for
     from gateway.cli._help import CommandParser, Parser, show_defaults
 
     top = Parser(prog="saxgw", description="gRPC and HTTP/JSON gateway for Saxml (Sax) cells.")
@@ -24,8 +27,8 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(
         dest="command", metavar="COMMAND", required=True, parser_class=CommandParser
     )
-    for family in (run, envoy_config, ops, admin, lm, vm, am):
-        family.register(commands)
+    for family in list(FAMILIES) if arguments is None else families_for(arguments):
+        importlib.import_module(f"gateway.cli.{family}").register(commands)
     show_defaults(top)
     return top
 
@@ -64,7 +67,7 @@ def _main(argv: Sequence[str] | None) -> int:
     from gateway.cli._help import go_style_flags
     from gateway.common import logs
 
-    grammar = parser()
+    grammar = parser(arguments)
     args = grammar.parse_args(go_style_flags(grammar, arguments))
     # Commands that run servers take --log-format; the client verbs log as text.
     logs.configure(

@@ -33,8 +33,11 @@ MAX_EXTRA_TENSOR_VALUES = 1_048_576
 MAX_TEXT_CHARS = 4_194_304
 #: Repeated text fields (score suffixes, detect texts).
 MAX_TEXTS = 1024
-#: The items of a multimodal request (each list: items, prefix_items, suffix_items).
+#: The items of a multimodal request (each list: items, prefix_items, suffix_items), and the
+#: frames of a video (VideoToText's image_frames).
 MAX_ITEMS = 1024
+#: A custom method's name, which its model chooses (upstream's own are a few dozen characters).
+MAX_METHOD_NAME_CHARS = 256
 
 QUOTE_CHARS = 100
 

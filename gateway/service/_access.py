@@ -38,8 +38,9 @@ log = logging.getLogger(__name__)
 
 SERVICE = "/saxgateway.v1.SaxGateway/"
 #: gRPC method -> the Sax method name its model ACL is set on (``saxutil setacl M lm.generate``).
-#: Every model call must be here: only these pass the ACL check and take the per-client and
-#: per-model slots (tests/unit/test_service_access.py checks it against `_usage.DATA_METHODS`).
+#: Every model call must be here or in `NAMED_METHODS`: only these pass the ACL check and take
+#: the per-client and per-model slots (tests/unit/test_service_access.py checks them against
+#: `_usage.DATA_METHODS`).
 SAX_METHODS = {
     "Generate": "lm.generate",
     "GenerateStream": "lm.generate_stream",
@@ -55,7 +56,15 @@ SAX_METHODS = {
     "MultimodalGenerate": "mm.generate",
     "MultimodalScore": "mm.score",
     "MultimodalEmbed": "mm.embed",
+    "ImageToImage": "vm.image_to_image",
+    "TextAndImageToImage": "vm.text_and_image_to_image",
+    "VideoToText": "vm.video_to_text",
 }
+#: Model calls whose Sax method the request names, by the field naming it: a Custom call is
+#: the model's own method of its ``method_name``, and upstream's model servers check the ACL
+#: of that name. They are checked and limited as `SAX_METHODS` are.
+NAMED_METHODS = {"Custom": "method_name"}
+MODEL_CALLS = frozenset(SAX_METHODS) | frozenset(NAMED_METHODS)
 ANONYMOUS = "anonymous"
 _T = TypeVar("_T")
 
@@ -141,7 +150,7 @@ class Access:
         self, method: str, request: Any, context: Caller, deadline: Deadline | None
     ) -> _Admission:
         """Checks ``request`` and holds its concurrency slots while the body runs. A data call
-        (one of `SAX_METHODS`) waits for its model's ACLs and slot until ``deadline``, the
+        (one of `MODEL_CALLS`) waits for its model's ACLs and slot until ``deadline``, the
         call's own (`_deadlines`); other calls wait for nothing, and need none."""
         return _Admission(self, method, request, context, deadline)
 
@@ -207,7 +216,7 @@ class _Admission(AbstractAsyncContextManager["_Admission"]):
         access = self._access
         client = access.identity(self._context)
         access._check_models(client, model)
-        sax_method = SAX_METHODS.get(self._method)
+        sax_method = _sax_method(self._method, self._request)
         if sax_method is None:
             return self
         deadline = self._deadline
@@ -322,6 +331,15 @@ class _Named:
     model: str
 
 
+def _sax_method(method: str, request: Any) -> str | None:
+    """The Sax method whose ACL a model call of ``method`` is checked against; None for
+    every other call."""
+    field = NAMED_METHODS.get(method)
+    if field is None:
+        return SAX_METHODS.get(method)
+    return str(getattr(request, field, ""))
+
+
 def _named_model(request: Any) -> str | None:
     """The model ID a request names, spelled as the servicer serves it (with its leading
     slash: resource paths bind "sax/test/lm"), so that checks and limits apply to the model
@@ -383,7 +401,7 @@ class AccessInterceptor(WrappingInterceptor):
 
     def wrap_unary(self, method: str, behavior: Unary) -> Unary:
         name, access, settings = method.removeprefix(SERVICE), self._access, self._settings
-        data = name in SAX_METHODS
+        data = name in MODEL_CALLS
         on_path = path_check(method)
 
         async def call(request: Any, context: Any) -> Any:
@@ -420,7 +438,7 @@ class AccessInterceptor(WrappingInterceptor):
 
     def wrap_streaming(self, method: str, behavior: Streaming) -> Streaming:
         name, access, settings = method.removeprefix(SERVICE), self._access, self._settings
-        data = name in SAX_METHODS
+        data = name in MODEL_CALLS
         on_path = path_check(method)
 
         async def stream(request: Any, context: Any) -> AsyncIterator[Any]:

@@ -171,9 +171,10 @@ def acl_method(value: str, name: str, field: str = "method") -> str | None:
     return value
 
 
-def payload(value: bytes, field: str, limit: int) -> bytes:
-    """Rejects an empty or oversized image or audio payload."""
-    if not value:
+def payload(value: bytes, field: str, limit: int, *, required: bool = True) -> bytes:
+    """Rejects an oversized payload (image, audio, a custom method's input), or an empty one
+    where it is ``required``."""
+    if required and not value:
         raise invalid(field, "required: base64-encoded bytes in JSON")
     if len(value) > limit:
         raise invalid(field, f"{len(value)} bytes is over the limit of {limit} bytes")

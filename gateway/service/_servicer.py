@@ -22,6 +22,7 @@ from gateway.config import GatewaySettings
 from gateway.service import _deadlines as deadlines
 from gateway.service import _fields as f
 from gateway.service._errors import request_id, to_status
+from gateway.service._media import MediaMethods, decoded_texts, generated_images
 from gateway.service._multimodal import MultimodalMethods
 from gateway.service._stream import DeltaTracker
 from gateway.service._streams import StreamSlots, is_head
@@ -94,11 +95,7 @@ def _not_ready(model: str, wanted: int, detail: ModelDetail) -> str:
     return text
 
 
-def _texts(pairs: list[tuple[str, float]]) -> list[pb.DecodedText]:
-    return [pb.DecodedText(text=text, score=score) for text, score in pairs]
-
-
-class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer):
+class SaxGatewayServicer(MultimodalMethods, MediaMethods, gateway_pb2_grpc.SaxGatewayServicer):
     """Implements saxgateway.v1.SaxGateway over one shared Sax `Client`."""
 
     def __init__(self, client: Client, settings: GatewaySettings, streams: StreamSlots) -> None:
@@ -276,7 +273,7 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
         model, options = self._target(request, context)
         f.required(request.query, "query")
         texts = await self._client.lm_generate(model, request.query, options)
-        return pb.GenerateResponse(texts=_texts(texts))
+        return pb.GenerateResponse(texts=decoded_texts(texts))
 
     async def GenerateStream(
         self, request: pb.GenerateStreamRequest, context: Context
@@ -335,14 +332,11 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
 
     # Vision and audio models.
 
-    def _payload(self, value: bytes, field: str) -> bytes:
-        return f.payload(value, field, self._settings.max_payload_bytes)
-
     async def Classify(self, request: pb.ClassifyRequest, context: Context) -> pb.ClassifyResponse:
         model, options = self._target(request, context)
         image = self._payload(request.image_bytes, "image_bytes")
         return pb.ClassifyResponse(
-            texts=_texts(await self._client.vm_classify(model, image, options))
+            texts=decoded_texts(await self._client.vm_classify(model, image, options))
         )
 
     async def TextToImage(
@@ -351,9 +345,7 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
         model, options = self._target(request, context)
         f.required(request.text, "text")
         images = await self._client.vm_text_to_image(model, request.text, options)
-        return pb.TextToImageResponse(
-            images=[pb.GeneratedImage(image=image, score=score) for image, score in images]
-        )
+        return pb.TextToImageResponse(images=generated_images(images))
 
     async def EmbedImage(
         self, request: pb.EmbedImageRequest, context: Context
@@ -380,7 +372,7 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
         image = self._payload(request.image_bytes, "image_bytes")
         f.bounded(request.text, "text")
         texts = await self._client.vm_image_to_text(model, image, request.text, options)
-        return pb.ImageToTextResponse(texts=_texts(texts))
+        return pb.ImageToTextResponse(texts=decoded_texts(texts))
 
     async def Recognize(
         self, request: pb.RecognizeRequest, context: Context
@@ -388,7 +380,7 @@ class SaxGatewayServicer(MultimodalMethods, gateway_pb2_grpc.SaxGatewayServicer)
         model, options = self._target(request, context)
         audio = self._payload(request.audio_bytes, "audio_bytes")
         return pb.RecognizeResponse(
-            texts=_texts(await self._client.am_recognize(model, audio, options))
+            texts=decoded_texts(await self._client.am_recognize(model, audio, options))
         )
 
 

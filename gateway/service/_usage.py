@@ -68,6 +68,12 @@ DATA_METHODS: dict[str, tuple[str, Texts, Texts]] = {
     "MultimodalGenerate": ("mm.generate", _none, _none),
     "MultimodalScore": ("mm.score", _none, _none),
     "MultimodalEmbed": ("mm.embed", _none, _none),
+    "ImageToImage": ("vm.image_to_image", _none, _none),
+    "TextAndImageToImage": ("vm.text_and_image_to_image", lambda r: (r.text,), _none),
+    "VideoToText": ("vm.video_to_text", lambda r: (r.text,), _texts),
+    # Sax's service, not the model's own method name: each model names its methods, and a
+    # label must be one of a bounded set.
+    "Custom": ("custom", _none, _none),
 }
 #: OpenAIGateway model calls -> gen_ai.operation.name, as the GenAI conventions name them.
 OPENAI_OPERATIONS = {

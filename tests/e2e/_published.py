@@ -18,6 +18,7 @@ from gateway.launch.stack import Stack
 TEST_LM = test_lm.MODEL_PATH
 TEST_VISION = media.VISION_PATH
 TEST_AUDIO = media.AUDIO_PATH
+TEST_CUSTOM = media.CUSTOM_PATH
 BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
 REQUEST_INFO = "type.googleapis.com/google.rpc.RequestInfo"
 

@@ -15,7 +15,7 @@ import jsonschema_rs
 from gateway.cell.models import random_lm
 from gateway.cell.models.multimodal import MULTIMODAL_PATH
 from gateway.launch.stack import Stack
-from tests.e2e._published import TEST_AUDIO, TEST_VISION, published
+from tests.e2e._published import TEST_AUDIO, TEST_CUSTOM, TEST_VISION, published
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC: dict[str, Any] = json.loads((ROOT / "openapi" / "openapi.json").read_text())
@@ -25,6 +25,7 @@ RENAMED = {
     "/sax/test/vision": "/sax/test/examples-vision",
     "/sax/test/speech": "/sax/test/examples-speech",
     "/sax/test/mm": "/sax/test/examples-mm",
+    "/sax/test/custom": "/sax/test/examples-custom",
 }
 # Publish first, data calls next, the ACL (which may close the model) and unpublish last.
 ORDER = ["PublishModel", "WaitForReady", "UpdateModel"]
@@ -70,6 +71,7 @@ def test_every_example_request_gets_a_response_shaped_like_its_example(stack: St
         published(stack, RENAMED["/sax/test/vision"], TEST_VISION),
         published(stack, RENAMED["/sax/test/speech"], TEST_AUDIO),
         published(stack, RENAMED["/sax/test/mm"], MULTIMODAL_PATH),
+        published(stack, RENAMED["/sax/test/custom"], TEST_CUSTOM),
         httpx.Client(base_url=stack.http_url, timeout=60) as http,
     ):
         for method in [*ORDER, *middle, "GenerateStream", *LAST]:
@@ -104,6 +106,7 @@ BINDING_MODELS = {
     "vision": ("bindings-vision", TEST_VISION),
     "speech": ("bindings-speech", TEST_AUDIO),
     "mm": ("bindings-mm", MULTIMODAL_PATH),
+    "custom": ("bindings-custom", TEST_CUSTOM),
 }
 # Publishing and unpublishing change what the other examples need; an ACL may close a model.
 BINDINGS_SKIPPED = {"PublishModel", "UnpublishModel"}

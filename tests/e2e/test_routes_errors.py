@@ -69,6 +69,10 @@ CASES = [
     ("POST", "/detect", {"image_bytes": IMG}, "model"),
     ("POST", "/image_to_text", {"image_bytes": IMG}, "model"),
     ("POST", "/recognize", {"audio_bytes": IMG}, "model"),
+    ("POST", "/image_to_image", {"image_bytes": IMG}, "model"),
+    ("POST", "/text_and_image_to_image", {"text": "t", "image_bytes": IMG}, "model"),
+    ("POST", "/video_to_text", {"image_frames": [IMG]}, "model"),
+    ("POST", "/custom", {"method_name": "echo"}, "model"),
     ("POST", "/wait_for_ready", {}, "model"),
     ("GET", "/watch", {}, "model"),
     ("GET", "/listall", {}, "sax_cell"),
@@ -92,6 +96,13 @@ CASES = [
     ("POST", "/detect", {"model": VISION, "text": ["cat"]}, "image_bytes"),
     ("POST", "/image_to_text", {"model": VISION, "text": "p"}, "image_bytes"),
     ("POST", "/recognize", {"model": AUDIO, "audio_bytes": ""}, "audio_bytes"),
+    ("POST", "/image_to_image", {"model": VISION}, "image_bytes"),
+    ("POST", "/v1/sax/test/errors-vision:imageToImage", {"image_bytes": ""}, "image_bytes"),
+    ("POST", "/text_and_image_to_image", {"model": VISION, "text": "t"}, "image_bytes"),
+    ("POST", "/text_and_image_to_image", {"model": VISION, "image_bytes": IMG}, "text"),
+    ("POST", "/video_to_text", {"model": VISION, "text": "p"}, "image_frames"),
+    ("POST", "/video_to_text", {"model": VISION, "image_frames": [IMG, ""]}, "image_frames[1]"),
+    ("POST", "/v1/sax/test/errors-vision:custom", {"request": IMG}, "method_name"),
     # Out-of-range numbers and untyped extra inputs.
     ("POST", "/wait_for_ready", {"model": LM, "replicas": -1}, "replicas"),
     ("POST", "/score", {"model": LM, "suffix": ["a"], "timeout": "-1s"}, "timeout"),
@@ -145,13 +156,18 @@ def test_bad_input_is_400_naming_the_field(
         ("/detect", "image_bytes", VISION),
         ("/image_to_text", "image_bytes", VISION),
         ("/recognize", "audio_bytes", AUDIO),
+        ("/image_to_image", "image_bytes", VISION),
+        ("/text_and_image_to_image", "image_bytes", VISION),
+        ("/custom", "request", VISION),
     ],
 )
 def test_oversized_payload_is_400_naming_the_field(
     http: httpx.Client, path: str, field: str, model: str
 ) -> None:
     big = base64.b64encode(b"\0" * (LIMIT + 1)).decode()
-    response = http.post(path, json={"model": model, field: big})
+    # What the route needs besides, so that the payload is what is wrong.
+    others = {"/text_and_image_to_image": {"text": "t"}, "/custom": {"method_name": "echo"}}
+    response = http.post(path, json={"model": model, **others.get(path, {}), field: big})
     assert _violations(response) == [field]
     description = response.json()["details"][0]["field_violations"][0]["description"]
     assert str(LIMIT + 1) in description and str(LIMIT) in description
@@ -201,6 +217,10 @@ def test_unknown_model_is_404_on_every_data_route(http: httpx.Client) -> None:
         ("/detect", {"image_bytes": IMG}),
         ("/image_to_text", {"image_bytes": IMG}),
         ("/recognize", {"audio_bytes": IMG}),
+        ("/image_to_image", {"image_bytes": IMG}),
+        ("/text_and_image_to_image", {"text": "t", "image_bytes": IMG}),
+        ("/video_to_text", {"image_frames": [IMG]}),
+        ("/custom", {"method_name": "echo"}),
         ("/wait_for_ready", {}),
     ]
     for path, payload in payloads:

@@ -1,7 +1,8 @@
-"""Vision and audio routes through the real Envoy, short paths and /v1/ twins.
+"""Vision, audio and custom routes through the real Envoy, short paths and /v1/ twins.
 
 The expected bodies are computed by the stand-in models' own code (`TestVision`,
-`TestAudio`) on the same bytes, so they change only if the wire path changes them.
+`TestAudio`, `TestCustom`) on the same bytes, so they change only if the wire path changes
+them.
 """
 
 from __future__ import annotations
@@ -9,19 +10,33 @@ from __future__ import annotations
 import asyncio
 import base64
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict
 
+import grpc
 import httpx
 import pytest
+from google.protobuf.message import Message
+from saxgateway.v1 import gateway_pb2 as pb
+from saxgateway_client import Client, SaxGatewayError
 
-from gateway.cell.models.base import ExtraInputs
-from gateway.cell.models.media import TestAudio, TestVision
+from gateway.cell.models.base import ExtraInputs, ServableModel
+from gateway.cell.models.media import TestAudio, TestCustom, TestVision
 from gateway.launch.stack import Stack
-from tests.e2e._published import IMAGE, TEST_AUDIO, TEST_VISION, b64, published, wav
+from tests.e2e._bodies import gateway_error
+from tests.e2e._published import (
+    IMAGE,
+    TEST_AUDIO,
+    TEST_CUSTOM,
+    TEST_VISION,
+    b64,
+    published,
+    wav,
+)
 
 VISION = "/sax/test/routes-vision"
 AUDIO = "/sax/test/routes-audio"
+CUSTOM = "/sax/test/routes-custom"
 NONE = ExtraInputs()
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -38,10 +53,15 @@ def audio(stack: Stack) -> Iterator[str]:
         yield name
 
 
-def _post(http: httpx.Client, path: str, model: str, body: dict[str, object]) -> object:
-    if not path.startswith("/v1/"):
-        body = {"model": model, **body}
-    response = http.post(path, json=body)
+@pytest.fixture(scope="module")
+def custom(stack: Stack) -> Iterator[str]:
+    with published(stack, CUSTOM, TEST_CUSTOM) as name:
+        yield name
+
+
+def _post(http: httpx.Client, path: str, model: str, body: Mapping[str, object]) -> object:
+    named = body if path.startswith("/v1/") else {"model": model, **body}
+    response = http.post(path, json=named)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/json"
     return response.json()
@@ -116,3 +136,146 @@ def test_recognize(http: httpx.Client, audio: str, path: str) -> None:
     assert _post(http, path, audio, {"audio_bytes": b64(clip)}) == {
         "texts": [{"text": transcript.text, "score": -0.75}]
     }
+
+
+def _images(pairs: list[tuple[bytes, float]]) -> dict[str, object]:
+    return {"images": [{"image": b64(image), "score": score} for image, score in pairs]}
+
+
+@pytest.mark.parametrize("path", ["/image_to_image", "/v1/sax/test/routes-vision:imageToImage"])
+def test_image_to_image(http: httpx.Client, vision: str, path: str) -> None:
+    made = asyncio.run(TestVision().image_to_image(IMAGE, NONE))
+    assert made[0][0].startswith(PNG_SIGNATURE)
+    assert _post(http, path, vision, {"image_bytes": b64(IMAGE)}) == _images(made)
+
+
+@pytest.mark.parametrize(
+    "path", ["/text_and_image_to_image", "/v1/sax/test/routes-vision:textAndImageToImage"]
+)
+def test_text_and_image_to_image(http: httpx.Client, vision: str, path: str) -> None:
+    made = asyncio.run(TestVision().text_and_image_to_image("make it red", IMAGE, NONE))
+    # The text and the image both reach the model: neither alone makes this image.
+    assert made != asyncio.run(TestVision().image_to_image(IMAGE, NONE))
+    body = {"text": "make it red", "image_bytes": b64(IMAGE)}
+    assert _post(http, path, vision, body) == _images(made)
+
+
+@pytest.mark.parametrize(
+    ("path", "prompt"),
+    [("/video_to_text", ""), ("/v1/sax/test/routes-vision:videoToText", "Look:")],
+)
+def test_video_to_text(http: httpx.Client, vision: str, path: str, prompt: str) -> None:
+    frames = [IMAGE, IMAGE[::-1], b"frame three"]
+    [caption] = asyncio.run(TestVision().video_to_text(frames, prompt, NONE))
+    assert caption.text.endswith(", 3 frame(s)")  # every frame, in order, reached the model
+    body = {"image_frames": [b64(frame) for frame in frames], "text": prompt}
+    assert _post(http, path, vision, body) == {"texts": [asdict(caption)]}
+
+
+@pytest.mark.parametrize(
+    ("path", "payload"),
+    [("/custom", bytes(range(256))), ("/v1/sax/test/routes-custom:custom", b"")],
+)
+def test_custom(http: httpx.Client, custom: str, path: str, payload: bytes) -> None:
+    echoed = asyncio.run(TestCustom().custom("echo", payload, NONE))
+    body = {"method_name": "echo", "request": b64(payload)}
+    # An empty response is proto3's default: printed as "" (always_print_primitive_fields).
+    assert _post(http, path, custom, body) == {"response": b64(echoed)}
+
+
+def test_a_custom_method_the_model_does_not_define_is_a_400(
+    http: httpx.Client, custom: str
+) -> None:
+    response = http.post("/custom", json={"model": custom, "method_name": "nope"})
+    assert response.status_code == 400, response.text
+    # The model server's words, with the code upstream's servers spell into their text.
+    message = f"{custom} ({TEST_CUSTOM}) does not support nope; it supports echo: InvalidArgument"
+    assert response.json() == gateway_error(response, 3, message)
+
+
+STAND_INS: dict[str, tuple[str, type[ServableModel]]] = {
+    VISION: (TEST_VISION, TestVision),
+    AUDIO: (TEST_AUDIO, TestAudio),
+}
+# (path, body, Sax method) of each new route, with every input it needs.
+NEW_ROUTES: list[tuple[str, dict[str, object], str]] = [
+    ("/image_to_image", {"image_bytes": b64(IMAGE)}, "vm.image_to_image"),
+    (
+        "/text_and_image_to_image",
+        {"text": "t", "image_bytes": b64(IMAGE)},
+        "vm.text_and_image_to_image",
+    ),
+    ("/video_to_text", {"image_frames": [b64(IMAGE)]}, "vm.video_to_text"),
+    ("/custom", {"method_name": "echo", "request": b64(IMAGE)}, "echo"),
+]
+
+
+def test_a_model_of_another_family_is_a_400_as_on_the_other_vision_routes(
+    http: httpx.Client, vision: str, audio: str
+) -> None:
+    # The model server's own refusal, INVALID_ARGUMENT, as /classify gets on an audio model.
+    def refusal(model: str, method: str) -> str:
+        path, served = STAND_INS[model]
+        supported = ", ".join(sorted(served.method_names))
+        return (
+            f"{model} ({path}) does not support {method}; it supports {supported}: InvalidArgument"
+        )
+
+    classify = http.post("/classify", json={"model": audio, "image_bytes": b64(IMAGE)})
+    assert classify.json() == gateway_error(classify, 3, refusal(audio, "vm.classify"))
+    assert classify.status_code == 400
+    for path, body, method in NEW_ROUTES:
+        model = vision if path == "/custom" else audio
+        response = http.post(path, json={"model": model, **body})
+        assert response.json() == gateway_error(response, 3, refusal(model, method)), path
+        assert response.status_code == 400
+
+
+# (method, request) of each call the gateway refuses, and the code and fields it names.
+Refusal = tuple[str, Message, grpc.StatusCode, list[str]]
+
+
+def _refusals(vision: str, audio: str, custom: str) -> list[Refusal]:
+    nosuch, frames, bad = "/sax/test/routes-nosuch", [IMAGE], grpc.StatusCode.INVALID_ARGUMENT
+    return [
+        ("ImageToImage", pb.ImageToImageRequest(model=nosuch, image_bytes=IMAGE),
+         grpc.StatusCode.NOT_FOUND, []),
+        ("VideoToText", pb.VideoToTextRequest(model=nosuch, image_frames=frames),
+         grpc.StatusCode.NOT_FOUND, []),
+        ("Custom", pb.CustomRequest(model=nosuch, method_name="echo"),
+         grpc.StatusCode.NOT_FOUND, []),
+        ("TextAndImageToImage",
+         pb.TextAndImageToImageRequest(model=audio, text="t", image_bytes=IMAGE), bad, []),
+        ("ImageToImage", pb.ImageToImageRequest(model=vision), bad, ["image_bytes"]),
+        ("TextAndImageToImage",
+         pb.TextAndImageToImageRequest(model=vision, image_bytes=IMAGE), bad, ["text"]),
+        ("VideoToText", pb.VideoToTextRequest(model=vision), bad, ["image_frames"]),
+        ("VideoToText", pb.VideoToTextRequest(model=vision, image_frames=[IMAGE, b""]), bad,
+         ["image_frames[1]"]),
+        ("Custom", pb.CustomRequest(model=custom, request=b"x"), bad, ["method_name"]),
+    ]  # fmt: skip
+
+
+def test_the_new_methods_over_grpc(stack: Stack, vision: str, audio: str, custom: str) -> None:
+    # Through the Python client of the gateway: its call() takes every RPC of the service.
+    model, frames = TestVision(), [IMAGE, b"second frame"]
+    with Client(stack.grpc_address, timeout=30) as client:
+        request = pb.ImageToImageRequest(model=vision, image_bytes=IMAGE)
+        made = asyncio.run(model.image_to_image(IMAGE, NONE))
+        assert [(i.image, i.score) for i in client.call("ImageToImage", request).images] == made
+        both = pb.TextAndImageToImageRequest(model=vision, text="red", image_bytes=IMAGE)
+        made = asyncio.run(model.text_and_image_to_image("red", IMAGE, NONE))
+        done = client.call("TextAndImageToImage", both)
+        assert [(i.image, i.score) for i in done.images] == made
+        video = pb.VideoToTextRequest(model=vision, image_frames=frames)
+        [caption] = asyncio.run(model.video_to_text(frames, "", NONE))
+        told = client.call("VideoToText", video)
+        assert [(t.text, t.score) for t in told.texts] == [(caption.text, caption.score)]
+        echo = pb.CustomRequest(model=custom, method_name="echo", request=b"\0\1")
+        assert client.call("Custom", echo).response == b"\0\1"
+        for method, refused, code, fields in _refusals(vision, audio, custom):
+            with pytest.raises(SaxGatewayError) as caught:
+                client.call(method, refused)
+            named = getattr(caught.value, "field_violations", ())
+            got = (caught.value.code, [v.field for v in named])
+            assert got == (code, fields), (method, refused, caught.value)

@@ -132,6 +132,13 @@ async def test_vision_family(client: Client) -> None:
     assert all(isinstance(b, Box) and 0 <= b.cx <= 1 for b in boxes)
     ((caption, _),) = await client.vm_image_to_text(model_id, b"image", "look:", T)
     assert caption.startswith("look: a picture of a ")
+    ((made, score),) = await client.vm_image_to_image(model_id, b"image", T)
+    assert made.startswith(b"\x89PNG") and made != image and score == -0.5
+    ((both, _),) = await client.vm_text_and_image_to_image(model_id, "a cat", b"image", T)
+    assert both.startswith(b"\x89PNG") and both not in (image, made)
+    frames = [b"image", b"other"]
+    ((told, _),) = await client.vm_video_to_text(model_id, frames, "look:", T)
+    assert told == f"{caption}, 2 frame(s)"
 
 
 async def test_audio_and_custom(client: Client) -> None:

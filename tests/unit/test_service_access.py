@@ -450,6 +450,28 @@ async def test_multimodal_calls_honour_the_mm_generate_acl() -> None:
         await _admit(access, "bob", method="MultimodalGenerate")
 
 
+@dataclass
+class CustomRequest:
+    method_name: str
+    model: str = MODEL
+
+
+async def test_a_custom_call_honours_the_acl_of_the_method_it_names() -> None:
+    # As upstream's model servers check it: a Custom call is the model's own method of its
+    # method_name, under that method's ACL; another method of the model has its own.
+    access = _access(
+        FakeClient({"echo": "acl/readers"}),
+        groups=MappingProxyType({"readers": frozenset({"team-a"})}),
+    )
+    async with access.admit("Custom", CustomRequest("echo"), FakeContext("team-a"), DEADLINE):
+        pass
+    with pytest.raises(PermissionDeniedError, match=r"^echo on /sax/test/lm is limited"):
+        async with access.admit("Custom", CustomRequest("echo"), FakeContext("bob"), DEADLINE):
+            pass
+    async with access.admit("Custom", CustomRequest("other"), FakeContext("bob"), DEADLINE):
+        pass
+
+
 @pytest.mark.parametrize("method", sorted(DATA_METHODS))
 async def test_every_model_call_counts_against_the_client_and_model_limits(method: str) -> None:
     access = _access(

@@ -2463,3 +2463,353 @@ class MultimodalEmbedResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MultimodalEmbedResponse: _TypeAlias = MultimodalEmbedResponse  # noqa: Y015
+
+@_typing.final
+class ImageToImageRequest(_message.Message):
+    """Request of ImageToImage."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ExtraInputsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> _struct_pb2.Value: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _struct_pb2.Value | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    IMAGE_BYTES_FIELD_NUMBER: _builtins.int
+    EXTRA_INPUTS_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    """Required. The model ID."""
+    image_bytes: _builtins.bytes
+    """Required. The encoded image (base64 in JSON)."""
+    @_builtins.property
+    def extra_inputs(self) -> _containers.MessageMap[_builtins.str, _struct_pb2.Value]:
+        """Extra inputs, as in GenerateRequest."""
+
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """Deadline of the call."""
+
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        image_bytes: _builtins.bytes = ...,
+        extra_inputs: _abc.Mapping[_builtins.str, _struct_pb2.Value] | None = ...,
+        timeout: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["timeout", b"timeout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["extra_inputs", b"extra_inputs", "image_bytes", b"image_bytes", "model", b"model", "timeout", b"timeout"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImageToImageRequest: _TypeAlias = ImageToImageRequest  # noqa: Y015
+
+@_typing.final
+class ImageToImageResponse(_message.Message):
+    """Response of ImageToImage."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMAGES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def images(self) -> _containers.RepeatedCompositeFieldContainer[Global___GeneratedImage]:
+        """Output only. Images, best first."""
+
+    def __init__(
+        self,
+        *,
+        images: _abc.Iterable[Global___GeneratedImage] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["images", b"images"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImageToImageResponse: _TypeAlias = ImageToImageResponse  # noqa: Y015
+
+@_typing.final
+class TextAndImageToImageRequest(_message.Message):
+    """Request of TextAndImageToImage."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ExtraInputsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> _struct_pb2.Value: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _struct_pb2.Value | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    IMAGE_BYTES_FIELD_NUMBER: _builtins.int
+    EXTRA_INPUTS_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    """Required. The model ID."""
+    text: _builtins.str
+    """Required. The prompt."""
+    image_bytes: _builtins.bytes
+    """Required. The encoded conditioning image (base64 in JSON)."""
+    @_builtins.property
+    def extra_inputs(self) -> _containers.MessageMap[_builtins.str, _struct_pb2.Value]:
+        """Extra inputs, as in GenerateRequest."""
+
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """Deadline of the call."""
+
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        text: _builtins.str = ...,
+        image_bytes: _builtins.bytes = ...,
+        extra_inputs: _abc.Mapping[_builtins.str, _struct_pb2.Value] | None = ...,
+        timeout: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["timeout", b"timeout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["extra_inputs", b"extra_inputs", "image_bytes", b"image_bytes", "model", b"model", "text", b"text", "timeout", b"timeout"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TextAndImageToImageRequest: _TypeAlias = TextAndImageToImageRequest  # noqa: Y015
+
+@_typing.final
+class TextAndImageToImageResponse(_message.Message):
+    """Response of TextAndImageToImage."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMAGES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def images(self) -> _containers.RepeatedCompositeFieldContainer[Global___GeneratedImage]:
+        """Output only. Images, best first."""
+
+    def __init__(
+        self,
+        *,
+        images: _abc.Iterable[Global___GeneratedImage] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["images", b"images"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TextAndImageToImageResponse: _TypeAlias = TextAndImageToImageResponse  # noqa: Y015
+
+@_typing.final
+class VideoToTextRequest(_message.Message):
+    """Request of VideoToText."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ExtraInputsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> _struct_pb2.Value: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _struct_pb2.Value | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    IMAGE_FRAMES_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    EXTRA_INPUTS_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    """Required. The model ID."""
+    text: _builtins.str
+    """An optional prompt."""
+    @_builtins.property
+    def image_frames(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """Required. The video's encoded frames, in order (each base64 in JSON); at
+        most 1024.
+        """
+
+    @_builtins.property
+    def extra_inputs(self) -> _containers.MessageMap[_builtins.str, _struct_pb2.Value]:
+        """Extra inputs, as in GenerateRequest."""
+
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """Deadline of the call."""
+
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        image_frames: _abc.Iterable[_builtins.bytes] | None = ...,
+        text: _builtins.str = ...,
+        extra_inputs: _abc.Mapping[_builtins.str, _struct_pb2.Value] | None = ...,
+        timeout: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["timeout", b"timeout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["extra_inputs", b"extra_inputs", "image_frames", b"image_frames", "model", b"model", "text", b"text", "timeout", b"timeout"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VideoToTextRequest: _TypeAlias = VideoToTextRequest  # noqa: Y015
+
+@_typing.final
+class VideoToTextResponse(_message.Message):
+    """Response of VideoToText."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def texts(self) -> _containers.RepeatedCompositeFieldContainer[Global___DecodedText]:
+        """Output only. Captions, best first."""
+
+    def __init__(
+        self,
+        *,
+        texts: _abc.Iterable[Global___DecodedText] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["texts", b"texts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VideoToTextResponse: _TypeAlias = VideoToTextResponse  # noqa: Y015
+
+@_typing.final
+class CustomRequest(_message.Message):
+    """Request of Custom."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ExtraInputsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> _struct_pb2.Value: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _struct_pb2.Value | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    METHOD_NAME_FIELD_NUMBER: _builtins.int
+    REQUEST_FIELD_NUMBER: _builtins.int
+    EXTRA_INPUTS_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    """Required. The model ID."""
+    method_name: _builtins.str
+    """Required. The model's method to call, as the model names it (e.g. "echo")."""
+    request: _builtins.bytes
+    """The method's input, in a format the model defines (base64 in JSON); may
+    be empty.
+    """
+    @_builtins.property
+    def extra_inputs(self) -> _containers.MessageMap[_builtins.str, _struct_pb2.Value]:
+        """Extra inputs, as in GenerateRequest."""
+
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """Deadline of the call."""
+
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        method_name: _builtins.str = ...,
+        request: _builtins.bytes = ...,
+        extra_inputs: _abc.Mapping[_builtins.str, _struct_pb2.Value] | None = ...,
+        timeout: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["timeout", b"timeout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["extra_inputs", b"extra_inputs", "method_name", b"method_name", "model", b"model", "request", b"request", "timeout", b"timeout"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CustomRequest: _TypeAlias = CustomRequest  # noqa: Y015
+
+@_typing.final
+class CustomResponse(_message.Message):
+    """Response of Custom."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESPONSE_FIELD_NUMBER: _builtins.int
+    response: _builtins.bytes
+    """Output only. The method's output, in a format the model defines (base64 in
+    JSON).
+    """
+    def __init__(
+        self,
+        *,
+        response: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["response", b"response"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CustomResponse: _TypeAlias = CustomResponse  # noqa: Y015

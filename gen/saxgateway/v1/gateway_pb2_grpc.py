@@ -185,6 +185,26 @@ class SaxGatewayStub:
                 request_serializer=saxgateway_dot_v1_dot_gateway__pb2.MultimodalEmbedRequest.SerializeToString,
                 response_deserializer=saxgateway_dot_v1_dot_gateway__pb2.MultimodalEmbedResponse.FromString,
                 _registered_method=True)
+        self.ImageToImage = channel.unary_unary(
+                '/saxgateway.v1.SaxGateway/ImageToImage',
+                request_serializer=saxgateway_dot_v1_dot_gateway__pb2.ImageToImageRequest.SerializeToString,
+                response_deserializer=saxgateway_dot_v1_dot_gateway__pb2.ImageToImageResponse.FromString,
+                _registered_method=True)
+        self.TextAndImageToImage = channel.unary_unary(
+                '/saxgateway.v1.SaxGateway/TextAndImageToImage',
+                request_serializer=saxgateway_dot_v1_dot_gateway__pb2.TextAndImageToImageRequest.SerializeToString,
+                response_deserializer=saxgateway_dot_v1_dot_gateway__pb2.TextAndImageToImageResponse.FromString,
+                _registered_method=True)
+        self.VideoToText = channel.unary_unary(
+                '/saxgateway.v1.SaxGateway/VideoToText',
+                request_serializer=saxgateway_dot_v1_dot_gateway__pb2.VideoToTextRequest.SerializeToString,
+                response_deserializer=saxgateway_dot_v1_dot_gateway__pb2.VideoToTextResponse.FromString,
+                _registered_method=True)
+        self.Custom = channel.unary_unary(
+                '/saxgateway.v1.SaxGateway/Custom',
+                request_serializer=saxgateway_dot_v1_dot_gateway__pb2.CustomRequest.SerializeToString,
+                response_deserializer=saxgateway_dot_v1_dot_gateway__pb2.CustomResponse.FromString,
+                _registered_method=True)
 
 
 class SaxGatewayServicer:
@@ -449,6 +469,48 @@ class SaxGatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImageToImage(self, request, context):
+        """Vision methods beyond those above, and custom methods (Sax's
+        sax.server.vision and sax.server.custom services).
+
+        Returns images a vision model makes from an image, best first.
+        Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for an
+        empty image or a model that does not serve vm.image_to_image.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TextAndImageToImage(self, request, context):
+        """Returns images a vision model makes from a text and a conditioning image,
+        best first.
+        Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for an
+        empty text or image or a model that does not serve
+        vm.text_and_image_to_image.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VideoToText(self, request, context):
+        """Returns captions of a video given as its encoded frames, best first.
+        Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for no
+        frames, an empty frame or a model that does not serve vm.video_to_text.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Custom(self, request, context):
+        """Calls a method a custom model defines, with opaque bytes in and out; its
+        ACL is the ACL of that method (the model's own name for it).
+        Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for an
+        empty method name or one the model does not define.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SaxGatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -586,6 +648,26 @@ def add_SaxGatewayServicer_to_server(servicer, server):
                     servicer.MultimodalEmbed,
                     request_deserializer=saxgateway_dot_v1_dot_gateway__pb2.MultimodalEmbedRequest.FromString,
                     response_serializer=saxgateway_dot_v1_dot_gateway__pb2.MultimodalEmbedResponse.SerializeToString,
+            ),
+            'ImageToImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImageToImage,
+                    request_deserializer=saxgateway_dot_v1_dot_gateway__pb2.ImageToImageRequest.FromString,
+                    response_serializer=saxgateway_dot_v1_dot_gateway__pb2.ImageToImageResponse.SerializeToString,
+            ),
+            'TextAndImageToImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.TextAndImageToImage,
+                    request_deserializer=saxgateway_dot_v1_dot_gateway__pb2.TextAndImageToImageRequest.FromString,
+                    response_serializer=saxgateway_dot_v1_dot_gateway__pb2.TextAndImageToImageResponse.SerializeToString,
+            ),
+            'VideoToText': grpc.unary_unary_rpc_method_handler(
+                    servicer.VideoToText,
+                    request_deserializer=saxgateway_dot_v1_dot_gateway__pb2.VideoToTextRequest.FromString,
+                    response_serializer=saxgateway_dot_v1_dot_gateway__pb2.VideoToTextResponse.SerializeToString,
+            ),
+            'Custom': grpc.unary_unary_rpc_method_handler(
+                    servicer.Custom,
+                    request_deserializer=saxgateway_dot_v1_dot_gateway__pb2.CustomRequest.FromString,
+                    response_serializer=saxgateway_dot_v1_dot_gateway__pb2.CustomResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1333,6 +1415,114 @@ class SaxGateway:
             '/saxgateway.v1.SaxGateway/MultimodalEmbed',
             saxgateway_dot_v1_dot_gateway__pb2.MultimodalEmbedRequest.SerializeToString,
             saxgateway_dot_v1_dot_gateway__pb2.MultimodalEmbedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImageToImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saxgateway.v1.SaxGateway/ImageToImage',
+            saxgateway_dot_v1_dot_gateway__pb2.ImageToImageRequest.SerializeToString,
+            saxgateway_dot_v1_dot_gateway__pb2.ImageToImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TextAndImageToImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saxgateway.v1.SaxGateway/TextAndImageToImage',
+            saxgateway_dot_v1_dot_gateway__pb2.TextAndImageToImageRequest.SerializeToString,
+            saxgateway_dot_v1_dot_gateway__pb2.TextAndImageToImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VideoToText(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saxgateway.v1.SaxGateway/VideoToText',
+            saxgateway_dot_v1_dot_gateway__pb2.VideoToTextRequest.SerializeToString,
+            saxgateway_dot_v1_dot_gateway__pb2.VideoToTextResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Custom(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saxgateway.v1.SaxGateway/Custom',
+            saxgateway_dot_v1_dot_gateway__pb2.CustomRequest.SerializeToString,
+            saxgateway_dot_v1_dot_gateway__pb2.CustomResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -181,6 +181,32 @@ class SaxGatewayStub:
     """Returns a multimodal model's embedding of the items.
     Returns NOT_FOUND if the model is not published.
     """
+    ImageToImage: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ImageToImageRequest, _gateway_pb2.ImageToImageResponse]
+    """Vision methods beyond those above, and custom methods (Sax's
+    sax.server.vision and sax.server.custom services).
+
+    Returns images a vision model makes from an image, best first.
+    Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for an
+    empty image or a model that does not serve vm.image_to_image.
+    """
+    TextAndImageToImage: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.TextAndImageToImageRequest, _gateway_pb2.TextAndImageToImageResponse]
+    """Returns images a vision model makes from a text and a conditioning image,
+    best first.
+    Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for an
+    empty text or image or a model that does not serve
+    vm.text_and_image_to_image.
+    """
+    VideoToText: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.VideoToTextRequest, _gateway_pb2.VideoToTextResponse]
+    """Returns captions of a video given as its encoded frames, best first.
+    Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for no
+    frames, an empty frame or a model that does not serve vm.video_to_text.
+    """
+    Custom: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.CustomRequest, _gateway_pb2.CustomResponse]
+    """Calls a method a custom model defines, with opaque bytes in and out; its
+    ACL is the ACL of that method (the model's own name for it).
+    Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for an
+    empty method name or one the model does not define.
+    """
 
 @_typing.type_check_only
 class SaxGatewayAsyncStub(SaxGatewayStub):
@@ -334,6 +360,32 @@ class SaxGatewayAsyncStub(SaxGatewayStub):
     MultimodalEmbed: _aio.UnaryUnaryMultiCallable[_gateway_pb2.MultimodalEmbedRequest, _gateway_pb2.MultimodalEmbedResponse]  # type: ignore[assignment]
     """Returns a multimodal model's embedding of the items.
     Returns NOT_FOUND if the model is not published.
+    """
+    ImageToImage: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ImageToImageRequest, _gateway_pb2.ImageToImageResponse]  # type: ignore[assignment]
+    """Vision methods beyond those above, and custom methods (Sax's
+    sax.server.vision and sax.server.custom services).
+
+    Returns images a vision model makes from an image, best first.
+    Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for an
+    empty image or a model that does not serve vm.image_to_image.
+    """
+    TextAndImageToImage: _aio.UnaryUnaryMultiCallable[_gateway_pb2.TextAndImageToImageRequest, _gateway_pb2.TextAndImageToImageResponse]  # type: ignore[assignment]
+    """Returns images a vision model makes from a text and a conditioning image,
+    best first.
+    Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for an
+    empty text or image or a model that does not serve
+    vm.text_and_image_to_image.
+    """
+    VideoToText: _aio.UnaryUnaryMultiCallable[_gateway_pb2.VideoToTextRequest, _gateway_pb2.VideoToTextResponse]  # type: ignore[assignment]
+    """Returns captions of a video given as its encoded frames, best first.
+    Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for no
+    frames, an empty frame or a model that does not serve vm.video_to_text.
+    """
+    Custom: _aio.UnaryUnaryMultiCallable[_gateway_pb2.CustomRequest, _gateway_pb2.CustomResponse]  # type: ignore[assignment]
+    """Calls a method a custom model defines, with opaque bytes in and out; its
+    ACL is the ACL of that method (the model's own name for it).
+    Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for an
+    empty method name or one the model does not define.
     """
 
 class SaxGatewayServicer(metaclass=_abc_1.ABCMeta):
@@ -647,6 +699,56 @@ class SaxGatewayServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_gateway_pb2.MultimodalEmbedResponse, _abc.Awaitable[_gateway_pb2.MultimodalEmbedResponse]]:
         """Returns a multimodal model's embedding of the items.
         Returns NOT_FOUND if the model is not published.
+        """
+
+    @_abc_1.abstractmethod
+    def ImageToImage(
+        self,
+        request: _gateway_pb2.ImageToImageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.ImageToImageResponse, _abc.Awaitable[_gateway_pb2.ImageToImageResponse]]:
+        """Vision methods beyond those above, and custom methods (Sax's
+        sax.server.vision and sax.server.custom services).
+
+        Returns images a vision model makes from an image, best first.
+        Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for an
+        empty image or a model that does not serve vm.image_to_image.
+        """
+
+    @_abc_1.abstractmethod
+    def TextAndImageToImage(
+        self,
+        request: _gateway_pb2.TextAndImageToImageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.TextAndImageToImageResponse, _abc.Awaitable[_gateway_pb2.TextAndImageToImageResponse]]:
+        """Returns images a vision model makes from a text and a conditioning image,
+        best first.
+        Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for an
+        empty text or image or a model that does not serve
+        vm.text_and_image_to_image.
+        """
+
+    @_abc_1.abstractmethod
+    def VideoToText(
+        self,
+        request: _gateway_pb2.VideoToTextRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.VideoToTextResponse, _abc.Awaitable[_gateway_pb2.VideoToTextResponse]]:
+        """Returns captions of a video given as its encoded frames, best first.
+        Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for no
+        frames, an empty frame or a model that does not serve vm.video_to_text.
+        """
+
+    @_abc_1.abstractmethod
+    def Custom(
+        self,
+        request: _gateway_pb2.CustomRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.CustomResponse, _abc.Awaitable[_gateway_pb2.CustomResponse]]:
+        """Calls a method a custom model defines, with opaque bytes in and out; its
+        ACL is the ACL of that method (the model's own name for it).
+        Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for an
+        empty method name or one the model does not define.
         """
 
 def add_SaxGatewayServicer_to_server(servicer: SaxGatewayServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -709,6 +709,109 @@ export interface MultimodalEmbedResponse {
     /** Output only. The embedding. */
     embedding: number[];
 }
+/** Request of ImageToImage. */
+export interface ImageToImageRequest {
+    /** Required. The model ID. */
+    model: string;
+    /** Required. The encoded image (base64 in JSON). */
+    image_bytes: Buffer;
+    /** Extra inputs, as in GenerateRequest. */
+    extra_inputs: {
+        [key: string]: any | undefined;
+    };
+    /** Deadline of the call. */
+    timeout: Duration | undefined;
+}
+export interface ImageToImageRequest_ExtraInputsEntry {
+    key: string;
+    value: any | undefined;
+}
+/** Response of ImageToImage. */
+export interface ImageToImageResponse {
+    /** Output only. Images, best first. */
+    images: GeneratedImage[];
+}
+/** Request of TextAndImageToImage. */
+export interface TextAndImageToImageRequest {
+    /** Required. The model ID. */
+    model: string;
+    /** Required. The prompt. */
+    text: string;
+    /** Required. The encoded conditioning image (base64 in JSON). */
+    image_bytes: Buffer;
+    /** Extra inputs, as in GenerateRequest. */
+    extra_inputs: {
+        [key: string]: any | undefined;
+    };
+    /** Deadline of the call. */
+    timeout: Duration | undefined;
+}
+export interface TextAndImageToImageRequest_ExtraInputsEntry {
+    key: string;
+    value: any | undefined;
+}
+/** Response of TextAndImageToImage. */
+export interface TextAndImageToImageResponse {
+    /** Output only. Images, best first. */
+    images: GeneratedImage[];
+}
+/** Request of VideoToText. */
+export interface VideoToTextRequest {
+    /** Required. The model ID. */
+    model: string;
+    /**
+     * Required. The video's encoded frames, in order (each base64 in JSON); at
+     * most 1024.
+     */
+    image_frames: Buffer[];
+    /** An optional prompt. */
+    text: string;
+    /** Extra inputs, as in GenerateRequest. */
+    extra_inputs: {
+        [key: string]: any | undefined;
+    };
+    /** Deadline of the call. */
+    timeout: Duration | undefined;
+}
+export interface VideoToTextRequest_ExtraInputsEntry {
+    key: string;
+    value: any | undefined;
+}
+/** Response of VideoToText. */
+export interface VideoToTextResponse {
+    /** Output only. Captions, best first. */
+    texts: DecodedText[];
+}
+/** Request of Custom. */
+export interface CustomRequest {
+    /** Required. The model ID. */
+    model: string;
+    /** Required. The model's method to call, as the model names it (e.g. "echo"). */
+    method_name: string;
+    /**
+     * The method's input, in a format the model defines (base64 in JSON); may
+     * be empty.
+     */
+    request: Buffer;
+    /** Extra inputs, as in GenerateRequest. */
+    extra_inputs: {
+        [key: string]: any | undefined;
+    };
+    /** Deadline of the call. */
+    timeout: Duration | undefined;
+}
+export interface CustomRequest_ExtraInputsEntry {
+    key: string;
+    value: any | undefined;
+}
+/** Response of Custom. */
+export interface CustomResponse {
+    /**
+     * Output only. The method's output, in a format the model defines (base64 in
+     * JSON).
+     */
+    response: Buffer;
+}
 export declare const GetInfoRequest: MessageFns<GetInfoRequest>;
 export declare const GetInfoResponse: MessageFns<GetInfoResponse>;
 export declare const PublishModelRequest: MessageFns<PublishModelRequest>;
@@ -794,6 +897,18 @@ export declare const MultimodalScoreResponse: MessageFns<MultimodalScoreResponse
 export declare const MultimodalEmbedRequest: MessageFns<MultimodalEmbedRequest>;
 export declare const MultimodalEmbedRequest_ExtraInputsEntry: MessageFns<MultimodalEmbedRequest_ExtraInputsEntry>;
 export declare const MultimodalEmbedResponse: MessageFns<MultimodalEmbedResponse>;
+export declare const ImageToImageRequest: MessageFns<ImageToImageRequest>;
+export declare const ImageToImageRequest_ExtraInputsEntry: MessageFns<ImageToImageRequest_ExtraInputsEntry>;
+export declare const ImageToImageResponse: MessageFns<ImageToImageResponse>;
+export declare const TextAndImageToImageRequest: MessageFns<TextAndImageToImageRequest>;
+export declare const TextAndImageToImageRequest_ExtraInputsEntry: MessageFns<TextAndImageToImageRequest_ExtraInputsEntry>;
+export declare const TextAndImageToImageResponse: MessageFns<TextAndImageToImageResponse>;
+export declare const VideoToTextRequest: MessageFns<VideoToTextRequest>;
+export declare const VideoToTextRequest_ExtraInputsEntry: MessageFns<VideoToTextRequest_ExtraInputsEntry>;
+export declare const VideoToTextResponse: MessageFns<VideoToTextResponse>;
+export declare const CustomRequest: MessageFns<CustomRequest>;
+export declare const CustomRequest_ExtraInputsEntry: MessageFns<CustomRequest_ExtraInputsEntry>;
+export declare const CustomResponse: MessageFns<CustomResponse>;
 /**
  * SaxGateway reaches the models of a Saxml (Sax) cell over gRPC, and over
  * HTTP/JSON through Envoy's transcoder.
@@ -1260,6 +1375,77 @@ export declare const SaxGatewayDefinition: {
             readonly requestType: typeof MultimodalEmbedRequest;
             readonly requestStream: false;
             readonly responseType: typeof MultimodalEmbedResponse;
+            readonly responseStream: false;
+            readonly options: {
+                readonly _unknownFields: {
+                    readonly 578365826: readonly [Buffer<ArrayBufferLike>];
+                };
+            };
+        };
+        /**
+         * Returns images a vision model makes from an image, best first.
+         * Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for an
+         * empty image or a model that does not serve vm.image_to_image.
+         */
+        readonly imageToImage: {
+            readonly name: "ImageToImage";
+            readonly requestType: typeof ImageToImageRequest;
+            readonly requestStream: false;
+            readonly responseType: typeof ImageToImageResponse;
+            readonly responseStream: false;
+            readonly options: {
+                readonly _unknownFields: {
+                    readonly 578365826: readonly [Buffer<ArrayBufferLike>];
+                };
+            };
+        };
+        /**
+         * Returns images a vision model makes from a text and a conditioning image,
+         * best first.
+         * Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for an
+         * empty text or image or a model that does not serve
+         * vm.text_and_image_to_image.
+         */
+        readonly textAndImageToImage: {
+            readonly name: "TextAndImageToImage";
+            readonly requestType: typeof TextAndImageToImageRequest;
+            readonly requestStream: false;
+            readonly responseType: typeof TextAndImageToImageResponse;
+            readonly responseStream: false;
+            readonly options: {
+                readonly _unknownFields: {
+                    readonly 578365826: readonly [Buffer<ArrayBufferLike>];
+                };
+            };
+        };
+        /**
+         * Returns captions of a video given as its encoded frames, best first.
+         * Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for no
+         * frames, an empty frame or a model that does not serve vm.video_to_text.
+         */
+        readonly videoToText: {
+            readonly name: "VideoToText";
+            readonly requestType: typeof VideoToTextRequest;
+            readonly requestStream: false;
+            readonly responseType: typeof VideoToTextResponse;
+            readonly responseStream: false;
+            readonly options: {
+                readonly _unknownFields: {
+                    readonly 578365826: readonly [Buffer<ArrayBufferLike>];
+                };
+            };
+        };
+        /**
+         * Calls a method a custom model defines, with opaque bytes in and out; its
+         * ACL is the ACL of that method (the model's own name for it).
+         * Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for an
+         * empty method name or one the model does not define.
+         */
+        readonly custom: {
+            readonly name: "Custom";
+            readonly requestType: typeof CustomRequest;
+            readonly requestStream: false;
+            readonly responseType: typeof CustomResponse;
             readonly responseStream: false;
             readonly options: {
                 readonly _unknownFields: {

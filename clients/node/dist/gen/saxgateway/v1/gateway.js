@@ -6,7 +6,7 @@
 // source: saxgateway/v1/gateway.proto
 Object.defineProperty(exports, "__esModule", { value: true });
 exports.TextToImageResponse = exports.GeneratedImage = exports.TextToImageRequest_ExtraInputsEntry = exports.TextToImageRequest = exports.ClassifyResponse = exports.ClassifyRequest_ExtraInputsEntry = exports.ClassifyRequest = exports.GradientResponse_GradientsEntry = exports.GradientResponse = exports.GradientValues = exports.GradientRequest_ExtraInputsEntry = exports.GradientRequest = exports.EmbedResponse = exports.EmbedRequest_ExtraInputsEntry = exports.EmbedRequest = exports.ScoreResponse = exports.ScoreRequest_ExtraInputsEntry = exports.ScoreRequest = exports.GenerateStreamResponse = exports.TextDelta = exports.GenerateStreamRequest_ExtraInputsEntry = exports.GenerateStreamRequest = exports.GenerateResponse = exports.DecodedText = exports.GenerateRequest_ExtraInputsEntry = exports.GenerateRequest = exports.UnpublishModelResponse = exports.UnpublishModelRequest = exports.UpdateModelResponse_OverridesEntry = exports.UpdateModelResponse = exports.UpdateModelRequest_OverridesEntry = exports.UpdateModelRequest = exports.ListCellsResponse = exports.ListCellsRequest = exports.ListModelsResponse = exports.ListModelsRequest = exports.ModelInfo_MethodAclsEntry = exports.ModelInfo_OverridesEntry = exports.ModelInfo = exports.GetModelResponse = exports.GetModelRequest = exports.ListCellResponse = exports.ListCellRequest = exports.PublishModelResponse = exports.PublishModelRequest_OverridesEntry = exports.PublishModelRequest = exports.GetInfoResponse = exports.GetInfoRequest = exports.protobufFileName = exports.protobufPackage = void 0;
-exports.SaxGatewayDefinition = exports.MultimodalEmbedResponse = exports.MultimodalEmbedRequest_ExtraInputsEntry = exports.MultimodalEmbedRequest = exports.MultimodalScoreResponse = exports.MultimodalScoreRequest_ExtraInputsEntry = exports.MultimodalScoreRequest = exports.MultimodalGenerateResponse = exports.MultimodalSample = exports.MultimodalGenerateRequest_ExtraInputsEntry = exports.MultimodalGenerateRequest = exports.MultimodalItem = exports.WatchAddressesResponse = exports.WatchAddressesRequest = exports.SetAclResponse = exports.SetAclRequest = exports.GetAclResponse_MethodAclsEntry = exports.GetAclResponse = exports.GetAclRequest = exports.WaitForReadyResponse = exports.WaitForReadyRequest = exports.GetStatsResponse_ServersByModelPathEntry = exports.GetStatsResponse = exports.ServerTypeStat = exports.GetStatsRequest = exports.RecognizeResponse = exports.RecognizeRequest_ExtraInputsEntry = exports.RecognizeRequest = exports.ImageToTextResponse = exports.ImageToTextRequest_ExtraInputsEntry = exports.ImageToTextRequest = exports.DetectResponse = exports.BoundingBox = exports.DetectRequest_ExtraInputsEntry = exports.DetectRequest = exports.EmbedImageResponse = exports.EmbedImageRequest_ExtraInputsEntry = exports.EmbedImageRequest = void 0;
+exports.SaxGatewayDefinition = exports.CustomResponse = exports.CustomRequest_ExtraInputsEntry = exports.CustomRequest = exports.VideoToTextResponse = exports.VideoToTextRequest_ExtraInputsEntry = exports.VideoToTextRequest = exports.TextAndImageToImageResponse = exports.TextAndImageToImageRequest_ExtraInputsEntry = exports.TextAndImageToImageRequest = exports.ImageToImageResponse = exports.ImageToImageRequest_ExtraInputsEntry = exports.ImageToImageRequest = exports.MultimodalEmbedResponse = exports.MultimodalEmbedRequest_ExtraInputsEntry = exports.MultimodalEmbedRequest = exports.MultimodalScoreResponse = exports.MultimodalScoreRequest_ExtraInputsEntry = exports.MultimodalScoreRequest = exports.MultimodalGenerateResponse = exports.MultimodalSample = exports.MultimodalGenerateRequest_ExtraInputsEntry = exports.MultimodalGenerateRequest = exports.MultimodalItem = exports.WatchAddressesResponse = exports.WatchAddressesRequest = exports.SetAclResponse = exports.SetAclRequest = exports.GetAclResponse_MethodAclsEntry = exports.GetAclResponse = exports.GetAclRequest = exports.WaitForReadyResponse = exports.WaitForReadyRequest = exports.GetStatsResponse_ServersByModelPathEntry = exports.GetStatsResponse = exports.ServerTypeStat = exports.GetStatsRequest = exports.RecognizeResponse = exports.RecognizeRequest_ExtraInputsEntry = exports.RecognizeRequest = exports.ImageToTextResponse = exports.ImageToTextRequest_ExtraInputsEntry = exports.ImageToTextRequest = exports.DetectResponse = exports.BoundingBox = exports.DetectRequest_ExtraInputsEntry = exports.DetectRequest = exports.EmbedImageResponse = exports.EmbedImageRequest_ExtraInputsEntry = exports.EmbedImageRequest = void 0;
 /* eslint-disable */
 const wire_1 = require("@bufbuild/protobuf/wire");
 const duration_1 = require("../../google/protobuf/duration");
@@ -8230,6 +8230,1213 @@ exports.MultimodalEmbedResponse = {
         return message;
     },
 };
+function createBaseImageToImageRequest() {
+    return { model: "", image_bytes: Buffer.alloc(0), extra_inputs: {}, timeout: undefined };
+}
+exports.ImageToImageRequest = {
+    encode(message, writer = new wire_1.BinaryWriter()) {
+        if (message.model !== "") {
+            writer.uint32(10).string(message.model);
+        }
+        if (message.image_bytes.length !== 0) {
+            writer.uint32(18).bytes(message.image_bytes);
+        }
+        globalThis.Object.entries(message.extra_inputs).forEach(([key, value]) => {
+            if (value !== undefined) {
+                exports.ImageToImageRequest_ExtraInputsEntry.encode({ key: key, value }, writer.uint32(26).fork()).join();
+            }
+        });
+        if (message.timeout !== undefined) {
+            duration_1.Duration.encode(message.timeout, writer.uint32(34).fork()).join();
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof wire_1.BinaryReader ? input : new wire_1.BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseImageToImageRequest();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag !== 10) {
+                            break;
+                        }
+                        message.model = reader.string();
+                        continue;
+                    }
+                    case 2: {
+                        if (tag !== 18) {
+                            break;
+                        }
+                        message.image_bytes = Buffer.from(reader.bytes());
+                        continue;
+                    }
+                    case 3: {
+                        if (tag !== 26) {
+                            break;
+                        }
+                        const entry3 = exports.ImageToImageRequest_ExtraInputsEntry.decode(reader, reader.uint32());
+                        if (entry3.value !== undefined) {
+                            message.extra_inputs[entry3.key] = entry3.value;
+                        }
+                        continue;
+                    }
+                    case 4: {
+                        if (tag !== 34) {
+                            break;
+                        }
+                        message.timeout = duration_1.Duration.decode(reader, reader.uint32());
+                        continue;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return {
+            model: isSet(object.model) ? globalThis.String(object.model) : "",
+            image_bytes: isSet(object.imageBytes)
+                ? Buffer.from(bytesFromBase64(object.imageBytes))
+                : isSet(object.image_bytes)
+                    ? Buffer.from(bytesFromBase64(object.image_bytes))
+                    : Buffer.alloc(0),
+            extra_inputs: isObject(object.extraInputs)
+                ? globalThis.Object.entries(object.extraInputs).reduce((acc, [key, value]) => {
+                    globalThis.Object.defineProperty(acc, key, {
+                        value: value,
+                        enumerable: true,
+                        configurable: true,
+                        writable: true,
+                    });
+                    return acc;
+                }, {})
+                : isObject(object.extra_inputs)
+                    ? globalThis.Object.entries(object.extra_inputs).reduce((acc, [key, value]) => {
+                        globalThis.Object.defineProperty(acc, key, {
+                            value: value,
+                            enumerable: true,
+                            configurable: true,
+                            writable: true,
+                        });
+                        return acc;
+                    }, {})
+                    : {},
+            timeout: isSet(object.timeout) ? duration_1.Duration.fromJSON(object.timeout) : undefined,
+        };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.model !== "") {
+            obj.model = message.model;
+        }
+        if (message.image_bytes.length !== 0) {
+            obj.imageBytes = base64FromBytes(message.image_bytes);
+        }
+        if (message.extra_inputs) {
+            const entries = globalThis.Object.entries(message.extra_inputs);
+            if (entries.length > 0) {
+                obj.extraInputs = {};
+                entries.forEach(([k, v]) => {
+                    obj.extraInputs[k] = v;
+                });
+            }
+        }
+        if (message.timeout !== undefined) {
+            obj.timeout = duration_1.Duration.toJSON(message.timeout);
+        }
+        return obj;
+    },
+    create(base) {
+        return exports.ImageToImageRequest.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseImageToImageRequest();
+        message.model = object.model ?? "";
+        message.image_bytes = object.image_bytes ?? Buffer.alloc(0);
+        message.extra_inputs = globalThis.Object.entries(object.extra_inputs ?? {}).reduce((acc, [key, value]) => {
+            if (value !== undefined) {
+                acc[key] = value;
+            }
+            return acc;
+        }, {});
+        message.timeout = (object.timeout !== undefined && object.timeout !== null)
+            ? duration_1.Duration.fromPartial(object.timeout)
+            : undefined;
+        return message;
+    },
+};
+function createBaseImageToImageRequest_ExtraInputsEntry() {
+    return { key: "", value: undefined };
+}
+exports.ImageToImageRequest_ExtraInputsEntry = {
+    encode(message, writer = new wire_1.BinaryWriter()) {
+        if (message.key !== "") {
+            writer.uint32(10).string(message.key);
+        }
+        if (message.value !== undefined) {
+            struct_1.Value.encode(struct_1.Value.wrap(message.value), writer.uint32(18).fork()).join();
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof wire_1.BinaryReader ? input : new wire_1.BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseImageToImageRequest_ExtraInputsEntry();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag !== 10) {
+                            break;
+                        }
+                        message.key = reader.string();
+                        continue;
+                    }
+                    case 2: {
+                        if (tag !== 18) {
+                            break;
+                        }
+                        message.value = struct_1.Value.unwrap(struct_1.Value.decode(reader, reader.uint32()));
+                        continue;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return {
+            key: isSet(object.key) ? globalThis.String(object.key) : "",
+            value: isSet(object?.value) ? object.value : undefined,
+        };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.key !== "") {
+            obj.key = message.key;
+        }
+        if (message.value !== undefined) {
+            obj.value = message.value;
+        }
+        return obj;
+    },
+    create(base) {
+        return exports.ImageToImageRequest_ExtraInputsEntry.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseImageToImageRequest_ExtraInputsEntry();
+        message.key = object.key ?? "";
+        message.value = object.value === undefined ? undefined : object.value;
+        return message;
+    },
+};
+function createBaseImageToImageResponse() {
+    return { images: [] };
+}
+exports.ImageToImageResponse = {
+    encode(message, writer = new wire_1.BinaryWriter()) {
+        for (const v of message.images) {
+            exports.GeneratedImage.encode(v, writer.uint32(10).fork()).join();
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof wire_1.BinaryReader ? input : new wire_1.BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseImageToImageResponse();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag !== 10) {
+                            break;
+                        }
+                        message.images.push(exports.GeneratedImage.decode(reader, reader.uint32()));
+                        continue;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return {
+            images: globalThis.Array.isArray(object?.images) ? object.images.map((e) => exports.GeneratedImage.fromJSON(e)) : [],
+        };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.images?.length) {
+            obj.images = message.images.map((e) => exports.GeneratedImage.toJSON(e));
+        }
+        return obj;
+    },
+    create(base) {
+        return exports.ImageToImageResponse.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseImageToImageResponse();
+        message.images = object.images?.map((e) => exports.GeneratedImage.fromPartial(e)) || [];
+        return message;
+    },
+};
+function createBaseTextAndImageToImageRequest() {
+    return { model: "", text: "", image_bytes: Buffer.alloc(0), extra_inputs: {}, timeout: undefined };
+}
+exports.TextAndImageToImageRequest = {
+    encode(message, writer = new wire_1.BinaryWriter()) {
+        if (message.model !== "") {
+            writer.uint32(10).string(message.model);
+        }
+        if (message.text !== "") {
+            writer.uint32(18).string(message.text);
+        }
+        if (message.image_bytes.length !== 0) {
+            writer.uint32(26).bytes(message.image_bytes);
+        }
+        globalThis.Object.entries(message.extra_inputs).forEach(([key, value]) => {
+            if (value !== undefined) {
+                exports.TextAndImageToImageRequest_ExtraInputsEntry.encode({ key: key, value }, writer.uint32(34).fork()).join();
+            }
+        });
+        if (message.timeout !== undefined) {
+            duration_1.Duration.encode(message.timeout, writer.uint32(42).fork()).join();
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof wire_1.BinaryReader ? input : new wire_1.BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseTextAndImageToImageRequest();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag !== 10) {
+                            break;
+                        }
+                        message.model = reader.string();
+                        continue;
+                    }
+                    case 2: {
+                        if (tag !== 18) {
+                            break;
+                        }
+                        message.text = reader.string();
+                        continue;
+                    }
+                    case 3: {
+                        if (tag !== 26) {
+                            break;
+                        }
+                        message.image_bytes = Buffer.from(reader.bytes());
+                        continue;
+                    }
+                    case 4: {
+                        if (tag !== 34) {
+                            break;
+                        }
+                        const entry4 = exports.TextAndImageToImageRequest_ExtraInputsEntry.decode(reader, reader.uint32());
+                        if (entry4.value !== undefined) {
+                            message.extra_inputs[entry4.key] = entry4.value;
+                        }
+                        continue;
+                    }
+                    case 5: {
+                        if (tag !== 42) {
+                            break;
+                        }
+                        message.timeout = duration_1.Duration.decode(reader, reader.uint32());
+                        continue;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return {
+            model: isSet(object.model) ? globalThis.String(object.model) : "",
+            text: isSet(object.text) ? globalThis.String(object.text) : "",
+            image_bytes: isSet(object.imageBytes)
+                ? Buffer.from(bytesFromBase64(object.imageBytes))
+                : isSet(object.image_bytes)
+                    ? Buffer.from(bytesFromBase64(object.image_bytes))
+                    : Buffer.alloc(0),
+            extra_inputs: isObject(object.extraInputs)
+                ? globalThis.Object.entries(object.extraInputs).reduce((acc, [key, value]) => {
+                    globalThis.Object.defineProperty(acc, key, {
+                        value: value,
+                        enumerable: true,
+                        configurable: true,
+                        writable: true,
+                    });
+                    return acc;
+                }, {})
+                : isObject(object.extra_inputs)
+                    ? globalThis.Object.entries(object.extra_inputs).reduce((acc, [key, value]) => {
+                        globalThis.Object.defineProperty(acc, key, {
+                            value: value,
+                            enumerable: true,
+                            configurable: true,
+                            writable: true,
+                        });
+                        return acc;
+                    }, {})
+                    : {},
+            timeout: isSet(object.timeout) ? duration_1.Duration.fromJSON(object.timeout) : undefined,
+        };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.model !== "") {
+            obj.model = message.model;
+        }
+        if (message.text !== "") {
+            obj.text = message.text;
+        }
+        if (message.image_bytes.length !== 0) {
+            obj.imageBytes = base64FromBytes(message.image_bytes);
+        }
+        if (message.extra_inputs) {
+            const entries = globalThis.Object.entries(message.extra_inputs);
+            if (entries.length > 0) {
+                obj.extraInputs = {};
+                entries.forEach(([k, v]) => {
+                    obj.extraInputs[k] = v;
+                });
+            }
+        }
+        if (message.timeout !== undefined) {
+            obj.timeout = duration_1.Duration.toJSON(message.timeout);
+        }
+        return obj;
+    },
+    create(base) {
+        return exports.TextAndImageToImageRequest.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseTextAndImageToImageRequest();
+        message.model = object.model ?? "";
+        message.text = object.text ?? "";
+        message.image_bytes = object.image_bytes ?? Buffer.alloc(0);
+        message.extra_inputs = globalThis.Object.entries(object.extra_inputs ?? {}).reduce((acc, [key, value]) => {
+            if (value !== undefined) {
+                acc[key] = value;
+            }
+            return acc;
+        }, {});
+        message.timeout = (object.timeout !== undefined && object.timeout !== null)
+            ? duration_1.Duration.fromPartial(object.timeout)
+            : undefined;
+        return message;
+    },
+};
+function createBaseTextAndImageToImageRequest_ExtraInputsEntry() {
+    return { key: "", value: undefined };
+}
+exports.TextAndImageToImageRequest_ExtraInputsEntry = {
+    encode(message, writer = new wire_1.BinaryWriter()) {
+        if (message.key !== "") {
+            writer.uint32(10).string(message.key);
+        }
+        if (message.value !== undefined) {
+            struct_1.Value.encode(struct_1.Value.wrap(message.value), writer.uint32(18).fork()).join();
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof wire_1.BinaryReader ? input : new wire_1.BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseTextAndImageToImageRequest_ExtraInputsEntry();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag !== 10) {
+                            break;
+                        }
+                        message.key = reader.string();
+                        continue;
+                    }
+                    case 2: {
+                        if (tag !== 18) {
+                            break;
+                        }
+                        message.value = struct_1.Value.unwrap(struct_1.Value.decode(reader, reader.uint32()));
+                        continue;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return {
+            key: isSet(object.key) ? globalThis.String(object.key) : "",
+            value: isSet(object?.value) ? object.value : undefined,
+        };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.key !== "") {
+            obj.key = message.key;
+        }
+        if (message.value !== undefined) {
+            obj.value = message.value;
+        }
+        return obj;
+    },
+    create(base) {
+        return exports.TextAndImageToImageRequest_ExtraInputsEntry.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseTextAndImageToImageRequest_ExtraInputsEntry();
+        message.key = object.key ?? "";
+        message.value = object.value === undefined ? undefined : object.value;
+        return message;
+    },
+};
+function createBaseTextAndImageToImageResponse() {
+    return { images: [] };
+}
+exports.TextAndImageToImageResponse = {
+    encode(message, writer = new wire_1.BinaryWriter()) {
+        for (const v of message.images) {
+            exports.GeneratedImage.encode(v, writer.uint32(10).fork()).join();
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof wire_1.BinaryReader ? input : new wire_1.BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseTextAndImageToImageResponse();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag !== 10) {
+                            break;
+                        }
+                        message.images.push(exports.GeneratedImage.decode(reader, reader.uint32()));
+                        continue;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return {
+            images: globalThis.Array.isArray(object?.images) ? object.images.map((e) => exports.GeneratedImage.fromJSON(e)) : [],
+        };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.images?.length) {
+            obj.images = message.images.map((e) => exports.GeneratedImage.toJSON(e));
+        }
+        return obj;
+    },
+    create(base) {
+        return exports.TextAndImageToImageResponse.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseTextAndImageToImageResponse();
+        message.images = object.images?.map((e) => exports.GeneratedImage.fromPartial(e)) || [];
+        return message;
+    },
+};
+function createBaseVideoToTextRequest() {
+    return { model: "", image_frames: [], text: "", extra_inputs: {}, timeout: undefined };
+}
+exports.VideoToTextRequest = {
+    encode(message, writer = new wire_1.BinaryWriter()) {
+        if (message.model !== "") {
+            writer.uint32(10).string(message.model);
+        }
+        for (const v of message.image_frames) {
+            writer.uint32(18).bytes(v);
+        }
+        if (message.text !== "") {
+            writer.uint32(26).string(message.text);
+        }
+        globalThis.Object.entries(message.extra_inputs).forEach(([key, value]) => {
+            if (value !== undefined) {
+                exports.VideoToTextRequest_ExtraInputsEntry.encode({ key: key, value }, writer.uint32(34).fork()).join();
+            }
+        });
+        if (message.timeout !== undefined) {
+            duration_1.Duration.encode(message.timeout, writer.uint32(42).fork()).join();
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof wire_1.BinaryReader ? input : new wire_1.BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseVideoToTextRequest();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag !== 10) {
+                            break;
+                        }
+                        message.model = reader.string();
+                        continue;
+                    }
+                    case 2: {
+                        if (tag !== 18) {
+                            break;
+                        }
+                        message.image_frames.push(Buffer.from(reader.bytes()));
+                        continue;
+                    }
+                    case 3: {
+                        if (tag !== 26) {
+                            break;
+                        }
+                        message.text = reader.string();
+                        continue;
+                    }
+                    case 4: {
+                        if (tag !== 34) {
+                            break;
+                        }
+                        const entry4 = exports.VideoToTextRequest_ExtraInputsEntry.decode(reader, reader.uint32());
+                        if (entry4.value !== undefined) {
+                            message.extra_inputs[entry4.key] = entry4.value;
+                        }
+                        continue;
+                    }
+                    case 5: {
+                        if (tag !== 42) {
+                            break;
+                        }
+                        message.timeout = duration_1.Duration.decode(reader, reader.uint32());
+                        continue;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return {
+            model: isSet(object.model) ? globalThis.String(object.model) : "",
+            image_frames: globalThis.Array.isArray(object?.imageFrames)
+                ? object.imageFrames.map((e) => Buffer.from(bytesFromBase64(e)))
+                : globalThis.Array.isArray(object?.image_frames)
+                    ? object.image_frames.map((e) => Buffer.from(bytesFromBase64(e)))
+                    : [],
+            text: isSet(object.text) ? globalThis.String(object.text) : "",
+            extra_inputs: isObject(object.extraInputs)
+                ? globalThis.Object.entries(object.extraInputs).reduce((acc, [key, value]) => {
+                    globalThis.Object.defineProperty(acc, key, {
+                        value: value,
+                        enumerable: true,
+                        configurable: true,
+                        writable: true,
+                    });
+                    return acc;
+                }, {})
+                : isObject(object.extra_inputs)
+                    ? globalThis.Object.entries(object.extra_inputs).reduce((acc, [key, value]) => {
+                        globalThis.Object.defineProperty(acc, key, {
+                            value: value,
+                            enumerable: true,
+                            configurable: true,
+                            writable: true,
+                        });
+                        return acc;
+                    }, {})
+                    : {},
+            timeout: isSet(object.timeout) ? duration_1.Duration.fromJSON(object.timeout) : undefined,
+        };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.model !== "") {
+            obj.model = message.model;
+        }
+        if (message.image_frames?.length) {
+            obj.imageFrames = message.image_frames.map((e) => base64FromBytes(e));
+        }
+        if (message.text !== "") {
+            obj.text = message.text;
+        }
+        if (message.extra_inputs) {
+            const entries = globalThis.Object.entries(message.extra_inputs);
+            if (entries.length > 0) {
+                obj.extraInputs = {};
+                entries.forEach(([k, v]) => {
+                    obj.extraInputs[k] = v;
+                });
+            }
+        }
+        if (message.timeout !== undefined) {
+            obj.timeout = duration_1.Duration.toJSON(message.timeout);
+        }
+        return obj;
+    },
+    create(base) {
+        return exports.VideoToTextRequest.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseVideoToTextRequest();
+        message.model = object.model ?? "";
+        message.image_frames = object.image_frames?.map((e) => e) || [];
+        message.text = object.text ?? "";
+        message.extra_inputs = globalThis.Object.entries(object.extra_inputs ?? {}).reduce((acc, [key, value]) => {
+            if (value !== undefined) {
+                acc[key] = value;
+            }
+            return acc;
+        }, {});
+        message.timeout = (object.timeout !== undefined && object.timeout !== null)
+            ? duration_1.Duration.fromPartial(object.timeout)
+            : undefined;
+        return message;
+    },
+};
+function createBaseVideoToTextRequest_ExtraInputsEntry() {
+    return { key: "", value: undefined };
+}
+exports.VideoToTextRequest_ExtraInputsEntry = {
+    encode(message, writer = new wire_1.BinaryWriter()) {
+        if (message.key !== "") {
+            writer.uint32(10).string(message.key);
+        }
+        if (message.value !== undefined) {
+            struct_1.Value.encode(struct_1.Value.wrap(message.value), writer.uint32(18).fork()).join();
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof wire_1.BinaryReader ? input : new wire_1.BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseVideoToTextRequest_ExtraInputsEntry();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag !== 10) {
+                            break;
+                        }
+                        message.key = reader.string();
+                        continue;
+                    }
+                    case 2: {
+                        if (tag !== 18) {
+                            break;
+                        }
+                        message.value = struct_1.Value.unwrap(struct_1.Value.decode(reader, reader.uint32()));
+                        continue;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return {
+            key: isSet(object.key) ? globalThis.String(object.key) : "",
+            value: isSet(object?.value) ? object.value : undefined,
+        };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.key !== "") {
+            obj.key = message.key;
+        }
+        if (message.value !== undefined) {
+            obj.value = message.value;
+        }
+        return obj;
+    },
+    create(base) {
+        return exports.VideoToTextRequest_ExtraInputsEntry.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseVideoToTextRequest_ExtraInputsEntry();
+        message.key = object.key ?? "";
+        message.value = object.value === undefined ? undefined : object.value;
+        return message;
+    },
+};
+function createBaseVideoToTextResponse() {
+    return { texts: [] };
+}
+exports.VideoToTextResponse = {
+    encode(message, writer = new wire_1.BinaryWriter()) {
+        for (const v of message.texts) {
+            exports.DecodedText.encode(v, writer.uint32(10).fork()).join();
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof wire_1.BinaryReader ? input : new wire_1.BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseVideoToTextResponse();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag !== 10) {
+                            break;
+                        }
+                        message.texts.push(exports.DecodedText.decode(reader, reader.uint32()));
+                        continue;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return {
+            texts: globalThis.Array.isArray(object?.texts) ? object.texts.map((e) => exports.DecodedText.fromJSON(e)) : [],
+        };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.texts?.length) {
+            obj.texts = message.texts.map((e) => exports.DecodedText.toJSON(e));
+        }
+        return obj;
+    },
+    create(base) {
+        return exports.VideoToTextResponse.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseVideoToTextResponse();
+        message.texts = object.texts?.map((e) => exports.DecodedText.fromPartial(e)) || [];
+        return message;
+    },
+};
+function createBaseCustomRequest() {
+    return { model: "", method_name: "", request: Buffer.alloc(0), extra_inputs: {}, timeout: undefined };
+}
+exports.CustomRequest = {
+    encode(message, writer = new wire_1.BinaryWriter()) {
+        if (message.model !== "") {
+            writer.uint32(10).string(message.model);
+        }
+        if (message.method_name !== "") {
+            writer.uint32(18).string(message.method_name);
+        }
+        if (message.request.length !== 0) {
+            writer.uint32(26).bytes(message.request);
+        }
+        globalThis.Object.entries(message.extra_inputs).forEach(([key, value]) => {
+            if (value !== undefined) {
+                exports.CustomRequest_ExtraInputsEntry.encode({ key: key, value }, writer.uint32(34).fork()).join();
+            }
+        });
+        if (message.timeout !== undefined) {
+            duration_1.Duration.encode(message.timeout, writer.uint32(42).fork()).join();
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof wire_1.BinaryReader ? input : new wire_1.BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseCustomRequest();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag !== 10) {
+                            break;
+                        }
+                        message.model = reader.string();
+                        continue;
+                    }
+                    case 2: {
+                        if (tag !== 18) {
+                            break;
+                        }
+                        message.method_name = reader.string();
+                        continue;
+                    }
+                    case 3: {
+                        if (tag !== 26) {
+                            break;
+                        }
+                        message.request = Buffer.from(reader.bytes());
+                        continue;
+                    }
+                    case 4: {
+                        if (tag !== 34) {
+                            break;
+                        }
+                        const entry4 = exports.CustomRequest_ExtraInputsEntry.decode(reader, reader.uint32());
+                        if (entry4.value !== undefined) {
+                            message.extra_inputs[entry4.key] = entry4.value;
+                        }
+                        continue;
+                    }
+                    case 5: {
+                        if (tag !== 42) {
+                            break;
+                        }
+                        message.timeout = duration_1.Duration.decode(reader, reader.uint32());
+                        continue;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return {
+            model: isSet(object.model) ? globalThis.String(object.model) : "",
+            method_name: isSet(object.methodName)
+                ? globalThis.String(object.methodName)
+                : isSet(object.method_name)
+                    ? globalThis.String(object.method_name)
+                    : "",
+            request: isSet(object.request) ? Buffer.from(bytesFromBase64(object.request)) : Buffer.alloc(0),
+            extra_inputs: isObject(object.extraInputs)
+                ? globalThis.Object.entries(object.extraInputs).reduce((acc, [key, value]) => {
+                    globalThis.Object.defineProperty(acc, key, {
+                        value: value,
+                        enumerable: true,
+                        configurable: true,
+                        writable: true,
+                    });
+                    return acc;
+                }, {})
+                : isObject(object.extra_inputs)
+                    ? globalThis.Object.entries(object.extra_inputs).reduce((acc, [key, value]) => {
+                        globalThis.Object.defineProperty(acc, key, {
+                            value: value,
+                            enumerable: true,
+                            configurable: true,
+                            writable: true,
+                        });
+                        return acc;
+                    }, {})
+                    : {},
+            timeout: isSet(object.timeout) ? duration_1.Duration.fromJSON(object.timeout) : undefined,
+        };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.model !== "") {
+            obj.model = message.model;
+        }
+        if (message.method_name !== "") {
+            obj.methodName = message.method_name;
+        }
+        if (message.request.length !== 0) {
+            obj.request = base64FromBytes(message.request);
+        }
+        if (message.extra_inputs) {
+            const entries = globalThis.Object.entries(message.extra_inputs);
+            if (entries.length > 0) {
+                obj.extraInputs = {};
+                entries.forEach(([k, v]) => {
+                    obj.extraInputs[k] = v;
+                });
+            }
+        }
+        if (message.timeout !== undefined) {
+            obj.timeout = duration_1.Duration.toJSON(message.timeout);
+        }
+        return obj;
+    },
+    create(base) {
+        return exports.CustomRequest.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseCustomRequest();
+        message.model = object.model ?? "";
+        message.method_name = object.method_name ?? "";
+        message.request = object.request ?? Buffer.alloc(0);
+        message.extra_inputs = globalThis.Object.entries(object.extra_inputs ?? {}).reduce((acc, [key, value]) => {
+            if (value !== undefined) {
+                acc[key] = value;
+            }
+            return acc;
+        }, {});
+        message.timeout = (object.timeout !== undefined && object.timeout !== null)
+            ? duration_1.Duration.fromPartial(object.timeout)
+            : undefined;
+        return message;
+    },
+};
+function createBaseCustomRequest_ExtraInputsEntry() {
+    return { key: "", value: undefined };
+}
+exports.CustomRequest_ExtraInputsEntry = {
+    encode(message, writer = new wire_1.BinaryWriter()) {
+        if (message.key !== "") {
+            writer.uint32(10).string(message.key);
+        }
+        if (message.value !== undefined) {
+            struct_1.Value.encode(struct_1.Value.wrap(message.value), writer.uint32(18).fork()).join();
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof wire_1.BinaryReader ? input : new wire_1.BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseCustomRequest_ExtraInputsEntry();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag !== 10) {
+                            break;
+                        }
+                        message.key = reader.string();
+                        continue;
+                    }
+                    case 2: {
+                        if (tag !== 18) {
+                            break;
+                        }
+                        message.value = struct_1.Value.unwrap(struct_1.Value.decode(reader, reader.uint32()));
+                        continue;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return {
+            key: isSet(object.key) ? globalThis.String(object.key) : "",
+            value: isSet(object?.value) ? object.value : undefined,
+        };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.key !== "") {
+            obj.key = message.key;
+        }
+        if (message.value !== undefined) {
+            obj.value = message.value;
+        }
+        return obj;
+    },
+    create(base) {
+        return exports.CustomRequest_ExtraInputsEntry.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseCustomRequest_ExtraInputsEntry();
+        message.key = object.key ?? "";
+        message.value = object.value === undefined ? undefined : object.value;
+        return message;
+    },
+};
+function createBaseCustomResponse() {
+    return { response: Buffer.alloc(0) };
+}
+exports.CustomResponse = {
+    encode(message, writer = new wire_1.BinaryWriter()) {
+        if (message.response.length !== 0) {
+            writer.uint32(10).bytes(message.response);
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof wire_1.BinaryReader ? input : new wire_1.BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseCustomResponse();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag !== 10) {
+                            break;
+                        }
+                        message.response = Buffer.from(reader.bytes());
+                        continue;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return { response: isSet(object.response) ? Buffer.from(bytesFromBase64(object.response)) : Buffer.alloc(0) };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.response.length !== 0) {
+            obj.response = base64FromBytes(message.response);
+        }
+        return obj;
+    },
+    create(base) {
+        return exports.CustomResponse.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseCustomResponse();
+        message.response = object.response ?? Buffer.alloc(0);
+        return message;
+    },
+};
 exports.SaxGatewayDefinition = {
     name: "SaxGateway",
     fullName: "saxgateway.v1.SaxGateway",
@@ -9989,6 +11196,329 @@ exports.SaxGatewayDefinition = {
                             98,
                             101,
                             100,
+                        ]),
+                    ],
+                },
+            },
+        },
+        /**
+         * Returns images a vision model makes from an image, best first.
+         * Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for an
+         * empty image or a model that does not serve vm.image_to_image.
+         */
+        imageToImage: {
+            name: "ImageToImage",
+            requestType: exports.ImageToImageRequest,
+            requestStream: false,
+            responseType: exports.ImageToImageResponse,
+            responseStream: false,
+            options: {
+                _unknownFields: {
+                    578365826: [
+                        Buffer.from([
+                            59,
+                            58,
+                            1,
+                            42,
+                            90,
+                            37,
+                            58,
+                            1,
+                            42,
+                            34,
+                            32,
+                            47,
+                            118,
+                            49,
+                            47,
+                            123,
+                            109,
+                            111,
+                            100,
+                            101,
+                            108,
+                            61,
+                            115,
+                            97,
+                            120,
+                            47,
+                            42,
+                            47,
+                            42,
+                            125,
+                            58,
+                            105,
+                            109,
+                            97,
+                            103,
+                            101,
+                            84,
+                            111,
+                            73,
+                            109,
+                            97,
+                            103,
+                            101,
+                            34,
+                            15,
+                            47,
+                            105,
+                            109,
+                            97,
+                            103,
+                            101,
+                            95,
+                            116,
+                            111,
+                            95,
+                            105,
+                            109,
+                            97,
+                            103,
+                            101,
+                        ]),
+                    ],
+                },
+            },
+        },
+        /**
+         * Returns images a vision model makes from a text and a conditioning image,
+         * best first.
+         * Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for an
+         * empty text or image or a model that does not serve
+         * vm.text_and_image_to_image.
+         */
+        textAndImageToImage: {
+            name: "TextAndImageToImage",
+            requestType: exports.TextAndImageToImageRequest,
+            requestStream: false,
+            responseType: exports.TextAndImageToImageResponse,
+            responseStream: false,
+            options: {
+                _unknownFields: {
+                    578365826: [
+                        Buffer.from([
+                            75,
+                            58,
+                            1,
+                            42,
+                            90,
+                            44,
+                            58,
+                            1,
+                            42,
+                            34,
+                            39,
+                            47,
+                            118,
+                            49,
+                            47,
+                            123,
+                            109,
+                            111,
+                            100,
+                            101,
+                            108,
+                            61,
+                            115,
+                            97,
+                            120,
+                            47,
+                            42,
+                            47,
+                            42,
+                            125,
+                            58,
+                            116,
+                            101,
+                            120,
+                            116,
+                            65,
+                            110,
+                            100,
+                            73,
+                            109,
+                            97,
+                            103,
+                            101,
+                            84,
+                            111,
+                            73,
+                            109,
+                            97,
+                            103,
+                            101,
+                            34,
+                            24,
+                            47,
+                            116,
+                            101,
+                            120,
+                            116,
+                            95,
+                            97,
+                            110,
+                            100,
+                            95,
+                            105,
+                            109,
+                            97,
+                            103,
+                            101,
+                            95,
+                            116,
+                            111,
+                            95,
+                            105,
+                            109,
+                            97,
+                            103,
+                            101,
+                        ]),
+                    ],
+                },
+            },
+        },
+        /**
+         * Returns captions of a video given as its encoded frames, best first.
+         * Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for no
+         * frames, an empty frame or a model that does not serve vm.video_to_text.
+         */
+        videoToText: {
+            name: "VideoToText",
+            requestType: exports.VideoToTextRequest,
+            requestStream: false,
+            responseType: exports.VideoToTextResponse,
+            responseStream: false,
+            options: {
+                _unknownFields: {
+                    578365826: [
+                        Buffer.from([
+                            57,
+                            58,
+                            1,
+                            42,
+                            90,
+                            36,
+                            58,
+                            1,
+                            42,
+                            34,
+                            31,
+                            47,
+                            118,
+                            49,
+                            47,
+                            123,
+                            109,
+                            111,
+                            100,
+                            101,
+                            108,
+                            61,
+                            115,
+                            97,
+                            120,
+                            47,
+                            42,
+                            47,
+                            42,
+                            125,
+                            58,
+                            118,
+                            105,
+                            100,
+                            101,
+                            111,
+                            84,
+                            111,
+                            84,
+                            101,
+                            120,
+                            116,
+                            34,
+                            14,
+                            47,
+                            118,
+                            105,
+                            100,
+                            101,
+                            111,
+                            95,
+                            116,
+                            111,
+                            95,
+                            116,
+                            101,
+                            120,
+                            116,
+                        ]),
+                    ],
+                },
+            },
+        },
+        /**
+         * Calls a method a custom model defines, with opaque bytes in and out; its
+         * ACL is the ACL of that method (the model's own name for it).
+         * Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for an
+         * empty method name or one the model does not define.
+         */
+        custom: {
+            name: "Custom",
+            requestType: exports.CustomRequest,
+            requestStream: false,
+            responseType: exports.CustomResponse,
+            responseStream: false,
+            options: {
+                _unknownFields: {
+                    578365826: [
+                        Buffer.from([
+                            45,
+                            58,
+                            1,
+                            42,
+                            90,
+                            31,
+                            58,
+                            1,
+                            42,
+                            34,
+                            26,
+                            47,
+                            118,
+                            49,
+                            47,
+                            123,
+                            109,
+                            111,
+                            100,
+                            101,
+                            108,
+                            61,
+                            115,
+                            97,
+                            120,
+                            47,
+                            42,
+                            47,
+                            42,
+                            125,
+                            58,
+                            99,
+                            117,
+                            115,
+                            116,
+                            111,
+                            109,
+                            34,
+                            7,
+                            47,
+                            99,
+                            117,
+                            115,
+                            116,
+                            111,
+                            109,
                         ]),
                     ],
                 },

@@ -773,6 +773,113 @@ export interface MultimodalEmbedResponse {
   embedding: number[];
 }
 
+/** Request of ImageToImage. */
+export interface ImageToImageRequest {
+  /** Required. The model ID. */
+  model: string;
+  /** Required. The encoded image (base64 in JSON). */
+  image_bytes: Buffer;
+  /** Extra inputs, as in GenerateRequest. */
+  extra_inputs: { [key: string]: any | undefined };
+  /** Deadline of the call. */
+  timeout: Duration | undefined;
+}
+
+export interface ImageToImageRequest_ExtraInputsEntry {
+  key: string;
+  value: any | undefined;
+}
+
+/** Response of ImageToImage. */
+export interface ImageToImageResponse {
+  /** Output only. Images, best first. */
+  images: GeneratedImage[];
+}
+
+/** Request of TextAndImageToImage. */
+export interface TextAndImageToImageRequest {
+  /** Required. The model ID. */
+  model: string;
+  /** Required. The prompt. */
+  text: string;
+  /** Required. The encoded conditioning image (base64 in JSON). */
+  image_bytes: Buffer;
+  /** Extra inputs, as in GenerateRequest. */
+  extra_inputs: { [key: string]: any | undefined };
+  /** Deadline of the call. */
+  timeout: Duration | undefined;
+}
+
+export interface TextAndImageToImageRequest_ExtraInputsEntry {
+  key: string;
+  value: any | undefined;
+}
+
+/** Response of TextAndImageToImage. */
+export interface TextAndImageToImageResponse {
+  /** Output only. Images, best first. */
+  images: GeneratedImage[];
+}
+
+/** Request of VideoToText. */
+export interface VideoToTextRequest {
+  /** Required. The model ID. */
+  model: string;
+  /**
+   * Required. The video's encoded frames, in order (each base64 in JSON); at
+   * most 1024.
+   */
+  image_frames: Buffer[];
+  /** An optional prompt. */
+  text: string;
+  /** Extra inputs, as in GenerateRequest. */
+  extra_inputs: { [key: string]: any | undefined };
+  /** Deadline of the call. */
+  timeout: Duration | undefined;
+}
+
+export interface VideoToTextRequest_ExtraInputsEntry {
+  key: string;
+  value: any | undefined;
+}
+
+/** Response of VideoToText. */
+export interface VideoToTextResponse {
+  /** Output only. Captions, best first. */
+  texts: DecodedText[];
+}
+
+/** Request of Custom. */
+export interface CustomRequest {
+  /** Required. The model ID. */
+  model: string;
+  /** Required. The model's method to call, as the model names it (e.g. "echo"). */
+  method_name: string;
+  /**
+   * The method's input, in a format the model defines (base64 in JSON); may
+   * be empty.
+   */
+  request: Buffer;
+  /** Extra inputs, as in GenerateRequest. */
+  extra_inputs: { [key: string]: any | undefined };
+  /** Deadline of the call. */
+  timeout: Duration | undefined;
+}
+
+export interface CustomRequest_ExtraInputsEntry {
+  key: string;
+  value: any | undefined;
+}
+
+/** Response of Custom. */
+export interface CustomResponse {
+  /**
+   * Output only. The method's output, in a format the model defines (base64 in
+   * JSON).
+   */
+  response: Buffer;
+}
+
 function createBaseGetInfoRequest(): GetInfoRequest {
   return {};
 }
@@ -9901,6 +10008,1357 @@ export const MultimodalEmbedResponse: MessageFns<MultimodalEmbedResponse> = {
   },
 };
 
+function createBaseImageToImageRequest(): ImageToImageRequest {
+  return { model: "", image_bytes: Buffer.alloc(0), extra_inputs: {}, timeout: undefined };
+}
+
+export const ImageToImageRequest: MessageFns<ImageToImageRequest> = {
+  encode(message: ImageToImageRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.model !== "") {
+      writer.uint32(10).string(message.model);
+    }
+    if (message.image_bytes.length !== 0) {
+      writer.uint32(18).bytes(message.image_bytes);
+    }
+    globalThis.Object.entries(message.extra_inputs).forEach(([key, value]: [string, any | undefined]) => {
+      if (value !== undefined) {
+        ImageToImageRequest_ExtraInputsEntry.encode({ key: key as any, value }, writer.uint32(26).fork()).join();
+      }
+    });
+    if (message.timeout !== undefined) {
+      Duration.encode(message.timeout, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImageToImageRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImageToImageRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.image_bytes = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            const entry3 = ImageToImageRequest_ExtraInputsEntry.decode(reader, reader.uint32());
+            if (entry3.value !== undefined) {
+              message.extra_inputs[entry3.key] = entry3.value;
+            }
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.timeout = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImageToImageRequest {
+    return {
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
+      image_bytes: isSet(object.imageBytes)
+        ? Buffer.from(bytesFromBase64(object.imageBytes))
+        : isSet(object.image_bytes)
+        ? Buffer.from(bytesFromBase64(object.image_bytes))
+        : Buffer.alloc(0),
+      extra_inputs: isObject(object.extraInputs)
+        ? (globalThis.Object.entries(object.extraInputs) as [string, any][]).reduce(
+          (acc: { [key: string]: any | undefined }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: value as any | undefined,
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.extra_inputs)
+        ? (globalThis.Object.entries(object.extra_inputs) as [string, any][]).reduce(
+          (acc: { [key: string]: any | undefined }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: value as any | undefined,
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      timeout: isSet(object.timeout) ? Duration.fromJSON(object.timeout) : undefined,
+    };
+  },
+
+  toJSON(message: ImageToImageRequest): unknown {
+    const obj: any = {};
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
+    if (message.image_bytes.length !== 0) {
+      obj.imageBytes = base64FromBytes(message.image_bytes);
+    }
+    if (message.extra_inputs) {
+      const entries = globalThis.Object.entries(message.extra_inputs) as [string, any | undefined][];
+      if (entries.length > 0) {
+        obj.extraInputs = {};
+        entries.forEach(([k, v]) => {
+          obj.extraInputs[k] = v;
+        });
+      }
+    }
+    if (message.timeout !== undefined) {
+      obj.timeout = Duration.toJSON(message.timeout);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ImageToImageRequest>, I>>(base?: I): ImageToImageRequest {
+    return ImageToImageRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ImageToImageRequest>, I>>(object: I): ImageToImageRequest {
+    const message = createBaseImageToImageRequest();
+    message.model = object.model ?? "";
+    message.image_bytes = object.image_bytes ?? Buffer.alloc(0);
+    message.extra_inputs = (globalThis.Object.entries(object.extra_inputs ?? {}) as [string, any | undefined][]).reduce(
+      (acc: { [key: string]: any | undefined }, [key, value]: [string, any | undefined]) => {
+        if (value !== undefined) {
+          acc[key] = value;
+        }
+        return acc;
+      },
+      {},
+    );
+    message.timeout = (object.timeout !== undefined && object.timeout !== null)
+      ? Duration.fromPartial(object.timeout)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseImageToImageRequest_ExtraInputsEntry(): ImageToImageRequest_ExtraInputsEntry {
+  return { key: "", value: undefined };
+}
+
+export const ImageToImageRequest_ExtraInputsEntry: MessageFns<ImageToImageRequest_ExtraInputsEntry> = {
+  encode(message: ImageToImageRequest_ExtraInputsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== undefined) {
+      Value.encode(Value.wrap(message.value), writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImageToImageRequest_ExtraInputsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImageToImageRequest_ExtraInputsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = Value.unwrap(Value.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImageToImageRequest_ExtraInputsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object?.value) ? object.value : undefined,
+    };
+  },
+
+  toJSON(message: ImageToImageRequest_ExtraInputsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== undefined) {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ImageToImageRequest_ExtraInputsEntry>, I>>(
+    base?: I,
+  ): ImageToImageRequest_ExtraInputsEntry {
+    return ImageToImageRequest_ExtraInputsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ImageToImageRequest_ExtraInputsEntry>, I>>(
+    object: I,
+  ): ImageToImageRequest_ExtraInputsEntry {
+    const message = createBaseImageToImageRequest_ExtraInputsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value === undefined ? undefined : object.value;
+    return message;
+  },
+};
+
+function createBaseImageToImageResponse(): ImageToImageResponse {
+  return { images: [] };
+}
+
+export const ImageToImageResponse: MessageFns<ImageToImageResponse> = {
+  encode(message: ImageToImageResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.images) {
+      GeneratedImage.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImageToImageResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImageToImageResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.images.push(GeneratedImage.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImageToImageResponse {
+    return {
+      images: globalThis.Array.isArray(object?.images) ? object.images.map((e: any) => GeneratedImage.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ImageToImageResponse): unknown {
+    const obj: any = {};
+    if (message.images?.length) {
+      obj.images = message.images.map((e) => GeneratedImage.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ImageToImageResponse>, I>>(base?: I): ImageToImageResponse {
+    return ImageToImageResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ImageToImageResponse>, I>>(object: I): ImageToImageResponse {
+    const message = createBaseImageToImageResponse();
+    message.images = object.images?.map((e) => GeneratedImage.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseTextAndImageToImageRequest(): TextAndImageToImageRequest {
+  return { model: "", text: "", image_bytes: Buffer.alloc(0), extra_inputs: {}, timeout: undefined };
+}
+
+export const TextAndImageToImageRequest: MessageFns<TextAndImageToImageRequest> = {
+  encode(message: TextAndImageToImageRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.model !== "") {
+      writer.uint32(10).string(message.model);
+    }
+    if (message.text !== "") {
+      writer.uint32(18).string(message.text);
+    }
+    if (message.image_bytes.length !== 0) {
+      writer.uint32(26).bytes(message.image_bytes);
+    }
+    globalThis.Object.entries(message.extra_inputs).forEach(([key, value]: [string, any | undefined]) => {
+      if (value !== undefined) {
+        TextAndImageToImageRequest_ExtraInputsEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
+      }
+    });
+    if (message.timeout !== undefined) {
+      Duration.encode(message.timeout, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TextAndImageToImageRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTextAndImageToImageRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.text = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.image_bytes = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const entry4 = TextAndImageToImageRequest_ExtraInputsEntry.decode(reader, reader.uint32());
+            if (entry4.value !== undefined) {
+              message.extra_inputs[entry4.key] = entry4.value;
+            }
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.timeout = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TextAndImageToImageRequest {
+    return {
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
+      text: isSet(object.text) ? globalThis.String(object.text) : "",
+      image_bytes: isSet(object.imageBytes)
+        ? Buffer.from(bytesFromBase64(object.imageBytes))
+        : isSet(object.image_bytes)
+        ? Buffer.from(bytesFromBase64(object.image_bytes))
+        : Buffer.alloc(0),
+      extra_inputs: isObject(object.extraInputs)
+        ? (globalThis.Object.entries(object.extraInputs) as [string, any][]).reduce(
+          (acc: { [key: string]: any | undefined }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: value as any | undefined,
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.extra_inputs)
+        ? (globalThis.Object.entries(object.extra_inputs) as [string, any][]).reduce(
+          (acc: { [key: string]: any | undefined }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: value as any | undefined,
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      timeout: isSet(object.timeout) ? Duration.fromJSON(object.timeout) : undefined,
+    };
+  },
+
+  toJSON(message: TextAndImageToImageRequest): unknown {
+    const obj: any = {};
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
+    if (message.text !== "") {
+      obj.text = message.text;
+    }
+    if (message.image_bytes.length !== 0) {
+      obj.imageBytes = base64FromBytes(message.image_bytes);
+    }
+    if (message.extra_inputs) {
+      const entries = globalThis.Object.entries(message.extra_inputs) as [string, any | undefined][];
+      if (entries.length > 0) {
+        obj.extraInputs = {};
+        entries.forEach(([k, v]) => {
+          obj.extraInputs[k] = v;
+        });
+      }
+    }
+    if (message.timeout !== undefined) {
+      obj.timeout = Duration.toJSON(message.timeout);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TextAndImageToImageRequest>, I>>(base?: I): TextAndImageToImageRequest {
+    return TextAndImageToImageRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TextAndImageToImageRequest>, I>>(object: I): TextAndImageToImageRequest {
+    const message = createBaseTextAndImageToImageRequest();
+    message.model = object.model ?? "";
+    message.text = object.text ?? "";
+    message.image_bytes = object.image_bytes ?? Buffer.alloc(0);
+    message.extra_inputs = (globalThis.Object.entries(object.extra_inputs ?? {}) as [string, any | undefined][]).reduce(
+      (acc: { [key: string]: any | undefined }, [key, value]: [string, any | undefined]) => {
+        if (value !== undefined) {
+          acc[key] = value;
+        }
+        return acc;
+      },
+      {},
+    );
+    message.timeout = (object.timeout !== undefined && object.timeout !== null)
+      ? Duration.fromPartial(object.timeout)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseTextAndImageToImageRequest_ExtraInputsEntry(): TextAndImageToImageRequest_ExtraInputsEntry {
+  return { key: "", value: undefined };
+}
+
+export const TextAndImageToImageRequest_ExtraInputsEntry: MessageFns<TextAndImageToImageRequest_ExtraInputsEntry> = {
+  encode(
+    message: TextAndImageToImageRequest_ExtraInputsEntry,
+    writer: BinaryWriter = new BinaryWriter(),
+  ): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== undefined) {
+      Value.encode(Value.wrap(message.value), writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TextAndImageToImageRequest_ExtraInputsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTextAndImageToImageRequest_ExtraInputsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = Value.unwrap(Value.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TextAndImageToImageRequest_ExtraInputsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object?.value) ? object.value : undefined,
+    };
+  },
+
+  toJSON(message: TextAndImageToImageRequest_ExtraInputsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== undefined) {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TextAndImageToImageRequest_ExtraInputsEntry>, I>>(
+    base?: I,
+  ): TextAndImageToImageRequest_ExtraInputsEntry {
+    return TextAndImageToImageRequest_ExtraInputsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TextAndImageToImageRequest_ExtraInputsEntry>, I>>(
+    object: I,
+  ): TextAndImageToImageRequest_ExtraInputsEntry {
+    const message = createBaseTextAndImageToImageRequest_ExtraInputsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value === undefined ? undefined : object.value;
+    return message;
+  },
+};
+
+function createBaseTextAndImageToImageResponse(): TextAndImageToImageResponse {
+  return { images: [] };
+}
+
+export const TextAndImageToImageResponse: MessageFns<TextAndImageToImageResponse> = {
+  encode(message: TextAndImageToImageResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.images) {
+      GeneratedImage.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TextAndImageToImageResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTextAndImageToImageResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.images.push(GeneratedImage.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TextAndImageToImageResponse {
+    return {
+      images: globalThis.Array.isArray(object?.images) ? object.images.map((e: any) => GeneratedImage.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: TextAndImageToImageResponse): unknown {
+    const obj: any = {};
+    if (message.images?.length) {
+      obj.images = message.images.map((e) => GeneratedImage.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TextAndImageToImageResponse>, I>>(base?: I): TextAndImageToImageResponse {
+    return TextAndImageToImageResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TextAndImageToImageResponse>, I>>(object: I): TextAndImageToImageResponse {
+    const message = createBaseTextAndImageToImageResponse();
+    message.images = object.images?.map((e) => GeneratedImage.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseVideoToTextRequest(): VideoToTextRequest {
+  return { model: "", image_frames: [], text: "", extra_inputs: {}, timeout: undefined };
+}
+
+export const VideoToTextRequest: MessageFns<VideoToTextRequest> = {
+  encode(message: VideoToTextRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.model !== "") {
+      writer.uint32(10).string(message.model);
+    }
+    for (const v of message.image_frames) {
+      writer.uint32(18).bytes(v!);
+    }
+    if (message.text !== "") {
+      writer.uint32(26).string(message.text);
+    }
+    globalThis.Object.entries(message.extra_inputs).forEach(([key, value]: [string, any | undefined]) => {
+      if (value !== undefined) {
+        VideoToTextRequest_ExtraInputsEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
+      }
+    });
+    if (message.timeout !== undefined) {
+      Duration.encode(message.timeout, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VideoToTextRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVideoToTextRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.image_frames.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.text = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const entry4 = VideoToTextRequest_ExtraInputsEntry.decode(reader, reader.uint32());
+            if (entry4.value !== undefined) {
+              message.extra_inputs[entry4.key] = entry4.value;
+            }
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.timeout = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VideoToTextRequest {
+    return {
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
+      image_frames: globalThis.Array.isArray(object?.imageFrames)
+        ? object.imageFrames.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : globalThis.Array.isArray(object?.image_frames)
+        ? object.image_frames.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+      text: isSet(object.text) ? globalThis.String(object.text) : "",
+      extra_inputs: isObject(object.extraInputs)
+        ? (globalThis.Object.entries(object.extraInputs) as [string, any][]).reduce(
+          (acc: { [key: string]: any | undefined }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: value as any | undefined,
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.extra_inputs)
+        ? (globalThis.Object.entries(object.extra_inputs) as [string, any][]).reduce(
+          (acc: { [key: string]: any | undefined }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: value as any | undefined,
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      timeout: isSet(object.timeout) ? Duration.fromJSON(object.timeout) : undefined,
+    };
+  },
+
+  toJSON(message: VideoToTextRequest): unknown {
+    const obj: any = {};
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
+    if (message.image_frames?.length) {
+      obj.imageFrames = message.image_frames.map((e) => base64FromBytes(e));
+    }
+    if (message.text !== "") {
+      obj.text = message.text;
+    }
+    if (message.extra_inputs) {
+      const entries = globalThis.Object.entries(message.extra_inputs) as [string, any | undefined][];
+      if (entries.length > 0) {
+        obj.extraInputs = {};
+        entries.forEach(([k, v]) => {
+          obj.extraInputs[k] = v;
+        });
+      }
+    }
+    if (message.timeout !== undefined) {
+      obj.timeout = Duration.toJSON(message.timeout);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VideoToTextRequest>, I>>(base?: I): VideoToTextRequest {
+    return VideoToTextRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VideoToTextRequest>, I>>(object: I): VideoToTextRequest {
+    const message = createBaseVideoToTextRequest();
+    message.model = object.model ?? "";
+    message.image_frames = object.image_frames?.map((e) => e) || [];
+    message.text = object.text ?? "";
+    message.extra_inputs = (globalThis.Object.entries(object.extra_inputs ?? {}) as [string, any | undefined][]).reduce(
+      (acc: { [key: string]: any | undefined }, [key, value]: [string, any | undefined]) => {
+        if (value !== undefined) {
+          acc[key] = value;
+        }
+        return acc;
+      },
+      {},
+    );
+    message.timeout = (object.timeout !== undefined && object.timeout !== null)
+      ? Duration.fromPartial(object.timeout)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseVideoToTextRequest_ExtraInputsEntry(): VideoToTextRequest_ExtraInputsEntry {
+  return { key: "", value: undefined };
+}
+
+export const VideoToTextRequest_ExtraInputsEntry: MessageFns<VideoToTextRequest_ExtraInputsEntry> = {
+  encode(message: VideoToTextRequest_ExtraInputsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== undefined) {
+      Value.encode(Value.wrap(message.value), writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VideoToTextRequest_ExtraInputsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVideoToTextRequest_ExtraInputsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = Value.unwrap(Value.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VideoToTextRequest_ExtraInputsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object?.value) ? object.value : undefined,
+    };
+  },
+
+  toJSON(message: VideoToTextRequest_ExtraInputsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== undefined) {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VideoToTextRequest_ExtraInputsEntry>, I>>(
+    base?: I,
+  ): VideoToTextRequest_ExtraInputsEntry {
+    return VideoToTextRequest_ExtraInputsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VideoToTextRequest_ExtraInputsEntry>, I>>(
+    object: I,
+  ): VideoToTextRequest_ExtraInputsEntry {
+    const message = createBaseVideoToTextRequest_ExtraInputsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value === undefined ? undefined : object.value;
+    return message;
+  },
+};
+
+function createBaseVideoToTextResponse(): VideoToTextResponse {
+  return { texts: [] };
+}
+
+export const VideoToTextResponse: MessageFns<VideoToTextResponse> = {
+  encode(message: VideoToTextResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.texts) {
+      DecodedText.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VideoToTextResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVideoToTextResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.texts.push(DecodedText.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VideoToTextResponse {
+    return {
+      texts: globalThis.Array.isArray(object?.texts) ? object.texts.map((e: any) => DecodedText.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: VideoToTextResponse): unknown {
+    const obj: any = {};
+    if (message.texts?.length) {
+      obj.texts = message.texts.map((e) => DecodedText.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VideoToTextResponse>, I>>(base?: I): VideoToTextResponse {
+    return VideoToTextResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VideoToTextResponse>, I>>(object: I): VideoToTextResponse {
+    const message = createBaseVideoToTextResponse();
+    message.texts = object.texts?.map((e) => DecodedText.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseCustomRequest(): CustomRequest {
+  return { model: "", method_name: "", request: Buffer.alloc(0), extra_inputs: {}, timeout: undefined };
+}
+
+export const CustomRequest: MessageFns<CustomRequest> = {
+  encode(message: CustomRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.model !== "") {
+      writer.uint32(10).string(message.model);
+    }
+    if (message.method_name !== "") {
+      writer.uint32(18).string(message.method_name);
+    }
+    if (message.request.length !== 0) {
+      writer.uint32(26).bytes(message.request);
+    }
+    globalThis.Object.entries(message.extra_inputs).forEach(([key, value]: [string, any | undefined]) => {
+      if (value !== undefined) {
+        CustomRequest_ExtraInputsEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
+      }
+    });
+    if (message.timeout !== undefined) {
+      Duration.encode(message.timeout, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CustomRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCustomRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.method_name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.request = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const entry4 = CustomRequest_ExtraInputsEntry.decode(reader, reader.uint32());
+            if (entry4.value !== undefined) {
+              message.extra_inputs[entry4.key] = entry4.value;
+            }
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.timeout = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CustomRequest {
+    return {
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
+      method_name: isSet(object.methodName)
+        ? globalThis.String(object.methodName)
+        : isSet(object.method_name)
+        ? globalThis.String(object.method_name)
+        : "",
+      request: isSet(object.request) ? Buffer.from(bytesFromBase64(object.request)) : Buffer.alloc(0),
+      extra_inputs: isObject(object.extraInputs)
+        ? (globalThis.Object.entries(object.extraInputs) as [string, any][]).reduce(
+          (acc: { [key: string]: any | undefined }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: value as any | undefined,
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.extra_inputs)
+        ? (globalThis.Object.entries(object.extra_inputs) as [string, any][]).reduce(
+          (acc: { [key: string]: any | undefined }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: value as any | undefined,
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      timeout: isSet(object.timeout) ? Duration.fromJSON(object.timeout) : undefined,
+    };
+  },
+
+  toJSON(message: CustomRequest): unknown {
+    const obj: any = {};
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
+    if (message.method_name !== "") {
+      obj.methodName = message.method_name;
+    }
+    if (message.request.length !== 0) {
+      obj.request = base64FromBytes(message.request);
+    }
+    if (message.extra_inputs) {
+      const entries = globalThis.Object.entries(message.extra_inputs) as [string, any | undefined][];
+      if (entries.length > 0) {
+        obj.extraInputs = {};
+        entries.forEach(([k, v]) => {
+          obj.extraInputs[k] = v;
+        });
+      }
+    }
+    if (message.timeout !== undefined) {
+      obj.timeout = Duration.toJSON(message.timeout);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CustomRequest>, I>>(base?: I): CustomRequest {
+    return CustomRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CustomRequest>, I>>(object: I): CustomRequest {
+    const message = createBaseCustomRequest();
+    message.model = object.model ?? "";
+    message.method_name = object.method_name ?? "";
+    message.request = object.request ?? Buffer.alloc(0);
+    message.extra_inputs = (globalThis.Object.entries(object.extra_inputs ?? {}) as [string, any | undefined][]).reduce(
+      (acc: { [key: string]: any | undefined }, [key, value]: [string, any | undefined]) => {
+        if (value !== undefined) {
+          acc[key] = value;
+        }
+        return acc;
+      },
+      {},
+    );
+    message.timeout = (object.timeout !== undefined && object.timeout !== null)
+      ? Duration.fromPartial(object.timeout)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseCustomRequest_ExtraInputsEntry(): CustomRequest_ExtraInputsEntry {
+  return { key: "", value: undefined };
+}
+
+export const CustomRequest_ExtraInputsEntry: MessageFns<CustomRequest_ExtraInputsEntry> = {
+  encode(message: CustomRequest_ExtraInputsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== undefined) {
+      Value.encode(Value.wrap(message.value), writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CustomRequest_ExtraInputsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCustomRequest_ExtraInputsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = Value.unwrap(Value.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CustomRequest_ExtraInputsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object?.value) ? object.value : undefined,
+    };
+  },
+
+  toJSON(message: CustomRequest_ExtraInputsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== undefined) {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CustomRequest_ExtraInputsEntry>, I>>(base?: I): CustomRequest_ExtraInputsEntry {
+    return CustomRequest_ExtraInputsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CustomRequest_ExtraInputsEntry>, I>>(
+    object: I,
+  ): CustomRequest_ExtraInputsEntry {
+    const message = createBaseCustomRequest_ExtraInputsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value === undefined ? undefined : object.value;
+    return message;
+  },
+};
+
+function createBaseCustomResponse(): CustomResponse {
+  return { response: Buffer.alloc(0) };
+}
+
+export const CustomResponse: MessageFns<CustomResponse> = {
+  encode(message: CustomResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.response.length !== 0) {
+      writer.uint32(10).bytes(message.response);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CustomResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCustomResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.response = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CustomResponse {
+    return { response: isSet(object.response) ? Buffer.from(bytesFromBase64(object.response)) : Buffer.alloc(0) };
+  },
+
+  toJSON(message: CustomResponse): unknown {
+    const obj: any = {};
+    if (message.response.length !== 0) {
+      obj.response = base64FromBytes(message.response);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CustomResponse>, I>>(base?: I): CustomResponse {
+    return CustomResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CustomResponse>, I>>(object: I): CustomResponse {
+    const message = createBaseCustomResponse();
+    message.response = object.response ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
 /**
  * SaxGateway reaches the models of a Saxml (Sax) cell over gRPC, and over
  * HTTP/JSON through Envoy's transcoder.
@@ -11679,6 +13137,329 @@ export const SaxGatewayDefinition = {
               98,
               101,
               100,
+            ]) as Buffer,
+          ],
+        },
+      },
+    },
+    /**
+     * Returns images a vision model makes from an image, best first.
+     * Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for an
+     * empty image or a model that does not serve vm.image_to_image.
+     */
+    imageToImage: {
+      name: "ImageToImage",
+      requestType: ImageToImageRequest as typeof ImageToImageRequest,
+      requestStream: false,
+      responseType: ImageToImageResponse as typeof ImageToImageResponse,
+      responseStream: false,
+      options: {
+        _unknownFields: {
+          578365826: [
+            Buffer.from([
+              59,
+              58,
+              1,
+              42,
+              90,
+              37,
+              58,
+              1,
+              42,
+              34,
+              32,
+              47,
+              118,
+              49,
+              47,
+              123,
+              109,
+              111,
+              100,
+              101,
+              108,
+              61,
+              115,
+              97,
+              120,
+              47,
+              42,
+              47,
+              42,
+              125,
+              58,
+              105,
+              109,
+              97,
+              103,
+              101,
+              84,
+              111,
+              73,
+              109,
+              97,
+              103,
+              101,
+              34,
+              15,
+              47,
+              105,
+              109,
+              97,
+              103,
+              101,
+              95,
+              116,
+              111,
+              95,
+              105,
+              109,
+              97,
+              103,
+              101,
+            ]) as Buffer,
+          ],
+        },
+      },
+    },
+    /**
+     * Returns images a vision model makes from a text and a conditioning image,
+     * best first.
+     * Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for an
+     * empty text or image or a model that does not serve
+     * vm.text_and_image_to_image.
+     */
+    textAndImageToImage: {
+      name: "TextAndImageToImage",
+      requestType: TextAndImageToImageRequest as typeof TextAndImageToImageRequest,
+      requestStream: false,
+      responseType: TextAndImageToImageResponse as typeof TextAndImageToImageResponse,
+      responseStream: false,
+      options: {
+        _unknownFields: {
+          578365826: [
+            Buffer.from([
+              75,
+              58,
+              1,
+              42,
+              90,
+              44,
+              58,
+              1,
+              42,
+              34,
+              39,
+              47,
+              118,
+              49,
+              47,
+              123,
+              109,
+              111,
+              100,
+              101,
+              108,
+              61,
+              115,
+              97,
+              120,
+              47,
+              42,
+              47,
+              42,
+              125,
+              58,
+              116,
+              101,
+              120,
+              116,
+              65,
+              110,
+              100,
+              73,
+              109,
+              97,
+              103,
+              101,
+              84,
+              111,
+              73,
+              109,
+              97,
+              103,
+              101,
+              34,
+              24,
+              47,
+              116,
+              101,
+              120,
+              116,
+              95,
+              97,
+              110,
+              100,
+              95,
+              105,
+              109,
+              97,
+              103,
+              101,
+              95,
+              116,
+              111,
+              95,
+              105,
+              109,
+              97,
+              103,
+              101,
+            ]) as Buffer,
+          ],
+        },
+      },
+    },
+    /**
+     * Returns captions of a video given as its encoded frames, best first.
+     * Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for no
+     * frames, an empty frame or a model that does not serve vm.video_to_text.
+     */
+    videoToText: {
+      name: "VideoToText",
+      requestType: VideoToTextRequest as typeof VideoToTextRequest,
+      requestStream: false,
+      responseType: VideoToTextResponse as typeof VideoToTextResponse,
+      responseStream: false,
+      options: {
+        _unknownFields: {
+          578365826: [
+            Buffer.from([
+              57,
+              58,
+              1,
+              42,
+              90,
+              36,
+              58,
+              1,
+              42,
+              34,
+              31,
+              47,
+              118,
+              49,
+              47,
+              123,
+              109,
+              111,
+              100,
+              101,
+              108,
+              61,
+              115,
+              97,
+              120,
+              47,
+              42,
+              47,
+              42,
+              125,
+              58,
+              118,
+              105,
+              100,
+              101,
+              111,
+              84,
+              111,
+              84,
+              101,
+              120,
+              116,
+              34,
+              14,
+              47,
+              118,
+              105,
+              100,
+              101,
+              111,
+              95,
+              116,
+              111,
+              95,
+              116,
+              101,
+              120,
+              116,
+            ]) as Buffer,
+          ],
+        },
+      },
+    },
+    /**
+     * Calls a method a custom model defines, with opaque bytes in and out; its
+     * ACL is the ACL of that method (the model's own name for it).
+     * Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for an
+     * empty method name or one the model does not define.
+     */
+    custom: {
+      name: "Custom",
+      requestType: CustomRequest as typeof CustomRequest,
+      requestStream: false,
+      responseType: CustomResponse as typeof CustomResponse,
+      responseStream: false,
+      options: {
+        _unknownFields: {
+          578365826: [
+            Buffer.from([
+              45,
+              58,
+              1,
+              42,
+              90,
+              31,
+              58,
+              1,
+              42,
+              34,
+              26,
+              47,
+              118,
+              49,
+              47,
+              123,
+              109,
+              111,
+              100,
+              101,
+              108,
+              61,
+              115,
+              97,
+              120,
+              47,
+              42,
+              47,
+              42,
+              125,
+              58,
+              99,
+              117,
+              115,
+              116,
+              111,
+              109,
+              34,
+              7,
+              47,
+              99,
+              117,
+              115,
+              116,
+              111,
+              109,
             ]) as Buffer,
           ],
         },

@@ -1,0 +1,87 @@
+"""The gateway's image-making, video and custom methods: Sax's vision methods beyond the
+first five (vm.image_to_image, vm.text_and_image_to_image, vm.video_to_text) and its custom
+service, whose methods each model names itself.
+
+A mixin of `SaxGatewayServicer`, which supplies the client, the settings and the call options;
+the two reply builders here serve its own vision methods too."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from saxgateway.v1 import gateway_pb2 as pb
+
+from gateway.client import CallOptions, Client
+from gateway.common import limits as lim
+from gateway.common.rpc import Context
+from gateway.config import GatewaySettings
+from gateway.service import _fields as f
+
+
+def decoded_texts(pairs: Sequence[tuple[str, float]]) -> list[pb.DecodedText]:
+    """Sax's ``[(text, score), ...]`` as the API's DecodedText list."""
+    return [pb.DecodedText(text=text, score=score) for text, score in pairs]
+
+
+def generated_images(pairs: Sequence[tuple[bytes, float]]) -> list[pb.GeneratedImage]:
+    """Sax's ``[(image, score), ...]`` as the API's GeneratedImage list."""
+    return [pb.GeneratedImage(image=image, score=score) for image, score in pairs]
+
+
+def frames(values: Sequence[bytes], field: str, payload_limit: int) -> list[bytes]:
+    """A video's encoded frames: at least one, at most `limits.MAX_ITEMS`, each one as an
+    image is (not empty, at most ``payload_limit`` bytes); INVALID_ARGUMENT naming the field
+    (or the frame) otherwise."""
+    if not values:
+        raise f.invalid(field, "required: at least one frame, base64-encoded bytes in JSON")
+    if len(values) > lim.MAX_ITEMS:
+        raise f.invalid(field, f"{len(values)} frames is over the limit of {lim.MAX_ITEMS}")
+    return [f.payload(v, f"{field}[{i}]", payload_limit) for i, v in enumerate(values)]
+
+
+class MediaMethods:
+    _client: Client
+    _settings: GatewaySettings
+
+    def _target(self, request: Any, context: Context) -> tuple[str, CallOptions]:
+        raise NotImplementedError  # SaxGatewayServicer's
+
+    def _payload(self, value: bytes, field: str) -> bytes:
+        return f.payload(value, field, self._settings.max_payload_bytes)
+
+    async def ImageToImage(
+        self, request: pb.ImageToImageRequest, context: Context
+    ) -> pb.ImageToImageResponse:
+        model, options = self._target(request, context)
+        image = self._payload(request.image_bytes, "image_bytes")
+        images = await self._client.vm_image_to_image(model, image, options)
+        return pb.ImageToImageResponse(images=generated_images(images))
+
+    async def TextAndImageToImage(
+        self, request: pb.TextAndImageToImageRequest, context: Context
+    ) -> pb.TextAndImageToImageResponse:
+        model, options = self._target(request, context)
+        f.required(request.text, "text")
+        image = self._payload(request.image_bytes, "image_bytes")
+        images = await self._client.vm_text_and_image_to_image(model, request.text, image, options)
+        return pb.TextAndImageToImageResponse(images=generated_images(images))
+
+    async def VideoToText(
+        self, request: pb.VideoToTextRequest, context: Context
+    ) -> pb.VideoToTextResponse:
+        model, options = self._target(request, context)
+        video = frames(request.image_frames, "image_frames", self._settings.max_payload_bytes)
+        f.bounded(request.text, "text")
+        texts = await self._client.vm_video_to_text(model, video, request.text, options)
+        return pb.VideoToTextResponse(texts=decoded_texts(texts))
+
+    async def Custom(self, request: pb.CustomRequest, context: Context) -> pb.CustomResponse:
+        model, options = self._target(request, context)
+        f.required(request.method_name, "method_name", lim.MAX_METHOD_NAME_CHARS)
+        # An input only the model reads: empty may mean something to it, so only bounded.
+        data = f.payload(
+            request.request, "request", self._settings.max_payload_bytes, required=False
+        )
+        done = await self._client.custom(model, data, request.method_name, options)
+        return pb.CustomResponse(response=done)

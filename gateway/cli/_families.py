@@ -27,7 +27,16 @@ FAMILIES: dict[str, tuple[str, ...]] = {
         "setacl",
     ),
     "lm": ("lm.generate", "lm.score", "lm.embed", "lm.gradient"),
-    "vm": ("vm.classify", "vm.generate", "vm.embed", "vm.detect", "vm.image_to_text"),
+    "vm": (
+        "vm.classify",
+        "vm.generate",
+        "vm.embed",
+        "vm.detect",
+        "vm.image_to_text",
+        "vm.image_to_image",
+        "vm.text_and_image_to_image",
+        "vm.video_to_text",
+    ),
     "am": ("am.recognize",),
 }
 

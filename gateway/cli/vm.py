@@ -1,4 +1,5 @@
-"""Vision-model commands: vm.classify, vm.generate, vm.embed, vm.detect and vm.image_to_text."""
+"""Vision-model commands: vm.classify, vm.generate, vm.embed, vm.detect, vm.image_to_text,
+vm.image_to_image, vm.text_and_image_to_image and vm.video_to_text."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from saxgateway.v1 import gateway_pb2 as pb
 from gateway.cli._common import Commands, Session
 from gateway.cli._inputs import InputError, UsageError, file_arg, text_arg
 from gateway.cli._output import floats, table
-from gateway.cli._table import EXTRA, ID, arg, command, model_inputs, register_all
+from gateway.cli._table import EXTRA, ID, Arg, arg, command, model_inputs, register_all
 from gateway.cli.lm import texts_table
 
 # What every vm.* command but vm.generate takes first.
@@ -37,12 +38,8 @@ def classify(session: Session, args: argparse.Namespace) -> None:
     session.show(session.stub.Classify, request, lambda done: texts_table(done.texts))
 
 
-@command(
-    "vm.generate",
-    "ID TEXT OUTPUT_DIR",
-    "use a vision model to generate images from text",
-    ID,
-    arg("text", help="the prompt; - reads stdin"),
+# Where the commands that make images put them: saxutil's OUTPUT_DIR (or --out DIR).
+OUTPUT = (
     arg(
         "out_dir",
         nargs="?",
@@ -50,26 +47,32 @@ def classify(session: Session, args: argparse.Namespace) -> None:
         help="where to write images (made if missing); - writes the images to stdout",
     ),
     arg("--out", metavar="DIR", help="OUTPUT_DIR, as a flag"),
-    EXTRA,
 )
-def generate(session: Session, args: argparse.Namespace) -> None:
-    target = args.out or args.out_dir
+
+
+def output_dir(session: Session, args: argparse.Namespace) -> str:
+    """The OUTPUT_DIR of an image-making command, checked before its call, not after."""
+    target: str | None = args.out or args.out_dir
     if not target or (args.out and args.out_dir):
         raise UsageError("give one OUTPUT_DIR (or --out DIR); - writes the images to stdout")
     if target == "-" and session.json:
         raise UsageError("--json and OUTPUT_DIR - both print to stdout: give a directory")
-    out = Path(target)
-    if target != "-" and out.exists() and not out.is_dir():  # refused before the call, not after
+    if target != "-" and Path(target).exists() and not Path(target).is_dir():
         raise InputError(
             f"OUTPUT_DIR {target} is not a directory", "give a directory, or - for stdout"
         )
-    request = pb.TextToImageRequest(text=text_arg(args.text), **model_inputs(args))
-    done = session.call(session.stub.TextToImage, request)
-    if target == "-":  # the images back to back, as saxutil pipes them (`... - | display`)
+    return target
+
+
+def write_images(session: Session, done: Any, target: str) -> None:
+    """Writes a reply's ``images`` to ``target`` (files image_N.png ..., and a table of them),
+    or back to back to stdout for ``-``, as saxutil pipes them (``... - | display``)."""
+    if target == "-":
         for image in done.images:
             sys.stdout.buffer.write(image.image)
         sys.stdout.buffer.flush()
         return
+    out = Path(target)
     try:
         out.mkdir(parents=True, exist_ok=True)
         rows = []
@@ -83,6 +86,21 @@ def generate(session: Session, args: argparse.Namespace) -> None:
         ) from None
     # With --json the images are base64 in the output as well as in the files.
     session.emit(done, table(("FILE", "BYTES", "SCORE"), rows))
+
+
+@command(
+    "vm.generate",
+    "ID TEXT OUTPUT_DIR",
+    "use a vision model to generate images from text",
+    ID,
+    arg("text", help="the prompt; - reads stdin"),
+    *OUTPUT,
+    EXTRA,
+)
+def generate(session: Session, args: argparse.Namespace) -> None:
+    target = output_dir(session, args)
+    request = pb.TextToImageRequest(text=text_arg(args.text), **model_inputs(args))
+    write_images(session, session.call(session.stub.TextToImage, request), target)
 
 
 @command("vm.embed", "ID IMAGE_FILE", "use a vision model to embed an image into a vector", *IMAGE)
@@ -117,7 +135,64 @@ def image_to_text(session: Session, args: argparse.Namespace) -> None:
     session.show(session.stub.ImageToText, request, lambda done: texts_table(done.texts))
 
 
-COMMANDS = (classify, generate, embed, detect, image_to_text)
+@command(
+    "vm.image_to_image",
+    "ID IMAGE_FILE OUTPUT_DIR",
+    "use a vision model to make images from an image",
+    *IMAGE,
+    *OUTPUT,
+)
+def image_to_image(session: Session, args: argparse.Namespace) -> None:
+    target = output_dir(session, args)
+    request = pb.ImageToImageRequest(**image_inputs(args))
+    write_images(session, session.call(session.stub.ImageToImage, request), target)
+
+
+@command(
+    "vm.text_and_image_to_image",
+    "ID TEXT IMAGE_FILE OUTPUT_DIR",
+    "use a vision model to make images from text and an image",
+    ID,
+    arg("text", help="the prompt; - reads stdin"),
+    *IMAGE[1:],
+    *OUTPUT,
+)
+def text_and_image_to_image(session: Session, args: argparse.Namespace) -> None:
+    target = output_dir(session, args)
+    request = pb.TextAndImageToImageRequest(text=text_arg(args.text), **image_inputs(args))
+    write_images(session, session.call(session.stub.TextAndImageToImage, request), target)
+
+
+FRAMES: Arg = arg(
+    "frames", metavar="FRAME_FILE", nargs="+", help="the video's encoded frames, in order"
+)
+
+
+@command(
+    "vm.video_to_text",
+    "ID FRAME_FILE [FRAME_FILE ...] [--prompt TEXT]",
+    "use a vision model to describe a video in text",
+    ID,
+    FRAMES,
+    arg("--prompt", default="", metavar="TEXT", help="what the caption continues"),
+    EXTRA,
+)
+def video_to_text(session: Session, args: argparse.Namespace) -> None:
+    frames = [file_arg(path, "FRAME_FILE", "an encoded image") for path in args.frames]
+    request = pb.VideoToTextRequest(**model_inputs(args), image_frames=frames, text=args.prompt)
+    session.show(session.stub.VideoToText, request, lambda done: texts_table(done.texts))
+
+
+COMMANDS = (
+    classify,
+    generate,
+    embed,
+    detect,
+    image_to_text,
+    image_to_image,
+    text_and_image_to_image,
+    video_to_text,
+)
 
 
 def register(commands: Commands) -> None:

@@ -327,6 +327,30 @@ def test_vm_generate_writes_images(stack: Stack, tmp_path: Path) -> None:
     assert path.read_bytes() == png
 
 
+def test_vm_image_to_image_text_and_image_to_image_and_video_to_text(
+    stack: Stack, tmp_path: Path
+) -> None:
+    image = tmp_path / "in.png"
+    image.write_bytes(IMAGE)
+    vision = TestVision()
+    [(png, score)] = asyncio.run(vision.image_to_image(IMAGE, NONE))
+    out = tmp_path / "images"
+    rows = columns(ok(stack, "vm.image_to_image", VISION, str(image), str(out)))
+    path = out / "image_0.png"
+    assert rows == [["FILE", "BYTES", "SCORE"], [str(path), str(len(png)), number(score)]]
+    assert path.read_bytes() == png
+    [(both, _)] = asyncio.run(vision.text_and_image_to_image("a red boat", IMAGE, NONE))
+    argv = _argv(stack, "vm.text_and_image_to_image", VISION, "a red boat", str(image), "-")
+    raw = subprocess.run(argv, capture_output=True, timeout=30)
+    assert (raw.returncode, raw.stdout, raw.stderr) == (0, both, b"")
+    frames = [IMAGE, b"second frame"]
+    (tmp_path / "second").write_bytes(frames[1])
+    [caption] = asyncio.run(vision.video_to_text(frames, "Look:", NONE))
+    second = str(tmp_path / "second")
+    printed = ok(stack, "vm.video_to_text", VISION, str(image), second, "--prompt", "Look:")
+    assert columns(printed) == [["TEXT", "SCORE"], [caption.text, number(caption.score)]]
+
+
 def test_am_recognize_a_file(stack: Stack, tmp_path: Path) -> None:
     clip = tmp_path / "speech.wav"
     clip.write_bytes(wav(1.0))

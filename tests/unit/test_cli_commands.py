@@ -40,6 +40,9 @@ USAGES = {
     "vm.embed": "ID IMAGE_FILE",
     "vm.detect": "ID IMAGE_FILE [LABEL ...]",
     "vm.image_to_text": "ID IMAGE_FILE [PROMPT]",
+    "vm.image_to_image": "ID IMAGE_FILE OUTPUT_DIR",
+    "vm.text_and_image_to_image": "ID TEXT IMAGE_FILE OUTPUT_DIR",
+    "vm.video_to_text": "ID FRAME_FILE [FRAME_FILE ...] [--prompt TEXT]",
     "am.recognize": "ID AUDIO_FILE",
 }
 

@@ -38,6 +38,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
         "vm.video_to_text",
     ),
     "am": ("am.recognize",),
+    "cm": ("cm.custom",),
 }
 
 _FAMILY_OF = {command: family for family, commands in FAMILIES.items() for command in commands}

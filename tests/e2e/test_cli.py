@@ -28,7 +28,15 @@ from gateway.cli.main import parser
 from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack
 from tests.e2e._access_log import access_log_line_after, access_log_size
-from tests.e2e._published import IMAGE, TEST_AUDIO, TEST_LM, TEST_VISION, published, wav
+from tests.e2e._published import (
+    IMAGE,
+    TEST_AUDIO,
+    TEST_CUSTOM,
+    TEST_LM,
+    TEST_VISION,
+    published,
+    wav,
+)
 
 LM = "/sax/test/cli-lm"
 ECHO = "/sax/test/cli-echo"
@@ -349,6 +357,31 @@ def test_vm_image_to_image_text_and_image_to_image_and_video_to_text(
     second = str(tmp_path / "second")
     printed = ok(stack, "vm.video_to_text", VISION, str(image), second, "--prompt", "Look:")
     assert columns(printed) == [["TEXT", "SCORE"], [caption.text, number(caption.score)]]
+
+
+def test_cm_custom_calls_the_method_the_model_defines(stack: Stack, tmp_path: Path) -> None:
+    data = bytes(range(256))
+    (tmp_path / "in").write_bytes(data)
+    with published(stack, "/sax/test/cli-custom", TEST_CUSTOM) as model:
+        # The output's bytes as they are (no newline), from a file, from stdin, or from none.
+        for args, given, echoed in [
+            ((str(tmp_path / "in"),), None, data),
+            (("-",), b"\0\n\1", b"\0\n\1"),
+            ((), None, b""),
+        ]:
+            argv = _argv(stack, "cm.custom", model, "echo", *args)
+            done = subprocess.run(argv, input=given, capture_output=True, timeout=30)
+            assert (done.returncode, done.stdout, done.stderr) == (0, echoed, b""), args
+        as_json = json.loads(ok(stack, "cm.custom", model, "echo", "-", "--json", stdin="hi"))
+        assert as_json == {"response": "aGk="}
+        refused = saxgw(stack, "cm.custom", model, "nope")
+    assert (refused.returncode, refused.stdout) == (1, "")
+    assert refused.stderr == (
+        f"saxgw: INVALID_ARGUMENT: {model} ({TEST_CUSTOM}) does not support nope; it supports "
+        "echo: InvalidArgument\n"
+        "hint: check the arguments (`saxgw cm.custom --help`) and the model's methods "
+        f"(`saxgw ls {model}`)\n"
+    )
 
 
 def test_am_recognize_a_file(stack: Stack, tmp_path: Path) -> None:

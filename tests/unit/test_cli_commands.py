@@ -15,7 +15,7 @@ from google.rpc import status_pb2
 from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
-from gateway.cli import _channel, _common, admin, am, lm, vm
+from gateway.cli import _channel, _common, admin, am, cm, lm, vm
 from gateway.cli._families import FAMILIES, families_for
 from gateway.cli._help import go_style_flags
 from gateway.cli.main import main, parser
@@ -44,6 +44,7 @@ USAGES = {
     "vm.text_and_image_to_image": "ID TEXT IMAGE_FILE OUTPUT_DIR",
     "vm.video_to_text": "ID FRAME_FILE [FRAME_FILE ...] [--prompt TEXT]",
     "am.recognize": "ID AUDIO_FILE",
+    "cm.custom": "ID METHOD [REQUEST_FILE]",
 }
 
 
@@ -235,7 +236,7 @@ def test_stream_text_ends_an_empty_answers_line() -> None:
 
 def test_every_family_registers_its_commands() -> None:
     commands = _commands()
-    for family, prefix in [(lm, "lm."), (vm, "vm."), (am, "am.")]:
+    for family, prefix in [(lm, "lm."), (vm, "vm."), (am, "am."), (cm, "cm.")]:
         assert family.register is not None
         assert [n for n in USAGES if n.startswith(prefix)] == [
             n for n in commands if n.startswith(prefix)

@@ -19,10 +19,14 @@ from dataclasses import dataclass
 REPEAT_S = 60.0
 
 
+# Causes (messages) of one failure remembered at once: a cause may name an address or a
+# model, and the oldest goes past this many.
+_MAX_CAUSES = 16
+
+
 @dataclass
 class _Ongoing:
-    message: str
-    logged_at: float
+    logged: dict[str, float]  # each cause (message) logged, and when
     since_logged: int  # failures since the last WARNING
     total: int
 
@@ -46,28 +50,37 @@ class FailureLog:
         self._lock = threading.Lock()
 
     def failed(self, key: tuple[str, str], message: str) -> None:
-        """A WARNING (or the log's ``level``) for a new failure, for one whose message
-        changed, or once ``REPEAT_S`` has passed since the last; else a DEBUG line."""
+        """A WARNING (or the log's ``level``) for a new failure, for a cause (``message``) it
+        has not had yet, or for one ``REPEAT_S`` after that cause's last; else a DEBUG line.
+        A cause logged lately is not logged again when another came between: two that took
+        turns (an unreachable admin's "failed to connect" and "unreachable") were a WARNING
+        each time, hundreds a minute."""
         now = self._clock()
         with self._lock:
             ongoing = self._ongoing.get(key)
-            if ongoing is not None and ongoing.message == message:
+            if ongoing is None:
+                self._ongoing[key] = _Ongoing({message: now}, 0, 1)
+            else:
                 ongoing.total += 1
-                if now - ongoing.logged_at < REPEAT_S:
+                logged_at = ongoing.logged.pop(message, None)
+                if logged_at is not None and now - logged_at < REPEAT_S:
+                    ongoing.logged[message] = logged_at
                     ongoing.since_logged += 1
                     self._log.debug("%s (again)", message)
                     return
-                repeats, ongoing.logged_at, ongoing.since_logged = ongoing.since_logged, now, 0
-                self._log.log(
-                    self._level,
-                    "%s (%d more times in the last %.0f s)",
-                    message,
-                    repeats,
-                    REPEAT_S,
-                )
-                return
-            total = ongoing.total + 1 if ongoing is not None else 1
-            self._ongoing[key] = _Ongoing(message, now, 0, total)
+                if len(ongoing.logged) >= _MAX_CAUSES:
+                    del ongoing.logged[next(iter(ongoing.logged))]
+                ongoing.logged[message] = now
+                if logged_at is not None:
+                    repeats, ongoing.since_logged = ongoing.since_logged, 0
+                    self._log.log(
+                        self._level,
+                        "%s (%d more times in the last %.0f s)",
+                        message,
+                        repeats,
+                        REPEAT_S,
+                    )
+                    return
         self._log.log(self._level, "%s", message)
 
     def succeeded(self, key: tuple[str, str], what: str) -> None:

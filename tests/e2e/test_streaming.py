@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import grpc
 import httpx
@@ -145,19 +147,26 @@ def test_mid_stream_failure_is_an_in_band_error_event(
         assert received[2].done and received[2].error.code == 13
 
 
-def _cancellations(stack: Stack, model: str) -> list[float]:
+def _cancellations(stack: Stack, model: str) -> list[tuple[int, float]]:
+    """The cancelled streams of ``model`` the cell logged: (tokens it had sent, when)."""
     log = Path(str(stack.settings.log_dir)) / "cell.log"
-    pattern = re.compile(rf"cancelled model={re.escape(model)} \S+ at=([0-9.]+)")
-    return [float(m.group(1)) for m in pattern.finditer(log.read_text(errors="replace"))]
+    pattern = re.compile(rf"cancelled model={re.escape(model)} tokens_sent=(\d+) at=([0-9.]+)")
+    text = log.read_text(errors="replace")
+    return [(int(m.group(1)), float(m.group(2))) for m in pattern.finditer(text)]
 
 
-def _cancelled_at(stack: Stack, model: str) -> float:
-    """When the cell logged the one cancelled stream of ``model`` (waiting up to 5 s for it)."""
+def _cancelled(stack: Stack, model: str) -> tuple[int, float]:
+    """The one cancelled stream of ``model`` (waiting up to 5 s for the cell to log it)."""
     deadline = time.monotonic() + 5
     while not _cancellations(stack, model) and time.monotonic() < deadline:
         time.sleep(0.02)
-    [cancelled_at] = _cancellations(stack, model)
-    return cancelled_at
+    [cancelled] = _cancellations(stack, model)
+    return cancelled
+
+
+def _cancelled_at(stack: Stack, model: str) -> float:
+    """When the cell logged the one cancelled stream of ``model``."""
+    return _cancelled(stack, model)[1]
 
 
 @pytest.mark.overrides({"text": " ".join(["tok"] * 50), "delay_ms": "100"})
@@ -182,6 +191,30 @@ def test_grpc_cancel_cancels_decoding(stack: Stack, model: str) -> None:
         call.cancel()
         cancelled = time.time()
     assert _cancelled_at(stack, model) - cancelled < 0.1
+
+
+# Every token 4 KB: a model that produces 32 MB as fast as it can.
+@pytest.mark.overrides({"text": "y" * 4000, "length": "8192"})
+def test_a_client_that_stops_reading_holds_the_model_back(stack: Stack, model: str) -> None:
+    # A client that reads nothing after the status line, with a small receive window. The
+    # gateway and Envoy take a stream's replies only a window (1 MiB each) ahead of their
+    # reader, so the model stops once a few MB wait, most in the sockets' kernel buffers.
+    # Before, grpc's and Envoy's windows (grown by grpc's bandwidth probes; Envoy's default
+    # 256 MiB) let the model run on: 5,100 of its 8,192 tokens (20 MB) in 5 s, held in the
+    # gateway and Envoy for a client that took none of them.
+    address = urlsplit(stack.http_url)
+    body = json.dumps({"model": model, "query": "q"}).encode()
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((address.hostname, address.port))
+        sock.sendall(
+            b"POST /generate_stream HTTP/1.1\r\nHost: localhost\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        assert sock.recv(15) == b"HTTP/1.1 200 OK"
+        time.sleep(5)
+    tokens_sent, _ = _cancelled(stack, model)  # it ended when the client left
+    assert tokens_sent < 2000, tokens_sent  # 8 MB; about 1,400 here
 
 
 @pytest.mark.overrides({"text": " ".join(["tok"] * 30), "delay_ms": "100"})

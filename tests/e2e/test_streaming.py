@@ -14,14 +14,18 @@ from urllib.parse import urlsplit
 import grpc
 import httpx
 import pytest
+from h2.errors import ErrorCodes
 from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.launch.stack import Stack
 from tests._approx import approx
 from tests._grpc import sync_channel
+from tests.e2e._h2 import h2_connection, request_headers
 from tests.e2e._published import TEST_LM, published, request_info
 from tests.e2e.conftest import ROUTE_TIMEOUT
+
+_GENERATE_STREAM = "/saxgateway.v1.SaxGateway/GenerateStream"
 
 
 @pytest.fixture
@@ -193,6 +197,22 @@ def test_grpc_cancel_cancels_decoding(stack: Stack, model: str) -> None:
     assert _cancelled_at(stack, model) - cancelled < 0.1
 
 
+def _grpc_errors_logged(since: dict[Path, int]) -> list[str]:
+    """grpc's ERROR lines the stack's processes wrote to their logs after ``since`` (each
+    log's size then)."""
+    lines = []
+    for log, size in since.items():
+        with log.open("rb") as f:
+            f.seek(size)
+            lines += f.read().decode(errors="replace").splitlines()
+    return [line for line in lines if "grpc._cython" in line and "ERROR" in line]
+
+
+def _log_sizes(stack: Stack) -> dict[Path, int]:
+    logs = Path(str(stack.settings.log_dir))
+    return {log: log.stat().st_size for log in (logs / "cell.log", *logs.glob("gateway-*.log"))}
+
+
 # Every token 4 KB: a model that produces 32 MB as fast as it can.
 @pytest.mark.overrides({"text": "y" * 4000, "length": "8192"})
 def test_a_client_that_stops_reading_holds_the_model_back(stack: Stack, model: str) -> None:
@@ -215,6 +235,29 @@ def test_a_client_that_stops_reading_holds_the_model_back(stack: Stack, model: s
         time.sleep(5)
     tokens_sent, _ = _cancelled(stack, model)  # it ended when the client left
     assert tokens_sent < 2000, tokens_sent  # 8 MB; about 1,400 here
+
+
+@pytest.mark.overrides({"text": "y" * 4000, "length": "8192"})
+def test_a_stream_whose_stalled_caller_leaves_logs_no_error(stack: Stack, model: str) -> None:
+    # A gRPC caller that stops reading (its window never grows past HTTP/2's 64 KB) and then
+    # cancels: the gateway's reply, blocked on it, fails, as does the model server's to the
+    # gateway. grpc logged each as an ERROR with a traceback ("ExecuteBatchError raised in
+    # core by servicer method"), a server fault to anyone reading the logs; Envoy resets the
+    # stream the same way when an HTTP client that stopped reading disconnects.
+    since = _log_sizes(stack)
+    request = pb.GenerateStreamRequest(model=model, query="q").SerializeToString()
+    with h2_connection(f"http://{stack.gateway_addresses[0]}", timeout=10) as (sock, conn, host):
+        stream = conn.get_next_available_stream_id()
+        headers = [("content-type", "application/grpc"), ("te", "trailers")]
+        conn.send_headers(stream, [*request_headers(host, "POST", _GENERATE_STREAM), *headers])
+        conn.send_data(stream, b"\0" + len(request).to_bytes(4, "big") + request, end_stream=True)
+        sock.sendall(conn.data_to_send())
+        time.sleep(1)  # the replies fill the window: the gateway's next one waits
+        conn.reset_stream(stream, ErrorCodes.CANCEL)
+        sock.sendall(conn.data_to_send())
+        _cancelled(stack, model)  # the model server's stream ended
+        time.sleep(0.5)  # what the servers log as the calls end
+    assert _grpc_errors_logged(since) == []
 
 
 @pytest.mark.overrides({"text": " ".join(["tok"] * 30), "delay_ms": "100"})

@@ -14,9 +14,10 @@ from urllib.parse import urlsplit
 import grpc
 import httpx
 import pytest
+from google.api import httpbody_pb2
 from h2.errors import ErrorCodes
 from saxgateway.v1 import gateway_pb2 as pb
-from saxgateway.v1 import gateway_pb2_grpc
+from saxgateway.v1 import gateway_pb2_grpc, openai_pb2
 
 from gateway.launch.stack import Stack
 from tests._approx import approx
@@ -24,8 +25,6 @@ from tests._grpc import sync_channel
 from tests.e2e._h2 import h2_connection, request_headers
 from tests.e2e._published import TEST_LM, published, request_info
 from tests.e2e.conftest import ROUTE_TIMEOUT
-
-_GENERATE_STREAM = "/saxgateway.v1.SaxGateway/GenerateStream"
 
 
 @pytest.fixture
@@ -237,26 +236,45 @@ def test_a_client_that_stops_reading_holds_the_model_back(stack: Stack, model: s
     assert tokens_sent < 2000, tokens_sent  # 8 MB; about 1,400 here
 
 
+def _stalled_request(method: str, model: str) -> bytes:
+    """The request of a streaming ``method`` (SaxGateway's or the OpenAI face's) on ``model``."""
+    if method == "GenerateStream":
+        return pb.GenerateStreamRequest(model=model, query="q").SerializeToString()
+    body = json.dumps({"model": model, "prompt": "q", "stream": True}).encode()
+    request = openai_pb2.CreateCompletionRequest(body=httpbody_pb2.HttpBody(data=body))
+    return request.SerializeToString()
+
+
 @pytest.mark.overrides({"text": "y" * 4000, "length": "8192"})
-def test_a_stream_whose_stalled_caller_leaves_logs_no_error(stack: Stack, model: str) -> None:
-    # A gRPC caller that stops reading (its window never grows past HTTP/2's 64 KB) and then
-    # cancels: the gateway's reply, blocked on it, fails, as does the model server's to the
-    # gateway. grpc logged each as an ERROR with a traceback ("ExecuteBatchError raised in
-    # core by servicer method"), a server fault to anyone reading the logs; Envoy resets the
-    # stream the same way when an HTTP client that stopped reading disconnects.
+@pytest.mark.parametrize(
+    "path",
+    ["/saxgateway.v1.SaxGateway/GenerateStream", "/saxgateway.v1.OpenAIGateway/CreateCompletion"],
+    ids=["sax", "openai"],
+)
+def test_stalled_caller_leaving(stack: Stack, model: str, path: str) -> None:
+    # Its stream ends at once and nothing is logged as an error. A gRPC caller that stops
+    # reading (its window never grows past HTTP/2's 64 KB) and then cancels, as Envoy resets
+    # the stream when an HTTP client that stopped reading leaves. The gateway's reply,
+    # blocked on it, fails, as does the model server's to the gateway: grpc logged each as
+    # an ERROR with a traceback ("ExecuteBatchError raised in core by servicer method"), a
+    # server fault to anyone reading the logs. And an OpenAI stream's Sax call went on until
+    # the garbage collector ran (tens of seconds), its client's stream slot and the model's
+    # slot taken meanwhile.
     since = _log_sizes(stack)
-    request = pb.GenerateStreamRequest(model=model, query="q").SerializeToString()
+    request = _stalled_request(path.rsplit("/", 1)[1], model)
     with h2_connection(f"http://{stack.gateway_addresses[0]}", timeout=10) as (sock, conn, host):
         stream = conn.get_next_available_stream_id()
         headers = [("content-type", "application/grpc"), ("te", "trailers")]
-        conn.send_headers(stream, [*request_headers(host, "POST", _GENERATE_STREAM), *headers])
+        conn.send_headers(stream, [*request_headers(host, "POST", path), *headers])
         conn.send_data(stream, b"\0" + len(request).to_bytes(4, "big") + request, end_stream=True)
         sock.sendall(conn.data_to_send())
         time.sleep(1)  # the replies fill the window: the gateway's next one waits
         conn.reset_stream(stream, ErrorCodes.CANCEL)
         sock.sendall(conn.data_to_send())
-        _cancelled(stack, model)  # the model server's stream ended
+        left = time.time()
+        _, cancelled_at = _cancelled(stack, model)  # the model server's stream ended
         time.sleep(0.5)  # what the servers log as the calls end
+    assert cancelled_at - left < 1.0
     assert _grpc_errors_logged(since) == []
 
 

@@ -35,6 +35,12 @@ CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
     # would only add a second, blind retry loop. Off, every call also skips that layer's
     # per-call state: 5.5 KB less memory per open stream (11% of a minimal proxy's share).
     ("grpc.enable_retries", 0),
+    # How far a stream's replies may run ahead of the caller reading them: a client that
+    # stops reading a stream (a slow reader) holds the model server back once this much is
+    # buffered here. grpc otherwise grows the window with its bandwidth probes, and a stalled
+    # stream pulled a model's whole output (33 MB, 8,192 tokens of 4 KB) into the gateway.
+    ("grpc.http2.bdp_probe", 0),
+    ("grpc.http2.lookahead_bytes", 1 << 20),
 )
 
 # Calls still running on a channel whose server left the model's address set get this long

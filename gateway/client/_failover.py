@@ -147,6 +147,25 @@ def call_error(model_id: str, exc: grpc.RpcError) -> SaxError:
     return error
 
 
+def stream_error(model_id: str, address: str, exc: grpc.RpcError) -> SaxError:
+    """A stream's failure once it has begun, as its caller gets it (`call_error`). A replica
+    that went away mid-stream (killed, its connection lost) left only grpc's words for the
+    cut stream, "Stream removed (Socket closed)", which named neither the model nor the
+    replica, nor said that the stream, having begun, cannot move to another replica: they do."""
+    error = call_error(model_id, exc)
+    if error.code == grpc.StatusCode.UNAVAILABLE and error.message.startswith(_REMOVED):
+        return UnavailableError(
+            f"the model server of {model_id} at {address} went away during the stream "
+            f"({error.message}); a stream that has begun cannot move to another replica: "
+            "send it again"
+        )
+    return error
+
+
+#: How grpc words a stream that the connection under it cut.
+_REMOVED = "Stream removed ("
+
+
 def failed(
     retry: Retry | None, table: AddressTable, address: str, exc: grpc.aio.AioRpcError
 ) -> Retry:

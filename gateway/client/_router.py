@@ -20,7 +20,13 @@ import grpc
 from gateway import naming
 from gateway.client._admin import CellAdmin
 from gateway.client._channels import Backend, ChannelPool
-from gateway.client._failover import CLIENT_CLOSED, Retry, call_error, closed_under, failed
+from gateway.client._failover import (
+    CLIENT_CLOSED,
+    Retry,
+    closed_under,
+    failed,
+    stream_error,
+)
 from gateway.client._locations import AddressTable, StaticTable, watch
 from gateway.client._observer import NO_ATTEMPT, Observer, observed
 from gateway.client._types import ClientSettings
@@ -265,7 +271,7 @@ class Router:
                     code, trailing = grpc.StatusCode.OK, await call.trailing_metadata()
             except grpc.aio.AioRpcError as exc:
                 code, trailing = exc.code(), exc.trailing_metadata()
-                raise call_error(model_id, exc) from exc
+                raise stream_error(model_id, address, exc) from exc
             except asyncio.CancelledError:
                 if cancelled_by_caller():
                     raise

@@ -4,9 +4,9 @@ that must end once begun."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 
 _T = TypeVar("_T")
 
@@ -24,6 +24,14 @@ async def completing(step: Awaitable[_T]) -> _T:
         if not task.cancelled():
             task.exception()  # retrieved: the caller is gone, and the step logs its failures
         raise
+
+
+async def aclose(stream: AsyncIterator[Any]) -> None:
+    """Closes ``stream`` if it can be closed (an async generator): its ``finally`` blocks run
+    now (a Sax call it holds is cancelled), not when the garbage collector finds it."""
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()
 
 
 class AsyncClosing:

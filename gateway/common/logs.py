@@ -180,8 +180,23 @@ class UndecodableMetadata(logging.Filter):
         return False
 
 
+class SendsToCallsGone(logging.Filter):
+    """grpc logs an ERROR with a traceback (``ExecuteBatchError raised in core by servicer
+    method [...]``) when a streaming reply cannot be sent because its caller is gone: one
+    that stopped reading and then left (Envoy resets the stream when an HTTP client
+    disconnects; the gateway cancels a model server's stream when its own caller leaves).
+    grpc means to ignore a send to a caller that left, but only once it has seen it leave,
+    and a send blocked on a caller that stopped reading fails first. That is no fault of the
+    server, and the call's end is already told (CANCELLED in the metrics and access log)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_GRPC_SEND_TO_GONE)
+
+
 #: grpc's record for a metadata value that is not UTF-8 (its Cython module's logger).
 _GRPC_UNDECODABLE = "Invalid encoding on"
+#: grpc's record for a reply it could not send, its call being over (`SendsToCallsGone`).
+_GRPC_SEND_TO_GONE = "ExecuteBatchError raised in core by servicer method"
 _GRPC_LOGGER = "grpc._cython.cygrpc"
 
 
@@ -204,5 +219,6 @@ def configure(fmt: LogFormat, level: int) -> None:
     root.addHandler(handler)
     root.setLevel(level)
     grpc_logger = logging.getLogger(_GRPC_LOGGER)
-    if not any(isinstance(f, UndecodableMetadata) for f in grpc_logger.filters):
-        grpc_logger.addFilter(UndecodableMetadata())
+    for kind in (UndecodableMetadata, SendsToCallsGone):
+        if not any(isinstance(f, kind) for f in grpc_logger.filters):
+            grpc_logger.addFilter(kind())

@@ -32,6 +32,7 @@ from gateway.client import (
     UnavailableError,
     UnimplementedError,
 )
+from gateway.common.closing import aclose
 from gateway.common.intercept import Deserializer, Handler, WrappingInterceptor
 from gateway.common.logs import LOGGED_ID_CHARS
 from gateway.common.rpc import Context, cancelled_by_caller, metadata_value
@@ -254,12 +255,18 @@ async def relay(
     stream: AsyncIterator[_Resp], context: Context, report: Report
 ) -> AsyncIterator[_Resp]:
     """``stream``'s responses; an exception it raises ends the call as ``report`` says, while a
-    status the servicer set itself (``context.abort``) passes through."""
+    status the servicer set itself (``context.abort``) passes through. ``stream`` is closed
+    as the relay ends: a caller that left while grpc waited to send it a reply (one that had
+    stopped reading) left ``stream`` suspended, and the exception that ended the relay kept
+    it alive, through its traceback, until the garbage collector ran: tens of seconds in
+    which an OpenAI stream's Sax call decoded on and its stream and model slots stayed taken."""
     try:
         async for response in stream:
             yield response
     except BaseException as exc:
         await _answer(context, exc, report)
+    finally:
+        await aclose(stream)
 
 
 async def _answer(context: Context, exc: BaseException, report: Report) -> NoReturn:

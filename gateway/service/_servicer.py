@@ -16,6 +16,7 @@ from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway import __version__
 from gateway.client import CallOptions, Client, DeadlineExceededError, ModelDetail, SaxError
+from gateway.common.closing import aclose
 from gateway.common.deadline import Deadline
 from gateway.common.rpc import Context
 from gateway.config import GatewaySettings
@@ -265,7 +266,7 @@ class SaxGatewayServicer(MultimodalMethods, MediaMethods, gateway_pb2_grpc.SaxGa
                 yield pb.WatchAddressesResponse(error=to_status(exc, request_id(context))[2])
                 raise
             finally:
-                await _close(watch)
+                await aclose(watch)
 
     # Language models.
 
@@ -301,7 +302,7 @@ class SaxGatewayServicer(MultimodalMethods, MediaMethods, gateway_pb2_grpc.SaxGa
                     )
                 raise
             finally:
-                await _close(stream)  # on client disconnect, this cancels the Sax call
+                await aclose(stream)  # on client disconnect, this cancels the Sax call
             yield pb.GenerateStreamResponse(done=True, texts=tracker.final())
 
     async def Score(self, request: pb.ScoreRequest, context: Context) -> pb.ScoreResponse:
@@ -391,9 +392,3 @@ async def _next_before(stream: AsyncIterator[Any], deadline: Deadline, what: str
         return await asyncio.wait_for(anext(stream), deadline.remaining())
     except TimeoutError:
         raise DeadlineExceededError(f"{what} reached the call's deadline") from None
-
-
-async def _close(stream: AsyncIterator[Any]) -> None:
-    aclose = getattr(stream, "aclose", None)
-    if aclose is not None:
-        await aclose()

@@ -5,19 +5,24 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import grpc
 import httpx
 import pytest
+from google.api import httpbody_pb2
+from h2.errors import ErrorCodes
 from saxgateway.v1 import gateway_pb2 as pb
-from saxgateway.v1 import gateway_pb2_grpc
+from saxgateway.v1 import gateway_pb2_grpc, openai_pb2
 
 from gateway.launch.stack import Stack
 from tests._approx import approx
 from tests._grpc import sync_channel
+from tests.e2e._h2 import h2_connection, request_headers
 from tests.e2e._published import TEST_LM, published, request_info
 from tests.e2e.conftest import ROUTE_TIMEOUT
 
@@ -145,19 +150,26 @@ def test_mid_stream_failure_is_an_in_band_error_event(
         assert received[2].done and received[2].error.code == 13
 
 
-def _cancellations(stack: Stack, model: str) -> list[float]:
+def _cancellations(stack: Stack, model: str) -> list[tuple[int, float]]:
+    """The cancelled streams of ``model`` the cell logged: (tokens it had sent, when)."""
     log = Path(str(stack.settings.log_dir)) / "cell.log"
-    pattern = re.compile(rf"cancelled model={re.escape(model)} \S+ at=([0-9.]+)")
-    return [float(m.group(1)) for m in pattern.finditer(log.read_text(errors="replace"))]
+    pattern = re.compile(rf"cancelled model={re.escape(model)} tokens_sent=(\d+) at=([0-9.]+)")
+    text = log.read_text(errors="replace")
+    return [(int(m.group(1)), float(m.group(2))) for m in pattern.finditer(text)]
 
 
-def _cancelled_at(stack: Stack, model: str) -> float:
-    """When the cell logged the one cancelled stream of ``model`` (waiting up to 5 s for it)."""
+def _cancelled(stack: Stack, model: str) -> tuple[int, float]:
+    """The one cancelled stream of ``model`` (waiting up to 5 s for the cell to log it)."""
     deadline = time.monotonic() + 5
     while not _cancellations(stack, model) and time.monotonic() < deadline:
         time.sleep(0.02)
-    [cancelled_at] = _cancellations(stack, model)
-    return cancelled_at
+    [cancelled] = _cancellations(stack, model)
+    return cancelled
+
+
+def _cancelled_at(stack: Stack, model: str) -> float:
+    """When the cell logged the one cancelled stream of ``model``."""
+    return _cancelled(stack, model)[1]
 
 
 @pytest.mark.overrides({"text": " ".join(["tok"] * 50), "delay_ms": "100"})
@@ -182,6 +194,88 @@ def test_grpc_cancel_cancels_decoding(stack: Stack, model: str) -> None:
         call.cancel()
         cancelled = time.time()
     assert _cancelled_at(stack, model) - cancelled < 0.1
+
+
+def _grpc_errors_logged(since: dict[Path, int]) -> list[str]:
+    """grpc's ERROR lines the stack's processes wrote to their logs after ``since`` (each
+    log's size then)."""
+    lines = []
+    for log, size in since.items():
+        with log.open("rb") as f:
+            f.seek(size)
+            lines += f.read().decode(errors="replace").splitlines()
+    return [line for line in lines if "grpc._cython" in line and "ERROR" in line]
+
+
+def _log_sizes(stack: Stack) -> dict[Path, int]:
+    logs = Path(str(stack.settings.log_dir))
+    return {log: log.stat().st_size for log in (logs / "cell.log", *logs.glob("gateway-*.log"))}
+
+
+# Every token 4 KB: a model that produces 32 MB as fast as it can.
+@pytest.mark.overrides({"text": "y" * 4000, "length": "8192"})
+def test_a_client_that_stops_reading_holds_the_model_back(stack: Stack, model: str) -> None:
+    # A client that reads nothing after the status line, with a small receive window. The
+    # gateway and Envoy take a stream's replies only a window (1 MiB each) ahead of their
+    # reader, so the model stops once a few MB wait, most in the sockets' kernel buffers.
+    # Before, grpc's and Envoy's windows (grown by grpc's bandwidth probes; Envoy's default
+    # 256 MiB) let the model run on: 5,100 of its 8,192 tokens (20 MB) in 5 s, held in the
+    # gateway and Envoy for a client that took none of them.
+    address = urlsplit(stack.http_url)
+    body = json.dumps({"model": model, "query": "q"}).encode()
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((address.hostname, address.port))
+        sock.sendall(
+            b"POST /generate_stream HTTP/1.1\r\nHost: localhost\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        assert sock.recv(15) == b"HTTP/1.1 200 OK"
+        time.sleep(5)
+    tokens_sent, _ = _cancelled(stack, model)  # it ended when the client left
+    assert tokens_sent < 2000, tokens_sent  # 8 MB; about 1,400 here
+
+
+def _stalled_request(method: str, model: str) -> bytes:
+    """The request of a streaming ``method`` (SaxGateway's or the OpenAI face's) on ``model``."""
+    if method == "GenerateStream":
+        return pb.GenerateStreamRequest(model=model, query="q").SerializeToString()
+    body = json.dumps({"model": model, "prompt": "q", "stream": True}).encode()
+    request = openai_pb2.CreateCompletionRequest(body=httpbody_pb2.HttpBody(data=body))
+    return request.SerializeToString()
+
+
+@pytest.mark.overrides({"text": "y" * 4000, "length": "8192"})
+@pytest.mark.parametrize(
+    "path",
+    ["/saxgateway.v1.SaxGateway/GenerateStream", "/saxgateway.v1.OpenAIGateway/CreateCompletion"],
+    ids=["sax", "openai"],
+)
+def test_stalled_caller_leaving(stack: Stack, model: str, path: str) -> None:
+    # Its stream ends at once and nothing is logged as an error. A gRPC caller that stops
+    # reading (its window never grows past HTTP/2's 64 KB) and then cancels, as Envoy resets
+    # the stream when an HTTP client that stopped reading leaves. The gateway's reply,
+    # blocked on it, fails, as does the model server's to the gateway: grpc logged each as
+    # an ERROR with a traceback ("ExecuteBatchError raised in core by servicer method"), a
+    # server fault to anyone reading the logs. And an OpenAI stream's Sax call went on until
+    # the garbage collector ran (tens of seconds), its client's stream slot and the model's
+    # slot taken meanwhile.
+    since = _log_sizes(stack)
+    request = _stalled_request(path.rsplit("/", 1)[1], model)
+    with h2_connection(f"http://{stack.gateway_addresses[0]}", timeout=10) as (sock, conn, host):
+        stream = conn.get_next_available_stream_id()
+        headers = [("content-type", "application/grpc"), ("te", "trailers")]
+        conn.send_headers(stream, [*request_headers(host, "POST", path), *headers])
+        conn.send_data(stream, b"\0" + len(request).to_bytes(4, "big") + request, end_stream=True)
+        sock.sendall(conn.data_to_send())
+        time.sleep(1)  # the replies fill the window: the gateway's next one waits
+        conn.reset_stream(stream, ErrorCodes.CANCEL)
+        sock.sendall(conn.data_to_send())
+        left = time.time()
+        _, cancelled_at = _cancelled(stack, model)  # the model server's stream ended
+        time.sleep(0.5)  # what the servers log as the calls end
+    assert cancelled_at - left < 1.0
+    assert _grpc_errors_logged(since) == []
 
 
 @pytest.mark.overrides({"text": " ".join(["tok"] * 30), "delay_ms": "100"})

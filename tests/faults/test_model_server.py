@@ -4,10 +4,14 @@ calls keep being answered meanwhile."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import httpx
+import openai
+import pytest
 
+from tests.e2e._published import request_info
 from tests.faults._load import run_load
 from tests.faults.conftest import Faults, publish
 
@@ -44,3 +48,37 @@ def test_dead_model_server_is_replaced_within_seconds(faults: Faults, http: http
     assert moved[0] < 10  # the admin used to wait 30 s; the target is 3 s (see RELIABILITY.md)
     # Calls in flight on the dead server failed over; later ones waited for the new replica.
     assert result.errors() == {}, result.error_samples()
+
+
+def test_a_stream_whose_model_server_dies_says_which_and_that_it_cannot_move(
+    faults: Faults, http: httpx.Client
+) -> None:
+    # A stream that has begun cannot fail over, so it ends with the replica's failure; grpc
+    # named it "Stream removed (Socket closed)": nothing about which model or replica, nor
+    # that sending it again is what helps. On SSE and on an OpenAI stream, as the SDK raises it.
+    model = "/sax/test/dying"
+    publish(http, model, text=" ".join(["tok"] * 100), delay_ms="100")
+    (address,) = _addresses(http, model)
+    sdk = openai.OpenAI(base_url=f"{faults.url}/v1", api_key="unused", max_retries=0)
+    with (
+        http.stream("POST", "/generate_stream", json={"model": model, "query": "q"}) as sse,
+        sdk.completions.create(model=model, prompt="q", stream=True) as completion,
+    ):
+        lines = sse.iter_lines()
+        assert next(lines).startswith("data: ")  # both streams have begun
+        assert next(iter(completion)).choices[0].text == "tok"
+        faults.kill(int(address.rsplit(":", 1)[1]))
+        last = json.loads([line for line in lines if line][-1].removeprefix("data: "))
+        with pytest.raises(openai.APIError) as raised:
+            _ = list(completion)
+    message = last["error"]["message"]
+    assert last == {
+        "deltas": [],
+        "done": True,
+        "texts": [],
+        "error": {"code": 14, "message": message, "details": [request_info(sse)]},
+    }
+    assert message.startswith(f"the model server of {model} at {address} went away during the")
+    assert message.endswith("a stream that has begun cannot move to another replica: send it again")
+    assert raised.value.message.startswith(f"the model server of {model} at {address} went away")
+    assert raised.value.type == "service_unavailable_error"

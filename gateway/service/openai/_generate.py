@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, NamedTuple
 
 from gateway.client import CallOptions, Client
+from gateway.common.closing import aclose
 from gateway.service import _fields as f
 from gateway.service._stream import DeltaTracker
 from gateway.service._usage import note_chunk
@@ -97,7 +98,7 @@ async def stream_prompt(
             if all(s.stopped for s in scanners):
                 break  # every choice hit a stop string: closing the stream cancels Sax
     finally:
-        await close(stream)  # also on client disconnect: cancels the Sax call
+        await aclose(stream)  # also on client disconnect: cancels the Sax call
     chunks = []
     for i in range(n):  # every choice ends once, even a sample that stayed empty
         if not scanners[i].stopped:
@@ -122,9 +123,3 @@ def check_samples(model: str, samples: int, n: int) -> None:
     """INVALID_ARGUMENT on ``n`` if the model returns fewer than ``n`` samples per prompt."""
     if samples < n:
         raise f.invalid("n", f"{model} returns {samples} sample(s) per prompt")
-
-
-async def close(stream: AsyncIterator[Any]) -> None:
-    aclose = getattr(stream, "aclose", None)
-    if aclose is not None:
-        await aclose()

@@ -25,6 +25,7 @@ from gateway.client import (
     DeadlineExceededError,
     NotFoundError,
     UnavailableError,
+    _router,
 )
 from gateway.launch.processes import free_port
 from tests._approx import approx
@@ -118,6 +119,31 @@ async def test_unreachable_admin_is_unavailable_in_seconds_naming_cell_and_addre
             await asyncio.wait_for(client.lm_generate(f"{CELL}/unknown", "x", unknown), BOUND_S)
         assert CELL in generating.value.message and address in generating.value.message
         # Replicas already known keep serving meanwhile.
+        assert await client.lm_generate(model_id, "during", T) == [("during", approx(-0.1))]
+
+
+async def test_names_made_up_while_the_admin_is_away_are_bounded(
+    cell: RunningCell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each model name a caller made up while the admin did not answer kept a table and a
+    # watch polling each second, for as long as the outage lasted: without bound.
+    monkeypatch.setattr(_router, "MAX_UNANSWERED", 3)
+    settings = ClientSettings(sax_root=cell.sax_root, admin_unreachable_after=0.2)
+    async with Client(settings) as client:
+        model_id = await publish_ready(client, "bounded", replicas=1)
+        assert await client.lm_generate(model_id, "before", T)
+        await cell.admin.stop(grace=0)
+        for i in range(3):
+            with pytest.raises(UnavailableError) as waited:
+                await asyncio.wait_for(client.lm_generate(f"{CELL}/made{i}", "x", T), BOUND_S)
+            assert "unreachable" in waited.value.message
+        with pytest.raises(UnavailableError) as refused:
+            await asyncio.wait_for(client.lm_generate(f"{CELL}/made3", "x", T), 0.1)
+        assert refused.value.message == (
+            f"3 models of cell {CELL} wait for their admin's first answer, which does not "
+            "come; retry later"
+        )
+        # Models it knows keep serving.
         assert await client.lm_generate(model_id, "during", T) == [("during", approx(-0.1))]
 
 

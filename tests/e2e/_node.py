@@ -37,12 +37,11 @@ def example_steps(script: str, *args: str, package: str) -> list[Any]:
     return [json.loads(line) for line in result.stdout.splitlines()]
 
 
-def node_program(program: str, *, package: str) -> Any:
-    """Runs ``program`` (a docs page's snippet) from the repository's root, as a reader who
-    copied it there would, and returns the JSON of the last line it printed."""
+def node_program(program: str, *args: str, package: str, module: bool = False) -> Any:
+    """Runs ``program`` (a docs page's snippet, or an ES ``module``) with ``args`` from the
+    repository's root, as a reader who copied it there would, and returns the JSON it printed."""
     result = subprocess.run(
-        [_node(package), "-"],
-        input=program,
+        [_node(package), *(["--input-type=module"] if module else []), "-e", program, *args],
         cwd=ROOT,
         env={"PATH": "/usr/bin:/bin"},
         capture_output=True,
@@ -50,4 +49,4 @@ def node_program(program: str, *, package: str) -> Any:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.splitlines()[-1])
+    return json.loads(result.stdout)

@@ -45,6 +45,10 @@ _UNKNOWN = 2
 #: HTTP/1.1 431, the 400 for a request line it cannot parse), so no client ever sees it.
 CODE_HEADER = "x-saxgw-grpc-status"
 
+#: The request's URL as Envoy's span gives it (x-forwarded-proto, Host, the client's path),
+#: without the query string.
+URL_WITHOUT_QUERY = "%REQ(X-FORWARDED-PROTO)%://%REQ(:AUTHORITY)%%PATH(NQ:ORIG_OR_PATH)%"
+
 
 def _local_reply_body(code: int, message: str = "%LOCAL_REPLY_BODY%") -> dict[str, object]:
     request_id = "%REQ(X-REQUEST-ID)%"
@@ -272,6 +276,35 @@ def _invalid_token_mappers(details: str) -> list[dict[str, object]]:
     return [_grpc_mapper(403, code, also=refused[1:]), openai, native]
 
 
+# RFC 9110 11.6.1: a 401 names the scheme to authenticate with, and RFC 6750 3.1 adds
+# `invalid_token` when a credential was sent. jwt_authn writes its own (kept: these add one only
+# where none is); api_key_auth wrote none. The realm is the request's URL without its query, as
+# jwt_authn's is.
+_REALM = f'Bearer realm="{URL_WITHOUT_QUERY}"'
+_SENT_CREDENTIAL: dict[str, object] = {
+    "or_filter": {
+        "filters": [
+            {"header_filter": {"header": {"name": name, "present_match": True}}}
+            for name in ("authorization", "x-api-key")
+        ]
+    }
+}
+
+
+def _unauthenticated_mappers() -> list[dict[str, object]]:
+    """Envoy's 401s over HTTP, OpenAI's envelope on the OpenAI paths, each with its
+    ``WWW-Authenticate`` challenge."""
+    code, mappers = _UNAUTHENTICATED, []
+    for sent, challenge in ((True, f'{_REALM}, error="invalid_token"'), (False, _REALM)):
+        header = {"key": "www-authenticate", "value": challenge}
+        add: tuple[dict[str, object], ...] = ({"header": header, "append_action": "ADD_IF_ABSENT"},)
+        refused = [_status_filter("EQ", 401), *([_SENT_CREDENTIAL] if sent else [])]
+        openai = _openai_body(401, code)
+        mappers.append(_mapper([*refused, *_on_openai_path()], code, openai, headers=add))
+        mappers.append(_mapper(refused, code, _local_reply_body(code), headers=add))
+    return mappers  # those for a credential sent first: the plain ones match them too
+
+
 def local_reply_mappers(descriptor: Path) -> list[dict[str, object]]:
     """``local_reply_config.mappers``: JSON bodies for error statuses only (>= 400), in
     OpenAI's envelope on the OpenAI paths, the matching grpc-status and the reply's text as
@@ -296,6 +329,7 @@ def local_reply_mappers(descriptor: Path) -> list[dict[str, object]]:
     mappers += [_method_mapper(r.regex, r.verbs, r.openai) for r in routes(descriptor)]
     mappers.append(_healthz_mapper())
     mappers += [_grpc_mapper(s, c) for s, c in LOCAL_REPLY_CODES.items() if s != 404]
+    mappers += _unauthenticated_mappers()
     mappers += [_openai_mapper("EQ", status, code) for status, code in LOCAL_REPLY_CODES.items()]
     mappers.append(_openai_mapper("GE", 400, _UNKNOWN))
     mappers += [

@@ -23,7 +23,7 @@ from gateway.launch._grpc_failures import grpc_failures_filter
 from gateway.launch._grpc_web import grpc_web_filters
 from gateway.launch._methods import head_filter, method_filter
 from gateway.launch._openai_errors import error_fields_table, error_headers_table
-from gateway.launch._replies import local_reply_mappers
+from gateway.launch._replies import URL_WITHOUT_QUERY, local_reply_mappers
 from gateway.launch._traceparent import traceparent_check
 
 #: Envoy's bound on unary calls when the gateway's own longest deadline is shorter.
@@ -151,11 +151,6 @@ def _origins(origins: Sequence[str]) -> list[dict[str, object]]:
     return [{"exact": origin} for origin in origins]
 
 
-#: The request's URL as Envoy's span gives it (x-forwarded-proto, Host, the client's path),
-#: without the query string.
-_URL_WITHOUT_QUERY = "%REQ(X-FORWARDED-PROTO)%://%REQ(:AUTHORITY)%%PATH(NQ:ORIG_OR_PATH)%"
-
-
 def _otlp_channel(endpoint: str, certificate: str | None) -> dict[str, object]:
     """Envoy's gRPC client to the collector: TLS for ``https://``, as the gateway's exporter
     reads an endpoint (gateway/service/_tracing.py); plaintext otherwise."""
@@ -184,7 +179,7 @@ def _tracing(settings: EnvoySettings) -> dict[str, object] | None:
         # Envoy's own http.url holds the query string, where a client may have put a key or a
         # token: the access log leaves it out, and so does the span (a tag set after Envoy's).
         "custom_tags": [
-            {"tag": "http.url", "value": _URL_WITHOUT_QUERY},
+            {"tag": "http.url", "value": URL_WITHOUT_QUERY},
             # The code the client got, the access log's: Envoy tags only a status it finds
             # in the trailers, so a grpc-web call (whose trailers grpc_web moved into the
             # body), a call the transcoder turned into an HTTP error, a reply Envoy made

@@ -87,8 +87,9 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-streams-per-client",
         type=int,
         default=default(GatewaySettings, "max_streams_per_client"),
-        help="open streams (GenerateStream, WatchAddresses, OpenAI stream=true) one client may "
-        "hold: its authenticated identity, else its address",
+        help="open streams and waits (GenerateStream, WatchAddresses, OpenAI stream=true, "
+        "WaitForReady, grpc.health.v1 Watch) one client may hold: its authenticated identity, "
+        "else its address",
     )
 
 

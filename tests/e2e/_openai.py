@@ -4,18 +4,15 @@ SentencePiece model trained here (offline, in milliseconds) for exact token coun
 from __future__ import annotations
 
 import io
-import json
-import shutil
-import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
 import sentencepiece
 
 from gateway.launch.stack import Stack
+from tests.e2e._node import node_program
 from tests.e2e._published import TEST_LM, published
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,16 +98,4 @@ def openai_models(stack: Stack) -> Iterator[None]:
 def node_sdk(script: str, base_url: str) -> Any:
     """Runs ``script``, an ES module that uses the real `openai` npm package with the API's
     base URL in ``process.argv[1]``, and returns the JSON it printed."""
-    node = shutil.which("node")
-    if node is None or not (ROOT / "node_modules" / "openai").exists():
-        pytest.fail("node and `npm ci` (make contract) are needed")
-    result = subprocess.run(
-        [node, "--input-type=module", "-e", script, base_url],
-        cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    return node_program(script, base_url, package="openai", module=True)

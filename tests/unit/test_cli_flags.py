@@ -374,3 +374,20 @@ def test_ops_help_names_its_sources_as_optional_one_of_two(
         "stats from --envoy-admin, in one scrape. Give one of the two, or both, as `saxgw up` "
         "does: saxgw ops --metrics-dir DIR --envoy-admin 127.0.0.1:9901"
     )
+
+
+@pytest.mark.parametrize("command", ["up", "serve", "gateway"])
+def test_stream_limit_help_names_every_call_it_counts(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It named GenerateStream, WatchAddresses and OpenAI streams; WaitForReady and health
+    # Watch count against the same limit (docs/reliability.md), so a client refused 429 for
+    # its waits found no word of them.
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert (
+        "--max-streams-per-client MAX_STREAMS_PER_CLIENT open streams and waits (GenerateStream, "
+        "WatchAddresses, OpenAI stream=true, WaitForReady, grpc.health.v1 Watch) one client may "
+        "hold: its authenticated identity, else its address (default: 100)"
+    ) in text

@@ -48,12 +48,27 @@ def _error(response: httpx.Response, status: int, code: int) -> str:
 
 
 def test_no_key_is_401_json(secure_http: httpx.Client, model: str) -> None:
-    _error(_generate(secure_http, {}), 401, 16)
+    refused = _generate(secure_http, {})
+    _error(refused, 401, 16)
+    # RFC 9110 11.6.1: a 401 names the scheme to retry with (none without a credential: RFC
+    # 6750 3.1); it had no WWW-Authenticate, where a refused JWT had one.
+    realm = f'Bearer realm="http://{secure_http.base_url.netloc.decode()}/generate"'
+    assert refused.headers.get("www-authenticate") == realm
+    openai = secure_http.get("/v1/models/x?k=v")
+    assert openai.status_code == 401, openai.text
+    assert openai.headers.get("www-authenticate") == realm.replace("/generate", "/v1/models/x")
 
 
 def test_bad_key_is_401_json(secure_http: httpx.Client, model: str) -> None:
-    _error(_generate(secure_http, {"Authorization": "Bearer sk-not-a-key-0000000000"}), 401, 16)
-    _error(_generate(secure_http, {"x-api-key": "sk-not-a-key-0000000000"}), 401, 16)
+    netloc = secure_http.base_url.netloc.decode()
+    challenge = f'Bearer realm="http://{netloc}/generate", error="invalid_token"'
+    for headers in (
+        {"Authorization": "Bearer sk-not-a-key-0000000000"},
+        {"x-api-key": "sk-not-a-key-0000000000"},
+    ):
+        refused = _generate(secure_http, headers)
+        _error(refused, 401, 16)
+        assert refused.headers.get("www-authenticate") == challenge
 
 
 def test_data_key_generates(secure_http: httpx.Client, model: str) -> None:

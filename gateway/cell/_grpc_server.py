@@ -18,8 +18,9 @@ from gateway.common.request_message import RequestMessageInterceptor
 #: Seconds in-flight calls get to finish when a server stops.
 STOP_GRACE = 1.0
 #: ... of which the last this many (at most half) are left for the calls still running to end
-#: UNAVAILABLE (`_Stopping`), before grpc would cancel them.
-_END_CALLS_BEFORE = 0.2
+#: UNAVAILABLE (`_Stopping`), before grpc would cancel them. 0.2 s was too little on a busy
+#: host: the event loop came back after grpc's own cancel, which logs a traceback per call.
+_END_CALLS_BEFORE = 0.4
 
 _OPTIONS = [
     # Long polls (WatchLoc) and streams sit idle for a while; keep their connections alive.

@@ -69,10 +69,15 @@ def test_changes_refused_or_lost_while_the_admin_is_down_leave_data_calls_alone(
             set_acl = pb.SetAclRequest(name=model, method="lm.score", acl="acl/team")
             unpublish = pb.UnpublishModelRequest(model=model)
             lost: list[Callable[[], object]] = [
-                lambda: stub.UpdateModel(update, timeout=30),
-                lambda: stub.SetAcl(set_acl, timeout=30),
-                lambda: stub.UnpublishModel(unpublish, timeout=30),
+                lambda: stub.UpdateModel(update, timeout=10),
+                lambda: stub.SetAcl(set_acl, timeout=10),
+                lambda: stub.UnpublishModel(unpublish, timeout=10),
             ]
-            for call in lost:
-                assert _code(call) == grpc.StatusCode.UNAVAILABLE
+            for number, call in enumerate(lost):
+                # The first may be sent on the connection the admin's death is closing (the
+                # gateway has not seen it close yet, on a busy host): its outcome is unknown,
+                # so it waits for an answer until its deadline (504), as a change does whose
+                # reply was lost. By then the connection is gone: the others are never sent.
+                unknown = {grpc.StatusCode.DEADLINE_EXCEEDED} if number == 0 else set()
+                assert _code(call) in {grpc.StatusCode.UNAVAILABLE, *unknown}
                 assert answers() < 1.0

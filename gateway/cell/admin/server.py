@@ -25,6 +25,10 @@ from gateway.common.names import parse_cell_id
 from gateway.common.storage import StorageError
 
 _log = logging.getLogger("gateway.cell.admin")
+# How long a save waits to learn whether this admin still serves the cell (`_before_save`):
+# storage that does not answer would hold each change its whole retry budget (10 s) before
+# the save even began, and so let a change its caller gave up on land that much later.
+_SAVE_CHECK_S = 0.5
 
 
 class AdminServer:
@@ -71,7 +75,7 @@ class AdminServer:
                 settings=self._settings,
                 files=self._files,
                 fs_root=config.fs_root,
-                serves_cell=self._serves_cell,
+                serves_cell=self._before_save,
             )
             await self._manager.start()
             admin_pb2_grpc.add_AdminServicer_to_server(
@@ -103,6 +107,15 @@ class AdminServer:
         read every ``location_watch_interval``."""
         while await self._serves_cell():
             await asyncio.sleep(self._settings.location_watch_interval)
+
+    async def _before_save(self) -> bool:
+        """`_serves_cell`, asked before a save: unknown within ``_SAVE_CHECK_S`` (storage
+        slow or down, which the save will meet too), it serves."""
+        try:
+            async with asyncio.timeout(_SAVE_CHECK_S):
+                return await self._serves_cell()
+        except TimeoutError:
+            return True
 
     async def _serves_cell(self) -> bool:
         """False, with ``superseded`` set, once location.proto names another admin: one

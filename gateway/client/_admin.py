@@ -173,7 +173,7 @@ class _Outage:
 
 
 class _Connection:
-    __slots__ = ("address", "channel", "of_this_cell", "poisoned", "stub")
+    __slots__ = ("address", "channel", "connected", "of_this_cell", "poisoned", "stub")
 
     def __init__(self, address: str) -> None:
         self.address = address
@@ -181,6 +181,16 @@ class _Connection:
         self.stub = admin_pb2_grpc.AdminStub(self.channel)
         self.poisoned = False
         self.of_this_cell = False  # an answer showed it is this cell's admin (`_othercell`)
+        # Whether it was connected (HTTP/2 set up) when it was dropped: if not, no call on it
+        # was ever sent (a hung admin's kernel takes the connection, the admin never greets).
+        self.connected = True
+
+    def could_have_sent(self) -> bool:
+        """Whether a call on it may have reached the admin: it is, or was until it was
+        dropped, connected."""
+        if self.poisoned:
+            return self.connected
+        return self.channel.get_state() == grpc.ChannelConnectivity.READY
 
 
 class CellAdmin:
@@ -335,7 +345,8 @@ class CellAdmin:
             if error.code == grpc.StatusCode.UNAVAILABLE:
                 if conn is not None and not answered:
                     # Sent, maybe applied, answer lost; unless grpc never had a connection.
-                    attempts.uncertain |= not (refused or _never_sent(error.__cause__))
+                    never = refused or _never_sent(error.__cause__) or not conn.could_have_sent()
+                    attempts.uncertain |= not never
                     self._poison(conn)
                 # SAX_ROOT's own failure (the location could not be read) explains itself too.
                 explained = answered or isinstance(error.__cause__, StorageError)
@@ -442,6 +453,7 @@ class CellAdmin:
     def _poison(self, conn: _Connection) -> None:
         if conn.poisoned:
             return
+        conn.connected = conn.could_have_sent()
         conn.poisoned = True
         if self._conn is conn:
             self._conn = None

@@ -51,9 +51,15 @@ def is_open(grpc_method: str) -> bool:
 
 
 def headers() -> dict[str, Schema]:
-    """The 429's headers, for ``components.headers``."""
+    """The 401's and the 429's headers, for ``components.headers``."""
     ratelimit = "Envoy's per-client token bucket (`quotas.rate`, `clients.<id>.rate`), on "
     return {
+        "www-authenticate": {
+            "description": 'On a 401: the scheme to authenticate with, `Bearer realm="<the '
+            'request\'s URL without its query>"`, and `error="invalid_token"` when a '
+            "credential was sent (a JWT's comes from Envoy's JWT filter and says why).",
+            "schema": {"type": "string"},
+        },
         "retry-after": {
             "description": "On a 429: seconds to wait before trying again (1).",
             "schema": {"type": "integer", "minimum": 0},
@@ -110,8 +116,9 @@ def responses(errors: Schema) -> dict[str, Schema]:
         "RateLimited": ("RESOURCE_EXHAUSTED",),
     }
     result: dict[str, Schema] = {}
+    challenge = {"www-authenticate": {"$ref": "#/components/headers/www-authenticate"}}
     for name, examples in native.items():
-        extra = limited if name == "RateLimited" else {}
+        extra = {"RateLimited": limited, "Unauthenticated": challenge}.get(name, {})
         result[name] = {
             "description": texts[name],
             "headers": {**_REQUEST_ID, **extra},

@@ -55,6 +55,8 @@ def test_documented_refusals_are_the_whole_bodies_the_edge_answers(
     no_key = secure_http.post("/generate", json=GENERATE, headers=asked)
     assert no_key.status_code == 401
     assert [no_key.json()] == _examples(doc, "Unauthenticated")
+    for header in doc["components"]["responses"]["Unauthenticated"]["headers"]:
+        assert header in no_key.headers, header  # the challenge (www-authenticate) too
     # A data key publishing (Envoy's roles), and a key whose model list lacks the model
     # (the gateway's check), both 403.
     publish = {"model": "/sax/test/lm2b", "model_path": "p", "checkpoint": "None"}

@@ -15,6 +15,7 @@ from saxml.protobuf import admin_pb2
 
 from gateway.launch.ports import listener_pid
 from gateway.launch.processes import free_port
+from tests._envoy_routes import unary_route_timeouts
 from tests.e2e._published import TEST_LM
 from tests.e2e._up import own_ports_and_dirs, saxgw_up
 
@@ -34,10 +35,9 @@ def _unary_route_timeouts(port: int) -> set[str]:
     pid = listener_pid(port)
     assert pid is not None
     argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    config = yaml.safe_load(Path(argv[argv.index(b"-c") + 1].decode()).read_text())
-    manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-    routes = manager["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
-    return {r["route"]["timeout"] for r in routes if "timeout" in r.get("route", {})} - {"0s"}
+    return unary_route_timeouts(
+        yaml.safe_load(Path(argv[argv.index(b"-c") + 1].decode()).read_text())
+    )
 
 
 def test_up_restart_serves_restored_models_and_refuses_busy_ports(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from gateway.configfile import parse_config
 from gateway.edge._ratelimit import rate_limit
 from gateway.launch.envoy import EnvoySettings, envoy_binary, render
 from gateway.service._streams import CLIENT_ADDRESS_HEADER
+from tests._envoy_routes import unary_route_timeouts
 from tests.e2e.security._credentials import CertificateAuthority, JwtSigner
 
 KEYS = [{"key": "sk-ops-0123456789abcdef", "client": "ops", "roles": ["admin", "data"]}]
@@ -491,13 +492,6 @@ def test_envoy_accepts_the_heap_watch_or_none(tmp_path: Path, heap: int) -> None
     assert "OK" in result.stdout + result.stderr, result.stderr[-2000:]
 
 
-def _route_timeouts(config: dict[str, Any]) -> set[str]:
-    """The timeouts of the routes that send unary calls to the gateways (streams': 0s, none)."""
-    manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-    routes = manager["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
-    return {r["route"]["timeout"] for r in routes if "timeout" in r.get("route", {})} - {"0s"}
-
-
 @pytest.mark.parametrize(
     ("flag", "timeout"), [([], "300s"), (["--default-timeout", "600"], "610s")]
 )
@@ -508,4 +502,4 @@ def test_envoy_lets_a_unary_call_run_past_the_gateways_longest_deadline(
     # route timeout, with Envoy's bare 504 instead of its own DEADLINE_EXCEEDED.
     out = tmp_path / "out"
     assert main(["envoy-config", "--gateway", "gateway:50051", "--out", str(out), *flag]) == 0
-    assert _route_timeouts(yaml.safe_load((out / "envoy.yaml").read_text())) == {timeout}
+    assert unary_route_timeouts(yaml.safe_load((out / "envoy.yaml").read_text())) == {timeout}

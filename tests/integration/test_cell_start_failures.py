@@ -4,6 +4,7 @@ it) says why in a line, not a traceback: the admin server on its own, the embedd
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -78,7 +79,13 @@ def _up(sax_root: Path, *flags: str) -> subprocess.CompletedProcess[str]:
     ports += [f"--admin-port={free_port()}", f"--model-server-ports={free_port()}"]
     roots = [f"--sax-root={sax_root}", f"--fs-root={sax_root.parent / 'fs-root'}"]
     command = [sys.executable, "-m", "gateway.cli", "up", "--log-format=text", *ports, *roots]
-    return subprocess.run([*command, *flags], capture_output=True, text=True, timeout=120)
+    # A TMPDIR of its own: the fault tests SIGKILL stacks, and an up that finds the stack
+    # directory such a stack left logs a line of its own removing it before "started cell".
+    tmp = sax_root.parent / "tmp"
+    tmp.mkdir(exist_ok=True)
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    run = subprocess.run
+    return run([*command, *flags], capture_output=True, text=True, timeout=120, env=env)
 
 
 def test_a_second_up_on_a_live_cells_sax_root_says_where_its_log_is(tmp_path: Path) -> None:

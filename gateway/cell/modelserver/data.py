@@ -62,15 +62,16 @@ def forward(
     method: str | Callable[[Any], str],
 ) -> Callable[[_Body[_Self, _Req, _Resp]], _Rpc[_Self, _Req, _Resp]]:
     """Makes a unary RPC of a method body: find the loaded model (counted under ``method``,
-    or the name ``method`` reads off the request), run the body on it, report what it cost,
-    and turn a SaxError into the call's status."""
+    or, for the custom service, the name ``method`` reads off the request), run the body on
+    it, report what it cost, and turn a SaxError into the call's status."""
+    custom = not isinstance(method, str)
 
     def decorate(body: _Body[_Self, _Req, _Resp]) -> _Rpc[_Self, _Req, _Resp]:
         @unary_errors
         async def rpc(self: _Self, request: _Req, context: Context) -> _Resp:
             started = time.perf_counter()
             name = method if isinstance(method, str) else method(request)
-            with self._loaded.call(request.model_key, name) as model:
+            with self._loaded.call(request.model_key, name, custom=custom) as model:
                 response = await body(self, request, model, _extra(request, model, name))
             report_cost(context, started)
             return response

@@ -14,6 +14,7 @@ from saxgateway.v1 import gateway_pb2 as pb
 
 from gateway.client import CallOptions, Client
 from gateway.common import limits as lim
+from gateway.common.names import ACL_METHODS
 from gateway.common.rpc import Context
 from gateway.config import GatewaySettings
 from gateway.service import _fields as f
@@ -78,10 +79,20 @@ class MediaMethods:
 
     async def Custom(self, request: pb.CustomRequest, context: Context) -> pb.CustomResponse:
         model, options = self._target(request, context)
-        f.required(request.method_name, "method_name", lim.MAX_METHOD_NAME_CHARS)
+        method = request.method_name
+        f.required(method, "method_name", lim.MAX_METHOD_NAME_CHARS)
+        if method in ACL_METHODS:
+            # Upstream's servers serve it through its own service only: through the custom
+            # one they answer NOT_FOUND, which the client takes for a replica that lacks the
+            # model, and retries to the deadline.
+            raise f.invalid(
+                "method_name",
+                f"{method} is a method of Sax's {method.split('.')[0]} service, not a custom"
+                " method: call it through its own route",
+            )
         # An input only the model reads: empty may mean something to it, so only bounded.
         data = f.payload(
             request.request, "request", self._settings.max_payload_bytes, required=False
         )
-        done = await self._client.custom(model, data, request.method_name, options)
+        done = await self._client.custom(model, data, method, options)
         return pb.CustomResponse(response=done)

@@ -103,6 +103,11 @@ CASES = [
     ("POST", "/video_to_text", {"model": VISION, "text": "p"}, "image_frames"),
     ("POST", "/video_to_text", {"model": VISION, "image_frames": [IMG, ""]}, "image_frames[1]"),
     ("POST", "/v1/sax/test/errors-vision:custom", {"request": IMG}, "method_name"),
+    # A method of Sax's own services is no custom method: the embedded cell failed it UNKNOWN
+    # (500), and upstream's servers answer NOT_FOUND, which the gateway retried as a replica
+    # without the model until the deadline, then 503.
+    ("POST", "/custom", {"model": VISION, "method_name": "vm.classify"}, "method_name"),
+    ("POST", "/v1/sax/test/errors-lm:custom", {"method_name": "lm.generate"}, "method_name"),
     # Out-of-range numbers and untyped extra inputs.
     ("POST", "/wait_for_ready", {"model": LM, "replicas": -1}, "replicas"),
     ("POST", "/score", {"model": LM, "suffix": ["a"], "timeout": "-1s"}, "timeout"),

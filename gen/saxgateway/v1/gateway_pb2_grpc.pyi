@@ -205,7 +205,9 @@ class SaxGatewayStub:
     """Calls a method a custom model defines, with opaque bytes in and out; its
     ACL is the ACL of that method (the model's own name for it).
     Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for an
-    empty method name or one the model does not define.
+    empty method name, one the model does not define, or a method of Sax's
+    own services (lm.generate, vm.classify, ...), which only their own RPCs
+    reach.
     """
 
 @_typing.type_check_only
@@ -385,7 +387,9 @@ class SaxGatewayAsyncStub(SaxGatewayStub):
     """Calls a method a custom model defines, with opaque bytes in and out; its
     ACL is the ACL of that method (the model's own name for it).
     Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for an
-    empty method name or one the model does not define.
+    empty method name, one the model does not define, or a method of Sax's
+    own services (lm.generate, vm.classify, ...), which only their own RPCs
+    reach.
     """
 
 class SaxGatewayServicer(metaclass=_abc_1.ABCMeta):
@@ -748,7 +752,9 @@ class SaxGatewayServicer(metaclass=_abc_1.ABCMeta):
         """Calls a method a custom model defines, with opaque bytes in and out; its
         ACL is the ACL of that method (the model's own name for it).
         Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for an
-        empty method name or one the model does not define.
+        empty method name, one the model does not define, or a method of Sax's
+        own services (lm.generate, vm.classify, ...), which only their own RPCs
+        reach.
         """
 
 def add_SaxGatewayServicer_to_server(servicer: SaxGatewayServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

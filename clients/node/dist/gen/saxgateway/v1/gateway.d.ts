@@ -1439,7 +1439,9 @@ export declare const SaxGatewayDefinition: {
          * Calls a method a custom model defines, with opaque bytes in and out; its
          * ACL is the ACL of that method (the model's own name for it).
          * Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for an
-         * empty method name or one the model does not define.
+         * empty method name, one the model does not define, or a method of Sax's
+         * own services (lm.generate, vm.classify, ...), which only their own RPCs
+         * reach.
          */
         readonly custom: {
             readonly name: "Custom";

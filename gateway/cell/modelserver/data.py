@@ -183,7 +183,8 @@ class VisionServicer(DataServicer, vision_pb2_grpc.VisionServiceServicer):
     async def Detect(
         self, r: vision_pb2.DetectRequest, model: ServableModel, x: ExtraInputs
     ) -> vision_pb2.DetectResponse:
-        boxes = await model.detect(r.image_bytes, list(r.text), x)
+        regions = [(b.cx, b.cy, b.w, b.h) for b in r.boxes_of_interest]
+        boxes = await model.detect(r.image_bytes, list(r.text), regions, x)
         return vision_pb2.DetectResponse(bounding_boxes=[b.to_proto() for b in boxes])
 
     @forward(base.VM_IMAGE_TO_TEXT)

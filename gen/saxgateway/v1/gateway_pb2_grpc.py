@@ -369,7 +369,8 @@ class SaxGatewayServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Detect(self, request, context):
-        """Returns the objects detected in an image.
+        """Returns the objects detected in an image (in its boxes of interest, if
+        the request gives some), with their masks if the model gives them.
         Returns INVALID_ARGUMENT for an empty image.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -125,7 +125,8 @@ class SaxGatewayStub:
     Returns INVALID_ARGUMENT for an empty image.
     """
     Detect: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.DetectRequest, _gateway_pb2.DetectResponse]
-    """Returns the objects detected in an image.
+    """Returns the objects detected in an image (in its boxes of interest, if
+    the request gives some), with their masks if the model gives them.
     Returns INVALID_ARGUMENT for an empty image.
     """
     ImageToText: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ImageToTextRequest, _gateway_pb2.ImageToTextResponse]
@@ -307,7 +308,8 @@ class SaxGatewayAsyncStub(SaxGatewayStub):
     Returns INVALID_ARGUMENT for an empty image.
     """
     Detect: _aio.UnaryUnaryMultiCallable[_gateway_pb2.DetectRequest, _gateway_pb2.DetectResponse]  # type: ignore[assignment]
-    """Returns the objects detected in an image.
+    """Returns the objects detected in an image (in its boxes of interest, if
+    the request gives some), with their masks if the model gives them.
     Returns INVALID_ARGUMENT for an empty image.
     """
     ImageToText: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ImageToTextRequest, _gateway_pb2.ImageToTextResponse]  # type: ignore[assignment]
@@ -588,7 +590,8 @@ class SaxGatewayServicer(metaclass=_abc_1.ABCMeta):
         request: _gateway_pb2.DetectRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_gateway_pb2.DetectResponse, _abc.Awaitable[_gateway_pb2.DetectResponse]]:
-        """Returns the objects detected in an image.
+        """Returns the objects detected in an image (in its boxes of interest, if
+        the request gives some), with their masks if the model gives them.
         Returns INVALID_ARGUMENT for an empty image.
         """
 

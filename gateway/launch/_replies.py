@@ -249,12 +249,40 @@ _OPENAI_MESSAGES = {
 }
 
 
-def _details_filter(details: str) -> dict[str, object]:
-    """Replies whose response code details are ``details`` (read for local replies only)."""
+def _cel_filter(expression: str) -> dict[str, object]:
+    """Replies for which the CEL ``expression`` holds (read for local replies only)."""
     cel = "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter"
-    expression = {"@type": cel, "expression": f"response.code_details == '{details}'"}
+    typed_config = {"@type": cel, "expression": expression}
     name = "envoy.access_loggers.extension_filters.cel"
-    return {"extension_filter": {"name": name, "typed_config": expression}}
+    return {"extension_filter": {"name": name, "typed_config": typed_config}}
+
+
+def _details_filter(details: str) -> dict[str, object]:
+    """Replies whose response code details are ``details``."""
+    return _cel_filter(f"response.code_details == '{details}'")
+
+
+# The transcoder's 400 for a body that does not fit the method's message repeats the value it
+# could not take ("image: invalid value \"<the whole base64>\" for type TYPE_BYTES"): a 5 MiB
+# image with one bad character came back as a 7 MB error, which clients print and log whole.
+# Past this many request bytes the reply says what was wrong without the value (and so
+# without the field's name, which Envoy's message alone carries: it cannot be cut).
+TRANSCODE_ECHO_BYTES = 64 * 1024
+_BIG_BODY_NOT_PARSED = (
+    "the body does not fit this method's JSON: a value has the wrong type, or a bytes field"
+    " is not base64 (the parser's message, which repeats the value, is left out for a body"
+    f" over {TRANSCODE_ECHO_BYTES} bytes)"
+)
+_INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+
+
+def _big_body_mapper() -> dict[str, object]:
+    failed = "response.code_details.startsWith('grpc_json_transcode_failure')"
+    big = _cel_filter(f"{failed} && request.size > {TRANSCODE_ECHO_BYTES}")
+    filters = [_status_filter("EQ", 400), big]
+    return _mapper(
+        filters, _INVALID_ARGUMENT, _local_reply_body(_INVALID_ARGUMENT, _BIG_BODY_NOT_PARSED)
+    )
 
 
 # jwt_authn refuses a genuine token minted for another audience with 403, where every other
@@ -326,6 +354,7 @@ def local_reply_mappers(descriptor: Path) -> list[dict[str, object]]:
         mappers.append(_mapper([_details_filter(details)], code, native, status=status))
     for details in _INVALID_TOKENS:
         mappers += _invalid_token_mappers(details)
+    mappers.append(_big_body_mapper())
     mappers += [_method_mapper(r.regex, r.verbs, r.openai) for r in routes(descriptor)]
     mappers.append(_healthz_mapper())
     mappers += [_grpc_mapper(s, c) for s, c in LOCAL_REPLY_CODES.items() if s != 404]

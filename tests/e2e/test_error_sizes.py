@@ -5,6 +5,7 @@ limit made Envoy reset the gateway's whole HTTP/2 connection, every stream on it
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,8 +17,9 @@ import pytest
 
 from gateway.common.limits import quote
 from gateway.common.logs import LOGGED_ID_CHARS
+from gateway.launch._replies import TRANSCODE_ECHO_BYTES
 from gateway.launch.stack import Stack
-from tests.e2e._bodies import openai_error
+from tests.e2e._bodies import envoy_error, openai_error
 from tests.e2e._openai import SLOW
 from tests.e2e._published import BAD_REQUEST, request_info
 
@@ -192,3 +194,26 @@ def test_native_errors_quote_large_values_cut_short(
                 request_info(response),
             ],
         }
+
+
+def test_a_large_body_envoy_cannot_take_is_a_400_that_does_not_repeat_it(
+    stack: Stack, http: httpx.Client
+) -> None:
+    # The transcoder's message repeats the value it could not take: a 5 MiB image with one
+    # character that is not base64 came back as a 7 MB error. A small body keeps the message
+    # that names the field.
+    small = http.post("/generate", json={"model": "/sax/test/nosuch", "query": 5})
+    assert small.status_code == 400
+    said = "query: invalid value 5 for type TYPE_STRING"
+    assert small.json() == envoy_error(small, 3, said)
+    content = json.dumps({"model": "/sax/test/nosuch", "image_bytes": "A" * (5 << 20) + "!!!!"})
+    message = (
+        "the body does not fit this method's JSON: a value has the wrong type, or a bytes field"
+        " is not base64 (the parser's message, which repeats the value, is left out for a body"
+        f" over {TRANSCODE_ECHO_BYTES} bytes)"
+    )
+    # With a Content-Length, and chunked without one, as an HTTP/2 client or an upload may send.
+    for sent in (content.encode(), iter([content.encode()])):
+        response = http.post("/classify", content=sent)
+        assert response.status_code == 400, response.text[:300]
+        assert response.json() == envoy_error(response, 3, message)

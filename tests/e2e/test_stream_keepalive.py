@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -224,3 +226,33 @@ def test_a_proxy_read_timeout_shorter_than_the_first_token_waits_it_out(
     assert chat.content.endswith(b"data: [DONE]\n\n") and b'"content": "Paris"' in chat.content
     assert native.status_code == 200, native.text
     assert native.content.endswith(b'"texts":[{"text":"Paris","score":-0.1}]}\n\n')
+
+
+def _logs(stack: Stack) -> dict[str, str]:
+    logs = Path(str(stack.settings.log_dir))
+    return {log.name: log.read_text(errors="replace") for log in logs.glob("*.log")}
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/generate_stream"])
+def test_a_client_that_leaves_while_waiting_cancels_the_call_quietly(
+    stack: Stack, path: str
+) -> None:
+    body = _chat() if path.startswith("/v1") else {"model": SLOW, "query": "q"}
+    cancelled = re.compile(rf"stream cancelled model={re.escape(SLOW)} tokens_sent=0 at=([0-9.]+)")
+    before = len(cancelled.findall(_logs(stack)["cell.log"]))
+    with (
+        httpx.Client(base_url=stack.http_url, timeout=TIMEOUT) as http,
+        http.stream("POST", path, json=body) as response,
+    ):
+        assert response.status_code == 200  # its keep-alive (or its headers) came
+        left = time.time()
+    deadline = time.monotonic() + 5
+    while len(found := cancelled.findall(_logs(stack)["cell.log"])) == before:
+        assert time.monotonic() < deadline, "the Sax call was not cancelled"
+        time.sleep(0.02)
+    assert float(found[-1]) - left < 0.2  # at once, not at its first token
+    time.sleep(FIRST_TOKEN_S)  # whatever the wait's task would have logged by now
+    errors = [
+        line for name, text in _logs(stack).items() for line in text.splitlines() if "ERROR" in line
+    ]
+    assert errors == []

@@ -33,6 +33,7 @@ TIMEOUT = httpx.Timeout(30, read=READ_TIMEOUT_S)
 SLOW = CHATML  # configured with the chatml template (tests/e2e/_openai.py), here slow
 BUSY = "/sax/test/oai-busy"
 BROKEN = "/sax/test/oai-fails"
+QUICK = "/sax/test/quick"
 COMMENT = b": waiting\n\n"
 OVER = "call to /sax/test/oai exceeded its deadline"
 
@@ -56,6 +57,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with (
         healthy_stack(settings, "keepalive stack") as running,
         published(running, SLOW, TEST_LM, {"text": "Paris", "delay_ms": "1500"}),
+        published(running, QUICK, TEST_LM, {"text": "Paris is", "delay_ms": "300"}),
         published(
             running, BUSY, TEST_LM, {"fail_after_tokens": "0", "fail_code": "RESOURCE_EXHAUSTED"}
         ),
@@ -126,6 +128,12 @@ def test_sdks_with_a_read_timeout_shorter_than_the_first_token_read_the_stream(
     events = [json.loads(e.removeprefix(b"data: ")) for e in rest.split(b"\n\n")[:-2]]
     assert [e["choices"][0]["delta"].get("content") for e in events] == ["", "Paris", None]
     assert rest.endswith(b"data: [DONE]\n\n")
+
+    # A stream whose first token comes sooner is as it was, whatever the gaps after it.
+    quick = {"model": QUICK, "prompt": "q", "stream": True}
+    with httpx.Client(base_url=stack.http_url, timeout=TIMEOUT) as http:
+        body = http.post("/v1/completions", json=quick).content
+    assert body.startswith(b"data: {") and COMMENT not in body, body
 
     # SaxGateway's SSE stream sends its headers after KEEPALIVE_S, its events as before.
     started = time.monotonic()
@@ -217,7 +225,7 @@ def test_a_proxy_read_timeout_shorter_than_the_first_token_waits_it_out(
     # timer starts again with each read: the keep-alives (OpenAI), or the headers (SaxGateway).
     folder = tmp_path_factory.mktemp("nginx-read-timeout")
     with (
-        nginx(stack.http_url, folder, "proxy_read_timeout 1200ms;") as url,
+        nginx(stack.http_url, folder, "proxy_read_timeout 1400ms;") as url,
         httpx.Client(base_url=url, timeout=30) as http,
     ):
         chat = http.post("/v1/chat/completions", json=_chat())

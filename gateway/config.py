@@ -207,10 +207,10 @@ class GatewaySettings:
     grace_period: float = 10.0
     """On shutdown, how long in-flight calls may take to finish (seconds)."""
     stream_keepalive: float = DEFAULT_STREAM_KEEPALIVE
-    """A stream that has sent nothing for this long (seconds) before its first message
-    commits its 200 and headers (an SSE comment every so often on the OpenAI face, the
-    headers alone on SaxGateway's), so that a client's read timeout does not end it; from
-    then on, a failure is reported in-band. 0: never (gateway/service/_keepalive.py)."""
+    """Seconds a stream may send nothing: then an OpenAI stream sends an SSE comment (before
+    its first event or between two), and SaxGateway's its headers (once, before its first
+    message), so that a client's read timeout does not end it; the 200 is then committed,
+    and a failure is reported in-band. 0: never (gateway/service/_keepalive.py)."""
     max_message_bytes: int = 32 * MIB
     """Largest gRPC message sent; matches Envoy's body limit."""
     max_receive_bytes: int = 32 * MIB

@@ -119,9 +119,9 @@ class Limits:
     idle_timeout: float = 300.0
     """Seconds a connection without any request in flight stays open."""
     stream_keepalive: float = DEFAULT_STREAM_KEEPALIVE
-    """Seconds a stream waits for its first message before it sends its 200 (and keep-alive
-    comments on the OpenAI face): the gateway's (`GatewaySettings.stream_keepalive`), where
-    ``--stream-keepalive`` does not set it."""
+    """Seconds a stream may send nothing before it sends a keep-alive (and so its 200): the
+    gateway's (`GatewaySettings.stream_keepalive`), where ``--stream-keepalive`` does not set
+    it."""
     max_connections: int = 20_000
     max_heap_bytes: int = 2 << 30
     """Envoy's heap, bytes (0: unwatched). Past 85% of it Envoy resets the streams holding

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any, TypedDict
 
 from saxgateway.v1 import gateway_pb2 as pb
@@ -23,7 +24,7 @@ from gateway.config import GatewaySettings
 from gateway.service import _deadlines as deadlines
 from gateway.service import _fields as f
 from gateway.service._errors import request_id, to_status
-from gateway.service._keepalive import Headers, kept_alive
+from gateway.service._keepalive import KeepAlive
 from gateway.service._media import MediaMethods, decoded_texts, generated_images
 from gateway.service._multimodal import MultimodalMethods
 from gateway.service._stream import DeltaTracker
@@ -280,9 +281,11 @@ class SaxGatewayServicer(MultimodalMethods, MediaMethods, gateway_pb2_grpc.SaxGa
     async def GenerateStream(
         self, request: pb.GenerateStreamRequest, context: Context
     ) -> AsyncIterator[pb.GenerateStreamResponse]:
-        headers = Headers(context)  # sent early if the first token is slow to come
-        every = self._settings.stream_keepalive
-        messages = kept_alive(self._generate_stream(request, context), every, headers.send)
+        # Its messages are events (Envoy frames each), so a wait for the first token can be
+        # bridged with its headers alone, once; nothing between two tokens.
+        every, headers = self._settings.stream_keepalive, partial(context.send_initial_metadata, ())
+        keepalive = KeepAlive(every, headers, repeat=False)
+        messages = keepalive.relay(self._generate_stream(request, context))
         started = False
         try:
             async for message in messages:
@@ -293,7 +296,7 @@ class SaxGatewayServicer(MultimodalMethods, MediaMethods, gateway_pb2_grpc.SaxGa
             # (an HTTP status through Envoy). After it, an HTTP/1.1 client could not see a
             # trailer, so the stream ends with an in-band error; gRPC callers also get the
             # real status.
-            if started or headers.sent:
+            if started or keepalive.sent:
                 yield pb.GenerateStreamResponse(
                     done=True, error=to_status(exc, request_id(context))[2]
                 )

@@ -81,7 +81,7 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
 def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
     """How long calls in flight may take to end at shutdown (``--grace-period``), how many
     streams a client may hold open (``--max-streams-per-client``) and how long a stream may
-    send nothing before its first message (``--stream-keepalive``): shared by ``gateway``,
+    send nothing (``--stream-keepalive``): shared by ``gateway``,
     ``up`` and ``serve``, which pass them on to each gateway process."""
     parser.add_argument(
         "--grace-period",
@@ -101,9 +101,10 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
         "--stream-keepalive",
         type=seconds_or_zero,
         metavar="SECONDS",
-        help="a stream still waiting for its first token this long sends its 200 and headers "
-        "(and an OpenAI stream an SSE comment, again each time as long passes), so clients and "
-        "proxies with shorter read timeouts keep waiting; later errors come in-band. 0: never "
+        help="an OpenAI stream that has sent nothing this long sends an SSE comment (again each "
+        "time as long passes), a /generate_stream still waiting for its first token its "
+        "headers, so clients and proxies with shorter read timeouts keep waiting; later errors "
+        "come in-band. 0: never "
         "(default: the --config file's limits.stream_keepalive, else "
         f"{DEFAULT_STREAM_KEEPALIVE:g})",
     )

@@ -38,7 +38,7 @@ from gateway.modelconfig import aliases_of, all_stops
 from gateway.service import _fields as f
 from gateway.service._access import ANONYMOUS, Access
 from gateway.service._bindings import Check, path_check
-from gateway.service._keepalive import kept_alive
+from gateway.service._keepalive import KeepAlive
 from gateway.service._streams import StreamSlots
 from gateway.service._usage import note_usage
 from gateway.service.openai import _errors
@@ -337,26 +337,21 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
     async def _streamed(
         self, context: Context, job: Job, options: CallOptions, deadline: Deadline
     ) -> AsyncIterator[HttpBody]:
-        """A ``stream: true`` call's events; a comment (`rs.KEEPALIVE`) every
-        ``stream_keepalive`` seconds until the first. Once anything was sent, the HTTP status
+        """A ``stream: true`` call's events, and a comment (`rs.KEEPALIVE`) each time it has
+        sent nothing for ``stream_keepalive`` seconds. Once anything was sent, the HTTP status
         is 200 already: a failure becomes the last event, as OpenAI sends it (the call still
         fails with its gRPC code); before, it is the HTTP status the SDKs act on (retry a 429
-        or a 503)."""
+        or a 5xx)."""
+        every = self._settings.stream_keepalive
+        keepalive = KeepAlive(every, partial(context.write, rs.KEEPALIVE), repeat=True)
+        messages = keepalive.relay(self._admitted(context, job, options, deadline))
         sent = False
-
-        async def waiting() -> HttpBody:
-            nonlocal sent
-            sent = True
-            return rs.KEEPALIVE
-
-        stream = self._admitted(context, job, options, deadline)
-        messages = kept_alive(stream, self._settings.stream_keepalive, waiting)
         try:
             async for message in messages:
                 sent = True
                 yield message
         except Exception as exc:
-            if not sent:
+            if not (sent or keepalive.sent):
                 raise
             yield job.shape.failure(exc)
             raise

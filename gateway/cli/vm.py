@@ -109,18 +109,41 @@ def embed(session: Session, args: argparse.Namespace) -> None:
     session.show(session.stub.EmbedImage, request, lambda done: floats(done.embedding))
 
 
+def region_arg(text: str) -> pb.Region:
+    """One ``--box``: ``CX,CY,W,H``, four numbers relative to the image's size."""
+    try:
+        cx, cy, w, h = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected CX,CY,W,H (four numbers), got {text!r}"
+        ) from None
+    return pb.Region(cx=cx, cy=cy, w=w, h=h)
+
+
 @command(
     "vm.detect",
-    "ID IMAGE_FILE [LABEL ...]",
+    "ID IMAGE_FILE [LABEL ...] [--box CX,CY,W,H ...]",
     "use a vision model to detect objects in an image",
     *IMAGE,
     arg("labels", metavar="LABEL", nargs="*", help="labels to look for"),
+    arg(
+        "--box",
+        type=region_arg,
+        action="append",
+        default=[],
+        metavar="CX,CY,W,H",
+        help="a region to look in (repeatable), for models that take them, such as segmenters",
+    ),
 )
 def detect(session: Session, args: argparse.Namespace) -> None:
-    request = pb.DetectRequest(**image_inputs(args), text=args.labels)
+    request = pb.DetectRequest(**image_inputs(args), text=args.labels, boxes_of_interest=args.box)
     done = session.call(session.stub.Detect, request)
-    rows = [(b.text, b.score, b.cx, b.cy, b.w, b.h) for b in done.boxes]
-    session.emit(done, table(("LABEL", "SCORE", "CX", "CY", "W", "H"), rows))
+    # MASK: its height and width, as saxutil prints it (0,0 for a box without one).
+    rows = [
+        (b.text, b.score, b.cx, b.cy, b.w, b.h, f"{b.mask.mask_height},{b.mask.mask_width}")
+        for b in done.boxes
+    ]
+    session.emit(done, table(("LABEL", "SCORE", "CX", "CY", "W", "H", "MASK"), rows))
 
 
 @command(

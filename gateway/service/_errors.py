@@ -22,7 +22,7 @@ from typing import Any, NoReturn, TypeVar, cast
 
 import grpc
 from google.protobuf import any_pb2
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from google.rpc import error_details_pb2, status_pb2
 
 from gateway.client import (
@@ -192,12 +192,32 @@ def _tolerant(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     return parse
 
 
-def _wrap_unary(behavior: _Unary, report: Report) -> _Unary:
+GRPC_FRAME_BYTES = 5
+"""What gRPC puts before each message on the wire (a flag and a 4-byte length)."""
+
+
+def check_reply(reply: Message, limit: int) -> None:
+    """INVALID_ARGUMENT if ``reply``, framed, is over the gateway's message ``limit`` (a model's
+    answer: images, samples, a custom method's bytes). Left to gRPC it fails RESOURCE_EXHAUSTED
+    "Sent message larger than max" once the work is done: a 429 that clients retry, redoing
+    the work to fail again."""
+    size = reply.ByteSize() + GRPC_FRAME_BYTES
+    if size > limit:
+        raise InvalidArgumentError(
+            f"the reply would be {size} bytes, over this gateway's limit of {limit} bytes: ask"
+            " the model for less (fewer or shorter samples, fewer or smaller outputs)"
+        )
+
+
+def _wrap_unary(behavior: _Unary, report: Report, reply_limit: int | None = None) -> _Unary:
     async def call(request: Any, context: Context) -> Any:
         try:
             if type(request) is _Malformed:
                 raise request.error
-            return await behavior(request, context)
+            reply = await behavior(request, context)
+            if reply_limit is not None and reply is not None:
+                check_reply(reply, reply_limit)
+            return reply
         except BaseException as exc:
             await _answer(context, exc, report)
 
@@ -305,11 +325,15 @@ def _code(context: Context) -> grpc.StatusCode | None:
 class ErrorInterceptor(WrappingInterceptor):
     """Wraps every handler so that escaping exceptions become proper statuses: by `abort`,
     or by the report ``reports`` names for the service (its path prefix), as the service's
-    own errors are reported (a request that does not parse never reaches its methods)."""
+    own errors are reported (a request that does not parse never reaches its methods). A
+    unary reply over ``reply_limit`` bytes fails as `check_reply` says."""
 
-    def __init__(self, reports: Mapping[str, Report] | None = None) -> None:
+    def __init__(
+        self, reports: Mapping[str, Report] | None = None, *, reply_limit: int | None = None
+    ) -> None:
         super().__init__()
         self._reports = dict(reports or {})
+        self._reply_limit = reply_limit
 
     def _report(self, method: str) -> Report:
         prefix = next((p for p in self._reports if method.startswith(p)), None)
@@ -332,7 +356,7 @@ class ErrorInterceptor(WrappingInterceptor):
         return _tolerant(parse)
 
     def wrap_unary(self, method: str, behavior: _Unary) -> _Unary:
-        return _wrap_unary(behavior, self._report(method))
+        return _wrap_unary(behavior, self._report(method), self._reply_limit)
 
     def wrap_streaming(self, method: str, behavior: _Streaming) -> _Streaming:
         return _wrap_streaming(behavior, self._report(method))

@@ -3,10 +3,11 @@ first five (vm.image_to_image, vm.text_and_image_to_image, vm.video_to_text) and
 service, whose methods each model names itself.
 
 A mixin of `SaxGatewayServicer`, which supplies the client, the settings and the call options;
-the two reply builders here serve its own vision methods too."""
+the reply builders here serve its own vision methods too."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,8 @@ from saxgateway.v1 import gateway_pb2 as pb
 
 from gateway.client import CallOptions, Client
 from gateway.common import limits as lim
+from gateway.common.names import ACL_METHODS
+from gateway.common.results import Box
 from gateway.common.rpc import Context
 from gateway.config import GatewaySettings
 from gateway.service import _fields as f
@@ -27,6 +30,34 @@ def decoded_texts(pairs: Sequence[tuple[str, float]]) -> list[pb.DecodedText]:
 def generated_images(pairs: Sequence[tuple[bytes, float]]) -> list[pb.GeneratedImage]:
     """Sax's ``[(image, score), ...]`` as the API's GeneratedImage list."""
     return [pb.GeneratedImage(image=image, score=score) for image, score in pairs]
+
+
+def detected_boxes(boxes: Sequence[Box]) -> list[pb.BoundingBox]:
+    """Sax's detected objects as the API's BoundingBox list, each with its mask if it has
+    one (a segmenter's)."""
+    out = []
+    for b in boxes:
+        box = pb.BoundingBox(cx=b.cx, cy=b.cy, w=b.w, h=b.h, text=b.text, score=b.score)
+        if b.mask_values:
+            box.mask.mask_values = b.mask_values
+            box.mask.mask_height, box.mask.mask_width = b.mask_height, b.mask_width
+        out.append(box)
+    return out
+
+
+def regions(values: Sequence[pb.Region], field: str) -> list[tuple[float, float, float, float]]:
+    """A detect call's boxes of interest as Sax takes them, ``(cx, cy, w, h)`` each: at most
+    `limits.MAX_ITEMS`, of finite numbers; INVALID_ARGUMENT naming the field (or the box)
+    otherwise."""
+    if len(values) > lim.MAX_ITEMS:
+        raise f.invalid(field, f"{len(values)} boxes is over the limit of {lim.MAX_ITEMS}")
+    out = []
+    for i, r in enumerate(values):
+        region = (r.cx, r.cy, r.w, r.h)
+        if not all(math.isfinite(v) for v in region):
+            raise f.invalid(f"{field}[{i}]", f"cx, cy, w and h must be finite, got {region!r}")
+        out.append(region)
+    return out
 
 
 def frames(values: Sequence[bytes], field: str, payload_limit: int) -> list[bytes]:
@@ -78,10 +109,20 @@ class MediaMethods:
 
     async def Custom(self, request: pb.CustomRequest, context: Context) -> pb.CustomResponse:
         model, options = self._target(request, context)
-        f.required(request.method_name, "method_name", lim.MAX_METHOD_NAME_CHARS)
+        method = request.method_name
+        f.required(method, "method_name", lim.MAX_METHOD_NAME_CHARS)
+        if method in ACL_METHODS:
+            # Upstream's servers serve it through its own service only: through the custom
+            # one they answer NOT_FOUND, which the client takes for a replica that lacks the
+            # model, and retries to the deadline.
+            raise f.invalid(
+                "method_name",
+                f"{method} is a method of Sax's {method.split('.')[0]} service, not a custom"
+                " method: call it through its own route",
+            )
         # An input only the model reads: empty may mean something to it, so only bounded.
         data = f.payload(
             request.request, "request", self._settings.max_payload_bytes, required=False
         )
-        done = await self._client.custom(model, data, request.method_name, options)
+        done = await self._client.custom(model, data, method, options)
         return pb.CustomResponse(response=done)

@@ -151,7 +151,9 @@ class GatewayServer:
                 metrics, tracing, client, access, tokens, cost_header=telemetry.cost_header
             ),
             # A request that does not parse, on the OpenAI face: OpenAI's envelope.
-            ErrorInterceptor({_OPENAI_SERVICE: report_error}),
+            ErrorInterceptor(
+                {_OPENAI_SERVICE: report_error}, reply_limit=settings.max_message_bytes
+            ),
             AccessInterceptor(access, settings),
         ]
         server = grpc.aio.server(

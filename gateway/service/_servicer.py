@@ -25,7 +25,13 @@ from gateway.service import _deadlines as deadlines
 from gateway.service import _fields as f
 from gateway.service._errors import request_id, to_status
 from gateway.service._keepalive import KeepAlive
-from gateway.service._media import MediaMethods, decoded_texts, generated_images
+from gateway.service._media import (
+    MediaMethods,
+    decoded_texts,
+    detected_boxes,
+    generated_images,
+    regions,
+)
 from gateway.service._multimodal import MultimodalMethods
 from gateway.service._stream import DeltaTracker
 from gateway.service._streams import StreamSlots, is_head
@@ -373,13 +379,10 @@ class SaxGatewayServicer(MultimodalMethods, MediaMethods, gateway_pb2_grpc.SaxGa
     async def Detect(self, request: pb.DetectRequest, context: Context) -> pb.DetectResponse:
         model, options = self._target(request, context)
         image = self._payload(request.image_bytes, "image_bytes")
-        boxes = await self._client.vm_detect(model, image, f.texts(request.text, "text"), options)
-        return pb.DetectResponse(
-            boxes=[
-                pb.BoundingBox(cx=b.cx, cy=b.cy, w=b.w, h=b.h, text=b.text, score=b.score)
-                for b in boxes
-            ]
-        )
+        texts = f.texts(request.text, "text")
+        of_interest = regions(request.boxes_of_interest, "boxes_of_interest")
+        boxes = await self._client.vm_detect(model, image, texts, options, boxes=of_interest)
+        return pb.DetectResponse(boxes=detected_boxes(boxes))
 
     async def ImageToText(
         self, request: pb.ImageToTextRequest, context: Context

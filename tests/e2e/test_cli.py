@@ -25,6 +25,7 @@ from gateway.cell.models.media import TestAudio, TestVision
 from gateway.cell.models.random_lm import MODEL_PATH as RANDOM_LM
 from gateway.cli._numbers import number
 from gateway.cli.main import parser
+from gateway.common.results import Box
 from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack
 from tests.e2e._access_log import access_log_line_after, access_log_size
@@ -324,6 +325,26 @@ def test_vm_classify_a_file(stack: Stack, tmp_path: Path) -> None:
     assert rows == [["TEXT", "SCORE"]] + [[h.text, number(h.score)] for h in labels]
     as_json = json.loads(ok(stack, "vm.classify", VISION, str(image), "--json"))
     assert as_json == {"texts": [{"text": h.text, "score": h.score} for h in labels]}
+
+
+def test_vm_detect_prints_masks_of_boxes_of_interest(stack: Stack, tmp_path: Path) -> None:
+    image = tmp_path / "cat.png"
+    image.write_bytes(IMAGE)
+    vision = TestVision()
+    [plain] = asyncio.run(vision.detect(IMAGE, ["cat"], [], NONE))
+    [masked] = asyncio.run(vision.detect(IMAGE, [], [(0.5, 0.25, 0.5, 0.125)], NONE))
+    head = ["LABEL", "SCORE", "CX", "CY", "W", "H", "MASK"]
+
+    def row(box: Box) -> list[str]:
+        numbers = [number(v) for v in (box.score, box.cx, box.cy, box.w, box.h)]
+        return [box.text, *numbers, f"{box.mask_height},{box.mask_width}"]
+
+    assert columns(ok(stack, "vm.detect", VISION, str(image), "cat")) == [head, row(plain)]
+    printed = ok(stack, "vm.detect", VISION, str(image), "--box", "0.5,0.25,0.5,0.125")
+    assert columns(printed) == [head, row(masked)] and masked.mask_height > 0
+    refused = saxgw(stack, "vm.detect", VISION, str(image), "--box", "1,2,3")
+    assert refused.returncode == 2
+    assert "expected CX,CY,W,H (four numbers), got '1,2,3'" in refused.stderr
 
 
 def test_vm_generate_writes_images(stack: Stack, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from gateway.launch.stack import Stack
+from tests.e2e._bodies import gateway_error
 from tests.e2e._published import (
     BAD_REQUEST,
     IMAGE,
@@ -103,6 +104,11 @@ CASES = [
     ("POST", "/video_to_text", {"model": VISION, "text": "p"}, "image_frames"),
     ("POST", "/video_to_text", {"model": VISION, "image_frames": [IMG, ""]}, "image_frames[1]"),
     ("POST", "/v1/sax/test/errors-vision:custom", {"request": IMG}, "method_name"),
+    # A method of Sax's own services is no custom method: the embedded cell failed it UNKNOWN
+    # (500), and upstream's servers answer NOT_FOUND, which the gateway retried as a replica
+    # without the model until the deadline, then 503.
+    ("POST", "/custom", {"model": VISION, "method_name": "vm.classify"}, "method_name"),
+    ("POST", "/v1/sax/test/errors-lm:custom", {"method_name": "lm.generate"}, "method_name"),
     # Out-of-range numbers and untyped extra inputs.
     ("POST", "/wait_for_ready", {"model": LM, "replicas": -1}, "replicas"),
     ("POST", "/score", {"model": LM, "suffix": ["a"], "timeout": "-1s"}, "timeout"),
@@ -180,6 +186,27 @@ def test_a_payload_at_the_limit_is_served(http: httpx.Client) -> None:
     response = http.post("/embed_image", json={"model": VISION, "image_bytes": image})
     assert response.status_code == 200, response.text[:300]
     assert len(response.json()["embedding"]) > 0
+
+
+def test_a_reply_over_the_message_limit_is_a_400_not_a_retried_429(
+    stack: Stack, http: httpx.Client
+) -> None:
+    # TestLM repeats its one 3 MiB word 12 times: a 36 MiB reply (an image model's few large
+    # images alike). Left to grpc it failed RESOURCE_EXHAUSTED "Sent message larger than max"
+    # once the work was done: a 429, which clients retry, redoing the work to fail again.
+    with published(stack, "/sax/test/errors-long", TEST_LM, {"length": "12"}) as model:
+        response = http.post("/generate", json={"model": model, "query": "w" * (3 << 20)})
+    assert response.status_code == 400, response.text[:300]
+    assert "retry-after" not in response.headers
+    message = response.json()["message"]
+    size = int(message.split()[4])
+    assert size > 36 << 20
+    assert response.json() == gateway_error(
+        response,
+        3,
+        f"the reply would be {size} bytes, over this gateway's limit of {32 << 20} bytes:"
+        " ask the model for less (fewer or shorter samples, fewer or smaller outputs)",
+    )
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from google.protobuf.message import Message
 from saxgateway.v1 import gateway_pb2 as pb
-from saxgateway_client import Client, SaxGatewayError
+from saxgateway_client import BadRequestError, Client, SaxGatewayError
 
 from gateway.cell.models.base import ExtraInputs, ServableModel
 from gateway.cell.models.media import TestAudio, TestCustom, TestVision
@@ -104,12 +104,47 @@ def test_embed_image(http: httpx.Client, vision: str, path: str) -> None:
     ],
 )
 def test_detect(http: httpx.Client, vision: str, path: str, labels: list[str]) -> None:
-    boxes = asyncio.run(TestVision().detect(IMAGE, labels, NONE))
+    boxes = asyncio.run(TestVision().detect(IMAGE, labels, [], NONE))
     assert [b.text for b in boxes] == (labels or ["object"])
     assert _post(http, path, vision, {"image_bytes": b64(IMAGE), "text": labels}) == {
-        # The gateway's box has no mask fields (the stand-in models give no masks).
+        # Without boxes of interest the stand-in gives no masks: a box without one has none.
         "boxes": [{k: v for k, v in asdict(b).items() if not k.startswith("mask_")} for b in boxes]
     }
+
+
+@pytest.mark.parametrize("path", ["/detect", "/v1/sax/test/routes-vision:detect"])
+def test_detect_in_boxes_of_interest_answers_masks(
+    stack: Stack, http: httpx.Client, vision: str, path: str
+) -> None:
+    # A segmenter's call: regions in, a mask for each out. The gateway took no regions and
+    # dropped every mask Sax returned, so such a model was out of reach through it.
+    regions = [(0.5, 0.5, 0.25, 0.25), (0.1, 0.2, 0.05, 0.1)]
+    boxes = asyncio.run(TestVision().detect(IMAGE, [], regions, NONE))
+    assert [(b.cx, b.cy, b.w, b.h) for b in boxes] == regions and all(b.mask_values for b in boxes)
+    body = {
+        "image_bytes": b64(IMAGE),
+        "boxes_of_interest": [dict(zip(("cx", "cy", "w", "h"), r, strict=True)) for r in regions],
+    }
+    mask = {"mask_values": "", "mask_height": 0, "mask_width": 0}
+    assert _post(http, path, vision, body) == {
+        "boxes": [
+            {
+                **{k: v for k, v in asdict(b).items() if k not in mask},
+                "mask": {
+                    "mask_values": b64(b.mask_values),
+                    "mask_height": b.mask_height,
+                    "mask_width": b.mask_width,
+                },
+            }
+            for b in boxes
+        ]
+    }
+    with Client(stack.grpc_address, timeout=30) as client:
+        request = pb.DetectRequest(model=vision, image_bytes=IMAGE)
+        request.boxes_of_interest.add(cx=0.5, cy=0.5, w=0.25, h=float("nan"))
+        with pytest.raises(BadRequestError) as caught:
+            client.call("Detect", request)
+    assert [v.field for v in caught.value.field_violations] == ["boxes_of_interest[0]"]
 
 
 @pytest.mark.parametrize(

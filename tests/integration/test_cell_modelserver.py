@@ -233,6 +233,21 @@ async def test_vision_audio_custom_stand_ins(inproc_cell: InprocCell) -> None:
             vision_pb2.ImageToTextRequest(model_key=vm_id, image_bytes=b"img")
         )
         assert caption.texts[0].text == f"a picture of a {first.texts[0].text}"
+        # As upstream's: a Custom call naming a method the model serves through another of
+        # Sax's services finds no custom method of that name (NOT_FOUND, as upstream's batcher
+        # answers), where it failed UNKNOWN with a Python class name; one the model does not
+        # serve at all is INVALID_ARGUMENT, as any method it does not support.
+        cm = custom_pb2_grpc.CustomServiceStub(vm_channel)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await cm.Custom(custom_pb2.CustomRequest(model_key=vm_id, method_name="vm.classify"))
+        assert (caught.value.code(), caught.value.details()) == (
+            Code.NOT_FOUND,
+            f"{vm_id} has no custom method vm.classify: its vm service serves it: NotFound",
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await cm.Custom(custom_pb2.CustomRequest(model_key=vm_id, method_name="lm.generate"))
+        assert caught.value.code() == Code.INVALID_ARGUMENT
+        assert "does not support lm.generate" in (caught.value.details() or "")
 
     am_id, am_channel = await _publish_one(
         inproc_cell, "am", model_path="sax_gateway.testing.TestAudio"

@@ -38,7 +38,7 @@ USAGES = {
     "vm.classify": "ID IMAGE_FILE",
     "vm.generate": "ID TEXT OUTPUT_DIR",
     "vm.embed": "ID IMAGE_FILE",
-    "vm.detect": "ID IMAGE_FILE [LABEL ...]",
+    "vm.detect": "ID IMAGE_FILE [LABEL ...] [--box CX,CY,W,H ...]",
     "vm.image_to_text": "ID IMAGE_FILE [PROMPT]",
     "vm.image_to_image": "ID IMAGE_FILE OUTPUT_DIR",
     "vm.text_and_image_to_image": "ID TEXT IMAGE_FILE OUTPUT_DIR",

@@ -19,6 +19,7 @@ from gateway.client import (
 from gateway.common.rpc import Context
 from gateway.launch._openai_errors import error_fields_table, error_headers_table
 from gateway.launch.envoy import EnvoySettings, render
+from gateway.service._errors import GRPC_FRAME_BYTES
 from gateway.service.openai._errors import (
     ENVELOPE_KEY,
     KINDS,
@@ -27,7 +28,7 @@ from gateway.service.openai._errors import (
     error_fields,
     reply_headers,
 )
-from gateway.service.openai._responses import GRPC_FRAME_BYTES, body, fitted
+from gateway.service.openai._responses import body, fitted
 
 
 def test_every_status_code_has_an_openai_type() -> None:

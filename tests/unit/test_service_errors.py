@@ -10,6 +10,7 @@ from typing import cast
 import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
+from saxgateway.v1 import gateway_pb2 as pb
 
 from gateway.client import (
     DeadlineExceededError,
@@ -21,11 +22,13 @@ from gateway.client import (
 from gateway.common.logs import LOGGED_ID_CHARS
 from gateway.common.rpc import Context
 from gateway.service._errors import (
+    GRPC_FRAME_BYTES,
     MAX_FIELD_BYTES,
     MAX_TEXT_BYTES,
     MAX_VIOLATIONS,
     Report,
     abort,
+    check_reply,
     clip,
     to_status,
 )
@@ -174,3 +177,17 @@ async def test_a_retry_after_the_error_names_is_the_one_sent() -> None:
     with pytest.raises(_Aborted):
         await abort(cast(Context, context), Later("full"))
     assert [v for k, v in context.aborted[1] if k == "retry-after"] == ["10"]
+
+
+def test_a_reply_over_the_message_limit_is_invalid_argument() -> None:
+    reply = pb.CustomResponse(response=b"x" * 1000)
+    # gRPC counts its 5-byte frame too: the check fires where gRPC's own limit would (with
+    # RESOURCE_EXHAUSTED, a 429 that clients retry).
+    exact = reply.ByteSize() + GRPC_FRAME_BYTES
+    check_reply(reply, exact)
+    with pytest.raises(InvalidArgumentError) as failure:
+        check_reply(reply, exact - 1)
+    assert failure.value.message == (
+        f"the reply would be {exact} bytes, over this gateway's limit of {exact - 1} bytes: ask"
+        " the model for less (fewer or shorter samples, fewer or smaller outputs)"
+    )

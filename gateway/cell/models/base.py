@@ -40,6 +40,10 @@ CUSTOM = "custom"
 LM_METHODS = frozenset({LM_GENERATE, LM_GENERATE_STREAM, LM_SCORE, LM_EMBED, LM_GRADIENT})
 
 
+#: A region of an image, as (cx, cy, w, h) relative to its size: a detect call's box of
+#: interest.
+Region = tuple[float, float, float, float]
+
 # A multimodal item, as (kind, value): kind is the sax.server.multimodal.DataItem field set
 # ("text", "image_bytes", "video", ...); value is the text, the bytes, or a nested message's
 # serialized bytes.
@@ -114,7 +118,9 @@ class ServableModel:
     async def embed_image(self, image: bytes, extra: ExtraInputs) -> list[float]:
         raise MethodNotSupported(VM_EMBED)
 
-    async def detect(self, image: bytes, texts: list[str], extra: ExtraInputs) -> list[Box]:
+    async def detect(
+        self, image: bytes, texts: list[str], regions: list[Region], extra: ExtraInputs
+    ) -> list[Box]:
         raise MethodNotSupported(VM_DETECT)
 
     async def image_to_text(self, image: bytes, text: str, extra: ExtraInputs) -> list[Hypothesis]:

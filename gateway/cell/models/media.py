@@ -3,7 +3,8 @@
 `sax_gateway.testing.TestVision` (every vm.* method): results are a pure function of the
 input bytes. Classify ranks a fixed label set by a hash of the image; text-to-image (and
 image-to-image, text-and-image-to-image) returns an 8x8 PNG whose colours come from the input;
-detect returns one box per query text (or one "object" box); a video is a list of encoded
+detect returns one box per query text (or one "object" box), or each box of interest
+with a 4x4 mask (as a segmenter answers); a video is a list of encoded
 frames, captioned by its first frame; video-to-token gives 4 tokens per frame and
 token-to-video one frame per 4 tokens.
 
@@ -34,6 +35,7 @@ from gateway.cell.models.base import (
     VM_VIDEO_TO_TOKEN,
     ExtraInputs,
     Hypothesis,
+    Region,
     ServableModel,
 )
 from gateway.common.results import Box
@@ -46,6 +48,7 @@ LABELS = ("cat", "dog", "bird", "car", "tree", "house", "boat", "flower", "perso
 _WORDS = ("hello", "world", "sax", "model", "audio", "test", "river", "light", "stone", "green")
 _IMAGE_SIDE = 8
 TOKENS_PER_FRAME = 4
+MASK_SIDE = 4
 
 
 def _png(*parts: bytes | str | int) -> bytes:
@@ -84,7 +87,11 @@ class TestVision(ServableModel):
     async def embed_image(self, image: bytes, extra: ExtraInputs) -> list[float]:
         return unit_floats(8, "embed", image)
 
-    async def detect(self, image: bytes, texts: list[str], extra: ExtraInputs) -> list[Box]:
+    async def detect(
+        self, image: bytes, texts: list[str], regions: list[Region], extra: ExtraInputs
+    ) -> list[Box]:
+        if regions:  # a segmenter's answer: each region, with a mask
+            return [_masked(image, region) for region in regions]
         boxes = []
         for text in texts or ["object"]:
             cx, cy, w, h, score = ((v + 1) / 2 for v in unit_floats(5, "detect", image, text))
@@ -118,6 +125,17 @@ class TestVision(ServableModel):
     async def token_to_video(self, tokens: list[float], extra: ExtraInputs) -> list[bytes]:
         chunks = range(0, len(tokens), TOKENS_PER_FRAME)
         return [_png(repr(tokens[i : i + TOKENS_PER_FRAME])) for i in chunks]
+
+
+def _masked(image: bytes, region: Region) -> Box:
+    """``region`` of ``image`` as a detected object with a MASK_SIDE x MASK_SIDE mask."""
+    (value,) = unit_floats(1, "segment", image, repr(region))
+    mask = digest("mask", image, repr(region))[: MASK_SIDE * MASK_SIDE]
+    cx, cy, w, h = region
+    return Box(
+        cx=cx, cy=cy, w=w, h=h, text="object", score=(value + 1) / 2,
+        mask_height=MASK_SIDE, mask_width=MASK_SIDE, mask_values=mask,
+    )  # fmt: skip
 
 
 class TestAudio(ServableModel):

@@ -62,15 +62,16 @@ def forward(
     method: str | Callable[[Any], str],
 ) -> Callable[[_Body[_Self, _Req, _Resp]], _Rpc[_Self, _Req, _Resp]]:
     """Makes a unary RPC of a method body: find the loaded model (counted under ``method``,
-    or the name ``method`` reads off the request), run the body on it, report what it cost,
-    and turn a SaxError into the call's status."""
+    or, for the custom service, the name ``method`` reads off the request), run the body on
+    it, report what it cost, and turn a SaxError into the call's status."""
+    custom = not isinstance(method, str)
 
     def decorate(body: _Body[_Self, _Req, _Resp]) -> _Rpc[_Self, _Req, _Resp]:
         @unary_errors
         async def rpc(self: _Self, request: _Req, context: Context) -> _Resp:
             started = time.perf_counter()
             name = method if isinstance(method, str) else method(request)
-            with self._loaded.call(request.model_key, name) as model:
+            with self._loaded.call(request.model_key, name, custom=custom) as model:
                 response = await body(self, request, model, _extra(request, model, name))
             report_cost(context, started)
             return response
@@ -182,7 +183,8 @@ class VisionServicer(DataServicer, vision_pb2_grpc.VisionServiceServicer):
     async def Detect(
         self, r: vision_pb2.DetectRequest, model: ServableModel, x: ExtraInputs
     ) -> vision_pb2.DetectResponse:
-        boxes = await model.detect(r.image_bytes, list(r.text), x)
+        regions = [(b.cx, b.cy, b.w, b.h) for b in r.boxes_of_interest]
+        boxes = await model.detect(r.image_bytes, list(r.text), regions, x)
         return vision_pb2.DetectResponse(bounding_boxes=[b.to_proto() for b in boxes])
 
     @forward(base.VM_IMAGE_TO_TEXT)

@@ -22,6 +22,7 @@ from gateway.cell.models import LoadSpec, create_model
 from gateway.cell.models.base import ServableModel
 from gateway.cell.modelserver.stats import MethodStats
 from gateway.common.errors import SaxError
+from gateway.common.names import ACL_METHODS
 
 _log = logging.getLogger("gateway.cell.modelserver")
 
@@ -140,13 +141,19 @@ class LoadedModels:
         return out
 
     @contextmanager
-    def call(self, key: str, method: str) -> Iterator[ServableModel]:
-        """The loaded model for a data call, counted in the method's statistics."""
+    def call(self, key: str, method: str, *, custom: bool = False) -> Iterator[ServableModel]:
+        """The loaded model for a data call, counted in the method's statistics; ``custom``
+        for a call of the custom service, which names the method itself."""
         entry = self._models.get(key)
         if entry is None or entry.model is None:
             available = ", ".join(k for k, e in self._models.items() if e.model) or "none"
             raise not_found(f"{key} is not loaded on this server. Available models: {available}")
         stats = entry.stats.get(method)
+        if custom and stats is not None and method in ACL_METHODS:
+            # Upstream's servers queue a method under the service that serves it: the custom
+            # service finds no queue for a method of another one, and says NOT_FOUND.
+            service = method.split(".")[0]
+            raise not_found(f"{key} has no custom method {method}: its {service} service serves it")
         if stats is None:
             raise invalid_argument(
                 f"{key} ({entry.model_path}) does not support {method}; it supports "

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from google.api import httpbody_pb2
 
 from gateway.client import InvalidArgumentError
+from gateway.service._errors import GRPC_FRAME_BYTES
 from gateway.service.openai import _errors
 
 JSON = "application/json"
@@ -60,10 +61,6 @@ def typed_events(*objs: Mapping[str, Any]) -> httpbody_pb2.HttpBody:
         for o in objs
     )
     return httpbody_pb2.HttpBody(content_type=EVENT_STREAM, data=data)
-
-
-GRPC_FRAME_BYTES = 5
-"""What gRPC puts before each message on the wire (a flag and a 4-byte length)."""
 
 
 def fitted(message: httpbody_pb2.HttpBody, limit: int, hint: str) -> httpbody_pb2.HttpBody:

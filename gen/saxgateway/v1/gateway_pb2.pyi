@@ -1519,6 +1519,7 @@ class DetectRequest(_message.Message):
     TEXT_FIELD_NUMBER: _builtins.int
     EXTRA_INPUTS_FIELD_NUMBER: _builtins.int
     TIMEOUT_FIELD_NUMBER: _builtins.int
+    BOXES_OF_INTEREST_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Required. The model ID."""
     image_bytes: _builtins.bytes
@@ -1535,6 +1536,12 @@ class DetectRequest(_message.Message):
     def timeout(self) -> _duration_pb2.Duration:
         """Deadline of the call."""
 
+    @_builtins.property
+    def boxes_of_interest(self) -> _containers.RepeatedCompositeFieldContainer[Global___Region]:
+        """Regions of the image to look in, for detectors that take them (such as
+        segmenters, which answer a mask for each); at most 1024.
+        """
+
     def __init__(
         self,
         *,
@@ -1543,14 +1550,49 @@ class DetectRequest(_message.Message):
         text: _abc.Iterable[_builtins.str] | None = ...,
         extra_inputs: _abc.Mapping[_builtins.str, _struct_pb2.Value] | None = ...,
         timeout: _duration_pb2.Duration | None = ...,
+        boxes_of_interest: _abc.Iterable[Global___Region] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["extra_inputs", b"extra_inputs", "image_bytes", b"image_bytes", "model", b"model", "text", b"text", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["boxes_of_interest", b"boxes_of_interest", "extra_inputs", b"extra_inputs", "image_bytes", b"image_bytes", "model", b"model", "text", b"text", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DetectRequest: _TypeAlias = DetectRequest  # noqa: Y015
+
+@_typing.final
+class Region(_message.Message):
+    """A region of an image, in coordinates relative to the image size."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CX_FIELD_NUMBER: _builtins.int
+    CY_FIELD_NUMBER: _builtins.int
+    W_FIELD_NUMBER: _builtins.int
+    H_FIELD_NUMBER: _builtins.int
+    cx: _builtins.float
+    """Center x."""
+    cy: _builtins.float
+    """Center y."""
+    w: _builtins.float
+    """Width."""
+    h: _builtins.float
+    """Height."""
+    def __init__(
+        self,
+        *,
+        cx: _builtins.float = ...,
+        cy: _builtins.float = ...,
+        w: _builtins.float = ...,
+        h: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cx", b"cx", "cy", b"cy", "h", b"h", "w", b"w"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Region: _TypeAlias = Region  # noqa: Y015
 
 @_typing.final
 class BoundingBox(_message.Message):
@@ -1564,6 +1606,7 @@ class BoundingBox(_message.Message):
     H_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
     SCORE_FIELD_NUMBER: _builtins.int
+    MASK_FIELD_NUMBER: _builtins.int
     cx: _builtins.float
     """Output only. Center x."""
     cy: _builtins.float
@@ -1576,6 +1619,10 @@ class BoundingBox(_message.Message):
     """Output only. Label."""
     score: _builtins.float
     """Output only. Score."""
+    @_builtins.property
+    def mask(self) -> Global___DetectionMask:
+        """Output only. The object's mask, if the model gives one."""
+
     def __init__(
         self,
         *,
@@ -1585,14 +1632,45 @@ class BoundingBox(_message.Message):
         h: _builtins.float = ...,
         text: _builtins.str = ...,
         score: _builtins.float = ...,
+        mask: Global___DetectionMask | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["mask", b"mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cx", b"cx", "cy", b"cy", "h", b"h", "score", b"score", "text", b"text", "w", b"w"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cx", b"cx", "cy", b"cy", "h", b"h", "mask", b"mask", "score", b"score", "text", b"text", "w", b"w"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BoundingBox: _TypeAlias = BoundingBox  # noqa: Y015
+
+@_typing.final
+class DetectionMask(_message.Message):
+    """A detected object's segmentation mask."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MASK_VALUES_FIELD_NUMBER: _builtins.int
+    MASK_HEIGHT_FIELD_NUMBER: _builtins.int
+    MASK_WIDTH_FIELD_NUMBER: _builtins.int
+    mask_values: _builtins.bytes
+    """Output only. The mask, in a format the model defines (base64 in JSON)."""
+    mask_height: _builtins.int
+    """Output only. Its height."""
+    mask_width: _builtins.int
+    """Output only. Its width."""
+    def __init__(
+        self,
+        *,
+        mask_values: _builtins.bytes = ...,
+        mask_height: _builtins.int = ...,
+        mask_width: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mask_height", b"mask_height", "mask_values", b"mask_values", "mask_width", b"mask_width"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DetectionMask: _TypeAlias = DetectionMask  # noqa: Y015
 
 @_typing.final
 class DetectResponse(_message.Message):

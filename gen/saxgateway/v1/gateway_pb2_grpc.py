@@ -372,7 +372,8 @@ class SaxGatewayServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Detect(self, request, context):
-        """Returns the objects detected in an image.
+        """Returns the objects detected in an image (in its boxes of interest, if
+        the request gives some), with their masks if the model gives them.
         Returns INVALID_ARGUMENT for an empty image.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -508,7 +509,9 @@ class SaxGatewayServicer:
         """Calls a method a custom model defines, with opaque bytes in and out; its
         ACL is the ACL of that method (the model's own name for it).
         Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for an
-        empty method name or one the model does not define.
+        empty method name, one the model does not define, or a method of Sax's
+        own services (lm.generate, vm.classify, ...), which only their own RPCs
+        reach.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -128,7 +128,8 @@ class SaxGatewayStub:
     Returns INVALID_ARGUMENT for an empty image.
     """
     Detect: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.DetectRequest, _gateway_pb2.DetectResponse]
-    """Returns the objects detected in an image.
+    """Returns the objects detected in an image (in its boxes of interest, if
+    the request gives some), with their masks if the model gives them.
     Returns INVALID_ARGUMENT for an empty image.
     """
     ImageToText: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ImageToTextRequest, _gateway_pb2.ImageToTextResponse]
@@ -208,7 +209,9 @@ class SaxGatewayStub:
     """Calls a method a custom model defines, with opaque bytes in and out; its
     ACL is the ACL of that method (the model's own name for it).
     Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for an
-    empty method name or one the model does not define.
+    empty method name, one the model does not define, or a method of Sax's
+    own services (lm.generate, vm.classify, ...), which only their own RPCs
+    reach.
     """
 
 @_typing.type_check_only
@@ -311,7 +314,8 @@ class SaxGatewayAsyncStub(SaxGatewayStub):
     Returns INVALID_ARGUMENT for an empty image.
     """
     Detect: _aio.UnaryUnaryMultiCallable[_gateway_pb2.DetectRequest, _gateway_pb2.DetectResponse]  # type: ignore[assignment]
-    """Returns the objects detected in an image.
+    """Returns the objects detected in an image (in its boxes of interest, if
+    the request gives some), with their masks if the model gives them.
     Returns INVALID_ARGUMENT for an empty image.
     """
     ImageToText: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ImageToTextRequest, _gateway_pb2.ImageToTextResponse]  # type: ignore[assignment]
@@ -391,7 +395,9 @@ class SaxGatewayAsyncStub(SaxGatewayStub):
     """Calls a method a custom model defines, with opaque bytes in and out; its
     ACL is the ACL of that method (the model's own name for it).
     Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for an
-    empty method name or one the model does not define.
+    empty method name, one the model does not define, or a method of Sax's
+    own services (lm.generate, vm.classify, ...), which only their own RPCs
+    reach.
     """
 
 class SaxGatewayServicer(metaclass=_abc_1.ABCMeta):
@@ -593,7 +599,8 @@ class SaxGatewayServicer(metaclass=_abc_1.ABCMeta):
         request: _gateway_pb2.DetectRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_gateway_pb2.DetectResponse, _abc.Awaitable[_gateway_pb2.DetectResponse]]:
-        """Returns the objects detected in an image.
+        """Returns the objects detected in an image (in its boxes of interest, if
+        the request gives some), with their masks if the model gives them.
         Returns INVALID_ARGUMENT for an empty image.
         """
 
@@ -757,7 +764,9 @@ class SaxGatewayServicer(metaclass=_abc_1.ABCMeta):
         """Calls a method a custom model defines, with opaque bytes in and out; its
         ACL is the ACL of that method (the model's own name for it).
         Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for an
-        empty method name or one the model does not define.
+        empty method name, one the model does not define, or a method of Sax's
+        own services (lm.generate, vm.classify, ...), which only their own RPCs
+        reach.
         """
 
 def add_SaxGatewayServicer_to_server(servicer: SaxGatewayServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

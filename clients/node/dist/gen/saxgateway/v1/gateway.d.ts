@@ -451,10 +451,26 @@ export interface DetectRequest {
     };
     /** Deadline of the call. */
     timeout: Duration | undefined;
+    /**
+     * Regions of the image to look in, for detectors that take them (such as
+     * segmenters, which answer a mask for each); at most 1024.
+     */
+    boxes_of_interest: Region[];
 }
 export interface DetectRequest_ExtraInputsEntry {
     key: string;
     value: any | undefined;
+}
+/** A region of an image, in coordinates relative to the image size. */
+export interface Region {
+    /** Center x. */
+    cx: number;
+    /** Center y. */
+    cy: number;
+    /** Width. */
+    w: number;
+    /** Height. */
+    h: number;
 }
 /** A detected object, in coordinates relative to the image size. */
 export interface BoundingBox {
@@ -470,6 +486,17 @@ export interface BoundingBox {
     text: string;
     /** Output only. Score. */
     score: number;
+    /** Output only. The object's mask, if the model gives one. */
+    mask: DetectionMask | undefined;
+}
+/** A detected object's segmentation mask. */
+export interface DetectionMask {
+    /** Output only. The mask, in a format the model defines (base64 in JSON). */
+    mask_values: Buffer;
+    /** Output only. Its height. */
+    mask_height: number;
+    /** Output only. Its width. */
+    mask_width: number;
 }
 /** Response of Detect. */
 export interface DetectResponse {
@@ -865,7 +892,9 @@ export declare const EmbedImageRequest_ExtraInputsEntry: MessageFns<EmbedImageRe
 export declare const EmbedImageResponse: MessageFns<EmbedImageResponse>;
 export declare const DetectRequest: MessageFns<DetectRequest>;
 export declare const DetectRequest_ExtraInputsEntry: MessageFns<DetectRequest_ExtraInputsEntry>;
+export declare const Region: MessageFns<Region>;
 export declare const BoundingBox: MessageFns<BoundingBox>;
+export declare const DetectionMask: MessageFns<DetectionMask>;
 export declare const DetectResponse: MessageFns<DetectResponse>;
 export declare const ImageToTextRequest: MessageFns<ImageToTextRequest>;
 export declare const ImageToTextRequest_ExtraInputsEntry: MessageFns<ImageToTextRequest_ExtraInputsEntry>;
@@ -1200,7 +1229,8 @@ export declare const SaxGatewayDefinition: {
             };
         };
         /**
-         * Returns the objects detected in an image.
+         * Returns the objects detected in an image (in its boxes of interest, if
+         * the request gives some), with their masks if the model gives them.
          * Returns INVALID_ARGUMENT for an empty image.
          */
         readonly detect: {
@@ -1442,7 +1472,9 @@ export declare const SaxGatewayDefinition: {
          * Calls a method a custom model defines, with opaque bytes in and out; its
          * ACL is the ACL of that method (the model's own name for it).
          * Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for an
-         * empty method name or one the model does not define.
+         * empty method name, one the model does not define, or a method of Sax's
+         * own services (lm.generate, vm.classify, ...), which only their own RPCs
+         * reach.
          */
         readonly custom: {
             readonly name: "Custom";

@@ -6,7 +6,8 @@
 // source: saxgateway/v1/gateway.proto
 Object.defineProperty(exports, "__esModule", { value: true });
 exports.TextToImageResponse = exports.GeneratedImage = exports.TextToImageRequest_ExtraInputsEntry = exports.TextToImageRequest = exports.ClassifyResponse = exports.ClassifyRequest_ExtraInputsEntry = exports.ClassifyRequest = exports.GradientResponse_GradientsEntry = exports.GradientResponse = exports.GradientValues = exports.GradientRequest_ExtraInputsEntry = exports.GradientRequest = exports.EmbedResponse = exports.EmbedRequest_ExtraInputsEntry = exports.EmbedRequest = exports.ScoreResponse = exports.ScoreRequest_ExtraInputsEntry = exports.ScoreRequest = exports.GenerateStreamResponse = exports.TextDelta = exports.GenerateStreamRequest_ExtraInputsEntry = exports.GenerateStreamRequest = exports.GenerateResponse = exports.DecodedText = exports.GenerateRequest_ExtraInputsEntry = exports.GenerateRequest = exports.UnpublishModelResponse = exports.UnpublishModelRequest = exports.UpdateModelResponse_OverridesEntry = exports.UpdateModelResponse = exports.UpdateModelRequest_OverridesEntry = exports.UpdateModelRequest = exports.ListCellsResponse = exports.ListCellsRequest = exports.ListModelsResponse = exports.ListModelsRequest = exports.ModelInfo_MethodAclsEntry = exports.ModelInfo_OverridesEntry = exports.ModelInfo = exports.GetModelResponse = exports.GetModelRequest = exports.ListCellResponse = exports.ListCellRequest = exports.PublishModelResponse = exports.PublishModelRequest_OverridesEntry = exports.PublishModelRequest = exports.GetInfoResponse = exports.GetInfoRequest = exports.protobufFileName = exports.protobufPackage = void 0;
-exports.SaxGatewayDefinition = exports.CustomResponse = exports.CustomRequest_ExtraInputsEntry = exports.CustomRequest = exports.VideoToTextResponse = exports.VideoToTextRequest_ExtraInputsEntry = exports.VideoToTextRequest = exports.TextAndImageToImageResponse = exports.TextAndImageToImageRequest_ExtraInputsEntry = exports.TextAndImageToImageRequest = exports.ImageToImageResponse = exports.ImageToImageRequest_ExtraInputsEntry = exports.ImageToImageRequest = exports.MultimodalEmbedResponse = exports.MultimodalEmbedRequest_ExtraInputsEntry = exports.MultimodalEmbedRequest = exports.MultimodalScoreResponse = exports.MultimodalScoreRequest_ExtraInputsEntry = exports.MultimodalScoreRequest = exports.MultimodalGenerateResponse = exports.MultimodalSample = exports.MultimodalGenerateRequest_ExtraInputsEntry = exports.MultimodalGenerateRequest = exports.MultimodalItem = exports.WatchAddressesResponse = exports.WatchAddressesRequest = exports.SetAclResponse = exports.SetAclRequest = exports.GetAclResponse_MethodAclsEntry = exports.GetAclResponse = exports.GetAclRequest = exports.WaitForReadyResponse = exports.WaitForReadyRequest = exports.GetStatsResponse_ServersByModelPathEntry = exports.GetStatsResponse = exports.ServerTypeStat = exports.GetStatsRequest = exports.RecognizeResponse = exports.RecognizeRequest_ExtraInputsEntry = exports.RecognizeRequest = exports.ImageToTextResponse = exports.ImageToTextRequest_ExtraInputsEntry = exports.ImageToTextRequest = exports.DetectResponse = exports.BoundingBox = exports.DetectRequest_ExtraInputsEntry = exports.DetectRequest = exports.EmbedImageResponse = exports.EmbedImageRequest_ExtraInputsEntry = exports.EmbedImageRequest = void 0;
+exports.CustomRequest_ExtraInputsEntry = exports.CustomRequest = exports.VideoToTextResponse = exports.VideoToTextRequest_ExtraInputsEntry = exports.VideoToTextRequest = exports.TextAndImageToImageResponse = exports.TextAndImageToImageRequest_ExtraInputsEntry = exports.TextAndImageToImageRequest = exports.ImageToImageResponse = exports.ImageToImageRequest_ExtraInputsEntry = exports.ImageToImageRequest = exports.MultimodalEmbedResponse = exports.MultimodalEmbedRequest_ExtraInputsEntry = exports.MultimodalEmbedRequest = exports.MultimodalScoreResponse = exports.MultimodalScoreRequest_ExtraInputsEntry = exports.MultimodalScoreRequest = exports.MultimodalGenerateResponse = exports.MultimodalSample = exports.MultimodalGenerateRequest_ExtraInputsEntry = exports.MultimodalGenerateRequest = exports.MultimodalItem = exports.WatchAddressesResponse = exports.WatchAddressesRequest = exports.SetAclResponse = exports.SetAclRequest = exports.GetAclResponse_MethodAclsEntry = exports.GetAclResponse = exports.GetAclRequest = exports.WaitForReadyResponse = exports.WaitForReadyRequest = exports.GetStatsResponse_ServersByModelPathEntry = exports.GetStatsResponse = exports.ServerTypeStat = exports.GetStatsRequest = exports.RecognizeResponse = exports.RecognizeRequest_ExtraInputsEntry = exports.RecognizeRequest = exports.ImageToTextResponse = exports.ImageToTextRequest_ExtraInputsEntry = exports.ImageToTextRequest = exports.DetectResponse = exports.DetectionMask = exports.BoundingBox = exports.Region = exports.DetectRequest_ExtraInputsEntry = exports.DetectRequest = exports.EmbedImageResponse = exports.EmbedImageRequest_ExtraInputsEntry = exports.EmbedImageRequest = void 0;
+exports.SaxGatewayDefinition = exports.CustomResponse = void 0;
 /* eslint-disable */
 const wire_1 = require("@bufbuild/protobuf/wire");
 const duration_1 = require("../../google/protobuf/duration");
@@ -4976,7 +4977,14 @@ exports.EmbedImageResponse = {
     },
 };
 function createBaseDetectRequest() {
-    return { model: "", image_bytes: Buffer.alloc(0), text: [], extra_inputs: {}, timeout: undefined };
+    return {
+        model: "",
+        image_bytes: Buffer.alloc(0),
+        text: [],
+        extra_inputs: {},
+        timeout: undefined,
+        boxes_of_interest: [],
+    };
 }
 exports.DetectRequest = {
     encode(message, writer = new wire_1.BinaryWriter()) {
@@ -4996,6 +5004,9 @@ exports.DetectRequest = {
         });
         if (message.timeout !== undefined) {
             duration_1.Duration.encode(message.timeout, writer.uint32(42).fork()).join();
+        }
+        for (const v of message.boxes_of_interest) {
+            exports.Region.encode(v, writer.uint32(50).fork()).join();
         }
         return writer;
     },
@@ -5050,6 +5061,13 @@ exports.DetectRequest = {
                         message.timeout = duration_1.Duration.decode(reader, reader.uint32());
                         continue;
                     }
+                    case 6: {
+                        if (tag !== 50) {
+                            break;
+                        }
+                        message.boxes_of_interest.push(exports.Region.decode(reader, reader.uint32()));
+                        continue;
+                    }
                 }
                 if ((tag & 7) === 4 || tag === 0) {
                     break;
@@ -5093,6 +5111,11 @@ exports.DetectRequest = {
                     }, {})
                     : {},
             timeout: isSet(object.timeout) ? duration_1.Duration.fromJSON(object.timeout) : undefined,
+            boxes_of_interest: globalThis.Array.isArray(object?.boxesOfInterest)
+                ? object.boxesOfInterest.map((e) => exports.Region.fromJSON(e))
+                : globalThis.Array.isArray(object?.boxes_of_interest)
+                    ? object.boxes_of_interest.map((e) => exports.Region.fromJSON(e))
+                    : [],
         };
     },
     toJSON(message) {
@@ -5118,6 +5141,9 @@ exports.DetectRequest = {
         if (message.timeout !== undefined) {
             obj.timeout = duration_1.Duration.toJSON(message.timeout);
         }
+        if (message.boxes_of_interest?.length) {
+            obj.boxesOfInterest = message.boxes_of_interest.map((e) => exports.Region.toJSON(e));
+        }
         return obj;
     },
     create(base) {
@@ -5137,6 +5163,7 @@ exports.DetectRequest = {
         message.timeout = (object.timeout !== undefined && object.timeout !== null)
             ? duration_1.Duration.fromPartial(object.timeout)
             : undefined;
+        message.boxes_of_interest = object.boxes_of_interest?.map((e) => exports.Region.fromPartial(e)) || [];
         return message;
     },
 };
@@ -5218,8 +5245,116 @@ exports.DetectRequest_ExtraInputsEntry = {
         return message;
     },
 };
+function createBaseRegion() {
+    return { cx: 0, cy: 0, w: 0, h: 0 };
+}
+exports.Region = {
+    encode(message, writer = new wire_1.BinaryWriter()) {
+        if (message.cx !== 0) {
+            writer.uint32(9).double(message.cx);
+        }
+        if (message.cy !== 0) {
+            writer.uint32(17).double(message.cy);
+        }
+        if (message.w !== 0) {
+            writer.uint32(25).double(message.w);
+        }
+        if (message.h !== 0) {
+            writer.uint32(33).double(message.h);
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof wire_1.BinaryReader ? input : new wire_1.BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseRegion();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag !== 9) {
+                            break;
+                        }
+                        message.cx = reader.double();
+                        continue;
+                    }
+                    case 2: {
+                        if (tag !== 17) {
+                            break;
+                        }
+                        message.cy = reader.double();
+                        continue;
+                    }
+                    case 3: {
+                        if (tag !== 25) {
+                            break;
+                        }
+                        message.w = reader.double();
+                        continue;
+                    }
+                    case 4: {
+                        if (tag !== 33) {
+                            break;
+                        }
+                        message.h = reader.double();
+                        continue;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return {
+            cx: isSet(object.cx) ? globalThis.Number(object.cx) : 0,
+            cy: isSet(object.cy) ? globalThis.Number(object.cy) : 0,
+            w: isSet(object.w) ? globalThis.Number(object.w) : 0,
+            h: isSet(object.h) ? globalThis.Number(object.h) : 0,
+        };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.cx !== 0) {
+            obj.cx = floatToJson(message.cx);
+        }
+        if (message.cy !== 0) {
+            obj.cy = floatToJson(message.cy);
+        }
+        if (message.w !== 0) {
+            obj.w = floatToJson(message.w);
+        }
+        if (message.h !== 0) {
+            obj.h = floatToJson(message.h);
+        }
+        return obj;
+    },
+    create(base) {
+        return exports.Region.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseRegion();
+        message.cx = object.cx ?? 0;
+        message.cy = object.cy ?? 0;
+        message.w = object.w ?? 0;
+        message.h = object.h ?? 0;
+        return message;
+    },
+};
 function createBaseBoundingBox() {
-    return { cx: 0, cy: 0, w: 0, h: 0, text: "", score: 0 };
+    return { cx: 0, cy: 0, w: 0, h: 0, text: "", score: 0, mask: undefined };
 }
 exports.BoundingBox = {
     encode(message, writer = new wire_1.BinaryWriter()) {
@@ -5240,6 +5375,9 @@ exports.BoundingBox = {
         }
         if (message.score !== 0) {
             writer.uint32(49).double(message.score);
+        }
+        if (message.mask !== undefined) {
+            exports.DetectionMask.encode(message.mask, writer.uint32(58).fork()).join();
         }
         return writer;
     },
@@ -5298,6 +5436,13 @@ exports.BoundingBox = {
                         message.score = reader.double();
                         continue;
                     }
+                    case 7: {
+                        if (tag !== 58) {
+                            break;
+                        }
+                        message.mask = exports.DetectionMask.decode(reader, reader.uint32());
+                        continue;
+                    }
                 }
                 if ((tag & 7) === 4 || tag === 0) {
                     break;
@@ -5318,6 +5463,7 @@ exports.BoundingBox = {
             h: isSet(object.h) ? globalThis.Number(object.h) : 0,
             text: isSet(object.text) ? globalThis.String(object.text) : "",
             score: isSet(object.score) ? globalThis.Number(object.score) : 0,
+            mask: isSet(object.mask) ? exports.DetectionMask.fromJSON(object.mask) : undefined,
         };
     },
     toJSON(message) {
@@ -5340,6 +5486,9 @@ exports.BoundingBox = {
         if (message.score !== 0) {
             obj.score = floatToJson(message.score);
         }
+        if (message.mask !== undefined) {
+            obj.mask = exports.DetectionMask.toJSON(message.mask);
+        }
         return obj;
     },
     create(base) {
@@ -5353,6 +5502,114 @@ exports.BoundingBox = {
         message.h = object.h ?? 0;
         message.text = object.text ?? "";
         message.score = object.score ?? 0;
+        message.mask = (object.mask !== undefined && object.mask !== null)
+            ? exports.DetectionMask.fromPartial(object.mask)
+            : undefined;
+        return message;
+    },
+};
+function createBaseDetectionMask() {
+    return { mask_values: Buffer.alloc(0), mask_height: 0, mask_width: 0 };
+}
+exports.DetectionMask = {
+    encode(message, writer = new wire_1.BinaryWriter()) {
+        if (message.mask_values.length !== 0) {
+            writer.uint32(10).bytes(message.mask_values);
+        }
+        if (message.mask_height !== 0) {
+            writer.uint32(16).int32(message.mask_height);
+        }
+        if (message.mask_width !== 0) {
+            writer.uint32(24).int32(message.mask_width);
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof wire_1.BinaryReader ? input : new wire_1.BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseDetectionMask();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag !== 10) {
+                            break;
+                        }
+                        message.mask_values = Buffer.from(reader.bytes());
+                        continue;
+                    }
+                    case 2: {
+                        if (tag !== 16) {
+                            break;
+                        }
+                        message.mask_height = reader.int32();
+                        continue;
+                    }
+                    case 3: {
+                        if (tag !== 24) {
+                            break;
+                        }
+                        message.mask_width = reader.int32();
+                        continue;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return {
+            mask_values: isSet(object.maskValues)
+                ? Buffer.from(bytesFromBase64(object.maskValues))
+                : isSet(object.mask_values)
+                    ? Buffer.from(bytesFromBase64(object.mask_values))
+                    : Buffer.alloc(0),
+            mask_height: isSet(object.maskHeight)
+                ? globalThis.Number(object.maskHeight)
+                : isSet(object.mask_height)
+                    ? globalThis.Number(object.mask_height)
+                    : 0,
+            mask_width: isSet(object.maskWidth)
+                ? globalThis.Number(object.maskWidth)
+                : isSet(object.mask_width)
+                    ? globalThis.Number(object.mask_width)
+                    : 0,
+        };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.mask_values.length !== 0) {
+            obj.maskValues = base64FromBytes(message.mask_values);
+        }
+        if (message.mask_height !== 0) {
+            obj.maskHeight = Math.round(message.mask_height);
+        }
+        if (message.mask_width !== 0) {
+            obj.maskWidth = Math.round(message.mask_width);
+        }
+        return obj;
+    },
+    create(base) {
+        return exports.DetectionMask.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseDetectionMask();
+        message.mask_values = object.mask_values ?? Buffer.alloc(0);
+        message.mask_height = object.mask_height ?? 0;
+        message.mask_width = object.mask_width ?? 0;
         return message;
     },
 };
@@ -10413,7 +10670,8 @@ exports.SaxGatewayDefinition = {
             },
         },
         /**
-         * Returns the objects detected in an image.
+         * Returns the objects detected in an image (in its boxes of interest, if
+         * the request gives some), with their masks if the model gives them.
          * Returns INVALID_ARGUMENT for an empty image.
          */
         detect: {
@@ -11464,7 +11722,9 @@ exports.SaxGatewayDefinition = {
          * Calls a method a custom model defines, with opaque bytes in and out; its
          * ACL is the ACL of that method (the model's own name for it).
          * Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for an
-         * empty method name or one the model does not define.
+         * empty method name, one the model does not define, or a method of Sax's
+         * own services (lm.generate, vm.classify, ...), which only their own RPCs
+         * reach.
          */
         custom: {
             name: "Custom",

@@ -488,12 +488,31 @@ export interface DetectRequest {
   /** Extra inputs, as in GenerateRequest. */
   extra_inputs: { [key: string]: any | undefined };
   /** Deadline of the call. */
-  timeout: Duration | undefined;
+  timeout:
+    | Duration
+    | undefined;
+  /**
+   * Regions of the image to look in, for detectors that take them (such as
+   * segmenters, which answer a mask for each); at most 1024.
+   */
+  boxes_of_interest: Region[];
 }
 
 export interface DetectRequest_ExtraInputsEntry {
   key: string;
   value: any | undefined;
+}
+
+/** A region of an image, in coordinates relative to the image size. */
+export interface Region {
+  /** Center x. */
+  cx: number;
+  /** Center y. */
+  cy: number;
+  /** Width. */
+  w: number;
+  /** Height. */
+  h: number;
 }
 
 /** A detected object, in coordinates relative to the image size. */
@@ -510,6 +529,18 @@ export interface BoundingBox {
   text: string;
   /** Output only. Score. */
   score: number;
+  /** Output only. The object's mask, if the model gives one. */
+  mask: DetectionMask | undefined;
+}
+
+/** A detected object's segmentation mask. */
+export interface DetectionMask {
+  /** Output only. The mask, in a format the model defines (base64 in JSON). */
+  mask_values: Buffer;
+  /** Output only. Its height. */
+  mask_height: number;
+  /** Output only. Its width. */
+  mask_width: number;
 }
 
 /** Response of Detect. */
@@ -6394,7 +6425,14 @@ export const EmbedImageResponse: MessageFns<EmbedImageResponse> = {
 };
 
 function createBaseDetectRequest(): DetectRequest {
-  return { model: "", image_bytes: Buffer.alloc(0), text: [], extra_inputs: {}, timeout: undefined };
+  return {
+    model: "",
+    image_bytes: Buffer.alloc(0),
+    text: [],
+    extra_inputs: {},
+    timeout: undefined,
+    boxes_of_interest: [],
+  };
 }
 
 export const DetectRequest: MessageFns<DetectRequest> = {
@@ -6415,6 +6453,9 @@ export const DetectRequest: MessageFns<DetectRequest> = {
     });
     if (message.timeout !== undefined) {
       Duration.encode(message.timeout, writer.uint32(42).fork()).join();
+    }
+    for (const v of message.boxes_of_interest) {
+      Region.encode(v!, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -6475,6 +6516,14 @@ export const DetectRequest: MessageFns<DetectRequest> = {
             message.timeout = Duration.decode(reader, reader.uint32());
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.boxes_of_interest.push(Region.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6524,6 +6573,11 @@ export const DetectRequest: MessageFns<DetectRequest> = {
         )
         : {},
       timeout: isSet(object.timeout) ? Duration.fromJSON(object.timeout) : undefined,
+      boxes_of_interest: globalThis.Array.isArray(object?.boxesOfInterest)
+        ? object.boxesOfInterest.map((e: any) => Region.fromJSON(e))
+        : globalThis.Array.isArray(object?.boxes_of_interest)
+        ? object.boxes_of_interest.map((e: any) => Region.fromJSON(e))
+        : [],
     };
   },
 
@@ -6550,6 +6604,9 @@ export const DetectRequest: MessageFns<DetectRequest> = {
     if (message.timeout !== undefined) {
       obj.timeout = Duration.toJSON(message.timeout);
     }
+    if (message.boxes_of_interest?.length) {
+      obj.boxesOfInterest = message.boxes_of_interest.map((e) => Region.toJSON(e));
+    }
     return obj;
   },
 
@@ -6573,6 +6630,7 @@ export const DetectRequest: MessageFns<DetectRequest> = {
     message.timeout = (object.timeout !== undefined && object.timeout !== null)
       ? Duration.fromPartial(object.timeout)
       : undefined;
+    message.boxes_of_interest = object.boxes_of_interest?.map((e) => Region.fromPartial(e)) || [];
     return message;
   },
 };
@@ -6664,8 +6722,125 @@ export const DetectRequest_ExtraInputsEntry: MessageFns<DetectRequest_ExtraInput
   },
 };
 
+function createBaseRegion(): Region {
+  return { cx: 0, cy: 0, w: 0, h: 0 };
+}
+
+export const Region: MessageFns<Region> = {
+  encode(message: Region, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.cx !== 0) {
+      writer.uint32(9).double(message.cx);
+    }
+    if (message.cy !== 0) {
+      writer.uint32(17).double(message.cy);
+    }
+    if (message.w !== 0) {
+      writer.uint32(25).double(message.w);
+    }
+    if (message.h !== 0) {
+      writer.uint32(33).double(message.h);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Region {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRegion();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 9) {
+              break;
+            }
+
+            message.cx = reader.double();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.cy = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.w = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.h = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Region {
+    return {
+      cx: isSet(object.cx) ? globalThis.Number(object.cx) : 0,
+      cy: isSet(object.cy) ? globalThis.Number(object.cy) : 0,
+      w: isSet(object.w) ? globalThis.Number(object.w) : 0,
+      h: isSet(object.h) ? globalThis.Number(object.h) : 0,
+    };
+  },
+
+  toJSON(message: Region): unknown {
+    const obj: any = {};
+    if (message.cx !== 0) {
+      obj.cx = floatToJson(message.cx);
+    }
+    if (message.cy !== 0) {
+      obj.cy = floatToJson(message.cy);
+    }
+    if (message.w !== 0) {
+      obj.w = floatToJson(message.w);
+    }
+    if (message.h !== 0) {
+      obj.h = floatToJson(message.h);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Region>, I>>(base?: I): Region {
+    return Region.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Region>, I>>(object: I): Region {
+    const message = createBaseRegion();
+    message.cx = object.cx ?? 0;
+    message.cy = object.cy ?? 0;
+    message.w = object.w ?? 0;
+    message.h = object.h ?? 0;
+    return message;
+  },
+};
+
 function createBaseBoundingBox(): BoundingBox {
-  return { cx: 0, cy: 0, w: 0, h: 0, text: "", score: 0 };
+  return { cx: 0, cy: 0, w: 0, h: 0, text: "", score: 0, mask: undefined };
 }
 
 export const BoundingBox: MessageFns<BoundingBox> = {
@@ -6687,6 +6862,9 @@ export const BoundingBox: MessageFns<BoundingBox> = {
     }
     if (message.score !== 0) {
       writer.uint32(49).double(message.score);
+    }
+    if (message.mask !== undefined) {
+      DetectionMask.encode(message.mask, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -6752,6 +6930,14 @@ export const BoundingBox: MessageFns<BoundingBox> = {
             message.score = reader.double();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.mask = DetectionMask.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6772,6 +6958,7 @@ export const BoundingBox: MessageFns<BoundingBox> = {
       h: isSet(object.h) ? globalThis.Number(object.h) : 0,
       text: isSet(object.text) ? globalThis.String(object.text) : "",
       score: isSet(object.score) ? globalThis.Number(object.score) : 0,
+      mask: isSet(object.mask) ? DetectionMask.fromJSON(object.mask) : undefined,
     };
   },
 
@@ -6795,6 +6982,9 @@ export const BoundingBox: MessageFns<BoundingBox> = {
     if (message.score !== 0) {
       obj.score = floatToJson(message.score);
     }
+    if (message.mask !== undefined) {
+      obj.mask = DetectionMask.toJSON(message.mask);
+    }
     return obj;
   },
 
@@ -6809,6 +6999,122 @@ export const BoundingBox: MessageFns<BoundingBox> = {
     message.h = object.h ?? 0;
     message.text = object.text ?? "";
     message.score = object.score ?? 0;
+    message.mask = (object.mask !== undefined && object.mask !== null)
+      ? DetectionMask.fromPartial(object.mask)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseDetectionMask(): DetectionMask {
+  return { mask_values: Buffer.alloc(0), mask_height: 0, mask_width: 0 };
+}
+
+export const DetectionMask: MessageFns<DetectionMask> = {
+  encode(message: DetectionMask, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.mask_values.length !== 0) {
+      writer.uint32(10).bytes(message.mask_values);
+    }
+    if (message.mask_height !== 0) {
+      writer.uint32(16).int32(message.mask_height);
+    }
+    if (message.mask_width !== 0) {
+      writer.uint32(24).int32(message.mask_width);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DetectionMask {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDetectionMask();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.mask_values = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.mask_height = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.mask_width = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DetectionMask {
+    return {
+      mask_values: isSet(object.maskValues)
+        ? Buffer.from(bytesFromBase64(object.maskValues))
+        : isSet(object.mask_values)
+        ? Buffer.from(bytesFromBase64(object.mask_values))
+        : Buffer.alloc(0),
+      mask_height: isSet(object.maskHeight)
+        ? globalThis.Number(object.maskHeight)
+        : isSet(object.mask_height)
+        ? globalThis.Number(object.mask_height)
+        : 0,
+      mask_width: isSet(object.maskWidth)
+        ? globalThis.Number(object.maskWidth)
+        : isSet(object.mask_width)
+        ? globalThis.Number(object.mask_width)
+        : 0,
+    };
+  },
+
+  toJSON(message: DetectionMask): unknown {
+    const obj: any = {};
+    if (message.mask_values.length !== 0) {
+      obj.maskValues = base64FromBytes(message.mask_values);
+    }
+    if (message.mask_height !== 0) {
+      obj.maskHeight = Math.round(message.mask_height);
+    }
+    if (message.mask_width !== 0) {
+      obj.maskWidth = Math.round(message.mask_width);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DetectionMask>, I>>(base?: I): DetectionMask {
+    return DetectionMask.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DetectionMask>, I>>(object: I): DetectionMask {
+    const message = createBaseDetectionMask();
+    message.mask_values = object.mask_values ?? Buffer.alloc(0);
+    message.mask_height = object.mask_height ?? 0;
+    message.mask_width = object.mask_width ?? 0;
     return message;
   },
 };
@@ -12354,7 +12660,8 @@ export const SaxGatewayDefinition = {
       },
     },
     /**
-     * Returns the objects detected in an image.
+     * Returns the objects detected in an image (in its boxes of interest, if
+     * the request gives some), with their masks if the model gives them.
      * Returns INVALID_ARGUMENT for an empty image.
      */
     detect: {
@@ -13405,7 +13712,9 @@ export const SaxGatewayDefinition = {
      * Calls a method a custom model defines, with opaque bytes in and out; its
      * ACL is the ACL of that method (the model's own name for it).
      * Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for an
-     * empty method name or one the model does not define.
+     * empty method name, one the model does not define, or a method of Sax's
+     * own services (lm.generate, vm.classify, ...), which only their own RPCs
+     * reach.
      */
     custom: {
       name: "Custom",

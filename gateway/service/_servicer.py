@@ -288,41 +288,39 @@ class SaxGatewayServicer(MultimodalMethods, MediaMethods, gateway_pb2_grpc.SaxGa
         self, request: pb.GenerateStreamRequest, context: Context
     ) -> AsyncIterator[pb.GenerateStreamResponse]:
         # Its messages are events (Envoy frames each), so a wait for the first token can be
-        # bridged with its headers alone, once; nothing between two tokens.
+        # bridged with its headers alone, once; nothing between two tokens. One generator,
+        # the keep-alive awaited in it: every layer more lives as long as the stream.
         every, headers = self._settings.stream_keepalive, partial(context.send_initial_metadata, ())
         keepalive = KeepAlive(every, headers, repeat=False)
-        messages = keepalive.relay(self._generate_stream(request, context))
-        started = False
-        try:
-            async for message in messages:
-                started = True
-                yield message
-        except Exception as exc:
-            # Before the first message (and the headers) the caller still gets a plain status
-            # (an HTTP status through Envoy). After it, an HTTP/1.1 client could not see a
-            # trailer, so the stream ends with an in-band error; gRPC callers also get the
-            # real status.
-            if started or keepalive.sent:
-                yield pb.GenerateStreamResponse(
-                    done=True, error=to_status(exc, request_id(context))[2]
-                )
-            raise
-        finally:
-            await aclose(messages)
-
-    async def _generate_stream(
-        self, request: pb.GenerateStreamRequest, context: Context
-    ) -> AsyncIterator[pb.GenerateStreamResponse]:
         with self._streams.hold(context):
             model, options = self._target(request, context, stream=True)
             f.required(request.query, "query")
             tracker = DeltaTracker()
+            started = False
             stream = self._client.lm_generate_stream(model, request.query, options)
+            keepalive.start()
             try:
-                async for items in stream:
+                while True:
+                    try:
+                        async with keepalive:
+                            items = await anext(stream)
+                    except StopAsyncIteration:
+                        break
                     if deltas := tracker.feed(items):
+                        started = True
                         yield pb.GenerateStreamResponse(deltas=deltas)
+            except Exception as exc:
+                # Before the first message (and the headers) the caller still gets a plain
+                # status (an HTTP status through Envoy). After it, an HTTP/1.1 client could
+                # not see a trailer, so the stream ends with an in-band error; gRPC callers
+                # also get the real status.
+                if started or keepalive.sent:
+                    yield pb.GenerateStreamResponse(
+                        done=True, error=to_status(exc, request_id(context))[2]
+                    )
+                raise
             finally:
+                keepalive.stop()
                 await aclose(stream)  # on client disconnect, this cancels the Sax call
             yield pb.GenerateStreamResponse(done=True, texts=tracker.final())
 

@@ -16,6 +16,22 @@ from gateway.service._keepalive import KeepAlive
 EVERY = 0.1
 
 
+async def _relay(keepalive: KeepAlive, stream: AsyncIterator[object]) -> AsyncIterator[object]:
+    """``stream`` as the servicers relay it: the keep-alive awaited in their own generator."""
+    keepalive.start()
+    try:
+        while True:
+            try:
+                async with keepalive:
+                    message = await anext(stream)
+            except StopAsyncIteration:
+                return
+            yield message
+    finally:
+        keepalive.stop()
+        await aclose(stream)
+
+
 class Source:
     """A stream of ``items``, each after ``delays[i]`` seconds (then ``failure`` after the next
     delay, if any), that remembers how it ended."""
@@ -72,7 +88,7 @@ def _no_task_left() -> None:
 
 
 async def _run(source: Source, call: Call, repeat: bool = True, every: float = EVERY) -> None:
-    await call.send(KeepAlive(every, call.beat, repeat=repeat).relay(source.stream()))
+    await call.send(_relay(KeepAlive(every, call.beat, repeat=repeat), source.stream()))
 
 
 async def test_a_stream_that_never_waits_long_sends_no_beat() -> None:
@@ -134,7 +150,7 @@ async def test_a_caller_that_leaves_while_waiting_cancels_the_stream() -> None:
     loop.set_exception_handler(lambda _loop, context: errors.append(context))
     source, call = Source([1], [30.0]), Call()
     keepalive = KeepAlive(EVERY, call.beat, repeat=True)
-    reading = asyncio.ensure_future(anext(keepalive.relay(source.stream())))
+    reading = asyncio.ensure_future(anext(_relay(keepalive, source.stream())))
     await asyncio.sleep(EVERY * 2.5)
     assert keepalive.sent and call.log == ["beat", "beat"]
     reading.cancel()  # as grpc cancels the call's task when its client leaves
@@ -151,7 +167,7 @@ async def test_no_beat_while_a_message_is_out_and_none_once_closed() -> None:
     # Between two messages, grpc holds the stream while it sends (a client that reads
     # slowly): that is no wait of the stream's. Then grpc closes it (the call failed).
     source, call = Source([1, 2], [0.0, 30.0]), Call()
-    stream = KeepAlive(EVERY, call.beat, repeat=True).relay(source.stream())
+    stream = _relay(KeepAlive(EVERY, call.beat, repeat=True), source.stream())
     assert await anext(stream) == 1
     await asyncio.sleep(EVERY * 2.5)
     await aclose(stream)
@@ -165,6 +181,6 @@ async def test_a_beat_that_fails_ends_the_beats_not_the_stream() -> None:
 
     source = Source([1], [0.25])
     keepalive = KeepAlive(EVERY, gone, repeat=True)
-    assert [m async for m in keepalive.relay(source.stream())] == [1]
+    assert [m async for m in _relay(keepalive, source.stream())] == [1]
     assert keepalive.sent
     _no_task_left()

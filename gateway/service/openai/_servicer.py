@@ -344,10 +344,16 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         or a 5xx)."""
         every = self._settings.stream_keepalive
         keepalive = KeepAlive(every, partial(context.write, rs.KEEPALIVE), repeat=True)
-        messages = keepalive.relay(self._admitted(context, job, options, deadline))
+        messages = self._admitted(context, job, options, deadline)
         sent = False
+        keepalive.start()
         try:
-            async for message in messages:
+            while True:
+                try:
+                    async with keepalive:
+                        message = await anext(messages)
+                except StopAsyncIteration:
+                    break
                 sent = True
                 yield message
         except Exception as exc:
@@ -356,6 +362,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
             yield job.shape.failure(exc)
             raise
         finally:
+            keepalive.stop()
             await aclose(messages)
 
     async def _admitted(

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -85,6 +86,11 @@ def port_open(address: str) -> bool:
     return False
 
 
+class Stopping(Exception):
+    """The group was told to stop (``ProcessGroup.stopping``) while it waited for a child to
+    start: its owner stops what it started instead of starting the rest."""
+
+
 @dataclass(frozen=True)
 class ChildSpec:
     """How a child was started, so that it can be started again the same way."""
@@ -103,6 +109,8 @@ class ProcessGroup:
     grace: float = 10.0
     children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     specs: dict[str, ChildSpec] = field(default_factory=dict)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    """Set (by a signal handler: `saxgw up`'s Ctrl-C, SIGTERM) to end a `wait_until` at once."""
 
     def start(
         self,
@@ -144,17 +152,22 @@ class ProcessGroup:
         return proc
 
     def wait_until(self, name: str, ready: Callable[[], bool], timeout: float) -> None:
-        """Polls ``ready`` until it holds; fails if the child ``name`` exits first."""
+        """Polls ``ready`` until it holds; fails if the child ``name`` exits first, and
+        raises `Stopping` once ``stopping`` is set: a stop asked for while a child starts
+        (a cell whose storage does not answer may take its whole timeout) was acted on only
+        once every child had started or one had failed, and meanwhile looked ignored."""
         proc = dict(self.children)[name]
         deadline = time.monotonic() + timeout
         while not ready():
+            if self.stopping.is_set():
+                raise Stopping(name)
             if proc.poll() is not None:
                 raise StartupError(
                     name, f"{name} exited with status {proc.returncode} while starting"
                 )
             if time.monotonic() > deadline:
                 raise StartupError(name, f"{name} was not ready after {timeout:.0f} s")
-            time.sleep(0.05)
+            self.stopping.wait(0.05)
 
     def exited(self) -> list[str]:
         """Names of children that are no longer running."""

@@ -120,6 +120,40 @@ def test_stopping_saxgw_lets_the_calls_in_flight_finish(tmp_path: Path) -> None:
     assert [port for port in ports.values() if listener_pid(port) is not None] == []
 
 
+def test_sigterm_while_the_cell_starts_stops_saxgw_at_once(tmp_path: Path) -> None:
+    # A cell whose storage does not answer takes 10 s to give up (GCS_RETRY_S), and up to
+    # its 60 s start timeout with a slower one. SIGTERM (twice) then did nothing until the
+    # cell failed: saxgw went on starting, then exited 1 with the cell's failure, as if the
+    # signal had never come; a supervisor's stop timeout (Kubernetes' 30 s) would SIGKILL it.
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    args, ports = up_args(tmp_path)
+    with socket.socket() as silent:  # a GCS endpoint that takes connections and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        gcs = ["--sax-root=gs://b/root", "--fs-root=gs://b/fs", f"--gcs-endpoint={endpoint}"]
+        saxgw = start_saxgw([*args, *gcs], tmp_path / "logs", env={"TMPDIR": str(tmp)})
+        assert saxgw.stderr is not None
+        try:
+            started = next(line for line in saxgw.stderr if " started cell (pid " in line)
+            cell = int(started.split(" started cell (pid ", 1)[1].split(")", 1)[0])
+            time.sleep(1)  # the cell is starting: its admin waits for the storage
+            saxgw.send_signal(signal.SIGTERM)
+            stopped = time.monotonic()
+            status = saxgw.wait(30)
+            took = time.monotonic() - stopped
+        finally:
+            if saxgw.poll() is None:
+                saxgw.kill()
+            rest = saxgw.communicate()[1]
+    assert (status, rest.splitlines()[-1:]) == (0, ["saxgw: stopping..."]), rest
+    assert took < 3, took
+    assert not alive(cell)
+    assert [port for port in ports.values() if listener_pid(port) is not None] == []
+    assert list(tmp.iterdir()) == []  # its private directory is gone
+
+
 def test_a_leftover_process_on_a_port_is_reported(tmp_path: Path) -> None:
     with socket.socket() as leftover:
         leftover.bind(("127.0.0.1", 0))

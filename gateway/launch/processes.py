@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -86,6 +85,34 @@ def port_open(address: str) -> bool:
     return False
 
 
+class StopFlag:
+    """A stop asked for by a signal handler (Ctrl-C, SIGTERM), and a wait for it.
+
+    Not a `threading.Event`: a handler runs in the main thread, between any two of its
+    bytecodes, and `Event.set` takes the lock that `Event.wait` holds while it runs Python
+    code. A signal that came then deadlocked the main thread on its own lock: `saxgw up`
+    ignored that signal and every later one (the handler blocked again), until SIGKILL. Here
+    `set` is an assignment, and `wait` polls it."""
+
+    _POLL_S = 0.05
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout: float) -> bool:
+        """Returns once set (within ``_POLL_S``) or after ``timeout`` seconds: whether set."""
+        deadline = time.monotonic() + timeout
+        while not self._set and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, self._POLL_S))
+        return self._set
+
+
 class Stopping(Exception):
     """The group was told to stop (``ProcessGroup.stopping``) while it waited for a child to
     start: its owner stops what it started instead of starting the rest."""
@@ -109,7 +136,7 @@ class ProcessGroup:
     grace: float = 10.0
     children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     specs: dict[str, ChildSpec] = field(default_factory=dict)
-    stopping: threading.Event = field(default_factory=threading.Event)
+    stopping: StopFlag = field(default_factory=StopFlag)
     """Set (by a signal handler: `saxgw up`'s Ctrl-C, SIGTERM) to end a `wait_until` at once."""
 
     def start(

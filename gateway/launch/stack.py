@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import sys
-import threading
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +38,13 @@ from gateway.launch.envoy import (
     render,
 )
 from gateway.launch.probes import Probe, grpc_health_probe, http_probe
-from gateway.launch.processes import ProcessGroup, StartupError, Stopping, port_open
+from gateway.launch.processes import (
+    ProcessGroup,
+    StartupError,
+    StopFlag,
+    Stopping,
+    port_open,
+)
 from gateway.launch.stackdir import stack_dir
 from gateway.launch.tuning import grpc_env, raise_open_files_limit
 from gateway.ops import LIVE_PATH, OpsSettings, readiness
@@ -150,14 +155,14 @@ class Stack:
     ``stopping``, once set, ends the start where it is: ``__enter__`` returns with the
     children started so far, for ``__exit__`` to stop."""
 
-    def __init__(self, settings: StackSettings, stopping: threading.Event | None = None) -> None:
+    def __init__(self, settings: StackSettings, stopping: StopFlag | None = None) -> None:
         self.settings = settings
         # A gateway gets its whole grace period to end the calls in flight (a long stream)
         # and a few seconds to exit, before the group kills it: with its own fixed 10 s, the
         # group SIGKILLed a gateway given a longer --grace-period, cutting those calls.
         self.group = ProcessGroup(
             grace=max(ProcessGroup.grace, settings.gateway.grace_period + _EXIT_AFTER_GRACE),
-            stopping=stopping or threading.Event(),
+            stopping=stopping or StopFlag(),
         )
         envoy = settings.envoy or EnvoySettings(gateway_endpoints=())
         endpoints = [f"127.0.0.1:{p}" for p in settings.gateway_ports]

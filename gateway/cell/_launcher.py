@@ -128,6 +128,7 @@ class _ServerProcess:
             return
         if self._process.returncode is None:
             self._signal(signal.SIGTERM)
+            self._signal(signal.SIGCONT)  # a stopped server acts on SIGTERM once continued
             try:
                 await asyncio.wait_for(self._process.wait(), timeout)
             except TimeoutError:

@@ -214,6 +214,10 @@ class ProcessGroup:
         running = [(n, p) for n, p in children if p.poll() is None]
         for _, proc in running:
             proc.send_signal(signal.SIGTERM)
+            # A stopped child (SIGSTOP, a debugger) acts on SIGTERM only once continued, as
+            # systemd and container runtimes know: it held the stop for the whole grace, to be
+            # killed with the calls it had in flight.
+            proc.send_signal(signal.SIGCONT)
         deadline = time.monotonic() + self.grace
         for name, proc in running:
             try:

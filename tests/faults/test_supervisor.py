@@ -154,6 +154,35 @@ def test_sigterm_while_the_cell_starts_stops_saxgw_at_once(tmp_path: Path) -> No
     assert list(tmp.iterdir()) == []  # its private directory is gone
 
 
+def test_stopping_saxgw_continues_its_stopped_children(tmp_path: Path) -> None:
+    # A child stopped (SIGSTOP, a debugger, before the watchdog finds it hung) acts on SIGTERM
+    # only once continued: the stop waited out its whole grace (the gateway's 15 s, a model
+    # server's 5 s inside the cell) and then SIGKILLed it, with the calls it had in flight.
+    args, ports = up_args(tmp_path)
+    saxgw = start_saxgw(args, tmp_path)
+    try:
+        wait_healthy(saxgw, ports["--port"])
+        stopped = [
+            listener_pid(ports["--gateway-ports"]),
+            listener_pid(ports["--model-server-ports"]),
+        ]
+        for pid in stopped:
+            assert pid is not None
+            os.kill(pid, signal.SIGSTOP)
+        saxgw.send_signal(signal.SIGTERM)
+        start = time.monotonic()
+        status = saxgw.wait(30)
+        took = time.monotonic() - start
+    finally:
+        if saxgw.poll() is None:
+            saxgw.kill()
+        err = saxgw.communicate()[1]
+    assert status == 0
+    assert took < 5, took
+    assert "did not stop within" not in err + (tmp_path / "cell.log").read_text(), err
+    assert not [pid for pid in stopped if pid is not None and alive(pid)]
+
+
 def test_a_leftover_process_on_a_port_is_reported(tmp_path: Path) -> None:
     with socket.socket() as leftover:
         leftover.bind(("127.0.0.1", 0))

@@ -156,7 +156,7 @@ def test_sigterm_while_the_cell_starts_stops_saxgw_at_once(tmp_path: Path) -> No
                 saxgw.kill()
             rest = saxgw.communicate()[1]
     assert (status, rest.splitlines()[-1:]) == (0, ["saxgw: stopping..."]), rest
-    assert took < 3, took
+    assert took < 5, took  # it took 9.5 s, the rest of the storage's 10 s
     assert not alive(cell)
     assert [port for port in ports.values() if listener_pid(port) is not None] == []
     assert list(tmp.iterdir()) == []  # its private directory is gone

@@ -34,18 +34,36 @@ def _ports(text: str) -> tuple[int, ...]:
 
 
 async def _run(settings: CellSettings, log_level: str, log_format: LogFormat) -> None:
-    async with EmbeddedCell(settings, log_level=log_level, log_format=log_format) as cell:
-        print(f"SAX_ROOT={cell.sax_root}", flush=True)
-        print(f"admin {cell.cell} {cell.admin_address}", flush=True)
-        for server in cell.model_servers:
-            print(f"model-server {server.address}", flush=True)
-        supervisor = asyncio.create_task(supervise(cell), name="supervise")
+    # Heard from the start: a signal while the servers started killed this process at once
+    # (status -15), and each server it had started met the closed pipe with a traceback.
+    signalled = asyncio.ensure_future(_process.wait_for_signal())
+    try:
+        cell = EmbeddedCell(settings, log_level=log_level, log_format=log_format)
+        starting = asyncio.ensure_future(cell.__aenter__())  # stops what it started if cancelled
+        await asyncio.wait({signalled, starting}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+            _log.info("stopped while starting")
+            return
+        await starting  # a start that failed raises here, having stopped what it started
         try:
-            await _process.wait_for_signal()
+            print(f"SAX_ROOT={cell.sax_root}", flush=True)
+            print(f"admin {cell.cell} {cell.admin_address}", flush=True)
+            for server in cell.model_servers:
+                print(f"model-server {server.address}", flush=True)
+            supervisor = asyncio.create_task(supervise(cell), name="supervise")
+            try:
+                await signalled
+            finally:
+                supervisor.cancel()
+                await asyncio.gather(supervisor, return_exceptions=True)
+            _log.info("stopping the cell")
         finally:
-            supervisor.cancel()
-            await asyncio.gather(supervisor, return_exceptions=True)
-        _log.info("stopping the cell")
+            await cell.close()
+    finally:
+        signalled.cancel()
+        await asyncio.gather(signalled, return_exceptions=True)
 
 
 def parse(argv: list[str] | None = None) -> tuple[CellSettings, str, LogFormat]:

@@ -67,6 +67,10 @@ class _ServerProcess:
             "--exit-on-stdin-eof",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
+            # Ctrl-C in a terminal reaches only the launcher, which stops its servers in
+            # order: it reached each server too, a KeyboardInterrupt traceback in each that
+            # was still starting (importing).
+            start_new_session=True,
         )
         self._reader = asyncio.create_task(self._read_events(), name=f"{self.name} events")
         await self.wait_until(lambda: bool(self.address), timeout=timeout, what="to listen")
@@ -128,6 +132,7 @@ class _ServerProcess:
             return
         if self._process.returncode is None:
             self._signal(signal.SIGTERM)
+            self._signal(signal.SIGCONT)  # a stopped server acts on SIGTERM once continued
             try:
                 await asyncio.wait_for(self._process.wait(), timeout)
             except TimeoutError:

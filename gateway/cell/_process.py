@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -89,7 +90,15 @@ async def _serve(make: Callable[[], Server], *, exit_on_stdin_eof: bool) -> None
 
 
 def emit(line: str) -> None:
-    print(line, flush=True)
+    """Reports an event to whoever started this process, if it still reads them. One that
+    died (killed while we started) closed the pipe: the BrokenPipeError was a traceback, and
+    the server, never stopped, another at exit. It exits at stdin's end (--exit-on-stdin-eof),
+    as it would have had it died a moment later."""
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        # Later lines, and the flush at exit of what this one left, go nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 async def wait_for_signal(*, or_stdin_eof: bool = False) -> None:

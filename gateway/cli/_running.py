@@ -10,10 +10,10 @@ import contextlib
 import logging
 import signal
 import sys
-import threading
 from types import FrameType
 
 from gateway.common.logs import JsonFormatter
+from gateway.launch.processes import StopFlag
 from gateway.launch.readiness import restored_models
 from gateway.launch.stack import Stack
 from gateway.launch.supervisor import Supervisor
@@ -46,7 +46,7 @@ class StopSignals:
     left behind); and it does not reload the config, as some servers' does (`hangup`)."""
 
     def __init__(self) -> None:
-        self.event = threading.Event()
+        self.event = StopFlag()  # no threading.Event: a handler must take no lock
         self.hangup = False
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, self._received)
@@ -76,7 +76,7 @@ def serve_until_stopped(args: argparse.Namespace, stack: Stack, stop: StopSignal
 
 
 def _supervise(
-    args: argparse.Namespace, stack: Stack, stop: threading.Event, supervisor: Supervisor
+    args: argparse.Namespace, stack: Stack, stop: StopFlag, supervisor: Supervisor
 ) -> None:
     banner = restored = False
     waited = 0.0

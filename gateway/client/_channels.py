@@ -142,6 +142,8 @@ class ChannelPool:
         channels = [b.channel for b in self._backends.values()]
         self._backends = {}
         for task, channel in list(self._closing.items()):
-            task.cancel()  # a cancelled grace wait leaves its channel open: close it below
+            # A cancelled grace wait leaves its channel closing, which a second close leaves
+            # as it is, calls and all: `Router.close` cancels those calls itself.
+            task.cancel()
             channels.append(channel)
         await asyncio.gather(*(close_channel(c) for c in channels), return_exceptions=True)

@@ -13,7 +13,7 @@ import contextvars
 import logging
 import random
 from collections.abc import AsyncGenerator, Callable
-from typing import Any, TypeAlias, TypeVar
+from typing import TypeAlias, TypeVar
 
 import grpc
 
@@ -92,8 +92,10 @@ class Router:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._pool = ChannelPool()
         self._closed = False
-        # Streams past their first response, which `close` cuts (closing a channel does not).
-        self._streaming: set[grpc.aio.UnaryStreamCall[Any, Any]] = set()
+        # Unary calls, and streams past their first response, which `close` cuts: closing
+        # their channels does not when a channel is already closing after its grace period
+        # (its replica left), as every one is once `close` has stopped the watches.
+        self._in_flight: set[grpc.aio.Call] = set()
 
     @property
     def num_channels(self) -> int:
@@ -218,21 +220,26 @@ class Router:
             number += 1
             backend = self._pool.get(address)
             backend.in_flight += 1
+            call: grpc.aio.UnaryUnaryCall[_Req, _Resp] | None = None
             try:
                 rpc = method(backend)
                 timeout = deadline.timeout(f"call to {model_id}")
                 if self._observer is None:
-                    return await rpc(request, timeout=timeout)
+                    call = rpc(request, timeout=timeout)
+                    self._in_flight.add(call)
+                    return await call
                 attempt = self._observer.attempt(model_id, method_name(method), address, number)
                 call = rpc(request, timeout=timeout, metadata=attempt.metadata)
+                self._in_flight.add(call)
                 return await observed(attempt, call)
             except grpc.aio.AioRpcError as exc:
                 retry = self._failed(retry, table, address, exc)
             except asyncio.CancelledError:
                 if cancelled_by_caller():
                     raise
-                retry = self._failed(retry, table, address, closed_under(address))
+                retry = self._failed(retry, table, address, self._cut_under(address))
             finally:
+                self._in_flight.discard(call)
                 backend.in_flight -= 1
 
     async def stream(
@@ -278,7 +285,7 @@ class Router:
                 backend.in_flight -= 1  # this attempt failed over: another replica is next
                 backend = None
             code, trailing = grpc.StatusCode.CANCELLED, None
-            self._streaming.add(call)
+            self._in_flight.add(call)
             try:
                 while response is not grpc.aio.EOF:
                     # types-grpcio types read() as `object | response`, its EOF being a plain
@@ -297,16 +304,21 @@ class Router:
                 # hung, or the client closed). Responses went out already, so no other
                 # replica can take over: the stream failed, and its consumer must see a
                 # failure to report, not a cancellation that passes for its caller leaving.
-                closed = CLIENT_CLOSED if self._closed else closed_under(address)
+                closed = self._cut_under(address)
                 code = closed.code()
                 raise from_grpc_error(closed) from None
             finally:
-                self._streaming.discard(call)
+                self._in_flight.discard(call)
                 call.cancel()  # a no-op once the call has ended
                 attempt.end(code, trailing)
         finally:
             if backend is not None:
                 backend.in_flight -= 1
+
+    def _cut_under(self, address: str) -> grpc.aio.AioRpcError:
+        """Why a call on ``address`` was cancelled by no caller: `close`, or its channel
+        closing under it."""
+        return CLIENT_CLOSED if self._closed else closed_under(address)
 
     async def _pick(
         self, table: AddressTable, started: float, deadline: Deadline, retry: Retry | None
@@ -377,7 +389,7 @@ class Router:
         too) and refuses new ones: what a server stopping wants its streams to report while
         they can still send a last message."""
         self._closed = True
-        for call in list(self._streaming):
+        for call in list(self._in_flight):
             call.cancel()
         tasks = list(self._tasks.values())
         for task in tasks:

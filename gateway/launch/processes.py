@@ -85,6 +85,39 @@ def port_open(address: str) -> bool:
     return False
 
 
+class StopFlag:
+    """A stop asked for by a signal handler (Ctrl-C, SIGTERM), and a wait for it.
+
+    Not a `threading.Event`: a handler runs in the main thread, between any two of its
+    bytecodes, and `Event.set` takes the lock that `Event.wait` holds while it runs Python
+    code. A signal that came then deadlocked the main thread on its own lock: `saxgw up`
+    ignored that signal and every later one (the handler blocked again), until SIGKILL. Here
+    `set` is an assignment, and `wait` polls it."""
+
+    _POLL_S = 0.05
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout: float) -> bool:
+        """Returns once set (within ``_POLL_S``) or after ``timeout`` seconds: whether set."""
+        deadline = time.monotonic() + timeout
+        while not self._set and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, self._POLL_S))
+        return self._set
+
+
+class Stopping(Exception):
+    """The group was told to stop (``ProcessGroup.stopping``) while it waited for a child to
+    start: its owner stops what it started instead of starting the rest."""
+
+
 @dataclass(frozen=True)
 class ChildSpec:
     """How a child was started, so that it can be started again the same way."""
@@ -103,6 +136,8 @@ class ProcessGroup:
     grace: float = 10.0
     children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     specs: dict[str, ChildSpec] = field(default_factory=dict)
+    stopping: StopFlag = field(default_factory=StopFlag)
+    """Set (by a signal handler: `saxgw up`'s Ctrl-C, SIGTERM) to end a `wait_until` at once."""
 
     def start(
         self,
@@ -144,17 +179,22 @@ class ProcessGroup:
         return proc
 
     def wait_until(self, name: str, ready: Callable[[], bool], timeout: float) -> None:
-        """Polls ``ready`` until it holds; fails if the child ``name`` exits first."""
+        """Polls ``ready`` until it holds; fails if the child ``name`` exits first, and
+        raises `Stopping` once ``stopping`` is set: a stop asked for while a child starts
+        (a cell whose storage does not answer may take its whole timeout) was acted on only
+        once every child had started or one had failed, and meanwhile looked ignored."""
         proc = dict(self.children)[name]
         deadline = time.monotonic() + timeout
         while not ready():
+            if self.stopping.is_set():
+                raise Stopping(name)
             if proc.poll() is not None:
                 raise StartupError(
                     name, f"{name} exited with status {proc.returncode} while starting"
                 )
             if time.monotonic() > deadline:
                 raise StartupError(name, f"{name} was not ready after {timeout:.0f} s")
-            time.sleep(0.05)
+            self.stopping.wait(0.05)
 
     def exited(self) -> list[str]:
         """Names of children that are no longer running."""
@@ -174,6 +214,10 @@ class ProcessGroup:
         running = [(n, p) for n, p in children if p.poll() is None]
         for _, proc in running:
             proc.send_signal(signal.SIGTERM)
+            # A stopped child (SIGSTOP, a debugger) acts on SIGTERM only once continued, as
+            # systemd and container runtimes know: it held the stop for the whole grace, to be
+            # killed with the calls it had in flight.
+            proc.send_signal(signal.SIGCONT)
         deadline = time.monotonic() + self.grace
         for name, proc in running:
             try:

@@ -38,7 +38,13 @@ from gateway.launch.envoy import (
     render,
 )
 from gateway.launch.probes import Probe, grpc_health_probe, http_probe
-from gateway.launch.processes import ProcessGroup, StartupError, port_open
+from gateway.launch.processes import (
+    ProcessGroup,
+    StartupError,
+    StopFlag,
+    Stopping,
+    port_open,
+)
 from gateway.launch.stackdir import stack_dir
 from gateway.launch.tuning import grpc_env, raise_open_files_limit
 from gateway.ops import LIVE_PATH, OpsSettings, readiness
@@ -144,15 +150,19 @@ _EXIT_AFTER_GRACE = 5.0
 
 
 class Stack:
-    """Starts the processes on ``__enter__`` and stops them, newest first, on ``__exit__``."""
+    """Starts the processes on ``__enter__`` and stops them, newest first, on ``__exit__``.
 
-    def __init__(self, settings: StackSettings) -> None:
+    ``stopping``, once set, ends the start where it is: ``__enter__`` returns with the
+    children started so far, for ``__exit__`` to stop."""
+
+    def __init__(self, settings: StackSettings, stopping: StopFlag | None = None) -> None:
         self.settings = settings
         # A gateway gets its whole grace period to end the calls in flight (a long stream)
         # and a few seconds to exit, before the group kills it: with its own fixed 10 s, the
         # group SIGKILLed a gateway given a longer --grace-period, cutting those calls.
         self.group = ProcessGroup(
-            grace=max(ProcessGroup.grace, settings.gateway.grace_period + _EXIT_AFTER_GRACE)
+            grace=max(ProcessGroup.grace, settings.gateway.grace_period + _EXIT_AFTER_GRACE),
+            stopping=stopping or StopFlag(),
         )
         envoy = settings.envoy or EnvoySettings(gateway_endpoints=())
         endpoints = [f"127.0.0.1:{p}" for p in settings.gateway_ports]
@@ -225,6 +235,8 @@ class Stack:
             Path(self.settings.log_dir).mkdir(parents=True, exist_ok=True)
         try:
             self._start()
+        except Stopping:
+            pass  # told to stop while starting: its owner stops at once what did start
         except BaseException:
             self.close()
             raise
@@ -350,6 +362,6 @@ class Stack:
             healthy = partial(_gateway_healthy, self.envoy)
         try:
             self.group.wait_until("envoy", healthy, timeout)
-        except StartupError:
+        except (StartupError, Stopping):
             return False
         return True

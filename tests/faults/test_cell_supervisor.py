@@ -137,3 +137,43 @@ def test_the_cell_restarts_its_admin_after_a_restart_that_failed(tmp_path: Path)
     finally:
         cell.terminate()
         cell.communicate(timeout=30)
+
+
+def test_a_cell_stopped_or_killed_while_it_starts_leaves_its_servers_quiet(
+    tmp_path: Path,
+) -> None:
+    # Ctrl-C reached every server too (one process group): each still starting (importing)
+    # printed a KeyboardInterrupt traceback, and the cell exited 130. SIGTERM killed the cell
+    # at once (status -15), as SIGKILL does: each server it had started then met the closed
+    # pipe with a BrokenPipeError traceback (and another at exit, its server never stopped).
+    admin_port, server_ports = free_port(), (free_port(), free_port())
+    for stop in ("SIGTERM", "Ctrl-C", "SIGKILL"):
+        root = tmp_path / stop
+        command = [sys.executable, "-m", "gateway.cell", f"--sax-root={root}", "--log-format=text"]
+        command += [f"--admin-port={admin_port}", "--model-servers=2"]
+        command += ["--model-server-ports=" + ",".join(map(str, server_ports))]
+        cell = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        assert cell.stderr is not None
+        lines = []
+        for line in cell.stderr:  # the model servers start once the admin listens
+            lines.append(line)
+            if " admin server for /sax/test listening on " in line:
+                break
+        if stop == "Ctrl-C":
+            os.killpg(cell.pid, signal.SIGINT)  # as a terminal sends it: to the whole group
+        else:
+            cell.send_signal(getattr(signal, stop))
+        # Until every server has closed the stderr it shares: the killed cell's servers exit
+        # at their stdin's end.
+        out, err = cell.communicate(timeout=30)
+        log = "".join(lines) + err
+        assert (stop, cell.returncode, out) == (stop, -9 if stop == "SIGKILL" else 0, ""), log
+        assert "Traceback" not in log, log
+        assert stop == "SIGKILL" or "stopped while starting" in log, log
+        assert [p for p in (admin_port, *server_ports) if listener_pid(p) is not None] == []

@@ -1,6 +1,6 @@
 """A gateway told to stop (SIGTERM, as `saxgw`, systemd and Kubernetes stop it) gives calls its
 grace period; a stream that outlasts it ends with an error its client raises, on both faces,
-not as if its text were complete."""
+not as if its text were complete, and a unary call with the same error, in its face's shape."""
 
 from __future__ import annotations
 
@@ -63,6 +63,27 @@ def _native(url: str, model: str, started: threading.Event, out: dict[str, Any])
         out["request_info"] = request_info(response)
 
 
+def _unary(url: str, model: str, started: threading.Event, out: dict[str, Any]) -> None:
+    with httpx.Client(base_url=url, timeout=60) as http:
+        started.set()  # as near as the test can tell: it waits a moment for the call to land
+        response = http.post("/generate", json={"model": model, "query": "q"})
+    out["status"], out["body"], out["request_info"] = (
+        response.status_code,
+        response.json(),
+        request_info(response),
+    )
+
+
+def _python_sdk_unary(url: str, model: str, started: threading.Event, out: dict[str, Any]) -> None:
+    with openai.OpenAI(base_url=url + "/v1", api_key="-", max_retries=0) as sdk:
+        started.set()
+        try:
+            sdk.completions.create(model=model, prompt="q")
+            out["end"] = "complete"
+        except openai.APIStatusError as exc:
+            out["end"], out["status"], out["error"] = type(exc), exc.status_code, exc.body
+
+
 def test_a_stream_outlasting_the_grace_period_ends_with_an_error(
     faults: Faults, http: httpx.Client
 ) -> None:
@@ -81,12 +102,16 @@ def test_a_stream_outlasting_the_grace_period_ends_with_an_error(
     python: dict[str, Any] = {}
     native: dict[str, Any] = {}
     threads = []
-    for run, out in ((_python_sdk, python), (_native, native)):
+    unary: dict[str, Any] = {}
+    python_unary: dict[str, Any] = {}
+    runs = [(_python_sdk, python), (_native, native), (_unary, unary)]
+    for run, out in [*runs, (_python_sdk_unary, python_unary)]:
         started = threading.Event()
         threads.append(threading.Thread(target=run, args=(faults.url, model, started, out)))
         threads[-1].start()
         assert started.wait(30), out
     assert json.loads(js.stdout.readline()) == {"text": "tok"}
+    time.sleep(0.5)  # the unary calls reach a model server
     # Both gateways: each stream is on one of them.
     pids = [faults.pid(port) for port in faults.stack.settings.gateway_ports]
     stopped = time.monotonic()
@@ -104,6 +129,20 @@ def test_a_stream_outlasting_the_grace_period_ends_with_an_error(
         "done": True,
         "texts": [],
         "error": {"code": 14, "message": CLOSED, "details": [native["request_info"]]},
+    }
+    # Unary calls end with the streams, a second before the grace period, with the same
+    # error. They ran on until gRPC cancelled them at its end, and then got gRPC's own words
+    # (503 "Cancelling all calls"), on the OpenAI face too, where its SDKs read an OpenAI
+    # error envelope: the Sax client's close left every call it had not streamed running.
+    assert unary == {
+        "status": 503,
+        "body": {"code": 14, "message": CLOSED, "details": [unary["request_info"]]},
+        "request_info": unary["request_info"],
+    }
+    assert python_unary == {
+        "end": openai.InternalServerError,
+        "status": 503,
+        "error": error,
     }
     assert GRACE - 2 < ended < GRACE + 2  # the grace given, and no more
     faults.healthy()  # the supervisor restarts the gateways for the next tests

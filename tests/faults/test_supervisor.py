@@ -17,7 +17,7 @@ import pytest
 from gateway.launch.ports import listener_pid
 from gateway.launch.processes import free_port
 from tests.faults._load import run_load
-from tests.faults._saxgw import alive, start_saxgw, up_args, wait_healthy
+from tests.faults._saxgw import alive, start_saxgw, up_args, wait_banner, wait_healthy
 from tests.faults.conftest import Faults, publish
 
 
@@ -88,18 +88,25 @@ def test_stopping_saxgw_lets_the_calls_in_flight_finish(tmp_path: Path) -> None:
     # SIGTERM (Ctrl-C, systemd, docker stop) while a stream is open. Before, Envoy stopped
     # first and exited at once: the stream was cut after 0.5 s (an HTTP/1.1 body ended
     # without its last chunk), as was every call in flight, the gateways' grace unused.
+    # Two children are stopped (SIGSTOP, as a debugger leaves them, before the watchdog finds
+    # them hung): they act on SIGTERM only once continued, and the stop waited out their
+    # whole grace (the ops server's 15 s, the admin's 5 s inside the cell), then killed them.
     args, ports = up_args(tmp_path)
     saxgw = start_saxgw(args, tmp_path)
     url = f"http://127.0.0.1:{ports['--port']}"
     model, words = "/sax/test/stopping", ["tok"] * 30  # 3 s, within the grace period (10 s)
     try:
-        wait_healthy(saxgw, ports["--port"])
+        wait_banner(saxgw)  # every child started: the ops server too
         with httpx.Client(base_url=url, timeout=30) as http:
             publish(http, model, text=" ".join(words), delay_ms="100")
             body = {"model": model, "query": "q"}
             with http.stream("POST", "/generate_stream", json=body) as response:
                 lines = response.iter_lines()
                 first = next(line for line in lines if line.startswith("data: "))
+                paused = [listener_pid(ports["--ops-port"]), listener_pid(ports["--admin-port"])]
+                for pid in paused:
+                    assert pid is not None
+                    os.kill(pid, signal.SIGSTOP)
                 stopped = time.monotonic()
                 saxgw.send_signal(signal.SIGTERM)
                 rest = [line for line in lines if line.startswith("data: ")]
@@ -110,14 +117,49 @@ def test_stopping_saxgw_lets_the_calls_in_flight_finish(tmp_path: Path) -> None:
             "texts": [{"text": " ".join(words), "score": pytest.approx(-3.0)}],
         }
         assert len(messages) == len(words) + 1
-        saxgw.wait(15)
+        saxgw.wait(30)
         assert time.monotonic() - stopped < 10
     finally:
         if saxgw.poll() is None:
             saxgw.kill()
-        saxgw.communicate()
+        err = saxgw.communicate()[1]
     assert saxgw.returncode == 0
     assert [port for port in ports.values() if listener_pid(port) is not None] == []
+    assert "did not stop within" not in err + (tmp_path / "cell.log").read_text(), err
+
+
+def test_sigterm_while_the_cell_starts_stops_saxgw_at_once(tmp_path: Path) -> None:
+    # A cell whose storage does not answer takes 10 s to give up (GCS_RETRY_S), and up to
+    # its 60 s start timeout with a slower one. SIGTERM (twice) then did nothing until the
+    # cell failed: saxgw went on starting, then exited 1 with the cell's failure, as if the
+    # signal had never come; a supervisor's stop timeout (Kubernetes' 30 s) would SIGKILL it.
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    args, ports = up_args(tmp_path)
+    with socket.socket() as silent:  # a GCS endpoint that takes connections and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        gcs = ["--sax-root=gs://b/root", "--fs-root=gs://b/fs", f"--gcs-endpoint={endpoint}"]
+        saxgw = start_saxgw([*args, *gcs], tmp_path / "logs", env={"TMPDIR": str(tmp)})
+        assert saxgw.stderr is not None
+        try:
+            started = next(line for line in saxgw.stderr if " started cell (pid " in line)
+            cell = int(started.split(" started cell (pid ", 1)[1].split(")", 1)[0])
+            time.sleep(1)  # the cell is starting: its admin waits for the storage
+            saxgw.send_signal(signal.SIGTERM)
+            stopped = time.monotonic()
+            status = saxgw.wait(30)
+            took = time.monotonic() - stopped
+        finally:
+            if saxgw.poll() is None:
+                saxgw.kill()
+            rest = saxgw.communicate()[1]
+    assert (status, rest.splitlines()[-1:]) == (0, ["saxgw: stopping..."]), rest
+    assert took < 5, took  # it took 9.5 s, the rest of the storage's 10 s
+    assert not alive(cell)
+    assert [port for port in ports.values() if listener_pid(port) is not None] == []
+    assert list(tmp.iterdir()) == []  # its private directory is gone
 
 
 def test_a_leftover_process_on_a_port_is_reported(tmp_path: Path) -> None:

@@ -1,8 +1,11 @@
-"""The banner of `saxgw up|serve` (gateway/cli/_running.py): what to try, TLS flags included."""
+"""The banner of `saxgw up|serve` (gateway/cli/_running.py): what to try, TLS flags included;
+its stop signals."""
 
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -104,3 +107,36 @@ def test_still_waiting_points_where_the_logs_are(
         "saxgw: still waiting for the gateway to reach the Sax cell"
         f" (http://127.0.0.1:61688/healthz is 503); see {where}"
     ]
+
+
+# `saxgw up`'s main thread waits in `stop.event.wait`; Python runs a signal's handler between
+# any two of its bytecodes. This calls the real SIGTERM handler at every line the wait runs,
+# as a signal landing there would.
+_SIGNAL_AT_EVERY_LINE = """
+import signal, sys
+from gateway.cli._running import StopSignals
+
+stop = StopSignals()
+handler = signal.getsignal(signal.SIGTERM)
+
+def at_every_line(frame, event, arg):
+    handler(signal.SIGTERM, frame)
+    return at_every_line
+
+sys.settrace(at_every_line)
+stopped = stop.event.wait(5)
+sys.settrace(None)
+print(stopped)
+"""
+
+
+def test_a_stop_signal_is_heard_wherever_the_wait_is() -> None:
+    # With a threading.Event, a signal that came while Event.wait held its lock (it does
+    # while it runs Python code) deadlocked saxgw up on that lock in its handler's Event.set:
+    # it ignored that SIGTERM, or Ctrl-C, and every later one, until SIGKILL.
+    program = [sys.executable, "-c", _SIGNAL_AT_EVERY_LINE]
+    try:
+        done = subprocess.run(program, capture_output=True, text=True, timeout=20, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the stop signal's handler deadlocked the waiting main thread")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "True\n", "")

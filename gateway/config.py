@@ -26,6 +26,10 @@ KIB = 1 << 10
 MIB = 1 << 20
 DEFAULT_GATEWAY_PORT = 50051
 """The port ``saxgw gateway`` listens on when given none (``up`` starts the first one there)."""
+DEFAULT_STREAM_KEEPALIVE = 10.0
+"""``stream_keepalive`` without ``--stream-keepalive`` or the config file's
+``limits.stream_keepalive``: under the read timeouts proxies and SDKs set by default (nginx's
+60 s, the OpenAI SDKs' 600 s), and a few bytes a stream that waits that long hardly notices."""
 
 
 class ConfigError(ValueError):
@@ -202,6 +206,11 @@ class GatewaySettings:
     """Deadline of a stream when the caller sets none (seconds)."""
     grace_period: float = 10.0
     """On shutdown, how long in-flight calls may take to finish (seconds)."""
+    stream_keepalive: float = DEFAULT_STREAM_KEEPALIVE
+    """Seconds a stream may send nothing: then an OpenAI stream sends an SSE comment (before
+    its first event or between two), and SaxGateway's its headers (once, before its first
+    message), so that a client's read timeout does not end it; the 200 is then committed,
+    and a failure is reported in-band. 0: never (gateway/service/_keepalive.py)."""
     max_message_bytes: int = 32 * MIB
     """Largest gRPC message sent; matches Envoy's body limit."""
     max_receive_bytes: int = 32 * MIB

@@ -44,13 +44,16 @@ def load(args: argparse.Namespace) -> ConfigFile | None:
         return None
 
 
-def gateway_settings(base: GatewaySettings, config: ConfigFile) -> GatewaySettings:
+def gateway_settings(
+    base: GatewaySettings, config: ConfigFile, *, stream_keepalive: float | None = None
+) -> GatewaySettings:
     """``base`` (from flags) with what the file decides for a gateway process: its models,
     who may call what, messages and headers as large as Envoy lets through
     (``limits.max_request_bytes`` when above the default, ``limits.max_request_headers_kb``),
     messages received no larger than a body within ``limits.max_request_bytes`` transcodes
-    to (so also when compressed), and deadlines no longer than
-    ``limits.max_stream_duration``. The gateway then ends a call at the limit itself, with
+    to (so also when compressed), deadlines no longer than ``limits.max_stream_duration``,
+    and ``limits.stream_keepalive`` unless the ``--stream-keepalive`` flag gave
+    ``stream_keepalive``. The gateway then ends a call at the limit itself, with
     DEADLINE_EXCEEDED as a JSON error (an in-band error event once a stream has begun),
     before Envoy's backstop resets it."""
     limits = config.edge.limits
@@ -78,6 +81,7 @@ def gateway_settings(base: GatewaySettings, config: ConfigFile) -> GatewaySettin
         max_metadata_bytes=max(base.max_metadata_bytes, 2 * limits.max_request_headers_kb * KIB),
         default_timeout=capped(base.default_timeout),
         stream_timeout=capped(base.stream_timeout),
+        stream_keepalive=limits.stream_keepalive if stream_keepalive is None else stream_keepalive,
     )
 
 

@@ -186,7 +186,8 @@ def _gateway(args: argparse.Namespace) -> int:
     if problem := flags.sax_root_problem(args.sax_root, must_exist=False):
         print(f"saxgw gateway: {problem}", file=sys.stderr)
         return 2
-    settings = _edge.gateway_settings(settings_from_args(args), config)
+    keepalive = args.stream_keepalive
+    settings = _edge.gateway_settings(settings_from_args(args), config, stream_keepalive=keepalive)
     try:
         tuning.run(serve_gateway(settings), loop=args.event_loop)
     except (StorageSetupError, TableError) as exc:  # e.g. gs:// without credentials: no traceback
@@ -241,6 +242,7 @@ def _up(args: argparse.Namespace) -> int:
                 telemetry=telemetry_from_args(args),
             ),
             config,
+            stream_keepalive=args.stream_keepalive,
         ),
         cell=cell,
         gateway_ports=args.gateway_ports,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from gateway.config import DEFAULT_STREAM_KEEPALIVE
 from gateway.config import ModelLimit as ModelLimit  # re-exported: the file's quotas.model
 
 ROLES = ("admin", "data")
@@ -117,6 +118,10 @@ class Limits:
     reply has begun: a body that stops coming is 408 whatever the route, a stream's too."""
     idle_timeout: float = 300.0
     """Seconds a connection without any request in flight stays open."""
+    stream_keepalive: float = DEFAULT_STREAM_KEEPALIVE
+    """Seconds a stream may send nothing before it sends a keep-alive (and so its 200): the
+    gateway's (`GatewaySettings.stream_keepalive`), where ``--stream-keepalive`` does not set
+    it."""
     max_connections: int = 20_000
     max_heap_bytes: int = 2 << 30
     """Envoy's heap, bytes (0: unwatched). Past 85% of it Envoy resets the streams holding

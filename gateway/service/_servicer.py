@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any, TypedDict
 
 from saxgateway.v1 import gateway_pb2 as pb
@@ -23,6 +24,7 @@ from gateway.config import GatewaySettings
 from gateway.service import _deadlines as deadlines
 from gateway.service import _fields as f
 from gateway.service._errors import request_id, to_status
+from gateway.service._keepalive import KeepAlive
 from gateway.service._media import (
     MediaMethods,
     decoded_texts,
@@ -285,28 +287,41 @@ class SaxGatewayServicer(MultimodalMethods, MediaMethods, gateway_pb2_grpc.SaxGa
     async def GenerateStream(
         self, request: pb.GenerateStreamRequest, context: Context
     ) -> AsyncIterator[pb.GenerateStreamResponse]:
+        # Its messages are events (Envoy frames each), so a wait for the first token can be
+        # bridged with its headers alone, once; nothing between two tokens.
+        every, headers = self._settings.stream_keepalive, partial(context.send_initial_metadata, ())
+        keepalive = KeepAlive(every, headers, repeat=False)
+        messages = keepalive.relay(self._generate_stream(request, context))
+        started = False
+        try:
+            async for message in messages:
+                started = True
+                yield message
+        except Exception as exc:
+            # Before the first message (and the headers) the caller still gets a plain status
+            # (an HTTP status through Envoy). After it, an HTTP/1.1 client could not see a
+            # trailer, so the stream ends with an in-band error; gRPC callers also get the
+            # real status.
+            if started or keepalive.sent:
+                yield pb.GenerateStreamResponse(
+                    done=True, error=to_status(exc, request_id(context))[2]
+                )
+            raise
+        finally:
+            await aclose(messages)
+
+    async def _generate_stream(
+        self, request: pb.GenerateStreamRequest, context: Context
+    ) -> AsyncIterator[pb.GenerateStreamResponse]:
         with self._streams.hold(context):
             model, options = self._target(request, context, stream=True)
             f.required(request.query, "query")
             tracker = DeltaTracker()
-            started = False
             stream = self._client.lm_generate_stream(model, request.query, options)
             try:
                 async for items in stream:
-                    deltas = tracker.feed(items)
-                    if deltas:
-                        started = True
+                    if deltas := tracker.feed(items):
                         yield pb.GenerateStreamResponse(deltas=deltas)
-            except Exception as exc:
-                # Before the first message the caller still gets a plain status (an HTTP
-                # status through Envoy). After it, an HTTP/1.1 client could not see a
-                # trailer, so the stream ends with an in-band error; gRPC callers also get
-                # the real status.
-                if started:
-                    yield pb.GenerateStreamResponse(
-                        done=True, error=to_status(exc, request_id(context))[2]
-                    )
-                raise
             finally:
                 await aclose(stream)  # on client disconnect, this cancels the Sax call
             yield pb.GenerateStreamResponse(done=True, texts=tracker.final())

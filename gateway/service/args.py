@@ -14,7 +14,12 @@ from typing import Any
 
 from gateway.client import ClientSettings
 from gateway.common.flags import endpoint, optional_port, seconds, seconds_or_zero
-from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings, SharedSlots
+from gateway.config import (
+    DEFAULT_GATEWAY_PORT,
+    DEFAULT_STREAM_KEEPALIVE,
+    GatewaySettings,
+    SharedSlots,
+)
 from gateway.service.telemetry_args import (
     add_telemetry_arguments,
     telemetry_argv,
@@ -74,8 +79,9 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
-    """How long calls in flight may take to end at shutdown (``--grace-period``) and how many
-    streams a client may hold open (``--max-streams-per-client``): shared by ``gateway``,
+    """How long calls in flight may take to end at shutdown (``--grace-period``), how many
+    streams a client may hold open (``--max-streams-per-client``) and how long a stream may
+    send nothing (``--stream-keepalive``): shared by ``gateway``,
     ``up`` and ``serve``, which pass them on to each gateway process."""
     parser.add_argument(
         "--grace-period",
@@ -90,6 +96,17 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
         help="open streams and waits (GenerateStream, WatchAddresses, OpenAI stream=true, "
         "WaitForReady, grpc.health.v1 Watch) one client may hold: its authenticated identity, "
         "else its address",
+    )
+    parser.add_argument(
+        "--stream-keepalive",
+        type=seconds_or_zero,
+        metavar="SECONDS",
+        help="an OpenAI stream that has sent nothing this long sends an SSE comment (again each "
+        "time as long passes), a /generate_stream still waiting for its first token its "
+        "headers, so clients and proxies with shorter read timeouts keep waiting; later errors "
+        "come in-band. 0: never "
+        "(default: the --config file's limits.stream_keepalive, else "
+        f"{DEFAULT_STREAM_KEEPALIVE:g})",
     )
 
 
@@ -130,6 +147,10 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
         default_timeout=args.default_timeout,
         grace_period=args.grace_period,
         max_streams_per_client=args.max_streams_per_client,
+        # Not given: the default, which the config file's may replace (gateway/cli/_edge.py).
+        stream_keepalive=(
+            DEFAULT_STREAM_KEEPALIVE if args.stream_keepalive is None else args.stream_keepalive
+        ),
         shared_slots=(
             SharedSlots(path=args.shared_slots, worker=args.worker) if args.shared_slots else None
         ),
@@ -163,6 +184,7 @@ def gateway_argv(settings: GatewaySettings) -> list[str]:
         f"--default-timeout={settings.default_timeout!r}",
         f"--grace-period={settings.grace_period!r}",
         f"--max-streams-per-client={settings.max_streams_per_client}",
+        f"--stream-keepalive={settings.stream_keepalive!r}",
         f"--admin-unreachable-after={settings.client.admin_unreachable_after!r}",
         f"--overloaded-after={settings.client.overloaded_after!r}",
         *([f"--config={settings.config_file}"] if settings.config_file else []),

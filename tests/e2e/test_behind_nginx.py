@@ -2,24 +2,20 @@
 `proxy_pass` and nothing else. nginx then speaks HTTP/1.0 to Envoy (proxy_http_version's
 default) and buffers replies (proxy_buffering on), which held every SSE event back until the
 stream ended; Envoy's `x-accel-buffering: no` on stream replies turns nginx's buffering off.
-nginx is Debian's, installed by `make test` (`make nginx`)."""
+nginx is Debian's, installed by `make test` (`make nginx`); tests/e2e/test_stream_keepalive.py
+puts one with a short `proxy_read_timeout` in front of a stream slow to begin."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack
-from tests._stacks import wait_listening
+from tests.e2e._nginx import nginx as proxy
 from tests.e2e._published import TEST_LM, published
 
 WORDS = ["one", " two", " three", " four", " five"]
@@ -29,63 +25,11 @@ DELAY_S = 0.3  # before each token: the model spends 4 x 0.3 s between its first
 MIN_SPREAD_S = (len(WORDS) - 1) * DELAY_S / 2
 
 
-def _config(folder: Path, port: int, upstream: str) -> str:
-    """nginx's config: a default reverse proxy on 127.0.0.1:``port``, in the foreground, with
-    its pid file, logs and temporary files in ``folder``."""
-    paths = "\n".join(
-        f"    {kind}_temp_path {folder / kind};"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    # As root, nginx's workers would otherwise run as `nobody`, who cannot enter the test's
-    # folder (0700); not as root, nginx ignores the directive, with a warning.
-    user = "user root;" if os.geteuid() == 0 else ""
-    return f"""daemon off;
-{user}
-worker_processes 1;
-pid {folder / "nginx.pid"};
-error_log {folder / "error.log"};
-events {{}}
-http {{
-    access_log {folder / "access.log"};
-{paths}
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass {upstream};
-        }}
-    }}
-}}
-"""
-
-
 @pytest.fixture(scope="module")
 def nginx(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """nginx in front of the stack's public port; its URL."""
-    binary = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
-    assert binary, "nginx is needed: `make test` (or `make nginx`) installs Debian's"
-    folder = tmp_path_factory.mktemp("nginx")
-    port = free_port()
-    config = folder / "nginx.conf"
-    config.write_text(_config(folder, port, stack.http_url))
-    log = folder / "stderr.log"
-    with log.open("w") as stderr:
-        process = subprocess.Popen(
-            [binary, "-p", str(folder), "-c", str(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=stderr,
-            stderr=stderr,
-        )
-    try:
-        wait_listening(process, port, log, "nginx", timeout=30)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        # SIGTERM to the master (by its pid): it stops its worker and exits.
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    """nginx in front of the stack's public port, as people configure it first; its URL."""
+    with proxy(stack.http_url, tmp_path_factory.mktemp("nginx")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

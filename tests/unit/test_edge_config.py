@@ -467,6 +467,17 @@ def test_limits_reach_the_gateway_processes_and_envoy() -> None:
     )
 
 
+def test_stream_keepalive_is_the_flags_else_the_files_else_ten_seconds() -> None:
+    base = GatewaySettings(client=ClientSettings(sax_root="/r"))
+    assert gateway_settings(base, ConfigFile()).stream_keepalive == 10
+    filed = parse_config({"limits": {"stream_keepalive": 2.5}})
+    assert gateway_settings(base, filed).stream_keepalive == 2.5
+    assert gateway_settings(base, filed, stream_keepalive=0).stream_keepalive == 0
+    assert "stream_keepalive" not in edge_values(filed.edge, (), Path("x"))["EDGE_HCM_OPTIONS"]
+    with pytest.raises(ConfigError, match="stream_keepalive: must be at least 0"):
+        parse_config({"limits": {"stream_keepalive": -1}})
+
+
 def test_tls_files_must_be_pem_that_envoy_can_use(tmp_path: Path) -> None:
     # Given a file that is no PEM certificate or key, Envoy only logged "Filesystem config
     # update rejected" and reset every connection to the public port; saxgw said "Ready".

@@ -29,6 +29,7 @@ def test_gateway_argv_round_trips() -> None:
         port=12345,
         default_timeout=7.5,
         grace_period=2.0,
+        stream_keepalive=0.25,
         shared_slots=SharedSlots(path="/run/saxgw/slots", worker=3),
         config_file="saxgw.yaml",
         config_snapshot="/tmp/saxgw-x/config.snapshot",

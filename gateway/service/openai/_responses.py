@@ -27,6 +27,9 @@ from gateway.service.openai import _errors
 JSON = "application/json"
 EVENT_STREAM = "text/event-stream"
 DONE = b"data: [DONE]\n\n"
+KEEPALIVE = httpbody_pb2.HttpBody(content_type=EVENT_STREAM, data=b": waiting\n\n")
+"""A Server-Sent Events comment, sent while a stream waits for its first event: it commits
+the 200 and its headers, and SSE clients (the OpenAI SDKs' decoders too) skip it."""
 
 
 def new_id(prefix: str, sep: str = "-", size: int = 12) -> str:

@@ -12,8 +12,9 @@ The object follows OpenAI's reference (``openai.types.responses.Response``): one
 
 each with its ``sequence_number``. The opening events go out with the first text, so a call
 that fails before it is a plain HTTP error; a failure after it ends the stream with
-``response.failed``. Nothing is stored (``store`` is echoed, but there is no
-``GET /v1/responses/{id}``).
+``response.failed`` (after ``response.created`` and ``response.in_progress``, if it failed
+after keep-alive comments but before its first text). Nothing is stored (``store`` is
+echoed, but there is no ``GET /v1/responses/{id}``).
 """
 
 from __future__ import annotations
@@ -111,11 +112,16 @@ class ResponseReply:
         status = self._status(finish)
         return self._response(status, [self._message(status, text)], usage=usage(usage_))
 
-    def opening(self, index: int) -> list[dict[str, Any]]:
+    def _started(self) -> list[dict[str, Any]]:
         in_progress = self._response("in_progress", [])
         return [
             self._event("response.created", response=in_progress),
             self._event("response.in_progress", response=in_progress),
+        ]
+
+    def opening(self, index: int) -> list[dict[str, Any]]:
+        return [
+            *self._started(),
             self._event(
                 "response.output_item.added",
                 output_index=0,
@@ -155,9 +161,15 @@ class ResponseReply:
         failed = {"code": code, "message": error["message"], "type": error["type"]}
         if error["param"] is not None:
             failed["param"] = error["param"]
-        output = [self._message("incomplete", self._text)] if self._sequence else []
-        response = self._response("failed", output, error=failed)
-        return typed_events(self._event("response.failed", response=response))
+        if not self._sequence:
+            # Failed before its first event (after keep-alive comments): it begins all the
+            # same, as the SDKs' stream helpers take no event before response.created.
+            return typed_events(*self._started(), self._failed([], failed))
+        return typed_events(self._failed([self._message("incomplete", self._text)], failed))
+
+    def _failed(self, output: list[dict[str, Any]], error: dict[str, Any]) -> dict[str, Any]:
+        response = self._response("failed", output, error=error)
+        return self._event("response.failed", response=response)
 
 
 def _output_text(text: str) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from gateway.client import (
     PermissionDeniedError,
     SaxError,
 )
+from gateway.common.closing import aclose
 from gateway.common.deadline import Deadline
 from gateway.common.limits import quote
 from gateway.common.names import parse_model_id
@@ -37,6 +38,7 @@ from gateway.modelconfig import aliases_of, all_stops
 from gateway.service import _fields as f
 from gateway.service._access import ANONYMOUS, Access
 from gateway.service._bindings import Check, path_check
+from gateway.service._keepalive import KeepAlive
 from gateway.service._streams import StreamSlots
 from gateway.service._usage import note_usage
 from gateway.service.openai import _errors
@@ -311,18 +313,8 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         deadline = self._generation_deadline(context)
         options = CallOptions(extra_inputs=sampling.extra_inputs(), deadline=deadline)
         if sampling.stream:
-            sent = False
-            try:
-                with self._streams.hold(context):
-                    admission = self._access.admit_model("GenerateStream", model, context, deadline)
-                    async with admission as admitted:
-                        async for message in self._stream(job, options, admitted.pass_on):
-                            sent = True
-                            yield message
-            except InvalidArgumentError as exc:
-                if sent:  # reported in-band already, as it was
-                    raise
-                raise await self._unserved(exc, model, "lm.generate_stream", deadline) from None
+            async for message in self._streamed(context, job, options, deadline):
+                yield message
             return
         generate = self._client.lm_generate
         try:
@@ -342,6 +334,48 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         usage = await self._usage(model, prompts, [text for text, _ in choices])
         yield self._fitted(rs.body(shape.whole(choices, usage)), _LESS_TEXT)
 
+    async def _streamed(
+        self, context: Context, job: Job, options: CallOptions, deadline: Deadline
+    ) -> AsyncIterator[HttpBody]:
+        """A ``stream: true`` call's events, and a comment (`rs.KEEPALIVE`) each time it has
+        sent nothing for ``stream_keepalive`` seconds. Once anything was sent, the HTTP status
+        is 200 already: a failure becomes the last event, as OpenAI sends it (the call still
+        fails with its gRPC code); before, it is the HTTP status the SDKs act on (retry a 429
+        or a 5xx)."""
+        every = self._settings.stream_keepalive
+        keepalive = KeepAlive(every, partial(context.write, rs.KEEPALIVE), repeat=True)
+        messages = keepalive.relay(self._admitted(context, job, options, deadline))
+        sent = False
+        try:
+            async for message in messages:
+                sent = True
+                yield message
+        except Exception as exc:
+            if not (sent or keepalive.sent):
+                raise
+            yield job.shape.failure(exc)
+            raise
+        finally:
+            await aclose(messages)
+
+    async def _admitted(
+        self, context: Context, job: Job, options: CallOptions, deadline: Deadline
+    ) -> AsyncIterator[HttpBody]:
+        """`_stream` within the client's stream count and the model's ACLs and queue."""
+        model = job.model
+        sent = False
+        try:
+            with self._streams.hold(context):
+                admission = self._access.admit_model("GenerateStream", model, context, deadline)
+                async with admission as admitted:
+                    async for message in self._stream(job, options, admitted.pass_on):
+                        sent = True
+                        yield message
+        except InvalidArgumentError as exc:
+            if sent:  # about the stream's events, not the model
+                raise
+            raise await self._unserved(exc, model, "lm.generate_stream", deadline) from None
+
     async def _stream(
         self, job: Job, options: CallOptions, pass_on: Callable[[], Awaitable[None]]
     ) -> AsyncIterator[HttpBody]:
@@ -351,26 +385,13 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         # the text that went out, with no extra work per chunk.
         texts: list[str] = []
         note_usage(model, prompts, texts)
-        started = False
-        try:
-            for number, prompt in enumerate(prompts):  # one prompt after the other
-                if number:  # its model slot to a call waiting for one, if any, in between
-                    await pass_on()
-                first = number * sampling.n
-                pieces = stream_prompt(
-                    self._client, self._tokens, job, prompt, first, options, texts
-                )
-                async for chunks in pieces:
-                    message = self._fitted(shape.frame(chunks), _LESS_TEXT)
-                    started = True
-                    yield message
-        except Exception as exc:
-            # Once events were sent the HTTP status is 200 already: the error becomes the
-            # last event, as OpenAI sends it; the call still fails with its gRPC code.
-            if not started:
-                raise
-            yield shape.failure(exc)
-            raise
+        for number, prompt in enumerate(prompts):  # one prompt after the other
+            if number:  # its model slot to a call waiting for one, if any, in between
+                await pass_on()
+            first = number * sampling.n
+            pieces = stream_prompt(self._client, self._tokens, job, prompt, first, options, texts)
+            async for chunks in pieces:
+                yield self._fitted(shape.frame(chunks), _LESS_TEXT)
         yield shape.tail(await self._tokens.usage_off_loop(model, prompts, texts))
 
     async def _unserved(

@@ -1166,7 +1166,10 @@ export declare const SaxGatewayDefinition: {
          * texts and scores, or with the error that ended the stream. Over HTTP the
          * messages are Server-Sent Events.
          * Fails without messages (and so with an HTTP status) for errors found
-         * before decoding starts; see Generate. Without a deadline a stream may
+         * before decoding starts; see Generate. A stream still waiting for its
+         * first token after `--stream-keepalive` (10 s) sends its headers (its
+         * HTTP 200) first, and then ends with the error message instead, as a
+         * stream that has begun. Without a deadline a stream may
          * last the gateway's stream timeout (600 s), but UNAVAILABLE from
          * unreachable replicas, and DEADLINE_EXCEEDED when no replica serves the
          * model, are returned when a unary call would return them (the gateway's

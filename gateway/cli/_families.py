@@ -36,6 +36,8 @@ FAMILIES: dict[str, tuple[str, ...]] = {
         "vm.image_to_image",
         "vm.text_and_image_to_image",
         "vm.video_to_text",
+        "vm.video_to_token",
+        "vm.token_to_video",
     ),
     "am": ("am.recognize",),
     "cm": ("cm.custom",),

@@ -1,10 +1,12 @@
 """Vision-model commands: vm.classify, vm.generate, vm.embed, vm.detect, vm.image_to_text,
-vm.image_to_image, vm.text_and_image_to_image and vm.video_to_text."""
+vm.image_to_image, vm.text_and_image_to_image, vm.video_to_text, vm.video_to_token and
+vm.token_to_video."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,28 +66,45 @@ def output_dir(session: Session, args: argparse.Namespace) -> str:
     return target
 
 
-def write_images(session: Session, done: Any, target: str) -> None:
-    """Writes a reply's ``images`` to ``target`` (files image_N.png ..., and a table of them),
-    or back to back to stdout for ``-``, as saxutil pipes them (``... - | display``)."""
+def write_encoded(
+    session: Session,
+    done: Any,
+    target: str,
+    blobs: Sequence[bytes],
+    stem: str,
+    scores: Sequence[float] | None = None,
+) -> None:
+    """Writes encoded images (a reply's images, a video's frames) to ``target``: files
+    STEM_N.png ... and a table of them, with their ``scores`` if they have any; or back to
+    back to stdout for ``-``, as saxutil pipes them (``... - | display``)."""
     if target == "-":
-        for image in done.images:
-            sys.stdout.buffer.write(image.image)
+        for blob in blobs:
+            sys.stdout.buffer.write(blob)
         sys.stdout.buffer.flush()
         return
     out = Path(target)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        rows = []
-        for index, image in enumerate(done.images):
-            path = out / f"image_{index}{image_suffix(image.image)}"
-            path.write_bytes(image.image)
-            rows.append((str(path), len(image.image), image.score))
+        rows: list[tuple[object, ...]] = []
+        for index, blob in enumerate(blobs):
+            path = out / f"{stem}_{index}{image_suffix(blob)}"
+            path.write_bytes(blob)
+            rows.append((str(path), len(blob)))
     except OSError as exc:
         raise InputError(
-            f"cannot write images to {target}: {exc.strerror}", "give a directory you can write"
+            f"cannot write {stem}s to {target}: {exc.strerror}", "give a directory you can write"
         ) from None
+    headers: tuple[str, ...] = ("FILE", "BYTES")
+    if scores is not None:
+        headers, rows = (*headers, "SCORE"), [(*r, s) for r, s in zip(rows, scores, strict=True)]
     # With --json the images are base64 in the output as well as in the files.
-    session.emit(done, table(("FILE", "BYTES", "SCORE"), rows))
+    session.emit(done, table(headers, rows))
+
+
+def write_images(session: Session, done: Any, target: str) -> None:
+    """Writes a reply's ``images`` as `write_encoded` does (image_N.png ..., with scores)."""
+    images = [(image.image, image.score) for image in done.images]
+    write_encoded(session, done, target, [i for i, _ in images], "image", [s for _, s in images])
 
 
 @command(
@@ -191,6 +210,12 @@ FRAMES: Arg = arg(
 )
 
 
+def frame_inputs(args: argparse.Namespace) -> dict[str, Any]:
+    """The request fields of a command that takes ``FRAMES``: model, extra inputs and video."""
+    frames = [file_arg(path, "FRAME_FILE", "an encoded image") for path in args.frames]
+    return {**model_inputs(args), "image_frames": frames}
+
+
 @command(
     "vm.video_to_text",
     "ID FRAME_FILE [FRAME_FILE ...] [--prompt TEXT]",
@@ -201,9 +226,57 @@ FRAMES: Arg = arg(
     EXTRA,
 )
 def video_to_text(session: Session, args: argparse.Namespace) -> None:
-    frames = [file_arg(path, "FRAME_FILE", "an encoded image") for path in args.frames]
-    request = pb.VideoToTextRequest(**model_inputs(args), image_frames=frames, text=args.prompt)
+    request = pb.VideoToTextRequest(**frame_inputs(args), text=args.prompt)
     session.show(session.stub.VideoToText, request, lambda done: texts_table(done.texts))
+
+
+@command(
+    "vm.video_to_token",
+    "ID FRAME_FILE [FRAME_FILE ...]",
+    "use a vision model to turn a video into tokens; prints them on one line",
+    ID,
+    FRAMES,
+    EXTRA,
+)
+def video_to_token(session: Session, args: argparse.Namespace) -> None:
+    request = pb.VideoToTokenRequest(**frame_inputs(args))
+    session.show(session.stub.VideoToToken, request, lambda done: floats(done.tokens))
+
+
+def tokens_arg(path: str) -> list[float]:
+    """A TOKENS_FILE argument: numbers apart by spaces, commas or lines, as vm.video_to_token
+    prints them; ``-`` reads stdin. Anything else is an InputError naming the first word."""
+    hint = "TOKENS_FILE holds numbers (as vm.video_to_token prints them); - reads stdin"
+    where = "stdin" if path == "-" else path
+    try:
+        words = file_arg(path, "TOKENS_FILE", "numbers").decode().replace(",", " ").split()
+    except UnicodeDecodeError:
+        raise InputError(f"TOKENS_FILE {where} is not text", hint) from None
+    if not words:
+        raise InputError(f"TOKENS_FILE {where} holds no numbers", hint)
+    tokens = []
+    for word in words:
+        try:
+            tokens.append(float(word))
+        except ValueError:
+            raise InputError(f"TOKENS_FILE {where}: {word[:40]!r} is not a number", hint) from None
+    return tokens
+
+
+@command(
+    "vm.token_to_video",
+    "ID TOKENS_FILE OUTPUT_DIR",
+    "use a vision model to make a video's frames from its tokens",
+    ID,
+    arg("tokens", metavar="TOKENS_FILE", help="the tokens, as vm.video_to_token prints them"),
+    *OUTPUT,
+    EXTRA,
+)
+def token_to_video(session: Session, args: argparse.Namespace) -> None:
+    target = output_dir(session, args)
+    request = pb.TokenToVideoRequest(tokens=tokens_arg(args.tokens), **model_inputs(args))
+    done = session.call(session.stub.TokenToVideo, request)
+    write_encoded(session, done, target, done.image_frames, "frame")
 
 
 COMMANDS = (
@@ -215,6 +288,8 @@ COMMANDS = (
     image_to_image,
     text_and_image_to_image,
     video_to_text,
+    video_to_token,
+    token_to_video,
 )
 
 

@@ -34,8 +34,11 @@ MAX_TEXT_CHARS = 4_194_304
 #: Repeated text fields (score suffixes, detect texts).
 MAX_TEXTS = 1024
 #: The items of a multimodal request (each list: items, prefix_items, suffix_items), and the
-#: frames of a video (VideoToText's image_frames).
+#: frames of a video (VideoToText's and VideoToToken's image_frames).
 MAX_ITEMS = 1024
+#: A video's tokens (TokenToVideo's): a tokenizer's grid of a clip, flattened (16 frames of
+#: 32x32 tokens are 16,384), the same bound as an extra input's tensor.
+MAX_VIDEO_TOKENS = MAX_EXTRA_TENSOR_VALUES
 #: A custom method's name, which its model chooses (upstream's own are a few dozen characters).
 MAX_METHOD_NAME_CHARS = 256
 

@@ -59,6 +59,8 @@ SAX_METHODS = {
     "ImageToImage": "vm.image_to_image",
     "TextAndImageToImage": "vm.text_and_image_to_image",
     "VideoToText": "vm.video_to_text",
+    "VideoToToken": "vm.video_to_token",
+    "TokenToVideo": "vm.token_to_video",
 }
 #: Model calls whose Sax method the request names, by the field naming it: a Custom call is
 #: the model's own method of its ``method_name``, and upstream's model servers check the ACL

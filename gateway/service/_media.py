@@ -1,6 +1,7 @@
 """The gateway's image-making, video and custom methods: Sax's vision methods beyond the
-first five (vm.image_to_image, vm.text_and_image_to_image, vm.video_to_text) and its custom
-service, whose methods each model names itself.
+first five (vm.image_to_image, vm.text_and_image_to_image, vm.video_to_text,
+vm.video_to_token, vm.token_to_video) and its custom service, whose methods each model names
+itself.
 
 A mixin of `SaxGatewayServicer`, which supplies the client, the settings and the call options;
 the reply builders here serve its own vision methods too."""
@@ -71,6 +72,22 @@ def frames(values: Sequence[bytes], field: str, payload_limit: int) -> list[byte
     return [f.payload(v, f"{field}[{i}]", payload_limit) for i, v in enumerate(values)]
 
 
+def tokens(values: Sequence[float], field: str) -> list[float]:
+    """A video's tokens: at least one, at most `limits.MAX_VIDEO_TOKENS`, each a finite
+    number (JSON's "NaN" and "Infinity" are no token); INVALID_ARGUMENT naming the field (or
+    the token) otherwise."""
+    if not values:
+        raise f.invalid(field, "required: at least one token")
+    if len(values) > lim.MAX_VIDEO_TOKENS:
+        limit = lim.MAX_VIDEO_TOKENS
+        raise f.invalid(field, f"{len(values)} tokens is over the limit of {limit}")
+    out = list(values)
+    if not all(map(math.isfinite, out)):  # one pass in C; then find the first, to name it
+        i, value = next((i, v) for i, v in enumerate(out) if not math.isfinite(v))
+        raise f.invalid(f"{field}[{i}]", f"must be a finite number, got {value!r}")
+    return out
+
+
 class MediaMethods:
     _client: Client
     _settings: GatewaySettings
@@ -80,6 +97,9 @@ class MediaMethods:
 
     def _payload(self, value: bytes, field: str) -> bytes:
         return f.payload(value, field, self._settings.max_payload_bytes)
+
+    def _frames(self, values: Sequence[bytes]) -> list[bytes]:
+        return frames(values, "image_frames", self._settings.max_payload_bytes)
 
     async def ImageToImage(
         self, request: pb.ImageToImageRequest, context: Context
@@ -102,10 +122,26 @@ class MediaMethods:
         self, request: pb.VideoToTextRequest, context: Context
     ) -> pb.VideoToTextResponse:
         model, options = self._target(request, context)
-        video = frames(request.image_frames, "image_frames", self._settings.max_payload_bytes)
+        video = self._frames(request.image_frames)
         f.bounded(request.text, "text")
         texts = await self._client.vm_video_to_text(model, video, request.text, options)
         return pb.VideoToTextResponse(texts=decoded_texts(texts))
+
+    async def VideoToToken(
+        self, request: pb.VideoToTokenRequest, context: Context
+    ) -> pb.VideoToTokenResponse:
+        model, options = self._target(request, context)
+        video = self._frames(request.image_frames)
+        made = await self._client.vm_video_to_token(model, video, options)
+        return pb.VideoToTokenResponse(tokens=made)
+
+    async def TokenToVideo(
+        self, request: pb.TokenToVideoRequest, context: Context
+    ) -> pb.TokenToVideoResponse:
+        model, options = self._target(request, context)
+        wanted = tokens(request.tokens, "tokens")
+        video = await self._client.vm_token_to_video(model, wanted, options)
+        return pb.TokenToVideoResponse(image_frames=video)
 
     async def Custom(self, request: pb.CustomRequest, context: Context) -> pb.CustomResponse:
         model, options = self._target(request, context)

@@ -71,6 +71,8 @@ DATA_METHODS: dict[str, tuple[str, Texts, Texts]] = {
     "ImageToImage": ("vm.image_to_image", _none, _none),
     "TextAndImageToImage": ("vm.text_and_image_to_image", lambda r: (r.text,), _none),
     "VideoToText": ("vm.video_to_text", lambda r: (r.text,), _texts),
+    "VideoToToken": ("vm.video_to_token", _none, _none),
+    "TokenToVideo": ("vm.token_to_video", _none, _none),
     # Sax's service, not the model's own method name: each model names its methods, and a
     # label must be one of a bounded set.
     "Custom": ("custom", _none, _none),

@@ -380,6 +380,40 @@ def test_vm_image_to_image_text_and_image_to_image_and_video_to_text(
     assert columns(printed) == [["TEXT", "SCORE"], [caption.text, number(caption.score)]]
 
 
+def test_vm_video_to_token_and_token_to_video(stack: Stack, tmp_path: Path) -> None:
+    vision, frames = TestVision(), [IMAGE, b"second frame"]
+    paths = [tmp_path / "first", tmp_path / "second"]
+    for path, frame in zip(paths, frames, strict=True):
+        path.write_bytes(frame)
+    tokens = asyncio.run(vision.video_to_token(frames, NONE))
+    printed = ok(stack, "vm.video_to_token", VISION, *map(str, paths))
+    assert printed == " ".join(number(t) for t in tokens) + "\n"
+    as_json = json.loads(ok(stack, "vm.video_to_token", VISION, *map(str, paths), "--json"))
+    assert as_json == {"tokens": [float(number(t)) for t in tokens]}
+    # What vm.video_to_token prints is what vm.token_to_video reads, from a file or stdin.
+    video = asyncio.run(vision.token_to_video([float(w) for w in printed.split()], NONE))
+    assert len(video) == 2
+    (tmp_path / "tokens").write_text(printed)
+    out = tmp_path / "video"
+    rows = columns(ok(stack, "vm.token_to_video", VISION, str(tmp_path / "tokens"), str(out)))
+    written = [out / f"frame_{i}.png" for i in range(len(video))]
+    assert rows == [
+        ["FILE", "BYTES"],
+        *([str(path), str(len(f))] for path, f in zip(written, video, strict=True)),
+    ]
+    assert [path.read_bytes() for path in written] == video
+    argv = _argv(stack, "vm.token_to_video", VISION, "-", "-")
+    raw = subprocess.run(argv, input=printed.encode(), capture_output=True, timeout=30)
+    assert (raw.returncode, raw.stdout, raw.stderr) == (0, b"".join(video), b"")
+    # A word that is no number: refused before any call, naming it.
+    bad = saxgw(stack, "vm.token_to_video", VISION, "-", str(out), stdin="0.5, 1e3 seven")
+    assert (bad.returncode, bad.stdout) == (1, "")
+    assert bad.stderr == (
+        "saxgw: TOKENS_FILE stdin: 'seven' is not a number\n"
+        "hint: TOKENS_FILE holds numbers (as vm.video_to_token prints them); - reads stdin\n"
+    )
+
+
 def test_cm_custom_calls_the_method_the_model_defines(stack: Stack, tmp_path: Path) -> None:
     data = bytes(range(256))
     (tmp_path / "in").write_bytes(data)

@@ -50,6 +50,8 @@ _MODEL_VERBS = [
     ("POST", "imageToImage"),
     ("POST", "textAndImageToImage"),
     ("POST", "videoToText"),
+    ("POST", "videoToToken"),
+    ("POST", "tokenToVideo"),
     ("POST", "custom"),
     ("GET", "watch"),
     ("GET", "stats"),

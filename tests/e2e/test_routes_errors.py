@@ -73,6 +73,8 @@ CASES = [
     ("POST", "/image_to_image", {"image_bytes": IMG}, "model"),
     ("POST", "/text_and_image_to_image", {"text": "t", "image_bytes": IMG}, "model"),
     ("POST", "/video_to_text", {"image_frames": [IMG]}, "model"),
+    ("POST", "/video_to_token", {"image_frames": [IMG]}, "model"),
+    ("POST", "/token_to_video", {"tokens": [0.5]}, "model"),
     ("POST", "/custom", {"method_name": "echo"}, "model"),
     ("POST", "/wait_for_ready", {}, "model"),
     ("GET", "/watch", {}, "model"),
@@ -103,6 +105,17 @@ CASES = [
     ("POST", "/text_and_image_to_image", {"model": VISION, "image_bytes": IMG}, "text"),
     ("POST", "/video_to_text", {"model": VISION, "text": "p"}, "image_frames"),
     ("POST", "/video_to_text", {"model": VISION, "image_frames": [IMG, ""]}, "image_frames[1]"),
+    ("POST", "/video_to_token", {"model": VISION}, "image_frames"),
+    (
+        "POST",
+        "/v1/sax/test/errors-vision:videoToToken",
+        {"image_frames": [IMG, ""]},
+        "image_frames[1]",
+    ),
+    ("POST", "/token_to_video", {"model": VISION}, "tokens"),
+    # A token JSON spells as a string (proto3 JSON's "NaN", "Infinity"): no token a video has.
+    ("POST", "/v1/sax/test/errors-vision:tokenToVideo", {"tokens": [0.5, 1, "NaN"]}, "tokens[2]"),
+    ("POST", "/token_to_video", {"model": VISION, "tokens": ["-Infinity"]}, "tokens[0]"),
     ("POST", "/v1/sax/test/errors-vision:custom", {"request": IMG}, "method_name"),
     # A method of Sax's own services is no custom method: the embedded cell failed it UNKNOWN
     # (500), and upstream's servers answer NOT_FOUND, which the gateway retried as a replica
@@ -247,6 +260,8 @@ def test_unknown_model_is_404_on_every_data_route(http: httpx.Client) -> None:
         ("/image_to_image", {"image_bytes": IMG}),
         ("/text_and_image_to_image", {"text": "t", "image_bytes": IMG}),
         ("/video_to_text", {"image_frames": [IMG]}),
+        ("/video_to_token", {"image_frames": [IMG]}),
+        ("/token_to_video", {"tokens": [0.5]}),
         ("/custom", {"method_name": "echo"}),
         ("/wait_for_ready", {}),
     ]

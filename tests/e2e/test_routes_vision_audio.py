@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import math
 import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict
@@ -18,10 +19,11 @@ import httpx
 import pytest
 from google.protobuf.message import Message
 from saxgateway.v1 import gateway_pb2 as pb
-from saxgateway_client import BadRequestError, Client, SaxGatewayError
+from saxgateway_client import BadRequestError, Client, PermissionDeniedError, SaxGatewayError
 
 from gateway.cell.models.base import ExtraInputs, ServableModel
-from gateway.cell.models.media import TestAudio, TestCustom, TestVision
+from gateway.cell.models.media import TOKENS_PER_FRAME, TestAudio, TestCustom, TestVision
+from gateway.common.limits import MAX_VIDEO_TOKENS
 from gateway.launch.stack import Stack
 from tests.e2e._bodies import gateway_error
 from tests.e2e._published import (
@@ -33,6 +35,7 @@ from tests.e2e._published import (
     published,
     wav,
 )
+from tests.e2e.test_grpc_web import _call as grpc_web_call
 
 VISION = "/sax/test/routes-vision"
 AUDIO = "/sax/test/routes-audio"
@@ -207,6 +210,77 @@ def test_video_to_text(http: httpx.Client, vision: str, path: str, prompt: str) 
     assert _post(http, path, vision, body) == {"texts": [asdict(caption)]}
 
 
+VIDEO = [IMAGE, IMAGE[::-1], b"frame three"]
+
+
+@pytest.mark.parametrize("path", ["/video_to_token", "/v1/sax/test/routes-vision:videoToToken"])
+def test_video_to_token(http: httpx.Client, vision: str, path: str) -> None:
+    tokens = asyncio.run(TestVision().video_to_token(VIDEO, NONE))
+    assert len(tokens) == 3 * TOKENS_PER_FRAME  # every frame reached the model
+    body = {"image_frames": [b64(frame) for frame in VIDEO]}
+    assert _post(http, path, vision, body) == {"tokens": tokens}
+
+
+@pytest.mark.parametrize("path", ["/token_to_video", "/v1/sax/test/routes-vision:tokenToVideo"])
+def test_token_to_video(http: httpx.Client, vision: str, path: str) -> None:
+    # The tokens VideoToToken gives, back to frames: each number reaches the model exactly
+    # (the stand-in's frames hash them), and a token JSON spells as an integer is a double.
+    tokens = asyncio.run(TestVision().video_to_token(VIDEO, NONE))
+    frames = asyncio.run(TestVision().token_to_video([*tokens, 7.0], NONE))
+    assert len(frames) == 4 and all(frame.startswith(PNG_SIGNATURE) for frame in frames)
+    body = {"tokens": [*tokens, 7]}
+    assert _post(http, path, vision, body) == {"image_frames": [b64(f) for f in frames]}
+
+
+def test_video_tokens_over_grpc_web(http: httpx.Client, vision: str) -> None:
+    # A browser's calls (Envoy's grpc_web filter), binary and text, and a refusal's status.
+    model, frames = TestVision(), [IMAGE, b"second frame"]
+    tokens = asyncio.run(model.video_to_token(frames, NONE))
+    video = asyncio.run(model.token_to_video(tokens, NONE))
+    for text in (False, True):
+        request = pb.VideoToTokenRequest(model=vision, image_frames=frames)
+        _, [data], trailers = grpc_web_call(http, "VideoToToken", request, text=text)
+        assert trailers["grpc-status"] == "0"
+        assert list(pb.VideoToTokenResponse.FromString(data).tokens) == tokens
+        back = pb.TokenToVideoRequest(model=vision, tokens=tokens)
+        _, [data], trailers = grpc_web_call(http, "TokenToVideo", back, text=text)
+        assert trailers["grpc-status"] == "0"
+        assert list(pb.TokenToVideoResponse.FromString(data).image_frames) == video
+    nan = pb.TokenToVideoRequest(model=vision, tokens=[0.5, math.nan])
+    _, messages, trailers = grpc_web_call(http, "TokenToVideo", nan)
+    message = "tokens[1]: must be a finite number, got nan"
+    assert (messages, trailers["grpc-status"], trailers["grpc-message"]) == ([], "3", message)
+
+
+def test_a_method_acl_guards_video_tokens(stack: Stack, http: httpx.Client) -> None:
+    # Their ACLs are vm.video_to_token's and vm.token_to_video's, as upstream's servers check
+    # them. A model of its own, whose ACLs no gateway process has read yet: the first call
+    # after the change sees it, whichever process answers.
+    model = "/sax/test/routes-vision-acl"
+    with published(stack, model, TEST_VISION):
+        for method in ("vm.video_to_token", "vm.token_to_video"):
+            done = http.post(f"/v1{model}:setAcl", json={"method": method, "acl": "acl/team-a"})
+            assert done.status_code == 200, done.text
+        calls: list[tuple[str, dict[str, object], str]] = [
+            (
+                "/video_to_token",
+                {"model": model, "image_frames": [b64(IMAGE)]},
+                "vm.video_to_token",
+            ),
+            (f"/v1{model}:tokenToVideo", {"tokens": [0.5]}, "vm.token_to_video"),
+        ]
+        for path, body, method in calls:
+            refused = http.post(path, json=body)
+            message = f"{method} on {model} is limited to acl/team-a; client anonymous is not in it"
+            assert refused.json() == gateway_error(refused, 7, message), path
+            assert refused.status_code == 403
+        with Client(stack.grpc_address, timeout=30) as client, pytest.raises(PermissionDeniedError):
+            client.call("TokenToVideo", pb.TokenToVideoRequest(model=model, tokens=[0.5]))
+        # Another method of the model has an ACL of its own (none).
+        caption = http.post("/video_to_text", json={"model": model, "image_frames": [b64(IMAGE)]})
+        assert caption.status_code == 200, caption.text
+
+
 @pytest.mark.parametrize(
     ("path", "payload"),
     [("/custom", bytes(range(256))), ("/v1/sax/test/routes-custom:custom", b"")],
@@ -241,6 +315,8 @@ NEW_ROUTES: list[tuple[str, dict[str, object], str]] = [
         "vm.text_and_image_to_image",
     ),
     ("/video_to_text", {"image_frames": [b64(IMAGE)]}, "vm.video_to_text"),
+    ("/video_to_token", {"image_frames": [b64(IMAGE)]}, "vm.video_to_token"),
+    ("/token_to_video", {"tokens": [0.5]}, "vm.token_to_video"),
     ("/custom", {"method_name": "echo", "request": b64(IMAGE)}, "echo"),
 ]
 
@@ -288,6 +364,20 @@ def _refusals(vision: str, audio: str, custom: str) -> list[Refusal]:
         ("VideoToText", pb.VideoToTextRequest(model=vision, image_frames=[IMAGE, b""]), bad,
          ["image_frames[1]"]),
         ("Custom", pb.CustomRequest(model=custom, request=b"x"), bad, ["method_name"]),
+        ("VideoToToken", pb.VideoToTokenRequest(model=nosuch, image_frames=frames),
+         grpc.StatusCode.NOT_FOUND, []),
+        ("TokenToVideo", pb.TokenToVideoRequest(model=nosuch, tokens=[0.5]),
+         grpc.StatusCode.NOT_FOUND, []),
+        ("TokenToVideo", pb.TokenToVideoRequest(model=audio, tokens=[0.5]), bad, []),
+        ("VideoToToken", pb.VideoToTokenRequest(model=vision), bad, ["image_frames"]),
+        ("VideoToToken", pb.VideoToTokenRequest(model=vision, image_frames=[b"", IMAGE]), bad,
+         ["image_frames[0]"]),
+        ("TokenToVideo", pb.TokenToVideoRequest(model=vision), bad, ["tokens"]),
+        ("TokenToVideo", pb.TokenToVideoRequest(model=vision, tokens=[0.5, -math.inf]), bad,
+         ["tokens[1]"]),
+        ("TokenToVideo",
+         pb.TokenToVideoRequest(model=vision, tokens=[0.0] * (MAX_VIDEO_TOKENS + 1)), bad,
+         ["tokens"]),
     ]  # fmt: skip
 
 
@@ -306,6 +396,12 @@ def test_the_new_methods_over_grpc(stack: Stack, vision: str, audio: str, custom
         [caption] = asyncio.run(model.video_to_text(frames, "", NONE))
         told = client.call("VideoToText", video)
         assert [(t.text, t.score) for t in told.texts] == [(caption.text, caption.score)]
+        tokenize = pb.VideoToTokenRequest(model=vision, image_frames=frames)
+        tokens = list(client.call("VideoToToken", tokenize).tokens)
+        assert tokens == asyncio.run(model.video_to_token(frames, NONE))
+        render = pb.TokenToVideoRequest(model=vision, tokens=tokens)
+        rendered = client.call("TokenToVideo", render).image_frames
+        assert list(rendered) == asyncio.run(model.token_to_video(tokens, NONE))
         echo = pb.CustomRequest(model=custom, method_name="echo", request=b"\0\1")
         assert client.call("Custom", echo).response == b"\0\1"
         for method, refused, code, fields in _refusals(vision, audio, custom):

@@ -43,6 +43,8 @@ USAGES = {
     "vm.image_to_image": "ID IMAGE_FILE OUTPUT_DIR",
     "vm.text_and_image_to_image": "ID TEXT IMAGE_FILE OUTPUT_DIR",
     "vm.video_to_text": "ID FRAME_FILE [FRAME_FILE ...] [--prompt TEXT]",
+    "vm.video_to_token": "ID FRAME_FILE [FRAME_FILE ...]",
+    "vm.token_to_video": "ID TOKENS_FILE OUTPUT_DIR",
     "am.recognize": "ID AUDIO_FILE",
     "cm.custom": "ID METHOD [REQUEST_FILE]",
 }

@@ -53,7 +53,7 @@ def _bound_paths() -> list[tuple[str, str, str, str]]:
 
 def test_every_binding_that_takes_a_field_from_its_path_is_checked() -> None:
     bound = _bound_paths()
-    assert len(bound) == 29  # every /v1/ resource route of both services
+    assert len(bound) == 31  # every /v1/ resource route of both services
     for method, path, field, value in bound:
         check = path_check(method)
         assert check is not None, method

@@ -2804,6 +2804,180 @@ class VideoToTextResponse(_message.Message):
 Global___VideoToTextResponse: _TypeAlias = VideoToTextResponse  # noqa: Y015
 
 @_typing.final
+class VideoToTokenRequest(_message.Message):
+    """Request of VideoToToken."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ExtraInputsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> _struct_pb2.Value: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _struct_pb2.Value | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    IMAGE_FRAMES_FIELD_NUMBER: _builtins.int
+    EXTRA_INPUTS_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    """Required. The model ID."""
+    @_builtins.property
+    def image_frames(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """Required. The video's encoded frames, in order (each base64 in JSON); at
+        most 1024.
+        """
+
+    @_builtins.property
+    def extra_inputs(self) -> _containers.MessageMap[_builtins.str, _struct_pb2.Value]:
+        """Extra inputs, as in GenerateRequest."""
+
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """Deadline of the call."""
+
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        image_frames: _abc.Iterable[_builtins.bytes] | None = ...,
+        extra_inputs: _abc.Mapping[_builtins.str, _struct_pb2.Value] | None = ...,
+        timeout: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["timeout", b"timeout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["extra_inputs", b"extra_inputs", "image_frames", b"image_frames", "model", b"model", "timeout", b"timeout"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VideoToTokenRequest: _TypeAlias = VideoToTokenRequest  # noqa: Y015
+
+@_typing.final
+class VideoToTokenResponse(_message.Message):
+    """Response of VideoToToken."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKENS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def tokens(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Output only. The video's quantized or soft tokens."""
+
+    def __init__(
+        self,
+        *,
+        tokens: _abc.Iterable[_builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tokens", b"tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VideoToTokenResponse: _TypeAlias = VideoToTokenResponse  # noqa: Y015
+
+@_typing.final
+class TokenToVideoRequest(_message.Message):
+    """Request of TokenToVideo."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ExtraInputsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> _struct_pb2.Value: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _struct_pb2.Value | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    TOKENS_FIELD_NUMBER: _builtins.int
+    EXTRA_INPUTS_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    """Required. The model ID."""
+    @_builtins.property
+    def tokens(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Required. Quantized or soft tokens, as VideoToToken returns them: finite
+        numbers, at most 1048576.
+        """
+
+    @_builtins.property
+    def extra_inputs(self) -> _containers.MessageMap[_builtins.str, _struct_pb2.Value]:
+        """Extra inputs, as in GenerateRequest."""
+
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """Deadline of the call."""
+
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        tokens: _abc.Iterable[_builtins.float] | None = ...,
+        extra_inputs: _abc.Mapping[_builtins.str, _struct_pb2.Value] | None = ...,
+        timeout: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["timeout", b"timeout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["extra_inputs", b"extra_inputs", "model", b"model", "timeout", b"timeout", "tokens", b"tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TokenToVideoRequest: _TypeAlias = TokenToVideoRequest  # noqa: Y015
+
+@_typing.final
+class TokenToVideoResponse(_message.Message):
+    """Response of TokenToVideo."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMAGE_FRAMES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def image_frames(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """Output only. The video's encoded frames, in order (each base64 in JSON)."""
+
+    def __init__(
+        self,
+        *,
+        image_frames: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["image_frames", b"image_frames"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TokenToVideoResponse: _TypeAlias = TokenToVideoResponse  # noqa: Y015
+
+@_typing.final
 class CustomRequest(_message.Message):
     """Request of Custom."""
 

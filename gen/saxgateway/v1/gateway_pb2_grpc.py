@@ -200,6 +200,16 @@ class SaxGatewayStub:
                 request_serializer=saxgateway_dot_v1_dot_gateway__pb2.VideoToTextRequest.SerializeToString,
                 response_deserializer=saxgateway_dot_v1_dot_gateway__pb2.VideoToTextResponse.FromString,
                 _registered_method=True)
+        self.VideoToToken = channel.unary_unary(
+                '/saxgateway.v1.SaxGateway/VideoToToken',
+                request_serializer=saxgateway_dot_v1_dot_gateway__pb2.VideoToTokenRequest.SerializeToString,
+                response_deserializer=saxgateway_dot_v1_dot_gateway__pb2.VideoToTokenResponse.FromString,
+                _registered_method=True)
+        self.TokenToVideo = channel.unary_unary(
+                '/saxgateway.v1.SaxGateway/TokenToVideo',
+                request_serializer=saxgateway_dot_v1_dot_gateway__pb2.TokenToVideoRequest.SerializeToString,
+                response_deserializer=saxgateway_dot_v1_dot_gateway__pb2.TokenToVideoResponse.FromString,
+                _registered_method=True)
         self.Custom = channel.unary_unary(
                 '/saxgateway.v1.SaxGateway/Custom',
                 request_serializer=saxgateway_dot_v1_dot_gateway__pb2.CustomRequest.SerializeToString,
@@ -505,6 +515,27 @@ class SaxGatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VideoToToken(self, request, context):
+        """Returns the tokens of a video given as its encoded frames: a video
+        tokenizer's quantized or soft tokens, flattened in the model's order.
+        Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for no
+        frames, an empty frame or a model that does not serve vm.video_to_token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TokenToVideo(self, request, context):
+        """Returns the encoded frames of the video that tokens describe (the inverse
+        of VideoToToken).
+        Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for no
+        tokens, a token that is not a finite number or a model that does not
+        serve vm.token_to_video.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Custom(self, request, context):
         """Calls a method a custom model defines, with opaque bytes in and out; its
         ACL is the ACL of that method (the model's own name for it).
@@ -669,6 +700,16 @@ def add_SaxGatewayServicer_to_server(servicer, server):
                     servicer.VideoToText,
                     request_deserializer=saxgateway_dot_v1_dot_gateway__pb2.VideoToTextRequest.FromString,
                     response_serializer=saxgateway_dot_v1_dot_gateway__pb2.VideoToTextResponse.SerializeToString,
+            ),
+            'VideoToToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.VideoToToken,
+                    request_deserializer=saxgateway_dot_v1_dot_gateway__pb2.VideoToTokenRequest.FromString,
+                    response_serializer=saxgateway_dot_v1_dot_gateway__pb2.VideoToTokenResponse.SerializeToString,
+            ),
+            'TokenToVideo': grpc.unary_unary_rpc_method_handler(
+                    servicer.TokenToVideo,
+                    request_deserializer=saxgateway_dot_v1_dot_gateway__pb2.TokenToVideoRequest.FromString,
+                    response_serializer=saxgateway_dot_v1_dot_gateway__pb2.TokenToVideoResponse.SerializeToString,
             ),
             'Custom': grpc.unary_unary_rpc_method_handler(
                     servicer.Custom,
@@ -1502,6 +1543,60 @@ class SaxGateway:
             '/saxgateway.v1.SaxGateway/VideoToText',
             saxgateway_dot_v1_dot_gateway__pb2.VideoToTextRequest.SerializeToString,
             saxgateway_dot_v1_dot_gateway__pb2.VideoToTextResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VideoToToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saxgateway.v1.SaxGateway/VideoToToken',
+            saxgateway_dot_v1_dot_gateway__pb2.VideoToTokenRequest.SerializeToString,
+            saxgateway_dot_v1_dot_gateway__pb2.VideoToTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TokenToVideo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/saxgateway.v1.SaxGateway/TokenToVideo',
+            saxgateway_dot_v1_dot_gateway__pb2.TokenToVideoRequest.SerializeToString,
+            saxgateway_dot_v1_dot_gateway__pb2.TokenToVideoResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -205,6 +205,19 @@ class SaxGatewayStub:
     Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for no
     frames, an empty frame or a model that does not serve vm.video_to_text.
     """
+    VideoToToken: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.VideoToTokenRequest, _gateway_pb2.VideoToTokenResponse]
+    """Returns the tokens of a video given as its encoded frames: a video
+    tokenizer's quantized or soft tokens, flattened in the model's order.
+    Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for no
+    frames, an empty frame or a model that does not serve vm.video_to_token.
+    """
+    TokenToVideo: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.TokenToVideoRequest, _gateway_pb2.TokenToVideoResponse]
+    """Returns the encoded frames of the video that tokens describe (the inverse
+    of VideoToToken).
+    Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for no
+    tokens, a token that is not a finite number or a model that does not
+    serve vm.token_to_video.
+    """
     Custom: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.CustomRequest, _gateway_pb2.CustomResponse]
     """Calls a method a custom model defines, with opaque bytes in and out; its
     ACL is the ACL of that method (the model's own name for it).
@@ -390,6 +403,19 @@ class SaxGatewayAsyncStub(SaxGatewayStub):
     """Returns captions of a video given as its encoded frames, best first.
     Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for no
     frames, an empty frame or a model that does not serve vm.video_to_text.
+    """
+    VideoToToken: _aio.UnaryUnaryMultiCallable[_gateway_pb2.VideoToTokenRequest, _gateway_pb2.VideoToTokenResponse]  # type: ignore[assignment]
+    """Returns the tokens of a video given as its encoded frames: a video
+    tokenizer's quantized or soft tokens, flattened in the model's order.
+    Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for no
+    frames, an empty frame or a model that does not serve vm.video_to_token.
+    """
+    TokenToVideo: _aio.UnaryUnaryMultiCallable[_gateway_pb2.TokenToVideoRequest, _gateway_pb2.TokenToVideoResponse]  # type: ignore[assignment]
+    """Returns the encoded frames of the video that tokens describe (the inverse
+    of VideoToToken).
+    Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for no
+    tokens, a token that is not a finite number or a model that does not
+    serve vm.token_to_video.
     """
     Custom: _aio.UnaryUnaryMultiCallable[_gateway_pb2.CustomRequest, _gateway_pb2.CustomResponse]  # type: ignore[assignment]
     """Calls a method a custom model defines, with opaque bytes in and out; its
@@ -753,6 +779,31 @@ class SaxGatewayServicer(metaclass=_abc_1.ABCMeta):
         """Returns captions of a video given as its encoded frames, best first.
         Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for no
         frames, an empty frame or a model that does not serve vm.video_to_text.
+        """
+
+    @_abc_1.abstractmethod
+    def VideoToToken(
+        self,
+        request: _gateway_pb2.VideoToTokenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.VideoToTokenResponse, _abc.Awaitable[_gateway_pb2.VideoToTokenResponse]]:
+        """Returns the tokens of a video given as its encoded frames: a video
+        tokenizer's quantized or soft tokens, flattened in the model's order.
+        Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for no
+        frames, an empty frame or a model that does not serve vm.video_to_token.
+        """
+
+    @_abc_1.abstractmethod
+    def TokenToVideo(
+        self,
+        request: _gateway_pb2.TokenToVideoRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.TokenToVideoResponse, _abc.Awaitable[_gateway_pb2.TokenToVideoResponse]]:
+        """Returns the encoded frames of the video that tokens describe (the inverse
+        of VideoToToken).
+        Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for no
+        tokens, a token that is not a finite number or a model that does not
+        serve vm.token_to_video.
         """
 
     @_abc_1.abstractmethod

@@ -809,6 +809,56 @@ export interface VideoToTextResponse {
     /** Output only. Captions, best first. */
     texts: DecodedText[];
 }
+/** Request of VideoToToken. */
+export interface VideoToTokenRequest {
+    /** Required. The model ID. */
+    model: string;
+    /**
+     * Required. The video's encoded frames, in order (each base64 in JSON); at
+     * most 1024.
+     */
+    image_frames: Buffer[];
+    /** Extra inputs, as in GenerateRequest. */
+    extra_inputs: {
+        [key: string]: any | undefined;
+    };
+    /** Deadline of the call. */
+    timeout: Duration | undefined;
+}
+export interface VideoToTokenRequest_ExtraInputsEntry {
+    key: string;
+    value: any | undefined;
+}
+/** Response of VideoToToken. */
+export interface VideoToTokenResponse {
+    /** Output only. The video's quantized or soft tokens. */
+    tokens: number[];
+}
+/** Request of TokenToVideo. */
+export interface TokenToVideoRequest {
+    /** Required. The model ID. */
+    model: string;
+    /**
+     * Required. Quantized or soft tokens, as VideoToToken returns them: finite
+     * numbers, at most 1048576.
+     */
+    tokens: number[];
+    /** Extra inputs, as in GenerateRequest. */
+    extra_inputs: {
+        [key: string]: any | undefined;
+    };
+    /** Deadline of the call. */
+    timeout: Duration | undefined;
+}
+export interface TokenToVideoRequest_ExtraInputsEntry {
+    key: string;
+    value: any | undefined;
+}
+/** Response of TokenToVideo. */
+export interface TokenToVideoResponse {
+    /** Output only. The video's encoded frames, in order (each base64 in JSON). */
+    image_frames: Buffer[];
+}
 /** Request of Custom. */
 export interface CustomRequest {
     /** Required. The model ID. */
@@ -935,6 +985,12 @@ export declare const TextAndImageToImageResponse: MessageFns<TextAndImageToImage
 export declare const VideoToTextRequest: MessageFns<VideoToTextRequest>;
 export declare const VideoToTextRequest_ExtraInputsEntry: MessageFns<VideoToTextRequest_ExtraInputsEntry>;
 export declare const VideoToTextResponse: MessageFns<VideoToTextResponse>;
+export declare const VideoToTokenRequest: MessageFns<VideoToTokenRequest>;
+export declare const VideoToTokenRequest_ExtraInputsEntry: MessageFns<VideoToTokenRequest_ExtraInputsEntry>;
+export declare const VideoToTokenResponse: MessageFns<VideoToTokenResponse>;
+export declare const TokenToVideoRequest: MessageFns<TokenToVideoRequest>;
+export declare const TokenToVideoRequest_ExtraInputsEntry: MessageFns<TokenToVideoRequest_ExtraInputsEntry>;
+export declare const TokenToVideoResponse: MessageFns<TokenToVideoResponse>;
 export declare const CustomRequest: MessageFns<CustomRequest>;
 export declare const CustomRequest_ExtraInputsEntry: MessageFns<CustomRequest_ExtraInputsEntry>;
 export declare const CustomResponse: MessageFns<CustomResponse>;
@@ -1461,6 +1517,43 @@ export declare const SaxGatewayDefinition: {
             readonly requestType: typeof VideoToTextRequest;
             readonly requestStream: false;
             readonly responseType: typeof VideoToTextResponse;
+            readonly responseStream: false;
+            readonly options: {
+                readonly _unknownFields: {
+                    readonly 578365826: readonly [Buffer<ArrayBufferLike>];
+                };
+            };
+        };
+        /**
+         * Returns the tokens of a video given as its encoded frames: a video
+         * tokenizer's quantized or soft tokens, flattened in the model's order.
+         * Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for no
+         * frames, an empty frame or a model that does not serve vm.video_to_token.
+         */
+        readonly videoToToken: {
+            readonly name: "VideoToToken";
+            readonly requestType: typeof VideoToTokenRequest;
+            readonly requestStream: false;
+            readonly responseType: typeof VideoToTokenResponse;
+            readonly responseStream: false;
+            readonly options: {
+                readonly _unknownFields: {
+                    readonly 578365826: readonly [Buffer<ArrayBufferLike>];
+                };
+            };
+        };
+        /**
+         * Returns the encoded frames of the video that tokens describe (the inverse
+         * of VideoToToken).
+         * Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for no
+         * tokens, a token that is not a finite number or a model that does not
+         * serve vm.token_to_video.
+         */
+        readonly tokenToVideo: {
+            readonly name: "TokenToVideo";
+            readonly requestType: typeof TokenToVideoRequest;
+            readonly requestStream: false;
+            readonly responseType: typeof TokenToVideoResponse;
             readonly responseStream: false;
             readonly options: {
                 readonly _unknownFields: {

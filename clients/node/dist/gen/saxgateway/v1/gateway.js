@@ -6,8 +6,8 @@
 // source: saxgateway/v1/gateway.proto
 Object.defineProperty(exports, "__esModule", { value: true });
 exports.TextToImageResponse = exports.GeneratedImage = exports.TextToImageRequest_ExtraInputsEntry = exports.TextToImageRequest = exports.ClassifyResponse = exports.ClassifyRequest_ExtraInputsEntry = exports.ClassifyRequest = exports.GradientResponse_GradientsEntry = exports.GradientResponse = exports.GradientValues = exports.GradientRequest_ExtraInputsEntry = exports.GradientRequest = exports.EmbedResponse = exports.EmbedRequest_ExtraInputsEntry = exports.EmbedRequest = exports.ScoreResponse = exports.ScoreRequest_ExtraInputsEntry = exports.ScoreRequest = exports.GenerateStreamResponse = exports.TextDelta = exports.GenerateStreamRequest_ExtraInputsEntry = exports.GenerateStreamRequest = exports.GenerateResponse = exports.DecodedText = exports.GenerateRequest_ExtraInputsEntry = exports.GenerateRequest = exports.UnpublishModelResponse = exports.UnpublishModelRequest = exports.UpdateModelResponse_OverridesEntry = exports.UpdateModelResponse = exports.UpdateModelRequest_OverridesEntry = exports.UpdateModelRequest = exports.ListCellsResponse = exports.ListCellsRequest = exports.ListModelsResponse = exports.ListModelsRequest = exports.ModelInfo_MethodAclsEntry = exports.ModelInfo_OverridesEntry = exports.ModelInfo = exports.GetModelResponse = exports.GetModelRequest = exports.ListCellResponse = exports.ListCellRequest = exports.PublishModelResponse = exports.PublishModelRequest_OverridesEntry = exports.PublishModelRequest = exports.GetInfoResponse = exports.GetInfoRequest = exports.protobufFileName = exports.protobufPackage = void 0;
-exports.CustomRequest_ExtraInputsEntry = exports.CustomRequest = exports.VideoToTextResponse = exports.VideoToTextRequest_ExtraInputsEntry = exports.VideoToTextRequest = exports.TextAndImageToImageResponse = exports.TextAndImageToImageRequest_ExtraInputsEntry = exports.TextAndImageToImageRequest = exports.ImageToImageResponse = exports.ImageToImageRequest_ExtraInputsEntry = exports.ImageToImageRequest = exports.MultimodalEmbedResponse = exports.MultimodalEmbedRequest_ExtraInputsEntry = exports.MultimodalEmbedRequest = exports.MultimodalScoreResponse = exports.MultimodalScoreRequest_ExtraInputsEntry = exports.MultimodalScoreRequest = exports.MultimodalGenerateResponse = exports.MultimodalSample = exports.MultimodalGenerateRequest_ExtraInputsEntry = exports.MultimodalGenerateRequest = exports.MultimodalItem = exports.WatchAddressesResponse = exports.WatchAddressesRequest = exports.SetAclResponse = exports.SetAclRequest = exports.GetAclResponse_MethodAclsEntry = exports.GetAclResponse = exports.GetAclRequest = exports.WaitForReadyResponse = exports.WaitForReadyRequest = exports.GetStatsResponse_ServersByModelPathEntry = exports.GetStatsResponse = exports.ServerTypeStat = exports.GetStatsRequest = exports.RecognizeResponse = exports.RecognizeRequest_ExtraInputsEntry = exports.RecognizeRequest = exports.ImageToTextResponse = exports.ImageToTextRequest_ExtraInputsEntry = exports.ImageToTextRequest = exports.DetectResponse = exports.DetectionMask = exports.BoundingBox = exports.Region = exports.DetectRequest_ExtraInputsEntry = exports.DetectRequest = exports.EmbedImageResponse = exports.EmbedImageRequest_ExtraInputsEntry = exports.EmbedImageRequest = void 0;
-exports.SaxGatewayDefinition = exports.CustomResponse = void 0;
+exports.VideoToTokenRequest_ExtraInputsEntry = exports.VideoToTokenRequest = exports.VideoToTextResponse = exports.VideoToTextRequest_ExtraInputsEntry = exports.VideoToTextRequest = exports.TextAndImageToImageResponse = exports.TextAndImageToImageRequest_ExtraInputsEntry = exports.TextAndImageToImageRequest = exports.ImageToImageResponse = exports.ImageToImageRequest_ExtraInputsEntry = exports.ImageToImageRequest = exports.MultimodalEmbedResponse = exports.MultimodalEmbedRequest_ExtraInputsEntry = exports.MultimodalEmbedRequest = exports.MultimodalScoreResponse = exports.MultimodalScoreRequest_ExtraInputsEntry = exports.MultimodalScoreRequest = exports.MultimodalGenerateResponse = exports.MultimodalSample = exports.MultimodalGenerateRequest_ExtraInputsEntry = exports.MultimodalGenerateRequest = exports.MultimodalItem = exports.WatchAddressesResponse = exports.WatchAddressesRequest = exports.SetAclResponse = exports.SetAclRequest = exports.GetAclResponse_MethodAclsEntry = exports.GetAclResponse = exports.GetAclRequest = exports.WaitForReadyResponse = exports.WaitForReadyRequest = exports.GetStatsResponse_ServersByModelPathEntry = exports.GetStatsResponse = exports.ServerTypeStat = exports.GetStatsRequest = exports.RecognizeResponse = exports.RecognizeRequest_ExtraInputsEntry = exports.RecognizeRequest = exports.ImageToTextResponse = exports.ImageToTextRequest_ExtraInputsEntry = exports.ImageToTextRequest = exports.DetectResponse = exports.DetectionMask = exports.BoundingBox = exports.Region = exports.DetectRequest_ExtraInputsEntry = exports.DetectRequest = exports.EmbedImageResponse = exports.EmbedImageRequest_ExtraInputsEntry = exports.EmbedImageRequest = void 0;
+exports.SaxGatewayDefinition = exports.CustomResponse = exports.CustomRequest_ExtraInputsEntry = exports.CustomRequest = exports.TokenToVideoResponse = exports.TokenToVideoRequest_ExtraInputsEntry = exports.TokenToVideoRequest = exports.VideoToTokenResponse = void 0;
 /* eslint-disable */
 const wire_1 = require("@bufbuild/protobuf/wire");
 const duration_1 = require("../../google/protobuf/duration");
@@ -9390,6 +9390,606 @@ exports.VideoToTextResponse = {
         return message;
     },
 };
+function createBaseVideoToTokenRequest() {
+    return { model: "", image_frames: [], extra_inputs: {}, timeout: undefined };
+}
+exports.VideoToTokenRequest = {
+    encode(message, writer = new wire_1.BinaryWriter()) {
+        if (message.model !== "") {
+            writer.uint32(10).string(message.model);
+        }
+        for (const v of message.image_frames) {
+            writer.uint32(18).bytes(v);
+        }
+        globalThis.Object.entries(message.extra_inputs).forEach(([key, value]) => {
+            if (value !== undefined) {
+                exports.VideoToTokenRequest_ExtraInputsEntry.encode({ key: key, value }, writer.uint32(26).fork()).join();
+            }
+        });
+        if (message.timeout !== undefined) {
+            duration_1.Duration.encode(message.timeout, writer.uint32(34).fork()).join();
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof wire_1.BinaryReader ? input : new wire_1.BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseVideoToTokenRequest();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag !== 10) {
+                            break;
+                        }
+                        message.model = reader.string();
+                        continue;
+                    }
+                    case 2: {
+                        if (tag !== 18) {
+                            break;
+                        }
+                        message.image_frames.push(Buffer.from(reader.bytes()));
+                        continue;
+                    }
+                    case 3: {
+                        if (tag !== 26) {
+                            break;
+                        }
+                        const entry3 = exports.VideoToTokenRequest_ExtraInputsEntry.decode(reader, reader.uint32());
+                        if (entry3.value !== undefined) {
+                            message.extra_inputs[entry3.key] = entry3.value;
+                        }
+                        continue;
+                    }
+                    case 4: {
+                        if (tag !== 34) {
+                            break;
+                        }
+                        message.timeout = duration_1.Duration.decode(reader, reader.uint32());
+                        continue;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return {
+            model: isSet(object.model) ? globalThis.String(object.model) : "",
+            image_frames: globalThis.Array.isArray(object?.imageFrames)
+                ? object.imageFrames.map((e) => Buffer.from(bytesFromBase64(e)))
+                : globalThis.Array.isArray(object?.image_frames)
+                    ? object.image_frames.map((e) => Buffer.from(bytesFromBase64(e)))
+                    : [],
+            extra_inputs: isObject(object.extraInputs)
+                ? globalThis.Object.entries(object.extraInputs).reduce((acc, [key, value]) => {
+                    globalThis.Object.defineProperty(acc, key, {
+                        value: value,
+                        enumerable: true,
+                        configurable: true,
+                        writable: true,
+                    });
+                    return acc;
+                }, {})
+                : isObject(object.extra_inputs)
+                    ? globalThis.Object.entries(object.extra_inputs).reduce((acc, [key, value]) => {
+                        globalThis.Object.defineProperty(acc, key, {
+                            value: value,
+                            enumerable: true,
+                            configurable: true,
+                            writable: true,
+                        });
+                        return acc;
+                    }, {})
+                    : {},
+            timeout: isSet(object.timeout) ? duration_1.Duration.fromJSON(object.timeout) : undefined,
+        };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.model !== "") {
+            obj.model = message.model;
+        }
+        if (message.image_frames?.length) {
+            obj.imageFrames = message.image_frames.map((e) => base64FromBytes(e));
+        }
+        if (message.extra_inputs) {
+            const entries = globalThis.Object.entries(message.extra_inputs);
+            if (entries.length > 0) {
+                obj.extraInputs = {};
+                entries.forEach(([k, v]) => {
+                    obj.extraInputs[k] = v;
+                });
+            }
+        }
+        if (message.timeout !== undefined) {
+            obj.timeout = duration_1.Duration.toJSON(message.timeout);
+        }
+        return obj;
+    },
+    create(base) {
+        return exports.VideoToTokenRequest.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseVideoToTokenRequest();
+        message.model = object.model ?? "";
+        message.image_frames = object.image_frames?.map((e) => e) || [];
+        message.extra_inputs = globalThis.Object.entries(object.extra_inputs ?? {}).reduce((acc, [key, value]) => {
+            if (value !== undefined) {
+                acc[key] = value;
+            }
+            return acc;
+        }, {});
+        message.timeout = (object.timeout !== undefined && object.timeout !== null)
+            ? duration_1.Duration.fromPartial(object.timeout)
+            : undefined;
+        return message;
+    },
+};
+function createBaseVideoToTokenRequest_ExtraInputsEntry() {
+    return { key: "", value: undefined };
+}
+exports.VideoToTokenRequest_ExtraInputsEntry = {
+    encode(message, writer = new wire_1.BinaryWriter()) {
+        if (message.key !== "") {
+            writer.uint32(10).string(message.key);
+        }
+        if (message.value !== undefined) {
+            struct_1.Value.encode(struct_1.Value.wrap(message.value), writer.uint32(18).fork()).join();
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof wire_1.BinaryReader ? input : new wire_1.BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseVideoToTokenRequest_ExtraInputsEntry();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag !== 10) {
+                            break;
+                        }
+                        message.key = reader.string();
+                        continue;
+                    }
+                    case 2: {
+                        if (tag !== 18) {
+                            break;
+                        }
+                        message.value = struct_1.Value.unwrap(struct_1.Value.decode(reader, reader.uint32()));
+                        continue;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return {
+            key: isSet(object.key) ? globalThis.String(object.key) : "",
+            value: isSet(object?.value) ? object.value : undefined,
+        };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.key !== "") {
+            obj.key = message.key;
+        }
+        if (message.value !== undefined) {
+            obj.value = message.value;
+        }
+        return obj;
+    },
+    create(base) {
+        return exports.VideoToTokenRequest_ExtraInputsEntry.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseVideoToTokenRequest_ExtraInputsEntry();
+        message.key = object.key ?? "";
+        message.value = object.value === undefined ? undefined : object.value;
+        return message;
+    },
+};
+function createBaseVideoToTokenResponse() {
+    return { tokens: [] };
+}
+exports.VideoToTokenResponse = {
+    encode(message, writer = new wire_1.BinaryWriter()) {
+        if (message.tokens.length !== 0) {
+            writer.uint32(10).fork();
+            for (const v of message.tokens) {
+                writer.double(v);
+            }
+            writer.join();
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof wire_1.BinaryReader ? input : new wire_1.BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseVideoToTokenResponse();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag === 9) {
+                            message.tokens.push(reader.double());
+                            continue;
+                        }
+                        if (tag === 10) {
+                            const end2 = reader.uint32() + reader.pos;
+                            while (reader.pos < end2) {
+                                message.tokens.push(reader.double());
+                            }
+                            continue;
+                        }
+                        break;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return {
+            tokens: globalThis.Array.isArray(object?.tokens) ? object.tokens.map((e) => globalThis.Number(e)) : [],
+        };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.tokens?.length) {
+            obj.tokens = message.tokens.map((e) => floatToJson(e));
+        }
+        return obj;
+    },
+    create(base) {
+        return exports.VideoToTokenResponse.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseVideoToTokenResponse();
+        message.tokens = object.tokens?.map((e) => e) || [];
+        return message;
+    },
+};
+function createBaseTokenToVideoRequest() {
+    return { model: "", tokens: [], extra_inputs: {}, timeout: undefined };
+}
+exports.TokenToVideoRequest = {
+    encode(message, writer = new wire_1.BinaryWriter()) {
+        if (message.model !== "") {
+            writer.uint32(10).string(message.model);
+        }
+        for (const v of message.tokens) {
+            writer.uint32(17).double(v);
+        }
+        globalThis.Object.entries(message.extra_inputs).forEach(([key, value]) => {
+            if (value !== undefined) {
+                exports.TokenToVideoRequest_ExtraInputsEntry.encode({ key: key, value }, writer.uint32(26).fork()).join();
+            }
+        });
+        if (message.timeout !== undefined) {
+            duration_1.Duration.encode(message.timeout, writer.uint32(34).fork()).join();
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof wire_1.BinaryReader ? input : new wire_1.BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseTokenToVideoRequest();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag !== 10) {
+                            break;
+                        }
+                        message.model = reader.string();
+                        continue;
+                    }
+                    case 2: {
+                        if (tag === 17) {
+                            message.tokens.push(reader.double());
+                            continue;
+                        }
+                        if (tag === 18) {
+                            const end2 = reader.uint32() + reader.pos;
+                            while (reader.pos < end2) {
+                                message.tokens.push(reader.double());
+                            }
+                            continue;
+                        }
+                        break;
+                    }
+                    case 3: {
+                        if (tag !== 26) {
+                            break;
+                        }
+                        const entry3 = exports.TokenToVideoRequest_ExtraInputsEntry.decode(reader, reader.uint32());
+                        if (entry3.value !== undefined) {
+                            message.extra_inputs[entry3.key] = entry3.value;
+                        }
+                        continue;
+                    }
+                    case 4: {
+                        if (tag !== 34) {
+                            break;
+                        }
+                        message.timeout = duration_1.Duration.decode(reader, reader.uint32());
+                        continue;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return {
+            model: isSet(object.model) ? globalThis.String(object.model) : "",
+            tokens: globalThis.Array.isArray(object?.tokens) ? object.tokens.map((e) => globalThis.Number(e)) : [],
+            extra_inputs: isObject(object.extraInputs)
+                ? globalThis.Object.entries(object.extraInputs).reduce((acc, [key, value]) => {
+                    globalThis.Object.defineProperty(acc, key, {
+                        value: value,
+                        enumerable: true,
+                        configurable: true,
+                        writable: true,
+                    });
+                    return acc;
+                }, {})
+                : isObject(object.extra_inputs)
+                    ? globalThis.Object.entries(object.extra_inputs).reduce((acc, [key, value]) => {
+                        globalThis.Object.defineProperty(acc, key, {
+                            value: value,
+                            enumerable: true,
+                            configurable: true,
+                            writable: true,
+                        });
+                        return acc;
+                    }, {})
+                    : {},
+            timeout: isSet(object.timeout) ? duration_1.Duration.fromJSON(object.timeout) : undefined,
+        };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.model !== "") {
+            obj.model = message.model;
+        }
+        if (message.tokens?.length) {
+            obj.tokens = message.tokens.map((e) => floatToJson(e));
+        }
+        if (message.extra_inputs) {
+            const entries = globalThis.Object.entries(message.extra_inputs);
+            if (entries.length > 0) {
+                obj.extraInputs = {};
+                entries.forEach(([k, v]) => {
+                    obj.extraInputs[k] = v;
+                });
+            }
+        }
+        if (message.timeout !== undefined) {
+            obj.timeout = duration_1.Duration.toJSON(message.timeout);
+        }
+        return obj;
+    },
+    create(base) {
+        return exports.TokenToVideoRequest.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseTokenToVideoRequest();
+        message.model = object.model ?? "";
+        message.tokens = object.tokens?.map((e) => e) || [];
+        message.extra_inputs = globalThis.Object.entries(object.extra_inputs ?? {}).reduce((acc, [key, value]) => {
+            if (value !== undefined) {
+                acc[key] = value;
+            }
+            return acc;
+        }, {});
+        message.timeout = (object.timeout !== undefined && object.timeout !== null)
+            ? duration_1.Duration.fromPartial(object.timeout)
+            : undefined;
+        return message;
+    },
+};
+function createBaseTokenToVideoRequest_ExtraInputsEntry() {
+    return { key: "", value: undefined };
+}
+exports.TokenToVideoRequest_ExtraInputsEntry = {
+    encode(message, writer = new wire_1.BinaryWriter()) {
+        if (message.key !== "") {
+            writer.uint32(10).string(message.key);
+        }
+        if (message.value !== undefined) {
+            struct_1.Value.encode(struct_1.Value.wrap(message.value), writer.uint32(18).fork()).join();
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof wire_1.BinaryReader ? input : new wire_1.BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseTokenToVideoRequest_ExtraInputsEntry();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag !== 10) {
+                            break;
+                        }
+                        message.key = reader.string();
+                        continue;
+                    }
+                    case 2: {
+                        if (tag !== 18) {
+                            break;
+                        }
+                        message.value = struct_1.Value.unwrap(struct_1.Value.decode(reader, reader.uint32()));
+                        continue;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return {
+            key: isSet(object.key) ? globalThis.String(object.key) : "",
+            value: isSet(object?.value) ? object.value : undefined,
+        };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.key !== "") {
+            obj.key = message.key;
+        }
+        if (message.value !== undefined) {
+            obj.value = message.value;
+        }
+        return obj;
+    },
+    create(base) {
+        return exports.TokenToVideoRequest_ExtraInputsEntry.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseTokenToVideoRequest_ExtraInputsEntry();
+        message.key = object.key ?? "";
+        message.value = object.value === undefined ? undefined : object.value;
+        return message;
+    },
+};
+function createBaseTokenToVideoResponse() {
+    return { image_frames: [] };
+}
+exports.TokenToVideoResponse = {
+    encode(message, writer = new wire_1.BinaryWriter()) {
+        for (const v of message.image_frames) {
+            writer.uint32(10).bytes(v);
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof wire_1.BinaryReader ? input : new wire_1.BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseTokenToVideoResponse();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag !== 10) {
+                            break;
+                        }
+                        message.image_frames.push(Buffer.from(reader.bytes()));
+                        continue;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return {
+            image_frames: globalThis.Array.isArray(object?.imageFrames)
+                ? object.imageFrames.map((e) => Buffer.from(bytesFromBase64(e)))
+                : globalThis.Array.isArray(object?.image_frames)
+                    ? object.image_frames.map((e) => Buffer.from(bytesFromBase64(e)))
+                    : [],
+        };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.image_frames?.length) {
+            obj.imageFrames = message.image_frames.map((e) => base64FromBytes(e));
+        }
+        return obj;
+    },
+    create(base) {
+        return exports.TokenToVideoResponse.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseTokenToVideoResponse();
+        message.image_frames = object.image_frames?.map((e) => e) || [];
+        return message;
+    },
+};
 function createBaseCustomRequest() {
     return { model: "", method_name: "", request: Buffer.alloc(0), extra_inputs: {}, timeout: undefined };
 }
@@ -11713,6 +12313,169 @@ exports.SaxGatewayDefinition = {
                             101,
                             120,
                             116,
+                        ]),
+                    ],
+                },
+            },
+        },
+        /**
+         * Returns the tokens of a video given as its encoded frames: a video
+         * tokenizer's quantized or soft tokens, flattened in the model's order.
+         * Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for no
+         * frames, an empty frame or a model that does not serve vm.video_to_token.
+         */
+        videoToToken: {
+            name: "VideoToToken",
+            requestType: exports.VideoToTokenRequest,
+            requestStream: false,
+            responseType: exports.VideoToTokenResponse,
+            responseStream: false,
+            options: {
+                _unknownFields: {
+                    578365826: [
+                        Buffer.from([
+                            59,
+                            58,
+                            1,
+                            42,
+                            90,
+                            37,
+                            58,
+                            1,
+                            42,
+                            34,
+                            32,
+                            47,
+                            118,
+                            49,
+                            47,
+                            123,
+                            109,
+                            111,
+                            100,
+                            101,
+                            108,
+                            61,
+                            115,
+                            97,
+                            120,
+                            47,
+                            42,
+                            47,
+                            42,
+                            125,
+                            58,
+                            118,
+                            105,
+                            100,
+                            101,
+                            111,
+                            84,
+                            111,
+                            84,
+                            111,
+                            107,
+                            101,
+                            110,
+                            34,
+                            15,
+                            47,
+                            118,
+                            105,
+                            100,
+                            101,
+                            111,
+                            95,
+                            116,
+                            111,
+                            95,
+                            116,
+                            111,
+                            107,
+                            101,
+                            110,
+                        ]),
+                    ],
+                },
+            },
+        },
+        /**
+         * Returns the encoded frames of the video that tokens describe (the inverse
+         * of VideoToToken).
+         * Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for no
+         * tokens, a token that is not a finite number or a model that does not
+         * serve vm.token_to_video.
+         */
+        tokenToVideo: {
+            name: "TokenToVideo",
+            requestType: exports.TokenToVideoRequest,
+            requestStream: false,
+            responseType: exports.TokenToVideoResponse,
+            responseStream: false,
+            options: {
+                _unknownFields: {
+                    578365826: [
+                        Buffer.from([
+                            59,
+                            58,
+                            1,
+                            42,
+                            90,
+                            37,
+                            58,
+                            1,
+                            42,
+                            34,
+                            32,
+                            47,
+                            118,
+                            49,
+                            47,
+                            123,
+                            109,
+                            111,
+                            100,
+                            101,
+                            108,
+                            61,
+                            115,
+                            97,
+                            120,
+                            47,
+                            42,
+                            47,
+                            42,
+                            125,
+                            58,
+                            116,
+                            111,
+                            107,
+                            101,
+                            110,
+                            84,
+                            111,
+                            86,
+                            105,
+                            100,
+                            101,
+                            111,
+                            34,
+                            15,
+                            47,
+                            116,
+                            111,
+                            107,
+                            101,
+                            110,
+                            95,
+                            116,
+                            111,
+                            95,
+                            118,
+                            105,
+                            100,
+                            101,
+                            111,
                         ]),
                     ],
                 },

@@ -880,6 +880,58 @@ export interface VideoToTextResponse {
   texts: DecodedText[];
 }
 
+/** Request of VideoToToken. */
+export interface VideoToTokenRequest {
+  /** Required. The model ID. */
+  model: string;
+  /**
+   * Required. The video's encoded frames, in order (each base64 in JSON); at
+   * most 1024.
+   */
+  image_frames: Buffer[];
+  /** Extra inputs, as in GenerateRequest. */
+  extra_inputs: { [key: string]: any | undefined };
+  /** Deadline of the call. */
+  timeout: Duration | undefined;
+}
+
+export interface VideoToTokenRequest_ExtraInputsEntry {
+  key: string;
+  value: any | undefined;
+}
+
+/** Response of VideoToToken. */
+export interface VideoToTokenResponse {
+  /** Output only. The video's quantized or soft tokens. */
+  tokens: number[];
+}
+
+/** Request of TokenToVideo. */
+export interface TokenToVideoRequest {
+  /** Required. The model ID. */
+  model: string;
+  /**
+   * Required. Quantized or soft tokens, as VideoToToken returns them: finite
+   * numbers, at most 1048576.
+   */
+  tokens: number[];
+  /** Extra inputs, as in GenerateRequest. */
+  extra_inputs: { [key: string]: any | undefined };
+  /** Deadline of the call. */
+  timeout: Duration | undefined;
+}
+
+export interface TokenToVideoRequest_ExtraInputsEntry {
+  key: string;
+  value: any | undefined;
+}
+
+/** Response of TokenToVideo. */
+export interface TokenToVideoResponse {
+  /** Output only. The video's encoded frames, in order (each base64 in JSON). */
+  image_frames: Buffer[];
+}
+
 /** Request of Custom. */
 export interface CustomRequest {
   /** Required. The model ID. */
@@ -11327,6 +11379,682 @@ export const VideoToTextResponse: MessageFns<VideoToTextResponse> = {
   },
 };
 
+function createBaseVideoToTokenRequest(): VideoToTokenRequest {
+  return { model: "", image_frames: [], extra_inputs: {}, timeout: undefined };
+}
+
+export const VideoToTokenRequest: MessageFns<VideoToTokenRequest> = {
+  encode(message: VideoToTokenRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.model !== "") {
+      writer.uint32(10).string(message.model);
+    }
+    for (const v of message.image_frames) {
+      writer.uint32(18).bytes(v!);
+    }
+    globalThis.Object.entries(message.extra_inputs).forEach(([key, value]: [string, any | undefined]) => {
+      if (value !== undefined) {
+        VideoToTokenRequest_ExtraInputsEntry.encode({ key: key as any, value }, writer.uint32(26).fork()).join();
+      }
+    });
+    if (message.timeout !== undefined) {
+      Duration.encode(message.timeout, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VideoToTokenRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVideoToTokenRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.image_frames.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            const entry3 = VideoToTokenRequest_ExtraInputsEntry.decode(reader, reader.uint32());
+            if (entry3.value !== undefined) {
+              message.extra_inputs[entry3.key] = entry3.value;
+            }
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.timeout = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VideoToTokenRequest {
+    return {
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
+      image_frames: globalThis.Array.isArray(object?.imageFrames)
+        ? object.imageFrames.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : globalThis.Array.isArray(object?.image_frames)
+        ? object.image_frames.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+      extra_inputs: isObject(object.extraInputs)
+        ? (globalThis.Object.entries(object.extraInputs) as [string, any][]).reduce(
+          (acc: { [key: string]: any | undefined }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: value as any | undefined,
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.extra_inputs)
+        ? (globalThis.Object.entries(object.extra_inputs) as [string, any][]).reduce(
+          (acc: { [key: string]: any | undefined }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: value as any | undefined,
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      timeout: isSet(object.timeout) ? Duration.fromJSON(object.timeout) : undefined,
+    };
+  },
+
+  toJSON(message: VideoToTokenRequest): unknown {
+    const obj: any = {};
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
+    if (message.image_frames?.length) {
+      obj.imageFrames = message.image_frames.map((e) => base64FromBytes(e));
+    }
+    if (message.extra_inputs) {
+      const entries = globalThis.Object.entries(message.extra_inputs) as [string, any | undefined][];
+      if (entries.length > 0) {
+        obj.extraInputs = {};
+        entries.forEach(([k, v]) => {
+          obj.extraInputs[k] = v;
+        });
+      }
+    }
+    if (message.timeout !== undefined) {
+      obj.timeout = Duration.toJSON(message.timeout);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VideoToTokenRequest>, I>>(base?: I): VideoToTokenRequest {
+    return VideoToTokenRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VideoToTokenRequest>, I>>(object: I): VideoToTokenRequest {
+    const message = createBaseVideoToTokenRequest();
+    message.model = object.model ?? "";
+    message.image_frames = object.image_frames?.map((e) => e) || [];
+    message.extra_inputs = (globalThis.Object.entries(object.extra_inputs ?? {}) as [string, any | undefined][]).reduce(
+      (acc: { [key: string]: any | undefined }, [key, value]: [string, any | undefined]) => {
+        if (value !== undefined) {
+          acc[key] = value;
+        }
+        return acc;
+      },
+      {},
+    );
+    message.timeout = (object.timeout !== undefined && object.timeout !== null)
+      ? Duration.fromPartial(object.timeout)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseVideoToTokenRequest_ExtraInputsEntry(): VideoToTokenRequest_ExtraInputsEntry {
+  return { key: "", value: undefined };
+}
+
+export const VideoToTokenRequest_ExtraInputsEntry: MessageFns<VideoToTokenRequest_ExtraInputsEntry> = {
+  encode(message: VideoToTokenRequest_ExtraInputsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== undefined) {
+      Value.encode(Value.wrap(message.value), writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VideoToTokenRequest_ExtraInputsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVideoToTokenRequest_ExtraInputsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = Value.unwrap(Value.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VideoToTokenRequest_ExtraInputsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object?.value) ? object.value : undefined,
+    };
+  },
+
+  toJSON(message: VideoToTokenRequest_ExtraInputsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== undefined) {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VideoToTokenRequest_ExtraInputsEntry>, I>>(
+    base?: I,
+  ): VideoToTokenRequest_ExtraInputsEntry {
+    return VideoToTokenRequest_ExtraInputsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VideoToTokenRequest_ExtraInputsEntry>, I>>(
+    object: I,
+  ): VideoToTokenRequest_ExtraInputsEntry {
+    const message = createBaseVideoToTokenRequest_ExtraInputsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value === undefined ? undefined : object.value;
+    return message;
+  },
+};
+
+function createBaseVideoToTokenResponse(): VideoToTokenResponse {
+  return { tokens: [] };
+}
+
+export const VideoToTokenResponse: MessageFns<VideoToTokenResponse> = {
+  encode(message: VideoToTokenResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tokens.length !== 0) {
+      writer.uint32(10).fork();
+      for (const v of message.tokens) {
+        writer.double(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VideoToTokenResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVideoToTokenResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag === 9) {
+              message.tokens.push(reader.double());
+
+              continue;
+            }
+
+            if (tag === 10) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.tokens.push(reader.double());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VideoToTokenResponse {
+    return {
+      tokens: globalThis.Array.isArray(object?.tokens) ? object.tokens.map((e: any) => globalThis.Number(e)) : [],
+    };
+  },
+
+  toJSON(message: VideoToTokenResponse): unknown {
+    const obj: any = {};
+    if (message.tokens?.length) {
+      obj.tokens = message.tokens.map((e) => floatToJson(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VideoToTokenResponse>, I>>(base?: I): VideoToTokenResponse {
+    return VideoToTokenResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VideoToTokenResponse>, I>>(object: I): VideoToTokenResponse {
+    const message = createBaseVideoToTokenResponse();
+    message.tokens = object.tokens?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseTokenToVideoRequest(): TokenToVideoRequest {
+  return { model: "", tokens: [], extra_inputs: {}, timeout: undefined };
+}
+
+export const TokenToVideoRequest: MessageFns<TokenToVideoRequest> = {
+  encode(message: TokenToVideoRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.model !== "") {
+      writer.uint32(10).string(message.model);
+    }
+    for (const v of message.tokens) {
+      writer.uint32(17).double(v!);
+    }
+    globalThis.Object.entries(message.extra_inputs).forEach(([key, value]: [string, any | undefined]) => {
+      if (value !== undefined) {
+        TokenToVideoRequest_ExtraInputsEntry.encode({ key: key as any, value }, writer.uint32(26).fork()).join();
+      }
+    });
+    if (message.timeout !== undefined) {
+      Duration.encode(message.timeout, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TokenToVideoRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTokenToVideoRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag === 17) {
+              message.tokens.push(reader.double());
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.tokens.push(reader.double());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            const entry3 = TokenToVideoRequest_ExtraInputsEntry.decode(reader, reader.uint32());
+            if (entry3.value !== undefined) {
+              message.extra_inputs[entry3.key] = entry3.value;
+            }
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.timeout = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TokenToVideoRequest {
+    return {
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
+      tokens: globalThis.Array.isArray(object?.tokens) ? object.tokens.map((e: any) => globalThis.Number(e)) : [],
+      extra_inputs: isObject(object.extraInputs)
+        ? (globalThis.Object.entries(object.extraInputs) as [string, any][]).reduce(
+          (acc: { [key: string]: any | undefined }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: value as any | undefined,
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.extra_inputs)
+        ? (globalThis.Object.entries(object.extra_inputs) as [string, any][]).reduce(
+          (acc: { [key: string]: any | undefined }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: value as any | undefined,
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      timeout: isSet(object.timeout) ? Duration.fromJSON(object.timeout) : undefined,
+    };
+  },
+
+  toJSON(message: TokenToVideoRequest): unknown {
+    const obj: any = {};
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
+    if (message.tokens?.length) {
+      obj.tokens = message.tokens.map((e) => floatToJson(e));
+    }
+    if (message.extra_inputs) {
+      const entries = globalThis.Object.entries(message.extra_inputs) as [string, any | undefined][];
+      if (entries.length > 0) {
+        obj.extraInputs = {};
+        entries.forEach(([k, v]) => {
+          obj.extraInputs[k] = v;
+        });
+      }
+    }
+    if (message.timeout !== undefined) {
+      obj.timeout = Duration.toJSON(message.timeout);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TokenToVideoRequest>, I>>(base?: I): TokenToVideoRequest {
+    return TokenToVideoRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TokenToVideoRequest>, I>>(object: I): TokenToVideoRequest {
+    const message = createBaseTokenToVideoRequest();
+    message.model = object.model ?? "";
+    message.tokens = object.tokens?.map((e) => e) || [];
+    message.extra_inputs = (globalThis.Object.entries(object.extra_inputs ?? {}) as [string, any | undefined][]).reduce(
+      (acc: { [key: string]: any | undefined }, [key, value]: [string, any | undefined]) => {
+        if (value !== undefined) {
+          acc[key] = value;
+        }
+        return acc;
+      },
+      {},
+    );
+    message.timeout = (object.timeout !== undefined && object.timeout !== null)
+      ? Duration.fromPartial(object.timeout)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseTokenToVideoRequest_ExtraInputsEntry(): TokenToVideoRequest_ExtraInputsEntry {
+  return { key: "", value: undefined };
+}
+
+export const TokenToVideoRequest_ExtraInputsEntry: MessageFns<TokenToVideoRequest_ExtraInputsEntry> = {
+  encode(message: TokenToVideoRequest_ExtraInputsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== undefined) {
+      Value.encode(Value.wrap(message.value), writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TokenToVideoRequest_ExtraInputsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTokenToVideoRequest_ExtraInputsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = Value.unwrap(Value.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TokenToVideoRequest_ExtraInputsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object?.value) ? object.value : undefined,
+    };
+  },
+
+  toJSON(message: TokenToVideoRequest_ExtraInputsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== undefined) {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TokenToVideoRequest_ExtraInputsEntry>, I>>(
+    base?: I,
+  ): TokenToVideoRequest_ExtraInputsEntry {
+    return TokenToVideoRequest_ExtraInputsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TokenToVideoRequest_ExtraInputsEntry>, I>>(
+    object: I,
+  ): TokenToVideoRequest_ExtraInputsEntry {
+    const message = createBaseTokenToVideoRequest_ExtraInputsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value === undefined ? undefined : object.value;
+    return message;
+  },
+};
+
+function createBaseTokenToVideoResponse(): TokenToVideoResponse {
+  return { image_frames: [] };
+}
+
+export const TokenToVideoResponse: MessageFns<TokenToVideoResponse> = {
+  encode(message: TokenToVideoResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.image_frames) {
+      writer.uint32(10).bytes(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TokenToVideoResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTokenToVideoResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.image_frames.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TokenToVideoResponse {
+    return {
+      image_frames: globalThis.Array.isArray(object?.imageFrames)
+        ? object.imageFrames.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : globalThis.Array.isArray(object?.image_frames)
+        ? object.image_frames.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+    };
+  },
+
+  toJSON(message: TokenToVideoResponse): unknown {
+    const obj: any = {};
+    if (message.image_frames?.length) {
+      obj.imageFrames = message.image_frames.map((e) => base64FromBytes(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TokenToVideoResponse>, I>>(base?: I): TokenToVideoResponse {
+    return TokenToVideoResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TokenToVideoResponse>, I>>(object: I): TokenToVideoResponse {
+    const message = createBaseTokenToVideoResponse();
+    message.image_frames = object.image_frames?.map((e) => e) || [];
+    return message;
+  },
+};
+
 function createBaseCustomRequest(): CustomRequest {
   return { model: "", method_name: "", request: Buffer.alloc(0), extra_inputs: {}, timeout: undefined };
 }
@@ -13703,6 +14431,169 @@ export const SaxGatewayDefinition = {
               101,
               120,
               116,
+            ]) as Buffer,
+          ],
+        },
+      },
+    },
+    /**
+     * Returns the tokens of a video given as its encoded frames: a video
+     * tokenizer's quantized or soft tokens, flattened in the model's order.
+     * Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for no
+     * frames, an empty frame or a model that does not serve vm.video_to_token.
+     */
+    videoToToken: {
+      name: "VideoToToken",
+      requestType: VideoToTokenRequest as typeof VideoToTokenRequest,
+      requestStream: false,
+      responseType: VideoToTokenResponse as typeof VideoToTokenResponse,
+      responseStream: false,
+      options: {
+        _unknownFields: {
+          578365826: [
+            Buffer.from([
+              59,
+              58,
+              1,
+              42,
+              90,
+              37,
+              58,
+              1,
+              42,
+              34,
+              32,
+              47,
+              118,
+              49,
+              47,
+              123,
+              109,
+              111,
+              100,
+              101,
+              108,
+              61,
+              115,
+              97,
+              120,
+              47,
+              42,
+              47,
+              42,
+              125,
+              58,
+              118,
+              105,
+              100,
+              101,
+              111,
+              84,
+              111,
+              84,
+              111,
+              107,
+              101,
+              110,
+              34,
+              15,
+              47,
+              118,
+              105,
+              100,
+              101,
+              111,
+              95,
+              116,
+              111,
+              95,
+              116,
+              111,
+              107,
+              101,
+              110,
+            ]) as Buffer,
+          ],
+        },
+      },
+    },
+    /**
+     * Returns the encoded frames of the video that tokens describe (the inverse
+     * of VideoToToken).
+     * Returns NOT_FOUND if the model is not published, INVALID_ARGUMENT for no
+     * tokens, a token that is not a finite number or a model that does not
+     * serve vm.token_to_video.
+     */
+    tokenToVideo: {
+      name: "TokenToVideo",
+      requestType: TokenToVideoRequest as typeof TokenToVideoRequest,
+      requestStream: false,
+      responseType: TokenToVideoResponse as typeof TokenToVideoResponse,
+      responseStream: false,
+      options: {
+        _unknownFields: {
+          578365826: [
+            Buffer.from([
+              59,
+              58,
+              1,
+              42,
+              90,
+              37,
+              58,
+              1,
+              42,
+              34,
+              32,
+              47,
+              118,
+              49,
+              47,
+              123,
+              109,
+              111,
+              100,
+              101,
+              108,
+              61,
+              115,
+              97,
+              120,
+              47,
+              42,
+              47,
+              42,
+              125,
+              58,
+              116,
+              111,
+              107,
+              101,
+              110,
+              84,
+              111,
+              86,
+              105,
+              100,
+              101,
+              111,
+              34,
+              15,
+              47,
+              116,
+              111,
+              107,
+              101,
+              110,
+              95,
+              116,
+              111,
+              95,
+              118,
+              105,
+              100,
+              101,
+              111,
             ]) as Buffer,
           ],
         },

@@ -28,6 +28,7 @@ way before it hands grpc its next message or ends. A stream whose messages come 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 
@@ -57,7 +58,7 @@ class KeepAlive:
         self._repeat = repeat
         self.sent = False  # a beat was sent (or begun): the stream's status went out with it
         self._waiting = False  # the stream waits for its source: grpc is sending nothing
-        self._last = 0.0  # when the stream last sent something, on the loop's clock
+        self._last = 0.0  # when the stream last sent something, on time.monotonic, as deadlines
         self._timer: asyncio.TimerHandle | None = None  # when to look again, while armed
         self._beating: asyncio.Task[None] | None = None  # a beat being sent
         self._stopped = False  # a beat that ends after `stop` arms no timer
@@ -66,8 +67,8 @@ class KeepAlive:
         """Arms the timer: the stream starts waiting now (`stop` must follow)."""
         if self._every > 0:
             loop = asyncio.get_running_loop()
-            self._last = loop.time()
-            self._timer = loop.call_at(self._last + self._every, self._due, loop)
+            self._last = time.monotonic()
+            self._timer = loop.call_later(self._every, self._due, loop)
 
     def stop(self) -> None:
         """No beat from now on (a beat already being sent finishes)."""
@@ -91,14 +92,14 @@ class KeepAlive:
         if self._beating is not None:
             await asyncio.wait((self._beating,))
         if kind is None:  # a message: the stream sends it now
-            self._last = asyncio.get_running_loop().time()
+            self._last = time.monotonic()
             if not self._repeat and self._timer is not None:
                 self._timer.cancel()  # the first message is out: no beat from here on
                 self._timer = None
 
     def _due(self, loop: asyncio.AbstractEventLoop) -> None:
         """The timer: a beat if the stream has waited ``every`` seconds, else a later look."""
-        now = loop.time()
+        now = time.monotonic()
         if self._waiting and now - self._last >= self._every:
             self._timer = None
             self._beating = loop.create_task(self._send(loop))
@@ -106,7 +107,7 @@ class KeepAlive:
         # It sent something meanwhile, or grpc is sending its message still (to a client that
         # reads slowly): nothing to keep alive until ``every`` after either.
         at = self._last + self._every if now - self._last < self._every else now + self._every
-        self._timer = loop.call_at(at, self._due, loop)
+        self._timer = loop.call_later(at - now, self._due, loop)
 
     async def _send(self, loop: asyncio.AbstractEventLoop) -> None:
         self.sent = True
@@ -116,6 +117,6 @@ class KeepAlive:
             return  # the call is ending (its client left, ...): the stream learns why
         finally:
             self._beating = None
-        self._last = loop.time()
+        self._last = time.monotonic()
         if self._repeat and not self._stopped:  # the stream waits for this beat before it ends
-            self._timer = loop.call_at(self._last + self._every, self._due, loop)
+            self._timer = loop.call_later(self._every, self._due, loop)

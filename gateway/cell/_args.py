@@ -20,6 +20,11 @@ _TIMING = (
         "seconds between location.proto reads",
     ),
     ("--rpc-timeout", "rpc_timeout", "deadline of admin <-> model server calls, in seconds"),
+    (
+        "--max-restart-backoff",
+        "max_restart_backoff",
+        "longest wait before restarting a server that keeps exiting, in seconds",
+    ),
 )
 
 
@@ -81,6 +86,7 @@ def settings_from_args(args: argparse.Namespace, *, sax_root: str) -> CellSettin
         rejoin_interval=timing.get("rejoin_interval", base.rejoin_interval),
         location_watch_interval=timing.get("location_watch_interval", base.location_watch_interval),
         rpc_timeout=timing.get("rpc_timeout", base.rpc_timeout),
+        max_restart_backoff=timing.get("max_restart_backoff", base.max_restart_backoff),
         adopt_wait=getattr(args, "adopt_wait", None),
     )
 

@@ -16,30 +16,32 @@ from gateway.cell._launcher import EmbeddedCell
 
 _log = logging.getLogger("gateway.cell")
 
-#: First wait before a restart; doubles while the server keeps dying, up to MAX_BACKOFF_S.
+#: First wait before a restart; doubles while the server keeps dying, up to the cell's
+#: ``max_restart_backoff`` (30 s by default).
 BACKOFF_S = 0.5
-MAX_BACKOFF_S = 30.0
 #: A server that ran this long before dying starts over at the first backoff.
 STABLE_AFTER_S = 60.0
 _CHECK_EVERY_S = 0.2
 
 
 class _Backoff:
-    def __init__(self) -> None:
-        self.delay = BACKOFF_S
+    def __init__(self, longest: float) -> None:
+        self.delay = min(BACKOFF_S, longest)
+        self.longest = longest
         self.started = time.monotonic()
 
     def next_delay(self) -> float:
         if time.monotonic() - self.started >= STABLE_AFTER_S:
-            self.delay = BACKOFF_S
-        delay, self.delay = self.delay, min(self.delay * 2, MAX_BACKOFF_S)
+            self.delay = min(BACKOFF_S, self.longest)
+        delay, self.delay = self.delay, min(self.delay * 2, self.longest)
         return delay
 
 
 async def supervise(cell: EmbeddedCell) -> None:
     """Restarts the admin and model servers of ``cell`` when they exit, until cancelled."""
-    admin = _Backoff()
-    servers = [_Backoff() for _ in cell.model_servers]
+    longest = cell.settings.max_restart_backoff
+    admin = _Backoff(longest)
+    servers = [_Backoff(longest) for _ in cell.model_servers]
     while True:
         await asyncio.sleep(_CHECK_EVERY_S)
         if not cell.admin_running:

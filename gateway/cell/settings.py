@@ -53,6 +53,9 @@ class CellSettings:
     location_watch_interval: float = 5.0
     #: Deadline of the admin's calls to model servers and of Join calls.
     rpc_timeout: float = 10.0
+    #: A server that exits is restarted after a wait that doubles, up to this, while it keeps
+    #: exiting (`gateway.cell._supervise`).
+    max_restart_backoff: float = 30.0
     #: At most this many models share one model server. Upstream's default assigner places one
     #: model per server; the CPU stand-ins are small, so several fit.
     max_models_per_server: int = 16
@@ -64,7 +67,8 @@ class CellSettings:
             raise ValueError("sax_root must not be empty")
         if self.num_model_servers < 0:
             raise ValueError("num_model_servers must be >= 0")
-        for name in ("poll_interval", "server_dead_after", "rejoin_interval", "rpc_timeout"):
+        positive = ("poll_interval", "server_dead_after", "rejoin_interval", "rpc_timeout")
+        for name in (*positive, "max_restart_backoff"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
         if self.location_watch_interval <= 0:

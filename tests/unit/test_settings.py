@@ -55,6 +55,7 @@ def test_cell_argv_round_trips() -> None:
         model_server_ports=(2001, 2002),
         poll_interval=0.3,
         server_dead_after=2.0,
+        max_restart_backoff=1.5,
         seed=4,
     )
     argv = cell_argv(settings)

@@ -112,7 +112,12 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faults]:
     )
     settings = StackSettings(
         gateway=gateway_settings(base, max_streams_per_client=MAX_STREAMS_PER_CLIENT),
-        cell=cell_settings(base, servers=2),  # the cell's default timings: what `saxgw up` runs
+        # The cell's default timings, what `saxgw up` runs, but two, since the fault tests of
+        # one process share this stack: room for every model they publish (none unpublishes;
+        # at the default 16 per server, a full server took no replica of a later 2-replica
+        # publish), and a killed admin back within a second however many tests killed it
+        # in the last minute (by default the wait doubles to 2 s, 4 s, ... 30 s).
+        cell=cell_settings(base, servers=2, max_models_per_server=256, max_restart_backoff=1),
         gateway_ports=(free_port(), free_port()),
         envoy=loopback_envoy(edge=EdgeConfig(limits=limits)),
         log_dir=str(logs),

@@ -1,5 +1,5 @@
-"""A model server dies: its single-replica model moves to the other server within seconds, and
-calls keep being answered meanwhile."""
+"""A model server dies: its single-replica model moves to the other server (or to the same
+server, restarted by the cell) within seconds, and calls keep being answered meanwhile."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import httpx
 import openai
 import pytest
 
+from gateway.launch.ports import listener_pid
 from tests.e2e._published import request_info
 from tests.faults._load import run_load
 from tests.faults.conftest import Faults, publish
@@ -27,9 +28,11 @@ def test_dead_model_server_is_replaced_within_seconds(faults: Faults, http: http
     port = int(address.rsplit(":", 1)[1])
     moved: list[float] = []
 
+    body = {"model": model, "query": "one two three"}
+
     async def kill_and_watch() -> None:
         await asyncio.sleep(1.0)
-        faults.kill(port)
+        dead = faults.kill(port)
         killed = time.monotonic()
         async with httpx.AsyncClient(base_url=faults.url, timeout=10) as client:
             while time.monotonic() - killed < 20:
@@ -37,14 +40,20 @@ def test_dead_model_server_is_replaced_within_seconds(faults: Faults, http: http
                 if now and address not in now:
                     moved.append(time.monotonic() - killed)
                     return
+                # Or the cell restarted the server on its port (0.5 s) before the admin saw
+                # it die, and the admin placed the model on it again: listed at the same
+                # address, served by another process, answering.
+                restarted = listener_pid(port) not in (None, dead)
+                if restarted and (await client.post("/generate", json=body)).status_code == 200:
+                    moved.append(time.monotonic() - killed)
+                    return
                 await asyncio.sleep(0.05)
 
-    body = {"model": model, "query": "one two three"}
     result = asyncio.run(
         run_load(faults.url, "/generate", body, seconds=6, concurrency=4, during=kill_and_watch)
     )
-    assert moved, f"{model} still not served elsewhere 20 s after its server died"
-    print(f"{model} served by another model server {moved[0]:.2f} s after the kill")
+    assert moved, f"{model} still not served again 20 s after its server died"
+    print(f"{model} served again {moved[0]:.2f} s after the kill")
     assert moved[0] < 10  # the admin used to wait 30 s; the target is 3 s (see RELIABILITY.md)
     # Calls in flight on the dead server failed over; later ones waited for the new replica.
     assert result.errors() == {}, result.error_samples()

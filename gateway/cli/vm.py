@@ -103,8 +103,8 @@ def write_encoded(
 
 def write_images(session: Session, done: Any, target: str) -> None:
     """Writes a reply's ``images`` as `write_encoded` does (image_N.png ..., with scores)."""
-    images = [(image.image, image.score) for image in done.images]
-    write_encoded(session, done, target, [i for i, _ in images], "image", [s for _, s in images])
+    blobs, scores = [i.image for i in done.images], [i.score for i in done.images]
+    write_encoded(session, done, target, blobs, "image", scores)
 
 
 @command(

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable
+import socket
+import struct
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TypeAlias
 
@@ -12,7 +15,7 @@ import grpc
 import pytest
 from saxml.protobuf import admin_pb2, modelet_pb2
 
-from gateway.cell import AdminServer
+from gateway.cell import AdminServer, ModelServer
 from gateway.cell._errors import CellStartError
 from gateway.cell._files import CorruptCellFileError
 from gateway.cell.modelserver.modelet import ModeletServicer
@@ -320,6 +323,60 @@ async def test_a_replica_counts_as_ready_only_with_its_method_names(
         listed = await admin.List(admin_pb2.ListRequest(model_id=model_id))
     assert listed.published_models[0].modelet_addresses != []
     assert "lm.generate" in listed.published_models[0].model.method_names
+
+
+@asynccontextmanager
+async def _resetting(port: int) -> AsyncIterator[None]:
+    """Listens on ``port`` and resets every connection: a port whose server is dying, or is
+    restarting and not serving yet (what a model server the cell restarts on its port is for
+    a moment). Its GetStatus and Load fail UNAVAILABLE, not "connection refused"."""
+
+    async def reset(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.get_extra_info("socket").setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+        )
+        writer.transport.abort()
+
+    server = await asyncio.start_server(reset, "127.0.0.1", port)
+    try:
+        yield
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_model_placed_on_a_server_restarting_at_its_address_loads_once_it_is_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The admin kept a crashed server for server_dead_after (its port did not refuse: the cell
+    # was restarting it there) and placed a publish on it. The Load's UNAVAILABLE was recorded
+    # as the model's load failure, for good: the restarted server joined as the same server,
+    # got no Load, and WaitForReady answered "failed to load" (the fault tests' CI failure).
+    settings = dataclasses.replace(
+        fast_settings(tmp_path, num_model_servers=1), server_dead_after=60.0
+    )
+    async with inproc(settings) as cell, admin_stub(cell.admin.address) as admin:
+        old = cell.model_servers[0]
+        port = int(old.address.rsplit(":", 1)[1])
+        await old.stop(grace=0)
+        async with _resetting(port):
+            model_id = await publish(admin, "lm", wait=False)
+
+            async def load_failed() -> bool:
+                return any(
+                    r.levelname == "WARNING" and "UNAVAILABLE" in r.getMessage()
+                    for r in caplog.records
+                    if r.name == "gateway.cell.admin"
+                )
+
+            await eventually(load_failed)
+        back = ModelServer(settings, port=port)
+        cell.model_servers[0] = back
+        await back.start()
+        await admin.WaitForReady(
+            admin_pb2.WaitForReadyRequest(model_id=model_id, num_replicas=1), timeout=20
+        )
+        assert await addresses(admin, model_id) == [back.address]
 
 
 async def test_state_survives_restart(tmp_path: Path) -> None:

@@ -232,7 +232,16 @@ class ModeletConnection:
                 )
             )
         except grpc.aio.AioRpcError as exc:
-            if model_id in self.wanted:
+            if model_id not in self.wanted:
+                raise
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                # The server, not the model: it is gone, or restarting at its address (the
+                # cell restarts a crashed one on its port within a second, before this admin
+                # sees it die). Not wanted here, the model is placed again at the next refresh,
+                # here once the server is back or elsewhere once it is dropped. Recorded as a
+                # load failure, it stayed one on the restarted server, which never got a Load.
+                del self.wanted[model_id]
+            else:
                 # Without the ": FailedPrecondition" suffix: the admin's error adds its own.
                 details = exc.details() or exc.code().name
                 self.failed[model_id] = details.removesuffix(": " + go_code_name(exc.code()))

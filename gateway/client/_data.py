@@ -76,7 +76,7 @@ class DataCalls:
         response = await self._unary(model_id, _LM_GENERATE, request, options)
         return [(t.text, t.score) for t in response.texts]
 
-    async def lm_generate_stream(
+    def lm_generate_stream(
         self, model_id: str, text: str, options: CallOptions | None = None
     ) -> AsyncGenerator[list[StreamItem], None]:
         """Streams samples of ``text``: one list of items (one per sample) per Sax response.
@@ -87,12 +87,8 @@ class DataCalls:
         request = lm_pb2.GenerateRequest(
             model_key=model_id, text=text, extra_inputs=o.extra_inputs_proto()
         )
-        responses = self._router.stream(model_id, _LM_GENERATE_STREAM, request, o.call_deadline())
-        try:
-            async for response in responses:
-                yield [StreamItem(i.text, i.prefix_len, list(i.scores)) for i in response.items]
-        finally:
-            await responses.aclose()
+        deadline = o.call_deadline()
+        return self._router.stream(model_id, _LM_GENERATE_STREAM, request, deadline, _stream_items)
 
     async def lm_score(
         self,
@@ -250,3 +246,7 @@ class DataCalls:
         """The embedding of ``request.items``."""
         rpc = mm.EmbedRpcRequest(request=request)
         return (await self._unary(model_id, _MM_EMBED, rpc, options)).response
+
+
+def _stream_items(response: lm_pb2.GenerateStreamResponse) -> list[StreamItem]:
+    return [StreamItem(i.text, i.prefix_len, list(i.scores)) for i in response.items]

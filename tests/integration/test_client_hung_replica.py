@@ -53,6 +53,10 @@ class _Replica(lm_pb2_grpc.LMServiceServicer):
             await asyncio.Event().wait()
 
 
+def _same(reply: lm_pb2.GenerateStreamResponse) -> lm_pb2.GenerateStreamResponse:
+    return reply
+
+
 def _no_admin(cell: CellId) -> CellAdmin:
     raise AssertionError(f"no admin call expected (cell {cell}): the test sets the table")
 
@@ -99,7 +103,7 @@ async def _first_text(router: Router, kind: str) -> str:
     # Closed here, not whenever the event loop finalizes the generator: until then the
     # stream counts as in flight on its replica, which tied the healthy replica with the hung
     # one now and then, so the router's pick between them was a coin toss (a flaky run).
-    stream = router.stream(MODEL, lambda b: b.lm.GenerateStream, request, deadline)
+    stream = router.stream(MODEL, lambda b: b.lm.GenerateStream, request, deadline, _same)
     async with contextlib.aclosing(stream) as items:
         async for item in items:
             return item.items[0].text
@@ -173,7 +177,7 @@ async def test_a_stream_that_began_on_a_replica_dropped_while_hung_fails_unavail
 
         async def stream() -> None:
             async for reply in router.stream(
-                MODEL, lambda b: b.lm.GenerateStream, request, Deadline.after(30)
+                MODEL, lambda b: b.lm.GenerateStream, request, Deadline.after(30), _same
             ):
                 received.append(reply.items[0].text)
 

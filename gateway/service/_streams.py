@@ -16,8 +16,7 @@ stack in one table (gateway/common/slottable.py).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from gateway.client import ResourceExhaustedError
@@ -90,18 +89,35 @@ class StreamSlots:
     def open(self, client: str) -> int:
         return self._open.held(client)
 
-    @contextmanager
-    def hold(self, context: Context) -> Iterator[None]:
-        """Counts a stream for the duration; RESOURCE_EXHAUSTED when the client is at its limit."""
+    def hold(self, context: Context) -> Held:
+        """Counts a stream for the duration of a ``with`` block; entering it is
+        RESOURCE_EXHAUSTED when the client is at its limit."""
+        return Held(self, context)
+
+    def _take(self, context: Context) -> tuple[str, int]:
         client = self._identify(context) or client_of(context)
         try:
-            ticket = self._open.take(client, self._per_client)
+            return client, self._open.take(client, self._per_client)
         except AtLimit as full:
             raise ResourceExhaustedError(
                 f"client {client} already has {full.held} streams or waits open, the limit per "
                 "client; close some first"
             ) from None
-        try:
-            yield
-        finally:
-            self._open.give(client, ticket)
+
+
+class Held:
+    """One stream's slot while its ``with`` block runs. A class with slots, not a
+    @contextmanager: it lives as long as the stream, and a generator and its manager took
+    about 0.4 KB more per open stream."""
+
+    __slots__ = ("_client", "_context", "_slots", "_ticket")
+
+    def __init__(self, slots: StreamSlots, context: Context) -> None:
+        self._slots, self._context = slots, context
+        self._client, self._ticket = "", 0
+
+    def __enter__(self) -> None:
+        self._client, self._ticket = self._slots._take(self._context)
+
+    def __exit__(self, *_: object) -> None:
+        self._slots._open.give(self._client, self._ticket)

@@ -52,7 +52,7 @@ class ClientSettings:
     ``Options.proxy_addr``); no admin is consulted for data calls then."""
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)  # one per open stream
 class CallOptions:
     """Per-call options of a data call."""
 

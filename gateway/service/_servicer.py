@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator
-from functools import partial
 from typing import Any, TypedDict
 
 from saxgateway.v1 import gateway_pb2 as pb
@@ -290,8 +289,8 @@ class SaxGatewayServicer(MultimodalMethods, MediaMethods, gateway_pb2_grpc.SaxGa
         # Its messages are events (Envoy frames each), so a wait for the first token can be
         # bridged with its headers alone, once; nothing between two tokens. One generator,
         # the keep-alive awaited in it: every layer more lives as long as the stream.
-        every, headers = self._settings.stream_keepalive, partial(context.send_initial_metadata, ())
-        keepalive = KeepAlive(every, headers, repeat=False)
+        every = self._settings.stream_keepalive
+        keepalive = KeepAlive(every, context.send_initial_metadata, (), repeat=False)
         with self._streams.hold(context):
             model, options = self._target(request, context, stream=True)
             f.required(request.query, "query")

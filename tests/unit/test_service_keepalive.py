@@ -16,7 +16,7 @@ from gateway.service._keepalive import KeepAlive
 EVERY = 0.1
 
 
-async def _relay(keepalive: KeepAlive, stream: AsyncIterator[object]) -> AsyncIterator[object]:
+async def _relay(keepalive: KeepAlive[str], stream: AsyncIterator[object]) -> AsyncIterator[object]:
     """``stream`` as the servicers relay it: the keep-alive awaited in their own generator."""
     keepalive.start()
     try:
@@ -67,11 +67,11 @@ class Call:
         self.log: list[object] = []
         self.sending = False
 
-    async def beat(self) -> None:
+    async def beat(self, beat: str) -> None:
         assert not self.sending, "a beat overlapped a message"
         self.sending = True
         await asyncio.sleep(self.beat_s)
-        self.log.append("beat")
+        self.log.append(beat)
         self.sending = False
 
     async def send(self, messages: AsyncIterator[object]) -> None:
@@ -88,7 +88,7 @@ def _no_task_left() -> None:
 
 
 async def _run(source: Source, call: Call, repeat: bool = True, every: float = EVERY) -> None:
-    await call.send(_relay(KeepAlive(every, call.beat, repeat=repeat), source.stream()))
+    await call.send(_relay(KeepAlive(every, call.beat, "beat", repeat=repeat), source.stream()))
 
 
 async def test_a_stream_that_never_waits_long_sends_no_beat() -> None:
@@ -149,7 +149,7 @@ async def test_a_caller_that_leaves_while_waiting_cancels_the_stream() -> None:
     errors: list[dict[str, Any]] = []
     loop.set_exception_handler(lambda _loop, context: errors.append(context))
     source, call = Source([1], [30.0]), Call()
-    keepalive = KeepAlive(EVERY, call.beat, repeat=True)
+    keepalive = KeepAlive(EVERY, call.beat, "beat", repeat=True)
     reading = asyncio.ensure_future(anext(_relay(keepalive, source.stream())))
     await asyncio.sleep(EVERY * 2.5)
     assert keepalive.sent and call.log == ["beat", "beat"]
@@ -167,7 +167,7 @@ async def test_no_beat_while_a_message_is_out_and_none_once_closed() -> None:
     # Between two messages, grpc holds the stream while it sends (a client that reads
     # slowly): that is no wait of the stream's. Then grpc closes it (the call failed).
     source, call = Source([1, 2], [0.0, 30.0]), Call()
-    stream = _relay(KeepAlive(EVERY, call.beat, repeat=True), source.stream())
+    stream = _relay(KeepAlive(EVERY, call.beat, "beat", repeat=True), source.stream())
     assert await anext(stream) == 1
     await asyncio.sleep(EVERY * 2.5)
     await aclose(stream)
@@ -176,11 +176,11 @@ async def test_no_beat_while_a_message_is_out_and_none_once_closed() -> None:
 
 
 async def test_a_beat_that_fails_ends_the_beats_not_the_stream() -> None:
-    async def gone() -> None:
+    async def gone(_: str) -> None:
         raise RuntimeError("the call has ended")
 
     source = Source([1], [0.25])
-    keepalive = KeepAlive(EVERY, gone, repeat=True)
+    keepalive = KeepAlive(EVERY, gone, "beat", repeat=True)
     assert [m async for m in _relay(keepalive, source.stream())] == [1]
     assert keepalive.sent
     _no_task_left()

@@ -343,7 +343,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         fails with its gRPC code); before, it is the HTTP status the SDKs act on (retry a 429
         or a 5xx)."""
         every = self._settings.stream_keepalive
-        keepalive = KeepAlive(every, partial(context.write, rs.KEEPALIVE), repeat=True)
+        keepalive = KeepAlive(every, context.write, rs.KEEPALIVE, repeat=True)
         messages = self._admitted(context, job, options, deadline)
         sent = False
         keepalive.start()

@@ -43,17 +43,32 @@ class StopSignals:
     """Set by SIGINT (Ctrl-C), SIGTERM or SIGHUP: each stops the stack gracefully. SIGHUP's
     default killed `saxgw` at once when its terminal closed (status 129; the children killed
     with it, streams cut without their last event, the private directory with Envoy's config
-    left behind); and it does not reload the config, as some servers' does (`hangup`)."""
+    left behind); and it does not reload the config, as some servers' does (`hangup`).
+
+    A second one during the stop (Ctrl-C again: the user will not wait for the streams to
+    drain) sets ``hurry``: what is still running is killed at once, the private directory
+    still removed, and `saxgw` exits 128 + that signal's number, as a shell reports a
+    command the signal ended. Before, only SIGKILL ended a stop early, and it left the
+    private directory (Envoy's config, API keys in it) behind."""
 
     def __init__(self) -> None:
         self.event = StopFlag()  # no threading.Event: a handler must take no lock
+        self.hurry = StopFlag()
         self.hangup = False
+        self.hurried_by = 0
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, self._received)
 
     def _received(self, signum: int, _frame: FrameType | None) -> None:
+        if self.event.is_set() and not self.hurry.is_set():
+            self.hurried_by = signum
+            self.hurry.set()
         self.hangup = self.hangup or signum == signal.SIGHUP
         self.event.set()
+
+    def status(self, status: int) -> int:
+        """`saxgw`'s exit status, ``status`` unless a second signal hurried the stop."""
+        return 128 + self.hurried_by if self.hurry.is_set() else status
 
 
 def serve_until_stopped(args: argparse.Namespace, stack: Stack, stop: StopSignals) -> int:

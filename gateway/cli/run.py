@@ -272,8 +272,9 @@ def _up(args: argparse.Namespace) -> int:
             if problem := _preflight.busy(args):
                 print(f"saxgw: {problem}", file=sys.stderr)
                 return 1
-            with Stack(settings, stopping=stop.event) as stack:
-                return _running.serve_until_stopped(args, stack, stop)
+            with Stack(settings, stopping=stop.event, hurry=stop.hurry) as stack:
+                status = _running.serve_until_stopped(args, stack, stop)
+            return stop.status(status)
     except PortClaimed as exc:  # by a `saxgw up|serve` that may not have bound it yet
         print(f"saxgw: {_preflight.in_use(args, exc.port, exc.holder)}", file=sys.stderr)
         return 1

@@ -113,6 +113,10 @@ class StopFlag:
         return self._set
 
 
+#: How often `ProcessGroup.stop` looks whether a child it waits for has exited.
+_STOP_POLL_S = 0.05
+
+
 class Stopping(Exception):
     """The group was told to stop (``ProcessGroup.stopping``) while it waited for a child to
     start: its owner stops what it started instead of starting the rest."""
@@ -138,6 +142,9 @@ class ProcessGroup:
     specs: dict[str, ChildSpec] = field(default_factory=dict)
     stopping: StopFlag = field(default_factory=StopFlag)
     """Set (by a signal handler: `saxgw up`'s Ctrl-C, SIGTERM) to end a `wait_until` at once."""
+    hurry: StopFlag = field(default_factory=StopFlag)
+    """Set (by a second stop signal) to kill at once every child `stop` still waits for,
+    rather than give it the rest of its grace."""
 
     def start(
         self,
@@ -220,9 +227,14 @@ class ProcessGroup:
             proc.send_signal(signal.SIGCONT)
         deadline = time.monotonic() + self.grace
         for name, proc in running:
-            try:
-                proc.wait(max(deadline - time.monotonic(), 0))
-            except subprocess.TimeoutExpired:
-                log.warning("%s did not stop within %.0f s; killing it", name, self.grace)
+            # Polled, not proc.wait(timeout): a second stop signal is heard meanwhile.
+            while proc.poll() is None and (left := deadline - time.monotonic()) > 0:
+                if self.hurry.wait(min(left, _STOP_POLL_S)):
+                    break
+            if proc.poll() is None:
+                if self.hurry.is_set():
+                    log.warning("a second stop signal: killing %s now", name)
+                else:
+                    log.warning("%s did not stop within %.0f s; killing it", name, self.grace)
                 proc.kill()
-                proc.wait()
+            proc.wait()

@@ -153,9 +153,15 @@ class Stack:
     """Starts the processes on ``__enter__`` and stops them, newest first, on ``__exit__``.
 
     ``stopping``, once set, ends the start where it is: ``__enter__`` returns with the
-    children started so far, for ``__exit__`` to stop."""
+    children started so far, for ``__exit__`` to stop. ``hurry``, once set, kills at once
+    what that stop still waits for."""
 
-    def __init__(self, settings: StackSettings, stopping: StopFlag | None = None) -> None:
+    def __init__(
+        self,
+        settings: StackSettings,
+        stopping: StopFlag | None = None,
+        hurry: StopFlag | None = None,
+    ) -> None:
         self.settings = settings
         # A gateway gets its whole grace period to end the calls in flight (a long stream)
         # and a few seconds to exit, before the group kills it: with its own fixed 10 s, the
@@ -163,6 +169,7 @@ class Stack:
         self.group = ProcessGroup(
             grace=max(ProcessGroup.grace, settings.gateway.grace_period + _EXIT_AFTER_GRACE),
             stopping=stopping or StopFlag(),
+            hurry=hurry or StopFlag(),
         )
         envoy = settings.envoy or EnvoySettings(gateway_endpoints=())
         endpoints = [f"127.0.0.1:{p}" for p in settings.gateway_ports]

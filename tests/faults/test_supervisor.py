@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -126,6 +127,53 @@ def test_stopping_saxgw_lets_the_calls_in_flight_finish(tmp_path: Path) -> None:
     assert saxgw.returncode == 0
     assert [port for port in ports.values() if listener_pid(port) is not None] == []
     assert "did not stop within" not in err + (tmp_path / "cell.log").read_text(), err
+
+
+def test_a_second_ctrl_c_ends_the_drain_at_once_and_leaves_nothing_behind(
+    tmp_path: Path,
+) -> None:
+    # Ctrl-C with a stream open that outlasts the gateways' grace: the stop waits for it
+    # (10 s, then 5 s more before the gateway is killed). A second Ctrl-C did nothing: the
+    # user's only way out was SIGKILL, which left the private directory (Envoy's config)
+    # behind. Now it kills what still runs, cleans up and exits 130.
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    args, ports = up_args(tmp_path)
+    saxgw = start_saxgw(args, tmp_path / "logs", env={"TMPDIR": str(tmp)})
+    url = f"http://127.0.0.1:{ports['--port']}"
+    model, words = "/sax/test/draining", ["tok"] * 300  # 30 s: longer than the whole stop
+    received: list[str] = []
+    try:
+        wait_banner(saxgw)
+        with httpx.Client(base_url=url, timeout=60) as http:
+            publish(http, model, text=" ".join(words), delay_ms="100")
+            body = {"model": model, "query": "q"}
+            with http.stream("POST", "/generate_stream", json=body) as response:
+                lines = response.iter_lines()
+                received.append(next(line for line in lines if line.startswith("data: ")))
+                saxgw.send_signal(signal.SIGINT)
+                time.sleep(1)  # the gateways drain: the stream goes on
+                saxgw.send_signal(signal.SIGINT)
+                hurried = time.monotonic()
+                with contextlib.suppress(httpx.HTTPError):  # cut: the connection closes
+                    for line in lines:
+                        if line.startswith("data: "):
+                            received.append(line)
+        status = saxgw.wait(30)
+        took = time.monotonic() - hurried
+    finally:
+        if saxgw.poll() is None:
+            saxgw.kill()
+        err = saxgw.communicate()[1]
+    assert status == 130, err
+    assert took < 5, (took, err)  # the drain had 9 s of its grace left, the kill 5 s more
+    assert "a second stop signal: killing gateway-0 now" in err
+    assert 1 < len(received) < len(words), len(received)  # it streamed, and was cut
+    deadline = time.monotonic() + 10  # the cell's servers die with it (gateway/launch)
+    while listening := [port for port in ports.values() if listener_pid(port) is not None]:
+        assert time.monotonic() < deadline, listening
+        time.sleep(0.1)
+    assert list(tmp.iterdir()) == []  # its private directory is gone
 
 
 def test_sigterm_while_the_cell_starts_stops_saxgw_at_once(tmp_path: Path) -> None:

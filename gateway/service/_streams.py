@@ -94,7 +94,9 @@ class StreamSlots:
         RESOURCE_EXHAUSTED when the client is at its limit."""
         return Held(self, context)
 
-    def _take(self, context: Context) -> tuple[str, int]:
+    def take(self, context: Context) -> tuple[str, int]:
+        """Counts a stream of the caller's: (its client, the ticket `give` takes back);
+        RESOURCE_EXHAUSTED when the client is at its limit."""
         client = self._identify(context) or client_of(context)
         try:
             return client, self._open.take(client, self._per_client)
@@ -103,6 +105,10 @@ class StreamSlots:
                 f"client {client} already has {full.held} streams or waits open, the limit per "
                 "client; close some first"
             ) from None
+
+    def give(self, client: str, ticket: int) -> None:
+        """Ends the stream `take` counted."""
+        self._open.give(client, ticket)
 
 
 class Held:
@@ -117,7 +123,7 @@ class Held:
         self._client, self._ticket = "", 0
 
     def __enter__(self) -> None:
-        self._client, self._ticket = self._slots._take(self._context)
+        self._client, self._ticket = self._slots.take(self._context)
 
     def __exit__(self, *_: object) -> None:
-        self._slots._open.give(self._client, self._ticket)
+        self._slots.give(self._client, self._ticket)

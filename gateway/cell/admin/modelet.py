@@ -129,6 +129,7 @@ class ModeletConnection:
             if model_id not in self.seen and acked is not None and acked < started:
                 _log.warning("model server %s lost model %s", self.address, model_id)
                 del self.wanted[model_id]
+                self.failed.pop(model_id, None)  # an earlier load's, now stale
                 del self.acked[model_id]
 
     def adopt(self, model: admin_pb2.Model) -> None:
@@ -241,6 +242,7 @@ class ModeletConnection:
                 # here once the server is back or elsewhere once it is dropped. Recorded as a
                 # load failure, it stayed one on the restarted server, which never got a Load.
                 del self.wanted[model_id]
+                self.failed.pop(model_id, None)  # an earlier load's, now stale
             else:
                 # Without the ": FailedPrecondition" suffix: the admin's error adds its own.
                 details = exc.details() or exc.code().name

@@ -15,7 +15,7 @@ import grpc
 import pytest
 from saxml.protobuf import admin_pb2, modelet_pb2
 
-from gateway.cell import AdminServer, ModelServer
+from gateway.cell import AdminServer, ModelServer, _grpc_server
 from gateway.cell._errors import CellStartError
 from gateway.cell._files import CorruptCellFileError
 from gateway.cell.modelserver.modelet import ModeletServicer
@@ -337,7 +337,9 @@ async def _resetting(port: int) -> AsyncIterator[None]:
         )
         writer.transport.abort()
 
-    server = await asyncio.start_server(reset, "127.0.0.1", port)
+    # Beside the server still listening there (which lets it: SO_REUSEPORT), so that once it
+    # stops no connection is refused: a refusal gets the server dropped at once.
+    server = await asyncio.start_server(reset, "127.0.0.1", port, reuse_port=True)
     try:
         yield
     finally:
@@ -346,7 +348,7 @@ async def _resetting(port: int) -> AsyncIterator[None]:
 
 
 async def test_a_model_placed_on_a_server_restarting_at_its_address_loads_once_it_is_back(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The admin kept a crashed server for server_dead_after (its port did not refuse: the cell
     # was restarting it there) and placed a publish on it. The Load's UNAVAILABLE was recorded
@@ -355,11 +357,15 @@ async def test_a_model_placed_on_a_server_restarting_at_its_address_loads_once_i
     settings = dataclasses.replace(
         fast_settings(tmp_path, num_model_servers=1), server_dead_after=60.0
     )
+    # The cell's servers refuse to share a port (a busy one is an error); this one must let
+    # the stand-in take it over with no moment in between (`_resetting`).
+    shared = [(k, 1 if k == "grpc.so_reuseport" else v) for k, v in _grpc_server._OPTIONS]
+    monkeypatch.setattr(_grpc_server, "_OPTIONS", shared)
     async with inproc(settings) as cell, admin_stub(cell.admin.address) as admin:
         old = cell.model_servers[0]
         port = int(old.address.rsplit(":", 1)[1])
-        await old.stop(grace=0)
         async with _resetting(port):
+            await old.stop(grace=0)
             model_id = await publish(admin, "lm", wait=False)
 
             async def load_failed() -> bool:

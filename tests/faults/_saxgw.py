@@ -98,3 +98,10 @@ def stop_saxgw(saxgw: subprocess.Popen[str]) -> None:
         except subprocess.TimeoutExpired:
             saxgw.kill()
     saxgw.communicate()
+
+
+def ended(saxgw: subprocess.Popen[str]) -> str:
+    """Kills ``saxgw`` if it still runs (a test that failed before it stopped); its stderr."""
+    if saxgw.poll() is None:
+        saxgw.kill()
+    return saxgw.communicate()[1]

@@ -18,7 +18,14 @@ import pytest
 from gateway.launch.ports import listener_pid
 from gateway.launch.processes import free_port
 from tests.faults._load import run_load
-from tests.faults._saxgw import alive, start_saxgw, up_args, wait_banner, wait_healthy
+from tests.faults._saxgw import (
+    alive,
+    ended,
+    start_saxgw,
+    up_args,
+    wait_banner,
+    wait_healthy,
+)
 from tests.faults.conftest import Faults, publish
 
 
@@ -79,9 +86,7 @@ def test_killing_saxgw_leaves_no_process_behind(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, f"orphans of saxgw still running: {orphans}"
             time.sleep(0.1)
     finally:
-        if saxgw.poll() is None:
-            saxgw.kill()
-        _, err = saxgw.communicate()
+        err = ended(saxgw)
     assert f"saxgw: gateway-0 (pid {first}) exited with status -9; restarting it in" in err
 
 
@@ -121,9 +126,7 @@ def test_stopping_saxgw_lets_the_calls_in_flight_finish(tmp_path: Path) -> None:
         saxgw.wait(30)
         assert time.monotonic() - stopped < 10
     finally:
-        if saxgw.poll() is None:
-            saxgw.kill()
-        err = saxgw.communicate()[1]
+        err = ended(saxgw)
     assert saxgw.returncode == 0
     assert [port for port in ports.values() if listener_pid(port) is not None] == []
     assert "did not stop within" not in err + (tmp_path / "cell.log").read_text(), err
@@ -162,9 +165,7 @@ def test_a_second_ctrl_c_ends_the_drain_at_once_and_leaves_nothing_behind(
         status = saxgw.wait(30)
         took = time.monotonic() - hurried
     finally:
-        if saxgw.poll() is None:
-            saxgw.kill()
-        err = saxgw.communicate()[1]
+        err = ended(saxgw)
     assert status == 130, err
     assert took < 5, (took, err)  # the drain had 9 s of its grace left, the kill 5 s more
     assert "a second stop signal: killing gateway-0 now" in err
@@ -200,9 +201,7 @@ def test_sigterm_while_the_cell_starts_stops_saxgw_at_once(tmp_path: Path) -> No
             status = saxgw.wait(30)
             took = time.monotonic() - stopped
         finally:
-            if saxgw.poll() is None:
-                saxgw.kill()
-            rest = saxgw.communicate()[1]
+            rest = ended(saxgw)
     assert (status, rest.splitlines()[-1:]) == (0, ["saxgw: stopping..."]), rest
     assert took < 5, took  # it took 9.5 s, the rest of the storage's 10 s
     assert not alive(cell)

@@ -46,21 +46,22 @@ class StopSignals:
     left behind); and it does not reload the config, as some servers' does (`hangup`).
 
     A second one during the stop (Ctrl-C again: the user will not wait for the streams to
-    drain) sets ``hurry``: what is still running is killed at once, the private directory
-    still removed, and `saxgw` exits 128 + that signal's number, as a shell reports a
-    command the signal ended. Before, only SIGKILL ended a stop early, and it left the
-    private directory (Envoy's config, API keys in it) behind."""
+    drain), or SIGQUIT (Ctrl-\\) at any time, sets ``hurry``: what is still running is
+    killed at once, the private directory still removed, and `saxgw` exits 128 + that
+    signal's number, as a shell reports a command the signal ended. Before, only SIGKILL
+    ended a stop early, and SIGQUIT's default killed `saxgw` alone; both left the private
+    directory (Envoy's config, API keys in it) behind."""
 
     def __init__(self) -> None:
         self.event = StopFlag()  # no threading.Event: a handler must take no lock
         self.hurry = StopFlag()
         self.hangup = False
         self.hurried_by = 0
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
             signal.signal(sig, self._received)
 
     def _received(self, signum: int, _frame: FrameType | None) -> None:
-        if self.event.is_set() and not self.hurry.is_set():
+        if (self.event.is_set() or signum == signal.SIGQUIT) and not self.hurry.is_set():
             self.hurried_by = signum
             self.hurry.set()
         self.hangup = self.hangup or signum == signal.SIGHUP

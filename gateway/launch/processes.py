@@ -143,8 +143,8 @@ class ProcessGroup:
     stopping: StopFlag = field(default_factory=StopFlag)
     """Set (by a signal handler: `saxgw up`'s Ctrl-C, SIGTERM) to end a `wait_until` at once."""
     hurry: StopFlag = field(default_factory=StopFlag)
-    """Set (by a second stop signal) to kill at once every child `stop` still waits for,
-    rather than give it the rest of its grace."""
+    """Set (by a second stop signal, or SIGQUIT) to kill at once every child `stop` still
+    waits for, rather than give it the rest of its grace."""
 
     def start(
         self,
@@ -233,7 +233,7 @@ class ProcessGroup:
                     break
             if proc.poll() is None:
                 if self.hurry.is_set():
-                    log.warning("a second stop signal: killing %s now", name)
+                    log.warning("told to stop at once: killing %s now", name)
                 else:
                     log.warning("%s did not stop within %.0f s; killing it", name, self.grace)
                 proc.kill()

@@ -87,8 +87,18 @@ def serve_until_stopped(args: argparse.Namespace, stack: Stack, stop: StopSignal
         supervisor.close()
     if stop.hangup:
         say(HANGUP)
-    say("saxgw: stopping...")
+    say(stopping(stack, stop))
     return 0
+
+
+def stopping(stack: Stack, stop: StopSignals) -> str:
+    """The line that says the stop began, and how long it may take: someone who pressed
+    Ctrl-C with a stream open saw nothing happen for up to the grace period, and did not
+    know that a second Ctrl-C would end it at once."""
+    if stop.hurry.is_set():
+        return "saxgw: stopping at once..."
+    grace = stack.settings.gateway.grace_period
+    return f"saxgw: stopping... (calls in flight get up to {grace:g} s; Ctrl-C again stops at once)"
 
 
 def _supervise(

@@ -151,7 +151,7 @@ def test_sighup_stops_saxgw_as_sigterm_does(tmp_path: Path) -> None:
     assert up.lines[-2:] == [
         "saxgw: SIGHUP: stopping, as on SIGTERM. The config is read once at start: "
         "start saxgw again to apply a change",
-        "saxgw: stopping...",
+        "saxgw: stopping... (calls in flight get up to 10 s; Ctrl-C again stops at once)",
     ]
     assert list(tmp.iterdir()) == []
 
@@ -209,7 +209,11 @@ def test_saxgws_own_lines_are_json_when_the_logs_are(tmp_path: Path) -> None:
             f"gateway-0 (pid {pid}) exited with status -9; restarting it in 0.5 s",
         ),
         ("WARNING", "saxgw", restarted),
-        ("INFO", "saxgw", "stopping..."),
+        (
+            "INFO",
+            "saxgw",
+            "stopping... (calls in flight get up to 10 s; Ctrl-C again stops at once)",
+        ),
     ]
 
 

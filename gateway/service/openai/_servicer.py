@@ -302,8 +302,9 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         stops = all_stops(self._settings.models.get(model), (*sampling.stop, *extra_stops))
         return Job(shape, model, texts, sampling, stops)
 
-    async def _complete(self, context: Context, job: Job) -> AsyncIterator[HttpBody]:
-        shape, model, prompts, sampling, stops = job
+    def _complete(self, context: Context, job: Job) -> AsyncIterator[HttpBody]:
+        """The reply's messages: its events (``stream: true``), or its one body. Not a
+        generator of its own: a layer that relays the events lives as long as the stream."""
         # A completion decodes as long as its max_tokens asks, streamed or not: an SDK sends
         # no deadline, and cut at the unary default it would be a 504 the SDKs retry twice
         # (the decoding three times over, then a failure). OpenAI and vLLM do not cut it;
@@ -311,11 +312,15 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         # for the whole request (however many prompts it has), from before it waits for
         # its model's ACLs and slot.
         deadline = self._generation_deadline(context)
-        options = CallOptions(extra_inputs=sampling.extra_inputs(), deadline=deadline)
-        if sampling.stream:
-            async for message in self._streamed(context, job, options, deadline):
-                yield message
-            return
+        options = CallOptions(extra_inputs=job.sampling.extra_inputs(), deadline=deadline)
+        if job.sampling.stream:
+            return self._streamed(context, job, options, deadline)
+        return self._whole(context, job, options, deadline)
+
+    async def _whole(
+        self, context: Context, job: Job, options: CallOptions, deadline: Deadline
+    ) -> AsyncIterator[HttpBody]:
+        shape, model, prompts, sampling, stops = job
         generate = self._client.lm_generate
         try:
             async with self._access.admit_model("Generate", model, context, deadline) as admitted:

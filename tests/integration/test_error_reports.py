@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.client import InvalidArgumentError
 from gateway.common.rpc import Context
-from gateway.service._errors import ErrorInterceptor, abort, relay
+from gateway.service._errors import ErrorInterceptor, abort, reporting
 
 METHOD = "/test.Reports/Stream"
 
@@ -39,7 +39,9 @@ async def test_a_failure_after_the_caller_left_is_not_reported_twice_nor_logged_
 ) -> None:
     ended = asyncio.Event()
 
-    async def fails_once_left(request: bytes, context: Context) -> AsyncIterator[bytes]:
+    async def fails_once_left(
+        _servicer: None, request: bytes, context: Context
+    ) -> AsyncIterator[bytes]:
         yield b"first"
         try:
             await asyncio.sleep(30)  # the caller leaves meanwhile: grpc cancels this
@@ -50,8 +52,10 @@ async def test_a_failure_after_the_caller_left_is_not_reported_twice_nor_logged_
         finally:
             ended.set()
 
+    reported = reporting(fails_once_left, abort)  # as the OpenAI face's methods are
+
     async def stream(request: bytes, context: Context) -> AsyncIterator[bytes]:
-        async for response in relay(fails_once_left(request, context), context, abort):
+        async for response in reported(None, request, context):
             yield response
 
     handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_stream_rpc_method_handler(

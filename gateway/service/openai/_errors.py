@@ -19,7 +19,7 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 
 from gateway.common.rpc import Context
-from gateway.service._errors import RETRY_AFTER_SECONDS, relay, to_status, violations
+from gateway.service._errors import RETRY_AFTER_SECONDS, reporting, to_status, violations
 
 ENVELOPE_KEY = "x-openai-error"
 NOT_RETRIED = frozenset({grpc.StatusCode.UNIMPLEMENTED})
@@ -118,10 +118,4 @@ def streaming(
 ) -> Callable[[_Self, _Req, Context], AsyncIterator[_Resp]]:
     """Reports a failure of a streaming method before its first message in OpenAI's envelope
     (an HTTP status and JSON body); later failures are the method's to report in-band."""
-
-    @wraps(method)
-    async def call(self: _Self, request: _Req, context: Context) -> AsyncIterator[_Resp]:
-        async for response in relay(method(self, request, context), context, abort):
-            yield response
-
-    return call
+    return reporting(method, abort)

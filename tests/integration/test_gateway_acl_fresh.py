@@ -129,7 +129,7 @@ async def test_acl_reads_an_unreachable_admin_fails_are_not_a_line_per_model_nam
     inproc_cell: InprocCell, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Each new model name a caller sent while the admin was unreachable was a WARNING of its
-    # own (1,000 calls naming 1,000 names: 1,000 lines); now one per cell and minute.
+    # own (1,000 calls naming 1,000 names: 1,000 lines); now one per cell, cause and minute.
     client = ClientSettings(sax_root=inproc_cell.sax_root, admin_unreachable_after=0.2)
     async with (
         running_gateway(inproc_cell.sax_root, client=client) as server,
@@ -142,9 +142,13 @@ async def test_acl_reads_an_unreachable_admin_fails_are_not_a_line_per_model_nam
             with pytest.raises(grpc.aio.AioRpcError):
                 request = pb.GenerateRequest(model=f"/sax/test/n{i}", query="x")
                 await stub.Generate(request, timeout=5)
-    lines = [r for r in caplog.records if r.name == "gateway.service._acls"]
-    assert len(lines) == 1, [r.getMessage() for r in lines]
-    assert "/sax/test/n" not in lines[0].getMessage()
+    messages = [r.getMessage() for r in caplog.records if r.name == "gateway.service._acls"]
+    # The stopped admin's port refuses; a connection made as it stopped may instead have
+    # taken a List it never answered ("answered nothing to List for 0.2 s"): a second cause
+    # is a line of its own (gateway/common/failurelog.py). One line was asserted, and a
+    # full run met the second cause once.
+    assert 1 <= len(messages) <= 2 and len(set(messages)) == len(messages), messages
+    assert not [m for m in messages if "/sax/test/n" in m], messages
 
 
 async def test_a_full_acl_cache_drops_the_model_unused_longest_not_every_model(

@@ -128,9 +128,7 @@ class ModeletConnection:
             acked = self.acked.get(model_id)
             if model_id not in self.seen and acked is not None and acked < started:
                 _log.warning("model server %s lost model %s", self.address, model_id)
-                del self.wanted[model_id]
-                self.failed.pop(model_id, None)  # an earlier load's, now stale
-                del self.acked[model_id]
+                self._forget(model_id)
 
     def adopt(self, model: admin_pb2.Model) -> None:
         """Takes over a model the server already has (e.g. after an admin restart)."""
@@ -176,9 +174,7 @@ class ModeletConnection:
     def unload(self, model_id: str) -> asyncio.Future[None]:
         """Unloads the model; the future is done once the server has dropped it."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        model = self.wanted.pop(model_id, None)
-        self.acked.pop(model_id, None)
-        self.failed.pop(model_id, None)
+        model = self._forget(model_id)
         if model is None:
             done.set_result(None)
             return done
@@ -192,6 +188,13 @@ class ModeletConnection:
 
         self._queue.put_nowait(action)
         return done
+
+    def _forget(self, model_id: str) -> admin_pb2.Model | None:
+        """Drops all this connection knows of the model on the server (wanted, acknowledged,
+        failed), so that a later placement starts clean; the model as it was wanted, if so."""
+        self.acked.pop(model_id, None)
+        self.failed.pop(model_id, None)
+        return self.wanted.pop(model_id, None)
 
     def wake_up(self) -> None:
         self._queue.put_nowait(self._wake_up)
@@ -241,8 +244,7 @@ class ModeletConnection:
                 # sees it die). Not wanted here, the model is placed again at the next refresh,
                 # here once the server is back or elsewhere once it is dropped. Recorded as a
                 # load failure, it stayed one on the restarted server, which never got a Load.
-                del self.wanted[model_id]
-                self.failed.pop(model_id, None)  # an earlier load's, now stale
+                self._forget(model_id)
             else:
                 # Without the ": FailedPrecondition" suffix: the admin's error adds its own.
                 details = exc.details() or exc.code().name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from pathlib import Path
 
 import grpc
@@ -46,6 +47,26 @@ async def test_publish_two_replicas_loads_on_both(embedded_cell: EmbeddedCell) -
                     lm_pb2.GenerateRequest(model_key=model_id, text="hello there"), timeout=5
                 )
             assert [t.text for t in reply.texts] == ["hello there"]
+
+
+async def test_a_clean_stop_logs_no_warning(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # The model servers stopped first while the admin still polled them: each clean stop
+    # logged every model server as "stopped answering; dropped it", a WARNING.
+    async with EmbeddedCell(fast_settings(tmp_path), log_format="json") as cell:
+        async with admin_stub(cell.admin_address) as admin:
+            await publish(admin, "lm", replicas=2)
+        await asyncio.sleep(0.5)  # a few of the admin's polls (every 0.2 s)
+        running = _records(capfd)
+    assert any(r["message"].startswith("joined admin") for r in running)  # the logs are read
+    assert [r for r in _records(capfd) if r["level"] not in ("DEBUG", "INFO")] == []
+
+
+def _records(capfd: pytest.CaptureFixture[str]) -> list[dict[str, str]]:
+    """The JSON log records the cell's servers wrote to this process's stderr since the last
+    read."""
+    return [json.loads(line) for line in capfd.readouterr().err.splitlines() if line]
 
 
 async def test_killed_model_server_replica_moves_to_spare(tmp_path: Path) -> None:

@@ -84,10 +84,17 @@ class Manager:
         _log.info("restored %d published models", len(state.models))
         self._loop_task = asyncio.create_task(self._refresh_loop(), name="admin refresh")
 
-    async def close(self) -> None:
+    async def stop_refreshing(self) -> None:
+        """No poll of the model servers from now on, and so no server dropped: the admin is
+        stopping, and so may its cell's model servers be (`EmbeddedCell.close` stops them
+        together), whose refused polls would each be logged as a server lost."""
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
+            self._loop_task = None
+
+    async def close(self) -> None:
+        await self.stop_refreshing()
         # Watchers are not released here: an empty address set would tell clients the model
         # has no servers. Stopping the gRPC server fails their calls instead, as upstream's do.
         await asyncio.gather(*(m.close() for m in self._modelets.values()))

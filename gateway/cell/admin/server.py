@@ -146,6 +146,9 @@ class AdminServer:
         return False
 
     async def stop(self, grace: float = _grpc_server.STOP_GRACE) -> None:
+        if self._manager is not None:
+            # Before the calls in flight drain: the model servers may be stopping too.
+            await self._manager.stop_refreshing()
         if self._guard is not None:
             self._guard.cancel()
             await asyncio.gather(self._guard, return_exceptions=True)

@@ -13,6 +13,7 @@ import pytest
 
 from gateway.cell.models.multimodal import MULTIMODAL_PATH
 from tests.e2e._bodies import envoy_error, gateway_error
+from tests.e2e._grpc_replies import grpc_web_call, trailers_only_message
 from tests.e2e._media_calls import calls_of
 from tests.e2e._published import TEST_AUDIO, TEST_VISION, published, stored_model
 from tests.e2e.security.conftest import OPS, TEAM_A_KEY, TEAM_B_KEY, SecureStack
@@ -141,5 +142,14 @@ def test_a_method_acl_guards_each_vision_audio_and_multimodal_method_by_its_sax_
                 403,
                 gateway_error(refused, 7, message),
             ), call.rpc
+            # A browser's call (grpc-web) is refused alike: PERMISSION_DENIED, the same words.
+            url = f"{secure.stack.http_url}/saxgateway.v1.SaxGateway/{call.rpc}"
+            web = grpc_web_call(url, call.request(model), TEAM_B)
+            assert trailers_only_message(web, 7) == message, call.rpc
             admitted = secure_http.post(path, json=call.body(), headers=TEAM_A)
             assert call.reply_from_json(_ok(admitted)) == call.reply(), call.rpc
+        # Each model's ACLs, as GetAcl shows them: every method by its Sax name.
+        for path, model in models.items():
+            acls = {c.sax_method: "acl/readers" for c in calls if c.model_path == path}
+            shown = secure_http.get(f"/v1{model}:getAcl", headers=TEAM_A)
+            assert _ok(shown) == {"name": model, "acl": "", "method_acls": acls}

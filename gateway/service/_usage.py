@@ -24,6 +24,7 @@ from opentelemetry.trace import Span
 from gateway.client import Client
 from gateway.common.logs import current_call
 from gateway.common.rpc import Context
+from gateway.service._access import NAMED_METHODS, SAX_METHODS
 from gateway.service._errors import request_id
 from gateway.service._fields import with_slash
 from gateway.service._metrics import GatewayMetrics
@@ -51,31 +52,37 @@ def _texts(response: Any) -> Sequence[str]:
     return [t.text for t in response.texts]
 
 
+#: Model calls: gRPC method -> (input texts, output texts). A stream's output is its chunks.
+_TEXTS: dict[str, tuple[Texts, Texts]] = {
+    "Generate": (lambda r: (r.query,), _texts),
+    "GenerateStream": (lambda r: (r.query,), _none),
+    "Score": (lambda r: (r.prefix, *r.suffix), _none),
+    "Embed": (lambda r: (r.text,), _none),
+    "Gradient": (lambda r: (r.prefix, r.suffix), _none),
+    "Classify": (_none, _texts),
+    "TextToImage": (lambda r: (r.text,), _none),
+    "EmbedImage": (_none, _none),
+    "Detect": (lambda r: tuple(r.text), _none),
+    "ImageToText": (lambda r: (r.text,), _texts),
+    "Recognize": (_none, _texts),
+    "MultimodalGenerate": (_none, _none),
+    "MultimodalScore": (_none, _none),
+    "MultimodalEmbed": (_none, _none),
+    "ImageToImage": (_none, _none),
+    "TextAndImageToImage": (lambda r: (r.text,), _none),
+    "VideoToText": (lambda r: (r.text,), _texts),
+    "VideoToToken": (_none, _none),
+    "TokenToVideo": (_none, _none),
+    "Custom": (_none, _none),
+}
 #: Model calls: gRPC method -> (gen_ai.operation.name, input texts, output texts). Operation
-#: names are Sax's method names, as saxutil spells them. A stream's output is its chunks.
+#: names are Sax's method names, as saxutil spells them and model ACLs name them
+#: (`_access.SAX_METHODS`, the one table of them); a custom method's is Sax's service,
+#: ``custom``, not the model's own method name: each model names its methods, and a label
+#: must be one of a bounded set.
 DATA_METHODS: dict[str, tuple[str, Texts, Texts]] = {
-    "Generate": ("lm.generate", lambda r: (r.query,), _texts),
-    "GenerateStream": ("lm.generate_stream", lambda r: (r.query,), _none),
-    "Score": ("lm.score", lambda r: (r.prefix, *r.suffix), _none),
-    "Embed": ("lm.embed", lambda r: (r.text,), _none),
-    "Gradient": ("lm.gradient", lambda r: (r.prefix, r.suffix), _none),
-    "Classify": ("vm.classify", _none, _texts),
-    "TextToImage": ("vm.text_to_image", lambda r: (r.text,), _none),
-    "EmbedImage": ("vm.embed", _none, _none),
-    "Detect": ("vm.detect", lambda r: tuple(r.text), _none),
-    "ImageToText": ("vm.image_to_text", lambda r: (r.text,), _texts),
-    "Recognize": ("am.recognize", _none, _texts),
-    "MultimodalGenerate": ("mm.generate", _none, _none),
-    "MultimodalScore": ("mm.score", _none, _none),
-    "MultimodalEmbed": ("mm.embed", _none, _none),
-    "ImageToImage": ("vm.image_to_image", _none, _none),
-    "TextAndImageToImage": ("vm.text_and_image_to_image", lambda r: (r.text,), _none),
-    "VideoToText": ("vm.video_to_text", lambda r: (r.text,), _texts),
-    "VideoToToken": ("vm.video_to_token", _none, _none),
-    "TokenToVideo": ("vm.token_to_video", _none, _none),
-    # Sax's service, not the model's own method name: each model names its methods, and a
-    # label must be one of a bounded set.
-    "Custom": ("custom", _none, _none),
+    method: ("custom" if method in NAMED_METHODS else SAX_METHODS[method], *texts)
+    for method, texts in _TEXTS.items()
 }
 #: OpenAIGateway model calls -> gen_ai.operation.name, as the GenAI conventions name them.
 OPENAI_OPERATIONS = {

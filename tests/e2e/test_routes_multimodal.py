@@ -14,6 +14,7 @@ from gateway.cell.models.base import ExtraInputs
 from gateway.cell.models.multimodal import MULTIMODAL_PATH, TestMultimodal
 from gateway.launch.stack import Stack
 from tests.e2e._bodies import gateway_error
+from tests.e2e._media_calls import MediaCall, calls_of, check_over_grpc_web
 from tests.e2e._published import IMAGE, b64, published, stored_model
 
 MODEL = "/sax/test/routes-mm"
@@ -55,6 +56,11 @@ def test_multimodal_embed(http: httpx.Client, model: str) -> None:
     response = _post(http, "multimodalEmbed", {"items": ITEMS})
     assert response.status_code == 200, response.text
     assert response.json() == {"embedding": embedding}
+
+
+@pytest.mark.parametrize("call", calls_of(MULTIMODAL_PATH), ids=lambda c: c.rpc)
+def test_over_grpc_web(http: httpx.Client, model: str, call: MediaCall) -> None:
+    check_over_grpc_web(http, call, model, text=False)
 
 
 def test_an_empty_item_is_a_400_naming_it(http: httpx.Client, model: str) -> None:

@@ -26,6 +26,7 @@ from gateway.cell.models.media import TOKENS_PER_FRAME, TestAudio, TestCustom, T
 from gateway.common.limits import MAX_VIDEO_TOKENS
 from gateway.launch.stack import Stack
 from tests.e2e._bodies import gateway_error
+from tests.e2e._media_calls import MediaCall, calls_of, check_over_grpc_web
 from tests.e2e._published import (
     IMAGE,
     TEST_AUDIO,
@@ -35,7 +36,6 @@ from tests.e2e._published import (
     published,
     wav,
 )
-from tests.e2e.test_grpc_web import _call as grpc_web_call
 
 VISION = "/sax/test/routes-vision"
 AUDIO = "/sax/test/routes-audio"
@@ -232,24 +232,20 @@ def test_token_to_video(http: httpx.Client, vision: str, path: str) -> None:
     assert _post(http, path, vision, body) == {"image_frames": [b64(f) for f in frames]}
 
 
-def test_video_tokens_over_grpc_web(http: httpx.Client, vision: str) -> None:
+@pytest.mark.parametrize(
+    ("call", "text"),
+    [
+        *((c, False) for c in calls_of(TEST_VISION, TEST_AUDIO, TEST_CUSTOM)),
+        *((c, True) for c in calls_of(TEST_VISION) if c.rpc in ("VideoToToken", "TokenToVideo")),
+    ],
+    ids=lambda p: p.rpc if isinstance(p, MediaCall) else ("text" if p else "binary"),
+)
+def test_over_grpc_web(
+    http: httpx.Client, vision: str, audio: str, custom: str, call: MediaCall, text: bool
+) -> None:
     # A browser's calls (Envoy's grpc_web filter), binary and text, and a refusal's status.
-    model, frames = TestVision(), [IMAGE, b"second frame"]
-    tokens = asyncio.run(model.video_to_token(frames, NONE))
-    video = asyncio.run(model.token_to_video(tokens, NONE))
-    for text in (False, True):
-        request = pb.VideoToTokenRequest(model=vision, image_frames=frames)
-        _, [data], trailers = grpc_web_call(http, "VideoToToken", request, text=text)
-        assert trailers["grpc-status"] == "0"
-        assert list(pb.VideoToTokenResponse.FromString(data).tokens) == tokens
-        back = pb.TokenToVideoRequest(model=vision, tokens=tokens)
-        _, [data], trailers = grpc_web_call(http, "TokenToVideo", back, text=text)
-        assert trailers["grpc-status"] == "0"
-        assert list(pb.TokenToVideoResponse.FromString(data).image_frames) == video
-    nan = pb.TokenToVideoRequest(model=vision, tokens=[0.5, math.nan])
-    _, messages, trailers = grpc_web_call(http, "TokenToVideo", nan)
-    message = "tokens[1]: must be a finite number, got nan"
-    assert (messages, trailers["grpc-status"], trailers["grpc-message"]) == ([], "3", message)
+    model = {TEST_VISION: vision, TEST_AUDIO: audio, TEST_CUSTOM: custom}[call.model_path]
+    check_over_grpc_web(http, call, model, text=text)
 
 
 def test_a_method_acl_guards_video_tokens(stack: Stack, http: httpx.Client) -> None:

@@ -20,6 +20,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
+from gateway.cell.models.media import VISION_PATH
 from gateway.client import ClientSettings
 from gateway.config import AccessSettings, GatewaySettings, TelemetrySettings
 from gateway.edge import IDENTITY_HEADER
@@ -151,6 +152,24 @@ async def test_calls_no_model_answered_count_no_input_characters(
     chars = "saxgw_text_characters_total"
     assert sample(gateway, chars, **unknown, direction="input") == 0
     assert sample(gateway, chars, **overloaded, direction="input") == 0
+
+
+async def test_a_call_is_counted_under_the_sax_method_its_acl_names(
+    gateway: GatewayServer, inproc_cell: InprocCell
+) -> None:
+    # gen_ai_operation_name is the Sax method as saxutil spells it, the name a model ACL
+    # guards the call by: TextToImage's is vm.generate. It was counted as vm.text_to_image, a
+    # name no Sax tool uses, from a table of its own beside the ACLs'.
+    async with admin_stub(inproc_cell.admin.address) as admin:
+        model = await publish(admin, "vision", model_path=VISION_PATH)
+    async with aio_channel(gateway.address) as channel:
+        stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+        await stub.TextToImage(pb.TextToImageRequest(model=model, text="a cat"), timeout=10)
+
+    made = {"gen_ai_operation_name": "vm.generate", "gen_ai_request_model": model}
+    duration = "gen_ai_server_request_duration_seconds_count"
+    assert sample(gateway, duration, **made, error_type="") == 1
+    assert sample(gateway, "saxgw_text_characters_total", **made, direction="input") == 5
 
 
 async def test_with_the_cost_header_on_and_no_metrics_the_cost_is_a_header(

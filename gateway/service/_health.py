@@ -23,6 +23,7 @@ from saxgateway.v1 import gateway_pb2, openai_pb2
 
 from gateway.client import Client, SaxError
 from gateway.common.rpc import Context
+from gateway.config import GatewaySettings
 from gateway.service._streams import StreamSlots
 
 log = logging.getLogger(__name__)
@@ -74,8 +75,9 @@ class _Health(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
     lasts as long as they like, like a model stream), and end once the gateway stops: grpc's
     servicer kept them open, which held every stop for its whole grace period."""
 
-    def __init__(self, slots: StreamSlots) -> None:
+    def __init__(self, slots: StreamSlots, longest: float) -> None:
         self._slots = slots
+        self._longest = longest or None  # 0: for good
         self._status: health_pb2.HealthCheckResponse.ServingStatus.ValueType = NOT_SERVING
         self._stopping = False
         self._changed = asyncio.Condition()
@@ -116,33 +118,46 @@ class _Health(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
         return listed
 
     async def Watch(self, request: health_pb2.HealthCheckRequest, context: Context) -> None:
-        # The status now, then each change (a change and its undoing between two sends may
-        # go unseen: a watcher wants the latest status); an unknown service is SERVICE_UNKNOWN
-        # for good, as the protocol has it. Written outside the lock: a watcher that does not
-        # read must not hold up the health probe or the stop.
+        # It lasts no longer than any stream may, and ends with a status of its own there,
+        # before Envoy's backstop resets it (INTERNAL to gRPC clients, as for a failure).
         with self._slots.hold(context):
-            sent = None
-            while True:
-                async with self._changed:
-                    await self._changed.wait_for(partial(self._news, request.service, sent))
-                    status = self._status_of(request.service)
-                if status == sent:  # stopping, and the watcher has the last status
-                    await context.abort(grpc.StatusCode.UNAVAILABLE, STOPPING)
-                await context.write(health_pb2.HealthCheckResponse(status=status))
-                sent = status
+            try:
+                async with asyncio.timeout(self._longest):
+                    await self._watch(request.service, context)
+            except TimeoutError:
+                await context.abort(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"a health watch lasts at most {self._longest:g} s"
+                    " (limits.max_stream_duration); watch again",
+                )
+
+    async def _watch(self, service: str, context: Context) -> None:
+        """Sends the status now, then each change (a change and its undoing between two sends
+        may go unseen: a watcher wants the latest status); an unknown service is
+        SERVICE_UNKNOWN for good, as the protocol has it. Sent outside the lock: a watcher
+        that does not read must not hold up the health probe or the stop."""
+        sent = None
+        while True:
+            async with self._changed:
+                await self._changed.wait_for(partial(self._news, service, sent))
+                status = self._status_of(service)
+            if status == sent:  # stopping, and the watcher has the last status
+                await context.abort(grpc.StatusCode.UNAVAILABLE, STOPPING)
+            await context.write(health_pb2.HealthCheckResponse(status=status))
+            sent = status
 
 
 class HealthReporter:
-    """Probes the cell every ``interval`` seconds and publishes SERVING / NOT_SERVING;
-    ``slots`` bound each caller's Watch streams."""
+    """Probes the cell every ``settings.health_interval`` seconds and publishes SERVING /
+    NOT_SERVING; ``slots`` bound each caller's Watch streams."""
 
-    def __init__(self, client: Client, interval: float, slots: StreamSlots) -> None:
+    def __init__(self, client: Client, settings: GatewaySettings, slots: StreamSlots) -> None:
         # NOT_SERVING until the first probe: a first probe of an admin that does not answer
         # takes seconds, in which Envoy would count this gateway healthy and route calls to
         # it (and `saxgw up` say it is ready), as it did when grpc's servicer started SERVING.
-        self.servicer = _Health(slots)
+        self.servicer = _Health(slots, settings.max_watch_duration)
         self._client = client
-        self._interval = interval
+        self._interval = settings.health_interval
         self._task: asyncio.Task[None] | None = None
         self._serving: bool | None = None
         self._why = ""

@@ -278,6 +278,24 @@ async def test_health_watch_reports_not_serving_and_ends_when_the_gateway_stops(
     assert asyncio.get_running_loop().time() - started < 5
 
 
+async def test_a_health_watch_ends_when_a_stream_may_last_no_longer(tmp_path: Path) -> None:
+    # Nothing ended a Watch: through Envoy, limits.max_stream_duration (an hour) passed, and
+    # Envoy's backstop reset it 5 s later: gRPC clients got INTERNAL (RST_STREAM), as for a
+    # server failure, and the access log UNKNOWN.
+    async with (
+        running_gateway(str(tmp_path), max_watch_duration=1) as server,
+        aio_channel(server.address) as channel,
+    ):
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+        assert (await watch.read()).status == NOT_SERVING
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            await asyncio.wait_for(watch.read(), 5)
+    assert ended.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert ended.value.details() == (
+        "a health watch lasts at most 1 s (limits.max_stream_duration); watch again"
+    )
+
+
 async def test_health_watch_streams_count_against_the_clients_stream_limit(
     tmp_path: Path,
 ) -> None:

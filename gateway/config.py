@@ -226,6 +226,10 @@ class GatewaySettings:
     RESOURCE_EXHAUSTED: a 429, which clients retry, where the headers were at fault."""
     health_interval: float = 5.0
     """How often the health service probes the cell (seconds)."""
+    max_watch_duration: float = 0.0
+    """How long a grpc.health.v1 Watch may last (seconds; 0: for good): the config file's
+    ``limits.max_stream_duration``, after which the gateway ends it with DEADLINE_EXCEEDED,
+    before Envoy's backstop resets it (INTERNAL to gRPC clients)."""
     max_streams_per_client: int = 100
     """Long-lived streams (GenerateStream, WatchAddresses) one client may hold open."""
     access: AccessSettings = field(default_factory=AccessSettings)

@@ -81,6 +81,7 @@ def gateway_settings(
         max_metadata_bytes=max(base.max_metadata_bytes, 2 * limits.max_request_headers_kb * KIB),
         default_timeout=capped(base.default_timeout),
         stream_timeout=capped(base.stream_timeout),
+        max_watch_duration=limit,
         stream_keepalive=limits.stream_keepalive if stream_keepalive is None else stream_keepalive,
     )
 

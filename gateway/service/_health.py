@@ -15,13 +15,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from functools import partial
 
 import grpc
-from grpc_health.v1 import health, health_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from saxgateway.v1 import gateway_pb2, openai_pb2
 
 from gateway.client import Client, SaxError
 from gateway.common.rpc import Context
+from gateway.config import GatewaySettings
 from gateway.service._streams import StreamSlots
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,11 @@ with the server's status (both APIs need the cell alike), so that a per-service 
 UNKNOWN_SERVICE = (
     f'no such service: health is reported for "" (the server), {SERVICE} and {OPENAI_SERVICE}'
 )
+STOPPING = "the gateway is stopping"
+"""How a Watch stream ends, once it has sent NOT_SERVING, when the gateway stops."""
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+SERVICE_UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
 
 
 async def cell_reachable(client: Client, timeout: float) -> bool:
@@ -62,58 +69,98 @@ async def cell_problem(client: Client, timeout: float) -> str | None:
     return problem
 
 
-class _CountedHealth(health.aio.HealthServicer):  # type: ignore[misc]
-    """grpc.health.v1, whose Watch streams each hold one of the caller's stream slots: Watch
-    is open to anonymous callers and lasts as long as they like, like a model stream."""
+class _Health(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
+    """grpc.health.v1 for `SERVICES`, all with one status, NOT_SERVING until `set`. Watch
+    streams each hold one of the caller's stream slots (Watch is open to anonymous callers and
+    lasts as long as they like, like a model stream), and end once the gateway stops: grpc's
+    servicer kept them open, which held every stop for its whole grace period."""
 
-    def __init__(self, slots: StreamSlots) -> None:
-        super().__init__()
+    def __init__(self, slots: StreamSlots, longest: float) -> None:
         self._slots = slots
+        self._longest = longest or None  # 0: for good
+        self._status: health_pb2.HealthCheckResponse.ServingStatus.ValueType = NOT_SERVING
+        self._stopping = False
+        self._changed = asyncio.Condition()
+
+    async def set(
+        self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType, *, final: bool
+    ) -> None:
+        """Reports ``status`` for every service; ``final`` (the gateway stops) also ends the
+        Watch streams once they have sent it."""
+        async with self._changed:
+            self._status, self._stopping = status, final
+            self._changed.notify_all()
+
+    def _status_of(self, service: str) -> health_pb2.HealthCheckResponse.ServingStatus.ValueType:
+        return self._status if service in SERVICES else SERVICE_UNKNOWN
+
+    def _news(self, service: str, sent: object) -> bool:
+        """Whether a watcher of ``service`` that has ``sent`` has more to do."""
+        return self._stopping or self._status_of(service) != sent
 
     async def Check(
         self, request: health_pb2.HealthCheckRequest, context: Context
     ) -> health_pb2.HealthCheckResponse:
-        # grpc's servicer answers NOT_FOUND with no message: say which services there are
-        # (not the name asked for, which may be as long as a message may be).
+        # Saying which services there are (not the name asked for, which may be as long as a
+        # message may be): grpc's servicer answered NOT_FOUND with no message.
         if request.service not in SERVICES:
             await context.abort(grpc.StatusCode.NOT_FOUND, UNKNOWN_SERVICE)
-        return await super().Check(request, context)
+        return health_pb2.HealthCheckResponse(status=self._status)
 
     async def List(
         self, request: health_pb2.HealthListRequest, context: Context
     ) -> health_pb2.HealthListResponse:
-        # grpcio-health-checking's servicers leave List to the generated base, which answers
-        # UNIMPLEMENTED (though its proto, which reflection serves, has it): every service
-        # Check answers for, with the status Check gives.
+        # Every service Check answers for, with the status Check gives (grpc's servicers left
+        # List UNIMPLEMENTED, though its proto, which reflection serves, has it).
         listed = health_pb2.HealthListResponse()
         for service in SERVICES:
-            request = health_pb2.HealthCheckRequest(service=service)
-            listed.statuses[service].CopyFrom(await super().Check(request, context))
+            listed.statuses[service].status = self._status
         return listed
 
     async def Watch(self, request: health_pb2.HealthCheckRequest, context: Context) -> None:
+        # It lasts no longer than any stream may, and ends with a status of its own there,
+        # before Envoy's backstop resets it (INTERNAL to gRPC clients, as for a failure).
         with self._slots.hold(context):
-            await super().Watch(request, context)
+            try:
+                async with asyncio.timeout(self._longest):
+                    await self._watch(request.service, context)
+            except TimeoutError:
+                await context.abort(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"a health watch lasts at most {self._longest:g} s"
+                    " (limits.max_stream_duration); watch again",
+                )
+
+    async def _watch(self, service: str, context: Context) -> None:
+        """Sends the status now, then each change (a change and its undoing between two sends
+        may go unseen: a watcher wants the latest status); an unknown service is
+        SERVICE_UNKNOWN for good, as the protocol has it. Sent outside the lock: a watcher
+        that does not read must not hold up the health probe or the stop."""
+        sent = None
+        while True:
+            async with self._changed:
+                await self._changed.wait_for(partial(self._news, service, sent))
+                status = self._status_of(service)
+            if status == sent:  # stopping, and the watcher has the last status
+                await context.abort(grpc.StatusCode.UNAVAILABLE, STOPPING)
+            await context.write(health_pb2.HealthCheckResponse(status=status))
+            sent = status
 
 
 class HealthReporter:
-    """Probes the cell every ``interval`` seconds and publishes SERVING / NOT_SERVING;
-    ``slots`` bound each caller's Watch streams."""
+    """Probes the cell every ``settings.health_interval`` seconds and publishes SERVING /
+    NOT_SERVING; ``slots`` bound each caller's Watch streams."""
 
-    def __init__(self, client: Client, interval: float, slots: StreamSlots) -> None:
-        self.servicer = _CountedHealth(slots)
+    def __init__(self, client: Client, settings: GatewaySettings, slots: StreamSlots) -> None:
+        # NOT_SERVING until the first probe: a first probe of an admin that does not answer
+        # takes seconds, in which Envoy would count this gateway healthy and route calls to
+        # it (and `saxgw up` say it is ready), as it did when grpc's servicer started SERVING.
+        self.servicer = _Health(slots, settings.max_watch_duration)
         self._client = client
-        self._interval = interval
+        self._interval = settings.health_interval
         self._task: asyncio.Task[None] | None = None
         self._serving: bool | None = None
         self._why = ""
-
-    async def not_serving_yet(self) -> None:
-        """Answers NOT_SERVING until the first probe: grpc's servicer starts SERVING, and a
-        first probe of an admin that does not answer takes seconds, in which Envoy would
-        count this gateway healthy and route calls to it (and `saxgw up` say it is ready)."""
-        for service in SERVICES:
-            await self.servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
 
     async def start(self) -> None:
         await self._probe()  # the first answer is already right
@@ -124,7 +171,9 @@ class HealthReporter:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self._set(False)
+        if self._serving is not False:
+            log.info("health: NOT_SERVING (stopping)")
+        await self.servicer.set(NOT_SERVING, final=True)
 
     async def _run(self) -> None:
         while True:
@@ -140,7 +189,7 @@ class HealthReporter:
         else:
             await self._set(False, f"no admin answers: {problem}; no replicas are on record")
 
-    async def _set(self, serving: bool, why: str = "stopping") -> None:
+    async def _set(self, serving: bool, why: str) -> None:
         if (serving, why) == (self._serving, self._why):
             return
         self._why = why  # logged when it changes, even if the status does not
@@ -148,12 +197,5 @@ class HealthReporter:
             log.info("health: still %s (%s)", "SERVING" if serving else "NOT_SERVING", why)
             return
         self._serving = serving
-        status = (
-            health_pb2.HealthCheckResponse.SERVING
-            if serving
-            else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
-        name = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
-        log.info("health: %s (%s)", name, why)
-        for service in SERVICES:
-            await self.servicer.set(service, status)
+        log.info("health: %s (%s)", "SERVING" if serving else "NOT_SERVING", why)
+        await self.servicer.set(SERVING if serving else NOT_SERVING, final=False)

@@ -177,7 +177,7 @@ class GatewayServer:
         openai_pb2_grpc.add_OpenAIGatewayServicer_to_server(
             OpenAIGatewayServicer(client, settings, access, streams, tokens), server
         )
-        health = HealthReporter(client, settings.health_interval, streams)
+        health = HealthReporter(client, settings, streams)
         health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
         enable_reflection(
             server,
@@ -191,7 +191,6 @@ class GatewayServer:
             port = server.add_insecure_port(f"{bracketed(settings.host)}:{settings.port}")
         except RuntimeError:  # taken since check_bind: grpc's "Failed to bind" says no more
             raise ListenError(settings.host, settings.port) from None
-        await health.not_serving_yet()
         await server.start()
         await health.start()
         log.info("gateway serving %s on %s:%d", SERVICE, settings.host, port)

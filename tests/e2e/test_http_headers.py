@@ -39,6 +39,13 @@ def test_http_json_replies_carry_no_grpc_headers(stack: Stack, http: httpx.Clien
     assert document.status_code == 200
     for response in (ok, sse, completion, missing, document):
         assert _hidden(response) == set(), (response.request.url, dict(response.headers))
+    # What /healthz says of Envoy: the one header an Envoy health checker in front compares
+    # (docs/security.md, which said no reply named Envoy).
+    health = http.get("/healthz")
+    envoys = {k: v for k, v in health.headers.items() if k.startswith("x-envoy") or k == "server"}
+    assert health.status_code == 200 and envoys == {
+        "x-envoy-upstream-healthchecked-cluster": "saxgw"
+    }
 
 
 # What every SSE reply says to the proxies and caches on its way (docs/deploy.md): without the

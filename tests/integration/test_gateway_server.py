@@ -250,20 +250,50 @@ async def test_health_serves_while_the_admin_answers_but_sax_root_does_not(
         moved.rename(root)
 
 
-async def test_health_watch_reports_not_serving_when_the_gateway_stops(
+async def test_health_watch_reports_not_serving_and_ends_when_the_gateway_stops(
     inproc_cell: InprocCell,
 ) -> None:
+    # A Watch never ends by itself: it held the stop for the whole grace period (then ended
+    # with grpc's "Cancelling all calls"), so one client's health watch (grpc's client-side
+    # health checking keeps one open) made every stop of an idle gateway last that long.
     client = ClientSettings(sax_root=inproc_cell.settings.sax_root)
     server = await GatewayServer.start(GatewaySettings(client=client, health_interval=0.2))
     async with aio_channel(server.address) as channel:
-        watch = health_pb2_grpc.HealthStub(channel).Watch(
-            health_pb2.HealthCheckRequest(service="saxgateway.v1.SaxGateway")
-        )
-        assert (await watch.read()).status == SERVING
-        stopping = asyncio.create_task(server.stop(grace=5))
-        assert (await watch.read()).status == NOT_SERVING
-        watch.cancel()
+        health = health_pb2_grpc.HealthStub(channel)
+        watches = [
+            health.Watch(health_pb2.HealthCheckRequest(service=service))
+            for service in ("saxgateway.v1.SaxGateway", "saxgateway.v1.Nothing")
+        ]
+        statuses = [(await watch.read()).status for watch in watches]
+        assert statuses == [SERVING, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN]
+        started = asyncio.get_running_loop().time()
+        stopping = asyncio.create_task(server.stop(grace=20))
+        assert (await watches[0].read()).status == NOT_SERVING
+        for watch in watches:
+            with pytest.raises(grpc.aio.AioRpcError) as ended:
+                await asyncio.wait_for(watch.read(), 5)
+            assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert ended.value.details() == "the gateway is stopping"
         await stopping
+    assert asyncio.get_running_loop().time() - started < 5
+
+
+async def test_a_health_watch_ends_when_a_stream_may_last_no_longer(tmp_path: Path) -> None:
+    # Nothing ended a Watch: through Envoy, limits.max_stream_duration (an hour) passed, and
+    # Envoy's backstop reset it 5 s later: gRPC clients got INTERNAL (RST_STREAM), as for a
+    # server failure, and the access log UNKNOWN.
+    async with (
+        running_gateway(str(tmp_path), max_watch_duration=1) as server,
+        aio_channel(server.address) as channel,
+    ):
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+        assert (await watch.read()).status == NOT_SERVING
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            await asyncio.wait_for(watch.read(), 5)
+    assert ended.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert ended.value.details() == (
+        "a health watch lasts at most 1 s (limits.max_stream_duration); watch again"
+    )
 
 
 async def test_health_watch_streams_count_against_the_clients_stream_limit(

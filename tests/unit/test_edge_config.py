@@ -442,6 +442,7 @@ def test_limits_reach_the_gateway_processes_and_envoy() -> None:
     capped = parse_config({"limits": {"max_stream_duration": 30, "max_request_bytes": 1 << 20}})
     settings = gateway_settings(base, capped)
     assert (settings.default_timeout, settings.stream_timeout) == (30, 30)
+    assert settings.max_watch_duration == 30  # a health Watch ends there, before Envoy's reset
     assert edge_values(capped.edge, (), Path("unused"))["EDGE_HCM_OPTIONS"].endswith(
         '"max_stream_duration": "35s"}'
     )
@@ -462,6 +463,7 @@ def test_limits_reach_the_gateway_processes_and_envoy() -> None:
     unbounded = parse_config({"limits": {"max_stream_duration": 0}})
     settings = gateway_settings(base, unbounded)
     assert (settings.default_timeout, settings.stream_timeout) == (60, 600)
+    assert settings.max_watch_duration == 0
     assert (
         "max_stream_duration" not in edge_values(unbounded.edge, (), Path("x"))["EDGE_HCM_OPTIONS"]
     )

@@ -439,6 +439,10 @@ def test_health_watch_is_routed_as_a_stream(tmp_path: Path) -> None:
     route = _route(routes, "/grpc.health.v1.Health/Watch")
     assert route["route"]["priority"] == "DEFAULT"
     assert route["route"]["timeout"] == "0s"
+    # A status that does not change for an hour is no idle watch: Envoy reset it then (INTERNAL
+    # to its client), at the moment the gateway ends it with a status at the default
+    # limits.max_stream_duration (tests/integration/test_gateway_server.py).
+    assert route["route"]["idle_timeout"] == "0s"
     assert "cost_header" not in route.get("typed_per_filter_config", {})
     assert _route(routes, "/grpc.health.v1.Health/Check")["route"]["priority"] == "HIGH"
 

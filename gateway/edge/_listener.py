@@ -165,6 +165,10 @@ def edge_values(config: EdgeConfig, origins: Sequence[str], sds_dir: Path) -> di
     common: dict[str, str] = {"idle_timeout": duration(limits.idle_timeout)}
     if limits.max_stream_duration > 0:  # 0: unbounded
         common["max_stream_duration"] = duration(limits.max_stream_duration + STREAM_BACKSTOP)
+    # Envoy 1.40 drains such a connection: GOAWAY, or `Connection: close` on the reply in
+    # flight, and streams already open run to their end (tests/e2e/security/test_limits.py).
+    if limits.max_connection_duration > 0:  # 0: for good
+        common["max_connection_duration"] = duration(limits.max_connection_duration)
     hcm["common_http_protocol_options"] = common
     if limits.trusted_proxy_hops:
         hcm["xff_num_trusted_hops"] = limits.trusted_proxy_hops

@@ -358,6 +358,7 @@ _LIMITS: dict[str, Callable[[_Node], Any]] = {
     "request_headers_timeout": _Node.seconds,
     "request_timeout": _Node.seconds,
     "idle_timeout": _Node.seconds,
+    "max_connection_duration": _Node.seconds,
     "stream_keepalive": _Node.seconds,
     "trusted_proxy_hops": lambda n: n.integer(0),
 }

@@ -118,6 +118,12 @@ class Limits:
     reply has begun: a body that stops coming is 408 whatever the route, a stream's too."""
     idle_timeout: float = 300.0
     """Seconds a connection without any request in flight stays open."""
+    max_connection_duration: float = 0.0
+    """Seconds a client connection is used for new requests (0: for good): past it, Envoy
+    asks the client to open another (HTTP/2 GOAWAY, HTTP/1.1 ``Connection: close``) and lets
+    the calls in flight finish. Behind a layer-4 balancer (a Kubernetes Service), a gRPC
+    client's one connection otherwise stays on the pod it first reached, whatever the
+    autoscaler adds."""
     stream_keepalive: float = DEFAULT_STREAM_KEEPALIVE
     """Seconds a stream may send nothing before it sends a keep-alive (and so its 200): the
     gateway's (`GatewaySettings.stream_keepalive`), where ``--stream-keepalive`` does not set

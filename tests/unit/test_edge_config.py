@@ -459,6 +459,12 @@ def test_limits_reach_the_gateway_processes_and_envoy() -> None:
     headers = parse_config({"limits": {"max_request_headers_kb": 1024}})
     assert gateway_settings(base, headers).max_metadata_bytes == 2048 << 10
     behind_two = parse_config({"limits": {"trusted_proxy_hops": 2}}).edge
+    recycled = parse_config({"limits": {"max_connection_duration": 300}}).edge
+    options = edge_values(recycled, (), Path("x"))["EDGE_HCM_OPTIONS"]
+    assert '"max_connection_duration": "300s"' in options
+    assert (
+        "max_connection_duration" not in edge_values(capped.edge, (), Path("x"))["EDGE_HCM_OPTIONS"]
+    )
     assert "xff_num_trusted_hops: 2" in edge_values(behind_two, (), Path("x"))["EDGE_HCM_OPTIONS"]
     unbounded = parse_config({"limits": {"max_stream_duration": 0}})
     settings = gateway_settings(base, unbounded)

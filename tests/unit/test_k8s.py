@@ -268,6 +268,10 @@ def test_the_configmaps_config_loads_with_keys_from_the_secret(
     )
     config = load_config(tmp_path / "config.yaml")
     assert config.edge.authenticated
+    # Pods the autoscaler adds get a share of gRPC clients' calls: each client's connection
+    # through the Service is replaced now and then (docs/config.md, max_connection_duration).
+    if _one(overlay, "HorizontalPodAutoscaler")["spec"]["maxReplicas"] > 1:
+        assert config.edge.limits.max_connection_duration == 300
     assert [(k.client, sorted(k.roles)) for k in config.edge.api_keys] == [
         ("ops", ["admin", "data"])
     ]

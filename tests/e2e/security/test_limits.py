@@ -1,5 +1,5 @@
-"""The config file's stream-duration, request-time and connection-count limits, through the
-real Envoy.
+"""The config file's stream-duration, request-time, connection-count and connection-age limits,
+through the real Envoy.
 
 `saxgw serve --config FILE` (the real CLI: one loader, the gateway process and Envoy both
 configured from the file) fronts the secure stack's cell with tight limits; the model it calls
@@ -14,8 +14,9 @@ import socket
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import httpx
@@ -39,6 +40,9 @@ MAX_STREAM_DURATION = 2  # seconds
 # stream's in-band error come from the gateway, at MAX_STREAM_DURATION).
 REQUEST_TIMEOUT = 1
 MAX_CONNECTIONS = 4
+MAX_CONNECTION_DURATION = 1  # seconds
+# 20 tokens, 0.35 s each: 7 s, past the connection's limit and Envoy's 5 s drain after it.
+STEADY = {"text": " ".join(f"s{i}" for i in range(20)), "delay_ms": "350"}
 # 40 tokens, 0.3 s each: 12 s, far past the limit.
 SLOW = {"text": " ".join(f"t{i}" for i in range(40)), "delay_ms": "300"}
 
@@ -70,13 +74,23 @@ def _healthy(url: str) -> bool:
 
 @pytest.fixture(scope="module")
 def front(secure: SecureStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
-    base = tmp_path_factory.mktemp("limits")
-    config = base / "limits.yaml"
     limits = {
         "max_stream_duration": MAX_STREAM_DURATION,
         "max_connections": MAX_CONNECTIONS,
         "request_timeout": REQUEST_TIMEOUT,
     }
+    yield from _serve(secure, tmp_path_factory.mktemp("limits"), limits)
+
+
+@pytest.fixture(scope="module")
+def recycling(secure: SecureStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
+    limits = {"max_connection_duration": MAX_CONNECTION_DURATION}
+    yield from _serve(secure, tmp_path_factory.mktemp("recycling"), limits)
+
+
+def _serve(secure: SecureStack, base: Path, limits: Mapping[str, float]) -> Iterator[Front]:
+    """`saxgw serve` with ``limits`` in its config file, in front of the secure stack's cell."""
+    config = base / "limits.yaml"
     config.write_text(yaml.safe_dump({"limits": limits}))
     front = Front(port=free_port(), admin=free_port())
     argv = [
@@ -161,6 +175,45 @@ def test_envoy_resets_a_stream_the_gateway_does_not_bound(front: Front, model: s
     assert caught.value.code() == grpc.StatusCode.INTERNAL
     assert "RST_STREAM" in str(caught.value.details())
     assert front.stat("http.ingress_http.downstream_rq_max_duration_reached") == before + 1
+
+
+def test_a_connection_past_its_age_makes_way_for_another_without_failing_a_call(
+    recycling: Front, secure: SecureStack
+) -> None:
+    # A gRPC client keeps one connection, which a layer-4 balancer never moves: past
+    # limits.max_connection_duration Envoy sends it GOAWAY, and grpcio opens another for its
+    # next call, while the stream already open on the old one runs to its end.
+    aged = "http.ingress_http.downstream_cx_max_duration_reached"
+    before = recycling.stat(aged)
+    with (
+        secure.published(f"{MODEL}-steady", STEADY) as steady,
+        secure.published(f"{MODEL}-quick") as quick,
+        sync_channel(f"127.0.0.1:{recycling.port}") as channel,
+    ):
+        stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+        stream = stub.GenerateStream(pb.GenerateStreamRequest(model=steady, query="q"), timeout=60)
+        texts, tokens, answered = [], 0, 0
+        for reply in stream:
+            if reply.done:
+                texts = [t.text for t in reply.texts]
+                break
+            tokens += 1
+            # Between two tokens, a unary call on the same channel, on a new connection
+            # once the first has aged.
+            answer = stub.Generate(pb.GenerateRequest(model=quick, query="hi"), timeout=10)
+            answered += bool(answer.texts)
+        assert [t.split() for t in texts] == [STEADY["text"].split()]  # all of it, not cut
+        assert answered == tokens > 0
+        with httpx.Client(base_url=recycling.url, timeout=10) as http:
+            closes = []
+            ends = time.monotonic() + 3 * MAX_CONNECTION_DURATION
+            while time.monotonic() < ends:
+                response = http.post("/generate", json={"model": quick, "query": "hi"})
+                assert response.status_code == 200, response.text
+                closes.append(response.headers.get("connection") == "close")
+                time.sleep(0.05)
+    assert any(closes)  # an HTTP/1.1 keep-alive connection past its age closes after a reply
+    assert recycling.stat(aged) >= before + 2
 
 
 def _get(sock: socket.socket) -> bytes:

@@ -63,6 +63,15 @@ def _add_front(cmd: argparse.ArgumentParser) -> None:
         help="address Envoy listens on (0.0.0.0: every interface)",
     )
     cmd.add_argument(
+        "--drain-delay",
+        type=flags.seconds_or_zero,
+        default=default(StackSettings, "drain_delay"),
+        metavar="SECONDS",
+        help="off loopback, at a stop: seconds the gateways go on serving once /healthz is "
+        "503, so that a load balancer sends new connections elsewhere and clients' "
+        "connections close after a reply, not with a 503",
+    )
+    cmd.add_argument(
         "--envoy-admin-port",
         type=flags.port,
         default=default(EnvoySettings, "admin_port"),
@@ -263,6 +272,7 @@ def _up(args: argparse.Namespace) -> int:
         restart=config.supervisor,
         ops_port=args.ops_port or None,
         ops_address=args.ops_listen,
+        drain_delay=args.drain_delay,
     )
     stop = _running.StopSignals()  # Ctrl-C, SIGTERM, SIGHUP: a graceful stop
     try:

@@ -12,7 +12,6 @@ Each child's command line comes from its own role's one function (``cell_argv``,
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import sys
 import urllib.request
@@ -53,6 +52,10 @@ from gateway.restartconfig import RestartSettings
 from gateway.service.args import gateway_argv
 from gateway.service.telemetry_args import HEADERS_VARIABLE, headers_variable
 
+#: `StackSettings.drain_delay` unless told otherwise: long enough for a load balancer whose
+#: health checks come every few seconds to see /healthz fail.
+DRAIN_DELAY_S = 5.0
+
 
 @dataclass(frozen=True, kw_only=True)
 class StackSettings:
@@ -81,6 +84,11 @@ class StackSettings:
     ops_port: int | None = None
     """Port of the ops server (``/metrics`` of every gateway process and Envoy); None: none."""
     ops_address: str = "127.0.0.1"
+    drain_delay: float = DRAIN_DELAY_S
+    """Seconds the gateways go on serving at a stop once /healthz has turned 503, before they
+    stop taking calls: a load balancer meanwhile sends new connections elsewhere, and each
+    client connection gets its GOAWAY (HTTP/1.1: ``Connection: close``) with a reply. Only off
+    loopback, where Envoy's admin takes /healthcheck/fail (`_fail_health`)."""
     gateway_env: Mapping[str, str] = field(default_factory=grpc_env)
     """Environment of each gateway process on top of ours: grpc's tuning (launch/tuning.py),
     which grpc reads when the process imports it."""
@@ -114,15 +122,16 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def _fail_health(envoy: EnvoySettings) -> None:
+def _fail_health(envoy: EnvoySettings) -> bool:
     """Turns Envoy's /healthz to 503 for good (as the containers' run-envoy.sh does on
-    SIGTERM); nothing if Envoy is not there to ask."""
+    SIGTERM): whether Envoy took it. A loopback Envoy's admin refuses it (a web page could
+    send it there), and Envoy may not be there to ask."""
     url = f"http://{envoy.admin_address}:{envoy.admin_port}/healthcheck/fail"
-    with (
-        contextlib.suppress(OSError),
-        urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=1),
-    ):
-        pass
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=1) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
 
 
 def _gateway_healthy(envoy: EnvoySettings) -> bool:
@@ -264,9 +273,12 @@ class Stack:
         Stopped newest first, Envoy went first and exited at once, cutting every call in
         flight, unary ones included, with no word to their clients. Before all that, /healthz
         turns 503, so that a load balancer sends new calls elsewhere at once: it stayed 200 for
-        about 3 s, until Envoy's health checks found the gateways stopping."""
-        if "envoy" in self.group.specs:
-            _fail_health(self.envoy)
+        about 3 s, until Envoy's health checks found the gateways stopping. Off loopback, the
+        gateways then go on serving for ``drain_delay``: stopped at once, each client
+        connection got its GOAWAY (or ``Connection: close``) with a 503, one failed call per
+        connection at every stop behind a load balancer."""
+        if "envoy" in self.group.specs and _fail_health(self.envoy):
+            self.group.hurry.wait(self.settings.drain_delay)  # a second Ctrl-C ends it
         self.group.stop(first=self._gateway_names)
         self._tmp.cleanup()
 

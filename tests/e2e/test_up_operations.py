@@ -27,6 +27,7 @@ MODEL = "/sax/test/kept"
 OPS_KEY = "sk-ops-3f9c2b7e1d6a4f08"
 TEAM_KEY = "sk-team-a-8b1e5c0d2a7f"
 OPS = {"Authorization": f"Bearer {OPS_KEY}"}
+DRAIN_DELAY_S = 3
 TEAM = {"Authorization": f"Bearer {TEAM_KEY}"}
 
 
@@ -254,6 +255,7 @@ def test_a_stream_longer_than_the_default_grace_ends_whole_after_sigterm(tmp_pat
         # Off loopback (so with a key), as behind a load balancer: Envoy's admin then takes
         # /healthcheck/fail, which a loopback one refuses (a web page could send it there).
         "--listen=0.0.0.0",
+        f"--drain-delay={DRAIN_DELAY_S}",
         f"--config={config}",
     ]
     with saxgw_up(argv) as up:
@@ -265,6 +267,12 @@ def test_a_stream_longer_than_the_default_grace_ends_whole_after_sigterm(tmp_pat
             ready = http.post("/wait_for_ready", json={"model": MODEL, "timeout": "30s"})
             assert ready.status_code == 200, ready.text
             request = {"model": MODEL, "query": "q"}
+            # A client's keep-alive connection, open before the stop, to a model that answers
+            # at once.
+            quick = {"model": f"{MODEL}-quick", "query": "q"}
+            assert http.post("/publish", json=publish_body(quick["model"], TEST_LM)).is_success
+            keepalive = httpx.Client(base_url=url, headers=OPS, timeout=60)
+            assert keepalive.post("/generate", json=quick).status_code == 200, "not served"
             with http.stream("POST", "/generate_stream", json=request) as response:
                 assert response.status_code == 200
                 lines = response.iter_lines()
@@ -277,9 +285,18 @@ def test_a_stream_longer_than_the_default_grace_ends_whole_after_sigterm(tmp_pat
                 # A load balancer is told at once to send new calls elsewhere: /healthz stayed
                 # 200 for ~3 s, until Envoy's health checks found the gateways stopping.
                 assert _healthz_fails_within(f"{url}/healthz", 1.5)
+                # The gateways go on serving for the drain delay: the connection's next call
+                # is answered, and the connection closed after it (HTTP/2: GOAWAY), so that
+                # its client reconnects, through the load balancer, elsewhere. Stopped at
+                # once, the gateways left that call a 503.
+                late = keepalive.post("/generate", json=quick)
+                assert (late.status_code, late.headers["connection"]) == (200, "close")
+                assert time.monotonic() - started < DRAIN_DELAY_S
+                keepalive.close()
                 events += [json.loads(x.removeprefix("data: ")) for x in lines if x]
         assert time.monotonic() - started > 10
         assert up.proc.wait(60) == 0
+        up.wait_for(f"stopping... (new connections go elsewhere for {DRAIN_DELAY_S} s, then")
     assert [e["deltas"][0]["text"] for e in events[:-1]] == [words[0]] + [
         f" {w}" for w in words[1:]
     ]

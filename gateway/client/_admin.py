@@ -310,11 +310,16 @@ class CellAdmin:
             except grpc.aio.AioRpcError as exc:
                 error = from_grpc_error(exc)
                 other = othercell.in_error(exc.details(), self.cell)
+                unchecked = False
                 if other is None and conn is not None and error.code == grpc.StatusCode.NOT_FOUND:
-                    other = await self._other_cell(conn, method, request)
+                    other, unchecked = await self._other_cell(conn, method, request)
                 if other is not None:
                     error = othercell.unavailable(other, self.cell)
                     refused = True  # by the wrong admin: nothing was made
+                elif unchecked:
+                    # Which cell said NOT_FOUND is unknown: ask again rather than take it.
+                    error = othercell.unchecked(method.name)
+                    refused = True
                 elif silent_after is not None and exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                     # Its own bound, not the call's deadline: the admin has said nothing since
                     # `sent_at`, the start of this outage.
@@ -370,18 +375,30 @@ class CellAdmin:
 
     async def _other_cell(
         self, conn: _Connection, method: AdminMethod[_Req, _Resp], request: _Req
-    ) -> str | None:
+    ) -> tuple[str | None, bool]:
         """After a NOT_FOUND, the other cell ``conn``'s admin serves, if it does and the method
-        is one that admins do not check the cell of; asked once per connection."""
+        is one that admins do not check the cell of (asked once per connection), and whether
+        the admin did not answer that question (then its NOT_FOUND may be another cell's)."""
         model_id = getattr(request, "model_id", "")
         if conn.of_this_cell or method.name not in othercell.UNCHECKED or not model_id:
-            return None
+            return None, False
+        if conn.poisoned:  # dropped by another call meanwhile: grpc refuses a closed channel
+            return None, True
         self._counter.value += 1
-        answered, other = await othercell.in_answer_to_list(
-            conn.stub, model_id, self.cell, self._unreachable_after
-        )
+        try:
+            answered, other = await othercell.in_answer_to_list(
+                conn.stub, model_id, self.cell, self._unreachable_after
+            )
+        except asyncio.CancelledError:
+            # Another call dropped the connection under the List (grpc.aio reports that as a
+            # local cancellation). Raised from here, it ended the caller's call: a watch
+            # ended so, and forgot replicas that still served.
+            task = asyncio.current_task()
+            if not conn.poisoned or (task is not None and task.cancelling()):
+                raise
+            answered, other = False, None
         conn.of_this_cell = answered and other is None
-        return other
+        return other, not answered
 
     def _silent_after(
         self, method: AdminMethod[_Req, _Resp], timeout: float | None

@@ -30,6 +30,14 @@ def unavailable(other: str, cell: naming.CellId) -> UnavailableError:
     return UnavailableError(f"it is the admin of cell {other}, not of {cell}")
 
 
+def unchecked(method: str) -> UnavailableError:
+    """What a call learns of a NOT_FOUND to ``method`` whose admin did not answer the List
+    that would say which cell it serves (it went away, or the connection was dropped)."""
+    return UnavailableError(
+        f"it answered {method} NOT_FOUND, then not the List that says which cell it serves"
+    )
+
+
 def in_error(details: str | None, cell: naming.CellId) -> str | None:
     """The other cell an admin's refusal (``details``) says it serves, or None."""
     other = naming.cell_of_refusal(details or "")

@@ -1,8 +1,10 @@
 """grpc.health.v1 status: whether this gateway can serve data calls.
 
-SERVING while the cell's admin answers, and also while it does not but the gateway holds the
-replicas of some model the admin reported: data calls to those go ahead without the admin
-(and their ACLs as last read stay in force), so a hung or restarting admin is not an outage.
+SERVING while the admin of some cell under SAX_ROOT answers (one of several cells down does
+not take the gateway out of rotation: its other cells' calls still work), and also while none
+does but the gateway holds the replicas of some model an admin reported: data calls to those
+go ahead without the admin (and their ACLs as last read stay in force), so a hung or
+restarting admin is not an outage.
 NOT_SERVING when neither holds: a gateway that starts while the admin is away knows nothing.
 Envoy health-checks every gateway process with it and answers ``/healthz`` from the result,
 which is Kubernetes' readiness: were it to follow the admin alone, an admin outage would take
@@ -60,12 +62,24 @@ async def cell_problem(client: Client, timeout: float) -> str | None:
         listed, problem = [], f"SAX_ROOT not listed within {timeout:g} s"
     except (SaxError, OSError) as exc:
         listed, problem = [], str(exc)
-    for cell in dict.fromkeys([*client.known_cells(), *listed]):
-        try:
-            await client.list_all(cell, timeout=timeout)
-            return None
-        except SaxError as exc:
-            problem = exc.message
+    # All at once, done at the first answer: one by one, each hung admin before the one that
+    # answers took the whole ``timeout`` of every probe (one hung cell of two: 5 s a probe,
+    # and a gateway that started meanwhile stayed NOT_SERVING that long).
+    asked = [
+        asyncio.ensure_future(client.list_all(cell, timeout=timeout))
+        for cell in dict.fromkeys([*client.known_cells(), *listed])
+    ]
+    try:
+        for answer in asyncio.as_completed(asked):
+            try:
+                await answer
+                return None
+            except SaxError as exc:
+                problem = exc.message
+    finally:
+        for call in asked:
+            call.cancel()
+        await asyncio.gather(*asked, return_exceptions=True)
     return problem
 
 

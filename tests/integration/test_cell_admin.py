@@ -15,7 +15,7 @@ import grpc
 import pytest
 from saxml.protobuf import admin_pb2, modelet_pb2
 
-from gateway.cell import AdminServer, ModelServer, _grpc_server
+from gateway.cell import AdminServer, ModelServer, _grpc_server, joined
 from gateway.cell._errors import CellStartError
 from gateway.cell._files import CorruptCellFileError
 from gateway.cell.modelserver.modelet import ModeletServicer
@@ -565,3 +565,43 @@ async def test_an_admin_that_another_took_over_from_saves_nothing(tmp_path: Path
         assert first.superseded.is_set()  # `python -m gateway.cell.admin` then stops
     finally:
         await first.stop()
+
+
+async def test_a_model_server_does_not_join_the_admin_of_another_cell(tmp_path: Path) -> None:
+    # Its cell's location.proto names the admin of another cell (two cells on one SAX_ROOT,
+    # a stale file, a reused pod IP): the model server joined that admin, which unloaded this
+    # cell's models from it (calls to them failed, though the admin's outage alone would have
+    # left them serving) and took it as one of its own servers: the other cell placed its
+    # replicas on it, and lost them whenever this cell's admin took it back.
+    settings = fast_settings(tmp_path)
+    other = AdminServer(dataclasses.replace(settings, cell="/sax/other"))
+    await other.start()
+    try:
+        async with inproc(settings, num_model_servers=1) as cell:
+            async with admin_stub(cell.admin_address) as admin:
+                model = await publish(admin, "kept")
+            await cell.admin.stop(grace=0)
+            location = tmp_path / "root" / "sax" / "test" / "location.proto"
+            location.write_bytes(admin_pb2.Location(location=other.address).SerializeToString())
+            await asyncio.sleep(1.0)  # ten of the model server's location reads
+            async with admin_stub(other.address) as admin:
+                stats = await admin.Stats(admin_pb2.StatsRequest())
+                refused = await _error(
+                    admin.Join(
+                        admin_pb2.JoinRequest(
+                            address="127.0.0.1:1", model_server=admin_pb2.ModelServer()
+                        ),
+                        metadata=((joined.CELL_KEY, CELL),),
+                    )
+                )
+            assert list(stats.model_server_type_stats) == []
+            (server,) = cell.model_servers
+            status = server.loaded.status(failures=False, method_stats=False)
+            assert [m.model_key for m in status] == [model]
+            assert refused.code() == Code.INVALID_ARGUMENT
+            assert refused.details() == (
+                "model server '127.0.0.1:1' of cell '/sax/test' must be within Sax cell "
+                "'/sax/other' to join this admin: InvalidArgument"
+            )
+    finally:
+        await other.stop()

@@ -8,14 +8,16 @@ deadline and ended in DEADLINE_EXCEEDED.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2_grpc
-from saxml.protobuf import admin_pb2
+from saxml.protobuf import admin_pb2, admin_pb2_grpc
 
 from gateway.cell import AdminServer, CellSettings
 from gateway.client import (
@@ -27,6 +29,8 @@ from gateway.client import (
     UnavailableError,
     _router,
 )
+from gateway.common.names import outside_cell
+from gateway.common.rpc import Context
 from gateway.launch.processes import free_port
 from tests._approx import approx
 from tests.integration._cell_fixtures import admin_stub, eventually, stand_in_server
@@ -281,6 +285,74 @@ async def test_a_location_naming_another_cells_admin_is_unavailable(tmp_path: Pa
         assert [m.model.model_id for m in listed.published_models] == ["/sax/other/om"]
     finally:
         await other.stop(grace=0)
+
+
+class _OtherCellsAdmin(admin_pb2_grpc.AdminServicer):
+    """The admin of /sax/other, slow (``probe_s``) to refuse a List of a model of another
+    cell, which is how a client checks the cell of an admin whose WatchLoc said NOT_FOUND."""
+
+    def __init__(self, probe_s: float) -> None:
+        self.probe_s = probe_s
+
+    async def Join(
+        self, request: admin_pb2.JoinRequest, context: Context
+    ) -> admin_pb2.JoinResponse:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "not this cell: InvalidArgument")
+        raise AssertionError("unreachable")
+
+    async def WatchLoc(
+        self, request: admin_pb2.WatchLocRequest, context: Context
+    ) -> admin_pb2.WatchLocResponse:
+        await context.abort(
+            grpc.StatusCode.NOT_FOUND, f"model {request.model_id} is not published: NotFound"
+        )
+        raise AssertionError("unreachable")
+
+    async def List(
+        self, request: admin_pb2.ListRequest, context: Context
+    ) -> admin_pb2.ListResponse:
+        if request.model_id:
+            await asyncio.sleep(self.probe_s)
+            refusal = outside_cell(request.model_id, "/sax/other")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{refusal}: InvalidArgument")
+        other = admin_pb2.Model(
+            model_id="/sax/other/om", model_path=TEST_LM, checkpoint_path="None"
+        )
+        return admin_pb2.ListResponse(published_models=[admin_pb2.PublishedModel(model=other)])
+
+
+async def test_a_model_keeps_its_replicas_when_its_location_names_another_cells_admin(
+    cell: RunningCell, client: Client
+) -> None:
+    # The admin gone and location.proto naming another cell's admin (a stale file, a reused
+    # pod IP), with listings running: each listing's refusal dropped the connection, and with
+    # it the List that checked which cell answered the watch's NOT_FOUND. grpc.aio reports
+    # that as CancelledError, which ended the watch: the model's replicas (still serving) were
+    # forgotten, calls that waited for the table waited out their deadline (504 "0 replicas
+    # are ready"), and every later one failed 503, until the cell's admin came back.
+    model = await publish_ready(client, "kept", replicas=1)
+    assert await client.lm_generate(model, "q", T) == [("q", -0.1)]
+    admin = _OtherCellsAdmin(probe_s=0.3)  # type: ignore[abstract]
+    async with stand_in_server(partial(admin_pb2_grpc.add_AdminServicer_to_server, admin)) as other:
+        await cell.admin.stop(grace=0)
+        location = admin_pb2.Location(location=other).SerializeToString()
+        (Path(cell.sax_root) / "sax" / "test" / "location.proto").write_bytes(location)
+
+        async def listings() -> None:
+            while True:
+                with contextlib.suppress(UnavailableError):
+                    await client.list_all(CELL, timeout=1.0)
+                await asyncio.sleep(0.02)
+
+        lister = asyncio.create_task(listings())
+        try:
+            for _ in range(20):
+                answer = await client.lm_generate(model, "q", CallOptions(timeout=5))
+                assert answer == [("q", -0.1)]
+                await asyncio.sleep(0.1)
+        finally:
+            lister.cancel()
+            await asyncio.gather(lister, return_exceptions=True)
 
 
 async def test_an_unreachable_admin_is_announced_once_not_at_every_retry(

@@ -210,6 +210,22 @@ async def test_health_is_not_serving_before_the_first_probe_answers(tmp_path: Pa
             await server.stop(grace=0)
 
 
+async def test_health_answers_with_the_first_cell_that_answers(inproc_cell: InprocCell) -> None:
+    # Of two cells, the first (by name) has a hung admin: each probe asked the cells one by
+    # one, so it waited the probe's whole timeout (5 s) for that one before asking the cell
+    # that answers, every probe; a gateway starting meanwhile was NOT_SERVING for those 5 s.
+    sax_root = inproc_cell.settings.sax_root
+    async with stand_in_admin(HungAdmin(), sax_root, "/sax/a"):  # type: ignore[abstract]
+        started = asyncio.get_running_loop().time()
+        async with running_gateway(sax_root) as server, aio_channel(server.address) as channel:
+            took = asyncio.get_running_loop().time() - started
+            reply = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service="")
+            )
+    assert reply.status == SERVING
+    assert took < 2.0
+
+
 async def test_health_serves_while_replicas_on_record_outlive_the_admin(
     stub: gateway_pb2_grpc.SaxGatewayAsyncStub, gateway: GatewayServer, inproc_cell: InprocCell
 ) -> None:

@@ -74,7 +74,7 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
 
     @unary_errors
     async def Join(self, request: pb.JoinRequest, context: Context) -> pb.JoinResponse:
-        validation.check_join(request)
+        validation.check_join(request, joined.cell_of(context.invocation_metadata()), self._cell)
         if await self._manager.join(request):
             context.set_trailing_metadata(((joined.KEY, joined.TOOK_IN),))
         return pb.JoinResponse()

@@ -79,8 +79,15 @@ def check_watch(request: admin_pb2.WatchLocRequest) -> None:
         raise invalid_argument(f"WatchLoc seqno {request.seqno} must be non-negative")
 
 
-def check_join(request: admin_pb2.JoinRequest) -> None:
+def check_join(request: admin_pb2.JoinRequest, theirs: str | None, cell: str) -> None:
+    """``theirs``: the cell the model server says it serves (None: it did not say)."""
     if not request.address:
         raise invalid_argument("JoinRequest.address cannot be empty")
+    if theirs is not None and theirs != cell:
+        # Worded as a model of another cell is refused, so `cell_of_refusal` reads it too.
+        raise invalid_argument(
+            f"model server {lim.quote(request.address)} of cell {lim.quote(theirs)} must be within"
+            f" Sax cell {cell!r} to join this admin"
+        )
     if not request.HasField("model_server"):
         raise invalid_argument("JoinRequest.model_server is missing")

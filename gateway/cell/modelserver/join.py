@@ -110,7 +110,9 @@ class JoinLoop:
         (rather than answering the heartbeat of a server it knows)."""
         async with grpc.aio.insecure_channel(address) as channel:
             call = admin_pb2_grpc.AdminStub(channel).Join(
-                self._request, timeout=self._settings.rpc_timeout
+                self._request,
+                timeout=self._settings.rpc_timeout,
+                metadata=((joined.CELL_KEY, self._settings.cell),),
             )
             await call
             return joined.took_in(await call.trailing_metadata())

@@ -10,7 +10,6 @@ deadlines and error codes are SaxGateway's (`gateway.service._fields`, `_errors`
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from functools import partial
@@ -53,6 +52,7 @@ from gateway.service.openai._generate import (
     kept_stops,
     stream_prompt,
 )
+from gateway.service.openai._listing import CellListings
 from gateway.service.openai._responses_reply import ResponseReply
 from gateway.service.openai._responses_request import responses_request
 from gateway.service.openai._stops import cut
@@ -110,6 +110,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         self._aliases = aliases_of(settings.models)
         self._chat = ChatTemplates(settings.models)
         self._tokens = tokens or TokenCounter(settings.models)
+        self._listings = CellListings(client)
 
     async def _usage(
         self, model: str, prompts: Sequence[str], completions: Sequence[str] = ()
@@ -159,27 +160,14 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
 
     async def _language_models(self, context: Context) -> list[str]:
         deadline = self._deadline(context, self._settings.default_timeout)
-        cells = sorted(await self._client.list_cells())
-        listed = await asyncio.gather(
-            *(self._client.list_all(c, deadline=deadline) for c in cells), return_exceptions=True
-        )
+        listed = await self._listings.models(deadline)
         client = self._access.identity(context)
-        models = []
-        for cell, result in zip(cells, listed, strict=True):
-            if isinstance(result, SaxError) and len(cells) > 1:
-                # One cell that cannot answer (a stale location.proto, an admin restarting)
-                # must not hide every other cell's models from OpenAI clients.
-                log.warning("/v1/models: cell %s left out: %s", cell, result)
-                continue
-            if isinstance(result, BaseException):
-                raise result
-            models += [
-                d.model_id
-                for d in result
-                if _language_model(d.method_names)
-                and self._access.may_use(client, d.model_id, d.acls, _LISTED_FOR)
-            ]
-        return models
+        return [
+            d.model_id
+            for d in listed
+            if _language_model(d.method_names)
+            and self._access.may_use(client, d.model_id, d.acls, _LISTED_FOR)
+        ]
 
     @_errors.unary
     async def ListOpenAIModels(

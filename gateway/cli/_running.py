@@ -13,7 +13,6 @@ import sys
 from types import FrameType
 
 from gateway.common.logs import JsonFormatter
-from gateway.common.loopback import is_loopback
 from gateway.launch.processes import StopFlag
 from gateway.launch.readiness import restored_models
 from gateway.launch.stack import Stack
@@ -99,8 +98,7 @@ def stopping(stack: Stack, stop: StopSignals) -> str:
     if stop.hurry.is_set():
         return "saxgw: stopping at once..."
     grace = stack.settings.gateway.grace_period
-    drain = stack.settings.drain_delay
-    if drain and not is_loopback(stack.envoy.listen_address):  # Stack.close's drain
+    if drain := stack.drain_delay:
         return (
             f"saxgw: stopping... (new connections go elsewhere for {drain:g} s, then calls in "
             f"flight get up to {grace:g} s; Ctrl-C again stops at once)"

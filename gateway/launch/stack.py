@@ -27,6 +27,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from gateway.cell import CellSettings, cell_argv
 from gateway.common import slottable
 from gateway.common.logs import LogFormat, resolved
+from gateway.common.loopback import is_loopback
 from gateway.common.private import write_private
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings, SharedSlots
 from gateway.configfile import ConfigFile, load_config, write_snapshot
@@ -194,6 +195,13 @@ class Stack:
         self._gateway_names = [f"gateway-{i}" for i in range(len(settings.gateway_ports))]
 
     @property
+    def drain_delay(self) -> float:
+        """Seconds `close` keeps the gateways serving once /healthz is 503: none on loopback,
+        whose Envoy admin refuses /healthcheck/fail (a web page could send it there), and
+        where no load balancer is to be told."""
+        return 0.0 if is_loopback(self.envoy.listen_address) else self.settings.drain_delay
+
+    @property
     def http_url(self) -> str:
         """Base URL of Envoy's public listener."""
         scheme = "https" if self.envoy.edge.tls else "http"
@@ -278,7 +286,7 @@ class Stack:
         connection got its GOAWAY (or ``Connection: close``) with a 503, one failed call per
         connection at every stop behind a load balancer."""
         if "envoy" in self.group.specs and _fail_health(self.envoy):
-            self.group.hurry.wait(self.settings.drain_delay)  # a second Ctrl-C ends it
+            self.group.hurry.wait(self.drain_delay)  # a second Ctrl-C ends it
         self.group.stop(first=self._gateway_names)
         self._tmp.cleanup()
 

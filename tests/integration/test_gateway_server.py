@@ -223,7 +223,7 @@ async def test_health_answers_with_the_first_cell_that_answers(inproc_cell: Inpr
                 health_pb2.HealthCheckRequest(service="")
             )
     assert reply.status == SERVING
-    assert took < 2.0
+    assert took < 4.0  # the start and one probe; it was the start and 5 s
 
 
 async def test_health_serves_while_replicas_on_record_outlive_the_admin(

@@ -122,7 +122,7 @@ async def test_a_cell_whose_admin_is_gone_holds_up_only_the_first_listing(
             took.append(time.monotonic() - started)
             assert listed == [LM]
         assert took[0] >= 3.0
-        assert max(took[1:]) < 2.0, took
+        assert max(took[1:]) < 2.5, took  # DOWN_WAIT_S (1 s); it was the window (3 s) again
         left_out = [r for r in caplog.records if "left out" in r.getMessage()]
         assert [(r.levelname, r.getMessage().split(": the")[0]) for r in left_out] == [
             ("WARNING", f"/v1/models: cell {gone} left out")

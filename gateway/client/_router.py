@@ -152,6 +152,17 @@ class Router:
     async def _watch(self, table: AddressTable, admin: CellAdmin) -> None:
         try:
             await watch(table, admin, self._changed)
+        except asyncio.CancelledError:
+            if cancelled_by_caller():  # `forget` or `close`: they settle the table
+                raise
+            # A cancellation no one asked for (grpc.aio raises one in a call whose channel was
+            # closed under it): ended so, the watch left the calls waiting on the table asleep
+            # until their deadline. They ask the admin again, as after `forget`.
+            _log.warning("watch of %s was cut short; its calls ask again", table.model_id)
+            table.set_error(
+                UnavailableError(f"watching {table.model_id} was cut short"),
+                asked_at=float("-inf"),
+            )
         except Exception as exc:  # a bug; fail the model's calls rather than hang them
             _log.exception("watch of %s failed", table.model_id)
             table.set_error(

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -27,6 +28,7 @@ from gateway.client import (
     DeadlineExceededError,
     NotFoundError,
     UnavailableError,
+    _locations,
     _router,
 )
 from gateway.common.names import outside_cell
@@ -97,6 +99,32 @@ async def test_a_watch_logs_its_end_only_if_it_followed_a_model(
 
     await eventually(logged)
     assert lines() == [f"watch of {model_id} ended: model {model_id} is not published: NotFound"]
+
+
+async def test_a_watch_cut_by_a_cancellation_no_one_asked_for_does_not_strand_its_calls(
+    cell: RunningCell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # grpc.aio raises CancelledError in a call whose channel was closed under it. A watch
+    # that ended so (not cancelled by the client: no forget, no close) left the calls
+    # waiting on its table asleep until their deadline: its `except Exception` missed it.
+    real = _locations.watch
+    cut: list[str] = []
+
+    async def cut_once(table: Any, admin: Any, changed: Any) -> None:
+        if not cut:
+            cut.append(table.model_id)
+            await asyncio.sleep(0.2)  # calls are waiting on the table by then
+            raise asyncio.CancelledError  # as grpc.aio reports a channel closed under a call
+        await real(table, admin, changed)
+
+    async with Client(ClientSettings(sax_root=cell.sax_root)) as publisher:
+        model_id = await publish_ready(publisher, "cut", replicas=1)
+    monkeypatch.setattr(_router, "watch", cut_once)
+    async with Client(ClientSettings(sax_root=cell.sax_root)) as client:
+        calls = [client.lm_generate(model_id, "q", CallOptions(timeout=30)) for _ in range(3)]
+        answers = await asyncio.wait_for(asyncio.gather(*calls), 10)
+    assert cut == [model_id]
+    assert answers == [[("q", approx(-0.1))]] * 3
 
 
 async def test_update_forgets_nothing_it_should_keep(client: Client) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncGenerator
 from functools import partial
 
 import grpc
@@ -26,6 +27,7 @@ from saxgateway.v1 import gateway_pb2, openai_pb2
 from gateway.client import Client, SaxError
 from gateway.common.rpc import Context
 from gateway.config import GatewaySettings
+from gateway.service._metrics import GatewayMetrics
 from gateway.service._streams import StreamSlots
 
 log = logging.getLogger(__name__)
@@ -55,32 +57,48 @@ async def cell_reachable(client: Client, timeout: float) -> bool:
 async def cell_problem(client: Client, timeout: float) -> str | None:
     """None when some cell's admin answers (as `cell_reachable`), else why none does: what
     the operator reads in the log while the gateway is NOT_SERVING."""
-    problem = "no cell under SAX_ROOT"
-    try:
-        listed = await asyncio.wait_for(client.list_cells(), timeout)
-    except TimeoutError:
-        listed, problem = [], f"SAX_ROOT not listed within {timeout:g} s"
-    except (SaxError, OSError) as exc:
-        listed, problem = [], str(exc)
-    # All at once, done at the first answer: one by one, each hung admin before the one that
-    # answers took the whole ``timeout`` of every probe (one hung cell of two: 5 s a probe,
-    # and a gateway that started meanwhile stayed NOT_SERVING that long).
-    asked = [
-        asyncio.ensure_future(client.list_all(cell, timeout=timeout))
-        for cell in dict.fromkeys([*client.known_cells(), *listed])
-    ]
-    try:
-        for answer in asyncio.as_completed(asked):
-            try:
-                await answer
+    listed, problem = await listed_cells(client, timeout)
+    async with contextlib.aclosing(probe_cells(client, listed, timeout)) as answers:
+        async for _, why in answers:
+            if why is None:
                 return None
-            except SaxError as exc:
-                problem = exc.message
+            problem = why
+    return problem or "no cell under SAX_ROOT"
+
+
+async def listed_cells(client: Client, timeout: float) -> tuple[list[str], str | None]:
+    """The cells under SAX_ROOT, and None; or none, and why SAX_ROOT could not be listed."""
+    try:
+        return await asyncio.wait_for(client.list_cells(), timeout), None
+    except TimeoutError:
+        return [], f"SAX_ROOT not listed within {timeout:g} s"
+    except (SaxError, OSError) as exc:
+        return [], str(exc)
+
+
+async def probe_cells(
+    client: Client, listed: list[str], timeout: float
+) -> AsyncGenerator[tuple[str, str | None], None]:
+    """Asks the admins of the ``listed`` cells and of those the client is connected to at
+    once, and yields ``(cell, None)`` for each that answers within ``timeout`` and ``(cell,
+    why)`` for each that does not, as they finish. Closing it early cancels the rest. All at
+    once: one by one, each hung admin before the one that answers took the whole ``timeout``
+    of every probe (and a gateway that started meanwhile stayed NOT_SERVING that long)."""
+    cells = list(dict.fromkeys([*client.known_cells(), *listed]))
+    asked = {asyncio.ensure_future(client.list_all(cell, timeout=timeout)): cell for cell in cells}
+    try:
+        pending = set(asked)
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for call in done:
+                failed = call.exception()
+                if failed is not None and not isinstance(failed, SaxError):
+                    raise failed
+                yield asked[call], None if failed is None else failed.message
     finally:
         for call in asked:
             call.cancel()
         await asyncio.gather(*asked, return_exceptions=True)
-    return problem
 
 
 class _Health(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
@@ -165,7 +183,13 @@ class HealthReporter:
     """Probes the cell every ``settings.health_interval`` seconds and publishes SERVING /
     NOT_SERVING; ``slots`` bound each caller's Watch streams."""
 
-    def __init__(self, client: Client, settings: GatewaySettings, slots: StreamSlots) -> None:
+    def __init__(
+        self,
+        client: Client,
+        settings: GatewaySettings,
+        slots: StreamSlots,
+        metrics: GatewayMetrics | None = None,
+    ) -> None:
         # NOT_SERVING until the first probe: a first probe of an admin that does not answer
         # takes seconds, in which Envoy would count this gateway healthy and route calls to
         # it (and `saxgw up` say it is ready), as it did when grpc's servicer started SERVING.
@@ -175,10 +199,21 @@ class HealthReporter:
         self._task: asyncio.Task[None] | None = None
         self._serving: bool | None = None
         self._why = ""
+        self._metrics = metrics
+        self._cells: set[str] = set()  # those with a saxgw_sax_admin_up series
+        self._settled = asyncio.Event()  # the first probe has set the status
 
     async def start(self) -> None:
-        await self._probe()  # the first answer is already right
+        """Returns once the first probe has set the status (the first answer is right), which
+        may be before it has heard every cell."""
         self._task = asyncio.create_task(self._run(), name="health-probe")
+        settled = asyncio.ensure_future(self._settled.wait())
+        try:
+            await asyncio.wait({settled, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            settled.cancel()
+        if not self._settled.is_set():
+            self._task.result()  # the probe failed: its error
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -191,11 +226,47 @@ class HealthReporter:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self._interval)
             await self._probe()
+            await asyncio.sleep(self._interval)
 
     async def _probe(self) -> None:
-        problem = await cell_problem(self._client, timeout=max(self._interval, 1.0))
+        """Sets the status at the first admin that answers; then, for the metrics, waits for
+        the other cells' answers (up to the probe's timeout) to record each cell's."""
+        timeout = max(self._interval, 1.0)
+        listed, unlisted = await listed_cells(self._client, timeout)
+        problem: str | None = unlisted or "no cell under SAX_ROOT"
+        found: dict[str, bool] = {}
+        async with contextlib.aclosing(probe_cells(self._client, listed, timeout)) as answers:
+            async for cell, why in answers:
+                found[cell] = why is None
+                if problem is None:
+                    continue  # reported already
+                problem = why
+                if why is None:
+                    await self._report(None)  # at once: a hung admin must not delay it
+                    if self._metrics is None:
+                        break
+        if problem is not None:
+            await self._report(problem)
+        if self._metrics is not None:
+            self._record(found, None if unlisted else listed)
+
+    def _record(self, found: dict[str, bool], listed: list[str] | None) -> None:
+        """Each cell's admin, up or not, as this probe found it. Once SAX_ROOT no longer lists
+        a cell, it was removed, and its series goes unless its admin still answers; while
+        SAX_ROOT cannot be listed (``listed`` None), cells no admin answers for are down."""
+        assert self._metrics is not None
+        if listed is None:
+            found = dict.fromkeys(self._cells, False) | found
+        else:
+            found = {c: up for c, up in found.items() if up or c in listed}
+        for cell in self._cells - found.keys():
+            self._metrics.forget_cell(cell)
+        for cell, up in found.items():
+            self._metrics.set_admin_up(cell, up)
+        self._cells = set(found)
+
+    async def _report(self, problem: str | None) -> None:
         if problem is None:
             await self._set(True, "the cell's admin answers")
         elif self._client.knows_replicas():
@@ -204,6 +275,7 @@ class HealthReporter:
             await self._set(False, f"no admin answers: {problem}; no replicas are on record")
 
     async def _set(self, serving: bool, why: str) -> None:
+        self._settled.set()
         if (serving, why) == (self._serving, self._why):
             return
         self._why = why  # logged when it changes, even if the status does not

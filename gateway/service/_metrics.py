@@ -172,6 +172,14 @@ class GatewayMetrics:
             ["sax_method"],
             registry=r,
         )
+        self.admin_up = Gauge(
+            "saxgw_sax_admin_up",
+            "Whether a cell's Sax admin answered the gateway's last health probe (1) or not "
+            "(0), by cell.",
+            ["sax_cell"],
+            multiprocess_mode="livemostrecent",
+            registry=r,
+        )
         self.failovers = Counter(
             "saxgw_sax_failovers",
             "Sax data calls that failed on one replica and went on to another.",
@@ -280,6 +288,19 @@ class GatewayMetrics:
             self._idle[label] = time.monotonic()
         self.replicas.labels(label).set(len(addresses))
         self.address_changes.labels(label).inc()
+
+    def set_admin_up(self, cell: str, up: bool) -> None:
+        """Records whether ``cell``'s admin answered the health probe."""
+        self.admin_up.labels(cell).set(1 if up else 0)
+
+    def forget_cell(self, cell: str) -> None:
+        """``cell`` is gone from SAX_ROOT: its series leaves the scrape (with a metrics
+        directory, through the NaN tombstone, as `forget_model`'s replicas gauge)."""
+        gauge: Any = self.admin_up._metrics.get((cell,))
+        if gauge is not None:
+            gauge.set(math.nan)
+            with self.admin_up._lock:
+                _metricstore.release([self.admin_up._metrics.pop((cell,))])
 
     def forget_model(self, model_id: str) -> None:
         """The model is gone (no longer published): frees its label for another model and

@@ -177,7 +177,7 @@ class GatewayServer:
         openai_pb2_grpc.add_OpenAIGatewayServicer_to_server(
             OpenAIGatewayServicer(client, settings, access, streams, tokens), server
         )
-        health = HealthReporter(client, settings, streams)
+        health = HealthReporter(client, settings, streams, metrics)
         health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
         enable_reflection(
             server,

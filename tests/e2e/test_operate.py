@@ -168,6 +168,7 @@ def test_one_scrape_covers_every_gateway_process_and_envoy(ops_stack: Stack, mod
     assert not any("/sax/test/nope" in dict(labels).values() for _, labels in samples)
     # Envoy's own families come with them, and the ops server says it reached Envoy.
     assert _value(samples, "saxgw_envoy_up") == 1
+    assert _value(samples, "saxgw_sax_admin_up", sax_cell="/sax/test") == 1  # the probes'
     assert any(name.startswith("envoy_cluster_upstream_rq") for name, _ in samples)
     assert _value(samples, "saxgw_metrics_dir_writable") == 1  # the files above: all there
 

@@ -4,9 +4,10 @@ health that follows the cell, deadlines, and graceful shutdown on SIGTERM."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -224,6 +225,33 @@ async def test_health_answers_with_the_first_cell_that_answers(inproc_cell: Inpr
             )
     assert reply.status == SERVING
     assert took < 4.0  # the start and one probe; it was the start and 5 s
+
+
+async def test_each_cells_admin_is_reported_up_or_not_in_the_metrics(
+    inproc_cell: InprocCell,
+) -> None:
+    # An operator with several cells behind one gateway saw nothing in /metrics when one
+    # cell's admin hung: health stays SERVING while any answers, and no series said which.
+    sax_root = inproc_cell.settings.sax_root
+    async with (
+        stand_in_admin(HungAdmin(), sax_root, "/sax/a"),  # type: ignore[abstract]
+        running_gateway(sax_root, health_interval=0.2) as server,
+    ):
+        assert server.metrics is not None
+        registry = server.metrics.registry
+
+        def reads(cell: str, value: float | None) -> Callable[[], Awaitable[bool]]:
+            async def check() -> bool:
+                return registry.get_sample_value("saxgw_sax_admin_up", {"sax_cell": cell}) == value
+
+            return check
+
+        await eventually(reads("/sax/a", 0.0))
+        assert await reads("/sax/test", 1.0)()
+        await inproc_cell.admin.stop(grace=0)
+        await eventually(reads("/sax/test", 0.0))
+        shutil.rmtree(Path(sax_root) / "sax" / "a")  # the cell is removed: its series goes
+        await eventually(reads("/sax/a", None))
 
 
 async def test_health_serves_while_replicas_on_record_outlive_the_admin(

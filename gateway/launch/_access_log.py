@@ -8,7 +8,9 @@ its client got it, whoever answered. Envoy's own GRPC_STATUS_NUMBER is wrong fou
   (gateway/launch/_replies.py).
 - A call the client abandoned before its end (an HTTP/1.1 connection closed mid-stream, an
   HTTP/2 RST_STREAM): UNKNOWN, Envoy's reading of a 200 without a status, or null before any
-  reply, where gRPC itself records CANCELLED.
+  reply, where gRPC itself records CANCELLED. But an OpenAI stream whose client closed the
+  connection at its last event, `data: [DONE]` (the SDKs do, often before the status
+  arrives), was answered in full: OK.
 - A grpc-web call whose status came in trailers (every one that sent a message: successes,
   streams that failed half-way): UNKNOWN too, since the grpc_web filter moves the trailers
   into the body before the log reads them.
@@ -18,18 +20,21 @@ gateway's grpc-status, and the code each local reply mapper tags its reply with
 (``CODE_HEADER``), in dynamic metadata; the fourth from two Lua filters on the gRPC paths
 (`cost_header` on unary calls' route, `grpc_status` on the streams' and the OpenAI service's,
 envoy/envoy.yaml.tmpl), which put a trailer's grpc-status in the same metadata before grpc_web
-sees it. The third is a CEL expression over Envoy's response code details. Anything else is
+sees it; `grpc_status`, on the OpenAI HTTP paths too, puts OK there as `data: [DONE]`
+passes. The third is a CEL expression over Envoy's response code details. Anything else is
 GRPC_STATUS_NUMBER: the status in the reply's trailers (0 for a success), or null for a
 request that is no gRPC call (/openapi.json, /healthz). Envoy's span tags the same code
 (``grpc.status_code``, gateway/launch/envoy.py). A code the edge changes after
 header_to_metadata read it (`_grpc_failures`: grpc's INTERNAL for a binary header that is
 not base64, which the client gets as INVALID_ARGUMENT) is written over it there.
 
-No filter is added to any request's path: the decision is one COALESCE in the access log's
-formatter. Its CEL step runs when the metadata is absent (the status came in trailers,
-successes included). Measured in a bare Envoy answering 200s: reading the response flags
-first, it cost under 1 us of Envoy's CPU a request, within the noise; reading every request's
-details string instead cost about 2 us.
+The third takes no filter on any request's path: the decision is one COALESCE in the access
+log's formatter (an OpenAI HTTP stream pays for `grpc_status`, a Lua coroutine as long as it
+lasts and a look at each message's last bytes, as its gRPC twin already did). Its CEL step
+runs when the metadata is absent (the status came in trailers, successes included).
+Measured in a bare Envoy answering 200s: reading the response flags first, it cost under 1 us
+of Envoy's CPU a request, within the noise; reading every request's details string instead
+cost about 2 us.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import grpc
 
 from gateway.launch._replies import CODE_HEADER
 from gateway.service._streams import HTTP_METHOD_HEADER
+from gateway.service.openai._responses import DONE
 
 #: Where header_to_metadata keeps the gateway's or a local reply's code.
 METADATA = ("sax", "grpc_status")
@@ -71,6 +77,12 @@ def _cancelled(nothing: str) -> str:
     details = ", ".join(f"'{d}'" for d in CLIENT_GAVE_UP)
     gave_up = f"response.code_details in [{details}]"
     return f"response.flags == 0u ? {nothing} : ({gave_up} ? {_CANCELLED} : {nothing})"
+
+
+def stream_done() -> str:
+    """The ``grpc_status`` Lua filter's ``DONE``: the bytes an OpenAI stream ends with (a Lua
+    string), after which its client has the whole answer and may close the connection."""
+    return json.dumps(DONE.decode())
 
 
 def grpc_status_format(*, text: bool = False) -> str:

@@ -18,7 +18,12 @@ from gateway.common.flags import tls_endpoint
 from gateway.common.logs import LOGGED_ID_CHARS
 from gateway.config import MIB
 from gateway.edge import IDENTITY_HEADER, EdgeConfig, edge_values, host_values, is_loopback
-from gateway.launch._access_log import grpc_status_format, method_format, status_rules
+from gateway.launch._access_log import (
+    grpc_status_format,
+    method_format,
+    status_rules,
+    stream_done,
+)
 from gateway.launch._grpc_failures import grpc_failures_filter
 from gateway.launch._grpc_web import grpc_web_filters
 from gateway.launch._methods import head_filter, method_filter
@@ -287,6 +292,7 @@ def render(
         "METHOD_FILTER": json.dumps(method_filter()),
         "GRPC_WEB_FILTERS": "\n          ".join(f"- {json.dumps(f)}" for f in grpc_web_filters()),
         "GRPC_STATUS_FORMAT": json.dumps(grpc_status_format()),
+        "STREAM_DONE": stream_done(),
         "METHOD_FORMAT": json.dumps(method_format()),
         **edge_values(settings.edge, settings.cors_origins, secrets_dir or Path("secrets")),
         **host_values(settings.listen_address, settings.allowed_hosts),

@@ -40,12 +40,15 @@ _ANONYMOUS = "anonymous"
 _OK = grpc.StatusCode.OK
 
 
-def _code(exc: BaseException, context: Any) -> grpc.StatusCode:
+def _code(exc: BaseException, context: Any, answered: bool = False) -> grpc.StatusCode:
+    """The status a call that raised ``exc`` ended with; ``answered``: a stream whose last
+    message went out (`note_answered`), for which a cancellation is its client leaving
+    after the whole answer, no CANCELLED."""
     if isinstance(exc, grpc.aio.AbortError):
         code = context.code()  # set by the error interceptor's abort
         return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
     if isinstance(exc, asyncio.CancelledError | GeneratorExit):
-        return grpc.StatusCode.CANCELLED
+        return _OK if answered else grpc.StatusCode.CANCELLED
     return grpc.StatusCode.UNKNOWN
 
 
@@ -196,7 +199,7 @@ class TelemetryInterceptor(WrappingInterceptor):
                 if record.cost_ms:
                     context.set_trailing_metadata(((COST_HEADER, str(record.cost_ms)),))
             except BaseException as exc:
-                code = _code(exc, context)
+                code = _code(exc, context, record.answered)
                 raise
             finally:
                 elapsed = time.perf_counter() - started

@@ -34,6 +34,7 @@ from gateway.service._media import (
 from gateway.service._multimodal import MultimodalMethods
 from gateway.service._stream import DeltaTracker
 from gateway.service._streams import StreamSlots, is_head
+from gateway.service._usage import note_answered
 
 GREETING = "HTTP Server for SAX Client"  # what the original Sax HTTP server answered on "/"
 
@@ -321,7 +322,9 @@ class SaxGatewayServicer(MultimodalMethods, MediaMethods, gateway_pb2_grpc.SaxGa
             finally:
                 keepalive.stop()
                 await aclose(stream)  # on client disconnect, this cancels the Sax call
-            yield pb.GenerateStreamResponse(done=True, texts=tracker.final())
+            final = pb.GenerateStreamResponse(done=True, texts=tracker.final())
+            note_answered()
+            yield final
 
     async def Score(self, request: pb.ScoreRequest, context: Context) -> pb.ScoreResponse:
         model, options = self._target(request, context)

@@ -108,7 +108,16 @@ _NO_MODEL = Usage("", (), ())
 class CallRecord:
     """The call a task serves: caller, span, cost and usage so far; request ID on demand."""
 
-    __slots__ = ("_context", "client", "client_label", "cost_ms", "span", "stream", "usage")
+    __slots__ = (
+        "_context",
+        "answered",
+        "client",
+        "client_label",
+        "cost_ms",
+        "span",
+        "stream",
+        "usage",
+    )
 
     def __init__(self, context: Context, client: str | None, client_label: str) -> None:
         self._context: Context | None = context
@@ -121,6 +130,8 @@ class CallRecord:
         self.usage: Usage | None = None
         self.stream: StreamText | None = None
         """A stream's chunk timing (server-streaming methods)."""
+        self.answered = False
+        """A stream's last message, a whole answer, went out (`note_answered`)."""
 
     @property
     def request_id(self) -> str | None:
@@ -150,6 +161,16 @@ def note_usage(model_id: str, inputs: Sequence[str], outputs: Sequence[str]) -> 
     call = current_call.get()
     if isinstance(call, CallRecord):
         call.usage = Usage(model_id, inputs, outputs)
+
+
+def note_answered() -> None:
+    """Tells the telemetry the current stream's next message is its last and ends a whole
+    answer. A client that leaves once it has it did not give up: the OpenAI SDKs close the
+    connection at `data: [DONE]`, often before the stream's status reaches Envoy, which then
+    resets the call; counted CANCELLED, a stream answered in full was a 499 in the metrics."""
+    call = current_call.get()
+    if isinstance(call, CallRecord):
+        call.answered = True
 
 
 def note_chunk() -> None:

@@ -43,6 +43,23 @@ def access_log_line_after(
     pytest.fail(f"no matching access log line in {log} past byte {offset}")
 
 
+def access_log_lines_after(
+    stack: Stack, offset: int, match: Callable[[Line], bool], count: int, timeout: float = 20.0
+) -> list[Line]:
+    """The access log lines past ``offset`` (bytes) that ``match`` accepts, once there are
+    ``count`` of them (Envoy flushes its log every second)."""
+    log = _log(stack)
+    deadline = time.monotonic() + timeout
+    while True:
+        with log.open("rb") as text:
+            text.seek(offset)
+            lines = [json.loads(raw) for raw in text.read().decode().splitlines() if raw[:1] == "{"]
+        found = [line for line in lines if "status" in line and match(line)]
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
 def access_log_line(stack: Stack, marker: str, timeout: float = 20.0) -> Line:
     """The access log line that contains ``marker`` (a request or trace ID); Envoy flushes its
     log every second, so this waits for it."""

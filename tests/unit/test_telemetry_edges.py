@@ -8,14 +8,17 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from opentelemetry.sdk.trace import ReadableSpan
+from saxgateway.v1 import openai_pb2
 
 from gateway.cli.main import main, parser
+from gateway.common.closing import aclose
 from gateway.common.logs import (
     LOGGED_ID_CHARS,
     TEXT,
@@ -25,8 +28,10 @@ from gateway.common.logs import (
     current_call,
 )
 from gateway.launch.envoy import EnvoySettings, render
+from gateway.service._metrics import GatewayMetrics
 from gateway.service._observe import TelemetryInterceptor
 from gateway.service._tracing import Tracing
+from gateway.service._usage import note_answered
 from gateway.service.telemetry_args import (
     HEADERS_VARIABLE,
     headers_variable,
@@ -367,3 +372,41 @@ def test_envoy_config_for_containers_traces_as_the_pods_variables_say(
     }
     assert service["initial_metadata"] == [{"key": "x-key", "value": "s3cret"}]
     assert (out / "envoy.yaml").stat().st_mode & 0o077 == 0  # it holds the collector's key
+
+
+async def test_a_client_that_leaves_after_a_streams_last_message_did_not_cancel_it() -> None:
+    # The OpenAI SDKs close the connection at `data: [DONE]`, before the stream's status
+    # reaches Envoy (1 stream in 20 through a stack): Envoy reset the call and the gateway
+    # counted a stream answered in full as CANCELLED. A client gone before the end did cancel.
+    metrics = GatewayMetrics()
+    serving = _Serving()
+    interceptor = TelemetryInterceptor(metrics, None, client=serving)  # type: ignore[arg-type]
+    call = interceptor.wrap_streaming("/saxgateway.v1.OpenAIGateway/CreateCompletion", _answers)
+    request = openai_pb2.CreateCompletionRequest()
+    for taken in (2, 1):  # grpc closes the handler when the call is reset during a send
+        stream = call(request, _FinishingContext())
+        assert [await anext(stream) for _ in range(taken)] == ["chunk", "[DONE]"][:taken]
+        await aclose(stream)
+    metrics.flush()
+    counts = {
+        code: metrics.registry.get_sample_value(
+            "saxgw_requests_total",
+            {"grpc_method": "CreateCompletion", "grpc_code": code, "client": "anonymous"},
+        )
+        for code in ("OK", "CANCELLED")
+    }
+    assert counts == {"OK": 1.0, "CANCELLED": 1.0}
+
+
+class _Serving:
+    """The Sax client as the metrics ask it: whether a model is served (for its label)."""
+
+    def is_serving(self, model_id: str) -> bool:
+        return True
+
+
+async def _answers(request: Any, context: Any) -> AsyncIterator[str]:
+    """A stream as the servicers end one: its last message marked a whole answer."""
+    yield "chunk"
+    note_answered()
+    yield "[DONE]"

@@ -39,7 +39,7 @@ from gateway.service._access import ANONYMOUS, Access
 from gateway.service._bindings import Check, path_check
 from gateway.service._keepalive import KeepAlive
 from gateway.service._streams import StreamSlots
-from gateway.service._usage import note_usage
+from gateway.service._usage import note_answered, note_usage
 from gateway.service.openai import _errors
 from gateway.service.openai import _requests as rq
 from gateway.service.openai import _responses as rs
@@ -392,7 +392,9 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
             pieces = stream_prompt(self._client, self._tokens, job, prompt, first, options, texts)
             async for chunks in pieces:
                 yield self._fitted(shape.frame(chunks), _LESS_TEXT)
-        yield shape.tail(await self._tokens.usage_off_loop(model, prompts, texts))
+        tail = shape.tail(await self._tokens.usage_off_loop(model, prompts, texts))
+        note_answered()
+        yield tail
 
     async def _unserved(
         self, exc: InvalidArgumentError, model: str, method: str, deadline: Deadline

@@ -3,7 +3,9 @@ start anything: no traceback, no child that fails and is restarted for ever."""
 
 from __future__ import annotations
 
+import argparse
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -391,3 +393,24 @@ def test_stream_limit_help_names_every_call_it_counts(
         "WatchAddresses, OpenAI stream=true, WaitForReady, grpc.health.v1 Watch) one client may "
         "hold: its authenticated identity, else its address (default: 100)"
     ) in text
+
+
+SERVER_COMMANDS = ("up", "serve", "gateway", "envoy-config", "ops")
+
+
+def test_every_server_flag_is_named_in_the_docs() -> None:
+    # The docs are the reference beyond --help: a flag no page names could not be looked up
+    # (what it does to a deployment, which setting it overrides). Hidden flags are plumbing.
+    root = Path(__file__).resolve().parents[2]
+    docs = "\n".join(p.read_text() for p in [root / "README.md", *(root / "docs").glob("*.md")])
+    top = parser()
+    commands = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction))
+    actions = [a for c in SERVER_COMMANDS for a in commands.choices[c]._actions]
+    flags = {
+        flag
+        for action in [*top._actions, *actions]
+        if action.help != argparse.SUPPRESS and not isinstance(action, argparse._HelpAction)
+        for flag in action.option_strings
+        if flag.startswith("--") and not flag.startswith("--no-")  # --no-X: X's other half
+    }
+    assert sorted(f for f in flags if not re.search(rf"`[^`]*{f}\b", docs)) == []

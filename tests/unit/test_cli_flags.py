@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from gateway.cli.main import main, parser
+from gateway.config import DEFAULT_STREAM_KEEPALIVE
 from gateway.launch.processes import free_port
 
 # Free-looking ports no test binds: the checks under test come before any bind.
@@ -396,13 +397,13 @@ def test_stream_limit_help_names_every_call_it_counts(
 
 
 SERVER_COMMANDS = ("up", "serve", "gateway", "envoy-config", "ops")
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = "\n".join(p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
 
 
 def test_every_server_flag_is_named_in_the_docs() -> None:
     # The docs are the reference beyond --help: a flag no page names could not be looked up
     # (what it does to a deployment, which setting it overrides). Hidden flags are plumbing.
-    root = Path(__file__).resolve().parents[2]
-    docs = "\n".join(p.read_text() for p in [root / "README.md", *(root / "docs").glob("*.md")])
     top = parser()
     commands = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction))
     actions = [a for c in SERVER_COMMANDS for a in commands.choices[c]._actions]
@@ -413,4 +414,21 @@ def test_every_server_flag_is_named_in_the_docs() -> None:
         for flag in action.option_strings
         if flag.startswith("--") and not flag.startswith("--no-")  # --no-X: X's other half
     }
-    assert sorted(f for f in flags if not re.search(rf"`[^`]*{f}\b", docs)) == []
+    assert sorted(f for f in flags if not re.search(rf"`[^`]*{f}\b", DOCS)) == []
+
+
+def test_the_defaults_the_docs_state_are_the_flags_defaults() -> None:
+    # The docs state a flag's default beside it ("`--overloaded-after` (1 s)", "`--grace-period`,
+    # 10 s"); one changed in code alone would leave every such sentence wrong.
+    # --stream-keepalive's default is the config file's, and without one this.
+    defaults = vars(parser(["up"]).parse_args(["up"])) | {
+        "stream_keepalive": DEFAULT_STREAM_KEEPALIVE
+    }
+    stated = re.findall(r"`(--[a-z-]+)`(?: \(|, )(\d+(?:\.\d+)?) s\b", DOCS)
+    assert len(stated) > 10
+    wrong = [
+        (flag, seconds, defaults[flag[2:].replace("-", "_")])
+        for flag, seconds in stated
+        if defaults[flag[2:].replace("-", "_")] != float(seconds)
+    ]
+    assert wrong == []

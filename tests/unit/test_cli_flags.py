@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.cell._args import add_cell_arguments
 from gateway.cli.main import main, parser
 from gateway.config import DEFAULT_STREAM_KEEPALIVE
 from gateway.launch.processes import free_port
@@ -415,6 +416,15 @@ def test_every_server_flag_is_named_in_the_docs() -> None:
         if flag.startswith("--") and not flag.startswith("--no-")  # --no-X: X's other half
     }
     assert sorted(f for f in flags if not re.search(rf"`[^`]*{f}\b", DOCS)) == []
+
+
+def test_every_flag_the_cells_commands_share_is_named_in_the_cells_page() -> None:
+    # docs/cell.md lists the flags of `python -m gateway.cell` and its admin and model server.
+    shared = argparse.ArgumentParser()
+    add_cell_arguments(shared, sax_root_required=False)
+    page = (ROOT / "docs" / "cell.md").read_text()
+    flags = [f for a in shared._actions for f in a.option_strings if f.startswith("--")]
+    assert [f for f in flags if f != "--help" and f"`{f}`" not in page] == []
 
 
 def test_the_defaults_the_docs_state_are_the_flags_defaults() -> None:

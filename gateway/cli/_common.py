@@ -32,7 +32,7 @@ Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def add_global_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
-    """Adds --gateway, --timeout, --api-key, the TLS flags and --json. They are accepted
+    """Adds -v, --gateway, --timeout, --api-key, the TLS flags and --json. They are accepted
     before the command (``saxgw --gateway h:p ls``, as saxutil users type them) and after it;
     only the top level sets ``defaults``, so a flag given before the command is not reset by
     the command's parser."""
@@ -40,6 +40,13 @@ def add_global_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> None
     def default(value: object) -> object:
         return value if defaults else argparse.SUPPRESS
 
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default(False),
+        help="log debug details to stderr",
+    )
     parser.add_argument(
         "--gateway",
         type=gateway_address,

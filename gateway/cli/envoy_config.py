@@ -50,7 +50,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="host:port of a gateway (repeatable; a DNS name may cover replicas)",
     )
     cfg.add_argument(
-        "--out", required=True, help="directory for envoy.yaml, descriptor.binpb, run-envoy.sh"
+        "--out",
+        required=True,
+        help="directory for envoy.yaml, descriptor.binpb, openapi.json, the /docs page and "
+        "run-envoy.sh",
     )
     cfg.add_argument("--port", type=flags.port, default=default(EnvoySettings, "listen_port"))
     cfg.add_argument("--admin-port", type=flags.port, default=default(EnvoySettings, "admin_port"))

@@ -22,7 +22,6 @@ def parser(arguments: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
     top = Parser(prog="saxgw", description="gRPC and HTTP/JSON gateway for Saxml (Sax) cells.")
     top.add_argument("--version", action="version", version=f"saxgw {__version__}")
-    top.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
     add_global_flags(top, defaults=True)
     commands = top.add_subparsers(
         dest="command", metavar="COMMAND", required=True, parser_class=CommandParser

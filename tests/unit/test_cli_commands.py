@@ -254,6 +254,14 @@ def test_global_flags_work_before_the_command() -> None:
     assert (both.gateway, both.timeout) == ("h:1", 4.0)
     default = parser().parse_args(["ls"])
     assert default.gateway == _channel.DEFAULT_GATEWAY
+    # -v too, as README says of every global flag (it was refused after the command, though
+    # main.py's check for grpc's logs already looked for it there).
+    assert [parser().parse_args(a).verbose for a in (["-v", "ls"], ["ls", "-v"], ["ls"])] == [
+        True,
+        True,
+        False,
+    ]
+    assert parser().parse_args(["lm.generate", "m", "q", "--verbose"]).verbose
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,9 @@ start anything: no traceback, no child that fails and is restarted for ever."""
 
 from __future__ import annotations
 
+import argparse
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -11,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from gateway.cell._args import add_cell_arguments
 from gateway.cli.main import main, parser
+from gateway.config import DEFAULT_STREAM_KEEPALIVE
 from gateway.launch.processes import free_port
 
 # Free-looking ports no test binds: the checks under test come before any bind.
@@ -391,3 +395,50 @@ def test_stream_limit_help_names_every_call_it_counts(
         "WatchAddresses, OpenAI stream=true, WaitForReady, grpc.health.v1 Watch) one client may "
         "hold: its authenticated identity, else its address (default: 100)"
     ) in text
+
+
+SERVER_COMMANDS = ("up", "serve", "gateway", "envoy-config", "ops")
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = "\n".join(p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
+
+
+def test_every_server_flag_is_named_in_the_docs() -> None:
+    # The docs are the reference beyond --help: a flag no page names could not be looked up
+    # (what it does to a deployment, which setting it overrides). Hidden flags are plumbing.
+    top = parser()
+    commands = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction))
+    actions = [a for c in SERVER_COMMANDS for a in commands.choices[c]._actions]
+    flags = {
+        flag
+        for action in [*top._actions, *actions]
+        if action.help != argparse.SUPPRESS and not isinstance(action, argparse._HelpAction)
+        for flag in action.option_strings
+        if flag.startswith("--") and not flag.startswith("--no-")  # --no-X: X's other half
+    }
+    assert sorted(f for f in flags if not re.search(rf"`[^`]*{f}\b", DOCS)) == []
+
+
+def test_every_flag_the_cells_commands_share_is_named_in_the_cells_page() -> None:
+    # docs/cell.md lists the flags of `python -m gateway.cell` and its admin and model server.
+    shared = argparse.ArgumentParser()
+    add_cell_arguments(shared, sax_root_required=False)
+    page = (ROOT / "docs" / "cell.md").read_text()
+    flags = [f for a in shared._actions for f in a.option_strings if f.startswith("--")]
+    assert [f for f in flags if f != "--help" and f"`{f}`" not in page] == []
+
+
+def test_the_defaults_the_docs_state_are_the_flags_defaults() -> None:
+    # The docs state a flag's default beside it ("`--overloaded-after` (1 s)", "`--grace-period`,
+    # 10 s"); one changed in code alone would leave every such sentence wrong.
+    # --stream-keepalive's default is the config file's, and without one this.
+    defaults = vars(parser(["up"]).parse_args(["up"])) | {
+        "stream_keepalive": DEFAULT_STREAM_KEEPALIVE
+    }
+    stated = re.findall(r"`(--[a-z-]+)`(?: \(|, )(\d+(?:\.\d+)?) s\b", DOCS)
+    assert len(stated) > 10
+    wrong = [
+        (flag, seconds, defaults[flag[2:].replace("-", "_")])
+        for flag, seconds in stated
+        if defaults[flag[2:].replace("-", "_")] != float(seconds)
+    ]
+    assert wrong == []

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
-from gateway.config import ConfigError
-from gateway.configfile import load_config, read_snapshot, write_snapshot
+from gateway.config import ConfigError, ModelLimit
+from gateway.configfile import load_config, parse_config, read_snapshot, write_snapshot
+from gateway.edge import EdgeConfig, Limits
+from gateway.restartconfig import RestartSettings
 
 CONFIG = """\
 auth:
@@ -59,3 +64,59 @@ def test_a_snapshot_others_could_write_is_not_unpickled(tmp_path: Path) -> None:
         ConfigError, match=r"not a config snapshot of this user's \(owner uid \d+, mode 662\)"
     ):
         read_snapshot(snapshot)
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+# An unknown key in each mapping the loader reads: its refusal lists the keys it takes there.
+PROBES: list[dict[str, Any]] = [
+    {"bogus": 1},
+    {"auth": {"bogus": 1}},
+    {"auth": {"api_keys": [{"bogus": 1}]}},
+    {"auth": {"jwt": [{"bogus": 1}]}},
+    {"clients": {"a": {"bogus": 1}}},
+    {"clients": {"a": {"rate": {"bogus": 1}}}},
+    {"quotas": {"bogus": 1}},
+    {"quotas": {"model": {"bogus": 1}}},
+    {"tls": {"bogus": 1}},
+    {"cors": {"bogus": 1}},
+    {"limits": {"bogus": 1}},
+    {"models": {"/sax/test/x": {"bogus": 1}}},
+    {"supervisor": {"bogus": 1}},
+    {"admin_only": ["bogus"]},
+]
+
+
+def _path(probe: Any) -> list[str]:
+    """The keys leading to a probe's unknown key."""
+    if isinstance(probe, list):
+        return _path(probe[0]) if isinstance(probe[0], dict) else []
+    key, value = next(iter(probe.items()))
+    return [] if key == "bogus" else [key, *_path(value)]
+
+
+@pytest.mark.parametrize("probe", PROBES, ids=lambda p: ".".join(_path(p)))
+def test_every_key_the_loader_takes_is_documented(probe: dict[str, Any]) -> None:
+    # docs/config.md is the file's reference (the `models:` keys are in docs/openai.md's
+    # example): a key the loader takes that the page never names could only be guessed.
+    with pytest.raises(ConfigError, match=r"expected (one|any) of ") as refused:
+        parse_config(probe)
+    keys = str(refused.value).split(" of ")[-1].split(", ")
+    pages = (DOCS / "config.md").read_text() + (DOCS / "openai.md").read_text()
+    named = [k for k in keys if re.search(rf"`{k}[`.]|^ *(- )?{k}:", pages, re.M)]
+    assert named == keys
+
+
+def test_the_documented_example_is_a_valid_file_of_the_defaults(tmp_path: Path) -> None:
+    # docs/config.md says its example shows the defaults of `limits`, `supervisor` and
+    # `quotas.model`: a default changed in code alone made the page tell operators a wrong one.
+    page = (DOCS / "config.md").read_text()
+    example = yaml.safe_load(page.split("## A complete example\n\n```yaml\n")[1].split("```")[0])
+    (tmp_path / "jwks.json").write_text('{"keys": [{"kty": "oct", "k": "c2VjcmV0LWtleQ"}]}')
+    del example["tls"]  # PEM files of the operator's
+    config = parse_config(example, tmp_path)
+    assert config.edge.limits == Limits()
+    assert config.supervisor == RestartSettings()
+    assert config.edge.quotas.model == ModelLimit()
+    assert config.edge.acl_cache_seconds == EdgeConfig().acl_cache_seconds
+    assert config.edge.admin_only == EdgeConfig().admin_only

@@ -3,10 +3,13 @@ bounded."""
 
 from __future__ import annotations
 
+import re
 import time
+from pathlib import Path
 
 import pytest
 from prometheus_client import generate_latest
+from prometheus_client.metrics import MetricWrapperBase
 
 from gateway.service import _metrics
 from gateway.service._metrics import MAX_MODELS, UNKNOWN_MODEL, GatewayMetrics
@@ -99,3 +102,33 @@ def test_a_gone_models_series_leave_the_registry() -> None:
     assert [line for line in lines if "/sax/test/lm" in line and "kept" not in line] == []
     kept = 'saxgw_text_characters_total{direction="input",gen_ai_operation_name="lm.generate",'
     assert kept + 'gen_ai_request_model="/sax/test/kept"} 1.0' in lines
+
+
+def _documented_metrics() -> dict[str, tuple[str, frozenset[str]]]:
+    """docs/operations.md's metrics table: name -> (type, labels); "same" repeats the labels
+    of the row above, and a parenthesis after a label lists its values."""
+    page = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    page = page.split("\n## Metrics\n")[1].split("\n## ")[0]
+    rows: dict[str, tuple[str, frozenset[str]]] = {}
+    labels: frozenset[str] = frozenset()
+    for name, kind, cell in re.findall(r"^\| `(\w+)` \| (\w*) \|([^|]*)\|", page, re.M):
+        if cell.strip() != "same":
+            labels = frozenset(re.findall(r"`(\w+)`", re.sub(r"\([^)]*\)", "", cell)))
+        rows[name] = (kind, labels)
+    return rows
+
+
+def test_every_metric_family_is_a_row_of_the_operations_page() -> None:
+    # Dashboards and alerts are written from that table: a family added, renamed or
+    # relabelled without its row was unknown to them, and a row without a family misled.
+    metrics = GatewayMetrics()
+    exported = {}
+    for family in vars(metrics).values():
+        if isinstance(family, MetricWrapperBase):
+            (described,) = family.describe()
+            name = described.name + ("_total" if described.type == "counter" else "")
+            exported[name] = (described.type, frozenset(family._labelnames))
+    # The ops server's own two gauges (gateway/ops/_server.py), unlabelled.
+    ops = ("saxgw_envoy_up", "saxgw_metrics_dir_writable")
+    exported |= {name: ("gauge", frozenset()) for name in ops}
+    assert exported == _documented_metrics()  # (Envoy's own `envoy_*` row is no metric name)

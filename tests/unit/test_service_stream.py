@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import tracemalloc
 
 from gateway.client import StreamItem
 from gateway.service._stream import DeltaTracker, TextSoFar
@@ -81,3 +82,18 @@ def test_text_so_far_grows_and_is_cut() -> None:
     text.keep(20)  # longer than the text: nothing to cut
     text.keep(0)
     assert (str(text), len(text)) == ("", 0)
+
+
+def test_a_tracker_without_text_gives_the_same_deltas_and_holds_none() -> None:
+    # The OpenAI face keeps each choice's text itself: a copy here doubled a stream's memory.
+    items = [[_item("Hello wor", 0, -1.0), _item("a" * 100_000, 0)], [_item("there", 6, -2.0)]]
+    kept, lean = DeltaTracker(), DeltaTracker(keep_text=False)
+    tracemalloc.start()
+    try:
+        for step in items:
+            assert _deltas(lean, *step) == _deltas(kept, *step)
+        del kept
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 10_000  # the 100 KB sample is not held

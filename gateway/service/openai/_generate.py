@@ -57,7 +57,7 @@ async def stream_prompt(
     out."""
     shape, model, _, sampling, stops = job
     n = sampling.n
-    tracker = DeltaTracker()
+    tracker = DeltaTracker(keep_text=False)  # `texts` holds what was sent
     scanners = [StopScanner(stops, kept_stops(sampling)) for _ in range(n)]
     steps = [0] * n
     texts.extend(TextSoFar() for _ in range(n))

@@ -24,7 +24,7 @@ from gateway.config import GatewaySettings
 from gateway.launch.processes import free_port
 from gateway.service import GatewayServer
 from tests._grpc import aio_channel
-from tests.integration._cell_fixtures import InprocCell, eventually, stand_in_admin
+from tests.integration._cell_fixtures import SEED_LM, InprocCell, eventually, stand_in_admin
 from tests.integration._gateway_fixtures import running_gateway
 
 TEST_LM = "sax_gateway.testing.TestLM"
@@ -420,3 +420,39 @@ async def test_sigterm_finishes_in_flight_calls(inproc_cell: InprocCell) -> None
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_a_cell_listing_over_the_message_limit_names_the_listing_not_a_model(
+    inproc_cell: InprocCell,
+) -> None:
+    # A cell's listing holds every model's definition: hundreds of models with large
+    # overrides (140 of 64 x 4 KiB: 36 MiB) outgrow the 32 MiB limit. The 400 said "ask the
+    # model for less (fewer or shorter samples ...)", of a call that names no model. Three
+    # models of 16 KiB of overrides against a 40 KiB limit stand in for them.
+    limit = 40 << 10
+    async with (
+        running_gateway(inproc_cell.sax_root, max_message_bytes=limit) as gateway,
+        aio_channel(gateway.address) as channel,
+    ):
+        stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+        overrides = {f"key_{i}": "v" * 4000 for i in range(4)}
+        for name in ("big0", "big1", "big2"):
+            request = pb.PublishModelRequest(
+                model=f"/sax/test/{name}", model_path=SEED_LM, checkpoint="None", replicas=0
+            )
+            request.overrides.update(overrides)
+            await stub.PublishModel(request)
+        # One model alone still answers: the way round that the error names.
+        got = await stub.GetModel(pb.GetModelRequest(model="/sax/test/big0"))
+        assert dict(got.model.overrides) == overrides
+        with pytest.raises(grpc.aio.AioRpcError) as failure:
+            await stub.ListModels(pb.ListModelsRequest(sax_cell="/sax/test"))
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    size = int((failure.value.details() or "").split()[4])
+    assert size > limit
+    assert failure.value.details() == (
+        f"the reply would be {size} bytes, over this gateway's limit of {limit} bytes: the"
+        " definitions of the cell's models (their overrides, checkpoints) are too large to list"
+        " at once: ask for each model alone (GetModel, GET /v1/sax/CELL/NAME; their IDs:"
+        " GET /v1/models)"
+    )

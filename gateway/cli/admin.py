@@ -151,17 +151,33 @@ def ls(session: Session, args: argparse.Namespace) -> None:
             lambda listed: cell_table(listed.cells, args.csv),
         )
     elif is_cell(args.id):
-        session.show(
-            session.stub.ListModels,
-            pb.ListModelsRequest(sax_cell=args.id),
-            lambda listed: model_table(list(listed.models), args.csv, args.details is True),
-        )
+        listed = _all_pages(session, args.id)
+        session.emit(listed, model_table(list(listed.models), args.csv, args.details is True))
     else:
         session.show(
             session.stub.GetModel,
             pb.GetModelRequest(model=args.id),
             lambda got: model_detail(got.model, csv=args.csv, details=details, acls=args.acls),
         )
+
+
+#: Models `ls CELL` asks for at a time: a cell's whole listing in one reply outgrew the
+#: message limit (32 MiB) with a few hundred models of large overrides, and could not be read.
+LS_PAGE_SIZE = 200
+
+
+def _all_pages(session: Session, cell: str) -> pb.ListModelsResponse:
+    """Every model of ``cell``, asked a page at a time, in one reply (a gateway that does not
+    page answers the first request with all of them, and no next page)."""
+    listed = pb.ListModelsResponse()
+    token = ""
+    while True:
+        request = pb.ListModelsRequest(sax_cell=cell, page_size=LS_PAGE_SIZE, page_token=token)
+        page = session.call(session.stub.ListModels, request)
+        listed.sax_cell = page.sax_cell
+        listed.models.extend(page.models)
+        if not (token := page.next_page_token):
+            return listed
 
 
 @command(

@@ -204,8 +204,7 @@ GRPC_FRAME_BYTES = 5
 _OVER_LIMIT_HINTS = {
     "saxgateway.v1.ListModelsResponse": (
         "the definitions of the cell's models (their overrides, checkpoints) are too large to"
-        " list at once: ask for each model alone (GetModel, GET /v1/sax/CELL/NAME; their IDs:"
-        " GET /v1/models)"
+        " list at once: ask for them a page at a time (page_size, page_token)"
     ),
 }
 _ASK_THE_MODEL = "ask the model for less (fewer or shorter samples, fewer or smaller outputs)"

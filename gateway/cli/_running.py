@@ -12,9 +12,9 @@ import signal
 import sys
 from types import FrameType
 
+from gateway.cli._restored import Restored, RestoredModels
 from gateway.common.logs import JsonFormatter
 from gateway.launch.processes import StopFlag
-from gateway.launch.readiness import Restored, RestoredModels
 from gateway.launch.stack import Stack
 from gateway.launch.supervisor import Supervisor
 

@@ -15,6 +15,7 @@ from saxgateway.v1 import gateway_pb2 as pb
 
 from gateway.cli._common import Commands, Incomplete, Session
 from gateway.cli._inputs import UsageError, pair
+from gateway.cli._listing import every_model
 from gateway.cli._output import (
     cancel_on_hangup,
     csv_table,
@@ -151,7 +152,8 @@ def ls(session: Session, args: argparse.Namespace) -> None:
             lambda listed: cell_table(listed.cells, args.csv),
         )
     elif is_cell(args.id):
-        listed = _all_pages(session, args.id)
+        # A page at a time: a big cell's whole listing can pass the message limit.
+        listed = every_model(partial(session.call, session.stub.ListModels), args.id)
         session.emit(listed, model_table(list(listed.models), args.csv, args.details is True))
     else:
         session.show(
@@ -159,25 +161,6 @@ def ls(session: Session, args: argparse.Namespace) -> None:
             pb.GetModelRequest(model=args.id),
             lambda got: model_detail(got.model, csv=args.csv, details=details, acls=args.acls),
         )
-
-
-#: Models `ls CELL` asks for at a time: a cell's whole listing in one reply outgrew the
-#: message limit (32 MiB) with a few hundred models of large overrides, and could not be read.
-LS_PAGE_SIZE = 200
-
-
-def _all_pages(session: Session, cell: str) -> pb.ListModelsResponse:
-    """Every model of ``cell``, asked a page at a time, in one reply (a gateway that does not
-    page answers the first request with all of them, and no next page)."""
-    listed = pb.ListModelsResponse()
-    token = ""
-    while True:
-        request = pb.ListModelsRequest(sax_cell=cell, page_size=LS_PAGE_SIZE, page_token=token)
-        page = session.call(session.stub.ListModels, request)
-        listed.sax_cell = page.sax_cell
-        listed.models.extend(page.models)
-        if not (token := page.next_page_token):
-            return listed
 
 
 @command(

@@ -1,4 +1,4 @@
-"""What `saxgw up` asks a gateway once it is up (gateway/launch/readiness.py), of real
+"""What `saxgw up` asks a gateway once it is up (gateway/cli/_restored.py), of real
 gateway processes: no answer is None (ask again), never "no models restored" (a live gateway
 listing the models it restored: tests/e2e/test_up.py)."""
 
@@ -7,8 +7,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import grpc
+from saxgateway.v1 import gateway_pb2, gateway_pb2_grpc
+
+from gateway.cli._restored import LOAD_ERRORS_PER_POLL, Restored, RestoredModels
 from gateway.launch.processes import free_port
-from gateway.launch.readiness import LOAD_ERRORS_PER_POLL, Restored, RestoredModels
 from gateway.service import GatewayServer
 from tests._stacks import cell_less_gateway, stopped
 from tests.integration._cell_fixtures import CELL, InprocCell, admin_stub, publish
@@ -28,6 +31,17 @@ def test_a_hung_gateway_is_no_answer(tmp_path: Path) -> None:
     # restored nothing, and never printed the models it had restored.
     with cell_less_gateway(tmp_path) as (gateway, port), stopped(gateway.pid):
         assert _no_answer(f"127.0.0.1:{port}")
+
+
+def _whole_listing(address: str) -> grpc.StatusCode:
+    """The status of a ListModels of the whole cell in one reply."""
+    with grpc.insecure_channel(address) as channel:
+        stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+        try:
+            stub.ListModels(gateway_pb2.ListModelsRequest(sax_cell=CELL), timeout=5)
+        except grpc.RpcError as exc:
+            return exc.code()
+    return grpc.StatusCode.OK
 
 
 def _get_models(server: GatewayServer) -> float:
@@ -52,7 +66,13 @@ async def test_restored_models_no_server_takes_are_named_at_a_bounded_cost(
         await publish(admin, "broken", overrides={"fail_load": "disk on fire"}, wait=False)
         for model in orphans:
             await publish(admin, model.rsplit("/", 1)[1], model_path="no.server.Serves", wait=False)
-    async with running_gateway(inproc_cell.sax_root, health_interval=60) as server:
+    # And a listing over the message limit, as a big cell's can be: it is read in pages.
+    limit = 1024
+    async with running_gateway(
+        inproc_cell.sax_root, health_interval=60, max_message_bytes=limit
+    ) as server:
+        whole = await asyncio.to_thread(_whole_listing, server.address)
+        assert whole == grpc.StatusCode.INVALID_ARGUMENT  # over the limit in one reply
         restored = RestoredModels(server.address, CELL, patience=60, started=0.0)
         polls = 0
         while polls < 10:  # every unserved model asked once: ceil(31 / 8) polls

@@ -12,9 +12,9 @@ import signal
 import sys
 from types import FrameType
 
+from gateway.cli._restored import Restored, RestoredModels
 from gateway.common.logs import JsonFormatter
 from gateway.launch.processes import StopFlag
-from gateway.launch.readiness import restored_models
 from gateway.launch.stack import Stack
 from gateway.launch.supervisor import Supervisor
 
@@ -109,7 +109,8 @@ def stopping(stack: Stack, stop: StopSignals) -> str:
 def _supervise(
     args: argparse.Namespace, stack: Stack, stop: StopFlag, supervisor: Supervisor
 ) -> None:
-    banner = restored = False
+    banner = False
+    restored: RestoredModels | None = None
     waited = 0.0
     while not stop.is_set():
         supervisor.tick()  # a child that died or hung is restarted; the others keep serving
@@ -118,6 +119,10 @@ def _supervise(
         if not banner and stack.wait_healthy(timeout=0):
             _print_banner(args, stack)
             banner = True
+            if args.embedded:
+                restored = RestoredModels(
+                    stack.gateway_addresses[0], args.cell, patience=restored_patience(stack)
+                )
         elif not banner:
             waited += 1.0
             stop.wait(0.5)
@@ -129,25 +134,49 @@ def _supervise(
                     f"({stack.http_url}/healthz is 503); see the logs {logs}",
                     logging.WARNING,
                 )
-        if banner and not restored and args.embedded:
-            restored = _report_restored(stack, args.cell)
+        if restored is not None and (standing := restored.poll()) is not None:
+            _report_restored(standing, args.cell)
+            restored = None
         stop.wait(0.5)
 
 
-def _report_restored(stack: Stack, cell: str) -> bool:
-    """Prints once every model restored from an earlier run serves or failed to load; False
-    until then. A model that failed to load never serves: waiting for it, `saxgw up` asked
-    the gateway twice a second for good (each an anonymous ListModels in the metrics, and a
-    trace), and never said which model it waited for, nor why."""
-    models = restored_models(stack.gateway_addresses[0], cell)
-    if models is None or any(a < min(w, 1) and not e for _, a, w, e in models):
-        return False
-    if ready := [f"{m} ({a}/{w})" for m, a, w, e in models if not e]:
+#: Beyond the cell's adopt wait, how long restored models may take to be placed and loaded
+#: before `saxgw up` names those that do not serve.
+RESTORED_MARGIN_S = 60.0
+#: Models a line names at most; a big cell's hundreds would make one line of kilobytes.
+NAMED_AT_MOST = 10
+
+
+def restored_patience(stack: Stack) -> float:
+    """How long `saxgw up` waits for restored models to serve or fail to load: the cell's
+    wait for their old servers to re-join, and a minute to place and load them."""
+    cell = stack.settings.cell
+    if cell is None:
+        return RESTORED_MARGIN_S
+    adopt = cell.server_dead_after if cell.adopt_wait is None else cell.adopt_wait
+    return adopt + RESTORED_MARGIN_S
+
+
+def _report_restored(standing: Restored, cell: str) -> None:
+    """Says which restored models serve, which failed to load (with the load error), and
+    which did neither in time. A model that failed to load never serves: waiting for it,
+    `saxgw up` asked the gateway twice a second for good (each an anonymous ListModels in the
+    metrics, and a trace), and never said which model it waited for, nor why; one that no
+    model server could take kept it asking for good too, of every such model each time."""
+    if ready := [f"{m} ({a}/{w})" for m, a, w in standing.ready]:
         print(f"saxgw: restored models ready: {', '.join(ready)}", flush=True)
-    for model, _, _, error in models:
-        if error:
-            say(f"saxgw: restored model {model} does not serve: {error}", logging.WARNING)
-    return True
+    for model, error in standing.failed:
+        say(f"saxgw: restored model {model} does not serve: {error}", logging.WARNING)
+    if waiting := standing.waiting:
+        named = ", ".join(waiting[:NAMED_AT_MOST])
+        more = f" and {len(waiting) - NAMED_AT_MOST} more" if len(waiting) > NAMED_AT_MOST else ""
+        say(
+            f"saxgw: {len(waiting)} restored models do not serve yet, and no load error came "
+            f"back: {named}{more}. No model server has taken them (the servers are full, or "
+            f"none serves their model path: `saxgw stats {cell}`), or they still load "
+            "(`saxgw ls` shows when they serve)",
+            logging.WARNING,
+        )
 
 
 def _print_banner(args: argparse.Namespace, stack: Stack) -> None:

@@ -15,6 +15,7 @@ from saxgateway.v1 import gateway_pb2 as pb
 
 from gateway.cli._common import Commands, Incomplete, Session
 from gateway.cli._inputs import UsageError, pair
+from gateway.cli._listing import every_model
 from gateway.cli._output import (
     cancel_on_hangup,
     csv_table,
@@ -151,11 +152,9 @@ def ls(session: Session, args: argparse.Namespace) -> None:
             lambda listed: cell_table(listed.cells, args.csv),
         )
     elif is_cell(args.id):
-        session.show(
-            session.stub.ListModels,
-            pb.ListModelsRequest(sax_cell=args.id),
-            lambda listed: model_table(list(listed.models), args.csv, args.details is True),
-        )
+        # A page at a time: a big cell's whole listing can pass the message limit.
+        listed = every_model(partial(session.call, session.stub.ListModels), args.id)
+        session.emit(listed, model_table(list(listed.models), args.csv, args.details is True))
     else:
         session.show(
             session.stub.GetModel,

@@ -3,7 +3,9 @@ a data call seldom waits for the admin (`Access`'s ACL check, gateway/service/_a
 
 A model's ACLs are read with one admin ``List`` per model at a time, however many calls wait
 for them; kept ``auth.acl_cache_seconds``; renewed in the background while stale by less than
-that; kept in force while the admin cannot be reached. No call waits past its own deadline.
+that (those of a cell with `CELL_RENEWAL_MODELS` models at hand or more: all of them, by one
+listing of the cell); kept in force while the admin cannot be reached. No call waits past its
+own deadline.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import contextvars
 import logging
 import math
 import time
+from collections import Counter
 from typing import NamedTuple
 
 from gateway.client import (
@@ -41,6 +44,12 @@ _STALE_WAIT_S = 2.0
 # Only published models' ACLs are kept (a name the admin does not know keeps none); past this
 # many, the one unused longest is dropped for each new one.
 _MAX_MODELS = 10_000
+#: A cell with this many models' ACLs at hand renews them all with one listing of the cell, not
+#: a List per model: a gateway process sent each admin a List per model in use per lifetime
+#: (96 models called without a pause: ~85 a second; a big cell's hundreds, behind several
+#: processes, thousands). Its models then share one expiry, so they go stale, and are renewed,
+#: together.
+CELL_RENEWAL_MODELS = 8
 
 
 class AclCache:
@@ -54,6 +63,9 @@ class AclCache:
         # Models whose last ACL read found the admin unreachable: their cached ACLs stay in
         # force, and calls do not wait for the admin (`get`).
         self._unreachable: set[str] = set()
+        # Cells whose ACLs one listing renews (`_renew_cell`), while it is under way.
+        self._renewing: set[str] = set()
+        self._kept: Counter[str] = Counter()  # models in `_acls`, by cell
 
     async def get(self, model: str, deadline: Deadline) -> dict[str, str]:
         """The model's ACLs (Sax method name -> ACL name; {} for a model the admin does not
@@ -71,7 +83,7 @@ class AclCache:
                 # The same while the admin cannot be reached: nobody can change the ACLs
                 # through it then, and data calls must not depend on it (upstream's model
                 # servers keep enforcing the ACLs they last got, too).
-                self._refresh(model, contextvars.Context())
+                self._renew(model)
                 return acls
         # Never read, the call waits for them: it fails rather than skip the check. Read
         # before, an admin that does not answer at all (hung, or its host gone) would hold
@@ -105,6 +117,50 @@ class AclCache:
             if cached is None:
                 raise
             return cached[1]  # and `_fetched` keeps them in force if the admin is unreachable
+
+    def _renew(self, model: str) -> None:
+        """Renews stale ACLs in the background: the model's alone, or, when this process keeps
+        those of `CELL_RENEWAL_MODELS` models of its cell or more, all of them at once."""
+        cell = _cell_of(model)
+        if cell in self._renewing:
+            return  # a listing under way renews this model's too
+        if self._kept[cell] < CELL_RENEWAL_MODELS:
+            self._refresh(model, contextvars.Context())
+            return
+        self._renewing.add(cell)
+        kept = [m for m in self._acls if _cell_of(m) == cell]
+        # Part of no call (no span, no request ID), as a background `_refresh`.
+        task = asyncio.get_running_loop().create_task(
+            self._renew_cell(cell, kept), context=contextvars.Context()
+        )
+        task.add_done_callback(lambda _: self._renewing.discard(cell))
+
+    async def _renew_cell(self, cell: str, kept: list[str]) -> None:
+        """Renews the ACLs of ``kept`` (models of ``cell``) from one listing of the cell. A
+        model's entry replaced meanwhile (read anew, or changed here: `changed`) keeps its
+        newer value; a model the listing lacks (unpublished elsewhere) is dropped, as a read
+        of it keeps nothing."""
+        before = {m: self._acls[m] for m in kept if m in self._acls}
+        try:
+            listed = await self._client.list_all(cell, timeout=_ACL_TIMEOUT)
+        except Exception as error:  # reported as any failed read is (`_fetched`)
+            if isinstance(error, _UNREACHABLE):
+                self._unreachable.update(m for m in before if m in self._acls)
+            log.debug("reading the ACLs of the models of %s failed: %s", cell, error)
+            _FAILURES.failed((_READING, cell), f"{_READING} {cell} failed: {error}")
+            return
+        acls = {d.model_id: d.acls for d in listed}
+        expires = time.monotonic() + self._lifetime
+        for model, entry in before.items():
+            if self._acls.get(model) is not entry:
+                continue
+            del self._acls[model]  # and in again, last: read most recently
+            self._unreachable.discard(model)
+            if model in acls:
+                self._acls[model] = (expires, acls[model])
+            else:  # no longer published: kept no more, as a read of it would keep none
+                self._kept[cell] -= 1
+        _FAILURES.succeeded((_READING, cell), f"{_READING} {cell}")
 
     def _refresh(self, model: str, context: contextvars.Context) -> asyncio.Future[dict[str, str]]:
         """The model's ACL fetch: one admin call per model at a time, however many calls wait
@@ -158,15 +214,18 @@ class AclCache:
         # (`get`), so the first entry is the one unused longest, which goes when the cache is
         # full. Emptying the whole cache when full made every model's next call wait for the
         # admin, and fail while it was away.
-        self._acls.pop(model, None)
+        if self._acls.pop(model, None) is not None:
+            self._kept[_cell_of(model)] -= 1
         if len(self._acls) >= _MAX_MODELS:
             unused = next(iter(self._acls))
             del self._acls[unused]
+            self._kept[_cell_of(unused)] -= 1
             self._unreachable.discard(unused)
         self._unreachable.discard(model)
         _read_worked(model)
         expires = time.monotonic() + self._lifetime
         self._acls[model] = (expires, detail.acls)
+        self._kept[_cell_of(model)] += 1
         return detail.acls
 
     def changed(

@@ -197,16 +197,29 @@ GRPC_FRAME_BYTES = 5
 """What gRPC puts before each message on the wire (a flag and a 4-byte length)."""
 
 
+#: What a caller can do about a reply over the limit, by the reply's message type; a model's
+#: answer otherwise. A cell's listing holds every model's definition (overrides up to 64 x 4
+#: KiB each): hundreds of models with large overrides outgrow the limit, and "ask the model
+#: for less" sent its caller after a model that is not there.
+_OVER_LIMIT_HINTS = {
+    "saxgateway.v1.ListModelsResponse": (
+        "the definitions of the cell's models (their overrides, checkpoints) are too large to"
+        " list at once: ask for them a page at a time (page_size, page_token)"
+    ),
+}
+_ASK_THE_MODEL = "ask the model for less (fewer or shorter samples, fewer or smaller outputs)"
+
+
 def check_reply(reply: Message, limit: int) -> None:
     """INVALID_ARGUMENT if ``reply``, framed, is over the gateway's message ``limit`` (a model's
-    answer: images, samples, a custom method's bytes). Left to gRPC it fails RESOURCE_EXHAUSTED
-    "Sent message larger than max" once the work is done: a 429 that clients retry, redoing
-    the work to fail again."""
+    answer: images, samples, a custom method's bytes; a cell's listing). Left to gRPC it fails
+    RESOURCE_EXHAUSTED "Sent message larger than max" once the work is done: a 429 that
+    clients retry, redoing the work to fail again."""
     size = reply.ByteSize() + GRPC_FRAME_BYTES
     if size > limit:
+        hint = _OVER_LIMIT_HINTS.get(reply.DESCRIPTOR.full_name, _ASK_THE_MODEL)
         raise InvalidArgumentError(
-            f"the reply would be {size} bytes, over this gateway's limit of {limit} bytes: ask"
-            " the model for less (fewer or shorter samples, fewer or smaller outputs)"
+            f"the reply would be {size} bytes, over this gateway's limit of {limit} bytes: {hint}"
         )
 
 

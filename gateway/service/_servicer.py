@@ -16,6 +16,7 @@ from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway import __version__
 from gateway.client import CallOptions, Client, DeadlineExceededError, ModelDetail, SaxError
+from gateway.common import limits as lim
 from gateway.common.closing import aclose
 from gateway.common.deadline import Deadline
 from gateway.common.rpc import Context
@@ -32,6 +33,7 @@ from gateway.service._media import (
     regions,
 )
 from gateway.service._multimodal import MultimodalMethods
+from gateway.service._pages import Page
 from gateway.service._stream import DeltaTracker
 from gateway.service._streams import StreamSlots, is_head
 from gateway.service._usage import note_answered
@@ -167,8 +169,12 @@ class SaxGatewayServicer(MultimodalMethods, MediaMethods, gateway_pb2_grpc.SaxGa
         self, request: pb.ListModelsRequest, context: Context
     ) -> pb.ListModelsResponse:
         cell = f.cell_id(request.sax_cell)
+        wanted = Page.asked(cell, size=request.page_size, token=request.page_token)
         details = await self._client.list_all(cell, deadline=self._deadline(context))
-        return pb.ListModelsResponse(sax_cell=cell, models=[_model_info(d) for d in details])
+        # What the reply holds beside the models: the cell, the token (a model ID), framing.
+        budget = self._settings.max_message_bytes - 2 * lim.MAX_ID_CHARS - 64
+        models, token = wanted.of(details, _model_info, budget)
+        return pb.ListModelsResponse(sax_cell=cell, models=models, next_page_token=token)
 
     async def ListCells(
         self, request: pb.ListCellsRequest, context: Context

@@ -20,7 +20,7 @@ from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.client import Client, ClientSettings
 from gateway.config import AccessSettings
-from gateway.service import _acls
+from gateway.service import GatewayServer, _acls
 from tests._grpc import aio_channel
 from tests.integration._cell_fixtures import InprocCell
 from tests.integration._gateway_fixtures import running_gateway
@@ -179,3 +179,73 @@ async def test_a_full_acl_cache_drops_the_model_unused_longest_not_every_model(
         with pytest.raises(grpc.aio.AioRpcError) as dropped:
             await stub.Generate(pb.GenerateRequest(model=models[0], query="q"), timeout=20)
         assert dropped.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def _lists(server: GatewayServer) -> float:
+    """Admin Lists the gateway has sent."""
+    assert server.metrics is not None
+    server.metrics.flush()
+    value = server.metrics.registry.get_sample_value(
+        "saxgw_sax_admin_rpcs_total", {"sax_method": "List"}
+    )
+    return value or 0.0
+
+
+async def test_a_cells_acls_are_renewed_by_one_listing_not_a_list_per_model(
+    inproc_cell: InprocCell,
+) -> None:
+    # Each gateway process read each model's ACLs with a List of its own, once a lifetime: a
+    # big cell's models in use were as many admin Lists a second (96 models: ~85 a second,
+    # per process), however few calls each had. Twelve models, ACLs kept 0.2 s, called without
+    # a pause for 1.2 s (six lifetimes): 72 Lists before; now about one listing a lifetime.
+    lifetime, window = 0.2, 1.2
+    access = AccessSettings(groups={"team": frozenset({"alice"})}, acl_cache_seconds=lifetime)
+    models = [f"/sax/test/renewed{i:02d}" for i in range(12)]
+    async with (
+        running_gateway(
+            inproc_cell.sax_root,
+            client=ClientSettings(sax_root=inproc_cell.sax_root, admin_unreachable_after=0.3),
+            access=access,
+            health_interval=60,
+        ) as server,
+        aio_channel(server.address) as channel,
+    ):
+        stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+        for model in models:
+            await stub.PublishModel(
+                pb.PublishModelRequest(model=model, model_path=TEST_LM, checkpoint="None"),
+                timeout=20,
+            )
+        for model in models:
+            await stub.WaitForReady(pb.WaitForReadyRequest(model=model), timeout=20)
+            await stub.Generate(pb.GenerateRequest(model=model, query="q"), metadata=BOB)
+
+        async def call_all_until(end: float, but: str = "") -> None:
+            while time.monotonic() < end:
+                for model in (m for m in models if m != but):
+                    request = pb.GenerateRequest(model=model, query="q")
+                    await stub.Generate(request, timeout=5, metadata=BOB)
+
+        before = _lists(server)
+        await call_all_until(time.monotonic() + window)
+        lists = _lists(server) - before
+        # And the listing renews them: an ACL set at the admin is in force within two
+        # lifetimes and a margin, as it was with a List per model.
+        async with Client(ClientSettings(sax_root=inproc_cell.sax_root)) as sax:
+            await sax.set_acl(models[5], "acl/team", method="lm.generate")
+        set_at = time.monotonic()
+        while True:
+            try:
+                await stub.Generate(pb.GenerateRequest(model=models[5], query="q"), metadata=BOB)
+            except grpc.aio.AioRpcError as exc:
+                assert exc.code() == grpc.StatusCode.PERMISSION_DENIED
+                break
+            assert time.monotonic() - set_at < 2 * lifetime + 1.0
+            await call_all_until(time.monotonic() + 0.02, but=models[5])
+        # The admin gone, the ACLs at hand stay in force, as those read one by one did.
+        await inproc_cell.admin.stop(grace=0)
+        await call_all_until(time.monotonic() + 4 * lifetime, but=models[5])
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.Generate(pb.GenerateRequest(model=models[5], query="q"), metadata=BOB)
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert lists <= 2 * window / lifetime + 2, lists  # at most twice a lifetime, not 12

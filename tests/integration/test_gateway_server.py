@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import signal
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -25,7 +26,7 @@ from gateway.config import GatewaySettings
 from gateway.launch.processes import free_port
 from gateway.service import GatewayServer
 from tests._grpc import aio_channel
-from tests.integration._cell_fixtures import InprocCell, eventually, stand_in_admin
+from tests.integration._cell_fixtures import SEED_LM, InprocCell, eventually, stand_in_admin
 from tests.integration._gateway_fixtures import running_gateway
 
 TEST_LM = "sax_gateway.testing.TestLM"
@@ -448,3 +449,58 @@ async def test_sigterm_finishes_in_flight_calls(inproc_cell: InprocCell) -> None
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_a_cell_listing_over_the_message_limit_comes_in_pages(
+    inproc_cell: InprocCell,
+) -> None:
+    # A cell's listing holds every model's definition: hundreds of models with large
+    # overrides (140 of 64 x 4 KiB: 36 MiB) outgrew the 32 MiB limit, and neither /listall nor
+    # `saxgw ls CELL` could list the cell at all (and the 400 said "ask the model for less
+    # (fewer or shorter samples ...)", of a call that names no model). Three models of 16 KiB
+    # of overrides against a 40 KiB limit stand in for them.
+    limit = 40 << 10
+    models = [f"/sax/test/big{i}" for i in range(3)]
+    async with (
+        running_gateway(inproc_cell.sax_root, max_message_bytes=limit) as gateway,
+        aio_channel(gateway.address) as channel,
+    ):
+        stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+        for model in models:
+            request = pb.PublishModelRequest(
+                model=model, model_path=SEED_LM, checkpoint="None", replicas=0
+            )
+            request.overrides.update({f"key_{i}": "v" * 4000 for i in range(4)})
+            await stub.PublishModel(request)
+        with pytest.raises(grpc.aio.AioRpcError) as failure:
+            await stub.ListModels(pb.ListModelsRequest(sax_cell="/sax/test"))
+        # A page at a time, each page's token the next one's start.
+        pages: list[list[str]] = []
+        token = ""
+        while not pages or token:
+            page = await stub.ListModels(
+                pb.ListModelsRequest(sax_cell="/sax/test", page_size=2, page_token=token)
+            )
+            pages.append([m.model for m in page.models])
+            token = page.next_page_token
+        for token in ("/sax/other/big0", "nope"):
+            with pytest.raises(grpc.aio.AioRpcError) as bad:
+                await stub.ListModels(pb.ListModelsRequest(sax_cell="/sax/test", page_token=token))
+            assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert (
+                bad.value.details() == f"page_token: {token!r} is no token of a page of /sax/test"
+            )
+        # `saxgw ls CELL` asks in pages too.
+        cli = [sys.executable, "-m", "gateway.cli", "--gateway", gateway.address, "ls", "/sax/test"]
+        listed = await asyncio.to_thread(subprocess.run, cli, capture_output=True, text=True)
+    assert pages == [models[:2], models[2:]]
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    size = int((failure.value.details() or "").split()[4])
+    assert size > limit
+    assert failure.value.details() == (
+        f"the reply would be {size} bytes, over this gateway's limit of {limit} bytes: the"
+        " definitions of the cell's models (their overrides, checkpoints) are too large to list"
+        " at once: ask for them a page at a time (page_size, page_token)"
+    )
+    assert (listed.returncode, listed.stderr) == (0, ""), listed.stderr
+    assert listed.stdout.splitlines() == ["#  MODEL ID", "0  big0", "1  big1", "2  big2"]

@@ -394,16 +394,28 @@ class ListModelsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SAX_CELL_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     sax_cell: _builtins.str
     """Required. The cell, e.g. "/sax/test"."""
+    page_size: _builtins.int
+    """The most models to return, up to 1000 (more are taken as 1000); a page
+    holds fewer when more would pass the gateway's message limit (32 MiB). 0
+    returns them all in one reply, which fails INVALID_ARGUMENT when their
+    definitions are over that limit.
+    """
+    page_token: _builtins.str
+    """The `next_page_token` of the previous page; empty for the first page."""
     def __init__(
         self,
         *,
         sax_cell: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["sax_cell", b"sax_cell"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "sax_cell", b"sax_cell"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -417,8 +429,11 @@ class ListModelsResponse(_message.Message):
 
     SAX_CELL_FIELD_NUMBER: _builtins.int
     MODELS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     sax_cell: _builtins.str
     """Output only. The cell."""
+    next_page_token: _builtins.str
+    """Output only. The `page_token` of the next page; empty on the last page."""
     @_builtins.property
     def models(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelInfo]:
         """Output only. Its published models, sorted by model ID."""
@@ -428,10 +443,11 @@ class ListModelsResponse(_message.Message):
         *,
         sax_cell: _builtins.str = ...,
         models: _abc.Iterable[Global___ModelInfo] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["models", b"models", "sax_cell", b"sax_cell"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["models", b"models", "next_page_token", b"next_page_token", "sax_cell", b"sax_cell"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -271,8 +271,10 @@ class SaxGatewayServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListModels(self, request, context):
-        """Returns the models published in one cell, sorted by model ID.
-        Returns NOT_FOUND if the cell does not exist.
+        """Returns the models published in one cell, sorted by model ID, all of them
+        or a page at a time (`page_size`, `page_token`).
+        Returns NOT_FOUND if the cell does not exist, INVALID_ARGUMENT for a
+        negative page size or a page token that is not one this method returned.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

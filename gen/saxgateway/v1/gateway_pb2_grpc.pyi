@@ -67,8 +67,10 @@ class SaxGatewayStub:
     addresses and supported methods. Returns NOT_FOUND if it is not published.
     """
     ListModels: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ListModelsRequest, _gateway_pb2.ListModelsResponse]
-    """Returns the models published in one cell, sorted by model ID.
-    Returns NOT_FOUND if the cell does not exist.
+    """Returns the models published in one cell, sorted by model ID, all of them
+    or a page at a time (`page_size`, `page_token`).
+    Returns NOT_FOUND if the cell does not exist, INVALID_ARGUMENT for a
+    negative page size or a page token that is not one this method returned.
     """
     ListCells: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ListCellsRequest, _gateway_pb2.ListCellsResponse]
     """Returns the cells under the gateway's SAX_ROOT."""
@@ -266,8 +268,10 @@ class SaxGatewayAsyncStub(SaxGatewayStub):
     addresses and supported methods. Returns NOT_FOUND if it is not published.
     """
     ListModels: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ListModelsRequest, _gateway_pb2.ListModelsResponse]  # type: ignore[assignment]
-    """Returns the models published in one cell, sorted by model ID.
-    Returns NOT_FOUND if the cell does not exist.
+    """Returns the models published in one cell, sorted by model ID, all of them
+    or a page at a time (`page_size`, `page_token`).
+    Returns NOT_FOUND if the cell does not exist, INVALID_ARGUMENT for a
+    negative page size or a page token that is not one this method returned.
     """
     ListCells: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ListCellsRequest, _gateway_pb2.ListCellsResponse]  # type: ignore[assignment]
     """Returns the cells under the gateway's SAX_ROOT."""
@@ -492,8 +496,10 @@ class SaxGatewayServicer(metaclass=_abc_1.ABCMeta):
         request: _gateway_pb2.ListModelsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_gateway_pb2.ListModelsResponse, _abc.Awaitable[_gateway_pb2.ListModelsResponse]]:
-        """Returns the models published in one cell, sorted by model ID.
-        Returns NOT_FOUND if the cell does not exist.
+        """Returns the models published in one cell, sorted by model ID, all of them
+        or a page at a time (`page_size`, `page_token`).
+        Returns NOT_FOUND if the cell does not exist, INVALID_ARGUMENT for a
+        negative page size or a page token that is not one this method returned.
         """
 
     @_abc_1.abstractmethod

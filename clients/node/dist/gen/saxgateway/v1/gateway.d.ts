@@ -129,6 +129,15 @@ export interface ModelInfo_MethodAclsEntry {
 export interface ListModelsRequest {
     /** Required. The cell, e.g. "/sax/test". */
     sax_cell: string;
+    /**
+     * The most models to return, up to 1000 (more are taken as 1000); a page
+     * holds fewer when more would pass the gateway's message limit (32 MiB). 0
+     * returns them all in one reply, which fails INVALID_ARGUMENT when their
+     * definitions are over that limit.
+     */
+    page_size: number;
+    /** The `next_page_token` of the previous page; empty for the first page. */
+    page_token: string;
 }
 /** Response of ListModels. */
 export interface ListModelsResponse {
@@ -136,6 +145,8 @@ export interface ListModelsResponse {
     sax_cell: string;
     /** Output only. Its published models, sorted by model ID. */
     models: ModelInfo[];
+    /** Output only. The `page_token` of the next page; empty on the last page. */
+    next_page_token: string;
 }
 /** Request of ListCells. */
 export interface ListCellsRequest {
@@ -1082,8 +1093,10 @@ export declare const SaxGatewayDefinition: {
             };
         };
         /**
-         * Returns the models published in one cell, sorted by model ID.
-         * Returns NOT_FOUND if the cell does not exist.
+         * Returns the models published in one cell, sorted by model ID, all of them
+         * or a page at a time (`page_size`, `page_token`).
+         * Returns NOT_FOUND if the cell does not exist, INVALID_ARGUMENT for a
+         * negative page size or a page token that is not one this method returned.
          */
         readonly listModels: {
             readonly name: "ListModels";

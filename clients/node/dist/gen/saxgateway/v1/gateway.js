@@ -1241,12 +1241,18 @@ exports.ModelInfo_MethodAclsEntry = {
     },
 };
 function createBaseListModelsRequest() {
-    return { sax_cell: "" };
+    return { sax_cell: "", page_size: 0, page_token: "" };
 }
 exports.ListModelsRequest = {
     encode(message, writer = new wire_1.BinaryWriter()) {
         if (message.sax_cell !== "") {
             writer.uint32(10).string(message.sax_cell);
+        }
+        if (message.page_size !== 0) {
+            writer.uint32(16).int32(message.page_size);
+        }
+        if (message.page_token !== "") {
+            writer.uint32(26).string(message.page_token);
         }
         return writer;
     },
@@ -1270,6 +1276,20 @@ exports.ListModelsRequest = {
                         message.sax_cell = reader.string();
                         continue;
                     }
+                    case 2: {
+                        if (tag !== 16) {
+                            break;
+                        }
+                        message.page_size = reader.int32();
+                        continue;
+                    }
+                    case 3: {
+                        if (tag !== 26) {
+                            break;
+                        }
+                        message.page_token = reader.string();
+                        continue;
+                    }
                 }
                 if ((tag & 7) === 4 || tag === 0) {
                     break;
@@ -1289,12 +1309,28 @@ exports.ListModelsRequest = {
                 : isSet(object.sax_cell)
                     ? globalThis.String(object.sax_cell)
                     : "",
+            page_size: isSet(object.pageSize)
+                ? globalThis.Number(object.pageSize)
+                : isSet(object.page_size)
+                    ? globalThis.Number(object.page_size)
+                    : 0,
+            page_token: isSet(object.pageToken)
+                ? globalThis.String(object.pageToken)
+                : isSet(object.page_token)
+                    ? globalThis.String(object.page_token)
+                    : "",
         };
     },
     toJSON(message) {
         const obj = {};
         if (message.sax_cell !== "") {
             obj.saxCell = message.sax_cell;
+        }
+        if (message.page_size !== 0) {
+            obj.pageSize = Math.round(message.page_size);
+        }
+        if (message.page_token !== "") {
+            obj.pageToken = message.page_token;
         }
         return obj;
     },
@@ -1304,11 +1340,13 @@ exports.ListModelsRequest = {
     fromPartial(object) {
         const message = createBaseListModelsRequest();
         message.sax_cell = object.sax_cell ?? "";
+        message.page_size = object.page_size ?? 0;
+        message.page_token = object.page_token ?? "";
         return message;
     },
 };
 function createBaseListModelsResponse() {
-    return { sax_cell: "", models: [] };
+    return { sax_cell: "", models: [], next_page_token: "" };
 }
 exports.ListModelsResponse = {
     encode(message, writer = new wire_1.BinaryWriter()) {
@@ -1317,6 +1355,9 @@ exports.ListModelsResponse = {
         }
         for (const v of message.models) {
             exports.ModelInfo.encode(v, writer.uint32(18).fork()).join();
+        }
+        if (message.next_page_token !== "") {
+            writer.uint32(26).string(message.next_page_token);
         }
         return writer;
     },
@@ -1347,6 +1388,13 @@ exports.ListModelsResponse = {
                         message.models.push(exports.ModelInfo.decode(reader, reader.uint32()));
                         continue;
                     }
+                    case 3: {
+                        if (tag !== 26) {
+                            break;
+                        }
+                        message.next_page_token = reader.string();
+                        continue;
+                    }
                 }
                 if ((tag & 7) === 4 || tag === 0) {
                     break;
@@ -1367,6 +1415,11 @@ exports.ListModelsResponse = {
                     ? globalThis.String(object.sax_cell)
                     : "",
             models: globalThis.Array.isArray(object?.models) ? object.models.map((e) => exports.ModelInfo.fromJSON(e)) : [],
+            next_page_token: isSet(object.nextPageToken)
+                ? globalThis.String(object.nextPageToken)
+                : isSet(object.next_page_token)
+                    ? globalThis.String(object.next_page_token)
+                    : "",
         };
     },
     toJSON(message) {
@@ -1377,6 +1430,9 @@ exports.ListModelsResponse = {
         if (message.models?.length) {
             obj.models = message.models.map((e) => exports.ModelInfo.toJSON(e));
         }
+        if (message.next_page_token !== "") {
+            obj.nextPageToken = message.next_page_token;
+        }
         return obj;
     },
     create(base) {
@@ -1386,6 +1442,7 @@ exports.ListModelsResponse = {
         const message = createBaseListModelsResponse();
         message.sax_cell = object.sax_cell ?? "";
         message.models = object.models?.map((e) => exports.ModelInfo.fromPartial(e)) || [];
+        message.next_page_token = object.next_page_token ?? "";
         return message;
     },
 };
@@ -10433,8 +10490,10 @@ exports.SaxGatewayDefinition = {
             },
         },
         /**
-         * Returns the models published in one cell, sorted by model ID.
-         * Returns NOT_FOUND if the cell does not exist.
+         * Returns the models published in one cell, sorted by model ID, all of them
+         * or a page at a time (`page_size`, `page_token`).
+         * Returns NOT_FOUND if the cell does not exist, INVALID_ARGUMENT for a
+         * negative page size or a page token that is not one this method returned.
          */
         listModels: {
             name: "ListModels",

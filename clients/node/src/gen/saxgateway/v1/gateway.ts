@@ -150,6 +150,15 @@ export interface ModelInfo_MethodAclsEntry {
 export interface ListModelsRequest {
   /** Required. The cell, e.g. "/sax/test". */
   sax_cell: string;
+  /**
+   * The most models to return, up to 1000 (more are taken as 1000); a page
+   * holds fewer when more would pass the gateway's message limit (32 MiB). 0
+   * returns them all in one reply, which fails INVALID_ARGUMENT when their
+   * definitions are over that limit.
+   */
+  page_size: number;
+  /** The `next_page_token` of the previous page; empty for the first page. */
+  page_token: string;
 }
 
 /** Response of ListModels. */
@@ -158,6 +167,8 @@ export interface ListModelsResponse {
   sax_cell: string;
   /** Output only. Its published models, sorted by model ID. */
   models: ModelInfo[];
+  /** Output only. The `page_token` of the next page; empty on the last page. */
+  next_page_token: string;
 }
 
 /** Request of ListCells. */
@@ -2309,13 +2320,19 @@ export const ModelInfo_MethodAclsEntry: MessageFns<ModelInfo_MethodAclsEntry> = 
 };
 
 function createBaseListModelsRequest(): ListModelsRequest {
-  return { sax_cell: "" };
+  return { sax_cell: "", page_size: 0, page_token: "" };
 }
 
 export const ListModelsRequest: MessageFns<ListModelsRequest> = {
   encode(message: ListModelsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.sax_cell !== "") {
       writer.uint32(10).string(message.sax_cell);
+    }
+    if (message.page_size !== 0) {
+      writer.uint32(16).int32(message.page_size);
+    }
+    if (message.page_token !== "") {
+      writer.uint32(26).string(message.page_token);
     }
     return writer;
   },
@@ -2341,6 +2358,22 @@ export const ListModelsRequest: MessageFns<ListModelsRequest> = {
             message.sax_cell = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.page_size = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.page_token = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2360,6 +2393,16 @@ export const ListModelsRequest: MessageFns<ListModelsRequest> = {
         : isSet(object.sax_cell)
         ? globalThis.String(object.sax_cell)
         : "",
+      page_size: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      page_token: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
     };
   },
 
@@ -2367,6 +2410,12 @@ export const ListModelsRequest: MessageFns<ListModelsRequest> = {
     const obj: any = {};
     if (message.sax_cell !== "") {
       obj.saxCell = message.sax_cell;
+    }
+    if (message.page_size !== 0) {
+      obj.pageSize = Math.round(message.page_size);
+    }
+    if (message.page_token !== "") {
+      obj.pageToken = message.page_token;
     }
     return obj;
   },
@@ -2377,12 +2426,14 @@ export const ListModelsRequest: MessageFns<ListModelsRequest> = {
   fromPartial<I extends Exact<DeepPartial<ListModelsRequest>, I>>(object: I): ListModelsRequest {
     const message = createBaseListModelsRequest();
     message.sax_cell = object.sax_cell ?? "";
+    message.page_size = object.page_size ?? 0;
+    message.page_token = object.page_token ?? "";
     return message;
   },
 };
 
 function createBaseListModelsResponse(): ListModelsResponse {
-  return { sax_cell: "", models: [] };
+  return { sax_cell: "", models: [], next_page_token: "" };
 }
 
 export const ListModelsResponse: MessageFns<ListModelsResponse> = {
@@ -2392,6 +2443,9 @@ export const ListModelsResponse: MessageFns<ListModelsResponse> = {
     }
     for (const v of message.models) {
       ModelInfo.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.next_page_token !== "") {
+      writer.uint32(26).string(message.next_page_token);
     }
     return writer;
   },
@@ -2425,6 +2479,14 @@ export const ListModelsResponse: MessageFns<ListModelsResponse> = {
             message.models.push(ModelInfo.decode(reader, reader.uint32()));
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.next_page_token = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2445,6 +2507,11 @@ export const ListModelsResponse: MessageFns<ListModelsResponse> = {
         ? globalThis.String(object.sax_cell)
         : "",
       models: globalThis.Array.isArray(object?.models) ? object.models.map((e: any) => ModelInfo.fromJSON(e)) : [],
+      next_page_token: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
     };
   },
 
@@ -2456,6 +2523,9 @@ export const ListModelsResponse: MessageFns<ListModelsResponse> = {
     if (message.models?.length) {
       obj.models = message.models.map((e) => ModelInfo.toJSON(e));
     }
+    if (message.next_page_token !== "") {
+      obj.nextPageToken = message.next_page_token;
+    }
     return obj;
   },
 
@@ -2466,6 +2536,7 @@ export const ListModelsResponse: MessageFns<ListModelsResponse> = {
     const message = createBaseListModelsResponse();
     message.sax_cell = object.sax_cell ?? "";
     message.models = object.models?.map((e) => ModelInfo.fromPartial(e)) || [];
+    message.next_page_token = object.next_page_token ?? "";
     return message;
   },
 };
@@ -12551,8 +12622,10 @@ export const SaxGatewayDefinition = {
       },
     },
     /**
-     * Returns the models published in one cell, sorted by model ID.
-     * Returns NOT_FOUND if the cell does not exist.
+     * Returns the models published in one cell, sorted by model ID, all of them
+     * or a page at a time (`page_size`, `page_token`).
+     * Returns NOT_FOUND if the cell does not exist, INVALID_ARGUMENT for a
+     * negative page size or a page token that is not one this method returned.
      */
     listModels: {
       name: "ListModels",

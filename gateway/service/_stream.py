@@ -33,7 +33,7 @@ class DeltaTracker:
                 self._texts.append("")
                 self._scores.append(0.0)
             before = self._texts[index]
-            keep = min(item.prefix_len, len(before))
+            keep = max(0, min(item.prefix_len, len(before)))  # a negative one keeps none
             backtrack = len(before) - keep
             self._texts[index] = (before if backtrack == 0 else before[:keep]) + item.text
             if item.scores:

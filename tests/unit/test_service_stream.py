@@ -50,3 +50,12 @@ def test_feed_counts_prefix_len_in_characters_as_sax_servers_do() -> None:
 
 def test_final_is_empty_before_any_item() -> None:
     assert DeltaTracker().final() == []
+
+
+def test_feed_reads_a_negative_prefix_len_as_none_kept() -> None:
+    # A model server's garbage: Python's slice counted it from the end, and the delta took
+    # back more characters than the sample had (4 of "abc"), which no client can apply.
+    tracker = DeltaTracker()
+    _deltas(tracker, _item("abc", 0))
+    assert _deltas(tracker, _item("xy", -1)) == [(0, 3, "xy", 0.0)]
+    assert tracker.final()[0].text == "xy"

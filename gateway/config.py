@@ -26,6 +26,10 @@ KIB = 1 << 10
 MIB = 1 << 20
 DEFAULT_GATEWAY_PORT = 50051
 """The port ``saxgw gateway`` listens on when given none (``up`` starts the first one there)."""
+STREAM_TIMEOUT = 600.0
+"""The longest a stream (GenerateStream, an OpenAI ``stream: true``) may last, unless
+``limits.max_stream_duration`` is shorter: the gateway's deadline when the caller sets none,
+and Envoy's bound on them (gateway/edge/_listener.py)."""
 DEFAULT_STREAM_KEEPALIVE = 10.0
 """``stream_keepalive`` without ``--stream-keepalive`` or the config file's
 ``limits.stream_keepalive``: under the read timeouts proxies and SDKs set by default (nginx's
@@ -202,7 +206,7 @@ class GatewaySettings:
     """gRPC port; 0 picks a free one."""
     default_timeout: float = 60.0
     """Deadline of a unary call when the caller sets none (seconds)."""
-    stream_timeout: float = 600.0
+    stream_timeout: float = STREAM_TIMEOUT
     """Deadline of a stream when the caller sets none (seconds)."""
     grace_period: float = 10.0
     """On shutdown, how long in-flight calls may take to finish (seconds)."""

@@ -134,3 +134,6 @@ def configure_logging(level: str, *, name: str, fmt: logs.LogFormat = "text") ->
         level=level,
         format=f"%(asctime)s %(levelname).1s {name} %(name)s: %(message)s",
     )
+    # As in JSON: a model server's replies to a stream whose caller stopped reading and left
+    # logged grpc's ERROR and traceback, one per stalled client that went away.
+    logs.filter_grpc()

@@ -218,6 +218,12 @@ def configure(fmt: LogFormat, level: int) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    filter_grpc()
+
+
+def filter_grpc() -> None:
+    """Puts `UndecodableMetadata` and `SendsToCallsGone` on grpc's logger, once: every
+    process that serves gRPC, whatever the format of its lines."""
     grpc_logger = logging.getLogger(_GRPC_LOGGER)
     for kind in (UndecodableMetadata, SendsToCallsGone):
         if not any(isinstance(f, kind) for f in grpc_logger.filters):

@@ -12,7 +12,7 @@ from gateway.common.loopback import is_loopback
 from gateway.edge._access import access_settings
 from gateway.edge._envoy import IDENTITY_HEADER, header_predicate, skip_when
 from gateway.edge._hosts import allowed_host, host_values
-from gateway.edge._listener import edge_values
+from gateway.edge._listener import edge_values, stream_idle_timeout
 from gateway.edge._load import SECTIONS, parse_edge
 from gateway.edge._origins import allowed_origin
 from gateway.edge._schema import CertificateClient, EdgeConfig, Limits, Rate, Tls
@@ -34,4 +34,5 @@ __all__ = [
     "is_loopback",
     "parse_edge",
     "skip_when",
+    "stream_idle_timeout",
 ]

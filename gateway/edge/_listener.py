@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from gateway.config import STREAM_TIMEOUT
 from gateway.edge._envoy import EXTENSIONS, credential_filters, early_filters, role_filters
 from gateway.edge._schema import EdgeConfig, Limits
 
@@ -21,6 +22,22 @@ from gateway.edge._schema import EdgeConfig, Limits
 #: Envoy's reset is the backstop for what the gateway does not bound (WatchAddresses, a hung
 #: gateway). Its timer starts before the gateway's, hence the margin.
 STREAM_BACKSTOP = 5.0
+
+
+def stream_idle_timeout(limits: Limits, route_timeout: float) -> float:
+    """How long a model stream (and an OpenAI call, which may be one) may move nothing before
+    Envoy resets it: the gateway's stream timeout (as ``limits.max_stream_duration`` caps it)
+    and the backstop, and at least a unary call's bound (``route_timeout``), which no call
+    that moves reaches (a stream's tokens come within its deadline, an OpenAI stream's
+    keep-alive every few seconds). One whose client stopped reading moves nothing once the
+    windows are full, and the gateway cannot end it (grpc sends its status only after the
+    replies it waits to send): under the routes' hour it held its client's stream and call
+    slots, its model's and a few MB long past its deadline, until the limit's backstop
+    (3605 s). Not the route's max_stream_duration: with one, Envoy rewrites a gRPC caller's
+    grpc-timeout, to its own bound or (with grpc_timeout_header_max) answers it itself."""
+    limit = limits.max_stream_duration
+    streams = STREAM_TIMEOUT if limit <= 0 else min(STREAM_TIMEOUT, limit)
+    return max(streams + STREAM_BACKSTOP, route_timeout)
 
 
 def tls_socket(config: EdgeConfig, sds_dir: Path) -> dict[str, Any] | None:

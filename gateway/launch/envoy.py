@@ -17,7 +17,14 @@ from pathlib import Path
 from gateway.common.flags import tls_endpoint
 from gateway.common.logs import LOGGED_ID_CHARS
 from gateway.config import MIB
-from gateway.edge import IDENTITY_HEADER, EdgeConfig, edge_values, host_values, is_loopback
+from gateway.edge import (
+    IDENTITY_HEADER,
+    EdgeConfig,
+    edge_values,
+    host_values,
+    is_loopback,
+    stream_idle_timeout,
+)
 from gateway.launch._access_log import (
     access_log_formatters,
     grpc_status_format,
@@ -59,8 +66,9 @@ class EnvoySettings:
     admin_address: str = "127.0.0.1"
     admin_port: int = 9901
     route_timeout: float = ROUTE_TIMEOUT_S
-    """Upper bound on unary calls, above the gateway's own deadlines (streams are unbounded):
-    `route_timeout_over` a gateway's ``--default-timeout``."""
+    """Upper bound on unary calls, above the gateway's own deadlines (streams have bounds of
+    their own: gateway/edge/_listener.py): `route_timeout_over` a gateway's
+    ``--default-timeout``."""
     cors_origins: Sequence[str] = ()
     """Browser origins allowed by CORS, exact matches; "*" allows any."""
     allowed_hosts: Sequence[str] = ()
@@ -265,6 +273,7 @@ def render(
     """
     docs_dir, swagger_ui_dir = docs or (docs_page(), swagger_ui())
     template = resources.files("gateway.launch") / "envoy.yaml.tmpl"
+    stream_idle = stream_idle_timeout(settings.edge.limits, settings.route_timeout)
     values = {
         "ADMIN_ADDRESS": json.dumps(settings.admin_address),  # quoted: "::" is not YAML bare
         "ADMIN_PORT": settings.admin_port,
@@ -272,6 +281,7 @@ def render(
         "LISTEN_ADDRESS": json.dumps(settings.listen_address),
         "LISTEN_PORT": settings.listen_port,
         "ROUTE_TIMEOUT": f"{settings.route_timeout:g}s",
+        "STREAM_IDLE_TIMEOUT": f"{stream_idle:g}s",
         "CORS_ORIGINS": json.dumps(_origins(settings.cors_origins)),
         "DESCRIPTOR_SET": str(descriptor or descriptor_set()),
         "OPENAPI_DOCUMENT": str(openapi or openapi_document()),

@@ -28,6 +28,7 @@ from gateway.service._access import NAMED_METHODS, SAX_METHODS
 from gateway.service._errors import request_id
 from gateway.service._fields import with_slash
 from gateway.service._metrics import GatewayMetrics
+from gateway.service._stream import TextSoFar
 
 if TYPE_CHECKING:  # the OpenAI package imports note_usage from here
     from gateway.service.openai._tokens import TokenCounter
@@ -99,7 +100,7 @@ class Usage:
 
     model_id: str
     inputs: Sequence[str]
-    outputs: Sequence[str]
+    outputs: Sequence[str | TextSoFar]  # a stream's as it grows (read when the call ends)
 
 
 _NO_MODEL = Usage("", (), ())
@@ -154,7 +155,7 @@ class CallRecord:
         self._context = None
 
 
-def note_usage(model_id: str, inputs: Sequence[str], outputs: Sequence[str]) -> None:
+def note_usage(model_id: str, inputs: Sequence[str], outputs: Sequence[str | TextSoFar]) -> None:
     """Tells the telemetry what the current call sent to and got from ``model_id``. They are
     read when the call ends: ``outputs`` may be a list the servicer goes on filling as it
     streams (what a stream sent is counted however the stream ends)."""
@@ -191,7 +192,7 @@ class StreamText:
         self.first = self.last = 0.0
         self.chunks = self.chars = 0
         # Only kept when the model's tokens are counted: sample index -> text so far.
-        self.samples: dict[int, str] | None = {} if keep_text else None
+        self.samples: dict[int, TextSoFar] | None = {} if keep_text else None
 
     def mark(self, now: float) -> None:
         """A message with text was sent ``now``."""
@@ -204,10 +205,11 @@ class StreamText:
         for delta in deltas:
             self.chars += len(delta.text)
             if self.samples is not None:
-                text = self.samples.get(delta.index, "")
-                if delta.backtrack:
-                    text = text[: -delta.backtrack]
-                self.samples[delta.index] = text + delta.text
+                text = self.samples.get(delta.index)
+                if text is None:
+                    text = self.samples[delta.index] = TextSoFar()
+                text.keep(len(text) - delta.backtrack)
+                text.add(delta.text)
 
 
 class Recorder:
@@ -258,7 +260,7 @@ class Recorder:
         if type(request).__name__ == "_Malformed":
             return Usage(model_id, (), ())
         if stream is not None:
-            out: Sequence[str] = list(stream.samples.values()) if stream.samples else ()
+            out: Sequence[str] = [str(t) for t in stream.samples.values()] if stream.samples else ()
         else:
             out = outputs(response) if response is not None else ()
         return Usage(model_id, inputs(request), out)
@@ -332,7 +334,8 @@ class Recorder:
                 m.observe(tokens[1], tokens_out)
 
             # A long text is counted in a worker thread, observed when counted.
-            self._tokens.counted(usage.model_id, usage.inputs, usage.outputs, observed)
+            outputs = [str(text) for text in usage.outputs]
+            self._tokens.counted(usage.model_id, usage.inputs, outputs, observed)
 
     def stream_timing(
         self, request: Any, stream: StreamText, started: float, call: CallRecord

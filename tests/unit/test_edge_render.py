@@ -17,7 +17,7 @@ from saxgateway.v1 import gateway_pb2, openai_pb2
 from gateway.cli.main import main
 from gateway.configfile import parse_config
 from gateway.edge._ratelimit import rate_limit
-from gateway.launch.envoy import EnvoySettings, envoy_binary, render
+from gateway.launch.envoy import EnvoySettings, envoy_binary, render, route_timeout_over
 from gateway.service._streams import CLIENT_ADDRESS_HEADER
 from tests._envoy_routes import unary_route_timeouts
 from tests.e2e.security._credentials import CertificateAuthority, JwtSigner
@@ -510,3 +510,39 @@ def test_envoy_lets_a_unary_call_run_past_the_gateways_longest_deadline(
     out = tmp_path / "out"
     assert main(["envoy-config", "--gateway", "gateway:50051", "--out", str(out), *flag]) == 0
     assert unary_route_timeouts(yaml.safe_load((out / "envoy.yaml").read_text())) == {timeout}
+
+
+@pytest.mark.parametrize(
+    ("limit", "default_timeout", "bound"),
+    [(None, 60, "605s"), (30, 60, "300s"), (0, 60, "605s"), (None, 900, "910s")],
+)
+def test_a_model_stream_that_moves_nothing_for_its_timeout_is_reset(
+    tmp_path: Path, limit: int | None, default_timeout: float, bound: str
+) -> None:
+    # The gateway cannot end a stream whose client stopped reading: grpc sends its status
+    # only after the replies it waits to send, so its deadline passes unseen. Envoy resets it
+    # once it has moved nothing for the gateway's stream timeout (600 s, or
+    # limits.max_stream_duration if shorter) and 5 s, and never before a unary call's bound
+    # (an OpenAI call on these routes may be one); under the routes' hour, it held its
+    # client's stream and call slots, its model's and a few MB until the limit's backstop
+    # (3605 s). The watches keep theirs, and no route rewrites a caller's grpc-timeout (a
+    # route's max_stream_duration does).
+    data: dict[str, object] = {} if limit is None else {"limits": {"max_stream_duration": limit}}
+    edge = parse_config(data, tmp_path).edge
+    settings = EnvoySettings(
+        gateway_endpoints=["127.0.0.1:50051"],
+        edge=edge,
+        route_timeout=route_timeout_over(default_timeout),
+    )
+    config = yaml.load(render(settings, secrets_dir=tmp_path / "secrets"), Loader=_Strict)
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    routes = hcm["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
+    streams = ["/saxgateway.v1.SaxGateway/GenerateStream"] + [
+        f"/saxgateway.v1.OpenAIGateway/{method.name}"
+        for method in openai_pb2.DESCRIPTOR.services_by_name["OpenAIGateway"].methods
+    ]
+    for path in streams:
+        assert _route(routes, path)["route"]["idle_timeout"] == bound, path
+    for path in ["/saxgateway.v1.SaxGateway/WatchAddresses", "/grpc.health.v1.Health/Watch"]:
+        assert _route(routes, path)["route"]["idle_timeout"] == "0s", path
+    assert not any("max_stream_duration" in route.get("route", {}) for route in routes)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -413,3 +414,25 @@ async def _answers(request: Any, context: Any) -> AsyncIterator[str]:
     yield "chunk"
     note_answered()
     yield "[DONE]"
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_cell_process_logs_no_error_for_a_reply_to_a_caller_gone(fmt: str) -> None:
+    # A model server whose stream's caller stopped reading and left (the gateway cancels its
+    # Sax call when its own client does): grpc's ERROR and traceback for the reply it could
+    # not send is no fault of the server. Only the gateway's (JSON) logging dropped it: in
+    # text (`saxgw up` on a terminal, `--log-format text`) each stalled SSE client that left
+    # put a traceback in the cell's log (169 in one run of slow readers).
+    script = (
+        "import logging\n"
+        "from gateway.cell._args import configure_logging\n"
+        f"configure_logging('INFO', name='modelserver', fmt={fmt!r})\n"
+        "grpc = logging.getLogger('grpc._cython.cygrpc')\n"
+        "grpc.error('ExecuteBatchError raised in core by servicer method [/sax.x/Y]')\n"
+        "grpc.error('another grpc error')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "ExecuteBatchError" not in done.stderr
+    assert "another grpc error" in done.stderr

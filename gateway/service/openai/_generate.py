@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 from gateway.client import CallOptions, Client
 from gateway.common.closing import aclose
 from gateway.service import _fields as f
-from gateway.service._stream import DeltaTracker
+from gateway.service._stream import DeltaTracker, TextSoFar
 from gateway.service._usage import note_chunk
 from gateway.service.openai import _requests as rq
 from gateway.service.openai import _responses as rs
@@ -48,7 +48,7 @@ async def stream_prompt(
     prompt: str,
     first: int,
     options: CallOptions,
-    texts: list[str],
+    texts: list[TextSoFar],
 ) -> AsyncIterator[list[dict[str, Any]]]:
     """Streams one prompt of ``job``: lists of events of its choices (numbered from
     ``first``), cut at the stop strings. ``texts`` gets a slot per choice (``texts[first +
@@ -57,10 +57,10 @@ async def stream_prompt(
     out."""
     shape, model, _, sampling, stops = job
     n = sampling.n
-    tracker = DeltaTracker()
+    tracker = DeltaTracker(keep_text=False)  # `texts` holds what was sent
     scanners = [StopScanner(stops, kept_stops(sampling)) for _ in range(n)]
     steps = [0] * n
-    texts.extend([""] * n)
+    texts.extend(TextSoFar() for _ in range(n))
     seen: set[int] = set()
     texted = False  # whether the chunks about to be yielded carry text (telemetry)
 
@@ -70,7 +70,7 @@ async def stream_prompt(
         # A choice's opening events (a chat's role chunk) go out with its first text.
         opening = shape.opening(first + i) if i not in seen else []
         seen.add(i)
-        texts[first + i] += text
+        texts[first + i].add(text)
         return [*opening, *shape.delta(first + i, text)] if text else opening
 
     stream = client.lm_generate_stream(model, prompt, options)
@@ -103,7 +103,7 @@ async def stream_prompt(
     for i in range(n):  # every choice ends once, even a sample that stayed empty
         if not scanners[i].stopped:
             chunks += piece(i, scanners[i].flush())
-            sent = texts[first + i]
+            sent = str(texts[first + i])
             reason = finish_reason(tokens, model, sent, False, steps[i], sampling.max_tokens)
             chunks += shape.finished(first + i, reason)
     if texted:

@@ -24,6 +24,7 @@ from typing import Any
 
 from google.api import httpbody_pb2
 
+from gateway.service._stream import TextSoFar
 from gateway.service.openai import _errors
 from gateway.service.openai._responses import new_id, now, typed_events
 
@@ -62,7 +63,7 @@ class ResponseReply:
         self.model = model
         self._echo = dict(echo)
         self._sequence = 0
-        self._text = ""
+        self._text = TextSoFar()
         self._finish: str | None = None
 
     def _response(self, status: str, output: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:
@@ -131,15 +132,16 @@ class ResponseReply:
         ]
 
     def delta(self, index: int, text: str) -> list[dict[str, Any]]:
-        self._text += text
+        self._text.add(text)
         return [self._part("response.output_text.delta", delta=text, logprobs=[])]
 
     def finished(self, index: int, finish: str) -> list[dict[str, Any]]:
         self._finish = finish
-        item = self._message(self._status(finish), self._text)
+        text = str(self._text)
+        item = self._message(self._status(finish), text)
         return [
-            self._part("response.output_text.done", text=self._text, logprobs=[]),
-            self._part("response.content_part.done", part=_output_text(self._text)),
+            self._part("response.output_text.done", text=text, logprobs=[]),
+            self._part("response.content_part.done", part=_output_text(text)),
             self._event("response.output_item.done", output_index=0, item=item),
         ]
 
@@ -148,7 +150,7 @@ class ResponseReply:
 
     def tail(self, usage_: dict[str, Any]) -> httpbody_pb2.HttpBody:
         status = self._status(self._finish)
-        output = [self._message(status, self._text)]
+        output = [self._message(status, str(self._text))]
         response = self._response(status, output, usage=usage(usage_))
         return typed_events(self._event(f"response.{status}", response=response))
 
@@ -165,7 +167,7 @@ class ResponseReply:
             # Failed before its first event (after keep-alive comments): it begins all the
             # same, as the SDKs' stream helpers take no event before response.created.
             return typed_events(*self._started(), self._failed([], failed))
-        return typed_events(self._failed([self._message("incomplete", self._text)], failed))
+        return typed_events(self._failed([self._message("incomplete", str(self._text))], failed))
 
     def _failed(self, output: list[dict[str, Any]], error: dict[str, Any]) -> dict[str, Any]:
         response = self._response("failed", output, error=error)

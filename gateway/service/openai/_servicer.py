@@ -38,6 +38,7 @@ from gateway.service import _fields as f
 from gateway.service._access import ANONYMOUS, Access
 from gateway.service._bindings import Check, path_check
 from gateway.service._keepalive import KeepAlive
+from gateway.service._stream import TextSoFar
 from gateway.service._streams import StreamSlots
 from gateway.service._usage import note_answered, note_usage
 from gateway.service.openai import _errors
@@ -383,7 +384,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         # Every choice's text as sent (`stream_prompt` fills it): the call's usage from here
         # on, read when the call ends, so a stream that fails or whose client leaves counts
         # the text that went out, with no extra work per chunk.
-        texts: list[str] = []
+        texts: list[TextSoFar] = []
         note_usage(model, prompts, texts)
         for number, prompt in enumerate(prompts):  # one prompt after the other
             if number:  # its model slot to a call waiting for one, if any, in between
@@ -392,7 +393,8 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
             pieces = stream_prompt(self._client, self._tokens, job, prompt, first, options, texts)
             async for chunks in pieces:
                 yield self._fitted(shape.frame(chunks), _LESS_TEXT)
-        tail = shape.tail(await self._tokens.usage_off_loop(model, prompts, texts))
+        sent = [str(text) for text in texts]
+        tail = shape.tail(await self._tokens.usage_off_loop(model, prompts, sent))
         note_answered()
         yield tail
 

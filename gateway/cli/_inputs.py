@@ -77,11 +77,13 @@ def gateway_address(text: str) -> str:
 
 
 def text_arg(value: str, name: str = "TEXT") -> str:
-    """A QUERY or TEXT argument; ``-`` reads it from stdin (as UTF-8)."""
+    """A QUERY or TEXT argument; ``-`` reads it from stdin (as UTF-8). A leading byte order
+    mark, which Windows editors write, is no part of the text: sent, it reached the model as
+    an invisible U+FEFF before the prompt (the OpenAI face drops one from a body too)."""
     if value != "-":
         return value
     try:
-        return sys.stdin.buffer.read().decode()
+        return sys.stdin.buffer.read().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputError(
             f"{name} from stdin is not valid UTF-8 text (byte {exc.start})",

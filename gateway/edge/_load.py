@@ -193,8 +193,13 @@ def _api_key(node: _Node) -> ApiKey:
         if required not in m:
             raise node.fail(f"missing {required!r}")
     key = m["key"].text()
-    if len(key) < _MIN_KEY_LENGTH or any(c.isspace() for c in key):
-        raise m["key"].fail(f"keys are at least {_MIN_KEY_LENGTH} characters, no spaces")
+    # Visible ASCII only: the SDKs (httpx) and gRPC refuse to send any other character in a
+    # header, and Envoy refuses control characters, so such a key admitted no client.
+    if len(key) < _MIN_KEY_LENGTH or not all("!" <= c <= "~" for c in key):
+        raise m["key"].fail(
+            f"keys are at least {_MIN_KEY_LENGTH} characters, visible ASCII (no spaces, "
+            "control or non-ASCII characters, which clients cannot send in a header)"
+        )
     if re.fullmatch(JWT_SHAPE, key):
         raise m["key"].fail("a key shaped like a JWT (eyJ...x.y) would be checked as a JWT")
     return ApiKey(key=key, client=m["client"].client(), roles=m["roles"].choices(ROLES))

@@ -147,6 +147,12 @@ class MediaMethods:
         model, options = self._target(request, context)
         method = request.method_name
         f.required(method, "method_name", lim.MAX_METHOD_NAME_CHARS)
+        if not method.isprintable():
+            # The model server's refusal repeats the name as it is: a line break or a
+            # terminal's escape sequence would reach the caller's logs and screen.
+            raise f.invalid(
+                "method_name", f"{lim.quote(method)} has a control or other unprintable character"
+            )
         if method in ACL_METHODS:
             # Upstream's servers serve it through its own service only: through the custom
             # one they answer NOT_FOUND, which the client takes for a replica that lacks the

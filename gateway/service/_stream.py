@@ -91,7 +91,7 @@ class DeltaTracker:
                 self._scores.append(0.0)
                 if self._texts is not None:
                     self._texts.append(TextSoFar())
-            keep = min(item.prefix_len, self._sizes[index])
+            keep = max(0, min(item.prefix_len, self._sizes[index]))  # a negative one keeps none
             backtrack = self._sizes[index] - keep
             self._sizes[index] = keep + len(item.text)
             if self._texts is not None:

@@ -164,6 +164,13 @@ _LOGPROBS = "not supported: Sax cannot honour logprobs (remove it or set {})"
         # It read as a count error ("at most 16 non-empty strings").
         ({"messages": _HI, "stop": ""}, "stop", _EMPTY_STOP),
         ({"messages": _HI, "stop": ["a", ""]}, "stop", _EMPTY_STOP),
+        # A stream's search for held-back text is quadratic in a stop string's length: one of
+        # a million characters held the gateway process for seconds.
+        (
+            {"messages": _HI, "stop": ["end", "é" * 257]},
+            "stop",
+            "stop strings are at most 256 characters; stop[1] has 257",
+        ),
         # Ignored, where the Responses API refuses text.verbosity and reasoning.
         ({"messages": _HI, "verbosity": "low"}, "verbosity", "'low' is not supported: remove it"),
         ({"messages": _HI, "reasoning_effort": "high"}, "reasoning_effort", _NO_REASONING),

@@ -28,12 +28,14 @@ from gateway.launch.stack import Stack
 from tests.e2e._bodies import gateway_error
 from tests.e2e._media_calls import MediaCall, calls_of, check_over_grpc_web
 from tests.e2e._published import (
+    BAD_REQUEST,
     IMAGE,
     TEST_AUDIO,
     TEST_CUSTOM,
     TEST_VISION,
     b64,
     published,
+    request_info,
     wav,
 )
 
@@ -296,6 +298,20 @@ def test_a_custom_method_the_model_does_not_define_is_a_400(
     # The model server's words, with the code upstream's servers spell into their text.
     message = f"{custom} ({TEST_CUSTOM}) does not support nope; it supports echo: InvalidArgument"
     assert response.json() == gateway_error(response, 3, message)
+    # A name no model defines, refused by the gateway: the model server's words would repeat
+    # its escape sequence and line break as they are.
+    response = http.post("/custom", json={"model": custom, "method_name": "e\x1b[31m\nx"})
+    assert response.status_code == 400, response.text
+    why = "'e\\x1b[31m\\nx' has a control or other unprintable character"
+    violation = {"field": "method_name", "description": why, "reason": ""}
+    assert response.json() == {
+        "code": 3,
+        "message": f"method_name: {why}",
+        "details": [
+            {"@type": BAD_REQUEST, "field_violations": [violation]},
+            request_info(response),
+        ],
+    }
 
 
 STAND_INS: dict[str, tuple[str, type[ServableModel]]] = {

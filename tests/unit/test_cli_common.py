@@ -77,6 +77,8 @@ def test_text_and_file_arguments_read_stdin_for_dash(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"from stdin")))
     assert inputs.text_arg("-") == "from stdin"
     assert inputs.text_arg("literal") == "literal"
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"\xef\xbb\xbf\xe6\x97\xa5\n")))
+    assert inputs.text_arg("-") == "\u65e5\n"  # without the byte order mark a file began with
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"\x89PNG")))
     assert inputs.file_arg("-", "IMAGE_FILE", "an image") == b"\x89PNG"
 

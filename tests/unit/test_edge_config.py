@@ -74,7 +74,17 @@ def test_an_empty_file_is_the_default() -> None:
         ),
         (
             {"auth": {"api_keys": [{"key": "short", "client": "ops", "roles": ["data"]}]}},
-            "auth.api_keys[0].key: keys are at least 16 characters, no spaces",
+            "auth.api_keys[0].key: keys are at least 16 characters, visible ASCII (no spaces,",
+        ),
+        (
+            # The OpenAI SDK (httpx) and gRPC refuse to send it: it admitted no client.
+            {"auth": {"api_keys": [{"key": "clé-très-secrète-0123", "client": "o", "roles": []}]}},
+            "auth.api_keys[0].key: keys are at least 16 characters, visible ASCII (no spaces,",
+        ),
+        (
+            # Envoy refuses a header value with a control character.
+            {"auth": {"api_keys": [{"key": "0123456789abcdef\x7f", "client": "o", "roles": []}]}},
+            "auth.api_keys[0].key: keys are at least 16 characters, visible ASCII (no spaces,",
         ),
         (
             # jwt_authn alone checks a bearer token of a JWT's shape (edge/_envoy.py).

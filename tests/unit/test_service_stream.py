@@ -55,6 +55,15 @@ def test_final_is_empty_before_any_item() -> None:
     assert DeltaTracker().final() == []
 
 
+def test_feed_reads_a_negative_prefix_len_as_none_kept() -> None:
+    # A model server's garbage: Python's slice counted it from the end, and the delta took
+    # back more characters than the sample had (4 of "abc"), which no client can apply.
+    tracker = DeltaTracker()
+    _deltas(tracker, _item("abc", 0))
+    assert _deltas(tracker, _item("xy", -1)) == [(0, 3, "xy", 0.0)]
+    assert tracker.final()[0].text == "xy"
+
+
 def test_a_long_stream_costs_time_in_proportion_to_its_text() -> None:
     # 2,000 tokens of 8 KB: 16 MB. Each sample's text was `before + text` at every token, a
     # copy of all of it so far: 16 GB copied here, seconds of the gateway's CPU that grew with

@@ -33,6 +33,11 @@ from gateway.service._fields import bounded, invalid
 MAX_N = 16
 MAX_STOPS = 16
 """More than OpenAI's 4, as vLLM takes any number: code written against vLLM keeps working."""
+MAX_STOP_CHARS = 256
+"""Of each stop string. A stream holds back text that could begin one and looks for the
+longest such end at every step, which takes time as the square of its length: one stop string
+of a million characters held a gateway process for seconds (its health checks failed, and
+every call it served got a 503)."""
 MAX_INPUTS = 2048
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
@@ -335,6 +340,12 @@ def stopping(body: Mapping[str, Any]) -> dict[str, Any]:
         raise invalid("stop", f"at most {MAX_STOPS} strings, got {len(stops)}")
     if not all(stops):
         raise invalid("stop", "an empty stop string is not allowed: it would end every text")
+    for i, long in enumerate(stops):
+        if len(long) > MAX_STOP_CHARS:
+            raise invalid(
+                "stop",
+                f"stop strings are at most {MAX_STOP_CHARS} characters; stop[{i}] has {len(long)}",
+            )
     return {"stop": stops, "include_stop": bool(flag(body, "include_stop_str_in_output"))}
 
 

@@ -41,12 +41,19 @@ async def stub(inproc_cell: InprocCell) -> AsyncIterator[gateway_pb2_grpc.SaxGat
         yield gateway_pb2_grpc.SaxGatewayStub(channel)
 
 
-async def _publish(stub: gateway_pb2_grpc.SaxGatewayAsyncStub) -> None:
-    await stub.PublishModel(
-        pb.PublishModelRequest(model=MODEL, model_path=TEST_LM, checkpoint="None", replicas=1),
-        timeout=20,
-    )
-    await stub.WaitForReady(pb.WaitForReadyRequest(model=MODEL), timeout=20)
+async def _publish(
+    stub: gateway_pb2_grpc.SaxGatewayAsyncStub, *models: str, wait: bool = True
+) -> None:
+    """Publishes ``models`` (MODEL by default), one replica each; ``wait``: until they serve."""
+    names = models or (MODEL,)
+    for model in names:
+        await stub.PublishModel(
+            pb.PublishModelRequest(model=model, model_path=TEST_LM, checkpoint="None", replicas=1),
+            timeout=20,
+        )
+    if wait:
+        for model in names:
+            await stub.WaitForReady(pb.WaitForReadyRequest(model=model), timeout=20)
 
 
 async def test_a_model_republished_here_drops_its_old_acls_at_once(
@@ -164,11 +171,7 @@ async def test_a_full_acl_cache_drops_the_model_unused_longest_not_every_model(
         aio_channel(server.address) as channel,
     ):
         stub = gateway_pb2_grpc.SaxGatewayStub(channel)
-        for model in models:
-            await stub.PublishModel(
-                pb.PublishModelRequest(model=model, model_path=TEST_LM, checkpoint="None"),
-                timeout=20,
-            )
+        await _publish(stub, *models, wait=False)
         for model in models:  # read in this order: the first two make room for the last two
             await stub.WaitForReady(pb.WaitForReadyRequest(model=model), timeout=20)
             await stub.Generate(pb.GenerateRequest(model=model, query="q"), timeout=20)
@@ -211,11 +214,7 @@ async def test_a_cells_acls_are_renewed_by_one_listing_not_a_list_per_model(
         aio_channel(server.address) as channel,
     ):
         stub = gateway_pb2_grpc.SaxGatewayStub(channel)
-        for model in models:
-            await stub.PublishModel(
-                pb.PublishModelRequest(model=model, model_path=TEST_LM, checkpoint="None"),
-                timeout=20,
-            )
+        await _publish(stub, *models, wait=False)
         for model in models:
             await stub.WaitForReady(pb.WaitForReadyRequest(model=model), timeout=20)
             await stub.Generate(pb.GenerateRequest(model=model, query="q"), metadata=BOB)

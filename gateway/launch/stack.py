@@ -47,7 +47,12 @@ from gateway.launch.processes import (
     port_open,
 )
 from gateway.launch.stackdir import stack_dir
-from gateway.launch.tuning import connections_within, grpc_env, raise_open_files_limit
+from gateway.launch.tuning import (
+    connections_within,
+    envoy_open_files,
+    grpc_env,
+    raise_open_files_limit,
+)
 from gateway.ops import LIVE_PATH, OpsSettings, readiness
 from gateway.ops.args import ops_argv
 from gateway.restartconfig import RestartSettings
@@ -126,16 +131,18 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def _connections_within(envoy: EnvoySettings, open_files: int) -> EnvoySettings:
+def _connections_within(envoy: EnvoySettings, open_files: int | None) -> EnvoySettings:
     """``envoy`` with no more client connections than its open-file limit lets it hold,
     saying so when that is fewer than ``limits.max_connections``."""
     limits = envoy.edge.limits
+    if open_files is None:
+        return envoy
     allowed = connections_within(limits.max_connections, open_files)
     if allowed == limits.max_connections:
         return envoy
     log.warning(
         "Envoy accepts at most %d client connections, not limits.max_connections (%d):"
-        " its open-file limit (RLIMIT_NOFILE) is %d; raise it (ulimit -n, systemd's"
+        " its open-file limit (hard RLIMIT_NOFILE) is %d; raise it (ulimit -Hn, systemd's"
         " LimitNOFILE=) for more",
         allowed,
         limits.max_connections,
@@ -317,8 +324,8 @@ class Stack:
     def _start(self) -> None:
         s = self.settings
         timeout = s.startup_timeout
-        # Children inherit it: Envoy holds a socket per connection.
-        self.envoy = _connections_within(self.envoy, raise_open_files_limit())
+        raise_open_files_limit()  # children inherit it: Envoy holds a socket per connection
+        self.envoy = _connections_within(self.envoy, envoy_open_files())
         if s.cell is not None:
             argv = cell_argv(s.cell, log_format=s.gateway.telemetry.log_format)
             self.group.start("cell", argv, log_path=self._log("cell"))

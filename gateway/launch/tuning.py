@@ -133,6 +133,13 @@ def raise_open_files_limit(wanted: int = OPEN_FILES_WANTED) -> int:
     return target
 
 
+def envoy_open_files() -> int | None:
+    """The descriptors an Envoy started now may open (None: no limit): Envoy raises its own
+    soft RLIMIT_NOFILE to the hard one as it starts."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    return None if hard == resource.RLIM_INFINITY else hard
+
+
 def connections_within(max_connections: int, open_files: int) -> int:
     """The client connections Envoy may accept (``limits.max_connections``) when it may open
     ``open_files`` descriptors (its RLIMIT_NOFILE): no more than leave it ``ENVOY_SPARE_FILES``.

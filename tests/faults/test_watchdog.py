@@ -147,7 +147,7 @@ def test_envoy_past_its_open_files_sheds_connections_and_lives(watched: Watched)
     fit, with a warning at start: those beyond it are closed at once and the rest go on."""
     assert (
         f"Envoy accepts at most {ALLOWED} client connections, not limits.max_connections"
-        f" (20000): its open-file limit (RLIMIT_NOFILE) is {OPEN_FILES}; raise it"
+        f" (20000): its open-file limit (hard RLIMIT_NOFILE) is {OPEN_FILES}; raise it"
     ) in watched.log()
     port = watched.ports["--port"]
     while not answers(watched.url, MODEL):  # after another test's restart

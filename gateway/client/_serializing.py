@@ -1,13 +1,13 @@
 """A channel as the generated Sax stubs see it: each call's request is serialized by its
 caller, before grpc sees it.
 
-grpc.aio (1.85) runs a stub's request serializer itself and, when it raises (a MemoryError
-once the gateway is out of memory), logs ``Exception serializing message!`` and sends the
-call on with an empty request. The model server answered that NOT_FOUND (`` is not loaded on
-this server``), which the router took for a replica without the model: it retried until the
-call's deadline (60 s, an ERROR logged at each attempt), then answered 503
+grpc.aio (1.85) runs a stub's request serializer itself and, when it raises (upb's
+EncodeError once the gateway is out of memory), logs ``Exception serializing message!`` and
+sends the call on with an empty request. The model server answered that NOT_FOUND (`` is not
+loaded on this server``), which the router took for a replica without the model: it retried
+until the call's deadline (60 s, an ERROR logged at each attempt), then answered 503
 ``no replica of ... has it loaded``. Serialized here, the error is raised in the caller and
-the call fails at once, as any error of the gateway's own does (INTERNAL).
+the call fails at once: out of memory (upb's EncodeError too), RESOURCE_EXHAUSTED, a 429.
 
     stub = lm_pb2_grpc.LMServiceStub(serializing(channel))
 """
@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import grpc
+from google.protobuf.message import EncodeError
 
 _Serializer = Callable[[Any], bytes]
 
@@ -32,7 +33,13 @@ class _Serialized:
         self._serialize = serialize
 
     def __call__(self, request: object, **kwargs: Any) -> Any:
-        return self._call(self._serialize(request), **kwargs)
+        try:
+            payload = self._serialize(request)
+        except EncodeError as exc:
+            # upb's word for an allocation it could not make: a proto3 message fails to
+            # serialize for nothing else below 2 GiB, far above every message limit here.
+            raise MemoryError(f"serializing a {type(request).__name__}: {exc}") from exc
+        return self._call(payload, **kwargs)
 
 
 class _SerializingChannel:

@@ -32,6 +32,7 @@ from gateway.common.loopback import is_loopback
 from gateway.common.private import write_private
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings, SharedSlots
 from gateway.configfile import ConfigFile, load_config, write_snapshot
+from gateway.edge import Limits
 from gateway.launch.envoy import (
     EnvoySettings,
     envoy_binary,
@@ -132,15 +133,17 @@ def _http_ok(url: str) -> bool:
 
 
 def _connections_within(envoy: EnvoySettings, open_files: int | None) -> EnvoySettings:
-    """``envoy`` with no more client connections than its open-file limit lets it hold,
-    saying so when that is fewer than ``limits.max_connections``."""
+    """``envoy`` with no more client connections than its open-file limit lets it hold. The
+    default limit fits the host quietly (hosts whose hard limit is 20,000 are common); a
+    ``limits.max_connections`` the config sets and the host cannot hold is a WARNING."""
     limits = envoy.edge.limits
     if open_files is None:
         return envoy
     allowed = connections_within(limits.max_connections, open_files)
     if allowed == limits.max_connections:
         return envoy
-    log.warning(
+    log_at = log.debug if limits.max_connections == Limits().max_connections else log.warning
+    log_at(
         "Envoy accepts at most %d client connections, not limits.max_connections (%d):"
         " its open-file limit (hard RLIMIT_NOFILE) is %d; raise it (ulimit -Hn, systemd's"
         " LimitNOFILE=) for more",

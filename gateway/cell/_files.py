@@ -62,8 +62,14 @@ class CellFiles:
         return await self._root.read(Storage.join(self.cell_dir, LOCATION_FILE))
 
     async def write_location(self, address: str) -> None:
+        """Names ``address`` in location.proto, unless it already does (an admin restarted on
+        its port): written anyway, a SAX_ROOT that was full or refused writes kept the
+        restarted admin from starting, and its cell from every change and listing, until the
+        operator made room, though nothing needed writing."""
+        path = Storage.join(self.cell_dir, LOCATION_FILE)
         data = admin_pb2.Location(location=address).SerializeToString()
-        await self._root.write(Storage.join(self.cell_dir, LOCATION_FILE), data)
+        if await self._root.read(path) != data:
+            await self._root.write(path, data)
 
     def _state(self, fs_root: str) -> Storage:
         if self._fs_root is None or self._fs_root.root != fs_root:

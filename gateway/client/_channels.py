@@ -17,6 +17,8 @@ from saxml.protobuf import (
     vision_pb2_grpc,
 )
 
+from gateway.client._serializing import serializing
+
 _log = logging.getLogger(__name__)
 
 CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
@@ -93,11 +95,12 @@ class Backend:
         self.address = address
         self.in_flight = 0
         self.channel = insecure_channel(address)
-        self.lm = lm_pb2_grpc.LMServiceStub(self.channel)
-        self.vm = vision_pb2_grpc.VisionServiceStub(self.channel)
-        self.am = audio_pb2_grpc.AudioServiceStub(self.channel)
-        self.cm = custom_pb2_grpc.CustomServiceStub(self.channel)
-        self.mm = multimodal_pb2_grpc.MultimodalServiceStub(self.channel)
+        stubs = serializing(self.channel)  # a request grpc cannot serialize fails here
+        self.lm = lm_pb2_grpc.LMServiceStub(stubs)
+        self.vm = vision_pb2_grpc.VisionServiceStub(stubs)
+        self.am = audio_pb2_grpc.AudioServiceStub(stubs)
+        self.cm = custom_pb2_grpc.CustomServiceStub(stubs)
+        self.mm = multimodal_pb2_grpc.MultimodalServiceStub(stubs)
 
 
 class ChannelPool:

@@ -61,15 +61,30 @@ class RequestMessageInterceptor(WrappingInterceptor):
     """Serves every unary-request method as a stream-request one that reads its message.
     Outermost, so that the other interceptors wrap the unary handlers as they always have."""
 
-    def __init__(self, refuse: Refuse, *, refuse_unparsed: bool = False) -> None:
+    def __init__(
+        self,
+        refuse: Refuse,
+        *,
+        refuse_unparsed: bool = False,
+        out_of_memory: Callable[[], SaxError] | None = None,
+    ) -> None:
+        """``out_of_memory``: the error of a call whose request the process had no memory to
+        read (else grpc.aio's UNKNOWN ``Unexpected <class 'MemoryError'>``, with a traceback
+        logged at ERROR for each such call)."""
         super().__init__()
         self._refuse = refuse
         self._parse = _tolerant if refuse_unparsed else lambda parse: parse
+        self._out_of_memory = out_of_memory
 
     async def _one(self, context: Context) -> Any:
         """The call's request; ends the call with INVALID_ARGUMENT if it sent none, or (with
         ``refuse_unparsed``) one that does not parse."""
-        request = await context.read()
+        try:
+            request = await context.read()
+        except MemoryError:  # grpc's copy of the request's bytes
+            if self._out_of_memory is None:
+                raise
+            await self._refuse(context, self._out_of_memory())
         if request is grpc.aio.EOF:
             await self._refuse(context, InvalidArgumentError(NO_MESSAGE))
         if type(request) is _Unparsed:

@@ -13,6 +13,7 @@ Each child's command line comes from its own role's one function (``cell_argv``,
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sys
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -31,6 +32,7 @@ from gateway.common.loopback import is_loopback
 from gateway.common.private import write_private
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings, SharedSlots
 from gateway.configfile import ConfigFile, load_config, write_snapshot
+from gateway.edge import Limits
 from gateway.launch.envoy import (
     EnvoySettings,
     envoy_binary,
@@ -46,12 +48,19 @@ from gateway.launch.processes import (
     port_open,
 )
 from gateway.launch.stackdir import stack_dir
-from gateway.launch.tuning import grpc_env, raise_open_files_limit
+from gateway.launch.tuning import (
+    connections_within,
+    envoy_open_files,
+    grpc_env,
+    raise_open_files_limit,
+)
 from gateway.ops import LIVE_PATH, OpsSettings, readiness
 from gateway.ops.args import ops_argv
 from gateway.restartconfig import RestartSettings
 from gateway.service.args import gateway_argv
 from gateway.service.telemetry_args import HEADERS_VARIABLE, headers_variable
+
+log = logging.getLogger(__name__)
 
 #: `StackSettings.drain_delay` unless told otherwise: long enough for a load balancer whose
 #: health checks come every few seconds to see /healthz fail.
@@ -121,6 +130,31 @@ def _http_ok(url: str) -> bool:
             return bool(response.status == 200)
     except OSError:
         return False
+
+
+def _connections_within(envoy: EnvoySettings, open_files: int | None) -> EnvoySettings:
+    """``envoy`` with no more client connections than its open-file limit lets it hold. The
+    default limit fits the host quietly (hosts whose hard limit is 20,000 are common); a
+    ``limits.max_connections`` the config sets and the host cannot hold is a WARNING."""
+    limits = envoy.edge.limits
+    if open_files is None:
+        return envoy
+    allowed = connections_within(limits.max_connections, open_files)
+    if allowed == limits.max_connections:
+        return envoy
+    log_at = log.debug if limits.max_connections == Limits().max_connections else log.warning
+    log_at(
+        "Envoy accepts at most %d client connections, not limits.max_connections (%d):"
+        " its open-file limit (hard RLIMIT_NOFILE) is %d; raise it (ulimit -Hn, systemd's"
+        " LimitNOFILE=) for more",
+        allowed,
+        limits.max_connections,
+        open_files,
+    )
+    edge = dataclasses.replace(
+        envoy.edge, limits=dataclasses.replace(limits, max_connections=allowed)
+    )
+    return dataclasses.replace(envoy, edge=edge)
 
 
 def _fail_health(envoy: EnvoySettings) -> bool:
@@ -294,6 +328,7 @@ class Stack:
         s = self.settings
         timeout = s.startup_timeout
         raise_open_files_limit()  # children inherit it: Envoy holds a socket per connection
+        self.envoy = _connections_within(self.envoy, envoy_open_files())
         if s.cell is not None:
             argv = cell_argv(s.cell, log_format=s.gateway.telemetry.log_format)
             self.group.start("cell", argv, log_path=self._log("cell"))

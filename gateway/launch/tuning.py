@@ -29,6 +29,10 @@ GRPC_EXPERIMENTS_OFF = ("event_engine_client", "event_engine_listener")
 #: Open files the stack asks for: one per client connection in Envoy (HTTP/1.1 SSE is one
 #: connection per stream), with room for 10,000 streams, the gateways' and the cell's sockets.
 OPEN_FILES_WANTED = 65_536
+#: Descriptors Envoy keeps beside its client connections (its listeners, admin, logs, the
+#: connections to the gateways and their health checks: 32 with one gateway and one worker),
+#: or a quarter of its limit when that is lower.
+ENVOY_SPARE_FILES = 1024
 
 
 def grpc_experiments() -> str:
@@ -127,3 +131,21 @@ def raise_open_files_limit(wanted: int = OPEN_FILES_WANTED) -> int:
         return soft
     resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     return target
+
+
+def envoy_open_files() -> int | None:
+    """The descriptors an Envoy started now may open (None: no limit): Envoy raises its own
+    soft RLIMIT_NOFILE to the hard one as it starts."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    return None if hard == resource.RLIM_INFINITY else hard
+
+
+def connections_within(max_connections: int, open_files: int) -> int:
+    """The client connections Envoy may accept (``limits.max_connections``) when it may open
+    ``open_files`` descriptors (its RLIMIT_NOFILE): no more than leave it ``ENVOY_SPARE_FILES``.
+    Out of descriptors (EMFILE), Envoy 1.40's accept loop spins at 100% CPU, a new client waits
+    unanswered with no error, and its admin port stops answering too, so the supervisor's
+    watchdog took it for hung and killed it, and every call in flight with it. Within its
+    connection limit, Envoy closes the connections beyond it at once, and the rest go on."""
+    spare = min(ENVOY_SPARE_FILES, open_files // 4)
+    return max(1, min(max_connections, open_files - spare))

@@ -29,11 +29,13 @@ from google.rpc import error_details_pb2, status_pb2
 from gateway.client import (
     DeadlineExceededError,
     InvalidArgumentError,
+    ResourceExhaustedError,
     SaxError,
     UnavailableError,
     UnimplementedError,
 )
 from gateway.common.closing import aclose
+from gateway.common.failurelog import FailureLog
 from gateway.common.intercept import Deserializer, Handler, WrappingInterceptor
 from gateway.common.logs import LOGGED_ID_CHARS
 from gateway.common.rpc import Context, cancelled_by_caller, metadata_value
@@ -101,6 +103,28 @@ def violations(exc: BaseException) -> list[tuple[str, str]]:
     return [(clip(f, MAX_FIELD_BYTES), clip(d, MAX_TEXT_BYTES)) for f, d in named]
 
 
+_OUT_OF_MEMORY = FailureLog(log)
+
+#: How upb (the protobuf runtime) ends a DecodeError's text when it could not allocate the
+#: message, not when the bytes are wrong.
+_DECODE_OUT_OF_MEMORY = "Arena alloc failed"
+
+
+def out_of_memory() -> ResourceExhaustedError:
+    """What a call is answered when the gateway runs out of memory for it (a cgroup or
+    RLIMIT_AS cap, a large message): RESOURCE_EXHAUSTED, which Envoy sends as a 429 with
+    ``Retry-After``. Before, an allocation that failed as the request was parsed was
+    INVALID_ARGUMENT (400, ``the request does not parse: ...: Arena alloc failed``: the
+    client's request blamed, and not to be retried), and one that failed later INTERNAL.
+    Logged at WARNING when it starts, then at most once a minute while it goes on."""
+    _OUT_OF_MEMORY.failed(
+        ("allocating", "a call"),
+        "this gateway ran out of memory for a call (its cgroup's or RLIMIT_AS limit?); its"
+        " callers get RESOURCE_EXHAUSTED",
+    )
+    return ResourceExhaustedError("the gateway ran out of memory for this call; retry later")
+
+
 def to_status(
     exc: BaseException, request_id: str = ""
 ) -> tuple[grpc.StatusCode, str, status_pb2.Status]:
@@ -109,6 +133,8 @@ def to_status(
     access log keeps) travels as a ``google.rpc.RequestInfo`` detail."""
     if isinstance(exc, TimeoutError):
         exc = DeadlineExceededError("deadline exceeded before the Sax cell answered")
+    if isinstance(exc, MemoryError):
+        exc = out_of_memory()
     if isinstance(exc, SaxError):
         code, message = exc.code, exc.message
     else:
@@ -179,7 +205,7 @@ class _Malformed:
 
     __slots__ = ("error",)
 
-    def __init__(self, error: InvalidArgumentError) -> None:
+    def __init__(self, error: SaxError) -> None:
         self.error = error
 
 
@@ -188,6 +214,8 @@ def _tolerant(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
         try:
             return deserializer(data)
         except DecodeError as exc:
+            if str(exc).endswith(_DECODE_OUT_OF_MEMORY):
+                return _Malformed(out_of_memory())
             return _Malformed(InvalidArgumentError(f"the request does not parse: {exc}"))
 
     return parse

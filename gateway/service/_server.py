@@ -23,7 +23,7 @@ from gateway.common.slottable import SlotTable
 from gateway.config import GatewaySettings
 from gateway.service._access import Access, AccessInterceptor
 from gateway.service._counts import Counts, LocalCounts, SharedCounts
-from gateway.service._errors import ErrorInterceptor, abort
+from gateway.service._errors import ErrorInterceptor, abort, out_of_memory
 from gateway.service._health import SERVICE, HealthReporter
 from gateway.service._metrics import FLUSH_INTERVAL_S, GatewayMetrics, use_directory
 from gateway.service._observe import GatewayObserver, TelemetryInterceptor
@@ -146,7 +146,7 @@ class GatewayServer:
         # made into stream-request ones); then telemetry, so that it sees the status the
         # caller gets; then errors, so that refusals from the access checks become statuses.
         interceptors = [
-            RequestMessageInterceptor(abort),
+            RequestMessageInterceptor(abort, out_of_memory=out_of_memory),
             TelemetryInterceptor(
                 metrics, tracing, client, access, tokens, cost_header=telemetry.cost_header
             ),

@@ -22,10 +22,16 @@ def start_saxgw(
     *,
     env: Mapping[str, str] | None = None,
     stderr: IO[str] | int = subprocess.PIPE,
+    open_files: int | None = None,
 ) -> subprocess.Popen[str]:
-    """``saxgw up --log-dir LOG_DIR ARGS``; ``env`` on top of ours."""
+    """``saxgw up --log-dir LOG_DIR ARGS``; ``env`` on top of ours; ``open_files``: its
+    RLIMIT_NOFILE, soft and hard (set by a shell that execs it: no ``preexec_fn``, whose
+    fork handlers can hang in a process that runs grpc)."""
+    argv = [sys.executable, "-m", "gateway.cli", "up", "--log-dir", str(log_dir), *args]
+    if open_files is not None:
+        argv = ["sh", "-c", f'ulimit -n {open_files} && exec "$@"', "sh", *argv]
     return subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "up", "--log-dir", str(log_dir), *args],
+        argv,
         stdout=subprocess.PIPE,
         stderr=stderr,
         text=True,

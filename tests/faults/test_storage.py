@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -27,6 +29,7 @@ from saxml.protobuf import admin_pb2
 from gateway.cli._hints import STORAGE_FAILED
 from gateway.client import ClientSettings
 from gateway.common.storage import GCS_RETRY_S, open_storage
+from gateway.launch.ports import listener_pid
 from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack, StackSettings
 from tests._stacks import (
@@ -223,6 +226,20 @@ def test_a_sax_root_that_refuses_writes_fails_setacl_of_a_cell(local: Stack) -> 
         acl = http.get("/getacl", params={"name": CELL})
         assert acl.status_code == 200, acl.text
         assert acl.json() == {"name": CELL, "acl": "", "method_acls": {}}
+        # An admin restarted meanwhile serves again, on the address location.proto names:
+        # it rewrote the file at start, and refused to start when it could not, which left
+        # the cell with no admin (every listing and change 503) until the storage mended.
+        assert local.settings.cell is not None
+        admin = listener_pid(local.settings.cell.admin_port)
+        assert admin is not None
+        os.kill(admin, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while listener_pid(local.settings.cell.admin_port) in (None, admin) or (
+            http.get("/listall", params={"sax_cell": CELL}).status_code != 200
+        ):
+            assert time.monotonic() < deadline, "the admin did not serve again"
+            time.sleep(0.1)
+        assert config.read_bytes() == before
     failures = _failed(local, "gateway-0", f"writing {config} failed: ")
     assert len(failures) == 1, failures
     assert failures[0].startswith(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -28,7 +29,13 @@ supervisor:
   probe_interval: 0.5
   probe_timeout: 1
   probe_failures: 2
+limits:
+  max_connections: 10000
 """
+# The stack's RLIMIT_NOFILE, and the client connections Envoy then accepts of the config's
+# 10,000: 512 less a quarter it keeps for its other sockets and files (launch/tuning.py).
+OPEN_FILES = 512
+ALLOWED = 384
 # Found, killed, restarted and ready: ~2 s + 1 s + the gateway's start (~2 s, more on a
 # loaded machine).
 BACK_WITHIN = 30.0
@@ -56,7 +63,7 @@ def watched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Watched]:
     args, ports = up_args(base)
     stderr = base / "saxgw.err"
     with stderr.open("w") as err:
-        saxgw = start_saxgw([*args, f"--config={config}"], base, stderr=err)
+        saxgw = start_saxgw([*args, f"--config={config}"], base, stderr=err, open_files=OPEN_FILES)
     try:
         # Its supervisor runs, and no longer asks gateway-0 for restored models: a call that
         # holds its loop (and so its ticks) up to 5 s while that gateway hangs.
@@ -116,6 +123,63 @@ def test_a_stopped_envoy_is_killed_and_restarted(watched: Watched) -> None:
     ) in log
     assert f"saxgw: envoy (pid {pid}) exited with status -9; restarting it in" in log
     assert took > 1.5
+
+
+def _closed(sock: socket.socket) -> bool:
+    """Whether the server closed ``sock`` (which never sent a byte)."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_envoy_past_its_open_files_sheds_connections_and_lives(watched: Watched) -> None:
+    """Client connections (idle ones, a flood) up to Envoy's open-file limit: before, Envoy
+    ran out of descriptors first (limits.max_connections was no lower): its accept
+    loop spun at 100% CPU, new clients hung unanswered, its admin stopped answering, and the
+    watchdog killed it, cutting every call in flight. Now its connection limit is lowered to
+    fit, with a warning at start: those beyond it are closed at once and the rest go on."""
+    assert (
+        f"Envoy accepts at most {ALLOWED} client connections, not limits.max_connections"
+        f" (10000): its open-file limit (hard RLIMIT_NOFILE) is {OPEN_FILES}; raise it"
+    ) in watched.log()
+    port = watched.ports["--port"]
+    while not answers(watched.url, MODEL):  # after another test's restart
+        time.sleep(0.1)
+    envoy = listener_pid(port)
+    assert envoy is not None
+    body = {"model": MODEL, "query": "q"}
+    with httpx.Client(base_url=watched.url, timeout=10) as kept, contextlib.ExitStack() as held:
+        assert kept.post("/generate", json=body).status_code == 200  # its connection stays
+        flood = [
+            held.enter_context(socket.create_connection(("127.0.0.1", port), timeout=5))
+            for _ in range(OPEN_FILES)  # more than Envoy could hold open
+        ]
+        cpu = _cpu_seconds(envoy)
+        time.sleep(2)  # 4 of the watchdog's probes
+        assert _cpu_seconds(envoy) - cpu < 1.0  # it spun: 2 s of CPU in 2 s
+        shed = OPEN_FILES - ALLOWED
+        assert shed <= sum(map(_closed, flood)) <= shed + 2  # the kept one counts, and a margin
+        started = time.monotonic()
+        with pytest.raises(httpx.TransportError):  # refused at once, not left waiting
+            httpx.post(watched.url + "/generate", json=body, timeout=5)
+        assert time.monotonic() - started < 1
+        response = kept.post("/generate", json=body)
+        assert (response.status_code, response.json()) == (
+            200,
+            {"texts": [{"text": "still here", "score": response.json()["texts"][0]["score"]}]},
+        )
+    assert answers(watched.url, MODEL)  # once they closed, new clients are served again
+    assert listener_pid(port) == envoy
+    assert f"envoy (pid {envoy}) is hung" not in watched.log()
 
 
 pytestmark = pytest.mark.timeout(180)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 
 import pytest
+from saxml.protobuf import lm_pb2
 
 from gateway.client import (
     Box,
@@ -18,6 +19,7 @@ from gateway.client import (
     StreamItem,
     UnavailableError,
 )
+from gateway.client._channels import Backend, close_channel
 from tests._approx import approx
 from tests.integration._client_fixtures import (
     CELL,
@@ -213,6 +215,27 @@ async def test_failover_when_one_replica_stops_mid_load(
     async for addresses in client.watch_addresses(lm):
         if addresses == [cell.model_servers[0].address]:
             break
+
+
+async def test_a_request_grpc_cannot_serialize_fails_where_it_is_made(
+    cell: RunningCell, lm: str
+) -> None:
+    """grpc.aio catches a stub's serializer failing (a MemoryError, out of memory), logs it and
+    sends an empty request: the model server answered it NOT_FOUND, which the router retried
+    until the call's deadline. Now the serializer's error is raised in the caller and nothing
+    is sent. (Something not a message is what refuses to serialize without exhausting this
+    test's memory.)"""
+    backend = Backend(cell.model_servers[0].address)
+    try:
+        wrong = lm.encode()
+        with pytest.raises(TypeError, match="SerializeToString"):
+            await backend.lm.Generate(wrong, timeout=5)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="SerializeToString"):
+            backend.lm.GenerateStream(wrong, timeout=5)  # type: ignore[arg-type]
+        reply = await backend.lm.Generate(lm_pb2.GenerateRequest(model_key=lm, text="hi"))
+        assert [d.text for d in reply.texts] == ["hi"]
+    finally:
+        await close_channel(backend.channel)
 
 
 async def test_unpublished_model_is_not_found(client: Client, lm: str) -> None:

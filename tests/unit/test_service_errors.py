@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 from collections.abc import Sequence
 from typing import cast
 
@@ -70,6 +72,49 @@ def test_unexpected_errors_are_internal_without_their_text(
     assert code == grpc.StatusCode.INTERNAL
     assert "secret" not in message
     assert "secret detail" in caplog.text
+
+
+# A process capped (RLIMIT_AS) 16 MiB above what it uses parses a 64 MiB request as the
+# gateway's servers do, and serializes one as its calls to model servers do: upb cannot
+# allocate either, and says so as a DecodeError and an EncodeError.
+_WITHOUT_MEMORY = """
+import re, resource
+from pathlib import Path
+from saxgateway.v1 import gateway_pb2 as pb
+from saxml.protobuf import lm_pb2
+from gateway.client._serializing import _Serialized
+from gateway.service._errors import _tolerant, to_status
+data = pb.GenerateRequest(model="/sax/test/lm", query="a" * (64 << 20)).SerializeToString()
+sax = lm_pb2.GenerateRequest(model_key="/sax/test/lm", text="a" * (64 << 20))
+used = int(re.search(r"VmSize:\\s+(\\d+) kB", Path("/proc/self/status").read_text())[1]) << 10
+resource.setrlimit(resource.RLIMIT_AS, (used + (16 << 20), resource.RLIM_INFINITY))
+error = _tolerant(pb.GenerateRequest.FromString)(data).error
+print(error.code.name, error.message)
+try:
+    _Serialized(print, lm_pb2.GenerateRequest.SerializeToString)(sax)
+except Exception as exc:
+    code, message, _ = to_status(exc)
+    print(code.name, message)
+"""
+
+
+def test_out_of_memory_is_resource_exhausted_not_the_callers_fault() -> None:
+    """A gateway out of memory (a cgroup's or RLIMIT_AS cap, 30 MB bodies) answered a request
+    it could not allocate INVALID_ARGUMENT (400, `the request does not parse: ... Arena alloc
+    failed`), and a MemoryError later in a call INTERNAL (its request to a model server, which
+    grpc.aio failed to serialize, went as an empty one: tests/integration/test_client_data.py):
+    now all are a 429 to retry."""
+    out_of_memory = "the gateway ran out of memory for this call; retry later"
+    ran = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_MEMORY],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert ran.stdout == f"RESOURCE_EXHAUSTED {out_of_memory}\n" * 2, ran.stderr
+    code, message, _ = to_status(MemoryError())
+    assert (code, message) == (grpc.StatusCode.RESOURCE_EXHAUSTED, out_of_memory)
 
 
 def test_clip_keeps_what_fits_and_cuts_the_rest_to_its_size_in_a_header() -> None:

@@ -21,6 +21,7 @@ from gateway.launch.stack import StackSettings
 from gateway.launch.tuning import (
     GRPC_EXPERIMENTS_OFF,
     CorePlan,
+    connections_within,
     grpc_env,
     plan_cores,
     raise_open_files_limit,
@@ -133,6 +134,14 @@ def test_open_files_limit_is_raised_within_the_hard_limit() -> None:
         assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == got
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_envoy_connections_fit_its_open_files() -> None:
+    assert connections_within(20_000, 65_536) == 20_000
+    assert connections_within(20_000, 20_000) == 20_000 - 1024  # this host's limit
+    assert connections_within(20_000, 512) == 384  # a quarter kept for its other files
+    assert connections_within(100, 512) == 100
+    assert connections_within(20_000, 1) == 1
 
 
 async def _loop_module() -> str:

@@ -112,26 +112,3 @@ def method_format() -> str:
         {"command": "REQ", "param": ":METHOD"},
     ]
     return "%COALESCE(" + json.dumps({"operators": operators}) + "):32%"
-
-
-def prefix_format(header: str, chars: int) -> str:
-    """The access log's command for a header a caller chooses, cut to its first ``chars``
-    characters, as the gateway's log lines and error bodies cut the request ID
-    (`gateway.common.logs.LOGGED_ID_CHARS`). ``%REQ(...):N%`` cuts N bytes: in the middle of a
-    character, and Envoy then wrote the field's every byte over 0x7F as its own ``\\u00XX``,
-    so a UTF-8 ID longer than that came out as other characters, matching no one's. CEL
-    counts characters (a header that is not UTF-8 is read as Latin-1, as grpc reads it in
-    the gateway); its ``substring`` needs `access_log_formatters`."""
-    value = f"request.headers['{header.lower()}']"
-    return f"%CEL({value}.size() > {chars} ? {value}.substring(0, {chars}) : {value})%"
-
-
-def access_log_formatters() -> list[dict[str, object]]:
-    """The access log's ``formatters``: CEL with its string functions (`prefix_format`)."""
-    cel = "type.googleapis.com/envoy.extensions.formatter.cel.v3.Cel"
-    return [
-        {
-            "name": "envoy.formatter.cel",
-            "typed_config": {"@type": cel, "cel_config": {"enable_string_functions": True}},
-        }
-    ]

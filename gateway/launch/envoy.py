@@ -26,10 +26,8 @@ from gateway.edge import (
     stream_idle_timeout,
 )
 from gateway.launch._access_log import (
-    access_log_formatters,
     grpc_status_format,
     method_format,
-    prefix_format,
     status_rules,
     stream_done,
 )
@@ -306,9 +304,6 @@ def render(
         "GRPC_STATUS_FORMAT": json.dumps(grpc_status_format()),
         "STREAM_DONE": stream_done(),
         "METHOD_FORMAT": json.dumps(method_format()),
-        "REQUEST_ID_FORMAT": json.dumps(prefix_format("x-request-id", LOGGED_ID_CHARS)),
-        "CLIENT_ID_FORMAT": json.dumps(prefix_format(IDENTITY_HEADER, LOGGED_ID_CHARS)),
-        "ACCESS_LOG_FORMATTERS": json.dumps(access_log_formatters()),
         **edge_values(settings.edge, settings.cors_origins, secrets_dir or Path("secrets")),
         **host_values(settings.listen_address, settings.allowed_hosts),
         "TRACING": json.dumps(_tracing(settings)),

@@ -164,19 +164,23 @@ def _report_restored(standing: Restored, cell: str) -> None:
     metrics, and a trace), and never said which model it waited for, nor why; one that no
     model server could take kept it asking for good too, of every such model each time."""
     if ready := [f"{m} ({a}/{w})" for m, a, w in standing.ready]:
-        print(f"saxgw: restored models ready: {', '.join(ready)}", flush=True)
+        print(f"saxgw: restored models ready: {_named(ready)}", flush=True)
     for model, error in standing.failed:
         say(f"saxgw: restored model {model} does not serve: {error}", logging.WARNING)
     if waiting := standing.waiting:
-        named = ", ".join(waiting[:NAMED_AT_MOST])
-        more = f" and {len(waiting) - NAMED_AT_MOST} more" if len(waiting) > NAMED_AT_MOST else ""
         say(
             f"saxgw: {len(waiting)} restored models do not serve yet, and no load error came "
-            f"back: {named}{more}. No model server has taken them (the servers are full, or "
+            f"back: {_named(waiting)}. No model server has taken them (the servers are full, or "
             f"none serves their model path: `saxgw stats {cell}`), or they still load "
             "(`saxgw ls` shows when they serve)",
             logging.WARNING,
         )
+
+
+def _named(items: list[str]) -> str:
+    """``items`` joined, the first `NAMED_AT_MOST` of them and how many more."""
+    more = len(items) - NAMED_AT_MOST
+    return ", ".join(items[:NAMED_AT_MOST]) + (f" and {more} more" if more > 0 else "")
 
 
 def _print_banner(args: argparse.Namespace, stack: Stack) -> None:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli._running import _supervise, banner
+from gateway.cli._restored import Restored
+from gateway.cli._running import NAMED_AT_MOST, _report_restored, _supervise, banner
 from gateway.client import ClientSettings
 from gateway.config import GatewaySettings
 from gateway.edge import EdgeConfig, Tls
@@ -140,3 +141,15 @@ def test_a_stop_signal_is_heard_wherever_the_wait_is() -> None:
     except subprocess.TimeoutExpired:
         pytest.fail("the stop signal's handler deadlocked the waiting main thread")
     assert (done.returncode, done.stdout, done.stderr) == (0, "True\n", "")
+
+
+def test_a_big_cells_restored_models_are_named_ten_to_a_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The ready line named every model: a restart of a big cell printed 96 names, ~3 KB, on
+    # one line (the line for models that do not serve named ten already).
+    ready = [(f"/sax/test/m{i:03d}", 1, 1) for i in range(96)]
+    _report_restored(Restored(ready=ready, failed=[], waiting=[]), "/sax/test")
+    named = ", ".join(f"/sax/test/m{i:03d} (1/1)" for i in range(NAMED_AT_MOST))
+    line = f"saxgw: restored models ready: {named} and {96 - NAMED_AT_MOST} more\n"
+    assert capsys.readouterr().out == line

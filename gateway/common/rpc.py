@@ -10,11 +10,13 @@ so our methods accept exactly what the generated base classes promise).
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Protocol, TypeAlias
+from collections.abc import Callable
+from typing import Any, Protocol, TypeAlias, TypeVar
 
 import grpc
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+_S = TypeVar("_S")
 
 
 class WithMetadata(Protocol):
@@ -38,3 +40,30 @@ def cancelled_by_caller() -> bool:
     is a failure of the call (the router fails it over; a handler must answer it)."""
     task = asyncio.current_task()
     return task is None or task.cancelling() > 0
+
+
+def add_servicer(
+    server: grpc.aio.Server, add_to_server: Callable[[_S, Any], None], servicer: _S
+) -> None:
+    """``add_to_server(servicer, server)`` (a generated ``add_*Servicer_to_server``), with the
+    servicer's methods served through grpc's generic handlers only.
+
+    The generated code also registers each method with grpc's core ("registered methods").
+    A grpc.aio server then keeps one pending request per registered method and, for every call
+    it takes, waits on all of them at once (``asyncio.wait``): ~20 µs of the event loop's time
+    a call with the gateway's 42 methods, against ~5 µs for the one generic request, which
+    finds a method's handler with a dict lookup (BENCHMARKS.md, run 27)."""
+    add_to_server(servicer, _GenericOnly(server))
+
+
+class _GenericOnly:
+    """A server that passes generic handlers on and drops registered ones (`add_servicer`)."""
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        self._server.add_generic_rpc_handlers(handlers)
+
+    def add_registered_method_handlers(self, service: str, handlers: Any) -> None:
+        """Dropped: the same handlers came through `add_generic_rpc_handlers`."""

@@ -24,6 +24,8 @@ from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.descriptor import FileDescriptor
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
+from gateway.common.rpc import add_servicer
+
 V1_SERVICE = "grpc.reflection.v1.ServerReflection"
 """v1 is v1alpha under a new package name: same messages and field numbers on the wire."""
 SERVICE_NAMES = (V1_SERVICE, reflection.SERVICE_NAME)
@@ -113,7 +115,7 @@ def enable_reflection(server: grpc.aio.Server, service_names: Iterable[str]) -> 
     servicer = reflection.aio.ReflectionServicer(
         (*service_names, *SERVICE_NAMES), pool=_MethodAwarePool(descriptor_pool.Default())
     )
-    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    add_servicer(server, reflection_pb2_grpc.add_ServerReflectionServicer_to_server, servicer)
     v1 = grpc.stream_stream_rpc_method_handler(
         servicer.ServerReflectionInfo,
         request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,

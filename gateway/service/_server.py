@@ -19,6 +19,7 @@ from gateway.client import Client
 from gateway.common import logs, metricsfiles
 from gateway.common.listen import ListenError, bracketed, check_bind
 from gateway.common.request_message import RequestMessageInterceptor
+from gateway.common.rpc import add_servicer
 from gateway.common.slottable import SlotTable
 from gateway.config import GatewaySettings
 from gateway.service._access import Access, AccessInterceptor
@@ -171,14 +172,18 @@ class GatewayServer:
                 *HPACK_OPTIONS,
             ],
         )
-        gateway_pb2_grpc.add_SaxGatewayServicer_to_server(
-            SaxGatewayServicer(client, settings, streams), server
+        add_servicer(
+            server,
+            gateway_pb2_grpc.add_SaxGatewayServicer_to_server,
+            SaxGatewayServicer(client, settings, streams),
         )
-        openai_pb2_grpc.add_OpenAIGatewayServicer_to_server(
-            OpenAIGatewayServicer(client, settings, access, streams, tokens), server
+        add_servicer(
+            server,
+            openai_pb2_grpc.add_OpenAIGatewayServicer_to_server,
+            OpenAIGatewayServicer(client, settings, access, streams, tokens),
         )
         health = HealthReporter(client, settings, streams, metrics)
-        health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
+        add_servicer(server, health_pb2_grpc.add_HealthServicer_to_server, health.servicer)
         enable_reflection(
             server,
             (

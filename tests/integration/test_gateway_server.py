@@ -4,6 +4,7 @@ health that follows the cell, deadlines, and graceful shutdown on SIGTERM."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import shutil
 import signal
 import subprocess
@@ -392,6 +393,37 @@ async def test_health_is_not_serving_without_a_cell(tmp_path: Path) -> None:
             health_pb2.HealthCheckRequest(service="saxgateway.v1.SaxGateway")
         )
     assert reply.status == NOT_SERVING
+
+
+async def test_every_method_is_served_without_registering_it_with_grpcs_core(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A method registered with grpc's core costs every call a grpc.aio server takes (it waits
+    on one pending request per registered method); all of them are served as generic ones."""
+    registered: list[str] = []
+    aio_server = importlib.import_module("grpc.aio._server").Server  # grpc.aio.server()'s class
+    original = aio_server.add_registered_method_handlers
+
+    def spy(self: grpc.aio.Server, service: str, handlers: object) -> None:
+        registered.append(service)
+        original(self, service, handlers)
+
+    monkeypatch.setattr(aio_server, "add_registered_method_handlers", spy)
+    async with (
+        running_gateway(str(tmp_path)) as server,
+        aio_channel(server.address) as channel,
+    ):
+        info = await gateway_pb2_grpc.SaxGatewayStub(channel).GetInfo(pb.GetInfoRequest())
+        health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        listed = await _reflect(
+            server, "v1", reflection_pb2.ServerReflectionRequest(list_services="")
+        )
+    assert info.version
+    assert health.status in (SERVING, NOT_SERVING)
+    assert "saxgateway.v1.OpenAIGateway" in {
+        s.name for s in listed[0].list_services_response.service
+    }
+    assert registered == []
 
 
 async def test_shorter_client_deadline_wins(stub: gateway_pb2_grpc.SaxGatewayAsyncStub) -> None:

@@ -22,6 +22,7 @@ from gateway.cell.admin.servicer import AdminServicer
 from gateway.cell.admin.takeover import refuse_if_alive
 from gateway.cell.settings import CellSettings
 from gateway.common.names import parse_cell_id
+from gateway.common.rpc import add_servicer
 from gateway.common.storage import StorageError
 
 _log = logging.getLogger("gateway.cell.admin")
@@ -78,11 +79,12 @@ class AdminServer:
                 serves_cell=self._before_save,
             )
             await self._manager.start()
-            admin_pb2_grpc.add_AdminServicer_to_server(
+            add_servicer(
+                server,
+                admin_pb2_grpc.add_AdminServicer_to_server,
                 AdminServicer(
                     manager=self._manager, cell=self._settings.cell, server_id=self.server_id
                 ),
-                server,
             )
             await server.start()
             await self._files.write_location(self.address)

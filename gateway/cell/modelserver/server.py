@@ -38,6 +38,7 @@ from gateway.cell.modelserver.loaded import Cancellation, LoadedModels
 from gateway.cell.modelserver.modelet import ModeletServicer
 from gateway.cell.modelserver.multimodal import MultimodalServicer
 from gateway.cell.settings import CellSettings
+from gateway.common.rpc import add_servicer
 
 _log = logging.getLogger("gateway.cell.modelserver")
 
@@ -70,17 +71,26 @@ class ModelServer:
         server = _grpc_server.new_server()
         port = _grpc_server.bind(server, self._settings.host, self._port)
         self.address = _grpc_server.address(self._settings.host, port)
-        modelet_pb2_grpc.add_ModeletServicer_to_server(self._modelet, server)
-        lm_pb2_grpc.add_LMServiceServicer_to_server(LMServicer(loaded=self.loaded), server)
-        vision_pb2_grpc.add_VisionServiceServicer_to_server(
-            VisionServicer(loaded=self.loaded), server
+        loaded = self.loaded
+        add_servicer(server, modelet_pb2_grpc.add_ModeletServicer_to_server, self._modelet)
+        add_servicer(server, lm_pb2_grpc.add_LMServiceServicer_to_server, LMServicer(loaded=loaded))
+        add_servicer(
+            server,
+            vision_pb2_grpc.add_VisionServiceServicer_to_server,
+            VisionServicer(loaded=loaded),
         )
-        audio_pb2_grpc.add_AudioServiceServicer_to_server(AudioServicer(loaded=self.loaded), server)
-        custom_pb2_grpc.add_CustomServiceServicer_to_server(
-            CustomServicer(loaded=self.loaded), server
+        add_servicer(
+            server, audio_pb2_grpc.add_AudioServiceServicer_to_server, AudioServicer(loaded=loaded)
         )
-        multimodal_pb2_grpc.add_MultimodalServiceServicer_to_server(
-            MultimodalServicer(loaded=self.loaded), server
+        add_servicer(
+            server,
+            custom_pb2_grpc.add_CustomServiceServicer_to_server,
+            CustomServicer(loaded=loaded),
+        )
+        add_servicer(
+            server,
+            multimodal_pb2_grpc.add_MultimodalServiceServicer_to_server,
+            MultimodalServicer(loaded=loaded),
         )
         await server.start()
         self._server = server

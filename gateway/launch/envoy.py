@@ -278,6 +278,7 @@ def render(
         "ADMIN_PATHS": json.dumps(admin_paths(settings.listen_address)),
         "LISTEN_ADDRESS": json.dumps(settings.listen_address),
         "LISTEN_PORT": settings.listen_port,
+        "LISTEN_IPV4_COMPAT": json.dumps(settings.listen_address == "::"),
         "ROUTE_TIMEOUT": f"{settings.route_timeout:g}s",
         "STREAM_IDLE_TIMEOUT": f"{stream_idle:g}s",
         "CORS_ORIGINS": json.dumps(_origins(settings.cors_origins)),

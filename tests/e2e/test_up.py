@@ -221,3 +221,10 @@ def test_up_on_ipv6_loopback_serves_there_and_says_so(tmp_path: Path) -> None:
         refused = httpx.get(f"{url}/listcells", headers={"host": f"evil.example:{port}"})
         assert refused.status_code == 421
         _scrape_until(metrics, "\nsaxgw_envoy_up 1\n")
+    # "::", every interface, is both families': Envoy bound it IPv6 only, and refused IPv4
+    # clients the ops port (Python's, dual-stack) answered.
+    with saxgw_up([*argv, "--listen=::", "--ops-listen=::", "--drain-delay=0"]) as up:
+        up.wait_for("Ready. Try:", timeout=40)
+        for host in ("127.0.0.1", "[::1]"):
+            assert httpx.get(f"http://{host}:{port}/listcells").json() == {"cells": ["/sax/test"]}
+            assert httpx.get(f"http://{host}:{ops}/livez").text == "ok\n"

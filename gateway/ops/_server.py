@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import signal
+import socket
 import threading
 import urllib.request
 from collections.abc import Iterable
@@ -177,6 +178,11 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
         self.address_family = family(address[0])
         super().__init__(address, handler)
+
+    def server_bind(self) -> None:
+        if self.server_address[0] == "::":  # every address of both families, as Envoy's
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
 
 
 def start(settings: OpsSettings) -> ThreadingHTTPServer:

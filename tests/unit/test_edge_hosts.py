@@ -102,6 +102,7 @@ def test_the_admin_of_a_container_also_takes_the_drain_that_envoy_run_sends(
         ("*.example.com", "*.example.com"),
         ("10.0.0.5", "10.0.0.5"),
         ("[fd00::5]", "[fd00::5]"),
+        ("[FD00:0:0::5]", "[fd00::5]"),  # as a browser sends it in Host
         ("*", "*"),
     ],
 )

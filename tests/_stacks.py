@@ -163,6 +163,7 @@ def ops_as_deployed(base: Path, envoy_admin: str) -> Iterator[tuple[int, int]]:
     (base / "metrics").mkdir()
     where = {
         "0.0.0.0": "127.0.0.1",
+        "::": "127.0.0.1",
         "8889": str(port),
         "/run/saxgw/metrics": str(base / "metrics"),
         "127.0.0.1:9901": envoy_admin,

@@ -9,6 +9,7 @@ A command's connection is opened here from the global flags::
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 from typing import Any
 
@@ -92,10 +93,20 @@ def gateway_target(args: argparse.Namespace) -> str:
     port's, 8888 (`saxgw up`'s), or 443 with TLS (a gateway behind an HTTPS load balancer).
     grpc's own default, 443 even in plaintext, sent `--gateway localhost` nowhere useful."""
     target = str(getattr(args, "gateway", DEFAULT_GATEWAY))
+    if _is_ipv6(target):  # ::1, not a scheme and a path
+        target = f"[{target}]"
     host_only = ":" not in target or (target.startswith("[") and target.endswith("]"))
     if not host_only:
         return target  # HOST:PORT, or a target grpc reads (unix:PATH, dns:///HOST:PORT)
     return f"{target}:{443 if uses_tls(args) else DEFAULT_PORT}"
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def open_channel(args: argparse.Namespace) -> grpc.Channel:

@@ -6,14 +6,24 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gateway.common.listen import ListenError
 from gateway.common.storage import make_dirs
 from gateway.launch.ports import holder
 from gateway.launch.readiness import busy_ports
 
 
 def busy(args: argparse.Namespace) -> str | None:
-    """Why a port the stack needs cannot be bound: another process listens on it."""
-    if busy := busy_ports(ports_to_bind(args)):
+    """Why a port the stack needs cannot be bound: another process listens on it, or its
+    address is not this machine's."""
+    try:
+        busy = busy_ports(ports_to_bind(args))
+    except ListenError as exc:
+        role = next(role for h, n, role in ports_to_bind(args) if (h, n) == (exc.host, exc.port))
+        return (
+            f"cannot listen on {exc.address} ({role}): {exc.reason}; --listen and "
+            "--ops-listen take an address of this machine (0.0.0.0 or :: for every one)"
+        )
+    if busy:
         port, _ = busy[0]
         # Named, so that a process left over from an earlier run is found and stopped.
         return in_use(args, port, holder(port) or "another process")

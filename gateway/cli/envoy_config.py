@@ -56,6 +56,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "run-envoy.sh",
     )
     cfg.add_argument("--port", type=flags.port, default=default(EnvoySettings, "listen_port"))
+    cfg.add_argument(
+        "--listen",
+        type=flags.ip_address,
+        default="::",
+        help="address Envoy listens on in the container: :: is every address of both families, "
+        "as a pod on an IPv4, IPv6 or dual-stack cluster is reached (0.0.0.0: IPv4 only, for "
+        "a kernel without IPv6)",
+    )
     cfg.add_argument("--admin-port", type=flags.port, default=default(EnvoySettings, "admin_port"))
     cfg.add_argument("--cors-origin", action="append", default=[], type=_edge.allowed_origin_flag)
     cfg.add_argument(
@@ -101,7 +109,7 @@ def _write_envoy_config(args: argparse.Namespace, edge: EdgeConfig) -> int:
         shutil.copytree(source, target, dirs_exist_ok=True)
     settings = EnvoySettings(
         gateway_endpoints=args.gateway,
-        listen_address="0.0.0.0",  # in a container: reached by other containers and pods
+        listen_address=args.listen,  # in a container: reached by other containers and pods
         listen_port=args.port,
         admin_address="127.0.0.1",  # admin stays private; probes use ops /readyz
         admin_port=args.admin_port,

@@ -60,7 +60,8 @@ def _add_front(cmd: argparse.ArgumentParser) -> None:
         "--listen",
         type=flags.ip_address,
         default=default(EnvoySettings, "listen_address"),
-        help="address Envoy listens on (0.0.0.0: every interface)",
+        help="address Envoy listens on (0.0.0.0: every IPv4 address; ::, every address of both "
+        "families)",
     )
     cmd.add_argument(
         "--drain-delay",

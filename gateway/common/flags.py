@@ -178,16 +178,17 @@ def pem_file(text: str) -> str:
 
 def ip_address(text: str) -> str:
     """An IP address to listen on: Envoy binds addresses, not host names (``localhost`` is
-    taken as 127.0.0.1)."""
+    taken as 127.0.0.1); an IPv6 one with or without brackets."""
     if text == "localhost":
         return "127.0.0.1"
+    bare = text.removeprefix("[").removesuffix("]") if text.startswith("[") else text
     try:
-        ipaddress.ip_address(text)
+        # In its one spelling: 0:0:0:0:0:0:0:0 is ::, every address of both families.
+        return str(ipaddress.ip_address(bare))
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected an IP address such as 127.0.0.1 or 0.0.0.0, got {text!r}"
+            f"expected an IP address such as 127.0.0.1, 0.0.0.0 or ::1, got {text!r}"
         ) from None
-    return text
 
 
 def port_clash(wanted: Iterable[tuple[str, int, str]]) -> str | None:

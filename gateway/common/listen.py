@@ -39,6 +39,19 @@ def bracketed(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
+def host_and_port(address: str) -> tuple[str, int]:
+    """``host:port`` split for a socket: ``[::1]:8889`` is ("::1", 8889)."""
+    host, _, port = address.rpartition(":")
+    return host.removeprefix("[").removesuffix("]"), int(port)
+
+
+def family(host: str) -> socket.AddressFamily:
+    """The address family a server on ``host`` binds (AF_INET6 for ``::1``, ``::``);
+    `socket.gaierror` for a host name that does not resolve."""
+    found = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    return found[0][0]
+
+
 def check_bind(host: str, port: int) -> None:
     """Binds ``host:port`` and lets it go, as a server binds it (a port in TIME_WAIT is free);
     `ListenError` saying why if it cannot. grpc's own failure says neither why nor which

@@ -20,13 +20,13 @@ reach it needs no browser to send requests (``saxgw serve`` wants credentials th
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from collections.abc import Sequence
 from typing import Any
 
 from gateway.common.loopback import domains
+from gateway.edge._origins import ipv6_host
 
 #: Status of the refusal: 421 Misdirected Request (RFC 9110 §15.5.20) says this server does
 #: not answer for the named host, which is the case, rather than 403's "you may not": the
@@ -52,11 +52,9 @@ def allowed_host(text: str) -> str:
         return host
     if host.startswith("[") and host.endswith("]"):
         try:
-            ipaddress.IPv6Address(host[1:-1])
+            return ipv6_host(host)  # as a browser sends it in Host
         except ValueError:
             pass
-        else:
-            return host
     raise ValueError(
         "expected a host name (gateway.example.com), a wildcard (*.example.com), an IP "
         "address (10.0.0.5, [fd00::5]) or *, without a port"

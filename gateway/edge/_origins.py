@@ -9,6 +9,7 @@ as ``https://app.example.com/`` or ``app.example.com``, matched no request, and 
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 _ORIGIN = re.compile(
@@ -16,6 +17,12 @@ _ORIGIN = re.compile(
 )
 # A browser leaves the scheme's default port out of the origin it sends.
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def ipv6_host(host: str) -> str:
+    """``[IPV6]`` as browsers write it in ``Origin`` and ``Host`` (RFC 5952: ``[0:0::1]`` is
+    sent as ``[::1]``); ValueError if it is none."""
+    return f"[{ipaddress.IPv6Address(host[1:-1]).compressed}]"
 
 
 def allowed_origin(text: str) -> str:
@@ -26,12 +33,25 @@ def allowed_origin(text: str) -> str:
     if origin in ("*", "null"):
         return origin
     match = _ORIGIN.fullmatch(origin)
-    if match is None or (match["port"] is not None and not 0 < int(match["port"]) < 65536):
+    if match is None or not _valid(match):
         raise ValueError(
             "expected an origin as browsers send it, scheme://host[:port] without a path "
             "(https://app.example.com), or *"
         )
     scheme, host, port = match["scheme"], match["host"], match["port"]
+    if host.startswith("["):
+        host = ipv6_host(host)  # _valid checked it
     if port is None or _DEFAULT_PORTS.get(scheme) == port:
         return f"{scheme}://{host}"
     return f"{scheme}://{host}:{port}"
+
+
+def _valid(match: re.Match[str]) -> bool:
+    if match["port"] is not None and not 0 < int(match["port"]) < 65536:
+        return False
+    if match["host"].startswith("["):
+        try:
+            ipv6_host(match["host"])
+        except ValueError:
+            return False
+    return True

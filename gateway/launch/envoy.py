@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 from gateway.common.flags import tls_endpoint
+from gateway.common.listen import host_and_port
 from gateway.common.logs import LOGGED_ID_CHARS
 from gateway.config import MIB
 from gateway.edge import (
@@ -154,8 +155,10 @@ def envoy_concurrency_flags(settings: EnvoySettings) -> list[str]:
 
 
 def _endpoint(address: str) -> dict[str, object]:
-    host, _, port = address.rpartition(":")
-    return {"endpoint": {"address": {"socket_address": {"address": host, "port_value": int(port)}}}}
+    # Without brackets: Envoy looked "[::1]" up in DNS, found nothing, and said only "no
+    # healthy upstream".
+    host, port = host_and_port(address)
+    return {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}
 
 
 def _origins(origins: Sequence[str]) -> list[dict[str, object]]:
@@ -278,6 +281,7 @@ def render(
         "ADMIN_PATHS": json.dumps(admin_paths(settings.listen_address)),
         "LISTEN_ADDRESS": json.dumps(settings.listen_address),
         "LISTEN_PORT": settings.listen_port,
+        "LISTEN_IPV4_COMPAT": json.dumps(settings.listen_address == "::"),
         "ROUTE_TIMEOUT": f"{settings.route_timeout:g}s",
         "STREAM_IDLE_TIMEOUT": f"{stream_idle:g}s",
         "CORS_ORIGINS": json.dumps(_origins(settings.cors_origins)),

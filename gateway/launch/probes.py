@@ -20,6 +20,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.common import flags
+from gateway.common.listen import host_and_port
 
 Probe = Callable[[float], "str | None"]
 """Asks a child whether it answers within ``timeout`` seconds: None if it did, else why not."""
@@ -53,10 +54,10 @@ def grpc_health_probe(address: str) -> Probe:
 
 def http_probe(address: str, path: str) -> Probe:
     """``GET path`` at ``address`` (``host:port``): Envoy's admin, the ops server."""
-    host, _, port = address.rpartition(":")
+    host, port = host_and_port(address)
 
     def probe(timeout: float) -> str | None:
-        connection = http.client.HTTPConnection(host, int(port), timeout=timeout)
+        connection = http.client.HTTPConnection(host, port, timeout=timeout)
         try:
             connection.request("GET", path)
             connection.getresponse().read()

@@ -15,6 +15,8 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.common.listen import host_and_port
+
 log = logging.getLogger(__name__)
 
 # Every child is exec'd through this (same pid), which has the kernel kill it if we die.
@@ -78,9 +80,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def port_open(address: str) -> bool:
-    """Whether something accepts TCP connections at ``host:port``."""
-    host, _, port = address.rpartition(":")
-    with contextlib.suppress(OSError), socket.create_connection((host, int(port)), timeout=0.5):
+    """Whether something accepts TCP connections at ``host:port`` (``[::1]:port`` too)."""
+    with contextlib.suppress(OSError), socket.create_connection(host_and_port(address), 0.5):
         return True
     return False
 

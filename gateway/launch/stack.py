@@ -27,6 +27,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.cell import CellSettings, cell_argv
 from gateway.common import slottable
+from gateway.common.listen import bracketed
 from gateway.common.logs import LogFormat, resolved
 from gateway.common.loopback import is_loopback
 from gateway.common.private import write_private
@@ -120,8 +121,14 @@ def health_answers(address: str) -> bool:
     return True
 
 
-def _loopback(address: str) -> str:
-    return "127.0.0.1" if address in ("0.0.0.0", "") else address
+def _reach(address: str) -> str:
+    """How this machine reaches a listener on ``address``, as it goes before ``:PORT``: a
+    wildcard through loopback of its family, an IPv6 address in brackets. A listener on
+    ``::1`` (or on ``::``, IPv6 only to Envoy) does not answer 127.0.0.1: `saxgw up --listen
+    ::1` waited for a /healthz it asked there and said the cell was unreachable."""
+    if address in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    return bracketed("::1" if address == "::" else address)
 
 
 def _http_ok(url: str) -> bool:
@@ -239,19 +246,24 @@ class Stack:
     def http_url(self) -> str:
         """Base URL of Envoy's public listener."""
         scheme = "https" if self.envoy.edge.tls else "http"
-        return f"{scheme}://127.0.0.1:{self.envoy.listen_port}"
+        return f"{scheme}://{self.listener_address}"
 
     @property
     def grpc_address(self) -> str:
         """gRPC address of Envoy's public listener."""
-        return f"127.0.0.1:{self.envoy.listen_port}"
+        return self.listener_address
+
+    @property
+    def listener_address(self) -> str:
+        """``host:port`` at which this machine reaches Envoy's public listener."""
+        return f"{_reach(self.envoy.listen_address)}:{self.envoy.listen_port}"
 
     @property
     def metrics_url(self) -> str | None:
         """The one Prometheus scrape URL, if the ops server runs."""
         if self.settings.ops_port is None:
             return None
-        return f"http://{_loopback(self.settings.ops_address)}:{self.settings.ops_port}/metrics"
+        return f"http://{_reach(self.settings.ops_address)}:{self.settings.ops_port}/metrics"
 
     @property
     def metrics_dir(self) -> Path:
@@ -281,7 +293,7 @@ class Stack:
             f"{self.envoy.admin_address}:{self.envoy.admin_port}", "/ready"
         )
         if self.settings.ops_port is not None:
-            address = f"{_loopback(self.settings.ops_address)}:{self.settings.ops_port}"
+            address = f"{_reach(self.settings.ops_address)}:{self.settings.ops_port}"
             probes["ops"] = http_probe(address, LIVE_PATH)
         return probes
 
@@ -414,7 +426,7 @@ class Stack:
         )
         argv = ops_argv(ops, s.gateway.telemetry.log_format)
         self.group.start("ops", argv, log_path=self._log("ops"))
-        address = f"{_loopback(s.ops_address)}:{port}"
+        address = f"{_reach(s.ops_address)}:{port}"
         self.group.wait_until("ops", partial(port_open, address), timeout)
 
     def wait_healthy(self, timeout: float) -> bool:

@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import signal
+import socket
 import threading
 import urllib.request
 from collections.abc import Iterable
@@ -24,7 +25,7 @@ from prometheus_client import CollectorRegistry, Metric, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway.common import metricsfiles
-from gateway.common.listen import ListenError
+from gateway.common.listen import ListenError, bracketed, family
 from gateway.common.logs import print_record
 from gateway.common.loopback import answers, domains
 from gateway.ops import _fold
@@ -170,6 +171,20 @@ def _accepts_gzip(accept_encoding: str) -> bool:
     return False
 
 
+class _Server(ThreadingHTTPServer):
+    """ThreadingHTTPServer on its host's address family: the base class is IPv4 only, and
+    ``--ops-listen ::1`` failed ("Address family for hostname not supported")."""
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        self.address_family = family(address[0])
+        super().__init__(address, handler)
+
+    def server_bind(self) -> None:
+        if self.server_address[0] == "::":  # every address of both families, as Envoy's
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+
 def start(settings: OpsSettings) -> ThreadingHTTPServer:
     """Binds the server (not yet serving); ``server_address`` tells the port; `ListenError`
     if it cannot. A fold of metrics files its predecessor was killed in is finished first
@@ -244,7 +259,7 @@ def start(settings: OpsSettings) -> ThreadingHTTPServer:
             log.debug(format, *args)  # one line per scrape would drown the real logs
 
     try:
-        server = ThreadingHTTPServer((settings.host, settings.port), Handler)
+        server = _Server((settings.host, settings.port), Handler)
     except OSError as exc:  # socket.gaierror too: a --host that does not resolve
         raise ListenError.from_os_error(settings.host, settings.port, exc) from None
     server.daemon_threads = True
@@ -265,7 +280,7 @@ def serve(settings: OpsSettings) -> None:
         signal.signal(sig, shutdown)
     host, port = server.server_address[:2]
     # A record in the process's log format: a JSON-logging ops server writes JSON lines only.
-    print_record(log, f"ops server: http://{host!s}:{port}/metrics")
+    print_record(log, f"ops server: http://{bracketed(str(host))}:{port}/metrics")
     try:
         server.serve_forever()
     finally:

@@ -198,7 +198,7 @@ class GatewayServer:
             raise ListenError(settings.host, settings.port) from None
         await server.start()
         await health.start()
-        log.info("gateway serving %s on %s:%d", SERVICE, settings.host, port)
+        log.info("gateway serving %s on %s:%d", SERVICE, bracketed(settings.host), port)
         return cls(settings, client, port, metrics, server, health, tracing, table)
 
     async def stop(self, grace: float | None = None) -> None:

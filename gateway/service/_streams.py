@@ -48,8 +48,12 @@ def client_of(context: Caller) -> str:
             forwarded = str(value).rsplit(",", 1)[-1].strip()
     if forwarded:
         return _per_host(forwarded)
-    peer = context.peer()  # "ipv4:127.0.0.1:54321", "ipv6:[::1]:54321"
-    return peer.rpartition(":")[0] or peer
+    peer = context.peer()  # "ipv4:127.0.0.1:54321", "ipv6:[::1]:54321", "unix:PATH"
+    scheme, _, address = peer.partition(":")
+    if scheme not in ("ipv4", "ipv6"):
+        return peer
+    # The address alone, as Envoy tells it: an IPv6 caller is its /64 here too.
+    return _per_host(address.rpartition(":")[0].removeprefix("[").removesuffix("]"))
 
 
 def _per_host(address: str) -> str:

@@ -181,3 +181,50 @@ def test_two_ups_started_at_once_on_the_same_ports_one_serves(tmp_path: Path) ->
         assert list(loser_logs.iterdir()) == []  # it started nothing
         winner.wait_for("Ready. Try:")
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+
+
+def test_up_on_ipv6_loopback_serves_there_and_says_so(tmp_path: Path) -> None:
+    # `saxgw up --listen ::1` stopped at a traceback before it started anything (its port
+    # check was IPv4 only); past that, it waited for a /healthz it asked at 127.0.0.1, where
+    # nothing listened, and warned the cell was unreachable; `--ops-listen ::1` failed the
+    # whole stack. An address not this machine's was a traceback too.
+    port, ops = free_port(), free_port()
+    argv = [*own_ports_and_dirs(port, tmp_path), f"--ops-port={ops}"]
+    elsewhere = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "up", *argv, "--listen=192.0.2.1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (elsewhere.returncode, elsewhere.stdout) == (1, "")
+    assert elsewhere.stderr == (
+        f"saxgw: cannot listen on 192.0.2.1:{port} (Envoy's public port, --port): Cannot "
+        "assign requested address; --listen and --ops-listen take an address of this "
+        "machine (0.0.0.0 or :: for every one)\n"
+    )
+    url, metrics = f"http://[::1]:{port}", f"http://[::1]:{ops}/metrics"
+    with saxgw_up([*argv, "--listen=::1", "--ops-listen=::1"]) as up:
+        up.wait_for("Ready. Try:", timeout=40)
+        assert f"HTTP/JSON, gRPC, grpc-web  {url}  (Envoy; /healthz)" in up.lines
+        assert f"Prometheus metrics         {metrics}  (gateway + Envoy)" in up.lines
+        assert f"  .venv/bin/saxgw --gateway [::1]:{port} ls /sax/test" in up.lines
+        assert not any("still waiting" in line for line in up.lines)
+        body = {"model": MODEL, "model_path": TEST_LM, "checkpoint": "None", "replicas": 1}
+        assert httpx.post(f"{url}/publish", json=body).status_code == 200  # Host: [::1]:port
+        listed = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "--gateway", f"[::1]:{port}", "ls", MODEL],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert listed.returncode == 0, listed.stderr
+        refused = httpx.get(f"{url}/listcells", headers={"host": f"evil.example:{port}"})
+        assert refused.status_code == 421
+        _scrape_until(metrics, "\nsaxgw_envoy_up 1\n")
+    # "::", every interface, is both families': Envoy bound it IPv6 only, and refused IPv4
+    # clients the ops port (Python's, dual-stack) answered.
+    with saxgw_up([*argv, "--listen=::", "--ops-listen=::", "--drain-delay=0"]) as up:
+        up.wait_for("Ready. Try:", timeout=40)
+        for host in ("127.0.0.1", "[::1]"):
+            assert httpx.get(f"http://{host}:{port}/listcells").json() == {"cells": ["/sax/test"]}
+            assert httpx.get(f"http://{host}:{ops}/livez").text == "ok\n"

@@ -379,7 +379,7 @@ async def test_a_wait_for_ready_counts_with_the_clients_streams(tmp_path: Path) 
         watch.cancel()
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert refused.value.details() == (
-        "client ipv4:127.0.0.1 already has 1 streams or waits open, the limit per client;"
+        "client 127.0.0.1 already has 1 streams or waits open, the limit per client;"
         " close some first"
     )
 

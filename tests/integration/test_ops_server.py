@@ -296,3 +296,30 @@ def test_a_connection_that_sends_no_request_is_closed(tmp_path: Path) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_an_ops_process_on_ipv6_loopback_serves_and_names_its_url_in_brackets(
+    tmp_path: Path,
+) -> None:
+    # `saxgw up --ops-listen ::1` stopped the whole stack: the server was IPv4 only ("Address
+    # family for hostname not supported").
+    port = free_port()
+    argv = [sys.executable, "-m", "gateway.cli", "ops", "--host=::1", f"--port={port}"]
+    proc = subprocess.Popen(
+        [*argv, "--log-format=json", f"--metrics-dir={tmp_path}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    try:
+        first = json.loads(proc.stdout.readline())
+        assert first["message"] == f"ops server: http://[::1]:{port}/metrics"
+        url = f"http://[::1]:{port}{LIVE_PATH}"
+        assert httpx.get(url, timeout=10).text == "ok\n"  # Host: [::1]:port, a loopback name
+        refused = httpx.get(url, headers={"host": f"evil.example:{port}"}, timeout=10)
+        assert refused.status_code == 421
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0

@@ -413,6 +413,9 @@ def test_grpc_logs_are_quiet_for_client_verbs_only(
         ("localhost", False, "localhost:8888"),
         ("gw.example.com", True, "gw.example.com:443"),
         ("[::1]", False, "[::1]:8888"),
+        # A bare IPv6 address too: grpc dialled ::1 at 443, in plaintext.
+        ("::1", False, "[::1]:8888"),
+        ("fd00::5", True, "[fd00::5]:443"),
         ("localhost:9000", False, "localhost:9000"),
         ("[::1]:9000", True, "[::1]:9000"),
         ("unix:/run/saxgw.sock", False, "unix:/run/saxgw.sock"),

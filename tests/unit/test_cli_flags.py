@@ -75,6 +75,17 @@ def test_a_wrong_flag_value_is_one_line(
 
 
 @pytest.mark.parametrize(
+    ("given", "taken"),
+    [("::", "::"), ("0:0:0:0:0:0:0:0", "::"), ("[::1]", "::1"), ("localhost", "127.0.0.1")],
+)
+def test_a_listen_address_is_taken_in_its_one_spelling(given: str, taken: str) -> None:
+    # [::1], as URLs write it, was refused; 0:0:0:0:0:0:0:0, which is ::, listened on IPv6
+    # only (Envoy takes IPv4 callers on an address spelt ::).
+    args = parser().parse_args(["up", "--listen", given, "--ops-listen", given])
+    assert (args.listen, args.ops_listen) == (taken, taken)
+
+
+@pytest.mark.parametrize(
     ("flags", "message"),
     [
         (["--ops-port", "38988"], "port 38988 is given twice (Envoy's public port, --port; the"),

@@ -548,17 +548,26 @@ def test_tls_files_must_be_pem_that_envoy_can_use(tmp_path: Path) -> None:
 def test_cors_origins_are_origins_as_browsers_send_them() -> None:
     # Envoy compares the Origin header exactly: an origin written another way matched no
     # request, and the page it was meant for got 403 with nothing at start to say why.
+    # An IPv6 host as browsers write it (RFC 5952: [0:0::1] is sent as [::1]).
     written = ["HTTPS://App.Example.com:443", "http://localhost:3000", "*", "null"]
+    written += ["http://[0:0:0:0:0:0:0:1]:3000", "https://[FD00:0::5]:443"]
     assert edge({"cors": {"allowed_origins": written}}).cors_origins == (
         "https://app.example.com",
         "http://localhost:3000",
         "*",
         "null",
+        "http://[::1]:3000",
+        "https://[fd00::5]",
     )
     expected = (
         "expected an origin as browsers send it, scheme://host[:port] without a path "
         "(https://app.example.com), or *"
     )
-    for wrong in ["https://app.example.com/", "app.example.com", "https://a.example/x"]:
+    for wrong in [
+        "https://app.example.com/",
+        "app.example.com",
+        "https://a.example/x",
+        "http://[1:::2]",
+    ]:
         data = {"cors": {"allowed_origins": ["https://ok.example", wrong]}}
         assert _error(data) == f"cors.allowed_origins[1]: {expected}"

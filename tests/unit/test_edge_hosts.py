@@ -49,6 +49,14 @@ def test_a_listener_on_every_ipv6_address_renders_and_answers_every_host() -> No
     config = yaml.safe_load(render(settings))
     listener = config["static_resources"]["listeners"][0]
     assert listener["address"]["socket_address"]["address"] == "::"
+    # Envoy dials a gateway at an IPv6 address without its brackets: it looked "[::1]" up in
+    # DNS, found nothing, and answered every call 503 "no healthy upstream".
+    for cluster in config["static_resources"]["clusters"][:2]:
+        [endpoint] = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
+        assert endpoint["endpoint"]["address"]["socket_address"] == {
+            "address": "::1",
+            "port_value": 50051,
+        }
     (gateway,) = _virtual_hosts(render(settings))
     assert gateway["domains"] == ["*"]
 
@@ -94,6 +102,7 @@ def test_the_admin_of_a_container_also_takes_the_drain_that_envoy_run_sends(
         ("*.example.com", "*.example.com"),
         ("10.0.0.5", "10.0.0.5"),
         ("[fd00::5]", "[fd00::5]"),
+        ("[FD00:0:0::5]", "[fd00::5]"),  # as a browser sends it in Host
         ("*", "*"),
     ],
 )

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from gateway.cli.main import parser
+from gateway.cli.main import main, parser
 from gateway.configfile import load_config
 from gateway.launch.stack import ENVOY_JSON_LOG
 from gateway.ops import LIVE_PATH, READY_PATH
@@ -325,3 +326,26 @@ def test_the_docs_steps_for_a_real_cell_stand_on_their_own() -> None:
     created = re.findall(r"^kubectl create namespace (\S+)$", block, re.MULTILINE)
     assert set(re.findall(r" -n (\S+)", block)) == set(created) == {"sax"}
     assert block.index("kubectl create namespace") < block.index(" -n ")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_pod_is_reached_on_an_ipv4_ipv6_or_dual_stack_cluster(
+    overlay: str, tmp_path: Path
+) -> None:
+    # Envoy and the ops server listened on 0.0.0.0: on an IPv6 cluster the Service's traffic
+    # and kubelet's probes, sent to the pod's IPv6 address, were refused, and no pod was ever
+    # Ready. Both listen on ::, every address of both families (tests/e2e/test_up.py: both
+    # families answered there).
+    ops = parser().parse_args(_containers(overlay)["ops"]["args"])
+    init = _init(overlay, "envoy-config")["args"]
+    assert (ops.host, parser().parse_args(init).listen) == ("::", "::")
+    out = tmp_path / "envoy"
+    # Its own flags up to --out, which is here, and --config, which names the pod's files.
+    assert main([*init[: init.index("--out")], "--out", str(out)]) == 0
+    config = yaml.safe_load((out / "envoy.yaml").read_text())
+    [listener] = config["static_resources"]["listeners"]
+    assert listener["address"]["socket_address"] == {
+        "address": "::",
+        "port_value": 8888,
+        "ipv4_compat": True,
+    }

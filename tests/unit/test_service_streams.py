@@ -39,8 +39,9 @@ def test_client_is_the_address_envoy_tells_else_the_one_it_appended_else_the_pee
     assert client_of(_context(told, "ipv4:127.0.0.1:5000")) == "6.6.6.6"  # trusted hops
     envoy = _context([("x-forwarded-for", "6.6.6.6, 10.0.0.7")], "ipv4:127.0.0.1:5000")
     assert client_of(envoy) == "10.0.0.7"  # a client cannot pick its own key
-    assert client_of(_context([], "ipv4:127.0.0.1:5000")) == "ipv4:127.0.0.1"
-    assert client_of(_context([], "ipv6:[::1]:5000")) == "ipv6:[::1]"
+    assert client_of(_context([], "ipv4:127.0.0.1:5000")) == "127.0.0.1"
+    assert client_of(_context([], "ipv6:[::1]:5000")) == "::/64"
+    assert client_of(_context([], "unix:/run/saxgw.sock")) == "unix:/run/saxgw.sock"
 
 
 def test_an_ipv6_client_is_its_slash_64() -> None:
@@ -54,6 +55,10 @@ def test_an_ipv6_client_is_its_slash_64() -> None:
     assert of("192.0.2.1") == "192.0.2.1"
     forwarded = _context([("x-forwarded-for", "10.0.0.7, 2001:db8::9")], "")
     assert client_of(forwarded) == "2001:db8::/64"
+    # A direct caller (no Envoy: saxgw gateway on its own) too: its key was the gRPC peer,
+    # "ipv6:[2001:db8::1]", one per address.
+    direct = [client_of(_context([], f"ipv6:[2001:db8::{n}]:{5000 + n}")) for n in (1, 2)]
+    assert direct == ["2001:db8::/64"] * 2
 
 
 def test_streams_over_the_per_client_limit_are_refused() -> None:

@@ -9,6 +9,7 @@ Values are never echoed in errors, so a mistyped API key does not end up in a lo
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -132,7 +133,11 @@ class _Node:
             raise self.fail(f"{path} is a directory; this names a file")
         if not path.is_file():
             raise self.fail(f"no such file: {path}")
-        return path.resolve()
+        # Absolute, but through its symlinks, not to where they point now: a Kubernetes
+        # Secret's tls.crt is ``..data/tls.crt`` with ``..data`` a link to a timestamped
+        # directory that an update replaces (and deletes), so Envoy, pinned to the old one,
+        # never saw a renewal, and an Envoy started again found no certificate at all.
+        return Path(os.path.abspath(path))
 
     def boolean(self) -> bool:
         if not isinstance(self.value, bool):

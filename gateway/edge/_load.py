@@ -9,7 +9,6 @@ Values are never echoed in errors, so a mistyped API key does not end up in a lo
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -136,8 +135,9 @@ class _Node:
         # Absolute, but through its symlinks, not to where they point now: a Kubernetes
         # Secret's tls.crt is ``..data/tls.crt`` with ``..data`` a link to a timestamped
         # directory that an update replaces (and deletes), so Envoy, pinned to the old one,
-        # never saw a renewal, and an Envoy started again found no certificate at all.
-        return Path(os.path.abspath(path))
+        # never saw a renewal, and an Envoy started again found no certificate at all. Not
+        # normalized either: ``link/../x`` is where the system finds it, not ``x``.
+        return path.absolute()
 
     def boolean(self) -> bool:
         if not isinstance(self.value, bool):

@@ -300,7 +300,7 @@ def _jwt(config: EdgeConfig) -> dict[str, Any]:
         f"issuer{i}": {
             "issuer": j.issuer,
             "audiences": list(j.audiences),
-            "local_jwks": {"filename": str(j.jwks_file)},
+            "local_jwks": {"inline_string": j.jwks},  # as read at start (JwtIssuer.jwks)
             "forward": False,
             # Envoy's default accepts a token without `exp` forever (docs/security.md).
             "require_expiration": j.require_expiration,

@@ -132,7 +132,12 @@ class _Node:
             raise self.fail(f"{path} is a directory; this names a file")
         if not path.is_file():
             raise self.fail(f"no such file: {path}")
-        return path.resolve()
+        # Absolute, but through its symlinks, not to where they point now: a Kubernetes
+        # Secret's tls.crt is ``..data/tls.crt`` with ``..data`` a link to a timestamped
+        # directory that an update replaces (and deletes), so Envoy, pinned to the old one,
+        # never saw a renewal, and an Envoy started again found no certificate at all. Not
+        # normalized either: ``link/../x`` is where the system finds it, not ``x``.
+        return path.absolute()
 
     def boolean(self) -> bool:
         if not isinstance(self.value, bool):
@@ -241,14 +246,15 @@ def _jwt(node: _Node, base: Path) -> JwtIssuer:
             raise node.fail(f"missing {required!r}")
     jwks = m["jwks_file"].file(base)
     try:
-        problem = jwks_problem(jwks.read_text())
+        key_set = jwks.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise m["jwks_file"].fail(f"{jwks} is not a readable text file") from exc
-    if problem:
+    if problem := jwks_problem(key_set):
         raise m["jwks_file"].fail(f"{jwks} {problem}")
     return JwtIssuer(
         issuer=m["issuer"].text(),
         jwks_file=jwks,
+        jwks=key_set,
         audiences=tuple(n.text() for n in m["audiences"].items()) if "audiences" in m else (),
         client_claim=m["client_claim"].text() if "client_claim" in m else "sub",
         roles=m["roles"].given(_EMPTY_OR_ABSENT + "the data role").choices(ROLES)

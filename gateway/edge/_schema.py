@@ -42,6 +42,12 @@ class JwtIssuer:
 
     issuer: str
     jwks_file: Path
+    jwks: str = field(repr=False)
+    """The key set as ``jwks_file`` held when the config was read: Envoy gets this text, not
+    the file, so an Envoy started again (a crash, the watchdog) verifies with the keys the
+    stack started with, as the rest of the config stays as read, and a JWKS file edited
+    meanwhile (or half written) cannot keep it from starting. Out of ``repr``: an ``oct``
+    key is a shared secret."""
     audiences: tuple[str, ...] = ()
     client_claim: str = "sub"
     """The claim whose value becomes the client id."""

@@ -175,7 +175,12 @@ def _otlp_channel(endpoint: str, certificate: str | None) -> dict[str, object]:
         "stat_prefix": "otlp",
     }
     if tls_endpoint(endpoint):
-        roots = {"root_certs": {"filename": certificate}} if certificate else {}
+        # The CA itself, as read now (saxgw checked the file at start), not its name: an
+        # Envoy started again while the file was being replaced, or after it moved, refused
+        # to start at all (`Invalid path`), for the sake of its spans.
+        roots = (
+            {"root_certs": {"inline_string": Path(certificate).read_text()}} if certificate else {}
+        )
         channel["channel_credentials"] = {"ssl_credentials": roots}
     return channel
 

@@ -353,6 +353,13 @@ class Stack:
             # every start, as multiprocess metrics files must not outlive their run.
             self.metrics_dir.mkdir()
             telemetry = dataclasses.replace(telemetry, metrics_dir=str(self.metrics_dir))
+        if telemetry.otlp_certificate:
+            # A copy in the private directory, as the config's snapshot: a gateway the
+            # supervisor starts again read the file named at start, and one replaced or
+            # moved since kept it from starting at all (`--otlp-certificate: cannot read`).
+            roots = Path(self._tmp.name) / "collector-ca.pem"
+            write_private(roots, Path(telemetry.otlp_certificate).read_text())
+            telemetry = dataclasses.replace(telemetry, otlp_certificate=str(roots))
         snapshot = self._config_snapshot()
         shared = None
         if len(s.gateway_ports) > 1:

@@ -128,7 +128,8 @@ CASES: list[tuple[str, str, str | None]] = [
 
 
 def _envoy_starts_with(jwks: Path, tmp_path: Path) -> bool:
-    edge = EdgeConfig(jwt=(JwtIssuer(issuer="https://i.test", jwks_file=jwks),))
+    issuer = JwtIssuer(issuer="https://i.test", jwks_file=jwks, jwks=jwks.read_text())
+    edge = EdgeConfig(jwt=(issuer,))
     config = tmp_path / "envoy.yaml"
     config.write_text(render(EnvoySettings(gateway_endpoints=["127.0.0.1:1"], edge=edge)))
     validate = [str(envoy_binary()), "--mode", "validate", "-c", str(config)]

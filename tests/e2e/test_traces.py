@@ -15,6 +15,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import grpc
@@ -26,7 +27,7 @@ from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.config import TelemetrySettings
 from gateway.launch.processes import free_port
-from gateway.launch.stack import Stack, StackSettings
+from gateway.launch.stack import Stack, StackSettings, health_answers
 from gateway.service.args import gateway_argv
 from tests._grpc import sync_channel
 from tests._otlp import Receiver, attributes
@@ -312,6 +313,27 @@ def test_spans_reach_a_tls_collector_that_wants_a_key_from_envoy_and_the_gateway
             assert reply.status_code == 200, reply.text
             spans = receiver.wait_until(trace, _envoy_and_server(receiver))
             envoy, server = _split(receiver, spans)
+            # The CA file replaced or gone: a gateway and an Envoy the supervisor starts
+            # again use the CA read at start. Both refused to start without the file (the
+            # gateway `--otlp-certificate: cannot read`, Envoy `Invalid path`): the worker
+            # stayed down, or the public port with it, for the sake of spans.
+            roots.unlink()
+            ready = {
+                "gateway-0": partial(health_answers, running.gateway_addresses[0]),
+                "envoy": partial(running.wait_healthy, timeout=0),
+            }
+            for name, answers in ready.items():
+                dying = dict(running.group.children)[name]
+                dying.kill()
+                dying.wait()
+                running.group.restart(name)  # as the supervisor does
+                running.group.wait_until(name, answers, 30)
+            trace, traceparent = _traceparent()
+            reply = httpx.get(
+                f"{running.http_url}/listcells", headers={"traceparent": traceparent}, timeout=30
+            )
+            assert reply.status_code == 200, reply.text
+            _split(receiver, receiver.wait_until(trace, _envoy_and_server(receiver)))
     finally:
         receiver.stop()
     assert server.parent_span_id == envoy.span_id

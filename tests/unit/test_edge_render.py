@@ -546,3 +546,26 @@ def test_a_model_stream_that_moves_nothing_for_its_timeout_is_reset(
     for path in ["/saxgateway.v1.SaxGateway/WatchAddresses", "/grpc.health.v1.Health/Watch"]:
         assert _route(routes, path)["route"]["idle_timeout"] == "0s", path
     assert not any("max_stream_duration" in route.get("route", {}) for route in routes)
+
+
+def test_envoy_starts_again_with_the_collector_ca_read_at_start(tmp_path: Path) -> None:
+    """`--otlp-certificate` is checked when saxgw starts, and Envoy's config carries the CA
+    itself: an Envoy the supervisor starts again (a crash, its watchdog) while the file is
+    being replaced, or gone, starts. It named the file, and Envoy refused to start without
+    it (`Invalid path`): the public port down in a restart loop for the sake of tracing."""
+    roots = tmp_path / "collector-ca.pem"
+    roots.write_bytes(CertificateAuthority.generate().pem())
+    settings = EnvoySettings(
+        gateway_endpoints=["127.0.0.1:1"],
+        otlp_endpoint="https://collector.test:4317",
+        otlp_certificate=str(roots),
+    )
+    (tmp_path / "envoy.yaml").write_text(render(settings))
+    roots.unlink()
+    result = subprocess.run(
+        [str(envoy_binary()), "--mode", "validate", "-c", str(tmp_path / "envoy.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "OK" in result.stdout + result.stderr, result.stderr[-2000:]

@@ -299,7 +299,8 @@ def test_a_tls_collectors_ca_comes_from_the_flag_or_the_standard_variable(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pem = tmp_path / "ca.pem"
-    pem.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    pem_text = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    pem.write_text(pem_text)
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", str(pem))
     https = ["up", "--otlp-endpoint", "https://collector:4317"]
@@ -358,7 +359,8 @@ def test_envoy_config_for_containers_traces_as_the_pods_variables_say(
     # One set of OpenTelemetry variables on the pod traces both of its containers: the
     # gateway's flags default to them, and envoy-config's --otlp-endpoint did not.
     pem = tmp_path / "ca.pem"
-    pem.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    pem_text = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    pem.write_text(pem_text)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector.test:4317")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", str(pem))
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-key=s3cret")
@@ -369,7 +371,8 @@ def test_envoy_config_for_containers_traces_as_the_pods_variables_say(
     assert service["google_grpc"] == {
         "target_uri": "collector.test:4317",
         "stat_prefix": "otlp",
-        "channel_credentials": {"ssl_credentials": {"root_certs": {"filename": str(pem)}}},
+        # The CA as the pod's file held it (Envoy's container need not mount it).
+        "channel_credentials": {"ssl_credentials": {"root_certs": {"inline_string": pem_text}}},
     }
     assert service["initial_metadata"] == [{"key": "x-key", "value": "s3cret"}]
     assert (out / "envoy.yaml").stat().st_mode & 0o077 == 0  # it holds the collector's key

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,8 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gateway.configfile import load_config
 from tests.e2e._bodies import envoy_error
 from tests.e2e._published import TEST_LM
+from tests.e2e.security._fronts import front_envoy
 from tests.e2e.security.conftest import (
     ISSUER,
     LASTING_ISSUER,
@@ -206,6 +209,29 @@ def test_bad_jwts_are_refused_saying_why(
         assert openai.status_code == 401, openai.text
         error = {"message": why, "type": "authentication_error", "param": None}
         assert openai.json() == {"error": {**error, "code": "invalid_api_key"}}
+
+
+def test_an_envoy_started_again_keeps_the_key_set_read_at_start(
+    secure: SecureStack, tmp_path: Path
+) -> None:
+    """The config, JWKS files too, is read once at start (docs/config.md): an Envoy the
+    supervisor starts again (after a crash, or its watchdog) verifies tokens with the key
+    set the stack read, whatever the file holds by then. It read the file anew: an edit
+    half done at that moment kept Envoy from starting at all (`invalid local jwks`), the
+    public port down; a finished one applied in that Envoy alone, ahead of any restart."""
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(secure.signer.jwks())
+    config = tmp_path / "saxgw.yaml"
+    config.write_text(f"auth:\n  jwt:\n    - {{issuer: '{ISSUER}', jwks_file: jwks.json}}\n")
+    edge = dataclasses.replace(secure.stack.envoy.edge, jwt=load_config(config).edge.jwt)
+    jwks.write_text('{"keys": [')  # an editor's first write
+    token = secure.signer.token({"iss": ISSUER, "sub": "team-a"})
+    with (
+        front_envoy(secure, edge, tmp_path, "envoy-jwks") as port,
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http,
+    ):
+        listed = http.get("/listcells", headers={"Authorization": f"Bearer {token}"})
+        assert (listed.status_code, listed.json()) == (200, {"cells": ["/sax/test"]})
 
 
 def test_a_jwt_without_expiry_is_refused_unless_its_issuer_allows(

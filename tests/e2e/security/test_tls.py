@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import socket
 import ssl
 import subprocess
@@ -20,6 +21,7 @@ import httpx
 import pytest
 from cryptography import x509
 
+from gateway.configfile import load_config
 from gateway.edge import CertificateClient, Tls
 from gateway.launch.processes import free_port
 from tests.e2e._published import TEST_LM
@@ -98,9 +100,14 @@ def model(secure: SecureStack) -> Iterator[str]:
 
 
 def _server_cn(front: TlsFront) -> str:
+    return _served_cn(front.port, front.context())
+
+
+def _served_cn(port: int, context: ssl.SSLContext) -> str:
+    """The common name of the certificate the listener on ``port`` serves."""
     with (
-        socket.create_connection(("127.0.0.1", front.port), timeout=10) as raw,
-        front.context().wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
     ):
         der = tls.getpeercert(binary_form=True)
     assert der is not None
@@ -267,3 +274,44 @@ def test_renewed_certificate_is_served_without_dropping_streams(
             # The stream opened before the renewal runs to its end.
             rest = [line for line in lines if line.startswith("data:")]
             assert '"done":true' in rest[-1], rest[-1]
+
+
+def test_a_kubernetes_secret_update_is_served_and_outlives_envoy(
+    secure: SecureStack, tmp_path: Path
+) -> None:
+    """A Secret volume as kubelet lays it out: ``tls.crt -> ..data/tls.crt``, ``..data ->
+    ..<timestamp>``; an update writes a new timestamped directory, renames a new ``..data``
+    link over the old one and deletes the old directory. The config names ``tls/tls.crt``."""
+    ca = CertificateAuthority.generate()
+    volume = tmp_path / "tls"
+    volume.mkdir()
+
+    def project(version: str, common_name: str) -> None:
+        cert, key = ca.issue(common_name, server=True)
+        files = volume / f"..{version}"
+        files.mkdir()
+        (files / "tls.crt").write_bytes(cert)
+        (files / "tls.key").write_bytes(key)
+        (volume / "..data_tmp").symlink_to(files.name)
+        (volume / "..data_tmp").replace(volume / "..data")
+
+    project("2026_12_01", "saxgw server 1")
+    for name in ("tls.crt", "tls.key"):
+        (volume / name).symlink_to(f"..data/{name}")
+    config = tmp_path / "saxgw.yaml"
+    config.write_text("tls: {cert_file: tls/tls.crt, key_file: tls/tls.key}\n")
+    tls = load_config(config).edge.tls
+    edge = dataclasses.replace(secure.stack.envoy.edge, tls=tls)
+    context = ssl.create_default_context(cafile=None, cadata=ca.pem().decode())
+    with front_envoy(secure, edge, tmp_path / "first", "envoy-k8s-tls") as port:
+        assert _served_cn(port, context) == "saxgw server 1"
+        project("2026_12_02", "saxgw server 2")
+        shutil.rmtree(volume / "..2026_12_01")
+        deadline = time.monotonic() + 30
+        while _served_cn(port, context) != "saxgw server 2":
+            assert time.monotonic() < deadline, "Envoy never served the updated Secret"
+            time.sleep(0.3)
+    # An Envoy started again (a crash, its container restarted) from the same rendered
+    # config serves the volume's files as they are now: the old directory is gone.
+    with front_envoy(secure, edge, tmp_path / "again", "envoy-k8s-tls") as port:
+        assert _served_cn(port, context) == "saxgw server 2"

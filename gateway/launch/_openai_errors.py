@@ -2,8 +2,9 @@
 tables of the template's ``openai_errors`` Lua, rendered from the gateway's own.
 
 The gateway sends its OpenAI errors' envelope in ``x-openai-error``, which the Lua makes the
-body. A failure grpc reports itself, before or around the gateway's code (a ``grpc-timeout``
-that passes before the handler runs: ``Deadline Exceeded``), has none: the transcoder writes
+body. A failure grpc reports itself, before or around the gateway's code (a ``-bin`` header
+that is not base64; never a ``grpc-timeout``, which these routes hand the gateway under
+another name), has none: the transcoder writes
 its ``{"code","message","details"}``, and the Lua turns that into the envelope with these
 tables, the ``type``, ``param`` and ``code`` the gateway gives each gRPC code, and the headers
 the SDKs act on (``retry-after``, ``x-should-retry``): gateway/service/openai/_errors.py,

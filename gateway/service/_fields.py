@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 
 from google.protobuf import duration_pb2, struct_pb2
@@ -18,7 +19,7 @@ from gateway.common.names import (
     parse_cell_id,
     parse_model_id,
 )
-from gateway.common.rpc import Context
+from gateway.common.rpc import Context, metadata_value
 
 
 def invalid(field: str, description: str) -> InvalidArgumentError:
@@ -204,7 +205,29 @@ def deadline(
     remaining = context.time_remaining()
     if remaining is not None:
         seconds = min(seconds, remaining - min(REPORT_MARGIN_S, remaining / 10))
+    relayed = metadata_value(context, RELAYED_TIMEOUT_HEADER)
+    if relayed is not None:
+        seconds = min(seconds, _grpc_timeout(relayed))
     return seconds
+
+
+#: The header in which Envoy hands the gateway an HTTP client's ``grpc-timeout`` on the
+#: routes of HTTP streams and of the OpenAI API (envoy/envoy.yaml.tmpl), so that grpc does
+#: not enforce it and the gateway alone ends the call: at grpc's deadline nothing more can
+#: be sent, and a stream whose gateway was a moment late (a busy loop; a tenth of a 100 ms
+#: deadline is 10 ms) ended with no last event, which an SSE client took for a complete
+#: answer. A caller who sends it itself only sets its own deadline, as with grpc-timeout.
+RELAYED_TIMEOUT_HEADER = "x-saxgw-grpc-timeout"
+_GRPC_TIMEOUT = re.compile(r"0*([1-9][0-9]{0,7})([HMSmun])")  # Envoy's check of grpc-timeout
+_TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+
+
+def _grpc_timeout(value: str) -> float:
+    """Seconds of a gRPC timeout value (``30S``, ``500m``), as grpc reads the header."""
+    match = _GRPC_TIMEOUT.fullmatch(value)
+    if match is None:
+        raise invalid("grpc-timeout", "not a gRPC timeout (a positive number and a unit)")
+    return int(match[1]) * _TIMEOUT_UNITS[match[2]]
 
 
 #: The gateway's own deadline ends this long (at most a tenth of the time) before the

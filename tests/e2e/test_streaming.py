@@ -3,6 +3,7 @@ cancellation on disconnect, and deadlines."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import socket
@@ -316,6 +317,42 @@ def test_deadline_mid_stream_is_an_in_band_error(http: httpx.Client, model: str,
     final = events[-1]
     assert final["done"] is True
     assert isinstance(final["error"], dict) and final["error"]["code"] == 4
+
+
+@pytest.mark.overrides({"text": "a b c d e", "length": "200", "delay_ms": "20"})
+def test_short_deadlines_under_load_still_end_with_the_last_event(stack: Stack, model: str) -> None:
+    # 50 SSE streams at once on each face with a 100 ms grpc-timeout: the gateway's own
+    # deadline came 10 ms before grpc's, less than its busy loop took to send the error,
+    # and up to half of those that had begun ended without their last event: `done` on
+    # /generate_stream, the error event (or `[DONE]`) on the OpenAI face, whose SDKs take
+    # a stream that just ends for a complete answer.
+    async def one(http: httpx.AsyncClient, openai: bool) -> tuple[int, str, float]:
+        path, body = ("/v1/completions", {"model": model, "prompt": "q", "stream": True})
+        if not openai:
+            path, body = "/generate_stream", {"model": model, "query": "q"}
+        started = time.monotonic()
+        headers = {"grpc-timeout": "100m"}
+        async with http.stream("POST", path, json=body, headers=headers) as response:
+            lines = [line async for line in response.aiter_lines() if line]
+        return response.status_code, lines[-1], time.monotonic() - started
+
+    async def all_of_them() -> list[tuple[int, str, float]]:
+        limits = httpx.Limits(max_connections=100)
+        async with httpx.AsyncClient(base_url=stack.http_url, timeout=30, limits=limits) as http:
+            return await asyncio.gather(*(one(http, n % 2 == 0) for n in range(100)))
+
+    for status, last, took in asyncio.run(all_of_them()):
+        assert took < 0.1 + 5, took
+        if status == 504:  # its deadline passed before its first token: a plain status
+            error = json.loads(last)
+            assert error.get("code") == 4 or error["error"]["code"] == "timeout", error
+            continue
+        assert status == 200
+        event = json.loads(last.removeprefix("data: "))
+        if "error" in event and "done" not in event:  # the OpenAI face
+            assert event["error"]["code"] == "timeout", event
+        else:
+            assert event["done"] is True and event["error"]["code"] == 4, event
 
 
 def test_deadline_before_streaming_is_504(http: httpx.Client) -> None:

@@ -68,6 +68,9 @@ class _Context:
     def __init__(self) -> None:
         self.aborted: tuple[object, str, Sequence[tuple[str, str | bytes]]] | None = None
 
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ()
+
     def time_remaining(self) -> float | None:
         return None
 

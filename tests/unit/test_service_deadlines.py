@@ -24,9 +24,13 @@ SETTINGS = GatewaySettings(client=ClientSettings(sax_root="/tmp/root"), default_
 @dataclass
 class _Context:
     remaining: float | None = None
+    metadata: tuple[tuple[str, str], ...] = ()
 
     def time_remaining(self) -> float | None:
         return self.remaining
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self.metadata
 
 
 def _context(remaining: float | None = None) -> Context:
@@ -55,6 +59,32 @@ def test_the_soonest_of_grpcs_deadline_the_body_and_the_default() -> None:
     assert (stream.at, stream.retry_by) == pytest.approx((at + 600, at + 30), abs=0.1)
     with pytest.raises(InvalidArgumentError, match="timeout: must be positive"):
         deadlines.call_deadline(_context(), _generate(0), SETTINGS)
+
+
+def test_a_grpc_timeout_envoy_relays_is_the_gateways_alone_to_keep() -> None:
+    # An HTTP stream's grpc-timeout, which Envoy hands on as x-saxgw-grpc-timeout so that grpc
+    # does not cut the stream before its last event: all of it, with no margin.
+    def relayed(value: str) -> Context:
+        return cast(Context, _Context(metadata=(("x-saxgw-grpc-timeout", value),)))
+
+    at = now()
+    assert deadlines.call_deadline(relayed("1500m"), _generate(), SETTINGS).at == pytest.approx(
+        at + 1.5, abs=0.05
+    )
+    assert deadlines.call_deadline(relayed("1S"), _generate(2), SETTINGS).at == pytest.approx(
+        at + 1, abs=0.05
+    )
+    assert deadlines.call_deadline(relayed("0001S"), _generate(), SETTINGS).at == pytest.approx(
+        at + 1, abs=0.05
+    )
+    assert deadlines.call_deadline(relayed("1H"), _generate(), SETTINGS).at == pytest.approx(
+        at + 30, abs=0.05
+    )
+    stream = deadlines.call_deadline(relayed("2S"), _generate(), SETTINGS, stream=True)
+    assert (stream.at, stream.retry_by) == pytest.approx((at + 2, at + 2), abs=0.05)
+    for bad in ("0S", "1s", "123456789S", "-1S", "soon", ""):
+        with pytest.raises(InvalidArgumentError, match="grpc-timeout: not a gRPC timeout"):
+            deadlines.call_deadline(relayed(bad), _generate(), SETTINGS)
 
 
 def test_the_servicer_gets_the_deadline_fixed_where_the_call_entered() -> None:

@@ -18,6 +18,9 @@ class _Context:
     def __init__(self, remaining: float | None) -> None:
         self._remaining = remaining
 
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ()
+
     def time_remaining(self) -> float | None:
         return self._remaining
 

@@ -149,9 +149,15 @@ async def test_calls_no_model_answered_count_no_input_characters(
         )
 
     await eventually(recorded)
-    chars = "saxgw_text_characters_total"
-    assert sample(gateway, chars, **unknown, direction="input") == 0
-    assert sample(gateway, chars, **overloaded, direction="input") == 0
+    # Not even a series at 0: each was written out for every model and status that had a
+    # call, so a model only ever refused (and "unknown") showed characters it never had.
+    assert gateway.metrics is not None
+    gateway.metrics.flush()
+    for labels in (unknown, overloaded):
+        for direction in ("input", "output"):
+            chars = {**labels, "direction": direction}
+            value = gateway.metrics.registry.get_sample_value("saxgw_text_characters_total", chars)
+            assert value is None, chars
 
 
 async def test_a_call_is_counted_under_the_sax_method_its_acl_names(
@@ -223,6 +229,10 @@ async def test_callers_and_tokens_are_counted_and_traced(
                 timeout=10,
             )
             assert [m async for m in stream][-1].done
+            team = [(IDENTITY_HEADER, "team-a")]
+            await stub.Embed(pb.EmbedRequest(model=model, text="hello"), metadata=team, timeout=10)
+            score = pb.ScoreRequest(model=model, prefix="hello", suffix=["world"])
+            await stub.Score(score, metadata=team, timeout=10)
         requests = "saxgw_requests_total"
         ok = {"grpc_method": "Generate", "grpc_code": "OK"}
         assert sample(server, requests, **ok, client="team-a") == 2
@@ -245,6 +255,13 @@ async def test_callers_and_tokens_are_counted_and_traced(
         streamed = {**team_a, "gen_ai_operation_name": "lm.generate_stream"}
         assert sample(server, f"{usage}_sum", **streamed, gen_ai_token_type="input") == 1
         assert sample(server, f"{usage}_sum", **streamed, gen_ai_token_type="output") == 4
+        # Embeddings and scores read text and write none: their tokens in, and no output
+        # sample (an observed 0 pulled every quantile of output tokens down).
+        for op, tokens_in in (("lm.embed", 1), ("lm.score", 2)):
+            read = {**team_a, "gen_ai_operation_name": op}
+            assert sample(server, f"{usage}_sum", **read, gen_ai_token_type="input") == tokens_in
+            output = {**read, "gen_ai_token_type": "output"}
+            assert server.metrics.registry.get_sample_value(f"{usage}_count", output) is None, op
     finally:
         await server.stop(grace=0)  # flushes the spans
         receiver.stop()

@@ -162,7 +162,8 @@ class GatewayMetrics:
         )
         self.address_changes = Counter(
             "saxgw_address_changes",
-            "Changes of a model's serving address set reported by the Sax admin.",
+            "Changes of a model's serving address set reported by the Sax admin to this "
+            "process (each process watching the model counts each change).",
             [_MODEL],
             registry=r,
         )

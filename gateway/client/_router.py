@@ -188,7 +188,10 @@ class Router:
 
     def forget(self, model_id: str) -> None:
         """Drops what is known of the model (after this client published, updated or
-        unpublished it): the next call, and every call waiting for it, asks the admin anew."""
+        unpublished it): the next call, and every call waiting for it, asks the admin anew.
+        The observer hears nothing: the model's replicas are what they were until a new table
+        finds otherwise (reported as none, a model that served showed 0 replicas after an ACL
+        change until a call of it came to this process; `gone` tells of an unpublished one)."""
         table = self._tables.pop(model_id, None)
         if table is None:
             return
@@ -196,7 +199,6 @@ class Router:
         # Asked "before every call": waiting calls take it as stale and open a new table.
         table.set_error(UnavailableError(f"{model_id} changed"), asked_at=float("-inf"))
         self._retain_channels(table)
-        self._no_replicas(model_id)
 
     def _changed(self, table: AddressTable) -> None:
         self._retain_channels(table)

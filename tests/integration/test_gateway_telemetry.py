@@ -178,6 +178,27 @@ async def test_a_call_is_counted_under_the_sax_method_its_acl_names(
     assert sample(gateway, "saxgw_text_characters_total", **made, direction="input") == 5
 
 
+async def test_a_model_changed_through_the_gateway_keeps_its_replicas(
+    gateway: GatewayServer, inproc_cell: InprocCell
+) -> None:
+    # An ACL set (or an Update) through the gateway dropped the model's address table and
+    # reported it with no replicas: saxgw_model_replicas said 0 for a model that served, and
+    # went on saying it until a call of that model came to the same process, and each change
+    # counted as an address change that never happened.
+    async with admin_stub(inproc_cell.admin.address) as admin:
+        model = await publish(admin, "acl-changed")
+    async with aio_channel(gateway.address) as channel:
+        stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+        await stub.Generate(pb.GenerateRequest(model=model, query="hello"), timeout=10)
+        replicas = {"gen_ai_request_model": model}
+        assert sample(gateway, "saxgw_model_replicas", **replicas) == 1
+        changes = sample(gateway, "saxgw_address_changes_total", **replicas)
+        acl = pb.SetAclRequest(name=model, method="lm.generate", acl="acl/team-a")
+        await stub.SetAcl(acl, timeout=10)
+        assert sample(gateway, "saxgw_model_replicas", **replicas) == 1
+        assert sample(gateway, "saxgw_address_changes_total", **replicas) == changes
+
+
 async def test_with_the_cost_header_on_and_no_metrics_the_cost_is_a_header(
     inproc_cell: InprocCell,
 ) -> None:

@@ -296,6 +296,30 @@ def test_failed_openai_calls_are_timed_under_their_model_and_code(
         assert counted(samples, code) == calls
 
 
+def test_a_call_that_failed_after_its_model_answered_reports_what_it_cost(
+    ops_stack: Stack, model: str
+) -> None:
+    # The model answered (one sample, where n asks for two) and reported its cost, which the
+    # metrics counted for the client; the failure carried no cost, so the access log had
+    # none, and a bill made from it disagreed with one made from the metrics. (A stream is
+    # refused at its first message, when the model has reported no cost yet: none anywhere.)
+    cost = "saxgw_query_cost_tpu_milliseconds_total"
+    op = {"gen_ai_operation_name": "text_completion", "gen_ai_request_model": model}
+    before = _value(_scrape_until(ops_stack, lambda s: True), cost, **op, client="team-a")
+    logged = {}
+    with httpx.Client(base_url=ops_stack.http_url, headers=AUTH, timeout=30) as http:
+        for stream in (False, True):
+            request_id = f"n2-{secrets.token_hex(6)}"
+            body = {"model": model, "prompt": "hello", "n": 2, "stream": stream}
+            reply = http.post("/v1/completions", json=body, headers={"x-request-id": request_id})
+            assert reply.status_code == 400, reply.text
+            logged[stream] = access_log_line(ops_stack, request_id)["query_cost_ms"]
+    assert str(logged[False]).isdigit() and logged[True] is None, logged
+    total = before + int(str(logged[False]))
+    samples = _scrape_until(ops_stack, lambda s: _value(s, cost, **op, client="team-a") >= total)
+    assert _value(samples, cost, **op, client="team-a") == total
+
+
 def test_the_public_port_exposes_neither_metrics_nor_envoy_admin(ops_stack: Stack) -> None:
     with httpx.Client(base_url=ops_stack.http_url, headers=AUTH, timeout=30) as http:
         for path in ("/metrics", "/stats/prometheus", "/server_info", "/config_dump"):

@@ -197,6 +197,15 @@ async def test_a_model_changed_through_the_gateway_keeps_its_replicas(
         await stub.SetAcl(acl, timeout=10)
         assert sample(gateway, "saxgw_model_replicas", **replicas) == 1
         assert sample(gateway, "saxgw_address_changes_total", **replicas) == changes
+        # A change of its replicas shows without waiting for a call of the model: the gateway
+        # goes on watching a model it watched before it changed it.
+        await stub.UpdateModel(pb.UpdateModelRequest(model=model, replicas=2), timeout=10)
+
+        async def both_serve() -> bool:
+            return sample(gateway, "saxgw_model_replicas", **replicas) == 2
+
+        await eventually(both_serve)
+        assert sample(gateway, "saxgw_address_changes_total", **replicas) == changes + 1
 
 
 async def test_with_the_cost_header_on_and_no_metrics_the_cost_is_a_header(

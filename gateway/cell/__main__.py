@@ -3,8 +3,8 @@
     python -m gateway.cell [--sax-root DIR] [--admin-port 10000] [--model-servers 1]
                            [--model-server-ports 10001,10002] [--cell /sax/test] ...
 
-Prints one line per listening address on stdout, logs to stderr, and stops everything on
-SIGINT or SIGTERM.
+Prints one line per listening address on stdout (a JSON record with JSON logs), logs to
+stderr, and stops everything on SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from gateway.cell._errors import CellStartError
 from gateway.cell._launcher import EmbeddedCell
 from gateway.cell._supervise import supervise
 from gateway.cell.settings import DEFAULT_ADMIN_PORT, CellSettings
-from gateway.common import flags
+from gateway.common import flags, logs
 from gateway.common.logs import LogFormat
 
 _log = logging.getLogger("gateway.cell")
@@ -31,6 +31,15 @@ _log = logging.getLogger("gateway.cell")
 def _ports(text: str) -> tuple[int, ...]:
     """Comma-separated ports; 0 picks a free one."""
     return tuple(flags.optional_port(part) for part in text.split(",") if part.strip())
+
+
+def _announce(line: str, log_format: LogFormat) -> None:
+    """Prints an address line on stdout: as it is for text logs, and as a JSON record for
+    JSON logs, which `saxgw up --log-dir` writes to the same file (cell.log)."""
+    if logs.resolved(log_format) == "json":
+        logs.print_record(_log, line)
+    else:
+        print(line, flush=True)
 
 
 async def _run(settings: CellSettings, log_level: str, log_format: LogFormat) -> None:
@@ -48,10 +57,10 @@ async def _run(settings: CellSettings, log_level: str, log_format: LogFormat) ->
             return
         await starting  # a start that failed raises here, having stopped what it started
         try:
-            print(f"SAX_ROOT={cell.sax_root}", flush=True)
-            print(f"admin {cell.cell} {cell.admin_address}", flush=True)
-            for server in cell.model_servers:
-                print(f"model-server {server.address}", flush=True)
+            lines = [f"SAX_ROOT={cell.sax_root}", f"admin {cell.cell} {cell.admin_address}"]
+            lines += [f"model-server {server.address}" for server in cell.model_servers]
+            for line in lines:
+                _announce(line, log_format)
             supervisor = asyncio.create_task(supervise(cell), name="supervise")
             try:
                 await signalled

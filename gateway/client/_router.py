@@ -9,6 +9,7 @@ is made and no file is read; the failure bookkeeping (``Retry``) only exists onc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import random
@@ -182,21 +183,33 @@ class Router:
 
     def gone(self, model_id: str) -> None:
         """The model was unpublished (by this client): forgets it, and tells the observer."""
-        self.forget(model_id)
+        self._drop(model_id)
         if self._observer is not None:
             self._observer.model_gone(model_id)
 
     def forget(self, model_id: str) -> None:
-        """Drops what is known of the model (after this client published, updated or
-        unpublished it): the next call, and every call waiting for it, asks the admin anew."""
+        """Drops what is known of the model (after this client published or updated it): the
+        next call, and every call waiting for it, asks the admin anew, and a model this
+        client watched is watched anew at once. The observer hears of its replicas from the
+        new watch: reported as none meanwhile, a model that served showed 0 replicas after
+        an ACL change, and its old count after a change of its replicas, until a call of it
+        came to this process."""
+        if not self._drop(model_id) or self._closed:
+            return
+        # Its cell's admin may answer no new watch now: the next call asks again.
+        with contextlib.suppress(UnavailableError):
+            self._open(model_id)
+
+    def _drop(self, model_id: str) -> bool:
+        """Drops the model's table, if it has one (whether it had)."""
         table = self._tables.pop(model_id, None)
         if table is None:
-            return
+            return False
         self._tasks.pop(model_id).cancel()
         # Asked "before every call": waiting calls take it as stale and open a new table.
         table.set_error(UnavailableError(f"{model_id} changed"), asked_at=float("-inf"))
         self._retain_channels(table)
-        self._no_replicas(model_id)
+        return True
 
     def _changed(self, table: AddressTable) -> None:
         self._retain_channels(table)

@@ -49,6 +49,8 @@ from gateway.service.openai._responses import DONE
 
 #: Where header_to_metadata keeps the gateway's or a local reply's code.
 METADATA = ("sax", "grpc_status")
+#: Where the `cost_header` and `grpc_status` Lua filters keep the cost trailer they read.
+COST_METADATA = ("sax", "query_cost_ms")
 
 #: Envoy's response code details for a request its client gave up: the connection closed
 #: (flag DC) or, over HTTP/2, the stream reset (flag DR). Details, not flags: DR also marks
@@ -98,6 +100,18 @@ def grpc_status_format(*, text: bool = False) -> str:
         {"command": "DYNAMIC_METADATA", "param": ":".join(METADATA)},
         {"command": "TYPED_CEL", "param": _cancelled("''" if text else "null")},
         "GRPC_STATUS_NUMBER",
+    ]
+    return "%COALESCE(" + json.dumps({"operators": operators}) + ")%"
+
+
+def stream_cost_format() -> str:
+    """The access log's ``stream_query_cost_ms`` command: the cost trailer the gateway sent,
+    else, for a grpc-web call, whose trailers grpc_web moves into the body before the log
+    reads them, the trailer as a Lua filter read it on its way (metrics counted a grpc-web
+    stream's cost, the log had it nowhere)."""
+    operators = [
+        {"command": "TRAILER", "param": "X-SAX-QUERY-COST-MS"},
+        {"command": "DYNAMIC_METADATA", "param": ":".join(COST_METADATA)},
     ]
     return "%COALESCE(" + json.dumps({"operators": operators}) + ")%"
 

@@ -30,6 +30,7 @@ from gateway.launch._access_log import (
     grpc_status_format,
     method_format,
     status_rules,
+    stream_cost_format,
     stream_done,
 )
 from gateway.launch._grpc_failures import grpc_failures_filter
@@ -311,6 +312,7 @@ def render(
         "METHOD_FILTER": json.dumps(method_filter()),
         "GRPC_WEB_FILTERS": "\n          ".join(f"- {json.dumps(f)}" for f in grpc_web_filters()),
         "GRPC_STATUS_FORMAT": json.dumps(grpc_status_format()),
+        "STREAM_COST_FORMAT": json.dumps(stream_cost_format()),
         "STREAM_DONE": stream_done(),
         "METHOD_FORMAT": json.dumps(method_format()),
         **edge_values(settings.edge, settings.cors_origins, secrets_dir or Path("secrets")),

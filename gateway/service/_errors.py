@@ -37,7 +37,7 @@ from gateway.client import (
 from gateway.common.closing import aclose
 from gateway.common.failurelog import FailureLog
 from gateway.common.intercept import Deserializer, Handler, WrappingInterceptor
-from gateway.common.logs import LOGGED_ID_CHARS
+from gateway.common.logs import LOGGED_ID_CHARS, current_call
 from gateway.common.rpc import Context, cancelled_by_caller, metadata_value
 
 log = logging.getLogger(__name__)
@@ -179,13 +179,31 @@ def reply_metadata(
     return extra
 
 
+#: Response trailer (a header of unary replies through Envoy) with the call's accelerator
+#: milliseconds, the sum of what model servers reported in ``query_cost_v0``; absent when none
+#: reported any.
+COST_HEADER = "x-sax-query-cost-ms"
+
+
+def cost_metadata() -> tuple[tuple[str, str], ...]:
+    """The current call's cost trailer, if model servers reported a cost for it: a call that
+    fails after a model answered it (an OpenAI ``n`` over the samples the model returns, the
+    second prompt of two) spent that model's time too, which the metrics count."""
+    cost = getattr(current_call.get(), "cost_ms", 0)
+    return ((COST_HEADER, str(cost)),) if cost else ()
+
+
 async def abort(context: Context, exc: BaseException) -> NoReturn:
     """Ends the call with the status that reports ``exc``; raises as `context.abort` does."""
     code, message, status = to_status(exc, request_id(context))
     await context.abort(
         code,
         message,
-        trailing_metadata=((_DETAILS_KEY, status.SerializeToString()), *reply_metadata(code, exc)),
+        trailing_metadata=(
+            (_DETAILS_KEY, status.SerializeToString()),
+            *reply_metadata(code, exc),
+            *cost_metadata(),
+        ),
     )
 
 

@@ -162,7 +162,8 @@ class GatewayMetrics:
         )
         self.address_changes = Counter(
             "saxgw_address_changes",
-            "Changes of a model's serving address set reported by the Sax admin.",
+            "Changes of a model's serving address set reported by the Sax admin to this "
+            "process (each process watching the model counts each change).",
             [_MODEL],
             registry=r,
         )
@@ -197,6 +198,8 @@ class GatewayMetrics:
         # given up to a new model once idle for IDLE_S and the cap is reached.
         self._models: set[str] = set()
         self._idle: dict[str, float] = {}
+        # Each labelled model's address set as last reported: a change is counted once.
+        self._addresses: dict[str, frozenset[str]] = {}
         # How many models `forget_model` has dropped: callers that keep children of their
         # own (`Recorder`) drop them when it changes, or a forgotten model's would stay.
         self.forgotten = 0
@@ -287,7 +290,12 @@ class GatewayMetrics:
             self._models.discard(label)
             self._idle[label] = time.monotonic()
         self.replicas.labels(label).set(len(addresses))
-        self.address_changes.labels(label).inc()
+        # A report of the set it had (a new watch of it: after a change made through this
+        # gateway, or a watch that was cut short and renewed) changes nothing.
+        reported = frozenset(addresses)
+        if self._addresses.get(label) != reported:
+            self._addresses[label] = reported
+            self.address_changes.labels(label).inc()
 
     def set_admin_up(self, cell: str, up: bool) -> None:
         """Records whether ``cell``'s admin answered the health probe."""
@@ -313,6 +321,7 @@ class GatewayMetrics:
         process's file: the replicas gauge is set to NaN first, which the ops server drops
         from the scrape (``gateway.ops``), while counters and histograms keep their totals
         there (they must never go backwards), frozen."""
+        self._addresses.pop(model_id, None)
         if model_id in self._models:
             self._models.discard(model_id)
         elif self._idle.pop(model_id, None) is None:

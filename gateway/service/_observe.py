@@ -25,6 +25,7 @@ from gateway.client._observer import Trailers
 from gateway.common.intercept import Streaming, Unary, WrappingInterceptor
 from gateway.common.logs import current_call
 from gateway.service._access import Access
+from gateway.service._errors import COST_HEADER
 from gateway.service._metrics import GatewayMetrics
 from gateway.service._tracing import Metadata, Tracing, end_span
 from gateway.service._usage import CallRecord, Recorder, StreamText, request_model
@@ -32,9 +33,6 @@ from gateway.service._usage import CallRecord, Recorder, StreamText, request_mod
 if TYPE_CHECKING:  # the OpenAI package imports note_usage from here
     from gateway.service.openai._tokens import TokenCounter
 
-#: Response header (unary) or trailer (streams) with the call's accelerator milliseconds, the
-#: sum of what model servers reported in ``query_cost_v0``; absent when none reported any.
-COST_HEADER = "x-sax-query-cost-ms"
 _SERVICES = ("/saxgateway.v1.SaxGateway/", "/saxgateway.v1.OpenAIGateway/")
 _ANONYMOUS = "anonymous"
 _OK = grpc.StatusCode.OK

@@ -86,6 +86,8 @@ DATA_METHODS: dict[str, tuple[str, Texts, Texts]] = {
     for method, texts in _TEXTS.items()
 }
 #: OpenAIGateway model calls -> gen_ai.operation.name, as the GenAI conventions name them.
+#: The OpenAI operations that answer with text (embeddings answer with vectors).
+_WRITING = frozenset({"text_completion", "chat"})
 OPENAI_OPERATIONS = {
     "CreateCompletion": "text_completion",
     "CreateChatCompletion": "chat",
@@ -229,13 +231,21 @@ class Recorder:
         data = DATA_METHODS.get(method)
         self.data = data
         self.operation = data[0] if data else OPENAI_OPERATIONS.get(method)
+        # Whether the method answers with text: embeddings and scores have no output tokens,
+        # which an observed 0 would have passed off as a call that wrote nothing.
+        self._writes = method == "GenerateStream" or (
+            data[2] is not _none if data else self.operation in _WRITING
+        )
         self._requests: dict[tuple[grpc.StatusCode, str], Any] = {}
-        # (model label, error type) -> duration, input and output characters children.
-        self._by_model: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
+        # (model label, error type) -> duration child.
+        self._by_model: dict[tuple[str, str], Any] = {}
+        # (model label, direction) -> characters child, made at the first characters counted:
+        # a series at 0 for a model only ever refused (or "unknown") told of text it never had.
+        self._chars: dict[tuple[str, str], Any] = {}
         # (model label, client label) -> cost child; input and output token children.
         self._costs: dict[tuple[str, str], Any] = {}
-        self._token_children: dict[tuple[str, str], tuple[Any, Any]] = {}
-        # `GatewayMetrics.forgotten` when the three above were last emptied: kept past a
+        self._token_children: dict[tuple[str, str], tuple[Any, Any | None]] = {}
+        # `GatewayMetrics.forgotten` when the four above were last emptied: kept past a
         # model's `forget_model`, its children stayed in memory for good (~29 KB a model
         # published and unpublished, in a gateway that runs for weeks).
         self._forgotten = 0
@@ -290,17 +300,13 @@ class Recorder:
         if self._forgotten != m.forgotten:
             self._forgotten = m.forgotten
             self._by_model.clear()
+            self._chars.clear()
             self._costs.clear()
             self._token_children.clear()
         error = "" if code is _OK else code.name
-        children = self._by_model.get((model, error))
-        if children is None:
-            children = self._by_model[(model, error)] = (
-                m.request_duration.labels(op, model, error),
-                m.text_characters.labels(op, model, "input"),
-                m.text_characters.labels(op, model, "output"),
-            )
-        duration, chars_in, chars_out = children
+        duration = self._by_model.get((model, error))
+        if duration is None:
+            duration = self._by_model[(model, error)] = m.request_duration.labels(op, model, error)
         m.observe(duration, elapsed)
         # A stream that failed or whose client left counts what it sent, as one that ended
         # well does (under the same labels: the failure is in requests and error_type).
@@ -310,9 +316,9 @@ class Recorder:
         # its text as sent to the model, so a flood of 429s inflated the characters in.
         answered = code is _OK or out_chars > 0
         if answered and (chars := sum(map(len, usage.inputs))):
-            m.count(chars_in, chars)
+            self._count_chars(model, "input", chars)
         if out_chars:
-            m.count(chars_out, out_chars)
+            self._count_chars(model, "output", out_chars)
         key = (model, call.client_label)
         if call.cost_ms:
             cost = self._costs.get(key)
@@ -324,18 +330,33 @@ class Recorder:
         if answered and self._tokens is not None and self._tokens.exact(usage.model_id):
             tokens = self._token_children.get(key)
             if tokens is None:
+                output = (
+                    m.token_usage.labels(op, model, "output", call.client_label)
+                    if self._writes
+                    else None
+                )
                 tokens = self._token_children[key] = (
                     m.token_usage.labels(op, model, "input", call.client_label),
-                    m.token_usage.labels(op, model, "output", call.client_label),
+                    output,
                 )
 
             def observed(tokens_in: int, tokens_out: int) -> None:
                 m.observe(tokens[0], tokens_in)
-                m.observe(tokens[1], tokens_out)
+                if tokens[1] is not None:
+                    m.observe(tokens[1], tokens_out)
 
             # A long text is counted in a worker thread, observed when counted.
             outputs = [str(text) for text in usage.outputs]
             self._tokens.counted(usage.model_id, usage.inputs, outputs, observed)
+
+    def _count_chars(self, model: str, direction: str, chars: int) -> None:
+        assert self._metrics is not None and self.operation is not None
+        child = self._chars.get((model, direction))
+        if child is None:
+            child = self._chars[(model, direction)] = self._metrics.text_characters.labels(
+                self.operation, model, direction
+            )
+        self._metrics.count(child, chars)
 
     def stream_timing(
         self, request: Any, stream: StreamText, started: float, call: CallRecord

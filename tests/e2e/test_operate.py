@@ -21,7 +21,7 @@ import pytest
 import yaml
 from opentelemetry.proto.trace.v1 import trace_pb2
 from prometheus_client.parser import text_string_to_metric_families
-from saxgateway.v1.gateway_pb2 import GenerateRequest
+from saxgateway.v1.gateway_pb2 import GenerateRequest, GenerateStreamRequest
 
 from gateway.cli._edge import envoy_settings
 from gateway.config import TelemetrySettings
@@ -35,6 +35,7 @@ from tests.e2e._access_log import access_log_line
 from tests.e2e._grpc_replies import grpc_web_call
 from tests.e2e._openai import write_config
 from tests.e2e._published import REQUEST_INFO, TEST_LM, published
+from tests.e2e.test_grpc_web import _unframe
 
 MODEL = "/sax/test/operate"
 COST = "x-sax-query-cost-ms"
@@ -293,6 +294,30 @@ def test_failed_openai_calls_are_timed_under_their_model_and_code(
     assert added(samples, short) == 2
     for code, calls in expected:
         assert counted(samples, code) == calls
+
+
+def test_a_call_that_failed_after_its_model_answered_reports_what_it_cost(
+    ops_stack: Stack, model: str
+) -> None:
+    # The model answered (one sample, where n asks for two) and reported its cost, which the
+    # metrics counted for the client; the failure carried no cost, so the access log had
+    # none, and a bill made from it disagreed with one made from the metrics. (A stream is
+    # refused at its first message, when the model has reported no cost yet: none anywhere.)
+    cost = "saxgw_query_cost_tpu_milliseconds_total"
+    op = {"gen_ai_operation_name": "text_completion", "gen_ai_request_model": model}
+    before = _value(_scrape_until(ops_stack, lambda s: True), cost, **op, client="team-a")
+    logged = {}
+    with httpx.Client(base_url=ops_stack.http_url, headers=AUTH, timeout=30) as http:
+        for stream in (False, True):
+            request_id = f"n2-{secrets.token_hex(6)}"
+            body = {"model": model, "prompt": "hello", "n": 2, "stream": stream}
+            reply = http.post("/v1/completions", json=body, headers={"x-request-id": request_id})
+            assert reply.status_code == 400, reply.text
+            logged[stream] = access_log_line(ops_stack, request_id)["query_cost_ms"]
+    assert str(logged[False]).isdigit() and logged[True] is None, logged
+    total = before + int(str(logged[False]))
+    samples = _scrape_until(ops_stack, lambda s: _value(s, cost, **op, client="team-a") >= total)
+    assert _value(samples, cost, **op, client="team-a") == total
 
 
 def test_the_public_port_exposes_neither_metrics_nor_envoy_admin(ops_stack: Stack) -> None:
@@ -569,6 +594,27 @@ def test_the_access_log_records_a_finished_sse_streams_status_and_cost(
     line = access_log_line(ops_stack, request_id)
     assert (line["status"], line["grpc_status"]) == (200, 0), line
     assert str(line["stream_query_cost_ms"]).isdigit(), line  # milliseconds, as the header
+
+
+def test_the_access_log_records_a_grpc_web_calls_cost(ops_stack: Stack, model: str) -> None:
+    # grpc_web moves a reply's trailers into its body before the log reads them: a grpc-web
+    # stream's cost was in no field of its line (both null), and a unary call's only in
+    # query_cost_ms, though the metrics counted both and the client had them in its trailers.
+    calls = {
+        "Generate": GenerateRequest(model=model, query="q"),
+        "GenerateStream": GenerateStreamRequest(model=model, query="q"),
+    }
+    for method, message in calls.items():
+        request_id = f"web-{secrets.token_hex(6)}"
+        headers = {**AUTH, "x-request-id": request_id}
+        reply = grpc_web_call(f"{ops_stack.http_url}{SERVICE}/{method}", message, headers)
+        _, trailers = _unframe(reply.content)
+        assert (reply.status_code, trailers["grpc-status"]) == (200, "0"), reply.content
+        cost = trailers[COST]
+        line = access_log_line(ops_stack, request_id)
+        assert (line["grpc_status"], line["stream_query_cost_ms"]) == (0, cost), (method, line)
+        unary = method == "Generate"
+        assert line["query_cost_ms"] == (cost if unary else None), (method, line)
 
 
 def test_the_documented_access_log_line_is_the_one_envoy_writes(

@@ -3,6 +3,7 @@ fail, and after another admin took the cell over from its hung admin."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -177,3 +178,25 @@ def test_a_cell_stopped_or_killed_while_it_starts_leaves_its_servers_quiet(
         assert "Traceback" not in log, log
         assert stop == "SIGKILL" or "stopped while starting" in log, log
         assert [p for p in (admin_port, *server_ports) if listener_pid(p) is not None] == []
+
+
+def test_the_cells_address_lines_are_json_records_when_its_logs_are(tmp_path: Path) -> None:
+    # `saxgw up --log-format json --log-dir` sends the cell's stdout to cell.log with its
+    # logs: its address lines (`SAX_ROOT=...`, `admin ...`, `model-server ...`) were the
+    # only lines there a JSON log pipeline could not read, three at every start.
+    admin_port, server_port = free_port(), free_port()
+    command = [sys.executable, "-m", "gateway.cell", f"--sax-root={tmp_path}", "--log-format=json"]
+    command += [f"--admin-port={admin_port}", f"--model-server-ports={server_port}"]
+    cell = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert cell.stdout is not None
+        lines = [cell.stdout.readline() for _ in range(3)]
+    finally:
+        cell.terminate()
+        cell.communicate(timeout=30)
+    records = [json.loads(line) for line in lines]
+    assert [(r["level"], r["logger"], r["message"]) for r in records] == [
+        ("INFO", "gateway.cell", f"SAX_ROOT={tmp_path}"),
+        ("INFO", "gateway.cell", f"admin /sax/test 127.0.0.1:{admin_port}"),
+        ("INFO", "gateway.cell", f"model-server 127.0.0.1:{server_port}"),
+    ]

@@ -149,9 +149,15 @@ async def test_calls_no_model_answered_count_no_input_characters(
         )
 
     await eventually(recorded)
-    chars = "saxgw_text_characters_total"
-    assert sample(gateway, chars, **unknown, direction="input") == 0
-    assert sample(gateway, chars, **overloaded, direction="input") == 0
+    # Not even a series at 0: each was written out for every model and status that had a
+    # call, so a model only ever refused (and "unknown") showed characters it never had.
+    assert gateway.metrics is not None
+    gateway.metrics.flush()
+    for labels in (unknown, overloaded):
+        for direction in ("input", "output"):
+            chars = {**labels, "direction": direction}
+            value = gateway.metrics.registry.get_sample_value("saxgw_text_characters_total", chars)
+            assert value is None, chars
 
 
 async def test_a_call_is_counted_under_the_sax_method_its_acl_names(
@@ -170,6 +176,36 @@ async def test_a_call_is_counted_under_the_sax_method_its_acl_names(
     duration = "gen_ai_server_request_duration_seconds_count"
     assert sample(gateway, duration, **made, error_type="") == 1
     assert sample(gateway, "saxgw_text_characters_total", **made, direction="input") == 5
+
+
+async def test_a_model_changed_through_the_gateway_keeps_its_replicas(
+    gateway: GatewayServer, inproc_cell: InprocCell
+) -> None:
+    # An ACL set (or an Update) through the gateway dropped the model's address table and
+    # reported it with no replicas: saxgw_model_replicas said 0 for a model that served, and
+    # went on saying it until a call of that model came to the same process, and each change
+    # counted as an address change that never happened.
+    async with admin_stub(inproc_cell.admin.address) as admin:
+        model = await publish(admin, "acl-changed")
+    async with aio_channel(gateway.address) as channel:
+        stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+        await stub.Generate(pb.GenerateRequest(model=model, query="hello"), timeout=10)
+        replicas = {"gen_ai_request_model": model}
+        assert sample(gateway, "saxgw_model_replicas", **replicas) == 1
+        changes = sample(gateway, "saxgw_address_changes_total", **replicas)
+        acl = pb.SetAclRequest(name=model, method="lm.generate", acl="acl/team-a")
+        await stub.SetAcl(acl, timeout=10)
+        assert sample(gateway, "saxgw_model_replicas", **replicas) == 1
+        assert sample(gateway, "saxgw_address_changes_total", **replicas) == changes
+        # A change of its replicas shows without waiting for a call of the model: the gateway
+        # goes on watching a model it watched before it changed it.
+        await stub.UpdateModel(pb.UpdateModelRequest(model=model, replicas=2), timeout=10)
+
+        async def both_serve() -> bool:
+            return sample(gateway, "saxgw_model_replicas", **replicas) == 2
+
+        await eventually(both_serve)
+        assert sample(gateway, "saxgw_address_changes_total", **replicas) == changes + 1
 
 
 async def test_with_the_cost_header_on_and_no_metrics_the_cost_is_a_header(
@@ -223,6 +259,10 @@ async def test_callers_and_tokens_are_counted_and_traced(
                 timeout=10,
             )
             assert [m async for m in stream][-1].done
+            team = [(IDENTITY_HEADER, "team-a")]
+            await stub.Embed(pb.EmbedRequest(model=model, text="hello"), metadata=team, timeout=10)
+            score = pb.ScoreRequest(model=model, prefix="hello", suffix=["world"])
+            await stub.Score(score, metadata=team, timeout=10)
         requests = "saxgw_requests_total"
         ok = {"grpc_method": "Generate", "grpc_code": "OK"}
         assert sample(server, requests, **ok, client="team-a") == 2
@@ -245,6 +285,13 @@ async def test_callers_and_tokens_are_counted_and_traced(
         streamed = {**team_a, "gen_ai_operation_name": "lm.generate_stream"}
         assert sample(server, f"{usage}_sum", **streamed, gen_ai_token_type="input") == 1
         assert sample(server, f"{usage}_sum", **streamed, gen_ai_token_type="output") == 4
+        # Embeddings and scores read text and write none: their tokens in, and no output
+        # sample (an observed 0 pulled every quantile of output tokens down).
+        for op, tokens_in in (("lm.embed", 1), ("lm.score", 2)):
+            read = {**team_a, "gen_ai_operation_name": op}
+            assert sample(server, f"{usage}_sum", **read, gen_ai_token_type="input") == tokens_in
+            output = {**read, "gen_ai_token_type": "output"}
+            assert server.metrics.registry.get_sample_value(f"{usage}_count", output) is None, op
     finally:
         await server.stop(grace=0)  # flushes the spans
         receiver.stop()

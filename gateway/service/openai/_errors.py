@@ -19,7 +19,13 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 
 from gateway.common.rpc import Context
-from gateway.service._errors import RETRY_AFTER_SECONDS, reporting, to_status, violations
+from gateway.service._errors import (
+    RETRY_AFTER_SECONDS,
+    cost_metadata,
+    reporting,
+    to_status,
+    violations,
+)
 
 ENVELOPE_KEY = "x-openai-error"
 NOT_RETRIED = frozenset({grpc.StatusCode.UNIMPLEMENTED})
@@ -87,6 +93,7 @@ async def abort(context: Context, exc: BaseException) -> NoReturn:
         (ENVELOPE_KEY, json.dumps(body, ensure_ascii=True)),
         ("grpc-status-details-bin", status),
         *reply_headers(code),
+        *cost_metadata(),
     ]
     await context.abort(code, body["error"]["message"], trailing_metadata=tuple(metadata))
 

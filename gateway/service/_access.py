@@ -116,6 +116,11 @@ class Access:
             self._acl_admits(client, acls.get(m, "")) for m in methods
         )
 
+    def may_name(self, context: Caller, model: str) -> bool:
+        """Whether the caller's model list lets it name ``model``: a cell's listing shows it
+        only such models (ListModels), as any call naming another one is refused."""
+        return self._in_model_list(self.identity(context), model)
+
     def _check_models(self, client: str | None, model: str) -> None:
         if not self._in_model_list(client, model):
             log.info("client=%s refused model=%s: not in its model list", self.label(client), model)

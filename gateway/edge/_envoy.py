@@ -32,7 +32,6 @@ from gateway.edge._paths import (
     EXPOSABLE_PATHS,
     OPEN,
     OPEN_HTTP,
-    OPEN_PREFIXES,
     REFLECTION_PREFIX,
 )
 from gateway.edge._ratelimit import rate_limit
@@ -121,12 +120,7 @@ def _rbac(config: EdgeConfig) -> dict[str, Any]:
     admin_paths = _paths(config, "admin")
     policies = {
         "open": {
-            "permissions": [
-                _any_of(
-                    [_exact(p) for p in (*OPEN, *OPEN_HTTP)]
-                    + [{"url_path": {"path": {"prefix": p}}} for p in OPEN_PREFIXES]
-                )
-            ],
+            "permissions": [_any_of([_exact(p) for p in (*OPEN, *OPEN_HTTP)])],
             "principals": [{"any": True}],
         },
         "admin": {
@@ -178,7 +172,6 @@ def _open_or_identified() -> dict[str, Any]:
     """A matcher predicate: the path (gRPC, or an open method's HTTP path) is open, or a JWT
     already set the identity header."""
     alternatives = [p.replace(".", r"\.") for p in (*OPEN, *OPEN_HTTP)]
-    alternatives += [p + "(/[^?]*)?" for p in OPEN_PREFIXES]
     open_regex = "^(" + "|".join(alternatives) + r")(\?.*)?$"
     return {
         "or_matcher": {
@@ -322,7 +315,6 @@ def _jwt(config: EdgeConfig) -> dict[str, Any]:
         # without a token goes on to RBAC, which admits it by its certificate or refuses it.
         any_provider.append({"allow_missing": {}})
     rules: list[dict[str, Any]] = [{"match": {"path": p}} for p in (*OPEN, *OPEN_HTTP)]
-    rules += [{"match": {"prefix": p}} for p in OPEN_PREFIXES]
     if config.api_keys:
         # A bearer token shaped like a JWT is no API key (`_load` refuses such keys): an
         # issuer must accept it, and a refusal keeps jwt_authn's reason ("Jwt is expired")

@@ -22,10 +22,17 @@ OPEN = (
 #: The HTTP paths of the open methods (GetInfo's binding in proto/saxgateway/v1/gateway.proto),
 #: as credentials are checked before the transcoder gives a request its gRPC path; and for
 #: roles, where a request no method serves keeps it (the virtual host refusing other Hosts).
-OPEN_HTTP = ("/",)
-
-#: Open by prefix: the /docs page (Swagger UI) and its files.
-OPEN_PREFIXES = ("/docs",)
+#: Then the /docs page (Swagger UI) and its files, each by name, as the template's routes
+#: serve them: open by prefix, any path under /docs (`/docs/x`, `/docs/x%2F..`) went on to a
+#: gateway without a credential.
+OPEN_HTTP = (
+    "/",
+    "/docs",
+    "/docs/",
+    "/docs/docs.js",
+    "/docs/swagger-ui-bundle.js",
+    "/docs/swagger-ui.css",
+)
 
 #: Calls that change the cell: the `admin` role.
 ADMIN = tuple(SERVICE + m for m in ("PublishModel", "UpdateModel", "UnpublishModel", "SetAcl"))

@@ -212,10 +212,12 @@ def _healthz_mapper() -> dict[str, object]:
 # message is a format string too: no % in it.)
 _BARE_REFUSALS: dict[str, tuple[int, int, str]] = {
     "missing_host_header": (400, 3, "the request has no Host header"),
+    # An encoded NUL (%00) or a fragment: Envoy leaves a malformed percent-escape as it is.
     "path_normalization_failed": (
         400,
         3,
-        "the path cannot be normalized: it holds an encoded NUL or a malformed percent-escape",
+        "the path cannot be normalized: it holds an encoded NUL byte or a fragment (#), which"
+        " a request target may not",
     ),
     "absolute_path_rejected": (
         404,

@@ -23,10 +23,12 @@ from gateway.client import (
     PermissionDeniedError,
     SaxError,
 )
+from gateway.common import limits as lim
 from gateway.common.deadline import Deadline
 from gateway.common.intercept import Streaming, Unary, WrappingInterceptor
 from gateway.config import AccessSettings, GatewaySettings
 from gateway.service import _deadlines as deadlines
+from gateway.service import _fields as f
 from gateway.service._acls import AclCache
 from gateway.service._bindings import path_check
 from gateway.service._counts import Counts, LocalCounts
@@ -115,6 +117,11 @@ class Access:
         return self._in_model_list(client, model) and any(
             self._acl_admits(client, acls.get(m, "")) for m in methods
         )
+
+    def may_name(self, context: Caller, model: str) -> bool:
+        """Whether the caller's model list lets it name ``model``: a cell's listing shows it
+        only such models (ListModels), as any call naming another one is refused."""
+        return self._in_model_list(self.identity(context), model)
 
     def _check_models(self, client: str | None, model: str) -> None:
         if not self._in_model_list(client, model):
@@ -212,9 +219,14 @@ class _Admission(AbstractAsyncContextManager["_Admission"]):
         self._holds = False  # a slot of ``_gate``
 
     async def __aenter__(self) -> _Admission:
-        model = _named_model(self._request)
-        if model is None:
+        named = _named_model(self._request)
+        if named is None:
             return self
+        field, model = named
+        if len(model) > lim.MAX_ID_CHARS:
+            # No model has such an ID: the servicer's 400, before a refusal below echoes it
+            # whole into a log line and a reply (a 32 MiB body: a 32 MB line a call).
+            f.model_id(model, field)
         access = self._access
         client = access.identity(self._context)
         access._check_models(client, model)
@@ -342,18 +354,19 @@ def _sax_method(method: str, request: Any) -> str | None:
     return str(getattr(request, field, ""))
 
 
-def _named_model(request: Any) -> str | None:
-    """The model ID a request names, spelled as the servicer serves it (with its leading
-    slash: resource paths bind "sax/test/lm"), so that checks and limits apply to the model
-    the call reaches. GetAcl and SetAcl name a model or a cell in ``name``; a cell is no
-    model. Malformed IDs pass through: the servicer refuses them."""
+def _named_model(request: Any) -> tuple[str, str] | None:
+    """The field naming a model in a request and the model ID, spelled as the servicer
+    serves it (with its leading slash: resource paths bind "sax/test/lm"), so that checks and
+    limits apply to the model the call reaches. GetAcl and SetAcl name a model or a cell in
+    ``name``; a cell is no model. Malformed IDs pass through, but overlong ones (`admit`):
+    the servicer refuses them."""
     model = getattr(request, "model", None)
-    if not isinstance(model, str) or not model:
-        name = getattr(request, "name", None)
-        if not isinstance(name, str) or with_slash(name).count("/") != 3:
-            return None
-        model = name
-    return with_slash(model)
+    if isinstance(model, str) and model:
+        return "model", with_slash(model)
+    name = getattr(request, "name", None)
+    if not isinstance(name, str) or with_slash(name).count("/") != 3:
+        return None
+    return "name", with_slash(name)
 
 
 # Calls that change a model's definition, and so maybe its ACLs (SetAcl: a method's ACL):
@@ -432,9 +445,9 @@ class AccessInterceptor(WrappingInterceptor):
         def _changed(
             request: Any, method_acl: tuple[str, str] | None = None, *, admin_away: bool = False
         ) -> None:
-            model = _named_model(request)
-            if model is not None:
-                access.changed(model, method_acl, admin_away=admin_away)
+            named = _named_model(request)
+            if named is not None:
+                access.changed(named[1], method_acl, admin_away=admin_away)
 
         return change
 

@@ -175,7 +175,7 @@ class GatewayServer:
         add_servicer(
             server,
             gateway_pb2_grpc.add_SaxGatewayServicer_to_server,
-            SaxGatewayServicer(client, settings, streams),
+            SaxGatewayServicer(client, settings, streams, access),
         )
         add_servicer(
             server,

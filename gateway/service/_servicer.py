@@ -23,6 +23,7 @@ from gateway.common.rpc import Context
 from gateway.config import GatewaySettings
 from gateway.service import _deadlines as deadlines
 from gateway.service import _fields as f
+from gateway.service._access import Access
 from gateway.service._errors import request_id, to_status
 from gateway.service._keepalive import KeepAlive
 from gateway.service._media import (
@@ -109,10 +110,13 @@ def _not_ready(model: str, wanted: int, detail: ModelDetail) -> str:
 class SaxGatewayServicer(MultimodalMethods, MediaMethods, gateway_pb2_grpc.SaxGatewayServicer):
     """Implements saxgateway.v1.SaxGateway over one shared Sax `Client`."""
 
-    def __init__(self, client: Client, settings: GatewaySettings, streams: StreamSlots) -> None:
+    def __init__(
+        self, client: Client, settings: GatewaySettings, streams: StreamSlots, access: Access
+    ) -> None:
         self._client = client
         self._settings = settings
         self._streams = streams  # shared with the OpenAI face
+        self._access = access
 
     def _deadline(self, context: Context, request: Any = None, stream: bool = False) -> Deadline:
         # Fixed once where the call enters (a data call's by the access checks, before they
@@ -170,7 +174,9 @@ class SaxGatewayServicer(MultimodalMethods, MediaMethods, gateway_pb2_grpc.SaxGa
     ) -> pb.ListModelsResponse:
         cell = f.cell_id(request.sax_cell)
         wanted = Page.asked(cell, size=request.page_size, token=request.page_token)
-        details = await self._client.list_all(cell, deadline=self._deadline(context))
+        listed = await self._client.list_all(cell, deadline=self._deadline(context))
+        # Only the models the caller may name: its pages, and their tokens, name no other.
+        details = [d for d in listed if self._access.may_name(context, d.model_id)]
         # What the reply holds beside the models: the cell, the token (a model ID), framing.
         budget = self._settings.max_message_bytes - 2 * lim.MAX_ID_CHARS - 64
         models, token = wanted.of(details, _model_info, budget)

@@ -67,18 +67,20 @@ def test_unknown_path_is_a_json_404(http: httpx.Client) -> None:
     assert_local_reply(http.get("/no/such/path"), 404, 5)
 
 
+PATH_NOT_NORMALIZED = (
+    "the path cannot be normalized: it holds an encoded NUL byte or a fragment (#), which a"
+    " request target may not"
+)
+
+
 @pytest.mark.parametrize(
     ("method", "target", "host", "status", "code", "message"),
     [
         ("GET", "/listcells", False, 400, 3, "the request has no Host header"),
-        (
-            "GET",
-            "/list%00cells",
-            True,
-            400,
-            3,
-            "the path cannot be normalized: it holds an encoded NUL or a malformed percent-escape",
-        ),
+        ("GET", "/list%00cells", True, 400, 3, PATH_NOT_NORMALIZED),
+        # A fragment is the browser's, never sent: Envoy refuses it alike. (A malformed
+        # percent-escape, `/list%zzcells`, which the message named, passes as it is.)
+        ("GET", "/listcells#top", True, 400, 3, PATH_NOT_NORMALIZED),
         (
             "OPTIONS",
             "*",

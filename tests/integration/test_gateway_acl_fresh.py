@@ -4,7 +4,8 @@ The gateway reuses a model's ACLs for up to two seconds (docs/security.md), whic
 long a change made elsewhere (another gateway process, saxutil at the admin) takes. A model
 unpublished and published again through this very gateway kept its old ACLs that long: the
 client that had just republished it without them was refused by them. Over real gRPC, against
-an in-process cell; the ACL is set straight at the admin, as saxutil does."""
+an in-process cell; the ACL is set straight at the admin, as saxutil does. And a cell's
+listing (ListModels) shows a client with a model list only the models it may name."""
 
 from __future__ import annotations
 
@@ -28,12 +29,17 @@ from tests.integration._gateway_fixtures import running_gateway
 TEST_LM = "sax_gateway.testing.TestLM"
 MODEL = "/sax/test/guarded"
 BOB = (("x-saxgw-client", "bob"),)
+#: A client limited to some models (`clients.carol.models` in the config file).
+CAROL = (("x-saxgw-client", "carol"),)
+CAROL_MODELS = ("/sax/test/carol-*",)
 BOUND_S = 10.0  # far beyond the documented two seconds: a test that fails waits this long
 
 
 @pytest.fixture
 async def stub(inproc_cell: InprocCell) -> AsyncIterator[gateway_pb2_grpc.SaxGatewayAsyncStub]:
-    access = AccessSettings(groups={"team": frozenset({"alice"})})
+    access = AccessSettings(
+        groups={"team": frozenset({"alice"})}, client_models={"carol": CAROL_MODELS}
+    )
     async with (
         running_gateway(inproc_cell.sax_root, access=access) as server,
         aio_channel(server.address) as channel,
@@ -248,3 +254,39 @@ async def test_a_cells_acls_are_renewed_by_one_listing_not_a_list_per_model(
             await stub.Generate(pb.GenerateRequest(model=models[5], query="q"), metadata=BOB)
         assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert lists <= 2 * window / lifetime + 2, lists  # at most twice a lifetime, not 12
+
+
+async def test_a_cell_listing_shows_a_client_only_the_models_it_may_name(
+    stub: gateway_pb2_grpc.SaxGatewayAsyncStub,
+) -> None:
+    # With `addresses` opened to `data` (admin_only: []), a client limited to carol-* listed
+    # every model of the cell, with its path, overrides, addresses and ACLs, though GetModel
+    # or any call naming one of them was refused; and a page token named a model it may not
+    # use. Now a listing shows what GetModel would, its pages and tokens included; an ACL
+    # guards methods, not the model's definition, as for GetModel.
+    await _publish(stub, MODEL, "/sax/test/carol-a", "/sax/test/carol-b", wait=False)
+    await stub.SetAcl(
+        pb.SetAclRequest(name="/sax/test/carol-b", method="lm.generate", acl="acl/team"),
+        timeout=20,
+    )
+    whole = await stub.ListModels(pb.ListModelsRequest(sax_cell="/sax/test"), metadata=CAROL)
+    assert [m.model for m in whole.models] == ["/sax/test/carol-a", "/sax/test/carol-b"]
+    assert whole.next_page_token == ""
+    pages: list[tuple[list[str], str]] = []
+    token = ""
+    while True:
+        request = pb.ListModelsRequest(sax_cell="/sax/test", page_size=1, page_token=token)
+        page = await stub.ListModels(request, metadata=CAROL)
+        pages.append(([m.model for m in page.models], page.next_page_token))
+        if not (token := page.next_page_token):
+            break
+    assert pages == [
+        (["/sax/test/carol-a"], "/sax/test/carol-a"),
+        (["/sax/test/carol-b"], ""),
+    ]
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.GetModel(pb.GetModelRequest(model=MODEL), timeout=20, metadata=CAROL)
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    # Clients without a model list see the whole cell.
+    listed = await stub.ListModels(pb.ListModelsRequest(sax_cell="/sax/test"), metadata=BOB)
+    assert [m.model for m in listed.models] == ["/sax/test/carol-a", "/sax/test/carol-b", MODEL]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType, SimpleNamespace
@@ -14,6 +15,7 @@ from saxgateway.v1 import gateway_pb2 as pb
 
 from gateway.client import (
     DeadlineExceededError,
+    InvalidArgumentError,
     NotFoundError,
     PermissionDeniedError,
     ResourceExhaustedError,
@@ -128,6 +130,26 @@ async def test_model_lists() -> None:
     await _admit(access, "team-a")  # not listed: any model
     with pytest.raises(PermissionDeniedError, match="client team-b may not use /sax/test/lm"):
         await _admit(access, "team-b")
+
+
+async def test_an_overlong_model_id_is_refused_as_no_model_before_any_check(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A client with a model list that named a 200,000-character "model" got 403 and a log
+    # line quoting the whole of it (a 32 MiB body: a 32 MB line a call, at the client's
+    # rate), where a client without one got the servicer's 400. No model has such an ID: the
+    # same 400 for both, quoted short, nothing logged.
+    access = _access(FakeClient(), client_models=MappingProxyType({"team-b": ("/sax/test/b-*",)}))
+    long_id = "/sax/test/b-" + "a" * 200_000
+    caplog.set_level(logging.DEBUG)
+    for who in ("team-b", "team-a", None):
+        for request in (Request(long_id), NamedRequest(long_id)):
+            with pytest.raises(InvalidArgumentError) as refused:
+                async with access.admit("GetAcl", request, FakeContext(who), DEADLINE):
+                    pass
+            assert len(str(refused.value)) < 400
+            assert "200012 characters" in str(refused.value)
+    assert max((len(r.getMessage()) for r in caplog.records), default=0) < 400
 
 
 @dataclass

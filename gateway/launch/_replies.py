@@ -14,7 +14,7 @@ from pathlib import Path
 
 import grpc
 
-from gateway.launch._methods import routes
+from gateway.launch._methods import path_regex, routes
 from gateway.service.openai import ERROR_KINDS
 
 # The replies Envoy makes itself, by HTTP status, and the gRPC code a gateway error with that
@@ -203,7 +203,7 @@ _UNAVAILABLE = grpc.StatusCode.UNAVAILABLE.value[0]
 
 
 def _healthz_mapper() -> dict[str, object]:
-    filters = [_status_filter("EQ", 503), _path_filter("/healthz")]
+    filters = [_status_filter("EQ", 503), _path_filter(path_regex("/healthz"))]
     return _mapper(filters, _UNAVAILABLE, _local_reply_body(_UNAVAILABLE, HEALTHZ_DOWN))
 
 

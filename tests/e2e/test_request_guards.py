@@ -225,6 +225,8 @@ def test_a_compressed_body_is_a_json_415_not_a_parse_error(
     openai = http.post("/v1/completions", content=body, headers=headers)
     assert openai.status_code == 415, openai.text
     assert openai.json() == {"error": openai_error(COMPRESSED)}
+    # RFC 9110 15.5.16: a 415 for a content coding says which codings it takes.
+    assert response.headers["accept-encoding"] == openai.headers["accept-encoding"] == "identity"
 
 
 def test_an_identity_content_encoding_is_read_as_usual(http: httpx.Client, model: str) -> None:

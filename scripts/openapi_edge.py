@@ -215,7 +215,8 @@ def paths() -> dict[str, dict[str, Schema]]:
                 "This document",
                 "The OpenAPI document of the gateway's HTTP/JSON API (this one: "
                 "openapi/openapi.json of the release the stack runs). GET and HEAD only "
-                "(another method is a 405), as for the /docs page and its files.",
+                "(another method is a 405), as for the /docs page and its files; each is gzipped "
+                "for a client that takes it (`Accept-Encoding: gzip`).",
                 {
                     "200": {
                         "description": "The document.",

@@ -215,7 +215,10 @@ _BARE_REFUSALS: dict[str, tuple[int, int, str]] = {
     "path_normalization_failed": (
         400,
         3,
-        "the path cannot be normalized: it holds an encoded NUL or a malformed percent-escape",
+        # A fragment too (`/listcells#top`), which the message did not name: it blamed a
+        # NUL or a percent-escape (a malformed one, `/%zz`, is a path like any other: 404).
+        "the path cannot be normalized: it holds a fragment (#...), which a client keeps to"
+        " itself, or an encoded NUL",
     ),
     "absolute_path_rejected": (
         404,

@@ -76,7 +76,8 @@ def _status_filter(op: str, status: int) -> dict[str, object]:
 # edge filters run. The request ID stays in the x-request-id header (the SDKs' `request_id`).
 # (safe_regex matches the whole :path, query string included.)
 _OPENAI_PATH = r"(/v1/|/saxgateway\.v1\.OpenAIGateway/).*"
-_NATIVE_V1_PATH = r"/v1/(sax/.*|cells([/?:].*)?)"
+# A model ID in one segment (`/v1/sax%2Ftest%2Flm:generate`) is a native path too.
+_NATIVE_V1_PATH = r"/v1/(sax(/|%2[fF]).*|cells([/?:].*)?)"
 # Where the status says more than the gRPC code it maps to: an unknown route is no missing model
 # ("model_not_found"), and a request too large is no rate limit.
 _OPENAI_KIND_BY_STATUS: dict[int, tuple[str, str | None]] = {

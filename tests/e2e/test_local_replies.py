@@ -367,6 +367,10 @@ def test_native_v1_routes_keep_the_gateways_shape(http: httpx.Client) -> None:
     for path in ("/v1/cells?colour=blue", "/v1/sax/test:listModels?colour=blue"):
         assert_local_reply(http.get(path), 400, 3)
     assert_local_reply(http.delete("/v1/cells"), 405, 12)
+    # A model ID sent as one segment, its slashes encoded, names no route, and is no OpenAI
+    # path: it was a 404 in OpenAI's envelope.
+    for path in ("/v1/sax%2Ftest%2Flm:generate", "/v1/sax%2ftest/lm:generate"):
+        assert_local_reply(http.post(path, json={"query": "q"}), 404, 5)
 
 
 @pytest.mark.parametrize(

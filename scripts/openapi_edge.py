@@ -216,7 +216,8 @@ def paths() -> dict[str, dict[str, Schema]]:
                 "The OpenAPI document of the gateway's HTTP/JSON API (this one: "
                 "openapi/openapi.json of the release the stack runs). GET and HEAD only "
                 "(another method is a 405), as for the /docs page and its files; each is gzipped "
-                "for a client that takes it (`Accept-Encoding: gzip`).",
+                "for a client that takes it (`Accept-Encoding: gzip`), and has an `ETag` with "
+                "`Cache-Control: no-cache`: a request whose `If-None-Match` names it is a 304.",
                 {
                     "200": {
                         "description": "The document.",

@@ -182,8 +182,8 @@ def paths() -> dict[str, dict[str, Schema]]:
                 "Whether the stack can take calls",
                 "Answered by Envoy from its health checks of the gateway processes (gRPC "
                 "health every 2 s; two failures in a row mark one down), whatever the method, "
-                "the Host or the credentials: 200 with an empty body while at least one "
-                "gateway process is healthy, 503 when none is. For load balancers and "
+                "the Host, the credentials or a query string: 200 with an empty body while at "
+                "least one gateway process is healthy, 503 when none is. For load balancers and "
                 "Kubernetes probes.",
                 {
                     "200": {"description": "A gateway process can take calls.", **request_id},
@@ -214,7 +214,10 @@ def paths() -> dict[str, dict[str, Schema]]:
                 "GetOpenAPIDocument",
                 "This document",
                 "The OpenAPI document of the gateway's HTTP/JSON API (this one: "
-                "openapi/openapi.json of the release the stack runs).",
+                "openapi/openapi.json of the release the stack runs). GET and HEAD only "
+                "(another method is a 405), as for the /docs page and its files; each is gzipped "
+                "for a client that takes it (`Accept-Encoding: gzip`), and has an `ETag` with "
+                "`Cache-Control: no-cache`: a request whose `If-None-Match` names it is a 304.",
                 {
                     "200": {
                         "description": "The document.",

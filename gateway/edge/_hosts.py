@@ -61,14 +61,37 @@ def allowed_host(text: str) -> str:
     )
 
 
+#: RFC 9112 3.2: a request with more than one Host line, or a Host that is no host, is a 400.
+#: Envoy's HTTP/1 codec joins repeated lines with a comma (`localhost,evil.example`), a
+#: character no host name or address holds; a proxy in front may have read the first alone.
+SEVERAL_HOSTS = (
+    "the request has more than one Host header, or a Host with a comma: send one Host naming"
+    " one host (RFC 9112 3.2)"
+)
+_OFF = {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True}
+_BUFFER_OFF = {
+    "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
+    "disabled": True,
+}
+
+
+def several_hosts_route() -> dict[str, Any]:
+    """The first route of every virtual host: `SEVERAL_HOSTS`, refused at the headers (no
+    transcoder, no body read; the JSON body comes from local_reply_config)."""
+    comma = {"name": ":authority", "string_match": {"contains": ","}}
+    return {
+        "match": {"prefix": "/", "headers": [comma]},
+        "direct_response": {"status": 400, "body": {"inline_string": SEVERAL_HOSTS}},
+        "typed_per_filter_config": {
+            "envoy.filters.http.grpc_json_transcoder": _OFF,
+            "envoy.filters.http.buffer": _BUFFER_OFF,
+        },
+    }
+
+
 def _refusal() -> dict[str, Any]:
     """The virtual host of every other Host: the refusal, before the transcoder would read
     the body or answer for an unknown path (the JSON body comes from local_reply_config)."""
-    off = {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True}
-    buffer_off = {
-        "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
-        "disabled": True,
-    }
     refuse = {"status": MISDIRECTED, "body": {"inline_string": REFUSAL}}
     return {
         "name": "other_hosts",
@@ -76,21 +99,24 @@ def _refusal() -> dict[str, Any]:
         # CONNECT has no path: without a route of its own it matched none, and the buffer
         # filter held it until the stream idle timeout (envoy.yaml.tmpl's gateway routes).
         "routes": [
+            several_hosts_route(),
             {"match": {"connect_matcher": {}}, "direct_response": refuse},
             {"match": {"prefix": "/"}, "direct_response": refuse},
         ],
         # Refused at the headers: no body is read for a reply that does not depend on it.
         "typed_per_filter_config": {
-            "envoy.filters.http.grpc_json_transcoder": off,
-            "envoy.filters.http.buffer": buffer_off,
+            "envoy.filters.http.grpc_json_transcoder": _OFF,
+            "envoy.filters.http.buffer": _BUFFER_OFF,
         },
     }
 
 
 def host_values(listen_address: str, allowed: Sequence[str]) -> dict[str, str]:
-    """Template values: the gateway's virtual-host ``DOMAINS`` and ``OTHER_HOSTS``, the
-    refusing virtual host (a YAML list item, or nothing when every Host is answered)."""
+    """Template values: the gateway's virtual-host ``DOMAINS``, its first route
+    ``SEVERAL_HOSTS_ROUTE`` (a YAML list item), and ``OTHER_HOSTS``, the refusing virtual host
+    (a YAML list item, or nothing when every Host is answered)."""
     names = domains(listen_address, allowed)
+    first = {"SEVERAL_HOSTS_ROUTE": "- " + json.dumps(several_hosts_route())}
     if names is None:
-        return {"DOMAINS": json.dumps(["*"]), "OTHER_HOSTS": ""}
-    return {"DOMAINS": json.dumps(names), "OTHER_HOSTS": "- " + json.dumps(_refusal())}
+        return {"DOMAINS": json.dumps(["*"]), "OTHER_HOSTS": "", **first}
+    return {"DOMAINS": json.dumps(names), "OTHER_HOSTS": "- " + json.dumps(_refusal()), **first}

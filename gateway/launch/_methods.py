@@ -66,9 +66,23 @@ def add_head_bindings(files: descriptor_pb2.FileDescriptorSet) -> None:
             rule.additional_bindings.append(head)
 
 
+#: The files Envoy serves itself (envoy/envoy.yaml.tmpl: the OpenAPI document, the /docs page
+#: and its files), for GET and HEAD only; another method goes on to the transcoder, whose 404
+#: is then a 405 as on the API's own paths. (/healthz answers any method.)
+ENVOY_GET_PATHS = (
+    "/openapi.json",
+    "/docs",
+    "/docs/",
+    "/docs/docs.js",
+    "/docs/swagger-ui-bundle.js",
+    "/docs/swagger-ui.css",
+)
+_GET_OR_HEAD = frozenset({"GET", "HEAD"})
+
+
 def routes(descriptor: Path) -> list[Route]:
     """Every path form of the HTTP rules in ``descriptor`` (a FileDescriptorSet), with the
-    methods the API takes on it."""
+    methods the API takes on it, and `ENVOY_GET_PATHS`."""
     verbs: dict[str, set[str]] = defaultdict(set)
     openai: dict[str, bool] = {}
     files = descriptor_pb2.FileDescriptorSet.FromString(descriptor.read_bytes())
@@ -77,7 +91,8 @@ def routes(descriptor: Path) -> list[Route]:
             regex = path_regex(template)
             verbs[regex].add(verb)
             openai[regex] = service in OPENAI_SERVICES
-    return [Route(regex, frozenset(v), openai[regex]) for regex, v in sorted(verbs.items())]
+    api = [Route(regex, frozenset(v), openai[regex]) for regex, v in sorted(verbs.items())]
+    return api + [Route(path_regex(p), _GET_OR_HEAD, False) for p in ENVOY_GET_PATHS]
 
 
 #: RE2 for a header name gRPC metadata cannot carry (it takes 0-9 a-z _ . -), such as ``+``

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import grpc
 
-from gateway.launch._methods import routes
+from gateway.launch._methods import path_regex, routes
 from gateway.service.openai import ERROR_KINDS
 
 # The replies Envoy makes itself, by HTTP status, and the gRPC code a gateway error with that
@@ -76,7 +76,8 @@ def _status_filter(op: str, status: int) -> dict[str, object]:
 # edge filters run. The request ID stays in the x-request-id header (the SDKs' `request_id`).
 # (safe_regex matches the whole :path, query string included.)
 _OPENAI_PATH = r"(/v1/|/saxgateway\.v1\.OpenAIGateway/).*"
-_NATIVE_V1_PATH = r"/v1/(sax/.*|cells([/?:].*)?)"
+# A model ID in one segment (`/v1/sax%2Ftest%2Flm:generate`) is a native path too.
+_NATIVE_V1_PATH = r"/v1/(sax(/|%2[fF]).*|cells([/?:].*)?)"
 # Where the status says more than the gRPC code it maps to: an unknown route is no missing model
 # ("model_not_found"), and a request too large is no rate limit.
 _OPENAI_KIND_BY_STATUS: dict[int, tuple[str, str | None]] = {
@@ -203,7 +204,7 @@ _UNAVAILABLE = grpc.StatusCode.UNAVAILABLE.value[0]
 
 
 def _healthz_mapper() -> dict[str, object]:
-    filters = [_status_filter("EQ", 503), _path_filter("/healthz")]
+    filters = [_status_filter("EQ", 503), _path_filter(path_regex("/healthz"))]
     return _mapper(filters, _UNAVAILABLE, _local_reply_body(_UNAVAILABLE, HEALTHZ_DOWN))
 
 
@@ -216,8 +217,10 @@ _BARE_REFUSALS: dict[str, tuple[int, int, str]] = {
     "path_normalization_failed": (
         400,
         3,
-        "the path cannot be normalized: it holds an encoded NUL byte or a fragment (#), which"
-        " a request target may not",
+        # A fragment too (`/listcells#top`), which the message did not name: it blamed a
+        # NUL or a percent-escape (a malformed one, `/%zz`, is a path like any other: 404).
+        "the path cannot be normalized: it holds a fragment (#...), which a client keeps to"
+        " itself, or an encoded NUL",
     ),
     "absolute_path_rejected": (
         404,

@@ -7,6 +7,7 @@ official one, or one built from the same wheel), with the config rendered by
 
 from __future__ import annotations
 
+import hashlib
 import json
 import string
 from collections.abc import Sequence
@@ -265,6 +266,12 @@ def admin_paths(listen_address: str) -> list[dict[str, object]]:
     return [*ADMIN_READS, *(() if is_loopback(listen_address) else ADMIN_DRAIN)]
 
 
+def entity_tag(path: Path) -> str:
+    """The ETag of a file Envoy serves, without its quotes: a hash of its bytes, so that a
+    client's copy stays valid across restarts and gateways until the file changes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:32]
+
+
 def render(
     settings: EnvoySettings,
     descriptor: Path | None = None,
@@ -295,6 +302,11 @@ def render(
         "OPENAPI_DOCUMENT": str(openapi or openapi_document()),
         "DOCS_DIR": str(docs_dir),
         "SWAGGER_UI_DIR": str(swagger_ui_dir),
+        "OPENAPI_ETAG": entity_tag(openapi or openapi_document()),
+        "DOCS_ETAG": entity_tag(docs_dir / "index.html"),
+        "DOCS_JS_ETAG": entity_tag(docs_dir / "docs.js"),
+        "BUNDLE_ETAG": entity_tag(swagger_ui_dir / "swagger-ui-bundle.js"),
+        "CSS_ETAG": entity_tag(swagger_ui_dir / "swagger-ui.css"),
         "MAX_CONNECTIONS": settings.edge.limits.max_connections,
         "MAX_REQUEST_BYTES": settings.edge.limits.max_request_bytes,
         "MAX_REQUEST_BYTES_PLUS_ONE": settings.edge.limits.max_request_bytes + 1,

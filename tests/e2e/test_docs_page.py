@@ -34,6 +34,51 @@ def test_envoy_serves_the_docs_page_files(
     assert needle in response.content
 
 
+def test_the_large_files_are_gzipped_for_a_client_that_takes_gzip(
+    stack: Stack, http: httpx.Client
+) -> None:
+    # The /docs page fetched 2.3 MB as they are (the OpenAPI document 392 KB, Swagger UI's
+    # bundle 1.7 MB), where gzip sends a quarter of it.
+    for path in ("/openapi.json", "/docs/swagger-ui-bundle.js", "/docs/swagger-ui.css"):
+        plain = http.get(path, headers={"accept-encoding": "identity"})
+        assert "content-encoding" not in plain.headers, path
+        raw = httpx.get(stack.http_url + path, headers={"accept-encoding": "gzip"})
+        assert raw.headers["content-encoding"] == "gzip", path
+        assert "accept-encoding" in raw.headers["vary"].lower()
+        assert raw.content == plain.content, path  # httpx decodes it
+        assert raw.num_bytes_downloaded < len(plain.content) / 3, path
+        assert raw.headers["content-type"] == plain.headers["content-type"]
+    # API replies are left as they are: small JSON, and streams a compressor would hold back.
+    with published(stack, "/sax/test/docs-gzip", TEST_LM, {"text": "a b"}) as model:
+        call = {"model": model, "query": "q"}
+        ok = http.post("/generate", json=call, headers={"accept-encoding": "gzip"})
+        with http.stream(
+            "POST", "/generate_stream", json=call, headers={"accept-encoding": "gzip"}
+        ) as sse:
+            events = [line for line in sse.iter_lines() if line]
+    assert "content-encoding" not in ok.headers and ok.json()["texts"][0]["text"] == "a b"
+    assert "content-encoding" not in sse.headers and len(events) == 3, events
+    listing = http.get("/listall?sax_cell=/sax/test", headers={"accept-encoding": "gzip"})
+    assert listing.status_code == 200 and "content-encoding" not in listing.headers
+
+
+def test_the_files_are_revalidated_not_fetched_again(stack: Stack, http: httpx.Client) -> None:
+    # No validator, no Cache-Control: each visit of /docs fetched the page's files whole again
+    # (Swagger UI's bundle 1.7 MB, ~500 KB gzipped), and a proxy could keep a stale document.
+    for path in ("/openapi.json", "/docs", "/docs/docs.js", "/docs/swagger-ui-bundle.js"):
+        for encoding in ("identity", "gzip"):
+            sent = {"accept-encoding": encoding}
+            first = httpx.get(stack.http_url + path, headers=sent)
+            etag = first.headers["etag"]
+            assert first.status_code == 200 and first.headers["cache-control"] == "no-cache"
+            again = httpx.get(stack.http_url + path, headers={**sent, "if-none-match": etag})
+            assert (again.status_code, again.content) == (304, b""), (path, encoding)
+            assert again.headers["etag"].removeprefix("W/") == etag.removeprefix("W/")
+            assert again.headers["cache-control"] == "no-cache"
+            other = http.get(path, headers={**sent, "if-none-match": '"other", W/"x"'})
+            assert other.status_code == 200 and other.content == http.get(path).content
+
+
 def test_no_other_site_may_frame_the_docs_page(http: httpx.Client) -> None:
     # A page where a caller may type in its key and try calls: framed by another site, its
     # clicks could be someone else's (clickjacking). It also runs only its own files; the

@@ -12,6 +12,7 @@ import re
 import secrets
 import struct
 from collections.abc import Iterator
+from http.client import HTTPConnection
 
 import httpx
 import pytest
@@ -277,3 +278,40 @@ def test_sse_streams_keep_cors_and_the_origin_check(http: httpx.Client, model: s
         assert plain.status_code == 200
         assert "access-control-allow-origin" not in plain.headers
     assert http.get("/healthz").status_code == 200
+
+
+def test_the_replies_envoy_answers_itself_are_readable_by_an_allowed_origin(
+    http: httpx.Client,
+) -> None:
+    # CORS did not reach the routes Envoy answers itself (direct responses): a page on an
+    # allowed origin could not read /openapi.json, and its refused calls were network errors
+    # ("Failed to fetch") in place of the documented 413, 415 and 400 JSON.
+    origin = {"origin": ALLOWED}
+    grpc_web = {**origin, "content-type": "application/grpc-web+json"}
+    replies = [
+        (http.get("/openapi.json", headers=origin), 200),
+        (http.post("/generate", content=b"{}", headers={**origin, "grpc-timeout": "soon"}), 400),
+        (http.post("/generate", content=b"x", headers={**origin, "content-encoding": "gzip"}), 415),
+        (http.post("/saxgateway.v1.SaxGateway/GetInfo", content=b"", headers=grpc_web), 415),
+    ]
+    for response, status in replies:
+        assert response.status_code == status, response.request.url
+        assert response.headers["access-control-allow-origin"] == ALLOWED, response.request.url
+        exposed = {h.strip() for h in response.headers["access-control-expose-headers"].split(",")}
+        assert "x-request-id" in exposed
+    # A body declared over the limit is refused before it is sent.
+    url = httpx.URL(str(http.base_url))
+    connection = HTTPConnection(url.host, url.port, timeout=30)
+    try:
+        connection.putrequest("POST", "/generate")
+        connection.putheader("origin", ALLOWED)
+        connection.putheader("content-length", "999999999999")
+        connection.endheaders()
+        too_large = connection.getresponse()
+        too_large.read()
+    finally:
+        connection.close()
+    assert too_large.status == 413
+    assert too_large.getheader("access-control-allow-origin") == ALLOWED
+    # A request without an Origin (curl, SDKs) is allowed no origin.
+    assert "access-control-allow-origin" not in http.get("/openapi.json").headers

@@ -21,6 +21,7 @@ from saxml.protobuf import admin_pb2
 
 from gateway.client import ClientSettings
 from gateway.config import GatewaySettings
+from gateway.launch._methods import ENVOY_GET_PATHS
 from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack, StackSettings
 from tests._stacks import logs_dir, loopback_envoy
@@ -68,8 +69,8 @@ def test_unknown_path_is_a_json_404(http: httpx.Client) -> None:
 
 
 PATH_NOT_NORMALIZED = (
-    "the path cannot be normalized: it holds an encoded NUL byte or a fragment (#), which a"
-    " request target may not"
+    "the path cannot be normalized: it holds a fragment (#...), which a client keeps to itself,"
+    " or an encoded NUL"
 )
 
 
@@ -78,8 +79,7 @@ PATH_NOT_NORMALIZED = (
     [
         ("GET", "/listcells", False, 400, 3, "the request has no Host header"),
         ("GET", "/list%00cells", True, 400, 3, PATH_NOT_NORMALIZED),
-        # A fragment is the browser's, never sent: Envoy refuses it alike. (A malformed
-        # percent-escape, `/list%zzcells`, which the message named, passes as it is.)
+        # A fragment is the client's own (RFC 9110 4.2.5); the message blamed a NUL.
         ("GET", "/listcells#top", True, 400, 3, PATH_NOT_NORMALIZED),
         (
             "OPTIONS",
@@ -367,6 +367,10 @@ def test_native_v1_routes_keep_the_gateways_shape(http: httpx.Client) -> None:
     for path in ("/v1/cells?colour=blue", "/v1/sax/test:listModels?colour=blue"):
         assert_local_reply(http.get(path), 400, 3)
     assert_local_reply(http.delete("/v1/cells"), 405, 12)
+    # A model ID sent as one segment, its slashes encoded, names no route, and is no OpenAI
+    # path: it was a 404 in OpenAI's envelope.
+    for path in ("/v1/sax%2Ftest%2Flm:generate", "/v1/sax%2ftest/lm:generate"):
+        assert_local_reply(http.post(path, json={"query": "q"}), 404, 5)
 
 
 @pytest.mark.parametrize(
@@ -391,6 +395,31 @@ def test_a_method_the_path_does_not_take_is_a_json_405_naming_those_it_does(
     body = assert_local_reply(response, 405, 12)
     assert body["message"] == f"{method} is not allowed on this path; it takes {allowed}"
     assert response.headers["allow"] == allowed
+
+
+def test_the_files_envoy_serves_take_get_and_head_only(http: httpx.Client) -> None:
+    # DELETE /openapi.json, TRACE /docs, PUT /docs/swagger-ui.css... were a 200 with the
+    # file, as if each had done what it asked.
+    for path in ENVOY_GET_PATHS:
+        for method in ("DELETE", "PUT", "POST", "PATCH", "TRACE", "OPTIONS"):
+            response = http.request(method, path + "?v=2", content=b"{}")
+            body = assert_local_reply(response, 405, 12)
+            assert body["message"] == f"{method} is not allowed on this path; it takes GET, HEAD"
+            assert response.headers["allow"] == "GET, HEAD"
+        assert http.head(path).status_code == http.get(path).status_code
+    # A query string is no other path: a monitor's cache-buster was a 404 on /healthz, which
+    # answers any method (HAProxy's httpchk sends OPTIONS).
+    for method in ("GET", "OPTIONS"):
+        health = http.request(method, "/healthz?probe=1")
+        assert (health.status_code, health.content) == (200, b""), method
+    assert http.get("/openapi.json?v=2").json()["openapi"].startswith("3.")
+    # A browser's preflight is still CORS's to answer, not a 405.
+    preflight = http.options(
+        "/openapi.json",
+        headers={"origin": "http://allowed.example", "access-control-request-method": "GET"},
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "http://allowed.example"
 
 
 def test_405_leaves_paths_and_methods_the_api_has_alone(http: httpx.Client) -> None:

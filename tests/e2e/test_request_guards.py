@@ -13,6 +13,7 @@ import base64
 import gzip
 import json
 import secrets
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -225,6 +226,25 @@ def test_a_compressed_body_is_a_json_415_not_a_parse_error(
     openai = http.post("/v1/completions", content=body, headers=headers)
     assert openai.status_code == 415, openai.text
     assert openai.json() == {"error": openai_error(COMPRESSED)}
+    # RFC 9110 15.5.16: a 415 for a content coding says which codings it takes.
+    assert response.headers["accept-encoding"] == openai.headers["accept-encoding"] == "identity"
+
+
+@pytest.mark.parametrize(
+    ("header", "status"), [(b"Content-Encoding: gzip", 415), (b"grpc-timeout: soon", 400)]
+)
+def test_a_refusal_that_needs_no_body_comes_before_it(
+    stack: Stack, header: bytes, status: int
+) -> None:
+    # Envoy held the request until the whole body had come (the buffer filter, up to 32 MiB),
+    # and only then said what its headers had already decided: a 30 MB gzipped upload was
+    # sent whole for a 415.
+    url = httpx.URL(stack.http_url)
+    head = b"POST /generate HTTP/1.1\r\nHost: localhost\r\n%s\r\n" % header
+    with socket.create_connection((url.host, url.port), timeout=10) as sock:
+        sock.sendall(head + b"Content-Length: %d\r\n\r\n{" % (8 << 20))
+        reply = sock.recv(65536)  # socket.timeout: no answer within 10 s
+    assert reply.startswith(b"HTTP/1.1 %d " % status), reply[:300]
 
 
 def test_an_identity_content_encoding_is_read_as_usual(http: httpx.Client, model: str) -> None:

@@ -15,6 +15,7 @@ from gateway.common.loopback import LOOPBACK_NAMES, domains
 from gateway.config import ConfigError
 from gateway.configfile import parse_config
 from gateway.edge import allowed_host
+from gateway.edge._hosts import SEVERAL_HOSTS
 from gateway.launch.envoy import ADMIN_DRAIN, ADMIN_READS, EnvoySettings, render
 
 
@@ -67,7 +68,27 @@ def test_the_rendered_loopback_config_refuses_other_hosts_with_421() -> None:
     assert gateway["domains"] == [*LOOPBACK_NAMES, "gw.test"]
     assert other["domains"] == ["*"]
     refusals = [r["direct_response"]["status"] for r in other["routes"]]
-    assert refusals == [421, 421]  # CONNECT, then any path
+    assert refusals == [400, 421, 421]  # two Host lines, CONNECT, then any path
+
+
+@pytest.mark.parametrize(("listen", "allowed"), [("0.0.0.0", ()), ("127.0.0.1", ("*",))])
+def test_where_every_host_is_answered_two_hosts_are_still_refused(
+    listen: str, allowed: tuple[str, ...]
+) -> None:
+    # Envoy joins two Host lines with a comma; where the virtual host answers any name, it
+    # served them (tests/e2e/security/test_hosts.py shows the 400 on loopback).
+    settings = EnvoySettings(
+        gateway_endpoints=["127.0.0.1:50051"], listen_address=listen, allowed_hosts=allowed
+    )
+    (gateway,) = _virtual_hosts(render(settings))
+    assert gateway["domains"] == ["*"]
+    assert gateway["routes"][0]["match"]["headers"] == [
+        {"name": ":authority", "string_match": {"contains": ","}}
+    ]
+    assert gateway["routes"][0]["direct_response"] == {
+        "status": 400,
+        "body": {"inline_string": SEVERAL_HOSTS},
+    }
 
 
 def test_envoy_config_for_containers_answers_every_host(tmp_path: Path) -> None:

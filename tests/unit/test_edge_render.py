@@ -95,6 +95,7 @@ _EVERY_CONFIG = [
     "head_bodies",
     "grpc_web_status",
     "grpc_web_message",
+    "envoy.filters.http.compressor",  # off but on the routes of the files Envoy serves
     "envoy.filters.http.grpc_web",
     "envoy.filters.http.health_check",
     "envoy.filters.http.cors",

@@ -8,6 +8,7 @@ is, to the browser, same-origin with a local `saxgw up` stack: its requests carr
 from __future__ import annotations
 
 import json
+from http.client import HTTPConnection
 
 import grpc
 import httpx
@@ -15,7 +16,7 @@ import pytest
 from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
-from gateway.edge._hosts import REFUSAL
+from gateway.edge._hosts import REFUSAL, SEVERAL_HOSTS
 from gateway.launch.stack import Stack
 from tests._grpc import sync_channel
 from tests.e2e._bodies import envoy_error, openai_error
@@ -123,3 +124,25 @@ def test_chromium_on_a_rebound_name_gets_421(stack: Stack, http: httpx.Client) -
     assert (
         http.get("/listcell", params={"model": "/sax/test/rebound-in-chromium"}).status_code == 404
     )
+
+
+@pytest.mark.parametrize(
+    "hosts",
+    [("localhost", "localhost"), (EVIL, "localhost"), ("localhost", EVIL), ("localhost,b",)],
+)
+def test_more_than_one_host_is_a_400(stack: Stack, hosts: tuple[str, ...]) -> None:
+    # RFC 9112 3.2 wants a 400 for a request with two Host lines, or one that is not a host.
+    # Envoy joined them (`localhost,evil.example:8888`): a 421 on loopback, and served where
+    # every Host is answered, while a proxy in front may have read only the first.
+    connection = HTTPConnection("127.0.0.1", _port(stack), timeout=30)
+    try:
+        connection.putrequest("GET", "/listcells", skip_host=True)
+        for host in hosts:
+            connection.putheader("Host", host)
+        connection.endheaders()
+        response = connection.getresponse()
+        body = json.loads(response.read())
+    finally:
+        connection.close()
+    assert response.status == 400, body
+    assert body["code"] == 3 and body["message"] == SEVERAL_HOSTS

@@ -154,7 +154,11 @@ class ProcessGroup:
         env: dict[str, str] | None = None,
         log_path: str | None = None,
     ) -> subprocess.Popen[bytes]:
-        """Starts ``argv``; its output goes to ``log_path`` (or is inherited)."""
+        """Starts ``argv``; its output goes to ``log_path`` (or is inherited). The log's
+        directory is made if it is gone (removed while the stack ran: a restart must not
+        fail over it)."""
+        if log_path:
+            Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         out = open(log_path, "ab") if log_path else None  # noqa: SIM115 - child owns it
         try:
             proc = subprocess.Popen(

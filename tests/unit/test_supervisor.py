@@ -4,8 +4,10 @@ one whose health probes keep failing (tests/integration/test_watchdog.py probes 
 from __future__ import annotations
 
 import itertools
+import shutil
 import sys
 import time
+from pathlib import Path
 
 from gateway.launch.probes import Probe
 from gateway.launch.processes import ProcessGroup
@@ -97,3 +99,36 @@ def test_failures_must_come_in_a_row() -> None:
         supervisor.close()
         group.stop()
     assert lines == []
+
+
+def test_a_restart_that_cannot_start_is_retried_not_raised(tmp_path: Path) -> None:
+    # A child's log directory removed while the stack ran (a clean-up, a rotation) made the
+    # restart's open() raise out of `tick`: `saxgw up` died with a traceback, and the whole
+    # stack with it, over one gateway that had exited. The directory is made again; what
+    # still cannot start (a file where the directory should be) is reported and retried.
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    group = ProcessGroup(grace=5)
+    lines: list[str] = []
+    try:
+        group.start("crasher", [sys.executable, "-c", "pass"], log_path=str(logs / "c.log"))
+        supervisor = Supervisor(
+            group, RestartSettings(first_delay=FIRST_DELAY_S), report=lines.append
+        )
+        shutil.rmtree(logs)
+        _tick_until(supervisor, "crasher", 1)
+        assert (logs / "c.log").is_file()
+        shutil.rmtree(logs)
+        logs.write_text("not a directory")
+        deadline = time.monotonic() + 30
+        while not any(line.startswith("saxgw: could not restart") for line in lines):
+            assert time.monotonic() < deadline, lines
+            supervisor.tick()
+            time.sleep(0.02)
+        logs.unlink()
+        _tick_until(supervisor, "crasher", 2)
+    finally:
+        group.stop()
+    failed = next(line for line in lines if line.startswith("saxgw: could not restart"))
+    assert failed.startswith(f"saxgw: could not restart crasher: [Errno 17] File exists: '{logs}'")
+    assert failed.endswith("; trying again in 0.8 s")

@@ -14,6 +14,7 @@ from types import FrameType
 
 from gateway.cli._restored import Restored, RestoredModels
 from gateway.common.logs import JsonFormatter
+from gateway.common.stdout import discard_stdout
 from gateway.launch.processes import StopFlag
 from gateway.launch.stack import Stack
 from gateway.launch.supervisor import Supervisor
@@ -37,6 +38,16 @@ def say(line: str, level: int = logging.INFO) -> None:
         line = formatter.format(_log.makeRecord(_log.name, level, "", 0, message, (), None))
     with contextlib.suppress(OSError):
         print(line, file=sys.stderr, flush=True)
+
+
+def show(text: str) -> None:
+    """Prints one of `saxgw up|serve`'s lines for stdout (the banner, the restored models).
+    Its reader may go (`saxgw up | head -1`, a pager quit, a terminal closed): the stack
+    serves on, as it does without stderr (`say`); the BrokenPipeError stopped it."""
+    try:
+        print(text, flush=True)
+    except OSError:
+        discard_stdout()
 
 
 class StopSignals:
@@ -164,7 +175,7 @@ def _report_restored(standing: Restored, cell: str) -> None:
     metrics, and a trace), and never said which model it waited for, nor why; one that no
     model server could take kept it asking for good too, of every such model each time."""
     if ready := [f"{m} ({a}/{w})" for m, a, w in standing.ready]:
-        print(f"saxgw: restored models ready: {_named(ready)}", flush=True)
+        show(f"saxgw: restored models ready: {_named(ready)}")
     for model, error in standing.failed:
         say(f"saxgw: restored model {model} does not serve: {error}", logging.WARNING)
     if waiting := standing.waiting:
@@ -184,7 +195,7 @@ def _named(items: list[str]) -> str:
 
 
 def _print_banner(args: argparse.Namespace, stack: Stack) -> None:
-    print("\n".join(banner(args, stack)), flush=True)
+    show("\n".join(banner(args, stack)))
 
 
 def _tls_flags(stack: Stack) -> tuple[str, str, str | None]:

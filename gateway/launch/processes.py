@@ -17,6 +17,10 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+#: Where a child without a log writes its stdout: our stderr (fd 2, whatever ``sys.stderr``
+#: is in this process now).
+_STDERR_FD = 2
+
 # Every child is exec'd through this (same pid), which has the kernel kill it if we die.
 _DIE_WITH_PARENT = (sys.executable, "-m", "gateway.launch.diewithparent")
 
@@ -154,9 +158,9 @@ class ProcessGroup:
         env: dict[str, str] | None = None,
         log_path: str | None = None,
     ) -> subprocess.Popen[bytes]:
-        """Starts ``argv``; its output goes to ``log_path`` (or is inherited). The log's
-        directory is made if it is gone (removed while the stack ran: a restart must not
-        fail over it)."""
+        """Starts ``argv``; its output goes to ``log_path``, or to our stderr: our stdout is
+        for what `saxgw up` itself prints (its banner). The log's directory is made if it is
+        gone (removed while the stack ran: a restart must not fail over it)."""
         if log_path:
             Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         out = open(log_path, "ab") if log_path else None  # noqa: SIM115 - child owns it
@@ -164,7 +168,7 @@ class ProcessGroup:
             proc = subprocess.Popen(
                 [*_DIE_WITH_PARENT, str(os.getpid()), *argv],
                 stdin=subprocess.DEVNULL,
-                stdout=out,
+                stdout=out or _STDERR_FD,
                 stderr=subprocess.STDOUT if out else None,
                 env={**os.environ, **(env or {})},
                 # Ctrl-C in a terminal reaches only us; we stop the children in order.

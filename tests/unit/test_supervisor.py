@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from gateway.launch.probes import Probe
 from gateway.launch.processes import ProcessGroup
 from gateway.launch.supervisor import RestartSettings, Supervisor
@@ -132,3 +134,19 @@ def test_a_restart_that_cannot_start_is_retried_not_raised(tmp_path: Path) -> No
     failed = next(line for line in lines if line.startswith("saxgw: could not restart"))
     assert failed.startswith(f"saxgw: could not restart crasher: [Errno 17] File exists: '{logs}'")
     assert failed.endswith("; trying again in 0.8 s")
+
+
+def test_a_child_without_a_log_writes_to_our_stderr(capfd: pytest.CaptureFixture[str]) -> None:
+    # Without --log-dir "every process logs to stderr", but a child's stdout was ours too:
+    # the embedded cell's address lines came before `saxgw up`'s banner on its stdout
+    # (`saxgw up | head -1` read `SAX_ROOT=...`), and once that reader had gone the cell
+    # died of the broken pipe, and the stack with it ("cell exited with status 1").
+    group = ProcessGroup(grace=5)
+    try:
+        group.start("talker", [sys.executable, "-c", "print('to stdout')"])
+        dict(group.children)["talker"].wait()
+    finally:
+        group.stop()
+    out, err = capfd.readouterr()
+    assert "to stdout" not in out
+    assert "to stdout\n" in err

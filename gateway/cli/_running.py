@@ -55,6 +55,7 @@ class StopSignals:
     default killed `saxgw` at once when its terminal closed (status 129; the children killed
     with it, streams cut without their last event, the private directory with Envoy's config
     left behind); and it does not reload the config, as some servers' does (`hangup`).
+    Under `nohup`, which starts it with SIGHUP ignored, it stays ignored.
 
     A second one during the stop (Ctrl-C again: the user will not wait for the streams to
     drain), or SIGQUIT (Ctrl-\\) at any time, sets ``hurry``: what is still running is
@@ -69,7 +70,12 @@ class StopSignals:
         self.hangup = False
         self.hurried_by = 0
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-            signal.signal(sig, self._received)
+            # A hangup ignored when we start is one `nohup` (or a service manager) asked us
+            # to ignore: the terminal may close under a stack meant to outlive it. SIGINT and
+            # SIGQUIT, which a shell ignores for its background jobs, stay ours: a script's
+            # `kill -INT` must still stop `saxgw up &`.
+            if sig != signal.SIGHUP or signal.getsignal(sig) != signal.SIG_IGN:
+                signal.signal(sig, self._received)
 
     def _received(self, signum: int, _frame: FrameType | None) -> None:
         if (self.event.is_set() or signum == signal.SIGQUIT) and not self.hurry.is_set():

@@ -176,3 +176,24 @@ def test_a_stdout_whose_reader_left_does_not_stop_the_stack(
             _print_banner(ARGS, stack)
         _report_restored(Restored(ready=[("/sax/test/a", 1, 1)], failed=[], waiting=[]), "c")
         print("and the flush at exit", flush=True)  # goes nowhere, quietly
+
+
+_HANGUP_UNDER_NOHUP = """
+import os, signal, time
+from gateway.cli._running import StopSignals
+
+signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as nohup starts it
+stop = StopSignals()
+os.kill(os.getpid(), signal.SIGHUP)
+time.sleep(0.2)
+os.kill(os.getpid(), signal.SIGTERM)
+print(stop.event.wait(5), stop.hangup, signal.getsignal(signal.SIGHUP) == signal.SIG_IGN)
+"""
+
+
+def test_a_hangup_nohup_ignores_stays_ignored() -> None:
+    # `nohup saxgw up &` then logging out: saxgw put its own handler over the SIG_IGN nohup
+    # had set, and stopped the stack at the hangup nohup was there to keep from it.
+    program = [sys.executable, "-c", _HANGUP_UNDER_NOHUP]
+    done = subprocess.run(program, capture_output=True, text=True, timeout=20, check=False)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "True False True\n", "")

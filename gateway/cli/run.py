@@ -23,7 +23,7 @@ from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
 from gateway.launch import tuning
 from gateway.launch.envoy import EnvoySettings, route_timeout_over
 from gateway.launch.ports import PortClaimed, claim_ports
-from gateway.launch.processes import StartupError
+from gateway.launch.processes import LogError, StartupError
 from gateway.launch.stack import Stack, StackSettings
 from gateway.service import serve as serve_gateway
 from gateway.service.args import (
@@ -290,6 +290,9 @@ def _up(args: argparse.Namespace) -> int:
         return 1
     except StartupError as exc:
         print(_startup_failure(exc, args.log_dir), file=sys.stderr)
+        return 1
+    except LogError as exc:
+        print(f"saxgw: {exc}; give a --log-dir it can write in", file=sys.stderr)
         return 1
 
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,20 @@ class StopFlag:
         return self._set
 
 
+class LogError(OSError):
+    """A child's log cannot be opened for writing (a read-only or full --log-dir, a
+    directory where the file should be)."""
+
+
+def _open_log(name: str, path: str) -> BinaryIO:
+    """``path`` opened to append to, its directory made again if it was removed."""
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "ab")
+    except OSError as exc:
+        raise LogError(f"cannot write the log of {name}, {path}: {exc.strerror}") from exc
+
+
 #: How often `ProcessGroup.stop` looks whether a child it waits for has exited.
 _STOP_POLL_S = 0.05
 
@@ -161,9 +176,7 @@ class ProcessGroup:
         """Starts ``argv``; its output goes to ``log_path``, or to our stderr: our stdout is
         for what `saxgw up` itself prints (its banner). The log's directory is made if it is
         gone (removed while the stack ran: a restart must not fail over it)."""
-        if log_path:
-            Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        out = open(log_path, "ab") if log_path else None  # noqa: SIM115 - child owns it
+        out = _open_log(name, log_path) if log_path else None
         try:
             proc = subprocess.Popen(
                 [*_DIE_WITH_PARENT, str(os.getpid()), *argv],

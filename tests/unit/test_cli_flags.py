@@ -197,6 +197,22 @@ def test_up_names_a_directory_it_cannot_create(
         assert capsys.readouterr().err == f"saxgw: cannot create {flag} {where}: Not a directory\n"
 
 
+def test_up_names_a_log_it_cannot_write(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # A --log-dir on a read-only filesystem (or a log that is a directory) passed the
+    # checks, and the first child's open() of its log raised an OSError traceback.
+    logs = tmp_path / "logs"
+    (logs / "cell.log").mkdir(parents=True)
+    ports = [str(free_port()) for _ in range(6)]
+    flags = ["--port", ports[0], "--envoy-admin-port", ports[1], "--gateway-ports", ports[2]]
+    flags += ["--ops-port", ports[3], "--admin-port", ports[4], "--model-server-ports", ports[5]]
+    flags += ["--sax-root", str(tmp_path / "root"), "--fs-root", str(tmp_path / "fs")]
+    assert main(["up", *flags, "--log-dir", str(logs)]) == 1
+    assert capsys.readouterr().err == (
+        f"saxgw: cannot write the log of cell, {logs / 'cell.log'}: Is a directory; "
+        "give a --log-dir it can write in\n"
+    )
+
+
 def test_up_keeps_each_sax_roots_state_apart_unless_told(tmp_path: Path) -> None:
     # --fs-root defaulted to .saxgw/fs-root whatever --sax-root said: two `saxgw up` with
     # their own --sax-root shared one state.proto, and each admin's saves overwrote the other's

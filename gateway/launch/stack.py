@@ -375,8 +375,9 @@ class Stack:
                 str(config),
                 "--log-level",
                 "warn",
-                "--base-id",
-                str(self.envoy.admin_port),  # several Envoys may share a machine
+                # Nothing here hot-restarts Envoy: with hot restart on, each Envoy left its
+                # shared memory in /dev/shm for good, and needed a base ID of its own.
+                "--disable-hot-restart",
                 "--file-flush-interval-msec",
                 "1000",  # access log lines reach the log within a second, not ten
                 *envoy_concurrency_flags(self.envoy),

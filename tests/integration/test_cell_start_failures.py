@@ -140,3 +140,49 @@ def test_a_second_up_on_a_live_cells_sax_root_says_where_its_log_is(tmp_path: Pa
     finally:
         first.terminate()
         first.communicate(timeout=30)
+
+
+def test_a_second_cell_of_that_name_on_the_same_fs_root_is_refused(tmp_path: Path) -> None:
+    # Two `saxgw up` of /sax/test on two SAX_ROOTs given one --fs-root both started: each
+    # restored the other's models, its next save dropped the other's from state.proto
+    # (a restart lost them), and its start removed the other's save in progress.
+    fs_root = tmp_path / "fs-root"
+    first = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "gateway.cell.admin", f"--sax-root={tmp_path / 'one'}"),
+            *("--port=0", f"--fs-root={fs_root}", "--log-level=WARNING"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert first.stdout is not None
+        address = first.stdout.readline().split()[1]  # "listening ADDRESS"
+        second = _run("gateway.cell.admin", tmp_path / "two", "--port=0", f"--fs-root={fs_root}")
+        assert second.returncode == 1
+        assert second.stderr.splitlines() == [
+            f"python -m gateway.cell.admin: the admin server of /sax/test at {address} (SAX_ROOT "
+            f"{tmp_path / 'one'}) keeps its state under {fs_root} too: two admins of one cell "
+            "overwrite each other's saved state; stop it first, or create the cell with an "
+            "--fs-root of its own"
+        ]
+    finally:
+        first.terminate()
+        first.communicate(timeout=30)
+    # Once it has gone, its lock goes with it (a killed admin's too: the kernel drops it).
+    again = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "gateway.cell.admin", f"--sax-root={tmp_path / 'two'}"),
+            *("--port=0", f"--fs-root={fs_root}", "--log-level=WARNING"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert again.stdout is not None
+        assert again.stdout.readline().startswith("listening ")
+    finally:
+        again.terminate()
+        again.communicate(timeout=30)

@@ -19,6 +19,7 @@ from gateway.cell import _grpc_server
 from gateway.cell._files import CellFiles, parse_location
 from gateway.cell.admin.manager import Manager
 from gateway.cell.admin.servicer import AdminServicer
+from gateway.cell.admin.statelock import hold_state, release
 from gateway.cell.admin.takeover import refuse_if_alive
 from gateway.cell.settings import CellSettings
 from gateway.common.names import parse_cell_id
@@ -45,6 +46,7 @@ class AdminServer:
         self.superseded = asyncio.Event()
         self._guard: asyncio.Task[None] | None = None
         self._announced = False  # location.proto names this admin (it wrote it)
+        self._state_lock: int | None = None  # its hold on the state in a local fs root
 
     @property
     def manager(self) -> Manager:
@@ -70,6 +72,12 @@ class AdminServer:
         self.address = _grpc_server.address(self._settings.host, port)
         try:
             await refuse_if_alive(self._files, cell=self._settings.cell, mine=self.address)
+            self._state_lock = await hold_state(
+                config.fs_root,
+                cell=self._settings.cell,
+                mine=self.address,
+                sax_root=self._settings.sax_root,
+            )
             self.server_id = f"{self.address}_{os.urandom(8).hex()}"
             self._manager = Manager(
                 settings=self._settings,
@@ -92,6 +100,8 @@ class AdminServer:
             # location.proto): free the port. A started server left to the garbage collector
             # printed a traceback ("Event loop is closed") after the process's one line.
             await server.stop(0)
+            release(self._state_lock)
+            self._state_lock = None
             raise
         self._server = server
         _log.info(
@@ -158,6 +168,8 @@ class AdminServer:
             self._server = None
         if self._manager is not None:
             await self._manager.close()
+        release(self._state_lock)
+        self._state_lock = None
 
     async def wait_for_termination(self) -> None:
         if self._server is not None:

@@ -23,7 +23,7 @@ from gateway.cell.admin.statelock import hold_state, release
 from gateway.cell.admin.takeover import refuse_if_alive
 from gateway.cell.settings import CellSettings
 from gateway.common.names import parse_cell_id
-from gateway.common.storage import StorageError
+from gateway.common.storage import StorageError, absolute_root
 
 _log = logging.getLogger("gateway.cell.admin")
 # How long a save waits to learn whether this admin still serves the cell (`_before_save`):
@@ -59,7 +59,7 @@ class AdminServer:
         if not config.fs_root:
             raise ValueError(f"the config.proto of {self._settings.cell} has no fs_root")
         asked = self._settings.fs_root
-        if asked and asked.rstrip("/") != config.fs_root.rstrip("/"):
+        if asked and absolute_root(asked).rstrip("/") != absolute_root(config.fs_root).rstrip("/"):
             _log.warning(
                 "--fs-root %s is not used: the cell %s keeps its state under %s, as its "
                 "config.proto says (a cell's fs root cannot change)",

@@ -14,13 +14,9 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 log = logging.getLogger(__name__)
-
-#: Where a child without a log writes its stdout: our stderr (fd 2, whatever ``sys.stderr``
-#: is in this process now).
-_STDERR_FD = 2
 
 # Every child is exec'd through this (same pid), which has the kernel kill it if we die.
 _DIE_WITH_PARENT = (sys.executable, "-m", "gateway.launch.diewithparent")
@@ -141,6 +137,24 @@ class Stopping(Exception):
     start: its owner stops what it started instead of starting the rest."""
 
 
+Output = Literal["log", "ours", "discard"]
+"""Where a child's stdout goes. ``log``: into its log, or without one to our stderr, where the
+children's logs go (a line it prints there for a person who runs it alone, "gateway gRPC
+listening on ...", came before `saxgw up`'s banner on its stdout, and a stdout whose reader
+had gone killed the child, and the stack with it); ``ours``: into its log, or to our stdout
+(Envoy's access log, documented there); ``discard``: nowhere (the cell's address lines, which
+are no log records, and which the banner repeats)."""
+
+#: Our stderr, whatever ``sys.stderr`` is in this process now.
+_STDERR_FD = 2
+
+
+def _stdout(output: Output, log: BinaryIO | None) -> BinaryIO | int | None:
+    if output == "discard":
+        return subprocess.DEVNULL
+    return log or (None if output == "ours" else _STDERR_FD)
+
+
 @dataclass(frozen=True)
 class ChildSpec:
     """How a child was started, so that it can be started again the same way."""
@@ -148,6 +162,7 @@ class ChildSpec:
     argv: tuple[str, ...]
     env: dict[str, str] | None
     log_path: str | None
+    stdout: Output = "log"
 
 
 @dataclass
@@ -172,17 +187,18 @@ class ProcessGroup:
         *,
         env: dict[str, str] | None = None,
         log_path: str | None = None,
+        stdout: Output = "log",
     ) -> subprocess.Popen[bytes]:
-        """Starts ``argv``; its output goes to ``log_path``, or to our stderr: our stdout is
-        for what `saxgw up` itself prints (its banner). The log's directory is made if it is
-        gone (removed while the stack ran: a restart must not fail over it)."""
+        """Starts ``argv``; its stderr goes to ``log_path`` (or to ours), its stdout as
+        ``stdout`` says (`Output`). The log's directory is made if it is gone (removed while
+        the stack ran: a restart must not fail over it)."""
         out = _open_log(name, log_path) if log_path else None
         try:
             proc = subprocess.Popen(
                 [*_DIE_WITH_PARENT, str(os.getpid()), *argv],
                 stdin=subprocess.DEVNULL,
-                stdout=out or _STDERR_FD,
-                stderr=subprocess.STDOUT if out else None,
+                stdout=_stdout(stdout, out),
+                stderr=out,  # None: ours
                 env={**os.environ, **(env or {})},
                 # Ctrl-C in a terminal reaches only us; we stop the children in order.
                 start_new_session=True,
@@ -191,7 +207,7 @@ class ProcessGroup:
             if out:
                 out.close()
         log.info("started %s (pid %d): %s", name, proc.pid, " ".join(argv))
-        self.specs[name] = ChildSpec(tuple(argv), env, log_path)
+        self.specs[name] = ChildSpec(tuple(argv), env, log_path, stdout)
         self.children = [(n, p) for n, p in self.children if n != name]
         self.children.append((name, proc))
         return proc
@@ -201,7 +217,7 @@ class ProcessGroup:
         place in the stop order."""
         spec = self.specs[name]
         order = [n for n, _ in self.children]
-        proc = self.start(name, spec.argv, env=spec.env, log_path=spec.log_path)
+        proc = self.start(name, spec.argv, env=spec.env, log_path=spec.log_path, stdout=spec.stdout)
         by_name = dict(self.children)
         self.children = [(n, by_name[n]) for n in order]
         return proc

@@ -331,7 +331,10 @@ class Stack:
         self.envoy = _connections_within(self.envoy, envoy_open_files())
         if s.cell is not None:
             argv = cell_argv(s.cell, log_format=s.gateway.telemetry.log_format)
-            self.group.start("cell", argv, log_path=self._log("cell"))
+            # Its address lines on stdout are for a person running it alone (the banner
+            # says where it listens): they came before the banner on saxgw's stdout, and
+            # were text lines in a JSON log.
+            self.group.start("cell", argv, log_path=self._log("cell"), stdout="discard")
             ports = (s.cell.admin_port, *s.cell.model_server_ports)
             addresses = [f"{s.cell.host}:{p}" for p in ports]
             self.group.wait_until("cell", lambda: all(map(port_open, addresses)), timeout)
@@ -384,6 +387,7 @@ class Stack:
                 *_envoy_log_flags(s.gateway.telemetry.log_format, self._log("envoy")),
             ],
             log_path=self._log("envoy"),
+            stdout="ours",  # its access log (docs/operations.md)
         )
         admin = f"http://{self.envoy.admin_address}:{self.envoy.admin_port}"
         self.group.wait_until("envoy", lambda: _http_ok(admin + "/ready"), timeout)

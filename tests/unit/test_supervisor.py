@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway.launch.probes import Probe
-from gateway.launch.processes import ProcessGroup
+from gateway.launch.processes import Output, ProcessGroup
 from gateway.launch.supervisor import RestartSettings, Supervisor
 
 FIRST_DELAY_S = 0.2
@@ -138,17 +138,24 @@ def test_a_restart_that_cannot_start_is_retried_not_raised(tmp_path: Path) -> No
     )
 
 
-def test_a_child_without_a_log_writes_to_our_stderr(capfd: pytest.CaptureFixture[str]) -> None:
-    # Without --log-dir "every process logs to stderr", but a child's stdout was ours too:
-    # the embedded cell's address lines came before `saxgw up`'s banner on its stdout
-    # (`saxgw up | head -1` read `SAX_ROOT=...`), and once that reader had gone the cell
-    # died of the broken pipe, and the stack with it ("cell exited with status 1").
+def test_a_childs_stdout_is_kept_off_ours_unless_asked(
+    capfd: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Without --log-dir the children's stdout was saxgw's: the cell's address lines and the
+    # gateway's and the ops server's "listening on" came before `saxgw up`'s banner (`saxgw up
+    # | head -1` read `SAX_ROOT=...`), and once that reader had gone the first to print died
+    # of the broken pipe, and the stack with it ("cell exited with status 1 while starting").
+    # The cell's lines, no log records, were text lines in a JSON log too.
+    talk = "import sys; print('out'); print('err', file=sys.stderr)"
     group = ProcessGroup(grace=5)
     try:
-        group.start("talker", [sys.executable, "-c", "print('to stdout')"])
-        dict(group.children)["talker"].wait()
+        outputs: tuple[Output, ...] = ("log", "ours", "discard")
+        for output in outputs:
+            group.start(output, [sys.executable, "-c", talk], stdout=output)
+            dict(group.children)[output].wait()
+        group.start("logged", [sys.executable, "-c", talk], log_path=str(tmp_path / "l.log"))
+        dict(group.children)["logged"].wait()
     finally:
         group.stop()
-    out, err = capfd.readouterr()
-    assert "to stdout" not in out
-    assert "to stdout\n" in err
+    assert capfd.readouterr() == ("out\n", "out\nerr\nerr\nerr\n")
+    assert (tmp_path / "l.log").read_text() == "out\nerr\n"

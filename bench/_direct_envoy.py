@@ -181,8 +181,7 @@ def main() -> None:
             "warn",
             "--concurrency",
             str(args.concurrency),
-            "--base-id",
-            str(args.admin_port),
+            "--disable-hot-restart",
         ],
     )
 

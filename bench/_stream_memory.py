@@ -219,7 +219,7 @@ def measure(
     admin = f"http://127.0.0.1:{admin_port}"
     group = ProcessGroup(grace=5.0)
     argv = [str(envoy_binary()), "-c", str(path), "--log-level", "warn"]
-    argv += ["--base-id", str(admin_port), "--concurrency", str(stack.envoy.concurrency or 1)]
+    argv += ["--disable-hot-restart", "--concurrency", str(stack.envoy.concurrency or 1)]
     group.start("envoy", argv, log_path=str(workdir / f"envoy-{name}.log"))
     try:
         group.wait_until("envoy", lambda: _ready(admin), 30)

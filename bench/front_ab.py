@@ -136,8 +136,7 @@ def _start(stack: BenchStack, name: str, flags: list[str], change: Callable[[Con
         str(path),
         "--log-level",
         "warn",
-        "--base-id",
-        str(admin_port),
+        "--disable-hot-restart",
         "--concurrency",
         str(envoy.concurrency or 1),
     ]

@@ -14,7 +14,7 @@ from saxml.protobuf import admin_pb2
 
 from gateway.cell._errors import CellStartError
 from gateway.cell.settings import CellSettings
-from gateway.common.storage import Storage, open_storage
+from gateway.common.storage import Storage, absolute_root, open_storage
 
 CONFIG_FILE = "config.proto"
 LOCATION_FILE = "location.proto"
@@ -54,7 +54,9 @@ class CellFiles:
         data = await self._root.read(path)
         if data is not None:
             return _parse(admin_pb2.Config, data, self._root.url(path), "the cell's fs_root")
-        config = admin_pb2.Config(fs_root=self._settings.effective_fs_root)
+        # Absolute: `saxgw up` makes its default cell with .saxgw/fs-root, and the same cell
+        # started from another directory read and saved its state in another place.
+        config = admin_pb2.Config(fs_root=absolute_root(self._settings.effective_fs_root))
         await self._root.write(path, config.SerializeToString())
         return config
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -23,6 +22,7 @@ from gateway.cell._args import add_cell_arguments, configure_logging, settings_f
 from gateway.cell._errors import CellStartError
 from gateway.cell.settings import CellSettings
 from gateway.common import flags
+from gateway.common.stdout import discard_stdout
 from gateway.common.storage import StorageError
 
 
@@ -97,8 +97,7 @@ def emit(line: str) -> None:
     try:
         print(line, flush=True)
     except BrokenPipeError:
-        # Later lines, and the flush at exit of what this one left, go nowhere.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        discard_stdout()
 
 
 async def wait_for_signal(*, or_stdin_eof: bool = False) -> None:

@@ -11,7 +11,6 @@ a concrete hint); `_output` renders results::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from gateway.cli._channel import API_KEY_ENV, DEFAULT_GATEWAY, open_channel, wit
 from gateway.cli._failures import report, report_input
 from gateway.cli._inputs import InputError, UsageError, duration, gateway_address
 from gateway.cli._output import to_json
+from gateway.common.stdout import discard_stdout
 
 # What main.py's add_subparsers returns; argparse names its type privately.
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -212,7 +212,7 @@ def dispatch(run: Run, args: argparse.Namespace) -> int:
         )
         return 1
     except BrokenPipeError:  # e.g. `saxgw ... | head`: stop quietly, as cat does
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        discard_stdout()
         return 1
     except OSError as exc:
         print(f"saxgw: {exc}", file=sys.stderr)

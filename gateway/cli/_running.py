@@ -14,6 +14,7 @@ from types import FrameType
 
 from gateway.cli._restored import Restored, RestoredModels
 from gateway.common.logs import JsonFormatter
+from gateway.common.stdout import discard_stdout
 from gateway.launch.processes import StopFlag
 from gateway.launch.stack import Stack
 from gateway.launch.supervisor import Supervisor
@@ -39,11 +40,22 @@ def say(line: str, level: int = logging.INFO) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
+def show(text: str) -> None:
+    """Prints one of `saxgw up|serve`'s lines for stdout (the banner, the restored models).
+    Its reader may go (`saxgw up | head -1`, a pager quit, a terminal closed): the stack
+    serves on, as it does without stderr (`say`); the BrokenPipeError stopped it."""
+    try:
+        print(text, flush=True)
+    except OSError:
+        discard_stdout()
+
+
 class StopSignals:
     """Set by SIGINT (Ctrl-C), SIGTERM or SIGHUP: each stops the stack gracefully. SIGHUP's
     default killed `saxgw` at once when its terminal closed (status 129; the children killed
     with it, streams cut without their last event, the private directory with Envoy's config
     left behind); and it does not reload the config, as some servers' does (`hangup`).
+    Under `nohup`, which starts it with SIGHUP ignored, it stays ignored.
 
     A second one during the stop (Ctrl-C again: the user will not wait for the streams to
     drain), or SIGQUIT (Ctrl-\\) at any time, sets ``hurry``: what is still running is
@@ -58,7 +70,12 @@ class StopSignals:
         self.hangup = False
         self.hurried_by = 0
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-            signal.signal(sig, self._received)
+            # A hangup ignored when we start is one `nohup` (or a service manager) asked us
+            # to ignore: the terminal may close under a stack meant to outlive it. SIGINT and
+            # SIGQUIT, which a shell ignores for its background jobs, stay ours: a script's
+            # `kill -INT` must still stop `saxgw up &`.
+            if sig != signal.SIGHUP or signal.getsignal(sig) != signal.SIG_IGN:
+                signal.signal(sig, self._received)
 
     def _received(self, signum: int, _frame: FrameType | None) -> None:
         if (self.event.is_set() or signum == signal.SIGQUIT) and not self.hurry.is_set():
@@ -164,7 +181,7 @@ def _report_restored(standing: Restored, cell: str) -> None:
     metrics, and a trace), and never said which model it waited for, nor why; one that no
     model server could take kept it asking for good too, of every such model each time."""
     if ready := [f"{m} ({a}/{w})" for m, a, w in standing.ready]:
-        print(f"saxgw: restored models ready: {_named(ready)}", flush=True)
+        show(f"saxgw: restored models ready: {_named(ready)}")
     for model, error in standing.failed:
         say(f"saxgw: restored model {model} does not serve: {error}", logging.WARNING)
     if waiting := standing.waiting:
@@ -184,7 +201,7 @@ def _named(items: list[str]) -> str:
 
 
 def _print_banner(args: argparse.Namespace, stack: Stack) -> None:
-    print("\n".join(banner(args, stack)), flush=True)
+    show("\n".join(banner(args, stack)))
 
 
 def _tls_flags(stack: Stack) -> tuple[str, str, str | None]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -22,8 +23,9 @@ from gateway.common.storage import StorageSetupError
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings
 from gateway.launch import tuning
 from gateway.launch.envoy import EnvoySettings, route_timeout_over
+from gateway.launch.logdir import LogDirInUse, hold_log_dir
 from gateway.launch.ports import PortClaimed, claim_ports
-from gateway.launch.processes import StartupError
+from gateway.launch.processes import LogError, StartupError
 from gateway.launch.stack import Stack, StackSettings
 from gateway.service import serve as serve_gateway
 from gateway.service.args import (
@@ -279,7 +281,10 @@ def _up(args: argparse.Namespace) -> int:
     try:
         # Claimed before the check and held until exit: two `saxgw up` started at the same
         # moment both found the ports free, and both started a stack on them.
-        with claim_ports(port for _, port, _ in _preflight.ports_to_bind(args)):
+        with (
+            claim_ports(port for _, port, _ in _preflight.ports_to_bind(args)),
+            hold_log_dir(args.log_dir) if args.log_dir else contextlib.nullcontext(),
+        ):
             if problem := _preflight.busy(args):
                 print(f"saxgw: {problem}", file=sys.stderr)
                 return 1
@@ -291,6 +296,16 @@ def _up(args: argparse.Namespace) -> int:
         return 1
     except StartupError as exc:
         print(_startup_failure(exc, args.log_dir), file=sys.stderr)
+        return 1
+    except LogDirInUse as exc:
+        print(
+            f"saxgw: --log-dir {args.log_dir} is in use by {exc.holder}, another saxgw's stack; "
+            "give each stack a --log-dir of its own",
+            file=sys.stderr,
+        )
+        return 1
+    except LogError as exc:
+        print(f"saxgw: {exc}; give a --log-dir it can write in", file=sys.stderr)
         return 1
 
 

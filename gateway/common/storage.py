@@ -407,6 +407,12 @@ def _cause(exc: BaseException) -> str:
     return f"{type(exc).__name__} ({code})" if isinstance(code, int) else type(exc).__name__
 
 
+def absolute_root(root: str) -> str:
+    """``root`` as the same place named from any directory: a local path made absolute (a
+    relative one means another directory wherever a process starts), a gs:// URL as it is."""
+    return root if root.startswith(_GS) else os.path.abspath(root)
+
+
 def open_storage(root: str, *, gcs_endpoint: str | None = None) -> Storage:
     """Opens a local directory or a ``gs://bucket/prefix`` root.
 

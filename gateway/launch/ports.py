@@ -53,10 +53,11 @@ def holder(port: int) -> str | None:
     process"`` if it cannot be seen (another user), or None if nothing listens there."""
     if not _listening_inodes(port):
         return None
-    return _describe(listener_pid(port))
+    return describe(listener_pid(port))
 
 
-def _describe(pid: int | None) -> str:
+def describe(pid: int | None) -> str:
+    """``"pid 123 (command line)"``, or ``"another process"`` for None."""
     if pid is None:
         return "another process"
     with contextlib.suppress(OSError):
@@ -111,5 +112,5 @@ def claim_ports(ports: Iterable[int]) -> Iterator[None]:
             except OSError as exc:
                 if exc.errno != errno.EADDRINUSE:
                     break  # no abstract namespace (not Linux): the port check alone
-                raise PortClaimed(port, _describe(_socket_owner(_claim_inodes(port)))) from None
+                raise PortClaimed(port, describe(_socket_owner(_claim_inodes(port)))) from None
         yield

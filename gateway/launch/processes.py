@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO, Literal
 
 from gateway.common.listen import host_and_port
 
@@ -114,6 +115,20 @@ class StopFlag:
         return self._set
 
 
+class LogError(OSError):
+    """A child's log cannot be opened for writing (a read-only or full --log-dir, a
+    directory where the file should be)."""
+
+
+def _open_log(name: str, path: str) -> BinaryIO:
+    """``path`` opened to append to, its directory made again if it was removed."""
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "ab")
+    except OSError as exc:
+        raise LogError(f"cannot write the log of {name}, {path}: {exc.strerror}") from exc
+
+
 #: How often `ProcessGroup.stop` looks whether a child it waits for has exited.
 _STOP_POLL_S = 0.05
 
@@ -123,6 +138,24 @@ class Stopping(Exception):
     start: its owner stops what it started instead of starting the rest."""
 
 
+Output = Literal["log", "ours", "discard"]
+"""Where a child's stdout goes. ``log``: into its log, or without one to our stderr, where the
+children's logs go (a line it prints there for a person who runs it alone, "gateway gRPC
+listening on ...", came before `saxgw up`'s banner on its stdout, and a stdout whose reader
+had gone killed the child, and the stack with it); ``ours``: into its log, or to our stdout
+(Envoy's access log, documented there); ``discard``: nowhere (the cell's address lines, which
+are no log records, and which the banner repeats)."""
+
+#: Our stderr, whatever ``sys.stderr`` is in this process now.
+_STDERR_FD = 2
+
+
+def _stdout(output: Output, log: BinaryIO | None) -> BinaryIO | int | None:
+    if output == "discard":
+        return subprocess.DEVNULL
+    return log or (None if output == "ours" else _STDERR_FD)
+
+
 @dataclass(frozen=True)
 class ChildSpec:
     """How a child was started, so that it can be started again the same way."""
@@ -130,6 +163,7 @@ class ChildSpec:
     argv: tuple[str, ...]
     env: dict[str, str] | None
     log_path: str | None
+    stdout: Output = "log"
 
 
 @dataclass
@@ -154,15 +188,18 @@ class ProcessGroup:
         *,
         env: dict[str, str] | None = None,
         log_path: str | None = None,
+        stdout: Output = "log",
     ) -> subprocess.Popen[bytes]:
-        """Starts ``argv``; its output goes to ``log_path`` (or is inherited)."""
-        out = open(log_path, "ab") if log_path else None  # noqa: SIM115 - child owns it
+        """Starts ``argv``; its stderr goes to ``log_path`` (or to ours), its stdout as
+        ``stdout`` says (`Output`). The log's directory is made if it is gone (removed while
+        the stack ran: a restart must not fail over it)."""
+        out = _open_log(name, log_path) if log_path else None
         try:
             proc = subprocess.Popen(
                 [*_DIE_WITH_PARENT, str(os.getpid()), *argv],
                 stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT if out else None,
+                stdout=_stdout(stdout, out),
+                stderr=out,  # None: ours
                 env={**os.environ, **(env or {})},
                 # Ctrl-C in a terminal reaches only us; we stop the children in order.
                 start_new_session=True,
@@ -171,7 +208,7 @@ class ProcessGroup:
             if out:
                 out.close()
         log.info("started %s (pid %d): %s", name, proc.pid, " ".join(argv))
-        self.specs[name] = ChildSpec(tuple(argv), env, log_path)
+        self.specs[name] = ChildSpec(tuple(argv), env, log_path, stdout)
         self.children = [(n, p) for n, p in self.children if n != name]
         self.children.append((name, proc))
         return proc
@@ -181,7 +218,7 @@ class ProcessGroup:
         place in the stop order."""
         spec = self.specs[name]
         order = [n for n, _ in self.children]
-        proc = self.start(name, spec.argv, env=spec.env, log_path=spec.log_path)
+        proc = self.start(name, spec.argv, env=spec.env, log_path=spec.log_path, stdout=spec.stdout)
         by_name = dict(self.children)
         self.children = [(n, by_name[n]) for n in order]
         return proc

@@ -343,7 +343,10 @@ class Stack:
         self.envoy = _connections_within(self.envoy, envoy_open_files())
         if s.cell is not None:
             argv = cell_argv(s.cell, log_format=s.gateway.telemetry.log_format)
-            self.group.start("cell", argv, log_path=self._log("cell"))
+            # Its address lines on stdout are for a person running it alone (the banner
+            # says where it listens): they came before the banner on saxgw's stdout, and
+            # were text lines in a JSON log.
+            self.group.start("cell", argv, log_path=self._log("cell"), stdout="discard")
             ports = (s.cell.admin_port, *s.cell.model_server_ports)
             addresses = [f"{s.cell.host}:{p}" for p in ports]
             self.group.wait_until("cell", lambda: all(map(port_open, addresses)), timeout)
@@ -394,14 +397,16 @@ class Stack:
                 str(config),
                 "--log-level",
                 "warn",
-                "--base-id",
-                str(self.envoy.admin_port),  # several Envoys may share a machine
+                # Nothing here hot-restarts Envoy: with hot restart on, each Envoy left its
+                # shared memory in /dev/shm for good, and needed a base ID of its own.
+                "--disable-hot-restart",
                 "--file-flush-interval-msec",
                 "1000",  # access log lines reach the log within a second, not ten
                 *envoy_concurrency_flags(self.envoy),
                 *_envoy_log_flags(s.gateway.telemetry.log_format, self._log("envoy")),
             ],
             log_path=self._log("envoy"),
+            stdout="ours",  # its access log (docs/operations.md)
         )
         admin = f"http://{self.envoy.admin_address}:{self.envoy.admin_port}"
         self.group.wait_until("envoy", lambda: _http_ok(admin + "/ready"), timeout)

@@ -90,7 +90,19 @@ class Supervisor:
                 )
                 state.delay = min(state.delay * 2, self.settings.max_delay)
             elif now >= state.restart_at:
-                new = self.group.restart(name)
+                try:
+                    new = self.group.restart(name)
+                except OSError as exc:
+                    # Its log cannot be opened, the fork fails (no memory, too many
+                    # processes), the venv was rebuilt under it: raised, it ended `saxgw up`
+                    # and every other child with it. Tried again later, as an exit is.
+                    state.restart_at = now + state.delay
+                    self._report(
+                        f"saxgw: could not restart {name}: {exc}; "
+                        f"trying again in {state.delay:.1f} s"
+                    )
+                    state.delay = min(state.delay * 2, self.settings.max_delay)
+                    continue
                 state.restart_at, state.started = None, now
                 state.restarts += 1
                 self._report(f"saxgw: restarted {name} (pid {new.pid})")

@@ -605,3 +605,38 @@ async def test_a_model_server_does_not_join_the_admin_of_another_cell(tmp_path: 
             )
     finally:
         await other.stop()
+
+
+async def test_a_cell_made_with_a_relative_fs_root_keeps_its_state_from_any_directory(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `saxgw up` makes its default cell with --fs-root .saxgw/fs-root, and config.proto kept
+    # that relative path: the same cell started from another directory (by its SAX_ROOT's
+    # absolute path) read its state there, restored no model and saved into a new state.proto,
+    # warning meanwhile that --fs-root, the very same directory spelt absolutely, was not used.
+    monkeypatch.chdir(tmp_path)
+    made = dataclasses.replace(
+        fast_settings(tmp_path, num_model_servers=0), sax_root="root", fs_root="fs"
+    )
+    admin = AdminServer(made)
+    await admin.start()
+    try:
+        async with admin_stub(admin.address) as stub:
+            await publish(stub, "kept", replicas=0, wait=False)
+    finally:
+        await admin.stop()
+    config = admin_pb2.Config.FromString((tmp_path / "root/sax/test/config.proto").read_bytes())
+    assert config.fs_root == str(tmp_path / "fs")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    moved = dataclasses.replace(made, sax_root=str(tmp_path / "root"), fs_root=str(tmp_path / "fs"))
+    admin = AdminServer(moved)
+    await admin.start()
+    try:
+        async with admin_stub(admin.address) as stub:
+            listed = await stub.List(admin_pb2.ListRequest())
+    finally:
+        await admin.stop()
+    assert [m.model.model_id for m in listed.published_models] == [f"{CELL}/kept"]
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == []

@@ -140,3 +140,41 @@ def test_a_second_up_on_a_live_cells_sax_root_says_where_its_log_is(tmp_path: Pa
     finally:
         first.terminate()
         first.communicate(timeout=30)
+
+
+def _admin(sax_root: Path, fs_root: Path) -> subprocess.Popen[str]:
+    """An admin server on ``sax_root`` and ``fs_root``, on a port of its own; its first line
+    on stdout is ``listening ADDRESS``."""
+    flags = [f"--sax-root={sax_root}", "--port=0", f"--fs-root={fs_root}", "--log-level=WARNING"]
+    command = [sys.executable, "-m", "gateway.cell.admin", *flags]
+    return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def test_a_second_cell_of_that_name_on_the_same_fs_root_is_refused(tmp_path: Path) -> None:
+    # Two `saxgw up` of /sax/test on two SAX_ROOTs given one --fs-root both started: each
+    # restored the other's models, its next save dropped the other's from state.proto
+    # (a restart lost them), and its start removed the other's save in progress.
+    fs_root = tmp_path / "fs-root"
+    first = _admin(tmp_path / "one", fs_root)
+    try:
+        assert first.stdout is not None
+        address = first.stdout.readline().split()[1]  # "listening ADDRESS"
+        second = _run("gateway.cell.admin", tmp_path / "two", "--port=0", f"--fs-root={fs_root}")
+        assert second.returncode == 1
+        assert second.stderr.splitlines() == [
+            f"python -m gateway.cell.admin: the admin server of /sax/test at {address} (SAX_ROOT "
+            f"{tmp_path / 'one'}) keeps its state under {fs_root} too: two admins of one cell "
+            "overwrite each other's saved state; stop it first, or create the cell with an "
+            "--fs-root of its own"
+        ]
+    finally:
+        first.terminate()
+        first.communicate(timeout=30)
+    # Once it has gone, its lock goes with it (a killed admin's too: the kernel drops it).
+    again = _admin(tmp_path / "two", fs_root)
+    try:
+        assert again.stdout is not None
+        assert again.stdout.readline().startswith("listening ")
+    finally:
+        again.terminate()
+        again.communicate(timeout=30)

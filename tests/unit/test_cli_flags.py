@@ -4,6 +4,7 @@ start anything: no traceback, no child that fails and is restarted for ever."""
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import re
 import subprocess
@@ -206,6 +207,47 @@ def test_up_names_a_directory_it_cannot_create(
         assert main([*UP, *flags]) == 1
         where = flags[flags.index(flag) + 1]
         assert capsys.readouterr().err == f"saxgw: cannot create {flag} {where}: Not a directory\n"
+
+
+def test_up_names_a_log_it_cannot_write(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # A --log-dir on a read-only filesystem (or a log that is a directory) passed the
+    # checks, and the first child's open() of its log raised an OSError traceback.
+    logs = tmp_path / "logs"
+    (logs / "cell.log").mkdir(parents=True)
+    ports = [str(free_port()) for _ in range(6)]
+    flags = ["--port", ports[0], "--envoy-admin-port", ports[1], "--gateway-ports", ports[2]]
+    flags += ["--ops-port", ports[3], "--admin-port", ports[4], "--model-server-ports", ports[5]]
+    flags += ["--sax-root", str(tmp_path / "root"), "--fs-root", str(tmp_path / "fs")]
+    assert main(["up", *flags, "--log-dir", str(logs)]) == 1
+    assert capsys.readouterr().err == (
+        f"saxgw: cannot write the log of cell, {logs / 'cell.log'}: Is a directory; "
+        "give a --log-dir it can write in\n"
+    )
+
+
+def test_up_refuses_a_log_dir_another_stack_writes_in(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Two stacks given one --log-dir (on other ports) both started, and wrote into the same
+    # cell.log, gateway-0.log and envoy.log, line between line; a start that failed quoted
+    # the other stack's last lines as its cause.
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    with open(logs / ".saxgw.lock", "a+") as other:  # as the other stack's saxgw holds it
+        fcntl.flock(other, fcntl.LOCK_EX)
+        other.write(str(os.getpid()))
+        other.flush()
+        ports = [str(free_port()) for _ in range(6)]
+        flags = ["--port", ports[0], "--envoy-admin-port", ports[1], "--gateway-ports", ports[2]]
+        flags += ["--ops-port", ports[3], "--admin-port", ports[4]]
+        flags += ["--model-server-ports", ports[5], "--sax-root", str(tmp_path / "root")]
+        assert main(["up", *flags, "--fs-root", str(tmp_path / "fs"), "--log-dir", str(logs)]) == 1
+    command = Path("/proc/self/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    assert capsys.readouterr().err == (
+        f"saxgw: --log-dir {logs} is in use by pid {os.getpid()} ({command[:100]}), another "
+        "saxgw's stack; give each stack a --log-dir of its own\n"
+    )
+    assert not (logs / "cell.log").exists()
 
 
 def test_up_keeps_each_sax_roots_state_apart_unless_told(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ its stop signals."""
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,7 +14,13 @@ from pathlib import Path
 import pytest
 
 from gateway.cli._restored import Restored
-from gateway.cli._running import NAMED_AT_MOST, _report_restored, _supervise, banner
+from gateway.cli._running import (
+    NAMED_AT_MOST,
+    _print_banner,
+    _report_restored,
+    _supervise,
+    banner,
+)
 from gateway.client import ClientSettings
 from gateway.config import GatewaySettings
 from gateway.edge import EdgeConfig, Tls
@@ -153,3 +160,40 @@ def test_a_big_cells_restored_models_are_named_ten_to_a_line(
     named = ", ".join(f"/sax/test/m{i:03d} (1/1)" for i in range(NAMED_AT_MOST))
     line = f"saxgw: restored models ready: {named} and {96 - NAMED_AT_MOST} more\n"
     assert capsys.readouterr().out == line
+
+
+def test_a_stdout_whose_reader_left_does_not_stop_the_stack(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `saxgw up | head -1`, a pager quit, a terminal closed: the banner's (or the restored
+    # models') print raised BrokenPipeError out of the supervising loop, and saxgw stopped
+    # the whole stack and exited 1 with a traceback. Its stdout only informs; it serves on.
+    read, write = os.pipe()
+    os.close(read)
+    with open(write, "w") as gone:
+        monkeypatch.setattr(sys, "stdout", gone)
+        with _stack(None) as stack:
+            _print_banner(ARGS, stack)
+        _report_restored(Restored(ready=[("/sax/test/a", 1, 1)], failed=[], waiting=[]), "c")
+        print("and the flush at exit", flush=True)  # goes nowhere, quietly
+
+
+_HANGUP_UNDER_NOHUP = """
+import os, signal, time
+from gateway.cli._running import StopSignals
+
+signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as nohup starts it
+stop = StopSignals()
+os.kill(os.getpid(), signal.SIGHUP)
+time.sleep(0.2)
+os.kill(os.getpid(), signal.SIGTERM)
+print(stop.event.wait(5), stop.hangup, signal.getsignal(signal.SIGHUP) == signal.SIG_IGN)
+"""
+
+
+def test_a_hangup_nohup_ignores_stays_ignored() -> None:
+    # `nohup saxgw up &` then logging out: saxgw put its own handler over the SIG_IGN nohup
+    # had set, and stopped the stack at the hangup nohup was there to keep from it.
+    program = [sys.executable, "-c", _HANGUP_UNDER_NOHUP]
+    done = subprocess.run(program, capture_output=True, text=True, timeout=20, check=False)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "True False True\n", "")

@@ -4,11 +4,15 @@ one whose health probes keep failing (tests/integration/test_watchdog.py probes 
 from __future__ import annotations
 
 import itertools
+import shutil
 import sys
 import time
+from pathlib import Path
+
+import pytest
 
 from gateway.launch.probes import Probe
-from gateway.launch.processes import ProcessGroup
+from gateway.launch.processes import Output, ProcessGroup
 from gateway.launch.supervisor import RestartSettings, Supervisor
 
 FIRST_DELAY_S = 0.2
@@ -97,3 +101,61 @@ def test_failures_must_come_in_a_row() -> None:
         supervisor.close()
         group.stop()
     assert lines == []
+
+
+def test_a_restart_that_cannot_start_is_retried_not_raised(tmp_path: Path) -> None:
+    # A child's log directory removed while the stack ran (a clean-up, a rotation) made the
+    # restart's open() raise out of `tick`: `saxgw up` died with a traceback, and the whole
+    # stack with it, over one gateway that had exited. The directory is made again; what
+    # still cannot start (a file where the directory should be) is reported and retried.
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    group = ProcessGroup(grace=5)
+    lines: list[str] = []
+    try:
+        group.start("crasher", [sys.executable, "-c", "pass"], log_path=str(logs / "c.log"))
+        supervisor = Supervisor(
+            group, RestartSettings(first_delay=FIRST_DELAY_S), report=lines.append
+        )
+        shutil.rmtree(logs)
+        _tick_until(supervisor, "crasher", 1)
+        assert (logs / "c.log").is_file()
+        shutil.rmtree(logs)
+        logs.write_text("not a directory")
+        deadline = time.monotonic() + 30
+        while not any(line.startswith("saxgw: could not restart") for line in lines):
+            assert time.monotonic() < deadline, lines
+            supervisor.tick()
+            time.sleep(0.02)
+        logs.unlink()
+        _tick_until(supervisor, "crasher", 2)
+    finally:
+        group.stop()
+    failed = next(line for line in lines if line.startswith("saxgw: could not restart"))
+    assert failed == (
+        f"saxgw: could not restart crasher: cannot write the log of crasher, {logs / 'c.log'}: "
+        "File exists; trying again in 0.8 s"
+    )
+
+
+def test_a_childs_stdout_is_kept_off_ours_unless_asked(
+    capfd: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Without --log-dir the children's stdout was saxgw's: the cell's address lines and the
+    # gateway's and the ops server's "listening on" came before `saxgw up`'s banner (`saxgw up
+    # | head -1` read `SAX_ROOT=...`), and once that reader had gone the first to print died
+    # of the broken pipe, and the stack with it ("cell exited with status 1 while starting").
+    # The cell's lines, no log records, were text lines in a JSON log too.
+    talk = "import sys; print('out'); print('err', file=sys.stderr)"
+    group = ProcessGroup(grace=5)
+    try:
+        outputs: tuple[Output, ...] = ("log", "ours", "discard")
+        for output in outputs:
+            group.start(output, [sys.executable, "-c", talk], stdout=output)
+            dict(group.children)[output].wait()
+        group.start("logged", [sys.executable, "-c", talk], log_path=str(tmp_path / "l.log"))
+        dict(group.children)["logged"].wait()
+    finally:
+        group.stop()
+    assert capfd.readouterr() == ("out\n", "out\nerr\nerr\nerr\n")
+    assert (tmp_path / "l.log").read_text() == "out\nerr\n"

@@ -19,11 +19,12 @@ from gateway.cell import _grpc_server
 from gateway.cell._files import CellFiles, parse_location
 from gateway.cell.admin.manager import Manager
 from gateway.cell.admin.servicer import AdminServicer
+from gateway.cell.admin.statelock import hold_state, release
 from gateway.cell.admin.takeover import refuse_if_alive
 from gateway.cell.settings import CellSettings
 from gateway.common.names import parse_cell_id
 from gateway.common.rpc import add_servicer
-from gateway.common.storage import StorageError
+from gateway.common.storage import StorageError, absolute_root
 
 _log = logging.getLogger("gateway.cell.admin")
 # How long a save waits to learn whether this admin still serves the cell (`_before_save`):
@@ -46,6 +47,7 @@ class AdminServer:
         self.superseded = asyncio.Event()
         self._guard: asyncio.Task[None] | None = None
         self._announced = False  # location.proto names this admin (it wrote it)
+        self._state_lock: int | None = None  # its hold on the state in a local fs root
 
     @property
     def manager(self) -> Manager:
@@ -58,7 +60,7 @@ class AdminServer:
         if not config.fs_root:
             raise ValueError(f"the config.proto of {self._settings.cell} has no fs_root")
         asked = self._settings.fs_root
-        if asked and asked.rstrip("/") != config.fs_root.rstrip("/"):
+        if asked and absolute_root(asked).rstrip("/") != absolute_root(config.fs_root).rstrip("/"):
             _log.warning(
                 "--fs-root %s is not used: the cell %s keeps its state under %s, as its "
                 "config.proto says (a cell's fs root cannot change)",
@@ -71,6 +73,12 @@ class AdminServer:
         self.address = _grpc_server.address(self._settings.host, port)
         try:
             await refuse_if_alive(self._files, cell=self._settings.cell, mine=self.address)
+            self._state_lock = await hold_state(
+                config.fs_root,
+                cell=self._settings.cell,
+                mine=self.address,
+                sax_root=self._settings.sax_root,
+            )
             self.server_id = f"{self.address}_{os.urandom(8).hex()}"
             self._manager = Manager(
                 settings=self._settings,
@@ -94,6 +102,8 @@ class AdminServer:
             # location.proto): free the port. A started server left to the garbage collector
             # printed a traceback ("Event loop is closed") after the process's one line.
             await server.stop(0)
+            release(self._state_lock)
+            self._state_lock = None
             raise
         self._server = server
         _log.info(
@@ -160,6 +170,8 @@ class AdminServer:
             self._server = None
         if self._manager is not None:
             await self._manager.close()
+        release(self._state_lock)
+        self._state_lock = None
 
     async def wait_for_termination(self) -> None:
         if self._server is not None:

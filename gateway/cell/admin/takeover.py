@@ -36,10 +36,18 @@ _GONE = frozenset(
 async def refuse_if_alive(files: CellFiles, *, cell: str, mine: str) -> None:
     """Raises CellStartError if location.proto names another address where an admin answers."""
     other = parse_location(await files.read_location_bytes())
-    if other is None or other == mine:
+    if other is None or other == mine or not await admin_answers(other, cell):
         return
+    raise CellStartError(
+        f"another admin server of {cell} answers at {other} (its location.proto names it): "
+        "two admins of one cell overwrite each other's saved state; stop it first"
+    )
+
+
+async def admin_answers(address: str, cell: str) -> bool:
+    """Whether an admin server of ``cell`` answers at ``address`` within `PROBE_TIMEOUT_S`."""
     async with grpc.aio.insecure_channel(
-        other, options=[("grpc.use_local_subchannel_pool", 1)]
+        address, options=[("grpc.use_local_subchannel_pool", 1)]
     ) as channel:
         # A model of this cell, which an admin of another cell (its port or IP reused)
         # refuses naming its own: that is no admin of this cell either.
@@ -48,11 +56,8 @@ async def refuse_if_alive(files: CellFiles, *, cell: str, mine: str) -> None:
             await admin_pb2_grpc.AdminStub(channel).List(probe, timeout=PROBE_TIMEOUT_S)
         except grpc.aio.AioRpcError as exc:
             if exc.code() in _GONE:
-                return
+                return False
             serves = cell_of_refusal(exc.details() or "")
             if serves is not None and serves != cell:
-                return
-    raise CellStartError(
-        f"another admin server of {cell} answers at {other} (its location.proto names it): "
-        "two admins of one cell overwrite each other's saved state; stop it first"
-    )
+                return False
+    return True

@@ -38,7 +38,7 @@ def front_envoy(secure: SecureStack, edge: EdgeConfig, base: Path, name: str) ->
     try:
         group.start(
             name,
-            [str(envoy_binary()), "-c", str(config), "-l", "warn", "--base-id", str(admin)],
+            [str(envoy_binary()), "-c", str(config), "-l", "warn", "--disable-hot-restart"],
             log_path=str(base / "envoy.log"),
         )
         group.wait_until(name, lambda: _ready(admin), 30)

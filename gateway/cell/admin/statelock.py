@@ -1,0 +1,84 @@
+"""One admin server at a time keeps a cell's state in a local fs root.
+
+`refuse_if_alive` finds another admin of the cell through its SAX_ROOT's location.proto, but
+two SAX_ROOTs may hold cells of one name and be given one fs root (two `saxgw up` with the
+same --fs-root): each admin restored the other's models, its next save dropped the other's
+from state.proto, and its start removed the other's save in progress. So an admin also takes
+an exclusive lock on ``<fs_root>/sax/.<name>.admin.lock`` for its life, writing its address
+and SAX_ROOT there; the kernel drops the lock of an admin that dies, however it dies::
+
+    lock = await hold_state(fs_root, cell="/sax/test", mine="127.0.0.1:10000", sax_root=root)
+    ...
+    release(lock)
+
+The holder of a lock that is taken is asked, as `refuse_if_alive` asks: one that answers
+keeps the cell, and this admin refuses to start; one that hangs (stopped) is as good as gone,
+and this one goes on without the lock, as it takes over from a hung admin of its own
+SAX_ROOT. A gs:// fs root has no such lock (upstream's has none at all), and one this process
+cannot write to (read-only) needs none: nothing can be saved there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+from pathlib import Path
+
+from gateway.cell._errors import CellStartError
+from gateway.cell.admin.takeover import admin_answers
+from gateway.common.storage import Storage, make_dirs
+
+_log = logging.getLogger("gateway.cell.admin")
+
+#: ``<fs_root>/sax/.<name>`` and this: beside the cell's directory, which holds state.proto
+#: alone, as upstream's does; a file there is no cell to whoever lists the cells (if the fs
+#: root is the SAX_ROOT).
+LOCK_SUFFIX = ".admin.lock"
+_HOLDER_BYTES = 4096
+
+
+async def hold_state(fs_root: str, *, cell: str, mine: str, sax_root: str) -> int | None:
+    """Locks the state of ``cell`` under ``fs_root`` for this admin (at ``mine``): the lock's
+    descriptor, or None where there is none to take; raises CellStartError if another admin
+    that answers holds it."""
+    if "://" in fs_root:
+        return None
+    cell_dir = Path(fs_root) / Storage.join(cell)
+    path = cell_dir.parent / f".{cell_dir.name}{LOCK_SUFFIX}"
+    try:
+        make_dirs(path.parent)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, _HOLDER_BYTES, 0).decode(errors="replace")
+        os.close(fd)
+        address, _, root = holder.partition(" ")
+        if address and await admin_answers(address, cell):
+            raise CellStartError(
+                f"the admin server of {cell} at {address} (SAX_ROOT {root}) keeps its state "
+                f"under {fs_root} too: two admins of one cell overwrite each other's saved "
+                "state; stop it first, or create the cell with an --fs-root of its own"
+            ) from None
+        _log.warning(
+            "the admin server of %s at %s holds the state under %s but does not answer: "
+            "taking the cell over without its lock",
+            cell,
+            address or "(unknown)",
+            fs_root,
+        )
+        return None
+    with contextlib.suppress(OSError):  # the holder's name only serves the message above
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{mine} {sax_root}".encode(), 0)
+    return fd
+
+
+def release(lock: int | None) -> None:
+    """Lets go of a lock `hold_state` took (exiting does too)."""
+    if lock is not None:
+        os.close(lock)

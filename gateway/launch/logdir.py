@@ -1,0 +1,54 @@
+"""One stack at a time writes in a log directory.
+
+Each stack names its logs by role (``cell.log``, ``gateway-0.log``, ``envoy.log``): two
+stacks given one ``--log-dir`` wrote into the same files, line between line, and a start that
+failed quoted the other stack's last lines as its cause. `saxgw up|serve` holds a lock on
+``.saxgw.lock`` in the directory for its life, with its pid in it; the kernel drops the lock
+when the process ends, however it ends::
+
+    with hold_log_dir("/var/log/saxgw"):    # or LogDirInUse("pid 123 (saxgw up ...)")
+        ...start the stack...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from gateway.launch.ports import describe
+
+LOCK_FILE = ".saxgw.lock"
+
+
+class LogDirInUse(Exception):
+    """Another `saxgw up|serve` (``holder``) writes its logs in the directory."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__(holder)
+        self.holder = holder
+
+
+@contextlib.contextmanager
+def hold_log_dir(directory: str) -> Iterator[None]:
+    """Holds ``directory`` for this process's stack until the block ends; raises
+    `LogDirInUse` if another process holds it. A directory that cannot hold the lock file
+    (read-only) is the children's logs' to report."""
+    try:
+        fd = os.open(Path(directory) / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raw = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            raise LogDirInUse(describe(int(raw) if raw.isdigit() else None)) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)

@@ -605,3 +605,47 @@ async def test_a_model_server_does_not_join_the_admin_of_another_cell(tmp_path: 
             )
     finally:
         await other.stop()
+
+
+def _field(number: int, data: bytes) -> bytes:
+    """A length-delimited protobuf field (``data`` under field ``number``, < 128 bytes)."""
+    assert number < 16 and len(data) < 128
+    return bytes([number << 3 | 2, len(data)]) + data
+
+
+async def test_what_a_newer_writer_stored_in_state_proto_survives_every_change(
+    tmp_path: Path,
+) -> None:
+    # Another writer of state.proto (a newer Sax, or upstream's admin of old with its
+    # deprecated last_generation) may store fields this admin does not know. Each save built a
+    # new sax.State from the models alone: what the file held beside them was gone at the
+    # first publish. A model's own unknown fields were kept, and still are.
+    settings = fast_settings(tmp_path, num_model_servers=0)
+    state = Path(settings.effective_fs_root) / "sax" / "test" / "state.proto"
+    state.parent.mkdir(parents=True)
+    kept = _model(f"{CELL}/kept", requested_num_replicas=0)
+    kept.uuid = b"\x01" * 16
+    stored_model = kept.SerializeToString() + _field(15, b"newer model field")
+    state.write_bytes(
+        _field(1, stored_model) + bytes([2 << 3, 7]) + _field(14, b"newer state field")
+    )
+    admin = AdminServer(settings)
+    await admin.start()
+    try:
+        async with admin_stub(admin.address) as stub:
+            await publish(stub, "other", replicas=0, wait=False)
+            # As clients update: the listed definition, changed (a newer client's fields too).
+            (listed,) = (
+                await stub.List(admin_pb2.ListRequest(model_id=kept.model_id))
+            ).published_models
+            listed.model.requested_num_replicas = 1
+            await stub.Update(admin_pb2.UpdateRequest(model=listed.model), timeout=5)
+            await stub.Unpublish(admin_pb2.UnpublishRequest(model_id=f"{CELL}/other"))
+    finally:
+        await admin.stop()
+    saved = state.read_bytes()
+    assert admin_pb2.State.FromString(saved).last_generation == 7
+    assert _field(14, b"newer state field") in saved
+    (model,) = admin_pb2.State.FromString(saved).models
+    assert (model.model_id, model.requested_num_replicas) == (kept.model_id, 1)
+    assert _field(15, b"newer model field") in model.SerializeToString()

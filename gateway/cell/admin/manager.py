@@ -68,11 +68,16 @@ class Manager:
         self._methods_changed = False  # a model's method names are not saved yet
         self._kick = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        # What state.proto held beside its models when read (fields of a newer writer, the
+        # deprecated last_generation of an older one): each save writes it back as it was.
+        self._beside_models = admin_pb2.State()
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
         state = await self._files.read_state(self._fs_root)
+        self._beside_models.CopyFrom(state)
+        self._beside_models.ClearField("models")
         wait = self._settings.adopt_wait
         adopt_until = time.monotonic() + (
             self._settings.server_dead_after if wait is None else wait
@@ -203,6 +208,7 @@ class Manager:
             # retry finds the other one (this one stops).
             raise unavailable(f"{failed}: this admin server no longer serves the cell; retry")
         state = admin_pb2.State()
+        state.CopyFrom(self._beside_models)
         state.models.extend(sorted(specs, key=lambda spec: spec.model_id))
         try:
             await self._files.write_state(self._fs_root, state)

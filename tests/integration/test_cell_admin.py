@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import socket
 import struct
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TypeAlias
@@ -649,3 +649,48 @@ async def test_what_a_newer_writer_stored_in_state_proto_survives_every_change(
     (model,) = admin_pb2.State.FromString(saved).models
     assert (model.model_id, model.requested_num_replicas) == (kept.model_id, 1)
     assert _field(15, b"newer model field") in model.SerializeToString()
+
+
+async def test_an_update_is_checked_for_what_it_changes_not_what_was_stored(
+    tmp_path: Path,
+) -> None:
+    # A model stored by upstream's admin (an ACL on vm.text_and_image_to_text, which its
+    # validator takes) or by an earlier version of this one (an override key the stand-ins
+    # refuse since) loads, but every Update checked the whole definition again: its replicas
+    # and ACLs could not be changed, and an ACL change was refused naming the override.
+    settings = fast_settings(tmp_path, num_model_servers=0)
+    state = Path(settings.effective_fs_root) / "sax" / "test" / "state.proto"
+    state.parent.mkdir(parents=True)
+    stored = _model(f"{CELL}/old", requested_num_replicas=0)
+    stored.overrides["retired_key"] = "1"
+    stored.acls.items["vm.text_and_image_to_text"] = "acl/a"
+    state.write_bytes(admin_pb2.State(models=[stored]).SerializeToString())
+    admin = AdminServer(settings)
+    await admin.start()
+    try:
+        async with admin_stub(admin.address) as stub:
+
+            async def update(change: Callable[[admin_pb2.Model], object]) -> None:
+                (listed,) = (await stub.List(admin_pb2.ListRequest())).published_models
+                change(listed.model)
+                await stub.Update(admin_pb2.UpdateRequest(model=listed.model), timeout=5)
+
+            await update(lambda m: setattr(m, "requested_num_replicas", 2))
+            await update(lambda m: m.acls.items.__setitem__("lm.score", "acl/b"))
+            # What it changes is checked as a publish would be.
+            refused = [
+                await _error(update(lambda m: m.overrides.__setitem__("retired_key", "2"))),
+                await _error(update(lambda m: m.acls.items.__setitem__("vm.nothing", "acl/c"))),
+                await _error(update(lambda m: setattr(m, "requested_num_replicas", -1))),
+            ]
+            assert [e.code() for e in refused] == [Code.INVALID_ARGUMENT] * 3
+            assert "unknown override 'retired_key'" in (refused[0].details() or "")
+            (listed,) = (await stub.List(admin_pb2.ListRequest())).published_models
+    finally:
+        await admin.stop()
+    assert listed.model.requested_num_replicas == 2
+    assert dict(listed.model.overrides) == {"retired_key": "1"}
+    assert dict(listed.model.acls.items) == {
+        "vm.text_and_image_to_text": "acl/a",
+        "lm.score": "acl/b",
+    }

@@ -138,7 +138,7 @@ class Manager:
                     grpc.StatusCode.ABORTED,
                     f"model {model.model_id} changed since it was read; read it again",
                 )
-            check_update(entry.spec, model)
+            check_update(entry.spec, model, self._settings.cell)
             spec = definition(model, uuid=entry.spec.uuid, methods=entry.methods)
             reload = needs_reload(entry.spec, spec)
 

@@ -86,6 +86,10 @@ class CellFiles:
             return admin_pb2.State()
         return _parse(admin_pb2.State, data, storage.url(path), "every published model")
 
+    def state_url(self, fs_root: str) -> str:
+        """Where state.proto is, for messages."""
+        return self._state(fs_root).url(Storage.join(self.cell_dir, STATE_FILE))
+
     async def write_state(self, fs_root: str, state: admin_pb2.State) -> None:
         path = Storage.join(self.cell_dir, STATE_FILE)
         await self._state(fs_root).write(path, state.SerializeToString())

@@ -19,6 +19,7 @@ from gateway.cell import AdminServer, ModelServer, _grpc_server, joined
 from gateway.cell._errors import CellStartError
 from gateway.cell._files import CorruptCellFileError
 from gateway.cell.modelserver.modelet import ModeletServicer
+from gateway.common.names import outside_cell
 from gateway.common.revision import EXPECT_KEY, revision
 from gateway.common.rpc import Context
 from tests.integration._cell_fixtures import (
@@ -694,3 +695,62 @@ async def test_an_update_is_checked_for_what_it_changes_not_what_was_stored(
         "vm.text_and_image_to_text": "acl/a",
         "lm.score": "acl/b",
     }
+
+
+async def test_state_entries_the_admin_cannot_serve_are_kept_and_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A state.proto copied from another cell's fs root, or written by hand, may hold entries
+    # this admin cannot serve. They were served: listed (a client then took the admin for
+    # another cell's, and the whole cell's listing failed UNAVAILABLE), placed on its model
+    # servers; and of a model stored twice, the first copy was dropped at the next save.
+    settings = fast_settings(tmp_path, num_model_servers=0)
+    state = Path(settings.effective_fs_root) / "sax" / "test" / "state.proto"
+    state.parent.mkdir(parents=True)
+    stored = [
+        _model("/sax/other/theirs", requested_num_replicas=0),
+        _model(f"{CELL}/twice", checkpoint_path="first", requested_num_replicas=0),
+        _model("", requested_num_replicas=0),
+        _model(f"{CELL}/twice", checkpoint_path="second", requested_num_replicas=0),
+        _model(f"{CELL}/ours", requested_num_replicas=0),
+    ]
+    state.write_bytes(admin_pb2.State(models=stored).SerializeToString())
+    admin = AdminServer(settings)
+    await admin.start()
+    try:
+        async with admin_stub(admin.address) as stub:
+            listed = (await stub.List(admin_pb2.ListRequest())).published_models
+            # Upstream's admin keeps the last of two entries of one model.
+            assert [(m.model.model_id, m.model.checkpoint_path) for m in listed] == [
+                (f"{CELL}/ours", "None"),
+                (f"{CELL}/twice", "second"),
+            ]
+            await publish(stub, "new", replicas=0, wait=False)
+            saved = admin_pb2.State.FromString(state.read_bytes()).models
+            assert [(m.model_id, m.checkpoint_path) for m in saved] == [
+                ("/sax/other/theirs", "None"),
+                (f"{CELL}/twice", "first"),
+                ("", "None"),
+                (f"{CELL}/new", "None"),
+                (f"{CELL}/ours", "None"),
+                (f"{CELL}/twice", "second"),
+            ]
+            # Unpublished, a model is gone with every copy: none comes back at a restart.
+            await stub.Unpublish(admin_pb2.UnpublishRequest(model_id=f"{CELL}/twice"))
+            saved = admin_pb2.State.FromString(state.read_bytes()).models
+            assert [m.model_id for m in saved] == [
+                "/sax/other/theirs",
+                "",
+                f"{CELL}/new",
+                f"{CELL}/ours",
+            ]
+    finally:
+        await admin.stop()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    kept = "which this admin does not serve; it is kept there as it is"
+    assert warnings == [
+        f"{state} holds '/sax/other/theirs' ({outside_cell('/sax/other/theirs', CELL)}), {kept}",
+        f"{state} holds '/sax/test/twice' (a later entry of it is served), {kept}",
+        f"{state} holds '' (model ID '' should have the form /sax/<cell name>/<model name>), "
+        f"{kept}",
+    ]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import grpc
 from saxml.protobuf import admin_pb2
 
 from gateway.cell._errors import cell_error, invalid_argument
 from gateway.cell.models import check_overrides
 from gateway.common import limits as lim
+from gateway.common.errors import SaxError
 from gateway.common.names import (
     check_acl_method,
     check_checkpoint,
@@ -87,6 +90,21 @@ def check_update(previous: admin_pb2.Model, change: admin_pb2.Model, cell: str) 
             "uuid can't be changed: it names this deployment of the model",
         )
     check_model(change, cell, previous=previous)
+
+
+def unservable(models: Sequence[admin_pb2.Model], cell: str) -> list[str | None]:
+    """For each entry of a state.proto, why the admin of ``cell`` cannot serve it (None: it
+    can). A model stored twice is served from its last entry, as upstream's admin restores it."""
+    last = {model.model_id: i for i, model in enumerate(models)}
+    reasons: list[str | None] = []
+    for i, model in enumerate(models):
+        try:
+            check_model_in_cell(model.model_id, cell)
+        except SaxError as exc:
+            reasons.append(exc.message)
+            continue
+        reasons.append(None if last[model.model_id] == i else "a later entry of it is served")
+    return reasons
 
 
 def check_watch(request: admin_pb2.WatchLocRequest) -> None:

@@ -32,11 +32,15 @@ def _parse(message: type[_M], data: bytes, url: str, what: str) -> _M:
     try:
         return message.FromString(data)
     except DecodeError as exc:
-        fresh = "no published models" if message is admin_pb2.State else "a new cell"
-        raise CorruptCellFileError(
-            f"{url} is corrupt ({exc}); it holds {what}: restore it from a backup, or move it "
-            f"away to start with {fresh}"
-        ) from None
+        raise _corrupt(message, url, f"is corrupt ({exc})", what) from None
+
+
+def _corrupt(message: type[Message], url: str, fault: str, what: str) -> CorruptCellFileError:
+    fresh = "no published models" if message is admin_pb2.State else "a new cell"
+    return CorruptCellFileError(
+        f"{url} {fault}; it holds {what}: restore it from a backup, or move it away to start "
+        f"with {fresh}"
+    )
 
 
 class CellFiles:
@@ -53,7 +57,11 @@ class CellFiles:
         path = Storage.join(self.cell_dir, CONFIG_FILE)
         data = await self._root.read(path)
         if data is not None:
-            return _parse(admin_pb2.Config, data, self._root.url(path), "the cell's fs_root")
+            url, what = self._root.url(path), "the cell's fs_root"
+            found = _parse(admin_pb2.Config, data, url, what)
+            if not found.fs_root:  # a zero-length file, say: it parses, as a Config of nothing
+                raise _corrupt(admin_pb2.Config, url, "names no fs_root", what)
+            return found
         config = admin_pb2.Config(fs_root=self._settings.effective_fs_root)
         await self._root.write(path, config.SerializeToString())
         return config

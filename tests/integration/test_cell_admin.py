@@ -754,3 +754,26 @@ async def test_state_entries_the_admin_cannot_serve_are_kept_and_reported(
         f"{state} holds '' (model ID '' should have the form /sax/<cell name>/<model name>), "
         f"{kept}",
     ]
+
+
+@pytest.mark.parametrize(
+    "contents", [b"", admin_pb2.Config(admin_acl="acl/ops").SerializeToString()]
+)
+async def test_a_config_file_without_an_fs_root_stops_the_admin_with_one_line_and_is_kept(
+    tmp_path: Path, contents: bytes
+) -> None:
+    # A zero-length config.proto (a copy cut short, a file truncated by hand) parses as a
+    # sax.Config without fs_root: the admin stopped with a ValueError traceback.
+    settings = fast_settings(tmp_path)
+    config = Path(settings.sax_root) / "sax" / "test" / "config.proto"
+    config.parent.mkdir(parents=True)
+    config.write_bytes(contents)
+    admin = AdminServer(settings)
+    with pytest.raises(CorruptCellFileError) as corrupt:
+        await admin.start()
+    await admin.stop()
+    assert str(corrupt.value) == (
+        f"{config} names no fs_root; it holds the cell's fs_root: restore it from a backup, "
+        "or move it away to start with a new cell"
+    )
+    assert config.read_bytes() == contents

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TypeVar
 
 from google.protobuf.message import DecodeError, Message
@@ -14,13 +15,14 @@ from saxml.protobuf import admin_pb2
 
 from gateway.cell._errors import CellStartError
 from gateway.cell.settings import CellSettings
-from gateway.common.storage import Storage, open_storage
+from gateway.common.storage import Storage, StorageError, open_storage
 
 CONFIG_FILE = "config.proto"
 LOCATION_FILE = "location.proto"
 STATE_FILE = "state.proto"
 
 _M = TypeVar("_M", bound=Message)
+_log = logging.getLogger("gateway.cell.admin")
 
 
 class CorruptCellFileError(CellStartError):
@@ -53,7 +55,17 @@ class CellFiles:
         self.cell_dir = Storage.join(settings.cell)  # "/sax/test" -> "sax/test"
 
     async def ensure_cell(self) -> admin_pb2.Config:
-        """Returns the cell's config, creating the cell (config.proto) when absent."""
+        """Returns the cell's config, creating the cell (config.proto) when absent. The cell's
+        directory is made as upstream's tools make it, for a cell an earlier version made too:
+        on GCS, upstream's saxutil, model servers and admin find no cell without its marker."""
+        try:
+            await self._root.make_dir(self.cell_dir)
+        except StorageError:  # logged where it failed; the cell serves all the same
+            _log.warning(
+                "the cell's directory %s is not marked as upstream Sax marks one: its saxutil "
+                "and servers will not find the cell until it is (the admin makes it at start)",
+                self._root.url(self.cell_dir),
+            )
         path = Storage.join(self.cell_dir, CONFIG_FILE)
         data = await self._root.read(path)
         if data is not None:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TypeVar
 
 from google.protobuf.message import DecodeError, Message
@@ -14,13 +15,14 @@ from saxml.protobuf import admin_pb2
 
 from gateway.cell._errors import CellStartError
 from gateway.cell.settings import CellSettings
-from gateway.common.storage import Storage, absolute_root, open_storage
+from gateway.common.storage import Storage, StorageError, absolute_root, open_storage
 
 CONFIG_FILE = "config.proto"
 LOCATION_FILE = "location.proto"
 STATE_FILE = "state.proto"
 
 _M = TypeVar("_M", bound=Message)
+_log = logging.getLogger("gateway.cell.admin")
 
 
 class CorruptCellFileError(CellStartError):
@@ -32,11 +34,15 @@ def _parse(message: type[_M], data: bytes, url: str, what: str) -> _M:
     try:
         return message.FromString(data)
     except DecodeError as exc:
-        fresh = "no published models" if message is admin_pb2.State else "a new cell"
-        raise CorruptCellFileError(
-            f"{url} is corrupt ({exc}); it holds {what}: restore it from a backup, or move it "
-            f"away to start with {fresh}"
-        ) from None
+        raise _corrupt(message, url, f"is corrupt ({exc})", what) from None
+
+
+def _corrupt(message: type[Message], url: str, fault: str, what: str) -> CorruptCellFileError:
+    fresh = "no published models" if message is admin_pb2.State else "a new cell"
+    return CorruptCellFileError(
+        f"{url} {fault}; it holds {what}: restore it from a backup, or move it away to start "
+        f"with {fresh}"
+    )
 
 
 class CellFiles:
@@ -49,11 +55,25 @@ class CellFiles:
         self.cell_dir = Storage.join(settings.cell)  # "/sax/test" -> "sax/test"
 
     async def ensure_cell(self) -> admin_pb2.Config:
-        """Returns the cell's config, creating the cell (config.proto) when absent."""
+        """Returns the cell's config, creating the cell (config.proto) when absent. The cell's
+        directory is made as upstream's tools make it, for a cell an earlier version made too:
+        on GCS, upstream's saxutil, model servers and admin find no cell without its marker."""
+        try:
+            await self._root.make_dir(self.cell_dir)
+        except StorageError:  # logged where it failed; the cell serves all the same
+            _log.warning(
+                "the cell's directory %s is not marked as upstream Sax marks one: its saxutil "
+                "and servers will not find the cell until it is (the admin makes it at start)",
+                self._root.url(self.cell_dir),
+            )
         path = Storage.join(self.cell_dir, CONFIG_FILE)
         data = await self._root.read(path)
         if data is not None:
-            return _parse(admin_pb2.Config, data, self._root.url(path), "the cell's fs_root")
+            url, what = self._root.url(path), "the cell's fs_root"
+            found = _parse(admin_pb2.Config, data, url, what)
+            if not found.fs_root:  # a zero-length file, say: it parses, as a Config of nothing
+                raise _corrupt(admin_pb2.Config, url, "names no fs_root", what)
+            return found
         # Absolute: `saxgw up` makes its default cell with .saxgw/fs-root, and the same cell
         # started from another directory read and saved its state in another place.
         config = admin_pb2.Config(fs_root=absolute_root(self._settings.effective_fs_root))
@@ -87,6 +107,10 @@ class CellFiles:
         if not data:
             return admin_pb2.State()
         return _parse(admin_pb2.State, data, storage.url(path), "every published model")
+
+    def state_url(self, fs_root: str) -> str:
+        """Where state.proto is, for messages."""
+        return self._state(fs_root).url(Storage.join(self.cell_dir, STATE_FILE))
 
     async def write_state(self, fs_root: str, state: admin_pb2.State) -> None:
         path = Storage.join(self.cell_dir, STATE_FILE)

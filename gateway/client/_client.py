@@ -18,6 +18,7 @@ from saxml.protobuf import admin_pb2
 
 from gateway import naming
 from gateway.client import _lost_replies as lost_replies
+from gateway.client import _othercell as othercell
 from gateway.client._admin import (
     LIST,
     STATS,
@@ -254,7 +255,7 @@ class Client(AsyncClosing, DataCalls):
         cell_id = naming.parse_cell_id(cell)
         request = admin_pb2.ListRequest()
         response = await self._call_admin(cell_id, LIST, request, timeout, deadline)
-        details = [ModelDetail.from_proto(m) for m in response.published_models]
+        details = [ModelDetail.from_proto(m) for m in othercell.of_cell(response, cell_id)]
         return sorted(details, key=lambda d: d.model_id)
 
     async def stats(

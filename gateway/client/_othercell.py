@@ -45,17 +45,27 @@ def in_error(details: str | None, cell: naming.CellId) -> str | None:
 
 
 def in_listing(reply: object, cell: naming.CellId) -> str | None:
-    """The other cell of a model that a List ``reply`` names, or None."""
+    """The other cell a List ``reply`` says its admin serves, or None: that of a model it
+    names, unless it names one of ``cell`` too. Upstream's admin serves what its state.proto
+    holds, another cell's model as well (a state copied from that cell): beside this cell's
+    own, such a model says nothing of the admin, and a listing leaves it out (`of_cell`)."""
     if not isinstance(reply, admin_pb2.ListResponse):
         return None
+    others = []
     for published in reply.published_models:
         try:
-            other = naming.parse_model_id(published.model.model_id).cell
+            listed = naming.parse_model_id(published.model.model_id).cell
         except InvalidArgumentError:
             continue  # not for this check to judge
-        if other != cell:
-            return other.id
-    return None
+        if listed == cell:
+            return None
+        others.append(listed.id)
+    return others[0] if others else None
+
+
+def of_cell(reply: admin_pb2.ListResponse, cell: naming.CellId) -> list[admin_pb2.PublishedModel]:
+    """The models of ``cell`` that a List ``reply`` of its admin names."""
+    return [m for m in reply.published_models if m.model.model_id.startswith(f"{cell.id}/")]
 
 
 async def in_answer_to_list(

@@ -87,6 +87,10 @@ _TRANSIENT_ERRNOS = frozenset(
 )
 
 
+#: What marks a directory of a gs:// root as there for upstream Sax, which writes it (empty)
+#: into each it makes: its tools and servers take a cell without one not to exist.
+DIR_MARKER = "METADATA"
+
 # Modes of what a local root holds, as upstream Sax writes them (whatever the umask).
 FILE_MODE = 0o644
 DIR_MODE = 0o755
@@ -130,6 +134,10 @@ class Storage(abc.ABC):
         let a later write land first and then be overwritten by this older one."""
         await completing(asyncio.to_thread(self.write_sync, path, data))
 
+    async def make_dir(self, path: str) -> None:
+        """Makes the directory ``path`` as upstream Sax makes one, unless it is there."""
+        await asyncio.to_thread(self.make_dir_sync, path)
+
     async def list_dirs(self, path: str) -> list[str]:
         """Sorted names of the subdirectories of ``path``; [] if it does not exist."""
         return await asyncio.to_thread(self.list_dirs_sync, path)
@@ -164,6 +172,9 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def write_sync(self, path: str, data: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def make_dir_sync(self, path: str) -> None: ...
 
     @abc.abstractmethod
     def list_dirs_sync(self, path: str) -> list[str]: ...
@@ -248,6 +259,10 @@ class LocalStorage(Storage):
         with self._failures("discarding partial writes of", path):
             for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
                 leftover.unlink(missing_ok=True)
+
+    def make_dir_sync(self, path: str) -> None:
+        with self._failures("making", path):
+            make_dirs(self._path(path))
 
     def list_dirs_sync(self, path: str) -> list[str]:
         with self._failures("listing", path):
@@ -376,6 +391,13 @@ class GcsStorage(Storage):
 
     def discard_partial_writes_sync(self, path: str) -> None:
         pass  # an upload replaces an object whole or not at all: nothing is left behind
+
+    def make_dir_sync(self, path: str) -> None:
+        # GCS has no directories: upstream's stand for one is its marker object.
+        marker = self._bucket.blob(self._name(self.join(path, DIR_MARKER)))
+        with self._failures("making", path):
+            if not marker.exists(**self._bounded):
+                marker.upload_from_string(b"", **self._bounded)
 
     def list_dirs_sync(self, path: str) -> list[str]:
         prefix = self._dir_prefix(path)

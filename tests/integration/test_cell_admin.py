@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import socket
 import struct
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TypeAlias
@@ -19,6 +19,7 @@ from gateway.cell import AdminServer, ModelServer, _grpc_server, joined
 from gateway.cell._errors import CellStartError
 from gateway.cell._files import CorruptCellFileError
 from gateway.cell.modelserver.modelet import ModeletServicer
+from gateway.common.names import outside_cell
 from gateway.common.revision import EXPECT_KEY, revision
 from gateway.common.rpc import Context
 from tests.integration._cell_fixtures import (
@@ -640,3 +641,174 @@ async def test_a_cell_made_with_a_relative_fs_root_keeps_its_state_from_any_dire
         await admin.stop()
     assert [m.model.model_id for m in listed.published_models] == [f"{CELL}/kept"]
     assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == []
+
+
+def _field(number: int, data: bytes) -> bytes:
+    """A length-delimited protobuf field (``data`` under field ``number``, < 128 bytes)."""
+    assert number < 16 and len(data) < 128
+    return bytes([number << 3 | 2, len(data)]) + data
+
+
+async def test_what_a_newer_writer_stored_in_state_proto_survives_every_change(
+    tmp_path: Path,
+) -> None:
+    # Another writer of state.proto (a newer Sax, or upstream's admin of old with its
+    # deprecated last_generation) may store fields this admin does not know. Each save built a
+    # new sax.State from the models alone: what the file held beside them was gone at the
+    # first publish. A model's own unknown fields were kept, and still are.
+    settings = fast_settings(tmp_path, num_model_servers=0)
+    state = Path(settings.effective_fs_root) / "sax" / "test" / "state.proto"
+    state.parent.mkdir(parents=True)
+    kept = _model(f"{CELL}/kept", requested_num_replicas=0)
+    kept.uuid = b"\x01" * 16
+    stored_model = kept.SerializeToString() + _field(15, b"newer model field")
+    state.write_bytes(
+        _field(1, stored_model) + bytes([2 << 3, 7]) + _field(14, b"newer state field")
+    )
+    admin = AdminServer(settings)
+    await admin.start()
+    try:
+        async with admin_stub(admin.address) as stub:
+            await publish(stub, "other", replicas=0, wait=False)
+            # As clients update: the listed definition, changed (a newer client's fields too).
+            (listed,) = (
+                await stub.List(admin_pb2.ListRequest(model_id=kept.model_id))
+            ).published_models
+            listed.model.requested_num_replicas = 1
+            await stub.Update(admin_pb2.UpdateRequest(model=listed.model), timeout=5)
+            await stub.Unpublish(admin_pb2.UnpublishRequest(model_id=f"{CELL}/other"))
+    finally:
+        await admin.stop()
+    saved = state.read_bytes()
+    assert admin_pb2.State.FromString(saved).last_generation == 7
+    assert _field(14, b"newer state field") in saved
+    (model,) = admin_pb2.State.FromString(saved).models
+    assert (model.model_id, model.requested_num_replicas) == (kept.model_id, 1)
+    assert _field(15, b"newer model field") in model.SerializeToString()
+
+
+async def test_an_update_is_checked_for_what_it_changes_not_what_was_stored(
+    tmp_path: Path,
+) -> None:
+    # A model stored by upstream's admin (an ACL on vm.text_and_image_to_text, which its
+    # validator takes) or by an earlier version of this one (an override key the stand-ins
+    # refuse since) loads, but every Update checked the whole definition again: its replicas
+    # and ACLs could not be changed, and an ACL change was refused naming the override.
+    settings = fast_settings(tmp_path, num_model_servers=0)
+    state = Path(settings.effective_fs_root) / "sax" / "test" / "state.proto"
+    state.parent.mkdir(parents=True)
+    stored = _model(f"{CELL}/old", requested_num_replicas=0)
+    stored.overrides["retired_key"] = "1"
+    stored.acls.items["vm.text_and_image_to_text"] = "acl/a"
+    state.write_bytes(admin_pb2.State(models=[stored]).SerializeToString())
+    admin = AdminServer(settings)
+    await admin.start()
+    try:
+        async with admin_stub(admin.address) as stub:
+
+            async def update(change: Callable[[admin_pb2.Model], object]) -> None:
+                (listed,) = (await stub.List(admin_pb2.ListRequest())).published_models
+                change(listed.model)
+                await stub.Update(admin_pb2.UpdateRequest(model=listed.model), timeout=5)
+
+            await update(lambda m: setattr(m, "requested_num_replicas", 2))
+            await update(lambda m: m.acls.items.__setitem__("lm.score", "acl/b"))
+            # What it changes is checked as a publish would be.
+            refused = [
+                await _error(update(lambda m: m.overrides.__setitem__("retired_key", "2"))),
+                await _error(update(lambda m: m.acls.items.__setitem__("vm.nothing", "acl/c"))),
+                await _error(update(lambda m: setattr(m, "requested_num_replicas", -1))),
+            ]
+            assert [e.code() for e in refused] == [Code.INVALID_ARGUMENT] * 3
+            assert "unknown override 'retired_key'" in (refused[0].details() or "")
+            (listed,) = (await stub.List(admin_pb2.ListRequest())).published_models
+    finally:
+        await admin.stop()
+    assert listed.model.requested_num_replicas == 2
+    assert dict(listed.model.overrides) == {"retired_key": "1"}
+    assert dict(listed.model.acls.items) == {
+        "vm.text_and_image_to_text": "acl/a",
+        "lm.score": "acl/b",
+    }
+
+
+async def test_state_entries_the_admin_cannot_serve_are_kept_and_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A state.proto copied from another cell's fs root, or written by hand, may hold entries
+    # this admin cannot serve. They were served: listed (a client then took the admin for
+    # another cell's, and the whole cell's listing failed UNAVAILABLE), placed on its model
+    # servers; and of a model stored twice, the first copy was dropped at the next save.
+    settings = fast_settings(tmp_path, num_model_servers=0)
+    state = Path(settings.effective_fs_root) / "sax" / "test" / "state.proto"
+    state.parent.mkdir(parents=True)
+    stored = [
+        _model("/sax/other/theirs", requested_num_replicas=0),
+        _model(f"{CELL}/twice", checkpoint_path="first", requested_num_replicas=0),
+        _model("", requested_num_replicas=0),
+        _model(f"{CELL}/twice", checkpoint_path="second", requested_num_replicas=0),
+        _model(f"{CELL}/ours", requested_num_replicas=0),
+    ]
+    state.write_bytes(admin_pb2.State(models=stored).SerializeToString())
+    admin = AdminServer(settings)
+    await admin.start()
+    try:
+        async with admin_stub(admin.address) as stub:
+            listed = (await stub.List(admin_pb2.ListRequest())).published_models
+            # Upstream's admin keeps the last of two entries of one model.
+            assert [(m.model.model_id, m.model.checkpoint_path) for m in listed] == [
+                (f"{CELL}/ours", "None"),
+                (f"{CELL}/twice", "second"),
+            ]
+            await publish(stub, "new", replicas=0, wait=False)
+            saved = admin_pb2.State.FromString(state.read_bytes()).models
+            assert [(m.model_id, m.checkpoint_path) for m in saved] == [
+                ("/sax/other/theirs", "None"),
+                (f"{CELL}/twice", "first"),
+                ("", "None"),
+                (f"{CELL}/new", "None"),
+                (f"{CELL}/ours", "None"),
+                (f"{CELL}/twice", "second"),
+            ]
+            # Unpublished, a model is gone with every copy: none comes back at a restart.
+            await stub.Unpublish(admin_pb2.UnpublishRequest(model_id=f"{CELL}/twice"))
+            saved = admin_pb2.State.FromString(state.read_bytes()).models
+            assert [m.model_id for m in saved] == [
+                "/sax/other/theirs",
+                "",
+                f"{CELL}/new",
+                f"{CELL}/ours",
+            ]
+    finally:
+        await admin.stop()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    kept = "which this admin does not serve; it is kept there as it is"
+    assert warnings == [
+        f"{state} holds '/sax/other/theirs' ({outside_cell('/sax/other/theirs', CELL)}), {kept}",
+        f"{state} holds '/sax/test/twice' (a later entry of it is served), {kept}",
+        f"{state} holds '' (model ID '' should have the form /sax/<cell name>/<model name>), "
+        f"{kept}",
+    ]
+
+
+@pytest.mark.parametrize(
+    "contents", [b"", admin_pb2.Config(admin_acl="acl/ops").SerializeToString()]
+)
+async def test_a_config_file_without_an_fs_root_stops_the_admin_with_one_line_and_is_kept(
+    tmp_path: Path, contents: bytes
+) -> None:
+    # A zero-length config.proto (a copy cut short, a file truncated by hand) parses as a
+    # sax.Config without fs_root: the admin stopped with a ValueError traceback.
+    settings = fast_settings(tmp_path)
+    config = Path(settings.sax_root) / "sax" / "test" / "config.proto"
+    config.parent.mkdir(parents=True)
+    config.write_bytes(contents)
+    admin = AdminServer(settings)
+    with pytest.raises(CorruptCellFileError) as corrupt:
+        await admin.start()
+    await admin.stop()
+    assert str(corrupt.value) == (
+        f"{config} names no fs_root; it holds the cell's fs_root: restore it from a backup, "
+        "or move it away to start with a new cell"
+    )
+    assert config.read_bytes() == contents

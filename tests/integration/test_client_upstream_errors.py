@@ -30,6 +30,7 @@ class UpstreamStyleAdmin(admin_pb2_grpc.AdminServicer):
     def __init__(self) -> None:
         self.calls: list[str] = []
         self.unavailable_left = 0
+        self.listed: list[str] = []  # the model IDs of a whole listing
 
     async def _fail(self, context: Context, text: str) -> None:
         await context.abort(grpc.StatusCode.UNKNOWN, text)
@@ -43,7 +44,10 @@ class UpstreamStyleAdmin(admin_pb2_grpc.AdminServicer):
             await self._fail(context, "admin is restarting: Unavailable")
         if request.model_id:
             await self._fail(context, f"model {request.model_id} not found: NotFound")
-        return admin_pb2.ListResponse()
+        models = [admin_pb2.Model(model_id=model_id) for model_id in self.listed]
+        return admin_pb2.ListResponse(
+            published_models=[admin_pb2.PublishedModel(model=model) for model in models]
+        )
 
     async def Publish(
         self, request: admin_pb2.PublishRequest, context: Context
@@ -110,3 +114,16 @@ async def test_watch_not_found_in_go_status_text_fails_data_calls(
     # Never retried. The List, once per connection, asks the admin whether it is this
     # cell's (an admin of another cell answers WatchLoc NOT_FOUND too: `_othercell`).
     assert servicer.calls == ["WatchLoc", "List", "WatchLoc"]
+
+
+async def test_a_listing_with_another_cells_model_is_this_cells_without_it(
+    upstream: tuple[Client, UpstreamStyleAdmin],
+) -> None:
+    # Upstream's admin serves whatever its state.proto holds, a model of another cell too (a
+    # state copied from another cell's fs root). One such model in its listing made the
+    # client take it for the admin of that cell: the whole cell's listing was UNAVAILABLE
+    # ("it is the admin of cell /sax/elsewhere"), though it listed this cell's own models.
+    client, servicer = upstream
+    servicer.listed = [f"{CELL}/ours", "/sax/elsewhere/theirs", f"{CELL}/also"]
+    assert [m.model_id for m in await client.list_all(CELL)] == [f"{CELL}/also", f"{CELL}/ours"]
+    assert servicer.calls == ["List"]

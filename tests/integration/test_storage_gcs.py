@@ -11,6 +11,7 @@ from gcp_storage_emulator.server import create_server
 from saxml.protobuf import admin_pb2
 
 from gateway import naming
+from gateway.cell import AdminServer
 from gateway.client import CallOptions, Client, ClientSettings, UnavailableError
 from gateway.client._admin import LIST, PUBLISH, CellAdmin, RpcCounter
 from gateway.common.deadline import Deadline
@@ -78,6 +79,25 @@ async def test_cell_and_client_on_a_gs_root(gcs_endpoint: str) -> None:
             # The cell's ACL lives in config.proto in the bucket.
             await client.set_acl(CELL, "admins")
             assert await client.get_acl(CELL) == "admins"
+
+
+async def test_a_cell_on_a_gs_root_is_one_upstream_finds(gcs_endpoint: str) -> None:
+    # Upstream's tools and servers take a gs:// directory to exist when it holds a METADATA
+    # object, which their CreateDir writes: before anything else, saxutil, upstream's model
+    # servers and its admin check the cell's. The admin wrote config.proto and location.proto
+    # alone, so none of them could use a cell it had made on GCS ("is not a directory").
+    root = f"gs://{BUCKET}/sax-root"
+    storage = open_storage(root, gcs_endpoint=gcs_endpoint)
+    # A cell an earlier version made: its config.proto alone.
+    config = admin_pb2.Config(fs_root=f"{root}/older/fsroot").SerializeToString()
+    await storage.write("older/sax/test/config.proto", config)
+    for made_anew in (root, f"{root}/older"):
+        admin = AdminServer(cell_settings(made_anew, gcs_endpoint=gcs_endpoint))
+        await admin.start()
+        await admin.stop()
+    assert await storage.read("sax/test/METADATA") == b""
+    assert await storage.read("older/sax/test/METADATA") == b""
+    assert await storage.list_dirs("sax") == ["test"]
 
 
 def _dead_endpoint() -> str:

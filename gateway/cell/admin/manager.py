@@ -26,6 +26,7 @@ from gateway.cell._files import CellFiles
 from gateway.cell.admin.assigner import ModelView, ServerView, assign
 from gateway.cell.admin.modelet import ModeletConnection
 from gateway.cell.admin.published import Published, definition, needs_reload
+from gateway.cell.admin.stored import Stored
 from gateway.cell.admin.validation import check_update
 from gateway.cell.admin.watchable import WatchResult
 from gateway.cell.settings import CellSettings
@@ -68,6 +69,8 @@ class Manager:
         self._methods_changed = False  # a model's method names are not saved yet
         self._kick = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        # What state.proto holds beside the models served, written back by each save.
+        self._stored = Stored()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -77,11 +80,13 @@ class Manager:
         adopt_until = time.monotonic() + (
             self._settings.server_dead_after if wait is None else wait
         )
-        for spec in state.models:
+        url = self._files.state_url(self._fs_root)
+        self._stored, served = Stored.read(state, cell=self._settings.cell, url=url)
+        for spec in served:
             entry = Published.new(spec, adopt_until=adopt_until, restored=True)
             entry.methods = frozenset(spec.method_names)
             self._models[spec.model_id] = entry
-        _log.info("restored %d published models", len(state.models))
+        _log.info("restored %d published models", len(self._models))
         self._loop_task = asyncio.create_task(self._refresh_loop(), name="admin refresh")
 
     async def stop_refreshing(self) -> None:
@@ -133,7 +138,7 @@ class Manager:
                     grpc.StatusCode.ABORTED,
                     f"model {model.model_id} changed since it was read; read it again",
                 )
-            check_update(entry.spec, model)
+            check_update(entry.spec, model, self._settings.cell)
             spec = definition(model, uuid=entry.spec.uuid, methods=entry.methods)
             reload = needs_reload(entry.spec, spec)
 
@@ -157,8 +162,10 @@ class Manager:
     async def unpublish(self, model_id: str) -> None:
         async with self._lock:
             entry = self._get(model_id)
+            unserved = self._stored.without(model_id)
 
             def unpublish() -> list[Awaitable[None]]:
+                self._stored.unserved = unserved
                 del self._models[model_id]
                 self._unpublishing.add(model_id)
                 # Unload at once rather than at the next refresh, and answer once the servers
@@ -170,6 +177,7 @@ class Manager:
                 [s for s in self._specs() if s.model_id != model_id],
                 f"could not unpublish {model_id}",
                 unpublish,
+                unserved=unserved,
             )
         entry.close()
         _log.info("unpublished %s", model_id)
@@ -181,7 +189,12 @@ class Manager:
         return [entry.spec for entry in self._models.values()]
 
     async def _commit(
-        self, specs: list[admin_pb2.Model], failed: str, apply: Callable[[], _T]
+        self,
+        specs: list[admin_pb2.Model],
+        failed: str,
+        apply: Callable[[], _T],
+        *,
+        unserved: list[admin_pb2.Model] | None = None,
     ) -> _T:
         """Saves ``specs``, then makes the change in memory (``apply``): a failed write leaves
         both as they were, and a caller cancelled during the write (its deadline passed) finds
@@ -190,20 +203,26 @@ class Manager:
         until both are done: no later change is saved first."""
 
         async def commit() -> _T:
-            await self._save(specs, failed)
+            await self._save(specs, failed, unserved=unserved)
             return apply()
 
         return await completing(commit())
 
-    async def _save(self, specs: list[admin_pb2.Model], failed: str) -> None:
-        """Writes state.proto. ``failed`` tells a caller what did not happen."""
+    async def _save(
+        self,
+        specs: list[admin_pb2.Model],
+        failed: str,
+        *,
+        unserved: list[admin_pb2.Model] | None = None,
+    ) -> None:
+        """Writes state.proto (``unserved``: its entries not served, if they change). ``failed``
+        tells a caller what did not happen."""
         if self._serves_cell is not None and not await self._serves_cell():
             # Another admin took the cell over while this one hung: saving would overwrite
             # what that one saved since, and its callers' changes with it. The caller's
             # retry finds the other one (this one stops).
             raise unavailable(f"{failed}: this admin server no longer serves the cell; retry")
-        state = admin_pb2.State()
-        state.models.extend(sorted(specs, key=lambda spec: spec.model_id))
+        state = self._stored.state(specs, unserved)
         try:
             await self._files.write_state(self._fs_root, state)
         except StorageError as exc:  # the path and cause are logged; the caller gets neither

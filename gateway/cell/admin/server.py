@@ -56,9 +56,7 @@ class AdminServer:
         return self._manager
 
     async def start(self) -> None:
-        config = await self._files.ensure_cell()
-        if not config.fs_root:
-            raise ValueError(f"the config.proto of {self._settings.cell} has no fs_root")
+        config = await self._files.ensure_cell()  # one with an fs_root
         asked = self._settings.fs_root
         if asked and absolute_root(asked).rstrip("/") != absolute_root(config.fs_root).rstrip("/"):
             _log.warning(

@@ -27,7 +27,8 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
 
     @unary_errors
     async def Update(self, request: pb.UpdateRequest, context: Context) -> pb.UpdateResponse:
-        validation.check_model(request.model, self._cell)
+        # The rest is checked against the definition it replaces (`validation.check_update`).
+        validation.check_model_in_cell(request.model.model_id, self._cell)
         expect = dict(context.invocation_metadata() or ()).get(EXPECT_KEY)
         await self._manager.update(request.model, expect=str(expect) if expect else None)
         return pb.UpdateResponse()

@@ -1,17 +1,22 @@
 """Notices a replica that answers nothing (hung: its process stopped, its connections still
 open) within seconds, where the admin drops it only after 30 s, and steers new calls away.
 
-Nothing runs per call. Once a second a task looks at the replicas this process calls: one
-that has held a call through a whole tick without answering any call meanwhile is asked a
-Modelet ``GetStatus`` (no failure reasons, no stats) with a deadline of its own. A Sax model
+Nothing runs per call. Twice a second a task looks at the replicas this process calls: one
+that has held calls for ``STALL_S`` without answering any meanwhile is asked a Modelet
+``GetStatus`` (no failure reasons, no stats) with a deadline of its own. A Sax model
 server answers that at once even while its model computes, so a slow model is not taken for
 a hung one; a replica that does not answer within ``PROBE_TIMEOUT_S`` is *suspect*: the pool
 prefers any other replica for new calls (`ChannelPool.worse`), never refuses it when every
 replica is suspect, and it is asked again every tick until it answers, which clears it.
+A call stuck on a hung replica thus warns its process off it within 2.5 s, before a call
+given 3 s has ended, so the next call goes elsewhere.
+
 Calls it already holds are left as they are (they end at their deadline, or move to another
-replica once the admin drops it and its channel closes). HTTP/2 keepalive pings would do
-the asking more cheaply, but Sax's Python model servers enforce a 5-minute minimum interval
-between pings and close the connection (GOAWAY) of a client that pings more often.
+replica once the admin drops it and its channel closes): moving them would restart their
+work elsewhere, which a replica merely slow to answer a probe (a loaded host) would pay for.
+HTTP/2 keepalive pings would do the asking more cheaply, but Sax's Python model servers
+enforce a 5-minute minimum interval between pings and close the connection (GOAWAY) of a
+client that pings more often.
 """
 
 from __future__ import annotations
@@ -30,7 +35,10 @@ from gateway.common.rpc import PROBE_METADATA, cancelled_by_caller
 _log = logging.getLogger(__name__)
 
 #: How often replicas holding calls are looked at, and suspect ones asked again.
-TICK_S = 1.0
+TICK_S = 0.5
+#: How long a replica may hold calls without answering any before it is asked (and, while
+#: it holds calls that long, between two askings: a healthy one running a long call).
+STALL_S = 1.0
 #: How long a probe waits for its answer: a model server answers GetStatus in milliseconds.
 PROBE_TIMEOUT_S = 1.0
 # A probe that ended so got no answer from the server (UNAVAILABLE: it refused the
@@ -44,8 +52,9 @@ class HangWatch:
 
     def __init__(self, pool: ChannelPool) -> None:
         self._pool = pool
-        # Replicas that held calls at the last tick, with their answer count then.
-        self._seen: dict[Backend, int] = {}
+        # Replicas that held calls at the last tick: their answer count then, and since when
+        # (or since they were last asked) it has not moved.
+        self._seen: dict[Backend, tuple[int, float]] = {}
         self._probes: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
 
@@ -66,19 +75,27 @@ class HangWatch:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(TICK_S)
-            self.tick()
+            try:
+                self.tick()
+            except Exception:  # a bug: log it, and keep watching rather than stop for good
+                _log.exception("looking for hung replicas failed")
 
     def tick(self) -> None:
-        """Probes each suspect replica, and each that answered nothing since the last tick
-        while holding calls throughout."""
-        seen: dict[Backend, int] = {}
+        """Probes each suspect replica, and each that has held calls for STALL_S without
+        answering any."""
+        at = now()
+        seen: dict[Backend, tuple[int, float]] = {}
         for backend in self._pool.backends():
             if backend.suspect_since is not None:
                 self._probe(backend)
             elif backend.in_flight:
-                if self._seen.get(backend) == backend.answers:
+                answers, since = self._seen.get(backend, (-1, at))
+                if answers != backend.answers:
+                    since = at
+                elif at - since >= STALL_S:
                     self._probe(backend)
-                seen[backend] = backend.answers
+                    since = at
+                seen[backend] = (backend.answers, since)
         self._seen = seen
 
     def _probe(self, backend: Backend) -> None:

@@ -86,14 +86,34 @@ def _collect() -> None:
 
 
 class Backend:
-    """A model server: its channel, the stubs of every Sax data service (made once), and the
-    calls of this process now running on it (the router's measure of its load)."""
+    """A model server: its channel, the stubs of every Sax data service (made once), the
+    calls of this process now running on it (the router's measure of its load), and whether
+    it answers at all (`_hung.py`)."""
 
-    __slots__ = ("address", "am", "channel", "cm", "in_flight", "lm", "mm", "vm")
+    __slots__ = (
+        "address",
+        "am",
+        "answers",
+        "channel",
+        "cm",
+        "in_flight",
+        "lm",
+        "mm",
+        "probing",
+        "suspect_since",
+        "vm",
+    )
 
     def __init__(self, address: str) -> None:
         self.address = address
         self.in_flight = 0
+        self.answers = 0
+        """Calls it answered (a unary call's reply, a stream's first one): a count that stands
+        still while it holds calls means it may hang."""
+        self.suspect_since: float | None = None
+        """When (``now()``) it last held a call and failed to answer a probe; None if it
+        answers."""
+        self.probing = False
         self.channel = insecure_channel(address)
         stubs = serializing(self.channel)  # a request grpc cannot serialize fails here
         self.lm = lm_pb2_grpc.LMServiceStub(stubs)
@@ -120,11 +140,22 @@ class ChannelPool:
     def __len__(self) -> int:
         return len(self._backends)
 
-    def busier(self, address: str, other: str) -> bool:
-        """Whether ``address`` runs more of this process's calls than ``other`` does."""
+    def backends(self) -> list[Backend]:
+        return list(self._backends.values())
+
+    def worse(self, address: str, other: str) -> bool:
+        """Whether ``other`` is the better replica for a new call: ``address`` is suspect of
+        hanging and ``other`` is not, or, both alike, ``address`` runs more of this process's
+        calls."""
         backends = self._backends
         this, that = backends.get(address), backends.get(other)
-        return (this.in_flight if this else 0) > (that.in_flight if that else 0)
+        if this is None:
+            return False
+        if that is None:
+            return this.in_flight > 0 or this.suspect_since is not None
+        if (this.suspect_since is None) is not (that.suspect_since is None):
+            return this.suspect_since is not None
+        return this.in_flight > that.in_flight
 
     def retain(self, live: Iterable[str]) -> None:
         """Closes (after a grace period) the channels of addresses not in ``live``."""

@@ -4,9 +4,10 @@ A data call only reads its model's table (no admin RPC, no file read). Each tabl
 over a preferred subset of at most ``num_conn`` replicas, chosen by rendezvous hashing with a
 per-client seed so that many clients spread over all replicas while each keeps few connections
 (upstream's ``num_conn``). Within it, the next replica in round-robin order is taken unless the
-one after it runs fewer of our calls (the better of two choices): a replica that hangs keeps
-the calls it holds and stops getting new ones, where plain round-robin kept sending it every
-other call until each ran into its deadline. A replica that just failed is skipped for a moment.
+one after it runs fewer of our calls (the better of two choices), or is not suspect of hanging
+while the first is (`_hung.py`): a replica that hangs keeps the calls it holds and stops getting
+new ones, where plain round-robin kept sending it every other call until each ran into its
+deadline. A replica that just failed is skipped for a moment.
 """
 
 from __future__ import annotations
@@ -70,9 +71,9 @@ class AddressTable:
         self._down: dict[str, float] = {}
         self._changed = asyncio.Event()
 
-    def pick(self, busier: Callable[[str, str], bool] | None = None) -> str | None:
-        """The next preferred replica round-robin, or the one after it if ``busier`` says the
-        first runs more calls; None if none is serving."""
+    def pick(self, worse: Callable[[str, str], bool] | None = None) -> str | None:
+        """The next preferred replica round-robin, or the one after it if ``worse`` says the
+        first is the worse choice (it runs more calls, or may hang); None if none is serving."""
         preferred = self._preferred
         count = len(preferred)
         if not count:
@@ -80,9 +81,9 @@ class AddressTable:
         i = self._next % count
         self._next = i + 1
         address = preferred[i]
-        if count > 1 and busier is not None:
+        if count > 1 and worse is not None:
             other = preferred[i + 1 if i + 1 < count else 0]
-            if busier(address, other):
+            if worse(address, other):
                 address = other
         if self._down and address in self._down:
             return self._pick_up(address)

@@ -28,6 +28,7 @@ from gateway.client._failover import (
     failed,
     stream_error,
 )
+from gateway.client._hung import HangWatch
 from gateway.client._locations import AddressTable, StaticTable, watch
 from gateway.client._observer import NO_ATTEMPT, Observer, observed
 from gateway.client._types import ClientSettings
@@ -93,6 +94,7 @@ class Router:
         self._tables: dict[str, AddressTable] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._pool = ChannelPool()
+        self._hang_watch = HangWatch(self._pool)
         self._closed = False
         # Unary calls, and streams past their first response, which `close` cuts: closing
         # their channels does not when a channel is already closing after its grace period
@@ -141,6 +143,7 @@ class Router:
                 context=contextvars.Context(),
             )
         self._tables[model_id] = table
+        self._hang_watch.start()
         return table
 
     def _unanswered(self, cell: naming.CellId) -> int:
@@ -252,11 +255,14 @@ class Router:
                 if self._observer is None:
                     call = rpc(request, timeout=timeout)
                     self._in_flight.add(call)
-                    return await call
-                attempt = self._observer.attempt(model_id, method_name(method), address, number)
-                call = rpc(request, timeout=timeout, metadata=attempt.metadata)
-                self._in_flight.add(call)
-                return await observed(attempt, call)
+                    response = await call
+                else:
+                    attempt = self._observer.attempt(model_id, method_name(method), address, number)
+                    call = rpc(request, timeout=timeout, metadata=attempt.metadata)
+                    self._in_flight.add(call)
+                    response = await observed(attempt, call)
+                backend.answers += 1
+                return response
             except grpc.aio.AioRpcError as exc:
                 retry = self._failed(retry, table, address, exc)
             except asyncio.CancelledError:
@@ -300,6 +306,7 @@ class Router:
                 backend.in_flight += 1
                 try:
                     response = await call.read()
+                    backend.answers += 1
                     break
                 except grpc.aio.AioRpcError as exc:
                     attempt.end(exc.code(), exc.trailing_metadata())
@@ -363,7 +370,7 @@ class Router:
             if retry and retry.tried:
                 address = table.pick_other(retry.tried)
             else:
-                address = table.pick(self._pool.busier)
+                address = table.pick(self._pool.worse)
             if address is not None:
                 return address, retry, table
             retry = retry or Retry()
@@ -428,4 +435,5 @@ class Router:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tables.clear()
+        await self._hang_watch.close()
         await self._pool.close()

@@ -67,3 +67,10 @@ class _GenericOnly:
 
     def add_registered_method_handlers(self, service: str, handlers: Any) -> None:
         """Dropped: the same handlers came through `add_generic_rpc_handlers`."""
+
+
+#: Request metadata of a Sax client's probe of a replica that may hang (a Modelet GetStatus,
+#: `gateway/client/_hung.py`): the embedded cell's model servers do not take it for their
+#: admin's poll, which would hide an admin that stopped polling them.
+PROBE_KEY = "x-saxgw-probe"
+PROBE_METADATA = ((PROBE_KEY, "1"),)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
+import grpc
 import pytest
-from saxml.protobuf import lm_pb2, lm_pb2_grpc
+from saxml.protobuf import lm_pb2, lm_pb2_grpc, modelet_pb2, modelet_pb2_grpc
 
 from gateway.client import ClientSettings, UnavailableError, _channels
 from gateway.client._admin import CellAdmin
@@ -26,11 +27,15 @@ MODEL = "/sax/test/lm"
 
 
 class _Replica(lm_pb2_grpc.LMServiceServicer):
-    """Answers Generate with its own name, or never (``hung``), as a stopped process would."""
+    """Answers Generate with its own name, or never (``hung``), as a stopped process would;
+    a query of ``slow_text``, only after a minute, as a long generation."""
 
-    def __init__(self, name: str, *, hung: bool, hangs_after_first: bool = False) -> None:
+    def __init__(
+        self, name: str, *, hung: bool, hangs_after_first: bool = False, slow_text: str = ""
+    ) -> None:
         self.name, self.hung, self.calls = name, hung, 0
         self.hangs_after_first = hangs_after_first
+        self.slow_text = slow_text
 
     async def Generate(
         self, request: lm_pb2.GenerateRequest, context: Context
@@ -38,6 +43,8 @@ class _Replica(lm_pb2_grpc.LMServiceServicer):
         self.calls += 1
         if self.hung:
             await asyncio.Event().wait()
+        if self.slow_text and request.text == self.slow_text:
+            await asyncio.sleep(60)
         return lm_pb2.GenerateResponse(texts=[lm_pb2.DecodedText(text=self.name, score=0.0)])
 
     async def GenerateStream(
@@ -51,6 +58,30 @@ class _Replica(lm_pb2_grpc.LMServiceServicer):
         yield reply
         if self.hangs_after_first:
             await asyncio.Event().wait()
+
+
+class _Modelet(modelet_pb2_grpc.ModeletServicer):
+    """A model server's control service: GetStatus answers at once, unless its replica hangs."""
+
+    def __init__(self, replica: _Replica) -> None:
+        self.replica = replica
+
+    async def GetStatus(
+        self, request: modelet_pb2.GetStatusRequest, context: Context
+    ) -> modelet_pb2.GetStatusResponse:
+        if self.replica.hung:
+            await asyncio.Event().wait()
+        return modelet_pb2.GetStatusResponse()
+
+
+def _serving(replica: _Replica) -> Callable[[grpc.aio.Server], None]:
+    """Adds ``replica``'s data and control services to a server."""
+
+    def add_to(server: grpc.aio.Server) -> None:
+        lm_pb2_grpc.add_LMServiceServicer_to_server(replica, server)
+        modelet_pb2_grpc.add_ModeletServicer_to_server(_Modelet(replica), server)  # type: ignore[abstract]
+
+    return add_to
 
 
 def _same(reply: lm_pb2.GenerateStreamResponse) -> lm_pb2.GenerateStreamResponse:
@@ -189,3 +220,37 @@ async def test_a_stream_that_began_on_a_replica_dropped_while_hung_fails_unavail
         with pytest.raises(UnavailableError, match="closed under the call"):
             await asyncio.wait_for(call, 10)
     assert received == ["hung"]
+
+
+async def test_a_replica_that_answers_nothing_gets_no_new_calls_one_slow_to_answer_does() -> None:
+    # Each holds a call that has not ended (a stopped process's; a long generation's), so
+    # their load cannot tell them apart, nor can how long their calls have run: only that
+    # the slow one answers a status request. Round-robin sent the hung one every other call.
+    hung = _Replica("hung", hung=True)  # type: ignore[abstract]
+    slow = _Replica("slow", hung=False, slow_text="long")  # type: ignore[abstract]
+    async with (
+        stand_in_server(_serving(hung)) as stuck,
+        stand_in_server(_serving(slow)) as ok,
+        _router_on(stuck) as (router, table),
+    ):
+        table.set_addresses({stuck, ok})
+        router._hang_watch.start()  # as the first call of a model starts it (`Router._open`)
+        long = lm_pb2.GenerateRequest(model_key=MODEL, text="long")
+        held: list[asyncio.Future[lm_pb2.GenerateResponse]] = []
+        while not (hung.calls and slow.calls):  # one call on each, whichever goes first
+            held.append(
+                asyncio.ensure_future(
+                    router.unary(MODEL, lambda b: b.lm.Generate, long, Deadline.after(60))
+                )
+            )
+            calls = hung.calls + slow.calls
+            while hung.calls + slow.calls == calls:
+                await asyncio.sleep(0.01)
+        assert len(held) == 2
+        await asyncio.sleep(4)  # a tick, another, and the probes' 1 s without an answer
+        texts = [await asyncio.wait_for(_first_text(router, "unary"), 3) for _ in range(10)]
+        assert texts == ["slow"] * 10
+        assert hung.calls == 1
+        for call in held:
+            call.cancel()
+        await asyncio.gather(*held, return_exceptions=True)

@@ -7,6 +7,7 @@ import zlib
 
 import grpc
 import pytest
+from saxml.protobuf import modelet_pb2
 
 from gateway.cell.models import (
     MODEL_PATHS,
@@ -16,9 +17,12 @@ from gateway.cell.models import (
     create_model,
 )
 from gateway.cell.models.base import ExtraInputs
+from gateway.cell.modelserver.loaded import LoadedModels
+from gateway.cell.modelserver.modelet import ModeletServicer
 from gateway.client.errors import InvalidArgumentError, ResourceExhaustedError
 from gateway.common.errors import go_code_name
 from gateway.common.names import check_acl_method
+from gateway.common.rpc import PROBE_METADATA
 
 SEED_LM = "saxml.server.pax.lm.params.lm_cloud.LmCloudSpmd2BTest"
 NONE = ExtraInputs()
@@ -186,3 +190,25 @@ def test_an_acl_on_a_method_no_server_serves_is_refused() -> None:
         "vm.embed, vm.generate, vm.image_to_image, vm.image_to_text, vm.text_and_image_to_image, "
         "vm.token_to_video, vm.video_to_text, vm.video_to_token"
     )
+
+
+class _Context:
+    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._metadata = metadata
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self._metadata
+
+
+async def test_a_model_server_answers_a_clients_probe_and_takes_it_for_no_admin_poll() -> None:
+    # A poll keeps the server from re-joining an admin that forgot it; a gateway probing a
+    # replica it suspects of hanging (every second, while a call on it runs long) would
+    # have hidden that the admin stopped polling.
+    modelet = ModeletServicer(loaded=LoadedModels(seed=0))
+    modelet.last_polled = 0.0
+    request = modelet_pb2.GetStatusRequest()
+    reply = await modelet.GetStatus(request, _Context(PROBE_METADATA))  # type: ignore[arg-type]
+    assert reply.server_status.state == modelet_pb2.GetStatusResponse.ServerStatus.ACTIVE
+    assert modelet.last_polled == 0.0
+    await modelet.GetStatus(request, _Context(()))  # type: ignore[arg-type]
+    assert modelet.last_polled > 0.0

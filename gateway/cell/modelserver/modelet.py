@@ -9,7 +9,7 @@ from saxml.protobuf import modelet_pb2, modelet_pb2_grpc
 
 from gateway.cell._errors import cell_error, unary_errors
 from gateway.cell.modelserver.loaded import LoadedModels
-from gateway.common.rpc import Context
+from gateway.common.rpc import PROBE_KEY, Context, metadata_value
 
 
 class ModeletServicer(modelet_pb2_grpc.ModeletServicer):
@@ -44,7 +44,8 @@ class ModeletServicer(modelet_pb2_grpc.ModeletServicer):
     async def GetStatus(
         self, request: modelet_pb2.GetStatusRequest, context: Context
     ) -> modelet_pb2.GetStatusResponse:
-        self.last_polled = time.monotonic()
+        if metadata_value(context, PROBE_KEY) is None:  # a Sax client's probe is no poll
+            self.last_polled = time.monotonic()
         return modelet_pb2.GetStatusResponse(
             models=self._loaded.status(
                 failures=request.include_failure_reasons,

@@ -1,0 +1,145 @@
+"""Notices a replica that answers nothing (hung: its process stopped, its connections still
+open) within seconds, where the admin drops it only after 30 s, and steers new calls away.
+
+Nothing runs per call. Twice a second a task looks at the replicas this process calls: one
+that has held calls for ``STALL_S`` without answering any meanwhile is asked a Modelet
+``GetStatus`` (no failure reasons, no stats) with a deadline of its own. A Sax model
+server answers that at once even while its model computes, so a slow model is not taken for
+a hung one; a replica that does not answer within ``PROBE_TIMEOUT_S`` is *suspect*: the pool
+prefers any other replica for new calls (`ChannelPool.worse`), never refuses it when every
+replica is suspect, and it is asked again every tick until it answers, which clears it.
+A call stuck on a hung replica thus warns its process off it within 2.5 s, before a call
+given 3 s has ended, so the next call goes elsewhere.
+
+Calls it already holds are left as they are (they end at their deadline, or move to another
+replica once the admin drops it and its channel closes): moving them would restart their
+work elsewhere, which a replica merely slow to answer a probe (a loaded host) would pay for.
+HTTP/2 keepalive pings would do the asking more cheaply, but Sax's Python model servers
+enforce a 5-minute minimum interval between pings and close the connection (GOAWAY) of a
+client that pings more often.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+
+import grpc
+from saxml.protobuf import modelet_pb2, modelet_pb2_grpc
+
+from gateway.client._channels import Backend, ChannelPool
+from gateway.common.deadline import now
+from gateway.common.rpc import PROBE_METADATA, cancelled_by_caller
+
+_log = logging.getLogger(__name__)
+
+#: How often replicas holding calls are looked at, and suspect ones asked again.
+TICK_S = 0.5
+#: How long a replica may hold calls without answering any before it is asked (and, while
+#: it holds calls that long, between two askings: a healthy one running a long call).
+STALL_S = 1.0
+#: How long a probe waits for its answer: a model server answers GetStatus in milliseconds.
+PROBE_TIMEOUT_S = 1.0
+# A probe that ended so got no answer from the server (UNAVAILABLE: it refused the
+# connection, or the connection broke); any other status is the server answering.
+_NO_ANSWER = frozenset({grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE})
+_REQUEST = modelet_pb2.GetStatusRequest()
+
+
+class HangWatch:
+    """Probes the pool's replicas that hold unanswered calls, and marks the silent ones."""
+
+    def __init__(self, pool: ChannelPool) -> None:
+        self._pool = pool
+        # Replicas that held calls at the last tick: their answer count then, and since when
+        # (or since they were last asked) it has not moved.
+        self._seen: dict[Backend, tuple[int, float]] = {}
+        self._probes: set[asyncio.Task[None]] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Starts the watch (once; on a running loop)."""
+        if self._task is None:
+            # It belongs to no call: an empty context keeps a call's (request ID, trace) off it.
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name="hang watch", context=contextvars.Context()
+            )
+
+    async def close(self) -> None:
+        tasks = [*self._probes, *([self._task] if self._task else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            try:
+                self.tick()
+            except Exception:  # a bug: log it, and keep watching rather than stop for good
+                _log.exception("looking for hung replicas failed")
+
+    def tick(self) -> None:
+        """Probes each suspect replica, and each that has held calls for STALL_S without
+        answering any."""
+        at = now()
+        seen: dict[Backend, tuple[int, float]] = {}
+        for backend in self._pool.backends():
+            if backend.suspect_since is not None:
+                self._probe(backend)
+            elif backend.in_flight:
+                answers, since = self._seen.get(backend, (-1, at))
+                if answers != backend.answers:
+                    since = at
+                elif at - since >= STALL_S:
+                    self._probe(backend)
+                    since = at
+                seen[backend] = (backend.answers, since)
+        self._seen = seen
+
+    def _probe(self, backend: Backend) -> None:
+        if backend.probing:
+            return
+        backend.probing = True
+        task = asyncio.get_running_loop().create_task(
+            self._ask(backend), name=f"probe {backend.address}", context=contextvars.Context()
+        )
+        self._probes.add(task)
+        task.add_done_callback(self._probes.discard)
+
+    async def _ask(self, backend: Backend) -> None:
+        stub = modelet_pb2_grpc.ModeletStub(backend.channel)
+        try:
+            await stub.GetStatus(_REQUEST, timeout=PROBE_TIMEOUT_S, metadata=PROBE_METADATA)
+            answered = True
+        except grpc.aio.AioRpcError as exc:
+            answered = exc.code() not in _NO_ANSWER
+        except asyncio.CancelledError:
+            if cancelled_by_caller():
+                raise
+            return  # its channel closed under it: the replica left the address set
+        finally:
+            backend.probing = False
+        _judge(backend, answered)
+
+
+def _judge(backend: Backend, answered: bool) -> None:
+    since = backend.suspect_since
+    if answered and since is not None:
+        backend.suspect_since = None
+        _log.info(
+            "model server %s answers again, after %.0f s without an answer; it gets new "
+            "calls again",
+            backend.address,
+            now() - since,
+        )
+    elif not answered and since is None:
+        backend.suspect_since = now()
+        _log.warning(
+            "model server %s holds a call and answers nothing, not even a status request "
+            "within %.0f s: it may hang; new calls go to its model's other replicas while "
+            "it does not answer",
+            backend.address,
+            PROBE_TIMEOUT_S,
+        )

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from gateway.cell._errors import CellStartError
 from gateway.cell.admin.takeover import admin_answers
-from gateway.common.storage import Storage, make_dirs
+from gateway.common.storage import FILE_MODE, Storage, make_dirs
 
 _log = logging.getLogger("gateway.cell.admin")
 
@@ -49,9 +49,11 @@ async def hold_state(fs_root: str, *, cell: str, mine: str, sax_root: str) -> in
     path = cell_dir.parent / f".{cell_dir.name}{LOCK_SUFFIX}"
     try:
         make_dirs(path.parent)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
     except OSError:
         return None
+    with contextlib.suppress(OSError):  # as every file the cell keeps, whatever the umask
+        os.fchmod(fd, FILE_MODE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

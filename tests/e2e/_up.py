@@ -66,18 +66,23 @@ def saxgw_up(
     argv: list[str], command: str = "up", env: Mapping[str, str] | None = None
 ) -> Iterator[Up]:
     """Runs `saxgw COMMAND ARGV` (``env`` on top of ours) until the block ends, then stops it
-    with SIGTERM."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", command, *argv],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        # A strict umask must not make SAX_ROOT unreadable to others. Popen's own umask, not
-        # a preexec_fn: that runs Python's fork handlers, and grpc's can hang the fork of a
-        # process with grpc threads running (one fresh-clone run stopped here for good).
-        umask=0o077,
-        env={**os.environ, **(env or {})},
-    )
+    with SIGTERM. It hears SIGHUP whatever this process does: run under `nohup`, which has
+    its children ignore hangups, saxgw keeps ignoring them, as it should."""
+    heard = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", command, *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            # A strict umask must not make SAX_ROOT unreadable to others. Popen's own umask,
+            # not a preexec_fn: that runs Python's fork handlers, and grpc's can hang the fork
+            # of a process with grpc threads running (one fresh-clone run stopped here for good).
+            umask=0o077,
+            env={**os.environ, **(env or {})},
+        )
+    finally:
+        signal.signal(signal.SIGHUP, heard)
     log_dirs = [Path(a.split("=", 1)[1]) for a in argv if a.startswith("--log-dir=")]
     up = Up(proc, log_dirs[0] if log_dirs else None)
     try:

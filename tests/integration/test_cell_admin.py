@@ -31,6 +31,8 @@ from tests.integration._cell_fixtures import (
     fast_settings,
     inproc,
     publish,
+    refusing_every_call,
+    stand_in_server,
 )
 
 Code: TypeAlias = grpc.StatusCode
@@ -531,6 +533,27 @@ async def test_an_admin_starts_where_its_location_names_another_cells_admin(
     finally:
         await mine.stop()
         await other.stop()
+
+
+@pytest.mark.parametrize("code", [Code.UNAUTHENTICATED, Code.PERMISSION_DENIED])
+async def test_an_admin_starts_where_its_location_names_a_server_asking_for_credentials(
+    tmp_path: Path, code: Code
+) -> None:
+    # Its stale location.proto names an address that a gRPC server behind an auth proxy took
+    # over (a reused pod IP or port): its refusal counted as an admin's answer, so this
+    # cell's admin refused to start, for good, saying "another admin server of /sax/test
+    # answers". A Sax admin asks for no credentials, and ends its messages with a Go code.
+    settings = fast_settings(tmp_path, num_model_servers=0)
+    async with stand_in_server(refusing_every_call(code)) as other:
+        location = tmp_path / "root" / "sax" / "test" / "location.proto"
+        location.parent.mkdir(parents=True)
+        location.write_bytes(admin_pb2.Location(location=other).SerializeToString())
+        mine = AdminServer(settings)
+        try:
+            await mine.start()
+            assert admin_pb2.Location.FromString(location.read_bytes()).location == mine.address
+        finally:
+            await mine.stop()
 
 
 async def test_an_admin_that_another_took_over_from_saves_nothing(tmp_path: Path) -> None:

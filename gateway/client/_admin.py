@@ -47,6 +47,7 @@ from gateway.common.errors import (
     DeadlineExceededError,
     SaxError,
     UnavailableError,
+    asks_for_credentials,
     code_from_text,
     from_grpc_error,
 )
@@ -334,6 +335,15 @@ class CellAdmin:
                     # A stale location.proto whose address another server took over: this is
                     # an admin that is not there (UNIMPLEMENTED would read as the gateway's).
                     error = UnavailableError(f"it does not serve sax.Admin ({exc.details()})")
+                    refused = True  # by no admin: nothing was made
+                elif asks_for_credentials(exc.code(), exc.details() or ""):
+                    # The same, a server behind an auth proxy: its 401 or 403 would read as
+                    # the caller's own credentials refused.
+                    error = UnavailableError(
+                        f"it is no Sax admin: it asks for credentials ({exc.code().name}: "
+                        f"{exc.details()})"
+                    )
+                    refused = True
                 else:
                     answered = _answered(exc)
                 error.__cause__ = exc

@@ -66,13 +66,14 @@ class Manager:
         self._unpublishing: set[str] = set()
         self._lock = asyncio.Lock()  # serialises state changes and their saves
         self._methods_changed = False  # a model's method names are not saved yet
+        self._saved = b""  # state.proto as this admin last read or wrote it
         self._kick = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        state = await self._files.read_state(self._fs_root)
+        state, self._saved = await self._files.read_state(self._fs_root)
         wait = self._settings.adopt_wait
         adopt_until = time.monotonic() + (
             self._settings.server_dead_after if wait is None else wait
@@ -205,10 +206,38 @@ class Manager:
         state = admin_pb2.State()
         state.models.extend(sorted(specs, key=lambda spec: spec.model_id))
         try:
-            await self._files.write_state(self._fs_root, state)
+            self._saved = await self._files.write_state(self._fs_root, state)
         except StorageError as exc:  # the path and cause are logged; the caller gets neither
             storage = f"the storage of cell {self._settings.cell}"
             raise storage_failure(exc, failed, storage, "the admin server's log") from exc
+        if self._serves_cell is not None and not await self._serves_cell():
+            # It hung mid-save while another admin took over, which may not have read this
+            # save and then writes its own state back (`keep_state`): acknowledged, the change
+            # could be lost. The retry reaches the other admin, and is made there.
+            raise unavailable(
+                f"{failed}: another admin server took the cell over during the save; retry"
+            )
+
+    async def keep_state(self) -> None:
+        """Writes this admin's state back over state.proto if another admin saved over it: one
+        that this admin took the cell over from, which hung mid-save and resumed (its late
+        upload lands whole). Its callers were answered before, or are told to retry; this
+        admin's acknowledged changes were in memory only, lost at its next restart."""
+        async with self._lock:
+            try:
+                if await self._files.read_state_bytes(self._fs_root) == self._saved:
+                    return
+            except StorageError:
+                return  # logged by the storage; the next read tries again
+            if self._serves_cell is not None and not await self._serves_cell():
+                return  # it is this admin that was replaced
+            _log.warning(
+                "state.proto of %s was saved over by another admin server (one this one took "
+                "the cell over from, which resumed mid-save); writing this one's state back",
+                self._settings.cell,
+            )
+            with contextlib.suppress(SaxError):  # the storage logged why; tried again next read
+                await self._save(self._specs(), "could not write the state back")
 
     def _get(self, model_id: str) -> Published:
         entry = self._models.get(model_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import socket
 import struct
 from collections.abc import AsyncIterator, Awaitable
@@ -654,6 +655,33 @@ async def test_a_save_during_which_another_admin_took_the_cell_over_is_not_ackno
         assert manager.list_models("") == []
     finally:
         await manager.close()
+
+
+async def test_a_model_server_logs_an_admin_outage_once_not_at_every_location_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Each model server logged a WARNING at every location.proto read (every 5 s) while its
+    # admin was down, hung, or replaced by a server that is no admin: 720 lines an hour per
+    # server, for one outage that the first line said.
+    settings = fast_settings(tmp_path)
+    async with inproc(settings, num_model_servers=1) as cell:
+        await cell.admin.stop(grace=0)
+        with caplog.at_level(logging.INFO, logger="gateway.cell.modelserver"):
+            await asyncio.sleep(1.0)  # ten of the model server's location reads
+            (server,) = cell.model_servers
+            server.joined.clear()
+            cell.admin = AdminServer(settings)
+            await cell.admin.start()
+            await asyncio.wait_for(server.joined.wait(), 10)
+    lines = [
+        (r.levelname, r.getMessage())
+        for r in caplog.records
+        if r.name == "gateway.cell.modelserver" and "join" in r.getMessage()
+    ]
+    assert len([line for line in lines if line[0] == "WARNING"]) == 1, lines
+    assert ("INFO", f"joining the admin of {CELL} works again, after ") in [
+        (level, message.rsplit("after ", 1)[0] + "after ") for level, message in lines
+    ], lines
 
 
 async def test_a_model_server_does_not_join_the_admin_of_another_cell(tmp_path: Path) -> None:

@@ -44,6 +44,7 @@ from gateway.client._saxroot import CellDir
 from gateway.client._types import ADMIN_UNREACHABLE_AFTER_S
 from gateway.common.deadline import Deadline, now
 from gateway.common.errors import (
+    SAVED_DURING_TAKEOVER,
     DeadlineExceededError,
     SaxError,
     UnavailableError,
@@ -346,6 +347,8 @@ class CellAdmin:
                     refused = True
                 else:
                     answered = _answered(exc)
+                    # Saved by an admin replaced meanwhile: the one now serving may have it.
+                    attempts.uncertain |= SAVED_DURING_TAKEOVER in (exc.details() or "")
                 error.__cause__ = exc
             except UnavailableError as exc:
                 error = exc

@@ -262,6 +262,12 @@ def code_from_text(message: str) -> grpc.StatusCode | None:
     return None
 
 
+#: What an admin that hung mid-save says of a save that ended after another admin took the
+#: cell over (UNAVAILABLE, retry): the admin now serving may have read it, so the retry may
+#: find the change made, as after a lost reply (`gateway.client._lost_replies`).
+SAVED_DURING_TAKEOVER = "another admin server took the cell over during the save"
+
+
 def asks_for_credentials(code: grpc.StatusCode, message: str) -> bool:
     """Whether a server refused a call for want of credentials (an auth proxy's 401 or 403,
     which grpc reads as these codes), as no Sax admin does: Sax admins ask for none, and end

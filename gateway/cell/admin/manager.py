@@ -30,7 +30,7 @@ from gateway.cell.admin.validation import check_update
 from gateway.cell.admin.watchable import WatchResult
 from gateway.cell.settings import CellSettings
 from gateway.common.closing import completing
-from gateway.common.errors import SaxError, storage_failure
+from gateway.common.errors import SAVED_DURING_TAKEOVER, SaxError, storage_failure
 from gateway.common.revision import revision
 from gateway.common.storage import StorageError
 
@@ -214,9 +214,7 @@ class Manager:
             # It hung mid-save while another admin took over, which may not have read this
             # save and then writes its own state back (`keep_state`): acknowledged, the change
             # could be lost. The retry reaches the other admin, and is made there.
-            raise unavailable(
-                f"{failed}: another admin server took the cell over during the save; retry"
-            )
+            raise unavailable(f"{failed}: {SAVED_DURING_TAKEOVER}; retry")
 
     async def keep_state(self) -> None:
         """Writes this admin's state back over state.proto if another admin saved over it: one

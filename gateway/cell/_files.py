@@ -98,23 +98,31 @@ class CellFiles:
             self._fs_root = open_storage(fs_root, gcs_endpoint=self._settings.gcs_endpoint)
         return self._fs_root
 
-    async def read_state(self, fs_root: str) -> admin_pb2.State:
-        """The saved state, read when the admin starts: then no save of it is in flight, and
-        what a killed admin's last save left half-written is removed."""
+    async def read_state(self, fs_root: str) -> tuple[admin_pb2.State, bytes]:
+        """The saved state and its bytes, read when the admin starts: then no save of it is in
+        flight, and what a killed admin's last save left half-written is removed."""
         storage, path = self._state(fs_root), Storage.join(self.cell_dir, STATE_FILE)
         await storage.discard_partial_writes(path)
-        data = await storage.read(path)
+        data = await storage.read(path) or b""
         if not data:
-            return admin_pb2.State()
-        return _parse(admin_pb2.State, data, storage.url(path), "every published model")
+            return admin_pb2.State(), data
+        state = _parse(admin_pb2.State, data, storage.url(path), "every published model")
+        return state, data
 
     def state_url(self, fs_root: str) -> str:
         """Where state.proto is, for messages."""
         return self._state(fs_root).url(Storage.join(self.cell_dir, STATE_FILE))
 
-    async def write_state(self, fs_root: str, state: admin_pb2.State) -> None:
+    async def read_state_bytes(self, fs_root: str) -> bytes:
+        """state.proto as it is now (b"" when there is none), unparsed."""
         path = Storage.join(self.cell_dir, STATE_FILE)
-        await self._state(fs_root).write(path, state.SerializeToString())
+        return await self._state(fs_root).read(path) or b""
+
+    async def write_state(self, fs_root: str, state: admin_pb2.State) -> bytes:
+        """Saves ``state``; returns the bytes written."""
+        path, data = Storage.join(self.cell_dir, STATE_FILE), state.SerializeToString()
+        await self._state(fs_root).write(path, data)
+        return data
 
 
 def parse_location(data: bytes | None) -> str | None:

@@ -44,9 +44,11 @@ from gateway.client._saxroot import CellDir
 from gateway.client._types import ADMIN_UNREACHABLE_AFTER_S
 from gateway.common.deadline import Deadline, now
 from gateway.common.errors import (
+    SAVED_DURING_TAKEOVER,
     DeadlineExceededError,
     SaxError,
     UnavailableError,
+    asks_for_credentials,
     code_from_text,
     from_grpc_error,
 )
@@ -334,8 +336,19 @@ class CellAdmin:
                     # A stale location.proto whose address another server took over: this is
                     # an admin that is not there (UNIMPLEMENTED would read as the gateway's).
                     error = UnavailableError(f"it does not serve sax.Admin ({exc.details()})")
+                    refused = True  # by no admin: nothing was made
+                elif asks_for_credentials(exc.code(), exc.details() or ""):
+                    # The same, a server behind an auth proxy: its 401 or 403 would read as
+                    # the caller's own credentials refused.
+                    error = UnavailableError(
+                        f"it is no Sax admin: it asks for credentials ({exc.code().name}: "
+                        f"{exc.details()})"
+                    )
+                    refused = True
                 else:
                     answered = _answered(exc)
+                    # Saved by an admin replaced meanwhile: the one now serving may have it.
+                    attempts.uncertain |= SAVED_DURING_TAKEOVER in (exc.details() or "")
                 error.__cause__ = exc
             except UnavailableError as exc:
                 error = exc

@@ -262,6 +262,21 @@ def code_from_text(message: str) -> grpc.StatusCode | None:
     return None
 
 
+#: What an admin that hung mid-save says of a save that ended after another admin took the
+#: cell over (UNAVAILABLE, retry): the admin now serving may have read it, so the retry may
+#: find the change made, as after a lost reply (`gateway.client._lost_replies`).
+SAVED_DURING_TAKEOVER = "another admin server took the cell over during the save"
+
+
+def asks_for_credentials(code: grpc.StatusCode, message: str) -> bool:
+    """Whether a server refused a call for want of credentials (an auth proxy's 401 or 403,
+    which grpc reads as these codes), as no Sax admin does: Sax admins ask for none, and end
+    their own refusals (an ACL's PERMISSION_DENIED) with the code's Go name. At an admin's
+    address (a stale location.proto), such a server is no admin."""
+    auth = code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+    return auth and code_from_text(message) is None
+
+
 def storage_failure(exc: StorageError, failed: str, storage: str, log: str) -> SaxError:
     """What a caller learns when storage failed it: ``failed`` says what did not happen, in
     its terms ("could not publish /sax/test/lm"), ``storage`` whose storage it was ("the

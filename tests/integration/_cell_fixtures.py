@@ -157,6 +157,31 @@ async def stand_in_server(add_to: Callable[[grpc.aio.Server], None]) -> AsyncIte
         await server.stop(grace=0)
 
 
+class _RefuseEveryCall(grpc.GenericRpcHandler):
+    """Answers every method with one status, as a server behind an auth proxy answers a
+    caller without credentials (Envoy's 401 and 403 reach grpc as these codes)."""
+
+    def __init__(self, code: grpc.StatusCode) -> None:
+        self._code = code
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[bytes, bytes] | None:
+        async def refuse(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> None:
+            await context.abort(self._code, "no credentials")
+
+        return grpc.unary_unary_rpc_method_handler(refuse)
+
+
+def refusing_every_call(code: grpc.StatusCode) -> Callable[[grpc.aio.Server], None]:
+    """For `stand_in_server`: an unrelated gRPC server that refuses every call with ``code``."""
+
+    def add_to(server: grpc.aio.Server) -> None:
+        server.add_generic_rpc_handlers((_RefuseEveryCall(code),))
+
+    return add_to
+
+
 @asynccontextmanager
 async def admin_stub(address: str) -> AsyncIterator[admin_pb2_grpc.AdminAsyncStub]:
     async with aio_channel(address) as channel:

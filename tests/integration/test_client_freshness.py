@@ -35,7 +35,12 @@ from gateway.common.names import outside_cell
 from gateway.common.rpc import Context
 from gateway.launch.processes import free_port
 from tests._approx import approx
-from tests.integration._cell_fixtures import admin_stub, eventually, stand_in_server
+from tests.integration._cell_fixtures import (
+    admin_stub,
+    eventually,
+    refusing_every_call,
+    stand_in_server,
+)
 from tests.integration._client_fixtures import CELL, TEST_LM, RunningCell, publish_ready
 
 T = CallOptions(timeout=20)
@@ -271,8 +276,44 @@ async def test_a_location_naming_a_server_that_is_no_admin_is_unavailable(tmp_pa
         async with Client(settings) as client:
             with pytest.raises(UnavailableError) as caught:
                 await client.list_all(CELL, timeout=BOUND_S)
+            # A change too, at once: no admin had it (it waited out its deadline, 504, "the
+            # admin server ... went away after it was sent, so it may have been made").
+            with pytest.raises(UnavailableError) as changed:
+                publishing = client.publish(f"{CELL}/m", TEST_LM, "None", 0, timeout=BOUND_S)
+                await asyncio.wait_for(publishing, BOUND_S)
     assert f"cell {CELL} at {other} is unreachable" in caught.value.message
     assert "does not serve sax.Admin" in caught.value.message
+    assert changed.value.message == caught.value.message
+
+
+@pytest.mark.parametrize(
+    "code", [grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED]
+)
+async def test_a_location_naming_a_server_that_asks_for_credentials_is_unavailable(
+    tmp_path: Path, code: grpc.StatusCode
+) -> None:
+    # A stale location.proto whose address a gRPC server behind an auth proxy took over:
+    # its refusal reached every caller as theirs (401 or 403, and saxgw's hint to set an API
+    # key), for listings, changes and data calls (the model's ACL read) alike. Sax admins
+    # ask for no credentials: this is an admin that is not there.
+    async with stand_in_server(refusing_every_call(code)) as other:
+        cell_dir = tmp_path / "sax" / "test"
+        cell_dir.mkdir(parents=True)
+        location = admin_pb2.Location(location=other).SerializeToString()
+        (cell_dir / "location.proto").write_bytes(location)
+        settings = ClientSettings(sax_root=str(tmp_path), admin_unreachable_after=0.2)
+        async with Client(settings) as client:
+            for call in (
+                lambda: client.list_all(CELL, timeout=BOUND_S),
+                lambda: client.publish(f"{CELL}/m", TEST_LM, "None", 0, timeout=BOUND_S),
+                lambda: client.lm_generate(f"{CELL}/m", "hi", CallOptions(timeout=BOUND_S)),
+            ):
+                with pytest.raises(UnavailableError) as caught:
+                    await asyncio.wait_for(call(), BOUND_S)
+                assert caught.value.message.endswith(
+                    f"the admin server of cell {CELL} at {other} is unreachable: it is no Sax "
+                    f"admin: it asks for credentials ({code.name}: no credentials)"
+                ), caught.value.message
 
 
 async def test_a_location_naming_another_cells_admin_is_unavailable(tmp_path: Path) -> None:

@@ -31,9 +31,18 @@ class LosingAdmin(admin_pb2_grpc.AdminServicer):
         self.lose = 0
         self.lose_until = 0.0  # and every reply until then (time.monotonic())
         self.calls: list[str] = []
+        # Answer the next ``taken_over`` as an admin replaced during its save answers them.
+        self.taken_over = 0
 
     async def _answer(self, context: Context, name: str, error: str | None) -> None:
         self.calls.append(name)
+        if self.taken_over:
+            self.taken_over -= 1
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"could not {name.lower()} it: another admin server took the cell over during "
+                "the save; retry: Unavailable",
+            )
         if self.lose or time.monotonic() < self.lose_until:
             self.lose = max(0, self.lose - 1)
             await context.abort(grpc.StatusCode.UNAVAILABLE, "connection reset")
@@ -110,6 +119,21 @@ async def test_an_unpublish_whose_reply_was_lost_succeeds(
     assert admin.calls == ["Publish", "Unpublish", "Unpublish"]
     with pytest.raises(NotFoundError):
         await client.unpublish(MODEL)
+
+
+async def test_a_change_saved_as_another_admin_took_the_cell_over_succeeds(
+    lossy: tuple[Client, LosingAdmin],
+) -> None:
+    # An admin that hung mid-save answers a save that ended after another admin took the cell
+    # over UNAVAILABLE, retry (docs/cell.md); the admin now serving may have read that save,
+    # and the retry found the change made: 409 "already exists" for the caller's own publish.
+    client, admin = lossy
+    admin.taken_over = 1
+    await client.publish(MODEL, "some.Model", "None", 2)
+    admin.taken_over = 1
+    await client.unpublish(MODEL)
+    assert admin.calls == ["Publish", "Publish", "Unpublish", "Unpublish"]
+    assert admin.models == {}
 
 
 async def test_a_change_whose_reply_was_lost_is_not_unavailable_while_the_admin_is_away(

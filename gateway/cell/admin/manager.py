@@ -31,7 +31,7 @@ from gateway.cell.admin.validation import check_update
 from gateway.cell.admin.watchable import WatchResult
 from gateway.cell.settings import CellSettings
 from gateway.common.closing import completing
-from gateway.common.errors import SaxError, storage_failure
+from gateway.common.errors import SAVED_DURING_TAKEOVER, SaxError, storage_failure
 from gateway.common.revision import revision
 from gateway.common.storage import StorageError
 
@@ -67,6 +67,7 @@ class Manager:
         self._unpublishing: set[str] = set()
         self._lock = asyncio.Lock()  # serialises state changes and their saves
         self._methods_changed = False  # a model's method names are not saved yet
+        self._saved = b""  # state.proto as this admin last read or wrote it
         self._kick = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         # What state.proto holds beside the models served, written back by each save.
@@ -75,7 +76,7 @@ class Manager:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        state = await self._files.read_state(self._fs_root)
+        state, self._saved = await self._files.read_state(self._fs_root)
         wait = self._settings.adopt_wait
         adopt_until = time.monotonic() + (
             self._settings.server_dead_after if wait is None else wait
@@ -224,10 +225,36 @@ class Manager:
             raise unavailable(f"{failed}: this admin server no longer serves the cell; retry")
         state = self._stored.state(specs, unserved)
         try:
-            await self._files.write_state(self._fs_root, state)
+            self._saved = await self._files.write_state(self._fs_root, state)
         except StorageError as exc:  # the path and cause are logged; the caller gets neither
             storage = f"the storage of cell {self._settings.cell}"
             raise storage_failure(exc, failed, storage, "the admin server's log") from exc
+        if self._serves_cell is not None and not await self._serves_cell():
+            # It hung mid-save while another admin took over, which may not have read this
+            # save and then writes its own state back (`keep_state`): acknowledged, the change
+            # could be lost. The retry reaches the other admin, and is made there.
+            raise unavailable(f"{failed}: {SAVED_DURING_TAKEOVER}; retry")
+
+    async def keep_state(self) -> None:
+        """Writes this admin's state back over state.proto if another admin saved over it: one
+        that this admin took the cell over from, which hung mid-save and resumed (its late
+        upload lands whole). Its callers were answered before, or are told to retry; this
+        admin's acknowledged changes were in memory only, lost at its next restart."""
+        async with self._lock:
+            try:
+                if await self._files.read_state_bytes(self._fs_root) == self._saved:
+                    return
+            except StorageError:
+                return  # logged by the storage; the next read tries again
+            if self._serves_cell is not None and not await self._serves_cell():
+                return  # it is this admin that was replaced
+            _log.warning(
+                "state.proto of %s was saved over by another admin server (one this one took "
+                "the cell over from, which resumed mid-save); writing this one's state back",
+                self._settings.cell,
+            )
+            with contextlib.suppress(SaxError):  # the storage logged why; tried again next read
+                await self._save(self._specs(), "could not write the state back")
 
     def _get(self, model_id: str) -> Published:
         entry = self._models.get(model_id)

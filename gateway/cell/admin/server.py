@@ -77,6 +77,12 @@ class AdminServer:
                 mine=self.address,
                 sax_root=self._settings.sax_root,
             )
+            # Named before the state is read: an admin this one replaces (hung, then resumed)
+            # checks location.proto after each save, so any save it acknowledges landed
+            # before this read. Named after it, a save landing in between was acknowledged
+            # there and never known here (`Manager.keep_state` then wrote over it).
+            await self._files.write_location(self.address)
+            self._announced = True
             self.server_id = f"{self.address}_{os.urandom(8).hex()}"
             self._manager = Manager(
                 settings=self._settings,
@@ -93,12 +99,11 @@ class AdminServer:
                 ),
             )
             await server.start()
-            await self._files.write_location(self.address)
-            self._announced = True
         except BaseException:
-            # Bound, maybe started, never announced (a corrupt state.proto, SAX_ROOT refusing
-            # location.proto): free the port. A started server left to the garbage collector
-            # printed a traceback ("Event loop is closed") after the process's one line.
+            # Bound, maybe started (a corrupt state.proto, SAX_ROOT refusing location.proto):
+            # free the port (a location.proto naming it is as stale as a dead admin's). A
+            # started server left to the garbage collector printed a traceback ("Event loop
+            # is closed") after the process's one line.
             await server.stop(0)
             release(self._state_lock)
             self._state_lock = None
@@ -114,8 +119,10 @@ class AdminServer:
 
     async def _watch_location(self) -> None:
         """Sets ``superseded`` once location.proto names another admin (`_serves_cell`),
-        read every ``location_watch_interval``."""
+        read every ``location_watch_interval``; until then, keeps state.proto this admin's
+        (`Manager.keep_state`)."""
         while await self._serves_cell():
+            await self.manager.keep_state()
             await asyncio.sleep(self._settings.location_watch_interval)
 
     async def _before_save(self) -> bool:

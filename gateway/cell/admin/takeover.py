@@ -4,8 +4,8 @@ Two admins of one cell would each save their own view of it into one state.proto
 overwriting the other's acknowledged changes; upstream's open-source platform does not stop
 that either (its leader lock is per process). A new admin asks the one that location.proto
 names: one that answers sax.Admin is alive, and the new one refuses to start. One that refuses
-connections, hangs, is not an admin, or is the admin of another cell (its port reused) is
-gone::
+connections, hangs, is not an admin (it lacks sax.Admin, or asks for credentials, which no
+Sax admin does), or is the admin of another cell (its port reused) is gone::
 
     await refuse_if_alive(files, cell="/sax/test", mine="127.0.0.1:10000")
 """
@@ -17,6 +17,7 @@ from saxml.protobuf import admin_pb2, admin_pb2_grpc
 
 from gateway.cell._errors import CellStartError
 from gateway.cell._files import CellFiles, parse_location
+from gateway.common.errors import asks_for_credentials
 from gateway.common.names import cell_of_refusal
 
 _PROBE_NAME = "takeover-probe"
@@ -55,7 +56,7 @@ async def admin_answers(address: str, cell: str) -> bool:
         try:
             await admin_pb2_grpc.AdminStub(channel).List(probe, timeout=PROBE_TIMEOUT_S)
         except grpc.aio.AioRpcError as exc:
-            if exc.code() in _GONE:
+            if exc.code() in _GONE or asks_for_credentials(exc.code(), exc.details() or ""):
                 return False
             serves = cell_of_refusal(exc.details() or "")
             if serves is not None and serves != cell:

@@ -23,6 +23,7 @@ from saxml.protobuf import admin_pb2, admin_pb2_grpc
 from gateway.cell import joined
 from gateway.cell._files import CellFiles, parse_location
 from gateway.cell.settings import CellSettings
+from gateway.common.failurelog import FailureLog
 
 _log = logging.getLogger("gateway.cell.modelserver")
 
@@ -48,6 +49,10 @@ class JoinLoop:
         self._last_join = 0.0
         self._task: asyncio.Task[None] | None = None
         self.joined = asyncio.Event()
+        # An admin away (down, hung, replaced by a server that is no admin) fails each step's
+        # join: a WARNING when that starts, then at most one a minute, and an INFO at its end.
+        self._failures = FailureLog(_log)
+        self._joining = ("joining", settings.cell)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="join loop")
@@ -91,9 +96,11 @@ class JoinLoop:
         try:
             taken_in = await self._join(address)
         except grpc.aio.AioRpcError as exc:
-            _log.warning("join %s (%s) failed: %s %s", address, reason, exc.code(), exc.details())
+            why = f"{exc.code().name} {exc.details()}"
+            self._failures.failed(self._joining, f"joining the admin at {address} failed: {why}")
             self._joined_location = None  # retry at the next step
             return
+        self._failures.succeeded(self._joining, f"joining the admin of {self._settings.cell}")
         if reason is HEARTBEAT and not taken_in:
             return  # the admin already knew us
         if reason is HEARTBEAT:

@@ -20,6 +20,7 @@ from gateway.client._router import Router
 from gateway.common.deadline import Deadline
 from gateway.common.names import CellId
 from gateway.common.rpc import Context
+from tests._faultproxy import FaultProxy
 from tests.integration._cell_fixtures import stand_in_server
 
 MODEL = "/sax/test/lm"
@@ -189,3 +190,33 @@ async def test_a_stream_that_began_on_a_replica_dropped_while_hung_fails_unavail
         with pytest.raises(UnavailableError, match="closed under the call"):
             await asyncio.wait_for(call, 10)
     assert received == ["hung"]
+
+
+async def test_a_call_on_a_connection_gone_silent_goes_to_a_replica_still_serving(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A network that drops a connection's packets (a half-open connection: a load balancer or
+    # NAT forgot it) with a call in flight: grpc's pings notice, and the call goes elsewhere
+    # within its deadline (it waited for its whole deadline, as no FIN or RST ever came).
+    monkeypatch.setattr(_channels, "KEEPALIVE_S", 0.5, raising=False)
+    monkeypatch.setattr(_channels, "KEEPALIVE_TIMEOUT_S", 0.5, raising=False)
+    first = _Replica("first", hung=False)  # type: ignore[abstract]
+    second = _Replica("second", hung=False)  # type: ignore[abstract]
+    async with (
+        stand_in_server(lambda s: lm_pb2_grpc.add_LMServiceServicer_to_server(first, s)) as one,
+        stand_in_server(lambda s: lm_pb2_grpc.add_LMServiceServicer_to_server(second, s)) as ok,
+    ):
+        proxy = FaultProxy(one)
+        await proxy.start()
+        try:
+            async with _router_on(proxy.address) as (router, table):
+                assert await _first_text(router, "unary") == "first"
+                proxy.blackhole = True
+                call = asyncio.ensure_future(_first_text(router, "unary"))
+                while not _in_flight(router)[proxy.address]:
+                    await asyncio.sleep(0.01)
+                table.set_addresses({proxy.address, ok})  # the admin reports a second one
+                assert await asyncio.wait_for(call, 8) == "second"
+        finally:
+            await proxy.close()
+    assert (first.calls, second.calls) == (1, 1)

@@ -28,8 +28,15 @@ CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
     # A restarted server should be reachable again within a second or two, not after gRPC's
     # default reconnect backoff (which grows to two minutes).
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 2000),
+    # Despite its name, grpc takes this as the time a connection attempt gets (TCP connect,
+    # then the server's HTTP/2 SETTINGS; grpc's default is 20 s), not as a backoff. At 100 ms
+    # a server more than about 50 ms away (another region) was out of reach: each attempt
+    # timed out before its SETTINGS came, calls failed UNAVAILABLE "connection attempt timed
+    # out before receiving SETTINGS frame", and the admin (whose channel is made anew after a
+    # failure) could never be reached. 2 s reaches one up to about 800 ms away and still
+    # gives up soon on one that accepts and says nothing.
+    ("grpc.min_reconnect_backoff_ms", 2000),
     # Each channel is one connection to one server: no cross-channel subchannel sharing that
     # would tie the lifetime of one model's connection to another's.
     ("grpc.use_local_subchannel_pool", 1),

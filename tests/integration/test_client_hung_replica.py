@@ -220,3 +220,23 @@ async def test_a_call_on_a_connection_gone_silent_goes_to_a_replica_still_servin
         finally:
             await proxy.close()
     assert (first.calls, second.calls) == (1, 1)
+
+
+async def test_a_server_over_a_slow_link_is_reached_on_a_new_channel() -> None:
+    # A link with 150 ms each way (an admin or model server in another region). grpc gave a
+    # connection attempt only min_reconnect_backoff_ms (100 ms) to get the server's SETTINGS:
+    # every first call on a new channel failed UNAVAILABLE, and an admin, whose client drops
+    # its channel after each failure, was unreachable for good.
+    far = _Replica("far", hung=False)  # type: ignore[abstract]
+    async with stand_in_server(lambda s: lm_pb2_grpc.add_LMServiceServicer_to_server(far, s)) as at:
+        proxy = FaultProxy(at)
+        proxy.latency = 0.15
+        await proxy.start()
+        try:
+            async with _channels.insecure_channel(proxy.address) as channel:
+                stub = lm_pb2_grpc.LMServiceStub(channel)
+                request = lm_pb2.GenerateRequest(model_key=MODEL, text="q")
+                reply = await stub.Generate(request, timeout=5)
+        finally:
+            await proxy.close()
+    assert reply.texts[0].text == "far"

@@ -28,8 +28,15 @@ CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
     # A restarted server should be reachable again within a second or two, not after gRPC's
     # default reconnect backoff (which grows to two minutes).
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 2000),
+    # Despite its name, grpc takes this as the time a connection attempt gets (TCP connect,
+    # then the server's HTTP/2 SETTINGS; grpc's default is 20 s), not as a backoff. At 100 ms
+    # a server more than about 50 ms away (another region) was out of reach: each attempt
+    # timed out before its SETTINGS came, calls failed UNAVAILABLE "connection attempt timed
+    # out before receiving SETTINGS frame", and the admin (whose channel is made anew after a
+    # failure) could never be reached. 2 s reaches one up to about 800 ms away and still
+    # gives up soon on one that accepts and says nothing.
+    ("grpc.min_reconnect_backoff_ms", 2000),
     # Each channel is one connection to one server: no cross-channel subchannel sharing that
     # would tie the lifetime of one model's connection to another's.
     ("grpc.use_local_subchannel_pool", 1),
@@ -44,6 +51,29 @@ CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.http2.bdp_probe", 0),
     ("grpc.http2.lookahead_bytes", 1 << 20),
 )
+
+# A connection that went silent (a network path that drops packets: a cloud load balancer or
+# NAT that forgot it, a cable pulled, a host gone without a FIN) is noticed by grpc only when
+# a ping goes unanswered: without pings, calls on it waited for their whole deadline (60 s by
+# default) while a replica elsewhere served, and each new call sent there waited too. With a
+# call in flight, grpc pings after KEEPALIVE_S without a frame from the server and drops the
+# connection once one goes unanswered for KEEPALIVE_TIMEOUT_S; the calls on it end
+# UNAVAILABLE and the router retries them elsewhere. A server's ping policy (grpc's default:
+# no more than one a 5 minutes without its sending data, 2 strikes tolerated) is kept by
+# grpc's own cap of 2 pings until the client sends again, and 15 s apart, a server must stay
+# silent for a minute while new calls come before it could object.
+KEEPALIVE_S = 15.0
+KEEPALIVE_TIMEOUT_S = 5.0
+
+
+def _liveness_options() -> tuple[tuple[str, int], ...]:
+    timeout_ms = int(KEEPALIVE_TIMEOUT_S * 1000)
+    return (
+        ("grpc.keepalive_time_ms", int(KEEPALIVE_S * 1000)),
+        ("grpc.keepalive_timeout_ms", timeout_ms),
+        ("grpc.http2.ping_timeout_ms", timeout_ms),
+    )
+
 
 # Calls still running on a channel whose server left the model's address set get this long
 # to finish before the channel is closed under them.
@@ -114,7 +144,9 @@ class Backend:
         """When (``now()``) it last held a call and failed to answer a probe; None if it
         answers."""
         self.probing = False
-        self.channel = insecure_channel(address)
+        self.channel = grpc.aio.insecure_channel(
+            address, options=CHANNEL_OPTIONS + _liveness_options()
+        )
         stubs = serializing(self.channel)  # a request grpc cannot serialize fails here
         self.lm = lm_pb2_grpc.LMServiceStub(stubs)
         self.vm = vision_pb2_grpc.VisionServiceStub(stubs)

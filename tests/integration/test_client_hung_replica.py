@@ -21,6 +21,7 @@ from gateway.client._router import Router
 from gateway.common.deadline import Deadline
 from gateway.common.names import CellId
 from gateway.common.rpc import Context
+from tests._faultproxy import FaultProxy
 from tests.integration._cell_fixtures import stand_in_server
 
 MODEL = "/sax/test/lm"
@@ -254,3 +255,53 @@ async def test_a_replica_that_answers_nothing_gets_no_new_calls_one_slow_to_answ
         for call in held:
             call.cancel()
         await asyncio.gather(*held, return_exceptions=True)
+
+
+async def test_a_call_on_a_connection_gone_silent_goes_to_a_replica_still_serving(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A network that drops a connection's packets (a half-open connection: a load balancer or
+    # NAT forgot it) with a call in flight: grpc's pings notice, and the call goes elsewhere
+    # within its deadline (it waited for its whole deadline, as no FIN or RST ever came).
+    monkeypatch.setattr(_channels, "KEEPALIVE_S", 0.5, raising=False)
+    monkeypatch.setattr(_channels, "KEEPALIVE_TIMEOUT_S", 0.5, raising=False)
+    first = _Replica("first", hung=False)  # type: ignore[abstract]
+    second = _Replica("second", hung=False)  # type: ignore[abstract]
+    async with (
+        stand_in_server(lambda s: lm_pb2_grpc.add_LMServiceServicer_to_server(first, s)) as one,
+        stand_in_server(lambda s: lm_pb2_grpc.add_LMServiceServicer_to_server(second, s)) as ok,
+    ):
+        proxy = FaultProxy(one)
+        await proxy.start()
+        try:
+            async with _router_on(proxy.address) as (router, table):
+                assert await _first_text(router, "unary") == "first"
+                proxy.blackhole = True
+                call = asyncio.ensure_future(_first_text(router, "unary"))
+                while not _in_flight(router)[proxy.address]:
+                    await asyncio.sleep(0.01)
+                table.set_addresses({proxy.address, ok})  # the admin reports a second one
+                assert await asyncio.wait_for(call, 8) == "second"
+        finally:
+            await proxy.close()
+    assert (first.calls, second.calls) == (1, 1)
+
+
+async def test_a_server_over_a_slow_link_is_reached_on_a_new_channel() -> None:
+    # A link with 150 ms each way (an admin or model server in another region). grpc gave a
+    # connection attempt only min_reconnect_backoff_ms (100 ms) to get the server's SETTINGS:
+    # every first call on a new channel failed UNAVAILABLE, and an admin, whose client drops
+    # its channel after each failure, was unreachable for good.
+    far = _Replica("far", hung=False)  # type: ignore[abstract]
+    async with stand_in_server(lambda s: lm_pb2_grpc.add_LMServiceServicer_to_server(far, s)) as at:
+        proxy = FaultProxy(at)
+        proxy.latency = 0.15
+        await proxy.start()
+        try:
+            async with _channels.insecure_channel(proxy.address) as channel:
+                stub = lm_pb2_grpc.LMServiceStub(channel)
+                request = lm_pb2.GenerateRequest(model_key=MODEL, text="q")
+                reply = await stub.Generate(request, timeout=5)
+        finally:
+            await proxy.close()
+    assert reply.texts[0].text == "far"

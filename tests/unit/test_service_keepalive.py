@@ -103,7 +103,9 @@ async def test_a_beat_each_time_the_stream_waits_long_before_or_between_messages
     source, call = Source([1, 2, 3], [0.25, 0.0, 0.25]), Call()
     await _run(source, call)
     first, second = call.log.index(1), call.log.index(3)
-    assert 1 <= first <= 2 and call.log[:first] == ["beat"] * first
+    # At least one beat in each wait; more when a loaded host wakes the source late (3 beats
+    # came before the first message in a full run at load 8).
+    assert first >= 1 and call.log[:first] == ["beat"] * first
     assert call.log[first : first + 2] == [1, 2]
     assert call.log[first + 2 : second] == ["beat"] * (second - first - 2) and second > first + 2
     _no_task_left()

@@ -51,7 +51,8 @@ def add_global_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> None
         "--verbose",
         action="store_true",
         default=default(False),
-        help="log debug details to stderr",
+        help="log debug details to stderr (of a client command: each call, its deadline, "
+        "status and x-request-id)",
     )
     parser.add_argument(
         "--gateway",

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import logging
 import os
+import time
 from typing import Any
 
 import grpc
@@ -21,6 +23,7 @@ from gateway.config import MIB
 DEFAULT_PORT = 8888  # `saxgw up`'s public port
 DEFAULT_GATEWAY = f"localhost:{DEFAULT_PORT}"
 API_KEY_ENV = "SAXGW_API_KEY"
+_log = logging.getLogger(__name__)
 _CHANNEL_OPTIONS = (
     ("grpc.max_receive_message_length", 32 * MIB),
     ("grpc.max_send_message_length", 32 * MIB),
@@ -62,6 +65,48 @@ def with_api_key(channel: grpc.Channel, args: argparse.Namespace) -> grpc.Channe
     if key:
         _check_key(key, API_KEY_ENV if flag is None else "--api-key")
     return grpc.intercept_channel(channel, _Bearer(key)) if key else channel
+
+
+class _Trace(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """With -v: a debug line as each call starts (the gateway, the method, the deadline) and
+    one as it ends (its status, how long it took and the x-request-id that finds it in
+    Envoy's access log and the gateway's log)."""
+
+    def __init__(self, target: str) -> None:
+        self._target = target
+
+    def _start(self, details: grpc.ClientCallDetails) -> float:
+        deadline = "" if details.timeout is None else f", deadline {details.timeout:g} s"
+        _log.debug("calling %s at %s%s", details.method, self._target, deadline)
+        return time.monotonic()
+
+    @staticmethod
+    def _end(method: str, call: Any, started: float) -> None:
+        headers = [*(call.initial_metadata() or ()), *(call.trailing_metadata() or ())]
+        request_id = next((v for k, v in headers if k == "x-request-id"), "none")
+        elapsed_ms = round((time.monotonic() - started) * 1000)
+        _log.debug(
+            "%s: %s after %d ms, x-request-id %s", method, call.code().name, elapsed_ms, request_id
+        )
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        started = self._start(details)
+        outcome = continuation(details, request)  # done: a blocking call, or its RpcError
+        self._end(details.method, outcome, started)
+        return outcome
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        started = self._start(details)
+        call = continuation(details, request)
+        call.add_callback(lambda: self._end(details.method, call, started))
+        return call
+
+
+def with_trace(channel: grpc.Channel, args: argparse.Namespace) -> grpc.Channel:
+    """``channel``, logging each call at debug level when -v asks for it."""
+    if not args.verbose:
+        return channel
+    return grpc.intercept_channel(channel, _Trace(gateway_target(args)))
 
 
 def _check_key(key: str, source: str) -> None:

@@ -21,7 +21,13 @@ import grpc
 from google.protobuf.message import Message
 from saxgateway.v1 import gateway_pb2_grpc
 
-from gateway.cli._channel import API_KEY_ENV, DEFAULT_GATEWAY, open_channel, with_api_key
+from gateway.cli._channel import (
+    API_KEY_ENV,
+    DEFAULT_GATEWAY,
+    open_channel,
+    with_api_key,
+    with_trace,
+)
 from gateway.cli._failures import report, report_input
 from gateway.cli._inputs import InputError, UsageError, duration, gateway_address
 from gateway.cli._output import to_json
@@ -45,7 +51,8 @@ def add_global_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> None
         "--verbose",
         action="store_true",
         default=default(False),
-        help="log debug details to stderr",
+        help="log debug details to stderr (of a client command: each call, its deadline, "
+        "status and x-request-id)",
     )
     parser.add_argument(
         "--gateway",
@@ -180,7 +187,7 @@ def dispatch(run: Run, args: argparse.Namespace) -> int:
     try:
         with open_channel(args) as channel:
             session = Session(
-                stub=gateway_pb2_grpc.SaxGatewayStub(with_api_key(channel, args)),
+                stub=gateway_pb2_grpc.SaxGatewayStub(with_trace(with_api_key(channel, args), args)),
                 timeout=args.timeout,
                 json=args.json,
                 out=sys.stdout,

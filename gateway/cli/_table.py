@@ -45,7 +45,8 @@ EXTRA = arg(
     action="extend",
     default=[],
     metavar="k=v",
-    help="extra inputs, e.g. temperature=0.5, or as saxutil takes them: temperature:0.5,n:2 "
+    help="extra inputs the model's method declares (it refuses others), such as "
+    "temperature=0.5 for an LM's lm.generate, or as saxutil takes them: temperature:0.5,n:2 "
     "(numbers are sent as numbers; a quoted value, '\"1\"', as a string)",
 )
 

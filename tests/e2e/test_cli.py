@@ -692,6 +692,31 @@ def test_deadline_fails_with_a_hint(stack: Stack) -> None:
     )
 
 
+def test_verbose_logs_each_call_its_deadline_outcome_and_request_id(stack: Stack) -> None:
+    # README: "-v/--verbose logs debug details to stderr". The client verbs logged nothing
+    # with it: no line said which gateway and method a command called, nor the request ID
+    # that finds the call in Envoy's access log and the gateway's log.
+    generate = "/saxgateway.v1.SaxGateway/Generate"
+    offset = access_log_size(stack)
+    done = saxgw(stack, "lm.generate", "/sax/test/nosuch", "q", "-v", "--timeout", "5")
+    assert (done.returncode, done.stdout) == (1, "")
+    calling, ended, message, _ = done.stderr.splitlines()
+    assert calling.endswith(f"calling {generate} at {stack.grpc_address}, deadline 5 s")
+    ended_pattern = rf"{generate}: NOT_FOUND after \d+ ms, x-request-id ([0-9a-f-]{{36}})$"
+    found = re.search(ended_pattern, ended)
+    assert found, ended
+    logged = access_log_line_after(stack, offset, lambda line: line["request_id"] == found[1])
+    assert logged["grpc_status"] == 5  # NOT_FOUND
+    assert message.startswith("saxgw: NOT_FOUND: ")
+
+    done = saxgw(stack, "lm.generate", ECHO, "q", "--stream", "--verbose")
+    assert done.returncode == 0, done.stderr
+    calling, ended = done.stderr.splitlines()
+    assert calling.endswith(f"calling {_GENERATE_STREAM} at {stack.grpc_address}")
+    assert re.search(rf"{_GENERATE_STREAM}: OK after \d+ ms, x-request-id [0-9a-f-]{{36}}$", ended)
+    assert ok(stack, "ls", "/sax/test") != ""  # without -v: nothing on stderr
+
+
 def test_no_gateway_fails_with_a_hint() -> None:
     address = f"127.0.0.1:{free_port()}"
     done = subprocess.run(

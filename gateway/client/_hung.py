@@ -14,9 +14,10 @@ given 3 s has ended, so the next call goes elsewhere.
 Calls it already holds are left as they are (they end at their deadline, or move to another
 replica once the admin drops it and its channel closes): moving them would restart their
 work elsewhere, which a replica merely slow to answer a probe (a loaded host) would pay for.
-HTTP/2 keepalive pings would do the asking more cheaply, but Sax's Python model servers
-enforce a 5-minute minimum interval between pings and close the connection (GOAWAY) of a
-client that pings more often.
+HTTP/2 keepalive pings (`_channels`) find a silent connection too, and end the calls it
+holds, but only ~20 s into the silence: pinging sooner or more often than grpc's 2 pings
+without data, 15 s apart, Sax's Python model servers (a 5-minute minimum interval) would
+close the connection (GOAWAY) of a client that pings.
 """
 
 from __future__ import annotations

@@ -13,11 +13,11 @@ when the process ends, however it ends::
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from gateway.common.lockfile import HeldBy, take
 from gateway.launch.ports import describe
 
 LOCK_FILE = ".saxgw.lock"
@@ -37,18 +37,14 @@ def hold_log_dir(directory: str) -> Iterator[None]:
     `LogDirInUse` if another process holds it. A directory that cannot hold the lock file
     (read-only) is the children's logs' to report."""
     try:
-        fd = os.open(Path(directory) / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = take(Path(directory) / LOCK_FILE, str(os.getpid()))
+    except HeldBy as held:
+        pid = held.holder.strip()
+        raise LogDirInUse(describe(int(pid) if pid.isdigit() else None)) from None
     except OSError:
         yield
         return
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raw = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            raise LogDirInUse(describe(int(raw) if raw.isdigit() else None)) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally:
         os.close(fd)

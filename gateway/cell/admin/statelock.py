@@ -21,13 +21,13 @@ cannot write to (read-only) needs none: nothing can be saved there.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 from pathlib import Path
 
 from gateway.cell._errors import CellStartError
 from gateway.cell.admin.takeover import admin_answers
+from gateway.common.lockfile import HeldBy, take
 from gateway.common.storage import FILE_MODE, Storage, make_dirs
 
 _log = logging.getLogger("gateway.cell.admin")
@@ -36,7 +36,6 @@ _log = logging.getLogger("gateway.cell.admin")
 #: alone, as upstream's does; a file there is no cell to whoever lists the cells (if the fs
 #: root is the SAX_ROOT).
 LOCK_SUFFIX = ".admin.lock"
-_HOLDER_BYTES = 4096
 
 
 async def hold_state(fs_root: str, *, cell: str, mine: str, sax_root: str) -> int | None:
@@ -49,17 +48,9 @@ async def hold_state(fs_root: str, *, cell: str, mine: str, sax_root: str) -> in
     path = cell_dir.parent / f".{cell_dir.name}{LOCK_SUFFIX}"
     try:
         make_dirs(path.parent)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
-    except OSError:
-        return None
-    with contextlib.suppress(OSError):  # as every file the cell keeps, whatever the umask
-        os.fchmod(fd, FILE_MODE)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, _HOLDER_BYTES, 0).decode(errors="replace")
-        os.close(fd)
-        address, _, root = holder.partition(" ")
+        fd = take(path, f"{mine} {sax_root}", FILE_MODE)
+    except HeldBy as held:
+        address, _, root = held.holder.partition(" ")
         if address and await admin_answers(address, cell):
             raise CellStartError(
                 f"the admin server of {cell} at {address} (SAX_ROOT {root}) keeps its state "
@@ -74,9 +65,10 @@ async def hold_state(fs_root: str, *, cell: str, mine: str, sax_root: str) -> in
             fs_root,
         )
         return None
-    with contextlib.suppress(OSError):  # the holder's name only serves the message above
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{mine} {sax_root}".encode(), 0)
+    except OSError:
+        return None
+    with contextlib.suppress(OSError):  # as every file the cell keeps, whatever the umask
+        os.fchmod(fd, FILE_MODE)
     return fd
 
 

@@ -260,6 +260,16 @@ async def test_a_half_written_location_is_retried_and_a_garbled_one_is_unavailab
         location.write_bytes(whole)
 
 
+def _root_naming(root: Path, address: str) -> ClientSettings:
+    """Settings of a SAX_ROOT at ``root`` whose cell's location.proto names ``address``."""
+    cell_dir = root / "sax" / "test"
+    cell_dir.mkdir(parents=True)
+    (cell_dir / "location.proto").write_bytes(
+        admin_pb2.Location(location=address).SerializeToString()
+    )
+    return ClientSettings(sax_root=str(root), admin_unreachable_after=0.2)
+
+
 async def test_a_location_naming_a_server_that_is_no_admin_is_unavailable(tmp_path: Path) -> None:
     # A stale location.proto whose address another gRPC server took over (a model server, a
     # reused pod IP) answered every admin call UNIMPLEMENTED "Method not found!" (501), as if
@@ -268,11 +278,7 @@ async def test_a_location_naming_a_server_that_is_no_admin_is_unavailable(tmp_pa
         health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
 
     async with stand_in_server(add_health) as other:
-        cell_dir = tmp_path / "sax" / "test"
-        cell_dir.mkdir(parents=True)
-        location = admin_pb2.Location(location=other).SerializeToString()
-        (cell_dir / "location.proto").write_bytes(location)
-        settings = ClientSettings(sax_root=str(tmp_path), admin_unreachable_after=0.2)
+        settings = _root_naming(tmp_path, other)
         async with Client(settings) as client:
             with pytest.raises(UnavailableError) as caught:
                 await client.list_all(CELL, timeout=BOUND_S)
@@ -297,11 +303,7 @@ async def test_a_location_naming_a_server_that_asks_for_credentials_is_unavailab
     # key), for listings, changes and data calls (the model's ACL read) alike. Sax admins
     # ask for no credentials: this is an admin that is not there.
     async with stand_in_server(refusing_every_call(code)) as other:
-        cell_dir = tmp_path / "sax" / "test"
-        cell_dir.mkdir(parents=True)
-        location = admin_pb2.Location(location=other).SerializeToString()
-        (cell_dir / "location.proto").write_bytes(location)
-        settings = ClientSettings(sax_root=str(tmp_path), admin_unreachable_after=0.2)
+        settings = _root_naming(tmp_path, other)
         async with Client(settings) as client:
             for call in (
                 lambda: client.list_all(CELL, timeout=BOUND_S),

@@ -24,7 +24,7 @@ from gateway.cell.models.base import ExtraInputs
 from gateway.cell.models.media import TestAudio, TestVision
 from gateway.cell.models.random_lm import MODEL_PATH as RANDOM_LM
 from gateway.cli._numbers import number
-from gateway.cli.main import parser
+from gateway.cli.main import main, parser
 from gateway.common.results import Box
 from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack
@@ -1016,25 +1016,28 @@ def _commands() -> dict[str, argparse.ArgumentParser]:
 
 
 @pytest.mark.parametrize("command", sorted(_commands()))
-def test_help_of_every_command_names_every_flag(command: str) -> None:
+def test_help_of_every_command_names_every_flag(
+    command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     # `wait --help` and `vm.image_to_text --help` were a KeyError traceback: argparse hides an
     # optional positional's default while it takes the flags first (intermixed parsing), and
-    # --help is one of those flags.
-    done = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", command, "--help"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert (done.returncode, done.stderr) == (0, "")
+    # --help is one of those flags. In this process, not a `saxgw` of its own per command
+    # (half a second of imports each, ~50 commands): the width a subprocess without a
+    # terminal gets, and main()'s grpc log setting given back afterwards.
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("GRPC_VERBOSITY", "NONE")
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--help"])
+    done = capsys.readouterr()
+    assert (exited.value.code, done.err) == (0, "")
     # A flag hidden from help on purpose (`--config-snapshot`, which `saxgw up|serve` give the
     # gateways they start) is not the user's to see.
     actions = [a for a in _commands()[command]._actions if a.help != argparse.SUPPRESS]
     flags = {f for a in actions for f in a.option_strings}
-    said = [f for f in flags if re.search(rf"(?<![\w-]){re.escape(f)}(?![\w-])", done.stdout)]
+    said = [f for f in flags if re.search(rf"(?<![\w-]){re.escape(f)}(?![\w-])", done.out)]
     assert sorted(flags - set(said)) == []
     # `update --help` said "(default: )" of the options whose unset value is "".
-    assert "(default: )" not in done.stdout
+    assert "(default: )" not in done.out
 
 
 def test_help_shows_an_optional_arguments_default() -> None:

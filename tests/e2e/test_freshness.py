@@ -127,6 +127,15 @@ def test_an_acl_set_through_one_gateway_holds_at_once_on_the_other(stack: Stack)
                     grpc.StatusCode.PERMISSION_DENIED,
                     f"lm.generate on {model} is limited to {acl}; client anonymous is not in it",
                 )
+            # Published anew under the name, without the ACL: no stale 403 on the other.
+            first.UnpublishModel(pb.UnpublishModelRequest(model=model), timeout=30)
+            first.PublishModel(
+                pb.PublishModelRequest(
+                    model=model, model_path=TEST_LM, checkpoint="None", replicas=1
+                ),
+                timeout=30,
+            )
+            assert [t.text for t in second.Generate(query, timeout=30).texts] == ["q"]
         finally:
             one.close()
             two.close()

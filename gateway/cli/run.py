@@ -16,7 +16,7 @@ from gateway.cell.settings import (
 )
 from gateway.cli import _edge, _preflight, _running, _workers
 from gateway.cli._listen import cannot_listen
-from gateway.common import flags
+from gateway.common import flags, logs
 from gateway.common.listen import ListenError
 from gateway.common.slottable import TableError
 from gateway.common.storage import StorageSetupError
@@ -190,6 +190,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _gateway(args: argparse.Namespace) -> int:
+    if args.shared_slots:  # one of a stack's gateway processes, which share saxgw's stderr
+        logs.name_process(f"gateway-{args.worker}")
     config = _edge.load(args)
     if config is None:
         return 2

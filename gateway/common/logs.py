@@ -5,7 +5,9 @@
 A record logged while the gateway serves a call carries that call's ``request_id`` (the
 ``x-request-id`` Envoy sets), ``client`` (the identity Envoy authenticated, if any) and, on a
 gateway that traces, ``trace_id`` and ``span_id`` (its server span's, as OpenTelemetry's log
-correlation names them), read only when a record is actually written.
+correlation names them), read only when a record is actually written. A gateway process of a
+stack of several (`saxgw up --workers N`) names itself in each line, ``process`` (`name_process`):
+without ``--log-dir`` they all write to saxgw's one stderr.
 """
 
 from __future__ import annotations
@@ -49,6 +51,17 @@ current_call: ContextVar[CallInfo | None] = ContextVar("saxgw_current_call", def
 _reading_call: ContextVar[bool] = ContextVar("saxgw_reading_call", default=False)
 
 
+#: This process's name in its lines (`name_process`), None for a process run alone.
+_process: str | None = None
+
+
+def name_process(name: str | None) -> None:
+    """Has every line of this process say ``name`` (``gateway-1``): one of several processes
+    that share a stderr."""
+    global _process
+    _process = name
+
+
 class _Fields(NamedTuple):
     request_id: str | None = None
     client: str | None = None
@@ -84,8 +97,8 @@ LOGGED_ID_CHARS = 128
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, request_id, client, trace_id,
-    span_id, exception."""
+    """One JSON object per line: time, level, logger, process, message, request_id, client,
+    trace_id, span_id, exception."""
 
     converter = time.gmtime  # type: ignore[assignment]  # typeshed's signature is too narrow
 
@@ -94,8 +107,10 @@ class JsonFormatter(logging.Formatter):
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
         }
+        if _process is not None:
+            line["process"] = _process
+        line["message"] = record.getMessage()
         call = _call_fields()
         if call.request_id:
             line["request_id"] = call.request_id
@@ -117,8 +132,8 @@ def _field(value: str) -> str:
 
 
 class TextFormatter(logging.Formatter):
-    """Plain text for a terminal, the call's request_id, client and trace as ``key=value`` at
-    the end."""
+    """Plain text for a terminal, the process's name and the call's request_id, client and
+    trace as ``key=value`` at the end."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         # A message may quote a caller's input (a model name it sent): a line break in it
@@ -131,6 +146,8 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
+        if _process is not None:
+            text += f" process={_process}"
         call = _call_fields()
         if call.request_id:
             text += f" request_id={_field(call.request_id)}"

@@ -25,6 +25,17 @@ whose counts are all zero can be taken by another key. A key that finds none fre
 of keys with calls in flight at once) is `UNSHARED`. The hash is keyed with a secret of the
 table, so callers cannot pick addresses that fill one window.
 
+Changes: the header's page also holds a board of change counters. A process that changed
+something other processes keep a copy of (a model's ACLs) counts the change on the board
+before its caller hears of it (`SlotTable.note_change`); the others compare the counter with
+the one their copy was read under (`SlotTable.changes`), so the next call through any
+process reads the change, as it would through one process:
+
+    table.note_change("acl:/sax/test/lm")       # after a SetAcl, before its reply
+    table.changes("acl:/sax/test/lm")           # another process: not what its read saw
+
+Keys share `BOARD` counters by hash: a change of one may have another key read again too.
+
 Every process of the stack runs one event loop on one thread: a `SlotTable` is not for
 threads (``flock`` does not exclude two threads sharing a file descriptor).
 """
@@ -63,6 +74,9 @@ _MAGIC = b"saxgwslt"
 _VERSION = 1
 _HEADER = struct.Struct("<8sIII16s")  # magic, version, workers, rows, the hash's secret
 _DATA = 4096  # the columns start a page in
+_BOARD = 64  # the change counters: the rest of the header's page
+#: Change counters on the board (`SlotTable.note_change`).
+BOARD = (_DATA - _BOARD) // 8
 
 
 class AtLimit(Exception):
@@ -126,6 +140,7 @@ class SlotTable:
         view = memoryview(self._map)
         self._hashes = view[_DATA : _DATA + rows * 8].cast("Q")
         self._counts = view[_DATA + rows * 8 :].cast("i")
+        self._board = view[_BOARD:_DATA].cast("Q")
         view.release()  # the casts hold the map on their own; `close` releases them
         self._columns = tuple(c * rows for c in range(workers))
         self._mine = self._columns[worker]
@@ -162,6 +177,7 @@ class SlotTable:
         """Unmaps the table and lets go of this worker's column (as exiting does)."""
         self._hashes.release()
         self._counts.release()
+        self._board.release()
         self._map.close()
         for fd in (self._fd, *self._lives):
             with contextlib.suppress(OSError):
@@ -269,6 +285,22 @@ class SlotTable:
         """Gives back what `take` counted in ``row``. No lock: only this process writes its
         column, and a process reading it meanwhile sees the count before or after."""
         self._counts[self._mine + row] -= 1
+
+    def note_change(self, key: str) -> None:
+        """Counts a change of ``key`` on the board, for the stack's other processes. Under the
+        table's lock: two processes counting one counter at once must not count once."""
+        counter = self._hash(key) % BOARD
+        locked = self._lock()  # a stuck lock: counted without it, a count lost at worst
+        try:
+            self._board[counter] = (self._board[counter] + 1) & 0xFFFFFFFFFFFFFFFF
+        finally:
+            if locked:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def changes(self, key: str) -> int:
+        """The board's counter of ``key``: it differs from an earlier reading once some
+        process of the stack has noted a change of ``key`` (or of a key sharing it)."""
+        return int(self._board[self._hash(key) % BOARD])
 
     def held(self, key: str) -> int:
         """What the stack holds of ``key`` now (for tests and reports)."""

@@ -29,7 +29,7 @@ from gateway.common.intercept import Streaming, Unary, WrappingInterceptor
 from gateway.config import AccessSettings, GatewaySettings
 from gateway.service import _deadlines as deadlines
 from gateway.service import _fields as f
-from gateway.service._acls import AclCache
+from gateway.service._acls import AclCache, Changes
 from gateway.service._bindings import path_check
 from gateway.service._counts import Counts, LocalCounts
 from gateway.service._fields import with_slash
@@ -77,7 +77,11 @@ class Access:
     """The checks, shared by every call of one gateway process."""
 
     def __init__(
-        self, settings: AccessSettings, client: Client, counts: Counts | None = None
+        self,
+        settings: AccessSettings,
+        client: Client,
+        counts: Counts | None = None,
+        board: Changes | None = None,
     ) -> None:
         self._settings = settings
         self._client = client
@@ -85,7 +89,8 @@ class Access:
         # Calls in flight per client: this process's own, unless the stack's gateway
         # processes share theirs (`saxgw up --workers N`: the limit is the stack's).
         self._per_client = counts if counts is not None else LocalCounts()
-        self._acls = AclCache(client, settings.acl_cache_seconds)
+        # ``board``: where the stack's gateway processes tell each other of their changes.
+        self._acls = AclCache(client, settings.acl_cache_seconds, board)
 
     def identity(self, context: Caller) -> str | None:
         """The client id Envoy established, if any."""

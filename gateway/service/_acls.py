@@ -6,6 +6,11 @@ for them; kept ``auth.acl_cache_seconds``; renewed in the background while stale
 that (those of a cell with `CELL_RENEWAL_MODELS` models at hand or more: all of them, by one
 listing of the cell); kept in force while the admin cannot be reached. No call waits past its
 own deadline.
+
+The gateway processes of one stack (`saxgw up --workers N`) tell each other of the changes
+they make (`Changes`, the stack's slot table): ACLs read before a change that another process
+made are read anew by the next call here, as the process that made it does, so a change
+through the stack's port holds for its next call whichever process that reaches.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import logging
 import math
 import time
 from collections import Counter
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from gateway.client import (
     Client,
@@ -52,13 +57,31 @@ _MAX_MODELS = 10_000
 CELL_RENEWAL_MODELS = 8
 
 
+class Changes(Protocol):
+    """The board on which the stack's gateway processes count the changes each made
+    (gateway/common/slottable.py)."""
+
+    def note_change(self, key: str) -> None: ...
+    def changes(self, key: str) -> int: ...
+
+
+class _Entry(NamedTuple):
+    """A model's ACLs at hand: until when they answer calls, and the board's count of the
+    model's changes when they were read (`Changes`)."""
+
+    expires: float
+    acls: dict[str, str]
+    mark: int
+
+
 class AclCache:
     """The ACLs of the models this process's calls named, by Sax method name."""
 
-    def __init__(self, client: Client, lifetime: float) -> None:
+    def __init__(self, client: Client, lifetime: float, board: Changes | None = None) -> None:
         self._client = client
         self._lifetime = lifetime
-        self._acls: dict[str, tuple[float, dict[str, str]]] = {}
+        self._board = board
+        self._acls: dict[str, _Entry] = {}
         self._fetching: dict[str, _Read] = {}
         # Models whose last ACL read found the admin unreachable: their cached ACLs stay in
         # force, and calls do not wait for the admin (`get`).
@@ -71,8 +94,11 @@ class AclCache:
         """The model's ACLs (Sax method name -> ACL name; {} for a model the admin does not
         know), waiting for the admin no later than ``deadline``, the call's."""
         cached = self._acls.get(model)
+        if cached is not None and self._board is not None and cached.mark != self._mark(model):
+            self._stale(model)  # another process of the stack changed the model since
+            cached = self._acls[model]
         if cached is not None:
-            expires, acls = cached
+            expires, acls, _ = cached
             now = time.monotonic()
             if now < expires:
                 return acls
@@ -102,7 +128,7 @@ class AclCache:
             wait = began + _STALE_WAIT_S - time.monotonic()
             if wait <= 0:
                 assert cached is not None
-                return cached[1]
+                return cached.acls
         fetch = asyncio.shield(self._refresh(model, contextvars.copy_context()))
         try:
             async with asyncio.timeout(wait):
@@ -112,11 +138,11 @@ class AclCache:
                 raise DeadlineExceededError(
                     f"call to {model} exceeded its deadline reading the model's ACLs from the admin"
                 ) from None
-            return cached[1]
+            return cached.acls
         except _UNREACHABLE:
             if cached is None:
                 raise
-            return cached[1]  # and `_fetched` keeps them in force if the admin is unreachable
+            return cached.acls  # and `_fetched` keeps them in force if the admin is unreachable
 
     def _renew(self, model: str) -> None:
         """Renews stale ACLs in the background: the model's alone, or, when this process keeps
@@ -141,6 +167,7 @@ class AclCache:
         newer value; a model the listing lacks (unpublished elsewhere) is dropped, as a read
         of it keeps nothing."""
         before = {m: self._acls[m] for m in kept if m in self._acls}
+        marks = {m: self._mark(m) for m in before}  # as a read's, taken before it
         try:
             listed = await self._client.list_all(cell, timeout=_ACL_TIMEOUT)
         except Exception as error:  # reported as any failed read is (`_fetched`)
@@ -157,7 +184,7 @@ class AclCache:
             del self._acls[model]  # and in again, last: read most recently
             self._unreachable.discard(model)
             if model in acls:
-                self._acls[model] = (expires, acls[model])
+                self._acls[model] = _Entry(expires, acls[model], marks[model])
             else:  # no longer published: kept no more, as a read of it would keep none
                 self._kept[cell] -= 1
         _FAILURES.succeeded((_READING, cell), f"{_READING} {cell}")
@@ -169,12 +196,14 @@ class AclCache:
         background one runs in an empty ``context``: it is part of no call (no span, no
         request ID)."""
         out = self._fetching.get(model)
-        # One done already is forgotten by its callback, still pending: a new read starts.
-        if out is not None and not out.task.done():
+        mark = self._mark(model)
+        # One done already is forgotten by its callback, still pending: a new read starts;
+        # so does one if the model changed since that read began (through another process).
+        if out is not None and not out.task.done() and out.mark == mark:
             return out.task
         loop = asyncio.get_running_loop()
         fetch = loop.create_task(self._fetch_acls(model), context=context)
-        self._fetching[model] = _Read(fetch, time.monotonic())
+        self._fetching[model] = _Read(fetch, time.monotonic(), mark)
         # In the fetch's own context: the call that started it may be long over when it ends
         # (`CallRecord.end`).
         fetch.add_done_callback(lambda done: self._fetched(model, done), context=context)
@@ -224,7 +253,7 @@ class AclCache:
         self._unreachable.discard(model)
         _read_worked(model)
         expires = time.monotonic() + self._lifetime
-        self._acls[model] = (expires, detail.acls)
+        self._acls[model] = _Entry(expires, detail.acls, out.mark)
         self._kept[_cell_of(model)] += 1
         return detail.acls
 
@@ -239,26 +268,45 @@ class AclCache:
         (docs/security.md): a change refused or lost while it is away takes no model's
         data calls down with it. ``admin_away``: the change found the admin unreachable, so
         calls do not wait for it; they answer from the ACLs at hand while one background
-        read renews them."""
+        read renews them. The stack's other processes hear of it (`Changes`) before the
+        caller does."""
+        if self._board is not None:
+            self._board.note_change(_BOARD_KEY + model)
+        self._stale(model, method_acl, admin_away=admin_away)
+
+    def _stale(
+        self, model: str, method_acl: tuple[str, str] | None = None, *, admin_away: bool = False
+    ) -> None:
+        """The model's ACLs at hand answer no call until read anew (`changed`)."""
         self._fetching.pop(model, None)
         self._unreachable.discard(model)
         cached = self._acls.get(model)
         if cached is None:
             return
-        acls = cached[1]
+        acls = cached.acls
         if method_acl is not None:
             method, acl = method_acl
             acls = {m: a for m, a in acls.items() if m != method} | ({method: acl} if acl else {})
-        self._acls[model] = (-math.inf, acls)  # too old to answer a call without a read
+        # Too old to answer a call without a read; read under the board's count from now on.
+        self._acls[model] = _Entry(-math.inf, acls, self._mark(model))
         if admin_away:
             self._unreachable.add(model)
 
+    def _mark(self, model: str) -> int:
+        """The board's count of the model's changes (0 without a board)."""
+        return 0 if self._board is None else self._board.changes(_BOARD_KEY + model)
+
+
+_BOARD_KEY = "acl:"  # a model's key on the board
+
 
 class _Read(NamedTuple):
-    """A model's ACL read under way, and when it began (``time.monotonic()``)."""
+    """A model's ACL read under way, when it began (``time.monotonic()``), and the board's
+    count of the model's changes then."""
 
     task: asyncio.Future[dict[str, str]]
     began: float
+    mark: int
 
 
 def _cell_of(model: str) -> str:

@@ -133,14 +133,15 @@ class GatewayServer:
         observer = GatewayObserver(metrics, tracing)
         if client is None:
             client = Client(settings.client, observer=observer)
-        # Per-client limits count with the stack's other gateway processes, if it has any.
+        # Per-client limits count with the stack's other gateway processes, if it has any,
+        # and ACL changes made through one are known to the others (its change board).
         table = None
         calls: Counts = LocalCounts()
         open_streams: Counts = LocalCounts()
         if settings.shared_slots is not None:
             table = SlotTable(settings.shared_slots.path, settings.shared_slots.worker)
             calls, open_streams = SharedCounts(table, "calls"), SharedCounts(table, "streams")
-        access = Access(settings.access, client, calls)
+        access = Access(settings.access, client, calls, board=table)
         tokens = TokenCounter(settings.models)
         streams = StreamSlots(settings.max_streams_per_client, access.identity, open_streams)
         # Reading the request message outermost (it turns the unary handlers the others

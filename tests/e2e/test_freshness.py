@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import grpc
 import httpx
+import pytest
 from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
@@ -101,3 +102,40 @@ def test_update_takes_effect_at_once_and_an_override_can_be_removed(
         assert cleared.json()["overrides"] == {}
         assert generate() == {"texts": [{"text": "echo me", "score": -0.2}]}
         assert http.get("/v1/sax/test/updated").json()["model"]["overrides"] == {}
+
+
+def test_an_acl_set_through_one_gateway_holds_at_once_on_the_other(stack: Stack) -> None:
+    # `saxgw up --workers 2`: Envoy sends the call after a SetAcl to either process. The
+    # other one kept the ACLs it had read for up to two seconds (`auth.acl_cache_seconds`,
+    # then as long again while renewing), so a revoked ACL still let every other call in.
+    with published(stack, "/sax/test/acl-other-gateway", TEST_LM) as model:
+        one, two = (sync_channel(a) for a in stack.gateway_addresses)
+        first, second = gateway_pb2_grpc.SaxGatewayStub(one), gateway_pb2_grpc.SaxGatewayStub(two)
+        try:
+            query = pb.GenerateRequest(model=model, query="q")
+            second.Generate(query, timeout=30)  # the second process reads the ACLs: none
+            for acl in ("acl/nobody", "", "acl/nobody"):
+                first.SetAcl(
+                    pb.SetAclRequest(name=model, method="lm.generate", acl=acl), timeout=30
+                )
+                if not acl:
+                    assert [t.text for t in second.Generate(query, timeout=30).texts] == ["q"]
+                    continue
+                with pytest.raises(grpc.RpcError) as refused:
+                    second.Generate(query, timeout=30)
+                assert (refused.value.code(), refused.value.details()) == (
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"lm.generate on {model} is limited to {acl}; client anonymous is not in it",
+                )
+            # Published anew under the name, without the ACL: no stale 403 on the other.
+            first.UnpublishModel(pb.UnpublishModelRequest(model=model), timeout=30)
+            first.PublishModel(
+                pb.PublishModelRequest(
+                    model=model, model_path=TEST_LM, checkpoint="None", replicas=1
+                ),
+                timeout=30,
+            )
+            assert [t.text for t in second.Generate(query, timeout=30).texts] == ["q"]
+        finally:
+            one.close()
+            two.close()

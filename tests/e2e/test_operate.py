@@ -174,6 +174,20 @@ def test_one_scrape_covers_every_gateway_process_and_envoy(ops_stack: Stack, mod
     assert _value(samples, "saxgw_metrics_dir_writable") == 1  # the files above: all there
 
 
+def test_each_gateway_process_names_itself_in_its_log_lines(ops_stack: Stack) -> None:
+    # Without --log-dir, every gateway process of `saxgw up --workers N` writes to saxgw's
+    # one stderr: a line that does not say which process wrote it (a hung model server
+    # found, a watch that failed, a traceback) could not be put beside the supervisor's
+    # `gateway-1 (pid 4242) is hung` or that process's metrics.
+    assert ops_stack.settings.log_dir is not None
+    for index in range(len(ops_stack.settings.gateway_ports)):
+        path = Path(ops_stack.settings.log_dir, f"gateway-{index}.log")
+        lines = [json.loads(line) for line in path.read_text().splitlines()]
+        serving = [line for line in lines if line["message"].startswith("gateway serving")]
+        assert serving, lines
+        assert {line.get("process") for line in lines} == {f"gateway-{index}"}
+
+
 def test_resource_path_calls_count_under_the_model_they_name(ops_stack: Stack, model: str) -> None:
     # /v1/sax/{cell}/{name}:generate binds "sax/test/operate", without the body's leading
     # slash; before, such calls were all counted under "unknown" and their tokens not at all.

@@ -47,6 +47,16 @@ def test_a_limit_holds_across_workers(workers: list[SlotTable]) -> None:
     assert first.held("team-a") == 3
 
 
+def test_a_change_noted_by_one_worker_is_seen_by_the_others(workers: list[SlotTable]) -> None:
+    first, second, _ = workers
+    before = second.changes("acl:/sax/test/lm")
+    first.note_change("acl:/sax/test/lm")
+    assert second.changes("acl:/sax/test/lm") == before + 1
+    assert first.changes("acl:/sax/test/lm") == before + 1
+    first.take("team-a", 3)  # the board and the counts do not overlap
+    assert (first.held("team-a"), second.changes("acl:/sax/test/lm")) == (1, before + 1)
+
+
 def test_a_new_worker_zeroes_what_its_killed_predecessor_held(path: str) -> None:
     survivor, dying = SlotTable(path, 0), SlotTable(path, 1)
     try:

@@ -27,6 +27,7 @@ from gateway.common.logs import (
     TextFormatter,
     UndecodableMetadata,
     current_call,
+    name_process,
 )
 from gateway.launch.envoy import EnvoySettings, render
 from gateway.service._metrics import GatewayMetrics
@@ -89,6 +90,22 @@ def _formatted(call: object, message: str) -> tuple[dict[str, Any], str]:
         return line, TextFormatter(TEXT).format(_record(message))
     finally:
         current_call.reset(token)
+
+
+def test_a_named_process_says_its_name_in_every_line() -> None:
+    name_process("gateway-1")  # as `saxgw gateway --shared-slots F --worker 1` does
+    try:
+        line, text = _formatted(_Call(), "cell unreachable")
+        assert (line["logger"], line["process"], line["message"]) == (
+            "gateway.test",
+            "gateway-1",
+            "cell unreachable",
+        )
+        assert text.endswith("cell unreachable process=gateway-1 request_id=req-123 client=team-a")
+    finally:
+        name_process(None)
+    alone, text = _formatted(_Call(), "x")
+    assert "process" not in alone and "process=" not in text
 
 
 def test_json_log_lines_carry_the_request_id_and_client_of_the_call_served() -> None:

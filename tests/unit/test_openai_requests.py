@@ -296,6 +296,33 @@ def test_body_must_be_utf8() -> None:
     assert parse_body(b'\xef\xbb\xbf{"prompt": "a"}') == {"prompt": "a"}  # a UTF-8 BOM
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        # Python's json takes JavaScript's NaN and Infinity, which JSON has not (RFC 8259 6):
+        # a body with one was served, the value ignored or refused as "must be a number",
+        # where the native routes' parser answers that the body is not JSON.
+        (b'{"model": "m", "prompt": "p", "seed": NaN}', "NaN is not a JSON value"),
+        (b'{"model": "m", "prompt": "p", "temperature": Infinity}', "Infinity is not a JSON value"),
+        (b'{"model": "m", "x": [1, -Infinity]}', "-Infinity is not a JSON value"),
+        # A number JSON spells but no double holds: the native routes refuse it too.
+        (b'{"model": "m", "prompt": "p", "seed": 1e400}', "1e400 is out of a double's range"),
+        (b'{"model": "m", "x": {"y": -2E+999}}', "-2E+999 is out of a double's range"),
+    ],
+)
+def test_what_json_cannot_spell_is_not_valid_json(body: bytes, message: str) -> None:
+    with pytest.raises(InvalidArgumentError) as failure:
+        parse_body(body)
+    assert failure.value.message == f"the request body is not valid JSON: {message}"
+    assert failure.value.field_violations == ()
+
+
+def test_finite_numbers_of_any_spelling_parse() -> None:
+    body = b'{"a": 1e308, "b": -0.0, "c": 2E-400, "d": 12345678901234567890, "e": "NaN"}'
+    parsed = {"a": 1e308, "b": 0.0, "c": 0.0, "d": 12345678901234567890, "e": "NaN"}
+    assert parse_body(body) == parsed
+
+
 def test_body_nested_too_deeply_is_not_valid_json() -> None:
     # json.loads raises RecursionError (not a JSONDecodeError) about 1000 levels down.
     deep = b'{"model": "m", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"

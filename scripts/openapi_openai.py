@@ -22,6 +22,13 @@ TAG = "OpenAIGateway"
 PREFIX = "openai."
 
 
+# A value JSON has no number for (a model's NaN) is spelt as proto3 JSON spells it, as /embed
+# answers it (openapi.NON_FINITE; that module imports this one).
+_EMBEDDING_VALUE = {
+    "oneOf": [{"type": "number"}, {"type": "string", "enum": ["NaN", "Infinity", "-Infinity"]}]
+}
+
+
 def _ref(name: str) -> Schema:
     return {"$ref": f"#/components/schemas/{PREFIX}{name}"}
 
@@ -476,7 +483,7 @@ def schemas() -> dict[str, Schema]:
                             "index": {"type": "integer"},
                             "embedding": {
                                 "oneOf": [
-                                    {"type": "array", "items": {"type": "number"}},
+                                    {"type": "array", "items": _EMBEDDING_VALUE},
                                     {"type": "string", "contentEncoding": "base64"},
                                 ]
                             },

@@ -1,11 +1,17 @@
-"""OpenAI request JSON -> typed requests and Sax extra inputs; stop strings."""
+"""OpenAI request JSON -> typed requests and Sax extra inputs; stop strings; embeddings."""
 
 from __future__ import annotations
+
+import base64
+import json
+import math
+import struct
 
 import pytest
 
 from gateway.client import InvalidArgumentError
 from gateway.service.openai import _requests as rq
+from gateway.service.openai import _responses as rs
 from gateway.service.openai._body import parse_body
 from gateway.service.openai._stops import StopScanner, cut
 
@@ -274,6 +280,25 @@ def test_embedding_request_formats() -> None:
     assert rq.embedding_request({"model": "m", "input": ["a"], "encoding_format": "base64"}).base64
     with pytest.raises(InvalidArgumentError):
         rq.embedding_request({"model": "m", "input": "a", "encoding_format": "hex"})
+
+
+def _not_json(name: str) -> None:
+    raise AssertionError(f"{name} is not JSON: no client's parser reads it")
+
+
+def test_an_embedding_value_json_has_no_number_for_is_a_string_as_on_embed() -> None:
+    # A model's NaN or infinity went out as Python's NaN and Infinity: a body no JSON parser
+    # reads (the SDKs raise on it), where /embed answers proto3 JSON's "NaN" strings.
+    vector = [math.nan, math.inf, -math.inf, -0.5, 1e39]
+    usage = {"prompt_tokens": 1, "completion_tokens": 0, "total_tokens": 1}
+    reply = rs.body(rs.embeddings("m", [vector, [0.25]], False, usage))
+    data = json.loads(reply.data, parse_constant=_not_json)["data"]
+    assert [d["embedding"] for d in data] == [["NaN", "Infinity", "-Infinity", -0.5, 1e39], [0.25]]
+    # As float32 bytes, each is the float32 nearest it: 1e39 is beyond float32 (a 500 before).
+    packed = rs.embeddings("m", [vector], True, usage)["data"][0]["embedding"]
+    floats = struct.unpack("<5f", base64.b64decode(packed))
+    assert math.isnan(floats[0])
+    assert floats[1:] == (math.inf, -math.inf, -0.5, math.inf)
 
 
 def test_body_must_be_a_json_object() -> None:

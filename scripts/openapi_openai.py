@@ -93,6 +93,46 @@ _MODEL = {
     "description": "A Sax model ID (`/sax/test/lm2b`, the `/` optional) or a configured alias.",
 }
 _MAX = {"type": "integer", "minimum": 1, "description": "Sax `per_example_max_decode_steps`."}
+
+_ECHOES: list[tuple[str, Schema, str]] = [
+    ("instructions", {"type": ["string", "null"]}, ""),
+    ("max_output_tokens", {"type": ["integer", "null"]}, ""),
+    ("max_tool_calls", {"type": ["integer", "null"]}, "; no tool is called"),
+    ("metadata", {"type": "object", "additionalProperties": {"type": "string"}}, ""),
+    ("parallel_tool_calls", {"type": "boolean"}, "; true unless set"),
+    ("previous_response_id", _NULL, ": null, as none is taken"),
+    ("prompt_cache_key", {"type": ["string", "null"]}, ""),
+    ("reasoning", _NULL, ": null, as none is taken"),
+    ("safety_identifier", {"type": ["string", "null"]}, ""),
+    ("store", {"type": "boolean"}, "; true unless set, and nothing is stored"),
+    ("temperature", {"type": ["number", "null"]}, ""),
+    (
+        "text",
+        {
+            "type": "object",
+            "properties": {
+                "format": {
+                    "type": "object",
+                    "properties": {"type": {"const": "text"}},
+                    "required": ["type"],
+                },
+                "verbosity": {"const": "medium"},
+            },
+            "required": ["format", "verbosity"],
+        },
+        ": plain text",
+    ),
+    ("tool_choice", {"enum": ["none", "auto"]}, '; "auto" unless set'),
+    ("tools", {"type": "array", "maxItems": 0, "items": {}}, ": none"),
+    ("top_logprobs", {"const": 0}, ": 0, as none are returned"),
+    ("top_p", {"type": ["number", "null"]}, ""),
+    ("truncation", {"const": "disabled"}, ""),
+    ("user", {"type": ["string", "null"]}, ""),
+]
+_ECHOED: dict[str, Schema] = {
+    key: {**schema, "description": f"Echoed from the request{why}."} for key, schema, why in _ECHOES
+}
+"""The request's settings a response reports (`_responses_request.responses_request`'s echo)."""
 _RESPONSE_EVENTS = [
     "response.created",
     "response.in_progress",
@@ -251,6 +291,16 @@ def _response_schemas(usage: Schema) -> dict[str, Schema]:
                 },
                 "incomplete_details": {"type": ["object", "null"]},
                 "usage": {"oneOf": [_NULL, _response_usage(usage)]},
+                # A boolean, not a const: openapi-python-client wrote `Falseand` for `const: false`.
+                "background": {
+                    "type": "boolean",
+                    "description": "False: nothing runs in the background.",
+                },
+                "completed_at": {
+                    "type": ["integer", "null"],
+                    "description": "Unix seconds; null until the response is complete.",
+                },
+                **_ECHOED,
             },
             ["id", "object", "created_at", "status", "model", "output"],
         ),

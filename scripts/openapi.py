@@ -50,6 +50,15 @@ FDP = descriptor_pb2.FieldDescriptorProto
 SEGMENT_NAMES = ("cell", "name")
 DURATION = r"^-?[0-9]+(\.[0-9]{1,9})?s$"
 BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+"""Bytes as replies print them (proto3 JSON): standard base64 with padding."""
+_ALPHABETS = ("A-Za-z0-9+/", "A-Za-z0-9_-")
+BASE64_TAKEN = (
+    "^(?:"
+    + "|".join(f"(?:[{a}]{{4}})*(?:[{a}]{{2}}(?:==)?|[{a}]{{3}}=?)?" for a in _ALPHABETS)
+    + ")$"
+)
+"""Bytes as requests may spell them: proto3 JSON parsers, Envoy's transcoder too, take
+standard or URL-safe base64, with or without padding (not the two alphabets mixed)."""
 INT64 = r"^-?[0-9]+$"
 # One alternative with a type, not three bare `const`s: openapi-python-client (0.29) turns a
 # oneOf of typeless consts into a parser that accepts nothing but "NaN", so every number
@@ -73,7 +82,7 @@ _SCALARS: dict[int, Schema] = {
     FDP.TYPE_SFIXED64: {"type": "string", "format": "int64", "pattern": INT64},
     FDP.TYPE_UINT64: {"type": "string", "format": "uint64", "pattern": r"^[0-9]+$"},
     FDP.TYPE_FIXED64: {"type": "string", "format": "uint64", "pattern": r"^[0-9]+$"},
-    FDP.TYPE_BYTES: {"type": "string", "contentEncoding": "base64", "pattern": BASE64},
+    FDP.TYPE_BYTES: {"type": "string", "contentEncoding": "base64", "pattern": BASE64_TAKEN},
 }
 _INT32_RANGE = {"minimum": -(2**31), "maximum": 2**31 - 1}
 
@@ -222,6 +231,13 @@ def _messages(fds: descriptor_pb2.FileDescriptorSet) -> dict[str, Message]:
     return found
 
 
+def _as_printed(schema: Schema) -> Schema:
+    """A bytes field's schema (or a repeated one's) with the base64 replies print, where
+    only replies carry it (an output-only field)."""
+    if "items" in schema:
+        return {**schema, "items": _as_printed(schema["items"])}
+    return {**schema, "pattern": BASE64}
+
 class Generator:
     def __init__(self, fds: descriptor_pb2.FileDescriptorSet, examples: Schema) -> None:
         self.examples = examples
@@ -278,6 +294,8 @@ class Generator:
                 continue
             schema = self.field_schema(field)
             doc = msg.comment(2, i)
+            if field.type == FDP.TYPE_BYTES and doc.startswith("Output only."):
+                schema = _as_printed(schema)
             if doc:
                 schema = {**schema, "description": doc}  # 3.1 allows siblings of $ref
             props[field.name] = schema

@@ -137,6 +137,24 @@ _STATUS_TEXT = (
     '`"NaN"`, `"Infinity"` or `"-Infinity"` (`{"logp": ["-Infinity", -0.1]}`).'
 )
 
+# How Envoy's transcoder reads a SaxGateway body (measured on Envoy 1.40): proto3 JSON, more
+# leniently than its spec, and it has no option to refuse a field the message lacks
+# (envoyproxy/envoy#46623). The OpenAI routes read their bodies as strict JSON.
+_JSON_TEXT = (
+    "Request bodies are proto3 JSON, read by Envoy's transcoder. A field may be named as in "
+    "the proto (`extra_inputs`) or in lowerCamelCase (`extraInputs`); replies use the proto's "
+    'names and print every field, defaults too (`0`, `""`, `false`, `[]`, `{}`), but for '
+    "those said to be absent otherwise. `null` is a field's default, in a map too "
+    '(`"overrides": {"text": null}` sets `text` to `""`). An int32 may be a string '
+    '(`"replicas": "2"`), a bool a string such as `"true"` or `"no"`; bytes are standard or '
+    "URL-safe base64, padded or not (replies: standard, padded); a duration is seconds with "
+    'an `s` (`"1.5s"`). **A field the method does not have is ignored, not refused**: a '
+    'misspelt `"replica": 2` publishes one replica, so read the reply, which says what was '
+    "done. The transcoder's parser also takes some text that is not JSON (single-quoted "
+    "strings, unquoted keys, a trailing comma); what it cannot read is a 400. The OpenAI "
+    "routes read strict JSON (docs/openai.md)."
+)
+
 
 # Headers every SaxGateway route takes and answers with (README, "The deadline of any call";
 # Envoy checks grpc-timeout's form and sets x-request-id on every response, its own included,
@@ -238,6 +256,7 @@ def _as_printed(schema: Schema) -> Schema:
         return {**schema, "items": _as_printed(schema["items"])}
     return {**schema, "pattern": BASE64}
 
+
 class Generator:
     def __init__(self, fds: descriptor_pb2.FileDescriptorSet, examples: Schema) -> None:
         self.examples = examples
@@ -334,7 +353,11 @@ class Generator:
             "info": {
                 "title": f"{service.name} HTTP/JSON API",
                 "version": self.file.package.rsplit(".", 1)[-1],
-                "description": self.comments.get((6, 0), "") + "\n\n" + _STATUS_TEXT,
+                "description": self.comments.get((6, 0), "")
+                + "\n\n"
+                + _STATUS_TEXT
+                + "\n\n"
+                + _JSON_TEXT,
                 "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
             },
             # Relative: the gateway that serves this document (and its /docs page) is the server.

@@ -35,6 +35,8 @@ from google.api import annotations_pb2, field_behavior_pb2, http_pb2
 from google.protobuf import descriptor_pb2
 from grpc_tools import protoc  # type: ignore[import-untyped]
 
+from gateway.common.limits import MAX_REPLICAS
+
 ROOT = Path(__file__).resolve().parent.parent
 PROTO = "saxgateway/v1/gateway.proto"
 EXAMPLES = "saxgateway/v1/examples.json"
@@ -85,6 +87,15 @@ _SCALARS: dict[int, Schema] = {
     FDP.TYPE_BYTES: {"type": "string", "contentEncoding": "base64", "pattern": BASE64_TAKEN},
 }
 _INT32_RANGE = {"minimum": -(2**31), "maximum": 2**31 - 1}
+# The bounds the gateway checks of fields a request sends (gateway/service/_fields.py,
+# _pages.py), where int32's own range would let a generated client send what is a 400.
+_REQUEST_BOUNDS: dict[tuple[str, str], Schema] = {
+    **{
+        (f"saxgateway.v1.{message}", "replicas"): {"minimum": 0, "maximum": MAX_REPLICAS}
+        for message in ("PublishModelRequest", "UpdateModelRequest", "WaitForReadyRequest")
+    },
+    ("saxgateway.v1.ListModelsRequest", "page_size"): {"minimum": 0},
+}
 
 # Well-known types have their own JSON forms (protobuf.dev/programming-guides/json).
 _WELL_KNOWN: dict[str, Schema] = {
@@ -315,6 +326,7 @@ class Generator:
             doc = msg.comment(2, i)
             if field.type == FDP.TYPE_BYTES and doc.startswith("Output only."):
                 schema = _as_printed(schema)
+            schema = {**schema, **_REQUEST_BOUNDS.get((name, field.name), {})}
             if doc:
                 schema = {**schema, "description": doc}  # 3.1 allows siblings of $ref
             props[field.name] = schema

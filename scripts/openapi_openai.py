@@ -12,7 +12,15 @@ from typing import Any
 
 import openapi_sse
 
-from gateway.service.openai._requests import MAX_N, MAX_STOPS, ROLES
+from gateway.common.limits import MAX_TEXT_CHARS
+from gateway.service.openai._requests import (
+    MAX_COUNT,
+    MAX_INPUTS,
+    MAX_N,
+    MAX_STOP_CHARS,
+    MAX_STOPS,
+    ROLES,
+)
 from gateway.service.openai._responses_reply import _USAGE_NAMES as USAGE_NAMES
 from gateway.service.openai._responses_request import MIN_OUTPUT_TOKENS
 from gateway.service.openai._responses_request import ROLES as RESPONSE_ROLES
@@ -37,8 +45,17 @@ def _obj(description: str, props: dict[str, Schema], required: list[str]) -> Sch
     return {"type": "object", "description": description, "properties": props, "required": required}
 
 
-_TEXTS: Schema = {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+def _texts(text: Schema) -> Schema:
+    """A text or a list of 1 to MAX_INPUTS of them, each as ``text``."""
+    return {
+        "oneOf": [text, {"type": "array", "items": text, "minItems": 1, "maxItems": MAX_INPUTS}]
+    }
+
+
+_TEXT = {"type": "string", "maxLength": MAX_TEXT_CHARS}
+_TEXTS = _texts(_TEXT)
 _NULL = {"type": "null"}
+_STOP = {"type": "string", "minLength": 1, "maxLength": MAX_STOP_CHARS}
 _SAMPLING: dict[str, Schema] = {
     "temperature": {
         "type": "number",
@@ -55,6 +72,7 @@ _SAMPLING: dict[str, Schema] = {
     "top_k": {
         "type": "integer",
         "minimum": -1,
+        "maximum": MAX_COUNT,
         "description": "Extension (as vLLM): Sax `per_example_top_k`; -1 or 0: the default.",
     },
     "n": {
@@ -65,11 +83,11 @@ _SAMPLING: dict[str, Schema] = {
     },
     "stop": {
         "oneOf": [
-            {"type": "string", "minLength": 1},
-            {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": MAX_STOPS},
+            _STOP,
+            {"type": "array", "items": _STOP, "maxItems": MAX_STOPS},
         ],
-        "description": f"Up to {MAX_STOPS} stop strings, applied by the gateway (streams "
-        "included).",
+        "description": f"Up to {MAX_STOPS} stop strings of up to {MAX_STOP_CHARS} characters, "
+        "applied by the gateway (streams included).",
     },
     "include_stop_str_in_output": {
         "type": "boolean",
@@ -92,7 +110,12 @@ _MODEL = {
     "minLength": 1,
     "description": "A Sax model ID (`/sax/test/lm2b`, the `/` optional) or a configured alias.",
 }
-_MAX = {"type": "integer", "minimum": 1, "description": "Sax `per_example_max_decode_steps`."}
+_MAX = {
+    "type": "integer",
+    "minimum": 1,
+    "maximum": MAX_COUNT,
+    "description": "Sax `per_example_max_decode_steps`.",
+}
 
 _ECHOES: list[tuple[str, Schema, str]] = [
     ("instructions", {"type": ["string", "null"]}, ""),
@@ -435,7 +458,10 @@ def schemas() -> dict[str, Schema]:
             "An embedding request: one Sax `lm.embed` call per input.",
             {
                 "model": _MODEL,
-                "input": {**_TEXTS, "description": "Texts (token IDs are a 400)."},
+                "input": {
+                    **_texts({**_TEXT, "minLength": 1}),
+                    "description": "Texts, none empty (token IDs are a 400).",
+                },
                 "encoding_format": {
                     "type": "string",
                     "enum": ["float", "base64"],
@@ -444,6 +470,7 @@ def schemas() -> dict[str, Schema]:
                 "dimensions": {
                     "type": "integer",
                     "minimum": 1,
+                    "maximum": MAX_COUNT,
                     "description": "Must equal the model's size if given.",
                 },
                 "user": {"type": "string"},

@@ -21,7 +21,7 @@ import json
 import re
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -260,6 +260,14 @@ def _messages(fds: descriptor_pb2.FileDescriptorSet) -> dict[str, Message]:
     return found
 
 
+def _always_printed(field: descriptor_pb2.FieldDescriptorProto) -> bool:
+    """Whether the transcoder prints ``field`` in every reply (always_print_primitive_fields):
+    a scalar, a list or a map, defaults too; not one with presence (proto3 optional, of a
+    oneof, or a message), which is absent when unset."""
+    has_presence = field.HasField("oneof_index") or field.type == FDP.TYPE_MESSAGE
+    return field.label == FDP.LABEL_REPEATED or not has_presence
+
+
 def _as_printed(schema: Schema) -> Schema:
     """A bytes field's schema (or a repeated one's) with the base64 replies print, where
     only replies carry it (an output-only field)."""
@@ -276,6 +284,28 @@ class Generator:
         self.openai = next(f for f in fds.file if f.name == OPENAI_PROTO)
         self.comments = _comments(self.file)
         self.schemas: dict[str, Schema] = {}
+        methods = self.file.service[0].method
+        replies = self._reachable(m.output_type for m in methods)
+        self.replies_only = {
+            name
+            for name in replies - self._reachable(m.input_type for m in methods)
+            if name.startswith(f"{self.file.package}.")
+        }
+        """The API's messages only replies carry, whose printed fields a reply always has
+        (not google.rpc.Status: `Error` says what an error always has)."""
+
+    def _reachable(self, roots: Iterable[str]) -> set[str]:
+        """The messages ``roots`` name, and those their fields name, transitively."""
+        found: set[str] = set()
+        todo = [r.lstrip(".") for r in roots]
+        while todo:
+            name = todo.pop()
+            if name in found or name not in self.messages:
+                continue
+            found.add(name)
+            fields = self.messages[name].proto.field
+            todo += [f.type_name.lstrip(".") for f in fields if f.type == FDP.TYPE_MESSAGE]
+        return found
 
     # --- schemas -------------------------------------------------------------------------
 
@@ -330,7 +360,9 @@ class Generator:
             if doc:
                 schema = {**schema, "description": doc}  # 3.1 allows siblings of $ref
             props[field.name] = schema
-            if field_behavior_pb2.REQUIRED in _behaviors(field):
+            if field_behavior_pb2.REQUIRED in _behaviors(field) or (
+                name in self.replies_only and _always_printed(field)
+            ):
                 required.append(field.name)
         result: Schema = {"type": "object"}
         if msg.comment():

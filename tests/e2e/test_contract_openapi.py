@@ -219,3 +219,36 @@ def test_the_document_allows_what_the_gateway_takes_at_its_bounds(http: httpx.Cl
         if jsonschema_rs.Draft202012Validator(schema).is_valid(body) == named:
             wrong.append((path, field or "at the bound", response.status_code))
     assert wrong == []
+
+
+@pytest.mark.usefixtures("openai_models")
+def test_the_fields_every_reply_prints_are_required_in_the_document(http: httpx.Client) -> None:
+    # The transcoder prints every field of a reply, defaults too (0, "", [], {}), but those
+    # proto3 optional, of a oneof, or a message; the document marked none required, so a
+    # client generated from it made each an optional field to check, however sure its value.
+    doc: dict[str, Any] = http.get("/openapi.json").json()
+    schemas = doc["components"]["schemas"]
+    calls: list[tuple[str, str, dict[str, Any], str]] = [
+        ("POST", "/generate", {"model": CHATML, "query": "q"}, "GenerateResponse"),
+        ("GET", "/listcell", {"model": CHATML}, "ListCellResponse"),
+        ("POST", "/wait_for_ready", {"model": CHATML}, "WaitForReadyResponse"),
+        ("GET", "/getacl", {"name": CHATML}, "GetAclResponse"),
+        ("GET", "/v1/sax/test/oai", {}, "GetModelResponse"),
+    ]
+    for method, path, body, name in calls:
+        get = method == "GET"
+        response = http.request(
+            method, path, params=body if get else None, json=None if get else body
+        )
+        assert response.status_code == 200, (path, response.text)
+        reply = response.json()
+        schema = {**schemas[f"saxgateway.v1.{name}"], "components": doc["components"]}
+        assert jsonschema_rs.Draft202012Validator(schema).is_valid(reply), (path, reply)
+        # GetModelResponse's one field is a message (ModelInfo): printed, but not required.
+        messages = {"model"} if name == "GetModelResponse" else set()
+        assert set(schema.get("required", [])) == set(reply) - messages, path
+    assert schemas["saxgateway.v1.DecodedText"]["required"] == ["text", "score"]
+    model_info = schemas["saxgateway.v1.ModelInfo"]
+    assert set(model_info["properties"]) - set(model_info["required"]) == {"load_error"}
+    # A message used in requests too is left as it is: its fields are a request's to omit.
+    assert "required" not in schemas["saxgateway.v1.MultimodalItem"]

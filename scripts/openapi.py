@@ -21,7 +21,7 @@ import json
 import re
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -34,6 +34,8 @@ import openapi_sse
 from google.api import annotations_pb2, field_behavior_pb2, http_pb2
 from google.protobuf import descriptor_pb2
 from grpc_tools import protoc  # type: ignore[import-untyped]
+
+from gateway.common.limits import MAX_REPLICAS
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO = "saxgateway/v1/gateway.proto"
@@ -50,6 +52,15 @@ FDP = descriptor_pb2.FieldDescriptorProto
 SEGMENT_NAMES = ("cell", "name")
 DURATION = r"^-?[0-9]+(\.[0-9]{1,9})?s$"
 BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+"""Bytes as replies print them (proto3 JSON): standard base64 with padding."""
+_ALPHABETS = ("A-Za-z0-9+/", "A-Za-z0-9_-")
+BASE64_TAKEN = (
+    "^(?:"
+    + "|".join(f"(?:[{a}]{{4}})*(?:[{a}]{{2}}(?:==)?|[{a}]{{3}}=?)?" for a in _ALPHABETS)
+    + ")$"
+)
+"""Bytes as requests may spell them: proto3 JSON parsers, Envoy's transcoder too, take
+standard or URL-safe base64, with or without padding (not the two alphabets mixed)."""
 INT64 = r"^-?[0-9]+$"
 # One alternative with a type, not three bare `const`s: openapi-python-client (0.29) turns a
 # oneOf of typeless consts into a parser that accepts nothing but "NaN", so every number
@@ -73,9 +84,18 @@ _SCALARS: dict[int, Schema] = {
     FDP.TYPE_SFIXED64: {"type": "string", "format": "int64", "pattern": INT64},
     FDP.TYPE_UINT64: {"type": "string", "format": "uint64", "pattern": r"^[0-9]+$"},
     FDP.TYPE_FIXED64: {"type": "string", "format": "uint64", "pattern": r"^[0-9]+$"},
-    FDP.TYPE_BYTES: {"type": "string", "contentEncoding": "base64", "pattern": BASE64},
+    FDP.TYPE_BYTES: {"type": "string", "contentEncoding": "base64", "pattern": BASE64_TAKEN},
 }
 _INT32_RANGE = {"minimum": -(2**31), "maximum": 2**31 - 1}
+# The bounds the gateway checks of fields a request sends (gateway/service/_fields.py,
+# _pages.py), where int32's own range would let a generated client send what is a 400.
+_REQUEST_BOUNDS: dict[tuple[str, str], Schema] = {
+    **{
+        (f"saxgateway.v1.{message}", "replicas"): {"minimum": 0, "maximum": MAX_REPLICAS}
+        for message in ("PublishModelRequest", "UpdateModelRequest", "WaitForReadyRequest")
+    },
+    ("saxgateway.v1.ListModelsRequest", "page_size"): {"minimum": 0},
+}
 
 # Well-known types have their own JSON forms (protobuf.dev/programming-guides/json).
 _WELL_KNOWN: dict[str, Schema] = {
@@ -126,6 +146,24 @@ _STATUS_TEXT = (
     "a reply of unknown length, a stream, ends when the connection closes. A score or other "
     "number a model returns that JSON has no number for is a string, as in proto3 JSON: "
     '`"NaN"`, `"Infinity"` or `"-Infinity"` (`{"logp": ["-Infinity", -0.1]}`).'
+)
+
+# How Envoy's transcoder reads a SaxGateway body (measured on Envoy 1.40): proto3 JSON, more
+# leniently than its spec, and it has no option to refuse a field the message lacks
+# (envoyproxy/envoy#46623). The OpenAI routes read their bodies as strict JSON.
+_JSON_TEXT = (
+    "Request bodies are proto3 JSON, read by Envoy's transcoder. A field may be named as in "
+    "the proto (`extra_inputs`) or in lowerCamelCase (`extraInputs`); replies use the proto's "
+    'names and print every field, defaults too (`0`, `""`, `false`, `[]`, `{}`), but for '
+    "those said to be absent otherwise. `null` is a field's default, in a map too "
+    '(`"overrides": {"text": null}` sets `text` to `""`). An int32 may be a string '
+    '(`"replicas": "2"`), a bool a string such as `"true"` or `"no"`; bytes are standard or '
+    "URL-safe base64, padded or not (replies: standard, padded); a duration is seconds with "
+    'an `s` (`"1.5s"`). **A field the method does not have is ignored, not refused**: a '
+    'misspelt `"replica": 2` publishes one replica, so read the reply, which says what was '
+    "done. The transcoder's parser also takes some text that is not JSON (single-quoted "
+    "strings, unquoted keys, a trailing comma); what it cannot read is a 400. The OpenAI "
+    "routes read strict JSON (docs/openai.md)."
 )
 
 
@@ -222,6 +260,22 @@ def _messages(fds: descriptor_pb2.FileDescriptorSet) -> dict[str, Message]:
     return found
 
 
+def _always_printed(field: descriptor_pb2.FieldDescriptorProto) -> bool:
+    """Whether the transcoder prints ``field`` in every reply (always_print_primitive_fields):
+    a scalar, a list or a map, defaults too; not one with presence (proto3 optional, of a
+    oneof, or a message), which is absent when unset."""
+    has_presence = field.HasField("oneof_index") or field.type == FDP.TYPE_MESSAGE
+    return field.label == FDP.LABEL_REPEATED or not has_presence
+
+
+def _as_printed(schema: Schema) -> Schema:
+    """A bytes field's schema (or a repeated one's) with the base64 replies print, where
+    only replies carry it (an output-only field)."""
+    if "items" in schema:
+        return {**schema, "items": _as_printed(schema["items"])}
+    return {**schema, "pattern": BASE64}
+
+
 class Generator:
     def __init__(self, fds: descriptor_pb2.FileDescriptorSet, examples: Schema) -> None:
         self.examples = examples
@@ -230,6 +284,28 @@ class Generator:
         self.openai = next(f for f in fds.file if f.name == OPENAI_PROTO)
         self.comments = _comments(self.file)
         self.schemas: dict[str, Schema] = {}
+        methods = self.file.service[0].method
+        replies = self._reachable(m.output_type for m in methods)
+        self.replies_only = {
+            name
+            for name in replies - self._reachable(m.input_type for m in methods)
+            if name.startswith(f"{self.file.package}.")
+        }
+        """The API's messages only replies carry, whose printed fields a reply always has
+        (not google.rpc.Status: `Error` says what an error always has)."""
+
+    def _reachable(self, roots: Iterable[str]) -> set[str]:
+        """The messages ``roots`` name, and those their fields name, transitively."""
+        found: set[str] = set()
+        todo = [r.lstrip(".") for r in roots]
+        while todo:
+            name = todo.pop()
+            if name in found or name not in self.messages:
+                continue
+            found.add(name)
+            fields = self.messages[name].proto.field
+            todo += [f.type_name.lstrip(".") for f in fields if f.type == FDP.TYPE_MESSAGE]
+        return found
 
     # --- schemas -------------------------------------------------------------------------
 
@@ -278,10 +354,15 @@ class Generator:
                 continue
             schema = self.field_schema(field)
             doc = msg.comment(2, i)
+            if field.type == FDP.TYPE_BYTES and doc.startswith("Output only."):
+                schema = _as_printed(schema)
+            schema = {**schema, **_REQUEST_BOUNDS.get((name, field.name), {})}
             if doc:
                 schema = {**schema, "description": doc}  # 3.1 allows siblings of $ref
             props[field.name] = schema
-            if field_behavior_pb2.REQUIRED in _behaviors(field):
+            if field_behavior_pb2.REQUIRED in _behaviors(field) or (
+                name in self.replies_only and _always_printed(field)
+            ):
                 required.append(field.name)
         result: Schema = {"type": "object"}
         if msg.comment():
@@ -316,7 +397,11 @@ class Generator:
             "info": {
                 "title": f"{service.name} HTTP/JSON API",
                 "version": self.file.package.rsplit(".", 1)[-1],
-                "description": self.comments.get((6, 0), "") + "\n\n" + _STATUS_TEXT,
+                "description": self.comments.get((6, 0), "")
+                + "\n\n"
+                + _STATUS_TEXT
+                + "\n\n"
+                + _JSON_TEXT,
                 "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
             },
             # Relative: the gateway that serves this document (and its /docs page) is the server.

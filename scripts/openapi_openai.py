@@ -12,7 +12,15 @@ from typing import Any
 
 import openapi_sse
 
-from gateway.service.openai._requests import MAX_N, MAX_STOPS, ROLES
+from gateway.common.limits import MAX_TEXT_CHARS
+from gateway.service.openai._requests import (
+    MAX_COUNT,
+    MAX_INPUTS,
+    MAX_N,
+    MAX_STOP_CHARS,
+    MAX_STOPS,
+    ROLES,
+)
 from gateway.service.openai._responses_reply import _USAGE_NAMES as USAGE_NAMES
 from gateway.service.openai._responses_request import MIN_OUTPUT_TOKENS
 from gateway.service.openai._responses_request import ROLES as RESPONSE_ROLES
@@ -20,6 +28,13 @@ from gateway.service.openai._responses_request import ROLES as RESPONSE_ROLES
 Schema = dict[str, Any]
 TAG = "OpenAIGateway"
 PREFIX = "openai."
+
+
+# A value JSON has no number for (a model's NaN) is spelt as proto3 JSON spells it, as /embed
+# answers it (openapi.NON_FINITE; that module imports this one).
+_EMBEDDING_VALUE = {
+    "oneOf": [{"type": "number"}, {"type": "string", "enum": ["NaN", "Infinity", "-Infinity"]}]
+}
 
 
 def _ref(name: str) -> Schema:
@@ -30,8 +45,17 @@ def _obj(description: str, props: dict[str, Schema], required: list[str]) -> Sch
     return {"type": "object", "description": description, "properties": props, "required": required}
 
 
-_TEXTS: Schema = {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+def _texts(text: Schema) -> Schema:
+    """A text or a list of 1 to MAX_INPUTS of them, each as ``text``."""
+    return {
+        "oneOf": [text, {"type": "array", "items": text, "minItems": 1, "maxItems": MAX_INPUTS}]
+    }
+
+
+_TEXT = {"type": "string", "maxLength": MAX_TEXT_CHARS}
+_TEXTS = _texts(_TEXT)
 _NULL = {"type": "null"}
+_STOP = {"type": "string", "minLength": 1, "maxLength": MAX_STOP_CHARS}
 _SAMPLING: dict[str, Schema] = {
     "temperature": {
         "type": "number",
@@ -48,6 +72,7 @@ _SAMPLING: dict[str, Schema] = {
     "top_k": {
         "type": "integer",
         "minimum": -1,
+        "maximum": MAX_COUNT,
         "description": "Extension (as vLLM): Sax `per_example_top_k`; -1 or 0: the default.",
     },
     "n": {
@@ -58,11 +83,11 @@ _SAMPLING: dict[str, Schema] = {
     },
     "stop": {
         "oneOf": [
-            {"type": "string", "minLength": 1},
-            {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": MAX_STOPS},
+            _STOP,
+            {"type": "array", "items": _STOP, "maxItems": MAX_STOPS},
         ],
-        "description": f"Up to {MAX_STOPS} stop strings, applied by the gateway (streams "
-        "included).",
+        "description": f"Up to {MAX_STOPS} stop strings of up to {MAX_STOP_CHARS} characters, "
+        "applied by the gateway (streams included).",
     },
     "include_stop_str_in_output": {
         "type": "boolean",
@@ -85,7 +110,52 @@ _MODEL = {
     "minLength": 1,
     "description": "A Sax model ID (`/sax/test/lm2b`, the `/` optional) or a configured alias.",
 }
-_MAX = {"type": "integer", "minimum": 1, "description": "Sax `per_example_max_decode_steps`."}
+_MAX = {
+    "type": "integer",
+    "minimum": 1,
+    "maximum": MAX_COUNT,
+    "description": "Sax `per_example_max_decode_steps`.",
+}
+
+_ECHOES: list[tuple[str, Schema, str]] = [
+    ("instructions", {"type": ["string", "null"]}, ""),
+    ("max_output_tokens", {"type": ["integer", "null"]}, ""),
+    ("max_tool_calls", {"type": ["integer", "null"]}, "; no tool is called"),
+    ("metadata", {"type": "object", "additionalProperties": {"type": "string"}}, ""),
+    ("parallel_tool_calls", {"type": "boolean"}, "; true unless set"),
+    ("previous_response_id", _NULL, ": null, as none is taken"),
+    ("prompt_cache_key", {"type": ["string", "null"]}, ""),
+    ("reasoning", _NULL, ": null, as none is taken"),
+    ("safety_identifier", {"type": ["string", "null"]}, ""),
+    ("store", {"type": "boolean"}, "; true unless set, and nothing is stored"),
+    ("temperature", {"type": ["number", "null"]}, ""),
+    (
+        "text",
+        {
+            "type": "object",
+            "properties": {
+                "format": {
+                    "type": "object",
+                    "properties": {"type": {"const": "text"}},
+                    "required": ["type"],
+                },
+                "verbosity": {"const": "medium"},
+            },
+            "required": ["format", "verbosity"],
+        },
+        ": plain text",
+    ),
+    ("tool_choice", {"enum": ["none", "auto"]}, '; "auto" unless set'),
+    ("tools", {"type": "array", "maxItems": 0, "items": {}}, ": none"),
+    ("top_logprobs", {"const": 0}, ": 0, as none are returned"),
+    ("top_p", {"type": ["number", "null"]}, ""),
+    ("truncation", {"const": "disabled"}, ""),
+    ("user", {"type": ["string", "null"]}, ""),
+]
+_ECHOED: dict[str, Schema] = {
+    key: {**schema, "description": f"Echoed from the request{why}."} for key, schema, why in _ECHOES
+}
+"""The request's settings a response reports (`_responses_request.responses_request`'s echo)."""
 _RESPONSE_EVENTS = [
     "response.created",
     "response.in_progress",
@@ -244,6 +314,16 @@ def _response_schemas(usage: Schema) -> dict[str, Schema]:
                 },
                 "incomplete_details": {"type": ["object", "null"]},
                 "usage": {"oneOf": [_NULL, _response_usage(usage)]},
+                # A boolean, not a const: openapi-python-client wrote `Falseand` for `const: false`.
+                "background": {
+                    "type": "boolean",
+                    "description": "False: nothing runs in the background.",
+                },
+                "completed_at": {
+                    "type": ["integer", "null"],
+                    "description": "Unix seconds; null until the response is complete.",
+                },
+                **_ECHOED,
             },
             ["id", "object", "created_at", "status", "model", "output"],
         ),
@@ -378,7 +458,10 @@ def schemas() -> dict[str, Schema]:
             "An embedding request: one Sax `lm.embed` call per input.",
             {
                 "model": _MODEL,
-                "input": {**_TEXTS, "description": "Texts (token IDs are a 400)."},
+                "input": {
+                    **_texts({**_TEXT, "minLength": 1}),
+                    "description": "Texts, none empty (token IDs are a 400).",
+                },
                 "encoding_format": {
                     "type": "string",
                     "enum": ["float", "base64"],
@@ -387,6 +470,7 @@ def schemas() -> dict[str, Schema]:
                 "dimensions": {
                     "type": "integer",
                     "minimum": 1,
+                    "maximum": MAX_COUNT,
                     "description": "Must equal the model's size if given.",
                 },
                 "user": {"type": "string"},
@@ -476,7 +560,7 @@ def schemas() -> dict[str, Schema]:
                             "index": {"type": "integer"},
                             "embedding": {
                                 "oneOf": [
-                                    {"type": "array", "items": {"type": "number"}},
+                                    {"type": "array", "items": _EMBEDDING_VALUE},
                                     {"type": "string", "contentEncoding": "base64"},
                                 ]
                             },

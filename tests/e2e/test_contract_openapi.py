@@ -127,3 +127,128 @@ def test_every_event_of_every_stream_is_what_the_document_says(
             assert content_type.startswith("text/event-stream"), template
             assert response.text.count("data: ") > 1, template
             case.validate_response(response, checks=conformance)
+
+
+_WAIT = {"model": CHATML, "timeout": "0.2s"}
+_COMPLETION = {"model": CHATML, "prompt": "q"}
+_EMBEDDING = {"model": CHATML, "input": "q"}
+# (path, schema, body, the field a 400 names if the gateway refuses the body): at each bound
+# the gateway enforces and one past it.
+_BOUNDS: list[tuple[str, str, dict[str, Any], str]] = [
+    ("/wait_for_ready", "saxgateway.v1.WaitForReadyRequest", {**_WAIT, "replicas": 1024}, ""),
+    (
+        "/wait_for_ready",
+        "saxgateway.v1.WaitForReadyRequest",
+        {**_WAIT, "replicas": 1025},
+        "replicas",
+    ),
+    ("/wait_for_ready", "saxgateway.v1.WaitForReadyRequest", {**_WAIT, "replicas": -1}, "replicas"),
+    ("/v1/completions", "openai.CompletionRequest", {**_COMPLETION, "max_tokens": 1 << 20}, ""),
+    (
+        "/v1/completions",
+        "openai.CompletionRequest",
+        {**_COMPLETION, "max_tokens": (1 << 20) + 1},
+        "max_tokens",
+    ),
+    ("/v1/completions", "openai.CompletionRequest", {**_COMPLETION, "top_k": 1 << 20}, ""),
+    (
+        "/v1/completions",
+        "openai.CompletionRequest",
+        {**_COMPLETION, "top_k": (1 << 20) + 1},
+        "top_k",
+    ),
+    ("/v1/completions", "openai.CompletionRequest", {**_COMPLETION, "prompt": []}, "prompt"),
+    (
+        "/v1/completions",
+        "openai.CompletionRequest",
+        {**_COMPLETION, "prompt": ["q"] * 2049},
+        "prompt",
+    ),
+    ("/v1/completions", "openai.CompletionRequest", {**_COMPLETION, "stop": "s" * 256}, ""),
+    ("/v1/completions", "openai.CompletionRequest", {**_COMPLETION, "stop": ["s" * 257]}, "stop"),
+    (
+        "/v1/chat/completions",
+        "openai.ChatCompletionRequest",
+        {
+            "model": CHATML,
+            "messages": [{"role": "user", "content": "q"}],
+            "max_completion_tokens": (1 << 20) + 1,
+        },
+        "max_completion_tokens",
+    ),
+    (
+        "/v1/responses",
+        "openai.ResponseRequest",
+        {"model": CHATML, "input": "q", "max_output_tokens": 1 << 20},
+        "",
+    ),
+    (
+        "/v1/responses",
+        "openai.ResponseRequest",
+        {"model": CHATML, "input": "q", "max_output_tokens": (1 << 20) + 1},
+        "max_output_tokens",
+    ),
+    ("/v1/embeddings", "openai.EmbeddingRequest", {**_EMBEDDING, "input": [""]}, "input"),
+    ("/v1/embeddings", "openai.EmbeddingRequest", {**_EMBEDDING, "input": []}, "input"),
+    ("/v1/embeddings", "openai.EmbeddingRequest", {**_EMBEDDING, "input": ["q"] * 2049}, "input"),
+    (
+        "/v1/embeddings",
+        "openai.EmbeddingRequest",
+        {**_EMBEDDING, "dimensions": (1 << 20) + 1},
+        "dimensions",
+    ),
+]
+
+
+@pytest.mark.usefixtures("openai_models")
+def test_the_document_allows_what_the_gateway_takes_at_its_bounds(http: httpx.Client) -> None:
+    # The document gave replicas int32's whole range and the OpenAI counts no maximum, where
+    # the gateway refuses more than 1,024 replicas or 2**20 tokens, an empty list of prompts
+    # or inputs, an empty input and a stop string over 256 characters: a generated client, or
+    # one checking its requests against the document, sent what could only be a 400.
+    doc: dict[str, Any] = http.get("/openapi.json").json()
+    wrong = []
+    for path, name, body, field in _BOUNDS:
+        schema = {**doc["components"]["schemas"][name], "components": doc["components"]}
+        response = http.post(path, json=body)
+        text = response.text
+        named = response.status_code == 400 and (
+            f'"param": "{field}"' in text or f'"field":"{field}"' in text
+        )
+        assert named or response.status_code in {200, 504}, (path, body, text[:300])
+        if jsonschema_rs.Draft202012Validator(schema).is_valid(body) == named:
+            wrong.append((path, field or "at the bound", response.status_code))
+    assert wrong == []
+
+
+@pytest.mark.usefixtures("openai_models")
+def test_the_fields_every_reply_prints_are_required_in_the_document(http: httpx.Client) -> None:
+    # The transcoder prints every field of a reply, defaults too (0, "", [], {}), but those
+    # proto3 optional, of a oneof, or a message; the document marked none required, so a
+    # client generated from it made each an optional field to check, however sure its value.
+    doc: dict[str, Any] = http.get("/openapi.json").json()
+    schemas = doc["components"]["schemas"]
+    calls: list[tuple[str, str, dict[str, Any], str]] = [
+        ("POST", "/generate", {"model": CHATML, "query": "q"}, "GenerateResponse"),
+        ("GET", "/listcell", {"model": CHATML}, "ListCellResponse"),
+        ("POST", "/wait_for_ready", {"model": CHATML}, "WaitForReadyResponse"),
+        ("GET", "/getacl", {"name": CHATML}, "GetAclResponse"),
+        ("GET", "/v1/sax/test/oai", {}, "GetModelResponse"),
+    ]
+    for method, path, body, name in calls:
+        get = method == "GET"
+        response = http.request(
+            method, path, params=body if get else None, json=None if get else body
+        )
+        assert response.status_code == 200, (path, response.text)
+        reply = response.json()
+        schema = {**schemas[f"saxgateway.v1.{name}"], "components": doc["components"]}
+        assert jsonschema_rs.Draft202012Validator(schema).is_valid(reply), (path, reply)
+        # GetModelResponse's one field is a message (ModelInfo): printed, but not required.
+        messages = {"model"} if name == "GetModelResponse" else set()
+        assert set(schema.get("required", [])) == set(reply) - messages, path
+    assert schemas["saxgateway.v1.DecodedText"]["required"] == ["text", "score"]
+    model_info = schemas["saxgateway.v1.ModelInfo"]
+    assert set(model_info["properties"]) - set(model_info["required"]) == {"load_error"}
+    # A message used in requests too is left as it is: its fields are a request's to omit.
+    assert "required" not in schemas["saxgateway.v1.MultimodalItem"]

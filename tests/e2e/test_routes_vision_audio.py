@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import math
+import re
 import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict
@@ -288,6 +289,31 @@ def test_custom(http: httpx.Client, custom: str, path: str, payload: bytes) -> N
     body = {"method_name": "echo", "request": b64(payload)}
     # An empty response is proto3's default: printed as "" (always_print_primitive_fields).
     assert _post(http, path, custom, body) == {"response": b64(echoed)}
+
+
+def test_every_base64_the_transcoder_takes_is_what_the_document_allows(
+    http: httpx.Client, custom: str
+) -> None:
+    # proto3 JSON takes standard and URL-safe base64, padded or not, and Envoy's transcoder
+    # does; the document's pattern allowed standard padded base64 alone, so a client checking
+    # its requests against it refused the other three. Replies are standard and padded.
+    payload = b"\xfb\xff\xbf" * 3 + b"\xfe"  # "+" and "/" in standard, "-" and "_" URL-safe
+    schema = http.get("/openapi.json").json()["components"]["schemas"]
+    request = re.compile(schema["saxgateway.v1.CustomRequest"]["properties"]["request"]["pattern"])
+    reply = re.compile(schema["saxgateway.v1.CustomResponse"]["properties"]["response"]["pattern"])
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        for spelt in (encode(payload).decode(), encode(payload).decode().rstrip("=")):
+            body = {"method_name": "echo", "request": spelt}
+            assert _post(http, "/custom", custom, body) == {"response": b64(payload)}, spelt
+            assert request.match(spelt), spelt
+    assert reply.match(b64(payload)) and not reply.match(base64.urlsafe_b64encode(payload).decode())
+    # What neither takes: the two alphabets mixed, or padding where none belongs.
+    for spelt in ("+_8=", b64(payload) + "="):
+        response = http.post(
+            "/custom", json={"model": custom, "method_name": "echo", "request": spelt}
+        )
+        assert response.status_code == 400, spelt
+        assert not request.match(spelt), spelt
 
 
 def test_a_custom_method_the_model_does_not_define_is_a_400(

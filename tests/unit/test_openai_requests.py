@@ -1,11 +1,17 @@
-"""OpenAI request JSON -> typed requests and Sax extra inputs; stop strings."""
+"""OpenAI request JSON -> typed requests and Sax extra inputs; stop strings; embeddings."""
 
 from __future__ import annotations
+
+import base64
+import json
+import math
+import struct
 
 import pytest
 
 from gateway.client import InvalidArgumentError
 from gateway.service.openai import _requests as rq
+from gateway.service.openai import _responses as rs
 from gateway.service.openai._body import parse_body
 from gateway.service.openai._stops import StopScanner, cut
 
@@ -276,6 +282,25 @@ def test_embedding_request_formats() -> None:
         rq.embedding_request({"model": "m", "input": "a", "encoding_format": "hex"})
 
 
+def _not_json(name: str) -> None:
+    raise AssertionError(f"{name} is not JSON: no client's parser reads it")
+
+
+def test_an_embedding_value_json_has_no_number_for_is_a_string_as_on_embed() -> None:
+    # A model's NaN or infinity went out as Python's NaN and Infinity: a body no JSON parser
+    # reads (the SDKs raise on it), where /embed answers proto3 JSON's "NaN" strings.
+    vector = [math.nan, math.inf, -math.inf, -0.5, 1e39]
+    usage = {"prompt_tokens": 1, "completion_tokens": 0, "total_tokens": 1}
+    reply = rs.body(rs.embeddings("m", [vector, [0.25]], False, usage))
+    data = json.loads(reply.data, parse_constant=_not_json)["data"]
+    assert [d["embedding"] for d in data] == [["NaN", "Infinity", "-Infinity", -0.5, 1e39], [0.25]]
+    # As float32 bytes, each is the float32 nearest it: 1e39 is beyond float32 (a 500 before).
+    packed = rs.embeddings("m", [vector], True, usage)["data"][0]["embedding"]
+    floats = struct.unpack("<5f", base64.b64decode(packed))
+    assert math.isnan(floats[0])
+    assert floats[1:] == (math.inf, -math.inf, -0.5, math.inf)
+
+
 def test_body_must_be_a_json_object() -> None:
     with pytest.raises(InvalidArgumentError, match="not valid JSON"):
         parse_body(b"{")
@@ -294,6 +319,33 @@ def test_body_must_be_utf8() -> None:
     with pytest.raises(InvalidArgumentError, match="not UTF-8: invalid start byte at byte 0"):
         parse_body('{"prompt": "a"}'.encode("utf-16"))
     assert parse_body(b'\xef\xbb\xbf{"prompt": "a"}') == {"prompt": "a"}  # a UTF-8 BOM
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        # Python's json takes JavaScript's NaN and Infinity, which JSON has not (RFC 8259 6):
+        # a body with one was served, the value ignored or refused as "must be a number",
+        # where the native routes' parser answers that the body is not JSON.
+        (b'{"model": "m", "prompt": "p", "seed": NaN}', "NaN is not a JSON value"),
+        (b'{"model": "m", "prompt": "p", "temperature": Infinity}', "Infinity is not a JSON value"),
+        (b'{"model": "m", "x": [1, -Infinity]}', "-Infinity is not a JSON value"),
+        # A number JSON spells but no double holds: the native routes refuse it too.
+        (b'{"model": "m", "prompt": "p", "seed": 1e400}', "1e400 is out of a double's range"),
+        (b'{"model": "m", "x": {"y": -2E+999}}', "-2E+999 is out of a double's range"),
+    ],
+)
+def test_what_json_cannot_spell_is_not_valid_json(body: bytes, message: str) -> None:
+    with pytest.raises(InvalidArgumentError) as failure:
+        parse_body(body)
+    assert failure.value.message == f"the request body is not valid JSON: {message}"
+    assert failure.value.field_violations == ()
+
+
+def test_finite_numbers_of_any_spelling_parse() -> None:
+    body = b'{"a": 1e308, "b": -0.0, "c": 2E-400, "d": 12345678901234567890, "e": "NaN"}'
+    parsed = {"a": 1e308, "b": 0.0, "c": 0.0, "d": 12345678901234567890, "e": "NaN"}
+    assert parse_body(body) == parsed
 
 
 def test_body_nested_too_deeply_is_not_valid_json() -> None:

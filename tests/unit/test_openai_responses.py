@@ -4,8 +4,10 @@ SDK's own types (strict validation: every field the type requires, of its type).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
 import pydantic
 import pytest
 from openai.types.responses import Response, ResponseStreamEvent
@@ -15,6 +17,7 @@ from gateway.service.openai._responses_reply import ResponseReply, usage
 from gateway.service.openai._responses_request import responses_request
 
 _EVENTS = pydantic.TypeAdapter(ResponseStreamEvent)
+_DOCUMENT = Path(__file__).resolve().parents[2] / "openapi" / "openapi.json"
 _TOKENS = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
 
 
@@ -142,3 +145,23 @@ def test_a_failure_is_response_failed_with_the_text_so_far() -> None:
     }
     assert failed["response"]["output"][0]["status"] == "incomplete"
     assert failed["response"]["output"][0]["content"][0]["text"] == "a"
+
+
+def test_every_field_of_a_response_is_the_documents() -> None:
+    # The document named 9 of a response's 29 fields: the request's settings it echoes
+    # (instructions, store, temperature, ...) and background and completed_at were in no
+    # schema, so a client generated from it dropped them, and a check of replies against
+    # it with no fields beside its own failed on every one.
+    components = json.loads(_DOCUMENT.read_text())["components"]
+    schema = components["schemas"]["openai.Response"]
+    closed = jsonschema_rs.Draft202012Validator(
+        {**schema, "unevaluatedProperties": False, "components": components}
+    )
+    reply = _reply()
+    events = _events(reply.frame([*reply.opening(0), *reply.delta(0, "a")]).data)
+    events += _events(reply.tail(_TOKENS).data)
+    bodies = [e["response"] for e in events if "response" in e]
+    bodies.append(_reply().whole([("ab", "length")], _TOKENS))
+    for body in bodies:
+        assert set(body) == set(schema["properties"])
+        assert closed.is_valid(body), next(closed.iter_errors(body)).message

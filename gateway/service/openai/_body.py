@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from typing import Any
@@ -16,13 +17,33 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+class _NotJson(ValueError):
+    """A token Python's json reads that JSON has no value for (raised while parsing)."""
+
+
+def _constant(name: str) -> float:
+    # NaN, Infinity and -Infinity: JavaScript's, not JSON's (RFC 8259 6).
+    raise _NotJson(f"{name} is not a JSON value")
+
+
+def _double(text: str) -> float:
+    # A number JSON spells but a double cannot hold (1e400) would be infinity: refused, as
+    # the native routes' parser refuses it ("Number exceeds the range of double").
+    value = float(text)
+    if math.isinf(value):
+        raise _NotJson(f"{text} is out of a double's range")
+    return value
+
+
 def parse_body(data: bytes) -> dict[str, Any]:
     """The request's JSON object, whose text is all valid Unicode.
 
     The body is decoded as strict UTF-8 (RFC 8259's only encoding for JSON on a network; a
     leading byte order mark is ignored, as it permits): ``json.loads(bytes)`` would guess
     UTF-16 or UTF-32 from the first bytes, and decode surrogates encoded as UTF-8 (ED A0 BD)
-    as they are, which protobuf cannot encode (a 500).
+    as they are, which protobuf cannot encode (a 500). What Python's json takes beyond JSON
+    (NaN, Infinity) and numbers no double holds are not valid JSON either, as on the native
+    routes: such a body was served, its value ignored or "must be a number".
     """
     try:
         text = data.decode("utf-8-sig")
@@ -31,7 +52,9 @@ def parse_body(data: bytes) -> dict[str, Any]:
             f"the request body is not UTF-8: {exc.reason} at byte {exc.start}"
         ) from None
     try:
-        body = json.loads(text or "null")
+        body = json.loads(text or "null", parse_constant=_constant, parse_float=_double)
+    except _NotJson as exc:
+        raise InvalidArgumentError(f"the request body is not valid JSON: {exc}") from None
     except json.JSONDecodeError as exc:
         raise InvalidArgumentError(f"the request body is not valid JSON: {exc}") from exc
     except RecursionError:

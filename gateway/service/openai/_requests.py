@@ -39,6 +39,8 @@ longest such end at every step, which takes time as the square of its length: on
 of a million characters held a gateway process for seconds (its health checks failed, and
 every call it served got a 503)."""
 MAX_INPUTS = 2048
+MAX_COUNT = 1 << 20
+"""The largest token count, top_k or dimensions a request may give (more is a 400)."""
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 """The message roles of OpenAI's chat API. Others pass here, as vLLM passes them, to a model's
@@ -304,9 +306,9 @@ def sampling(body: Mapping[str, Any], hints: Mapping[str, str] | None = None) ->
     reject_unsupported(body, hints or {})
     reject_tool_choice(body, ("tool_choice", "function_call"))
     reject_constrained_output(body)
-    max_tokens = integer(body, "max_completion_tokens", 1, 1 << 20)
+    max_tokens = integer(body, "max_completion_tokens", 1, MAX_COUNT)
     if max_tokens is None:
-        max_tokens = integer(body, "max_tokens", 1, 1 << 20)
+        max_tokens = integer(body, "max_tokens", 1, MAX_COUNT)
     stream = flag(body, "stream")
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
@@ -352,7 +354,7 @@ def stopping(body: Mapping[str, Any]) -> dict[str, Any]:
 def sampled(body: Mapping[str, Any]) -> dict[str, Any]:
     """``temperature``, ``top_p`` and ``top_k``: the sampling fields every generating API
     (completions, chat, responses) takes the same way, as `Sampling` arguments."""
-    top_k = integer(body, "top_k", -1, 1 << 20)
+    top_k = integer(body, "top_k", -1, MAX_COUNT)
     return {
         "temperature": number(body, "temperature", 0.0, 2.0),
         "top_p": number(body, "top_p", 0.0, 1.0),
@@ -525,5 +527,5 @@ def embedding_request(body: Mapping[str, Any]) -> EmbeddingRequest:
         model=model_name(body),
         inputs=inputs,
         base64=encoding == "base64",
-        dimensions=integer(body, "dimensions", 1, 1 << 20),
+        dimensions=integer(body, "dimensions", 1, MAX_COUNT),
     )

@@ -94,7 +94,7 @@ def responses_request(body: Mapping[str, Any]) -> ResponsesRequest:
         isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())
     ):
         raise invalid("metadata", "must be an object of strings")
-    max_tokens = rq.integer(body, "max_output_tokens", MIN_OUTPUT_TOKENS, 1 << 20)
+    max_tokens = rq.integer(body, "max_output_tokens", MIN_OUTPUT_TOKENS, rq.MAX_COUNT)
     sampling = rq.Sampling(
         **rq.sampled(body),
         **rq.stopping(body),
@@ -107,7 +107,7 @@ def responses_request(body: Mapping[str, Any]) -> ResponsesRequest:
         "instructions": instructions,
         "max_output_tokens": max_tokens,
         # Sax calls no tools, so no limit on them is reached; echoed as the reference has it.
-        "max_tool_calls": rq.integer(body, "max_tool_calls", 0, 1 << 20),
+        "max_tool_calls": rq.integer(body, "max_tool_calls", 0, rq.MAX_COUNT),
         "metadata": metadata or {},
         "parallel_tool_calls": True if parallel is None else parallel,
         "previous_response_id": None,

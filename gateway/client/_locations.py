@@ -147,7 +147,8 @@ class AddressTable:
     async def wait_changed(self, timeout: float | None) -> None:
         """Returns when the table changes; DeadlineExceededError after ``timeout`` seconds."""
         try:
-            await asyncio.wait_for(self._changed.wait(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for, as in `changed_within`
+                await self._changed.wait()
         except TimeoutError:
             ready = len(self.addresses)
             raise DeadlineExceededError(

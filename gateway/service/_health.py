@@ -69,7 +69,8 @@ async def cell_problem(client: Client, timeout: float) -> str | None:
 async def listed_cells(client: Client, timeout: float) -> tuple[list[str], str | None]:
     """The cells under SAX_ROOT, and None; or none, and why SAX_ROOT could not be listed."""
     try:
-        return await asyncio.wait_for(client.list_cells(), timeout), None
+        async with asyncio.timeout(timeout):  # not wait_for: it can lose a cancellation
+            return await client.list_cells(), None
     except TimeoutError:
         return [], f"SAX_ROOT not listed within {timeout:g} s"
     except (SaxError, OSError) as exc:

@@ -419,6 +419,7 @@ async def _next_before(stream: AsyncIterator[Any], deadline: Deadline, what: str
     """The stream's next item, or DeadlineExceededError naming ``what`` once ``deadline``
     passes first (the stream is then cancelled where it waited)."""
     try:
-        return await asyncio.wait_for(anext(stream), deadline.remaining())
+        async with asyncio.timeout(deadline.remaining()):  # not wait_for: it can lose a cancel
+            return await anext(stream)
     except TimeoutError:
         raise DeadlineExceededError(f"{what} reached the call's deadline") from None

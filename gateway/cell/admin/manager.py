@@ -158,7 +158,8 @@ class Manager:
         self._kick.set()
         # Answer once the servers have the new definition, so the next call sees it.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*applied), self._settings.rpc_timeout)
+            async with asyncio.timeout(self._settings.rpc_timeout):  # not wait_for: below
+                await asyncio.gather(*applied)
 
     async def unpublish(self, model_id: str) -> None:
         async with self._lock:
@@ -183,8 +184,11 @@ class Manager:
         entry.close()
         _log.info("unpublished %s", model_id)
         self._kick.set()
+        # Not wait_for: in Python 3.11 it can drop a cancellation (the server's stop) that
+        # comes as the servers answer.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*dropped), self._settings.rpc_timeout)
+            async with asyncio.timeout(self._settings.rpc_timeout):
+                await asyncio.gather(*dropped)
 
     def _specs(self) -> list[admin_pb2.Model]:
         return [entry.spec for entry in self._models.values()]

@@ -23,6 +23,7 @@ from gateway.cell.models.test_lm import MODEL_PATH as TEST_LM
 from tests._deployment import http_liveness, liveness
 from tests._grpc import sync_channel
 from tests.container._compose import Compose, poll
+from tests.container._kube import LABEL, tail
 from tests.container.conftest import API_KEY, AUTH
 from tests.e2e._bodies import envoy_error
 from tests.e2e._seed import LISTED, MODEL, MODEL_BODY, PUBLISH_BODY, PUBLISHED
@@ -237,6 +238,45 @@ def test_the_pods_liveness_probes_run_in_the_images(compose: Compose) -> None:
     path, _, timeout = http_liveness("ops")
     answer = httpx.get(f"http://127.0.0.1:{ports.ops}{path}", timeout=timeout)
     assert (answer.status_code, answer.text) == (200, "ok\n")
+
+
+# What a security-minded platform enforces on every container: a read-only root with a tmpfs
+# for /tmp (as the pods' emptyDir), no capabilities, no privilege escalation.
+RESTRICTED = ("--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt",
+              "no-new-privileges")  # fmt: skip
+
+
+def test_the_image_runs_as_an_arbitrary_user_in_group_0(compose: Compose) -> None:
+    # OpenShift's restricted SCC runs every container as an arbitrary UID in group 0, and a
+    # new volume (named or anonymous) starts as a copy of the image's folder at its mount
+    # point, owner and mode included: /etc/envoy (envoy-config's output) and /data (the cell's
+    # SAX_ROOT) were the image user's alone, and both refused to start (Permission denied).
+    image = compose.env.get("SAXGW_IMAGE", "sax-gateway:latest")
+    run = ["run", "--label", f"{LABEL}=arbitrary-uid", "--network", "none", *RESTRICTED]
+    run += ["--user", "1000680000:0"]
+    wrote = compose.docker(
+        *run, "--rm", "--volume", "/etc/envoy", image,
+        "envoy-config", "--gateway", "127.0.0.1:50051", "--out", "/etc/envoy",
+    )  # fmt: skip
+    assert wrote.startswith("wrote /etc/envoy/envoy.yaml"), wrote
+    cell = compose.docker(
+        *run, "--detach", "--volume", "/data", "--entrypoint", "python", image,
+        "-m", "gateway.cell", "--sax-root", "/data/sax-root", "--fs-root", "/data/fs-root",
+        "--cell", "/sax/test", "--host", "127.0.0.1", "--admin-port", "10000",
+        "--model-servers", "1", "--model-server-ports", "10001",
+    ).strip()  # fmt: skip
+    try:
+
+        def started() -> str | None:
+            logs = tail("cell", cell, 20)
+            running = compose.docker("inspect", "-f", "{{.State.Running}}", cell).strip()
+            return logs if "model-server 127.0.0.1:10001" in logs or running != "true" else None
+
+        logs = poll(started, "the cell to start or exit", timeout=60)
+        assert "model-server 127.0.0.1:10001" in logs, logs
+        assert "Permission denied" not in logs, logs
+    finally:
+        compose.docker("rm", "--force", "--volumes", cell)
 
 
 def test_a_gateway_that_dies_is_started_again(compose: Compose, http: httpx.Client) -> None:

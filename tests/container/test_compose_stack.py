@@ -242,6 +242,25 @@ def test_the_pods_liveness_probes_run_in_the_images(compose: Compose) -> None:
     assert (answer.status_code, answer.text) == (200, "ok\n")
 
 
+def test_every_service_runs_read_only_with_no_privileges(compose: Compose) -> None:
+    # What a security-minded platform enforces, and the pods declare: a read-only root with
+    # a tmpfs /tmp, no capabilities (not even in the bounding set), no privilege escalation.
+    # Compose's services had the engine's defaults: a writable root, 14 capabilities.
+    check = (
+        "grep -E '^(CapBnd|NoNewPrivs):' /proc/1/status; touch /probe 2>&1;"
+        " touch /tmp/probe && echo /tmp is writable"
+    )
+    for service in ("cell", "gateway", "envoy", "ops"):
+        seen = compose.docker("exec", compose.container(service), "sh", "-c", check).split("\n")
+        assert seen[:2] == ["CapBnd:\t0000000000000000", "NoNewPrivs:\t1"], (service, seen)
+        assert "Read-only file system" in seen[2], (service, seen)
+        assert seen[3:] == ["/tmp is writable", ""], (service, seen)
+    job = compose.docker("inspect", compose.container("envoy-config"), "--format",
+                         "{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}} "
+                         "{{.HostConfig.SecurityOpt}}")  # fmt: skip
+    assert job.strip() == "true [ALL] [no-new-privileges:true]"
+
+
 # What a security-minded platform enforces on every container: a read-only root with a tmpfs
 # for /tmp (as the pods' emptyDir), no capabilities, no privilege escalation.
 RESTRICTED = ("--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt",

@@ -250,8 +250,13 @@ def test_every_service_runs_read_only_with_no_privileges(compose: Compose) -> No
         "grep -E '^(CapBnd|NoNewPrivs):' /proc/1/status; touch /probe 2>&1;"
         " touch /tmp/probe && echo /tmp is writable"
     )
-    for service in ("cell", "gateway", "envoy", "ops"):
-        seen = compose.docker("exec", compose.container(service), "sh", "-c", check).split("\n")
+    project = f"label=com.docker.compose.project={compose.project}"
+    service = '{{.Label "com.docker.compose.service"}} {{.ID}}'
+    running = compose.docker("ps", "--filter", project, "--format", service).split()
+    ids = dict(zip(running[::2], running[1::2], strict=True))  # one `docker-compose ps` is ~1 s
+    assert set(ids) == {"cell", "gateway", "envoy", "ops"}
+    for service, container in ids.items():
+        seen = compose.docker("exec", container, "sh", "-c", check).split("\n")
         assert seen[:2] == ["CapBnd:\t0000000000000000", "NoNewPrivs:\t1"], (service, seen)
         assert "Read-only file system" in seen[2], (service, seen)
         assert seen[3:] == ["/tmp is writable", ""], (service, seen)

@@ -303,6 +303,15 @@ def test_the_image_runs_as_an_arbitrary_user_in_group_0(compose: Compose) -> Non
         assert "Permission denied" not in logs, logs
     finally:
         compose.docker("rm", "--force", "--volumes", cell)
+    # Compose's metrics volume, a tmpfs whose owner and mode are its options: the gateways
+    # write their files there and ops reads them. It was UID 10001's alone (0700): as any
+    # other UID every gateway's metrics were lost and each scrape failed 500.
+    metrics = f"{compose.project}_metrics:/run/saxgw/metrics"
+    listed = compose.docker(
+        *run, "--rm", "--volume", metrics, "--entrypoint", "sh", image, "-c",
+        "cd /run/saxgw/metrics && touch probe && ls && rm probe",
+    )  # fmt: skip
+    assert "probe" in listed.split(), listed
 
 
 # A client of Envoy's that opens connections, run in Envoy's network namespace: how many it

@@ -28,9 +28,11 @@ RUN /opt/saxgw/bin/pip install --no-cache-dir --disable-pip-version-check --no-d
 
 FROM ${BASE}
 # A fixed numeric UID, so Kubernetes' runAsNonRoot can verify it. /data (cell state) and
-# /etc/envoy (rendered config) are owned by it, so fresh named volumes are writable.
+# /etc/envoy (rendered config) are owned by it and writable by group 0 too, so fresh volumes
+# (copies of these folders) are writable by it and by the arbitrary UID in group 0 that
+# OpenShift's restricted SCC runs containers as.
 RUN useradd --uid 10001 --user-group --no-create-home --home-dir /data saxgw \
- && mkdir -p /data /etc/envoy && chown saxgw:saxgw /data /etc/envoy
+ && mkdir -p /data /etc/envoy && chown saxgw:0 /data /etc/envoy && chmod 0775 /data /etc/envoy
 COPY --from=build /opt/saxgw /opt/saxgw
 ENV PATH=/opt/saxgw/bin:$PATH PYTHONUNBUFFERED=1
 # grpc's tuning of the gateway processes, as `saxgw up` sets it (gateway/launch/tuning.py).

@@ -26,7 +26,9 @@ from gateway.launch.envoy import (
     route_timeout_over,
     run_script,
     swagger_ui,
+    within_open_files,
 )
+from gateway.launch.tuning import envoy_open_files
 from gateway.service.args import add_config_argument, default
 from gateway.service.telemetry_args import (
     add_otlp_certificate_argument,
@@ -120,6 +122,9 @@ def _write_envoy_config(args: argparse.Namespace, edge: EdgeConfig) -> int:
         otlp_headers=otlp_headers(args.otlp_endpoint),
     )
     settings = _edge.envoy_settings(settings, edge)
+    # This container's hard limit stands for Envoy's: a pod's containers get the same one
+    # from the runtime (kubelet sets none), and Compose's services the engine's default.
+    settings = within_open_files(settings, envoy_open_files())
     text = render(settings, descriptor, openapi, docs, secrets_dir=out)
     if edge.authenticated or settings.otlp_headers:  # keys in it: readable by its owner only
         _edge.write_private(out / "envoy.yaml", text)

@@ -7,8 +7,10 @@ official one, or one built from the same wheel), with the config rendered by
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import logging
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ from gateway.config import MIB
 from gateway.edge import (
     IDENTITY_HEADER,
     EdgeConfig,
+    Limits,
     edge_values,
     host_values,
     is_loopback,
@@ -40,6 +43,9 @@ from gateway.launch._methods import head_filter, method_filter
 from gateway.launch._openai_errors import error_fields_table, error_headers_table
 from gateway.launch._replies import URL_WITHOUT_QUERY, local_reply_mappers
 from gateway.launch._traceparent import traceparent_check
+from gateway.launch.tuning import connections_within
+
+log = logging.getLogger(__name__)
 
 #: Envoy's bound on unary calls when the gateway's own longest deadline is shorter.
 ROUTE_TIMEOUT_S = 300.0
@@ -116,6 +122,33 @@ class EnvoySettings:
     """Up to this many seconds more, drawn at random by each Envoy, before its guard dog
     aborts it (``max_kill_timeout_jitter``): a request that wedges a thread in every replica
     it is retried on then does not restart them all in the same second."""
+
+
+def within_open_files(envoy: EnvoySettings, open_files: int | None) -> EnvoySettings:
+    """``envoy`` with no more client connections than an open-file limit of ``open_files``
+    lets it hold (None: no limit): beyond its descriptors Envoy 1.40 spun in its accept loop,
+    or crashed (SIGSEGV) when it then opened a socket of its own. The default limit fits
+    quietly (hosts whose hard limit is 20,000 are common); a ``limits.max_connections`` the
+    config sets and the limit cannot hold is a WARNING."""
+    limits = envoy.edge.limits
+    if open_files is None:
+        return envoy
+    allowed = connections_within(limits.max_connections, open_files)
+    if allowed == limits.max_connections:
+        return envoy
+    log_at = log.debug if limits.max_connections == Limits().max_connections else log.warning
+    log_at(
+        "Envoy accepts at most %d client connections, not limits.max_connections (%d):"
+        " its open-file limit (hard RLIMIT_NOFILE) is %d; raise it (ulimit -Hn, systemd's"
+        " LimitNOFILE=, a container engine's nofile ulimit) for more",
+        allowed,
+        limits.max_connections,
+        open_files,
+    )
+    edge = dataclasses.replace(
+        envoy.edge, limits=dataclasses.replace(limits, max_connections=allowed)
+    )
+    return dataclasses.replace(envoy, edge=edge)
 
 
 def descriptor_set() -> Path:

@@ -33,12 +33,12 @@ from gateway.common.loopback import is_loopback
 from gateway.common.private import write_private
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings, SharedSlots
 from gateway.configfile import ConfigFile, load_config, write_snapshot
-from gateway.edge import Limits
 from gateway.launch.envoy import (
     EnvoySettings,
     envoy_binary,
     envoy_concurrency_flags,
     render,
+    within_open_files,
 )
 from gateway.launch.probes import Probe, grpc_health_probe, http_probe
 from gateway.launch.processes import (
@@ -50,7 +50,6 @@ from gateway.launch.processes import (
 )
 from gateway.launch.stackdir import stack_dir
 from gateway.launch.tuning import (
-    connections_within,
     envoy_open_files,
     grpc_env,
     raise_open_files_limit,
@@ -137,31 +136,6 @@ def _http_ok(url: str) -> bool:
             return bool(response.status == 200)
     except OSError:
         return False
-
-
-def _connections_within(envoy: EnvoySettings, open_files: int | None) -> EnvoySettings:
-    """``envoy`` with no more client connections than its open-file limit lets it hold. The
-    default limit fits the host quietly (hosts whose hard limit is 20,000 are common); a
-    ``limits.max_connections`` the config sets and the host cannot hold is a WARNING."""
-    limits = envoy.edge.limits
-    if open_files is None:
-        return envoy
-    allowed = connections_within(limits.max_connections, open_files)
-    if allowed == limits.max_connections:
-        return envoy
-    log_at = log.debug if limits.max_connections == Limits().max_connections else log.warning
-    log_at(
-        "Envoy accepts at most %d client connections, not limits.max_connections (%d):"
-        " its open-file limit (hard RLIMIT_NOFILE) is %d; raise it (ulimit -Hn, systemd's"
-        " LimitNOFILE=) for more",
-        allowed,
-        limits.max_connections,
-        open_files,
-    )
-    edge = dataclasses.replace(
-        envoy.edge, limits=dataclasses.replace(limits, max_connections=allowed)
-    )
-    return dataclasses.replace(envoy, edge=edge)
 
 
 def _fail_health(envoy: EnvoySettings) -> bool:
@@ -340,7 +314,7 @@ class Stack:
         s = self.settings
         timeout = s.startup_timeout
         raise_open_files_limit()  # children inherit it: Envoy holds a socket per connection
-        self.envoy = _connections_within(self.envoy, envoy_open_files())
+        self.envoy = within_open_files(self.envoy, envoy_open_files())
         if s.cell is not None:
             argv = cell_argv(s.cell, log_format=s.gateway.telemetry.log_format)
             # Its address lines on stdout are for a person running it alone (the banner

@@ -28,10 +28,15 @@ def _config_dir(folder: Path) -> Path:
     (folder / "keys.yaml").write_text(
         f"- {{key: {API_KEY}, client: container-test, roles: [admin, data]}}\n"
     )
-    # The containers run as user 10001: the folder and files must be readable by others.
-    folder.chmod(0o755)
-    for name in ("config.yaml", "keys.yaml"):
-        (folder / name).chmod(0o644)
+    # As docs/deploy.md has the operator do: readable by the containers' group (GID 10001),
+    # not by every user of the host (the keys are in it).
+    for path, mode in (
+        (folder, 0o750),
+        (folder / "config.yaml", 0o640),
+        (folder / "keys.yaml", 0o640),
+    ):
+        os.chown(path, -1, 10001)
+        path.chmod(mode)
     return folder
 
 

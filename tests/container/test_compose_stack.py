@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -20,9 +21,11 @@ from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.cell.models.test_lm import MODEL_PATH as TEST_LM
+from gateway.launch.tuning import ENVOY_SPARE_FILES
 from tests._deployment import http_liveness, liveness
 from tests._grpc import sync_channel
 from tests.container._compose import Compose, poll
+from tests.container._kube import LABEL, tail
 from tests.container.conftest import API_KEY, AUTH
 from tests.e2e._bodies import envoy_error
 from tests.e2e._seed import LISTED, MODEL, MODEL_BODY, PUBLISH_BODY, PUBLISHED
@@ -237,6 +240,138 @@ def test_the_pods_liveness_probes_run_in_the_images(compose: Compose) -> None:
     path, _, timeout = http_liveness("ops")
     answer = httpx.get(f"http://127.0.0.1:{ports.ops}{path}", timeout=timeout)
     assert (answer.status_code, answer.text) == (200, "ok\n")
+
+
+def test_every_service_runs_read_only_with_no_privileges(compose: Compose) -> None:
+    # What a security-minded platform enforces, and the pods declare: a read-only root with
+    # a tmpfs /tmp, no capabilities (not even in the bounding set), no privilege escalation.
+    # Compose's services had the engine's defaults: a writable root, 14 capabilities.
+    check = (
+        "grep -E '^(CapBnd|NoNewPrivs):' /proc/1/status; touch /probe 2>&1;"
+        " touch /tmp/probe && echo /tmp is writable"
+    )
+    project = f"label=com.docker.compose.project={compose.project}"
+    service = '{{.Label "com.docker.compose.service"}} {{.ID}}'
+    running = compose.docker("ps", "--filter", project, "--format", service).split()
+    ids = dict(zip(running[::2], running[1::2], strict=True))  # one `docker-compose ps` is ~1 s
+    assert set(ids) == {"cell", "gateway", "envoy", "ops"}
+    for service, container in ids.items():
+        seen = compose.docker("exec", container, "sh", "-c", check).split("\n")
+        assert seen[:2] == ["CapBnd:\t0000000000000000", "NoNewPrivs:\t1"], (service, seen)
+        assert "Read-only file system" in seen[2], (service, seen)
+        assert seen[3:] == ["/tmp is writable", ""], (service, seen)
+    job = compose.docker("inspect", compose.container("envoy-config"), "--format",
+                         "{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}} "
+                         "{{.HostConfig.SecurityOpt}}")  # fmt: skip
+    assert job.strip() == "true [ALL] [no-new-privileges:true]"
+
+
+# What a security-minded platform enforces on every container: a read-only root with a tmpfs
+# for /tmp (as the pods' emptyDir), no capabilities, no privilege escalation.
+RESTRICTED = ("--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt",
+              "no-new-privileges")  # fmt: skip
+
+
+def test_the_image_runs_as_an_arbitrary_user_in_group_0(compose: Compose) -> None:
+    # OpenShift's restricted SCC runs every container as an arbitrary UID in group 0, and a
+    # new volume (named or anonymous) starts as a copy of the image's folder at its mount
+    # point, owner and mode included: /etc/envoy (envoy-config's output) and /data (the cell's
+    # SAX_ROOT) were the image user's alone, and both refused to start (Permission denied).
+    image = compose.env.get("SAXGW_IMAGE", "sax-gateway:latest")
+    run = ["run", "--label", f"{LABEL}=arbitrary-uid", "--network", "none", *RESTRICTED]
+    run += ["--user", "1000680000:0"]
+    wrote = compose.docker(
+        *run, "--rm", "--volume", "/etc/envoy", image,
+        "envoy-config", "--gateway", "127.0.0.1:50051", "--out", "/etc/envoy",
+    )  # fmt: skip
+    assert wrote.startswith("wrote /etc/envoy/envoy.yaml"), wrote
+    cell = compose.docker(
+        *run, "--detach", "--volume", "/data", "--entrypoint", "python", image,
+        "-m", "gateway.cell", "--sax-root", "/data/sax-root", "--fs-root", "/data/fs-root",
+        "--cell", "/sax/test", "--host", "127.0.0.1", "--admin-port", "10000",
+        "--model-servers", "1", "--model-server-ports", "10001",
+    ).strip()  # fmt: skip
+    try:
+
+        def started() -> str | None:
+            logs = tail("cell", cell, 20)
+            running = compose.docker("inspect", "-f", "{{.State.Running}}", cell).strip()
+            return logs if "model-server 127.0.0.1:10001" in logs or running != "true" else None
+
+        logs = poll(started, "the cell to start or exit", timeout=60)
+        assert "model-server 127.0.0.1:10001" in logs, logs
+        assert "Permission denied" not in logs, logs
+    finally:
+        compose.docker("rm", "--force", "--volumes", cell)
+    # Compose's metrics volume, a tmpfs whose owner and mode are its options: the gateways
+    # write their files there and ops reads them. It was UID 10001's alone (0700): as any
+    # other UID every gateway's metrics were lost and each scrape failed 500.
+    metrics = f"{compose.project}_metrics:/run/saxgw/metrics"
+    listed = compose.docker(
+        *run, "--rm", "--volume", metrics, "--entrypoint", "sh", image, "-c",
+        "cd /run/saxgw/metrics && touch probe && ls && rm probe",
+    )  # fmt: skip
+    assert "probe" in listed.split(), listed
+
+
+# A client of Envoy's that opens connections, run in Envoy's network namespace: how many it
+# opened, then whether Envoy's admin still answers while they are open.
+_CONNECTIONS = """
+import socket, sys, time, urllib.request
+ready = lambda: urllib.request.urlopen("http://127.0.0.1:9901/ready", timeout=3).status
+for _ in range(100):
+    try:
+        ready(); break
+    except OSError:
+        time.sleep(0.1)
+held = [socket.create_connection(("127.0.0.1", 8888), timeout=3) for _ in range(int(sys.argv[1]))]
+time.sleep(0.5)
+print(len(held), ready())
+"""
+
+
+def test_envoy_holds_the_connections_its_config_admits(compose: Compose) -> None:
+    # Envoy admits limits.max_connections (20,000 by default) clients; each is a descriptor,
+    # and beyond its open-file limit Envoy 1.40 crashed (SIGSEGV after `socket(2) failed, got
+    # error: Too many open files`), cutting every call. envoy-config rendered the 20,000 into
+    # a container whose limit was the engine's: 20,000 on this host, none left for Envoy's own
+    # sockets (Kubernetes has no setting for it, and Compose's cannot raise it past the engine's).
+    envoy = compose.container("envoy")
+    envoys = 'for p in /proc/[0-9]*; do [ "$(cat $p/comm)" = envoy ] && cat $p/limits; done'
+    limits = compose.docker("exec", envoy, "sh", "-c", envoys)
+    [hard] = [line.split()[4] for line in limits.splitlines() if line.startswith("Max open files")]
+    config = compose.docker("exec", envoy, "cat", "/etc/envoy/envoy.yaml")
+    [admitted] = re.findall(r"max_active_downstream_connections: (\d+)", config)
+    assert int(hard) >= int(admitted) + ENVOY_SPARE_FILES, (hard, admitted)
+    # And where the engine's limit is all there is (a pod's containers share the runtime's),
+    # envoy-config sizes Envoy's connection limit to it, as `saxgw up` does for its own Envoy:
+    # 300 clients of an Envoy that may open 256 files, and its admin still answers.
+    image = compose.env.get("SAXGW_IMAGE", "sax-gateway:latest")
+    envoy_image = compose.env.get("ENVOY_IMAGE", "saxgw-local/envoy:1.40.0")
+    few = ("--label", f"{LABEL}=open-files", "--ulimit", "nofile=256:256")
+    volume = compose.docker("volume", "create", *few[:2]).strip()
+    small = ""
+    try:
+        out = f"{volume}:/etc/envoy"
+        compose.docker(
+            "run", "--rm", *few, "--network", "none", "-v", out, image,
+            "envoy-config", "--gateway", "127.0.0.1:50051", "--out", "/etc/envoy",
+        )  # fmt: skip
+        small = compose.docker(
+            "run", "--detach", *few, "--network", "none", "--user", "10001:10001",
+            "-v", f"{out}:ro", envoy_image, "bash", "/etc/envoy/run-envoy.sh", "9901", "20",
+            "envoy", "-c", "/etc/envoy/envoy.yaml", "--disable-hot-restart",
+        ).strip()  # fmt: skip
+        held = compose.docker(
+            "run", "--rm", "--network", f"container:{small}", "--entrypoint", "python",
+            image, "-c", _CONNECTIONS, "300",
+        )  # fmt: skip
+        assert held.split() == ["300", "200"], tail("envoy", small, 5)
+        assert compose.docker("inspect", "-f", "{{.State.Running}}", small).strip() == "true"
+    finally:
+        if small:
+            compose.docker("rm", "--force", small)
+        compose.docker("volume", "rm", volume)
 
 
 def test_a_gateway_that_dies_is_started_again(compose: Compose, http: httpx.Client) -> None:

@@ -47,6 +47,40 @@ def retry_after(rate: Rate) -> int:
     return max(1, math.ceil(1 / min(rate.requests_per_second, 1.0)))
 
 
+# Characters a client id may hold that a CEL string literal inside Envoy's ``%CEL(...)%`` takes
+# as they are; any other (a JWT subject may hold any printable one) is written as an escape.
+_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@:-")
+
+
+def _cel_string(text: str) -> str:
+    """``text`` as a CEL string literal with no quote, parenthesis or percent sign of its own,
+    which would end the literal or Envoy's ``%CEL(...)%`` early."""
+    return '"' + "".join(c if c in _PLAIN else f"\\U{ord(c):08x}" for c in text) + '"'
+
+
+def _retry_after_value(rates: dict[str, Rate], default: Rate | None, identity_header: str) -> str:
+    """The Retry-After header of a refused call: the seconds its own bucket takes to hold a
+    token again. One number for every client was the slowest bucket's, so a client allowed
+    100 calls a second was told to wait 50 s because another was allowed one every 50 s (the
+    OpenAI SDKs wait that long, their retries then minutes). Where the buckets differ, a CEL
+    expression picks the caller's by its client id (Envoy evaluates it only for a refused
+    call); a caller with none, or without a rate of its own, has the default bucket."""
+    fallback = retry_after(default) if default is not None else 1
+    own = {client: retry_after(rate) for client, rate in rates.items()}
+    if all(seconds == fallback for seconds in own.values()):
+        return str(fallback)
+    header = _cel_string(identity_header)
+    expression = f"'{fallback}'"
+    for client, seconds in sorted(own.items(), reverse=True):
+        if seconds != fallback:
+            # `in` first: looking up a header the call lacks (no identity) is an error.
+            expression = (
+                f"{header} in request.headers && request.headers[{header}] == "
+                f"{_cel_string(client)} ? '{seconds}' : {expression}"
+            )
+    return f"%CEL({expression})%"
+
+
 def _anonymous(identity_header: str) -> dict[str, Any]:
     """A rate-limit action that matches requests without the identity header."""
     return {
@@ -96,7 +130,6 @@ def rate_limit(config: EdgeConfig, identity_header: str) -> dict[str, Any] | Non
         rate_limits.append(
             {"actions": [_anonymous(identity_header), {"masked_remote_address": masked}]}
         )
-    every = [*rates.values(), *([default] if default else [])]
     always = {"default_value": {"numerator": 100, "denominator": "HUNDRED"}, "runtime_key": "x"}
     return {
         "name": "envoy.filters.http.local_ratelimit",
@@ -115,7 +148,10 @@ def rate_limit(config: EdgeConfig, identity_header: str) -> dict[str, Any] | Non
             "enable_x_ratelimit_headers": "DRAFT_VERSION_03",
             "response_headers_to_add": [
                 {
-                    "header": {"key": "retry-after", "value": str(max(map(retry_after, every)))},
+                    "header": {
+                        "key": "retry-after",
+                        "value": _retry_after_value(rates, default, identity_header),
+                    },
                     "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
                 }
             ],

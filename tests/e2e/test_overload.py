@@ -121,6 +121,9 @@ def test_a_grpc_call_is_resource_exhausted_with_retry_after(stack: Stack, stream
     # grpc's stubs type a value as bytes; an ASCII header's is a str.
     metadata: dict[str, object] = {m.key: m.value for m in error.trailing_metadata()}
     assert metadata["retry-after"] == "1"
+    # gRPC's own, which a service config's retry policy waits for (it reads no retry-after):
+    # without it, a policy's backoff spent its attempts within the overload window.
+    assert metadata["grpc-retry-pushback-ms"] == "1000"
 
 
 @pytest.mark.parametrize(

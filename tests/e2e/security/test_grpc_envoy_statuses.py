@@ -153,6 +153,11 @@ def test_grpcio_rate_limited_gets_a_plain_resource_exhausted(secure: SecureStack
     text = "local_rate_limited"
     expected = (grpc.StatusCode.RESOURCE_EXHAUSTED, text, envoy_status(8, text, request_id))
     assert _grpcio_status(error) == expected
+    # gRPC's own Retry-After, which a service config's retry policy waits for (it reads no
+    # retry-after): its bucket holds a token again in a second.
+    # grpc's stubs type a value as bytes; an ASCII header's is a str.
+    trailers: dict[str, object] = {m.key: m.value for m in error.trailing_metadata() or ()}
+    assert (trailers["retry-after"], trailers["grpc-retry-pushback-ms"]) == ("1", "1000")
 
 
 @pytest.mark.parametrize(

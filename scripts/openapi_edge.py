@@ -61,7 +61,9 @@ def headers() -> dict[str, Schema]:
             "schema": {"type": "string"},
         },
         "retry-after": {
-            "description": "On a 429: seconds to wait before trying again (1).",
+            "description": "On a 429: seconds to wait before trying again: 1, but for a "
+            "client's rate (`quotas.rate`, `clients.<id>.rate`), the time its own bucket takes "
+            "to hold a token again (10 for one call in 10 s).",
             "schema": {"type": "integer", "minimum": 0},
         },
         "x-ratelimit-limit": {

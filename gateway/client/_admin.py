@@ -9,7 +9,12 @@ an admin may move while its old address hangs rather than refuses (its host gone
 closing connections), and then no call would ever find it UNAVAILABLE. An admin that stays
 unreachable for ``unreachable_after`` seconds fails the call with UNAVAILABLE naming the cell
 and the address tried, however long its deadline: a caller learns in seconds that the cell is
-down instead of waiting out a minute.
+down instead of waiting out a minute. Once a call has found it so, the outage is the cell's:
+a call that starts while it lasts makes one attempt (the admin may be back) and, failing,
+fails at once, as a data call to a model none of whose replicas can be reached does; each
+call waited the whole window again, so during a cell outage every call whose model's ACLs a
+gateway had not read yet, and every listing, took 5 s to fail (three times over with the
+OpenAI SDKs' retries). A call the admin answers ends the outage.
 
 An admin that hangs (its process stopped, its host gone without closing connections) takes
 connections and requests and answers nothing; no connection error ever comes. A read (List,
@@ -83,6 +88,9 @@ class AdminMethod(Generic[_Req, _Resp]):
     #: A change: once an attempt may have been made (its answer lost), it is retried until
     #: its deadline, not given up as UNAVAILABLE ("not done") after the unreachable window.
     changes: bool = False
+    #: Called again and again by a loop of its own, no caller waiting (a model's address
+    #: watch): an outage other calls found does not shorten its window, which paces that loop.
+    paced: bool = False
 
 
 PUBLISH = AdminMethod("Publish", lambda s: s.Publish, changes=True)
@@ -90,7 +98,7 @@ UPDATE = AdminMethod("Update", lambda s: s.Update, changes=True)
 UNPUBLISH = AdminMethod("Unpublish", lambda s: s.Unpublish, changes=True)
 LIST = AdminMethod("List", lambda s: s.List, prompt=True)
 STATS = AdminMethod("Stats", lambda s: s.Stats, prompt=True)
-WATCH_LOC = AdminMethod("WatchLoc", lambda s: s.WatchLoc)
+WATCH_LOC = AdminMethod("WatchLoc", lambda s: s.WatchLoc, paced=True)
 WAIT_FOR_READY = AdminMethod("WaitForReady", lambda s: s.WaitForReady)
 
 
@@ -217,6 +225,9 @@ class CellAdmin:
         self._connect_lock = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
         self._follower: asyncio.Task[None] | None = None
+        # Since when the admin has been unreachable, once a call found it so for the whole
+        # window (`_call_with_retries`); None since it last answered.
+        self._down_since: float | None = None
 
     @property
     def connected(self) -> bool:
@@ -307,6 +318,7 @@ class CellAdmin:
                     )
                 other = othercell.in_listing(reply, self.cell)
                 if other is None:
+                    self._down_since = None
                     return reply
                 raise othercell.unavailable(other, self.cell)
             except grpc.aio.AioRpcError as exc:
@@ -370,10 +382,18 @@ class CellAdmin:
                 explained = answered or isinstance(error.__cause__, StorageError)
                 outage.record(now(), conn.address if conn else None, error, explained=explained)
                 maybe_made = method.changes and attempts.uncertain
-                if now() - outage.since >= self._unreachable_after and not maybe_made:
+                since = outage.since
+                if self._down_since is not None and not explained and not method.paced:
+                    since = min(since, self._down_since)  # the cell's outage goes on
+                if now() - since >= self._unreachable_after and not maybe_made:
+                    if not explained:
+                        self._down_since = since
                     raise self._unreachable(outage)
+                if answered:
+                    self._down_since = None
             else:
                 outage.error = None  # it answered
+                self._down_since = None
             delay = next(delays)
             if error.code not in RETRY_CODES:
                 raise error

@@ -74,3 +74,9 @@ class _GenericOnly:
 #: admin's poll, which would hide an admin that stopped polling them.
 PROBE_KEY = "x-saxgw-probe"
 PROBE_METADATA = ((PROBE_KEY, "1"),)
+
+PUSHBACK_KEY = "grpc-retry-pushback-ms"
+"""gRPC's own ``retry-after`` (gRFC A6): a gRPC client whose service config retries the code
+waits this many milliseconds before its next attempt, instead of its policy's backoff (0.1 s,
+0.2 s, ...: four attempts spent in 0.7 s against an overload that lasts a second); a
+negative value stops its retries. gRPC libraries read no ``retry-after``."""

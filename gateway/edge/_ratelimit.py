@@ -8,6 +8,7 @@ import math
 from typing import Any
 
 from gateway.common.limits import IPV6_CLIENT_PREFIX
+from gateway.common.rpc import PUSHBACK_KEY
 from gateway.edge._schema import EdgeConfig, Rate
 
 _TYPE = "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"
@@ -45,6 +46,43 @@ def _bucket(rate: Rate) -> dict[str, Any]:
 def retry_after(rate: Rate) -> int:
     """Seconds until a drained bucket holds a token again (the Retry-After header)."""
     return max(1, math.ceil(1 / min(rate.requests_per_second, 1.0)))
+
+
+# Characters a client id may hold that a CEL string literal inside Envoy's ``%CEL(...)%`` takes
+# as they are; any other (a JWT subject may hold any printable one) is written as an escape.
+_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@:-")
+
+
+def _cel_string(text: str) -> str:
+    """``text`` as a CEL string literal with no quote, parenthesis or percent sign of its own,
+    which would end the literal or Envoy's ``%CEL(...)%`` early."""
+    return '"' + "".join(c if c in _PLAIN else f"\\U{ord(c):08x}" for c in text) + '"'
+
+
+def _retry_after_value(
+    rates: dict[str, Rate], default: Rate | None, identity_header: str, unit: int = 1
+) -> str:
+    """The Retry-After header of a refused call: the seconds its own bucket takes to hold a
+    token again (times ``unit``: 1000 for gRPC's pushback, in milliseconds). One number for
+    every client was the slowest bucket's, so a client allowed 100 calls a second was told to
+    wait 50 s because another was allowed one every 50 s (the OpenAI SDKs wait that long,
+    their retries then minutes). Where the buckets differ, a CEL
+    expression picks the caller's by its client id (Envoy evaluates it only for a refused
+    call); a caller with none, or without a rate of its own, has the default bucket."""
+    fallback = (retry_after(default) if default is not None else 1) * unit
+    own = {client: retry_after(rate) * unit for client, rate in rates.items()}
+    if all(seconds == fallback for seconds in own.values()):
+        return str(fallback)
+    header = _cel_string(identity_header)
+    expression = f"'{fallback}'"
+    for client, seconds in sorted(own.items(), reverse=True):
+        if seconds != fallback:
+            # `in` first: looking up a header the call lacks (no identity) is an error.
+            expression = (
+                f"{header} in request.headers && request.headers[{header}] == "
+                f"{_cel_string(client)} ? '{seconds}' : {expression}"
+            )
+    return f"%CEL({expression})%"
 
 
 def _anonymous(identity_header: str) -> dict[str, Any]:
@@ -96,7 +134,6 @@ def rate_limit(config: EdgeConfig, identity_header: str) -> dict[str, Any] | Non
         rate_limits.append(
             {"actions": [_anonymous(identity_header), {"masked_remote_address": masked}]}
         )
-    every = [*rates.values(), *([default] if default else [])]
     always = {"default_value": {"numerator": 100, "denominator": "HUNDRED"}, "runtime_key": "x"}
     return {
         "name": "envoy.filters.http.local_ratelimit",
@@ -113,11 +150,17 @@ def rate_limit(config: EdgeConfig, identity_header: str) -> dict[str, Any] | Non
             "filter_enforced": {**always, "runtime_key": "client_rate_enforced"},
             "rate_limited_as_resource_exhausted": True,
             "enable_x_ratelimit_headers": "DRAFT_VERSION_03",
+            # Retry-After, and gRPC's own (PUSHBACK_KEY), which a gRPC client whose service
+            # config retries RESOURCE_EXHAUSTED waits for.
             "response_headers_to_add": [
                 {
-                    "header": {"key": "retry-after", "value": str(max(map(retry_after, every)))},
+                    "header": {
+                        "key": key,
+                        "value": _retry_after_value(rates, default, identity_header, unit),
+                    },
                     "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
                 }
+                for key, unit in (("retry-after", 1), (PUSHBACK_KEY, 1000))
             ],
             "max_dynamic_descriptors": 10_000,
             "rate_limits": rate_limits,

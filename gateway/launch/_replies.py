@@ -14,6 +14,7 @@ from pathlib import Path
 
 import grpc
 
+from gateway.common.rpc import PUSHBACK_KEY
 from gateway.launch._methods import path_regex, routes
 from gateway.service.openai import ERROR_KINDS
 
@@ -192,9 +193,17 @@ def _grpc_mapper(
     not_transcoded: dict[str, object] = {
         "header_filter": {"header": {"name": "x-envoy-original-path", "present_match": False}}
     }
-    grpc_status = _set_header("grpc-status", str(code))
+    headers: tuple[dict[str, object], ...] = (_set_header("grpc-status", str(code)),)
+    if status in _NEVER_MENDED:
+        headers += (_set_header(PUSHBACK_KEY, "-1"),)
     filters = [_status_filter("EQ", status), *also, is_grpc, not_transcoded]
-    return _mapper(filters, code, _GRPC_BODY, headers=(grpc_status,), status=200)
+    return _mapper(filters, code, _GRPC_BODY, headers=headers, status=200)
+
+
+# Envoy's RESOURCE_EXHAUSTED replies that no retry mends (a body, or headers, too large): a
+# gRPC retry policy that retries the code (docs/clients.md) is told not to, by a negative
+# pushback (gRFC A6); it sent the same oversized request again, up to its maxAttempts.
+_NEVER_MENDED = frozenset({413, 431})
 
 
 # Envoy's health_check filter answers /healthz with a bare 503 when no gateway is healthy: the

@@ -38,7 +38,7 @@ from gateway.common.closing import aclose
 from gateway.common.failurelog import FailureLog
 from gateway.common.intercept import Deserializer, Handler, WrappingInterceptor
 from gateway.common.logs import LOGGED_ID_CHARS, current_call
-from gateway.common.rpc import Context, cancelled_by_caller, metadata_value
+from gateway.common.rpc import PUSHBACK_KEY, Context, cancelled_by_caller, metadata_value
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,13 @@ _DETAILS_KEY = "grpc-status-details-bin"
 RETRY_AFTER_SECONDS = 1
 """The ``retry-after`` of a RESOURCE_EXHAUSTED: Sax reports an overloaded model without saying
 for how long, and a limit of the gateway's own frees a slot when any call ends."""
+
+
+def retry_metadata(seconds: int | str) -> tuple[tuple[str, str], ...]:
+    """What tells HTTP clients (``retry-after``) and gRPC ones (`PUSHBACK_KEY`) to retry a
+    call after ``seconds``."""
+    return (("retry-after", str(seconds)), (PUSHBACK_KEY, str(int(seconds) * 1000)))
+
 
 MAX_TEXT_BYTES = 2048
 """The most bytes a status message, or a field violation's description, takes in a header:
@@ -171,12 +178,15 @@ def reply_metadata(
     code: grpc.StatusCode, exc: BaseException
 ) -> tuple[tuple[str, str | bytes], ...]:
     """The metadata a failure with ``code`` carries besides its status: what ``exc`` names
-    (its ``metadata``), and ``retry-after`` on every RESOURCE_EXHAUSTED that names none, which
-    Envoy sends as a header of the 429 (the OpenAI face's `reply_headers` send the same)."""
-    extra: tuple[tuple[str, str | bytes], ...] = tuple(getattr(exc, "metadata", ()))
-    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and all(k != "retry-after" for k, _ in extra):
-        extra += (("retry-after", str(RETRY_AFTER_SECONDS)),)
-    return extra
+    (its ``metadata``), and on every RESOURCE_EXHAUSTED ``retry-after`` (Envoy sends it as a
+    header of the 429), unless ``exc`` names its own, and gRPC's pushback of as long (the
+    OpenAI face's `reply_headers` send the retry-after, for HTTP clients alone)."""
+    named: tuple[tuple[str, str | bytes], ...] = tuple(getattr(exc, "metadata", ()))
+    if code != grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return named
+    seconds = next((str(v) for k, v in named if k == "retry-after"), RETRY_AFTER_SECONDS)
+    kept = tuple((k, v) for k, v in named if k not in ("retry-after", PUSHBACK_KEY))
+    return kept + retry_metadata(seconds)
 
 
 #: Response trailer (a header of unary replies through Envoy) with the call's accelerator

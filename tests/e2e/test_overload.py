@@ -16,6 +16,7 @@ import grpc
 import httpx
 import openai
 import pytest
+import saxgateway_client
 from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
@@ -121,6 +122,18 @@ def test_a_grpc_call_is_resource_exhausted_with_retry_after(stack: Stack, stream
     # grpc's stubs type a value as bytes; an ASCII header's is a str.
     metadata: dict[str, object] = {m.key: m.value for m in error.trailing_metadata()}
     assert metadata["retry-after"] == "1"
+    # gRPC's own, which a service config's retry policy waits for (it reads no retry-after):
+    # without it, a policy's backoff spent its attempts within the overload window.
+    assert metadata["grpc-retry-pushback-ms"] == "1000"
+
+
+def test_the_python_client_says_when_to_retry(stack: Stack) -> None:
+    with (
+        saxgateway_client.Client(stack.grpc_address, timeout=30) as client,
+        pytest.raises(saxgateway_client.ResourceExhaustedError) as failed,
+    ):
+        client.generate(MODEL, "q")
+    assert (failed.value.message, failed.value.retry_after) == (MESSAGE, 1.0)
 
 
 @pytest.mark.parametrize(

@@ -184,7 +184,9 @@ def test_reads_of_a_hung_admin_are_unavailable_after_the_unreachable_window(
     # that cannot be reached. A change sent to it still waits for its deadline: the admin
     # holds it and may yet make it, so its outcome is unknown (504). Once a read has dropped
     # the connection, a new one gets no HTTP/2 greeting from the stopped process, and a
-    # change is not even sent: 503 as well.
+    # change is not even sent: 503 as well, and at once: the read found the admin
+    # unreachable, so the change makes one attempt (2 s for the greeting that never comes)
+    # rather than give the admin the whole window again.
     model = "/sax/test/readshung"
     publish(http, model)
     unreachable = f"the admin server of cell /sax/test at 127.0.0.1:{faults.admin_port} is "
@@ -216,7 +218,7 @@ def test_reads_of_a_hung_admin_are_unavailable_after_the_unreachable_window(
         not_sent = _failure(lambda: stub.PublishModel(change, timeout=30))
         assert not_sent[0] == grpc.StatusCode.UNAVAILABLE, not_sent
         assert not_sent[1].startswith(f"{unreachable}unreachable: "), not_sent
-        assert 4.5 < not_sent[2] < 10, not_sent
+        assert not_sent[2] < 4.5, not_sent
     http.post("/unpublish", json={"model": f"{model}2"})  # if the admin made it after all
 
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from tests.integration._cell_fixtures import (
     admin_stub,
     eventually,
     refusing_every_call,
+    stand_in_admin,
     stand_in_server,
 )
 from tests.integration._client_fixtures import CELL, TEST_LM, RunningCell, publish_ready
@@ -445,6 +447,44 @@ async def test_an_unreachable_admin_is_announced_once_not_at_every_retry(
     assert len(retries) >= 2  # it did reconnect and retry
     announced = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
     assert announced.count(f"admin of {CELL} is at {away}") == 1
+
+
+class _EmptyAdmin(admin_pb2_grpc.AdminServicer):
+    """An admin of a cell with no models: it answers List."""
+
+    async def List(
+        self, request: admin_pb2.ListRequest, context: Context
+    ) -> admin_pb2.ListResponse:
+        return admin_pb2.ListResponse()
+
+
+async def test_calls_in_an_admin_outage_that_a_call_found_fail_at_once(tmp_path: Path) -> None:
+    # Each call gave the admin the whole unreachable window again: in a cell outage, every
+    # listing and every data call whose model's ACLs a gateway had not read (an admin List)
+    # held its caller 5 s before its 503, and the OpenAI SDKs' two retries made that 18 s.
+    away = f"127.0.0.1:{free_port()}"  # nothing listens there
+    settings = replace(_root_naming(tmp_path, away), admin_unreachable_after=1.0)
+    unreachable = f"the admin server of cell {CELL} at {away} is unreachable: "
+    loop = asyncio.get_running_loop()
+    async with Client(settings) as client:
+        started = loop.time()
+        with pytest.raises(UnavailableError, match=unreachable):
+            await client.list_all(CELL, timeout=BOUND_S)
+        assert loop.time() - started >= 1.0  # the first gives the admin its window
+        calls: list[Callable[[], Awaitable[object]]] = [
+            partial(client.list_all, CELL, timeout=BOUND_S),
+            partial(client.list_detail, f"{CELL}/m", timeout=BOUND_S),
+            partial(client.publish, f"{CELL}/m", TEST_LM, "None", 0, timeout=BOUND_S),
+        ]
+        for call in calls:
+            started = loop.time()
+            with pytest.raises(UnavailableError, match=unreachable):
+                await call()
+            assert loop.time() - started < 0.5, call
+        # Each still tries the admin: the first once it is back (here at the address a new
+        # location.proto names) is answered.
+        async with stand_in_admin(_EmptyAdmin(), str(tmp_path), CELL):  # type: ignore[abstract]
+            assert await client.list_all(CELL, timeout=BOUND_S) == []
 
 
 async def test_a_garbled_location_and_the_watch_it_fails_are_logged_once_not_per_attempt(

@@ -26,6 +26,8 @@ from google.protobuf import any_pb2, json_format
 from google.rpc import error_details_pb2, status_pb2
 
 _DETAILS_KEY = "grpc-status-details-bin"
+# gRPC's Retry-After, in milliseconds (gRFC A6), which the gateway sends beside retry-after.
+_PUSHBACK_KEY = "grpc-retry-pushback-ms"
 
 
 @dataclass(frozen=True)
@@ -37,15 +39,22 @@ class FieldViolation:
 
 
 class SaxGatewayError(Exception):
-    """A failed call: the gRPC status code, its message, and its typed details."""
+    """A failed call: the gRPC status code, its message, and its typed details;
+    ``retry_after``: the seconds the gateway asks a caller to wait before trying again (on a
+    RESOURCE_EXHAUSTED it may mend: a rate, calls in flight, an overloaded model), else None."""
 
     def __init__(
-        self, code: grpc.StatusCode, message: str, details: tuple[any_pb2.Any, ...] = ()
+        self,
+        code: grpc.StatusCode,
+        message: str,
+        details: tuple[any_pb2.Any, ...] = (),
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(f"{code.name}: {message}")
         self.code = code
         self.message = message
         self.details = details
+        self.retry_after = retry_after
 
 
 class BadRequestError(SaxGatewayError):
@@ -123,10 +132,13 @@ _BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
 
 
 def error_for(
-    code: grpc.StatusCode, message: str, details: tuple[any_pb2.Any, ...] = ()
+    code: grpc.StatusCode,
+    message: str,
+    details: tuple[any_pb2.Any, ...] = (),
+    retry_after: float | None = None,
 ) -> SaxGatewayError:
     """The exception for a status code (OK is not an error, and has no class)."""
-    return _BY_CODE[code](code, message, details)
+    return _BY_CODE[code](code, message, details, retry_after)
 
 
 def from_rpc_error(error: grpc.RpcError) -> SaxGatewayError:
@@ -136,13 +148,28 @@ def from_rpc_error(error: grpc.RpcError) -> SaxGatewayError:
     trailers: Sequence[tuple[str, str | bytes]] = error.trailing_metadata() or ()  # type: ignore[assignment]
     message = error.details() or ""
     reply = _envoy_reply(message)
+    wait = _retry_after(trailers)
     for key, value in trailers:
         if key == _DETAILS_KEY and isinstance(value, bytes):
             # Envoy gives its own refusals a Status of their own too, whose message is the
             # same JSON body: the message is the body's either way.
             status = status_pb2.Status.FromString(value)
-            return error_for(error.code(), reply[0] if reply else message, tuple(status.details))
-    return error_for(error.code(), *(reply or (message, ())))
+            text = reply[0] if reply else message
+            return error_for(error.code(), text, tuple(status.details), wait)
+    return error_for(error.code(), *(reply or (message, ())), wait)
+
+
+def _retry_after(trailers: Sequence[tuple[str, str | bytes]]) -> float | None:
+    """The wait a failure's ``grpc-retry-pushback-ms`` asks for, in seconds; None for none,
+    or for a negative one (no retry mends it: a body over the limit)."""
+    for key, value in trailers:
+        if key == _PUSHBACK_KEY:
+            try:
+                wait = int(value)
+            except ValueError:
+                return None
+            return wait / 1000 if wait >= 0 else None
+    return None
 
 
 def _envoy_reply(message: str) -> tuple[str, tuple[any_pb2.Any, ...]] | None:

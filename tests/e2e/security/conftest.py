@@ -33,6 +33,8 @@ OPS_KEY = "sk-ops-3f9c2b7e1d6a4f08"
 TEAM_A_KEY = "sk-team-a-8b1e5c0d2a7f"
 TEAM_B_KEY = "sk-team-b-5d0a9e3c7b21"
 BURSTY_KEY = "sk-bursty-1c7e4a9d0b3f"
+#: A JWT client with a slow bucket: a call every 10 s.
+SLOW_SUBJECT = "auth0|slow)%\"'"
 ISSUER = "https://issuer.saxgw.test"
 #: A name the loopback listener answers besides loopback names (a tunnel's, say).
 ALLOWED_HOST = "gateway.saxgw.test"
@@ -90,6 +92,8 @@ def secure_config(jwks: Path) -> dict[str, object]:
         "clients": {
             "team-b": {"models": ["/sax/test/sec-b-*"]},
             "bursty": {"rate": {"requests_per_second": 1, "burst": 3}},
+            # A JWT subject may hold any printable character, a CEL expression's too.
+            SLOW_SUBJECT: {"rate": {"requests_per_second": 0.1, "burst": 1}},
         },
         "quotas": {
             "rate": {"requests_per_second": 100, "burst": 200},

@@ -138,6 +138,33 @@ def test_grpcio_over_the_body_limit_gets_a_plain_resource_exhausted(secure: Secu
     assert got == (grpc.StatusCode.RESOURCE_EXHAUSTED, text, envoy_status(8, text, request_id))
 
 
+def test_a_grpc_retry_policy_does_not_send_a_body_over_the_limit_again(
+    secure: SecureStack,
+) -> None:
+    # RESOURCE_EXHAUSTED, which the retry policy docs/clients.md gives retries: without a
+    # negative pushback, grpc sent the oversized request three times.
+    policy = {
+        "maxAttempts": 3,
+        "initialBackoff": "0.5s",
+        "maxBackoff": "5s",
+        "backoffMultiplier": 2,
+        "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"],
+    }
+    name = [{"service": "saxgateway.v1.SaxGateway", "method": "Generate"}]
+    config = json.dumps({"methodConfig": [{"name": name, "retryPolicy": policy}]})
+    with grpc.insecure_channel(
+        secure.stack.grpc_address, options=[("grpc.service_config", config)]
+    ) as channel:
+        stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Generate(BIG, metadata=TEAM_A, timeout=20)
+    error = caught.value
+    assert isinstance(error, grpc.Call)
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    trailers: dict[str, object] = {m.key: m.value for m in error.trailing_metadata() or ()}
+    assert trailers["grpc-retry-pushback-ms"] == "-1"
+
+
 def test_grpcio_rate_limited_gets_a_plain_resource_exhausted(secure: SecureStack) -> None:
     # `bursty` may make 3 calls at once and 1 a second: calls in a row soon get a 429.
     bursty = ("x-api-key", BURSTY_KEY)
@@ -153,6 +180,11 @@ def test_grpcio_rate_limited_gets_a_plain_resource_exhausted(secure: SecureStack
     text = "local_rate_limited"
     expected = (grpc.StatusCode.RESOURCE_EXHAUSTED, text, envoy_status(8, text, request_id))
     assert _grpcio_status(error) == expected
+    # gRPC's own Retry-After, which a service config's retry policy waits for (it reads no
+    # retry-after): its bucket holds a token again in a second.
+    # grpc's stubs type a value as bytes; an ASCII header's is a str.
+    trailers: dict[str, object] = {m.key: m.value for m in error.trailing_metadata() or ()}
+    assert (trailers["retry-after"], trailers["grpc-retry-pushback-ms"]) == ("1", "1000")
 
 
 @pytest.mark.parametrize(

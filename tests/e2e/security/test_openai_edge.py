@@ -11,7 +11,13 @@ import openai
 import pytest
 
 from tests.e2e._openai import node_sdk
-from tests.e2e.security.conftest import BURSTY_KEY, TEAM_A_KEY, SecureStack
+from tests.e2e.security.conftest import (
+    BURSTY_KEY,
+    ISSUER,
+    SLOW_SUBJECT,
+    TEAM_A_KEY,
+    SecureStack,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -93,7 +99,16 @@ def test_a_clients_rate_is_a_rate_limit_error_with_retry_after(secure: SecureSta
     assert limited is not None, "never rate limited"
     limit = _envelope("local_rate_limited", "rate_limit_error", "rate_limit_exceeded")
     assert limited.body == limit
+    # Its own bucket's wait, not the slowest client's (SLOW_SUBJECT's 10 s: the SDK would
+    # wait that long before each retry).
     assert limited.response.headers["retry-after"] == "1"
+    token = secure.signer.token({"iss": ISSUER, "aud": "saxgw", "sub": SLOW_SUBJECT})
+    with _sdk(secure, token) as slow:
+        slow.models.list()  # its burst: one call
+        with pytest.raises(openai.RateLimitError) as refused:
+            slow.models.list()
+    assert refused.value.body == limit
+    assert refused.value.response.headers["retry-after"] == "10"
 
 
 def test_a_body_over_the_limit_is_a_413_envelope(secure: SecureStack, model: str) -> None:

@@ -368,6 +368,14 @@ def test_envoy_config_for_containers_traces_as_the_pods_variables_say(
     out = tmp_path / "out"
     assert main(["envoy-config", "--gateway", "gateway:50051", "--out", str(out)]) == 0
     service = _tracer(yaml.safe_load((out / "envoy.yaml").read_text()))["grpc_service"]
+    # Each export's deadline (tests/e2e/test_traces.py: a collector that never answers).
+    [method] = json.loads(
+        service["google_grpc"].pop("channel_args")["args"]["grpc.service_config"]["string_value"]
+    )["methodConfig"]
+    assert method == {
+        "name": [{"service": "opentelemetry.proto.collector.trace.v1.TraceService"}],
+        "timeout": "10s",  # OpenTelemetry's default export timeout, the gateways' too
+    }
     assert service["google_grpc"] == {
         "target_uri": "collector.test:4317",
         "stat_prefix": "otlp",

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from gateway.common.flags import tls_endpoint
 from gateway.common.listen import host_and_port
@@ -187,7 +188,9 @@ def _otlp_channel(settings: EnvoySettings, endpoint: str) -> dict[str, object]:
     certificate = settings.otlp_certificate
     deadline = _export_deadline(settings.otlp_timeout)
     channel: dict[str, object] = {
-        "target_uri": endpoint.split("://", 1)[-1].rstrip("/"),
+        # The URL's host and port, as the gateway's exporter reads it: a path (an OTLP/HTTP
+        # traces URL's /v1/traces) became part of the gRPC target, and every export failed.
+        "target_uri": urlsplit(endpoint).netloc if "://" in endpoint else endpoint.rstrip("/"),
         "stat_prefix": "otlp",
         # Each export's deadline, which Envoy's tracer does not set: it sends with no timeout
         # and reads no GrpcService.timeout, so a collector that took a batch and never

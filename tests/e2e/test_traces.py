@@ -49,7 +49,10 @@ Spans = list[trace_pb2.Span]
 def traced(
     stack: Stack, receiver: Receiver, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    telemetry = TelemetrySettings(otlp_endpoint=receiver.endpoint)
+    # A collector URL with a path (as an OTLP/HTTP traces URL has): the gateway's exporter
+    # reads its host and port only, and Envoy's made the path part of its gRPC target, so
+    # that every one of its exports failed, and its spans were lost without a word.
+    telemetry = TelemetrySettings(otlp_endpoint=f"{receiver.endpoint}/v1/traces")
     settings = StackSettings(
         gateway=dataclasses.replace(stack.settings.gateway, telemetry=telemetry),
         gateway_ports=(free_port(),),

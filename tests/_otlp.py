@@ -3,9 +3,10 @@ keeps every span it is sent, for tests to inspect."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent import futures
 
 import grpc
@@ -25,6 +26,8 @@ class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
         self._spans: list[trace_pb2.Span] = []
         self._services: dict[bytes, str] = {}  # span ID -> service.name of its resource
         self._lock = threading.Lock()
+        self._answering = threading.Event()
+        self._answering.set()
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
         # opentelemetry-proto's generated *_pb2_grpc modules carry no annotations.
         add = trace_service_pb2_grpc.add_TraceServiceServicer_to_server
@@ -41,6 +44,9 @@ class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
     def Export(
         self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.ServicerContext
     ) -> trace_service_pb2.ExportTraceServiceResponse:
+        while not self._answering.wait(0.05):  # a hung collector: keeps the batch, no answer
+            if not context.is_active():
+                return trace_service_pb2.ExportTraceServiceResponse()
         if self._key is not None and self._key not in (context.invocation_metadata() or ()):
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "no collector key")
         with self._lock:
@@ -53,6 +59,15 @@ class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
                         self._spans.append(span)
                         self._services[span.span_id] = attributes.get("service.name", "")
         return trace_service_pb2.ExportTraceServiceResponse()
+
+    @contextlib.contextmanager
+    def hung(self) -> Iterator[None]:
+        """Within, every export is read and never answered (until its caller gives up)."""
+        self._answering.clear()
+        try:
+            yield
+        finally:
+            self._answering.set()
 
     def spans(self, trace_id: bytes) -> list[trace_pb2.Span]:
         with self._lock:

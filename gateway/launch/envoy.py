@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from gateway.common.flags import tls_endpoint
 from gateway.common.listen import host_and_port
@@ -106,6 +107,9 @@ class EnvoySettings:
     whose value every ``ps`` shows); left out of ``repr``."""
     trace_sample_ratio: float = 1.0
     """Share of requests without a caller's ``traceparent`` that are traced."""
+    otlp_timeout: float = 10.0
+    """Seconds Envoy waits for the collector to take one batch of its spans, then drops it:
+    OpenTelemetry's default export timeout, which the gateways' exporter waits too."""
     concurrency: int | None = None
     """Envoy's worker threads (``--concurrency``); None: Envoy's default, one per core of the
     machine (launch/tuning.py sizes it to the cores Envoy may use)."""
@@ -202,12 +206,32 @@ def _origins(origins: Sequence[str]) -> list[dict[str, object]]:
     return [{"exact": origin} for origin in origins]
 
 
-def _otlp_channel(endpoint: str, certificate: str | None) -> dict[str, object]:
+def _export_deadline(seconds: float) -> str:
+    """A gRPC service config giving each export ``seconds``."""
+    method = {
+        "name": [{"service": "opentelemetry.proto.collector.trace.v1.TraceService"}],
+        "timeout": f"{seconds:g}s",
+    }
+    return json.dumps({"methodConfig": [method]})
+
+
+def _otlp_channel(settings: EnvoySettings, endpoint: str) -> dict[str, object]:
     """Envoy's gRPC client to the collector: TLS for ``https://``, as the gateway's exporter
     reads an endpoint (gateway/service/_tracing.py); plaintext otherwise."""
+    certificate = settings.otlp_certificate
+    deadline = _export_deadline(settings.otlp_timeout)
     channel: dict[str, object] = {
-        "target_uri": endpoint.split("://", 1)[-1].rstrip("/"),
+        # The URL's host and port, as the gateway's exporter reads it: a path (an OTLP/HTTP
+        # traces URL's /v1/traces) became part of the gRPC target, and every export failed.
+        "target_uri": urlsplit(endpoint).netloc if "://" in endpoint else endpoint.rstrip("/"),
         "stat_prefix": "otlp",
+        # Each export's deadline, which Envoy's tracer does not set: it sends with no timeout
+        # and reads no GrpcService.timeout, so a collector that took a batch and never
+        # answered (blackholed, stopped, hung) held every export open in Envoy, spans and
+        # all, until it answered: memory without bound (about 4 KB a traced request). gRPC
+        # itself applies a service config's method timeout to each call, ending it 1.5-2 s
+        # early as measured in Envoy 1.40 (a 1 s timeout failed every export at once).
+        "channel_args": {"args": {"grpc.service_config": {"string_value": deadline}}},
     }
     if tls_endpoint(endpoint):
         # The CA itself, as read now (saxgw checked the file at start), not its name: an
@@ -225,8 +249,7 @@ def _tracing(settings: EnvoySettings) -> dict[str, object] | None:
     if not endpoint:
         return None
     service: dict[str, object] = {
-        "google_grpc": _otlp_channel(endpoint, settings.otlp_certificate),
-        "timeout": "1s",
+        "google_grpc": _otlp_channel(settings, endpoint),
     }
     if settings.otlp_headers:
         service["initial_metadata"] = [{"key": k, "value": v} for k, v in settings.otlp_headers]

@@ -63,8 +63,46 @@ class ExportFailures(logging.Filter):
         return True
 
 
-def _carrier(metadata: Metadata) -> dict[str, str]:
-    return {k: v for k, v in metadata if k in ("traceparent", "tracestate") and isinstance(v, str)}
+#: The loggers of the OpenTelemetry API's reading of a caller's ``tracestate``: a WARNING,
+#: with the caller's text in it, for each header that does not parse (a bad member, more than
+#: 32, over 512 characters).
+CALLER_TRACESTATE_LOGGERS = (
+    "opentelemetry.trace.span",
+    "opentelemetry.trace.propagation.tracecontext",
+)
+
+
+class CallerTraceState(logging.Filter):
+    """Drops the parser's lines about a caller's ``tracestate``: any caller could put one in
+    the gateway's log with every call. The header is dropped and the trace goes on, as W3C
+    Trace Context asks; a caller's malformed header is no fault of the gateway's."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.WARNING
+
+
+def _add_filter(logger: str, new: logging.Filter) -> None:
+    """Adds ``new`` to ``logger`` in place of a filter of its class (one per process, however
+    many ``Tracing`` objects are made)."""
+    log = logging.getLogger(logger)
+    for old in [f for f in log.filters if type(f) is type(new)]:
+        log.removeFilter(old)
+    log.addFilter(new)
+
+
+def _carrier(metadata: Metadata) -> dict[str, str | list[str]]:
+    """The caller's trace context; several ``tracestate`` headers are one list, in order
+    (W3C Trace Context, as RFC 9110 joins a field's lines), where a dict kept the last."""
+    carrier: dict[str, str | list[str]] = {}
+    states: list[str] = []
+    for key, value in metadata:
+        if key == "traceparent" and isinstance(value, str):
+            carrier[key] = value
+        elif key == "tracestate" and isinstance(value, str):
+            states.append(value)
+    if states:
+        carrier["tracestate"] = [",".join(states)]
+    return carrier
 
 
 class Tracing:
@@ -106,10 +144,9 @@ class Tracing:
         )
         self._exporter = exporter
         self._provider.add_span_processor(BatchSpanProcessor(exporter))
-        exporter_log = logging.getLogger(EXPORTER_LOGGER)
-        for old in [f for f in exporter_log.filters if isinstance(f, ExportFailures)]:
-            exporter_log.removeFilter(old)
-        exporter_log.addFilter(ExportFailures())
+        _add_filter(EXPORTER_LOGGER, ExportFailures())
+        for logger in CALLER_TRACESTATE_LOGGERS:
+            _add_filter(logger, CallerTraceState())
         self._tracer = self._provider.get_tracer("sax-gateway", __version__)
 
     def server_span(self, full_method: str, metadata: Metadata) -> Span:

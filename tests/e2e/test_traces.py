@@ -49,11 +49,14 @@ Spans = list[trace_pb2.Span]
 def traced(
     stack: Stack, receiver: Receiver, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    telemetry = TelemetrySettings(otlp_endpoint=receiver.endpoint)
+    # A collector URL with a path (as an OTLP/HTTP traces URL has): the gateway's exporter
+    # reads its host and port only, and Envoy's made the path part of its gRPC target, so
+    # that every one of its exports failed, and its spans were lost without a word.
+    telemetry = TelemetrySettings(otlp_endpoint=f"{receiver.endpoint}/v1/traces")
     settings = StackSettings(
         gateway=dataclasses.replace(stack.settings.gateway, telemetry=telemetry),
         gateway_ports=(free_port(),),
-        envoy=loopback_envoy(),
+        envoy=loopback_envoy(otlp_timeout=4.0),  # the test of a hung collector waits it out
         log_dir=str(tmp_path_factory.mktemp("traced")),
     )
     with Stack(settings) as running:
@@ -352,3 +355,27 @@ def _gateway_log_line(stack: Stack, marker: str, timeout: float = 10.0) -> dict[
             [line] = lines
             return dict(line)
         time.sleep(0.1)
+
+
+def test_envoy_gives_up_an_export_the_collector_never_answers(
+    traced: Stack, receiver: Receiver
+) -> None:
+    # Envoy's tracer sent each batch with no deadline (it reads no GrpcService.timeout): a
+    # collector that took batches and never answered (hung, stopped, blackholed) had every
+    # export held open in Envoy with its spans, about 4 KB a traced request, for as long as it
+    # stayed so; a quarter of an hour of it is gigabytes. (Envoy waits 10 s by default.)
+    exports = "grpc.otlp.streams_total"
+    ended = "grpc.otlp.streams_closed_[0-9]+"
+    with receiver.hung():
+        before = envoy_stat(traced, exports)
+        with httpx.Client(base_url=traced.http_url, timeout=30) as http:
+            for _ in range(10):  # Envoy sends its spans 5 at a time
+                assert http.get("/listcells").status_code == 200
+        deadline = time.monotonic() + traced.envoy.otlp_timeout + 3
+        while envoy_stat(traced, exports) <= before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        sent = envoy_stat(traced, exports)
+        assert sent > before, "Envoy sent no spans"
+        while envoy_stat(traced, ended) < sent and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert envoy_stat(traced, ended) == sent, "exports still open past their deadline"

@@ -235,6 +235,46 @@ def test_a_sax_call_continues_the_callers_trace() -> None:
     assert dict(metadata)["traceparent"] == f"00-{TRACE_ID}-{sax_context.span_id:016x}-01"
 
 
+@pytest.mark.parametrize(
+    "tracestate",
+    [
+        pytest.param("vendor=ok,bad member", id="malformed"),
+        pytest.param(",".join(f"k{i}=v" for i in range(33)), id="33-members"),
+        pytest.param(f"k={'v' * 600}", id="over-512"),
+        pytest.param(("a=1", "b=2,=3"), id="second-header-malformed"),
+    ],
+)
+def test_a_callers_tracestate_that_does_not_parse_is_dropped_without_a_log_line(
+    caplog: pytest.LogCaptureFixture, tracestate: str | tuple[str, ...]
+) -> None:
+    # OpenTelemetry's parser logged a WARNING for each such header, with the caller's text
+    # in it: any caller could put a line (of up to 512 characters of its own) into the
+    # gateway's log with every call. W3C Trace Context: the tracestate is dropped, and the
+    # trace goes on.
+    caplog.set_level(logging.DEBUG)
+    tracing = Tracing("http://127.0.0.1:4317", "sax-gateway")
+    states = (tracestate,) if isinstance(tracestate, str) else tracestate
+    metadata = (("traceparent", TRACEPARENT), *(("tracestate", s) for s in states))
+    server = tracing.server_span("/saxgateway.v1.SaxGateway/Generate", metadata)
+    tracing.shutdown()
+    context = server.get_span_context()
+    assert f"{context.trace_id:032x}" == TRACE_ID
+    assert context.trace_state.to_header() == ""
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_a_callers_tracestate_in_several_headers_is_one_list() -> None:
+    # W3C Trace Context: several tracestate headers are one list, in order (RFC 9110); the
+    # gateway kept the last header only, so its span and its calls to Sax lost the others.
+    tracing = Tracing("http://127.0.0.1:4317", "sax-gateway")
+    metadata = (("traceparent", TRACEPARENT), ("tracestate", "a=1"), ("tracestate", "b=2,c=3"))
+    server = tracing.server_span("/saxgateway.v1.SaxGateway/Generate", metadata)
+    _, sent = tracing.client_span(server, "lm.Generate", "10.0.0.7:14001", 1)
+    tracing.shutdown()
+    assert server.get_span_context().trace_state.to_header() == "a=1,b=2,c=3"
+    assert dict(sent)["tracestate"] == "a=1,b=2,c=3"
+
+
 def _connection_manager(settings: EnvoySettings) -> dict[str, Any]:
     config = yaml.safe_load(render(settings))
     [listener] = config["static_resources"]["listeners"]
@@ -385,6 +425,14 @@ def test_envoy_config_for_containers_traces_as_the_pods_variables_say(
     out = tmp_path / "out"
     assert main(["envoy-config", "--gateway", "gateway:50051", "--out", str(out)]) == 0
     service = _tracer(yaml.safe_load((out / "envoy.yaml").read_text()))["grpc_service"]
+    # Each export's deadline (tests/e2e/test_traces.py: a collector that never answers).
+    [method] = json.loads(
+        service["google_grpc"].pop("channel_args")["args"]["grpc.service_config"]["string_value"]
+    )["methodConfig"]
+    assert method == {
+        "name": [{"service": "opentelemetry.proto.collector.trace.v1.TraceService"}],
+        "timeout": "10s",  # OpenTelemetry's default export timeout, the gateways' too
+    }
     assert service["google_grpc"] == {
         "target_uri": "collector.test:4317",
         "stat_prefix": "otlp",

@@ -54,7 +54,8 @@ class ModelChanges:
         admin_for: Callable[[naming.CellId], CellAdmin],
         forget: Callable[[str], None],
     ) -> None:
-        """``forget`` drops what the client knows of a model, after each Update of it."""
+        """``forget`` drops what the client knows of a model (but its replicas), after each
+        Update of it."""
         self._admin_for = admin_for
         self._forget = forget
         # One change of a model at a time (held while one runs: the entry then goes away).

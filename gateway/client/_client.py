@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from functools import partial
 from collections.abc import AsyncGenerator, Mapping
 from typing import TypeVar
 
@@ -78,7 +79,9 @@ class Client(AsyncClosing, DataCalls):
         # The base Observer watches nothing: pass None down so the hot path skips the hooks.
         self._observer = None if observer is None or type(observer) is Observer else observer
         self._router = Router(admin_for=self._admin, settings=settings, observer=self._observer)
-        self._changes = ModelChanges(admin_for=self._admin, forget=self._router.forget)
+        self._changes = ModelChanges(
+            admin_for=self._admin, forget=partial(self._router.forget, keep_replicas=True)
+        )
 
     async def close(self) -> None:
         """Stops the address watches and closes every channel."""

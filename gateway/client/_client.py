@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from functools import partial
 from collections.abc import AsyncGenerator, Mapping
+from functools import partial
 from typing import TypeVar
 
 import grpc
@@ -198,8 +198,9 @@ class Client(AsyncClosing, DataCalls):
         overrides: Mapping[str, str] | None = None,
         timeout: float | None = None,
         deadline: Deadline | None = None,
-    ) -> None:
-        """Changes the given fields of a published model (read, modify, Update).
+    ) -> ModelDetail:
+        """Changes the given fields of a published model (read, modify, Update); returns the
+        model as this change wrote it (its replicas as they were just before).
 
         Sax's Update takes the whole model, so two changes that read it at once would each
         write back what the other changed: see `ModelChanges`."""
@@ -216,7 +217,8 @@ class Client(AsyncClosing, DataCalls):
                 current.overrides.clear()
                 current.overrides.update(overrides)
 
-        await self._changes.apply(model, change, self._admin_deadline(timeout, deadline))
+        written = await self._changes.apply(model, change, self._admin_deadline(timeout, deadline))
+        return ModelDetail.from_proto(written)
 
     async def unpublish(
         self, model_id: str, *, timeout: float | None = None, deadline: Deadline | None = None

@@ -145,6 +145,24 @@ async def test_an_unpublish_whose_reply_was_lost_succeeds(
         await client.unpublish(MODEL)
 
 
+async def test_an_unpublish_of_a_model_never_published_is_not_found_however_it_goes(
+    lossy: tuple[Client, LosingAdmin],
+) -> None:
+    # Its attempt lost (the admin killed as it came), the retry's NOT_FOUND was taken for the
+    # lost attempt's doing: 200 for a model that never was (a stress of writes with the admin
+    # SIGKILLed: an unpublish acknowledged for a model unpublished a minute before).
+    client, admin = lossy
+    admin.lose = 1
+    with pytest.raises(NotFoundError):
+        await client.unpublish(MODEL)
+    # One that was published still succeeds so.
+    admin.lose = 0
+    await client.publish(MODEL, "some.Model", "None", 1)
+    admin.lose = 1
+    await client.unpublish(MODEL)
+    assert admin.calls == ["Publish", "Unpublish", "Unpublish"]
+
+
 async def test_a_change_saved_as_another_admin_took_the_cell_over_succeeds(
     lossy: tuple[Client, LosingAdmin],
 ) -> None:

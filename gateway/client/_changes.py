@@ -54,7 +54,8 @@ class ModelChanges:
         admin_for: Callable[[naming.CellId], CellAdmin],
         forget: Callable[[str], None],
     ) -> None:
-        """``forget`` drops what the client knows of a model, after each Update of it."""
+        """``forget`` drops what the client knows of a model (but its replicas), after each
+        Update of it."""
         self._admin_for = admin_for
         self._forget = forget
         # One change of a model at a time (held while one runs: the entry then goes away).
@@ -67,8 +68,9 @@ class ModelChanges:
         model: naming.ModelId,
         change: Callable[[admin_pb2.Model], None],
         deadline: Deadline,
-    ) -> None:
-        """Reads the model, applies ``change`` to it, and Updates it with the result."""
+    ) -> admin_pb2.PublishedModel:
+        """Reads the model, applies ``change`` to it, and Updates it with the result, which it
+        returns (with the serving addresses read)."""
         lock = self._updating.get(model.id)
         if lock is None:
             lock = self._updating[model.id] = asyncio.Lock()
@@ -82,12 +84,13 @@ class ModelChanges:
         try:
             delays = backoff_delays()
             while True:
-                current = (await list_one(self._admin_for(model.cell), model, deadline)).model
+                published = await list_one(self._admin_for(model.cell), model, deadline)
+                current = published.model
                 expect = revision(current)
                 change(current)
                 try:
                     await self._update(model, current, deadline, expect=expect)
-                    return
+                    return published
                 except AbortedError:
                     delay = next(delays)
                     if not deadline.allows(delay):

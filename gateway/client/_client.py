@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import AsyncGenerator, Mapping
+from functools import partial
 from typing import TypeVar
 
 import grpc
@@ -78,7 +79,9 @@ class Client(AsyncClosing, DataCalls):
         # The base Observer watches nothing: pass None down so the hot path skips the hooks.
         self._observer = None if observer is None or type(observer) is Observer else observer
         self._router = Router(admin_for=self._admin, settings=settings, observer=self._observer)
-        self._changes = ModelChanges(admin_for=self._admin, forget=self._router.forget)
+        self._changes = ModelChanges(
+            admin_for=self._admin, forget=partial(self._router.forget, keep_replicas=True)
+        )
 
     async def close(self) -> None:
         """Stops the address watches and closes every channel."""
@@ -195,8 +198,9 @@ class Client(AsyncClosing, DataCalls):
         overrides: Mapping[str, str] | None = None,
         timeout: float | None = None,
         deadline: Deadline | None = None,
-    ) -> None:
-        """Changes the given fields of a published model (read, modify, Update).
+    ) -> ModelDetail:
+        """Changes the given fields of a published model (read, modify, Update); returns the
+        model as this change wrote it (its replicas as they were just before).
 
         Sax's Update takes the whole model, so two changes that read it at once would each
         write back what the other changed: see `ModelChanges`."""
@@ -213,7 +217,8 @@ class Client(AsyncClosing, DataCalls):
                 current.overrides.clear()
                 current.overrides.update(overrides)
 
-        await self._changes.apply(model, change, self._admin_deadline(timeout, deadline))
+        written = await self._changes.apply(model, change, self._admin_deadline(timeout, deadline))
+        return ModelDetail.from_proto(written)
 
     async def unpublish(
         self, model_id: str, *, timeout: float | None = None, deadline: Deadline | None = None

@@ -57,6 +57,8 @@ class AddressTable:
         self._seed = seed
         self.addresses: tuple[str, ...] = ()  # sorted
         self.known = False  # whether the admin has answered at least once
+        # The admin_server_id of the admin incarnation that last answered ("": none yet).
+        self.incarnation = ""
         self.error: SaxError | None = None  # final: the watch ended (e.g. model unpublished)
         # When the admin was asked for the answer in ``error`` (monotonic): only calls that
         # began before then may take it as the truth; later ones ask again.
@@ -123,6 +125,14 @@ class AddressTable:
         self.known = True
         self._notify()
 
+    def carry(self, older: AddressTable) -> None:
+        """Starts from what ``older``, the model's table (answered) before a change made to
+        it, knew:
+        its replicas serve on while the admin is asked anew, and, should the admin be
+        restarting, until the model servers have re-joined it (`RESTART_HOLD_S`)."""
+        self.incarnation = older.incarnation
+        self.set_addresses(set(older.addresses))
+
     def set_error(self, error: SaxError, *, asked_at: float) -> None:
         self.error = error
         self.error_asked_at = asked_at
@@ -173,7 +183,7 @@ async def watch(
 ) -> None:
     """Keeps ``table`` current until the model is gone (then sets ``table.error``)."""
     server_id, seqno, current = "", 0, set[str]()
-    incarnation = ""  # the admin_server_id of the admin that last answered
+    incarnation = table.incarnation  # the admin_server_id of the admin that last answered
     hold_until = 0.0  # while later, an empty set from a restarted admin is not applied
     while True:
         request = admin_pb2.WatchLocRequest(
@@ -232,7 +242,7 @@ async def watch(
         # as 0), with the whole set: a full set, or (upstream's, while its log is short) every
         # change since 0 and no full set. Either way nothing we held before is still in it.
         whole = seqno == 0 or not same
-        server_id = incarnation = response.admin_server_id
+        server_id = incarnation = table.incarnation = response.admin_server_id
         if result.has_fullset:
             current = set(result.values)
         elif whole:

@@ -3,8 +3,9 @@
 An admin may apply a change and save it, then die (or lose its connection) before its answer
 arrives; the client retries UNAVAILABLE, and the retry finds the change already made:
 ALREADY_EXISTS for a publish, NOT_FOUND for an unpublish. Only after such an attempt, a
-publish that finds the model defined exactly as it asked, and an unpublish that finds it
-gone, have succeeded; any other conflict is raised as before::
+publish that finds the model defined exactly as it asked, and an unpublish that finds gone
+a model that was published when it began, have succeeded; any other conflict is raised as
+before::
 
     await publish(admin, request, deadline)     # raises AlreadyExistsError for another model
 """
@@ -38,7 +39,10 @@ async def unpublish(
     admin: CellAdmin, request: admin_pb2.UnpublishRequest, deadline: Deadline
 ) -> None:
     """Unpublishes ``request.model_id``; NOT_FOUND unless after an attempt whose answer was
-    lost (the model is gone either way, which is what was asked)."""
+    lost (the model is gone either way, which is what was asked). It is listed first: a
+    model that was not published gets its NOT_FOUND, however the attempts go (taken for a
+    lost answer's, the unpublish of a model that never was succeeded)."""
+    await admin.call(LIST, admin_pb2.ListRequest(model_id=request.model_id), deadline=deadline)
     attempts = Attempts()
     try:
         await admin.call(UNPUBLISH, request, deadline=deadline, attempts=attempts)

@@ -190,18 +190,26 @@ class Router:
         if self._observer is not None:
             self._observer.model_gone(model_id)
 
-    def forget(self, model_id: str) -> None:
+    def forget(self, model_id: str, *, keep_replicas: bool = False) -> None:
         """Drops what is known of the model (after this client published or updated it): the
         next call, and every call waiting for it, asks the admin anew, and a model this
         client watched is watched anew at once. The observer hears of its replicas from the
         new watch: reported as none meanwhile, a model that served showed 0 replicas after
         an ACL change, and its old count after a change of its replicas, until a call of it
-        came to this process."""
+        came to this process. ``keep_replicas`` (a model updated, which its replicas go on
+        serving): calls go to the replicas known until the admin answers the new watch;
+        dropped, an update answered (or lost) as the admin died left the model's calls
+        UNAVAILABLE until it was back, though its replicas served all along."""
+        older = self._tables.get(model_id)
+        # Taken before `_drop`, which sets its error.
+        kept = keep_replicas and older is not None and older.known and older.error is None
         if not self._drop(model_id) or self._closed:
             return
         # Its cell's admin may answer no new watch now: the next call asks again.
         with contextlib.suppress(UnavailableError):
-            self._open(model_id)
+            table = self._open(model_id)
+            if kept and older is not None:
+                table.carry(older)
 
     def _drop(self, model_id: str) -> bool:
         """Drops the model's table, if it has one (whether it had)."""

@@ -192,16 +192,16 @@ class SaxGatewayServicer(MultimodalMethods, MediaMethods, gateway_pb2_grpc.SaxGa
     ) -> pb.UpdateModelResponse:
         model = _defined_model(request, publish=False)
         f.overrides(request.overrides)
-        deadline = self._deadline(context)
-        await self._client.update(
+        # The definition this update wrote: a read after it could find the model unpublished
+        # (404) or the admin gone (503) by then, for an update that was made.
+        detail = await self._client.update(
             model,
             model_path=request.model_path or None,
             checkpoint=request.checkpoint or None,
             num_replicas=f.replicas(request.replicas) if request.HasField("replicas") else None,
             overrides=dict(request.overrides) or ({} if request.clear_overrides else None),
-            deadline=deadline,
+            deadline=self._deadline(context),
         )
-        detail = await self._client.list_detail(model, deadline=deadline)
         return pb.UpdateModelResponse(
             model=model,
             path=detail.model_path,

@@ -219,8 +219,12 @@ async def test_a_model_changed_before_its_servers_rejoin_serves_its_new_definiti
     tmp_path: Path, change: str
 ) -> None:
     # The servers re-joined with the old definition loaded, and the admin took their copies
-    # as replicas of the new one: every call answered "old words" for good.
-    async with EmbeddedCell(_slow_rejoin(tmp_path), log_level="WARNING") as cell:
+    # as replicas of the new one: every call answered "old words" for good. Their copies
+    # unloaded, an updated model then got no replica until the restarted admin's wait for
+    # re-joining servers ended (adopt_wait, 30 s by default), though it has nothing left to
+    # take over from them: long here, so that only a model placed at once is ready in time.
+    settings = dataclasses.replace(_slow_rejoin(tmp_path), adopt_wait=60.0)
+    async with EmbeddedCell(settings, log_level="WARNING") as cell:
         async with admin_stub(cell.admin_address) as admin:
             model_id = await publish(admin, "changed", replicas=2, overrides={"text": "old words"})
         await cell.restart_admin(kill=True, wait_for_joins=False)

@@ -11,6 +11,8 @@ import pytest
 
 from gateway.cell import EmbeddedCell
 from gateway.client import CallOptions, Client, ClientSettings
+from tests._approx import approx
+from tests._stacks import stopped
 from tests.integration._client_fixtures import (
     CELL,
     SEED_LM,
@@ -48,6 +50,14 @@ async def test_kill_one_replica_and_the_admin_under_load(cell_processes: Embedde
             if addresses == [cell.model_servers[0].address]:
                 break
         assert (await client.list_detail(model_id, timeout=30)).active_replicas == 1
+
+        # An update answered as the admin hangs (SIGSTOP before the client's new watch of the
+        # model is answered): the replica known serves on. The client dropped it with the
+        # model's old definition, so calls waited for the admin and failed UNAVAILABLE (5 s).
+        await client.update(model_id, num_replicas=1)
+        with stopped(cell.admin_pid):
+            reply = await client.lm_generate(model_id, "on", CallOptions(timeout=30))
+        assert reply == [("on", approx(-0.1))]
 
 
 async def test_seed_model_generates(cell_processes: EmbeddedCell) -> None:

@@ -13,11 +13,14 @@ from pathlib import Path
 
 import grpc
 import pytest
+from saxgateway.v1 import gateway_pb2, gateway_pb2_grpc
 from saxml.protobuf import admin_pb2, admin_pb2_grpc
 
 from gateway.client import AlreadyExistsError, Client, ClientSettings, NotFoundError
 from gateway.common.rpc import Context
+from tests._grpc import aio_channel
 from tests.integration._cell_fixtures import client_of_stand_in_admin, stand_in_admin
+from tests.integration._gateway_fixtures import running_gateway
 
 CELL = "/sax/lost"
 MODEL = f"{CELL}/lm"
@@ -33,6 +36,10 @@ class LosingAdmin(admin_pb2_grpc.AdminServicer):
         self.calls: list[str] = []
         # Answer the next ``taken_over`` as an admin replaced during its save answers them.
         self.taken_over = 0
+        #: What follows the next Update it answers: another client's unpublish of the model
+        #: ("unpublished"), or the admin going away ("away": List UNAVAILABLE from then on).
+        self.after_update = ""
+        self.away = False
 
     async def _answer(self, context: Context, name: str, error: str | None) -> None:
         self.calls.append(name)
@@ -71,9 +78,26 @@ class LosingAdmin(admin_pb2_grpc.AdminServicer):
         )
         return admin_pb2.UnpublishResponse()
 
+    async def Update(
+        self, request: admin_pb2.UpdateRequest, context: Context
+    ) -> admin_pb2.UpdateResponse:
+        model_id = request.model.model_id
+        gone = model_id not in self.models
+        if not gone:
+            self.models[model_id] = request.model
+        await self._answer(context, "Update", f"{model_id}: NotFound" if gone else None)
+        if self.after_update == "unpublished":
+            del self.models[model_id]
+        elif self.after_update == "away":
+            self.away = True
+        self.after_update = ""
+        return admin_pb2.UpdateResponse()
+
     async def List(
         self, request: admin_pb2.ListRequest, context: Context
     ) -> admin_pb2.ListResponse:
+        if self.away:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "connection reset")
         model = self.models.get(request.model_id)
         if model is None:
             await context.abort(grpc.StatusCode.UNKNOWN, f"{request.model_id}: NotFound")
@@ -121,6 +145,24 @@ async def test_an_unpublish_whose_reply_was_lost_succeeds(
         await client.unpublish(MODEL)
 
 
+async def test_an_unpublish_of_a_model_never_published_is_not_found_however_it_goes(
+    lossy: tuple[Client, LosingAdmin],
+) -> None:
+    # Its attempt lost (the admin killed as it came), the retry's NOT_FOUND was taken for the
+    # lost attempt's doing: 200 for a model that never was (a stress of writes with the admin
+    # SIGKILLed: an unpublish acknowledged for a model unpublished a minute before).
+    client, admin = lossy
+    admin.lose = 1
+    with pytest.raises(NotFoundError):
+        await client.unpublish(MODEL)
+    # One that was published still succeeds so.
+    admin.lose = 0
+    await client.publish(MODEL, "some.Model", "None", 1)
+    admin.lose = 1
+    await client.unpublish(MODEL)
+    assert admin.calls == ["Publish", "Unpublish", "Unpublish"]
+
+
 async def test_a_change_saved_as_another_admin_took_the_cell_over_succeeds(
     lossy: tuple[Client, LosingAdmin],
 ) -> None:
@@ -154,3 +196,32 @@ async def test_a_change_whose_reply_was_lost_is_not_unavailable_while_the_admin_
         admin.lose_until = time.monotonic() + 1.5
         await client.unpublish(MODEL)
     assert list(admin.models) == [f"{MODEL}-b"]
+
+
+@pytest.mark.parametrize("after", ["unpublished", "away"])
+async def test_an_update_the_admin_made_is_answered_with_what_it_wrote(
+    tmp_path: Path, after: str
+) -> None:
+    # The gateway read the model again after its Update to answer with it: an update the
+    # admin had made was 404 'is not published' when another client unpublished the model in
+    # between (measured: an update held up behind a stopped model server, then an unpublish,
+    # with the update in state.proto), and 503 when the admin went away after answering,
+    # though UNAVAILABLE says "not made, retry".
+    admin = LosingAdmin()  # type: ignore[abstract]
+    root = str(tmp_path / "root")
+    settings = ClientSettings(sax_root=root, admin_timeout=10, admin_unreachable_after=0.3)
+    async with (
+        stand_in_admin(admin, root, CELL),
+        running_gateway(root, settings) as server,
+        aio_channel(server.address) as channel,
+    ):
+        admin.models[MODEL] = admin_pb2.Model(
+            model_id=MODEL, model_path="some.Model", checkpoint_path="None", overrides={"k": "v"}
+        )
+        admin.after_update = after
+        request = gateway_pb2.UpdateModelRequest(model=MODEL, replicas=2)
+        reply = await gateway_pb2_grpc.SaxGatewayStub(channel).UpdateModel(request, timeout=10)
+    assert reply == gateway_pb2.UpdateModelResponse(
+        model=MODEL, path="some.Model", checkpoint="None", replicas=2, overrides={"k": "v"}
+    )
+    assert admin.calls == ["Update"]

@@ -145,8 +145,12 @@ class Manager:
 
             def update() -> list[Awaitable[None]]:
                 entry.spec = spec
-                # A server that re-joins with the model has the old definition.
-                entry.restored = entry.restored and not reload
+                if reload:
+                    # A server that re-joins with the model has the old definition, which it
+                    # unloads: nothing is left to take over from servers yet to re-join, so
+                    # its new replicas are placed now, not once the adopt wait ends.
+                    entry.restored = False
+                    entry.adopt_until = 0.0
                 return [m.update(spec, reload=reload) for m in self._modelets.values()]
 
             applied = await self._commit(

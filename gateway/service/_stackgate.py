@@ -7,9 +7,11 @@ for the model, would have run).
 
 A slot that another process frees is not announced: the first call queued in this process
 asks the table for one (a lock held for microseconds) after 1 ms, then at most every
-`POLL_MAX_S`, until its deadline; one that this process frees is taken at once by that call.
-Within a process queued calls keep their order; across processes, the first to ask takes
-it. A gateway run alone keeps `_gates.Gate`, which shares nothing and polls nothing.
+`POLL_MAX_S`, until its deadline. One that this process frees goes to that call at once,
+unless calls are queued in another process too: then it is left to them for `HANDOFF_S`
+(their first call asks within `POLL_MAX_S`), so that no process's queue waits for another's
+to empty. Within a process queued calls keep their order; across processes, the first to ask
+takes a slot. A gateway run alone keeps `_gates.Gate`, which shares nothing and polls nothing.
 
     models = StackCounts(SharedCounts(table, "models"), SharedCounts(table, "queued"))
     gate = StackGate(ModelLimit(max_in_flight=4), models, "/sax/test/lm")
@@ -32,7 +34,9 @@ from gateway.service._gates import out_of_time, shed, wait_end
 #: A queued call asks the table for a slot freed elsewhere after this long, then twice as
 #: long each time, up to `POLL_MAX_S`: what such a slot may stay idle, at most.
 POLL_FIRST_S = 0.001
-POLL_MAX_S = 0.02
+POLL_MAX_S = 0.01
+#: How long a slot freed here is left to calls queued in other processes, before this one's.
+HANDOFF_S = 2 * POLL_MAX_S
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,8 @@ class StackGate:
         self._queue = asyncio.Lock()  # held by the first of this process's queued calls
         self._freed = asyncio.Event()  # a slot of this process given back: wakes that call
         self._waiting = 0
+        self._queued_here = 0  # of the stack's queued calls (`StackCounts.queued`)
+        self._handoff_until = 0.0  # a slot freed here is the other processes' until then
         self.users = 0
 
     @property
@@ -72,7 +78,7 @@ class StackGate:
         """As `Gate.acquire`, its slot and queue the stack's: a call takes a free slot at
         once unless calls wait in this process, joins the queue if the stack's is not full
         (else Busy), and waits until ``deadline`` (or its retries' end) for a slot."""
-        if not self._waiting and self._take():
+        if not self._waiting and now() >= self._handoff_until and self._take():
             return
         if self._max_queued <= 0:
             raise shed(model, 0)
@@ -81,38 +87,34 @@ class StackGate:
             ticket = queued.take(model, self._max_queued)
         except AtLimit as full:
             raise shed(model, full.held) from None
+        self._queued_here += 1
         try:
             await self._wait(model, *wait_end(deadline))
         finally:
+            self._queued_here -= 1
             queued.give(model, ticket)
 
     async def pass_on(self, model: str, deadline: Deadline) -> None:
-        """As `Gate.pass_on`: the slot to a call waiting in this process if there is one, else
-        back to the stack, where a call queued in another process takes it within
-        `POLL_MAX_S`; this request asks for one again after that."""
+        """As `Gate.pass_on`: the slot to the calls waiting for one (`release`), and this
+        request back in line behind this process's."""
         if not self.waiting:
             return
-        others = not self._waiting
         self.release()
-        await self._wait(model, deadline.at, False, first=POLL_MAX_S if others else 0.0)
+        await self._wait(model, deadline.at, False)
 
-    async def _wait(self, model: str, until: float, busy: bool, first: float = 0.0) -> None:
+    async def _wait(self, model: str, until: float, busy: bool) -> None:
         """Waits behind this process's earlier calls, then asks the table for a slot, until
         ``until``: then Busy if ``busy``, else DeadlineExceededError (`_gates.out_of_time`)."""
         self._waiting += 1
         try:
             async with asyncio.timeout(None if until == math.inf else until - now()):
                 async with self._queue:
-                    if not first and self._take():
-                        return
-                    pause = first or POLL_FIRST_S
-                    while True:
+                    pause = POLL_FIRST_S
+                    while now() < self._handoff_until or not self._take():
                         self._freed.clear()
                         with contextlib.suppress(TimeoutError):
                             async with asyncio.timeout(pause):
                                 await self._freed.wait()
-                        if self._take():
-                            return
                         pause = min(pause * 2, POLL_MAX_S)
         except TimeoutError:
             raise out_of_time(model, busy) from None
@@ -124,5 +126,10 @@ class StackGate:
         return not self.waiting and self._take()
 
     def release(self) -> None:
+        """Gives the slot back: to the first call queued here at once, unless calls are
+        queued in another process (then to them, for `HANDOFF_S`)."""
         self._counts.running.give(self._model, self._tickets.pop())
-        self._freed.set()
+        if self._counts.queued.held(self._model) > self._queued_here:
+            self._handoff_until = now() + HANDOFF_S
+        else:
+            self._freed.set()

@@ -454,9 +454,10 @@ def _tables(tmp_path: Path) -> list[SlotTable]:
     return [SlotTable(str(tmp_path / "slots"), worker) for worker in (0, 1)]
 
 
-def _model_limited(table: SlotTable) -> Access:
-    """A gateway process whose models run one call at once in its stack, one more queued."""
-    settings = AccessSettings(model=ModelLimit(max_in_flight=1, max_queued=1))
+def _model_limited(table: SlotTable, max_queued: int = 1) -> Access:
+    """A gateway process whose models run one call at once in its stack, ``max_queued`` more
+    queued."""
+    settings = AccessSettings(model=ModelLimit(max_in_flight=1, max_queued=max_queued))
     models = StackCounts(SharedCounts(table, "models"), SharedCounts(table, "queued"))
     return Access(settings, FakeClient(), models=models)  # type: ignore[arg-type]
 
@@ -523,6 +524,39 @@ async def test_a_call_queued_in_another_worker_takes_the_slot_a_request_passes_o
         calls.end(1)
         assert await request == [0, 1] and calls.peak == 1
         assert tables[0].held("models:" + MODEL) == 0 and first._gates == {}
+    finally:
+        for table in tables:
+            table.close()
+
+
+async def test_a_worker_gives_a_freed_slot_to_a_call_queued_before_its_own(
+    tmp_path: Path,
+) -> None:
+    # Before, a process woke its own first queued call when it freed a slot, at once, ahead
+    # of the other process's poll: while its own queue lasted, a call queued first in the
+    # other process never ran (under steady load, until its deadline).
+    tables = _tables(tmp_path)
+    first, second = (_model_limited(table, max_queued=2) for table in tables)
+    calls = Calls()
+    try:
+        held = asyncio.create_task(_request(second, calls, ["held"]))
+        await _settled()
+        early = asyncio.create_task(_request(first, calls, ["early"]))
+        await asyncio.sleep(0.01)
+        late = asyncio.create_task(_request(second, calls, ["late"]))
+        await asyncio.sleep(0.01)
+        calls.end("held")
+        await held
+        while len(calls.began) < 2:
+            await asyncio.sleep(0.001)
+        assert calls.began == ["held", "early"]
+        calls.end("early")
+        await early
+        while len(calls.began) < 3:  # the other process's call, queued meanwhile
+            await asyncio.sleep(0.001)
+        calls.end("late")
+        await late
+        assert calls.began == ["held", "early", "late"] and calls.peak == 1
     finally:
         for table in tables:
             table.close()

@@ -270,7 +270,7 @@ class BenchStack:
             self._wait("admin-proxy", f"127.0.0.1:{port}")
         views = {name: self._view_root(name, port) for name, port in self.proxy_ports.items()}
         asyncio.run(self._publish())
-        # The many-streams model's own per-process limit of calls in flight (quotas.models in
+        # The many-streams model's own limit of calls in flight in the stack (quotas.models in
         # docs/config.md; 64 by default), as an operator raises it for a long-streaming model.
         config = self.workdir / "saxgw.yaml"
         config.write_text(

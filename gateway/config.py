@@ -150,7 +150,8 @@ class TelemetrySettings:
 
 @dataclass(frozen=True, kw_only=True)
 class ModelLimit:
-    """Calls to one model in flight in one gateway process, and how many more may wait."""
+    """Calls to one model in flight in the stack (its gateway processes together), and how
+    many more may wait."""
 
     max_in_flight: int = 64
     max_queued: int = 256

@@ -1,6 +1,7 @@
 """Counts that the gateway processes of one stack share, so that a per-client limit
-(calls in flight, open streams) holds for the stack, as Envoy's rate limits do, and not once
-per process (counted in each, ``max_concurrent: 4`` allowed 16 under `saxgw up --workers 4`).
+(calls in flight, open streams) or a model's (calls in flight, queued) holds for the stack,
+as Envoy's rate limits do, and not once per process (counted in each, ``max_concurrent: 4``
+allowed 16 under `saxgw up --workers 4`).
 
 One file, mapped into every process (`mmap`): a header, a column of row keys (a 64-bit hash
 of the counted key), and one column of counts per worker, each on pages of its own. A worker
@@ -251,7 +252,8 @@ class SlotTable:
         if now - self._warned >= 60:
             self._warned = now
             log.warning(
-                "slot table %s: %s; per-client limits count in each process alone meanwhile",
+                "slot table %s: %s; per-client and per-model limits count in each process alone "
+                "meanwhile",
                 self.path,
                 why,
             )

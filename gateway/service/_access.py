@@ -34,6 +34,7 @@ from gateway.service._bindings import path_check
 from gateway.service._counts import Counts, LocalCounts
 from gateway.service._fields import with_slash
 from gateway.service._gates import UNLIMITED, Gate, Slot, Unlimited
+from gateway.service._stackgate import StackCounts, StackGate
 from gateway.service._streams import Caller, client_of
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ NAMED_METHODS = {"Custom": "method_name"}
 MODEL_CALLS = frozenset(SAX_METHODS) | frozenset(NAMED_METHODS)
 ANONYMOUS = "anonymous"
 _T = TypeVar("_T")
+#: A model's gate: this process's own, or one counting in the stack's table.
+ModelGate = Gate | StackGate
 
 
 class Access:
@@ -82,10 +85,14 @@ class Access:
         client: Client,
         counts: Counts | None = None,
         board: Changes | None = None,
+        models: StackCounts | None = None,
     ) -> None:
         self._settings = settings
         self._client = client
-        self._gates: dict[str, Gate] = {}
+        self._gates: dict[str, ModelGate] = {}
+        # Each model's calls in flight and queued: this process's own, unless the stack's
+        # gateway processes share theirs (then `quotas.model` is the stack's limit).
+        self._models = models
         # Calls in flight per client: this process's own, unless the stack's gateway
         # processes share theirs (`saxgw up --workers N`: the limit is the stack's).
         self._per_client = counts if counts is not None else LocalCounts()
@@ -190,6 +197,16 @@ class Access:
                 return UNLIMITED  # nothing counted: no cost where no limit is configured
         return Slot(self._per_client, client, limit)
 
+    def _gate(self, model: str) -> ModelGate:
+        """The model's gate, made at its first call in flight or queued here."""
+        gate = self._gates.get(model)
+        if gate is None:
+            limit = self._settings.models.get(model, self._settings.model)
+            models = self._models
+            gate = Gate(limit) if models is None else StackGate(limit, models, model)
+            self._gates[model] = gate
+        return gate
+
 
 class _Admission(AbstractAsyncContextManager["_Admission"]):
     """`Access.admit`, as a plain object rather than an ``@asynccontextmanager``: every open
@@ -218,7 +235,7 @@ class _Admission(AbstractAsyncContextManager["_Admission"]):
     ) -> None:
         self._access, self._method, self._request = access, method, request
         self._context, self._deadline = context, deadline
-        self._gate: Gate | None = None
+        self._gate: ModelGate | None = None
         self._slot: Slot | Unlimited | None = None
         self._model = ""
         self._holds = False  # a slot of ``_gate``
@@ -245,11 +262,7 @@ class _Admission(AbstractAsyncContextManager["_Admission"]):
         await access._check_acl(client, model, sax_method, deadline)
         slot = access._client_slot(client, self._context)
         slot.__enter__()
-        gate = access._gates.get(model)
-        if gate is None:
-            gate = access._gates[model] = Gate(
-                access._settings.models.get(model, access._settings.model)
-            )
+        gate = access._gate(model)
         gate.users += 1
         try:
             await gate.acquire(model, deadline)
@@ -338,7 +351,7 @@ class _Admission(AbstractAsyncContextManager["_Admission"]):
                 gate.release()
             self._leave(gate, self._model, slot)
 
-    def _leave(self, gate: Gate, model: str, slot: Slot | Unlimited) -> None:
+    def _leave(self, gate: ModelGate, model: str, slot: Slot | Unlimited) -> None:
         gate.users -= 1
         if not gate.users:
             del self._access._gates[model]

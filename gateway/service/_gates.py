@@ -30,6 +30,33 @@ class Busy(ResourceExhaustedError):
 _SAME_S = 0.001
 
 
+def shed(model: str, waiting: int) -> Busy:
+    """The refusal of a call that finds the model's slots taken and its queue full."""
+    log.debug("model=%s shed a call: %d waiting", model, waiting)
+    return Busy(f"{model} is at its limit of calls in flight and queued; retry later")
+
+
+def wait_end(deadline: Deadline) -> tuple[float, bool]:
+    """Until when a queued call waits, and whether its end is its retries' (then Busy): they
+    end its wait if they end sooner (by more than the µs between reading one grpc deadline
+    twice: both may be that deadline)."""
+    busy = deadline.retry_by < deadline.at - _SAME_S
+    return (deadline.retry_by if busy else deadline.at), busy
+
+
+def out_of_time(model: str, busy: bool) -> Exception:
+    """The end of a queued call whose wait ran out: Busy if ``busy`` (its retries ended),
+    else DeadlineExceededError."""
+    if busy:
+        log.debug("model=%s shed a queued call: no slot before its retries ended", model)
+        return Busy(
+            f"{model} is at its limit of calls in flight: no slot came free in time; retry later"
+        )
+    return DeadlineExceededError(
+        f"call to {model} exceeded its deadline waiting in the model's queue for a free slot"
+    )
+
+
 class Gate:
     """At most ``max_in_flight`` calls at once; ``max_queued`` more wait; the rest are Busy."""
 
@@ -50,12 +77,8 @@ class Gate:
             await self._slots.acquire()  # free: taken without a wait, so nothing to bound
             return
         if self.waiting >= self._max_queued:
-            log.debug("model=%s shed a call: %d waiting", model, self.waiting)
-            raise Busy(f"{model} is at its limit of calls in flight and queued; retry later")
-        # The wait ends when retries do, if they end sooner (by more than the µs between
-        # reading one grpc deadline twice: both may be that deadline).
-        busy = deadline.retry_by < deadline.at - _SAME_S
-        await self._wait(model, deadline.retry_by if busy else deadline.at, busy)
+            raise shed(model, self.waiting)
+        await self._wait(model, *wait_end(deadline))
 
     async def pass_on(self, model: str, deadline: Deadline) -> None:
         """Between two calls of one request that holds a slot (an OpenAI request's prompts):
@@ -78,16 +101,7 @@ class Gate:
             async with asyncio.timeout(None if until == math.inf else until - now()):
                 await self._slots.acquire()
         except TimeoutError:
-            if busy:
-                log.debug("model=%s shed a queued call: no slot before its retries ended", model)
-                raise Busy(
-                    f"{model} is at its limit of calls in flight: no slot came free in time; "
-                    "retry later"
-                ) from None
-            raise DeadlineExceededError(
-                f"call to {model} exceeded its deadline waiting in the model's queue for a "
-                "free slot"
-            ) from None
+            raise out_of_time(model, busy) from None
         finally:
             self.waiting -= 1
 

@@ -30,6 +30,7 @@ from gateway.service._metrics import FLUSH_INTERVAL_S, GatewayMetrics, use_direc
 from gateway.service._observe import GatewayObserver, TelemetryInterceptor
 from gateway.service._reflection import enable_reflection
 from gateway.service._servicer import SaxGatewayServicer
+from gateway.service._stackgate import StackCounts
 from gateway.service._streams import StreamSlots
 from gateway.service._tracing import Tracing
 from gateway.service.openai import OpenAIGatewayServicer, report_error
@@ -135,13 +136,17 @@ class GatewayServer:
             client = Client(settings.client, observer=observer)
         # Per-client limits count with the stack's other gateway processes, if it has any,
         # and ACL changes made through one are known to the others (its change board).
+        # So are each model's calls in flight and queued (`quotas.model`); a process run
+        # alone keeps its own, without the table's lock.
         table = None
         calls: Counts = LocalCounts()
         open_streams: Counts = LocalCounts()
+        models = None
         if settings.shared_slots is not None:
             table = SlotTable(settings.shared_slots.path, settings.shared_slots.worker)
             calls, open_streams = SharedCounts(table, "calls"), SharedCounts(table, "streams")
-        access = Access(settings.access, client, calls, board=table)
+            models = StackCounts(SharedCounts(table, "models"), SharedCounts(table, "queued"))
+        access = Access(settings.access, client, calls, board=table, models=models)
         tokens = TokenCounter(settings.models)
         streams = StreamSlots(settings.max_streams_per_client, access.identity, open_streams)
         # Reading the request message outermost (it turns the unary handlers the others

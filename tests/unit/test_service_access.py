@@ -30,7 +30,8 @@ from gateway.service import _access as access_module
 from gateway.service import _acls as acls_module
 from gateway.service._access import Access
 from gateway.service._counts import SharedCounts
-from gateway.service._gates import UNLIMITED, Busy
+from gateway.service._gates import UNLIMITED, Busy, Gate
+from gateway.service._stackgate import StackCounts
 from gateway.service._usage import DATA_METHODS
 
 MODEL = "/sax/test/lm"
@@ -442,6 +443,120 @@ async def test_workers_of_one_stack_share_each_clients_calls_in_flight(tmp_path:
                 pass
         await _admit(second, "team-a")
         assert tables[0].held("calls:team-a") == 0
+    finally:
+        for table in tables:
+            table.close()
+
+
+def _tables(tmp_path: Path) -> list[SlotTable]:
+    """A stack's table, as its two gateway processes map it."""
+    slottable.create(str(tmp_path / "slots"), workers=2)
+    return [SlotTable(str(tmp_path / "slots"), worker) for worker in (0, 1)]
+
+
+def _model_limited(table: SlotTable, max_queued: int = 1) -> Access:
+    """A gateway process whose models run one call at once in its stack, ``max_queued`` more
+    queued."""
+    settings = AccessSettings(model=ModelLimit(max_in_flight=1, max_queued=max_queued))
+    models = StackCounts(SharedCounts(table, "models"), SharedCounts(table, "queued"))
+    return Access(settings, FakeClient(), models=models)  # type: ignore[arg-type]
+
+
+async def test_workers_of_one_stack_share_each_models_slots_and_queue(tmp_path: Path) -> None:
+    # Before, each process had its own gate: a model of `max_in_flight: 1` ran a call through
+    # each of them at once, and one process refused a call while the other was idle.
+    tables = _tables(tmp_path)
+    first, second = (_model_limited(table) for table in tables)
+    calls = Calls()
+    loop = asyncio.get_running_loop()
+    try:
+        held = asyncio.create_task(_request(first, calls, ["held"]))
+        await _settled()
+        queued = asyncio.create_task(_request(second, calls, ["queued"]))
+        await asyncio.sleep(0.05)  # a few of its polls of the table
+        assert calls.began == ["held"] and not queued.done()
+        assert (tables[0].held("models:" + MODEL), tables[1].held("queued:" + MODEL)) == (1, 1)
+        for access in (first, second):  # the stack's one place in the queue is taken
+            with pytest.raises(Busy) as shed:
+                await _admit(access, "team-c")
+            assert shed.value.message == (
+                f"{MODEL} is at its limit of calls in flight and queued; retry later"
+            )
+        started = loop.time()
+        calls.end("held")
+        await held
+        while calls.began != ["held", "queued"]:  # the slot the first process gave back
+            await asyncio.sleep(0.001)
+        assert loop.time() - started < 0.5  # polled for: within POLL_MAX_S on a quiet machine
+        assert tables[0].held("queued:" + MODEL) == 0
+        calls.end("queued")
+        assert await queued == ["queued"]
+        assert tables[1].held("models:" + MODEL) == 0
+        assert first._gates == {} and second._gates == {}
+        # A single process (no table) keeps a gate of its own, the table untouched.
+        alone = _access(FakeClient(), model=ModelLimit(max_in_flight=1, max_queued=0))
+        async with alone.admit("Generate", Request(), FakeContext("a"), DEADLINE):
+            assert type(alone._gates[MODEL]) is Gate
+    finally:
+        for table in tables:
+            table.close()
+
+
+async def test_a_call_queued_in_another_worker_takes_the_slot_a_request_passes_on(
+    tmp_path: Path,
+) -> None:
+    tables = _tables(tmp_path)
+    first, second = (_model_limited(table) for table in tables)
+    calls = Calls()
+    try:
+        request = asyncio.create_task(_request(first, calls, [0, 1]))
+        await _settled()
+        queued = asyncio.create_task(_request(second, calls, ["queued"]))
+        await asyncio.sleep(0.01)
+        calls.end(0)
+        while len(calls.began) < 2:
+            await asyncio.sleep(0.001)
+        assert calls.began == [0, "queued"] and calls.running == 1
+        calls.end("queued")
+        await queued
+        while len(calls.began) < 3:  # the request's next call, in the slot given back
+            await asyncio.sleep(0.001)
+        calls.end(1)
+        assert await request == [0, 1] and calls.peak == 1
+        assert tables[0].held("models:" + MODEL) == 0 and first._gates == {}
+    finally:
+        for table in tables:
+            table.close()
+
+
+async def test_a_worker_gives_a_freed_slot_to_a_call_queued_before_its_own(
+    tmp_path: Path,
+) -> None:
+    # Before, a process woke its own first queued call when it freed a slot, at once, ahead
+    # of the other process's poll: while its own queue lasted, a call queued first in the
+    # other process never ran (under steady load, until its deadline).
+    tables = _tables(tmp_path)
+    first, second = (_model_limited(table, max_queued=2) for table in tables)
+    calls = Calls()
+    try:
+        held = asyncio.create_task(_request(second, calls, ["held"]))
+        await _settled()
+        early = asyncio.create_task(_request(first, calls, ["early"]))
+        await asyncio.sleep(0.01)
+        late = asyncio.create_task(_request(second, calls, ["late"]))
+        await asyncio.sleep(0.01)
+        calls.end("held")
+        await held
+        while len(calls.began) < 2:
+            await asyncio.sleep(0.001)
+        assert calls.began == ["held", "early"]
+        calls.end("early")
+        await early
+        while len(calls.began) < 3:  # the other process's call, queued meanwhile
+            await asyncio.sleep(0.001)
+        calls.end("late")
+        await late
+        assert calls.began == ["held", "early", "late"] and calls.peak == 1
     finally:
         for table in tables:
             table.close()

@@ -49,10 +49,15 @@ AT_LIMIT = "/sax/test/slots-two"
 ONE = "/sax/test/slots-one"
 #: The gateways run one call of it at once (quotas.models) and queue the others.
 QUEUED = "/sax/test/slots-queued"
+#: Runs one call at once across the stack's gateways (quotas.models), queues one more; its
+#: model server refuses a second call at once.
+STACKED = "/sax/test/slots-stacked"
 #: A stream that holds one of team-a's calls until it is cancelled.
 HELD = "/sax/test/slots-held"
 # Two tokens of 0.15 s: a call takes 0.3 s.
 CALL = {"text": "a b", "delay_ms": "150"}
+# Eight tokens of 0.1 s: a stream its test cancels once it has begun.
+STACKED_CALL = {"text": "a b c d e f g h", "delay_ms": "100"}
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +72,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             ]
         },
         "clients": {"team-a": {"max_concurrent": LIMIT}},
-        "quotas": {"models": {QUEUED: {"max_in_flight": 1, "max_queued": 8}}},
+        "quotas": {
+            "models": {
+                QUEUED: {"max_in_flight": 1, "max_queued": 8},
+                STACKED: {"max_in_flight": 1, "max_queued": 1},
+            }
+        },
     }
     config_file.write_text(yaml.safe_dump(config))
     gateway = gateway_settings(base, config_file=str(config_file))
@@ -86,6 +96,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         published(running, ONE, TEST_LM, {**CALL, "max_in_flight": "1"}, OPS),
         published(running, QUEUED, TEST_LM, CALL, OPS),
         published(running, HELD, TEST_LM, {"text": "a b c d e f", "delay_ms": "2000"}, OPS),
+        published(running, STACKED, TEST_LM, {**STACKED_CALL, "max_in_flight": "1"}, OPS),
     ):
         yield running
 
@@ -181,3 +192,33 @@ def _until_the_slot_is_taken(stub: gateway_pb2_grpc.SaxGatewayStub) -> None:
             if "waiting in the model's queue" in (exc.details() or ""):
                 return
         assert time.monotonic() < deadline, "the request never took the model's slot"
+
+
+def test_a_models_limit_holds_for_the_stack_not_for_each_gateway(stack: Stack) -> None:
+    # `max_in_flight: 1, max_queued: 1`: a stream on the second gateway holds the model's one
+    # slot; a call to the first waits in the queue and runs once the stream ends, and the
+    # next one, to either gateway, finds the stack's queue full. Before, each gateway counted
+    # its own calls: the first sent the call on to the model at once (which refused it: it
+    # runs one), and a call to the busy gateway was refused while the other was idle.
+    first, second = stack.gateway_addresses
+    request = pb.GenerateStreamRequest(model=STACKED, query="q")
+    with sync_channel(first) as one, sync_channel(second) as other:
+        held = gateway_pb2_grpc.SaxGatewayStub(other).GenerateStream(request, timeout=60)
+        assert next(held).deltas  # in flight until it is cancelled
+        try:
+            queued = gateway_pb2_grpc.SaxGatewayStub(one).GenerateStream(request, timeout=60)
+            time.sleep(0.3)  # it reaches the first gateway's queue
+            for channel in (one, other):
+                with pytest.raises(grpc.RpcError) as shed:
+                    gateway_pb2_grpc.SaxGatewayStub(channel).Generate(
+                        pb.GenerateRequest(model=STACKED, query="q"), timeout=10
+                    )
+                assert (shed.value.code(), shed.value.details()) == (
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"{STACKED} is at its limit of calls in flight and queued; retry later",
+                )
+        finally:
+            held.cancel()
+        messages = list(queued)  # the slot the other gateway gave back
+    assert "".join(d.text for m in messages for d in m.deltas) == STACKED_CALL["text"]
+    assert [t.text for t in messages[-1].texts] == [STACKED_CALL["text"]]

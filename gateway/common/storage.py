@@ -29,6 +29,8 @@ from gateway.common.failurelog import FailureLog
 _log = logging.getLogger(__name__)
 
 _GS = "gs://"
+#: The variable that points google-cloud-storage (and Go's client) at an emulator.
+EMULATOR_VARIABLE = "STORAGE_EMULATOR_HOST"
 
 #: Seconds one GCS operation may take, its retries of transient errors included. The
 #: library's own budget is 120 s: a bucket that was down held every caller (and the admin's
@@ -310,6 +312,9 @@ class GcsStorage(Storage):
             "timeout": GCS_REQUEST_TIMEOUT_S,
             "retry": DEFAULT_RETRY.with_timeout(retry_timeout),
         }
+        # google-cloud-storage's own switch to an emulator, read here so that it gets the
+        # same handling as --gcs-endpoint (the library would take it without a scheme too).
+        endpoint = endpoint or os.environ.get(EMULATOR_VARIABLE) or None
         if endpoint is None:
             from google.auth.exceptions import DefaultCredentialsError
 
@@ -323,14 +328,13 @@ class GcsStorage(Storage):
                     "run `gcloud auth application-default login` (an emulator: --gcs-endpoint)"
                 ) from None
         else:
-            # An emulator: anonymous, and the endpoint is given explicitly rather than through
-            # STORAGE_EMULATOR_HOST, so nothing below the edge reads the environment.
+            # An emulator: anonymous, as the library makes a client of STORAGE_EMULATOR_HOST.
             from google.auth.credentials import AnonymousCredentials
 
             self._client = storage.Client(
                 project="sax-gateway",
                 credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call,unused-ignore]
-                client_options={"api_endpoint": endpoint},
+                client_options={"api_endpoint": _with_scheme(endpoint)},
             )
         self._bucket: Any = self._client.bucket(bucket)
 
@@ -423,6 +427,13 @@ class GcsStorage(Storage):
         return f"{name}/" if name else ""
 
 
+def _with_scheme(endpoint: str) -> str:
+    """``endpoint`` as a URL: ``HOST:PORT`` means ``http://HOST:PORT``, as Go's storage client
+    (upstream's admin server and saxutil) reads STORAGE_EMULATOR_HOST; google-cloud-storage
+    put a bare ``HOST:PORT`` before each path, and every call failed (InvalidSchema)."""
+    return endpoint if "://" in endpoint else f"http://{endpoint}"
+
+
 def _cause(exc: BaseException) -> str:
     """An exception's class and, for an HTTP answer, its status: ``Forbidden (403)``."""
     code = getattr(exc, "code", None)
@@ -438,8 +449,9 @@ def absolute_root(root: str) -> str:
 def open_storage(root: str, *, gcs_endpoint: str | None = None) -> Storage:
     """Opens a local directory or a ``gs://bucket/prefix`` root.
 
-    ``gcs_endpoint`` overrides the GCS API endpoint (e.g. ``http://127.0.0.1:9023`` for an
-    emulator, used with anonymous credentials); it is ignored for local roots.
+    ``gcs_endpoint`` overrides the GCS API endpoint (e.g. ``http://127.0.0.1:9023``, or
+    ``127.0.0.1:9023``, for an emulator, used with anonymous credentials; else
+    STORAGE_EMULATOR_HOST's); it is ignored for local roots.
     """
     if root.startswith(_GS):
         return GcsStorage(root, endpoint=gcs_endpoint)

@@ -62,6 +62,22 @@ async def test_gcs_storage_round_trip(gcs_endpoint: str) -> None:
     assert await other.list_dirs("sax") == []
 
 
+async def test_an_emulator_named_without_a_scheme_is_reached_over_http(
+    gcs_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Go's storage client (upstream's admin and saxutil) takes STORAGE_EMULATOR_HOST=HOST:PORT
+    # as http://HOST:PORT, and --gcs-endpoint accepts HOST:PORT; google-cloud-storage put it
+    # before the path as it was: every call failed "gs://... is unreachable: no answer within
+    # 10 s (InvalidSchema)", retried for good (saxgw serve waited for a cell it never read).
+    root = f"gs://{BUCKET}/root"
+    host_port = gcs_endpoint.removeprefix("http://")
+    await open_storage(root, gcs_endpoint=host_port).write("sax/a/location.proto", b"one")
+    for variable in (host_port, gcs_endpoint):
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", variable)
+        assert await open_storage(root).read("sax/a/location.proto") == b"one"
+        assert await open_storage(root).list_dirs("sax") == ["a"]
+
+
 async def test_cell_and_client_on_a_gs_root(gcs_endpoint: str) -> None:
     root = f"gs://{BUCKET}/sax-root"
     settings = cell_settings(root, gcs_endpoint=gcs_endpoint, fs_root=f"{root}/fs")

@@ -38,6 +38,8 @@ EMULATOR_VARIABLE = "STORAGE_EMULATOR_HOST"
 GCS_RETRY_S = 10.0
 #: Seconds to connect, and to wait for an answer, per HTTP request to GCS.
 GCS_REQUEST_TIMEOUT_S = (3.0, 10.0)
+#: Seconds the read may take that tells whether a write whose answers were lost landed.
+GCS_CHECK_TIMEOUT_S = 3.0
 
 
 class StorageSetupError(ValueError):
@@ -390,8 +392,28 @@ class GcsStorage(Storage):
 
     def write_sync(self, path: str, data: bytes) -> None:
         # One upload replaces the object whole or not at all: a failed one leaves the old.
+        blob = self._bucket.blob(self._name(path))
         with self._failures("writing", path):
-            self._bucket.blob(self._name(path)).upload_from_string(data, **self._bounded)
+            try:
+                blob.upload_from_string(data, **self._bounded)
+            except Exception:
+                # An upload that landed may have lost its answer (a reset connection, a proxy
+                # that timed out), and so may each retry: then the write succeeded. Told it
+                # failed, the admin kept a saved change out of memory, answered its caller
+                # UNAVAILABLE, and then wrote its old state back over it.
+                if not self._holds(blob, data):
+                    raise
+                _log.info("writing %s: its answers were lost, but it landed", self.url(path))
+
+    @staticmethod
+    def _holds(blob: Any, data: bytes) -> bool:
+        """Whether ``blob`` holds ``data`` now: asked once, within `GCS_CHECK_TIMEOUT_S` (the
+        write has had its time); no answer is "no"."""
+        try:
+            held: bytes = blob.download_as_bytes(timeout=GCS_CHECK_TIMEOUT_S, retry=None)
+        except Exception:
+            return False
+        return held == data
 
     def discard_partial_writes_sync(self, path: str) -> None:
         pass  # an upload replaces an object whole or not at all: nothing is left behind

@@ -227,3 +227,22 @@ async def test_a_failed_upload_says_whether_a_retry_may_pass_and_keeps_the_old_o
         assert await storage.read("sax/test/state.proto") == b"old"
     finally:
         front.close()
+
+
+async def test_an_upload_that_landed_but_whose_answers_were_lost_succeeds(
+    gcs_endpoint: str,
+) -> None:
+    # Each upload was stored, and each answer lost (the connection closed): the write failed
+    # "gs://... is unreachable" once its retries ran out, though the object held what it
+    # wrote. The admin answered a publish so saved UNAVAILABLE, kept it out of memory, and
+    # then wrote its old state back over it, logging that another admin had saved over it.
+    front = FaultyFront(int(gcs_endpoint.rsplit(":", 1)[1]))
+    try:
+        storage = GcsStorage(f"gs://{BUCKET}/root", endpoint=front.endpoint, retry_timeout=0.5)
+        await storage.write("sax/test/state.proto", b"old")
+        front.lose_upload_replies = True
+        await storage.write("sax/test/state.proto", b"new")
+        front.lose_upload_replies = False
+        assert await storage.read("sax/test/state.proto") == b"new"
+    finally:
+        front.close()

@@ -17,6 +17,7 @@ import errno
 import glob
 import logging
 import os
+import re
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -29,6 +30,9 @@ from gateway.common.failurelog import FailureLog
 _log = logging.getLogger(__name__)
 
 _GS = "gs://"
+# The most of an error's own text that a failure's message quotes.
+_DETAIL_CHARS = 400
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 #: The variable that points google-cloud-storage (and Go's client) at an emulator.
 EMULATOR_VARIABLE = "STORAGE_EMULATOR_HOST"
 
@@ -362,7 +366,7 @@ class GcsStorage(Storage):
             raise self._failed(doing, path, why, transient=True) from exc
         except RetryError as exc:
             # The library retried what may pass (no connection, a timeout, 5xx, 429) and gave up.
-            cause = _cause(exc.cause) if exc.cause is not None else "no answer"
+            cause = _described(exc.cause) if exc.cause is not None else "no answer"
             within = f"no answer within {self._retry_timeout:g} s"
             why = f"{self.root} is unreachable: {within} ({cause})"
             raise self._failed(doing, path, why, transient=True) from exc
@@ -376,7 +380,7 @@ class GcsStorage(Storage):
             # OSError covers requests' own errors (a refused or reset connection); an auth
             # error says whether it is worth retrying (a metadata server that did not answer).
             transient = isinstance(exc, OSError) or bool(getattr(exc, "retryable", False))
-            why = f"{self.root} is unreachable: {_cause(exc)}"
+            why = f"{self.root} is unreachable: {_described(exc)}"
             raise self._failed(doing, path, why, transient=transient) from exc
         self._succeeded(doing, path)
 
@@ -454,6 +458,18 @@ def _with_scheme(endpoint: str) -> str:
     (upstream's admin server and saxutil) reads STORAGE_EMULATOR_HOST; google-cloud-storage
     put a bare ``HOST:PORT`` before each path, and every call failed (InvalidSchema)."""
     return endpoint if "://" in endpoint else f"http://{endpoint}"
+
+
+def _described(exc: BaseException) -> str:
+    """`_cause` and what the error says, on one line and cut short: the host and port that did
+    not answer, and why. A class name alone did not tell GCS that was down from a token
+    endpoint that was (credentials that cannot get a token: the metadata server shut out)."""
+    # Without object addresses (urllib3 quotes its connection's repr): each attempt's text
+    # would differ, and the failure log would take each for a new cause, logged every time.
+    detail = _ADDRESS.sub("", " ".join(str(exc).split()))
+    if len(detail) > _DETAIL_CHARS:
+        detail = f"{detail[:_DETAIL_CHARS]}..."
+    return f"{_cause(exc)}: {detail}" if detail else _cause(exc)
 
 
 def _cause(exc: BaseException) -> str:

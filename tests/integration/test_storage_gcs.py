@@ -3,10 +3,14 @@ gateway.common.storage itself, then a whole cell (admin and model servers) and a
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from gcp_storage_emulator.server import create_server
 from saxml.protobuf import admin_pb2
 
@@ -133,6 +137,41 @@ async def test_an_unreachable_endpoint_is_a_storage_error_within_the_retry_budge
     ):
         with pytest.raises(StorageError, match=f"gs://{BUCKET}/root is unreachable"):
             await attempt
+
+
+async def test_credentials_that_cannot_get_a_token_are_named_as_the_cause(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A service account key whose token endpoint does not answer (on GKE: a NetworkPolicy
+    # that shuts the pod out of the metadata server) failed every call "gs://... is
+    # unreachable: no answer within 10 s (TransportError)": the operator looked at the bucket,
+    # and nothing said that no access token could be had, nor from where.
+    token_uri = f"{_dead_endpoint()}/token"
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    account = {
+        "type": "service_account",
+        "project_id": "sax-project",
+        "private_key_id": "1",
+        "private_key": pem.decode(),
+        "client_email": "sax-admin@sax-project.iam.gserviceaccount.com",
+        "client_id": "1",
+        "token_uri": token_uri,
+    }
+    (tmp_path / "key.json").write_text(json.dumps(account))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "key.json"))
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    storage = GcsStorage(f"gs://{BUCKET}/root", retry_timeout=0.5)
+    with pytest.raises(StorageError) as failed:
+        await storage.read("sax/test/location.proto")
+    message = str(failed.value)
+    assert message.startswith(
+        f"reading gs://{BUCKET}/root/sax/test/location.proto failed: gs://{BUCKET}/root is "
+        "unreachable: no answer within 0.5 s (TransportError: "
+    ), message
+    assert "/token" in message and "Connection refused" in message, message
 
 
 async def test_a_call_whose_deadline_passes_while_gcs_is_down_is_unavailable() -> None:

@@ -59,12 +59,14 @@ class Emulator:
 class FaultyFront:
     """Forwards every request to port ``upstream`` of ``host``, where it listens too, except
     uploads while ``upload_status`` is set: those are answered with that status and GCS's JSON
-    error body. A request that cannot be forwarded (the emulator is down) gets its connection
-    closed, as a dead server's would."""
+    error body. While ``lose_upload_replies`` is set, uploads are forwarded and their answers
+    lost (the connection closed instead). A request that cannot be forwarded (the emulator is
+    down) gets its connection closed, as a dead server's would."""
 
     def __init__(self, upstream: int, host: str = "127.0.0.1") -> None:
         self.host = host
         self.upload_status: int | None = None
+        self.lose_upload_replies = False
         front = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -88,6 +90,9 @@ class FaultyFront:
                     data = reply.read()
                     conn.close()
                 except OSError:
+                    self.close_connection = True
+                    return
+                if front.lose_upload_replies and self.path.startswith("/upload/"):
                     self.close_connection = True
                     return
                 self.send_response(reply.status)

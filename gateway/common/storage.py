@@ -17,6 +17,7 @@ import errno
 import glob
 import logging
 import os
+import re
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -29,6 +30,11 @@ from gateway.common.failurelog import FailureLog
 _log = logging.getLogger(__name__)
 
 _GS = "gs://"
+# The most of an error's own text that a failure's message quotes.
+_DETAIL_CHARS = 400
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+#: The variable that points google-cloud-storage (and Go's client) at an emulator.
+EMULATOR_VARIABLE = "STORAGE_EMULATOR_HOST"
 
 #: Seconds one GCS operation may take, its retries of transient errors included. The
 #: library's own budget is 120 s: a bucket that was down held every caller (and the admin's
@@ -36,6 +42,8 @@ _GS = "gs://"
 GCS_RETRY_S = 10.0
 #: Seconds to connect, and to wait for an answer, per HTTP request to GCS.
 GCS_REQUEST_TIMEOUT_S = (3.0, 10.0)
+#: Seconds the read may take that tells whether a write whose answers were lost landed.
+GCS_CHECK_TIMEOUT_S = 3.0
 
 
 class StorageSetupError(ValueError):
@@ -310,6 +318,9 @@ class GcsStorage(Storage):
             "timeout": GCS_REQUEST_TIMEOUT_S,
             "retry": DEFAULT_RETRY.with_timeout(retry_timeout),
         }
+        # google-cloud-storage's own switch to an emulator, read here so that it gets the
+        # same handling as --gcs-endpoint (the library would take it without a scheme too).
+        endpoint = endpoint or os.environ.get(EMULATOR_VARIABLE) or None
         if endpoint is None:
             from google.auth.exceptions import DefaultCredentialsError
 
@@ -323,14 +334,13 @@ class GcsStorage(Storage):
                     "run `gcloud auth application-default login` (an emulator: --gcs-endpoint)"
                 ) from None
         else:
-            # An emulator: anonymous, and the endpoint is given explicitly rather than through
-            # STORAGE_EMULATOR_HOST, so nothing below the edge reads the environment.
+            # An emulator: anonymous, as the library makes a client of STORAGE_EMULATOR_HOST.
             from google.auth.credentials import AnonymousCredentials
 
             self._client = storage.Client(
                 project="sax-gateway",
                 credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call,unused-ignore]
-                client_options={"api_endpoint": endpoint},
+                client_options={"api_endpoint": _with_scheme(endpoint)},
             )
         self._bucket: Any = self._client.bucket(bucket)
 
@@ -356,7 +366,7 @@ class GcsStorage(Storage):
             raise self._failed(doing, path, why, transient=True) from exc
         except RetryError as exc:
             # The library retried what may pass (no connection, a timeout, 5xx, 429) and gave up.
-            cause = _cause(exc.cause) if exc.cause is not None else "no answer"
+            cause = _described(exc.cause) if exc.cause is not None else "no answer"
             within = f"no answer within {self._retry_timeout:g} s"
             why = f"{self.root} is unreachable: {within} ({cause})"
             raise self._failed(doing, path, why, transient=True) from exc
@@ -370,7 +380,7 @@ class GcsStorage(Storage):
             # OSError covers requests' own errors (a refused or reset connection); an auth
             # error says whether it is worth retrying (a metadata server that did not answer).
             transient = isinstance(exc, OSError) or bool(getattr(exc, "retryable", False))
-            why = f"{self.root} is unreachable: {_cause(exc)}"
+            why = f"{self.root} is unreachable: {_described(exc)}"
             raise self._failed(doing, path, why, transient=transient) from exc
         self._succeeded(doing, path)
 
@@ -386,8 +396,28 @@ class GcsStorage(Storage):
 
     def write_sync(self, path: str, data: bytes) -> None:
         # One upload replaces the object whole or not at all: a failed one leaves the old.
+        blob = self._bucket.blob(self._name(path))
         with self._failures("writing", path):
-            self._bucket.blob(self._name(path)).upload_from_string(data, **self._bounded)
+            try:
+                blob.upload_from_string(data, **self._bounded)
+            except Exception:
+                # An upload that landed may have lost its answer (a reset connection, a proxy
+                # that timed out), and so may each retry: then the write succeeded. Told it
+                # failed, the admin kept a saved change out of memory, answered its caller
+                # UNAVAILABLE, and then wrote its old state back over it.
+                if not self._holds(blob, data):
+                    raise
+                _log.info("writing %s: its answers were lost, but it landed", self.url(path))
+
+    @staticmethod
+    def _holds(blob: Any, data: bytes) -> bool:
+        """Whether ``blob`` holds ``data`` now: asked once, within `GCS_CHECK_TIMEOUT_S` (the
+        write has had its time); no answer is "no"."""
+        try:
+            held: bytes = blob.download_as_bytes(timeout=GCS_CHECK_TIMEOUT_S, retry=None)
+        except Exception:
+            return False
+        return held == data
 
     def discard_partial_writes_sync(self, path: str) -> None:
         pass  # an upload replaces an object whole or not at all: nothing is left behind
@@ -423,6 +453,25 @@ class GcsStorage(Storage):
         return f"{name}/" if name else ""
 
 
+def _with_scheme(endpoint: str) -> str:
+    """``endpoint`` as a URL: ``HOST:PORT`` means ``http://HOST:PORT``, as Go's storage client
+    (upstream's admin server and saxutil) reads STORAGE_EMULATOR_HOST; google-cloud-storage
+    put a bare ``HOST:PORT`` before each path, and every call failed (InvalidSchema)."""
+    return endpoint if "://" in endpoint else f"http://{endpoint}"
+
+
+def _described(exc: BaseException) -> str:
+    """`_cause` and what the error says, on one line and cut short: the host and port that did
+    not answer, and why. A class name alone did not tell GCS that was down from a token
+    endpoint that was (credentials that cannot get a token: the metadata server shut out)."""
+    # Without object addresses (urllib3 quotes its connection's repr): each attempt's text
+    # would differ, and the failure log would take each for a new cause, logged every time.
+    detail = _ADDRESS.sub("", " ".join(str(exc).split()))
+    if len(detail) > _DETAIL_CHARS:
+        detail = f"{detail[:_DETAIL_CHARS]}..."
+    return f"{_cause(exc)}: {detail}" if detail else _cause(exc)
+
+
 def _cause(exc: BaseException) -> str:
     """An exception's class and, for an HTTP answer, its status: ``Forbidden (403)``."""
     code = getattr(exc, "code", None)
@@ -438,8 +487,9 @@ def absolute_root(root: str) -> str:
 def open_storage(root: str, *, gcs_endpoint: str | None = None) -> Storage:
     """Opens a local directory or a ``gs://bucket/prefix`` root.
 
-    ``gcs_endpoint`` overrides the GCS API endpoint (e.g. ``http://127.0.0.1:9023`` for an
-    emulator, used with anonymous credentials); it is ignored for local roots.
+    ``gcs_endpoint`` overrides the GCS API endpoint (e.g. ``http://127.0.0.1:9023``, or
+    ``127.0.0.1:9023``, for an emulator, used with anonymous credentials; else
+    STORAGE_EMULATOR_HOST's); it is ignored for local roots.
     """
     if root.startswith(_GS):
         return GcsStorage(root, endpoint=gcs_endpoint)

@@ -3,10 +3,14 @@ gateway.common.storage itself, then a whole cell (admin and model servers) and a
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from gcp_storage_emulator.server import create_server
 from saxml.protobuf import admin_pb2
 
@@ -60,6 +64,22 @@ async def test_gcs_storage_round_trip(gcs_endpoint: str) -> None:
     # The prefix isolates roots sharing a bucket.
     other = open_storage(f"gs://{BUCKET}/other", gcs_endpoint=gcs_endpoint)
     assert await other.list_dirs("sax") == []
+
+
+async def test_an_emulator_named_without_a_scheme_is_reached_over_http(
+    gcs_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Go's storage client (upstream's admin and saxutil) takes STORAGE_EMULATOR_HOST=HOST:PORT
+    # as http://HOST:PORT, and --gcs-endpoint accepts HOST:PORT; google-cloud-storage put it
+    # before the path as it was: every call failed "gs://... is unreachable: no answer within
+    # 10 s (InvalidSchema)", retried for good (saxgw serve waited for a cell it never read).
+    root = f"gs://{BUCKET}/root"
+    host_port = gcs_endpoint.removeprefix("http://")
+    await open_storage(root, gcs_endpoint=host_port).write("sax/a/location.proto", b"one")
+    for variable in (host_port, gcs_endpoint):
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", variable)
+        assert await open_storage(root).read("sax/a/location.proto") == b"one"
+        assert await open_storage(root).list_dirs("sax") == ["a"]
 
 
 async def test_cell_and_client_on_a_gs_root(gcs_endpoint: str) -> None:
@@ -117,6 +137,41 @@ async def test_an_unreachable_endpoint_is_a_storage_error_within_the_retry_budge
     ):
         with pytest.raises(StorageError, match=f"gs://{BUCKET}/root is unreachable"):
             await attempt
+
+
+async def test_credentials_that_cannot_get_a_token_are_named_as_the_cause(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A service account key whose token endpoint does not answer (on GKE: a NetworkPolicy
+    # that shuts the pod out of the metadata server) failed every call "gs://... is
+    # unreachable: no answer within 10 s (TransportError)": the operator looked at the bucket,
+    # and nothing said that no access token could be had, nor from where.
+    token_uri = f"{_dead_endpoint()}/token"
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    account = {
+        "type": "service_account",
+        "project_id": "sax-project",
+        "private_key_id": "1",
+        "private_key": pem.decode(),
+        "client_email": "sax-admin@sax-project.iam.gserviceaccount.com",
+        "client_id": "1",
+        "token_uri": token_uri,
+    }
+    (tmp_path / "key.json").write_text(json.dumps(account))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "key.json"))
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    storage = GcsStorage(f"gs://{BUCKET}/root", retry_timeout=0.5)
+    with pytest.raises(StorageError) as failed:
+        await storage.read("sax/test/location.proto")
+    message = str(failed.value)
+    assert message.startswith(
+        f"reading gs://{BUCKET}/root/sax/test/location.proto failed: gs://{BUCKET}/root is "
+        "unreachable: no answer within 0.5 s (TransportError: "
+    ), message
+    assert "/token" in message and "Connection refused" in message, message
 
 
 async def test_a_call_whose_deadline_passes_while_gcs_is_down_is_unavailable() -> None:
@@ -209,5 +264,24 @@ async def test_a_failed_upload_says_whether_a_retry_may_pass_and_keeps_the_old_o
         )
         front.upload_status = None
         assert await storage.read("sax/test/state.proto") == b"old"
+    finally:
+        front.close()
+
+
+async def test_an_upload_that_landed_but_whose_answers_were_lost_succeeds(
+    gcs_endpoint: str,
+) -> None:
+    # Each upload was stored, and each answer lost (the connection closed): the write failed
+    # "gs://... is unreachable" once its retries ran out, though the object held what it
+    # wrote. The admin answered a publish so saved UNAVAILABLE, kept it out of memory, and
+    # then wrote its old state back over it, logging that another admin had saved over it.
+    front = FaultyFront(int(gcs_endpoint.rsplit(":", 1)[1]))
+    try:
+        storage = GcsStorage(f"gs://{BUCKET}/root", endpoint=front.endpoint, retry_timeout=0.5)
+        await storage.write("sax/test/state.proto", b"old")
+        front.lose_upload_replies = True
+        await storage.write("sax/test/state.proto", b"new")
+        front.lose_upload_replies = False
+        assert await storage.read("sax/test/state.proto") == b"new"
     finally:
         front.close()

@@ -15,6 +15,7 @@ import math
 import os
 import signal
 import socket
+import sys
 import threading
 import urllib.request
 from collections.abc import Iterable
@@ -183,6 +184,17 @@ class _Server(ThreadingHTTPServer):
         if self.server_address[0] == "::":  # every address of both families, as Envoy's
             self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         super().server_bind()
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """socketserver printed a traceback to stderr for whatever ended a request's thread,
+        25 lines of plain text in a JSON log, at each scrape or probe whose client left before
+        its reply (a scrape past its timeout, a connection reset). A client that left is
+        none of the server's faults: DEBUG; anything else an ERROR record of the log."""
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, TimeoutError)):
+            log.debug("the client at %s left before its reply: %r", client_address, error)
+            return
+        log.exception("a request from %s failed", client_address)
 
 
 def start(settings: OpsSettings) -> ThreadingHTTPServer:

@@ -9,6 +9,7 @@ import http.client
 import json
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -228,11 +229,19 @@ def test_every_line_of_a_json_logging_ops_process_is_json(tmp_path: Path) -> Non
     first = proc.stdout.readline()
     scrape = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)  # Envoy's is down: logged
     assert scrape.status_code == 200
+    # Scrapers that leave before their reply (a timed-out scrape, a reset connection): each
+    # was a 25-line plain-text traceback from socketserver, at every such scrape.
+    for _ in range(10):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as gone:
+            gone.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            gone.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    assert httpx.get(f"http://127.0.0.1:{port}/livez", timeout=10).text == "ok\n"
     proc.send_signal(signal.SIGTERM)
     rest, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0
     records = [json.loads(line) for line in [first, *rest.splitlines()]]  # each one parses
     assert all({"time", "level", "logger", "message"} <= r.keys() for r in records)
+    assert [r for r in records if r["level"] not in ("INFO", "WARNING")] == []
     assert records[0]["message"] == f"ops server: http://127.0.0.1:{port}/metrics"
     assert any(r["message"].startswith("Envoy's stats are unavailable") for r in records)
 

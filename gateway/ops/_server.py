@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, Metric, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway.common import metricsfiles
+from gateway.common.failurelog import FailureLog
 from gateway.common.listen import ListenError, bracketed, family
 from gateway.common.logs import print_record
 from gateway.common.loopback import answers, domains
@@ -66,15 +67,21 @@ class OpsSettings:
     and its descriptor, until the client left (as Envoy's ``limits.request_headers_timeout``)."""
 
 
+# Envoy's admin not answering (Envoy restarting, or gone) fails every scrape until it is
+# back: a WARNING each was the scrapers' rate of lines (anyone's who reaches /metrics).
+_ENVOY_DOWN = FailureLog(log)
+
+
 def _envoy_stats(settings: OpsSettings) -> bytes | None:
     url = f"http://{settings.envoy_admin}/stats/prometheus"
     try:
         with urllib.request.urlopen(url, timeout=settings.envoy_timeout) as response:
             body: bytes = response.read()
-            return body
     except OSError as exc:
-        log.warning("Envoy's stats are unavailable (%s): %s", url, exc)
+        _ENVOY_DOWN.failed(("reading", url), f"Envoy's stats are unavailable ({url}): {exc}")
         return None
+    _ENVOY_DOWN.succeeded(("reading", url), f"reading Envoy's stats ({url})")
+    return body
 
 
 class _Collector(MultiProcessCollector):

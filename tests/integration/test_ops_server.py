@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
+import logging
 import signal
 import socket
 import struct
@@ -45,6 +46,19 @@ def test_metrics_is_prometheus_text_and_reports_envoy_down(ops_url: str) -> None
     assert response.status_code == 200
     assert response.headers["content-type"] == CONTENT_TYPE
     assert response.text.endswith("saxgw_envoy_up 0\n")
+
+
+def test_envoy_down_is_one_warning_not_one_per_scrape(
+    ops_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Each scrape while Envoy's admin did not answer (Envoy restarting, or gone) logged a
+    # WARNING: a scraper, or anyone reaching /metrics, wrote the log at its own rate.
+    for _ in range(5):
+        response = httpx.get(ops_url + "/metrics", timeout=10)
+        assert response.text.endswith("saxgw_envoy_up 0\n")
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warned) == 1, warned
+    assert warned[0].startswith("Envoy's stats are unavailable (http://127.0.0.1:")
 
 
 def _raw(ops_url: str, method: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:

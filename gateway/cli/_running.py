@@ -27,25 +27,32 @@ HANGUP = (
 )
 
 
-def say(line: str, level: int = logging.INFO) -> None:
-    """Writes one of `saxgw up|serve`'s own lines (``saxgw: ...``) to stderr: as it is, or,
-    when the logs are JSON (``--log-format json``, or ``auto`` off a terminal), as a JSON
-    record of the logger ``saxgw``, so that the stream the stack writes stays JSON lines.
-    A stderr gone (its terminal closed) does not keep the stack from stopping."""
+def _written(text: str, level: int) -> str:
+    """``text`` as it is, or, when the logs are JSON (``--log-format json``, or ``auto`` off
+    a terminal), as one JSON record of the logger ``saxgw`` (without the ``saxgw: ``
+    prefix), so that each stream the stack writes stays JSON lines."""
     formatter = next((h.formatter for h in logging.getLogger().handlers if h.formatter), None)
-    if isinstance(formatter, JsonFormatter):
-        message = line.removeprefix("saxgw: ")
-        line = formatter.format(_log.makeRecord(_log.name, level, "", 0, message, (), None))
+    if not isinstance(formatter, JsonFormatter):
+        return text
+    message = text.removeprefix("saxgw: ")
+    return formatter.format(_log.makeRecord(_log.name, level, "", 0, message, (), None))
+
+
+def say(line: str, level: int = logging.INFO) -> None:
+    """Writes one of `saxgw up|serve`'s own lines (``saxgw: ...``) to stderr (`_written`).
+    A stderr gone (its terminal closed) does not keep the stack from stopping."""
     with contextlib.suppress(OSError):
-        print(line, file=sys.stderr, flush=True)
+        print(_written(line, level), file=sys.stderr, flush=True)
 
 
 def show(text: str) -> None:
-    """Prints one of `saxgw up|serve`'s lines for stdout (the banner, the restored models).
-    Its reader may go (`saxgw up | head -1`, a pager quit, a terminal closed): the stack
-    serves on, as it does without stderr (`say`); the BrokenPipeError stopped it."""
+    """Prints one of `saxgw up|serve`'s lines for stdout (the banner, the restored models;
+    `_written`: with JSON logs one record each, since Envoy's access log shares stdout
+    without --log-dir). Its reader may go (`saxgw up | head -1`, a pager quit, a terminal
+    closed): the stack serves on, as it does without stderr (`say`); the BrokenPipeError
+    stopped it."""
     try:
-        print(text, flush=True)
+        print(_written(text, logging.INFO), flush=True)
     except OSError:
         discard_stdout()
 

@@ -49,12 +49,13 @@ class FailureLog:
         self._ongoing: dict[tuple[str, str], _Ongoing] = {}
         self._lock = threading.Lock()
 
-    def failed(self, key: tuple[str, str], message: str) -> None:
+    def failed(self, key: tuple[str, str], message: str, *, exc_info: bool = False) -> None:
         """A WARNING (or the log's ``level``) for a new failure, for a cause (``message``) it
         has not had yet, or for one ``REPEAT_S`` after that cause's last; else a DEBUG line.
         A cause logged lately is not logged again when another came between: two that took
         turns (an unreachable admin's "failed to connect" and "unreachable") were a WARNING
-        each time, hundreds a minute."""
+        each time, hundreds a minute. ``exc_info``: the exception being handled goes with
+        the lines at the log's level."""
         now = self._clock()
         with self._lock:
             ongoing = self._ongoing.get(key)
@@ -79,9 +80,10 @@ class FailureLog:
                         message,
                         repeats,
                         REPEAT_S,
+                        exc_info=exc_info,
                     )
                     return
-        self._log.log(self._level, "%s", message)
+        self._log.log(self._level, "%s", message, exc_info=exc_info)
 
     def succeeded(self, key: tuple[str, str], what: str) -> None:
         """An INFO line if ``key`` was failing: ``what`` works again."""

@@ -15,6 +15,7 @@ import math
 import os
 import signal
 import socket
+import sys
 import threading
 import urllib.request
 from collections.abc import Iterable
@@ -25,6 +26,7 @@ from prometheus_client import CollectorRegistry, Metric, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway.common import metricsfiles
+from gateway.common.failurelog import FailureLog
 from gateway.common.listen import ListenError, bracketed, family
 from gateway.common.logs import print_record
 from gateway.common.loopback import answers, domains
@@ -65,15 +67,21 @@ class OpsSettings:
     and its descriptor, until the client left (as Envoy's ``limits.request_headers_timeout``)."""
 
 
+# Envoy's admin not answering (Envoy restarting, or gone) fails every scrape until it is
+# back: a WARNING each was the scrapers' rate of lines (anyone's who reaches /metrics).
+_ENVOY_DOWN = FailureLog(log)
+
+
 def _envoy_stats(settings: OpsSettings) -> bytes | None:
     url = f"http://{settings.envoy_admin}/stats/prometheus"
     try:
         with urllib.request.urlopen(url, timeout=settings.envoy_timeout) as response:
             body: bytes = response.read()
-            return body
     except OSError as exc:
-        log.warning("Envoy's stats are unavailable (%s): %s", url, exc)
+        _ENVOY_DOWN.failed(("reading", url), f"Envoy's stats are unavailable ({url}): {exc}")
         return None
+    _ENVOY_DOWN.succeeded(("reading", url), f"reading Envoy's stats ({url})")
+    return body
 
 
 class _Collector(MultiProcessCollector):
@@ -183,6 +191,17 @@ class _Server(ThreadingHTTPServer):
         if self.server_address[0] == "::":  # every address of both families, as Envoy's
             self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         super().server_bind()
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """socketserver printed a traceback to stderr for whatever ended a request's thread,
+        25 lines of plain text in a JSON log, at each scrape or probe whose client left before
+        its reply (a scrape past its timeout, a connection reset). A client that left is
+        none of the server's faults: DEBUG; anything else an ERROR record of the log."""
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, TimeoutError)):
+            log.debug("the client at %s left before its reply: %r", client_address, error)
+            return
+        log.exception("a request from %s failed", client_address)
 
 
 def start(settings: OpsSettings) -> ThreadingHTTPServer:

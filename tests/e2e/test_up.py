@@ -43,6 +43,7 @@ def _unary_route_timeouts(port: int) -> set[str]:
 def test_up_restart_serves_restored_models_and_refuses_busy_ports(tmp_path: Path) -> None:
     port, ops = free_port(), free_port()
     argv = [*own_ports_and_dirs(port, tmp_path), f"--ops-port={ops}", "--listen=127.0.0.1"]
+    argv.append("--log-format=text")  # the banner's lines as text, as this test reads them
     url = f"http://127.0.0.1:{port}"
     with saxgw_up(argv) as up:
         up.wait_for("Ready. Try:")
@@ -114,6 +115,7 @@ def test_up_with_keys_reports_restored_models(tmp_path: Path) -> None:
         "--ops-port=0",
         f"--config={config}",
         "--default-timeout=400",
+        "--log-format=text",  # the banner's lines as text, as this test reads them
     ]
     url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {key}"}
@@ -145,7 +147,7 @@ def test_up_names_a_restored_model_that_failed_to_load(tmp_path: Path) -> None:
             published = httpx.post(f"{url}/publish", json={**body, "overrides": overrides})
             assert published.status_code == 200, published.text
     with saxgw_up(argv) as up:
-        up.wait_for(f"saxgw: restored models ready: {MODEL} (1/1)")
+        up.wait_for(f"restored models ready: {MODEL} (1/1)")  # a JSON record here
         # Its own line (JSON here: stdout is no terminal), with the admin's load error.
         up.wait_for(f"restored model {broken} does not serve: ")
         [line] = [line for line in up.lines if "does not serve" in line]
@@ -189,7 +191,7 @@ def test_up_on_ipv6_loopback_serves_there_and_says_so(tmp_path: Path) -> None:
     # nothing listened, and warned the cell was unreachable; `--ops-listen ::1` failed the
     # whole stack. An address not this machine's was a traceback too.
     port, ops = free_port(), free_port()
-    argv = [*own_ports_and_dirs(port, tmp_path), f"--ops-port={ops}"]
+    argv = [*own_ports_and_dirs(port, tmp_path), f"--ops-port={ops}", "--log-format=text"]
     elsewhere = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "up", *argv, "--listen=192.0.2.1"],
         capture_output=True,

@@ -7,8 +7,10 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
+import logging
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -44,6 +46,19 @@ def test_metrics_is_prometheus_text_and_reports_envoy_down(ops_url: str) -> None
     assert response.status_code == 200
     assert response.headers["content-type"] == CONTENT_TYPE
     assert response.text.endswith("saxgw_envoy_up 0\n")
+
+
+def test_envoy_down_is_one_warning_not_one_per_scrape(
+    ops_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Each scrape while Envoy's admin did not answer (Envoy restarting, or gone) logged a
+    # WARNING: a scraper, or anyone reaching /metrics, wrote the log at its own rate.
+    for _ in range(5):
+        response = httpx.get(ops_url + "/metrics", timeout=10)
+        assert response.text.endswith("saxgw_envoy_up 0\n")
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warned) == 1, warned
+    assert warned[0].startswith("Envoy's stats are unavailable (http://127.0.0.1:")
 
 
 def _raw(ops_url: str, method: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
@@ -228,11 +243,19 @@ def test_every_line_of_a_json_logging_ops_process_is_json(tmp_path: Path) -> Non
     first = proc.stdout.readline()
     scrape = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)  # Envoy's is down: logged
     assert scrape.status_code == 200
+    # Scrapers that leave before their reply (a timed-out scrape, a reset connection): each
+    # was a 25-line plain-text traceback from socketserver, at every such scrape.
+    for _ in range(10):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as gone:
+            gone.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            gone.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    assert httpx.get(f"http://127.0.0.1:{port}/livez", timeout=10).text == "ok\n"
     proc.send_signal(signal.SIGTERM)
     rest, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0
     records = [json.loads(line) for line in [first, *rest.splitlines()]]  # each one parses
     assert all({"time", "level", "logger", "message"} <= r.keys() for r in records)
+    assert [r for r in records if r["level"] not in ("INFO", "WARNING")] == []
     assert records[0]["message"] == f"ops server: http://127.0.0.1:{port}/metrics"
     assert any(r["message"].startswith("Envoy's stats are unavailable") for r in records)
 

@@ -4,6 +4,8 @@ its stop signals."""
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import os
 import subprocess
 import sys
@@ -22,6 +24,7 @@ from gateway.cli._running import (
     banner,
 )
 from gateway.client import ClientSettings
+from gateway.common.logs import JsonFormatter
 from gateway.config import GatewaySettings
 from gateway.edge import EdgeConfig, Tls
 from gateway.launch.envoy import EnvoySettings
@@ -176,6 +179,26 @@ def test_a_stdout_whose_reader_left_does_not_stop_the_stack(
             _print_banner(ARGS, stack)
         _report_restored(Restored(ready=[("/sax/test/a", 1, 1)], failed=[], waiting=[]), "c")
         print("and the flush at exit", flush=True)  # goes nowhere, quietly
+
+
+def test_the_banner_and_restored_lines_are_json_records_when_the_logs_are(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `saxgw up|serve --log-format json` (or auto, off a terminal) printed them as text on
+    # stdout, where Envoy's JSON access log goes without --log-dir: a JSON log pipeline
+    # reading it met some 14 lines that did not parse at every start.
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    monkeypatch.setattr(logging.getLogger(), "handlers", [handler])
+    with _stack(None) as stack:
+        _print_banner(ARGS, stack)
+        shown = banner(ARGS, stack)
+    _report_restored(Restored(ready=[("/sax/test/a", 1, 1)], failed=[], waiting=[]), "c")
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["level"], r["logger"], r["message"]) for r in records] == [
+        ("INFO", "saxgw", "\n".join(shown)),
+        ("INFO", "saxgw", "restored models ready: /sax/test/a (1/1)"),
+    ]
 
 
 _HANGUP_UNDER_NOHUP = """

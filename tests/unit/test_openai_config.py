@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import io
+import logging
 import threading
 from pathlib import Path
 
@@ -141,6 +142,24 @@ def test_every_failure_of_a_template_is_invalid_argument(
     # Not Jinja's errors: logged with the traceback, in case it is a bug of ours.
     python_error = message.split(":")[0] in ("ZeroDivisionError", "OverflowError")
     assert [r.exc_info is not None for r in caplog.records] == ([True] if python_error else [])
+
+
+def test_a_template_failing_call_after_call_logs_its_traceback_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Any caller could write a WARNING and a traceback per request into the gateway's log
+    # (here, a content of 1000000 to a template that ranges over it): one then, with a count
+    # at most once a minute; each failure still the caller's 400.
+    source = "{{ range(messages[0].content|int)|length }}"
+    model = ModelConfig(model_id="/sax/test/a", chat_template=source)
+    templates = ChatTemplates({"/sax/test/a": model}, 1000)
+    for _ in range(50):
+        with pytest.raises(InvalidArgumentError, match="OverflowError: Range too big"):
+            templates.render("/sax/test/a", [{"role": "user", "content": "1000000"}])
+    logged = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [(r.getMessage(), r.exc_info is not None) for r in logged] == [
+        ("the chat template of /sax/test/a failed with OverflowError", True)
+    ]
 
 
 def test_a_rendered_prompt_over_the_limit_names_the_field() -> None:

@@ -28,6 +28,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from gateway.client import InvalidArgumentError
+from gateway.common.failurelog import FailureLog
 from gateway.common.limits import MAX_TEXT_CHARS, shown
 from gateway.config import ConfigError
 from gateway.modelconfig import ModelConfig
@@ -125,6 +126,7 @@ class ChatTemplates:
 
     def __init__(self, models: Mapping[str, ModelConfig], limit: int = MAX_TEXT_CHARS) -> None:
         self._limit = limit
+        self._failures = FailureLog(log)
         # The environment transformers renders chat templates in (apply_chat_template), so a
         # model's own template works unchanged: loop controls ({% break %}), strftime_now
         # (date lines of Granite's and Llama 3.1's templates), its tojson.
@@ -202,8 +204,15 @@ class ChatTemplates:
         except TemplateError as exc:
             raise InvalidArgumentError(f"the chat template failed: {exc}") from exc
         except Exception as exc:  # e.g. ZeroDivisionError: still the request's content
-            # A bug of ours would look the same to the caller: the log keeps the traceback.
-            log.warning("chat template of %s failed", model_id, exc_info=True)
+            # A bug of ours would look the same to the caller: the log keeps the traceback,
+            # once per model and kind of error, then at most once a minute with a count, since
+            # the content that fails it is any caller's to send at any rate. (Its text would
+            # let a caller's content make a new cause of each call.)
+            self._failures.failed(
+                ("rendering", model_id),
+                f"the chat template of {model_id} failed with {type(exc).__name__}",
+                exc_info=True,
+            )
             raise InvalidArgumentError(
                 f"the chat template failed: {type(exc).__name__}: {exc}"
             ) from exc

@@ -60,12 +60,19 @@ class CellFiles:
         on GCS, upstream's saxutil, model servers and admin find no cell without its marker."""
         try:
             await self._root.make_dir(self.cell_dir)
+            marked = True
         except StorageError:  # logged where it failed; the cell serves all the same
+            marked = False
+        config = await self._read_or_make_config()  # a fault of the whole storage raises here
+        if not marked:  # only now: said before a start the same fault failed, a false lead
             _log.warning(
                 "the cell's directory %s is not marked as upstream Sax marks one: its saxutil "
                 "and servers will not find the cell until it is (the admin makes it at start)",
                 self._root.url(self.cell_dir),
             )
+        return config
+
+    async def _read_or_make_config(self) -> admin_pb2.Config:
         path = Storage.join(self.cell_dir, CONFIG_FILE)
         data = await self._root.read(path)
         if data is not None:

@@ -16,6 +16,7 @@ from saxml.protobuf import admin_pb2
 
 from gateway import naming
 from gateway.cell import AdminServer
+from gateway.cell._files import CellFiles
 from gateway.client import CallOptions, Client, ClientSettings, UnavailableError
 from gateway.client._admin import LIST, PUBLISH, CellAdmin, RpcCounter
 from gateway.common.deadline import Deadline
@@ -285,3 +286,17 @@ async def test_an_upload_that_landed_but_whose_answers_were_lost_succeeds(
         assert await storage.read("sax/test/state.proto") == b"new"
     finally:
         front.close()
+
+
+async def test_a_cell_whose_bucket_is_missing_names_that_alone(
+    gcs_endpoint: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Its start logged first that the cell's directory "is not marked as upstream Sax marks
+    # one" (its saxutil and servers would not find it), a consequence of the same fault, and
+    # a false lead: the start failed, and the operator had a bucket to make, not a marker.
+    files = CellFiles(
+        cell_settings("gs://no-such-bucket/root", gcs_endpoint=gcs_endpoint, rpc_timeout=1)
+    )
+    with pytest.raises(StorageError, match="bucket no-such-bucket does not exist"):
+        await files.ensure_cell()
+    assert [r.getMessage() for r in caplog.records if "not marked" in r.getMessage()] == []

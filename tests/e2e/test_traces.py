@@ -379,3 +379,34 @@ def test_envoy_gives_up_an_export_the_collector_never_answers(
         while envoy_stat(traced, ended) < sent and time.monotonic() < deadline:
             time.sleep(0.1)
         assert envoy_stat(traced, ended) == sent, "exports still open past their deadline"
+
+
+def test_envoys_spans_of_the_last_calls_are_sent_before_the_stack_stops(
+    traced: Stack, receiver: Receiver, model: str, tmp_path: Path
+) -> None:
+    # Envoy buffers its spans and sent them every 5 s, and drops what it holds at exit: the
+    # spans of the calls in the last seconds before every stop were lost, the gateways' sent.
+    # A stack of its own, since it stops; as the module's, on other ports.
+    settings = dataclasses.replace(
+        traced.settings,
+        gateway_ports=(free_port(),),
+        envoy=loopback_envoy(),
+        log_dir=str(tmp_path),
+    )
+    with Stack(settings) as last:
+        assert last.wait_healthy(timeout=60), "the stack never became healthy"
+        trace, traceparent = _traceparent()
+        reply = httpx.post(
+            f"{last.http_url}/generate",
+            json={"model": model, "query": "hello"},
+            headers={"traceparent": traceparent},
+            timeout=30,
+        )
+        assert reply.status_code == 200, reply.text
+        stopping = time.monotonic()
+    stopped = time.monotonic() - stopping
+    spans = receiver.wait_until(trace, _envoy_and_server(receiver), timeout=2)
+    assert {receiver.service(s) for s in spans} == {ENVOY, GATEWAY}
+    envoy, server = _split(receiver, spans)
+    assert server.parent_span_id == envoy.span_id
+    assert stopped < 5  # no wait for Envoy's old 5 s flush

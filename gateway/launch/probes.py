@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import socket
 import sys
 from collections.abc import Callable, Sequence
 
@@ -22,8 +23,18 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from gateway.common import flags
 from gateway.common.listen import host_and_port
 
+
+class Refused(str):
+    """Why a probe failed, when it failed because nothing listens at the child's address: a
+    child that runs has closed its port, as a gateway does the moment it is told to stop
+    (grpc's graceful stop refuses new calls while those in flight get the grace period).
+    That is a stop under way, not silence: a hung child (stopped, its event loop blocked)
+    still has the kernel accept its connections, and its probes time out."""
+
+
 Probe = Callable[[float], "str | None"]
-"""Asks a child whether it answers within ``timeout`` seconds: None if it did, else why not."""
+"""Asks a child whether it answers within ``timeout`` seconds: None if it did, else why not
+(a `Refused` if nothing listened)."""
 
 # Any answer means the process runs: NOT_SERVING only says its cell is unreachable, and an
 # HTTP 503 from Envoy's /ready that it is starting or draining. What counts is silence.
@@ -46,10 +57,23 @@ def grpc_health_probe(address: str) -> Probe:
                     return None
                 if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                     return f"grpc.health.v1 Check at {address}: no answer within {timeout:g} s"
-                return f"grpc.health.v1 Check at {address}: {exc.details()}"
+                why = f"grpc.health.v1 Check at {address}: {exc.details()}"
+                # gRPC names a refusal only in its text: a connection of our own tells.
+                return Refused(why) if _refused(address, timeout) else why
         return None
 
     return probe
+
+
+def _refused(address: str, timeout: float) -> bool:
+    """Whether a TCP connection to ``address`` is refused (nothing listens there)."""
+    try:
+        socket.create_connection(host_and_port(address), timeout=timeout).close()
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def http_probe(address: str, path: str) -> Probe:
@@ -63,6 +87,8 @@ def http_probe(address: str, path: str) -> Probe:
             connection.getresponse().read()
         except TimeoutError:
             return f"GET http://{address}{path}: no answer within {timeout:g} s"
+        except ConnectionRefusedError as exc:
+            return Refused(f"GET http://{address}{path}: {exc}")
         except (OSError, http.client.HTTPException) as exc:
             return f"GET http://{address}{path}: {exc}"
         finally:

@@ -245,10 +245,13 @@ class ProcessGroup:
         """Names of children that are no longer running."""
         return [name for name, proc in self.children if proc.poll() is not None]
 
-    def stop(self, first: Collection[str] = ()) -> None:
-        """Stops every child: those named in ``first`` together, then the others newest
-        first. Each gets SIGTERM, then SIGKILL after the grace."""
+    def stop(self, first: Collection[str] = (), settle: float = 0.0) -> None:
+        """Stops every child: those named in ``first`` together, then, ``settle`` seconds
+        later (at once if ``hurry`` is set), the others newest first. Each gets SIGTERM, then
+        SIGKILL after the grace."""
         self._stop([(n, p) for n, p in self.children if n in first])
+        if first and settle > 0:
+            self.hurry.wait(settle)
         for name, proc in reversed(self.children):
             if name not in first:
                 self._stop([(name, proc)])

@@ -173,6 +173,12 @@ def _envoy_log_flags(log_format: LogFormat, log_path: str | None) -> list[str]:
 #: Seconds a gateway may take to exit after its grace period, before it is killed.
 _EXIT_AFTER_GRACE = 5.0
 
+#: Seconds Envoy goes on once the gateways have stopped, when it traces: it sends the spans it
+#: buffers every 250 ms (envoy/envoy.yaml.tmpl: layered_runtime) and drops them at exit, so
+#: the spans of the calls that ended last (those the gateways' stop ended, too) were lost.
+#: Three of its flushes, and room for their exports.
+SPAN_FLUSH_WAIT = 0.75
+
 
 class Stack:
     """Starts the processes on ``__enter__`` and stops them, newest first, on ``__exit__``.
@@ -304,10 +310,12 @@ class Stack:
         about 3 s, until Envoy's health checks found the gateways stopping. Off loopback, the
         gateways then go on serving for ``drain_delay``: stopped at once, each client
         connection got its GOAWAY (or ``Connection: close``) with a 503, one failed call per
-        connection at every stop behind a load balancer."""
+        connection at every stop behind a load balancer. Envoy, when it traces, goes on for
+        `SPAN_FLUSH_WAIT` after the gateways, to send the spans of their last calls."""
         if "envoy" in self.group.specs and _fail_health(self.envoy):
             self.group.hurry.wait(self.drain_delay)  # a second Ctrl-C ends it
-        self.group.stop(first=self._gateway_names)
+        settle = SPAN_FLUSH_WAIT if self.envoy.otlp_endpoint else 0.0
+        self.group.stop(first=self._gateway_names, settle=settle)
         self._tmp.cleanup()
 
     def _start(self) -> None:

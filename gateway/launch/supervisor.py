@@ -7,7 +7,8 @@ delay that doubles while it keeps dying (0.5 s, 1 s, 2 s ... 30 s) and resets on
 for a minute (`RestartSettings`, a part of `StackSettings`, set by the config file's
 ``supervisor:`` section). A child that runs but does not answer its health probes
 (gateway/launch/watchdog.py) is killed with SIGKILL, which a stopped or wedged process cannot
-ignore as it may SIGTERM, and is then restarted as any child that exited.
+ignore as it may SIGTERM, and is then restarted as any child that exited. One that closed its
+port (a gateway sent SIGTERM drains) gets the group's stop grace to exit first.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class Supervisor:
         self.group = group
         self.settings = settings or RestartSettings()
         self._report = report
-        self._watchdog = Watchdog(probes or {}, self.settings)
+        self._watchdog = Watchdog(probes or {}, self.settings, stop_grace=group.grace)
         now = time.monotonic()
         self._states = {name: self._state(now) for name, _ in group.children}
         for name, proc in group.children:

@@ -5,7 +5,12 @@ through it stalls until its deadline. The watchdog asks each child, through the 
 endpoint it already serves, whether it answers, and names one whose probes failed
 ``probe_failures`` times in a row; the supervisor kills it.
 
-    dog = Watchdog({"gateway-0": grpc_health_probe("127.0.0.1:50051")}, RestartSettings())
+A child that answered and then refuses connections has closed its port: it is stopping (a
+gateway sent SIGTERM drains its calls for its grace period, then exits). Its refusals count
+only once it has been stopping for ``stop_grace`` (what the stack's own stop gives it before
+SIGKILL), so that its streams end as at any stop, and it is restarted once it exits.
+
+    dog = Watchdog({"gateway-0": grpc_health_probe("127.0.0.1:50051")}, RestartSettings(), 15)
     why = dog.check("gateway-0", proc, time.monotonic())   # None, or why it is hung
 
 Probes run on a thread per child, one at a time, so `check` never waits for an answer.
@@ -20,7 +25,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gateway.launch.probes import Probe
+from gateway.launch.probes import Probe, Refused
 from gateway.restartconfig import RestartSettings
 
 log = logging.getLogger(__name__)
@@ -38,6 +43,9 @@ class _Watch:
     """Failed probes in a row."""
     last_failure: str = ""
     killed: bool = False
+    closed: float | None = None
+    """When its probes were first refused after it had answered (its port closed), if they
+    still are."""
 
 
 def _ask(probe: Probe, timeout: float) -> str | None:
@@ -50,11 +58,15 @@ def _ask(probe: Probe, timeout: float) -> str | None:
 
 class Watchdog:
     """Probes each child named in ``probes`` every ``probe_interval`` s (0: never), each on a
-    thread of its own: a probe starts as soon as the last one failed, not at the next tick."""
+    thread of its own: a probe starts as soon as the last one failed, not at the next tick.
+    A child that closed its port has ``stop_grace`` seconds to exit before its probes count."""
 
-    def __init__(self, probes: Mapping[str, Probe], settings: RestartSettings) -> None:
+    def __init__(
+        self, probes: Mapping[str, Probe], settings: RestartSettings, stop_grace: float = 0.0
+    ) -> None:
         self._probes = dict(probes) if settings.probe_interval > 0 else {}
         self._settings = settings
+        self._stop_grace = stop_grace
         self._lock = threading.Lock()  # the probing threads write the watches, `check` reads
         self._watches: dict[str, _Watch] = {}
         self._threads: dict[str, threading.Thread] = {}
@@ -110,8 +122,17 @@ class Watchdog:
 
     def _count(self, watch: _Watch, failure: str | None, now: float) -> None:
         if failure is None:
-            watch.answered, watch.failures = True, 0
-        elif watch.answered or now - watch.started >= self._settings.start_grace:
+            watch.answered, watch.failures, watch.closed = True, 0, None
+            return
+        if watch.answered and isinstance(failure, Refused):
+            # Before it first answered, a refusal is a start (``start_grace``), not a stop.
+            watch.closed = now if watch.closed is None else watch.closed
+            if now - watch.closed < self._stop_grace:
+                return
+            failure = f"{failure}; its port closed {now - watch.closed:.0f} s ago"
+        else:
+            watch.closed = None
+        if watch.answered or now - watch.started >= self._settings.start_grace:
             watch.failures += 1
             watch.last_failure = failure
 

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import re
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -379,3 +380,58 @@ def test_envoy_gives_up_an_export_the_collector_never_answers(
         while envoy_stat(traced, ended) < sent and time.monotonic() < deadline:
             time.sleep(0.1)
         assert envoy_stat(traced, ended) == sent, "exports still open past their deadline"
+
+
+def test_envoys_spans_of_the_last_calls_are_sent_before_the_stack_stops(
+    traced: Stack, receiver: Receiver, model: str, slow_model: str, tmp_path: Path
+) -> None:
+    # Envoy buffers its spans and sent them every 5 s, and drops what it holds at exit: the
+    # spans of the calls in the last seconds before every stop were lost, the gateways' sent,
+    # and so were those of the streams the stop itself ended, which end as the gateways exit.
+    # A stack of its own, since it stops; as the module's, on other ports, with a short grace.
+    gateway = dataclasses.replace(traced.settings.gateway, grace_period=1.0)
+    settings = dataclasses.replace(
+        traced.settings,
+        gateway=gateway,
+        gateway_ports=(free_port(),),
+        envoy=loopback_envoy(),
+        log_dir=str(tmp_path),
+    )
+    unary, unary_parent = _traceparent()
+    streamed, stream_parent = _traceparent()
+    started = threading.Event()
+    last: list[str] = []
+
+    def stream(url: str) -> None:
+        body = {"model": slow_model, "query": "q"}  # 5 s: the stop ends it
+        headers = {"traceparent": stream_parent}
+        with (
+            httpx.Client(base_url=url, timeout=30) as http,
+            http.stream("POST", "/generate_stream", json=body, headers=headers) as reply,
+        ):
+            for line in reply.iter_lines():
+                started.set()
+                last.append(line)
+
+    with Stack(settings) as stopped:
+        assert stopped.wait_healthy(timeout=60), "the stack never became healthy"
+        reply = httpx.post(
+            f"{stopped.http_url}/generate",
+            json={"model": model, "query": "hello"},
+            headers={"traceparent": unary_parent},
+            timeout=30,
+        )
+        assert reply.status_code == 200, reply.text
+        streaming = threading.Thread(target=stream, args=(stopped.http_url,))
+        streaming.start()
+        assert started.wait(30)
+        stopping = time.monotonic()
+    took = time.monotonic() - stopping
+    streaming.join(10)
+    assert '"error":{"code":14' in [line for line in last if line][-1]  # ended by the stop
+    for trace in (unary, streamed):
+        spans = receiver.wait_until(trace, _envoy_and_server(receiver), timeout=2)
+        assert {receiver.service(s) for s in spans} == {ENVOY, GATEWAY}
+        envoy, server = _split(receiver, spans)
+        assert server.parent_span_id == envoy.span_id
+    assert took < 5  # no wait for Envoy's old 5 s flush

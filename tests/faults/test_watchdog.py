@@ -1,10 +1,12 @@
 """A process of `saxgw up` that hangs (SIGSTOP: alive, its connections open, nothing answered)
 is killed by the supervisor's watchdog and restarted, and calls through Envoy's port succeed
-again. Before, it was never restarted: only an exit was, and every call stalled."""
+again. Before, it was never restarted: only an exit was, and every call stalled. A gateway
+told to stop (SIGTERM) is not hung: it drains, and is restarted once it exits."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -18,6 +20,7 @@ import httpx
 import pytest
 
 from gateway.launch.ports import listener_pid
+from tests.e2e._published import request_info
 from tests.faults._saxgw import alive, start_saxgw, stop_saxgw, up_args, wait_banner
 from tests.faults.conftest import answers, publish
 
@@ -32,6 +35,7 @@ supervisor:
 limits:
   max_connections: 10000
 """
+GRACE = 3.0  # the gateways' --grace-period, short for a short drain
 # The stack's RLIMIT_NOFILE, and the client connections Envoy then accepts of the config's
 # 10,000: 512 less a quarter it keeps for its other sockets and files (launch/tuning.py).
 OPEN_FILES = 512
@@ -63,7 +67,12 @@ def watched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Watched]:
     args, ports = up_args(base)
     stderr = base / "saxgw.err"
     with stderr.open("w") as err:
-        saxgw = start_saxgw([*args, f"--config={config}"], base, stderr=err, open_files=OPEN_FILES)
+        saxgw = start_saxgw(
+            [*args, f"--config={config}", f"--grace-period={GRACE:g}"],
+            base,
+            stderr=err,
+            open_files=OPEN_FILES,
+        )
     try:
         # Its supervisor runs, and no longer asks gateway-0 for restored models: a call that
         # holds its loop (and so its ticks) up to 5 s while that gateway hangs.
@@ -180,6 +189,51 @@ def test_envoy_past_its_open_files_sheds_connections_and_lives(watched: Watched)
     assert answers(watched.url, MODEL)  # once they closed, new clients are served again
     assert listener_pid(port) == envoy
     assert f"envoy (pid {envoy}) is hung" not in watched.log()
+
+
+def test_a_draining_gateway_is_not_taken_for_hung(watched: Watched) -> None:
+    """SIGTERM to one gateway (as an operator, systemd or a script sends it): it closes its
+    port and gives its calls the grace period, a stream that outlasts it ends with an error
+    in the stream, and the process exits and is restarted. Before, its probes were refused
+    and the watchdog SIGKILLed it a second later, cutting the stream with no word (an
+    incomplete chunked read)."""
+    port = watched.ports["--gateway-ports"]
+    while not answers(watched.url, MODEL):  # after another test's restart
+        time.sleep(0.1)
+    model = "/sax/test/drained"
+    with httpx.Client(base_url=watched.url, timeout=30) as http:
+        publish(http, model, text=" ".join(["tok"] * 200), delay_ms="100")  # 20 s: over it
+    pid = listener_pid(port)
+    assert pid is not None
+    body = {"model": model, "query": "q"}
+    with (
+        httpx.Client(base_url=watched.url, timeout=30) as http,
+        http.stream("POST", "/generate_stream", json=body) as response,
+    ):
+        lines = response.iter_lines()
+        assert next(lines).startswith("data: ")
+        os.kill(pid, signal.SIGTERM)
+        stopped = time.monotonic()
+        last = [line for line in lines if line.startswith("data: ")][-1]
+        ended = time.monotonic() - stopped
+    assert json.loads(last.removeprefix("data: ")) == {
+        "deltas": [],
+        "done": True,
+        "texts": [],
+        "error": {
+            "code": 14,
+            "message": "the Sax client was closed during the call: its owner is stopping",
+            "details": [request_info(response)],
+        },
+    }
+    assert GRACE - 2 < ended < GRACE + 1
+    while listener_pid(port) in (None, pid) or not answers(watched.url, MODEL):
+        assert watched.saxgw.poll() is None, watched.log()
+        assert time.monotonic() - stopped < BACK_WITHIN, watched.log()
+        time.sleep(0.1)
+    log = watched.log()
+    assert f"saxgw: gateway-0 (pid {pid}) exited with status 0; restarting it in" in log
+    assert f"(pid {pid}) is hung" not in log
 
 
 pytestmark = pytest.mark.timeout(180)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.launch.probes import Probe
+from gateway.launch.probes import Probe, Refused
 from gateway.launch.processes import Output, ProcessGroup
 from gateway.launch.supervisor import RestartSettings, Supervisor
 
@@ -101,6 +101,35 @@ def test_failures_must_come_in_a_row() -> None:
         supervisor.close()
         group.stop()
     assert lines == []
+
+
+def test_a_child_that_closed_its_port_has_the_stop_grace_to_exit() -> None:
+    """Refused after it answered: it is stopping (a gateway sent SIGTERM drains its calls),
+    not hung, until the group's stop grace is over; then it is killed as a hung one."""
+    refused: list[float] = []
+
+    def probe(timeout: float) -> str | None:
+        if time.monotonic() < closes:
+            return None
+        refused.append(time.monotonic())
+        return Refused("Connection refused")
+
+    closes = time.monotonic() + 0.2  # it answers a few probes first
+    group = ProcessGroup(grace=0.5)
+    lines: list[str] = []
+    supervisor = _watched(group, probe, lines)
+    try:
+        pid = dict(group.children)["steady"].pid
+        _tick_until(supervisor, "steady", 1)
+    finally:
+        supervisor.close()
+        group.stop()
+    assert lines[0].startswith(
+        f"saxgw: steady (pid {pid}) is hung: 3 health probes in a row failed (the last: "
+        "Connection refused; its port closed "
+    )
+    assert lines[0].endswith(" s ago); killing it with SIGKILL")
+    assert refused[-1] - refused[0] >= 0.5 + 2 * 0.02  # the grace, then 3 failures
 
 
 def test_a_restart_that_cannot_start_is_retried_not_raised(tmp_path: Path) -> None:

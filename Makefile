@@ -7,9 +7,11 @@ PYTEST_ARGS ?=
 # The suite's processes (pytest-xdist; 0: one process, as plain `pytest`). Most of a test's time
 # is spent waiting on the real servers it starts: with 3 on 2 cores the CPU was busy about half
 # the time, and 4 took pytest from 9 min 23 s to 7 min 57 s on a quiet machine (2026-12-04,
-# 1,999 tests). Whole files go to one process (loadfile), with their module-scoped stacks; each
-# process starts its own session stacks (tests/e2e/conftest.py, tests/faults/conftest.py).
-TEST_WORKERS ?= 4
+# 1,999 tests). With 6 the CPU was busy 96% of the run (vmstat, 2026-12-05, 2,448 tests: 8 min
+# 33 s, beside two other jobs), so more would only queue. Whole files go to one process
+# (loadfile), with their module-scoped stacks; each process starts its own session stacks
+# (tests/e2e/conftest.py, tests/faults/conftest.py).
+TEST_WORKERS ?= 6
 PYTEST_PAR := -n $(TEST_WORKERS) --dist loadfile
 UP_ARGS ?=
 

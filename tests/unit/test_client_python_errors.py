@@ -7,6 +7,7 @@ import pytest
 import saxgateway_client
 from google.rpc import status_pb2
 from saxgateway_client import (
+    AbortedError,
     BadRequestError,
     FieldViolation,
     NotFoundError,
@@ -26,6 +27,15 @@ def test_every_status_code_has_an_exception(code: grpc.StatusCode) -> None:
     error = error_for(code, "boom")
     assert isinstance(error, SaxGatewayError)
     assert (error.code, error.message, str(error)) == (code, "boom", f"{code.name}: boom")
+
+
+def test_aborted_is_a_conflict_to_handle_not_a_server_failure() -> None:
+    # ABORTED (409) is "the model changed under an update: read it and decide again"
+    # (docs/clients.md), the caller's to handle as ALREADY_EXISTS is. It was a ServerError,
+    # the class of UNKNOWN and INTERNAL, which says the server failed.
+    error = error_for(grpc.StatusCode.ABORTED, "changed")
+    assert type(error) is AbortedError
+    assert not isinstance(error, ServerError)
 
 
 def test_bad_request_lists_its_field_violations() -> None:

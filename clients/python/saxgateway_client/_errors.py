@@ -5,6 +5,7 @@ SaxGatewayError                 code, message, details (google.protobuf.Any)
 │                               .field_violations from the google.rpc.BadRequest detail
 ├── NotFoundError               NOT_FOUND
 ├── AlreadyExistsError          ALREADY_EXISTS
+├── AbortedError                ABORTED
 ├── PermissionDeniedError       PERMISSION_DENIED
 ├── UnauthenticatedError        UNAUTHENTICATED
 ├── ResourceExhaustedError      RESOURCE_EXHAUSTED
@@ -12,7 +13,7 @@ SaxGatewayError                 code, message, details (google.protobuf.Any)
 ├── DeadlineExceededError       DEADLINE_EXCEEDED
 ├── CancelledError              CANCELLED
 ├── UnimplementedError          UNIMPLEMENTED
-└── ServerError                 UNKNOWN, INTERNAL, DATA_LOSS, ABORTED
+└── ServerError                 UNKNOWN, INTERNAL, DATA_LOSS
 """
 
 from __future__ import annotations
@@ -78,6 +79,11 @@ class AlreadyExistsError(SaxGatewayError):
     """The model is already published."""
 
 
+class AbortedError(SaxGatewayError):
+    """The model changed under an update (HTTP 409): read it again and decide again; the
+    caller's to handle, as an AlreadyExistsError is, not a failure of the server."""
+
+
 class PermissionDeniedError(SaxGatewayError):
     """The caller may not use this model."""
 
@@ -107,7 +113,7 @@ class UnimplementedError(SaxGatewayError):
 
 
 class ServerError(SaxGatewayError):
-    """The server failed (UNKNOWN, INTERNAL, DATA_LOSS, ABORTED)."""
+    """The server failed (UNKNOWN, INTERNAL, DATA_LOSS)."""
 
 
 _BY_CODE: dict[grpc.StatusCode, type[SaxGatewayError]] = {
@@ -126,7 +132,7 @@ _BY_CODE: dict[grpc.StatusCode, type[SaxGatewayError]] = {
     grpc.StatusCode.UNKNOWN: ServerError,
     grpc.StatusCode.INTERNAL: ServerError,
     grpc.StatusCode.DATA_LOSS: ServerError,
-    grpc.StatusCode.ABORTED: ServerError,
+    grpc.StatusCode.ABORTED: AbortedError,
 }
 _BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
 

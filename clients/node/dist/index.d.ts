@@ -32,7 +32,11 @@ export declare class SaxGatewayError extends Error {
     /** The status message as it arrived: for a refusal Envoy made itself, the HTTP API's whole
      * JSON error body, whose `message` is this error's. */
     readonly rawMessage: string;
-    constructor(code: grpc.status, message: string, details?: Status["details"], rawMessage?: string);
+    /** How long the gateway asks a caller to wait before trying again, in milliseconds (on a
+     * RESOURCE_EXHAUSTED that may mend: a rate, calls in flight, an overloaded model);
+     * undefined where it asks nothing, or says no retry mends it (a request too large). */
+    readonly retryAfterMs: number | undefined;
+    constructor(code: grpc.status, message: string, details?: Status["details"], rawMessage?: string, retryAfterMs?: number);
     /** The error of a failed call, details read from its grpc-status-details-bin trailer. */
     static fromServiceError(error: grpc.ServiceError): SaxGatewayError;
     /** The error a stream reports in-band, in its last message. */

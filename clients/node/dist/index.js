@@ -51,6 +51,8 @@ exports.pb = pb;
 const DETAIL_PREFIX = "type.googleapis.com/google.rpc.";
 const BAD_REQUEST = `${DETAIL_PREFIX}BadRequest`;
 const REQUEST_INFO = `${DETAIL_PREFIX}RequestInfo`;
+// gRPC's Retry-After, in milliseconds (gRFC A6), which the gateway sends beside retry-after.
+const PUSHBACK_KEY = "grpc-retry-pushback-ms";
 // The detail types of google/rpc/error_details.proto, by name: what a JSON error body's
 // details are read as (others are left out, as the Python client leaves them).
 const DETAIL_TYPES = {
@@ -72,13 +74,18 @@ class SaxGatewayError extends Error {
     /** The status message as it arrived: for a refusal Envoy made itself, the HTTP API's whole
      * JSON error body, whose `message` is this error's. */
     rawMessage;
-    constructor(code, message, details = [], rawMessage = message) {
+    /** How long the gateway asks a caller to wait before trying again, in milliseconds (on a
+     * RESOURCE_EXHAUSTED that may mend: a rate, calls in flight, an overloaded model);
+     * undefined where it asks nothing, or says no retry mends it (a request too large). */
+    retryAfterMs;
+    constructor(code, message, details = [], rawMessage = message, retryAfterMs) {
         super(`${grpc.status[code]}: ${message}`);
         this.name = "SaxGatewayError";
         this.code = code;
         this.codeName = grpc.status[code];
         this.details = details;
         this.rawMessage = rawMessage;
+        this.retryAfterMs = retryAfterMs;
         this.fieldViolations = details
             .filter((detail) => detail.type_url === BAD_REQUEST)
             .flatMap((detail) => error_details_1.BadRequest.decode(detail.value).field_violations)
@@ -96,7 +103,7 @@ class SaxGatewayError extends Error {
         // Envoy gives its own refusals a Status of their own too, whose message is the same JSON
         // body: the message is the body's either way, the details the trailer's where it has them.
         const details = bin instanceof Buffer ? status_1.Status.decode(bin).details : reply?.details;
-        return new SaxGatewayError(error.code, message, details, error.details);
+        return new SaxGatewayError(error.code, message, details, error.details, pushback(error.metadata));
     }
     /** The error a stream reports in-band, in its last message. */
     static fromStatus(status) {
@@ -104,6 +111,15 @@ class SaxGatewayError extends Error {
     }
 }
 exports.SaxGatewayError = SaxGatewayError;
+// The wait a failure's grpc-retry-pushback-ms asks for; undefined for none, or for a negative
+// one (no retry mends it: a body over the limit).
+function pushback(metadata) {
+    const [value] = metadata?.get(PUSHBACK_KEY) ?? [];
+    if (typeof value !== "string" || !/^-?\d+$/.test(value))
+        return undefined;
+    const wait = Number(value);
+    return wait >= 0 ? wait : undefined;
+}
 // A refusal Envoy made itself (no credentials, a role or a rate refused, a body too large)
 // reaches a gRPC caller with the HTTP API's JSON error body as its message,
 // `{"code", "message", "details": [RequestInfo]}`: its `message` is the one to show, and its

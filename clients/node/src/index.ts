@@ -40,6 +40,8 @@ export type ResponseOf<K extends Method> = ReturnType<Methods[K]["responseType"]
 const DETAIL_PREFIX = "type.googleapis.com/google.rpc.";
 const BAD_REQUEST = `${DETAIL_PREFIX}BadRequest`;
 const REQUEST_INFO = `${DETAIL_PREFIX}RequestInfo`;
+// gRPC's Retry-After, in milliseconds (gRFC A6), which the gateway sends beside retry-after.
+const PUSHBACK_KEY = "grpc-retry-pushback-ms";
 // The detail types of google/rpc/error_details.proto, by name: what a JSON error body's
 // details are read as (others are left out, as the Python client leaves them).
 const DETAIL_TYPES: Record<string, MessageFns<unknown>> = {
@@ -67,14 +69,25 @@ export class SaxGatewayError extends Error {
   /** The status message as it arrived: for a refusal Envoy made itself, the HTTP API's whole
    * JSON error body, whose `message` is this error's. */
   readonly rawMessage: string;
+  /** How long the gateway asks a caller to wait before trying again, in milliseconds (on a
+   * RESOURCE_EXHAUSTED that may mend: a rate, calls in flight, an overloaded model);
+   * undefined where it asks nothing, or says no retry mends it (a request too large). */
+  readonly retryAfterMs: number | undefined;
 
-  constructor(code: grpc.status, message: string, details: Status["details"] = [], rawMessage = message) {
+  constructor(
+    code: grpc.status,
+    message: string,
+    details: Status["details"] = [],
+    rawMessage = message,
+    retryAfterMs?: number,
+  ) {
     super(`${grpc.status[code]}: ${message}`);
     this.name = "SaxGatewayError";
     this.code = code;
     this.codeName = grpc.status[code];
     this.details = details;
     this.rawMessage = rawMessage;
+    this.retryAfterMs = retryAfterMs;
     this.fieldViolations = details
       .filter((detail) => detail.type_url === BAD_REQUEST)
       .flatMap((detail) => BadRequest.decode(detail.value).field_violations)
@@ -93,13 +106,22 @@ export class SaxGatewayError extends Error {
     // Envoy gives its own refusals a Status of their own too, whose message is the same JSON
     // body: the message is the body's either way, the details the trailer's where it has them.
     const details = bin instanceof Buffer ? Status.decode(bin).details : reply?.details;
-    return new SaxGatewayError(error.code, message, details, error.details);
+    return new SaxGatewayError(error.code, message, details, error.details, pushback(error.metadata));
   }
 
   /** The error a stream reports in-band, in its last message. */
   static fromStatus(status: Status): SaxGatewayError {
     return new SaxGatewayError(status.code, status.message, status.details);
   }
+}
+
+// The wait a failure's grpc-retry-pushback-ms asks for; undefined for none, or for a negative
+// one (no retry mends it: a body over the limit).
+function pushback(metadata: grpc.Metadata | undefined): number | undefined {
+  const [value] = metadata?.get(PUSHBACK_KEY) ?? [];
+  if (typeof value !== "string" || !/^-?\d+$/.test(value)) return undefined;
+  const wait = Number(value);
+  return wait >= 0 ? wait : undefined;
 }
 
 // A refusal Envoy made itself (no credentials, a role or a rate refused, a body too large)

@@ -3,6 +3,7 @@ iterators, deadlines, and errors as typed exceptions with their BadRequest detai
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 import uuid
@@ -130,6 +131,19 @@ def test_deadline_is_applied(stack: Stack, client: Client) -> None:
         pytest.raises(DeadlineExceededError),
     ):
         client.generate(model, "q", timeout=0.5)
+
+
+def test_an_endless_timeout_is_no_deadline_of_the_client(stack: Stack) -> None:
+    # grpc took a timeout of infinity (or over ~9e9 s) for one already past: the call failed
+    # at once, DEADLINE_EXCEEDED, which no deadline had caused. A NaN did the same.
+    info = pb.GetInfoRequest()
+    with Client(stack.grpc_address, timeout=math.inf) as endless:
+        assert endless.call("GetInfo", info).message == "HTTP Server for SAX Client"
+        assert endless.call("GetInfo", info, timeout=1e12).message == "HTTP Server for SAX Client"
+        with pytest.raises(ValueError, match=r"^timeout must be a number of seconds, not nan$"):
+            endless.call("GetInfo", info, timeout=math.nan)
+        with pytest.raises(ValueError, match=r"^timeout must be"):
+            next(endless.stream("WatchAddresses", pb.WatchAddressesRequest(), timeout=math.nan))
 
 
 def test_installs_with_pip_from_the_repo_folder(stack: Stack, tmp_path: Path) -> None:

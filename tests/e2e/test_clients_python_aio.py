@@ -5,6 +5,7 @@ together on one event loop."""
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
 
 import pytest
@@ -121,3 +122,11 @@ async def test_calls_share_the_loop_and_keep_their_own_deadlines(client: AsyncCl
     finally:
         await client.unpublish(model)
         await client.unpublish(quick)
+
+
+async def test_an_endless_timeout_is_no_deadline_of_the_client(stack: Stack) -> None:
+    # grpc.aio took a timeout of infinity for one already past: DEADLINE_EXCEEDED at once.
+    async with AsyncClient(stack.grpc_address, timeout=math.inf) as endless:
+        assert (await endless.call("GetInfo", pb.GetInfoRequest())).message.startswith("HTTP")
+        with pytest.raises(ValueError, match=r"^timeout must be a number of seconds, not nan$"):
+            await endless.call("GetInfo", pb.GetInfoRequest(), timeout=math.nan)

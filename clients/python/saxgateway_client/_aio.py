@@ -50,7 +50,8 @@ class AsyncClient:
     """One grpc.aio channel to a gateway (Envoy's public port, or a gateway process).
 
     Create it inside the event loop that uses it (grpc.aio binds a channel to its loop).
-    Every call has a deadline: ``timeout`` seconds unless the call passes its own. Failures
+    Every call has a deadline: ``timeout`` seconds unless the call passes its own
+    (``math.inf``: none of the client's; the gateway's default timeout still ends it). Failures
     raise a :class:`SaxGatewayError` subclass chosen by status code.
     """
 
@@ -92,7 +93,7 @@ class AsyncClient:
         try:
             return await getattr(self.stub, method)(
                 request,
-                timeout=self.timeout if timeout is None else timeout,
+                timeout=requests.timeout(self.timeout, timeout),
                 metadata=self._metadata,
             )
         except grpc.RpcError as exc:
@@ -156,7 +157,7 @@ class AsyncClient:
         """Any streaming RPC by name (``"WatchAddresses"``): its messages as they arrive, with
         the deadline and error mapping; a message whose ``error`` is set is raised."""
         requests.check_stream(self, method, request)
-        deadline = self.timeout if timeout is None else timeout
+        deadline = requests.timeout(self.timeout, timeout)
         rpc = getattr(self.stub, method)
         return _items(lambda: rpc(request, timeout=deadline, metadata=self._metadata))
 

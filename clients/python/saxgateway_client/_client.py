@@ -45,7 +45,8 @@ def _items(start: Callable[[], Any]) -> Iterator[Any]:
 class Client:
     """One channel to a gateway (Envoy's public port, or a gateway process).
 
-    Every call has a deadline: ``timeout`` seconds unless the call passes its own. Failures
+    Every call has a deadline: ``timeout`` seconds unless the call passes its own
+    (``math.inf``: none of the client's; the gateway's default timeout still ends it). Failures
     raise a :class:`SaxGatewayError` subclass chosen by status code.
     """
 
@@ -85,7 +86,7 @@ class Client:
         try:
             return getattr(self.stub, method)(
                 request,
-                timeout=self.timeout if timeout is None else timeout,
+                timeout=requests.timeout(self.timeout, timeout),
                 metadata=self._metadata,
             )
         except grpc.RpcError as exc:
@@ -149,7 +150,7 @@ class Client:
         """Any streaming RPC by name (``"WatchAddresses"``): its messages as they arrive, with
         the deadline and error mapping; a message whose ``error`` is set is raised."""
         requests.check_stream(self, method, request)
-        deadline = self.timeout if timeout is None else timeout
+        deadline = requests.timeout(self.timeout, timeout)
         rpc = getattr(self.stub, method)
         return _items(lambda: rpc(request, timeout=deadline, metadata=self._metadata))
 

@@ -4,6 +4,7 @@ they wait."""
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -52,6 +53,24 @@ def _tensor(value: object) -> list[float] | None:
         return None
     items = list(value)
     return [float(v) for v in items] if all(_is_number(v) for v in items) else None
+
+
+# A timeout longer than this (about 31 years) is no deadline: grpc takes one past ~9.2e9 s
+# (2**63 ns), or infinity, for a deadline already past, and fails the call at once with
+# DEADLINE_EXCEEDED. The gateway's own --default-timeout still bounds the call.
+_ENDLESS = 1e9
+
+
+def timeout(default: float | None, given: float | None) -> float | None:
+    """The timeout grpc is given: ``given``, else the client's ``default``; None (no deadline of
+    the client's) for infinity or one too long to be any. A NaN is a ValueError, where grpc
+    took it for a deadline already past."""
+    chosen = default if given is None else given
+    if chosen is None:
+        return None
+    if math.isnan(chosen):
+        raise ValueError(f"timeout must be a number of seconds, not {chosen}")
+    return None if chosen > _ENDLESS else chosen
 
 
 # The RPCs of saxgateway.v1.SaxGateway, read from the generated descriptor: the request type

@@ -171,3 +171,19 @@ def test_an_error_carries_its_details_and_a_oneof_set_twice_is_refused(stack: St
     # One member each (the others undefined or null) is a request like any other.
     assert steps[3] == {"step": "one_of_each", **not_found, "requestId": steps[3]["requestId"]}
     assert steps[3]["requestId"]
+
+
+def test_an_endless_timeout_is_no_deadline_and_a_nan_one_a_type_error(stack: Stack) -> None:
+    # grpc-js threw "Deadline is too far in the future" from a timer for a timeoutMs of
+    # Infinity or NaN: no catch of the caller's could take it, and the process died.
+    node = shutil.which("node")
+    assert node, "node is needed"
+    script = ROOT / "tests" / "e2e" / "node" / "timeouts.js"
+    out = _run([node, script, stack.grpc_address], ROOT, 60)
+    nan = "TypeError: timeoutMs must be a number of milliseconds, not NaN"
+    assert [json.loads(line) for line in out.splitlines()] == [
+        {"step": "endless", "message": "HTTP Server for SAX Client"},
+        {"step": "far", "message": "HTTP Server for SAX Client"},
+        {"step": "nan", "error": nan},
+        {"step": "stream_nan", "error": nan},
+    ]

@@ -43,7 +43,8 @@ export declare class SaxGatewayError extends Error {
     static fromStatus(status: Status): SaxGatewayError;
 }
 export interface ClientOptions {
-    /** Deadline of every call that sets none (default 60 s). */
+    /** Deadline of every call that sets none (default 60 s; Infinity: none of the client's, the
+     * gateway's default timeout still ends the call). */
     timeoutMs?: number;
     /** Default: insecure (plain-text HTTP/2), as Envoy's local port serves. */
     credentials?: grpc.ChannelCredentials;

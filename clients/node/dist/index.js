@@ -184,6 +184,9 @@ function checkOneofs(type, value, path) {
         }
     }
 }
+// A timeout longer than this (about 31 years) is no deadline; the gateway's own default
+// timeout still bounds the call.
+const ENDLESS_MS = 1e12;
 // Cancels ``call`` when ``signal`` aborts (at once if it has); returns the undo, so that a
 // signal shared by many calls does not keep a listener for each finished one.
 function cancelOn(signal, call) {
@@ -285,7 +288,13 @@ class Client {
         }
     }
     deadline(options) {
-        return new Date(Date.now() + (options.timeoutMs ?? this.timeoutMs));
+        const ms = options.timeoutMs ?? this.timeoutMs;
+        if (typeof ms !== "number" || Number.isNaN(ms)) {
+            throw new TypeError(`timeoutMs must be a number of milliseconds, not ${String(ms)}`);
+        }
+        // grpc-js throws from a timer, where no caller can catch it, for a deadline it cannot
+        // write (Infinity's Invalid Date, or past 99,999,999 hours): either is none of the client's.
+        return ms > ENDLESS_MS ? Infinity : new Date(Date.now() + ms);
     }
 }
 exports.Client = Client;

@@ -182,8 +182,13 @@ function checkOneofs(type: string | undefined, value: unknown, path: string): vo
   }
 }
 
+// A timeout longer than this (about 31 years) is no deadline; the gateway's own default
+// timeout still bounds the call.
+const ENDLESS_MS = 1e12;
+
 export interface ClientOptions {
-  /** Deadline of every call that sets none (default 60 s). */
+  /** Deadline of every call that sets none (default 60 s; Infinity: none of the client's, the
+   * gateway's default timeout still ends the call). */
   timeoutMs?: number;
   /** Default: insecure (plain-text HTTP/2), as Envoy's local port serves. */
   credentials?: grpc.ChannelCredentials;
@@ -317,7 +322,13 @@ export class Client {
     }
   }
 
-  private deadline(options: CallOptions): Date {
-    return new Date(Date.now() + (options.timeoutMs ?? this.timeoutMs));
+  private deadline(options: CallOptions): grpc.Deadline {
+    const ms = options.timeoutMs ?? this.timeoutMs;
+    if (typeof ms !== "number" || Number.isNaN(ms)) {
+      throw new TypeError(`timeoutMs must be a number of milliseconds, not ${String(ms)}`);
+    }
+    // grpc-js throws from a timer, where no caller can catch it, for a deadline it cannot
+    // write (Infinity's Invalid Date, or past 99,999,999 hours): either is none of the client's.
+    return ms > ENDLESS_MS ? Infinity : new Date(Date.now() + ms);
   }
 }

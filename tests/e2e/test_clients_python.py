@@ -117,9 +117,18 @@ def test_bad_extra_input_names_the_key(stack: Stack, client: Client) -> None:
     assert [v.field for v in raised.value.field_violations] == ["extra_inputs[nested]"]
 
 
-def test_unknown_model_is_not_found(client: Client) -> None:
+def test_unknown_model_is_not_found(stack: Stack, client: Client) -> None:
     with pytest.raises(NotFoundError):
         client.generate("/sax/test/no-such-model", "q")
+    # The call's ID, to find it in the gateway's and Envoy's logs, as the Node client's
+    # requestId: it was left in a RequestInfo detail for each caller to unpack.
+    tagged = [("x-request-id", "py-rid-7")]
+    with (
+        Client(stack.grpc_address, metadata=tagged) as asked,
+        pytest.raises(NotFoundError) as raised,
+    ):
+        asked.generate("/sax/test/no-such-model", "q")
+    assert raised.value.request_id == "py-rid-7"
     with pytest.raises(NotFoundError):
         client.unpublish("/sax/test/no-such-model")
 

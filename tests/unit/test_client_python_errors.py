@@ -44,6 +44,10 @@ def test_bad_request_lists_its_field_violations() -> None:
     assert error.field_violations == (FieldViolation("model", "x"),)
 
 
+def test_an_error_without_a_request_info_has_no_request_id() -> None:
+    assert from_status(bad_request("bad", ("model", "x"))).request_id is None
+
+
 def test_in_band_status_maps_like_a_call() -> None:
     assert isinstance(from_status(status_pb2.Status(code=5, message="gone")), NotFoundError)
     assert isinstance(from_status(status_pb2.Status(code=14, message="down")), UnavailableError)

@@ -1,6 +1,7 @@
 """The exceptions a call raises: one class per gRPC status code, made in one place.
 
-SaxGatewayError                 code, message, details (google.protobuf.Any)
+SaxGatewayError                 code, message, details (google.protobuf.Any), request_id,
+                                retry_after
 ├── BadRequestError             INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE;
 │                               .field_violations from the google.rpc.BadRequest detail
 ├── NotFoundError               NOT_FOUND
@@ -56,6 +57,16 @@ class SaxGatewayError(Exception):
         self.message = message
         self.details = details
         self.retry_after = retry_after
+
+    @property
+    def request_id(self) -> str | None:
+        """The call's ID (its x-request-id, which the gateway's and Envoy's logs name), from
+        its google.rpc.RequestInfo detail; None without one."""
+        for detail in self.details:
+            info = error_details_pb2.RequestInfo()
+            if detail.Unpack(info) and info.request_id:
+                return str(info.request_id)
+        return None
 
 
 class BadRequestError(SaxGatewayError):

@@ -171,6 +171,12 @@ def test_an_error_carries_its_details_and_a_oneof_set_twice_is_refused(stack: St
     # One member each (the others undefined or null) is a request like any other.
     assert steps[3] == {"step": "one_of_each", **not_found, "requestId": steps[3]["requestId"]}
     assert steps[3]["requestId"]
+    # Metadata for every call was the Python client's alone (Client(metadata=...)): a Node
+    # caller set its API key on each call.
+    assert steps[4:] == [
+        {"step": "client_metadata", **not_found, "requestId": "node-client-wide-5"},
+        {"step": "call_metadata_wins", **not_found, "requestId": "node-details-17"},
+    ]
 
 
 def test_an_endless_timeout_is_no_deadline_and_a_nan_one_a_type_error(stack: Stack) -> None:

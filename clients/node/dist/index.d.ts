@@ -48,6 +48,9 @@ export interface ClientOptions {
     timeoutMs?: number;
     /** Default: insecure (plain-text HTTP/2), as Envoy's local port serves. */
     credentials?: grpc.ChannelCredentials;
+    /** Sent with every call (an API key: `authorization`); a call's own metadata is sent
+     * beside it, its values replacing these for a key both set. */
+    metadata?: grpc.Metadata;
 }
 export interface CallOptions {
     timeoutMs?: number;
@@ -59,6 +62,7 @@ export declare class Client {
     /** The grpc-js channel's client (pb.SaxGatewayDefinition describes every RPC). */
     readonly channel: grpc.Client;
     private readonly timeoutMs;
+    private readonly metadata;
     constructor(address?: string, options?: ClientOptions);
     close(): void;
     /** Calls a unary RPC; rejects with a SaxGatewayError (CANCELLED once options.signal aborts). */
@@ -67,5 +71,6 @@ export declare class Client {
      * or in-band in the last one) is thrown as a SaxGatewayError. Breaking out cancels the call,
      * except at `done`: the call has ended well by the time that message is yielded. */
     stream<K extends StreamMethod>(method: K, request: pb.DeepPartial<RequestOf<K>>, options?: CallOptions): AsyncGenerator<ResponseOf<K>>;
+    private callMetadata;
     private deadline;
 }

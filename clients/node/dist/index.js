@@ -231,9 +231,11 @@ class Client {
     /** The grpc-js channel's client (pb.SaxGatewayDefinition describes every RPC). */
     channel;
     timeoutMs;
+    metadata;
     constructor(address = "localhost:8888", options = {}) {
         this.channel = new grpc.Client(address, options.credentials ?? grpc.credentials.createInsecure());
         this.timeoutMs = options.timeoutMs ?? 60_000;
+        this.metadata = options.metadata?.clone() ?? new grpc.Metadata();
     }
     close() {
         this.channel.close();
@@ -244,7 +246,7 @@ class Client {
             // In here, a wrong method rejects the promise, as every other failure does.
             const { path, build, serialize, deserialize } = rpc(method, false);
             let undo = () => { };
-            const call = this.channel.makeUnaryRequest(path, serialize, deserialize, build(request), options.metadata ?? new grpc.Metadata(), { deadline: this.deadline(options) }, (error, response) => {
+            const call = this.channel.makeUnaryRequest(path, serialize, deserialize, build(request), this.callMetadata(options), { deadline: this.deadline(options) }, (error, response) => {
                 undo();
                 if (error)
                     reject(SaxGatewayError.fromServiceError(error));
@@ -259,7 +261,7 @@ class Client {
      * except at `done`: the call has ended well by the time that message is yielded. */
     async *stream(method, request, options = {}) {
         const { path, build, serialize, deserialize } = rpc(method, true);
-        const call = this.channel.makeServerStreamRequest(path, serialize, deserialize, build(request), options.metadata ?? new grpc.Metadata(), { deadline: this.deadline(options) });
+        const call = this.channel.makeServerStreamRequest(path, serialize, deserialize, build(request), this.callMetadata(options), { deadline: this.deadline(options) });
         const undo = cancelOn(options.signal, call);
         const items = call[Symbol.asyncIterator]();
         try {
@@ -286,6 +288,19 @@ class Client {
             undo();
             call.cancel();
         }
+    }
+    // The client's metadata with the call's own: for a key both set, the call's values.
+    callMetadata(options) {
+        const merged = this.metadata.clone();
+        const own = options.metadata;
+        if (own === undefined)
+            return merged;
+        for (const key of Object.keys(own.getMap())) {
+            merged.remove(key);
+            for (const value of own.get(key))
+                merged.add(key, value);
+        }
+        return merged;
     }
     deadline(options) {
         const ms = options.timeoutMs ?? this.timeoutMs;

@@ -192,6 +192,9 @@ export interface ClientOptions {
   timeoutMs?: number;
   /** Default: insecure (plain-text HTTP/2), as Envoy's local port serves. */
   credentials?: grpc.ChannelCredentials;
+  /** Sent with every call (an API key: `authorization`); a call's own metadata is sent
+   * beside it, its values replacing these for a key both set. */
+  metadata?: grpc.Metadata;
 }
 
 export interface CallOptions {
@@ -246,10 +249,12 @@ export class Client {
   /** The grpc-js channel's client (pb.SaxGatewayDefinition describes every RPC). */
   readonly channel: grpc.Client;
   private readonly timeoutMs: number;
+  private readonly metadata: grpc.Metadata;
 
   constructor(address = "localhost:8888", options: ClientOptions = {}) {
     this.channel = new grpc.Client(address, options.credentials ?? grpc.credentials.createInsecure());
     this.timeoutMs = options.timeoutMs ?? 60_000;
+    this.metadata = options.metadata?.clone() ?? new grpc.Metadata();
   }
 
   close(): void {
@@ -271,7 +276,7 @@ export class Client {
         serialize,
         deserialize,
         build(request),
-        options.metadata ?? new grpc.Metadata(),
+        this.callMetadata(options),
         { deadline: this.deadline(options) },
         (error, response) => {
           undo();
@@ -297,7 +302,7 @@ export class Client {
       serialize,
       deserialize,
       build(request),
-      options.metadata ?? new grpc.Metadata(),
+      this.callMetadata(options),
       { deadline: this.deadline(options) },
     );
     const undo = cancelOn(options.signal, call);
@@ -320,6 +325,18 @@ export class Client {
       undo();
       call.cancel();
     }
+  }
+
+  // The client's metadata with the call's own: for a key both set, the call's values.
+  private callMetadata(options: CallOptions): grpc.Metadata {
+    const merged = this.metadata.clone();
+    const own = options.metadata;
+    if (own === undefined) return merged;
+    for (const key of Object.keys(own.getMap())) {
+      merged.remove(key);
+      for (const value of own.get(key)) merged.add(key, value);
+    }
+    return merged;
   }
 
   private deadline(options: CallOptions): grpc.Deadline {

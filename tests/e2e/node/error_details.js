@@ -9,6 +9,9 @@ const { Client, SaxGatewayError } = require("../../../clients/node/dist/index.js
 
 const [address] = process.argv.slice(2);
 const client = new Client(address, { timeoutMs: 20_000 });
+const every = new grpc.Metadata();
+every.set("x-request-id", "node-client-wide-5");
+const tagged = new Client(address, { timeoutMs: 20_000, metadata: every });
 
 function failure(error) {
   if (!(error instanceof SaxGatewayError)) return { name: error.name, message: error.message };
@@ -42,6 +45,11 @@ async function main() {
         model: "/sax/test/node-nosuch",
         items: [{ text: "a cat", image_bytes: undefined }, { image_bytes: Buffer.from("png"), text: null }],
       }),
+    // Metadata the client sends with every call (an API key, say), a call's own beside it
+    // and, for a key both set, instead of it.
+    client_metadata: () => tagged.unary("generate", { model: "/sax/test/node-nosuch", query: "q" }),
+    call_metadata_wins: () =>
+      tagged.unary("generate", { model: "/sax/test/node-nosuch", query: "q" }, { metadata }),
   };
   for (const [step, call] of Object.entries(calls)) {
     try {
@@ -53,4 +61,7 @@ async function main() {
   }
 }
 
-main().finally(() => client.close());
+main().finally(() => {
+  client.close();
+  tagged.close();
+});

@@ -129,6 +129,16 @@ def test_unknown_model_is_not_found(stack: Stack, client: Client) -> None:
     ):
         asked.generate("/sax/test/no-such-model", "q")
     assert raised.value.request_id == "py-rid-7"
+    # A call's own metadata, beside the client's and for a key both set instead of it, as
+    # the Node client's: a Python caller made a Client per request ID.
+    own = [("x-request-id", "py-call-8")]
+    with Client(stack.grpc_address, metadata=tagged) as asked:
+        with pytest.raises(NotFoundError) as raised:
+            asked.generate("/sax/test/no-such-model", "q", metadata=own)
+        assert raised.value.request_id == "py-call-8"
+        with pytest.raises(NotFoundError) as raised:
+            next(asked.generate_stream("/sax/test/no-such-model", "q", metadata=own))
+        assert raised.value.request_id == "py-call-8"
     with pytest.raises(NotFoundError):
         client.unpublish("/sax/test/no-such-model")
 

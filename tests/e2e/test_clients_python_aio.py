@@ -51,8 +51,9 @@ async def test_publish_generate_score_unpublish(client: AsyncClient) -> None:
         await client.unpublish(model)
     with pytest.raises(NotFoundError):
         await client.generate(model, "q")
-    with pytest.raises(NotFoundError):
-        await client.unpublish(model)
+    with pytest.raises(NotFoundError) as raised:
+        await client.unpublish(model, metadata=[("x-request-id", "aio-call-9")])
+    assert raised.value.request_id == "aio-call-9"
 
 
 async def test_generate_stream_with_async_for(client: AsyncClient) -> None:

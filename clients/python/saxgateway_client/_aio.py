@@ -86,7 +86,12 @@ class AsyncClient:
         await self._channel.close()
 
     async def call(
-        self, method: str, request: message.Message, *, timeout: float | None = None
+        self,
+        method: str,
+        request: message.Message,
+        *,
+        timeout: float | None = None,
+        metadata: requests.Metadata = (),
     ) -> Any:
         """Any unary RPC by name (``"ListModels"``), with the deadline and error mapping."""
         requests.check_unary(self, method, request)
@@ -94,13 +99,17 @@ class AsyncClient:
             return await getattr(self.stub, method)(
                 request,
                 timeout=requests.timeout(self.timeout, timeout),
-                metadata=self._metadata,
+                metadata=requests.metadata(self._metadata, metadata),
             )
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from exc
 
-    async def _run(self, call: requests.Unary[_Result], timeout: float | None) -> _Result:
-        return call.read(await self.call(call.method, call.request, timeout=timeout))
+    async def _run(
+        self, call: requests.Unary[_Result], timeout: float | None, metadata: requests.Metadata
+    ) -> _Result:
+        return call.read(
+            await self.call(call.method, call.request, timeout=timeout, metadata=metadata)
+        )
 
     async def publish(
         self,
@@ -111,20 +120,28 @@ class AsyncClient:
         *,
         overrides: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        metadata: requests.Metadata = (),
     ) -> pb.PublishModelResponse:
         """Publishes a model; AlreadyExistsError if it is published."""
         call = requests.publish(model, model_path, checkpoint, replicas, overrides)
-        return await self._run(call, timeout)
+        return await self._run(call, timeout, metadata)
 
-    async def unpublish(self, model: str, *, timeout: float | None = None) -> None:
+    async def unpublish(
+        self, model: str, *, timeout: float | None = None, metadata: requests.Metadata = ()
+    ) -> None:
         """Unpublishes a model; NotFoundError if it is not published."""
-        await self._run(requests.unpublish(model), timeout)
+        await self._run(requests.unpublish(model), timeout, metadata)
 
     async def wait_for_ready(
-        self, model: str, replicas: int = 1, *, timeout: float | None = None
+        self,
+        model: str,
+        replicas: int = 1,
+        *,
+        timeout: float | None = None,
+        metadata: requests.Metadata = (),
     ) -> int:
         """Waits until ``replicas`` replicas serve ``model``; returns how many do."""
-        return await self._run(requests.wait_for_ready(model, replicas), timeout)
+        return await self._run(requests.wait_for_ready(model, replicas), timeout, metadata)
 
     async def generate(
         self,
@@ -133,9 +150,10 @@ class AsyncClient:
         *,
         extra: Mapping[str, JSONValue] | None = None,
         timeout: float | None = None,
+        metadata: requests.Metadata = (),
     ) -> list[tuple[str, float]]:
         """The model's samples for ``query`` as (text, score), best first."""
-        return await self._run(requests.generate(model, query, extra), timeout)
+        return await self._run(requests.generate(model, query, extra), timeout, metadata)
 
     def generate_stream(
         self,
@@ -144,22 +162,29 @@ class AsyncClient:
         *,
         extra: Mapping[str, JSONValue] | None = None,
         timeout: float | None = None,
+        metadata: requests.Metadata = (),
     ) -> AsyncIterator[pb.GenerateStreamResponse]:
         """The stream's messages as they arrive (``async for``); the last has ``done`` and the
         full texts. A failure, before the first message or in-band in the last one, raises
         the same exceptions as a unary call."""
         request = requests.generate_stream(model, query, extra)
-        return self.stream("GenerateStream", request, timeout=timeout)
+        return self.stream("GenerateStream", request, timeout=timeout, metadata=metadata)
 
     def stream(
-        self, method: str, request: message.Message, *, timeout: float | None = None
+        self,
+        method: str,
+        request: message.Message,
+        *,
+        timeout: float | None = None,
+        metadata: requests.Metadata = (),
     ) -> AsyncIterator[Any]:
         """Any streaming RPC by name (``"WatchAddresses"``): its messages as they arrive, with
         the deadline and error mapping; a message whose ``error`` is set is raised."""
         requests.check_stream(self, method, request)
         deadline = requests.timeout(self.timeout, timeout)
+        sent = requests.metadata(self._metadata, metadata)
         rpc = getattr(self.stub, method)
-        return _items(lambda: rpc(request, timeout=deadline, metadata=self._metadata))
+        return _items(lambda: rpc(request, timeout=deadline, metadata=sent))
 
     async def score(
         self,
@@ -169,9 +194,10 @@ class AsyncClient:
         *,
         extra: Mapping[str, JSONValue] | None = None,
         timeout: float | None = None,
+        metadata: requests.Metadata = (),
     ) -> list[float]:
         """The log-probability of each suffix after ``prefix``."""
-        return await self._run(requests.score(model, prefix, suffixes, extra), timeout)
+        return await self._run(requests.score(model, prefix, suffixes, extra), timeout, metadata)
 
     async def embed(
         self,
@@ -180,6 +206,7 @@ class AsyncClient:
         *,
         extra: Mapping[str, JSONValue] | None = None,
         timeout: float | None = None,
+        metadata: requests.Metadata = (),
     ) -> list[float]:
         """The model's embedding of ``text``."""
-        return await self._run(requests.embed(model, text, extra), timeout)
+        return await self._run(requests.embed(model, text, extra), timeout, metadata)

@@ -73,6 +73,17 @@ def timeout(default: float | None, given: float | None) -> float | None:
     return None if chosen > _ENDLESS else chosen
 
 
+Metadata = Sequence[tuple[str, str]]
+"""gRPC metadata: (key, value) pairs, such as ``("authorization", "Bearer sk-...")``."""
+
+
+def metadata(client: Metadata, call: Metadata) -> tuple[tuple[str, str], ...]:
+    """What a call sends: the client's metadata with the call's own, whose values replace the
+    client's for a key both set (a call's own x-request-id, say)."""
+    own = {key.lower() for key, _ in call}
+    return tuple((k, v) for k, v in client if k.lower() not in own) + tuple(call)
+
+
 # The RPCs of saxgateway.v1.SaxGateway, read from the generated descriptor: the request type
 # each takes, and which stream.
 _SERVICE = pb.DESCRIPTOR.services_by_name["SaxGateway"]

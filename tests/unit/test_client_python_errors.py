@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import grpc
 import pytest
 import saxgateway_client
@@ -42,6 +45,23 @@ def test_bad_request_lists_its_field_violations() -> None:
     error = from_status(bad_request("bad", ("model", "x")))
     assert isinstance(error, BadRequestError)
     assert error.field_violations == (FieldViolation("model", "x"),)
+
+
+def test_an_error_survives_pickling_as_a_process_pool_sends_it() -> None:
+    # A call failing in a ProcessPoolExecutor's worker came back as "TypeError: __init__()
+    # missing 1 required positional argument: 'message'" (its pickle rebuilt it from str()
+    # alone); copy.copy failed the same way.
+    details = tuple(bad_request("b", ("model", "x")).details)
+    error = error_for(grpc.StatusCode.RESOURCE_EXHAUSTED, "busy", details, 1.5)
+    for again in (pickle.loads(pickle.dumps(error)), copy.copy(error)):
+        assert type(again) is type(error)
+        assert (again.code, again.message, again.details, again.retry_after, str(again)) == (
+            error.code,
+            error.message,
+            error.details,
+            1.5,
+            "RESOURCE_EXHAUSTED: busy",
+        )
 
 
 def test_an_error_without_a_request_info_has_no_request_id() -> None:

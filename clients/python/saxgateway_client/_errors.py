@@ -58,6 +58,11 @@ class SaxGatewayError(Exception):
         self.details = details
         self.retry_after = retry_after
 
+    def __reduce__(self) -> tuple[type[SaxGatewayError], tuple[object, ...]]:
+        # Rebuilt from what it was made of, not from str(self) alone (Exception's way, which
+        # this __init__ does not take): pickle (a process pool's worker) and copy use it.
+        return type(self), (self.code, self.message, self.details, self.retry_after)
+
     @property
     def request_id(self) -> str | None:
         """The call's ID (its x-request-id, which the gateway's and Envoy's logs name), from

@@ -2,7 +2,7 @@ import * as grpc from "@grpc/grpc-js";
 import { Any } from "./gen/google/protobuf/any";
 import { Status } from "./gen/google/rpc/status";
 import * as pb from "./gen/saxgateway/v1/gateway";
-export { pb };
+export { grpc, pb };
 type Methods = typeof pb.SaxGatewayDefinition.methods;
 type Method = keyof Methods;
 /** RPCs that return one message (generate, publishModel, ...). */
@@ -46,7 +46,8 @@ export interface ClientOptions {
     /** Deadline of every call that sets none (default 60 s; Infinity: none of the client's, the
      * gateway's default timeout still ends the call). */
     timeoutMs?: number;
-    /** Default: insecure (plain-text HTTP/2), as Envoy's local port serves. */
+    /** Default: insecure (plain-text HTTP/2), as Envoy's local port serves; TLS:
+     * `grpc.credentials.createSsl(...)`, of this package's `grpc` export. */
     credentials?: grpc.ChannelCredentials;
     /** Sent with every call (an API key: `authorization`); a call's own metadata is sent
      * beside it, its values replacing these for a key both set. */

@@ -33,7 +33,7 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", { value: true });
-exports.Client = exports.SaxGatewayError = exports.pb = void 0;
+exports.Client = exports.SaxGatewayError = exports.pb = exports.grpc = void 0;
 // A typed Node.js client of the SaxGateway gRPC API: messages and service generated from the
 // proto (src/gen, ts-proto), plus a deadline on every call, errors as SaxGatewayError with
 // their details (google.rpc.BadRequest field violations, the RequestInfo's request ID), and
@@ -43,6 +43,7 @@ exports.Client = exports.SaxGatewayError = exports.pb = void 0;
 //   const { texts } = await client.unary("generate", { model, query, extra_inputs: { temperature: 0.5 } });
 //   for await (const item of client.stream("generateStream", { model, query })) { ... }
 const grpc = __importStar(require("@grpc/grpc-js"));
+exports.grpc = grpc;
 const error_details_1 = require("./gen/google/rpc/error_details");
 const status_1 = require("./gen/google/rpc/status");
 const oneofs_1 = require("./gen/oneofs");

@@ -26,7 +26,10 @@ import { Status } from "./gen/google/rpc/status";
 import { MESSAGES, REQUESTS } from "./gen/oneofs";
 import * as pb from "./gen/saxgateway/v1/gateway";
 
-export { pb };
+// The client's own @grpc/grpc-js: its Metadata and credentials (TLS) are what calls take.
+// A project's own copy of grpc-js (another version, or none it may import, as under pnpm) is
+// another class: the channel refuses its credentials ("must be a ChannelCredentials object").
+export { grpc, pb };
 
 type Methods = typeof pb.SaxGatewayDefinition.methods;
 type Method = keyof Methods;
@@ -190,7 +193,8 @@ export interface ClientOptions {
   /** Deadline of every call that sets none (default 60 s; Infinity: none of the client's, the
    * gateway's default timeout still ends the call). */
   timeoutMs?: number;
-  /** Default: insecure (plain-text HTTP/2), as Envoy's local port serves. */
+  /** Default: insecure (plain-text HTTP/2), as Envoy's local port serves; TLS:
+   * `grpc.credentials.createSsl(...)`, of this package's `grpc` export. */
   credentials?: grpc.ChannelCredentials;
   /** Sent with every call (an API key: `authorization`); a call's own metadata is sent
    * beside it, its values replacing these for a key both set. */

@@ -5,11 +5,15 @@
 //
 //   node tests/e2e/node/error_details.js ADDRESS
 const grpc = require("@grpc/grpc-js");
-const { Client, SaxGatewayError } = require("../../../clients/node/dist/index.js");
+const dist = require("../../../clients/node/dist/index.js");
+
+const { Client, SaxGatewayError } = dist;
 
 const [address] = process.argv.slice(2);
 const client = new Client(address, { timeoutMs: 20_000 });
-const every = new grpc.Metadata();
+// The client's own grpc-js, as a project whose @grpc/grpc-js is another copy (another
+// version, or none it may import: pnpm) must use it: grpc-js refuses another copy's Metadata.
+const every = new dist.grpc.Metadata();
 every.set("x-request-id", "node-client-wide-5");
 const tagged = new Client(address, { timeoutMs: 20_000, metadata: every });
 

@@ -3,6 +3,7 @@ iterators, deadlines, and errors as typed exceptions with their BadRequest detai
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -23,10 +24,28 @@ from saxgateway_client import (
 
 from gateway.launch.stack import Stack
 from tests._approx import approx
-from tests.e2e._access_log import access_log_line
+from tests.e2e._access_log import access_log_line, access_log_lines
 from tests.e2e._published import TEST_LM, published
 
 ROOT = Path(__file__).resolve().parents[2]
+# A channel's service config, as docs/clients.md gives one, retrying what is cheap to retry
+# here (NOT_FOUND, at once) three times: each attempt is a line of Envoy's access log.
+RETRYING = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{"service": "saxgateway.v1.SaxGateway"}],
+                "retryPolicy": {
+                    "maxAttempts": 3,
+                    "initialBackoff": "0.01s",
+                    "maxBackoff": "0.01s",
+                    "backoffMultiplier": 1,
+                    "retryableStatusCodes": ["NOT_FOUND"],
+                },
+            }
+        ]
+    }
+)
 
 
 @pytest.fixture
@@ -163,6 +182,19 @@ def test_an_endless_timeout_is_no_deadline_of_the_client(stack: Stack) -> None:
             endless.call("GetInfo", info, timeout=math.nan)
         with pytest.raises(ValueError, match=r"^timeout must be"):
             next(endless.stream("WatchAddresses", pb.WatchAddressesRequest(), timeout=math.nan))
+
+
+def test_channel_options_reach_the_channel(stack: Stack) -> None:
+    # docs/clients.md's retry policy is a channel's service config; neither client took
+    # channel options, so a caller of the packaged client could not retry as it says.
+    request_id = f"py-retried-{uuid.uuid4()}"
+    options = [("grpc.service_config", RETRYING)]
+    with (
+        Client(stack.grpc_address, options=options) as retrying,
+        pytest.raises(NotFoundError),
+    ):
+        retrying.generate("/sax/test/no-such-model", "q", metadata=[("x-request-id", request_id)])
+    assert [line["grpc_status"] for line in access_log_lines(stack, request_id)] == [5, 5, 5]
 
 
 def test_installs_with_pip_from_the_repo_folder(stack: Stack, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -21,6 +22,7 @@ from saxgateway_client import (
 
 from gateway.launch.stack import Stack
 from tests._approx import approx
+from tests.e2e._access_log import access_log_line
 from tests.e2e._published import TEST_LM
 
 pytestmark = pytest.mark.asyncio
@@ -127,7 +129,13 @@ async def test_calls_share_the_loop_and_keep_their_own_deadlines(client: AsyncCl
 
 async def test_an_endless_timeout_is_no_deadline_of_the_client(stack: Stack) -> None:
     # grpc.aio took a timeout of infinity for one already past: DEADLINE_EXCEEDED at once.
-    async with AsyncClient(stack.grpc_address, timeout=math.inf) as endless:
-        assert (await endless.call("GetInfo", pb.GetInfoRequest())).message.startswith("HTTP")
+    # Channel options reach its channel (here grpc's user agent, which Envoy logs).
+    agent = [("grpc.primary_user_agent", "aio-app/2")]
+    async with AsyncClient(stack.grpc_address, timeout=math.inf, options=agent) as endless:
+        tagged = [("x-request-id", f"aio-endless-{uuid.uuid4()}")]
+        info = await endless.call("GetInfo", pb.GetInfoRequest(), metadata=tagged)
+        assert info.message.startswith("HTTP")
         with pytest.raises(ValueError, match=r"^timeout must be a number of seconds, not nan$"):
             await endless.call("GetInfo", pb.GetInfoRequest(), timeout=math.nan)
+    user_agent = access_log_line(stack, tagged[0][1])["user_agent"]
+    assert isinstance(user_agent, str) and user_agent.startswith("aio-app/2 ")

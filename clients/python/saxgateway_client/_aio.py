@@ -62,13 +62,14 @@ class AsyncClient:
         timeout: float = 60.0,
         credentials: grpc.ChannelCredentials | None = None,
         metadata: Sequence[tuple[str, str]] = (),
+        options: Sequence[tuple[str, Any]] = (),
     ) -> None:
         self.timeout = timeout
         self._metadata = tuple(metadata)
         self._channel = (
-            grpc.aio.secure_channel(target, credentials)
+            grpc.aio.secure_channel(target, credentials, options)
             if credentials is not None
-            else grpc.aio.insecure_channel(target)
+            else grpc.aio.insecure_channel(target, options)
         )
         self.stub = gateway_pb2_grpc.SaxGatewayStub(self._channel)
         """The generated stub (grpc.aio), for calls without this wrapper's deadline and errors."""

@@ -10,12 +10,14 @@ import os
 import re
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
 from saxgateway.v1 import gateway_pb2
 
 from gateway.cell.models import random_lm
 from gateway.launch.stack import Stack
+from tests.e2e._access_log import access_log_lines
 from tests.e2e._published import published
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -193,3 +195,15 @@ def test_an_endless_timeout_is_no_deadline_and_a_nan_one_a_type_error(stack: Sta
         {"step": "nan", "error": nan},
         {"step": "stream_nan", "error": nan},
     ]
+
+
+def test_channel_options_reach_the_channel(stack: Stack) -> None:
+    # docs/clients.md's retry policy is a channel's service config; the client took no
+    # channel options, so a Node caller of it could not retry as the page says.
+    node = shutil.which("node")
+    assert node, "node is needed"
+    request_id = f"node-retried-{uuid.uuid4()}"
+    script = ROOT / "tests" / "e2e" / "node" / "channel_options.js"
+    out = _run([node, script, stack.grpc_address, request_id], ROOT, 60)
+    assert json.loads(out) == {"code": "NOT_FOUND"}
+    assert [line["grpc_status"] for line in access_log_lines(stack, request_id)] == [5, 5, 5]

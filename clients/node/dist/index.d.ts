@@ -52,6 +52,9 @@ export interface ClientOptions {
     /** Sent with every call (an API key: `authorization`); a call's own metadata is sent
      * beside it, its values replacing these for a key both set. */
     metadata?: grpc.Metadata;
+    /** The channel's options, such as the retry policy of docs/clients.md:
+     * `{"grpc.service_config": JSON.stringify(config)}`. */
+    channelOptions?: grpc.ChannelOptions;
 }
 export interface CallOptions {
     timeoutMs?: number;

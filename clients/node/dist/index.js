@@ -234,7 +234,8 @@ class Client {
     timeoutMs;
     metadata;
     constructor(address = "localhost:8888", options = {}) {
-        this.channel = new grpc.Client(address, options.credentials ?? grpc.credentials.createInsecure());
+        const credentials = options.credentials ?? grpc.credentials.createInsecure();
+        this.channel = new grpc.Client(address, credentials, options.channelOptions);
         this.timeoutMs = options.timeoutMs ?? 60_000;
         this.metadata = options.metadata?.clone() ?? new grpc.Metadata();
     }

@@ -199,6 +199,9 @@ export interface ClientOptions {
   /** Sent with every call (an API key: `authorization`); a call's own metadata is sent
    * beside it, its values replacing these for a key both set. */
   metadata?: grpc.Metadata;
+  /** The channel's options, such as the retry policy of docs/clients.md:
+   * `{"grpc.service_config": JSON.stringify(config)}`. */
+  channelOptions?: grpc.ChannelOptions;
 }
 
 export interface CallOptions {
@@ -256,7 +259,8 @@ export class Client {
   private readonly metadata: grpc.Metadata;
 
   constructor(address = "localhost:8888", options: ClientOptions = {}) {
-    this.channel = new grpc.Client(address, options.credentials ?? grpc.credentials.createInsecure());
+    const credentials = options.credentials ?? grpc.credentials.createInsecure();
+    this.channel = new grpc.Client(address, credentials, options.channelOptions);
     this.timeoutMs = options.timeoutMs ?? 60_000;
     this.metadata = options.metadata?.clone() ?? new grpc.Metadata();
   }

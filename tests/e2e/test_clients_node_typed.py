@@ -13,6 +13,8 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import grpc
+import saxgateway_client
 from saxgateway.v1 import gateway_pb2
 
 from gateway.cell.models import random_lm
@@ -207,3 +209,19 @@ def test_channel_options_reach_the_channel(stack: Stack) -> None:
     out = _run([node, script, stack.grpc_address, request_id], ROOT, 60)
     assert json.loads(out) == {"code": "NOT_FOUND"}
     assert [line["grpc_status"] for line in access_log_lines(stack, request_id)] == [5, 5, 5]
+
+
+def test_each_status_code_is_the_python_clients_error_class() -> None:
+    # Every failure was a bare SaxGatewayError: a Node caller compared codes where a Python
+    # one catches NotFoundError, AbortedError, ...; a code gRPC lacks had codeName undefined.
+    node = shutil.which("node")
+    assert node, "node is needed"
+    out = json.loads(_run([node, ROOT / "tests" / "e2e" / "node" / "error_classes.js"], ROOT, 60))
+    unknown = grpc.StatusCode.UNKNOWN
+    expected = {}
+    for number in [*range(17), 99]:
+        code = next((c for c in grpc.StatusCode if c.value[0] == number), unknown)
+        code = unknown if code is grpc.StatusCode.OK else code
+        name = type(saxgateway_client.error_for(code, "m")).__name__
+        expected[str(number)] = {"class": name, "name": name, "code": code.name, "exported": True}
+    assert out == expected

@@ -39,8 +39,46 @@ export declare class SaxGatewayError extends Error {
     constructor(code: grpc.status, message: string, details?: Status["details"], rawMessage?: string, retryAfterMs?: number);
     /** The error of a failed call, details read from its grpc-status-details-bin trailer. */
     static fromServiceError(error: grpc.ServiceError): SaxGatewayError;
-    /** The error a stream reports in-band, in its last message. */
+    /** The error a stream reports in-band, in its last message. A code this client does not
+     * know (a newer server's, or OK, which no error should carry) is UNKNOWN, as gRPC takes an
+     * unknown code. */
     static fromStatus(status: Status): SaxGatewayError;
+}
+/** INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE (400): `fieldViolations` names the fields. */
+export declare class BadRequestError extends SaxGatewayError {
+}
+/** NOT_FOUND (404): the model (or cell) is not published. */
+export declare class NotFoundError extends SaxGatewayError {
+}
+/** ALREADY_EXISTS (409): the model is already published. */
+export declare class AlreadyExistsError extends SaxGatewayError {
+}
+/** ABORTED (409): the model changed under an update; read it again and decide again. */
+export declare class AbortedError extends SaxGatewayError {
+}
+/** PERMISSION_DENIED (403): the caller may not use this model. */
+export declare class PermissionDeniedError extends SaxGatewayError {
+}
+/** UNAUTHENTICATED (401): the call carried no valid credentials. */
+export declare class UnauthenticatedError extends SaxGatewayError {
+}
+/** RESOURCE_EXHAUSTED (429, 413): a rate, a quota or a size limit; `retryAfterMs` says when. */
+export declare class ResourceExhaustedError extends SaxGatewayError {
+}
+/** UNAVAILABLE (503): the gateway or the Sax cell could not be reached; retrying may help. */
+export declare class UnavailableError extends SaxGatewayError {
+}
+/** DEADLINE_EXCEEDED (504): the call's deadline expired first. */
+export declare class DeadlineExceededError extends SaxGatewayError {
+}
+/** CANCELLED (499): the call was cancelled (an AbortSignal, a stream left early). */
+export declare class CancelledError extends SaxGatewayError {
+}
+/** UNIMPLEMENTED (501): the model does not serve this method. */
+export declare class UnimplementedError extends SaxGatewayError {
+}
+/** UNKNOWN, INTERNAL, DATA_LOSS (500): the server failed. */
+export declare class ServerError extends SaxGatewayError {
 }
 export interface ClientOptions {
     /** Deadline of every call that sets none (default 60 s; Infinity: none of the client's, the

@@ -33,7 +33,7 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", { value: true });
-exports.Client = exports.SaxGatewayError = exports.pb = exports.grpc = void 0;
+exports.Client = exports.ServerError = exports.UnimplementedError = exports.CancelledError = exports.DeadlineExceededError = exports.UnavailableError = exports.ResourceExhaustedError = exports.UnauthenticatedError = exports.PermissionDeniedError = exports.AbortedError = exports.AlreadyExistsError = exports.NotFoundError = exports.BadRequestError = exports.SaxGatewayError = exports.pb = exports.grpc = void 0;
 // A typed Node.js client of the SaxGateway gRPC API: messages and service generated from the
 // proto (src/gen, ts-proto), plus a deadline on every call, errors as SaxGatewayError with
 // their details (google.rpc.BadRequest field violations, the RequestInfo's request ID), and
@@ -81,7 +81,7 @@ class SaxGatewayError extends Error {
     retryAfterMs;
     constructor(code, message, details = [], rawMessage = message, retryAfterMs) {
         super(`${grpc.status[code]}: ${message}`);
-        this.name = "SaxGatewayError";
+        this.name = new.target.name;
         this.code = code;
         this.codeName = grpc.status[code];
         this.details = details;
@@ -104,14 +104,84 @@ class SaxGatewayError extends Error {
         // Envoy gives its own refusals a Status of their own too, whose message is the same JSON
         // body: the message is the body's either way, the details the trailer's where it has them.
         const details = bin instanceof Buffer ? status_1.Status.decode(bin).details : reply?.details;
-        return new SaxGatewayError(error.code, message, details, error.details, pushback(error.metadata));
+        const Class = ERROR_CLASSES[error.code] ?? ServerError;
+        return new Class(error.code, message, details, error.details, pushback(error.metadata));
     }
-    /** The error a stream reports in-band, in its last message. */
+    /** The error a stream reports in-band, in its last message. A code this client does not
+     * know (a newer server's, or OK, which no error should carry) is UNKNOWN, as gRPC takes an
+     * unknown code. */
     static fromStatus(status) {
-        return new SaxGatewayError(status.code, status.message, status.details);
+        const known = status.code !== grpc.status.OK && grpc.status[status.code] !== undefined;
+        const code = known ? status.code : grpc.status.UNKNOWN;
+        const Class = ERROR_CLASSES[code] ?? ServerError;
+        return new Class(code, status.message, status.details);
     }
 }
 exports.SaxGatewayError = SaxGatewayError;
+// One class per kind of failure, chosen by status code; the Python client's classes.
+/** INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE (400): `fieldViolations` names the fields. */
+class BadRequestError extends SaxGatewayError {
+}
+exports.BadRequestError = BadRequestError;
+/** NOT_FOUND (404): the model (or cell) is not published. */
+class NotFoundError extends SaxGatewayError {
+}
+exports.NotFoundError = NotFoundError;
+/** ALREADY_EXISTS (409): the model is already published. */
+class AlreadyExistsError extends SaxGatewayError {
+}
+exports.AlreadyExistsError = AlreadyExistsError;
+/** ABORTED (409): the model changed under an update; read it again and decide again. */
+class AbortedError extends SaxGatewayError {
+}
+exports.AbortedError = AbortedError;
+/** PERMISSION_DENIED (403): the caller may not use this model. */
+class PermissionDeniedError extends SaxGatewayError {
+}
+exports.PermissionDeniedError = PermissionDeniedError;
+/** UNAUTHENTICATED (401): the call carried no valid credentials. */
+class UnauthenticatedError extends SaxGatewayError {
+}
+exports.UnauthenticatedError = UnauthenticatedError;
+/** RESOURCE_EXHAUSTED (429, 413): a rate, a quota or a size limit; `retryAfterMs` says when. */
+class ResourceExhaustedError extends SaxGatewayError {
+}
+exports.ResourceExhaustedError = ResourceExhaustedError;
+/** UNAVAILABLE (503): the gateway or the Sax cell could not be reached; retrying may help. */
+class UnavailableError extends SaxGatewayError {
+}
+exports.UnavailableError = UnavailableError;
+/** DEADLINE_EXCEEDED (504): the call's deadline expired first. */
+class DeadlineExceededError extends SaxGatewayError {
+}
+exports.DeadlineExceededError = DeadlineExceededError;
+/** CANCELLED (499): the call was cancelled (an AbortSignal, a stream left early). */
+class CancelledError extends SaxGatewayError {
+}
+exports.CancelledError = CancelledError;
+/** UNIMPLEMENTED (501): the model does not serve this method. */
+class UnimplementedError extends SaxGatewayError {
+}
+exports.UnimplementedError = UnimplementedError;
+/** UNKNOWN, INTERNAL, DATA_LOSS (500): the server failed. */
+class ServerError extends SaxGatewayError {
+}
+exports.ServerError = ServerError;
+const ERROR_CLASSES = {
+    [grpc.status.INVALID_ARGUMENT]: BadRequestError,
+    [grpc.status.FAILED_PRECONDITION]: BadRequestError,
+    [grpc.status.OUT_OF_RANGE]: BadRequestError,
+    [grpc.status.NOT_FOUND]: NotFoundError,
+    [grpc.status.ALREADY_EXISTS]: AlreadyExistsError,
+    [grpc.status.ABORTED]: AbortedError,
+    [grpc.status.PERMISSION_DENIED]: PermissionDeniedError,
+    [grpc.status.UNAUTHENTICATED]: UnauthenticatedError,
+    [grpc.status.RESOURCE_EXHAUSTED]: ResourceExhaustedError,
+    [grpc.status.UNAVAILABLE]: UnavailableError,
+    [grpc.status.DEADLINE_EXCEEDED]: DeadlineExceededError,
+    [grpc.status.CANCELLED]: CancelledError,
+    [grpc.status.UNIMPLEMENTED]: UnimplementedError,
+};
 // The wait a failure's grpc-retry-pushback-ms asks for; undefined for none, or for a negative
 // one (no retry mends it: a body over the limit).
 function pushback(metadata) {

@@ -85,7 +85,7 @@ export class SaxGatewayError extends Error {
     retryAfterMs?: number,
   ) {
     super(`${grpc.status[code]}: ${message}`);
-    this.name = "SaxGatewayError";
+    this.name = new.target.name;
     this.code = code;
     this.codeName = grpc.status[code];
     this.details = details;
@@ -109,14 +109,62 @@ export class SaxGatewayError extends Error {
     // Envoy gives its own refusals a Status of their own too, whose message is the same JSON
     // body: the message is the body's either way, the details the trailer's where it has them.
     const details = bin instanceof Buffer ? Status.decode(bin).details : reply?.details;
-    return new SaxGatewayError(error.code, message, details, error.details, pushback(error.metadata));
+    const Class = ERROR_CLASSES[error.code] ?? ServerError;
+    return new Class(error.code, message, details, error.details, pushback(error.metadata));
   }
 
-  /** The error a stream reports in-band, in its last message. */
+  /** The error a stream reports in-band, in its last message. A code this client does not
+   * know (a newer server's, or OK, which no error should carry) is UNKNOWN, as gRPC takes an
+   * unknown code. */
   static fromStatus(status: Status): SaxGatewayError {
-    return new SaxGatewayError(status.code, status.message, status.details);
+    const known = status.code !== grpc.status.OK && grpc.status[status.code] !== undefined;
+    const code = known ? (status.code as grpc.status) : grpc.status.UNKNOWN;
+    const Class = ERROR_CLASSES[code] ?? ServerError;
+    return new Class(code, status.message, status.details);
   }
 }
+
+// One class per kind of failure, chosen by status code; the Python client's classes.
+/** INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE (400): `fieldViolations` names the fields. */
+export class BadRequestError extends SaxGatewayError {}
+/** NOT_FOUND (404): the model (or cell) is not published. */
+export class NotFoundError extends SaxGatewayError {}
+/** ALREADY_EXISTS (409): the model is already published. */
+export class AlreadyExistsError extends SaxGatewayError {}
+/** ABORTED (409): the model changed under an update; read it again and decide again. */
+export class AbortedError extends SaxGatewayError {}
+/** PERMISSION_DENIED (403): the caller may not use this model. */
+export class PermissionDeniedError extends SaxGatewayError {}
+/** UNAUTHENTICATED (401): the call carried no valid credentials. */
+export class UnauthenticatedError extends SaxGatewayError {}
+/** RESOURCE_EXHAUSTED (429, 413): a rate, a quota or a size limit; `retryAfterMs` says when. */
+export class ResourceExhaustedError extends SaxGatewayError {}
+/** UNAVAILABLE (503): the gateway or the Sax cell could not be reached; retrying may help. */
+export class UnavailableError extends SaxGatewayError {}
+/** DEADLINE_EXCEEDED (504): the call's deadline expired first. */
+export class DeadlineExceededError extends SaxGatewayError {}
+/** CANCELLED (499): the call was cancelled (an AbortSignal, a stream left early). */
+export class CancelledError extends SaxGatewayError {}
+/** UNIMPLEMENTED (501): the model does not serve this method. */
+export class UnimplementedError extends SaxGatewayError {}
+/** UNKNOWN, INTERNAL, DATA_LOSS (500): the server failed. */
+export class ServerError extends SaxGatewayError {}
+
+const ERROR_CLASSES: Partial<Record<grpc.status, typeof SaxGatewayError>> = {
+  [grpc.status.INVALID_ARGUMENT]: BadRequestError,
+  [grpc.status.FAILED_PRECONDITION]: BadRequestError,
+  [grpc.status.OUT_OF_RANGE]: BadRequestError,
+  [grpc.status.NOT_FOUND]: NotFoundError,
+  [grpc.status.ALREADY_EXISTS]: AlreadyExistsError,
+  [grpc.status.ABORTED]: AbortedError,
+  [grpc.status.PERMISSION_DENIED]: PermissionDeniedError,
+  [grpc.status.UNAUTHENTICATED]: UnauthenticatedError,
+  [grpc.status.RESOURCE_EXHAUSTED]: ResourceExhaustedError,
+  [grpc.status.UNAVAILABLE]: UnavailableError,
+  [grpc.status.DEADLINE_EXCEEDED]: DeadlineExceededError,
+  [grpc.status.CANCELLED]: CancelledError,
+  [grpc.status.UNIMPLEMENTED]: UnimplementedError,
+};
 
 // The wait a failure's grpc-retry-pushback-ms asks for; undefined for none, or for a negative
 // one (no retry mends it: a body over the limit).

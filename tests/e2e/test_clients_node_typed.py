@@ -25,6 +25,11 @@ from tests.e2e._published import published
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "clients" / "node" / "README.md"
 EXAMPLE = ROOT / "examples" / "node" / "typed_client.ts"
+# What both clients say of a URL given for the gateway's gRPC address.
+URL_TARGET = (
+    "TypeError: 'http://localhost:8888' is a URL; the client takes the gateway's gRPC "
+    "address, host:port ('localhost:8888'), and credentials for TLS"
+)
 # npm's own settings, so that the documented commands run as written: packages from npm's
 # cache where it has them, and no audit or funding requests.
 NPM_ENV = {
@@ -139,6 +144,8 @@ def test_a_wrong_method_from_plain_javascript_is_named_not_a_crash_in_grpc_js() 
         "unary_as_stream": (
             'TypeError: generate is not a streaming RPC: use client.unary("generate", ...)'
         ),
+        # UNAVAILABLE ("Name resolution failed"), which says retry, for a URL before.
+        "url_target": URL_TARGET,
     }
 
 

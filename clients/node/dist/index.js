@@ -298,12 +298,29 @@ function rpc(method, streaming) {
         deserialize: (bytes) => response.decode(bytes),
     };
 }
+// An http(s) URL for the gateway's address: grpc-js resolved it as a host name and failed
+// every call UNAVAILABLE, which says the gateway is down and a retry may help.
+function checkAddress(address) {
+    if (!/^https?:\/\//i.test(address))
+        return;
+    let url;
+    try {
+        url = new URL(address);
+    }
+    catch {
+        return; // not a URL after all: grpc-js says what it makes of it
+    }
+    const port = url.port || (url.protocol === "https:" ? "443" : "80");
+    throw new TypeError(`'${address}' is a URL; the client takes the gateway's gRPC address, host:port ` +
+        `('${url.hostname}:${port}'), and credentials for TLS`);
+}
 class Client {
     /** The grpc-js channel's client (pb.SaxGatewayDefinition describes every RPC). */
     channel;
     timeoutMs;
     metadata;
     constructor(address = "localhost:8888", options = {}) {
+        checkAddress(address);
         const credentials = options.credentials ?? grpc.credentials.createInsecure();
         this.channel = new grpc.Client(address, credentials, options.channelOptions);
         this.timeoutMs = options.timeoutMs ?? 60_000;

@@ -300,6 +300,23 @@ function rpc<K extends Method>(method: K, streaming: boolean) {
   };
 }
 
+// An http(s) URL for the gateway's address: grpc-js resolved it as a host name and failed
+// every call UNAVAILABLE, which says the gateway is down and a retry may help.
+function checkAddress(address: string): void {
+  if (!/^https?:\/\//i.test(address)) return;
+  let url: URL;
+  try {
+    url = new URL(address);
+  } catch {
+    return; // not a URL after all: grpc-js says what it makes of it
+  }
+  const port = url.port || (url.protocol === "https:" ? "443" : "80");
+  throw new TypeError(
+    `'${address}' is a URL; the client takes the gateway's gRPC address, host:port ` +
+      `('${url.hostname}:${port}'), and credentials for TLS`,
+  );
+}
+
 export class Client {
   /** The grpc-js channel's client (pb.SaxGatewayDefinition describes every RPC). */
   readonly channel: grpc.Client;
@@ -307,6 +324,7 @@ export class Client {
   private readonly metadata: grpc.Metadata;
 
   constructor(address = "localhost:8888", options: ClientOptions = {}) {
+    checkAddress(address);
     const credentials = options.credentials ?? grpc.credentials.createInsecure();
     this.channel = new grpc.Client(address, credentials, options.channelOptions);
     this.timeoutMs = options.timeoutMs ?? 60_000;

@@ -64,6 +64,7 @@ class AsyncClient:
         metadata: Sequence[tuple[str, str]] = (),
         options: Sequence[tuple[str, Any]] = (),
     ) -> None:
+        requests.check_target(target)
         self.timeout = timeout
         self._metadata = tuple(metadata)
         self._channel = (

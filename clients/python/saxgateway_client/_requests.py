@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeGuard, TypeVar
@@ -71,6 +72,19 @@ def timeout(default: float | None, given: float | None) -> float | None:
     if math.isnan(chosen):
         raise ValueError(f"timeout must be a number of seconds, not {chosen}")
     return None if chosen > _ENDLESS else chosen
+
+
+def check_target(target: str) -> None:
+    """Refuses an http(s) URL for the gateway's address: grpc resolved it as a host name and
+    failed every call UNAVAILABLE, which says the gateway is down and a retry may help."""
+    url = urllib.parse.urlsplit(target)
+    if url.scheme in ("http", "https") and url.hostname:
+        port = url.port or (443 if url.scheme == "https" else 80)
+        host = f"[{url.hostname}]" if ":" in url.hostname else url.hostname
+        raise ValueError(
+            f"{target!r} is a URL; the client takes the gateway's gRPC address, host:port "
+            f"({f'{host}:{port}'!r}), and credentials for TLS"
+        )
 
 
 Metadata = Sequence[tuple[str, str]]

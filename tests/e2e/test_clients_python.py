@@ -19,6 +19,7 @@ from saxgateway_client import (
     DeadlineExceededError,
     FieldViolation,
     NotFoundError,
+    ResourceExhaustedError,
     ServerError,
 )
 
@@ -97,6 +98,25 @@ def test_stream_failure_in_band_raises(stack: Stack, client: Client) -> None:
                 seen += [d.text for d in item.deltas]
     assert seen == ["a", " b"]
     assert raised.value.code.name == "INTERNAL"
+
+
+def test_a_stream_failing_midway_raises_its_status_and_is_not_cancelled(stack: Stack) -> None:
+    # The client raised the in-band error and cancelled the call before its status came: Envoy
+    # logged about half of such streams CANCELLED (response flag DR), and retry_after was
+    # None though the status's trailers asked for 1 s (the in-band Status carries no wait).
+    overrides = {"text": "a b c d", "fail_after_tokens": "2", "fail_code": "RESOURCE_EXHAUSTED"}
+    ids = [f"py-midway-{uuid.uuid4()}" for _ in range(6)]
+    with (
+        published(stack, "/sax/test/py-midway", TEST_LM, overrides) as model,
+        Client(stack.grpc_address, timeout=30) as client,
+    ):
+        for request_id in ids:
+            with pytest.raises(ResourceExhaustedError) as raised:
+                list(client.generate_stream(model, "q", metadata=[("x-request-id", request_id)]))
+            assert (raised.value.retry_after, raised.value.request_id) == (1.0, request_id)
+    lines = [access_log_line(stack, request_id) for request_id in ids]
+    ended = [(line["grpc_status"], line["response_flags"]) for line in lines]
+    assert ended == [(8, "-")] * len(ids)
 
 
 def test_any_streaming_rpc_by_name(stack: Stack, client: Client) -> None:

@@ -32,13 +32,15 @@ async def _items(start: Callable[[], Any]) -> AsyncIterator[Any]:
     call = start()
     try:
         async for item in call:
-            if (error := in_band_error(item)) is not None:
-                raise error
             # A consumer that stops at the last message (`done`, as a loop that breaks there
             # does) would cancel a call that succeeded, and the gateway would count it so.
+            # A failed call's last message is in-band too: its status, which follows, is
+            # raised instead (its trailers say when to retry), or the in-band error if none.
             if getattr(item, "done", False):
                 async for _ in call:  # the call's status follows its last message: read it
                     pass
+            if (error := in_band_error(item)) is not None:
+                raise error
             yield item
     except grpc.RpcError as exc:
         raise from_rpc_error(exc) from exc

@@ -19,8 +19,8 @@ from saxgateway.v1 import gateway_pb2
 
 from gateway.cell.models import random_lm
 from gateway.launch.stack import Stack
-from tests.e2e._access_log import access_log_lines
-from tests.e2e._published import published
+from tests.e2e._access_log import access_log_line, access_log_lines
+from tests.e2e._published import TEST_LM, published
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "clients" / "node" / "README.md"
@@ -232,3 +232,22 @@ def test_each_status_code_is_the_python_clients_error_class() -> None:
         name = type(saxgateway_client.error_for(code, "m")).__name__
         expected[str(number)] = {"class": name, "name": name, "code": code.name, "exported": True}
     assert out == expected
+
+
+def test_a_stream_failing_midway_fails_with_its_status_and_is_not_cancelled(stack: Stack) -> None:
+    # The client threw the in-band error and cancelled the call before its status came: Envoy
+    # logged about half of such streams CANCELLED (response flag DR), and retryAfterMs was
+    # undefined though the status's trailers asked for 1 s.
+    node = shutil.which("node")
+    assert node, "node is needed"
+    overrides = {"text": "a b c d", "fail_after_tokens": "2", "fail_code": "RESOURCE_EXHAUSTED"}
+    ids = [f"node-midway-{uuid.uuid4()}" for _ in range(6)]
+    script = ROOT / "tests" / "e2e" / "node" / "stream_midway.js"
+    with published(stack, "/sax/test/node-midway", TEST_LM, overrides) as model:
+        out = _run([node, script, stack.grpc_address, model, *ids], ROOT, 60)
+    code = "RESOURCE_EXHAUSTED"
+    assert [json.loads(line) for line in out.splitlines()] == [
+        {"code": code, "retryAfterMs": 1000, "requestId": request_id} for request_id in ids
+    ]
+    lines = [access_log_line(stack, request_id) for request_id in ids]
+    assert [(line["grpc_status"], line["response_flags"]) for line in lines] == [(8, "-")] * 6

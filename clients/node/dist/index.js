@@ -356,15 +356,17 @@ class Client {
         try {
             for (let next = await items.next(); !next.done; next = await items.next()) {
                 const item = next.value;
-                const error = item.error;
-                if (error && error.code !== grpc.status.OK)
-                    throw SaxGatewayError.fromStatus(error);
                 // A consumer that stops at the last message (`done`, as a loop that breaks there
                 // does) would cancel a call that succeeded, and the gateway would count it so: the
-                // call's status follows its last message, so read it first.
+                // call's status follows its last message, so read it first. A failed call's last
+                // message is in-band too: its status, which follows, is thrown instead (its trailers
+                // say when to retry), or the in-band error if it ended OK.
                 if (item.done)
                     while (!(await items.next()).done)
                         ;
+                const error = item.error;
+                if (error && error.code !== grpc.status.OK)
+                    throw SaxGatewayError.fromStatus(error);
                 yield item;
             }
         }

@@ -182,6 +182,20 @@ def test_unknown_model_is_not_found(stack: Stack, client: Client) -> None:
         client.unpublish("/sax/test/no-such-model")
 
 
+def test_metadata_keys_are_header_names_of_any_case(stack: Stack) -> None:
+    # grpc takes lowercase keys alone: ("Authorization", ...), as HTTP clients spell it, failed
+    # every call ServerError INTERNAL 'Invalid metadata', the server blamed for the caller's
+    # spelling (the Node client's grpc-js lowercases them).
+    with (
+        Client(stack.grpc_address, metadata=[("X-Request-Id", "py-case-1")]) as client,
+        pytest.raises(NotFoundError) as raised,
+    ):
+        client.generate("/sax/test/no-such-model", "q")
+    assert raised.value.request_id == "py-case-1"
+    with pytest.raises(ValueError, match=r"^metadata key 'x request' is not a header name"):
+        Client(stack.grpc_address, metadata=[("x request", "1")])
+
+
 def test_deadline_is_applied(stack: Stack, client: Client) -> None:
     slow = {"text": "a b", "delay_ms": "3000"}
     with (

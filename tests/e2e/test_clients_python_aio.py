@@ -143,3 +143,11 @@ async def test_an_endless_timeout_is_no_deadline_of_the_client(stack: Stack) -> 
             await endless.call("GetInfo", pb.GetInfoRequest(), timeout=math.nan)
     user_agent = access_log_line(stack, tagged[0][1])["user_agent"]
     assert isinstance(user_agent, str) and user_agent.startswith("aio-app/2 ")
+
+
+async def test_metadata_keys_are_header_names_of_any_case(stack: Stack) -> None:
+    # grpc.aio failed such a call with ExecuteBatchError, no SaxGatewayError at all.
+    async with AsyncClient(stack.grpc_address, metadata=[("X-Request-Id", "aio-case-2")]) as c:
+        with pytest.raises(NotFoundError) as raised:
+            await c.generate("/sax/test/no-such-model", "q")
+    assert raised.value.request_id == "aio-case-2"

@@ -68,7 +68,7 @@ class AsyncClient:
     ) -> None:
         requests.check_target(target)
         self.timeout = timeout
-        self._metadata = tuple(metadata)
+        self._metadata = requests.metadata((), metadata)
         self._channel = (
             grpc.aio.secure_channel(target, credentials, options)
             if credentials is not None

@@ -63,7 +63,7 @@ class Client:
     ) -> None:
         requests.check_target(target)
         self.timeout = timeout
-        self._metadata = tuple(metadata)
+        self._metadata = requests.metadata((), metadata)
         self._channel = (
             grpc.secure_channel(target, credentials, options)
             if credentials is not None

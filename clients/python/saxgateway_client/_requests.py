@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -93,9 +94,25 @@ Metadata = Sequence[tuple[str, str]]
 
 def metadata(client: Metadata, call: Metadata) -> tuple[tuple[str, str], ...]:
     """What a call sends: the client's metadata with the call's own, whose values replace the
-    client's for a key both set (a call's own x-request-id, say)."""
-    own = {key.lower() for key, _ in call}
-    return tuple((k, v) for k, v in client if k.lower() not in own) + tuple(call)
+    client's for a key both set (a call's own x-request-id, say). Keys are header names, of
+    any case (``Authorization``); grpc takes lowercase alone, and failed a call with another
+    INTERNAL 'Invalid metadata' (grpc.aio: ExecuteBatchError), as if the server had failed."""
+    own = [(_header_name(key), value) for key, value in call]
+    named = {key for key, _ in own}
+    every = [(_header_name(key), value) for key, value in client]
+    return (*((key, value) for key, value in every if key not in named), *own)
+
+
+_HEADER_NAME = re.compile(r"[0-9a-z_.-]+")
+
+
+def _header_name(key: str) -> str:
+    lowered = key.lower()
+    if not _HEADER_NAME.fullmatch(lowered):
+        raise ValueError(
+            f"metadata key {key!r} is not a header name: letters, digits, '-', '_' and '.'"
+        )
+    return lowered
 
 
 # The RPCs of saxgateway.v1.SaxGateway, read from the generated descriptor: the request type

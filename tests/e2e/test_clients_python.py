@@ -194,6 +194,17 @@ def test_metadata_keys_are_header_names_of_any_case(stack: Stack) -> None:
     assert raised.value.request_id == "py-case-1"
     with pytest.raises(ValueError, match=r"^metadata key 'x request' is not a header name"):
         Client(stack.grpc_address, metadata=[("x request", "1")])
+    # A key read from a file with its newline was INTERNAL 'Invalid metadata' too; the error
+    # names the key, never the value (a secret).
+    for value in ("Bearer sk-secret\n", "José"):
+        with pytest.raises(ValueError) as refused:
+            Client(stack.grpc_address).generate(
+                "/sax/test/m", "q", metadata=[("Authorization", value)]
+            )
+        assert str(refused.value) == (
+            "metadata 'authorization': its value is not one a header may have (printable ASCII, "
+            "no line break; bytes under a key ending -bin)"
+        )
 
 
 def test_deadline_is_applied(stack: Stack, client: Client) -> None:

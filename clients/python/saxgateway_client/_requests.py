@@ -97,22 +97,31 @@ def metadata(client: Metadata, call: Metadata) -> tuple[tuple[str, str], ...]:
     client's for a key both set (a call's own x-request-id, say). Keys are header names, of
     any case (``Authorization``); grpc takes lowercase alone, and failed a call with another
     INTERNAL 'Invalid metadata' (grpc.aio: ExecuteBatchError), as if the server had failed."""
-    own = [(_header_name(key), value) for key, value in call]
+    own = [_header(key, value) for key, value in call]
     named = {key for key, _ in own}
-    every = [(_header_name(key), value) for key, value in client]
+    every = [_header(key, value) for key, value in client]
     return (*((key, value) for key, value in every if key not in named), *own)
 
 
 _HEADER_NAME = re.compile(r"[0-9a-z_.-]+")
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
 
 
-def _header_name(key: str) -> str:
+def _header(key: str, value: str) -> tuple[str, str]:
+    """A metadata pair as grpc takes it, the key lowercase; a ValueError naming the key (never
+    the value, which may be a secret) for what grpc would fail the call INTERNAL over."""
     lowered = key.lower()
     if not _HEADER_NAME.fullmatch(lowered):
         raise ValueError(
             f"metadata key {key!r} is not a header name: letters, digits, '-', '_' and '.'"
         )
-    return lowered
+    binary = lowered.endswith("-bin") and isinstance(value, bytes)
+    if not binary and not (isinstance(value, str) and _HEADER_VALUE.fullmatch(value)):
+        raise ValueError(
+            f"metadata {lowered!r}: its value is not one a header may have (printable ASCII, "
+            "no line break; bytes under a key ending -bin)"
+        )
+    return lowered, value
 
 
 # The RPCs of saxgateway.v1.SaxGateway, read from the generated descriptor: the request type

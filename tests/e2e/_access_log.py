@@ -72,3 +72,11 @@ def access_log_line(stack: Stack, marker: str, timeout: float = 20.0) -> Line:
                 return line
         time.sleep(0.2)
     pytest.fail(f"no access log line with {marker} in {log}")
+
+
+def access_log_lines(stack: Stack, marker: str) -> list[Line]:
+    """Every access log line that contains ``marker`` (the attempts of one call, retried by
+    its client), once the first is written."""
+    access_log_line(stack, marker)
+    texts = _log(stack).read_text().splitlines()
+    return [json.loads(text) for text in texts if text.startswith("{") and marker in text]

@@ -10,17 +10,26 @@ import os
 import re
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
+import grpc
+import saxgateway_client
 from saxgateway.v1 import gateway_pb2
 
 from gateway.cell.models import random_lm
 from gateway.launch.stack import Stack
-from tests.e2e._published import published
+from tests.e2e._access_log import access_log_line, access_log_lines
+from tests.e2e._published import TEST_LM, published
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "clients" / "node" / "README.md"
 EXAMPLE = ROOT / "examples" / "node" / "typed_client.ts"
+# What both clients say of a URL given for the gateway's gRPC address.
+URL_TARGET = (
+    "TypeError: 'http://localhost:8888' is a URL; the client takes the gateway's gRPC "
+    "address, host:port ('localhost:8888'), and credentials for TLS"
+)
 # npm's own settings, so that the documented commands run as written: packages from npm's
 # cache where it has them, and no audit or funding requests.
 NPM_ENV = {
@@ -135,6 +144,8 @@ def test_a_wrong_method_from_plain_javascript_is_named_not_a_crash_in_grpc_js() 
         "unary_as_stream": (
             'TypeError: generate is not a streaming RPC: use client.unary("generate", ...)'
         ),
+        # UNAVAILABLE ("Name resolution failed"), which says retry, for a URL before.
+        "url_target": URL_TARGET,
     }
 
 
@@ -171,3 +182,72 @@ def test_an_error_carries_its_details_and_a_oneof_set_twice_is_refused(stack: St
     # One member each (the others undefined or null) is a request like any other.
     assert steps[3] == {"step": "one_of_each", **not_found, "requestId": steps[3]["requestId"]}
     assert steps[3]["requestId"]
+    # Metadata for every call was the Python client's alone (Client(metadata=...)): a Node
+    # caller set its API key on each call.
+    assert steps[4:] == [
+        {"step": "client_metadata", **not_found, "requestId": "node-client-wide-5"},
+        {"step": "call_metadata_wins", **not_found, "requestId": "node-details-17"},
+    ]
+
+
+def test_an_endless_timeout_is_no_deadline_and_a_nan_one_a_type_error(stack: Stack) -> None:
+    # grpc-js threw "Deadline is too far in the future" from a timer for a timeoutMs of
+    # Infinity or NaN: no catch of the caller's could take it, and the process died.
+    node = shutil.which("node")
+    assert node, "node is needed"
+    script = ROOT / "tests" / "e2e" / "node" / "timeouts.js"
+    out = _run([node, script, stack.grpc_address], ROOT, 60)
+    nan = "TypeError: timeoutMs must be a number of milliseconds, not NaN"
+    assert [json.loads(line) for line in out.splitlines()] == [
+        {"step": "endless", "message": "HTTP Server for SAX Client"},
+        {"step": "far", "message": "HTTP Server for SAX Client"},
+        {"step": "nan", "error": nan},
+        {"step": "stream_nan", "error": nan},
+    ]
+
+
+def test_channel_options_reach_the_channel(stack: Stack) -> None:
+    # docs/clients.md's retry policy is a channel's service config; the client took no
+    # channel options, so a Node caller of it could not retry as the page says.
+    node = shutil.which("node")
+    assert node, "node is needed"
+    request_id = f"node-retried-{uuid.uuid4()}"
+    script = ROOT / "tests" / "e2e" / "node" / "channel_options.js"
+    out = _run([node, script, stack.grpc_address, request_id], ROOT, 60)
+    assert json.loads(out) == {"code": "NOT_FOUND"}
+    assert [line["grpc_status"] for line in access_log_lines(stack, request_id)] == [5, 5, 5]
+
+
+def test_each_status_code_is_the_python_clients_error_class() -> None:
+    # Every failure was a bare SaxGatewayError: a Node caller compared codes where a Python
+    # one catches NotFoundError, AbortedError, ...; a code gRPC lacks had codeName undefined.
+    node = shutil.which("node")
+    assert node, "node is needed"
+    out = json.loads(_run([node, ROOT / "tests" / "e2e" / "node" / "error_classes.js"], ROOT, 60))
+    unknown = grpc.StatusCode.UNKNOWN
+    expected = {}
+    for number in [*range(17), 99]:
+        code = next((c for c in grpc.StatusCode if c.value[0] == number), unknown)
+        code = unknown if code is grpc.StatusCode.OK else code
+        name = type(saxgateway_client.error_for(code, "m")).__name__
+        expected[str(number)] = {"class": name, "name": name, "code": code.name, "exported": True}
+    assert out == expected
+
+
+def test_a_stream_failing_midway_fails_with_its_status_and_is_not_cancelled(stack: Stack) -> None:
+    # The client threw the in-band error and cancelled the call before its status came: Envoy
+    # logged about half of such streams CANCELLED (response flag DR), and retryAfterMs was
+    # undefined though the status's trailers asked for 1 s.
+    node = shutil.which("node")
+    assert node, "node is needed"
+    overrides = {"text": "a b c d", "fail_after_tokens": "2", "fail_code": "RESOURCE_EXHAUSTED"}
+    ids = [f"node-midway-{uuid.uuid4()}" for _ in range(6)]
+    script = ROOT / "tests" / "e2e" / "node" / "stream_midway.js"
+    with published(stack, "/sax/test/node-midway", TEST_LM, overrides) as model:
+        out = _run([node, script, stack.grpc_address, model, *ids], ROOT, 60)
+    code = "RESOURCE_EXHAUSTED"
+    assert [json.loads(line) for line in out.splitlines()] == [
+        {"code": code, "retryAfterMs": 1000, "requestId": request_id} for request_id in ids
+    ]
+    lines = [access_log_line(stack, request_id) for request_id in ids]
+    assert [(line["grpc_status"], line["response_flags"]) for line in lines] == [(8, "-")] * 6

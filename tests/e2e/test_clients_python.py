@@ -3,6 +3,8 @@ iterators, deadlines, and errors as typed exceptions with their BadRequest detai
 
 from __future__ import annotations
 
+import json
+import math
 import subprocess
 import sys
 import uuid
@@ -17,15 +19,34 @@ from saxgateway_client import (
     DeadlineExceededError,
     FieldViolation,
     NotFoundError,
+    ResourceExhaustedError,
     ServerError,
 )
 
 from gateway.launch.stack import Stack
 from tests._approx import approx
-from tests.e2e._access_log import access_log_line
+from tests.e2e._access_log import access_log_line, access_log_lines
 from tests.e2e._published import TEST_LM, published
 
 ROOT = Path(__file__).resolve().parents[2]
+# A channel's service config, as docs/clients.md gives one, retrying what is cheap to retry
+# here (NOT_FOUND, at once) three times: each attempt is a line of Envoy's access log.
+RETRYING = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{"service": "saxgateway.v1.SaxGateway"}],
+                "retryPolicy": {
+                    "maxAttempts": 3,
+                    "initialBackoff": "0.01s",
+                    "maxBackoff": "0.01s",
+                    "backoffMultiplier": 1,
+                    "retryableStatusCodes": ["NOT_FOUND"],
+                },
+            }
+        ]
+    }
+)
 
 
 @pytest.fixture
@@ -79,6 +100,25 @@ def test_stream_failure_in_band_raises(stack: Stack, client: Client) -> None:
     assert raised.value.code.name == "INTERNAL"
 
 
+def test_a_stream_failing_midway_raises_its_status_and_is_not_cancelled(stack: Stack) -> None:
+    # The client raised the in-band error and cancelled the call before its status came: Envoy
+    # logged about half of such streams CANCELLED (response flag DR), and retry_after was
+    # None though the status's trailers asked for 1 s (the in-band Status carries no wait).
+    overrides = {"text": "a b c d", "fail_after_tokens": "2", "fail_code": "RESOURCE_EXHAUSTED"}
+    ids = [f"py-midway-{uuid.uuid4()}" for _ in range(6)]
+    with (
+        published(stack, "/sax/test/py-midway", TEST_LM, overrides) as model,
+        Client(stack.grpc_address, timeout=30) as client,
+    ):
+        for request_id in ids:
+            with pytest.raises(ResourceExhaustedError) as raised:
+                list(client.generate_stream(model, "q", metadata=[("x-request-id", request_id)]))
+            assert (raised.value.retry_after, raised.value.request_id) == (1.0, request_id)
+    lines = [access_log_line(stack, request_id) for request_id in ids]
+    ended = [(line["grpc_status"], line["response_flags"]) for line in lines]
+    assert ended == [(8, "-")] * len(ids)
+
+
 def test_any_streaming_rpc_by_name(stack: Stack, client: Client) -> None:
     # WatchAddresses had no way in: call() handed back grpc's raw iterator, whose failures
     # were grpc.RpcError, not the SaxGatewayError its README promises.
@@ -116,11 +156,55 @@ def test_bad_extra_input_names_the_key(stack: Stack, client: Client) -> None:
     assert [v.field for v in raised.value.field_violations] == ["extra_inputs[nested]"]
 
 
-def test_unknown_model_is_not_found(client: Client) -> None:
+def test_unknown_model_is_not_found(stack: Stack, client: Client) -> None:
     with pytest.raises(NotFoundError):
         client.generate("/sax/test/no-such-model", "q")
+    # The call's ID, to find it in the gateway's and Envoy's logs, as the Node client's
+    # requestId: it was left in a RequestInfo detail for each caller to unpack.
+    tagged = [("x-request-id", "py-rid-7")]
+    with (
+        Client(stack.grpc_address, metadata=tagged) as asked,
+        pytest.raises(NotFoundError) as raised,
+    ):
+        asked.generate("/sax/test/no-such-model", "q")
+    assert raised.value.request_id == "py-rid-7"
+    # A call's own metadata, beside the client's and for a key both set instead of it, as
+    # the Node client's: a Python caller made a Client per request ID.
+    own = [("x-request-id", "py-call-8")]
+    with Client(stack.grpc_address, metadata=tagged) as asked:
+        with pytest.raises(NotFoundError) as raised:
+            asked.generate("/sax/test/no-such-model", "q", metadata=own)
+        assert raised.value.request_id == "py-call-8"
+        with pytest.raises(NotFoundError) as raised:
+            next(asked.generate_stream("/sax/test/no-such-model", "q", metadata=own))
+        assert raised.value.request_id == "py-call-8"
     with pytest.raises(NotFoundError):
         client.unpublish("/sax/test/no-such-model")
+
+
+def test_metadata_keys_are_header_names_of_any_case(stack: Stack) -> None:
+    # grpc takes lowercase keys alone: ("Authorization", ...), as HTTP clients spell it, failed
+    # every call ServerError INTERNAL 'Invalid metadata', the server blamed for the caller's
+    # spelling (the Node client's grpc-js lowercases them).
+    with (
+        Client(stack.grpc_address, metadata=[("X-Request-Id", "py-case-1")]) as client,
+        pytest.raises(NotFoundError) as raised,
+    ):
+        client.generate("/sax/test/no-such-model", "q")
+    assert raised.value.request_id == "py-case-1"
+    with pytest.raises(ValueError, match=r"^metadata key 'x request' is not a header name"):
+        Client(stack.grpc_address, metadata=[("x request", "1")])
+    # A key read from a file with its newline was INTERNAL 'Invalid metadata' too; the error
+    # names the key, never the value (a secret).
+    for value in ("Bearer sk-secret\n", "José"):
+        with pytest.raises(ValueError) as refused:
+            Client(stack.grpc_address).generate(
+                "/sax/test/m", "q", metadata=[("Authorization", value)]
+            )
+        assert str(refused.value) == (
+            "metadata 'authorization': its value is not one a header may have (printable ASCII, "
+            "no line break; bytes under a key ending -bin)"
+        )
 
 
 def test_deadline_is_applied(stack: Stack, client: Client) -> None:
@@ -130,6 +214,32 @@ def test_deadline_is_applied(stack: Stack, client: Client) -> None:
         pytest.raises(DeadlineExceededError),
     ):
         client.generate(model, "q", timeout=0.5)
+
+
+def test_an_endless_timeout_is_no_deadline_of_the_client(stack: Stack) -> None:
+    # grpc took a timeout of infinity (or over ~9e9 s) for one already past: the call failed
+    # at once, DEADLINE_EXCEEDED, which no deadline had caused. A NaN did the same.
+    info = pb.GetInfoRequest()
+    with Client(stack.grpc_address, timeout=math.inf) as endless:
+        assert endless.call("GetInfo", info).message == "HTTP Server for SAX Client"
+        assert endless.call("GetInfo", info, timeout=1e12).message == "HTTP Server for SAX Client"
+        with pytest.raises(ValueError, match=r"^timeout must be a number of seconds, not nan$"):
+            endless.call("GetInfo", info, timeout=math.nan)
+        with pytest.raises(ValueError, match=r"^timeout must be"):
+            next(endless.stream("WatchAddresses", pb.WatchAddressesRequest(), timeout=math.nan))
+
+
+def test_channel_options_reach_the_channel(stack: Stack) -> None:
+    # docs/clients.md's retry policy is a channel's service config; neither client took
+    # channel options, so a caller of the packaged client could not retry as it says.
+    request_id = f"py-retried-{uuid.uuid4()}"
+    options = [("grpc.service_config", RETRYING)]
+    with (
+        Client(stack.grpc_address, options=options) as retrying,
+        pytest.raises(NotFoundError),
+    ):
+        retrying.generate("/sax/test/no-such-model", "q", metadata=[("x-request-id", request_id)])
+    assert [line["grpc_status"] for line in access_log_lines(stack, request_id)] == [5, 5, 5]
 
 
 def test_installs_with_pip_from_the_repo_folder(stack: Stack, tmp_path: Path) -> None:

@@ -5,8 +5,11 @@ together on one event loop."""
 from __future__ import annotations
 
 import asyncio
+import math
+import uuid
 from collections.abc import AsyncIterator
 
+import grpc
 import pytest
 from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway_client import (
@@ -20,6 +23,7 @@ from saxgateway_client import (
 
 from gateway.launch.stack import Stack
 from tests._approx import approx
+from tests.e2e._access_log import access_log_line
 from tests.e2e._published import TEST_LM
 
 pytestmark = pytest.mark.asyncio
@@ -50,8 +54,9 @@ async def test_publish_generate_score_unpublish(client: AsyncClient) -> None:
         await client.unpublish(model)
     with pytest.raises(NotFoundError):
         await client.generate(model, "q")
-    with pytest.raises(NotFoundError):
-        await client.unpublish(model)
+    with pytest.raises(NotFoundError) as raised:
+        await client.unpublish(model, metadata=[("x-request-id", "aio-call-9")])
+    assert raised.value.request_id == "aio-call-9"
 
 
 async def test_generate_stream_with_async_for(client: AsyncClient) -> None:
@@ -77,6 +82,9 @@ async def test_stream_failure_in_band_raises(client: AsyncClient) -> None:
         await client.unpublish(model)
     assert seen == ["a", " b"]
     assert raised.value.code.name == "INTERNAL"
+    # Raised from the call's own status, read after the in-band error: the call was not
+    # cancelled before it (Envoy logged such streams CANCELLED about half the time).
+    assert isinstance(raised.value.__cause__, grpc.RpcError)
 
 
 async def test_a_stream_of_an_unknown_model_raises_at_its_first_step(client: AsyncClient) -> None:
@@ -121,3 +129,25 @@ async def test_calls_share_the_loop_and_keep_their_own_deadlines(client: AsyncCl
     finally:
         await client.unpublish(model)
         await client.unpublish(quick)
+
+
+async def test_an_endless_timeout_is_no_deadline_of_the_client(stack: Stack) -> None:
+    # grpc.aio took a timeout of infinity for one already past: DEADLINE_EXCEEDED at once.
+    # Channel options reach its channel (here grpc's user agent, which Envoy logs).
+    agent = [("grpc.primary_user_agent", "aio-app/2")]
+    async with AsyncClient(stack.grpc_address, timeout=math.inf, options=agent) as endless:
+        tagged = [("x-request-id", f"aio-endless-{uuid.uuid4()}")]
+        info = await endless.call("GetInfo", pb.GetInfoRequest(), metadata=tagged)
+        assert info.message.startswith("HTTP")
+        with pytest.raises(ValueError, match=r"^timeout must be a number of seconds, not nan$"):
+            await endless.call("GetInfo", pb.GetInfoRequest(), timeout=math.nan)
+    user_agent = access_log_line(stack, tagged[0][1])["user_agent"]
+    assert isinstance(user_agent, str) and user_agent.startswith("aio-app/2 ")
+
+
+async def test_metadata_keys_are_header_names_of_any_case(stack: Stack) -> None:
+    # grpc.aio failed such a call with ExecuteBatchError, no SaxGatewayError at all.
+    async with AsyncClient(stack.grpc_address, metadata=[("X-Request-Id", "aio-case-2")]) as c:
+        with pytest.raises(NotFoundError) as raised:
+            await c.generate("/sax/test/no-such-model", "q")
+    assert raised.value.request_id == "aio-case-2"

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import httpx
@@ -34,6 +37,7 @@ from tests._stacks import (
 from tests.e2e._bodies import gateway_error
 from tests.e2e._published import TEST_LM, publish_body
 
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TIMEOUT = 60.0  # the gateway's own default
 MODEL = f"{CELL}/busy"
 MESSAGE = (
@@ -134,6 +138,27 @@ def test_the_python_client_says_when_to_retry(stack: Stack) -> None:
     ):
         client.generate(MODEL, "q")
     assert (failed.value.message, failed.value.retry_after) == (MESSAGE, 1.0)
+
+
+def test_the_node_client_says_when_to_retry(stack: Stack) -> None:
+    # The Python client's retry_after had no Node equivalent: a Node caller had to dig the
+    # grpc-retry-pushback-ms trailer out of grpc-js's error itself.
+    node = shutil.which("node")
+    assert node, "node is needed"
+    script = ROOT / "tests" / "e2e" / "node" / "retry_after.js"
+    out = subprocess.run(
+        [node, script, stack.grpc_address, MODEL],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    code = "RESOURCE_EXHAUSTED"
+    assert [json.loads(line) for line in out.splitlines()] == [
+        {"code": code, "retryAfterMs": 1000},
+        {"code": code, "retryAfterMs": 1000},
+    ]
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,8 @@ type the RPC takes, before anything is sent (the address here serves nothing).""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway_client import AsyncClient, Client
@@ -32,3 +34,15 @@ async def test_the_async_client_refuses_them_too() -> None:
             await client.call("Score", pb.GenerateRequest())
         with pytest.raises(TypeError, match=r"^WatchAddresses takes a saxgateway.v1.Watch"):
             client.stream("WatchAddresses", pb.ListCellRequest())
+
+
+@pytest.mark.parametrize("client", [Client, AsyncClient])
+def test_a_url_for_the_address_is_refused_naming_the_address(client: type) -> None:
+    # grpc resolved "http://localhost:8888" as a host name: UNAVAILABLE at each call, which
+    # says the gateway is down and a retry may help.
+    message = (
+        "'https://gw.example.com' is a URL; the client takes the gateway's gRPC address, "
+        "host:port ('gw.example.com:443'), and credentials for TLS"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        client("https://gw.example.com")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import grpc
 import pytest
 import saxgateway_client
 from google.rpc import status_pb2
 from saxgateway_client import (
+    AbortedError,
     BadRequestError,
     FieldViolation,
     NotFoundError,
@@ -28,10 +32,40 @@ def test_every_status_code_has_an_exception(code: grpc.StatusCode) -> None:
     assert (error.code, error.message, str(error)) == (code, "boom", f"{code.name}: boom")
 
 
+def test_aborted_is_a_conflict_to_handle_not_a_server_failure() -> None:
+    # ABORTED (409) is "the model changed under an update: read it and decide again"
+    # (docs/clients.md), the caller's to handle as ALREADY_EXISTS is. It was a ServerError,
+    # the class of UNKNOWN and INTERNAL, which says the server failed.
+    error = error_for(grpc.StatusCode.ABORTED, "changed")
+    assert type(error) is AbortedError
+    assert not isinstance(error, ServerError)
+
+
 def test_bad_request_lists_its_field_violations() -> None:
     error = from_status(bad_request("bad", ("model", "x")))
     assert isinstance(error, BadRequestError)
     assert error.field_violations == (FieldViolation("model", "x"),)
+
+
+def test_an_error_survives_pickling_as_a_process_pool_sends_it() -> None:
+    # A call failing in a ProcessPoolExecutor's worker came back as "TypeError: __init__()
+    # missing 1 required positional argument: 'message'" (its pickle rebuilt it from str()
+    # alone); copy.copy failed the same way.
+    details = tuple(bad_request("b", ("model", "x")).details)
+    error = error_for(grpc.StatusCode.RESOURCE_EXHAUSTED, "busy", details, 1.5)
+    for again in (pickle.loads(pickle.dumps(error)), copy.copy(error)):
+        assert type(again) is type(error)
+        assert (again.code, again.message, again.details, again.retry_after, str(again)) == (
+            error.code,
+            error.message,
+            error.details,
+            1.5,
+            "RESOURCE_EXHAUSTED: busy",
+        )
+
+
+def test_an_error_without_a_request_info_has_no_request_id() -> None:
+    assert from_status(bad_request("bad", ("model", "x"))).request_id is None
 
 
 def test_in_band_status_maps_like_a_call() -> None:

@@ -33,7 +33,7 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", { value: true });
-exports.Client = exports.SaxGatewayError = exports.pb = void 0;
+exports.Client = exports.ServerError = exports.UnimplementedError = exports.CancelledError = exports.DeadlineExceededError = exports.UnavailableError = exports.ResourceExhaustedError = exports.UnauthenticatedError = exports.PermissionDeniedError = exports.AbortedError = exports.AlreadyExistsError = exports.NotFoundError = exports.BadRequestError = exports.SaxGatewayError = exports.pb = exports.grpc = void 0;
 // A typed Node.js client of the SaxGateway gRPC API: messages and service generated from the
 // proto (src/gen, ts-proto), plus a deadline on every call, errors as SaxGatewayError with
 // their details (google.rpc.BadRequest field violations, the RequestInfo's request ID), and
@@ -43,6 +43,7 @@ exports.Client = exports.SaxGatewayError = exports.pb = void 0;
 //   const { texts } = await client.unary("generate", { model, query, extra_inputs: { temperature: 0.5 } });
 //   for await (const item of client.stream("generateStream", { model, query })) { ... }
 const grpc = __importStar(require("@grpc/grpc-js"));
+exports.grpc = grpc;
 const error_details_1 = require("./gen/google/rpc/error_details");
 const status_1 = require("./gen/google/rpc/status");
 const oneofs_1 = require("./gen/oneofs");
@@ -51,6 +52,8 @@ exports.pb = pb;
 const DETAIL_PREFIX = "type.googleapis.com/google.rpc.";
 const BAD_REQUEST = `${DETAIL_PREFIX}BadRequest`;
 const REQUEST_INFO = `${DETAIL_PREFIX}RequestInfo`;
+// gRPC's Retry-After, in milliseconds (gRFC A6), which the gateway sends beside retry-after.
+const PUSHBACK_KEY = "grpc-retry-pushback-ms";
 // The detail types of google/rpc/error_details.proto, by name: what a JSON error body's
 // details are read as (others are left out, as the Python client leaves them).
 const DETAIL_TYPES = {
@@ -72,13 +75,18 @@ class SaxGatewayError extends Error {
     /** The status message as it arrived: for a refusal Envoy made itself, the HTTP API's whole
      * JSON error body, whose `message` is this error's. */
     rawMessage;
-    constructor(code, message, details = [], rawMessage = message) {
+    /** How long the gateway asks a caller to wait before trying again, in milliseconds (on a
+     * RESOURCE_EXHAUSTED that may mend: a rate, calls in flight, an overloaded model);
+     * undefined where it asks nothing, or says no retry mends it (a request too large). */
+    retryAfterMs;
+    constructor(code, message, details = [], rawMessage = message, retryAfterMs) {
         super(`${grpc.status[code]}: ${message}`);
-        this.name = "SaxGatewayError";
+        this.name = new.target.name;
         this.code = code;
         this.codeName = grpc.status[code];
         this.details = details;
         this.rawMessage = rawMessage;
+        this.retryAfterMs = retryAfterMs;
         this.fieldViolations = details
             .filter((detail) => detail.type_url === BAD_REQUEST)
             .flatMap((detail) => error_details_1.BadRequest.decode(detail.value).field_violations)
@@ -96,14 +104,93 @@ class SaxGatewayError extends Error {
         // Envoy gives its own refusals a Status of their own too, whose message is the same JSON
         // body: the message is the body's either way, the details the trailer's where it has them.
         const details = bin instanceof Buffer ? status_1.Status.decode(bin).details : reply?.details;
-        return new SaxGatewayError(error.code, message, details, error.details);
+        const Class = ERROR_CLASSES[error.code] ?? ServerError;
+        return new Class(error.code, message, details, error.details, pushback(error.metadata));
     }
-    /** The error a stream reports in-band, in its last message. */
+    /** The error a stream reports in-band, in its last message. A code this client does not
+     * know (a newer server's, or OK, which no error should carry) is UNKNOWN, as gRPC takes an
+     * unknown code. */
     static fromStatus(status) {
-        return new SaxGatewayError(status.code, status.message, status.details);
+        const known = status.code !== grpc.status.OK && grpc.status[status.code] !== undefined;
+        const code = known ? status.code : grpc.status.UNKNOWN;
+        const Class = ERROR_CLASSES[code] ?? ServerError;
+        return new Class(code, status.message, status.details);
     }
 }
 exports.SaxGatewayError = SaxGatewayError;
+// One class per kind of failure, chosen by status code; the Python client's classes.
+/** INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE (400): `fieldViolations` names the fields. */
+class BadRequestError extends SaxGatewayError {
+}
+exports.BadRequestError = BadRequestError;
+/** NOT_FOUND (404): the model (or cell) is not published. */
+class NotFoundError extends SaxGatewayError {
+}
+exports.NotFoundError = NotFoundError;
+/** ALREADY_EXISTS (409): the model is already published. */
+class AlreadyExistsError extends SaxGatewayError {
+}
+exports.AlreadyExistsError = AlreadyExistsError;
+/** ABORTED (409): the model changed under an update; read it again and decide again. */
+class AbortedError extends SaxGatewayError {
+}
+exports.AbortedError = AbortedError;
+/** PERMISSION_DENIED (403): the caller may not use this model. */
+class PermissionDeniedError extends SaxGatewayError {
+}
+exports.PermissionDeniedError = PermissionDeniedError;
+/** UNAUTHENTICATED (401): the call carried no valid credentials. */
+class UnauthenticatedError extends SaxGatewayError {
+}
+exports.UnauthenticatedError = UnauthenticatedError;
+/** RESOURCE_EXHAUSTED (429, 413): a rate, a quota or a size limit; `retryAfterMs` says when. */
+class ResourceExhaustedError extends SaxGatewayError {
+}
+exports.ResourceExhaustedError = ResourceExhaustedError;
+/** UNAVAILABLE (503): the gateway or the Sax cell could not be reached; retrying may help. */
+class UnavailableError extends SaxGatewayError {
+}
+exports.UnavailableError = UnavailableError;
+/** DEADLINE_EXCEEDED (504): the call's deadline expired first. */
+class DeadlineExceededError extends SaxGatewayError {
+}
+exports.DeadlineExceededError = DeadlineExceededError;
+/** CANCELLED (499): the call was cancelled (an AbortSignal, a stream left early). */
+class CancelledError extends SaxGatewayError {
+}
+exports.CancelledError = CancelledError;
+/** UNIMPLEMENTED (501): the model does not serve this method. */
+class UnimplementedError extends SaxGatewayError {
+}
+exports.UnimplementedError = UnimplementedError;
+/** UNKNOWN, INTERNAL, DATA_LOSS (500): the server failed. */
+class ServerError extends SaxGatewayError {
+}
+exports.ServerError = ServerError;
+const ERROR_CLASSES = {
+    [grpc.status.INVALID_ARGUMENT]: BadRequestError,
+    [grpc.status.FAILED_PRECONDITION]: BadRequestError,
+    [grpc.status.OUT_OF_RANGE]: BadRequestError,
+    [grpc.status.NOT_FOUND]: NotFoundError,
+    [grpc.status.ALREADY_EXISTS]: AlreadyExistsError,
+    [grpc.status.ABORTED]: AbortedError,
+    [grpc.status.PERMISSION_DENIED]: PermissionDeniedError,
+    [grpc.status.UNAUTHENTICATED]: UnauthenticatedError,
+    [grpc.status.RESOURCE_EXHAUSTED]: ResourceExhaustedError,
+    [grpc.status.UNAVAILABLE]: UnavailableError,
+    [grpc.status.DEADLINE_EXCEEDED]: DeadlineExceededError,
+    [grpc.status.CANCELLED]: CancelledError,
+    [grpc.status.UNIMPLEMENTED]: UnimplementedError,
+};
+// The wait a failure's grpc-retry-pushback-ms asks for; undefined for none, or for a negative
+// one (no retry mends it: a body over the limit).
+function pushback(metadata) {
+    const [value] = metadata?.get(PUSHBACK_KEY) ?? [];
+    if (typeof value !== "string" || !/^-?\d+$/.test(value))
+        return undefined;
+    const wait = Number(value);
+    return wait >= 0 ? wait : undefined;
+}
 // A refusal Envoy made itself (no credentials, a role or a rate refused, a body too large)
 // reaches a gRPC caller with the HTTP API's JSON error body as its message,
 // `{"code", "message", "details": [RequestInfo]}`: its `message` is the one to show, and its
@@ -168,6 +255,9 @@ function checkOneofs(type, value, path) {
         }
     }
 }
+// A timeout longer than this (about 31 years) is no deadline; the gateway's own default
+// timeout still bounds the call.
+const ENDLESS_MS = 1e12;
 // Cancels ``call`` when ``signal`` aborts (at once if it has); returns the undo, so that a
 // signal shared by many calls does not keep a listener for each finished one.
 function cancelOn(signal, call) {
@@ -208,13 +298,33 @@ function rpc(method, streaming) {
         deserialize: (bytes) => response.decode(bytes),
     };
 }
+// An http(s) URL for the gateway's address: grpc-js resolved it as a host name and failed
+// every call UNAVAILABLE, which says the gateway is down and a retry may help.
+function checkAddress(address) {
+    if (!/^https?:\/\//i.test(address))
+        return;
+    let url;
+    try {
+        url = new URL(address);
+    }
+    catch {
+        return; // not a URL after all: grpc-js says what it makes of it
+    }
+    const port = url.port || (url.protocol === "https:" ? "443" : "80");
+    throw new TypeError(`'${address}' is a URL; the client takes the gateway's gRPC address, host:port ` +
+        `('${url.hostname}:${port}'), and credentials for TLS`);
+}
 class Client {
     /** The grpc-js channel's client (pb.SaxGatewayDefinition describes every RPC). */
     channel;
     timeoutMs;
+    metadata;
     constructor(address = "localhost:8888", options = {}) {
-        this.channel = new grpc.Client(address, options.credentials ?? grpc.credentials.createInsecure());
+        checkAddress(address);
+        const credentials = options.credentials ?? grpc.credentials.createInsecure();
+        this.channel = new grpc.Client(address, credentials, options.channelOptions);
         this.timeoutMs = options.timeoutMs ?? 60_000;
+        this.metadata = options.metadata?.clone() ?? new grpc.Metadata();
     }
     close() {
         this.channel.close();
@@ -225,7 +335,7 @@ class Client {
             // In here, a wrong method rejects the promise, as every other failure does.
             const { path, build, serialize, deserialize } = rpc(method, false);
             let undo = () => { };
-            const call = this.channel.makeUnaryRequest(path, serialize, deserialize, build(request), options.metadata ?? new grpc.Metadata(), { deadline: this.deadline(options) }, (error, response) => {
+            const call = this.channel.makeUnaryRequest(path, serialize, deserialize, build(request), this.callMetadata(options), { deadline: this.deadline(options) }, (error, response) => {
                 undo();
                 if (error)
                     reject(SaxGatewayError.fromServiceError(error));
@@ -240,21 +350,23 @@ class Client {
      * except at `done`: the call has ended well by the time that message is yielded. */
     async *stream(method, request, options = {}) {
         const { path, build, serialize, deserialize } = rpc(method, true);
-        const call = this.channel.makeServerStreamRequest(path, serialize, deserialize, build(request), options.metadata ?? new grpc.Metadata(), { deadline: this.deadline(options) });
+        const call = this.channel.makeServerStreamRequest(path, serialize, deserialize, build(request), this.callMetadata(options), { deadline: this.deadline(options) });
         const undo = cancelOn(options.signal, call);
         const items = call[Symbol.asyncIterator]();
         try {
             for (let next = await items.next(); !next.done; next = await items.next()) {
                 const item = next.value;
-                const error = item.error;
-                if (error && error.code !== grpc.status.OK)
-                    throw SaxGatewayError.fromStatus(error);
                 // A consumer that stops at the last message (`done`, as a loop that breaks there
                 // does) would cancel a call that succeeded, and the gateway would count it so: the
-                // call's status follows its last message, so read it first.
+                // call's status follows its last message, so read it first. A failed call's last
+                // message is in-band too: its status, which follows, is thrown instead (its trailers
+                // say when to retry), or the in-band error if it ended OK.
                 if (item.done)
                     while (!(await items.next()).done)
                         ;
+                const error = item.error;
+                if (error && error.code !== grpc.status.OK)
+                    throw SaxGatewayError.fromStatus(error);
                 yield item;
             }
         }
@@ -268,8 +380,27 @@ class Client {
             call.cancel();
         }
     }
+    // The client's metadata with the call's own: for a key both set, the call's values.
+    callMetadata(options) {
+        const merged = this.metadata.clone();
+        const own = options.metadata;
+        if (own === undefined)
+            return merged;
+        for (const key of Object.keys(own.getMap())) {
+            merged.remove(key);
+            for (const value of own.get(key))
+                merged.add(key, value);
+        }
+        return merged;
+    }
     deadline(options) {
-        return new Date(Date.now() + (options.timeoutMs ?? this.timeoutMs));
+        const ms = options.timeoutMs ?? this.timeoutMs;
+        if (typeof ms !== "number" || Number.isNaN(ms)) {
+            throw new TypeError(`timeoutMs must be a number of milliseconds, not ${String(ms)}`);
+        }
+        // grpc-js throws from a timer, where no caller can catch it, for a deadline it cannot
+        // write (Infinity's Invalid Date, or past 99,999,999 hours): either is none of the client's.
+        return ms > ENDLESS_MS ? Infinity : new Date(Date.now() + ms);
     }
 }
 exports.Client = Client;

@@ -26,7 +26,10 @@ import { Status } from "./gen/google/rpc/status";
 import { MESSAGES, REQUESTS } from "./gen/oneofs";
 import * as pb from "./gen/saxgateway/v1/gateway";
 
-export { pb };
+// The client's own @grpc/grpc-js: its Metadata and credentials (TLS) are what calls take.
+// A project's own copy of grpc-js (another version, or none it may import, as under pnpm) is
+// another class: the channel refuses its credentials ("must be a ChannelCredentials object").
+export { grpc, pb };
 
 type Methods = typeof pb.SaxGatewayDefinition.methods;
 type Method = keyof Methods;
@@ -40,6 +43,8 @@ export type ResponseOf<K extends Method> = ReturnType<Methods[K]["responseType"]
 const DETAIL_PREFIX = "type.googleapis.com/google.rpc.";
 const BAD_REQUEST = `${DETAIL_PREFIX}BadRequest`;
 const REQUEST_INFO = `${DETAIL_PREFIX}RequestInfo`;
+// gRPC's Retry-After, in milliseconds (gRFC A6), which the gateway sends beside retry-after.
+const PUSHBACK_KEY = "grpc-retry-pushback-ms";
 // The detail types of google/rpc/error_details.proto, by name: what a JSON error body's
 // details are read as (others are left out, as the Python client leaves them).
 const DETAIL_TYPES: Record<string, MessageFns<unknown>> = {
@@ -67,14 +72,25 @@ export class SaxGatewayError extends Error {
   /** The status message as it arrived: for a refusal Envoy made itself, the HTTP API's whole
    * JSON error body, whose `message` is this error's. */
   readonly rawMessage: string;
+  /** How long the gateway asks a caller to wait before trying again, in milliseconds (on a
+   * RESOURCE_EXHAUSTED that may mend: a rate, calls in flight, an overloaded model);
+   * undefined where it asks nothing, or says no retry mends it (a request too large). */
+  readonly retryAfterMs: number | undefined;
 
-  constructor(code: grpc.status, message: string, details: Status["details"] = [], rawMessage = message) {
+  constructor(
+    code: grpc.status,
+    message: string,
+    details: Status["details"] = [],
+    rawMessage = message,
+    retryAfterMs?: number,
+  ) {
     super(`${grpc.status[code]}: ${message}`);
-    this.name = "SaxGatewayError";
+    this.name = new.target.name;
     this.code = code;
     this.codeName = grpc.status[code];
     this.details = details;
     this.rawMessage = rawMessage;
+    this.retryAfterMs = retryAfterMs;
     this.fieldViolations = details
       .filter((detail) => detail.type_url === BAD_REQUEST)
       .flatMap((detail) => BadRequest.decode(detail.value).field_violations)
@@ -93,13 +109,70 @@ export class SaxGatewayError extends Error {
     // Envoy gives its own refusals a Status of their own too, whose message is the same JSON
     // body: the message is the body's either way, the details the trailer's where it has them.
     const details = bin instanceof Buffer ? Status.decode(bin).details : reply?.details;
-    return new SaxGatewayError(error.code, message, details, error.details);
+    const Class = ERROR_CLASSES[error.code] ?? ServerError;
+    return new Class(error.code, message, details, error.details, pushback(error.metadata));
   }
 
-  /** The error a stream reports in-band, in its last message. */
+  /** The error a stream reports in-band, in its last message. A code this client does not
+   * know (a newer server's, or OK, which no error should carry) is UNKNOWN, as gRPC takes an
+   * unknown code. */
   static fromStatus(status: Status): SaxGatewayError {
-    return new SaxGatewayError(status.code, status.message, status.details);
+    const known = status.code !== grpc.status.OK && grpc.status[status.code] !== undefined;
+    const code = known ? (status.code as grpc.status) : grpc.status.UNKNOWN;
+    const Class = ERROR_CLASSES[code] ?? ServerError;
+    return new Class(code, status.message, status.details);
   }
+}
+
+// One class per kind of failure, chosen by status code; the Python client's classes.
+/** INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE (400): `fieldViolations` names the fields. */
+export class BadRequestError extends SaxGatewayError {}
+/** NOT_FOUND (404): the model (or cell) is not published. */
+export class NotFoundError extends SaxGatewayError {}
+/** ALREADY_EXISTS (409): the model is already published. */
+export class AlreadyExistsError extends SaxGatewayError {}
+/** ABORTED (409): the model changed under an update; read it again and decide again. */
+export class AbortedError extends SaxGatewayError {}
+/** PERMISSION_DENIED (403): the caller may not use this model. */
+export class PermissionDeniedError extends SaxGatewayError {}
+/** UNAUTHENTICATED (401): the call carried no valid credentials. */
+export class UnauthenticatedError extends SaxGatewayError {}
+/** RESOURCE_EXHAUSTED (429, 413): a rate, a quota or a size limit; `retryAfterMs` says when. */
+export class ResourceExhaustedError extends SaxGatewayError {}
+/** UNAVAILABLE (503): the gateway or the Sax cell could not be reached; retrying may help. */
+export class UnavailableError extends SaxGatewayError {}
+/** DEADLINE_EXCEEDED (504): the call's deadline expired first. */
+export class DeadlineExceededError extends SaxGatewayError {}
+/** CANCELLED (499): the call was cancelled (an AbortSignal, a stream left early). */
+export class CancelledError extends SaxGatewayError {}
+/** UNIMPLEMENTED (501): the model does not serve this method. */
+export class UnimplementedError extends SaxGatewayError {}
+/** UNKNOWN, INTERNAL, DATA_LOSS (500): the server failed. */
+export class ServerError extends SaxGatewayError {}
+
+const ERROR_CLASSES: Partial<Record<grpc.status, typeof SaxGatewayError>> = {
+  [grpc.status.INVALID_ARGUMENT]: BadRequestError,
+  [grpc.status.FAILED_PRECONDITION]: BadRequestError,
+  [grpc.status.OUT_OF_RANGE]: BadRequestError,
+  [grpc.status.NOT_FOUND]: NotFoundError,
+  [grpc.status.ALREADY_EXISTS]: AlreadyExistsError,
+  [grpc.status.ABORTED]: AbortedError,
+  [grpc.status.PERMISSION_DENIED]: PermissionDeniedError,
+  [grpc.status.UNAUTHENTICATED]: UnauthenticatedError,
+  [grpc.status.RESOURCE_EXHAUSTED]: ResourceExhaustedError,
+  [grpc.status.UNAVAILABLE]: UnavailableError,
+  [grpc.status.DEADLINE_EXCEEDED]: DeadlineExceededError,
+  [grpc.status.CANCELLED]: CancelledError,
+  [grpc.status.UNIMPLEMENTED]: UnimplementedError,
+};
+
+// The wait a failure's grpc-retry-pushback-ms asks for; undefined for none, or for a negative
+// one (no retry mends it: a body over the limit).
+function pushback(metadata: grpc.Metadata | undefined): number | undefined {
+  const [value] = metadata?.get(PUSHBACK_KEY) ?? [];
+  if (typeof value !== "string" || !/^-?\d+$/.test(value)) return undefined;
+  const wait = Number(value);
+  return wait >= 0 ? wait : undefined;
 }
 
 // A refusal Envoy made itself (no credentials, a role or a rate refused, a body too large)
@@ -160,11 +233,23 @@ function checkOneofs(type: string | undefined, value: unknown, path: string): vo
   }
 }
 
+// A timeout longer than this (about 31 years) is no deadline; the gateway's own default
+// timeout still bounds the call.
+const ENDLESS_MS = 1e12;
+
 export interface ClientOptions {
-  /** Deadline of every call that sets none (default 60 s). */
+  /** Deadline of every call that sets none (default 60 s; Infinity: none of the client's, the
+   * gateway's default timeout still ends the call). */
   timeoutMs?: number;
-  /** Default: insecure (plain-text HTTP/2), as Envoy's local port serves. */
+  /** Default: insecure (plain-text HTTP/2), as Envoy's local port serves; TLS:
+   * `grpc.credentials.createSsl(...)`, of this package's `grpc` export. */
   credentials?: grpc.ChannelCredentials;
+  /** Sent with every call (an API key: `authorization`); a call's own metadata is sent
+   * beside it, its values replacing these for a key both set. */
+  metadata?: grpc.Metadata;
+  /** The channel's options, such as the retry policy of docs/clients.md:
+   * `{"grpc.service_config": JSON.stringify(config)}`. */
+  channelOptions?: grpc.ChannelOptions;
 }
 
 export interface CallOptions {
@@ -215,14 +300,35 @@ function rpc<K extends Method>(method: K, streaming: boolean) {
   };
 }
 
+// An http(s) URL for the gateway's address: grpc-js resolved it as a host name and failed
+// every call UNAVAILABLE, which says the gateway is down and a retry may help.
+function checkAddress(address: string): void {
+  if (!/^https?:\/\//i.test(address)) return;
+  let url: URL;
+  try {
+    url = new URL(address);
+  } catch {
+    return; // not a URL after all: grpc-js says what it makes of it
+  }
+  const port = url.port || (url.protocol === "https:" ? "443" : "80");
+  throw new TypeError(
+    `'${address}' is a URL; the client takes the gateway's gRPC address, host:port ` +
+      `('${url.hostname}:${port}'), and credentials for TLS`,
+  );
+}
+
 export class Client {
   /** The grpc-js channel's client (pb.SaxGatewayDefinition describes every RPC). */
   readonly channel: grpc.Client;
   private readonly timeoutMs: number;
+  private readonly metadata: grpc.Metadata;
 
   constructor(address = "localhost:8888", options: ClientOptions = {}) {
-    this.channel = new grpc.Client(address, options.credentials ?? grpc.credentials.createInsecure());
+    checkAddress(address);
+    const credentials = options.credentials ?? grpc.credentials.createInsecure();
+    this.channel = new grpc.Client(address, credentials, options.channelOptions);
     this.timeoutMs = options.timeoutMs ?? 60_000;
+    this.metadata = options.metadata?.clone() ?? new grpc.Metadata();
   }
 
   close(): void {
@@ -244,7 +350,7 @@ export class Client {
         serialize,
         deserialize,
         build(request),
-        options.metadata ?? new grpc.Metadata(),
+        this.callMetadata(options),
         { deadline: this.deadline(options) },
         (error, response) => {
           undo();
@@ -270,7 +376,7 @@ export class Client {
       serialize,
       deserialize,
       build(request),
-      options.metadata ?? new grpc.Metadata(),
+      this.callMetadata(options),
       { deadline: this.deadline(options) },
     );
     const undo = cancelOn(options.signal, call);
@@ -278,12 +384,14 @@ export class Client {
     try {
       for (let next = await items.next(); !next.done; next = await items.next()) {
         const item = next.value;
-        const error = (item as { error?: Status }).error;
-        if (error && error.code !== grpc.status.OK) throw SaxGatewayError.fromStatus(error);
         // A consumer that stops at the last message (`done`, as a loop that breaks there
         // does) would cancel a call that succeeded, and the gateway would count it so: the
-        // call's status follows its last message, so read it first.
+        // call's status follows its last message, so read it first. A failed call's last
+        // message is in-band too: its status, which follows, is thrown instead (its trailers
+        // say when to retry), or the in-band error if it ended OK.
         if ((item as { done?: boolean }).done) while (!(await items.next()).done);
+        const error = (item as { error?: Status }).error;
+        if (error && error.code !== grpc.status.OK) throw SaxGatewayError.fromStatus(error);
         yield item;
       }
     } catch (error) {
@@ -295,7 +403,25 @@ export class Client {
     }
   }
 
-  private deadline(options: CallOptions): Date {
-    return new Date(Date.now() + (options.timeoutMs ?? this.timeoutMs));
+  // The client's metadata with the call's own: for a key both set, the call's values.
+  private callMetadata(options: CallOptions): grpc.Metadata {
+    const merged = this.metadata.clone();
+    const own = options.metadata;
+    if (own === undefined) return merged;
+    for (const key of Object.keys(own.getMap())) {
+      merged.remove(key);
+      for (const value of own.get(key)) merged.add(key, value);
+    }
+    return merged;
+  }
+
+  private deadline(options: CallOptions): grpc.Deadline {
+    const ms = options.timeoutMs ?? this.timeoutMs;
+    if (typeof ms !== "number" || Number.isNaN(ms)) {
+      throw new TypeError(`timeoutMs must be a number of milliseconds, not ${String(ms)}`);
+    }
+    // grpc-js throws from a timer, where no caller can catch it, for a deadline it cannot
+    // write (Infinity's Invalid Date, or past 99,999,999 hours): either is none of the client's.
+    return ms > ENDLESS_MS ? Infinity : new Date(Date.now() + ms);
   }
 }

@@ -16,6 +16,7 @@ same for asyncio: ``async with``, ``await client.generate(...)``, ``async for`` 
 from saxgateway_client._aio import AsyncClient
 from saxgateway_client._client import Client
 from saxgateway_client._errors import (
+    AbortedError,
     AlreadyExistsError,
     BadRequestError,
     CancelledError,
@@ -36,6 +37,7 @@ from saxgateway_client._errors import (
 from saxgateway_client._requests import JSONValue, extra_inputs
 
 __all__ = [
+    "AbortedError",
     "AlreadyExistsError",
     "AsyncClient",
     "BadRequestError",

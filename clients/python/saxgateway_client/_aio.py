@@ -32,13 +32,15 @@ async def _items(start: Callable[[], Any]) -> AsyncIterator[Any]:
     call = start()
     try:
         async for item in call:
-            if (error := in_band_error(item)) is not None:
-                raise error
             # A consumer that stops at the last message (`done`, as a loop that breaks there
             # does) would cancel a call that succeeded, and the gateway would count it so.
+            # A failed call's last message is in-band too: its status, which follows, is
+            # raised instead (its trailers say when to retry), or the in-band error if none.
             if getattr(item, "done", False):
                 async for _ in call:  # the call's status follows its last message: read it
                     pass
+            if (error := in_band_error(item)) is not None:
+                raise error
             yield item
     except grpc.RpcError as exc:
         raise from_rpc_error(exc) from exc
@@ -50,7 +52,8 @@ class AsyncClient:
     """One grpc.aio channel to a gateway (Envoy's public port, or a gateway process).
 
     Create it inside the event loop that uses it (grpc.aio binds a channel to its loop).
-    Every call has a deadline: ``timeout`` seconds unless the call passes its own. Failures
+    Every call has a deadline: ``timeout`` seconds unless the call passes its own
+    (``math.inf``: none of the client's; the gateway's default timeout still ends it). Failures
     raise a :class:`SaxGatewayError` subclass chosen by status code.
     """
 
@@ -61,13 +64,15 @@ class AsyncClient:
         timeout: float = 60.0,
         credentials: grpc.ChannelCredentials | None = None,
         metadata: Sequence[tuple[str, str]] = (),
+        options: Sequence[tuple[str, Any]] = (),
     ) -> None:
+        requests.check_target(target)
         self.timeout = timeout
-        self._metadata = tuple(metadata)
+        self._metadata = requests.metadata((), metadata)
         self._channel = (
-            grpc.aio.secure_channel(target, credentials)
+            grpc.aio.secure_channel(target, credentials, options)
             if credentials is not None
-            else grpc.aio.insecure_channel(target)
+            else grpc.aio.insecure_channel(target, options)
         )
         self.stub = gateway_pb2_grpc.SaxGatewayStub(self._channel)
         """The generated stub (grpc.aio), for calls without this wrapper's deadline and errors."""
@@ -85,21 +90,30 @@ class AsyncClient:
         await self._channel.close()
 
     async def call(
-        self, method: str, request: message.Message, *, timeout: float | None = None
+        self,
+        method: str,
+        request: message.Message,
+        *,
+        timeout: float | None = None,
+        metadata: requests.Metadata = (),
     ) -> Any:
         """Any unary RPC by name (``"ListModels"``), with the deadline and error mapping."""
         requests.check_unary(self, method, request)
         try:
             return await getattr(self.stub, method)(
                 request,
-                timeout=self.timeout if timeout is None else timeout,
-                metadata=self._metadata,
+                timeout=requests.timeout(self.timeout, timeout),
+                metadata=requests.metadata(self._metadata, metadata),
             )
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from exc
 
-    async def _run(self, call: requests.Unary[_Result], timeout: float | None) -> _Result:
-        return call.read(await self.call(call.method, call.request, timeout=timeout))
+    async def _run(
+        self, call: requests.Unary[_Result], timeout: float | None, metadata: requests.Metadata
+    ) -> _Result:
+        return call.read(
+            await self.call(call.method, call.request, timeout=timeout, metadata=metadata)
+        )
 
     async def publish(
         self,
@@ -110,20 +124,28 @@ class AsyncClient:
         *,
         overrides: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        metadata: requests.Metadata = (),
     ) -> pb.PublishModelResponse:
         """Publishes a model; AlreadyExistsError if it is published."""
         call = requests.publish(model, model_path, checkpoint, replicas, overrides)
-        return await self._run(call, timeout)
+        return await self._run(call, timeout, metadata)
 
-    async def unpublish(self, model: str, *, timeout: float | None = None) -> None:
+    async def unpublish(
+        self, model: str, *, timeout: float | None = None, metadata: requests.Metadata = ()
+    ) -> None:
         """Unpublishes a model; NotFoundError if it is not published."""
-        await self._run(requests.unpublish(model), timeout)
+        await self._run(requests.unpublish(model), timeout, metadata)
 
     async def wait_for_ready(
-        self, model: str, replicas: int = 1, *, timeout: float | None = None
+        self,
+        model: str,
+        replicas: int = 1,
+        *,
+        timeout: float | None = None,
+        metadata: requests.Metadata = (),
     ) -> int:
         """Waits until ``replicas`` replicas serve ``model``; returns how many do."""
-        return await self._run(requests.wait_for_ready(model, replicas), timeout)
+        return await self._run(requests.wait_for_ready(model, replicas), timeout, metadata)
 
     async def generate(
         self,
@@ -132,9 +154,10 @@ class AsyncClient:
         *,
         extra: Mapping[str, JSONValue] | None = None,
         timeout: float | None = None,
+        metadata: requests.Metadata = (),
     ) -> list[tuple[str, float]]:
         """The model's samples for ``query`` as (text, score), best first."""
-        return await self._run(requests.generate(model, query, extra), timeout)
+        return await self._run(requests.generate(model, query, extra), timeout, metadata)
 
     def generate_stream(
         self,
@@ -143,22 +166,29 @@ class AsyncClient:
         *,
         extra: Mapping[str, JSONValue] | None = None,
         timeout: float | None = None,
+        metadata: requests.Metadata = (),
     ) -> AsyncIterator[pb.GenerateStreamResponse]:
         """The stream's messages as they arrive (``async for``); the last has ``done`` and the
         full texts. A failure, before the first message or in-band in the last one, raises
         the same exceptions as a unary call."""
         request = requests.generate_stream(model, query, extra)
-        return self.stream("GenerateStream", request, timeout=timeout)
+        return self.stream("GenerateStream", request, timeout=timeout, metadata=metadata)
 
     def stream(
-        self, method: str, request: message.Message, *, timeout: float | None = None
+        self,
+        method: str,
+        request: message.Message,
+        *,
+        timeout: float | None = None,
+        metadata: requests.Metadata = (),
     ) -> AsyncIterator[Any]:
         """Any streaming RPC by name (``"WatchAddresses"``): its messages as they arrive, with
         the deadline and error mapping; a message whose ``error`` is set is raised."""
         requests.check_stream(self, method, request)
-        deadline = self.timeout if timeout is None else timeout
+        deadline = requests.timeout(self.timeout, timeout)
+        sent = requests.metadata(self._metadata, metadata)
         rpc = getattr(self.stub, method)
-        return _items(lambda: rpc(request, timeout=deadline, metadata=self._metadata))
+        return _items(lambda: rpc(request, timeout=deadline, metadata=sent))
 
     async def score(
         self,
@@ -168,9 +198,10 @@ class AsyncClient:
         *,
         extra: Mapping[str, JSONValue] | None = None,
         timeout: float | None = None,
+        metadata: requests.Metadata = (),
     ) -> list[float]:
         """The log-probability of each suffix after ``prefix``."""
-        return await self._run(requests.score(model, prefix, suffixes, extra), timeout)
+        return await self._run(requests.score(model, prefix, suffixes, extra), timeout, metadata)
 
     async def embed(
         self,
@@ -179,6 +210,7 @@ class AsyncClient:
         *,
         extra: Mapping[str, JSONValue] | None = None,
         timeout: float | None = None,
+        metadata: requests.Metadata = (),
     ) -> list[float]:
         """The model's embedding of ``text``."""
-        return await self._run(requests.embed(model, text, extra), timeout)
+        return await self._run(requests.embed(model, text, extra), timeout, metadata)

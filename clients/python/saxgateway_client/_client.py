@@ -28,13 +28,15 @@ def _items(start: Callable[[], Any]) -> Iterator[Any]:
     call = start()
     try:
         for item in call:
-            if (error := in_band_error(item)) is not None:
-                raise error
             # A consumer that stops at the last message (`done`, as a loop that breaks there
             # does) would cancel a call that succeeded, and the gateway would count it so.
+            # A failed call's last message is in-band too: its status, which follows, is
+            # raised instead (its trailers say when to retry), or the in-band error if none.
             if getattr(item, "done", False):
                 for _ in call:  # the call's status follows its last message: read it
                     pass
+            if (error := in_band_error(item)) is not None:
+                raise error
             yield item
     except grpc.RpcError as exc:
         raise from_rpc_error(exc) from exc
@@ -45,7 +47,8 @@ def _items(start: Callable[[], Any]) -> Iterator[Any]:
 class Client:
     """One channel to a gateway (Envoy's public port, or a gateway process).
 
-    Every call has a deadline: ``timeout`` seconds unless the call passes its own. Failures
+    Every call has a deadline: ``timeout`` seconds unless the call passes its own
+    (``math.inf``: none of the client's; the gateway's default timeout still ends it). Failures
     raise a :class:`SaxGatewayError` subclass chosen by status code.
     """
 
@@ -56,13 +59,15 @@ class Client:
         timeout: float = 60.0,
         credentials: grpc.ChannelCredentials | None = None,
         metadata: Sequence[tuple[str, str]] = (),
+        options: Sequence[tuple[str, Any]] = (),
     ) -> None:
+        requests.check_target(target)
         self.timeout = timeout
-        self._metadata = tuple(metadata)
+        self._metadata = requests.metadata((), metadata)
         self._channel = (
-            grpc.secure_channel(target, credentials)
+            grpc.secure_channel(target, credentials, options)
             if credentials is not None
-            else grpc.insecure_channel(target)
+            else grpc.insecure_channel(target, options)
         )
         self.stub = gateway_pb2_grpc.SaxGatewayStub(self._channel)
         """The generated stub, for calls without this wrapper's deadline and errors."""
@@ -79,20 +84,29 @@ class Client:
         """Closes the channel."""
         self._channel.close()
 
-    def call(self, method: str, request: message.Message, *, timeout: float | None = None) -> Any:
+    def call(
+        self,
+        method: str,
+        request: message.Message,
+        *,
+        timeout: float | None = None,
+        metadata: requests.Metadata = (),
+    ) -> Any:
         """Any unary RPC by name (``"ListModels"``), with the deadline and error mapping."""
         requests.check_unary(self, method, request)
         try:
             return getattr(self.stub, method)(
                 request,
-                timeout=self.timeout if timeout is None else timeout,
-                metadata=self._metadata,
+                timeout=requests.timeout(self.timeout, timeout),
+                metadata=requests.metadata(self._metadata, metadata),
             )
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from exc
 
-    def _run(self, call: requests.Unary[_Result], timeout: float | None) -> _Result:
-        return call.read(self.call(call.method, call.request, timeout=timeout))
+    def _run(
+        self, call: requests.Unary[_Result], timeout: float | None, metadata: requests.Metadata
+    ) -> _Result:
+        return call.read(self.call(call.method, call.request, timeout=timeout, metadata=metadata))
 
     def publish(
         self,
@@ -103,18 +117,28 @@ class Client:
         *,
         overrides: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        metadata: requests.Metadata = (),
     ) -> pb.PublishModelResponse:
         """Publishes a model; AlreadyExistsError if it is published."""
         call = requests.publish(model, model_path, checkpoint, replicas, overrides)
-        return self._run(call, timeout)
+        return self._run(call, timeout, metadata)
 
-    def unpublish(self, model: str, *, timeout: float | None = None) -> None:
+    def unpublish(
+        self, model: str, *, timeout: float | None = None, metadata: requests.Metadata = ()
+    ) -> None:
         """Unpublishes a model; NotFoundError if it is not published."""
-        self._run(requests.unpublish(model), timeout)
+        self._run(requests.unpublish(model), timeout, metadata)
 
-    def wait_for_ready(self, model: str, replicas: int = 1, *, timeout: float | None = None) -> int:
+    def wait_for_ready(
+        self,
+        model: str,
+        replicas: int = 1,
+        *,
+        timeout: float | None = None,
+        metadata: requests.Metadata = (),
+    ) -> int:
         """Waits until ``replicas`` replicas serve ``model``; returns how many do."""
-        return self._run(requests.wait_for_ready(model, replicas), timeout)
+        return self._run(requests.wait_for_ready(model, replicas), timeout, metadata)
 
     def generate(
         self,
@@ -123,9 +147,10 @@ class Client:
         *,
         extra: Mapping[str, JSONValue] | None = None,
         timeout: float | None = None,
+        metadata: requests.Metadata = (),
     ) -> list[tuple[str, float]]:
         """The model's samples for ``query`` as (text, score), best first."""
-        return self._run(requests.generate(model, query, extra), timeout)
+        return self._run(requests.generate(model, query, extra), timeout, metadata)
 
     def generate_stream(
         self,
@@ -134,6 +159,7 @@ class Client:
         *,
         extra: Mapping[str, JSONValue] | None = None,
         timeout: float | None = None,
+        metadata: requests.Metadata = (),
     ) -> Iterator[pb.GenerateStreamResponse]:
         """The stream's messages as they arrive; the last has ``done`` and the full texts.
 
@@ -141,17 +167,23 @@ class Client:
         raises the same exceptions as a unary call.
         """
         request = requests.generate_stream(model, query, extra)
-        return self.stream("GenerateStream", request, timeout=timeout)
+        return self.stream("GenerateStream", request, timeout=timeout, metadata=metadata)
 
     def stream(
-        self, method: str, request: message.Message, *, timeout: float | None = None
+        self,
+        method: str,
+        request: message.Message,
+        *,
+        timeout: float | None = None,
+        metadata: requests.Metadata = (),
     ) -> Iterator[Any]:
         """Any streaming RPC by name (``"WatchAddresses"``): its messages as they arrive, with
         the deadline and error mapping; a message whose ``error`` is set is raised."""
         requests.check_stream(self, method, request)
-        deadline = self.timeout if timeout is None else timeout
+        deadline = requests.timeout(self.timeout, timeout)
+        sent = requests.metadata(self._metadata, metadata)
         rpc = getattr(self.stub, method)
-        return _items(lambda: rpc(request, timeout=deadline, metadata=self._metadata))
+        return _items(lambda: rpc(request, timeout=deadline, metadata=sent))
 
     def score(
         self,
@@ -161,9 +193,10 @@ class Client:
         *,
         extra: Mapping[str, JSONValue] | None = None,
         timeout: float | None = None,
+        metadata: requests.Metadata = (),
     ) -> list[float]:
         """The log-probability of each suffix after ``prefix``."""
-        return self._run(requests.score(model, prefix, suffixes, extra), timeout)
+        return self._run(requests.score(model, prefix, suffixes, extra), timeout, metadata)
 
     def embed(
         self,
@@ -172,6 +205,7 @@ class Client:
         *,
         extra: Mapping[str, JSONValue] | None = None,
         timeout: float | None = None,
+        metadata: requests.Metadata = (),
     ) -> list[float]:
         """The model's embedding of ``text``."""
-        return self._run(requests.embed(model, text, extra), timeout)
+        return self._run(requests.embed(model, text, extra), timeout, metadata)

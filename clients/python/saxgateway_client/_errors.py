@@ -1,10 +1,12 @@
 """The exceptions a call raises: one class per gRPC status code, made in one place.
 
-SaxGatewayError                 code, message, details (google.protobuf.Any)
+SaxGatewayError                 code, message, details (google.protobuf.Any), request_id,
+                                retry_after
 ├── BadRequestError             INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE;
 │                               .field_violations from the google.rpc.BadRequest detail
 ├── NotFoundError               NOT_FOUND
 ├── AlreadyExistsError          ALREADY_EXISTS
+├── AbortedError                ABORTED
 ├── PermissionDeniedError       PERMISSION_DENIED
 ├── UnauthenticatedError        UNAUTHENTICATED
 ├── ResourceExhaustedError      RESOURCE_EXHAUSTED
@@ -12,7 +14,7 @@ SaxGatewayError                 code, message, details (google.protobuf.Any)
 ├── DeadlineExceededError       DEADLINE_EXCEEDED
 ├── CancelledError              CANCELLED
 ├── UnimplementedError          UNIMPLEMENTED
-└── ServerError                 UNKNOWN, INTERNAL, DATA_LOSS, ABORTED
+└── ServerError                 UNKNOWN, INTERNAL, DATA_LOSS
 """
 
 from __future__ import annotations
@@ -56,6 +58,21 @@ class SaxGatewayError(Exception):
         self.details = details
         self.retry_after = retry_after
 
+    def __reduce__(self) -> tuple[type[SaxGatewayError], tuple[object, ...]]:
+        # Rebuilt from what it was made of, not from str(self) alone (Exception's way, which
+        # this __init__ does not take): pickle (a process pool's worker) and copy use it.
+        return type(self), (self.code, self.message, self.details, self.retry_after)
+
+    @property
+    def request_id(self) -> str | None:
+        """The call's ID (its x-request-id, which the gateway's and Envoy's logs name), from
+        its google.rpc.RequestInfo detail; None without one."""
+        for detail in self.details:
+            info = error_details_pb2.RequestInfo()
+            if detail.Unpack(info) and info.request_id:
+                return str(info.request_id)
+        return None
+
 
 class BadRequestError(SaxGatewayError):
     """The request was invalid; ``field_violations`` names the fields."""
@@ -76,6 +93,11 @@ class NotFoundError(SaxGatewayError):
 
 class AlreadyExistsError(SaxGatewayError):
     """The model is already published."""
+
+
+class AbortedError(SaxGatewayError):
+    """The model changed under an update (HTTP 409): read it again and decide again; the
+    caller's to handle, as an AlreadyExistsError is, not a failure of the server."""
 
 
 class PermissionDeniedError(SaxGatewayError):
@@ -107,7 +129,7 @@ class UnimplementedError(SaxGatewayError):
 
 
 class ServerError(SaxGatewayError):
-    """The server failed (UNKNOWN, INTERNAL, DATA_LOSS, ABORTED)."""
+    """The server failed (UNKNOWN, INTERNAL, DATA_LOSS)."""
 
 
 _BY_CODE: dict[grpc.StatusCode, type[SaxGatewayError]] = {
@@ -126,7 +148,7 @@ _BY_CODE: dict[grpc.StatusCode, type[SaxGatewayError]] = {
     grpc.StatusCode.UNKNOWN: ServerError,
     grpc.StatusCode.INTERNAL: ServerError,
     grpc.StatusCode.DATA_LOSS: ServerError,
-    grpc.StatusCode.ABORTED: ServerError,
+    grpc.StatusCode.ABORTED: AbortedError,
 }
 _BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
 

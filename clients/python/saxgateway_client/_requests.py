@@ -4,7 +4,10 @@ they wait."""
 
 from __future__ import annotations
 
+import math
 import numbers
+import re
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeGuard, TypeVar
@@ -52,6 +55,73 @@ def _tensor(value: object) -> list[float] | None:
         return None
     items = list(value)
     return [float(v) for v in items] if all(_is_number(v) for v in items) else None
+
+
+# A timeout longer than this (about 31 years) is no deadline: grpc takes one past ~9.2e9 s
+# (2**63 ns), or infinity, for a deadline already past, and fails the call at once with
+# DEADLINE_EXCEEDED. The gateway's own --default-timeout still bounds the call.
+_ENDLESS = 1e9
+
+
+def timeout(default: float | None, given: float | None) -> float | None:
+    """The timeout grpc is given: ``given``, else the client's ``default``; None (no deadline of
+    the client's) for infinity or one too long to be any. A NaN is a ValueError, where grpc
+    took it for a deadline already past."""
+    chosen = default if given is None else given
+    if chosen is None:
+        return None
+    if math.isnan(chosen):
+        raise ValueError(f"timeout must be a number of seconds, not {chosen}")
+    return None if chosen > _ENDLESS else chosen
+
+
+def check_target(target: str) -> None:
+    """Refuses an http(s) URL for the gateway's address: grpc resolved it as a host name and
+    failed every call UNAVAILABLE, which says the gateway is down and a retry may help."""
+    url = urllib.parse.urlsplit(target)
+    if url.scheme in ("http", "https") and url.hostname:
+        port = url.port or (443 if url.scheme == "https" else 80)
+        host = f"[{url.hostname}]" if ":" in url.hostname else url.hostname
+        raise ValueError(
+            f"{target!r} is a URL; the client takes the gateway's gRPC address, host:port "
+            f"({f'{host}:{port}'!r}), and credentials for TLS"
+        )
+
+
+Metadata = Sequence[tuple[str, str]]
+"""gRPC metadata: (key, value) pairs, such as ``("authorization", "Bearer sk-...")``."""
+
+
+def metadata(client: Metadata, call: Metadata) -> tuple[tuple[str, str], ...]:
+    """What a call sends: the client's metadata with the call's own, whose values replace the
+    client's for a key both set (a call's own x-request-id, say). Keys are header names, of
+    any case (``Authorization``); grpc takes lowercase alone, and failed a call with another
+    INTERNAL 'Invalid metadata' (grpc.aio: ExecuteBatchError), as if the server had failed."""
+    own = [_header(key, value) for key, value in call]
+    named = {key for key, _ in own}
+    every = [_header(key, value) for key, value in client]
+    return (*((key, value) for key, value in every if key not in named), *own)
+
+
+_HEADER_NAME = re.compile(r"[0-9a-z_.-]+")
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
+
+
+def _header(key: str, value: str) -> tuple[str, str]:
+    """A metadata pair as grpc takes it, the key lowercase; a ValueError naming the key (never
+    the value, which may be a secret) for what grpc would fail the call INTERNAL over."""
+    lowered = key.lower()
+    if not _HEADER_NAME.fullmatch(lowered):
+        raise ValueError(
+            f"metadata key {key!r} is not a header name: letters, digits, '-', '_' and '.'"
+        )
+    binary = lowered.endswith("-bin") and isinstance(value, bytes)
+    if not binary and not (isinstance(value, str) and _HEADER_VALUE.fullmatch(value)):
+        raise ValueError(
+            f"metadata {lowered!r}: its value is not one a header may have (printable ASCII, "
+            "no line break; bytes under a key ending -bin)"
+        )
+    return lowered, value
 
 
 # The RPCs of saxgateway.v1.SaxGateway, read from the generated descriptor: the request type

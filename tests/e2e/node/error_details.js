@@ -5,10 +5,17 @@
 //
 //   node tests/e2e/node/error_details.js ADDRESS
 const grpc = require("@grpc/grpc-js");
-const { Client, SaxGatewayError } = require("../../../clients/node/dist/index.js");
+const dist = require("../../../clients/node/dist/index.js");
+
+const { Client, SaxGatewayError } = dist;
 
 const [address] = process.argv.slice(2);
 const client = new Client(address, { timeoutMs: 20_000 });
+// The client's own grpc-js, as a project whose @grpc/grpc-js is another copy (another
+// version, or none it may import: pnpm) must use it: grpc-js refuses another copy's Metadata.
+const every = new dist.grpc.Metadata();
+every.set("x-request-id", "node-client-wide-5");
+const tagged = new Client(address, { timeoutMs: 20_000, metadata: every });
 
 function failure(error) {
   if (!(error instanceof SaxGatewayError)) return { name: error.name, message: error.message };
@@ -42,6 +49,11 @@ async function main() {
         model: "/sax/test/node-nosuch",
         items: [{ text: "a cat", image_bytes: undefined }, { image_bytes: Buffer.from("png"), text: null }],
       }),
+    // Metadata the client sends with every call (an API key, say), a call's own beside it
+    // and, for a key both set, instead of it.
+    client_metadata: () => tagged.unary("generate", { model: "/sax/test/node-nosuch", query: "q" }),
+    call_metadata_wins: () =>
+      tagged.unary("generate", { model: "/sax/test/node-nosuch", query: "q" }, { metadata }),
   };
   for (const [step, call] of Object.entries(calls)) {
     try {
@@ -53,4 +65,7 @@ async function main() {
   }
 }
 
-main().finally(() => client.close());
+main().finally(() => {
+  client.close();
+  tagged.close();
+});

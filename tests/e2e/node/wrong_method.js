@@ -1,6 +1,6 @@
 // The repository's built Node client (clients/node/dist), called from plain JavaScript with
 // what TypeScript would have refused: a name SaxGatewayDefinition lacks, a stream called as
-// unary and the other way round. Each error's message, one JSON line; no server is needed,
+// unary and the other way round, a URL for the gateway's address. Each error's message, one JSON line; no server is needed,
 // since each fails before any call.
 const { Client } = require("../../../clients/node/dist/index.js");
 
@@ -20,6 +20,7 @@ async function main() {
       inherited: await messageOf(client.unary("toString", {})),
       stream_as_unary: await messageOf(client.unary("generateStream", {})),
       unary_as_stream: await messageOf(client.stream("generate", {}).next()),
+      url_target: await messageOf(Promise.resolve().then(() => new Client("http://localhost:8888"))),
     };
     console.log(JSON.stringify(out));
   } finally {

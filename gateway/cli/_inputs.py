@@ -12,6 +12,7 @@ import argparse
 import math
 import re
 import sys
+import urllib.parse
 from collections.abc import Iterable
 
 from google.protobuf import struct_pb2
@@ -61,6 +62,7 @@ def gateway_address(text: str) -> str:
     a port out of range was taken modulo 65536 (103624 dialled 38088, -1 dialled 65535)."""
     if not text.strip() or text != text.strip():
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    _refuse_url(text)
     scheme, _, rest = text.partition(":")
     if scheme in _OTHER_SCHEMES:
         return text
@@ -74,6 +76,24 @@ def gateway_address(text: str) -> str:
         if number is not None:
             port(number)
     return text
+
+
+def _refuse_url(text: str) -> None:
+    """An http(s) URL (the README's curl address) is refused, naming the HOST:PORT to give, as
+    the packaged clients refuse one: grpc resolved it as a host name and failed the command
+    UNAVAILABLE, with a hint to start a gateway that was running."""
+    url = urllib.parse.urlsplit(text)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        return
+    host, number = split_port(url.netloc)
+    if number is None:
+        number = "443" if url.scheme == "https" else "80"
+    port(number)  # out of range: said as for HOST:PORT
+    tls = " with --tls" if url.scheme == "https" else ""
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is a URL; give the gateway's gRPC address, HOST:PORT: "
+        f"--gateway {host}:{number}{tls}"
+    )
 
 
 def text_arg(value: str, name: str = "TEXT") -> str:

@@ -326,6 +326,28 @@ def test_a_gateway_address_in_range_is_taken_as_given(gateway: str) -> None:
     assert parser().parse_args(["--gateway", gateway, "ls"]).gateway == gateway
 
 
+@pytest.mark.parametrize(
+    ("url", "instead"),
+    [
+        ("http://localhost:8888", "--gateway localhost:8888"),
+        ("https://gw.example.com/v1", "--gateway gw.example.com:443 with --tls"),
+        ("http://[::1]:8888/", "--gateway [::1]:8888"),
+    ],
+)
+def test_a_url_for_the_gateway_is_a_usage_error_naming_its_address(
+    url: str, instead: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # grpc resolved 'http://localhost:8888' (the README's curl address) as a host name: the
+    # command failed UNAVAILABLE with a hint to start a gateway, which was running.
+    with pytest.raises(SystemExit) as exited:
+        parser().parse_args(["ls", "--gateway", url])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"saxgw ls: error: argument --gateway: {url!r} is a URL; give the gateway's gRPC "
+        f"address, HOST:PORT: {instead}"
+    )
+
+
 def test_an_empty_otlp_endpoint_still_means_none(monkeypatch: pytest.MonkeyPatch) -> None:
     # `--otlp-endpoint ''` turns off the tracing $OTEL_EXPORTER_OTLP_ENDPOINT would turn on.
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")

@@ -365,11 +365,7 @@ class GcsStorage(Storage):
             why = f"bucket {self._bucket_name} does not exist ({self.root})"
             raise self._failed(doing, path, why, transient=True) from exc
         except RetryError as exc:
-            # The library retried what may pass (no connection, a timeout, 5xx, 429) and gave up.
-            cause = _described(exc.cause) if exc.cause is not None else "no answer"
-            within = f"no answer within {self._retry_timeout:g} s"
-            why = f"{self.root} is unreachable: {within} ({cause})"
-            raise self._failed(doing, path, why, transient=True) from exc
+            raise self._failed(doing, path, self._gave_up(exc.cause), transient=True) from exc
         except GoogleAPICallError as exc:
             # An HTTP answer that was not retried: 5xx and 429 only pass by themselves; 401,
             # 403 and the rest refuse this server's credentials or request until fixed.
@@ -383,6 +379,19 @@ class GcsStorage(Storage):
             why = f"{self.root} is unreachable: {_described(exc)}"
             raise self._failed(doing, path, why, transient=transient) from exc
         self._succeeded(doing, path)
+
+    def _gave_up(self, last: BaseException | None) -> str:
+        """Why the library stopped retrying what may pass (no connection, a timeout, 5xx,
+        429): with its last error, and its budget, not the time spent, which the log would
+        take for a new cause at each failure. It stops when its next wait would pass the
+        budget, often seconds before: "no answer within 10 s" was said after 2 s, and of a
+        storage that answered 503 each time."""
+        retried = f"retries within {self._retry_timeout:g} s gave up"
+        if last is not None and _status(last) is not None:  # it answered, with a failure
+            return f"{self.root} kept failing: {retried}; last: {_described(last)}"
+        if last is None:
+            return f"{self.root} is unreachable: {retried} with no answer"
+        return f"{self.root} is unreachable: {retried}; last: {_described(last)}"
 
     def read_sync(self, path: str) -> bytes | None:
         from google.api_core.exceptions import NotFound
@@ -474,8 +483,18 @@ def _described(exc: BaseException) -> str:
 
 def _cause(exc: BaseException) -> str:
     """An exception's class and, for an HTTP answer, its status: ``Forbidden (403)``."""
+    code = _status(exc)
+    return f"{type(exc).__name__} ({code})" if code is not None else type(exc).__name__
+
+
+def _status(exc: BaseException) -> int | None:
+    """The HTTP status GCS answered with, if it answered: an API error's code, or an upload's
+    (google-resumable-media's InvalidResponse holds the response)."""
     code = getattr(exc, "code", None)
-    return f"{type(exc).__name__} ({code})" if isinstance(code, int) else type(exc).__name__
+    if isinstance(code, int):
+        return code
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    return status if isinstance(status, int) else None
 
 
 def absolute_root(root: str) -> str:

@@ -355,7 +355,8 @@ def test_gcs_down_is_unavailable_and_loses_nothing_stored(
         assert _stored(_gcs_state(emulator)) == {kept_gcs: 0, new: 0}
         http.post("/unpublish", json={"model": new})
     unreachable = (
-        f"writing {state} failed: gs://{BUCKET}/fs-root is unreachable: no answer within 10 s"
+        f"writing {state} failed: gs://{BUCKET}/fs-root is unreachable: "
+        "retries within 10 s gave up; last: "
     )
     assert _failed(gcs, "cell", f"writing {state} failed: ")[-1].startswith(unreachable)
     listing = f"listing gs://{BUCKET}/sax-root/sax failed: gs://{BUCKET}/sax-root is unreachable"

@@ -595,7 +595,7 @@ async def test_an_admin_that_another_took_over_from_saves_nothing(tmp_path: Path
 
 
 async def test_an_admin_writes_its_state_back_over_a_late_save_of_the_admin_it_replaced(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # An admin hung mid-save (SIGSTOP, a VM paused) while another took the cell over; resumed,
     # its upload landed over the new admin's state.proto (measured on gs://: 1 run in 3 of
@@ -625,6 +625,15 @@ async def test_an_admin_writes_its_state_back_over_a_late_save_of_the_admin_it_r
             assert not admin.superseded.is_set()
     finally:
         await admin.stop()
+    # The WARNING blamed "another admin server" alone: an operator who had put a backup back
+    # by hand was told something false, and not that the restore needs the cell stopped.
+    [warning] = [r.getMessage() for r in caplog.records if "changed outside" in r.getMessage()]
+    assert warning == (
+        f"state.proto of {CELL} changed outside this admin server (another admin server that "
+        "resumed a save after this one took the cell over, or a copy put back by hand); "
+        "writing this admin's state back over it: to restore state.proto from a backup, stop "
+        "the cell's admin first (docs/cell.md)"
+    )
 
 
 async def test_a_save_during_which_another_admin_took_the_cell_over_is_not_acknowledged(

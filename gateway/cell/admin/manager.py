@@ -244,10 +244,12 @@ class Manager:
             raise unavailable(f"{failed}: {SAVED_DURING_TAKEOVER}; retry")
 
     async def keep_state(self) -> None:
-        """Writes this admin's state back over state.proto if another admin saved over it: one
-        that this admin took the cell over from, which hung mid-save and resumed (its late
-        upload lands whole). Its callers were answered before, or are told to retry; this
-        admin's acknowledged changes were in memory only, lost at its next restart."""
+        """Writes this admin's state back over state.proto if it changed outside this admin:
+        saved over by one that this admin took the cell over from, which hung mid-save and
+        resumed (its late upload lands whole), or a backup put back while the cell ran. Its
+        callers were answered before, or are told to retry; this admin's acknowledged changes
+        were in memory only, lost at its next restart. The file alone cannot tell the two
+        apart, so the WARNING names both, and how to restore a backup."""
         async with self._lock:
             try:
                 if await self._files.read_state_bytes(self._fs_root) == self._saved:
@@ -257,8 +259,10 @@ class Manager:
             if self._serves_cell is not None and not await self._serves_cell():
                 return  # it is this admin that was replaced
             _log.warning(
-                "state.proto of %s was saved over by another admin server (one this one took "
-                "the cell over from, which resumed mid-save); writing this one's state back",
+                "state.proto of %s changed outside this admin server (another admin server "
+                "that resumed a save after this one took the cell over, or a copy put back by "
+                "hand); writing this admin's state back over it: to restore state.proto from a "
+                "backup, stop the cell's admin first (docs/cell.md)",
                 self._settings.cell,
             )
             with contextlib.suppress(SaxError):  # the storage logged why; tried again next read

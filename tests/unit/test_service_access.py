@@ -529,6 +529,35 @@ async def test_a_call_queued_in_another_worker_takes_the_slot_a_request_passes_o
             table.close()
 
 
+async def test_a_call_out_of_time_in_the_stacks_queue_gives_its_place_back(
+    tmp_path: Path,
+) -> None:
+    # A place in the stack's queue is a row of the shared table: one kept by a call that ran
+    # out of time there would shed every later call of the model, in every process, for good.
+    tables = _tables(tmp_path)
+    first, second = (_model_limited(table) for table in tables)
+    calls = Calls()
+    try:
+        held = asyncio.create_task(_request(first, calls, ["held"]))
+        await _settled()
+        with pytest.raises(DeadlineExceededError, match="waiting in the model's queue"):
+            await _request(second, calls, ["late"], deadline=Deadline.after(0.05))
+        assert (tables[0].held("queued:" + MODEL), tables[1].held("queued:" + MODEL)) == (0, 0)
+        queued = asyncio.create_task(_request(second, calls, ["queued"]))  # its place is free
+        await asyncio.sleep(0.01)
+        calls.end("held")
+        await held
+        while len(calls.began) < 2:
+            await asyncio.sleep(0.001)
+        calls.end("queued")
+        assert await queued == ["queued"]
+        assert calls.began == ["held", "queued"] and calls.peak == 1
+        assert tables[1].held("models:" + MODEL) == 0 and second._gates == {}
+    finally:
+        for table in tables:
+            table.close()
+
+
 async def test_a_worker_gives_a_freed_slot_to_a_call_queued_before_its_own(
     tmp_path: Path,
 ) -> None:

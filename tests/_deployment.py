@@ -60,9 +60,15 @@ def _container(name: str) -> dict[str, Any]:
 
 
 def liveness(container: str, where: dict[str, str]) -> tuple[list[str], float]:
-    """The container's liveness command, each word that ``where`` names replaced (ports,
-    paths), and kubelet's timeout for it."""
-    probe: dict[str, Any] = _container(container)["livenessProbe"]
+    """The container's liveness command (the base's, or the embedded-cell overlay's cell), each
+    word that ``where`` names replaced (ports, paths), and kubelet's timeout for it."""
+    if container == "cell":
+        [pod] = [o for o in render("embedded-cell") if o["kind"] == "Deployment"]
+        sidecars = pod["spec"]["template"]["spec"]["initContainers"]
+        [found] = [c for c in sidecars if c["name"] == "cell"]
+        probe: dict[str, Any] = found["livenessProbe"]
+    else:
+        probe = _container(container)["livenessProbe"]
     command = [where.get(word, word) for word in probe["exec"]["command"]]
     return command, float(probe["timeoutSeconds"])
 

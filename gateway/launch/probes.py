@@ -1,12 +1,13 @@
 """Whether a process answers: the watchdog's probes (`gateway.launch.watchdog`), and a pod's
-liveness probe for the gateway container (deploy/k8s), which runs them as a command:
+liveness probes for the gateway and the embedded cell (deploy/k8s), which run them as a command:
 
-    python -m gateway.launch.probes grpc 127.0.0.1:50051 [--timeout 2]
+    python -m gateway.launch.probes grpc 127.0.0.1:50051 [ADDRESS ...] [--timeout 2]
 
-It exits 0 if the process answered within the timeout, else 1 with why on stderr (kubelet
-shows it in the pod's events). The gateway listens on loopback only, where kubelet's own gRPC
-probe cannot reach it; and kubelet's TCP probe passes a stopped process, whose kernel still
-accepts connections.
+It exits 0 if every address answered within the timeout (any gRPC status, UNIMPLEMENTED
+included: a cell's admin and model servers serve no health service, and their answer still
+shows a running event loop), else 1 with why on stderr (kubelet shows it in the pod's events).
+They listen on loopback only, where kubelet's own gRPC probe cannot reach them; and kubelet's
+TCP probe passes a stopped process, whose kernel still accepts connections.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import http.client
 import socket
 import sys
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -101,21 +103,23 @@ def http_probe(address: str, path: str) -> Probe:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m gateway.launch.probes",
-        description="exit 0 if a gateway answers grpc.health.v1 Check (any status), else 1",
+        description="exit 0 if every address answers grpc.health.v1 Check (any status), else 1",
     )
     kinds = parser.add_subparsers(dest="kind", required=True)
-    grpc_kind = kinds.add_parser("grpc", help="grpc.health.v1 Check (a gateway)")
-    grpc_kind.add_argument("address", type=flags.host_port, help="HOST:PORT")
+    grpc_kind = kinds.add_parser("grpc", help="grpc.health.v1 Check (a gateway, a cell's servers)")
+    grpc_kind.add_argument("addresses", nargs="+", type=flags.host_port, help="HOST:PORT")
     grpc_kind.add_argument(
         "--timeout", type=flags.seconds, default=2.0, help="seconds (default: 2)"
     )
     args = parser.parse_args(argv)
-    probe = grpc_health_probe(args.address)
-    failure = probe(args.timeout)
-    if failure is None:
-        return 0
-    print(failure, file=sys.stderr)
-    return 1
+    # At once: the probe's time is one timeout however many servers are hung (kubelet's
+    # timeoutSeconds bounds the whole command).
+    with ThreadPoolExecutor(len(args.addresses)) as pool:
+        probes = [grpc_health_probe(address) for address in args.addresses]
+        failures = [f for f in pool.map(lambda probe: probe(args.timeout), probes) if f]
+    for failure in failures:
+        print(failure, file=sys.stderr)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

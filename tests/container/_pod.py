@@ -351,6 +351,9 @@ class Pod:
             time.sleep(0.2)
         return time.monotonic() - start
 
+    def container_id(self, name: str) -> str:
+        return self._ids[name]
+
     def probes(self) -> dict[str, Prober]:
         """Every probe, by "container livenessProbe" and so on."""
         return {p.name: p for p in self._probers}

@@ -6,6 +6,8 @@ port, then the pod deleted. The tests run in file order; the last one deletes th
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -184,6 +186,7 @@ def test_every_probe_passes_as_written(pod: Pod) -> None:
         "envoy livenessProbe",
         "ops readinessProbe",
         "ops livenessProbe",
+        "cell livenessProbe",
     }
     # The liveness probes start after their initialDelaySeconds (10 s at most).
     poll(lambda: all(p.results for p in probes.values()) or None, "every probe to run", 40)
@@ -193,6 +196,25 @@ def test_every_probe_passes_as_written(pod: Pod) -> None:
             assert probe.failures() == [], name
             assert probe.restarts == 0, name
     assert pod.exited() == {}
+
+
+def test_the_cells_liveness_probe_fails_while_the_cell_hangs(pod: Pod) -> None:
+    # The cell restarts a server that exits, not one that hangs; with no liveness probe its
+    # container stayed hung. Every process of the cell stopped (SIGSTOP), the probe as kubelet
+    # runs it (exec in the container, its timeout) fails; continued, it passes again.
+    cell = _container(pod, "cell")
+    probe = cell["livenessProbe"]
+    pids = [int(p) for p in docker("top", pod.container_id("cell"), "-o", "pid").split()[1:]]
+    assert pids, "the cell runs no process"
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        hung = pod.check(cell, probe, timeout=probe["timeoutSeconds"])
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    assert hung is not None and "no answer within 2 s" in hung, hung
+    assert pod.check(cell, probe, timeout=probe["timeoutSeconds"]) is None
 
 
 def test_deleting_the_pod_drains_a_stream_and_every_container_exits_0_in_time(

@@ -62,6 +62,31 @@ def test_the_gateways_probe_passes_a_live_gateway_and_fails_a_stopped_one(
     faults.healthy()
 
 
+def test_the_cells_probe_passes_a_live_cell_and_fails_a_stopped_admin_or_model_server(
+    faults: Faults,
+) -> None:
+    # The cell restarts a server that exits, not one that hangs; its container had no
+    # liveness probe, so a stopped admin or model server stayed so (deploy/k8s embedded-cell).
+    cell = faults.stack.settings.cell
+    assert cell is not None
+    admin, model = cell.admin_port, cell.model_server_ports[0]
+    command, timeout = liveness(
+        "cell",
+        {"python": sys.executable, "127.0.0.1:10000": f"127.0.0.1:{admin}",
+         "127.0.0.1:10001": f"127.0.0.1:{model}"},
+    )  # fmt: skip
+    probe = (command, timeout)
+    ok = _run(probe)  # the admin and the model server answer UNIMPLEMENTED: alive
+    assert (ok.returncode, ok.stderr) == (0, "")
+    for port in (admin, model):
+        with stopped(faults.pid(port)):
+            hung = _run(probe)
+        assert hung.returncode == 1
+        assert hung.stderr == f"grpc.health.v1 Check at 127.0.0.1:{port}: no answer within 2 s\n"
+    assert _run(probe).returncode == 0
+    faults.healthy()
+
+
 def test_the_gateways_probe_passes_a_gateway_whose_cell_is_down(tmp_path: Path) -> None:
     # NOT_SERVING: no cell under SAX_ROOT. Restarting the gateway would not bring one.
     with cell_less_gateway(tmp_path) as (_, port):

@@ -290,6 +290,16 @@ def test_embedded_cell_runs_in_the_pod_on_loopback_beside_the_gateway() -> None:
     # A sidecar: it starts before the gateway and stops after it, so that the gateway's calls
     # in flight when the pod is deleted end as they should (tests/container/test_k8s_pod.py).
     assert cell["restartPolicy"] == "Always"
+    # Liveness: the admin and every model server it runs answer at all (the cell restarts one
+    # that exits, not one that hangs: tests/faults/test_liveness.py runs the command).
+    alive = cell["livenessProbe"]
+    servers = args[args.index("--model-server-ports") + 1].split(",")
+    assert len(servers) == int(args[args.index("--model-servers") + 1])
+    addresses = [f"127.0.0.1:{p}" for p in [args[args.index("--admin-port") + 1], *servers]]
+    assert alive["exec"]["command"] == [
+        "python", "-m", "gateway.launch.probes", "grpc", *addresses, "--timeout", "2",
+    ]  # fmt: skip
+    assert alive["timeoutSeconds"] > 2  # the probe's own timeout decides, and says why
     # The image the gateway runs, whatever the kustomizations make it (the base set the
     # images before the overlay added the cell).
     assert cell["image"] == _containers("embedded-cell")["gateway"]["image"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType, SimpleNamespace
@@ -306,37 +307,41 @@ async def test_a_request_of_a_client_at_its_limit_runs_its_calls_one_by_one() ->
     await other
 
 
-async def test_workers_of_one_stack_count_a_requests_calls_against_one_limit(
-    tmp_path: Path,
-) -> None:
+@pytest.fixture
+def tables(tmp_path: Path) -> Iterator[list[SlotTable]]:
+    """A stack's table, as its two gateway processes map it; unmapped after the test."""
     slottable.create(str(tmp_path / "slots"), workers=2)
-    tables = [SlotTable(str(tmp_path / "slots"), worker) for worker in (0, 1)]
+    mapped = [SlotTable(str(tmp_path / "slots"), worker) for worker in (0, 1)]
+    yield mapped
+    for table in mapped:
+        table.close()
+
+
+async def test_workers_of_one_stack_count_a_requests_calls_against_one_limit(
+    tables: list[SlotTable],
+) -> None:
     settings = AccessSettings(client_max_concurrent=MappingProxyType({"team-a": 3}))
     first, second = (
         Access(settings, FakeClient(), SharedCounts(table, "calls"))  # type: ignore[arg-type]
         for table in tables
     )
     calls = Calls()
-    try:
-        held = asyncio.create_task(_request(second, calls, ["held"]))
+    held = asyncio.create_task(_request(second, calls, ["held"]))
+    await _settled()
+    request = asyncio.create_task(_request(first, calls, list(range(5))))
+    await _settled()
+    assert (calls.running, tables[0].held("calls:team-a")) == (3, 3)
+    calls.end("held")
+    await held
+    calls.end(0)
+    await _settled()  # the slot the other gateway gave back is one more for the request
+    assert calls.began == ["held", 0, 1, 2, 3] and calls.running == 3
+    calls.end_all()
+    while not request.done():
         await _settled()
-        request = asyncio.create_task(_request(first, calls, list(range(5))))
-        await _settled()
-        assert (calls.running, tables[0].held("calls:team-a")) == (3, 3)
-        calls.end("held")
-        await held
-        calls.end(0)
-        await _settled()  # the slot the other gateway gave back is one more for the request
-        assert calls.began == ["held", 0, 1, 2, 3] and calls.running == 3
         calls.end_all()
-        while not request.done():
-            await _settled()
-            calls.end_all()
-        assert await request == list(range(5))
-        assert calls.peak == 3 and tables[0].held("calls:team-a") == 0
-    finally:
-        for table in tables:
-            table.close()
+    assert await request == list(range(5))
+    assert calls.peak == 3 and tables[0].held("calls:team-a") == 0
 
 
 async def test_a_call_queued_behind_a_request_waits_for_one_of_its_calls() -> None:
@@ -412,10 +417,10 @@ async def test_anonymous_callers_count_by_address() -> None:
             pass
 
 
-async def test_workers_of_one_stack_share_each_clients_calls_in_flight(tmp_path: Path) -> None:
+async def test_workers_of_one_stack_share_each_clients_calls_in_flight(
+    tables: list[SlotTable],
+) -> None:
     # Two gateway processes of one stack, as `saxgw up --workers 2` runs them: one count.
-    slottable.create(str(tmp_path / "slots"), workers=2)
-    tables = [SlotTable(str(tmp_path / "slots"), worker) for worker in (0, 1)]
     settings = AccessSettings(
         client_max_concurrent=MappingProxyType({"team-a": 2}), default_max_concurrent=1
     )
@@ -423,35 +428,25 @@ async def test_workers_of_one_stack_share_each_clients_calls_in_flight(tmp_path:
         Access(settings, FakeClient(), SharedCounts(table, "calls"))  # type: ignore[arg-type]
         for table in tables
     )
-    try:
-        async with (
-            first.admit("Generate", Request(), FakeContext("team-a"), DEADLINE),
-            second.admit("Generate", Request(), FakeContext("team-a"), DEADLINE),
-            first.admit("Generate", Request(), FakeContext(None, "10.0.0.1"), DEADLINE),
-        ):
-            for access in (first, second):
-                with pytest.raises(Busy) as busy:
-                    await _admit(access, "team-a")
-                assert busy.value.message == (
-                    "client team-a has 2 calls in flight, its limit; retry later"
-                )
-                with pytest.raises(Busy, match=r"client anonymous@10\.0\.0\.1 has 1 calls"):
-                    async with access.admit("Generate", Request(), FakeContext(None), DEADLINE):
-                        pass
-            await _admit(second, "team-b")
-            async with second.admit("Generate", Request(), FakeContext(None, "10.0.0.2"), DEADLINE):
-                pass
-        await _admit(second, "team-a")
-        assert tables[0].held("calls:team-a") == 0
-    finally:
-        for table in tables:
-            table.close()
-
-
-def _tables(tmp_path: Path) -> list[SlotTable]:
-    """A stack's table, as its two gateway processes map it."""
-    slottable.create(str(tmp_path / "slots"), workers=2)
-    return [SlotTable(str(tmp_path / "slots"), worker) for worker in (0, 1)]
+    async with (
+        first.admit("Generate", Request(), FakeContext("team-a"), DEADLINE),
+        second.admit("Generate", Request(), FakeContext("team-a"), DEADLINE),
+        first.admit("Generate", Request(), FakeContext(None, "10.0.0.1"), DEADLINE),
+    ):
+        for access in (first, second):
+            with pytest.raises(Busy) as busy:
+                await _admit(access, "team-a")
+            assert busy.value.message == (
+                "client team-a has 2 calls in flight, its limit; retry later"
+            )
+            with pytest.raises(Busy, match=r"client anonymous@10\.0\.0\.1 has 1 calls"):
+                async with access.admit("Generate", Request(), FakeContext(None), DEADLINE):
+                    pass
+        await _admit(second, "team-b")
+        async with second.admit("Generate", Request(), FakeContext(None, "10.0.0.2"), DEADLINE):
+            pass
+    await _admit(second, "team-a")
+    assert tables[0].held("calls:team-a") == 0
 
 
 def _model_limited(table: SlotTable, max_queued: int = 1) -> Access:
@@ -462,133 +457,115 @@ def _model_limited(table: SlotTable, max_queued: int = 1) -> Access:
     return Access(settings, FakeClient(), models=models)  # type: ignore[arg-type]
 
 
-async def test_workers_of_one_stack_share_each_models_slots_and_queue(tmp_path: Path) -> None:
+async def test_workers_of_one_stack_share_each_models_slots_and_queue(
+    tables: list[SlotTable],
+) -> None:
     # Before, each process had its own gate: a model of `max_in_flight: 1` ran a call through
     # each of them at once, and one process refused a call while the other was idle.
-    tables = _tables(tmp_path)
     first, second = (_model_limited(table) for table in tables)
     calls = Calls()
     loop = asyncio.get_running_loop()
-    try:
-        held = asyncio.create_task(_request(first, calls, ["held"]))
-        await _settled()
-        queued = asyncio.create_task(_request(second, calls, ["queued"]))
-        await asyncio.sleep(0.05)  # a few of its polls of the table
-        assert calls.began == ["held"] and not queued.done()
-        assert (tables[0].held("models:" + MODEL), tables[1].held("queued:" + MODEL)) == (1, 1)
-        for access in (first, second):  # the stack's one place in the queue is taken
-            with pytest.raises(Busy) as shed:
-                await _admit(access, "team-c")
-            assert shed.value.message == (
-                f"{MODEL} is at its limit of calls in flight and queued; retry later"
-            )
-        started = loop.time()
-        calls.end("held")
-        await held
-        while calls.began != ["held", "queued"]:  # the slot the first process gave back
-            await asyncio.sleep(0.001)
-        assert loop.time() - started < 0.5  # polled for: within POLL_MAX_S on a quiet machine
-        assert tables[0].held("queued:" + MODEL) == 0
-        calls.end("queued")
-        assert await queued == ["queued"]
-        assert tables[1].held("models:" + MODEL) == 0
-        assert first._gates == {} and second._gates == {}
-        # A single process (no table) keeps a gate of its own, the table untouched.
-        alone = _access(FakeClient(), model=ModelLimit(max_in_flight=1, max_queued=0))
-        async with alone.admit("Generate", Request(), FakeContext("a"), DEADLINE):
-            assert type(alone._gates[MODEL]) is Gate
-    finally:
-        for table in tables:
-            table.close()
+    held = asyncio.create_task(_request(first, calls, ["held"]))
+    await _settled()
+    queued = asyncio.create_task(_request(second, calls, ["queued"]))
+    await asyncio.sleep(0.05)  # a few of its polls of the table
+    assert calls.began == ["held"] and not queued.done()
+    assert (tables[0].held("models:" + MODEL), tables[1].held("queued:" + MODEL)) == (1, 1)
+    for access in (first, second):  # the stack's one place in the queue is taken
+        with pytest.raises(Busy) as shed:
+            await _admit(access, "team-c")
+        assert shed.value.message == (
+            f"{MODEL} is at its limit of calls in flight and queued; retry later"
+        )
+    started = loop.time()
+    calls.end("held")
+    await held
+    while calls.began != ["held", "queued"]:  # the slot the first process gave back
+        await asyncio.sleep(0.001)
+    assert loop.time() - started < 0.5  # polled for: within POLL_MAX_S on a quiet machine
+    assert tables[0].held("queued:" + MODEL) == 0
+    calls.end("queued")
+    assert await queued == ["queued"]
+    assert tables[1].held("models:" + MODEL) == 0
+    assert first._gates == {} and second._gates == {}
+    # A single process (no table) keeps a gate of its own, the table untouched.
+    alone = _access(FakeClient(), model=ModelLimit(max_in_flight=1, max_queued=0))
+    async with alone.admit("Generate", Request(), FakeContext("a"), DEADLINE):
+        assert type(alone._gates[MODEL]) is Gate
 
 
 async def test_a_call_queued_in_another_worker_takes_the_slot_a_request_passes_on(
-    tmp_path: Path,
+    tables: list[SlotTable],
 ) -> None:
-    tables = _tables(tmp_path)
     first, second = (_model_limited(table) for table in tables)
     calls = Calls()
-    try:
-        request = asyncio.create_task(_request(first, calls, [0, 1]))
-        await _settled()
-        queued = asyncio.create_task(_request(second, calls, ["queued"]))
-        await asyncio.sleep(0.01)
-        calls.end(0)
-        while len(calls.began) < 2:
-            await asyncio.sleep(0.001)
-        assert calls.began == [0, "queued"] and calls.running == 1
-        calls.end("queued")
-        await queued
-        while len(calls.began) < 3:  # the request's next call, in the slot given back
-            await asyncio.sleep(0.001)
-        calls.end(1)
-        assert await request == [0, 1] and calls.peak == 1
-        assert tables[0].held("models:" + MODEL) == 0 and first._gates == {}
-    finally:
-        for table in tables:
-            table.close()
+    request = asyncio.create_task(_request(first, calls, [0, 1]))
+    await _settled()
+    queued = asyncio.create_task(_request(second, calls, ["queued"]))
+    await asyncio.sleep(0.01)
+    calls.end(0)
+    while len(calls.began) < 2:
+        await asyncio.sleep(0.001)
+    assert calls.began == [0, "queued"] and calls.running == 1
+    calls.end("queued")
+    await queued
+    while len(calls.began) < 3:  # the request's next call, in the slot given back
+        await asyncio.sleep(0.001)
+    calls.end(1)
+    assert await request == [0, 1] and calls.peak == 1
+    assert tables[0].held("models:" + MODEL) == 0 and first._gates == {}
 
 
 async def test_a_call_out_of_time_in_the_stacks_queue_gives_its_place_back(
-    tmp_path: Path,
+    tables: list[SlotTable],
 ) -> None:
     # A place in the stack's queue is a row of the shared table: one kept by a call that ran
     # out of time there would shed every later call of the model, in every process, for good.
-    tables = _tables(tmp_path)
     first, second = (_model_limited(table) for table in tables)
     calls = Calls()
-    try:
-        held = asyncio.create_task(_request(first, calls, ["held"]))
-        await _settled()
-        with pytest.raises(DeadlineExceededError, match="waiting in the model's queue"):
-            await _request(second, calls, ["late"], deadline=Deadline.after(0.05))
-        assert (tables[0].held("queued:" + MODEL), tables[1].held("queued:" + MODEL)) == (0, 0)
-        queued = asyncio.create_task(_request(second, calls, ["queued"]))  # its place is free
-        await asyncio.sleep(0.01)
-        calls.end("held")
-        await held
-        while len(calls.began) < 2:
-            await asyncio.sleep(0.001)
-        calls.end("queued")
-        assert await queued == ["queued"]
-        assert calls.began == ["held", "queued"] and calls.peak == 1
-        assert tables[1].held("models:" + MODEL) == 0 and second._gates == {}
-    finally:
-        for table in tables:
-            table.close()
+    held = asyncio.create_task(_request(first, calls, ["held"]))
+    await _settled()
+    with pytest.raises(DeadlineExceededError, match="waiting in the model's queue"):
+        await _request(second, calls, ["late"], deadline=Deadline.after(0.05))
+    assert (tables[0].held("queued:" + MODEL), tables[1].held("queued:" + MODEL)) == (0, 0)
+    queued = asyncio.create_task(_request(second, calls, ["queued"]))  # its place is free
+    await asyncio.sleep(0.01)
+    calls.end("held")
+    await held
+    while len(calls.began) < 2:
+        await asyncio.sleep(0.001)
+    calls.end("queued")
+    assert await queued == ["queued"]
+    assert calls.began == ["held", "queued"] and calls.peak == 1
+    assert tables[1].held("models:" + MODEL) == 0 and second._gates == {}
 
 
 async def test_a_worker_gives_a_freed_slot_to_a_call_queued_before_its_own(
-    tmp_path: Path,
+    tables: list[SlotTable],
 ) -> None:
     # Before, a process woke its own first queued call when it freed a slot, at once, ahead
     # of the other process's poll: while its own queue lasted, a call queued first in the
     # other process never ran (under steady load, until its deadline).
-    tables = _tables(tmp_path)
     first, second = (_model_limited(table, max_queued=2) for table in tables)
     calls = Calls()
-    try:
-        held = asyncio.create_task(_request(second, calls, ["held"]))
-        await _settled()
-        early = asyncio.create_task(_request(first, calls, ["early"]))
-        await asyncio.sleep(0.01)
-        late = asyncio.create_task(_request(second, calls, ["late"]))
-        await asyncio.sleep(0.01)
-        calls.end("held")
-        await held
-        while len(calls.began) < 2:
-            await asyncio.sleep(0.001)
-        assert calls.began == ["held", "early"]
-        calls.end("early")
-        await early
-        while len(calls.began) < 3:  # the other process's call, queued meanwhile
-            await asyncio.sleep(0.001)
-        calls.end("late")
-        await late
-        assert calls.began == ["held", "early", "late"] and calls.peak == 1
-    finally:
-        for table in tables:
-            table.close()
+    held = asyncio.create_task(_request(second, calls, ["held"]))
+    await _settled()
+    early = asyncio.create_task(_request(first, calls, ["early"]))
+    await asyncio.sleep(0.01)
+    late = asyncio.create_task(_request(second, calls, ["late"]))
+    await asyncio.sleep(0.01)
+    calls.end("held")
+    await held
+    while len(calls.began) < 2:
+        await asyncio.sleep(0.001)
+    assert calls.began == ["held", "early"]
+    calls.end("early")
+    await early
+    while len(calls.began) < 3:  # the other process's call, queued meanwhile
+        await asyncio.sleep(0.001)
+    calls.end("late")
+    await late
+    assert calls.began == ["held", "early", "late"] and calls.peak == 1
 
 
 async def test_clients_without_a_limit_are_not_counted(tmp_path: Path) -> None:

@@ -243,55 +243,55 @@ async def test_a_gateway_on_a_missing_bucket_answers_unavailable(
     }
 
 
+@pytest.fixture
+def front(gcs_endpoint: str) -> Iterator[FaultyFront]:
+    """A proxy before the emulator that can fail or lose uploads (tests/_storage.py)."""
+    proxy = FaultyFront(int(gcs_endpoint.rsplit(":", 1)[1]))
+    yield proxy
+    proxy.close()
+
+
 @pytest.mark.parametrize(
     ("status", "transient"),
     [(401, False), (403, False), (429, True), (500, True), (503, True)],
 )
 async def test_a_failed_upload_says_whether_a_retry_may_pass_and_keeps_the_old_object(
-    gcs_endpoint: str, status: int, transient: bool
+    front: FaultyFront, status: int, transient: bool
 ) -> None:
     # Every failure was "gs://... is unreachable", so the admin could not tell GCS refusing
     # its credentials (no retry mends that) from GCS failing for a moment (a retry may).
-    front = FaultyFront(int(gcs_endpoint.rsplit(":", 1)[1]))
-    try:
-        storage = GcsStorage(f"gs://{BUCKET}/root", endpoint=front.endpoint, retry_timeout=0.5)
-        await storage.write("sax/test/state.proto", b"old")
-        front.upload_status = status
-        with pytest.raises(StorageError) as failed:
-            await storage.write("sax/test/state.proto", b"new")
-        assert failed.value.transient is transient
-        # 429 and 5xx, retried until the library gave up, were "is unreachable: no answer
-        # within 0.5 s", of a storage that answered each time (and often gave up sooner).
-        message = str(failed.value)
-        assert message.startswith(
-            f"writing gs://{BUCKET}/root/sax/test/state.proto failed: gs://{BUCKET}/root "
-        ), message
-        if transient:
-            kept = "kept failing: retries within 0.5 s gave up; last: InvalidResponse"
-            assert message.split("root ", 1)[1].startswith(f"{kept} ({status}): "), message
-        front.upload_status = None
-        assert await storage.read("sax/test/state.proto") == b"old"
-    finally:
-        front.close()
+    storage = GcsStorage(f"gs://{BUCKET}/root", endpoint=front.endpoint, retry_timeout=0.5)
+    await storage.write("sax/test/state.proto", b"old")
+    front.upload_status = status
+    with pytest.raises(StorageError) as failed:
+        await storage.write("sax/test/state.proto", b"new")
+    assert failed.value.transient is transient
+    # 429 and 5xx, retried until the library gave up, were "is unreachable: no answer
+    # within 0.5 s", of a storage that answered each time (and often gave up sooner).
+    message = str(failed.value)
+    assert message.startswith(
+        f"writing gs://{BUCKET}/root/sax/test/state.proto failed: gs://{BUCKET}/root "
+    ), message
+    if transient:
+        kept = "kept failing: retries within 0.5 s gave up; last: InvalidResponse"
+        assert message.split("root ", 1)[1].startswith(f"{kept} ({status}): "), message
+    front.upload_status = None
+    assert await storage.read("sax/test/state.proto") == b"old"
 
 
 async def test_an_upload_that_landed_but_whose_answers_were_lost_succeeds(
-    gcs_endpoint: str,
+    front: FaultyFront,
 ) -> None:
     # Each upload was stored, and each answer lost (the connection closed): the write failed
     # "gs://... is unreachable" once its retries ran out, though the object held what it
     # wrote. The admin answered a publish so saved UNAVAILABLE, kept it out of memory, and
     # then wrote its old state back over it, logging that another admin had saved over it.
-    front = FaultyFront(int(gcs_endpoint.rsplit(":", 1)[1]))
-    try:
-        storage = GcsStorage(f"gs://{BUCKET}/root", endpoint=front.endpoint, retry_timeout=0.5)
-        await storage.write("sax/test/state.proto", b"old")
-        front.lose_upload_replies = True
-        await storage.write("sax/test/state.proto", b"new")
-        front.lose_upload_replies = False
-        assert await storage.read("sax/test/state.proto") == b"new"
-    finally:
-        front.close()
+    storage = GcsStorage(f"gs://{BUCKET}/root", endpoint=front.endpoint, retry_timeout=0.5)
+    await storage.write("sax/test/state.proto", b"old")
+    front.lose_upload_replies = True
+    await storage.write("sax/test/state.proto", b"new")
+    front.lose_upload_replies = False
+    assert await storage.read("sax/test/state.proto") == b"new"
 
 
 async def test_a_cell_whose_bucket_is_missing_names_that_alone(

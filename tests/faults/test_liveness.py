@@ -34,16 +34,22 @@ def _run(probe: tuple[list[str], float]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
 
 
+def _stderr_while_stopped(faults: Faults, port: int, probe: tuple[list[str], float]) -> str:
+    """What ``probe`` says, failing (exit 1), while the process listening on ``port`` is
+    stopped (SIGSTOP), and that it passes once the process runs again."""
+    with stopped(faults.pid(port)):
+        hung = _run(probe)
+    assert hung.returncode == 1
+    assert _run(probe).returncode == 0
+    return hung.stderr
+
+
 def test_envoys_probe_passes_a_live_envoy_and_fails_a_stopped_one(faults: Faults) -> None:
     admin_port = faults.stack.envoy.admin_port
     probe = _envoy_probe(admin_port)
     assert _run(probe).returncode == 0
-    with stopped(faults.pid(admin_port)):
-        hung = _run(probe)
-    assert hung.returncode == 1
     said = f"Envoy's admin at 127.0.0.1:{admin_port} did not answer GET /ready within 2s"
-    assert hung.stderr.splitlines() == [said]
-    assert _run(probe).returncode == 0
+    assert _stderr_while_stopped(faults, admin_port, probe).splitlines() == [said]
     faults.healthy()
 
 
@@ -54,11 +60,9 @@ def test_the_gateways_probe_passes_a_live_gateway_and_fails_a_stopped_one(
     probe = _gateway_probe(port)
     ok = _run(probe)
     assert (ok.returncode, ok.stderr) == (0, "")
-    with stopped(faults.pid(port)):
-        hung = _run(probe)
-    assert hung.returncode == 1
-    assert hung.stderr == f"grpc.health.v1 Check at 127.0.0.1:{port}: no answer within 2 s\n"
-    assert _run(probe).returncode == 0
+    assert _stderr_while_stopped(faults, port, probe) == (
+        f"grpc.health.v1 Check at 127.0.0.1:{port}: no answer within 2 s\n"
+    )
     faults.healthy()
 
 
@@ -79,11 +83,9 @@ def test_the_cells_probe_passes_a_live_cell_and_fails_a_stopped_admin_or_model_s
     ok = _run(probe)  # the admin and the model server answer UNIMPLEMENTED: alive
     assert (ok.returncode, ok.stderr) == (0, "")
     for port in (admin, model):
-        with stopped(faults.pid(port)):
-            hung = _run(probe)
-        assert hung.returncode == 1
-        assert hung.stderr == f"grpc.health.v1 Check at 127.0.0.1:{port}: no answer within 2 s\n"
-    assert _run(probe).returncode == 0
+        assert _stderr_while_stopped(faults, port, probe) == (
+            f"grpc.health.v1 Check at 127.0.0.1:{port}: no answer within 2 s\n"
+        )
     faults.healthy()
 
 

@@ -24,7 +24,7 @@ from gateway.config import GatewaySettings
 from gateway.service import _deadlines as deadlines
 from gateway.service import _fields as f
 from gateway.service._access import Access
-from gateway.service._errors import request_id, to_status
+from gateway.service._errors import check_reply, request_id, to_status
 from gateway.service._keepalive import KeepAlive
 from gateway.service._media import (
     MediaMethods,
@@ -321,6 +321,10 @@ class SaxGatewayServicer(MultimodalMethods, MediaMethods, gateway_pb2_grpc.SaxGa
                     if deltas := tracker.feed(items):
                         started = True
                         yield pb.GenerateStreamResponse(deltas=deltas)
+                final = pb.GenerateStreamResponse(done=True, texts=tracker.final())
+                # Every sample's whole text at once: over the limit where no delta was, and
+                # left to grpc the stream ended with neither it nor an error.
+                check_reply(final, self._settings.max_message_bytes)
             except Exception as exc:
                 # Before the first message (and the headers) the caller still gets a plain
                 # status (an HTTP status through Envoy). After it, an HTTP/1.1 client could
@@ -334,7 +338,6 @@ class SaxGatewayServicer(MultimodalMethods, MediaMethods, gateway_pb2_grpc.SaxGa
             finally:
                 keepalive.stop()
                 await aclose(stream)  # on client disconnect, this cancels the Sax call
-            final = pb.GenerateStreamResponse(done=True, texts=tracker.final())
             note_answered()
             yield final
 

@@ -37,7 +37,7 @@ from gateway.service._multimodal import MultimodalMethods
 from gateway.service._pages import Page
 from gateway.service._stream import DeltaTracker
 from gateway.service._streams import StreamSlots, is_head
-from gateway.service._usage import note_answered
+from gateway.service._usage import note_answered, note_samples
 
 GREETING = "HTTP Server for SAX Client"  # what the original Sax HTTP server answered on "/"
 
@@ -308,6 +308,7 @@ class SaxGatewayServicer(MultimodalMethods, MediaMethods, gateway_pb2_grpc.SaxGa
             model, options = self._target(request, context, stream=True)
             f.required(request.query, "query")
             tracker = DeltaTracker()
+            note_samples(tracker.texts)  # the telemetry's, kept once
             started = False
             stream = self._client.lm_generate_stream(model, request.query, options)
             keepalive.start()

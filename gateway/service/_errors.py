@@ -262,6 +262,10 @@ _OVER_LIMIT_HINTS = {
         "the definitions of the cell's models (their overrides, checkpoints) are too large to"
         " list at once: ask for them a page at a time (page_size, page_token)"
     ),
+    "saxgateway.v1.GenerateStreamResponse": (
+        "the stream's last message holds every sample's whole text, which its messages before"
+        " it brought: ask the model for less (fewer or shorter samples)"
+    ),
 }
 _ASK_THE_MODEL = "ask the model for less (fewer or shorter samples, fewer or smaller outputs)"
 

@@ -188,7 +188,7 @@ class TelemetryInterceptor(WrappingInterceptor):
             if metrics is not None:
                 metrics.add_level(gauge, 1)
             code, started = _OK, time.perf_counter()
-            stream = record.stream = StreamText(recorder.counts_tokens(request_model(request)))
+            stream = record.stream = StreamText()
             try:
                 async for response in behavior(request, context):
                     if chunked and response.deltas:

@@ -24,7 +24,7 @@ from gateway.config import GatewaySettings
 from gateway.service import _deadlines as deadlines
 from gateway.service import _fields as f
 from gateway.service._access import Access
-from gateway.service._errors import request_id, to_status
+from gateway.service._errors import check_reply, request_id, to_status
 from gateway.service._keepalive import KeepAlive
 from gateway.service._media import (
     MediaMethods,
@@ -37,7 +37,7 @@ from gateway.service._multimodal import MultimodalMethods
 from gateway.service._pages import Page
 from gateway.service._stream import DeltaTracker
 from gateway.service._streams import StreamSlots, is_head
-from gateway.service._usage import note_answered
+from gateway.service._usage import note_answered, note_samples
 
 GREETING = "HTTP Server for SAX Client"  # what the original Sax HTTP server answered on "/"
 
@@ -308,6 +308,7 @@ class SaxGatewayServicer(MultimodalMethods, MediaMethods, gateway_pb2_grpc.SaxGa
             model, options = self._target(request, context, stream=True)
             f.required(request.query, "query")
             tracker = DeltaTracker()
+            note_samples(tracker.texts)  # the telemetry's, kept once
             started = False
             stream = self._client.lm_generate_stream(model, request.query, options)
             keepalive.start()
@@ -321,6 +322,10 @@ class SaxGatewayServicer(MultimodalMethods, MediaMethods, gateway_pb2_grpc.SaxGa
                     if deltas := tracker.feed(items):
                         started = True
                         yield pb.GenerateStreamResponse(deltas=deltas)
+                final = pb.GenerateStreamResponse(done=True, texts=tracker.final())
+                # Every sample's whole text at once: over the limit where no delta was, and
+                # left to grpc the stream ended with neither it nor an error.
+                check_reply(final, self._settings.max_message_bytes)
             except Exception as exc:
                 # Before the first message (and the headers) the caller still gets a plain
                 # status (an HTTP status through Envoy). After it, an HTTP/1.1 client could
@@ -334,7 +339,6 @@ class SaxGatewayServicer(MultimodalMethods, MediaMethods, gateway_pb2_grpc.SaxGa
             finally:
                 keepalive.stop()
                 await aclose(stream)  # on client disconnect, this cancels the Sax call
-            final = pb.GenerateStreamResponse(done=True, texts=tracker.final())
             note_answered()
             yield final
 

@@ -70,10 +70,10 @@ class TextSoFar:
 
 class DeltaTracker:
     """Remembers every sample's length and score so far (and with ``keep_text`` its text, for
-    `final`) and turns Sax items into deltas. The OpenAI face keeps no text here: it sends
-    deltas alone and keeps each choice's text itself, as it cuts it at stop strings (kept
-    twice, a stream's output took twice the memory: 9 MB in a gateway per stalled stream
-    of 4 KB tokens)."""
+    `final` and the call's token counts) and turns Sax items into deltas. The OpenAI face
+    keeps no text here: it sends deltas alone and keeps each choice's text itself, as it
+    cuts it at stop strings (kept twice, a stream's output took twice the memory: 9 MB in a
+    gateway per stalled stream of 4 KB tokens)."""
 
     __slots__ = ("_scores", "_sizes", "_texts")
 
@@ -106,6 +106,13 @@ class DeltaTracker:
                     )
                 )
         return deltas
+
+    @property
+    def texts(self) -> list[TextSoFar]:
+        """Every sample's text so far, a list that grows as samples come (a tracker that
+        keeps their text): what the call's telemetry reads when the call ends."""
+        assert self._texts is not None, "texts of a DeltaTracker(keep_text=False)"
+        return self._texts
 
     def final(self) -> list[pb.DecodedText]:
         """The complete samples, in sample order (a tracker that keeps their text)."""

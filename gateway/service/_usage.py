@@ -176,6 +176,14 @@ def note_answered() -> None:
         call.answered = True
 
 
+def note_samples(texts: Sequence[TextSoFar]) -> None:
+    """Tells the telemetry where the current stream (GenerateStream) keeps its samples' text,
+    read when the call ends (the output tokens), which a copy of its own held twice."""
+    call = current_call.get()
+    if isinstance(call, CallRecord) and call.stream is not None:
+        call.stream.samples = texts
+
+
 def note_chunk() -> None:
     """Tells the telemetry the current stream sent a message with text now (the OpenAI face's
     streams, whose messages are already-encoded events)."""
@@ -186,15 +194,14 @@ def note_chunk() -> None:
 
 class StreamText:
     """A stream's output as it goes: chunk timing; for GenerateStream also characters and
-    samples' text."""
+    the samples' text, the servicer's own (`note_samples`)."""
 
     __slots__ = ("chars", "chunks", "first", "last", "samples")
 
-    def __init__(self, keep_text: bool) -> None:
+    def __init__(self) -> None:
         self.first = self.last = 0.0
         self.chunks = self.chars = 0
-        # Only kept when the model's tokens are counted: sample index -> text so far.
-        self.samples: dict[int, TextSoFar] | None = {} if keep_text else None
+        self.samples: Sequence[TextSoFar] = ()
 
     def mark(self, now: float) -> None:
         """A message with text was sent ``now``."""
@@ -206,12 +213,6 @@ class StreamText:
         self.mark(now)
         for delta in deltas:
             self.chars += len(delta.text)
-            if self.samples is not None:
-                text = self.samples.get(delta.index)
-                if text is None:
-                    text = self.samples[delta.index] = TextSoFar()
-                text.keep(len(text) - delta.backtrack)
-                text.add(delta.text)
 
 
 class Recorder:
@@ -250,12 +251,6 @@ class Recorder:
         # published and unpublished, in a gateway that runs for weeks).
         self._forgotten = 0
 
-    def counts_tokens(self, model_id: str) -> bool:
-        """Whether ``model_id``'s tokens are counted (its tokenizer is configured)."""
-        return (
-            self._metrics is not None and self._tokens is not None and self._tokens.exact(model_id)
-        )
-
     def _label(self, model_id: str) -> str:
         assert self._metrics is not None
         return self._metrics.model_label(model_id, self._client.is_serving(model_id))
@@ -269,8 +264,9 @@ class Recorder:
         model_id = request_model(request)
         if type(request).__name__ == "_Malformed":
             return Usage(model_id, (), ())
+        out: Sequence[str | TextSoFar]
         if stream is not None:
-            out: Sequence[str] = [str(t) for t in stream.samples.values()] if stream.samples else ()
+            out = stream.samples  # joined only if its tokens are counted
         else:
             out = outputs(response) if response is not None else ()
         return Usage(model_id, inputs(request), out)

@@ -82,6 +82,32 @@ def test_completion_max_tokens_list_prompts_and_stop(client: openai.OpenAI) -> N
     assert [(c.text, c.finish_reason) for c in stopped.choices] == [("Paris is the ", "stop")]
 
 
+def test_a_stream_cut_at_a_stop_string_is_the_text_a_call_without_stream_gets(
+    client: openai.OpenAI,
+) -> None:
+    # "the capital of" begins before "capital" ends: the whole text is cut before it, and a
+    # stream must not send "the " on seeing "capital", before it knows whether "the
+    # capital of" follows. Without the text past a stop, and the same finish_reason and usage.
+    for stop, include in ((["the capital of", "capital"], False), (["the", "th"], True)):
+        asked = {"include_stop_str_in_output": include}
+        whole = client.completions.create(model="oai", prompt="q", stop=stop, extra_body=asked)
+        chunks = list(
+            client.completions.create(
+                model="oai",
+                prompt="q",
+                stop=stop,
+                extra_body=asked,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+        streamed = "".join(c.choices[0].text for c in chunks if c.choices)
+        reasons = [c.choices[0].finish_reason for c in chunks if c.choices]
+        assert [(streamed, reasons[-1])] == [(c.text, c.finish_reason) for c in whole.choices]
+        assert chunks[-1].usage == whole.usage
+    assert whole.choices[0].text == "Paris is th"  # "th" ends first: the shorter one is kept
+
+
 def test_vllms_include_stop_str_in_output_keeps_the_stop_string(client: openai.OpenAI) -> None:
     # vLLM's extension: code written for it finds the stop string that ended the text.
     asked = {"include_stop_str_in_output": True}

@@ -7,6 +7,7 @@ text/plain 400, so only the status is asserted there.
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 
 import httpx
@@ -207,8 +208,26 @@ def test_a_reply_over_the_message_limit_is_a_400_not_a_retried_429(
     # TestLM repeats its one 3 MiB word 12 times: a 36 MiB reply (an image model's few large
     # images alike). Left to grpc it failed RESOURCE_EXHAUSTED "Sent message larger than max"
     # once the work was done: a 429, which clients retry, redoing the work to fail again.
+    # A stream sends the words one by one, each well within the limit; its last message,
+    # every sample's whole text, is the 36 MiB reply: it ended the stream with no done
+    # message and no error (a clean end to an HTTP client; gRPC's RESOURCE_EXHAUSTED).
+    query = {"query": "w" * (3 << 20)}
     with published(stack, "/sax/test/errors-long", TEST_LM, {"length": "12"}) as model:
-        response = http.post("/generate", json={"model": model, "query": "w" * (3 << 20)})
+        response = http.post("/generate", json={"model": model, **query})
+        with http.stream("POST", "/generate_stream", json={"model": model, **query}) as stream:
+            events = [json.loads(line[6:]) for line in stream.iter_lines() if line]
+    last = events.pop()
+    assert len(events) == 12 and all(e["deltas"][0]["text"].strip("w ") == "" for e in events)
+    size = int(last["error"]["message"].split()[4])
+    assert size > 36 << 20
+    error = gateway_error(
+        stream,
+        3,
+        f"the reply would be {size} bytes, over this gateway's limit of {32 << 20} bytes:"
+        " the stream's last message holds every sample's whole text, which its messages"
+        " before it brought: ask the model for less (fewer or shorter samples)",
+    )
+    assert last == {"deltas": [], "done": True, "texts": [], "error": error}
     assert response.status_code == 400, response.text[:300]
     assert "retry-after" not in response.headers
     message = response.json()["message"]

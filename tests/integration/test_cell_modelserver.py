@@ -312,6 +312,32 @@ async def test_seed_lm_generates_deterministically(inproc_cell: InprocCell) -> N
         assert streamed in {t.text for t in first.texts}
 
 
+async def test_a_generation_of_no_tokens_streams_every_sample_empty(
+    inproc_cell: InprocCell,
+) -> None:
+    # As upstream's last stream message holds an item of every sample, with its score: with
+    # no message at all, a GenerateStream's final texts had no sample where Generate's had
+    # every one, empty.
+    none = common_pb2.ExtraInputs(items={"per_example_max_decode_steps": 0})
+    for name, path, overrides in (
+        ("none-test", "sax_gateway.testing.TestLM", {"num_samples": "3"}),
+        ("none-seed", SEED_LM, {}),
+    ):
+        model_id, channel = await _publish_one(inproc_cell, name, model_path=path, **overrides)
+        async with channel:
+            lm = lm_pb2_grpc.LMServiceStub(channel)
+            request = lm_pb2.GenerateRequest(model_key=model_id, text="the", extra_inputs=none)
+            whole = await lm.Generate(request)
+            replies = [r async for r in lm.GenerateStream(request)]
+        assert [t.text for t in whole.texts] == [""] * len(whole.texts), path
+        assert [[(i.text, i.prefix_len) for i in r.items] for r in replies] == [
+            [("", 0)] * len(whole.texts)
+        ], path
+        assert sorted((i.scores[0] for i in replies[0].items), reverse=True) == [
+            t.score for t in whole.texts
+        ], path
+
+
 async def test_modelet_status_and_unimplemented(inproc_cell: InprocCell) -> None:
     model_id, channel = await _publish_one(inproc_cell, "lm")
     async with channel:

@@ -8,6 +8,7 @@ import gc
 import logging
 import secrets
 import time
+import tracemalloc
 import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,7 +31,7 @@ from gateway.service import GatewayServer, _metricstore
 from gateway.service._tracing import EXPORTER_LOGGER, SHUTDOWN_TIMEOUT_S
 from tests._grpc import aio_channel
 from tests._otlp import Receiver, attributes
-from tests.e2e._openai import write_config
+from tests.e2e._openai import tokenizer, write_config
 from tests.integration._cell_fixtures import CELL, InprocCell, admin_stub, eventually, publish
 from tests.integration._gateway_fixtures import running_gateway
 
@@ -298,6 +299,64 @@ async def test_callers_and_tokens_are_counted_and_traced(
     servers = [s for s in receiver.spans(trace_id) if s.kind == trace_pb2.Span.SPAN_KIND_SERVER]
     callers = sorted(str(attributes(s).get("enduser.id")) for s in servers)
     assert callers == ["None", "mallory-from-a-jwt", "team-a", "team-a"]
+
+
+async def test_a_stream_of_a_model_with_a_tokenizer_holds_its_text_once(
+    inproc_cell: InprocCell, tmp_path: Path
+) -> None:
+    """GenerateStream keeps each sample's text for its last message; the telemetry, which
+    counts the tokens of a model with a tokenizer, reads that text rather than keeping a
+    copy of its own (two copies: a stalled stream of such a model held twice its text)."""
+    config = write_config(tmp_path)
+    spm = config.parent / "spm.model"
+    model = f"{CELL}/kept-once"
+    settings = GatewaySettings(
+        client=ClientSettings(sax_root=inproc_cell.settings.sax_root),
+        health_interval=60,
+        models={model: ModelConfig(model_id=model, tokenizer=str(spm))},
+    )
+    server = await GatewayServer.start(settings)
+    word = "w" * (128 << 10)
+    try:
+        async with admin_stub(inproc_cell.admin.address) as admin:
+            await publish(admin, "kept-once", overrides={"delay_ms": "400"})  # echoes
+        async with aio_channel(server.address) as channel:
+            stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+            query = " ".join([word] * 8)
+            stream = stub.GenerateStream(pb.GenerateStreamRequest(model=model, query=query))
+            tracemalloc.start()
+            try:
+                sent = 0
+                for _ in range(4):  # then the model takes 400 ms for the next word
+                    message = await stream.read()
+                    assert isinstance(message, pb.GenerateStreamResponse)
+                    sent += len(message.deltas[0].text)
+                held = tracemalloc.take_snapshot().filter_traces(
+                    [tracemalloc.Filter(True, f"*/gateway/service/{name}") for name in _TEXTS]
+                )
+            finally:
+                tracemalloc.stop()
+            while isinstance(message, pb.GenerateStreamResponse) and not message.done:
+                message = await stream.read()
+            assert isinstance(message, pb.GenerateStreamResponse)
+            assert message.texts[0].text == query
+        size = sum(stat.size for stat in held.statistics("filename"))
+        assert sent < size < 1.5 * sent
+        # Its tokens are still counted, from that text (in a thread: it is long).
+        tokens = {"gen_ai_operation_name": "lm.generate_stream", "gen_ai_token_type": "output"}
+        usage = "gen_ai_client_token_usage_sum"
+
+        async def counted() -> bool:
+            labels = {**tokens, "gen_ai_request_model": model, "client": "anonymous"}
+            return sample(server, usage, **labels) == len(tokenizer(config).encode(query))
+
+        await eventually(counted)
+    finally:
+        await server.stop(grace=0)
+
+
+_TEXTS = ("_stream.py", "_usage.py", "_observe.py", "_servicer.py")
+"""Where the gateway keeps a stream's text (its deltas' and samples')."""
 
 
 async def test_an_otlp_endpoint_without_a_scheme_is_plaintext_as_envoys(

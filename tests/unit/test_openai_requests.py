@@ -435,3 +435,23 @@ def test_stream_scanner_holds_back_a_possible_stop_string() -> None:
     assert scanner.stopped and scanner.feed("more") == "" and scanner.flush() == ""
     scanner = StopScanner(["<|im_end|>"])
     assert scanner.feed("hi <|im") == "hi " and scanner.flush() == "<|im"
+
+
+def test_stream_scanner_cuts_where_the_whole_text_is_cut() -> None:
+    # A stop string that appears inside the start of a longer one is not the first until
+    # the longer one cannot follow: then the text is cut before it, not before the longer.
+    stops = ["<|im_end|>", "end"]
+    for pieces, sent, stopped in (
+        (["hi <|im_", "end|", ">", " more"], ["hi ", "", "", ""], True),
+        (["hi <|im_", "end", " more"], ["hi ", "", "<|im_"], True),
+        (["hi <|im_", "end"], ["hi ", ""], False),  # the sample ends: flush cuts its text
+    ):
+        scanner = StopScanner(stops)
+        assert [scanner.feed(t) for t in pieces] == sent
+        assert scanner.stopped is stopped
+        streamed = "".join(sent) + scanner.flush()
+        assert (streamed, scanner.stopped) == cut("".join(pieces), stops)
+    # Two that begin at one place: the shorter ends first, streamed or not.
+    assert cut("a the", ["the", "th"], kept=("the", "th")) == ("a th", True)
+    scanner = StopScanner(["the", "th"], kept=("the", "th"))
+    assert scanner.feed("a t") == "a " and scanner.feed("he") == "th"

@@ -186,7 +186,8 @@ class RandomBigramLM(ServableModel):
     async def generate_stream(self, text: str, extra: ExtraInputs) -> AsyncIterator[StreamStep]:
         samples = self._samples(text, extra)
         scores = [0.0] * len(samples)
-        for step in range(max((len(s) for s in samples), default=0)):
+        # One step at least: upstream's last message has an item of every sample, empty or not.
+        for step in range(max((len(s) for s in samples), default=0) or 1):
             pieces: list[str] = []
             for i, sample in enumerate(samples):
                 if step < len(sample):

@@ -184,7 +184,10 @@ class TestLM(ServableModel):
 
     async def generate_stream(self, text: str, extra: ExtraInputs) -> AsyncIterator[StreamStep]:
         with self._admitted():
-            for produced, token in enumerate(self._tokens(text, extra)):
+            tokens = self._tokens(text, extra)
+            if not tokens:  # upstream's last message has an item of every sample, empty or not
+                yield StreamStep(pieces=("",) * self._num_samples, scores=self._scores(0))
+            for produced, token in enumerate(tokens):
                 if self._fail_after is not None and produced >= self._fail_after:
                     raise cell_error(
                         self._fail_code,

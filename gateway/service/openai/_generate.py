@@ -102,9 +102,9 @@ async def stream_prompt(
     chunks = []
     for i in range(n):  # every choice ends once, even a sample that stayed empty
         if not scanners[i].stopped:
-            chunks += piece(i, scanners[i].flush())
-            sent = str(texts[first + i])
-            reason = finish_reason(tokens, model, sent, False, steps[i], sampling.max_tokens)
+            chunks += piece(i, scanners[i].flush())  # which may hold a stop string
+            sent, stopped = str(texts[first + i]), scanners[i].stopped
+            reason = finish_reason(tokens, model, sent, stopped, steps[i], sampling.max_tokens)
             chunks += shape.finished(first + i, reason)
     if texted:
         note_chunk()

@@ -1,8 +1,10 @@
 """Stop strings, applied by the gateway (Sax has no stop sequences).
 
-A finished text is cut before its first stop string. A stream is cut the same way, so text
-is held back while it could still be the start of a stop string: a client never receives
-text that a later step turns out to end in a stop string.
+A finished text is cut before its first stop string: the one that begins first (of two that
+begin at one place, the shorter, which ends first). A stream is cut the same way, so text is
+held back while it could still be the start of a stop string, even once another stop string
+has appeared after that start: a client never receives text that a later step turns out to
+end in a stop string, and a stream's text is the text a call without ``stream`` gets.
 """
 
 from __future__ import annotations
@@ -10,13 +12,19 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 
+def _first(text: str, stops: Sequence[str]) -> tuple[int, str] | None:
+    """Where the first stop string in ``text`` begins, and which it is."""
+    found = [(i, stop) for stop in stops if (i := text.find(stop)) >= 0]
+    return min(found, key=lambda at: (at[0], len(at[1])), default=None)
+
+
 def cut(text: str, stops: Sequence[str], kept: Collection[str] = ()) -> tuple[str, bool]:
     """``text`` up to its first stop string (through it if it is one of ``kept``: vLLM's
     ``include_stop_str_in_output``), and whether one was found."""
-    found = [(i, stop) for stop in stops if (i := text.find(stop)) >= 0]
-    if not found:
+    found = _first(text, stops)
+    if found is None:
         return text, False
-    first, stop = min(found, key=lambda at: at[0])
+    first, stop = found
     return text[: first + len(stop) if stop in kept else first], True
 
 
@@ -28,7 +36,7 @@ class StopScanner:
     def __init__(self, stops: Sequence[str], kept: Collection[str] = ()) -> None:
         self._stops = tuple(stops)
         self._kept = kept
-        self._pending = ""
+        self._pending = ""  # a start of some stop string: shorter than the longest one
         self.stopped = False
 
     def feed(self, text: str) -> str:
@@ -36,18 +44,23 @@ class StopScanner:
         if self.stopped:
             return ""
         buffer = self._pending + text
-        kept, self.stopped = cut(buffer, self._stops, self._kept)
-        if self.stopped:
-            self._pending = ""
-            return kept
-        hold = self._held(buffer)
-        self._pending = buffer[len(buffer) - hold :]
-        return buffer[: len(buffer) - hold]
+        held = len(buffer) - self._held(buffer)  # where a stop string may yet begin
+        found = _first(buffer, self._stops)
+        # A stop string found after the start of one that may still come is not the first:
+        # "the capital of" may follow "the capital" (stop strings "the capital of", "capital").
+        if found is not None and found[0] <= held:
+            return self._cut(buffer)
+        self._pending = buffer[held:]
+        return buffer[:held]
 
     def flush(self) -> str:
-        """The held-back text, once the sample has ended."""
-        pending, self._pending = self._pending, ""
-        return "" if self.stopped else pending
+        """The held-back text, once the sample has ended, up to a stop string it holds."""
+        return "" if self.stopped else self._cut(self._pending)
+
+    def _cut(self, buffer: str) -> str:
+        kept, self.stopped = cut(buffer, self._stops, self._kept)
+        self._pending = ""
+        return kept
 
     def _held(self, buffer: str) -> int:
         # The longest end of the buffer that begins some stop string.

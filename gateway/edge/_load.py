@@ -327,6 +327,22 @@ def _quotas(node: _Node) -> Quotas:
     )
 
 
+def _one_set_of_roles(credentials: list[tuple[_Node, ApiKey | CertificateClient]]) -> None:
+    """Refuses two credentials (API keys, certificates) that give one client id different
+    roles: Envoy's RBAC admits a role by the client id a credential names (edge/_envoy.py),
+    so each had the roles of all, and a key meant for data alone could publish."""
+    first: dict[str, tuple[_Node, frozenset[str]]] = {}
+    for node, credential in credentials:
+        seen, seen_roles = first.setdefault(credential.client, (node, credential.roles))
+        if credential.roles != seen_roles:
+            raise ConfigError(
+                f"{node.path}.roles: client {credential.client} has the roles "
+                f"{', '.join(sorted(seen_roles)) or 'none'} at {seen.path}: Envoy checks roles "
+                "by client id, so every credential of a client id has the same roles; give "
+                "this one a client id of its own"
+            )
+
+
 def _certificate_client(node: _Node) -> CertificateClient:
     m = node.mapping(("subject", "client", "roles"))
     for required in ("subject", "client", "roles"):
@@ -417,6 +433,13 @@ def parse_edge(data: Mapping[str, Any], base: Path = Path(".")) -> EdgeConfig:
             "no client can be identified: client ids come from auth.api_keys, auth.jwt or"
             " tls.certificate_clients, and the config has none"
         )
+    certificate_nodes = (
+        top["tls"].mapping().get("certificate_clients", _Node(None, "")).items() if tls else []
+    )
+    certificates = tls.certificate_clients if tls else ()
+    _one_set_of_roles(
+        [*zip(key_nodes, keys, strict=True), *zip(certificate_nodes, certificates, strict=True)]
+    )
     cors = top.get("cors", _Node(None, "cors")).mapping(("allowed_origins",))
     return EdgeConfig(
         api_keys=keys,

@@ -189,6 +189,31 @@ def test_errors_name_the_key(data: Any, message: str) -> None:
     assert message in _error(data)
 
 
+def test_every_credential_of_a_client_id_has_the_same_roles(tmp_path: Path) -> None:
+    # Envoy checks roles by client id: a data key of `ops` published models with the roles
+    # of another key of `ops` (admin), and a certificate of `batch` had an API key's.
+    keys = [
+        {"key": KEY, "client": "ops", "roles": ["admin", "data"]},
+        {"key": "sk-ops-ci-0123456789ab", "client": "ops", "roles": ["data"]},
+    ]
+    assert _error({"auth": {"api_keys": keys}}) == (
+        "auth.api_keys[1].roles: client ops has the roles admin, data at auth.api_keys[0]: "
+        "Envoy checks roles by client id, so every credential of a client id has the same "
+        "roles; give this one a client id of its own"
+    )
+    (tmp_path / "keys.yaml").write_text(
+        "- {key: sk-ops-ci-0123456789ab, client: ops, roles: [data, admin]}\n"
+    )
+    same = {"auth": {"api_keys": keys[:1], "api_keys_file": "keys.yaml"}}
+    assert [sorted(k.roles) for k in parse_config(same, tmp_path).edge.api_keys] == [
+        ["admin", "data"]
+    ] * 2
+    (tmp_path / "keys.yaml").write_text("- {key: sk-ops-ci-0123456789ab, client: ops, roles: []}\n")
+    assert _error(same, tmp_path).startswith(
+        "auth.api_keys_file[0].roles: client ops has the roles admin, data at auth.api_keys[0]: "
+    )
+
+
 def test_errors_never_show_keys() -> None:
     twice = {"auth": {"api_keys": [BASE["auth"]["api_keys"][0]] * 2}}
     message = _error(twice)
@@ -543,6 +568,15 @@ def test_tls_files_must_be_pem_that_envoy_can_use(tmp_path: Path) -> None:
         ),
     ]:
         assert _error(data, tmp_path) == message
+    # A certificate of a client id an API key names has that key's roles, as every key's.
+    batch = {"subject": "CN=batch", "client": "ops", "roles": ["data"]}
+    certificate = tls(client_ca_file="ca.crt")
+    certificate["tls"]["certificate_clients"] = [batch]
+    assert _error({**BASE, **certificate}, tmp_path) == (
+        "tls.certificate_clients[0].roles: client ops has the roles admin at auth.api_keys[0]: "
+        "Envoy checks roles by client id, so every credential of a client id has the same "
+        "roles; give this one a client id of its own"
+    )
 
 
 def test_cors_origins_are_origins_as_browsers_send_them() -> None:

@@ -416,7 +416,18 @@ def parse_edge(data: Mapping[str, Any], base: Path = Path(".")) -> EdgeConfig:
         if key.key in seen:
             raise ConfigError(f"{node.path}.key: the same key appears twice")
         seen.add(key.key)
-    jwt = tuple(_jwt(n, base) for n in auth.get("jwt", _Node(None, "")).items())
+    jwt_nodes = auth.get("jwt", _Node(None, "")).items()
+    jwt = tuple(_jwt(n, base) for n in jwt_nodes)
+    for i, issuer in enumerate(jwt):
+        if (first := [j.issuer for j in jwt].index(issuer.issuer)) < i:
+            # Envoy's RBAC admits a token's roles by its `iss` (edge/_envoy.py), and the
+            # client-claim check keys on it too: two entries of one issuer mixed theirs.
+            raise ConfigError(
+                f"{jwt_nodes[i].path}.issuer: {issuer.issuer} is also the issuer of "
+                f"{jwt_nodes[first].path}: a token is matched to its entry by its iss claim "
+                "alone, so each would have the roles and client claim of both; list it once, "
+                "with every key set in its jwks_file"
+            )
     groups = {
         name: frozenset(n.identity() for n in members.items())
         for name, members in auth.get("groups", _Node(None, "auth.groups")).mapping().items()

@@ -235,6 +235,22 @@ def test_jwt_files_are_relative_to_the_config(tmp_path: Path) -> None:
     assert issuer.require_expiration is True
 
 
+def test_an_issuer_is_listed_once(tmp_path: Path) -> None:
+    # Envoy's RBAC gives a token the roles of every entry of its `iss`, and the client claim
+    # of the last: a token verified by the data issuer's key set was an admin.
+    (tmp_path / "jwks.json").write_text(JWKS)
+    (tmp_path / "admin-jwks.json").write_text(JWKS.replace("c2VjcmV0LWtleQ", "b3RoZXIta2V5"))
+    issuers = [
+        {"issuer": "https://i.test", "jwks_file": "jwks.json"},
+        {"issuer": "https://i.test", "jwks_file": "admin-jwks.json", "roles": ["admin"]},
+    ]
+    assert _error({"auth": {"jwt": issuers}}, tmp_path) == (
+        "auth.jwt[1].issuer: https://i.test is also the issuer of auth.jwt[0]: a token is "
+        "matched to its entry by its iss claim alone, so each would have the roles and client "
+        "claim of both; list it once, with every key set in its jwks_file"
+    )
+
+
 def test_an_issuers_roles_left_with_no_value_are_refused(tmp_path: Path) -> None:
     # `roles:` with its entries commented out read as no role, where no key means data.
     (tmp_path / "jwks.json").write_text(JWKS)

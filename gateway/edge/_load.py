@@ -448,9 +448,22 @@ def parse_edge(data: Mapping[str, Any], base: Path = Path(".")) -> EdgeConfig:
         top["tls"].mapping().get("certificate_clients", _Node(None, "")).items() if tls else []
     )
     certificates = tls.certificate_clients if tls else ()
-    _one_set_of_roles(
-        [*zip(key_nodes, keys, strict=True), *zip(certificate_nodes, certificates, strict=True)]
-    )
+    credentials: list[tuple[_Node, ApiKey | CertificateClient]] = [
+        *zip(key_nodes, keys, strict=True),
+        *zip(certificate_nodes, certificates, strict=True),
+    ]
+    _one_set_of_roles(credentials)
+    if clients and not jwt:
+        # Then every client id comes from a key or a certificate: a rule for one that none
+        # names (a typo) applies to no call, silently, and the client it meant has no limit.
+        named = {c.client for _, c in credentials}
+        for name, node in top["clients"].mapping().items():
+            if name not in named:
+                raise node.fail(
+                    "no credential names this client id (auth.api_keys, auth.api_keys_file, "
+                    "tls.certificate_clients), so these rules would never apply; client ids "
+                    f"the config names: {', '.join(sorted(named))}"
+                )
     cors = top.get("cors", _Node(None, "cors")).mapping(("allowed_origins",))
     return EdgeConfig(
         api_keys=keys,

@@ -23,6 +23,9 @@ KEY = "sk-ops-0123456789abcdef"
 # A key set Envoy can use (gateway/edge/_jwks.py): one HMAC key.
 JWKS = '{"keys": [{"kty": "oct", "k": "c2VjcmV0LWtleQ"}]}'
 BASE: dict[str, Any] = {"auth": {"api_keys": [{"key": KEY, "client": "ops", "roles": ["admin"]}]}}
+TEAM_A: dict[str, Any] = {
+    "auth": {"api_keys": [{"key": "sk-team-a-0123456789ab", "client": "team-a", "roles": ["data"]}]}
+}
 
 
 def edge(data: Any) -> EdgeConfig:
@@ -182,6 +185,14 @@ def test_an_empty_file_is_the_default() -> None:
             {"clients": {"team-a": {"models": ["/sax/test/*"]}}},
             "clients: no client can be identified: client ids come from auth.api_keys,"
             " auth.jwt or tls.certificate_clients, and the config has none",
+        ),
+        (
+            # Without auth.jwt, a client id comes from a key or a certificate alone: a rule for
+            # a misspelt one (the key's client is ops) applied to no call, so ops had no limit.
+            {**BASE, "clients": {"opz": {"max_concurrent": 1}}},
+            "clients.opz: no credential names this client id (auth.api_keys, "
+            "auth.api_keys_file, tls.certificate_clients), so these rules would never apply; "
+            "client ids the config names: ops",
         ),
     ],
 )
@@ -463,7 +474,8 @@ def test_access_settings_from_the_file() -> None:
             **BASE,
             # A JWT's subject as Auth0 writes it: a valid member, though no client id here.
             "auth": {
-                **BASE["auth"],
+                # team-a's key: a config's client rules name a client id a credential names.
+                "api_keys": [*BASE["auth"]["api_keys"], *TEAM_A["auth"]["api_keys"]],
                 "groups": {"readers": ["ops", "team-a", "auth0|5f7c8e"]},
                 "acl_cache_seconds": 30,
             },

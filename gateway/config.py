@@ -101,18 +101,33 @@ def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_UniqueKeys)  # a SafeLoader: no arbitrary objects
 
 
+#: A quoted value in a YAML problem as long as an API key (gateway/edge/_load.py: 16 characters
+#: or more): an alias or tag name, the one kind of value PyYAML's problems repeat at length,
+#: which an unquoted key beginning with ``*``, ``&`` or ``!`` becomes.
+_LONG_QUOTED = re.compile(r"'(?!<)[^']{16,}'|\"(?!<)[^\"]{16,}\"")  # not '<block end>'...
+
+
 def yaml_error_place(exc: yaml.YAMLError) -> str:
-    """Where ``exc`` found the file at fault, as `` at line N``; for a construct left open
-    (an unclosed quote or bracket), also the line it began on, since the problem is only found
-    at the end of the file. Lines only, never their text: a key file's lines hold keys."""
+    """Where and why ``exc`` found the file at fault, as `` at line N, column C: problem``; for
+    a construct left open (an unclosed quote or bracket), also the line it began on, since
+    the problem is only found at the end of the file. Never a line's text (a key file's lines
+    hold keys), and a problem's quoted value only if too short to be a key."""
     mark = getattr(exc, "problem_mark", None)
     if mark is None:
         return ""
-    where = f" at line {mark.line + 1}"
+    where = f" at line {mark.line + 1}, column {mark.column + 1}"
     began = getattr(exc, "context_mark", None)
     if began is not None and began.line != mark.line:
         where += f", in what began at line {began.line + 1} ({getattr(exc, 'context', '')})"
-    return where
+    problem = getattr(exc, "problem", None)
+    if not problem:
+        return where
+    # PyYAML's own words ("found character '\t' that cannot start any token") say what to
+    # fix, where the line alone left an operator to guess.
+    problem = _LONG_QUOTED.sub("'...'", problem)
+    if "'\\t'" in problem:
+        problem += " (YAML indents with spaces, never tabs)"
+    return f"{where}: {problem}"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -323,8 +323,8 @@ def test_api_keys_file_errors_name_the_file_key(tmp_path: Path) -> None:
         "- {key: sk-team-b-cccccccccccc, client: b, roles: [data]\n"
     )
     assert _error(in_file, tmp_path) == (
-        f"auth.api_keys_file: {keys}: not valid YAML at line 3, in what began at line 2 "
-        "(while parsing a flow mapping)"
+        f"auth.api_keys_file: {keys}: not valid YAML at line 3, column 1, in what began at "
+        "line 2 (while parsing a flow mapping): expected ',' or '}', but got '<stream end>'"
     )
 
 
@@ -342,9 +342,30 @@ def test_load_config_names_the_file(tmp_path: Path) -> None:
         load_config(path)
     # An unclosed quote is found only at the end of the file: the line it opened on too.
     path.write_text('models:\n  /sax/test/a:\n    chat_template: "{{ x }\n    stop: [a]\n\n\n')
-    message = "not valid YAML at line 7, in what began at line 3 (while scanning a quoted scalar)"
+    message = (
+        "not valid YAML at line 7, column 1, in what began at line 3 (while scanning a quoted "
+        "scalar): found unexpected end of stream"
+    )
     with pytest.raises(ConfigError, match=re.escape(f"bad.yaml: {message}") + "$"):
         load_config(path)
+    # What is wrong, not only where: a tab, the usual slip, said "not valid YAML at line 2".
+    path.write_text("limits:\n\tidle_timeout: 5\n")
+    message = (
+        "not valid YAML at line 2, column 1: found character '\\t' that cannot start any token"
+        " (YAML indents with spaces, never tabs)"
+    )
+    with pytest.raises(ConfigError, match=re.escape(f"bad.yaml: {message}") + "$"):
+        load_config(path)
+    path.write_text("limits:\n  idle_timeout: 5\n bad: 1\n")  # YAML's own tokens are named
+    with pytest.raises(ConfigError, match=re.escape("but found '<block mapping start>'") + "$"):
+        load_config(path)
+    # Never a key, though: an unquoted key that YAML reads as an alias (`*...`) is not named.
+    path.write_text(f"auth:\n  api_keys:\n    - {{key: *{KEY}, client: ops, roles: [data]}}\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert str(refused.value).endswith(
+        "not valid YAML at line 3, column 13: found undefined alias '...'"
+    )
     path.write_text("auth: {api_keys: 3}\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: auth.api_keys: expected a list"):
         load_config(path)

@@ -66,6 +66,15 @@ class _UniqueKeys(yaml.SafeLoader):
 
 
 _BOOL = "tag:yaml.org,2002:bool"
+MIN_API_KEY_LENGTH = 16
+"""The fewest characters of an ``auth.api_keys`` key (gateway/edge/_load.py)."""
+
+
+def could_be_api_key(name: str) -> bool:
+    """Whether a name the file holds where a key of a mapping goes could be an API key
+    written in the wrong place (``- sk-...: {client: ops}``), and so must not be repeated
+    in an error: long enough, and neither a setting's snake_case name nor a model ID."""
+    return len(name) >= MIN_API_KEY_LENGTH and not re.fullmatch(r"[a-z_]+|/.*", name)
 
 
 def _mapping(loader: _UniqueKeys, node: yaml.MappingNode) -> dict[Any, Any]:
@@ -80,7 +89,13 @@ def _mapping(loader: _UniqueKeys, node: yaml.MappingNode) -> dict[Any, Any]:
         key = loader.construct_object(key_node)
         line = key_node.start_mark.line + 1
         if isinstance(key, str) and key in seen:
-            raise ConfigError(f"line {line}: {key!r} is set twice (first at line {seen[key]})")
+            first = f"(first at line {seen[key]})"
+            if could_be_api_key(key):
+                raise ConfigError(
+                    f"line {line}: a key of {len(key)} characters is set twice {first}, not "
+                    "repeated here as it may be an API key"
+                )
+            raise ConfigError(f"line {line}: {key!r} is set twice {first}")
         seen.setdefault(key, line)
     return loader.construct_mapping(node)
 
@@ -101,10 +116,12 @@ def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_UniqueKeys)  # a SafeLoader: no arbitrary objects
 
 
-#: A quoted value in a YAML problem as long as an API key (gateway/edge/_load.py: 16 characters
-#: or more): an alias or tag name, the one kind of value PyYAML's problems repeat at length,
-#: which an unquoted key beginning with ``*``, ``&`` or ``!`` becomes.
-_LONG_QUOTED = re.compile(r"'(?!<)[^']{16,}'|\"(?!<)[^\"]{16,}\"")  # not '<block end>'...
+#: A quoted value in a YAML problem as long as an API key (`MIN_API_KEY_LENGTH` or more): an
+#: alias or tag name, the one kind of value PyYAML's problems repeat at length, which an
+#: unquoted key beginning with ``*``, ``&`` or ``!`` becomes.
+_LONG_QUOTED = re.compile(  # not YAML's own '<block mapping start>'
+    rf"'(?!<)[^']{{{MIN_API_KEY_LENGTH},}}'|\"(?!<)[^\"]{{{MIN_API_KEY_LENGTH},}}\""
+)
 
 
 def yaml_error_place(exc: yaml.YAMLError) -> str:

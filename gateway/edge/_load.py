@@ -20,7 +20,13 @@ import yaml
 from gateway.common.errors import InvalidArgumentError
 from gateway.common.limits import MAX_SECONDS
 from gateway.common.names import parse_model_id
-from gateway.config import ConfigError, parse_yaml, yaml_error_place
+from gateway.config import (
+    MIN_API_KEY_LENGTH,
+    ConfigError,
+    could_be_api_key,
+    parse_yaml,
+    yaml_error_place,
+)
 from gateway.edge._hosts import allowed_host
 from gateway.edge._jwks import jwks_problem
 from gateway.edge._origins import allowed_origin
@@ -49,7 +55,6 @@ _LEAST_SECONDS = 0.001
 # What a list key left with no value could have meant (`_Node.given`).
 _EMPTY_OR_ABSENT = "write [] for none, or leave the key out for "
 _ADMIN_ONLY_NULL = "[] opens them all to data, without the key they are admin's"
-_MIN_KEY_LENGTH = 16
 # Largest values Envoy takes (its config's uint32 fields; durations well below the ~9.2e9 s,
 # int64 nanoseconds, where Envoy 1.40 finds them out of range, with room for STREAM_BACKSTOP
 # added to max_stream_duration): a larger one passed here and stopped Envoy at start with a
@@ -71,7 +76,11 @@ class _Node:
     def fail(self, why: str) -> ConfigError:
         return ConfigError(f"{self.path or 'the file'}: {why}")
 
-    def mapping(self, allowed: tuple[str, ...] | None = None) -> dict[str, _Node]:
+    def mapping(
+        self, allowed: tuple[str, ...] | None = None, *, holds_keys: bool = False
+    ) -> dict[str, _Node]:
+        """Its entries by name; an unknown name is an error that repeats it, unless, where
+        ``holds_keys`` (an ``auth.api_keys`` entry), it could be an API key."""
         if self.value is None:
             return {}
         if not isinstance(self.value, Mapping):
@@ -82,7 +91,13 @@ class _Node:
             if not isinstance(key, str):
                 raise ConfigError(f"{path}: keys must be strings")
             if allowed is not None and key not in allowed:
-                raise ConfigError(f"{path}: unknown key; expected one of {', '.join(allowed)}")
+                expected = f"expected one of {', '.join(allowed)}"
+                if holds_keys and could_be_api_key(key):
+                    raise self.fail(
+                        f"an unknown key of {len(key)} characters, not repeated here as it "
+                        f"may be an API key; {expected}"
+                    )
+                raise ConfigError(f"{path}: unknown key; {expected}")
             out[key] = _Node(value, path)
         return out
 
@@ -193,16 +208,16 @@ def _optional(node: _Node | None, read: Callable[[_Node], T]) -> T | None:
 
 
 def _api_key(node: _Node) -> ApiKey:
-    m = node.mapping(("key", "client", "roles"))
+    m = node.mapping(("key", "client", "roles"), holds_keys=True)
     for required in ("key", "client", "roles"):
         if required not in m:
             raise node.fail(f"missing {required!r}")
     key = m["key"].text()
     # Visible ASCII only: the SDKs (httpx) and gRPC refuse to send any other character in a
     # header, and Envoy refuses control characters, so such a key admitted no client.
-    if len(key) < _MIN_KEY_LENGTH or not all("!" <= c <= "~" for c in key):
+    if len(key) < MIN_API_KEY_LENGTH or not all("!" <= c <= "~" for c in key):
         raise m["key"].fail(
-            f"keys are at least {_MIN_KEY_LENGTH} characters, visible ASCII (no spaces, "
+            f"keys are at least {MIN_API_KEY_LENGTH} characters, visible ASCII (no spaces, "
             "control or non-ASCII characters, which clients cannot send in a header)"
         )
     if re.fullmatch(JWT_SHAPE, key):

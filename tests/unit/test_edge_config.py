@@ -225,12 +225,27 @@ def test_every_credential_of_a_client_id_has_the_same_roles(tmp_path: Path) -> N
     )
 
 
-def test_errors_never_show_keys() -> None:
+def test_errors_never_show_keys(tmp_path: Path) -> None:
     twice = {"auth": {"api_keys": [BASE["auth"]["api_keys"][0]] * 2}}
     message = _error(twice)
     assert message == "auth.api_keys[1].key: the same key appears twice"
     assert KEY not in message
     assert KEY not in repr(parse_config(BASE))
+    # A key written where a name goes (`- sk-...: {client: ops, ...}`, a shape one may guess)
+    # was named as an unknown key; a name too short to be a key still is.
+    keyed = {"auth": {"api_keys": [{KEY: {"client": "ops", "roles": ["data"]}}]}}
+    assert _error(keyed) == (
+        "auth.api_keys[0]: an unknown key of 23 characters, not repeated here as it may be an "
+        "API key; expected one of key, client, roles"
+    )
+    typo = {"auth": {"api_keys": [{"key": KEY, "client": "ops", "rolse": ["data"]}]}}
+    assert _error(typo) == "auth.api_keys[0].rolse: unknown key; expected one of key, client, roles"
+    # And as a key set twice, in a keys file written as a mapping of key to client.
+    (tmp_path / "keys.yaml").write_text(f"{KEY}: ops\n{KEY}: ops\n")
+    assert _error({"auth": {"api_keys_file": "keys.yaml"}}, tmp_path) == (
+        f"auth.api_keys_file: {tmp_path / 'keys.yaml'}: line 2: a key of 23 characters is set "
+        "twice (first at line 1), not repeated here as it may be an API key"
+    )
 
 
 def test_jwt_files_are_relative_to_the_config(tmp_path: Path) -> None:

@@ -287,6 +287,12 @@ def _rate(node: _Node) -> Rate:
     rps = m["requests_per_second"].number(maximum=_UINT32)  # tokens per fill
     if rps <= 0:
         raise m["requests_per_second"].fail("must be above 0")
+    if rps < 1 / MAX_SECONDS:
+        # Envoy adds a token every 1/rps s, and refuses an interval past its durations'.
+        raise m["requests_per_second"].fail(
+            f"must be {1 / MAX_SECONDS:.9f} or more (a call every {MAX_SECONDS:.0f} s), the "
+            "slowest rate Envoy takes"
+        )
     burst = m["burst"].integer(1) if "burst" in m else max(1, round(rps))
     if burst < (least := least_burst(rps)):
         raise m.get("burst", node).fail(

@@ -287,8 +287,15 @@ def test_the_largest_numbers_allowed_start_envoy(tmp_path: Path) -> None:
             "models./sax/test/lm.chat_template: Expected an expression, got 'end of statement "
             "block'",
         ),
+        (
+            # Every line commented out (or a file emptied by accident) ran the stack with no
+            # authentication at all, as without --config.
+            {"saxgw.yaml": b"# auth:\n#   api_keys_file: keys.yaml\n\n"},
+            "holds no settings (it is empty, or only comments): leave out --config to run "
+            "with the defaults (no authentication), or write {{}} for them",
+        ),
     ],
-    ids=["config-not-utf8", "keys-not-utf8", "tokenizer", "chat-template"],
+    ids=["config-not-utf8", "keys-not-utf8", "tokenizer", "chat-template", "no-settings"],
 )
 def test_files_saxgw_cannot_use_stop_serve_in_one_line(
     files: dict[str, bytes], message: str, tmp_path: Path

@@ -66,6 +66,15 @@ class _UniqueKeys(yaml.SafeLoader):
 
 
 _BOOL = "tag:yaml.org,2002:bool"
+MIN_API_KEY_LENGTH = 16
+"""The fewest characters of an ``auth.api_keys`` key (gateway/edge/_load.py)."""
+
+
+def could_be_api_key(name: str) -> bool:
+    """Whether a name the file holds where a key of a mapping goes could be an API key
+    written in the wrong place (``- sk-...: {client: ops}``), and so must not be repeated
+    in an error: long enough, and neither a setting's snake_case name nor a model ID."""
+    return len(name) >= MIN_API_KEY_LENGTH and not re.fullmatch(r"[a-z_]+|/.*", name)
 
 
 def _mapping(loader: _UniqueKeys, node: yaml.MappingNode) -> dict[Any, Any]:
@@ -80,7 +89,13 @@ def _mapping(loader: _UniqueKeys, node: yaml.MappingNode) -> dict[Any, Any]:
         key = loader.construct_object(key_node)
         line = key_node.start_mark.line + 1
         if isinstance(key, str) and key in seen:
-            raise ConfigError(f"line {line}: {key!r} is set twice (first at line {seen[key]})")
+            first = f"(first at line {seen[key]})"
+            if could_be_api_key(key):
+                raise ConfigError(
+                    f"line {line}: a key of {len(key)} characters is set twice {first}, not "
+                    "repeated here as it may be an API key"
+                )
+            raise ConfigError(f"line {line}: {key!r} is set twice {first}")
         seen.setdefault(key, line)
     return loader.construct_mapping(node)
 
@@ -101,18 +116,35 @@ def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_UniqueKeys)  # a SafeLoader: no arbitrary objects
 
 
+#: A quoted value in a YAML problem as long as an API key (`MIN_API_KEY_LENGTH` or more): an
+#: alias or tag name, the one kind of value PyYAML's problems repeat at length, which an
+#: unquoted key beginning with ``*``, ``&`` or ``!`` becomes.
+_LONG_QUOTED = re.compile(  # not YAML's own '<block mapping start>'
+    rf"'(?!<)[^']{{{MIN_API_KEY_LENGTH},}}'|\"(?!<)[^\"]{{{MIN_API_KEY_LENGTH},}}\""
+)
+
+
 def yaml_error_place(exc: yaml.YAMLError) -> str:
-    """Where ``exc`` found the file at fault, as `` at line N``; for a construct left open
-    (an unclosed quote or bracket), also the line it began on, since the problem is only found
-    at the end of the file. Lines only, never their text: a key file's lines hold keys."""
+    """Where and why ``exc`` found the file at fault, as `` at line N, column C: problem``; for
+    a construct left open (an unclosed quote or bracket), also the line it began on, since
+    the problem is only found at the end of the file. Never a line's text (a key file's lines
+    hold keys), and a problem's quoted value only if too short to be a key."""
     mark = getattr(exc, "problem_mark", None)
     if mark is None:
         return ""
-    where = f" at line {mark.line + 1}"
+    where = f" at line {mark.line + 1}, column {mark.column + 1}"
     began = getattr(exc, "context_mark", None)
     if began is not None and began.line != mark.line:
         where += f", in what began at line {began.line + 1} ({getattr(exc, 'context', '')})"
-    return where
+    problem = getattr(exc, "problem", None)
+    if not problem:
+        return where
+    # PyYAML's own words ("found character '\t' that cannot start any token") say what to
+    # fix, where the line alone left an operator to guess.
+    problem = _LONG_QUOTED.sub("'...'", problem)
+    if "'\\t'" in problem:
+        problem += " (YAML indents with spaces, never tabs)"
+    return f"{where}: {problem}"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -92,6 +92,13 @@ def load_config(path: str | Path) -> ConfigFile:
         raise ConfigError(f"{path}: not valid YAML{yaml_error_place(exc)}") from exc
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    if data is None:
+        # A file named on purpose that says nothing (emptied by accident, every line commented
+        # out) is not taken for the defaults: they authenticate no one.
+        raise ConfigError(
+            f"{path}: holds no settings (it is empty, or only comments): leave out --config to "
+            "run with the defaults (no authentication), or write {} for them"
+        )
     try:
         return parse_config(data, path.parent)
     except ConfigError as exc:

@@ -72,7 +72,7 @@ def _model(model_id: str, entry: object, base: Path) -> ModelConfig:
         entry = {}
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: must be a mapping")
-    unknown = sorted(set(entry) - _KEYS)
+    unknown = sorted(set(entry) - _KEYS, key=str)  # a number beside a name sorts too
     if unknown:
         known = ", ".join(sorted(_KEYS))
         raise ConfigError(f"{where}.{unknown[0]}: unknown key; expected one of {known}")

@@ -20,7 +20,13 @@ import yaml
 from gateway.common.errors import InvalidArgumentError
 from gateway.common.limits import MAX_SECONDS
 from gateway.common.names import parse_model_id
-from gateway.config import ConfigError, parse_yaml, yaml_error_place
+from gateway.config import (
+    MIN_API_KEY_LENGTH,
+    ConfigError,
+    could_be_api_key,
+    parse_yaml,
+    yaml_error_place,
+)
 from gateway.edge._hosts import allowed_host
 from gateway.edge._jwks import jwks_problem
 from gateway.edge._origins import allowed_origin
@@ -49,7 +55,6 @@ _LEAST_SECONDS = 0.001
 # What a list key left with no value could have meant (`_Node.given`).
 _EMPTY_OR_ABSENT = "write [] for none, or leave the key out for "
 _ADMIN_ONLY_NULL = "[] opens them all to data, without the key they are admin's"
-_MIN_KEY_LENGTH = 16
 # Largest values Envoy takes (its config's uint32 fields; durations well below the ~9.2e9 s,
 # int64 nanoseconds, where Envoy 1.40 finds them out of range, with room for STREAM_BACKSTOP
 # added to max_stream_duration): a larger one passed here and stopped Envoy at start with a
@@ -71,7 +76,11 @@ class _Node:
     def fail(self, why: str) -> ConfigError:
         return ConfigError(f"{self.path or 'the file'}: {why}")
 
-    def mapping(self, allowed: tuple[str, ...] | None = None) -> dict[str, _Node]:
+    def mapping(
+        self, allowed: tuple[str, ...] | None = None, *, holds_keys: bool = False
+    ) -> dict[str, _Node]:
+        """Its entries by name; an unknown name is an error that repeats it, unless, where
+        ``holds_keys`` (an ``auth.api_keys`` entry), it could be an API key."""
         if self.value is None:
             return {}
         if not isinstance(self.value, Mapping):
@@ -82,7 +91,13 @@ class _Node:
             if not isinstance(key, str):
                 raise ConfigError(f"{path}: keys must be strings")
             if allowed is not None and key not in allowed:
-                raise ConfigError(f"{path}: unknown key; expected one of {', '.join(allowed)}")
+                expected = f"expected one of {', '.join(allowed)}"
+                if holds_keys and could_be_api_key(key):
+                    raise self.fail(
+                        f"an unknown key of {len(key)} characters, not repeated here as it "
+                        f"may be an API key; {expected}"
+                    )
+                raise ConfigError(f"{path}: unknown key; {expected}")
             out[key] = _Node(value, path)
         return out
 
@@ -193,16 +208,16 @@ def _optional(node: _Node | None, read: Callable[[_Node], T]) -> T | None:
 
 
 def _api_key(node: _Node) -> ApiKey:
-    m = node.mapping(("key", "client", "roles"))
+    m = node.mapping(("key", "client", "roles"), holds_keys=True)
     for required in ("key", "client", "roles"):
         if required not in m:
             raise node.fail(f"missing {required!r}")
     key = m["key"].text()
     # Visible ASCII only: the SDKs (httpx) and gRPC refuse to send any other character in a
     # header, and Envoy refuses control characters, so such a key admitted no client.
-    if len(key) < _MIN_KEY_LENGTH or not all("!" <= c <= "~" for c in key):
+    if len(key) < MIN_API_KEY_LENGTH or not all("!" <= c <= "~" for c in key):
         raise m["key"].fail(
-            f"keys are at least {_MIN_KEY_LENGTH} characters, visible ASCII (no spaces, "
+            f"keys are at least {MIN_API_KEY_LENGTH} characters, visible ASCII (no spaces, "
             "control or non-ASCII characters, which clients cannot send in a header)"
         )
     if re.fullmatch(JWT_SHAPE, key):
@@ -272,6 +287,12 @@ def _rate(node: _Node) -> Rate:
     rps = m["requests_per_second"].number(maximum=_UINT32)  # tokens per fill
     if rps <= 0:
         raise m["requests_per_second"].fail("must be above 0")
+    if rps < 1 / MAX_SECONDS:
+        # Envoy adds a token every 1/rps s, and refuses an interval past its durations'.
+        raise m["requests_per_second"].fail(
+            f"must be {1 / MAX_SECONDS:.9f} or more (a call every {MAX_SECONDS:.0f} s), the "
+            "slowest rate Envoy takes"
+        )
     burst = m["burst"].integer(1) if "burst" in m else max(1, round(rps))
     if burst < (least := least_burst(rps)):
         raise m.get("burst", node).fail(
@@ -325,6 +346,22 @@ def _quotas(node: _Node) -> Quotas:
         model=model,
         models=MappingProxyType(models),
     )
+
+
+def _one_set_of_roles(credentials: list[tuple[_Node, ApiKey | CertificateClient]]) -> None:
+    """Refuses two credentials (API keys, certificates) that give one client id different
+    roles: Envoy's RBAC admits a role by the client id a credential names (edge/_envoy.py),
+    so each had the roles of all, and a key meant for data alone could publish."""
+    first: dict[str, tuple[_Node, frozenset[str]]] = {}
+    for node, credential in credentials:
+        seen, seen_roles = first.setdefault(credential.client, (node, credential.roles))
+        if credential.roles != seen_roles:
+            raise ConfigError(
+                f"{node.path}.roles: client {credential.client} has the roles "
+                f"{', '.join(sorted(seen_roles)) or 'none'} at {seen.path}: Envoy checks roles "
+                "by client id, so every credential of a client id has the same roles; give "
+                "this one a client id of its own"
+            )
 
 
 def _certificate_client(node: _Node) -> CertificateClient:
@@ -400,7 +437,18 @@ def parse_edge(data: Mapping[str, Any], base: Path = Path(".")) -> EdgeConfig:
         if key.key in seen:
             raise ConfigError(f"{node.path}.key: the same key appears twice")
         seen.add(key.key)
-    jwt = tuple(_jwt(n, base) for n in auth.get("jwt", _Node(None, "")).items())
+    jwt_nodes = auth.get("jwt", _Node(None, "")).items()
+    jwt = tuple(_jwt(n, base) for n in jwt_nodes)
+    for i, issuer in enumerate(jwt):
+        if (first := [j.issuer for j in jwt].index(issuer.issuer)) < i:
+            # Envoy's RBAC admits a token's roles by its `iss` (edge/_envoy.py), and the
+            # client-claim check keys on it too: two entries of one issuer mixed theirs.
+            raise ConfigError(
+                f"{jwt_nodes[i].path}.issuer: {issuer.issuer} is also the issuer of "
+                f"{jwt_nodes[first].path}: a token is matched to its entry by its iss claim "
+                "alone, so each would have the roles and client claim of both; list it once, "
+                "with every key set in its jwks_file"
+            )
     groups = {
         name: frozenset(n.identity() for n in members.items())
         for name, members in auth.get("groups", _Node(None, "auth.groups")).mapping().items()
@@ -417,6 +465,26 @@ def parse_edge(data: Mapping[str, Any], base: Path = Path(".")) -> EdgeConfig:
             "no client can be identified: client ids come from auth.api_keys, auth.jwt or"
             " tls.certificate_clients, and the config has none"
         )
+    certificate_nodes = (
+        top["tls"].mapping().get("certificate_clients", _Node(None, "")).items() if tls else []
+    )
+    certificates = tls.certificate_clients if tls else ()
+    credentials: list[tuple[_Node, ApiKey | CertificateClient]] = [
+        *zip(key_nodes, keys, strict=True),
+        *zip(certificate_nodes, certificates, strict=True),
+    ]
+    _one_set_of_roles(credentials)
+    if clients and not jwt:
+        # Then every client id comes from a key or a certificate: a rule for one that none
+        # names (a typo) applies to no call, silently, and the client it meant has no limit.
+        named = {c.client for _, c in credentials}
+        for name, node in top["clients"].mapping().items():
+            if name not in named:
+                raise node.fail(
+                    "no credential names this client id (auth.api_keys, auth.api_keys_file, "
+                    "tls.certificate_clients), so these rules would never apply; client ids "
+                    f"the config names: {', '.join(sorted(named))}"
+                )
     cors = top.get("cors", _Node(None, "cors")).mapping(("allowed_origins",))
     return EdgeConfig(
         api_keys=keys,

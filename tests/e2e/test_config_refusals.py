@@ -236,6 +236,12 @@ def test_long_and_short_durations_reach_envoy_as_it_reads_them(tmp_path: Path) -
             "quotas: {rate: {requests_per_second: 4294967296}}",
             "quotas.rate.requests_per_second: must be at most 4294967295",
         ),
+        (
+            # A token every 1e10 s: Envoy refused the fill interval ("Duration out-of-range").
+            "quotas: {rate: {requests_per_second: 1e-10}}",
+            "quotas.rate.requests_per_second: must be 0.000000001 or more (a call every "
+            "1000000000 s), the slowest rate Envoy takes",
+        ),
     ],
 )
 def test_numbers_beyond_envoys_range_stop_saxgw_in_one_line(
@@ -255,6 +261,8 @@ def test_the_largest_numbers_allowed_start_envoy(tmp_path: Path) -> None:
         "idle_timeout: 1000000000, max_stream_duration: 1000000000, "
         "request_headers_timeout: 1000000000}\n"
         "quotas: {rate: {requests_per_second: 4294967295, burst: 4294967295}}\n"
+        "clients: {ops: {rate: {requests_per_second: 0.000000001}}}\n"
+        "auth: {api_keys: [{key: sk-ops-0123456789abcdef, client: ops, roles: [data]}]}\n"
     )
     assert _envoy_config(config, tmp_path / "out").returncode == 0
     validate = [str(envoy_binary()), "--mode", "validate", "-c", str(tmp_path / "out/envoy.yaml")]
@@ -279,8 +287,15 @@ def test_the_largest_numbers_allowed_start_envoy(tmp_path: Path) -> None:
             "models./sax/test/lm.chat_template: Expected an expression, got 'end of statement "
             "block'",
         ),
+        (
+            # Every line commented out (or a file emptied by accident) ran the stack with no
+            # authentication at all, as without --config.
+            {"saxgw.yaml": b"# auth:\n#   api_keys_file: keys.yaml\n\n"},
+            "holds no settings (it is empty, or only comments): leave out --config to run "
+            "with the defaults (no authentication), or write {{}} for them",
+        ),
     ],
-    ids=["config-not-utf8", "keys-not-utf8", "tokenizer", "chat-template"],
+    ids=["config-not-utf8", "keys-not-utf8", "tokenizer", "chat-template", "no-settings"],
 )
 def test_files_saxgw_cannot_use_stop_serve_in_one_line(
     files: dict[str, bytes], message: str, tmp_path: Path

@@ -23,6 +23,9 @@ KEY = "sk-ops-0123456789abcdef"
 # A key set Envoy can use (gateway/edge/_jwks.py): one HMAC key.
 JWKS = '{"keys": [{"kty": "oct", "k": "c2VjcmV0LWtleQ"}]}'
 BASE: dict[str, Any] = {"auth": {"api_keys": [{"key": KEY, "client": "ops", "roles": ["admin"]}]}}
+TEAM_A: dict[str, Any] = {
+    "auth": {"api_keys": [{"key": "sk-team-a-0123456789ab", "client": "team-a", "roles": ["data"]}]}
+}
 
 
 def edge(data: Any) -> EdgeConfig:
@@ -183,18 +186,66 @@ def test_an_empty_file_is_the_default() -> None:
             "clients: no client can be identified: client ids come from auth.api_keys,"
             " auth.jwt or tls.certificate_clients, and the config has none",
         ),
+        (
+            # Without auth.jwt, a client id comes from a key or a certificate alone: a rule for
+            # a misspelt one (the key's client is ops) applied to no call, so ops had no limit.
+            {**BASE, "clients": {"opz": {"max_concurrent": 1}}},
+            "clients.opz: no credential names this client id (auth.api_keys, "
+            "auth.api_keys_file, tls.certificate_clients), so these rules would never apply; "
+            "client ids the config names: ops",
+        ),
     ],
 )
 def test_errors_name_the_key(data: Any, message: str) -> None:
     assert message in _error(data)
 
 
-def test_errors_never_show_keys() -> None:
+def test_every_credential_of_a_client_id_has_the_same_roles(tmp_path: Path) -> None:
+    # Envoy checks roles by client id: a data key of `ops` published models with the roles
+    # of another key of `ops` (admin), and a certificate of `batch` had an API key's.
+    keys = [
+        {"key": KEY, "client": "ops", "roles": ["admin", "data"]},
+        {"key": "sk-ops-ci-0123456789ab", "client": "ops", "roles": ["data"]},
+    ]
+    assert _error({"auth": {"api_keys": keys}}) == (
+        "auth.api_keys[1].roles: client ops has the roles admin, data at auth.api_keys[0]: "
+        "Envoy checks roles by client id, so every credential of a client id has the same "
+        "roles; give this one a client id of its own"
+    )
+    (tmp_path / "keys.yaml").write_text(
+        "- {key: sk-ops-ci-0123456789ab, client: ops, roles: [data, admin]}\n"
+    )
+    same = {"auth": {"api_keys": keys[:1], "api_keys_file": "keys.yaml"}}
+    assert [sorted(k.roles) for k in parse_config(same, tmp_path).edge.api_keys] == [
+        ["admin", "data"]
+    ] * 2
+    (tmp_path / "keys.yaml").write_text("- {key: sk-ops-ci-0123456789ab, client: ops, roles: []}\n")
+    assert _error(same, tmp_path).startswith(
+        "auth.api_keys_file[0].roles: client ops has the roles admin, data at auth.api_keys[0]: "
+    )
+
+
+def test_errors_never_show_keys(tmp_path: Path) -> None:
     twice = {"auth": {"api_keys": [BASE["auth"]["api_keys"][0]] * 2}}
     message = _error(twice)
     assert message == "auth.api_keys[1].key: the same key appears twice"
     assert KEY not in message
     assert KEY not in repr(parse_config(BASE))
+    # A key written where a name goes (`- sk-...: {client: ops, ...}`, a shape one may guess)
+    # was named as an unknown key; a name too short to be a key still is.
+    keyed = {"auth": {"api_keys": [{KEY: {"client": "ops", "roles": ["data"]}}]}}
+    assert _error(keyed) == (
+        "auth.api_keys[0]: an unknown key of 23 characters, not repeated here as it may be an "
+        "API key; expected one of key, client, roles"
+    )
+    typo = {"auth": {"api_keys": [{"key": KEY, "client": "ops", "rolse": ["data"]}]}}
+    assert _error(typo) == "auth.api_keys[0].rolse: unknown key; expected one of key, client, roles"
+    # And as a key set twice, in a keys file written as a mapping of key to client.
+    (tmp_path / "keys.yaml").write_text(f"{KEY}: ops\n{KEY}: ops\n")
+    assert _error({"auth": {"api_keys_file": "keys.yaml"}}, tmp_path) == (
+        f"auth.api_keys_file: {tmp_path / 'keys.yaml'}: line 2: a key of 23 characters is set "
+        "twice (first at line 1), not repeated here as it may be an API key"
+    )
 
 
 def test_jwt_files_are_relative_to_the_config(tmp_path: Path) -> None:
@@ -208,6 +259,22 @@ def test_jwt_files_are_relative_to_the_config(tmp_path: Path) -> None:
     assert issuer.roles == frozenset({"admin"})
     assert issuer.client_claim == "sub"
     assert issuer.require_expiration is True
+
+
+def test_an_issuer_is_listed_once(tmp_path: Path) -> None:
+    # Envoy's RBAC gives a token the roles of every entry of its `iss`, and the client claim
+    # of the last: a token verified by the data issuer's key set was an admin.
+    (tmp_path / "jwks.json").write_text(JWKS)
+    (tmp_path / "admin-jwks.json").write_text(JWKS.replace("c2VjcmV0LWtleQ", "b3RoZXIta2V5"))
+    issuers = [
+        {"issuer": "https://i.test", "jwks_file": "jwks.json"},
+        {"issuer": "https://i.test", "jwks_file": "admin-jwks.json", "roles": ["admin"]},
+    ]
+    assert _error({"auth": {"jwt": issuers}}, tmp_path) == (
+        "auth.jwt[1].issuer: https://i.test is also the issuer of auth.jwt[0]: a token is "
+        "matched to its entry by its iss claim alone, so each would have the roles and client "
+        "claim of both; list it once, with every key set in its jwks_file"
+    )
 
 
 def test_an_issuers_roles_left_with_no_value_are_refused(tmp_path: Path) -> None:
@@ -271,8 +338,8 @@ def test_api_keys_file_errors_name_the_file_key(tmp_path: Path) -> None:
         "- {key: sk-team-b-cccccccccccc, client: b, roles: [data]\n"
     )
     assert _error(in_file, tmp_path) == (
-        f"auth.api_keys_file: {keys}: not valid YAML at line 3, in what began at line 2 "
-        "(while parsing a flow mapping)"
+        f"auth.api_keys_file: {keys}: not valid YAML at line 3, column 1, in what began at "
+        "line 2 (while parsing a flow mapping): expected ',' or '}', but got '<stream end>'"
     )
 
 
@@ -290,9 +357,30 @@ def test_load_config_names_the_file(tmp_path: Path) -> None:
         load_config(path)
     # An unclosed quote is found only at the end of the file: the line it opened on too.
     path.write_text('models:\n  /sax/test/a:\n    chat_template: "{{ x }\n    stop: [a]\n\n\n')
-    message = "not valid YAML at line 7, in what began at line 3 (while scanning a quoted scalar)"
+    message = (
+        "not valid YAML at line 7, column 1, in what began at line 3 (while scanning a quoted "
+        "scalar): found unexpected end of stream"
+    )
     with pytest.raises(ConfigError, match=re.escape(f"bad.yaml: {message}") + "$"):
         load_config(path)
+    # What is wrong, not only where: a tab, the usual slip, said "not valid YAML at line 2".
+    path.write_text("limits:\n\tidle_timeout: 5\n")
+    message = (
+        "not valid YAML at line 2, column 1: found character '\\t' that cannot start any token"
+        " (YAML indents with spaces, never tabs)"
+    )
+    with pytest.raises(ConfigError, match=re.escape(f"bad.yaml: {message}") + "$"):
+        load_config(path)
+    path.write_text("limits:\n  idle_timeout: 5\n bad: 1\n")  # YAML's own tokens are named
+    with pytest.raises(ConfigError, match=re.escape("but found '<block mapping start>'") + "$"):
+        load_config(path)
+    # Never a key, though: an unquoted key that YAML reads as an alias (`*...`) is not named.
+    path.write_text(f"auth:\n  api_keys:\n    - {{key: *{KEY}, client: ops, roles: [data]}}\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert str(refused.value).endswith(
+        "not valid YAML at line 3, column 13: found undefined alias '...'"
+    )
     path.write_text("auth: {api_keys: 3}\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: auth.api_keys: expected a list"):
         load_config(path)
@@ -422,7 +510,8 @@ def test_access_settings_from_the_file() -> None:
             **BASE,
             # A JWT's subject as Auth0 writes it: a valid member, though no client id here.
             "auth": {
-                **BASE["auth"],
+                # team-a's key: a config's client rules name a client id a credential names.
+                "api_keys": [*BASE["auth"]["api_keys"], *TEAM_A["auth"]["api_keys"]],
                 "groups": {"readers": ["ops", "team-a", "auth0|5f7c8e"]},
                 "acl_cache_seconds": 30,
             },
@@ -543,6 +632,15 @@ def test_tls_files_must_be_pem_that_envoy_can_use(tmp_path: Path) -> None:
         ),
     ]:
         assert _error(data, tmp_path) == message
+    # A certificate of a client id an API key names has that key's roles, as every key's.
+    batch = {"subject": "CN=batch", "client": "ops", "roles": ["data"]}
+    certificate = tls(client_ca_file="ca.crt")
+    certificate["tls"]["certificate_clients"] = [batch]
+    assert _error({**BASE, **certificate}, tmp_path) == (
+        "tls.certificate_clients[0].roles: client ops has the roles admin at auth.api_keys[0]: "
+        "Envoy checks roles by client id, so every credential of a client id has the same "
+        "roles; give this one a client id of its own"
+    )
 
 
 def test_cors_origins_are_origins_as_browsers_send_them() -> None:

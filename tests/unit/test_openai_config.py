@@ -65,6 +65,11 @@ def test_models_section_parses(tmp_path: Path) -> None:
         ({"/sax/test/lm": {"tokenizer": "missing.model"}}, "tokenizer: no such file: "),
         ({"/sax/test/a": {"aliases": ["x"]}, "/sax/test/b": {"aliases": ["x"]}}, "also an alias"),
         ({"/sax/test/lm": {"aliases": [1]}}, "aliases"),
+        # Before: sorting the unknown keys, a number beside a name, was a TypeError traceback.
+        (
+            {"/sax/test/lm": {1: "x", "alias": ["x"]}},
+            r"^models\./sax/test/lm\.1: unknown key; expected one of aliases, ",
+        ),
         # Before: Jinja's parser recursed into a RecursionError traceback.
         (
             {"/sax/test/lm": {"chat_template": "{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}"}},

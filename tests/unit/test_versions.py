@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
+from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,3 +37,12 @@ def test_the_clients_have_the_projects_version() -> None:
         )
     )
     assert named == {version}
+
+
+def test_the_python_client_reports_its_version() -> None:
+    # saxgateway_client had no __version__ (gateway has one; saxgw --version prints it), so a
+    # caller's bug report could not say which client it ran without pip.
+    import saxgateway_client
+
+    version = _pyproject_version(ROOT / "clients" / "python" / "pyproject.toml")
+    assert saxgateway_client.__version__ == metadata.version("sax-gateway-client") == version

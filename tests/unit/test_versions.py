@@ -37,6 +37,9 @@ def test_the_clients_have_the_projects_version() -> None:
         )
     )
     assert named == {version}
+    # The README names the wheel `python -m build` writes.
+    wheels = set(re.findall(r"sax_gateway-([0-9.]+)-py3", (ROOT / "README.md").read_text()))
+    assert wheels == {version}
 
 
 def test_the_python_client_reports_its_version() -> None:

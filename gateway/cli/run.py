@@ -229,6 +229,9 @@ def _up(args: argparse.Namespace) -> int:
     if problem:
         print(f"saxgw: {problem}", file=sys.stderr)
         return 2
+    if problem := _preflight.no_envoy(args):
+        print(f"saxgw: {problem}", file=sys.stderr)
+        return 1
     args.fs_root = embedded_fs_root(args.sax_root, args.fs_root) if args.embedded else None
     if problem := _preflight.make_state_dirs(args):
         print(f"saxgw: {problem}", file=sys.stderr)

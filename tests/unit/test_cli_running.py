@@ -79,6 +79,41 @@ def test_the_banner_of_a_tls_listener_names_the_flags_it_wants(mtls: bool) -> No
             ]
 
 
+def test_the_banner_names_the_saxgw_that_runs_it_and_the_stacks_own_docs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Installed from the wheel (a venv of its own, a container, pipx), the banner still said
+    # `.venv/bin/saxgw ...`, which was not there, and sent the reader to README.md and
+    # docs/api.md, files of a clone the installed user does not have.
+    bin_dir = tmp_path / "venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    python = bin_dir / "python"
+    monkeypatch.setattr(sys, "executable", str(python))
+    monkeypatch.setenv("PATH", "/nonexistent")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    def tries() -> list[str]:
+        with _stack(None) as stack:
+            lines = banner(ARGS, stack)
+        return lines[lines.index("Ready. Try:") + 2 : -1]
+
+    # Run as `python -m gateway.cli` from an interpreter without the script beside it.
+    monkeypatch.chdir(elsewhere)
+    assert tries() == [
+        f"  {python} -m gateway.cli --gateway 127.0.0.1:61688 ls",
+        "  every route, to try in a browser: http://127.0.0.1:61688/docs",
+    ]
+    script = bin_dir / "saxgw"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    assert tries()[0] == f"  {script} --gateway 127.0.0.1:61688 ls"  # not on PATH
+    monkeypatch.chdir(tmp_path)
+    assert tries()[0] == "  venv/bin/saxgw --gateway 127.0.0.1:61688 ls"  # `make up`'s
+    monkeypatch.setenv("PATH", f"/nonexistent:{bin_dir}")
+    assert tries()[0] == "  saxgw --gateway 127.0.0.1:61688 ls"  # the saxgw on PATH
+
+
 class _Waiting:
     """A stack whose /healthz stays 503, a supervisor with nothing to restart, and a stop
     event that never waits and is set after ``ticks`` checks: `_supervise`'s minute of

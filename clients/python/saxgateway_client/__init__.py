@@ -11,7 +11,10 @@ Every call has a deadline and raises a :class:`SaxGatewayError` subclass on fail
 unary RPC with the same deadline and errors, ``client.stream("WatchAddresses", request)`` any
 streaming one; the generated messages are ``saxgateway.v1``. :class:`AsyncClient` is the
 same for asyncio: ``async with``, ``await client.generate(...)``, ``async for`` over streams.
+``saxgateway_client.__version__`` is the installed distribution's version.
 """
+
+from functools import cache
 
 from saxgateway_client._aio import AsyncClient
 from saxgateway_client._client import Client
@@ -36,6 +39,25 @@ from saxgateway_client._errors import (
 )
 from saxgateway_client._requests import JSONValue, extra_inputs
 
+
+@cache
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sax-gateway-client")
+    except PackageNotFoundError:  # its folder copied into a project, never installed
+        return "0.0.0+unknown"
+
+
+def __getattr__(name: str) -> str:
+    # Read when first asked for: the installed metadata takes milliseconds to find, which
+    # an import of the client for its calls need not spend.
+    if name == "__version__":
+        return _version()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "AbortedError",
     "AlreadyExistsError",
@@ -54,6 +76,7 @@ __all__ = [
     "UnauthenticatedError",
     "UnavailableError",
     "UnimplementedError",
+    "__version__",
     "error_for",
     "extra_inputs",
     "from_rpc_error",

@@ -70,3 +70,18 @@ def test_the_envoy_extra_takes_the_patch_releases_the_containers_envoy_takes() -
     assert requirement.specifier.contains(f"{series}.3"), requirement
     assert not requirement.specifier.contains(f"{major}.{minor + 1}.0"), requirement
     assert not requirement.specifier.contains(f"{major}.{minor - 1}.9"), requirement
+
+
+def test_every_distribution_carries_the_license_it_declares() -> None:
+    # The three packages declare Apache-2.0; a wheel or a tarball without the license's text
+    # leaves its users with a name and no terms. setuptools puts a LICENSE beside
+    # pyproject.toml into the wheel's dist-info, and npm packs one beside package.json
+    # whatever "files" says.
+    text = (ROOT / "LICENSE").read_text()
+    assert text.split()[:5] == ["Apache", "License", "Version", "2.0,", "January"]
+    for pyproject in (ROOT / "pyproject.toml", ROOT / "clients" / "python" / "pyproject.toml"):
+        assert tomllib.loads(pyproject.read_text())["project"]["license"] == "Apache-2.0"
+        assert (pyproject.parent / "LICENSE").read_text() == text, pyproject.parent
+    node = ROOT / "clients" / "node"
+    assert json.loads((node / "package.json").read_text())["license"] == "Apache-2.0"
+    assert (node / "LICENSE").read_text() == text

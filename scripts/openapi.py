@@ -177,7 +177,8 @@ _GRPC_TIMEOUT: Schema = {
     "description": "Deadline of the call: a positive number of up to 8 digits and a unit (H, M, "
     "S, m, u or n), such as 30S or 500m; anything else is a 400. The shorter of this and a body "
     "`timeout` wins, up to the gateway's default timeout (`--default-timeout`, 60 s; a "
-    "stream's: 600 s), which also applies without either. On the HTTP streams and the OpenAI "
+    "stream's: 600 s), which also applies without either. Either counts from the request's "
+    "first byte: time spent sending the body is part of it. On the HTTP streams and the OpenAI "
     "routes the gateway alone keeps it (grpc is not told), so a stream always ends with its "
     "last event.",
     "schema": {"type": "string", "pattern": "^0*[1-9][0-9]{0,7}[HMSmun]$"},

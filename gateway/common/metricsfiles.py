@@ -154,17 +154,46 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+#: Heartbeat file -> its mtime when this process last read it, `time.monotonic` then, and the
+#: heartbeat's age then (`_heartbeat_age`).
+_beats: dict[str, tuple[float, float, float]] = {}
+
+
+def _heartbeat_age(path: Path, wall: float, mono: float) -> float:
+    """Seconds since the heartbeat at ``path`` was last touched (FileNotFoundError if gone).
+
+    Its mtime is on the wall clock, which NTP, a VM's resume or a hand may step: a step of
+    an hour forward made every live process in another namespace look an hour silent until
+    its next touch, and a scrape then (within the second) dropped its live gauges and folded
+    its counts, which it went on writing into files no longer read; a step back kept a dead
+    one's gauges for as long. So the wall clock only dates a heartbeat first seen, or one set
+    back (by a touch after such a step, or by hand); after that its age grows on
+    `time.monotonic`, and one touched since the last read is at most that old."""
+    beat = path.stat().st_mtime
+    age = max(0.0, wall - beat)
+    last = _beats.get(str(path))
+    if last is not None:
+        mtime, read_at, then = last
+        if beat == mtime:
+            age = then + (mono - read_at)
+        elif beat > mtime:
+            age = min(age, mono - read_at)
+    _beats[str(path)] = (beat, mono, age)
+    return age
+
+
 def _silence(directory: str, pid: int, namespace: str | None, own: str, now: float) -> float:
     """How long the process has been gone, in seconds: 0 while it lives, ``math.inf`` once it
     is gone for good (its pid in ``own``, the caller's PID namespace, is; or its heartbeat
-    file is); else the age of its heartbeat."""
+    file is); else the age of its heartbeat (``now``: `time.time`)."""
     if namespace is None or namespace == own:
         return 0.0 if _pid_alive(pid) else math.inf
     try:
-        beat = _heartbeat_path(directory, f"{pid}-{namespace}").stat().st_mtime
+        return _heartbeat_age(
+            _heartbeat_path(directory, f"{pid}-{namespace}"), now, time.monotonic()
+        )
     except FileNotFoundError:
         return math.inf
-    return now - beat
 
 
 def forget_gone(directory: str) -> set[str]:
@@ -177,6 +206,10 @@ def forget_gone(directory: str) -> set[str]:
         names = os.listdir(directory)
     except FileNotFoundError:  # gone itself (unmounted, cleaned away)
         return set()
+    here = Path(directory)
+    for read in [Path(p) for p in _beats]:  # forgotten with their files
+        if read.parent == here and read.name not in names:
+            del _beats[str(read)]
     silences: dict[str, float] = {}
     for name in names:
         match = _PROCESS_FILE.fullmatch(name)

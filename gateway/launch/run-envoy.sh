@@ -36,7 +36,9 @@ active_requests() {
     tr -d '\r' | sed -n 's/^http\.ingress_http\.downstream_rq_active: //p'
 }
 
-"$@" &
+# UTC: Envoy's own log lines carry its local time, and the JSON format the deployments give
+# it (gateway/launch/stack.py ENVOY_JSON_LOG) says Z, as its access log's START_TIME is.
+TZ=UTC "$@" &
 envoy_pid=$!
 
 drain() {

@@ -159,15 +159,18 @@ def _gateway_healthy(envoy: EnvoySettings) -> bool:
 # Envoy's own log lines (spdlog) as JSON objects named as the gateway's are (common/logs.py),
 # so that they do not break a JSON log stream between its access log lines.
 ENVOY_JSON_LOG = '{"time":"%Y-%m-%dT%T.%eZ","level":"%l","logger":"envoy.%n","message":"%j"}'
+#: ... and the environment that makes their time UTC, as the Z says: spdlog writes the local
+#: time (its access log's START_TIME is UTC whatever the zone).
+ENVOY_JSON_ENV = {"TZ": "UTC"}
 
 
-def _envoy_log_flags(log_format: LogFormat, log_path: str | None) -> list[str]:
-    """``--log-format`` for Envoy: JSON when the gateways log JSON (``auto``: unless Envoy
-    writes to a terminal, as the gateways decide)."""
+def _envoy_logging(log_format: LogFormat, log_path: str | None) -> tuple[list[str], dict[str, str]]:
+    """``--log-format`` for Envoy and its environment: JSON when the gateways log JSON
+    (``auto``: unless Envoy writes to a terminal, as the gateways decide)."""
     terminal = log_path is None and sys.stderr.isatty()
     if resolved(log_format, terminal=terminal) == "json":
-        return ["--log-format", ENVOY_JSON_LOG]
-    return []
+        return ["--log-format", ENVOY_JSON_LOG], ENVOY_JSON_ENV
+    return [], {}
 
 
 #: Seconds a gateway may take to exit after its grace period, before it is killed.
@@ -371,6 +374,7 @@ class Stack:
             self.group.wait_until(name, partial(health_answers, address), timeout)
         config = Path(self._tmp.name) / "envoy.yaml"  # private: it may hold API keys
         write_private(config, render(self.envoy, secrets_dir=Path(self._tmp.name) / "secrets"))
+        log_flags, log_env = _envoy_logging(s.gateway.telemetry.log_format, self._log("envoy"))
         self.group.start(
             "envoy",
             [
@@ -385,8 +389,9 @@ class Stack:
                 "--file-flush-interval-msec",
                 "1000",  # access log lines reach the log within a second, not ten
                 *envoy_concurrency_flags(self.envoy),
-                *_envoy_log_flags(s.gateway.telemetry.log_format, self._log("envoy")),
+                *log_flags,
             ],
+            env=log_env,
             log_path=self._log("envoy"),
             stdout="ours",  # its access log (docs/operations.md)
         )

@@ -195,20 +195,39 @@ def deadline(
     default: float,
 ) -> float:
     """Seconds left for this call: the shortest of the gRPC deadline (a moment before it,
-    `REPORT_MARGIN_S`), the request's ``timeout`` field and the gateway's default."""
+    `REPORT_MARGIN_S`), the request's ``timeout`` field and the gateway's default. The
+    caller's own (the first two) count from when Envoy began to receive the call
+    (`RECEIVING_HEADER`), not from when the gateway got it whole; 0 once passed."""
     seconds = default
+    receiving = _receiving(context)
     if requested is not None:  # sent, even as 0s: a caller who asks for no time at all erred
         asked = _seconds(requested, "timeout")
         if asked <= 0:
             raise invalid("timeout", "must be positive")
-        seconds = min(seconds, asked)
+        seconds = min(seconds, asked - receiving)
     remaining = context.time_remaining()
     if remaining is not None:
-        seconds = min(seconds, remaining - min(REPORT_MARGIN_S, remaining / 10))
+        remaining -= receiving
+        seconds = min(seconds, remaining - min(REPORT_MARGIN_S, max(remaining, 0.0) / 10))
     relayed = metadata_value(context, RELAYED_TIMEOUT_HEADER)
     if relayed is not None:
-        seconds = min(seconds, _grpc_timeout(relayed))
-    return seconds
+        seconds = min(seconds, _grpc_timeout(relayed) - receiving)
+    return max(seconds, 0.0)
+
+
+#: The header in which Envoy tells the gateway how long it took to receive the request, from
+#: its first byte to its last (`%REQUEST_DURATION%`, ms; envoy/envoy.yaml.tmpl). Envoy hands
+#: a call on only once its body has come whole (the transcoder, the buffer filter), and grpc
+#: starts a call's deadline when it gets it: a body sent over 3.5 s with `grpc-timeout: 2S`
+#: had its 504 after 5.3 s. A caller who sends it itself only shortens its own deadline.
+RECEIVING_HEADER = "x-saxgw-receiving-ms"
+_RECEIVING = re.compile(r"[0-9]{1,9}")
+
+
+def _receiving(context: Context) -> float:
+    """Seconds Envoy took to receive the call (0 if it did not say)."""
+    value = metadata_value(context, RECEIVING_HEADER)
+    return int(value) / 1000 if value is not None and _RECEIVING.fullmatch(value) else 0.0
 
 
 #: The header in which Envoy hands the gateway an HTTP client's ``grpc-timeout`` on the

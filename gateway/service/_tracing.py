@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -153,18 +154,23 @@ class Tracing:
         """The span of one gateway call, child of the caller's ``traceparent`` if it sent one."""
         parent = _PROPAGATOR.extract(_carrier(metadata))
         service, _, method = full_method.lstrip("/").partition("/")
-        return self._tracer.start_span(
+        start = _Start(time.time_ns(), time.monotonic_ns())
+        span = self._tracer.start_span(
             full_method.lstrip("/"),
             context=parent,
             kind=SpanKind.SERVER,
             attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": method},
+            start_time=start.wall,
         )
+        _starts[span] = start
+        return span
 
     def client_span(
         self, parent: Span, method: str, address: str, number: int
     ) -> tuple[Span, tuple[tuple[str, str], ...]]:
         """A span for one RPC to a Sax server, and the metadata that carries it there."""
         host, _, port = address.rpartition(":")
+        start = _Start.since(_starts.get(parent))
         span = self._tracer.start_span(
             f"sax {method}",
             context=trace.set_span_in_context(parent),
@@ -177,7 +183,9 @@ class Tracing:
                 "sax.attempt": number,
                 "sax.failover": number > 1,
             },
+            start_time=start.wall,
         )
+        _starts[span] = start
         carrier: dict[str, str] = {}
         _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
         return span, tuple(carrier.items())
@@ -195,6 +203,31 @@ class Tracing:
             self._provider.shutdown()
         finally:
             stop.cancel()
+
+
+class _Start:
+    """When a span started: on the wall clock (what a trace shows) and on the monotonic one.
+    A call's spans are timed on the monotonic clock from its server span's start: each
+    OpenTelemetry span read the wall clock at its start and end, so a step of it (NTP, a
+    VM's resume) during a call gave its spans negative or hour-long durations, and its Sax
+    RPCs' spans starts before their parent's."""
+
+    __slots__ = ("monotonic", "wall")
+
+    def __init__(self, wall: int, monotonic: int) -> None:
+        self.wall, self.monotonic = wall, monotonic
+
+    @classmethod
+    def since(cls, origin: _Start | None) -> _Start:
+        """Now, on ``origin``'s timeline (the wall clock's, without one)."""
+        monotonic = time.monotonic_ns()
+        if origin is None:
+            return cls(time.time_ns(), monotonic)
+        return cls(origin.wall + monotonic - origin.monotonic, monotonic)
+
+
+#: Each span's start, while the span lives.
+_starts: weakref.WeakKeyDictionary[Span, _Start] = weakref.WeakKeyDictionary()
 
 
 #: The codes that make a server span an error, as OpenTelemetry's gRPC conventions list them:
@@ -230,4 +263,5 @@ def end_span(
         span.set_attribute("error.type", code.name)
         if not server or code in SERVER_ERRORS:
             span.set_status(Status(StatusCode.ERROR, code.name))
-    span.end()
+    start = _starts.pop(span, None)
+    span.end(end_time=None if start is None else _Start.since(start).wall)

@@ -4,11 +4,12 @@ it cleanly with status 0."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from gateway.launch.processes import free_port, port_open
@@ -30,11 +31,13 @@ def test_waiting_for_the_cell_polls_healthz_once_a_second(tmp_path: Path) -> Non
     ports = ["--port", str(port), "--envoy-admin-port", str(free_port())]
     ports += ["--gateway-ports", str(free_port()), "--ops-port", "0", "--log-dir", str(logs)]
     stderr = tmp_path / "stderr"
+    # A host whose local time is not UTC (9 h ahead): every time logged is still UTC.
     with stderr.open("w") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve", "--sax-root", str(root), *ports],
             stdout=subprocess.DEVNULL,
             stderr=err,
+            env={**os.environ, "TZ": "Asia/Tokyo"},
         )
     try:
         deadline = time.monotonic() + 120
@@ -43,6 +46,7 @@ def test_waiting_for_the_cell_polls_healthz_once_a_second(tmp_path: Path) -> Non
             time.sleep(0.5)
     finally:
         proc.send_signal(signal.SIGTERM)
+        stopped = datetime.now(UTC)
         status = proc.wait(timeout=60)
     assert status == 0
     assert not port_open(f"127.0.0.1:{port}")  # Envoy went with it
@@ -50,7 +54,9 @@ def test_waiting_for_the_cell_polls_healthz_once_a_second(tmp_path: Path) -> Non
     # them; before, they were spdlog's text between the JSON access log lines.
     lines = [json.loads(line) for line in (logs / "envoy.log").read_text().splitlines()]
     [sigterm] = [line for line in lines if "ENVOY_SIGTERM" in line.get("message", "")]
-    assert sigterm.pop("time").endswith("Z")
+    # Envoy's own lines said local time with a Z (spdlog's clock): 9 h off here.
+    logged = datetime.fromisoformat(sigterm.pop("time").replace("Z", "+00:00"))
+    assert abs((logged - stopped).total_seconds()) < 30, (logged, stopped)
     assert sigterm == {
         "level": "warning",
         "logger": "envoy.main",

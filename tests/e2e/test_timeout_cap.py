@@ -15,7 +15,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import httpx
@@ -71,6 +71,37 @@ def test_a_deadline_longer_than_the_default_ends_at_the_default(
     assert response.status_code == 504, response.text
     assert response.json()["code"] == 4
     assert took < 1.9, took
+
+
+def _slowly(body: Mapping[str, str], seconds: float) -> Iterator[bytes]:
+    """``body`` as JSON, sent in four parts over ``seconds``."""
+    data = json.dumps(dict(body)).encode()
+    step = len(data) // 4 + 1
+    for start in range(0, len(data), step):
+        yield data[start : start + step]
+        time.sleep(seconds / 4)
+
+
+def test_a_callers_deadline_counts_from_the_first_byte_of_its_request(stack: Stack) -> None:
+    # Envoy hands a call on once its body has come whole, and grpc (or the gateway, for an
+    # OpenAI call's grpc-timeout) started the deadline then: a 0.5 s deadline of a body sent
+    # over 1.2 s had 0.5 s more, and the model answered 200 well past it. Now it has passed
+    # by the time the gateway gets the call.
+    calls = [
+        (f"/v1{MODEL}:generate", {"query": "q"}, "code"),
+        ("/v1/completions", {"model": MODEL, "prompt": "q"}, "error"),
+    ]
+    with (
+        published(stack, MODEL, TEST_LM),
+        httpx.Client(base_url=stack.http_url, timeout=10) as http,
+    ):
+        for path, body, key in calls:
+            headers = {"grpc-timeout": "500m", "content-type": "application/json"}
+            response = http.post(path, content=_slowly(body, 1.2), headers=headers)
+            assert response.status_code == 504, response.text
+            reply = response.json()
+            message = reply["message"] if key == "code" else reply["error"]["message"]
+            assert message.startswith(f"call to {MODEL} exceeded its deadline"), reply
 
 
 def test_the_documents_name_the_cap() -> None:

@@ -17,8 +17,8 @@ import yaml
 from gateway.cli.main import main, parser
 from gateway.configfile import load_config
 from gateway.edge import EdgeConfig
-from gateway.launch.envoy import envoy_binary
-from gateway.launch.stack import ENVOY_JSON_LOG
+from gateway.launch.envoy import envoy_binary, run_script
+from gateway.launch.stack import ENVOY_JSON_ENV, ENVOY_JSON_LOG
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -110,6 +110,18 @@ def test_compose_commands_parse_and_agree(override: str | None) -> None:
         # Envoy's admin listens on its loopback: ops joins Envoy's network to reach it.
         assert services["ops"]["network_mode"] == "service:envoy"
         assert (ops.host, ops.port) == ("0.0.0.0", 8889)
+
+
+def test_run_envoy_gives_envoy_the_zone_its_json_log_names() -> None:
+    # Every container runs Envoy through run-envoy.sh with ENVOY_JSON_LOG, whose times end in
+    # Z; spdlog writes the local time, so a host zone (TZ set, /etc/localtime mounted) made
+    # each Envoy line hours off the access log's and the gateway's. Here the command is
+    # `date` in Envoy's place.
+    env = {"PATH": "/usr/bin:/bin", "TZ": "Asia/Tokyo"}
+    command = ["bash", str(run_script()), "1", "1", "date", "+%z"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)
+    assert (done.returncode, done.stdout) == (0, "+0000\n")
+    assert ENVOY_JSON_ENV == {"TZ": "UTC"}  # what `saxgw up` gives it
 
 
 def test_compose_metrics_volume_is_fresh_per_run() -> None:

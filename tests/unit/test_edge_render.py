@@ -18,6 +18,7 @@ from gateway.cli.main import main
 from gateway.configfile import parse_config
 from gateway.edge._ratelimit import rate_limit
 from gateway.launch.envoy import EnvoySettings, envoy_binary, render, route_timeout_over
+from gateway.service._fields import RECEIVING_HEADER
 from gateway.service._streams import CLIENT_ADDRESS_HEADER
 from tests._envoy_routes import unary_route_timeouts
 from tests.e2e.security._credentials import CertificateAuthority, JwtSigner
@@ -424,11 +425,14 @@ def test_every_route_hands_the_gateway_the_clients_address(tmp_path: Path) -> No
         },
         "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
     }
-    # The other header is gRPC's te: trailers (tests/e2e/test_grpc_protocol.py).
+    # The others are gRPC's te: trailers (tests/e2e/test_grpc_protocol.py) and how long Envoy
+    # took to receive the request (tests/e2e/test_timeout_cap.py), a client's own removed.
     assert [h["header"]["key"] for h in gateway["request_headers_to_add"]] == [
         CLIENT_ADDRESS_HEADER,
         "te",
+        RECEIVING_HEADER,
     ]
+    assert gateway["request_headers_to_remove"] == [RECEIVING_HEADER]
     assert [r["match"] for r in gateway["routes"] if "request_headers_to_add" in r] == []
 
 

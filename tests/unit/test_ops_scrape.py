@@ -241,3 +241,56 @@ def test_a_scrape_does_not_wait_for_a_stopped_flush_for_ever(tmp_path: Path) -> 
         assert held
         scraped = pool.submit(scrape, OpsSettings(metrics_dir=str(tmp_path)))
         assert scraped.result(timeout=metricsfiles.LOCK_WAIT_S + 10) is not None
+
+
+class _SteppedClock:
+    """The clocks `metricsfiles` reads: the wall clock stepped by ``step`` (NTP, a VM's resume,
+    a hand), and the monotonic one ``waited`` seconds on."""
+
+    def __init__(self) -> None:
+        self.step = 0.0
+        self.waited = 0.0
+
+    def time(self) -> float:
+        return time.time() + self.step
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.waited
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+def test_a_step_of_the_wall_clock_neither_buries_a_live_gateway_nor_keeps_a_dead_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A gateway in another container (PID namespace "1": never the test's own), with its
+    # heartbeat, a live gauge and a counter. Judged by its heartbeat's mtime against the wall
+    # clock, an hour's step forward between its touch and a scrape (within its second) made a
+    # live gateway an hour silent: its live gauges dropped and its counts folded while it went
+    # on writing them; an hour back kept a dead one's gauges for an hour.
+    clock = _SteppedClock()
+    monkeypatch.setattr(metricsfiles, "time", clock)
+    beat, gauge, counter = (
+        tmp_path / name for name in ("4242-1.alive", "gauge_livesum_4242-1.db", "counter_4242-1.db")
+    )
+    for path in (beat, gauge, counter):
+        path.touch()
+    touched = time.time() - 1
+    os.utime(beat, (touched, touched))
+    assert metricsfiles.forget_gone(str(tmp_path)) == set()
+    os.utime(beat, (touched + 1, touched + 1))  # its next touch, a second later
+    clock.step = 3600.0
+    for _ in range(2):  # the touch after the step, and again before its next one
+        assert metricsfiles.forget_gone(str(tmp_path)) == set()
+        assert beat.exists() and gauge.exists() and counter.exists()
+
+    # It dies (no more touches), and the clock steps back an hour: silent for STALE_AFTER_S,
+    # it is gone all the same, and gone for good after SETTLED_AFTER_S.
+    clock.step = -3600.0
+    clock.waited = STALE_AFTER_S + 1
+    assert metricsfiles.forget_gone(str(tmp_path)) == set()
+    assert beat.exists() and not gauge.exists() and counter.exists()
+    clock.waited = SETTLED_AFTER_S + 1
+    assert metricsfiles.forget_gone(str(tmp_path)) == {"4242-1"}
+    assert not beat.exists() and counter.exists()

@@ -14,6 +14,7 @@ from saxgateway.v1 import gateway_pb2 as pb
 
 from gateway.client import ClientSettings, InvalidArgumentError
 from gateway.common.deadline import now
+from gateway.common.errors import DeadlineExceededError
 from gateway.common.rpc import Context
 from gateway.config import GatewaySettings
 from gateway.service import _deadlines as deadlines
@@ -85,6 +86,43 @@ def test_a_grpc_timeout_envoy_relays_is_the_gateways_alone_to_keep() -> None:
     for bad in ("0S", "1s", "123456789S", "-1S", "soon", ""):
         with pytest.raises(InvalidArgumentError, match="grpc-timeout: not a gRPC timeout"):
             deadlines.call_deadline(relayed(bad), _generate(), SETTINGS)
+
+
+def test_the_callers_deadline_counts_from_when_envoy_began_to_receive_the_call() -> None:
+    # Envoy hands a call on once its body has come whole, and says how long that took
+    # (x-saxgw-receiving-ms): a body sent over 1.5 s leaves a 2 s deadline 0.5 s, whichever
+    # way the caller gave it; the gateway's own default is its own. Before, the deadline
+    # began when the gateway got the call: the caller's 504 came 1.5 s late.
+    def received(ms: str, remaining: float | None = None, *metadata: tuple[str, str]) -> Context:
+        return cast(Context, _Context(remaining, (("x-saxgw-receiving-ms", ms), *metadata)))
+
+    at = now()
+    relayed = ("x-saxgw-grpc-timeout", "2S")
+    for context, request, left in (
+        (received("1500", None, relayed), _generate(), 0.5),
+        (received("1500"), _generate(2), 0.5),
+        (received("1500", 2.0), _generate(), 0.45),  # grpc's, less a tenth of what is left
+    ):
+        deadline = deadlines.call_deadline(context, request, SETTINGS)
+        assert deadline.at == pytest.approx(at + left, abs=0.02)
+    assert deadlines.call_deadline(received("1500"), _generate(), SETTINGS).at == pytest.approx(
+        at + 30, abs=0.05
+    )
+    # Past already: no time left (not a negative amount of it).
+    for context, request in (
+        (received("2500", None, relayed), _generate()),
+        (received("2500"), _generate(2)),
+        (received("2500", 2.0), _generate()),
+    ):
+        late = deadlines.call_deadline(context, request, SETTINGS)
+        assert late.at == pytest.approx(at, abs=0.05)
+        with pytest.raises(DeadlineExceededError, match="Generate exceeded its deadline"):
+            late.timeout("Generate")
+    # What is not a count of milliseconds (Envoy sends none when it forwarded the call before
+    # its body) counts as no wait.
+    for value in ("", "-", "1.5", "-100", "1e3", "9999999999"):
+        deadline = deadlines.call_deadline(received(value, None, relayed), _generate(), SETTINGS)
+        assert deadline.at == pytest.approx(at + 2, abs=0.05), value
 
 
 def test_the_servicer_gets_the_deadline_fixed_where_the_call_entered() -> None:

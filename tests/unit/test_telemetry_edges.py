@@ -9,6 +9,7 @@ import json
 import logging
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -233,6 +234,47 @@ def test_a_sax_call_continues_the_callers_trace() -> None:
     assert server.parent is not None and f"{server.parent.span_id:016x}" == "b7ad6b7169203331"
     assert span.parent is not None and span.parent.span_id == server_context.span_id
     assert dict(metadata)["traceparent"] == f"00-{TRACE_ID}-{sax_context.span_id:016x}-01"
+
+
+def test_a_step_of_the_wall_clock_during_a_call_leaves_its_spans_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each span read the wall clock at its start and end: stepped back an hour (NTP, a VM's
+    # resume) during a call, its Sax RPC's span began an hour before the call's, and the
+    # call's span ended an hour before it began. Spans kept in memory, not exported.
+    import grpc
+    from opentelemetry.sdk import trace as sdk_trace
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from gateway.service import _tracing
+
+    exporter = InMemorySpanExporter()
+    provider = sdk_trace.TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing = Tracing("http://127.0.0.1:4317", "sax-gateway")
+    tracing._tracer = provider.get_tracer("test")
+    step, real = [0], time.time_ns
+
+    def wall() -> int:
+        return real() + step[0]
+
+    monkeypatch.setattr(sdk_trace, "time_ns", wall)
+    monkeypatch.setattr(time, "time_ns", wall)  # as _tracing reads it
+    server = tracing.server_span("/saxgateway.v1.SaxGateway/Generate", ())
+    step[0] = -3600 * 10**9
+    sax, _ = tracing.client_span(server, "lm.Generate", "10.0.0.7:14001", 1)
+    _tracing.end_span(sax, grpc.StatusCode.OK)
+    _tracing.end_span(server, grpc.StatusCode.OK, server=True)
+    monkeypatch.undo()
+    tracing.shutdown()
+
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    call, rpc = spans["saxgateway.v1.SaxGateway/Generate"], spans["sax lm.Generate"]
+    times = [call.start_time, rpc.start_time, rpc.end_time, call.end_time]
+    ints = [t for t in times if isinstance(t, int)]
+    assert ints == sorted(ints) and len(ints) == 4, times
+    assert ints[3] - ints[0] < 10**9  # ns: well under a second, not an hour
 
 
 @pytest.mark.parametrize(

@@ -754,3 +754,49 @@ def test_an_unpublished_models_replicas_leave_the_scrape(ops_stack: Stack) -> No
     lines = _lines_until(ops_stack, lambda lines: not any(s.startswith(series) for s in lines))
     assert [line for line in lines if line.startswith(series)] == []
     assert f"{series} 0.0" not in lines
+
+
+def test_a_call_without_its_request_message_is_counted(ops_stack: Stack) -> None:
+    # A grpc-web POST with an empty body (or a frame cut short, or a gRPC client that
+    # half-closes at once) is the gateway's INVALID_ARGUMENT, as Envoy's access log says
+    # (grpc_status 3), but was answered outside the telemetry: no count, no duration, so the
+    # dashboard's errors by code and error ratio never showed such a broken client.
+    web = {"content-type": "application/grpc-web+proto", "x-grpc-web": "1", **AUTH}
+    requests, duration = "saxgw_requests_total", "gen_ai_server_request_duration_seconds_count"
+    counted = {
+        method: {"grpc_method": method, "grpc_code": "INVALID_ARGUMENT", "client": "team-a"}
+        for method in ("Generate", "GenerateStream")
+    }
+    timed = {
+        operation: {
+            "gen_ai_operation_name": operation,
+            "gen_ai_request_model": "unknown",
+            "error_type": "INVALID_ARGUMENT",
+        }
+        for operation in ("lm.generate", "lm.generate_stream")
+    }
+    before = _scrape_until(ops_stack, lambda s: True)
+
+    def added(samples: Samples, name: str, labels: dict[str, str]) -> float:
+        return _value(samples, name, **labels) - _value(before, name, **labels)
+
+    with httpx.Client(base_url=ops_stack.http_url, timeout=30) as http:
+        for method in counted:
+            reply = http.post(f"{SERVICE}/{method}", content=b"", headers=web)
+            assert (reply.status_code, reply.headers["grpc-status"]) == (200, "3"), reply.headers
+    samples = _scrape_until(
+        ops_stack,
+        lambda s: (
+            all(added(s, requests, labels) >= 1 for labels in counted.values())
+            and all(added(s, duration, labels) >= 1 for labels in timed.values())
+        ),
+        timeout=5,
+    )
+    assert {m: added(samples, requests, labels) for m, labels in counted.items()} == {
+        "Generate": 1,
+        "GenerateStream": 1,
+    }
+    assert {op: added(samples, duration, labels) for op, labels in timed.items()} == {
+        "lm.generate": 1,
+        "lm.generate_stream": 1,
+    }

@@ -193,6 +193,12 @@ class GatewayMetrics:
             [_MODEL],
             registry=r,
         )
+        self.starts = Counter(
+            "saxgw_gateway_starts",
+            "Gateway processes started, each counting its own start: one per process at first, "
+            "then one more for each restart.",
+            registry=r,
+        )
         # Labelled models with replicas (or calls since they had none): the hot path's one
         # lookup. Those without, by when they last had replicas or calls: still labelled,
         # given up to a new model once idle for IDLE_S and the cap is reached.

@@ -121,6 +121,11 @@ class GatewayServer:
         if telemetry.metrics and telemetry.metrics_dir:
             use_directory(telemetry.metrics_dir)
         metrics = GatewayMetrics() if telemetry.metrics else None
+        if metrics is not None:
+            # At once, not at the first flush: a process that dies within a second of its
+            # start (a crash loop) is counted too. The other counters carry on across a
+            # restart (the ops server adds up gone processes' files), so this is what shows it.
+            metrics.starts.inc()
         tracing = None
         if telemetry.otlp_endpoint:
             tracing = Tracing(

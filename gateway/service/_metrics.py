@@ -297,11 +297,15 @@ class GatewayMetrics:
             self._idle[label] = time.monotonic()
         self.replicas.labels(label).set(len(addresses))
         # A report of the set it had (a new watch of it: after a change made through this
-        # gateway, or a watch that was cut short and renewed) changes nothing.
+        # gateway, or a watch that was cut short and renewed) changes nothing; nor does the
+        # first report this process has of the model (its first call, or its first since a
+        # restart, in each process), the set it starts from.
         reported = frozenset(addresses)
-        if self._addresses.get(label) != reported:
+        known = self._addresses.get(label)
+        if known != reported:
             self._addresses[label] = reported
-            self.address_changes.labels(label).inc()
+            if known is not None:
+                self.address_changes.labels(label).inc()
 
     def set_admin_up(self, cell: str, up: bool) -> None:
         """Records whether ``cell``'s admin answered the health probe."""

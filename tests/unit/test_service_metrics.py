@@ -56,6 +56,24 @@ def test_replicas_of_an_unknown_model_make_no_series() -> None:
     text = generate_latest(metrics.registry).decode()
     assert "/sax/test/never" not in text
     assert 'saxgw_model_replicas{gen_ai_request_model="/sax/test/lm"} 0.0' in text
+    # One change: the two replicas first reported are where the process starts from.
+    assert 'saxgw_address_changes_total{gen_ai_request_model="/sax/test/lm"} 1.0' in text
+
+
+def test_a_processs_first_report_of_a_models_addresses_is_no_change() -> None:
+    # Each gateway process counted the set its watch first reported as a change, which none
+    # was: after a restart of two gateway processes, 3 models called counted 6 address changes
+    # with none at all, and a dashboard's address changes rose at every deploy.
+    metrics = GatewayMetrics()
+    metrics.set_replicas("/sax/test/lm", ("10.0.0.1:1",))
+    metrics.set_replicas("/sax/test/lm", ("10.0.0.1:1",))
+    lines = generate_latest(metrics.registry).decode().splitlines()
+    assert [line for line in lines if line.startswith("saxgw_address_changes_total")] == []
+    assert 'saxgw_model_replicas{gen_ai_request_model="/sax/test/lm"} 1.0' in lines
+    # What it reports next is a change from that set: a replica lost, then back.
+    metrics.set_replicas("/sax/test/lm", ())
+    metrics.set_replicas("/sax/test/lm", ("10.0.0.1:1",))
+    text = generate_latest(metrics.registry).decode()
     assert 'saxgw_address_changes_total{gen_ai_request_model="/sax/test/lm"} 2.0' in text
 
 

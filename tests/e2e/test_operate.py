@@ -20,6 +20,7 @@ import httpx
 import pytest
 import yaml
 from opentelemetry.proto.trace.v1 import trace_pb2
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 from saxgateway.v1.gateway_pb2 import GenerateRequest, GenerateStreamRequest
 
@@ -702,10 +703,12 @@ def test_every_dashboard_query_reads_an_exported_metric(ops_stack: Stack, model:
     assert any(
         line.startswith(metric + "{") and f'{label}="' in line for line in scrape.splitlines()
     )
+    labels = _labels_by_metric(scrape)
     for query in queries:
         names = metric_names(query)
         assert names, query
         assert names <= exported | defined, (query, names - exported - defined)
+        assert unknown_labels(query, labels) == set(), query
     panels = {p["title"] for p in dashboard["panels"]}
     assert {"Error ratio", "Replicas per model", "In flight"} <= panels
 
@@ -722,6 +725,79 @@ def test_prometheus_example_scrapes_the_ops_port() -> None:
     [job] = config["scrape_configs"]
     assert job["metrics_path"] == "/metrics"
     assert job["static_configs"][0]["targets"] == ["127.0.0.1:8889"]
+
+
+# Labels Prometheus gives every series of a target, and the series it makes itself.
+_TARGET_LABELS = {"job", "instance"}
+_SYNTHETIC = {"up": {"job", "instance"}}
+
+
+def _labels_by_metric(scrape: str) -> dict[str, set[str]]:
+    """Each metric name on the wire (Envoy's counters without _total) and its label names,
+    and each family the gateway defines with its labels (for those seen only once something
+    happens: a failover, a retry)."""
+    labels: dict[str, set[str]] = {name: set(keys) for name, keys in _SYNTHETIC.items()}
+    for line in scrape.splitlines():
+        if line[:1].isalpha():
+            name, _, rest = line.partition("{")
+            names = re.findall(r'(\w+)="', rest.rpartition("}")[0]) if rest else []
+            labels.setdefault(name.split(" ")[0], set()).update(names)
+    for family in vars(GatewayMetrics()).values():
+        if isinstance(family, MetricWrapperBase):
+            (described,) = family.describe()
+            for suffix in _SUFFIXES[described.type]:
+                extra = {"le"} if suffix == "_bucket" else set()
+                keys = set(family._labelnames) | extra
+                labels.setdefault(f"{described.name}{suffix}", set()).update(keys)
+    return labels
+
+
+def unknown_labels(expr: str, labels: dict[str, set[str]]) -> set[str]:
+    """The label names a PromQL expression matches on or groups by that none of the metrics
+    it reads carries (Prometheus' target labels aside)."""
+    read = metric_names(expr)
+    carried = set().union(*(labels.get(name, set()) for name in read)) | _TARGET_LABELS
+    missing = set()
+    for name, matchers in re.findall(r"([a-zA-Z_:][\w:]*)\{([^}]*)\}", expr):
+        missing |= set(re.findall(r"(\w+)\s*(?:=~|!~|!=|=)", matchers)) - labels.get(name, set())
+    for grouping in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", expr):
+        missing |= {g.strip() for g in grouping.split(",") if g.strip()} - carried
+    return missing
+
+
+def test_every_alert_rule_reads_exported_metrics_and_labels(ops_stack: Stack, model: str) -> None:
+    # The example rules an operator loads (prometheus.yml's rule_files): a rule that names a
+    # metric or a label the stack does not export never fires, and nothing says so.
+    with httpx.Client(base_url=ops_stack.http_url, headers=AUTH, timeout=30) as http:
+        assert http.post("/generate", json={"model": model, "query": "hi"}).status_code == 200
+    replicas = f'saxgw_model_replicas{{gen_ai_request_model="{model}"}}'
+    lines = _lines_until(ops_stack, lambda lines: any(s.startswith(replicas) for s in lines))
+    scrape = "\n".join(lines)
+    labels = _labels_by_metric(scrape)
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    assert config["rule_files"] == ["alerts.yml"]
+    rules = yaml.safe_load((ROOT / "deploy/prometheus/alerts.yml").read_text())
+    [group] = rules["groups"]
+    assert len(group["rules"]) >= 6
+    healthy = _samples(scrape)
+    for rule in group["rules"]:
+        expr = rule["expr"]
+        assert metric_names(expr) and metric_names(expr) <= labels.keys(), (rule["alert"], expr)
+        assert unknown_labels(expr, labels) == set(), (rule["alert"], expr)
+        assert rule["labels"]["severity"] in {"page", "warning"}
+        # A rule on a gauge's value, `gauge == 0`, evaluated on this healthy stack: it reads
+        # series that are there, and none of them fires.
+        gauge = re.fullmatch(r"(saxgw_\w+) == 0", expr.strip())
+        if gauge is not None:
+            values = [v for (name, _), v in healthy.items() if name == gauge.group(1)]
+            assert values and 0 not in values, (rule["alert"], values)
+    healthy_gateways = [
+        v
+        for (name, keys), v in healthy.items()
+        if name == "envoy_cluster_membership_healthy"
+        and ("envoy_cluster_name", "gateway_grpc") in keys
+    ]
+    assert healthy_gateways == [2]  # SaxGatewayNoHealthyGateway's sum, far from 0
 
 
 def _lines_until(

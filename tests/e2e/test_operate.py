@@ -832,6 +832,24 @@ def test_an_unpublished_models_replicas_leave_the_scrape(ops_stack: Stack) -> No
     assert f"{series} 0.0" not in lines
 
 
+def test_a_published_model_has_its_replicas_series_before_any_call(
+    stack: Stack, ops_stack: Stack
+) -> None:
+    # Published elsewhere (the session stack's gateway) and never called through this one:
+    # its gateway processes had it in no address table, so it had no series, as every model
+    # had none after a gateway restarted, until its first call. The replicas panel was
+    # empty and an alert on `saxgw_model_replicas == 0` could not fire for it. The health
+    # probe lists the cell every few seconds; that listing gives it its series.
+    model = f"/sax/test/listed-{secrets.token_hex(3)}"
+    series = f'saxgw_model_replicas{{gen_ai_request_model="{model}"}}'
+    with published(stack, model, TEST_LM):
+        lines = _lines_until(ops_stack, lambda lines: f"{series} 1.0" in lines, timeout=12)
+        assert f"{series} 1.0" in lines
+    # Unpublished: the listing no longer has it, and its series leaves the scrape.
+    lines = _lines_until(ops_stack, lambda ls: not any(x.startswith(series) for x in ls), 12)
+    assert [line for line in lines if line.startswith(series)] == []
+
+
 def test_a_call_without_its_request_message_is_counted(ops_stack: Stack) -> None:
     # A grpc-web POST with an empty body (or a frame cut short, or a gRPC client that
     # half-closes at once) is the gateway's INVALID_ARGUMENT, as Envoy's access log says

@@ -9,7 +9,10 @@ which read the one message themselves and answer INVALID_ARGUMENT when there is 
 wire nothing changes: a unary request is a stream of one message to gRPC over HTTP/2.
 
 The gateway and the embedded cell's servers both serve through it; each ends the call with
-its own error reporting (``refuse``). The cell's also refuses a message that does not parse
+its own error reporting (``refuse``), or, in the gateway, hands the error inward as the call's
+request (``inward``), for its telemetry to count and time the call like any other refused
+one (a grpc-web POST with an empty body was the gateway's INVALID_ARGUMENT in Envoy's access
+log, and in none of its metrics or spans). The cell's also refuses a message that does not parse
 (INVALID_ARGUMENT): grpc.aio answered UNKNOWN "Unexpected <class DecodeError>" and logged a
 traceback at ERROR for each. The gateway does that in its ErrorInterceptor instead, in the
 error shape of each of its services.
@@ -33,6 +36,8 @@ NO_MESSAGE = "the call carries no complete request message: a gRPC call sends ex
 
 #: Ends a call with the status that reports a SaxError (raises, as ``context.abort`` does).
 Refuse = Callable[[Context, SaxError], Awaitable[Any]]
+#: What an inner interceptor takes as the request of a call refused with this SaxError.
+Inward = Callable[[SaxError], Any]
 
 
 class _Unparsed:
@@ -67,12 +72,16 @@ class RequestMessageInterceptor(WrappingInterceptor):
         *,
         refuse_unparsed: bool = False,
         out_of_memory: Callable[[], SaxError] | None = None,
+        inward: Inward | None = None,
     ) -> None:
         """``out_of_memory``: the error of a call whose request the process had no memory to
         read (else grpc.aio's UNKNOWN ``Unexpected <class 'MemoryError'>``, with a traceback
-        logged at ERROR for each such call)."""
+        logged at ERROR for each such call). ``inward``: a call with no request (or none it
+        could read) goes on with ``inward(error)`` as its request, for the inner
+        interceptors to answer, rather than being refused here."""
         super().__init__()
         self._refuse = refuse
+        self._inward = inward
         self._parse = _tolerant if refuse_unparsed else lambda parse: parse
         self._out_of_memory = out_of_memory
 
@@ -84,13 +93,19 @@ class RequestMessageInterceptor(WrappingInterceptor):
         except MemoryError:  # grpc's copy of the request's bytes
             if self._out_of_memory is None:
                 raise
-            await self._refuse(context, self._out_of_memory())
+            return await self._refused(context, self._out_of_memory())
         if request is grpc.aio.EOF:
-            await self._refuse(context, InvalidArgumentError(NO_MESSAGE))
+            return await self._refused(context, InvalidArgumentError(NO_MESSAGE))
         if type(request) is _Unparsed:
             error = InvalidArgumentError(f"the request does not parse: {request.error}")
-            await self._refuse(context, error)
+            return await self._refused(context, error)
         return request
+
+    async def _refused(self, context: Context, error: SaxError) -> Any:
+        """Refuses the call, or hands ``error`` inward as its request (``inward``)."""
+        if self._inward is not None:
+            return self._inward(error)
+        return await self._refuse(context, error)
 
     def _unary(self, behavior: Unary) -> Callable[[Any, Context], Awaitable[Any]]:
         one = self._one

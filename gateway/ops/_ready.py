@@ -12,6 +12,7 @@ requests, no gateway call of its own.
 
 from __future__ import annotations
 
+import http.client
 import urllib.error
 import urllib.request
 
@@ -21,6 +22,10 @@ CLUSTER = "gateway_grpc"
 MIN_HEALTHY_PERCENT = 1.0
 
 _STATS = f"/stats?filter=^cluster\\.{CLUSTER}\\.membership_(healthy|total)$"
+
+#: How a request to Envoy's admin fails: no answer (OSError), or one cut short or garbled, as
+#: when Envoy dies while it answers (http.client's IncompleteRead, BadStatusLine: no OSError).
+ADMIN_ERRORS = (OSError, http.client.HTTPException)
 
 
 def _get(admin: str, path: str, timeout: float) -> tuple[int, str]:
@@ -41,7 +46,7 @@ def readiness(admin: str, timeout: float) -> tuple[bool, str]:
             state = body.strip() or f"HTTP {status}"
             return False, f"Envoy is not live ({state}: starting, or draining after SIGTERM)"
         status, body = _get(admin, _STATS, timeout)
-    except OSError as exc:
+    except ADMIN_ERRORS as exc:
         return False, f"Envoy's admin at {admin} does not answer ({exc})"
     if status != 200:
         return False, f"Envoy's admin at {admin} answered HTTP {status} for its stats"

@@ -31,7 +31,7 @@ from gateway.common.listen import ListenError, bracketed, family
 from gateway.common.logs import print_record
 from gateway.common.loopback import answers, domains
 from gateway.ops import _fold
-from gateway.ops._ready import readiness
+from gateway.ops._ready import ADMIN_ERRORS, readiness
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def _envoy_stats(settings: OpsSettings) -> bytes | None:
     try:
         with urllib.request.urlopen(url, timeout=settings.envoy_timeout) as response:
             body: bytes = response.read()
-    except OSError as exc:
+    except ADMIN_ERRORS as exc:  # a reply cut short too: never half a line in the scrape
         _ENVOY_DOWN.failed(("reading", url), f"Envoy's stats are unavailable ({url}): {exc}")
         return None
     _ENVOY_DOWN.succeeded(("reading", url), f"reading Envoy's stats ({url})")

@@ -237,6 +237,13 @@ class _Malformed:
         self.error = error
 
 
+def malformed(error: SaxError) -> Any:
+    """The request of a call the gateway refuses with ``error`` before its handler runs (no
+    request message came: `RequestMessageInterceptor`'s ``inward``), which ErrorInterceptor
+    then answers, inside the telemetry that counts the call."""
+    return _Malformed(error)
+
+
 def _tolerant(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     def parse(data: bytes) -> Any:
         try:

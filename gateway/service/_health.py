@@ -24,7 +24,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from saxgateway.v1 import gateway_pb2, openai_pb2
 
-from gateway.client import Client, SaxError
+from gateway.client import Client, ModelDetail, SaxError
 from gateway.common.rpc import Context
 from gateway.config import GatewaySettings
 from gateway.service._metrics import GatewayMetrics
@@ -78,13 +78,17 @@ async def listed_cells(client: Client, timeout: float) -> tuple[list[str], str |
 
 
 async def probe_cells(
-    client: Client, listed: list[str], timeout: float
+    client: Client,
+    listed: list[str],
+    timeout: float,
+    models: dict[str, list[ModelDetail]] | None = None,
 ) -> AsyncGenerator[tuple[str, str | None], None]:
     """Asks the admins of the ``listed`` cells and of those the client is connected to at
     once, and yields ``(cell, None)`` for each that answers within ``timeout`` and ``(cell,
     why)`` for each that does not, as they finish. Closing it early cancels the rest. All at
     once: one by one, each hung admin before the one that answers took the whole ``timeout``
-    of every probe (and a gateway that started meanwhile stayed NOT_SERVING that long)."""
+    of every probe (and a gateway that started meanwhile stayed NOT_SERVING that long).
+    ``models``, if given, gets the models each cell that answered lists."""
     cells = list(dict.fromkeys([*client.known_cells(), *listed]))
     asked = {asyncio.ensure_future(client.list_all(cell, timeout=timeout)): cell for cell in cells}
     try:
@@ -95,6 +99,8 @@ async def probe_cells(
                 failed = call.exception()
                 if failed is not None and not isinstance(failed, SaxError):
                     raise failed
+                if failed is None and models is not None:
+                    models[asked[call]] = call.result()
                 yield asked[call], None if failed is None else failed.message
     finally:
         for call in asked:
@@ -237,7 +243,9 @@ class HealthReporter:
         listed, unlisted = await listed_cells(self._client, timeout)
         problem: str | None = unlisted or "no cell under SAX_ROOT"
         found: dict[str, bool] = {}
-        async with contextlib.aclosing(probe_cells(self._client, listed, timeout)) as answers:
+        models: dict[str, list[ModelDetail]] | None = {} if self._metrics is not None else None
+        probe = probe_cells(self._client, listed, timeout, models)
+        async with contextlib.aclosing(probe) as answers:
             async for cell, why in answers:
                 found[cell] = why is None
                 if problem is None:
@@ -249,13 +257,20 @@ class HealthReporter:
                         break
         if problem is not None:
             await self._report(problem)
-        if self._metrics is not None:
-            self._record(found, None if unlisted else listed)
+        if models is not None:
+            self._record(found, None if unlisted else listed, models)
 
-    def _record(self, found: dict[str, bool], listed: list[str] | None) -> None:
+    def _record(
+        self,
+        found: dict[str, bool],
+        listed: list[str] | None,
+        models: dict[str, list[ModelDetail]],
+    ) -> None:
         """Each cell's admin, up or not, as this probe found it. Once SAX_ROOT no longer lists
         a cell, it was removed, and its series goes unless its admin still answers; while
-        SAX_ROOT cannot be listed (``listed`` None), cells no admin answers for are down."""
+        SAX_ROOT cannot be listed (``listed`` None), cells no admin answers for are down.
+        The replicas of the ``models`` each cell that answered lists, for models no call has
+        brought into this process's address table (`GatewayMetrics.note_listing`)."""
         assert self._metrics is not None
         if listed is None:
             found = dict.fromkeys(self._cells, False) | found
@@ -263,6 +278,9 @@ class HealthReporter:
             found = {c: up for c, up in found.items() if up or c in listed}
         for cell in self._cells - found.keys():
             self._metrics.forget_cell(cell)
+            self._metrics.note_listing(cell, {})  # its models went with it
+        for cell, published in models.items():
+            self._metrics.note_listing(cell, {m.model_id: len(m.addresses) for m in published})
         for cell, up in found.items():
             self._metrics.set_admin_up(cell, up)
         self._cells = set(found)

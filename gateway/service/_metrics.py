@@ -24,7 +24,7 @@ import bisect
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
@@ -41,6 +41,9 @@ UNKNOWN_MODEL = "unknown"
 #: A labelled model without replicas and without calls this long (seconds) gives its label up
 #: to a new model when the cap is reached.
 IDLE_S = 600.0
+#: Labels the cells' listings may take for models no call has brought into this process
+#: (`GatewayMetrics.note_listing`): half the cap, so that calls always find room.
+LISTED_MAX = MAX_MODELS // 2
 
 _OP = "gen_ai_operation_name"
 _MODEL = "gen_ai_request_model"
@@ -155,7 +158,8 @@ class GatewayMetrics:
         )
         self.replicas = Gauge(
             "saxgw_model_replicas",
-            "Serving replicas of a model, as the gateway's address table last saw them.",
+            "Serving replicas of a published model, as the gateway's address table (or, for a "
+            "model it has not served, its cell's listing) last saw them.",
             [_MODEL],
             multiprocess_mode="livemostrecent",
             registry=r,
@@ -193,11 +197,19 @@ class GatewayMetrics:
             [_MODEL],
             registry=r,
         )
+        self.starts = Counter(
+            "saxgw_gateway_starts",
+            "Gateway processes started, each counting its own start: one per process at first, "
+            "then one more for each restart.",
+            registry=r,
+        )
         # Labelled models with replicas (or calls since they had none): the hot path's one
         # lookup. Those without, by when they last had replicas or calls: still labelled,
         # given up to a new model once idle for IDLE_S and the cap is reached.
         self._models: set[str] = set()
         self._idle: dict[str, float] = {}
+        # Models labelled from a cell's listing alone (no call yet), by the replicas written.
+        self._listed: dict[str, int] = {}
         # Each labelled model's address set as last reported: a change is counted once.
         self._addresses: dict[str, frozenset[str]] = {}
         # How many models `forget_model` has dropped: callers that keep children of their
@@ -263,14 +275,22 @@ class GatewayMetrics:
         if model_id in self._idle:
             self._idle[model_id] = time.monotonic()  # a call: not idle
             return model_id
+        if self._listed.pop(model_id, None) is not None:  # published: its watch takes over
+            self._models.add(model_id)
+            return model_id
         if not known:
             return UNKNOWN_MODEL
-        if len(self._models) + len(self._idle) >= MAX_MODELS:
+        if self._labelled() >= MAX_MODELS:
             self._forget_idle()
-            if len(self._models) + len(self._idle) >= MAX_MODELS:
+            if self._labelled() >= MAX_MODELS and self._listed:
+                self.forget_model(next(iter(self._listed)))  # a call comes first
+            if self._labelled() >= MAX_MODELS:
                 return UNKNOWN_MODEL
         self._models.add(model_id)
         return model_id
+
+    def _labelled(self) -> int:
+        return len(self._models) + len(self._idle) + len(self._listed)
 
     def _forget_idle(self) -> None:
         """Gives up the labels of models idle for ``IDLE_S`` (no replicas, no calls)."""
@@ -291,11 +311,36 @@ class GatewayMetrics:
             self._idle[label] = time.monotonic()
         self.replicas.labels(label).set(len(addresses))
         # A report of the set it had (a new watch of it: after a change made through this
-        # gateway, or a watch that was cut short and renewed) changes nothing.
+        # gateway, or a watch that was cut short and renewed) changes nothing; nor does the
+        # first report this process has of the model (its first call, or its first since a
+        # restart, in each process), the set it starts from.
         reported = frozenset(addresses)
-        if self._addresses.get(label) != reported:
+        known = self._addresses.get(label)
+        if known != reported:
             self._addresses[label] = reported
-            self.address_changes.labels(label).inc()
+            if known is not None:
+                self.address_changes.labels(label).inc()
+
+    def note_listing(self, cell: str, replicas: Mapping[str, int]) -> None:
+        """Each model published in ``cell`` and its replicas, as the cell's listing says (the
+        health probe's, every few seconds): the series of a model no call has brought into
+        this process's address table, which had none (a model never called here, and every
+        model after a restart until its first call). A model the process watches keeps what
+        its watch reports; listed models take at most `LISTED_MAX` labels, and give theirs up
+        to a call at the cap."""
+        prefix = cell + "/"
+        for model_id in [m for m in self._listed if m.startswith(prefix) and m not in replicas]:
+            self.forget_model(model_id)  # unpublished
+        for model_id, count in replicas.items():
+            if model_id in self._models or model_id in self._idle:
+                continue  # a call labelled it: its watch reports its replicas
+            if model_id not in self._listed and (
+                len(self._listed) >= LISTED_MAX or self._labelled() >= MAX_MODELS
+            ):
+                continue
+            if self._listed.get(model_id) != count:
+                self._listed[model_id] = count
+                self.replicas.labels(model_id).set(count)
 
     def set_admin_up(self, cell: str, up: bool) -> None:
         """Records whether ``cell``'s admin answered the health probe."""
@@ -324,7 +369,7 @@ class GatewayMetrics:
         self._addresses.pop(model_id, None)
         if model_id in self._models:
             self._models.discard(model_id)
-        elif self._idle.pop(model_id, None) is None:
+        elif self._idle.pop(model_id, None) is None and self._listed.pop(model_id, None) is None:
             return  # never labelled (a name that was never published): no series to drop
         self.forgotten += 1
         gauge: Any = self.replicas._metrics.get((model_id,))

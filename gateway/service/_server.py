@@ -24,7 +24,7 @@ from gateway.common.slottable import SlotTable
 from gateway.config import GatewaySettings
 from gateway.service._access import Access, AccessInterceptor
 from gateway.service._counts import Counts, LocalCounts, SharedCounts
-from gateway.service._errors import ErrorInterceptor, abort, out_of_memory
+from gateway.service._errors import ErrorInterceptor, abort, malformed, out_of_memory
 from gateway.service._health import SERVICE, HealthReporter
 from gateway.service._metrics import FLUSH_INTERVAL_S, GatewayMetrics, use_directory
 from gateway.service._observe import GatewayObserver, TelemetryInterceptor
@@ -121,6 +121,11 @@ class GatewayServer:
         if telemetry.metrics and telemetry.metrics_dir:
             use_directory(telemetry.metrics_dir)
         metrics = GatewayMetrics() if telemetry.metrics else None
+        if metrics is not None:
+            # At once, not at the first flush: a process that dies within a second of its
+            # start (a crash loop) is counted too. The other counters carry on across a
+            # restart (the ops server adds up gone processes' files), so this is what shows it.
+            metrics.starts.inc()
         tracing = None
         if telemetry.otlp_endpoint:
             tracing = Tracing(
@@ -150,10 +155,11 @@ class GatewayServer:
         tokens = TokenCounter(settings.models)
         streams = StreamSlots(settings.max_streams_per_client, access.identity, open_streams)
         # Reading the request message outermost (it turns the unary handlers the others
-        # made into stream-request ones); then telemetry, so that it sees the status the
+        # made into stream-request ones; a call without one goes on, to be refused inside
+        # the telemetry, which counts it); then telemetry, so that it sees the status the
         # caller gets; then errors, so that refusals from the access checks become statuses.
         interceptors = [
-            RequestMessageInterceptor(abort, out_of_memory=out_of_memory),
+            RequestMessageInterceptor(abort, out_of_memory=out_of_memory, inward=malformed),
             TelemetryInterceptor(
                 metrics, tracing, client, access, tokens, cost_header=telemetry.cost_header
             ),

@@ -20,6 +20,7 @@ import httpx
 import pytest
 import yaml
 from opentelemetry.proto.trace.v1 import trace_pb2
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 from saxgateway.v1.gateway_pb2 import GenerateRequest, GenerateStreamRequest
 
@@ -702,10 +703,12 @@ def test_every_dashboard_query_reads_an_exported_metric(ops_stack: Stack, model:
     assert any(
         line.startswith(metric + "{") and f'{label}="' in line for line in scrape.splitlines()
     )
+    labels = _labels_by_metric(scrape)
     for query in queries:
         names = metric_names(query)
         assert names, query
         assert names <= exported | defined, (query, names - exported - defined)
+        assert unknown_labels(query, labels) == set(), query
     panels = {p["title"] for p in dashboard["panels"]}
     assert {"Error ratio", "Replicas per model", "In flight"} <= panels
 
@@ -722,6 +725,79 @@ def test_prometheus_example_scrapes_the_ops_port() -> None:
     [job] = config["scrape_configs"]
     assert job["metrics_path"] == "/metrics"
     assert job["static_configs"][0]["targets"] == ["127.0.0.1:8889"]
+
+
+# Labels Prometheus gives every series of a target, and the series it makes itself.
+_TARGET_LABELS = {"job", "instance"}
+_SYNTHETIC = {"up": {"job", "instance"}}
+
+
+def _labels_by_metric(scrape: str) -> dict[str, set[str]]:
+    """Each metric name on the wire (Envoy's counters without _total) and its label names,
+    and each family the gateway defines with its labels (for those seen only once something
+    happens: a failover, a retry)."""
+    labels: dict[str, set[str]] = {name: set(keys) for name, keys in _SYNTHETIC.items()}
+    for line in scrape.splitlines():
+        if line[:1].isalpha():
+            name, _, rest = line.partition("{")
+            names = re.findall(r'(\w+)="', rest.rpartition("}")[0]) if rest else []
+            labels.setdefault(name.split(" ")[0], set()).update(names)
+    for family in vars(GatewayMetrics()).values():
+        if isinstance(family, MetricWrapperBase):
+            (described,) = family.describe()
+            for suffix in _SUFFIXES[described.type]:
+                extra = {"le"} if suffix == "_bucket" else set()
+                keys = set(family._labelnames) | extra
+                labels.setdefault(f"{described.name}{suffix}", set()).update(keys)
+    return labels
+
+
+def unknown_labels(expr: str, labels: dict[str, set[str]]) -> set[str]:
+    """The label names a PromQL expression matches on or groups by that none of the metrics
+    it reads carries (Prometheus' target labels aside)."""
+    read = metric_names(expr)
+    carried = set().union(*(labels.get(name, set()) for name in read)) | _TARGET_LABELS
+    missing = set()
+    for name, matchers in re.findall(r"([a-zA-Z_:][\w:]*)\{([^}]*)\}", expr):
+        missing |= set(re.findall(r"(\w+)\s*(?:=~|!~|!=|=)", matchers)) - labels.get(name, set())
+    for grouping in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", expr):
+        missing |= {g.strip() for g in grouping.split(",") if g.strip()} - carried
+    return missing
+
+
+def test_every_alert_rule_reads_exported_metrics_and_labels(ops_stack: Stack, model: str) -> None:
+    # The example rules an operator loads (prometheus.yml's rule_files): a rule that names a
+    # metric or a label the stack does not export never fires, and nothing says so.
+    with httpx.Client(base_url=ops_stack.http_url, headers=AUTH, timeout=30) as http:
+        assert http.post("/generate", json={"model": model, "query": "hi"}).status_code == 200
+    replicas = f'saxgw_model_replicas{{gen_ai_request_model="{model}"}}'
+    lines = _lines_until(ops_stack, lambda lines: any(s.startswith(replicas) for s in lines))
+    scrape = "\n".join(lines)
+    labels = _labels_by_metric(scrape)
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    assert config["rule_files"] == ["alerts.yml"]
+    rules = yaml.safe_load((ROOT / "deploy/prometheus/alerts.yml").read_text())
+    [group] = rules["groups"]
+    assert len(group["rules"]) >= 6
+    healthy = _samples(scrape)
+    for rule in group["rules"]:
+        expr = rule["expr"]
+        assert metric_names(expr) and metric_names(expr) <= labels.keys(), (rule["alert"], expr)
+        assert unknown_labels(expr, labels) == set(), (rule["alert"], expr)
+        assert rule["labels"]["severity"] in {"page", "warning"}
+        # A rule on a gauge's value, `gauge == 0`, evaluated on this healthy stack: it reads
+        # series that are there, and none of them fires.
+        gauge = re.fullmatch(r"(saxgw_\w+) == 0", expr.strip())
+        if gauge is not None:
+            values = [v for (name, _), v in healthy.items() if name == gauge.group(1)]
+            assert values and 0 not in values, (rule["alert"], values)
+    healthy_gateways = [
+        v
+        for (name, keys), v in healthy.items()
+        if name == "envoy_cluster_membership_healthy"
+        and ("envoy_cluster_name", "gateway_grpc") in keys
+    ]
+    assert healthy_gateways == [2]  # SaxGatewayNoHealthyGateway's sum, far from 0
 
 
 def _lines_until(
@@ -754,3 +830,67 @@ def test_an_unpublished_models_replicas_leave_the_scrape(ops_stack: Stack) -> No
     lines = _lines_until(ops_stack, lambda lines: not any(s.startswith(series) for s in lines))
     assert [line for line in lines if line.startswith(series)] == []
     assert f"{series} 0.0" not in lines
+
+
+def test_a_published_model_has_its_replicas_series_before_any_call(
+    stack: Stack, ops_stack: Stack
+) -> None:
+    # Published elsewhere (the session stack's gateway) and never called through this one:
+    # its gateway processes had it in no address table, so it had no series, as every model
+    # had none after a gateway restarted, until its first call. The replicas panel was
+    # empty and an alert on `saxgw_model_replicas == 0` could not fire for it. The health
+    # probe lists the cell every few seconds; that listing gives it its series.
+    model = f"/sax/test/listed-{secrets.token_hex(3)}"
+    series = f'saxgw_model_replicas{{gen_ai_request_model="{model}"}}'
+    with published(stack, model, TEST_LM):
+        lines = _lines_until(ops_stack, lambda lines: f"{series} 1.0" in lines, timeout=12)
+        assert f"{series} 1.0" in lines
+    # Unpublished: the listing no longer has it, and its series leaves the scrape.
+    lines = _lines_until(ops_stack, lambda ls: not any(x.startswith(series) for x in ls), 12)
+    assert [line for line in lines if line.startswith(series)] == []
+
+
+def test_a_call_without_its_request_message_is_counted(ops_stack: Stack) -> None:
+    # A grpc-web POST with an empty body (or a frame cut short, or a gRPC client that
+    # half-closes at once) is the gateway's INVALID_ARGUMENT, as Envoy's access log says
+    # (grpc_status 3), but was answered outside the telemetry: no count, no duration, so the
+    # dashboard's errors by code and error ratio never showed such a broken client.
+    web = {"content-type": "application/grpc-web+proto", "x-grpc-web": "1", **AUTH}
+    requests, duration = "saxgw_requests_total", "gen_ai_server_request_duration_seconds_count"
+    counted = {
+        method: {"grpc_method": method, "grpc_code": "INVALID_ARGUMENT", "client": "team-a"}
+        for method in ("Generate", "GenerateStream")
+    }
+    timed = {
+        operation: {
+            "gen_ai_operation_name": operation,
+            "gen_ai_request_model": "unknown",
+            "error_type": "INVALID_ARGUMENT",
+        }
+        for operation in ("lm.generate", "lm.generate_stream")
+    }
+    before = _scrape_until(ops_stack, lambda s: True)
+
+    def added(samples: Samples, name: str, labels: dict[str, str]) -> float:
+        return _value(samples, name, **labels) - _value(before, name, **labels)
+
+    with httpx.Client(base_url=ops_stack.http_url, timeout=30) as http:
+        for method in counted:
+            reply = http.post(f"{SERVICE}/{method}", content=b"", headers=web)
+            assert (reply.status_code, reply.headers["grpc-status"]) == (200, "3"), reply.headers
+    samples = _scrape_until(
+        ops_stack,
+        lambda s: (
+            all(added(s, requests, labels) >= 1 for labels in counted.values())
+            and all(added(s, duration, labels) >= 1 for labels in timed.values())
+        ),
+        timeout=5,
+    )
+    assert {m: added(samples, requests, labels) for m, labels in counted.items()} == {
+        "Generate": 1,
+        "GenerateStream": 1,
+    }
+    assert {op: added(samples, duration, labels) for op, labels in timed.items()} == {
+        "lm.generate": 1,
+        "lm.generate_stream": 1,
+    }

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.launch.ports import listener_pid
 from gateway.launch.processes import free_port
+from gateway.ops import OpsSettings, scrape
 from tests.faults._load import run_load
 from tests.faults._saxgw import (
     alive,
@@ -36,6 +38,7 @@ def test_dead_gateway_is_restarted_and_envoy_routes_around_it(
     publish(http, model, replicas=2)
     port = faults.stack.settings.gateway_ports[0]
     old_pid = faults.pid(port)
+    started = _gateway_starts(faults)
     concurrency = 8
 
     async def kill_gateway() -> None:
@@ -61,6 +64,22 @@ def test_dead_gateway_is_restarted_and_envoy_routes_around_it(
     faults.wait_until(lambda: faults.supervisor.restarts("gateway-0") >= 1, 30, "a restart")
     assert faults.pid(port) != old_pid
     faults.healthy()
+    # The restart shows in the metrics, as one more start: the counters a gateway keeps
+    # carry on across it, so nothing else there told a dashboard or an alert that it died.
+    assert _gateway_starts(faults) == started + 1
+
+
+def _gateway_starts(faults: Faults) -> float:
+    """saxgw_gateway_starts_total as the ops server would serve it (none runs here)."""
+    text = scrape(OpsSettings(metrics_dir=str(faults.stack.metrics_dir))).decode()
+    samples = [
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "saxgw_gateway_starts_total"
+    ]
+    assert len(samples) == 1, text
+    return samples[0]
 
 
 def test_killing_saxgw_leaves_no_process_behind(tmp_path: Path) -> None:

@@ -205,6 +205,50 @@ def test_readyz_fails_when_envoys_admin_does_not_answer() -> None:
     assert body.startswith(f"Envoy's admin at {admin} does not answer (")
 
 
+@contextmanager
+def _envoy_cut_short() -> Iterator[str]:
+    """An Envoy admin that dies while it answers: each reply promises more bytes than it
+    sends, ends inside a sample line, and the connection closes."""
+    reply = b'HTTP/1.1 200 OK\r\nContent-Length: 4096\r\n\r\n# TYPE envoy_x counter\nenvoy_x{a="b'
+
+    def serve(listener: socket.socket) -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:  # closed: the test is over
+                return
+            with connection:
+                connection.recv(65_536)
+                connection.sendall(reply)
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        threading.Thread(target=serve, args=(listener,), daemon=True).start()
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+
+
+def test_an_envoy_admin_that_dies_while_it_answers_is_envoy_down(tmp_path: Path) -> None:
+    # Envoy killed (its watchdog, the OOM killer) in the middle of its stats: urllib raised
+    # http.client.IncompleteRead, no OSError, so the whole scrape failed 500, the gateways'
+    # metrics with it, where it says saxgw_envoy_up 0; /readyz dropped its connection with
+    # no answer and logged a traceback.
+    with _envoy_cut_short() as admin:
+        settings = OpsSettings(port=0, metrics_dir=str(tmp_path), envoy_admin=admin)
+        server = start(settings)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            base = f"http://127.0.0.1:{server.server_address[1]}"
+            scraped = httpx.get(base + "/metrics", timeout=10)
+            ready = httpx.get(base + READY_PATH, timeout=10)
+        finally:
+            server.shutdown()
+            server.server_close()
+    assert scraped.status_code == 200, scraped.text
+    assert "envoy_x" not in scraped.text  # no half line
+    assert scraped.text.endswith("saxgw_envoy_up 0\n")
+    assert ready.status_code == 503
+    assert ready.text.startswith(f"Envoy's admin at {admin} does not answer (")
+
+
 def test_other_paths_are_not_found(ops_url: str) -> None:
     assert httpx.get(ops_url + "/", timeout=10).status_code == 404
     assert httpx.get(ops_url + "/stats", timeout=10).status_code == 404

@@ -56,7 +56,50 @@ def test_replicas_of_an_unknown_model_make_no_series() -> None:
     text = generate_latest(metrics.registry).decode()
     assert "/sax/test/never" not in text
     assert 'saxgw_model_replicas{gen_ai_request_model="/sax/test/lm"} 0.0' in text
+    # One change: the two replicas first reported are where the process starts from.
+    assert 'saxgw_address_changes_total{gen_ai_request_model="/sax/test/lm"} 1.0' in text
+
+
+def test_a_processs_first_report_of_a_models_addresses_is_no_change() -> None:
+    # Each gateway process counted the set its watch first reported as a change, which none
+    # was: after a restart of two gateway processes, 3 models called counted 6 address changes
+    # with none at all, and a dashboard's address changes rose at every deploy.
+    metrics = GatewayMetrics()
+    metrics.set_replicas("/sax/test/lm", ("10.0.0.1:1",))
+    metrics.set_replicas("/sax/test/lm", ("10.0.0.1:1",))
+    lines = generate_latest(metrics.registry).decode().splitlines()
+    assert [line for line in lines if line.startswith("saxgw_address_changes_total")] == []
+    assert 'saxgw_model_replicas{gen_ai_request_model="/sax/test/lm"} 1.0' in lines
+    # What it reports next is a change from that set: a replica lost, then back.
+    metrics.set_replicas("/sax/test/lm", ())
+    metrics.set_replicas("/sax/test/lm", ("10.0.0.1:1",))
+    text = generate_latest(metrics.registry).decode()
     assert 'saxgw_address_changes_total{gen_ai_request_model="/sax/test/lm"} 2.0' in text
+
+
+def test_listed_models_have_replicas_series_and_leave_room_for_called_ones() -> None:
+    # A cell's listing gives its models their replicas series before any call; it takes at
+    # most half the labels, and a call at the cap takes one of those back.
+    metrics = GatewayMetrics()
+    listing = {f"/sax/test/m{i:03}": 1 for i in range(MAX_MODELS)}
+    metrics.note_listing("/sax/test", listing)
+    lines = generate_latest(metrics.registry).decode().splitlines()
+    listed = [line for line in lines if line.startswith("saxgw_model_replicas{")]
+    assert len(listed) == _metrics.LISTED_MAX
+    assert 'saxgw_model_replicas{gen_ai_request_model="/sax/test/m000"} 1.0' in listed
+    # A call of a listed model: labelled as any; its watch's first report is no change.
+    metrics.set_replicas("/sax/test/m000", ("10.0.0.1:1",))
+    assert metrics.model_label("/sax/test/m000", known=False) == "/sax/test/m000"
+    for i in range(MAX_MODELS - _metrics.LISTED_MAX):
+        assert metrics.model_label(f"/sax/test/called{i}", known=True) != UNKNOWN_MODEL
+    assert metrics.model_label("/sax/test/one-more", known=True) == "/sax/test/one-more"
+    # Unpublished: gone from the listing, its series goes (m000 is watched: its watch says).
+    metrics.note_listing("/sax/test", {"/sax/test/m000": 1})
+    lines = generate_latest(metrics.registry).decode().splitlines()
+    assert [line for line in lines if line.startswith("saxgw_model_replicas{")] == [
+        'saxgw_model_replicas{gen_ai_request_model="/sax/test/m000"} 1.0'
+    ]
+    assert not any(line.startswith("saxgw_address_changes_total{") for line in lines)
 
 
 def test_a_gone_model_frees_its_label_for_a_new_one_at_the_cap() -> None:

@@ -185,6 +185,39 @@ def _traceparent() -> tuple[bytes, str]:
     return trace, f"00-{trace.hex()}-{secrets.token_bytes(8).hex()}-01"
 
 
+def test_envoys_span_is_named_after_the_method_the_request_ran(
+    traced: Stack, receiver: Receiver, model: str
+) -> None:
+    # Envoy named every span "ingress": a trace viewer could not tell its spans of a /generate
+    # from those of a chat completion, nor list or filter them by method. Now each is named
+    # as the gateway's span of the call is; a path that names no method, by its HTTP method
+    # alone (a scanner's paths would each have been a span name).
+    calls = [
+        ("POST", "/generate", {"model": model, "query": "hi"}, "saxgateway.v1.SaxGateway/Generate"),
+        ("GET", "/v1/models", None, "saxgateway.v1.OpenAIGateway/ListOpenAIModels"),
+        ("GET", "/openapi.json", None, "/openapi.json"),
+        ("GET", f"/no/such/path/{secrets.token_hex(4)}?key=secret", None, "GET"),
+        ("POST", "/saxgateway.v1.SaxGateway/NoSuchMethod", {}, "POST"),
+    ]
+    traces = []
+    for method, path, body, name in calls:
+        trace, traceparent = _traceparent()
+        headers = {"traceparent": traceparent}
+        httpx.request(method, traced.http_url + path, json=body, headers=headers, timeout=30)
+        traces.append((trace, path, name))
+    # A gRPC call's span is its method's too, as the gateway's span of it is named.
+    trace, traceparent = _traceparent()
+    with sync_channel(traced.grpc_address) as channel:
+        stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+        stub.GetInfo(pb.GetInfoRequest(), metadata=(("traceparent", traceparent),), timeout=30)
+    traces.append((trace, "GetInfo", "saxgateway.v1.SaxGateway/GetInfo"))
+    for trace, path, name in traces:
+        spans = receiver.wait_until(
+            trace, lambda spans: any(receiver.service(s) == ENVOY for s in spans)
+        )
+        assert [s.name for s in spans if receiver.service(s) == ENVOY] == [name], path
+
+
 def _close_an_sse_stream(traced: Stack, model: str, headers: dict[str, str]) -> None:
     with (
         httpx.Client(base_url=traced.http_url, headers=headers, timeout=30) as http,

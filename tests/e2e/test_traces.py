@@ -12,6 +12,8 @@ import dataclasses
 import json
 import re
 import secrets
+import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -26,9 +28,11 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
+from gateway.cli.main import main as saxgw_main
 from gateway.config import TelemetrySettings
+from gateway.launch.envoy import envoy_binary
 from gateway.launch.processes import free_port
-from gateway.launch.stack import Stack, StackSettings, health_answers
+from gateway.launch.stack import SPAN_FLUSH_WAIT, Stack, StackSettings, health_answers
 from gateway.service.args import gateway_argv
 from tests._grpc import sync_channel
 from tests._otlp import Receiver, attributes
@@ -468,3 +472,50 @@ def test_envoys_spans_of_the_last_calls_are_sent_before_the_stack_stops(
         envoy, server = _split(receiver, spans)
         assert server.parent_span_id == envoy.span_id
     assert took < 5  # no wait for Envoy's old 5 s flush
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_envoy_in_its_container_script_sends_the_spans_of_the_calls_its_drain_waited_for(
+    traced: Stack, receiver: Receiver, slow_model: str, tmp_path: Path
+) -> None:
+    # run-envoy.sh (the containers' Envoy) stopped Envoy as soon as its drain found no request
+    # active, which it checks every 0.5 s: a call that ended within Envoy's flush interval
+    # (250 ms) before that check lost its span. Here the call ends mid-drain, and Envoy is run
+    # as envoy-config writes it, in front of the module's gateway.
+    port, admin = free_port(), free_port()
+    gateway = f"127.0.0.1:{traced.settings.gateway_ports[0]}"
+    flags = ["--port", str(port), "--admin-port", str(admin), "--listen", "127.0.0.1"]
+    written = ["--gateway", gateway, "--out", str(tmp_path), "--otlp-endpoint", receiver.endpoint]
+    assert saxgw_main(["envoy-config", *written, *flags]) == 0
+    envoy = [str(envoy_binary()), "-c", str(tmp_path / "envoy.yaml"), "--disable-hot-restart"]
+    script = ["bash", str(tmp_path / "run-envoy.sh"), str(admin), "20", *envoy]
+    run = subprocess.Popen(script, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while not _answers(f"{url}/healthz") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        trace, traceparent = _traceparent()
+        body = {"model": slow_model, "query": "q"}  # 5 s: the client ends it first
+        with (
+            httpx.Client(base_url=url, timeout=30) as http,
+            http.stream(
+                "POST", "/generate_stream", json=body, headers={"traceparent": traceparent}
+            ) as reply,
+        ):
+            assert next(line for line in reply.iter_lines() if line.startswith("data:"))
+            run.send_signal(signal.SIGTERM)  # the drain lets the stream go on
+            time.sleep(0.9)  # ends just before the drain's first count (after 1 s)
+        ended = time.monotonic()
+        assert run.wait(timeout=30) == 0
+        assert time.monotonic() - ended >= SPAN_FLUSH_WAIT
+    finally:
+        run.kill()
+    spans = receiver.wait_until(trace, _envoy_and_server(receiver), timeout=5)
+    assert {receiver.service(s) for s in spans} == {ENVOY, GATEWAY}

@@ -39,8 +39,22 @@ def domains(listen_address: str, allowed: Sequence[str]) -> list[str] | None:
         own = f"[{own}]"
     elif own == "localhost":
         own = "127.0.0.1"
-    # Envoy refuses a config that names a domain twice.
-    return list(dict.fromkeys([*LOOPBACK_NAMES, own, *allowed]))
+    names = [*LOOPBACK_NAMES, own, *allowed]
+    # A DNS name may end with the root's dot (`http://localhost.:8888`, RFC 1034 3.1): the same
+    # name, which Envoy (and `answers`) would match as another. Not an address: a browser sends
+    # `127.0.0.1.` as 127.0.0.1. Envoy refuses a config that names a domain twice.
+    rooted = [f"{name}." for name in names if not _is_address(name)]
+    return list(dict.fromkeys([*names, *rooted]))
+
+
+def _is_address(host: str) -> bool:
+    if host.startswith("["):
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def answers(host_header: str | None, names: Sequence[str]) -> bool:

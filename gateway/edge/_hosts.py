@@ -46,8 +46,11 @@ _NAME = re.compile(rf"(\*\.)?{_LABEL}(\.{_LABEL})*")
 def allowed_host(text: str) -> str:
     """``text`` as a name a loopback listener also answers, lower case: a host name, a
     ``*.`` wildcard of one, an IP address (IPv6 in brackets), or ``*`` for any; never a port
-    (Host is matched without one). ValueError says what is expected."""
+    (Host is matched without one). A name's final dot is left out: it is answered with and
+    without it (`domains`). ValueError says what is expected."""
     host = text.strip().lower()
+    if host.endswith(".") and _NAME.fullmatch(host[:-1]):
+        return host[:-1]
     if host == "*" or _NAME.fullmatch(host):
         return host
     if host.startswith("[") and host.endswith("]"):

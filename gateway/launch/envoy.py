@@ -43,6 +43,7 @@ from gateway.launch._grpc_web import grpc_web_filters
 from gateway.launch._methods import head_filter, method_filter
 from gateway.launch._openai_errors import error_fields_table, error_headers_table
 from gateway.launch._replies import URL_WITHOUT_QUERY, local_reply_mappers
+from gateway.launch._spans import span_operation
 from gateway.launch._traceparent import traceparent_check
 from gateway.launch.tuning import connections_within
 
@@ -244,7 +245,7 @@ def _otlp_channel(settings: EnvoySettings, endpoint: str) -> dict[str, object]:
     return channel
 
 
-def _tracing(settings: EnvoySettings) -> dict[str, object] | None:
+def _tracing(settings: EnvoySettings, descriptor: Path) -> dict[str, object] | None:
     endpoint, ratio = settings.otlp_endpoint, settings.trace_sample_ratio
     if not endpoint:
         return None
@@ -255,6 +256,8 @@ def _tracing(settings: EnvoySettings) -> dict[str, object] | None:
         service["initial_metadata"] = [{"key": k, "value": v} for k, v in settings.otlp_headers]
     samplers = "type.googleapis.com/envoy.extensions.tracers.opentelemetry.samplers.v3"
     return {
+        # Each span named after the method the request ran (gateway/launch/_spans.py).
+        "operation": span_operation(descriptor),
         # Envoy's own http.url holds the query string, where a client may have put a key or a
         # token: the access log leaves it out, and so does the span (a tag set after Envoy's).
         "custom_tags": [
@@ -385,7 +388,7 @@ def render(
         "METHOD_FORMAT": json.dumps(method_format()),
         **edge_values(settings.edge, settings.cors_origins, secrets_dir or Path("secrets")),
         **host_values(settings.listen_address, settings.allowed_hosts),
-        "TRACING": json.dumps(_tracing(settings)),
+        "TRACING": json.dumps(_tracing(settings, descriptor or descriptor_set())),
         "TRACEPARENT_CHECK": json.dumps(traceparent_check() if settings.otlp_endpoint else []),
         "IDENTITY_HEADER": IDENTITY_HEADER,
         "LOGGED_ID_CHARS": LOGGED_ID_CHARS,

@@ -2,8 +2,8 @@
 # Runs Envoy in a container and drains it on SIGTERM. Envoy itself quits at once on SIGTERM,
 # cutting open streams; here SIGTERM instead fails /healthz (load balancers stop sending new
 # requests), starts a graceful listener drain (HTTP/1.1 responses close their connection, HTTP/2
-# gets GOAWAY), waits until no request is active or DRAIN_SECONDS pass, and only then stops
-# Envoy, which exits 0. Written next to envoy.yaml by `saxgw envoy-config`.
+# gets GOAWAY), waits until no request is active or DRAIN_SECONDS pass, and 0.75 s more for
+# the spans of the last calls (when it traces), and only then stops Envoy, which exits 0. Written next to envoy.yaml by `saxgw envoy-config`.
 #   bash run-envoy.sh ADMIN_PORT DRAIN_SECONDS envoy -c /etc/envoy/envoy.yaml ...
 # It is also the container's liveness probe (deploy/k8s), which exits 0 if Envoy's admin
 # answers GET /ready within SECONDS (default 2), with any status: 503 says Envoy starts or
@@ -51,6 +51,10 @@ drain() {
     [ "$(active_requests)" = 0 ] && break
     sleep 0.5
   done
+  # Envoy sends its spans every 250 ms and drops those it holds when it exits: those of the
+  # calls that ended last (since the previous count) went with it. Three flushes and their
+  # exports (SPAN_FLUSH_WAIT in gateway/launch/stack.py); nothing to wait for without tracing.
+  sleep 0.75
   echo "run-envoy: active requests: $(active_requests); stopping Envoy" >&2
   kill -TERM "$envoy_pid"
   drained=1

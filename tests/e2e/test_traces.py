@@ -12,6 +12,8 @@ import dataclasses
 import json
 import re
 import secrets
+import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -26,9 +28,11 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
+from gateway.cli.main import main as saxgw_main
 from gateway.config import TelemetrySettings
+from gateway.launch.envoy import envoy_binary
 from gateway.launch.processes import free_port
-from gateway.launch.stack import Stack, StackSettings, health_answers
+from gateway.launch.stack import SPAN_FLUSH_WAIT, Stack, StackSettings, health_answers
 from gateway.service.args import gateway_argv
 from tests._grpc import sync_channel
 from tests._otlp import Receiver, attributes
@@ -183,6 +187,39 @@ def test_a_later_versions_traceparent_is_followed_as_version_00(
 def _traceparent() -> tuple[bytes, str]:
     trace = secrets.token_bytes(16)
     return trace, f"00-{trace.hex()}-{secrets.token_bytes(8).hex()}-01"
+
+
+def test_envoys_span_is_named_after_the_method_the_request_ran(
+    traced: Stack, receiver: Receiver, model: str
+) -> None:
+    # Envoy named every span "ingress": a trace viewer could not tell its spans of a /generate
+    # from those of a chat completion, nor list or filter them by method. Now each is named
+    # as the gateway's span of the call is; a path that names no method, by its HTTP method
+    # alone (a scanner's paths would each have been a span name).
+    calls = [
+        ("POST", "/generate", {"model": model, "query": "hi"}, "saxgateway.v1.SaxGateway/Generate"),
+        ("GET", "/v1/models", None, "saxgateway.v1.OpenAIGateway/ListOpenAIModels"),
+        ("GET", "/openapi.json", None, "/openapi.json"),
+        ("GET", f"/no/such/path/{secrets.token_hex(4)}?key=secret", None, "GET"),
+        ("POST", "/saxgateway.v1.SaxGateway/NoSuchMethod", {}, "POST"),
+    ]
+    traces = []
+    for method, path, body, name in calls:
+        trace, traceparent = _traceparent()
+        headers = {"traceparent": traceparent}
+        httpx.request(method, traced.http_url + path, json=body, headers=headers, timeout=30)
+        traces.append((trace, path, name))
+    # A gRPC call's span is its method's too, as the gateway's span of it is named.
+    trace, traceparent = _traceparent()
+    with sync_channel(traced.grpc_address) as channel:
+        stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+        stub.GetInfo(pb.GetInfoRequest(), metadata=(("traceparent", traceparent),), timeout=30)
+    traces.append((trace, "GetInfo", "saxgateway.v1.SaxGateway/GetInfo"))
+    for trace, path, name in traces:
+        spans = receiver.wait_until(
+            trace, lambda spans: any(receiver.service(s) == ENVOY for s in spans)
+        )
+        assert [s.name for s in spans if receiver.service(s) == ENVOY] == [name], path
 
 
 def _close_an_sse_stream(traced: Stack, model: str, headers: dict[str, str]) -> None:
@@ -435,3 +472,50 @@ def test_envoys_spans_of_the_last_calls_are_sent_before_the_stack_stops(
         envoy, server = _split(receiver, spans)
         assert server.parent_span_id == envoy.span_id
     assert took < 5  # no wait for Envoy's old 5 s flush
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_envoy_in_its_container_script_sends_the_spans_of_the_calls_its_drain_waited_for(
+    traced: Stack, receiver: Receiver, slow_model: str, tmp_path: Path
+) -> None:
+    # run-envoy.sh (the containers' Envoy) stopped Envoy as soon as its drain found no request
+    # active, which it checks every 0.5 s: a call that ended within Envoy's flush interval
+    # (250 ms) before that check lost its span. Here the call ends mid-drain, and Envoy is run
+    # as envoy-config writes it, in front of the module's gateway.
+    port, admin = free_port(), free_port()
+    gateway = f"127.0.0.1:{traced.settings.gateway_ports[0]}"
+    flags = ["--port", str(port), "--admin-port", str(admin), "--listen", "127.0.0.1"]
+    written = ["--gateway", gateway, "--out", str(tmp_path), "--otlp-endpoint", receiver.endpoint]
+    assert saxgw_main(["envoy-config", *written, *flags]) == 0
+    envoy = [str(envoy_binary()), "-c", str(tmp_path / "envoy.yaml"), "--disable-hot-restart"]
+    script = ["bash", str(tmp_path / "run-envoy.sh"), str(admin), "20", *envoy]
+    run = subprocess.Popen(script, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while not _answers(f"{url}/healthz") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        trace, traceparent = _traceparent()
+        body = {"model": slow_model, "query": "q"}  # 5 s: the client ends it first
+        with (
+            httpx.Client(base_url=url, timeout=30) as http,
+            http.stream(
+                "POST", "/generate_stream", json=body, headers={"traceparent": traceparent}
+            ) as reply,
+        ):
+            assert next(line for line in reply.iter_lines() if line.startswith("data:"))
+            run.send_signal(signal.SIGTERM)  # the drain lets the stream go on
+            time.sleep(0.9)  # ends just before the drain's first count (after 1 s)
+        ended = time.monotonic()
+        assert run.wait(timeout=30) == 0
+        assert time.monotonic() - ended >= SPAN_FLUSH_WAIT
+    finally:
+        run.kill()
+    spans = receiver.wait_until(trace, _envoy_and_server(receiver), timeout=5)
+    assert {receiver.service(s) for s in spans} == {ENVOY, GATEWAY}

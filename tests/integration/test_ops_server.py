@@ -254,7 +254,9 @@ def test_other_paths_are_not_found(ops_url: str) -> None:
     assert httpx.get(ops_url + "/stats", timeout=10).status_code == 404
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "prom.localhost", "[::1]"])
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "localhost", "prom.localhost", "[::1]", "localhost.", "prom.localhost."]
+)
 def test_a_loopback_ops_port_answers_loopback_names(ops_url: str, host: str) -> None:
     port = ops_url.rsplit(":", 1)[1]
     response = httpx.get(ops_url + "/metrics", headers={"host": f"{host}:{port}"}, timeout=10)

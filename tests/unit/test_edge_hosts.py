@@ -27,10 +27,17 @@ def _virtual_hosts(text: str) -> list[dict[str, Any]]:
 
 
 def test_a_loopback_listener_answers_loopback_names_and_added_ones() -> None:
-    assert domains("127.0.0.1", ()) == list(LOOPBACK_NAMES)
-    assert domains("127.0.0.1", ("gw.example", "localhost")) == [*LOOPBACK_NAMES, "gw.example"]
-    assert domains("127.0.0.2", ()) == [*LOOPBACK_NAMES, "127.0.0.2"]
-    assert domains("::1", ()) == list(LOOPBACK_NAMES)  # as [::1]
+    # Each name also with the root's dot (`localhost.`), the same name; addresses not.
+    rooted = ["localhost.", "*.localhost."]
+    assert domains("127.0.0.1", ()) == [*LOOPBACK_NAMES, *rooted]
+    assert domains("127.0.0.1", ("gw.example", "localhost")) == [
+        *LOOPBACK_NAMES,
+        "gw.example",
+        *rooted,
+        "gw.example.",
+    ]
+    assert domains("127.0.0.2", ()) == [*LOOPBACK_NAMES, "127.0.0.2", *rooted]
+    assert domains("::1", ()) == [*LOOPBACK_NAMES, *rooted]  # as [::1]
     assert domains("127.0.0.1", ("*",)) is None  # the operator's way out
 
 
@@ -65,7 +72,13 @@ def test_a_listener_on_every_ipv6_address_renders_and_answers_every_host() -> No
 def test_the_rendered_loopback_config_refuses_other_hosts_with_421() -> None:
     settings = EnvoySettings(gateway_endpoints=["127.0.0.1:50051"], allowed_hosts=("gw.test",))
     gateway, other = _virtual_hosts(render(settings))
-    assert gateway["domains"] == [*LOOPBACK_NAMES, "gw.test"]
+    assert gateway["domains"] == [
+        *LOOPBACK_NAMES,
+        "gw.test",
+        "localhost.",
+        "*.localhost.",
+        "gw.test.",
+    ]
     assert other["domains"] == ["*"]
     refusals = [r["direct_response"]["status"] for r in other["routes"]]
     assert refusals == [400, 421, 421]  # two Host lines, CONNECT, then any path
@@ -120,6 +133,7 @@ def test_the_admin_of_a_container_also_takes_the_drain_that_envoy_run_sends(
     [
         ("gw.example.com", "gw.example.com"),
         ("GW.Example.com", "gw.example.com"),
+        ("gw.example.com.", "gw.example.com"),  # the same name, with the root's dot
         ("*.example.com", "*.example.com"),
         ("10.0.0.5", "10.0.0.5"),
         ("[fd00::5]", "[fd00::5]"),

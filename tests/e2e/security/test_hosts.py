@@ -67,6 +67,10 @@ def test_loopback_names_are_answered_with_any_port(stack: Stack, http: httpx.Cli
         f"saxgw.localhost:{port}",
         f"[::1]:{port}",
         "localhost:18888",  # a port forward (ssh -L, kubectl port-forward) keeps the name
+        # A name with the root's dot (`curl http://localhost.:8888`) is the same name.
+        "localhost.",
+        f"localhost.:{port}",
+        f"saxgw.localhost.:{port}",
     ]
     for host in hosts:
         response = http.get("/", headers={"Host": host})
@@ -102,7 +106,7 @@ def test_a_host_the_config_allows_is_answered(secure: SecureStack) -> None:
     key = {"x-api-key": TEAM_A_KEY}
     with httpx.Client(base_url=secure.stack.http_url, timeout=30) as http:
         port = _port(secure.stack)
-        for host in (ALLOWED_HOST, f"{ALLOWED_HOST}:{port}"):
+        for host in (ALLOWED_HOST, f"{ALLOWED_HOST}:{port}", f"{ALLOWED_HOST}.:{port}"):
             response = http.get("/", headers={"Host": host, **key})
             assert response.status_code == 200, (host, response.text)
             assert response.json()["message"] == "HTTP Server for SAX Client"

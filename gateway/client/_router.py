@@ -29,7 +29,7 @@ from gateway.client._failover import (
     stream_error,
 )
 from gateway.client._hung import HangWatch
-from gateway.client._locations import AddressTable, StaticTable, watch
+from gateway.client._locations import AddressTable, CellWatches, StaticTable, watch
 from gateway.client._observer import NO_ATTEMPT, Observer, observed
 from gateway.client._types import ClientSettings
 from gateway.common.deadline import Deadline, now
@@ -93,6 +93,7 @@ class Router:
         self._seed = random.getrandbits(64)
         self._tables: dict[str, AddressTable] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._watches: dict[naming.CellId, CellWatches] = {}  # of each cell's models
         self._pool = ChannelPool()
         self._hang_watch = HangWatch(self._pool)
         self._closed = False
@@ -137,8 +138,11 @@ class Router:
             table = AddressTable(model_id, num_conn=self._num_conn, seed=self._seed)
             # The watch belongs to no call: an empty context keeps it from inheriting the
             # context (request ID, trace) of the call that happened to open the table.
+            watches = self._watches.get(model.cell)
+            if watches is None:
+                watches = self._watches[model.cell] = CellWatches(model.cell.id)
             self._tasks[model_id] = asyncio.get_running_loop().create_task(
-                self._watch(table, self._admin_for(model.cell)),
+                self._watch(table, self._admin_for(model.cell), watches),
                 name=f"watch {model_id}",
                 context=contextvars.Context(),
             )
@@ -153,9 +157,9 @@ class Router:
             1 for t in self._tables.values() if not t.known and t.model_id.startswith(prefix)
         )
 
-    async def _watch(self, table: AddressTable, admin: CellAdmin) -> None:
+    async def _watch(self, table: AddressTable, admin: CellAdmin, watches: CellWatches) -> None:
         try:
-            await watch(table, admin, self._changed)
+            await watch(table, admin, self._changed, watches)
         except asyncio.CancelledError:
             if cancelled_by_caller():  # `forget` or `close`: they settle the table
                 raise

@@ -64,6 +64,11 @@ class AddressTable:
         # no replica it can reach fails with this rather than wait for an answer that will
         # not come (cleared when the admin answers again).
         self.unreachable: SaxError | None = None
+        # What the admin said of a model without replicas that has none requested (""
+        # otherwise), when (monotonic), and when it was last asked (`_requested`).
+        self.none_requested = ""
+        self.none_requested_at = 0.0
+        self.requested_read_at = float("-inf")
         self.version = 0
         self._preferred: tuple[str, ...] = ()
         self._next = random.randrange(self._num_conn)
@@ -119,6 +124,8 @@ class AddressTable:
         ranked = sorted(self.addresses, key=lambda a: hash((seed, a)))
         self._preferred = tuple(ranked[: self._num_conn])
         self._down = {a: t for a, t in self._down.items() if a in addresses}
+        if addresses:
+            self.none_requested = ""
         self.known = True
         self._notify()
 
@@ -133,6 +140,11 @@ class AddressTable:
     def set_error(self, error: SaxError, *, asked_at: float) -> None:
         self.error = error
         self.error_asked_at = asked_at
+        self._notify()
+
+    def set_none_requested(self, message: str) -> None:
+        """The admin lists the model with no replica requested (``message`` says so)."""
+        self.none_requested, self.none_requested_at = message, now()
         self._notify()
 
     def set_unreachable(self, error: SaxError | None) -> None:

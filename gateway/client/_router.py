@@ -31,6 +31,7 @@ from gateway.client._failover import (
 from gateway.client._hung import HangWatch
 from gateway.client._locations import AddressTable, CellWatches, StaticTable, watch
 from gateway.client._observer import NO_ATTEMPT, Observer, observed
+from gateway.client._requested import RequestedReplicas
 from gateway.client._types import ClientSettings
 from gateway.common.deadline import Deadline, now
 from gateway.common.errors import (
@@ -88,6 +89,7 @@ class Router:
         self._observer = observer
         self._num_conn = settings.num_conn
         self._fail_fast = settings.fail_fast
+        self._fail_unrequested = settings.fail_unrequested
         self._overloaded_after = settings.overloaded_after
         self._proxy_addr = settings.proxy_addr
         self._seed = random.getrandbits(64)
@@ -96,6 +98,7 @@ class Router:
         self._watches: dict[naming.CellId, CellWatches] = {}  # of each cell's models
         self._pool = ChannelPool()
         self._hang_watch = HangWatch(self._pool)
+        self._requested = RequestedReplicas(admin_for)
         self._closed = False
         # Unary calls, and streams past their first response, which `close` cuts: closing
         # their channels does not when a channel is already closing after its grace period
@@ -415,6 +418,10 @@ class Router:
         if not table.known or not table.addresses:
             if table.known and self._fail_fast:
                 raise retry.last or UnavailableError(f"no replica of {table.model_id} is serving")
+            if table.known and self._fail_unrequested:
+                refusal = self._requested.refusal(table)
+                if refusal is not None:
+                    raise refusal
             # No longer than a unary call would wait: a stream to a model without replicas
             # waited for its whole stream deadline (ten minutes) without a byte.
             await table.wait_changed(deadline.wait_timeout(f"call to {table.model_id}"))
@@ -448,4 +455,5 @@ class Router:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tables.clear()
         await self._hang_watch.close()
+        await self._requested.close()
         await self._pool.close()

@@ -27,6 +27,7 @@ from gateway.client import (
     Client,
     ClientSettings,
     DeadlineExceededError,
+    FailedPreconditionError,
     NotFoundError,
     UnavailableError,
     _locations,
@@ -207,6 +208,45 @@ async def test_no_ready_replica_waits_then_says_how_many_are_ready(client: Clien
     await client.publish(model_id, TEST_LM, "None", 0)
     with pytest.raises(DeadlineExceededError, match=r"\(0 replicas are ready\)"):
         await client.lm_generate(model_id, "x", CallOptions(timeout=0.5))
+
+
+async def test_a_model_with_no_replica_requested_fails_at_once(cell: RunningCell) -> None:
+    # Published with 0 replicas, a model gets none until someone asks for some: a gateway's
+    # call waited for its whole deadline (504 after 60 s; 3 minutes with the OpenAI SDKs'
+    # retries). A model whose replica is requested but not placed is still waited for.
+    settings = ClientSettings(sax_root=cell.sax_root, fail_unrequested=True)
+    async with Client(settings) as client:
+        unplaced = f"{CELL}/unplaced"  # no model server lists its path: one may join
+        await client.publish(unplaced, "sax_gateway.testing.NoServerHasIt", "None", 1)
+        with pytest.raises(DeadlineExceededError, match=r"\(0 replicas are ready\)"):
+            await client.lm_generate(unplaced, "x", CallOptions(timeout=0.5))
+        model_id = f"{CELL}/none"
+        await client.publish(model_id, TEST_LM, "None", 0)
+        refusal = (
+            f"{model_id} has no replica to serve it: it is published with 0 replicas (an update "
+            "of its replicas makes it serve)"
+        )
+        loop = asyncio.get_running_loop()
+        for _ in range(2):  # the first asks the admin; the next, within a second, knows
+            started = loop.time()
+            with pytest.raises(FailedPreconditionError) as refused:
+                await client.lm_generate(model_id, "x", CallOptions(timeout=30))
+            assert refused.value.message == refusal
+            assert loop.time() - started < 2.0
+        stream = client.lm_generate_stream(model_id, "x", CallOptions(timeout=30))
+        with pytest.raises(FailedPreconditionError, match="published with 0 replicas"):
+            await anext(aiter(stream))
+        # Asked for a replica by another client (this one learns of it from the admin: once the
+        # replica serves, or the admin's answer is a second old), it serves.
+        async with Client(ClientSettings(sax_root=cell.sax_root)) as other:
+            await other.update(model_id, num_replicas=1)
+
+        async def serves() -> bool:
+            with contextlib.suppress(FailedPreconditionError):
+                return await client.lm_generate(model_id, "now", T) == [("now", approx(-0.1))]
+            return False
+
+        await eventually(serves, timeout=5.0)
 
 
 async def test_state_keeps_method_names_after_the_model_served(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import shutil
 import signal
 import subprocess
@@ -192,9 +193,14 @@ class HungAdmin(admin_pb2_grpc.AdminServicer):
         return admin_pb2.ListResponse()
 
 
-async def test_health_is_not_serving_before_the_first_probe_answers(tmp_path: Path) -> None:
+async def test_health_is_not_serving_before_the_first_probe_answers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     # grpc's health servicer starts SERVING: while the first probe waited for a hung admin
     # (seconds), Envoy counted a gateway that knew nothing healthy and `saxgw up` said Ready.
+    # That no admin answers is a WARNING: it was an INFO, and for a hung admin (its address
+    # watches' long polls just run out) the only line in the gateway's log.
+    caplog.set_level(logging.INFO, logger="gateway.service")
     sax_root, port = str(tmp_path / "root"), free_port()
     settings = GatewaySettings(client=ClientSettings(sax_root=sax_root), port=port)
     async with stand_in_admin(HungAdmin(), sax_root, "/sax/hung"):  # type: ignore[abstract]
@@ -211,6 +217,12 @@ async def test_health_is_not_serving_before_the_first_probe_answers(tmp_path: Pa
         finally:
             server = await starting
             await server.stop(grace=0)
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if "health: " in r.getMessage()]
+    assert lines[0] == (
+        "WARNING",
+        "health: NOT_SERVING (no admin answers: admin List for /sax/hung did not finish within "
+        "its deadline; no replicas are on record)",
+    ), lines
 
 
 async def test_health_answers_with_the_first_cell_that_answers(inproc_cell: InprocCell) -> None:

@@ -237,7 +237,14 @@ class HealthReporter:
         listed, unlisted = await listed_cells(self._client, timeout)
         problem: str | None = unlisted or "no cell under SAX_ROOT"
         found: dict[str, bool] = {}
-        async with contextlib.aclosing(probe_cells(self._client, listed, timeout)) as answers:
+        # Past the client's unreachable window, so that an admin silent that long is taken for
+        # hung and its connection dropped, as other reads of it are. Given the window alone,
+        # the List ran out as its own deadline and left a connection gone silent (one a NAT
+        # forgot) to the models' address watches, which polled on it for as long as the kernel
+        # kept it (~15 minutes) and missed every change the admin made meanwhile.
+        window = self._client.settings.admin_unreachable_after
+        asking = max(timeout, window + 1.0)
+        async with contextlib.aclosing(probe_cells(self._client, listed, asking)) as answers:
             async for cell, why in answers:
                 found[cell] = why is None
                 if problem is None:

@@ -4,6 +4,7 @@ between them (resets, FINs, blackholes, latency, bandwidth limits, truncation, r
     proxy = FaultProxy("127.0.0.1:10001")
     await proxy.start()          # listens on proxy.address
     proxy.blackhole = True       # stop forwarding both ways; keep the sockets open
+    proxy.silence_open()         # the same for the connections open now alone, for good
     proxy.reset_all()            # RST every connection open now
 """
 
@@ -23,6 +24,7 @@ class FaultProxy:
         self._port = port
         self._server: asyncio.Server | None = None
         self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
+        self._silenced: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         #: Forward nothing either way while set (both sockets stay open).
         self.blackhole = False
@@ -61,6 +63,12 @@ class FaultProxy:
             _reset(upstream)
         self._pairs.clear()
 
+    def silence_open(self) -> None:
+        """Forwards nothing more on the connections open now, either way, and keeps their
+        sockets open: a NAT or load balancer that forgot them (half-open connections). New
+        connections are forwarded."""
+        self._silenced.update(self._pairs)
+
     def fin_all(self) -> None:
         """Closes both sides of every open connection cleanly (FIN)."""
         for client, upstream in list(self._pairs):
@@ -83,8 +91,8 @@ class FaultProxy:
         pair = (writer, up_writer)
         self._pairs.add(pair)
         tasks = [
-            asyncio.create_task(self._pump(reader, up_writer, reply=False)),
-            asyncio.create_task(self._pump(up_reader, writer, reply=True)),
+            asyncio.create_task(self._pump(reader, up_writer, pair, reply=False)),
+            asyncio.create_task(self._pump(up_reader, writer, pair, reply=True)),
         ]
         self._tasks.update(tasks)
         try:
@@ -92,11 +100,17 @@ class FaultProxy:
         finally:
             self._tasks.difference_update(tasks)
             self._pairs.discard(pair)
+            self._silenced.discard(pair)
             writer.close()
             up_writer.close()
 
     async def _pump(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, reply: bool
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        pair: tuple[asyncio.StreamWriter, asyncio.StreamWriter],
+        *,
+        reply: bool,
     ) -> None:
         while True:
             chunk = await reader.read(16384 if not self.rate else max(1, self.rate // 10))
@@ -104,7 +118,7 @@ class FaultProxy:
                 with contextlib.suppress(OSError):
                     writer.write_eof()
                 return
-            while self.blackhole:
+            while self.blackhole or pair in self._silenced:
                 await asyncio.sleep(0.05)
             if self.latency:
                 await asyncio.sleep(self.latency)

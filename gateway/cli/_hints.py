@@ -191,6 +191,11 @@ BY_DETAILS: tuple[tuple[frozenset[grpc.StatusCode], str, str], ...] = (
         "a model's path is fixed once published: `saxgw unpublish {id}`, then `saxgw publish "
         "{id} ...` with the new one",
     ),
+    (  # a model published with 0 replicas (gateway/client/_requested.py)
+        frozenset({_S.FAILED_PRECONDITION}),
+        "published with 0 replicas",
+        "the model has no replica requested: `saxgw update {id} --replicas N` asks for some",
+    ),
     (
         frozenset({_S.FAILED_PRECONDITION, _S.UNAVAILABLE}),
         "failed to load",

@@ -18,8 +18,12 @@ from saxml.protobuf import (
 )
 
 from gateway.client._serializing import serializing
+from gateway.common.deadline import now
 
 _log = logging.getLogger(__name__)
+# The hang watch's logger (`_hung`, which imports this module): the end of its WARNING of a
+# replica that answers nothing, when the replica leaves, is logged here.
+_hung_log = logging.getLogger("gateway.client._hung")
 
 CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
     # Images, audio and embeddings can be large; Sax servers set no limit either.
@@ -194,6 +198,13 @@ class ChannelPool:
         keep = set(live)
         for address in [a for a in self._backends if a not in keep]:
             backend = self._backends.pop(address)
+            if backend.suspect_since is not None:  # the hang watch's WARNING gets its end
+                _hung_log.info(
+                    "model server %s left the address sets of its models after %.0f s without "
+                    "an answer: no call goes to it",
+                    address,
+                    now() - backend.suspect_since,
+                )
             task = asyncio.get_running_loop().create_task(
                 close_channel(backend.channel, _CLOSE_GRACE_S)
             )

@@ -27,9 +27,6 @@ from gateway.common.errors import DeadlineExceededError, SaxError
 from gateway.common.failurelog import FailureLog
 
 _log = logging.getLogger(__name__)
-# "watch of M: the admin ... is unreachable" comes every few seconds per model for as long as
-# the admin is away: logged when it starts, then once a minute while it lasts, and its end.
-_UNREACHABLE = FailureLog(_log)
 
 # One long poll lasts at most this long; then it is simply re-issued. Bounding it means a
 # silently vanished admin (no TCP reset) is noticed, and the location file is re-read.
@@ -67,6 +64,11 @@ class AddressTable:
         # no replica it can reach fails with this rather than wait for an answer that will
         # not come (cleared when the admin answers again).
         self.unreachable: SaxError | None = None
+        # What the admin said of a model without replicas that has none requested (""
+        # otherwise), when (monotonic), and when it was last asked (`_requested`).
+        self.none_requested = ""
+        self.none_requested_at = 0.0
+        self.requested_read_at = float("-inf")
         self.version = 0
         self._preferred: tuple[str, ...] = ()
         self._next = random.randrange(self._num_conn)
@@ -122,6 +124,8 @@ class AddressTable:
         ranked = sorted(self.addresses, key=lambda a: hash((seed, a)))
         self._preferred = tuple(ranked[: self._num_conn])
         self._down = {a: t for a, t in self._down.items() if a in addresses}
+        if addresses:
+            self.none_requested = ""
         self.known = True
         self._notify()
 
@@ -136,6 +140,11 @@ class AddressTable:
     def set_error(self, error: SaxError, *, asked_at: float) -> None:
         self.error = error
         self.error_asked_at = asked_at
+        self._notify()
+
+    def set_none_requested(self, message: str) -> None:
+        """The admin lists the model with no replica requested (``message`` says so)."""
+        self.none_requested, self.none_requested_at = message, now()
         self._notify()
 
     def set_unreachable(self, error: SaxError | None) -> None:
@@ -178,10 +187,60 @@ class StaticTable(AddressTable):
         pass  # there is nowhere else to go
 
 
+class CellWatches:
+    """The watches of one cell's models, which an outage of its admin fails together: logged
+    for the cell, naming how many models it holds up, when it starts, then once a minute
+    while it lasts, and when every watch it failed has been answered; not for each model (a
+    cell of 200 models was 200 WARNINGs when its admin went away, 200 a minute while it was
+    away and 200 INFOs when it came back, from each gateway process)."""
+
+    __slots__ = ("_failing", "_log", "cell", "running")
+
+    def __init__(self, cell: str) -> None:
+        self.cell = cell
+        self.running = 0  # watches of this cell's models
+        self._failing: set[str] = set()  # models whose last poll failed
+        self._log = FailureLog(_log)
+
+    def failed(self, model_id: str, error: SaxError) -> None:
+        self._failing.add(model_id)
+        count = f"{self.running} model{'' if self.running == 1 else 's'}"
+        self._log.failed(
+            ("watching", self.cell), f"watching {count} of {self.cell}: {error}", cause=str(error)
+        )
+
+    def answered(self, model_id: str) -> None:
+        self._failing.discard(model_id)
+        if not self._failing:
+            self._log.succeeded(("watching", self.cell), f"watching the models of {self.cell}")
+
+    def ended(self, model_id: str) -> None:
+        """The watch of ``model_id`` ended (its model is gone, or its client closed)."""
+        self._failing.discard(model_id)
+        self.running -= 1
+
+
 async def watch(
-    table: AddressTable, admin: CellAdmin, on_change: Callable[[AddressTable], None]
+    table: AddressTable,
+    admin: CellAdmin,
+    on_change: Callable[[AddressTable], None],
+    watches: CellWatches,
 ) -> None:
-    """Keeps ``table`` current until the model is gone (then sets ``table.error``)."""
+    """Keeps ``table`` current until the model is gone (then sets ``table.error``);
+    ``watches``: those of the model's cell, which this one joins while it runs."""
+    watches.running += 1
+    try:
+        await _watch(table, admin, on_change, watches)
+    finally:
+        watches.ended(table.model_id)
+
+
+async def _watch(
+    table: AddressTable,
+    admin: CellAdmin,
+    on_change: Callable[[AddressTable], None],
+    watches: CellWatches,
+) -> None:
     server_id, seqno, current = "", 0, set[str]()
     incarnation = table.incarnation  # the admin_server_id of the admin that last answered
     hold_until = 0.0  # while later, an empty set from a restarted admin is not applied
@@ -212,7 +271,7 @@ async def watch(
                 # a line per such call would let any caller flood the log.
                 level = logging.INFO if table.known else logging.DEBUG
                 _log.log(level, "watch of %s ended: %s", table.model_id, error)
-                _answered(table)
+                _answered(table, watches)
                 table.set_error(error, asked_at=asked_at)
                 return
             # The admin is unreachable (UNAVAILABLE comes after --admin-unreachable-after).
@@ -220,13 +279,13 @@ async def watch(
             # start over with a full set; calls that find no replica they can reach (none
             # known, or every one refusing: the whole cell is down) fail now rather than at
             # their deadline.
-            _UNREACHABLE.failed(("watching", table.model_id), f"watch of {table.model_id}: {error}")
+            watches.failed(table.model_id, error)
             if not table.known or error.code == grpc.StatusCode.UNAVAILABLE:
                 table.set_unreachable(error)
             server_id, seqno = "", 0
             await asyncio.sleep(1.0)
             continue
-        _answered(table)
+        _answered(table, watches)
         if incarnation and response.admin_server_id != incarnation and table.addresses:
             hold_until = now() + RESTART_HOLD_S
             _log.info("admin of %s restarted; keeping known addresses", table.model_id)
@@ -261,7 +320,7 @@ async def watch(
             on_change(table)
 
 
-def _answered(table: AddressTable) -> None:
+def _answered(table: AddressTable, watches: CellWatches) -> None:
     """The admin answered a poll of ``table``: it is reachable again."""
     table.set_unreachable(None)
-    _UNREACHABLE.succeeded(("watching", table.model_id), f"watching {table.model_id}")
+    watches.answered(table.model_id)

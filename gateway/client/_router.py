@@ -29,8 +29,9 @@ from gateway.client._failover import (
     stream_error,
 )
 from gateway.client._hung import HangWatch
-from gateway.client._locations import AddressTable, StaticTable, watch
+from gateway.client._locations import AddressTable, CellWatches, StaticTable, watch
 from gateway.client._observer import NO_ATTEMPT, Observer, observed
+from gateway.client._requested import RequestedReplicas
 from gateway.client._types import ClientSettings
 from gateway.common.deadline import Deadline, now
 from gateway.common.errors import (
@@ -88,13 +89,16 @@ class Router:
         self._observer = observer
         self._num_conn = settings.num_conn
         self._fail_fast = settings.fail_fast
+        self._fail_unrequested = settings.fail_unrequested
         self._overloaded_after = settings.overloaded_after
         self._proxy_addr = settings.proxy_addr
         self._seed = random.getrandbits(64)
         self._tables: dict[str, AddressTable] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._watches: dict[naming.CellId, CellWatches] = {}  # of each cell's models
         self._pool = ChannelPool()
         self._hang_watch = HangWatch(self._pool)
+        self._requested = RequestedReplicas(admin_for)
         self._closed = False
         # Unary calls, and streams past their first response, which `close` cuts: closing
         # their channels does not when a channel is already closing after its grace period
@@ -137,8 +141,11 @@ class Router:
             table = AddressTable(model_id, num_conn=self._num_conn, seed=self._seed)
             # The watch belongs to no call: an empty context keeps it from inheriting the
             # context (request ID, trace) of the call that happened to open the table.
+            watches = self._watches.get(model.cell)
+            if watches is None:
+                watches = self._watches[model.cell] = CellWatches(model.cell.id)
             self._tasks[model_id] = asyncio.get_running_loop().create_task(
-                self._watch(table, self._admin_for(model.cell)),
+                self._watch(table, self._admin_for(model.cell), watches),
                 name=f"watch {model_id}",
                 context=contextvars.Context(),
             )
@@ -153,9 +160,9 @@ class Router:
             1 for t in self._tables.values() if not t.known and t.model_id.startswith(prefix)
         )
 
-    async def _watch(self, table: AddressTable, admin: CellAdmin) -> None:
+    async def _watch(self, table: AddressTable, admin: CellAdmin, watches: CellWatches) -> None:
         try:
-            await watch(table, admin, self._changed)
+            await watch(table, admin, self._changed, watches)
         except asyncio.CancelledError:
             if cancelled_by_caller():  # `forget` or `close`: they settle the table
                 raise
@@ -411,6 +418,10 @@ class Router:
         if not table.known or not table.addresses:
             if table.known and self._fail_fast:
                 raise retry.last or UnavailableError(f"no replica of {table.model_id} is serving")
+            if table.known and self._fail_unrequested:
+                refusal = self._requested.refusal(table)
+                if refusal is not None:
+                    raise refusal
             # No longer than a unary call would wait: a stream to a model without replicas
             # waited for its whole stream deadline (ten minutes) without a byte.
             await table.wait_changed(deadline.wait_timeout(f"call to {table.model_id}"))
@@ -444,4 +455,5 @@ class Router:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tables.clear()
         await self._hang_watch.close()
+        await self._requested.close()
         await self._pool.close()

@@ -47,6 +47,13 @@ class ClientSettings:
     """How many of a model's replicas one client spreads its data calls over."""
     fail_fast: bool = False
     """True: a data call fails at once when no replica serves; False: it waits in its deadline."""
+    fail_unrequested: bool = False
+    """True: a data call to a model the admin lists with no replica requested (published or
+    updated with 0) fails at once with FAILED_PRECONDITION (`_requested.py`); False, as
+    upstream's clients: it waits in its deadline, as for a model whose replicas load, for
+    someone to ask for replicas. A gateway's client has it set (`GatewayServer`): its callers
+    (HTTP, the OpenAI SDKs) cannot tell that wait from a slow model, and waited a minute for a
+    504, three with the SDKs' retries."""
     proxy_addr: str | None = None
     """Send every data call to this address instead of the model's servers (upstream's
     ``Options.proxy_addr``); no admin is consulted for data calls then."""

@@ -26,7 +26,7 @@ _MAX_CAUSES = 16
 
 @dataclass
 class _Ongoing:
-    logged: dict[str, float]  # each cause (message) logged, and when
+    logged: dict[str, float]  # each cause logged, and when
     since_logged: int  # failures since the last WARNING
     total: int
 
@@ -49,29 +49,37 @@ class FailureLog:
         self._ongoing: dict[tuple[str, str], _Ongoing] = {}
         self._lock = threading.Lock()
 
-    def failed(self, key: tuple[str, str], message: str, *, exc_info: bool = False) -> None:
-        """A WARNING (or the log's ``level``) for a new failure, for a cause (``message``) it
-        has not had yet, or for one ``REPEAT_S`` after that cause's last; else a DEBUG line.
-        A cause logged lately is not logged again when another came between: two that took
-        turns (an unreachable admin's "failed to connect" and "unreachable") were a WARNING
-        each time, hundreds a minute. ``exc_info``: the exception being handled goes with
-        the lines at the log's level."""
+    def failed(
+        self,
+        key: tuple[str, str],
+        message: str,
+        *,
+        exc_info: bool = False,
+        cause: str | None = None,
+    ) -> None:
+        """A WARNING (or the log's ``level``) for a new failure, for a cause (``cause``, by
+        default ``message``) it has not had yet, or for one ``REPEAT_S`` after that cause's
+        last; else a DEBUG line. A cause logged lately is not logged again when another came
+        between: two that took turns (an unreachable admin's "failed to connect" and
+        "unreachable") were a WARNING each time, hundreds a minute. ``exc_info``: the
+        exception being handled goes with the lines at the log's level."""
+        cause = message if cause is None else cause
         now = self._clock()
         with self._lock:
             ongoing = self._ongoing.get(key)
             if ongoing is None:
-                self._ongoing[key] = _Ongoing({message: now}, 0, 1)
+                self._ongoing[key] = _Ongoing({cause: now}, 0, 1)
             else:
                 ongoing.total += 1
-                logged_at = ongoing.logged.pop(message, None)
+                logged_at = ongoing.logged.pop(cause, None)
                 if logged_at is not None and now - logged_at < REPEAT_S:
-                    ongoing.logged[message] = logged_at
+                    ongoing.logged[cause] = logged_at
                     ongoing.since_logged += 1
                     self._log.debug("%s (again)", message)
                     return
                 if len(ongoing.logged) >= _MAX_CAUSES:
                     del ongoing.logged[next(iter(ongoing.logged))]
-                ongoing.logged[message] = now
+                ongoing.logged[cause] = now
                 if logged_at is not None:
                     repeats, ongoing.since_logged = ongoing.since_logged, 0
                     self._log.log(

@@ -244,7 +244,14 @@ class HealthReporter:
         problem: str | None = unlisted or "no cell under SAX_ROOT"
         found: dict[str, bool] = {}
         models: dict[str, list[ModelDetail]] | None = {} if self._metrics is not None else None
-        probe = probe_cells(self._client, listed, timeout, models)
+        # Past the client's unreachable window, so that an admin silent that long is taken for
+        # hung and its connection dropped, as other reads of it are. Given the window alone,
+        # the List ran out as its own deadline and left a connection gone silent (one a NAT
+        # forgot) to the models' address watches, which polled on it for as long as the kernel
+        # kept it (~15 minutes) and missed every change the admin made meanwhile.
+        window = self._client.settings.admin_unreachable_after
+        asking = max(timeout, window + 1.0)
+        probe = probe_cells(self._client, listed, asking, models)
         async with contextlib.aclosing(probe) as answers:
             async for cell, why in answers:
                 found[cell] = why is None
@@ -288,19 +295,25 @@ class HealthReporter:
     async def _report(self, problem: str | None) -> None:
         if problem is None:
             await self._set(True, "the cell's admin answers")
-        elif self._client.knows_replicas():
-            await self._set(True, f"no admin answers: {problem}; serving the replicas on record")
+            return
+        # A WARNING: for an admin that hangs, whose address watches' long polls just run out,
+        # it is the gateway's only line (it was an INFO, as its end still is).
+        if self._client.knows_replicas():
+            why = f"no admin answers: {problem}; serving the replicas on record"
+            await self._set(True, why, logging.WARNING)
         else:
-            await self._set(False, f"no admin answers: {problem}; no replicas are on record")
+            why = f"no admin answers: {problem}; no replicas are on record"
+            await self._set(False, why, logging.WARNING)
 
-    async def _set(self, serving: bool, why: str) -> None:
+    async def _set(self, serving: bool, why: str, level: int = logging.INFO) -> None:
         self._settled.set()
         if (serving, why) == (self._serving, self._why):
             return
         self._why = why  # logged when it changes, even if the status does not
+        status = "SERVING" if serving else "NOT_SERVING"
         if serving == self._serving:
-            log.info("health: still %s (%s)", "SERVING" if serving else "NOT_SERVING", why)
+            log.log(level, "health: still %s (%s)", status, why)
             return
         self._serving = serving
-        log.info("health: %s (%s)", "SERVING" if serving else "NOT_SERVING", why)
+        log.log(level, "health: %s (%s)", status, why)
         await self.servicer.set(SERVING if serving else NOT_SERVING, final=False)

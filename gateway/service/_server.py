@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -138,7 +138,10 @@ class GatewayServer:
         # Always there: the query cost reaches the caller even with metrics and tracing off.
         observer = GatewayObserver(metrics, tracing)
         if client is None:
-            client = Client(settings.client, observer=observer)
+            # A gateway's callers (HTTP, the OpenAI SDKs) cannot tell a wait for a model with
+            # no replica requested from a slow model: their calls to it fail at once.
+            client_settings = replace(settings.client, fail_unrequested=True)
+            client = Client(client_settings, observer=observer)
         # Per-client limits count with the stack's other gateway processes, if it has any,
         # and ACL changes made through one are known to the others (its change board).
         # So are each model's calls in flight and queued (`quotas.model`); a process run

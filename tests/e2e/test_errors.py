@@ -84,6 +84,25 @@ def test_duplicate_publish_is_409_and_keeps_the_first(http: httpx.Client) -> Non
         http.post("/unpublish", json={"model": model})
 
 
+def test_a_model_with_no_replica_requested_is_400_at_once(http: httpx.Client) -> None:
+    # It waited for the whole deadline (60 s) and ended 504 "0 replicas are ready".
+    model = "/sax/test/zero-replicas"
+    publish = {"model": model, "model_path": TEST_LM, "checkpoint": "None", "replicas": 0}
+    assert http.post("/publish", json=publish).status_code == 200
+    try:
+        response = http.post("/generate", json={"model": model, "query": "q"})
+        assert response.elapsed.total_seconds() < 5
+        assert response.status_code == 400, response.text
+        assert response.json() == {
+            "code": 9,
+            "message": f"{model} has no replica to serve it: it is published with 0 replicas "
+            "(an update of its replicas makes it serve)",
+            "details": [request_info(response)],
+        }
+    finally:
+        http.post("/unpublish", json={"model": model})
+
+
 def test_unknown_path_is_404_and_unknown_query_parameter_is_400(http: httpx.Client) -> None:
     assert http.get("/nosuch").status_code == 404
     assert http.post("/v2/generate", json={}).status_code == 404

@@ -356,8 +356,10 @@ def test_short_deadlines_under_load_still_end_with_the_last_event(stack: Stack, 
 
 
 def test_deadline_before_streaming_is_504(http: httpx.Client) -> None:
+    # A replica is requested, but no model server lists the path (one may join).
     model = "/sax/test/never-served"
-    publish = {"model": model, "model_path": TEST_LM, "checkpoint": "None", "replicas": 0}
+    path = "sax_gateway.testing.NoServerHasIt"
+    publish = {"model": model, "model_path": path, "checkpoint": "None", "replicas": 1}
     assert http.post("/publish", json=publish).status_code == 200
     try:
         response = http.post(

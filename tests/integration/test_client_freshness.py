@@ -27,6 +27,7 @@ from gateway.client import (
     Client,
     ClientSettings,
     DeadlineExceededError,
+    FailedPreconditionError,
     NotFoundError,
     UnavailableError,
     _locations,
@@ -117,12 +118,12 @@ async def test_a_watch_cut_by_a_cancellation_no_one_asked_for_does_not_strand_it
     real = _locations.watch
     cut: list[str] = []
 
-    async def cut_once(table: Any, admin: Any, changed: Any) -> None:
+    async def cut_once(table: Any, *rest: Any) -> None:
         if not cut:
             cut.append(table.model_id)
             await asyncio.sleep(0.2)  # calls are waiting on the table by then
             raise asyncio.CancelledError  # as grpc.aio reports a channel closed under a call
-        await real(table, admin, changed)
+        await real(table, *rest)
 
     async with Client(ClientSettings(sax_root=cell.sax_root)) as publisher:
         model_id = await publish_ready(publisher, "cut", replicas=1)
@@ -207,6 +208,45 @@ async def test_no_ready_replica_waits_then_says_how_many_are_ready(client: Clien
     await client.publish(model_id, TEST_LM, "None", 0)
     with pytest.raises(DeadlineExceededError, match=r"\(0 replicas are ready\)"):
         await client.lm_generate(model_id, "x", CallOptions(timeout=0.5))
+
+
+async def test_a_model_with_no_replica_requested_fails_at_once(cell: RunningCell) -> None:
+    # Published with 0 replicas, a model gets none until someone asks for some: a gateway's
+    # call waited for its whole deadline (504 after 60 s; 3 minutes with the OpenAI SDKs'
+    # retries). A model whose replica is requested but not placed is still waited for.
+    settings = ClientSettings(sax_root=cell.sax_root, fail_unrequested=True)
+    async with Client(settings) as client:
+        unplaced = f"{CELL}/unplaced"  # no model server lists its path: one may join
+        await client.publish(unplaced, "sax_gateway.testing.NoServerHasIt", "None", 1)
+        with pytest.raises(DeadlineExceededError, match=r"\(0 replicas are ready\)"):
+            await client.lm_generate(unplaced, "x", CallOptions(timeout=0.5))
+        model_id = f"{CELL}/none"
+        await client.publish(model_id, TEST_LM, "None", 0)
+        refusal = (
+            f"{model_id} has no replica to serve it: it is published with 0 replicas (an update "
+            "of its replicas makes it serve)"
+        )
+        loop = asyncio.get_running_loop()
+        for _ in range(2):  # the first asks the admin; the next, within a second, knows
+            started = loop.time()
+            with pytest.raises(FailedPreconditionError) as refused:
+                await client.lm_generate(model_id, "x", CallOptions(timeout=30))
+            assert refused.value.message == refusal
+            assert loop.time() - started < 2.0
+        stream = client.lm_generate_stream(model_id, "x", CallOptions(timeout=30))
+        with pytest.raises(FailedPreconditionError, match="published with 0 replicas"):
+            await anext(aiter(stream))
+        # Asked for a replica by another client (this one learns of it from the admin: once the
+        # replica serves, or the admin's answer is a second old), it serves.
+        async with Client(ClientSettings(sax_root=cell.sax_root)) as other:
+            await other.update(model_id, num_replicas=1)
+
+        async def serves() -> bool:
+            with contextlib.suppress(FailedPreconditionError):
+                return await client.lm_generate(model_id, "now", T) == [("now", approx(-0.1))]
+            return False
+
+        await eventually(serves, timeout=5.0)
 
 
 async def test_state_keeps_method_names_after_the_model_served(
@@ -493,29 +533,44 @@ async def test_a_garbled_location_and_the_watch_it_fails_are_logged_once_not_per
     # Every attempt of every admin call read the file again and logged "... is not a
     # sax.Location" at WARNING (225 lines in 25 s from 2 gateways with one model), and each
     # model's watch logged "watch of M: ... unreachable" every round (about every 1.2 s here).
+    # The watches of a cell fail together: one line for them all, naming how many, not one
+    # per model (an outage of a cell of 200 models was 200 WARNINGs when it began, 200 a
+    # minute while it lasted and 200 INFOs when it ended).
     location = Path(cell.sax_root) / "sax" / "test" / "location.proto"
     whole = location.read_bytes()
     location.write_bytes(b"\xff not a sax.Location")
     caplog.set_level(logging.INFO, logger="gateway.client")
-    model_id = f"{CELL}/garbled"
+    model_ids = [f"{CELL}/garbled{i}" for i in range(3)]
     settings = ClientSettings(sax_root=cell.sax_root, admin_unreachable_after=0.2)
+
+    async def generate(model_id: str) -> None:
+        with pytest.raises(UnavailableError, match="does not parse"):
+            await client.lm_generate(model_id, "x", T)
+
     try:
         async with Client(settings) as client:
             loop = asyncio.get_running_loop()
             until = loop.time() + 4.0
-            while loop.time() < until:  # a continuous failure: calls, retries and a watch
+            while loop.time() < until:  # a continuous failure: calls, retries and watches
                 with pytest.raises(UnavailableError, match="does not parse"):
                     await client.list_all(CELL, timeout=BOUND_S)
-                with pytest.raises(UnavailableError, match="does not parse"):
-                    await client.lm_generate(model_id, "x", T)
+                await asyncio.gather(*map(generate, model_ids))
                 await asyncio.sleep(0.2)
             location.write_bytes(whole)
             assert await client.list_all(CELL, timeout=BOUND_S) is not None
+            ended = f"watching the models of {CELL} works again, after "
+
+            async def answered() -> bool:
+                return ended in caplog.text
+
+            await eventually(answered)
     finally:
         location.write_bytes(whole)
     lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
     garbled = [m for m in lines if m.endswith("location.proto is not a sax.Location")]
     assert len(garbled) == 1, lines
     assert sum(m.startswith(f"parsing {garbled[0].split()[0]} works again") for m in lines) == 1
-    watching = [m for m in lines if m.startswith(f"watch of {model_id}: ")]
-    assert len(watching) == 1, lines
+    watching = [m for m in lines if m.startswith("watch")]
+    assert len(watching) == 2, lines
+    assert watching[0].startswith(f"watching 3 models of {CELL}: the admin server of "), lines
+    assert watching[1].startswith(ended), lines

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import re
 from collections.abc import AsyncIterator, Callable
 
 import grpc
@@ -223,10 +225,15 @@ async def test_a_stream_that_began_on_a_replica_dropped_while_hung_fails_unavail
     assert received == ["hung"]
 
 
-async def test_a_replica_that_answers_nothing_gets_no_new_calls_one_slow_to_answer_does() -> None:
+async def test_a_replica_that_answers_nothing_gets_no_new_calls_one_slow_to_answer_does(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     # Each holds a call that has not ended (a stopped process's; a long generation's), so
     # their load cannot tell them apart, nor can how long their calls have run: only that
     # the slow one answers a status request. Round-robin sent the hung one every other call.
+    # Its WARNING ends with a line when it leaves its model (the admin dropped it): the log
+    # said it "may hang" for good, with no word that calls no longer go there.
+    caplog.set_level(logging.INFO, logger="gateway.client")
     hung = _Replica("hung", hung=True)  # type: ignore[abstract]
     slow = _Replica("slow", hung=False, slow_text="long")  # type: ignore[abstract]
     async with (
@@ -252,9 +259,19 @@ async def test_a_replica_that_answers_nothing_gets_no_new_calls_one_slow_to_answ
         texts = [await asyncio.wait_for(_first_text(router, "unary"), 3) for _ in range(10)]
         assert texts == ["slow"] * 10
         assert hung.calls == 1
+        table.set_addresses({ok})  # the admin drops the hung replica
+        router._pool.retain([ok])
         for call in held:
             call.cancel()
         await asyncio.gather(*held, return_exceptions=True)
+    lines = [r.getMessage() for r in caplog.records if stuck in r.getMessage()]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith(f"model server {stuck} holds a call and answers nothing"), lines
+    assert re.fullmatch(
+        f"model server {stuck} left the address sets of its models after [0-9]+ s without an "
+        "answer: no call goes to it",
+        lines[1],
+    ), lines
 
 
 async def test_a_call_on_a_connection_gone_silent_goes_to_a_replica_still_serving(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import shutil
 import signal
 import subprocess
@@ -21,11 +22,12 @@ from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 from saxml.protobuf import admin_pb2, admin_pb2_grpc
 
-from gateway.client import ClientSettings
+from gateway.client import Client, ClientSettings
 from gateway.common.rpc import Context
 from gateway.config import GatewaySettings
 from gateway.launch.processes import free_port
 from gateway.service import GatewayServer
+from tests._faultproxy import FaultProxy
 from tests._grpc import aio_channel
 from tests.integration._cell_fixtures import SEED_LM, InprocCell, eventually, stand_in_admin
 from tests.integration._gateway_fixtures import running_gateway
@@ -192,12 +194,17 @@ class HungAdmin(admin_pb2_grpc.AdminServicer):
         return admin_pb2.ListResponse()
 
 
-async def test_health_is_not_serving_before_the_first_probe_answers(tmp_path: Path) -> None:
+async def test_health_is_not_serving_before_the_first_probe_answers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     # grpc's health servicer starts SERVING: while the first probe waited for a hung admin
     # (seconds), Envoy counted a gateway that knew nothing healthy and `saxgw up` said Ready.
+    # That no admin answers is a WARNING: it was an INFO, and for a hung admin (its address
+    # watches' long polls just run out) the only line in the gateway's log.
+    caplog.set_level(logging.INFO, logger="gateway.service")
     sax_root, port = str(tmp_path / "root"), free_port()
     settings = GatewaySettings(client=ClientSettings(sax_root=sax_root), port=port)
-    async with stand_in_admin(HungAdmin(), sax_root, "/sax/hung"):  # type: ignore[abstract]
+    async with stand_in_admin(HungAdmin(), sax_root, "/sax/hung") as hung:  # type: ignore[abstract]
         starting = asyncio.create_task(GatewayServer.start(settings))
         try:
             async with aio_channel(f"127.0.0.1:{port}") as channel:
@@ -211,6 +218,12 @@ async def test_health_is_not_serving_before_the_first_probe_answers(tmp_path: Pa
         finally:
             server = await starting
             await server.stop(grace=0)
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if "health: " in r.getMessage()]
+    assert lines[0] == (
+        "WARNING",
+        f"health: NOT_SERVING (no admin answers: the admin server of cell /sax/hung at {hung} "
+        "is unreachable: it has answered nothing to List for 5 s; no replicas are on record)",
+    ), lines
 
 
 async def test_health_answers_with_the_first_cell_that_answers(inproc_cell: InprocCell) -> None:
@@ -254,6 +267,52 @@ async def test_each_cells_admin_is_reported_up_or_not_in_the_metrics(
         await eventually(reads("/sax/test", 0.0))
         shutil.rmtree(Path(sax_root) / "sax" / "a")  # the cell is removed: its series goes
         await eventually(reads("/sax/a", None))
+
+
+async def test_a_silent_admin_connection_is_dropped_and_the_watches_read_the_admin_again(
+    inproc_cell: InprocCell, tmp_path: Path
+) -> None:
+    # A NAT or load balancer that forgot the admin's connection drops its packets: no FIN or
+    # RST comes. The health probe's List ran out as "did not finish within its deadline" and
+    # left the connection, so the models' address watches polled on it for as long as the
+    # kernel kept it (about 15 minutes) and missed every change the admin made meanwhile.
+    proxy = FaultProxy(inproc_cell.admin_address)
+    await proxy.start()
+    root = tmp_path / "through-proxy"  # a SAX_ROOT whose cell's admin is behind the proxy
+    (root / "sax" / "test").mkdir(parents=True)
+    (root / "sax" / "test" / "location.proto").write_bytes(
+        admin_pb2.Location(location=proxy.address).SerializeToString()
+    )
+    model = "/sax/test/followed"
+    client = ClientSettings(sax_root=str(root), admin_unreachable_after=1.0)
+    try:
+        async with (
+            Client(ClientSettings(sax_root=inproc_cell.sax_root)) as direct,
+            running_gateway(str(root), client, health_interval=0.2) as server,
+            aio_channel(server.address) as channel,
+        ):
+            await direct.publish(model, TEST_LM, "None", 1)
+            await direct.wait_for_ready(model, 1, timeout=10)
+            stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+            request = pb.GenerateRequest(model=model, query="q")
+            assert (await stub.Generate(request, timeout=10)).texts[0].text == "q"
+            assert server.metrics is not None
+            registry = server.metrics.registry
+
+            def replicas(count: float) -> Callable[[], Awaitable[bool]]:
+                async def check() -> bool:
+                    labels = {"gen_ai_request_model": model}
+                    return registry.get_sample_value("saxgw_model_replicas", labels) == count
+
+                return check
+
+            await eventually(replicas(1.0))
+            proxy.silence_open()
+            await direct.update(model, num_replicas=2)
+            await direct.wait_for_ready(model, 2, timeout=10)
+            await eventually(replicas(2.0), timeout=15.0)
+    finally:
+        await proxy.close()
 
 
 async def test_health_serves_while_replicas_on_record_outlive_the_admin(

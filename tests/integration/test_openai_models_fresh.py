@@ -4,8 +4,9 @@ Sax reports a model's methods once its admin has polled a replica that loaded it
 admin polls every 10 s, after data calls already reach the replica; the embedded admin polls
 right after each load), and never for a model that has not loaded yet. A language model
 published moments ago, or at 0 replicas, was a 404 "not a language model" on /v1/models/{id}
-and missing from /v1/models, while a completion on it is waited for and served. Over real
-gRPC, against an in-process cell; the model is published straight at its admin."""
+and missing from /v1/models, while a completion on it is served once it has a replica
+requested. Over real gRPC, against an in-process cell; the model is published straight at its
+admin."""
 
 from __future__ import annotations
 
@@ -76,11 +77,27 @@ async def test_a_model_that_reported_no_methods_yet_is_listed_and_found(
         await openai.GetOpenAIModel(openai_pb2.GetOpenAIModelRequest(model=VISION))
     assert refused.value.code() == grpc.StatusCode.NOT_FOUND
     assert refused.value.details() == f"{VISION} is not a language model (it has no lm.generate)"
-    # And what the listing offers is served: a completion waits for a replica.
-    completion = asyncio.create_task(_complete(openai, LM))
+    # And what the listing offers is served once it has a replica requested; until then a
+    # completion fails at once saying why (it waited for its whole deadline, then 504).
+    with pytest.raises(grpc.aio.AioRpcError) as unserved:
+        await _complete(openai, LM)
+    assert (unserved.value.code(), unserved.value.details()) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        f"{LM} has no replica to serve it: it is published with 0 replicas (an update of its "
+        "replicas makes it serve)",
+    )
     async with Client(ClientSettings(sax_root=inproc_cell.sax_root)) as sax:
         await sax.update(LM, num_replicas=1)
-    answer = await asyncio.wait_for(completion, 20)
+        await sax.wait_for_ready(LM, 1, timeout=10)
+    until = time.monotonic() + 5  # the gateway hears of the replica, or its refusal expires
+    while True:
+        try:
+            answer = await _complete(openai, LM)
+            break
+        except grpc.aio.AioRpcError as refused:
+            if refused.code() != grpc.StatusCode.FAILED_PRECONDITION or time.monotonic() > until:
+                raise
+            await asyncio.sleep(0.1)
     assert [(c["text"], c["finish_reason"]) for c in answer["choices"]] == [("served", "stop")]
 
 

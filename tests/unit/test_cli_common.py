@@ -196,6 +196,12 @@ def test_hints_name_the_model_cell_and_gateway() -> None:
             "/sax/test/lm failed to load (127.0.0.1:10001: TestLM failed to load: boom)",
             "the model failed to load on its servers",
         ),
+        (  # "the model may not support this method", where it has no replica requested
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "/sax/test/lm has no replica to serve it: it is published with 0 replicas (an "
+            "update of its replicas makes it serve)",
+            "the model has no replica requested: `saxgw update /sax/test/lm --replicas N`",
+        ),
         (  # "check ... the model's methods", which have nothing to do with it
             grpc.StatusCode.INVALID_ARGUMENT,
             "unknown override 'bogus' for sax_gateway.testing.TestLM, which takes delay_ms, ...",

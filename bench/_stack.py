@@ -134,6 +134,7 @@ class BenchStack:
         self.gateway_asyncio_port = free_port()
         self.floor_port = free_port()
         self.direct_envoy_port = free_port()
+        self.full_envoy_port = free_port()
         self.gateway_tracing_port = free_port()
         self.otlp_port = free_port()
         self._stack: Stack | None = None
@@ -174,6 +175,10 @@ class BenchStack:
     @property
     def direct_envoy(self) -> str:
         return f"127.0.0.1:{self.direct_envoy_port}"
+
+    @property
+    def full_envoy(self) -> str:
+        return f"127.0.0.1:{self.full_envoy_port}"
 
     @property
     def envoy(self) -> str:
@@ -348,6 +353,24 @@ class BenchStack:
             log_path=self._log("envoy-direct"),
         )
         self._wait("envoy-direct", self.direct_envoy)
+        # Design (b) as it would be built (bench/_full_envoy.py): the product's listener with
+        # API keys, per-model routes, RBAC and clusters; the gateway as its control plane.
+        self.group.start(
+            "envoy-direct-full",
+            [
+                py,
+                "-m",
+                "bench._full_envoy",
+                f"--port={self.full_envoy_port}",
+                f"--admin-port={free_port()}",
+                f"--model-server={self.model_server}",
+                f"--gateway={self.gateway}",
+                f"--workdir={self.workdir / 'envoy-direct-full'}",
+                f"--concurrency={plan_cores('auto', len(self.cpus.front)).envoy}",
+            ],
+            log_path=self._log("envoy-direct-full"),
+        )
+        self._wait("envoy-direct-full", self.full_envoy)
         self._start_telemetry_gateways()
         for name, port, root in (
             ("baseline", self.baseline_port, self.real_root),

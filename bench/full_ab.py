@@ -176,6 +176,24 @@ def check_discovery(stack: BenchStack, base: str, admin: int, workdir: Path) -> 
         f"{'cluster removed (CDS)':<28} POST /generate {gone} -> {got} {json.dumps(shown)}"
     )
     assert got == 404, lines[-1]
+    # The model back, with a replica that refuses connections beside the live one: every
+    # call is retried on the other host (previous_hosts), none fails.
+    dead = f"127.0.0.1:{free_port()}"
+    _full_envoy.write_discovery(
+        workdir, edge, {m: [dead, stack.model_server] for m in _full_envoy.MODELS}
+    )
+    for _ in range(100):
+        with urllib.request.urlopen(url, timeout=5) as response:
+            if f"benchb2::{dead}" in response.read().decode():
+                break
+        time.sleep(0.1)
+    statuses = [post(base + "/generate", {"model": gone, "query": "q"}, key)[0] for _ in range(10)]
+    name = _full_envoy.cluster_name(gone)
+    stat = f"http://127.0.0.1:{admin}/stats?filter={name}.upstream_rq_retry$"
+    with urllib.request.urlopen(stat, timeout=5) as response:
+        retries = response.read().decode().strip()
+    lines.append(f"{'a dead replica beside one':<28} 10 calls of {gone} -> {statuses} ({retries})")
+    assert statuses == [200] * 10, lines[-1]
     _full_envoy.write_discovery(
         workdir, edge, {m: [stack.model_server] for m in _full_envoy.MODELS}
     )

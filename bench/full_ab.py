@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from bench import _full_envoy
+from bench import _full_envoy, _machine
 from bench._direct_envoy import ROUTE as DIRECT_ROUTE
 from bench._loadgen import Sample, h2load, wrk
 from bench._stack import CELL, PROMPT, TEST_LM, UNARY_MODEL, BenchStack, pinned
@@ -333,10 +333,13 @@ def main() -> None:
         if "full" in ports:
             pids["full-path"] = pids["full"]
         concurrencies = tuple(int(c) for c in args.concurrency.split(","))
+        before = _machine.speed()
         records = asyncio.run(
             _measure(stack, urls, pids, args.rounds, args.seconds, concurrencies, args.rate)
         )
         _summary(records, list(urls))
+        speed = _machine.speed_over(before, _machine.speed())
+        print(f"machine speed (sum() over 1,000 ints, µs; steal): {speed}")
         if args.out:
             args.out.write_text(json.dumps(records, indent=1))
 

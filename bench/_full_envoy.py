@@ -47,10 +47,11 @@ import yaml
 from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor_pb2
 
+from bench._direct_envoy import exec_envoy
 from bench._envoy_variants import Config, _drop_filter, _filters, _hcm, _vhost
 from bench._stack import CELL, UNARY_MODEL
 from gateway.edge import IDENTITY_HEADER, EdgeConfig, header_predicate, parse_edge, skip_when
-from gateway.launch.envoy import EnvoySettings, envoy_binary, render
+from gateway.launch.envoy import EnvoySettings, render
 from gateway.launch.envoy import descriptor_set as product_descriptors
 
 SERVICE = "sax.server.lm.LMService"
@@ -426,20 +427,7 @@ def main() -> None:
     )
     path = args.workdir / "full-envoy.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    binary = str(envoy_binary())
-    os.execv(  # the bench reads this pid's CPU time: Envoy must be this process
-        binary,
-        [
-            binary,
-            "-c",
-            str(path),
-            "--log-level",
-            "warn",
-            "--concurrency",
-            str(args.concurrency),
-            "--disable-hot-restart",
-        ],
-    )
+    exec_envoy(path, args.concurrency)
 
 
 if __name__ == "__main__":

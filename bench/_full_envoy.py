@@ -26,7 +26,18 @@ servers:
   the ``cost_header`` Lua the product runs for every unary call (the access log's grpc_status,
   a failure's request ID).
 
-``VARIANTS`` drop one of these at a time, to price each.
+``VARIANTS`` drop one of these at a time, to price each; `bench.full_ab` checks the config
+works and measures it. What a real (b) would still lack (measured with this config):
+the product's path form ``/v1/sax/<cell>/<model>:generate`` (its binding would hand Sax a
+model ID without the leading slash, which the model server does not know), the gateway's
+model-ID normalization (``sax/test/bench`` in the body is a 404), ``extra_inputs`` (our
+map of Values is not Sax's ExtraInputs on the wire: the model server refuses the message), a
+call's own deadline (the body's ``timeout`` reaches Sax as an unknown field; only the route
+timeout applies), the gateway's error mapping (Sax's messages as they come; a model whose
+cluster is gone is a 404 without a message), its queue and 429 + Retry-After (a full
+circuit breaker is a 503), per-client calls in flight, per-model usage metrics and the cost
+header (the model server sends no cost), and the control plane's code that would write the
+CDS/EDS files from Sax's admin and the RBAC from Sax ACLs.
 
     python -m bench._full_envoy --port P --admin-port A --model-server HOST:PORT \
         --gateway HOST:PORT --workdir D [--variant NAME]

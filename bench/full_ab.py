@@ -27,6 +27,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +195,27 @@ def check_discovery(stack: BenchStack, base: str, admin: int, workdir: Path) -> 
         retries = response.read().decode().strip()
     lines.append(f"{'a dead replica beside one':<28} 10 calls of {gone} -> {statuses} ({retries})")
     assert statuses == [200] * 10, lines[-1]
+    # One call in flight for the model (quotas.models max_in_flight 1, max_queued 0): what
+    # the calls past it get from the circuit breaker.
+    quotas = {"models": {gone: {"max_in_flight": 1, "max_queued": 0}}}
+    tight = parse_edge({**_full_envoy.EDGE, "quotas": quotas})
+    _full_envoy.write_discovery(
+        workdir, tight, {m: [stack.model_server] for m in _full_envoy.MODELS}
+    )
+    time.sleep(1.0)  # Envoy reads the file when it changes
+    with ThreadPoolExecutor(32) as pool:
+        replies = list(
+            pool.map(
+                lambda _: post(base + "/generate", {"model": gone, "query": "q"}, key), range(64)
+            )
+        )
+    refused = [(s, r) for s, r in replies if s != 200]
+    shown = {k: v for k, v in refused[0][1].items() if k != "details"} if refused else {}
+    lines.append(
+        f"{'one call in flight at most':<28} 64 calls, 32 at once: "
+        f"{len(replies) - len(refused)} x 200, others {sorted({s for s, _ in refused})} "
+        + json.dumps(shown)
+    )
     _full_envoy.write_discovery(
         workdir, edge, {m: [stack.model_server] for m in _full_envoy.MODELS}
     )

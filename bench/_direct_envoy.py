@@ -170,17 +170,23 @@ def main() -> None:
     )
     path = args.workdir / "direct-envoy.json"
     path.write_text(json.dumps(cfg))
+    exec_envoy(path, args.concurrency)
+
+
+def exec_envoy(config_path: Path, concurrency: int) -> None:
+    """Becomes Envoy running ``config_path``: the bench reads this pid's CPU time, so Envoy
+    must be this process."""
     binary = str(envoy_binary())
-    os.execv(  # the bench reads this pid's CPU time: Envoy must be this process
+    os.execv(
         binary,
         [
             binary,
             "-c",
-            str(path),
+            str(config_path),
             "--log-level",
             "warn",
             "--concurrency",
-            str(args.concurrency),
+            str(concurrency),
             "--disable-hot-restart",
         ],
     )

@@ -62,14 +62,22 @@ async def _run(*argv: str, env: dict[str, str] | None = None) -> str:
     return out.decode()
 
 
-async def wrk(url: str, body: str, *, concurrency: int, seconds: float) -> Sample:
-    """POSTs ``body`` (JSON) to ``url`` with wrk for ``seconds``."""
+async def wrk(
+    url: str,
+    body: str,
+    *,
+    concurrency: int,
+    seconds: float,
+    headers: tuple[str, ...] = (),
+) -> Sample:
+    """POSTs ``body`` (JSON) to ``url`` with wrk for ``seconds``; ``headers``: "name: value"."""
     out = await _run(
         "wrk",
         "-t1",
         f"-c{concurrency}",
         f"-d{seconds:g}s",
         "--timeout=10s",
+        *(f"--header={h}" for h in headers),
         f"--script={LUA}",
         url,
         env={"WRK_BODY": body},
@@ -113,10 +121,14 @@ async def h2load(
     http1: bool = False,
     warmup: float = 0.5,
     min_response_bytes: int = 1,
+    rps: float | None = None,
+    headers: tuple[str, ...] = (),
 ) -> Sample:
     """Sends ``data`` to ``url`` (gRPC over h2c, or JSON over HTTP/1.1 with ``http1``) for
     ``seconds`` or ``count`` requests. gRPC errors arrive with HTTP 200, so a run whose
-    responses average fewer than ``min_response_bytes`` of data counts them all as errors."""
+    responses average fewer than ``min_response_bytes`` of data counts them all as errors.
+    ``rps``: each connection sends at most this many requests a second (an open loop);
+    ``headers``: more "name: value" headers."""
     with tempfile.TemporaryDirectory(prefix="h2load-") as tmp:
         body, log = Path(tmp) / "body", Path(tmp) / "log"
         body.write_bytes(data)
@@ -132,6 +144,9 @@ async def h2load(
                 "-H",
                 "te: trailers",
             ]
+        argv += [f"--header={h}" for h in headers]
+        if rps is not None:
+            argv += [f"--rps={rps:g}"]
         if count is not None:
             argv += [f"-n{count}"]
         else:

@@ -265,6 +265,14 @@ def _direct_lines(results: dict[str, Any]) -> list[str]:
             + _pair(vs_base, "{:.2f}x")
             + " (direct, product; medians of the rounds' ratios)."
         )
+        if "envoy-direct-full" in median:
+            full = cpu["envoy-direct-full"][c]["envoy-direct-full"]
+            full_added = median["envoy-direct-full"][c]["p50_ms"] - limit(unary, c)["p50_ms"]
+            lines.append(
+                f"  With what (b) needs (`envoy-direct-full`, bench/_full_envoy.py): "
+                f"{full:.0f} µs ({full / direct:.2f}x the ceiling, {full / product:.2f}x the "
+                f"product path), p50 added {full_added:+.2f} ms."
+            )
     return lines
 
 
@@ -297,7 +305,8 @@ def _unary_table(results: dict[str, Any]) -> list[str]:
             cpu = unary["cpu_us_per_request"][path][c]
             load = unary.get("load_average", {}).get(path, {}).get(c, float("nan"))
             gateway = sum(cpu.get(g, 0.0) for g in GATEWAYS)
-            envoy = cpu["envoy"] + cpu.get("envoy-direct", 0.0)  # one of the two serves it
+            # One of the three serves it.
+            envoy = sum(cpu.get(e, 0.0) for e in ("envoy", "envoy-direct", "envoy-direct-full"))
             lines.append(
                 f"| `{path}`: {label}{errors} | {c} | {_f(m['rps'], 0)} | {_f(m['p50_ms'])} | "
                 f"{_f(m['p99_ms'])} | {m['rps'] / lim['rps']:.2f} | "

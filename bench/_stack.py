@@ -134,6 +134,7 @@ class BenchStack:
         self.gateway_asyncio_port = free_port()
         self.floor_port = free_port()
         self.direct_envoy_port = free_port()
+        self.full_envoy_port = free_port()
         self.gateway_tracing_port = free_port()
         self.otlp_port = free_port()
         self._stack: Stack | None = None
@@ -174,6 +175,10 @@ class BenchStack:
     @property
     def direct_envoy(self) -> str:
         return f"127.0.0.1:{self.direct_envoy_port}"
+
+    @property
+    def full_envoy(self) -> str:
+        return f"127.0.0.1:{self.full_envoy_port}"
 
     @property
     def envoy(self) -> str:
@@ -331,23 +336,16 @@ class BenchStack:
             log_path=self._log("floor"),
         )
         self._wait("floor", self.floor)
-        # Design (b)'s ceiling: Envoy straight to the model server (bench/_direct_envoy.py),
-        # with the worker threads the stack's Envoy has.
-        self.group.start(
-            "envoy-direct",
-            [
-                py,
-                "-m",
-                "bench._direct_envoy",
-                f"--port={self.direct_envoy_port}",
-                f"--admin-port={free_port()}",
-                f"--model-server={self.model_server}",
-                f"--workdir={self.workdir / 'envoy-direct'}",
-                f"--concurrency={plan_cores('auto', len(self.cpus.front)).envoy}",
-            ],
-            log_path=self._log("envoy-direct"),
+        # Design (b)'s ceiling: Envoy straight to the model server (bench/_direct_envoy.py);
+        # and (b) as it would be built (bench/_full_envoy.py): the product's listener with API
+        # keys, per-model routes, RBAC and clusters, the gateway as its control plane.
+        self._start_bench_envoy("envoy-direct", "bench._direct_envoy", self.direct_envoy_port)
+        self._start_bench_envoy(
+            "envoy-direct-full",
+            "bench._full_envoy",
+            self.full_envoy_port,
+            f"--gateway={self.gateway}",
         )
-        self._wait("envoy-direct", self.direct_envoy)
         self._start_telemetry_gateways()
         for name, port, root in (
             ("baseline", self.baseline_port, self.real_root),
@@ -371,6 +369,26 @@ class BenchStack:
             self.group.wait_until(
                 name, functools.partial(_http_ok, f"http://127.0.0.1:{port}/"), 60
             )
+
+    def _start_bench_envoy(self, name: str, module: str, port: int, *flags: str) -> None:
+        """An Envoy of the bench's own (``module``) in front of the model server, with the
+        worker threads the stack's Envoy has."""
+        self.group.start(
+            name,
+            [
+                sys.executable,
+                "-m",
+                module,
+                f"--port={port}",
+                f"--admin-port={free_port()}",
+                f"--model-server={self.model_server}",
+                f"--workdir={self.workdir / name}",
+                f"--concurrency={plan_cores('auto', len(self.cpus.front)).envoy}",
+                *flags,
+            ],
+            log_path=self._log(name),
+        )
+        self._wait(name, f"127.0.0.1:{port}")
 
     def _start_telemetry_gateways(self) -> None:
         """More gateways like gateway-0: metrics off; metrics off and the cost sent as a

@@ -19,6 +19,7 @@ from saxgateway.v1 import gateway_pb2
 from saxml.protobuf import lm_pb2, lm_pb2_grpc
 
 from bench._direct_envoy import ROUTE as DIRECT_ROUTE
+from bench._full_envoy import KEYS as FULL_KEYS
 from bench._loadgen import Sample, aio_unary, grpc_frame, h2load, median_sample, wrk
 from bench._stack import PROMPT, UNARY_MODEL, BenchStack
 
@@ -41,6 +42,8 @@ PATHS = {
     "envoy-http": "wrk (HTTP/1.1 JSON) -> Envoy -> gateway (the product path)",
     "envoy-direct-http": "wrk (HTTP/1.1 JSON) -> Envoy -> model server, no gateway: design "
     "(b)'s ceiling (bench/_direct_envoy.py)",
+    "envoy-direct-full": "as envoy-direct-http, with what (b) needs: the product's listener "
+    "with API keys, per-model routes, RBAC, clusters from files (bench/_full_envoy.py)",
     "baseline-http": "wrk (HTTP/1.1 JSON) -> seed-style FastAPI + sync facade",
 }
 
@@ -56,7 +59,14 @@ GATEWAYS = (
     "gateway-tracing",
 )
 #: Processes whose CPU time is read around every run (per request: user + system).
-PROCESSES = (*GATEWAYS, "envoy", "envoy-direct", "modelserver", "baseline")
+PROCESSES = (
+    *GATEWAYS,
+    "envoy",
+    "envoy-direct",
+    "envoy-direct-full",
+    "modelserver",
+    "baseline",
+)
 
 Runner = Callable[[int, float], Awaitable[Sample]]
 
@@ -90,8 +100,8 @@ def runners(stack: BenchStack, channel: grpc.aio.Channel | None) -> dict[str, Ru
     def grpc_path(url: str, frame: bytes) -> Runner:
         return lambda c, s: h2load(url, frame, concurrency=c, seconds=s, min_response_bytes=10)
 
-    def http_path(url: str, payload: str = body) -> Runner:
-        return lambda c, s: wrk(url, payload, concurrency=c, seconds=s)
+    def http_path(url: str, payload: str = body, headers: tuple[str, ...] = ()) -> Runner:
+        return lambda c, s: wrk(url, payload, concurrency=c, seconds=s, headers=headers)
 
     return {
         "direct-aio": lambda c, s: aio_unary(call, concurrency=c, seconds=s),
@@ -114,6 +124,9 @@ def runners(stack: BenchStack, channel: grpc.aio.Channel | None) -> dict[str, Ru
         "envoy-grpc": grpc_path(f"http://{stack.envoy}{GATEWAY_GENERATE}", gateway_frame),
         "envoy-http": http_path(f"http://{stack.envoy}/generate"),
         "envoy-direct-http": http_path(f"http://{stack.direct_envoy}{DIRECT_ROUTE}", direct_body),
+        "envoy-direct-full": http_path(
+            f"http://{stack.full_envoy}/generate", body, (f"x-api-key: {FULL_KEYS['bench']}",)
+        ),
         "baseline-http": http_path(f"http://127.0.0.1:{stack.baseline_port}/generate"),
     }
 

@@ -13,9 +13,12 @@ ARG PIP_OFFLINE=
 RUN python3 -m venv /opt/saxgw
 WORKDIR /src
 COPY deploy/wheels /wheels
-# Dependencies first, from pyproject.toml alone: their layer stays cached while the code changes.
+# Dependencies first, from the two pyproject.toml alone: their layer stays cached while the code
+# changes. sax-gateway-client (saxgateway.v1, the stubs the gateway serves) is no index's: it is
+# built from clients/python below, with the gateway.
 COPY pyproject.toml README.md ./
-RUN python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
+COPY clients/python/pyproject.toml clients/python/
+RUN python3 -c "import tomllib; print('\n'.join(r for f in ('pyproject.toml', 'clients/python/pyproject.toml') for r in tomllib.load(open(f, 'rb'))['project']['dependencies'] if not r.startswith('sax-gateway-client')))" > requirements.txt \
  && echo 'setuptools>=77' >> requirements.txt \
  && /opt/saxgw/bin/pip install --no-cache-dir --disable-pip-version-check $PIP_OFFLINE --find-links /wheels -r requirements.txt
 COPY gateway gateway
@@ -23,7 +26,12 @@ COPY gen gen
 # gateway/launch links to the template and the OpenAPI document here.
 COPY envoy envoy
 COPY openapi openapi
-RUN /opt/saxgw/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps --no-build-isolation . \
+# clients/python/saxgateway links to gen/saxgateway. pip check: the gateway's exact pin on the
+# client holds (--no-deps checks nothing).
+COPY clients/python clients/python
+RUN /opt/saxgw/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps --no-build-isolation \
+      ./clients/python . \
+ && /opt/saxgw/bin/pip check --disable-pip-version-check \
  && /opt/saxgw/bin/pip uninstall --yes --disable-pip-version-check setuptools pip
 
 FROM ${BASE}

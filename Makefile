@@ -18,12 +18,13 @@ UP_ARGS ?=
 .PHONY: install up test lint gen check-gen contract openapi unit integration e2e faults bench bench-tools soak clean \
 	chromium nginx container-test
 
+# Both packages in one pip command: sax-gateway requires sax-gateway-client (which alone ships
+# saxgateway.v1) and no index has it; named here, pip takes it from clients/python.
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
 	@echo "Installing sax-gateway and its dependencies into $(VENV) (the first time takes minutes)..."
-	$(PY) -m pip install --disable-pip-version-check --progress-bar on -e '.[dev]'
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e clients/python
+	$(PY) -m pip install --disable-pip-version-check --progress-bar on -e '.[dev]' -e clients/python
 	rm -f $(VENV)/.installed-*; touch $@
 
 install: $(STAMP)
@@ -86,7 +87,7 @@ unit integration e2e faults: install
 ## quiet machine by its phases, 9.5 measured at load 7; one phase: BENCH_ARGS="--only streams").
 ## Installs wrk and h2load (Debian's wrk and nghttp2-client) if absent; needs root for that.
 bench: install bench-tools
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,bench]' -e clients/python
 	$(PY) -m bench $(BENCH_ARGS)
 
 ## The compose stack and both Kubernetes overlays' pods for real (scripts/container-test):

@@ -157,8 +157,9 @@ def within_open_files(envoy: EnvoySettings, open_files: int | None) -> EnvoySett
 
 
 def descriptor_set() -> Path:
-    """The descriptor set scripts/gen builds from proto/ for the transcoder."""
-    return Path(str(resources.files("saxgateway") / "descriptor.binpb"))
+    """The descriptor set scripts/gen builds from proto/ for the transcoder (a link to
+    gen/saxgateway/descriptor.binpb: the gateway's wheel ships it, the client's does not)."""
+    return Path(str(resources.files("gateway.launch") / "descriptor.binpb"))
 
 
 def openapi_document() -> Path:

@@ -7,8 +7,8 @@ finds the file of a service or a message but not of ``Service.Method``, which is
 file, so v1 is described from v1alpha's under v1's names: grpcui and Evans describe every
 listed service at start, and one that does not resolve stops them.
 
-And the files it serves are the released ones (``saxgateway/documented.binpb``, a copy of
-release/saxgateway-v1.binpb), not what the generated modules hold: those have neither
+And the files it serves are the released ones (``documented.binpb`` here, a link to scripts/gen's
+copy of release/saxgateway-v1.binpb), not what the generated modules hold: those have neither
 comments nor ``json_name``, so ``grpcurl describe`` showed no documentation and grpcurl
 printed ``model_path`` where the released protoset prints ``modelPath``.
 """
@@ -62,7 +62,7 @@ _RUNTIME_ONLY = frozenset({"google/protobuf/descriptor.proto"})
 @cache
 def _documented() -> Mapping[str, descriptor_pb2.FileDescriptorProto]:
     """The released files, by name, with their comments and JSON names."""
-    data = (resources.files("saxgateway") / "documented.binpb").read_bytes()
+    data = (resources.files("gateway.service") / "documented.binpb").read_bytes()
     files = descriptor_pb2.FileDescriptorSet.FromString(data).file
     return {f.name: f for f in files if f.name not in _RUNTIME_ONLY}
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-#: Each distribution's pyproject.toml, and the generated stubs it ships.
+#: Each distribution's pyproject.toml, and the generated stubs it imports: sax-gateway ships
+#: gen/saxml and takes gen/saxgateway from sax-gateway-client, at its own version.
 DISTRIBUTIONS = {
     "sax-gateway-client": (ROOT / "clients" / "python", [ROOT / "gen" / "saxgateway" / "v1"]),
     "sax-gateway": (ROOT, [ROOT / "gen" / "saxgateway" / "v1", ROOT / "gen" / "saxml"]),

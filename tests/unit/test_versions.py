@@ -7,9 +7,15 @@ a release that never existed.
 
 from __future__ import annotations
 
+import email
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 import tomllib
+import zipfile
 from importlib import metadata
 from pathlib import Path
 
@@ -39,9 +45,11 @@ def test_the_clients_have_the_projects_version() -> None:
         )
     )
     assert named == {version}
-    # The README names the wheel `python -m build` writes.
-    wheels = set(re.findall(r"sax_gateway-([0-9.]+)-py3", (ROOT / "README.md").read_text()))
+    # The README names the wheels `python -m build` writes (the gateway's and the client's).
+    readme = (ROOT / "README.md").read_text()
+    wheels = set(re.findall(r"sax_gateway(?:_client)?-([0-9.]+)-py3", readme))
     assert wheels == {version}
+    assert f"sax_gateway_client-{version}-py3" in readme
 
 
 def test_the_python_client_reports_its_version() -> None:
@@ -85,3 +93,74 @@ def test_every_distribution_carries_the_license_it_declares() -> None:
     node = ROOT / "clients" / "node"
     assert json.loads((node / "package.json").read_text())["license"] == "Apache-2.0"
     assert (node / "LICENSE").read_text() == text
+
+
+def _clone(destination: Path) -> Path:
+    """The tree's files as a clone of it holds them (git's, committed or not), symlinks kept:
+    setuptools packs whatever an earlier build left in this tree's build/lib."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source, target = ROOT / name, destination / name
+        if not source.is_symlink() and not source.exists():
+            continue  # deleted, not yet committed
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_symlink():
+            os.symlink(os.readlink(source), target)
+        else:
+            shutil.copy2(source, target)
+    return destination
+
+
+def test_the_two_wheels_share_no_file_and_the_gateways_takes_the_clients_stubs(
+    tmp_path: Path,
+) -> None:
+    # Both wheels installed saxgateway/__init__.py, py.typed and v1/*: `pip uninstall
+    # sax-gateway-client` took saxgateway.v1 from under the gateway (every saxgw command:
+    # "No module named 'saxgateway.v1'", `pip check` clean), uninstalling the gateway broke the
+    # client, and upgrading one overwrote the other's stubs. Builds both wheels (about 4 s).
+    version = _pyproject_version(ROOT / "pyproject.toml")
+    tree = _clone(tmp_path / "tree")
+    out = tmp_path / "wheels"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-w",
+            str(out),
+            str(tree),
+            str(tree / "clients" / "python"),
+        ],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    names: dict[str, set[str]] = {}
+    requires: dict[str, list[str]] = {}
+    for name in ("sax_gateway", "sax_gateway_client"):
+        with zipfile.ZipFile(out / f"{name}-{version}-py3-none-any.whl") as wheel:
+            files = set(wheel.namelist())
+            dist_info = f"{name}-{version}.dist-info/"
+            meta = email.message_from_bytes(wheel.read(dist_info + "METADATA"))
+        names[name] = {f for f in files if not f.startswith(dist_info)}
+        requires[name] = meta.get_all("Requires-Dist") or []
+    gateway, client = names["sax_gateway"], names["sax_gateway_client"]
+    assert gateway & client == set()
+    assert {"saxgateway/v1/gateway_pb2.py", "saxgateway/v1/gateway_pb2_grpc.py"} <= client
+    # The gateway's runtime files: the transcoder's descriptor set, reflection's released files.
+    assert {"gateway/launch/descriptor.binpb", "gateway/service/documented.binpb"} <= gateway
+    assert not {f for f in gateway if f.startswith("saxgateway/")}
+    # Its saxgateway.v1 is the client's of the same tree: the stubs of its own proto/.
+    assert f"sax-gateway-client=={version}" in requires["sax_gateway"]
+    assert not [r for r in requires["sax_gateway_client"] if r.startswith("sax-gateway")]

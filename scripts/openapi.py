@@ -163,7 +163,15 @@ _JSON_TEXT = (
     'misspelt `"replica": 2` publishes one replica, so read the reply, which says what was '
     "done. The transcoder's parser also takes some text that is not JSON (single-quoted "
     "strings, unquoted keys, a trailing comma); what it cannot read is a 400. The OpenAI "
-    "routes read strict JSON (docs/openai.md)."
+    "routes read strict JSON (docs/openai.md). A body is read as UTF-8 JSON whatever its "
+    "`Content-Type` says (none, curl's default `application/x-www-form-urlencoded`, "
+    "`text/plain`; a `charset` is not read, JSON having one encoding, RFC 8259), but for a "
+    "gRPC or grpc-web type, which makes it a gRPC call. Replies are JSON, or "
+    "`text/event-stream` on the streaming routes, whatever `Accept` asks: one the route "
+    "cannot give (`application/xml`) is disregarded, as RFC 9110 12.5.1 allows, not a 406. "
+    "They are not compressed whatever `Accept-Encoding` asks (the OpenAPI document and the "
+    "/docs page's files are gzipped): unary replies are small, and a compressor would hold "
+    "a stream's events back."
 )
 
 

@@ -1,5 +1,5 @@
 """gRPC types and facts shared by the cell and the gateway: the servicer context every method
-here takes, and what a CancelledError from grpc.aio means.
+here takes, and what a CancelledError or a refused status from grpc.aio means.
 
 Typed by types-grpcio; generic in the request and response types only for a stream's
 ``read``/``write``, which no servicer here uses, so both are ``Any`` as in the servicer
@@ -40,6 +40,16 @@ def cancelled_by_caller() -> bool:
     is a failure of the call (the router fails it over; a handler must answer it)."""
     task = asyncio.current_task()
     return task is None or task.cancelling() > 0
+
+
+def status_refused(exc: BaseException) -> bool:
+    """Whether ``exc`` is grpc refusing to send a call's status because grpc had already
+    ended the call with one of its own, which the handler never learns: a message grpc
+    could not take (compressed and inflating past the receive limit: RESOURCE_EXHAUSTED;
+    corrupt, or flagged compressed with no grpc-encoding: INTERNAL) reads as no message at
+    all, and the status answering that finds the call over. By name: grpc's Cython module
+    exports the class, but has no typed stubs."""
+    return type(exc).__name__ == "ExecuteBatchError"
 
 
 def add_servicer(

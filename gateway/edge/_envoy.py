@@ -8,7 +8,7 @@ Filter order, and why:
   -> health_check -> cors -> strip identity header, refuse foreign Origins
   -> `Bearer` scheme spelled as the filters after it expect
   -> jwt_authn -> certificate identity -> a verified JWT names its client -> api_key_auth
-  -> anonymous callers' compressed messages refused -> anonymous body limit
+  -> anonymous body limit -> anonymous callers' compressed messages bounded
   -> buffer -> transcoder -> rbac -> local_ratelimit -> router
 Credentials are checked at the request's headers, before any filter holds its body (the
 buffer filter and the transcoder wait for a whole body, up to ``limits.max_request_bytes``):
@@ -474,24 +474,34 @@ def _anonymous_body(config: EdgeConfig) -> dict[str, Any]:
 #: The name of `_anonymous_compression` in the filter chain.
 ANONYMOUS_COMPRESSION = "anonymous_compression"
 
-_REFUSE_COMPRESSION = """
+#: The most compressed message, as sent, a caller without an identity may send: what an
+#: open call needs (an empty GetInfo, a health check naming a service: a few dozen bytes),
+#: and at most ~256 KB inflated (gzip's ratio is ~1,000), a few ms of a gateway's CPU.
+ANONYMOUS_COMPRESSED_BYTES = 256
+
+_BOUND_COMPRESSION = f"""
 function envoy_on_request(request)
-  request:respond(
-    {[":status"] = "415"},
-    "a call without a credential may not compress its message (grpc-encoding): "
-      .. "send it uncompressed (identity), or with a credential")
+  local body = request:body()
+  if body ~= nil and body:length() > {ANONYMOUS_COMPRESSED_BYTES} then
+    request:respond(
+      {{[":status"] = "413"}},
+      "a call that needs no credential (GetInfo, health) may compress its message "
+        .. "(grpc-encoding) to {ANONYMOUS_COMPRESSED_BYTES} bytes at most: send it "
+        .. "uncompressed (identity)")
+  end
 end
 """
 
 
 def _anonymous_compression() -> dict[str, Any]:
-    """Refuses, at the headers, a gRPC or grpc-web message compressed by a caller without an
-    identity (415, UNIMPLEMENTED over gRPC, as gRPC answers a compression it does not take;
-    a key does not help on an open path, which identifies no one). Envoy
-    bounds the compressed bytes it holds (`_anonymous_body`), not what they inflate to in the
-    gateway: 8 KiB of gzip on an open path (GetInfo, health) made the gateway inflate and parse
-    8 MB, about 85 ms of its CPU for each such anonymous call. The open calls' messages are
-    empty or name a service: no caller needs to compress them."""
+    """Bounds a gRPC or grpc-web message compressed by a caller without an identity (an open
+    call; a key is not checked there) to `ANONYMOUS_COMPRESSED_BYTES` as sent (413,
+    RESOURCE_EXHAUSTED over gRPC). Envoy bounds the compressed bytes it holds
+    (`_anonymous_body`, before this), not what they inflate to in the gateway: 8 KiB of gzip
+    on an open path made the gateway inflate and parse 8 MB, about 85 ms of its CPU for each
+    such call. Refusing every compressed open call (as this did) failed a client whose
+    channel compresses every call, the usual way to turn compression on, at its GetInfo and
+    health checks, its key in hand (told it had none); Lua, since only it reads the size."""
     compressed = {
         "or_matcher": {
             "predicate": [
@@ -505,7 +515,7 @@ def _anonymous_compression() -> dict[str, Any]:
         }
     }
     return skip_when(
-        ANONYMOUS_COMPRESSION, _lua(ANONYMOUS_COMPRESSION, _REFUSE_COMPRESSION), compressed
+        ANONYMOUS_COMPRESSION, _lua(ANONYMOUS_COMPRESSION, _BOUND_COMPRESSION), compressed
     )
 
 
@@ -523,7 +533,7 @@ def credential_filters(config: EdgeConfig) -> list[dict[str, Any]]:
     if config.api_keys:
         filters.append(_api_keys(config))
     if config.authenticated:
-        filters += [_anonymous_compression(), _anonymous_body(config)]
+        filters += [_anonymous_body(config), _anonymous_compression()]
     return filters
 
 

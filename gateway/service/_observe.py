@@ -24,6 +24,7 @@ from gateway.client import Attempt, Client, Observer, query_cost_ms
 from gateway.client._observer import Trailers
 from gateway.common.intercept import Streaming, Unary, WrappingInterceptor
 from gateway.common.logs import current_call
+from gateway.common.rpc import status_refused
 from gateway.service._access import Access
 from gateway.service._errors import COST_HEADER
 from gateway.service._metrics import GatewayMetrics
@@ -38,10 +39,15 @@ _ANONYMOUS = "anonymous"
 _OK = grpc.StatusCode.OK
 
 
-def _code(exc: BaseException, context: Any, answered: bool = False) -> grpc.StatusCode:
+def _code(exc: BaseException, context: Any, answered: bool = False) -> grpc.StatusCode | None:
     """The status a call that raised ``exc`` ended with; ``answered``: a stream whose last
     message went out (`note_answered`), for which a cancellation is its client leaving
-    after the whole answer, no CANCELLED."""
+    after the whole answer, no CANCELLED. None: grpc ended the call with a status of its
+    own (`status_refused`), which the gateway never learns; such a call is recorded nowhere,
+    as those grpc fails before any gateway code runs (Envoy's access log has its status):
+    it was counted UNKNOWN, a server failure, for a caller's message grpc could not take."""
+    if status_refused(exc):
+        return None
     if isinstance(exc, grpc.aio.AbortError):
         code = context.code()  # set by the error interceptor's abort
         return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
@@ -148,7 +154,8 @@ class TelemetryInterceptor(WrappingInterceptor):
             token = current_call.set(record)
             if metrics is not None:
                 metrics.add_level(gauge, 1)
-            code, response, started = _OK, None, time.perf_counter()
+            code: grpc.StatusCode | None = _OK
+            response, started = None, time.perf_counter()
             try:
                 response = await behavior(request, context)
                 if record.cost_ms:
@@ -169,9 +176,10 @@ class TelemetryInterceptor(WrappingInterceptor):
                 current_call.reset(token)
                 if metrics is not None:
                     metrics.add_level(gauge, -1)
-                recorder.finish(request, response, code, elapsed, record)
-                if record.span is not None:
-                    _end_server_span(record, recorder, request, code)
+                if code is not None:
+                    recorder.finish(request, response, code, elapsed, record)
+                    if record.span is not None:
+                        _end_server_span(record, recorder, request, code)
                 record.end()
 
         return call
@@ -187,7 +195,8 @@ class TelemetryInterceptor(WrappingInterceptor):
             token = current_call.set(record)
             if metrics is not None:
                 metrics.add_level(gauge, 1)
-            code, started = _OK, time.perf_counter()
+            code: grpc.StatusCode | None = _OK
+            started = time.perf_counter()
             stream = record.stream = StreamText()
             try:
                 async for response in behavior(request, context):
@@ -205,10 +214,13 @@ class TelemetryInterceptor(WrappingInterceptor):
                     current_call.reset(token)
                 if metrics is not None:
                     metrics.add_level(gauge, -1)
-                recorder.finish(request, None, code, elapsed, record, stream if chunked else None)
-                recorder.stream_timing(request, stream, started, record)
-                if record.span is not None:
-                    _end_server_span(record, recorder, request, code)
+                if code is not None:
+                    recorder.finish(
+                        request, None, code, elapsed, record, stream if chunked else None
+                    )
+                    recorder.stream_timing(request, stream, started, record)
+                    if record.span is not None:
+                        _end_server_span(record, recorder, request, code)
                 record.end()
 
         return call

@@ -83,6 +83,31 @@ def test_sse_replies_tell_proxies_not_to_buffer_or_cache_them(
     assert _stream_headers(http.get("/listcells")) == {}
 
 
+def test_replies_are_json_and_uncompressed_whatever_the_request_asks(
+    stack: Stack, http: httpx.Client
+) -> None:
+    # What docs/api.md says of content negotiation: the body is JSON whatever Content-Type
+    # says, Accept is disregarded (no 406), and API replies are never compressed (a
+    # compressor would hold an SSE stream's events back), while the OpenAPI document is.
+    asks = {"accept": "application/xml", "accept-encoding": "gzip, br"}
+    with published(stack, "/sax/test/negotiation", TEST_LM, {"text": "a b"}) as model:
+        body = f'{{"model": "{model}", "query": "q"}}'
+        for content_type in ("text/plain", "application/x-www-form-urlencoded"):
+            headers = {**asks, "content-type": content_type}
+            reply = http.post("/generate", content=body, headers=headers)
+            assert reply.status_code == 200, reply.text
+            assert reply.headers["content-type"] == "application/json"
+            assert "content-encoding" not in reply.headers
+            assert reply.json() == {"texts": [{"text": "a b", "score": -0.2}]}
+        stream = http.build_request("POST", "/generate_stream", content=body, headers=asks)
+        sse = http.send(stream, stream=True)
+        sse.close()
+    assert sse.headers["content-type"] == "text/event-stream"
+    assert "content-encoding" not in sse.headers
+    document = http.get("/openapi.json", headers={"accept-encoding": "gzip"})
+    assert document.headers["content-encoding"] == "gzip"
+
+
 def test_grpc_clients_through_envoy_still_get_their_status(stack: Stack) -> None:
     model = "/sax/test/nope"
     with sync_channel(stack.grpc_address) as channel:

@@ -248,9 +248,19 @@ def test_a_refusal_that_needs_no_body_comes_before_it(
 
 
 def test_an_identity_content_encoding_is_read_as_usual(http: httpx.Client, model: str) -> None:
-    response = _generate(http, model, **{"content-encoding": "identity"})
-    assert response.status_code == 200, response.text
-    assert response.json() == {"texts": [{"text": "ok", "score": -0.1}]}
+    # Content-Encoding is a list of the codings applied (RFC 9110 8.4): an empty one, or one
+    # of identity only (given once or in two headers, which Envoy joins with a comma), says
+    # the body is as it is. Those were 415 "the request body is compressed", which it was not.
+    body = json.dumps({"model": model, "query": "q"}).encode()
+    for headers in (
+        [("content-encoding", "identity")],
+        [("content-encoding", "")],
+        [("content-encoding", "Identity , identity")],
+        [("content-encoding", "identity"), ("content-encoding", "identity")],
+    ):
+        response = http.post("/generate", content=body, headers=headers)
+        assert response.status_code == 200, (headers, response.text)
+        assert response.json() == {"texts": [{"text": "ok", "score": -0.1}]}
 
 
 # The transcoder compared a body's model with the path's as text, so the path's own model with

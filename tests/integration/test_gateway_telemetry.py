@@ -161,6 +161,56 @@ async def test_calls_no_model_answered_count_no_input_characters(
             assert value is None, chars
 
 
+async def test_a_call_whose_message_grpc_refused_is_no_server_failure(
+    inproc_cell: InprocCell,
+) -> None:
+    # grpc ends a call whose message it cannot take (compressed and inflating past the
+    # limit: RESOURCE_EXHAUSTED; corrupt, or flagged compressed with no grpc-encoding:
+    # INTERNAL) with its own status, before the gateway reads a message. The gateway's
+    # status then cannot be sent, and the call was counted UNKNOWN, a server failure to the
+    # dashboard and the error-ratio alert, where the caller and Envoy's access log saw
+    # RESOURCE_EXHAUSTED. It is counted nowhere, as the calls grpc fails before any gateway
+    # code runs; Envoy's access log has it with its status.
+    limit = 64 << 10
+    requests = "saxgw_requests_total"
+    anonymous = {"client": "anonymous"}
+    async with running_gateway(
+        inproc_cell.settings.sax_root, health_interval=60, max_receive_bytes=limit
+    ) as gateway:
+        async with aio_channel(gateway.address) as channel:
+            stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+            model, query = "/sax/test/nope", "a" * 2 * limit
+            gzip = grpc.Compression.Gzip
+            with pytest.raises(grpc.aio.AioRpcError) as unary:
+                await stub.Generate(
+                    pb.GenerateRequest(model=model, query=query), timeout=10, compression=gzip
+                )
+            with pytest.raises(grpc.aio.AioRpcError) as stream:
+                request = pb.GenerateStreamRequest(model=model, query=query)
+                _ = [m async for m in stub.GenerateStream(request, timeout=10, compression=gzip)]
+            for refused in (unary, stream):
+                assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            # A call the gateway answers, counted once those before it have been.
+            with pytest.raises(grpc.aio.AioRpcError):
+                await stub.Generate(
+                    pb.GenerateRequest(model="/sax/test/nope", query="x"), timeout=10
+                )
+
+        async def marked() -> bool:
+            labels = {"grpc_method": "Generate", "grpc_code": "NOT_FOUND", **anonymous}
+            return sample(gateway, requests, **labels) == 1
+
+        await eventually(marked)
+        assert gateway.metrics is not None
+        counted = {
+            (s.labels["grpc_method"], s.labels["grpc_code"]): s.value
+            for metric in gateway.metrics.registry.collect()
+            for s in metric.samples
+            if s.name == requests and s.value
+        }
+        assert counted == {("Generate", "NOT_FOUND"): 1}
+
+
 async def test_a_call_is_counted_under_the_sax_method_its_acl_names(
     gateway: GatewayServer, inproc_cell: InprocCell
 ) -> None:

@@ -91,7 +91,7 @@ def test_envoy_runs_beside_the_gateway_and_only_its_and_the_scrape_port_are_reac
     assert (init.command, init.gateway) == ("envoy-config", [f"127.0.0.1:{gateway.port}"])
 
     envoy = containers["envoy"]
-    bash, script, admin_port, drain, *command = envoy["command"]
+    bash, script, admin_port, drain, delay, *command = envoy["command"]
     assert (bash, script, int(admin_port)) == ("bash", "/etc/envoy/run-envoy.sh", init.admin_port)
     assert command[:3] == ["envoy", "-c", "/etc/envoy/envoy.yaml"]
     assert command[command.index("--log-format") + 1] == ENVOY_JSON_LOG  # as `saxgw up`'s
@@ -139,6 +139,15 @@ def test_envoy_runs_beside_the_gateway_and_only_its_and_the_scrape_port_are_reac
     pre_stop = containers["gateway"]["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert pre_stop + gateway.grace_period < grace
     assert int(drain) < grace
+    assert command[command.index("--drain-time-s") + 1] == drain
+    # Envoy serves new connections for its drain delay (run-envoy.sh), however idle, while
+    # kube-proxy and load balancers learn of the deletion (it was stopped 1.75 s after
+    # SIGTERM, and refused them); the gateway still takes what Envoy takes then (its preStop
+    # outlasts the delay, the drain's count and the spans' 0.75 s), and ends its streams
+    # with their last message through Envoy, which outlasts its grace period.
+    assert int(delay) >= 5
+    assert pre_stop >= int(delay) + 1.75
+    assert pre_stop + gateway.grace_period < int(drain)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -224,6 +224,23 @@ def pod_labels(overlay: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_pods_are_spread_over_nodes_and_zones(overlay: str) -> None:
+    # Two replicas on one node went down together with it (a node lost or drained), past the
+    # PodDisruptionBudget's one pod; nothing kept them apart but the scheduler's soft default.
+    spread = {c["topologyKey"]: c for c in _pod(overlay)["topologySpreadConstraints"]}
+    assert set(spread) == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
+    for constraint in spread.values():
+        assert constraint["maxSkew"] == 1
+        assert constraint["labelSelector"] == {"matchLabels": pod_labels(overlay)}
+        assert constraint["matchLabelKeys"] == ["pod-template-hash"]  # per revision
+    assert spread["kubernetes.io/hostname"]["whenUnsatisfiable"] == "DoNotSchedule"
+    assert spread["kubernetes.io/hostname"]["nodeTaintsPolicy"] == "Honor"
+    assert spread["topology.kubernetes.io/zone"]["whenUnsatisfiable"] == "ScheduleAnyway"
+    budget = _one(overlay, "PodDisruptionBudget")["spec"]
+    assert budget == {"maxUnavailable": 1, "selector": {"matchLabels": pod_labels(overlay)}}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_container_has_requests_limits_and_runs_unprivileged(overlay: str) -> None:
     pod = _pod(overlay)
     image_user = [

@@ -98,6 +98,8 @@ def test_compose_commands_parse_and_agree(override: str | None) -> None:
     assert envoy[:3] == ["envoy", "-c", "/etc/envoy/envoy.yaml"]
     assert envoy[envoy.index("--log-format") + 1] == ENVOY_JSON_LOG  # as `saxgw up`'s
     assert envoy[envoy.index("--drain-time-s") + 1] == drain
+    # Not a worker per core of the host (Envoy's default; tests/unit/test_k8s.py).
+    assert envoy[envoy.index("--concurrency") + 1] == "2"
     assert int(drain) < int(services["envoy"]["stop_grace_period"].removesuffix("s"))
     if override:
         assert all(s["network_mode"] == "host" for s in services.values() if "profiles" not in s)

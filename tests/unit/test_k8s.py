@@ -228,6 +228,23 @@ def pod_labels(overlay: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_autoscaler_alone_sets_the_number_of_pods(overlay: str) -> None:
+    # A Deployment that says `replicas:` has it set back by every `kubectl apply` of the
+    # overlay (the docs' way to roll out a config change): the autoscaler's 15 pods became 2
+    # at once, 13 deleted under load (a scale-down, which no PodDisruptionBudget holds back),
+    # until the autoscaler scaled up again minutes later. Kubernetes' own advice: leave it out.
+    deployment = _one(overlay, "Deployment", "sax-gateway")
+    assert "replicas" not in deployment["spec"]
+    autoscaler = _one(overlay, "HorizontalPodAutoscaler")["spec"]
+    assert autoscaler["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": deployment["metadata"]["name"],
+    }
+    assert autoscaler["minReplicas"] == (1 if overlay == "embedded-cell" else 2)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_the_pods_are_spread_over_nodes_and_zones(overlay: str) -> None:
     # Two replicas on one node went down together with it (a node lost or drained), past the
     # PodDisruptionBudget's one pod; nothing kept them apart but the scheduler's soft default.

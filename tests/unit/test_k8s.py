@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -370,6 +371,31 @@ def _shell_block(heading: str) -> str:
     docs = (ROOT / "docs/deploy.md").read_text()
     section = docs[docs.index(f"\n{heading}\n") :]
     return section.split("```sh\n", 1)[1].split("\n```", 1)[0]
+
+
+@pytest.mark.parametrize(
+    ("step", "overlay"),
+    [
+        ("### 1. Try it with the embedded cell", "embedded-cell"),
+        ("### 2. In front of a real cell", "gcs-cell"),
+    ],
+)
+def test_the_docs_pin_every_image_of_the_pod(tmp_path: Path, step: str, overlay: str) -> None:
+    # Each step's `kustomize edit set image` lines, as the images they add to the overlay: every
+    # container then runs a pinned image, none a tag that moves (latest, v1.40-latest), which
+    # left nodes on different Envoy releases and a restarted container on a newer gateway.
+    # The base renames `envoy` to envoyproxy/envoy: an overlay must name it so.
+    block = _shell_block(step)
+    pins = re.findall(r"^kustomize edit set image (\S+)=(\S+):(\S+?)\s", block, re.MULTILINE)
+    assert len(pins) == 2, block
+    shutil.copytree(ROOT / "deploy", tmp_path / "deploy")
+    kustomization = tmp_path / "deploy/k8s/overlays" / overlay / "kustomization.yaml"
+    images = [{"name": name, "newName": repo, "newTag": tag} for name, repo, tag in pins]
+    kustomization.write_text(kustomization.read_text() + yaml.safe_dump({"images": images}))
+    [deployment] = [d for d in render(overlay, tmp_path) if d["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    used = {c["image"] for c in [*pod["initContainers"], *pod["containers"]]}
+    assert used == {f"{repo}:{tag}" for _, repo, tag in pins}
 
 
 def test_the_docs_steps_for_a_real_cell_stand_on_their_own() -> None:

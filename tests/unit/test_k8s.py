@@ -153,6 +153,13 @@ def test_envoy_runs_beside_the_gateway_and_only_its_and_the_scrape_port_are_reac
     assert int(delay) >= 5
     assert pre_stop >= int(delay) + 1.75
     assert pre_stop + gateway.grace_period < int(drain)
+    # The scrape target outlives the gateway's last flush by a scrape interval, so that the
+    # counts of the pod's last calls (those of its drain too) are scraped: it stopped at the
+    # deletion, and every call since the scrape before it was never counted in Prometheus.
+    ops_wait = containers["ops"]["lifecycle"]["preStop"]["sleep"]["seconds"]
+    interval = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())["global"]
+    assert ops_wait >= pre_stop + gateway.grace_period + 1 + int(interval["scrape_interval"][:-1])
+    assert ops_wait + 5 <= grace
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -4,7 +4,11 @@
 # requests), starts a graceful listener drain (HTTP/1.1 responses close their connection, HTTP/2
 # gets GOAWAY), waits until no request is active or DRAIN_SECONDS pass, and 0.75 s more for
 # the spans of the last calls (when it traces), and only then stops Envoy, which exits 0. Written next to envoy.yaml by `saxgw envoy-config`.
-#   bash run-envoy.sh ADMIN_PORT DRAIN_SECONDS envoy -c /etc/envoy/envoy.yaml ...
+#   bash run-envoy.sh ADMIN_PORT DRAIN_SECONDS [DRAIN_DELAY] envoy -c /etc/envoy/envoy.yaml ...
+# DRAIN_DELAY (seconds, default 1): Envoy serves, new connections too, at least this long after
+# SIGTERM, however idle. Behind a Kubernetes Service the pod's deletion reaches kube-proxy on
+# every node, and an Ingress's or cloud load balancer's backends, only some seconds after
+# SIGTERM: they go on sending new connections meanwhile, which an Envoy already gone refuses.
 # It is also the container's liveness probe (deploy/k8s), which exits 0 if Envoy's admin
 # answers GET /ready within SECONDS (default 2), with any status: 503 says Envoy starts or
 # drains, not that it is hung. A stopped Envoy accepts the connection and never answers, so
@@ -21,8 +25,9 @@ if [ "${1-}" = alive ]; then
   echo "Envoy's admin at 127.0.0.1:$port did not answer GET /ready within ${seconds}s" >&2
   exit 1
 fi
-admin_port=$1 drain_seconds=$2
+admin_port=$1 drain_seconds=$2 drain_delay=1
 shift 2
+if [[ ${1-} =~ ^[0-9]+([.][0-9]+)?$ ]]; then drain_delay=$1; shift; fi
 
 admin() {  # admin METHOD PATH: prints Envoy's admin reply body (loopback; bash's /dev/tcp)
   exec 3<>"/dev/tcp/127.0.0.1/$admin_port" || return 1
@@ -42,11 +47,13 @@ TZ=UTC "$@" &
 envoy_pid=$!
 
 drain() {
-  echo "run-envoy: SIGTERM; draining for up to ${drain_seconds}s" >&2
+  echo "run-envoy: SIGTERM; serving new connections for ${drain_delay}s, draining for up to ${drain_seconds}s" >&2
   admin POST /healthcheck/fail >/dev/null
   admin POST '/drain_listeners?graceful&inboundonly' >/dev/null
   local deadline=$((SECONDS + drain_seconds))
-  sleep 1  # let in-flight requests see the drain before counting them
+  # Serve new connections while load balancers learn of the stop (DRAIN_DELAY), and let the
+  # requests in flight see the drain before counting them.
+  sleep "$drain_delay"
   while ((SECONDS < deadline)); do
     [ "$(active_requests)" = 0 ] && break
     sleep 0.5

@@ -103,7 +103,9 @@ class Pod:
             self.spec,
             {"containers", "initContainers", "volumes", "securityContext", "serviceAccountName",
              "automountServiceAccountToken", "terminationGracePeriodSeconds",
-             "shareProcessNamespace", "enableServiceLinks"},
+             "shareProcessNamespace", "enableServiceLinks",
+             # The scheduler's, not the kubelet's: a pod already placed has nothing to do.
+             "topologySpreadConstraints"},
             "pod spec",
         )  # fmt: skip
         self._check_service_account()

@@ -5,11 +5,15 @@ binary accepts. `make container-test` runs them for real (tests/container)."""
 from __future__ import annotations
 
 import argparse
+import http.server
 import json
 import re
+import signal
 import subprocess
+import threading
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import yaml
@@ -94,6 +98,8 @@ def test_compose_commands_parse_and_agree(override: str | None) -> None:
     assert envoy[:3] == ["envoy", "-c", "/etc/envoy/envoy.yaml"]
     assert envoy[envoy.index("--log-format") + 1] == ENVOY_JSON_LOG  # as `saxgw up`'s
     assert envoy[envoy.index("--drain-time-s") + 1] == drain
+    # Not a worker per core of the host (Envoy's default; tests/unit/test_k8s.py).
+    assert envoy[envoy.index("--concurrency") + 1] == "2"
     assert int(drain) < int(services["envoy"]["stop_grace_period"].removesuffix("s"))
     if override:
         assert all(s["network_mode"] == "host" for s in services.values() if "profiles" not in s)
@@ -112,6 +118,29 @@ def test_compose_commands_parse_and_agree(override: str | None) -> None:
         assert (ops.host, ops.port) == ("0.0.0.0", 8889)
 
 
+@pytest.mark.parametrize("override", OVERRIDES)
+def test_compose_stops_envoy_with_the_gateway_so_a_long_stream_ends_with_its_last_message(
+    override: str | None,
+) -> None:
+    # `docker compose stop` (and down) signals a service only once those that depend on it
+    # have exited: Envoy depended on the gateway, so the gateway kept serving a stream until
+    # Envoy's drain ran out and Envoy stopped under it, cutting it with no last message
+    # (measured: a 30 s stream, Envoy stopped 20.8 s after SIGTERM, curl: transfer closed with
+    # outstanding read data). Signalled together, the gateway ends it with its last message
+    # a second before its grace period ends, through Envoy, whose drain outlasts that period.
+    services = _services(override)
+    for envoy, gateway in (("envoy", "gateway"), ("envoy-tpu", "gateway-tpu")):
+        assert gateway not in services[envoy]["depends_on"], envoy
+        grace = parser().parse_args(services[gateway]["command"]).grace_period
+        drain = int(services[envoy]["command"][3])
+        stop = {
+            n: int(services[n]["stop_grace_period"].removesuffix("s")) for n in (envoy, gateway)
+        }
+        assert grace + 1 < drain < stop[envoy], envoy
+        assert grace + 5 < stop[gateway], gateway  # the gateway's own end of its grace
+        assert grace >= 15, gateway  # streams were drained for Envoy's 20 s before
+
+
 def test_run_envoy_gives_envoy_the_zone_its_json_log_names() -> None:
     # Every container runs Envoy through run-envoy.sh with ENVOY_JSON_LOG, whose times end in
     # Z; spdlog writes the local time, so a host zone (TZ set, /etc/localtime mounted) made
@@ -122,6 +151,56 @@ def test_run_envoy_gives_envoy_the_zone_its_json_log_names() -> None:
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)
     assert (done.returncode, done.stdout) == (0, "+0000\n")
     assert ENVOY_JSON_ENV == {"TZ": "UTC"}  # what `saxgw up` gives it
+
+
+class _FakeAdmin(http.server.BaseHTTPRequestHandler):
+    """Envoy's admin as run-envoy.sh's drain asks it: no request active; the times of its
+    counts are kept in ``counts``."""
+
+    counts: ClassVar[list[float]] = []
+
+    def do_GET(self) -> None:
+        self.counts.append(time.monotonic())
+        self._reply(b"http.ingress_http.downstream_rq_active: 0\n")
+
+    def do_POST(self) -> None:
+        self._reply(b"OK\n")
+
+    def _reply(self, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def test_run_envoy_serves_new_connections_for_its_drain_delay_however_idle() -> None:
+    # A pod's deletion reaches kube-proxy and the load balancers only seconds after SIGTERM,
+    # and they send new connections meanwhile: an idle Envoy was stopped 1.75 s after SIGTERM
+    # and refused them (measured: every new call from 2.3 s on refused, the gateway beside it
+    # still serving). DRAIN_DELAY keeps it serving, idle or not; the pods give it 5 s.
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeAdmin) as admin:
+        counts: list[float] = []
+        _FakeAdmin.counts = counts
+        threading.Thread(target=admin.serve_forever, daemon=True).start()
+        envoy = ["bash", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done"]  # exits 0
+        command = ["bash", str(run_script()), str(admin.server_port), "20", "2", *envoy]
+        run = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(0.3)  # the script has set its trap
+            stopped = time.monotonic()
+            run.send_signal(signal.SIGTERM)
+            _, said = run.communicate(timeout=10)
+            took = time.monotonic() - stopped
+            admin.shutdown()
+        finally:
+            run.kill()
+    assert run.returncode == 0
+    assert counts[0] - stopped >= 2  # the drain counts only after the delay
+    assert 2.75 <= took < 4  # the delay, and the spans' 0.75 s; no more while nothing is active
+    assert "serving new connections for 2s, draining for up to 20s" in said
 
 
 def test_compose_metrics_volume_is_fresh_per_run() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -91,10 +92,14 @@ def test_envoy_runs_beside_the_gateway_and_only_its_and_the_scrape_port_are_reac
     assert (init.command, init.gateway) == ("envoy-config", [f"127.0.0.1:{gateway.port}"])
 
     envoy = containers["envoy"]
-    bash, script, admin_port, drain, *command = envoy["command"]
+    bash, script, admin_port, drain, delay, *command = envoy["command"]
     assert (bash, script, int(admin_port)) == ("bash", "/etc/envoy/run-envoy.sh", init.admin_port)
     assert command[:3] == ["envoy", "-c", "/etc/envoy/envoy.yaml"]
     assert command[command.index("--log-format") + 1] == ENVOY_JSON_LOG  # as `saxgw up`'s
+    # Worker threads for the pod's one gateway process (as `saxgw up` plans them), not one per
+    # core of the node, Envoy's default: on a 64-core node 134 threads under a 500m request,
+    # 158 MB idle above the 128Mi request (2 workers: 103 MB), a connection to the gateway each.
+    assert command[command.index("--concurrency") + 1] == "2"
     assert envoy["ports"] == [{"name": "http", "containerPort": init.port}]
     # Readiness follows the cell (through the gateway's health) and is asked of the ops port
     # (below), not of Envoy's, which speaks TLS once the config says `tls:`.
@@ -139,6 +144,22 @@ def test_envoy_runs_beside_the_gateway_and_only_its_and_the_scrape_port_are_reac
     pre_stop = containers["gateway"]["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert pre_stop + gateway.grace_period < grace
     assert int(drain) < grace
+    assert command[command.index("--drain-time-s") + 1] == drain
+    # Envoy serves new connections for its drain delay (run-envoy.sh), however idle, while
+    # kube-proxy and load balancers learn of the deletion (it was stopped 1.75 s after
+    # SIGTERM, and refused them); the gateway still takes what Envoy takes then (its preStop
+    # outlasts the delay, the drain's count and the spans' 0.75 s), and ends its streams
+    # with their last message through Envoy, which outlasts its grace period.
+    assert int(delay) >= 5
+    assert pre_stop >= int(delay) + 1.75
+    assert pre_stop + gateway.grace_period < int(drain)
+    # The scrape target outlives the gateway's last flush by a scrape interval, so that the
+    # counts of the pod's last calls (those of its drain too) are scraped: it stopped at the
+    # deletion, and every call since the scrape before it was never counted in Prometheus.
+    ops_wait = containers["ops"]["lifecycle"]["preStop"]["sleep"]["seconds"]
+    interval = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())["global"]
+    assert ops_wait >= pre_stop + gateway.grace_period + 1 + int(interval["scrape_interval"][:-1])
+    assert ops_wait + 5 <= grace
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -212,6 +233,40 @@ def pod_labels(overlay: str) -> dict[str, str]:
     selector = dict(deployment["spec"]["selector"]["matchLabels"])
     assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
     return selector
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_autoscaler_alone_sets_the_number_of_pods(overlay: str) -> None:
+    # A Deployment that says `replicas:` has it set back by every `kubectl apply` of the
+    # overlay (the docs' way to roll out a config change): the autoscaler's 15 pods became 2
+    # at once, 13 deleted under load (a scale-down, which no PodDisruptionBudget holds back),
+    # until the autoscaler scaled up again minutes later. Kubernetes' own advice: leave it out.
+    deployment = _one(overlay, "Deployment", "sax-gateway")
+    assert "replicas" not in deployment["spec"]
+    autoscaler = _one(overlay, "HorizontalPodAutoscaler")["spec"]
+    assert autoscaler["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": deployment["metadata"]["name"],
+    }
+    assert autoscaler["minReplicas"] == (1 if overlay == "embedded-cell" else 2)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_pods_are_spread_over_nodes_and_zones(overlay: str) -> None:
+    # Two replicas on one node went down together with it (a node lost or drained), past the
+    # PodDisruptionBudget's one pod; nothing kept them apart but the scheduler's soft default.
+    spread = {c["topologyKey"]: c for c in _pod(overlay)["topologySpreadConstraints"]}
+    assert set(spread) == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
+    for constraint in spread.values():
+        assert constraint["maxSkew"] == 1
+        assert constraint["labelSelector"] == {"matchLabels": pod_labels(overlay)}
+        assert constraint["matchLabelKeys"] == ["pod-template-hash"]  # per revision
+    assert spread["kubernetes.io/hostname"]["whenUnsatisfiable"] == "DoNotSchedule"
+    assert spread["kubernetes.io/hostname"]["nodeTaintsPolicy"] == "Honor"
+    assert spread["topology.kubernetes.io/zone"]["whenUnsatisfiable"] == "ScheduleAnyway"
+    budget = _one(overlay, "PodDisruptionBudget")["spec"]
+    assert budget == {"maxUnavailable": 1, "selector": {"matchLabels": pod_labels(overlay)}}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -323,6 +378,31 @@ def _shell_block(heading: str) -> str:
     docs = (ROOT / "docs/deploy.md").read_text()
     section = docs[docs.index(f"\n{heading}\n") :]
     return section.split("```sh\n", 1)[1].split("\n```", 1)[0]
+
+
+@pytest.mark.parametrize(
+    ("step", "overlay"),
+    [
+        ("### 1. Try it with the embedded cell", "embedded-cell"),
+        ("### 2. In front of a real cell", "gcs-cell"),
+    ],
+)
+def test_the_docs_pin_every_image_of_the_pod(tmp_path: Path, step: str, overlay: str) -> None:
+    # Each step's `kustomize edit set image` lines, as the images they add to the overlay: every
+    # container then runs a pinned image, none a tag that moves (latest, v1.40-latest), which
+    # left nodes on different Envoy releases and a restarted container on a newer gateway.
+    # The base renames `envoy` to envoyproxy/envoy: an overlay must name it so.
+    block = _shell_block(step)
+    pins = re.findall(r"^kustomize edit set image (\S+)=(\S+):(\S+?)\s", block, re.MULTILINE)
+    assert len(pins) == 2, block
+    shutil.copytree(ROOT / "deploy", tmp_path / "deploy")
+    kustomization = tmp_path / "deploy/k8s/overlays" / overlay / "kustomization.yaml"
+    images = [{"name": name, "newName": repo, "newTag": tag} for name, repo, tag in pins]
+    kustomization.write_text(kustomization.read_text() + yaml.safe_dump({"images": images}))
+    [deployment] = [d for d in render(overlay, tmp_path) if d["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    used = {c["image"] for c in [*pod["initContainers"], *pod["containers"]]}
+    assert used == {f"{repo}:{tag}" for _, repo, tag in pins}
 
 
 def test_the_docs_steps_for_a_real_cell_stand_on_their_own() -> None:

@@ -242,7 +242,13 @@ class LocalStorage(Storage):
         # Write a sibling temp file, flush it to disk, then rename over the target: rename is
         # atomic, and the directory fsync makes the rename itself survive a crash. A failure
         # before the rename leaves the target as it was.
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        except OSError as exc:
+            # The directory refused a new file (read-only, immutable, out of inodes): say so
+            # by its name. The temp file's random one made each failure a new cause to the
+            # failure log, a WARNING per write for as long as the disk refused.
+            raise OSError(exc.errno, exc.strerror, str(target.parent)) from None
         try:
             # mkstemp creates 0600; upstream Sax writes 0644, and its tools (saxutil run by
             # another user) must be able to read what we write.

@@ -25,6 +25,7 @@ from gateway.common.errors import SaxError
 from gateway.common.names import outside_cell
 from gateway.common.revision import EXPECT_KEY, revision
 from gateway.common.rpc import Context
+from tests._storage import frozen
 from tests.integration._cell_fixtures import (
     CELL,
     TEST_LM,
@@ -422,6 +423,44 @@ async def test_state_survives_restart(tmp_path: Path) -> None:
             (tmp_path / "root" / "sax" / "test" / "location.proto").read_bytes()
         )
         assert location.location == cell.admin.address
+
+
+async def test_method_names_that_storage_refuses_are_logged_once_and_saved_once_it_mends(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A model that loaded while the fs root refused writes (full, read-only) left its method
+    # names unsaved, and every refresh (each poll, 10 s by default) logged ERROR "refresh
+    # failed" with a traceback of the save, for as long as the disk refused.
+    caplog.set_level(logging.DEBUG, logger="gateway.common.storage")
+    settings = fast_settings(tmp_path, num_model_servers=0)
+    state = tmp_path / "root" / "fsroot" / "sax" / "test" / "state.proto"
+    async with inproc(settings) as cell, admin_stub(cell.admin.address) as admin:
+        model_id = await publish(admin, "lm", wait=False)  # no server yet: no method names
+        with frozen(state.parent):
+            server = ModelServer(settings)
+            cell.model_servers.append(server)
+            await server.start()
+            await admin.WaitForReady(
+                admin_pb2.WaitForReadyRequest(model_id=model_id, num_replicas=1), timeout=20
+            )
+
+            async def refused_thrice() -> bool:
+                failed = [r for r in caplog.records if r.getMessage().startswith("writing ")]
+                return len(failed) >= 3
+
+            await eventually(refused_thrice)
+        saved = admin_pb2.State()
+
+        async def saved_methods() -> bool:
+            saved.ParseFromString(state.read_bytes())
+            return "lm.generate" in saved.models[0].method_names
+
+        await eventually(saved_methods)
+    logged = [(r.name, r.levelname) for r in caplog.records if r.levelno >= logging.WARNING]
+    assert logged == [("gateway.common.storage", "WARNING")], caplog.text
+    assert [r.getMessage() for r in caplog.records if r.levelname == "INFO"][-1].startswith(
+        f"writing {state} works again, after "
+    )
 
 
 async def test_stats_and_join_validation(inproc_cell: InprocCell) -> None:

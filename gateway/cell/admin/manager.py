@@ -401,9 +401,11 @@ class Manager:
                 self._methods_changed = False
                 try:
                     await self._save(self._specs(), "could not save the models' method names")
-                except SaxError:
-                    self._methods_changed = True  # still to save: at the next cycle
-                    raise
+                except SaxError as exc:
+                    # Still to save, at the next cycle. The storage logged why, once while it
+                    # lasts; raised, it was an ERROR with a traceback at every poll.
+                    self._methods_changed = True
+                    _log.debug("%s", exc)
 
     async def _drop(self, modelet: ModeletConnection) -> None:
         if self._modelets.get(modelet.address) is modelet:

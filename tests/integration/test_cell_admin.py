@@ -463,6 +463,45 @@ async def test_method_names_that_storage_refuses_are_logged_once_and_saved_once_
     )
 
 
+async def test_a_location_file_removed_or_garbled_under_the_admin_names_it_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An admin whose location.proto was deleted (a cleanup of SAX_ROOT, a restore without it)
+    # served on, but never named itself again: every client that looked for it since (a
+    # gateway restarted, saxutil) got UNAVAILABLE "no admin server location for /sax/test
+    # yet" until the admin itself restarted.
+    location = tmp_path / "root" / "sax" / "test" / "location.proto"
+    async with inproc(fast_settings(tmp_path), num_model_servers=0) as cell:
+        named = location.read_bytes()
+        assert admin_pb2.Location.FromString(named).location == cell.admin.address
+
+        async def named_again() -> bool:
+            return location.exists() and location.read_bytes() == named
+
+        location.unlink()
+        await eventually(named_again)
+        garbled = location.with_name("garbled")
+        garbled.write_bytes(b"\xff garbage")
+        garbled.rename(location)  # whole: a read between truncate and write finds it empty
+        await eventually(named_again)
+        async with admin_stub(cell.admin.address) as admin:  # it still serves, and saves
+            await publish(admin, "after", replicas=0, wait=False)
+        assert not cell.admin.superseded.is_set()
+    warned = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and r.name == "gateway.cell.admin"
+    ]
+    assert (
+        warned
+        == [
+            f"location.proto of {CELL} named no admin server (removed or overwritten outside "
+            f"this admin server); named this one, {cell.admin.address}, again"
+        ]
+        * 2
+    )
+
+
 async def test_stats_and_join_validation(inproc_cell: InprocCell) -> None:
     async with admin_stub(inproc_cell.admin.address) as admin:
         stats = await admin.Stats(admin_pb2.StatsRequest())

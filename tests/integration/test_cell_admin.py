@@ -502,6 +502,30 @@ async def test_a_location_file_removed_or_garbled_under_the_admin_names_it_again
     )
 
 
+async def test_an_admin_starts_on_a_read_only_fs_root_holding_a_cut_short_save(
+    tmp_path: Path,
+) -> None:
+    # A save cut short by a kill leaves its temp file, which the next start removes; on a
+    # disk that turned read-only meanwhile (ext4's errors=remount-ro) the removal failed and
+    # the admin could not start at all: every listing and change of the cell 503, for good.
+    settings = fast_settings(tmp_path, num_model_servers=0)
+    state = tmp_path / "root" / "fsroot" / "sax" / "test" / "state.proto"
+    async with inproc(settings) as cell, admin_stub(cell.admin.address) as admin:
+        await publish(admin, "kept", replicas=0, wait=False)
+    leftover = state.with_name(".state.proto.x1y2z3.tmp")
+    leftover.write_bytes(b"cut short")
+    with frozen(state.parent):
+        async with inproc(settings) as cell, admin_stub(cell.admin.address) as admin:
+            (kept,) = (await admin.List(admin_pb2.ListRequest())).published_models
+            assert kept.model.model_id == f"{CELL}/kept"
+            refused = await _error(publish(admin, "new", replicas=0, wait=False))
+            assert refused.code() == Code.INTERNAL
+    assert leftover.exists()
+    async with inproc(settings):  # writable again: the leftover goes
+        pass
+    assert sorted(p.name for p in state.parent.iterdir()) == ["state.proto"]
+
+
 async def test_stats_and_join_validation(inproc_cell: InprocCell) -> None:
     async with admin_stub(inproc_cell.admin.address) as admin:
         stats = await admin.Stats(admin_pb2.StatsRequest())

@@ -115,7 +115,10 @@ class CellFiles:
         # kill kept the admin from starting, and the cell from every listing, for good.
         with contextlib.suppress(StorageError):
             await storage.discard_partial_writes(path)
-        data = await storage.read(path) or b""
+        # Strict: read as absent, a state something is in the way of was an empty one,
+        # which the admin served (its servers unloaded every model) and, once the way was
+        # clear, wrote over the file.
+        data = await storage.read(path, strict=True) or b""
         if not data:
             return admin_pb2.State(), data
         state = _parse(admin_pb2.State, data, storage.url(path), "every published model")

@@ -25,6 +25,7 @@ from gateway.common.errors import SaxError
 from gateway.common.names import outside_cell
 from gateway.common.revision import EXPECT_KEY, revision
 from gateway.common.rpc import Context
+from gateway.common.storage import StorageError
 from tests._storage import frozen
 from tests.integration._cell_fixtures import (
     CELL,
@@ -562,6 +563,47 @@ async def test_a_corrupt_state_file_stops_the_admin_with_one_line_and_is_kept(
     assert str(corrupt.value).startswith(f"{state} is corrupt")
     assert "move it away to start with no published models" in str(corrupt.value)
     assert state.read_bytes() == b"not a sax.State"
+
+
+async def test_a_state_that_a_file_or_folder_is_in_the_way_of_stops_the_admin(
+    tmp_path: Path,
+) -> None:
+    # The cell's state folder replaced by a file (or state.proto by a folder) read as "no
+    # state.proto": the admin started with no model, its servers unloaded every one, and once
+    # the operator put the folder back, it wrote its empty state over it: every published
+    # model lost for good.
+    settings = fast_settings(tmp_path, num_model_servers=0)
+    folder = Path(settings.effective_fs_root) / "sax" / "test"
+    state = folder / "state.proto"
+    async with inproc(settings) as cell, admin_stub(cell.admin.address) as admin:
+        await publish(admin, "kept", replicas=0, wait=False)
+    saved = state.read_bytes()
+    folder.rename(folder.with_name("moved"))
+    folder.write_bytes(b"")  # a file where the folder was
+    admin_server = AdminServer(settings)
+    with pytest.raises(StorageError) as in_the_way:
+        await admin_server.start()
+    await admin_server.stop()
+    assert str(in_the_way.value) == (
+        f"reading {state} failed: [Errno 20] Not a directory: '{state}'"
+    )
+    folder.unlink()
+    folder.with_name("moved").rename(folder)
+    state.rename(folder / "kept")
+    state.mkdir()  # a folder where state.proto was
+    admin_server = AdminServer(settings)
+    with pytest.raises(StorageError) as in_the_way:
+        await admin_server.start()
+    await admin_server.stop()
+    assert str(in_the_way.value) == (
+        f"reading {state} failed: [Errno 21] Is a directory: '{state}'"
+    )
+    state.rmdir()
+    (folder / "kept").rename(state)
+    async with inproc(settings) as cell, admin_stub(cell.admin.address) as admin:
+        (kept,) = (await admin.List(admin_pb2.ListRequest())).published_models
+        assert kept.model.model_id == f"{CELL}/kept"
+    assert state.read_bytes() == saved
 
 
 async def test_an_fs_root_the_cell_does_not_use_is_warned_about(

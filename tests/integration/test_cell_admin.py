@@ -606,6 +606,34 @@ async def test_a_state_that_a_file_or_folder_is_in_the_way_of_stops_the_admin(
     assert state.read_bytes() == saved
 
 
+async def test_an_admin_started_before_its_fs_root_was_mounted_serves_its_state_once_it_is(
+    tmp_path: Path,
+) -> None:
+    # An admin that started while its fs root was not there (a volume mounted late) served no
+    # model, and once the volume came, wrote its empty state over state.proto within
+    # location_watch_interval: every published model lost for good.
+    settings = fast_settings(tmp_path, num_model_servers=0)
+    fs_root = Path(settings.effective_fs_root)
+    state = fs_root / "sax" / "test" / "state.proto"
+    async with inproc(settings) as cell, admin_stub(cell.admin.address) as admin:
+        await publish(admin, "kept", replicas=0, wait=False)
+    saved = state.read_bytes()
+    volume = fs_root.rename(tmp_path / "volume")  # unmounted
+    async with inproc(settings) as cell, admin_stub(cell.admin.address) as admin:
+        assert (await admin.List(admin_pb2.ListRequest())).published_models == []
+        fs_root.rename(tmp_path / "mount-point")
+        volume.rename(fs_root)  # mounted
+
+        async def stopped_to_read_it() -> bool:
+            return cell.admin.reread.is_set()
+
+        await eventually(stopped_to_read_it)
+        assert state.read_bytes() == saved
+    async with inproc(settings) as cell, admin_stub(cell.admin.address) as admin:
+        (kept,) = (await admin.List(admin_pb2.ListRequest())).published_models
+        assert kept.model.model_id == f"{CELL}/kept"
+
+
 async def test_an_fs_root_the_cell_does_not_use_is_warned_about(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -45,6 +45,9 @@ class AdminServer:
         self.server_id = ""
         #: Set once location.proto names another admin: this one was superseded.
         self.superseded = asyncio.Event()
+        #: Set once state.proto holds what this admin, which started on no state and saved
+        #: none, should serve (`Manager.keep_state`): it stops, to be restarted and read it.
+        self.reread = asyncio.Event()
         self._guard: asyncio.Task[None] | None = None
         self._announced = False  # location.proto names this admin (it wrote it)
         self._unnamed = False  # location.proto names no admin, as last read
@@ -125,7 +128,9 @@ class AdminServer:
         while await self._serves_cell():
             if self._unnamed:
                 await self._name_this_admin_again()
-            await self.manager.keep_state()
+            if not await self.manager.keep_state():
+                self.reread.set()
+                return
             await asyncio.sleep(self._settings.location_watch_interval)
 
     async def _name_this_admin_again(self) -> None:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TypeVar
 
@@ -109,8 +110,15 @@ class CellFiles:
         """The saved state and its bytes, read when the admin starts: then no save of it is in
         flight, and what a killed admin's last save left half-written is removed."""
         storage, path = self._state(fs_root), Storage.join(self.cell_dir, STATE_FILE)
-        await storage.discard_partial_writes(path)
-        data = await storage.read(path) or b""
+        # Logged by the storage if it fails. A leftover harms nothing (no save reads or
+        # reuses it) and goes at a later start; raised, an fs root turned read-only after a
+        # kill kept the admin from starting, and the cell from every listing, for good.
+        with contextlib.suppress(StorageError):
+            await storage.discard_partial_writes(path)
+        # Strict: read as absent, a state something is in the way of was an empty one,
+        # which the admin served (its servers unloaded every model) and, once the way was
+        # clear, wrote over the file.
+        data = await storage.read(path, strict=True) or b""
         if not data:
             return admin_pb2.State(), data
         state = _parse(admin_pb2.State, data, storage.url(path), "every published model")

@@ -76,8 +76,10 @@ async def _serve(make: Callable[[], Server], *, exit_on_stdin_eof: bool) -> None
     waits: list[asyncio.Future[object]] = [
         asyncio.ensure_future(wait_for_signal(or_stdin_eof=exit_on_stdin_eof))
     ]
-    if superseded is not None:
-        waits.append(asyncio.ensure_future(superseded.wait()))
+    reread: asyncio.Event | None = getattr(server, "reread", None)
+    for event in (superseded, reread):
+        if event is not None:
+            waits.append(asyncio.ensure_future(event.wait()))
     try:
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -87,6 +89,8 @@ async def _serve(make: Callable[[], Server], *, exit_on_stdin_eof: bool) -> None
         await server.stop()
     if superseded is not None and superseded.is_set():
         raise CellStartError("another admin server took the cell over; stopped")
+    if reread is not None and reread.is_set():
+        raise CellStartError("state.proto holds models this admin did not read; stopped to read it")
 
 
 def emit(line: str) -> None:

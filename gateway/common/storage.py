@@ -130,9 +130,12 @@ class Storage(abc.ABC):
         """Joins path parts with "/", ignoring empty parts and stray slashes."""
         return "/".join(p.strip("/") for p in parts if p.strip("/"))
 
-    async def read(self, path: str) -> bytes | None:
-        """The file's contents, or None if it does not exist."""
-        return await asyncio.to_thread(self.read_sync, path)
+    async def read(self, path: str, *, strict: bool = False) -> bytes | None:
+        """The file's contents, or None if it does not exist. ``strict``: a file where a
+        folder of ``path`` should be, or a folder where ``path`` should be, is a
+        `StorageError`, not a file that is not there (a cell's state that something is in
+        the way of is no empty state)."""
+        return await asyncio.to_thread(self.read_sync, path, strict=strict)
 
     async def write(self, path: str, data: bytes) -> None:
         """Replaces the file atomically (readers see the old or the new contents, never a mix).
@@ -176,7 +179,7 @@ class Storage(abc.ABC):
 
     # The blocking implementations; usable directly from synchronous code.
     @abc.abstractmethod
-    def read_sync(self, path: str) -> bytes | None: ...
+    def read_sync(self, path: str, *, strict: bool = False) -> bytes | None: ...
 
     @abc.abstractmethod
     def write_sync(self, path: str, data: bytes) -> None: ...
@@ -222,14 +225,16 @@ class LocalStorage(Storage):
         if self._root.exists() and not self._root.is_dir():
             raise NotADirectoryError(errno.ENOTDIR, "the root is not a directory", str(self._root))
 
-    def read_sync(self, path: str) -> bytes | None:
+    def read_sync(self, path: str, *, strict: bool = False) -> bytes | None:
         with self._failures("reading", path):
             try:
                 return self._path(path).read_bytes()
-            except NotADirectoryError:
+            except (NotADirectoryError, IsADirectoryError):
+                if strict:
+                    raise
                 self._root_is_a_directory()
                 return None
-            except (FileNotFoundError, IsADirectoryError):
+            except FileNotFoundError:
                 return None
 
     def write_sync(self, path: str, data: bytes) -> None:
@@ -242,7 +247,13 @@ class LocalStorage(Storage):
         # Write a sibling temp file, flush it to disk, then rename over the target: rename is
         # atomic, and the directory fsync makes the rename itself survive a crash. A failure
         # before the rename leaves the target as it was.
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        except OSError as exc:
+            # The directory refused a new file (read-only, immutable, out of inodes): say so
+            # by its name. The temp file's random one made each failure a new cause to the
+            # failure log, a WARNING per write for as long as the disk refused.
+            raise OSError(exc.errno, exc.strerror, str(target.parent)) from None
         try:
             # mkstemp creates 0600; upstream Sax writes 0644, and its tools (saxutil run by
             # another user) must be able to read what we write.
@@ -393,7 +404,8 @@ class GcsStorage(Storage):
             return f"{self.root} is unreachable: {retried} with no answer"
         return f"{self.root} is unreachable: {retried}; last: {_described(last)}"
 
-    def read_sync(self, path: str) -> bytes | None:
+    def read_sync(self, path: str, *, strict: bool = False) -> bytes | None:
+        # GCS has no folders: nothing can be in the way of an object (``strict``).
         from google.api_core.exceptions import NotFound
 
         with self._failures("reading", path):

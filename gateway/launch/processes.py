@@ -180,6 +180,9 @@ class ProcessGroup:
     hurry: StopFlag = field(default_factory=StopFlag)
     """Set (by a second stop signal, or SIGQUIT) to kill at once every child `stop` still
     waits for, rather than give it the rest of its grace."""
+    before_restart: Callable[[], None] | None = None
+    """Called before `restart` starts a child again (`Stack` writes back the files its
+    children read that were removed meanwhile); an OSError it raises fails the restart."""
 
     def start(
         self,
@@ -217,6 +220,8 @@ class ProcessGroup:
         """Starts the (exited) child ``name`` again with its first arguments; it keeps its
         place in the stop order."""
         spec = self.specs[name]
+        if self.before_restart is not None:
+            self.before_restart()
         order = [n for n, _ in self.children]
         proc = self.start(name, spec.argv, env=spec.env, log_path=spec.log_path, stdout=spec.stdout)
         by_name = dict(self.children)

@@ -48,7 +48,7 @@ from gateway.launch.processes import (
     Stopping,
     port_open,
 )
-from gateway.launch.stackdir import stack_dir
+from gateway.launch.stackdir import OWNER_FILE, KeptFiles, stack_dir
 from gateway.launch.tuning import (
     envoy_open_files,
     grpc_env,
@@ -399,6 +399,16 @@ class Stack:
         self.group.wait_until("envoy", lambda: _http_ok(admin + "/ready"), timeout)
         if s.ops_port is not None:
             self._start_ops(s.ops_port, timeout)
+        tmp = Path(self._tmp.name)
+        kept = [tmp / OWNER_FILE, config, tmp / "secrets", tmp / "collector-ca.pem"]
+        if snapshot is not None:
+            kept.append(Path(snapshot))
+        # A table made again is a new one: the gateways still running count in the old one
+        # until they restart, which beats a gateway that cannot start at all.
+        workers = len(s.gateway_ports)
+        table = {self.slot_table: partial(slottable.create, str(self.slot_table), workers)}
+        files = KeptFiles(tmp, keep=kept, empty=[self.metrics_dir], remake=table)
+        self.group.before_restart = files.restore
 
     def _config_snapshot(self) -> str | None:
         """Where the gateway processes read the config from: a snapshot of it (owner-only:

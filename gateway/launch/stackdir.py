@@ -23,6 +23,7 @@ import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,3 +117,60 @@ def stack_dir() -> tempfile.TemporaryDirectory[str]:
     partial.write_text(json.dumps(owner()))
     partial.rename(Path(tmp.name) / OWNER_FILE)
     return tmp
+
+
+class KeptFiles:
+    """The files a stack's children read when they start (Envoy's config and TLS secrets, the
+    config snapshot, the owner file), as they were once the stack had started, to write again
+    any that were removed while it runs: after a /tmp cleaner (systemd-tmpfiles removes what
+    was not touched for 10 days), every child that exited could not start again, Envoy
+    (`Invalid path: .../envoy.yaml`) and the gateways (`cannot read the config snapshot`)
+    retried for good. ``keep``: those files, or directories of them; ``empty``: directories
+    of runtime state (the metrics files), made again empty; ``remake``: files of runtime state
+    made again new by their function (the per-client table)::
+
+        kept = KeptFiles(Path(tmp.name), keep=[envoy_yaml, secrets], empty=[metrics_dir])
+        kept.restore()   # before a child starts again
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        keep: Sequence[Path],
+        empty: Sequence[Path] = (),
+        remake: Mapping[Path, Callable[[], None]] | None = None,
+    ) -> None:
+        self._directory = directory
+        self._dirs = [d for d in empty if d.is_dir()]
+        self._remake = {p: make for p, make in (remake or {}).items() if p.exists()}
+        self._files: dict[Path, tuple[bytes, int]] = {}
+        for kept in keep:
+            for path in sorted(kept.rglob("*")) if kept.is_dir() else [kept]:
+                if path.is_file() and not path.is_symlink():
+                    self._files[path] = (path.read_bytes(), stat.S_IMODE(path.stat().st_mode))
+
+    def restore(self) -> None:
+        """Writes again the kept files that are gone, and makes the ``empty`` directories,
+        with a WARNING naming them; leaves the others as they are."""
+        gone = [p for p in (*self._dirs, *self._files, *self._remake) if not p.exists()]
+        if not gone:
+            return
+        self._directory.mkdir(mode=0o700, exist_ok=True)
+        for directory in self._dirs:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for path in gone:
+            if path in self._remake:
+                self._remake[path]()
+            elif path in self._files:
+                data, mode = self._files[path]
+                path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+                with os.fdopen(fd, "wb") as out:
+                    out.write(data)
+        log.warning(
+            "files of the stack's directory %s were removed while it ran (a cleaner of %s?); "
+            "wrote them again: %s",
+            self._directory,
+            self._directory.parent,
+            ", ".join(str(p.relative_to(self._directory)) for p in gone),
+        )

@@ -69,6 +69,38 @@ def test_dead_gateway_is_restarted_and_envoy_routes_around_it(
     assert _gateway_starts(faults) == started + 1
 
 
+def test_files_removed_from_the_stack_directory_are_written_again_for_a_restart(
+    faults: Faults, http: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A /tmp cleaner (systemd-tmpfiles, 10 days) took the stack directory's files from under
+    # a running stack: Envoy exited 1 at each restart ("Invalid path: .../envoy.yaml") and a
+    # gateway 2 ("cannot read the config snapshot"), retried for good with no front door.
+    # (The gateways' per-client table is made again, new: it holds counts, not settings.)
+    directory = faults.stack.metrics_dir.parent
+    table = faults.stack.slot_table
+    files = [p for p in directory.iterdir() if p.is_file()]
+    removed = {p: (p.read_bytes(), p.stat().st_mode) for p in files if table.name not in p.name}
+    assert {p.name for p in removed} >= {"envoy.yaml", "owner.json"}
+    for path in files:
+        path.unlink()
+    faults.kill(faults.stack.envoy.admin_port)
+    faults.kill(faults.stack.settings.gateway_ports[0])
+    faults.wait_until(
+        lambda: all(faults.supervisor.restarts(n) >= 1 for n in ("envoy", "gateway-0")),
+        30,
+        "the restarts",
+    )
+    faults.healthy()
+    assert {p: (p.read_bytes(), p.stat().st_mode) for p in removed} == removed
+    assert table.is_file()
+    [warned] = [r.getMessage() for r in caplog.records if r.name == "gateway.launch.stackdir"]
+    assert warned.startswith(
+        f"files of the stack's directory {directory} were removed while it ran (a cleaner "
+        f"of {directory.parent}?); wrote them again: "
+    ), warned
+    assert http.get("/listcells").status_code == 200
+
+
 def _gateway_starts(faults: Faults) -> float:
     """saxgw_gateway_starts_total as the ops server would serve it (none runs here)."""
     text = scrape(OpsSettings(metrics_dir=str(faults.stack.metrics_dir))).decode()

@@ -25,6 +25,8 @@ from gateway.common.errors import SaxError
 from gateway.common.names import outside_cell
 from gateway.common.revision import EXPECT_KEY, revision
 from gateway.common.rpc import Context
+from gateway.common.storage import StorageError
+from tests._storage import frozen
 from tests.integration._cell_fixtures import (
     CELL,
     TEST_LM,
@@ -424,6 +426,107 @@ async def test_state_survives_restart(tmp_path: Path) -> None:
         assert location.location == cell.admin.address
 
 
+async def test_method_names_that_storage_refuses_are_logged_once_and_saved_once_it_mends(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A model that loaded while the fs root refused writes (full, read-only) left its method
+    # names unsaved, and every refresh (each poll, 10 s by default) logged ERROR "refresh
+    # failed" with a traceback of the save, for as long as the disk refused.
+    caplog.set_level(logging.DEBUG, logger="gateway.common.storage")
+    settings = fast_settings(tmp_path, num_model_servers=0)
+    state = tmp_path / "root" / "fsroot" / "sax" / "test" / "state.proto"
+    async with inproc(settings) as cell, admin_stub(cell.admin.address) as admin:
+        model_id = await publish(admin, "lm", wait=False)  # no server yet: no method names
+        with frozen(state.parent):
+            server = ModelServer(settings)
+            cell.model_servers.append(server)
+            await server.start()
+            await admin.WaitForReady(
+                admin_pb2.WaitForReadyRequest(model_id=model_id, num_replicas=1), timeout=20
+            )
+
+            async def refused_thrice() -> bool:
+                failed = [r for r in caplog.records if r.getMessage().startswith("writing ")]
+                return len(failed) >= 3
+
+            await eventually(refused_thrice)
+        saved = admin_pb2.State()
+
+        async def saved_methods() -> bool:
+            saved.ParseFromString(state.read_bytes())
+            return "lm.generate" in saved.models[0].method_names
+
+        await eventually(saved_methods)
+    logged = [(r.name, r.levelname) for r in caplog.records if r.levelno >= logging.WARNING]
+    assert logged == [("gateway.common.storage", "WARNING")], caplog.text
+    assert [r.getMessage() for r in caplog.records if r.levelname == "INFO"][-1].startswith(
+        f"writing {state} works again, after "
+    )
+
+
+async def test_a_location_file_removed_or_garbled_under_the_admin_names_it_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An admin whose location.proto was deleted (a cleanup of SAX_ROOT, a restore without it)
+    # served on, but never named itself again: every client that looked for it since (a
+    # gateway restarted, saxutil) got UNAVAILABLE "no admin server location for /sax/test
+    # yet" until the admin itself restarted.
+    location = tmp_path / "root" / "sax" / "test" / "location.proto"
+    async with inproc(fast_settings(tmp_path), num_model_servers=0) as cell:
+        named = location.read_bytes()
+        assert admin_pb2.Location.FromString(named).location == cell.admin.address
+
+        async def named_again() -> bool:
+            return location.exists() and location.read_bytes() == named
+
+        location.unlink()
+        await eventually(named_again)
+        garbled = location.with_name("garbled")
+        garbled.write_bytes(b"\xff garbage")
+        garbled.rename(location)  # whole: a read between truncate and write finds it empty
+        await eventually(named_again)
+        async with admin_stub(cell.admin.address) as admin:  # it still serves, and saves
+            await publish(admin, "after", replicas=0, wait=False)
+        assert not cell.admin.superseded.is_set()
+    warned = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and r.name == "gateway.cell.admin"
+    ]
+    assert (
+        warned
+        == [
+            f"location.proto of {CELL} named no admin server (removed or overwritten outside "
+            f"this admin server); named this one, {cell.admin.address}, again"
+        ]
+        * 2
+    )
+
+
+async def test_an_admin_starts_on_a_read_only_fs_root_holding_a_cut_short_save(
+    tmp_path: Path,
+) -> None:
+    # A save cut short by a kill leaves its temp file, which the next start removes; on a
+    # disk that turned read-only meanwhile (ext4's errors=remount-ro) the removal failed and
+    # the admin could not start at all: every listing and change of the cell 503, for good.
+    settings = fast_settings(tmp_path, num_model_servers=0)
+    state = tmp_path / "root" / "fsroot" / "sax" / "test" / "state.proto"
+    async with inproc(settings) as cell, admin_stub(cell.admin.address) as admin:
+        await publish(admin, "kept", replicas=0, wait=False)
+    leftover = state.with_name(".state.proto.x1y2z3.tmp")
+    leftover.write_bytes(b"cut short")
+    with frozen(state.parent):
+        async with inproc(settings) as cell, admin_stub(cell.admin.address) as admin:
+            (kept,) = (await admin.List(admin_pb2.ListRequest())).published_models
+            assert kept.model.model_id == f"{CELL}/kept"
+            refused = await _error(publish(admin, "new", replicas=0, wait=False))
+            assert refused.code() == Code.INTERNAL
+    assert leftover.exists()
+    async with inproc(settings):  # writable again: the leftover goes
+        pass
+    assert sorted(p.name for p in state.parent.iterdir()) == ["state.proto"]
+
+
 async def test_stats_and_join_validation(inproc_cell: InprocCell) -> None:
     async with admin_stub(inproc_cell.admin.address) as admin:
         stats = await admin.Stats(admin_pb2.StatsRequest())
@@ -460,6 +563,75 @@ async def test_a_corrupt_state_file_stops_the_admin_with_one_line_and_is_kept(
     assert str(corrupt.value).startswith(f"{state} is corrupt")
     assert "move it away to start with no published models" in str(corrupt.value)
     assert state.read_bytes() == b"not a sax.State"
+
+
+async def test_a_state_that_a_file_or_folder_is_in_the_way_of_stops_the_admin(
+    tmp_path: Path,
+) -> None:
+    # The cell's state folder replaced by a file (or state.proto by a folder) read as "no
+    # state.proto": the admin started with no model, its servers unloaded every one, and once
+    # the operator put the folder back, it wrote its empty state over it: every published
+    # model lost for good.
+    settings = fast_settings(tmp_path, num_model_servers=0)
+    folder = Path(settings.effective_fs_root) / "sax" / "test"
+    state = folder / "state.proto"
+    async with inproc(settings) as cell, admin_stub(cell.admin.address) as admin:
+        await publish(admin, "kept", replicas=0, wait=False)
+    saved = state.read_bytes()
+    folder.rename(folder.with_name("moved"))
+    folder.write_bytes(b"")  # a file where the folder was
+    admin_server = AdminServer(settings)
+    with pytest.raises(StorageError) as in_the_way:
+        await admin_server.start()
+    await admin_server.stop()
+    assert str(in_the_way.value) == (
+        f"reading {state} failed: [Errno 20] Not a directory: '{state}'"
+    )
+    folder.unlink()
+    folder.with_name("moved").rename(folder)
+    state.rename(folder / "kept")
+    state.mkdir()  # a folder where state.proto was
+    admin_server = AdminServer(settings)
+    with pytest.raises(StorageError) as in_the_way:
+        await admin_server.start()
+    await admin_server.stop()
+    assert str(in_the_way.value) == (
+        f"reading {state} failed: [Errno 21] Is a directory: '{state}'"
+    )
+    state.rmdir()
+    (folder / "kept").rename(state)
+    async with inproc(settings) as cell, admin_stub(cell.admin.address) as admin:
+        (kept,) = (await admin.List(admin_pb2.ListRequest())).published_models
+        assert kept.model.model_id == f"{CELL}/kept"
+    assert state.read_bytes() == saved
+
+
+async def test_an_admin_started_before_its_fs_root_was_mounted_serves_its_state_once_it_is(
+    tmp_path: Path,
+) -> None:
+    # An admin that started while its fs root was not there (a volume mounted late) served no
+    # model, and once the volume came, wrote its empty state over state.proto within
+    # location_watch_interval: every published model lost for good.
+    settings = fast_settings(tmp_path, num_model_servers=0)
+    fs_root = Path(settings.effective_fs_root)
+    state = fs_root / "sax" / "test" / "state.proto"
+    async with inproc(settings) as cell, admin_stub(cell.admin.address) as admin:
+        await publish(admin, "kept", replicas=0, wait=False)
+    saved = state.read_bytes()
+    volume = fs_root.rename(tmp_path / "volume")  # unmounted
+    async with inproc(settings) as cell, admin_stub(cell.admin.address) as admin:
+        assert (await admin.List(admin_pb2.ListRequest())).published_models == []
+        fs_root.rename(tmp_path / "mount-point")
+        volume.rename(fs_root)  # mounted
+
+        async def stopped_to_read_it() -> bool:
+            return cell.admin.reread.is_set()
+
+        await eventually(stopped_to_read_it)
+        assert state.read_bytes() == saved
+    async with inproc(settings) as cell, admin_stub(cell.admin.address) as admin:
+        (kept,) = (await admin.List(admin_pb2.ListRequest())).published_models
+        assert kept.model.model_id == f"{CELL}/kept"
 
 
 async def test_an_fs_root_the_cell_does_not_use_is_warned_about(

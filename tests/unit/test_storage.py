@@ -10,6 +10,7 @@ import pytest
 
 from gateway.common.failurelog import REPEAT_S, FailureLog
 from gateway.common.storage import LocalStorage, Storage, StorageError, open_storage
+from tests._storage import frozen
 
 
 def test_open_storage_local(tmp_path: Path) -> None:
@@ -167,3 +168,30 @@ async def test_storage_logs_a_failure_once_while_it_goes_on_and_when_it_ends(
         ("WARNING", failed),
         ("INFO", f"reading {loop} works again, after 3 failures"),
     ]
+
+
+async def test_a_directory_that_refuses_new_files_is_logged_once_naming_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A read-only (or full of inodes, or immutable) directory refused each write's temp file,
+    # and the message quoted that file's random name: each failure was a new cause, so a
+    # WARNING per publish for as long as the disk refused.
+    caplog.set_level(logging.INFO, logger="gateway.common.storage")
+    storage = LocalStorage(str(tmp_path))
+    await storage.write("sax/test/state.proto", b"old")
+    directory = tmp_path / "sax" / "test"
+    failures = []
+    with frozen(directory):
+        for _ in range(3):
+            with pytest.raises(StorageError) as failed:
+                await storage.write("sax/test/state.proto", b"new")
+            failures.append(str(failed.value))
+    await storage.write("sax/test/state.proto", b"new")
+    assert failures[0] == failures[1] == failures[2], failures
+    assert failures[0].startswith(f"writing {directory}/state.proto failed: [Errno ")
+    assert failures[0].endswith(f": '{directory}'"), failures[0]
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", failures[0]),
+        ("INFO", f"writing {directory}/state.proto works again, after 3 failures"),
+    ]
+    assert sorted(p.name for p in directory.iterdir()) == ["state.proto"]

@@ -68,6 +68,7 @@ class Manager:
         self._lock = asyncio.Lock()  # serialises state changes and their saves
         self._methods_changed = False  # a model's method names are not saved yet
         self._saved = b""  # state.proto as this admin last read or wrote it
+        self._wrote = False  # whether this admin saved state.proto
         self._kick = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         # What state.proto holds beside the models served, written back by each save.
@@ -234,6 +235,7 @@ class Manager:
         state = self._stored.state(specs, unserved)
         try:
             self._saved = await self._files.write_state(self._fs_root, state)
+            self._wrote = True
         except StorageError as exc:  # the path and cause are logged; the caller gets neither
             storage = f"the storage of cell {self._settings.cell}"
             raise storage_failure(exc, failed, storage, "the admin server's log") from exc
@@ -243,21 +245,36 @@ class Manager:
             # could be lost. The retry reaches the other admin, and is made there.
             raise unavailable(f"{failed}: {SAVED_DURING_TAKEOVER}; retry")
 
-    async def keep_state(self) -> None:
+    async def keep_state(self) -> bool:
         """Writes this admin's state back over state.proto if it changed outside this admin:
         saved over by one that this admin took the cell over from, which hung mid-save and
         resumed (its late upload lands whole), or a backup put back while the cell ran. Its
         callers were answered before, or are told to retry; this admin's acknowledged changes
         were in memory only, lost at its next restart. The file alone cannot tell the two
-        apart, so the WARNING names both, and how to restore a backup."""
+        apart, so the WARNING names both, and how to restore a backup. False, writing
+        nothing, when this admin started on no state and has saved nothing since: then the
+        file is the one to serve, and the admin must restart to read it."""
         async with self._lock:
             try:
-                if await self._files.read_state_bytes(self._fs_root) == self._saved:
-                    return
+                found = await self._files.read_state_bytes(self._fs_root)
             except StorageError:
-                return  # logged by the storage; the next read tries again
+                return True  # logged by the storage; the next read tries again
+            if found == self._saved:
+                return True
             if self._serves_cell is not None and not await self._serves_cell():
-                return  # it is this admin that was replaced
+                return True  # it is this admin that was replaced
+            if not self._saved and not self._wrote:
+                # This admin has nothing to keep: it started on no state (an fs root mounted
+                # after it started; a backup put back), and writing its empty state over the
+                # file lost every model in it for good.
+                _log.warning(
+                    "state.proto of %s holds models this admin server, which started on none "
+                    "and saved none, did not read (its fs root was mounted after it started, "
+                    "or a backup was put back): it restarts to serve them rather than write "
+                    "over them",
+                    self._settings.cell,
+                )
+                return False
             _log.warning(
                 "state.proto of %s changed outside this admin server (another admin server "
                 "that resumed a save after this one took the cell over, or a copy put back by "
@@ -267,6 +284,7 @@ class Manager:
             )
             with contextlib.suppress(SaxError):  # the storage logged why; tried again next read
                 await self._save(self._specs(), "could not write the state back")
+            return True
 
     def _get(self, model_id: str) -> Published:
         entry = self._models.get(model_id)
@@ -401,9 +419,11 @@ class Manager:
                 self._methods_changed = False
                 try:
                     await self._save(self._specs(), "could not save the models' method names")
-                except SaxError:
-                    self._methods_changed = True  # still to save: at the next cycle
-                    raise
+                except SaxError as exc:
+                    # Still to save, at the next cycle. The storage logged why, once while it
+                    # lasts; raised, it was an ERROR with a traceback at every poll.
+                    self._methods_changed = True
+                    _log.debug("%s", exc)
 
     async def _drop(self, modelet: ModeletConnection) -> None:
         if self._modelets.get(modelet.address) is modelet:

@@ -45,8 +45,12 @@ class AdminServer:
         self.server_id = ""
         #: Set once location.proto names another admin: this one was superseded.
         self.superseded = asyncio.Event()
+        #: Set once state.proto holds what this admin, which started on no state and saved
+        #: none, should serve (`Manager.keep_state`): it stops, to be restarted and read it.
+        self.reread = asyncio.Event()
         self._guard: asyncio.Task[None] | None = None
         self._announced = False  # location.proto names this admin (it wrote it)
+        self._unnamed = False  # location.proto names no admin, as last read
         self._state_lock: int | None = None  # its hold on the state in a local fs root
 
     @property
@@ -122,8 +126,29 @@ class AdminServer:
         read every ``location_watch_interval``; until then, keeps state.proto this admin's
         (`Manager.keep_state`)."""
         while await self._serves_cell():
-            await self.manager.keep_state()
+            if self._unnamed:
+                await self._name_this_admin_again()
+            if not await self.manager.keep_state():
+                self.reread.set()
+                return
             await asyncio.sleep(self._settings.location_watch_interval)
+
+    async def _name_this_admin_again(self) -> None:
+        """Writes location.proto again, which names no admin (deleted, emptied or garbled
+        outside this admin: a cleanup of SAX_ROOT, a restore without it). Left so, every
+        client that looked for the admin since (a gateway restarted, saxutil) found none,
+        UNAVAILABLE for as long as this admin served."""
+        try:
+            await self._files.write_location(self.address)
+        except StorageError:
+            return  # logged by the storage; tried again at the next read
+        self._unnamed = False
+        _log.warning(
+            "location.proto of %s named no admin server (removed or overwritten outside this "
+            "admin server); named this one, %s, again",
+            self._settings.cell,
+            self.address,
+        )
 
     async def _before_save(self) -> bool:
         """`_serves_cell`, asked before a save: unknown within ``_SAVE_CHECK_S`` (storage
@@ -151,6 +176,7 @@ class AdminServer:
         except Exception:  # a bug: say so, and keep serving rather than end unheard
             _log.exception("reading location.proto of %s failed", self._settings.cell)
             return True
+        self._unnamed = named is None
         if named is None or named == self.address:
             return True
         _log.warning(

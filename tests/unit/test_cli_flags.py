@@ -7,6 +7,7 @@ import argparse
 import fcntl
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -17,6 +18,7 @@ import pytest
 from gateway.cell._args import add_cell_arguments
 from gateway.cli.main import main, parser
 from gateway.config import DEFAULT_STREAM_KEEPALIVE
+from gateway.launch.ports import claim_ports
 from gateway.launch.processes import free_port
 
 # Free-looking ports no test binds: the checks under test come before any bind.
@@ -248,6 +250,38 @@ def test_up_refuses_a_log_dir_another_stack_writes_in(
         "saxgw's stack; give each stack a --log-dir of its own\n"
     )
     assert not (logs / "cell.log").exists()
+
+
+def test_up_names_every_port_of_the_stack_another_process_holds(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # A second user's stack on a shared machine, given another --port alone, was told of one
+    # busy port per try (the envoy admin port, then the gateway's, then the ops port...): six
+    # starts to learn the six flags. Now every port another process listens on or claims (a
+    # `saxgw up` starting) is named at once, each with its flag, in one line.
+    ports = sorted(free_port() for _ in range(6))
+    admin, gateway, cell = ports[1], ports[2], ports[4]
+    flags = ["--port", str(ports[0]), "--envoy-admin-port", str(admin), "--gateway-ports"]
+    flags += [str(gateway), "--ops-port", str(ports[3]), "--admin-port", str(cell)]
+    flags += ["--model-server-ports", str(ports[5]), "--sax-root", str(tmp_path / "root")]
+    flags += ["--fs-root", str(tmp_path / "fs")]
+    command = Path("/proc/self/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    us = f"pid {os.getpid()} ({command[:100]})"
+    end = "; is another `saxgw up` running? Stop it, or choose other ports (see `saxgw up --help`)."
+    end += "\n"
+    with socket.create_server(("127.0.0.1", admin)), socket.create_server(("127.0.0.1", cell)):
+        assert main(["up", *flags]) == 1
+        assert capsys.readouterr().err == (
+            f"saxgw: port {admin} is in use (Envoy's admin port, --envoy-admin-port) by {us}; "
+            f"so is {cell} (the Sax admin port, --admin-port){end}"
+        )
+        with claim_ports([gateway]):  # a `saxgw up` that has not bound it yet
+            assert main(["up", *flags]) == 1
+    assert capsys.readouterr().err == (
+        f"saxgw: port {admin} is in use (Envoy's admin port, --envoy-admin-port) by {us}; "
+        f"so are {gateway} (a gateway port, --gateway-ports), "
+        f"{cell} (the Sax admin port, --admin-port){end}"
+    )
 
 
 def test_up_keeps_each_sax_roots_state_apart_unless_told(tmp_path: Path) -> None:

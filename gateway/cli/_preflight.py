@@ -10,6 +10,7 @@ from gateway.common.listen import ListenError
 from gateway.common.storage import make_dirs
 from gateway.launch.envoy import envoy_binary
 from gateway.launch.ports import PortClaimed, claimant, holder
+from gateway.launch.processes import make_log_dir
 from gateway.launch.readiness import busy_ports
 
 
@@ -83,7 +84,7 @@ def make_state_dirs(args: argparse.Namespace) -> str | None:
                 return f"cannot create {flag} {path}: {exc.strerror}"
     if args.log_dir:
         try:
-            Path(args.log_dir).mkdir(parents=True, exist_ok=True)
+            make_log_dir(args.log_dir)
         except OSError as exc:
             return f"cannot create --log-dir {args.log_dir}: {exc.strerror}"
     return None

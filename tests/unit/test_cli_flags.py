@@ -19,7 +19,7 @@ from gateway.cell._args import add_cell_arguments
 from gateway.cli.main import main, parser
 from gateway.config import DEFAULT_STREAM_KEEPALIVE
 from gateway.launch.ports import claim_ports
-from gateway.launch.processes import free_port
+from gateway.launch.processes import _open_log, free_port, make_log_dir
 
 # Free-looking ports no test binds: the checks under test come before any bind.
 UP = ["up", "--port", "38988", "--envoy-admin-port", "39911", "--gateway-ports", "38151"]
@@ -225,6 +225,34 @@ def test_up_names_a_log_it_cannot_write(capsys: pytest.CaptureFixture[str], tmp_
         f"saxgw: cannot write the log of cell, {logs / 'cell.log'}: Is a directory; "
         "give a --log-dir it can write in\n"
     )
+
+
+def test_a_log_dir_and_its_logs_are_never_writable_by_others(tmp_path: Path) -> None:
+    # Under `umask 000` (some CI runners and images) saxgw up made --log-dir 0777 and each log
+    # 0666: any user of the machine could rewrite them, or swap one for a link to a file of
+    # the stack's user that the next child to start appended to. A stricter umask still wins.
+    logs = tmp_path / "new" / "logs"
+    before = os.umask(0)
+    try:
+        make_log_dir(logs)  # as saxgw up|serve makes --log-dir, and a stack a removed one
+        with _open_log("cell", str(logs / "cell.log")):
+            pass
+        os.umask(0o077)
+        with _open_log("gateway-0", str(tmp_path / "private" / "gateway-0.log")):
+            pass
+    finally:
+        os.umask(before)
+    modes = {
+        path.relative_to(tmp_path).as_posix(): oct(path.stat().st_mode & 0o777)
+        for path in sorted(tmp_path.rglob("*"))
+    }
+    assert modes == {
+        "new": "0o755",
+        "new/logs": "0o755",
+        "new/logs/cell.log": "0o644",
+        "private": "0o700",
+        "private/gateway-0.log": "0o600",
+    }
 
 
 def test_up_refuses_a_log_dir_another_stack_writes_in(

@@ -57,7 +57,7 @@ node_modules/.installed: package.json package-lock.json
 
 ## Debian's Chromium, for the /docs page test (tests/e2e/test_docs_page.py); needs root.
 chromium:
-	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+	scripts/install-debian chromium chromium
 
 ## Debian's nginx, in front of the stack in tests/e2e/test_behind_nginx.py (installed as root,
 ## without starting its service).
@@ -66,8 +66,7 @@ nginx:
 
 ## The load generators the benchmark drives (bench/_loadgen.py).
 bench-tools:
-	command -v wrk >/dev/null && command -v h2load >/dev/null || \
-	  { apt-get update -qq && apt-get install -y -qq wrk nghttp2-client; }
+	scripts/install-debian "wrk h2load" wrk nghttp2-client
 
 ## The API contract: buf lint, format and breaking (scripts/buf-check), OpenAPI up to date.
 contract: install node_modules/.installed

@@ -145,6 +145,13 @@ def _gcs_error(status: int) -> bytes:
     return json.dumps({"error": error}).encode()
 
 
+#: How a write into a `frozen` directory fails, as an OSError's text starts: the immutable flag
+#: refuses root with EPERM, a mode without write permission anyone else with EACCES.
+FROZEN_ERROR = (
+    "[Errno 1] Operation not permitted" if os.geteuid() == 0 else "[Errno 13] Permission denied"
+)
+
+
 @contextmanager
 def frozen(directory: Path) -> Iterator[None]:
     """Nothing can be created in ``directory`` (its files stay readable) until the block ends.

@@ -9,7 +9,8 @@ from pathlib import Path
 from gateway.common.listen import ListenError
 from gateway.common.storage import make_dirs
 from gateway.launch.envoy import envoy_binary
-from gateway.launch.ports import holder
+from gateway.launch.ports import PortClaimed, claimant, holder
+from gateway.launch.processes import make_log_dir
 from gateway.launch.readiness import busy_ports
 
 
@@ -25,17 +26,35 @@ def busy(args: argparse.Namespace) -> str | None:
             "--ops-listen take an address of this machine (0.0.0.0 or :: for every one)"
         )
     if busy:
-        port, _ = busy[0]
         # Named, so that a process left over from an earlier run is found and stopped.
-        return in_use(args, port, holder(port) or "another process")
+        return in_use(args, {port: holder(port) or "another process" for port, _ in busy})
     return None
 
 
-def in_use(args: argparse.Namespace, port: int, who: str) -> str:
-    role = next(role for _, number, role in ports_to_bind(args) if number == port)
+def claimed(args: argparse.Namespace, exc: PortClaimed) -> str:
+    """What `in_use` says once a claim on ``exc.port`` was refused (this process holding no
+    claim any more): every port of the stack another process claims or listens on. A claim
+    names the `saxgw up|serve` to stop, where the listener is one of its children."""
+    held = {exc.port: exc.holder}
+    for _, port, _ in ports_to_bind(args):
+        if port not in held and (who := claimant(port) or holder(port)):
+            held[port] = who
+    return in_use(args, held)
+
+
+def in_use(args: argparse.Namespace, held: dict[int, str]) -> str:
+    """One line naming each port of ``held`` (port: its holder) with the flag that sets it,
+    lowest first: a stack of another user on the same machine holds several, and a line
+    naming one of them took a try per flag to find them all."""
+    roles = {number: role for _, number, role in ports_to_bind(args)}
+    (port, who), *more = sorted(held.items())
+    line = f"port {port} is in use ({roles[port]}) by {who}"
+    if more:
+        also = [f"{p} ({roles[p]})" + ("" if by == who else f" by {by}") for p, by in more]
+        line += f"; so {'is' if len(also) == 1 else 'are'} {', '.join(also)}"
     return (
-        f"port {port} is in use ({role}) by {who}; is another `saxgw up` running? "
-        "Stop it, or choose other ports (see `saxgw up --help`)."
+        f"{line}; is another `saxgw up` running? Stop it, or choose other ports "
+        "(see `saxgw up --help`)."
     )
 
 
@@ -65,7 +84,7 @@ def make_state_dirs(args: argparse.Namespace) -> str | None:
                 return f"cannot create {flag} {path}: {exc.strerror}"
     if args.log_dir:
         try:
-            Path(args.log_dir).mkdir(parents=True, exist_ok=True)
+            make_log_dir(args.log_dir)
         except OSError as exc:
             return f"cannot create --log-dir {args.log_dir}: {exc.strerror}"
     return None

@@ -297,7 +297,7 @@ def _up(args: argparse.Namespace) -> int:
                 status = _running.serve_until_stopped(args, stack, stop)
             return stop.status(status)
     except PortClaimed as exc:  # by a `saxgw up|serve` that may not have bound it yet
-        print(f"saxgw: {_preflight.in_use(args, exc.port, exc.holder)}", file=sys.stderr)
+        print(f"saxgw: {_preflight.claimed(args, exc)}", file=sys.stderr)
         return 1
     except StartupError as exc:
         print(_startup_failure(exc, args.log_dir), file=sys.stderr)

@@ -56,6 +56,13 @@ def holder(port: int) -> str | None:
     return describe(listener_pid(port))
 
 
+def claimant(port: int) -> str | None:
+    """``"pid 123 (command line)"`` (or ``"another process"``) of a claim on ``port`` held by
+    any process, None if none: call it holding no claim of one's own there."""
+    inodes = _claim_inodes(port)
+    return describe(_socket_owner(inodes)) if inodes else None
+
+
 def describe(pid: int | None) -> str:
     """``"pid 123 (command line)"``, or ``"another process"`` for None."""
     if pid is None:

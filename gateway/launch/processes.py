@@ -120,11 +120,33 @@ class LogError(OSError):
     directory where the file should be)."""
 
 
+#: The most a --log-dir and its logs are opened to: others may read them, never write. Under
+#: `umask 000` (some CI runners and images) they were 0777 and 0666, so any user of the
+#: machine could rewrite a stack's logs, or swap one for a link to a file of the stack's
+#: user, which the next child to start appended its lines (callers' paths among them) to.
+#: A stricter umask narrows them further.
+LOG_DIR_MODE = 0o755
+LOG_MODE = 0o644
+
+
+def make_log_dir(directory: str | Path) -> None:
+    """Creates ``directory`` and its missing parents, each at most ``LOG_DIR_MODE``."""
+    missing: list[Path] = []
+    here = Path(directory)
+    while not here.exists() and here != here.parent:
+        missing.append(here)
+        here = here.parent
+    for new in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another stack made it meanwhile
+            os.mkdir(new, LOG_DIR_MODE)
+
+
 def _open_log(name: str, path: str) -> BinaryIO:
     """``path`` opened to append to, its directory made again if it was removed."""
     try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return open(path, "ab")
+        make_log_dir(Path(path).parent)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, LOG_MODE)
+        return os.fdopen(fd, "ab")
     except OSError as exc:
         raise LogError(f"cannot write the log of {name}, {path}: {exc.strerror}") from exc
 

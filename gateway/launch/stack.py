@@ -46,6 +46,7 @@ from gateway.launch.processes import (
     StartupError,
     StopFlag,
     Stopping,
+    make_log_dir,
     port_open,
 )
 from gateway.launch.stackdir import OWNER_FILE, KeptFiles, stack_dir
@@ -285,7 +286,7 @@ class Stack:
 
     def __enter__(self) -> Stack:
         if self.settings.log_dir:  # --log-dir names a folder that need not exist yet
-            Path(self.settings.log_dir).mkdir(parents=True, exist_ok=True)
+            make_log_dir(self.settings.log_dir)
         try:
             self._start()
         except Stopping:

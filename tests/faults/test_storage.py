@@ -40,7 +40,7 @@ from tests._stacks import (
     logs_dir,
     loopback_envoy,
 )
-from tests._storage import BUCKET, Emulator, FaultyFront, frozen
+from tests._storage import BUCKET, FROZEN_ERROR, Emulator, FaultyFront, frozen
 from tests.e2e._published import TEST_LM, publish_body, request_info
 
 KEPT = f"{CELL}/kept"
@@ -208,7 +208,7 @@ def test_an_fs_root_that_refuses_writes_fails_admin_writes_and_keeps_the_state(
     # failures (each named its own random temp file, a WARNING per call), naming the
     # directory that refused.
     assert _failed(local, "cell", f"writing {state} failed: ") == [
-        f"writing {state} failed: [Errno 1] Operation not permitted: '{state.parent}'"
+        f"writing {state} failed: {FROZEN_ERROR}: '{state.parent}'"
     ]
 
 
@@ -240,7 +240,7 @@ def test_a_sax_root_that_refuses_writes_fails_setacl_of_a_cell(local: Stack) -> 
             time.sleep(0.1)
         assert config.read_bytes() == before
     assert _failed(local, "gateway-0", f"writing {config} failed: ") == [
-        f"writing {config} failed: [Errno 1] Operation not permitted: '{config.parent}'"
+        f"writing {config} failed: {FROZEN_ERROR}: '{config.parent}'"
     ]
     assert _log(local, "gateway-0", "ERROR") == []  # not "unexpected error in the gateway"
 

@@ -7,6 +7,7 @@ import argparse
 import fcntl
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -17,7 +18,8 @@ import pytest
 from gateway.cell._args import add_cell_arguments
 from gateway.cli.main import main, parser
 from gateway.config import DEFAULT_STREAM_KEEPALIVE
-from gateway.launch.processes import free_port
+from gateway.launch.ports import claim_ports
+from gateway.launch.processes import _open_log, free_port, make_log_dir
 
 # Free-looking ports no test binds: the checks under test come before any bind.
 UP = ["up", "--port", "38988", "--envoy-admin-port", "39911", "--gateway-ports", "38151"]
@@ -225,6 +227,34 @@ def test_up_names_a_log_it_cannot_write(capsys: pytest.CaptureFixture[str], tmp_
     )
 
 
+def test_a_log_dir_and_its_logs_are_never_writable_by_others(tmp_path: Path) -> None:
+    # Under `umask 000` (some CI runners and images) saxgw up made --log-dir 0777 and each log
+    # 0666: any user of the machine could rewrite them, or swap one for a link to a file of
+    # the stack's user that the next child to start appended to. A stricter umask still wins.
+    logs = tmp_path / "new" / "logs"
+    before = os.umask(0)
+    try:
+        make_log_dir(logs)  # as saxgw up|serve makes --log-dir, and a stack a removed one
+        with _open_log("cell", str(logs / "cell.log")):
+            pass
+        os.umask(0o077)
+        with _open_log("gateway-0", str(tmp_path / "private" / "gateway-0.log")):
+            pass
+    finally:
+        os.umask(before)
+    modes = {
+        path.relative_to(tmp_path).as_posix(): oct(path.stat().st_mode & 0o777)
+        for path in sorted(tmp_path.rglob("*"))
+    }
+    assert modes == {
+        "new": "0o755",
+        "new/logs": "0o755",
+        "new/logs/cell.log": "0o644",
+        "private": "0o700",
+        "private/gateway-0.log": "0o600",
+    }
+
+
 def test_up_refuses_a_log_dir_another_stack_writes_in(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -248,6 +278,38 @@ def test_up_refuses_a_log_dir_another_stack_writes_in(
         "saxgw's stack; give each stack a --log-dir of its own\n"
     )
     assert not (logs / "cell.log").exists()
+
+
+def test_up_names_every_port_of_the_stack_another_process_holds(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # A second user's stack on a shared machine, given another --port alone, was told of one
+    # busy port per try (the envoy admin port, then the gateway's, then the ops port...): six
+    # starts to learn the six flags. Now every port another process listens on or claims (a
+    # `saxgw up` starting) is named at once, each with its flag, in one line.
+    ports = sorted(free_port() for _ in range(6))
+    admin, gateway, cell = ports[1], ports[2], ports[4]
+    flags = ["--port", str(ports[0]), "--envoy-admin-port", str(admin), "--gateway-ports"]
+    flags += [str(gateway), "--ops-port", str(ports[3]), "--admin-port", str(cell)]
+    flags += ["--model-server-ports", str(ports[5]), "--sax-root", str(tmp_path / "root")]
+    flags += ["--fs-root", str(tmp_path / "fs")]
+    command = Path("/proc/self/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    us = f"pid {os.getpid()} ({command[:100]})"
+    end = "; is another `saxgw up` running? Stop it, or choose other ports (see `saxgw up --help`)."
+    end += "\n"
+    with socket.create_server(("127.0.0.1", admin)), socket.create_server(("127.0.0.1", cell)):
+        assert main(["up", *flags]) == 1
+        assert capsys.readouterr().err == (
+            f"saxgw: port {admin} is in use (Envoy's admin port, --envoy-admin-port) by {us}; "
+            f"so is {cell} (the Sax admin port, --admin-port){end}"
+        )
+        with claim_ports([gateway]):  # a `saxgw up` that has not bound it yet
+            assert main(["up", *flags]) == 1
+    assert capsys.readouterr().err == (
+        f"saxgw: port {admin} is in use (Envoy's admin port, --envoy-admin-port) by {us}; "
+        f"so are {gateway} (a gateway port, --gateway-ports), "
+        f"{cell} (the Sax admin port, --admin-port){end}"
+    )
 
 
 def test_up_keeps_each_sax_roots_state_apart_unless_told(tmp_path: Path) -> None:

@@ -164,3 +164,13 @@ def test_the_two_wheels_share_no_file_and_the_gateways_takes_the_clients_stubs(
     # Its saxgateway.v1 is the client's of the same tree: the stubs of its own proto/.
     assert f"sax-gateway-client=={version}" in requires["sax_gateway"]
     assert not [r for r in requires["sax_gateway_client"] if r.startswith("sax-gateway")]
+
+
+def test_npm_ci_sends_no_install_analytics() -> None:
+    # swagger-ui-dist depends on @scarf/scarf, whose install script reports each install
+    # (package, versions, platform) to scarf.sh unless the root package opts out: `make test`
+    # and `make check-gen` (npm ci) reported every developer's and CI run's install, and left
+    # /tmp/scarf-js-history-<user>.log in the machine's shared /tmp. The root package opts
+    # out, as Scarf documents; @scarf/scarf's report.js reads exactly this setting.
+    root = json.loads((ROOT / "package.json").read_text())
+    assert root["scarfSettings"] == {"enabled": False}

@@ -476,6 +476,37 @@ def test_a_callers_request_id_is_kept_everywhere_and_its_trace_followed(
     assert server.status.code == trace_pb2.Status.STATUS_CODE_UNSET
 
 
+def test_the_access_log_names_the_trace_of_every_request_envoy_traced(
+    ops_stack: Stack, receiver: Receiver, model: str
+) -> None:
+    # The log's traceparent is the header Envoy sent on to a gateway: a request Envoy refused
+    # itself (no key, an unknown path) sent none, and its line had null, or the caller's own
+    # header, where Envoy had recorded a span of it in a trace of its own.
+    calls = {
+        "refused": ("/generate", {}, 401),
+        "unrouted": ("/no/such/path", AUTH, 404),
+        "served": ("/generate", AUTH, 200),
+    }
+    for name, (path, headers, status) in calls.items():
+        request_id = f"trace-{name}-{secrets.token_hex(6)}"
+        with httpx.Client(base_url=ops_stack.http_url, timeout=30) as http:
+            reply = http.post(
+                path, json={"model": model, "query": "q"},
+                headers={**headers, "x-request-id": request_id},
+            )  # fmt: skip
+        assert reply.status_code == status, reply.text
+        line = access_log_line(ops_stack, request_id)
+        trace_hex = str(line["trace_id"])
+        spans = receiver.wait_until(
+            bytes.fromhex(trace_hex),
+            lambda spans: any(receiver.service(s) == "sax-gateway-envoy" for s in spans),
+        )
+        [envoy] = [s for s in spans if receiver.service(s) == "sax-gateway-envoy"]
+        assert attributes(envoy)["guid:x-request-id"] == request_id, name
+        if status == 200:  # the traceparent Envoy sent on is of the same trace
+            assert str(line["traceparent"]).split("-")[1] == trace_hex, line
+
+
 @pytest.mark.parametrize(
     ("call", "status", "code"),
     [

@@ -173,6 +173,22 @@ def test_text_log_lines_quote_a_request_id_that_could_write_fields_of_its_own() 
     assert _formatted(_Call(), "ok")[1].endswith(" request_id=req-123 client=team-a")
 
 
+class _Separated:
+    # What grpc reads of Latin-1 byte 0x85 is NEL; a UTF-8 ID may carry U+2028 and U+2029.
+    request_id = "a\x85b\u2028c\u2029d"
+    client = None
+    trace = None
+
+
+def test_a_text_log_line_stays_one_line_whatever_the_request_id() -> None:
+    # Quoted with JSON's escapes, which leave these three line breaks of Unicode as they
+    # are (str.splitlines and Unicode-aware log viewers split on them): the line ended in
+    # a second, forged one, where the message escapes every character that is not printable.
+    _, line = _formatted(_Separated(), "refused")
+    assert line.endswith(' refused request_id="a\\u0085b\\u2028c\\u2029d"'), line
+    assert len(line.splitlines()) == 1
+
+
 def test_a_text_log_line_stays_one_line_whatever_the_message_quotes() -> None:
     # A refusal quotes the model a caller named, before anything checked it: a line break in
     # it wrote a second, forged line of the caller's making.

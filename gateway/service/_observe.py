@@ -23,7 +23,7 @@ from opentelemetry.trace import Span
 from gateway.client import Attempt, Client, Observer, query_cost_ms
 from gateway.client._observer import Trailers
 from gateway.common.intercept import Streaming, Unary, WrappingInterceptor
-from gateway.common.logs import current_call
+from gateway.common.logs import LOGGED_ID_CHARS, current_call
 from gateway.common.rpc import status_refused
 from gateway.service._access import Access
 from gateway.service._errors import COST_HEADER
@@ -236,10 +236,13 @@ def _end_server_span(
         model = call.usage.model_id if call.usage else request_model(request)
         if model:  # a request that names none (refused for it) has no model to tell
             attributes["gen_ai.request.model"] = str(model)
+    # What the caller set, as the logs keep it: a caller's x-request-id may be as long as the
+    # header limit, and spans export in batches that a collector refuses whole beyond its
+    # message limit (4 MiB by default), so a few long IDs lost the spans exported with them.
     if call.client is not None:
-        attributes["enduser.id"] = call.client
+        attributes["enduser.id"] = call.client[:LOGGED_ID_CHARS]
     if request_id := call.request_id:
-        attributes["saxgw.request_id"] = request_id
+        attributes["saxgw.request_id"] = request_id[:LOGGED_ID_CHARS]
     if call.cost_ms:
         attributes["sax.query_cost_ms"] = call.cost_ms
     end_span(call.span, code, attributes, server=True)

@@ -72,6 +72,16 @@ class _Attempt(Attempt):
             end_span(self._span, code, {"sax.query_cost_ms": cost} if cost else None)
 
 
+def _request_id_metadata(call: CallRecord) -> tuple[tuple[str, str], ...]:
+    """The call's x-request-id for the RPCs it makes to Sax, as each hop logs a call by it
+    (a sidecar in front of a model server too): the prefix the logs keep, and none that is
+    not printable ASCII, which grpc refuses to send (the RPC would fail for it)."""
+    request_id = (call.request_id or "")[:LOGGED_ID_CHARS]
+    if request_id and request_id.isascii() and request_id.isprintable():
+        return (("x-request-id", request_id),)
+    return ()
+
+
 class GatewayObserver(Observer):
     """Turns the Sax client's events into metrics and client spans."""
 
@@ -85,10 +95,11 @@ class GatewayObserver(Observer):
         call = cast(CallRecord | None, current_call.get())
         if call is None:
             return Attempt()  # a background RPC (an address watch), part of no call
+        sent = _request_id_metadata(call)
         if self._tracing is not None and call.span is not None:
             span, metadata = self._tracing.client_span(call.span, method, address, number)
-            return _Attempt(call, span, metadata)
-        return _Attempt(call, None, None)
+            return _Attempt(call, span, (*sent, *metadata))
+        return _Attempt(call, None, sent or None)
 
     def failover(self, model_id: str, address: str, code: grpc.StatusCode) -> None:
         if self._metrics is not None:

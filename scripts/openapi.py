@@ -36,6 +36,7 @@ from google.protobuf import descriptor_pb2
 from grpc_tools import protoc  # type: ignore[import-untyped]
 
 from gateway.common.limits import MAX_REPLICAS
+from gateway.common.logs import LOGGED_ID_CHARS
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO = "saxgateway/v1/gateway.proto"
@@ -569,7 +570,8 @@ class Generator:
             **schema["properties"],
             "request_id": {
                 "type": ["string", "null"],
-                "description": "Only in the errors Envoy answers itself: the x-request-id. "
+                "description": "Only in the errors Envoy answers itself: the x-request-id "
+                f"(its first {LOGGED_ID_CHARS} bytes, the prefix Envoy's access log keeps). "
                 "null (and null in the RequestInfo detail, with no x-request-id header) in "
                 "those Envoy sends before it has read the request, and so before there is an "
                 "ID: headers too large (431), a request it cannot parse (400: a malformed "

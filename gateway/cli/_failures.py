@@ -49,7 +49,9 @@ def report(exc: grpc.RpcError, args: argparse.Namespace, err: TextIO) -> int:
     if envoy is not None:
         message = envoy["message"]
     violations = field_violations(exc)
-    advice = hint(code, args, fields_named=bool(violations), details=message)
+    advice = hint(
+        code, args, fields_named=bool(violations), details=message, request_id=_request_id(exc)
+    )
     if getattr(args, "json", False):  # as the HTTP API's error body, with the hint beside it
         status = _status(exc) or status_pb2.Status(code=code.value[0], message=message)
         try:
@@ -96,15 +98,30 @@ def _envoy_body(details: str) -> dict[str, Any] | None:
     return None
 
 
-def _status(exc: grpc.RpcError) -> status_pb2.Status | None:
-    """The google.rpc.Status a failed call's trailers carry, if any."""
+def _trailer(exc: grpc.RpcError, key: str) -> str | bytes | None:
+    """The value of a failed call's trailer ``key``, if it has one."""
     # grpc's trailers are (key, value) named tuples; types-grpcio types them as a class that
     # does not unpack, which they do.
     trailers: Sequence[tuple[str, str | bytes]] = exc.trailing_metadata() or ()  # type: ignore[assignment]
-    for key, value in trailers:
-        if key == _DETAILS_KEY and isinstance(value, bytes):
-            return status_pb2.Status.FromString(value)
-    return None
+    return next((value for name, value in trailers if name == key), None)
+
+
+def _status(exc: grpc.RpcError) -> status_pb2.Status | None:
+    """The google.rpc.Status a failed call's trailers carry, if any."""
+    value = _trailer(exc, _DETAILS_KEY)
+    return status_pb2.Status.FromString(value) if isinstance(value, bytes) else None
+
+
+def _request_id(exc: grpc.RpcError) -> str | None:
+    """The call's x-request-id: its google.rpc.RequestInfo detail's, else the header's (a
+    failure grpc reported with no details)."""
+    status = _status(exc)
+    for detail in status.details if status else ():
+        info = error_details_pb2.RequestInfo()
+        if detail.Unpack(info) and info.request_id:
+            return str(info.request_id)
+    found = _trailer(exc, "x-request-id")
+    return found if isinstance(found, str) else None
 
 
 def field_violations(exc: grpc.RpcError) -> list[tuple[str, str]]:
@@ -124,8 +141,10 @@ def hint(
     *,
     fields_named: bool = True,
     details: str = GATEWAY_UNIMPLEMENTED,
+    request_id: str | None = None,
 ) -> str:
-    """What to try next after a call failed with ``code`` (and ``details``)."""
+    """What to try next after a call failed with ``code`` (and ``details``); a hint that sends
+    the reader to the logs names ``request_id``, which finds the call there."""
     text = by_details(code, details) or HINTS[code]
     if code == grpc.StatusCode.INVALID_ARGUMENT and not fields_named and text is HINTS[code]:
         text = INVALID_UNNAMED
@@ -144,6 +163,11 @@ def hint(
         text = NOT_GRPC
     if code == grpc.StatusCode.UNAVAILABLE and NOT_CONNECTED in details:
         text = tls_hint(details, tls=uses_tls(args)) or text
+    where_request = (
+        f" (and Envoy's access log) for x-request-id {request_id}, which names this call"
+        if request_id
+        else ""
+    )
     target = getattr(args, "id", None) or "ID"
     parts = target.strip("/").split("/")
     cell = "/" + "/".join(parts[:2]) if len(parts) >= 2 else "/sax/<cell>"
@@ -152,4 +176,5 @@ def hint(
         id=target,
         cell=cell,
         command=getattr(args, "command", "COMMAND"),
+        where_request=where_request,
     )

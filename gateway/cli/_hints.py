@@ -1,7 +1,8 @@
 """What `saxgw` suggests after a call fails, by status code.
 
-Placeholders: {gateway} (--gateway), {id} (the command's ID), {cell} (its cell) and
-{command} (e.g. "lm.generate"); `gateway.cli._failures.hint` fills them in.
+Placeholders: {gateway} (--gateway), {id} (the command's ID), {cell} (its cell),
+{command} (e.g. "lm.generate") and {where_request} (where the call's x-request-id finds it in
+the logs, if it has one); `gateway.cli._failures.hint` fills them in.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import grpc
 HINTS: dict[grpc.StatusCode, str] = {
     grpc.StatusCode.OK: "none needed",
     grpc.StatusCode.CANCELLED: "the call was cancelled before it finished; run it again",
-    grpc.StatusCode.UNKNOWN: "the gateway or cell failed unexpectedly; see the gateway's log",
+    grpc.StatusCode.UNKNOWN: (
+        "the gateway or cell failed unexpectedly; see the gateway's log{where_request}"
+    ),
     grpc.StatusCode.INVALID_ARGUMENT: (
         "fix the fields named above; `saxgw {command} --help` shows the arguments"
     ),
@@ -47,7 +50,7 @@ HINTS: dict[grpc.StatusCode, str] = {
     grpc.StatusCode.UNIMPLEMENTED: (
         "the gateway at {gateway} does not offer this call; is it older than saxgw?"
     ),
-    grpc.StatusCode.INTERNAL: "a bug in the gateway or model server; see their logs",
+    grpc.StatusCode.INTERNAL: "a bug in the gateway or model server; see their logs{where_request}",
     grpc.StatusCode.UNAVAILABLE: (
         "is a gateway listening on {gateway}? start one with `make up` (or `saxgw up`); "
         "if it is, its Sax cell may be down: try `saxgw ls`"

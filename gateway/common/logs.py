@@ -123,12 +123,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False)
 
 
+def _printable(text: str) -> str:
+    """``text`` with each character that is not printable escaped as JSON would: a line break
+    (also NEL, U+2028 and U+2029, which JSON leaves as they are) would start a line of a
+    caller's making."""
+    return "".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in text)
+
+
 def _field(value: str) -> str:
     """A value as one ``key=value`` field: quoted (JSON) unless it is one plain word, since a
     caller picks its own request ID and a space in it could write fields of its own."""
     if value and all(c.isprintable() and not c.isspace() and c not in '"=' for c in value):
         return value
-    return json.dumps(value, ensure_ascii=False)
+    return _printable(json.dumps(value, ensure_ascii=False))
 
 
 class TextFormatter(logging.Formatter):
@@ -139,9 +146,7 @@ class TextFormatter(logging.Formatter):
         # A message may quote a caller's input (a model name it sent): a line break in it
         # would start a line of the caller's making. Escaped, as JSON would; a traceback,
         # added after this, keeps its lines.
-        record.message = "".join(
-            c if c.isprintable() else json.dumps(c)[1:-1] for c in record.message
-        )
+        record.message = _printable(record.message)
         return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:

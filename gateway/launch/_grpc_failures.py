@@ -7,7 +7,8 @@ fails some calls before the gateway's code runs, with no details: a ``grpc-timeo
 past when the call arrives (``Deadline Exceeded``), a header it cannot parse. Such a failure
 is a reply with its status in its headers (trailers-only) and no details; this gives it the
 RequestInfo, read from the reply's ``x-request-id`` (which the virtual host copies from the
-request: a filter sees only the response's headers).
+request: a filter sees only the response's headers), cut to the prefix the logs keep, as the
+gateway's own errors cut it.
 
 Envoy's own replies to gRPC and grpc-web calls (no key, a rate limit, a body too large: the
 mappers of `_replies`) are such failures too, and get the same RequestInfo, in a Status whose
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import grpc
 
+from gateway.common.logs import LOGGED_ID_CHARS
 from gateway.edge import header_predicate, skip_when
 from gateway.launch._access_log import METADATA
 
@@ -65,6 +67,16 @@ local function varint(n)
   return bytes .. string.char(n)
 end
 local function field(tag, bytes) return string.char(tag) .. varint(#bytes) .. bytes end
+-- The first n characters of UTF-8 text s: the prefix of a request ID the logs keep.
+local function prefix(s, n)
+  local i = 1
+  for _ = 1, n do
+    if i > #s then break end
+    local b = string.byte(s, i)
+    i = i + ((b >= 240 and 4) or (b >= 224 and 3) or (b >= 192 and 2) or 1)
+  end
+  return string.sub(s, 1, i - 1)
+end
 local INFO = field(10, "type.googleapis.com/google.rpc.RequestInfo")
 function envoy_on_response(response)
   local headers = response:headers()
@@ -94,6 +106,7 @@ function envoy_on_response(response)
   -- A google.rpc.Status: the code, the message and a RequestInfo naming the request's ID.
   local id = headers:get("x-request-id")
   if id == nil then return end
+  if #id > %(logged_id_chars)d then id = prefix(id, %(logged_id_chars)d) end
   local details = field(26, INFO .. field(18, field(10, id)))
   local bytes = "\\8" .. varint(status) .. field(18, message) .. details
   headers:add("grpc-status-details-bin", response:base64Escape(bytes))
@@ -111,6 +124,7 @@ def grpc_failures_filter() -> dict[str, object]:
         "not_base64": NOT_BASE64.removeprefix("{header}"),
         "namespace": namespace,
         "key": key,
+        "logged_id_chars": LOGGED_ID_CHARS,
     }
     lua = {
         "name": "grpc_failures",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import grpc
 
+from gateway.common.logs import LOGGED_ID_CHARS
 from gateway.common.rpc import PUSHBACK_KEY
 from gateway.launch._methods import path_regex, routes
 from gateway.service.openai import ERROR_KINDS
@@ -52,7 +53,9 @@ URL_WITHOUT_QUERY = "%REQ(X-FORWARDED-PROTO)%://%REQ(:AUTHORITY)%%PATH(NQ:ORIG_O
 
 
 def _local_reply_body(code: int, message: str = "%LOCAL_REPLY_BODY%") -> dict[str, object]:
-    request_id = "%REQ(X-REQUEST-ID)%"
+    # The prefix the logs keep, as the gateway's errors name: a caller's ID may be as long as
+    # the header limit, and a gRPC caller gets it in headers, over grpc's own limit (16 KiB).
+    request_id = f"%REQ(X-REQUEST-ID):{LOGGED_ID_CHARS}%"
     return {
         "json_format": {
             "code": code,

@@ -23,7 +23,7 @@ from opentelemetry.trace import Span
 from gateway.client import Attempt, Client, Observer, query_cost_ms
 from gateway.client._observer import Trailers
 from gateway.common.intercept import Streaming, Unary, WrappingInterceptor
-from gateway.common.logs import current_call
+from gateway.common.logs import LOGGED_ID_CHARS, current_call
 from gateway.common.rpc import status_refused
 from gateway.service._access import Access
 from gateway.service._errors import COST_HEADER
@@ -72,6 +72,16 @@ class _Attempt(Attempt):
             end_span(self._span, code, {"sax.query_cost_ms": cost} if cost else None)
 
 
+def _request_id_metadata(call: CallRecord) -> tuple[tuple[str, str], ...]:
+    """The call's x-request-id for the RPCs it makes to Sax, as each hop logs a call by it
+    (a sidecar in front of a model server too): the prefix the logs keep, and none that is
+    not printable ASCII, which grpc refuses to send (the RPC would fail for it)."""
+    request_id = (call.request_id or "")[:LOGGED_ID_CHARS]
+    if request_id and request_id.isascii() and request_id.isprintable():
+        return (("x-request-id", request_id),)
+    return ()
+
+
 class GatewayObserver(Observer):
     """Turns the Sax client's events into metrics and client spans."""
 
@@ -85,10 +95,11 @@ class GatewayObserver(Observer):
         call = cast(CallRecord | None, current_call.get())
         if call is None:
             return Attempt()  # a background RPC (an address watch), part of no call
+        sent = _request_id_metadata(call)
         if self._tracing is not None and call.span is not None:
             span, metadata = self._tracing.client_span(call.span, method, address, number)
-            return _Attempt(call, span, metadata)
-        return _Attempt(call, None, None)
+            return _Attempt(call, span, (*sent, *metadata))
+        return _Attempt(call, None, sent or None)
 
     def failover(self, model_id: str, address: str, code: grpc.StatusCode) -> None:
         if self._metrics is not None:
@@ -236,10 +247,13 @@ def _end_server_span(
         model = call.usage.model_id if call.usage else request_model(request)
         if model:  # a request that names none (refused for it) has no model to tell
             attributes["gen_ai.request.model"] = str(model)
+    # What the caller set, as the logs keep it: a caller's x-request-id may be as long as the
+    # header limit, and spans export in batches that a collector refuses whole beyond its
+    # message limit (4 MiB by default), so a few long IDs lost the spans exported with them.
     if call.client is not None:
-        attributes["enduser.id"] = call.client
+        attributes["enduser.id"] = call.client[:LOGGED_ID_CHARS]
     if request_id := call.request_id:
-        attributes["saxgw.request_id"] = request_id
+        attributes["saxgw.request_id"] = request_id[:LOGGED_ID_CHARS]
     if call.cost_ms:
         attributes["sax.query_cost_ms"] = call.cost_ms
     end_span(call.span, code, attributes, server=True)

@@ -11,9 +11,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import grpc
 import httpx
 import openai
 import pytest
+from google.rpc import error_details_pb2, status_pb2
 
 from gateway.common.limits import quote
 from gateway.common.logs import LOGGED_ID_CHARS
@@ -21,7 +23,7 @@ from gateway.launch._replies import TRANSCODE_ECHO_BYTES
 from gateway.launch.stack import Stack
 from tests.e2e._bodies import envoy_error, openai_error
 from tests.e2e._openai import SLOW
-from tests.e2e._published import BAD_REQUEST, request_info
+from tests.e2e._published import BAD_REQUEST, REQUEST_INFO, request_info
 
 _HI = [{"role": "user", "content": "hi"}]
 # JSON's ensure_ascii spells each emoji as 12 bytes: 3,000 of them are 36 KB of header.
@@ -217,3 +219,38 @@ def test_a_large_body_envoy_cannot_take_is_a_400_that_does_not_repeat_it(
         response = http.post("/classify", content=sent)
         assert response.status_code == 400, response.text[:300]
         assert response.json() == envoy_error(response, 3, message)
+
+
+def test_envoys_own_errors_name_the_request_id_prefix_the_logs_keep(
+    stack: Stack, http: httpx.Client
+) -> None:
+    # Envoy's replies named the caller's x-request-id whole, three times for a gRPC caller
+    # (the grpc-message's JSON body twice, grpc-status-details-bin), where the gateway's
+    # errors name the prefix the logs keep: with a 7,000-character ID, a gRPC client got
+    # grpc's own RESOURCE_EXHAUSTED ("received metadata size exceeds hard limit") instead of
+    # the refusal, which the gateway's own errors with that ID do not come to.
+    asked = "r" * 7_000
+    response = http.get("/no/such/path", headers={"x-request-id": asked})
+    assert response.status_code == 404, response.text[:300]
+    body = response.json()
+    info = {"@type": REQUEST_INFO, "request_id": asked[:LOGGED_ID_CHARS]}
+    assert (body["request_id"], body["details"]) == (asked[:LOGGED_ID_CHARS], [info])
+    with grpc.insecure_channel(stack.grpc_address) as channel:
+        elsewhere: tuple[tuple[str, str | bytes], ...] = (("origin", "http://elsewhere.example"),)
+        calls = [  # grpc's own failure, and Envoy's own reply (an Origin not allowed)
+            ("NoSuchMethod", (), grpc.StatusCode.UNIMPLEMENTED),
+            ("ListCells", elsewhere, grpc.StatusCode.PERMISSION_DENIED),
+        ]
+        for method, headers, code in calls:
+            call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+                f"/saxgateway.v1.SaxGateway/{method}"
+            )
+            with pytest.raises(grpc.RpcError) as failed:
+                call(b"", metadata=(*headers, ("x-request-id", asked)), timeout=30)
+            error: Any = failed.value
+            assert error.code() == code, error.details()[:300]
+            [details] = [v for k, v in error.trailing_metadata() if k == "grpc-status-details-bin"]
+            status = status_pb2.Status.FromString(details)
+            found = error_details_pb2.RequestInfo()
+            assert status.details[-1].Unpack(found), status
+            assert found.request_id == asked[:LOGGED_ID_CHARS]

@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from saxgateway.v1.gateway_pb2 import GenerateRequest, GenerateStreamRequest
 
 from gateway.cli._edge import envoy_settings
+from gateway.common.logs import LOGGED_ID_CHARS
 from gateway.config import TelemetrySettings
 from gateway.configfile import load_config
 from gateway.launch.processes import free_port
@@ -474,6 +475,65 @@ def test_a_callers_request_id_is_kept_everywhere_and_its_trace_followed(
     assert attributes(server)["error.type"] == "NOT_FOUND"
     # The caller's mistake, not the server's failure (OpenTelemetry's gRPC conventions).
     assert server.status.code == trace_pb2.Status.STATUS_CODE_UNSET
+
+
+def test_the_access_log_names_the_trace_of_every_request_envoy_traced(
+    ops_stack: Stack, receiver: Receiver, model: str
+) -> None:
+    # The log's traceparent is the header Envoy sent on to a gateway: a request Envoy refused
+    # itself (no key, an unknown path) sent none, and its line had null, or the caller's own
+    # header, where Envoy had recorded a span of it in a trace of its own.
+    calls = {
+        "refused": ("/generate", {}, 401),
+        "unrouted": ("/no/such/path", AUTH, 404),
+        "served": ("/generate", AUTH, 200),
+    }
+    for name, (path, headers, status) in calls.items():
+        request_id = f"trace-{name}-{secrets.token_hex(6)}"
+        with httpx.Client(base_url=ops_stack.http_url, timeout=30) as http:
+            reply = http.post(
+                path, json={"model": model, "query": "q"},
+                headers={**headers, "x-request-id": request_id},
+            )  # fmt: skip
+        assert reply.status_code == status, reply.text
+        line = access_log_line(ops_stack, request_id)
+        trace_hex = str(line["trace_id"])
+        spans = receiver.wait_until(
+            bytes.fromhex(trace_hex),
+            lambda spans: any(receiver.service(s) == "sax-gateway-envoy" for s in spans),
+        )
+        [envoy] = [s for s in spans if receiver.service(s) == "sax-gateway-envoy"]
+        assert attributes(envoy)["guid:x-request-id"] == request_id, name
+        if status == 200:  # the traceparent Envoy sent on is of the same trace
+            assert str(line["traceparent"]).split("-")[1] == trace_hex, line
+
+
+def test_the_gateways_span_names_the_request_id_prefix_the_logs_keep(
+    ops_stack: Stack, receiver: Receiver
+) -> None:
+    # A caller picks its x-request-id, up to the header limit (60 KiB), and each server span
+    # carried it whole: a batch of spans went over a collector's 4 MiB message limit (the
+    # OpenTelemetry Collector's default), which refused it, so one caller's long IDs lost the
+    # spans of every call exported with them (measured: 300 calls with 50 KB IDs, 104 of
+    # their spans received, the rest refused RESOURCE_EXHAUSTED with what was batched beside).
+    request_id = f"long-{secrets.token_hex(6)}-" + "r" * 20_000
+    trace_id = secrets.token_bytes(16)
+    headers = {
+        **AUTH,
+        "x-request-id": request_id,
+        "traceparent": f"00-{trace_id.hex()}-{secrets.token_bytes(8).hex()}-01",
+    }
+    with httpx.Client(base_url=ops_stack.http_url, headers=headers, timeout=30) as http:
+        reply = http.post("/generate", json={"model": "/sax/test/absent", "query": "q"})
+    assert reply.status_code == 404, reply.text
+    spans = receiver.wait_until(
+        trace_id,
+        lambda spans: any(s.kind == SERVER and receiver.service(s) == "sax-gateway" for s in spans),
+    )
+    [server] = [s for s in spans if s.kind == SERVER and receiver.service(s) == "sax-gateway"]
+    prefix = request_id[:LOGGED_ID_CHARS]
+    assert attributes(server)["saxgw.request_id"] == prefix
+    assert access_log_line(ops_stack, prefix)["request_id"] == prefix
 
 
 @pytest.mark.parametrize(

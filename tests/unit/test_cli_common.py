@@ -8,7 +8,8 @@ import os
 
 import grpc
 import pytest
-from google.protobuf import struct_pb2
+from google.protobuf import any_pb2, struct_pb2
+from google.rpc import error_details_pb2, status_pb2
 from saxgateway.v1 import gateway_pb2 as pb
 
 from gateway.cli import _failures as failures
@@ -312,6 +313,33 @@ def test_report_without_details() -> None:
     assert failures.report(exc, _args(), err) == 1
     assert err.getvalue().splitlines()[0] == "saxgw: INTERNAL: no details"
     assert failures.field_violations(exc) == []
+
+
+def test_a_failure_the_logs_explain_names_the_request_id_to_find_them_by() -> None:
+    # The hint sent the reader to the gateway's log, among every call's lines, without the
+    # x-request-id that finds this one's there and in Envoy's access log (only -v showed it).
+    info = any_pb2.Any()
+    info.Pack(error_details_pb2.RequestInfo(request_id="req-17"))
+    status = status_pb2.Status(code=13, message="model server failed", details=[info])
+    failed = (
+        FakeRpcError(grpc.StatusCode.INTERNAL, "model server failed", trailers)
+        for trailers in (
+            ((DETAILS_KEY, status.SerializeToString()),),
+            (("x-request-id", "req-17"),),  # a status without details: grpc's own
+        )
+    )
+    for exc in failed:
+        err = io.StringIO()
+        assert failures.report(exc, _args(), err) == 1
+        assert err.getvalue().splitlines()[-1] == (
+            "hint: a bug in the gateway or model server; see their logs (and Envoy's access log)"
+            " for x-request-id req-17, which names this call"
+        )
+    err = io.StringIO()
+    failures.report(FakeRpcError(grpc.StatusCode.UNKNOWN, "?"), _args(), err)
+    assert err.getvalue().splitlines()[-1] == (
+        "hint: the gateway or cell failed unexpectedly; see the gateway's log"
+    )
 
 
 def test_unimplemented_from_the_cell_is_not_blamed_on_an_old_gateway() -> None:

@@ -32,9 +32,9 @@ from gateway.common.logs import (
 )
 from gateway.launch.envoy import EnvoySettings, render
 from gateway.service._metrics import GatewayMetrics
-from gateway.service._observe import TelemetryInterceptor
+from gateway.service._observe import GatewayObserver, TelemetryInterceptor
 from gateway.service._tracing import Tracing
-from gateway.service._usage import note_answered
+from gateway.service._usage import CallRecord, note_answered
 from gateway.service.telemetry_args import (
     HEADERS_VARIABLE,
     headers_variable,
@@ -171,6 +171,22 @@ def test_text_log_lines_quote_a_request_id_that_could_write_fields_of_its_own() 
     _, line = _formatted(_Forged(), "refused")
     assert line.endswith(' refused request_id="x client=admin \\"y\\"" client="team a"')
     assert _formatted(_Call(), "ok")[1].endswith(" request_id=req-123 client=team-a")
+
+
+class _Separated:
+    # What grpc reads of Latin-1 byte 0x85 is NEL; a UTF-8 ID may carry U+2028 and U+2029.
+    request_id = "a\x85b\u2028c\u2029d"
+    client = None
+    trace = None
+
+
+def test_a_text_log_line_stays_one_line_whatever_the_request_id() -> None:
+    # Quoted with JSON's escapes, which leave these three line breaks of Unicode as they
+    # are (str.splitlines and Unicode-aware log viewers split on them): the line ended in
+    # a second, forged one, where the message escapes every character that is not printable.
+    _, line = _formatted(_Separated(), "refused")
+    assert line.endswith(' refused request_id="a\\u0085b\\u2028c\\u2029d"'), line
+    assert len(line.splitlines()) == 1
 
 
 def test_a_text_log_line_stays_one_line_whatever_the_message_quotes() -> None:
@@ -543,3 +559,36 @@ def test_a_cell_process_logs_no_error_for_a_reply_to_a_caller_gone(fmt: str) -> 
     )
     assert "ExecuteBatchError" not in done.stderr
     assert "another grpc error" in done.stderr
+
+
+class _Metadata:
+    """A servicer context as a call's record reads its request ID from it."""
+
+    def __init__(self, *metadata: tuple[str, str]) -> None:
+        self._metadata = metadata
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self._metadata
+
+
+def test_every_rpc_a_call_makes_carries_its_request_id() -> None:
+    # Envoy's x-request-id is what each hop logs a call by (a sidecar in front of a model
+    # server, as a mesh puts there, too); the gateway sent Sax only traceparent, and only
+    # when tracing, so a model server's side of a call could not be found by its ID.
+    observer = GatewayObserver(None, None)
+    calls = [
+        (_Metadata(("x-request-id", "req-17")), (("x-request-id", "req-17"),)),
+        (_Metadata(("x-request-id", "r" * 300)), (("x-request-id", "r" * LOGGED_ID_CHARS),)),
+        (_Metadata(), None),  # a call Envoy did not name (straight to the gateway's port)
+        # grpc refuses to send what is not printable ASCII: the RPC failed for it.
+        (_Metadata(("x-request-id", "caf\u00e9")), None),
+    ]
+    for context, sent in calls:
+        token = current_call.set(CallRecord(context, None, "anonymous"))  # type: ignore[arg-type]
+        try:
+            attempt = observer.attempt("/sax/test/lm", "lm.Generate", "127.0.0.1:1", 1)
+        finally:
+            current_call.reset(token)
+        assert attempt.metadata == sent
+    # An RPC that belongs to no call (an address watch) carries none.
+    assert observer.attempt("/sax/test/lm", "admin.WatchLoc", "127.0.0.1:1", 1).metadata is None

@@ -21,6 +21,7 @@ from gateway.cell._errors import CellStartError
 from gateway.cell._files import CellFiles, CorruptCellFileError
 from gateway.cell.admin.manager import Manager
 from gateway.cell.modelserver.modelet import ModeletServicer
+from gateway.cell.settings import CellSettings
 from gateway.common.errors import SaxError
 from gateway.common.names import outside_cell
 from gateway.common.revision import EXPECT_KEY, revision
@@ -580,22 +581,14 @@ async def test_a_state_that_a_file_or_folder_is_in_the_way_of_stops_the_admin(
     saved = state.read_bytes()
     folder.rename(folder.with_name("moved"))
     folder.write_bytes(b"")  # a file where the folder was
-    admin_server = AdminServer(settings)
-    with pytest.raises(StorageError) as in_the_way:
-        await admin_server.start()
-    await admin_server.stop()
-    assert str(in_the_way.value) == (
+    assert await _start_refused(settings) == (
         f"reading {state} failed: [Errno 20] Not a directory: '{state}'"
     )
     folder.unlink()
     folder.with_name("moved").rename(folder)
     state.rename(folder / "kept")
     state.mkdir()  # a folder where state.proto was
-    admin_server = AdminServer(settings)
-    with pytest.raises(StorageError) as in_the_way:
-        await admin_server.start()
-    await admin_server.stop()
-    assert str(in_the_way.value) == (
+    assert await _start_refused(settings) == (
         f"reading {state} failed: [Errno 21] Is a directory: '{state}'"
     )
     state.rmdir()
@@ -604,6 +597,15 @@ async def test_a_state_that_a_file_or_folder_is_in_the_way_of_stops_the_admin(
         (kept,) = (await admin.List(admin_pb2.ListRequest())).published_models
         assert kept.model.model_id == f"{CELL}/kept"
     assert state.read_bytes() == saved
+
+
+async def _start_refused(settings: CellSettings) -> str:
+    """The StorageError an admin on ``settings`` stops its start with."""
+    admin_server = AdminServer(settings)
+    with pytest.raises(StorageError) as refused:
+        await admin_server.start()
+    await admin_server.stop()
+    return str(refused.value)
 
 
 async def test_an_admin_started_before_its_fs_root_was_mounted_serves_its_state_once_it_is(

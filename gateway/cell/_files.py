@@ -88,6 +88,11 @@ class CellFiles:
         await self._root.write(path, config.SerializeToString())
         return config
 
+    async def config_present(self) -> bool:
+        """Whether the cell's config.proto is there: it is made with the cell, and only an
+        operator removes it."""
+        return await self._root.read(Storage.join(self.cell_dir, CONFIG_FILE)) is not None
+
     async def read_location_bytes(self) -> bytes | None:
         return await self._root.read(Storage.join(self.cell_dir, LOCATION_FILE))
 

@@ -134,18 +134,24 @@ class AdminServer:
             await asyncio.sleep(self._settings.location_watch_interval)
 
     async def _name_this_admin_again(self) -> None:
-        """Writes location.proto again, which names no admin (deleted, emptied or garbled
-        outside this admin: a cleanup of SAX_ROOT, a restore without it). Left so, every
-        client that looked for the admin since (a gateway restarted, saxutil) found none,
-        UNAVAILABLE for as long as this admin served."""
+        """Writes location.proto again, which is gone (deleted outside this admin: a cleanup of
+        SAX_ROOT, a restore without it). Left so, every client that looked for the admin since
+        (a gateway restarted, saxutil) found none, UNAVAILABLE for as long as this admin
+        served. Only while the cell's config.proto is there: with it gone too, the whole
+        SAX_ROOT is (moved away, a volume unmounted), and a write would make a new one under
+        the mount point. A file that does not parse is left alone: upstream's admin writes it
+        in place, so that is another admin's takeover half written, which this one must not
+        overwrite."""
         try:
+            if not await self._files.config_present():
+                return
             await self._files.write_location(self.address)
         except StorageError:
             return  # logged by the storage; tried again at the next read
         self._unnamed = False
         _log.warning(
-            "location.proto of %s named no admin server (removed or overwritten outside this "
-            "admin server); named this one, %s, again",
+            "location.proto of %s was gone (removed outside this admin server); named this "
+            "one, %s, again",
             self._settings.cell,
             self.address,
         )
@@ -170,13 +176,14 @@ class AdminServer:
         if not self._announced:
             return True  # location.proto names the admin this one replaces, until it starts
         try:
-            named = parse_location(await self._files.read_location_bytes())
+            raw = await self._files.read_location_bytes()
+            named = parse_location(raw)
         except StorageError:
             return True  # logged by the storage; says nothing about who serves the cell
         except Exception:  # a bug: say so, and keep serving rather than end unheard
             _log.exception("reading location.proto of %s failed", self._settings.cell)
             return True
-        self._unnamed = named is None
+        self._unnamed = raw is None
         if named is None or named == self.address:
             return True
         _log.warning(

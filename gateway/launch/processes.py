@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import random
@@ -139,6 +140,8 @@ def make_log_dir(directory: str | Path) -> None:
     for new in reversed(missing):
         with contextlib.suppress(FileExistsError):  # another stack made it meanwhile
             os.mkdir(new, LOG_DIR_MODE)
+    if not Path(directory).is_dir():  # a file in its place: said here, not at a log's open
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(directory))
 
 
 def _open_log(name: str, path: str) -> BinaryIO:

@@ -163,7 +163,7 @@ def test_a_restart_that_cannot_start_is_retried_not_raised(tmp_path: Path) -> No
     failed = next(line for line in lines if line.startswith("saxgw: could not restart"))
     assert failed == (
         f"saxgw: could not restart crasher: cannot write the log of crasher, {logs / 'c.log'}: "
-        "File exists; trying again in 0.8 s"
+        "Not a directory; trying again in 0.8 s"
     )
 
 

@@ -275,6 +275,9 @@ class GatewaySettings:
     """Where the per-client limits (``max_concurrent``, ``max_streams_per_client``) are
     counted with the stack's other gateway processes; None: in this process alone."""
 
+    stack_token: str | None = field(default=None, repr=False)
+    """The token every call but health checks must carry (gateway/common/stacktoken.py),
+    handed over by `saxgw up|serve` in the environment; None: none is required."""
     config_file: str | None = None
     """The ``--config`` file: a gateway process takes ``models``, ``access`` and its deadline
     caps from it (gateway/cli/_edge.py: gateway_settings)."""

@@ -13,8 +13,12 @@ replays it. A channel with its own pool dials the new server itself.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import grpc
+
+if TYPE_CHECKING:
+    from gateway.launch.stack import Stack
 
 OWN_POOL: tuple[tuple[str, int], ...] = (("grpc.use_local_subchannel_pool", 1),)
 
@@ -29,3 +33,26 @@ def aio_channel(address: str, options: Options = ()) -> grpc.aio.Channel:
 def sync_channel(address: str, options: Options = ()) -> grpc.Channel:
     """A blocking-API channel to ``address`` that shares no subchannel with any other."""
     return grpc.insecure_channel(address, options=[*OWN_POOL, *options])
+
+
+class _Adds(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Sends ``metadata`` along with every call's own."""
+
+    def __init__(self, metadata: Sequence[tuple[str, str]]) -> None:
+        self._metadata = tuple(metadata)
+
+    def _details(self, details: Any) -> Any:
+        return details._replace(metadata=(*(details.metadata or ()), *self._metadata))
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+
+def gateway_port_channel(stack: Stack, address: str) -> grpc.Channel:
+    """A `sync_channel` to one of ``stack``'s gateway ports that sends what Envoy adds to
+    every call, the stack's token (gateway/common/stacktoken.py): a test that calls a
+    gateway port directly stands in for Envoy."""
+    return grpc.intercept_channel(sync_channel(address), _Adds(stack.token_metadata))

@@ -11,6 +11,8 @@ import re
 
 import grpc
 
+from gateway.common.stacktoken import REFUSED as STACK_TOKEN_REFUSED
+
 HINTS: dict[grpc.StatusCode, str] = {
     grpc.StatusCode.OK: "none needed",
     grpc.StatusCode.CANCELLED: "the call was cancelled before it finished; run it again",
@@ -164,6 +166,12 @@ BY_DETAILS: tuple[tuple[frozenset[grpc.StatusCode], str, str], ...] = (
         "RST_STREAM",
         "the connection to the gateway was reset during the call (a gateway process or Envoy "
         "restarted?): run it again",
+    ),
+    (  # a gateway port of a stack with credentials (gateway/service/_stacktoken.py)
+        frozenset({_S.UNAUTHENTICATED}),
+        STACK_TOKEN_REFUSED,
+        "point --gateway at Envoy's public port (`saxgw up --port`, 8888), with a key or JWT "
+        "of the stack's config in SAXGW_API_KEY (or --api-key)",
     ),
     (  # Envoy's rate limit (quotas.rate, docs/security.md)
         frozenset({_S.RESOURCE_EXHAUSTED}),

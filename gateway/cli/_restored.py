@@ -48,11 +48,14 @@ class RestoredModels:
     not say why a model failed to load; GetModel does), however many models the cell holds.
 
     Not through Envoy: with API keys or JWTs configured Envoy refuses a caller without one
-    (and ListModels may be reserved for admins), and `saxgw up` holds no credential."""
+    (and ListModels may be reserved for admins), and `saxgw up` holds no credential; it
+    holds the stack's token, which the gateway port then requires (``metadata``)."""
 
     gateway: str
     cell: str
     patience: float
+    metadata: tuple[tuple[str, str], ...] = ()
+    """Of every call: the stack's token, if it has one (gateway/common/stacktoken.py)."""
     started: float = field(default_factory=time.monotonic)
     _errors: dict[str, str] = field(default_factory=dict)
     _asked: dict[str, float] = field(default_factory=dict)
@@ -65,7 +68,8 @@ class RestoredModels:
             stub = gateway_pb2_grpc.SaxGatewayStub(channel)
             try:
                 listed = every_model(
-                    partial(stub.ListModels, timeout=RESTORED_TIMEOUT_S), self.cell
+                    partial(stub.ListModels, timeout=RESTORED_TIMEOUT_S, metadata=self.metadata),
+                    self.cell,
                 )
                 models = listed.models
                 unserved = [m.model for m in models if m.active_replicas < min(m.max_replicas, 1)]
@@ -98,6 +102,6 @@ class RestoredModels:
         for model in unknown[:LOAD_ERRORS_PER_POLL]:
             self._asked[model] = now
             request = gateway_pb2.GetModelRequest(model=model)
-            reply = stub.GetModel(request, timeout=RESTORED_TIMEOUT_S)
+            reply = stub.GetModel(request, timeout=RESTORED_TIMEOUT_S, metadata=self.metadata)
             if reply.model.load_error:
                 self._errors[model] = reply.model.load_error

@@ -149,7 +149,10 @@ def _supervise(
             banner = True
             if args.embedded:
                 restored = RestoredModels(
-                    stack.gateway_addresses[0], args.cell, patience=restored_patience(stack)
+                    stack.gateway_addresses[0],
+                    args.cell,
+                    patience=restored_patience(stack),
+                    metadata=stack.token_metadata,
                 )
         elif not banner:
             waited += 1.0

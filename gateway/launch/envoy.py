@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from gateway.common.flags import tls_endpoint
 from gateway.common.listen import host_and_port
 from gateway.common.logs import LOGGED_ID_CHARS
+from gateway.common.stacktoken import STACK_TOKEN_HEADER
 from gateway.config import MIB
 from gateway.edge import (
     IDENTITY_HEADER,
@@ -127,6 +128,8 @@ class EnvoySettings:
     """Up to this many seconds more, drawn at random by each Envoy, before its guard dog
     aborts it (``max_kill_timeout_jitter``): a request that wedges a thread in every replica
     it is retried on then does not restart them all in the same second."""
+    stack_token: str | None = field(default=None, repr=False)
+    """Set on every request to the gateways (gateway/common/stacktoken.py); None: no header."""
 
 
 def within_open_files(envoy: EnvoySettings, open_files: int | None) -> EnvoySettings:
@@ -392,8 +395,18 @@ def render(
         "TRACING": json.dumps(_tracing(settings, descriptor or descriptor_set())),
         "TRACEPARENT_CHECK": json.dumps(traceparent_check() if settings.otlp_endpoint else []),
         "IDENTITY_HEADER": IDENTITY_HEADER,
+        "STACK_TOKEN": _stack_token_header(settings.stack_token),
         "LOGGED_ID_CHARS": LOGGED_ID_CHARS,
         "KILL_TIMEOUT": f"{settings.kill_timeout:g}s",
         "KILL_JITTER": f"{settings.kill_jitter:g}s",
     }
     return string.Template(template.read_text()).substitute(values)
+
+
+def _stack_token_header(token: str | None) -> str:
+    """The virtual host's entry of ``request_headers_to_add`` that sets the stack's token,
+    overwriting a client's own; none without a token."""
+    if token is None:
+        return ""
+    header = {"key": STACK_TOKEN_HEADER, "value": token}
+    return f"- {json.dumps({'header': header, 'append_action': 'OVERWRITE_IF_EXISTS_OR_ADD'})}"

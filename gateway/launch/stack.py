@@ -31,6 +31,7 @@ from gateway.common.listen import bracketed
 from gateway.common.logs import LogFormat, resolved
 from gateway.common.loopback import is_loopback
 from gateway.common.private import write_private
+from gateway.common.stacktoken import STACK_TOKEN_HEADER, STACK_TOKEN_VARIABLE, new_token
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings, SharedSlots
 from gateway.configfile import ConfigFile, load_config, write_snapshot
 from gateway.launch.envoy import (
@@ -215,6 +216,9 @@ class Stack:
             otlp_certificate=envoy.otlp_certificate or settings.gateway.telemetry.otlp_certificate,
             otlp_headers=envoy.otlp_headers or settings.gateway.telemetry.otlp_headers,
             trace_sample_ratio=settings.gateway.telemetry.trace_sample_ratio,
+            # Only where callers must authenticate: without credentials a direct call
+            # skips nothing, and the gateway ports stay open to it (docs/security.md).
+            stack_token=new_token() if envoy.edge.authenticated else None,
         )
         self._tmp = stack_dir()  # those of killed stacks are removed first
         self._gateway_names = [f"gateway-{i}" for i in range(len(settings.gateway_ports))]
@@ -264,6 +268,12 @@ class Stack:
     def gateway_addresses(self) -> list[str]:
         """gRPC addresses of the gateway processes, behind Envoy."""
         return list(self.envoy.gateway_endpoints)
+
+    @property
+    def token_metadata(self) -> tuple[tuple[str, str], ...]:
+        """What a call of ours to a gateway port sends: the stack's token, if it has one."""
+        token = self.envoy.stack_token
+        return () if token is None else ((STACK_TOKEN_HEADER, token),)
 
     def probes(self) -> dict[str, Probe]:
         """How the supervisor's watchdog asks each child whether it still answers: the
@@ -356,7 +366,8 @@ class Stack:
             # count in one table, each in its own column (the same across its restarts).
             shared = str(self.slot_table)
             slottable.create(shared, workers=len(s.gateway_ports))
-        env = dict(s.gateway_env)
+        # Always set: a token in our own environment must not reach a stack that sends none.
+        env = {**s.gateway_env, STACK_TOKEN_VARIABLE: self.envoy.stack_token or ""}
         if telemetry.otlp_headers:  # in the environment: a command line is on every ps
             env[HEADERS_VARIABLE] = headers_variable(telemetry.otlp_headers)
         for worker, (name, port) in enumerate(

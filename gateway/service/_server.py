@@ -31,6 +31,7 @@ from gateway.service._observe import GatewayObserver, TelemetryInterceptor
 from gateway.service._reflection import enable_reflection
 from gateway.service._servicer import SaxGatewayServicer
 from gateway.service._stackgate import StackCounts
+from gateway.service._stacktoken import StackTokenInterceptor
 from gateway.service._streams import StreamSlots
 from gateway.service._tracing import Tracing
 from gateway.service.openai import OpenAIGatewayServicer, report_error
@@ -157,11 +158,12 @@ class GatewayServer:
         access = Access(settings.access, client, calls, board=table, models=models)
         tokens = TokenCounter(settings.models)
         streams = StreamSlots(settings.max_streams_per_client, access.identity, open_streams)
-        # Reading the request message outermost (it turns the unary handlers the others
-        # made into stream-request ones; a call without one goes on, to be refused inside
-        # the telemetry, which counts it); then telemetry, so that it sees the status the
-        # caller gets; then errors, so that refusals from the access checks become statuses.
-        interceptors = [
+        # The stack's token first, if it has one (`StackTokenInterceptor`, inserted below);
+        # then reading the request message (it turns the unary handlers the others made into
+        # stream-request ones; a call without one goes on, to be refused inside the
+        # telemetry, which counts it); then telemetry, so that it sees the status the caller
+        # gets; then errors, so that refusals from the access checks become statuses.
+        interceptors: list[grpc.aio.ServerInterceptor] = [
             RequestMessageInterceptor(abort, out_of_memory=out_of_memory, inward=malformed),
             TelemetryInterceptor(
                 metrics, tracing, client, access, tokens, cost_header=telemetry.cost_header
@@ -172,6 +174,8 @@ class GatewayServer:
             ),
             AccessInterceptor(access, settings),
         ]
+        if settings.stack_token:  # outermost: a call without it reaches none of the others
+            interceptors.insert(0, StackTokenInterceptor(settings.stack_token))
         server = grpc.aio.server(
             interceptors=interceptors,
             options=[

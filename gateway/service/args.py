@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from typing import Any
 
 from gateway.client import ClientSettings
 from gateway.common.flags import endpoint, optional_port, seconds, seconds_or_zero
+from gateway.common.stacktoken import STACK_TOKEN_VARIABLE
 from gateway.config import (
     DEFAULT_GATEWAY_PORT,
     DEFAULT_STREAM_KEEPALIVE,
@@ -157,6 +159,8 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
         telemetry=telemetry_from_args(args),
         config_file=args.config,
         config_snapshot=args.config_snapshot,
+        # Not a flag: a command line is on every `ps` (gateway/common/stacktoken.py).
+        stack_token=os.environ.get(STACK_TOKEN_VARIABLE) or None,
     )
 
 

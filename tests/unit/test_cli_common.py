@@ -18,6 +18,7 @@ from gateway.cli import _output as output
 from gateway.cli import main
 from gateway.cli._channel import DEFAULT_PORT, gateway_target
 from gateway.cli._hints import HINTS
+from gateway.common.stacktoken import REFUSED as STACK_TOKEN_REFUSED
 from gateway.config import GatewaySettings
 from gateway.launch.envoy import EnvoySettings
 from tests.unit._statuses import DETAILS_KEY, bad_request
@@ -212,6 +213,11 @@ def test_hints_name_the_model_cell_and_gateway() -> None:
             grpc.StatusCode.NOT_FOUND,
             "model /sax/test/lm was unpublished while waiting for it to be ready",
             "the model was unpublished while saxgw waited for it",
+        ),
+        (  # "set SAXGW_API_KEY", which a gateway port of a stack with credentials ignores
+            grpc.StatusCode.UNAUTHENTICATED,
+            STACK_TOKEN_REFUSED,
+            "point --gateway at Envoy's public port",
         ),
     ],
 )

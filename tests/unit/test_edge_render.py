@@ -15,6 +15,7 @@ from google.protobuf.descriptor import MethodDescriptor
 from saxgateway.v1 import gateway_pb2, openai_pb2
 
 from gateway.cli.main import main
+from gateway.common.stacktoken import STACK_TOKEN_HEADER, new_token
 from gateway.configfile import parse_config
 from gateway.edge._ratelimit import rate_limit
 from gateway.launch.envoy import EnvoySettings, envoy_binary, render, route_timeout_over
@@ -434,6 +435,28 @@ def test_every_route_hands_the_gateway_the_clients_address(tmp_path: Path) -> No
     ]
     assert gateway["request_headers_to_remove"] == [RECEIVING_HEADER]
     assert [r["match"] for r in gateway["routes"] if "request_headers_to_add" in r] == []
+
+
+def test_a_stack_token_is_set_on_every_route_whatever_a_client_sent() -> None:
+    # The gateways of a stack with credentials require it (gateway/common/stacktoken.py):
+    # set for the whole virtual host, so on every route, a client's own value overwritten.
+    # The other virtual host refuses every request (gateway/edge/_hosts.py).
+    token = new_token()
+    settings = EnvoySettings(gateway_endpoints=["127.0.0.1:50051"], stack_token=token)
+    hosts = yaml.safe_load(render(settings))["static_resources"]["listeners"][0]
+    hosts = hosts["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]
+    gateway = hosts["virtual_hosts"][0]
+    assert gateway["request_headers_to_add"][-1] == {
+        "header": {"key": STACK_TOKEN_HEADER, "value": token},
+        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+    }
+    assert [
+        r["route"]["cluster"]
+        for v in hosts["virtual_hosts"][1:]
+        for r in v["routes"]
+        if "route" in r
+    ] == []
+    assert token not in repr(settings)
 
 
 def test_health_watch_is_routed_as_a_stream(tmp_path: Path) -> None:

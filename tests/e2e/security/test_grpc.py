@@ -15,10 +15,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
+from gateway.common.stacktoken import REFUSED, STACK_TOKEN_HEADER
+from gateway.edge import IDENTITY_HEADER
 from gateway.launch.envoy import descriptor_set
 from tests._grpc import sync_channel
 from tests.e2e._published import TEST_LM
-from tests.e2e.security.conftest import ISSUER, OPS_KEY, TEAM_A_KEY, SecureStack
+from tests.e2e.security.conftest import ISSUER, OPS_KEY, OPS_METADATA, TEAM_A_KEY, SecureStack
 from tests.e2e.test_grpc_web import _frame, _unframe
 
 pytestmark = pytest.mark.e2e
@@ -83,6 +85,42 @@ def test_grpc_with_credentials(stub: gateway_pb2_grpc.SaxGatewayStub, model: str
         _code(lambda: stub.PublishModel(publish, metadata=TEAM_A, timeout=20))
         == grpc.StatusCode.PERMISSION_DENIED
     )
+
+
+def test_a_gateway_port_takes_calls_from_envoy_only(
+    secure: SecureStack, stub: gateway_pb2_grpc.SaxGatewayStub, model: str
+) -> None:
+    """A local process that calls a gateway port directly, naming the admin client in the
+    identity header Envoy sends, is refused: the stack's token is not Envoy's to give away.
+    Health still answers there (the supervisor's probes); through Envoy a key still works,
+    whatever token the caller sent along (Envoy overwrites it)."""
+    forged = ((IDENTITY_HEADER, "ops"), (STACK_TOKEN_HEADER, "guessed"))
+    publish = pb.PublishModelRequest(model="/sax/test/stolen", model_path=TEST_LM, checkpoint="x")
+    with sync_channel(secure.stack.gateway_addresses[0]) as channel:
+        direct = gateway_pb2_grpc.SaxGatewayStub(channel)
+        for metadata in (forged[:1], forged):
+            with pytest.raises(grpc.RpcError) as published:
+                direct.PublishModel(publish, metadata=metadata, timeout=20)
+            assert (published.value.code(), published.value.details()) == (
+                grpc.StatusCode.UNAUTHENTICATED,
+                REFUSED,
+            )
+        stream = direct.GenerateStream(
+            pb.GenerateStreamRequest(model=model, query="q"), metadata=forged, timeout=20
+        )
+        assert _code(lambda: list(stream)) == grpc.StatusCode.UNAUTHENTICATED
+        checked = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), timeout=20
+        )
+        assert checked.status == health_pb2.HealthCheckResponse.SERVING
+    stolen = pb.GetModelRequest(model="/sax/test/stolen")
+    assert (
+        _code(lambda: stub.GetModel(stolen, metadata=OPS_METADATA, timeout=20))
+        == grpc.StatusCode.NOT_FOUND
+    )
+    request = pb.GenerateRequest(model=model, query="q")
+    reply = stub.Generate(request, metadata=(*TEAM_A, forged[1]), timeout=20)
+    assert [t.text for t in reply.texts] == ["grpc ok"]
 
 
 def _raw(channel: grpc.Channel, path: str) -> grpc.UnaryUnaryMultiCallable[bytes, bytes]:

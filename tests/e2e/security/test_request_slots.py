@@ -30,7 +30,7 @@ from gateway.cli._edge import envoy_settings
 from gateway.configfile import load_config
 from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack, StackSettings
-from tests._grpc import sync_channel
+from tests._grpc import gateway_port_channel
 from tests._stacks import cell_settings, gateway_settings, healthy_stack, logs_dir, loopback_envoy
 from tests.e2e._published import TEST_LM, published
 
@@ -138,7 +138,7 @@ def test_the_clients_calls_on_another_gateway_count_against_a_requests_calls(
     # in flight at a time, in the count both share (a count of its own process would allow
     # it two: the model, which serves one, would refuse the second).
     first, second = stack.gateway_addresses
-    with sync_channel(first) as one, sync_channel(second) as other:
+    with gateway_port_channel(stack, first) as one, gateway_port_channel(stack, second) as other:
         held = gateway_pb2_grpc.SaxGatewayStub(other).GenerateStream(
             pb.GenerateStreamRequest(model=HELD, query="q"), metadata=AS_TEAM_A, timeout=60
         )
@@ -161,7 +161,7 @@ def test_a_call_queued_behind_a_request_of_many_prompts_does_not_wait_for_all_of
     # it waited for all 12, and ended after them.
     first, _ = stack.gateway_addresses
     ends: dict[str, float] = {}
-    with sync_channel(first) as channel:
+    with gateway_port_channel(stack, first) as channel:
         openai = openai_pb2_grpc.OpenAIGatewayStub(channel)
         generate = gateway_pb2_grpc.SaxGatewayStub(channel)
 
@@ -202,7 +202,7 @@ def test_a_models_limit_holds_for_the_stack_not_for_each_gateway(stack: Stack) -
     # runs one), and a call to the busy gateway was refused while the other was idle.
     first, second = stack.gateway_addresses
     request = pb.GenerateStreamRequest(model=STACKED, query="q")
-    with sync_channel(first) as one, sync_channel(second) as other:
+    with gateway_port_channel(stack, first) as one, gateway_port_channel(stack, second) as other:
         held = gateway_pb2_grpc.SaxGatewayStub(other).GenerateStream(request, timeout=60)
         assert next(held).deltas  # in flight until it is cancelled
         try:

@@ -27,7 +27,7 @@ from gateway.configfile import load_config
 from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack, StackSettings, health_answers
 from gateway.launch.supervisor import Supervisor
-from tests._grpc import sync_channel
+from tests._grpc import gateway_port_channel
 from tests._stacks import cell_settings, gateway_settings, healthy_stack, logs_dir, loopback_envoy
 from tests.e2e._bodies import gateway_error
 from tests.e2e._published import TEST_LM, published
@@ -174,10 +174,10 @@ def test_the_slots_of_a_killed_gateway_come_back(stack: Stack) -> None:
         supervisor.tick()
         return supervisor.restarts("gateway-0") == times and health_answers(first_address)
 
-    with sync_channel(second_address) as second:
+    with gateway_port_channel(stack, second_address) as second:
         # Killed while it holds all of team-a's calls, then restarted: the new process
         # starts from zero, and team-a may use all of them again.
-        with sync_channel(first_address) as first:
+        with gateway_port_channel(stack, first_address) as first:
             held = _hold(first, second)
             kill_first()
             for call in held:
@@ -185,7 +185,7 @@ def test_the_slots_of_a_killed_gateway_come_back(stack: Stack) -> None:
                 assert isinstance(error, grpc.RpcError)
                 assert error.code() == grpc.StatusCode.UNAVAILABLE
         _until(lambda: restarted(1), "the supervisor to restart gateway-0")
-        with sync_channel(first_address) as first:
+        with gateway_port_channel(stack, first_address) as first:
             held = _hold(first, second)
             assert _refused(first)
             # Killed again, and not restarted yet: the other gateway finds it gone as it is

@@ -458,7 +458,13 @@ async def test_method_names_that_storage_refuses_are_logged_once_and_saved_once_
             return "lm.generate" in saved.models[0].method_names
 
         await eventually(saved_methods)
-    logged = [(r.name, r.levelname) for r in caplog.records if r.levelno >= logging.WARNING]
+    # The cell's own lines: grpc's poller may log an asyncio ERROR of its own when the test's
+    # loop closes under it (seen once in a full run), which says nothing of the cell.
+    logged = [
+        (r.name, r.levelname)
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and r.name.startswith("gateway.")
+    ]
     assert logged == [("gateway.common.storage", "WARNING")], caplog.text
     assert [r.getMessage() for r in caplog.records if r.levelname == "INFO"][-1].startswith(
         f"writing {state} works again, after "

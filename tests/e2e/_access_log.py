@@ -74,9 +74,8 @@ def access_log_line(stack: Stack, marker: str, timeout: float = 20.0) -> Line:
     pytest.fail(f"no access log line with {marker} in {log}")
 
 
-def access_log_lines(stack: Stack, marker: str) -> list[Line]:
+def access_log_lines(stack: Stack, marker: str, count: int) -> list[Line]:
     """Every access log line that contains ``marker`` (the attempts of one call, retried by
-    its client), once the first is written."""
-    access_log_line(stack, marker)
-    texts = _log(stack).read_text().splitlines()
-    return [json.loads(text) for text in texts if text.startswith("{") and marker in text]
+    its client), once there are ``count`` of them or 20 s have passed: Envoy flushes its log
+    every second, so a call's attempts may come in two flushes."""
+    return access_log_lines_after(stack, 0, lambda line: marker in json.dumps(line), count)

@@ -170,7 +170,10 @@ async def test_a_full_acl_cache_drops_the_model_unused_longest_not_every_model(
     # The cache emptied itself when full: every model's next call then waited for the admin,
     # and while it was away, failed. Now the model unused longest makes room.
     monkeypatch.setattr(_acls, "_MAX_MODELS", 2)
-    client = ClientSettings(sax_root=inproc_cell.sax_root, admin_unreachable_after=0.5)
+    # 2 s: with 0.5 s, a loaded host (a full run at load 12) let a List of the live admin go
+    # unanswered that long before the admin was stopped. The window is what the last call
+    # waits, so it is kept short.
+    client = ClientSettings(sax_root=inproc_cell.sax_root, admin_unreachable_after=2.0)
     models = [f"/sax/test/full{i}" for i in range(4)]
     async with (
         running_gateway(inproc_cell.sax_root, client=client) as server,
@@ -253,7 +256,10 @@ async def test_a_cells_acls_are_renewed_by_one_listing_not_a_list_per_model(
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await stub.Generate(pb.GenerateRequest(model=models[5], query="q"), metadata=BOB)
         assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert lists <= 2 * window / lifetime + 2, lists  # at most twice a lifetime, not 12
+    # About one listing a lifetime on a quiet host (7); a loaded one stretches renewals (15
+    # and 23 seen at load 12-15), so the line is half the List per model per lifetime there
+    # was (72), which the old way still crosses.
+    assert lists <= len(models) * window / lifetime / 2, lists
 
 
 async def test_a_cell_listing_shows_a_client_only_the_models_it_may_name(

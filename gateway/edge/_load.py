@@ -439,8 +439,9 @@ def parse_edge(data: Mapping[str, Any], base: Path = Path(".")) -> EdgeConfig:
         seen.add(key.key)
     jwt_nodes = auth.get("jwt", _Node(None, "")).items()
     jwt = tuple(_jwt(n, base) for n in jwt_nodes)
+    first_of: dict[str, int] = {}  # each issuer's first entry
     for i, issuer in enumerate(jwt):
-        if (first := [j.issuer for j in jwt].index(issuer.issuer)) < i:
+        if (first := first_of.setdefault(issuer.issuer, i)) < i:
             # Envoy's RBAC admits a token's roles by its `iss` (edge/_envoy.py), and the
             # client-claim check keys on it too: two entries of one issuer mixed theirs.
             raise ConfigError(

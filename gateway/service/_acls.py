@@ -142,7 +142,7 @@ class AclCache:
         except _UNREACHABLE:
             if cached is None:
                 raise
-            return cached.acls  # and `_fetched` keeps them in force if the admin is unreachable
+            return cached.acls  # and `_fetch_acls` keeps them in force
 
     def _renew(self, model: str) -> None:
         """Renews stale ACLs in the background: the model's alone, or, when this process keeps
@@ -217,9 +217,7 @@ class AclCache:
         if error is not None:
             # Nobody may be waiting (a background refresh): log it here. The entry is left
             # as it was: once it is too old, calls wait for a fetch and fail with its error,
-            # unless the admin could not be reached (then the entry stays in force).
-            if isinstance(error, _UNREACHABLE) and model in self._acls:
-                self._unreachable.add(model)
+            # unless the admin could not be reached (`_fetch_acls` keeps it in force then).
             log.debug("reading the ACLs of %s failed: %s", model, error)
             cell = _cell_of(model)
             _FAILURES.failed(
@@ -236,6 +234,14 @@ class AclCache:
             self._unreachable.discard(model)
             _read_worked(model)
             return {}
+        except _UNREACHABLE:
+            # Kept in force from the moment the read is over, not from its done callback
+            # (`_fetched`), which runs a turn of the loop later: a call that came between
+            # found the read over and the ACLs not in force, and waited a moment (2 s) of
+            # its own for a read of its own.
+            if model in self._acls:
+                self._unreachable.add(model)
+            raise
         out = self._fetching.get(model)
         if out is None or out.task is not asyncio.current_task():
             return detail.acls  # read before a change made here (`changed`): not kept

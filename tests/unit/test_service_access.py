@@ -764,6 +764,31 @@ async def test_acls_last_read_stay_in_force_while_the_admin_is_unreachable(
     await _admit(access, "team-a")
 
 
+async def test_a_call_just_after_a_read_finds_the_admin_unreachable_does_not_wait(
+    clock: list[float],
+) -> None:
+    # The read renewing stale ACLs fails: the admin is unreachable, so the ACLs at hand stay
+    # in force and calls answer from them. A call that came the turn of the loop after the
+    # read ended, before its done callback had run, found the read over and the ACLs not in
+    # force yet, and waited a moment (2 s) for a read of its own: a second stall in one
+    # outage (tests/faults/test_admin.py, once in CI).
+    client = FailingOnCue({"lm.generate": "acl/team-a"})
+    access = await _read_at_zero(client)
+    clock[0] = 1.5
+    await _admit(access, "team-a")  # stale: answered; a read renews them in the background
+    await asyncio.sleep(0)
+    assert client.calls == 2  # out, unanswered
+    clock[0] = 6.5  # two lifetimes old; the read is reported unreachable (5 s)
+    client.cue.set()  # the read ends at its next step...
+    call = asyncio.create_task(_admit(access, "team-a"))  # ...and this call begins right after
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert call.done(), "the call waited for the admin"
+    call.result()
+    with pytest.raises(PermissionDeniedError, match="limited to acl/team-a"):
+        await _admit(access, "team-b")  # checked against the ACLs at hand, as before
+
+
 async def test_an_acl_set_here_holds_while_the_admin_is_unreachable_after_it(
     clock: list[float],
 ) -> None:
@@ -801,6 +826,24 @@ class FailingAfterFirst(FakeClient):
             self.calls += 1
             raise self.error("admin unreachable" if self.error is UnavailableError else "refused")
         return await super().list_detail(model, timeout=timeout)
+
+
+@dataclass
+class FailingOnCue(FakeClient):
+    """Answers the first read; the second fails UNAVAILABLE once ``cue`` is set; later ones
+    never answer (an admin that takes calls and says nothing)."""
+
+    cue: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def list_detail(self, model: str, *, timeout: float) -> Any:
+        if not self.calls:
+            return await super().list_detail(model, timeout=timeout)
+        self.calls += 1
+        if self.calls == 2:
+            await self.cue.wait()
+            raise UnavailableError("admin unreachable")
+        await asyncio.Event().wait()
+        raise AssertionError("never answered")
 
 
 @dataclass

@@ -39,6 +39,7 @@ from gateway.edge._schema import (
     ApiKey,
     CertificateClient,
     ClientPolicy,
+    Direct,
     EdgeConfig,
     JwtIssuer,
     Limits,
@@ -418,7 +419,22 @@ def _limits(node: _Node) -> Limits:
 
 
 #: The file's top-level sections this part owns (gateway/configfile.py routes them here).
-SECTIONS = ("auth", "clients", "quotas", "tls", "cors", "allowed_hosts", "limits", "admin_only")
+SECTIONS = (
+    "auth",
+    "clients",
+    "quotas",
+    "tls",
+    "cors",
+    "allowed_hosts",
+    "limits",
+    "admin_only",
+    "direct",
+)
+
+
+def _direct(node: _Node) -> Direct:
+    m = node.mapping(("generate",))
+    return Direct(generate=m["generate"].boolean() if "generate" in m else False)
 
 
 def parse_edge(data: Mapping[str, Any], base: Path = Path(".")) -> EdgeConfig:
@@ -509,4 +525,5 @@ def parse_edge(data: Mapping[str, Any], base: Path = Path(".")) -> EdgeConfig:
         admin_only=top["admin_only"].given(_ADMIN_ONLY_NULL).choices(EXPOSABLE)
         if "admin_only" in top
         else frozenset(EXPOSABLE),
+        direct=_direct(top["direct"]) if "direct" in top else Direct(),
     )

@@ -144,6 +144,15 @@ class Limits:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Direct:
+    """``direct``: data calls Envoy sends straight to the model servers (docs/config.md)."""
+
+    generate: bool = False
+    """The unary ``POST /generate`` of a model whose meaning the gateway would not change
+    (gateway/launch/direct/); off: every call goes through a gateway."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class EdgeConfig:
     """The edge's sections of the file. The default is what ``saxgw up`` runs without
     ``--config``."""
@@ -162,6 +171,7 @@ class EdgeConfig:
     """Host names a loopback listener answers besides loopback ones (gateway/edge/_hosts.py)."""
     limits: Limits = field(default_factory=Limits)
     admin_only: frozenset[str] = frozenset(EXPOSABLE)
+    direct: Direct = field(default_factory=Direct)
 
     @property
     def authenticated(self) -> bool:

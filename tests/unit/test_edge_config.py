@@ -60,6 +60,13 @@ def test_an_empty_file_is_the_default() -> None:
     assert parse_config(None) == ConfigFile()
     assert edge(None) == EdgeConfig()
     assert not EdgeConfig().authenticated
+    assert not EdgeConfig().direct.generate  # direct mode is opt-in
+
+
+def test_direct_mode_is_asked_for_by_name() -> None:
+    assert edge({"direct": {"generate": True}}).direct.generate
+    assert not edge({"direct": {}}).direct.generate
+    assert not edge({"direct": None}).direct.generate
 
 
 @pytest.mark.parametrize(
@@ -194,6 +201,8 @@ def test_an_empty_file_is_the_default() -> None:
             "auth.api_keys_file, tls.certificate_clients), so these rules would never apply; "
             "client ids the config names: ops",
         ),
+        ({"direct": {"generate": "yes"}}, "direct.generate: expected true or false"),
+        ({"direct": {"stream": True}}, "direct.stream: unknown key; expected one of generate"),
     ],
 )
 def test_errors_name_the_key(data: Any, message: str) -> None:

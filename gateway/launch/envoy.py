@@ -46,6 +46,7 @@ from gateway.launch._openai_errors import error_fields_table, error_headers_tabl
 from gateway.launch._replies import URL_WITHOUT_QUERY, local_reply_mappers
 from gateway.launch._spans import span_operation
 from gateway.launch._traceparent import traceparent_check
+from gateway.launch.direct import direct_listener
 from gateway.launch.tuning import connections_within
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,9 @@ class EnvoySettings:
     it is retried on then does not restart them all in the same second."""
     stack_token: str | None = field(default=None, repr=False)
     """Set on every request to the gateways (gateway/common/stacktoken.py); None: no header."""
+    direct_dir: str | None = None
+    """Where direct mode's xDS files live (``direct.generate`` in the config file: the
+    stack sets it); None: every call goes to the gateways (gateway/launch/direct/)."""
 
 
 def within_open_files(envoy: EnvoySettings, open_files: int | None) -> EnvoySettings:
@@ -400,7 +404,8 @@ def render(
         "KILL_TIMEOUT": f"{settings.kill_timeout:g}s",
         "KILL_JITTER": f"{settings.kill_jitter:g}s",
     }
-    return string.Template(template.read_text()).substitute(values)
+    text = string.Template(template.read_text()).substitute(values)
+    return direct_listener(text, Path(settings.direct_dir)) if settings.direct_dir else text
 
 
 def _stack_token_header(token: str | None) -> str:

@@ -209,6 +209,8 @@ class Stack:
         )
         envoy = settings.envoy or EnvoySettings(gateway_endpoints=())
         endpoints = [f"127.0.0.1:{p}" for p in settings.gateway_ports]
+        self._tmp = stack_dir()  # those of killed stacks are removed first
+        direct = Path(self._tmp.name) / "direct" if envoy.edge.direct.generate else None
         self.envoy = dataclasses.replace(
             envoy,
             gateway_endpoints=endpoints,
@@ -219,8 +221,8 @@ class Stack:
             # Only where callers must authenticate: without credentials a direct call
             # skips nothing, and the gateway ports stay open to it (docs/security.md).
             stack_token=new_token() if envoy.edge.authenticated else None,
+            direct_dir=None if direct is None else str(direct),
         )
-        self._tmp = stack_dir()  # those of killed stacks are removed first
         self._gateway_names = [f"gateway-{i}" for i in range(len(settings.gateway_ports))]
 
     @property
@@ -385,7 +387,11 @@ class Stack:
             address = f"127.0.0.1:{port}"
             self.group.wait_until(name, partial(health_answers, address), timeout)
         config = Path(self._tmp.name) / "envoy.yaml"  # private: it may hold API keys
+        if self.envoy.direct_dir:
+            Path(self.envoy.direct_dir).mkdir(mode=0o700)
         write_private(config, render(self.envoy, secrets_dir=Path(self._tmp.name) / "secrets"))
+        if self.envoy.direct_dir:
+            self._start_direct(snapshot, self.envoy.direct_dir)
         log_flags, log_env = _envoy_logging(s.gateway.telemetry.log_format, self._log("envoy"))
         self.group.start(
             "envoy",
@@ -413,6 +419,8 @@ class Stack:
             self._start_ops(s.ops_port, timeout)
         tmp = Path(self._tmp.name)
         kept = [tmp / OWNER_FILE, config, tmp / "secrets", tmp / "collector-ca.pem"]
+        if self.envoy.direct_dir:  # Envoy reads them at its start; the plane rewrites them
+            kept.append(Path(self.envoy.direct_dir))
         if snapshot is not None:
             kept.append(Path(snapshot))
         # A table made again is a new one: the gateways still running count in the old one
@@ -436,6 +444,30 @@ class Stack:
         path = Path(self._tmp.name) / "config.snapshot"
         write_snapshot(config, path)
         return str(path)
+
+    def _start_direct(self, snapshot: str | None, directory: str) -> None:
+        """Direct mode's control plane (gateway/launch/direct/): one per stack, however many
+        gateways, which it leaves out of its crash domain; Envoy starts with files that send
+        every call to the gateways, which it rewrites once it has listed the cells."""
+        s = self.settings
+        if snapshot is None:
+            raise StartupError("direct", "direct mode needs the --config file that asks for it")
+        argv = [
+            sys.executable,
+            "-m",
+            "gateway.launch.direct",
+            f"--sax-root={s.sax_root}",
+            *(
+                [f"--gcs-endpoint={s.gateway.client.gcs_endpoint}"]
+                if s.gateway.client.gcs_endpoint
+                else []
+            ),
+            f"--config={snapshot}",
+            f"--dir={directory}",
+            f"--default-timeout={s.gateway.default_timeout!r}",
+            f"--log-format={s.gateway.telemetry.log_format}",
+        ]
+        self.group.start("direct", argv, log_path=self._log("direct"))
 
     def _start_ops(self, port: int, timeout: float) -> None:
         s = self.settings

@@ -1,0 +1,68 @@
+"""Where direct mode's xDS files live, and how they are written: whole, by rename into the
+directory Envoy watches (``watched_directory``), so Envoy never reads half of one."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+Config = dict[str, Any]
+
+_CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+_ROUTES = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+
+
+@dataclass(frozen=True)
+class DirectFiles:
+    """The folder of one stack's direct-mode files."""
+
+    directory: Path
+
+    @property
+    def base(self) -> Path:
+        """The route table as rendered from the template, without direct routes: what the
+        control plane adds its routes to (written once, at render)."""
+        return self.directory / "routes.base.json"
+
+    @property
+    def routes(self) -> Path:
+        """Envoy's RDS file."""
+        return self.directory / "rds.json"
+
+    @property
+    def clusters(self) -> Path:
+        """Envoy's CDS file: one cluster per model routed directly."""
+        return self.directory / "cds.json"
+
+    def source(self, path: Path) -> Config:
+        """The ``ConfigSource`` by which Envoy reads ``path`` (and again at every rename)."""
+        watched = {"path": str(path), "watched_directory": {"path": str(self.directory)}}
+        return {"path_config_source": watched, "resource_api_version": "V3"}
+
+    def read_base(self) -> Config:
+        base: Config = json.loads(self.base.read_text())
+        return base
+
+    def write_base(self, route_config: Config) -> None:
+        _write(self.base, route_config)
+
+    def write_routes(self, route_config: Config) -> None:
+        _write(self.routes, {"resources": [{"@type": _ROUTES, **route_config}]})
+
+    def write_clusters(self, clusters: list[Config]) -> None:
+        _write(self.clusters, {"resources": [{"@type": _CLUSTER, **c} for c in clusters]})
+
+    def complete(self) -> bool:
+        """Whether every file Envoy reads is there (a /tmp cleaner may remove them)."""
+        return self.routes.exists() and self.clusters.exists()
+
+
+def _write(path: Path, value: Config) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(value, out)
+    os.replace(tmp, path)

@@ -1,0 +1,100 @@
+"""Envoy's config in direct mode: the product's listener, with the body's model read into
+metadata before the transcoder, and its route table and clusters read from files that the
+control plane rewrites (`DirectFiles`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from gateway.edge import header_predicate, skip_when
+from gateway.launch.direct._files import Config, DirectFiles
+
+#: The dynamic metadata namespace of what the body of ``POST /generate`` says.
+NAMESPACE = "saxgw.direct"
+#: A body field that needs a gateway when present: the call's own deadline.
+TIMEOUT = "timeout"
+#: Object fields (the JSON name and the proto name) that need a gateway when present: extra
+#: inputs, our map of Values, are another message than Sax's ExtraInputs on the wire.
+OBJECT_FIELDS = ("extra_inputs", "extraInputs")
+#: The HTTP path whose body is read: the model is in the body only there.
+HTTP_PATH = "/generate"
+_EXT = "type.googleapis.com/envoy.extensions."
+_TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
+
+
+def without(field: str) -> str:
+    """The metadata key set when the body has no object ``field``."""
+    return "without_" + field
+
+
+def _value(key: str) -> Config:
+    """The body's ``key``, as it is, when it holds a string, a number or a bool."""
+    return {
+        "selectors": [{"key": key}],
+        "on_present": {"metadata_namespace": NAMESPACE, "key": key},
+    }
+
+
+def _no_object(key: str) -> Config:
+    """A flag set when ``key`` does not hold an object (absent, or null, which is the same to
+    the transcoder). Envoy 1.40 reads a value only if it is not an object, and applies a
+    rule's ``on_missing`` only where a rule also has ``on_present``, or where an object on
+    the selector's way is missing: so the selector looks inside ``key``, with no
+    ``on_present``, and only ``key`` itself can be missing."""
+    missing = {"metadata_namespace": NAMESPACE, "key": without(key), "value": "1"}
+    return {"selectors": [{"key": key}, {"key": "-"}], "on_missing": missing}
+
+
+def body_filter() -> Config:
+    """``json_to_metadata`` on ``POST /generate`` alone: the body's model, query and timeout,
+    and a flag for each object field only a gateway serves that it does not have. Skipped on
+    every other path, so no other call pays for reading its body twice."""
+    rules = [_value("model"), _value("query"), _value(TIMEOUT)]
+    rules += [_no_object(f) for f in OBJECT_FIELDS]
+    inner = {
+        "name": "envoy.filters.http.json_to_metadata",
+        "typed_config": {
+            "@type": _EXT + "filters.http.json_to_metadata.v3.JsonToMetadata",
+            "request_rules": {"rules": rules, "allow_empty_content_type": True},
+        },
+    }
+    other_path = {"not_matcher": header_predicate(":path", {"exact": HTTP_PATH})}
+    return skip_when("direct_body", inner, other_path)
+
+
+def _hcm(config: Config) -> Config:
+    for listener in config["static_resources"]["listeners"]:
+        for chain in listener["filter_chains"]:
+            for f in chain["filters"]:
+                if f["name"] == "envoy.filters.network.http_connection_manager":
+                    hcm: Config = f["typed_config"]
+                    return hcm
+    raise ValueError("no http_connection_manager in Envoy's config")
+
+
+def direct_listener(rendered: str, directory: Path) -> str:
+    """``rendered`` (Envoy's config from the template) in direct mode; writes the base route
+    table, and a first RDS and CDS file that route everything to the gateways, to
+    ``directory``, which the control plane then rewrites."""
+    config = yaml.safe_load(rendered)
+    files = DirectFiles(directory)
+    hcm = _hcm(config)
+    filters = hcm["http_filters"]
+    at = next(i for i, f in enumerate(filters) if f["name"] == _TRANSCODER)
+    filters.insert(at, body_filter())
+    route_config = hcm.pop("route_config")
+    # Both headers mutations name x-saxgw-* headers of the gateways; on a direct route the
+    # route's own removals (the stack token) must come after the virtual host's additions.
+    route_config["most_specific_header_mutations_wins"] = True
+    files.write_base(route_config)
+    files.write_routes(route_config)
+    files.write_clusters([])
+    hcm["rds"] = {
+        "route_config_name": route_config["name"],
+        "config_source": files.source(files.routes),
+    }
+    config["dynamic_resources"] = {"cds_config": files.source(files.clusters)}
+    return json.dumps(config)

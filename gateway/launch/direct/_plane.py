@@ -1,0 +1,99 @@
+"""The control plane: lists every cell's models through the Sax client, and whenever what
+Envoy should route directly changes, rewrites the CDS file, then the RDS file (the new
+clusters are there before a route names them; a route goes before its cluster).
+
+One process per stack (`saxgw up` starts it beside the gateways: a worker among several
+would have to be chosen and would take the writer down with its calls); started again, it
+writes everything from scratch."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from gateway.client import Client, ClientSettings, SaxError
+from gateway.edge import EdgeConfig
+from gateway.launch.direct._files import DirectFiles
+from gateway.launch.direct._resources import (
+    ACL_METHOD,
+    Model,
+    cluster,
+    direct_models,
+    route_table,
+)
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two listings: how long a publish, an unpublish, a replica moving or an
+#: ACL set takes at most to reach Envoy (docs/config.md).
+REFRESH_S = 0.5
+#: Seconds Envoy is given to take new clusters before a route names them.
+_CLUSTERS_FIRST_S = 0.2
+
+
+async def _models(client: Client) -> list[Model]:
+    models = []
+    for cell in await client.list_cells():
+        for d in await client.list_all(cell):
+            acl = d.acls.get(ACL_METHOD, "")
+            models.append(Model(d.model_id, tuple(d.addresses), acl))
+    return models
+
+
+class Plane:
+    """Writes ``files`` for ``edge`` from what ``client`` lists; ``deadline``: the gateways'
+    default deadline of a unary call (``--default-timeout``)."""
+
+    def __init__(
+        self, client: Client, files: DirectFiles, edge: EdgeConfig, deadline: float
+    ) -> None:
+        self._client, self._files, self._edge, self._deadline = client, files, edge, deadline
+        self._base = files.read_base()
+        self._written: Sequence[Model] | None = None
+
+    async def refresh(self) -> None:
+        """Lists the cells once; writes the files if what goes direct changed (or a file
+        is gone). An admin that does not answer leaves the routes as they are: the
+        replicas it last reported go on serving, as they do for the gateways."""
+        try:
+            models = direct_models(await _models(self._client), self._edge)
+        except SaxError as exc:
+            log.warning("direct mode: listing the models failed, routes kept: %s", exc)
+            return
+        if models == self._written and self._files.complete():
+            return
+        await self._write(models)
+        log.info("direct mode: %d model(s) routed directly", len(models))
+
+    async def _write(self, models: Sequence[Model]) -> None:
+        old = {m.model_id for m in self._written or ()}
+        clusters = [cluster(m, self._edge) for m in models]
+        table = route_table(self._base, models, self._edge, self._deadline)
+        if {m.model_id for m in models} - old:
+            # New clusters first: a route to a cluster Envoy does not have yet fails.
+            self._files.write_clusters(clusters)
+            await asyncio.sleep(_CLUSTERS_FIRST_S)
+            self._files.write_routes(table)
+        else:
+            # Routes first: a cluster taken away under its route would fail its calls.
+            self._files.write_routes(table)
+            await asyncio.sleep(_CLUSTERS_FIRST_S)
+            self._files.write_clusters(clusters)
+        self._written = list(models)
+
+    async def run(self, every: float = REFRESH_S) -> None:
+        while True:
+            await self.refresh()
+            await asyncio.sleep(every)
+
+
+async def serve(
+    settings: ClientSettings, files: DirectFiles, edge: EdgeConfig, deadline: float
+) -> None:
+    """Runs the control plane until cancelled."""
+    client = Client(settings)
+    try:
+        await Plane(client, files, edge, deadline).run()
+    finally:
+        await client.close()

@@ -1,0 +1,210 @@
+"""Direct mode (``direct: {generate: true}``): Envoy sends ``POST /generate`` straight to a
+model's replicas when the gateway would not change what the call means, and every other call
+through a gateway as before. One stack, started from a config file as `saxgw up --config`
+starts it: API keys, a client limited to some models, one with calls in flight of its own,
+an ACL group."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator, Mapping
+
+import httpx
+import pytest
+import yaml
+
+from gateway.cli._edge import envoy_settings
+from gateway.configfile import load_config
+from gateway.launch.ports import listener_pid
+from gateway.launch.processes import free_port
+from gateway.launch.stack import Stack, StackSettings
+from tests._stacks import (
+    FORWARDED,
+    cell_settings,
+    envoy_stat,
+    gateway_settings,
+    healthy_stack,
+    logs_dir,
+    loopback_envoy,
+)
+from tests.e2e._bodies import gateway_error
+from tests.e2e._published import TEST_LM, publish_body
+
+pytestmark = pytest.mark.e2e
+
+OPS = {"Authorization": "Bearer sk-direct-ops-5b0e7c2a91d4"}
+TEAM = {"Authorization": "Bearer sk-direct-team-3e8f1a6c0b27"}
+NARROW = {"Authorization": "Bearer sk-direct-narrow-7d2c9e4b1a05"}
+CAPPED = {"Authorization": "Bearer sk-direct-capped-0a6b3f8e2c91"}
+CONFIG = {
+    "auth": {
+        "api_keys": [
+            {"key": OPS["Authorization"][7:], "client": "ops", "roles": ["admin", "data"]},
+            {"key": TEAM["Authorization"][7:], "client": "team", "roles": ["data"]},
+            {"key": NARROW["Authorization"][7:], "client": "narrow", "roles": ["data"]},
+            {"key": CAPPED["Authorization"][7:], "client": "capped", "roles": ["data"]},
+        ],
+        "groups": {"readers": ["ops"]},
+        "acl_cache_seconds": 0,
+    },
+    "clients": {
+        "narrow": {"models": ["/sax/test/elsewhere-*"]},
+        "capped": {"max_concurrent": 4},
+    },
+    "direct": {"generate": True},
+}
+#: Seconds within which a change at the admin reaches Envoy's routes (the control plane lists
+#: the cells every 0.5 s; the admin's own cycle here is 0.3 s).
+SETTLE_S = 10.0
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    base = tmp_path_factory.mktemp("direct")
+    config_file = base / "saxgw.yaml"
+    config_file.write_text(yaml.safe_dump(CONFIG))
+    settings = StackSettings(
+        gateway=gateway_settings(base, config_file=str(config_file)),
+        cell=cell_settings(base, servers=2, poll_interval=0.3, server_dead_after=2),
+        gateway_ports=(free_port(),),
+        envoy=envoy_settings(loopback_envoy(), load_config(config_file).edge),
+        log_dir=str(logs_dir(base)),
+    )
+    with healthy_stack(settings, "direct stack") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def http(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.http_url, timeout=30) as client:
+        yield client
+
+
+def _direct_calls(stack: Stack, model: str) -> int:
+    """Calls Envoy sent to ``model``'s replicas itself (its cluster's stats name)."""
+    return envoy_stat(stack, f"cluster.direct{model.replace('/', '_')}.upstream_rq_total")
+
+
+def _generate(
+    http: httpx.Client, body: Mapping[str, object], who: Mapping[str, str]
+) -> httpx.Response:
+    return http.post("/generate", json=body, headers=who)
+
+
+def _until(what: str, done: Callable[[], bool]) -> float:
+    """Seconds until ``done()`` holds; fails the test after `SETTLE_S`."""
+    start = time.monotonic()
+    while not done():
+        if time.monotonic() - start > SETTLE_S:
+            pytest.fail(f"not within {SETTLE_S:g} s: {what}")
+        time.sleep(0.1)
+    return time.monotonic() - start
+
+
+def _publish(http: httpx.Client, model: str, replicas: int = 1) -> None:
+    published = http.post("/publish", json=publish_body(model, TEST_LM, replicas), headers=OPS)
+    assert published.status_code == 200, published.text
+    wait = {"model": model, "num_replicas": replicas}
+    ready = http.post("/wait_for_ready", json=wait, headers=OPS)
+    assert ready.status_code == 200, ready.text
+
+
+def _goes_direct(stack: Stack, http: httpx.Client, model: str) -> Callable[[], bool]:
+    def check() -> bool:
+        before = _direct_calls(stack, model)
+        answered = _generate(http, {"model": model, "query": "probe"}, TEAM)
+        return answered.status_code == 200 and _direct_calls(stack, model) == before + 1
+
+    return check
+
+
+def _without_request_id(response: httpx.Response) -> object:
+    body = response.json()
+    for detail in body.get("details", []):
+        detail.pop("request_id", None)
+    return body
+
+
+def test_a_direct_model_answers_as_the_gateway_would_and_the_rest_still_goes_there(
+    stack: Stack, http: httpx.Client
+) -> None:
+    model = "/sax/test/direct-lm"
+    _publish(http, model)
+    took = _until(f"{model} goes direct", _goes_direct(stack, http, model))
+    print(f"direct {took:.2f} s after its publish")
+    body = {"model": model, "query": "one two three"}
+    gateway, direct = envoy_stat(stack, FORWARDED), _direct_calls(stack, model)
+    answer = _generate(http, body, TEAM)
+    assert answer.status_code == 200, answer.text
+    assert (envoy_stat(stack, FORWARDED), _direct_calls(stack, model)) == (gateway, direct + 1)
+    # What only the gateway serves goes there, and means what it did: the same whole body.
+    for through_gateway in (
+        {**body, "timeout": "20s"},
+        {**body, "model": model[1:]},  # not in the canonical form
+        {**body, "extra_inputs": {}},
+        {**body, "extraInputs": {"temperature": 0.5}},
+    ):
+        gateway = envoy_stat(stack, FORWARDED)
+        again = _generate(http, through_gateway, TEAM)
+        assert (again.status_code, again.json()) == (200, answer.json()), through_gateway
+        assert envoy_stat(stack, FORWARDED) == gateway + 1, through_gateway
+    for who in (CAPPED,):  # a client whose calls in flight the gateway counts
+        gateway = envoy_stat(stack, FORWARDED)
+        assert _generate(http, body, who).json() == answer.json()
+        assert envoy_stat(stack, FORWARDED) == gateway + 1
+    # An empty query is the gateway's 400, not a model server's answer.
+    empty = _generate(http, {"model": model, "query": ""}, TEAM)
+    assert empty.status_code == 400
+    assert empty.json()["message"] == "query: required"
+    # A client whose model list leaves the model out: the gateway's 403, as on its own path.
+    refused = _generate(http, body, NARROW)
+    assert refused.status_code == 403
+    on_v1 = http.post(f"/v1{model}:generate", json={"query": body["query"]}, headers=NARROW)
+    assert (on_v1.status_code, _without_request_id(on_v1)) == (403, _without_request_id(refused))
+    assert refused.json() == gateway_error(refused, 7, on_v1.json()["message"])
+    # Unpublished: the gateway's 404 once the route is gone (a moment of the model server's
+    # own NOT_FOUND before that).
+    done = http.post("/unpublish", json={"model": model}, headers=OPS)
+    assert done.status_code == 200, done.text
+    message = f"model {model} is not published: NotFound"
+    _until(
+        f"{model} is the gateway's 404",
+        lambda: _generate(http, body, TEAM).json().get("message") == message,
+    )
+    gone = _generate(http, body, TEAM)
+    assert (gone.status_code, gone.json()) == (404, gateway_error(gone, 5, message))
+
+
+def test_a_model_with_an_acl_goes_through_the_gateway(stack: Stack, http: httpx.Client) -> None:
+    model = "/sax/test/direct-acl"
+    _publish(http, model)
+    _until(f"{model} goes direct", _goes_direct(stack, http, model))
+    done = http.post(
+        f"/v1{model}:setAcl", json={"method": "lm.generate", "acl": "acl/readers"}, headers=OPS
+    )
+    assert done.status_code == 200, done.text
+    message = f"lm.generate on {model} is limited to acl/readers; client team is not in it"
+    body = {"model": model, "query": "q"}
+    _until(f"{model} is refused", lambda: _generate(http, body, TEAM).status_code == 403)
+    refused = _generate(http, body, TEAM)
+    assert refused.json() == gateway_error(refused, 7, message)
+    gateway, direct = envoy_stat(stack, FORWARDED), _direct_calls(stack, model)
+    assert _generate(http, body, OPS).status_code == 200
+    assert (envoy_stat(stack, FORWARDED), _direct_calls(stack, model)) == (gateway + 1, direct)
+
+
+def test_calls_go_on_when_a_replica_dies(stack: Stack, http: httpx.Client) -> None:
+    model = "/sax/test/direct-two"
+    _publish(http, model, replicas=2)
+    _until(f"{model} goes direct", _goes_direct(stack, http, model))
+    addresses = http.get(f"/v1{model}", headers=OPS).json()["model"]["addresses"]
+    assert len(addresses) == 2
+    pid = listener_pid(int(addresses[0].rsplit(":", 1)[1]))
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    before = _direct_calls(stack, model)
+    answers = [_generate(http, {"model": model, "query": f"q{i}"}, TEAM) for i in range(10)]
+    assert [a.status_code for a in answers] == [200] * 10, [a.text for a in answers]
+    assert _direct_calls(stack, model) >= before + 10

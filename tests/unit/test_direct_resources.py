@@ -1,0 +1,77 @@
+"""gateway/launch/direct: which models go direct, and where their routes sit in Envoy's route
+table (the e2e tests, tests/e2e/test_direct.py, show what the routes do in a real Envoy)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from gateway.edge import EdgeConfig, parse_edge
+from gateway.launch.direct._resources import (
+    GATEWAY_PATH,
+    SAX_PATH,
+    Model,
+    direct_models,
+    gateway_clients,
+    route_table,
+)
+from gateway.launch.envoy import EnvoySettings, render
+
+KEYS = [
+    {"key": "key-of-ops-0123456789", "client": "ops", "roles": ["admin", "data"]},
+    {"key": "key-of-narrow-012345678", "client": "narrow", "roles": ["data"]},
+    {"key": "key-of-capped-012345678", "client": "capped", "roles": ["data"]},
+]
+EDGE = parse_edge(
+    {
+        "auth": {"api_keys": KEYS},
+        "clients": {"narrow": {"models": ["/sax/test/a*"]}, "capped": {"max_concurrent": 2}},
+        "quotas": {"models": {"/sax/test/limited": {"max_in_flight": 1}}},
+        "direct": {"generate": True},
+    }
+)
+SERVING = ("127.0.0.1:10001",)
+
+
+def test_only_models_whose_meaning_the_gateway_keeps_go_direct() -> None:
+    models = [
+        Model("/sax/test/plain", SERVING, ""),
+        Model("/sax/test/guarded", SERVING, "acl/readers"),
+        Model("/sax/test/limited", SERVING, ""),
+        Model("/sax/test/loading", (), ""),
+        Model("/sax/test/named", ("model-server.local:10001",), ""),
+    ]
+    assert [m.model_id for m in direct_models(models, EDGE)] == ["/sax/test/plain"]
+    every_client_counted = parse_edge(
+        {"auth": {"api_keys": KEYS[:1]}, "quotas": {"max_concurrent": 8}}
+    )
+    assert direct_models(models, every_client_counted) == []
+
+
+def test_clients_the_gateway_treats_apart_are_left_to_it() -> None:
+    assert gateway_clients("/sax/test/abc", EDGE) == ["capped"]
+    assert gateway_clients("/sax/test/xyz", EDGE) == ["capped", "narrow"]
+    assert gateway_clients("/sax/test/xyz", EdgeConfig()) == []
+
+
+def test_direct_routes_come_before_the_catch_all_and_keep_its_filters(tmp_path: Path) -> None:
+    settings = EnvoySettings(gateway_endpoints=("127.0.0.1:1",), direct_dir=str(tmp_path))
+    config = yaml.safe_load(render(settings, secrets_dir=tmp_path / "secrets"))
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    assert "route_config" not in hcm["typed_config"]  # the routes come from the RDS file
+    base = json.loads((tmp_path / "routes.base.json").read_text())
+    first = json.loads((tmp_path / "rds.json").read_text())["resources"][0]
+    assert {k: v for k, v in first.items() if k != "@type"} == base
+    table = route_table(base, [Model("/sax/test/plain", SERVING, "")], EDGE, deadline=20)
+    routes = table["virtual_hosts"][0]["routes"]
+    at = next(i for i, r in enumerate(routes) if r.get("name") == "direct /sax/test/plain")
+    catch_all = routes[at + 1]
+    assert catch_all["match"] == {"prefix": "/"}
+    direct = routes[at]
+    assert direct["typed_per_filter_config"] == catch_all["typed_per_filter_config"]
+    assert direct["match"]["path"] == GATEWAY_PATH
+    assert direct["route"]["regex_rewrite"]["substitution"] == SAX_PATH
+    assert direct["route"]["cluster"] == "direct/sax/test/plain"
+    assert len(routes) == len(base["virtual_hosts"][0]["routes"]) + 1

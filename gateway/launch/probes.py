@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import math
 import socket
 import sys
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -63,6 +66,22 @@ def grpc_health_probe(address: str) -> Probe:
                 # gRPC names a refusal only in its text: a connection of our own tells.
                 return Refused(why) if _refused(address, timeout) else why
         return None
+
+    return probe
+
+
+def heartbeat_probe(path: Path, stale_after: float) -> Probe:
+    """A child that touches ``path`` at every turn of its work (direct mode's control plane,
+    which serves no port): silent once it has not for ``stale_after`` seconds."""
+
+    def probe(timeout: float) -> str | None:
+        try:
+            age = time.time() - path.stat().st_mtime
+        except OSError:
+            age = math.inf  # not yet written: the start grace covers a child starting
+        if age <= stale_after:
+            return None
+        return f"{path.name} not touched for {age:.0f} s (more than {stale_after:g} s)"
 
     return probe
 

@@ -34,6 +34,7 @@ from gateway.common.private import write_private
 from gateway.common.stacktoken import STACK_TOKEN_HEADER, STACK_TOKEN_VARIABLE, new_token
 from gateway.config import DEFAULT_GATEWAY_PORT, GatewaySettings, SharedSlots
 from gateway.configfile import ConfigFile, load_config, write_snapshot
+from gateway.launch.direct import DirectFiles
 from gateway.launch.envoy import (
     EnvoySettings,
     envoy_binary,
@@ -41,7 +42,7 @@ from gateway.launch.envoy import (
     render,
     within_open_files,
 )
-from gateway.launch.probes import Probe, grpc_health_probe, http_probe
+from gateway.launch.probes import Probe, grpc_health_probe, heartbeat_probe, http_probe
 from gateway.launch.processes import (
     ProcessGroup,
     StartupError,
@@ -63,6 +64,10 @@ from gateway.service.args import gateway_argv
 from gateway.service.telemetry_args import HEADERS_VARIABLE, headers_variable
 
 log = logging.getLogger(__name__)
+
+#: Seconds direct mode's control plane may go without finishing a listing of the cells (each
+#: admin call it makes has the client's 10 s deadline) before the watchdog counts it silent.
+DIRECT_STALE_AFTER_S = 30.0
 
 #: `StackSettings.drain_delay` unless told otherwise: long enough for a load balancer whose
 #: health checks come every few seconds to see /healthz fail.
@@ -291,6 +296,11 @@ class Stack:
         if self.settings.ops_port is not None:
             address = f"{_reach(self.settings.ops_address)}:{self.settings.ops_port}"
             probes["ops"] = http_probe(address, LIVE_PATH)
+        if self.envoy.direct_dir:
+            # A plane that stops leaves Envoy's routes as they were: an ACL set since would
+            # not keep a model's calls from going direct.
+            heartbeat = DirectFiles(Path(self.envoy.direct_dir)).heartbeat
+            probes["direct"] = heartbeat_probe(heartbeat, DIRECT_STALE_AFTER_S)
         return probes
 
     def _log(self, name: str) -> str | None:

@@ -1,9 +1,12 @@
-"""gateway/launch/direct: which models go direct, and where their routes sit in Envoy's route
-table (the e2e tests, tests/e2e/test_direct.py, show what the routes do in a real Envoy)."""
+"""gateway/launch/direct: which models go direct, where their routes sit in Envoy's route
+table, and how the watchdog sees its control plane (tests/e2e/test_direct.py shows what the
+routes do in a real Envoy)."""
 
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import yaml
@@ -18,6 +21,7 @@ from gateway.launch.direct._resources import (
     route_table,
 )
 from gateway.launch.envoy import EnvoySettings, render
+from gateway.launch.probes import heartbeat_probe
 
 KEYS = [
     {"key": "key-of-ops-0123456789", "client": "ops", "roles": ["admin", "data"]},
@@ -75,3 +79,14 @@ def test_direct_routes_come_before_the_catch_all_and_keep_its_filters(tmp_path: 
     assert direct["route"]["regex_rewrite"]["substitution"] == SAX_PATH
     assert direct["route"]["cluster"] == "direct/sax/test/plain"
     assert len(routes) == len(base["virtual_hosts"][0]["routes"]) + 1
+
+
+def test_the_watchdog_finds_a_plane_silent_once_its_heartbeat_is_old(tmp_path: Path) -> None:
+    heartbeat = tmp_path / "heartbeat"
+    probe = heartbeat_probe(heartbeat, stale_after=30)
+    assert probe(2) is not None  # never written
+    heartbeat.touch()
+    assert probe(2) is None
+    old = time.time() - 31
+    os.utime(heartbeat, (old, old))
+    assert probe(2) == "heartbeat not touched for 31 s (more than 30 s)"

@@ -37,6 +37,14 @@ class DirectFiles:
         """Envoy's CDS file: one cluster per model routed directly."""
         return self.directory / "cds.json"
 
+    @property
+    def heartbeat(self) -> Path:
+        """Touched at the end of every listing: the watchdog's sign that the plane runs."""
+        return self.directory / "heartbeat"
+
+    def beat(self) -> None:
+        self.heartbeat.touch()
+
     def source(self, path: Path) -> Config:
         """The ``ConfigSource`` by which Envoy reads ``path`` (and again at every rename)."""
         watched = {"path": str(path), "watched_directory": {"path": str(self.directory)}}

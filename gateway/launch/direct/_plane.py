@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from collections.abc import Sequence
 
 from gateway.client import Client, ClientSettings, SaxError
@@ -28,17 +30,10 @@ log = logging.getLogger(__name__)
 #: Seconds between two listings: how long a publish, an unpublish, a replica moving or an
 #: ACL set takes at most to reach Envoy (docs/config.md).
 REFRESH_S = 0.5
+#: Seconds between two listings of SAX_ROOT's cells (a listing of a bucket, on gs://).
+CELLS_EVERY_S = 10.0
 #: Seconds Envoy is given to take new clusters before a route names them.
 _CLUSTERS_FIRST_S = 0.2
-
-
-async def _models(client: Client) -> list[Model]:
-    models = []
-    for cell in await client.list_cells():
-        for d in await client.list_all(cell):
-            acl = d.acls.get(ACL_METHOD, "")
-            models.append(Model(d.model_id, tuple(d.addresses), acl))
-    return models
 
 
 class Plane:
@@ -51,13 +46,26 @@ class Plane:
         self._client, self._files, self._edge, self._deadline = client, files, edge, deadline
         self._base = files.read_base()
         self._written: Sequence[Model] | None = None
+        self._cells: list[str] = []
+        self._cells_at = -math.inf
+
+    async def _models(self) -> list[Model]:
+        if not self._cells or time.monotonic() - self._cells_at > CELLS_EVERY_S:
+            self._cells = await self._client.list_cells()
+            self._cells_at = time.monotonic()
+        models = []
+        for cell in self._cells:
+            for d in await self._client.list_all(cell):
+                acl = d.acls.get(ACL_METHOD, "")
+                models.append(Model(d.model_id, tuple(d.addresses), acl))
+        return models
 
     async def refresh(self) -> None:
         """Lists the cells once; writes the files if what goes direct changed (or a file
         is gone). An admin that does not answer leaves the routes as they are: the
         replicas it last reported go on serving, as they do for the gateways."""
         try:
-            models = direct_models(await _models(self._client), self._edge)
+            models = direct_models(await self._models(), self._edge)
         except SaxError as exc:
             log.warning("direct mode: listing the models failed, routes kept: %s", exc)
             return
@@ -85,6 +93,7 @@ class Plane:
     async def run(self, every: float = REFRESH_S) -> None:
         while True:
             await self.refresh()
+            self._files.beat()
             await asyncio.sleep(every)
 
 

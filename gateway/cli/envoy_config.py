@@ -133,4 +133,11 @@ def _write_envoy_config(args: argparse.Namespace, edge: EdgeConfig) -> int:
     # The drain-on-SIGTERM wrapper the container runs Envoy through (see run-envoy.sh).
     (out / "run-envoy.sh").write_bytes(run_script().read_bytes())
     print(f"wrote {out / 'envoy.yaml'}, {descriptor}, {openapi}, the /docs page and run-envoy.sh")
+    if edge.direct.generate:
+        # Its control plane runs in `saxgw up|serve` only: said, not silently dropped.
+        print(
+            "saxgw envoy-config: direct.generate is not rendered here: this Envoy sends every"
+            " call to the gateways (direct mode runs in saxgw up and saxgw serve)",
+            file=sys.stderr,
+        )
     return 0

@@ -182,6 +182,20 @@ def test_envoy_config_refuses_a_bad_gateway_or_out_in_one_line(
     )
 
 
+def test_envoy_config_says_it_renders_no_direct_mode(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = tmp_path / "saxgw.yaml"
+    config.write_text("direct: {generate: true}\n")
+    out = ["--out", str(tmp_path / "envoy"), "--config", str(config)]
+    assert main(["envoy-config", "--gateway", "gateway:50051", *out]) == 0
+    assert capsys.readouterr().err == (
+        "saxgw envoy-config: direct.generate is not rendered here: this Envoy sends every call"
+        " to the gateways (direct mode runs in saxgw up and saxgw serve)\n"
+    )
+    assert "direct_body" not in (tmp_path / "envoy" / "envoy.yaml").read_text()
+
+
 def test_workers_past_the_last_port_are_refused() -> None:
     # Before: an OverflowError traceback from the port check (65534, 65535, 65536).
     with pytest.raises(SystemExit) as exited:

@@ -277,6 +277,8 @@ def _direct_lines(results: dict[str, Any]) -> list[str]:
 
 
 _DIRECT_PATHS = ("envoy-direct-http", "envoy-http")
+#: The bench's Envoys: one of them serves each path.
+ENVOYS = ("envoy", "envoy-direct", "envoy-direct-full", "envoy-direct-product")
 
 
 def _pair(values: dict[str, float], fmt: str) -> str:
@@ -305,8 +307,8 @@ def _unary_table(results: dict[str, Any]) -> list[str]:
             cpu = unary["cpu_us_per_request"][path][c]
             load = unary.get("load_average", {}).get(path, {}).get(c, float("nan"))
             gateway = sum(cpu.get(g, 0.0) for g in GATEWAYS)
-            # One of the three serves it.
-            envoy = sum(cpu.get(e, 0.0) for e in ("envoy", "envoy-direct", "envoy-direct-full"))
+            # One of them serves it.
+            envoy = sum(cpu.get(e, 0.0) for e in ENVOYS)
             lines.append(
                 f"| `{path}`: {label}{errors} | {c} | {_f(m['rps'], 0)} | {_f(m['p50_ms'])} | "
                 f"{_f(m['p99_ms'])} | {m['rps'] / lim['rps']:.2f} | "

@@ -135,6 +135,7 @@ class BenchStack:
         self.floor_port = free_port()
         self.direct_envoy_port = free_port()
         self.full_envoy_port = free_port()
+        self.product_direct_port = free_port()
         self.gateway_tracing_port = free_port()
         self.otlp_port = free_port()
         self._stack: Stack | None = None
@@ -179,6 +180,10 @@ class BenchStack:
     @property
     def full_envoy(self) -> str:
         return f"127.0.0.1:{self.full_envoy_port}"
+
+    @property
+    def product_direct(self) -> str:
+        return f"127.0.0.1:{self.product_direct_port}"
 
     @property
     def envoy(self) -> str:
@@ -346,6 +351,7 @@ class BenchStack:
             self.full_envoy_port,
             f"--gateway={self.gateway}",
         )
+        self._start_product_direct()
         self._start_telemetry_gateways()
         for name, port, root in (
             ("baseline", self.baseline_port, self.real_root),
@@ -389,6 +395,32 @@ class BenchStack:
             log_path=self._log(name),
         )
         self._wait(name, f"127.0.0.1:{port}")
+
+    def _start_product_direct(self) -> None:
+        """The product's direct mode (bench/_product_direct.py): its Envoy, then its control
+        plane, and a wait until the bench's model is routed directly."""
+        # Here, not at the top: bench._full_envoy, which it builds on, imports this module.
+        from bench import _product_direct as product_direct
+
+        name, workdir = "envoy-direct-product", self.workdir / "envoy-direct-product"
+        self._start_bench_envoy(
+            name, "bench._product_direct", self.product_direct_port, f"--gateway={self.gateway}"
+        )
+        self.group.start(
+            "direct-plane",
+            [
+                sys.executable,
+                "-m",
+                "gateway.launch.direct",
+                f"--sax-root={self.real_root}",
+                f"--config={product_direct.snapshot(workdir)}",
+                f"--dir={product_direct.directory(workdir)}",
+                "--default-timeout=60",
+            ],
+            log_path=self._log("direct-plane"),
+        )
+        routes = product_direct.directory(workdir) / "rds.json"
+        self.group.wait_until("direct-plane", lambda: UNARY_MODEL in routes.read_text(), 60)
 
     def _start_telemetry_gateways(self) -> None:
         """More gateways like gateway-0: metrics off; metrics off and the cost sent as a

@@ -44,6 +44,8 @@ PATHS = {
     "(b)'s ceiling (bench/_direct_envoy.py)",
     "envoy-direct-full": "as envoy-direct-http, with what (b) needs: the product's listener "
     "with API keys, per-model routes, RBAC, clusters from files (bench/_full_envoy.py)",
+    "envoy-direct-product": "as envoy-direct-full, the product's own direct mode "
+    "(`direct: {generate: true}`, gateway/launch/direct/; bench/_product_direct.py)",
     "baseline-http": "wrk (HTTP/1.1 JSON) -> seed-style FastAPI + sync facade",
 }
 
@@ -64,6 +66,7 @@ PROCESSES = (
     "envoy",
     "envoy-direct",
     "envoy-direct-full",
+    "envoy-direct-product",
     "modelserver",
     "baseline",
 )
@@ -126,6 +129,9 @@ def runners(stack: BenchStack, channel: grpc.aio.Channel | None) -> dict[str, Ru
         "envoy-direct-http": http_path(f"http://{stack.direct_envoy}{DIRECT_ROUTE}", direct_body),
         "envoy-direct-full": http_path(
             f"http://{stack.full_envoy}/generate", body, (f"x-api-key: {FULL_KEYS['bench']}",)
+        ),
+        "envoy-direct-product": http_path(
+            f"http://{stack.product_direct}/generate", body, (f"x-api-key: {FULL_KEYS['bench']}",)
         ),
         "baseline-http": http_path(f"http://127.0.0.1:{stack.baseline_port}/generate"),
     }

@@ -29,6 +29,7 @@ from tests._stacks import (
     logs_dir,
     loopback_envoy,
 )
+from tests.e2e._access_log import access_log_lines
 from tests.e2e._bodies import gateway_error
 from tests.e2e._published import TEST_LM, publish_body
 
@@ -139,6 +140,14 @@ def test_a_direct_model_answers_as_the_gateway_would_and_the_rest_still_goes_the
     answer = _generate(http, body, TEAM)
     assert answer.status_code == 200, answer.text
     assert (envoy_stat(stack, FORWARDED), _direct_calls(stack, model)) == (gateway, direct + 1)
+    # Logged as the client sent it, as a call to a gateway is, once; served by a replica.
+    (line,) = access_log_lines(stack, answer.headers["x-request-id"], 1)
+    assert (line["path"], line["grpc_method"]) == (
+        "/generate",
+        "/saxgateway.v1.SaxGateway/Generate",
+    )
+    assert (line["status"], line["grpc_status"], line["client_id"]) == (200, 0, "team")
+    assert line["upstream_host"] not in stack.gateway_addresses
     # What only the gateway serves goes there, and means what it did: the same whole body.
     for through_gateway in (
         {**body, "timeout": "20s"},

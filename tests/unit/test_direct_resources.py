@@ -12,8 +12,8 @@ from pathlib import Path
 import yaml
 
 from gateway.edge import EdgeConfig, parse_edge
+from gateway.launch.direct._listener import GATEWAY_PATH
 from gateway.launch.direct._resources import (
-    GATEWAY_PATH,
     SAX_PATH,
     Model,
     direct_models,

@@ -4,6 +4,7 @@ control plane rewrites (`DirectFiles`)."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -21,6 +22,8 @@ TIMEOUT = "timeout"
 OBJECT_FIELDS = ("extra_inputs", "extraInputs")
 #: The HTTP path whose body is read: the model is in the body only there.
 HTTP_PATH = "/generate"
+#: The gRPC path the transcoder makes of it, which the routes match.
+GATEWAY_PATH = "/saxgateway.v1.SaxGateway/Generate"
 _EXT = "type.googleapis.com/envoy.extensions."
 _TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
 
@@ -65,6 +68,39 @@ def body_filter() -> Config:
     return skip_when("direct_body", inner, other_path)
 
 
+def _on_direct_routes(direct: bool) -> Config:
+    """An access log filter: the call took a direct route (`_resources.route` names them)."""
+    test = "xds.route_name.startsWith('direct ')"
+    return {
+        "extension_filter": {
+            "name": "envoy.access_loggers.extension_filters.cel",
+            "typed_config": {
+                "@type": _EXT + "access_loggers.filters.cel.v3.ExpressionFilter",
+                "expression": test if direct else f"!({test})",
+            },
+        }
+    }
+
+
+def _logs_direct_calls_as_sent(hcm: Config) -> None:
+    """The access log of a direct call says what the client sent, as for a call to a gateway:
+    the route's rewrite to Sax's method leaves ``:path`` (the log's ``grpc_method``) Sax's
+    path, and the router keeps the gRPC path in x-envoy-original-path (its ``path``), which
+    the transcoder had given the HTTP path. Each log is doubled: the one as it was, for every
+    other call, and one for the calls of direct routes, whose paths it writes as they were
+    (a direct route takes nothing else)."""
+    logs = []
+    for log in hcm["access_log"]:
+        direct = copy.deepcopy(log)
+        fields = direct["typed_config"]["log_format"]["json_format"]
+        fields["path"], fields["grpc_method"] = HTTP_PATH, GATEWAY_PATH
+        logs += [
+            {**log, "filter": _on_direct_routes(False)},
+            {**direct, "filter": _on_direct_routes(True)},
+        ]
+    hcm["access_log"] = logs
+
+
 def _hcm(config: Config) -> Config:
     for listener in config["static_resources"]["listeners"]:
         for chain in listener["filter_chains"]:
@@ -85,6 +121,7 @@ def direct_listener(rendered: str, directory: Path) -> str:
     filters = hcm["http_filters"]
     at = next(i for i, f in enumerate(filters) if f["name"] == _TRANSCODER)
     filters.insert(at, body_filter())
+    _logs_direct_calls_as_sent(hcm)
     route_config = hcm.pop("route_config")
     # Both headers mutations name x-saxgw-* headers of the gateways; on a direct route the
     # route's own removals (the stack token) must come after the virtual host's additions.

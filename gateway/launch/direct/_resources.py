@@ -15,10 +15,15 @@ from gateway.common.listen import host_and_port
 from gateway.common.stacktoken import STACK_TOKEN_HEADER
 from gateway.edge import IDENTITY_HEADER, EdgeConfig
 from gateway.launch.direct._files import Config
-from gateway.launch.direct._listener import HTTP_PATH, NAMESPACE, OBJECT_FIELDS, TIMEOUT, without
+from gateway.launch.direct._listener import (
+    GATEWAY_PATH,
+    HTTP_PATH,
+    NAMESPACE,
+    OBJECT_FIELDS,
+    TIMEOUT,
+    without,
+)
 
-#: The gRPC path ``POST /generate`` becomes in the transcoder, which the routes match.
-GATEWAY_PATH = "/saxgateway.v1.SaxGateway/Generate"
 #: Sax's method: our GenerateRequest and GenerateResponse number model/query/texts as Sax's
 #: GenerateRequest (model_key, text) and GenerateResponse do (proto/saxml/protobuf/lm.proto).
 SAX_PATH = "/sax.server.lm.LMService/Generate"

@@ -271,6 +271,8 @@ def banner(args: argparse.Namespace, stack: Stack) -> list[str]:
         lines.append(f"{admin:<27}127.0.0.1:{args.admin_port}")
         lines += [f"Sax model server           127.0.0.1:{p}" for p in args.model_server_ports]
     lines.append(f"SAX_ROOT                   {args.sax_root}")
+    if stack.envoy.direct_dir:  # docs/config.md#direct: what goes direct, and what does not
+        lines.append("direct mode                POST /generate straight to model servers")
     lines.append("Ready. Try:")
     if note:
         lines.append(note)

@@ -4,6 +4,7 @@ its stop signals."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -54,6 +55,15 @@ def test_the_banner_of_a_plaintext_listener_has_no_tls_flags() -> None:
             "  curl -s http://127.0.0.1:61688/listcells",
             "  .venv/bin/saxgw --gateway 127.0.0.1:61688 ls",
         ]
+
+
+def test_the_banner_says_when_direct_mode_is_on() -> None:
+    with _stack(None) as stack:
+        assert not any(line.startswith("direct mode") for line in banner(ARGS, stack))
+        stack.envoy = dataclasses.replace(stack.envoy, direct_dir="/d")
+        assert "direct mode                POST /generate straight to model servers" in banner(
+            ARGS, stack
+        )
 
 
 @pytest.mark.parametrize("mtls", [False, True])

@@ -34,7 +34,10 @@ def without(field: str) -> str:
 
 
 def _value(key: str) -> Config:
-    """The body's ``key``, as it is, when it holds a string, a number or a bool."""
+    """The body's ``key``, as it is, when it holds a string, a number or a bool; a string of
+    more than 8,192 bytes is not read (Envoy 1.40's limit): a longer prompt has no ``query``
+    in the metadata, so it goes to a gateway, as does any prompt the gateway would refuse as
+    too long (lim.MAX_TEXT_CHARS is far above)."""
     return {
         "selectors": [{"key": key}],
         "on_present": {"metadata_namespace": NAMESPACE, "key": key},

@@ -192,14 +192,15 @@ def route(model_id: str, catch_all: Config, edge: EdgeConfig, deadline: float) -
         "timeout": f"{deadline + 1:g}s",
         "priority": "HIGH",
         "retry_policy": {
-            # As the gateway's client (client/_failover.py): another replica when one is down,
-            # overloaded, stopping (CANCELLED), or without the model loaded (NOT_FOUND: one
-            # restarted on its address, which the admin has not yet given the model again).
-            # Envoy's gRPC conditions have no NOT_FOUND: a replica's error comes before any
-            # message, so its grpc-status is a response header (trailers-only), which
-            # retriable-headers reads.
+            # As the gateway's client (client/_failover.py): another replica when one is down
+            # (its connection reset, even with the call sent: grpc's UNAVAILABLE, which the
+            # client retries), overloaded, stopping (CANCELLED), or without the model loaded
+            # (NOT_FOUND: one started again on its address, which the admin has not yet given
+            # the model). Envoy's gRPC conditions have no NOT_FOUND: a replica's error comes
+            # before any message, so its grpc-status is a response header (trailers-only),
+            # which retriable-headers reads.
             "retry_on": (
-                "connect-failure,refused-stream,reset-before-request,unavailable,"
+                "connect-failure,refused-stream,reset,unavailable,"
                 "resource-exhausted,cancelled,retriable-headers"
             ),
             "retriable_headers": [{"name": "grpc-status", "string_match": {"exact": "5"}}],

@@ -260,8 +260,7 @@ async def _watch(
                 server_id, seqno, hold_until = "", 0, 0.0  # ask for the full set, and apply it
             # Nothing changed within one poll. An admin that answers DEADLINE_EXCEEDED at once
             # (its own limit is shorter) must not turn this into a busy loop.
-            if now() - started < 1.0:
-                await asyncio.sleep(1.0)
+            await _paced(started)
             continue
         except SaxError as error:
             if error.code not in _WATCH_RETRY_CODES:
@@ -313,11 +312,25 @@ async def _watch(
                 current.discard(mutation.deletion)
         seqno = result.next_seqno
         if not current and table.addresses and now() < hold_until:
+            await _paced(started)
             continue  # the model servers have not re-joined the restarted admin yet
         hold_until = 0.0
         if not table.known or current != set(table.addresses):
             table.set_addresses(current)
             on_change(table)
+        else:
+            await _paced(started)
+
+
+async def _paced(started: float) -> None:
+    """After a poll (begun at ``started``) whose answer changed nothing: the next one begins
+    a second after it at the soonest. An admin holds a poll until its set changes, but one
+    that answers at once whatever the seqno (a proxy before it, a buggy admin) was polled
+    again at once, hundreds of times a second for each model, each gateway burning half a
+    core and the admin as much; a change is still seen within a second."""
+    left = started + 1.0 - now()
+    if left > 0:
+        await asyncio.sleep(left)
 
 
 def _answered(table: AddressTable, watches: CellWatches) -> None:

@@ -29,7 +29,7 @@ from gateway.client._failover import (
     stream_error,
 )
 from gateway.client._hung import HangWatch
-from gateway.client._locations import AddressTable, CellWatches, StaticTable, watch
+from gateway.client._locations import AddressTable, CellWatches, StaticTable, naming_list, watch
 from gateway.client._observer import NO_ATTEMPT, Observer, observed
 from gateway.client._requested import RequestedReplicas
 from gateway.client._types import ClientSettings
@@ -416,6 +416,11 @@ class Router:
                 f"no replica of {table.model_id} can be reached: {unreachable.message}",
             )
         if not table.known or not table.addresses:
+            if table.known and table.undialable:
+                raise UnavailableError(
+                    f"no replica of {table.model_id} can be reached: the admin of its cell "
+                    f"names only {naming_list(table.undialable)} for it, not HOST:PORT"
+                )
             if table.known and self._fail_fast:
                 raise retry.last or UnavailableError(f"no replica of {table.model_id} is serving")
             if table.known and self._fail_unrequested:

@@ -8,15 +8,17 @@ in the embedded cell's own `WatchableSet`, whose log rules are upstream's."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
 from saxml.protobuf import admin_pb2, admin_pb2_grpc
 
 from gateway.cell.admin.watchable import WatchableSet
-from gateway.client import Client, ClientSettings
+from gateway.client import CallOptions, Client, ClientSettings, UnavailableError
 from gateway.common.rpc import Context
 from tests.integration._cell_fixtures import stand_in_admin
 
@@ -132,3 +134,32 @@ async def test_an_admin_that_answers_every_poll_at_once_is_polled_once_a_second(
         await asyncio.sleep(1.5)
         await watch.aclose()
     assert 2 <= admin.polls <= 4
+
+
+async def test_addresses_that_are_not_host_port_are_never_dialled(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # grpc dials what it is given: 127.0.0.1:99999 went to port 34463 (modulo 65536), a
+    # server of someone else's; "127.0.0.1" to port 443; "" failed each call UNKNOWN 'Failed
+    # to create channel', a 500; a model with nothing else waited for its deadline.
+    odd = ["", "127.0.0.1:99999", "127.0.0.1", "unix:/run/x.sock", "10.0.0.2:1 "]
+    admin = _HastyAdmin(lm=[*odd, "10.0.0.1:1"], odd=odd)  # type: ignore[abstract]
+    async with (
+        stand_in_admin(admin, str(tmp_path), CELL),
+        Client(ClientSettings(sax_root=str(tmp_path), admin_timeout=5)) as client,
+    ):
+        watch = client.watch_addresses(MODEL)
+        assert await anext(watch) == ["10.0.0.1:1"]
+        await watch.aclose()
+        with pytest.raises(UnavailableError) as failed:
+            await client.lm_generate(f"{CELL}/odd", "x", CallOptions(timeout=5))
+    assert failed.value.message == (
+        f"no replica of {CELL}/odd can be reached: the admin of its cell names only '', "
+        "'10.0.0.2:1 ', '127.0.0.1' and 2 more for it, not HOST:PORT"
+    )
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        f"the admin names '', '10.0.0.2:1 ', '127.0.0.1' and 2 more for {model}, not HOST:PORT; "
+        "calls do not go there"
+        for model in (MODEL, f"{CELL}/odd")
+    ]

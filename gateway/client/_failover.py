@@ -24,6 +24,7 @@ import grpc
 
 from gateway.client._admin import backoff_delays
 from gateway.client._locations import AddressTable
+from gateway.client._serializing import Unparsed
 from gateway.common.deadline import now
 from gateway.common.errors import (
     GRPC_DEADLINE,
@@ -194,6 +195,19 @@ def closed_under(address: str) -> grpc.aio.AioRpcError:
         grpc.aio.Metadata(),
         grpc.aio.Metadata(),
         details=f"the connection to {address} was closed under the call",
+    )
+
+
+def unparsed(model_id: str, address: str, reply: Unparsed) -> grpc.aio.AioRpcError:
+    """A reply that did not parse (`_serializing`), as the failed attempt it is: the model
+    server's fault, INTERNAL as grpc reports a reply it cannot read, and not retried (its
+    other replicas run the same server)."""
+    return grpc.aio.AioRpcError(
+        grpc.StatusCode.INTERNAL,
+        grpc.aio.Metadata(),
+        grpc.aio.Metadata(),
+        details=f"the model server of {model_id} at {address} answered with a reply that does "
+        f"not parse: {reply.why}",
     )
 
 

@@ -27,11 +27,13 @@ from gateway.client._failover import (
     closed_under,
     failed,
     stream_error,
+    unparsed,
 )
 from gateway.client._hung import HangWatch
 from gateway.client._locations import AddressTable, CellWatches, StaticTable, naming_list, watch
 from gateway.client._observer import NO_ATTEMPT, Observer, observed
 from gateway.client._requested import RequestedReplicas
+from gateway.client._serializing import Unparsed
 from gateway.client._types import ClientSettings
 from gateway.common.deadline import Deadline, now
 from gateway.common.errors import (
@@ -277,6 +279,8 @@ class Router:
                     self._in_flight.add(call)
                     response = await observed(attempt, call)
                 backend.answers += 1
+                if isinstance(response, Unparsed):
+                    raise unparsed(model_id, address, response)
                 return response
             except grpc.aio.AioRpcError as exc:
                 retry = self._failed(retry, table, address, exc)
@@ -322,6 +326,8 @@ class Router:
                 try:
                     response = await call.read()
                     backend.answers += 1
+                    if isinstance(response, Unparsed):
+                        raise unparsed(model_id, address, response)
                     break
                 except grpc.aio.AioRpcError as exc:
                     attempt.end(exc.code(), exc.trailing_metadata())
@@ -346,6 +352,8 @@ class Router:
                     # object, so `is not EOF` cannot narrow it to the response type.
                     yield convert(response)  # type: ignore[arg-type]
                     response = await call.read()
+                    if isinstance(response, Unparsed):
+                        raise unparsed(model_id, address, response)
                 if attempt is not NO_ATTEMPT:
                     code, trailing = grpc.StatusCode.OK, await call.trailing_metadata()
             except grpc.aio.AioRpcError as exc:

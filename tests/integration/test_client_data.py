@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
 
+import grpc
 import pytest
 from saxml.protobuf import lm_pb2
 
@@ -14,6 +18,7 @@ from gateway.client import (
     Client,
     ClientSettings,
     DeadlineExceededError,
+    InternalError,
     InvalidArgumentError,
     NotFoundError,
     StreamItem,
@@ -21,6 +26,7 @@ from gateway.client import (
 )
 from gateway.client._channels import Backend, close_channel
 from tests._approx import approx
+from tests.integration._cell_fixtures import stand_in_server
 from tests.integration._client_fixtures import (
     CELL,
     TEST_AUDIO,
@@ -279,6 +285,53 @@ async def test_waiting_for_a_replica_respects_the_deadline(client: Client) -> No
     await client.publish(model_id, "sax_gateway.testing.TestLM", "None", 0)
     with pytest.raises(DeadlineExceededError):
         await client.lm_generate(model_id, "x", CallOptions(timeout=0.3))
+
+
+class _NotUtf8(grpc.GenericRpcHandler):
+    """A model server whose replies do not parse: Generate's text, and GenerateStream's second
+    message's, are not UTF-8 (a proto3 string must be)."""
+
+    _TEXT = b"\n\x06\n\x04caf\xc3"  # GenerateResponse{texts: [{text: b"caf\xc3"}]}
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[bytes, bytes] | None:
+        async def generate(request: bytes, context: object) -> bytes:
+            return self._TEXT
+
+        async def stream(request: bytes, context: object) -> AsyncIterator[bytes]:
+            yield b"\n\x04\n\x02ok"  # GenerateStreamResponse{items: [{text: "ok"}]}
+            yield self._TEXT
+
+        if handler_call_details.method.endswith("/GenerateStream"):
+            return grpc.unary_stream_rpc_method_handler(stream)
+        return grpc.unary_unary_rpc_method_handler(generate)
+
+
+async def test_a_reply_that_does_not_parse_fails_internal_naming_the_model_server(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # grpc.aio logged 'Exception deserializing message!' with a traceback and returned None,
+    # on which the gateway failed AttributeError: a second traceback, and a 500 'internal
+    # error in sax-gateway' that blamed the gateway for its model server's reply.
+    async with stand_in_server(lambda s: s.add_generic_rpc_handlers((_NotUtf8(),))) as address:
+        settings = ClientSettings(sax_root=str(tmp_path), proxy_addr=address)
+        async with Client(settings) as client:
+            with pytest.raises(InternalError) as unary:
+                await client.lm_generate(f"{CELL}/lm", "hi", T)
+            with pytest.raises(InternalError) as stream:
+                async for item in client.lm_generate_stream(f"{CELL}/lm", "hi", T):
+                    assert item == [StreamItem(text="ok", prefix_len=0, scores=[])]
+    why = f"the model server of {CELL}/lm at {address} answered with a reply that does not parse"
+    assert unary.value.message == (
+        f"{why}: Error parsing message with type 'sax.server.lm.GenerateResponse': String field "
+        "had bad UTF-8"
+    )
+    assert stream.value.message == (
+        f"{why}: Error parsing message with type 'sax.server.lm.GenerateStreamResponse': "
+        "String field had bad UTF-8"
+    )
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 async def test_proxy_addr_sends_data_calls_to_one_address(

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 import grpc
 
-from gateway.client._admin import backoff_delays
+from gateway.client._admin import NO_SUCH_SERVICE, backoff_delays
 from gateway.client._locations import AddressTable
 from gateway.client._serializing import Unparsed
 from gateway.common.deadline import now
@@ -32,6 +32,7 @@ from gateway.common.errors import (
     ResourceExhaustedError,
     SaxError,
     UnavailableError,
+    UnimplementedError,
     from_grpc_error,
 )
 
@@ -73,7 +74,16 @@ class Retry:
     def failed(self, table: AddressTable, address: str, exc: grpc.aio.AioRpcError) -> None:
         """Records a failed attempt; raises the error if another replica cannot help."""
         error = call_error(table.model_id, exc)
-        if error.code not in _SERVER_RETRY_CODES or _too_large(error):
+        if _unserved(exc):
+            # grpc's own words for a server without the method: the admin names for the model
+            # a server that is no Sax model server (its own address, another program's), or
+            # one of a Sax without the method. Another replica may serve it; passed on alone,
+            # it read as the gateway's own 501, naming nothing.
+            error = UnimplementedError(
+                f"the model server of {table.model_id} at {address} does not serve this call "
+                f"({error.message}): it is no Sax model server, or one of a Sax without it"
+            )
+        elif error.code not in _SERVER_RETRY_CODES or _too_large(error):
             raise error from exc
         error.__cause__ = exc
         if error.code in _DOWN_CODES:
@@ -84,6 +94,10 @@ class Retry:
         _log.debug("%s on %s: %s", table.model_id, address, error)
         self.tried.append(address)
         self.last, self.last_address = error, address
+
+    def hopeless(self) -> bool:
+        """Whether a new round cannot help: this one ended on a replica without the method."""
+        return self.last is not None and self.last.code == grpc.StatusCode.UNIMPLEMENTED
 
     def next_round(self) -> None:
         """Every replica may be tried again (after a backoff, or with a new table)."""
@@ -209,6 +223,10 @@ def unparsed(model_id: str, address: str, reply: Unparsed) -> grpc.aio.AioRpcErr
         details=f"the model server of {model_id} at {address} answered with a reply that does "
         f"not parse: {reply.why}",
     )
+
+
+def _unserved(exc: grpc.aio.AioRpcError) -> bool:
+    return exc.code() == grpc.StatusCode.UNIMPLEMENTED and exc.details() in NO_SUCH_SERVICE
 
 
 def _too_large(error: SaxError) -> bool:

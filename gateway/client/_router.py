@@ -445,6 +445,7 @@ class Router:
             delay = next(retry.delays)
             if (
                 self._fail_fast
+                or retry.hopeless()
                 or not deadline.allows(delay)
                 or retry.overload_ended(delay, self._overloaded_after)
             ):

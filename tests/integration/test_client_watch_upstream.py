@@ -15,12 +15,18 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from saxml.protobuf import admin_pb2, admin_pb2_grpc
+from saxml.protobuf import admin_pb2, admin_pb2_grpc, lm_pb2, lm_pb2_grpc
 
 from gateway.cell.admin.watchable import WatchableSet
-from gateway.client import CallOptions, Client, ClientSettings, UnavailableError
+from gateway.client import (
+    CallOptions,
+    Client,
+    ClientSettings,
+    UnavailableError,
+    UnimplementedError,
+)
 from gateway.common.rpc import Context
-from tests.integration._cell_fixtures import stand_in_admin
+from tests.integration._cell_fixtures import stand_in_admin, stand_in_server
 
 CELL = "/sax/up"
 MODEL = f"{CELL}/lm"
@@ -163,3 +169,32 @@ async def test_addresses_that_are_not_host_port_are_never_dialled(
         "calls do not go there"
         for model in (MODEL, f"{CELL}/odd")
     ]
+
+
+class _Echo(lm_pb2_grpc.LMServiceServicer):
+    async def Generate(
+        self, request: lm_pb2.GenerateRequest, context: Context
+    ) -> lm_pb2.GenerateResponse:
+        return lm_pb2.GenerateResponse(texts=[lm_pb2.DecodedText(text=request.text)])
+
+
+async def test_a_replica_without_the_method_is_failed_over_then_named(tmp_path: Path) -> None:
+    # An admin naming its own address for a model (or another program's, or a model server of
+    # a Sax without the method): grpc's UNIMPLEMENTED 'Method not found!' failed every other
+    # call of the model, a 501 naming nothing, where its other replica served them.
+    admin = _HastyAdmin()  # type: ignore[abstract]
+    echo = _Echo()  # type: ignore[abstract]
+    async with (
+        stand_in_admin(admin, str(tmp_path), CELL) as own,
+        stand_in_server(lambda s: lm_pb2_grpc.add_LMServiceServicer_to_server(echo, s)) as ok,
+        Client(ClientSettings(sax_root=str(tmp_path), admin_timeout=5)) as client,
+    ):
+        admin.sets.update(lm=[own, ok], own=[own])
+        for _ in range(4):
+            assert await client.lm_generate(MODEL, "x", CallOptions(timeout=5)) == [("x", 0.0)]
+        with pytest.raises(UnimplementedError) as failed:
+            await client.lm_generate(f"{CELL}/own", "x", CallOptions(timeout=5))
+    assert failed.value.message == (
+        f"the model server of {CELL}/own at {own} does not serve this call (Method not "
+        "found!): it is no Sax model server, or one of a Sax without it"
+    )

@@ -287,9 +287,10 @@ async def test_waiting_for_a_replica_respects_the_deadline(client: Client) -> No
         await client.lm_generate(model_id, "x", CallOptions(timeout=0.3))
 
 
-class _NotUtf8(grpc.GenericRpcHandler):
-    """A model server whose replies do not parse: Generate's text, and GenerateStream's second
-    message's, are not UTF-8 (a proto3 string must be)."""
+class _Wrong(grpc.GenericRpcHandler):
+    """A model server whose replies are wrong: Generate's text, and GenerateStream's second
+    message's, are not UTF-8 (a proto3 string must be), so they do not parse; Score answers
+    three log-probabilities whatever it is sent."""
 
     _TEXT = b"\n\x06\n\x04caf\xc3"  # GenerateResponse{texts: [{text: b"caf\xc3"}]}
 
@@ -303,18 +304,22 @@ class _NotUtf8(grpc.GenericRpcHandler):
             yield b"\n\x04\n\x02ok"  # GenerateStreamResponse{items: [{text: "ok"}]}
             yield self._TEXT
 
-        if handler_call_details.method.endswith("/GenerateStream"):
+        async def score(request: bytes, context: object) -> bytes:
+            return lm_pb2.ScoreResponse(logp=[-1.0, -2.0, -3.0]).SerializeToString()
+
+        method = handler_call_details.method.rpartition("/")[2]
+        if method == "GenerateStream":
             return grpc.unary_stream_rpc_method_handler(stream)
-        return grpc.unary_unary_rpc_method_handler(generate)
+        return grpc.unary_unary_rpc_method_handler(score if method == "Score" else generate)
 
 
-async def test_a_reply_that_does_not_parse_fails_internal_naming_the_model_server(
+async def test_a_reply_that_does_not_parse_or_does_not_fit_the_request_fails_internal(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # grpc.aio logged 'Exception deserializing message!' with a traceback and returned None,
     # on which the gateway failed AttributeError: a second traceback, and a 500 'internal
     # error in sax-gateway' that blamed the gateway for its model server's reply.
-    async with stand_in_server(lambda s: s.add_generic_rpc_handlers((_NotUtf8(),))) as address:
+    async with stand_in_server(lambda s: s.add_generic_rpc_handlers((_Wrong(),))) as address:
         settings = ClientSettings(sax_root=str(tmp_path), proxy_addr=address)
         async with Client(settings) as client:
             with pytest.raises(InternalError) as unary:
@@ -322,6 +327,9 @@ async def test_a_reply_that_does_not_parse_fails_internal_naming_the_model_serve
             with pytest.raises(InternalError) as stream:
                 async for item in client.lm_generate_stream(f"{CELL}/lm", "hi", T):
                     assert item == [StreamItem(text="ok", prefix_len=0, scores=[])]
+            # Passed on, a caller pairing them with its suffixes paired them wrong.
+            with pytest.raises(InternalError) as score:
+                await client.lm_score(f"{CELL}/lm", "a", ["b"], T)
     why = f"the model server of {CELL}/lm at {address} answered with a reply that does not parse"
     assert unary.value.message == (
         f"{why}: Error parsing message with type 'sax.server.lm.GenerateResponse': String field "
@@ -331,6 +339,7 @@ async def test_a_reply_that_does_not_parse_fails_internal_naming_the_model_serve
         f"{why}: Error parsing message with type 'sax.server.lm.GenerateStreamResponse': "
         "String field had bad UTF-8"
     )
+    assert score.value.message == f"{CELL}/lm answered 3 log-probabilities for 1 suffix(es)"
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Iterator
 
 import grpc
@@ -29,6 +30,7 @@ from gateway.common.deadline import now
 from gateway.common.errors import (
     GRPC_DEADLINE,
     DeadlineExceededError,
+    InvalidArgumentError,
     ResourceExhaustedError,
     SaxError,
     UnavailableError,
@@ -154,6 +156,14 @@ def call_error(model_id: str, exc: grpc.RpcError) -> SaxError:
     error = from_grpc_error(exc)
     if error.code == grpc.StatusCode.DEADLINE_EXCEEDED and error.message == GRPC_DEADLINE:
         return DeadlineExceededError(f"call to {model_id} exceeded its deadline")
+    if (over := _RECEIVED_TOO_LARGE.search(error.message)) is not None:
+        # Over `ClientSettings.max_reply_bytes`, a gateway's message limit: RESOURCE_EXHAUSTED
+        # to grpc, a 429 that clients retry, to fail alike. Said as the gateway says a reply
+        # it cannot send (service/_errors.py's check_reply): the same reply, refused sooner.
+        return InvalidArgumentError(
+            f"the reply would be {over[1]} bytes, over this gateway's limit of {over[2]} bytes: "
+            "ask the model for less (fewer or shorter samples, fewer or smaller outputs)"
+        )
     if error.code == grpc.StatusCode.CANCELLED:
         return UnavailableError(
             f"a model server of {model_id} cancelled the call (it may be shutting down): "
@@ -176,6 +186,9 @@ def stream_error(model_id: str, address: str, exc: grpc.RpcError) -> SaxError:
         )
     return error
 
+
+#: How grpc words a reply over the channel's receive limit.
+_RECEIVED_TOO_LARGE = re.compile(r"Received message larger than max \((\d+) vs\. (\d+)\)")
 
 #: How grpc words a stream that the connection under it cut.
 _REMOVED = "Stream removed ("

@@ -98,7 +98,7 @@ class Router:
         self._tables: dict[str, AddressTable] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._watches: dict[naming.CellId, CellWatches] = {}  # of each cell's models
-        self._pool = ChannelPool()
+        self._pool = ChannelPool(settings.max_reply_bytes)
         self._hang_watch = HangWatch(self._pool)
         self._requested = RequestedReplicas(admin_for)
         self._closed = False

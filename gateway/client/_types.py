@@ -54,6 +54,12 @@ class ClientSettings:
     someone to ask for replicas. A gateway's client has it set (`GatewayServer`): its callers
     (HTTP, the OpenAI SDKs) cannot tell that wait from a slow model, and waited a minute for a
     504, three with the SDKs' retries."""
+    max_reply_bytes: int | None = None
+    """The largest reply a model server may send (None: any, as upstream's client takes); a
+    larger one fails the call INVALID_ARGUMENT as grpc refuses to read it. A gateway's client
+    has its message limit (`GatewayServer`): a reply over it cannot be passed on, and was read,
+    parsed and copied all the same, seconds of a gateway's event loop for 200 MB, while every
+    other call waited."""
     proxy_addr: str | None = None
     """Send every data call to this address instead of the model's servers (upstream's
     ``Options.proxy_addr``); no admin is consulted for data calls then."""

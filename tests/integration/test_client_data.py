@@ -307,10 +307,14 @@ class _Wrong(grpc.GenericRpcHandler):
         async def score(request: bytes, context: object) -> bytes:
             return lm_pb2.ScoreResponse(logp=[-1.0, -2.0, -3.0]).SerializeToString()
 
+        async def embed(request: bytes, context: object) -> bytes:
+            return lm_pb2.EmbedResponse(embedding=[0.5] * 2000).SerializeToString()
+
         method = handler_call_details.method.rpartition("/")[2]
         if method == "GenerateStream":
             return grpc.unary_stream_rpc_method_handler(stream)
-        return grpc.unary_unary_rpc_method_handler(score if method == "Score" else generate)
+        answer = {"Score": score, "Embed": embed}.get(method, generate)
+        return grpc.unary_unary_rpc_method_handler(answer)
 
 
 async def test_a_reply_that_does_not_parse_or_does_not_fit_the_request_fails_internal(
@@ -330,6 +334,14 @@ async def test_a_reply_that_does_not_parse_or_does_not_fit_the_request_fails_int
             # Passed on, a caller pairing them with its suffixes paired them wrong.
             with pytest.raises(InternalError) as score:
                 await client.lm_score(f"{CELL}/lm", "a", ["b"], T)
+        # A reply over a gateway's message limit (`max_reply_bytes`) cannot be passed on: it
+        # was read, parsed and copied all the same (200 MB: 10 s, other calls stalled 5 s,
+        # three at once the watchdog's SIGKILL), then refused; now it is refused unread.
+        limited = ClientSettings(sax_root=str(tmp_path), proxy_addr=address, max_reply_bytes=9999)
+        async with Client(limited) as client:
+            assert await client.lm_score(f"{CELL}/lm", "a", ["b", "c", "d"], T) == [-1, -2, -3]
+            with pytest.raises(InvalidArgumentError) as embed:
+                await client.lm_embed(f"{CELL}/lm", "a", T)
     why = f"the model server of {CELL}/lm at {address} answered with a reply that does not parse"
     assert unary.value.message == (
         f"{why}: Error parsing message with type 'sax.server.lm.GenerateResponse': String field "
@@ -340,6 +352,10 @@ async def test_a_reply_that_does_not_parse_or_does_not_fit_the_request_fails_int
         "String field had bad UTF-8"
     )
     assert score.value.message == f"{CELL}/lm answered 3 log-probabilities for 1 suffix(es)"
+    assert embed.value.message == (
+        "the reply would be 16003 bytes, over this gateway's limit of 9999 bytes: ask the model "
+        "for less (fewer or shorter samples, fewer or smaller outputs)"
+    )
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 

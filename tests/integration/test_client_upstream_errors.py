@@ -127,3 +127,13 @@ async def test_a_listing_with_another_cells_model_is_this_cells_without_it(
     servicer.listed = [f"{CELL}/ours", "/sax/elsewhere/theirs", f"{CELL}/also"]
     assert [m.model_id for m in await client.list_all(CELL)] == [f"{CELL}/also", f"{CELL}/ours"]
     assert servicer.calls == ["List"]
+
+
+async def test_a_model_listed_twice_is_listed_once(
+    upstream: tuple[Client, UpstreamStyleAdmin],
+) -> None:
+    # An admin whose state holds a model twice (hand-edited, or two admins' saves merged)
+    # lists both: /listall, `GET /v1/models` and `saxgw ls` named the model twice.
+    client, servicer = upstream
+    servicer.listed = [f"{CELL}/twice", f"{CELL}/once", f"{CELL}/twice"]
+    assert [m.model_id for m in await client.list_all(CELL)] == [f"{CELL}/once", f"{CELL}/twice"]

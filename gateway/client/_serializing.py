@@ -77,27 +77,24 @@ class _SerializingChannel:
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self._channel = channel
 
-    def unary_unary(
-        self,
-        method: str,
-        request_serializer: _Serializer,
-        response_deserializer: _Deserializer,
-        **kwargs: Any,
-    ) -> _Serialized:
-        parse = _parsing(response_deserializer)
-        call = self._channel.unary_unary(method, response_deserializer=parse, **kwargs)
-        return _Serialized(call, request_serializer)
+    def unary_unary(self, method: str, **options: Any) -> _Serialized:
+        return _wrapped(self._channel.unary_unary, method, **options)
 
-    def unary_stream(
-        self,
-        method: str,
-        request_serializer: _Serializer,
-        response_deserializer: _Deserializer,
-        **kwargs: Any,
-    ) -> _Serialized:
-        parse = _parsing(response_deserializer)
-        call = self._channel.unary_stream(method, response_deserializer=parse, **kwargs)
-        return _Serialized(call, request_serializer)
+    def unary_stream(self, method: str, **options: Any) -> _Serialized:
+        return _wrapped(self._channel.unary_stream, method, **options)
+
+
+def _wrapped(
+    make: Callable[..., Any],
+    method: str,
+    *,
+    request_serializer: _Serializer,
+    response_deserializer: _Deserializer,
+    **options: Any,
+) -> _Serialized:
+    """``make``'s multicallable for ``method``, serializing and parsing as described above."""
+    call = make(method, response_deserializer=_parsing(response_deserializer), **options)
+    return _Serialized(call, request_serializer)
 
 
 def serializing(channel: grpc.aio.Channel) -> grpc.aio.Channel:

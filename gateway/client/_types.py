@@ -9,6 +9,7 @@ from typing import Any
 
 from saxml.protobuf import admin_pb2, common_pb2
 
+from gateway import naming
 from gateway.common.deadline import Deadline
 
 # One shared read-only empty mapping serves as every default: no per-call dicts.
@@ -110,7 +111,8 @@ class ModelDetail:
     max_replicas: int
     """Requested number of replicas."""
     active_replicas: int
-    """Servers serving it now (``len(addresses)``)."""
+    """Servers serving it now: its distinct ``addresses`` that are ``HOST:PORT`` (an admin
+    may name others, or one twice; calls never reach them, `naming.is_server_address`)."""
     overrides: dict[str, str]
     addresses: list[str]
     method_names: list[str]
@@ -126,7 +128,7 @@ class ModelDetail:
             model_path=model.model_path,
             checkpoint=model.checkpoint_path,
             max_replicas=model.requested_num_replicas,
-            active_replicas=len(addresses),
+            active_replicas=len({a for a in addresses if naming.is_server_address(a)}),
             overrides=dict(model.overrides),
             addresses=addresses,
             method_names=list(model.method_names),

@@ -27,8 +27,9 @@ _VALID_NAME = re.compile(r"[a-z]+[a-z0-9\-_]*")
 _MODEL_PATH = re.compile(r"[a-zA-Z]+[a-zA-Z0-9_.-]*")
 # re.ASCII: upstream's \d and \w are Go RE2's, which match ASCII only.
 _CHECKPOINT = re.compile(r"(/|\d|\w|_|\.|-|%|:|=|\||\+)+", re.ASCII)
-# A host name as DNS spells one (RFC 1123 labels; an IPv4 address is one too).
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# A host name as DNS spells one (RFC 1123 labels; an IPv4 address is one too), with the
+# underscores that container names have (compose's project_service_1), which DNS resolves.
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?", re.ASCII)
 # Schemes grpc reads a target's "NAME:" as, though a host could be so named.
 _GRPC_SCHEMES = frozenset({"dns", "ipv4", "ipv6", "unix", "unix-abstract", "vsock", "xds"})

@@ -54,7 +54,14 @@ def test_is_valid_name_rejects_others(name: str) -> None:
 
 
 def test_a_server_address_is_host_port_as_grpc_reads_nothing_else_into_it() -> None:
-    good = ["10.0.0.2:10001", "[::1]:1", "ms-0.cell.internal:65535", "localhost:8", "h.:1"]
+    good = [
+        "10.0.0.2:10001",
+        "[::1]:1",
+        "ms-0.cell.internal:65535",
+        "localhost:8",
+        "h.:1",
+        "cell_ms_1:10001",
+    ]
     assert all(naming.is_server_address(a) for a in good)
     # grpc dials each of these somewhere: 443, port 34463, a socket, dns://, or nowhere.
     bad = [

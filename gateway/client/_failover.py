@@ -35,6 +35,7 @@ from gateway.common.errors import (
     SaxError,
     UnavailableError,
     UnimplementedError,
+    asks_for_credentials,
     from_grpc_error,
 )
 
@@ -60,7 +61,15 @@ _DOWN_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
 class Retry:
     """What a failing call has tried so far (this round: since it last backed off)."""
 
-    __slots__ = ("delays", "last", "last_address", "overloaded", "overloaded_since", "tried")
+    __slots__ = (
+        "delays",
+        "final",
+        "last",
+        "last_address",
+        "overloaded",
+        "overloaded_since",
+        "tried",
+    )
 
     def __init__(self) -> None:
         self.tried: list[str] = []
@@ -72,10 +81,13 @@ class Retry:
         """This round's last RESOURCE_EXHAUSTED answer, if a replica gave one."""
         self.overloaded_since = math.inf
         """When a replica first answered RESOURCE_EXHAUSTED (``now()``'s clock)."""
+        self.final = False
+        """Whether ``last`` is a failure no later round mends (`hopeless`)."""
 
     def failed(self, table: AddressTable, address: str, exc: grpc.aio.AioRpcError) -> None:
         """Records a failed attempt; raises the error if another replica cannot help."""
         error = call_error(table.model_id, exc)
+        self.final = True  # unless a later round may find the replica mended
         if _unserved(exc):
             # grpc's own words for a server without the method: the admin names for the model
             # a server that is no Sax model server (its own address, another program's), or
@@ -85,8 +97,18 @@ class Retry:
                 f"the model server of {table.model_id} at {address} does not serve this call "
                 f"({error.message}): it is no Sax model server, or one of a Sax without it"
             )
+        elif asks_for_credentials(exc.code(), exc.details() or ""):
+            # An auth proxy before the model server (a mesh's sidecar) refused this client,
+            # which sends no credentials: passed on, its 401 or 403 told the gateway's caller
+            # to mend a key that was fine (saxgw's hint: set SAXGW_API_KEY).
+            error = UnavailableError(
+                f"the model server of {table.model_id} at {address} asks for credentials, "
+                f"which this client does not send ({exc.code().name}: {exc.details()})"
+            )
         elif error.code not in _SERVER_RETRY_CODES or _too_large(error):
             raise error from exc
+        else:
+            self.final = False
         error.__cause__ = exc
         if error.code in _DOWN_CODES:
             table.mark_down(address)
@@ -98,8 +120,9 @@ class Retry:
         self.last, self.last_address = error, address
 
     def hopeless(self) -> bool:
-        """Whether a new round cannot help: this one ended on a replica without the method."""
-        return self.last is not None and self.last.code == grpc.StatusCode.UNIMPLEMENTED
+        """Whether a new round cannot help: this one ended on a replica without the method,
+        or one that asks for credentials."""
+        return self.final
 
     def next_round(self) -> None:
         """Every replica may be tried again (after a backoff, or with a new table)."""

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import grpc
 import pytest
 from saxml.protobuf import admin_pb2, admin_pb2_grpc, lm_pb2, lm_pb2_grpc
 
@@ -26,7 +27,11 @@ from gateway.client import (
     UnimplementedError,
 )
 from gateway.common.rpc import Context
-from tests.integration._cell_fixtures import stand_in_admin, stand_in_server
+from tests.integration._cell_fixtures import (
+    refusing_every_call,
+    stand_in_admin,
+    stand_in_server,
+)
 
 CELL = "/sax/up"
 MODEL = f"{CELL}/lm"
@@ -178,23 +183,34 @@ class _Echo(lm_pb2_grpc.LMServiceServicer):
         return lm_pb2.GenerateResponse(texts=[lm_pb2.DecodedText(text=request.text)])
 
 
-async def test_a_replica_without_the_method_is_failed_over_then_named(tmp_path: Path) -> None:
+async def test_a_replica_without_the_method_or_asking_for_credentials_is_failed_over(
+    tmp_path: Path,
+) -> None:
     # An admin naming its own address for a model (or another program's, or a model server of
     # a Sax without the method): grpc's UNIMPLEMENTED 'Method not found!' failed every other
-    # call of the model, a 501 naming nothing, where its other replica served them.
+    # call of the model, a 501 naming nothing, where its other replica served them. A replica
+    # behind an auth proxy (a mesh's sidecar) refusing the client, which sends no credentials:
+    # its UNAUTHENTICATED was passed on as the caller's own 401 (saxgw: set SAXGW_API_KEY).
     admin = _HastyAdmin()  # type: ignore[abstract]
     echo = _Echo()  # type: ignore[abstract]
     async with (
         stand_in_admin(admin, str(tmp_path), CELL) as own,
         stand_in_server(lambda s: lm_pb2_grpc.add_LMServiceServicer_to_server(echo, s)) as ok,
+        stand_in_server(refusing_every_call(grpc.StatusCode.UNAUTHENTICATED)) as proxied,
         Client(ClientSettings(sax_root=str(tmp_path), admin_timeout=5)) as client,
     ):
-        admin.sets.update(lm=[own, ok], own=[own])
-        for _ in range(4):
+        admin.sets.update(lm=[own, ok, proxied], own=[own], proxied=[proxied])
+        for _ in range(6):
             assert await client.lm_generate(MODEL, "x", CallOptions(timeout=5)) == [("x", 0.0)]
-        with pytest.raises(UnimplementedError) as failed:
+        with pytest.raises(UnimplementedError) as unserved:
             await client.lm_generate(f"{CELL}/own", "x", CallOptions(timeout=5))
-    assert failed.value.message == (
+        with pytest.raises(UnavailableError) as refused:  # at once, not at the deadline
+            await client.lm_generate(f"{CELL}/proxied", "x", CallOptions(timeout=30))
+    assert unserved.value.message == (
         f"the model server of {CELL}/own at {own} does not serve this call (Method not "
         "found!): it is no Sax model server, or one of a Sax without it"
+    )
+    assert refused.value.message == (
+        f"the model server of {CELL}/proxied at {proxied} asks for credentials, which this "
+        "client does not send (UNAUTHENTICATED: no credentials)"
     )

@@ -37,6 +37,7 @@ from gateway.cli._hints import (
     tls_hint,
 )
 from gateway.cli._output import json_text, to_dict
+from gateway.common.logs import printable
 
 _DETAILS_KEY = "grpc-status-details-bin"
 
@@ -68,7 +69,9 @@ def report(exc: grpc.RpcError, args: argparse.Namespace, err: TextIO) -> int:
         if why != message and f"{field}: {why}" not in message
     ]
     lines.append("hint: " + advice)
-    print("\n".join(lines), file=err)
+    # Each line as text: a server's words in it (a model server's error, passed on) may hold
+    # an escape sequence for the terminal, or a line break that writes a line of its making.
+    print("\n".join(map(printable, lines)), file=err)
     return 1
 
 

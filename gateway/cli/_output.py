@@ -20,6 +20,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from gateway.cli._numbers import number, shorten
+from gateway.common.logs import printable
 
 
 def to_json(message: Message, indent: int | None = None, *, out: TextIO | None = None) -> str:
@@ -81,7 +82,9 @@ def floats(values: Iterable[float]) -> str:
 
 
 def _cell(value: object) -> str:
-    return number(value) if isinstance(value, float) else str(value)
+    # What a Sax server names (a model ID, an address, a load error) is shown as text: an
+    # escape sequence in it reached the terminal, a line break made a row of its own.
+    return number(value) if isinstance(value, float) else printable(str(value))
 
 
 def print_stream_json(messages: Iterable[Message], out: TextIO) -> None:

@@ -42,8 +42,9 @@ def is_cell(name: str) -> bool:
 
 
 def _name(model_id: str) -> str:
-    """A model's name within its cell ("lm" of /sax/test/lm), as saxutil's tables show it."""
-    return model_id.rstrip("/").rsplit("/", 1)[-1]
+    """A model's name within its cell ("lm" of /sax/test/lm), as saxutil's tables show it;
+    all of what follows the cell (an admin's state may hold /sax/test/x/../y, not model y)."""
+    return model_id.split("/", 3)[-1]
 
 
 def _render(headers: Sequence[str], rows: Iterable[Sequence[object]], csv: bool) -> str:

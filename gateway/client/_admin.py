@@ -123,7 +123,7 @@ def backoff_delays() -> Iterator[float]:
 # lack a newer one, such as Stats or WaitForReady, and answer it the same way).
 _EVERY_ADMIN_HAS = frozenset({"Publish", "Update", "Unpublish", "List", "WatchLoc"})
 # What grpc answers for a service the server does not have, and for an HTTP server's 404.
-_NO_SUCH_SERVICE = ("Method not found!", "Received http2 header with status: 404")
+NO_SUCH_SERVICE = ("Method not found!", "Received http2 header with status: 404")
 
 
 def _answered(exc: grpc.aio.AioRpcError) -> bool:
@@ -142,7 +142,7 @@ def _never_sent(exc: BaseException | None) -> bool:
 
 def _not_an_admin(exc: grpc.aio.AioRpcError) -> bool:
     """Whether the server at the admin's address answered as a server without sax.Admin."""
-    return exc.code() == grpc.StatusCode.UNIMPLEMENTED and exc.details() in _NO_SUCH_SERVICE
+    return exc.code() == grpc.StatusCode.UNIMPLEMENTED and exc.details() in NO_SUCH_SERVICE
 
 
 class Attempts:

@@ -138,7 +138,7 @@ class Backend:
         "vm",
     )
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, max_reply_bytes: int | None = None) -> None:
         self.address = address
         self.in_flight = 0
         self.answers = 0
@@ -148,9 +148,11 @@ class Backend:
         """When (``now()``) it last held a call and failed to answer a probe; None if it
         answers."""
         self.probing = False
-        self.channel = grpc.aio.insecure_channel(
-            address, options=CHANNEL_OPTIONS + _liveness_options()
-        )
+        options = CHANNEL_OPTIONS + _liveness_options()
+        if max_reply_bytes is not None:
+            limit = ("grpc.max_receive_message_length", max_reply_bytes)
+            options = (*(o for o in options if o[0] != limit[0]), limit)
+        self.channel = grpc.aio.insecure_channel(address, options=options)
         stubs = serializing(self.channel)  # a request grpc cannot serialize fails here
         self.lm = lm_pb2_grpc.LMServiceStub(stubs)
         self.vm = vision_pb2_grpc.VisionServiceStub(stubs)
@@ -162,7 +164,8 @@ class Backend:
 class ChannelPool:
     """Backends keyed by address; created on first use and reused by every call."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_reply_bytes: int | None = None) -> None:
+        self._max_reply_bytes = max_reply_bytes
         self._backends: dict[str, Backend] = {}
         # Channels closing after a grace period, by the task closing them.
         self._closing: dict[asyncio.Task[None], grpc.aio.Channel] = {}
@@ -170,7 +173,7 @@ class ChannelPool:
     def get(self, address: str) -> Backend:
         backend = self._backends.get(address)
         if backend is None:
-            backend = self._backends[address] = Backend(address)
+            backend = self._backends[address] = Backend(address, self._max_reply_bytes)
         return backend
 
     def __len__(self) -> int:

@@ -13,6 +13,7 @@ from saxml.protobuf import multimodal_pb2 as mm
 
 from gateway.client._router import Router, Unary, named
 from gateway.client._types import DEFAULT_CALL_OPTIONS, CallOptions, StreamItem
+from gateway.common.errors import InternalError
 from gateway.common.results import Box
 
 # The data RPCs, typed by the stubs and named for observers.
@@ -99,7 +100,14 @@ class DataCalls:
     ) -> list[float]:
         """Log-probabilities of each suffix after ``prefix``."""
         request = lm_pb2.ScoreRequest(prefix=prefix, suffix=suffixes)
-        return list((await self._unary(model_id, _LM_SCORE, request, options)).logp)
+        logp = list((await self._unary(model_id, _LM_SCORE, request, options)).logp)
+        if len(logp) != len(suffixes):
+            # Passed on, a caller pairing them with its suffixes paired them wrong, or lost
+            # some, from a 200.
+            raise InternalError(
+                f"{model_id} answered {len(logp)} log-probabilities for {len(suffixes)} suffix(es)"
+            )
+        return logp
 
     async def lm_embed(
         self, model_id: str, text: str, options: CallOptions | None = None

@@ -18,19 +18,24 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Iterator
 
 import grpc
 
-from gateway.client._admin import backoff_delays
+from gateway.client._admin import NO_SUCH_SERVICE, backoff_delays
 from gateway.client._locations import AddressTable
+from gateway.client._serializing import Unparsed
 from gateway.common.deadline import now
 from gateway.common.errors import (
     GRPC_DEADLINE,
     DeadlineExceededError,
+    InvalidArgumentError,
     ResourceExhaustedError,
     SaxError,
     UnavailableError,
+    UnimplementedError,
+    asks_for_credentials,
     from_grpc_error,
 )
 
@@ -56,7 +61,15 @@ _DOWN_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
 class Retry:
     """What a failing call has tried so far (this round: since it last backed off)."""
 
-    __slots__ = ("delays", "last", "last_address", "overloaded", "overloaded_since", "tried")
+    __slots__ = (
+        "delays",
+        "final",
+        "last",
+        "last_address",
+        "overloaded",
+        "overloaded_since",
+        "tried",
+    )
 
     def __init__(self) -> None:
         self.tried: list[str] = []
@@ -68,12 +81,34 @@ class Retry:
         """This round's last RESOURCE_EXHAUSTED answer, if a replica gave one."""
         self.overloaded_since = math.inf
         """When a replica first answered RESOURCE_EXHAUSTED (``now()``'s clock)."""
+        self.final = False
+        """Whether ``last`` is a failure no later round mends (`hopeless`)."""
 
     def failed(self, table: AddressTable, address: str, exc: grpc.aio.AioRpcError) -> None:
         """Records a failed attempt; raises the error if another replica cannot help."""
         error = call_error(table.model_id, exc)
-        if error.code not in _SERVER_RETRY_CODES or _too_large(error):
+        self.final = True  # unless a later round may find the replica mended
+        if _unserved(exc):
+            # grpc's own words for a server without the method: the admin names for the model
+            # a server that is no Sax model server (its own address, another program's), or
+            # one of a Sax without the method. Another replica may serve it; passed on alone,
+            # it read as the gateway's own 501, naming nothing.
+            error = UnimplementedError(
+                f"the model server of {table.model_id} at {address} does not serve this call "
+                f"({error.message}): it is no Sax model server, or one of a Sax without it"
+            )
+        elif asks_for_credentials(exc.code(), exc.details() or ""):
+            # An auth proxy before the model server (a mesh's sidecar) refused this client,
+            # which sends no credentials: passed on, its 401 or 403 told the gateway's caller
+            # to mend a key that was fine (saxgw's hint: set SAXGW_API_KEY).
+            error = UnavailableError(
+                f"the model server of {table.model_id} at {address} asks for credentials, "
+                f"which this client does not send ({exc.code().name}: {exc.details()})"
+            )
+        elif error.code not in _SERVER_RETRY_CODES or _too_large(error):
             raise error from exc
+        else:
+            self.final = False
         error.__cause__ = exc
         if error.code in _DOWN_CODES:
             table.mark_down(address)
@@ -83,6 +118,11 @@ class Retry:
         _log.debug("%s on %s: %s", table.model_id, address, error)
         self.tried.append(address)
         self.last, self.last_address = error, address
+
+    def hopeless(self) -> bool:
+        """Whether a new round cannot help: this one ended on a replica without the method,
+        or one that asks for credentials."""
+        return self.final
 
     def next_round(self) -> None:
         """Every replica may be tried again (after a backoff, or with a new table)."""
@@ -139,6 +179,14 @@ def call_error(model_id: str, exc: grpc.RpcError) -> SaxError:
     error = from_grpc_error(exc)
     if error.code == grpc.StatusCode.DEADLINE_EXCEEDED and error.message == GRPC_DEADLINE:
         return DeadlineExceededError(f"call to {model_id} exceeded its deadline")
+    if (over := _RECEIVED_TOO_LARGE.search(error.message)) is not None:
+        # Over `ClientSettings.max_reply_bytes`, a gateway's message limit: RESOURCE_EXHAUSTED
+        # to grpc, a 429 that clients retry, to fail alike. Said as the gateway says a reply
+        # it cannot send (service/_errors.py's check_reply): the same reply, refused sooner.
+        return InvalidArgumentError(
+            f"the reply would be {over[1]} bytes, over this gateway's limit of {over[2]} bytes: "
+            "ask the model for less (fewer or shorter samples, fewer or smaller outputs)"
+        )
     if error.code == grpc.StatusCode.CANCELLED:
         return UnavailableError(
             f"a model server of {model_id} cancelled the call (it may be shutting down): "
@@ -161,6 +209,9 @@ def stream_error(model_id: str, address: str, exc: grpc.RpcError) -> SaxError:
         )
     return error
 
+
+#: How grpc words a reply over the channel's receive limit.
+_RECEIVED_TOO_LARGE = re.compile(r"Received message larger than max \((\d+) vs\. (\d+)\)")
 
 #: How grpc words a stream that the connection under it cut.
 _REMOVED = "Stream removed ("
@@ -195,6 +246,23 @@ def closed_under(address: str) -> grpc.aio.AioRpcError:
         grpc.aio.Metadata(),
         details=f"the connection to {address} was closed under the call",
     )
+
+
+def unparsed(model_id: str, address: str, reply: Unparsed) -> grpc.aio.AioRpcError:
+    """A reply that did not parse (`_serializing`), as the failed attempt it is: the model
+    server's fault, INTERNAL as grpc reports a reply it cannot read, and not retried (its
+    other replicas run the same server)."""
+    return grpc.aio.AioRpcError(
+        grpc.StatusCode.INTERNAL,
+        grpc.aio.Metadata(),
+        grpc.aio.Metadata(),
+        details=f"the model server of {model_id} at {address} answered with a reply that does "
+        f"not parse: {reply.why}",
+    )
+
+
+def _unserved(exc: grpc.aio.AioRpcError) -> bool:
+    return exc.code() == grpc.StatusCode.UNIMPLEMENTED and exc.details() in NO_SUCH_SERVICE
 
 
 def _too_large(error: SaxError) -> bool:

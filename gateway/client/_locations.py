@@ -21,10 +21,12 @@ from collections.abc import Callable, Sequence
 import grpc
 from saxml.protobuf import admin_pb2
 
+from gateway import naming
 from gateway.client._admin import RETRY_CODES, WATCH_LOC, CellAdmin
 from gateway.common.deadline import Deadline, now
 from gateway.common.errors import DeadlineExceededError, SaxError
 from gateway.common.failurelog import FailureLog
+from gateway.common.limits import quote
 
 _log = logging.getLogger(__name__)
 
@@ -69,6 +71,8 @@ class AddressTable:
         self.none_requested = ""
         self.none_requested_at = 0.0
         self.requested_read_at = float("-inf")
+        # What the admin last named for the model that is not HOST:PORT: never dialled.
+        self.undialable: tuple[str, ...] = ()
         self.version = 0
         self._preferred: tuple[str, ...] = ()
         self._next = random.randrange(self._num_conn)
@@ -260,8 +264,7 @@ async def _watch(
                 server_id, seqno, hold_until = "", 0, 0.0  # ask for the full set, and apply it
             # Nothing changed within one poll. An admin that answers DEADLINE_EXCEEDED at once
             # (its own limit is shorter) must not turn this into a busy loop.
-            if now() - started < 1.0:
-                await asyncio.sleep(1.0)
+            await _paced(started)
             continue
         except SaxError as error:
             if error.code not in _WATCH_RETRY_CODES:
@@ -312,12 +315,50 @@ async def _watch(
             elif mutation.WhichOneof("kind") == "deletion":
                 current.discard(mutation.deletion)
         seqno = result.next_seqno
+        current = _dialable(table, current)
         if not current and table.addresses and now() < hold_until:
+            await _paced(started)
             continue  # the model servers have not re-joined the restarted admin yet
         hold_until = 0.0
         if not table.known or current != set(table.addresses):
             table.set_addresses(current)
             on_change(table)
+        else:
+            await _paced(started)
+
+
+def _dialable(table: AddressTable, addresses: set[str]) -> set[str]:
+    """Those of ``addresses`` that are ``HOST:PORT``; the rest, named in a WARNING when they
+    change, are kept in ``table.undialable``. grpc dials much else (`is_server_address`):
+    ``127.0.0.1:99999`` reached port 34463, a server of someone else's; ``""`` failed every
+    call UNKNOWN 'Failed to create channel', a 500."""
+    undialable = tuple(sorted(a for a in addresses if not naming.is_server_address(a)))
+    if undialable != table.undialable:
+        table.undialable = undialable
+        if undialable:
+            _log.warning(
+                "the admin names %s for %s, not HOST:PORT; calls do not go there",
+                naming_list(undialable),
+                table.model_id,
+            )
+    return addresses.difference(undialable) if undialable else addresses
+
+
+def naming_list(addresses: Sequence[str]) -> str:
+    """``addresses`` quoted for a message (each cut short, at most three named)."""
+    named = ", ".join(quote(a) for a in addresses[:3])
+    return named if len(addresses) <= 3 else f"{named} and {len(addresses) - 3} more"
+
+
+async def _paced(started: float) -> None:
+    """After a poll (begun at ``started``) whose answer changed nothing: the next one begins
+    a second after it at the soonest. An admin holds a poll until its set changes, but one
+    that answers at once whatever the seqno (a proxy before it, a buggy admin) was polled
+    again at once, hundreds of times a second for each model, each gateway burning half a
+    core and the admin as much; a change is still seen within a second."""
+    left = started + 1.0 - now()
+    if left > 0:
+        await asyncio.sleep(left)
 
 
 def _answered(table: AddressTable, watches: CellWatches) -> None:

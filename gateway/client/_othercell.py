@@ -64,8 +64,13 @@ def in_listing(reply: object, cell: naming.CellId) -> str | None:
 
 
 def of_cell(reply: admin_pb2.ListResponse, cell: naming.CellId) -> list[admin_pb2.PublishedModel]:
-    """The models of ``cell`` that a List ``reply`` of its admin names."""
-    return [m for m in reply.published_models if m.model.model_id.startswith(f"{cell.id}/")]
+    """The models of ``cell`` that a List ``reply`` of its admin names, each once: of a model
+    named twice (a state that holds it twice), the last, which upstream's admin serves."""
+    prefix = f"{cell.id}/"
+    kept = {
+        m.model.model_id: m for m in reply.published_models if m.model.model_id.startswith(prefix)
+    }
+    return list(kept.values())
 
 
 async def in_answer_to_list(

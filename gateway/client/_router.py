@@ -27,11 +27,13 @@ from gateway.client._failover import (
     closed_under,
     failed,
     stream_error,
+    unparsed,
 )
 from gateway.client._hung import HangWatch
-from gateway.client._locations import AddressTable, CellWatches, StaticTable, watch
+from gateway.client._locations import AddressTable, CellWatches, StaticTable, naming_list, watch
 from gateway.client._observer import NO_ATTEMPT, Observer, observed
 from gateway.client._requested import RequestedReplicas
+from gateway.client._serializing import Unparsed
 from gateway.client._types import ClientSettings
 from gateway.common.deadline import Deadline, now
 from gateway.common.errors import (
@@ -96,7 +98,7 @@ class Router:
         self._tables: dict[str, AddressTable] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._watches: dict[naming.CellId, CellWatches] = {}  # of each cell's models
-        self._pool = ChannelPool()
+        self._pool = ChannelPool(settings.max_reply_bytes)
         self._hang_watch = HangWatch(self._pool)
         self._requested = RequestedReplicas(admin_for)
         self._closed = False
@@ -277,6 +279,8 @@ class Router:
                     self._in_flight.add(call)
                     response = await observed(attempt, call)
                 backend.answers += 1
+                if isinstance(response, Unparsed):
+                    raise unparsed(model_id, address, response)
                 return response
             except grpc.aio.AioRpcError as exc:
                 retry = self._failed(retry, table, address, exc)
@@ -322,6 +326,8 @@ class Router:
                 try:
                     response = await call.read()
                     backend.answers += 1
+                    if isinstance(response, Unparsed):
+                        raise unparsed(model_id, address, response)
                     break
                 except grpc.aio.AioRpcError as exc:
                     attempt.end(exc.code(), exc.trailing_metadata())
@@ -346,6 +352,8 @@ class Router:
                     # object, so `is not EOF` cannot narrow it to the response type.
                     yield convert(response)  # type: ignore[arg-type]
                     response = await call.read()
+                    if isinstance(response, Unparsed):
+                        raise unparsed(model_id, address, response)
                 if attempt is not NO_ATTEMPT:
                     code, trailing = grpc.StatusCode.OK, await call.trailing_metadata()
             except grpc.aio.AioRpcError as exc:
@@ -416,6 +424,11 @@ class Router:
                 f"no replica of {table.model_id} can be reached: {unreachable.message}",
             )
         if not table.known or not table.addresses:
+            if table.known and table.undialable:
+                raise UnavailableError(
+                    f"no replica of {table.model_id} can be reached: the admin of its cell "
+                    f"names only {naming_list(table.undialable)} for it, not HOST:PORT"
+                )
             if table.known and self._fail_fast:
                 raise retry.last or UnavailableError(f"no replica of {table.model_id} is serving")
             if table.known and self._fail_unrequested:
@@ -432,6 +445,7 @@ class Router:
             delay = next(retry.delays)
             if (
                 self._fail_fast
+                or retry.hopeless()
                 or not deadline.allows(delay)
                 or retry.overload_ended(delay, self._overloaded_after)
             ):

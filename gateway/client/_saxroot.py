@@ -27,6 +27,7 @@ from gateway.common.errors import (
     storage_failure,
 )
 from gateway.common.failurelog import FailureLog
+from gateway.common.limits import quote
 from gateway.common.storage import Storage, StorageError
 
 _log = logging.getLogger(__name__)
@@ -99,9 +100,16 @@ class CellDir:
                 "its location.proto does not parse (being rewritten, or corrupt: restarting "
                 "the cell's admin server writes it anew)"
             ) from exc
-        _BAD_LOCATION.succeeded(("parsing", url), f"parsing {url}")
         if not address or address == _NO_ADMIN_YET:
+            _BAD_LOCATION.succeeded(("parsing", url), f"parsing {url}")
             raise UnavailableError(f"no admin server has started for {self.cell} yet")
+        if not naming.is_server_address(address):
+            # grpc would dial it all the same (`is_server_address`): another port, a socket.
+            _BAD_LOCATION.failed(("parsing", url), f"{url} names {quote(address)}, not HOST:PORT")
+            raise UnavailableError(
+                f"its location.proto names {quote(address)} for its admin server, not HOST:PORT"
+            )
+        _BAD_LOCATION.succeeded(("parsing", url), f"parsing {url}")
         return address
 
     def _no_cell(self, path: str) -> NotFoundError:

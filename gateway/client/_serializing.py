@@ -10,6 +10,13 @@ until the call's deadline (60 s, an ERROR logged at each attempt), then answered
 the call fails at once: out of memory (upb's EncodeError too), RESOURCE_EXHAUSTED, a 429.
 
     stub = lm_pb2_grpc.LMServiceStub(serializing(channel))
+
+A reply is parsed the same way: one that does not parse (a string that is not UTF-8, a
+truncated field) is an `Unparsed` in its place, which the router turns into the call's
+INTERNAL naming the model server. Left to grpc.aio, it logged ``Exception deserializing
+message!`` with a traceback and handed the stub None, on which the gateway tripped with an
+AttributeError of its own: a second traceback, and a 500 'internal error in sax-gateway' that
+blamed the gateway for its model server's reply.
 """
 
 from __future__ import annotations
@@ -18,9 +25,29 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import grpc
-from google.protobuf.message import EncodeError
+from google.protobuf.message import DecodeError, EncodeError
 
 _Serializer = Callable[[Any], bytes]
+_Deserializer = Callable[[bytes], Any]
+
+
+class Unparsed:
+    """A reply that did not parse: ``why``, the parser's words."""
+
+    __slots__ = ("why",)
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+
+def _parsing(deserialize: _Deserializer) -> _Deserializer:
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except DecodeError as exc:
+            return Unparsed(str(exc))
+
+    return parse
 
 
 class _Serialized:
@@ -50,15 +77,24 @@ class _SerializingChannel:
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self._channel = channel
 
-    def unary_unary(
-        self, method: str, request_serializer: _Serializer, **kwargs: Any
-    ) -> _Serialized:
-        return _Serialized(self._channel.unary_unary(method, **kwargs), request_serializer)
+    def unary_unary(self, method: str, **options: Any) -> _Serialized:
+        return _wrapped(self._channel.unary_unary, method, **options)
 
-    def unary_stream(
-        self, method: str, request_serializer: _Serializer, **kwargs: Any
-    ) -> _Serialized:
-        return _Serialized(self._channel.unary_stream(method, **kwargs), request_serializer)
+    def unary_stream(self, method: str, **options: Any) -> _Serialized:
+        return _wrapped(self._channel.unary_stream, method, **options)
+
+
+def _wrapped(
+    make: Callable[..., Any],
+    method: str,
+    *,
+    request_serializer: _Serializer,
+    response_deserializer: _Deserializer,
+    **options: Any,
+) -> _Serialized:
+    """``make``'s multicallable for ``method``, serializing and parsing as described above."""
+    call = make(method, response_deserializer=_parsing(response_deserializer), **options)
+    return _Serialized(call, request_serializer)
 
 
 def serializing(channel: grpc.aio.Channel) -> grpc.aio.Channel:

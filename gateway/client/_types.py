@@ -9,6 +9,7 @@ from typing import Any
 
 from saxml.protobuf import admin_pb2, common_pb2
 
+from gateway import naming
 from gateway.common.deadline import Deadline
 
 # One shared read-only empty mapping serves as every default: no per-call dicts.
@@ -54,6 +55,12 @@ class ClientSettings:
     someone to ask for replicas. A gateway's client has it set (`GatewayServer`): its callers
     (HTTP, the OpenAI SDKs) cannot tell that wait from a slow model, and waited a minute for a
     504, three with the SDKs' retries."""
+    max_reply_bytes: int | None = None
+    """The largest reply a model server may send (None: any, as upstream's client takes); a
+    larger one fails the call INVALID_ARGUMENT as grpc refuses to read it. A gateway's client
+    has its message limit (`GatewayServer`): a reply over it cannot be passed on, and was read,
+    parsed and copied all the same, seconds of a gateway's event loop for 200 MB, while every
+    other call waited."""
     proxy_addr: str | None = None
     """Send every data call to this address instead of the model's servers (upstream's
     ``Options.proxy_addr``); no admin is consulted for data calls then."""
@@ -104,7 +111,8 @@ class ModelDetail:
     max_replicas: int
     """Requested number of replicas."""
     active_replicas: int
-    """Servers serving it now (``len(addresses)``)."""
+    """Servers serving it now: its distinct ``addresses`` that are ``HOST:PORT`` (an admin
+    may name others, or one twice; calls never reach them, `naming.is_server_address`)."""
     overrides: dict[str, str]
     addresses: list[str]
     method_names: list[str]
@@ -120,7 +128,7 @@ class ModelDetail:
             model_path=model.model_path,
             checkpoint=model.checkpoint_path,
             max_replicas=model.requested_num_replicas,
-            active_replicas=len(addresses),
+            active_replicas=len({a for a in addresses if naming.is_server_address(a)}),
             overrides=dict(model.overrides),
             addresses=addresses,
             method_names=list(model.method_names),

@@ -123,7 +123,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False)
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
     """``text`` with each character that is not printable escaped as JSON would: a line break
     (also NEL, U+2028 and U+2029, which JSON leaves as they are) would start a line of a
     caller's making."""
@@ -135,7 +135,7 @@ def _field(value: str) -> str:
     caller picks its own request ID and a space in it could write fields of its own."""
     if value and all(c.isprintable() and not c.isspace() and c not in '"=' for c in value):
         return value
-    return _printable(json.dumps(value, ensure_ascii=False))
+    return printable(json.dumps(value, ensure_ascii=False))
 
 
 class TextFormatter(logging.Formatter):
@@ -146,7 +146,7 @@ class TextFormatter(logging.Formatter):
         # A message may quote a caller's input (a model name it sent): a line break in it
         # would start a line of the caller's making. Escaped, as JSON would; a traceback,
         # added after this, keeps its lines.
-        record.message = _printable(record.message)
+        record.message = printable(record.message)
         return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:

@@ -14,6 +14,7 @@ cell accepts, a real cell accepts.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 
@@ -26,6 +27,12 @@ _VALID_NAME = re.compile(r"[a-z]+[a-z0-9\-_]*")
 _MODEL_PATH = re.compile(r"[a-zA-Z]+[a-zA-Z0-9_.-]*")
 # re.ASCII: upstream's \d and \w are Go RE2's, which match ASCII only.
 _CHECKPOINT = re.compile(r"(/|\d|\w|_|\.|-|%|:|=|\||\+)+", re.ASCII)
+# A host name as DNS spells one (RFC 1123 labels; an IPv4 address is one too), with the
+# underscores that container names have (compose's project_service_1), which DNS resolves.
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?", re.ASCII)
+# Schemes grpc reads a target's "NAME:" as, though a host could be so named.
+_GRPC_SCHEMES = frozenset({"dns", "ipv4", "ipv6", "unix", "unix-abstract", "vsock", "xds"})
 
 
 class _Named:
@@ -64,6 +71,24 @@ class ModelId(_Named):
     def id(self) -> str:
         """The full model ID, ``/sax/<cell>/<name>``."""
         return f"{self.cell.id}/{self.name}"
+
+
+def is_server_address(address: str) -> bool:
+    """Whether ``address`` is ``HOST:PORT`` as Sax's servers name themselves (``10.0.0.2:10001``,
+    ``[::1]:10001``, ``ms-0.cell.internal:10001``): a port of 1-65535 in digits. grpc dials
+    much else: a scheme's target (``unix:/run/x.sock``), no port (443), a port past 65535
+    (modulo 65536: 99999 is 34463, another server's), an empty one."""
+    host, colon, port = address.rpartition(":")
+    digits = colon and port.isascii() and port.isdigit() and len(port) <= 5
+    if not (digits and 0 < int(port) < 65536):
+        return False
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return False
+        return True
+    return _HOST_NAME.fullmatch(host) is not None and host.lower() not in _GRPC_SCHEMES
 
 
 def is_valid_name(name: str) -> bool:

@@ -287,7 +287,7 @@ class HealthReporter:
             self._metrics.forget_cell(cell)
             self._metrics.note_listing(cell, {})  # its models went with it
         for cell, published in models.items():
-            self._metrics.note_listing(cell, {m.model_id: len(m.addresses) for m in published})
+            self._metrics.note_listing(cell, {m.model_id: m.active_replicas for m in published})
         for cell, up in found.items():
             self._metrics.set_admin_up(cell, up)
         self._cells = set(found)

@@ -141,7 +141,13 @@ class GatewayServer:
         if client is None:
             # A gateway's callers (HTTP, the OpenAI SDKs) cannot tell a wait for a model with
             # no replica requested from a slow model: their calls to it fail at once.
-            client_settings = replace(settings.client, fail_unrequested=True)
+            # Nor can they be given a reply over the gateway's message limit: it is refused
+            # unread (`ClientSettings.max_reply_bytes`).
+            client_settings = replace(
+                settings.client,
+                fail_unrequested=True,
+                max_reply_bytes=settings.max_message_bytes,
+            )
             client = Client(client_settings, observer=observer)
         # Per-client limits count with the stack's other gateway processes, if it has any,
         # and ACL changes made through one are known to the others (its change board).

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
 
+import grpc
 import pytest
 from saxml.protobuf import lm_pb2
 
@@ -14,6 +18,7 @@ from gateway.client import (
     Client,
     ClientSettings,
     DeadlineExceededError,
+    InternalError,
     InvalidArgumentError,
     NotFoundError,
     StreamItem,
@@ -21,6 +26,7 @@ from gateway.client import (
 )
 from gateway.client._channels import Backend, close_channel
 from tests._approx import approx
+from tests.integration._cell_fixtures import stand_in_server
 from tests.integration._client_fixtures import (
     CELL,
     TEST_AUDIO,
@@ -279,6 +285,78 @@ async def test_waiting_for_a_replica_respects_the_deadline(client: Client) -> No
     await client.publish(model_id, "sax_gateway.testing.TestLM", "None", 0)
     with pytest.raises(DeadlineExceededError):
         await client.lm_generate(model_id, "x", CallOptions(timeout=0.3))
+
+
+class _Wrong(grpc.GenericRpcHandler):
+    """A model server whose replies are wrong: Generate's text, and GenerateStream's second
+    message's, are not UTF-8 (a proto3 string must be), so they do not parse; Score answers
+    three log-probabilities whatever it is sent."""
+
+    _TEXT = b"\n\x06\n\x04caf\xc3"  # GenerateResponse{texts: [{text: b"caf\xc3"}]}
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[bytes, bytes] | None:
+        async def generate(request: bytes, context: object) -> bytes:
+            return self._TEXT
+
+        async def stream(request: bytes, context: object) -> AsyncIterator[bytes]:
+            yield b"\n\x04\n\x02ok"  # GenerateStreamResponse{items: [{text: "ok"}]}
+            yield self._TEXT
+
+        async def score(request: bytes, context: object) -> bytes:
+            return lm_pb2.ScoreResponse(logp=[-1.0, -2.0, -3.0]).SerializeToString()
+
+        async def embed(request: bytes, context: object) -> bytes:
+            return lm_pb2.EmbedResponse(embedding=[0.5] * 2000).SerializeToString()
+
+        method = handler_call_details.method.rpartition("/")[2]
+        if method == "GenerateStream":
+            return grpc.unary_stream_rpc_method_handler(stream)
+        answer = {"Score": score, "Embed": embed}.get(method, generate)
+        return grpc.unary_unary_rpc_method_handler(answer)
+
+
+async def test_a_reply_that_does_not_parse_or_does_not_fit_the_request_fails_internal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # grpc.aio logged 'Exception deserializing message!' with a traceback and returned None,
+    # on which the gateway failed AttributeError: a second traceback, and a 500 'internal
+    # error in sax-gateway' that blamed the gateway for its model server's reply.
+    async with stand_in_server(lambda s: s.add_generic_rpc_handlers((_Wrong(),))) as address:
+        settings = ClientSettings(sax_root=str(tmp_path), proxy_addr=address)
+        async with Client(settings) as client:
+            with pytest.raises(InternalError) as unary:
+                await client.lm_generate(f"{CELL}/lm", "hi", T)
+            with pytest.raises(InternalError) as stream:
+                async for item in client.lm_generate_stream(f"{CELL}/lm", "hi", T):
+                    assert item == [StreamItem(text="ok", prefix_len=0, scores=[])]
+            # Passed on, a caller pairing them with its suffixes paired them wrong.
+            with pytest.raises(InternalError) as score:
+                await client.lm_score(f"{CELL}/lm", "a", ["b"], T)
+        # A reply over a gateway's message limit (`max_reply_bytes`) cannot be passed on: it
+        # was read, parsed and copied all the same (200 MB: 10 s, other calls stalled 5 s,
+        # three at once the watchdog's SIGKILL), then refused; now it is refused unread.
+        limited = ClientSettings(sax_root=str(tmp_path), proxy_addr=address, max_reply_bytes=9999)
+        async with Client(limited) as client:
+            assert await client.lm_score(f"{CELL}/lm", "a", ["b", "c", "d"], T) == [-1, -2, -3]
+            with pytest.raises(InvalidArgumentError) as embed:
+                await client.lm_embed(f"{CELL}/lm", "a", T)
+    why = f"the model server of {CELL}/lm at {address} answered with a reply that does not parse"
+    assert unary.value.message == (
+        f"{why}: Error parsing message with type 'sax.server.lm.GenerateResponse': String field "
+        "had bad UTF-8"
+    )
+    assert stream.value.message == (
+        f"{why}: Error parsing message with type 'sax.server.lm.GenerateStreamResponse': "
+        "String field had bad UTF-8"
+    )
+    assert score.value.message == f"{CELL}/lm answered 3 log-probabilities for 1 suffix(es)"
+    assert embed.value.message == (
+        "the reply would be 16003 bytes, over this gateway's limit of 9999 bytes: ask the model "
+        "for less (fewer or shorter samples, fewer or smaller outputs)"
+    )
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 async def test_proxy_addr_sends_data_calls_to_one_address(

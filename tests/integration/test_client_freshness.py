@@ -298,6 +298,15 @@ async def test_a_half_written_location_is_retried_and_a_garbled_one_is_unavailab
             "does not parse (being rewritten, or corrupt: restarting the cell's admin server "
             "writes it anew)"
         )
+        # grpc dials it all the same: port 99999 is 34463 to it, another server's.
+        location.write_bytes(admin_pb2.Location(location="127.0.0.1:99999").SerializeToString())
+        async with Client(settings) as client:
+            with pytest.raises(UnavailableError) as caught:
+                await client.list_all(CELL, timeout=BOUND_S)
+        assert caught.value.message == (
+            f"the admin server of cell {CELL} (no address) is unreachable: its location.proto "
+            "names '127.0.0.1:99999' for its admin server, not HOST:PORT"
+        )
     finally:
         location.write_bytes(whole)
 

@@ -31,6 +31,7 @@ class UpstreamStyleAdmin(admin_pb2_grpc.AdminServicer):
         self.calls: list[str] = []
         self.unavailable_left = 0
         self.listed: list[str] = []  # the model IDs of a whole listing
+        self.addresses: dict[str, list[str]] = {}  # what the listing names for a model
 
     async def _fail(self, context: Context, text: str) -> None:
         await context.abort(grpc.StatusCode.UNKNOWN, text)
@@ -44,10 +45,14 @@ class UpstreamStyleAdmin(admin_pb2_grpc.AdminServicer):
             await self._fail(context, "admin is restarting: Unavailable")
         if request.model_id:
             await self._fail(context, f"model {request.model_id} not found: NotFound")
-        models = [admin_pb2.Model(model_id=model_id) for model_id in self.listed]
-        return admin_pb2.ListResponse(
-            published_models=[admin_pb2.PublishedModel(model=model) for model in models]
-        )
+        published = [
+            admin_pb2.PublishedModel(
+                model=admin_pb2.Model(model_id=model_id),
+                modelet_addresses=self.addresses.get(model_id, []),
+            )
+            for model_id in self.listed
+        ]
+        return admin_pb2.ListResponse(published_models=published)
 
     async def Publish(
         self, request: admin_pb2.PublishRequest, context: Context
@@ -127,3 +132,31 @@ async def test_a_listing_with_another_cells_model_is_this_cells_without_it(
     servicer.listed = [f"{CELL}/ours", "/sax/elsewhere/theirs", f"{CELL}/also"]
     assert [m.model_id for m in await client.list_all(CELL)] == [f"{CELL}/also", f"{CELL}/ours"]
     assert servicer.calls == ["List"]
+
+
+async def test_a_model_listed_twice_is_listed_once(
+    upstream: tuple[Client, UpstreamStyleAdmin],
+) -> None:
+    # An admin whose state holds a model twice (hand-edited, or two admins' saves merged)
+    # lists both: /listall, `GET /v1/models` and `saxgw ls` named the model twice.
+    client, servicer = upstream
+    servicer.listed = [f"{CELL}/twice", f"{CELL}/once", f"{CELL}/twice"]
+    assert [m.model_id for m in await client.list_all(CELL)] == [f"{CELL}/once", f"{CELL}/twice"]
+
+
+async def test_a_listings_active_replicas_are_its_distinct_host_port_addresses(
+    upstream: tuple[Client, UpstreamStyleAdmin],
+) -> None:
+    # Counted as listed, a model whose admin named 5 addresses no call can reach showed 5
+    # active replicas (/listall, saxgw ls, saxgw_model_replicas), and one it named thrice, 3.
+    client, servicer = upstream
+    servicer.listed = [f"{CELL}/odd", f"{CELL}/thrice"]
+    servicer.addresses = {
+        f"{CELL}/odd": ["", "h", "h:99999", "unix:/x", "10.0.0.1:1 "],
+        f"{CELL}/thrice": ["10.0.0.1:1", "10.0.0.1:1", "10.0.0.2:1"],
+    }
+    listed = {m.model_id: (m.active_replicas, m.addresses) for m in await client.list_all(CELL)}
+    assert listed == {
+        f"{CELL}/odd": (0, ["", "10.0.0.1:1 ", "h", "h:99999", "unix:/x"]),
+        f"{CELL}/thrice": (2, ["10.0.0.1:1", "10.0.0.1:1", "10.0.0.2:1"]),
+    }

@@ -185,6 +185,26 @@ def test_cell_and_model_tables_number_bare_names_as_saxutil_does() -> None:
     assert admin.model_table([]) == "#  MODEL ID"
 
 
+def test_a_model_id_the_admin_names_is_shown_whole_and_escaped() -> None:
+    # An admin lists what its state holds (upstream's does not check it): printed as it came,
+    # an escape sequence reached the terminal, a line break made a row of its own, and
+    # /sax/bk/x/../y showed as a model y, which no call could reach.
+    ids = ["a\nb", "esc\x1b[31mRED", "x/../y", "nul\x00", "ok"]
+    models = [pb.ModelInfo(model=f"/sax/bk/{name}") for name in ids]
+    assert admin.model_table(models).splitlines() == [
+        "#  MODEL ID",
+        "0  a\\nb",
+        "1  esc\\u001b[31mRED",
+        "2  x/../y",
+        "3  nul\\u0000",
+        "4  ok",
+    ]
+    assert admin.model_table(models, csv=True).splitlines()[1:3] == [
+        "0,a\\nb",
+        "1,esc\\u001b[31mRED",
+    ]
+
+
 def test_watch_prints_a_reset_then_changes_as_saxutil_does() -> None:
     assert admin.changes(None, ["h:2", "h:1"]) == ["Reset", "+ h:1", "+ h:2"]
     assert admin.changes(None, []) == ["Reset"]

@@ -321,6 +321,15 @@ def test_report_without_details() -> None:
     assert failures.field_violations(exc) == []
 
 
+def test_a_failures_message_is_printed_as_text_whatever_a_server_put_in_it() -> None:
+    # A model server's error text reaches saxgw as the gateway passes it on: an escape
+    # sequence in it cleared the caller's screen, a line break forged a line of saxgw's own.
+    err = io.StringIO()
+    exc = FakeRpcError(grpc.StatusCode.INTERNAL, "boom\x1b[2J\nhint: run rm -rf")
+    assert failures.report(exc, _args(), err) == 1
+    assert err.getvalue().splitlines()[0] == "saxgw: INTERNAL: boom\\u001b[2J\\nhint: run rm -rf"
+
+
 def test_a_failure_the_logs_explain_names_the_request_id_to_find_them_by() -> None:
     # The hint sent the reader to the gateway's log, among every call's lines, without the
     # x-request-id that finds this one's there and in Envoy's access log (only -v showed it).

@@ -53,6 +53,38 @@ def test_is_valid_name_rejects_others(name: str) -> None:
     assert not naming.is_valid_name(name)
 
 
+def test_a_server_address_is_host_port_as_grpc_reads_nothing_else_into_it() -> None:
+    good = [
+        "10.0.0.2:10001",
+        "[::1]:1",
+        "ms-0.cell.internal:65535",
+        "localhost:8",
+        "h.:1",
+        "cell_ms_1:10001",
+    ]
+    assert all(naming.is_server_address(a) for a in good)
+    # grpc dials each of these somewhere: 443, port 34463, a socket, dns://, or nowhere.
+    bad = [
+        "",
+        " ",
+        "127.0.0.1",
+        "127.0.0.1:99999",
+        "h:0",
+        "h:" + "1" * 5000,
+        "unix:/x",
+        "unix:12",
+        "dns:53",
+        "http://h:1",
+        "[::1",
+        "[h]:1",
+        "::1:1",
+        "h :1",
+        "h:1 ",
+        "h:\u0663",
+    ]
+    assert not any(naming.is_server_address(a) for a in bad)
+
+
 def test_parse_cell_or_model_id_prefers_cell() -> None:
     assert naming.parse_cell_or_model_id("/sax/test") == naming.CellId("test")
     assert naming.parse_cell_or_model_id("/sax/test/m") == naming.parse_model_id("/sax/test/m")

@@ -16,6 +16,7 @@ from gateway.client import (
     UnavailableError,
     UnimplementedError,
 )
+from gateway.common.errors import SaxError
 from gateway.common.rpc import Context
 from gateway.launch._openai_errors import error_fields_table, error_headers_table
 from gateway.launch.envoy import EnvoySettings, render
@@ -28,11 +29,36 @@ from gateway.service.openai._errors import (
     error_fields,
     reply_headers,
 )
+from gateway.service.openai._generate import check_samples
 from gateway.service.openai._responses import body, fitted
 
 
 def test_every_status_code_has_an_openai_type() -> None:
     assert set(KINDS) == set(grpc.StatusCode)
+
+
+def test_a_model_that_answers_no_sample_is_a_server_error_not_the_callers_n() -> None:
+    # It was a 400 'n: M returns 0 sample(s) per prompt' to a caller that had set no n.
+    for samples, n in ((0, 1), (0, 4), (1, 2)):
+        with pytest.raises(SaxError) as refused:
+            check_samples("/sax/test/lm", samples, n)
+        _, body, _ = envelope(refused.value)
+        assert body["error"] == (
+            {
+                "message": "/sax/test/lm answered the prompt with no sample",
+                "type": "server_error",
+                "param": None,
+                "code": None,
+            }
+            if samples == 0
+            else {
+                "message": "n: /sax/test/lm returns 1 sample(s) per prompt",
+                "type": "invalid_request_error",
+                "param": "n",
+                "code": None,
+            }
+        )
+    check_samples("/sax/test/lm", 2, 2)
 
 
 def test_envelope_names_the_field_and_the_model_not_found_code() -> None:

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 
 from gateway.client import CallOptions, Client
 from gateway.common.closing import aclose
+from gateway.common.errors import InternalError
 from gateway.service import _fields as f
 from gateway.service._stream import DeltaTracker, TextSoFar
 from gateway.service._usage import note_chunk
@@ -120,6 +121,10 @@ def kept_stops(sampling: rq.Sampling) -> tuple[str, ...]:
 
 
 def check_samples(model: str, samples: int, n: int) -> None:
-    """INVALID_ARGUMENT on ``n`` if the model returns fewer than ``n`` samples per prompt."""
+    """INVALID_ARGUMENT on ``n`` if the model returns fewer than ``n`` samples per prompt;
+    INTERNAL if it returns none: no ``n`` would do, and a caller that set none was told
+    'n: M returns 0 sample(s) per prompt', a 400 to mend a request that had nothing wrong."""
+    if not samples:
+        raise InternalError(f"{model} answered the prompt with no sample")
     if samples < n:
         raise f.invalid("n", f"{model} returns {samples} sample(s) per prompt")

@@ -203,6 +203,28 @@ def _grpc_mapper(
     return _mapper(filters, code, _GRPC_BODY, headers=headers, status=200)
 
 
+# A Connect request (connectrpc.com), which Envoy refuses with 415 (envoy.yaml.tmpl: the
+# protocol is not served), gets the refusal as Connect's error JSON, whose `code` is a name:
+# Connect clients (buf curl, Connect-ES) read a `code` that is a number as no error body at all,
+# and said `unimplemented: 404 Not Found` or `HTTP status 415`, never why.
+_CONNECT_VERSION = {"name": "connect-protocol-version", "present_match": True}
+_CONNECT_REQUEST: dict[str, object] = {
+    "or_filter": {
+        "filters": [
+            {"header_filter": {"header": _CONNECT_VERSION}},
+            _header_filter("content-type", r"application/connect\+.*"),
+        ]
+    }
+}
+
+
+def _connect_mapper() -> dict[str, object]:
+    # Connect names a code as gRPC does, in lower case.
+    name = grpc.StatusCode.UNIMPLEMENTED.name.lower()
+    body: dict[str, object] = {"json_format": {"code": name, "message": "%LOCAL_REPLY_BODY%"}}
+    return _mapper([_status_filter("EQ", 415), _CONNECT_REQUEST], _UNIMPLEMENTED, body)
+
+
 # Envoy's RESOURCE_EXHAUSTED replies that no retry mends (a body, or headers, too large): a
 # gRPC retry policy that retries the code (docs/clients.md) is told not to, by a negative
 # pushback (gRFC A6); it sent the same oversized request again, up to its maxAttempts.
@@ -372,6 +394,7 @@ def local_reply_mappers(descriptor: Path) -> list[dict[str, object]]:
     for details in _INVALID_TOKENS:
         mappers += _invalid_token_mappers(details)
     mappers.append(_big_body_mapper())
+    mappers.append(_connect_mapper())
     mappers += [_method_mapper(r.regex, r.verbs, r.openai) for r in routes(descriptor)]
     mappers.append(_healthz_mapper())
     mappers += [_grpc_mapper(s, c) for s, c in LOCAL_REPLY_CODES.items() if s != 404]

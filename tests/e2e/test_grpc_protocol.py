@@ -5,6 +5,8 @@ not report on."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 from collections.abc import Iterator
 from urllib.parse import unquote
 
@@ -27,6 +29,7 @@ from tests.e2e._grpc_replies import (
     status_details,
     trailers_only_message,
 )
+from tests.e2e._node import ROOT
 from tests.e2e._published import TEST_LM, published
 
 UNSUPPORTED = (
@@ -184,3 +187,43 @@ def test_health_reports_every_service_reflection_lists(stack: Stack) -> None:
         watch.cancel()
         listed = health.List(health_pb2.HealthListRequest(), timeout=30)
     assert {s: r.status for s, r in listed.statuses.items()} == dict.fromkeys(SERVED, serving)
+
+
+NOT_CONNECT = (
+    "the Connect protocol is not served here: call this method over gRPC or grpc-web (buf curl"
+    " --protocol grpc, or grpcweb; Connect-ES: createGrpcTransport or createGrpcWebTransport),"
+    " or over HTTP/JSON at its route (GET /openapi.json lists them)"
+)
+BUF = ROOT / "node_modules" / ".bin" / "buf"  # @bufbuild/buf, from package.json
+
+
+def _buf_curl(*args: str) -> subprocess.CompletedProcess[str]:
+    if not BUF.exists():
+        pytest.fail("buf (`npm ci`, run by `make contract`) is needed")
+    return subprocess.run([BUF, "curl", *args], capture_output=True, text=True, timeout=20)
+
+
+def test_a_connect_call_is_refused_saying_which_protocols_are_served(stack: Stack) -> None:
+    # Connect is `buf curl`'s default protocol and Connect-ES's createConnectTransport: its
+    # calls name a method's gRPC path, and the transcoder answered 404 "Could not resolve
+    # /saxgateway.v1.SaxGateway/GetInfo to a method", for a method that exists, which buf
+    # curl printed as `unimplemented: 404 Not Found`.
+    url = stack.http_url + "/saxgateway.v1.SaxGateway/GetInfo"
+    for kind in ("application/proto", "application/json", "application/connect+proto"):
+        headers = {"content-type": kind, "connect-protocol-version": "1"}
+        refused = httpx.post(url, content=b"{}", headers=headers)
+        assert refused.status_code == 415, refused.text
+        assert refused.json() == {"code": "unimplemented", "message": NOT_CONNECT}
+    schema = str(ROOT / "release" / "saxgateway-v1.binpb")
+    unary = _buf_curl("--schema", schema, "--http2-prior-knowledge", url)
+    assert unary.returncode == 8 * 12, unary.stderr  # buf curl exits 8 times the code
+    assert json.loads(unary.stderr) == {"code": "unimplemented", "message": NOT_CONNECT}
+    # Reflection over Connect, a stream whose body never ends, is answered at its headers:
+    # held by the body limit's buffer, it waited for good.
+    reflected = _buf_curl("--reflect", url)
+    assert reflected.returncode == 1, reflected.stderr
+    # ...and the protocols it names work.
+    for protocol in ("grpc", "grpcweb"):
+        served = _buf_curl("--protocol", protocol, "--http2-prior-knowledge", url)
+        assert served.returncode == 0, served.stderr
+        assert json.loads(served.stdout)["message"] == "HTTP Server for SAX Client"

@@ -138,10 +138,11 @@ _STATUS_TEXT = (
     "identity), a `grpc-encoding` other than identity, deflate or gzip, or a gRPC or grpc-web "
     "codec other than protobuf (`application/grpc-web+json`), is a 415 with code "
     "UNIMPLEMENTED; that for a compressed body carries `Accept-Encoding: identity`, the one "
-    "coding a body may have here (RFC 9110 15.5.16). A Connect protocol request "
-    "(`Connect-Protocol-Version`, or `application/connect+...`: `buf curl`'s default) is a "
-    '415 too, its body Connect\'s error JSON (`{"code": "unimplemented", "message": '
-    "...}`): the port serves HTTP/JSON, gRPC and grpc-web. A header whose name ends in `-bin` "
+    "coding a body may have here (RFC 9110 15.5.16). A Connect protocol unary call "
+    "(`Connect-Protocol-Version`: `buf curl`'s default) is a 415 too, its body Connect's "
+    'error JSON (`{"code": "unimplemented", "message": ...}`), and a Connect stream '
+    "(`application/connect+...`) a 200 whose one message ends it with that error: the port "
+    "serves HTTP/JSON, gRPC and grpc-web. A header whose name ends in `-bin` "
     "(gRPC binary metadata, in base64) with "
     "a value that is not base64 is a 400 with code INVALID_ARGUMENT naming the header. "
     "A protocol upgrade (a WebSocket `Upgrade`, or `CONNECT` from a client that "

@@ -16,6 +16,7 @@ import grpc
 
 from gateway.common.logs import LOGGED_ID_CHARS
 from gateway.common.rpc import PUSHBACK_KEY
+from gateway.launch._connect import CODE as CONNECT_CODE
 from gateway.launch._methods import path_regex, routes
 from gateway.service.openai import ERROR_KINDS
 
@@ -203,25 +204,18 @@ def _grpc_mapper(
     return _mapper(filters, code, _GRPC_BODY, headers=headers, status=200)
 
 
-# A Connect request (connectrpc.com), which Envoy refuses with 415 (envoy.yaml.tmpl: the
-# protocol is not served), gets the refusal as Connect's error JSON, whose `code` is a name:
-# Connect clients (buf curl, Connect-ES) read a `code` that is a number as no error body at all,
-# and said `unimplemented: 404 Not Found` or `HTTP status 415`, never why.
-_CONNECT_VERSION = {"name": "connect-protocol-version", "present_match": True}
+# A Connect unary call, which the template refuses with 415 (gateway/launch/_connect.py), gets
+# the refusal as Connect's error JSON, whose `code` is a name: Connect clients read a number
+# there as no error body at all, and said `unimplemented: 404 Not Found`, never why.
 _CONNECT_REQUEST: dict[str, object] = {
-    "or_filter": {
-        "filters": [
-            {"header_filter": {"header": _CONNECT_VERSION}},
-            _header_filter("content-type", r"application/connect\+.*"),
-        ]
-    }
+    "header_filter": {"header": {"name": "connect-protocol-version", "present_match": True}}
 }
 
 
 def _connect_mapper() -> dict[str, object]:
-    # Connect names a code as gRPC does, in lower case.
-    name = grpc.StatusCode.UNIMPLEMENTED.name.lower()
-    body: dict[str, object] = {"json_format": {"code": name, "message": "%LOCAL_REPLY_BODY%"}}
+    body: dict[str, object] = {
+        "json_format": {"code": CONNECT_CODE, "message": "%LOCAL_REPLY_BODY%"}
+    }
     return _mapper([_status_filter("EQ", 415), _CONNECT_REQUEST], _UNIMPLEMENTED, body)
 
 

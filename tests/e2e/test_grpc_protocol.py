@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
+from gateway.launch._connect import NOT_CONNECT
 from gateway.launch.stack import Stack
 from tests._grpc import sync_channel
 from tests.e2e._bodies import envoy_error, openai_error
@@ -189,11 +190,6 @@ def test_health_reports_every_service_reflection_lists(stack: Stack) -> None:
     assert {s: r.status for s, r in listed.statuses.items()} == dict.fromkeys(SERVED, serving)
 
 
-NOT_CONNECT = (
-    "the Connect protocol is not served here: call this method over gRPC or grpc-web (buf curl"
-    " --protocol grpc, or grpcweb; Connect-ES: createGrpcTransport or createGrpcWebTransport),"
-    " or over HTTP/JSON at its route (GET /openapi.json lists them)"
-)
 BUF = ROOT / "node_modules" / ".bin" / "buf"  # @bufbuild/buf, from package.json
 
 
@@ -209,15 +205,31 @@ def test_a_connect_call_is_refused_saying_which_protocols_are_served(stack: Stac
     # /saxgateway.v1.SaxGateway/GetInfo to a method", for a method that exists, which buf
     # curl printed as `unimplemented: 404 Not Found`.
     url = stack.http_url + "/saxgateway.v1.SaxGateway/GetInfo"
-    for kind in ("application/proto", "application/json", "application/connect+proto"):
+    refusal = {"code": "unimplemented", "message": NOT_CONNECT}
+    for kind in ("application/proto", "application/json"):
         headers = {"content-type": kind, "connect-protocol-version": "1"}
         refused = httpx.post(url, content=b"{}", headers=headers)
         assert refused.status_code == 415, refused.text
-        assert refused.json() == {"code": "unimplemented", "message": NOT_CONNECT}
-    schema = str(ROOT / "release" / "saxgateway-v1.binpb")
-    unary = _buf_curl("--schema", schema, "--http2-prior-knowledge", url)
+        assert refused.json() == refusal
+    # A stream's error is its last message (an end-stream frame: flag 2, length, JSON), in a
+    # 200: a Connect client reads no other (`unknown: HTTP status 415`).
+    stream = httpx.post(url, content=b"", headers={"content-type": "application/connect+proto"})
+    assert (stream.status_code, stream.headers["content-type"]) == (
+        200,
+        "application/connect+proto",
+    )
+    assert stream.content[0] == 2
+    assert json.loads(stream.content[5:]) == {"error": refusal}
+    assert int.from_bytes(stream.content[1:5], "big") == len(stream.content) - 5
+    schema = ("--schema", str(ROOT / "release" / "saxgateway-v1.binpb"))
+    unary = _buf_curl(*schema, "--http2-prior-knowledge", url)
     assert unary.returncode == 8 * 12, unary.stderr  # buf curl exits 8 times the code
-    assert json.loads(unary.stderr) == {"code": "unimplemented", "message": NOT_CONNECT}
+    assert json.loads(unary.stderr) == refusal
+    streamed = stack.http_url + "/saxgateway.v1.SaxGateway/GenerateStream"
+    request = json.dumps({"model": "/sax/test/x", "query": "q"})
+    refused_stream = _buf_curl(*schema, "-d", request, streamed)
+    assert refused_stream.returncode == 8 * 12, refused_stream.stderr
+    assert json.loads(refused_stream.stderr) == refusal
     # Reflection over Connect, a stream whose body never ends, is answered at its headers:
     # held by the body limit's buffer, it waited for good.
     reflected = _buf_curl("--reflect", url)

@@ -142,7 +142,9 @@ _STATUS_TEXT = (
     "(`Connect-Protocol-Version`: `buf curl`'s default) is a 415 too, its body Connect's "
     'error JSON (`{"code": "unimplemented", "message": ...}`), and a Connect stream '
     "(`application/connect+...`) a 200 whose one message ends it with that error: the port "
-    "serves HTTP/JSON, gRPC and grpc-web. A header whose name ends in `-bin` "
+    "serves HTTP/JSON, gRPC and grpc-web. A method's gRPC path called as plain HTTP (a JSON "
+    "`POST /saxgateway.v1.SaxGateway/Generate`) is a 415 too, naming the protocols it is "
+    "served over. A header whose name ends in `-bin` "
     "(gRPC binary metadata, in base64) with "
     "a value that is not base64 is a 400 with code INVALID_ARGUMENT naming the header. "
     "A protocol upgrade (a WebSocket `Upgrade`, or `CONNECT` from a client that "

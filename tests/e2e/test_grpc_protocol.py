@@ -239,3 +239,36 @@ def test_a_connect_call_is_refused_saying_which_protocols_are_served(stack: Stac
         served = _buf_curl("--protocol", protocol, "--http2-prior-knowledge", url)
         assert served.returncode == 0, served.stderr
         assert json.loads(served.stdout)["message"] == "HTTP Server for SAX Client"
+
+
+NOT_HTTP = (
+    "a gRPC method path (/package.Service/Method) is served over gRPC and grpc-web only"
+    " (content-type application/grpc or application/grpc-web); over HTTP/JSON each method has"
+    " a route of its own (GET /openapi.json lists them)"
+)
+
+
+def test_a_grpc_method_path_called_as_plain_http_says_how_to_call_it(stack: Stack) -> None:
+    # Postman's or curl's JSON POST to a method's gRPC path: the transcoder answered 404
+    # "Could not resolve /saxgateway.v1.SaxGateway/ListCells to a method", for a method that
+    # exists (a caller looked for a typo in the path).
+    url = stack.http_url + "/saxgateway.v1.SaxGateway/ListCells"
+    for response in (
+        httpx.post(url, json={}),
+        httpx.get(url),  # no content-type at all
+        httpx.post(
+            url + "?sax_cell=/sax/test", content=b"{}", headers={"content-type": "text/plain"}
+        ),
+    ):
+        assert response.status_code == 415, response.text
+        assert response.json() == envoy_error(response, 12, NOT_HTTP)
+    openai = httpx.post(stack.http_url + "/saxgateway.v1.OpenAIGateway/ListOpenAIModels", json={})
+    assert (openai.status_code, openai.json()) == (415, {"error": openai_error(NOT_HTTP)})
+    # A path of no service of the API stays unknown; gRPC at the same path is served.
+    unknown = httpx.post(stack.http_url + "/saxgateway.v1.Nope/ListCells", json={})
+    assert unknown.status_code == 404, unknown.text
+    with sync_channel(stack.grpc_address) as channel:
+        cells = gateway_pb2_grpc.SaxGatewayStub(channel).ListCells(
+            pb.ListCellsRequest(), timeout=30
+        )
+    assert "/sax/test" in cells.cells

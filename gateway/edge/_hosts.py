@@ -111,6 +111,15 @@ def _refusal() -> dict[str, Any]:
             "envoy.filters.http.grpc_json_transcoder": _OFF,
             "envoy.filters.http.buffer": _BUFFER_OFF,
         },
+        # The request's ID in the reply before the filters run, as the gateway's virtual host
+        # has it: `grpc_failures` reads it there for the RequestInfo of a gRPC or grpc-web
+        # refusal, which had none (Envoy sets the header only once every filter has run).
+        "response_headers_to_add": [
+            {
+                "header": {"key": "x-request-id", "value": "%REQ(X-REQUEST-ID)%"},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            }
+        ],
     }
 
 

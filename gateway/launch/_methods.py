@@ -95,6 +95,15 @@ def routes(descriptor: Path) -> list[Route]:
     return api + [Route(path_regex(p), _GET_OR_HEAD, False) for p in ENVOY_GET_PATHS]
 
 
+def grpc_paths_regex(descriptor: Path) -> str:
+    """RE2 matching a gRPC method path of the services in ``descriptor``
+    (``/saxgateway.v1.SaxGateway/Generate``), with any query string. By service, not by
+    method: RE2's program for every method's name is over Envoy's limit (100)."""
+    files = descriptor_pb2.FileDescriptorSet.FromString(descriptor.read_bytes())
+    services = sorted(re.escape(f"{f.package}.{s.name}") for f in files.file for s in f.service)
+    return f"/({'|'.join(services)})/[A-Za-z0-9_]+{_QUERY}"
+
+
 #: RE2 for a header name gRPC metadata cannot carry (it takes 0-9 a-z _ . -), such as ``+``
 #: or ``a|b``, both HTTP tokens; pseudo-headers (``:path``) add only the colon.
 NOT_METADATA = "[^:]*[^0-9a-z_.:-].*"

@@ -16,6 +16,7 @@ import grpc
 
 from gateway.common.logs import LOGGED_ID_CHARS
 from gateway.common.rpc import PUSHBACK_KEY
+from gateway.launch._connect import CODE as CONNECT_CODE
 from gateway.launch._methods import path_regex, routes
 from gateway.service.openai import ERROR_KINDS
 
@@ -203,6 +204,21 @@ def _grpc_mapper(
     return _mapper(filters, code, _GRPC_BODY, headers=headers, status=200)
 
 
+# A Connect unary call, which the template refuses with 415 (gateway/launch/_connect.py), gets
+# the refusal as Connect's error JSON, whose `code` is a name: Connect clients read a number
+# there as no error body at all, and said `unimplemented: 404 Not Found`, never why.
+_CONNECT_REQUEST: dict[str, object] = {
+    "header_filter": {"header": {"name": "connect-protocol-version", "present_match": True}}
+}
+
+
+def _connect_mapper() -> dict[str, object]:
+    body: dict[str, object] = {
+        "json_format": {"code": CONNECT_CODE, "message": "%LOCAL_REPLY_BODY%"}
+    }
+    return _mapper([_status_filter("EQ", 415), _CONNECT_REQUEST], _UNIMPLEMENTED, body)
+
+
 # Envoy's RESOURCE_EXHAUSTED replies that no retry mends (a body, or headers, too large): a
 # gRPC retry policy that retries the code (docs/clients.md) is told not to, by a negative
 # pushback (gRFC A6); it sent the same oversized request again, up to its maxAttempts.
@@ -372,6 +388,7 @@ def local_reply_mappers(descriptor: Path) -> list[dict[str, object]]:
     for details in _INVALID_TOKENS:
         mappers += _invalid_token_mappers(details)
     mappers.append(_big_body_mapper())
+    mappers.append(_connect_mapper())
     mappers += [_method_mapper(r.regex, r.verbs, r.openai) for r in routes(descriptor)]
     mappers.append(_healthz_mapper())
     mappers += [_grpc_mapper(s, c) for s, c in LOCAL_REPLY_CODES.items() if s != 404]

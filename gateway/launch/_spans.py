@@ -17,13 +17,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from google.protobuf import descriptor_pb2
+from grpc_health.v1 import health_pb2
 
 from gateway.launch._methods import ENVOY_GET_PATHS
 
+_HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"]
 #: The services of this API that no descriptor of it holds (grpcio's health and reflection).
+#: Health's methods from its own descriptor: written out, they lacked List, named POST.
 _OTHER_METHODS = (
-    "grpc.health.v1.Health/Check",
-    "grpc.health.v1.Health/Watch",
+    *(f"{_HEALTH.full_name}/{method.name}" for method in _HEALTH.methods),
     "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
     "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
 )

@@ -39,9 +39,10 @@ from gateway.launch._access_log import (
     stream_cost_format,
     stream_done,
 )
+from gateway.launch._connect import NOT_CONNECT, end_stream
 from gateway.launch._grpc_failures import grpc_failures_filter
 from gateway.launch._grpc_web import grpc_web_filters
-from gateway.launch._methods import head_filter, method_filter
+from gateway.launch._methods import grpc_paths_regex, head_filter, method_filter
 from gateway.launch._openai_errors import error_fields_table, error_headers_table
 from gateway.launch._replies import URL_WITHOUT_QUERY, local_reply_mappers
 from gateway.launch._spans import span_operation
@@ -389,6 +390,9 @@ def render(
         "HEAD_FILTER": json.dumps(head_filter()),
         "GRPC_FAILURES_FILTER": json.dumps(grpc_failures_filter()),
         "METHOD_FILTER": json.dumps(method_filter()),
+        "NOT_CONNECT": json.dumps(NOT_CONNECT),
+        "GRPC_PATHS": json.dumps(grpc_paths_regex(descriptor or descriptor_set())),
+        "CONNECT_END_STREAM": end_stream(),
         "GRPC_WEB_FILTERS": "\n          ".join(f"- {json.dumps(f)}" for f in grpc_web_filters()),
         "GRPC_STATUS_FORMAT": json.dumps(grpc_status_format()),
         "STREAM_COST_FORMAT": json.dumps(stream_cost_format()),

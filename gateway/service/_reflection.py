@@ -87,8 +87,11 @@ class _Documented:
 
 
 class _MethodAwarePool:
-    """The default pool, where a method's full name finds the file of its service, and
-    whose files are served as released (`_Documented`)."""
+    """The default pool, where a method's full name finds the file of its service, and an
+    enum value named in its enum's scope (``grpc.health.v1.HealthCheckResponse.ServingStatus.
+    SERVING``, as grpcurl and other clients built on Go's protoreflect name it; protobuf's own
+    name, a sibling of the enum, the pool finds) the file of its enum; and whose files are
+    served as released (`_Documented`)."""
 
     def __init__(self, pool: descriptor_pool.DescriptorPool) -> None:
         self._pool = pool
@@ -100,10 +103,28 @@ class _MethodAwarePool:
         try:
             return _Documented(self._pool.FindFileContainingSymbol(name))
         except KeyError:
-            service, _, method = name.rpartition(".")
-            if not service or method not in self._pool.FindServiceByName(service).methods_by_name:
+            scope, _, member = name.rpartition(".")
+            if not scope:
                 raise
-            return _Documented(self._pool.FindFileContainingSymbol(service))
+            return _Documented(self._file_of_member(scope, member))
+
+    def _file_of_member(self, scope: str, member: str) -> FileDescriptor:
+        """The file of the method or enum value ``member`` of ``scope``."""
+        try:
+            service = self._pool.FindServiceByName(scope)
+        except KeyError:
+            pass
+        else:
+            if member in service.methods_by_name:
+                return service.file
+        try:
+            enum = self._pool.FindEnumTypeByName(scope)
+        except KeyError:
+            pass
+        else:
+            if member in enum.values_by_name:
+                return enum.file
+        raise KeyError(f"{scope}.{member}")
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._pool, name)

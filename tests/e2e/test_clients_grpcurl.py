@@ -62,6 +62,11 @@ def test_grpcurl_describes_the_health_service(stack: Stack) -> None:
     result = _grpcurl(stack.grpc_address, "describe", "grpc.health.v1.Health")
     assert result.returncode == 0, result.stderr
     assert "rpc Check ( .grpc.health.v1.HealthCheckRequest )" in result.stdout
+    # And an enum value: grpcurl names it in its enum's scope, which was "Symbol not found".
+    name = "grpc.health.v1.HealthCheckResponse.ServingStatus.NOT_SERVING"
+    value = _grpcurl(stack.grpc_address, "describe", name)
+    assert value.returncode == 0, value.stderr
+    assert value.stdout.startswith(f"{name} is an enum value:"), value.stdout
 
 
 RELEASE = Path(__file__).resolve().parents[2] / "release"

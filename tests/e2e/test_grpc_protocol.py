@@ -5,6 +5,8 @@ not report on."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 from collections.abc import Iterator
 from urllib.parse import unquote
 
@@ -15,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
+from gateway.launch._connect import NOT_CONNECT
 from gateway.launch.stack import Stack
 from tests._grpc import sync_channel
 from tests.e2e._bodies import envoy_error, openai_error
@@ -27,6 +30,7 @@ from tests.e2e._grpc_replies import (
     status_details,
     trailers_only_message,
 )
+from tests.e2e._node import ROOT
 from tests.e2e._published import TEST_LM, published
 
 UNSUPPORTED = (
@@ -184,3 +188,87 @@ def test_health_reports_every_service_reflection_lists(stack: Stack) -> None:
         watch.cancel()
         listed = health.List(health_pb2.HealthListRequest(), timeout=30)
     assert {s: r.status for s, r in listed.statuses.items()} == dict.fromkeys(SERVED, serving)
+
+
+BUF = ROOT / "node_modules" / ".bin" / "buf"  # @bufbuild/buf, from package.json
+
+
+def _buf_curl(*args: str) -> subprocess.CompletedProcess[str]:
+    if not BUF.exists():
+        pytest.fail("buf (`npm ci`, run by `make contract`) is needed")
+    return subprocess.run([BUF, "curl", *args], capture_output=True, text=True, timeout=20)
+
+
+def test_a_connect_call_is_refused_saying_which_protocols_are_served(stack: Stack) -> None:
+    # Connect is `buf curl`'s default protocol and Connect-ES's createConnectTransport: its
+    # calls name a method's gRPC path, and the transcoder answered 404 "Could not resolve
+    # /saxgateway.v1.SaxGateway/GetInfo to a method", for a method that exists, which buf
+    # curl printed as `unimplemented: 404 Not Found`.
+    url = stack.http_url + "/saxgateway.v1.SaxGateway/GetInfo"
+    refusal = {"code": "unimplemented", "message": NOT_CONNECT}
+    for kind in ("application/proto", "application/json"):
+        headers = {"content-type": kind, "connect-protocol-version": "1"}
+        refused = httpx.post(url, content=b"{}", headers=headers)
+        assert refused.status_code == 415, refused.text
+        assert refused.json() == refusal
+    # A stream's error is its last message (an end-stream frame: flag 2, length, JSON), in a
+    # 200: a Connect client reads no other (`unknown: HTTP status 415`).
+    stream = httpx.post(url, content=b"", headers={"content-type": "application/connect+proto"})
+    assert (stream.status_code, stream.headers["content-type"]) == (
+        200,
+        "application/connect+proto",
+    )
+    assert stream.content[0] == 2
+    assert json.loads(stream.content[5:]) == {"error": refusal}
+    assert int.from_bytes(stream.content[1:5], "big") == len(stream.content) - 5
+    schema = ("--schema", str(ROOT / "release" / "saxgateway-v1.binpb"))
+    unary = _buf_curl(*schema, "--http2-prior-knowledge", url)
+    assert unary.returncode == 8 * 12, unary.stderr  # buf curl exits 8 times the code
+    assert json.loads(unary.stderr) == refusal
+    streamed = stack.http_url + "/saxgateway.v1.SaxGateway/GenerateStream"
+    request = json.dumps({"model": "/sax/test/x", "query": "q"})
+    refused_stream = _buf_curl(*schema, "-d", request, streamed)
+    assert refused_stream.returncode == 8 * 12, refused_stream.stderr
+    assert json.loads(refused_stream.stderr) == refusal
+    # Reflection over Connect, a stream whose body never ends, is answered at its headers:
+    # held by the body limit's buffer, it waited for good.
+    reflected = _buf_curl("--reflect", url)
+    assert reflected.returncode == 1, reflected.stderr
+    # ...and the protocols it names work.
+    for protocol in ("grpc", "grpcweb"):
+        served = _buf_curl("--protocol", protocol, "--http2-prior-knowledge", url)
+        assert served.returncode == 0, served.stderr
+        assert json.loads(served.stdout)["message"] == "HTTP Server for SAX Client"
+
+
+NOT_HTTP = (
+    "a gRPC method path (/package.Service/Method) is served over gRPC and grpc-web only"
+    " (content-type application/grpc or application/grpc-web); over HTTP/JSON each method has"
+    " a route of its own (GET /openapi.json lists them)"
+)
+
+
+def test_a_grpc_method_path_called_as_plain_http_says_how_to_call_it(stack: Stack) -> None:
+    # Postman's or curl's JSON POST to a method's gRPC path: the transcoder answered 404
+    # "Could not resolve /saxgateway.v1.SaxGateway/ListCells to a method", for a method that
+    # exists (a caller looked for a typo in the path).
+    url = stack.http_url + "/saxgateway.v1.SaxGateway/ListCells"
+    for response in (
+        httpx.post(url, json={}),
+        httpx.get(url),  # no content-type at all
+        httpx.post(
+            url + "?sax_cell=/sax/test", content=b"{}", headers={"content-type": "text/plain"}
+        ),
+    ):
+        assert response.status_code == 415, response.text
+        assert response.json() == envoy_error(response, 12, NOT_HTTP)
+    openai = httpx.post(stack.http_url + "/saxgateway.v1.OpenAIGateway/ListOpenAIModels", json={})
+    assert (openai.status_code, openai.json()) == (415, {"error": openai_error(NOT_HTTP)})
+    # A path of no service of the API stays unknown; gRPC at the same path is served.
+    unknown = httpx.post(stack.http_url + "/saxgateway.v1.Nope/ListCells", json={})
+    assert unknown.status_code == 404, unknown.text
+    with sync_channel(stack.grpc_address) as channel:
+        cells = gateway_pb2_grpc.SaxGatewayStub(channel).ListCells(
+            pb.ListCellsRequest(), timeout=30
+        )
+    assert "/sax/test" in cells.cells

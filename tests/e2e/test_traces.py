@@ -24,6 +24,7 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.proto.trace.v1 import trace_pb2
 from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
@@ -214,7 +215,14 @@ def test_envoys_span_is_named_after_the_method_the_request_ran(
     with sync_channel(traced.grpc_address) as channel:
         stub = gateway_pb2_grpc.SaxGatewayStub(channel)
         stub.GetInfo(pb.GetInfoRequest(), metadata=(("traceparent", traceparent),), timeout=30)
-    traces.append((trace, "GetInfo", "saxgateway.v1.SaxGateway/GetInfo"))
+        traces.append((trace, "GetInfo", "saxgateway.v1.SaxGateway/GetInfo"))
+        # Health's List too, which was named POST, as a path of no method.
+        trace, traceparent = _traceparent()
+        health = health_pb2_grpc.HealthStub(channel)
+        health.List(
+            health_pb2.HealthListRequest(), metadata=(("traceparent", traceparent),), timeout=30
+        )
+        traces.append((trace, "List", "grpc.health.v1.Health/List"))
     for trace, path, name in traces:
         spans = receiver.wait_until(
             trace, lambda spans: any(receiver.service(s) == ENVOY for s in spans)

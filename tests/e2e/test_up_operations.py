@@ -17,9 +17,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.launch.processes import free_port
 from gateway.launch.stack import health_answers
+from tests._grpc import sync_channel
 from tests.e2e._published import TEST_LM, publish_body
 from tests.e2e._up import Up, own_ports_and_dirs, saxgw_up
 
@@ -240,6 +242,23 @@ def _healthz_fails_within(url: str, seconds: float) -> bool:
     return False
 
 
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def _grpc_health(address: str) -> list[int]:
+    """The server's status by Check, its three services' by List, a Watch's first word."""
+    with sync_channel(address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        request = health_pb2.HealthCheckRequest()
+        listed = health.List(health_pb2.HealthListRequest(), timeout=5).statuses
+        watch = health.Watch(request, timeout=5)
+        said = [health.Check(request, timeout=5).status, *(s.status for s in listed.values())]
+        said.append(next(watch).status)
+        watch.cancel()
+    return said
+
+
 def test_a_stream_longer_than_the_default_grace_ends_whole_after_sigterm(tmp_path: Path) -> None:
     # `up` and `serve` had no --grace-period (a fixed 10 s) nor --max-streams-per-client:
     # an LLM stream longer than that was cut when the stack stopped.
@@ -280,11 +299,16 @@ def test_a_stream_longer_than_the_default_grace_ends_whole_after_sigterm(tmp_pat
                 # The client's one stream is open: a second is refused.
                 second = http.post("/generate_stream", json=request)
                 assert second.status_code == 429, second.text
+                assert _grpc_health(f"127.0.0.1:{port}") == [SERVING] * 5
                 started = time.monotonic()
                 up.proc.send_signal(signal.SIGTERM)
                 # A load balancer is told at once to send new calls elsewhere: /healthz stayed
                 # 200 for ~3 s, until Envoy's health checks found the gateways stopping.
                 assert _healthz_fails_within(f"{url}/healthz", 1.5)
+                # gRPC health on the same port says so too, to Check, List and a new Watch
+                # (grpc_health_probe, Kubernetes' grpc probe, a load balancer's gRPC check):
+                # the gateways, still serving, answered SERVING for the whole drain delay.
+                assert _grpc_health(f"127.0.0.1:{port}") == [NOT_SERVING] * 5
                 # The gateways go on serving for the drain delay: the connection's next call
                 # is answered, and the connection closed after it (HTTP/2: GOAWAY), so that
                 # its client reconnects, through the load balancer, elsewhere. Stopped at

@@ -28,6 +28,8 @@ def test_every_local_reply_tells_the_log_the_code_of_its_body() -> None:
         body = mapper["body_format_override"].get("json_format")
         if body is None:  # a gRPC call's plain message: its code is the grpc-status
             assert "grpc-status" in headers, mapper
+        elif isinstance(body.get("code"), str):  # Connect's error, its code by name
+            assert grpc.StatusCode[body["code"].upper()].value[0] == int(tagged), mapper
         elif "code" in body:  # the gateway's shape; OpenAI's envelope has no number to compare
             assert int(tagged) == body["code"], mapper
         if "grpc-status" in headers:  # what a gRPC client gets

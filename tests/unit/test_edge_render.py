@@ -99,6 +99,7 @@ _EVERY_CONFIG = [
     "grpc_web_message",
     "envoy.filters.http.compressor",  # off but on the routes of the files Envoy serves
     "envoy.filters.http.grpc_web",
+    "drain_health",  # off but on grpc.health.v1's routes
     "envoy.filters.http.health_check",
     "envoy.filters.http.cors",
     "envoy.filters.http.header_mutation",

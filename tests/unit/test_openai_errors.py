@@ -8,6 +8,7 @@ from typing import cast
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2, status_pb2
 
 from gateway.client import (
     InvalidArgumentError,
@@ -91,11 +92,12 @@ class _Aborted(Exception):
 
 
 class _Context:
-    def __init__(self) -> None:
+    def __init__(self, *metadata: tuple[str, str]) -> None:
         self.aborted: tuple[object, str, Sequence[tuple[str, str | bytes]]] | None = None
+        self._metadata = metadata
 
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
-        return ()
+        return self._metadata
 
     def time_remaining(self) -> float | None:
         return None
@@ -136,6 +138,22 @@ async def test_abort_sends_the_envelope_and_retry_after_on_429() -> None:
         await abort(context.as_context(), UnimplementedError("no such RPC"))
     assert context.aborted is not None
     assert dict(context.aborted[2])["x-should-retry"] == "false"  # 501: no retry can help
+
+
+async def test_a_grpc_callers_status_names_the_request_id() -> None:
+    # As SaxGateway's failures do (docs/clients.md), in a google.rpc.RequestInfo: the
+    # OpenAIGateway's had none, so a gRPC caller's error details (grpcurl -format-error, Go's
+    # status.Details()) could not name the call to whoever reads Envoy's or the gateway's log.
+    context = _Context(("x-request-id", "req-7"))
+    with pytest.raises(_Aborted):
+        await abort(context.as_context(), NotFoundError("model 'x' does not exist"))
+    assert context.aborted is not None
+    raw = dict(context.aborted[2])["grpc-status-details-bin"]
+    status = status_pb2.Status.FromString(cast(bytes, raw))
+    assert (status.code, status.message) == (5, "model 'x' does not exist")
+    info = error_details_pb2.RequestInfo()
+    assert [detail.Unpack(info) for detail in status.details] == [True]
+    assert info.request_id == "req-7"
 
 
 def test_a_response_over_the_message_limit_is_invalid_argument() -> None:

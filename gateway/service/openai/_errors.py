@@ -23,6 +23,7 @@ from gateway.service._errors import (
     RETRY_AFTER_SECONDS,
     cost_metadata,
     reporting,
+    request_id,
     to_status,
     violations,
 )
@@ -76,10 +77,12 @@ def reply_headers(code: grpc.StatusCode) -> tuple[tuple[str, str], ...]:
     return ()
 
 
-def envelope(exc: BaseException) -> tuple[grpc.StatusCode, dict[str, Any], bytes]:
+def envelope(
+    exc: BaseException, request_id: str = ""
+) -> tuple[grpc.StatusCode, dict[str, Any], bytes]:
     """The code that reports ``exc``, its OpenAI error object, and the serialized
-    google.rpc.Status (for gRPC callers)."""
-    code, message, status = to_status(exc)
+    google.rpc.Status (for gRPC callers), which names ``request_id`` as SaxGateway's do."""
+    code, message, status = to_status(exc, request_id)
     named = violations(exc)
     error = {"message": message, **error_fields(code, named[0][0] if named else None)}
     return code, {"error": error}, status.SerializeToString()
@@ -87,7 +90,7 @@ def envelope(exc: BaseException) -> tuple[grpc.StatusCode, dict[str, Any], bytes
 
 async def abort(context: Context, exc: BaseException) -> NoReturn:
     """Ends the call with ``exc``'s code, the envelope in ``x-openai-error``."""
-    code, body, status = envelope(exc)
+    code, body, status = envelope(exc, request_id(context))
     metadata: list[tuple[str, str | bytes]] = [
         # ensure_ascii: metadata values must be printable ASCII.
         (ENVELOPE_KEY, json.dumps(body, ensure_ascii=True)),

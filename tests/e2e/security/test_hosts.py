@@ -13,6 +13,7 @@ from http.client import HTTPConnection
 import grpc
 import httpx
 import pytest
+from google.rpc import status_pb2
 from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
@@ -21,6 +22,12 @@ from gateway.launch.stack import Stack
 from tests._grpc import sync_channel
 from tests.e2e._bodies import envoy_error, openai_error
 from tests.e2e._browser import ROOT, run_in_chromium
+from tests.e2e._grpc_replies import (
+    envoy_status,
+    grpc_web_call,
+    status_details,
+    trailers_only_message,
+)
 from tests.e2e._published import TEST_LM
 from tests.e2e.security.conftest import ALLOWED_HOST, TEAM_A_KEY, SecureStack
 
@@ -100,6 +107,19 @@ def test_grpc_clients_name_the_stack_by_loopback_authority(stack: Stack) -> None
     assert isinstance(refused, grpc.RpcError)
     assert refused.code() == grpc.StatusCode.PERMISSION_DENIED
     assert REFUSAL in (refused.details() or "")
+    # Its status details name the request, as those of Envoy's other refusals do (and the
+    # 421's JSON body): it had none, the refusing virtual host not copying the request's ID
+    # into the reply before `grpc_failures` read it there.
+    trailers = {m.key: m.value for m in refused.trailing_metadata() or ()}
+    details = status_pb2.Status.FromString(bytes(trailers["grpc-status-details-bin"]))
+    assert details == envoy_status(7, REFUSAL, str(trailers["x-request-id"]))
+    web = grpc_web_call(
+        stack.http_url + "/saxgateway.v1.SaxGateway/GetInfo", pb.GetInfoRequest(), {"Host": EVIL}
+    )
+    assert trailers_only_message(web, 7) == REFUSAL
+    assert status_details(web.headers["grpc-status-details-bin"]) == envoy_status(
+        7, REFUSAL, web.headers["x-request-id"]
+    )
 
 
 def test_a_host_the_config_allows_is_answered(secure: SecureStack) -> None:

@@ -72,13 +72,25 @@ def grpc_health_probe(address: str) -> Probe:
 
 def heartbeat_probe(path: Path, stale_after: float) -> Probe:
     """A child that touches ``path`` at every turn of its work (direct mode's control plane,
-    which serves no port): silent once it has not for ``stale_after`` seconds."""
+    which serves no port): silent while the file is missing (the start grace covers a child
+    starting) and once it has not been touched for ``stale_after`` seconds.
+
+    A touch is seen as a change of the file's mtime, and its age is counted on
+    `time.monotonic` from when the probe first saw it: the mtime is on the wall clock, which
+    NTP, a VM's resume or a hand may step, and a step of a minute forward would have the
+    watchdog kill a plane that is working (gateway/common/metricsfiles.py reads its
+    heartbeats the same way)."""
+    seen = [math.nan, 0.0]  # the mtime last seen, and when (time.monotonic) it was first seen
 
     def probe(timeout: float) -> str | None:
         try:
-            age = time.time() - path.stat().st_mtime
+            mtime = path.stat().st_mtime
         except OSError:
-            age = math.inf  # not yet written: the start grace covers a child starting
+            return f"{path.name} not written"
+        now = time.monotonic()
+        if mtime != seen[0]:
+            seen[:] = [mtime, now]
+        age = now - seen[1]
         if age <= stale_after:
             return None
         return f"{path.name} not touched for {age:.0f} s (more than {stale_after:g} s)"

@@ -8,7 +8,9 @@ import json
 import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
 import yaml
 
 from gateway.edge import EdgeConfig, parse_edge
@@ -21,7 +23,7 @@ from gateway.launch.direct._resources import (
     route_table,
 )
 from gateway.launch.envoy import EnvoySettings, render
-from gateway.launch.probes import heartbeat_probe
+from gateway.launch import probes
 
 KEYS = [
     {"key": "key-of-ops-0123456789", "client": "ops", "roles": ["admin", "data"]},
@@ -81,12 +83,24 @@ def test_direct_routes_come_before_the_catch_all_and_keep_its_filters(tmp_path: 
     assert len(routes) == len(base["virtual_hosts"][0]["routes"]) + 1
 
 
-def test_the_watchdog_finds_a_plane_silent_once_its_heartbeat_is_old(tmp_path: Path) -> None:
+def test_the_watchdog_finds_a_plane_silent_once_its_heartbeat_is_old(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(probes, "time", SimpleNamespace(monotonic=lambda: now[0]))
     heartbeat = tmp_path / "heartbeat"
-    probe = heartbeat_probe(heartbeat, stale_after=30)
-    assert probe(2) is not None  # never written
+    probe = probes.heartbeat_probe(heartbeat, stale_after=30)
+    assert probe(2) == "heartbeat not written"
     heartbeat.touch()
     assert probe(2) is None
-    old = time.time() - 31
-    os.utime(heartbeat, (old, old))
+    now[0] += 31
+    assert probe(2) == "heartbeat not touched for 31 s (more than 30 s)"
+    os.utime(heartbeat, (1, 1))  # touched again (its mtime changed), whatever the wall clock says
+    assert probe(2) is None
+    ahead = time.time() + 3600  # a touch after the wall clock stepped an hour ahead
+    os.utime(heartbeat, (ahead, ahead))
+    assert probe(2) is None
+    now[0] += 29
+    assert probe(2) is None
+    now[0] += 2
     assert probe(2) == "heartbeat not touched for 31 s (more than 30 s)"

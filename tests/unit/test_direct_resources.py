@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from gateway.edge import EdgeConfig, parse_edge
+from gateway.launch import probes
 from gateway.launch.direct._listener import GATEWAY_PATH
 from gateway.launch.direct._resources import (
     SAX_PATH,
@@ -23,7 +24,6 @@ from gateway.launch.direct._resources import (
     route_table,
 )
 from gateway.launch.envoy import EnvoySettings, render
-from gateway.launch import probes
 
 KEYS = [
     {"key": "key-of-ops-0123456789", "client": "ops", "roles": ["admin", "data"]},

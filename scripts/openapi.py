@@ -52,6 +52,10 @@ FDP = descriptor_pb2.FieldDescriptorProto
 # contain "/", so each wildcard segment after "sax" becomes a parameter of its own.
 SEGMENT_NAMES = ("cell", "name")
 DURATION = r"^-?[0-9]+(\.[0-9]{1,9})?s$"
+# A timeout: a Duration above zero (gateway/service/_fields.py refuses 0s and less: 400
+# "timeout: must be positive"), seconds with up to 9 fractional digits, one of them not 0.
+_SOME_FRACTION = "|".join(f"{'0' * i}[1-9][0-9]{{0,{8 - i}}}" for i in range(8)) + "|0{8}[1-9]"
+POSITIVE_DURATION = rf"^(?:[0-9]*[1-9][0-9]*(?:\.[0-9]{{1,9}})?|[0-9]+\.(?:{_SOME_FRACTION}))s$"
 BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 """Bytes as replies print them (proto3 JSON): standard base64 with padding."""
 _ALPHABETS = ("A-Za-z0-9+/", "A-Za-z0-9_-")
@@ -367,6 +371,8 @@ class Generator:
             if field.type == FDP.TYPE_BYTES and doc.startswith("Output only."):
                 schema = _as_printed(schema)
             schema = {**schema, **_REQUEST_BOUNDS.get((name, field.name), {})}
+            if field.type_name == ".google.protobuf.Duration":  # every one is a timeout
+                schema["pattern"] = POSITIVE_DURATION
             if doc:
                 schema = {**schema, "description": doc}  # 3.1 allows siblings of $ref
             props[field.name] = schema

@@ -131,6 +131,7 @@ def test_every_event_of_every_stream_is_what_the_document_says(
 
 _WAIT = {"model": CHATML, "timeout": "0.2s"}
 _COMPLETION = {"model": CHATML, "prompt": "q"}
+_GENERATE = {"model": CHATML, "query": "q"}
 _EMBEDDING = {"model": CHATML, "input": "q"}
 # (path, schema, body, the field a 400 names if the gateway refuses the body): at each bound
 # the gateway enforces and one past it.
@@ -143,6 +144,14 @@ _BOUNDS: list[tuple[str, str, dict[str, Any], str]] = [
         "replicas",
     ),
     ("/wait_for_ready", "saxgateway.v1.WaitForReadyRequest", {**_WAIT, "replicas": -1}, "replicas"),
+    ("/wait_for_ready", "saxgateway.v1.WaitForReadyRequest", {**_WAIT, "timeout": "0s"}, "timeout"),
+    (
+        "/wait_for_ready",
+        "saxgateway.v1.WaitForReadyRequest",
+        {**_WAIT, "timeout": "-1.5s"},
+        "timeout",
+    ),
+    ("/generate", "saxgateway.v1.GenerateRequest", {**_GENERATE, "timeout": "0.0s"}, "timeout"),
     ("/v1/completions", "openai.CompletionRequest", {**_COMPLETION, "max_tokens": 1 << 20}, ""),
     (
         "/v1/completions",
@@ -205,7 +214,8 @@ def test_the_document_allows_what_the_gateway_takes_at_its_bounds(http: httpx.Cl
     # The document gave replicas int32's whole range and the OpenAI counts no maximum, where
     # the gateway refuses more than 1,024 replicas or 2**20 tokens, an empty list of prompts
     # or inputs, an empty input and a stop string over 256 characters: a generated client, or
-    # one checking its requests against the document, sent what could only be a 400.
+    # one checking its requests against the document, sent what could only be a 400. So did
+    # a timeout of 0s or less, which the document's pattern allowed.
     doc: dict[str, Any] = http.get("/openapi.json").json()
     wrong = []
     for path, name, body, field in _BOUNDS:

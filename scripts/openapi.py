@@ -582,8 +582,8 @@ class Generator:
                 "those Envoy sends before it has read the request, and so before there is an "
                 "ID: headers too large (431), a request it cannot parse (400: a malformed "
                 "request line or header, an unknown method, a bad Content-Length or "
-                "Transfer-Encoding), no Host header or a path that cannot be normalized (400), "
-                "and `OPTIONS *` (404).",
+                "Transfer-Encoding), no Host header, a path that cannot be normalized or a QUERY "
+                "without a Content-Type (400), and `OPTIONS *` (404).",
             },
         }
         schema["required"] = ["code", "message"]

@@ -106,6 +106,8 @@ def test_the_routes_envoy_answers_itself_are_documented_as_they_answer(
         not_modified = op["responses"]["304"]
         assert "content" not in not_modified and again.content == b"", path
         assert set(not_modified["headers"]) <= set(again.headers), path
+        # Envoy gives a 3xx direct response the request's URL as a Location: no redirect.
+        assert "location" not in again.headers, path
     assert http.get("/openapi.json").json() == doc
 
 

@@ -37,6 +37,7 @@ from grpc_tools import protoc  # type: ignore[import-untyped]
 
 from gateway.common.limits import MAX_REPLICAS
 from gateway.common.logs import LOGGED_ID_CHARS
+from gateway.common.names import NAME_PATTERN
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO = "saxgateway/v1/gateway.proto"
@@ -486,7 +487,8 @@ class Generator:
                 "in": "path",
                 "required": True,
                 "description": f"Part of `{field}`: {template}.",
-                "schema": {"type": "string", "pattern": "^[^/]+$"},
+                # The names Sax allows, which the gateway checks (400 "must match ...").
+                "schema": {"type": "string", "pattern": NAME_PATTERN},
                 **_segment_example(example["request"], field, i),
             }
             for i, (name, field, template) in enumerate(params)

@@ -276,3 +276,31 @@ def test_the_fields_every_reply_prints_are_required_in_the_document(http: httpx.
     assert set(model_info["properties"]) - set(model_info["required"]) == {"load_error"}
     # A message used in requests too is left as it is: its fields are a request's to omit.
     assert "required" not in schemas["saxgateway.v1.MultimodalItem"]
+
+
+def test_the_path_names_the_document_allows_are_the_ones_the_gateway_takes(
+    http: httpx.Client,
+) -> None:
+    # The cell and model names of the /v1/sax/... paths were any segment ("^[^/]+$"), where
+    # the gateway refuses a name Sax does not allow (400 "cell name 'Test' must match ..."):
+    # schemathesis' schema-valid requests, and a generated client's, could only fail.
+    doc: dict[str, Any] = http.get("/openapi.json").json()
+    calls = [
+        ("GET", "/v1/sax/{cell}/{name}", {"cell": "Test", "name": "lm"}),
+        ("POST", "/v1/sax/{cell}/{name}:generate", {"cell": "test", "name": "LM"}),
+        ("GET", "/v1/sax/{cell}:listModels", {"cell": "0"}),
+    ]
+    for method, template, values in calls:
+        op = doc["paths"][template][method.lower()]
+        schemas = {p["name"]: p["schema"] for p in op["parameters"] if p.get("in") == "path"}
+        assert set(schemas) == set(values), template
+        body = {"query": "q"} if method == "POST" else None
+        response = http.request(method, template.format(**values), json=body)
+        assert response.status_code == 400 and "must match" in response.text, response.text
+        valid = {
+            k: jsonschema_rs.Draft202012Validator(schemas[k]).is_valid(v) for k, v in values.items()
+        }
+        assert not all(valid.values()), (template, values)
+        assert all(
+            jsonschema_rs.Draft202012Validator(s).is_valid("lm2b-x_1") for s in schemas.values()
+        )

@@ -367,6 +367,11 @@ def schemas() -> dict[str, Schema]:
         "required": ["prompt_tokens", "total_tokens"],
     }
     finish = {"type": ["string", "null"], "enum": ["stop", "length", None]}
+    # A stream's chunks with include_usage say "usage": null but the last, as OpenAI's do.
+    chunk_usage = {
+        "oneOf": [_NULL, _ref("Usage")],
+        "description": "In a stream with include_usage, null in every chunk but the last.",
+    }
     head = {
         "id": {"type": "string"},
         "created": {"type": "integer", "description": "Unix seconds."},
@@ -484,7 +489,7 @@ def schemas() -> dict[str, Schema]:
                 **head,
                 "object": {"const": "text_completion"},
                 "choices": {"type": "array", "items": text_choice},
-                "usage": _ref("Usage"),
+                "usage": chunk_usage,
             },
             ["id", "object", "created", "model", "choices"],
         ),
@@ -543,7 +548,7 @@ def schemas() -> dict[str, Schema]:
                         ["index", "delta", "finish_reason"],
                     ),
                 },
-                "usage": _ref("Usage"),
+                "usage": chunk_usage,
             },
             ["id", "object", "created", "model", "choices"],
         ),

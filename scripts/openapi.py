@@ -103,6 +103,18 @@ _REQUEST_BOUNDS: dict[tuple[str, str], Schema] = {
     ("saxgateway.v1.ListModelsRequest", "page_size"): {"minimum": 0},
 }
 
+
+def _not_empty(field: descriptor_pb2.FieldDescriptorProto) -> Schema:
+    """What a required field must hold besides being there: proto3 JSON cannot tell an empty
+    string, bytes or list from one not sent, and the gateway refuses each as missing (400
+    "query: required")."""
+    if field.label == FDP.LABEL_REPEATED:
+        return {"minItems": 1}
+    if field.type in (FDP.TYPE_STRING, FDP.TYPE_BYTES):
+        return {"minLength": 1}
+    return {}
+
+
 # Well-known types have their own JSON forms (protobuf.dev/programming-guides/json).
 _WELL_KNOWN: dict[str, Schema] = {
     # Any JSON value in general; this API takes one only as an extra input, where the gateway
@@ -374,6 +386,8 @@ class Generator:
             schema = {**schema, **_REQUEST_BOUNDS.get((name, field.name), {})}
             if field.type_name == ".google.protobuf.Duration":  # every one is a timeout
                 schema["pattern"] = POSITIVE_DURATION
+            if field_behavior_pb2.REQUIRED in _behaviors(field):
+                schema = {**schema, **_not_empty(field)}
             if doc:
                 schema = {**schema, "description": doc}  # 3.1 allows siblings of $ref
             props[field.name] = schema

@@ -173,6 +173,27 @@ _BOUNDS: list[tuple[str, str, dict[str, Any], str]] = [
         "timeout",
     ),
     ("/generate", "saxgateway.v1.GenerateRequest", {**_GENERATE, "timeout": "0.0s"}, "timeout"),
+    # A required field sent empty is refused as missing: proto3 JSON cannot tell them apart.
+    ("/generate", "saxgateway.v1.GenerateRequest", {**_GENERATE, "query": ""}, "query"),
+    ("/embed", "saxgateway.v1.EmbedRequest", {"model": CHATML, "text": ""}, "text"),
+    (
+        "/score",
+        "saxgateway.v1.ScoreRequest",
+        {"model": CHATML, "prefix": "q", "suffix": []},
+        "suffix",
+    ),
+    (
+        "/classify",
+        "saxgateway.v1.ClassifyRequest",
+        {"model": CHATML, "image_bytes": ""},
+        "image_bytes",
+    ),
+    (
+        "/publish",
+        "saxgateway.v1.PublishModelRequest",
+        {"model": "/sax/test/contract-empty", "model_path": TEST_LM, "checkpoint": ""},
+        "checkpoint",
+    ),
     ("/v1/completions", "openai.CompletionRequest", {**_COMPLETION, "max_tokens": 1 << 20}, ""),
     (
         "/v1/completions",

@@ -332,3 +332,23 @@ def test_the_path_names_the_document_allows_are_the_ones_the_gateway_takes(
         assert all(
             jsonschema_rs.Draft202012Validator(s).is_valid("lm2b-x_1") for s in schemas.values()
         )
+
+
+@pytest.mark.usefixtures("openai_models")
+def test_the_openai_routes_declare_the_deadline_header_they_honour(http: httpx.Client) -> None:
+    # The OpenAI routes keep a caller's grpc-timeout (docs/api.md) and answer x-request-id,
+    # but their operations declared neither, so a client generated from the document could
+    # set no deadline, and schemathesis never sent one there.
+    doc: dict[str, Any] = http.get("/openapi.json").json()
+    deadline = {"$ref": "#/components/parameters/grpc-timeout"}
+    body = {"model": CHATML, "messages": [{"role": "user", "content": "q"}]}
+    for path, ops in doc["paths"].items():
+        for op in ops.values():
+            if op.get("tags") != ["OpenAIGateway"]:
+                continue
+            assert deadline in op.get("parameters", []), path
+            for status in ("200", "default"):
+                assert "x-request-id" in op["responses"][status].get("headers", {}), path
+    late = http.post("/v1/chat/completions", json=body, headers={"grpc-timeout": "1n"})
+    assert (late.status_code, late.json()["error"]["code"]) == (504, "timeout")
+    assert late.headers["x-request-id"]

@@ -37,6 +37,7 @@ from grpc_tools import protoc  # type: ignore[import-untyped]
 
 from gateway.common.limits import MAX_REPLICAS
 from gateway.common.logs import LOGGED_ID_CHARS
+from gateway.common.names import NAME_PATTERN
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO = "saxgateway/v1/gateway.proto"
@@ -52,6 +53,10 @@ FDP = descriptor_pb2.FieldDescriptorProto
 # contain "/", so each wildcard segment after "sax" becomes a parameter of its own.
 SEGMENT_NAMES = ("cell", "name")
 DURATION = r"^-?[0-9]+(\.[0-9]{1,9})?s$"
+# A timeout: a Duration above zero (gateway/service/_fields.py refuses 0s and less: 400
+# "timeout: must be positive"), seconds with up to 9 fractional digits, one of them not 0.
+_SOME_FRACTION = "|".join(f"{'0' * i}[1-9][0-9]{{0,{8 - i}}}" for i in range(8)) + "|0{8}[1-9]"
+POSITIVE_DURATION = rf"^(?:[0-9]*[1-9][0-9]*(?:\.[0-9]{{1,9}})?|[0-9]+\.(?:{_SOME_FRACTION}))s$"
 BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 """Bytes as replies print them (proto3 JSON): standard base64 with padding."""
 _ALPHABETS = ("A-Za-z0-9+/", "A-Za-z0-9_-")
@@ -97,6 +102,18 @@ _REQUEST_BOUNDS: dict[tuple[str, str], Schema] = {
     },
     ("saxgateway.v1.ListModelsRequest", "page_size"): {"minimum": 0},
 }
+
+
+def _not_empty(field: descriptor_pb2.FieldDescriptorProto) -> Schema:
+    """What a required field must hold besides being there: proto3 JSON cannot tell an empty
+    string, bytes or list from one not sent, and the gateway refuses each as missing (400
+    "query: required")."""
+    if field.label == FDP.LABEL_REPEATED:
+        return {"minItems": 1}
+    if field.type in (FDP.TYPE_STRING, FDP.TYPE_BYTES):
+        return {"minLength": 1}
+    return {}
+
 
 # Well-known types have their own JSON forms (protobuf.dev/programming-guides/json).
 _WELL_KNOWN: dict[str, Schema] = {
@@ -373,6 +390,10 @@ class Generator:
             if field.type == FDP.TYPE_BYTES and doc.startswith("Output only."):
                 schema = _as_printed(schema)
             schema = {**schema, **_REQUEST_BOUNDS.get((name, field.name), {})}
+            if field.type_name == ".google.protobuf.Duration":  # every one is a timeout
+                schema["pattern"] = POSITIVE_DURATION
+            if field_behavior_pb2.REQUIRED in _behaviors(field):
+                schema = {**schema, **_not_empty(field)}
             if doc:
                 schema = {**schema, "description": doc}  # 3.1 allows siblings of $ref
             props[field.name] = schema
@@ -486,7 +507,8 @@ class Generator:
                 "in": "path",
                 "required": True,
                 "description": f"Part of `{field}`: {template}.",
-                "schema": {"type": "string", "pattern": "^[^/]+$"},
+                # The names Sax allows, which the gateway checks (400 "must match ...").
+                "schema": {"type": "string", "pattern": NAME_PATTERN},
                 **_segment_example(example["request"], field, i),
             }
             for i, (name, field, template) in enumerate(params)
@@ -582,8 +604,8 @@ class Generator:
                 "those Envoy sends before it has read the request, and so before there is an "
                 "ID: headers too large (431), a request it cannot parse (400: a malformed "
                 "request line or header, an unknown method, a bad Content-Length or "
-                "Transfer-Encoding), no Host header or a path that cannot be normalized (400), "
-                "and `OPTIONS *` (404).",
+                "Transfer-Encoding), no Host header, a path that cannot be normalized or a QUERY "
+                "without a Content-Type (400), and `OPTIONS *` (404).",
             },
         }
         schema["required"] = ["code", "message"]

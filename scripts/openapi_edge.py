@@ -161,6 +161,38 @@ TAG_DESCRIPTION = "Routes Envoy answers itself, without a gateway hop; open to e
 _HEALTHZ_DOWN_EXAMPLE = {"code": 14, "message": HEALTHZ_DOWN}
 
 
+# What Envoy sends with each file it serves (/openapi.json, /docs and its files), and the 304
+# a request naming the ETag gets (envoy.yaml.tmpl): a client generated from the document took
+# the 304, which only the description named, for an error.
+_FILE_HEADERS: dict[str, Schema] = {
+    **_REQUEST_ID,
+    "etag": {
+        "description": "The file's weak ETag (a hash of its bytes): send it back as "
+        "If-None-Match to learn whether the copy you hold is current.",
+        "required": True,
+        "schema": {"type": "string", "pattern": '^W/"[0-9a-f]+"$'},
+    },
+    "cache-control": {
+        "description": "`no-cache`: a copy may be kept, and is to be checked (If-None-Match) "
+        "before each use.",
+        "required": True,
+        "schema": {"type": "string", "const": "no-cache"},
+    },
+}
+_IF_NONE_MATCH: Schema = {
+    "in": "header",
+    "name": "If-None-Match",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "The ETag of the copy the client holds: a 304 without the file if the file "
+    "is still that one.",
+}
+_NOT_MODIFIED: Schema = {
+    "description": "Not Modified: If-None-Match names the file's current ETag; no body.",
+    "headers": _FILE_HEADERS,
+}
+
+
 def paths() -> dict[str, dict[str, Schema]]:
     """The routes Envoy answers itself (gateway/launch/envoy.yaml.tmpl): `/healthz`, this
     document and the /docs page; open, like GetInfo."""
@@ -176,6 +208,11 @@ def paths() -> dict[str, dict[str, Schema]]:
             "security": [],
             "responses": responses,
         }
+
+    def file_op(op_id: str, summary: str, description: str, ok: Schema) -> Schema:
+        """A file's route: its 200 (``ok``) with the file's headers, its 304 and its 429."""
+        responses = {"200": {**ok, "headers": _FILE_HEADERS}, "304": _NOT_MODIFIED, **limited}
+        return {**op(op_id, summary, description, responses), "parameters": [_IF_NONE_MATCH]}
 
     return {
         "/healthz": {
@@ -212,7 +249,7 @@ def paths() -> dict[str, dict[str, Schema]]:
             )
         },
         "/openapi.json": {
-            "get": op(
+            "get": file_op(
                 "GetOpenAPIDocument",
                 "This document",
                 "The OpenAPI document of the gateway's HTTP/JSON API (this one: "
@@ -221,21 +258,17 @@ def paths() -> dict[str, dict[str, Schema]]:
                 "for a client that takes it (`Accept-Encoding: gzip`), and has an `ETag` with "
                 "`Cache-Control: no-cache`: a request whose `If-None-Match` names it is a 304.",
                 {
-                    "200": {
-                        "description": "The document.",
-                        **request_id,
-                        "content": {
-                            "application/json": {
-                                "schema": {"type": "object", "description": "An OpenAPI document."}
-                            }
-                        },
+                    "description": "The document.",
+                    "content": {
+                        "application/json": {
+                            "schema": {"type": "object", "description": "An OpenAPI document."}
+                        }
                     },
-                    **limited,
                 },
             )
         },
         "/docs": {
-            "get": op(
+            "get": file_op(
                 "GetDocsPage",
                 "This API's page",
                 'Swagger UI over `/openapi.json`: every route, with "Try it out" against this '
@@ -243,12 +276,8 @@ def paths() -> dict[str, dict[str, Schema]]:
                 "(`/docs/docs.js`, `/docs/swagger-ui-bundle.js`, `/docs/swagger-ui.css`) are "
                 "served beside it, and `/docs/` redirects here.",
                 {
-                    "200": {
-                        "description": "The page.",
-                        **request_id,
-                        "content": {"text/html": {"schema": {"type": "string"}}},
-                    },
-                    **limited,
+                    "description": "The page.",
+                    "content": {"text/html": {"schema": {"type": "string"}}},
                 },
             )
         },

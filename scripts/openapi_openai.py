@@ -367,6 +367,11 @@ def schemas() -> dict[str, Schema]:
         "required": ["prompt_tokens", "total_tokens"],
     }
     finish = {"type": ["string", "null"], "enum": ["stop", "length", None]}
+    # A stream's chunks with include_usage say "usage": null but the last, as OpenAI's do.
+    chunk_usage = {
+        "oneOf": [_NULL, _ref("Usage")],
+        "description": "In a stream with include_usage, null in every chunk but the last.",
+    }
     head = {
         "id": {"type": "string"},
         "created": {"type": "integer", "description": "Unix seconds."},
@@ -484,7 +489,7 @@ def schemas() -> dict[str, Schema]:
                 **head,
                 "object": {"const": "text_completion"},
                 "choices": {"type": "array", "items": text_choice},
-                "usage": _ref("Usage"),
+                "usage": chunk_usage,
             },
             ["id", "object", "created", "model", "choices"],
         ),
@@ -543,7 +548,7 @@ def schemas() -> dict[str, Schema]:
                         ["index", "delta", "finish_reason"],
                     ),
                 },
-                "usage": _ref("Usage"),
+                "usage": chunk_usage,
             },
             ["id", "object", "created", "model", "choices"],
         ),
@@ -641,6 +646,9 @@ def _paths(template: str) -> list[tuple[str, list[Schema]]]:
     return [("/v1/models/{model}", [alias]), ("/v1/models/sax/{cell}/{name}", [cell, name])]
 
 
+_REQUEST_ID = {"headers": {"x-request-id": {"$ref": "#/components/headers/x-request-id"}}}
+
+
 def operations(
     package: str, method: str, verb: str, template: str, doc: str
 ) -> list[tuple[str, str, Schema]]:
@@ -671,17 +679,18 @@ def operations(
             "description": doc,
             "x-grpc-method": f"/{package}.{TAG}/{method}",
         }
-        if parameters:
-            op["parameters"] = parameters
+        # The caller's deadline, which the gateway keeps on these routes too (docs/api.md).
+        op["parameters"] = [*parameters, {"$ref": "#/components/parameters/grpc-timeout"}]
         if request is not None:
             op["requestBody"] = {
                 "required": True,
                 "content": {"application/json": {"schema": _ref(request)}},
             }
         op["responses"] = {
-            "200": {"description": _ok(response, events), "content": content},
+            "200": {"description": _ok(response, events), **_REQUEST_ID, "content": content},
             "default": {
                 "description": "An error in OpenAI's envelope, with its mapped HTTP status.",
+                **_REQUEST_ID,
                 "content": {"application/json": {"schema": _ref("Error")}},
             },
         }

@@ -66,6 +66,11 @@ RETRY_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_E
 # How often a connected client re-reads location.proto (upstream's model servers, too, follow
 # the file); a new address there drops the connection, and calls on it retry at the new one.
 LOCATION_CHECK_S = 5.0
+#: How long a read of location.proto may keep a call waiting before a deadline that runs out
+#: during it is SAX_ROOT's fault (UNAVAILABLE) rather than the call's (DEADLINE_EXCEEDED): a
+#: local root answers in microseconds and GCS in tens of milliseconds, but a read runs in a
+#: thread, and a call of a few milliseconds ran out in it and was told SAX_ROOT was down.
+SLOW_LOCATION_READ_S = 0.2
 _INITIAL_BACKOFF_S = 0.01
 _MAX_BACKOFF_S = 1.0
 _BACKOFF_MULTIPLIER = 1.6
@@ -161,14 +166,15 @@ class _Outage:
     ``explained``: that error says itself why (the admin answered it, or SAX_ROOT failed),
     so the call ends with it rather than with "the admin is unreachable". ``sent``: an
     attempt is out since that error; if the error was a failure to reach the admin, the
-    admin may be back, and a deadline that runs out now is the call's own. ``finding``: the
-    call is waiting for the admin's address, read from SAX_ROOT."""
+    admin may be back, and a deadline that runs out now is the call's own. ``finding``:
+    since when the call has waited for the admin's address, read from SAX_ROOT (None: it
+    is not waiting)."""
 
     __slots__ = ("address", "error", "explained", "finding", "sent", "since")
 
     def __init__(self) -> None:
         self.since = 0.0
-        self.finding = False
+        self.finding: float | None = None
         self.address: str | None = None
         self.error: SaxError | None = None
         self.explained = False
@@ -269,9 +275,10 @@ class CellAdmin:
             # restarted admin was "unreachable: Connection refused", its first attempt's error).
             if outage.error is not None and (outage.explained or not outage.sent):
                 raise self._unreachable(outage) from None
-            if outage.finding:
+            if outage.finding is not None and now() - outage.finding >= SLOW_LOCATION_READ_S:
                 # SAX_ROOT has not answered (a storage read retries for up to GCS_RETRY_S):
-                # the admin could not be looked for, which is not an admin that hung.
+                # the admin could not be looked for, which is not an admin that hung. A
+                # shorter wait is the deadline's: no read could have met it.
                 raise self.files.unanswered() from None
             raise DeadlineExceededError(
                 f"admin {method.name} for {self.cell} did not finish within its deadline"
@@ -294,9 +301,9 @@ class CellAdmin:
             answered = False  # the admin itself answered UNAVAILABLE: it is reachable
             refused = False  # an admin answered, but is not this cell's
             try:
-                outage.finding = True
+                outage.finding = now()
                 conn = await self._connection()
-                outage.finding = False
+                outage.finding = None
                 self._counter.value += 1
                 number += 1
                 rpc = method.pick(conn.stub)

@@ -94,7 +94,24 @@ def test_the_routes_envoy_answers_itself_are_documented_as_they_answer(
             assert response.content == b"", path
         else:
             assert response.headers["content-type"].split(";")[0] == kinds[0], path
+        if path == "/healthz":
+            continue
+        # The files' ETag and Cache-Control, and the 304 their If-None-Match gets, were in the
+        # description alone: a client generated from the document took a 304 for an error.
+        assert {"etag", "cache-control"} <= set(documented["headers"]), path
+        parameters = {(p["in"], p["name"]) for p in op["parameters"]}
+        assert parameters == {("header", "If-None-Match")}, path
+        again = http.get(path, headers={"if-none-match": response.headers["etag"]})
+        assert again.status_code == 304, path
+        not_modified = op["responses"]["304"]
+        assert "content" not in not_modified and again.content == b"", path
+        assert set(not_modified["headers"]) <= set(again.headers), path
+        # Envoy gives a 3xx direct response the request's URL as a Location: no redirect.
+        assert "location" not in again.headers, path
     assert http.get("/openapi.json").json() == doc
+
+
+_WITH_USAGE = {"stream": True, "stream_options": {"include_usage": True}}
 
 
 @pytest.mark.usefixtures("openai_models")
@@ -117,6 +134,10 @@ def test_every_event_of_every_stream_is_what_the_document_says(
             ),
             ("/v1/completions", {}, {"model": CHATML, "prompt": "q", "stream": True}),
             ("/v1/chat/completions", {}, {"model": CHATML, **chat, "stream": True}),
+            # With include_usage every chunk but the last says "usage": null, as OpenAI's do;
+            # the document gave usage as an object alone, so each of them failed ST108.
+            ("/v1/completions", {}, {"model": CHATML, "prompt": "q", **_WITH_USAGE}),
+            ("/v1/chat/completions", {}, {"model": CHATML, **chat, **_WITH_USAGE}),
             ("/v1/responses", {}, {"model": CHATML, "input": "q", "stream": True}),
         ]
         for template, parameters, body in calls:
@@ -131,6 +152,7 @@ def test_every_event_of_every_stream_is_what_the_document_says(
 
 _WAIT = {"model": CHATML, "timeout": "0.2s"}
 _COMPLETION = {"model": CHATML, "prompt": "q"}
+_GENERATE = {"model": CHATML, "query": "q"}
 _EMBEDDING = {"model": CHATML, "input": "q"}
 # (path, schema, body, the field a 400 names if the gateway refuses the body): at each bound
 # the gateway enforces and one past it.
@@ -143,6 +165,35 @@ _BOUNDS: list[tuple[str, str, dict[str, Any], str]] = [
         "replicas",
     ),
     ("/wait_for_ready", "saxgateway.v1.WaitForReadyRequest", {**_WAIT, "replicas": -1}, "replicas"),
+    ("/wait_for_ready", "saxgateway.v1.WaitForReadyRequest", {**_WAIT, "timeout": "0s"}, "timeout"),
+    (
+        "/wait_for_ready",
+        "saxgateway.v1.WaitForReadyRequest",
+        {**_WAIT, "timeout": "-1.5s"},
+        "timeout",
+    ),
+    ("/generate", "saxgateway.v1.GenerateRequest", {**_GENERATE, "timeout": "0.0s"}, "timeout"),
+    # A required field sent empty is refused as missing: proto3 JSON cannot tell them apart.
+    ("/generate", "saxgateway.v1.GenerateRequest", {**_GENERATE, "query": ""}, "query"),
+    ("/embed", "saxgateway.v1.EmbedRequest", {"model": CHATML, "text": ""}, "text"),
+    (
+        "/score",
+        "saxgateway.v1.ScoreRequest",
+        {"model": CHATML, "prefix": "q", "suffix": []},
+        "suffix",
+    ),
+    (
+        "/classify",
+        "saxgateway.v1.ClassifyRequest",
+        {"model": CHATML, "image_bytes": ""},
+        "image_bytes",
+    ),
+    (
+        "/publish",
+        "saxgateway.v1.PublishModelRequest",
+        {"model": "/sax/test/contract-empty", "model_path": TEST_LM, "checkpoint": ""},
+        "checkpoint",
+    ),
     ("/v1/completions", "openai.CompletionRequest", {**_COMPLETION, "max_tokens": 1 << 20}, ""),
     (
         "/v1/completions",
@@ -205,7 +256,8 @@ def test_the_document_allows_what_the_gateway_takes_at_its_bounds(http: httpx.Cl
     # The document gave replicas int32's whole range and the OpenAI counts no maximum, where
     # the gateway refuses more than 1,024 replicas or 2**20 tokens, an empty list of prompts
     # or inputs, an empty input and a stop string over 256 characters: a generated client, or
-    # one checking its requests against the document, sent what could only be a 400.
+    # one checking its requests against the document, sent what could only be a 400. So did
+    # a timeout of 0s or less, which the document's pattern allowed.
     doc: dict[str, Any] = http.get("/openapi.json").json()
     wrong = []
     for path, name, body, field in _BOUNDS:
@@ -252,3 +304,51 @@ def test_the_fields_every_reply_prints_are_required_in_the_document(http: httpx.
     assert set(model_info["properties"]) - set(model_info["required"]) == {"load_error"}
     # A message used in requests too is left as it is: its fields are a request's to omit.
     assert "required" not in schemas["saxgateway.v1.MultimodalItem"]
+
+
+def test_the_path_names_the_document_allows_are_the_ones_the_gateway_takes(
+    http: httpx.Client,
+) -> None:
+    # The cell and model names of the /v1/sax/... paths were any segment ("^[^/]+$"), where
+    # the gateway refuses a name Sax does not allow (400 "cell name 'Test' must match ..."):
+    # schemathesis' schema-valid requests, and a generated client's, could only fail.
+    doc: dict[str, Any] = http.get("/openapi.json").json()
+    calls = [
+        ("GET", "/v1/sax/{cell}/{name}", {"cell": "Test", "name": "lm"}),
+        ("POST", "/v1/sax/{cell}/{name}:generate", {"cell": "test", "name": "LM"}),
+        ("GET", "/v1/sax/{cell}:listModels", {"cell": "0"}),
+    ]
+    for method, template, values in calls:
+        op = doc["paths"][template][method.lower()]
+        schemas = {p["name"]: p["schema"] for p in op["parameters"] if p.get("in") == "path"}
+        assert set(schemas) == set(values), template
+        body = {"query": "q"} if method == "POST" else None
+        response = http.request(method, template.format(**values), json=body)
+        assert response.status_code == 400 and "must match" in response.text, response.text
+        valid = {
+            k: jsonschema_rs.Draft202012Validator(schemas[k]).is_valid(v) for k, v in values.items()
+        }
+        assert not all(valid.values()), (template, values)
+        assert all(
+            jsonschema_rs.Draft202012Validator(s).is_valid("lm2b-x_1") for s in schemas.values()
+        )
+
+
+@pytest.mark.usefixtures("openai_models")
+def test_the_openai_routes_declare_the_deadline_header_they_honour(http: httpx.Client) -> None:
+    # The OpenAI routes keep a caller's grpc-timeout (docs/api.md) and answer x-request-id,
+    # but their operations declared neither, so a client generated from the document could
+    # set no deadline, and schemathesis never sent one there.
+    doc: dict[str, Any] = http.get("/openapi.json").json()
+    deadline = {"$ref": "#/components/parameters/grpc-timeout"}
+    body = {"model": CHATML, "messages": [{"role": "user", "content": "q"}]}
+    for path, ops in doc["paths"].items():
+        for op in ops.values():
+            if op.get("tags") != ["OpenAIGateway"]:
+                continue
+            assert deadline in op.get("parameters", []), path
+            for status in ("200", "default"):
+                assert "x-request-id" in op["responses"][status].get("headers", {}), path
+    late = http.post("/v1/chat/completions", json=body, headers={"grpc-timeout": "1n"})
+    assert (late.status_code, late.json()["error"]["code"]) == (504, "timeout")
+    assert late.headers["x-request-id"]

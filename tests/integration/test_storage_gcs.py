@@ -17,10 +17,17 @@ from saxml.protobuf import admin_pb2
 from gateway import naming
 from gateway.cell import AdminServer
 from gateway.cell._files import CellFiles
-from gateway.client import CallOptions, Client, ClientSettings, UnavailableError
+from gateway.client import (
+    CallOptions,
+    Client,
+    ClientSettings,
+    DeadlineExceededError,
+    NotFoundError,
+    UnavailableError,
+)
 from gateway.client._admin import LIST, PUBLISH, CellAdmin, RpcCounter
 from gateway.common.deadline import Deadline
-from gateway.common.storage import GcsStorage, StorageError, open_storage
+from gateway.common.storage import GcsStorage, LocalStorage, StorageError, open_storage
 from gateway.service._health import cell_problem, cell_reachable
 from tests._storage import FaultyFront
 from tests.integration._client_fixtures import CELL, TEST_LM, cell_settings, running_cell
@@ -197,6 +204,28 @@ async def test_a_call_whose_deadline_passes_while_gcs_is_down_is_unavailable() -
                 f"could not find the admin server of cell {CELL}: this gateway's SAX_ROOT is "
                 "unavailable; retry later"
             )
+    finally:
+        await admin.close()
+
+
+async def test_a_deadline_that_no_read_of_the_location_could_meet_is_the_calls_own(
+    tmp_path: Path,
+) -> None:
+    # A local SAX_ROOT answers in microseconds, but a read runs in a thread: a call of a few
+    # milliseconds (`grpc-timeout: 2m`, as a fuzzer sends) to a cell never seen before ran
+    # out while the location was read, and was UNAVAILABLE (503) "this gateway's SAX_ROOT is
+    # unavailable; retry later", blaming a root that was fine. SAX_ROOT is named only when
+    # the read made the call wait (the GCS-down test above); else the deadline was too short.
+    (tmp_path / "sax" / "test").mkdir(parents=True)
+    admin = CellAdmin(naming.CellId("p"), LocalStorage(str(tmp_path)), RpcCounter())
+    try:
+        answers = set()
+        for _ in range(20):
+            try:
+                await admin.call(LIST, admin_pb2.ListRequest(), deadline=Deadline.after(0.002))
+            except (DeadlineExceededError, NotFoundError) as exc:
+                answers.add(type(exc).__name__)
+        assert answers <= {"DeadlineExceededError", "NotFoundError"}
     finally:
         await admin.close()
 

@@ -17,13 +17,12 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from gateway.client import ClientSettings
+from gateway.common.limits import KIB, MIB
 from gateway.common.logs import LogFormat
 
 if TYPE_CHECKING:  # gateway.modelconfig raises this module's ConfigError
     from gateway.modelconfig import ModelConfig
 
-KIB = 1 << 10
-MIB = 1 << 20
 DEFAULT_GATEWAY_PORT = 50051
 """The port ``saxgw gateway`` listens on when given none (``up`` starts the first one there)."""
 STREAM_TIMEOUT = 600.0

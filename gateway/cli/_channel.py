@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 
 from gateway.cli._inputs import InputError, file_arg
-from gateway.config import MIB
+from gateway.common.limits import MIB
 
 DEFAULT_PORT = 8888  # `saxgw up`'s public port
 DEFAULT_GATEWAY = f"localhost:{DEFAULT_PORT}"

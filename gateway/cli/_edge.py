@@ -8,8 +8,9 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from gateway.common.limits import KIB
 from gateway.common.private import write_private
-from gateway.config import KIB, ConfigError, GatewaySettings
+from gateway.config import ConfigError, GatewaySettings
 from gateway.configfile import ConfigFile, load_config, read_snapshot
 from gateway.edge import EdgeConfig, access_settings, allowed_host, allowed_origin, is_loopback
 from gateway.launch.envoy import EnvoySettings

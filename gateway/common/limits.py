@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import reprlib
 
+#: Sizes in bytes. Here, not in gateway.config, so that saxgw's client commands, which size
+#: their channel with MIB, do not import the Sax client with the settings (a third of a
+#: command's start-up CPU).
+KIB = 1 << 10
+MIB = 1 << 20
 #: A caller without an identity is its address for the per-client limits (Envoy's anonymous
 #: rate, the gateway's stream slots); an IPv6 one is its /64, which one host or subscriber is
 #: given whole: by its full address, one caller could rotate through 2^64 budgets.

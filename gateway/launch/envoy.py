@@ -19,10 +19,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from gateway.common.flags import tls_endpoint
+from gateway.common.limits import MIB
 from gateway.common.listen import host_and_port
 from gateway.common.logs import LOGGED_ID_CHARS
 from gateway.common.stacktoken import STACK_TOKEN_HEADER
-from gateway.config import MIB
 from gateway.edge import (
     IDENTITY_HEADER,
     EdgeConfig,

@@ -16,7 +16,7 @@ from pathlib import Path
 import grpc
 import pytest
 from opentelemetry.proto.trace.v1 import trace_pb2
-from prometheus_client import generate_latest
+from prometheus_client import generate_latest, values
 from prometheus_client.multiprocess import MultiProcessCollector
 from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
@@ -518,9 +518,23 @@ async def _call_an_unknown_model(gateway: GatewayServer) -> None:
             await stub.Generate(pb.GenerateRequest(model="/sax/test/nope", query="x"), timeout=10)
 
 
+@pytest.fixture
+def metrics_dir_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A directory for an in-process gateway's metrics, and this process's prometheus_client
+    put back as it was after the test: `use_directory` switches the whole process to
+    multiprocess values, so every later test of this worker that made GatewayMetrics shared
+    its values through files by name and labels (a unit test's address-change count read
+    another test's on, once in a full run)."""
+    monkeypatch.setattr(values, "ValueClass", values.ValueClass)
+    monkeypatch.setattr(values, "MmapedDict", getattr(values, "MmapedDict"))  # noqa: B009
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    return tmp_path
+
+
 async def test_a_metrics_dirs_values_of_an_unpublished_model_are_let_go(
-    inproc_cell: InprocCell, tmp_path: Path
+    inproc_cell: InprocCell, metrics_dir_mode: Path
 ) -> None:
+    tmp_path = metrics_dir_mode
     # prometheus_client's multiprocess values stay in a list of the library's, and each
     # file kept every key it had written in memory: with a metrics directory (every `saxgw
     # up`), a model published, called and unpublished still cost ~14 KB for good. Published

@@ -31,6 +31,10 @@ SAX_PATH = "/sax.server.lm.LMService/Generate"
 ACL_METHOD = "lm.generate"
 #: Headers by which a caller sets its own deadline: a call that sends one goes to a gateway.
 _DEADLINE_HEADERS = ("grpc-timeout", "x-saxgw-grpc-timeout")
+#: A caller's credentials, for Envoy and the gateways alone: a gateway's call to a model server
+#: carries none of them, and neither does a direct call. Envoy's auth filters leave some (a
+#: second key, a cookie, any Authorization where no auth is configured).
+_CREDENTIAL_HEADERS = ("authorization", "x-api-key", "proxy-authorization", "cookie")
 _EXT = "type.googleapis.com/envoy.extensions."
 
 
@@ -222,9 +226,9 @@ def route(model_id: str, catch_all: Config, edge: EdgeConfig, deadline: float) -
             "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
         }
     ]
-    # The stack's token is for its gateways alone; the identity header stays (a model
-    # server may log it).
-    out["request_headers_to_remove"] = [STACK_TOKEN_HEADER]
+    # The stack's token is for its gateways alone, a caller's credentials for Envoy and them;
+    # the identity header stays (a model server may log it).
+    out["request_headers_to_remove"] = [STACK_TOKEN_HEADER, *_CREDENTIAL_HEADERS]
     return out
 
 

@@ -160,6 +160,21 @@ def test_a_direct_model_answers_as_the_gateway_would_and_the_rest_still_goes_the
         again = _generate(http, through_gateway, TEAM)
         assert (again.status_code, again.json()) == (200, answer.json()), through_gateway
         assert envoy_stat(stack, FORWARDED) == gateway + 1, through_gateway
+    # A key named twice, the last time null: Envoy's body reader keeps the last value (no
+    # field), the transcoder the first (the field): the model server got a timeout it
+    # ignores, extra inputs it could not parse (its 400 "Wire format was corrupt").
+    named_twice = {
+        '"extra_inputs": {"temperature": 0.5}, "extra_inputs": null': (200, answer.json()),
+        '"timeout": "0s", "timeout": null': (400, "timeout: must be positive"),
+    }
+    for fields, (status, expected) in named_twice.items():
+        gateway = envoy_stat(stack, FORWARDED)
+        raw = f'{{"model": "{model}", "query": "{body["query"]}", {fields}}}'
+        headers = {**TEAM, "content-type": "application/json"}
+        again = http.post("/generate", content=raw, headers=headers)
+        got = again.json() if status == 200 else again.json().get("message")
+        assert (again.status_code, got) == (status, expected), fields
+        assert envoy_stat(stack, FORWARDED) == gateway + 1, fields
     for who in (CAPPED,):  # a client whose calls in flight the gateway counts
         gateway = envoy_stat(stack, FORWARDED)
         assert _generate(http, body, who).json() == answer.json()

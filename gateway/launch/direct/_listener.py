@@ -12,6 +12,7 @@ import yaml
 
 from gateway.edge import header_predicate, skip_when
 from gateway.launch.direct._files import Config, DirectFiles
+from gateway.launch.direct._wire import wire_filter
 
 #: The dynamic metadata namespace of what the body of ``POST /generate`` says.
 NAMESPACE = "saxgw.direct"
@@ -123,6 +124,7 @@ def direct_listener(rendered: str, directory: Path) -> str:
     hcm = _hcm(config)
     filters = hcm["http_filters"]
     at = next(i for i, f in enumerate(filters) if f["name"] == _TRANSCODER)
+    filters.insert(at + 1, wire_filter(NAMESPACE, HTTP_PATH))
     filters.insert(at, body_filter())
     _logs_direct_calls_as_sent(hcm)
     route_config = hcm.pop("route_config")

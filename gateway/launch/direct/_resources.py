@@ -23,6 +23,7 @@ from gateway.launch.direct._listener import (
     TIMEOUT,
     without,
 )
+from gateway.launch.direct._wire import REFUSED, route_metadata
 
 #: Sax's method: our GenerateRequest and GenerateResponse number model/query/texts as Sax's
 #: GenerateRequest (model_key, text) and GenerateResponse do (proto/saxml/protobuf/lm.proto).
@@ -179,6 +180,14 @@ def route(model_id: str, catch_all: Config, edge: EdgeConfig, deadline: float) -
             {"filter": NAMESPACE, "path": [{"key": without(f)}], "value": {"present_match": True}}
             for f in OBJECT_FIELDS
         ),
+        # Set once the route is taken, by the check of the message (`_wire`), which then
+        # routes the call again.
+        {
+            "filter": NAMESPACE,
+            "path": [{"key": REFUSED}],
+            "value": {"present_match": True},
+            "invert": True,
+        },
     ]
     headers = [
         {"name": "x-envoy-original-path", "string_match": {"exact": HTTP_PATH}},
@@ -188,6 +197,7 @@ def route(model_id: str, catch_all: Config, edge: EdgeConfig, deadline: float) -
     out = copy.deepcopy(catch_all)
     out["name"] = f"direct {model_id}"
     out["match"] = {"path": GATEWAY_PATH, "headers": headers, "dynamic_metadata": meta}
+    out["metadata"] = route_metadata()
     out["route"] = {
         "cluster": cluster_name(model_id),
         "regex_rewrite": {"pattern": {"regex": ".*"}, "substitution": SAX_PATH},

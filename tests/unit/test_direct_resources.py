@@ -13,7 +13,8 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from gateway.edge import EdgeConfig, parse_edge
+from gateway.common.stacktoken import STACK_TOKEN_HEADER
+from gateway.edge import IDENTITY_HEADER, EdgeConfig, parse_edge
 from gateway.launch import probes
 from gateway.launch.direct._listener import GATEWAY_PATH
 from gateway.launch.direct._resources import (
@@ -104,3 +105,20 @@ def test_the_watchdog_finds_a_plane_silent_once_its_heartbeat_is_old(
     assert probe(2) is None
     now[0] += 2
     assert probe(2) == "heartbeat not touched for 31 s (more than 30 s)"
+
+
+def test_a_direct_call_carries_no_credential_of_the_caller_to_the_model_server() -> None:
+    # A gateway's call to a model server carries none of the caller's headers; a direct one
+    # carried each that Envoy's auth filters leave: seen at a stand-in model server, a
+    # cookie, Proxy-Authorization, and any Authorization or x-api-key where no auth is
+    # configured (measured, ports 61000-61010).
+    open_edge = parse_edge({"direct": {"generate": True}})
+    for edge in (EDGE, open_edge):
+        catch_all = {"match": {"prefix": "/"}, "route": {"cluster": "gateways"}}
+        base = {"virtual_hosts": [{"routes": [catch_all]}]}
+        table = route_table(base, [Model("/sax/test/plain", SERVING, "")], edge, deadline=20)
+        direct = table["virtual_hosts"][0]["routes"][0]
+        removed = set(direct["request_headers_to_remove"])
+        sent = {"authorization", "x-api-key", "proxy-authorization", "cookie", STACK_TOKEN_HEADER}
+        assert sent - removed == set()
+        assert IDENTITY_HEADER not in removed  # a model server may log who called

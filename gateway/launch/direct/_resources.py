@@ -23,6 +23,7 @@ from gateway.launch.direct._listener import (
     TIMEOUT,
     without,
 )
+from gateway.launch.direct._wire import REFUSED, route_metadata
 
 #: Sax's method: our GenerateRequest and GenerateResponse number model/query/texts as Sax's
 #: GenerateRequest (model_key, text) and GenerateResponse do (proto/saxml/protobuf/lm.proto).
@@ -31,6 +32,10 @@ SAX_PATH = "/sax.server.lm.LMService/Generate"
 ACL_METHOD = "lm.generate"
 #: Headers by which a caller sets its own deadline: a call that sends one goes to a gateway.
 _DEADLINE_HEADERS = ("grpc-timeout", "x-saxgw-grpc-timeout")
+#: A caller's credentials, for Envoy and the gateways alone: a gateway's call to a model server
+#: carries none of them, and neither does a direct call. Envoy's auth filters leave some (a
+#: second key, a cookie, any Authorization where no auth is configured).
+_CREDENTIAL_HEADERS = ("authorization", "x-api-key", "proxy-authorization", "cookie")
 _EXT = "type.googleapis.com/envoy.extensions."
 
 
@@ -175,6 +180,14 @@ def route(model_id: str, catch_all: Config, edge: EdgeConfig, deadline: float) -
             {"filter": NAMESPACE, "path": [{"key": without(f)}], "value": {"present_match": True}}
             for f in OBJECT_FIELDS
         ),
+        # Set once the route is taken, by the check of the message (`_wire`), which then
+        # routes the call again.
+        {
+            "filter": NAMESPACE,
+            "path": [{"key": REFUSED}],
+            "value": {"present_match": True},
+            "invert": True,
+        },
     ]
     headers = [
         {"name": "x-envoy-original-path", "string_match": {"exact": HTTP_PATH}},
@@ -184,6 +197,7 @@ def route(model_id: str, catch_all: Config, edge: EdgeConfig, deadline: float) -
     out = copy.deepcopy(catch_all)
     out["name"] = f"direct {model_id}"
     out["match"] = {"path": GATEWAY_PATH, "headers": headers, "dynamic_metadata": meta}
+    out["metadata"] = route_metadata()
     out["route"] = {
         "cluster": cluster_name(model_id),
         "regex_rewrite": {"pattern": {"regex": ".*"}, "substitution": SAX_PATH},
@@ -222,9 +236,9 @@ def route(model_id: str, catch_all: Config, edge: EdgeConfig, deadline: float) -
             "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
         }
     ]
-    # The stack's token is for its gateways alone; the identity header stays (a model
-    # server may log it).
-    out["request_headers_to_remove"] = [STACK_TOKEN_HEADER]
+    # The stack's token is for its gateways alone, a caller's credentials for Envoy and them;
+    # the identity header stays (a model server may log it).
+    out["request_headers_to_remove"] = [STACK_TOKEN_HEADER, *_CREDENTIAL_HEADERS]
     return out
 
 

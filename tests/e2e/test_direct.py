@@ -7,6 +7,7 @@ an ACL group."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -20,6 +21,7 @@ from gateway.configfile import load_config
 from gateway.launch.ports import listener_pid
 from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack, StackSettings
+from gateway.launch.supervisor import Supervisor
 from tests._stacks import (
     FORWARDED,
     cell_settings,
@@ -245,3 +247,33 @@ def test_calls_go_on_when_a_replica_dies(stack: Stack, http: httpx.Client) -> No
         os.kill(killed, signal.SIGKILL)
         assert calls(10) == []
     assert _direct_calls(stack, model) >= before + 10
+
+
+def test_routes_follow_the_cells_after_the_files_directory_is_removed(
+    stack: Stack, http: httpx.Client
+) -> None:
+    """Removed (rm -rf, a cleaner), the directory is made again when the plane restarts, and
+    Envoy with it: Envoy watched the one removed, and before, it kept the routes it had for
+    good (a model published since never went direct; one unpublished or given an ACL went on
+    going direct)."""
+    supervisor = Supervisor(stack.group, stack.settings.restart)  # as `saxgw up` runs one
+    assert stack.envoy.direct_dir is not None
+    shutil.rmtree(stack.envoy.direct_dir)
+    model = "/sax/test/direct-after-rm"
+    body = publish_body(model, TEST_LM)
+    published: list[str] = []
+
+    def direct() -> bool:
+        supervisor.tick()
+        try:  # Envoy starts again meanwhile: its port refuses a moment
+            if not published:
+                if http.post("/publish", json=body, headers=OPS).status_code != 200:
+                    return False
+                published.append(model)
+            return _goes_direct(stack, http, model)()
+        except (httpx.TransportError, OSError):
+            return False
+
+    _until(f"{model}, published after the directory was removed, goes direct", direct)
+    assert supervisor.restarts("direct") == 1
+    assert supervisor.restarts("envoy") == 1

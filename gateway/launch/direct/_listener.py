@@ -130,8 +130,7 @@ def direct_listener(rendered: str, directory: Path) -> str:
     # route's own removals (the stack token) must come after the virtual host's additions.
     route_config["most_specific_header_mutations_wins"] = True
     files.write_base(route_config)
-    files.write_routes(route_config)
-    files.write_clusters([])
+    files.write_first()
     hcm["rds"] = {
         "route_config_name": route_config["name"],
         "config_source": files.source(files.routes),

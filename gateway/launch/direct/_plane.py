@@ -46,6 +46,7 @@ class Plane:
         self._client, self._files, self._edge, self._deadline = client, files, edge, deadline
         self._base = files.read_base()
         self._written: Sequence[Model] | None = None
+        self._inodes: tuple[int, int] | None = None
         self._cells: list[str] = []
         self._cells_at = -math.inf
 
@@ -62,14 +63,16 @@ class Plane:
 
     async def refresh(self) -> None:
         """Lists the cells once; writes the files if what goes direct changed (or a file
-        is gone). An admin that does not answer leaves the routes as they are: the
-        replicas it last reported go on serving, as they do for the gateways."""
+        is gone, or is not the one it wrote). An admin that does not answer leaves the routes
+        as they are: the replicas it last reported go on serving, as they do for the
+        gateways."""
         try:
             models = direct_models(await self._models(), self._edge)
         except SaxError as exc:
             log.warning("direct mode: listing the models failed, routes kept: %s", exc)
             return
-        if models == self._written and self._files.complete():
+        unchanged = self._inodes is not None and self._files.written() == self._inodes
+        if models == self._written and unchanged:
             return
         await self._write(models)
         log.info("direct mode: %d model(s) routed directly", len(models))
@@ -89,6 +92,7 @@ class Plane:
             await asyncio.sleep(_CLUSTERS_FIRST_S)
             self._files.write_clusters(clusters)
         self._written = list(models)
+        self._inodes = self._files.written()
 
     async def run(self, every: float = REFRESH_S) -> None:
         while True:

@@ -4,18 +4,25 @@ routes do in a real Envoy)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
+import socket
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import yaml
+from saxml.protobuf.admin_pb2 import Location
 
+from gateway.client import Client, ClientSettings
 from gateway.edge import EdgeConfig, parse_edge
 from gateway.launch import probes
+from gateway.launch.direct import DirectFiles, _plane
 from gateway.launch.direct._listener import GATEWAY_PATH
+from gateway.launch.direct._plane import Plane
 from gateway.launch.direct._resources import (
     SAX_PATH,
     Model,
@@ -104,3 +111,43 @@ def test_the_watchdog_finds_a_plane_silent_once_its_heartbeat_is_old(
     assert probe(2) is None
     now[0] += 2
     assert probe(2) == "heartbeat not touched for 31 s (more than 30 s)"
+
+
+def test_a_listing_that_keeps_failing_is_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An admin that does not answer: one WARNING, not one per listing (every 0.5 s and the
+    client's own wait), then a line when the listing works again; the routes stay."""
+    root = tmp_path / "root"
+    (root / "sax" / "test").mkdir(parents=True)
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        admin = f"127.0.0.1:{closed.getsockname()[1]}"
+    location = root / "sax" / "test" / "location.proto"
+    location.write_bytes(Location(location=admin).SerializeToString())
+    files = DirectFiles(tmp_path / "direct")
+    files.directory.mkdir()
+    catch_all = {"match": {"prefix": "/"}, "route": {"cluster": "gateway_grpc"}}
+    files.write_base({"name": "routes", "virtual_hosts": [{"name": "all", "routes": [catch_all]}]})
+    monkeypatch.setattr(_plane, "CELLS_EVERY_S", 0.0)  # the cell's removal is seen at once
+    settings = ClientSettings(sax_root=str(root), admin_unreachable_after=0.05)
+
+    async def listings() -> None:
+        client = Client(settings)
+        try:
+            plane = Plane(client, files, EDGE, 60.0)
+            for _ in range(3):
+                await plane.refresh()
+            location.unlink()  # no cell left to list: the listing works, with no models
+            (root / "sax" / "test").rmdir()
+            await plane.refresh()
+        finally:
+            await client.close()
+
+    with caplog.at_level(logging.INFO, logger="gateway.launch.direct._plane"):
+        asyncio.run(listings())
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    warned = [m for level, m in lines if level == "WARNING"]
+    assert len(warned) == 1, lines
+    assert warned[0].startswith("direct mode: listing the models failed, routes kept: ")
+    assert ("INFO", "direct mode: listing the models works again, after 3 failures") in lines

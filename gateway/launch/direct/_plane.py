@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 
 from gateway.client import Client, ClientSettings, SaxError
+from gateway.common.failurelog import FailureLog
 from gateway.edge import EdgeConfig
 from gateway.launch.direct._files import DirectFiles
 from gateway.launch.direct._resources import (
@@ -26,6 +27,9 @@ from gateway.launch.direct._resources import (
 )
 
 log = logging.getLogger(__name__)
+#: A failed listing is logged when it starts, then once a minute while it lasts, and once when
+#: it ends: an admin down was a WARNING each listing, one every 2.5 s for as long as it lasted.
+_LISTING = ("listing", "models")
 
 #: Seconds between two listings: how long a publish, an unpublish, a replica moving or an
 #: ACL set takes at most to reach Envoy (docs/config.md).
@@ -49,6 +53,7 @@ class Plane:
         self._inodes: tuple[int, int] | None = None
         self._cells: list[str] = []
         self._cells_at = -math.inf
+        self._failures = FailureLog(log)
 
     async def _models(self) -> list[Model]:
         if not self._cells or time.monotonic() - self._cells_at > CELLS_EVERY_S:
@@ -69,8 +74,10 @@ class Plane:
         try:
             models = direct_models(await self._models(), self._edge)
         except SaxError as exc:
-            log.warning("direct mode: listing the models failed, routes kept: %s", exc)
+            message = f"direct mode: listing the models failed, routes kept: {exc}"
+            self._failures.failed(_LISTING, message)
             return
+        self._failures.succeeded(_LISTING, "direct mode: listing the models")
         unchanged = self._inodes is not None and self._files.written() == self._inodes
         if models == self._written and unchanged:
             return

@@ -277,3 +277,29 @@ def test_routes_follow_the_cells_after_the_files_directory_is_removed(
     _until(f"{model}, published after the directory was removed, goes direct", direct)
     assert supervisor.restarts("direct") == 1
     assert supervisor.restarts("envoy") == 1
+
+
+def test_a_direct_call_a_model_server_fails_is_counted_as_failed(
+    stack: Stack, http: httpx.Client
+) -> None:
+    """A model server's error comes as a gRPC status under HTTP 200: the cluster's
+    upstream_rq_xx count it as a 2xx, and the gateway's metrics never see it. Envoy's gRPC
+    stats of the cluster count it by its status (docs/operations.md "Direct mode")."""
+    model = "/sax/test/direct-refusing"
+    refusing = publish_body(model, TEST_LM, max_in_flight="0")  # refuses every call
+    assert http.post("/publish", json=refusing, headers=OPS).status_code == 200
+    wait = http.post("/wait_for_ready", json={"model": model, "num_replicas": 1}, headers=OPS)
+    assert wait.status_code == 200, wait.text
+    body = {"model": model, "query": "q"}
+    _until(
+        f"{model} goes direct",
+        lambda: _generate(http, body, TEAM).status_code == 429 and _direct_calls(stack, model) > 0,
+    )
+    stat = f"cluster.direct{model.replace('/', '_')}.grpc"
+    calls = envoy_stat(stack, f"{stat}.total")
+    assert calls >= 1
+    assert [envoy_stat(stack, f"{stat}.{s}") for s in ("failure", "8", "success")] == [
+        calls,
+        calls,
+        0,
+    ]

@@ -151,3 +151,54 @@ def test_a_listing_that_keeps_failing_is_logged_once(
     assert len(warned) == 1, lines
     assert warned[0].startswith("direct mode: listing the models failed, routes kept: ")
     assert ("INFO", "direct mode: listing the models works again, after 3 failures") in lines
+
+
+class _Watched(DirectFiles):
+    """Records, after each write, the clusters the routes name that the clusters file lacks:
+    what Envoy would have answered 503 for, had it read the files then."""
+
+    missing: list[set[str]]
+
+    def _check(self) -> None:
+        routes = json.loads(self.routes.read_text())["resources"][0]
+        clusters = json.loads(self.clusters.read_text())["resources"]
+        named = {
+            r["route"]["cluster"]
+            for r in routes["virtual_hosts"][0]["routes"]
+            if r["route"]["cluster"].startswith("direct")
+        }
+        self.missing.append(named - {c["name"] for c in clusters})
+
+    def write_routes(self, route_config: dict[str, object]) -> None:
+        super().write_routes(route_config)
+        self._check()
+
+    def write_clusters(self, clusters: list[dict[str, object]]) -> None:
+        super().write_clusters(clusters)
+        self._check()
+
+
+def test_no_route_names_a_cluster_the_files_lack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One model leaves direct mode (an ACL set) as another comes (published) in the same
+    listing: each file the plane writes, at every step, names only clusters that are there."""
+    first = DirectFiles(tmp_path)
+    catch_all = {"match": {"prefix": "/"}, "route": {"cluster": "gateway_grpc"}}
+    first.write_base({"name": "routes", "virtual_hosts": [{"name": "all", "routes": [catch_all]}]})
+    first.write_first()
+    files = _Watched(tmp_path)
+    object.__setattr__(files, "missing", [])
+    monkeypatch.setattr(_plane, "_CLUSTERS_FIRST_S", 0.0)
+    a = Model("/sax/test/a", ("127.0.0.1:1",), "")
+    b = Model("/sax/test/b", ("127.0.0.1:2",), "")
+
+    async def writes() -> None:
+        client = Client(ClientSettings(sax_root=str(tmp_path)))  # never called
+        plane = Plane(client, files, parse_edge({}), 60.0)
+        for models in ([a], [b], [a, b], []):
+            await plane._write(models)
+        await client.close()
+
+    asyncio.run(writes())
+    assert files.missing and all(m == set() for m in files.missing), files.missing

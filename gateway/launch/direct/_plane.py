@@ -85,17 +85,20 @@ class Plane:
         log.info("direct mode: %d model(s) routed directly", len(models))
 
     async def _write(self, models: Sequence[Model]) -> None:
-        old = {m.model_id for m in self._written or ()}
+        ids = {m.model_id for m in models}
+        going = [m for m in self._written or () if m.model_id not in ids]
+        coming = ids - {m.model_id for m in self._written or ()}
         clusters = [cluster(m, self._edge) for m in models]
         table = route_table(self._base, models, self._edge, self._deadline)
-        if {m.model_id for m in models} - old:
-            # New clusters first: a route to a cluster Envoy does not have yet fails.
-            self._files.write_clusters(clusters)
+        if coming:
+            # New clusters first: a route to a cluster Envoy does not have yet fails; those
+            # of the models going stay until their routes are gone (a model given an ACL
+            # while another was published: its calls were 503s for that moment).
+            self._files.write_clusters(clusters + [cluster(m, self._edge) for m in going])
             await asyncio.sleep(_CLUSTERS_FIRST_S)
-            self._files.write_routes(table)
-        else:
-            # Routes first: a cluster taken away under its route would fail its calls.
-            self._files.write_routes(table)
+        self._files.write_routes(table)
+        if going or not coming:
+            # Then the clusters: one taken away under its route would fail its calls.
             await asyncio.sleep(_CLUSTERS_FIRST_S)
             self._files.write_clusters(clusters)
         self._written = list(models)

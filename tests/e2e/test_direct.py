@@ -9,12 +9,15 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 
 import httpx
 import pytest
 import yaml
+from saxml.protobuf.admin_pb2 import Location
 
 from gateway.cli._edge import envoy_settings
 from gateway.configfile import load_config
@@ -303,3 +306,29 @@ def test_a_direct_call_a_model_server_fails_is_counted_as_failed(
         calls,
         0,
     ]
+
+
+def test_a_cell_whose_admin_is_down_keeps_no_other_cell_from_changing(
+    stack: Stack, http: httpx.Client
+) -> None:
+    """A second cell in SAX_ROOT whose admin does not answer: its routes stay as they were,
+    and the other cell's changes still reach Envoy. One cell down failed the whole listing,
+    and every route stayed: a model published since never went direct, and one given an ACL
+    went on going direct, unchecked."""
+    ghost = Path(stack.settings.sax_root) / "sax" / "direct-ghost"
+    ghost.mkdir()
+    try:
+        with socket.socket() as closed:  # a port nothing listens on
+            closed.bind(("127.0.0.1", 0))
+            admin = f"127.0.0.1:{closed.getsockname()[1]}"
+        (ghost / "location.proto").write_bytes(Location(location=admin).SerializeToString())
+        # Started again, the plane lists the cells at once (else every 10 s).
+        plane = dict(stack.group.children)["direct"]
+        plane.kill()
+        plane.wait(timeout=10)
+        stack.group.restart("direct")
+        model = "/sax/test/direct-beside-down"
+        _publish(http, model)
+        _until(f"{model} goes direct", _goes_direct(stack, http, model))
+    finally:
+        shutil.rmtree(ghost)

@@ -29,7 +29,7 @@ from gateway.launch.direct._resources import (
 log = logging.getLogger(__name__)
 #: A failed listing is logged when it starts, then once a minute while it lasts, and once when
 #: it ends: an admin down was a WARNING each listing, one every 2.5 s for as long as it lasted.
-_LISTING = ("listing", "models")
+_LISTING = "listing"
 
 #: Seconds between two listings: how long a publish, an unpublish, a replica moving or an
 #: ACL set takes at most to reach Envoy (docs/config.md).
@@ -53,31 +53,46 @@ class Plane:
         self._inodes: tuple[int, int] | None = None
         self._cells: list[str] = []
         self._cells_at = -math.inf
+        self._by_cell: dict[str, list[Model]] = {}  # each cell's models, as last listed
         self._failures = FailureLog(log)
 
     async def _models(self) -> list[Model]:
+        """Every cell's models; a cell whose admin does not answer counts with the models it
+        last listed, so that it keeps its routes and the other cells' changes still reach
+        Envoy (one cell down used to fail the whole listing: a model given an ACL in another
+        cell went on going direct, unchecked, for as long as it was down)."""
         if not self._cells or time.monotonic() - self._cells_at > CELLS_EVERY_S:
             self._cells = await self._client.list_cells()
             self._cells_at = time.monotonic()
+            self._by_cell = {c: m for c, m in self._by_cell.items() if c in self._cells}
         models = []
         for cell in self._cells:
-            for d in await self._client.list_all(cell):
-                acl = d.acls.get(ACL_METHOD, "")
-                models.append(Model(d.model_id, tuple(d.addresses), acl))
+            try:
+                listed = await self._client.list_all(cell)
+            except SaxError as exc:
+                message = f"direct mode: listing {cell}'s models failed, its routes kept: {exc}"
+                self._failures.failed((_LISTING, cell), message)
+            else:
+                self._failures.succeeded((_LISTING, cell), f"direct mode: listing {cell}'s models")
+                self._by_cell[cell] = [
+                    Model(d.model_id, tuple(d.addresses), d.acls.get(ACL_METHOD, ""))
+                    for d in listed
+                ]
+            models += self._by_cell.get(cell, [])
         return models
 
     async def refresh(self) -> None:
         """Lists the cells once; writes the files if what goes direct changed (or a file
-        is gone, or is not the one it wrote). An admin that does not answer leaves the routes
-        as they are: the replicas it last reported go on serving, as they do for the
-        gateways."""
+        is gone, or is not the one it wrote). An admin that does not answer leaves its
+        cell's routes as they are: the replicas it last reported go on serving, as they do
+        for the gateways."""
         try:
             models = direct_models(await self._models(), self._edge)
-        except SaxError as exc:
-            message = f"direct mode: listing the models failed, routes kept: {exc}"
-            self._failures.failed(_LISTING, message)
+        except SaxError as exc:  # SAX_ROOT's cells could not be listed
+            message = f"direct mode: listing the cells failed, routes kept: {exc}"
+            self._failures.failed((_LISTING, "cells"), message)
             return
-        self._failures.succeeded(_LISTING, "direct mode: listing the models")
+        self._failures.succeeded((_LISTING, "cells"), "direct mode: listing the cells")
         unchanged = self._inodes is not None and self._files.written() == self._inodes
         if models == self._written and unchanged:
             return

@@ -16,7 +16,7 @@ import dataclasses
 import logging
 import sys
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -429,16 +429,41 @@ class Stack:
             self._start_ops(s.ops_port, timeout)
         tmp = Path(self._tmp.name)
         kept = [tmp / OWNER_FILE, config, tmp / "secrets", tmp / "collector-ca.pem"]
-        if self.envoy.direct_dir:  # Envoy reads them at its start; the plane rewrites them
-            kept.append(Path(self.envoy.direct_dir))
         if snapshot is not None:
             kept.append(Path(snapshot))
         # A table made again is a new one: the gateways still running count in the old one
         # until they restart, which beats a gateway that cannot start at all.
         workers = len(s.gateway_ports)
-        table = {self.slot_table: partial(slottable.create, str(self.slot_table), workers)}
-        files = KeptFiles(tmp, keep=kept, empty=[self.metrics_dir], remake=table)
-        self.group.before_restart = files.restore
+        remake: dict[Path, Callable[[], None]] = {
+            self.slot_table: partial(slottable.create, str(self.slot_table), workers)
+        }
+        if self.envoy.direct_dir:
+            # Envoy reads them at its start; the plane rewrites them. Written back as they
+            # were at the start, they would route to replicas that may have moved since.
+            direct = DirectFiles(Path(self.envoy.direct_dir))
+            kept.append(direct.base)
+            remake |= {direct.routes: direct.write_first, direct.clusters: direct.write_first}
+        files = KeptFiles(tmp, keep=kept, empty=[self.metrics_dir], remake=remake)
+        self.group.before_restart = partial(self._before_restart, files)
+
+    def _before_restart(self, files: KeptFiles) -> None:
+        """Writes back the files that were removed; restarts Envoy if direct mode's
+        directory was among them. Envoy watches the directory it found at its start for the
+        renames of the plane's files: once that one is removed, it sees no new directory of
+        the same name, and the routes it had stayed for good (a model unpublished, moved or
+        given an ACL since still went direct, where it was)."""
+        direct = self.envoy.direct_dir
+        remade = direct is not None and not Path(direct).is_dir()
+        files.restore()
+        envoy = dict(self.group.children).get("envoy")
+        if remade and envoy is not None and envoy.poll() is None:
+            log.warning(
+                "direct mode's directory %s was removed: restarting Envoy (pid %d), which "
+                "would not read the routes written in the new one",
+                direct,
+                envoy.pid,
+            )
+            envoy.terminate()  # the supervisor starts it again, as after any exit
 
     def _config_snapshot(self) -> str | None:
         """Where the gateway processes read the config from: a snapshot of it (owner-only:

@@ -7,7 +7,9 @@ an ACL group."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -15,12 +17,14 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from saxml.protobuf.admin_pb2 import Location
 
 from gateway.cli._edge import envoy_settings
 from gateway.configfile import load_config
 from gateway.launch.ports import listener_pid
 from gateway.launch.processes import free_port
 from gateway.launch.stack import Stack, StackSettings
+from gateway.launch.supervisor import Supervisor
 from tests._stacks import (
     FORWARDED,
     cell_settings,
@@ -278,3 +282,85 @@ def test_calls_go_on_when_a_replica_dies(stack: Stack, http: httpx.Client) -> No
         os.kill(killed, signal.SIGKILL)
         assert calls(10) == []
     assert _direct_calls(stack, model) >= before + 10
+
+
+def test_routes_follow_the_cells_after_the_files_directory_is_removed(
+    stack: Stack, http: httpx.Client
+) -> None:
+    """Removed (rm -rf, a cleaner), the directory is made again when the plane restarts, and
+    Envoy with it: Envoy watched the one removed, and before, it kept the routes it had for
+    good (a model published since never went direct; one unpublished or given an ACL went on
+    going direct)."""
+    supervisor = Supervisor(stack.group, stack.settings.restart)  # as `saxgw up` runs one
+    assert stack.envoy.direct_dir is not None
+    shutil.rmtree(stack.envoy.direct_dir)
+    model = "/sax/test/direct-after-rm"
+    body = publish_body(model, TEST_LM)
+    published: list[str] = []
+
+    def direct() -> bool:
+        supervisor.tick()
+        try:  # Envoy starts again meanwhile: its port refuses a moment
+            if not published:
+                if http.post("/publish", json=body, headers=OPS).status_code != 200:
+                    return False
+                published.append(model)
+            return _goes_direct(stack, http, model)()
+        except (httpx.TransportError, OSError):
+            return False
+
+    _until(f"{model}, published after the directory was removed, goes direct", direct)
+    assert supervisor.restarts("direct") == 1
+    assert supervisor.restarts("envoy") == 1
+
+
+def test_a_direct_call_a_model_server_fails_is_counted_as_failed(
+    stack: Stack, http: httpx.Client
+) -> None:
+    """A model server's error comes as a gRPC status under HTTP 200: the cluster's
+    upstream_rq_xx count it as a 2xx, and the gateway's metrics never see it. Envoy's gRPC
+    stats of the cluster count it by its status (docs/operations.md "Direct mode")."""
+    model = "/sax/test/direct-refusing"
+    refusing = publish_body(model, TEST_LM, max_in_flight="0")  # refuses every call
+    assert http.post("/publish", json=refusing, headers=OPS).status_code == 200
+    wait = http.post("/wait_for_ready", json={"model": model, "num_replicas": 1}, headers=OPS)
+    assert wait.status_code == 200, wait.text
+    body = {"model": model, "query": "q"}
+    _until(
+        f"{model} goes direct",
+        lambda: _generate(http, body, TEAM).status_code == 429 and _direct_calls(stack, model) > 0,
+    )
+    stat = f"cluster.direct{model.replace('/', '_')}.grpc"
+    calls = envoy_stat(stack, f"{stat}.total")
+    assert calls >= 1
+    assert [envoy_stat(stack, f"{stat}.{s}") for s in ("failure", "8", "success")] == [
+        calls,
+        calls,
+        0,
+    ]
+
+
+def test_a_cell_whose_admin_is_down_keeps_no_other_cell_from_changing(
+    stack: Stack, http: httpx.Client
+) -> None:
+    """A second cell in SAX_ROOT whose admin does not answer: its routes stay as they were,
+    and the other cell's changes still reach Envoy. One cell down failed the whole listing,
+    and every route stayed: a model published since never went direct, and one given an ACL
+    went on going direct, unchecked."""
+    ghost = Path(stack.settings.sax_root) / "sax" / "direct-ghost"
+    ghost.mkdir()
+    try:
+        with socket.socket() as closed:  # a port nothing listens on
+            closed.bind(("127.0.0.1", 0))
+            admin = f"127.0.0.1:{closed.getsockname()[1]}"
+        (ghost / "location.proto").write_bytes(Location(location=admin).SerializeToString())
+        # Started again, the plane lists the cells at once (else every 10 s).
+        plane = dict(stack.group.children)["direct"]
+        plane.kill()
+        plane.wait(timeout=10)
+        stack.group.restart("direct")
+        model = "/sax/test/direct-beside-down"
+        _publish(http, model)
+        _until(f"{model} goes direct", _goes_direct(stack, http, model))
+    finally:
+        shutil.rmtree(ghost)

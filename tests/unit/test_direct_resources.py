@@ -4,19 +4,26 @@ routes do in a real Envoy)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
+import socket
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import yaml
+from saxml.protobuf.admin_pb2 import Location
 
+from gateway.client import Client, ClientSettings
 from gateway.common.stacktoken import STACK_TOKEN_HEADER
 from gateway.edge import IDENTITY_HEADER, EdgeConfig, parse_edge
 from gateway.launch import probes
+from gateway.launch.direct import DirectFiles, _plane
 from gateway.launch.direct._listener import GATEWAY_PATH
+from gateway.launch.direct._plane import Plane
 from gateway.launch.direct._resources import (
     SAX_PATH,
     Model,
@@ -122,3 +129,89 @@ def test_a_direct_call_carries_no_credential_of_the_caller_to_the_model_server()
         sent = {"authorization", "x-api-key", "proxy-authorization", "cookie", STACK_TOKEN_HEADER}
         assert sent - removed == set()
         assert IDENTITY_HEADER not in removed  # a model server may log who called
+
+
+def test_a_listing_that_keeps_failing_is_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An admin that does not answer: one WARNING, not one per listing (every 0.5 s and the
+    client's own wait); the routes stay."""
+    root = tmp_path / "root"
+    (root / "sax" / "test").mkdir(parents=True)
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        admin = f"127.0.0.1:{closed.getsockname()[1]}"
+    location = root / "sax" / "test" / "location.proto"
+    location.write_bytes(Location(location=admin).SerializeToString())
+    files = DirectFiles(tmp_path / "direct")
+    files.directory.mkdir()
+    catch_all = {"match": {"prefix": "/"}, "route": {"cluster": "gateway_grpc"}}
+    files.write_base({"name": "routes", "virtual_hosts": [{"name": "all", "routes": [catch_all]}]})
+    settings = ClientSettings(sax_root=str(root), admin_unreachable_after=0.05)
+
+    async def listings() -> None:
+        client = Client(settings)
+        try:
+            plane = Plane(client, files, EDGE, 60.0)
+            for _ in range(3):
+                await plane.refresh()
+        finally:
+            await client.close()
+
+    with caplog.at_level(logging.INFO, logger="gateway.launch.direct._plane"):
+        asyncio.run(listings())
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    warned = [m for level, m in lines if level == "WARNING"]
+    assert len(warned) == 1, lines
+    assert warned[0].startswith("direct mode: listing /sax/test's models failed, its routes kept: ")
+
+
+class _Watched(DirectFiles):
+    """Records, after each write, the clusters the routes name that the clusters file lacks:
+    what Envoy would have answered 503 for, had it read the files then."""
+
+    missing: list[set[str]]
+
+    def _check(self) -> None:
+        routes = json.loads(self.routes.read_text())["resources"][0]
+        clusters = json.loads(self.clusters.read_text())["resources"]
+        named = {
+            r["route"]["cluster"]
+            for r in routes["virtual_hosts"][0]["routes"]
+            if r["route"]["cluster"].startswith("direct")
+        }
+        self.missing.append(named - {c["name"] for c in clusters})
+
+    def write_routes(self, route_config: dict[str, object]) -> None:
+        super().write_routes(route_config)
+        self._check()
+
+    def write_clusters(self, clusters: list[dict[str, object]]) -> None:
+        super().write_clusters(clusters)
+        self._check()
+
+
+def test_no_route_names_a_cluster_the_files_lack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One model leaves direct mode (an ACL set) as another comes (published) in the same
+    listing: each file the plane writes, at every step, names only clusters that are there."""
+    first = DirectFiles(tmp_path)
+    catch_all = {"match": {"prefix": "/"}, "route": {"cluster": "gateway_grpc"}}
+    first.write_base({"name": "routes", "virtual_hosts": [{"name": "all", "routes": [catch_all]}]})
+    first.write_first()
+    files = _Watched(tmp_path)
+    object.__setattr__(files, "missing", [])
+    monkeypatch.setattr(_plane, "_CLUSTERS_FIRST_S", 0.0)
+    a = Model("/sax/test/a", ("127.0.0.1:1",), "")
+    b = Model("/sax/test/b", ("127.0.0.1:2",), "")
+
+    async def writes() -> None:
+        client = Client(ClientSettings(sax_root=str(tmp_path)))  # never called
+        plane = Plane(client, files, parse_edge({}), 60.0)
+        for models in ([a], [b], [a, b], []):
+            await plane._write(models)
+        await client.close()
+
+    asyncio.run(writes())
+    assert files.missing and all(m == set() for m in files.missing), files.missing

@@ -63,9 +63,20 @@ class DirectFiles:
     def write_clusters(self, clusters: list[Config]) -> None:
         _write(self.clusters, {"resources": [{"@type": _CLUSTER, **c} for c in clusters]})
 
-    def complete(self) -> bool:
-        """Whether every file Envoy reads is there (a /tmp cleaner may remove them)."""
-        return self.routes.exists() and self.clusters.exists()
+    def write_first(self) -> None:
+        """The RDS and CDS files that route every call to the gateways (the base table, no
+        clusters): what Envoy reads at its start, before the control plane has listed."""
+        self.write_routes(self.read_base())
+        self.write_clusters([])
+
+    def written(self) -> tuple[int, int] | None:
+        """The inodes of the RDS and CDS files, None if one is gone: each write is a new
+        file, so another inode means the file was written by someone else (removed by a
+        /tmp cleaner, written back by the stack) since the plane last wrote it."""
+        try:
+            return self.routes.stat().st_ino, self.clusters.stat().st_ino
+        except FileNotFoundError:
+            return None
 
 
 def _write(path: Path, value: Config) -> None:

@@ -81,6 +81,23 @@ def body_filter() -> Config:
     return skip_when("direct_body", inner, {"or_matcher": {"predicate": [other_path, large]}})
 
 
+def grpc_stats_filter() -> Config:
+    """Envoy's count of the gRPC status of each call, by the cluster that answered it
+    (``cluster.direct_sax_test_lm.grpc.total``, ``.success``, ``.failure`` and one per status,
+    ``.5``): a model server's error comes as a gRPC status under HTTP 200, which the cluster's
+    ``upstream_rq_xx`` counts as a 2xx, and the gateway's metrics never see a direct call.
+    Just before the router, it reads the model server's answer before any filter rewrites it.
+    No method is named (an empty allowlist): a method in a stat's name is split by Envoy's
+    Prometheus tags at its dots, and each call of a cluster is one method here anyway."""
+    return {
+        "name": "envoy.filters.http.grpc_stats",
+        "typed_config": {
+            "@type": _EXT + "filters.http.grpc_stats.v3.FilterConfig",
+            "individual_method_stats_allowlist": {"services": []},
+        },
+    }
+
+
 def _on_direct_routes(direct: bool) -> Config:
     """An access log filter: the call took a direct route (`_resources.route` names them)."""
     test = "xds.route_name.startsWith('direct ')"
@@ -135,14 +152,15 @@ def direct_listener(rendered: str, directory: Path) -> str:
     at = next(i for i, f in enumerate(filters) if f["name"] == _TRANSCODER)
     filters.insert(at + 1, wire_filter(NAMESPACE, HTTP_PATH))
     filters.insert(at, body_filter())
+    router = next(i for i, f in enumerate(filters) if f["name"] == "envoy.filters.http.router")
+    filters.insert(router, grpc_stats_filter())
     _logs_direct_calls_as_sent(hcm)
     route_config = hcm.pop("route_config")
     # Both headers mutations name x-saxgw-* headers of the gateways; on a direct route the
     # route's own removals (the stack token) must come after the virtual host's additions.
     route_config["most_specific_header_mutations_wins"] = True
     files.write_base(route_config)
-    files.write_routes(route_config)
-    files.write_clusters([])
+    files.write_first()
     hcm["rds"] = {
         "route_config_name": route_config["name"],
         "config_source": files.source(files.routes),

@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 
 from gateway.client import Client, ClientSettings, SaxError
+from gateway.common.failurelog import FailureLog
 from gateway.edge import EdgeConfig
 from gateway.launch.direct._files import DirectFiles
 from gateway.launch.direct._resources import (
@@ -26,6 +27,9 @@ from gateway.launch.direct._resources import (
 )
 
 log = logging.getLogger(__name__)
+#: A failed listing is logged when it starts, then once a minute while it lasts, and once when
+#: it ends: an admin down was a WARNING each listing, one every 2.5 s for as long as it lasted.
+_LISTING = "listing"
 
 #: Seconds between two listings: how long a publish, an unpublish, a replica moving or an
 #: ACL set takes at most to reach Envoy (docs/config.md).
@@ -46,49 +50,74 @@ class Plane:
         self._client, self._files, self._edge, self._deadline = client, files, edge, deadline
         self._base = files.read_base()
         self._written: Sequence[Model] | None = None
+        self._inodes: tuple[int, int] | None = None
         self._cells: list[str] = []
         self._cells_at = -math.inf
+        self._by_cell: dict[str, list[Model]] = {}  # each cell's models, as last listed
+        self._failures = FailureLog(log)
 
     async def _models(self) -> list[Model]:
+        """Every cell's models; a cell whose admin does not answer counts with the models it
+        last listed, so that it keeps its routes and the other cells' changes still reach
+        Envoy (one cell down used to fail the whole listing: a model given an ACL in another
+        cell went on going direct, unchecked, for as long as it was down)."""
         if not self._cells or time.monotonic() - self._cells_at > CELLS_EVERY_S:
             self._cells = await self._client.list_cells()
             self._cells_at = time.monotonic()
+            self._by_cell = {c: m for c, m in self._by_cell.items() if c in self._cells}
         models = []
         for cell in self._cells:
-            for d in await self._client.list_all(cell):
-                acl = d.acls.get(ACL_METHOD, "")
-                models.append(Model(d.model_id, tuple(d.addresses), acl))
+            try:
+                listed = await self._client.list_all(cell)
+            except SaxError as exc:
+                message = f"direct mode: listing {cell}'s models failed, its routes kept: {exc}"
+                self._failures.failed((_LISTING, cell), message)
+            else:
+                self._failures.succeeded((_LISTING, cell), f"direct mode: listing {cell}'s models")
+                self._by_cell[cell] = [
+                    Model(d.model_id, tuple(d.addresses), d.acls.get(ACL_METHOD, ""))
+                    for d in listed
+                ]
+            models += self._by_cell.get(cell, [])
         return models
 
     async def refresh(self) -> None:
         """Lists the cells once; writes the files if what goes direct changed (or a file
-        is gone). An admin that does not answer leaves the routes as they are: the
-        replicas it last reported go on serving, as they do for the gateways."""
+        is gone, or is not the one it wrote). An admin that does not answer leaves its
+        cell's routes as they are: the replicas it last reported go on serving, as they do
+        for the gateways."""
         try:
             models = direct_models(await self._models(), self._edge)
-        except SaxError as exc:
-            log.warning("direct mode: listing the models failed, routes kept: %s", exc)
+        except SaxError as exc:  # SAX_ROOT's cells could not be listed
+            message = f"direct mode: listing the cells failed, routes kept: {exc}"
+            self._failures.failed((_LISTING, "cells"), message)
             return
-        if models == self._written and self._files.complete():
+        self._failures.succeeded((_LISTING, "cells"), "direct mode: listing the cells")
+        unchanged = self._inodes is not None and self._files.written() == self._inodes
+        if models == self._written and unchanged:
             return
         await self._write(models)
         log.info("direct mode: %d model(s) routed directly", len(models))
 
     async def _write(self, models: Sequence[Model]) -> None:
-        old = {m.model_id for m in self._written or ()}
+        ids = {m.model_id for m in models}
+        going = [m for m in self._written or () if m.model_id not in ids]
+        coming = ids - {m.model_id for m in self._written or ()}
         clusters = [cluster(m, self._edge) for m in models]
         table = route_table(self._base, models, self._edge, self._deadline)
-        if {m.model_id for m in models} - old:
-            # New clusters first: a route to a cluster Envoy does not have yet fails.
-            self._files.write_clusters(clusters)
+        if coming:
+            # New clusters first: a route to a cluster Envoy does not have yet fails; those
+            # of the models going stay until their routes are gone (a model given an ACL
+            # while another was published: its calls were 503s for that moment).
+            self._files.write_clusters(clusters + [cluster(m, self._edge) for m in going])
             await asyncio.sleep(_CLUSTERS_FIRST_S)
-            self._files.write_routes(table)
-        else:
-            # Routes first: a cluster taken away under its route would fail its calls.
-            self._files.write_routes(table)
+        self._files.write_routes(table)
+        if going or not coming:
+            # Then the clusters: one taken away under its route would fail its calls.
             await asyncio.sleep(_CLUSTERS_FIRST_S)
             self._files.write_clusters(clusters)
         self._written = list(models)
+        self._inodes = self._files.written()
 
     async def run(self, every: float = REFRESH_S) -> None:
         while True:

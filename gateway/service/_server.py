@@ -248,6 +248,7 @@ class GatewayServer:
             if self.settings.telemetry.metrics_dir:
                 metricsfiles.leave(self.settings.telemetry.metrics_dir)
         if self._tracing is not None:
+            await self._tracing.open_spans_ended()
             await asyncio.to_thread(self._tracing.shutdown)  # flushes the last spans
 
     async def wait(self) -> None:

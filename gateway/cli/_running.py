@@ -17,6 +17,7 @@ from pathlib import Path
 from types import FrameType
 
 from gateway.cli._restored import Restored, RestoredModels
+from gateway.common.limits import first_named
 from gateway.common.logs import JsonFormatter
 from gateway.common.stdout import discard_stdout
 from gateway.launch.processes import StopFlag
@@ -209,9 +210,7 @@ def _report_restored(standing: Restored, cell: str) -> None:
 
 
 def _named(items: list[str]) -> str:
-    """``items`` joined, the first `NAMED_AT_MOST` of them and how many more."""
-    more = len(items) - NAMED_AT_MOST
-    return ", ".join(items[:NAMED_AT_MOST]) + (f" and {more} more" if more > 0 else "")
+    return first_named(items, NAMED_AT_MOST)
 
 
 def _print_banner(args: argparse.Namespace, stack: Stack) -> None:

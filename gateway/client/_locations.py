@@ -26,7 +26,7 @@ from gateway.client._admin import RETRY_CODES, WATCH_LOC, CellAdmin
 from gateway.common.deadline import Deadline, now
 from gateway.common.errors import DeadlineExceededError, SaxError
 from gateway.common.failurelog import FailureLog
-from gateway.common.limits import quote
+from gateway.common.limits import first_named, quote
 
 _log = logging.getLogger(__name__)
 
@@ -346,8 +346,7 @@ def _dialable(table: AddressTable, addresses: set[str]) -> set[str]:
 
 def naming_list(addresses: Sequence[str]) -> str:
     """``addresses`` quoted for a message (each cut short, at most three named)."""
-    named = ", ".join(quote(a) for a in addresses[:3])
-    return named if len(addresses) <= 3 else f"{named} and {len(addresses) - 3} more"
+    return first_named([quote(a) for a in addresses], 3)
 
 
 async def _paced(started: float) -> None:

@@ -9,6 +9,7 @@ naming the field and the bound, and no error message echoes more than `QUOTE_CHA
 from __future__ import annotations
 
 import reprlib
+from collections.abc import Sequence
 
 #: Sizes in bytes. Here, not in gateway.config, so that saxgw's client commands, which size
 #: their channel with MIB, do not import the Sax client with the settings (a third of a
@@ -60,6 +61,12 @@ def quote(value: str) -> str:
     if len(value) <= QUOTE_CHARS:
         return repr(value)
     return f"{value[:QUOTE_CHARS]!r}… ({len(value)} characters)"
+
+
+def first_named(items: Sequence[str], at_most: int) -> str:
+    """``items`` joined, the first ``at_most`` of them and how many more."""
+    more = len(items) - at_most
+    return ", ".join(items[:at_most]) + (f" and {more} more" if more > 0 else "")
 
 
 _SHOWN = reprlib.Repr()

@@ -158,7 +158,8 @@ class GatewayServer:
         open_streams: Counts = LocalCounts()
         models = None
         if settings.shared_slots is not None:
-            table = SlotTable(settings.shared_slots.path, settings.shared_slots.worker)
+            shared = settings.shared_slots
+            table = SlotTable(shared.path, shared.worker, shared.inherited)
             calls, open_streams = SharedCounts(table, "calls"), SharedCounts(table, "streams")
             models = StackCounts(SharedCounts(table, "models"), SharedCounts(table, "queued"))
         access = Access(settings.access, client, calls, board=table, models=models)

@@ -225,6 +225,10 @@ class SharedSlots:
     """The table file, made by the stack before it starts its gateways."""
     worker: int
     """This process's index among the stack's gateways, the same across its restarts."""
+    inherited: int | None = None
+    """A descriptor of the table this process inherits from the stack, read instead of
+    ``path`` (which then only names it): the stack's gateways, restarted ones too, count in
+    one file, even once its name was removed (gateway/common/slottable.py)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -130,6 +130,7 @@ class Backend:
         "answers",
         "channel",
         "cm",
+        "hinted",
         "in_flight",
         "lm",
         "mm",
@@ -147,6 +148,9 @@ class Backend:
         self.suspect_since: float | None = None
         """When (``now()``) it last held a call and failed to answer a probe; None if it
         answers."""
+        self.hinted = False
+        """Suspect because another process of the stack found it silent, not yet by a probe
+        of this one (`gateway/client/_hung.py`)."""
         self.probing = False
         options = CHANNEL_OPTIONS + _liveness_options()
         if max_reply_bytes is not None:
@@ -201,7 +205,7 @@ class ChannelPool:
         keep = set(live)
         for address in [a for a in self._backends if a not in keep]:
             backend = self._backends.pop(address)
-            if backend.suspect_since is not None:  # the hang watch's WARNING gets its end
+            if backend.suspect_since is not None and not backend.hinted:  # its WARNING's end
                 _hung_log.info(
                     "model server %s left the address sets of its models after %.0f s without "
                     "an answer: no call goes to it",

@@ -31,6 +31,7 @@ from gateway.client._admin import (
 )
 from gateway.client._changes import ModelChanges, list_one
 from gateway.client._data import DataCalls
+from gateway.client._hung import Board
 from gateway.client._observer import Observer
 from gateway.client._router import Router
 from gateway.client._saxroot import list_cells
@@ -93,6 +94,12 @@ class Client(AsyncClosing, DataCalls):
     def admin_rpcs(self) -> int:
         """Admin RPCs sent so far (every attempt, WatchLoc long polls included)."""
         return self._rpcs.value
+
+    def share_findings(self, board: Board) -> None:
+        """Has this client tell the stack's other gateway processes of each model server it
+        finds hung, on ``board`` (their shared table's), and take theirs as a hint, checked
+        by a probe of its own (gateway/client/_hung.py)."""
+        self._router.share_findings(board)
 
     def is_serving(self, model_id: str) -> bool:
         """Whether the admin has reported ``model_id`` as published (its watch is live).

@@ -29,7 +29,7 @@ from gateway.client._failover import (
     stream_error,
     unparsed,
 )
-from gateway.client._hung import HangWatch
+from gateway.client._hung import Board, HangWatch
 from gateway.client._locations import AddressTable, CellWatches, StaticTable, naming_list, watch
 from gateway.client._observer import NO_ATTEMPT, Observer, observed
 from gateway.client._requested import RequestedReplicas
@@ -198,6 +198,11 @@ class Router:
         self._drop(model_id)
         if self._observer is not None:
             self._observer.model_gone(model_id)
+
+    def share_findings(self, board: Board) -> None:
+        """Tells the stack's other processes of the hung replicas this one finds, and hears
+        of theirs (gateway/client/_hung.py)."""
+        self._hang_watch.board = board
 
     def forget(self, model_id: str, *, keep_replicas: bool = False) -> None:
         """Drops what is known of the model (after this client published or updated it): the

@@ -10,16 +10,24 @@ across the columns under a lock on the whole file (`fcntl.flock`), so the limit 
 across processes:
 
     create("/run/saxgw/slots", workers=2)       # by the stack, before its gateways start
-    table = SlotTable("/run/saxgw/slots", worker=0)
+    table = SlotTable("/run/saxgw/slots", worker=0)   # or inherited=N, a descriptor of it
     row = table.take("calls:team-a", limit=4)   # AtLimit(held) when the row adds up to 4
     table.give(row)                             # when the call ends
 
-Crashes: the kernel drops a dead process's locks. A worker holds a lock of its own on
-``<file>.<worker>`` for its whole life; at start it zeroes its column (what its killed
-predecessor held), and a process about to refuse a call first zeroes the column of any
+Crashes: the kernel drops a dead process's locks. A worker holds a lock of its own on one
+byte of the file (an open file description lock on byte ``worker``: it excludes the other
+workers, not the table's lock) for its whole life; at start it zeroes its column (what its
+killed predecessor held), and a process about to refuse a call first zeroes the column of any
 worker whose lock is free (dead, not yet restarted), so its slots come back at once. A lock
 on the file held by a process stopped mid-way (SIGSTOP) is waited for only briefly: the call
 is then counted in its own process alone (`UNSHARED`), as when the key's rows are all taken.
+
+Removal: everything a worker shares is the file's, not its name's, so a stack hands its
+gateways the file itself (an open descriptor, ``inherited``: `SlotTable` opens the file again from
+it), and the stack's table stays one when its name is removed (a /tmp cleaner) and gateways
+start again: the name was opened anew, and a gateway started after a removal counted in a new
+file while the others counted in the removed one (each its own limit: 14 streams let in, 7 by
+each of two gateways, where 8 were allowed).
 
 Rows: a key's row is one of `WINDOW` consecutive rows from the one its hash picks; a row
 whose counts are all zero can be taken by another key. A key that finds none free (thousands
@@ -44,6 +52,7 @@ threads (``flock`` does not exclude two threads sharing a file descriptor).
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import logging
@@ -78,6 +87,9 @@ _DATA = 4096  # the columns start a page in
 _BOARD = 64  # the change counters: the rest of the header's page
 #: Change counters on the board (`SlotTable.note_change`).
 BOARD = (_DATA - _BOARD) // 8
+#: struct flock, for open file description locks (F_OFD_SETLK): l_type, l_whence, l_start,
+#: l_len, l_pid (0), padded as the kernel's 64-bit layout is.
+_FLOCK = struct.Struct("@hhqqi4x")
 
 
 class AtLimit(Exception):
@@ -113,14 +125,22 @@ def create(path: str, workers: int, rows: int = ROWS) -> None:
 
 
 class SlotTable:
-    """This process's view of the table at ``path``, as worker ``worker`` (its column)."""
+    """This process's view of the table at ``path``, as worker ``worker`` (its column).
+    ``inherited``: a descriptor of the table that this process inherited (then ``path`` only names
+    it in messages), opened again here and closed: locks are an open file description's, and
+    the one inherited is every other gateway's too."""
 
-    def __init__(self, path: str, worker: int) -> None:
+    def __init__(self, path: str, worker: int, inherited: int | None = None) -> None:
         self.path, self.worker = path, worker
         try:
-            fd = os.open(path, os.O_RDWR)
+            # /proc/self/fd/N opens the file N is, its name removed or not.
+            fd = os.open(path if inherited is None else f"/proc/self/fd/{inherited}", os.O_RDWR)
         except OSError as exc:
             raise TableError(f"cannot open the slot table {path}: {exc.strerror}") from None
+        finally:
+            if inherited is not None:
+                with contextlib.suppress(OSError):
+                    os.close(inherited)
         try:
             head = os.pread(fd, _HEADER.size, 0)
             magic, version, workers, rows, secret = _HEADER.unpack(head.ljust(_HEADER.size, b"\0"))
@@ -149,30 +169,35 @@ class SlotTable:
         self._keys: dict[str, int] = {}
         self._stuck_until = 0.0
         self._warned = 0.0
-        # Each worker's life lock; ours is held until this process exits.
-        self._lives = [self._open_life(c) for c in range(workers)]
+        # Our life lock is held until this process exits.
         self._hold_own_life()
         self._zero(worker)  # what a killed predecessor held is free again
 
-    def _open_life(self, worker: int) -> int:
-        return os.open(f"{self.path}.{worker}", os.O_RDWR | os.O_CREAT, 0o600)
+    def _life(self, worker: int, lock: bool) -> bool:
+        """Takes (or lets go of) the life lock of ``worker``; whether it was free."""
+        kind = fcntl.F_WRLCK if lock else fcntl.F_UNLCK
+        try:
+            fcntl.fcntl(self._fd, fcntl.F_OFD_SETLK, _FLOCK.pack(kind, os.SEEK_SET, worker, 1, 0))
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                return False  # another description holds it: that worker runs
+            raise
+        return True
 
     def _hold_own_life(self) -> None:
         deadline = time.monotonic() + WORKER_WAIT_S
         while True:
-            try:
-                fcntl.flock(self._lives[self.worker], fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if self._life(self.worker, lock=True):
                 return
-            except BlockingIOError:
-                # Held a moment by a process zeroing this column, or by another process that
-                # runs as this worker (two started with one index): that one must not be
-                # joined, or each would zero the other's counts.
-                if time.monotonic() > deadline:
-                    self.close()
-                    raise TableError(
-                        f"worker {self.worker} of {self.path} is held by another process"
-                    ) from None
-                time.sleep(0.01)
+            # Held a moment by a process zeroing this column, or by another process that
+            # runs as this worker (two started with one index): that one must not be
+            # joined, or each would zero the other's counts.
+            if time.monotonic() > deadline:
+                self.close()
+                raise TableError(
+                    f"worker {self.worker} of {self.path} is held by another process"
+                ) from None
+            time.sleep(0.01)
 
     def close(self) -> None:
         """Unmaps the table and lets go of this worker's column (as exiting does)."""
@@ -180,9 +205,8 @@ class SlotTable:
         self._counts.release()
         self._board.release()
         self._map.close()
-        for fd in (self._fd, *self._lives):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
 
     def _zero(self, worker: int) -> None:
         start = self._columns[worker]
@@ -318,14 +342,12 @@ class SlotTable:
         for worker, start in enumerate(self._columns):
             if worker == self.worker or not self._counts[start + row]:
                 continue
-            try:
-                fcntl.flock(self._lives[worker], fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            if not self._life(worker, lock=True):
                 continue  # it runs
             try:
                 log.info("slot table %s: worker %d is gone; its slots are free", self.path, worker)
                 self._zero(worker)
                 freed = True
             finally:
-                fcntl.flock(self._lives[worker], fcntl.LOCK_UN)
+                self._life(worker, lock=False)
         return freed

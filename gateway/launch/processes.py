@@ -189,6 +189,7 @@ class ChildSpec:
     env: dict[str, str] | None
     log_path: str | None
     stdout: Output = "log"
+    pass_fds: tuple[int, ...] = ()
 
 
 @dataclass
@@ -217,10 +218,12 @@ class ProcessGroup:
         env: dict[str, str] | None = None,
         log_path: str | None = None,
         stdout: Output = "log",
+        pass_fds: tuple[int, ...] = (),
     ) -> subprocess.Popen[bytes]:
         """Starts ``argv``; its stderr goes to ``log_path`` (or to ours), its stdout as
-        ``stdout`` says (`Output`). The log's directory is made if it is gone (removed while
-        the stack ran: a restart must not fail over it)."""
+        ``stdout`` says (`Output`); it inherits our descriptors ``pass_fds``, as numbered
+        here. The log's directory is made if it is gone (removed while the stack ran: a
+        restart must not fail over it)."""
         out = _open_log(name, log_path) if log_path else None
         try:
             proc = subprocess.Popen(
@@ -231,12 +234,13 @@ class ProcessGroup:
                 env={**os.environ, **(env or {})},
                 # Ctrl-C in a terminal reaches only us; we stop the children in order.
                 start_new_session=True,
+                pass_fds=pass_fds,
             )
         finally:
             if out:
                 out.close()
         log.info("started %s (pid %d): %s", name, proc.pid, " ".join(argv))
-        self.specs[name] = ChildSpec(tuple(argv), env, log_path, stdout)
+        self.specs[name] = ChildSpec(tuple(argv), env, log_path, stdout, pass_fds)
         self.children = [(n, p) for n, p in self.children if n != name]
         self.children.append((name, proc))
         return proc
@@ -248,7 +252,14 @@ class ProcessGroup:
         if self.before_restart is not None:
             self.before_restart()
         order = [n for n, _ in self.children]
-        proc = self.start(name, spec.argv, env=spec.env, log_path=spec.log_path, stdout=spec.stdout)
+        proc = self.start(
+            name,
+            spec.argv,
+            env=spec.env,
+            log_path=spec.log_path,
+            stdout=spec.stdout,
+            pass_fds=spec.pass_fds,
+        )
         by_name = dict(self.children)
         self.children = [(n, by_name[n]) for n in order]
         return proc

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import sys
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
@@ -229,6 +230,7 @@ class Stack:
             direct_dir=None if direct is None else str(direct),
         )
         self._gateway_names = [f"gateway-{i}" for i in range(len(settings.gateway_ports))]
+        self._table_fd: int | None = None  # the per-client table, open for good (`_start`)
 
     @property
     def drain_delay(self) -> float:
@@ -342,6 +344,9 @@ class Stack:
             self.group.hurry.wait(self.drain_delay)  # a second Ctrl-C ends it
         settle = SPAN_FLUSH_WAIT if self.envoy.otlp_endpoint else 0.0
         self.group.stop(first=self._gateway_names, settle=settle)
+        if self._table_fd is not None:
+            os.close(self._table_fd)
+            self._table_fd = None
         self._tmp.cleanup()
 
     def _start(self) -> None:
@@ -376,8 +381,12 @@ class Stack:
         if len(s.gateway_ports) > 1:
             # Per-client limits are the stack's, as Envoy's rate limits are: its gateways
             # count in one table, each in its own column (the same across its restarts).
+            # Each is handed the file open, not its name: once the name was removed (a /tmp
+            # cleaner), a gateway started again opened a new table while the others went on
+            # in the old one, and each counted a client's calls and streams alone.
             shared = str(self.slot_table)
             slottable.create(shared, workers=len(s.gateway_ports))
+            self._table_fd = os.open(shared, os.O_RDWR)
         # Always set: a token in our own environment must not reach a stack that sends none.
         env = {**s.gateway_env, STACK_TOKEN_VARIABLE: self.envoy.stack_token or ""}
         if telemetry.otlp_headers:  # in the environment: a command line is on every ps
@@ -390,10 +399,20 @@ class Stack:
                 host="127.0.0.1",
                 port=port,
                 telemetry=telemetry,
-                shared_slots=None if shared is None else SharedSlots(path=shared, worker=worker),
+                shared_slots=(
+                    None
+                    if shared is None
+                    else SharedSlots(path=shared, worker=worker, inherited=self._table_fd)
+                ),
                 config_snapshot=snapshot,
             )
-            self.group.start(name, gateway_argv(gateway), env=env, log_path=self._log(name))
+            self.group.start(
+                name,
+                gateway_argv(gateway),
+                env=env,
+                log_path=self._log(name),
+                pass_fds=() if self._table_fd is None else (self._table_fd,),
+            )
             address = f"127.0.0.1:{port}"
             self.group.wait_until(name, partial(health_answers, address), timeout)
         config = Path(self._tmp.name) / "envoy.yaml"  # private: it may hold API keys
@@ -431,12 +450,9 @@ class Stack:
         kept = [tmp / OWNER_FILE, config, tmp / "secrets", tmp / "collector-ca.pem"]
         if snapshot is not None:
             kept.append(Path(snapshot))
-        # A table made again is a new one: the gateways still running count in the old one
-        # until they restart, which beats a gateway that cannot start at all.
-        workers = len(s.gateway_ports)
-        remake: dict[Path, Callable[[], None]] = {
-            self.slot_table: partial(slottable.create, str(self.slot_table), workers)
-        }
+        # Not the per-client table: the gateways, restarted ones too, count in the file
+        # they are handed open, its name removed or not.
+        remake: dict[Path, Callable[[], None]] = {}
         if self.envoy.direct_dir:
             # Envoy reads them at its start; the plane rewrites them. Written back as they
             # were at the start, they would route to replicas that may have moved since.

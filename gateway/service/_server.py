@@ -150,7 +150,8 @@ class GatewayServer:
             )
             client = Client(client_settings, observer=observer)
         # Per-client limits count with the stack's other gateway processes, if it has any,
-        # and ACL changes made through one are known to the others (its change board).
+        # and ACL changes made through one are known to the others (its change board), as
+        # are the model servers one found hung.
         # So are each model's calls in flight and queued (`quotas.model`); a process run
         # alone keeps its own, without the table's lock.
         table = None
@@ -158,8 +159,10 @@ class GatewayServer:
         open_streams: Counts = LocalCounts()
         models = None
         if settings.shared_slots is not None:
-            table = SlotTable(settings.shared_slots.path, settings.shared_slots.worker)
+            shared = settings.shared_slots
+            table = SlotTable(shared.path, shared.worker, shared.inherited)
             calls, open_streams = SharedCounts(table, "calls"), SharedCounts(table, "streams")
+            client.share_findings(table)  # a hung model server, found by one, for all
             models = StackCounts(SharedCounts(table, "models"), SharedCounts(table, "queued"))
         access = Access(settings.access, client, calls, board=table, models=models)
         tokens = TokenCounter(settings.models)

@@ -64,6 +64,12 @@ def add_gateway_arguments(parser: argparse.ArgumentParser) -> None:
         help="this process's column of --shared-slots (0, 1, ...: one per gateway process)",
     )
     parser.add_argument(
+        "--shared-slots-fd",
+        type=int,
+        metavar="FD",
+        help=argparse.SUPPRESS,  # `saxgw up|serve` hands the table over, open
+    )
+    parser.add_argument(
         "--metrics-dir", help="directory shared with the other gateway processes and `saxgw ops`"
     )
     add_telemetry_arguments(parser)
@@ -154,7 +160,9 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
             DEFAULT_STREAM_KEEPALIVE if args.stream_keepalive is None else args.stream_keepalive
         ),
         shared_slots=(
-            SharedSlots(path=args.shared_slots, worker=args.worker) if args.shared_slots else None
+            SharedSlots(path=args.shared_slots, worker=args.worker, inherited=args.shared_slots_fd)
+            if args.shared_slots
+            else None
         ),
         telemetry=telemetry_from_args(args),
         config_file=args.config,
@@ -201,4 +209,7 @@ def gateway_argv(settings: GatewaySettings) -> list[str]:
 def _shared_slots_argv(shared: SharedSlots | None) -> list[str]:
     if shared is None:
         return []
-    return [f"--shared-slots={shared.path}", f"--worker={shared.worker}"]
+    argv = [f"--shared-slots={shared.path}", f"--worker={shared.worker}"]
+    if shared.inherited is not None:
+        argv.append(f"--shared-slots-fd={shared.inherited}")
+    return argv

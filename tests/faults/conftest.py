@@ -6,6 +6,7 @@ cell restarts its own servers, and `Faults.tick` (the supervisor of `saxgw up`) 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -97,6 +98,28 @@ class Faults:
 
         self.wait_until(ok, 90, "a healthy stack")
 
+    def routed_to_every_gateway(self) -> None:
+        """Waits until Envoy's health checks have found every gateway healthy (/healthz is
+        200 as soon as one is): until then, all calls go to those it found."""
+
+        def healthy(line: str) -> bool:
+            cluster, _, flag, *value = line.split("::")
+            return (
+                cluster not in ("gateway_grpc", "gateway_open")
+                or flag != "health_flags"
+                or (value == ["healthy"])
+            )
+
+        def all_healthy() -> bool:
+            url = f"http://127.0.0.1:{self.stack.envoy.admin_port}/clusters"
+            try:
+                lines = httpx.get(url, timeout=2).text.splitlines()
+            except httpx.HTTPError:
+                return False
+            return all(healthy(line) for line in lines if line.count("::") == 3)
+
+        self.wait_until(all_healthy, 60, "Envoy to route to every gateway")
+
     def tail_logs(self) -> str:
         return tail_logs(self.logs, lines=20)
 
@@ -160,3 +183,15 @@ def answers(url: str, model: str) -> bool:
         return False
     assert response.json() == {"texts": [{"text": "still here", "score": pytest.approx(-0.2)}]}
     return True
+
+
+@contextlib.contextmanager
+def watches(url: str, model: str, count: int) -> Iterator[list[int]]:
+    """Opens ``count`` :watch streams (one HTTP/1.1 connection each); yields their statuses."""
+    with contextlib.ExitStack() as stack:
+        statuses = []
+        for _ in range(count):
+            client = stack.enter_context(httpx.Client(base_url=url, timeout=30))
+            response = stack.enter_context(client.stream("GET", f"/v1{model}:watch"))
+            statuses.append(response.status_code)
+        yield statuses

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
-from collections.abc import Iterator
 
 import httpx
 import openai
@@ -20,6 +19,7 @@ from tests.faults.conftest import (
     REQUEST_HEADERS_TIMEOUT,
     Faults,
     publish,
+    watches,
 )
 
 
@@ -48,24 +48,12 @@ def test_slowloris_connection_is_closed(faults: Faults, http: httpx.Client) -> N
     assert closed_after < REQUEST_HEADERS_TIMEOUT + 20
 
 
-@contextlib.contextmanager
-def _watches(url: str, model: str, count: int) -> Iterator[list[int]]:
-    """Opens ``count`` :watch streams (one HTTP/1.1 connection each); yields their statuses."""
-    with contextlib.ExitStack() as stack:
-        statuses = []
-        for _ in range(count):
-            client = stack.enter_context(httpx.Client(base_url=url, timeout=30))
-            response = stack.enter_context(client.stream("GET", f"/v1{model}:watch"))
-            statuses.append(response.status_code)
-        yield statuses
-
-
 def test_one_client_cannot_starve_others_with_streams(faults: Faults, http: httpx.Client) -> None:
     model = "/sax/test/watched"
     publish(http, model)
     # The limit is the stack's: its two gateways count each client's streams together.
     assert len(faults.stack.settings.gateway_ports) == 2
-    with _watches(faults.url, model, MAX_STREAMS_PER_CLIENT + 6) as statuses:
+    with watches(faults.url, model, MAX_STREAMS_PER_CLIENT + 6) as statuses:
         assert statuses == [200] * MAX_STREAMS_PER_CLIENT + [429] * 6, statuses
         # Unary calls have their own budget: they are still answered.
         for _ in range(5):

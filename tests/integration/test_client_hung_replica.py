@@ -11,6 +11,7 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import grpc
 import pytest
@@ -20,6 +21,7 @@ from gateway.client import ClientSettings, UnavailableError, _channels
 from gateway.client._admin import CellAdmin
 from gateway.client._locations import AddressTable
 from gateway.client._router import Router
+from gateway.common import slottable
 from gateway.common.deadline import Deadline
 from gateway.common.names import CellId
 from gateway.common.rpc import Context
@@ -272,6 +274,79 @@ async def test_a_replica_that_answers_nothing_gets_no_new_calls_one_slow_to_answ
         "answer: no call goes to it",
         lines[1],
     ), lines
+
+
+async def _until(condition: Callable[[], bool], timeout: float) -> None:
+    async def wait() -> None:
+        while not condition():
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(wait(), timeout)
+
+
+async def test_a_replica_one_process_found_silent_gets_no_new_calls_from_the_others(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Two gateway processes of a stack (a router each, a worker each of one table): the one
+    # whose call is stuck on the hung replica finds it silent; the other, which has no call
+    # there, takes the finding at once and sends nothing there. Before, it went on sending it
+    # every other call until a call of its own had been stuck there for 2 s (a 504 per
+    # gateway process for a caller whose calls went through both, 3 s apart).
+    caplog.set_level(logging.INFO, logger="gateway.client")
+    path = str(tmp_path / "slots")
+    slottable.create(path, workers=2)
+    boards = [slottable.SlotTable(path, worker) for worker in (0, 1)]
+    hung = _Replica("hung", hung=True)  # type: ignore[abstract]
+    healthy = _Replica("healthy", hung=False)  # type: ignore[abstract]
+    try:
+        async with (
+            stand_in_server(_serving(hung)) as stuck,
+            stand_in_server(_serving(healthy)) as ok,
+            _router_on(stuck) as (finder, _),
+            _router_on(stuck) as (other, table),
+        ):
+            table.set_addresses({stuck, ok})
+            for router, board in zip((finder, other), boards, strict=True):
+                router.share_findings(board)
+                router._hang_watch.start()
+            backends = {a: other._pool.get(a) for a in (stuck, ok)}  # as after calls to each
+            await asyncio.sleep(0.3)  # the other's watch has read the board
+            call = asyncio.ensure_future(_first_text(finder, "unary"))
+            await _until(lambda: hung.calls == 1, 5)
+            # The finder: a tick, the call held for 1 s, its probe's 1 s without an answer.
+            await _until(lambda: backends[stuck].suspect_since is not None, 4)
+            texts = [await asyncio.wait_for(_first_text(other, "unary"), 3) for _ in range(10)]
+            assert texts == ["healthy"] * 10
+            assert hung.calls == 1
+            # Its own probe goes unanswered too: it says so itself, once.
+            await _until(lambda: not backends[stuck].hinted, 3)
+            # A finding counted for a replica that answers (another key of the board, a
+            # replica slow to answer that process alone) costs one probe, and no word.
+            boards[0].note_change("silent:" + ok)
+            count = boards[1].changes("silent:" + ok)
+            await _until(lambda: other._hang_watch._heard.get(ok) == count, 2)
+            await _until(lambda: backends[ok].suspect_since is None, 2)
+            assert [await _first_text(other, "unary") for _ in range(2)] == ["healthy"] * 2
+            call.cancel()
+            await asyncio.gather(call, return_exceptions=True)
+    finally:
+        for board in boards:
+            board.close()
+    lines = [
+        (r.name, r.levelname, r.getMessage())
+        for r in caplog.records
+        if r.name.startswith("gateway.client")
+    ]
+    warned = [m for _, level, m in lines if level == "WARNING"]
+    assert warned == [
+        f"model server {stuck} holds a call and answers nothing, not even a status request "
+        "within 1 s: it may hang; new calls go to its model's other replicas while it does "
+        "not answer",
+        f"model server {stuck} found silent by another gateway process of this stack, and "
+        "answers nothing, not even a status request within 1 s: it may hang; new calls go to "
+        "its model's other replicas while it does not answer",
+    ], lines
+    assert not [m for _, _, m in lines if ok in m], lines
 
 
 async def test_a_call_on_a_connection_gone_silent_goes_to_a_replica_still_serving(

@@ -159,3 +159,31 @@ def test_files_that_are_no_table_are_refused(tmp_path: Path) -> None:
     slottable.create(str(other), workers=2)
     with pytest.raises(TableError, match="worker 2 is not one of the 2"):
         SlotTable(str(other), 2)
+
+
+def test_workers_handed_the_file_share_it_once_its_name_is_removed(
+    path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As `saxgw up` hands its gateways the table: open, its name possibly gone (a /tmp
+    # cleaner). Workers that opened the name again counted in a new table each.
+    monkeypatch.setattr(slottable, "WORKER_WAIT_S", 0.1)
+    held = os.open(path, os.O_RDWR)  # the stack's, for as long as it runs
+    try:
+        first = SlotTable(path, 0, inherited=os.dup(held))
+        os.unlink(path)
+        slottable.create(path, workers=3)  # a new file of that name is no one's table
+        second = SlotTable(path, 1, inherited=os.dup(held))
+        try:
+            first.take("team-a", 2)
+            second.take("team-a", 2)
+            with pytest.raises(AtLimit):
+                first.take("team-a", 2)
+            # Its workers' locks are the file's too: one index is still one process.
+            with pytest.raises(TableError, match=r"worker 0 of .* is held by another process"):
+                SlotTable(path, 0, inherited=os.dup(held))
+            second.close()  # as SIGKILL leaves it: its lock goes, so does its slot
+            assert first.take("team-a", 2) != UNSHARED
+        finally:
+            first.close()
+    finally:
+        os.close(held)

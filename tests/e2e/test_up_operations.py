@@ -336,15 +336,17 @@ def test_health_watches_open_before_the_stop_hear_not_serving_when_the_drain_beg
     # gateways, still serving, went on saying SERVING: a Watch opened before the stop, through
     # Envoy or at a gateway's own port, heard nothing until the gateways stopped, while
     # /healthz was 503 at once.
-    port, gateway = free_port(), free_port()
+    port, gateway, admin = free_port(), free_port(), free_port()
     config = tmp_path / "saxgw.yaml"
     config.write_text(_config('"/sax/test/*"'))
     argv = [
         *own_ports_and_dirs(port, tmp_path),
         f"--gateway-ports={gateway}",
+        f"--envoy-admin-port={admin}",  # the last one counts
         "--ops-port=0",
         "--listen=0.0.0.0",  # off loopback, so that Envoy's admin takes /healthcheck/fail
-        f"--drain-delay={DRAIN_DELAY_S}",
+        # Long enough for Envoy's health checks (two, 2 s apart) to fail the gateway.
+        "--drain-delay=20",
         f"--config={config}",
     ]
     with saxgw_up(argv) as up:
@@ -368,4 +370,14 @@ def test_health_watches_open_before_the_stop_hear_not_serving_when_the_drain_beg
             assert (late.status_code, late.headers["connection"]) == (200, "close")
             for watch in watches:
                 watch.cancel()
-        assert up.proc.wait(60) == 0
+            # Once Envoy's own health checks find the gateway NOT_SERVING, it still gets the
+            # calls (no gateway is healthy: Envoy's panic routing sends them to all), until
+            # the drain ends.
+            address, deadline = f"127.0.0.1:{gateway}", time.monotonic() + 15
+            while "failed_active_hc" not in _gateway_hosts(admin)[address]["health_flags"]:
+                assert time.monotonic() < deadline, _gateway_hosts(admin)
+                time.sleep(0.2)
+            with httpx.Client(base_url=url, headers=OPS, timeout=30) as http:
+                assert http.get("/listcells").status_code == 200
+            up.proc.send_signal(signal.SIGINT)  # a second stop signal: the drain ends at once
+        assert up.proc.wait(60) == 130

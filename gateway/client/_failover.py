@@ -48,6 +48,7 @@ _log = logging.getLogger("gateway.client._router")
 # A replica's failures that are not Sax's own refusals: an operator must learn which replica
 # fails, and how often, without a line per call.
 _REPLICA_FAILURES = FailureLog(_log)
+_CAUSE_CHARS = 200
 
 # UNAVAILABLE: the replica is unreachable; RESOURCE_EXHAUSTED: it is overloaded; NOT_FOUND:
 # it does not (or no longer) have the model loaded. Another replica may do better for each.
@@ -233,7 +234,8 @@ def replica_error(model_id: str, address: str, exc: grpc.RpcError, error: SaxErr
         ("model server", address),
         f"the model server of {model_id} at {address} failed a call with {error.code.name}: "
         f"{error.message}",
-        cause=f"{error.code.name}: {error.message}",
+        # Kept for a minute per replica, up to 16 of them: a prefix tells failures apart.
+        cause=f"{error.code.name}: {error.message[:_CAUSE_CHARS]}",
     )
     named = error_for_code(
         error.code,

@@ -52,7 +52,13 @@ def is_open(grpc_method: str) -> bool:
 
 def headers() -> dict[str, Schema]:
     """The 401's and the 429's headers, for ``components.headers``."""
-    ratelimit = "Envoy's per-client token bucket (`quotas.rate`, `clients.<id>.rate`), on "
+    # Not on a 401 or 403: Envoy refuses a credential or a role before the bucket, which
+    # neither counts the call nor says anything of a bucket the caller may not have.
+    ratelimit = (
+        "Envoy's per-client token bucket (`quotas.rate`, `clients.<id>.rate`), on every reply "
+        "the bucket counted (not a 401 or 403, refused before it, which take no token), while "
+        "a rate applies: "
+    )
     return {
         "www-authenticate": {
             "description": 'On a 401: the scheme to authenticate with, `Bearer realm="<the '
@@ -67,16 +73,15 @@ def headers() -> dict[str, Schema]:
             "schema": {"type": "integer", "minimum": 0},
         },
         "x-ratelimit-limit": {
-            "description": ratelimit + "every reply while a rate applies: its burst.",
+            "description": ratelimit + "its burst.",
             "schema": {"type": "integer", "minimum": 0},
         },
         "x-ratelimit-remaining": {
-            "description": ratelimit + "every reply while a rate applies: the tokens left.",
+            "description": ratelimit + "the tokens left.",
             "schema": {"type": "integer", "minimum": 0},
         },
         "x-ratelimit-reset": {
-            "description": ratelimit + "every reply while a rate applies: seconds until it "
-            "refills.",
+            "description": ratelimit + "seconds until it refills.",
             "schema": {"type": "integer", "minimum": 0},
         },
     }

@@ -36,11 +36,19 @@ from gateway.common.errors import (
     UnavailableError,
     UnimplementedError,
     asks_for_credentials,
+    code_from_text,
+    error_for_code,
     from_grpc_error,
 )
+from gateway.common.failurelog import FailureLog
 
 # The router's logger, as before these lines moved here: a filter set for it still applies.
 _log = logging.getLogger("gateway.client._router")
+
+# A replica's failures that are not Sax's own refusals: an operator must learn which replica
+# fails, and how often, without a line per call.
+_REPLICA_FAILURES = FailureLog(_log)
+_CAUSE_CHARS = 200
 
 # UNAVAILABLE: the replica is unreachable; RESOURCE_EXHAUSTED: it is overloaded; NOT_FOUND:
 # it does not (or no longer) have the model loaded. Another replica may do better for each.
@@ -106,7 +114,7 @@ class Retry:
                 f"which this client does not send ({exc.code().name}: {exc.details()})"
             )
         elif error.code not in _SERVER_RETRY_CODES or _too_large(error):
-            raise error from exc
+            raise replica_error(table.model_id, address, exc, error) from exc
         else:
             self.final = False
         error.__cause__ = exc
@@ -207,7 +215,35 @@ def stream_error(model_id: str, address: str, exc: grpc.RpcError) -> SaxError:
             f"({error.message}); a stream that has begun cannot move to another replica: "
             "send it again"
         )
-    return error
+    return replica_error(model_id, address, exc, error)
+
+
+def replica_error(model_id: str, address: str, exc: grpc.RpcError, error: SaxError) -> SaxError:
+    """``error`` (`call_error`'s of ``exc``), naming the replica at ``address`` and logged
+    (once, then at most once a minute while it goes on) if the replica failed the call in
+    words of its own: not Sax's (whose messages end with the code's Go name: the model's own
+    refusal of the call, such as an input it does not take), nor ones this client put for it
+    (which name the replica already). A replica's INTERNAL "boom" reached the caller as
+    "boom" alone, and nothing was logged: no one could tell which replica failed. Its
+    address, as an unreachable replica's, is what an operator's curl shows (docs/security.md:
+    an outage names the cell's addresses)."""
+    details = getattr(exc, "details", lambda: None)() or ""
+    if error.message != details or address in details or code_from_text(details) is not None:
+        return error  # said by this client, or in Sax's words
+    _REPLICA_FAILURES.failed(
+        ("model server", address),
+        f"the model server of {model_id} at {address} failed a call with {error.code.name}: "
+        f"{error.message}",
+        # Kept for a minute per replica, up to 16 of them: a prefix tells failures apart.
+        cause=f"{error.code.name}: {error.message[:_CAUSE_CHARS]}",
+    )
+    named = error_for_code(
+        error.code,
+        f"the model server of {model_id} at {address} failed the call: {error.message}",
+        field_violations=getattr(error, "field_violations", ()),
+    )
+    named.__cause__ = error.__cause__
+    return named
 
 
 #: How grpc words a reply over the channel's receive limit.

@@ -286,6 +286,12 @@ class ProcessGroup:
         """Names of children that are no longer running."""
         return [name for name, proc in self.children if proc.poll() is not None]
 
+    def send_signal(self, names: Collection[str], signum: int) -> None:
+        """Sends ``signum`` to each running child named in ``names``."""
+        for name, proc in self.children:
+            if name in names and proc.poll() is None:
+                proc.send_signal(signum)
+
     def stop(self, first: Collection[str] = (), settle: float = 0.0) -> None:
         """Stops every child: those named in ``first`` together, then, ``settle`` seconds
         later (at once if ``hurry`` is set), the others newest first. Each gets SIGTERM, then

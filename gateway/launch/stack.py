@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import signal
 import sys
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
@@ -341,6 +342,10 @@ class Stack:
         connection at every stop behind a load balancer. Envoy, when it traces, goes on for
         `SPAN_FLUSH_WAIT` after the gateways, to send the spans of their last calls."""
         if "envoy" in self.group.specs and _fail_health(self.envoy):
+            # The gateways report NOT_SERVING too, to the Watches open before the drain:
+            # Envoy marks only replies that begin after /healthcheck/fail, so those heard
+            # nothing until the gateways stopped.
+            self.group.send_signal(self._gateway_names, signal.SIGUSR1)
             self.group.hurry.wait(self.drain_delay)  # a second Ctrl-C ends it
         settle = SPAN_FLUSH_WAIT if self.envoy.otlp_endpoint else 0.0
         self.group.stop(first=self._gateway_names, settle=settle)

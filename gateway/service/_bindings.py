@@ -137,12 +137,14 @@ def _check(found: tuple[_Binding, ...], read: Callable[[str], str]) -> Check:
                 continue
             for field, raw in zip(binding.fields, match.groups()):  # noqa: B905 (as long)
                 named = read(as_bound(raw.rstrip("/")))
-                given = read(getattr(request, field))
-                if named != given:
+                sent = getattr(request, field)
+                if named != read(sent):
+                    # The value as sent, not as read: an empty model read as "/" and was
+                    # quoted so, a value the caller never sent.
                     raise invalid(
                         field,
                         f"the URL path names {quote(named)}, the query string or body "
-                        f"{quote(given)}: a /v1/ resource path alone names what a call acts on",
+                        f"{quote(sent)}: a /v1/ resource path alone names what a call acts on",
                     )
             return
 

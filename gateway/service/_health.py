@@ -119,15 +119,23 @@ class _Health(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
         self._longest = longest or None  # 0: for good
         self._status: health_pb2.HealthCheckResponse.ServingStatus.ValueType = NOT_SERVING
         self._stopping = False
+        self._draining = False
         self._changed = asyncio.Condition()
 
     async def set(
-        self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType, *, final: bool
+        self,
+        status: health_pb2.HealthCheckResponse.ServingStatus.ValueType,
+        *,
+        final: bool,
+        draining: bool = False,
     ) -> None:
         """Reports ``status`` for every service; ``final`` (the gateway stops) also ends the
-        Watch streams once they have sent it."""
+        Watch streams once they have sent it. Once ``draining``, NOT_SERVING whatever a
+        later probe sets."""
         async with self._changed:
-            self._status, self._stopping = status, final
+            self._draining = self._draining or draining
+            self._status = NOT_SERVING if self._draining else status
+            self._stopping = final
             self._changed.notify_all()
 
     def _status_of(self, service: str) -> health_pb2.HealthCheckResponse.ServingStatus.ValueType:
@@ -209,6 +217,7 @@ class HealthReporter:
         self._metrics = metrics
         self._cells: set[str] = set()  # those with a saxgw_sax_admin_up series
         self._settled = asyncio.Event()  # the first probe has set the status
+        self._draining = False
 
     async def start(self) -> None:
         """Returns once the first probe has set the status (the first answer is right), which
@@ -221,6 +230,18 @@ class HealthReporter:
             settled.cancel()
         if not self._settled.is_set():
             self._task.result()  # the probe failed: its error
+
+    async def drain(self) -> None:
+        """NOT_SERVING from now on, whatever the probe finds, while calls are still served:
+        the stack's drain began (Envoy's /healthz is 503), and a Watch opened before it, to
+        which Envoy can add no message of its own, must hear it now, not when the gateway
+        stops. The probe goes on for the metrics."""
+        if self._draining:
+            return
+        self._draining = True
+        log.info("health: NOT_SERVING (draining: calls are still served until the stop)")
+        self._serving = False
+        await self.servicer.set(NOT_SERVING, final=False, draining=True)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -307,6 +328,8 @@ class HealthReporter:
 
     async def _set(self, serving: bool, why: str, level: int = logging.INFO) -> None:
         self._settled.set()
+        if self._draining:
+            return  # NOT_SERVING for good; the probe's findings would only undo it
         if (serving, why) == (self._serving, self._why):
             return
         self._why = why  # logged when it changes, even if the status does not

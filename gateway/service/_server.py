@@ -229,6 +229,11 @@ class GatewayServer:
         log.info("gateway serving %s on %s:%d", SERVICE, bracketed(settings.host), port)
         return cls(settings, client, port, metrics, server, health, tracing, table)
 
+    async def drain(self) -> None:
+        """Reports NOT_SERVING on grpc.health.v1 (open Watches included) and goes on serving
+        calls: the stack in front has begun to drain (SIGUSR1, from `saxgw up|serve`)."""
+        await self._health.drain()
+
     async def stop(self, grace: float | None = None) -> None:
         """Stops accepting calls, waits up to ``grace`` seconds for in-flight ones, cleans up."""
         grace = self.settings.grace_period if grace is None else grace
@@ -260,12 +265,15 @@ class GatewayServer:
 
 
 async def serve(settings: GatewaySettings, *, ready: asyncio.Event | None = None) -> None:
-    """Runs a gateway until SIGINT or SIGTERM, then shuts it down gracefully."""
-    stop = asyncio.Event()
+    """Runs a gateway until SIGINT or SIGTERM, then shuts it down gracefully. SIGUSR1 says
+    the stack drains: health turns NOT_SERVING, calls are still served."""
+    stop, draining = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):  # before start: its log line says it serves
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, draining.set)  # its default action is to exit
     server = await GatewayServer.start(settings)
+    drain = asyncio.create_task(_drain_when(draining, server), name="drain")
     # On stdout, for scripts that wait for it; in the log format, so that a JSON log stream
     # (a container's output) holds no plain line.
     logs.print_record(log, f"gateway gRPC listening on {server.address}")
@@ -273,4 +281,10 @@ async def serve(settings: GatewaySettings, *, ready: asyncio.Event | None = None
         ready.set()
     await stop.wait()
     log.info("shutting down; in-flight calls get %.1f s", settings.grace_period)
+    drain.cancel()
     await server.stop()
+
+
+async def _drain_when(draining: asyncio.Event, server: GatewayServer) -> None:
+    await draining.wait()
+    await server.drain()

@@ -116,6 +116,19 @@ def test_grpc_web_text_call(http: httpx.Client) -> None:
     assert pb.GetInfoResponse.FromString(messages[0]).message == "HTTP Server for SAX Client"
 
 
+def test_a_grpc_web_text_request_gets_a_text_reply_when_it_accepts_one(http: httpx.Client) -> None:
+    # The grpc-web protocol has the client ask for a text reply with Accept, as grpc-web's
+    # JavaScript client does in text mode (docs/clients.md); without it, Envoy answers in
+    # binary, which such a client reads as binary: no client that follows the spec sees it.
+    body = base64.b64encode(_frame(pb.GetInfoRequest()))
+    headers = {"content-type": "application/grpc-web-text", "x-grpc-web": "1"}
+    binary = http.post(f"{SERVICE}/GetInfo", content=body, headers=headers)
+    assert binary.headers["content-type"] == "application/grpc-web+proto"
+    messages, trailers = _unframe(binary.content)
+    assert trailers["grpc-status"] == "0"
+    assert pb.GetInfoResponse.FromString(messages[0]).message == "HTTP Server for SAX Client"
+
+
 def test_grpc_web_server_stream(http: httpx.Client, model: str) -> None:
     request = pb.GenerateStreamRequest(model=model, query="q")
     _, messages, trailers = _call(http, "GenerateStream", request)

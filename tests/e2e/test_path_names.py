@@ -174,3 +174,14 @@ def test_what_the_path_alone_names_is_served(http: httpx.Client) -> None:
     assert (again.status_code, again.json()) == (200, generated.json())
     model = http.get(f"/v1/models/{NAMED.replace('/', '%2F')}", params={"model": NAMED})
     assert (model.status_code, model.json()["id"]) == (200, NAMED)
+
+
+@pytest.mark.usefixtures("models")
+def test_a_refusal_quotes_the_value_as_the_request_sent_it(http: httpx.Client) -> None:
+    # An empty model was quoted as '/' (the value with the slash the servicer reads IDs
+    # with), which the caller never sent; so was one without its slash, with it.
+    for sent in ("", OTHER[1:]):
+        body = json.dumps({"model": sent, "query": "q"})
+        response = _send(http, "POST", f"/v1{NAMED}:generate", {}, body)
+        assert response.status_code == 400, response.text
+        assert response.json() == _refusal(response, "model", NAMED, sent), sent

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from gateway.launch.stack import Stack
-from tests.e2e._bodies import gateway_error
+from tests.e2e._bodies import envoy_error, gateway_error
 from tests.e2e._published import (
     BAD_REQUEST,
     IMAGE,
@@ -262,6 +262,21 @@ def test_wrong_json_types_are_rejected_by_envoy(
     body = response.json()
     assert body["code"] == 3 and body["message"]
     assert body["request_id"] == response.headers["x-request-id"]
+
+
+@pytest.mark.parametrize(
+    "path", ["/generate", "/v1/sax/test/errors-lm:generate", "/v1/sax/test/errors-lm:publish"]
+)
+def test_an_empty_key_is_a_json_400(http: httpx.Client, path: str) -> None:
+    # A probe saw the transcoder's text/plain ": Proto fields must have a name." for it; it
+    # is Envoy's reply in the gateway's error shape, as every other body the transcoder
+    # refuses. Its words stay the transcoder's: its response code details say only
+    # grpc_json_transcode_failure{INVALID_ARGUMENT}, so no local_reply_config mapper can tell
+    # it from another refusal to give it words of its own.
+    response = http.post(path, json={"": 1, "model": LM, "query": "q"})
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == envoy_error(response, 3, ": Proto fields must have a name.")
 
 
 def test_unknown_model_is_404_on_every_data_route(http: httpx.Client) -> None:

@@ -327,3 +327,57 @@ def test_a_stream_longer_than_the_default_grace_ends_whole_after_sigterm(tmp_pat
     final = events[-1]
     assert final["done"] is True and "error" not in final, final
     assert [t["text"] for t in final["texts"]] == [" ".join(words)]
+
+
+def test_health_watches_open_before_the_stop_hear_not_serving_when_the_drain_begins(
+    tmp_path: Path,
+) -> None:
+    # Envoy marks NOT_SERVING only on replies that begin after /healthcheck/fail, and the
+    # gateways, still serving, went on saying SERVING: a Watch opened before the stop, through
+    # Envoy or at a gateway's own port, heard nothing until the gateways stopped, while
+    # /healthz was 503 at once.
+    port, gateway, admin = free_port(), free_port(), free_port()
+    config = tmp_path / "saxgw.yaml"
+    config.write_text(_config('"/sax/test/*"'))
+    argv = [
+        *own_ports_and_dirs(port, tmp_path),
+        f"--gateway-ports={gateway}",
+        f"--envoy-admin-port={admin}",  # the last one counts
+        "--ops-port=0",
+        "--listen=0.0.0.0",  # off loopback, so that Envoy's admin takes /healthcheck/fail
+        # Long enough for Envoy's health checks (two, 2 s apart) to fail the gateway.
+        "--drain-delay=20",
+        f"--config={config}",
+    ]
+    with saxgw_up(argv) as up:
+        up.wait_for("Ready. Try:")
+        url = f"http://127.0.0.1:{port}"
+        with (
+            sync_channel(f"127.0.0.1:{port}") as through_envoy,
+            sync_channel(f"127.0.0.1:{gateway}") as direct,
+            httpx.Client(base_url=url, headers=OPS, timeout=30) as keepalive,
+        ):
+            watches = [
+                health_pb2_grpc.HealthStub(c).Watch(health_pb2.HealthCheckRequest(), timeout=60)
+                for c in (through_envoy, direct)
+            ]
+            assert [next(w).status for w in watches] == [SERVING, SERVING]
+            assert keepalive.get("/listcells").status_code == 200
+            up.proc.send_signal(signal.SIGTERM)
+            assert [next(w).status for w in watches] == [NOT_SERVING, NOT_SERVING]
+            # Heard while the gateways still serve: the drain has not ended.
+            late = keepalive.get("/listcells")
+            assert (late.status_code, late.headers["connection"]) == (200, "close")
+            for watch in watches:
+                watch.cancel()
+            # Once Envoy's own health checks find the gateway NOT_SERVING, it still gets the
+            # calls (no gateway is healthy: Envoy's panic routing sends them to all), until
+            # the drain ends.
+            address, deadline = f"127.0.0.1:{gateway}", time.monotonic() + 15
+            while "failed_active_hc" not in _gateway_hosts(admin)[address]["health_flags"]:
+                assert time.monotonic() < deadline, _gateway_hosts(admin)
+                time.sleep(0.2)
+            with httpx.Client(base_url=url, headers=OPS, timeout=30) as http:
+                assert http.get("/listcells").status_code == 200
+            up.proc.send_signal(signal.SIGINT)  # a second stop signal: the drain ends at once
+        assert up.proc.wait(60) == 130

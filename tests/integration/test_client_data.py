@@ -367,3 +367,54 @@ async def test_proxy_addr_sends_data_calls_to_one_address(
     async with Client(settings) as direct:
         assert await direct.lm_generate(lm, "direct", T) == [("direct", approx(-0.1))]
         assert direct.admin_rpcs == 0
+
+
+class _Failing(grpc.GenericRpcHandler):
+    """A model server that fails every call INTERNAL "boom", as a crashing server or a proxy
+    before it does, without Sax's wording (no Go code name at the end); GenerateStream
+    fails so after its first message."""
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[bytes, bytes] | None:
+        async def generate(
+            request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]
+        ) -> bytes:
+            await context.abort(grpc.StatusCode.INTERNAL, "boom")
+
+        async def stream(
+            request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]
+        ) -> AsyncIterator[bytes]:
+            yield b"\n\x04\n\x02ok"  # GenerateStreamResponse{items: [{text: "ok"}]}
+            await context.abort(grpc.StatusCode.INTERNAL, "boom")
+
+        if handler_call_details.method.endswith("/GenerateStream"):
+            return grpc.unary_stream_rpc_method_handler(stream)
+        return grpc.unary_unary_rpc_method_handler(generate)
+
+
+async def test_a_model_servers_failure_without_sax_wording_names_the_replica_and_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A replica's INTERNAL "boom" reached the caller as "boom" alone: neither the caller nor
+    # the operator could tell which replica failed, and the gateway logged nothing.
+    async with stand_in_server(lambda s: s.add_generic_rpc_handlers((_Failing(),))) as address:
+        settings = ClientSettings(sax_root=str(tmp_path), proxy_addr=address)
+        async with Client(settings) as client:
+            with caplog.at_level(logging.WARNING, logger="gateway.client._router"):
+                with pytest.raises(InternalError) as unary:
+                    await client.lm_generate(f"{CELL}/lm", "hi", T)
+                with pytest.raises(InternalError) as stream:
+                    async for item in client.lm_generate_stream(f"{CELL}/lm", "hi", T):
+                        assert item == [StreamItem(text="ok", prefix_len=0, scores=[])]
+                for _ in range(3):  # the same failure again: logged once (FailureLog)
+                    with pytest.raises(InternalError):
+                        await client.lm_generate(f"{CELL}/lm", "hi", T)
+    said = f"the model server of {CELL}/lm at {address} failed the call: boom"
+    assert (unary.value.message, stream.value.message) == (said, said)
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (
+            logging.WARNING,
+            f"the model server of {CELL}/lm at {address} failed a call with INTERNAL: boom",
+        ),
+    ]

@@ -163,3 +163,24 @@ def test_model_limit_sheds_with_429(secure: SecureStack, secure_http: httpx.Clie
         assert shed.headers["retry-after"] == "1"
         assert shed.json()["code"] == 8
         assert "at its limit of calls in flight and queued" in shed.json()["message"]
+
+
+RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
+
+
+def test_the_rate_headers_are_on_the_replies_the_bucket_counted(
+    secure_http: httpx.Client,
+) -> None:
+    # docs/api.md said "on every reply while a rate applies", but Envoy refuses a credential
+    # (401) or a role (403) at the request's headers, before the bucket: those take no token
+    # and carry none (for a 401, the caller may have no bucket at all). The docs now say so,
+    # rather than count refused calls against a quota they never reached.
+    counted = _generate(secure_http, "/sax/test/sec-none", TEAM_A)
+    assert counted.status_code == 404, counted.text
+    assert all(counted.headers[h].isdigit() for h in RATE_HEADERS), counted.headers
+    unknown_key = _generate(secure_http, "/sax/test/sec-none", {"Authorization": "Bearer sk-x"})
+    assert unknown_key.status_code == 401, unknown_key.text
+    no_role = secure_http.post("/unpublish", json={"model": "/sax/test/sec-none"}, headers=TEAM_A)
+    assert no_role.status_code == 403, no_role.text
+    for refused in (unknown_key, no_role):
+        assert not [h for h in RATE_HEADERS if h in refused.headers], refused.headers

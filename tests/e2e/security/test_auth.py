@@ -267,7 +267,7 @@ def test_allowed_origin_passes(secure_http: httpx.Client, model: str) -> None:
 def test_a_page_on_an_allowed_origin_may_read_every_documented_response_header(
     secure_http: httpx.Client, model: str
 ) -> None:
-    # docs/api.md promises the rate-limit headers on every reply while a rate applies; a
+    # docs/api.md promises the rate-limit headers on the replies a rate counted; a
     # browser shows a page only the headers CORS exposes, which left them out.
     documented = set(json.loads(OPENAPI.read_text())["components"]["headers"])
     assert {"x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"} <= documented

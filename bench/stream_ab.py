@@ -1,7 +1,9 @@
 """A/B of a stream's start through the product path: CPU per stream and time to first byte.
 
+    mkdir /tmp/main-src && git archive main gateway | tar -x -C /tmp/main-src
     python -m bench.stream_ab --tree main=/tmp/main-src --tree branch=.     # interleaved
-    python -m bench.stream_ab --tree branch=. --rounds 1 --profile          # py-spy, one tree
+    python -m bench.stream_ab --tree main=/tmp/main-src --tree branch=. --unary 3
+    python -m bench.stream_ab --tree branch=. --profile 15                 # py-spy, one tree
 
 Starts one cell (the bench's stamped admin and model server, CPU 0) and, per source tree, a
 stack as `saxgw up` runs it (one gateway process and its Envoy, CPU 1), its gateway running
@@ -12,7 +14,9 @@ Each round, in an order rotated per round, every stack gets:
   a time, and the CPU its gateway and its Envoy spent (/proc) per stream: the cost of
   starting a stream and delivering its first (and only) token;
 - ``c=1`` and ``c=16``: streams of the bench's stamped 20-token model (20 ms a token), one at a
-  time and 16 at once, for their first byte and token lag (bench/_streaming.py's measures).
+  time and 16 at once, for their first byte and token lag (bench/_streaming.py's measures);
+- with ``--unary SECONDS``: wrk's ``POST /generate`` of the one-token model at c=64, and the
+  CPU per request, as `make bench` reads the front end's.
 
 Load averages are printed with every round: latency on this shared machine is noisy, CPU per
 stream much less so.
@@ -24,6 +28,7 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import json
 import os
 import statistics
 import sys
@@ -33,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import _profile
-from bench._loadgen import percentile
+from bench._loadgen import percentile, wrk
 from bench._sse import open_stream
 from bench._stack import CELL, PROMPT, STREAM_MODEL, TEST_LM, pinned
 from bench._streaming import Trace
@@ -103,6 +108,20 @@ def _figures(traces: list[Trace]) -> dict[str, float]:
     }
 
 
+async def _unary_cpu(port: int, pids: list[int], seconds: float) -> list[float]:
+    """µs of CPU per unary ``POST /generate`` of the one-token model (wrk, c=64), per pid."""
+    url, body = (
+        f"http://127.0.0.1:{port}/generate",
+        json.dumps({"model": ONE_MODEL, "query": PROMPT}),
+    )
+    await wrk(url, body, concurrency=64, seconds=1)  # warm
+    before = [cpu_seconds(p) for p in pids]
+    sample = await wrk(url, body, concurrency=64, seconds=seconds)
+    if sample.errors:
+        raise RuntimeError(f"{sample.errors} errors")
+    return [(cpu_seconds(p) - b) * 1e6 / sample.requests for p, b in zip(pids, before, strict=True)]
+
+
 async def _measure(stacks: dict[str, tuple[int, list[int]]], args: argparse.Namespace) -> None:
     names = list(stacks)
     for port, _ in stacks.values():  # warm-up
@@ -124,11 +143,21 @@ async def _measure(stacks: dict[str, tuple[int, list[int]]], args: argparse.Name
                 "lag99_1": one["lag_p99"],
                 "lag99_16": many["lag_p99"],
             }
+            if args.unary:
+                row["unary_gateway_us"], row["unary_envoy_us"] = await _unary_cpu(
+                    port, pids, args.unary
+                )
             rows[name].append(row)
+            unary = (
+                f" unary c=64 gateway {row['unary_gateway_us']:4.0f} µs Envoy"
+                f" {row['unary_envoy_us']:4.0f} µs;"
+                if args.unary
+                else ""
+            )
             print(
                 f"round {r + 1} {name:<10} CPU/stream gateway {gw:5.0f} µs Envoy {envoy:4.0f} µs;"
                 f" first byte p50 c=1 {row['fb1']:6.2f} ms c=16 {row['fb16']:6.2f} ms;"
-                f" lag p99 c=1 {row['lag99_1']:5.2f} c=16 {row['lag99_16']:5.2f} ms;"
+                f" lag p99 c=1 {row['lag99_1']:5.2f} c=16 {row['lag99_16']:5.2f} ms;{unary}"
                 f" load {os.getloadavg()[0]:.2f}",
                 flush=True,
             )
@@ -139,7 +168,13 @@ async def _measure(stacks: dict[str, tuple[int, list[int]]], args: argparse.Name
             f"  {name:<10} CPU/stream gateway {med['gateway_us']:5.0f} µs Envoy"
             f" {med['envoy_us']:4.0f} µs; first byte p50 c=1 {med['fb1']:6.2f} ms c=16"
             f" {med['fb16']:6.2f} ms; lag p99 c=1 {med['lag99_1']:5.2f} c=16"
-            f" {med['lag99_16']:5.2f} ms",
+            f" {med['lag99_16']:5.2f} ms"
+            + (
+                f"; unary c=64 gateway {med['unary_gateway_us']:4.0f} µs Envoy"
+                f" {med['unary_envoy_us']:4.0f} µs"
+                if args.unary
+                else ""
+            ),
             flush=True,
         )
 
@@ -147,7 +182,7 @@ async def _measure(stacks: dict[str, tuple[int, list[int]]], args: argparse.Name
 async def _profile_first(
     stacks: dict[str, tuple[int, list[int]]], seconds: float, out: Path
 ) -> None:
-    """py-spy on the first tree's gateway and Envoy while one-token streams run, 16 at a time."""
+    """py-spy on the first tree's gateway while one-token streams run, 16 at a time."""
     port, pids = next(iter(stacks.values()))
     await _cpu_per_stream(port, [], WIDTH * 4)  # warm-up
 
@@ -242,6 +277,9 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=480, help="one-token streams per CPU figure")
     parser.add_argument("--sequential", type=int, default=10, help="c=1 streams per round")
     parser.add_argument("--batches", type=int, default=3, help="batches of 16 per round")
+    parser.add_argument(
+        "--unary", type=float, metavar="SECONDS", help="also CPU per unary call (wrk, c=64)"
+    )
     parser.add_argument("--profile", type=float, help="py-spy the first tree for SECONDS, only")
     parser.add_argument("--profile-dir", default="/tmp", help="where py-spy's output goes")
     args = parser.parse_args()

@@ -26,13 +26,14 @@ class WithMetadata(Protocol):
 
 
 class _LastRead:
-    """The call whose metadata `call_metadata` read last, and that metadata."""
+    """The call whose metadata `call_metadata` read last, with that metadata: one pair, set
+    at once, so that a thread that logs in a call's context (its request ID) can never pair
+    one call with another's metadata."""
 
-    __slots__ = ("context", "metadata")
+    __slots__ = ("pair",)
 
     def __init__(self) -> None:
-        self.context: object = None
-        self.metadata: Any = ()
+        self.pair: tuple[object, Any] = (None, ())
 
 
 _last_read = _LastRead()
@@ -45,11 +46,11 @@ def call_metadata(context: WithMetadata) -> Any:
     deadline, path, ...), one after the other: the last call's is kept, so that those reads
     cost one. Only the last, by identity: one kept per open stream was ~1 KB each, and the
     context held keeps its id from being reused by another call."""
-    last = _last_read
-    if last.context is not context:
-        last.metadata = context.invocation_metadata() or ()
-        last.context = context
-    return last.metadata
+    read, metadata = _last_read.pair
+    if read is not context:
+        metadata = context.invocation_metadata() or ()
+        _last_read.pair = (context, metadata)
+    return metadata
 
 
 def metadata_value(context: WithMetadata, key: str) -> str | None:

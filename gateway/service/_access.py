@@ -26,6 +26,7 @@ from gateway.client import (
 from gateway.common import limits as lim
 from gateway.common.deadline import Deadline
 from gateway.common.intercept import Streaming, Unary, WrappingInterceptor
+from gateway.common.rpc import call_metadata
 from gateway.config import AccessSettings, GatewaySettings
 from gateway.service import _deadlines as deadlines
 from gateway.service import _fields as f
@@ -102,7 +103,7 @@ class Access:
     def identity(self, context: Caller) -> str | None:
         """The client id Envoy established, if any."""
         header = self._settings.identity_header
-        for key, value in context.invocation_metadata() or ():
+        for key, value in call_metadata(context):
             if key == header and isinstance(value, str) and value:
                 return value
         return None

@@ -24,7 +24,7 @@ from gateway.client import Attempt, Client, Observer, query_cost_ms
 from gateway.client._observer import Trailers
 from gateway.common.intercept import Streaming, Unary, WrappingInterceptor
 from gateway.common.logs import LOGGED_ID_CHARS, current_call
-from gateway.common.rpc import status_refused
+from gateway.common.rpc import call_metadata, status_refused
 from gateway.service._access import Access
 from gateway.service._errors import COST_HEADER
 from gateway.service._metrics import GatewayMetrics
@@ -152,7 +152,7 @@ class TelemetryInterceptor(WrappingInterceptor):
         label = access.label(client) if access is not None else _ANONYMOUS
         record = CallRecord(context, client, label)
         if self._tracing is not None:
-            record.span = self._tracing.server_span(method, context.invocation_metadata() or ())
+            record.span = self._tracing.server_span(method, call_metadata(context))
         return record
 
     def wrap_unary(self, method: str, behavior: Unary) -> Unary:

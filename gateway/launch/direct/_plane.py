@@ -18,8 +18,8 @@ from gateway.client import Client, ClientSettings, SaxError
 from gateway.common.failurelog import FailureLog
 from gateway.edge import EdgeConfig
 from gateway.launch.direct._files import DirectFiles
+from gateway.launch.direct._listings import CellListings
 from gateway.launch.direct._resources import (
-    ACL_METHOD,
     Model,
     cluster,
     direct_models,
@@ -27,8 +27,8 @@ from gateway.launch.direct._resources import (
 )
 
 log = logging.getLogger(__name__)
-#: A failed listing is logged when it starts, then once a minute while it lasts, and once when
-#: it ends: an admin down was a WARNING each listing, one every 2.5 s for as long as it lasted.
+#: A failed listing of the cells is logged when it starts, then once a minute while it lasts,
+#: and once when it ends (each cell's own listing too: `CellListings`).
 _LISTING = "listing"
 
 #: Seconds between two listings: how long a publish, an unpublish, a replica moving or an
@@ -53,33 +53,19 @@ class Plane:
         self._inodes: tuple[int, int] | None = None
         self._cells: list[str] = []
         self._cells_at = -math.inf
-        self._by_cell: dict[str, list[Model]] = {}  # each cell's models, as last listed
+        self._listings = CellListings(client)
         self._failures = FailureLog(log)
 
     async def _models(self) -> list[Model]:
         """Every cell's models; a cell whose admin does not answer counts with the models it
         last listed, so that it keeps its routes and the other cells' changes still reach
         Envoy (one cell down used to fail the whole listing: a model given an ACL in another
-        cell went on going direct, unchecked, for as long as it was down)."""
+        cell went on going direct, unchecked, for as long as it was down), without waiting
+        for it (`CellListings`)."""
         if not self._cells or time.monotonic() - self._cells_at > CELLS_EVERY_S:
             self._cells = await self._client.list_cells()
             self._cells_at = time.monotonic()
-            self._by_cell = {c: m for c, m in self._by_cell.items() if c in self._cells}
-        models = []
-        for cell in self._cells:
-            try:
-                listed = await self._client.list_all(cell)
-            except SaxError as exc:
-                message = f"direct mode: listing {cell}'s models failed, its routes kept: {exc}"
-                self._failures.failed((_LISTING, cell), message)
-            else:
-                self._failures.succeeded((_LISTING, cell), f"direct mode: listing {cell}'s models")
-                self._by_cell[cell] = [
-                    Model(d.model_id, tuple(d.addresses), d.acls.get(ACL_METHOD, ""))
-                    for d in listed
-                ]
-            models += self._by_cell.get(cell, [])
-        return models
+        return await self._listings.models(self._cells)
 
     async def refresh(self) -> None:
         """Lists the cells once; writes the files if what goes direct changed (or a file
@@ -120,10 +106,13 @@ class Plane:
         self._inodes = self._files.written()
 
     async def run(self, every: float = REFRESH_S) -> None:
-        while True:
-            await self.refresh()
-            self._files.beat()
-            await asyncio.sleep(every)
+        try:
+            while True:
+                await self.refresh()
+                self._files.beat()
+                await asyncio.sleep(every)
+        finally:
+            self._listings.close()
 
 
 async def serve(

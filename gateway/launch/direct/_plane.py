@@ -38,6 +38,12 @@ REFRESH_S = 0.5
 CELLS_EVERY_S = 10.0
 #: Seconds Envoy is given to take new clusters before a route names them.
 _CLUSTERS_FIRST_S = 0.2
+#: Seconds the cluster of a model that no longer goes direct (unpublished, given an ACL, its
+#: replicas gone a moment while they start again) stays after its route: a call routed
+#: before holds the cluster through its backed-off retries (_resources.RETRIES, 9 s at
+#: most), which failed at once ("no healthy upstream") once the cluster was taken away 0.2 s
+#: after its route, while a replica started again would have answered them.
+CLUSTERS_LINGER_S = 10.0
 
 
 class Plane:
@@ -51,6 +57,8 @@ class Plane:
         self._base = files.read_base()
         self._written: Sequence[Model] | None = None
         self._inodes: tuple[int, int] | None = None
+        self._written_logged: Sequence[Model] | None = None
+        self._lingering: dict[str, tuple[Model, float]] = {}  # clusters kept after routes
         self._cells: list[str] = []
         self._cells_at = -math.inf
         self._listings = CellListings(client)
@@ -69,9 +77,9 @@ class Plane:
 
     async def refresh(self) -> None:
         """Lists the cells once; writes the files if what goes direct changed (or a file
-        is gone, or is not the one it wrote). An admin that does not answer leaves its
-        cell's routes as they are: the replicas it last reported go on serving, as they do
-        for the gateways."""
+        is gone, or is not the one it wrote, or a cluster's lingering ended). An admin that
+        does not answer leaves its cell's routes as they are: the replicas it last reported
+        go on serving, as they do for the gateways."""
         try:
             models = direct_models(await self._models(), self._edge)
         except SaxError as exc:  # SAX_ROOT's cells could not be listed
@@ -80,26 +88,37 @@ class Plane:
             return
         self._failures.succeeded((_LISTING, "cells"), "direct mode: listing the cells")
         unchanged = self._inodes is not None and self._files.written() == self._inodes
-        if models == self._written and unchanged:
+        lingered = any(until <= time.monotonic() for _, until in self._lingering.values())
+        if models == self._written and unchanged and not lingered:
             return
         await self._write(models)
-        log.info("direct mode: %d model(s) routed directly", len(models))
+        if models != self._written_logged:
+            log.info("direct mode: %d model(s) routed directly", len(models))
+            self._written_logged = list(models)
 
     async def _write(self, models: Sequence[Model]) -> None:
+        now = time.monotonic()
         ids = {m.model_id for m in models}
-        going = [m for m in self._written or () if m.model_id not in ids]
         coming = ids - {m.model_id for m in self._written or ()}
+        for m in self._written or ():
+            if m.model_id not in ids and m.model_id not in self._lingering:
+                self._lingering[m.model_id] = (m, now + CLUSTERS_LINGER_S)
+        self._lingering = {
+            model_id: (m, until)
+            for model_id, (m, until) in self._lingering.items()
+            if model_id not in ids and until > now
+        }
         clusters = [cluster(m, self._edge) for m in models]
+        clusters += [cluster(m, self._edge) for m, _ in self._lingering.values()]
         table = route_table(self._base, models, self._edge, self._deadline)
         if coming:
-            # New clusters first: a route to a cluster Envoy does not have yet fails; those
-            # of the models going stay until their routes are gone (a model given an ACL
-            # while another was published: its calls were 503s for that moment).
-            self._files.write_clusters(clusters + [cluster(m, self._edge) for m in going])
+            # New clusters first: a route to a cluster Envoy does not have yet fails.
+            self._files.write_clusters(clusters)
             await asyncio.sleep(_CLUSTERS_FIRST_S)
         self._files.write_routes(table)
-        if going or not coming:
-            # Then the clusters: one taken away under its route would fail its calls.
+        if not coming:
+            # Then the clusters (replicas moved, a lingering ended): after the routes, so
+            # that none is taken away under its route.
             await asyncio.sleep(_CLUSTERS_FIRST_S)
             self._files.write_clusters(clusters)
         self._written = list(models)

@@ -83,5 +83,7 @@ def _write(path: Path, value: Config) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
-        json.dump(value, out)
+        # Encoded whole, by json's C encoder: json.dump to a file encodes in Python, chunk by
+        # chunk, and took 223 ms of CPU for the 1.6 MB of a write at 500 models (dumps: 32).
+        out.write(json.dumps(value))
     os.replace(tmp, path)

@@ -1,5 +1,5 @@
-"""Where direct mode's xDS files live, and how they are written: whole, by rename into the
-directory Envoy watches (``watched_directory``), so Envoy never reads half of one."""
+"""Where direct mode's xDS files live, and how they are written: whole, by rename onto the
+path Envoy watches, so Envoy never reads half of one."""
 
 from __future__ import annotations
 
@@ -46,9 +46,13 @@ class DirectFiles:
         self.heartbeat.touch()
 
     def source(self, path: Path) -> Config:
-        """The ``ConfigSource`` by which Envoy reads ``path`` (and again at every rename)."""
-        watched = {"path": str(path), "watched_directory": {"path": str(self.directory)}}
-        return {"path_config_source": watched, "resource_api_version": "V3"}
+        """The ``ConfigSource`` by which Envoy reads ``path`` (and again at every rename onto
+        it). Not ``watched_directory``: with it, a rename of any file in the directory has
+        each subscription read its file again, so every write of the CDS or RDS file had
+        Envoy parse both: at 500 models, a model published cost Envoy's main thread 0.62 s
+        of CPU, where it costs 0.40 s without, and a storm of publishes had it so busy that
+        its watchdog aborted it."""
+        return {"path_config_source": {"path": str(path)}, "resource_api_version": "V3"}
 
     def read_base(self) -> Config:
         base: Config = json.loads(self.base.read_text())

@@ -1,5 +1,5 @@
-"""Where direct mode's xDS files live, and how they are written: whole, by rename into the
-directory Envoy watches (``watched_directory``), so Envoy never reads half of one."""
+"""Where direct mode's xDS files live, and how they are written: whole, by rename onto the
+path Envoy watches, so Envoy never reads half of one."""
 
 from __future__ import annotations
 
@@ -46,9 +46,13 @@ class DirectFiles:
         self.heartbeat.touch()
 
     def source(self, path: Path) -> Config:
-        """The ``ConfigSource`` by which Envoy reads ``path`` (and again at every rename)."""
-        watched = {"path": str(path), "watched_directory": {"path": str(self.directory)}}
-        return {"path_config_source": watched, "resource_api_version": "V3"}
+        """The ``ConfigSource`` by which Envoy reads ``path`` (and again at every rename onto
+        it). Not ``watched_directory``: with it, a rename of any file in the directory has
+        each subscription read its file again, so every write of the CDS or RDS file had
+        Envoy parse both: at 500 models, a model published cost Envoy's main thread 0.62 s
+        of CPU, where it costs 0.40 s without, and a storm of publishes had it so busy that
+        its watchdog aborted it."""
+        return {"path_config_source": {"path": str(path)}, "resource_api_version": "V3"}
 
     def read_base(self) -> Config:
         base: Config = json.loads(self.base.read_text())
@@ -83,5 +87,7 @@ def _write(path: Path, value: Config) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
-        json.dump(value, out)
+        # Encoded whole, by json's C encoder: json.dump to a file encodes in Python, chunk by
+        # chunk, and took 223 ms of CPU for the 1.6 MB of a write at 500 models (dumps: 32).
+        out.write(json.dumps(value))
     os.replace(tmp, path)

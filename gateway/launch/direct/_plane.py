@@ -18,8 +18,8 @@ from gateway.client import Client, ClientSettings, SaxError
 from gateway.common.failurelog import FailureLog
 from gateway.edge import EdgeConfig
 from gateway.launch.direct._files import DirectFiles
+from gateway.launch.direct._listings import CellListings
 from gateway.launch.direct._resources import (
-    ACL_METHOD,
     Model,
     cluster,
     direct_models,
@@ -27,8 +27,8 @@ from gateway.launch.direct._resources import (
 )
 
 log = logging.getLogger(__name__)
-#: A failed listing is logged when it starts, then once a minute while it lasts, and once when
-#: it ends: an admin down was a WARNING each listing, one every 2.5 s for as long as it lasted.
+#: A failed listing of the cells is logged when it starts, then once a minute while it lasts,
+#: and once when it ends (each cell's own listing too: `CellListings`).
 _LISTING = "listing"
 
 #: Seconds between two listings: how long a publish, an unpublish, a replica moving or an
@@ -38,6 +38,12 @@ REFRESH_S = 0.5
 CELLS_EVERY_S = 10.0
 #: Seconds Envoy is given to take new clusters before a route names them.
 _CLUSTERS_FIRST_S = 0.2
+#: Seconds the cluster of a model that no longer goes direct (unpublished, given an ACL, its
+#: replicas gone a moment while they start again) stays after its route: a call routed
+#: before holds the cluster through its backed-off retries (_resources.RETRIES, 9 s at
+#: most), which failed at once ("no healthy upstream") once the cluster was taken away 0.2 s
+#: after its route, while a replica started again would have answered them.
+CLUSTERS_LINGER_S = 10.0
 
 
 class Plane:
@@ -51,41 +57,29 @@ class Plane:
         self._base = files.read_base()
         self._written: Sequence[Model] | None = None
         self._inodes: tuple[int, int] | None = None
+        self._written_logged: Sequence[Model] | None = None
+        self._lingering: dict[str, tuple[Model, float]] = {}  # clusters kept after routes
         self._cells: list[str] = []
         self._cells_at = -math.inf
-        self._by_cell: dict[str, list[Model]] = {}  # each cell's models, as last listed
+        self._listings = CellListings(client)
         self._failures = FailureLog(log)
 
     async def _models(self) -> list[Model]:
         """Every cell's models; a cell whose admin does not answer counts with the models it
         last listed, so that it keeps its routes and the other cells' changes still reach
         Envoy (one cell down used to fail the whole listing: a model given an ACL in another
-        cell went on going direct, unchecked, for as long as it was down)."""
+        cell went on going direct, unchecked, for as long as it was down), without waiting
+        for it (`CellListings`)."""
         if not self._cells or time.monotonic() - self._cells_at > CELLS_EVERY_S:
             self._cells = await self._client.list_cells()
             self._cells_at = time.monotonic()
-            self._by_cell = {c: m for c, m in self._by_cell.items() if c in self._cells}
-        models = []
-        for cell in self._cells:
-            try:
-                listed = await self._client.list_all(cell)
-            except SaxError as exc:
-                message = f"direct mode: listing {cell}'s models failed, its routes kept: {exc}"
-                self._failures.failed((_LISTING, cell), message)
-            else:
-                self._failures.succeeded((_LISTING, cell), f"direct mode: listing {cell}'s models")
-                self._by_cell[cell] = [
-                    Model(d.model_id, tuple(d.addresses), d.acls.get(ACL_METHOD, ""))
-                    for d in listed
-                ]
-            models += self._by_cell.get(cell, [])
-        return models
+        return await self._listings.models(self._cells)
 
     async def refresh(self) -> None:
         """Lists the cells once; writes the files if what goes direct changed (or a file
-        is gone, or is not the one it wrote). An admin that does not answer leaves its
-        cell's routes as they are: the replicas it last reported go on serving, as they do
-        for the gateways."""
+        is gone, or is not the one it wrote, or a cluster's lingering ended). An admin that
+        does not answer leaves its cell's routes as they are: the replicas it last reported
+        go on serving, as they do for the gateways."""
         try:
             models = direct_models(await self._models(), self._edge)
         except SaxError as exc:  # SAX_ROOT's cells could not be listed
@@ -94,36 +88,58 @@ class Plane:
             return
         self._failures.succeeded((_LISTING, "cells"), "direct mode: listing the cells")
         unchanged = self._inodes is not None and self._files.written() == self._inodes
-        if models == self._written and unchanged:
+        lingered = any(until <= time.monotonic() for _, until in self._lingering.values())
+        if models == self._written and unchanged and not lingered:
             return
         await self._write(models)
-        log.info("direct mode: %d model(s) routed directly", len(models))
+        if models != self._written_logged:
+            log.info("direct mode: %d model(s) routed directly", len(models))
+            self._written_logged = list(models)
 
     async def _write(self, models: Sequence[Model]) -> None:
+        now = time.monotonic()
         ids = {m.model_id for m in models}
-        going = [m for m in self._written or () if m.model_id not in ids]
         coming = ids - {m.model_id for m in self._written or ()}
+        for m in self._written or ():
+            if m.model_id not in ids and m.model_id not in self._lingering:
+                self._lingering[m.model_id] = (m, now + CLUSTERS_LINGER_S)
+        self._lingering = {
+            model_id: (m, until)
+            for model_id, (m, until) in self._lingering.items()
+            if model_id not in ids and until > now
+        }
         clusters = [cluster(m, self._edge) for m in models]
+        clusters += [cluster(m, self._edge) for m, _ in self._lingering.values()]
+        # The routes name models only: replicas moving (each model server started again) or
+        # a lingering cluster's end change the clusters alone, and Envoy parsed the whole
+        # route table again for nothing (1.1 MB at 500 models).
+        same_routes = [m.model_id for m in models] == [m.model_id for m in self._written or ()]
+        if same_routes and self._inodes is not None and self._files.written() == self._inodes:
+            self._files.write_clusters(clusters)
+            self._written, self._inodes = list(models), self._files.written()
+            return
         table = route_table(self._base, models, self._edge, self._deadline)
         if coming:
-            # New clusters first: a route to a cluster Envoy does not have yet fails; those
-            # of the models going stay until their routes are gone (a model given an ACL
-            # while another was published: its calls were 503s for that moment).
-            self._files.write_clusters(clusters + [cluster(m, self._edge) for m in going])
+            # New clusters first: a route to a cluster Envoy does not have yet fails.
+            self._files.write_clusters(clusters)
             await asyncio.sleep(_CLUSTERS_FIRST_S)
         self._files.write_routes(table)
-        if going or not coming:
-            # Then the clusters: one taken away under its route would fail its calls.
+        if not coming:
+            # Then the clusters (replicas moved, a lingering ended): after the routes, so
+            # that none is taken away under its route.
             await asyncio.sleep(_CLUSTERS_FIRST_S)
             self._files.write_clusters(clusters)
         self._written = list(models)
         self._inodes = self._files.written()
 
     async def run(self, every: float = REFRESH_S) -> None:
-        while True:
-            await self.refresh()
-            self._files.beat()
-            await asyncio.sleep(every)
+        try:
+            while True:
+                await self.refresh()
+                self._files.beat()
+                await asyncio.sleep(every)
+        finally:
+            self._listings.close()
 
 
 async def serve(

@@ -15,6 +15,29 @@ def test_parse_model_id_returns_typed_parts() -> None:
     assert model.cell.id == "/sax/test"
 
 
+def test_a_model_id_is_parsed_once_while_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each data call parses its model's ID (gateway/service/_fields.model_id): the last
+    `_PARSED_MODEL_IDS` that parsed are kept; errors are not, and name their own field."""
+    cells: list[str] = []
+
+    def counted(cell_id: str, *, field: str = "cell") -> naming.CellId:
+        cells.append(cell_id)
+        return parse_cell(cell_id, field=field)
+
+    parse_cell = naming.parse_cell_id
+    monkeypatch.setattr(naming, "parse_cell_id", counted)  # no other test names this cell
+    first = naming.parse_model_id("/sax/kept/lm")
+    assert naming.parse_model_id("/sax/kept/lm") is first
+    assert first == naming.ModelId(naming.CellId("kept"), "lm")
+    assert cells == ["/sax/kept"]
+    for field in ("model", "model_id"):
+        with pytest.raises(InvalidArgumentError) as info:
+            naming.parse_model_id("/sax/Kept/lm", field=field)
+        assert info.value.field_violations == ((field, info.value.message),)
+        assert "cell name 'Kept'" in info.value.message
+    assert cells == ["/sax/kept", "/sax/Kept", "/sax/Kept"]
+
+
 def test_parse_cell_id_returns_typed_cell() -> None:
     assert naming.parse_cell_id("/sax/test") == naming.CellId("test")
 

@@ -55,6 +55,26 @@ class Trace:
 StreamFn = Callable[[], Awaitable[Trace]]
 
 
+async def sse(address: str, path: str, body: dict[str, str], tokens: str) -> Trace:
+    """One SSE stream; ``tokens`` names the list of each event's messages that carry a
+    token's ``text`` (``deltas`` in the gateway's API, ``items`` in Sax's). A stream that
+    ends with an in-band error fails, as one that does not answer 200 does."""
+    host, port = address.rsplit(":", 1)
+    stream = await open_stream(host, int(port), path, body)
+    await asyncio.wait_for(stream.closed, 30)
+    result = stream.result()
+    if result.status != 200:
+        raise RuntimeError(f"{path} answered HTTP {result.status}")
+    trace = Trace()
+    trace.first_byte_ms = (result.first_byte_ns - result.sent_ns) / 1e6
+    for event in result.events:
+        if "error" in event.data:
+            raise RuntimeError(f"{path}: the stream failed: {event.data}")
+        for token in event.data.get(tokens, []):
+            trace.token(token.get("text", ""), event.arrived_ns, result.sent_ns)
+    return trace
+
+
 def stream_functions(stack: BenchStack, direct: Any, gateway: Any) -> dict[str, StreamFn]:
     async def direct_stream() -> Trace:
         trace, sent = Trace(), time.time_ns()
@@ -76,22 +96,6 @@ def stream_functions(stack: BenchStack, direct: Any, gateway: Any) -> dict[str, 
                 trace.first_byte_ms = (now - sent) / 1e6
             for delta in response.deltas:
                 trace.token(delta.text, now, sent)
-        return trace
-
-    async def sse(address: str, path: str, body: dict[str, str], tokens: str) -> Trace:
-        """One SSE stream; ``tokens`` names the list of each event's messages that carry a
-        token's ``text`` (``deltas`` in the gateway's API, ``items`` in Sax's)."""
-        host, port = address.rsplit(":", 1)
-        stream = await open_stream(host, int(port), path, body)
-        await asyncio.wait_for(stream.closed, 30)
-        result = stream.result()
-        if result.status != 200:
-            raise RuntimeError(f"{path} answered HTTP {result.status}")
-        trace = Trace()
-        trace.first_byte_ms = (result.first_byte_ns - result.sent_ns) / 1e6
-        for event in result.events:
-            for token in event.data.get(tokens, []):
-                trace.token(token.get("text", ""), event.arrived_ns, result.sent_ns)
         return trace
 
     def sse_stream() -> Awaitable[Trace]:

@@ -39,9 +39,8 @@ from typing import Any
 
 from bench import _profile
 from bench._loadgen import percentile, wrk
-from bench._sse import open_stream
 from bench._stack import CELL, PROMPT, STREAM_MODEL, TEST_LM, pinned
-from bench._streaming import Trace
+from bench._streaming import Trace, sse
 from bench._unary import cpu_seconds
 from gateway.client import Client, ClientSettings
 from gateway.config import GatewaySettings
@@ -66,21 +65,9 @@ WIDTH = 16  # streams at once
 
 
 async def _sse(port: int, model: str) -> Trace:
-    stream = await open_stream(
-        "127.0.0.1", port, "/generate_stream", {"model": model, "query": PROMPT}
+    return await sse(
+        f"127.0.0.1:{port}", "/generate_stream", {"model": model, "query": PROMPT}, "deltas"
     )
-    await asyncio.wait_for(stream.closed, 30)
-    result = stream.result()
-    if result.status != 200:
-        raise RuntimeError(f"HTTP {result.status}")
-    trace = Trace()
-    trace.first_byte_ms = (result.first_byte_ns - result.sent_ns) / 1e6
-    for event in result.events:
-        if "error" in event.data:
-            raise RuntimeError(f"stream error: {event.data}")
-        for delta in event.data.get("deltas", []):
-            trace.token(delta.get("text", ""), event.arrived_ns, result.sent_ns)
-    return trace
 
 
 async def _cpu_per_stream(port: int, pids: list[int], streams: int) -> list[float]:

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -190,6 +191,16 @@ class ChildSpec:
     log_path: str | None
     stdout: Output = "log"
     pass_fds: tuple[int, ...] = ()
+
+
+def children_ignore(signum: int) -> None:
+    """Has the children started from now on begin with ``signum`` ignored: an ignored signal
+    stays ignored across exec until the program sets a handler of its own, where a signal
+    whose default action ends a process (SIGUSR1's) would end a child that has not set its
+    handler yet. This process ignores it too. Python sets handlers from the main thread
+    alone: from any other, nothing changes."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signum, signal.SIG_IGN)
 
 
 @dataclass

@@ -50,6 +50,7 @@ from gateway.launch.processes import (
     StartupError,
     StopFlag,
     Stopping,
+    children_ignore,
     make_log_dir,
     port_open,
 )
@@ -358,6 +359,10 @@ class Stack:
         s = self.settings
         timeout = s.startup_timeout
         raise_open_files_limit()  # children inherit it: Envoy holds a socket per connection
+        # A gateway started again a moment before a stop, still importing, would have ended
+        # at the drain's SIGUSR1 (`close`) rather than ignored it; Envoy and the gateways set
+        # handlers of their own.
+        children_ignore(signal.SIGUSR1)
         self.envoy = within_open_files(self.envoy, envoy_open_files())
         if s.cell is not None:
             argv = cell_argv(s.cell, log_format=s.gateway.telemetry.log_format)

@@ -87,14 +87,17 @@ class Plane:
             self._failures.failed((_LISTING, "cells"), message)
             return
         self._failures.succeeded((_LISTING, "cells"), "direct mode: listing the cells")
-        unchanged = self._inodes is not None and self._files.written() == self._inodes
         lingered = any(until <= time.monotonic() for _, until in self._lingering.values())
-        if models == self._written and unchanged and not lingered:
+        if models == self._written and self._intact() and not lingered:
             return
         await self._write(models)
         if models != self._written_logged:
             log.info("direct mode: %d model(s) routed directly", len(models))
             self._written_logged = list(models)
+
+    def _intact(self) -> bool:
+        """Whether both files are still the ones this plane last wrote."""
+        return self._inodes is not None and self._files.written() == self._inodes
 
     async def _write(self, models: Sequence[Model]) -> None:
         now = time.monotonic()
@@ -114,7 +117,7 @@ class Plane:
         # a lingering cluster's end change the clusters alone, and Envoy parsed the whole
         # route table again for nothing (1.1 MB at 500 models).
         same_routes = [m.model_id for m in models] == [m.model_id for m in self._written or ()]
-        if same_routes and self._inodes is not None and self._files.written() == self._inodes:
+        if same_routes and self._intact():
             self._files.write_clusters(clusters)
             self._written, self._inodes = list(models), self._files.written()
             return

@@ -119,23 +119,15 @@ class _Health(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
         self._longest = longest or None  # 0: for good
         self._status: health_pb2.HealthCheckResponse.ServingStatus.ValueType = NOT_SERVING
         self._stopping = False
-        self._draining = False
         self._changed = asyncio.Condition()
 
     async def set(
-        self,
-        status: health_pb2.HealthCheckResponse.ServingStatus.ValueType,
-        *,
-        final: bool,
-        draining: bool = False,
+        self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType, *, final: bool
     ) -> None:
         """Reports ``status`` for every service; ``final`` (the gateway stops) also ends the
-        Watch streams once they have sent it. Once ``draining``, NOT_SERVING whatever a
-        later probe sets."""
+        Watch streams once they have sent it."""
         async with self._changed:
-            self._draining = self._draining or draining
-            self._status = NOT_SERVING if self._draining else status
-            self._stopping = final
+            self._status, self._stopping = status, final
             self._changed.notify_all()
 
     def _status_of(self, service: str) -> health_pb2.HealthCheckResponse.ServingStatus.ValueType:
@@ -241,7 +233,7 @@ class HealthReporter:
         self._draining = True
         log.info("health: NOT_SERVING (draining: calls are still served until the stop)")
         self._serving = False
-        await self.servicer.set(NOT_SERVING, final=False, draining=True)
+        await self.servicer.set(NOT_SERVING, final=False)
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -93,6 +93,11 @@ class FailureLog:
                     return
         self._log.log(self._level, "%s", message, exc_info=exc_info)
 
+    def failing(self, key: tuple[str, str]) -> bool:
+        """Whether ``key`` failed and has not succeeded since."""
+        with self._lock:
+            return key in self._ongoing
+
     def succeeded(self, key: tuple[str, str], what: str) -> None:
         """An INFO line if ``key`` was failing: ``what`` works again."""
         if not self._ongoing:  # the usual case: nothing to look up, no lock to take

@@ -881,6 +881,22 @@ async def test_a_model_server_logs_an_admin_outage_once_not_at_every_location_re
     ], lines
 
 
+async def test_a_model_server_stopped_as_its_admin_stops_logs_no_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A clean stop of a cell signals its admin and model servers at once: a heartbeat join
+    # in flight was refused by the admin that had just closed its port, and the model server
+    # logged "joining the admin ... failed" (a WARNING) before its own stop cancelled the
+    # loop: test_a_clean_stop_logs_no_warning failed so on a loaded machine.
+    async with inproc(fast_settings(tmp_path), num_model_servers=1) as cell:
+        (server,) = cell.model_servers
+        with caplog.at_level(logging.INFO, logger="gateway.cell.modelserver"):
+            await cell.admin.stop(grace=0)
+            await asyncio.sleep(0.15)  # a heartbeat (every 0.1 s) is refused meanwhile
+            await server.stop(grace=0)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
 async def test_a_model_server_does_not_join_the_admin_of_another_cell(tmp_path: Path) -> None:
     # Its cell's location.proto names the admin of another cell (two cells on one SAX_ROOT,
     # a stale file, a reused pod IP): the model server joined that admin, which unloaded this

@@ -30,6 +30,13 @@ _log = logging.getLogger("gateway.cell.modelserver")
 
 HEARTBEAT = "heartbeat"
 
+# Seconds a first failed join waits before it is reported. A cell stopped cleanly sends the
+# admin and its model servers SIGTERM at once: a heartbeat in flight is refused by the admin
+# that just closed its port, while this process's own SIGTERM is already pending, and the
+# failure was logged (a WARNING at every clean stop on a loaded machine, CI) before the stop
+# cancelled the loop. Waiting first lets that stop cancel the report with the loop.
+_FIRST_FAILURE_WAIT_S = 0.25
+
 
 class JoinLoop:
     def __init__(
@@ -96,6 +103,8 @@ class JoinLoop:
         try:
             taken_in = await self._join(address)
         except grpc.aio.AioRpcError as exc:
+            if not self._failures.failing(self._joining):
+                await asyncio.sleep(_FIRST_FAILURE_WAIT_S)
             why = f"{exc.code().name} {exc.details()}"
             self._failures.failed(self._joining, f"joining the admin at {address} failed: {why}")
             self._joined_location = None  # retry at the next step

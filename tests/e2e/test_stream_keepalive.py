@@ -147,9 +147,16 @@ def test_sdks_with_a_read_timeout_shorter_than_the_first_token_read_the_stream(
         http.stream("POST", "/generate_stream", json={"model": SLOW, "query": "q"}) as response,
     ):
         headers_after = time.monotonic() - started
-        body = response.read()
+        chunks = response.iter_bytes()
+        first = next(chunks)
+        token_after = time.monotonic() - started
+        body = first + b"".join(chunks)
     assert response.status_code == 200
-    assert KEEPALIVE_S <= headers_after < FIRST_TOKEN_S - 0.3, headers_after
+    # The headers came a keep-alive after the start, not with the token a second later. The
+    # gap, not a bound on the headers' own time, which a loaded machine took past (1.48 s).
+    assert headers_after >= KEEPALIVE_S, headers_after
+    gap = token_after - headers_after
+    assert gap >= (FIRST_TOKEN_S - KEEPALIVE_S) / 2, (headers_after, token_after)
     assert [json.loads(e.removeprefix(b"data: ")) for e in body.split(b"\n\n")[:-1]] == [
         {
             "deltas": [{"index": 0, "backtrack": 0, "text": "Paris", "score": -0.1}],

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import math
+import os
 import socket
 import sys
 import time
@@ -46,8 +47,10 @@ Probe = Callable[[float], "str | None"]
 _SILENT = (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
 
 
-def grpc_health_probe(address: str) -> Probe:
-    """grpc.health.v1 ``Check`` at ``address`` (a gateway)."""
+def grpc_health_probe(address: str, *, named_timeout: float | None = None) -> Probe:
+    """grpc.health.v1 ``Check`` at ``address`` (a gateway). ``named_timeout``: the timeout a
+    silence is reported against, where it is not the Check's own (the command's, of which
+    the Check got what its start left)."""
 
     def probe(timeout: float) -> str | None:
         # No proxy: http_proxy in the environment must not take loopback probes elsewhere.
@@ -61,7 +64,8 @@ def grpc_health_probe(address: str) -> Probe:
                 if code not in _SILENT:
                     return None
                 if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                    return f"grpc.health.v1 Check at {address}: no answer within {timeout:g} s"
+                    named = timeout if named_timeout is None else named_timeout
+                    return f"grpc.health.v1 Check at {address}: no answer within {named:g} s"
                 why = f"grpc.health.v1 Check at {address}: {exc.details()}"
                 # gRPC names a refusal only in its text: a connection of our own tells.
                 return Refused(why) if _refused(address, timeout) else why
@@ -131,6 +135,31 @@ def http_probe(address: str, path: str) -> Probe:
     return probe
 
 
+#: Seconds a probe's Check gets however long the command took to start.
+MIN_CHECK_S = 0.5
+
+
+def since_exec() -> float:
+    """Seconds since this process started (Linux's /proc; 0 where it cannot be read)."""
+    try:
+        # Field 22 (starttime, in clock ticks after boot); the name in parentheses may hold
+        # spaces, so fields are counted after its closing one (field 3 onwards).
+        started = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return max(0.0, uptime - started / os.sysconf("SC_CLK_TCK"))
+
+
+def check_budget(timeout: float, started_ago: float) -> float:
+    """The Check's own timeout: what is left of ``timeout`` once the command has started
+    (``started_ago`` s ago), at least `MIN_CHECK_S`. A node busy enough to take seconds over
+    Python's start and grpc's import had the command run import + ``timeout`` seconds, and
+    kubelet (timeoutSeconds: 5) kill a probe of a hung gateway instead of hearing why it
+    failed; a live one still gets `MIN_CHECK_S` to answer."""
+    return max(MIN_CHECK_S, timeout - started_ago)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m gateway.launch.probes",
@@ -140,14 +169,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     grpc_kind = kinds.add_parser("grpc", help="grpc.health.v1 Check (a gateway, a cell's servers)")
     grpc_kind.add_argument("addresses", nargs="+", type=flags.host_port, help="HOST:PORT")
     grpc_kind.add_argument(
-        "--timeout", type=flags.seconds, default=2.0, help="seconds (default: 2)"
+        "--timeout",
+        type=flags.seconds,
+        default=2.0,
+        help="seconds from the command's start (default: 2)",
     )
     args = parser.parse_args(argv)
+    timeout = check_budget(args.timeout, since_exec())
     # At once: the probe's time is one timeout however many servers are hung (kubelet's
     # timeoutSeconds bounds the whole command).
     with ThreadPoolExecutor(len(args.addresses)) as pool:
-        probes = [grpc_health_probe(address) for address in args.addresses]
-        failures = [f for f in pool.map(lambda probe: probe(args.timeout), probes) if f]
+        probes = [grpc_health_probe(a, named_timeout=args.timeout) for a in args.addresses]
+        failures = [f for f in pool.map(lambda probe: probe(timeout), probes) if f]
     for failure in failures:
         print(failure, file=sys.stderr)
     return 1 if failures else 0

@@ -17,6 +17,9 @@ from tests._stacks import stopped
 from tests.faults.conftest import Faults, publish
 
 INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT
+#: A data call that waited for the admin would take its 5 s admin timeout; one that did not
+#: takes milliseconds, and read 3.2 s once on a loaded machine (bounds of 2 and 1 s failed).
+NOT_WAITING_S = 4.0
 
 
 @contextmanager
@@ -57,11 +60,11 @@ def test_changes_refused_or_lost_while_the_admin_is_down_leave_data_calls_alone(
             assert [(t.text, round(t.score, 6)) for t in reply.texts] == [("still here", -0.2)]
             return time.monotonic() - started
 
-        assert answers() < 2.0  # its ACLs read here
+        assert answers() < NOT_WAITING_S  # its ACLs read here
         with admin_down(faults):
             refused = pb.UpdateModelRequest(model=model, checkpoint="a b")
             assert _code(lambda: stub.UpdateModel(refused, timeout=30)) == INVALID_ARGUMENT
-            assert answers() < 1.0
+            assert answers() < NOT_WAITING_S
             # Not refused but unanswered (UNAVAILABLE after 5 s each): the ACLs last read stay
             # in force, as they do for any ACLs while the admin is away, and no call waits
             # for it to read them anew.
@@ -80,4 +83,4 @@ def test_changes_refused_or_lost_while_the_admin_is_down_leave_data_calls_alone(
                 # reply was lost. By then the connection is gone: the others are never sent.
                 unknown = {grpc.StatusCode.DEADLINE_EXCEEDED} if number == 0 else set()
                 assert _code(call) in {grpc.StatusCode.UNAVAILABLE, *unknown}
-                assert answers() < 1.0
+                assert answers() < NOT_WAITING_S

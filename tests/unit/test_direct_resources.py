@@ -22,7 +22,7 @@ from gateway.common.stacktoken import STACK_TOKEN_HEADER
 from gateway.edge import IDENTITY_HEADER, EdgeConfig, parse_edge
 from gateway.launch import probes
 from gateway.launch.direct import DirectFiles, _plane
-from gateway.launch.direct._listener import GATEWAY_PATH
+from gateway.launch.direct._listener import GATEWAY_PATH, MODEL_HEADER
 from gateway.launch.direct._plane import Plane
 from gateway.launch.direct._resources import (
     SAX_PATH,
@@ -86,6 +86,11 @@ def test_direct_routes_come_before_the_catch_all_and_keep_its_filters(tmp_path: 
     direct = routes[at]
     assert direct["typed_per_filter_config"] == catch_all["typed_per_filter_config"]
     assert direct["match"]["path"] == GATEWAY_PATH
+    # Found by the model's header, Envoy's alone: tried first, never sent upstream
+    # (tests/e2e/test_direct_model_header.py shows both in a real Envoy).
+    model = {"name": MODEL_HEADER, "string_match": {"exact": "/sax/test/plain"}}
+    assert direct["match"]["headers"][0] == model
+    assert MODEL_HEADER in base["request_headers_to_remove"]
     assert direct["route"]["regex_rewrite"]["substitution"] == SAX_PATH
     assert direct["route"]["cluster"] == "direct/sax/test/plain"
     assert len(routes) == len(base["virtual_hosts"][0]["routes"]) + 1

@@ -30,6 +30,11 @@ OBJECT_FIELDS = ("extra_inputs", "extraInputs")
 _BODY_BYTES = {"safe_regex": {"google_re2": {}, "regex": "[0-9]{1,5}"}}
 #: The HTTP path whose body is read: the model is in the body only there.
 HTTP_PATH = "/generate"
+#: The body's model, as a request header that Envoy sets itself (`model_header_filter`): the
+#: first matcher of each direct route, so a ``/generate`` call tries each route with one
+#: string compare (the route's other matchers, the body's model in the metadata too, run only
+#: on the route of its model). Removed before any upstream (`direct_listener`).
+MODEL_HEADER = "x-saxgw-direct-model"
 #: The gRPC path the transcoder makes of it, which the routes match.
 GATEWAY_PATH = "/saxgateway.v1.SaxGateway/Generate"
 _EXT = "type.googleapis.com/envoy.extensions."
@@ -79,6 +84,28 @@ def body_filter() -> Config:
     other_path = {"not_matcher": header_predicate(":path", {"exact": HTTP_PATH})}
     large = {"not_matcher": header_predicate("content-length", _BODY_BYTES)}
     return skip_when("direct_body", inner, {"or_matcher": {"predicate": [other_path, large]}})
+
+
+def model_header_filter() -> Config:
+    """`MODEL_HEADER`, set to the body's model (`body_filter`'s metadata) on ``POST
+    /generate``, before the transcoder routes the call. A client's own is removed first: where
+    the metadata has no model (a body without one, or too large to read), Envoy writes no
+    value, and would keep the client's. Skipped on every other path, as `body_filter` is (a
+    client's header there matches no direct route, whose path is /generate's, and is removed
+    before any upstream)."""
+    set_model = {
+        "header": {"key": MODEL_HEADER, "value": f"%DYNAMIC_METADATA({NAMESPACE}:model)%"},
+        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+    }
+    inner = {
+        "name": "envoy.filters.http.header_mutation",
+        "typed_config": {
+            "@type": _EXT + "filters.http.header_mutation.v3.HeaderMutation",
+            "mutations": {"request_mutations": [{"remove": MODEL_HEADER}, {"append": set_model}]},
+        },
+    }
+    other_path = {"not_matcher": header_predicate(":path", {"exact": HTTP_PATH})}
+    return skip_when("direct_model_header", inner, other_path)
 
 
 def grpc_stats_filter() -> Config:
@@ -172,6 +199,7 @@ def direct_listener(rendered: str, directory: Path) -> str:
     filters = hcm["http_filters"]
     at = next(i for i, f in enumerate(filters) if f["name"] == _TRANSCODER)
     filters.insert(at + 1, wire_filter(NAMESPACE, HTTP_PATH))
+    filters.insert(at, model_header_filter())
     filters.insert(at, body_filter())
     router = next(i for i, f in enumerate(filters) if f["name"] == "envoy.filters.http.router")
     filters.insert(router, grpc_stats_filter())
@@ -181,6 +209,8 @@ def direct_listener(rendered: str, directory: Path) -> str:
     # Both headers mutations name x-saxgw-* headers of the gateways; on a direct route the
     # route's own removals (the stack token) must come after the virtual host's additions.
     route_config["most_specific_header_mutations_wins"] = True
+    # Every route's, the catch-all to the gateways as the direct ones: it is Envoy's alone.
+    route_config.setdefault("request_headers_to_remove", []).append(MODEL_HEADER)
     files.write_base(route_config)
     files.write_first()
     hcm["rds"] = {

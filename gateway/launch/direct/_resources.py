@@ -18,6 +18,7 @@ from gateway.launch.direct._files import Config
 from gateway.launch.direct._listener import (
     GATEWAY_PATH,
     HTTP_PATH,
+    MODEL_HEADER,
     NAMESPACE,
     OBJECT_FIELDS,
     TIMEOUT,
@@ -192,7 +193,12 @@ def route(model_id: str, catch_all: Config, edge: EdgeConfig, deadline: float) -
             "invert": True,
         },
     ]
+    # Envoy tries a route's headers first, in order, then its metadata, then its path: the
+    # model's header first fails every other model's route at one compare. The body's model
+    # in the metadata is still matched: the header is Envoy's (`_listener.model_header_filter`)
+    # but the metadata is what the body says, wherever the header came from.
     headers = [
+        {"name": MODEL_HEADER, "string_match": {"exact": model_id}},
         {"name": "x-envoy-original-path", "string_match": {"exact": HTTP_PATH}},
         *({"name": h, "present_match": False} for h in _DEADLINE_HEADERS),
         *_not_clients(gateway_clients(model_id, edge)),

@@ -4,7 +4,6 @@ from direct mode's config, and the files written as the control plane writes the
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +16,7 @@ from gateway.launch.direct import DirectFiles
 from gateway.launch.direct._resources import Model, cluster, route_table
 from gateway.launch.envoy import envoy_binary, render
 from tests._stacks import loopback_envoy
+from tests._wait import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -24,15 +24,6 @@ EDGE = parse_edge({"direct": {"generate": True}})
 GATEWAY = ("127.0.0.1:1",)  # never called
 CDS = "cluster_manager.cds.update_attempt"
 RDS = r"http\.ingress_http\.rds\..+\.update_attempt"
-
-
-def _wait(what: str, done: Callable[[], bool], within: float = 30.0) -> None:
-    """Waits for ``done()``; a guard against a hang, not a speed check."""
-    deadline = time.monotonic() + within
-    while not done():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {within:g} s: {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -57,7 +48,7 @@ def envoy(tmp_path: Path) -> Iterator[tuple[DirectFiles, Callable[[str], int]]]:
     argv = [str(envoy_binary()), "-c", str(config), "-l", "error", "--disable-hot-restart"]
     with subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:
         try:
-            _wait("Envoy is ready", ready)
+            wait_until("Envoy is ready", ready)
             yield DirectFiles(tmp_path / "d"), stat
         finally:
             process.terminate()
@@ -75,10 +66,10 @@ def test_each_file_written_is_read_once(
     models = [Model(f"/sax/test/m{i}", ("127.0.0.1:1000",), "") for i in range(3)]
     cds, rds = stat(CDS), stat(RDS)
     files.write_clusters([cluster(m, EDGE) for m in models])
-    _wait("the clusters are read", lambda: stat(CDS) > cds)
+    wait_until("the clusters are read", lambda: stat(CDS) > cds)
     files.write_routes(route_table(files.read_base(), models, EDGE, 20.0))
-    _wait("the routes are read", lambda: stat(RDS) > rds)
+    wait_until("the routes are read", lambda: stat(RDS) > rds)
     clusters = stat(r"cluster_manager\.active_clusters")
     files.write_clusters([cluster(m, EDGE) for m in models[:2]])
-    _wait("the cluster is gone", lambda: stat(r"cluster_manager\.active_clusters") < clusters)
+    wait_until("the cluster is gone", lambda: stat(r"cluster_manager\.active_clusters") < clusters)
     assert (stat(CDS) - cds, stat(RDS) - rds) == (2, 1)

@@ -7,8 +7,7 @@ each of two direct models."""
 from __future__ import annotations
 
 import subprocess
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from concurrent import futures
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,6 +22,7 @@ from gateway.launch.direct._listener import GATEWAY_PATH, MODEL_HEADER
 from gateway.launch.direct._resources import SAX_PATH, Model, cluster, route_table
 from gateway.launch.envoy import envoy_binary, render
 from tests._stacks import loopback_envoy
+from tests._wait import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -54,15 +54,6 @@ class Upstreams:
     replicas: Mapping[str, Recorder]
 
 
-def _wait(what: str, done: Callable[[], bool], within: float = 30.0) -> None:
-    """Waits for ``done()``; a guard against a hang, not a speed check."""
-    deadline = time.monotonic() + within
-    while not done():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {within:g} s: {what}")
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, Upstreams]]:
     """Envoy's HTTP address, with A and B routed directly, and the stand-ins it calls."""
@@ -92,7 +83,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Upstreams]]:
                     return False
                 return bool(upstreams.replicas[B].calls)
 
-            _wait(f"Envoy routes {B} directly", routed)
+            wait_until(f"Envoy routes {B} directly", routed)
             for recorder in recorders.values():
                 recorder.calls.clear()
             yield url, upstreams

@@ -28,6 +28,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.common import flags
 from gateway.common.listen import host_and_port
+from gateway.launch.stackdir import start_time
 
 
 class Refused(str):
@@ -141,12 +142,12 @@ MIN_CHECK_S = 0.5
 
 def since_exec() -> float:
     """Seconds since this process started (Linux's /proc; 0 where it cannot be read)."""
+    started = start_time(os.getpid())  # clock ticks after boot
     try:
-        # Field 22 (starttime, in clock ticks after boot); the name in parentheses may hold
-        # spaces, so fields are counted after its closing one (field 3 onwards).
-        started = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
         uptime = float(Path("/proc/uptime").read_text().split()[0])
     except (OSError, ValueError, IndexError):
+        return 0.0
+    if started is None:
         return 0.0
     return max(0.0, uptime - started / os.sysconf("SC_CLK_TCK"))
 

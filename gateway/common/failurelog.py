@@ -22,6 +22,12 @@ REPEAT_S = 60.0
 # Causes (messages) of one failure remembered at once: a cause may name an address or a
 # model, and the oldest goes past this many.
 _MAX_CAUSES = 16
+# Failures (keys) remembered at once. Some keys name what comes and goes, and some never
+# succeed by name: a replica's own failures are keyed by its address, and a cell whose model
+# servers restart on new ports leaves one entry per address for the life of the gateway. Past
+# this many, the failure remembered longest is forgotten (its next failure is a new one, at
+# once; its "works again" line is not written).
+_MAX_KEYS = 1024
 
 
 @dataclass
@@ -68,6 +74,8 @@ class FailureLog:
         with self._lock:
             ongoing = self._ongoing.get(key)
             if ongoing is None:
+                if len(self._ongoing) >= _MAX_KEYS:
+                    del self._ongoing[next(iter(self._ongoing))]
                 self._ongoing[key] = _Ongoing({cause: now}, 0, 1)
             else:
                 ongoing.total += 1

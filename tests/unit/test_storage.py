@@ -195,3 +195,23 @@ async def test_a_directory_that_refuses_new_files_is_logged_once_naming_it(
         ("INFO", f"writing {directory}/state.proto works again, after 3 failures"),
     ]
     assert sorted(p.name for p in directory.iterdir()) == ["state.proto"]
+
+
+def test_failures_remembered_are_bounded_the_oldest_forgotten(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Before: every key that ever failed stayed (a replica's failures are keyed by its
+    # address, and a cell's model servers come back on new ports): memory grew for ever.
+    log = logging.getLogger("test.failurelog.bound")
+    caplog.set_level(logging.WARNING, logger=log.name)
+    failures = FailureLog(log)
+    for n in range(5000):
+        failures.failed(("model server", f"10.0.0.1:{n}"), f"replica {n} failed")
+    assert failures.failing(("model server", "10.0.0.1:4999"))
+    assert not failures.failing(("model server", "10.0.0.1:0"))
+    remembered = [n for n in range(5000) if failures.failing(("model server", f"10.0.0.1:{n}"))]
+    assert remembered == list(range(5000 - 1024, 5000))
+    caplog.clear()
+    failures.failed(("model server", "10.0.0.1:0"), "replica 0 failed")  # forgotten: new again
+    failures.failed(("model server", "10.0.0.1:4999"), "replica 4999 failed")  # repeats: quiet
+    assert [r.getMessage() for r in caplog.records] == ["replica 0 failed"]

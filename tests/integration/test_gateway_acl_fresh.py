@@ -211,9 +211,11 @@ async def test_a_cells_acls_are_renewed_by_one_listing_not_a_list_per_model(
 ) -> None:
     # Each gateway process read each model's ACLs with a List of its own, once a lifetime: a
     # big cell's models in use were as many admin Lists a second (96 models: ~85 a second,
-    # per process), however few calls each had. Twelve models, ACLs kept 0.2 s, called without
-    # a pause for 1.2 s (six lifetimes): 72 Lists before; now about one listing a lifetime.
-    lifetime, window = 0.2, 1.2
+    # per process), however few calls each had. Twelve models, ACLs kept 0.5 s, called without
+    # a pause for 3 s (six lifetimes): 72 Lists before; now about one listing a lifetime. (Kept
+    # 0.2 s, a loaded host's listing outlived two lifetimes, and the calls then waited for a
+    # read per model, as they must for ACLs that old: 36 Lists were counted once.)
+    lifetime, window = 0.5, 3.0
     access = AccessSettings(groups={"team": frozenset({"alice"})}, acl_cache_seconds=lifetime)
     models = [f"/sax/test/renewed{i:02d}" for i in range(12)]
     async with (
@@ -259,10 +261,10 @@ async def test_a_cells_acls_are_renewed_by_one_listing_not_a_list_per_model(
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await stub.Generate(pb.GenerateRequest(model=models[5], query="q"), metadata=BOB)
         assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    # About one listing a lifetime on a quiet host (7); a loaded one stretches renewals (15
-    # and 23 seen at load 12-15), so the line is half the List per model per lifetime there
-    # was (72), which the old way still crosses. The lifetimes are counted as an integer:
-    # 1.2 / 0.2 is 5.999... in floats, and 36 Lists failed a line meant to be 36.
+    # About one listing a lifetime on a quiet host (7); a loaded one stretches renewals (15,
+    # 23 and 36 seen with 0.2 s lifetimes), so the line is half the List per model per
+    # lifetime there was (72), which the old way still crosses. The lifetimes are counted as
+    # an integer (a window over a lifetime in floats can read 5.999...).
     lifetimes = round(window / lifetime)
     assert lists <= len(models) * lifetimes / 2, lists
 

@@ -251,6 +251,12 @@ def status_details(exc: SaxError) -> str:
     return f"{exc.message}: {go_code_name(exc.code)}"
 
 
+def go_code_names() -> dict[str, grpc.StatusCode]:
+    """Each Go name an upstream Sax message may end with, and its code (`code_from_text`): for
+    Envoy's copy of the same reading (gateway/launch/_grpc_failures.py)."""
+    return dict(_BY_GO_NAME)
+
+
 def code_from_text(message: str) -> grpc.StatusCode | None:
     """The status code an upstream Sax message carries in its text, if any."""
     trailing = _TRAILING_NAME.search(message)

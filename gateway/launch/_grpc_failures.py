@@ -30,6 +30,13 @@ Envoy's CEL has no comprehensions over them), and a Lua reading every request's 
 cost each open stream its coroutine. Dropping every ``-bin`` header instead would also drop
 what gRPC clients send right.
 
+A failure with status UNKNOWN whose message names a code as upstream Sax writes it (the Go
+name last, "...: NotFound", or a Go status error's text, "code = NotFound desc = ...") gets
+that code, as the gateway's client reads it (`code_from_text`, whose table this renders): a
+direct call (gateway/launch/direct/) reaches an upstream model server with no gateway to read
+it, and got a 500 for a refusal the model server meant as a 400 or a 404. The gateway's own
+replies never are such failures (it sends UNKNOWN only for a text that names no code).
+
 On every route, streams' included, where no other filter reads a reply (`cost_header` holds a
 unary call's reply until its end): skipped at the headers of every other reply, so that a
 stream or a success runs no Lua. What the filter costs an open SSE stream is 0.74 KB of
@@ -41,6 +48,7 @@ from __future__ import annotations
 
 import grpc
 
+from gateway.common.errors import go_code_names
 from gateway.common.logs import LOGGED_ID_CHARS
 from gateway.edge import header_predicate, skip_when
 from gateway.launch._access_log import METADATA
@@ -78,6 +86,15 @@ local function prefix(s, n)
   return string.sub(s, 1, i - 1)
 end
 local INFO = field(10, "type.googleapis.com/google.rpc.RequestInfo")
+local GO_CODES = {%(go_codes)s}
+-- The code an upstream Sax message names at its end ("...: NotFound"), or as a Go status
+-- error's text ("code = NotFound desc = ..."), as the gateway's client reads it.
+local function code_in_text(message)
+  local name = string.match(message, "^(%%a+)%%s*$") or string.match(message, "[%%s:=](%%a+)%%s*$")
+  if name and GO_CODES[name] then return GO_CODES[name] end
+  name = string.match(message, "code = (%%a+) desc = ")
+  return name and GO_CODES[name]
+end
 function envoy_on_response(response)
   local headers = response:headers()
   local status = tonumber(headers:get("grpc-status") or "")
@@ -102,6 +119,13 @@ function envoy_on_response(response)
     headers:replace("grpc-status", tostring(status))
     headers:replace("grpc-message", message)
     response:streamInfo():dynamicMetadata():set("%(namespace)s", "%(key)s", status)
+  elseif status == %(unknown)d then
+    local code = code_in_text(message)
+    if code and code ~= status then
+      status = code
+      headers:replace("grpc-status", tostring(status))
+      response:streamInfo():dynamicMetadata():set("%(namespace)s", "%(key)s", status)
+    end
   end
   -- A google.rpc.Status: the code, the message and a RequestInfo naming the request's ID.
   local id = headers:get("x-request-id")
@@ -119,6 +143,10 @@ def grpc_failures_filter() -> dict[str, object]:
     namespace, key = METADATA
     source = _LUA % {
         "internal": grpc.StatusCode.INTERNAL.value[0],
+        "unknown": grpc.StatusCode.UNKNOWN.value[0],
+        "go_codes": ", ".join(
+            f"{name} = {code.value[0]}" for name, code in go_code_names().items()
+        ),
         "grpc_not_base64": GRPC_NOT_BASE64,
         "invalid_argument": grpc.StatusCode.INVALID_ARGUMENT.value[0],
         "not_base64": NOT_BASE64.removeprefix("{header}"),

@@ -11,6 +11,9 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import grpc
+
+from gateway.common.errors import go_code_name
 from gateway.common.listen import host_and_port
 from gateway.common.stacktoken import STACK_TOKEN_HEADER
 from gateway.edge import IDENTITY_HEADER, EdgeConfig
@@ -41,6 +44,17 @@ _EXT = "type.googleapis.com/envoy.extensions."
 #: Tries of a direct call after its first, backed off (`route`): Envoy waits a random time
 #: under 0.25 s, 0.75 s, then 1 s before each: 4.5 s in all on average, 9 s at most.
 RETRIES = 10
+# The message of a replica's failure that another replica may mend, as upstream Sax words it
+# (status UNKNOWN, the code's Go name last): down, overloaded, stopping, or without the model
+# loaded, the codes the route retries by status (`route`), as the gateway's client does.
+_RETRIED_CODES = (
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.NOT_FOUND,
+)
+_RETRIED_NAMES = "|".join(go_code_name(code) for code in _RETRIED_CODES)
+_RETRIED_TEXT = f"(?:|.*[\\s:=])(?:{_RETRIED_NAMES})\\s*"
 
 
 @dataclass(frozen=True)
@@ -222,11 +236,17 @@ def route(model_id: str, catch_all: Config, edge: EdgeConfig, deadline: float) -
             # the model). Envoy's gRPC conditions have no NOT_FOUND: a replica's error comes
             # before any message, so its grpc-status is a response header (trailers-only),
             # which retriable-headers reads.
+            # An upstream Sax model server says each of these as UNKNOWN, the code's Go name
+            # ending its message ("...: NotFound"), which the gateway's client reads
+            # (common/errors.py's code_from_text): so does the grpc-message matcher.
             "retry_on": (
                 "connect-failure,refused-stream,reset,unavailable,"
                 "resource-exhausted,cancelled,retriable-headers"
             ),
-            "retriable_headers": [{"name": "grpc-status", "string_match": {"exact": "5"}}],
+            "retriable_headers": [
+                {"name": "grpc-status", "string_match": {"exact": "5"}},
+                {"name": "grpc-message", "string_match": {"safe_regex": {"regex": _RETRIED_TEXT}}},
+            ],
             # Every replica gone at once (a cell started again, on other ports or the same),
             # a gateway waits for one in the call's deadline; Envoy's retries, a few ms
             # apart, failed the call with a 503 where a gateway's answered. Backed off, they

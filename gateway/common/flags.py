@@ -226,11 +226,8 @@ def sax_root_problem(path: str, *, must_exist: bool) -> str | None:
     """What is wrong with a local ``--sax-root`` (None if nothing, or if it is a URL)."""
     if "://" in path:
         return None
-    named = (
-        f"SAX_ROOT={path} (the environment's)"
-        if isinstance(path, EnvironmentSaxRoot)
-        else (f"--sax-root {path}")
-    )
+    from_environment = isinstance(path, EnvironmentSaxRoot)
+    named = f"SAX_ROOT={path} (the environment's)" if from_environment else f"--sax-root {path}"
     if os.path.exists(path) and not os.path.isdir(path):
         return f"{named} is not a directory"
     if must_exist and not os.path.isdir(path):

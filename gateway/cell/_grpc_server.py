@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 
 from gateway.cell._errors import CellStartError, abort, unavailable
+from gateway.common.errors import status_details
 from gateway.common.intercept import Streaming, Unary, WrappingInterceptor
 from gateway.common.request_message import RequestMessageInterceptor
 
@@ -21,6 +22,16 @@ STOP_GRACE = 1.0
 #: UNAVAILABLE (`_Stopping`), before grpc would cancel them. 0.2 s was too little on a busy
 #: host: the event loop came back after grpc's own cancel, which logs a traceback per call.
 _END_CALLS_BEFORE = 0.4
+
+#: How a stopping admin ends the calls still running (WatchLoc long polls, mostly): in Sax's
+#: words, as its other answers.
+ADMIN_STOPPING = status_details(unavailable("the server is stopping"))
+#: How a stopping model server ends them: in grpc's own words at the end of a stop's grace,
+#: UNAVAILABLE "Cancelling all calls", as upstream's model servers (Python grpc servers) end
+#: the streams that outlast it. In Sax's words, the cut stream of a replica that went away
+#: read as the model's own failure of it, and reached callers as "the server is stopping":
+#: which server, they could not tell.
+MODEL_SERVER_STOPPING = "Cancelling all calls"
 
 _OPTIONS = [
     # Long polls (WatchLoc) and streams sit idle for a while; keep their connections alive.
@@ -46,8 +57,9 @@ class _Stopping(WrappingInterceptor):
     for each ("Exception not handled by _handle_exceptions", CancelledError) to stderr: one
     per open stream (or admin long poll) at every restart."""
 
-    def __init__(self) -> None:
+    def __init__(self, details: str) -> None:
         super().__init__()
+        self._details = details
         self._running: set[asyncio.Task[Any]] = set()
         self._stopping = False
 
@@ -57,7 +69,7 @@ class _Stopping(WrappingInterceptor):
             task.cancel()
 
     async def _refuse(self, context: Any) -> None:
-        await abort(context, unavailable("the server is stopping"))
+        await context.abort(grpc.StatusCode.UNAVAILABLE, self._details)
 
     def wrap_unary(self, method: str, behavior: Unary) -> Unary:
         async def call(request: Any, context: Any) -> Any:
@@ -102,14 +114,16 @@ class _Stopping(WrappingInterceptor):
 _stopping: weakref.WeakKeyDictionary[grpc.aio.Server, _Stopping] = weakref.WeakKeyDictionary()
 
 
-def new_server() -> grpc.aio.Server:
+def new_server(stopping: str) -> grpc.aio.Server:
+    """A server whose stop ends the calls still running UNAVAILABLE with the status message
+    ``stopping`` (`_Stopping`): `ADMIN_STOPPING` or `MODEL_SERVER_STOPPING`."""
     # A call whose request stream ends without its message, or whose message does not parse,
     # is answered INVALID_ARGUMENT: grpc.aio would leave the first open until the caller's
     # deadline (for ever without one), and answer the second UNKNOWN with a logged traceback.
     checks = RequestMessageInterceptor(abort, refuse_unparsed=True)
-    stopping = _Stopping()
-    server = grpc.aio.server(interceptors=[checks, stopping], options=_OPTIONS)
-    _stopping[server] = stopping
+    ends_calls = _Stopping(stopping)
+    server = grpc.aio.server(interceptors=[checks, ends_calls], options=_OPTIONS)
+    _stopping[server] = ends_calls
     return server
 
 

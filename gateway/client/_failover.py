@@ -207,9 +207,12 @@ def stream_error(model_id: str, address: str, exc: grpc.RpcError) -> SaxError:
     """A stream's failure once it has begun, as its caller gets it (`call_error`). A replica
     that went away mid-stream (killed, its connection lost) left only grpc's words for the
     cut stream, "Stream removed (Socket closed)", which named neither the model nor the
-    replica, nor said that the stream, having begun, cannot move to another replica: they do."""
+    replica, nor said that the stream, having begun, cannot move to another replica: they do.
+    So does one that a replica told to stop cut at the end of its grace period (a rolling
+    restart of the cell), in grpc's words for that, "Cancelling all calls"."""
     error = call_error(model_id, exc)
-    if error.code == grpc.StatusCode.UNAVAILABLE and error.message.startswith(_REMOVED):
+    went_away = error.message.startswith(_REMOVED) or error.message == _SERVER_STOPPED
+    if error.code == grpc.StatusCode.UNAVAILABLE and went_away:
         return UnavailableError(
             f"the model server of {model_id} at {address} went away during the stream "
             f"({error.message}); a stream that has begun cannot move to another replica: "
@@ -251,6 +254,9 @@ _RECEIVED_TOO_LARGE = re.compile(r"Received message larger than max \((\d+) vs\.
 
 #: How grpc words a stream that the connection under it cut.
 _REMOVED = "Stream removed ("
+#: ... and the calls a grpc server that stops cuts at the end of its grace period (upstream's
+#: model servers are Python grpc servers).
+_SERVER_STOPPED = "Cancelling all calls"
 
 
 def failed(

@@ -212,18 +212,32 @@ def add_sax_root_argument(parser: argparse.ArgumentParser) -> None:
     """``--sax-root`` of a command that serves an existing cell (``serve``, ``gateway``): as Sax's
     own tools (saxutil, the Python client) read ``SAX_ROOT`` from the environment, an operator
     who exported it need not repeat it; the flag wins when both are given."""
-    given = os.environ.get("SAX_ROOT", "").strip()
+    exported = os.environ.get("SAX_ROOT")
+    given = (exported or "").strip()
     parser.add_argument(
         "--sax-root",
-        default=EnvironmentSaxRoot(given) if given else None,
-        required=not given,
+        # Exported but empty (`SAX_ROOT=$ROOT` with ROOT unset) is taken too, for
+        # `sax_root_problem` to refuse naming the variable: argparse's "the following arguments
+        # are required: --sax-root" told an operator who had set it nothing.
+        default=None if exported is None else EnvironmentSaxRoot(given),
+        required=exported is None,
         help="SAX_ROOT of the cell (dir or gs://); default: the SAX_ROOT environment variable"
-        + (f" ({given})" if given else ", not set"),
+        + (f" ({given})" if given else ", not set" if exported is None else ", set but empty"),
     )
 
 
 def sax_root_problem(path: str, *, must_exist: bool) -> str | None:
-    """What is wrong with a local ``--sax-root`` (None if nothing, or if it is a URL)."""
+    """What is wrong with a ``--sax-root``: an empty one, or a local one that is not a
+    directory (None if nothing, or if it is a URL)."""
+    if not path.strip():
+        # `--sax-root=$SAX_ROOT` with the variable unset (a unit file's, a compose file's):
+        # `saxgw gateway` served the current directory as SAX_ROOT, with no word of it.
+        where = (
+            "SAX_ROOT is set but empty (the environment's)"
+            if isinstance(path, EnvironmentSaxRoot)
+            else "--sax-root is empty"
+        )
+        return f"{where}: give the SAX_ROOT of the cell (a directory or gs://BUCKET/PATH)"
     if "://" in path:
         return None
     from_environment = isinstance(path, EnvironmentSaxRoot)

@@ -63,7 +63,13 @@ async def cell_problem(client: Client, timeout: float) -> str | None:
             if why is None:
                 return None
             problem = why
-    return problem or "no cell under SAX_ROOT"
+    return problem or no_cell(client)
+
+
+def no_cell(client: Client) -> str:
+    """Why no admin answers when SAX_ROOT holds no cell, naming the root: one taken from the
+    environment (`saxgw serve` with SAX_ROOT exported) was named nowhere else in the log."""
+    return f"no cell under SAX_ROOT {client.settings.sax_root}"
 
 
 async def listed_cells(client: Client, timeout: float) -> tuple[list[str], str | None]:
@@ -254,7 +260,7 @@ class HealthReporter:
         the other cells' answers (up to the probe's timeout) to record each cell's."""
         timeout = max(self._interval, 1.0)
         listed, unlisted = await listed_cells(self._client, timeout)
-        problem: str | None = unlisted or "no cell under SAX_ROOT"
+        problem: str | None = unlisted or no_cell(self._client)
         found: dict[str, bool] = {}
         models: dict[str, list[ModelDetail]] | None = {} if self._metrics is not None else None
         # Past the client's unreachable window, so that an admin silent that long is taken for

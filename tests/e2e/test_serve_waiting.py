@@ -63,6 +63,20 @@ def test_waiting_for_the_cell_polls_healthz_once_a_second(tmp_path: Path) -> Non
         "logger": "envoy.main",
         "message": "caught ENVOY_SIGTERM",
     }
+    # Why the gateway is not serving names the root it looks in: one taken from the
+    # environment, as here, is nowhere else in its log (it said "no cell under SAX_ROOT").
+    health = [
+        json.loads(line)
+        for line in (logs / "gateway-0.log").read_text().splitlines()
+        if "health: NOT_SERVING" in line
+    ]
+    assert [(line["level"], line["message"]) for line in health][:1] == [
+        (
+            "WARNING",
+            f"health: NOT_SERVING (no admin answers: no cell under SAX_ROOT {root}; "
+            "no replicas are on record)",
+        )
+    ]
     times = _healthz_times(logs / "envoy.log")
     assert len(times) >= 4, "Envoy never logged a /healthz"
     # Before: every 50 ms while the cell was down, ~20 access log lines a second.

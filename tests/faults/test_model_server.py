@@ -1,10 +1,13 @@
-"""A model server dies: its single-replica model moves to the other server (or to the same
-server, restarted by the cell) within seconds, and calls keep being answered meanwhile."""
+"""A model server dies (or is stopped): its single-replica model moves to the other server
+(or to the same server, restarted by the cell) within seconds, and calls keep being answered
+meanwhile; a stream that had begun on it says which replica went away."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 
 import httpx
@@ -90,4 +93,43 @@ def test_a_stream_whose_model_server_dies_says_which_and_that_it_cannot_move(
     assert message.startswith(f"the model server of {model} at {address} went away during the")
     assert message.endswith("a stream that has begun cannot move to another replica: send it again")
     assert raised.value.message.startswith(f"the model server of {model} at {address} went away")
+    assert raised.value.type == "service_unavailable_error"
+
+
+def test_a_stream_whose_model_server_is_stopped_says_which_and_that_it_cannot_move(
+    faults: Faults, http: httpx.Client
+) -> None:
+    # A model server told to stop (SIGTERM: a rolling restart of the cell) gives its calls a
+    # grace period, then ends those still running UNAVAILABLE, as any grpc server does
+    # (upstream's model servers are Python grpc servers: "Cancelling all calls"). A stream
+    # that outlasts it ended with the cell's "the server is stopping: Unavailable": the
+    # caller could not tell the gateway's stop from a model server's, nor which replica it
+    # was, nor that sending it again is what helps. Now it reads as a replica gone away.
+    model = "/sax/test/stopping"
+    publish(http, model, text=" ".join(["tok"] * 100), delay_ms="100")
+    (address,) = _addresses(http, model)
+    sdk = openai.OpenAI(base_url=f"{faults.url}/v1", api_key="unused", max_retries=0)
+    with (
+        http.stream("POST", "/generate_stream", json={"model": model, "query": "q"}) as sse,
+        sdk.completions.create(model=model, prompt="q", stream=True) as completion,
+    ):
+        lines = sse.iter_lines()
+        assert next(lines).startswith("data: ")  # both streams have begun
+        assert next(iter(completion)).choices[0].text == "tok"
+        os.kill(faults.pid(int(address.rsplit(":", 1)[1])), signal.SIGTERM)
+        last = json.loads([line for line in lines if line][-1].removeprefix("data: "))
+        with pytest.raises(openai.APIError) as raised:
+            _ = list(completion)
+    went_away = (
+        f"the model server of {model} at {address} went away during the stream "
+        "(Cancelling all calls); a stream that has begun cannot move to another replica: "
+        "send it again"
+    )
+    assert last == {
+        "deltas": [],
+        "done": True,
+        "texts": [],
+        "error": {"code": 14, "message": went_away, "details": [request_info(sse)]},
+    }
+    assert raised.value.message == went_away
     assert raised.value.type == "service_unavailable_error"

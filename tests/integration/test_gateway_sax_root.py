@@ -4,6 +4,7 @@ UNAVAILABLE once the admin retry window has passed, and neither floods the log."
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -116,3 +117,38 @@ def test_no_cell_under_sax_root_is_logged_once_not_at_every_retry(tmp_path: Path
     ended = f"gateway.client._saxroot INFO finding a Sax cell under {root}/sax works again, after "
     assert no_cell[1].startswith(ended)
     assert int(no_cell[1].removeprefix(ended).split()[0]) > 4  # every attempt of both calls
+
+
+def test_an_empty_sax_root_is_refused_at_start_naming_where_it_came_from(tmp_path: Path) -> None:
+    # `--sax-root=$SAX_ROOT` with the variable unset (a unit file's, a compose file's), or
+    # `export SAX_ROOT=$ROOT` with ROOT unset. Before, `saxgw gateway --sax-root=` served the
+    # current directory as SAX_ROOT, saying nothing of it; `serve` said `--sax-root  does not
+    # exist`, and with SAX_ROOT exported empty `the following arguments are required:
+    # --sax-root`, though the operator had set it.
+    ports = ["--port", str(free_port()), "--envoy-admin-port", str(free_port())]
+    serve = ["serve", *ports, "--gateway-ports", str(free_port()), "--ops-port", "0"]
+    gateway = ["gateway", "--host", "127.0.0.1", "--port", str(free_port())]
+    flag = "--sax-root is empty: give the SAX_ROOT of the cell (a directory or gs://BUCKET/PATH)"
+    variable = (
+        "SAX_ROOT is set but empty (the environment's): give the SAX_ROOT of the cell "
+        "(a directory or gs://BUCKET/PATH)"
+    )
+    cases = [
+        (gateway, ["--sax-root="], None, f"saxgw gateway: {flag}"),
+        (gateway, [], " ", f"saxgw gateway: {variable}"),
+        (serve, ["--sax-root="], None, f"saxgw: {flag}"),
+        (serve, [], "", f"saxgw: {variable}"),
+        (["up", *ports], ["--sax-root="], None, f"saxgw: {flag}"),
+    ]
+    env = {k: v for k, v in os.environ.items() if k != "SAX_ROOT"}
+    for command, flags, exported, refusal in cases:
+        ran = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", *command, *flags],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,  # what an empty root would have served
+            env=env if exported is None else {**env, "SAX_ROOT": exported},
+            timeout=60,  # the old gateway served until stopped
+        )
+        assert (ran.returncode, ran.stderr.strip()) == (2, refusal), (command, flags, exported)
+        assert list(tmp_path.iterdir()) == []  # nothing made there either

@@ -1,13 +1,14 @@
 """What ends a data call's retries, round by round (gateway/client/_failover.py): a round in
 which a replica answered overloaded ends them once the overload window has passed since the
-first such answer; a round with only unreachable replicas leaves them to the deadline."""
+first such answer; a round with only unreachable replicas leaves them to the deadline. And how
+a stream that has begun reports the replica that ended it."""
 
 from __future__ import annotations
 
 import grpc
 import pytest
 
-from gateway.client._failover import Retry
+from gateway.client._failover import Retry, stream_error
 from gateway.client._locations import AddressTable
 from gateway.common.errors import ResourceExhaustedError, UnavailableError
 
@@ -78,3 +79,25 @@ def test_an_unreachable_replica_is_reported_naming_the_model_and_the_replica(
     assert retry.error(MODEL).message == (
         f"a model server of {MODEL} cancelled the call (it may be shutting down): Cancelled"
     )
+
+
+@pytest.mark.parametrize(
+    "details",
+    [
+        "Stream removed (Socket closed)",  # the replica was killed, its connection lost
+        "Cancelling all calls",  # it was told to stop, and the stream outlasted its grace
+    ],
+)
+def test_a_begun_stream_cut_by_its_replica_names_it_and_says_to_send_it_again(
+    details: str,
+) -> None:
+    error = stream_error(MODEL, "a:1", _failure(grpc.StatusCode.UNAVAILABLE, details))
+    assert isinstance(error, UnavailableError)
+    assert error.message == (
+        f"the model server of {MODEL} at a:1 went away during the stream ({details}); "
+        "a stream that has begun cannot move to another replica: send it again"
+    )
+    # The model's own failure of the stream, in Sax's words, is its own: passed on as it is.
+    own = "TestLM failed after 2 tokens (fail_after_tokens): Unavailable"
+    error = stream_error(MODEL, "a:1", _failure(grpc.StatusCode.UNAVAILABLE, own))
+    assert (type(error), error.message) == (UnavailableError, own)

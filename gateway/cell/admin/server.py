@@ -70,7 +70,7 @@ class AdminServer:
                 self._settings.cell,
                 config.fs_root,
             )
-        server = _grpc_server.new_server()
+        server = _grpc_server.new_server(_grpc_server.ADMIN_STOPPING)
         port = _grpc_server.bind(server, self._settings.host, self._settings.admin_port)
         self.address = _grpc_server.address(self._settings.host, port)
         try:

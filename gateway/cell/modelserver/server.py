@@ -68,7 +68,7 @@ class ModelServer:
         return self._join.joined
 
     async def start(self) -> None:
-        server = _grpc_server.new_server()
+        server = _grpc_server.new_server(_grpc_server.MODEL_SERVER_STOPPING)
         port = _grpc_server.bind(server, self._settings.host, self._port)
         self.address = _grpc_server.address(self._settings.host, port)
         loaded = self.loaded

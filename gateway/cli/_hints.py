@@ -68,9 +68,13 @@ UNIMPLEMENTED_BY_CELL = (
 )
 # UNAVAILABLE that the gateway reports about its Sax cell (it answered; the cell's admin did not).
 CELL_UNREACHABLE = "is unreachable"
+# For a gateway of `saxgw serve` (an operator's own cell) as of `saxgw up`, whose supervisor
+# restarts the embedded cell by itself: "`make up` starts one" sent the operator of a real
+# cell, who has no Makefile, to start a second cell.
 CELL_DOWN = (
-    "the gateway is up but the Sax cell's admin server is not: start the cell (`make up` starts "
-    "one), or check that SAX_ROOT/sax/<cell>/location.proto names a running admin"
+    "the gateway is up but the Sax cell's admin server is not answering: start it again (the "
+    "embedded cell of `saxgw up` is restarted by the stack itself: see its cell.log), or check "
+    "that SAX_ROOT/sax/<cell>/location.proto names a running admin"
 )
 # UNAVAILABLE or INTERNAL because the cell's storage failed (gateway.common.errors.storage_failure):
 # neither the gateway nor the caller is at fault, and the path or URL is in a server's log.

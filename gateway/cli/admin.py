@@ -122,6 +122,14 @@ def method_acl_table(acls: Mapping[str, str], csv: bool = False) -> str:
     return _render(("Method", "ACL"), sorted(acls.items()), csv)
 
 
+#: On stderr after an empty listing of every cell: a gateway in front of a root that holds no
+#: cell printed empty tables and nothing else (exit 0), as if the cell had no models.
+NO_CELLS = (
+    "saxgw: the gateway's SAX_ROOT holds no Sax cell (no sax/<cell>/location.proto): start a "
+    "cell there, or give the gateway the SAX_ROOT of a running one (its log names the root)"
+)
+
+
 @command(
     "ls",
     "[ID] [--csv] [--[no-]details] [--[no-]acls]",
@@ -147,11 +155,10 @@ def ls(session: Session, args: argparse.Namespace) -> None:
     if not (details or args.acls) and not (args.id is None or is_root(args.id) or is_cell(args.id)):
         raise UsageError("--no-details and --no-acls leave nothing to print; drop one")
     if args.id is None or is_root(args.id):
-        session.show(
-            session.stub.ListCells,
-            pb.ListCellsRequest(),
-            lambda listed: cell_table(listed.cells, args.csv),
-        )
+        cells = session.call(session.stub.ListCells, pb.ListCellsRequest())
+        session.emit(cells, cell_table(cells.cells, args.csv))
+        if not cells.cells:
+            print(NO_CELLS, file=sys.stderr)
     elif is_cell(args.id):
         # A page at a time: a big cell's whole listing can pass the message limit.
         listed = every_model(partial(session.call, session.stub.ListModels), args.id)
@@ -275,6 +282,10 @@ def stats(session: Session, args: argparse.Namespace) -> None:
     else:
         # Every cell: one whose admin is gone (a leftover directory) must not hide the others.
         cells = session.call(session.stub.ListCells, pb.ListCellsRequest())
+        if not cells.cells:  # no cell answers: as when each one listed fails, exit 1
+            _show_stats(session, [], {})
+            print(NO_CELLS, file=sys.stderr)
+            raise Incomplete
         results, failed = [], {}
         for name in cells.cells:
             try:

@@ -12,6 +12,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from gateway.cli.admin import NO_CELLS
 from gateway.launch.processes import free_port, port_open
 
 
@@ -45,6 +46,12 @@ def test_waiting_for_the_cell_polls_healthz_once_a_second(tmp_path: Path) -> Non
         while len(_healthz_times(logs / "envoy.log")) < 4 and time.monotonic() < deadline:
             assert proc.poll() is None, f"saxgw serve exited: {stderr.read_text()}"
             time.sleep(0.5)
+        # The CLI through Envoy: empty tables, then what is wrong (before: the tables alone,
+        # exit 0, as for a cell without models).
+        for command, status in (("ls", 0), ("stats", 1)):
+            argv = [sys.executable, "-m", "gateway.cli", "--gateway", f"127.0.0.1:{port}"]
+            done = subprocess.run([*argv, command], capture_output=True, text=True, timeout=60)
+            assert (done.returncode, done.stderr) == (status, NO_CELLS + "\n"), command
     finally:
         proc.send_signal(signal.SIGTERM)
         stopped = datetime.now(UTC)

@@ -161,9 +161,11 @@ def _supervise(
             if waited == 60:
                 # With --log-dir the children's logs are in files there, not above this line.
                 logs = f"in {args.log_dir}" if args.log_dir else "above"
+                # The root, since `serve` may have taken it from the environment: the command
+                # line the operator sees names none.
                 say(
-                    "saxgw: still waiting for the gateway to reach the Sax cell "
-                    f"({stack.http_url}/healthz is 503); see the logs {logs}",
+                    f"saxgw: still waiting for the gateway to reach the Sax cell under SAX_ROOT "
+                    f"{args.sax_root} ({stack.http_url}/healthz is 503); see the logs {logs}",
                     logging.WARNING,
                 )
         if restored is not None and (standing := restored.poll()) is not None:

@@ -157,11 +157,12 @@ def test_still_waiting_points_where_the_logs_are(
 ) -> None:
     # With --log-dir nothing is above the line: the children's logs are files in that folder.
     waiting = _Waiting(ticks=70)
-    args = argparse.Namespace(log_dir=log_dir, embedded=False)
+    args = argparse.Namespace(log_dir=log_dir, embedded=False, sax_root="gs://b/sax-root")
     _supervise(args, waiting, waiting, waiting)  # type: ignore[arg-type]
+    # The root is named: `serve` may have taken it from SAX_ROOT, which no command line shows.
     assert capsys.readouterr().err.splitlines() == [
-        "saxgw: still waiting for the gateway to reach the Sax cell"
-        f" (http://127.0.0.1:61688/healthz is 503); see {where}"
+        "saxgw: still waiting for the gateway to reach the Sax cell under SAX_ROOT"
+        f" gs://b/sax-root (http://127.0.0.1:61688/healthz is 503); see {where}"
     ]
 
 

@@ -560,6 +560,46 @@ async def test_stats_and_join_validation(inproc_cell: InprocCell) -> None:
         assert error.code() == Code.UNAVAILABLE
 
 
+class _NeverAnswer(grpc.GenericRpcHandler):
+    """A model server that takes every call and answers none (hung, or its host stalled)."""
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[bytes, bytes] | None:
+        async def hang(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+            await asyncio.Event().wait()
+            return b""
+
+        return grpc.unary_unary_rpc_method_handler(hang)
+
+
+async def test_a_join_whose_caller_gives_up_during_the_dial_back_leaves_no_connection(
+    tmp_path: Path,
+) -> None:
+    # A Join's dial-back (a GetStatus to the joining server) that the joiner stopped waiting
+    # for cancelled the handler: only a failed dial-back closed the connection it had opened,
+    # so its channel and its two tasks (the action queue, the connectivity watch) were left
+    # running for the admin's life, one set per such Join. The watch's grpc operation then
+    # completed on an event loop that had ended (an asyncio ERROR in a later test).
+    def add_to(server: grpc.aio.Server) -> None:
+        server.add_generic_rpc_handlers((_NeverAnswer(),))
+
+    async with (
+        stand_in_server(add_to) as hung,
+        inproc(fast_settings(tmp_path, num_model_servers=0)) as cell,
+        admin_stub(cell.admin.address) as admin,
+    ):
+        request = admin_pb2.JoinRequest(address=hung, model_server=admin_pb2.ModelServer())
+        error = await _error(admin.Join(request, timeout=0.3))  # shorter than rpc_timeout
+        assert error.code() == Code.DEADLINE_EXCEEDED
+
+        async def modelet_gone() -> bool:
+            names = {task.get_name() for task in asyncio.all_tasks()}
+            return not names & {f"modelet {hung}", f"modelet {hung} connection"}
+
+        await eventually(modelet_gone)
+
+
 async def test_a_corrupt_state_file_stops_the_admin_with_one_line_and_is_kept(
     tmp_path: Path,
 ) -> None:

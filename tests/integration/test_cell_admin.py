@@ -20,6 +20,7 @@ from gateway.cell import AdminServer, ModelServer, _grpc_server, joined
 from gateway.cell._errors import CellStartError
 from gateway.cell._files import CellFiles, CorruptCellFileError
 from gateway.cell.admin.manager import Manager
+from gateway.cell.admin.modelet import ModeletConnection
 from gateway.cell.modelserver.modelet import ModeletServicer
 from gateway.cell.settings import CellSettings
 from gateway.common.errors import SaxError
@@ -27,6 +28,7 @@ from gateway.common.names import outside_cell
 from gateway.common.revision import EXPECT_KEY, revision
 from gateway.common.rpc import Context
 from gateway.common.storage import StorageError
+from tests._closed_loops import left_to_later_loops
 from tests._storage import frozen
 from tests.integration._cell_fixtures import (
     CELL,
@@ -558,6 +560,68 @@ async def test_stats_and_join_validation(inproc_cell: InprocCell) -> None:
             )
         )
         assert error.code() == Code.UNAVAILABLE
+
+
+class _NeverAnswer(grpc.GenericRpcHandler):
+    """A model server that takes every call and answers none (hung, or its host stalled)."""
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[bytes, bytes] | None:
+        async def hang(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+            await asyncio.Event().wait()
+            return b""
+
+        return grpc.unary_unary_rpc_method_handler(hang)
+
+
+async def test_a_join_whose_caller_gives_up_during_the_dial_back_leaves_no_connection(
+    tmp_path: Path,
+) -> None:
+    # A Join's dial-back (a GetStatus to the joining server) that the joiner stopped waiting
+    # for cancelled the handler: only a failed dial-back closed the connection it had opened,
+    # so its channel and its two tasks (the action queue, the connectivity watch) were left
+    # running for the admin's life, one set per such Join. The watch's grpc operation then
+    # completed on an event loop that had ended (an asyncio ERROR in a later test).
+    def add_to(server: grpc.aio.Server) -> None:
+        server.add_generic_rpc_handlers((_NeverAnswer(),))
+
+    async with (
+        stand_in_server(add_to) as hung,
+        inproc(fast_settings(tmp_path, num_model_servers=0)) as cell,
+        admin_stub(cell.admin.address) as admin,
+    ):
+        request = admin_pb2.JoinRequest(address=hung, model_server=admin_pb2.ModelServer())
+        error = await _error(admin.Join(request, timeout=0.3))  # shorter than rpc_timeout
+        assert error.code() == Code.DEADLINE_EXCEEDED
+
+        async def modelet_gone() -> bool:
+            names = {task.get_name() for task in asyncio.all_tasks()}
+            return not names & {f"modelet {hung}", f"modelet {hung} connection"}
+
+        await eventually(modelet_gone)
+
+
+def test_a_closed_model_server_connection_leaves_no_grpc_operation_to_a_later_loop() -> None:
+    # The admin watches each model server's channel (a wait for its state to change) and
+    # closed the connection by cancelling that wait: grpc's watch stayed pending, the
+    # channel's close completed it on the next event loop to poll grpc, and a loop that had
+    # ended by then logged 'Event loop is closed' (an ERROR that failed an unrelated test's
+    # check of its records, CI stop 46).
+    async def connected_then_closed() -> None:
+        async with stand_in_server(refusing_every_call(Code.UNIMPLEMENTED)) as address:
+            connection = ModeletConnection(
+                request=admin_pb2.JoinRequest(address=address),
+                rpc_timeout=5.0,
+                on_change=lambda: None,
+            )
+            with pytest.raises(grpc.aio.AioRpcError):
+                await connection.poll()  # connected: its watch waits for the next change
+        await connection.close()  # the last thing its loop runs, as at an admin's stop
+
+    # Whether the watch completes before its loop's last turn is a race: five rounds make
+    # the record all but certain with a cancelled watch (about one round in two alone).
+    assert [left_to_later_loops(connected_then_closed) for _ in range(5)] == [[]] * 5
 
 
 async def test_a_corrupt_state_file_stops_the_admin_with_one_line_and_is_kept(

@@ -349,8 +349,13 @@ class Manager:
         try:
             # Like upstream, dial back before answering: a server we cannot reach is not joined.
             await modelet.poll()
-        except grpc.aio.AioRpcError as exc:
+        except BaseException as exc:
+            # Cancelled too (the joiner gave up, its deadline passed, the admin is stopping):
+            # the connection is this Join's alone, and left open its channel and tasks ran
+            # for the admin's life.
             await modelet.close()
+            if not isinstance(exc, grpc.aio.AioRpcError):
+                raise
             raise unavailable(
                 f"cannot reach model server {request.address} ({exc.code().name}: {exc.details()})"
             ) from exc

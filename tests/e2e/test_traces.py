@@ -424,7 +424,10 @@ def test_envoy_gives_up_an_export_the_collector_never_answers(
         assert sent > before, "Envoy sent no spans"
         while envoy_stat(traced, ended) < sent and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert envoy_stat(traced, ended) == sent, "exports still open past their deadline"
+        # At least as many ended as had begun: one more may begin, and end, between the two
+        # reads (22 ended of 21 begun, once, in a fresh clone's run). Without a deadline none
+        # to the hung collector ever ends, so the count stays below.
+        assert envoy_stat(traced, ended) >= sent, "exports still open past their deadline"
 
 
 def test_envoys_spans_of_the_last_calls_are_sent_before_the_stack_stops(

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
 
 import httpx
 import openai
@@ -62,13 +63,12 @@ def test_dead_model_server_is_replaced_within_seconds(faults: Faults, http: http
     assert result.errors() == {}, result.error_samples()
 
 
-def test_a_stream_whose_model_server_dies_says_which_and_that_it_cannot_move(
-    faults: Faults, http: httpx.Client
-) -> None:
-    # A stream that has begun cannot fail over, so it ends with the replica's failure; grpc
-    # named it "Stream removed (Socket closed)": nothing about which model or replica, nor
-    # that sending it again is what helps. On SSE and on an OpenAI stream, as the SDK raises it.
-    model = "/sax/test/dying"
+def _cut_streams(
+    faults: Faults, http: httpx.Client, model: str, cut: Callable[[int], object]
+) -> tuple[str, dict[str, object], openai.APIError, httpx.Response]:
+    """An SSE stream and an OpenAI SDK stream of ``model``, both begun, then ``cut(port)`` of
+    its one replica: the replica's address, the SSE stream's last event, what the SDK raised,
+    and the SSE response."""
     publish(http, model, text=" ".join(["tok"] * 100), delay_ms="100")
     (address,) = _addresses(http, model)
     sdk = openai.OpenAI(base_url=f"{faults.url}/v1", api_key="unused", max_retries=0)
@@ -79,11 +79,24 @@ def test_a_stream_whose_model_server_dies_says_which_and_that_it_cannot_move(
         lines = sse.iter_lines()
         assert next(lines).startswith("data: ")  # both streams have begun
         assert next(iter(completion)).choices[0].text == "tok"
-        faults.kill(int(address.rsplit(":", 1)[1]))
+        cut(int(address.rsplit(":", 1)[1]))
         last = json.loads([line for line in lines if line][-1].removeprefix("data: "))
         with pytest.raises(openai.APIError) as raised:
             _ = list(completion)
-    message = last["error"]["message"]
+    return address, last, raised.value, sse
+
+
+def test_a_stream_whose_model_server_dies_says_which_and_that_it_cannot_move(
+    faults: Faults, http: httpx.Client
+) -> None:
+    # A stream that has begun cannot fail over, so it ends with the replica's failure; grpc
+    # named it "Stream removed (Socket closed)": nothing about which model or replica, nor
+    # that sending it again is what helps. On SSE and on an OpenAI stream, as the SDK raises it.
+    model = "/sax/test/dying"
+    address, last, raised, sse = _cut_streams(faults, http, model, faults.kill)
+    error = last["error"]
+    assert isinstance(error, dict)
+    message = error["message"]
     assert last == {
         "deltas": [],
         "done": True,
@@ -92,8 +105,8 @@ def test_a_stream_whose_model_server_dies_says_which_and_that_it_cannot_move(
     }
     assert message.startswith(f"the model server of {model} at {address} went away during the")
     assert message.endswith("a stream that has begun cannot move to another replica: send it again")
-    assert raised.value.message.startswith(f"the model server of {model} at {address} went away")
-    assert raised.value.type == "service_unavailable_error"
+    assert raised.message.startswith(f"the model server of {model} at {address} went away")
+    assert raised.type == "service_unavailable_error"
 
 
 def test_a_stream_whose_model_server_is_stopped_says_which_and_that_it_cannot_move(
@@ -106,20 +119,11 @@ def test_a_stream_whose_model_server_is_stopped_says_which_and_that_it_cannot_mo
     # caller could not tell the gateway's stop from a model server's, nor which replica it
     # was, nor that sending it again is what helps. Now it reads as a replica gone away.
     model = "/sax/test/stopping"
-    publish(http, model, text=" ".join(["tok"] * 100), delay_ms="100")
-    (address,) = _addresses(http, model)
-    sdk = openai.OpenAI(base_url=f"{faults.url}/v1", api_key="unused", max_retries=0)
-    with (
-        http.stream("POST", "/generate_stream", json={"model": model, "query": "q"}) as sse,
-        sdk.completions.create(model=model, prompt="q", stream=True) as completion,
-    ):
-        lines = sse.iter_lines()
-        assert next(lines).startswith("data: ")  # both streams have begun
-        assert next(iter(completion)).choices[0].text == "tok"
-        os.kill(faults.pid(int(address.rsplit(":", 1)[1])), signal.SIGTERM)
-        last = json.loads([line for line in lines if line][-1].removeprefix("data: "))
-        with pytest.raises(openai.APIError) as raised:
-            _ = list(completion)
+
+    def stop(port: int) -> None:
+        os.kill(faults.pid(port), signal.SIGTERM)
+
+    address, last, raised, sse = _cut_streams(faults, http, model, stop)
     went_away = (
         f"the model server of {model} at {address} went away during the stream "
         "(Cancelling all calls); a stream that has begun cannot move to another replica: "
@@ -131,5 +135,5 @@ def test_a_stream_whose_model_server_is_stopped_says_which_and_that_it_cannot_mo
         "texts": [],
         "error": {"code": 14, "message": went_away, "details": [request_info(sse)]},
     }
-    assert raised.value.message == went_away
-    assert raised.value.type == "service_unavailable_error"
+    assert raised.message == went_away
+    assert raised.type == "service_unavailable_error"

@@ -11,16 +11,8 @@ import grpc
 import pytest
 from grpc import aio
 
+from tests._closed_loops import asyncio_records
 from tests.conftest import ClosedLoopCallbacks
-
-
-class _Kept(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
 
 
 async def _slow_server() -> tuple[aio.Server, int]:
@@ -65,20 +57,10 @@ def _a_call_outlives_its_loop() -> None:
 
 
 def test_the_record_a_closed_loop_makes_is_real_and_is_the_one_dropped() -> None:
-    asyncio_logger = logging.getLogger("asyncio")
-    session_filters = list(asyncio_logger.filters)
-    for installed in session_filters:
-        asyncio_logger.removeFilter(installed)
-    kept = _Kept()
-    asyncio_logger.addHandler(kept)
-    try:
+    with asyncio_records() as records:
         _a_call_outlives_its_loop()
-    finally:
-        asyncio_logger.removeHandler(kept)
-        for installed in session_filters:
-            asyncio_logger.addFilter(installed)
-    closed = [r for r in kept.records if "Event loop is closed" in str(r.exc_info)]
-    assert closed, [r.getMessage() for r in kept.records]
+    closed = [r for r in records if "Event loop is closed" in str(r.exc_info)]
+    assert closed, [r.getMessage() for r in records]
     assert [ClosedLoopCallbacks().filter(r) for r in closed] == [False] * len(closed)
 
     try:

@@ -54,7 +54,8 @@ _CAUSE_CHARS = 200
 # it does not (or no longer) have the model loaded. Another replica may do better for each.
 # CANCELLED: grpc.aio reports our own cancellations as asyncio.CancelledError, never as an
 # RpcError, so a CANCELLED status means the server reset the call (it is shutting down).
-_SERVER_RETRY_CODES = frozenset(
+# Direct mode's routes retry the same (gateway/launch/direct/_resources.py).
+SERVER_RETRY_CODES = frozenset(
     {
         grpc.StatusCode.UNAVAILABLE,
         grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -113,7 +114,7 @@ class Retry:
                 f"the model server of {table.model_id} at {address} asks for credentials, "
                 f"which this client does not send ({exc.code().name}: {exc.details()})"
             )
-        elif error.code not in _SERVER_RETRY_CODES or _too_large(error):
+        elif error.code not in SERVER_RETRY_CODES or _too_large(error):
             raise replica_error(table.model_id, address, exc, error) from exc
         else:
             self.final = False
@@ -180,7 +181,7 @@ def call_error(model_id: str, exc: grpc.RpcError) -> SaxError:
     """A model server call's failure as its caller gets it. A deadline that grpc enforced
     during the call reads "Deadline Exceeded", naming nothing: it names the call, as one
     that passes between attempts does (`Deadline.timeout`). CANCELLED is never the caller's
-    own cancellation (see `_SERVER_RETRY_CODES`) but the server resetting the call: passed
+    own cancellation (see `SERVER_RETRY_CODES`) but the server resetting the call: passed
     on as CANCELLED, it told the gateway's caller that it had given up itself (an HTTP 499,
     "client closed request", after a minute of retries); it is the replica that went away,
     and the call gets UNAVAILABLE, as when no replica can be reached."""

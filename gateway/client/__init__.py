@@ -14,7 +14,6 @@ launchers or the CLI.
 from __future__ import annotations
 
 from gateway.client._client import Client
-from gateway.client._failover import SERVER_RETRY_CODES
 from gateway.client._observer import Attempt, Observer, query_cost_ms
 from gateway.client._types import (
     ADMIN_UNREACHABLE_AFTER_S,
@@ -51,7 +50,6 @@ from gateway.common.results import Box
 
 __all__ = [
     "ADMIN_UNREACHABLE_AFTER_S",
-    "SERVER_RETRY_CODES",
     "AbortedError",
     "AlreadyExistsError",
     "Attempt",

@@ -29,6 +29,7 @@ from gateway.client._serializing import Unparsed
 from gateway.common.deadline import now
 from gateway.common.errors import (
     GRPC_DEADLINE,
+    REPLICA_RETRY_CODES,
     DeadlineExceededError,
     InvalidArgumentError,
     ResourceExhaustedError,
@@ -50,19 +51,6 @@ _log = logging.getLogger("gateway.client._router")
 _REPLICA_FAILURES = FailureLog(_log)
 _CAUSE_CHARS = 200
 
-# UNAVAILABLE: the replica is unreachable; RESOURCE_EXHAUSTED: it is overloaded; NOT_FOUND:
-# it does not (or no longer) have the model loaded. Another replica may do better for each.
-# CANCELLED: grpc.aio reports our own cancellations as asyncio.CancelledError, never as an
-# RpcError, so a CANCELLED status means the server reset the call (it is shutting down).
-# Direct mode's routes retry the same (gateway/launch/direct/_resources.py).
-SERVER_RETRY_CODES = frozenset(
-    {
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-        grpc.StatusCode.NOT_FOUND,
-        grpc.StatusCode.CANCELLED,
-    }
-)
 # Codes after which a replica is skipped for a moment.
 _DOWN_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
 
@@ -114,7 +102,7 @@ class Retry:
                 f"the model server of {table.model_id} at {address} asks for credentials, "
                 f"which this client does not send ({exc.code().name}: {exc.details()})"
             )
-        elif error.code not in SERVER_RETRY_CODES or _too_large(error):
+        elif error.code not in REPLICA_RETRY_CODES or _too_large(error):
             raise replica_error(table.model_id, address, exc, error) from exc
         else:
             self.final = False
@@ -181,7 +169,7 @@ def call_error(model_id: str, exc: grpc.RpcError) -> SaxError:
     """A model server call's failure as its caller gets it. A deadline that grpc enforced
     during the call reads "Deadline Exceeded", naming nothing: it names the call, as one
     that passes between attempts does (`Deadline.timeout`). CANCELLED is never the caller's
-    own cancellation (see `SERVER_RETRY_CODES`) but the server resetting the call: passed
+    own cancellation (see `REPLICA_RETRY_CODES`) but the server resetting the call: passed
     on as CANCELLED, it told the gateway's caller that it had given up itself (an HTTP 499,
     "client closed request", after a minute of retries); it is the replica that went away,
     and the call gets UNAVAILABLE, as when no replica can be reached."""

@@ -251,6 +251,22 @@ def status_details(exc: SaxError) -> str:
     return f"{exc.message}: {go_code_name(exc.code)}"
 
 
+# UNAVAILABLE: the replica is unreachable; RESOURCE_EXHAUSTED: it is overloaded; NOT_FOUND:
+# it does not (or no longer) have the model loaded. Another replica may do better for each.
+# CANCELLED: grpc.aio reports our own cancellations as asyncio.CancelledError, never as an
+# RpcError, so a CANCELLED status means the server reset the call (it is shutting down).
+#: The codes of a model server's failure that the gateway's client tries again on another
+#: replica (client/_failover.py), and direct mode's routes too (launch/direct/_resources.py).
+REPLICA_RETRY_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.CANCELLED,
+    }
+)
+
+
 def go_code_names() -> dict[str, grpc.StatusCode]:
     """Each Go name an upstream Sax message may end with, and its code (`code_from_text`): for
     Envoy's copy of the same reading (gateway/launch/_grpc_failures.py)."""

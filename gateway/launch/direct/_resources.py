@@ -11,8 +11,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from gateway.client import SERVER_RETRY_CODES
-from gateway.common.errors import go_code_name
+from gateway.common.errors import REPLICA_RETRY_CODES, go_code_name
 from gateway.common.listen import host_and_port
 from gateway.common.stacktoken import STACK_TOKEN_HEADER
 from gateway.edge import IDENTITY_HEADER, EdgeConfig
@@ -46,7 +45,7 @@ RETRIES = 10
 # The message of a replica's failure that another replica may mend, as upstream Sax words it
 # (status UNKNOWN, the code's Go name last): down, overloaded, stopping, or without the model
 # loaded, the codes the gateway's client retries, which the route retries by status too.
-_RETRIED_NAMES = "|".join(sorted(go_code_name(code) for code in SERVER_RETRY_CODES))
+_RETRIED_NAMES = "|".join(sorted(go_code_name(code) for code in REPLICA_RETRY_CODES))
 _RETRIED_TEXT = f"(?:|.*[\\s:=])(?:{_RETRIED_NAMES})\\s*"
 
 

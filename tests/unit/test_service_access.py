@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType, SimpleNamespace
@@ -183,7 +183,7 @@ async def test_model_gate_runs_some_queues_some_and_sheds_the_rest() -> None:
 
     first = asyncio.create_task(call("a"))
     second = asyncio.create_task(call("b"))
-    await asyncio.sleep(0.01)
+    await _until(lambda: order == ["a"] and _waiting(access) == 1, "a runs and b waits")
     with pytest.raises(ResourceExhaustedError, match="at its limit") as shed:
         await call("c")
     assert isinstance(shed.value, Busy)  # the one with a Retry-After
@@ -215,7 +215,7 @@ async def test_the_calls_of_one_request_stay_within_the_models_limit() -> None:
             return await admitted.each([functools.partial(call, n) for n in range(8)])
 
     first = asyncio.create_task(request())
-    await asyncio.sleep(0.01)
+    await _until(lambda: running == 3, "three calls run")
     assert (running, peak) == (3, 3)
     with pytest.raises(ResourceExhaustedError, match="at its limit"):
         await _admit(access, "team-b")  # the model's slots are taken, and it has no queue
@@ -266,6 +266,24 @@ async def _request(
 async def _settled() -> None:
     for _ in range(10):
         await asyncio.sleep(0)
+
+
+async def _until(reached: Callable[[], bool], what: str) -> None:
+    """Waits until ``reached``: the state the test's next step needs (a call queued, or
+    running). A fixed sleep reached it only on a quiet host: on a loaded one the sleep's timer
+    fell due before a call had queued, and a call meant to be shed queued instead, behind a
+    holder released only after it (a hang, until pytest's timeout)."""
+    for _ in range(10_000):  # 10 s at least
+        if reached():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError(f"never {what}")
+
+
+def _waiting(access: Access) -> int:
+    """Calls waiting in this process's queue for the model."""
+    gate = access._gates.get(MODEL)
+    return 0 if gate is None else gate.waiting
 
 
 async def test_the_calls_of_one_request_stay_within_the_clients_limit() -> None:
@@ -449,6 +467,11 @@ async def test_workers_of_one_stack_share_each_clients_calls_in_flight(
     assert tables[0].held("calls:team-a") == 0
 
 
+def _stack_queued(tables: list[SlotTable]) -> int:
+    """Calls waiting in the stack's queue for the model, in either process."""
+    return tables[0].held("queued:" + MODEL)
+
+
 def _model_limited(table: SlotTable, max_queued: int = 1) -> Access:
     """A gateway process whose models run one call at once in its stack, ``max_queued`` more
     queued."""
@@ -468,7 +491,8 @@ async def test_workers_of_one_stack_share_each_models_slots_and_queue(
     held = asyncio.create_task(_request(first, calls, ["held"]))
     await _settled()
     queued = asyncio.create_task(_request(second, calls, ["queued"]))
-    await asyncio.sleep(0.05)  # a few of its polls of the table
+    await _until(lambda: _stack_queued(tables) == 1, "the second process's call queued")
+    await asyncio.sleep(0.05)  # a few of its polls of the table: it stays queued
     assert calls.began == ["held"] and not queued.done()
     assert (tables[0].held("models:" + MODEL), tables[1].held("queued:" + MODEL)) == (1, 1)
     for access in (first, second):  # the stack's one place in the queue is taken
@@ -502,7 +526,7 @@ async def test_a_call_queued_in_another_worker_takes_the_slot_a_request_passes_o
     request = asyncio.create_task(_request(first, calls, [0, 1]))
     await _settled()
     queued = asyncio.create_task(_request(second, calls, ["queued"]))
-    await asyncio.sleep(0.01)
+    await _until(lambda: _stack_queued(tables) == 1, "the second process's call queued")
     calls.end(0)
     while len(calls.began) < 2:
         await asyncio.sleep(0.001)
@@ -529,7 +553,7 @@ async def test_a_call_out_of_time_in_the_stacks_queue_gives_its_place_back(
         await _request(second, calls, ["late"], deadline=Deadline.after(0.05))
     assert (tables[0].held("queued:" + MODEL), tables[1].held("queued:" + MODEL)) == (0, 0)
     queued = asyncio.create_task(_request(second, calls, ["queued"]))  # its place is free
-    await asyncio.sleep(0.01)
+    await _until(lambda: _stack_queued(tables) == 1, "the call queued")
     calls.end("held")
     await held
     while len(calls.began) < 2:
@@ -551,9 +575,9 @@ async def test_a_worker_gives_a_freed_slot_to_a_call_queued_before_its_own(
     held = asyncio.create_task(_request(second, calls, ["held"]))
     await _settled()
     early = asyncio.create_task(_request(first, calls, ["early"]))
-    await asyncio.sleep(0.01)
+    await _until(lambda: _stack_queued(tables) == 1, "the first process's call queued")
     late = asyncio.create_task(_request(second, calls, ["late"]))
-    await asyncio.sleep(0.01)
+    await _until(lambda: _stack_queued(tables) == 2, "the second process's call queued")
     calls.end("held")
     await held
     while len(calls.began) < 2:
@@ -656,7 +680,7 @@ async def test_a_call_queued_past_its_deadline_gives_back_what_it_held(tmp_path:
                 assert counts.held("team-a") == 1  # the holder's
             # The queue's one place is free again; a call that waits there runs next.
             queued = asyncio.create_task(_admit(access, "team-a"))
-            await asyncio.sleep(0.01)
+            await _until(lambda: _waiting(access) == 1, "the call queued")
             assert not queued.done() and counts.held("team-a") == 2
         await queued
         assert counts.held("team-a") == 0 and access._gates == {}

@@ -126,6 +126,20 @@ def wait_forwarded(stack: Stack, since: int, timeout: float = 30.0) -> None:
         time.sleep(0.02)
 
 
+#: Envoy's count of the requests open at a gateway, as it sent them on.
+AT_GATEWAYS = "cluster.gateway_grpc.upstream_rq_active"
+
+
+def wait_at_gateways(stack: Stack, calls: int, timeout: float = 30.0) -> None:
+    """Waits until ``calls`` requests are open at the stack's gateways: calls started in the
+    background are in flight there, where a fixed sleep only makes that likely."""
+    deadline = time.monotonic() + timeout
+    while (open_now := envoy_stat(stack, AT_GATEWAYS)) < calls:
+        if time.monotonic() > deadline:
+            pytest.fail(f"{open_now} of {calls} calls open at the gateways after {timeout:g} s")
+        time.sleep(0.02)
+
+
 @contextmanager
 def stopped(pid: int) -> Iterator[None]:
     """The process ``pid`` stopped (SIGSTOP: alive, accepting connections, answering nothing)

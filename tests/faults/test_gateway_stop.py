@@ -18,6 +18,7 @@ import httpx
 import openai
 
 from gateway.config import GatewaySettings
+from tests._stacks import wait_at_gateways
 from tests.e2e._published import request_info
 from tests.faults.conftest import Faults, publish
 
@@ -65,7 +66,7 @@ def _native(url: str, model: str, started: threading.Event, out: dict[str, Any])
 
 def _unary(url: str, model: str, started: threading.Event, out: dict[str, Any]) -> None:
     with httpx.Client(base_url=url, timeout=60) as http:
-        started.set()  # as near as the test can tell: it waits a moment for the call to land
+        started.set()  # before the call is sent: the test then waits for it at a gateway
         response = http.post("/generate", json={"model": model, "query": "q"})
     out["status"], out["body"], out["request_info"] = (
         response.status_code,
@@ -111,7 +112,7 @@ def test_a_stream_outlasting_the_grace_period_ends_with_an_error(
         threads[-1].start()
         assert started.wait(30), out
     assert json.loads(js.stdout.readline()) == {"text": "tok"}
-    time.sleep(0.5)  # the unary calls reach a model server
+    wait_at_gateways(faults.stack, 1 + len(threads))  # the unary calls too, not just begun
     # Both gateways: each stream is on one of them.
     pids = [faults.pid(port) for port in faults.stack.settings.gateway_ports]
     stopped = time.monotonic()

@@ -65,7 +65,7 @@ def _native(url: str, model: str, started: threading.Event, out: dict[str, Any])
 
 def _unary(url: str, model: str, started: threading.Event, out: dict[str, Any]) -> None:
     with httpx.Client(base_url=url, timeout=60) as http:
-        started.set()  # as near as the test can tell: it waits a moment for the call to land
+        started.set()  # the test then waits until Envoy has sent the call on to a gateway
         response = http.post("/generate", json={"model": model, "query": "q"})
     out["status"], out["body"], out["request_info"] = (
         response.status_code,
@@ -82,6 +82,14 @@ def _python_sdk_unary(url: str, model: str, started: threading.Event, out: dict[
             out["end"] = "complete"
         except openai.APIStatusError as exc:
             out["end"], out["status"], out["error"] = type(exc), exc.status_code, exc.body
+
+
+def _calls_upstream(faults: Faults) -> int:
+    """The calls Envoy has sent on to a gateway and not seen end."""
+    stats = f"http://127.0.0.1:{faults.stack.envoy.admin_port}/stats"
+    pattern = r"^cluster\.gateway_(grpc|open)\.upstream_rq_active$"
+    text = httpx.get(stats, params={"filter": pattern}, timeout=10).text
+    return sum(int(line.rpartition(":")[2]) for line in text.splitlines() if line)
 
 
 def test_a_stream_outlasting_the_grace_period_ends_with_an_error(
@@ -111,7 +119,11 @@ def test_a_stream_outlasting_the_grace_period_ends_with_an_error(
         threads[-1].start()
         assert started.wait(30), out
     assert json.loads(js.stdout.readline()) == {"text": "tok"}
-    time.sleep(0.5)  # the unary calls reach a model server
+    # Every call has reached a gateway (Envoy sent it on): one still on its way when the
+    # gateways stop is refused, by Envoy (503 "remote connection failure"), not ended by the
+    # stopping gateway. A fixed 0.5 s assumed a client's thread had sent its call by then.
+    calls = len(threads) + 1  # and the Node SDK's stream
+    faults.wait_until(lambda: _calls_upstream(faults) == calls, 30, "every call to reach a gateway")
     # Both gateways: each stream is on one of them.
     pids = [faults.pid(port) for port in faults.stack.settings.gateway_ports]
     stopped = time.monotonic()

@@ -257,7 +257,10 @@ async def test_a_replica_that_answers_nothing_gets_no_new_calls_one_slow_to_answ
             while hung.calls + slow.calls == calls:
                 await asyncio.sleep(0.01)
         assert len(held) == 2
-        await asyncio.sleep(4)  # a tick, another, and the probes' 1 s without an answer
+        # Found silent: a tick, another, and its probe's 1 s without an answer (about 2.5 s;
+        # a fixed 4 s left a loaded host little room).
+        hung_one = router._pool.get(stuck)
+        await _until(lambda: hung_one.suspect_since is not None, 30)
         texts = [await asyncio.wait_for(_first_text(router, "unary"), 3) for _ in range(10)]
         assert texts == ["slow"] * 10
         assert hung.calls == 1
@@ -310,11 +313,13 @@ async def test_a_replica_one_process_found_silent_gets_no_new_calls_from_the_oth
                 router.share_findings(board)
                 router._hang_watch.start()
             backends = {a: other._pool.get(a) for a in (stuck, ok)}  # as after calls to each
-            await asyncio.sleep(0.3)  # the other's watch has read the board
+            # The other's watch has read the board: a finding counted before is no news to it.
+            await _until(lambda: stuck in other._hang_watch._heard, 5)
             call = asyncio.ensure_future(_first_text(finder, "unary"))
             await _until(lambda: hung.calls == 1, 5)
-            # The finder: a tick, the call held for 1 s, its probe's 1 s without an answer.
-            await _until(lambda: backends[stuck].suspect_since is not None, 4)
+            # The finder: a tick, the call held for 1 s, its probe's 1 s without an answer
+            # (about 2.5 s, then the other's next reading; 4 s left a loaded host little room).
+            await _until(lambda: backends[stuck].suspect_since is not None, 30)
             texts = [await asyncio.wait_for(_first_text(other, "unary"), 3) for _ in range(10)]
             assert texts == ["healthy"] * 10
             assert hung.calls == 1

@@ -22,8 +22,10 @@ SERVER = (
     "http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[1])), "
     "http.server.BaseHTTPRequestHandler).serve_forever()"
 )
+# A probe of a stopped server waits its whole timeout: a tick that waited for one would take
+# that long, which a tick that spawns a process (0.12 s once, on a loaded host) must not reach.
 FAST = RestartSettings(
-    first_delay=0.1, probe_interval=0.1, probe_timeout=0.3, probe_failures=2, start_grace=10
+    first_delay=0.1, probe_interval=0.1, probe_timeout=1.0, probe_failures=2, start_grace=10
 )
 
 
@@ -38,6 +40,12 @@ def _ticks(supervisor: Supervisor, until: Callable[[], bool], timeout: float) ->
         took.append(time.monotonic() - started)
         time.sleep(0.02)
     return took
+
+
+def _answered(supervisor: Supervisor, name: str, pid: int) -> bool:
+    """Whether a probe of process ``pid`` had its answer: it is ready, no longer starting."""
+    watch = supervisor._watchdog._watches.get(name)
+    return watch is not None and watch.pid == pid and watch.answered
 
 
 def test_a_slow_start_is_waited_for_and_a_hang_is_killed(tmp_path: Path) -> None:
@@ -57,9 +65,10 @@ def test_a_slow_start_is_waited_for_and_a_hang_is_killed(tmp_path: Path) -> None
         _ticks(supervisor, lambda: supervisor.restarts("server") == 1, 10)
         second = dict(group.children)["server"]
         _ticks(supervisor, lambda: port_open(address), 10)
-        # Ready, once a probe had its answer; a hang before that would count as a slow start.
-        answered = time.monotonic() + 0.5
-        _ticks(supervisor, lambda: time.monotonic() > answered, 10)
+        # Ready, once a probe had its answer; a hang before that would count as a slow start
+        # (found only after the start grace: half a second of ticks, which the test gave it,
+        # had no answer on a loaded host).
+        _ticks(supervisor, lambda: _answered(supervisor, "server", second.pid), 10)
         assert second.poll() is None
         os.kill(second.pid, signal.SIGSTOP)
         stopped = time.monotonic()
@@ -76,17 +85,18 @@ def test_a_slow_start_is_waited_for_and_a_hang_is_killed(tmp_path: Path) -> None
     ]
     assert lines[2] == (
         f"saxgw: server (pid {second.pid}) is hung: 2 health probes in a row failed (the "
-        f"last: GET http://{address}/: no answer within 0.3 s); killing it with SIGKILL"
+        f"last: GET http://{address}/: no answer within 1 s); killing it with SIGKILL"
     )
     assert (
         lines[3]
         == f"saxgw: server (pid {second.pid}) exited with status -9; restarting it in 0.2 s"
     )
     assert second.returncode == -signal.SIGKILL
-    assert 0.6 <= found_after < 5  # two probes of 0.3 s, then the restart's 0.2 s
-    # A tick that waited for a probe of the stopped server would take its whole 0.3 s; a tick
-    # that restarts the server spawns a process, which read 0.12 s once on a loaded host.
-    assert max(took) < 0.25, took
+    assert 2 <= found_after < 6.5  # two probes of 1 s, then the restart's 0.2 s
+    # A tick that waited for a probe of the stopped server would take its whole 1 s; a tick
+    # that restarts the server spawns a process, which read 0.12 s once on a loaded host (the
+    # probes' 0.3 s before, with 0.25 s the bound, left it 0.13 s).
+    assert max(took) < 0.9, took
 
 
 def test_a_child_that_never_answers_is_killed_after_its_start_grace(tmp_path: Path) -> None:

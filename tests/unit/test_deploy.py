@@ -23,6 +23,7 @@ from gateway.configfile import load_config
 from gateway.edge import EdgeConfig
 from gateway.launch.envoy import envoy_binary, run_script
 from gateway.launch.stack import ENVOY_JSON_ENV, ENVOY_JSON_LOG
+from tests._wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -176,6 +177,14 @@ class _FakeAdmin(http.server.BaseHTTPRequestHandler):
         pass
 
 
+def _catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler for ``signum`` (a shell: once its trap is set). A
+    fixed 0.3 s was too short for bash to reach the trap on a loaded host: SIGTERM killed it."""
+    with open(f"/proc/{pid}/status") as status:
+        caught = next(line for line in status if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) >> (signum - 1) & 1)
+
+
 def test_run_envoy_serves_new_connections_for_its_drain_delay_however_idle() -> None:
     # A pod's deletion reaches kube-proxy and the load balancers only seconds after SIGTERM,
     # and they send new connections meanwhile: an idle Envoy was stopped 1.75 s after SIGTERM
@@ -189,7 +198,7 @@ def test_run_envoy_serves_new_connections_for_its_drain_delay_however_idle() -> 
         command = ["bash", str(run_script()), str(admin.server_port), "20", "2", *envoy]
         run = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
         try:
-            time.sleep(0.3)  # the script has set its trap
+            wait_until("run-envoy.sh has set its trap", lambda: _catches(run.pid, signal.SIGTERM))
             stopped = time.monotonic()
             run.send_signal(signal.SIGTERM)
             _, said = run.communicate(timeout=10)

@@ -12,6 +12,7 @@ import pytest
 
 from gateway.common.closing import aclose
 from gateway.service._keepalive import KeepAlive
+from tests._wait import until
 
 EVERY = 0.1
 
@@ -153,7 +154,8 @@ async def test_a_caller_that_leaves_while_waiting_cancels_the_stream() -> None:
     source, call = Source([1], [30.0]), Call()
     keepalive = KeepAlive(EVERY, call.beat, "beat", repeat=True)
     reading = asyncio.ensure_future(anext(_relay(keepalive, source.stream())))
-    await asyncio.sleep(EVERY * 2.5)
+    # Two beats (each EVERY after the last): a fixed EVERY * 2.5 saw one on a loop held up.
+    await until("two beats sent", lambda: len(call.log) == 2)
     assert keepalive.sent and call.log == ["beat", "beat"]
     reading.cancel()  # as grpc cancels the call's task when its client leaves
     with pytest.raises(asyncio.CancelledError):

@@ -30,6 +30,7 @@ from gateway.launch.envoy import EnvoySettings
 from gateway.launch.processes import free_port, port_open
 from gateway.launch.stack import Stack, StackSettings
 from tests._deployment import http_liveness
+from tests._wait import wait_until
 
 CELL = "/sax/test"
 
@@ -130,14 +131,11 @@ def wait_forwarded(stack: Stack, since: int, timeout: float = 30.0) -> None:
 AT_GATEWAYS = "cluster.gateway_grpc.upstream_rq_active"
 
 
-def wait_at_gateways(stack: Stack, calls: int, timeout: float = 30.0) -> None:
+def wait_at_gateways(stack: Stack, calls: int) -> None:
     """Waits until ``calls`` requests are open at the stack's gateways: calls started in the
     background are in flight there, where a fixed sleep only makes that likely."""
-    deadline = time.monotonic() + timeout
-    while (open_now := envoy_stat(stack, AT_GATEWAYS)) < calls:
-        if time.monotonic() > deadline:
-            pytest.fail(f"{open_now} of {calls} calls open at the gateways after {timeout:g} s")
-        time.sleep(0.02)
+    what = f"{calls} calls open at the gateways"
+    wait_until(what, lambda: envoy_stat(stack, AT_GATEWAYS) >= calls)
 
 
 @contextmanager

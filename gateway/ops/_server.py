@@ -84,18 +84,30 @@ def _envoy_stats(settings: OpsSettings) -> bytes | None:
     return body
 
 
+#: Gauge modes whose processes' values are added up.
+_SUMS = frozenset({"sum", "livesum"})
+
+
 class _Collector(MultiProcessCollector):
     """The gateways' files added up, but for empty ones: a file a gateway has just created
     (and not yet sized), or one a full directory left empty, would fail the whole scrape.
 
     A gauge sample that is NaN is left out: a gateway sets a gone model's gauges to NaN
     (`GatewayMetrics.forget_model`), as prometheus_client cannot delete a value from its
-    file, and the most recent value of any live process wins (``livemostrecent``)."""
+    file. Where the most recent value of any live process wins (``livemostrecent``), a NaN
+    that wins leaves the series out; where processes' values are added up (``livesum``),
+    each process's NaN is left out before the sum, or one process's gone model (NaN + 2 is
+    NaN) hid the calls another process still has queued for it."""
 
     def collect(self) -> Iterable[Metric]:
         files = glob.glob(os.path.join(self._path, "*.db"))
         nonempty = [f for f in files if _size(f) > 0]
-        metrics: Iterable[Metric] = self.merge(nonempty, accumulate=True)  # type: ignore[no-untyped-call]
+        # merge(), in its two steps (prometheus_client 0.26's), NaN taken out between them.
+        read: dict[str, Metric] = self._read_metrics(nonempty)  # type: ignore[no-untyped-call]
+        for metric in read.values():
+            if metric.type == "gauge" and getattr(metric, "_multiprocess_mode", "") in _SUMS:
+                metric.samples = [s for s in metric.samples if not math.isnan(s.value)]
+        metrics: Iterable[Metric] = self._accumulate_metrics(read, True)  # type: ignore[no-untyped-call]
         for metric in metrics:
             if metric.type == "gauge":
                 metric.samples = [s for s in metric.samples if not math.isnan(s.value)]

@@ -34,7 +34,7 @@ from gateway.service._acls import AclCache, Changes
 from gateway.service._bindings import path_check
 from gateway.service._counts import Counts, LocalCounts
 from gateway.service._fields import with_slash
-from gateway.service._gates import UNLIMITED, Gate, Slot, Unlimited
+from gateway.service._gates import UNLIMITED, Gate, Slot, Unlimited, WaitCounts, uncounted
 from gateway.service._stackgate import StackCounts, StackGate
 from gateway.service._streams import Caller, client_of
 
@@ -87,6 +87,7 @@ class Access:
         counts: Counts | None = None,
         board: Changes | None = None,
         models: StackCounts | None = None,
+        waits: WaitCounts = uncounted,
     ) -> None:
         self._settings = settings
         self._client = client
@@ -94,6 +95,8 @@ class Access:
         # Each model's calls in flight and queued: this process's own, unless the stack's
         # gateway processes share theirs (then `quotas.model` is the stack's limit).
         self._models = models
+        # Where each model's calls waiting for a slot are counted: the queue gauge.
+        self._waits = waits
         # Calls in flight per client: this process's own, unless the stack's gateway
         # processes share theirs (`saxgw up --workers N`: the limit is the stack's).
         self._per_client = counts if counts is not None else LocalCounts()
@@ -204,7 +207,8 @@ class Access:
         if gate is None:
             limit = self._settings.models.get(model, self._settings.model)
             models = self._models
-            gate = Gate(limit) if models is None else StackGate(limit, models, model)
+            waits = self._waits
+            gate = Gate(limit, waits) if models is None else StackGate(limit, models, model, waits)
             self._gates[model] = gate
         return gate
 

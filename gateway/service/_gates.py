@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Callable
+from typing import Protocol
 
 from gateway.client import DeadlineExceededError, ResourceExhaustedError
 from gateway.common.deadline import Deadline, now
@@ -24,6 +26,34 @@ class Busy(ResourceExhaustedError):
     """
 
     metadata = (("retry-after", "1"),)
+
+
+class Waiting(Protocol):
+    """Where a model's waiting calls are counted for an observer (the gateway's queue gauge,
+    `GatewayMetrics.queue`): each call adds 1 to ``calls`` while it waits for a slot."""
+
+    calls: int
+
+
+#: The count a call that begins to wait for a slot of a model moves (given the model), asked
+#: as it begins: it moves the same count back when it stops, whatever the observer has done
+#: with the model since. Calls that take a free slot at once ask nothing.
+WaitCounts = Callable[[str], Waiting]
+
+
+class _Uncounted:
+    __slots__ = ("calls",)
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+
+_UNCOUNTED = _Uncounted()
+
+
+def uncounted(model: str) -> Waiting:
+    """`WaitCounts` without an observer (metrics off): one count no one reads."""
+    return _UNCOUNTED
 
 
 # Two ends of a wait closer than this are one (`Gate.acquire`).
@@ -60,9 +90,10 @@ def out_of_time(model: str, busy: bool) -> Exception:
 class Gate:
     """At most ``max_in_flight`` calls at once; ``max_queued`` more wait; the rest are Busy."""
 
-    def __init__(self, limit: ModelLimit) -> None:
+    def __init__(self, limit: ModelLimit, waits: WaitCounts = uncounted) -> None:
         self._slots = asyncio.Semaphore(limit.max_in_flight)
         self._max_queued = limit.max_queued
+        self._waits = waits
         self.waiting = 0
         self.users = 0
 
@@ -94,6 +125,8 @@ class Gate:
     async def _wait(self, model: str, until: float, busy: bool) -> None:
         """Waits in line for a slot until ``until``: then Busy if ``busy`` (the call's retries
         ended), else DeadlineExceededError."""
+        counted = self._waits(model)
+        counted.calls += 1
         self.waiting += 1
         try:
             # A wait cut short takes no slot: asyncio's semaphore hands a slot it had just
@@ -104,6 +137,7 @@ class Gate:
             raise out_of_time(model, busy) from None
         finally:
             self.waiting -= 1
+            counted.calls -= 1
 
     async def try_acquire(self) -> bool:
         """Takes a slot if one is free and no call waits for it; never waits itself."""

@@ -85,6 +85,19 @@ def use_directory(path: str) -> None:
     values.ValueClass = values.MultiProcessValue(metricsfiles.process_id)  # type: ignore[no-untyped-call]
 
 
+class Level:
+    """A model's calls waiting for a slot (`_gates.Waiting`), moved by those calls as a plain
+    int and written to its gauge child by `GatewayMetrics.flush` when it changed, as
+    `GatewayMetrics.add_level` does for calls in flight: a queued call costs no write."""
+
+    __slots__ = ("calls", "child", "written")
+
+    def __init__(self, child: Any) -> None:
+        self.child = child
+        self.calls = 0
+        self.written: int | None = None
+
+
 class GatewayMetrics:
     """Every metric family the gateway exports, registered in ``registry``."""
 
@@ -154,6 +167,14 @@ class GatewayMetrics:
             "saxgw_query_cost_tpu_milliseconds",
             "Accelerator time model servers reported for the gateway's calls (query_cost_v0).",
             [_OP, _MODEL, _CLIENT],
+            registry=r,
+        )
+        self.queued = Gauge(
+            "saxgw_model_calls_queued",
+            "Model calls waiting in the gateway's queue for a slot of the model "
+            "(quotas.model), summed over the stack's gateway processes.",
+            [_MODEL],
+            multiprocess_mode="livesum",
             registry=r,
         )
         self.replicas = Gauge(
@@ -229,6 +250,10 @@ class GatewayMetrics:
         self._histograms: dict[Any, list[float]] = {}
         self._levels: dict[Any, int] = {}
         self._written_levels: dict[Any, int] = {}
+        # Each model label's calls waiting for a slot (`queue`). Kept by label, not child, so
+        # that `forget_model` can drop one: a call still waiting then moves a Level no flush
+        # writes, never the tombstone (or the series of the model published anew).
+        self._queues: dict[str, Level] = {}
 
     def count(self, child: Any, amount: float = 1.0) -> None:
         """Adds ``amount`` to a counter child (``family.labels(...)``) at the next flush."""
@@ -264,6 +289,20 @@ class GatewayMetrics:
             if self._written_levels.get(child) != level:
                 child.set(level)
                 self._written_levels[child] = level
+        for queue in self._queues.values():
+            if queue.written != queue.calls:
+                queue.child.set(queue.calls)
+                queue.written = queue.calls
+
+    def queue(self, model_id: str, known: bool) -> Level:
+        """The count of ``model_id``'s calls waiting for a slot in this process, under its
+        label (`model_label`): asked by a call as it begins to wait, never by one that finds
+        a free slot. Its series appears at the model's first wait."""
+        label = self.model_label(model_id, known)
+        queue = self._queues.get(label)
+        if queue is None:
+            queue = self._queues[label] = Level(self.queued.labels(label))
+        return queue
 
     def model_label(self, model_id: str, known: bool) -> str:
         """``model_id`` if it may be a label (published, and within the cap), else unknown."""
@@ -363,22 +402,24 @@ class GatewayMetrics:
         Single-process, its series leave the exposition (a deleted entity's counters may go;
         a model published again under the name starts them from 0, which ``rate`` takes as a
         reset). With a metrics directory, prometheus_client cannot delete a value from a
-        process's file: the replicas gauge is set to NaN first, which the ops server drops
-        from the scrape (``gateway.ops``), while counters and histograms keep their totals
-        there (they must never go backwards), frozen."""
+        process's file: its gauges (replicas, calls queued) are set to NaN first, which the
+        ops server drops from the scrape (``gateway.ops``), while counters and histograms
+        keep their totals there (they must never go backwards), frozen. Calls still waiting
+        in the model's queue are no longer counted (its `Level` goes)."""
         self._addresses.pop(model_id, None)
+        self._queues.pop(model_id, None)
         if model_id in self._models:
             self._models.discard(model_id)
         elif self._idle.pop(model_id, None) is None and self._listed.pop(model_id, None) is None:
             return  # never labelled (a name that was never published): no series to drop
         self.forgotten += 1
-        gauge: Any = self.replicas._metrics.get((model_id,))
-        if gauge is not None:
-            gauge.set(math.nan)  # the tombstone a multiprocess scrape leaves out
         dropped = []
         for family in self._by_model:
             position = family._labelnames.index(_MODEL)
             with family._lock:
                 for key in [k for k in family._metrics if k[position] == model_id]:
-                    dropped.append(family._metrics.pop(key))
+                    child = family._metrics.pop(key)
+                    if family._type == "gauge":
+                        child.set(math.nan)  # the tombstone a multiprocess scrape leaves out
+                    dropped.append(child)
         _metricstore.release(dropped)

@@ -25,9 +25,10 @@ from gateway.config import GatewaySettings
 from gateway.service._access import Access, AccessInterceptor
 from gateway.service._counts import Counts, LocalCounts, SharedCounts
 from gateway.service._errors import ErrorInterceptor, abort, malformed, out_of_memory
+from gateway.service._gates import uncounted
 from gateway.service._health import SERVICE, HealthReporter
 from gateway.service._metrics import FLUSH_INTERVAL_S, GatewayMetrics, use_directory
-from gateway.service._observe import GatewayObserver, TelemetryInterceptor
+from gateway.service._observe import GatewayObserver, TelemetryInterceptor, queue_counts
 from gateway.service._reflection import enable_reflection
 from gateway.service._servicer import SaxGatewayServicer
 from gateway.service._stackgate import StackCounts
@@ -164,7 +165,10 @@ class GatewayServer:
             calls, open_streams = SharedCounts(table, "calls"), SharedCounts(table, "streams")
             client.share_findings(table)  # a hung model server, found by one, for all
             models = StackCounts(SharedCounts(table, "models"), SharedCounts(table, "queued"))
-        access = Access(settings.access, client, calls, board=table, models=models)
+        # Calls waiting in a model's queue are counted for the queue gauge (nothing to count
+        # with metrics off).
+        waits = uncounted if metrics is None else queue_counts(metrics, client)
+        access = Access(settings.access, client, calls, board=table, models=models, waits=waits)
         tokens = TokenCounter(settings.models)
         streams = StreamSlots(settings.max_streams_per_client, access.identity, open_streams)
         # The stack's token first, if it has one (`StackTokenInterceptor`, inserted below);

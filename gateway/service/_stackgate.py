@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from gateway.common.deadline import Deadline, now
 from gateway.config import ModelLimit
 from gateway.service._counts import AtLimit, Counts
-from gateway.service._gates import out_of_time, shed, wait_end
+from gateway.service._gates import WaitCounts, out_of_time, shed, uncounted, wait_end
 
 #: A queued call asks the table for a slot freed elsewhere after this long, then twice as
 #: long each time, up to `POLL_MAX_S`: what such a slot may stay idle, at most.
@@ -51,9 +51,12 @@ class StackGate:
     """`_gates.Gate` with its counts in the stack's table: at most ``max_in_flight`` calls of
     the model in flight across the stack's gateway processes, ``max_queued`` more waiting."""
 
-    def __init__(self, limit: ModelLimit, counts: StackCounts, model: str) -> None:
+    def __init__(
+        self, limit: ModelLimit, counts: StackCounts, model: str, waits: WaitCounts = uncounted
+    ) -> None:
         self._max_in_flight, self._max_queued = limit.max_in_flight, limit.max_queued
         self._counts, self._model = counts, model
+        self._waits = waits  # this process's waiting calls, for its queue gauge
         self._tickets: list[int] = []  # this process's slots, to give back
         self._queue = asyncio.Lock()  # held by the first of this process's queued calls
         self._freed = asyncio.Event()  # a slot of this process given back: wakes that call
@@ -105,6 +108,8 @@ class StackGate:
     async def _wait(self, model: str, until: float, busy: bool) -> None:
         """Waits behind this process's earlier calls, then asks the table for a slot, until
         ``until``: then Busy if ``busy``, else DeadlineExceededError (`_gates.out_of_time`)."""
+        counted = self._waits(model)
+        counted.calls += 1
         self._waiting += 1
         try:
             async with asyncio.timeout(None if until == math.inf else until - now()):
@@ -120,6 +125,7 @@ class StackGate:
             raise out_of_time(model, busy) from None
         finally:
             self._waiting -= 1
+            counted.calls -= 1
 
     async def try_acquire(self) -> bool:
         """Takes a slot if one is free and no call waits for it; never waits itself."""

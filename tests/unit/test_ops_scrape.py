@@ -129,6 +129,54 @@ def test_gateways_in_separate_containers_sharing_the_directory_do_not_clash(
     ]
 
 
+# A gateway process with calls queued for a model, which it may then have seen unpublished
+# (its gauge NaN); it says when it has written them, and lives until its stdin closes.
+_QUEUED = textwrap.dedent(
+    """
+    import sys
+    from gateway.service._metrics import GatewayMetrics, use_directory
+    use_directory(sys.argv[1])
+    m = GatewayMetrics()
+    m.queue("/sax/test/lm", known=True).calls += int(sys.argv[2])
+    m.flush()
+    if sys.argv[3] == "unpublished":
+        m.forget_model("/sax/test/lm")
+    print("recorded", flush=True)
+    sys.stdin.read()
+    """
+)
+_MODEL_QUEUED = ("saxgw_model_calls_queued", (("gen_ai_request_model", "/sax/test/lm"),))
+
+
+def test_a_model_one_process_forgot_still_shows_the_calls_another_has_queued(
+    tmp_path: Path,
+) -> None:
+    # Calls queued are added up over processes (livesum): one process's NaN (its model
+    # unpublished, as its watch saw) made the sum NaN, and the scrape left out the series
+    # while another process still had calls waiting for the model.
+    with contextlib.ExitStack() as stack:
+        gateways = {}
+        for calls, seen in ((2, "unpublished"), (1, "published")):
+            command = [sys.executable, "-c", _QUEUED, str(tmp_path), str(calls), seen]
+            gateway = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            stack.enter_context(gateway)
+            assert gateway.stdin is not None and gateway.stdout is not None
+            stack.callback(gateway.stdin.close)
+            assert gateway.stdout.readline() == b"recorded\n"
+            gateways[seen] = gateway
+        values = _values(scrape(OpsSettings(metrics_dir=str(tmp_path))).decode())
+        assert values[_MODEL_QUEUED] == 1
+        # The other process exits: the model is gone from every live process, and so is its
+        # series (not a 0, nor a NaN).
+        live = gateways["published"]
+        assert live.stdin is not None
+        live.stdin.close()
+        live.wait(timeout=60)
+        text = scrape(OpsSettings(metrics_dir=str(tmp_path))).decode()
+        assert _MODEL_QUEUED not in _values(text)
+        assert "/sax/test/lm" not in text
+
+
 # A gateway whose pid (in its namespace) a dead gateway had: restarted in its container, say.
 _SUCCESSOR = textwrap.dedent(
     """

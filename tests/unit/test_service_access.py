@@ -31,7 +31,8 @@ from gateway.service import _access as access_module
 from gateway.service import _acls as acls_module
 from gateway.service._access import Access
 from gateway.service._counts import SharedCounts
-from gateway.service._gates import UNLIMITED, Busy, Gate
+from gateway.service._gates import UNLIMITED, Busy, Gate, WaitCounts, uncounted
+from gateway.service._metrics import GatewayMetrics
 from gateway.service._stackgate import StackCounts
 from gateway.service._usage import DATA_METHODS
 from tests._wait import until
@@ -461,12 +462,62 @@ def _stack_queued(tables: list[SlotTable]) -> int:
     return tables[0].held("queued:" + MODEL)
 
 
-def _model_limited(table: SlotTable, max_queued: int = 1) -> Access:
+def _model_limited(table: SlotTable, max_queued: int = 1, waits: WaitCounts = uncounted) -> Access:
     """A gateway process whose models run one call at once in its stack, ``max_queued`` more
     queued."""
     settings = AccessSettings(model=ModelLimit(max_in_flight=1, max_queued=max_queued))
     models = StackCounts(SharedCounts(table, "models"), SharedCounts(table, "queued"))
-    return Access(settings, FakeClient(), models=models)  # type: ignore[arg-type]
+    return Access(settings, FakeClient(), models=models, waits=waits)  # type: ignore[arg-type]
+
+
+def _gauged(metrics: GatewayMetrics) -> WaitCounts:
+    """Waiting calls counted in ``metrics``' queue gauge (a published model: its own label)."""
+    return lambda model: metrics.queue(model, known=True)
+
+
+def _queue_gauge(metrics: GatewayMetrics) -> float | None:
+    """The model's queue gauge as a scrape would find it now (None: no series)."""
+    metrics.flush()  # the server's, once a second
+    labels = {"gen_ai_request_model": MODEL}
+    return metrics.registry.get_sample_value("saxgw_model_calls_queued", labels)
+
+
+async def test_calls_waiting_for_a_models_slot_show_in_its_queue_gauge() -> None:
+    # Only latency and 429s showed a model's queue, after the fact.
+    metrics = GatewayMetrics()
+    settings = AccessSettings(model=ModelLimit(max_in_flight=1, max_queued=1))
+    access = Access(settings, FakeClient(), waits=_gauged(metrics))  # type: ignore[arg-type]
+    calls = Calls()
+    held = asyncio.create_task(_request(access, calls, ["held"]))
+    await until("the first call runs", lambda: calls.began == ["held"])
+    assert _queue_gauge(metrics) is None  # a free slot taken: nothing counted
+    queued = asyncio.create_task(_request(access, calls, ["queued"]))
+    await until("the second call waits", lambda: _waiting(access) == 1)
+    assert _queue_gauge(metrics) == 1
+    with pytest.raises(Busy):  # the queue full: shed at once, never counted
+        await _admit(access, "team-c")
+    assert _queue_gauge(metrics) == 1
+    calls.end("held")
+    await held
+    await until("the queued call runs", lambda: calls.began == ["held", "queued"])
+    assert _queue_gauge(metrics) == 0
+    # A call that runs out of time in the queue, and one whose client leaves, count until then.
+    late = asyncio.create_task(_request(access, calls, ["late"], deadline=Deadline.after(2)))
+    await until("a call waits until its deadline", lambda: _waiting(access) == 1)
+    assert _queue_gauge(metrics) == 1
+    with pytest.raises(DeadlineExceededError):
+        await late
+    assert _queue_gauge(metrics) == 0
+    left = asyncio.create_task(_request(access, calls, ["left"]))
+    await until("a call waits until its client leaves", lambda: _waiting(access) == 1)
+    assert _queue_gauge(metrics) == 1
+    left.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await left
+    assert _queue_gauge(metrics) == 0
+    calls.end("queued")
+    assert await queued == ["queued"] and calls.began == ["held", "queued"]
+    assert _queue_gauge(metrics) == 0 and access._gates == {}
 
 
 async def test_workers_of_one_stack_share_each_models_slots_and_queue(
@@ -505,6 +556,36 @@ async def test_workers_of_one_stack_share_each_models_slots_and_queue(
     alone = _access(FakeClient(), model=ModelLimit(max_in_flight=1, max_queued=0))
     async with alone.admit("Generate", Request(), FakeContext("a"), DEADLINE):
         assert type(alone._gates[MODEL]) is Gate
+
+
+async def test_each_worker_counts_the_calls_it_has_queued_in_the_stacks_queue(
+    tables: list[SlotTable],
+) -> None:
+    # Each process's gauge counts its own waiting calls; the ops server's scrape adds them up
+    # (livesum): the stack's queue.
+    gauges = [GatewayMetrics(), GatewayMetrics()]
+    first, second = (
+        _model_limited(table, max_queued=2, waits=_gauged(metrics))
+        for table, metrics in zip(tables, gauges, strict=True)
+    )
+    calls = Calls()
+    held = asyncio.create_task(_request(first, calls, ["held"]))
+    await until("the first process's call runs", lambda: calls.began == ["held"])
+    queued = asyncio.create_task(_request(second, calls, ["queued"]))
+    await until("the second process's call queued", lambda: _stack_queued(tables) == 1)
+    assert [_queue_gauge(m) for m in gauges] == [None, 1]
+    also = asyncio.create_task(_request(first, calls, ["also"]))
+    await until("a call queued in each process", lambda: _stack_queued(tables) == 2)
+    assert [_queue_gauge(m) for m in gauges] == [1, 1]
+    calls.end("held")
+    await held
+    await until("a queued call runs", lambda: len(calls.began) == 2)
+    assert sum(_queue_gauge(m) or 0 for m in gauges) == 1
+    calls.end_all()
+    await until("the other runs", lambda: len(calls.began) == 3)
+    calls.end_all()
+    assert (await queued, await also) == (["queued"], ["also"])
+    assert [_queue_gauge(m) for m in gauges] == [0, 0]
 
 
 async def test_a_call_queued_in_another_worker_takes_the_slot_a_request_passes_on(

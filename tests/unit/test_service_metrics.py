@@ -147,6 +147,39 @@ def test_a_gone_models_series_leave_the_registry() -> None:
     assert kept + 'gen_ai_request_model="/sax/test/kept"} 1.0' in lines
 
 
+def _queued(metrics: GatewayMetrics, model: str) -> float | None:
+    return metrics.registry.get_sample_value(
+        "saxgw_model_calls_queued", {"gen_ai_request_model": model}
+    )
+
+
+def test_calls_waiting_for_a_slot_are_written_at_the_flush_and_leave_with_their_model() -> None:
+    metrics = GatewayMetrics()
+    queue = metrics.queue("/sax/test/lm", known=True)
+    queue.calls += 2  # two calls begin to wait: no write yet
+    assert _queued(metrics, "/sax/test/lm") == 0
+    metrics.flush()
+    assert _queued(metrics, "/sax/test/lm") == 2
+    queue.calls -= 1
+    assert metrics.queue("/sax/test/lm", known=False) is queue  # one count per model
+    assert metrics.queue("/sax/test/typo", known=False) is metrics.queue("/sax/x", known=False)
+    metrics.flush()
+    assert _queued(metrics, "/sax/test/lm") == 1
+    assert _queued(metrics, UNKNOWN_MODEL) == 0
+    # Unpublished while a call still waits: its series goes, and the call's end, later, moves
+    # a count no flush writes (the series would be back, at 0, or -1 in a metrics directory).
+    metrics.forget_model("/sax/test/lm")
+    queue.calls -= 1
+    metrics.flush()
+    assert _queued(metrics, "/sax/test/lm") is None
+    # Published anew: a new count, from 0.
+    renewed = metrics.queue("/sax/test/lm", known=True)
+    assert renewed is not queue and renewed.calls == 0
+    renewed.calls += 1
+    metrics.flush()
+    assert _queued(metrics, "/sax/test/lm") == 1
+
+
 def _documented_metrics() -> dict[str, tuple[str, frozenset[str]]]:
     """docs/operations.md's metrics table: name -> (type, labels); "same" repeats the labels
     of the row above, and a parenthesis after a label lists its values."""

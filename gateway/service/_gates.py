@@ -30,7 +30,7 @@ class Busy(ResourceExhaustedError):
 
 class Waiting(Protocol):
     """Where a model's waiting calls are counted for an observer (the gateway's queue gauge,
-    `GatewayMetrics.queue`): each call adds 1 to ``calls`` while it waits for a slot."""
+    `GatewayMetrics.queues`): each call adds 1 to ``calls`` while it waits for a slot."""
 
     calls: int
 

@@ -24,7 +24,7 @@ import bisect
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
@@ -70,6 +70,10 @@ _TPOT_BUCKETS = (
 )  # fmt: skip
 
 
+def _nothing_serves(model_id: str) -> bool:
+    return False
+
+
 def use_directory(path: str) -> None:
     """Keeps this process's metrics in files under ``path`` (prometheus_client's multiprocess
     mode), to be added up with the other gateway processes' by the ops server.
@@ -86,16 +90,14 @@ def use_directory(path: str) -> None:
 
 
 class Level:
-    """A model's calls waiting for a slot (`_gates.Waiting`), moved by those calls as a plain
-    int and written to its gauge child by `GatewayMetrics.flush` when it changed, as
-    `GatewayMetrics.add_level` does for calls in flight: a queued call costs no write."""
+    """A model's calls waiting for a slot in this process (`_gates.Waiting`): a plain int the
+    calls move, added up by label and written by `GatewayMetrics.flush`, as `add_level` does
+    for calls in flight: a queued call costs no write."""
 
-    __slots__ = ("calls", "child", "written")
+    __slots__ = ("calls",)
 
-    def __init__(self, child: Any) -> None:
-        self.child = child
+    def __init__(self) -> None:
         self.calls = 0
-        self.written: int | None = None
 
 
 class GatewayMetrics:
@@ -250,10 +252,13 @@ class GatewayMetrics:
         self._histograms: dict[Any, list[float]] = {}
         self._levels: dict[Any, int] = {}
         self._written_levels: dict[Any, int] = {}
-        # Each model label's calls waiting for a slot (`queue`). Kept by label, not child, so
-        # that `forget_model` can drop one: a call still waiting then moves a Level no flush
-        # writes, never the tombstone (or the series of the model published anew).
-        self._queues: dict[str, Level] = {}
+        # Calls waiting for a slot, by model ID (`queues`): labelled at each flush, as the
+        # model is then (its first call here may wait before the process watches it, and
+        # one may still wait once it is unpublished). A model without any goes at the flush.
+        self._waiting: dict[str, Level] = {}
+        self._serving: Callable[[str], bool] = _nothing_serves
+        # Each label's calls waiting as last written.
+        self._queued_written: dict[str, int] = {}
 
     def count(self, child: Any, amount: float = 1.0) -> None:
         """Adds ``amount`` to a counter child (``family.labels(...)``) at the next flush."""
@@ -289,20 +294,38 @@ class GatewayMetrics:
             if self._written_levels.get(child) != level:
                 child.set(level)
                 self._written_levels[child] = level
-        for queue in self._queues.values():
-            if queue.written != queue.calls:
-                queue.child.set(queue.calls)
-                queue.written = queue.calls
+        if self._waiting or self._queued_written:
+            self._flush_queues()
 
-    def queue(self, model_id: str, known: bool) -> Level:
-        """The count of ``model_id``'s calls waiting for a slot in this process, under its
-        label (`model_label`): asked by a call as it begins to wait, never by one that finds
-        a free slot. Its series appears at the model's first wait."""
-        label = self.model_label(model_id, known)
-        queue = self._queues.get(label)
-        if queue is None:
-            queue = self._queues[label] = Level(self.queued.labels(label))
-        return queue
+    def _flush_queues(self) -> None:
+        waiting: dict[str, int] = {}
+        for model_id, level in list(self._waiting.items()):
+            if not level.calls:  # no call holds it (each holds one of its calls)
+                del self._waiting[model_id]
+                continue
+            label = self.model_label(model_id, self._serving(model_id))
+            waiting[label] = waiting.get(label, 0) + level.calls
+        # After the labelling, which may have forgotten a model (the cap): its series stays out.
+        totals = dict.fromkeys(self._queued_written, 0) | waiting
+        for label, total in totals.items():
+            if self._queued_written.get(label) != total:
+                self.queued.labels(label).set(total)
+                self._queued_written[label] = total
+
+    def queues(self, serving: Callable[[str], bool]) -> Callable[[str], Level]:
+        """The model gates' count of their waiting calls (`_gates.WaitCounts`): a call asks
+        for its model's as it begins to wait (never one that finds a free slot). ``serving``
+        tells a published model (``Client.is_serving``): the calls are labelled as every
+        per-model family's, at each flush. A model's series appears at its first wait that
+        outlasts a flush."""
+        self._serving = serving
+        return self._level
+
+    def _level(self, model_id: str) -> Level:
+        level = self._waiting.get(model_id)
+        if level is None:
+            level = self._waiting[model_id] = Level()
+        return level
 
     def model_label(self, model_id: str, known: bool) -> str:
         """``model_id`` if it may be a label (published, and within the cap), else unknown."""
@@ -314,8 +337,12 @@ class GatewayMetrics:
         if model_id in self._idle:
             self._idle[model_id] = time.monotonic()  # a call: not idle
             return model_id
-        if self._listed.pop(model_id, None) is not None:  # published: its watch takes over
-            self._models.add(model_id)
+        if model_id in self._listed:
+            if known:  # this process watches it now: its watch takes over
+                del self._listed[model_id]
+                self._models.add(model_id)
+            # Else a call that never reached the model (refused, or cancelled while queued):
+            # no watch would tell this process it is gone, the listing still does.
             return model_id
         if not known:
             return UNKNOWN_MODEL
@@ -405,9 +432,9 @@ class GatewayMetrics:
         process's file: its gauges (replicas, calls queued) are set to NaN first, which the
         ops server drops from the scrape (``gateway.ops``), while counters and histograms
         keep their totals there (they must never go backwards), frozen. Calls still waiting
-        in the model's queue are no longer counted (its `Level` goes)."""
+        in the model's queue count on, from the next flush, under the label it has then."""
         self._addresses.pop(model_id, None)
-        self._queues.pop(model_id, None)
+        self._queued_written.pop(model_id, None)
         if model_id in self._models:
             self._models.discard(model_id)
         elif self._idle.pop(model_id, None) is None and self._listed.pop(model_id, None) is None:

@@ -27,7 +27,6 @@ from gateway.common.logs import LOGGED_ID_CHARS, current_call
 from gateway.common.rpc import call_metadata, status_refused
 from gateway.service._access import Access
 from gateway.service._errors import COST_HEADER
-from gateway.service._gates import WaitCounts, Waiting
 from gateway.service._metrics import GatewayMetrics
 from gateway.service._tracing import Metadata, Tracing, end_span
 from gateway.service._usage import CallRecord, Recorder, StreamText, request_model
@@ -118,16 +117,6 @@ class GatewayObserver(Observer):
     def model_gone(self, model_id: str) -> None:
         if self._metrics is not None:
             self._metrics.forget_model(model_id)
-
-
-def queue_counts(metrics: GatewayMetrics, client: Client) -> WaitCounts:
-    """Where the model gates count their waiting calls: the queue gauge, each model under its
-    label as the call metrics have it (published, within the cap; else "unknown")."""
-
-    def count(model: str) -> Waiting:
-        return metrics.queue(model, client.is_serving(model))
-
-    return count
 
 
 class TelemetryInterceptor(WrappingInterceptor):

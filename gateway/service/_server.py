@@ -28,7 +28,7 @@ from gateway.service._errors import ErrorInterceptor, abort, malformed, out_of_m
 from gateway.service._gates import uncounted
 from gateway.service._health import SERVICE, HealthReporter
 from gateway.service._metrics import FLUSH_INTERVAL_S, GatewayMetrics, use_directory
-from gateway.service._observe import GatewayObserver, TelemetryInterceptor, queue_counts
+from gateway.service._observe import GatewayObserver, TelemetryInterceptor
 from gateway.service._reflection import enable_reflection
 from gateway.service._servicer import SaxGatewayServicer
 from gateway.service._stackgate import StackCounts
@@ -167,7 +167,7 @@ class GatewayServer:
             models = StackCounts(SharedCounts(table, "models"), SharedCounts(table, "queued"))
         # Calls waiting in a model's queue are counted for the queue gauge (nothing to count
         # with metrics off).
-        waits = uncounted if metrics is None else queue_counts(metrics, client)
+        waits = uncounted if metrics is None else metrics.queues(client.is_serving)
         access = Access(settings.access, client, calls, board=table, models=models, waits=waits)
         tokens = TokenCounter(settings.models)
         streams = StreamSlots(settings.max_streams_per_client, access.identity, open_streams)

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import re
 import secrets
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -40,6 +41,9 @@ from tests.e2e._published import REQUEST_INFO, TEST_LM, published
 from tests.e2e.test_grpc_web import _unframe
 
 MODEL = "/sax/test/operate"
+#: A model the ops stack runs one call of at once (quotas.models), for its queue gauge; only
+#: test_calls_waiting_for_a_models_slot_show_in_the_scrape publishes it.
+QUEUED = "/sax/test/operate-queued"
 COST = "x-sax-query-cost-ms"
 SERVER = trace_pb2.Span.SPAN_KIND_SERVER
 CLIENT = trace_pb2.Span.SPAN_KIND_CLIENT
@@ -72,6 +76,7 @@ def ops_stack(
                     "api_keys": [{"key": KEY, "client": "team-a", "roles": ["admin", "data"]}]
                 },
                 "models": {MODEL: {"tokenizer": "spm.model"}},
+                "quotas": {"models": {QUEUED: {"max_in_flight": 1, "max_queued": 4}}},
             }
         )
     )
@@ -890,6 +895,44 @@ def test_an_unpublished_models_replicas_leave_the_scrape(ops_stack: Stack) -> No
     lines = _lines_until(ops_stack, lambda lines: not any(s.startswith(series) for s in lines))
     assert [line for line in lines if line.startswith(series)] == []
     assert f"{series} 0.0" not in lines
+
+
+def test_calls_waiting_for_a_models_slot_show_in_the_scrape(ops_stack: Stack) -> None:
+    # Only latency and 429s showed a model's queue, after the fact. The model runs one call
+    # at once in the stack (its two gateway processes share the slot and the queue): a stream
+    # holds the slot, a call waits behind it, in whichever process Envoy sent it to, and the
+    # scrape adds the processes' gauges up.
+    series = f'saxgw_model_calls_queued{{gen_ai_request_model="{QUEUED}"}}'
+    slow = {"text": "w " * 100, "delay_ms": "100"}  # 10 s: held until the test lets go
+    body = json.dumps({"model": QUEUED, "query": "hi"}).encode()
+    url = httpx.URL(ops_stack.http_url)
+    with (
+        published(ops_stack, QUEUED, TEST_LM, slow, headers=AUTH),
+        httpx.Client(base_url=ops_stack.http_url, headers=AUTH, timeout=30) as http,
+    ):
+        stream = {"model": QUEUED, "query": "hi"}
+        with http.stream("POST", "/generate_stream", json=stream) as held:
+            assert held.status_code == 200
+            # Its first event: it runs, in the model's one slot. (The iterator is kept: once
+            # collected, it closed the response, and the stream was cancelled.)
+            events = held.iter_raw()
+            assert next(events)
+            # A call that waits, over a socket of its own: the test closes it (its client
+            # leaves, as one that gives up on a busy model).
+            with socket.create_connection((url.host, url.port), timeout=30) as waiting:
+                waiting.sendall(
+                    b"POST /generate HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
+                    b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                    % (url.host.encode(), KEY.encode(), len(body), body)
+                )
+                lines = _lines_until(ops_stack, lambda lines: f"{series} 1.0" in lines)
+                assert f"{series} 1.0" in lines
+            lines = _lines_until(ops_stack, lambda lines: f"{series} 0.0" in lines)
+            assert f"{series} 0.0" in lines
+    # Unpublished: every process that saw the model drops its series (NaN, left out of the
+    # sum), so it is neither 0 nor NaN in the scrape.
+    lines = _lines_until(ops_stack, lambda lines: not any(s.startswith(series) for s in lines))
+    assert [line for line in lines if line.startswith(series)] == []
 
 
 def test_a_published_model_has_its_replicas_series_before_any_call(

@@ -23,7 +23,7 @@ from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.cell.models.media import VISION_PATH
 from gateway.client import ClientSettings
-from gateway.config import AccessSettings, GatewaySettings, TelemetrySettings
+from gateway.config import AccessSettings, GatewaySettings, ModelLimit, TelemetrySettings
 from gateway.edge import IDENTITY_HEADER
 from gateway.launch.processes import free_port
 from gateway.modelconfig import ModelConfig
@@ -31,6 +31,7 @@ from gateway.service import GatewayServer, _metricstore
 from gateway.service._tracing import EXPORTER_LOGGER, SHUTDOWN_TIMEOUT_S
 from tests._grpc import aio_channel
 from tests._otlp import Receiver, attributes
+from tests._wait import until
 from tests.e2e._openai import tokenizer, write_config
 from tests.integration._cell_fixtures import CELL, InprocCell, admin_stub, eventually, publish
 from tests.integration._gateway_fixtures import running_gateway
@@ -120,6 +121,47 @@ async def test_calls_are_counted_timed_and_costed(
     )
     assert sample(gateway, "saxgw_model_replicas", gen_ai_request_model=model) == 1
     assert sample(gateway, "saxgw_sax_admin_rpcs_total", sax_method="WatchLoc") >= 1
+
+
+async def test_calls_waiting_for_a_models_slot_show_in_its_queue_gauge(
+    inproc_cell: InprocCell,
+) -> None:
+    # The model runs one call at once here (quotas.model): a stream holds its slot, and the
+    # calls behind it wait, counted until they end: cancelled by their client, or past their
+    # deadline. Before, only latency and RESOURCE_EXHAUSTED showed a model's queue.
+    async with admin_stub(inproc_cell.admin.address) as admin:
+        # 100 tokens 0.1 s apart: the stream holds the slot until the test cancels it.
+        model = await publish(admin, "queued", overrides={"text": "w " * 100, "delay_ms": "100"})
+    limit = AccessSettings(model=ModelLimit(max_in_flight=1, max_queued=4))
+    root = inproc_cell.settings.sax_root
+    queued = {"gen_ai_request_model": model}
+    gauge = "saxgw_model_calls_queued"
+    async with (
+        running_gateway(root, health_interval=60, access=limit) as gateway,
+        aio_channel(gateway.address) as channel,
+    ):
+        stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+        held = stub.GenerateStream(pb.GenerateStreamRequest(model=model, query="hi"), timeout=60)
+        first = await held.read()  # it runs: the model's one slot is taken
+        assert isinstance(first, pb.GenerateStreamResponse) and first.deltas
+        assert sample(gateway, gauge, **queued) == 0  # no series: no call has waited
+        left = stub.Generate(pb.GenerateRequest(model=model, query="hi"), timeout=60)
+        await until("a call waits", lambda: sample(gateway, gauge, **queued) == 1)
+        left.cancel()
+        await until("the call's client left", lambda: sample(gateway, gauge, **queued) == 0)
+        late = stub.Generate(pb.GenerateRequest(model=model, query="hi"), timeout=3)
+        await until("a call waits", lambda: sample(gateway, gauge, **queued) == 1)
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            await late
+        assert ended.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert "waiting in the model's queue" in (ended.value.details() or "")
+        assert sample(gateway, gauge, **queued) == 0
+        runs = stub.Generate(pb.GenerateRequest(model=model, query="hi"), timeout=60)
+        await until("a call waits", lambda: sample(gateway, gauge, **queued) == 1)
+        held.cancel()  # its slot goes to the waiting call, which runs
+        await until("the call runs", lambda: sample(gateway, gauge, **queued) == 0)
+        assert not runs.done()  # running (100 tokens: 10 s), not failed
+        runs.cancel()
 
 
 async def test_calls_no_model_answered_count_no_input_characters(

@@ -137,7 +137,7 @@ _QUEUED = textwrap.dedent(
     from gateway.service._metrics import GatewayMetrics, use_directory
     use_directory(sys.argv[1])
     m = GatewayMetrics()
-    m.queue("/sax/test/lm", known=True).calls += int(sys.argv[2])
+    m.queues(lambda model: True)("/sax/test/lm").calls += int(sys.argv[2])
     m.flush()
     if sys.argv[3] == "unpublished":
         m.forget_model("/sax/test/lm")

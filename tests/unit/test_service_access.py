@@ -472,7 +472,7 @@ def _model_limited(table: SlotTable, max_queued: int = 1, waits: WaitCounts = un
 
 def _gauged(metrics: GatewayMetrics) -> WaitCounts:
     """Waiting calls counted in ``metrics``' queue gauge (a published model: its own label)."""
-    return lambda model: metrics.queue(model, known=True)
+    return metrics.queues(lambda model: True)
 
 
 def _queue_gauge(metrics: GatewayMetrics) -> float | None:

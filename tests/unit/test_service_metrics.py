@@ -153,31 +153,70 @@ def _queued(metrics: GatewayMetrics, model: str) -> float | None:
     )
 
 
-def test_calls_waiting_for_a_slot_are_written_at_the_flush_and_leave_with_their_model() -> None:
+def test_calls_waiting_for_a_slot_are_written_at_the_flush_under_the_models_label() -> None:
+    published = {"/sax/test/lm"}
     metrics = GatewayMetrics()
-    queue = metrics.queue("/sax/test/lm", known=True)
+    waits = metrics.queues(published.__contains__)
+    queue = waits("/sax/test/lm")
     queue.calls += 2  # two calls begin to wait: no write yet
-    assert _queued(metrics, "/sax/test/lm") == 0
+    assert _queued(metrics, "/sax/test/lm") is None
     metrics.flush()
     assert _queued(metrics, "/sax/test/lm") == 2
     queue.calls -= 1
-    assert metrics.queue("/sax/test/lm", known=False) is queue  # one count per model
-    assert metrics.queue("/sax/test/typo", known=False) is metrics.queue("/sax/x", known=False)
+    assert waits("/sax/test/lm") is queue  # one count per model while calls wait
+    waits("/sax/test/typo").calls += 1  # no model the admin reported: unknown
     metrics.flush()
     assert _queued(metrics, "/sax/test/lm") == 1
-    assert _queued(metrics, UNKNOWN_MODEL) == 0
-    # Unpublished while a call still waits: its series goes, and the call's end, later, moves
-    # a count no flush writes (the series would be back, at 0, or -1 in a metrics directory).
+    assert _queued(metrics, UNKNOWN_MODEL) == 1
+    assert "/sax/test/typo" not in generate_latest(metrics.registry).decode()
+    # Unpublished while a call still waits: its series goes, and the call counts as unknown
+    # until it ends (the series would otherwise be back at 0, or -1 in a metrics directory).
+    published.clear()
     metrics.forget_model("/sax/test/lm")
-    queue.calls -= 1
     metrics.flush()
     assert _queued(metrics, "/sax/test/lm") is None
-    # Published anew: a new count, from 0.
-    renewed = metrics.queue("/sax/test/lm", known=True)
+    assert _queued(metrics, UNKNOWN_MODEL) == 2
+    queue.calls -= 1
+    waits("/sax/test/typo").calls -= 1
+    metrics.flush()
+    assert _queued(metrics, "/sax/test/lm") is None
+    assert _queued(metrics, UNKNOWN_MODEL) == 0
+    assert metrics._waiting == {}  # models with no call waiting are not kept
+    # Published anew: its series is back, from its calls waiting now.
+    published.add("/sax/test/lm")
+    renewed = waits("/sax/test/lm")
     assert renewed is not queue and renewed.calls == 0
     renewed.calls += 1
     metrics.flush()
     assert _queued(metrics, "/sax/test/lm") == 1
+
+
+def test_a_models_first_calls_wait_as_unknown_until_the_process_knows_it() -> None:
+    # A process may queue a model's calls before it has served one (the stack's other process
+    # runs them): they count as unknown, then under the model once its watch has reported it.
+    published: set[str] = set()
+    metrics = GatewayMetrics()
+    metrics.queues(published.__contains__)("/sax/test/lm").calls += 1
+    metrics.flush()
+    assert (_queued(metrics, UNKNOWN_MODEL), _queued(metrics, "/sax/test/lm")) == (1, None)
+    published.add("/sax/test/lm")
+    metrics.flush()
+    assert (_queued(metrics, UNKNOWN_MODEL), _queued(metrics, "/sax/test/lm")) == (0, 1)
+
+
+def test_a_listed_model_called_but_never_watched_leaves_with_the_listing() -> None:
+    # A process may have a model's calls queued (or refused) without ever serving one, so
+    # without a watch of its own: labelled through its cell's listing, the model kept its
+    # label and its series (its queue at 0) for good once unpublished, as only a watch, which
+    # this process never had, would have told it.
+    metrics = GatewayMetrics()
+    metrics.note_listing("/sax/test", {"/sax/test/lm": 1})
+    metrics.queues(lambda model: False)("/sax/test/lm").calls += 1
+    metrics.flush()
+    assert _queued(metrics, "/sax/test/lm") == 1
+    metrics.note_listing("/sax/test", {})  # unpublished
+    metrics.flush()
+    assert "/sax/test/lm" not in generate_latest(metrics.registry).decode()
 
 
 def _documented_metrics() -> dict[str, tuple[str, frozenset[str]]]:

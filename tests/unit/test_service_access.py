@@ -378,6 +378,26 @@ async def test_a_call_queued_behind_a_request_waits_for_one_of_its_calls() -> No
     assert calls.began == [0, "single", 1, 2, 3] and access._gates == {}
 
 
+async def test_a_request_that_passes_its_slot_on_counts_in_the_queue_gauge_while_it_waits() -> None:
+    metrics = GatewayMetrics()
+    settings = AccessSettings(model=ModelLimit(max_in_flight=1, max_queued=1))
+    access = Access(settings, FakeClient(), waits=_gauged(metrics))  # type: ignore[arg-type]
+    calls = Calls()
+    request = asyncio.create_task(_request(access, calls, [0, 1]))
+    await until("the request's first call runs", lambda: calls.began == [0])
+    single = asyncio.create_task(_request(access, calls, ["single"], who="team-b"))
+    await until("a call waits behind it", lambda: _waiting(access) == 1)
+    assert _queue_gauge(metrics) == 1
+    calls.end(0)  # the request gives its slot to that call, and waits in line for the next
+    await until("the call runs", lambda: calls.began == [0, "single"])
+    assert _waiting(access) == 1 and _queue_gauge(metrics) == 1
+    calls.end("single")
+    await until("the request's next call runs", lambda: calls.began == [0, "single", 1])
+    assert _queue_gauge(metrics) == 0
+    calls.end(1)
+    assert (await request, await single) == ([0, 1], ["single"])
+
+
 async def test_a_request_out_of_time_in_the_queue_gives_back_no_slot_twice() -> None:
     access = _access(FakeClient(), model=ModelLimit(max_in_flight=1, max_queued=1))
     calls = Calls()

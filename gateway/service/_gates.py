@@ -8,7 +8,6 @@ import asyncio
 import logging
 import math
 from collections.abc import Callable
-from typing import Protocol
 
 from gateway.client import DeadlineExceededError, ResourceExhaustedError
 from gateway.common.deadline import Deadline, now
@@ -28,30 +27,26 @@ class Busy(ResourceExhaustedError):
     metadata = (("retry-after", "1"),)
 
 
-class Waiting(Protocol):
+class WaitCount:
     """Where a model's waiting calls are counted for an observer (the gateway's queue gauge,
-    `GatewayMetrics.queues`): each call adds 1 to ``calls`` while it waits for a slot."""
+    `GatewayMetrics.queues`, which writes it out at its flush): each call adds 1 to
+    ``calls`` while it waits for a slot. A plain int: a queued call costs no write."""
 
-    calls: int
-
-
-#: The count a call that begins to wait for a slot of a model moves (given the model), asked
-#: as it begins: it moves the same count back when it stops, whatever the observer has done
-#: with the model since. Calls that take a free slot at once ask nothing.
-WaitCounts = Callable[[str], Waiting]
-
-
-class _Uncounted:
     __slots__ = ("calls",)
 
     def __init__(self) -> None:
         self.calls = 0
 
 
-_UNCOUNTED = _Uncounted()
+#: The count a call that begins to wait for a slot of a model moves (given the model), asked
+#: as it begins: it moves the same count back when it stops, whatever the observer has done
+#: with the model since. Calls that take a free slot at once ask nothing.
+WaitCounts = Callable[[str], WaitCount]
+
+_UNCOUNTED = WaitCount()
 
 
-def uncounted(model: str) -> Waiting:
+def uncounted(model: str) -> WaitCount:
     """`WaitCounts` without an observer (metrics off): one count no one reads."""
     return _UNCOUNTED
 

@@ -32,6 +32,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from gateway.common import metricsfiles
 from gateway.service import _metricstore
+from gateway.service._gates import WaitCount
 
 #: How often calls' counts reach the exported values (seconds); see ``GatewayMetrics.flush``.
 FLUSH_INTERVAL_S = 1.0
@@ -87,17 +88,6 @@ def use_directory(path: str) -> None:
     _metricstore.install()
     metricsfiles.join(path)
     values.ValueClass = values.MultiProcessValue(metricsfiles.process_id)  # type: ignore[no-untyped-call]
-
-
-class Level:
-    """A model's calls waiting for a slot in this process (`_gates.Waiting`): a plain int the
-    calls move, added up by label and written by `GatewayMetrics.flush`, as `add_level` does
-    for calls in flight: a queued call costs no write."""
-
-    __slots__ = ("calls",)
-
-    def __init__(self) -> None:
-        self.calls = 0
 
 
 class GatewayMetrics:
@@ -255,7 +245,7 @@ class GatewayMetrics:
         # Calls waiting for a slot, by model ID (`queues`): labelled at each flush, as the
         # model is then (its first call here may wait before the process watches it, and
         # one may still wait once it is unpublished). A model without any goes at the flush.
-        self._waiting: dict[str, Level] = {}
+        self._waiting: dict[str, WaitCount] = {}
         self._serving: Callable[[str], bool] = _nothing_serves
         # Each label's calls waiting as last written.
         self._queued_written: dict[str, int] = {}
@@ -312,7 +302,7 @@ class GatewayMetrics:
                 self.queued.labels(label).set(total)
                 self._queued_written[label] = total
 
-    def queues(self, serving: Callable[[str], bool]) -> Callable[[str], Level]:
+    def queues(self, serving: Callable[[str], bool]) -> Callable[[str], WaitCount]:
         """The model gates' count of their waiting calls (`_gates.WaitCounts`): a call asks
         for its model's as it begins to wait (never one that finds a free slot). ``serving``
         tells a published model (``Client.is_serving``): the calls are labelled as every
@@ -321,10 +311,10 @@ class GatewayMetrics:
         self._serving = serving
         return self._level
 
-    def _level(self, model_id: str) -> Level:
+    def _level(self, model_id: str) -> WaitCount:
         level = self._waiting.get(model_id)
         if level is None:
-            level = self._waiting[model_id] = Level()
+            level = self._waiting[model_id] = WaitCount()
         return level
 
     def model_label(self, model_id: str, known: bool) -> str:

@@ -120,11 +120,8 @@ def wait_forwarded(stack: Stack, since: int, timeout: float = 30.0) -> None:
     """Waits until Envoy has sent a gateway a request since its `FORWARDED` count was
     ``since``: a call started in the background has reached a gateway, where a fixed sleep
     only makes that likely."""
-    deadline = time.monotonic() + timeout
-    while envoy_stat(stack, FORWARDED) <= since:
-        if time.monotonic() > deadline:
-            pytest.fail(f"Envoy sent no request to a gateway within {timeout:g} s")
-        time.sleep(0.02)
+    what = f"Envoy sends a gateway a request (sent: {since})"
+    wait_until(what, lambda: envoy_stat(stack, FORWARDED) > since, timeout)
 
 
 #: Envoy's count of the requests open at a gateway, as it sent them on.

@@ -26,6 +26,7 @@ from gateway.common.deadline import Deadline
 from gateway.common.names import CellId
 from gateway.common.rpc import Context
 from tests._faultproxy import FaultProxy
+from tests._wait import until
 from tests.integration._cell_fixtures import stand_in_server
 
 MODEL = "/sax/test/lm"
@@ -260,7 +261,7 @@ async def test_a_replica_that_answers_nothing_gets_no_new_calls_one_slow_to_answ
         # Found silent: a tick, another, and its probe's 1 s without an answer (about 2.5 s;
         # a fixed 4 s left a loaded host little room).
         hung_one = router._pool.get(stuck)
-        await _until(lambda: hung_one.suspect_since is not None, 30)
+        await until("the hung replica found silent", lambda: hung_one.suspect_since is not None)
         texts = [await asyncio.wait_for(_first_text(router, "unary"), 3) for _ in range(10)]
         assert texts == ["slow"] * 10
         assert hung.calls == 1
@@ -277,14 +278,6 @@ async def test_a_replica_that_answers_nothing_gets_no_new_calls_one_slow_to_answ
         "answer: no call goes to it",
         lines[1],
     ), lines
-
-
-async def _until(condition: Callable[[], bool], timeout: float) -> None:
-    async def wait() -> None:
-        while not condition():
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(wait(), timeout)
 
 
 async def test_a_replica_one_process_found_silent_gets_no_new_calls_from_the_others(
@@ -314,23 +307,25 @@ async def test_a_replica_one_process_found_silent_gets_no_new_calls_from_the_oth
                 router._hang_watch.start()
             backends = {a: other._pool.get(a) for a in (stuck, ok)}  # as after calls to each
             # The other's watch has read the board: a finding counted before is no news to it.
-            await _until(lambda: stuck in other._hang_watch._heard, 5)
+            await until("the board read", lambda: stuck in other._hang_watch._heard, 5)
             call = asyncio.ensure_future(_first_text(finder, "unary"))
-            await _until(lambda: hung.calls == 1, 5)
+            await until("the hung replica has the call", lambda: hung.calls == 1, 5)
             # The finder: a tick, the call held for 1 s, its probe's 1 s without an answer
             # (about 2.5 s, then the other's next reading; 4 s left a loaded host little room).
-            await _until(lambda: backends[stuck].suspect_since is not None, 30)
+            await until(
+                "the hung replica found silent", lambda: backends[stuck].suspect_since is not None
+            )
             texts = [await asyncio.wait_for(_first_text(other, "unary"), 3) for _ in range(10)]
             assert texts == ["healthy"] * 10
             assert hung.calls == 1
             # Its own probe goes unanswered too: it says so itself, once.
-            await _until(lambda: not backends[stuck].hinted, 3)
+            await until("the hint taken back", lambda: not backends[stuck].hinted, 3)
             # A finding counted for a replica that answers (another key of the board, a
             # replica slow to answer that process alone) costs one probe, and no word.
             boards[0].note_change("silent:" + ok)
             count = boards[1].changes("silent:" + ok)
-            await _until(lambda: other._hang_watch._heard.get(ok) == count, 2)
-            await _until(lambda: backends[ok].suspect_since is None, 2)
+            await until("the news read", lambda: other._hang_watch._heard.get(ok) == count, 2)
+            await until("no longer suspect", lambda: backends[ok].suspect_since is None, 2)
             assert [await _first_text(other, "unary") for _ in range(2)] == ["healthy"] * 2
             call.cancel()
             await asyncio.gather(call, return_exceptions=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 from saxml.protobuf import admin_pb2, admin_pb2_grpc
@@ -15,6 +14,7 @@ from gateway.common.rpc import Context
 from gateway.edge import parse_edge
 from gateway.launch.direct import DirectFiles
 from gateway.launch.direct._plane import Plane
+from tests._wait import until
 from tests.integration._cell_fixtures import stand_in_admin
 from tests.integration._client_fixtures import RunningCell, publish_ready
 
@@ -48,14 +48,6 @@ def _routed(files: DirectFiles) -> list[str]:
     return [n.removeprefix("direct ") for n in names if n.startswith("direct ")]
 
 
-async def _until(what: str, done: Callable[[], bool], within: float = 20.0) -> None:
-    """Waits for ``done()``; a guard against a hang, not a speed check."""
-    async with asyncio.timeout(within):
-        while not done():
-            await asyncio.sleep(0.05)
-    assert done(), what
-
-
 async def test_a_hung_admin_holds_no_other_cells_changes_back(
     cell: RunningCell, tmp_path: Path
 ) -> None:
@@ -76,9 +68,9 @@ async def test_a_hung_admin_holds_no_other_cells_changes_back(
     ):
         plane = asyncio.create_task(Plane(client, files, EDGE, 60.0).run())
         try:
-            await _until("the hung admin has a List", lambda: hung.held == 1)
+            await until("the hung admin has a List", lambda: hung.held == 1, 20)
             model = await publish_ready(client, "beside-hung", replicas=1)
-            await _until(f"{model} is routed directly", lambda: model in _routed(files))
+            await until(f"{model} is routed directly", lambda: model in _routed(files), 20)
             assert (hung.held, hung.ended) == (1, 0)  # its one listing still in flight
         finally:
             plane.cancel()

@@ -183,7 +183,11 @@ def test_http_disconnect_cancels_decoding(stack: Stack, model: str) -> None:
         first = next(_events(response))
         assert first[1] == _delta("tok", -0.1)
     disconnected = time.time()  # leaving the blocks closed the connection
-    assert _cancelled_at(stack, model) - disconnected < 0.1
+    cancelled_at = _cancelled_at(stack, model)
+    # Good: a few ms (1 ms at worst, loaded); bad: decoding on to its end 5 s later (then
+    # nothing is logged as cancelled), or until the garbage collector ran (tens of seconds,
+    # past the 5 s wait). It was 0.1 s.
+    assert cancelled_at - disconnected < 2.0
 
 
 @pytest.mark.overrides({"text": " ".join(["tok"] * 50), "delay_ms": "100"})
@@ -195,7 +199,10 @@ def test_grpc_cancel_cancels_decoding(stack: Stack, model: str) -> None:
         assert next(call).deltas[0].text == "tok"
         call.cancel()
         cancelled = time.time()
-    assert _cancelled_at(stack, model) - cancelled < 0.1
+    cancelled_at = _cancelled_at(stack, model)
+    # Good: a few ms (32 ms at worst, loaded); bad: decoding on to its end, 5 s later (then
+    # nothing is logged as cancelled). It was 0.1 s.
+    assert cancelled_at - cancelled < 2.0
 
 
 def _grpc_errors_logged(since: dict[Path, int]) -> list[str]:
@@ -295,7 +302,9 @@ def test_stalled_caller_leaving(stack: Stack, model: str, path: str) -> None:
         left = time.time()
         _, cancelled_at = _cancelled(stack, model)  # the model server's stream ended
         time.sleep(0.5)  # what the servers log as the calls end
-    assert cancelled_at - left < 1.0
+    # Good: a few ms (10 ms at worst, loaded); bad: the garbage collector's tens of seconds
+    # (then the 5 s wait above fails first). It was 1.0 s.
+    assert cancelled_at - left < 3.0
     assert _grpc_errors_logged(since) == []
 
 

@@ -132,7 +132,8 @@ def test_the_body_timeout_bounds_the_acl_read(stack: Stack, http: httpx.Client) 
         response, took = _post(http, "/generate", {"model": model, "query": "x", "timeout": "2s"})
     assert response.status_code == 504, response.text
     assert response.json() == gateway_error(response, 4, _acl_wait(model))
-    assert 1.9 < took < 3.0, took
+    # Good: the 2 s asked (2.05 s at worst, loaded); bad: the read's own 10 s. It was 3.0 s.
+    assert 1.9 < took < 6.0, took
 
 
 def test_max_stream_duration_bounds_the_acl_read(stack: Stack, http: httpx.Client) -> None:
@@ -142,7 +143,9 @@ def test_max_stream_duration_bounds_the_acl_read(stack: Stack, http: httpx.Clien
         response, took = _post(http, "/generate", {"model": model, "query": "x"})
     assert response.status_code == 504, response.text
     assert response.json() == gateway_error(response, 4, _acl_wait(model))
-    assert CAP - 0.1 < took < CAP + 1.0, took
+    # Good: CAP (8.02 s at worst, loaded); bad: the read's own 10 s. CAP cannot move further
+    # from it: the last test's three calls need two calls' 6 s. It was CAP + 1.0.
+    assert CAP - 0.1 < took < CAP + 1.5, took
 
 
 def test_the_body_timeout_bounds_the_wait_for_expired_acls(
@@ -157,7 +160,9 @@ def test_the_body_timeout_bounds_the_wait_for_expired_acls(
         response, took = _post(http, "/generate_stream", body)
     assert response.status_code == 504, response.text
     assert response.json() == gateway_error(response, 4, _acl_wait(queued))
-    assert 0.9 < took < 1.8, took
+    # The 504 says it (before: a 200 after 2.2 s); the bound, 1.8 s before, only tells the 1 s
+    # asked (1.02 s at worst, loaded) from a hang.
+    assert 0.9 < took < 3.0, took
 
 
 def test_the_body_timeout_bounds_the_queue_wait(
@@ -169,7 +174,9 @@ def test_the_body_timeout_bounds_the_queue_wait(
         response, took = _post(http, "/generate", body)
     assert response.status_code == 504, response.text
     assert response.json() == gateway_error(response, 4, IN_QUEUE)
-    assert 0.9 < took < 1.8, took
+    # Good: the 1 s asked (1.01 s at worst, loaded); bad: the slot (2.7 s) and the whole 1 s
+    # again, 3.7 s, with another message. It was 1.8 s.
+    assert 0.9 < took < 2.5, took
 
 
 def test_the_time_in_the_queue_counts_against_the_timeout(
@@ -182,7 +189,9 @@ def test_the_time_in_the_queue_counts_against_the_timeout(
         response, took = _post(http, "/generate", body)
     assert response.status_code == 504, response.text
     assert response.json() == gateway_error(response, 4, f"call to {queued} exceeded its deadline")
-    assert 3.9 < took < 4.6, took
+    # Good: the 4 s asked (4.04 s at worst, loaded); bad: the slot's 2.7 s and the 4 s again,
+    # 6.7 s. It was 4.6 s.
+    assert 3.9 < took < 5.5, took
 
 
 _OPENAI_TIMEOUT = {"message": IN_QUEUE, "type": "timeout_error", "param": None, "code": "timeout"}
@@ -210,7 +219,10 @@ def test_a_grpc_timeout_in_the_queue_gets_the_gateways_error(
         assert response.json() == {"error": _OPENAI_TIMEOUT}
     else:
         assert response.json() == gateway_error(response, 4, IN_QUEUE)
-    assert 0.8 < took < 1.5, took
+    # The body says it (grpc's deadline ended it as soon, with a bare status); the bound, 1.5 s
+    # before, tells the 1 s asked (1.04 s at worst, loaded) from a call admitted once the slot freed
+    # (2.7 s).
+    assert 0.8 < took < 2.5, took
 
 
 def test_a_call_refused_in_the_queue_gives_back_what_it_held(

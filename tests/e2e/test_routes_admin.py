@@ -235,7 +235,9 @@ def test_watch_that_reaches_its_deadline_ends_with_an_in_band_error(
     with http.stream("GET", "/watch", params={"model": model}, headers={"grpc-timeout": "1S"}) as r:
         assert r.status_code == 200
         events = [json.loads(line.removeprefix("data: ")) for line in r.iter_lines() if line]
-    assert time.monotonic() - started < 3
+    # Good: its 1 s deadline (1.04 s at worst, loaded); bad: a watch that goes on (it ends only
+    # on an error) until the client's 30 s timeout. It was 3 s.
+    assert time.monotonic() - started < 10
     assert len(events) == 2, events
     assert set(events[0]) == {"addresses"}
     assert events[1]["error"]["code"] == 4  # DEADLINE_EXCEEDED

@@ -70,7 +70,10 @@ def test_a_deadline_longer_than_the_default_ends_at_the_default(
         took = time.monotonic() - started
     assert response.status_code == 504, response.text
     assert response.json()["code"] == 4
-    assert took < 1.9, took
+    # The 504 says it: the model answers 200 after 2 s, within the 5 s asked. The bound is a
+    # backstop: good, the default's 1 s (1.03 s at worst, loaded); bad, the 5 s asked. It was
+    # 1.9 s.
+    assert took < 4.0, took
 
 
 def _slowly(body: Mapping[str, str], seconds: float) -> Iterator[bytes]:

@@ -172,11 +172,15 @@ def publish(http: httpx.Client, model: str, replicas: int = 1, **overrides: str)
     assert ready.status_code == 200, ready.text
 
 
-def answers(url: str, model: str) -> bool:
+def answers(url: str, model: str, *, timeout: float = 2.0) -> bool:
     """Whether a generate through ``url`` (Envoy) succeeds now, with the answer of a test LM
-    published with ``text="still here"``: a connection refused or another status is False."""
+    published with ``text="still here"``: a connection refused or another status is False.
+    A loop's probe keeps the short ``timeout`` (a hung process is asked again soon); a test
+    that asserts one answer gives it a long one, which a loaded host does not run out of."""
     try:
-        response = httpx.post(url + "/generate", json={"model": model, "query": "q"}, timeout=2)
+        response = httpx.post(
+            url + "/generate", json={"model": model, "query": "q"}, timeout=timeout
+        )
     except httpx.HTTPError:
         return False
     if response.status_code != 200:

@@ -93,7 +93,7 @@ def test_a_stuck_worker_gets_envoy_aborted_and_restarted(tmp_path: Path) -> None
         port = stack.envoy.listen_port
         pid = listener_pid(port)
         assert pid is not None
-        assert answers(stack.http_url, MODEL)
+        assert answers(stack.http_url, MODEL, timeout=30)
         with stopped_thread(pid, "wrk:worker_0") as worker:
             stopped = time.monotonic()
             # Each worker accepts on a socket of its own: the stuck one's connections get no

@@ -367,8 +367,16 @@ def test_an_admin_killed_while_saving_restarts_with_every_acknowledged_model(
         responses = asyncio.run(storm())
         acknowledged = {n for n, r in zip(names, responses, strict=True) if r.status_code == 200}
         faults.healthy()
-        # Listing needs the admin: the cell has restarted it, and it read state.proto.
-        listed = http.get("/listall", params={"sax_cell": "/sax/test"})
+        # Listing needs the admin: the cell has restarted it, and it read state.proto. A
+        # healthy stack does not say so (the admin is the cell's child, restarted in its own
+        # time): a loaded host listed before it listened again (503, connection refused).
+        listing = {"sax_cell": "/sax/test"}
+        faults.wait_until(
+            lambda: http.get("/listall", params=listing).status_code == 200,
+            60,
+            "the restarted admin to answer a listing",
+        )
+        listed = http.get("/listall", params=listing)
         assert listed.status_code == 200, listed.text
         assert {m["model"] for m in listed.json()["models"]} >= acknowledged
         state = admin_pb2.State.FromString((state_dir / "state.proto").read_bytes())

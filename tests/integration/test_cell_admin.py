@@ -214,8 +214,10 @@ async def test_an_acl_change_leaves_the_loaded_model_be(inproc_cell: InprocCell)
 async def test_watchloc_long_poll(inproc_cell: InprocCell) -> None:
     async with admin_stub(inproc_cell.admin.address) as admin:
         model_id = await publish(admin, "foo", replicas=0, wait=False)
-        # A caller that does not know this admin gets the full (here: empty) set at once.
-        first = await admin.WatchLoc(admin_pb2.WatchLocRequest(model_id=model_id), timeout=2)
+        # A caller that does not know this admin gets the full (here: empty) set at once
+        # (milliseconds), where one that waited would wait for a change that never comes:
+        # 10 s, not 2 s, for a loaded host.
+        first = await admin.WatchLoc(admin_pb2.WatchLocRequest(model_id=model_id), timeout=10)
         assert first.admin_server_id == inproc_cell.admin.server_id
         assert first.result.has_fullset and list(first.result.values) == []
         seqno = first.result.next_seqno

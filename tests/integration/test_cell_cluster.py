@@ -161,8 +161,14 @@ async def test_model_servers_rejoin_only_an_admin_that_did_not_know_them(
     # back to take the server in: it logged "joined admin ... (the admin restarted)" and
     # counted a join with no restart (with `saxgw up`'s timings, 10 s after every start,
     # and every 10 s after a SIGSTOP and SIGCONT of a model server).
+    # A server stopped longer than server_dead_after is dropped and joins again, rightly: 5 s,
+    # not fast_settings' 1 s, so that the 0.3 s stop below, which a loaded host stretches, is
+    # far from it (one stretched past 1 s would fail the test with a rightful rejoin).
     settings = dataclasses.replace(
-        fast_settings(tmp_path), poll_interval=0.02, location_watch_interval=0.05
+        fast_settings(tmp_path),
+        poll_interval=0.02,
+        location_watch_interval=0.05,
+        server_dead_after=5.0,
     )
 
     def joins() -> list[str]:  # why each server logged that it joined, in order
@@ -175,7 +181,7 @@ async def test_model_servers_rejoin_only_an_admin_that_did_not_know_them(
 
     async with EmbeddedCell(settings, log_level="INFO") as cell:
         await asyncio.sleep(2.0)
-        with stopped(cell.model_servers[0].pid):  # for less than server_dead_after (1 s)
+        with stopped(cell.model_servers[0].pid):  # for less than server_dead_after (5 s)
             await asyncio.sleep(0.3)
         await asyncio.sleep(2.0)
         assert [server.joins for server in cell.model_servers] == [1, 1]

@@ -34,8 +34,11 @@ CAROL = (("x-saxgw-client", "carol"),)
 CAROL_MODELS = ("/sax/test/carol-*",)
 BOUND_S = 10.0  # far beyond the documented two seconds: a test that fails waits this long
 #: docs/security.md's "within about two seconds": two lifetimes of the ACLs at hand, plus the
-#: renewal's own read and a call (2.12 s once on a loaded fresh clone, against a bound of 2.0).
-ABOUT_TWO_S = 2.5
+#: renewal's own read and a call. About 1 s while calls keep coming (0.94 s loaded); 2.12 s
+#: once on a loaded fresh clone, against a bound of 2.0 then, 2.5 until now: 1.5 s of room
+#: over the two lifetimes for a loaded host. The bad, ACLs never renewed while calls keep
+#: coming, is BOUND_S (10 s).
+ABOUT_TWO_S = 3.5
 
 
 @pytest.fixture
@@ -255,7 +258,9 @@ async def test_a_cells_acls_are_renewed_by_one_listing_not_a_list_per_model(
             except grpc.aio.AioRpcError as exc:
                 assert exc.code() == grpc.StatusCode.PERMISSION_DENIED
                 break
-            assert time.monotonic() - set_at < 2 * lifetime + 1.0
+            # Two lifetimes (1 s) and room for a loaded host's slow listing (2.5 s, 1 s before);
+            # the bad, a listing that renews nothing, never ends this loop.
+            assert time.monotonic() - set_at < 2 * lifetime + 2.5
             await call_all_until(time.monotonic() + 0.02, but=models[5])
         # The admin gone, the ACLs at hand stay in force, as those read one by one did.
         await inproc_cell.admin.stop(grace=0)

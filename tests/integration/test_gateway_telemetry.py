@@ -520,7 +520,9 @@ async def test_a_gateway_stops_promptly_when_its_trace_collector_is_down(
         started = time.monotonic()
         await server.stop(grace=0)
         stopped_in = time.monotonic() - started
-    assert stopped_in < SHUTDOWN_TIMEOUT_S + 1.5
+    # SHUTDOWN_TIMEOUT_S (2 s; 2.01 s loaded); the bad was 8 s or more longer. 4 s of room,
+    # not 1.5 s: a loaded host's pauses.
+    assert stopped_in < SHUTDOWN_TIMEOUT_S + 4.0
 
 
 async def test_an_unpublished_models_series_leave_the_gateways_memory(

@@ -107,11 +107,17 @@ def test_livez_answers_from_the_server_alone(tmp_path: Path) -> None:
     # it, a liveness probe must not.
     with socket.create_server(("127.0.0.1", 0)) as hung_envoy:
         envoy_admin = f"127.0.0.1:{hung_envoy.getsockname()[1]}"
-        server = start(OpsSettings(port=0, metrics_dir=str(tmp_path), envoy_admin=envoy_admin))
+        # A live check that waited on Envoy would wait its envoy_timeout: 30 s here, not the
+        # default 2 s, so that the probe's own timeout (10 s; 1 s before, against an answer
+        # of milliseconds that a loaded host can delay) sits far from both.
+        settings = OpsSettings(
+            port=0, metrics_dir=str(tmp_path), envoy_admin=envoy_admin, envoy_timeout=30.0
+        )
+        server = start(settings)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         try:
             url = f"http://127.0.0.1:{server.server_address[1]}{LIVE_PATH}"
-            response = httpx.get(url, timeout=1)
+            response = httpx.get(url, timeout=10)
         finally:
             server.shutdown()
             server.server_close()

@@ -58,13 +58,16 @@ def test_retries_may_end_before_the_call() -> None:
 
 def test_a_wait_for_a_replica_ends_with_the_retries() -> None:
     stream = Deadline.after(600, retry_for=2)
+    # Each wait is what is left of 2 s (or 5 s), less the moments since `after`: a loaded host
+    # pauses between the two for any time, so only its end is bounded (bad: the call's 600 s).
     waited = stream.wait_timeout("x")
-    assert waited is not None and 1 < waited <= 2
-    assert Deadline.after(None, retry_for=2).wait_timeout("x") == pytest.approx(2, abs=0.1)
+    assert waited is not None and 0 < waited <= 2
+    waited = Deadline.after(None, retry_for=2).wait_timeout("x")
+    assert waited is not None and 0 < waited <= 2
     assert Deadline.after(None).wait_timeout("x") is None
     unary = Deadline.after(5)
     waited = unary.wait_timeout("x")
-    assert waited is not None and 4 < waited <= 5
+    assert waited is not None and 0 < waited <= 5
     # Retries over: no time to wait (the wait reports its own timeout); the call's deadline
     # passed: the deadline's error, as `timeout` raises it.
     late = Deadline(now() + 600, now() - 1).wait_timeout("x")

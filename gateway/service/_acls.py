@@ -86,8 +86,9 @@ class AclCache:
         # Models whose last ACL read found the admin unreachable: their cached ACLs stay in
         # force, and calls do not wait for the admin (`get`).
         self._unreachable: set[str] = set()
-        # Cells whose ACLs one listing renews (`_renew_cell`), while it is under way.
-        self._renewing: set[str] = set()
+        # Cells whose ACLs one listing renews (`_renew_cell`), while it is under way, and
+        # when it began.
+        self._renewing: dict[str, float] = {}
         self._kept: Counter[str] = Counter()  # models in `_acls`, by cell
 
     async def get(self, model: str, deadline: Deadline) -> dict[str, str]:
@@ -123,9 +124,7 @@ class AclCache:
             # still out (an admin that hangs or was killed: 5 s until it is reported
             # unreachable) answer at once. Each waited a moment of its own, so a caller's
             # calls stalled 2 s after 2 s until the read failed.
-            out = self._fetching.get(model)
-            began = out.began if out is not None and not out.task.done() else time.monotonic()
-            wait = began + _STALE_WAIT_S - time.monotonic()
+            wait = self._read_began(model) + _STALE_WAIT_S - time.monotonic()
             if wait <= 0:
                 assert cached is not None
                 return cached.acls
@@ -144,6 +143,18 @@ class AclCache:
                 raise
             return cached.acls  # and `_fetch_acls` keeps them in force
 
+    def _read_began(self, model: str) -> float:
+        """When the read out for the model's ACLs began, its own or its cell's listing
+        (`_renew_cell`), the earlier; now if none is. A listing renewing them was no read of
+        the model's: a call found none out, and waited a moment (2 s) from its own start,
+        not 1 s from the listing's (the stall of a hung admin's, doubled)."""
+        out = self._fetching.get(model)
+        began = [out.began] if out is not None and not out.task.done() else []
+        listing = self._renewing.get(_cell_of(model))
+        if listing is not None:
+            began.append(listing)
+        return min(began, default=time.monotonic())
+
     def _renew(self, model: str) -> None:
         """Renews stale ACLs in the background: the model's alone, or, when this process keeps
         those of `CELL_RENEWAL_MODELS` models of its cell or more, all of them at once."""
@@ -153,13 +164,13 @@ class AclCache:
         if self._kept[cell] < CELL_RENEWAL_MODELS:
             self._refresh(model, contextvars.Context())
             return
-        self._renewing.add(cell)
+        self._renewing[cell] = time.monotonic()
         kept = [m for m in self._acls if _cell_of(m) == cell]
         # Part of no call (no span, no request ID), as a background `_refresh`.
         task = asyncio.get_running_loop().create_task(
             self._renew_cell(cell, kept), context=contextvars.Context()
         )
-        task.add_done_callback(lambda _: self._renewing.discard(cell))
+        task.add_done_callback(lambda _: self._renewing.pop(cell, None))
 
     async def _renew_cell(self, cell: str, kept: list[str]) -> None:
         """Renews the ACLs of ``kept`` (models of ``cell``) from one listing of the cell. A

@@ -1028,6 +1028,48 @@ async def test_a_call_waits_for_expired_acls_no_longer_than_its_deadline(
     await _admit(access, "team-a")
 
 
+@dataclass
+class CellOfHungAdmin(FakeClient):
+    """Answers the first read of each of a cell's models; then hangs, a listing of the cell
+    too (SIGSTOP): an admin gone silent once a gateway keeps the ACLs of many of its models."""
+
+    read: set[str] = field(default_factory=set)
+    listings: int = 0
+
+    async def list_detail(self, model: str, *, timeout: float) -> Any:
+        self.calls += 1
+        if model in self.read:
+            await asyncio.Event().wait()
+        self.read.add(model)
+        return type("Detail", (), {"acls": dict(self.acls)})()
+
+    async def list_all(self, cell: str, *, timeout: float) -> Any:
+        self.listings += 1
+        await asyncio.Event().wait()
+
+
+async def test_the_moment_for_acls_a_cell_listing_renews_counts_from_the_listing(
+    clock: list[float],
+) -> None:
+    # Past two lifetimes, a call waits for a read of the model's ACLs for a moment (2 s)
+    # counted from when the read began. A cell whose models' ACLs a listing renews had no
+    # read of the model out: the first call then waited 2 s from its own start, for a read
+    # of its own, not what was left of the listing's moment (a hung admin's stall, doubled).
+    client = CellOfHungAdmin({"lm.generate": "acl/team-a"})
+    access = _access(client, acl_cache_seconds=1.0)
+    models = [f"/sax/test/m{i}" for i in range(acls_module.CELL_RENEWAL_MODELS)]
+    for model in models:
+        await _admit(access, "team-a", model=model)
+    clock[0] = 1.5  # stale: answered while the cell's listing renews them all
+    await _admit(access, "team-a", model=models[0])
+    await _settled()
+    assert (client.listings, client.calls) == (1, len(models))
+    clock[0] = 3.6  # past two lifetimes, and past the listing's moment (1.5 + 2)
+    async with asyncio.timeout(10):  # a moment of its own ends too, after 2 s: not the check
+        await _admit(access, "team-a", model=models[1])
+    assert client.calls == len(models)  # answered at once, with no read of its own
+
+
 # The SaxGateway RPCs that call no model's data method: the admin's and the gateway's own.
 NOT_MODEL_CALLS = {
     "GetAcl",

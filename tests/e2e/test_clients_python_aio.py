@@ -115,8 +115,9 @@ async def test_bad_request_carries_field_violations(client: AsyncClient) -> None
 
 async def test_calls_share_the_loop_and_keep_their_own_deadlines(client: AsyncClient) -> None:
     # A slow call in flight does not hold the loop: a quick one on the same client answers
-    # while it waits, and each keeps its own deadline.
-    model = await _published(client, "/sax/test/aio-slow", text="a b", delay_ms="500")
+    # while it waits, and each keeps its own deadline. The slow one takes 2 s (two tokens of
+    # 1 s; 1 s before), so that a loaded host's quick call (milliseconds) ends well before.
+    model = await _published(client, "/sax/test/aio-slow", text="a b", delay_ms="1000")
     quick = await _published(client, "/sax/test/aio-quick", text="fast")
     try:
         slow = asyncio.create_task(client.generate(model, "q"))

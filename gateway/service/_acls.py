@@ -86,9 +86,8 @@ class AclCache:
         # Models whose last ACL read found the admin unreachable: their cached ACLs stay in
         # force, and calls do not wait for the admin (`get`).
         self._unreachable: set[str] = set()
-        # Cells whose ACLs one listing renews (`_renew_cell`), while it is under way, and
-        # when it began.
-        self._renewing: dict[str, float] = {}
+        # Cells whose ACLs one listing renews (`_renew_cell`), while it is under way.
+        self._renewing: dict[str, _Listing] = {}
         self._kept: Counter[str] = Counter()  # models in `_acls`, by cell
 
     async def get(self, model: str, deadline: Deadline) -> dict[str, str]:
@@ -151,8 +150,8 @@ class AclCache:
         out = self._fetching.get(model)
         began = [out.began] if out is not None and not out.task.done() else []
         listing = self._renewing.get(_cell_of(model))
-        if listing is not None:
-            began.append(listing)
+        if listing is not None and model in listing.models:  # not one read since it began
+            began.append(listing.began)
         return min(began, default=time.monotonic())
 
     def _renew(self, model: str) -> None:
@@ -164,8 +163,8 @@ class AclCache:
         if self._kept[cell] < CELL_RENEWAL_MODELS:
             self._refresh(model, contextvars.Context())
             return
-        self._renewing[cell] = time.monotonic()
         kept = [m for m in self._acls if _cell_of(m) == cell]
+        self._renewing[cell] = _Listing(time.monotonic(), frozenset(kept))
         # Part of no call (no span, no request ID), as a background `_refresh`.
         task = asyncio.get_running_loop().create_task(
             self._renew_cell(cell, kept), context=contextvars.Context()
@@ -315,6 +314,13 @@ class AclCache:
 
 
 _BOARD_KEY = "acl:"  # a model's key on the board
+
+
+class _Listing(NamedTuple):
+    """A cell's listing under way that renews the ACLs of ``models``, when it began."""
+
+    began: float
+    models: frozenset[str]
 
 
 class _Read(NamedTuple):

@@ -1064,10 +1064,17 @@ async def test_the_moment_for_acls_a_cell_listing_renews_counts_from_the_listing
     await _admit(access, "team-a", model=models[0])
     await _settled()
     assert (client.listings, client.calls) == (1, len(models))
-    clock[0] = 3.6  # past two lifetimes, and past the listing's moment (1.5 + 2)
+    clock[0] = 1.6
+    await _admit(access, "team-a", model="/sax/test/late")  # read once the listing began
+    clock[0] = 3.65  # past two lifetimes of each, and past the listing's moment (1.5 + 2)
     async with asyncio.timeout(10):  # a moment of its own ends too, after 2 s: not the check
         await _admit(access, "team-a", model=models[1])
-    assert client.calls == len(models)  # answered at once, with no read of its own
+    assert client.calls == len(models) + 1  # answered at once, with no read of its own
+    # The listing does not renew a model read after it began: its moment is its own read's.
+    late = asyncio.create_task(_admit(access, "team-a", model="/sax/test/late"))
+    await _settled()
+    assert client.calls == len(models) + 2 and not late.done()
+    late.cancel()
 
 
 # The SaxGateway RPCs that call no model's data method: the admin's and the gateway's own.

@@ -158,9 +158,12 @@ class AclCache:
         """Renews stale ACLs in the background: the model's alone, or, when this process keeps
         those of `CELL_RENEWAL_MODELS` models of its cell or more, all of them at once."""
         cell = _cell_of(model)
-        if cell in self._renewing:
-            return  # a listing under way renews this model's too
-        if self._kept[cell] < CELL_RENEWAL_MODELS:
+        listing = self._renewing.get(cell)
+        if listing is not None and model in listing.models:
+            return  # the listing under way renews this model's too
+        # One read first after the listing began is not in it: it was not renewed until the
+        # listing was over (a hung admin's: 5 s), its calls answered from it unrenewed.
+        if listing is not None or self._kept[cell] < CELL_RENEWAL_MODELS:
             self._refresh(model, contextvars.Context())
             return
         kept = [m for m in self._acls if _cell_of(m) == cell]

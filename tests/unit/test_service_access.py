@@ -1064,16 +1064,21 @@ async def test_the_moment_for_acls_a_cell_listing_renews_counts_from_the_listing
     await _admit(access, "team-a", model=models[0])
     await _settled()
     assert (client.listings, client.calls) == (1, len(models))
-    clock[0] = 1.6
-    await _admit(access, "team-a", model="/sax/test/late")  # read once the listing began
+    clock[0] = 1.6  # two models read once the listing began: it does not renew them
+    await _admit(access, "team-a", model="/sax/test/late")
+    await _admit(access, "team-a", model="/sax/test/later")
+    clock[0] = 2.7  # stale: answered while a read of its own renews it
+    await _admit(access, "team-a", model="/sax/test/later")
+    await _settled()
+    assert client.calls == len(models) + 3
     clock[0] = 3.65  # past two lifetimes of each, and past the listing's moment (1.5 + 2)
     async with asyncio.timeout(10):  # a moment of its own ends too, after 2 s: not the check
         await _admit(access, "team-a", model=models[1])
-    assert client.calls == len(models) + 1  # answered at once, with no read of its own
-    # The listing does not renew a model read after it began: its moment is its own read's.
+    assert client.calls == len(models) + 3  # answered at once, with no read of its own
+    # Not called while stale by less than a lifetime: its moment is that of its own read.
     late = asyncio.create_task(_admit(access, "team-a", model="/sax/test/late"))
     await _settled()
-    assert client.calls == len(models) + 2 and not late.done()
+    assert client.calls == len(models) + 4 and not late.done()
     late.cancel()
 
 

@@ -3,7 +3,9 @@
     mkdir /tmp/main-src && git archive main gateway | tar -x -C /tmp/main-src
     python -m bench.stream_ab --tree main=/tmp/main-src --tree branch=.     # interleaved
     python -m bench.stream_ab --tree main=/tmp/main-src --tree branch=. --unary 3
+    python -m bench.stream_ab --tree branch=. --tokens 96                  # CPU per token
     python -m bench.stream_ab --tree branch=. --profile 15                 # py-spy, one tree
+    python -m bench.stream_ab --tree branch=. --profile 15 --tokens 1      # ... 200-token streams
 
 Starts one cell (the bench's stamped admin and model server, CPU 0) and, per source tree, a
 stack as `saxgw up` runs it (one gateway process and its Envoy, CPU 1), its gateway running
@@ -16,7 +18,11 @@ Each round, in an order rotated per round, every stack gets:
 - ``c=1`` and ``c=16``: streams of the bench's stamped 20-token model (20 ms a token), one at a
   time and 16 at once, for their first byte and token lag (bench/_streaming.py's measures);
 - with ``--unary SECONDS``: wrk's ``POST /generate`` of the one-token model at c=64, and the
-  CPU per request, as `make bench` reads the front end's.
+  CPU per request, as `make bench` reads the front end's;
+- with ``--tokens STREAMS``: that many streams of a 200-token model that waits for nothing,
+  16 at a time, and the CPU per token beyond a stream's first (their CPU per stream less the
+  one-token stream's, over 199): what relaying one more token costs the front end, the work
+  a burst of tokens (one per stream, as a model server's batch step sends them) queues for.
 
 Load averages are printed with every round: latency on this shared machine is noisy, CPU per
 stream much less so.
@@ -50,6 +56,8 @@ from gateway.launch.stack import Stack, StackSettings
 from gateway.launch.tuning import grpc_env, plan_cores
 
 ONE_MODEL = f"{CELL}/benchone"
+MANY_MODEL = f"{CELL}/benchmany"
+MANY_TOKENS = 200
 #: The children run from the work directory: started from a tree's root, ``python -m`` would
 #: put that tree's ``gateway`` first, whatever PYTHONPATH says. The cell runs this tree's.
 _HERE = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
@@ -60,6 +68,7 @@ MODELS = {
         "bench_stamp": "1",
     },
     ONE_MODEL: {"text": "t0"},
+    MANY_MODEL: {"text": " ".join(f"t{i}" for i in range(MANY_TOKENS))},
 }
 WIDTH = 16  # streams at once
 
@@ -70,11 +79,13 @@ async def _sse(port: int, model: str) -> Trace:
     )
 
 
-async def _cpu_per_stream(port: int, pids: list[int], streams: int) -> list[float]:
-    """µs of CPU per one-token stream, for each of ``pids``."""
+async def _cpu_per_stream(
+    port: int, pids: list[int], streams: int, model: str = ONE_MODEL
+) -> list[float]:
+    """µs of CPU per stream of ``model`` (by default one token), for each of ``pids``."""
     before = [cpu_seconds(p) for p in pids]
     for _ in range(streams // WIDTH):
-        await asyncio.gather(*(_sse(port, ONE_MODEL) for _ in range(WIDTH)))
+        await asyncio.gather(*(_sse(port, model) for _ in range(WIDTH)))
     done = streams // WIDTH * WIDTH
     return [(cpu_seconds(p) - b) * 1e6 / done for p, b in zip(pids, before, strict=True)]
 
@@ -114,6 +125,8 @@ async def _measure(stacks: dict[str, tuple[int, list[int]]], args: argparse.Name
     for port, _ in stacks.values():  # warm-up
         await _cpu_per_stream(port, [], WIDTH * 2)
         await _latency(port, 2, 1)
+        if args.tokens:
+            await _cpu_per_stream(port, [], WIDTH, MANY_MODEL)
     rows: dict[str, list[dict[str, float]]] = {n: [] for n in names}
     for r in range(args.rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
@@ -134,17 +147,18 @@ async def _measure(stacks: dict[str, tuple[int, list[int]]], args: argparse.Name
                 row["unary_gateway_us"], row["unary_envoy_us"] = await _unary_cpu(
                     port, pids, args.unary
                 )
+            if args.tokens:
+                long = await _cpu_per_stream(port, pids, args.tokens, MANY_MODEL)
+                per_token = [
+                    (c - s) / (MANY_TOKENS - 1) for c, s in zip(long, (gw, envoy), strict=True)
+                ]
+                row["token_gateway_us"], row["token_envoy_us"] = per_token
             rows[name].append(row)
-            unary = (
-                f" unary c=64 gateway {row['unary_gateway_us']:4.0f} µs Envoy"
-                f" {row['unary_envoy_us']:4.0f} µs;"
-                if args.unary
-                else ""
-            )
+            extra = _optional(row, args)
             print(
                 f"round {r + 1} {name:<10} CPU/stream gateway {gw:5.0f} µs Envoy {envoy:4.0f} µs;"
                 f" first byte p50 c=1 {row['fb1']:6.2f} ms c=16 {row['fb16']:6.2f} ms;"
-                f" lag p99 c=1 {row['lag99_1']:5.2f} c=16 {row['lag99_16']:5.2f} ms;{unary}"
+                f" lag p99 c=1 {row['lag99_1']:5.2f} c=16 {row['lag99_16']:5.2f} ms;{extra}"
                 f" load {os.getloadavg()[0]:.2f}",
                 flush=True,
             )
@@ -155,29 +169,40 @@ async def _measure(stacks: dict[str, tuple[int, list[int]]], args: argparse.Name
             f"  {name:<10} CPU/stream gateway {med['gateway_us']:5.0f} µs Envoy"
             f" {med['envoy_us']:4.0f} µs; first byte p50 c=1 {med['fb1']:6.2f} ms c=16"
             f" {med['fb16']:6.2f} ms; lag p99 c=1 {med['lag99_1']:5.2f} c=16"
-            f" {med['lag99_16']:5.2f} ms"
-            + (
-                f"; unary c=64 gateway {med['unary_gateway_us']:4.0f} µs Envoy"
-                f" {med['unary_envoy_us']:4.0f} µs"
-                if args.unary
-                else ""
-            ),
+            f" {med['lag99_16']:5.2f} ms;{_optional(med, args)}".rstrip(";"),
             flush=True,
         )
 
 
+def _optional(row: dict[str, float], args: argparse.Namespace) -> str:
+    """The figures of ``--unary`` and ``--tokens``, each ending in ``;``."""
+    unary = (
+        f" unary c=64 gateway {row['unary_gateway_us']:4.0f} µs Envoy"
+        f" {row['unary_envoy_us']:4.0f} µs;"
+        if args.unary
+        else ""
+    )
+    tokens = (
+        f" per token gateway {row['token_gateway_us']:5.1f} µs Envoy"
+        f" {row['token_envoy_us']:5.1f} µs;"
+        if args.tokens
+        else ""
+    )
+    return unary + tokens
+
+
 async def _profile_first(
-    stacks: dict[str, tuple[int, list[int]]], seconds: float, out: Path
+    stacks: dict[str, tuple[int, list[int]]], seconds: float, out: Path, model: str
 ) -> None:
-    """py-spy on the first tree's gateway while one-token streams run, 16 at a time."""
+    """py-spy on the first tree's gateway while streams of ``model`` run, 16 at a time."""
     port, pids = next(iter(stacks.values()))
-    await _cpu_per_stream(port, [], WIDTH * 4)  # warm-up
+    await _cpu_per_stream(port, [], WIDTH * 4, model)  # warm-up
 
     async def load() -> None:
         loop = asyncio.get_running_loop()
         end = loop.time() + seconds
         while loop.time() < end:
-            await asyncio.gather(*(_sse(port, ONE_MODEL) for _ in range(WIDTH)))
+            await asyncio.gather(*(_sse(port, model) for _ in range(WIDTH)))
 
     for pid, main, name in ((pids[0], "gateway/cli/run.py", "gateway"),):
         raw = out / f"{name}.raw"
@@ -267,7 +292,14 @@ def main() -> None:
     parser.add_argument(
         "--unary", type=float, metavar="SECONDS", help="also CPU per unary call (wrk, c=64)"
     )
-    parser.add_argument("--profile", type=float, help="py-spy the first tree for SECONDS, only")
+    parser.add_argument(
+        "--tokens", type=int, metavar="STREAMS", help="also CPU per token (200-token streams)"
+    )
+    parser.add_argument(
+        "--profile",
+        type=float,
+        help="py-spy the first tree for SECONDS, only (with --tokens, the 200-token streams)",
+    )
     parser.add_argument("--profile-dir", default="/tmp", help="where py-spy's output goes")
     args = parser.parse_args()
     trees = {name: Path(tree).resolve() for name, tree in (t.split("=", 1) for t in args.tree)}
@@ -287,7 +319,8 @@ def main() -> None:
             stacks[name] = (port, pids)
             print(f"{name}: {tree}, Envoy :{port}, pids {pids}", flush=True)
         if args.profile:
-            asyncio.run(_profile_first(stacks, args.profile, Path(args.profile_dir)))
+            model = MANY_MODEL if args.tokens else ONE_MODEL
+            asyncio.run(_profile_first(stacks, args.profile, Path(args.profile_dir), model))
         else:
             asyncio.run(_measure(stacks, args))
 

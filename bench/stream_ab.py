@@ -56,8 +56,8 @@ from gateway.launch.stack import Stack, StackSettings
 from gateway.launch.tuning import grpc_env, plan_cores
 
 ONE_MODEL = f"{CELL}/benchone"
-MANY_MODEL = f"{CELL}/benchmany"
-MANY_TOKENS = 200
+LONG_MODEL = f"{CELL}/benchlong"
+LONG_TOKENS = 200
 #: The children run from the work directory: started from a tree's root, ``python -m`` would
 #: put that tree's ``gateway`` first, whatever PYTHONPATH says. The cell runs this tree's.
 _HERE = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
@@ -68,7 +68,7 @@ MODELS = {
         "bench_stamp": "1",
     },
     ONE_MODEL: {"text": "t0"},
-    MANY_MODEL: {"text": " ".join(f"t{i}" for i in range(MANY_TOKENS))},
+    LONG_MODEL: {"text": " ".join(f"t{i}" for i in range(LONG_TOKENS))},
 }
 WIDTH = 16  # streams at once
 
@@ -126,7 +126,7 @@ async def _measure(stacks: dict[str, tuple[int, list[int]]], args: argparse.Name
         await _cpu_per_stream(port, [], WIDTH * 2)
         await _latency(port, 2, 1)
         if args.tokens:
-            await _cpu_per_stream(port, [], WIDTH, MANY_MODEL)
+            await _cpu_per_stream(port, [], WIDTH, LONG_MODEL)
     rows: dict[str, list[dict[str, float]]] = {n: [] for n in names}
     for r in range(args.rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
@@ -148,9 +148,9 @@ async def _measure(stacks: dict[str, tuple[int, list[int]]], args: argparse.Name
                     port, pids, args.unary
                 )
             if args.tokens:
-                long = await _cpu_per_stream(port, pids, args.tokens, MANY_MODEL)
+                long = await _cpu_per_stream(port, pids, args.tokens, LONG_MODEL)
                 per_token = [
-                    (c - s) / (MANY_TOKENS - 1) for c, s in zip(long, (gw, envoy), strict=True)
+                    (c - s) / (LONG_TOKENS - 1) for c, s in zip(long, (gw, envoy), strict=True)
                 ]
                 row["token_gateway_us"], row["token_envoy_us"] = per_token
             rows[name].append(row)
@@ -319,7 +319,7 @@ def main() -> None:
             stacks[name] = (port, pids)
             print(f"{name}: {tree}, Envoy :{port}, pids {pids}", flush=True)
         if args.profile:
-            model = MANY_MODEL if args.tokens else ONE_MODEL
+            model = LONG_MODEL if args.tokens else ONE_MODEL
             asyncio.run(_profile_first(stacks, args.profile, Path(args.profile_dir), model))
         else:
             asyncio.run(_measure(stacks, args))

@@ -9,7 +9,8 @@ front of that gateway.
 Per run: open ``--streams`` streams, wait for each one's first event, read Envoy's admin
 ``/memory`` (allocated) and VmRSS; KB per stream is the growth over the idle Envoy, divided
 by the streams. ``--mode`` holds connections at an earlier stage instead (idle, headers
-only, a body short of its last byte...) or opens native gRPC streams over HTTP/2.
+only, a body short of its last byte...) or opens native gRPC streams over HTTP/2, or SSE
+streams over h2c (``h2_sse``, 200 on each connection).
 
 Read both numbers: ``allocated`` is tcmalloc's, and LuaJIT allocates outside it, so a Lua
 filter's coroutine per stream (~13 KB) shows in VmRSS only. VmRSS growth of a fresh Envoy
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import dataclasses
 import functools
 import json
@@ -31,6 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import h2.config
+import h2.connection
+import h2.events
 import yaml
 from saxgateway.v1 import gateway_pb2, gateway_pb2_grpc
 
@@ -124,9 +129,85 @@ def _client_parts(mode: str) -> list[bytes | None]:
     return parts[mode]
 
 
+class _H2Sse(asyncio.Protocol):
+    """One h2c connection carrying ``count`` SSE streams (``POST /generate_stream``, JSON);
+    ``got_data`` is set once every stream has had a DATA frame (its first event)."""
+
+    def __init__(self, count: int) -> None:
+        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        self.count, self.waiting = count, set[int]()
+        self.ended: collections.Counter[str] = collections.Counter()  # why, of streams ended
+        self.statuses: dict[int, str] = {}
+        loop = asyncio.get_running_loop()
+        self.got_data, self.closed = asyncio.Event(), loop.create_future()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.h2.initiate_connection()
+        body = json.dumps({"model": MODEL, "query": PROMPT}).encode()
+        for _ in range(self.count):
+            stream_id = self.h2.get_next_available_stream_id()
+            headers = [
+                (":method", "POST"),
+                (":path", "/generate_stream"),
+                (":scheme", "http"),
+                (":authority", "127.0.0.1"),
+                ("content-type", "application/json"),
+                ("content-length", str(len(body))),
+            ]
+            self.h2.send_headers(stream_id, headers)
+            self.h2.send_data(stream_id, body, end_stream=True)
+            self.waiting.add(stream_id)
+        transport.write(self.h2.data_to_send())
+
+    def data_received(self, data: bytes) -> None:
+        for event in self.h2.receive_data(data):
+            if isinstance(event, h2.events.ResponseReceived):
+                self.statuses[event.stream_id] = dict(event.headers).get(b":status", b"").decode()
+            elif isinstance(event, h2.events.DataReceived):
+                self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                self.waiting.discard(event.stream_id)
+            elif isinstance(event, h2.events.StreamEnded):
+                self.waiting.discard(event.stream_id)
+                self.ended[f"ended {self.statuses.get(event.stream_id)}"] += 1
+            elif isinstance(event, h2.events.StreamReset):
+                self.waiting.discard(event.stream_id)
+                self.ended[f"reset {event.error_code!r}"] += 1
+        if not self.waiting:
+            self.got_data.set()
+        if self.transport is not None:
+            self.transport.write(self.h2.data_to_send())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.got_data.set()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+
+async def _h2_streams(port: int, count: int, per_connection: int = 200) -> list[Any]:
+    """``count`` SSE streams over h2c, ``per_connection`` on each connection (Envoy allows
+    256 at once on one)."""
+    loop = asyncio.get_running_loop()
+    sizes = [min(per_connection, count - first) for first in range(0, count, per_connection)]
+    made = await asyncio.gather(
+        *(loop.create_connection(functools.partial(_H2Sse, n), "127.0.0.1", port) for n in sizes)
+    )
+    conns = [protocol for _, protocol in made]
+    await asyncio.wait_for(asyncio.gather(*(c.got_data.wait() for c in conns)), 120)
+    return conns
+
+
 async def _open(port: int, count: int, mode: str = "sse", batch: int = 250) -> list[Any]:
     if mode == "grpc":
         return await _grpc_calls(port, count)
+    if mode == "h2_sse":
+        return await _h2_streams(port, count)
     loop = asyncio.get_running_loop()
     conns: list[Any] = []
     for first in range(0, count, batch):
@@ -188,6 +269,13 @@ async def _grpc_calls(port: int, count: int) -> list[Any]:
     return [_GrpcCalls(channels, calls)]
 
 
+def _still_open(stream: Any) -> int:
+    """The streams still open of what `_open` returned: a connection, or h2c's many."""
+    if isinstance(stream, _H2Sse):
+        return 0 if stream.closed.done() else stream.count - stream.ended.total()
+    return int(not stream.closed.done())
+
+
 async def _close(streams: list[Any]) -> None:
     for stream in streams:
         if isinstance(stream, _GrpcCalls):
@@ -237,10 +325,12 @@ def measure(
             if heap_dir is not None:  # tcmalloc's sampled heap profile (pprof, gzipped)
                 with urllib.request.urlopen(admin + "/heap_dump", timeout=30) as response:
                     (heap_dir / f"heap-{name}-{mode}.prof").write_bytes(response.read())
-            ok = sum(not s.closed.done() for s in streams)
+            ok = sum(_still_open(s) for s in streams)
+            ended = sum((s.ended for s in streams if isinstance(s, _H2Sse)), collections.Counter())
             await _close(streams)
             return {
                 "open": ok,
+                **({"ended": dict(ended)} if ended else {}),
                 "idle_mb": idle / 1e6,
                 "kb_allocated": (held - idle) / 1e3 / count,
                 "kb_rss": (held_rss - idle_rss) * 1e3 / count,
@@ -274,6 +364,7 @@ def main() -> None:
             "sse",
             "split_sse",
             "grpc",
+            "h2_sse",
             "idle",
             "headers",
             "short_body",

@@ -29,6 +29,7 @@ from gateway.common.slottable import SlotTable
 from gateway.config import AccessSettings, ModelLimit
 from gateway.service import _access as access_module
 from gateway.service import _acls as acls_module
+from gateway.service import _stackgate as stackgate_module
 from gateway.service._access import Access
 from gateway.service._counts import SharedCounts
 from gateway.service._gates import UNLIMITED, Busy, Gate, WaitCounts, uncounted
@@ -401,10 +402,14 @@ async def test_a_request_that_passes_its_slot_on_counts_in_the_queue_gauge_while
 async def test_a_request_out_of_time_in_the_queue_gives_back_no_slot_twice() -> None:
     access = _access(FakeClient(), model=ModelLimit(max_in_flight=1, max_queued=1))
     calls = Calls()
-    request = asyncio.create_task(_request(access, calls, [0, 1], deadline=Deadline.after(0.05)))
+    # The deadline must outlast the request's admission and first call (a loaded CI host once
+    # took over 50 ms to read its ACLs, and the request failed there, before the queue), and
+    # ends while its next call waits in the queue: the test waits for it, so 1 s.
+    request = asyncio.create_task(_request(access, calls, [0, 1], deadline=Deadline.after(1.0)))
     await _settled()
     single = asyncio.create_task(_request(access, calls, ["single"], who="team-b"))
     await _settled()
+    assert (calls.began, _waiting(access)) == ([0], 1)  # the single call queued behind call 0
     calls.end(0)
     with pytest.raises(DeadlineExceededError, match="waiting in the model's queue"):
         await asyncio.wait_for(request, 5)  # before, it ran its next call: until released
@@ -609,8 +614,13 @@ async def test_each_worker_counts_the_calls_it_has_queued_in_the_stacks_queue(
 
 
 async def test_a_call_queued_in_another_worker_takes_the_slot_a_request_passes_on(
-    tables: list[SlotTable],
+    tables: list[SlotTable], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The slot is the other process's for `HANDOFF_S` (20 ms), its queued call asking every
+    # 10 ms at most: an event loop paused past 20 ms (6 test processes and 2 busy loops on 2
+    # cores did) gave it to the request's own next call. 1 s, as slottable's STUCK_S, keeps
+    # what the test checks; the request's next call waits it out at the end.
+    monkeypatch.setattr(stackgate_module, "HANDOFF_S", 1.0)
     first, second = (_model_limited(table) for table in tables)
     calls = Calls()
     request = asyncio.create_task(_request(first, calls, [0, 1]))
@@ -639,8 +649,10 @@ async def test_a_call_out_of_time_in_the_stacks_queue_gives_its_place_back(
     calls = Calls()
     held = asyncio.create_task(_request(first, calls, ["held"]))
     await _settled()
+    # Its deadline outlasts the first read of the model's ACLs in this process (which a loaded
+    # host once kept past 0.05 s in the test beside), then ends in the queue.
     with pytest.raises(DeadlineExceededError, match="waiting in the model's queue"):
-        await _request(second, calls, ["late"], deadline=Deadline.after(0.05))
+        await _request(second, calls, ["late"], deadline=Deadline.after(0.5))
     assert (tables[0].held("queued:" + MODEL), tables[1].held("queued:" + MODEL)) == (0, 0)
     queued = asyncio.create_task(_request(second, calls, ["queued"]))  # its place is free
     await until("the call queued", lambda: _stack_queued(tables) == 1)

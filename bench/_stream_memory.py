@@ -1,4 +1,4 @@
-"""Envoy's memory per open HTTP/1.1 SSE stream, for config variants side by side.
+"""Envoy's memory per open SSE stream (HTTP/1.1, or h2c: ``--mode h2_sse``), per variant.
 
     .venv/bin/python -m bench._stream_memory --streams 1500 --runs 2 base no_retry
 

@@ -41,11 +41,23 @@ def _socket_owner(inodes: set[str]) -> int | None:
         return None
     wanted = {f"socket:[{inode}]" for inode in inodes}
     for pid in filter(str.isdigit, os.listdir("/proc")):
-        with contextlib.suppress(OSError):
-            fds = Path(f"/proc/{pid}/fd")
-            if any(os.readlink(fds / fd) in wanted for fd in os.listdir(fds)):
-                return int(pid)
+        if not wanted.isdisjoint(_open_files(pid)):
+            return int(pid)
     return None
+
+
+def _open_files(pid: str) -> Iterator[str]:
+    """What each descriptor of process ``pid`` refers to, skipping those closed while read (a
+    busy process such as Envoy closes some between the listing and the read: one such hid the
+    whole process); none for a process gone or not ours to read."""
+    fds = Path(f"/proc/{pid}/fd")
+    try:
+        names = os.listdir(fds)
+    except OSError:
+        return
+    for fd in names:
+        with contextlib.suppress(OSError):
+            yield os.readlink(fds / fd)
 
 
 def holder(port: int) -> str | None:

@@ -10,20 +10,25 @@ PYTEST_ARGS ?=
 # 1,999 tests). With 6 the CPU was busy 96% of the run (vmstat, 2026-12-05, 2,448 tests: 8 min
 # 33 s, beside two other jobs), so more would only queue. Whole files go to one process
 # (loadfile), with their module-scoped stacks; each process starts its own session stacks
-# (tests/e2e/conftest.py, tests/faults/conftest.py).
+# (tests/e2e/conftest.py, tests/faults/conftest.py). Files go out in the order they are
+# collected (--no-loadscope-reorder): e2e's, the longest (the three fuzz files, 100-190 s each),
+# first, and the many short unit files last. xdist's own order, most tests first, sent the fuzz
+# files (a test or a few each) out last: for the last 60-80 s one process ran while the
+# CPU was 40% idle (vmstat, 2026-12-06; the suite 630 s in order, 648 and 696 s reordered).
 TEST_WORKERS ?= 6
-PYTEST_PAR := -n $(TEST_WORKERS) --dist loadfile
+PYTEST_PAR := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 # The suite's processes write and read bytecode caches (__pycache__/: ignored by git, kept out
 # of the images by .dockerignore) even where PYTHONDONTWRITEBYTECODE is set, as on some CI
 # runners: every saxgw, cell and gateway process a test starts imports the same modules, and
 # each compiled them again (measured: a third of a `saxgw ls`'s CPU, 15-20% of the CPU of 13 of
 # test_cli's tests), and each pytest process rewrote the asserts of every test module (6 of the
-# 11 s of CPU a collection takes). `test` compiles the sources and collects once (~12 s of one
+# 11 s of CPU a collection takes). `warm` compiles the sources and collects once (~12 s of one
 # core), then the workers read the caches (collection: 5 s of CPU each instead of 11).
 PYTEST := env -u PYTHONDONTWRITEBYTECODE $(PY) -m pytest
 UP_ARGS ?=
 
 .PHONY: install up test lint gen check-gen contract openapi unit integration e2e faults bench bench-tools soak clean \
+	warm \
 	chromium nginx container-test
 
 # Both packages in one pip command: sax-gateway requires sax-gateway-client (which alone ships
@@ -43,10 +48,17 @@ up: install
 	$(VENV)/bin/saxgw up $(UP_ARGS)
 
 ## Run every check and the whole test suite.
-test: install check-gen lint contract chromium nginx
+# The checks and the warm-up run side by side: each is one busy core (mypy alone ~45 s, on a
+# fresh clone), and one after another they left the other core idle: a fresh clone reached the
+# suite 164 s after `make test` started, 118 s side by side (pip's install ~70 s of either).
+test: install chromium nginx
+	$(MAKE) --no-print-directory -j 4 --output-sync=target check-gen lint contract warm
+	$(PYTEST) $(PYTEST_PAR) $(PYTEST_ARGS)
+
+# Bytecode and the rewritten test modules, for the suite's processes to read (PYTEST above).
+warm: install
 	$(PY) -m compileall -q -j 0 gateway gen clients/python >/dev/null
 	$(PYTEST) --collect-only -q -n 0 >/dev/null || true  # the run reports what fails to collect
-	$(PYTEST) $(PYTEST_PAR) $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -11,18 +11,19 @@ import time
 
 from gateway.launch.ports import holder, listener_pid
 
-# A child that listens, says its port, then opens and closes a file as fast as it can, on a
-# descriptor numbered below the listener's (read first, as Envoy's connections can be).
+# A child that listens, says its port, then closes and opens files as fast as it can, on 64
+# descriptors numbered below the listener's (read first, as Envoy's connections can be).
 CHURN = """
 import os, socket
-spare = os.open("/dev/null", os.O_RDONLY)
+spares = [os.open("/dev/null", os.O_RDONLY) for _ in range(64)]
 server = socket.create_server(("127.0.0.1", 0))
-os.close(spare)
 print(server.getsockname()[1], flush=True)
 while True:
-    os.close(os.open("/dev/null", os.O_RDONLY))
+    for fd in spares:
+        os.close(fd)
+        os.open("/dev/null", os.O_RDONLY)  # the lowest free number: fd again
 """
-LOOKUPS = 300
+LOOKUPS = 40
 
 
 def test_a_listener_that_keeps_opening_files_is_found_every_time() -> None:

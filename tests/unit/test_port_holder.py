@@ -23,7 +23,7 @@ while True:
         os.close(fd)
         os.open("/dev/null", os.O_RDONLY)  # the lowest free number: fd again
 """
-LOOKUPS = 40
+LOOKUPS = 40  # before the fix about 1 in 5 missed it: 40 make a miss all but certain
 
 
 def test_a_listener_that_keeps_opening_files_is_found_every_time() -> None:

@@ -41,15 +41,16 @@ def _socket_owner(inodes: set[str]) -> int | None:
         return None
     wanted = {f"socket:[{inode}]" for inode in inodes}
     for pid in filter(str.isdigit, os.listdir("/proc")):
-        if not wanted.isdisjoint(_open_files(pid)):
+        if not wanted.isdisjoint(open_files(pid)):
             return int(pid)
     return None
 
 
-def _open_files(pid: str) -> Iterator[str]:
-    """What each descriptor of process ``pid`` refers to, skipping those closed while read (a
-    busy process such as Envoy closes some between the listing and the read: one such hid the
-    whole process); none for a process gone or not ours to read."""
+def open_files(pid: int | str) -> Iterator[str]:
+    """What each descriptor of process ``pid`` refers to (``socket:[inode]`` for a socket),
+    skipping those closed while read (a busy process such as Envoy closes some between the
+    listing and the read: one such hid the whole process); none for a process gone or not
+    ours to read."""
     fds = Path(f"/proc/{pid}/fd")
     try:
         names = os.listdir(fds)

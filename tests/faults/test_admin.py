@@ -4,8 +4,6 @@ do not notice a restart at all."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import re
 import signal
 import subprocess
@@ -19,6 +17,7 @@ import httpx
 from saxgateway.v1 import gateway_pb2, gateway_pb2_grpc
 from saxml.protobuf import admin_pb2
 
+from gateway.launch.ports import open_files
 from gateway.launch.processes import free_port
 from tests._grpc import sync_channel
 from tests._stacks import stopped
@@ -283,10 +282,7 @@ def test_a_hung_admin_leaves_no_connections_behind_once_it_resumes(
 
 def _connections(pid: int, port: int) -> set[str]:
     """The open TCP connections of process ``pid`` to local port ``port`` (socket inodes)."""
-    mine = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        with contextlib.suppress(OSError):
-            mine.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    mine = set(open_files(pid))
     found = set()
     for table in ("tcp", "tcp6"):
         for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:

@@ -16,6 +16,8 @@ log, and in none of its metrics or spans). The cell's also refuses a message tha
 (INVALID_ARGUMENT): grpc.aio answered UNKNOWN "Unexpected <class DecodeError>" and logged a
 traceback at ERROR for each. The gateway does that in its ErrorInterceptor instead, in the
 error shape of each of its services.
+
+Outermost, it also unhooks a refused call's handling from grpc's own state (`_released`).
 """
 
 from __future__ import annotations
@@ -60,6 +62,27 @@ def _tolerant(parse: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | 
             return _Unparsed(exc)
 
     return tolerant
+
+
+def _released(abort: grpc.aio.AbortError) -> None:
+    """Drops the tracebacks of a call's abort and of every error it reported (its context,
+    their causes and contexts): each holds the frames of the handling, with their locals, the
+    request among them. grpc.aio keeps an abort's exception in the call's state, which a frame
+    of its traceback refers to; an error raised from a frame that keeps it in a local (as
+    ``error`` is kept before ``raise error``) refers to itself the same way. Such cycles are
+    freed by the garbage collector's passes alone: each refused call kept its request (the
+    message, and a field read from it) until a full pass, and 40 calls with a 24 MiB query,
+    each refused, took a gateway from 58 to 861 MB resident. The status is already set:
+    nothing reads these any more."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [abort]
+    while pending:
+        exc = pending.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        pending += (exc.__cause__, exc.__context__)
+        exc.__traceback__ = None
 
 
 class RequestMessageInterceptor(WrappingInterceptor):
@@ -111,7 +134,11 @@ class RequestMessageInterceptor(WrappingInterceptor):
         one = self._one
 
         async def call(requests: Any, context: Context) -> Any:
-            return await behavior(await one(context), context)
+            try:
+                return await behavior(await one(context), context)
+            except grpc.aio.AbortError as exc:
+                _released(exc)
+                raise
 
         return call
 
@@ -122,10 +149,17 @@ class RequestMessageInterceptor(WrappingInterceptor):
         one = self._one
 
         async def call(requests: Any, context: Context) -> AsyncIterator[Any]:
-            responses = behavior(await one(context), context)
+            try:
+                responses = behavior(await one(context), context)
+            except grpc.aio.AbortError as exc:  # refused before its first response
+                _released(exc)
+                raise
             try:
                 async for response in responses:
                     yield response
+            except grpc.aio.AbortError as exc:
+                _released(exc)
+                raise
             finally:
                 # Closed with this one (a caller that went away), not when collected; by hand,
                 # since an aclosing() would live as long as the stream (0.1 KB each).

@@ -1,21 +1,25 @@
 """The gateway gRPC server over real sockets, in front of an embedded cell: reflection,
-health that follows the cell, deadlines, and graceful shutdown on SIGTERM."""
+health that follows the cell, deadlines, what a refused call leaves behind, and graceful
+shutdown on SIGTERM."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import logging
 import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+import types
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
 import pytest
-from google.protobuf import descriptor_pb2
+from google.protobuf import descriptor_pb2, struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 from saxgateway.v1 import gateway_pb2 as pb
@@ -35,6 +39,8 @@ from tests.integration._gateway_fixtures import running_gateway
 TEST_LM = "sax_gateway.testing.TestLM"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+#: The gateway's source tree.
+_OURS = str(Path(str(importlib.import_module("gateway").__file__)).parent)
 
 
 @pytest.fixture
@@ -488,6 +494,60 @@ async def test_every_method_is_served_without_registering_it_with_grpcs_core(
         s.name for s in listed[0].list_services_response.service
     }
     assert registered == []
+
+
+@contextmanager
+def collector_off() -> Iterator[list[str]]:
+    """Runs the block with the garbage collector off; then lists (file:function) the frames
+    of the gateway's code that only a collection frees and that hold a ``GenerateRequest``
+    (the gateway's own or Sax's)."""
+    gc.collect()
+    gc.disable()
+    kept: list[str] = []
+    try:
+        yield kept
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        kept += (
+            f"{o.f_code.co_filename}:{o.f_code.co_name}"
+            for o in gc.garbage
+            if isinstance(o, types.FrameType)
+            and o.f_code.co_filename.startswith(_OURS)
+            and any(type(v).__name__ == "GenerateRequest" for v in o.f_locals.values())
+        )
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+
+
+async def test_a_refused_call_leaves_no_frame_of_its_handling_to_the_garbage_collector(
+    stub: gateway_pb2_grpc.SaxGatewayAsyncStub,
+) -> None:
+    """Its request (up to 32 MiB, twice over: the message and a field read from it) is freed
+    as the call ends, not at the collector's next full pass."""
+    model = await _publish(stub, "refusing", text="a b c")
+    cuts = await _publish(stub, "cut", text="a b c", fail_after_tokens="1", fail_code="INTERNAL")
+    bogus = {"bogus": struct_pb2.Value(number_value=1)}
+    refused = {
+        "by the gateway": pb.GenerateRequest(model=model, query=""),
+        "by the model server": pb.GenerateRequest(model=model, query="q", extra_inputs=bogus),
+    }
+    cut = pb.GenerateStreamRequest(model=cuts, query="q")
+    with collector_off() as kept:
+        # A few of each: grpc lets go of a call's state some time after the call ends (the
+        # cycles of the last one or two were not yet garbage when the block ended).
+        for _ in range(3):
+            for request in refused.values():
+                with pytest.raises(grpc.aio.AioRpcError) as failure:
+                    await stub.Generate(request)
+                assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            with pytest.raises(grpc.aio.AioRpcError) as failure:
+                async for _ in stub.GenerateStream(cut):
+                    pass
+            assert failure.value.code() == grpc.StatusCode.INTERNAL
+        del failure
+    assert kept == []
 
 
 async def test_shorter_client_deadline_wins(stub: gateway_pb2_grpc.SaxGatewayAsyncStub) -> None:

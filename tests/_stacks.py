@@ -15,8 +15,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -146,14 +146,26 @@ def stopped(pid: int) -> Iterator[None]:
         os.kill(pid, signal.SIGCONT)
 
 
+def cell_less_gateway(base: Path) -> AbstractContextManager[tuple[subprocess.Popen[bytes], int]]:
+    """A `lone_gateway` whose SAX_ROOT, ``base``, holds no cell: it runs and answers,
+    NOT_SERVING."""
+    return lone_gateway(base, str(base))
+
+
 @contextmanager
-def cell_less_gateway(base: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """A `saxgw gateway` process (and its port, once it listens) whose SAX_ROOT, ``base``, holds
-    no cell: it runs and answers, NOT_SERVING. Its log is ``base/gateway.log``."""
+def lone_gateway(
+    base: Path, sax_root: str, env: Mapping[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """A `saxgw gateway` process of its own (and its port, once it listens) on ``sax_root``,
+    with ``env`` added to its environment. Its log is ``base/gateway.log``."""
     port = free_port()
-    argv = ["gateway", "--host", "127.0.0.1", "--port", str(port), "--sax-root", str(base)]
+    argv = ["gateway", "--host", "127.0.0.1", "--port", str(port), "--sax-root", sax_root]
     with (base / "gateway.log").open("w") as log:
-        gateway = subprocess.Popen([sys.executable, "-m", "gateway.cli", *argv], stderr=log)
+        gateway = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", *argv],
+            stderr=log,
+            env={**os.environ, **(env or {})},
+        )
     try:
         wait_listening(gateway, port, base / "gateway.log", "the gateway", timeout=60)
         yield gateway, port

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -24,11 +25,9 @@ from tests.e2e._openai import write_config
 ROUTE_TIMEOUT = 3.0
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A running stack shared by the e2e tests; its logs land in the session's tmp dir."""
-    base = tmp_path_factory.mktemp("stack")
-    settings = StackSettings(
+def stack_settings(base: Path) -> StackSettings:
+    """The e2e tests' stack, its files and logs under ``base``."""
+    return StackSettings(
         # The config file holds the OpenAI face's models: section.
         gateway=gateway_settings(base, config_file=str(write_config(base))),
         # Fast admin cycles, so replicas load and dead servers go within a second or two.
@@ -37,7 +36,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         envoy=loopback_envoy(cors_origins=("http://allowed.example",), route_timeout=ROUTE_TIMEOUT),
         log_dir=str(logs_dir(base)),
     )
-    with healthy_stack(settings, "stack") as running:
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A running stack shared by the e2e tests; its logs land in the session's tmp dir."""
+    base = tmp_path_factory.mktemp("stack")
+    with healthy_stack(stack_settings(base), "stack") as running:
         yield running
 
 

@@ -7,8 +7,20 @@ import requests
 import schemathesis
 
 from gateway.launch.stack import Stack
+from tests._stacks import healthy_stack
+from tests.e2e.conftest import stack_settings
 
 SHARED_HEADER = {"$ref": "#/components/parameters/grpc-timeout"}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A stack of the module's own, as the session's: fuzzing sets ACLs (the cell's too),
+    publishes, updates and unpublishes, and what it leaves must not reach the tests that share
+    the session's stack. It did: the fuzz modules go out first (the Makefile), and after
+    test_resources.py, test_cli.py read the cell's ACL as one of its requests had set it."""
+    with healthy_stack(stack_settings(tmp_path_factory.mktemp("fuzz")), "fuzz stack") as running:
+        yield running
 
 
 @pytest.fixture

@@ -72,8 +72,8 @@ def _released(abort: grpc.aio.AbortError) -> None:
     ``error`` is kept before ``raise error``) refers to itself the same way. Such cycles are
     freed by the garbage collector's passes alone: each refused call kept its request (the
     message, and a field read from it) until a full pass, and 40 calls with a 24 MiB query,
-    each refused, took a gateway from 58 to 861 MB resident. The status is already set:
-    nothing reads these any more."""
+    each refused, took a gateway from 58 to 909 MB resident (BENCHMARKS.md, run 38). The status
+    is already set: nothing reads these any more."""
     seen: set[int] = set()
     pending: list[BaseException | None] = [abort]
     while pending:

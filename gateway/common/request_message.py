@@ -17,11 +17,13 @@ log, and in none of its metrics or spans). The cell's also refuses a message tha
 traceback at ERROR for each. The gateway does that in its ErrorInterceptor instead, in the
 error shape of each of its services.
 
-Outermost, it also unhooks a refused call's handling from grpc's own state (`_released`).
+Outermost, it also unhooks the handling of a call that was refused or whose caller left from
+what outlives the call (`_released`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -64,18 +66,23 @@ def _tolerant(parse: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | 
     return tolerant
 
 
-def _released(abort: grpc.aio.AbortError) -> None:
-    """Drops the tracebacks of a call's abort and of every error it reported (its context,
-    their causes and contexts): each holds the frames of the handling, with their locals, the
-    request among them. grpc.aio keeps an abort's exception in the call's state, which a frame
-    of its traceback refers to; an error raised from a frame that keeps it in a local (as
-    ``error`` is kept before ``raise error``) refers to itself the same way. Such cycles are
-    freed by the garbage collector's passes alone: each refused call kept its request (the
-    message, and a field read from it) until a full pass, and 40 calls with a 24 MiB query,
-    each refused, took a gateway from 58 to 909 MB resident (BENCHMARKS.md, run 38). The status
-    is already set: nothing reads these any more."""
+#: How a call's handling ends when it is refused (an abort) or its caller leaves (grpc cancels
+#: the handler): `_released` unhooks both.
+_ENDINGS = (grpc.aio.AbortError, asyncio.CancelledError)
+
+
+def _released(ending: BaseException) -> None:
+    """Drops the tracebacks of a call's ending and of every error chained to it (its cause
+    and context, theirs in turn): each holds the frames of the handling, with their locals,
+    the request among them. grpc.aio keeps an abort's exception in the call's state, which a
+    frame of its traceback refers to; an exception raised again from a frame that keeps it in
+    a local (``raise error``, a caller's cancellation passed on) refers to itself the same
+    way. Such cycles are freed by the garbage collector's passes alone: each call refused, or
+    left by its caller, kept its request (the message, and a field read from it) until a full
+    pass, and 40 calls with a 24 MiB query, each refused, took a gateway from 58 to 909 MB
+    resident (BENCHMARKS.md, run 38). The call is over: nothing reads these any more."""
     seen: set[int] = set()
-    pending: list[BaseException | None] = [abort]
+    pending: list[BaseException | None] = [ending]
     while pending:
         exc = pending.pop()
         if exc is None or id(exc) in seen:
@@ -136,7 +143,7 @@ class RequestMessageInterceptor(WrappingInterceptor):
         async def call(requests: Any, context: Context) -> Any:
             try:
                 return await behavior(await one(context), context)
-            except grpc.aio.AbortError as exc:
+            except _ENDINGS as exc:
                 _released(exc)
                 raise
 
@@ -151,13 +158,13 @@ class RequestMessageInterceptor(WrappingInterceptor):
         async def call(requests: Any, context: Context) -> AsyncIterator[Any]:
             try:
                 responses = behavior(await one(context), context)
-            except grpc.aio.AbortError as exc:  # refused before its first response
+            except _ENDINGS as exc:  # refused (or left) before its first response
                 _released(exc)
                 raise
             try:
                 async for response in responses:
                     yield response
-            except grpc.aio.AbortError as exc:
+            except _ENDINGS as exc:
                 _released(exc)
                 raise
             finally:

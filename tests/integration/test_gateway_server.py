@@ -550,6 +550,27 @@ async def test_a_refused_call_leaves_no_frame_of_its_handling_to_the_garbage_col
     assert kept == []
 
 
+async def test_a_call_its_caller_leaves_leaves_no_frame_of_its_handling_to_the_garbage_collector(
+    stub: gateway_pb2_grpc.SaxGatewayAsyncStub,
+) -> None:
+    """As a refused one: grpc cancels the handler, and the cancellation passed on up the
+    layers held their frames in a cycle (a browser tab closed on a stream, a client's own
+    timeout)."""
+    model = await _publish(stub, "left", text="a b c d e f g h", delay_ms="300")
+    with collector_off() as kept:
+        for _ in range(3):
+            call = stub.Generate(pb.GenerateRequest(model=model, query="q"))
+            await asyncio.sleep(0.2)  # under way: its first token is 0.3 s out
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            stream = stub.GenerateStream(pb.GenerateStreamRequest(model=model, query="q"))
+            await stream.read()
+            stream.cancel()
+        await asyncio.sleep(0.5)  # grpc cancels the handlers once the cancellations arrive
+    assert kept == []
+
+
 async def test_shorter_client_deadline_wins(stub: gateway_pb2_grpc.SaxGatewayAsyncStub) -> None:
     model = await _publish(stub, "slowpoke", text="a b c d e f", delay_ms="200")
     with pytest.raises(grpc.aio.AioRpcError) as failure:

@@ -158,19 +158,16 @@ class RequestMessageInterceptor(WrappingInterceptor):
         async def call(requests: Any, context: Context) -> AsyncIterator[Any]:
             try:
                 responses = behavior(await one(context), context)
-            except _ENDINGS as exc:  # refused (or left) before its first response
+                try:
+                    async for response in responses:
+                        yield response
+                finally:
+                    # Closed with this one (a caller that went away), not when collected; by
+                    # hand, since an aclosing() would live as long as the stream (0.1 KB each).
+                    await responses.aclose()
+            except _ENDINGS as exc:  # refused or left, before its first response or after
                 _released(exc)
                 raise
-            try:
-                async for response in responses:
-                    yield response
-            except _ENDINGS as exc:
-                _released(exc)
-                raise
-            finally:
-                # Closed with this one (a caller that went away), not when collected; by hand,
-                # since an aclosing() would live as long as the stream (0.1 KB each).
-                await responses.aclose()
 
         return call
 

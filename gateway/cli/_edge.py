@@ -73,9 +73,12 @@ def gateway_settings(
         # 11-byte google.protobuf.Value in the message). A lower limit than the default is
         # the gateway's too, else a gRPC caller's compressed message inflated past it: 32 KB
         # of gzip was a 32 MB message under a 64 KiB limit.
+        # And never less than Envoy's transcoder passes (the body with its framing): past
+        # it, gRPC refused with RESOURCE_EXHAUSTED, a 429 that clients retry.
         max_receive_bytes=min(
-            max(base.max_receive_bytes, limits.max_request_bytes),
-            TRANSCODED_BYTES_PER_BODY_BYTE * limits.max_request_bytes,
+            max(base.max_receive_bytes, limits.max_request_bytes + limits.message_framing_bytes),
+            TRANSCODED_BYTES_PER_BODY_BYTE * limits.max_request_bytes
+            + limits.message_framing_bytes,
         ),
         # gRPC counts 32 bytes per header beyond its name and value, and Envoy adds headers of
         # its own (x-forwarded-for, x-envoy-original-path, traceparent...): twice the limit.

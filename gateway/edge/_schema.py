@@ -142,6 +142,14 @@ class Limits:
     """Proxies in front of Envoy (a load balancer, an ingress) that append the address they
     saw to x-forwarded-for: the client is that many entries from its end. 0: the peer."""
 
+    @property
+    def message_framing_bytes(self) -> int:
+        """What the gRPC message of a body within ``max_request_bytes`` may hold besides the
+        body: an OpenAI route's body goes to the gateway whole, in a ``google.api.HttpBody``
+        with its Content-Type (bounded by the header limit) and the tags and lengths of both.
+        Counted against the body's own limit, a body within 35 bytes of it was a 413."""
+        return self.max_request_headers_kb * 1024 + 64
+
 
 @dataclass(frozen=True, kw_only=True)
 class Direct:

@@ -5,6 +5,7 @@ response over the gateway's message limit."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -538,6 +539,23 @@ def test_embeddings_over_the_message_limit_are_a_400(client: openai.OpenAI, wide
     # What the hint says works: base64 (the SDK's default, which it decodes) is a quarter.
     done = client.embeddings.create(model=wide, input=inputs)
     assert len(done.data) == 400 and len(done.data[0].embedding) == 4096
+
+
+def test_a_body_of_the_limits_size_is_served(stack: Stack, openai_models: None) -> None:
+    # Envoy hands an OpenAI body to the gateway whole, with its Content-Type (a
+    # google.api.HttpBody). Counted against the body's limit, the 35 bytes below the limit
+    # were a 413; past that, the gateway's own limit refused it as a 429, which SDKs retry.
+    content_type = "application/json; charset=utf-8; profile=" + "p" * 20_000
+    start = {"model": PLAIN, "prompt": "q", "max_tokens": 1, "user": ""}
+    url = stack.http_url + "/v1/completions"
+    for size, status in ((LIMIT, 200), (LIMIT + 1, 413)):
+        padding = "u" * (size - len(json.dumps(start)))
+        body = json.dumps({**start, "user": padding}).encode()
+        assert len(body) == size
+        headers = {"content-type": content_type}
+        reply = httpx.post(url, content=body, headers=headers, timeout=60)
+        assert reply.status_code == status, reply.text[:300]
+    assert reply.json() == {"error": openai_error("Payload Too Large")}
 
 
 def test_a_completion_over_the_message_limit_is_a_400_or_ends_the_stream(

@@ -558,10 +558,13 @@ def test_limits_reach_the_gateway_processes_and_envoy() -> None:
     larger = gateway_settings(base, parse_config({"limits": {"max_request_bytes": 64 << 20}}))
     assert larger.max_message_bytes == 64 << 20
     # Messages received, compressed ones as they inflate: what a body within the limit
-    # transcodes to, the default's 32 MiB at most unless the limit is larger.
-    assert settings.max_receive_bytes == 6 << 20
-    assert larger.max_receive_bytes == 64 << 20
-    assert gateway_settings(base, ConfigFile()).max_receive_bytes == 32 << 20
+    # transcodes to, the default's 32 MiB at most unless the limit is larger; and the room
+    # an OpenAI body's framing takes (its Content-Type: up to the header limit, 60 KiB).
+    framing = (60 << 10) + 64
+    assert capped.edge.limits.message_framing_bytes == framing
+    assert settings.max_receive_bytes == (6 << 20) + framing
+    assert larger.max_receive_bytes == (64 << 20) + framing
+    assert gateway_settings(base, ConfigFile()).max_receive_bytes == (32 << 20) + framing
     # Headers: what Envoy lets through, twice over (gRPC's count and Envoy's own headers).
     assert settings.max_metadata_bytes == base.max_metadata_bytes == 128 << 10
     headers = parse_config({"limits": {"max_request_headers_kb": 1024}})

@@ -19,6 +19,7 @@ import pytest
 from saxgateway.v1 import gateway_pb2 as pb
 
 from gateway.cli._edge import TRANSCODED_BYTES_PER_BODY_BYTE
+from gateway.edge import Limits
 from tests._grpc import sync_channel
 from tests.e2e.security.conftest import OPS, OPS_METADATA, SecureStack, secure_config
 
@@ -28,6 +29,9 @@ _LIMITS = secure_config(Path("jwks.json"))["limits"]
 assert isinstance(_LIMITS, dict)
 #: The secure stack's limits.max_request_bytes.
 LIMIT: int = _LIMITS["max_request_bytes"]
+#: The largest message the gateway takes: what a body within LIMIT transcodes to, with room
+#: for an OpenAI body's framing.
+LARGEST = TRANSCODED_BYTES_PER_BODY_BYTE * LIMIT + Limits(**_LIMITS).message_framing_bytes
 
 
 def _unknown_field(size: int) -> bytes:
@@ -51,7 +55,7 @@ def list_cells(secure: SecureStack) -> Iterator[grpc.UnaryUnaryMultiCallable[byt
 def test_a_compressed_message_counts_as_it_inflates(
     list_cells: grpc.UnaryUnaryMultiCallable[bytes, bytes],
 ) -> None:
-    inflated = _unknown_field(TRANSCODED_BYTES_PER_BODY_BYTE * LIMIT + 1)
+    inflated = _unknown_field(LARGEST + 1)
     with pytest.raises(grpc.RpcError) as caught:
         list_cells(inflated, metadata=OPS_METADATA, compression=grpc.Compression.Gzip, timeout=20)
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, caught.value.details()

@@ -327,29 +327,10 @@ def _big_body_mapper() -> dict[str, object]:
     )
 
 
-# jwt_authn refuses a genuine token minted for another audience with 403, where every other
-# invalid token (bad signature, unknown issuer, expired) is 401: RFC 6750 3.1 makes each of
-# them `invalid_token`, 401, and jwt_authn's own WWW-Authenticate already says so. The reply
-# keeps jwt_authn's reason; its response code details name it (spaces as underscores).
-_INVALID_TOKENS = ("jwt_authn_access_denied{Audiences_in_Jwt_are_not_allowed}",)
-_UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED.value[0]
-
-
-def _invalid_token_mappers(details: str) -> list[dict[str, object]]:
-    """A 403 of jwt_authn for ``details`` made the 401 of any other invalid token: gRPC's
-    UNAUTHENTICATED, OpenAI's authentication error on the OpenAI paths, the gateway's JSON
-    error elsewhere."""
-    refused = (_status_filter("EQ", 403), _details_filter(details))
-    code, status = _UNAUTHENTICATED, 401
-    openai = _mapper([*refused, *_on_openai_path()], code, _openai_body(status, code), status=401)
-    native = _mapper(list(refused), code, _local_reply_body(code), status=status)
-    return [_grpc_mapper(403, code, also=refused[1:]), openai, native]
-
-
 # RFC 9110 11.6.1: a 401 names the scheme to authenticate with, and RFC 6750 3.1 adds
-# `invalid_token` when a credential was sent. jwt_authn writes its own (kept: these add one only
-# where none is); api_key_auth wrote none. The realm is the request's URL without its query, as
-# jwt_authn's is.
+# `invalid_token` when a credential was sent. api_key_auth wrote none; jwt_authn writes its own,
+# replaced by these: its realm is the whole URL, so a query, which may hold a key or a token
+# (the access log keeps it out), came back in the header. The realm here is the URL without it.
 _REALM = f'Bearer realm="{URL_WITHOUT_QUERY}"'
 _SENT_CREDENTIAL: dict[str, object] = {
     "or_filter": {
@@ -361,13 +342,41 @@ _SENT_CREDENTIAL: dict[str, object] = {
 }
 
 
+def _challenge(sent: bool) -> tuple[dict[str, object], ...]:
+    """The ``WWW-Authenticate`` of a 401, for a request that ``sent`` a credential or not.
+    One that still holds none may have had a JWT that jwt_authn verified and took out of the
+    request: the Lua that refuses it for a claim it lacks writes its own challenge, kept."""
+    value = f'{_REALM}, error="invalid_token"' if sent else _REALM
+    action = "OVERWRITE_IF_EXISTS_OR_ADD" if sent else "ADD_IF_ABSENT"
+    return ({"header": {"key": "www-authenticate", "value": value}, "append_action": action},)
+
+
+# jwt_authn refuses a genuine token minted for another audience with 403, where every other
+# invalid token (bad signature, unknown issuer, expired) is 401: RFC 6750 3.1 makes each of
+# them `invalid_token`, 401, with the challenge of any other (`_challenge`). The reply
+# keeps jwt_authn's reason; its response code details name it (spaces as underscores).
+_INVALID_TOKENS = ("jwt_authn_access_denied{Audiences_in_Jwt_are_not_allowed}",)
+_UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED.value[0]
+
+
+def _invalid_token_mappers(details: str) -> list[dict[str, object]]:
+    """A 403 of jwt_authn for ``details`` made the 401 of any other invalid token: gRPC's
+    UNAUTHENTICATED, OpenAI's authentication error on the OpenAI paths, the gateway's JSON
+    error elsewhere."""
+    refused = (_status_filter("EQ", 403), _details_filter(details))
+    code, status = _UNAUTHENTICATED, 401
+    body, add = _openai_body(status, code), _challenge(sent=True)
+    openai = _mapper([*refused, *_on_openai_path()], code, body, headers=add, status=status)
+    native = _mapper(list(refused), code, _local_reply_body(code), headers=add, status=status)
+    return [_grpc_mapper(403, code, also=refused[1:]), openai, native]
+
+
 def _unauthenticated_mappers() -> list[dict[str, object]]:
     """Envoy's 401s over HTTP, OpenAI's envelope on the OpenAI paths, each with its
     ``WWW-Authenticate`` challenge."""
     code, mappers = _UNAUTHENTICATED, []
-    for sent, challenge in ((True, f'{_REALM}, error="invalid_token"'), (False, _REALM)):
-        header = {"key": "www-authenticate", "value": challenge}
-        add: tuple[dict[str, object], ...] = ({"header": header, "append_action": "ADD_IF_ABSENT"},)
+    for sent in (True, False):
+        add = _challenge(sent)
         refused = [_status_filter("EQ", 401), *([_SENT_CREDENTIAL] if sent else [])]
         openai = _openai_body(401, code)
         mappers.append(_mapper([*refused, *_on_openai_path()], code, openai, headers=add))

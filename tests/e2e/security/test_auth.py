@@ -202,13 +202,16 @@ def test_bad_jwts_are_refused_saying_why(
         assert (
             refused.headers["www-authenticate"] == challenge % secure_http.base_url.netloc.decode()
         )
-        # On the OpenAI paths in OpenAI's envelope, as the SDKs read it.
+        # On the OpenAI paths in OpenAI's envelope, as the SDKs read it. The realm is the
+        # URL without its query, which may hold a secret (jwt_authn's own kept it).
         body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
         headers = {"Authorization": f"Bearer {token}"}
-        openai = secure_http.post("/v1/chat/completions", json=body, headers=headers)
+        openai = secure_http.post("/v1/chat/completions?k=secret", json=body, headers=headers)
         assert openai.status_code == 401, openai.text
         error = {"message": why, "type": "authentication_error", "param": None}
         assert openai.json() == {"error": {**error, "code": "invalid_api_key"}}
+        realm = challenge.replace("/generate", "/v1/chat/completions")
+        assert openai.headers["www-authenticate"] == realm % secure_http.base_url.netloc.decode()
 
 
 def test_an_envoy_started_again_keeps_the_key_set_read_at_start(

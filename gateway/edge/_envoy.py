@@ -27,6 +27,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from gateway.common.rpc import PUSHBACK_KEY
 from gateway.edge._paths import (
     ADMIN,
     EXPOSABLE_PATHS,
@@ -427,8 +428,9 @@ def _strip_identity() -> dict[str, Any]:
 
 
 #: What a gRPC reply carries in its headers that an HTTP/JSON client has no use for: the
-#: transcoder has put the status in the HTTP status and the JSON body already.
-GRPC_ONLY_HEADERS = ("grpc-status", "grpc-message", "grpc-accept-encoding")
+#: transcoder has put the status in the HTTP status and the JSON body already, and a 429's
+#: retry-after says what gRPC's pushback does.
+GRPC_ONLY_HEADERS = ("grpc-status", "grpc-message", "grpc-accept-encoding", PUSHBACK_KEY)
 
 
 def _grpc_headers_for_grpc_only() -> dict[str, Any]:

@@ -106,6 +106,7 @@ def test_a_native_call_is_a_429_with_retry_after(
     assert time.monotonic() - started < WELL_BEFORE
     assert response.status_code == 429, response.text
     assert response.headers["retry-after"] == "1"
+    assert "grpc-retry-pushback-ms" not in response.headers  # gRPC's, for gRPC clients
     assert response.json() == gateway_error(response, 8, MESSAGE)
 
 

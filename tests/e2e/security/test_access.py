@@ -133,6 +133,7 @@ def test_rate_limit_then_refill(secure_http: httpx.Client) -> None:
     assert limited is not None, statuses
     assert limited.json() == envoy_error(limited, 8, "local_rate_limited")
     assert limited.headers["retry-after"] == "1"
+    assert "grpc-retry-pushback-ms" not in limited.headers  # gRPC's, for gRPC clients
     assert limited.headers["x-ratelimit-limit"] == "3"
     assert limited.headers["x-ratelimit-remaining"] == "0"
     # The bucket refills: within a few seconds the same client gets through again.

@@ -580,19 +580,22 @@ def test_a_completion_over_the_message_limit_is_a_400_or_ends_the_stream(
     assert _too_large(ended.value.message, hint) > LIMIT
 
 
+def _methods(stack: Stack, model: str) -> list[str]:
+    """A published ``model``'s methods, once its server has reported them (after a poll)."""
+    with httpx.Client(base_url=stack.http_url, timeout=30) as http:
+        deadline = time.monotonic() + 10
+        methods: list[str] = []
+        while not methods and time.monotonic() < deadline:
+            methods = http.get(f"/v1{model}").json()["model"]["methods"]
+            time.sleep(0.1)
+        return methods
+
+
 @pytest.fixture(scope="module")
 def vision(stack: Stack) -> Iterator[list[str]]:
     """A vision model (with a chat template, as a mistaken config may give one): its methods."""
-    with (
-        published(stack, VISION, TEST_VISION),
-        httpx.Client(base_url=stack.http_url, timeout=30) as http,
-    ):
-        deadline = time.monotonic() + 10
-        methods: list[str] = []
-        while not methods and time.monotonic() < deadline:  # reported after a poll
-            methods = http.get(f"/v1{VISION}").json()["model"]["methods"]
-            time.sleep(0.1)
-        yield methods
+    with published(stack, VISION, TEST_VISION):
+        yield _methods(stack, VISION)
 
 
 def test_a_model_that_is_no_language_model_is_a_400_naming_the_model(
@@ -609,3 +612,20 @@ def test_a_model_that_is_no_language_model_is_a_400_naming_the_model(
         refused(partial(client.responses.create, model=VISION, input="hi", stream=stream))
     embed = partial(client.embeddings.create, model=VISION, input="hi")
     _refused(embed, "model", f"{VISION} has no lm.embed: {served}")
+
+
+def test_a_model_with_no_template_that_is_no_language_model_is_told_so(
+    stack: Stack, client: openai.OpenAI
+) -> None:
+    # Not told to configure a chat template or to send a prompt to /v1/completions, which
+    # refuses it for what it is: a vision model.
+    bare = VISION + "-bare"  # no template configured
+    with published(stack, bare, TEST_VISION):
+        served = f"it serves {', '.join(_methods(stack, bare))}"
+        for stream in (False, True):
+            method = "lm.generate_stream" if stream else "lm.generate"
+            message = f"{bare} has no {method}: {served}"
+            chat = partial(client.chat.completions.create, messages=_HI, stream=stream)
+            _refused(partial(chat, model=bare), "model", message)
+            respond = partial(client.responses.create, input="hi", stream=stream)
+            _refused(partial(respond, model=bare), "model", message)

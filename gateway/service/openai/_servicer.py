@@ -11,7 +11,7 @@ deadlines and error codes are SaxGateway's (`gateway.service._fields`, `_errors`
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -23,6 +23,7 @@ from gateway.client import (
     CallOptions,
     Client,
     InvalidArgumentError,
+    ModelDetail,
     NotFoundError,
     PermissionDeniedError,
     SaxError,
@@ -259,8 +260,12 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         model = self._resolve(name)
         if not self._chat.has_template(model):
             # Its 400 says how to configure a template: first make sure the model is there,
-            # or a misspelt name would be told to configure one, not OpenAI's 404.
-            await self._published(model, context)
+            # or a misspelt name would be told to configure one, not OpenAI's 404; and that
+            # it generates text, or a vision model would be sent to /v1/completions.
+            detail = await self._published(model, context)
+            method = "lm.generate_stream" if sampling.stream else LM_METHOD
+            if lacking := _lacking(model, method, detail.method_names):
+                raise lacking
 
         def chat(model: str) -> tuple[Sequence[str], Sequence[str]]:
             prompt = self._chat.render(model, messages, field, templating)
@@ -268,12 +273,13 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
 
         return self._job(name, sampling, shape, prompts=chat)
 
-    async def _published(self, model: str, context: Context) -> None:
-        """NOT_FOUND unless ``model`` is published (PERMISSION_DENIED first if the caller's
-        model list leaves it out, so the answer says nothing of models it may not use)."""
+    async def _published(self, model: str, context: Context) -> ModelDetail:
+        """``model``'s detail; NOT_FOUND unless it is published (PERMISSION_DENIED first if the
+        caller's model list leaves it out, so the answer says nothing of models it may not
+        use)."""
         deadline = self._deadline(context, self._settings.default_timeout)
         async with self._access.admit_model("GetModel", model, context, deadline):
-            await self._client.list_detail(model, deadline=deadline)
+            return await self._client.list_detail(model, deadline=deadline)
 
     def _job(
         self,
@@ -410,10 +416,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
             detail = await self._client.list_detail(model, deadline=deadline)
         except SaxError:
             return exc
-        methods = sorted(detail.method_names)
-        if not methods or method in methods:  # not known yet, or not what failed
-            return exc
-        return f.invalid("model", f"{model} has no {method}: it serves {', '.join(methods)}")
+        return _lacking(model, method, detail.method_names) or exc
 
     # Embeddings.
 
@@ -441,3 +444,12 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         usage = await self._usage(model, req.inputs)
         hint = "send fewer inputs" + ("" if req.base64 else " (or encoding_format=base64)")
         return self._fitted(rs.body(rs.embeddings(req.model, vectors, req.base64, usage)), hint)
+
+
+def _lacking(model: str, method: str, methods: Iterable[str]) -> InvalidArgumentError | None:
+    """The 400 of a call to ``method`` on ``model``, which serves ``methods`` and not it; None
+    if it serves it, or its methods are not known yet (a model server reports them)."""
+    served = sorted(methods)
+    if not served or method in served:
+        return None
+    return f.invalid("model", f"{model} has no {method}: it serves {', '.join(served)}")

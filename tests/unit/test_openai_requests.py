@@ -5,14 +5,17 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 import struct
 
 import pytest
 
 from gateway.client import InvalidArgumentError
+from gateway.service._errors import GRPC_FRAME_BYTES
 from gateway.service.openai import _requests as rq
 from gateway.service.openai import _responses as rs
 from gateway.service.openai._body import parse_body
+from gateway.service.openai._embeddings import EmbeddingList
 from gateway.service.openai._stops import StopScanner, cut
 
 
@@ -286,19 +289,77 @@ def _not_json(name: str) -> None:
     raise AssertionError(f"{name} is not JSON: no client's parser reads it")
 
 
+def _embedding_list(vectors: list[list[float]], as_base64: bool) -> EmbeddingList:
+    reply = EmbeddingList(len(vectors), as_base64, 1 << 30, "ask for less")
+    for index, vector in enumerate(vectors):
+        reply.add(index, vector)
+    return reply
+
+
+_USAGE = {"prompt_tokens": 1, "completion_tokens": 0, "total_tokens": 1}
+
+
 def test_an_embedding_value_json_has_no_number_for_is_a_string_as_on_embed() -> None:
     # A model's NaN or infinity went out as Python's NaN and Infinity: a body no JSON parser
     # reads (the SDKs raise on it), where /embed answers proto3 JSON's "NaN" strings.
     vector = [math.nan, math.inf, -math.inf, -0.5, 1e39]
-    usage = {"prompt_tokens": 1, "completion_tokens": 0, "total_tokens": 1}
-    reply = rs.body(rs.embeddings("m", [vector, [0.25]], False, usage))
+    reply = _embedding_list([vector, [0.25]], False).body("m", _USAGE)
     data = json.loads(reply.data, parse_constant=_not_json)["data"]
     assert [d["embedding"] for d in data] == [["NaN", "Infinity", "-Infinity", -0.5, 1e39], [0.25]]
     # As float32 bytes, each is the float32 nearest it: 1e39 is beyond float32 (a 500 before).
-    packed = rs.embeddings("m", [vector], True, usage)["data"][0]["embedding"]
-    floats = struct.unpack("<5f", base64.b64decode(packed))
+    packed = json.loads(_embedding_list([vector], True).body("m", _USAGE).data)
+    floats = struct.unpack("<5f", base64.b64decode(packed["data"][0]["embedding"]))
     assert math.isnan(floats[0])
     assert floats[1:] == (math.inf, -math.inf, -0.5, math.inf)
+
+
+def test_an_embedding_list_is_openais() -> None:
+    usage = {**_USAGE, "prompt_characters": 2, "total_characters": 2}
+    reply = _embedding_list([[0.5, -1.0], [0.25, 2.0]], False).body("m", usage)
+    assert reply.content_type == "application/json"
+    assert json.loads(reply.data) == {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": 0, "embedding": [0.5, -1.0]},
+            {"object": "embedding", "index": 1, "embedding": [0.25, 2.0]},
+        ],
+        "model": "m",
+        "usage": {
+            "prompt_tokens": 1,
+            "total_tokens": 1,
+            "prompt_characters": 2,
+            "total_characters": 2,
+        },
+    }
+
+
+@pytest.mark.parametrize("as_base64", [False, True], ids=["float", "base64"])
+def test_an_embedding_list_is_refused_early_but_never_when_it_fits(as_base64: bool) -> None:
+    # The vectors still to come count at their least: the shortest numbers ("0") where the
+    # others are long; so a reply that fits exactly is never refused.
+    vectors = [[0.0] * 50 if i % 2 else [0.123456789012345] * 50 for i in range(40)]
+    whole = _embedding_list(vectors, as_base64).body("m", _USAGE)
+    fits = whole.ByteSize() + GRPC_FRAME_BYTES
+    for limit, refused in ((fits, False), (fits // 2, True)):
+        reply = EmbeddingList(len(vectors), as_base64, limit, "ask for less")
+        added = 0
+        try:
+            for index, vector in enumerate(vectors):
+                reply.add(index, vector)
+                added += 1
+        except InvalidArgumentError as exc:
+            assert refused, exc
+            assert re.fullmatch(
+                rf"the response would be at least \d+ bytes, over this gateway's limit of "
+                rf"{limit} bytes: ask for less",
+                str(exc),
+            )
+        else:
+            assert not refused
+            assert rs.fitted(reply.body("m", _USAGE), limit, "ask for less").ByteSize() < fits
+    # base64's size is known from the first vector: refused before the second is embedded.
+    if as_base64:
+        assert added == 0
 
 
 def test_body_must_be_a_json_object() -> None:

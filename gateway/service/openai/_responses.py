@@ -10,11 +10,8 @@ completions and chat, `_responses_reply.ResponseReply` for the Responses API.
 
 from __future__ import annotations
 
-import base64
 import json
-import math
 import secrets
-import struct
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
@@ -195,55 +192,6 @@ class Shape:
         """The last chunk with ``stream_options.include_usage``: no choices, the usage."""
         head = self._head("chat.completion.chunk" if self.chat else "text_completion")
         return {**head, "choices": [], "usage": usage, "system_fingerprint": None}
-
-
-def embeddings(
-    model: str, vectors: Sequence[Sequence[float]], as_base64: bool, usage: dict[str, Any]
-) -> dict[str, Any]:
-    """An embedding list; base64 is the vector's little-endian float32 bytes, as OpenAI's."""
-    data = []
-    for i, vector in enumerate(vectors):
-        value: Any
-        if as_base64:
-            value = base64.b64encode(_float32s(vector)).decode()
-        elif all(map(math.isfinite, vector)):  # the usual case, at C speed
-            value = list(vector)
-        else:
-            value = [_json_number(v) for v in vector]
-        data.append({"object": "embedding", "index": i, "embedding": value})
-    prompt_usage = {k: v for k, v in usage.items() if not k.startswith(("completion", "total"))}
-    prompt_usage["total_tokens"] = usage["prompt_tokens"]
-    if "total_characters" in usage:
-        prompt_usage["total_characters"] = usage["prompt_characters"]
-    return {"object": "list", "data": data, "model": model, "usage": prompt_usage}
-
-
-_NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
-
-
-def _json_number(value: float) -> float | str:
-    """``value``, or the string proto3 JSON spells it with where JSON has no number for it
-    ("NaN", "Infinity", "-Infinity"), as /embed answers it: json.dumps wrote NaN, which no
-    client's JSON parser reads."""
-    if math.isfinite(value):
-        return value
-    return "NaN" if math.isnan(value) else _NON_FINITE[value]
-
-
-def _float32s(vector: Sequence[float]) -> bytes:
-    """``vector`` as little-endian float32s, a value beyond float32's range as the infinity
-    a cast to float32 rounds it to: struct refused it with OverflowError (a 500)."""
-    try:
-        return struct.pack(f"<{len(vector)}f", *vector)
-    except OverflowError:
-        return b"".join(_float32(v) for v in vector)
-
-
-def _float32(value: float) -> bytes:
-    try:
-        return struct.pack("<f", value)
-    except OverflowError:
-        return struct.pack("<f", math.copysign(math.inf, value))
 
 
 def model_object(model_id: str, created: int, root: str | None = None) -> dict[str, Any]:

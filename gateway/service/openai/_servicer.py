@@ -47,6 +47,7 @@ from gateway.service.openai import _requests as rq
 from gateway.service.openai import _responses as rs
 from gateway.service.openai._body import parse_body
 from gateway.service.openai._chat import ChatTemplates
+from gateway.service.openai._embeddings import EmbeddingList
 from gateway.service.openai._generate import (
     Job,
     check_samples,
@@ -429,21 +430,27 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         # From before the call waits for its model's ACLs and slot, as a completion's.
         deadline = self._deadline(context, self._settings.default_timeout)
         options = CallOptions(deadline=deadline)
-        embed = self._client.lm_embed
-        try:
-            async with self._access.admit_model("Embed", model, context, deadline) as admitted:
-                each = [partial(embed, model, t, options) for t in req.inputs]
-                vectors = await admitted.each(each)
-        except InvalidArgumentError as exc:
-            raise await self._unserved(exc, model, "lm.embed", deadline) from None
-        size = len(vectors[0])
-        if req.dimensions is not None and req.dimensions != size:
-            raise f.invalid(
-                "dimensions", f"{model} embeds into {size} dimensions, not {req.dimensions}"
-            )
-        usage = await self._usage(model, req.inputs)
         hint = "send fewer inputs" + ("" if req.base64 else " (or encoding_format=base64)")
-        return self._fitted(rs.body(rs.embeddings(req.model, vectors, req.base64, usage)), hint)
+        limit = self._settings.max_message_bytes
+        reply = EmbeddingList(len(req.inputs), req.base64, limit, hint)
+
+        async def embedded(index: int, text: str) -> None:
+            # Each vector is checked and written as it comes: a reply that cannot be sent is
+            # refused before the other inputs are embedded (`_embeddings`).
+            try:
+                vector = await self._client.lm_embed(model, text, options)
+            except InvalidArgumentError as exc:
+                raise await self._unserved(exc, model, "lm.embed", deadline) from None
+            if req.dimensions is not None and req.dimensions != len(vector):
+                size = len(vector)
+                why = f"{model} embeds into {size} dimensions, not {req.dimensions}"
+                raise f.invalid("dimensions", why)
+            reply.add(index, vector)
+
+        async with self._access.admit_model("Embed", model, context, deadline) as admitted:
+            await admitted.each([partial(embedded, i, t) for i, t in enumerate(req.inputs)])
+        usage = await self._usage(model, req.inputs)
+        return self._fitted(reply.body(req.model, usage), hint)
 
 
 def _lacking(model: str, method: str, methods: Iterable[str]) -> InvalidArgumentError | None:

@@ -2,7 +2,8 @@
 asked of a gateway process's own gRPC port.
 
 restored = RestoredModels("127.0.0.1:50051", "/sax/test", patience=90)
-restored.poll()   # None until each model serves or failed to load, or 90 s passed
+restored.poll()   # the models that serve or failed to load since the last poll (None: none);
+                  # `final` once each did, or 90 s passed, with those that did neither
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class Restored:
     waiting: list[str]
     """Those that neither served nor failed within the patience: no model server took them
     (the cell's servers are full, or none serves their model path), or they still load."""
+    final: bool = True
+    """The last report: ``waiting`` is known; earlier ones name what was new since the last."""
 
 
 @dataclass
@@ -59,10 +62,14 @@ class RestoredModels:
     started: float = field(default_factory=time.monotonic)
     _errors: dict[str, str] = field(default_factory=dict)
     _asked: dict[str, float] = field(default_factory=dict)
+    _told: set[str] = field(default_factory=set)
 
     def poll(self, now: float | None = None) -> Restored | None:
-        """Where they stand once each is known (or the patience ran out), else None: poll
-        again, also when the gateway does not answer (no answer is not "no models")."""
+        """The models that serve, and those that failed to load, since the last report; the
+        final report once each did one or the other (or the patience ran out), with those
+        that did neither. None: nothing new; poll again, also when the gateway does not
+        answer (no answer is not "no models"). Each is told as it comes: one model that no
+        server can take held back the news of all the others for the whole patience."""
         now = time.monotonic() if now is None else now
         with grpc.insecure_channel(self.gateway) as channel:
             stub = gateway_pb2_grpc.SaxGatewayStub(channel)
@@ -77,18 +84,19 @@ class RestoredModels:
             except grpc.RpcError:
                 return None
         waiting = [m for m in unserved if m not in self._errors]
-        if waiting and now - self.started < self.patience:
-            return None
+        final = not waiting or now - self.started >= self.patience
         unplaced = set(unserved)
-        return Restored(
-            ready=[
-                (m.model, m.active_replicas, m.max_replicas)
-                for m in models
-                if m.model not in unplaced
-            ],
-            failed=[(m, self._errors[m]) for m in unserved if m in self._errors],
-            waiting=waiting,
-        )
+        ready = [
+            (m.model, m.active_replicas, m.max_replicas)
+            for m in models
+            if m.model not in unplaced and m.model not in self._told
+        ]
+        failed = [(m, self._errors[m]) for m in unserved if m in self._errors]
+        failed = [(m, error) for m, error in failed if m not in self._told]
+        self._told.update([m for m, _, _ in ready] + [m for m, _ in failed])
+        if not (ready or failed or final):
+            return None
+        return Restored(ready, failed, waiting if final else [], final=final)
 
     def _learn_load_errors(
         self, stub: gateway_pb2_grpc.SaxGatewayStub, unserved: list[str], now: float

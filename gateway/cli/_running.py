@@ -170,7 +170,8 @@ def _supervise(
                 )
         if restored is not None and (standing := restored.poll()) is not None:
             _report_restored(standing, args.cell)
-            restored = None
+            if standing.final:
+                restored = None
         stop.wait(0.5)
 
 

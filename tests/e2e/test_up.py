@@ -140,10 +140,17 @@ def test_up_names_a_restored_model_that_failed_to_load(tmp_path: Path) -> None:
     argv = [*own_ports_and_dirs(port, tmp_path), "--ops-port=0"]
     url = f"http://127.0.0.1:{port}"
     broken = "/sax/test/broken"
+    # And one that no model server serves: it neither serves nor fails, and held back the
+    # news of the others until `saxgw up` gave up on it (after 90 s, past wait_for's 50).
+    orphan = ("/sax/test/orphan", "no.server.Serves", {})
     with saxgw_up(argv) as up:
         up.wait_for("Ready. Try:")
-        for model, overrides in [(MODEL, {}), (broken, {"fail_load": "disk on fire"})]:
-            body = {"model": model, "model_path": TEST_LM, "checkpoint": "None", "replicas": 1}
+        for model, path, overrides in [
+            (MODEL, TEST_LM, {}),
+            (broken, TEST_LM, {"fail_load": "disk on fire"}),
+            orphan,
+        ]:
+            body = {"model": model, "model_path": path, "checkpoint": "None", "replicas": 1}
             published = httpx.post(f"{url}/publish", json={**body, "overrides": overrides})
             assert published.status_code == 200, published.text
     with saxgw_up(argv) as up:

@@ -74,16 +74,19 @@ async def test_restored_models_no_server_takes_are_named_at_a_bounded_cost(
         whole = await asyncio.to_thread(_whole_listing, server.address)
         assert whole == grpc.StatusCode.INVALID_ARGUMENT  # over the limit in one reply
         restored = RestoredModels(server.address, CELL, patience=60, started=0.0)
-        polls = 0
-        while polls < 10:  # every unserved model asked once: ceil(31 / 8) polls
+        told = []
+        for _ in range(10):  # every unserved model asked once: ceil(31 / 8) polls
             before = _get_models(server)
-            assert await asyncio.to_thread(restored.poll, now=1.0) is None
+            if news := await asyncio.to_thread(restored.poll, now=1.0):
+                told.append(news)
             assert _get_models(server) - before <= LOAD_ERRORS_PER_POLL
-            polls += 1
-        # Past the patience, one report: the one that serves, the one that failed to load
-        # (with its load error), the 30 that did neither.
-        standing = await asyncio.to_thread(restored.poll, now=60.0)
-    assert standing is not None
-    [(model, error)] = standing.failed
+        # Past the patience, the last report: the 30 that neither served nor failed.
+        last = await asyncio.to_thread(restored.poll, now=60.0)
+    # Within it, each as it came, once: the one that serves at the first poll, the one that
+    # failed to load (with its load error) once asked; not held back by the 30 others.
+    assert told and not any(news.final or news.waiting for news in told)
+    assert told[0].ready == [(served, 1, 1)]
+    assert [m for news in told for m in news.ready] == [(served, 1, 1)]
+    [(model, error)] = [f for news in told for f in news.failed]
     assert model == broken and "TestLM failed to load: disk on fire" in error
-    assert standing == Restored(ready=[(served, 1, 1)], failed=standing.failed, waiting=orphans)
+    assert last == Restored(ready=[], failed=[], waiting=orphans)

@@ -274,7 +274,8 @@ class SaxGatewayServicer:
         """Returns the models published in one cell, sorted by model ID, all of them
         or a page at a time (`page_size`, `page_token`).
         Returns NOT_FOUND if the cell does not exist, INVALID_ARGUMENT for a
-        negative page size or a page token that is not one this method returned.
+        negative page size or a page token that is no model ID of the cell (a
+        page's token is the ID of its last model: the next page starts after it).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

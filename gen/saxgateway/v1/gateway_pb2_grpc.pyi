@@ -70,7 +70,8 @@ class SaxGatewayStub:
     """Returns the models published in one cell, sorted by model ID, all of them
     or a page at a time (`page_size`, `page_token`).
     Returns NOT_FOUND if the cell does not exist, INVALID_ARGUMENT for a
-    negative page size or a page token that is not one this method returned.
+    negative page size or a page token that is no model ID of the cell (a
+    page's token is the ID of its last model: the next page starts after it).
     """
     ListCells: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ListCellsRequest, _gateway_pb2.ListCellsResponse]
     """Returns the cells under the gateway's SAX_ROOT."""
@@ -271,7 +272,8 @@ class SaxGatewayAsyncStub(SaxGatewayStub):
     """Returns the models published in one cell, sorted by model ID, all of them
     or a page at a time (`page_size`, `page_token`).
     Returns NOT_FOUND if the cell does not exist, INVALID_ARGUMENT for a
-    negative page size or a page token that is not one this method returned.
+    negative page size or a page token that is no model ID of the cell (a
+    page's token is the ID of its last model: the next page starts after it).
     """
     ListCells: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ListCellsRequest, _gateway_pb2.ListCellsResponse]  # type: ignore[assignment]
     """Returns the cells under the gateway's SAX_ROOT."""
@@ -499,7 +501,8 @@ class SaxGatewayServicer(metaclass=_abc_1.ABCMeta):
         """Returns the models published in one cell, sorted by model ID, all of them
         or a page at a time (`page_size`, `page_token`).
         Returns NOT_FOUND if the cell does not exist, INVALID_ARGUMENT for a
-        negative page size or a page token that is not one this method returned.
+        negative page size or a page token that is no model ID of the cell (a
+        page's token is the ID of its last model: the next page starts after it).
         """
 
     @_abc_1.abstractmethod

@@ -142,14 +142,14 @@ def test_up_names_a_restored_model_that_failed_to_load(tmp_path: Path) -> None:
     broken = "/sax/test/broken"
     # And one that no model server serves: it neither serves nor fails, and held back the
     # news of the others until `saxgw up` gave up on it (after 90 s, past wait_for's 50).
-    orphan = ("/sax/test/orphan", "no.server.Serves", {})
+    models: list[tuple[str, str, dict[str, str]]] = [
+        (MODEL, TEST_LM, {}),
+        (broken, TEST_LM, {"fail_load": "disk on fire"}),
+        ("/sax/test/orphan", "no.server.Serves", {}),
+    ]
     with saxgw_up(argv) as up:
         up.wait_for("Ready. Try:")
-        for model, path, overrides in [
-            (MODEL, TEST_LM, {}),
-            (broken, TEST_LM, {"fail_load": "disk on fire"}),
-            orphan,
-        ]:
+        for model, path, overrides in models:
             body = {"model": model, "model_path": path, "checkpoint": "None", "replicas": 1}
             published = httpx.post(f"{url}/publish", json={**body, "overrides": overrides})
             assert published.status_code == 200, published.text

@@ -21,7 +21,7 @@ from saxgateway.v1 import gateway_pb2
 from gateway.cell.models import random_lm
 from gateway.launch.stack import Stack
 from tests.e2e._access_log import access_log_line, access_log_lines
-from tests.e2e._published import TEST_LM, published
+from tests.e2e._published import TEST_CUSTOM, TEST_LM, published
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "clients" / "node" / "README.md"
@@ -220,6 +220,17 @@ def test_channel_options_reach_the_channel(stack: Stack) -> None:
     out = _run([node, script, stack.grpc_address, request_id], ROOT, 60)
     assert json.loads(out) == {"code": "NOT_FOUND"}
     assert [line["grpc_status"] for line in access_log_lines(stack, request_id, 3)] == [5, 5, 5]
+
+
+def test_a_reply_over_grpc_js_default_limit_is_received(stack: Stack) -> None:
+    # 5 MiB: over grpc-js's default receive limit (4 MiB), under the gateway's (32 MiB); the
+    # client raised RESOURCE_EXHAUSTED "Received message larger than max".
+    node = shutil.which("node")
+    assert node, "node is needed"
+    script = ROOT / "tests" / "e2e" / "node" / "big_reply.js"
+    with published(stack, "/sax/test/node-client-custom", TEST_CUSTOM) as model:
+        out = _run([node, script, stack.grpc_address, model], ROOT, 60)
+    assert json.loads(out) == {"length": 5 << 20}
 
 
 def test_each_status_code_is_the_python_clients_error_class() -> None:

@@ -26,7 +26,7 @@ from saxgateway_client import (
 from gateway.launch.stack import Stack
 from tests._approx import approx
 from tests.e2e._access_log import access_log_line, access_log_lines
-from tests.e2e._published import TEST_LM, published
+from tests.e2e._published import TEST_CUSTOM, TEST_LM, published
 
 ROOT = Path(__file__).resolve().parents[2]
 # A channel's service config, as docs/clients.md gives one, retrying what is cheap to retry
@@ -240,6 +240,33 @@ def test_channel_options_reach_the_channel(stack: Stack) -> None:
     ):
         retrying.generate("/sax/test/no-such-model", "q", metadata=[("x-request-id", request_id)])
     assert [line["grpc_status"] for line in access_log_lines(stack, request_id, 3)] == [5, 5, 5]
+
+
+#: Over grpc's default receive limit (4 MiB), under the gateway's message limit (32 MiB).
+BIG = b"a" * (5 << 20)
+
+
+@pytest.fixture(scope="module")
+def custom(stack: Stack) -> Iterator[str]:
+    with published(stack, "/sax/test/py-client-custom", TEST_CUSTOM) as model:
+        yield model
+
+
+def test_a_reply_over_grpcs_default_limit_is_received(client: Client, custom: str) -> None:
+    # The gateway sends it (HTTP/JSON callers got it); the client raised ResourceExhaustedError
+    # "Received message larger than max", which reads as a rate limit.
+    reply = client.call("Custom", pb.CustomRequest(model=custom, method_name="echo", request=BIG))
+    assert reply.response == BIG
+
+
+def test_the_callers_channel_options_win(stack: Stack, custom: str) -> None:
+    options = [("grpc.max_receive_message_length", 1 << 20)]
+    request = pb.CustomRequest(model=custom, method_name="echo", request=BIG)
+    with (
+        Client(stack.grpc_address, options=options) as capped,
+        pytest.raises(ResourceExhaustedError, match="larger than max"),
+    ):
+        capped.call("Custom", request)
 
 
 def test_installs_with_pip_from_the_repo_folder(stack: Stack, tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from saxgateway_client import (
 from gateway.launch.stack import Stack
 from tests._approx import approx
 from tests.e2e._access_log import access_log_line
-from tests.e2e._published import TEST_LM
+from tests.e2e._published import TEST_CUSTOM, TEST_LM, published
 
 pytestmark = pytest.mark.asyncio
 
@@ -152,3 +152,14 @@ async def test_metadata_keys_are_header_names_of_any_case(stack: Stack) -> None:
         with pytest.raises(NotFoundError) as raised:
             await c.generate("/sax/test/no-such-model", "q")
     assert raised.value.request_id == "aio-case-2"
+
+
+async def test_a_reply_over_grpcs_default_limit_is_received(
+    stack: Stack, client: AsyncClient
+) -> None:
+    # 5 MiB: over grpc's default receive limit (4 MiB), under the gateway's (32 MiB).
+    big = b"a" * (5 << 20)
+    with published(stack, "/sax/test/aio-client-custom", TEST_CUSTOM) as model:
+        request = pb.CustomRequest(model=model, method_name="echo", request=big)
+        reply = await client.call("Custom", request)
+    assert reply.response == big

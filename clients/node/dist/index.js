@@ -322,7 +322,11 @@ class Client {
     constructor(address = "localhost:8888", options = {}) {
         checkAddress(address);
         const credentials = options.credentials ?? grpc.credentials.createInsecure();
-        this.channel = new grpc.Client(address, credentials, options.channelOptions);
+        // grpc-js's own receive limit is 4 MiB, where the gateway sends replies up to its message
+        // limit (32 MiB by default): a 5 MB image or custom reply was a RESOURCE_EXHAUSTED, which
+        // reads as a rate limit. The gateway bounds what it sends; the caller's options win.
+        const channelOptions = { "grpc.max_receive_message_length": -1, ...options.channelOptions };
+        this.channel = new grpc.Client(address, credentials, channelOptions);
         this.timeoutMs = options.timeoutMs ?? 60_000;
         this.metadata = options.metadata?.clone() ?? new grpc.Metadata();
     }

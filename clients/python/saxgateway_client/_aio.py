@@ -70,9 +70,9 @@ class AsyncClient:
         self.timeout = timeout
         self._metadata = requests.metadata((), metadata)
         self._channel = (
-            grpc.aio.secure_channel(target, credentials, options)
+            grpc.aio.secure_channel(target, credentials, requests.channel_options(options))
             if credentials is not None
-            else grpc.aio.insecure_channel(target, options)
+            else grpc.aio.insecure_channel(target, requests.channel_options(options))
         )
         self.stub = gateway_pb2_grpc.SaxGatewayStub(self._channel)
         """The generated stub (grpc.aio), for calls without this wrapper's deadline and errors."""

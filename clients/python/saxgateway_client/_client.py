@@ -65,9 +65,9 @@ class Client:
         self.timeout = timeout
         self._metadata = requests.metadata((), metadata)
         self._channel = (
-            grpc.secure_channel(target, credentials, options)
+            grpc.secure_channel(target, credentials, requests.channel_options(options))
             if credentials is not None
-            else grpc.insecure_channel(target, options)
+            else grpc.insecure_channel(target, requests.channel_options(options))
         )
         self.stub = gateway_pb2_grpc.SaxGatewayStub(self._channel)
         """The generated stub, for calls without this wrapper's deadline and errors."""

@@ -63,6 +63,18 @@ def _tensor(value: object) -> list[float] | None:
 _ENDLESS = 1e9
 
 
+#: What every channel of the clients sets unless the caller's ``options`` do: grpc's own
+#: receive limit is 4 MiB, where the gateway sends replies up to its message limit (32 MiB by
+#: default, more if its config says so): a 5 MB image or custom reply raised
+#: ResourceExhaustedError, which reads as a rate limit. The gateway bounds what it sends.
+DEFAULT_CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (("grpc.max_receive_message_length", -1),)
+
+
+def channel_options(options: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """The caller's channel ``options`` over `DEFAULT_CHANNEL_OPTIONS`."""
+    return list({**dict(DEFAULT_CHANNEL_OPTIONS), **dict(options)}.items())
+
+
 def timeout(default: float | None, given: float | None) -> float | None:
     """The timeout grpc is given: ``given``, else the client's ``default``; None (no deadline of
     the client's) for infinity or one too long to be any. A NaN is a ValueError, where grpc

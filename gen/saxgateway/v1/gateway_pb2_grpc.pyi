@@ -39,10 +39,12 @@ class SaxGatewayStub:
     field where present) up to the gateway's default timeout (`--default-timeout`,
     60 s; a stream's: the stream timeout, 600 s), which also applies when the caller
     sets none: a longer deadline ends there, with DEADLINE_EXCEEDED. Failures
-    carry a canonical status code: INVALID_ARGUMENT (with a google.rpc.BadRequest
-    naming the field) for bad input, NOT_FOUND for unknown models,
-    ALREADY_EXISTS for duplicate publishes, UNAVAILABLE when the cell cannot be
-    reached, DEADLINE_EXCEEDED when the deadline expires first.
+    carry a canonical status code: INVALID_ARGUMENT for bad input (with a
+    google.rpc.BadRequest naming the field where the gateway checks it; what a
+    model server refuses, such as an extra input or override it does not take,
+    carries the server's message only, as on any Sax cell), NOT_FOUND for
+    unknown models, ALREADY_EXISTS for duplicate publishes, UNAVAILABLE when the
+    cell cannot be reached, DEADLINE_EXCEEDED when the deadline expires first.
     """
 
     @_typing.overload
@@ -244,10 +246,12 @@ class SaxGatewayAsyncStub(SaxGatewayStub):
     field where present) up to the gateway's default timeout (`--default-timeout`,
     60 s; a stream's: the stream timeout, 600 s), which also applies when the caller
     sets none: a longer deadline ends there, with DEADLINE_EXCEEDED. Failures
-    carry a canonical status code: INVALID_ARGUMENT (with a google.rpc.BadRequest
-    naming the field) for bad input, NOT_FOUND for unknown models,
-    ALREADY_EXISTS for duplicate publishes, UNAVAILABLE when the cell cannot be
-    reached, DEADLINE_EXCEEDED when the deadline expires first.
+    carry a canonical status code: INVALID_ARGUMENT for bad input (with a
+    google.rpc.BadRequest naming the field where the gateway checks it; what a
+    model server refuses, such as an extra input or override it does not take,
+    carries the server's message only, as on any Sax cell), NOT_FOUND for
+    unknown models, ALREADY_EXISTS for duplicate publishes, UNAVAILABLE when the
+    cell cannot be reached, DEADLINE_EXCEEDED when the deadline expires first.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -445,10 +449,12 @@ class SaxGatewayServicer(metaclass=_abc_1.ABCMeta):
     field where present) up to the gateway's default timeout (`--default-timeout`,
     60 s; a stream's: the stream timeout, 600 s), which also applies when the caller
     sets none: a longer deadline ends there, with DEADLINE_EXCEEDED. Failures
-    carry a canonical status code: INVALID_ARGUMENT (with a google.rpc.BadRequest
-    naming the field) for bad input, NOT_FOUND for unknown models,
-    ALREADY_EXISTS for duplicate publishes, UNAVAILABLE when the cell cannot be
-    reached, DEADLINE_EXCEEDED when the deadline expires first.
+    carry a canonical status code: INVALID_ARGUMENT for bad input (with a
+    google.rpc.BadRequest naming the field where the gateway checks it; what a
+    model server refuses, such as an extra input or override it does not take,
+    carries the server's message only, as on any Sax cell), NOT_FOUND for
+    unknown models, ALREADY_EXISTS for duplicate publishes, UNAVAILABLE when the
+    cell cannot be reached, DEADLINE_EXCEEDED when the deadline expires first.
     """
 
     @_abc_1.abstractmethod

@@ -189,7 +189,7 @@ class _Outage:
 
 
 class _Connection:
-    __slots__ = ("address", "channel", "connected", "of_this_cell", "poisoned", "stub")
+    __slots__ = ("address", "answered", "channel", "connected", "of_this_cell", "poisoned", "stub")
 
     def __init__(self, address: str) -> None:
         self.address = address
@@ -200,13 +200,18 @@ class _Connection:
         # Whether it was connected (HTTP/2 set up) when it was dropped: if not, no call on it
         # was ever sent (a hung admin's kernel takes the connection, the admin never greets).
         self.connected = True
+        # Whether the admin has answered a call on it: it was connected. grpc reports the
+        # channel IDLE by the time a call it lost to a reset (an admin killed after its save)
+        # fails, so its state read then said "never sent", and the retry's ALREADY_EXISTS was
+        # the caller's 409 for its own publish (503 if the admin stayed away).
+        self.answered = False
 
     def could_have_sent(self) -> bool:
         """Whether a call on it may have reached the admin: it is, or was until it was
         dropped, connected."""
         if self.poisoned:
             return self.connected
-        return self.channel.get_state() == grpc.ChannelConnectivity.READY
+        return self.answered or self.channel.get_state() == grpc.ChannelConnectivity.READY
 
 
 class CellAdmin:
@@ -323,6 +328,7 @@ class CellAdmin:
                     reply = await observed(
                         attempt, rpc(request, timeout=timeout, metadata=sent or None)
                     )
+                conn.answered = True
                 other = othercell.in_listing(reply, self.cell)
                 if other is None:
                     self._down_since = None
@@ -330,6 +336,8 @@ class CellAdmin:
                 raise othercell.unavailable(other, self.cell)
             except grpc.aio.AioRpcError as exc:
                 error = from_grpc_error(exc)
+                if conn is not None and _answered(exc):
+                    conn.answered = True
                 other = othercell.in_error(exc.details(), self.cell)
                 unchecked = False
                 if other is None and conn is not None and error.code == grpc.StatusCode.NOT_FOUND:

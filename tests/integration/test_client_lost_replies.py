@@ -7,8 +7,10 @@ stand-in that answers as upstream's does (UNKNOWN, the Go code name last), over 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import grpc
@@ -18,8 +20,14 @@ from saxml.protobuf import admin_pb2, admin_pb2_grpc
 
 from gateway.client import AlreadyExistsError, Client, ClientSettings, NotFoundError
 from gateway.common.rpc import Context
+from gateway.common.storage import open_storage
+from tests._faultproxy import FaultProxy
 from tests._grpc import aio_channel
-from tests.integration._cell_fixtures import client_of_stand_in_admin, stand_in_admin
+from tests.integration._cell_fixtures import (
+    client_of_stand_in_admin,
+    stand_in_admin,
+    stand_in_server,
+)
 from tests.integration._gateway_fixtures import running_gateway
 
 CELL = "/sax/lost"
@@ -225,3 +233,49 @@ async def test_an_update_the_admin_made_is_answered_with_what_it_wrote(
         model=MODEL, path="some.Model", checkpoint="None", replicas=2, overrides={"k": "v"}
     )
     assert admin.calls == ["Update"]
+
+
+class DyingAdmin(LosingAdmin):
+    """Saves a publish, then the connection it came on is reset before the reply: an admin
+    killed right after its save (`kill -9` under a publish loop), as the client sees it."""
+
+    def __init__(self, proxy: FaultProxy) -> None:
+        super().__init__()
+        self.proxy = proxy
+        self.dies = 0
+
+    async def Publish(
+        self, request: admin_pb2.PublishRequest, context: Context
+    ) -> admin_pb2.PublishResponse:
+        if self.dies and request.model.model_id not in self.models:
+            self.dies -= 1
+            self.models[request.model.model_id] = request.model
+            self.calls.append("Publish")
+            self.proxy.reset_all()  # RST both ways: the reply has no connection to go on
+            await asyncio.sleep(10)
+        return await super().Publish(request, context)
+
+
+async def test_a_publish_saved_by_an_admin_that_died_before_its_reply_succeeds(
+    tmp_path: Path,
+) -> None:
+    # The connection the publish went on was up when it was sent, but grpc reports the channel
+    # idle by the time the failure reaches the client: read then, the call looked as if it had
+    # never been sent, and the retry's ALREADY_EXISTS was the caller's 409 for its own model.
+    root = str(tmp_path / "root")
+    servicer = DyingAdmin(FaultProxy("127.0.0.1:1"))  # type: ignore[abstract]
+    add = partial(admin_pb2_grpc.add_AdminServicer_to_server, servicer)
+    async with stand_in_server(add) as address:
+        proxy = servicer.proxy = FaultProxy(address)
+        await proxy.start()
+        location = admin_pb2.Location(location=proxy.address).SerializeToString()
+        await open_storage(root).write(f"{CELL.lstrip('/')}/location.proto", location)
+        try:
+            async with Client(ClientSettings(sax_root=root, admin_timeout=5)) as client:
+                await client.publish(f"{CELL}/warm", "some.Model", "None", 1)  # connected
+                servicer.dies = 1
+                await client.publish(MODEL, "some.Model", "None", 1)
+        finally:
+            await proxy.close()
+    assert servicer.calls == ["Publish", "Publish", "Publish"]
+    assert servicer.models[MODEL].model_path == "some.Model"

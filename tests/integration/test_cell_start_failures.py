@@ -5,6 +5,7 @@ it) says why in a line, not a traceback: the admin server on its own, the embedd
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -178,3 +179,34 @@ def test_a_second_cell_of_that_name_on_the_same_fs_root_is_refused(tmp_path: Pat
     finally:
         again.terminate()
         again.communicate(timeout=30)
+
+
+def test_a_hung_admin_of_another_sax_root_on_the_same_fs_root_is_not_taken_over(
+    tmp_path: Path,
+) -> None:
+    # Stopped (SIGSTOP), it was taken for gone, as a hung admin of the cell's own SAX_ROOT is:
+    # the second started without the lock. Resumed, the first served on (its own SAX_ROOT
+    # still named it), and every 5 s each wrote its state over the other's: a publish the
+    # second acknowledged was lost.
+    fs_root = tmp_path / "fs-root"
+    first = _admin(tmp_path / "one", fs_root)
+    try:
+        assert first.stdout is not None
+        address = first.stdout.readline().split()[1]  # "listening ADDRESS"
+        first.send_signal(signal.SIGSTOP)
+        try:
+            second = _run(
+                "gateway.cell.admin", tmp_path / "two", "--port=0", f"--fs-root={fs_root}"
+            )
+        finally:
+            first.send_signal(signal.SIGCONT)
+        assert second.returncode == 1
+        assert second.stderr.splitlines() == [
+            f"python -m gateway.cell.admin: the admin server of /sax/test at {address} (SAX_ROOT "
+            f"{tmp_path / 'one'}) keeps its state under {fs_root} too, and does not answer "
+            "(stopped or hung): two admins of one cell overwrite each other's saved state; "
+            "kill it first, or create the cell with an --fs-root of its own"
+        ]
+    finally:
+        first.terminate()
+        first.communicate(timeout=30)

@@ -12,10 +12,12 @@ and SAX_ROOT there; the kernel drops the lock of an admin that dies, however it 
     release(lock)
 
 The holder of a lock that is taken is asked, as `refuse_if_alive` asks: one that answers
-keeps the cell, and this admin refuses to start; one that hangs (stopped) is as good as gone,
-and this one goes on without the lock, as it takes over from a hung admin of its own
-SAX_ROOT. A gs:// fs root has no such lock (upstream's has none at all), and one this process
-cannot write to (read-only) needs none: nothing can be saved there.
+keeps the cell, and this admin refuses to start; one of the same SAX_ROOT that hangs (stopped)
+is as good as gone, and this one goes on without the lock, as it takes over from a hung admin
+of its own SAX_ROOT (which, resumed, finds location.proto naming this one, and stops). One of
+another SAX_ROOT never learns of a takeover: this admin refuses to start while it lives.
+A gs:// fs root has no such lock (upstream's has none at all), and one this process cannot
+write to (read-only) needs none: nothing can be saved there.
 """
 
 from __future__ import annotations
@@ -51,11 +53,17 @@ async def hold_state(fs_root: str, *, cell: str, mine: str, sax_root: str) -> in
         fd = take(path, f"{mine} {sax_root}", FILE_MODE)
     except HeldBy as held:
         address, _, root = held.holder.partition(" ")
-        if address and await admin_answers(address, cell):
+        answers = bool(address) and await admin_answers(address, cell)
+        # A hung holder of another SAX_ROOT is no admin this one takes over from: that
+        # SAX_ROOT's location.proto still names it, so once it resumes it serves on, unaware,
+        # and each wrote its own state over the other's (an acknowledged publish was lost).
+        if answers or (root and root != sax_root):
+            hung = "" if answers else ", and does not answer (stopped or hung)"
             raise CellStartError(
                 f"the admin server of {cell} at {address} (SAX_ROOT {root}) keeps its state "
-                f"under {fs_root} too: two admins of one cell overwrite each other's saved "
-                "state; stop it first, or create the cell with an --fs-root of its own"
+                f"under {fs_root} too{hung}: two admins of one cell overwrite each other's "
+                f"saved state; {'stop' if answers else 'kill'} it first, or create the cell "
+                "with an --fs-root of its own"
             ) from None
         _log.warning(
             "the admin server of %s at %s holds the state under %s but does not answer: "

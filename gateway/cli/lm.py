@@ -27,15 +27,14 @@ def texts_table(texts: Iterable[pb.DecodedText]) -> str:
     ID,
     arg("query", help="the prompt; - reads stdin"),
     arg("--stream", action="store_true", help="print the text as it is generated"),
-    arg("-n", type=int, default=0, metavar="N", help="print at most N samples; 0: all"),
+    arg("-n", type=int, default=0, metavar="N", help="print at most N samples; 0 or less: all"),
     arg("--terse", action="store_true", help="print only the samples' texts, best first"),
     EXTRA,
 )
 def generate(session: Session, args: argparse.Namespace) -> None:
-    if args.stream and (args.n or args.terse):
+    limit = max(args.n, 0)  # saxutil's -n=-1, as it takes it: no limit
+    if args.stream and (limit or args.terse):
         raise UsageError("-n and --terse print whole samples: they do not go with --stream")
-    if args.n < 0:
-        raise UsageError(f"-n must be 0 (all samples) or more, got {args.n}")
     query = text_arg(args.query, "QUERY")
     if not args.stream:
         done = session.call(
@@ -44,9 +43,9 @@ def generate(session: Session, args: argparse.Namespace) -> None:
         texts = list(done.texts)
         if args.terse:  # best first, as saxutil's -terse prints them
             texts.sort(key=lambda t: t.score, reverse=True)
-        if args.n:
-            del texts[args.n :]
-            del done.texts[args.n :]  # --json prints the samples the table shows
+        if limit:
+            del texts[limit:]
+            del done.texts[limit:]  # --json prints the samples the table shows
         if args.terse and not session.json:
             session.out.write("".join(f"{t.text}\n" for t in texts))
             session.out.flush()

@@ -866,6 +866,10 @@ def test_saxutils_one_dash_flags_and_extra_inputs(stack: Stack) -> None:
     steps = "-extra=per_example_max_decode_steps:2"
     assert ok(stack, "lm.generate", "-stream", steps, ECHO, "one two three") == "one two\n"
     assert ok(stack, "lm.generate", "-n=1", "-terse", LM, "q") == "one two three\n"
+    # -n=-1 is every sample to saxutil, which limits only by an N above 0 (a usage error here).
+    assert ok(stack, "lm.generate", "-n=-1", "-terse", LM, "q") == ok(
+        stack, "lm.generate", "-terse", LM, "q"
+    )
     # Go's flag package also takes a switch's value, as strconv.ParseBool spells it (scripts
     # pass -stream=$STREAM): a usage error here, "ignored explicit argument 'true'".
     assert ok(stack, "lm.generate", "-stream=true", steps, ECHO, "one two three") == "one two\n"

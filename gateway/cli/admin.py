@@ -48,8 +48,8 @@ def _name(model_id: str) -> str:
 
 
 def _render(headers: Sequence[str], rows: Iterable[Sequence[object]], csv: bool) -> str:
-    """A table as saxutil prints it: headers upper-cased (its table writer's) or, with
-    ``csv``, as saxutil's ``-csv`` writes them (as spelled)."""
+    """A table with saxutil's columns, without its borders: headers upper-cased (its table
+    writer's) or, with ``csv``, as saxutil's ``-csv`` writes them (as spelled)."""
     if csv:
         return csv_table(headers, rows)
     return table([h.upper() for h in headers], rows)

@@ -151,6 +151,18 @@ def _admin(sax_root: Path, fs_root: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
+def _held(address: str, sax_root: Path, fs_root: Path, *, hung: bool = False) -> str:
+    """Why a second admin of /sax/test on ``fs_root`` does not start: the one at ``address``
+    (of ``sax_root``) holds its state, answering or ``hung``."""
+    how = ", and does not answer (stopped or hung)" if hung else ""
+    return (
+        f"python -m gateway.cell.admin: the admin server of /sax/test at {address} (SAX_ROOT "
+        f"{sax_root}) keeps its state under {fs_root} too{how}: two admins of one cell "
+        f"overwrite each other's saved state; {'kill' if hung else 'stop'} it first, or create "
+        "the cell with an --fs-root of its own"
+    )
+
+
 def test_a_second_cell_of_that_name_on_the_same_fs_root_is_refused(tmp_path: Path) -> None:
     # Two `saxgw up` of /sax/test on two SAX_ROOTs given one --fs-root both started: each
     # restored the other's models, its next save dropped the other's from state.proto
@@ -162,12 +174,7 @@ def test_a_second_cell_of_that_name_on_the_same_fs_root_is_refused(tmp_path: Pat
         address = first.stdout.readline().split()[1]  # "listening ADDRESS"
         second = _run("gateway.cell.admin", tmp_path / "two", "--port=0", f"--fs-root={fs_root}")
         assert second.returncode == 1
-        assert second.stderr.splitlines() == [
-            f"python -m gateway.cell.admin: the admin server of /sax/test at {address} (SAX_ROOT "
-            f"{tmp_path / 'one'}) keeps its state under {fs_root} too: two admins of one cell "
-            "overwrite each other's saved state; stop it first, or create the cell with an "
-            "--fs-root of its own"
-        ]
+        assert second.stderr.splitlines() == [_held(address, tmp_path / "one", fs_root)]
     finally:
         first.terminate()
         first.communicate(timeout=30)
@@ -201,12 +208,7 @@ def test_a_hung_admin_of_another_sax_root_on_the_same_fs_root_is_not_taken_over(
         finally:
             first.send_signal(signal.SIGCONT)
         assert second.returncode == 1
-        assert second.stderr.splitlines() == [
-            f"python -m gateway.cell.admin: the admin server of /sax/test at {address} (SAX_ROOT "
-            f"{tmp_path / 'one'}) keeps its state under {fs_root} too, and does not answer "
-            "(stopped or hung): two admins of one cell overwrite each other's saved state; "
-            "kill it first, or create the cell with an --fs-root of its own"
-        ]
+        assert second.stderr.splitlines() == [_held(address, tmp_path / "one", fs_root, hung=True)]
     finally:
         first.terminate()
         first.communicate(timeout=30)

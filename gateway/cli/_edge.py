@@ -76,7 +76,7 @@ def gateway_settings(
         # And never less than Envoy's transcoder passes (the body with its framing): past
         # it, gRPC refused with RESOURCE_EXHAUSTED, a 429 that clients retry.
         max_receive_bytes=min(
-            max(base.max_receive_bytes, limits.max_request_bytes + limits.message_framing_bytes),
+            max(base.max_receive_bytes, limits.max_request_message_bytes),
             TRANSCODED_BYTES_PER_BODY_BYTE * limits.max_request_bytes
             + limits.message_framing_bytes,
         ),

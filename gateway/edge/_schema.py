@@ -150,6 +150,12 @@ class Limits:
         Counted against the body's own limit, a body within 35 bytes of it was a 413."""
         return self.max_request_headers_kb * 1024 + 64
 
+    @property
+    def max_request_message_bytes(self) -> int:
+        """The largest gRPC message a body within ``max_request_bytes`` is sent on as: Envoy's
+        transcoder's limit, and the least the gateway takes."""
+        return self.max_request_bytes + self.message_framing_bytes
+
 
 @dataclass(frozen=True, kw_only=True)
 class Direct:

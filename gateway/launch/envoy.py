@@ -378,9 +378,7 @@ def render(
         "MAX_CONNECTIONS": settings.edge.limits.max_connections,
         "MAX_REQUEST_BYTES": settings.edge.limits.max_request_bytes,
         "MAX_REQUEST_BYTES_PLUS_ONE": settings.edge.limits.max_request_bytes + 1,
-        "MAX_TRANSCODED_BYTES": (
-            settings.edge.limits.max_request_bytes + settings.edge.limits.message_framing_bytes
-        ),
+        "MAX_TRANSCODED_BYTES": settings.edge.limits.max_request_message_bytes,
         "MAX_RESPONSE_BYTES": settings.max_response_bytes,
         "MAX_STREAMS_PER_CONNECTION": settings.max_streams_per_connection,
         "MAX_STREAMS": settings.max_streams,

@@ -188,7 +188,8 @@ class Router:
                 del self._tables[table.model_id]
                 del self._tasks[table.model_id]
                 self._retain_channels(table)
-                self._no_replicas(table.model_id)
+                if not self._closed:  # the model did not lose its replicas: this client stops
+                    self._no_replicas(table.model_id)
                 error = table.error
                 if self._observer is not None and error is not None and error.code == NOT_FOUND:
                     self._observer.model_gone(table.model_id)

@@ -160,6 +160,21 @@ async def test_failovers_and_address_changes_are_reported(cell: RunningCell) -> 
         assert observer.addresses[-1] == (lm, [cell.model_servers[0].address])
 
 
+async def test_a_client_that_closes_reports_no_change_of_its_models_addresses(
+    cell: RunningCell,
+) -> None:
+    # Its watches ended as a model's do when it is gone: each reported no replicas, and every
+    # graceful stop of a gateway counted an address change per model it had served
+    # (saxgw_address_changes_total), though none had changed.
+    observer = Recorder()
+    settings = ClientSettings(sax_root=cell.sax_root, admin_timeout=10.0)
+    async with Client(settings, observer=observer) as client:
+        lm = await publish_ready(client, "closing")
+        await client.lm_generate(lm, "x", CallOptions(timeout=10))  # the table is open
+        heard = list(observer.addresses)
+    assert heard and observer.addresses == heard
+
+
 async def test_an_unpublished_model_is_reported_gone(cell: RunningCell) -> None:
     # The gateway's metrics kept an unpublished model's label (and replicas gauge) for good:
     # nothing told them a model had gone, whoever unpublished it.

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import grpc
 from saxml.protobuf import admin_pb2, admin_pb2_grpc
 
 from gateway.cell._files import parse_location
@@ -93,6 +94,55 @@ def test_an_admin_that_another_took_over_from_stops_and_comes_back(tmp_path: Pat
     finally:
         if other is not None and other.poll() is None:
             other.kill()
+        cell.terminate()
+        cell.communicate(timeout=30)
+
+
+def _addresses(admin: str, model: str) -> list[str]:
+    """Where ``model`` is served, as the admin at ``admin`` says; none while it is away."""
+    try:
+        with sync_channel(admin) as channel:
+            listed = admin_pb2_grpc.AdminStub(channel).List(
+                admin_pb2.ListRequest(model_id=model), timeout=2
+            )
+    except grpc.RpcError:
+        return []
+    return [a for m in listed.published_models for a in m.modelet_addresses]
+
+
+def test_a_cell_whose_servers_all_die_together_serves_its_models_again_at_once(
+    tmp_path: Path,
+) -> None:
+    # The admin and every model server killed at once (the OOM killer, a container's
+    # processes): the restarted admin waited its adopt wait (30 s) for servers that might
+    # bring its models back, though each had died with it and came back empty: every model
+    # was down for 29 s, where the processes were back in 1.4 s.
+    root, log = tmp_path / "root", tmp_path / "cell.log"
+    admin_port, server_port = free_port(), free_port()
+    admin, model = f"127.0.0.1:{admin_port}", "/sax/test/back"
+    cell = _cell(root, log, admin_port, server_port)
+    try:
+        with sync_channel(admin) as channel:
+            published = admin_pb2.Model(
+                model_id=model,
+                model_path="sax_gateway.testing.TestLM",
+                checkpoint_path="None",
+                requested_num_replicas=1,
+            )
+            admin_pb2_grpc.AdminStub(channel).Publish(
+                admin_pb2.PublishRequest(model=published), timeout=10
+            )
+        _until(lambda: bool(_addresses(admin, model)), 30, "the model served", log)
+        pids = [listener_pid(admin_port), listener_pid(server_port)]
+        for pid in pids:
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+        killed = time.monotonic()
+        _until(lambda: listener_pid(admin_port) not in (None, *pids), 20, "a new admin", log)
+        # Well inside the adopt wait (30 s) it no longer waits out.
+        left = 20 - (time.monotonic() - killed)
+        _until(lambda: bool(_addresses(admin, model)), left, "the model served again", log)
+    finally:
         cell.terminate()
         cell.communicate(timeout=30)
 

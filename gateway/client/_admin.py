@@ -96,6 +96,10 @@ class AdminMethod(Generic[_Req, _Resp]):
     #: Called again and again by a loop of its own, no caller waiting (a model's address
     #: watch): an outage other calls found does not shorten its window, which paces that loop.
     paced: bool = False
+    #: A long poll (`saxgw wait`): the caller asked to wait, so an admin that cannot be
+    #: reached is tried until the deadline, as a slow model is waited for; it ended 503 at
+    #: once in a cell outage, or mid-wait once another call found the admin hung.
+    long_poll: bool = False
 
 
 PUBLISH = AdminMethod("Publish", lambda s: s.Publish, changes=True)
@@ -104,7 +108,7 @@ UNPUBLISH = AdminMethod("Unpublish", lambda s: s.Unpublish, changes=True)
 LIST = AdminMethod("List", lambda s: s.List, prompt=True)
 STATS = AdminMethod("Stats", lambda s: s.Stats, prompt=True)
 WATCH_LOC = AdminMethod("WatchLoc", lambda s: s.WatchLoc, paced=True)
-WAIT_FOR_READY = AdminMethod("WaitForReady", lambda s: s.WaitForReady)
+WAIT_FOR_READY = AdminMethod("WaitForReady", lambda s: s.WaitForReady, long_poll=True)
 
 
 class RpcCounter:
@@ -400,7 +404,9 @@ class CellAdmin:
                 since = outage.since
                 if self._down_since is not None and not explained and not method.paced:
                     since = min(since, self._down_since)  # the cell's outage goes on
-                if now() - since >= self._unreachable_after and not maybe_made:
+                if now() - since >= self._unreachable_after and not (
+                    maybe_made or method.long_poll
+                ):
                     if not explained:
                         self._down_since = since
                     raise self._unreachable(outage)

@@ -232,6 +232,25 @@ def test_reads_of_a_hung_admin_are_unavailable_after_the_unreachable_window(
     http.post("/unpublish", json={"model": f"{model}2"})  # if the admin made it after all
 
 
+def test_a_wait_on_a_hung_admin_waits_for_its_deadline(faults: Faults, http: httpx.Client) -> None:
+    # `saxgw wait` asks to wait. Once a read had found the admin hung (the cell's outage), a
+    # wait made one attempt and ended 503 at once, and one under way ended 503 mid-wait when
+    # another call found it so; docs/reliability.md says long polls wait for their deadline.
+    model = "/sax/test/waithung"
+    publish(http, model)
+    gateway = f"127.0.0.1:{faults.stack.settings.gateway_ports[0]}"
+    wait = gateway_pb2.WaitForReadyRequest(model=model, replicas=3)
+    with sync_channel(gateway) as channel, stopped(faults.pid(faults.admin_port)):
+        stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+        listing = gateway_pb2.ListModelsRequest(sax_cell="/sax/test")
+        assert _failure(lambda: stub.ListModels(listing, timeout=30))[0] == (
+            grpc.StatusCode.UNAVAILABLE  # the outage is known
+        )
+        code, message, took = _failure(lambda: stub.WaitForReady(wait, timeout=4))
+    assert code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE), message
+    assert took > 3.5, (code, message, took)
+
+
 def _failure(call: Callable[[], object]) -> tuple[grpc.StatusCode, str, float]:
     """The code and message ``call`` fails with, and how long it took."""
     started = time.monotonic()

@@ -91,8 +91,9 @@ class RestoredModels:
             for m in models
             if m.model not in unplaced and m.model not in self._told
         ]
-        failed = [(m, self._errors[m]) for m in unserved if m in self._errors]
-        failed = [(m, error) for m, error in failed if m not in self._told]
+        failed = [
+            (m, self._errors[m]) for m in unserved if m in self._errors and m not in self._told
+        ]
         self._told.update([m for m, _, _ in ready] + [m for m, _ in failed])
         if not (ready or failed or final):
             return None

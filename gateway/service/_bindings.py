@@ -119,9 +119,11 @@ def as_bound(raw: str) -> str:
 
 
 def _http_path(context: Caller) -> str | None:
-    """The HTTP path (without its query string) Envoy transcoded into this call, if it was."""
+    """The HTTP path (without its query string or trailing slashes) Envoy transcoded into this
+    call, if it was. The transcoder binds `/v1/sax/test/a/` as it binds `/v1/sax/test/a`: kept,
+    the slash made the path match no binding, and the call went unchecked."""
     path = metadata_value(context, ORIGINAL_PATH)
-    return None if path is None else path.partition("?")[0]
+    return None if path is None else path.partition("?")[0].rstrip("/")
 
 
 def _check(found: tuple[_Binding, ...], read: Callable[[str], str]) -> Check:

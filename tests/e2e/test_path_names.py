@@ -65,6 +65,9 @@ ROUTES = [
         for method, verb in _MODEL_VERBS
     ],
     ("GET", f"/v1{NAMED}", "model"),
+    # The transcoder binds a trailing slash away; the check read the path as it came.
+    ("GET", f"/v1{NAMED}/", "model"),
+    ("GET", f"/v1{NAMED}//", "model"),
     ("GET", f"/v1{CELL}:listModels", "sax_cell"),
     ("GET", f"/v1{CELL}:stats", "name"),
     ("GET", f"/v1{CELL}:getAcl", "name"),

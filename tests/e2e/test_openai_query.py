@@ -8,6 +8,7 @@ type "saxgateway.v1.ListOpenAIModelsRequest""). The native routes still refuse t
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ import openai
 import pytest
 
 from gateway.launch.stack import Stack
-from tests.e2e._bodies import envoy_error
+from tests.e2e._bodies import envoy_error, openai_error
 from tests.e2e._openai import ANSWER, CHATML, PLAIN, TEMPLATED
 
 # What clients add: Azure's version, a proxy's tracking, OpenAI's list pagination elsewhere,
@@ -192,3 +193,49 @@ def test_only_the_openai_routes_ignore_an_unknown_query_parameter(
     assert response.json() == envoy_error(response, 3, message)
     openai_path = "/v1/models/oai?api-version=2024-10-21"
     assert http.get(openai_path).status_code == 200, http.get(openai_path).text
+
+
+@pytest.mark.usefixtures("openai_models")
+@pytest.mark.parametrize("slash", ["/", "//"])
+def test_a_trailing_slash_is_the_openai_path(http: httpx.Client, slash: str) -> None:
+    # The transcoder binds /v1/completions/ as /v1/completions, but the OpenAI route matched
+    # the path exactly: the catch-all served it, with native errors (and the internal
+    # x-openai-error header) and a 400 for a query string OpenAI's face ignores.
+    missing = "/sax/test/no-such-model"
+    response = http.post(f"/v1/completions{slash}?{JUNK}", json={"model": missing, "prompt": "x"})
+    message = f"model {missing} is not published: NotFound"
+    error = {**openai_error(message, param="model"), "code": "model_not_found"}
+    assert (response.status_code, response.json()) == (404, {"error": error})
+    assert "x-openai-error" not in response.headers
+    served = http.post(f"/v1/chat/completions{slash}?{JUNK}", json=_chat(stream=False))
+    assert served.status_code == 200, served.text
+    assert served.json()["choices"][0]["message"]["content"] == "[user] hi [assistant]"
+    listed = http.get(f"/v1/models{slash}?{JUNK}")
+    assert listed.status_code == 200, listed.text
+    assert {CHATML, "oai", PLAIN} <= {m["id"] for m in listed.json()["data"]}
+
+
+@pytest.mark.usefixtures("openai_models")
+def test_a_grpc_web_call_to_an_openai_path_is_a_grpc_web_call(http: httpx.Client) -> None:
+    # docs/api.md: a gRPC or grpc-web type makes a body a gRPC call, on every path. The
+    # OpenAI route has grpc_web off, so its paths served a grpc-web request as JSON.
+    frame = b"\x00\x00\x00\x00\x00"  # an empty message
+    for kind, body in (
+        ("application/grpc-web", frame),
+        ("application/grpc-web-text+proto", base64.b64encode(frame)),
+    ):
+        response = http.post("/v1/chat/completions", content=body, headers={"content-type": kind})
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith("application/grpc-web"), kind
+        assert response.headers["grpc-status"] == "12", kind
+    # With a parameter it is no grpc-web type (the grpc_web filter takes none): JSON.
+    typed = {"content-type": "application/grpc-web; charset=utf-8"}
+    plain = http.post(
+        "/v1/chat/completions", content=json.dumps(_chat(stream=False)), headers=typed
+    )
+    assert plain.status_code == 200, plain.text
+    assert plain.json()["choices"][0]["message"]["content"] == "[user] hi [assistant]"
+
+
+def _chat(*, stream: bool) -> dict[str, object]:
+    return {"model": TEMPLATED, "messages": [{"role": "user", "content": "hi"}], "stream": stream}

@@ -245,11 +245,15 @@ def _bindings(method: MethodDescriptor) -> list[str]:
 
 
 def _route(routes: list[dict[str, Any]], path: str) -> dict[str, Any]:
-    """The route Envoy picks for a plain request to ``path`` (no query string, no header a
-    route matches on): the first whose match fits."""
+    """The route Envoy picks for a plain POST to ``path`` (no query string; JSON, or gRPC on a
+    gRPC method's path): the first whose match fits."""
+    kind = "application/grpc" if re.fullmatch(r"/[\w.]+/\w+", path) else "application/json"
+    headers = {":method": "POST", "content-type": kind}
     for route in routes:
         match = route["match"]
-        if "headers" in match or "query_parameters" in match:
+        if "query_parameters" in match:
+            continue
+        if not all(_header_fits(header, headers) for header in match.get("headers", [])):
             continue
         if (
             match.get("path") == path
@@ -258,6 +262,26 @@ def _route(routes: list[dict[str, Any]], path: str) -> dict[str, Any]:
         ):
             return route
     raise AssertionError(f"no route for {path}")
+
+
+def _header_fits(header: dict[str, Any], headers: dict[str, str]) -> bool:
+    """Whether a route's header matcher fits ``headers``, as Envoy reads it (a missing header
+    fits no matcher but one that treats it as empty)."""
+    value = headers.get(header["name"])
+    if value is None:
+        if not header.get("treat_missing_header_as_empty"):
+            return False
+        value = ""
+    string = header.get("string_match", {})
+    if "safe_regex" in string:
+        hit = re.fullmatch(string["safe_regex"]["regex"], value) is not None
+    elif "prefix" in string:
+        hit = value.startswith(string["prefix"])
+    elif "exact" in string:
+        hit = value == string["exact"]
+    else:
+        return False  # present_match: on headers these requests do not have
+    return hit != bool(header.get("invert_match"))
 
 
 def test_the_cost_header_filter_is_on_for_unary_calls_and_never_for_streams(

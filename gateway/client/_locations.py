@@ -71,6 +71,8 @@ class AddressTable:
         self.none_requested = ""
         self.none_requested_at = 0.0
         self.requested_read_at = float("-inf")
+        # The stack's count of the model's changes when it was last asked (`_requested`).
+        self.requested_mark = 0
         # What the admin last named for the model that is not HOST:PORT: never dialled.
         self.undialable: tuple[str, ...] = ()
         self.version = 0

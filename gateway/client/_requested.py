@@ -11,6 +11,11 @@ that finds no replica starts a List of its model (at most one a second per model
 use its answer for a second), in a task of its own; when the answer is "none requested" the
 calls waiting on the table are woken and fail. An admin that does not answer leaves them
 waiting as before: the address watch reports an outage itself.
+
+One of a stack's several gateway processes (`saxgw up|serve --workers N`) hears of a model
+that another one published, updated or unpublished, on their shared table's change board
+(`board`), before that one replies: an answer read before the change refuses no call after
+it. Replicas requested elsewhere (saxutil at the admin) are seen within ``ANSWER_HOLDS_S``.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from collections.abc import Callable
 from gateway import naming
 from gateway.client._admin import CellAdmin
 from gateway.client._changes import list_one
+from gateway.client._hung import Board
 from gateway.client._locations import AddressTable
 from gateway.common.deadline import Deadline, now
 from gateway.common.errors import FailedPreconditionError, SaxError
@@ -31,6 +37,7 @@ from gateway.common.errors import FailedPreconditionError, SaxError
 ANSWER_HOLDS_S = 1.0
 # A List of one model is answered from the admin's memory at once.
 _READ_S = 5.0
+_BOARD_KEY = "replicas:"  # a model's key on the board: a count of the changes made to it
 
 
 class RequestedReplicas:
@@ -39,15 +46,29 @@ class RequestedReplicas:
     def __init__(self, admin_for: Callable[[naming.CellId], CellAdmin]) -> None:
         self._admin_for = admin_for
         self._reads: set[asyncio.Task[None]] = set()
+        self.board: Board | None = None
+        """The stack's board, if this process is one of several (`Client.share_findings`)."""
+
+    def changed(self, model_id: str) -> None:
+        """This process changed the model (or may have): the stack's others ask anew."""
+        if self.board is not None:
+            self.board.note_change(_BOARD_KEY + model_id)
+
+    def _mark(self, model_id: str) -> int:
+        return 0 if self.board is None else self.board.changes(_BOARD_KEY + model_id)
 
     def refusal(self, table: AddressTable) -> SaxError | None:
         """FAILED_PRECONDITION if the admin said within ``ANSWER_HOLDS_S`` that the model
-        has no replica requested; else None, and a read of the model is started unless one
-        was within that time (it wakes the table's waiters when it finds none requested)."""
+        has no replica requested, and no process of the stack has changed it since; else
+        None, and a read of the model is started unless one was within that time and after
+        the last change (it wakes the table's waiters when it finds none requested)."""
         at = now()
+        if self.board is not None and table.requested_mark != self._mark(table.model_id):
+            table.none_requested, table.requested_read_at = "", float("-inf")
         if table.none_requested and at - table.none_requested_at < ANSWER_HOLDS_S:
             return FailedPreconditionError(table.none_requested)
         if at - table.requested_read_at >= ANSWER_HOLDS_S:
+            table.requested_mark = self._mark(table.model_id)
             table.requested_read_at = at
             task = asyncio.get_running_loop().create_task(
                 self._read(table),

@@ -196,14 +196,16 @@ class Router:
 
     def gone(self, model_id: str) -> None:
         """The model was unpublished (by this client): forgets it, and tells the observer."""
+        self._requested.changed(model_id)
         self._drop(model_id)
         if self._observer is not None:
             self._observer.model_gone(model_id)
 
     def share_findings(self, board: Board) -> None:
         """Tells the stack's other processes of the hung replicas this one finds, and hears
-        of theirs (gateway/client/_hung.py)."""
+        of theirs (gateway/client/_hung.py), and of the models it changes (_requested.py)."""
         self._hang_watch.board = board
+        self._requested.board = board
 
     def forget(self, model_id: str, *, keep_replicas: bool = False) -> None:
         """Drops what is known of the model (after this client published or updated it): the
@@ -215,6 +217,7 @@ class Router:
         serving): calls go to the replicas known until the admin answers the new watch;
         dropped, an update answered (or lost) as the admin died left the model's calls
         UNAVAILABLE until it was back, though its replicas served all along."""
+        self._requested.changed(model_id)
         older = self._tables.get(model_id)
         # Taken before `_drop`, which sets its error.
         kept = keep_replicas and older is not None and older.known and older.error is None

@@ -33,6 +33,7 @@ from gateway.client import (
     _locations,
     _router,
 )
+from gateway.common import slottable
 from gateway.common.names import outside_cell
 from gateway.common.rpc import Context
 from gateway.launch.processes import free_port
@@ -249,6 +250,58 @@ async def test_a_model_with_no_replica_requested_fails_at_once(cell: RunningCell
             return False
 
         await eventually(serves, timeout=5.0)
+
+
+async def test_replicas_asked_for_through_one_process_of_a_stack_serve_at_once_in_the_others(
+    cell: RunningCell, tmp_path: Path
+) -> None:
+    # Two gateway processes of one stack (`--workers 2`): a client each, sharing a table.
+    # The second had heard "0 replicas requested" from the admin; the first then gave the
+    # model a replica (an update, or an unpublish and a new publish), and replied. The
+    # second's calls were refused "published with 0 replicas" for up to a second after,
+    # though the change was made through its own stack, which tells its processes of
+    # changes before it replies (docs/security.md).
+    path = str(tmp_path / "slots")
+    slottable.create(path, workers=2)
+    boards = [slottable.SlotTable(path, worker) for worker in (0, 1)]
+    settings = ClientSettings(sax_root=cell.sax_root, fail_unrequested=True)
+    try:
+        async with Client(settings) as changer, Client(settings) as other:
+            for client, board in zip((changer, other), boards, strict=True):
+                client.share_findings(board)
+            model_id = f"{CELL}/asked-elsewhere"
+            await changer.publish(model_id, TEST_LM, "None", 0)
+
+            async def changed_by_an_update() -> None:
+                await changer.update(model_id, num_replicas=1)
+
+            async def published_again() -> None:
+                await changer.unpublish(model_id)
+                await changer.publish(model_id, TEST_LM, "None", 1)
+
+            for change, back_to_none in (
+                (changed_by_an_update, partial(changer.update, model_id, num_replicas=0)),
+                (published_again, None),
+            ):
+                with pytest.raises(FailedPreconditionError, match="published with 0 replicas"):
+                    await other.lm_generate(model_id, "x", T)
+                await change()
+                # At once: the call waits for the replica to load, as any call does.
+                assert await other.lm_generate(model_id, "now", T) == [("now", approx(-0.1))]
+                if back_to_none is not None:
+                    await back_to_none()
+                    await eventually(partial(_refused, other, model_id), timeout=10.0)
+    finally:
+        for board in boards:
+            board.close()
+
+
+async def _refused(client: Client, model_id: str) -> bool:
+    try:
+        await client.lm_generate(model_id, "x", CallOptions(timeout=5))
+    except FailedPreconditionError:
+        return True
+    return False
 
 
 async def test_state_keeps_method_names_after_the_model_served(

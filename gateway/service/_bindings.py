@@ -68,7 +68,8 @@ class _Binding:
 
 
 # Generous, so that no path the transcoder routes to a binding escapes the check: it binds
-# "sax" from `/v1/sax:stats` ({name=sax/**} with no segment) and from `/v1/sax/:stats`.
+# "sax" from `/v1/sax:stats` ({name=sax/**} with no segment) and from `/v1/sax/:stats` (which
+# the check refuses: an empty segment).
 _WILDCARDS = {"/**": "(?:/.*)?", "**": ".*", "*": "[^/]*"}
 
 
@@ -85,13 +86,16 @@ def _binding(template: str) -> _Binding | None:
     None when it takes no field from the path."""
     pieces = re.split(r"(\{[^}]*\})", template)
     parts, fields = [], []
-    for piece in pieces:
+    for piece, after in zip(pieces, [*pieces[1:], ""], strict=True):
         if piece.startswith("{"):
             field, _, inner = piece[1:-1].partition("=")
             if "." in field:
                 raise ValueError(f"{template}: a nested field is not checked: {field}")
             fields.append(field)
-            parts.append(f"({_segments(inner or '*')})")
+            # Before a verb, the transcoder takes empty segments (`/v1/sax/test/a/:publish`)
+            # as none: taken into the group, for the check to refuse.
+            slashes = "/*" if after.startswith(":") else ""
+            parts.append(f"({_segments(inner or '*')}{slashes})")
         else:
             parts.append(_segments(piece))
     if not fields:
@@ -138,7 +142,17 @@ def _check(found: tuple[_Binding, ...], read: Callable[[str], str]) -> Check:
             if match is None:
                 continue
             for field, raw in zip(binding.fields, match.groups()):  # noqa: B905 (as long)
-                named = read(as_bound(raw.rstrip("/")))
+                if raw.endswith("/"):
+                    # `/v1/sax/test/:setAcl`, a model's path with its name left out: the
+                    # transcoder binds the cell, whose ACL it set. A body's "/sax/test/" is
+                    # refused as naming no model; so is the path.
+                    raise invalid(
+                        field,
+                        f"the URL path names {quote('/' + as_bound(raw))}, whose last segment "
+                        "is empty: a /v1/ resource path names a cell as /v1/sax/CELL and a "
+                        "model as /v1/sax/CELL/MODEL",
+                    )
+                named = read(as_bound(raw))
                 sent = getattr(request, field)
                 if named != read(sent):
                     # The value as sent, not as read: an empty model read as "/" and was

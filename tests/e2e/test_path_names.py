@@ -188,3 +188,42 @@ def test_a_refusal_quotes_the_value_as_the_request_sent_it(http: httpx.Client) -
         response = _send(http, "POST", f"/v1{NAMED}:generate", {}, body)
         assert response.status_code == 400, response.text
         assert response.json() == _refusal(response, "model", NAMED, sent), sent
+
+
+@pytest.mark.usefixtures("models")
+@pytest.mark.parametrize(
+    ("method", "path", "field", "named"),
+    [
+        ("POST", f"/v1{CELL}/:setAcl", "name", f"{CELL}/"),
+        ("GET", f"/v1{CELL}/:listModels", "sax_cell", f"{CELL}/"),
+        ("GET", f"/v1{NAMED}/:getAcl", "name", f"{NAMED}/"),
+        ("POST", f"/v1{NAMED}//:generate", "model", f"{NAMED}/"),
+        ("POST", f"/v1{CELL}/paths-new/:publish", "model", f"{CELL}/paths-new/"),
+    ],
+)
+def test_a_path_with_an_empty_segment_before_its_verb_is_refused(
+    http: httpx.Client, method: str, path: str, field: str, named: str
+) -> None:
+    # A model's path whose name came out empty (`/v1/sax/{cell}/{model}:setAcl`) set the
+    # cell's admin ACL: the transcoder binds what comes before the slash. The body's form
+    # ("/sax/test/") is refused as naming no model; the path now is too.
+    body = {"acl": "acl/oops", "model_path": TEST_LM, "checkpoint": "None", "query": "q"}
+    response = http.request(method, path, json=body if method == "POST" else None)
+    description = (
+        f"the URL path names {named!r}, whose last segment is empty: a /v1/ resource path "
+        "names a cell as /v1/sax/CELL and a model as /v1/sax/CELL/MODEL"
+    )
+    violation = {"field": field, "description": description, "reason": ""}
+    info = {
+        "@type": REQUEST_INFO,
+        "request_id": response.headers["x-request-id"],
+        "serving_data": "",
+    }
+    expected = {
+        "code": 3,
+        "message": f"{field}: {description}",
+        "details": [{"@type": BAD_REQUEST, "field_violations": [violation]}, info],
+    }
+    assert (response.status_code, response.json()) == (400, expected)
+    assert http.get(f"/v1{CELL}:getAcl").json()["acl"] == ""
+    assert http.get(f"/v1{CELL}/paths-new").status_code == 404

@@ -118,20 +118,40 @@ def test_the_openai_model_is_read_as_the_transcoder_binds_it() -> None:
             check(_request("model", other), context)
 
 
-@pytest.mark.parametrize(
-    ("path", "bound"),
-    [
-        ("/v1/sax:stats", "/sax"),  # `sax/**` with no segment binds "sax"
-        ("/v1/sax/:stats", "/sax"),
-        ("/v1/sax/test/:stats", "/sax/test"),
-    ],
-)
-def test_paths_the_transcoder_binds_oddly_are_checked(path: str, bound: str) -> None:
+def test_paths_the_transcoder_binds_oddly_are_checked() -> None:
     check = path_check("/saxgateway.v1.SaxGateway/GetStats")
     assert check is not None
-    check(_request("name", bound), Context(((ORIGINAL_PATH, path),)))
+    path = "/v1/sax:stats"  # `sax/**` with no segment binds "sax"
+    check(_request("name", "/sax"), Context(((ORIGINAL_PATH, path),)))
     with pytest.raises(InvalidArgumentError):
         check(_request("name", "/sax/test/b"), Context(((ORIGINAL_PATH, path),)))
+
+
+@pytest.mark.parametrize(
+    ("path", "bound", "named"),
+    [
+        ("/v1/sax/:stats", "/sax", "/sax/"),
+        ("/v1/sax/test/:setAcl", "/sax/test", "/sax/test/"),
+        ("/v1/sax/test/a/:generate", "/sax/test/a", "/sax/test/a/"),
+    ],
+)
+def test_a_path_with_an_empty_segment_before_its_verb_names_nothing(
+    path: str, bound: str, named: str
+) -> None:
+    # The transcoder binds what comes before the slash: the cell, for a model's path whose
+    # name was left out (`/v1/sax/{cell}/{model}:setAcl` with an empty model set the cell's
+    # ACL).
+    field = "model" if path.endswith(":generate") else "name"
+    method = "Generate" if field == "model" else "SetAcl" if "Acl" in path else "GetStats"
+    check = path_check(f"/saxgateway.v1.SaxGateway/{method}")
+    assert check is not None
+    with pytest.raises(InvalidArgumentError) as refused:
+        check(_request(field, bound), Context(((ORIGINAL_PATH, path),)))
+    description = (
+        f"the URL path names {named!r}, whose last segment is empty: a /v1/ resource path "
+        "names a cell as /v1/sax/CELL and a model as /v1/sax/CELL/MODEL"
+    )
+    assert refused.value.field_violations == ((field, description),)
 
 
 def test_as_bound_decodes_once() -> None:

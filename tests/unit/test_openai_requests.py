@@ -7,16 +7,20 @@ import json
 import math
 import re
 import struct
+from collections.abc import AsyncIterator
 
 import pytest
 
-from gateway.client import InvalidArgumentError
+from gateway.client import CallOptions, InvalidArgumentError, StreamItem
 from gateway.service._errors import GRPC_FRAME_BYTES
+from gateway.service._stream import TextSoFar
 from gateway.service.openai import _requests as rq
 from gateway.service.openai import _responses as rs
 from gateway.service.openai._body import parse_body
 from gateway.service.openai._embeddings import EmbeddingList
+from gateway.service.openai._generate import Job, stream_prompt
 from gateway.service.openai._stops import StopScanner, cut
+from gateway.service.openai._tokens import TokenCounter
 
 
 def test_mapping_table_sets_sax_extra_inputs() -> None:
@@ -498,6 +502,23 @@ def test_stream_scanner_holds_back_a_possible_stop_string() -> None:
     assert scanner.feed("hi <|im") == "hi " and scanner.flush() == "<|im"
 
 
+def test_stream_scanner_drops_held_back_text_the_model_took_back() -> None:
+    # A Sax stream may take back text (a prefix_len shorter than its text so far): what the
+    # scanner still held back was sent anyway ("foo ST" held "ST" as a start of "STOP"; the
+    # model then kept "foo " and went on "bar": "STbar" went out, a text the model never
+    # had). What went out already stays out.
+    scanner = StopScanner(["STOP"])
+    assert scanner.feed("foo ST") == "foo "
+    assert scanner.feed("bar", backtrack=2) == "bar"
+    assert scanner.feed(" ST") == " "
+    assert scanner.feed("x", backtrack=5) == "x"  # 2 held back dropped, 3 sent kept
+    assert scanner.flush() == "" and not scanner.stopped
+    # What a take-back leaves may end a stop string with the next text.
+    scanner = StopScanner(["STOP"])
+    assert scanner.feed("a STO") == "a "
+    assert scanner.feed("OP more", backtrack=1) == "" and scanner.stopped
+
+
 def test_stream_scanner_cuts_where_the_whole_text_is_cut() -> None:
     # A stop string that appears inside the start of a longer one is not the first until
     # the longer one cannot follow: then the text is cut before it, not before the longer.
@@ -516,3 +537,31 @@ def test_stream_scanner_cuts_where_the_whole_text_is_cut() -> None:
     assert cut("a the", ["the", "th"], kept=("the", "th")) == ("a th", True)
     scanner = StopScanner(["the", "th"], kept=("the", "th"))
     assert scanner.feed("a t") == "a " and scanner.feed("he") == "th"
+
+
+async def test_a_streamed_completion_sends_no_text_the_model_took_back() -> None:
+    # What the model streams, as Sax sends it: "foo ST", then "bar" after its first 4
+    # characters, then "OP more" after 7. Its text is "foo barOP more"; "ST" was held back
+    # (a start of "STOP") and then taken back, so it is never sent.
+    class Sax:
+        def lm_generate_stream(
+            self, model: str, prompt: str, options: CallOptions
+        ) -> AsyncIterator[list[StreamItem]]:
+            async def items() -> AsyncIterator[list[StreamItem]]:
+                for text, prefix_len in (("foo ST", 0), ("bar", 4), ("OP more", 7)):
+                    yield [StreamItem(text, prefix_len, [-0.1])]
+
+            return items()
+
+    sampling = rq.sampling({"stop": "STOP"})
+    job = Job(rs.Shape(chat=False, model="m"), "/sax/test/m", ["p"], sampling, sampling.stop)
+    texts: list[TextSoFar] = []
+    streamed = stream_prompt(Sax(), TokenCounter({}), job, "p", 0, CallOptions(), texts)  # type: ignore[arg-type]
+    sent = [chunk["choices"][0] async for chunks in streamed for chunk in chunks]
+    assert [(c["text"], c["finish_reason"]) for c in sent] == [
+        ("foo ", None),
+        ("bar", None),
+        ("OP more", None),
+        ("", "stop"),
+    ]
+    assert str(texts[0]) == "foo barOP more"

@@ -88,7 +88,7 @@ async def stream_prompt(
                 if i >= n or scanners[i].stopped:
                     continue
                 steps[i] += 1
-                chunks += piece(i, scanners[i].feed(delta.text))
+                chunks += piece(i, scanners[i].feed(delta.text, delta.backtrack))
                 if scanners[i].stopped:
                     chunks += shape.finished(first + i, "stop")
             if texted:

@@ -39,10 +39,15 @@ class StopScanner:
         self._pending = ""  # a start of some stop string: shorter than the longest one
         self.stopped = False
 
-    def feed(self, text: str) -> str:
-        """Takes the sample's next text; returns what may be sent now."""
+    def feed(self, text: str, backtrack: int = 0) -> str:
+        """Takes the sample's next text, after the model took back the last ``backtrack``
+        characters of what it had streamed; returns what may be sent now. Those still held
+        back are dropped: never sent, as the model's final text lacks them. Those sent stay
+        sent (OpenAI's chunks only append)."""
         if self.stopped:
             return ""
+        if backtrack:
+            self._pending = self._pending[: max(len(self._pending) - backtrack, 0)]
         buffer = self._pending + text
         held = len(buffer) - self._held(buffer)  # where a stop string may yet begin
         found = _first(buffer, self._stops)

@@ -853,8 +853,9 @@ class TextDelta(_message.Message):
     index: _builtins.int
     """Output only. Which sample (0-based)."""
     backtrack: _builtins.int
-    """Output only. Characters to drop from the end of the sample's text before
-    appending `text`; 0 unless the model revised its output.
+    """Output only. Characters (Unicode code points, not UTF-16 units: a JavaScript
+    client cuts with `Array.from(text)`) to drop from the end of the sample's text
+    before appending `text`; 0 unless the model revised its output.
     """
     text: _builtins.str
     """Output only. Text to append."""

@@ -300,8 +300,9 @@ export interface TextDelta {
   /** Output only. Which sample (0-based). */
   index: number;
   /**
-   * Output only. Characters to drop from the end of the sample's text before
-   * appending `text`; 0 unless the model revised its output.
+   * Output only. Characters (Unicode code points, not UTF-16 units: a JavaScript
+   * client cuts with `Array.from(text)`) to drop from the end of the sample's text
+   * before appending `text`; 0 unless the model revised its output.
    */
   backtrack: number;
   /** Output only. Text to append. */

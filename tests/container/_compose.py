@@ -65,10 +65,10 @@ class Compose:
             str(ROOT / "deploy/compose/host-network.yml"),
             *args,
         ]
-        return _run(command, {**self.env, **self.ports.env()}, timeout)
+        return run_command(command, {**self.env, **self.ports.env()}, timeout)
 
     def docker(self, *args: str, timeout: float = 120) -> str:
-        return _run([DOCKER, *args], dict(self.env), timeout)
+        return run_command([DOCKER, *args], dict(self.env), timeout)
 
     def container(self, service: str) -> str:
         """The ID of the service's (only) container, running or not."""
@@ -88,7 +88,7 @@ class Compose:
         return self.run("logs", "--no-color", "--tail", "40")
 
 
-def _run(command: list[str], env: Mapping[str, str], timeout: float) -> str:
+def run_command(command: list[str], env: Mapping[str, str], timeout: float) -> str:
     result = subprocess.run(
         command,
         env=dict(env),

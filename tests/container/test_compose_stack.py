@@ -11,10 +11,12 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import grpc
 import httpx
 import pytest
+import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 from saxgateway.v1 import gateway_pb2 as pb
@@ -24,7 +26,7 @@ from gateway.cell.models.test_lm import MODEL_PATH as TEST_LM
 from gateway.launch.tuning import ENVOY_SPARE_FILES
 from tests._deployment import http_liveness, liveness
 from tests._grpc import sync_channel
-from tests.container._compose import Compose, poll
+from tests.container._compose import ROOT, Compose, poll, run_command
 from tests.container._kube import LABEL, tail
 from tests.container.conftest import API_KEY, AUTH
 from tests.e2e._bodies import envoy_error
@@ -328,6 +330,24 @@ held = [socket.create_connection(("127.0.0.1", 8888), timeout=3) for _ in range(
 time.sleep(0.5)
 print(len(held), ready())
 """
+
+
+def test_the_tpu_gateway_is_given_the_hosts_key_or_none(compose: Compose) -> None:
+    # Without a key on the host, the tpu profile's gateway had GOOGLE_APPLICATION_CREDENTIALS
+    # naming a placeholder (/dev/null, mounted), which google-auth read as the key: it never
+    # asked the VM's metadata server (the service account), and the gateway exited 2 and was
+    # restarted for ever. The variable now reaches it only when the host sets one.
+    def tpu_gateway(**key: str) -> dict[str, Any]:
+        env = {k: v for k, v in compose.env.items() if k != "GOOGLE_APPLICATION_CREDENTIALS"}
+        command = ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "--profile", "tpu"]
+        out = run_command([*command, "config"], {**env, "SAX_ROOT": "gs://b/r", **key}, 120)
+        return dict(yaml.safe_load(out)["services"]["gateway-tpu"])
+
+    keyless = tpu_gateway()
+    assert keyless["environment"] == {"GOOGLE_APPLICATION_CREDENTIALS": None}  # not set
+    keyed = tpu_gateway(GOOGLE_APPLICATION_CREDENTIALS="/keys/sa.json")
+    assert keyed["environment"] == {"GOOGLE_APPLICATION_CREDENTIALS": "/keys/sa.json"}
+    assert "/keys/sa.json:/keys/sa.json:ro" in keyed["volumes"]
 
 
 def test_envoy_holds_the_connections_its_config_admits(compose: Compose) -> None:

@@ -107,6 +107,19 @@ def test_seed_walkthrough(compose: Compose) -> None:
     assert gone.status_code == 404
 
 
+def test_a_cells_admin_acl_is_set_through_the_gateway(http: httpx.Client) -> None:
+    # The gateway writes the cell's config.proto for it, on the cell's volume, which it had
+    # mounted read-only: the call was a 500 (INTERNAL, "could not save the config"). The ACL
+    # set is the one the cell has (none), so no later call is held to it.
+    response = http.post("/setacl", json={"name": "/sax/test", "acl": ""})
+    assert (response.status_code, response.json()) == (
+        200,
+        {"name": "/sax/test", "acl": "", "method": ""},
+    )
+    acl = http.get("/getacl", params={"name": "/sax/test"})
+    assert (acl.status_code, acl.json()["acl"]) == (200, "")
+
+
 def test_native_grpc_call_through_envoy(compose: Compose, http: httpx.Client) -> None:
     with (
         _published(http, "/sax/test/grpc", {"text": "over h2c"}) as model,

@@ -160,6 +160,14 @@ def test_generate_and_a_stream_through_the_services_port(pod: Pod, url: str) -> 
         "texts": [{"text": "from the pod", "score": pytest.approx(-0.3)}],
     }
     assert grpc_generate(url, model) == [("from the pod", -0.3)]
+    # The cell's admin ACL is written to its config.proto by the gateway, on the volume it
+    # shares with the cell (read-only, this was a 500); set to the one it has, none.
+    with httpx.Client(base_url=url, headers=AUTH, timeout=60) as http:
+        acl = http.post("/setacl", json={"name": "/sax/test", "acl": ""})
+        assert (acl.status_code, acl.json()) == (
+            200,
+            {"name": "/sax/test", "acl": "", "method": ""},
+        )
 
     # The scrape port: the ops container adds up the gateway's files in the shared emptyDir,
     # which it writes once a second. Two calls: the JSON one and the gRPC one.

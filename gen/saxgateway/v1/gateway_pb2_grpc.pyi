@@ -57,7 +57,10 @@ class SaxGatewayStub:
     """Publishes a model on the requested number of replicas and returns its
     definition. Does not wait for the replicas to load.
     Returns INVALID_ARGUMENT for a malformed model ID or path, ALREADY_EXISTS
-    if the model is already published.
+    if the model is already published. A model unpublished a moment ago may
+    be published again at once on the embedded cell; an upstream admin answers
+    "being unpublished, please retry later" (UNAVAILABLE) until its servers
+    have unloaded it, which the gateway retries until the call's deadline.
     """
     ListCell: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ListCellRequest, _gateway_pb2.ListCellResponse]
     """Returns the definition and replica counts of one published model, in the
@@ -261,7 +264,10 @@ class SaxGatewayAsyncStub(SaxGatewayStub):
     """Publishes a model on the requested number of replicas and returns its
     definition. Does not wait for the replicas to load.
     Returns INVALID_ARGUMENT for a malformed model ID or path, ALREADY_EXISTS
-    if the model is already published.
+    if the model is already published. A model unpublished a moment ago may
+    be published again at once on the embedded cell; an upstream admin answers
+    "being unpublished, please retry later" (UNAVAILABLE) until its servers
+    have unloaded it, which the gateway retries until the call's deadline.
     """
     ListCell: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ListCellRequest, _gateway_pb2.ListCellResponse]  # type: ignore[assignment]
     """Returns the definition and replica counts of one published model, in the
@@ -474,7 +480,10 @@ class SaxGatewayServicer(metaclass=_abc_1.ABCMeta):
         """Publishes a model on the requested number of replicas and returns its
         definition. Does not wait for the replicas to load.
         Returns INVALID_ARGUMENT for a malformed model ID or path, ALREADY_EXISTS
-        if the model is already published.
+        if the model is already published. A model unpublished a moment ago may
+        be published again at once on the embedded cell; an upstream admin answers
+        "being unpublished, please retry later" (UNAVAILABLE) until its servers
+        have unloaded it, which the gateway retries until the call's deadline.
         """
 
     @_abc_1.abstractmethod

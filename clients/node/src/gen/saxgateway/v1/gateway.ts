@@ -12503,7 +12503,10 @@ export const SaxGatewayDefinition = {
      * Publishes a model on the requested number of replicas and returns its
      * definition. Does not wait for the replicas to load.
      * Returns INVALID_ARGUMENT for a malformed model ID or path, ALREADY_EXISTS
-     * if the model is already published.
+     * if the model is already published. A model unpublished a moment ago may
+     * be published again at once on the embedded cell; an upstream admin answers
+     * "being unpublished, please retry later" (UNAVAILABLE) until its servers
+     * have unloaded it, which the gateway retries until the call's deadline.
      */
     publishModel: {
       name: "PublishModel",

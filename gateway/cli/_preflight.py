@@ -9,14 +9,14 @@ from pathlib import Path
 from gateway.common.listen import ListenError
 from gateway.common.storage import make_dirs
 from gateway.launch.envoy import envoy_binary
-from gateway.launch.ports import PortClaimed, claimant, holder
+from gateway.launch.ports import PortClaimed, claimant, connection_end, holder
 from gateway.launch.processes import make_log_dir
 from gateway.launch.readiness import busy_ports
 
 
 def busy(args: argparse.Namespace) -> str | None:
-    """Why a port the stack needs cannot be bound: another process listens on it, or its
-    address is not this machine's."""
+    """Why a port the stack needs cannot be bound: another process listens on it, or a
+    connection holds it, or its address is not this machine's."""
     try:
         busy = busy_ports(ports_to_bind(args))
     except ListenError as exc:
@@ -27,7 +27,7 @@ def busy(args: argparse.Namespace) -> str | None:
         )
     if busy:
         # Named, so that a process left over from an earlier run is found and stopped.
-        return in_use(args, {port: holder(port) or "another process" for port, _ in busy})
+        return in_use(args, {port: holder(port) or connection_end(port) for port, _ in busy})
     return None
 
 

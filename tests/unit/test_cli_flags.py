@@ -326,6 +326,34 @@ def test_up_names_every_port_of_the_stack_another_process_holds(
     )
 
 
+def test_up_names_a_connection_that_holds_a_port_nothing_listens_on(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # A port in the kernel's range for connections' own ends may be taken by any client's
+    # connection (another stack's calls took ports of a neighbour's range): "by another
+    # process" sent the operator looking for a listener that did not exist.
+    low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    with socket.create_server(("127.0.0.1", 0)) as server, socket.socket() as client:
+        client.bind(("127.0.0.1", 0))  # an own end the kernel picks, as connect() does
+        client.connect(server.getsockname())
+        port = client.getsockname()[1]
+        ports = [port, *(free_port() for _ in range(5))]
+        flags = ["--port", str(port), "--envoy-admin-port", str(ports[1]), "--gateway-ports"]
+        flags += [str(ports[2]), "--ops-port", str(ports[3]), "--admin-port", str(ports[4])]
+        flags += ["--model-server-ports", str(ports[5]), "--sax-root", str(tmp_path / "root")]
+        flags += ["--fs-root", str(tmp_path / "fs")]
+        assert main(["up", *flags]) == 1
+    held = (
+        "a connection (nothing listens on it: the kernel gives connections their own port "
+        f"from {low}-{high}, net.ipv4.ip_local_port_range, so ports there may be taken at "
+        "any time)"
+    )
+    assert capsys.readouterr().err == (
+        f"saxgw: port {port} is in use (Envoy's public port, --port) by {held}; is another "
+        "`saxgw up` running? Stop it, or choose other ports (see `saxgw up --help`).\n"
+    )
+
+
 def test_up_keeps_each_sax_roots_state_apart_unless_told(tmp_path: Path) -> None:
     # --fs-root defaulted to .saxgw/fs-root whatever --sax-root said: two `saxgw up` with
     # their own --sax-root shared one state.proto, and each admin's saves overwrote the other's

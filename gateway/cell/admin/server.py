@@ -51,6 +51,7 @@ class AdminServer:
         self._guard: asyncio.Task[None] | None = None
         self._announced = False  # location.proto names this admin (it wrote it)
         self._unnamed = False  # location.proto names no admin, as last read
+        self._was_empty = False  # location.proto was an empty file at the last read
         self._state_lock: int | None = None  # its hold on the state in a local fs root
 
     @property
@@ -134,8 +135,8 @@ class AdminServer:
             await asyncio.sleep(self._settings.location_watch_interval)
 
     async def _name_this_admin_again(self) -> None:
-        """Writes location.proto again, which is gone (deleted outside this admin: a cleanup of
-        SAX_ROOT, a restore without it). Left so, every client that looked for the admin since
+        """Writes location.proto again, which is gone or stays empty (deleted or emptied
+        outside this admin: a cleanup of SAX_ROOT, a restore without it). Left so, every client that looked for the admin since
         (a gateway restarted, saxutil) found none, UNAVAILABLE for as long as this admin
         served. Only while the cell's config.proto is there: with it gone too, the whole
         SAX_ROOT is (moved away, a volume unmounted), and a write would make a new one under
@@ -150,8 +151,8 @@ class AdminServer:
             return  # logged by the storage; tried again at the next read
         self._unnamed = False
         _log.warning(
-            "location.proto of %s was gone (removed outside this admin server); named this "
-            "one, %s, again",
+            "location.proto of %s was gone or empty (removed or emptied outside this admin "
+            "server); named this one, %s, again",
             self._settings.cell,
             self.address,
         )
@@ -183,7 +184,12 @@ class AdminServer:
         except Exception:  # a bug: say so, and keep serving rather than end unheard
             _log.exception("reading location.proto of %s failed", self._settings.cell)
             return True
-        self._unnamed = raw is None
+        # Empty at two reads in a row is no takeover half written (an instant's state), but a
+        # file emptied outside the admin (a truncation, a restore of a bad copy): readers take
+        # it for "no admin yet", so restarted model servers never joined this one again.
+        empty = raw == b""
+        self._unnamed = raw is None or (empty and self._was_empty)
+        self._was_empty = empty
         if named is None or named == self.address:
             return True
         _log.warning(

@@ -16,6 +16,7 @@ from typing import TypeAlias
 import grpc
 import pytest
 from saxml.protobuf import (
+    admin_pb2,
     audio_pb2,
     audio_pb2_grpc,
     common_pb2,
@@ -30,9 +31,11 @@ from saxml.protobuf import (
 )
 
 from gateway.cell._args import settings_to_argv
+from gateway.cell.modelserver.join import JoinLoop
 from gateway.launch.processes import free_port
 from tests._grpc import aio_channel
 from tests.integration._cell_fixtures import (
+    CELL,
     SEED_LM,
     InprocCell,
     addresses,
@@ -526,3 +529,40 @@ async def test_a_model_server_stopped_during_a_stream_logs_no_traceback(tmp_path
     stderr = (await server.stderr.read()).decode()
     assert "stream cancelled model=/sax/test/long" in stderr  # it did cancel the stream
     assert "Traceback" not in stderr, stderr
+
+
+async def test_a_join_loop_that_cannot_find_its_admin_says_so_once_without_a_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A location.proto that cannot be read (the storage failing) logged an ERROR with the
+    # step's traceback at every step (every 15 s on GCS, ~125 lines each), over the storage's
+    # own WARNING; one naming no admin (missing, or left empty) was skipped without a word,
+    # so a model server that never joined logged nothing at all.
+    caplog.set_level(logging.INFO, logger="gateway.cell.modelserver")
+    settings = fast_settings(tmp_path, num_model_servers=1)
+    location = tmp_path / "root" / "sax" / "test" / "location.proto"
+    location.parent.mkdir(parents=True)
+    location.symlink_to(location.name)  # a link to itself: every read fails (ELOOP)
+    request = admin_pb2.JoinRequest(address="127.0.0.1:1")
+    loop = JoinLoop(settings=settings, request=request, last_polled=time.monotonic)
+    loop.start()
+    try:
+        await asyncio.sleep(10 * settings.location_watch_interval)
+        location.unlink()
+        location.write_bytes(b"")  # read as naming no admin
+        await asyncio.sleep(10 * settings.location_watch_interval)
+    finally:
+        await loop.stop()
+    logged = [
+        (r.levelname, r.getMessage(), bool(r.exc_info))
+        for r in caplog.records
+        if r.name == "gateway.cell.modelserver"
+    ]
+    assert logged == [
+        (
+            "INFO",
+            f"location.proto of {CELL} names no admin server (missing or empty): this server "
+            "joins one once it is named there",
+            False,
+        )
+    ]

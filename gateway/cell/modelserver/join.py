@@ -24,6 +24,7 @@ from gateway.cell import joined
 from gateway.cell._files import CellFiles, parse_location
 from gateway.cell.settings import CellSettings
 from gateway.common.failurelog import FailureLog
+from gateway.common.storage import StorageError
 
 _log = logging.getLogger("gateway.cell.modelserver")
 
@@ -60,6 +61,10 @@ class JoinLoop:
         # join: a WARNING when that starts, then at most one a minute, and an INFO at its end.
         self._failures = FailureLog(_log)
         self._joining = ("joining", settings.cell)
+        # No admin named (location.proto missing or empty): the admin has not started, or
+        # the file was lost; an INFO when that starts, then at most one a minute.
+        self._unnamed = FailureLog(_log, level=logging.INFO)
+        self._finding = ("finding the admin of", settings.cell)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="join loop")
@@ -93,10 +98,21 @@ class JoinLoop:
             await asyncio.sleep(self._settings.location_watch_interval)
 
     async def _step(self) -> None:
-        location = await self._files.read_location_bytes()
+        try:
+            location = await self._files.read_location_bytes()
+        except StorageError:
+            # The storage logs its failures (a WARNING when one starts, then one a minute);
+            # as an error here, each step's traceback (125 lines) went to the log every 15 s.
+            return
         address = parse_location(location)
         if location is None or address is None:
+            self._unnamed.failed(
+                self._finding,
+                f"location.proto of {self._settings.cell} names no admin server (missing or "
+                "empty): this server joins one once it is named there",
+            )
             return
+        self._unnamed.succeeded(self._finding, f"finding the admin of {self._settings.cell}")
         reason = self._should_join(location, time.monotonic())
         if reason is None:
             return

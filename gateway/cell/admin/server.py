@@ -136,13 +136,13 @@ class AdminServer:
 
     async def _name_this_admin_again(self) -> None:
         """Writes location.proto again, which is gone or stays empty (deleted or emptied
-        outside this admin: a cleanup of SAX_ROOT, a restore without it). Left so, every client that looked for the admin since
-        (a gateway restarted, saxutil) found none, UNAVAILABLE for as long as this admin
-        served. Only while the cell's config.proto is there: with it gone too, the whole
-        SAX_ROOT is (moved away, a volume unmounted), and a write would make a new one under
-        the mount point. A file that does not parse is left alone: upstream's admin writes it
-        in place, so that is another admin's takeover half written, which this one must not
-        overwrite."""
+        outside this admin: a cleanup of SAX_ROOT, a restore without it). Left so, every
+        client that looked for the admin since (a gateway restarted, saxutil) found none,
+        UNAVAILABLE for as long as this admin served. Only while the cell's config.proto is
+        there: with it gone too, the whole SAX_ROOT is (moved away, a volume unmounted), and
+        a write would make a new one under the mount point. A file that does not parse is
+        left alone: upstream's admin writes it in place, so that is another admin's takeover
+        half written, which this one must not overwrite."""
         try:
             if not await self._files.config_present():
                 return

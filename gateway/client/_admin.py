@@ -238,6 +238,10 @@ class CellAdmin:
         self._conn: _Connection | None = None
         self._announced: str | None = None  # the admin address last logged at INFO
         self._connect_lock = asyncio.Lock()
+        # The location read under way (since when), and how the last one failed (None once
+        # one succeeds): what `lookup_failure` tells a caller that gave up waiting.
+        self._reading_since: float | None = None
+        self._read_failed: SaxError | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self._follower: asyncio.Task[None] | None = None
         # Since when the admin has been unreachable, once a call found it so for the whole
@@ -488,7 +492,16 @@ class CellAdmin:
             return conn
         async with self._connect_lock:  # one location read for all callers waiting on it
             if self._conn is None:
-                self._conn = _Connection(await self.files.read_location())
+                self._reading_since = now()
+                try:
+                    address = await self.files.read_location()
+                except SaxError as exc:  # SAX_ROOT failed, or names no admin
+                    self._read_failed = exc
+                    raise
+                finally:
+                    self._reading_since = None
+                self._read_failed = None
+                self._conn = _Connection(address)
                 if self._conn.address != self._announced:
                     self._announced = self._conn.address
                     _log.info("admin of %s is at %s", self.cell, self._conn.address)
@@ -503,6 +516,16 @@ class CellAdmin:
                         context=contextvars.Context(),  # part of no call
                     )
             return self._conn
+
+    def lookup_failure(self) -> SaxError | None:
+        """Why this cell's admin cannot be looked up now: a read of its location.proto under
+        way for `SLOW_LOCATION_READ_S` or more (SAX_ROOT does not answer), or the last one's
+        failure (SAX_ROOT failed, or names no admin); None if the last read found it. For a
+        caller whose own deadline ran out waiting on something that needed the admin."""
+        since = self._reading_since
+        if since is not None and now() - since >= SLOW_LOCATION_READ_S:
+            return self.files.unanswered()
+        return self._read_failed
 
     async def _follow_location(self) -> None:
         """Drops the connection when location.proto names another address; ends when there

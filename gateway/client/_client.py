@@ -43,6 +43,7 @@ from gateway.common.errors import (
     FailedPreconditionError,
     NotFoundError,
     RequestCancelledError,
+    SaxError,
     code_from_text,
 )
 from gateway.common.storage import Storage, open_storage
@@ -100,6 +101,13 @@ class Client(AsyncClosing, DataCalls):
         finds hung, on ``board`` (their shared table's), and take theirs as a hint, checked
         by a probe of its own (gateway/client/_hung.py)."""
         self._router.share_findings(board)
+
+    def lookup_failure(self, model_id: str) -> SaxError | None:
+        """Why the admin of ``model_id``'s cell cannot be looked up now (SAX_ROOT does not
+        answer, or names no admin), if this client has been looking for it
+        (`CellAdmin.lookup_failure`)."""
+        admin = self._admins.get(naming.parse_model_id(model_id).cell.name)
+        return None if admin is None else admin.lookup_failure()
 
     def is_serving(self, model_id: str) -> bool:
         """Whether the admin has reported ``model_id`` as published (its watch is live).

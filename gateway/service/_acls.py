@@ -133,7 +133,9 @@ class AclCache:
                 return await fetch
         except TimeoutError:
             if cached is None or not moment:
-                raise DeadlineExceededError(
+                # Not the admin's fault when it could not be looked up (SAX_ROOT down): a
+                # short deadline was a 504 blaming the admin, a long one the 503 saying why.
+                raise self._client.lookup_failure(model) or DeadlineExceededError(
                     f"call to {model} exceeded its deadline reading the model's ACLs from the admin"
                 ) from None
             return cached.acls

@@ -338,6 +338,16 @@ def test_gcs_down_is_unavailable_and_loses_nothing_stored(
             )
             _error(response, 503, 14, message)
             assert http.get("/listcell", params={"model": new}).status_code == 404
+            # A data call whose deadline ends while SAX_ROOT is read for its cell's admin
+            # (its ACLs need the admin): SAX_ROOT's 503, as with a longer deadline; it was a
+            # 504 saying the admin had not answered.
+            elsewhere = {"model": "/sax/elsewhere/lm", "query": "q"}
+            response = http.post("/generate", json=elsewhere, headers={"grpc-timeout": "3S"})
+            message = (
+                "could not find the admin server of cell /sax/elsewhere: this gateway's "
+                "SAX_ROOT is unavailable; retry later"
+            )
+            _error(response, 503, 14, message)
         # The gateway retried UNAVAILABLE within its deadline, and the admin's last write goes
         # on after its caller has gone, for at most GCS_RETRY_S: storage back before then
         # would take it (see test_a_save_cut_short_by_its_caller_never_lands_after_a_later_one).

@@ -55,6 +55,9 @@ class FakeClient:
             raise NotFoundError(f"{model} not found")
         return type("Detail", (), {"acls": dict(self.acls)})()
 
+    def lookup_failure(self, model: str) -> None:
+        return None  # its admin is never looked for
+
 
 @dataclass
 class FakeContext:

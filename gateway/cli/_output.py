@@ -19,7 +19,7 @@ import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from gateway.cli._numbers import number, shorten
+from gateway.cli._numbers import exact, number, shorten
 from gateway.common.logs import printable
 
 
@@ -77,8 +77,8 @@ def fields(pairs: Iterable[tuple[str, object]]) -> str:
 
 
 def floats(values: Iterable[float]) -> str:
-    """A vector on one line, each value in its shortest form."""
-    return " ".join(number(v) for v in values)
+    """A vector on one line, each value in its shortest exact form."""
+    return " ".join(exact(v) for v in values)
 
 
 def _cell(value: object) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 
 import grpc
@@ -99,15 +100,23 @@ def test_fields_align_values() -> None:
     )
 
 
-def test_floats_print_in_shortest_form() -> None:
+def test_floats_print_in_shortest_exact_form() -> None:
     float32_point_3 = -0.30000001192092896  # -0.3 as Sax sends it (float32)
-    assert output.floats([0.1, -2.0, 1 / 3, -0.1 * 3, float32_point_3, 1e-7, 0.1234567]) == (
-        "0.1 -2 0.3333333333333333 -0.3 -0.3 1e-07 0.1234567"
+    assert output.floats([0.1, -2.0, 1 / 3, float32_point_3, 1e-7, 0.1234567]) == (
+        "0.1 -2 0.3333333333333333 -0.3 1e-07 0.1234567"
     )
-    # Digits that carry information stay (an embedding's doubles round-trip exactly).
-    assert output.floats([0.8259910782799125, -0.11868017865344882]) == (
-        "0.8259910782799125 -0.11868017865344882"
+    # A vector's doubles are data: every digit stays, so that what is printed reads back as
+    # the value (vm.token_to_video reads vm.video_to_token's tokens). Rounded to 15 digits
+    # where that moved them by one unit in the last place, as a score's noise is, these
+    # read back as other tokens, and made another video.
+    vector = [-0.6289469948969781, 0.04974505351856351, 0.8259910782799125, -0.1 * 3]
+    printed = output.floats(vector)
+    assert (
+        printed == "-0.6289469948969781 0.04974505351856351 0.8259910782799125 -0.30000000000000004"
     )
+    assert [float(v) for v in printed.split()] == vector
+    message = pb.VideoToTokenResponse(tokens=vector)
+    assert json.loads(output.to_json(message))["tokens"] == vector
 
 
 def test_to_json_prints_numbers_in_shortest_form() -> None:

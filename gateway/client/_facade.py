@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import math
 import os
 import threading
 from collections.abc import Coroutine, Sequence
@@ -49,7 +50,7 @@ class Options:
 
 
 class AdminOptions:
-    """Options of admin functions: ``timeout`` in seconds (negative: the client default)."""
+    """Options of admin functions: ``timeout`` in seconds (0 or negative: none)."""
 
     def __init__(self) -> None:
         self.timeout = -1.0
@@ -83,14 +84,15 @@ class ModelOptions:
         return self._strings[key]
 
     def SetTimeout(self, seconds: float) -> None:
-        """Deadline of each call made with these options; negative means none."""
+        """Deadline of each call made with these options; 0 or negative means none."""
         self._timeout = float(seconds)
 
     def GetTimeout(self) -> float:
         return self._timeout
 
     def ToDebugString(self) -> str:
-        return repr(self.to_call_options())
+        """The extra inputs as protobuf's text format, as upstream's (empty for none)."""
+        return str(self.ToProto())
 
     def ToProto(self) -> common_pb2.ExtraInputs:
         """The extra inputs as the ``ExtraInputs`` message every data request carries."""
@@ -110,7 +112,7 @@ class ModelOptions:
             extra_inputs=dict(self._items),
             extra_strings=dict(self._strings),
             extra_tensors=dict(self._tensors),
-            timeout=self._timeout if self._timeout >= 0 else None,
+            timeout=self._timeout if self._timeout > 0 else None,  # 0: none, as upstream
         )
 
 
@@ -196,9 +198,11 @@ _DEFAULT_OPTIONS = Options()
 runtime = Runtime()
 
 
-def admin_timeout(options: AdminOptions | None) -> float | None:
-    """An ``AdminOptions``' timeout for ``Client`` (None: the client's default)."""
-    return options.timeout if options is not None and options.timeout >= 0 else None
+def admin_timeout(options: AdminOptions | None) -> float:
+    """An ``AdminOptions``' timeout for ``Client``: none (``math.inf``) unless positive, as
+    upstream's (its default, -1, and 0 too, wait as long as the operation takes; mapped to
+    the client's 10 s, a `WaitForReady` of a model that loads for a minute failed)."""
+    return options.timeout if options is not None and options.timeout > 0 else math.inf
 
 
 def call_options(options: ModelOptions | None) -> CallOptions | None:

@@ -86,7 +86,11 @@ class LanguageModel(_ModelPart):
     def Score(
         self, prefix: str, suffix: Sequence[str], options: ModelOptions | None = None
     ) -> list[float]:
-        return runtime.run(self._client.lm_score(self._id, prefix, suffix, call_options(options)))
+        return runtime.run(
+            self._client.lm_score(
+                self._id, prefix, _strings("suffix", suffix), call_options(options)
+            )
+        )
 
     def Embed(self, text: str, options: ModelOptions | None = None) -> list[float]:
         return runtime.run(self._client.lm_embed(self._id, text, call_options(options)))
@@ -97,6 +101,14 @@ class LanguageModel(_ModelPart):
         return runtime.run(
             self._client.lm_gradient(self._id, prefix, suffix, call_options(options))
         )
+
+
+def _strings(name: str, values: Sequence[str]) -> Sequence[str]:
+    """``values``, a list of strings; TypeError for one string, as upstream's binding raises
+    (taken as a sequence, ``Score("a", "bcd")`` scored three suffixes, one a character)."""
+    if isinstance(values, str | bytes):
+        raise TypeError(f"{name} must be a list of strings, not a single {type(values).__name__}")
+    return values
 
 
 class VisionModel(_ModelPart):
@@ -122,8 +134,9 @@ class VisionModel(_ModelPart):
         boxes: Sequence[tuple[float, float, float, float]] = (),
         options: ModelOptions | None = None,
     ) -> list[tuple[float, float, float, float, bytes, float, tuple[int, int, bytes]]]:
+        texts = _strings("text", text)
         found = runtime.run(
-            self._client.vm_detect(self._id, image_bytes, text, call_options(options), boxes=boxes)
+            self._client.vm_detect(self._id, image_bytes, texts, call_options(options), boxes=boxes)
         )
         return [
             (

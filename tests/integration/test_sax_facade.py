@@ -4,6 +4,7 @@ its import line, against the embedded cell."""
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import sys
 import textwrap
@@ -12,6 +13,7 @@ import pytest
 from saxml.protobuf import common_pb2
 
 from gateway.client import sax as facade
+from gateway.client._facade import admin_timeout
 from tests.integration._client_fixtures import RunningCell
 
 # Written as seed-era code against upstream's Python client (saxml/client/python/sax.pyi); the
@@ -197,6 +199,48 @@ async def test_multimodal_model(cell: RunningCell) -> None:
     ]
 
 
+NO_DEADLINE_PROGRAM = _with_model(
+    "/sax/test/nodeadline",
+    "sax_gateway.testing.TestLM",
+    """
+    # Upstream: a timeout of 0 or less is none (its default, -1, too). A 0 was a deadline
+    # of 0 s here, and an admin call without one was given the client's 10 s.
+    admin = sax.AdminOptions()
+    admin.timeout = 0
+    print("list", sax.List("/sax/test/nodeadline", admin)[0])
+    options = sax.ModelOptions()
+    options.SetTimeout(0)
+    lm = sax.Model("/sax/test/nodeadline").LM()
+    print("generate", lm.Generate("hi", options)[0][0])
+    # One string where upstream takes a list is its TypeError, not a list of characters.
+    vm = sax.Model("/sax/x/y").VM()
+    for call in (lambda: lm.Score("a", "bcd"), lambda: vm.Detect(b"", "cat")):
+        try:
+            call()
+        except TypeError as error:
+            print("type error", error)
+    """,
+)
+
+
+async def test_no_deadline_and_type_errors_as_upstreams(cell: RunningCell) -> None:
+    assert await _run(NO_DEADLINE_PROGRAM, cell) == [
+        "list sax_gateway.testing.TestLM",
+        "generate hi",
+        "type error suffix must be a list of strings, not a single str",
+        "type error text must be a list of strings, not a single str",
+    ]
+
+
+def test_admin_timeouts_of_zero_or_less_are_none() -> None:
+    admin = facade.AdminOptions()
+    assert admin_timeout(None) == admin_timeout(admin) == math.inf  # the default: -1
+    admin.timeout = 0
+    assert admin_timeout(admin) == math.inf
+    admin.timeout = 2.5
+    assert admin_timeout(admin) == 2.5
+
+
 def test_model_options_behave_like_upstream() -> None:
     options = facade.ModelOptions()
     assert options.GetTimeout() == -1
@@ -218,6 +262,9 @@ def test_model_options_behave_like_upstream() -> None:
     assert list(proto.tensors["soft"].values) == [1.0, 2.0]
     assert dict(proto.strings) == {"s": "v"}
     assert facade.ModelOptions().ToProto() == common_pb2.ExtraInputs()
+    # Upstream's is the ExtraInputs' DebugString (protobuf's text format).
+    assert facade.ModelOptions().ToDebugString() == ""
+    assert options.ToDebugString() == str(proto)
     copied = options.__copy__()
     copied.SetExtraInput("temperature", 2)
     assert options.GetExtraInput("temperature") == 1.0

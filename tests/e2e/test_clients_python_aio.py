@@ -16,6 +16,7 @@ from saxgateway_client import (
     AlreadyExistsError,
     AsyncClient,
     BadRequestError,
+    CancelledError,
     DeadlineExceededError,
     NotFoundError,
     ServerError,
@@ -163,3 +164,33 @@ async def test_a_reply_over_grpcs_default_limit_is_received(
         request = pb.CustomRequest(model=model, method_name="echo", request=big)
         reply = await client.call("Custom", request)
     assert reply.response == big
+
+
+async def test_calls_in_flight_when_the_client_closes_raise_its_cancelled_error(
+    stack: Stack,
+) -> None:
+    # grpc.aio ends them with asyncio.CancelledError, which `except SaxGatewayError` (and
+    # `except Exception`) missed, though the task was never cancelled; the sync client's
+    # raise CancelledError ("Channel closed!").
+    model = "/sax/test/aio-closed"
+    async with AsyncClient(stack.grpc_address, timeout=30) as admin:
+        await _published(admin, model, text="a b c d e f", delay_ms="300")
+        try:
+            client = AsyncClient(stack.grpc_address, timeout=30)
+            unary = asyncio.ensure_future(client.generate(model, "q"))
+
+            async def first_then_rest() -> list[object]:
+                stream = client.generate_stream(model, "q")
+                return [await anext(stream), *[item async for item in stream]]
+
+            streamed = asyncio.ensure_future(first_then_rest())
+            await asyncio.sleep(0.5)  # both under way: the stream has sent its first token
+            await client.close()
+            for call in (unary, streamed):
+                with pytest.raises(CancelledError) as raised:
+                    await call
+                assert raised.value.code == grpc.StatusCode.CANCELLED
+                assert raised.value.message == "Channel closed!"
+            assert not unary.cancelled() and not streamed.cancelled()
+        finally:
+            await admin.unpublish(model)

@@ -10,6 +10,7 @@ and read in one place for both (``_requests``).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
@@ -20,15 +21,20 @@ from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
 from saxgateway_client import _requests as requests
-from saxgateway_client._errors import from_rpc_error
+from saxgateway_client._errors import error_for, from_rpc_error
 from saxgateway_client._requests import JSONValue, in_band_error
 
 _Result = TypeVar("_Result")
 
 
-async def _items(start: Callable[[], Any]) -> AsyncIterator[Any]:
+#: What a call in flight when its client closes raises, as the sync client's grpc says it.
+_CLOSED = "Channel closed!"
+
+
+async def _items(start: Callable[[], Any], closed: Callable[[], bool]) -> AsyncIterator[Any]:
     """A streaming call's messages, the call started at the first step; a failure, before
-    the first message or in-band in the last one, raised as a SaxGatewayError."""
+    the first message or in-band in the last one, raised as a SaxGatewayError (a close of
+    the client, ``closed()``, too)."""
     call = start()
     try:
         async for item in call:
@@ -44,6 +50,10 @@ async def _items(start: Callable[[], Any]) -> AsyncIterator[Any]:
             yield item
     except grpc.RpcError as exc:
         raise from_rpc_error(exc) from exc
+    except asyncio.CancelledError:
+        if not closed():
+            raise  # the caller's task was cancelled
+        raise error_for(grpc.StatusCode.CANCELLED, _CLOSED) from None
     finally:
         call.cancel()  # a consumer that stops early (or is cancelled) frees the call at once
 
@@ -68,6 +78,9 @@ class AsyncClient:
     ) -> None:
         requests.check_target(target)
         self.timeout = timeout
+        # Closed: grpc.aio ends the calls in flight with asyncio.CancelledError, which no
+        # `except SaxGatewayError` (nor `except Exception`) caught; they raise CancelledError.
+        self._closed = False
         self._metadata = requests.metadata((), metadata)
         self._channel = (
             grpc.aio.secure_channel(target, credentials, requests.channel_options(options))
@@ -86,7 +99,8 @@ class AsyncClient:
         await self.close()
 
     async def close(self) -> None:
-        """Closes the channel; calls still in flight are cancelled."""
+        """Closes the channel; calls still in flight raise :class:`CancelledError`."""
+        self._closed = True
         await self._channel.close()
 
     async def call(
@@ -107,6 +121,10 @@ class AsyncClient:
             )
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from exc
+        except asyncio.CancelledError:
+            if not self._closed:
+                raise  # the caller's task was cancelled
+            raise error_for(grpc.StatusCode.CANCELLED, _CLOSED) from None
 
     async def _run(
         self, call: requests.Unary[_Result], timeout: float | None, metadata: requests.Metadata
@@ -188,7 +206,7 @@ class AsyncClient:
         deadline = requests.timeout(self.timeout, timeout)
         sent = requests.metadata(self._metadata, metadata)
         rpc = getattr(self.stub, method)
-        return _items(lambda: rpc(request, timeout=deadline, metadata=sent))
+        return _items(lambda: rpc(request, timeout=deadline, metadata=sent), lambda: self._closed)
 
     async def score(
         self,

@@ -124,6 +124,11 @@ TLS_FAILURES = (
         "{gateway} ended the connection after the TLS handshake: it asks for a client "
         "certificate (mTLS); pass --client-cert and --client-key, signed by a CA it trusts",
     ),
+    (  # grpc could not make TLS of saxgw's own files, before anything was sent
+        "Failed to create security handshaker",
+        "saxgw could not set up TLS from its own files: --ca-cert must be a PEM certificate, "
+        "--client-cert and --client-key a PEM certificate and its own key",
+    ),
     (
         "handshake failed",
         "the TLS handshake with {gateway} failed (see above): check --ca-cert, --client-cert "

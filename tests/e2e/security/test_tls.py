@@ -186,6 +186,8 @@ def test_saxgw_hints_name_the_tls_flags_a_failure_wants(
     (tmp_path / "other-ca.pem").write_bytes(CertificateAuthority.generate("another CA").pem())
     ca, other_ca = str(front.certs / "ca.pem"), str(tmp_path / "other-ca.pem")
     cert, key = front.client
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
     nothing = f"127.0.0.1:{free_port()}"
     cases = [
         (  # plaintext to the TLS edge: it hangs up at once
@@ -211,6 +213,18 @@ def test_saxgw_hints_name_the_tls_flags_a_failure_wants(
             ("--ca-cert", ca),
             f"{tls} ended the connection after the TLS handshake: it asks for a client "
             "certificate (mTLS); pass --client-cert and --client-key, signed by a CA it trusts",
+        ),
+        *(
+            (  # files that make no TLS: it blamed the gateway ("is a gateway listening?")
+                tls,
+                flags,
+                "saxgw could not set up TLS from its own files: --ca-cert must be a PEM "
+                "certificate, --client-cert and --client-key a PEM certificate and its own key",
+            )
+            for flags in (
+                ("--ca-cert", str(garbage)),
+                ("--ca-cert", ca, "--client-cert", key, "--client-key", cert),
+            )
         ),
         (  # TLS to a plaintext edge
             plain,

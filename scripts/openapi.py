@@ -186,7 +186,12 @@ _JSON_TEXT = (
     'an `s` (`"1.5s"`). **A field the method does not have is ignored, not refused**: a '
     'misspelt `"replica": 2` publishes one replica, so read the reply, which says what was '
     "done. The transcoder's parser also takes some text that is not JSON (single-quoted "
-    "strings, unquoted keys, a trailing comma); what it cannot read is a 400. The OpenAI "
+    "strings, unquoted keys, a trailing comma); what it cannot read is a 400, naming the "
+    "field in its message (of a repeated field, always its first element: `image_frames[0]`) "
+    "for a body of 64 KiB or less, and no field for a larger one, whose message would repeat "
+    "the value. An image, audio clip, video frame, multimodal item or custom request may be "
+    "10 MiB each (a 400 naming the field past it), however large `limits.max_request_bytes` "
+    "lets the body be. The OpenAI "
     "routes read strict JSON (docs/openai.md). A body is read as UTF-8 JSON whatever its "
     "`Content-Type` says (none, curl's default `application/x-www-form-urlencoded`, "
     "`text/plain`; a `charset` is not read, JSON having one encoding, RFC 8259), but for a "

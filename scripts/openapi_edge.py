@@ -57,7 +57,8 @@ def headers() -> dict[str, Schema]:
     ratelimit = (
         "Envoy's per-client token bucket (`quotas.rate`, `clients.<id>.rate`), on every reply "
         "the bucket counted (not a 401 or 403, refused before it, which take no token), while "
-        "a rate applies: "
+        "a rate applies (a caller none applies to, where another client has one, gets the "
+        "listener-wide bucket's, `x-ratelimit-limit: 1000000`, which limits nothing): "
     )
     return {
         "www-authenticate": {

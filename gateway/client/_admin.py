@@ -108,6 +108,9 @@ UNPUBLISH = AdminMethod("Unpublish", lambda s: s.Unpublish, changes=True)
 LIST = AdminMethod("List", lambda s: s.List, prompt=True)
 STATS = AdminMethod("Stats", lambda s: s.Stats, prompt=True)
 WATCH_LOC = AdminMethod("WatchLoc", lambda s: s.WatchLoc, paced=True)
+#: The watch of a model whose replicas are not known yet: calls wait on its answer, so an
+#: outage another call found fails it at once, as it fails any admin call.
+FIRST_WATCH_LOC = AdminMethod("WatchLoc", lambda s: s.WatchLoc)
 WAIT_FOR_READY = AdminMethod("WaitForReady", lambda s: s.WaitForReady, long_poll=True)
 
 

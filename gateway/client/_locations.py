@@ -22,7 +22,7 @@ import grpc
 from saxml.protobuf import admin_pb2
 
 from gateway import naming
-from gateway.client._admin import RETRY_CODES, WATCH_LOC, CellAdmin
+from gateway.client._admin import FIRST_WATCH_LOC, RETRY_CODES, WATCH_LOC, CellAdmin
 from gateway.common.deadline import Deadline, now
 from gateway.common.errors import DeadlineExceededError, SaxError
 from gateway.common.failurelog import FailureLog
@@ -260,7 +260,8 @@ async def _watch(
             poll_until = min(poll_until, max(hold_until, started + 1.0))
         asked_at = started
         try:
-            response = await admin.call(WATCH_LOC, request, deadline=Deadline(poll_until))
+            method = WATCH_LOC if table.known else FIRST_WATCH_LOC
+            response = await admin.call(method, request, deadline=Deadline(poll_until))
         except DeadlineExceededError:
             if hold_until and now() >= hold_until:
                 server_id, seqno, hold_until = "", 0, 0.0  # ask for the full set, and apply it

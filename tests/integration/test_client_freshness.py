@@ -582,6 +582,10 @@ async def test_calls_in_an_admin_outage_that_a_call_found_fail_at_once(tmp_path:
             partial(client.list_all, CELL, timeout=BOUND_S),
             partial(client.list_detail, f"{CELL}/m", timeout=BOUND_S),
             partial(client.publish, f"{CELL}/m", TEST_LM, "None", 0, timeout=BOUND_S),
+            # A model first called in the outage: its watch gave the admin its whole window
+            # (or a shorter deadline ended it, 504 "0 replicas are ready").
+            partial(client.lm_generate, f"{CELL}/first", "q", CallOptions(timeout=BOUND_S)),
+            partial(client.lm_generate, f"{CELL}/second", "q", CallOptions(timeout=2.0)),
         ]
         for call in calls:
             started = loop.time()

@@ -172,9 +172,10 @@ class Client(AsyncClosing, DataCalls):
 
     # Admin operations.
 
-    async def list_cells(self) -> list[str]:
-        """Cell IDs under SAX_ROOT (``["/sax/test", ...]``), sorted."""
-        return await list_cells(self._storage)
+    async def list_cells(self, *, deadline: Deadline | None = None) -> list[str]:
+        """Cell IDs under SAX_ROOT (``["/sax/test", ...]``), sorted; UNAVAILABLE if SAX_ROOT
+        has not answered by ``deadline``."""
+        return await list_cells(self._storage, deadline)
 
     async def publish(
         self,

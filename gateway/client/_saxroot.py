@@ -13,12 +13,14 @@ Calling the admin, and retrying while it is away, is `gateway.client._admin`'s.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from google.protobuf.message import DecodeError
 from saxml.protobuf import admin_pb2
 
 from gateway import naming
+from gateway.common.deadline import Deadline
 from gateway.common.errors import (
     InternalError,
     NotFoundError,
@@ -53,10 +55,16 @@ def sax_root_failure(exc: StorageError, failed: str) -> SaxError:
     return storage_failure(exc, failed, "this gateway's SAX_ROOT", "the gateway's log")
 
 
-async def list_cells(storage: Storage) -> list[str]:
-    """Cell IDs under SAX_ROOT (``["/sax/test", ...]``), sorted."""
+async def list_cells(storage: Storage, deadline: Deadline | None = None) -> list[str]:
+    """Cell IDs under SAX_ROOT (``["/sax/test", ...]``), sorted. A listing that has not
+    answered by ``deadline`` is SAX_ROOT's failure (UNAVAILABLE), as one that fails is: a
+    short deadline ran out in it and the caller was told only "Deadline Exceeded"."""
     try:
-        names = await storage.list_dirs(naming.PREFIX)
+        async with asyncio.timeout(None if deadline is None else deadline.remaining()):
+            names = await storage.list_dirs(naming.PREFIX)
+    except TimeoutError:
+        late = StorageError(f"{storage.url(naming.PREFIX)} was not listed in time", transient=True)
+        raise sax_root_failure(late, "could not list the cells") from None
     except StorageError as exc:  # a bucket missing or unreachable, a local root unreadable
         raise sax_root_failure(exc, "could not list the cells") from exc
     return [naming.CellId(n).id for n in names if naming.is_valid_name(n)]

@@ -185,7 +185,8 @@ class SaxGatewayServicer(MultimodalMethods, MediaMethods, gateway_pb2_grpc.SaxGa
     async def ListCells(
         self, request: pb.ListCellsRequest, context: Context
     ) -> pb.ListCellsResponse:
-        return pb.ListCellsResponse(cells=sorted(await self._client.list_cells()))
+        cells = await self._client.list_cells(deadline=self._deadline(context))
+        return pb.ListCellsResponse(cells=sorted(cells))
 
     async def UpdateModel(
         self, request: pb.UpdateModelRequest, context: Context

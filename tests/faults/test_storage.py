@@ -332,11 +332,13 @@ def test_gcs_down_is_unavailable_and_loses_nothing_stored(
                 "later: Unavailable"
             )
             _error(response, 503, 14, message)
-            response = http.get("/listcells")
             message = (
                 "could not list the cells: this gateway's SAX_ROOT is unavailable; retry later"
             )
-            _error(response, 503, 14, message)
+            # A deadline shorter than the storage's retries (10 s): the same 503, where it
+            # was grpc's own 504 "Deadline Exceeded".
+            for deadline in ({}, {"grpc-timeout": "3S"}):
+                _error(http.get("/listcells", headers=deadline), 503, 14, message)
             assert http.get("/listcell", params={"model": new}).status_code == 404
             # A data call whose deadline ends while SAX_ROOT is read for its cell's admin
             # (its ACLs need the admin): SAX_ROOT's 503, as with a longer deadline; it was a

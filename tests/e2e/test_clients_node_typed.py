@@ -153,6 +153,21 @@ def test_a_wrong_method_from_plain_javascript_is_named_not_a_crash_in_grpc_js() 
     }
 
 
+def test_a_call_on_a_closed_client_is_its_cancelled_error() -> None:
+    # grpc-js threw a plain Error ("Channel has been shut down"), which no `instanceof
+    # SaxGatewayError` caught, where the README says each failure is one.
+    node = shutil.which("node")
+    assert node, "node is needed"
+    out = json.loads(_run([node, ROOT / "tests" / "e2e" / "node" / "after_close.js"], ROOT, 60))
+    closed = {
+        "class": "CancelledError",
+        "gateway_error": True,
+        "code": "CANCELLED",
+        "message": "CANCELLED: Channel closed!",
+    }
+    assert out == {"unary": closed, "stream": closed}
+
+
 def test_an_error_carries_its_details_and_a_oneof_set_twice_is_refused(stack: Stack) -> None:
     # SaxGatewayError kept the field violations alone: no details, no request ID, no message
     # as it arrived. And `{text, image_bytes}` as one MultimodalItem went out as both fields.

@@ -15,6 +15,7 @@ import pytest
 from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway_client import (
     BadRequestError,
+    CancelledError,
     Client,
     DeadlineExceededError,
     FieldViolation,
@@ -291,3 +292,14 @@ def test_installs_with_pip_from_the_repo_folder(stack: Stack, tmp_path: Path) ->
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "HTTP Server for SAX Client\n"
+
+
+def test_a_call_on_a_closed_client_is_its_cancelled_error(stack: Stack) -> None:
+    # grpc raised ValueError ("Cannot invoke RPC on closed channel!"), which no
+    # `except SaxGatewayError` caught, where the README says every failure is one.
+    client = Client(stack.grpc_address, timeout=30)
+    client.close()
+    with pytest.raises(CancelledError, match="Channel closed!"):
+        client.generate("/sax/test/closed", "q")
+    with pytest.raises(CancelledError, match="Channel closed!"):
+        next(client.generate_stream("/sax/test/closed", "q"))

@@ -194,3 +194,8 @@ async def test_calls_in_flight_when_the_client_closes_raise_its_cancelled_error(
             assert not unary.cancelled() and not streamed.cancelled()
         finally:
             await admin.unpublish(model)
+    # Calls made after the close: grpc.aio's UsageError ("Channel is closed.") before.
+    with pytest.raises(CancelledError, match="Channel closed!"):
+        await client.generate(model, "q")
+    with pytest.raises(CancelledError, match="Channel closed!"):
+        await anext(client.generate_stream(model, "q"))

@@ -29,8 +29,8 @@ export declare class SaxGatewayError extends Error {
     /** The call's ID (its x-request-id), from its google.rpc.RequestInfo detail; undefined
      * without one (or for a refusal Envoy made before it had read the request). */
     readonly requestId: string | undefined;
-    /** The status message as it arrived: for a refusal Envoy made itself, the HTTP API's whole
-     * JSON error body, whose `message` is this error's. */
+    /** The status message as it arrived (an older gateway's Envoy sent its own refusals' as the
+     * HTTP API's whole JSON error body, whose `message` is this error's). */
     readonly rawMessage: string;
     /** How long the gateway asks a caller to wait before trying again, in milliseconds (on a
      * RESOURCE_EXHAUSTED that may mend: a rate, calls in flight, an overloaded model);
@@ -103,9 +103,12 @@ export interface CallOptions {
 export declare class Client {
     /** The grpc-js channel's client (pb.SaxGatewayDefinition describes every RPC). */
     readonly channel: grpc.Client;
+    private closed;
     private readonly timeoutMs;
     private readonly metadata;
     constructor(address?: string, options?: ClientOptions);
+    /** Closes the channel: calls in flight run to their end; later calls reject with
+     * CancelledError ("Channel closed!"), as the Python client's do. */
     close(): void;
     /** Calls a unary RPC; rejects with a SaxGatewayError (CANCELLED once options.signal aborts). */
     unary<K extends UnaryMethod>(method: K, request: pb.DeepPartial<RequestOf<K>>, options?: CallOptions): Promise<ResponseOf<K>>;

@@ -72,8 +72,8 @@ class SaxGatewayError extends Error {
     /** The call's ID (its x-request-id), from its google.rpc.RequestInfo detail; undefined
      * without one (or for a refusal Envoy made before it had read the request). */
     requestId;
-    /** The status message as it arrived: for a refusal Envoy made itself, the HTTP API's whole
-     * JSON error body, whose `message` is this error's. */
+    /** The status message as it arrived (an older gateway's Envoy sent its own refusals' as the
+     * HTTP API's whole JSON error body, whose `message` is this error's). */
     rawMessage;
     /** How long the gateway asks a caller to wait before trying again, in milliseconds (on a
      * RESOURCE_EXHAUSTED that may mend: a rate, calls in flight, an overloaded model);
@@ -159,6 +159,10 @@ exports.DeadlineExceededError = DeadlineExceededError;
 class CancelledError extends SaxGatewayError {
 }
 exports.CancelledError = CancelledError;
+/** What a call on a closed client rejects with. */
+function closedError() {
+    return new CancelledError(grpc.status.CANCELLED, "Channel closed!");
+}
 /** UNIMPLEMENTED (501): the model does not serve this method. */
 class UnimplementedError extends SaxGatewayError {
 }
@@ -192,7 +196,8 @@ function pushback(metadata) {
     return wait >= 0 ? wait : undefined;
 }
 // A refusal Envoy made itself (no credentials, a role or a rate refused, a body too large)
-// reaches a gRPC caller with the HTTP API's JSON error body as its message,
+// reaches a gRPC caller with a plain message and a Status trailer, as any failure; an older
+// gateway's Envoy sent the HTTP API's JSON error body as the message,
 // `{"code", "message", "details": [RequestInfo]}`: its `message` is the one to show, and its
 // details are read as the trailer's would be.
 function envoyReply(text) {
@@ -317,6 +322,9 @@ function checkAddress(address) {
 class Client {
     /** The grpc-js channel's client (pb.SaxGatewayDefinition describes every RPC). */
     channel;
+    // Closed: grpc-js refuses a call with a plain Error ("Channel has been shut down"), which
+    // no `instanceof SaxGatewayError` caught.
+    closed = false;
     timeoutMs;
     metadata;
     constructor(address = "localhost:8888", options = {}) {
@@ -330,12 +338,17 @@ class Client {
         this.timeoutMs = options.timeoutMs ?? 60_000;
         this.metadata = options.metadata?.clone() ?? new grpc.Metadata();
     }
+    /** Closes the channel: calls in flight run to their end; later calls reject with
+     * CancelledError ("Channel closed!"), as the Python client's do. */
     close() {
+        this.closed = true;
         this.channel.close();
     }
     /** Calls a unary RPC; rejects with a SaxGatewayError (CANCELLED once options.signal aborts). */
     unary(method, request, options = {}) {
         return new Promise((resolve, reject) => {
+            if (this.closed)
+                return reject(closedError());
             // In here, a wrong method rejects the promise, as every other failure does.
             const { path, build, serialize, deserialize } = rpc(method, false);
             let undo = () => { };
@@ -354,6 +367,8 @@ class Client {
      * except at `done`: the call has ended well by the time that message is yielded. */
     async *stream(method, request, options = {}) {
         const { path, build, serialize, deserialize } = rpc(method, true);
+        if (this.closed)
+            throw closedError();
         const call = this.channel.makeServerStreamRequest(path, serialize, deserialize, build(request), this.callMetadata(options), { deadline: this.deadline(options) });
         const undo = cancelOn(options.signal, call);
         const items = call[Symbol.asyncIterator]();

@@ -69,8 +69,8 @@ export class SaxGatewayError extends Error {
   /** The call's ID (its x-request-id), from its google.rpc.RequestInfo detail; undefined
    * without one (or for a refusal Envoy made before it had read the request). */
   readonly requestId: string | undefined;
-  /** The status message as it arrived: for a refusal Envoy made itself, the HTTP API's whole
-   * JSON error body, whose `message` is this error's. */
+  /** The status message as it arrived (an older gateway's Envoy sent its own refusals' as the
+   * HTTP API's whole JSON error body, whose `message` is this error's). */
   readonly rawMessage: string;
   /** How long the gateway asks a caller to wait before trying again, in milliseconds (on a
    * RESOURCE_EXHAUSTED that may mend: a rate, calls in flight, an overloaded model);
@@ -145,6 +145,11 @@ export class UnavailableError extends SaxGatewayError {}
 export class DeadlineExceededError extends SaxGatewayError {}
 /** CANCELLED (499): the call was cancelled (an AbortSignal, a stream left early). */
 export class CancelledError extends SaxGatewayError {}
+
+/** What a call on a closed client rejects with. */
+function closedError(): SaxGatewayError {
+  return new CancelledError(grpc.status.CANCELLED, "Channel closed!");
+}
 /** UNIMPLEMENTED (501): the model does not serve this method. */
 export class UnimplementedError extends SaxGatewayError {}
 /** UNKNOWN, INTERNAL, DATA_LOSS (500): the server failed. */
@@ -176,7 +181,8 @@ function pushback(metadata: grpc.Metadata | undefined): number | undefined {
 }
 
 // A refusal Envoy made itself (no credentials, a role or a rate refused, a body too large)
-// reaches a gRPC caller with the HTTP API's JSON error body as its message,
+// reaches a gRPC caller with a plain message and a Status trailer, as any failure; an older
+// gateway's Envoy sent the HTTP API's JSON error body as the message,
 // `{"code", "message", "details": [RequestInfo]}`: its `message` is the one to show, and its
 // details are read as the trailer's would be.
 function envoyReply(text: string): { message: string; details: Any[] } | undefined {
@@ -320,6 +326,9 @@ function checkAddress(address: string): void {
 export class Client {
   /** The grpc-js channel's client (pb.SaxGatewayDefinition describes every RPC). */
   readonly channel: grpc.Client;
+  // Closed: grpc-js refuses a call with a plain Error ("Channel has been shut down"), which
+  // no `instanceof SaxGatewayError` caught.
+  private closed = false;
   private readonly timeoutMs: number;
   private readonly metadata: grpc.Metadata;
 
@@ -335,7 +344,10 @@ export class Client {
     this.metadata = options.metadata?.clone() ?? new grpc.Metadata();
   }
 
+  /** Closes the channel: calls in flight run to their end; later calls reject with
+   * CancelledError ("Channel closed!"), as the Python client's do. */
   close(): void {
+    this.closed = true;
     this.channel.close();
   }
 
@@ -346,6 +358,7 @@ export class Client {
     options: CallOptions = {},
   ): Promise<ResponseOf<K>> {
     return new Promise((resolve, reject) => {
+      if (this.closed) return reject(closedError());
       // In here, a wrong method rejects the promise, as every other failure does.
       const { path, build, serialize, deserialize } = rpc(method, false);
       let undo = () => {};
@@ -375,6 +388,7 @@ export class Client {
     options: CallOptions = {},
   ): AsyncGenerator<ResponseOf<K>> {
     const { path, build, serialize, deserialize } = rpc(method, true);
+    if (this.closed) throw closedError();
     const call = this.channel.makeServerStreamRequest(
       path,
       serialize,

@@ -21,20 +21,18 @@ from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
 from saxgateway_client import _requests as requests
-from saxgateway_client._errors import error_for, from_rpc_error
+from saxgateway_client._errors import closed_error, from_rpc_error
 from saxgateway_client._requests import JSONValue, in_band_error
 
 _Result = TypeVar("_Result")
-
-
-#: What a call in flight when its client closes raises, as the sync client's grpc says it.
-_CLOSED = "Channel closed!"
 
 
 async def _items(start: Callable[[], Any], closed: Callable[[], bool]) -> AsyncIterator[Any]:
     """A streaming call's messages, the call started at the first step; a failure, before
     the first message or in-band in the last one, raised as a SaxGatewayError (a close of
     the client, ``closed()``, too)."""
+    if closed():
+        raise closed_error()
     call = start()
     try:
         async for item in call:
@@ -53,7 +51,7 @@ async def _items(start: Callable[[], Any], closed: Callable[[], bool]) -> AsyncI
     except asyncio.CancelledError:
         if not closed():
             raise  # the caller's task was cancelled
-        raise error_for(grpc.StatusCode.CANCELLED, _CLOSED) from None
+        raise closed_error() from None
     finally:
         call.cancel()  # a consumer that stops early (or is cancelled) frees the call at once
 
@@ -78,8 +76,9 @@ class AsyncClient:
     ) -> None:
         requests.check_target(target)
         self.timeout = timeout
-        # Closed: grpc.aio ends the calls in flight with asyncio.CancelledError, which no
-        # `except SaxGatewayError` (nor `except Exception`) caught; they raise CancelledError.
+        # Closed: grpc.aio ends the calls in flight with asyncio.CancelledError, and refuses
+        # later ones with its UsageError, which no `except SaxGatewayError` caught; both raise
+        # CancelledError.
         self._closed = False
         self._metadata = requests.metadata((), metadata)
         self._channel = (
@@ -99,7 +98,7 @@ class AsyncClient:
         await self.close()
 
     async def close(self) -> None:
-        """Closes the channel; calls still in flight raise :class:`CancelledError`."""
+        """Closes the channel; calls in flight and later calls raise :class:`CancelledError`."""
         self._closed = True
         await self._channel.close()
 
@@ -113,6 +112,8 @@ class AsyncClient:
     ) -> Any:
         """Any unary RPC by name (``"ListModels"``), with the deadline and error mapping."""
         requests.check_unary(self, method, request)
+        if self._closed:
+            raise closed_error()
         try:
             return await getattr(self.stub, method)(
                 request,
@@ -124,7 +125,7 @@ class AsyncClient:
         except asyncio.CancelledError:
             if not self._closed:
                 raise  # the caller's task was cancelled
-            raise error_for(grpc.StatusCode.CANCELLED, _CLOSED) from None
+            raise closed_error() from None
 
     async def _run(
         self, call: requests.Unary[_Result], timeout: float | None, metadata: requests.Metadata

@@ -16,15 +16,18 @@ from saxgateway.v1 import gateway_pb2 as pb
 from saxgateway.v1 import gateway_pb2_grpc
 
 from saxgateway_client import _requests as requests
-from saxgateway_client._errors import from_rpc_error
+from saxgateway_client._errors import closed_error, from_rpc_error
 from saxgateway_client._requests import JSONValue, in_band_error
 
 _Result = TypeVar("_Result")
 
 
-def _items(start: Callable[[], Any]) -> Iterator[Any]:
+def _items(start: Callable[[], Any], closed: Callable[[], bool]) -> Iterator[Any]:
     """A streaming call's messages, the call started at the first ``next``; a failure, before
-    the first message or in-band in the last one, raised as a SaxGatewayError."""
+    the first message or in-band in the last one, raised as a SaxGatewayError (a call on a
+    closed client, ``closed()``, too)."""
+    if closed():
+        raise closed_error()
     call = start()
     try:
         for item in call:
@@ -63,6 +66,7 @@ class Client:
     ) -> None:
         requests.check_target(target)
         self.timeout = timeout
+        self._closed = False  # a call after close raises CancelledError, not grpc's ValueError
         self._metadata = requests.metadata((), metadata)
         self._channel = (
             grpc.secure_channel(target, credentials, requests.channel_options(options))
@@ -81,7 +85,8 @@ class Client:
         self.close()
 
     def close(self) -> None:
-        """Closes the channel."""
+        """Closes the channel; calls in flight and later calls raise :class:`CancelledError`."""
+        self._closed = True
         self._channel.close()
 
     def call(
@@ -94,6 +99,8 @@ class Client:
     ) -> Any:
         """Any unary RPC by name (``"ListModels"``), with the deadline and error mapping."""
         requests.check_unary(self, method, request)
+        if self._closed:
+            raise closed_error()
         try:
             return getattr(self.stub, method)(
                 request,
@@ -183,7 +190,7 @@ class Client:
         deadline = requests.timeout(self.timeout, timeout)
         sent = requests.metadata(self._metadata, metadata)
         rpc = getattr(self.stub, method)
-        return _items(lambda: rpc(request, timeout=deadline, metadata=sent))
+        return _items(lambda: rpc(request, timeout=deadline, metadata=sent), lambda: self._closed)
 
     def score(
         self,

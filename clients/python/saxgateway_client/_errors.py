@@ -163,6 +163,16 @@ def error_for(
     return _BY_CODE[code](code, message, details, retry_after)
 
 
+#: What a call raises once its client is closed (made after, or in flight at, the close), as
+#: the sync client's grpc says it: CANCELLED, where grpc raised ValueError or UsageError.
+CLOSED = "Channel closed!"
+
+
+def closed_error() -> SaxGatewayError:
+    """The error of a call on a closed client."""
+    return error_for(grpc.StatusCode.CANCELLED, CLOSED)
+
+
 def from_rpc_error(error: grpc.RpcError) -> SaxGatewayError:
     """The exception for a failed call, details read from its trailing metadata."""
     # Sync calls' errors hold grpc's (key, value) named tuples, grpc.aio's hold plain pairs;

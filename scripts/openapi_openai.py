@@ -8,6 +8,7 @@ summaries and gRPC methods still come from the proto.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import openapi_sse
@@ -24,6 +25,7 @@ from gateway.service.openai._requests import (
 from gateway.service.openai._responses_reply import _USAGE_NAMES as USAGE_NAMES
 from gateway.service.openai._responses_request import MIN_OUTPUT_TOKENS
 from gateway.service.openai._responses_request import ROLES as RESPONSE_ROLES
+from gateway.service.openai._responses_request import UNSUPPORTED as RESPONSES_UNSUPPORTED
 
 Schema = dict[str, Any]
 TAG = "OpenAIGateway"
@@ -236,7 +238,6 @@ def _response_schemas(usage: Schema) -> dict[str, Schema]:
         },
         ["id", "type", "status", "role", "content"],
     )
-    unsupported = "Refused (400) unless absent, null or empty: Sax cannot honour it."
     return {
         PREFIX + "ResponseRequest": _obj(
             "A Responses API request: the conversation is rendered to a prompt by the "
@@ -272,17 +273,8 @@ def _response_schemas(usage: Schema) -> dict[str, Schema]:
                     },
                 },
                 **{
-                    k: {"description": unsupported}
-                    for k in (
-                        "tools",
-                        "previous_response_id",
-                        "conversation",
-                        "prompt",
-                        "background",
-                        "reasoning",
-                        "include",
-                        "top_logprobs",
-                    )
+                    key: {"description": _refused(values, why)}
+                    for key, (values, why) in RESPONSES_UNSUPPORTED.items()
                 },
             },
             ["model", "input"],
@@ -696,3 +688,10 @@ def operations(
         }
         result.append((path, verb, op))
     return result
+
+
+def _refused(values: tuple[object, ...], why: str) -> str:
+    """The description of a Responses API field Sax cannot honour: which values ask for
+    nothing (the request's own, `_responses_request.UNSUPPORTED`) and why others are 400s."""
+    allowed = ["absent", "null", *(f"`{json.dumps(v)}`" for v in values)]
+    return f"Refused (400) unless {', '.join(allowed[:-1])} or {allowed[-1]}: {why}."

@@ -195,6 +195,8 @@ def test_max_output_tokens_makes_an_incomplete_response(client: openai.OpenAI) -
     assert response.incomplete_details is not None
     assert response.incomplete_details.reason == "max_output_tokens"
     assert _message(response).status == "incomplete"
+    # OpenAI's completed_at: "only present when the status is completed".
+    assert response.completed_at is None
     # Without the limit reached, it is complete.
     whole = client.responses.create(model=LONG, input="q", max_output_tokens=32)
     assert (whole.output_text, whole.status, whole.incomplete_details) == (

@@ -57,6 +57,8 @@ def test_prompt_and_stop_take_a_string_or_a_list() -> None:
         ({"model": "m", "prompt": "a", "n": 0}, "n", "between 1"),
         ({"model": "m", "prompt": "a", "max_tokens": "5"}, "max_tokens", "integer"),
         ({"model": "m", "prompt": "a", "stop": [""]}, "stop", "an empty stop string"),
+        # No API takes token-ID stops ("token-id stops are not supported" misled).
+        ({"model": "m", "prompt": "a", "stop": [1, 2]}, "stop", "must be a string or a list"),
         ({"model": "m", "prompt": "a", "stream": "yes"}, "stream", "true or false"),
         (
             {"model": "m", "prompt": "a", "response_format": {"type": "json_object"}},

@@ -337,6 +337,10 @@ def stopping(body: Mapping[str, Any]) -> dict[str, Any]:
     """``stop`` and vLLM's ``include_stop_str_in_output``, as `Sampling` arguments: the
     gateway applies them on every generating API (vLLM takes both on its Responses API too)."""
     stop = body.get("stop")
+    if isinstance(stop, list) and not all(isinstance(s, str) for s in stop):
+        # No token IDs here, in any API (vLLM's are `stop_token_ids`, refused apart): a
+        # list of numbers was told token-id stops are not supported.
+        raise invalid("stop", "must be a string or a list of strings")
     stops = () if stop is None else _strings(stop, "stop", "stop")
     if len(stops) > MAX_STOPS:
         raise invalid("stop", f"at most {MAX_STOPS} strings, got {len(stops)}")

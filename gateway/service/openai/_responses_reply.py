@@ -74,7 +74,8 @@ class ResponseReply:
             "created_at": self.created_at,
             "status": status,
             "background": False,
-            "completed_at": now() if status in ("completed", "incomplete") else None,
+            # OpenAI's: "only present when the status is completed" (not incomplete).
+            "completed_at": now() if status == "completed" else None,
             "error": None,
             "incomplete_details": incomplete,
             "model": self.model,

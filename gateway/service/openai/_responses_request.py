@@ -33,28 +33,27 @@ _ASSISTANT_TEXT = ("input_text", "output_text")
 """An assistant turn given back as input is the ``output_text`` of an earlier response."""
 
 # Fields Sax cannot honour, and the values that mean "not asked for" (None always does).
-_UNSUPPORTED: dict[str, tuple[object, ...]] = {
-    "tools": ([],),
-    "previous_response_id": (),
-    "conversation": (),
-    "prompt": (),
-    "background": (False,),
-    "reasoning": ({},),
-    "include": ([],),
-    "top_logprobs": (0,),
-    "context_management": ([],),
-}
-_WHY = {
-    "tools": "Sax models have no tool calling",
-    "previous_response_id": "this gateway stores no responses (send the whole conversation "
-    "as input)",
-    "conversation": "this gateway stores no conversations (send the whole conversation as input)",
-    "prompt": "this gateway stores no prompt templates",
-    "background": "responses are not stored, so there is nothing to poll (stream instead)",
-    "reasoning": "Sax models have no reasoning settings",
-    "include": "Sax returns text only",
-    "top_logprobs": "Sax returns no log-probabilities",
-    "context_management": "the gateway cannot compact a conversation to fit the model",
+#: The fields Sax cannot honour, the values of each that ask for nothing (beside null), and
+#: why any other is refused (the OpenAPI document's descriptions are made of these).
+UNSUPPORTED: dict[str, tuple[tuple[object, ...], str]] = {
+    "tools": (([],), "Sax models have no tool calling"),
+    "previous_response_id": (
+        (),
+        "this gateway stores no responses (send the whole conversation as input)",
+    ),
+    "conversation": (
+        (),
+        "this gateway stores no conversations (send the whole conversation as input)",
+    ),
+    "prompt": ((), "this gateway stores no prompt templates"),
+    "background": (
+        (False,),
+        "responses are not stored, so there is nothing to poll (stream instead)",
+    ),
+    "reasoning": (({},), "Sax models have no reasoning settings"),
+    "include": (([],), "Sax returns text only"),
+    "top_logprobs": ((0,), "Sax returns no log-probabilities"),
+    "context_management": (([],), "the gateway cannot compact a conversation to fit the model"),
 }
 _MOVED = {"max_tokens": "max_output_tokens", "max_completion_tokens": "max_output_tokens"}
 """Chat's fields that the Responses API names otherwise (vLLM ignores them here, and the
@@ -139,12 +138,12 @@ def _string(body: Mapping[str, Any], key: str) -> str | None:
 
 
 def _reject_unsupported(body: Mapping[str, Any]) -> None:
-    for key, values in _UNSUPPORTED.items():
+    for key, (values, why) in UNSUPPORTED.items():
         value = body.get(key)
         if isinstance(value, dict):  # `reasoning: {"effort": null}` asks for nothing either
             value = {k: v for k, v in value.items() if v is not None}
         if not rq.unset(value, values):
-            raise invalid(key, f"not supported: {_WHY[key]} (remove it)")
+            raise invalid(key, f"not supported: {why} (remove it)")
     rq.reject_tool_choice(body)
     # What the chat path refuses is refused here too: vLLM's Responses API takes its
     # sampling fields (repetition_penalty, ignore_eos, structured_outputs, ...), and, as

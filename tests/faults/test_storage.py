@@ -10,6 +10,7 @@ one is a GCS emulator process that is killed, or answers uploads 403 through a p
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import json
 import os
@@ -400,3 +401,37 @@ def test_a_save_cut_short_by_its_caller_lands_before_a_later_one_and_in_memory(
         finally:
             for model in (cut, later):
                 http.post("/unpublish", json={"model": model})
+
+
+def test_an_unpublish_cut_short_ends_the_models_waits_and_frees_its_name(
+    gcs: Stack, front: FaultyFront
+) -> None:
+    # The admin finishes a change whose caller left during its save, but nothing after it
+    # ran: the model's waits and watches were not ended (a wait held until its own deadline
+    # and then said 404), the cell's cycle was not kicked (a publish of the name was "being
+    # unpublished" for up to 10 s) and no "unpublished" line was logged.
+    model = f"{CELL}/cut-unpublish"
+    with httpx.Client(base_url=gcs.http_url, timeout=60) as http:
+        response = http.post("/publish", json=publish_body(model, replicas=1))  # no server
+        assert response.status_code == 200, response.text
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            wait = {"model": model, "timeout": "40s"}
+            waiting = pool.submit(http.post, "/wait_for_ready", json=wait)
+            time.sleep(0.5)
+            front.upload_status = 503  # the save retries until the caller has left
+            try:
+                response = http.post(
+                    "/unpublish", json={"model": model}, headers={"grpc-timeout": "1S"}
+                )
+                assert response.status_code == 504, response.text
+            finally:
+                front.upload_status = None  # the cut-short save's next retry lands
+            started = time.monotonic()
+            ended = waiting.result(timeout=60)
+            assert time.monotonic() - started < 15, "the wait held until its own deadline"
+        assert ended.status_code == 404, ended.text
+        assert "unpublished while waiting" in ended.json()["message"]
+        response = http.post("/publish", json=publish_body(model, replicas=0))
+        assert response.status_code == 200, response.text
+        http.post("/unpublish", json={"model": model})
+    assert f"unpublished {model}" in _log(gcs, "cell", "INFO")

@@ -31,7 +31,12 @@ from gateway.cell.admin.validation import check_update
 from gateway.cell.admin.watchable import WatchResult
 from gateway.cell.settings import CellSettings
 from gateway.common.closing import completing
-from gateway.common.errors import SAVED_DURING_TAKEOVER, SaxError, storage_failure
+from gateway.common.errors import (
+    BEING_UNPUBLISHED,
+    SAVED_DURING_TAKEOVER,
+    SaxError,
+    storage_failure,
+)
 from gateway.common.revision import revision
 from gateway.common.storage import StorageError
 
@@ -116,19 +121,17 @@ class Manager:
                     grpc.StatusCode.ALREADY_EXISTS, f"model {model.model_id} already exists"
                 )
             if model.model_id in self._unpublishing:
-                raise unavailable(
-                    f"model {model.model_id} is being unpublished, please retry later"
-                )
+                raise unavailable(f"model {model.model_id} {BEING_UNPUBLISHED}, please retry later")
             spec = definition(model, uuid=os.urandom(16))
 
             def publish() -> None:
                 self._models[spec.model_id] = Published.new(spec)
+                _log.info("published %s (%s)", spec.model_id, spec.model_path)
+                self._kick.set()
 
             await self._commit(
                 [*self._specs(), spec], f"could not publish {spec.model_id}", publish
             )
-        _log.info("published %s (%s)", spec.model_id, spec.model_path)
-        self._kick.set()
 
     async def update(self, model: admin_pb2.Model, *, expect: str | None = None) -> None:
         """Replaces the model's definition; with ``expect`` (a `revision`), only if it is
@@ -152,6 +155,8 @@ class Manager:
                     # its new replicas are placed now, not once the adopt wait ends.
                     entry.restored = False
                     entry.adopt_until = 0.0
+                _log.info("updated %s%s", spec.model_id, " (reloading)" if reload else "")
+                self._kick.set()
                 return [m.update(spec, reload=reload) for m in self._modelets.values()]
 
             applied = await self._commit(
@@ -159,8 +164,6 @@ class Manager:
                 f"could not update {spec.model_id}",
                 update,
             )
-        _log.info("updated %s%s", spec.model_id, " (reloading)" if reload else "")
-        self._kick.set()
         # Answer once the servers have the new definition, so the next call sees it.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._settings.rpc_timeout):  # not wait_for: below
@@ -175,6 +178,9 @@ class Manager:
                 self._stored.unserved = unserved
                 del self._models[model_id]
                 self._unpublishing.add(model_id)
+                entry.close()  # its waits and watches end: NOT_FOUND
+                _log.info("unpublished %s", model_id)
+                self._kick.set()
                 # Unload at once rather than at the next refresh, and answer once the servers
                 # dropped it: then no gateway's next call finds the model still served.
                 wanted = [m for m in self._modelets.values() if model_id in m.wanted]
@@ -186,9 +192,6 @@ class Manager:
                 unpublish,
                 unserved=unserved,
             )
-        entry.close()
-        _log.info("unpublished %s", model_id)
-        self._kick.set()
         # Not wait_for: in Python 3.11 it can drop a cancellation (the server's stop) that
         # comes as the servers answer.
         with contextlib.suppress(TimeoutError):
@@ -210,7 +213,9 @@ class Manager:
         both as they were, and a caller cancelled during the write (its deadline passed) finds
         both changed if the write landed, so that memory never falls behind state.proto (an
         admin restarted in between would bring back what memory had dropped). The lock is held
-        until both are done: no later change is saved first."""
+        until both are done: no later change is saved first. What must follow a change that
+        landed (its log line, the cycle's kick, the end of an unpublished model's waits) is
+        ``apply``'s too: after a cancelled caller's, nothing more of the caller runs."""
 
         async def commit() -> _T:
             await self._save(specs, failed, unserved=unserved)

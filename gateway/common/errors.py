@@ -289,6 +289,11 @@ def code_from_text(message: str) -> grpc.StatusCode | None:
 #: find the change made, as after a lost reply (`gateway.client._lost_replies`).
 SAVED_DURING_TAKEOVER = "another admin server took the cell over during the save"
 
+#: What an admin (upstream's, and this project's cell's) says, UNAVAILABLE, of a publish of a
+#: model it is still unloading after an unpublish: "model ID is being unpublished, please
+#: retry later". It passes by itself, so clients retry it until their deadline.
+BEING_UNPUBLISHED = "is being unpublished"
+
 
 def asks_for_credentials(code: grpc.StatusCode, message: str) -> bool:
     """Whether a server refused a call for want of credentials (an auth proxy's 401 or 403,

@@ -4,6 +4,7 @@ socket; everything else in the client is exercised against the embedded cell els
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,11 +16,12 @@ from gateway.client import (
     AlreadyExistsError,
     CallOptions,
     Client,
+    ClientSettings,
     InvalidArgumentError,
     NotFoundError,
 )
 from gateway.common.rpc import Context
-from tests.integration._cell_fixtures import client_of_stand_in_admin
+from tests.integration._cell_fixtures import client_of_stand_in_admin, stand_in_admin
 
 CELL = "/sax/up"
 
@@ -32,6 +34,7 @@ class UpstreamStyleAdmin(admin_pb2_grpc.AdminServicer):
         self.unavailable_left = 0
         self.listed: list[str] = []  # the model IDs of a whole listing
         self.addresses: dict[str, list[str]] = {}  # what the listing names for a model
+        self.unpublishing_until = 0.0  # Publish is "being unpublished" until then (monotonic)
 
     async def _fail(self, context: Context, text: str) -> None:
         await context.abort(grpc.StatusCode.UNKNOWN, text)
@@ -58,6 +61,14 @@ class UpstreamStyleAdmin(admin_pb2_grpc.AdminServicer):
         self, request: admin_pb2.PublishRequest, context: Context
     ) -> admin_pb2.PublishResponse:
         self.calls.append("Publish")
+        if time.monotonic() < self.unpublishing_until:
+            # Upstream's admin, for ~10 s after an unpublish of the model (saxml/admin/mgr.go).
+            model_id = request.model.model_id
+            await self._fail(
+                context, f"model {model_id} is being unpublished, please retry later: Unavailable"
+            )
+        if request.model.model_path == "fine":
+            return admin_pb2.PublishResponse()
         if request.model.model_path == "bad path":
             await self._fail(context, "invalid model path: InvalidArgument")
         await self._fail(context, f"model {request.model.model_id} already exists: AlreadyExists")
@@ -160,3 +171,15 @@ async def test_a_listings_active_replicas_are_its_distinct_host_port_addresses(
         f"{CELL}/odd": (0, ["", "10.0.0.1:1 ", "h", "h:99999", "unix:/x"]),
         f"{CELL}/thrice": (2, ["10.0.0.1:1", "10.0.0.1:1", "10.0.0.2:1"]),
     }
+
+
+async def test_a_publish_being_unpublished_is_retried_until_its_deadline(tmp_path: Path) -> None:
+    # Upstream's admin refuses a publish for ~10 s after the model's unpublish, "retry later"
+    # (UNAVAILABLE). The client gave up once its unreachable window (5 s) had passed, as for
+    # an admin it cannot reach, and a publish right after an unpublish was a 503.
+    servicer = UpstreamStyleAdmin()  # type: ignore[abstract]
+    settings = ClientSettings(sax_root=str(tmp_path / "root"), admin_unreachable_after=0.5)
+    async with stand_in_admin(servicer, settings.sax_root, CELL), Client(settings) as client:
+        servicer.unpublishing_until = time.monotonic() + 2.0
+        await client.publish(f"{CELL}/again", "fine", "None", 1, timeout=30)
+    assert servicer.calls.count("Publish") > 2

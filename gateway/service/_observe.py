@@ -37,17 +37,22 @@ if TYPE_CHECKING:  # the OpenAI package imports note_usage from here
 _SERVICES = ("/saxgateway.v1.SaxGateway/", "/saxgateway.v1.OpenAIGateway/")
 _ANONYMOUS = "anonymous"
 _OK = grpc.StatusCode.OK
+_DEADLINE = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
 def _code(exc: BaseException, context: Any, answered: bool = False) -> grpc.StatusCode | None:
     """The status a call that raised ``exc`` ended with; ``answered``: a stream whose last
     message went out (`note_answered`), for which a cancellation is its client leaving
-    after the whole answer, no CANCELLED. None: grpc ended the call with a status of its
-    own (`status_refused`), which the gateway never learns; such a call is recorded nowhere,
-    as those grpc fails before any gateway code runs (Envoy's access log has its status):
-    it was counted UNKNOWN, a server failure, for a caller's message grpc could not take."""
+    after the whole answer, no CANCELLED. When grpc ended the call with a status of its own
+    (`status_refused`), the gateway never learns which: past the call's deadline it is
+    DEADLINE_EXCEEDED (the caller's 504: an admin change that outlived a deadline of a few
+    milliseconds, made but answered late, went uncounted); otherwise None, and the call is
+    recorded nowhere, as those grpc fails before any gateway code runs (Envoy's access log
+    has its status): it was counted UNKNOWN, a server failure, for a caller's message grpc
+    could not take."""
     if status_refused(exc):
-        return None
+        remaining = context.time_remaining()
+        return _DEADLINE if remaining is not None and remaining <= 0 else None
     if isinstance(exc, grpc.aio.AbortError):
         code = context.code()  # set by the error interceptor's abort
         return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import yaml
 from opentelemetry.sdk.trace import ReadableSpan
@@ -32,7 +33,7 @@ from gateway.common.logs import (
 )
 from gateway.launch.envoy import EnvoySettings, render
 from gateway.service._metrics import GatewayMetrics
-from gateway.service._observe import GatewayObserver, TelemetryInterceptor
+from gateway.service._observe import GatewayObserver, TelemetryInterceptor, _code
 from gateway.service._tracing import Tracing
 from gateway.service._usage import CallRecord, note_answered
 from gateway.service.telemetry_args import (
@@ -592,3 +593,26 @@ def test_every_rpc_a_call_makes_carries_its_request_id() -> None:
         assert attempt.metadata == sent
     # An RPC that belongs to no call (an address watch) carries none.
     assert observer.attempt("/sax/test/lm", "admin.WatchLoc", "127.0.0.1:1", 1).metadata is None
+
+
+class ExecuteBatchError(Exception):
+    """Named as grpc's Cython class is: what sending a status raises once grpc ended the call
+    with one of its own (`gateway.common.rpc.status_refused`)."""
+
+
+class _Remaining:
+    def __init__(self, seconds: float | None) -> None:
+        self._seconds = seconds
+
+    def time_remaining(self) -> float | None:
+        return self._seconds
+
+
+def test_a_call_grpc_ended_past_its_deadline_is_counted_deadline_exceeded() -> None:
+    # An admin change that outlived a deadline of a few milliseconds (made, answered late):
+    # its caller got grpc's 504, and saxgw_requests_total did not count it (27 of 30).
+    assert _code(ExecuteBatchError(), _Remaining(-0.002)) == grpc.StatusCode.DEADLINE_EXCEEDED
+    # Before its deadline, or with none, grpc's status is one the gateway never learns (a
+    # message it could not take): counted nowhere, as docs/operations.md says.
+    assert _code(ExecuteBatchError(), _Remaining(3.0)) is None
+    assert _code(ExecuteBatchError(), _Remaining(None)) is None

@@ -139,6 +139,11 @@ class Access:
         only such models (ListModels), as any call naming another one is refused."""
         return self._in_model_list(self.identity(context), model)
 
+    def check_named(self, context: Caller, model: str) -> None:
+        """PERMISSION_DENIED unless the caller's model list lets it name ``model``: for work
+        done for a call before it is admitted (a chat template rendered for its model)."""
+        self._check_models(self.identity(context), model)
+
     def _check_models(self, client: str | None, model: str) -> None:
         if not self._in_model_list(client, model):
             log.info("client=%s refused model=%s: not in its model list", self.label(client), model)

@@ -259,6 +259,10 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         one prompt, rendered by the model's chat template as ``templating`` asks, which may
         add its own stop strings, and within the limit on text sent to Sax."""
         model = self._resolve(name)
+        # Before the template runs for it: a client whose model list leaves the model out got
+        # the template's 400 (its raise_exception texts, a role it knows) where every call
+        # naming the model is a 403 (docs/config.md).
+        self._access.check_named(context, model)
         if not self._chat.has_template(model):
             # Its 400 says how to configure a template: first make sure the model is there,
             # or a misspelt name would be told to configure one, not OpenAI's 404; and that

@@ -35,6 +35,7 @@ TEAM_B_KEY = "sk-team-b-5d0a9e3c7b21"
 BURSTY_KEY = "sk-bursty-1c7e4a9d0b3f"
 #: A JWT client with a slow bucket: a call every 10 s.
 SLOW_SUBJECT = "auth0|slow)%\"'"
+TEMPLATED = "/sax/test/sec-templated"  # a model with a chat template of its own
 ISSUER = "https://issuer.saxgw.test"
 #: A name the loopback listener answers besides loopback names (a tunnel's, say).
 ALLOWED_HOST = "gateway.saxgw.test"
@@ -98,6 +99,13 @@ def secure_config(jwks: Path) -> dict[str, object]:
         "quotas": {
             "rate": {"requests_per_second": 100, "burst": 200},
             "models": {"/sax/test/sec-slow": {"max_in_flight": 1, "max_queued": 1}},
+        },
+        # A chat template that says what it was given: run for a caller that may not use
+        # its model, it told that caller so (tests/e2e/security/test_openai_access.py).
+        "models": {
+            TEMPLATED: {
+                "chat_template": "{{ raise_exception('templated for ' ~ messages[0].content) }}"
+            }
         },
         "cors": {"allowed_origins": ["http://allowed.example"]},
         "allowed_hosts": [ALLOWED_HOST],

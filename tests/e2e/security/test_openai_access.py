@@ -10,7 +10,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
-from tests.e2e.security.conftest import ISSUER, TEAM_A_KEY, TEAM_B_KEY, SecureStack
+from tests.e2e.security.conftest import ISSUER, TEAM_A_KEY, TEAM_B_KEY, TEMPLATED, SecureStack
 from tests.e2e.security.test_access import _set_method_acl, _until
 
 pytestmark = pytest.mark.e2e
@@ -52,6 +52,25 @@ def test_a_clients_model_list_holds_on_every_openai_route(secure: SecureStack, m
             assert failure.value.body == refused
     with _sdk(secure, TEAM_A_KEY) as client:
         assert client.completions.create(model=model, prompt="q").choices[0].text == "hi there"
+
+
+def test_a_model_the_client_may_not_use_gets_no_chat_template_run(
+    secure: SecureStack,
+) -> None:
+    # The template ran first: team-b got its 400 ("the chat template refused the
+    # conversation: templated for hi"), which names what only the model's users may see.
+    with _sdk(secure, TEAM_B_KEY) as team_b, secure.published(TEMPLATED, {"text": "t"}):
+        for call in (
+            lambda: team_b.chat.completions.create(model=TEMPLATED, messages=_HI),
+            lambda: team_b.responses.create(model=TEMPLATED, input="hi"),
+        ):
+            with pytest.raises(openai.PermissionDeniedError) as failure:
+                call()
+            assert failure.value.body == _refused(f"client team-b may not use {TEMPLATED}")
+    with _sdk(secure, TEAM_A_KEY) as team_a, secure.published(TEMPLATED, {"text": "t"}):
+        with pytest.raises(openai.BadRequestError) as refused:
+            team_a.chat.completions.create(model=TEMPLATED, messages=_HI)
+        assert "templated for hi" in str(refused.value.body)
 
 
 def test_a_models_sax_acl_holds_on_the_openai_routes(secure: SecureStack, model: str) -> None:

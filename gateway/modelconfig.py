@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sentencepiece
-from jinja2 import TemplateError
+from jinja2 import TemplateError, nodes
+from jinja2.ext import Extension
+from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from gateway.common.errors import InvalidArgumentError
@@ -30,9 +32,35 @@ from gateway.config import ConfigError
 BUILTIN_TEMPLATES = ("chatml",)
 """Names accepted by ``chat_template_name`` (templates in gateway/service/openai/_chat.py)."""
 _ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
-# Compiles a chat template as the gateway's environment does (same extension, built-in
-# filters), to find a syntax error at load rather than in each gateway process at start.
-_SYNTAX = ImmutableSandboxedEnvironment(extensions=["jinja2.ext.loopcontrols"])
+
+
+class GenerationTag(Extension):
+    """Hugging Face's ``{% generation %}...{% endgeneration %}`` (its AssistantTracker), which
+    marks the assistant's text for training masks: a prompt is its body, as written."""
+
+    tags = {"generation"}  # noqa: RUF012 (Jinja reads it as a class attribute)
+
+    def parse(self, parser: Parser) -> list[nodes.Node]:
+        next(parser.stream)
+        return parser.parse_statements(("name:endgeneration",), drop_needle=True)
+
+
+#: The extensions chat templates are compiled with, here and where they render
+#: (gateway/service/openai/_chat.py): those of transformers' apply_chat_template.
+TEMPLATE_EXTENSIONS = ("jinja2.ext.loopcontrols", GenerationTag)
+
+
+class TemplateSandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox whose ``*`` and ``**`` are the environment's to check (the
+    renderer's refuses huge results): so compiling never folds ``{{ 7 ** 999999999 }}``
+    into a constant, which took the check minutes of CPU, or a traceback."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+
+# Compiles a chat template as the gateway's environment does (same extensions, built-in
+# filters and tests), to find a mistake at load rather than in each gateway process at start.
+_SYNTAX = TemplateSandbox(extensions=list(TEMPLATE_EXTENSIONS))
 _KEYS = frozenset({"aliases", "chat_template", "chat_template_name", "stop", "tokenizer"})
 
 
@@ -66,6 +94,44 @@ def _optional_str(entry: Mapping[str, object], key: str, where: str) -> str | No
     return value
 
 
+def _check_alias(alias: str, where: str) -> None:
+    if not _ALIAS.match(alias) or alias.startswith("/"):
+        raise ConfigError(f"{where}.aliases: {alias!r} is not a valid alias")
+    if any(part in ("", ".", "..") for part in alias.split("/")):
+        # GET /v1/models/x/../y is Envoy's /v1/models/y: such an alias could not be looked up.
+        raise ConfigError(f"{where}.aliases: {alias!r} has an empty, '.' or '..' segment")
+    try:
+        parse_model_id("/" + alias)
+    except InvalidArgumentError:
+        return
+    # A request's model may leave out the ID's leading slash (docs/openai.md): this alias
+    # would take that model's calls (and its name) away from it.
+    raise ConfigError(
+        f"{where}.aliases: {alias!r} is the Sax model ID /{alias} without its leading slash, "
+        "which requests may send for that model"
+    )
+
+
+def _check_template(template: str, where: str) -> None:
+    """ConfigError naming ``where`` unless ``template`` compiles as the gateway compiles it,
+    every filter and test it names existing (Jinja looks up those inside a branch only when
+    the branch runs: each request reaching it was a 400)."""
+    try:  # gateway/service/openai/_chat.py renders it in Jinja's sandbox
+        _SYNTAX.from_string(template)
+        parsed = _SYNTAX.parse(template)
+    except TemplateError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    except (RecursionError, SyntaxError):  # Python's own limits on nesting, a traceback
+        raise ConfigError(f"{where}: nested too deeply to compile") from None
+    except (ValueError, OverflowError, MemoryError) as exc:  # a constant too large to write
+        raise ConfigError(f"{where}: does not compile: {exc}") from None
+    for node in parsed.find_all((nodes.Filter, nodes.Test)):
+        known = _SYNTAX.filters if isinstance(node, nodes.Filter) else _SYNTAX.tests
+        if node.name not in known:
+            kind = "filter" if isinstance(node, nodes.Filter) else "test"
+            raise ConfigError(f"{where}: no {kind} named {node.name!r} (line {node.lineno})")
+
+
 def _model(model_id: str, entry: object, base: Path) -> ModelConfig:
     where = f"models.{model_id}"
     if entry is None:
@@ -78,19 +144,13 @@ def _model(model_id: str, entry: object, base: Path) -> ModelConfig:
         raise ConfigError(f"{where}.{unknown[0]}: unknown key; expected one of {known}")
     aliases = _strings(entry.get("aliases", []), f"{where}.aliases")
     for alias in aliases:
-        if not _ALIAS.match(alias) or alias.startswith("/"):
-            raise ConfigError(f"{where}.aliases: {alias!r} is not a valid alias")
+        _check_alias(alias, where)
     name = _optional_str(entry, "chat_template_name", where)
     if name is not None and name not in BUILTIN_TEMPLATES:
         raise ConfigError(f"{where}.chat_template_name: {name!r} is not one of {BUILTIN_TEMPLATES}")
     template = _optional_str(entry, "chat_template", where)
     if template is not None:
-        try:  # the syntax; gateway/service/openai/_chat.py renders it in Jinja's sandbox
-            _SYNTAX.from_string(template)
-        except TemplateError as exc:
-            raise ConfigError(f"{where}.chat_template: {exc}") from None
-        except RecursionError:  # Jinja parses by recursion: ((((...)))) ended in a traceback
-            raise ConfigError(f"{where}.chat_template: nested too deeply to parse") from None
+        _check_template(template, f"{where}.chat_template")
     if name is not None and template is not None:
         # Either one: with both, one of them would be ignored without a word.
         raise ConfigError(f"{where}: chat_template_name and chat_template: give one, not both")

@@ -73,7 +73,31 @@ def test_models_section_parses(tmp_path: Path) -> None:
         # Before: Jinja's parser recursed into a RecursionError traceback.
         (
             {"/sax/test/lm": {"chat_template": "{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}"}},
-            r"^models\./sax/test/lm\.chat_template: nested too deeply to parse$",
+            r"^models\./sax/test/lm\.chat_template: nested too deeply to compile$",
+        ),
+        # Python's own limits on the compiled code: a SyntaxError traceback, exit 1.
+        (
+            {"/sax/test/lm": {"chat_template": "{% for a in b %}" * 21 + "{% endfor %}" * 21}},
+            r"^models\./sax/test/lm\.chat_template: nested too deeply to compile$",
+        ),
+        # A filter or test that does not exist, in a branch: each request reaching it was a 400.
+        (
+            {"/sax/test/lm": {"chat_template": "{% if x %}{{ y|tojsn }}{% endif %}"}},
+            r"^models\./sax/test/lm\.chat_template: no filter named 'tojsn' \(line 1\)$",
+        ),
+        (
+            {"/sax/test/lm": {"chat_template": "{% if x is nosuchtest %}y{% endif %}"}},
+            r"^models\./sax/test/lm\.chat_template: no test named 'nosuchtest' \(line 1\)$",
+        ),
+        # An alias that is a model's ID without its slash took that model's calls and name.
+        (
+            {"/sax/test/lm": {"aliases": ["sax/test/other"]}},
+            r"^models\./sax/test/lm\.aliases: 'sax/test/other' is the Sax model ID "
+            r"/sax/test/other without its leading slash",
+        ),
+        *(
+            ({"/sax/test/lm": {"aliases": [alias]}}, "empty, '.' or '..' segment")
+            for alias in ("a/", "x/./y", "x/../zz", "p//q")
         ),
     ],
 )
@@ -329,3 +353,26 @@ def test_saxgw_stops_at_a_bad_config_before_starting_anything(
         "'nope' is not one of ('chatml',)\n"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]  # nothing written
+
+
+def test_constants_too_large_to_write_are_refused_when_the_template_renders() -> None:
+    # Compiling folded them: 2 ** 100000 was a ValueError traceback (exit 1), 7 ** 999999999
+    # minutes of CPU in the config check. The renderer refuses them, per request.
+    for source in ("{{ 2 ** 100000 }}", "{{ 7 ** 999999999 }}"):
+        parse_models({"/sax/test/lm": {"chat_template": source}})
+        templates = ChatTemplates(
+            {"/sax/test/lm": ModelConfig(model_id="/sax/test/lm", chat_template=source)}
+        )
+        with pytest.raises(InvalidArgumentError, match="a power over"):
+            templates.render("/sax/test/lm", [{"role": "user", "content": "hi"}])
+
+
+def test_hugging_faces_generation_tag_renders_its_body() -> None:
+    # transformers' AssistantTracker: {% generation %} was an unknown tag, refused at start.
+    source = (
+        "{% for m in messages %}{% generation %}<{{ m.content }}>{% endgeneration %}{% endfor %}"
+    )
+    templates = ChatTemplates(
+        {"/sax/test/lm": ModelConfig(model_id="/sax/test/lm", chat_template=source)}
+    )
+    assert templates.render("/sax/test/lm", [{"role": "user", "content": "hi"}]) == "<hi>"

@@ -25,13 +25,12 @@ from typing import Any, NoReturn
 from jinja2 import TemplateError
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from gateway.client import InvalidArgumentError
 from gateway.common.failurelog import FailureLog
 from gateway.common.limits import MAX_TEXT_CHARS, shown
 from gateway.config import ConfigError
-from gateway.modelconfig import ModelConfig
+from gateway.modelconfig import TEMPLATE_EXTENSIONS, ModelConfig, TemplateSandbox
 from gateway.service._fields import invalid
 from gateway.service.openai._requests import AS_CONFIGURED, ROLES, Templating
 
@@ -75,12 +74,10 @@ def _tojson(
     )
 
 
-class _Sandbox(ImmutableSandboxedEnvironment):
+class _Sandbox(TemplateSandbox):
     """Jinja's immutable sandbox whose ``*`` and ``**`` refuse results over ``limit`` items
     (``'x' * n``) or MAX_POWER_BITS: with a request's numbers, the ways to a huge value that
     MAX_RANGE leaves open."""
-
-    intercepted_binops = frozenset({"*", "**"})
 
     def __init__(self, limit: int, **options: Any) -> None:
         super().__init__(**options)
@@ -131,7 +128,7 @@ class ChatTemplates:
         # model's own template works unchanged: loop controls ({% break %}), strftime_now
         # (date lines of Granite's and Llama 3.1's templates), its tojson.
         env = _Sandbox(
-            limit, trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
+            limit, trim_blocks=True, lstrip_blocks=True, extensions=list(TEMPLATE_EXTENSIONS)
         )
         env.globals["raise_exception"] = _raise
         env.globals["strftime_now"] = _strftime_now

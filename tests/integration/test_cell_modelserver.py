@@ -31,7 +31,9 @@ from saxml.protobuf import (
 )
 
 from gateway.cell._args import settings_to_argv
+from gateway.cell._launcher import _ServerProcess
 from gateway.cell.modelserver.join import JoinLoop
+from gateway.cell.modelserver.loaded import KEPT_CANCELLATIONS
 from gateway.launch.processes import free_port
 from tests._grpc import aio_channel
 from tests.integration._cell_fixtures import (
@@ -566,3 +568,21 @@ async def test_a_join_loop_that_cannot_find_its_admin_says_so_once_without_a_tra
             False,
         )
     ]
+
+
+async def test_the_launcher_keeps_the_last_cancellations_as_the_server_does() -> None:
+    # It kept every one: a `saxgw up` cell grew ~200 bytes for good per stream a caller left.
+    process = _ServerProcess(
+        module="tests.integration._events_server", argv=["1500"], name="stand-in"
+    )
+    await process.start(timeout=30)
+    try:
+        await process.wait_until(
+            lambda: sum(process.cancelled.values()) == 1500, timeout=30, what="to report"
+        )
+        assert len(process.cancellations) == KEPT_CANCELLATIONS
+        assert process.cancellations[-1].model_key == "/sax/test/b"
+        assert process.cancellations[0].tokens_sent == 1500 - KEPT_CANCELLATIONS
+        assert process.cancelled == {"/sax/test/a": 1499, "/sax/test/b": 1}
+    finally:
+        await process.stop()

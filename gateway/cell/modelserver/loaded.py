@@ -25,6 +25,8 @@ from gateway.common.errors import SaxError
 from gateway.common.names import ACL_METHODS
 
 _log = logging.getLogger("gateway.cell.modelserver")
+#: The cancelled streams a model server (and the launcher, from its log) keeps, newest last.
+KEPT_CANCELLATIONS = 1000
 
 
 @dataclass
@@ -170,7 +172,7 @@ class LoadedModels:
     def record_cancellation(self, key: str, *, tokens_sent: int) -> None:
         event = Cancellation(model_key=key, at=time.time(), tokens_sent=tokens_sent)
         self._cancellations.append(event)
-        del self._cancellations[:-1000]
+        del self._cancellations[:-KEPT_CANCELLATIONS]
         # The launcher and tests read this line from the server's log; keep its shape.
         _log.info("stream cancelled model=%s tokens_sent=%d at=%.6f", key, tokens_sent, event.at)
         if self._on_cancelled is not None:

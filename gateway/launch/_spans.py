@@ -20,6 +20,8 @@ from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2
 
 from gateway.launch._methods import ENVOY_GET_PATHS
+from gateway.launch.direct._listener import GATEWAY_PATH
+from gateway.launch.direct._resources import SAX_PATH
 
 _HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"]
 #: The services of this API that no descriptor of it holds (grpcio's health and reflection).
@@ -46,5 +48,8 @@ def span_operation(descriptor: Path) -> str:
     Envoy served (its path; Envoy's CEL joins no strings, so not its method too)."""
     names = [f"'/{m}': '{m}'" for m in _methods(descriptor)]
     names += [f"'{p}': '{p}'" for p in (*ENVOY_GET_PATHS, "/healthz")]
+    # A direct call (docs/operations.md "Direct mode") ran Generate: its route rewrote the
+    # path to the model server's method, and its span was named POST.
+    names.append(f"'{SAX_PATH}': '{GATEWAY_PATH.removeprefix('/')}'")
     by_path = f"{{{', '.join(names)}}}"
     return f"%CEL({_PATH} in {by_path} ? {by_path}[{_PATH}] : request.method)%"

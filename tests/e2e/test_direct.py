@@ -368,6 +368,10 @@ def test_a_direct_call_a_model_server_fails_is_counted_as_failed(
         f"{model} goes direct",
         lambda: _generate(http, body, TEAM).status_code == 429 and _direct_calls(stack, model) > 0,
     )
+    # An overloaded model's 429 says when to retry, as a gateway's does (it had no
+    # Retry-After when the call went direct).
+    refused = _generate(http, body, TEAM)
+    assert (refused.status_code, refused.headers.get("retry-after")) == (429, "1")
     stat = f"cluster.direct{model.replace('/', '_')}.grpc"
     calls = envoy_stat(stack, f"{stat}.total")
     assert calls >= 1

@@ -18,7 +18,15 @@ from gateway.cli.main import main
 from gateway.common.stacktoken import STACK_TOKEN_HEADER, new_token
 from gateway.configfile import parse_config
 from gateway.edge._ratelimit import rate_limit
-from gateway.launch.envoy import EnvoySettings, envoy_binary, render, route_timeout_over
+from gateway.launch._spans import span_operation
+from gateway.launch.direct._resources import SAX_PATH
+from gateway.launch.envoy import (
+    EnvoySettings,
+    descriptor_set,
+    envoy_binary,
+    render,
+    route_timeout_over,
+)
 from gateway.service._fields import RECEIVING_HEADER
 from gateway.service._streams import CLIENT_ADDRESS_HEADER
 from tests._envoy_routes import unary_route_timeouts
@@ -622,3 +630,10 @@ def test_envoy_starts_again_with_the_collector_ca_read_at_start(tmp_path: Path) 
         timeout=60,
     )
     assert "OK" in result.stdout + result.stderr, result.stderr[-2000:]
+
+
+def test_envoys_span_of_a_direct_call_is_named_after_generate() -> None:
+    # A direct route rewrites the path to the model server's method, which named no method of
+    # the API: the span of every direct call was named POST.
+    operation = span_operation(descriptor_set())
+    assert f"'{SAX_PATH}': 'saxgateway.v1.SaxGateway/Generate'" in operation

@@ -82,5 +82,6 @@ def wire_filter(namespace: str, http_path: str) -> Config:
 
 
 def route_metadata() -> Config:
-    """A direct route's metadata: the check reads the message."""
-    return {"filter_metadata": {WIRE_FILTER: {"direct": True}}}
+    """A direct route's metadata: the check reads the message, and `cost_header` gives a
+    model server's overload refusal the Retry-After a gateway's 429 has (envoy.yaml.tmpl)."""
+    return {"filter_metadata": {WIRE_FILTER: {"direct": True}, "cost_header": {"direct": True}}}

@@ -401,6 +401,10 @@ def _named_model(request: Any) -> tuple[str, str] | None:
 # once one has run here, this gateway's next call on the model reads them anew (other
 # gateways within two lifetimes).
 _CHANGES = frozenset({"PublishModel", "UpdateModel", "UnpublishModel", "SetAcl"})
+#: When a change that may have been made (its caller left, its reply was lost) has its model's
+#: ACLs read anew again, after it failed: a save the admin finishes lands within a moment, or
+#: within GCS's retries (10 s).
+_SETTLE_S = (0.5, 2.0, 11.0)
 # A change that fails with one of these was refused, by this gateway's own checks or by the
 # admin: nothing changed, and the ACLs at hand stay as they are. Any other end (success, or
 # a reply lost: UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED, INTERNAL, ...) may have changed
@@ -463,12 +467,23 @@ class AccessInterceptor(WrappingInterceptor):
             except SaxError as exc:
                 if exc.code not in _REFUSED:  # it may have been made all the same
                     _changed(request, admin_away=exc.code == grpc.StatusCode.UNAVAILABLE)
+                    _changed_later(request)
                 raise
             except BaseException:  # cancelled, or a bug: it may have been made
                 _changed(request)
+                _changed_later(request)
                 raise
             _changed(request, _set_acl(request) if name == "SetAcl" else None)
             return reply
+
+        def _changed_later(request: Any) -> None:
+            # A change whose caller left (or whose reply was lost) may land later: the admin
+            # finishes a save its caller left. ACLs read anew before it lands are the old
+            # ones, and were kept for their whole lifetime (acl_cache_seconds), by whichever
+            # process read them: a revoked ACL went unenforced. Read anew again as it may land.
+            loop = asyncio.get_running_loop()
+            for delay in _SETTLE_S:
+                loop.call_later(delay, _changed, request)
 
         def _changed(
             request: Any, method_acl: tuple[str, str] | None = None, *, admin_away: bool = False

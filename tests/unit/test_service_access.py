@@ -15,6 +15,7 @@ import pytest
 from saxgateway.v1 import gateway_pb2 as pb
 
 from gateway.client import (
+    ClientSettings,
     DeadlineExceededError,
     InvalidArgumentError,
     NotFoundError,
@@ -26,11 +27,11 @@ from gateway.common import slottable
 from gateway.common.deadline import Deadline
 from gateway.common.names import ACL_METHODS
 from gateway.common.slottable import SlotTable
-from gateway.config import AccessSettings, ModelLimit
+from gateway.config import AccessSettings, GatewaySettings, ModelLimit
 from gateway.service import _access as access_module
 from gateway.service import _acls as acls_module
 from gateway.service import _stackgate as stackgate_module
-from gateway.service._access import Access
+from gateway.service._access import Access, AccessInterceptor
 from gateway.service._counts import SharedCounts
 from gateway.service._gates import UNLIMITED, Busy, Gate, WaitCounts, uncounted
 from gateway.service._metrics import GatewayMetrics
@@ -1134,3 +1135,30 @@ def test_every_method_checked_here_takes_an_acl() -> None:
     # upstream's admin validator has it): no ACL could ever limit them.
     checked = set(access_module.SAX_METHODS.values())
     assert checked - ACL_METHODS == set()
+
+
+async def test_a_change_its_caller_left_has_its_acls_read_again_as_it_lands() -> None:
+    # A SetAcl whose caller left (a deadline of a few ms) is finished by the admin later: the
+    # ACLs a call read anew in between were the old ones, kept for their whole lifetime (20 s
+    # here), so a revoked ACL went unenforced, by whichever gateway process had read them.
+    client = FakeClient({})
+    access = _access(client, acl_cache_seconds=20.0)
+    await _admit(access, "team-a")
+    interceptor = AccessInterceptor(access, GatewaySettings(client=ClientSettings(sax_root="/x")))
+    loop = asyncio.get_running_loop()
+
+    async def set_acl(request: object, context: object) -> object:
+        def landed() -> None:
+            client.acls = {"lm.generate": "acl/team-b"}  # the admin's save lands later
+
+        loop.call_later(0.2, landed)
+        raise asyncio.CancelledError  # its caller left first
+
+    change = interceptor.wrap_unary("/saxgateway.v1.SaxGateway/SetAcl", set_acl)
+    request = pb.SetAclRequest(name=MODEL, method="lm.generate", acl="acl/team-b")
+    with pytest.raises(asyncio.CancelledError):
+        await change(request, FakeContext("ops"))
+    await _admit(access, "team-a")  # read anew: the old ACLs, the change not yet landed
+    await asyncio.sleep(0.8)
+    with pytest.raises(PermissionDeniedError, match="limited to acl/team-b"):
+        await _admit(access, "team-a")

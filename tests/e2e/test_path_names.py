@@ -110,6 +110,11 @@ def _refusal(response: httpx.Response, field: str, named: str, other: str) -> di
         f"the URL path names {named!r}, the query string or body {other!r}: "
         "a /v1/ resource path alone names what a call acts on"
     )
+    return _violation(response, field, description)
+
+
+def _violation(response: httpx.Response, field: str, description: str) -> dict[str, object]:
+    """The gateway's 400 with one BadRequest violation of ``field``, with the request's ID."""
     violation = {"field": field, "description": description, "reason": ""}
     info = {
         "@type": REQUEST_INFO,
@@ -213,17 +218,7 @@ def test_a_path_with_an_empty_segment_before_its_verb_is_refused(
         f"the URL path names {named!r}, whose last segment is empty: a /v1/ resource path "
         "names a cell as /v1/sax/CELL and a model as /v1/sax/CELL/MODEL"
     )
-    violation = {"field": field, "description": description, "reason": ""}
-    info = {
-        "@type": REQUEST_INFO,
-        "request_id": response.headers["x-request-id"],
-        "serving_data": "",
-    }
-    expected = {
-        "code": 3,
-        "message": f"{field}: {description}",
-        "details": [{"@type": BAD_REQUEST, "field_violations": [violation]}, info],
-    }
+    expected = _violation(response, field, description)
     assert (response.status_code, response.json()) == (400, expected)
     assert http.get(f"/v1{CELL}:getAcl").json()["acl"] == ""
     assert http.get(f"/v1{CELL}/paths-new").status_code == 404

@@ -17,7 +17,7 @@ from typing import Any
 
 import grpc
 
-from gateway.cli._inputs import InputError, file_arg
+from gateway.cli._inputs import InputError, UsageError, file_arg
 from gateway.common.limits import MIB
 
 DEFAULT_PORT = 8888  # `saxgw up`'s public port
@@ -158,10 +158,10 @@ def open_channel(args: argparse.Namespace) -> grpc.Channel:
     """The channel to ``args.gateway``: TLS when any TLS flag is given (mTLS with a client
     certificate), else plaintext, as `saxgw up` serves loopback."""
     cert, key = args.client_cert, args.client_key
-    if (cert is None) != (key is None):
-        raise InputError(
-            "--client-cert and --client-key go together",
-            "give the certificate and its private key, both PEM files",
+    if (cert is None) != (key is None):  # flags that do not fit together: a usage error
+        raise UsageError(
+            "--client-cert and --client-key go together: give the certificate and its private "
+            "key, both PEM files"
         )
     target = gateway_target(args)
     if not uses_tls(args):

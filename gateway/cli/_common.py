@@ -11,6 +11,7 @@ a concrete hint); `_output` renders results::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,7 +68,7 @@ def add_global_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> None
         type=duration,
         default=default(None),
         metavar="SECONDS",
-        help="deadline of the call: seconds, or a duration as saxutil takes it (90s, 1m30s, "
+        help="deadline of each call: seconds, or a duration as saxutil takes it (90s, 1m30s, "
         "500ms) (default: the gateway's)",
     )
     parser.add_argument(
@@ -177,6 +178,8 @@ def add_command(
 
 def dispatch(run: Run, args: argparse.Namespace) -> int:
     """Runs one client command; returns its exit status."""
+    if sys.stderr is None:  # `2>&-`: print(file=None) wrote the error to stdout, as data
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (for the process's life)
     if sys.stdout is None:  # `saxgw ls >&-`: Python then has no stdout, and writing crashed
         print(
             "saxgw: stdout is closed: the result could not be printed; nothing was sent"

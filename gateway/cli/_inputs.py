@@ -72,7 +72,11 @@ def gateway_address(text: str) -> str:
             rest = rest[2:].partition("/")[2]
         addresses = rest.split(",")
     for address in addresses:
-        _, number = split_port(address)
+        host, number = split_port(address)
+        if not host:  # `:8888`: grpc resolved no host, which read as a gateway not listening
+            raise argparse.ArgumentTypeError(
+                f"expected HOST:PORT, got {text!r}: no host (localhost{address} is this machine)"
+            )
         if number is not None:
             port(number)
     return text
@@ -102,6 +106,8 @@ def text_arg(value: str, name: str = "TEXT") -> str:
     an invisible U+FEFF before the prompt (the OpenAI face drops one from a body too)."""
     if value != "-":
         return value
+    if sys.stdin is None:  # `<&-`: Python then has no stdin, and reading it crashed
+        raise InputError(f"{name} is -, but stdin is closed", "pipe the text into - or give it")
     try:
         return sys.stdin.buffer.read().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -116,6 +122,8 @@ def file_arg(path: str, name: str, kind: str) -> bytes:
     ``-`` reads stdin's bytes. A file that cannot be read, or is empty, is an InputError."""
     hint_text = f"{name} is the path of a file holding {kind}; - reads it from stdin"
     where = "stdin" if path == "-" else path
+    if path == "-" and sys.stdin is None:  # `<&-`: Python then has no stdin
+        raise InputError(f"{name} is -, but stdin is closed", hint_text)
     try:
         if path == "-":
             data = sys.stdin.buffer.read()

@@ -351,9 +351,9 @@ def watch(session: Session, args: argparse.Namespace) -> None:
     seen: Sequence[str] | None = None
     try:
         for update in stream:
-            if update.HasField("error"):
+            if update.HasField("error") and not session.json:
                 continue  # the call's status follows and is reported as an RpcError
-            if session.json:
+            if session.json:  # the in-band error too, as the HTTP stream's last event is
                 session.out.write(to_json(update, out=session.out) + "\n")
             else:
                 session.out.writelines(f"{line}\n" for line in changes(seen, update.addresses))

@@ -35,6 +35,7 @@ from tests.e2e._published import (
     TEST_CUSTOM,
     TEST_LM,
     TEST_VISION,
+    publish_body,
     published,
     wav,
 )
@@ -862,6 +863,42 @@ def test_a_closed_stdout_is_one_line_and_a_hint(stack: Stack) -> None:
         )
 
 
+def test_a_closed_stdin_or_stderr_is_told_and_never_written_to_stdout(stack: Stack) -> None:
+    # `saxgw lm.generate ID - <&-` was an AttributeError traceback (Python has no stdin then);
+    # with stderr closed, the error body went to stdout (print's file=None), where a script
+    # reads the data.
+    closed_stdin = ["sh", "-c", 'exec "$@" <&-', "sh", *_argv(stack, "lm.generate", LM, "-")]
+    done = subprocess.run(closed_stdin, capture_output=True, text=True, timeout=30)
+    assert (done.returncode, done.stdout, done.stderr) == (
+        1,
+        "",
+        "saxgw: QUERY is -, but stdin is closed\nhint: pipe the text into - or give it\n",
+    )
+    argv = _argv(stack, "ls", "/sax/no-such-cell", "--json")
+    closed_stderr = ["sh", "-c", 'exec "$@" 2>&-', "sh", *argv]
+    done = subprocess.run(closed_stderr, stdout=subprocess.PIPE, text=True, timeout=30)
+    assert (done.returncode, done.stdout) == (1, "")
+
+
+def test_flags_that_do_not_fit_are_usage_errors(stack: Stack) -> None:
+    # `--gateway :PORT` was sent to grpc, whose "host must not be empty" came back with a hint
+    # to start a gateway; a client certificate without its key was an input error (exit 1).
+    port = stack.grpc_address.rpartition(":")[2]
+    no_host = saxgw(stack, "ls", "--gateway", f":{port}")
+    assert (no_host.returncode, no_host.stdout) == (2, "")
+    assert no_host.stderr.endswith(
+        f"error: argument --gateway: expected HOST:PORT, got ':{port}': no host "
+        f"(localhost:{port} is this machine)\n"
+    )
+    half = saxgw(stack, "ls", "--client-key", "/nonexistent.pem", "--json")
+    assert (half.returncode, half.stdout, half.stderr) == (
+        2,
+        "",
+        "saxgw ls: error: --client-cert and --client-key go together: give the certificate and "
+        "its private key, both PEM files\n",
+    )
+
+
 def test_saxutils_one_dash_flags_and_extra_inputs(stack: Stack) -> None:
     # saxutil (Go's flag package) takes -stream, -extra=k:v,k:v, -n=N, -terse, -replicas=N
     # and -sax_timeout=DURATION before the arguments; each was a usage error (exit 2).
@@ -975,6 +1012,34 @@ def test_watch_ends_quietly_when_its_reader_leaves(stack: Stack) -> None:
     assert json.loads(line) == {"addresses": [_address(stack, LM)]}
 
 
+def test_a_stream_ends_when_its_reader_leaves(stack: Stack) -> None:
+    # `saxgw lm.generate ID Q --stream | head -1`: the stream noticed the closed pipe only at
+    # its next write (the model's next token), the model decoding on for nobody meanwhile.
+    slow = "/sax/test/cli-slow-stream"
+    body = publish_body(slow, TEST_LM, text="one two three four five six", delay_ms="2000")
+    with httpx.Client(base_url=stack.http_url, timeout=30) as http:
+        assert http.post("/publish", json=body).status_code == 200
+        assert http.post("/wait_for_ready", json={"model": slow}).status_code == 200
+        try:
+            proc = subprocess.Popen(
+                _argv(stack, "lm.generate", slow, "q", "--stream", "--json"),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            with proc:
+                assert proc.stdout is not None and proc.stderr is not None
+                line = proc.stdout.readline()  # the first token, after 2 s
+                proc.stdout.close()  # as head does after one line
+                started = time.monotonic()
+                assert proc.wait(timeout=30) == 1
+                # At once, not at the next token's write 2 s later (nor the stream's end).
+                assert time.monotonic() - started < 1.5
+                assert proc.stderr.read() == b""
+            assert json.loads(line)["deltas"][0]["text"] == "one"
+        finally:
+            http.post("/unpublish", json={"model": slow})
+
+
 def test_watch_timeout_says_it_was_the_watchs_length(stack: Stack) -> None:
     done = saxgw(stack, "watch", LM, "--timeout", "1")
     assert done.returncode == 1
@@ -982,6 +1047,12 @@ def test_watch_timeout_says_it_was_the_watchs_length(stack: Stack) -> None:
         f"saxgw: DEADLINE_EXCEEDED: watching {LM} reached the call's deadline",
         "hint: the watch ran for --timeout; without --timeout it runs until Ctrl-C",
     ]
+    # With --json, the stream's in-band end is its last line, as the HTTP stream's last event
+    # and `lm.generate --stream --json`'s are (it was left out).
+    done = saxgw(stack, "watch", LM, "--timeout", "1", "--json")
+    assert done.returncode == 1
+    last = json.loads(done.stdout.splitlines()[-1])
+    assert (last["addresses"], last["error"]["code"]) == ([], 4)
 
 
 def test_ctrl_c_while_starting_is_quiet() -> None:

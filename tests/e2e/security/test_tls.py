@@ -171,11 +171,12 @@ def test_saxgw_speaks_tls_and_presents_its_certificate(front: TlsFront, model: s
         # saxgw's one error line and hint, without grpc's own log lines about the handshake
         assert refused.stderr.startswith("saxgw: UNAVAILABLE: "), (flags, refused.stderr)
         assert len(refused.stderr.splitlines()) == 2, refused.stderr
+    # Flags that do not fit together: a usage error (exit 2), as argparse's are.
     half = _saxgw(front, "--client-cert", cert, "lm.generate", model, "q")
-    assert (half.returncode, half.stdout) == (1, "")
+    assert (half.returncode, half.stdout) == (2, "")
     assert half.stderr == (
-        "saxgw: --client-cert and --client-key go together\n"
-        "hint: give the certificate and its private key, both PEM files\n"
+        "saxgw lm.generate: error: --client-cert and --client-key go together: give the "
+        "certificate and its private key, both PEM files\n"
     )
 
 

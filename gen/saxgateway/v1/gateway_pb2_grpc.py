@@ -296,8 +296,9 @@ class SaxGatewayServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateModel(self, request, context):
-        """Changes a published model (path, checkpoint, replicas, overrides) and
-        returns its new definition. Fields left unset keep their value.
+        """Changes a published model (checkpoint, replicas, overrides; not its path,
+        which Sax refuses: FAILED_PRECONDITION) and returns its new definition.
+        Fields left unset keep their value.
         Returns NOT_FOUND if the model is not published.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

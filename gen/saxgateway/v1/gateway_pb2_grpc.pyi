@@ -81,8 +81,9 @@ class SaxGatewayStub:
     ListCells: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ListCellsRequest, _gateway_pb2.ListCellsResponse]
     """Returns the cells under the gateway's SAX_ROOT."""
     UpdateModel: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.UpdateModelRequest, _gateway_pb2.UpdateModelResponse]
-    """Changes a published model (path, checkpoint, replicas, overrides) and
-    returns its new definition. Fields left unset keep their value.
+    """Changes a published model (checkpoint, replicas, overrides; not its path,
+    which Sax refuses: FAILED_PRECONDITION) and returns its new definition.
+    Fields left unset keep their value.
     Returns NOT_FOUND if the model is not published.
     """
     UnpublishModel: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.UnpublishModelRequest, _gateway_pb2.UnpublishModelResponse]
@@ -288,8 +289,9 @@ class SaxGatewayAsyncStub(SaxGatewayStub):
     ListCells: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ListCellsRequest, _gateway_pb2.ListCellsResponse]  # type: ignore[assignment]
     """Returns the cells under the gateway's SAX_ROOT."""
     UpdateModel: _aio.UnaryUnaryMultiCallable[_gateway_pb2.UpdateModelRequest, _gateway_pb2.UpdateModelResponse]  # type: ignore[assignment]
-    """Changes a published model (path, checkpoint, replicas, overrides) and
-    returns its new definition. Fields left unset keep their value.
+    """Changes a published model (checkpoint, replicas, overrides; not its path,
+    which Sax refuses: FAILED_PRECONDITION) and returns its new definition.
+    Fields left unset keep their value.
     Returns NOT_FOUND if the model is not published.
     """
     UnpublishModel: _aio.UnaryUnaryMultiCallable[_gateway_pb2.UnpublishModelRequest, _gateway_pb2.UnpublishModelResponse]  # type: ignore[assignment]
@@ -534,8 +536,9 @@ class SaxGatewayServicer(metaclass=_abc_1.ABCMeta):
         request: _gateway_pb2.UpdateModelRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_gateway_pb2.UpdateModelResponse, _abc.Awaitable[_gateway_pb2.UpdateModelResponse]]:
-        """Changes a published model (path, checkpoint, replicas, overrides) and
-        returns its new definition. Fields left unset keep their value.
+        """Changes a published model (checkpoint, replicas, overrides; not its path,
+        which Sax refuses: FAILED_PRECONDITION) and returns its new definition.
+        Fields left unset keep their value.
         Returns NOT_FOUND if the model is not published.
         """
 

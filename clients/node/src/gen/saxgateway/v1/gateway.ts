@@ -12738,8 +12738,9 @@ export const SaxGatewayDefinition = {
       },
     },
     /**
-     * Changes a published model (path, checkpoint, replicas, overrides) and
-     * returns its new definition. Fields left unset keep their value.
+     * Changes a published model (checkpoint, replicas, overrides; not its path,
+     * which Sax refuses: FAILED_PRECONDITION) and returns its new definition.
+     * Fields left unset keep their value.
      * Returns NOT_FOUND if the model is not published.
      */
     updateModel: {

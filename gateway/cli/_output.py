@@ -12,7 +12,8 @@ import io
 import json
 import select
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TextIO
 
 import grpc
@@ -94,10 +95,27 @@ def print_stream_json(messages: Iterable[Message], out: TextIO) -> None:
         out.flush()
 
 
-def cancel_on_hangup(call: grpc.RpcContext, out: TextIO) -> threading.Event:
-    """Cancels the streaming ``call`` when ``out``'s reader goes away (`saxgw watch | head -1`);
-    the returned event is set if it did. A closed pipe is otherwise noticed only at the next
-    write, and a watch may not write for hours."""
+@contextmanager
+def ended_on_hangup(call: grpc.RpcContext, out: TextIO) -> Iterator[None]:
+    """Runs the block that reads the streaming ``call``, which is cancelled when ``out``'s
+    reader goes away (`saxgw watch | head -1`): the block's RpcError is then a BrokenPipeError,
+    as a write's would be. The call is cancelled however the block ends (Ctrl-C, a failure),
+    rather than left to grpc."""
+    hung_up = _cancel_on_hangup(call, out)
+    try:
+        yield
+    except grpc.RpcError:
+        if hung_up.is_set():  # cancelled because stdout's reader left: end as a write would
+            raise BrokenPipeError from None
+        raise
+    finally:
+        call.cancel()
+
+
+def _cancel_on_hangup(call: grpc.RpcContext, out: TextIO) -> threading.Event:
+    """Cancels the streaming ``call`` when ``out``'s reader goes away; the returned event is
+    set if it did. A closed pipe is otherwise noticed only at the next write, and a watch may
+    not write for hours, a stream not until the model's next token."""
     hung_up = threading.Event()
     try:
         fd = out.fileno()

@@ -17,8 +17,8 @@ from gateway.cli._common import Commands, Incomplete, Session
 from gateway.cli._inputs import UsageError, pair
 from gateway.cli._listing import every_model
 from gateway.cli._output import (
-    cancel_on_hangup,
     csv_table,
+    ended_on_hangup,
     json_text,
     table,
     to_dict,
@@ -347,9 +347,8 @@ def watch(session: Session, args: argparse.Namespace) -> None:
     stream = session.stub.WatchAddresses(
         pb.WatchAddressesRequest(model=args.id), timeout=session.timeout
     )
-    hung_up = cancel_on_hangup(stream, session.out)
     seen: Sequence[str] | None = None
-    try:
+    with ended_on_hangup(stream, session.out):
         for update in stream:
             if update.HasField("error") and not session.json:
                 continue  # the call's status follows and is reported as an RpcError
@@ -359,13 +358,6 @@ def watch(session: Session, args: argparse.Namespace) -> None:
                 session.out.writelines(f"{line}\n" for line in changes(seen, update.addresses))
                 seen = list(update.addresses)
             session.out.flush()
-    except grpc.RpcError:
-        if hung_up.is_set():  # cancelled because stdout's reader left: end as a write would
-            raise BrokenPipeError from None
-        raise
-    finally:
-        # Ctrl-C (exit 130) or a failure: end the call rather than leave grpc to.
-        stream.cancel()
 
 
 @command(

@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterable
 
-import grpc
 from saxgateway.v1 import gateway_pb2 as pb
 
 from gateway.cli._common import Commands, Session
 from gateway.cli._inputs import UsageError, text_arg
-from gateway.cli._output import cancel_on_hangup, fields, floats, print_stream_json, table
+from gateway.cli._output import ended_on_hangup, fields, floats, print_stream_json, table
 from gateway.cli._table import EXTRA, ID, arg, command, model_inputs, register_all
 
 PREFIX = arg("prefix", help="- reads stdin")
@@ -58,18 +57,11 @@ def generate(session: Session, args: argparse.Namespace) -> None:
     )
     # Stdout's reader gone (`| head -1`): the stream ends now, not at its next write (a
     # model's next token), the model decoding on for nobody meanwhile.
-    hung_up = cancel_on_hangup(stream, session.out)
-    try:
+    with ended_on_hangup(stream, session.out):
         if session.json:
             print_stream_json(stream, session.out)
             return
         final = stream_text(stream, session)
-    except grpc.RpcError:
-        if hung_up.is_set():  # cancelled because stdout's reader left: end as a write would
-            raise BrokenPipeError from None
-        raise
-    finally:
-        stream.cancel()  # Ctrl-C or a failure: end the call rather than leave grpc to
     if len(final) > 1:  # the first sample was streamed; show them all with their scores
         # The stream's final texts are by sample index; a Generate reply's, best first.
         best_first = sorted(final, key=lambda t: -t.score)

@@ -106,10 +106,9 @@ def text_arg(value: str, name: str = "TEXT") -> str:
     an invisible U+FEFF before the prompt (the OpenAI face drops one from a body too)."""
     if value != "-":
         return value
-    if sys.stdin is None:  # `<&-`: Python then has no stdin, and reading it crashed
-        raise InputError(f"{name} is -, but stdin is closed", "pipe the text into - or give it")
+    data = _stdin(name, "pipe the text into - or give it")
     try:
-        return sys.stdin.buffer.read().decode("utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputError(
             f"{name} from stdin is not valid UTF-8 text (byte {exc.start})",
@@ -117,16 +116,22 @@ def text_arg(value: str, name: str = "TEXT") -> str:
         ) from None
 
 
+def _stdin(name: str, hint: str) -> bytes:
+    """Stdin's bytes, for argument ``name`` given as ``-``; an InputError (with ``hint``) if
+    it is closed (`<&-`: Python then has no stdin, and reading it was a traceback)."""
+    if sys.stdin is None:
+        raise InputError(f"{name} is -, but stdin is closed", hint)
+    return sys.stdin.buffer.read()
+
+
 def file_arg(path: str, name: str, kind: str) -> bytes:
     """An IMAGE_FILE or AUDIO_FILE argument (``kind`` says what it holds: "an encoded image");
     ``-`` reads stdin's bytes. A file that cannot be read, or is empty, is an InputError."""
     hint_text = f"{name} is the path of a file holding {kind}; - reads it from stdin"
     where = "stdin" if path == "-" else path
-    if path == "-" and sys.stdin is None:  # `<&-`: Python then has no stdin
-        raise InputError(f"{name} is -, but stdin is closed", hint_text)
     try:
         if path == "-":
-            data = sys.stdin.buffer.read()
+            data = _stdin(name, hint_text)
         else:
             with open(path, "rb") as file:
                 data = file.read()

@@ -201,12 +201,18 @@ def integer(body: Mapping[str, Any], key: str, low: int, high: int) -> int | Non
     return value
 
 
-def _strings(value: object, key: str, what: str, hint: str = "") -> tuple[str, ...]:
+def _strings(
+    value: object, key: str, what: str, hint: str = "", *, token_ids: bool = True
+) -> tuple[str, ...]:
+    """``value``, a string or a list of strings, as a tuple; INVALID_ARGUMENT naming ``key``
+    otherwise, which says token IDs are not taken where OpenAI's field takes them
+    (``token_ids``: a prompt, an input; never a stop)."""
     if isinstance(value, str):
         return (value,)
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return tuple(value)
-    if isinstance(value, list) and value and all(isinstance(v, int | list) for v in value):
+    tokens = isinstance(value, list) and value and all(isinstance(v, int | list) for v in value)
+    if token_ids and tokens:
         raise invalid(key, f"token-id {what}s are not supported: Sax takes text{hint}")
     raise invalid(key, "must be a string or a list of strings")
 
@@ -337,11 +343,9 @@ def stopping(body: Mapping[str, Any]) -> dict[str, Any]:
     """``stop`` and vLLM's ``include_stop_str_in_output``, as `Sampling` arguments: the
     gateway applies them on every generating API (vLLM takes both on its Responses API too)."""
     stop = body.get("stop")
-    if isinstance(stop, list) and not all(isinstance(s, str) for s in stop):
-        # No token IDs here, in any API (vLLM's are `stop_token_ids`, refused apart): a
-        # list of numbers was told token-id stops are not supported.
-        raise invalid("stop", "must be a string or a list of strings")
-    stops = () if stop is None else _strings(stop, "stop", "stop")
+    # No token IDs here, in any API (vLLM's are `stop_token_ids`, refused apart): a list of
+    # numbers was told token-id stops are not supported.
+    stops = () if stop is None else _strings(stop, "stop", "stop", token_ids=False)
     if len(stops) > MAX_STOPS:
         raise invalid("stop", f"at most {MAX_STOPS} strings, got {len(stops)}")
     if not all(stops):

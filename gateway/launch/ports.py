@@ -72,13 +72,14 @@ def holder(port: int) -> str | None:
 def connection_end(port: int) -> str:
     """Who holds ``port`` when nothing listens on it: a connection's own end (a client's
     connection bound it, or the kernel gave it one from its range for that)."""
+    plain = "a connection (nothing listens on it)"
     try:
         text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
         low, high = (int(n) for n in text.split())
     except (OSError, ValueError):
-        return "a connection (nothing listens on it)"
+        return plain
     if not low <= port <= high:
-        return "a connection (nothing listens on it)"
+        return plain
     return (
         f"a connection (nothing listens on it: the kernel gives connections their own port "
         f"from {low}-{high}, net.ipv4.ip_local_port_range, so ports there may be taken "

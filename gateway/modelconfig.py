@@ -117,8 +117,8 @@ def _check_template(template: str, where: str) -> None:
     every filter and test it names existing (Jinja looks up those inside a branch only when
     the branch runs: each request reaching it was a 400)."""
     try:  # gateway/service/openai/_chat.py renders it in Jinja's sandbox
-        _SYNTAX.from_string(template)
         parsed = _SYNTAX.parse(template)
+        _SYNTAX.compile(parsed)  # to Python, whose own limits refuse deep nesting
     except TemplateError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     except (RecursionError, SyntaxError):  # Python's own limits on nesting, a traceback

@@ -63,7 +63,7 @@ class RequestedReplicas:
         None, and a read of the model is started unless one was within that time and after
         the last change (it wakes the table's waiters when it finds none requested)."""
         at = now()
-        if self.board is not None and table.requested_mark != self._mark(table.model_id):
+        if table.requested_mark != self._mark(table.model_id):  # changed by another process
             table.none_requested, table.requested_read_at = "", float("-inf")
         if table.none_requested and at - table.none_requested_at < ANSWER_HOLDS_S:
             return FailedPreconditionError(table.none_requested)

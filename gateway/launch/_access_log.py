@@ -56,8 +56,15 @@ COST_METADATA = ("sax", "query_cost_ms")
 #: (flag DC) or, over HTTP/2, the stream reset (flag DR). Details, not flags: DR also marks
 #: the stream Envoy itself resets for headers over the limit, which no client cancelled.
 CLIENT_GAVE_UP = ("downstream_remote_disconnect", "http2.remote_reset")
+#: The start of Envoy's response code details for a reply cut by its upstream (a gateway that
+#: died or reset the stream) after its headers went out: Envoy resets the client's stream
+#: (RST_STREAM INTERNAL_ERROR, which gRPC clients raise as INTERNAL) or, over HTTP/1.1, closes
+#: the connection mid-body. No trailers came, so Envoy's own reading of the status was the 200
+#: already sent, as UNKNOWN.
+UPSTREAM_CUT = "upstream_reset_after_response_started"
 
 _CANCELLED = grpc.StatusCode.CANCELLED.value[0]
+_INTERNAL = grpc.StatusCode.INTERNAL.value[0]
 
 
 def status_rules() -> list[dict[str, object]]:
@@ -73,12 +80,15 @@ def status_rules() -> list[dict[str, object]]:
 
 
 def _cancelled(nothing: str) -> str:
-    """CEL: CANCELLED for a request its client gave up, else ``nothing``, which COALESCE
-    passes over. A request without response flags (every success) is answered by the first
-    comparison: the details string is read only for the others."""
+    """CEL: CANCELLED for a request its client gave up, INTERNAL for a reply its upstream cut
+    after it began, else ``nothing``, which COALESCE passes over. A request without response
+    flags (every success) is answered by the first comparison: the details string is read
+    only for the others."""
     details = ", ".join(f"'{d}'" for d in CLIENT_GAVE_UP)
     gave_up = f"response.code_details in [{details}]"
-    return f"response.flags == 0u ? {nothing} : ({gave_up} ? {_CANCELLED} : {nothing})"
+    cut = f"response.code_details.startsWith('{UPSTREAM_CUT}')"
+    either = f"{gave_up} ? {_CANCELLED} : ({cut} ? {_INTERNAL} : {nothing})"
+    return f"response.flags == 0u ? {nothing} : ({either})"
 
 
 def stream_done() -> str:
@@ -89,8 +99,8 @@ def stream_done() -> str:
 
 def grpc_status_format(*, text: bool = False) -> str:
     """The access log's ``grpc_status`` command: the gateway's or a local reply's code, else
-    CANCELLED for a call the client gave up, else the status in the reply's trailers; nothing
-    for a request that is no gRPC call.
+    CANCELLED for a call the client gave up, INTERNAL for one its upstream cut mid-reply, else
+    the status in the reply's trailers; nothing for a request that is no gRPC call.
 
     ``text``: the same as a string, for Envoy's span (its ``grpc.status_code`` tag). COALESCE
     passes over a null where it formats typed values (the log's JSON), and there takes an

@@ -10,15 +10,21 @@ import os
 import signal
 import socket
 import time
+import uuid
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from saxgateway.v1 import gateway_pb2 as pb
+from saxgateway.v1 import gateway_pb2_grpc
 
 from gateway.launch.ports import listener_pid
 from gateway.launch.processes import free_port
 from gateway.ops import OpsSettings, scrape
+from tests._grpc import sync_channel
+from tests.e2e._access_log import access_log_line
 from tests.faults._load import run_load
 from tests.faults._saxgw import (
     alive,
@@ -67,6 +73,51 @@ def test_dead_gateway_is_restarted_and_envoy_routes_around_it(
     # The restart shows in the metrics, as one more start: the counters a gateway keeps
     # carry on across it, so nothing else there told a dashboard or an alert that it died.
     assert _gateway_starts(faults) == started + 1
+
+
+def test_streams_a_dead_gateway_cut_are_logged_with_the_code_their_clients_got(
+    faults: Faults, http: httpx.Client
+) -> None:
+    # A stream cut mid-reply by its gateway dying: the gRPC client raised INTERNAL (Envoy
+    # resets its stream), the HTTP client's body ended early, and the access log said 2
+    # (UNKNOWN) for both, Envoy's reading of the 200 it had sent with no trailers after it.
+    model = "/sax/test/cutstream"
+    publish(http, model, text=" ".join(["tok"] * 100), delay_ms="100")
+    body = {"model": model, "query": "q"}
+    grpc_id, sse_id = str(uuid.uuid4()), str(uuid.uuid4())
+    with (
+        sync_channel(faults.stack.grpc_address) as channel,
+        httpx.Client(base_url=faults.url, timeout=30) as client,
+        client.stream(
+            "POST", "/generate_stream", json=body, headers={"x-request-id": sse_id}
+        ) as sse,
+    ):
+        call = gateway_pb2_grpc.SaxGatewayStub(channel).GenerateStream(
+            pb.GenerateStreamRequest(model=model, query="q"),
+            metadata=(("x-request-id", grpc_id),),
+            timeout=30,
+        )
+        assert next(call).deltas[0].text == "tok"
+        lines = sse.iter_lines()
+        assert next(line for line in lines if line.startswith("data:"))
+        names = [f"gateway-{i}" for i in range(len(faults.stack.settings.gateway_ports))]
+        restarts = {name: faults.supervisor.restarts(name) for name in names}
+        for port in faults.stack.settings.gateway_ports:
+            faults.kill(port)
+        with pytest.raises(grpc.RpcError) as raised:
+            list(call)
+        assert raised.value.code() == grpc.StatusCode.INTERNAL, raised.value
+        with pytest.raises(httpx.RemoteProtocolError):
+            list(lines)
+    for request_id in (grpc_id, sse_id):
+        line = access_log_line(faults.stack, request_id)
+        assert (line["status"], line["grpc_status"], line["response_flags"]) == (200, 13, "UC")
+    faults.wait_until(
+        lambda: all(faults.supervisor.restarts(name) > restarts[name] for name in names),
+        30,
+        "the restarts",
+    )
+    faults.healthy()
 
 
 def test_files_removed_from_the_stack_directory_are_written_again_for_a_restart(

@@ -159,8 +159,12 @@ class Access:
         self._acls.changed(model, method_acl, admin_away=admin_away)
 
     def members(self, acl: str) -> frozenset[str]:
-        """Client ids a Sax ACL name admits."""
+        """Client ids a Sax ACL name admits: a group's (``acl/NAME``) members, else the client
+        of its name; any other name is a client id, even one a group has (as docs/api.md
+        says: a client ``ops`` set as an ACL admits the client, not a group ``ops``)."""
         group = acl.removeprefix("acl/")
+        if group == acl:
+            return frozenset({acl})
         return self._settings.groups.get(group, frozenset({group}))
 
     async def _check_acl(

@@ -123,6 +123,18 @@ async def test_a_model_id_without_its_leading_slash_is_the_same_model() -> None:
     await _admit(access, "team-a", model=bare)
 
 
+async def test_an_acl_without_the_group_prefix_is_a_client_id_even_where_a_group_has_its_name() -> (
+    None
+):
+    # docs/api.md: an ACL is a group ("acl/NAME") or a client ID. A bare name that a group
+    # also had was read as the group: ACL "readers" admitted team-a and refused client readers.
+    groups = MappingProxyType({"readers": frozenset({"team-a"})})
+    access = _access(FakeClient({"lm.generate": "readers"}), groups=groups)
+    await _admit(access, "readers")
+    with pytest.raises(PermissionDeniedError, match="limited to readers; client team-a is not"):
+        await _admit(access, "team-a")
+
+
 async def test_an_unlisted_group_admits_the_client_of_its_name() -> None:
     access = _access(FakeClient({"lm.generate": "acl/team-b"}))
     await _admit(access, "team-b")

@@ -36,7 +36,9 @@ def add_cell_arguments(parser: argparse.ArgumentParser, *, sax_root_required: bo
         help="SAX_ROOT: where cells publish config.proto and location.proto (dir or gs://)",
     )
     parser.add_argument("--fs-root", help="where the admin saves state (default: SAX_ROOT/fsroot)")
-    parser.add_argument("--cell", default=DEFAULT_CELL, help="the cell, /sax/<name>")
+    parser.add_argument(
+        "--cell", type=flags.cell_id, default=DEFAULT_CELL, help="the cell, /sax/<name>"
+    )
     parser.add_argument(
         "--gcs-endpoint", type=flags.endpoint, help="GCS emulator endpoint for gs:// roots"
     )

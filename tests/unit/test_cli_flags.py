@@ -597,6 +597,20 @@ def test_every_server_flag_is_named_in_the_docs() -> None:
     assert sorted(f for f in flags if not re.search(rf"`[^`]*{f}\b", DOCS)) == []
 
 
+@pytest.mark.parametrize("cell", ["/sax/Bad", "bad"])
+def test_the_cells_commands_refuse_a_cell_id_in_one_line(
+    cell: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `python -m gateway.cell --cell /sax/Bad` (and its admin's) printed a traceback; its model
+    # server started and waited for good for a location.proto no admin could write.
+    shared = argparse.ArgumentParser(prog="cell")
+    add_cell_arguments(shared, sax_root_required=False)
+    with pytest.raises(SystemExit) as exited:
+        shared.parse_args(["--cell", cell])
+    assert exited.value.code == 2
+    assert "cell: error: argument --cell: cell " in capsys.readouterr().err
+
+
 def test_every_flag_the_cells_commands_share_is_named_in_the_cells_page() -> None:
     # docs/cell.md lists the flags of `python -m gateway.cell` and its admin and model server.
     shared = argparse.ArgumentParser()

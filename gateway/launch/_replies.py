@@ -188,8 +188,10 @@ def _grpc_mapper(
     request it does not count as gRPC: `_grpc_web` makes the rest of a grpc-web reply).
     gRPC's content-types only (with any codec, as Envoy counts them): a grpc-web request is
     one once grpc_web has rewritten its content-type, and one in a codec grpc_web does not
-    take (application/grpc-web+json) keeps an HTTP reply, not a 200 no client would read."""
-    grpc_type = {"safe_regex": {"regex": r"application/grpc(\+[^;]*)?(;.*)?"}}
+    take (application/grpc-web+json) keeps an HTTP reply, not a 200 no client would read, and
+    so does application/grpc with parameters (`; charset=utf-8`), which Envoy does not count
+    as gRPC: it got a 200 with no grpc-status and the text as its body."""
+    grpc_type = {"safe_regex": {"regex": r"application/grpc(\+.*)?"}}
     is_grpc: dict[str, object] = {
         "header_filter": {"header": {"name": "content-type", "string_match": grpc_type}}
     }

@@ -200,6 +200,11 @@ class GatewayServer:
                 ("grpc.absolute_max_metadata_size", settings.max_metadata_bytes),
                 # Several gateway processes must not silently share one port.
                 ("grpc.so_reuseport", 0),
+                # Clients' keepalive pings on idle streams and connections (grpc-go's
+                # shortest: 10 s), as the cell's servers take them: grpc's default of one per
+                # 5 minutes ended a watch straight to this port with GOAWAY too_many_pings.
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 5000),
                 *PENDING_CALLS_OPTIONS,
                 *HPACK_OPTIONS,
             ],

@@ -285,3 +285,25 @@ def test_a_grpc_method_path_called_as_plain_http_says_how_to_call_it(stack: Stac
             pb.ListCellsRequest(), timeout=30
         )
     assert "/sax/test" in cells.cells
+
+
+def test_a_clients_keepalive_pings_keep_its_idle_stream_on_the_gateway_port(
+    stack: Stack, model: str
+) -> None:
+    # A client pinging every 5 s (grpc-go's shortest is 10 s) on an idle watch straight to a
+    # gateway's port: grpc's server default takes a ping per 5 minutes without data, so the
+    # third early one got GOAWAY too_many_pings, and the watch UNAVAILABLE "Too many pings".
+    keepalive = [
+        ("grpc.keepalive_time_ms", 5000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+    gateway = f"127.0.0.1:{stack.settings.gateway_ports[0]}"
+    with sync_channel(gateway, keepalive) as channel:
+        watch = gateway_pb2_grpc.SaxGatewayStub(channel).WatchAddresses(
+            pb.WatchAddressesRequest(model=model), timeout=19
+        )
+        assert len(next(watch).addresses) == 1
+        with pytest.raises(grpc.RpcError) as ended:
+            list(watch)
+    assert ended.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED, ended.value

@@ -313,10 +313,29 @@ def _model_limit(node: _Node, default: ModelLimit) -> ModelLimit:
     )
 
 
+#: How a pattern that may match a Sax model ID begins: the ID's own `/`, or a wildcard.
+_PATTERN_STARTS = ("/", "*", "?", "[")
+
+
+def _model_pattern(node: _Node) -> str:
+    """A ``clients.<id>.models`` pattern, matched against the model ID a call resolves to
+    (``/sax/<cell>/<name>``): one spelled as a request may name the model (``sax/test/lm``,
+    or an alias) matched nothing, and the client was refused the very model it was given."""
+    pattern = node.text()
+    if not pattern.startswith(_PATTERN_STARTS):
+        raise node.fail(
+            f"{pattern!r} matches no model: patterns are matched against model IDs, which "
+            "begin /sax/ (not a model's alias, nor its ID without the /)"
+        )
+    return pattern
+
+
 def _client(node: _Node) -> ClientPolicy:
     m = node.mapping(("models", "rate", "max_concurrent"))
     return ClientPolicy(
-        models=tuple(n.text() for n in m["models"].given(_EMPTY_OR_ABSENT + "any model").items())
+        models=tuple(
+            _model_pattern(n) for n in m["models"].given(_EMPTY_OR_ABSENT + "any model").items()
+        )
         if "models" in m
         else None,
         rate=_optional(m.get("rate"), _rate),

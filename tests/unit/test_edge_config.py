@@ -124,6 +124,16 @@ def test_direct_mode_is_asked_for_by_name() -> None:
             "quotas.models.lm2b: not a Sax model ID: model ID 'lm2b' should have the form",
         ),
         ({**BASE, "clients": {"team-a": {"modles": []}}}, "clients.team-a.modles: unknown key"),
+        # Matched against /sax/... IDs, these matched nothing: the client was refused the model.
+        (
+            {**BASE, "clients": {"team-a": {"models": ["/sax/test/*", "sax/test/lm"]}}},
+            "clients.team-a.models[1]: 'sax/test/lm' matches no model: patterns are matched "
+            "against model IDs, which begin /sax/ (not a model's alias, nor its ID without the /)",
+        ),
+        (
+            {**BASE, "clients": {"team-a": {"models": ["lm"]}}},
+            "clients.team-a.models[0]: 'lm' matches no model",
+        ),
         (
             {**BASE, "limits": {"max_request_bytes": True}},
             "limits.max_request_bytes: expected an integer",

@@ -79,6 +79,13 @@ class RequestedReplicas:
             task.add_done_callback(self._reads.discard)
         return None
 
+    def next_read_in(self, table: AddressTable) -> float:
+        """Seconds until `refusal` may read the model again: a call waiting for a replica asks
+        again then. Nothing else wakes it when the model drops to 0 replicas elsewhere (another
+        stack, saxutil) while its address set is empty: the addresses do not change, and the
+        call waited out its whole deadline (504) for an answer read a moment before."""
+        return max(0.0, table.requested_read_at + ANSWER_HOLDS_S - now())
+
     async def _read(self, table: AddressTable) -> None:
         model = naming.parse_model_id(table.model_id)
         try:

@@ -440,13 +440,20 @@ class Router:
                 )
             if table.known and self._fail_fast:
                 raise retry.last or UnavailableError(f"no replica of {table.model_id} is serving")
+            recheck: float | None = None
             if table.known and self._fail_unrequested:
                 refusal = self._requested.refusal(table)
                 if refusal is not None:
                     raise refusal
+                recheck = self._requested.next_read_in(table)
             # No longer than a unary call would wait: a stream to a model without replicas
             # waited for its whole stream deadline (ten minutes) without a byte.
-            await table.wait_changed(deadline.wait_timeout(f"call to {table.model_id}"))
+            timeout = deadline.wait_timeout(f"call to {table.model_id}")
+            if recheck is not None and (timeout is None or recheck < timeout):
+                await table.changed_within(recheck)  # then asks whether any is requested
+                retry.next_round()
+                return table
+            await table.wait_changed(timeout)
         else:
             # Every replica failed this round: back off, then go round again, or sooner when
             # the admin reports a change (a dead replica's model loaded elsewhere). Until the

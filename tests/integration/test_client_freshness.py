@@ -252,6 +252,28 @@ async def test_a_model_with_no_replica_requested_fails_at_once(cell: RunningCell
         await eventually(serves, timeout=5.0)
 
 
+async def test_a_call_waiting_for_a_replica_fails_once_the_model_drops_to_none_elsewhere(
+    cell: RunningCell,
+) -> None:
+    # Updated to 0 replicas by another stack (or saxutil) while a call waited for a replica,
+    # or within a second of this client's last read: nothing woke the call (its model's
+    # address set stayed empty), and it waited out its whole deadline, a 504.
+    settings = ClientSettings(sax_root=cell.sax_root, fail_unrequested=True)
+    async with Client(settings) as waiting, Client(settings) as elsewhere:
+        model_id = f"{CELL}/dropped"
+        await elsewhere.publish(model_id, "sax_gateway.testing.NoServerHasIt", "None", 1)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        call = asyncio.ensure_future(waiting.lm_generate(model_id, "x", CallOptions(timeout=30)))
+        await asyncio.sleep(0.3)  # its read of the model found a replica requested
+        assert not call.done()
+        await elsewhere.update(model_id, num_replicas=0)
+        with pytest.raises(FailedPreconditionError, match="published with 0 replicas"):
+            await call
+        # Within a second or so of the change (10 s: a loaded host's pauses), not the 30 s.
+        assert loop.time() - started < 10.0
+
+
 async def test_replicas_asked_for_through_one_process_of_a_stack_serve_at_once_in_the_others(
     cell: RunningCell, tmp_path: Path
 ) -> None:

@@ -63,6 +63,19 @@ class _ServerProcess:
             raise RuntimeError(f"{self.name} is not started")
         return self._process.pid
 
+    async def exit_note(self) -> str:
+        """``(pid N) exited with status S`` for a log line, as `saxgw up`'s supervisor says of
+        its children (-9: SIGKILL); the status waits up to a second for its exit, since its
+        output may close before it exits."""
+        if self._process is None:
+            return "exited"
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):  # not wait_for, as in `wait_until`
+                await self._process.wait()
+        status = self._process.returncode
+        said = "" if status is None else f" with status {status}"
+        return f"(pid {self._process.pid}) exited{said}"
+
     async def start(self, *, timeout: float) -> None:
         self._process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -173,6 +186,10 @@ class ModelServerHandle:
     @property
     def running(self) -> bool:
         return not self._process.exited
+
+    async def exit_note(self) -> str:
+        """How it ended, for a log line (`_ServerProcess.exit_note`)."""
+        return await self._process.exit_note()
 
     @property
     def joins(self) -> int:
@@ -303,6 +320,10 @@ class EmbeddedCell(AsyncClosing):
     @property
     def admin_running(self) -> bool:
         return self._admin is not None and not self._admin.exited
+
+    async def admin_exit_note(self) -> str:
+        """How the admin ended, for a log line (`_ServerProcess.exit_note`)."""
+        return "exited" if self._admin is None else await self._admin.exit_note()
 
     async def restart_model_server(self, handle: ModelServerHandle) -> None:
         """Starts a dead model server again on its old port; returns once it listens (it

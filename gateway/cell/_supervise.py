@@ -46,7 +46,8 @@ async def supervise(cell: EmbeddedCell) -> None:
         await asyncio.sleep(_CHECK_EVERY_S)
         if not cell.admin_running:
             delay = admin.next_delay()
-            _log.warning("the admin server exited; restarting it in %.1f s", delay)
+            ended = await cell.admin_exit_note()
+            _log.warning("the admin server %s; restarting it in %.1f s", ended, delay)
             await asyncio.sleep(delay)
             await _attempt("the admin server", cell.restart_admin(kill=True, wait_for_joins=False))
             admin.started = time.monotonic()
@@ -54,7 +55,10 @@ async def supervise(cell: EmbeddedCell) -> None:
             if handle.running:
                 continue
             delay = backoff.next_delay()
-            _log.warning("model server %s exited; restarting it in %.1f s", handle.address, delay)
+            ended = await handle.exit_note()
+            _log.warning(
+                "model server %s %s; restarting it in %.1f s", handle.address, ended, delay
+            )
             await asyncio.sleep(delay)
             await _attempt(f"model server {handle.address}", cell.restart_model_server(handle))
             backoff.started = time.monotonic()

@@ -172,6 +172,11 @@ def test_the_cell_restarts_its_admin_after_a_restart_that_failed(tmp_path: Path)
         location.mkdir()  # before the restart: it waits 0.5 s first
         failed = "restarting the admin server failed: admin#2 exited before it came to listen"
         _until(lambda: failed in log.read_text(), 30, "the failed restart", log)
+        # Which process, and how it ended (the line said only "exited": a kill from outside
+        # and a crash read alike).
+        assert f"the admin server (pid {admin}) exited with status -9; restarting" in (
+            log.read_text()
+        )
         location.rmdir()  # mended: the next attempt starts
         # The admin listens, then names itself in location.proto: a loaded host read the
         # file between the two once, where this asserted it at once.
@@ -191,6 +196,8 @@ def test_the_cell_restarts_its_admin_after_a_restart_that_failed(tmp_path: Path)
             "the model server to come back",
             log,
         )
+        ended = f"model server 127.0.0.1:{server_port} (pid {server}) exited with status -9; "
+        assert ended in log.read_text()
     finally:
         cell.terminate()
         cell.communicate(timeout=30)

@@ -231,6 +231,17 @@ class SharedSlots:
     one file, even once its name was removed (gateway/common/slottable.py)."""
 
 
+STREAMS_END_BEFORE = 1.0
+"""Seconds before the end of the grace period at which calls still in flight are failed, so
+that streams can send the message that says how they ended (at most half the period)."""
+
+
+def calls_grace(grace_period: float) -> float:
+    """How long calls in flight run on at shutdown: the grace period, less `STREAMS_END_BEFORE`
+    for streams to say how they ended."""
+    return grace_period - min(STREAMS_END_BEFORE, grace_period / 2)
+
+
 @dataclass(frozen=True, kw_only=True)
 class GatewaySettings:
     """Everything the gateway server needs; nothing below this reads the environment."""
@@ -245,7 +256,8 @@ class GatewaySettings:
     stream_timeout: float = STREAM_TIMEOUT
     """Deadline of a stream when the caller sets none (seconds)."""
     grace_period: float = 10.0
-    """On shutdown, how long in-flight calls may take to finish (seconds)."""
+    """On shutdown, how long in-flight calls may take to finish (seconds); those still
+    running at `calls_grace` fail (UNAVAILABLE)."""
     stream_keepalive: float = DEFAULT_STREAM_KEEPALIVE
     """Seconds a stream may send nothing: then an OpenAI stream sends an SSE comment (before
     its first event or between two), and SaxGateway's its headers (once, before its first

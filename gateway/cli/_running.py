@@ -20,6 +20,7 @@ from gateway.cli._restored import Restored, RestoredModels
 from gateway.common.limits import first_named
 from gateway.common.logs import JsonFormatter
 from gateway.common.stdout import discard_stdout
+from gateway.config import calls_grace
 from gateway.launch.processes import StopFlag
 from gateway.launch.stack import Stack
 from gateway.launch.supervisor import Supervisor
@@ -126,7 +127,9 @@ def stopping(stack: Stack, stop: StopSignals) -> str:
     know that a second Ctrl-C would end it at once."""
     if stop.hurry.is_set():
         return "saxgw: stopping at once..."
-    grace = stack.settings.gateway.grace_period
+    # The gateways fail calls still running a moment before the grace period ends, so that
+    # streams can say so: the line promised the whole period.
+    grace = calls_grace(stack.settings.gateway.grace_period)
     if drain := stack.drain_delay:
         return (
             f"saxgw: stopping... (new connections go elsewhere for {drain:g} s, then calls in "

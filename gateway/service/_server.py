@@ -21,7 +21,7 @@ from gateway.common.listen import ListenError, bracketed, check_bind
 from gateway.common.request_message import RequestMessageInterceptor
 from gateway.common.rpc import add_servicer
 from gateway.common.slottable import SlotTable
-from gateway.config import GatewaySettings
+from gateway.config import GatewaySettings, calls_grace
 from gateway.service._access import Access, AccessInterceptor
 from gateway.service._counts import Counts, LocalCounts, SharedCounts
 from gateway.service._errors import ErrorInterceptor, abort, malformed, out_of_memory
@@ -41,11 +41,6 @@ from gateway.service.openai._tokens import TokenCounter
 log = logging.getLogger(__name__)
 
 _OPENAI_SERVICE = f"/{openai_pb2.DESCRIPTOR.services_by_name['OpenAIGateway'].full_name}/"
-
-STREAMS_END_BEFORE = 1.0
-"""Seconds before the end of the grace period at which calls still in flight are failed, so
-that streams can send the message that says how they ended (at most half the period)."""
-
 
 #: Calls that arrive before the servicer asks grpc for the next one wait in grpc's queue,
 #: whose defaults (1,000; hard limit 3,000) cancel bursts: 10,000 streams opened at once
@@ -252,7 +247,7 @@ class GatewayServer:
         # complete over HTTP/1.1 (a cancelled call's status is a trailer Envoy drops): so a
         # moment before, the Sax client closes, and every call still in flight fails
         # UNAVAILABLE, which a stream reports as its last message while it still can.
-        await asyncio.wait({stopping}, timeout=grace - min(STREAMS_END_BEFORE, grace / 2))
+        await asyncio.wait({stopping}, timeout=calls_grace(grace))
         await self.client.close()
         await stopping
         await self.client.close()  # an admin channel a handler opened since

@@ -101,7 +101,9 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
         "--grace-period",
         type=seconds_or_zero,
         default=default(GatewaySettings, "grace_period"),
-        help="seconds in-flight calls (a long stream too) may take to end at shutdown",
+        help="seconds in-flight calls (a long stream too) may take to end at shutdown; those "
+        "still running a second before its end (half of it, if shorter than 2 s) then fail "
+        "UNAVAILABLE, which a stream reports as its last message",
     )
     parser.add_argument(
         "--max-streams-per-client",

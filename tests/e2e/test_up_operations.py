@@ -154,7 +154,7 @@ def test_sighup_stops_saxgw_as_sigterm_does(tmp_path: Path) -> None:
     assert up.lines[-2:] == [
         "saxgw: SIGHUP: stopping, as on SIGTERM. The config is read once at start: "
         "start saxgw again to apply a change",
-        "saxgw: stopping... (calls in flight get up to 10 s; Ctrl-C again stops at once)",
+        "saxgw: stopping... (calls in flight get up to 9 s; Ctrl-C again stops at once)",
     ]
     assert list(tmp.iterdir()) == []
 
@@ -215,7 +215,7 @@ def test_saxgws_own_lines_are_json_when_the_logs_are(tmp_path: Path) -> None:
         (
             "INFO",
             "saxgw",
-            "stopping... (calls in flight get up to 10 s; Ctrl-C again stops at once)",
+            "stopping... (calls in flight get up to 9 s; Ctrl-C again stops at once)",
         ),
     ]
 

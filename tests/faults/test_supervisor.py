@@ -319,7 +319,7 @@ def test_sigterm_while_the_cell_starts_stops_saxgw_at_once(tmp_path: Path) -> No
             took = time.monotonic() - stopped
         finally:
             rest = ended(saxgw)
-    last = "saxgw: stopping... (calls in flight get up to 10 s; Ctrl-C again stops at once)"
+    last = "saxgw: stopping... (calls in flight get up to 9 s; Ctrl-C again stops at once)"
     assert (status, rest.splitlines()[-1:]) == (0, [last]), rest
     assert took < 5, took  # it took 9.5 s, the rest of the storage's 10 s
     assert not alive(cell)

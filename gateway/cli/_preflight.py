@@ -4,6 +4,7 @@ directories it will write, each reported as one line that names the flag to chan
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 from gateway.common.listen import ListenError
@@ -52,9 +53,10 @@ def in_use(args: argparse.Namespace, held: dict[int, str]) -> str:
     if more:
         also = [f"{p} ({roles[p]})" + ("" if by == who else f" by {by}") for p, by in more]
         line += f"; so {'is' if len(also) == 1 else 'are'} {', '.join(also)}"
+    command = "up" if args.embedded else "serve"
     return (
-        f"{line}; is another `saxgw up` running? Stop it, or choose other ports "
-        "(see `saxgw up --help`)."
+        f"{line}; is another `saxgw {command}` running? Stop it, or choose other ports "
+        f"(see `saxgw {command} --help`)."
     )
 
 
@@ -82,6 +84,12 @@ def make_state_dirs(args: argparse.Namespace) -> str | None:
                 make_dirs(Path(path))  # 0755, as upstream makes them
             except OSError as exc:
                 return f"cannot create {flag} {path}: {exc.strerror}"
+            # One that exists on a read-only volume started a stack whose every publish
+            # (and its admin's location.proto) then failed, INTERNAL, with no word at start.
+            try:
+                tempfile.TemporaryFile(dir=path).close()
+            except OSError as exc:
+                return f"cannot write in {flag} {path}: {exc.strerror}"
     if args.log_dir:
         try:
             make_log_dir(args.log_dir)

@@ -20,6 +20,7 @@ from gateway.cli.main import main, parser
 from gateway.config import DEFAULT_STREAM_KEEPALIVE
 from gateway.launch.ports import claim_ports
 from gateway.launch.processes import _open_log, free_port, make_log_dir
+from tests._storage import frozen
 
 # Free-looking ports no test binds: the checks under test come before any bind.
 UP = ["up", "--port", "38988", "--envoy-admin-port", "39911", "--gateway-ports", "38151"]
@@ -225,6 +226,20 @@ def test_up_names_a_directory_it_cannot_create(
         assert capsys.readouterr().err == f"saxgw: cannot create {flag} {where}: Not a directory\n"
 
 
+@pytest.mark.parametrize("flag", ["--fs-root", "--sax-root"])
+def test_up_names_a_state_directory_it_cannot_write_in(
+    flag: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # One that existed on a read-only volume started a stack whose every publish then
+    # failed (500, "the storage of cell /sax/test failed"), with no word at start.
+    dirs = {"--sax-root": tmp_path / "root", "--fs-root": tmp_path / "fs"}
+    dirs[flag].mkdir()
+    with frozen(dirs[flag]):
+        assert main([*UP, *(str(a) for pair in dirs.items() for a in pair)]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"saxgw: cannot write in {flag} {dirs[flag]}: "), error
+
+
 def test_up_names_a_log_it_cannot_write(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     # A --log-dir on a read-only filesystem (or a log that is a directory) passed the
     # checks, and the first child's open() of its log raised an OSError traceback.
@@ -323,6 +338,21 @@ def test_up_names_every_port_of_the_stack_another_process_holds(
         f"saxgw: port {admin} is in use (Envoy's admin port, --envoy-admin-port) by {us}; "
         f"so are {gateway} (a gateway port, --gateway-ports), "
         f"{cell} (the Sax admin port, --admin-port){end}"
+    )
+
+
+def test_serve_names_itself_for_a_port_another_process_holds(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # `saxgw serve` asked whether another `saxgw up` was running, and sent to `up --help`.
+    port = free_port()
+    flags = ["--port", str(port), "--envoy-admin-port", str(free_port()), "--gateway-ports"]
+    flags += [str(free_port()), "--ops-port", "0", "--sax-root", str(tmp_path)]
+    with socket.create_server(("127.0.0.1", port)):
+        assert main(["serve", *flags]) == 1
+    assert capsys.readouterr().err.endswith(
+        "; is another `saxgw serve` running? Stop it, or choose other ports "
+        "(see `saxgw serve --help`).\n"
     )
 
 

@@ -38,7 +38,9 @@ _OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 5000),
     ("grpc.so_reuseport", 0),
-    # Images and audio can exceed gRPC's default 4 MiB; like Sax's servers, set no limit.
+    # Images and audio can exceed gRPC's default 4 MiB: no limit here. Upstream's model
+    # servers keep that default (grpc.aio.server() with no options) and refuse a larger
+    # request, RESOURCE_EXHAUSTED, as docs/cell.md says.
     ("grpc.max_receive_message_length", -1),
     ("grpc.max_send_message_length", -1),
     # Calls that arrive before the server asks grpc for the next one wait in grpc's queue,

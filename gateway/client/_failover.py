@@ -177,12 +177,22 @@ def call_error(model_id: str, exc: grpc.RpcError) -> SaxError:
     if error.code == grpc.StatusCode.DEADLINE_EXCEEDED and error.message == GRPC_DEADLINE:
         return DeadlineExceededError(f"call to {model_id} exceeded its deadline")
     if (over := _RECEIVED_TOO_LARGE.search(error.message)) is not None:
-        # Over `ClientSettings.max_reply_bytes`, a gateway's message limit: RESOURCE_EXHAUSTED
-        # to grpc, a 429 that clients retry, to fail alike. Said as the gateway says a reply
-        # it cannot send (service/_errors.py's check_reply): the same reply, refused sooner.
+        # RESOURCE_EXHAUSTED to grpc, a 429 that clients retry, to fail alike.
+        if f"{_RECEIVED_HERE}{over[0]}" in error.message:
+            # Over `ClientSettings.max_reply_bytes`, a gateway's message limit. Said as the
+            # gateway says a reply it cannot send (service/_errors.py's check_reply): the
+            # same reply, refused sooner.
+            return InvalidArgumentError(
+                f"the reply would be {over[1]} bytes, over this gateway's limit of {over[2]} "
+                "bytes: ask the model for less (fewer or shorter samples, fewer or smaller "
+                "outputs)"
+            )
+        # The model server's refusal of the request: upstream's take gRPC's default, 4 MiB.
+        # It was said as a reply over the gateway's limit (of 4194304 bytes, where the
+        # gateway's is 32 MiB), and "ask the model for less".
         return InvalidArgumentError(
-            f"the reply would be {over[1]} bytes, over this gateway's limit of {over[2]} bytes: "
-            "ask the model for less (fewer or shorter samples, fewer or smaller outputs)"
+            f"the request is {over[1]} bytes, over the limit of {over[2]} bytes of the model "
+            f"servers of {model_id}: send less (smaller or fewer inputs)"
         )
     if error.code == grpc.StatusCode.CANCELLED:
         return UnavailableError(
@@ -238,8 +248,12 @@ def replica_error(model_id: str, address: str, exc: grpc.RpcError, error: SaxErr
     return named
 
 
-#: How grpc words a reply over the channel's receive limit.
+#: How grpc words a message over a receive limit: a reply over the channel's, or (from the
+#: server) the request over the server's.
 _RECEIVED_TOO_LARGE = re.compile(r"Received message larger than max \((\d+) vs\. (\d+)\)")
+#: What this client's grpc puts before it when the reply was over its own limit (grpcio 1.85;
+#: the server's puts "SERVER: ", and an older one nothing).
+_RECEIVED_HERE = "CLIENT: "
 
 #: How grpc words a stream that the connection under it cut.
 _REMOVED = "Stream removed ("

@@ -342,6 +342,10 @@ async def test_a_reply_that_does_not_parse_or_does_not_fit_the_request_fails_int
             assert await client.lm_score(f"{CELL}/lm", "a", ["b", "c", "d"], T) == [-1, -2, -3]
             with pytest.raises(InvalidArgumentError) as embed:
                 await client.lm_embed(f"{CELL}/lm", "a", T)
+            # A request over the model server's receive limit (upstream's, as this stand-in,
+            # is gRPC's default, 4 MiB) was said as a reply over the gateway's.
+            with pytest.raises(InvalidArgumentError) as request:
+                await client.lm_generate(f"{CELL}/lm", "q" * (5 << 20), T)
     why = f"the model server of {CELL}/lm at {address} answered with a reply that does not parse"
     assert unary.value.message == (
         f"{why}: Error parsing message with type 'sax.server.lm.GenerateResponse': String field "
@@ -355,6 +359,11 @@ async def test_a_reply_that_does_not_parse_or_does_not_fit_the_request_fails_int
     assert embed.value.message == (
         "the reply would be 16003 bytes, over this gateway's limit of 9999 bytes: ask the model "
         "for less (fewer or shorter samples, fewer or smaller outputs)"
+    )
+    # The query, with the model key and the fields' tags and lengths.
+    assert request.value.message == (
+        f"the request is {(5 << 20) + 19} bytes, over the limit of 4194304 bytes of the model "
+        f"servers of {CELL}/lm: send less (smaller or fewer inputs)"
     )
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 

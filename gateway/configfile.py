@@ -18,7 +18,7 @@ import io
 import os
 import pickle
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -123,10 +123,29 @@ def write_snapshot(config: ConfigFile, path: Path) -> None:
     """Writes the file as `load_config` read it, owner-only (it holds the API keys' clients
     and more), for the processes `saxgw up|serve` starts and restarts: each reads this, never
     the live file again, so an edit while the stack runs reaches none of them (docs/config.md).
-    Only a process of the same user that made the stack's private directory reads it back."""
+    Only a process of the same user that made the stack's private directory reads it back.
+    So are the files it names, copied beside it (``path``'s directory is private)."""
     data = io.BytesIO()
-    _SnapshotPickler(data, protocol=pickle.HIGHEST_PROTOCOL).dump(config)
+    _SnapshotPickler(data, protocol=pickle.HIGHEST_PROTOCOL).dump(_with_copies(config, path))
     write_private(path, data.getvalue())
+
+
+def _with_copies(config: ConfigFile, snapshot: Path) -> ConfigFile:
+    """``config`` naming copies of its models' tokenizer files, beside ``snapshot``: each
+    gateway loads its tokenizers as it starts, and one restarted read them as they were then
+    (a file replaced since gave its counts, where the others gave the old ones; one removed
+    kept it from starting at all, every call 503 once no gateway was left)."""
+    copies: dict[str, str] = {}
+    models: dict[str, ModelConfig] = {}
+    for model_id, model in config.models.items():
+        if model.tokenizer is not None:
+            if model.tokenizer not in copies:
+                copy = snapshot.with_name(f"{snapshot.name}.tokenizer-{len(copies)}")
+                write_private(copy, Path(model.tokenizer).read_bytes())
+                copies[model.tokenizer] = str(copy)
+            model = replace(model, tokenizer=copies[model.tokenizer])
+        models[model_id] = model
+    return replace(config, models=MappingProxyType(models))
 
 
 def read_snapshot(path: str | Path) -> ConfigFile:

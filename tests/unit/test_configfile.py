@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import re
 import stat
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sentencepiece
 import yaml
 
 from gateway.config import ConfigError, ModelLimit
 from gateway.configfile import load_config, parse_config, read_snapshot, write_snapshot
 from gateway.edge import EdgeConfig, Limits
 from gateway.restartconfig import RestartSettings
+from gateway.service.openai._tokens import TokenCounter
 
 CONFIG = """\
 auth:
@@ -42,6 +45,37 @@ def test_snapshot_is_the_config_read_owner_only(tmp_path: Path) -> None:
     # Read-only mappings stay read-only.
     with pytest.raises(TypeError):
         read_snapshot(snapshot).edge.clients["x"] = config.edge.clients["ops"]  # type: ignore[index]
+
+
+def test_a_snapshot_keeps_the_tokenizers_the_config_was_read_with(tmp_path: Path) -> None:
+    # Each gateway loads its models' tokenizers as it starts: one the supervisor started
+    # again read the files as they were then. One replaced meanwhile gave its counts where
+    # the stack's other gateways gave the old ones; one removed kept it from starting.
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(["a b c", "b c a"]),
+        model_writer=model,
+        model_type="word",
+        vocab_size=6,
+        hard_vocab_limit=False,
+        minloglevel=2,
+    )
+    tokenizer = tmp_path / "spm.model"
+    tokenizer.write_bytes(model.getvalue())
+    path = tmp_path / "saxgw.yaml"
+    path.write_text(
+        "models:\n  /sax/test/a: {tokenizer: spm.model}\n  /sax/test/b: {tokenizer: spm.model}\n"
+    )
+    snapshot = tmp_path / "private" / "config.snapshot"
+    snapshot.parent.mkdir()
+    write_snapshot(load_config(path), snapshot)
+    tokenizer.unlink()
+    read = read_snapshot(snapshot)
+    [copy] = {str(m.tokenizer) for m in read.models.values()}  # one copy of one file
+    assert Path(copy).parent == snapshot.parent
+    assert Path(copy).read_bytes() == model.getvalue()
+    assert stat.S_IMODE(Path(copy).stat().st_mode) == 0o600
+    assert TokenCounter(read.models).count("/sax/test/a", "a b c") == 3
 
 
 def test_a_missing_or_foreign_snapshot_is_a_config_error(tmp_path: Path) -> None:

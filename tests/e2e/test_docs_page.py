@@ -79,6 +79,26 @@ def test_the_files_are_revalidated_not_fetched_again(stack: Stack, http: httpx.C
             assert other.status_code == 200 and other.content == http.get(path).content
 
 
+def test_a_page_on_an_allowed_origin_reads_the_document_again_once_cached(
+    http: httpx.Client,
+) -> None:
+    # A browser that revalidated its copy of /openapi.json got a 304 without
+    # Access-Control-Allow-Origin, which a page on another origin may not read ("Failed to
+    # fetch"); and the 200 did not vary by Origin, so a copy named one origin for every page.
+    origin = {"origin": "http://allowed.example"}
+    first = http.get("/openapi.json", headers=origin)
+    again = http.get("/openapi.json", headers={**origin, "if-none-match": first.headers["etag"]})
+    assert (first.status_code, again.status_code) == (200, 304)
+    for reply in (first, again):
+        assert reply.headers["access-control-allow-origin"] == "http://allowed.example"
+        varies = {v.strip().lower() for v in reply.headers["vary"].split(",")}
+        assert {"origin", "accept-encoding"} <= varies
+        # A page reads the headers docs/api.md documents on Envoy's replies too: a 405's
+        # Allow, a 415's Accept-Encoding.
+        exposed = {h.strip() for h in reply.headers["access-control-expose-headers"].split(",")}
+        assert {"allow", "accept-encoding", "x-request-id"} <= exposed
+
+
 def test_no_other_site_may_frame_the_docs_page(http: httpx.Client) -> None:
     # A page where a caller may type in its key and try calls: framed by another site, its
     # clicks could be someone else's (clickjacking). It also runs only its own files; the

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -134,11 +135,49 @@ def _check_key(key: Any) -> None:
     _KEY_TYPES[kty](key, alg if isinstance(alg, str) else "")  # Envoy ignores a non-string alg
 
 
+class _NotEnvoysJson(ValueError):
+    """JSON that Python's decoder takes and Envoy's (protobuf's) refuses: Envoy then exits at
+    start with "Jwks is an invalid JSON", where ``saxgw`` said the file was fine."""
+
+
+def _strict_json(text: str) -> object:
+    """``text`` parsed as Envoy parses it: no key twice in an object, no NaN or Infinity, no
+    number past a double's range, no lone surrogate in a string."""
+
+    def pairs(items: list[tuple[str, object]]) -> dict[str, object]:
+        names = [name for name, _ in items]
+        if twice := sorted({n for n in names if names.count(n) > 1}):
+            raise _NotEnvoysJson(f"a key given twice in one object ({twice[0]!r})")
+        return dict(items)
+
+    def constant(name: str) -> float:
+        raise _NotEnvoysJson(f"{name} is no JSON number")
+
+    def number(literal: str) -> float:
+        if math.isinf(value := float(literal)):
+            raise _NotEnvoysJson(f"a number past a double's range ({literal[:20]})")
+        return value
+
+    document = json.loads(
+        text,
+        object_pairs_hook=pairs,
+        parse_constant=constant,
+        parse_float=number,
+    )
+    try:
+        json.dumps(document, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise _NotEnvoysJson("a string with a lone surrogate (\\ud800 to \\udfff)") from None
+    return document
+
+
 def jwks_problem(text: str) -> str | None:
     """Why Envoy cannot use the JWKS ``text`` (the first key's reason when none is usable);
     None when it can. Never echoes key material."""
     try:
-        document = json.loads(text)
+        document = _strict_json(text)
+    except _NotEnvoysJson as exc:
+        return f"is not JSON Envoy reads: {exc}"
     except (ValueError, RecursionError):  # nested too deeply for the decoder: no JWKS either
         document = None
     keys = document.get("keys") if isinstance(document, Mapping) else None

@@ -446,6 +446,27 @@ def test_files_a_config_names_nested_too_deep_are_config_errors(tmp_path: Path) 
     )
 
 
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        (JWKS.replace('"kty"', '"kid": "a", "kid": "b", "kty"'), "a key given twice in one object"),
+        (JWKS[:-1] + ', "keys": []}', "a key given twice in one object ('keys')"),
+        (JWKS[:-1] + ', "x": NaN}', "NaN is no JSON number"),
+        (JWKS[:-1] + ', "x": -Infinity}', "-Infinity is no JSON number"),
+        (JWKS[:-1] + ', "x": 1e400}', "a number past a double's range (1e400)"),
+        (JWKS[:-1] + ', "x": "\\ud800"}', "a string with a lone surrogate"),
+    ],
+)
+def test_a_jwks_envoy_cannot_parse_is_refused_at_load(tmp_path: Path, text: str, why: str) -> None:
+    # Python's JSON decoder takes these, Envoy's does not: saxgw said the file was fine, and
+    # Envoy exited at start ("Jwks is an invalid JSON"), naming no file (exit 1, not 2).
+    (tmp_path / "jwks.json").write_text(text)
+    jwt = {"auth": {"jwt": [{"issuer": "https://i.test", "jwks_file": "jwks.json"}]}}
+    assert _error(jwt, tmp_path).startswith(
+        f"auth.jwt[0].jwks_file: {tmp_path / 'jwks.json'} is not JSON Envoy reads: {why}"
+    )
+
+
 def test_a_config_nested_too_deep_stops_the_cli_in_one_line(tmp_path: Path) -> None:
     path = tmp_path / "deep.yaml"
     path.write_text("[" * 5000 + "]" * 5000)

@@ -37,8 +37,12 @@ def load(args: argparse.Namespace) -> ConfigFile | None:
     try:
         if snapshot := getattr(args, "config_snapshot", None):
             return read_snapshot(snapshot)
-        if not args.config:
+        if args.config is None:
             return ConfigFile()
+        if not args.config:
+            # `--config "$SAXGW_CONFIG"` with the variable unset ran the stack with no
+            # config at all: no keys, open to every caller.
+            raise ConfigError("--config names no file (an unset variable?); leave it out for none")
         return load_config(Path(args.config))
     except ConfigError as exc:
         print(f"saxgw: bad config: {exc}", file=sys.stderr)

@@ -242,7 +242,15 @@ def _api_keys_file(node: _Node, base: Path) -> list[_Node]:
         raise node.fail(f"{path}: not valid YAML{yaml_error_place(exc)}") from exc
     except ConfigError as exc:
         raise node.fail(f"{path}: {exc}") from exc
-    return _Node(data, node.path).items()
+    keys = _Node(data, node.path).items()
+    if not keys:
+        # An emptied Secret (or a file of comments) left the stack open to every caller, its
+        # config the same as one without `auth`, with no word.
+        raise node.fail(
+            f"{path}: holds no key; a stack given it would authenticate no one by these "
+            "(list the keys, or leave api_keys_file out)"
+        )
+    return keys
 
 
 def _jwt(node: _Node, base: Path) -> JwtIssuer:

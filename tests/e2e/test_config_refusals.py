@@ -151,6 +151,29 @@ def test_jwks_problem_is_what_envoy_refuses(text: str, problem: str | None, tmp_
         assert _envoy_starts_with(jwks, tmp_path) is (problem is None)
 
 
+_OCT = '{"kty": "oct", "k": "c2VjcmV0LWtleQ"'
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"keys": [' + _OCT + ', "kid": "a", "kid": "b"}]}',
+        '{"keys": [' + _OCT + '}], "keys": [' + _OCT + "}]}",
+        '{"keys": [' + _OCT + '}], "x": NaN}',
+        '{"keys": [' + _OCT + '}], "x": Infinity}',
+        '{"keys": [' + _OCT + '}], "x": 1e400}',
+        '{"keys": [' + _OCT + '}], "x": "\\ud800"}',
+    ],
+    ids=["key-twice", "keys-twice", "nan", "infinity", "1e400", "lone-surrogate"],
+)
+def test_json_envoy_cannot_parse_is_no_jwks(text: str, tmp_path: Path) -> None:
+    # Python's decoder takes these: the loader passed them, and Envoy exited at start.
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(text)
+    assert str(jwks_problem(text)).startswith("is not JSON Envoy reads: ")
+    assert not _envoy_starts_with(jwks, tmp_path)
+
+
 def _saxgw(command: str, config: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     ports = [f"--port={free_port()}", f"--envoy-admin-port={free_port()}"]
     ports += [f"--gateway-ports={free_port()}", f"--ops-port={free_port()}"]

@@ -341,6 +341,23 @@ def test_up_names_every_port_of_the_stack_another_process_holds(
     )
 
 
+@pytest.mark.parametrize("command", ["up", "serve", "envoy-config"])
+def test_an_empty_config_path_is_refused(
+    command: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # `--config "$SAXGW_CONFIG"` with the variable unset started a stack with no config: no
+    # keys, every caller let in.
+    more = {
+        "up": UP[1:],
+        "serve": ["--sax-root", str(tmp_path), *UP[1:9]],
+        "envoy-config": ["--gateway", "127.0.0.1:1", "--out", str(tmp_path / "out")],
+    }
+    assert main([command, "--config", "", *more[command]]) == 2
+    assert capsys.readouterr().err == (
+        "saxgw: bad config: --config names no file (an unset variable?); leave it out for none\n"
+    )
+
+
 def test_serve_names_itself_for_a_port_another_process_holds(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -267,6 +267,17 @@ def test_errors_never_show_keys(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize("text", ["", "# keys go here\n", "[]\n"])
+def test_a_keys_file_without_keys_is_refused(tmp_path: Path, text: str) -> None:
+    # An emptied Secret left the stack open to every caller: the config rendered as one
+    # without `auth`, and nothing said so.
+    (tmp_path / "keys.yaml").write_text(text)
+    assert _error({"auth": {"api_keys_file": "keys.yaml"}}, tmp_path) == (
+        f"auth.api_keys_file: {tmp_path / 'keys.yaml'}: holds no key; a stack given it would "
+        "authenticate no one by these (list the keys, or leave api_keys_file out)"
+    )
+
+
 def test_jwt_files_are_relative_to_the_config(tmp_path: Path) -> None:
     (tmp_path / "jwks.json").write_text(JWKS)
     config_file = tmp_path / "saxgw.yaml"

@@ -85,8 +85,12 @@ def _mapping(loader: _UniqueKeys, node: yaml.MappingNode) -> dict[Any, Any]:
             # A key is a name: YAML 1.1 reads `no`, `yes`, `on` and `off` as booleans, so a
             # client named `no` was False, and a mistyped `on:` was reported as "True".
             key_node.tag = "tag:yaml.org,2002:str"
-        key = loader.construct_object(key_node)
         line = key_node.start_mark.line + 1
+        if not isinstance(key_node, yaml.ScalarNode):
+            # `[auth]:` (a TOML habit) or `? {a: 1}`: a key that is a list or a mapping, which
+            # no section or setting is; hashed below, it ended saxgw in a TypeError traceback.
+            raise ConfigError(f"line {line}: a key is a list or a mapping; keys are names")
+        key = loader.construct_object(key_node)
         if isinstance(key, str) and key in seen:
             first = f"(first at line {seen[key]})"
             if could_be_api_key(key):
@@ -130,6 +134,10 @@ def yaml_error_place(exc: yaml.YAMLError) -> str:
     hold keys), and a problem's quoted value only if too short to be a key."""
     mark = getattr(exc, "problem_mark", None)
     if mark is None:
+        if isinstance(exc, yaml.reader.ReaderError):
+            # A character YAML does not take (a control character, such as a terminal's
+            # escape pasted into a comment): said nothing of where, or of what.
+            return f" at character {exc.position + 1}: U+{exc.character:04X} is not allowed"
         return ""
     where = f" at line {mark.line + 1}, column {mark.column + 1}"
     began = getattr(exc, "context_mark", None)

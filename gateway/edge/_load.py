@@ -161,14 +161,16 @@ class _Node:
         return self.value
 
     def host(self) -> str:
+        text = self.text()  # its own error names the path: not caught below to name it again
         try:
-            return allowed_host(self.text())
+            return allowed_host(text)
         except ValueError as exc:
             raise self.fail(str(exc)) from None
 
     def origin(self) -> str:
+        text = self.text()
         try:
-            return allowed_origin(self.text())
+            return allowed_origin(text)
         except ValueError as exc:
             raise self.fail(str(exc)) from None
 

@@ -219,6 +219,14 @@ def test_errors_name_the_key(data: Any, message: str) -> None:
     assert message in _error(data)
 
 
+def test_a_host_or_origin_that_is_no_string_names_its_path_once() -> None:
+    # Each said it twice: "allowed_hosts[0]: allowed_hosts[0]: expected a non-empty string".
+    assert _error({"allowed_hosts": [1]}) == "allowed_hosts[0]: expected a non-empty string"
+    assert _error({"cors": {"allowed_origins": [1]}}) == (
+        "cors.allowed_origins[0]: expected a non-empty string"
+    )
+
+
 def test_every_credential_of_a_client_id_has_the_same_roles(tmp_path: Path) -> None:
     # Envoy checks roles by client id: a data key of `ops` published models with the roles
     # of another key of `ops` (admin), and a certificate of `batch` had an API key's.
@@ -378,6 +386,25 @@ def test_jwks_must_be_a_key_set(tmp_path: Path) -> None:
     jwt = {"auth": {"jwt": [{"issuer": "https://i.test", "jwks_file": "jwks.json"}]}}
     assert "auth.jwt[0].jwks_file: " in _error(jwt, tmp_path)
     assert "is not a JWKS" in _error(jwt, tmp_path)
+
+
+@pytest.mark.parametrize("text", ["[auth]:\n  api_keys: []\n", "limits: {? {a: 1} : 2}\n"])
+def test_a_key_that_is_a_list_or_a_mapping_is_one_line(tmp_path: Path, text: str) -> None:
+    # A TOML habit (`[auth]:`) ended saxgw in a TypeError traceback ("unhashable type").
+    path = tmp_path / "saxgw.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert str(refused.value) == f"{path}: line 1: a key is a list or a mapping; keys are names"
+
+
+def test_a_character_yaml_does_not_take_is_named_with_its_place(tmp_path: Path) -> None:
+    # A terminal's escape pasted into a comment said only "not valid YAML".
+    path = tmp_path / "saxgw.yaml"
+    path.write_text("limits: {}  # \x1b[0m\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert str(refused.value) == (f"{path}: not valid YAML at character 15: U+001B is not allowed")
 
 
 def test_load_config_names_the_file(tmp_path: Path) -> None:

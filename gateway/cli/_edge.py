@@ -28,6 +28,8 @@ __all__ = [
 #: The most bytes of gRPC message one byte of JSON body transcodes to (`gateway_settings`),
 #: rounded up.
 TRANSCODED_BYTES_PER_BODY_BYTE = 6
+#: The largest message limit gRPC takes (a C int).
+GRPC_MAX_MESSAGE_BYTES = 2**31 - 1
 
 
 def load(args: argparse.Namespace) -> ConfigFile | None:
@@ -79,10 +81,13 @@ def gateway_settings(
         # of gzip was a 32 MB message under a 64 KiB limit.
         # And never less than Envoy's transcoder passes (the body with its framing): past
         # it, gRPC refused with RESOURCE_EXHAUSTED, a 429 that clients retry.
+        # gRPC takes a C int: the largest body limit allowed (2147483647) with its framing
+        # overflowed it, and every gateway exited at start (OverflowError).
         max_receive_bytes=min(
             max(base.max_receive_bytes, limits.max_request_message_bytes),
             TRANSCODED_BYTES_PER_BODY_BYTE * limits.max_request_bytes
             + limits.message_framing_bytes,
+            GRPC_MAX_MESSAGE_BYTES,
         ),
         # gRPC counts 32 bytes per header beyond its name and value, and Envoy adds headers of
         # its own (x-forwarded-for, x-envoy-original-path, traceparent...): twice the limit.

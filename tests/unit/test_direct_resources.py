@@ -27,6 +27,7 @@ from gateway.launch.direct._plane import Plane
 from gateway.launch.direct._resources import (
     SAX_PATH,
     Model,
+    cluster,
     direct_models,
     gateway_clients,
     route_table,
@@ -62,6 +63,18 @@ def test_only_models_whose_meaning_the_gateway_keeps_go_direct() -> None:
         {"auth": {"api_keys": KEYS[:1]}, "quotas": {"max_concurrent": 8}}
     )
     assert direct_models(models, every_client_counted) == []
+
+
+def test_a_models_limits_past_envoys_counts_are_capped_at_them() -> None:
+    # quotas.model takes up to 4294967295 each: their sum, written as is, made Envoy refuse
+    # the clusters file, and every direct call was a 503 with no message for good.
+    edge = parse_edge(
+        {"quotas": {"model": {"max_in_flight": 4294967295, "max_queued": 10}}, "direct": {}}
+    )
+    [limits] = cluster(Model("/sax/test/plain", SERVING, ""), edge)["circuit_breakers"][
+        "thresholds"
+    ]
+    assert limits["max_requests"] == limits["max_pending_requests"] == 4294967295
 
 
 def test_clients_the_gateway_treats_apart_are_left_to_it() -> None:

@@ -634,6 +634,10 @@ def test_limits_reach_the_gateway_processes_and_envoy() -> None:
     assert settings.max_receive_bytes == (6 << 20) + framing
     assert larger.max_receive_bytes == (64 << 20) + framing
     assert gateway_settings(base, ConfigFile()).max_receive_bytes == (32 << 20) + framing
+    # The largest body limit allowed: gRPC takes a C int, and its framing overflowed it (every
+    # gateway exited at start with an OverflowError).
+    largest = gateway_settings(base, parse_config({"limits": {"max_request_bytes": 2**31 - 1}}))
+    assert largest.max_receive_bytes == largest.max_message_bytes == 2**31 - 1
     # Headers: what Envoy lets through, twice over (gRPC's count and Envoy's own headers).
     assert settings.max_metadata_bytes == base.max_metadata_bytes == 128 << 10
     headers = parse_config({"limits": {"max_request_headers_kb": 1024}})

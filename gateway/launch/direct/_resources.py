@@ -84,6 +84,10 @@ def _ip_port(address: str) -> bool:
     return True
 
 
+#: Envoy's counts (circuit breakers) are uint32.
+_UINT32_MAX = 2**32 - 1
+
+
 def cluster_name(model_id: str) -> str:
     """``direct/sax/test/lm``: the name that Envoy's cluster stats carry (docs/operations.md)."""
     return "direct" + model_id
@@ -124,13 +128,17 @@ def cluster(model: Model, edge: EdgeConfig) -> Config:
                 "explicit_http_config": {"http2_protocol_options": {}},
             }
         },
-        # The calls the gateways would admit at once, in flight and queued (quotas.model).
+        # The calls the gateways would admit at once, in flight and queued (quotas.model), as
+        # far as Envoy's counts go (uint32): past it, Envoy refused the file, and every direct
+        # call was a 503 with no message for good.
         "circuit_breakers": {
             "thresholds": [
                 {
                     "priority": "HIGH",
-                    "max_requests": limit.max_in_flight + limit.max_queued,
-                    "max_pending_requests": limit.max_in_flight + limit.max_queued,
+                    "max_requests": min(limit.max_in_flight + limit.max_queued, _UINT32_MAX),
+                    "max_pending_requests": min(
+                        limit.max_in_flight + limit.max_queued, _UINT32_MAX
+                    ),
                     "max_retries": limit.max_in_flight,
                 }
             ]

@@ -125,6 +125,13 @@ def _check_template(template: str, where: str) -> None:
         raise ConfigError(f"{where}: nested too deeply to compile") from None
     except (ValueError, OverflowError, MemoryError) as exc:  # a constant too large to write
         raise ConfigError(f"{where}: does not compile: {exc}") from None
+    for other in parsed.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
+        # The sandbox has no loader: every request it rendered was a 400 ("no loader for
+        # this environment specified"), the config taken at start.
+        raise ConfigError(
+            f"{where}: line {other.lineno}: a template is one source here; it cannot include, "
+            "import or extend another"
+        )
     for node in parsed.find_all((nodes.Filter, nodes.Test)):
         known = _SYNTAX.filters if isinstance(node, nodes.Filter) else _SYNTAX.tests
         if node.name not in known:

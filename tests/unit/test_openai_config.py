@@ -89,6 +89,20 @@ def test_models_section_parses(tmp_path: Path) -> None:
             {"/sax/test/lm": {"chat_template": "{% if x is nosuchtest %}y{% endif %}"}},
             r"^models\./sax/test/lm\.chat_template: no test named 'nosuchtest' \(line 1\)$",
         ),
+        # Another template, which the sandbox has no loader for: each request was a 400.
+        *(
+            (
+                {"/sax/test/lm": {"chat_template": f"x\n{tag}"}},
+                r"^models\./sax/test/lm\.chat_template: line 2: a template is one source here; "
+                r"it cannot include, import or extend another$",
+            )
+            for tag in (
+                "{% include 'other.jinja' %}",
+                "{% import 'm.jinja' as m %}",
+                "{% from 'm.jinja' import x %}",
+                "{% extends 'base.jinja' %}",
+            )
+        ),
         # An alias that is a model's ID without its slash took that model's calls and name.
         (
             {"/sax/test/lm": {"aliases": ["sax/test/other"]}},

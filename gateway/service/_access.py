@@ -9,6 +9,7 @@ header Envoy sets (`AccessSettings.identity_header`) and strips from clients. Wi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -36,7 +37,7 @@ from gateway.service._counts import Counts, LocalCounts
 from gateway.service._fields import with_slash
 from gateway.service._gates import UNLIMITED, Gate, Slot, Unlimited, WaitCounts, uncounted
 from gateway.service._stackgate import StackCounts, StackGate
-from gateway.service._streams import Caller, client_of
+from gateway.service._streams import Caller, StreamSlots, client_of
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,8 @@ SAX_METHODS = {
 #: of that name. They are checked and limited as `SAX_METHODS` are.
 NAMED_METHODS = {"Custom": "method_name"}
 MODEL_CALLS = frozenset(SAX_METHODS) | frozenset(NAMED_METHODS)
+#: What a stream that holds no client's slot here holds (reusable: it keeps nothing).
+_UNHELD = contextlib.nullcontext()
 ANONYMOUS = "anonymous"
 _T = TypeVar("_T")
 #: A model's gate: this process's own, or one counting in the stack's table.
@@ -443,12 +446,15 @@ class AccessInterceptor(WrappingInterceptor):
     """Runs `Access.admit` around every SaxGateway call (inside the error interceptor), with
     a data call's deadline fixed first (`_deadlines.fix`): its waits here count against it.
     Before either, a call that came by a resource path must name what its path names
-    (`_bindings`): the checks apply to the model the call reaches."""
+    (`_bindings`): the checks apply to the model the call reaches. A data stream holds its
+    client's stream slot (``streams``) from before its admission: one waiting in its model's
+    queue is a stream its client holds open."""
 
-    def __init__(self, access: Access, settings: GatewaySettings) -> None:
+    def __init__(self, access: Access, settings: GatewaySettings, streams: StreamSlots) -> None:
         super().__init__((SERVICE,))
         self._access = access
         self._settings = settings
+        self._streams = streams
 
     def wrap_unary(self, method: str, behavior: Unary) -> Unary:
         name, access, settings = method.removeprefix(SERVICE), self._access, self._settings
@@ -503,12 +509,20 @@ class AccessInterceptor(WrappingInterceptor):
         data = name in MODEL_CALLS
         on_path = path_check(method)
 
+        streams = self._streams
+
         async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
             if on_path is not None:
                 on_path(request, context)
             deadline = deadlines.fix(context, request, settings, stream=True) if data else None
-            async with access.admit(name, request, context, deadline):
-                async for response in behavior(request, context):
-                    yield response
+            # A data stream's slot is held while it waits for its model's too: a client's
+            # streams queued there were counted nowhere, and one address held 100 streams
+            # and as many more queued on each model as its queue took, each for up to the
+            # default timeout. (The other streams, watches and waits, hold theirs in the
+            # servicer.)
+            with streams.hold(context) if data else _UNHELD:
+                async with access.admit(name, request, context, deadline):
+                    async for response in behavior(request, context):
+                        yield response
 
         return stream

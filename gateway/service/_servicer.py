@@ -305,43 +305,44 @@ class SaxGatewayServicer(MultimodalMethods, MediaMethods, gateway_pb2_grpc.SaxGa
         # the keep-alive awaited in it: every layer more lives as long as the stream.
         every = self._settings.stream_keepalive
         keepalive = KeepAlive(every, context.send_initial_metadata, (), repeat=False)
-        with self._streams.hold(context):
-            model, options = self._target(request, context, stream=True)
-            f.required(request.query, "query")
-            tracker = DeltaTracker()
-            note_samples(tracker.texts)  # the telemetry's, kept once
-            started = False
-            stream = self._client.lm_generate_stream(model, request.query, options)
-            keepalive.start()
-            try:
-                while True:
-                    try:
-                        async with keepalive:
-                            items = await anext(stream)
-                    except StopAsyncIteration:
-                        break
-                    if deltas := tracker.feed(items):
-                        started = True
-                        yield pb.GenerateStreamResponse(deltas=deltas)
-                final = pb.GenerateStreamResponse(done=True, texts=tracker.final())
-                # Every sample's whole text at once: over the limit where no delta was, and
-                # left to grpc the stream ended with neither it nor an error.
-                check_reply(final, self._settings.max_message_bytes)
-            except Exception as exc:
-                # Before the first message (and the headers) the caller still gets a plain
-                # status (an HTTP status through Envoy). After it, an HTTP/1.1 client could
-                # not see a trailer, so the stream ends with an in-band error; gRPC callers
-                # also get the real status.
-                if started or keepalive.sent:
-                    yield pb.GenerateStreamResponse(
-                        done=True, error=to_status(exc, request_id(context))[2]
-                    )
-                raise
-            finally:
-                keepalive.stop()
-                await aclose(stream)  # on client disconnect, this cancels the Sax call
-            note_answered()
-            yield final
+        # Its client's stream slot is held around it, from before its admission (the
+        # access interceptor's), so that a stream waiting in its model's queue counts.
+        model, options = self._target(request, context, stream=True)
+        f.required(request.query, "query")
+        tracker = DeltaTracker()
+        note_samples(tracker.texts)  # the telemetry's, kept once
+        started = False
+        stream = self._client.lm_generate_stream(model, request.query, options)
+        keepalive.start()
+        try:
+            while True:
+                try:
+                    async with keepalive:
+                        items = await anext(stream)
+                except StopAsyncIteration:
+                    break
+                if deltas := tracker.feed(items):
+                    started = True
+                    yield pb.GenerateStreamResponse(deltas=deltas)
+            final = pb.GenerateStreamResponse(done=True, texts=tracker.final())
+            # Every sample's whole text at once: over the limit where no delta was, and
+            # left to grpc the stream ended with neither it nor an error.
+            check_reply(final, self._settings.max_message_bytes)
+        except Exception as exc:
+            # Before the first message (and the headers) the caller still gets a plain
+            # status (an HTTP status through Envoy). After it, an HTTP/1.1 client could
+            # not see a trailer, so the stream ends with an in-band error; gRPC callers
+            # also get the real status.
+            if started or keepalive.sent:
+                yield pb.GenerateStreamResponse(
+                    done=True, error=to_status(exc, request_id(context))[2]
+                )
+            raise
+        finally:
+            keepalive.stop()
+            await aclose(stream)  # on client disconnect, this cancels the Sax call
+        note_answered()
+        yield final
 
     async def Score(self, request: pb.ScoreRequest, context: Context) -> pb.ScoreResponse:
         model, options = self._target(request, context)

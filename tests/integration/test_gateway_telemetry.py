@@ -164,6 +164,42 @@ async def test_calls_waiting_for_a_models_slot_show_in_its_queue_gauge(
         runs.cancel()
 
 
+async def test_a_stream_waiting_in_its_models_queue_counts_with_its_clients_streams(
+    inproc_cell: InprocCell,
+) -> None:
+    # Its client's stream slot was taken only once the model's slot was: streams queued on a
+    # model were counted nowhere, so one address held its 100 streams and as many more
+    # queued on each model as its queue took, each for up to the default timeout.
+    async with admin_stub(inproc_cell.admin.address) as admin:
+        model = await publish(
+            admin, "queued-streams", overrides={"text": "w " * 100, "delay_ms": "100"}
+        )
+    limit = AccessSettings(model=ModelLimit(max_in_flight=1, max_queued=4))
+    root = inproc_cell.settings.sax_root
+    gauge = "saxgw_model_calls_queued"
+    async with (
+        running_gateway(root, health_interval=60, access=limit, max_streams_per_client=2) as gw,
+        aio_channel(gw.address) as channel,
+    ):
+        stub = gateway_pb2_grpc.SaxGatewayStub(channel)
+        request = pb.GenerateStreamRequest(model=model, query="hi")
+        running = stub.GenerateStream(request, timeout=60)
+        first = await running.read()  # it runs: it holds the model's one slot
+        assert isinstance(first, pb.GenerateStreamResponse) and first.deltas
+        queued = stub.GenerateStream(request, timeout=60)
+        await until("a stream waits", lambda: sample(gw, gauge, gen_ai_request_model=model) == 1)
+        third = stub.GenerateStream(request, timeout=60)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await third.read()
+        running.cancel()
+        queued.cancel()
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert refused.value.details() == (
+        "client 127.0.0.1 already has 2 streams or waits open, the limit per client;"
+        " close some first"
+    )
+
+
 async def test_calls_no_model_answered_count_no_input_characters(
     gateway: GatewayServer, inproc_cell: InprocCell
 ) -> None:

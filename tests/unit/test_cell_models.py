@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import tracemalloc
 import zlib
 
 import grpc
@@ -120,6 +121,23 @@ async def test_test_lm_echoes_by_default() -> None:
     assert hyp.score == pytest.approx(-0.3)
     steps = [step async for step in model.generate_stream("a b", NONE)]
     assert [s.pieces for s in steps] == [("a",), (" b",)]
+
+
+async def test_test_lm_streams_its_tokens_as_it_sends_them() -> None:
+    # It built the whole answer first: 50 streams of 8,192 tokens of 4 KB took the model
+    # server to 1.6 GB while clients read the first few MB of each.
+    model = _load("sax_gateway.testing.TestLM", {"text": "A" * 4000, "length": "2000"})
+    tracemalloc.start()
+    try:
+        stream = model.generate_stream("x", NONE)
+        first = await anext(stream)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert first.pieces == ("A" * 4000,)
+    assert held < 1 << 20, held  # the whole answer: 8 MB
+    tokens = [first.pieces[0], *[step.pieces[0] async for step in stream]]
+    assert tokens == ["A" * 4000] + [" " + "A" * 4000] * 1999
 
 
 async def test_test_lm_refuses_calls_over_its_max_in_flight() -> None:

@@ -77,11 +77,9 @@ class _Node:
     def fail(self, why: str) -> ConfigError:
         return ConfigError(f"{self.path or 'the file'}: {why}")
 
-    def mapping(
-        self, allowed: tuple[str, ...] | None = None, *, holds_keys: bool = False
-    ) -> dict[str, _Node]:
-        """Its entries by name; an unknown name is an error that repeats it, unless, where
-        ``holds_keys`` (an ``auth.api_keys`` entry), it could be an API key."""
+    def mapping(self, allowed: tuple[str, ...] | None = None) -> dict[str, _Node]:
+        """Its entries by name; an unknown name is an error that repeats it, unless it could
+        be an API key (one pasted a line off, under any section, was repeated in full)."""
         if self.value is None:
             return {}
         if not isinstance(self.value, Mapping):
@@ -93,7 +91,7 @@ class _Node:
                 raise ConfigError(f"{path}: keys must be strings")
             if allowed is not None and key not in allowed:
                 expected = f"expected one of {', '.join(allowed)}"
-                if holds_keys and could_be_api_key(key):
+                if could_be_api_key(key):
                     raise self.fail(
                         f"an unknown key of {len(key)} characters, not repeated here as it "
                         f"may be an API key; {expected}"
@@ -211,7 +209,7 @@ def _optional(node: _Node | None, read: Callable[[_Node], T]) -> T | None:
 
 
 def _api_key(node: _Node) -> ApiKey:
-    m = node.mapping(("key", "client", "roles"), holds_keys=True)
+    m = node.mapping(("key", "client", "roles"))
     for required in ("key", "client", "roles"):
         if required not in m:
             raise node.fail(f"missing {required!r}")

@@ -15,8 +15,9 @@ from cryptography.hazmat.primitives import serialization
 from gateway.cli._edge import gateway_settings
 from gateway.client import ClientSettings
 from gateway.config import MAX_YAML_DEPTH, ConfigError, GatewaySettings, parse_yaml
-from gateway.configfile import ConfigFile, load_config, parse_config
+from gateway.configfile import SECTIONS, ConfigFile, load_config, parse_config
 from gateway.edge import EdgeConfig, Rate, access_settings, edge_values
+from gateway.edge._load import _LIMITS
 from tests.e2e.security._credentials import CertificateAuthority
 
 KEY = "sk-ops-0123456789abcdef"
@@ -264,6 +265,16 @@ def test_errors_never_show_keys(tmp_path: Path) -> None:
     assert _error(keyed) == (
         "auth.api_keys[0]: an unknown key of 23 characters, not repeated here as it may be an "
         "API key; expected one of key, client, roles"
+    )
+    # Anywhere else too: a key pasted a line off was repeated in full ("sk-...: unknown
+    # section", "limits.sk-...: unknown key").
+    assert _error({KEY: {"client": "ops"}}) == (
+        "the file: an unknown section of 23 characters, not repeated here as it may be an API "
+        "key; expected one of " + ", ".join(SECTIONS)
+    )
+    assert _error({"limits": {KEY: 1}}) == (
+        "limits: an unknown key of 23 characters, not repeated here as it may be an API key; "
+        "expected one of " + ", ".join(_LIMITS)
     )
     typo = {"auth": {"api_keys": [{"key": KEY, "client": "ops", "rolse": ["data"]}]}}
     assert _error(typo) == "auth.api_keys[0].rolse: unknown key; expected one of key, client, roles"

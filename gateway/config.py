@@ -104,6 +104,22 @@ def _mapping(loader: _UniqueKeys, node: yaml.MappingNode) -> dict[Any, Any]:
 
 
 _UniqueKeys.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def _int(loader: _UniqueKeys, node: yaml.ScalarNode) -> int:
+    """An integer, but not one YAML 1.1 reads as octal for its leading 0: `max_queued: 010`
+    was 8, silently (and `08`, no octal, a string: "expected a number")."""
+    digits = node.value.lstrip("+-").replace("_", "")
+    if len(digits) > 1 and digits[0] == "0" and digits[1].isdigit():
+        raise ConfigError(
+            f"line {node.start_mark.line + 1}: {node.value} begins with 0, which YAML reads as "
+            "octal; write it without the 0"
+        )
+    value: int = loader.construct_yaml_int(node)
+    return value
+
+
+_UniqueKeys.add_constructor("tag:yaml.org,2002:int", _int)
 # YAML 1.2's floats: PyYAML (YAML 1.1) wants a dot, so `1e9` or `5e-1` was a string, and a
 # number key holding one failed with "expected a number".
 _UniqueKeys.add_implicit_resolver(

@@ -409,6 +409,17 @@ def test_a_key_that_is_a_list_or_a_mapping_is_one_line(tmp_path: Path, text: str
     assert str(refused.value) == f"{path}: line 1: a key is a list or a mapping; keys are names"
 
 
+def test_a_number_with_a_leading_zero_is_refused_not_read_as_octal(tmp_path: Path) -> None:
+    # YAML 1.1 reads 010 as octal: `max_queued: 010` was 8, silently.
+    path = tmp_path / "saxgw.yaml"
+    path.write_text("quotas:\n  model: {max_queued: 010}\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert str(refused.value) == (
+        f"{path}: line 2: 010 begins with 0, which YAML reads as octal; write it without the 0"
+    )
+
+
 def test_a_character_yaml_does_not_take_is_named_with_its_place(tmp_path: Path) -> None:
     # A terminal's escape pasted into a comment said only "not valid YAML".
     path = tmp_path / "saxgw.yaml"

@@ -61,6 +61,7 @@ _ADMIN_ONLY_NULL = "[] opens them all to data, without the key they are admin's"
 # added to max_stream_duration): a larger one passed here and stopped Envoy at start with a
 # dump of its config.
 _UINT32 = 2**32 - 1
+_MIN_HEAP_BYTES = 64 << 20
 # gRPC's message size options are C ints: a larger max_request_bytes stopped the gateway.
 _MAX_MESSAGE_BYTES = 2**31 - 1
 # Envoy's own bound on max_request_headers_kb.
@@ -152,6 +153,18 @@ class _Node:
         # never saw a renewal, and an Envoy started again found no certificate at all. Not
         # normalized either: ``link/../x`` is where the system finds it, not ``x``.
         return path.absolute()
+
+    def heap_bytes(self) -> int:
+        """``limits.max_heap_bytes``: 0 (unwatched), or room for Envoy itself (about 12 MB in
+        use at rest) and its calls: 1 MB started a stack whose Envoy refused every request
+        (`envoy overloaded`), and saxgw said it was waiting for the Sax cell."""
+        value = self.integer(0, 2**63 - 1)
+        if 0 < value < _MIN_HEAP_BYTES:
+            raise self.fail(
+                f"must be 0 (unwatched) or at least {_MIN_HEAP_BYTES} (64 MiB): Envoy holds "
+                "about 12 MB at rest, and past 98% of this limit refuses every request"
+            )
+        return value
 
     def boolean(self) -> bool:
         if not isinstance(self.value, bool):
@@ -430,7 +443,7 @@ _LIMITS: dict[str, Callable[[_Node], Any]] = {
     "max_request_headers_kb": lambda n: n.integer(1, _MAX_HEADERS_KB),
     "max_stream_duration": _Node.seconds,
     "max_connections": lambda n: n.integer(1),
-    "max_heap_bytes": lambda n: n.integer(0, 2**63 - 1),
+    "max_heap_bytes": lambda n: n.heap_bytes(),
     "request_headers_timeout": _Node.seconds,
     "request_timeout": _Node.seconds,
     "idle_timeout": _Node.seconds,

@@ -140,6 +140,11 @@ def test_direct_mode_is_asked_for_by_name() -> None:
             "limits.max_request_bytes: expected an integer",
         ),
         ({**BASE, "admin_only": ["secrets"]}, "admin_only: unknown 'secrets'"),
+        # Envoy refused every request ("envoy overloaded"), and saxgw blamed the cell.
+        (
+            {"limits": {"max_heap_bytes": 1 << 20}},
+            "limits.max_heap_bytes: must be 0 (unwatched) or at least 67108864 (64 MiB)",
+        ),
         (
             {**BASE, "quotas": {"rate": {"requests_per_second": 1000, "burst": 10}}},
             "quotas.rate.burst: must be at least 50 for 1000 per second: Envoy adds tokens at "

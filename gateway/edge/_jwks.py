@@ -158,11 +158,16 @@ def _strict_json(text: str) -> object:
             raise _NotEnvoysJson(f"a number past a double's range ({literal[:20]})")
         return value
 
+    def integer(literal: str) -> int:
+        number(literal)  # Envoy reads every JSON number as a double
+        return int(literal)
+
     document = json.loads(
         text,
         object_pairs_hook=pairs,
         parse_constant=constant,
         parse_float=number,
+        parse_int=integer,
     )
     try:
         json.dumps(document, ensure_ascii=False).encode()

@@ -163,8 +163,9 @@ _OCT = '{"kty": "oct", "k": "c2VjcmV0LWtleQ"'
         '{"keys": [' + _OCT + '}], "x": Infinity}',
         '{"keys": [' + _OCT + '}], "x": 1e400}',
         '{"keys": [' + _OCT + '}], "x": "\\ud800"}',
+        '{"keys": [' + _OCT + '}], "x": ' + "9" * 309 + "}",
     ],
-    ids=["key-twice", "keys-twice", "nan", "infinity", "1e400", "lone-surrogate"],
+    ids=["key-twice", "keys-twice", "nan", "infinity", "1e400", "lone-surrogate", "big-int"],
 )
 def test_json_envoy_cannot_parse_is_no_jwks(text: str, tmp_path: Path) -> None:
     # Python's decoder takes these: the loader passed them, and Envoy exited at start.

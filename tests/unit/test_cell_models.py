@@ -123,6 +123,16 @@ async def test_test_lm_echoes_by_default() -> None:
     assert [s.pieces for s in steps] == [("a",), (" b",)]
 
 
+async def test_test_lm_streams_an_empty_item_per_sample_for_no_token() -> None:
+    # A negative cap (as 0) is no token: the stream's one message has an empty item per
+    # sample, as Generate's one empty text; it had sent none at all.
+    model = _load("sax_gateway.testing.TestLM", {"text": "a b", "num_samples": "2"})
+    for cap in (0.0, -1.0):
+        extra = ExtraInputs(floats={"per_example_max_decode_steps": cap})
+        steps = [step async for step in model.generate_stream("x", extra)]
+        assert [s.pieces for s in steps] == [("", "")], cap
+
+
 async def test_test_lm_streams_its_tokens_as_it_sends_them() -> None:
     # It built the whole answer first: 50 streams of 8,192 tokens of 4 KB took the model
     # server to 1.6 GB while clients read the first few MB of each.

@@ -166,7 +166,7 @@ class TestLM(ServableModel):
         base = split_tokens(prompt if self._text is None else self._text)
         count = len(base) if self._length is None else self._length
         count = min(count, int(extra.number("per_example_max_decode_steps", count)))
-        return base, count if base else 0
+        return base, max(count, 0) if base else 0  # a negative cap: no token
 
     @staticmethod
     def _token(base: list[str], i: int) -> str:

@@ -106,15 +106,14 @@ def _mapping(loader: _UniqueKeys, node: yaml.MappingNode) -> dict[Any, Any]:
 _UniqueKeys.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
 
 
-def _int(loader: _UniqueKeys, node: yaml.ScalarNode) -> int:
-    """An integer, but not one YAML 1.1 reads as octal for its leading 0: `max_queued: 010`
-    was 8, silently (and `08`, no octal, a string: "expected a number")."""
+def _int(loader: _UniqueKeys, node: yaml.ScalarNode) -> int | str:
+    """An integer, but one with a leading 0 is kept as written, a string: YAML 1.1 reads it as
+    octal, so `max_queued: 010` was 8, silently, and `client: 0123` the client 83. A number
+    field so written is refused where it is read ("expected an integer", naming its path, as
+    `08` always was), and a name is the name written."""
     digits = node.value.lstrip("+-").replace("_", "")
     if len(digits) > 1 and digits[0] == "0" and digits[1].isdigit():
-        raise ConfigError(
-            f"line {node.start_mark.line + 1}: {node.value} begins with 0, which YAML reads as "
-            "octal; write it without the 0"
-        )
+        return str(node.value)
     value: int = loader.construct_yaml_int(node)
     return value
 

@@ -255,15 +255,7 @@ def _api_keys_file(node: _Node, base: Path) -> list[_Node]:
         raise node.fail(f"{path}: not valid YAML{yaml_error_place(exc)}") from exc
     except ConfigError as exc:
         raise node.fail(f"{path}: {exc}") from exc
-    keys = _Node(data, node.path).items()
-    if not keys:
-        # An emptied Secret (or a file of comments) left the stack open to every caller, its
-        # config the same as one without `auth`, with no word.
-        raise node.fail(
-            f"{path}: holds no key; a stack given it would authenticate no one by these "
-            "(list the keys, or leave api_keys_file out)"
-        )
-    return keys
+    return _Node(data, node.path).items()
 
 
 def _jwt(node: _Node, base: Path) -> JwtIssuer:
@@ -543,6 +535,14 @@ def parse_edge(data: Mapping[str, Any], base: Path = Path(".")) -> EdgeConfig:
                     f"the config names: {', '.join(sorted(named))}"
                 )
     cors = top.get("cors", _Node(None, "cors")).mapping(("allowed_origins",))
+    if "api_keys_file" in auth and not (keys or jwt or (tls and tls.certificate_clients)):
+        # An emptied Secret (or a file of comments) was the only credential there was: the
+        # stack was open to every caller, its config the same as one without `auth`.
+        raise auth["api_keys_file"].fail(
+            f"{auth['api_keys_file'].file(base)}: holds no key, and nothing else here "
+            "authenticates a caller: the stack would let everyone in (list the keys, or "
+            "leave api_keys_file out)"
+        )
     return EdgeConfig(
         api_keys=keys,
         jwt=jwt,

@@ -292,14 +292,25 @@ def test_errors_never_show_keys(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("text", ["", "# keys go here\n", "[]\n"])
-def test_a_keys_file_without_keys_is_refused(tmp_path: Path, text: str) -> None:
+def test_a_keys_file_without_keys_is_refused_when_nothing_else_authenticates(
+    tmp_path: Path, text: str
+) -> None:
     # An emptied Secret left the stack open to every caller: the config rendered as one
     # without `auth`, and nothing said so.
     (tmp_path / "keys.yaml").write_text(text)
     assert _error({"auth": {"api_keys_file": "keys.yaml"}}, tmp_path) == (
-        f"auth.api_keys_file: {tmp_path / 'keys.yaml'}: holds no key; a stack given it would "
-        "authenticate no one by these (list the keys, or leave api_keys_file out)"
+        f"auth.api_keys_file: {tmp_path / 'keys.yaml'}: holds no key, and nothing else here "
+        "authenticates a caller: the stack would let everyone in (list the keys, or leave "
+        "api_keys_file out)"
     )
+    # Beside keys of the file itself, or issuers (a JWT-only deployment that keeps the
+    # base's keys Secret empty), it is no more than an empty list.
+    inline = {"auth": {**BASE["auth"], "api_keys_file": "keys.yaml"}}
+    assert [k.client for k in parse_config(inline, tmp_path).edge.api_keys] == ["ops"]
+    (tmp_path / "jwks.json").write_text(JWKS)
+    issuer = {"issuer": "https://i.test", "jwks_file": "jwks.json"}
+    jwt_only = {"auth": {"jwt": [issuer], "api_keys_file": "keys.yaml"}}
+    assert parse_config(jwt_only, tmp_path).edge.authenticated
 
 
 def test_jwt_files_are_relative_to_the_config(tmp_path: Path) -> None:
@@ -414,15 +425,16 @@ def test_a_key_that_is_a_list_or_a_mapping_is_one_line(tmp_path: Path, text: str
     assert str(refused.value) == f"{path}: line 1: a key is a list or a mapping; keys are names"
 
 
-def test_a_number_with_a_leading_zero_is_refused_not_read_as_octal(tmp_path: Path) -> None:
-    # YAML 1.1 reads 010 as octal: `max_queued: 010` was 8, silently.
+def test_a_number_with_a_leading_zero_is_as_written_not_octal(tmp_path: Path) -> None:
+    # YAML 1.1 reads 010 as octal: `max_queued: 010` was 8, silently, and a client id 0123
+    # was the client 83. A number so written is refused at its path; a name is as written.
     path = tmp_path / "saxgw.yaml"
     path.write_text("quotas:\n  model: {max_queued: 010}\n")
     with pytest.raises(ConfigError) as refused:
         load_config(path)
-    assert str(refused.value) == (
-        f"{path}: line 2: 010 begins with 0, which YAML reads as octal; write it without the 0"
-    )
+    assert str(refused.value) == f"{path}: quotas.model.max_queued: expected an integer"
+    path.write_text(f"auth:\n  api_keys: [{{key: {KEY}, client: 0123, roles: [data]}}]\n")
+    assert [k.client for k in load_config(path).edge.api_keys] == ["0123"]
 
 
 def test_a_character_yaml_does_not_take_is_named_with_its_place(tmp_path: Path) -> None:
@@ -520,6 +532,7 @@ def test_files_a_config_names_nested_too_deep_are_config_errors(tmp_path: Path) 
         (JWKS[:-1] + ', "x": -Infinity}', "-Infinity is no JSON number"),
         (JWKS[:-1] + ', "x": 1e400}', "a number past a double's range (1e400)"),
         (JWKS[:-1] + ', "x": "\\ud800"}', "a string with a lone surrogate"),
+        (JWKS[:-1] + ', "x": ' + "9" * 309 + "}", "a number past a double's range"),
     ],
 )
 def test_a_jwks_envoy_cannot_parse_is_refused_at_load(tmp_path: Path, text: str, why: str) -> None:

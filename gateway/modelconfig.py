@@ -125,7 +125,10 @@ def _check_template(template: str, where: str) -> None:
         raise ConfigError(f"{where}: nested too deeply to compile") from None
     except (ValueError, OverflowError, MemoryError) as exc:  # a constant too large to write
         raise ConfigError(f"{where}: does not compile: {exc}") from None
-    for other in parsed.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
+    other = next(
+        parsed.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)), None
+    )
+    if other is not None:
         # The sandbox has no loader: every request it rendered was a 400 ("no loader for
         # this environment specified"), the config taken at start.
         raise ConfigError(

@@ -145,10 +145,12 @@ def _strict_json(text: str) -> object:
     number past a double's range, no lone surrogate in a string."""
 
     def pairs(items: list[tuple[str, object]]) -> dict[str, object]:
-        names = [name for name, _ in items]
-        if twice := sorted({n for n in names if names.count(n) > 1}):
-            raise _NotEnvoysJson(f"a key given twice in one object ({twice[0]!r})")
-        return dict(items)
+        found: dict[str, object] = {}
+        for name, value in items:
+            if name in found:
+                raise _NotEnvoysJson(f"a key given twice in one object ({name!r})")
+            found[name] = value
+        return found
 
     def constant(name: str) -> float:
         raise _NotEnvoysJson(f"{name} is no JSON number")

@@ -26,6 +26,7 @@ from gateway.cli._output import (
 )
 from gateway.cli._table import ID, arg, command, register_all
 from gateway.common.flags import replicas
+from gateway.common.logs import printable
 from gateway.common.names import ACL_METHODS
 
 NAME = arg("id", nargs="?", metavar="ID", help="/sax (all cells), a cell (/sax/test) or a model ID")
@@ -300,7 +301,10 @@ def stats(session: Session, args: argparse.Namespace) -> None:
             shown = {"name": name, "code": error.code().value[0], "message": error.details()}
             print(json_text(shown, sys.stderr), file=sys.stderr)
         else:
-            print(f"saxgw: {name}: {error.code().name}: {error.details()}", file=sys.stderr)
+            # Escaped, as every other line that repeats what servers say: a cell's admin
+            # answering in its own words set the terminal's title and forged lines here.
+            said = printable(error.details() or "")
+            print(f"saxgw: {printable(name)}: {error.code().name}: {said}", file=sys.stderr)
     if failed:
         raise Incomplete
 

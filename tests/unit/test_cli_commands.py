@@ -473,6 +473,28 @@ def test_stats_of_every_cell_survives_a_dead_one(
         )
 
 
+class _ForgingStub(_CellsStub):
+    """A dead cell whose admin answers in words of its own: escapes and a line break."""
+
+    class Down(_CellsStub.Down):
+        def details(self) -> str:
+            return "boom \x1b]0;TITLE\x07\nsaxgw: /sax/test: OK"
+
+
+def test_stats_of_every_cell_escapes_what_a_failing_cell_says(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Printed raw, a cell's error set the terminal's title and forged a `saxgw:` line, where
+    # `saxgw stats CELL` and `ls CELL` escape the same text.
+    stub = cast(gateway_pb2_grpc.SaxGatewayStub, _ForgingStub())
+    session = _common.Session(stub=stub, timeout=None, json=False, out=io.StringIO())
+    with pytest.raises(_common.Incomplete):
+        admin.stats.run(session, argparse.Namespace(id=None))
+    assert capsys.readouterr().err == (
+        "saxgw: /sax/dead: UNAVAILABLE: boom \\u001b]0;TITLE\\u0007\\nsaxgw: /sax/test: OK\n"
+    )
+
+
 def _commands_of(grammar: argparse.ArgumentParser) -> list[str]:
     [sub] = [a for a in grammar._actions if isinstance(a, argparse._SubParsersAction)]
     return list(sub.choices)

@@ -86,6 +86,21 @@ def test_refusals_name_the_field(fields: dict[str, Any], param: str) -> None:
     assert failure.value.field_violations[0][0] == param
 
 
+def test_a_format_or_item_with_no_type_is_said_so() -> None:
+    # A format with no type was told it was JSON mode ("None: JSON mode ... not supported"),
+    # and an item whose type is null (a message, as one with none) "None items".
+    with pytest.raises(InvalidArgumentError) as failure:
+        responses_request({"model": "m", "input": "x", "text": {"format": {}}})
+    assert failure.value.field_violations[0] == (
+        "text.format.type",
+        'required: "text", the one format Sax answers in',
+    )
+    item = {"type": None, "role": "user", "content": "x"}
+    assert responses_request({"model": "m", "input": [item]}).messages == (
+        {"role": "user", "content": "x"},
+    )
+
+
 def test_unset_values_pass() -> None:
     body = {
         "model": "m",

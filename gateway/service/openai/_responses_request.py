@@ -168,6 +168,9 @@ def _text(body: Mapping[str, Any]) -> dict[str, Any]:
     shape = text.get("format")
     if shape is not None and not isinstance(shape, dict):
         raise invalid("text.format", 'must be an object such as {"type": "text"}')
+    if shape is not None and shape.get("type") is None:
+        # Its message read "None: JSON mode and structured outputs are not supported".
+        raise invalid("text.format.type", 'required: "text", the one format Sax answers in')
     if shape is not None and shape.get("type") != "text":
         kind = shown(shape.get("type"))
         raise invalid(
@@ -191,7 +194,10 @@ def _input(value: object) -> tuple[Mapping[str, str], ...]:
     messages = []
     for i, item in enumerate(value):
         where = f"input[{i}]"
-        kind = item.get("type", "message") if isinstance(item, dict) else "message"
+        # A null type is one left out (a message), as OpenAI's easy input messages have none;
+        # it was refused as "None items are not supported".
+        kind = item.get("type") if isinstance(item, dict) else None
+        kind = "message" if kind is None else kind
         if kind != "message":
             raise invalid(where, f"{shown(kind)} items are not supported: only messages reach Sax")
         role = rq.role(item, where, ROLES)

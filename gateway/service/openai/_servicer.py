@@ -81,6 +81,8 @@ _LISTED_FOR = (LM_METHOD, "lm.generate_stream")
 and the models' Sax ACLs), as OpenAI lists the models an API key can use."""
 
 _LESS_TEXT = "send fewer or shorter prompts, or a lower n or max_tokens"
+"""How to make a completion's response smaller."""
+
 #: A request body this large is read, checked and rendered by its chat template in a thread:
 #: on the event loop, a 32 MiB chat of a million empty messages held every other call of the
 #: process for 3.5 s (parsed 0.4 s, checked 1.3 s, rendered the rest; 55 ms a MiB).
@@ -91,9 +93,6 @@ _T = TypeVar("_T")
 async def _off_loop(large: bool, work: Callable[[], _T]) -> _T:
     """``work()``, in a thread if ``large`` (its errors raised here, as they would be)."""
     return await asyncio.to_thread(work) if large else work()
-
-
-"""How to make a completion's response smaller."""
 
 
 def _path_check(method: str) -> Check:

@@ -8,7 +8,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from gateway.common.limits import KIB
+from gateway.common.limits import GRPC_MAX_MESSAGE_BYTES, KIB
 from gateway.common.private import write_private
 from gateway.config import ConfigError, GatewaySettings
 from gateway.configfile import ConfigFile, load_config, read_snapshot
@@ -28,8 +28,6 @@ __all__ = [
 #: The most bytes of gRPC message one byte of JSON body transcodes to (`gateway_settings`),
 #: rounded up.
 TRANSCODED_BYTES_PER_BODY_BYTE = 6
-#: The largest message limit gRPC takes (a C int).
-GRPC_MAX_MESSAGE_BYTES = 2**31 - 1
 
 
 def load(args: argparse.Namespace) -> ConfigFile | None:

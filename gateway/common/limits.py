@@ -16,6 +16,10 @@ from collections.abc import Sequence
 #: command's start-up CPU).
 KIB = 1 << 10
 MIB = 1 << 20
+#: The largest value of Envoy's uint32 config fields (counts, limits).
+UINT32_MAX = 2**32 - 1
+#: The largest message limit gRPC takes: its size options are C ints.
+GRPC_MAX_MESSAGE_BYTES = 2**31 - 1
 #: A caller without an identity is its address for the per-client limits (Envoy's anonymous
 #: rate, the gateway's stream slots); an IPv6 one is its /64, which one host or subscriber is
 #: given whole: by its full address, one caller could rotate through 2^64 budgets.

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import yaml
 
 from gateway.common.errors import InvalidArgumentError
-from gateway.common.limits import MAX_SECONDS
+from gateway.common.limits import GRPC_MAX_MESSAGE_BYTES, MAX_SECONDS, UINT32_MAX
 from gateway.common.names import parse_model_id
 from gateway.config import (
     MIN_API_KEY_LENGTH,
@@ -56,14 +56,12 @@ _LEAST_SECONDS = 0.001
 # What a list key left with no value could have meant (`_Node.given`).
 _EMPTY_OR_ABSENT = "write [] for none, or leave the key out for "
 _ADMIN_ONLY_NULL = "[] opens them all to data, without the key they are admin's"
-# Largest values Envoy takes (its config's uint32 fields; durations well below the ~9.2e9 s,
-# int64 nanoseconds, where Envoy 1.40 finds them out of range, with room for STREAM_BACKSTOP
-# added to max_stream_duration): a larger one passed here and stopped Envoy at start with a
-# dump of its config.
-_UINT32 = 2**32 - 1
+# Largest values Envoy takes (its config's uint32 fields, UINT32_MAX; durations well below the
+# ~9.2e9 s, int64 nanoseconds, where Envoy 1.40 finds them out of range, with room for
+# STREAM_BACKSTOP added to max_stream_duration): a larger one passed here and stopped Envoy at
+# start with a dump of its config. And gRPC's message size options are C ints
+# (GRPC_MAX_MESSAGE_BYTES): a larger max_request_bytes stopped the gateway.
 _MIN_HEAP_BYTES = 64 << 20
-# gRPC's message size options are C ints: a larger max_request_bytes stopped the gateway.
-_MAX_MESSAGE_BYTES = 2**31 - 1
 # Envoy's own bound on max_request_headers_kb.
 _MAX_HEADERS_KB = 8192
 
@@ -113,7 +111,7 @@ class _Node:
             raise self.fail("expected a non-empty string")
         return self.value
 
-    def integer(self, minimum: int = 0, maximum: int = _UINT32) -> int:
+    def integer(self, minimum: int = 0, maximum: int = UINT32_MAX) -> int:
         if isinstance(self.value, bool) or not isinstance(self.value, int):
             raise self.fail("expected an integer")
         if self.value < minimum:
@@ -298,7 +296,7 @@ def _rate(node: _Node) -> Rate:
     m = node.mapping(("requests_per_second", "burst"))
     if "requests_per_second" not in m:
         raise node.fail("missing 'requests_per_second'")
-    rps = m["requests_per_second"].number(maximum=_UINT32)  # tokens per fill
+    rps = m["requests_per_second"].number(maximum=UINT32_MAX)  # tokens per fill
     if rps <= 0:
         raise m["requests_per_second"].fail("must be above 0")
     if rps < 1 / MAX_SECONDS:
@@ -431,7 +429,7 @@ def _tls(node: _Node, base: Path) -> Tls:
 
 # Each ``limits`` key (a field of Limits, of the same name) and how its value is read.
 _LIMITS: dict[str, Callable[[_Node], Any]] = {
-    "max_request_bytes": lambda n: n.integer(1024, _MAX_MESSAGE_BYTES),
+    "max_request_bytes": lambda n: n.integer(1024, GRPC_MAX_MESSAGE_BYTES),
     "max_request_headers_kb": lambda n: n.integer(1, _MAX_HEADERS_KB),
     "max_stream_duration": _Node.seconds,
     "max_connections": lambda n: n.integer(1),

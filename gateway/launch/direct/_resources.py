@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from gateway.common.errors import REPLICA_RETRY_CODES, go_code_name
+from gateway.common.limits import UINT32_MAX
 from gateway.common.listen import host_and_port
 from gateway.common.stacktoken import STACK_TOKEN_HEADER
 from gateway.edge import IDENTITY_HEADER, EdgeConfig
@@ -84,10 +85,6 @@ def _ip_port(address: str) -> bool:
     return True
 
 
-#: Envoy's counts (circuit breakers) are uint32.
-_UINT32_MAX = 2**32 - 1
-
-
 def cluster_name(model_id: str) -> str:
     """``direct/sax/test/lm``: the name that Envoy's cluster stats carry (docs/operations.md)."""
     return "direct" + model_id
@@ -110,6 +107,10 @@ def gateway_clients(model_id: str, edge: EdgeConfig) -> list[str]:
 def cluster(model: Model, edge: EdgeConfig) -> Config:
     """The model's replicas, with the gateway's admission bound as a circuit breaker."""
     limit = edge.quotas.model
+    # The calls the gateways would admit at once, in flight and queued (quotas.model), as far
+    # as Envoy's counts go (uint32): past it, Envoy refused the file, and every direct call
+    # was a 503 with no message for good.
+    admitted = min(limit.max_in_flight + limit.max_queued, UINT32_MAX)
     endpoints = []
     for address in model.addresses:
         host, port = host_and_port(address)
@@ -128,17 +129,12 @@ def cluster(model: Model, edge: EdgeConfig) -> Config:
                 "explicit_http_config": {"http2_protocol_options": {}},
             }
         },
-        # The calls the gateways would admit at once, in flight and queued (quotas.model), as
-        # far as Envoy's counts go (uint32): past it, Envoy refused the file, and every direct
-        # call was a 503 with no message for good.
         "circuit_breakers": {
             "thresholds": [
                 {
                     "priority": "HIGH",
-                    "max_requests": min(limit.max_in_flight + limit.max_queued, _UINT32_MAX),
-                    "max_pending_requests": min(
-                        limit.max_in_flight + limit.max_queued, _UINT32_MAX
-                    ),
+                    "max_requests": admitted,
+                    "max_pending_requests": admitted,
                     "max_retries": limit.max_in_flight,
                 }
             ]

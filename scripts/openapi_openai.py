@@ -105,7 +105,8 @@ _SAMPLING: dict[str, Schema] = {
             }
         },
     },
-    "user": {"type": "string", "description": "Accepted and ignored."},
+    # Any type, as vLLM takes it: a schema with a type would refuse what the gateway serves.
+    "user": {"description": "Accepted and ignored, whatever its type."},
 }
 _MODEL = {
     "type": "string",
@@ -241,9 +242,10 @@ def _response_schemas(usage: Schema) -> dict[str, Schema]:
     return {
         PREFIX + "ResponseRequest": _obj(
             "A Responses API request: the conversation is rendered to a prompt by the "
-            "model's chat template, as for chat. Other OpenAI fields (`user`, `store`, "
-            "`metadata`, `service_tier`, ...) are accepted and ignored (nothing is stored), "
-            "except those Sax cannot honour, which are 400s naming the field.",
+            "model's chat template, as for chat. The settings below are checked (a wrong "
+            "type is a 400 naming the field) and echoed, nothing is stored; `service_tier`, "
+            "`stream_options` and unknown fields are accepted and ignored, except those Sax "
+            "cannot honour, which are 400s naming the field.",
             {
                 "model": _MODEL,
                 "input": {
@@ -262,6 +264,16 @@ def _response_schemas(usage: Schema) -> dict[str, Schema]:
                 "stream": {"type": "boolean", "description": "Server-Sent Events."},
                 "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
                 "store": {"type": "boolean", "description": "Echoed; nothing is stored."},
+                "user": {"type": "string", "description": "Echoed."},
+                "safety_identifier": {"type": "string", "description": "Echoed."},
+                "prompt_cache_key": {"type": "string", "description": "Echoed."},
+                "max_tool_calls": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": MAX_COUNT,
+                    "description": "Echoed; no tool is called.",
+                },
+                "service_tier": {"type": "string", "description": "Checked, not echoed."},
                 "parallel_tool_calls": {"type": "boolean", "description": "Echoed."},
                 "tool_choice": {"enum": ["none", "auto"], "description": "No tool is called."},
                 "truncation": {"const": "disabled"},
@@ -419,6 +431,10 @@ def schemas() -> dict[str, Schema]:
                 "model": _MODEL,
                 "prompt": {**_TEXTS, "description": "Text prompts (token IDs are a 400)."},
                 "max_tokens": _MAX,
+                "max_completion_tokens": {
+                    **_MAX,
+                    "description": "As max_tokens, which it wins over.",
+                },
                 **_SAMPLING,
             },
             ["model", "prompt"],

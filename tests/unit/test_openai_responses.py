@@ -180,3 +180,35 @@ def test_every_field_of_a_response_is_the_documents() -> None:
     for body in bodies:
         assert set(body) == set(schema["properties"])
         assert closed.is_valid(body), next(closed.iter_errors(body)).message
+
+
+def test_the_request_schema_names_every_field_the_request_echoes() -> None:
+    # The document said user, store and metadata were "accepted and ignored" and named neither
+    # user, safety_identifier, prompt_cache_key, max_tool_calls nor service_tier: a client
+    # generated from it could not send them, and a wrong type is a 400 naming the field.
+    components = json.loads(_DOCUMENT.read_text())["components"]
+    schema = components["schemas"]["openai.ResponseRequest"]
+    closed = jsonschema_rs.Draft202012Validator(
+        {**schema, "unevaluatedProperties": False, "components": components}
+    )
+    body = {
+        "model": "m",
+        "input": "x",
+        "user": "u",
+        "safety_identifier": "s",
+        "prompt_cache_key": "k",
+        "max_tool_calls": 3,
+        "metadata": {"a": "b"},
+        "store": False,
+        "service_tier": "auto",
+    }
+    echo = responses_request(body).echo
+    assert {k: echo[k] for k in body if k in echo and k != "input"} == {
+        k: v for k, v in body.items() if k not in ("model", "input", "service_tier")
+    }
+    assert closed.is_valid(body), next(closed.iter_errors(body)).message
+    for field in ("user", "safety_identifier", "prompt_cache_key", "service_tier"):
+        assert not closed.is_valid({**body, field: 5})
+        with pytest.raises(InvalidArgumentError) as refused:
+            responses_request({**body, field: 5})
+        assert refused.value.field_violations[0][0] == field

@@ -31,7 +31,7 @@ from gateway.config import ConfigError
 
 BUILTIN_TEMPLATES = ("chatml",)
 """Names accepted by ``chat_template_name`` (templates in gateway/service/openai/_chat.py)."""
-_ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+_ALIAS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}")
 
 
 class GenerationTag(Extension):
@@ -95,7 +95,7 @@ def _optional_str(entry: Mapping[str, object], key: str, where: str) -> str | No
 
 
 def _check_alias(alias: str, where: str) -> None:
-    if not _ALIAS.match(alias) or alias.startswith("/"):
+    if not _ALIAS.fullmatch(alias) or alias.startswith("/"):
         raise ConfigError(f"{where}.aliases: {alias!r} is not a valid alias")
     if any(part in ("", ".", "..") for part in alias.split("/")):
         # GET /v1/models/x/../y is Envoy's /v1/models/y: such an alias could not be looked up.

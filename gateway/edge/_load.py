@@ -50,7 +50,7 @@ from gateway.edge._schema import (
 )
 
 T = TypeVar("T")
-_CLIENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
+_CLIENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}")
 _MAX_IDENTITY = 1024
 _LEAST_SECONDS = 0.001
 # What a list key left with no value could have meant (`_Node.given`).
@@ -199,7 +199,7 @@ class _Node:
 
     def client(self) -> str:
         name = self.text()
-        if not _CLIENT.match(name):
+        if not _CLIENT.fullmatch(name):  # match's $ took a final newline
             raise self.fail("client ids are 1-128 letters, digits and ._@:- characters")
         return name
 

@@ -16,7 +16,7 @@ _ORIGIN = re.compile(
     r"(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<host>[a-z0-9_.-]+|\[[0-9a-f:.]+\])(?::(?P<port>\d{1,5}))?"
 )
 # A browser leaves the scheme's default port out of the origin it sends.
-_DEFAULT_PORTS = {"http": "80", "https": "443"}
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def ipv6_host(host: str) -> str:
@@ -38,7 +38,9 @@ def allowed_origin(text: str) -> str:
             "expected an origin as browsers send it, scheme://host[:port] without a path "
             "(https://app.example.com), or *"
         )
-    scheme, host, port = match["scheme"], match["host"], match["port"]
+    scheme, host = match["scheme"], match["host"]
+    # As a number: a browser sends :8443 for :08443, and :80 for :080 not at all.
+    port = None if match["port"] is None else int(match["port"])
     if host.startswith("["):
         host = ipv6_host(host)  # _valid checked it
     if port is None or _DEFAULT_PORTS.get(scheme) == port:

@@ -93,6 +93,12 @@ def test_direct_mode_is_asked_for_by_name() -> None:
             "auth.api_keys[0].key: keys are at least 16 characters, visible ASCII (no spaces,",
         ),
         (
+            # A final newline (a YAML block scalar) passed, then each call of the key was a 503:
+            # Envoy refuses the header value.
+            {"auth": {"api_keys": [{"key": KEY, "client": "alice\n", "roles": ["data"]}]}},
+            "auth.api_keys[0].client: client ids are 1-128 letters, digits and ._@:- characters",
+        ),
+        (
             # Envoy refuses a header value with a control character.
             {"auth": {"api_keys": [{"key": "0123456789abcdef\x7f", "client": "o", "roles": []}]}},
             "auth.api_keys[0].key: keys are at least 16 characters, visible ASCII (no spaces,",
@@ -774,6 +780,8 @@ def test_cors_origins_are_origins_as_browsers_send_them() -> None:
     # An IPv6 host as browsers write it (RFC 5952: [0:0::1] is sent as [::1]).
     written = ["HTTPS://App.Example.com:443", "http://localhost:3000", "*", "null"]
     written += ["http://[0:0:0:0:0:0:0:1]:3000", "https://[FD00:0::5]:443"]
+    # A port with leading zeros as the number browsers send (:08443 matched no Origin).
+    written += ["https://b.example.com:08443", "http://c.example.com:080"]
     assert edge({"cors": {"allowed_origins": written}}).cors_origins == (
         "https://app.example.com",
         "http://localhost:3000",
@@ -781,6 +789,8 @@ def test_cors_origins_are_origins_as_browsers_send_them() -> None:
         "null",
         "http://[::1]:3000",
         "https://[fd00::5]",
+        "https://b.example.com:8443",
+        "http://c.example.com",
     )
     expected = (
         "expected an origin as browsers send it, scheme://host[:port] without a path "

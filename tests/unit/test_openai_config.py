@@ -65,6 +65,7 @@ def test_models_section_parses(tmp_path: Path) -> None:
         ({"/sax/test/lm": {"tokenizer": "missing.model"}}, "tokenizer: no such file: "),
         ({"/sax/test/a": {"aliases": ["x"]}, "/sax/test/b": {"aliases": ["x"]}}, "also an alias"),
         ({"/sax/test/lm": {"aliases": [1]}}, "aliases"),
+        ({"/sax/test/lm": {"aliases": ["lm\n"]}}, "aliases"),
         # Before: sorting the unknown keys, a number beside a name, was a TypeError traceback.
         (
             {"/sax/test/lm": {1: "x", "alias": ["x"]}},

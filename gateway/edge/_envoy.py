@@ -23,7 +23,6 @@ envelope on the OpenAI paths; gateway/launch/_replies.py), and a gRPC status for
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,6 +51,17 @@ ANONYMOUS_BODY_BYTES = 8192
 
 def _filter(name: str, type_url: str, config: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "typed_config": {"@type": EXTENSIONS + type_url, **config}}
+
+
+def _lua_quoted(text: str) -> str:
+    """``text`` as a Lua string literal: printable ASCII as is, every other byte of its UTF-8
+    as a decimal escape. json.dumps wrote ``\\u00e4``, an escape LuaJIT does not have, so an
+    issuer with a non-ASCII character stopped Envoy at start ("invalid escape sequence")."""
+    out = []
+    for byte in text.encode("utf-8", "surrogatepass"):
+        char = chr(byte)
+        out.append(char if 32 <= byte < 127 and char not in '"\\' else f"\\{byte:03d}")
+    return '"' + "".join(out) + '"'
 
 
 def _lua(name: str, code: str) -> dict[str, Any]:
@@ -366,7 +376,7 @@ def _client_claim_check(config: EdgeConfig) -> dict[str, Any]:
     request pays a few header matches, not a coroutine. Placed after the certificate filters,
     before api_key_auth."""
     table = ", ".join(
-        f"[{json.dumps(j.issuer)}] = {json.dumps(j.client_claim)}" for j in config.jwt
+        f"[{_lua_quoted(j.issuer)}] = {_lua_quoted(j.client_claim)}" for j in config.jwt
     )
     code = _CLIENT_CLAIM_CHECK % (table, _JWT_FILTER, _JWT_PAYLOAD)
     check = _lua("client_claim_check", code)
@@ -405,7 +415,7 @@ def _origin_check(origins: Sequence[str]) -> dict[str, Any]:
     own (403). Browsers send Origin on cross-site requests, including CORS "simple requests"
     that need no preflight; curl and SDKs send none and are unaffected. Lua, because the check
     compares two headers (Origin and the request's own host), which RBAC cannot."""
-    table = ", ".join(f"[{json.dumps(o)}] = true" for o in origins if o != "*")
+    table = ", ".join(f"[{_lua_quoted(o)}] = true" for o in origins if o != "*")
     code = _ORIGIN_CHECK % (table, "true" if "*" in origins else "false")
     check = _lua("envoy.filters.http.lua", code)
     return _unless_origin(check)

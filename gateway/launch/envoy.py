@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import re
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -366,10 +367,13 @@ def render(
         "ROUTE_TIMEOUT": f"{settings.route_timeout:g}s",
         "STREAM_IDLE_TIMEOUT": f"{stream_idle:g}s",
         "CORS_ORIGINS": json.dumps(_origins(settings.cors_origins)),
-        "DESCRIPTOR_SET": str(descriptor or descriptor_set()),
-        "OPENAPI_DOCUMENT": str(openapi or openapi_document()),
-        "DOCS_DIR": str(docs_dir),
-        "SWAGGER_UI_DIR": str(swagger_ui_dir),
+        # Quoted, as every value is: a folder named `w #1` or `o: x` broke the YAML.
+        "DESCRIPTOR_SET": json.dumps(str(descriptor or descriptor_set())),
+        "OPENAPI_DOCUMENT": json.dumps(str(openapi or openapi_document())),
+        "DOCS_PAGE": json.dumps(str(docs_dir / "index.html")),
+        "DOCS_JS": json.dumps(str(docs_dir / "docs.js")),
+        "SWAGGER_UI_BUNDLE": json.dumps(str(swagger_ui_dir / "swagger-ui-bundle.js")),
+        "SWAGGER_UI_CSS": json.dumps(str(swagger_ui_dir / "swagger-ui.css")),
         "OPENAPI_ETAG": entity_tag(openapi or openapi_document()),
         "DOCS_ETAG": entity_tag(docs_dir / "index.html"),
         "DOCS_JS_ETAG": entity_tag(docs_dir / "docs.js"),
@@ -410,7 +414,26 @@ def render(
         "KILL_JITTER": f"{settings.kill_jitter:g}s",
     }
     text = string.Template(template.read_text()).substitute(values)
-    return direct_listener(text, Path(settings.direct_dir)) if settings.direct_dir else text
+    if settings.direct_dir:
+        text = direct_listener(text, Path(settings.direct_dir))
+    return _astral_escapes(text)
+
+
+# json.dumps writes a character beyond U+FFFF (an emoji, 𠮷) as a UTF-16 surrogate pair,
+# `\ud842\udfb7`, which YAML does not take: a JWT audience or client id holding one stopped
+# Envoy at start ("invalid unicode"). YAML's escape for it is `\U00020bb7`. An escaped
+# backslash is matched first, so that `\\ud842` (a backslash, then text) is left alone.
+_SURROGATE_PAIR = re.compile(r"\\\\|\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})")
+
+
+def _astral_escapes(text: str) -> str:
+    def escape(match: re.Match[str]) -> str:
+        if match[1] is None:
+            return match[0]
+        code = 0x10000 + ((int(match[1], 16) - 0xD800) << 10) + int(match[2], 16) - 0xDC00
+        return f"\\U{code:08x}"
+
+    return _SURROGATE_PAIR.sub(escape, text)
 
 
 def _stack_token_header(token: str | None) -> str:

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -23,9 +25,12 @@ from gateway.launch.direct._resources import SAX_PATH
 from gateway.launch.envoy import (
     EnvoySettings,
     descriptor_set,
+    docs_page,
     envoy_binary,
+    openapi_document,
     render,
     route_timeout_over,
+    swagger_ui,
 )
 from gateway.service._fields import RECEIVING_HEADER
 from gateway.service._streams import CLIENT_ADDRESS_HEADER
@@ -142,18 +147,57 @@ def test_envoy_accepts_the_full_config(tmp_path: Path) -> None:
     assert chain["transport_socket"]["typed_config"]["require_client_certificate"] is True
     assert chain["filters"][0]["typed_config"]["xff_num_trusted_hops"] == 2
     # The certificate files themselves are read lazily through SDS, so `{}` stands in here.
+    output = _validate(tmp_path / "envoy.yaml")
+    assert "OK" in output, output[-2000:]
+    # Envoy warns at every start about a deprecated field it will drop in a later release (it
+    # said so for `RegexMatcher.google_re2`, RE2 being the default); an upgrade must not break
+    # the config.
+    deprecated = [line for line in output.splitlines() if "deprecated" in line.lower()]
+    assert deprecated == []
+
+
+def _validate(config: Path) -> str:
     result = subprocess.run(
-        [str(envoy_binary()), "--mode", "validate", "-c", str(tmp_path / "envoy.yaml")],
+        [str(envoy_binary()), "--mode", "validate", "-c", str(config)],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert "OK" in result.stdout + result.stderr, result.stderr[-2000:]
-    # Envoy warns at every start about a deprecated field it will drop in a later release (it
-    # said so for `RegexMatcher.google_re2`, RE2 being the default); an upgrade must not break
-    # the config.
-    deprecated = [line for line in result.stderr.splitlines() if "deprecated" in line.lower()]
-    assert deprecated == []
+    return result.stdout + result.stderr
+
+
+def test_any_text_in_names_and_paths_renders_a_config_envoy_takes(tmp_path: Path) -> None:
+    # Each stopped Envoy at start, after the config had loaded: an issuer with a non-ASCII
+    # character (LuaJIT has no \u escape), a character beyond U+FFFF (an emoji, CJK
+    # Extension B) in an audience, a role claim or a client id (JSON's surrogate pair is no
+    # YAML), and the package's files under a folder whose name YAML reads as a comment.
+    (tmp_path / "jwks.json").write_text(JwtSigner.generate().jwks())
+    issuer = {"issuer": "https://login.exämple.com", "jwks_file": "jwks.json"}
+    data = {
+        "auth": {
+            "jwt": [{**issuer, "audiences": ["api-\U0001f600"], "roles_claim": "r\U0001f600"}]
+        },
+        "clients": {"\U00020bb7野": {"rate": {"requests_per_second": 5}}},
+    }
+    edge = parse_config(data, tmp_path).edge
+    folder = tmp_path / "w #1: x"
+    docs, swagger = folder / "docs", folder / "swagger-ui"
+    shutil.copytree(docs_page(), docs)
+    shutil.copytree(swagger_ui(), swagger)
+    shutil.copy(descriptor_set(), folder / "d.binpb")
+    shutil.copy(openapi_document(), folder / "o.json")
+    text = render(
+        EnvoySettings(gateway_endpoints=["127.0.0.1:50051"], edge=edge),
+        folder / "d.binpb",
+        folder / "o.json",
+        (docs, swagger),
+        secrets_dir=tmp_path / "secrets",
+    )
+    (tmp_path / "envoy.yaml").write_text(text)
+    assert "OK" in _validate(tmp_path / "envoy.yaml"), _validate(tmp_path / "envoy.yaml")[-2000:]
+    parsed = yaml.safe_load(text)
+    assert "\U00020bb7野" in json.dumps(parsed, ensure_ascii=False)
+    assert str(docs / "index.html") in json.dumps(parsed, ensure_ascii=False)
 
 
 @pytest.mark.parametrize(

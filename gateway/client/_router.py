@@ -147,7 +147,7 @@ class Router:
             if watches is None:
                 watches = self._watches[model.cell] = CellWatches(model.cell.id)
             self._tasks[model_id] = asyncio.get_running_loop().create_task(
-                self._watch(table, self._admin_for(model.cell), watches),
+                self._watch(table, self._admin_for(model.cell), model.cell, watches),
                 name=f"watch {model_id}",
                 context=contextvars.Context(),
             )
@@ -162,7 +162,9 @@ class Router:
             1 for t in self._tables.values() if not t.known and t.model_id.startswith(prefix)
         )
 
-    async def _watch(self, table: AddressTable, admin: CellAdmin, watches: CellWatches) -> None:
+    async def _watch(
+        self, table: AddressTable, admin: CellAdmin, cell: naming.CellId, watches: CellWatches
+    ) -> None:
         try:
             await watch(table, admin, self._changed, watches)
         except asyncio.CancelledError:
@@ -183,6 +185,10 @@ class Router:
                 asked_at=now(),
             )
         finally:
+            # A cell none of whose models is watched is forgotten: every cell name a caller
+            # made up (`/sax/c12345/x`, a 404) kept its entry, about 1 KB each, for good.
+            if watches.running == 0 and self._watches.get(cell) is watches:
+                del self._watches[cell]
             # Forget the model at once: the next call asks the admin again (no negative cache).
             if self._tables.get(table.model_id) is table:
                 del self._tables[table.model_id]

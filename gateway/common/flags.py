@@ -158,6 +158,15 @@ def endpoint(text: str) -> str:
     return text
 
 
+def otlp_target(url: str) -> str:
+    """The ``HOST:PORT`` of a collector's ``url`` (`endpoint`), the gRPC target the gateway's
+    exporter and Envoy's both dial: OTLP/gRPC has no path, and one (an OTLP/HTTP traces URL's
+    /v1/traces) became part of the target, so that every export failed and its spans were
+    lost ("Failed to parse port"): Envoy's for any URL, the gateway's without a scheme."""
+    rest = url.partition("://")[2] if "://" in url else url
+    return rest.partition("/")[0].rpartition("@")[2]
+
+
 def tls_endpoint(url: str | None) -> bool:
     """Whether a collector's ``url`` asks for TLS (``https://``), as the gateway's exporter and
     Envoy's both read it: ``HOST:PORT`` and ``http://`` are plaintext."""

@@ -17,9 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from gateway.common.flags import tls_endpoint
+from gateway.common.flags import otlp_target, tls_endpoint
 from gateway.common.limits import MIB
 from gateway.common.listen import host_and_port
 from gateway.common.logs import LOGGED_ID_CHARS
@@ -232,9 +231,7 @@ def _otlp_channel(settings: EnvoySettings, endpoint: str) -> dict[str, object]:
     certificate = settings.otlp_certificate
     deadline = _export_deadline(settings.otlp_timeout)
     channel: dict[str, object] = {
-        # The URL's host and port, as the gateway's exporter reads it: a path (an OTLP/HTTP
-        # traces URL's /v1/traces) became part of the gRPC target, and every export failed.
-        "target_uri": urlsplit(endpoint).netloc if "://" in endpoint else endpoint.rstrip("/"),
+        "target_uri": otlp_target(endpoint),
         "stat_prefix": "otlp",
         # Each export's deadline, which Envoy's tracer does not set: it sends with no timeout
         # and reads no GrpcService.timeout, so a collector that took a batch and never

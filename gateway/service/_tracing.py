@@ -24,7 +24,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from gateway import __version__
 from gateway.common.failurelog import REPEAT_S
-from gateway.common.flags import tls_endpoint
+from gateway.common.flags import otlp_target, tls_endpoint
 
 Metadata = Sequence[tuple[str, str | bytes]]
 
@@ -141,7 +141,7 @@ class Tracing:
         roots = Path(certificate).read_bytes() if secure and certificate else None
         credentials = grpc.ssl_channel_credentials(roots) if secure else None
         exporter = OTLPSpanExporter(
-            endpoint=endpoint,
+            endpoint=otlp_target(endpoint),
             insecure=not secure,
             credentials=credentials,
             headers=tuple(headers) or None,

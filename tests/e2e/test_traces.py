@@ -55,10 +55,12 @@ Spans = list[trace_pb2.Span]
 def traced(
     stack: Stack, receiver: Receiver, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    # A collector URL with a path (as an OTLP/HTTP traces URL has): the gateway's exporter
-    # reads its host and port only, and Envoy's made the path part of its gRPC target, so
-    # that every one of its exports failed, and its spans were lost without a word.
-    telemetry = TelemetrySettings(otlp_endpoint=f"{receiver.endpoint}/v1/traces")
+    # A collector with a path (as an OTLP/HTTP traces URL has), and no scheme: Envoy's exporter
+    # made the path part of its gRPC target, and so did the gateway's without a scheme, so
+    # that every export failed, and the spans were lost without a word.
+    endpoint = receiver.endpoint.removeprefix("http://")
+    assert endpoint != receiver.endpoint
+    telemetry = TelemetrySettings(otlp_endpoint=f"{endpoint}/v1/traces")
     settings = StackSettings(
         gateway=dataclasses.replace(stack.settings.gateway, telemetry=telemetry),
         gateway_ports=(free_port(),),

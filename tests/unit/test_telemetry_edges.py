@@ -22,6 +22,7 @@ from saxgateway.v1 import openai_pb2
 
 from gateway.cli.main import main, parser
 from gateway.common.closing import aclose
+from gateway.common.flags import otlp_target
 from gateway.common.logs import (
     LOGGED_ID_CHARS,
     TEXT,
@@ -353,6 +354,8 @@ def test_envoy_traces_only_with_an_endpoint() -> None:
     )
     provider = on["tracing"]["provider"]["typed_config"]
     assert provider["grpc_service"]["google_grpc"]["target_uri"] == "collector:4317"
+    for endpoint in ("collector:4317/v1/traces", "https://u@collector:4317/v1/traces"):
+        assert otlp_target(endpoint) == "collector:4317"  # both exporters' gRPC target
     # The ratio is the OpenTelemetry sampler's, behind the caller's sampled flag: Envoy's own
     # random_sampling reads the x-request-id, so it never followed a caller's traceparent
     # when the caller also sent an x-request-id of its own (tests/e2e/test_operate.py).

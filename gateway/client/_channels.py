@@ -186,6 +186,11 @@ class ChannelPool:
     def backends(self) -> list[Backend]:
         return list(self._backends.values())
 
+    def suspect(self, address: str) -> bool:
+        """Whether ``address`` is suspect of hanging (it held calls and answered no probe)."""
+        backend = self._backends.get(address)
+        return backend is not None and backend.suspect_since is not None
+
     def worse(self, address: str, other: str) -> bool:
         """Whether ``other`` is the better replica for a new call: ``address`` is suspect of
         hanging and ``other`` is not, or, both alike, ``address`` runs more of this process's

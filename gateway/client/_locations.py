@@ -81,9 +81,15 @@ class AddressTable:
         self._down: dict[str, float] = {}
         self._changed = asyncio.Event()
 
-    def pick(self, worse: Callable[[str, str], bool] | None = None) -> str | None:
+    def pick(
+        self,
+        worse: Callable[[str, str], bool] | None = None,
+        suspect: Callable[[str], bool] | None = None,
+    ) -> str | None:
         """The next preferred replica round-robin, or the one after it if ``worse`` says the
-        first is the worse choice (it runs more calls, or may hang); None if none is serving."""
+        first is the worse choice (it runs more calls, or may hang); None if none is serving.
+        In place of one that could not be reached just now, one that could and is not
+        ``suspect`` of hanging, if there is one."""
         preferred = self._preferred
         count = len(preferred)
         if not count:
@@ -96,16 +102,26 @@ class AddressTable:
             if worse(address, other):
                 address = other
         if self._down and address in self._down:
-            return self._pick_up(address)
+            return self._pick_up(address, suspect)
         return address
 
-    def pick_other(self, tried: Sequence[str]) -> str | None:
-        """A replica not in ``tried`` (preferred ones first), or None if all were tried."""
+    def pick_other(
+        self, tried: Sequence[str], suspect: Callable[[str], bool] | None = None
+    ) -> str | None:
+        """A replica not in ``tried`` (preferred ones first), one not ``suspect`` of hanging
+        if there is one, or None if all were tried. A retry (after a busy replica's
+        RESOURCE_EXHAUSTED, an unreachable one) took the next untried replica even when it
+        was known to hang, and waited there for the rest of the deadline: a 504 while others
+        served."""
+        hanging = None
         for candidates in (self._preferred, self.addresses):
             for address in candidates:
-                if address not in tried:
+                if address in tried:
+                    continue
+                if suspect is None or not suspect(address):
                     return address
-        return None
+                hanging = hanging or address
+        return hanging
 
     def mark_down(self, address: str) -> None:
         self._down[address] = now() + _DOWN_FOR_S
@@ -116,13 +132,14 @@ class AddressTable:
         down = self._down
         return all(down.get(a, 0.0) > at for a in self.addresses)
 
-    def _pick_up(self, fallback: str) -> str:
+    def _pick_up(self, fallback: str, suspect: Callable[[str], bool] | None) -> str:
         at = now()
         self._down = {a: t for a, t in self._down.items() if t > at}
-        for address in self._preferred:
-            if address not in self._down:
+        up = [a for a in self._preferred if a not in self._down]
+        for address in up:
+            if suspect is None or not suspect(address):
                 return address
-        return fallback  # every replica failed lately: try one anyway
+        return up[0] if up else fallback  # every replica failed lately: try one anyway
 
     def set_addresses(self, addresses: set[str]) -> None:
         self.addresses = tuple(sorted(addresses))

@@ -406,9 +406,9 @@ class Router:
             if self._closed:  # no new channel for a call (or a failover) once closed
                 raise from_grpc_error(CLIENT_CLOSED)
             if retry and retry.tried:
-                address = table.pick_other(retry.tried)
+                address = table.pick_other(retry.tried, self._pool.suspect)
             else:
-                address = table.pick(self._pool.worse)
+                address = table.pick(self._pool.worse, self._pool.suspect)
             if address is not None:
                 return address, retry, table
             retry = retry or Retry()

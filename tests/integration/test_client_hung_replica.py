@@ -397,3 +397,52 @@ async def test_a_server_over_a_slow_link_is_reached_on_a_new_channel() -> None:
         finally:
             await proxy.close()
     assert reply.texts[0].text == "far"
+
+
+class _Busy(lm_pb2_grpc.LMServiceServicer):
+    """A replica at its limit: every call is RESOURCE_EXHAUSTED, which a caller retries."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def Generate(
+        self, request: lm_pb2.GenerateRequest, context: Context
+    ) -> lm_pb2.GenerateResponse:
+        self.calls += 1
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "busy")
+        raise AssertionError("abort returned")
+
+
+async def test_a_retry_goes_to_a_replica_that_answers_not_one_found_silent() -> None:
+    # The first pick avoided the silent replica, a retry did not: after a busy replica's
+    # RESOURCE_EXHAUSTED, the call went to the next untried replica in the table's order,
+    # the silent one, and waited there for the rest of its deadline (a 504) while another
+    # replica served.
+    hung = _Replica("hung", hung=True)  # type: ignore[abstract]
+    healthy = _Replica("healthy", hung=False)  # type: ignore[abstract]
+    busy = _Busy()  # type: ignore[abstract]
+    async with (
+        stand_in_server(_serving(hung)) as stuck,
+        stand_in_server(_serving(healthy)) as ok,
+        stand_in_server(lambda s: lm_pb2_grpc.add_LMServiceServicer_to_server(busy, s)) as full,
+        _router_on(stuck) as (router, table),
+    ):
+        router._hang_watch.start()
+        held = asyncio.ensure_future(_first_text(router, "unary"))
+        await until("the hung replica has the call", lambda: hung.calls == 1, 5)
+        hung_one = router._pool.get(stuck)
+        await until("the hung replica found silent", lambda: hung_one.suspect_since is not None)
+        table.set_addresses({stuck, ok, full})
+        table._preferred = (full, stuck, ok)  # the busy one first, then the silent one
+        for _ in range(4):
+            table._next = 0
+            assert await asyncio.wait_for(_first_text(router, "unary"), 3) == "healthy"
+        assert (busy.calls, hung.calls) == (4, 1)
+        # So for the one picked in place of a replica that could not be reached just now.
+        table.mark_down(full)
+        for _ in range(2):
+            table._next = 0
+            assert await asyncio.wait_for(_first_text(router, "unary"), 3) == "healthy"
+        assert (busy.calls, hung.calls) == (4, 1)
+        held.cancel()
+        await asyncio.gather(held, return_exceptions=True)

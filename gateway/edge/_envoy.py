@@ -119,10 +119,15 @@ def _principals(config: EdgeConfig, role: str) -> list[dict[str, Any]]:
         if role in issuer.roles:
             ids.append(iss)
         elif issuer.roles_claim:
-            claim = _metadata(
-                _jwt_claim(issuer.roles_claim),
-                {"list_match": {"one_of": {"string_match": {"exact": role}}}},
-            )
+            holds = {"list_match": {"one_of": {"string_match": {"exact": role}}}}
+            claim = _metadata(_jwt_claim(issuer.roles_claim), holds)
+            if "." in issuer.roles_claim:
+                # Read as the client claim is (`_CLIENT_CLAIM_CHECK`): a path of nested
+                # objects (Keycloak's realm_access.roles), else one claim of that whole name
+                # (Auth0's https://example.com/roles). Only the whole name was read, so
+                # Keycloak's roles were never found.
+                nested = _metadata(_jwt_claim(*issuer.roles_claim.split(".")), holds)
+                claim = {"or_ids": {"ids": [nested, claim]}}
             ids.append({"and_ids": {"ids": [iss, claim]}})
     return ids or [{"not_id": {"any": True}}]
 
@@ -352,6 +357,14 @@ function envoy_on_request(request)
   end
   local claim = claims[payload["iss"]] or "sub"
   local headers = request:headers()
+  -- jwt_authn's claim_to_headers reads a name with dots as a path of nested objects only
+  -- (Keycloak's realm_access.x); one claim of that whole name (Auth0's namespaced
+  -- https://example.com/client_id) is read here. A text, of one line.
+  local value = payload[claim]
+  if type(value) == "string" and value ~= "" and not string.find(value, "%%c") then
+    headers:replace("%s", value)
+    return
+  end
   local scheme = headers:get("x-forwarded-proto") or headers:get(":scheme") or "http"
   local path = string.match(headers:get(":path") or "/", "^[^?]*")
   local realm = scheme .. "://" .. (headers:get(":authority") or "") .. path
@@ -364,7 +377,8 @@ end
 
 
 def _client_claim_check(config: EdgeConfig) -> dict[str, Any]:
-    """Refuses a verified JWT that lacks its issuer's ``client_claim`` (401, naming it).
+    """Refuses a verified JWT that lacks its issuer's ``client_claim`` (401, naming it), and
+    names the client by a claim whose name has dots that jwt_authn did not find as a path.
     Without this check such a token had no client id: on a stack of JWTs alone, RBAC admitted
     it by its issuer and the gateway served it as an anonymous caller (its address for a
     client's limits, no name for a Sax ACL); beside API keys, api_key_auth then refused it as
@@ -378,7 +392,7 @@ def _client_claim_check(config: EdgeConfig) -> dict[str, Any]:
     table = ", ".join(
         f"[{_lua_quoted(j.issuer)}] = {_lua_quoted(j.client_claim)}" for j in config.jwt
     )
-    code = _CLIENT_CLAIM_CHECK % (table, _JWT_FILTER, _JWT_PAYLOAD)
+    code = _CLIENT_CLAIM_CHECK % (table, _JWT_FILTER, _JWT_PAYLOAD, IDENTITY_HEADER)
     check = _lua("client_claim_check", code)
     named_or_keyed = {
         "or_matcher": {

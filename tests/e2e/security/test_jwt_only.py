@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from gateway.configfile import parse_config
-from tests.e2e._bodies import envoy_error
+from tests.e2e._bodies import envoy_error, gateway_error
 from tests.e2e.security._credentials import CertificateAuthority, JwtSigner
 from tests.e2e.security._fronts import front_envoy
 from tests.e2e.security.conftest import ISSUER, LASTING_ISSUER, SecureStack
@@ -117,3 +117,37 @@ def test_a_jwt_without_its_client_claim_is_refused_naming_it(
         listed = http.get("/listcells", headers={"Authorization": f"Bearer {named}"})
         assert (listed.status_code, listed.json()) == (200, {"cells": ["/sax/test"]})
         assert http.get("/").status_code == 200  # an open path verifies no token
+
+
+def test_a_claim_name_with_dots_is_a_path_else_one_claim_for_client_and_roles_alike(
+    secure: SecureStack, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # Envoy read the client claim as a path of nested objects only, and the roles claim as
+    # one claim only: Auth0's namespaced client claim was "missing" (401), Keycloak's nested
+    # realm_access.roles never found (403).
+    base = tmp_path_factory.mktemp("jwt-dots")
+    issuer = {**JWT, "client_claim": "https://saxgw.test/client", "roles": []}
+    config: dict[str, object] = {"auth": {"jwt": [{**issuer, "roles_claim": "realm_access.roles"}]}}
+    claims: dict[str, object] = {"iss": ISSUER, "aud": "saxgw", "sub": "alice"}
+    namespaced: dict[str, object] = {"https://saxgw.test/client": "team-b"}  # Auth0's shape
+    nested: dict[str, object] = {"https://saxgw": {"test/client": "team-b"}}
+    keycloak: dict[str, object] = {"realm_access": {"roles": ["data"]}}
+    flat: dict[str, object] = {"realm_access.roles": ["data"]}
+    with (
+        _front(secure, base, config, "envoy-jwt-dots") as port,
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http,
+    ):
+        for client, roles in [(namespaced, keycloak), (nested, flat), (namespaced, flat)]:
+            token = secure.signer.token({**claims, **client, **roles})
+            headers = {"Authorization": f"Bearer {token}"}
+            listed = http.get("/listcells", headers=headers)
+            assert (listed.status_code, listed.json()) == (200, {"cells": ["/sax/test"]})
+            # The client is team-b, whom the gateways' config limits to /sax/test/sec-b-*.
+            body = {"model": "/sax/test/not-b", "query": "x"}
+            refused = http.post("/generate", json=body, headers=headers)
+            assert refused.json() == gateway_error(
+                refused, 7, "client team-b may not use /sax/test/not-b"
+            )
+        no_roles = secure.signer.token({**claims, **namespaced})
+        refused = http.get("/listcells", headers={"Authorization": f"Bearer {no_roles}"})
+        assert refused.status_code == 403, refused.text

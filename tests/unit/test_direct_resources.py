@@ -93,7 +93,8 @@ def test_direct_routes_come_before_the_catch_all_and_keep_its_filters(tmp_path: 
     assert {k: v for k, v in first.items() if k != "@type"} == base
     table = route_table(base, [Model("/sax/test/plain", SERVING, "")], EDGE, deadline=20)
     routes = table["virtual_hosts"][0]["routes"]
-    at = next(i for i, r in enumerate(routes) if r.get("name") == "direct /sax/test/plain")
+    at_name = "direct /sax/test/plain"
+    at = next(i for i, r in enumerate(routes) if r.get("name") == at_name)
     catch_all = routes[at + 1]
     assert catch_all["match"] == {"prefix": "/"}
     direct = routes[at]
@@ -107,6 +108,10 @@ def test_direct_routes_come_before_the_catch_all_and_keep_its_filters(tmp_path: 
     assert direct["route"]["regex_rewrite"]["substitution"] == SAX_PATH
     assert direct["route"]["cluster"] == "direct/sax/test/plain"
     assert len(routes) == len(base["virtual_hosts"][0]["routes"]) + 1
+    # Bounded by the deadline alone, not also by Envoy's default idle timeout (300 s).
+    table = route_table(base, [Model("/sax/test/plain", SERVING, "")], EDGE, deadline=600)
+    direct = next(r for r in table["virtual_hosts"][0]["routes"] if r.get("name") == at_name)
+    assert (direct["route"]["timeout"], direct["route"]["idle_timeout"]) == ("601s", "601s")
 
 
 def test_the_watchdog_finds_a_plane_silent_once_its_heartbeat_is_old(

@@ -223,6 +223,8 @@ def route(model_id: str, catch_all: Config, edge: EdgeConfig, deadline: float) -
         # The model server ends the call at the gateways' default deadline (a gateway would
         # have sent the same); Envoy's own bound is a moment later.
         "timeout": f"{deadline + 1:g}s",
+        # Also the idle timeout: Envoy's default (300 s) cut longer calls at 300 s.
+        "idle_timeout": f"{deadline + 1:g}s",
         "priority": "HIGH",
         "retry_policy": {
             # As the gateway's client (client/_failover.py): another replica when one is down

@@ -149,7 +149,7 @@ def test_openapi_errors_have_code_message_details() -> None:
 def test_envoy_config_serves_the_committed_document() -> None:
     assert openapi_document().read_bytes() == (ROOT / "openapi" / "openapi.json").read_bytes()
     config = render(EnvoySettings(gateway_endpoints=["127.0.0.1:1"]))
-    assert f"body: {{filename: {openapi_document()}}}" in config
+    assert f"body: {{filename: {json.dumps(str(openapi_document()))}}}" in config
 
 
 def test_the_docs_files_envoy_serves_are_the_open_docs_paths() -> None:

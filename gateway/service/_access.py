@@ -9,7 +9,6 @@ header Envoy sets (`AccessSettings.identity_header`) and strips from clients. Wi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fnmatch
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -37,7 +36,7 @@ from gateway.service._counts import Counts, LocalCounts
 from gateway.service._fields import with_slash
 from gateway.service._gates import UNLIMITED, Gate, Slot, Unlimited, WaitCounts, uncounted
 from gateway.service._stackgate import StackCounts, StackGate
-from gateway.service._streams import Caller, StreamSlots, client_of
+from gateway.service._streams import Caller, client_of
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +71,9 @@ SAX_METHODS = {
 #: of that name. They are checked and limited as `SAX_METHODS` are.
 NAMED_METHODS = {"Custom": "method_name"}
 MODEL_CALLS = frozenset(SAX_METHODS) | frozenset(NAMED_METHODS)
-#: What a stream that holds no client's slot here holds (reusable: it keeps nothing).
-_UNHELD = contextlib.nullcontext()
+#: Data streams whose servicer admits them itself (`Access.admit`), within the keep-alive that
+#: bridges their wait in the model's queue; the access interceptor fixes their deadline only.
+SELF_ADMITTED = frozenset({"GenerateStream"})
 ANONYMOUS = "anonymous"
 _T = TypeVar("_T")
 #: A model's gate: this process's own, or one counting in the stack's table.
@@ -446,15 +446,13 @@ class AccessInterceptor(WrappingInterceptor):
     """Runs `Access.admit` around every SaxGateway call (inside the error interceptor), with
     a data call's deadline fixed first (`_deadlines.fix`): its waits here count against it.
     Before either, a call that came by a resource path must name what its path names
-    (`_bindings`): the checks apply to the model the call reaches. A data stream holds its
-    client's stream slot (``streams``) from before its admission: one waiting in its model's
-    queue is a stream its client holds open."""
+    (`_bindings`): the checks apply to the model the call reaches. The one data stream,
+    GenerateStream, is admitted by the servicer (`SELF_ADMITTED`)."""
 
-    def __init__(self, access: Access, settings: GatewaySettings, streams: StreamSlots) -> None:
+    def __init__(self, access: Access, settings: GatewaySettings) -> None:
         super().__init__((SERVICE,))
         self._access = access
         self._settings = settings
-        self._streams = streams
 
     def wrap_unary(self, method: str, behavior: Unary) -> Unary:
         name, access, settings = method.removeprefix(SERVICE), self._access, self._settings
@@ -507,22 +505,23 @@ class AccessInterceptor(WrappingInterceptor):
     def wrap_streaming(self, method: str, behavior: Streaming) -> Streaming:
         name, access, settings = method.removeprefix(SERVICE), self._access, self._settings
         data = name in MODEL_CALLS
+        # A data stream this does not admit would go unchecked: ACLs, clients' models, slots.
+        assert not data or name in SELF_ADMITTED, f"{name} is a data stream no one admits"
         on_path = path_check(method)
-
-        streams = self._streams
 
         async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
             if on_path is not None:
                 on_path(request, context)
-            deadline = deadlines.fix(context, request, settings, stream=True) if data else None
-            # A data stream's slot is held while it waits for its model's too: a client's
-            # streams queued there were counted nowhere, and one address held 100 streams
-            # and as many more queued on each model as its queue took, each for up to the
-            # default timeout. (The other streams, watches and waits, hold theirs in the
-            # servicer.)
-            with streams.hold(context) if data else _UNHELD:
-                async with access.admit(name, request, context, deadline):
-                    async for response in behavior(request, context):
-                        yield response
+            if data:
+                # The one data stream, GenerateStream, holds its client's stream slot and is
+                # admitted by the servicer, within its keep-alive (its wait in the model's
+                # queue must not leave the caller with nothing): its deadline is fixed here.
+                deadlines.fix(context, request, settings, stream=True)
+                async for response in behavior(request, context):
+                    yield response
+                return
+            async with access.admit(name, request, context, None):
+                async for response in behavior(request, context):
+                    yield response
 
         return stream

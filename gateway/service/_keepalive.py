@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 _Beat = TypeVar("_Beat")
+_T = TypeVar("_T")
 
 
 class KeepAlive(Generic[_Beat]):
@@ -101,6 +102,18 @@ class KeepAlive(Generic[_Beat]):
             if not self._repeat and self._timer is not None:
                 self._timer.cancel()  # the first message is out: no beat from here on
                 self._timer = None
+
+    async def bridge(self, waited: Awaitable[_T]) -> _T:
+        """``await waited``, a wait before the stream's source (a model's queue): beats may be
+        sent meanwhile, as while it waits for a message, but its end sends none."""
+        self._waiting = self._every > 0
+        try:
+            return await waited
+        finally:
+            if self._waiting:
+                self._waiting = False
+                if self._beating is not None:
+                    await asyncio.wait((self._beating,))
 
     def _due(self, loop: asyncio.AbstractEventLoop) -> None:
         """The timer: a beat if the stream has waited ``every`` seconds, else a later look."""

@@ -180,7 +180,7 @@ class GatewayServer:
             ErrorInterceptor(
                 {_OPENAI_SERVICE: report_error}, reply_limit=settings.max_message_bytes
             ),
-            AccessInterceptor(access, settings, streams),
+            AccessInterceptor(access, settings),
         ]
         if settings.stack_token:  # outermost: a call without it reaches none of the others
             interceptors.insert(0, StackTokenInterceptor(settings.stack_token))

@@ -305,29 +305,38 @@ class SaxGatewayServicer(MultimodalMethods, MediaMethods, gateway_pb2_grpc.SaxGa
         # the keep-alive awaited in it: every layer more lives as long as the stream.
         every = self._settings.stream_keepalive
         keepalive = KeepAlive(every, context.send_initial_metadata, (), repeat=False)
-        # Its client's stream slot is held around it, from before its admission (the
-        # access interceptor's), so that a stream waiting in its model's queue counts.
-        model, options = self._target(request, context, stream=True)
-        f.required(request.query, "query")
+        # Admitted here, not by the access interceptor as other calls are: its wait in the
+        # model's queue is one the keep-alive bridges (a queued stream sent nothing until it
+        # was refused, and a proxy's read timeout gave up on it first). Its client's stream
+        # slot is held from before, so that a stream waiting in its model's queue counts.
+        deadline = self._deadline(context, request, stream=True)
+        admission = self._access.admit("GenerateStream", request, context, deadline)
+        admitted = False
         tracker = DeltaTracker()
-        note_samples(tracker.texts)  # the telemetry's, kept once
         started = False
-        stream = self._client.lm_generate_stream(model, request.query, options)
+        stream = None
         keepalive.start()
         try:
-            while True:
-                try:
-                    async with keepalive:
-                        items = await anext(stream)
-                except StopAsyncIteration:
-                    break
-                if deltas := tracker.feed(items):
-                    started = True
-                    yield pb.GenerateStreamResponse(deltas=deltas)
-            final = pb.GenerateStreamResponse(done=True, texts=tracker.final())
-            # Every sample's whole text at once: over the limit where no delta was, and
-            # left to grpc the stream ended with neither it nor an error.
-            check_reply(final, self._settings.max_message_bytes)
+            with self._streams.hold(context):
+                await keepalive.bridge(admission.__aenter__())
+                admitted = True
+                model, options = self._target(request, context, stream=True)
+                f.required(request.query, "query")
+                note_samples(tracker.texts)  # the telemetry's, kept once
+                stream = self._client.lm_generate_stream(model, request.query, options)
+                while True:
+                    try:
+                        async with keepalive:
+                            items = await anext(stream)
+                    except StopAsyncIteration:
+                        break
+                    if deltas := tracker.feed(items):
+                        started = True
+                        yield pb.GenerateStreamResponse(deltas=deltas)
+                final = pb.GenerateStreamResponse(done=True, texts=tracker.final())
+                # Every sample's whole text at once: over the limit where no delta was, and
+                # left to grpc the stream ended with neither it nor an error.
+                check_reply(final, self._settings.max_message_bytes)
         except Exception as exc:
             # Before the first message (and the headers) the caller still gets a plain
             # status (an HTTP status through Envoy). After it, an HTTP/1.1 client could
@@ -340,7 +349,10 @@ class SaxGatewayServicer(MultimodalMethods, MediaMethods, gateway_pb2_grpc.SaxGa
             raise
         finally:
             keepalive.stop()
-            await aclose(stream)  # on client disconnect, this cancels the Sax call
+            if stream is not None:
+                await aclose(stream)  # on client disconnect, this cancels the Sax call
+            if admitted:
+                await admission.__aexit__(None, None, None)
         note_answered()
         yield final
 

@@ -7,6 +7,7 @@ setting is the whole stack's, so this module runs a stack of its own with a shor
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import json
 import re
@@ -35,6 +36,7 @@ BUSY = "/sax/test/oai-busy"
 BROKEN = "/sax/test/oai-fails"
 QUICK = "/sax/test/quick"
 GAPS = "/sax/test/gaps"  # two tokens, FIRST_TOKEN_S apart
+QUEUED = "/sax/test/queued"  # one call at a time (the stack's config), three tokens a second apart
 COMMENT = b": waiting\n\n"
 OVER = "call to /sax/test/oai exceeded its deadline"
 
@@ -44,9 +46,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A stack whose streams commit after KEEPALIVE_S, with the slow model and two that fail
     at once; its overloaded replicas are not retried, so that a 429 comes at once too."""
     base = tmp_path_factory.mktemp("keepalive")
-    gateway = gateway_settings(
-        base, config_file=str(write_config(base)), stream_keepalive=KEEPALIVE_S
-    )
+    config = write_config(base)
+    with config.open("a") as more:  # one call of QUEUED at a time, the others queued
+        more.write(f"quotas:\n  models:\n    {QUEUED}: {{max_in_flight: 1, max_queued: 4}}\n")
+    gateway = gateway_settings(base, config_file=str(config), stream_keepalive=KEEPALIVE_S)
     client = dataclasses.replace(gateway.client, overloaded_after=0)
     settings = StackSettings(
         gateway=dataclasses.replace(gateway, client=client),
@@ -165,6 +168,34 @@ def test_sdks_with_a_read_timeout_shorter_than_the_first_token_read_the_stream(
         },
         {"deltas": [], "done": True, "texts": [{"text": "Paris", "score": -0.1}]},
     ]
+
+
+def test_a_native_stream_waiting_in_its_models_queue_sends_its_headers_too(stack: Stack) -> None:
+    # Its wait for a slot was outside the keep-alive: nothing came until the stream ahead
+    # ended, and a proxy or client read timeout gave up on it first.
+    text = {"text": "Paris is capital", "delay_ms": "1000"}
+    body = {"model": QUEUED, "query": "q"}
+
+    def read_ahead(http: httpx.Client) -> tuple[bytes, float]:
+        return http.post("/generate_stream", json=body).content, time.monotonic()
+
+    with (
+        published(stack, QUEUED, TEST_LM, text),
+        httpx.Client(base_url=stack.http_url, timeout=30) as first,
+        httpx.Client(base_url=stack.http_url, timeout=30) as second,
+        concurrent.futures.ThreadPoolExecutor(1) as pool,
+    ):
+        ahead = pool.submit(read_ahead, first)  # holds the model's one slot for 3 s
+        time.sleep(KEEPALIVE_S)
+        with second.stream("POST", "/generate_stream", json=body) as queued:
+            headers_at = time.monotonic()
+            queued_body = queued.read()
+        ahead_body, ahead_ended_at = ahead.result()
+    assert queued.status_code == 200
+    assert headers_at < ahead_ended_at  # not only once the stream ahead had left the slot
+    assert ahead_body == queued_body
+    [answer] = json.loads(queued_body.split(b"\n\n")[-2].removeprefix(b"data: "))["texts"]
+    assert answer["text"] == "Paris is capital"
 
 
 def test_a_failure_after_the_stream_was_committed_is_its_in_band_error(stack: Stack) -> None:

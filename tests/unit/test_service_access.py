@@ -36,7 +36,6 @@ from gateway.service._counts import SharedCounts
 from gateway.service._gates import UNLIMITED, Busy, Gate, WaitCounts, uncounted
 from gateway.service._metrics import GatewayMetrics
 from gateway.service._stackgate import StackCounts
-from gateway.service._streams import StreamSlots
 from gateway.service._usage import DATA_METHODS
 from tests._wait import until
 
@@ -1158,7 +1157,7 @@ async def test_a_change_its_caller_left_has_its_acls_read_again_as_it_lands() ->
     access = _access(client, acl_cache_seconds=20.0)
     await _admit(access, "team-a")
     settings = GatewaySettings(client=ClientSettings(sax_root="/x"))
-    interceptor = AccessInterceptor(access, settings, StreamSlots(100))
+    interceptor = AccessInterceptor(access, settings)
     loop = asyncio.get_running_loop()
 
     async def set_acl(request: object, context: object) -> object:

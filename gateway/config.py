@@ -76,6 +76,30 @@ def could_be_api_key(name: str) -> bool:
     return len(name) >= MIN_API_KEY_LENGTH and not re.fullmatch(r"[a-z_]+|/.*", name)
 
 
+def unknown_key(where: str, key: object, expected: str) -> ConfigError:
+    """The error for ``key``, unknown in the mapping at ``where`` ("" at the top), which
+    ``expected`` says what it takes: it names the key, unless `could_be_api_key`."""
+    if isinstance(key, str) and could_be_api_key(key):
+        at = f"{where}: " if where else ""
+        return ConfigError(
+            f"{at}an unknown key of {len(key)} characters, not repeated here as it may be an "
+            f"API key; {expected}"
+        )
+    return ConfigError(f"{f'{where}.{key}' if where else key}: unknown key; {expected}")
+
+
+def not_a_model_id(where: str, key: object, why: str) -> ConfigError:
+    """The error for ``key``, a key of the mapping at ``where`` that must be a Sax model ID
+    and is none (``why``, which repeats it): unless `could_be_api_key`, which it never
+    repeats."""
+    if isinstance(key, str) and could_be_api_key(key):
+        return ConfigError(
+            f"{where}: a key of {len(key)} characters is not a Sax model ID (a model ID "
+            "starts with /sax/; not repeated here as it may be an API key)"
+        )
+    return ConfigError(f"{where}.{key}: not a Sax model ID: {why}")
+
+
 def _mapping(loader: _UniqueKeys, node: yaml.MappingNode) -> dict[Any, Any]:
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:

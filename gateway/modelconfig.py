@@ -27,7 +27,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from gateway.common.errors import InvalidArgumentError
 from gateway.common.names import parse_model_id
-from gateway.config import ConfigError
+from gateway.config import ConfigError, not_a_model_id, unknown_key
 
 BUILTIN_TEMPLATES = ("chatml",)
 """Names accepted by ``chat_template_name`` (templates in gateway/service/openai/_chat.py)."""
@@ -150,8 +150,7 @@ def _model(model_id: str, entry: object, base: Path) -> ModelConfig:
         raise ConfigError(f"{where}: must be a mapping")
     unknown = sorted(set(entry) - _KEYS, key=str)  # a number beside a name sorts too
     if unknown:
-        known = ", ".join(sorted(_KEYS))
-        raise ConfigError(f"{where}.{unknown[0]}: unknown key; expected one of {known}")
+        raise unknown_key(where, unknown[0], f"expected one of {', '.join(sorted(_KEYS))}")
     aliases = _strings(entry.get("aliases", []), f"{where}.aliases")
     for alias in aliases:
         _check_alias(alias, where)
@@ -197,7 +196,7 @@ def parse_models(raw: object, base: Path = Path(".")) -> dict[str, ModelConfig]:
         try:
             model_id = parse_model_id(str(key), field="models").id
         except InvalidArgumentError as exc:
-            raise ConfigError(f"models: {key!r} is not a Sax model ID ({exc.message})") from exc
+            raise not_a_model_id("models", key, exc.message) from exc
         config = _model(model_id, entry, base)
         for alias in config.aliases:
             if alias in owner:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.common.limits import MAX_SECONDS
-from gateway.config import ConfigError
+from gateway.config import ConfigError, unknown_key
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,7 +68,7 @@ def parse_restart(data: Any, section: str = "supervisor") -> RestartSettings:
     values: dict[str, Any] = {}
     for key, value in data.items():
         if key not in keys:
-            raise ConfigError(f"{section}.{key}: unknown key; expected one of {', '.join(keys)}")
+            raise unknown_key(section, key, f"expected one of {', '.join(keys)}")
         if key == "probe_failures":
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{section}.{key}: expected a whole number, at least 1")

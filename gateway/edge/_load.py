@@ -23,8 +23,9 @@ from gateway.common.names import parse_model_id
 from gateway.config import (
     MIN_API_KEY_LENGTH,
     ConfigError,
-    could_be_api_key,
+    not_a_model_id,
     parse_yaml,
+    unknown_key,
     yaml_error_place,
 )
 from gateway.edge._hosts import allowed_host
@@ -89,13 +90,7 @@ class _Node:
             if not isinstance(key, str):
                 raise ConfigError(f"{path}: keys must be strings")
             if allowed is not None and key not in allowed:
-                expected = f"expected one of {', '.join(allowed)}"
-                if could_be_api_key(key):
-                    raise self.fail(
-                        f"an unknown key of {len(key)} characters, not repeated here as it "
-                        f"may be an API key; {expected}"
-                    )
-                raise ConfigError(f"{path}: unknown key; {expected}")
+                raise unknown_key(self.path, key, f"expected one of {', '.join(allowed)}")
             out[key] = _Node(value, path)
         return out
 
@@ -361,7 +356,8 @@ def _model_id(key: str, node: _Node) -> str:
     try:
         return parse_model_id(key, field=node.path).id
     except InvalidArgumentError as exc:
-        raise node.fail(f"not a Sax model ID: {exc.message}") from None
+        where = node.path.removesuffix(f".{key}")
+        raise not_a_model_id(where, key, exc.message) from None
 
 
 def _quotas(node: _Node) -> Quotas:

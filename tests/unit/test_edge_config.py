@@ -287,6 +287,16 @@ def test_errors_never_show_keys(tmp_path: Path) -> None:
         "limits: an unknown key of 23 characters, not repeated here as it may be an API key; "
         "expected one of " + ", ".join(_LIMITS)
     )
+    # The sections of their own parsers, and keys that must be model IDs, alike.
+    for data, start in [
+        ({"models": {"/sax/test/lm": {KEY: 1}}}, "models./sax/test/lm: an unknown key of 23 "),
+        ({"supervisor": {KEY: 1}}, "supervisor: an unknown key of 23 characters, not repeated"),
+        ({"models": {KEY: {}}}, "models: a key of 23 characters is not a Sax model ID"),
+        ({"quotas": {"models": {KEY: {"max_in_flight": 2}}}}, "quotas.models: a key of 23 "),
+    ]:
+        message = _error(data)
+        assert message.startswith(start) and KEY not in message, message
+    assert _error({"supervisor": {"fist_delay": 1}}).startswith("supervisor.fist_delay: unknown")
     typo = {"auth": {"api_keys": [{"key": KEY, "client": "ops", "rolse": ["data"]}]}}
     assert _error(typo) == "auth.api_keys[0].rolse: unknown key; expected one of key, client, roles"
     # And as a key set twice, in a keys file written as a mapping of key to client.

@@ -119,8 +119,8 @@ def refuse_exposure(args: argparse.Namespace, config: EdgeConfig) -> str | None:
         return None
     return (
         f"refusing to listen on {args.listen} without authentication: anyone who reaches it "
-        "could publish and unpublish models. Add auth.api_keys or auth.jwt to --config, "
-        "or pass --allow-anonymous."
+        "could publish and unpublish models. Add auth.api_keys, auth.jwt or "
+        "tls.certificate_clients to --config, or pass --allow-anonymous."
     )
 
 

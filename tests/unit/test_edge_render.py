@@ -254,7 +254,10 @@ def test_serve_refuses_a_public_address_without_authentication(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     assert main(["serve", "--sax-root", str(tmp_path), "--listen", "0.0.0.0"]) == 2
-    assert "refusing to listen on 0.0.0.0 without authentication" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "refusing to listen on 0.0.0.0 without authentication" in err
+    # Each credential the refusal lifts, named (a file of certificate clients alone starts).
+    assert "Add auth.api_keys, auth.jwt or tls.certificate_clients to --config" in err
 
 
 def test_bad_config_is_reported_with_its_key(

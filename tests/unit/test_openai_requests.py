@@ -66,6 +66,13 @@ def test_prompt_and_stop_take_a_string_or_a_list() -> None:
             "JSON mode and structured outputs are not supported",
         ),
         ({"model": "m", "prompt": "a", "response_format": "json"}, "response_format", "object"),
+        # A format with no type, or a null one (it read "None: JSON mode ... not supported").
+        ({"model": "m", "prompt": "a", "response_format": {}}, "response_format.type", "required"),
+        (
+            {"model": "m", "prompt": "a", "response_format": {"type": None}},
+            "response_format.type",
+            "required",
+        ),
         # vLLM's own ways to the same (extra_body of code written for vLLM).
         ({"model": "m", "prompt": "a", "guided_json": {}}, "guided_json", "constrain"),
         ({"model": "m", "prompt": "a", "guided_choice": ["y"]}, "guided_choice", "constrain"),
@@ -105,6 +112,12 @@ def test_chat_messages_join_text_parts_and_refuse_images() -> None:
     with pytest.raises(InvalidArgumentError) as failure:
         rq.chat_request({"model": "m", "messages": [{"role": "user", "content": image}]})
     assert failure.value.field_violations[0][0] == "messages[0].content"
+    # A part whose type is null has none ("None parts are not supported").
+    untyped = [{"type": None, "text": "hi"}]
+    with pytest.raises(InvalidArgumentError) as failure:
+        rq.chat_request({"model": "m", "messages": [{"role": "user", "content": untyped}]})
+    no_type = "part 0 has no \"type\": 'text'"
+    assert failure.value.field_violations[0] == ("messages[0].content", no_type)
 
 
 _USER = {"role": "user", "content": "hi"}

@@ -283,7 +283,11 @@ def reject_constrained_output(body: Mapping[str, Any]) -> None:
         return
     if not isinstance(value, dict):
         raise invalid("response_format", 'must be an object such as {"type": "text"}')
-    if value.get("type", "text") != "text":
+    if value.get("type") is None:
+        # As text.format.type on the Responses API: OpenAI requires it. `{}` passed, and a
+        # null type was told "None: JSON mode ... not supported".
+        raise invalid("response_format.type", 'required: "text", the one format Sax answers in')
+    if value["type"] != "text":
         raise invalid(
             "response_format",
             f"{shown(value.get('type'))}: JSON mode and structured outputs are not supported: "
@@ -412,7 +416,7 @@ def content(message: Mapping[str, Any], where: str, kinds: Collection[str] = ("t
         # A part that is no object, or has no type, is malformed, not of a kind Sax lacks.
         if not isinstance(part, dict):
             raise invalid(where, f'part {i} must be an object such as {{"type": {expected}, ...}}')
-        if "type" not in part:
+        if part.get("type") is None:  # a null type is none: it read "None parts"
             raise invalid(where, f'part {i} has no "type": {expected}')
         if part["type"] not in kinds:
             kind = shown(part["type"])

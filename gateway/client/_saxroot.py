@@ -14,6 +14,7 @@ Calling the admin, and retrying while it is away, is `gateway.client._admin`'s.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from google.protobuf.message import DecodeError
@@ -46,6 +47,8 @@ _NO_CELL = FailureLog(_log, level=logging.INFO)
 
 LOCATION_FILE = "location.proto"
 CONFIG_FILE = "config.proto"
+#: A partial write of config.proto this old is none in flight (a write takes milliseconds).
+_PARTIAL_WRITE_AGE_S = 60.0
 # What Sax writes into location.proto when it creates a cell, before any admin has run.
 _NO_ADMIN_YET = "No admin server has been started for this Sax cell."
 
@@ -168,6 +171,11 @@ class CellDir:
     async def write_config(self, config: admin_pb2.Config) -> None:
         path = self._storage.join(self.cell_dir, CONFIG_FILE)
         try:
+            # What writes a kill cut short left (each gateway process writes the file): they
+            # piled up in SAX_ROOT, which upstream's tools and other cells share. Its failure
+            # (logged) is no reason to leave the config unsaved.
+            with contextlib.suppress(StorageError):
+                await self._storage.discard_partial_writes(path, older_than=_PARTIAL_WRITE_AGE_S)
             await self._storage.write(path, config.SerializeToString())
         except StorageError as exc:  # an atomic write: the config stays as it was
             raise self._storage_failure(exc, "could not save the config") from exc

@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,10 +158,11 @@ class Storage(abc.ABC):
         """Whether ``path`` is a file or a non-empty directory."""
         return await asyncio.to_thread(self.exists_sync, path)
 
-    async def discard_partial_writes(self, path: str) -> None:
-        """Removes what writes of ``path`` cut short (by a kill) left behind. Only for a file
-        that one process writes: another writer's write in flight would fail."""
-        await asyncio.to_thread(self.discard_partial_writes_sync, path)
+    async def discard_partial_writes(self, path: str, older_than: float = 0.0) -> None:
+        """Removes what writes of ``path`` cut short (by a kill) left behind: all of it, for a
+        file that one process writes (another writer's write in flight would fail); for a
+        file that several write, what is ``older_than`` seconds, which no write in flight is."""
+        await asyncio.to_thread(self.discard_partial_writes_sync, path, older_than)
 
     def url(self, path: str) -> str:
         """``path`` spelled out under the root, for messages."""
@@ -191,7 +193,7 @@ class Storage(abc.ABC):
     def list_dirs_sync(self, path: str) -> list[str]: ...
 
     @abc.abstractmethod
-    def discard_partial_writes_sync(self, path: str) -> None: ...
+    def discard_partial_writes_sync(self, path: str, older_than: float = 0.0) -> None: ...
 
     @abc.abstractmethod
     def exists_sync(self, path: str) -> bool: ...
@@ -272,12 +274,15 @@ class LocalStorage(Storage):
         finally:
             os.close(dir_fd)
 
-    def discard_partial_writes_sync(self, path: str) -> None:
+    def discard_partial_writes_sync(self, path: str, older_than: float = 0.0) -> None:
         # write_sync's temp files: a kill between mkstemp and the rename leaves one for good.
         target = self._path(path)
+        before = time.time() - older_than
         with self._failures("discarding partial writes of", path):
             for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
-                leftover.unlink(missing_ok=True)
+                with contextlib.suppress(FileNotFoundError):  # another writer's, renamed
+                    if not older_than or leftover.stat().st_mtime < before:
+                        leftover.unlink(missing_ok=True)
 
     def make_dir_sync(self, path: str) -> None:
         with self._failures("making", path):
@@ -440,7 +445,7 @@ class GcsStorage(Storage):
             return False
         return held == data
 
-    def discard_partial_writes_sync(self, path: str) -> None:
+    def discard_partial_writes_sync(self, path: str, older_than: float = 0.0) -> None:
         pass  # an upload replaces an object whole or not at all: nothing is left behind
 
     def make_dir_sync(self, path: str) -> None:

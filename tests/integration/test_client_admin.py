@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -121,10 +123,18 @@ async def test_wait_for_ready_times_out_when_replicas_cannot_exist(client: Clien
         await client.wait_for_ready(f"{CELL}/many", 3, timeout=0.5)
 
 
-async def test_cell_acl_reads_and_writes_config(client: Client) -> None:
+async def test_cell_acl_reads_and_writes_config(client: Client, cell: RunningCell) -> None:
     assert await client.get_acl(CELL) == ""
+    # Writes a kill cut short (a temp file a gateway never renamed) went nowhere, and piled
+    # up in SAX_ROOT: an old one goes at the next write, one of a write in flight stays.
+    folder = Path(cell.sax_root) / CELL.removeprefix("/")
+    old, fresh = folder / ".config.proto.cut.tmp", folder / ".config.proto.flight.tmp"
+    old.write_bytes(b"x")
+    fresh.write_bytes(b"x")
+    os.utime(old, (time.time() - 120, time.time() - 120))
     await client.set_acl(CELL, "sax-admins")
     assert await client.get_acl(CELL) == "sax-admins"
+    assert sorted(p.name for p in folder.glob(".config.proto.*")) == [fresh.name]
 
 
 async def test_model_acl_and_method_acl(client: Client) -> None:

@@ -179,7 +179,11 @@ _GRPC_BODY: dict[str, object] = {"text_format_source": {"inline_string": "%LOCAL
 
 
 def _grpc_mapper(
-    status: int, code: int, *, also: tuple[dict[str, object], ...] = ()
+    status: int,
+    code: int,
+    *,
+    also: tuple[dict[str, object], ...] = (),
+    add: tuple[dict[str, object], ...] = (),
 ) -> dict[str, object]:
     """A gRPC (or grpc-web) request's local reply carries the gRPC code of ``status`` in its
     grpc-status, which Envoy would otherwise derive by its own table (413 -> UNKNOWN, 504 ->
@@ -199,7 +203,7 @@ def _grpc_mapper(
     not_transcoded: dict[str, object] = {
         "header_filter": {"header": {"name": "x-envoy-original-path", "present_match": False}}
     }
-    headers: tuple[dict[str, object], ...] = (_set_header("grpc-status", str(code)),)
+    headers: tuple[dict[str, object], ...] = (_set_header("grpc-status", str(code)), *add)
     if status in _NEVER_MENDED:
         headers += (_set_header(PUSHBACK_KEY, "-1"),)
     filters = [_status_filter("EQ", status), *also, is_grpc, not_transcoded]
@@ -373,6 +377,13 @@ def _invalid_token_mappers(details: str) -> list[dict[str, object]]:
     return [_grpc_mapper(403, code, also=refused[1:]), openai, native]
 
 
+def _grpc_unauthenticated_mappers() -> list[dict[str, object]]:
+    """Envoy's 401s to gRPC and grpc-web, with the challenge HTTP's carry (a page may read
+    it): an API key's refusal had none, where a JWT's had jwt_authn's."""
+    sent = _grpc_mapper(401, _UNAUTHENTICATED, also=(_SENT_CREDENTIAL,), add=_challenge(True))
+    return [sent, _grpc_mapper(401, _UNAUTHENTICATED, add=_challenge(False))]
+
+
 def _unauthenticated_mappers() -> list[dict[str, object]]:
     """Envoy's 401s over HTTP, OpenAI's envelope on the OpenAI paths, each with its
     ``WWW-Authenticate`` challenge."""
@@ -411,6 +422,7 @@ def local_reply_mappers(descriptor: Path) -> list[dict[str, object]]:
     mappers.append(_connect_mapper())
     mappers += [_method_mapper(r.regex, r.verbs, r.openai) for r in routes(descriptor)]
     mappers.append(_healthz_mapper())
+    mappers += _grpc_unauthenticated_mappers()
     mappers += [_grpc_mapper(s, c) for s, c in LOCAL_REPLY_CODES.items() if s != 404]
     mappers += _unauthenticated_mappers()
     mappers += [_openai_mapper("EQ", status, code) for status, code in LOCAL_REPLY_CODES.items()]

@@ -89,3 +89,21 @@ def test_a_rate_limited_grpc_web_call_is_resource_exhausted(secure: SecureStack)
     assert response.headers["retry-after"] == "1"
     line = access_log_line(secure.stack, response.headers["x-request-id"])
     assert (line["status"], line["grpc_status"]) == (200, 8)
+
+
+@pytest.mark.parametrize(
+    ("headers", "challenge"),
+    [
+        ({}, 'Bearer realm="%s"'),
+        ({"x-api-key": "sk-not-a-key-0000000000"}, 'Bearer realm="%s", error="invalid_token"'),
+    ],
+)
+def test_an_api_keys_refusal_to_grpc_web_and_grpc_carries_the_challenge(
+    secure: SecureStack, headers: dict[str, str], challenge: str
+) -> None:
+    # As over HTTP (RFC 9110 11.6.1), and as a JWT's refusal did: an API key's had none.
+    url = secure.stack.http_url + GENERATE
+    response = grpc_web_call(url, SMALL, headers)
+    assert trailers_only_message(response, 16) == "Client authentication failed."
+    assert response.headers["www-authenticate"] == challenge % url
+    assert native_headers(url, SMALL, headers)["www-authenticate"] == challenge % url

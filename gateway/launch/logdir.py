@@ -21,6 +21,8 @@ from gateway.common.lockfile import HeldBy, take
 from gateway.launch.ports import describe
 
 LOCK_FILE = ".saxgw.lock"
+#: The directories this process holds, each with its lock's descriptor (`hold_log_dir`).
+_held: dict[Path, int] = {}
 
 
 class LogDirInUse(Exception):
@@ -36,8 +38,9 @@ def hold_log_dir(directory: str) -> Iterator[None]:
     """Holds ``directory`` for this process's stack until the block ends; raises
     `LogDirInUse` if another process holds it. A directory that cannot hold the lock file
     (read-only) is the children's logs' to report."""
+    folder = Path(os.path.abspath(directory))  # as `hold_again` is given it, however spelt
     try:
-        fd = take(Path(directory) / LOCK_FILE, str(os.getpid()))
+        _held[folder] = take(folder / LOCK_FILE, str(os.getpid()))
     except HeldBy as held:
         pid = held.holder.strip()
         raise LogDirInUse(describe(int(pid) if pid.isdigit() else None)) from None
@@ -47,4 +50,17 @@ def hold_log_dir(directory: str) -> Iterator[None]:
     try:
         yield
     finally:
+        os.close(_held.pop(folder))
+
+
+def hold_again(directory: Path) -> None:
+    """Takes the lock again in ``directory``, made again after it was removed (a child's log
+    opened there: `processes`), if this process held it: its lock file went with it, and a
+    second stack given the directory started and wrote into the same logs."""
+    directory = Path(os.path.abspath(directory))
+    fd = _held.get(directory)
+    if fd is None:
+        return
+    with contextlib.suppress(HeldBy, OSError):  # another stack took it first: its own now
+        _held[directory] = take(directory / LOCK_FILE, str(os.getpid()))
         os.close(fd)

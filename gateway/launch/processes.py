@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 from gateway.common.listen import host_and_port
+from gateway.launch.logdir import hold_again
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +132,9 @@ LOG_DIR_MODE = 0o755
 LOG_MODE = 0o644
 
 
-def make_log_dir(directory: str | Path) -> None:
-    """Creates ``directory`` and its missing parents, each at most ``LOG_DIR_MODE``."""
+def make_log_dir(directory: str | Path) -> bool:
+    """Creates ``directory`` and its missing parents, each at most ``LOG_DIR_MODE``: whether
+    it was missing."""
     missing: list[Path] = []
     here = Path(directory)
     while not here.exists() and here != here.parent:
@@ -143,12 +145,14 @@ def make_log_dir(directory: str | Path) -> None:
             os.mkdir(new, LOG_DIR_MODE)
     if not Path(directory).is_dir():  # a file in its place: said here, not at a log's open
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(directory))
+    return bool(missing)
 
 
 def _open_log(name: str, path: str) -> BinaryIO:
     """``path`` opened to append to, its directory made again if it was removed."""
     try:
-        make_log_dir(Path(path).parent)
+        if make_log_dir(Path(path).parent):
+            hold_again(Path(path).parent)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, LOG_MODE)
         return os.fdopen(fd, "ab")
     except OSError as exc:

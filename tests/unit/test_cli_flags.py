@@ -7,6 +7,7 @@ import argparse
 import fcntl
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import pytest
 from gateway.cell._args import add_cell_arguments
 from gateway.cli.main import main, parser
 from gateway.config import DEFAULT_STREAM_KEEPALIVE
+from gateway.launch.logdir import LogDirInUse, hold_log_dir
 from gateway.launch.ports import claim_ports
 from gateway.launch.processes import _open_log, free_port, make_log_dir
 from tests._storage import frozen
@@ -731,3 +733,20 @@ def test_serve_and_gateway_take_sax_root_from_the_environment(
         assert _refusal(command, capsys).endswith(
             "the following arguments are required: --sax-root"
         )
+
+
+def test_a_log_dir_made_again_is_held_again(tmp_path: Path) -> None:
+    # Removed while the stack ran and made again at a child's restart, the folder had no lock
+    # file: a second stack given it started and wrote its logs line between line with these.
+    logs = tmp_path / "logs"
+    make_log_dir(logs)  # as saxgw up|serve makes it before it holds it
+    with hold_log_dir(str(logs / ".." / "logs")):  # however the flag spelt it
+        with pytest.raises(LogDirInUse), hold_log_dir(str(logs)):
+            pass
+        shutil.rmtree(logs)
+        with _open_log("gateway-0", str(logs / "gateway-0.log")):
+            pass
+        with pytest.raises(LogDirInUse), hold_log_dir(str(logs)):
+            pass
+    with hold_log_dir(str(logs)):  # let go at the end
+        pass

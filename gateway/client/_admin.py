@@ -481,7 +481,8 @@ class CellAdmin:
         where = f" at {outage.address}" if outage.address else ""
         return DeadlineExceededError(
             f"admin {method.name} for {self.cell} did not finish within its deadline: the admin"
-            f" server{where} went away after it was sent, so it may have been made"
+            f" server{where} did not answer it once it was sent (it went away or hangs), so it"
+            " may have been made"
         )
 
     def _unreachable(self, outage: _Outage) -> SaxError:

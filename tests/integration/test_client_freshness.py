@@ -424,8 +424,9 @@ async def test_a_location_naming_a_server_that_is_no_admin_is_unavailable(tmp_pa
         async with Client(settings) as client:
             with pytest.raises(UnavailableError) as caught:
                 await client.list_all(CELL, timeout=BOUND_S)
-            # A change too, at once: no admin had it (it waited out its deadline, 504, "the
-            # admin server ... went away after it was sent, so it may have been made").
+            # A change too, at once: no admin had it (it waited out its deadline, 504, "...
+            # did not answer it once it was sent (it went away or hangs), so it may have been
+            # made").
             with pytest.raises(UnavailableError) as changed:
                 publishing = client.publish(f"{CELL}/m", TEST_LM, "None", 0, timeout=BOUND_S)
                 await asyncio.wait_for(publishing, BOUND_S)

@@ -612,8 +612,9 @@ class Generator:
                 "those Envoy sends before it has read the request, and so before there is an "
                 "ID: headers too large (431), a request it cannot parse (400: a malformed "
                 "request line or header, an unknown method, a bad Content-Length or "
-                "Transfer-Encoding), no Host header, a path that cannot be normalized or a QUERY "
-                "without a Content-Type (400), and `OPTIONS *` (404).",
+                "Transfer-Encoding), no Host header, a path that cannot be normalized, a QUERY "
+                "without a Content-Type or an https:// target on the plaintext port (400), and "
+                "`OPTIONS *` (404).",
             },
         }
         schema["required"] = ["code", "message"]

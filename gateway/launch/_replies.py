@@ -265,6 +265,14 @@ _BARE_REFUSALS: dict[str, tuple[int, int, str]] = {
         "a QUERY request needs a Content-Type naming its body's media type; no path of this"
         " API takes QUERY (it is a 405 naming those a path takes)",
     ),
+    # `GET https://localhost:8888/x HTTP/1.1` on the plaintext port: Envoy's 403 "Forbidden"
+    # read as a denial of the caller's rights; the request is malformed for this port.
+    "http1.https_url_on_plaintext_connection": (
+        400,
+        3,
+        "an https:// request target on a plaintext connection: send http://, or https:// to a"
+        " port that serves TLS",
+    ),
     "absolute_path_rejected": (
         404,
         5,

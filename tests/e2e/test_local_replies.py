@@ -98,6 +98,16 @@ QUERY_WITHOUT_TYPE = (
             5,
             "the request target must be a path such as /generate (OPTIONS * is not served)",
         ),
+        # Envoy's 403 "Forbidden", which read as a denial.
+        (
+            "GET",
+            "https://localhost/listcells",
+            True,
+            400,
+            3,
+            "an https:// request target on a plaintext connection: send http://, or https://"
+            " to a port that serves TLS",
+        ),
     ],
 )
 def test_a_request_refused_before_any_route_says_why(

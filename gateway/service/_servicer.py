@@ -309,19 +309,21 @@ class SaxGatewayServicer(MultimodalMethods, MediaMethods, gateway_pb2_grpc.SaxGa
         # model's queue is one the keep-alive bridges (a queued stream sent nothing until it
         # was refused, and a proxy's read timeout gave up on it first). Its client's stream
         # slot is held from before, so that a stream waiting in its model's queue counts.
+        # The request is checked first: a stream queued past the keep-alive has its 200 out.
+        model, options = self._target(request, context, stream=True)
+        f.required(request.query, "query")
         deadline = self._deadline(context, request, stream=True)
         admission = self._access.admit("GenerateStream", request, context, deadline)
-        admitted = False
         tracker = DeltaTracker()
         started = False
         stream = None
         keepalive.start()
         try:
             with self._streams.hold(context):
+                # Left in `finally` whatever happened: its slots are taken before a beat under
+                # way ends, which a caller that leaves meanwhile cuts short (a flag set after
+                # this line missed that, and the model's slot was held for good).
                 await keepalive.bridge(admission.__aenter__())
-                admitted = True
-                model, options = self._target(request, context, stream=True)
-                f.required(request.query, "query")
                 note_samples(tracker.texts)  # the telemetry's, kept once
                 stream = self._client.lm_generate_stream(model, request.query, options)
                 while True:
@@ -351,8 +353,7 @@ class SaxGatewayServicer(MultimodalMethods, MediaMethods, gateway_pb2_grpc.SaxGa
             keepalive.stop()
             if stream is not None:
                 await aclose(stream)  # on client disconnect, this cancels the Sax call
-            if admitted:
-                await admission.__aexit__(None, None, None)
+            await admission.__aexit__(None, None, None)  # what it holds, if anything
         note_answered()
         yield final
 

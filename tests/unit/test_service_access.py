@@ -30,12 +30,15 @@ from gateway.common.slottable import SlotTable
 from gateway.config import AccessSettings, GatewaySettings, ModelLimit
 from gateway.service import _access as access_module
 from gateway.service import _acls as acls_module
+from gateway.service import _deadlines as deadlines
 from gateway.service import _stackgate as stackgate_module
 from gateway.service._access import Access, AccessInterceptor
 from gateway.service._counts import SharedCounts
 from gateway.service._gates import UNLIMITED, Busy, Gate, WaitCounts, uncounted
 from gateway.service._metrics import GatewayMetrics
+from gateway.service._servicer import SaxGatewayServicer
 from gateway.service._stackgate import StackCounts
+from gateway.service._streams import StreamSlots
 from gateway.service._usage import DATA_METHODS
 from tests._wait import until
 
@@ -1175,3 +1178,54 @@ async def test_a_change_its_caller_left_has_its_acls_read_again_as_it_lands() ->
     await asyncio.sleep(0.8)
     with pytest.raises(PermissionDeniedError, match="limited to acl/team-b"):
         await _admit(access, "team-a")
+
+
+@dataclass
+class _SlowHeaders(FakeContext):
+    """A stream's context whose headers take a while to go out (a slow peer, a busy loop)."""
+
+    def time_remaining(self) -> float | None:
+        return None
+
+    async def send_initial_metadata(self, metadata: object) -> None:
+        await asyncio.sleep(0.3)
+
+
+async def test_a_stream_whose_caller_leaves_as_it_is_admitted_frees_the_models_slot() -> None:
+    # Admitted while its keep-alive's headers were going out, and cut short by its caller
+    # before they had: its slots were taken, but a flag set after the admission said none,
+    # and the model's one slot was held for good (each later call waited out its deadline).
+    access = _access(FakeClient(), model=ModelLimit(max_in_flight=1, max_queued=1))
+    settings = GatewaySettings(client=ClientSettings(sax_root="/x"), stream_keepalive=0.1)
+    servicer = SaxGatewayServicer(FakeClient(), settings, StreamSlots(100), access)  # type: ignore[arg-type]
+    holder = access.admit("Generate", Request(), FakeContext("ops"), DEADLINE)
+    await holder.__aenter__()  # another call has the model's one slot
+    context = _SlowHeaders("team-a")
+    request = pb.GenerateStreamRequest(model=MODEL, query="x")
+    # As the access interceptor does.
+    deadlines.fix(context, request, settings, stream=True)  # type: ignore[arg-type]
+    stream = servicer.GenerateStream(request, context)  # type: ignore[arg-type]
+    first = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0.15)  # queued: its headers are going out
+    await holder.__aexit__(None, None, None)  # the slot frees: the stream is admitted
+    await asyncio.sleep(0.05)
+    first.cancel()  # its caller leaves
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    await _admit(access, "ops", deadline=Deadline.after(1.0))  # the slot is free
+    assert access._gates == {}
+
+
+async def test_a_stream_without_a_query_is_refused_before_it_queues() -> None:
+    # Checked once admitted, a malformed stream queued past the keep-alive had its 200 out
+    # before it learned (in-band) that it was malformed; HTTP clients act on the status.
+    access = _access(FakeClient(), model=ModelLimit(max_in_flight=1, max_queued=1))
+    settings = GatewaySettings(client=ClientSettings(sax_root="/x"), stream_keepalive=0.1)
+    servicer = SaxGatewayServicer(FakeClient(), settings, StreamSlots(100), access)  # type: ignore[arg-type]
+    async with access.admit("Generate", Request(), FakeContext("ops"), DEADLINE):
+        context = _SlowHeaders("team-a")
+        request = pb.GenerateStreamRequest(model=MODEL, query="")
+        deadlines.fix(context, request, settings, stream=True)  # type: ignore[arg-type]
+        stream = servicer.GenerateStream(request, context)  # type: ignore[arg-type]
+        with pytest.raises(InvalidArgumentError, match="query"):
+            await asyncio.wait_for(anext(stream), 0.05)

@@ -114,21 +114,30 @@ def _principals(config: EdgeConfig, role: str) -> list[dict[str, Any]]:
             subject = {"authenticated": {"principal_name": {"exact": cert.subject}}}
             header = {"header": {"name": IDENTITY_HEADER, "string_match": {"exact": cert.client}}}
             ids.append({"and_ids": {"ids": [subject, header]}})
+    # A token whose client id is a key's or a certificate's client: the gateway reads a caller's
+    # ACLs, model list and limits by the id alone, so a user who chose it (Keycloak's
+    # preferred_username, an email) passed that client's.
+    named = {k.client for k in config.api_keys} | {c.client for c in config.certificate_clients}
+    not_named = [
+        {"not_id": {"header": {"name": IDENTITY_HEADER, "string_match": {"exact": client}}}}
+        for client in sorted(named)
+    ]
     for issuer in config.jwt:
         iss = _metadata(_jwt_claim("iss"), {"string_match": {"exact": issuer.issuer}})
         if role in issuer.roles:
-            ids.append(iss)
+            ids.append({"and_ids": {"ids": [iss, *not_named]}} if not_named else iss)
         elif issuer.roles_claim:
             holds = {"list_match": {"one_of": {"string_match": {"exact": role}}}}
             claim = _metadata(_jwt_claim(issuer.roles_claim), holds)
-            if "." in issuer.roles_claim:
+            path = issuer.roles_claim.split(".")
+            if len(path) > 1 and all(path):  # `a..b` or `roles.` names no path: Envoy refuses it
                 # Read as the client claim is (`_CLIENT_CLAIM_CHECK`): a path of nested
                 # objects (Keycloak's realm_access.roles), else one claim of that whole name
                 # (Auth0's https://example.com/roles). Only the whole name was read, so
                 # Keycloak's roles were never found.
-                nested = _metadata(_jwt_claim(*issuer.roles_claim.split(".")), holds)
+                nested = _metadata(_jwt_claim(*path), holds)
                 claim = {"or_ids": {"ids": [nested, claim]}}
-            ids.append({"and_ids": {"ids": [iss, claim]}})
+            ids.append({"and_ids": {"ids": [iss, claim, *not_named]}})
     return ids or [{"not_id": {"any": True}}]
 
 

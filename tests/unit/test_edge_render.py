@@ -173,9 +173,14 @@ def test_any_text_in_names_and_paths_renders_a_config_envoy_takes(tmp_path: Path
     # YAML), and the package's files under a folder whose name YAML reads as a comment.
     (tmp_path / "jwks.json").write_text(JwtSigner.generate().jwks())
     issuer = {"issuer": "https://login.exämple.com", "jwks_file": "jwks.json"}
+    # And a roles claim with dots that names no path of objects (an empty step).
+    empty_step = {**issuer, "issuer": "https://b.test", "roles_claim": "https://b.test/roles."}
     data = {
         "auth": {
-            "jwt": [{**issuer, "audiences": ["api-\U0001f600"], "roles_claim": "r\U0001f600"}]
+            "jwt": [
+                {**issuer, "audiences": ["api-\U0001f600"], "roles_claim": "r\U0001f600"},
+                empty_step,
+            ]
         },
         "clients": {"\U00020bb7野": {"rate": {"requests_per_second": 5}}},
     }

@@ -228,7 +228,7 @@ def test_an_envoy_started_again_keeps_the_key_set_read_at_start(
     config.write_text(f"auth:\n  jwt:\n    - {{issuer: '{ISSUER}', jwks_file: jwks.json}}\n")
     edge = dataclasses.replace(secure.stack.envoy.edge, jwt=load_config(config).edge.jwt)
     jwks.write_text('{"keys": [')  # an editor's first write
-    token = secure.signer.token({"iss": ISSUER, "sub": "team-a"})
+    token = secure.signer.token({"iss": ISSUER, "sub": "alice"})
     with (
         front_envoy(secure, edge, tmp_path, "envoy-jwks") as port,
         httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http,

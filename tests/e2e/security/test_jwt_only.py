@@ -151,3 +151,26 @@ def test_a_claim_name_with_dots_is_a_path_else_one_claim_for_client_and_roles_al
         no_roles = secure.signer.token({**claims, **namespaced})
         refused = http.get("/listcells", headers={"Authorization": f"Bearer {no_roles}"})
         assert refused.status_code == 403, refused.text
+
+
+def test_a_token_naming_a_key_clients_id_is_refused(
+    secure: SecureStack, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # The gateway reads a caller's ACLs, model list and limits by its id alone: a token whose
+    # client claim a user chooses (Keycloak's preferred_username) passed as the key client
+    # `ops` (200 through an ACL naming ops alone).
+    base = tmp_path_factory.mktemp("jwt-named")
+    secret = "sk-front-ops-0123456789"
+    key = {"key": secret, "client": "ops", "roles": ["data"]}
+    config: dict[str, object] = {"auth": {"jwt": [JWT], "api_keys": [key]}}
+    claims: dict[str, object] = {"iss": ISSUER, "aud": "saxgw"}
+    with (
+        _front(secure, base, config, "envoy-jwt-named") as port,
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http,
+    ):
+        for sub, status in (("ops", 403), ("alice", 200)):
+            token = secure.signer.token({**claims, "sub": sub})
+            listed = http.get("/listcells", headers={"Authorization": f"Bearer {token}"})
+            assert listed.status_code == status, (sub, listed.text)
+        by_key = http.get("/listcells", headers={"x-api-key": secret})
+        assert by_key.status_code == 200, by_key.text

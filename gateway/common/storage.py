@@ -277,11 +277,11 @@ class LocalStorage(Storage):
     def discard_partial_writes_sync(self, path: str, older_than: float = 0.0) -> None:
         # write_sync's temp files: a kill between mkstemp and the rename leaves one for good.
         target = self._path(path)
-        before = time.time() - older_than
+        wall = time.time()  # as files' times are: no deadline is read here
         with self._failures("discarding partial writes of", path):
             for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
                 with contextlib.suppress(FileNotFoundError):  # another writer's, renamed
-                    if not older_than or leftover.stat().st_mtime < before:
+                    if not older_than or wall - leftover.stat().st_mtime > older_than:
                         leftover.unlink(missing_ok=True)
 
     def make_dir_sync(self, path: str) -> None:

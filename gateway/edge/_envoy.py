@@ -195,13 +195,15 @@ def _route_regex(regex: str) -> dict[str, Any]:
 
 def _open_or_identified() -> dict[str, Any]:
     """A matcher predicate: the path (gRPC, or an open method's HTTP path) is open, or a JWT
-    already set the identity header."""
+    already set the identity header, to a text of one line: one with a control character
+    (jwt_authn copies a claim as it is) was a 503 at the gateway ("invalid header value"),
+    which clients retry, for a token that can never work; `_client_claim_check` refuses it."""
     alternatives = [p.replace(".", r"\.") for p in (*OPEN, *OPEN_HTTP)]
     open_regex = "^(" + "|".join(alternatives) + r")(\?.*)?$"
     return {
         "or_matcher": {
             "predicate": [
-                header_predicate(IDENTITY_HEADER, _regex(".+")),
+                header_predicate(IDENTITY_HEADER, _regex("[^[:cntrl:]]+")),
                 header_predicate(":path", _regex(open_regex)),
             ]
         }
@@ -366,13 +368,19 @@ function envoy_on_request(request)
   end
   local claim = claims[payload["iss"]] or "sub"
   local headers = request:headers()
-  -- jwt_authn's claim_to_headers reads a name with dots as a path of nested objects only
-  -- (Keycloak's realm_access.x); one claim of that whole name (Auth0's namespaced
-  -- https://example.com/client_id) is read here. A text, of one line.
-  local value = payload[claim]
-  if type(value) == "string" and value ~= "" and not string.find(value, "%%c") then
-    headers:replace("%s", value)
-    return
+  local why = "Jwt has no " .. claim .. " claim, which names the client"
+  if headers:get("%s") ~= nil then
+    -- jwt_authn's copy of the claim, with a control character (the others skip this)
+    why = "Jwt's " .. claim .. " claim cannot name the client: it holds a control character"
+  else
+    -- jwt_authn's claim_to_headers reads a name with dots as a path of nested objects only
+    -- (Keycloak's realm_access.x); one claim of that whole name (Auth0's namespaced
+    -- https://example.com/client_id) is read here. A text, of one line.
+    local value = payload[claim]
+    if type(value) == "string" and value ~= "" and not string.find(value, "%%c") then
+      headers:replace("%s", value)
+      return
+    end
   end
   local scheme = headers:get("x-forwarded-proto") or headers:get(":scheme") or "http"
   local path = string.match(headers:get(":path") or "/", "^[^?]*")
@@ -380,7 +388,7 @@ function envoy_on_request(request)
   request:respond(
     {[":status"] = "401",
      ["www-authenticate"] = 'Bearer realm="' .. realm .. '", error="invalid_token"'},
-    "Jwt has no " .. claim .. " claim, which names the client")
+    why)
 end
 """
 
@@ -401,7 +409,13 @@ def _client_claim_check(config: EdgeConfig) -> dict[str, Any]:
     table = ", ".join(
         f"[{_lua_quoted(j.issuer)}] = {_lua_quoted(j.client_claim)}" for j in config.jwt
     )
-    code = _CLIENT_CLAIM_CHECK % (table, _JWT_FILTER, _JWT_PAYLOAD, IDENTITY_HEADER)
+    code = _CLIENT_CLAIM_CHECK % (
+        table,
+        _JWT_FILTER,
+        _JWT_PAYLOAD,
+        IDENTITY_HEADER,
+        IDENTITY_HEADER,
+    )
     check = _lua("client_claim_check", code)
     named_or_keyed = {
         "or_matcher": {
@@ -540,7 +554,7 @@ def _anonymous_compression() -> dict[str, Any]:
     compressed = {
         "or_matcher": {
             "predicate": [
-                header_predicate(IDENTITY_HEADER, _regex(".+")),
+                header_predicate(IDENTITY_HEADER, _regex("[^[:cntrl:]]+")),
                 {"not_matcher": header_predicate("grpc-encoding", _regex(".*"))},
                 header_predicate("grpc-encoding", _regex("identity")),
                 # HTTP/JSON: the transcoder frames its messages uncompressed, whatever the

@@ -113,6 +113,17 @@ def test_a_jwt_without_its_client_claim_is_refused_naming_it(
         )
         challenge = f'Bearer realm="http://127.0.0.1:{port}/listcells", error="invalid_token"'
         assert refused.headers["www-authenticate"] == challenge
+        # A claim with a control character, which jwt_authn copies as it is: a 503 at the
+        # gateway ("invalid header value"), which clients retry.
+        for value in ("bo\x02b", "x\x7f"):
+            broken = secure.signer.token({**claims, "email": value})
+            refused = http.get("/listcells", headers={"Authorization": f"Bearer {broken}"})
+            assert refused.json() == envoy_error(
+                refused,
+                16,
+                "Jwt's email claim cannot name the client: it holds a control character",
+            )
+            assert refused.status_code == 401
         named = secure.signer.token({**claims, "email": "alice@saxgw.test"})
         listed = http.get("/listcells", headers={"Authorization": f"Bearer {named}"})
         assert (listed.status_code, listed.json()) == (200, {"cells": ["/sax/test"]})

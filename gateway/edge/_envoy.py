@@ -377,7 +377,9 @@ function envoy_on_request(request)
     -- (Keycloak's realm_access.x); one claim of that whole name (Auth0's namespaced
     -- https://example.com/client_id) is read here. A text, of one line.
     local value = payload[claim]
-    if type(value) == "string" and value ~= "" and not string.find(value, "%%c") then
+    if type(value) == "string" and string.find(value, "%%c") then
+      why = "Jwt's " .. claim .. " claim cannot name the client: it holds a control character"
+    elseif type(value) == "string" and value ~= "" then
       headers:replace("%s", value)
       return
     end
@@ -417,13 +419,20 @@ def _client_claim_check(config: EdgeConfig) -> dict[str, Any]:
         IDENTITY_HEADER,
     )
     check = _lua("client_claim_check", code)
-    named_or_keyed = {
+    keyed = {
         "or_matcher": {
             "predicate": [
-                _open_or_identified(),
                 header_predicate("authorization", _regex(".*")),
                 header_predicate("x-api-key", _regex(".*")),
             ]
+        }
+    }
+    # A key beside a token whose claim jwt_authn copied with a control character is no reason
+    # to skip: api_key_auth then checked the key too, and RBAC refused the pair (403).
+    unnamed = {"not_matcher": header_predicate(IDENTITY_HEADER, _regex(".*"))}
+    named_or_keyed = {
+        "or_matcher": {
+            "predicate": [_open_or_identified(), {"and_matcher": {"predicate": [keyed, unnamed]}}]
         }
     }
     return skip_when("client_claim_check", check, named_or_keyed)

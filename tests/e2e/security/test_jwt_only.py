@@ -115,9 +115,11 @@ def test_a_jwt_without_its_client_claim_is_refused_naming_it(
         assert refused.headers["www-authenticate"] == challenge
         # A claim with a control character, which jwt_authn copies as it is: a 503 at the
         # gateway ("invalid header value"), which clients retry.
-        for value in ("bo\x02b", "x\x7f"):
+        # Beside a key too, which skipped the check: a 403 "RBAC: access denied".
+        for value, key in (("bo\x02b", {}), ("x\x7f", {"x-api-key": "sk-any-0123456789abcd"})):
             broken = secure.signer.token({**claims, "email": value})
-            refused = http.get("/listcells", headers={"Authorization": f"Bearer {broken}"})
+            headers = {"Authorization": f"Bearer {broken}", **key}
+            refused = http.get("/listcells", headers=headers)
             assert refused.json() == envoy_error(
                 refused,
                 16,
@@ -159,6 +161,14 @@ def test_a_claim_name_with_dots_is_a_path_else_one_claim_for_client_and_roles_al
             assert refused.json() == gateway_error(
                 refused, 7, "client team-b may not use /sax/test/not-b"
             )
+        # A whole-name claim with a control character is named as such, not "missing".
+        broken = secure.signer.token({**claims, **keycloak, "https://saxgw.test/client": "b\x01"})
+        refused = http.get("/listcells", headers={"Authorization": f"Bearer {broken}"})
+        assert (refused.status_code, refused.json()["message"]) == (
+            401,
+            "Jwt's https://saxgw.test/client claim cannot name the client: it holds a control "
+            "character",
+        )
         no_roles = secure.signer.token({**claims, **namespaced})
         refused = http.get("/listcells", headers={"Authorization": f"Bearer {no_roles}"})
         assert refused.status_code == 403, refused.text

@@ -310,6 +310,10 @@ class SaxGatewayServicer(MultimodalMethods, MediaMethods, gateway_pb2_grpc.SaxGa
         # was refused, and a proxy's read timeout gave up on it first). Its client's stream
         # slot is held from before, so that a stream waiting in its model's queue counts.
         # The request is checked first: a stream queued past the keep-alive has its 200 out.
+        # After the caller's model list, as a unary call's is (a 403 before a 400); an ID past
+        # any model's length is the 400 below, never echoed whole in a refusal.
+        if len(request.model) <= lim.MAX_ID_CHARS:
+            self._access.check_named(context, request.model)
         model, options = self._target(request, context, stream=True)
         f.required(request.query, "query")
         deadline = self._deadline(context, request, stream=True)

@@ -1229,3 +1229,16 @@ async def test_a_stream_without_a_query_is_refused_before_it_queues() -> None:
         stream = servicer.GenerateStream(request, context)  # type: ignore[arg-type]
         with pytest.raises(InvalidArgumentError, match="query"):
             await asyncio.wait_for(anext(stream), 0.05)
+
+
+async def test_a_stream_refused_its_model_is_told_so_before_its_request_is_checked() -> None:
+    # As a unary call is: a client that may not use the model got the 400 of its request first,
+    # and, that mended, the 403.
+    access = _access(FakeClient(), client_models={"team-a": ("/sax/test/other*",)})
+    settings = GatewaySettings(client=ClientSettings(sax_root="/x"))
+    servicer = SaxGatewayServicer(FakeClient(), settings, StreamSlots(100), access)  # type: ignore[arg-type]
+    context = _SlowHeaders("team-a")
+    request = pb.GenerateStreamRequest(model=MODEL, query="")
+    deadlines.fix(context, request, settings, stream=True)  # type: ignore[arg-type]
+    with pytest.raises(PermissionDeniedError, match="client team-a may not use /sax/test/lm"):
+        await anext(servicer.GenerateStream(request, context))  # type: ignore[arg-type]

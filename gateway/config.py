@@ -76,16 +76,16 @@ def could_be_api_key(name: str) -> bool:
     return len(name) >= MIN_API_KEY_LENGTH and not re.fullmatch(r"[a-z_]+|/.*", name)
 
 
-def unknown_key(where: str, key: object, expected: str) -> ConfigError:
-    """The error for ``key``, unknown in the mapping at ``where`` ("" at the top), which
-    ``expected`` says what it takes: it names the key, unless `could_be_api_key`."""
+def unknown_key(where: str, key: object, expected: str, *, kind: str = "key") -> ConfigError:
+    """The error for ``key``, an unknown ``kind`` in the mapping at ``where`` ("" for the
+    file's sections), which ``expected`` says what it takes: it names the key, unless
+    `could_be_api_key`."""
     if isinstance(key, str) and could_be_api_key(key):
-        at = f"{where}: " if where else ""
         return ConfigError(
-            f"{at}an unknown key of {len(key)} characters, not repeated here as it may be an "
-            f"API key; {expected}"
+            f"{where or 'the file'}: an unknown {kind} of {len(key)} characters, not repeated "
+            f"here as it may be an API key; {expected}"
         )
-    return ConfigError(f"{f'{where}.{key}' if where else key}: unknown key; {expected}")
+    return ConfigError(f"{f'{where}.{key}' if where else key}: unknown {kind}; {expected}")
 
 
 def not_a_model_id(where: str, key: object, why: str) -> ConfigError:

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from gateway.common.private import write_private
-from gateway.config import ConfigError, could_be_api_key, parse_yaml, yaml_error_place
+from gateway.config import ConfigError, parse_yaml, unknown_key, yaml_error_place
 from gateway.edge import SECTIONS as EDGE_SECTIONS
 from gateway.edge import EdgeConfig, parse_edge
 from gateway.modelconfig import ModelConfig, parse_models
@@ -72,12 +72,7 @@ def parse_config(data: Any, base: Path = Path(".")) -> ConfigFile:
     for key in data:
         if key not in SECTIONS:
             expected = f"expected one of {', '.join(SECTIONS)}"
-            if isinstance(key, str) and could_be_api_key(key):  # never repeated in an error
-                raise ConfigError(
-                    f"the file: an unknown section of {len(key)} characters, not repeated here "
-                    f"as it may be an API key; {expected}"
-                )
-            raise ConfigError(f"{key}: unknown section; {expected}")
+            raise unknown_key("", key, expected, kind="section")
     parts = {
         name: parse({k: v for k, v in data.items() if k in owned}, base)
         for name, (owned, parse) in _PARTS.items()

@@ -146,9 +146,7 @@ def endpoint(text: str) -> str:
     range"), or reached another port (grpc takes 103624 as 38088). Empty: none."""
     if not text:
         return text
-    rest = text.partition("://")[2] if "://" in text else text
-    authority = rest.partition("/")[0].rpartition("@")[2]  # no path, no user
-    host, number = split_port(authority)
+    host, number = split_port(otlp_target(text))
     if not host or any(c.isspace() for c in text):
         raise argparse.ArgumentTypeError(
             f"expected a URL such as http://127.0.0.1:4317, got {text!r}"
@@ -159,10 +157,11 @@ def endpoint(text: str) -> str:
 
 
 def otlp_target(url: str) -> str:
-    """The ``HOST:PORT`` of a collector's ``url`` (`endpoint`), the gRPC target the gateway's
-    exporter and Envoy's both dial: OTLP/gRPC has no path, and one (an OTLP/HTTP traces URL's
-    /v1/traces) became part of the target, so that every export failed and its spans were
-    lost ("Failed to parse port"): Envoy's for any URL, the gateway's without a scheme."""
+    """The ``HOST:PORT`` of ``url`` (`endpoint`), without scheme, user or path: what `endpoint`
+    checks, and the gRPC target a collector's exporters dial, the gateway's and Envoy's: OTLP/
+    gRPC has no path, and one (an OTLP/HTTP traces URL's /v1/traces) became part of the
+    target, so that every export failed and its spans were lost ("Failed to parse port"):
+    Envoy's for any URL, the gateway's without a scheme."""
     rest = url.partition("://")[2] if "://" in url else url
     return rest.partition("/")[0].rpartition("@")[2]
 

@@ -106,14 +106,13 @@ class KeepAlive(Generic[_Beat]):
     async def bridge(self, waited: Awaitable[_T]) -> _T:
         """``await waited``, a wait before the stream's source (a model's queue): beats may be
         sent meanwhile, as while it waits for a message, but its end sends none."""
-        self._waiting = self._every > 0
+        await self.__aenter__()
         try:
             return await waited
         finally:
-            if self._waiting:
-                self._waiting = False
-                if self._beating is not None:
-                    await asyncio.wait((self._beating,))
+            # Ended as a wait that raised is: no message went out, so no time is noted and
+            # the first message's beat stays due.
+            await self.__aexit__(BaseException)
 
     def _due(self, loop: asyncio.AbstractEventLoop) -> None:
         """The timer: a beat if the stream has waited ``every`` seconds, else a later look."""

@@ -430,8 +430,8 @@ def local_reply_mappers(descriptor: Path) -> list[dict[str, object]]:
     mappers.append(_connect_mapper())
     mappers += [_method_mapper(r.regex, r.verbs, r.openai) for r in routes(descriptor)]
     mappers.append(_healthz_mapper())
-    mappers += _grpc_unauthenticated_mappers()
-    mappers += [_grpc_mapper(s, c) for s, c in LOCAL_REPLY_CODES.items() if s != 404]
+    mappers += _grpc_unauthenticated_mappers()  # every 401: with its challenge
+    mappers += [_grpc_mapper(s, c) for s, c in LOCAL_REPLY_CODES.items() if s not in (401, 404)]
     mappers += _unauthenticated_mappers()
     mappers += [_openai_mapper("EQ", status, code) for status, code in LOCAL_REPLY_CODES.items()]
     mappers.append(_openai_mapper("GE", 400, _UNKNOWN))

@@ -360,6 +360,7 @@ def _jwt(config: EdgeConfig) -> dict[str, Any]:
 
 _CLIENT_CLAIM_CHECK = """
 local claims = {%s}
+local client_header = "%s"
 function envoy_on_request(request)
   local verified = request:streamInfo():dynamicMetadata():get("%s")
   local payload = verified and verified["%s"]
@@ -368,21 +369,20 @@ function envoy_on_request(request)
   end
   local claim = claims[payload["iss"]] or "sub"
   local headers = request:headers()
-  local why = "Jwt has no " .. claim .. " claim, which names the client"
-  if headers:get("%s") ~= nil then
-    -- jwt_authn's copy of the claim, with a control character (the others skip this)
-    why = "Jwt's " .. claim .. " claim cannot name the client: it holds a control character"
-  else
+  -- jwt_authn's copy of the claim, with a control character: the others skip this check.
+  local copied = headers:get(client_header) ~= nil
+  local value = payload[claim]
+  local dirty = type(value) == "string" and string.find(value, "%%c") ~= nil
+  if not copied and not dirty and type(value) == "string" and value ~= "" then
     -- jwt_authn's claim_to_headers reads a name with dots as a path of nested objects only
     -- (Keycloak's realm_access.x); one claim of that whole name (Auth0's namespaced
     -- https://example.com/client_id) is read here. A text, of one line.
-    local value = payload[claim]
-    if type(value) == "string" and string.find(value, "%%c") then
-      why = "Jwt's " .. claim .. " claim cannot name the client: it holds a control character"
-    elseif type(value) == "string" and value ~= "" then
-      headers:replace("%s", value)
-      return
-    end
+    headers:replace(client_header, value)
+    return
+  end
+  local why = "Jwt has no " .. claim .. " claim, which names the client"
+  if copied or dirty then
+    why = "Jwt's " .. claim .. " claim cannot name the client: it holds a control character"
   end
   local scheme = headers:get("x-forwarded-proto") or headers:get(":scheme") or "http"
   local path = string.match(headers:get(":path") or "/", "^[^?]*")
@@ -411,13 +411,7 @@ def _client_claim_check(config: EdgeConfig) -> dict[str, Any]:
     table = ", ".join(
         f"[{_lua_quoted(j.issuer)}] = {_lua_quoted(j.client_claim)}" for j in config.jwt
     )
-    code = _CLIENT_CLAIM_CHECK % (
-        table,
-        _JWT_FILTER,
-        _JWT_PAYLOAD,
-        IDENTITY_HEADER,
-        IDENTITY_HEADER,
-    )
+    code = _CLIENT_CLAIM_CHECK % (table, IDENTITY_HEADER, _JWT_FILTER, _JWT_PAYLOAD)
     check = _lua("client_claim_check", code)
     keyed = {
         "or_matcher": {

@@ -316,8 +316,7 @@ class SaxGatewayServicer(MultimodalMethods, MediaMethods, gateway_pb2_grpc.SaxGa
             self._access.check_named(context, request.model)
         model, options = self._target(request, context, stream=True)
         f.required(request.query, "query")
-        deadline = self._deadline(context, request, stream=True)
-        admission = self._access.admit("GenerateStream", request, context, deadline)
+        admission = self._access.admit("GenerateStream", request, context, options.deadline)
         tracker = DeltaTracker()
         started = False
         stream = None

@@ -11,6 +11,7 @@ from google.protobuf import duration_pb2, struct_pb2
 from gateway.client import CallOptions, InvalidArgumentError
 from gateway.common import limits as lim
 from gateway.common.deadline import Deadline
+from gateway.common.errors import DeadlineExceededError
 from gateway.common.limits import quote
 from gateway.common.names import (
     check_acl_method,
@@ -197,7 +198,8 @@ def deadline(
     """Seconds left for this call: the shortest of the gRPC deadline (a moment before it,
     `REPORT_MARGIN_S`), the request's ``timeout`` field and the gateway's default. The
     caller's own (the first two) count from when Envoy began to receive the call
-    (`RECEIVING_HEADER`), not from when the gateway got it whole; 0 once passed."""
+    (`RECEIVING_HEADER`), not from when the gateway got it whole; 0 once passed (a
+    DeadlineExceededError if it passed while the call was being received)."""
     seconds = default
     receiving = _receiving(context)
     if requested is not None:  # sent, even as 0s: a caller who asks for no time at all erred
@@ -212,6 +214,14 @@ def deadline(
     relayed = metadata_value(context, RELAYED_TIMEOUT_HEADER)
     if relayed is not None:
         seconds = min(seconds, _grpc_timeout(relayed) - receiving)
+    if seconds <= 0 < seconds + receiving:
+        # Spent while Envoy received the call: it failed at its first wait, which its message
+        # named, so a body sent slowly (a large image on a slow uplink) was told the admin
+        # had not answered in time with the model's ACLs, of a healthy admin.
+        raise DeadlineExceededError(
+            "the call exceeded its deadline while its request was being received "
+            f"(it took {receiving:.1f} s to arrive)"
+        )
     return max(seconds, 0.0)
 
 

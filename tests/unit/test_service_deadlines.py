@@ -121,16 +121,25 @@ def test_the_callers_deadline_counts_from_when_envoy_began_to_receive_the_call()
     ):
         assert leaves(context, request, seconds), (request, seconds)
     assert leaves(received("1500"), _generate(), 30)
-    # Past already: no time left (not a negative amount of it).
-    for context, request in (
+    # Past already: the call fails there, and says why. It failed at its first wait, named
+    # as the cause: "reading the model's ACLs from the admin", of a healthy admin.
+    spent: list[tuple[Context, pb.GenerateRequest | None]] = [
         (received("2500", None, relayed), _generate()),
         (received("2500"), _generate(2)),
         (received("2500", 2.0), _generate()),
-    ):
-        assert leaves(context, request, 0.0), request
-        late = deadlines.call_deadline(context, request, SETTINGS)
-        with pytest.raises(DeadlineExceededError, match="Generate exceeded its deadline"):
-            late.timeout("Generate")
+        (received("2500", None, relayed), None),
+    ]
+    for context, maybe in spent:
+        with pytest.raises(DeadlineExceededError) as raised:
+            deadlines.call_deadline(context, maybe, SETTINGS, stream=True)
+        assert str(raised.value) == (
+            "the call exceeded its deadline while its request was being received "
+            "(it took 2.5 s to arrive)"
+        )
+    # A deadline the caller gave as none at all is a deadline passed, not a slow request.
+    late = deadlines.call_deadline(_context(0.0), _generate(), SETTINGS)
+    with pytest.raises(DeadlineExceededError, match="Generate exceeded its deadline"):
+        late.timeout("Generate")
     # What is not a count of milliseconds (Envoy sends none when it forwarded the call before
     # its body) counts as no wait.
     for value in ("", "-", "1.5", "-100", "1e3", "9999999999"):

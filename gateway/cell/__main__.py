@@ -39,7 +39,7 @@ def _announce(line: str, log_format: LogFormat) -> None:
     if logs.resolved(log_format) == "json":
         logs.print_record(_log, line)
     else:
-        print(line, flush=True)
+        logs.print_line(line)
 
 
 async def _run(settings: CellSettings, log_level: str, log_format: LogFormat) -> None:

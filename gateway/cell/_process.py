@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from gateway.cell._args import add_cell_arguments, configure_logging, settings_from_args
 from gateway.cell._errors import CellStartError
 from gateway.cell.settings import CellSettings
-from gateway.common import flags
+from gateway.common import flags, logs
 from gateway.common.stdout import discard_stdout
 from gateway.common.storage import StorageError
 
@@ -99,7 +99,7 @@ def emit(line: str) -> None:
     the server, never stopped, another at exit. It exits at stdin's end (--exit-on-stdin-eof),
     as it would have had it died a moment later."""
     try:
-        print(line, flush=True)
+        logs.print_line(line)
     except BrokenPipeError:
         discard_stdout()
 

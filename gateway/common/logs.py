@@ -163,12 +163,26 @@ class TextFormatter(logging.Formatter):
         return text
 
 
+def print_line(line: str) -> None:
+    """Prints ``line`` to stdout, flushed. Under `saxgw up --log-dir` stdout is the process's
+    log file: on a full disk the line is lost (a write that failed stays in the buffer and goes
+    with the next), as logging's own lines are. The OSError had stopped each gateway and ops
+    process that started on a full log disk, at its "listening" line, and again at each
+    restart. A pipe closed by whoever reads it is still a BrokenPipeError to the caller."""
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        raise
+    except OSError:
+        pass
+
+
 def print_record(logger: logging.Logger, message: str) -> None:
     """Prints ``message`` to stdout as an INFO record of ``logger``, formatted as the root
     logger's records are (JSON lines, or text): a line meant for stdout that still parses."""
     record = logger.makeRecord(logger.name, logging.INFO, "", 0, message, (), None)
     formatter = next((h.formatter for h in logging.getLogger().handlers if h.formatter), None)
-    print(formatter.format(record) if formatter else message, flush=True)
+    print_line(formatter.format(record) if formatter else message)
 
 
 class UndecodableMetadata(logging.Filter):

@@ -25,10 +25,19 @@ _log = logging.getLogger(__name__)
 # replica that answers nothing, when the replica leaves, is logged here.
 _hung_log = logging.getLogger("gateway.client._hung")
 
+#: The most headers and trailers a reply may carry. grpc's defaults (8 KiB, and 16 KiB at
+#: most) are below a model server's long status message (a Python traceback, an XLA dump of
+#: its memory), which grpc then failed RESOURCE_EXHAUSTED: the failure lost, and the model
+#: taken for overloaded. The gateway cuts the message short where it answers (service/
+#: _errors.py's `clip`).
+MAX_METADATA_BYTES = 1 << 20
+
 CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
     # Images, audio and embeddings can be large; Sax servers set no limit either.
     ("grpc.max_send_message_length", -1),
     ("grpc.max_receive_message_length", -1),
+    ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+    ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
     # A restarted server should be reachable again within a second or two, not after gRPC's
     # default reconnect backoff (which grows to two minutes).
     ("grpc.initial_reconnect_backoff_ms", 100),

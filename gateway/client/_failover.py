@@ -31,6 +31,7 @@ from gateway.common.errors import (
     GRPC_DEADLINE,
     REPLICA_RETRY_CODES,
     DeadlineExceededError,
+    InternalError,
     InvalidArgumentError,
     ResourceExhaustedError,
     SaxError,
@@ -54,6 +55,13 @@ _CAUSE_CHARS = 200
 # Codes after which a replica is skipped for a moment.
 _DOWN_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
 
+#: How many times a call is sent to a replica that then goes away while holding it (its
+#: connection cut: a crash, a kill). A query that brings model servers down (one they run
+#: out of memory on) was sent to each replica in turn until its deadline: 11 times in 3 s to
+#: one replica, 49 in 20 s to two, each time cutting the other calls those replicas held.
+#: gRPC's own retry policy (gRFC A6) bounds its attempts alike.
+LOST_AT_MOST = 3
+
 
 class Retry:
     """What a failing call has tried so far (this round: since it last backed off)."""
@@ -63,6 +71,7 @@ class Retry:
         "final",
         "last",
         "last_address",
+        "lost",
         "overloaded",
         "overloaded_since",
         "tried",
@@ -80,6 +89,8 @@ class Retry:
         """When a replica first answered RESOURCE_EXHAUSTED (``now()``'s clock)."""
         self.final = False
         """Whether ``last`` is a failure no later round mends (`hopeless`)."""
+        self.lost = 0
+        """Attempts whose replica went away while it held the call (`LOST_AT_MOST`)."""
 
     def failed(self, table: AddressTable, address: str, exc: grpc.aio.AioRpcError) -> None:
         """Records a failed attempt; raises the error if another replica cannot help."""
@@ -106,6 +117,13 @@ class Retry:
             raise replica_error(table.model_id, address, exc, error) from exc
         else:
             self.final = False
+            self.lost += error.message.startswith(_REMOVED)
+            if self.lost >= LOST_AT_MOST:
+                raise UnavailableError(
+                    f"the model servers of {table.model_id} went away while holding this call "
+                    f"{self.lost} times, the last at {address} ({error.message}): it is not "
+                    "sent again, as it may be what brings them down"
+                ) from exc
         error.__cause__ = exc
         if error.code in _DOWN_CODES:
             table.mark_down(address)
@@ -194,6 +212,14 @@ def call_error(model_id: str, exc: grpc.RpcError) -> SaxError:
             f"the request is {over[1]} bytes, over the limit of {over[2]} bytes of the model "
             f"servers of {model_id}: send less (smaller or fewer inputs)"
         )
+    if error.code == grpc.StatusCode.RESOURCE_EXHAUSTED and _METADATA_TOO_LARGE in error.message:
+        # Headers or trailers over the channel's limit (`_channels.MAX_METADATA_BYTES`): a
+        # status message that long, most likely. RESOURCE_EXHAUSTED to grpc, it was taken for
+        # an overloaded model, retried on every replica, and answered 429 "overloaded".
+        return InternalError(
+            f"a model server of {model_id} answered with headers or trailers over this "
+            f"client's limit ({error.message})"
+        )
     if error.code == grpc.StatusCode.CANCELLED:
         return UnavailableError(
             f"a model server of {model_id} cancelled the call (it may be shutting down): "
@@ -254,6 +280,9 @@ _RECEIVED_TOO_LARGE = re.compile(r"Received message larger than max \((\d+) vs\.
 #: What this client's grpc puts before it when the reply was over its own limit (grpcio 1.85;
 #: the server's puts "SERVER: ", and an older one nothing).
 _RECEIVED_HERE = "CLIENT: "
+
+#: How grpc words headers or trailers received over the channel's metadata limits.
+_METADATA_TOO_LARGE = "received metadata size exceeds"
 
 #: How grpc words a stream that the connection under it cut.
 _REMOVED = "Stream removed ("

@@ -41,7 +41,11 @@ class Unparsed:
 
 
 def _parsing(deserialize: _Deserializer) -> _Deserializer:
-    def parse(data: bytes) -> Any:
+    def parse(data: bytes | None) -> Any:
+        if data is None:
+            # grpc.aio's reply to a unary call that ended OK with no message (or with one
+            # cut short): parsed, a TypeError, and the same two tracebacks as below.
+            return Unparsed("it ended OK with no reply message")
         try:
             return deserialize(data)
         except DecodeError as exc:

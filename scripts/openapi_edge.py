@@ -194,7 +194,7 @@ _IF_NONE_MATCH: Schema = {
     "is still that one.",
 }
 _NOT_MODIFIED: Schema = {
-    "description": "Not Modified: If-None-Match names the file's current ETag; no body.",
+    "description": "Not Modified: If-None-Match names the file's current ETag, or is *; no body.",
     "headers": _FILE_HEADERS,
 }
 

@@ -343,6 +343,12 @@ def _response_schemas(usage: Schema) -> dict[str, Schema]:
                 "item": item,
                 "part": output_text,
                 "delta": {"type": "string"},
+                "logprobs": {
+                    "type": "array",
+                    "maxItems": 0,
+                    "items": {},
+                    "description": "Of `response.output_text.delta`: none are returned.",
+                },
                 "text": {"type": "string"},
             },
             ["type", "sequence_number"],

@@ -63,6 +63,7 @@ async def stream_prompt(
     steps = [0] * n
     texts.extend(TextSoFar() for _ in range(n))
     seen: set[int] = set()
+    counted = False  # whether a message has said how many samples the model returns
     texted = False  # whether the chunks about to be yielded carry text (telemetry)
 
     def piece(i: int, text: str) -> list[dict[str, Any]]:
@@ -77,11 +78,12 @@ async def stream_prompt(
     stream = client.lm_generate_stream(model, prompt, options)
     try:
         async for items in stream:
-            if items and not seen:
+            if items and not counted:
                 # Sax's messages carry every sample: too few is the caller's n, refused
                 # as the whole answer refuses it (before any event of the first prompt).
                 # A message without items says nothing about them.
                 check_samples(model, len(items), n)
+                counted = True
             chunks: list[dict[str, Any]] = []
             for delta in tracker.feed(items):
                 i = delta.index
@@ -100,6 +102,11 @@ async def stream_prompt(
                 break  # every choice hit a stop string: closing the stream cancels Sax
     finally:
         await aclose(stream)  # also on client disconnect: cancels the Sax call
+    if not counted:
+        # A stream that ended with no sample at all: a 200 with an empty text that "stop"ped,
+        # where the same answer unstreamed is this 500 (the model's failure passed for its
+        # answer).
+        check_samples(model, 0, n)
     chunks = []
     for i in range(n):  # every choice ends once, even a sample that stayed empty
         if not scanners[i].stopped:

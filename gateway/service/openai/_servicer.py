@@ -23,6 +23,7 @@ from saxgateway.v1 import openai_pb2_grpc
 from gateway.client import (
     CallOptions,
     Client,
+    InternalError,
     InvalidArgumentError,
     ModelDetail,
     NotFoundError,
@@ -458,6 +459,7 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
         hint = "send fewer inputs" + ("" if req.base64 else " (or encoding_format=base64)")
         limit = self._settings.max_message_bytes
         reply = EmbeddingList(len(req.inputs), req.base64, limit, hint)
+        sized: list[tuple[int, int]] = []  # the first vector's input and size
 
         async def embedded(index: int, text: str) -> None:
             # Each vector is checked and written as it comes: a reply that cannot be sent is
@@ -466,6 +468,17 @@ class OpenAIGatewayServicer(openai_pb2_grpc.OpenAIGatewayServicer):
                 vector = await self._client.lm_embed(model, text, options)
             except InvalidArgumentError as exc:
                 raise await self._unserved(exc, model, "lm.embed", deadline) from None
+            # The model's failures, not answers: a 200 carried empty vectors, or vectors of
+            # 1, 3 and 2 dimensions in one list (and `dimensions` blamed the caller).
+            if not vector:
+                raise InternalError(f"{model} embedded input {index} into no dimensions")
+            if not sized:
+                sized.append((index, len(vector)))
+            if len(vector) != sized[0][1]:
+                (i, m), (j, n) = sorted([sized[0], (index, len(vector))])
+                raise InternalError(
+                    f"{model} embedded input {i} into {m} dimensions and input {j} into {n}"
+                )
             if req.dimensions is not None and req.dimensions != len(vector):
                 size = len(vector)
                 why = f"{model} embeds into {size} dimensions, not {req.dimensions}"

@@ -4,6 +4,7 @@ it) says why in a line, not a traceback: the admin server on its own, the embedd
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import socket
@@ -212,3 +213,22 @@ def test_a_hung_admin_of_another_sax_root_on_the_same_fs_root_is_not_taken_over(
     finally:
         first.terminate()
         first.communicate(timeout=30)
+
+
+def test_a_state_locked_by_a_holder_that_wrote_no_name_is_not_taken_over(tmp_path: Path) -> None:
+    # An admin started on a full disk holds the lock without its name in it. Taken for a hung
+    # admin of this SAX_ROOT, it was taken over: the two wrote their states over each other's,
+    # and a publish the second acknowledged was lost.
+    fs_root = tmp_path / "fs-root"
+    lock = fs_root / "sax" / ".test.admin.lock"
+    lock.parent.mkdir(parents=True)
+    with lock.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        second = _run("gateway.cell.admin", tmp_path / "two", "--port=0", f"--fs-root={fs_root}")
+    assert second.returncode == 1
+    assert second.stderr.splitlines() == [
+        f"python -m gateway.cell.admin: the state of /sax/test under {fs_root} is locked by a "
+        f"process that did not write who it is in {lock} (its disk full?): two admins of one "
+        "cell overwrite each other's saved state; stop it first (`fuser` names it), or create "
+        "the cell with an --fs-root of its own"
+    ]

@@ -53,6 +53,16 @@ async def hold_state(fs_root: str, *, cell: str, mine: str, sax_root: str) -> in
         fd = take(path, f"{mine} {sax_root}", FILE_MODE)
     except HeldBy as held:
         address, _, root = held.holder.partition(" ")
+        if not address:
+            # Its holder could not write who it is (its disk was full as it started): taken
+            # for a hung admin of this SAX_ROOT, it was taken over, and the two admins wrote
+            # their states over each other's (an acknowledged publish was lost).
+            raise CellStartError(
+                f"the state of {cell} under {fs_root} is locked by a process that did not "
+                f"write who it is in {path} (its disk full?): two admins of one cell "
+                "overwrite each other's saved state; stop it first (`fuser` names it), or "
+                "create the cell with an --fs-root of its own"
+            ) from None
         answers = bool(address) and await admin_answers(address, cell)
         # A hung holder of another SAX_ROOT is no admin this one takes over from: that
         # SAX_ROOT's location.proto still names it, so once it resumes it serves on, unaware,
@@ -69,7 +79,7 @@ async def hold_state(fs_root: str, *, cell: str, mine: str, sax_root: str) -> in
             "the admin server of %s at %s holds the state under %s but does not answer: "
             "taking the cell over without its lock",
             cell,
-            address or "(unknown)",
+            address,
             fs_root,
         )
         return None

@@ -8,6 +8,7 @@ plain HTTP even when Envoy's public listener wants TLS: the pod's readiness prob
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import gzip
 import logging
@@ -17,10 +18,12 @@ import signal
 import socket
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Metric, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -191,13 +194,70 @@ def _accepts_gzip(accept_encoding: str) -> bool:
     return False
 
 
-class _Server(ThreadingHTTPServer):
-    """ThreadingHTTPServer on its host's address family: the base class is IPv4 only, and
-    ``--ops-listen ::1`` failed ("Address family for hostname not supported")."""
+#: Connections served at once; one more is closed as it comes. Each holds a thread (~26 KB):
+#: with no cap, 3,500 connections that each sent a byte now and then held 3,400 threads and
+#: 128 MB, and enough of them would take the ops container past its memory limit.
+MAX_CONNECTIONS = 256
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+
+class _Server(ThreadingHTTPServer):
+    """ThreadingHTTPServer on its host's address family (the base class is IPv4 only, and
+    ``--ops-listen ::1`` failed: "Address family for hostname not supported"), with at most
+    `MAX_CONNECTIONS` at once, each of which has ``request_timeout`` seconds from its accept
+    for its whole request. The handler's socket timeout bounds each read alone: a request
+    sent a byte every few seconds held its connection and thread for as long as it went on."""
+
+    # socketserver's listen backlog is 5: connections that came faster than the accept loop
+    # took them waited for the kernel's SYN retries (1 s, 3 s, ...): 256 took 42 s.
+    request_queue_size = 128
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        request_timeout: float,
+    ) -> None:
         self.address_family = family(address[0])
         super().__init__(address, handler)
+        self._request_timeout = request_timeout
+        self._lock = threading.Lock()
+        self._open = 0
+        self._awaited: dict[socket.socket, float] = {}  # connections whose request is due
+        threading.Thread(target=self._cut_late_requests, name="ops-deadlines", daemon=True).start()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._lock:
+            full = self._open >= MAX_CONNECTIONS
+            if not full:
+                self._open += 1
+                self._awaited[request] = time.monotonic() + self._request_timeout
+        if full:
+            super().shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._lock:
+            self._open -= 1
+            self._awaited.pop(request, None)
+        super().shutdown_request(request)
+
+    def received(self, request: socket.socket) -> None:
+        """The request on ``request`` has come whole: its deadline no longer applies."""
+        with self._lock:
+            self._awaited.pop(request, None)
+
+    def _cut_late_requests(self) -> None:
+        while True:
+            time.sleep(min(1.0, self._request_timeout / 4))
+            now = time.monotonic()
+            with self._lock:
+                late = [conn for conn, due in self._awaited.items() if due <= now]
+                for conn in late:
+                    del self._awaited[conn]
+            for conn in late:  # its handler's read returns, and its thread ends
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
 
     def server_bind(self) -> None:
         if self.server_address[0] == "::":  # every address of both families, as Envoy's
@@ -232,6 +292,11 @@ def start(settings: OpsSettings) -> ThreadingHTTPServer:
         # The socket's timeout: a request line or header that does not come in time, or a
         # reply the client does not read, ends the connection (and its thread).
         timeout = settings.request_timeout
+
+        def parse_request(self) -> bool:
+            parsed = super().parse_request()  # which reads the headers
+            server.received(self.connection)  # the request has come: the reply's time is its own
+            return parsed
 
         def do_GET(self) -> None:
             if names is not None and not answers(self.headers.get("Host"), names):
@@ -290,7 +355,7 @@ def start(settings: OpsSettings) -> ThreadingHTTPServer:
             log.debug(format, *args)  # one line per scrape would drown the real logs
 
     try:
-        server = _Server((settings.host, settings.port), Handler)
+        server = _Server((settings.host, settings.port), Handler, settings.request_timeout)
     except OSError as exc:  # socket.gaierror too: a --host that does not resolve
         raise ListenError.from_os_error(settings.host, settings.port, exc) from None
     server.daemon_threads = True

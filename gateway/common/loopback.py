@@ -25,9 +25,13 @@ def is_loopback(address: str) -> bool:
     if address == "localhost":
         return True
     try:
-        return ipaddress.ip_address(address).is_loopback
+        ip = ipaddress.ip_address(address)
     except ValueError:
         return False
+    # Python 3.11 says an IPv4-mapped loopback (::ffff:127.0.0.1) is not loopback: the ops
+    # port bound there answered every Host name (no guard against DNS rebinding).
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 def domains(listen_address: str, allowed: Sequence[str]) -> list[str] | None:

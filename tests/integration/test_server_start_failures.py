@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.common.listen import ListenError, check_bind
 from gateway.launch.ports import holder
 from gateway.launch.processes import free_port
 
@@ -86,3 +87,15 @@ def test_a_gateway_refuses_a_sax_root_that_is_a_file(tmp_path: Path) -> None:
     done = _run("gateway", "--port", str(free_port()), sax_root=a_file)
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == f"saxgw gateway: --sax-root {a_file} is not a directory\n"
+
+
+def test_an_ipv4_mapped_address_is_refused_before_anything_starts() -> None:
+    # It bound here (an IPv6 socket takes IPv4 too), so `saxgw up --listen ::ffff:127.0.0.1`
+    # started the cell and the gateways, and then Envoy, whose IPv6 sockets are IPv6 only,
+    # stopped it: "cannot bind '[::ffff:127.0.0.1]:8888': Invalid argument".
+    with pytest.raises(ListenError) as refused:
+        check_bind("::ffff:127.0.0.1", free_port())
+    assert refused.value.reason == (
+        "an IPv4-mapped IPv6 address: give the IPv4 address itself (127.0.0.1)"
+    )
+    assert not refused.value.in_use

@@ -39,6 +39,9 @@ def test_a_loopback_listener_answers_loopback_names_and_added_ones() -> None:
     assert domains("127.0.0.2", ()) == [*LOOPBACK_NAMES, "127.0.0.2", *rooted]
     assert domains("::1", ()) == [*LOOPBACK_NAMES, *rooted]  # as [::1]
     assert domains("127.0.0.1", ("*",)) is None  # the operator's way out
+    # IPv4-mapped loopback is loopback: it answered any Host (Python 3.11 says it is not).
+    assert domains("::ffff:127.0.0.1", ()) == [*LOOPBACK_NAMES, "[::ffff:127.0.0.1]", *rooted]
+    assert domains("::ffff:10.1.2.3", ()) is None
 
 
 @pytest.mark.parametrize("address", ["0.0.0.0", "10.1.2.3"])

@@ -105,7 +105,12 @@ def ports_to_bind(args: argparse.Namespace) -> list[tuple[str, int, str]]:
     ]
     if args.ops_port:
         ports.append((args.ops_listen, args.ops_port, "the ops (/metrics) port, --ops-port"))
-    ports += [("127.0.0.1", p, "a gateway port, --gateway-ports") for p in args.gateway_ports]
+    # --workers counts the ports up from the first one given: say so, or a clash with the
+    # next one blamed --gateway-ports, which named one port.
+    gateway = (
+        "--gateway-ports and --workers" if getattr(args, "workers", None) else "--gateway-ports"
+    )
+    ports += [("127.0.0.1", p, f"a gateway port, {gateway}") for p in args.gateway_ports]
     if args.embedded:
         ports.append(("127.0.0.1", args.admin_port, "the Sax admin port, --admin-port"))
         ports += [

@@ -97,7 +97,11 @@ def test_a_listen_address_is_taken_in_its_one_spelling(given: str, taken: str) -
         (["--ops-port", "38988"], "port 38988 is given twice (Envoy's public port, --port; the"),
         (["--admin-port", "38151"], "port 38151 is given twice (a gateway port, --gateway-ports;"),
         # --workers counts up from the first gateway port, onto --ops-port here.
-        (["--gateway-ports", "38988", "--port", "38000", "--workers", "2"], "port 38989 is"),
+        (
+            ["--gateway-ports", "38988", "--port", "38000", "--workers", "2"],
+            "port 38989 is given twice (the ops (/metrics) port, --ops-port; a gateway port, "
+            "--gateway-ports and --workers)",
+        ),
     ],
 )
 def test_two_roles_on_one_port_are_refused_before_anything_starts(

@@ -10,7 +10,12 @@ import pytest
 
 from gateway.client._failover import Retry, stream_error
 from gateway.client._locations import AddressTable
-from gateway.common.errors import ResourceExhaustedError, UnavailableError
+from gateway.common.errors import (
+    InvalidArgumentError,
+    ResourceExhaustedError,
+    UnavailableError,
+    asks_for_credentials,
+)
 
 MODEL = "/sax/test/lm"
 BUSY = "queue full: ResourceExhausted"
@@ -101,3 +106,52 @@ def test_a_begun_stream_cut_by_its_replica_names_it_and_says_to_send_it_again(
     own = "TestLM failed after 2 tokens (fail_after_tokens): Unavailable"
     error = stream_error(MODEL, "a:1", _failure(grpc.StatusCode.UNAVAILABLE, own))
     assert (type(error), error.message) == (UnavailableError, own)
+
+
+def test_an_unreachable_replica_is_skipped_by_the_next_calls(table: AddressTable) -> None:
+    # Marked down for a moment: round-robin chose it again, and each call paid a failed
+    # attempt before its failover.
+    retry = Retry()
+    retry.failed(table, "a:1", _failure(grpc.StatusCode.UNAVAILABLE, "Connection refused"))
+    assert [table.pick() for _ in range(4)] == ["b:1"] * 4
+    # A refusal in Sax's words (the model's own) says nothing about reaching the replica.
+    other = AddressTable(MODEL, num_conn=2, seed=0)
+    other.set_addresses({"a:1", "b:1"})
+    with pytest.raises(InvalidArgumentError):
+        Retry().failed(
+            other, "a:1", _failure(grpc.StatusCode.INVALID_ARGUMENT, "bad: InvalidArgument")
+        )
+    assert sorted(other.pick() or "" for _ in range(4)) == ["a:1", "a:1", "b:1", "b:1"]
+
+
+def test_a_message_over_a_size_limit_is_not_an_overload(table: AddressTable) -> None:
+    # RESOURCE_EXHAUSTED to grpc, as an overloaded replica's answer: retried on every replica
+    # until `overloaded_after`, then a 429 "overloaded; retry later", a request that no retry
+    # can pass. In the words of a grpc without the sizes that `call_error` reads.
+    too_large = "Received message larger than max"
+    with pytest.raises(ResourceExhaustedError) as failed:
+        Retry().failed(table, "a:1", _failure(grpc.StatusCode.RESOURCE_EXHAUSTED, too_large))
+    assert (
+        failed.value.message == f"the model server of {MODEL} at a:1 failed the call: {too_large}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("code", "details", "asks"),
+    [
+        (grpc.StatusCode.UNAUTHENTICATED, "missing credentials", True),  # an auth proxy's
+        (grpc.StatusCode.PERMISSION_DENIED, "RBAC: access denied", True),
+        # A Sax server's own refusal (an ACL), in its words: passed on as the 403 it is, not
+        # a 503 saying the server "is no Sax admin" or asks for credentials.
+        (
+            grpc.StatusCode.PERMISSION_DENIED,
+            "user x may not use /sax/test/lm: PermissionDenied",
+            False,
+        ),
+        (grpc.StatusCode.UNAVAILABLE, "missing credentials", False),
+    ],
+)
+def test_only_a_refusal_not_in_sax_words_asks_for_credentials(
+    code: grpc.StatusCode, details: str, asks: bool
+) -> None:
+    assert asks_for_credentials(code, details) is asks

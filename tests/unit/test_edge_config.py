@@ -87,6 +87,10 @@ def test_direct_mode_is_asked_for_by_name() -> None:
             {"auth": {"api_keys": [{"key": "short", "client": "ops", "roles": ["data"]}]}},
             "auth.api_keys[0].key: keys are at least 16 characters, visible ASCII (no spaces,",
         ),
+        (  # one short of the least (docs/config.md: "at least 16 characters")
+            {"auth": {"api_keys": [{"key": "0123456789abcde", "client": "o", "roles": ["data"]}]}},
+            "auth.api_keys[0].key: keys are at least 16 characters, visible ASCII (no spaces,",
+        ),
         (
             # The OpenAI SDK (httpx) and gRPC refuse to send it: it admitted no client.
             {"auth": {"api_keys": [{"key": "clé-très-secrète-0123", "client": "o", "roles": []}]}},

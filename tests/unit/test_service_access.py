@@ -1180,6 +1180,39 @@ async def test_a_change_its_caller_left_has_its_acls_read_again_as_it_lands() ->
         await _admit(access, "team-a")
 
 
+@pytest.mark.parametrize(
+    ("error", "wait"),
+    [
+        (DeadlineExceededError("the admin was slow to answer"), 0.0),
+        # The admin away: read again once it may be back (`_SETTLE_S`: 0.5 s first).
+        (UnavailableError("the admin went away before its reply"), 0.8),
+    ],
+)
+async def test_a_change_that_failed_but_may_have_been_made_has_its_acls_read_again(
+    error: Exception, wait: float
+) -> None:
+    # A SetAcl that failed so may have been made all the same (its reply lost): the ACLs kept
+    # for the model must be read anew, or a revoked one goes unenforced for their whole
+    # lifetime (20 s here; up to an hour).
+    client = FakeClient({})
+    access = _access(client, acl_cache_seconds=20.0)
+    await _admit(access, "team-a")
+    settings = GatewaySettings(client=ClientSettings(sax_root="/x"))
+    interceptor = AccessInterceptor(access, settings)
+
+    async def set_acl(request: object, context: object) -> object:
+        client.acls = {"lm.generate": "acl/team-b"}  # saved by the admin
+        raise error
+
+    change = interceptor.wrap_unary("/saxgateway.v1.SaxGateway/SetAcl", set_acl)
+    request = pb.SetAclRequest(name=MODEL, method="lm.generate", acl="acl/team-b")
+    with pytest.raises(type(error)):
+        await change(request, FakeContext("ops"))
+    await asyncio.sleep(wait)
+    with pytest.raises(PermissionDeniedError, match="limited to acl/team-b"):
+        await _admit(access, "team-a")
+
+
 @dataclass
 class _SlowHeaders(FakeContext):
     """A stream's context whose headers take a while to go out (a slow peer, a busy loop)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import subprocess
@@ -28,6 +29,7 @@ from gateway.service._errors import (
     MAX_FIELD_BYTES,
     MAX_TEXT_BYTES,
     MAX_VIOLATIONS,
+    ErrorInterceptor,
     Report,
     abort,
     check_reply,
@@ -235,4 +237,33 @@ def test_a_reply_over_the_message_limit_is_invalid_argument() -> None:
     assert failure.value.message == (
         f"the reply would be {exact} bytes, over this gateway's limit of {exact - 1} bytes: ask"
         " the model for less (fewer or shorter samples, fewer or smaller outputs)"
+    )
+
+
+async def test_a_call_cut_under_its_handler_is_answered_unavailable() -> None:
+    # grpc.aio raises CancelledError in a handler whose outgoing call had its channel closed
+    # under it; its caller did not leave. Unanswered, the call ended with no status, and its
+    # caller waited until its deadline (or Envoy's route timeout: a 504).
+    codes: list[object] = []
+
+    class Coded(_Context):
+        async def abort(
+            self,
+            code: object,
+            details: str = "",
+            trailing_metadata: Sequence[tuple[str, str | bytes]] = (),
+        ) -> None:
+            codes.append(code)
+            await super().abort(code, details, trailing_metadata)
+
+    async def cut(request: object, context: object) -> object:
+        raise asyncio.CancelledError  # not this task's cancellation
+
+    call = ErrorInterceptor().wrap_unary("/saxgateway.v1.SaxGateway/Generate", cut)
+    context = Coded(request_id="r")
+    with pytest.raises(_Aborted):
+        await call(pb.GenerateRequest(), cast(Context, context))
+    assert (codes, context.aborted[0]) == (
+        [grpc.StatusCode.UNAVAILABLE],
+        "a connection closed under the call",
     )

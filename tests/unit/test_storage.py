@@ -3,7 +3,9 @@ one logged StorageError that says whether a retry may pass."""
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -35,6 +37,38 @@ async def test_write_replaces_and_leaves_no_temp_files(tmp_path: Path) -> None:
     await storage.write("a/f", b"new")
     assert await storage.read("a/f") == b"new"
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["f"]
+
+
+def test_a_write_is_on_disk_before_it_is_acknowledged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The file's bytes, then the directory that names it (the rename): without either, a
+    # power loss could bring the cell's state back empty or old, after its publish was
+    # acknowledged. What each fsync was of, read from its descriptor.
+    synced: list[Path] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    open_storage(str(tmp_path)).write_sync("a/f", b"new")
+    [written, directory] = synced
+    assert written.parent == tmp_path / "a" and written.name.startswith(".f.")  # the temp file
+    assert directory == tmp_path / "a"
+
+
+def test_a_write_that_fails_leaves_no_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(src: object, dst: object) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(StorageError):
+        open_storage(str(tmp_path)).write_sync("a/f", b"new")
+    assert list((tmp_path / "a").iterdir()) == []
 
 
 async def test_read_missing_is_none(tmp_path: Path) -> None:

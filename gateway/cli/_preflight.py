@@ -4,6 +4,7 @@ directories it will write, each reported as one line that names the flag to chan
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import tempfile
 from pathlib import Path
 
@@ -17,7 +18,14 @@ from gateway.launch.readiness import busy_ports
 
 def busy(args: argparse.Namespace) -> str | None:
     """Why a port the stack needs cannot be bound: another process listens on it, or a
-    connection holds it, or its address is not this machine's."""
+    connection holds it, or its address is not this machine's (or not one Envoy takes)."""
+    if mapped := _ipv4_mapped(args.listen):
+        # It binds from Python (whose IPv6 sockets take IPv4 too), then Envoy, whose IPv6
+        # sockets are IPv6 only, stopped the stack it started last: "Invalid argument".
+        return (
+            f"--listen {args.listen} is an IPv4-mapped IPv6 address, which Envoy cannot listen "
+            f"on: give the IPv4 address itself ({mapped})"
+        )
     try:
         busy = busy_ports(ports_to_bind(args))
     except ListenError as exc:
@@ -30,6 +38,14 @@ def busy(args: argparse.Namespace) -> str | None:
         # Named, so that a process left over from an earlier run is found and stopped.
         return in_use(args, {port: holder(port) or connection_end(port) for port, _ in busy})
     return None
+
+
+def _ipv4_mapped(host: str) -> ipaddress.IPv4Address | None:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
 
 
 def claimed(args: argparse.Namespace, exc: PortClaimed) -> str:

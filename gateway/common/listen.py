@@ -8,7 +8,6 @@ instead of the traceback of grpc's RuntimeError or of an OSError.
 from __future__ import annotations
 
 import errno
-import ipaddress
 import socket
 
 
@@ -61,13 +60,6 @@ def check_bind(host: str, port: int) -> None:
         family, kind, proto, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )[0]
-        mapped = family == socket.AF_INET6 and ipaddress.IPv6Address(address[0]).ipv4_mapped
-        if mapped:
-            # Bound here (where IPv6 sockets take IPv4 too), then Envoy, whose IPv6 sockets
-            # are IPv6 only, stopped the stack it started last: "Invalid argument".
-            raise ListenError(
-                host, port, f"an IPv4-mapped IPv6 address: give the IPv4 address itself ({mapped})"
-            )
         with socket.socket(family, kind, proto) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind(address)

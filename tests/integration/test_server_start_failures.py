@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from gateway.common.listen import ListenError, check_bind
 from gateway.launch.ports import holder
 from gateway.launch.processes import free_port
 
@@ -89,13 +88,19 @@ def test_a_gateway_refuses_a_sax_root_that_is_a_file(tmp_path: Path) -> None:
     assert done.stderr == f"saxgw gateway: --sax-root {a_file} is not a directory\n"
 
 
-def test_an_ipv4_mapped_address_is_refused_before_anything_starts() -> None:
-    # It bound here (an IPv6 socket takes IPv4 too), so `saxgw up --listen ::ffff:127.0.0.1`
-    # started the cell and the gateways, and then Envoy, whose IPv6 sockets are IPv6 only,
-    # stopped it: "cannot bind '[::ffff:127.0.0.1]:8888': Invalid argument".
-    with pytest.raises(ListenError) as refused:
-        check_bind("::ffff:127.0.0.1", free_port())
-    assert refused.value.reason == (
-        "an IPv4-mapped IPv6 address: give the IPv4 address itself (127.0.0.1)"
+def test_up_refuses_an_ipv4_mapped_listen_address_before_anything_starts(tmp_path: Path) -> None:
+    # Python binds it (its IPv6 sockets take IPv4 too), so `saxgw up` started the cell and the
+    # gateway, and then Envoy, whose IPv6 sockets are IPv6 only, stopped the stack: "cannot
+    # bind '[::ffff:127.0.0.1]:8888': Invalid argument".
+    ports = [str(free_port()) for _ in range(6)]
+    flags = ["--port", "--envoy-admin-port", "--gateway-ports", "--ops-port", "--admin-port"]
+    argv = [sys.executable, "-m", "gateway.cli", "up", "--listen", "::ffff:127.0.0.1"]
+    for flag, port in zip([*flags, "--model-server-ports"], ports, strict=True):
+        argv += [flag, port]
+    argv += [f"--sax-root={tmp_path / 'root'}", f"--fs-root={tmp_path / 'fs'}"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.splitlines()[-1] == (
+        "saxgw: --listen ::ffff:7f00:1 is an IPv4-mapped IPv6 address, which Envoy cannot "
+        "listen on: give the IPv4 address itself (127.0.0.1)"
     )
-    assert not refused.value.in_use

@@ -117,7 +117,7 @@ class Retry:
             raise replica_error(table.model_id, address, exc, error) from exc
         else:
             self.final = False
-            self.lost += error.message.startswith(_REMOVED)
+            self.lost += _lost_under(error.message)
             if self.lost >= LOST_AT_MOST:
                 raise UnavailableError(
                     f"the model servers of {table.model_id} went away while holding this call "
@@ -286,6 +286,17 @@ _METADATA_TOO_LARGE = "received metadata size exceeds"
 
 #: How grpc words a stream that the connection under it cut.
 _REMOVED = "Stream removed ("
+#: ... when the connection itself died (a killed server, a reset): not a GOAWAY's or a
+#: REFUSED_STREAM's streams, which the server never began (RFC 9113 8.7), nor a silent
+#: connection's "ping timeout" (a hung server, which the hang watch finds).
+_CONNECTION_LOST = ("Socket closed", "Connection reset", "Broken pipe")
+
+
+def _lost_under(message: str) -> bool:
+    """Whether a call's connection died while the replica held it (`LOST_AT_MOST`)."""
+    return message.startswith(_REMOVED) and any(word in message for word in _CONNECTION_LOST)
+
+
 #: ... and the calls a grpc server that stops cuts at the end of its grace period (upstream's
 #: model servers are Python grpc servers).
 _SERVER_STOPPED = "Cancelling all calls"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from gateway.client._failover import Retry, stream_error
+from gateway.client._failover import LOST_AT_MOST, Retry, stream_error
 from gateway.client._locations import AddressTable
 from gateway.common.errors import (
     InvalidArgumentError,
@@ -155,3 +155,29 @@ def test_only_a_refusal_not_in_sax_words_asks_for_credentials(
     code: grpc.StatusCode, details: str, asks: bool
 ) -> None:
     assert asks_for_credentials(code, details) is asks
+
+
+@pytest.mark.parametrize(
+    ("details", "lost"),
+    [
+        ("Stream removed (Socket closed)", True),  # a killed server
+        ("Stream removed (recvmsg:Connection reset by peer (104))", True),
+        # Streams the server never began (RFC 9113 8.7), safe to send again as often as needed.
+        ("Stream removed (GOAWAY received; Error code: 0; Debug Text: )", False),
+        ("Stream removed (RST_STREAM (Received RST_STREAM with error code 7))", False),
+        ("Stream removed (ping timeout)", False),  # a silent one: the hang watch's
+        ("Connection refused", False),
+    ],
+)
+def test_only_a_connection_that_died_under_the_call_counts_as_lost(
+    table: AddressTable, details: str, lost: bool
+) -> None:
+    retry = Retry()
+    for _ in range(LOST_AT_MOST - 1):
+        retry.failed(table, "a:1", _failure(grpc.StatusCode.UNAVAILABLE, details))
+    last = _failure(grpc.StatusCode.UNAVAILABLE, details)
+    if lost:
+        with pytest.raises(UnavailableError, match="went away while holding this call 3 times"):
+            retry.failed(table, "b:1", last)
+    else:
+        retry.failed(table, "b:1", last)  # another attempt may follow

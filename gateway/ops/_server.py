@@ -194,18 +194,13 @@ def _accepts_gzip(accept_encoding: str) -> bool:
     return False
 
 
-#: Connections served at once; one more is closed as it comes. Each holds a thread (~26 KB):
-#: with no cap, 3,500 connections that each sent a byte now and then held 3,400 threads and
-#: 128 MB, and enough of them would take the ops container past its memory limit.
-MAX_CONNECTIONS = 256
-
-
 class _Server(ThreadingHTTPServer):
     """ThreadingHTTPServer on its host's address family (the base class is IPv4 only, and
-    ``--ops-listen ::1`` failed: "Address family for hostname not supported"), with at most
-    `MAX_CONNECTIONS` at once, each of which has ``request_timeout`` seconds from its accept
-    for its whole request. The handler's socket timeout bounds each read alone: a request
-    sent a byte every few seconds held its connection and thread for as long as it went on."""
+    ``--ops-listen ::1`` failed: "Address family for hostname not supported"), each of whose
+    connections has ``request_timeout`` seconds from its accept for its whole request. The
+    handler's socket timeout bounds each read alone: a request sent a byte every few seconds
+    held its connection and thread (~26 KB) for as long as it went on (3,500 such: 3,400
+    threads, 128 MB). No cap on connections: one would let 256 idle ones refuse the probes."""
 
     # socketserver's listen backlog is 5: connections that came faster than the accept loop
     # took them waited for the kernel's SYN retries (1 s, 3 s, ...): 256 took 42 s.
@@ -221,25 +216,21 @@ class _Server(ThreadingHTTPServer):
         super().__init__(address, handler)
         self._request_timeout = request_timeout
         self._lock = threading.Lock()
-        self._open = 0
         self._awaited: dict[socket.socket, float] = {}  # connections whose request is due
+        self._closed = threading.Event()
         threading.Thread(target=self._cut_late_requests, name="ops-deadlines", daemon=True).start()
+
+    def server_close(self) -> None:
+        self._closed.set()
+        super().server_close()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._lock:
-            full = self._open >= MAX_CONNECTIONS
-            if not full:
-                self._open += 1
-                self._awaited[request] = time.monotonic() + self._request_timeout
-        if full:
-            super().shutdown_request(request)
-            return
+            self._awaited[request] = time.monotonic() + self._request_timeout
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
-        with self._lock:
-            self._open -= 1
-            self._awaited.pop(request, None)
+        self.received(request)
         super().shutdown_request(request)
 
     def received(self, request: socket.socket) -> None:
@@ -248,8 +239,7 @@ class _Server(ThreadingHTTPServer):
             self._awaited.pop(request, None)
 
     def _cut_late_requests(self) -> None:
-        while True:
-            time.sleep(min(1.0, self._request_timeout / 4))
+        while not self._closed.wait(min(1.0, self._request_timeout / 4)):
             now = time.monotonic()
             with self._lock:
                 late = [conn for conn, due in self._awaited.items() if due <= now]

@@ -8,12 +8,14 @@ import gzip
 import http.client
 import json
 import logging
+import select
 import signal
 import socket
 import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -368,6 +370,47 @@ def test_a_connection_that_sends_no_request_is_closed(tmp_path: Path) -> None:
         # A scrape still answers, as before.
         response = httpx.get(f"http://127.0.0.1:{server.server_address[1]}/livez", timeout=5)
         assert response.text == "ok\n"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_request_sent_a_byte_at_a_time_is_closed_at_its_deadline(tmp_path: Path) -> None:
+    # The timeout bounded each read alone: a byte every few seconds held the connection, and
+    # its thread, for as long as the client went on (3,500 such: 3,400 threads, 128 MB).
+    settings = OpsSettings(port=0, metrics_dir=str(tmp_path), request_timeout=1.0)
+    server = start(settings)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        address = ("127.0.0.1", server.server_address[1])
+        with socket.create_connection(address, timeout=10) as trickle:
+            started = time.monotonic()
+            closed = False
+            for byte in b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n":
+                try:
+                    trickle.sendall(bytes([byte]))
+                except OSError:
+                    closed = True
+                    break
+                time.sleep(0.2)  # each read well within the 1 s
+                readable, _, _ = select.select([trickle], [], [], 0)
+                if readable and trickle.recv(1024) == b"":
+                    closed = True
+                    break
+            took = time.monotonic() - started
+        # Closed at its deadline (1 s; the cutter looks every 0.25 s), before the whole
+        # request (43 bytes, 8.6 s) could come.
+        assert closed and took < 5, took
+        # Many connections at once are each served (a cap would let idle ones refuse the
+        # probes), and a connection that came in a burst is not left to SYN retries
+        # (socketserver's backlog of 5: 256 connections took 42 s to be accepted).
+        held = [socket.create_connection(address, timeout=10) for _ in range(300)]
+        try:
+            response = httpx.get(f"http://127.0.0.1:{address[1]}/livez", timeout=5)
+            assert response.text == "ok\n"
+        finally:
+            for conn in held:
+                conn.close()
     finally:
         server.shutdown()
         server.server_close()

@@ -22,7 +22,6 @@ from gateway.cell._args import add_cell_arguments, configure_logging, settings_f
 from gateway.cell._errors import CellStartError
 from gateway.cell.settings import CellSettings
 from gateway.common import flags, logs
-from gateway.common.stdout import discard_stdout
 from gateway.common.storage import StorageError
 
 
@@ -98,10 +97,7 @@ def emit(line: str) -> None:
     died (killed while we started) closed the pipe: the BrokenPipeError was a traceback, and
     the server, never stopped, another at exit. It exits at stdin's end (--exit-on-stdin-eof),
     as it would have had it died a moment later."""
-    try:
-        logs.print_line(line)
-    except BrokenPipeError:
-        discard_stdout()
+    logs.print_line(line)
 
 
 async def wait_for_signal(*, or_stdin_eof: bool = False) -> None:

@@ -21,6 +21,7 @@ from contextvars import ContextVar
 from typing import Literal, NamedTuple, Protocol
 
 from gateway.common.failurelog import REPEAT_S
+from gateway.common.stdout import discard_stdout
 
 LogFormat = Literal["json", "text", "auto"]
 FORMATS: tuple[LogFormat, ...] = ("json", "text", "auto")
@@ -164,15 +165,17 @@ class TextFormatter(logging.Formatter):
 
 
 def print_line(line: str) -> None:
-    """Prints ``line`` to stdout, flushed. Under `saxgw up --log-dir` stdout is the process's
-    log file: on a full disk the line is lost (a write that failed stays in the buffer and goes
-    with the next), as logging's own lines are. The OSError had stopped each gateway and ops
-    process that started on a full log disk, at its "listening" line, and again at each
-    restart. A pipe closed by whoever reads it is still a BrokenPipeError to the caller."""
+    """Prints ``line`` to stdout, flushed, or loses it where stdout cannot take it, as
+    logging's own lines are lost. Under `saxgw up --log-dir` stdout is the process's log file:
+    on a full disk the line waits in the buffer for the next write. Without it, stdout is
+    `saxgw up`'s stderr, whose reader may have gone (`2>&1 | tee` with tee killed, `| grep
+    -m1`): later lines then go nowhere (`discard_stdout`). Either OSError had stopped each
+    gateway and ops process at its "listening" line, and again at each restart: the stack
+    answered 503 for good after a gateway's crash."""
     try:
         print(line, flush=True)
     except BrokenPipeError:
-        raise
+        discard_stdout()
     except OSError:
         pass
 

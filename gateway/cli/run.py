@@ -223,8 +223,10 @@ def _up(args: argparse.Namespace) -> int:
     args.gateway_ports = _workers.gateway_ports(args)  # --workers resolved into ports
     if warning := _workers.oversubscribed(args):
         print(f"saxgw: {warning}", file=sys.stderr)
-    problem = flags.port_clash(_preflight.ports_to_bind(args)) or flags.sax_root_problem(
-        args.sax_root, must_exist=not args.embedded
+    problem = (
+        _preflight.undecodable_path(args)
+        or flags.port_clash(_preflight.ports_to_bind(args))
+        or flags.sax_root_problem(args.sax_root, must_exist=not args.embedded)
     )
     if problem:
         print(f"saxgw: {problem}", file=sys.stderr)

@@ -104,3 +104,21 @@ def test_up_refuses_an_ipv4_mapped_listen_address_before_anything_starts(tmp_pat
         "saxgw: --listen ::ffff:7f00:1 is an IPv4-mapped IPv6 address, which Envoy cannot "
         "listen on: give the IPv4 address itself (127.0.0.1)"
     )
+
+
+def test_up_refuses_a_path_that_is_not_utf8_before_anything_starts(tmp_path: Path) -> None:
+    # The cell failed to start with a traceback: UnicodeEncodeError, "surrogates not allowed".
+    latin1 = os.fsdecode(bytes(tmp_path / "lat") + b"\xe9n")
+    ports = [str(free_port()) for _ in range(6)]
+    flags = ["--port", "--envoy-admin-port", "--gateway-ports", "--ops-port", "--admin-port"]
+    argv = [sys.executable, "-m", "gateway.cli", "up"]
+    for flag, port in zip([*flags, "--model-server-ports"], ports, strict=True):
+        argv += [flag, port]
+    argv += [f"--sax-root={latin1}/root", f"--fs-root={tmp_path / 'fs'}"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.splitlines()[-1] == (
+        f"saxgw: --sax-root {tmp_path}/lat\\xe9n/root is not valid UTF-8: give a path whose "
+        "name is UTF-8 text"
+    )
+    assert not (tmp_path / "fs").exists()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import struct
 import tracemalloc
 import zlib
+from collections.abc import Awaitable, Callable
 
 import grpc
 import pytest
@@ -18,6 +20,7 @@ from gateway.cell.models import (
     create_model,
 )
 from gateway.cell.models.base import ExtraInputs
+from gateway.cell.models.random_lm import RandomBigramLM
 from gateway.cell.modelserver.loaded import LoadedModels
 from gateway.cell.modelserver.modelet import ModeletServicer
 from gateway.client.errors import InvalidArgumentError, ResourceExhaustedError
@@ -240,3 +243,36 @@ async def test_a_model_server_answers_a_clients_probe_and_takes_it_for_no_admin_
     assert modelet.last_polled == 0.0
     await modelet.GetStatus(request, _Context(()))  # type: ignore[arg-type]
     assert modelet.last_polled > 0.0
+
+
+@pytest.mark.parametrize("method", ["score", "embed_text"])
+async def test_the_bigram_lm_computes_off_the_servers_event_loop(method: str) -> None:
+    # In the event loop, a long call (a Score of 100,000 words: seconds on a starved host)
+    # kept its model server from answering the gateway's status request and the admin's
+    # polls: the live server was taken for hung, and its admin dropped it.
+    model = _load(SEED_LM)
+    assert isinstance(model, RandomBigramLM)
+    words = " ".join(f"w{i}" for i in range(40_000))
+    call: Callable[[], Awaitable[list[float]]] = {
+        "score": lambda: model.score("a", [words], NONE),
+        "embed_text": lambda: model.embed_text(words, NONE),
+    }[method]
+    loop = asyncio.get_running_loop()
+    gaps: list[float] = []
+
+    async def tick() -> None:
+        last = loop.time()
+        while True:
+            await asyncio.sleep(0.005)
+            now = loop.time()
+            gaps.append(now - last)
+            last = now
+
+    ticker = asyncio.create_task(tick())
+    started = loop.time()
+    await call()
+    took = loop.time() - started
+    ticker.cancel()
+    # The loop went on ticking while the model computed: no gap near the computing's length.
+    assert took > 0.2  # long enough to tell
+    assert max(gaps, default=took) < took / 3, (max(gaps, default=took), took)

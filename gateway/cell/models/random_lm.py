@@ -15,6 +15,7 @@ refused, as upstream's model servers refuse it. Overrides: `num_samples` (defaul
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import random
@@ -176,15 +177,21 @@ class RandomBigramLM(ServableModel):
     def _samples(self, prompt: str, extra: ExtraInputs) -> list[list[tuple[str, float]]]:
         return [self._decode(prompt, extra, i) for i in range(self._num_samples)]
 
+    # The computing below runs in a worker thread, as a real model computes outside the
+    # server's RPC loop: in the event loop, a long call (a Score of 100,000 words, seconds on
+    # a starved host) kept the server from answering the gateway's status request and the
+    # admin's polls, so a live server was taken for hung and dropped by its admin.
+
     async def generate(self, text: str, extra: ExtraInputs) -> list[Hypothesis]:
+        samples = await asyncio.to_thread(self._samples, text, extra)
         hyps = [
             Hypothesis(_join(word for word, _ in sample), sum(lp for _, lp in sample))
-            for sample in self._samples(text, extra)
+            for sample in samples
         ]
         return sorted(hyps, key=lambda h: -h.score)
 
     async def generate_stream(self, text: str, extra: ExtraInputs) -> AsyncIterator[StreamStep]:
-        samples = self._samples(text, extra)
+        samples = await asyncio.to_thread(self._samples, text, extra)
         scores = [0.0] * len(samples)
         # One step at least: upstream's last message has an item of every sample, empty or not.
         for step in range(max((len(s) for s in samples), default=0) or 1):
@@ -199,6 +206,9 @@ class RandomBigramLM(ServableModel):
             yield StreamStep(pieces=tuple(pieces), scores=tuple(scores))
 
     async def score(self, prefix: str, suffixes: list[str], extra: ExtraInputs) -> list[float]:
+        return await asyncio.to_thread(self._score, prefix, suffixes)
+
+    def _score(self, prefix: str, suffixes: list[str]) -> list[float]:
         results = []
         for suffix in suffixes:
             previous, total = self._start(prefix), 0.0
@@ -210,6 +220,9 @@ class RandomBigramLM(ServableModel):
         return results
 
     async def embed_text(self, text: str, extra: ExtraInputs) -> list[float]:
+        return await asyncio.to_thread(self._embed, text)
+
+    def _embed(self, text: str) -> list[float]:
         words = text.split() or [EOS]
         vectors = [unit_floats(_EMBED_DIM, self._seed, self._word_id(w)) for w in words]
         return [sum(column) / len(vectors) for column in zip(*vectors, strict=True)]

@@ -290,16 +290,14 @@ _REMOVED = "Stream removed ("
 #: REFUSED_STREAM's streams, which the server never began (RFC 9113 8.7), nor a silent
 #: connection's "ping timeout" (a hung server, which the hang watch finds).
 _CONNECTION_LOST = ("Socket closed", "Connection reset", "Broken pipe")
+#: ... and the calls a grpc server that stops cuts at the end of its grace period (upstream's
+#: model servers are Python grpc servers).
+_SERVER_STOPPED = "Cancelling all calls"
 
 
 def _lost_under(message: str) -> bool:
     """Whether a call's connection died while the replica held it (`LOST_AT_MOST`)."""
     return message.startswith(_REMOVED) and any(word in message for word in _CONNECTION_LOST)
-
-
-#: ... and the calls a grpc server that stops cuts at the end of its grace period (upstream's
-#: model servers are Python grpc servers).
-_SERVER_STOPPED = "Cancelling all calls"
 
 
 def failed(

@@ -213,11 +213,11 @@ class _Server(ThreadingHTTPServer):
         request_timeout: float,
     ) -> None:
         self.address_family = family(address[0])
-        super().__init__(address, handler)
         self._request_timeout = request_timeout
         self._lock = threading.Lock()
         self._awaited: dict[socket.socket, float] = {}  # connections whose request is due
-        self._closed = threading.Event()
+        self._closed = threading.Event()  # before the bind, whose failure closes the server
+        super().__init__(address, handler)
         threading.Thread(target=self._cut_late_requests, name="ops-deadlines", daemon=True).start()
 
     def server_close(self) -> None:

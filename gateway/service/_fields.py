@@ -214,11 +214,12 @@ def deadline(
     relayed = metadata_value(context, RELAYED_TIMEOUT_HEADER)
     if relayed is not None:
         seconds = min(seconds, _grpc_timeout(relayed) - receiving)
-    if seconds <= 0 < seconds + receiving and receiving >= _SLOW_RECEIVING_S:
+    if seconds <= 0 and seconds + receiving >= _SLOW_RECEIVING_S:
         # Spent while Envoy received the call: it failed at its first wait, which its message
         # named, so a body sent slowly (a large image on a slow uplink) was told the admin
         # had not answered in time with the model's ACLs, of a healthy admin. Not a deadline
-        # too short to begin with (1 ns), which a millisecond of receiving would pass.
+        # too short to begin with (1 ns), which receiving a small body on a loaded host
+        # passes too (0.1 s, measured).
         raise DeadlineExceededError(
             "the call exceeded its deadline while its request was being received "
             f"(it took {receiving:.1f} s to arrive)"
@@ -232,7 +233,8 @@ def deadline(
 #: starts a call's deadline when it gets it: a body sent over 3.5 s with `grpc-timeout: 2S`
 #: had its 504 after 5.3 s. A caller who sends it itself only shortens its own deadline.
 RECEIVING_HEADER = "x-saxgw-receiving-ms"
-#: The least time receiving a call took that a deadline spent is put down to.
+#: The shortest deadline (the caller's, from its first byte) whose passing is put down to
+#: receiving the call, once the call took longer than it to receive.
 _SLOW_RECEIVING_S = 0.1
 _RECEIVING = re.compile(r"[0-9]{1,9}")
 

@@ -138,7 +138,11 @@ def test_the_callers_deadline_counts_from_when_envoy_began_to_receive_the_call()
         )
     # A deadline the caller gave as none at all, or as a nanosecond, is a deadline passed,
     # not a slow request, however long its few bytes took to arrive (Envoy counts in ms).
-    for context in (_context(0.0), received("1", None, ("x-saxgw-grpc-timeout", "1n"))):
+    for context in (
+        _context(0.0),
+        received("1", None, ("x-saxgw-grpc-timeout", "1n")),
+        received("150", None, ("x-saxgw-grpc-timeout", "50m")),  # a loaded host's 0.15 s
+    ):
         late = deadlines.call_deadline(context, _generate(), SETTINGS)
         with pytest.raises(DeadlineExceededError, match="Generate exceeded its deadline"):
             late.timeout("Generate")

@@ -18,8 +18,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import random
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from gateway.cell.models._hashing import digest, unit_floats
 from gateway.cell.models.base import (
@@ -180,10 +183,12 @@ class RandomBigramLM(ServableModel):
     # The computing below runs in a worker thread, as a real model computes outside the
     # server's RPC loop: in the event loop, a long call (a Score of 100,000 words, seconds on
     # a starved host) kept the server from answering the gateway's status request and the
-    # admin's polls, so a live server was taken for hung and dropped by its admin.
+    # admin's polls, so a live server was taken for hung and dropped by its admin. Threads
+    # of its own (`_compute`): in the loop's default ones, long calls would hold up the
+    # server's storage reads (its re-join after the admin restarts).
 
     async def generate(self, text: str, extra: ExtraInputs) -> list[Hypothesis]:
-        samples = await asyncio.to_thread(self._samples, text, extra)
+        samples = await _compute(self._samples, text, extra)
         hyps = [
             Hypothesis(_join(word for word, _ in sample), sum(lp for _, lp in sample))
             for sample in samples
@@ -191,7 +196,7 @@ class RandomBigramLM(ServableModel):
         return sorted(hyps, key=lambda h: -h.score)
 
     async def generate_stream(self, text: str, extra: ExtraInputs) -> AsyncIterator[StreamStep]:
-        samples = await asyncio.to_thread(self._samples, text, extra)
+        samples = await _compute(self._samples, text, extra)
         scores = [0.0] * len(samples)
         # One step at least: upstream's last message has an item of every sample, empty or not.
         for step in range(max((len(s) for s in samples), default=0) or 1):
@@ -206,7 +211,7 @@ class RandomBigramLM(ServableModel):
             yield StreamStep(pieces=tuple(pieces), scores=tuple(scores))
 
     async def score(self, prefix: str, suffixes: list[str], extra: ExtraInputs) -> list[float]:
-        return await asyncio.to_thread(self._score, prefix, suffixes)
+        return await _compute(self._score, prefix, suffixes)
 
     def _score(self, prefix: str, suffixes: list[str]) -> list[float]:
         results = []
@@ -220,7 +225,7 @@ class RandomBigramLM(ServableModel):
         return results
 
     async def embed_text(self, text: str, extra: ExtraInputs) -> list[float]:
-        return await asyncio.to_thread(self._embed, text)
+        return await _compute(self._embed, text)
 
     def _embed(self, text: str) -> list[float]:
         words = text.split() or [EOS]
@@ -233,6 +238,16 @@ class RandomBigramLM(ServableModel):
         (score,) = await self.score(prefix, [suffix], extra)
         embedding = await self.embed_text(prefix + " " + suffix, extra)
         return [score], {"embedding": [score * v for v in embedding]}
+
+
+_T = TypeVar("_T")
+
+#: The bigram LMs' computing threads, one per core as a model server's accelerators would be.
+_COMPUTING = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="lm-compute")
+
+
+async def _compute(work: Callable[..., _T], *args: Any) -> _T:
+    return await asyncio.get_running_loop().run_in_executor(_COMPUTING, work, *args)
 
 
 def _sample(log_probs: list[float], top_k: int, top_p: float, rng: random.Random) -> int:

@@ -77,10 +77,12 @@ def in_use(args: argparse.Namespace, held: dict[int, str]) -> str:
 
 
 def undecodable_path(args: argparse.Namespace) -> str | None:
-    """Why a path flag cannot be used: bytes that are not UTF-8 (a Latin-1 name), which the
-    cell writes into its files as text. The cell failed to start with a UnicodeEncodeError's
-    traceback ("surrogates not allowed")."""
-    for flag in ("--sax-root", "--fs-root", "--log-dir"):
+    """Why an embedded cell's path flag cannot be used: bytes that are not UTF-8 (a Latin-1
+    name), which the cell writes into its files as text. The cell failed to start with a
+    UnicodeEncodeError's traceback ("surrogates not allowed")."""
+    if not args.embedded:
+        return None
+    for flag in ("--sax-root", "--fs-root"):
         value = getattr(args, flag[2:].replace("-", "_"), None)
         if isinstance(value, str) and not _utf8(value):
             shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

@@ -124,6 +124,7 @@ def test_the_callers_deadline_counts_from_when_envoy_began_to_receive_the_call()
     # Past already: the call fails there, and says why. It failed at its first wait, named
     # as the cause: "reading the model's ACLs from the admin", of a healthy admin.
     spent: list[tuple[Context, pb.GenerateRequest | None]] = [
+        (received("2500", None, ("x-saxgw-grpc-timeout", "100m")), _generate()),  # the least
         (received("2500", None, relayed), _generate()),
         (received("2500"), _generate(2)),
         (received("2500", 2.0), _generate()),

@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gateway.common.listen import host_and_port
 from gateway.launch.processes import free_port
 from gateway.ops import LIVE_PATH, READY_PATH, OpsSettings, start
 from gateway.ops._fold import JOURNAL, KINDS, archive_name
@@ -31,16 +32,23 @@ from gateway.ops._fold import JOURNAL, KINDS, archive_name
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
+@contextmanager
+def _serving(settings: OpsSettings) -> Iterator[str]:
+    """An ops server of ``settings`` serving in a thread, by its base URL."""
+    server = start(settings)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture
 def ops_url(tmp_path: Path) -> Iterator[str]:
     dead_envoy = f"127.0.0.1:{free_port()}"
-    settings = OpsSettings(port=0, metrics_dir=str(tmp_path), envoy_admin=dead_envoy)
-    server = start(settings)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with _serving(OpsSettings(port=0, metrics_dir=str(tmp_path), envoy_admin=dead_envoy)) as url:
+        yield url
 
 
 def test_metrics_is_prometheus_text_and_reports_envoy_down(ops_url: str) -> None:
@@ -115,14 +123,8 @@ def test_livez_answers_from_the_server_alone(tmp_path: Path) -> None:
         settings = OpsSettings(
             port=0, metrics_dir=str(tmp_path), envoy_admin=envoy_admin, envoy_timeout=30.0
         )
-        server = start(settings)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        try:
-            url = f"http://127.0.0.1:{server.server_address[1]}{LIVE_PATH}"
-            response = httpx.get(url, timeout=10)
-        finally:
-            server.shutdown()
-            server.server_close()
+        with _serving(settings) as base:
+            response = httpx.get(base + LIVE_PATH, timeout=10)
     assert (response.status_code, response.text) == (200, "ok\n")
 
 
@@ -151,14 +153,8 @@ def _envoy_admin(replies: dict[str, tuple[int, str]]) -> Iterator[str]:
 
 
 def _readyz(envoy_admin: str) -> tuple[int, str]:
-    server = start(OpsSettings(port=0, envoy_admin=envoy_admin))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}{READY_PATH}"
-        response = httpx.get(url, timeout=10)
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _serving(OpsSettings(port=0, envoy_admin=envoy_admin)) as base:
+        response = httpx.get(base + READY_PATH, timeout=10)
     return response.status_code, response.text
 
 
@@ -241,15 +237,9 @@ def test_an_envoy_admin_that_dies_while_it_answers_is_envoy_down(tmp_path: Path)
     # no answer and logged a traceback.
     with _envoy_cut_short() as admin:
         settings = OpsSettings(port=0, metrics_dir=str(tmp_path), envoy_admin=admin)
-        server = start(settings)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        try:
-            base = f"http://127.0.0.1:{server.server_address[1]}"
+        with _serving(settings) as base:
             scraped = httpx.get(base + "/metrics", timeout=10)
             ready = httpx.get(base + READY_PATH, timeout=10)
-        finally:
-            server.shutdown()
-            server.server_close()
     assert scraped.status_code == 200, scraped.text
     assert "envoy_x" not in scraped.text  # no half line
     assert scraped.text.endswith("saxgw_envoy_up 0\n")
@@ -357,10 +347,8 @@ def test_a_connection_that_sends_no_request_is_closed(tmp_path: Path) -> None:
     # Each connection has a thread of its own: one that never finished its request held its
     # thread and descriptor for good (300 idle connections: 300 threads, until the client left).
     settings = OpsSettings(port=0, metrics_dir=str(tmp_path), request_timeout=0.5)
-    server = start(settings)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        address = ("127.0.0.1", server.server_address[1])
+    with _serving(settings) as base:
+        address = host_and_port(base.removeprefix("http://"))
         idle = socket.create_connection(address, timeout=5)
         partial = socket.create_connection(address, timeout=5)
         partial.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # no blank line
@@ -368,21 +356,16 @@ def test_a_connection_that_sends_no_request_is_closed(tmp_path: Path) -> None:
             for held in (idle, partial):
                 assert held.recv(1024) == b""  # closed by the server, not by the 5 s here
         # A scrape still answers, as before.
-        response = httpx.get(f"http://127.0.0.1:{server.server_address[1]}/livez", timeout=5)
+        response = httpx.get(base + LIVE_PATH, timeout=5)
         assert response.text == "ok\n"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_a_request_sent_a_byte_at_a_time_is_closed_at_its_deadline(tmp_path: Path) -> None:
     # The timeout bounded each read alone: a byte every few seconds held the connection, and
     # its thread, for as long as the client went on (3,500 such: 3,400 threads, 128 MB).
     settings = OpsSettings(port=0, metrics_dir=str(tmp_path), request_timeout=1.0)
-    server = start(settings)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        address = ("127.0.0.1", server.server_address[1])
+    with _serving(settings) as base:
+        address = host_and_port(base.removeprefix("http://"))
         with socket.create_connection(address, timeout=10) as trickle:
             started = time.monotonic()
             closed = False
@@ -406,14 +389,11 @@ def test_a_request_sent_a_byte_at_a_time_is_closed_at_its_deadline(tmp_path: Pat
         # (socketserver's backlog of 5: 256 connections took 42 s to be accepted).
         held = [socket.create_connection(address, timeout=10) for _ in range(300)]
         try:
-            response = httpx.get(f"http://127.0.0.1:{address[1]}/livez", timeout=5)
+            response = httpx.get(base + LIVE_PATH, timeout=5)
             assert response.text == "ok\n"
         finally:
             for conn in held:
                 conn.close()
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_an_ops_process_on_ipv6_loopback_serves_and_names_its_url_in_brackets(

@@ -5,14 +5,13 @@ it) says why in a line, not a traceback: the admin server on its own, the embedd
 from __future__ import annotations
 
 import fcntl
-import os
 import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
-from gateway.launch.processes import free_port
+from tests.integration._up_run import run_up
 
 
 def _run(module: str, sax_root: Path, *flags: str) -> subprocess.CompletedProcess[str]:
@@ -74,22 +73,6 @@ def test_an_admin_whose_port_is_taken_exits_with_one_line(tmp_path: Path) -> Non
     assert "Traceback" not in cell.stderr
 
 
-def _up(sax_root: Path, *flags: str) -> subprocess.CompletedProcess[str]:
-    """`saxgw up` on ``sax_root`` (and its fs root beside it) on free ports of its own."""
-    ports = [f"--port={free_port()}", f"--envoy-admin-port={free_port()}"]
-    ports += [f"--gateway-ports={free_port()}", f"--ops-port={free_port()}"]
-    ports += [f"--admin-port={free_port()}", f"--model-server-ports={free_port()}"]
-    roots = [f"--sax-root={sax_root}", f"--fs-root={sax_root.parent / 'fs-root'}"]
-    command = [sys.executable, "-m", "gateway.cli", "up", "--log-format=text", *ports, *roots]
-    # A TMPDIR of its own: the fault tests SIGKILL stacks, and an up that finds the stack
-    # directory such a stack left logs a line of its own removing it before "started cell".
-    tmp = sax_root.parent / "tmp"
-    tmp.mkdir(exist_ok=True)
-    env = {**os.environ, "TMPDIR": str(tmp)}
-    run = subprocess.run
-    return run([*command, *flags], capture_output=True, text=True, timeout=120, env=env)
-
-
 def test_a_second_up_on_a_live_cells_sax_root_says_where_its_log_is(tmp_path: Path) -> None:
     # Refused rightly, but its hint read "see --log-dir for each process's log" with no
     # --log-dir given, and an asyncio warning came with it: "Unknown child process pid N,
@@ -112,7 +95,7 @@ def test_a_second_up_on_a_live_cells_sax_root_says_where_its_log_is(tmp_path: Pa
             f"{address} (its location.proto names it): two admins of one cell overwrite each "
             "other's saved state; stop it first"
         )
-        second = _up(sax_root)
+        second = run_up(sax_root)
         assert (second.returncode, second.stdout) == (1, "")
         started, *rest = second.stderr.splitlines()
         assert " gateway.launch.processes INFO started cell (pid " in started
@@ -124,7 +107,7 @@ def test_a_second_up_on_a_live_cells_sax_root_says_where_its_log_is(tmp_path: Pa
         ]
 
         logs = tmp_path / "logs"
-        third = _up(sax_root, f"--log-dir={logs}")
+        third = run_up(sax_root, f"--log-dir={logs}")
         assert (third.returncode, third.stdout) == (1, "")
         # The cause, from the log's last lines, and where the rest is; no advice about ports,
         # which the hint gave whatever the cause (here another admin, not a port).

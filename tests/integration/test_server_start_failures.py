@@ -15,6 +15,7 @@ import pytest
 
 from gateway.launch.ports import holder
 from gateway.launch.processes import free_port
+from tests.integration._up_run import run_up
 
 
 def _run(command: str, *flags: str, sax_root: Path) -> subprocess.CompletedProcess[str]:
@@ -92,13 +93,7 @@ def test_up_refuses_an_ipv4_mapped_listen_address_before_anything_starts(tmp_pat
     # Python binds it (its IPv6 sockets take IPv4 too), so `saxgw up` started the cell and the
     # gateway, and then Envoy, whose IPv6 sockets are IPv6 only, stopped the stack: "cannot
     # bind '[::ffff:127.0.0.1]:8888': Invalid argument".
-    ports = [str(free_port()) for _ in range(6)]
-    flags = ["--port", "--envoy-admin-port", "--gateway-ports", "--ops-port", "--admin-port"]
-    argv = [sys.executable, "-m", "gateway.cli", "up", "--listen", "::ffff:127.0.0.1"]
-    for flag, port in zip([*flags, "--model-server-ports"], ports, strict=True):
-        argv += [flag, port]
-    argv += [f"--sax-root={tmp_path / 'root'}", f"--fs-root={tmp_path / 'fs'}"]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    done = run_up(tmp_path / "root", "--listen", "::ffff:127.0.0.1")
     assert (done.returncode, done.stdout) == (1, "")
     assert done.stderr.splitlines()[-1] == (
         "saxgw: --listen ::ffff:7f00:1 is an IPv4-mapped IPv6 address, which Envoy cannot "
@@ -108,17 +103,11 @@ def test_up_refuses_an_ipv4_mapped_listen_address_before_anything_starts(tmp_pat
 
 def test_up_refuses_a_path_that_is_not_utf8_before_anything_starts(tmp_path: Path) -> None:
     # The cell failed to start with a traceback: UnicodeEncodeError, "surrogates not allowed".
-    latin1 = os.fsdecode(bytes(tmp_path / "lat") + b"\xe9n")
-    ports = [str(free_port()) for _ in range(6)]
-    flags = ["--port", "--envoy-admin-port", "--gateway-ports", "--ops-port", "--admin-port"]
-    argv = [sys.executable, "-m", "gateway.cli", "up"]
-    for flag, port in zip([*flags, "--model-server-ports"], ports, strict=True):
-        argv += [flag, port]
-    argv += [f"--sax-root={latin1}/root", f"--fs-root={tmp_path / 'fs'}"]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    latin1 = Path(os.fsdecode(bytes(tmp_path / "lat") + b"\xe9n"))
+    done = run_up(tmp_path / "root", f"--sax-root={latin1}/root")  # the last one counts
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr.splitlines()[-1] == (
         f"saxgw: --sax-root {tmp_path}/lat\\xe9n/root is not valid UTF-8: give a path whose "
         "name is UTF-8 text"
     )
-    assert not (tmp_path / "fs").exists()
+    assert not latin1.exists() and not (tmp_path / "fs-root").exists()

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import re
 import string
 from collections.abc import Sequence
@@ -117,15 +118,11 @@ class EnvoySettings:
     concurrency: int | None = None
     """Envoy's worker threads (``--concurrency``); None: Envoy's default, one per core of the
     machine (launch/tuning.py sizes it to the cores Envoy may use)."""
-    kill_timeout: float = 10.0
+    kill_timeout: float | None = None
     """Seconds one of Envoy's threads (the main one or a worker) may stay away from its event
     loop before Envoy's guard dog aborts the whole process, for its supervisor (`saxgw up`,
-    Kubernetes) to start a new one; 0: never (Envoy's own default). Envoy never waits on I/O,
-    so a turn of its loop takes micro- to milliseconds: transcoding a 30 MiB JSON body, the
-    longest step we know of here, stayed under Envoy's 200 ms ``watchdog_miss`` mark, as did
-    every thread of 17 Envoys through tests/faults and two e2e suites (9 minutes, 2 cores,
-    load average 4-5). 10 s is fifty times that mark, room for a slower or busier machine,
-    and about when the supervisor finds a process that hangs whole (6-8.5 s)."""
+    Kubernetes) to start a new one; 0: never (Envoy's own default); None: what the body
+    limit needs (`guard_dog_timeout`)."""
     kill_jitter: float = 5.0
     """Up to this many seconds more, drawn at random by each Envoy, before its guard dog
     aborts it (``max_kill_timeout_jitter``): a request that wedges a thread in every replica
@@ -135,6 +132,31 @@ class EnvoySettings:
     direct_dir: str | None = None
     """Where direct mode's xDS files live (``direct.generate`` in the config file: the
     stack sets it); None: every call goes to the gateways (gateway/launch/direct/)."""
+
+
+#: The guard dog's timeout under the smallest body limits: a turn of Envoy's loop takes
+#: micro- to milliseconds when no body is being transcoded, and 10 s is about when the
+#: supervisor finds a process that hangs whole (6-8.5 s).
+LEAST_KILL_TIMEOUT = 10.0
+
+#: Seconds per MiB of `limits.max_request_bytes` the guard dog allows. Envoy's transcoder
+#: reads a unary body into its message in one turn of the worker's loop, which is as long as
+#: the body has JSON values: 1.5-1.8 s for 8 MiB of small numbers (`[1,1,...]`, an extra
+#: input's tensor), 10.8 s for 31 MiB, on 2 quiet cores (2026-12-07), while a text body as
+#: large takes milliseconds. At 10 s, one such body within the default limit aborted Envoy
+#: with every call in flight, and on a loaded host (a CI run) an 8 MiB one did. 2 s a MiB is
+#: five to six times what was measured.
+KILL_SECONDS_PER_MIB = 2.0
+
+
+def guard_dog_timeout(envoy: EnvoySettings) -> float:
+    """Seconds a thread of Envoy's may be stuck before Envoy aborts: ``kill_timeout``, or
+    long enough that a body within the limit cannot reach it (`KILL_SECONDS_PER_MIB`); 64 s
+    under the default 32 MiB. A worker truly stuck holds its connections that long."""
+    if envoy.kill_timeout is not None:
+        return envoy.kill_timeout
+    mib = envoy.edge.limits.max_request_bytes / MIB
+    return max(LEAST_KILL_TIMEOUT, math.ceil(KILL_SECONDS_PER_MIB * mib))
 
 
 def within_open_files(envoy: EnvoySettings, open_files: int | None) -> EnvoySettings:
@@ -407,7 +429,7 @@ def render(
         "IDENTITY_HEADER": IDENTITY_HEADER,
         "STACK_TOKEN": _stack_token_header(settings.stack_token),
         "LOGGED_ID_CHARS": LOGGED_ID_CHARS,
-        "KILL_TIMEOUT": f"{settings.kill_timeout:g}s",
+        "KILL_TIMEOUT": f"{guard_dog_timeout(settings):g}s",
         "KILL_JITTER": f"{settings.kill_jitter:g}s",
     }
     text = string.Template(template.read_text()).substitute(values)

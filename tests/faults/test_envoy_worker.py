@@ -34,7 +34,7 @@ from tests.faults._threads import stopped_thread
 from tests.faults.conftest import answers, publish
 
 MODEL = "/sax/test/workerstuck"
-KILL_TIMEOUT = 3.0  # EnvoySettings.kill_timeout, short for a short test (the default: 10 s)
+KILL_TIMEOUT = 3.0  # EnvoySettings.kill_timeout, short for a short test (the default: 64 s)
 KILL_JITTER = 1.0  # and its kill_jitter (the default: 5 s)
 # The supervisor's watchdog as test_watchdog.py has it, quick to find a hung Envoy: it still
 # never finds this one.

@@ -242,16 +242,26 @@ def test_without_a_config_only_the_origin_check_is_added(tmp_path: Path) -> None
     assert "transport_socket" not in chain
 
 
-def test_a_thread_stuck_for_10_to_15_s_aborts_envoy(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("body_limit", "kill"),
+    [(None, "64s"), (8 << 20, "16s"), (5 << 20, "10s"), (1 << 20, "10s"), ((8 << 20) + 1, "17s")],
+)
+def test_a_thread_stuck_longer_than_a_body_within_the_limit_takes_aborts_envoy(
+    tmp_path: Path, body_limit: int | None, kill: str
+) -> None:
     # Every config has it, the containers' too (`saxgw envoy-config`): Envoy's default, 0,
-    # never kills (tests/faults/test_envoy_worker.py: what a stuck worker then does).
+    # never kills (tests/faults/test_envoy_worker.py: what a stuck worker then does). Its
+    # timeout grows with the body limit, 2 s a MiB, 10 s at least: a body of small numbers
+    # within the default limit (32 MiB) held a worker for 10.8 s as Envoy transcoded it, and
+    # at 10 s the guard dog aborted Envoy under it.
     guard = {
         "miss_timeout": "0.2s",
         "megamiss_timeout": "1s",
-        "kill_timeout": "10s",
+        "kill_timeout": kill,
         "max_kill_timeout_jitter": "5s",
     }
-    config = _render(tmp_path, {})
+    limits = {} if body_limit is None else {"max_request_bytes": body_limit}
+    config = _render(tmp_path, {"limits": limits})
     assert config["watchdogs"] == {"main_thread_watchdog": guard, "worker_watchdog": guard}
 
 

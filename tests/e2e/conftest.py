@@ -17,6 +17,7 @@ from tests._stacks import (
     healthy_stack,
     logs_dir,
     loopback_envoy,
+    tail_logs,
 )
 from tests.e2e._openai import openai_models as publish_openai_models
 from tests.e2e._openai import write_config
@@ -49,6 +50,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 @pytest.fixture
 def http(stack: Stack) -> Iterator[httpx.Client]:
     """An HTTP/1.1 client for Envoy's public listener."""
+    # Nothing restarts a test stack's children: a child that died (Envoy's guard dog, say)
+    # failed every later test on that stack with "Connection refused", and said no more.
+    if dead := stack.group.exited():
+        logs = tail_logs(Path(stack.settings.log_dir or "."))
+        pytest.fail(f"the stack's {', '.join(dead)} exited in an earlier test; logs:\n{logs}")
     with httpx.Client(base_url=stack.http_url, timeout=30) as client:
         yield client
 

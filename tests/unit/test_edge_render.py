@@ -19,6 +19,7 @@ from saxgateway.v1 import gateway_pb2, openai_pb2
 from gateway.cli.main import main
 from gateway.common.stacktoken import STACK_TOKEN_HEADER, new_token
 from gateway.configfile import parse_config
+from gateway.edge import EdgeConfig, Limits
 from gateway.edge._ratelimit import rate_limit
 from gateway.launch._spans import span_operation
 from gateway.launch.direct._resources import SAX_PATH
@@ -27,6 +28,7 @@ from gateway.launch.envoy import (
     descriptor_set,
     docs_page,
     envoy_binary,
+    guard_dog_timeout,
     openapi_document,
     render,
     route_timeout_over,
@@ -242,27 +244,35 @@ def test_without_a_config_only_the_origin_check_is_added(tmp_path: Path) -> None
     assert "transport_socket" not in chain
 
 
-@pytest.mark.parametrize(
-    ("body_limit", "kill"),
-    [(None, "64s"), (8 << 20, "16s"), (5 << 20, "10s"), (1 << 20, "10s"), ((8 << 20) + 1, "17s")],
-)
 def test_a_thread_stuck_longer_than_a_body_within_the_limit_takes_aborts_envoy(
-    tmp_path: Path, body_limit: int | None, kill: str
+    tmp_path: Path,
 ) -> None:
     # Every config has it, the containers' too (`saxgw envoy-config`): Envoy's default, 0,
-    # never kills (tests/faults/test_envoy_worker.py: what a stuck worker then does). Its
-    # timeout grows with the body limit, 2 s a MiB, 10 s at least: a body of small numbers
-    # within the default limit (32 MiB) held a worker for 10.8 s as Envoy transcoded it, and
-    # at 10 s the guard dog aborted Envoy under it.
+    # never kills (tests/faults/test_envoy_worker.py: what a stuck worker then does).
     guard = {
         "miss_timeout": "0.2s",
         "megamiss_timeout": "1s",
-        "kill_timeout": kill,
+        "kill_timeout": "64s",
         "max_kill_timeout_jitter": "5s",
     }
-    limits = {} if body_limit is None else {"max_request_bytes": body_limit}
-    config = _render(tmp_path, {"limits": limits})
+    config = _render(tmp_path, {})
     assert config["watchdogs"] == {"main_thread_watchdog": guard, "worker_watchdog": guard}
+
+
+@pytest.mark.parametrize(
+    ("body_limit", "kill"),
+    [(32 << 20, 64), (8 << 20, 16), ((8 << 20) + 1, 17), (5 << 20, 10), (1 << 20, 10)],
+)
+def test_the_guard_dog_waits_2_s_a_mib_of_the_body_limit(body_limit: int, kill: float) -> None:
+    # A body of small numbers within the default limit (32 MiB) held a worker for 10.8 s as
+    # Envoy transcoded it, and at a fixed 10 s the guard dog aborted Envoy under it.
+    edge = EdgeConfig(limits=Limits(max_request_bytes=body_limit))
+    assert guard_dog_timeout(EnvoySettings(gateway_endpoints=(), edge=edge)) == kill
+
+
+def test_a_kill_timeout_given_is_the_guard_dogs() -> None:
+    assert guard_dog_timeout(EnvoySettings(gateway_endpoints=(), kill_timeout=3.0)) == 3.0
+    assert guard_dog_timeout(EnvoySettings(gateway_endpoints=(), kill_timeout=0.0)) == 0.0
 
 
 def test_serve_refuses_a_public_address_without_authentication(

@@ -10,12 +10,11 @@ import time
 from pathlib import Path
 
 import httpx
-import yaml
 from saxml.protobuf import admin_pb2
 
 from gateway.launch.ports import listener_pid
 from gateway.launch.processes import free_port
-from tests._envoy_routes import unary_route_timeouts
+from tests._envoy_routes import envoy_yaml, unary_route_timeouts
 from tests.e2e._published import TEST_LM
 from tests.e2e._up import own_ports_and_dirs, saxgw_up
 
@@ -35,9 +34,7 @@ def _unary_route_timeouts(port: int) -> set[str]:
     pid = listener_pid(port)
     assert pid is not None
     argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    return unary_route_timeouts(
-        yaml.safe_load(Path(argv[argv.index(b"-c") + 1].decode()).read_text())
-    )
+    return unary_route_timeouts(envoy_yaml(Path(argv[argv.index(b"-c") + 1].decode()).read_text()))
 
 
 def test_up_restart_serves_restored_models_and_refuses_busy_ports(tmp_path: Path) -> None:

@@ -14,7 +14,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import yaml
 from saxml.protobuf.admin_pb2 import Location
 
 from gateway.client import Client, ClientSettings
@@ -33,6 +32,7 @@ from gateway.launch.direct._resources import (
     route_table,
 )
 from gateway.launch.envoy import EnvoySettings, render
+from tests._envoy_routes import envoy_yaml
 
 KEYS = [
     {"key": "key-of-ops-0123456789", "client": "ops", "roles": ["admin", "data"]},
@@ -85,7 +85,7 @@ def test_clients_the_gateway_treats_apart_are_left_to_it() -> None:
 
 def test_direct_routes_come_before_the_catch_all_and_keep_its_filters(tmp_path: Path) -> None:
     settings = EnvoySettings(gateway_endpoints=("127.0.0.1:1",), direct_dir=str(tmp_path))
-    config = yaml.safe_load(render(settings, secrets_dir=tmp_path / "secrets"))
+    config = envoy_yaml(render(settings, secrets_dir=tmp_path / "secrets"))
     hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
     assert "route_config" not in hcm["typed_config"]  # the routes come from the RDS file
     base = json.loads((tmp_path / "routes.base.json").read_text())

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from gateway.cli._edge import envoy_settings
 from gateway.cli.main import main
@@ -17,10 +16,11 @@ from gateway.configfile import parse_config
 from gateway.edge import allowed_host
 from gateway.edge._hosts import SEVERAL_HOSTS
 from gateway.launch.envoy import ADMIN_DRAIN, ADMIN_READS, EnvoySettings, render
+from tests._envoy_routes import envoy_yaml
 
 
 def _virtual_hosts(text: str) -> list[dict[str, Any]]:
-    config = yaml.safe_load(text)
+    config = envoy_yaml(text)
     hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
     hosts: list[dict[str, Any]] = hcm["typed_config"]["route_config"]["virtual_hosts"]
     return hosts
@@ -57,7 +57,7 @@ def test_any_other_listener_answers_every_host(address: str) -> None:
 def test_a_listener_on_every_ipv6_address_renders_and_answers_every_host() -> None:
     # `--listen ::` rendered `address: ::`, which is not YAML: Envoy refused the config.
     settings = EnvoySettings(gateway_endpoints=["[::1]:50051"], listen_address="::")
-    config = yaml.safe_load(render(settings))
+    config = envoy_yaml(render(settings))
     listener = config["static_resources"]["listeners"][0]
     assert listener["address"]["socket_address"]["address"] == "::"
     # Envoy dials a gateway at an IPv6 address without its brackets: it looked "[::1]" up in
@@ -123,11 +123,11 @@ def test_the_admin_of_a_container_also_takes_the_drain_that_envoy_run_sends(
     # (loopback, reachable by DNS rebinding) takes reads only (tests/e2e/test_operate.py).
     argv = ["envoy-config", "--gateway", "gateway:50051", "--out", str(tmp_path / "out")]
     assert main(argv) == 0
-    config = yaml.safe_load((tmp_path / "out" / "envoy.yaml").read_text())
+    config = envoy_yaml((tmp_path / "out" / "envoy.yaml").read_text())
     assert config["admin"]["allow_paths"] == [*ADMIN_READS, *ADMIN_DRAIN]
     run_envoy = (Path(__file__).parents[2] / "gateway/launch/run-envoy.sh").read_text()
     assert "POST /healthcheck/fail" in run_envoy and "POST '/drain_listeners?" in run_envoy
-    laptop = yaml.safe_load(render(EnvoySettings(gateway_endpoints=["127.0.0.1:50051"])))
+    laptop = envoy_yaml(render(EnvoySettings(gateway_endpoints=["127.0.0.1:50051"])))
     assert laptop["admin"]["allow_paths"] == list(ADMIN_READS)
 
 

@@ -36,7 +36,7 @@ from gateway.launch.envoy import (
 )
 from gateway.service._fields import RECEIVING_HEADER
 from gateway.service._streams import CLIENT_ADDRESS_HEADER
-from tests._envoy_routes import unary_route_timeouts
+from tests._envoy_routes import envoy_yaml, unary_route_timeouts
 from tests.e2e.security._credentials import CertificateAuthority, JwtSigner
 
 KEYS = [{"key": "sk-ops-0123456789abcdef", "client": "ops", "roles": ["admin", "data"]}]
@@ -74,7 +74,7 @@ def _full_config(tmp_path: Path) -> dict[str, object]:
     }
 
 
-class _Strict(yaml.SafeLoader):
+class _Strict(yaml.CSafeLoader):
     """Fails on a key set twice in one mapping: PyYAML (and Envoy) would keep one of them, and
     a setting from the template or the config file would silently vanish."""
 
@@ -202,7 +202,7 @@ def test_any_text_in_names_and_paths_renders_a_config_envoy_takes(tmp_path: Path
     )
     (tmp_path / "envoy.yaml").write_text(text)
     assert "OK" in _validate(tmp_path / "envoy.yaml"), _validate(tmp_path / "envoy.yaml")[-2000:]
-    parsed = yaml.safe_load(text)
+    parsed = envoy_yaml(text)
     assert "\U00020bb7野" in json.dumps(parsed, ensure_ascii=False)
     assert str(docs / "index.html") in json.dumps(parsed, ensure_ascii=False)
 
@@ -548,7 +548,7 @@ def test_a_stack_token_is_set_on_every_route_whatever_a_client_sent() -> None:
     # The other virtual host refuses every request (gateway/edge/_hosts.py).
     token = new_token()
     settings = EnvoySettings(gateway_endpoints=["127.0.0.1:50051"], stack_token=token)
-    hosts = yaml.safe_load(render(settings))["static_resources"]["listeners"][0]
+    hosts = envoy_yaml(render(settings))["static_resources"]["listeners"][0]
     hosts = hosts["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]
     gateway = hosts["virtual_hosts"][0]
     assert gateway["request_headers_to_add"][-1] == {
@@ -642,7 +642,7 @@ def test_envoy_lets_a_unary_call_run_past_the_gateways_longest_deadline(
     # route timeout, with Envoy's bare 504 instead of its own DEADLINE_EXCEEDED.
     out = tmp_path / "out"
     assert main(["envoy-config", "--gateway", "gateway:50051", "--out", str(out), *flag]) == 0
-    assert unary_route_timeouts(yaml.safe_load((out / "envoy.yaml").read_text())) == {timeout}
+    assert unary_route_timeouts(envoy_yaml((out / "envoy.yaml").read_text())) == {timeout}
 
 
 @pytest.mark.parametrize(

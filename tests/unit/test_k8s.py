@@ -21,6 +21,7 @@ from gateway.launch.stack import ENVOY_JSON_LOG
 from gateway.ops import LIVE_PATH, READY_PATH
 from gateway.ops._ready import CLUSTER, MIN_HEALTHY_PERCENT
 from tests._deployment import render, schema_errors
+from tests._envoy_routes import envoy_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ("embedded-cell", "gcs-cell")
@@ -432,7 +433,7 @@ def test_the_pod_is_reached_on_an_ipv4_ipv6_or_dual_stack_cluster(
     out = tmp_path / "envoy"
     # Its own flags up to --out, which is here, and --config, which names the pod's files.
     assert main([*init[: init.index("--out")], "--out", str(out)]) == 0
-    config = yaml.safe_load((out / "envoy.yaml").read_text())
+    config = envoy_yaml((out / "envoy.yaml").read_text())
     [listener] = config["static_resources"]["listeners"]
     assert listener["address"]["socket_address"] == {
         "address": "::",

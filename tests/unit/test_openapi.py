@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema_rs
-import yaml
 from google.api import annotations_pb2, http_pb2
 from saxgateway.v1 import gateway_pb2, openai_pb2
 
 from gateway.edge._paths import OPEN, OPEN_HTTP
 from gateway.launch._replies import HEALTHZ_DOWN, local_reply_mappers
 from gateway.launch.envoy import EnvoySettings, descriptor_set, openapi_document, render
+from tests._envoy_routes import envoy_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC: dict[str, Any] = json.loads((ROOT / "openapi" / "openapi.json").read_text())
@@ -156,7 +156,7 @@ def test_the_docs_files_envoy_serves_are_the_open_docs_paths() -> None:
     # Credentials are skipped for the /docs files by name (`OPEN_HTTP`): a file the routes
     # serve but the list lacks asks the page's visitor for a key; one the list names but no
     # route serves goes on to a gateway without a credential.
-    config = yaml.safe_load(render(EnvoySettings(gateway_endpoints=["127.0.0.1:1"])))
+    config = envoy_yaml(render(EnvoySettings(gateway_endpoints=["127.0.0.1:1"])))
     listener = config["static_resources"]["listeners"][0]
     manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
     served = {

@@ -16,7 +16,6 @@ from typing import Any
 
 import grpc
 import pytest
-import yaml
 from opentelemetry.sdk.trace import ReadableSpan
 from saxgateway.v1 import openai_pb2
 
@@ -43,6 +42,7 @@ from gateway.service.telemetry_args import (
     otlp_headers,
     telemetry_from_args,
 )
+from tests._envoy_routes import envoy_yaml
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 TRACEPARENT = f"00-{TRACE_ID}-b7ad6b7169203331-01"
@@ -336,7 +336,7 @@ def test_a_callers_tracestate_in_several_headers_is_one_list() -> None:
 
 
 def _connection_manager(settings: EnvoySettings) -> dict[str, Any]:
-    config = yaml.safe_load(render(settings))
+    config = envoy_yaml(render(settings))
     [listener] = config["static_resources"]["listeners"]
     hcm: dict[str, Any] = listener["filter_chains"][0]["filters"][0]["typed_config"]
     return hcm
@@ -486,7 +486,7 @@ def test_envoy_config_for_containers_traces_as_the_pods_variables_say(
     monkeypatch.delenv(HEADERS_VARIABLE, raising=False)
     out = tmp_path / "out"
     assert main(["envoy-config", "--gateway", "gateway:50051", "--out", str(out)]) == 0
-    service = _tracer(yaml.safe_load((out / "envoy.yaml").read_text()))["grpc_service"]
+    service = _tracer(envoy_yaml((out / "envoy.yaml").read_text()))["grpc_service"]
     # Each export's deadline (tests/e2e/test_traces.py: a collector that never answers).
     [method] = json.loads(
         service["google_grpc"].pop("channel_args")["args"]["grpc.service_config"]["string_value"]

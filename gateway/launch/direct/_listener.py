@@ -189,11 +189,16 @@ def _hcm(config: Config) -> Config:
     raise ValueError("no http_connection_manager in Envoy's config")
 
 
+#: libyaml's loader where PyYAML has it (its wheels do): its Python loader took 0.65 s to read
+#: the rendered config (220 KB) at every start in direct mode, this one 0.11 s.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def direct_listener(rendered: str, directory: Path) -> str:
     """``rendered`` (Envoy's config from the template) in direct mode; writes the base route
     table, and a first RDS and CDS file that route everything to the gateways, to
     ``directory``, which the control plane then rewrites."""
-    config = yaml.safe_load(rendered)
+    config = yaml.load(rendered, Loader=_YAML_LOADER)
     files = DirectFiles(directory)
     hcm = _hcm(config)
     filters = hcm["http_filters"]

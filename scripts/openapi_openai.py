@@ -81,7 +81,8 @@ _SAMPLING: dict[str, Schema] = {
         "type": "integer",
         "minimum": 1,
         "maximum": MAX_N,
-        "description": "Choices per prompt: the model's best `n` samples.",
+        "description": "Choices per prompt: the model's best `n` samples; more than the "
+        "model returns per prompt is a 400.",
     },
     "stop": {
         "oneOf": [
@@ -98,6 +99,8 @@ _SAMPLING: dict[str, Schema] = {
     "stream": {"type": "boolean", "description": "Server-Sent Events, ending with `data: [DONE]`."},
     "stream_options": {
         "type": "object",
+        "description": "Only with `stream: true`: a set option without it is a 400 (an empty "
+        "object or null options pass).",
         "properties": {
             "include_usage": {
                 "type": ["boolean", "null"],
@@ -409,6 +412,8 @@ def schemas() -> dict[str, Schema]:
                 "knows (with a built-in template, such as chatml, another is a 400).",
             },
             "content": {
+                "description": "Required, and not null, but for assistant and function "
+                "messages (a 400 naming the message).",
                 "oneOf": [
                     {"type": "string"},
                     {"type": "null"},
@@ -421,7 +426,7 @@ def schemas() -> dict[str, Schema]:
                             ["type", "text"],
                         ),
                     },
-                ]
+                ],
             },
             "name": {"type": "string"},
         },

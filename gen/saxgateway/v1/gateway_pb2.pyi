@@ -1579,7 +1579,9 @@ Global___DetectRequest: _TypeAlias = DetectRequest  # noqa: Y015
 
 @_typing.final
 class Region(_message.Message):
-    """A region of an image, in coordinates relative to the image size."""
+    """A region of an image, in coordinates relative to the image size. Each is a
+    finite number: JSON's "NaN" and "Infinity" are refused.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -2768,7 +2770,7 @@ class VideoToTextRequest(_message.Message):
     @_builtins.property
     def image_frames(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
         """Required. The video's encoded frames, in order (each base64 in JSON); at
-        most 1024.
+        most 1024, none of them empty.
         """
 
     @_builtins.property
@@ -2856,7 +2858,7 @@ class VideoToTokenRequest(_message.Message):
     @_builtins.property
     def image_frames(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
         """Required. The video's encoded frames, in order (each base64 in JSON); at
-        most 1024.
+        most 1024, none of them empty.
         """
 
     @_builtins.property

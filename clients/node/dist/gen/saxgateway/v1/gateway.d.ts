@@ -473,7 +473,10 @@ export interface DetectRequest_ExtraInputsEntry {
     key: string;
     value: any | undefined;
 }
-/** A region of an image, in coordinates relative to the image size. */
+/**
+ * A region of an image, in coordinates relative to the image size. Each is a
+ * finite number: JSON's "NaN" and "Infinity" are refused.
+ */
 export interface Region {
     /** Center x. */
     cx: number;
@@ -800,7 +803,7 @@ export interface VideoToTextRequest {
     model: string;
     /**
      * Required. The video's encoded frames, in order (each base64 in JSON); at
-     * most 1024.
+     * most 1024, none of them empty.
      */
     image_frames: Buffer[];
     /** An optional prompt. */
@@ -827,7 +830,7 @@ export interface VideoToTokenRequest {
     model: string;
     /**
      * Required. The video's encoded frames, in order (each base64 in JSON); at
-     * most 1024.
+     * most 1024, none of them empty.
      */
     image_frames: Buffer[];
     /** Extra inputs, as in GenerateRequest. */

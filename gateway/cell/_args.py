@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
 from gateway.cell.settings import DEFAULT_CELL, CellSettings
 from gateway.common import flags, logs
+from gateway.common.interpreter import module_argv
 
 _TIMING = (
     ("--poll-interval", "poll_interval", "seconds between the admin's polls of model servers"),
@@ -114,7 +114,7 @@ def settings_to_argv(settings: CellSettings) -> list[str]:
 
 def cell_argv(settings: CellSettings, *, log_format: logs.LogFormat = "text") -> list[str]:
     """The command that runs a whole cell (``python -m gateway.cell``) with ``settings``."""
-    argv = [sys.executable, "-m", "gateway.cell", *settings_to_argv(settings)]
+    argv = [*module_argv("gateway.cell"), *settings_to_argv(settings)]
     argv += [
         f"--admin-port={settings.admin_port}",
         f"--model-servers={settings.num_model_servers}",

@@ -19,7 +19,6 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from gateway.cell._errors import CellStartError
 from gateway.cell.modelserver.loaded import KEPT_CANCELLATIONS, Cancellation
 from gateway.cell.settings import CellSettings
 from gateway.common.closing import AsyncClosing
+from gateway.common.interpreter import module_argv
 from gateway.common.logs import LogFormat
 
 _log = logging.getLogger("gateway.cell")
@@ -78,9 +78,7 @@ class _ServerProcess:
 
     async def start(self, *, timeout: float) -> None:
         self._process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            self._module,
+            *module_argv(self._module),
             *self._argv,
             "--exit-on-stdin-eof",
             stdin=asyncio.subprocess.PIPE,

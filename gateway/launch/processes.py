@@ -10,7 +10,6 @@ import random
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -18,13 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Literal
 
+from gateway.common.interpreter import module_argv
 from gateway.common.listen import host_and_port
 from gateway.launch.logdir import hold_again
 
 log = logging.getLogger(__name__)
 
 # Every child is exec'd through this (same pid), which has the kernel kill it if we die.
-_DIE_WITH_PARENT = (sys.executable, "-m", "gateway.launch.diewithparent")
+_DIE_WITH_PARENT = tuple(module_argv("gateway.launch.diewithparent"))
 
 
 class StartupError(RuntimeError):

@@ -29,6 +29,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.cell import CellSettings, cell_argv
 from gateway.common import slottable
+from gateway.common.interpreter import module_argv
 from gateway.common.listen import bracketed
 from gateway.common.logs import LogFormat, resolved
 from gateway.common.loopback import is_loopback
@@ -514,9 +515,7 @@ class Stack:
         if snapshot is None:
             raise StartupError("direct", "direct mode needs the --config file that asks for it")
         argv = [
-            sys.executable,
-            "-m",
-            "gateway.launch.direct",
+            *module_argv("gateway.launch.direct"),
             f"--sax-root={s.sax_root}",
             *(
                 [f"--gcs-endpoint={s.gateway.client.gcs_endpoint}"]

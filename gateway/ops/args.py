@@ -5,9 +5,9 @@ gateway (`gateway.service.args`): the CLI parses them, the launcher builds them 
 from __future__ import annotations
 
 import argparse
-import sys
 
 from gateway.common.flags import host_port, optional_port
+from gateway.common.interpreter import module_argv
 from gateway.common.logs import FORMATS
 from gateway.ops._server import OpsSettings
 
@@ -44,7 +44,7 @@ def settings_from_args(args: argparse.Namespace) -> OpsSettings:
 
 def ops_argv(settings: OpsSettings, log_format: str) -> list[str]:
     """The command that runs the ops process with ``settings``."""
-    argv = [sys.executable, "-m", "gateway.cli", "ops", f"--host={settings.host}"]
+    argv = [*module_argv("gateway.cli"), "ops", f"--host={settings.host}"]
     argv += [f"--port={settings.port}", f"--log-format={log_format}"]
     if settings.envoy_admin:
         argv.append(f"--envoy-admin={settings.envoy_admin}")

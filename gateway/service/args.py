@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import sys
 from typing import Any
 
 from gateway.client import ClientSettings
@@ -21,6 +20,7 @@ from gateway.common.flags import (
     seconds,
     seconds_or_zero,
 )
+from gateway.common.interpreter import module_argv
 from gateway.common.stacktoken import STACK_TOKEN_VARIABLE
 from gateway.config import (
     DEFAULT_GATEWAY_PORT,
@@ -194,7 +194,7 @@ def client_settings_from_args(args: argparse.Namespace) -> ClientSettings:
 
 def gateway_argv(settings: GatewaySettings) -> list[str]:
     """The command that runs one gateway process with ``settings`` (flags as parsed above)."""
-    argv = [sys.executable, "-m", "gateway.cli", "gateway", f"--sax-root={settings.sax_root}"]
+    argv = [*module_argv("gateway.cli"), "gateway", f"--sax-root={settings.sax_root}"]
     if settings.client.gcs_endpoint:
         argv.append(f"--gcs-endpoint={settings.client.gcs_endpoint}")
     return [

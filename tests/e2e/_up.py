@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from gateway.common.interpreter import module_argv
 from gateway.launch.processes import free_port
 from tests._stacks import tail_logs
 
@@ -63,15 +63,20 @@ class Up:
 
 @contextmanager
 def saxgw_up(
-    argv: list[str], command: str = "up", env: Mapping[str, str] | None = None
+    argv: list[str],
+    command: str = "up",
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> Iterator[Up]:
-    """Runs `saxgw COMMAND ARGV` (``env`` on top of ours) until the block ends, then stops it
-    with SIGTERM. It hears SIGHUP whatever this process does: run under `nohup`, which has
-    its children ignore hangups, saxgw keeps ignoring them, as it should."""
+    """Runs `saxgw COMMAND ARGV` (``env`` on top of ours, in ``cwd``) until the block ends,
+    then stops it with SIGTERM. It hears SIGHUP whatever this process does: run under `nohup`,
+    which has its children ignore hangups, saxgw keeps ignoring them, as it should."""
     heard = signal.signal(signal.SIGHUP, signal.SIG_DFL)
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", command, *argv],
+            # As the saxgw script runs: the current directory is not on its sys.path.
+            [*module_argv("gateway.cli"), command, *argv],
+            cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -130,6 +130,22 @@ def test_up_with_keys_reports_restored_models(tmp_path: Path) -> None:
         up.wait_for(f"saxgw: restored models ready: {MODEL} (1/1)")
 
 
+def test_up_started_in_a_directory_of_python_files_serves(tmp_path: Path) -> None:
+    # Every child ran `python -m ...`, which puts the current directory first on sys.path: in
+    # a directory holding a gateway.py (or a timeit.py, which prometheus_client imports) each
+    # gateway died at import, and ran whatever the file held.
+    here = tmp_path / "project"
+    here.mkdir()
+    for name in ("gateway.py", "timeit.py", "grpc.py"):
+        (here / name).write_text(f"raise SystemExit('{name} of the current directory ran')\n")
+    port = free_port()
+    argv = [*own_ports_and_dirs(port, tmp_path), "--ops-port=0", "--log-format=text"]
+    with saxgw_up(argv, cwd=here) as up:
+        up.wait_for("Ready. Try:")
+        response = httpx.get(f"http://127.0.0.1:{port}/listcells", timeout=30)
+        assert (response.status_code, response.json()) == (200, {"cells": ["/sax/test"]})
+
+
 def test_up_names_a_restored_model_that_failed_to_load(tmp_path: Path) -> None:
     # A restored model that failed to load never serves: `saxgw up` waited for it for good,
     # asking the gateway twice a second, and said nothing, not even of the models that did.

@@ -27,6 +27,7 @@ from gateway.launch.logdir import LogDirInUse, hold_log_dir
 from gateway.launch.ports import PortClaimed, claim_ports
 from gateway.launch.processes import LogError, StartupError
 from gateway.launch.stack import Stack, StackSettings
+from gateway.launch.stackdir import NoRoom
 from gateway.service import serve as serve_gateway
 from gateway.service.args import (
     add_config_argument,
@@ -313,6 +314,9 @@ def _up(args: argparse.Namespace) -> int:
         return 1
     except LogError as exc:
         print(f"saxgw: {exc}; give a --log-dir it can write in", file=sys.stderr)
+        return 1
+    except NoRoom as exc:
+        print(f"saxgw: {exc}", file=sys.stderr)
         return 1
 
 

@@ -55,7 +55,7 @@ from gateway.launch.processes import (
     make_log_dir,
     port_open,
 )
-from gateway.launch.stackdir import OWNER_FILE, KeptFiles, stack_dir
+from gateway.launch.stackdir import OWNER_FILE, KeptFiles, room_for_files, stack_dir
 from gateway.launch.tuning import (
     envoy_open_files,
     grpc_env,
@@ -315,7 +315,9 @@ class Stack:
         if self.settings.log_dir:  # --log-dir names a folder that need not exist yet
             make_log_dir(self.settings.log_dir)
         try:
-            self._start()
+            # Every file it writes itself is in its private directory (logs: `LogError`).
+            with room_for_files(self._tmp.name):
+                self._start()
         except Stopping:
             pass  # told to stop while starting: its owner stops at once what did start
         except BaseException:

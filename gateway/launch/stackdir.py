@@ -17,13 +17,14 @@ owner is in another PID namespace (a container sharing /tmp) and so cannot be lo
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,13 +109,38 @@ def remove_stale(root: Path) -> list[Path]:
     return removed
 
 
+class NoRoom(RuntimeError):
+    """The stack's private directory's filesystem is full (or its quota spent)."""
+
+
+@contextlib.contextmanager
+def room_for_files(directory: str) -> Iterator[None]:
+    """Turns a full filesystem under ``directory`` (the stack's, or the one it is made in)
+    into `NoRoom`, which names it and what sets it: `saxgw up` on a nearly full TMPDIR
+    ended in a traceback of the write that failed (Envoy's config, 220 KB)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise NoRoom(
+            f"no room for the stack's private files in {directory} ({exc.strerror}): "
+            "free some, or set TMPDIR to a directory with room"
+        ) from exc
+
+
 def stack_dir() -> tempfile.TemporaryDirectory[str]:
     """A new private directory (0700) with its owner file, after removing stale ones."""
     remove_stale(Path(tempfile.gettempdir()))
     tmp = tempfile.TemporaryDirectory(prefix=PREFIX)
     # Written whole, then renamed: a stack reading it meanwhile finds no file, not half a one.
     partial = Path(tmp.name) / f".{OWNER_FILE}"
-    partial.write_text(json.dumps(owner()))
+    try:
+        with room_for_files(tmp.name):
+            partial.write_text(json.dumps(owner()))
+    except NoRoom:
+        tmp.cleanup()
+        raise
     partial.rename(Path(tmp.name) / OWNER_FILE)
     return tmp
 

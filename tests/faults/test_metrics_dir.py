@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import functools
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,34 +27,10 @@ from gateway.ops import OpsSettings
 from gateway.ops.args import ops_argv
 from gateway.service.args import gateway_argv
 from tests._metricsdir import Values, unfolded, values
+from tests._tmpfs import fill, tmpfs
 from tests.faults.conftest import Faults, publish
 
 WRITABLE = "saxgw_metrics_dir_writable"
-
-
-@contextlib.contextmanager
-def _tmpfs(path: Path, *options: str) -> Iterator[Path]:
-    path.mkdir()
-    mount = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", ",".join(["size=1m", *options]), "saxgw-test", str(path)],
-        capture_output=True,
-        text=True,
-    )
-    if mount.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (root only): {mount.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=True)
-
-
-def _fill(directory: Path) -> Path:
-    """Writes a file until the filesystem is full; returns it."""
-    filler = directory / "filler"
-    with filler.open("wb", buffering=0) as f, contextlib.suppress(OSError):
-        while True:
-            f.write(b"\0" * 4096)
-    return filler
 
 
 @dataclasses.dataclass
@@ -123,8 +98,8 @@ def test_a_full_metrics_directory_costs_metrics_not_calls(
 ) -> None:
     model = "/sax/test/metricsfull"
     publish(http, model)
-    with _tmpfs(tmp_path / "metrics") as metrics:
-        filler = _fill(metrics)
+    with tmpfs(tmp_path / "metrics") as metrics:
+        filler = fill(metrics)
         with _gateway_and_ops(faults, metrics, tmp_path) as (address, scrape):
             # Before: the gateway died of SIGBUS at its first call (prometheus_client maps
             # sparse files), and again after each restart.
@@ -143,7 +118,7 @@ def test_a_read_only_metrics_directory_costs_metrics_not_calls(
     model = "/sax/test/metricsro"
     publish(http, model)
     with (
-        _tmpfs(tmp_path / "metrics", "ro") as metrics,
+        tmpfs(tmp_path / "metrics", "ro") as metrics,
         _gateway_and_ops(faults, metrics, tmp_path) as (address, scrape),
     ):
         # Before: the gateway could not start (OSError: Read-only file system).
@@ -228,7 +203,7 @@ def test_a_full_metrics_directory_keeps_gone_gateways_files_until_it_has_room(
     model = "/sax/test/metricsfoldfull"
     publish(http, model)
     with (
-        _tmpfs(tmp_path / "metrics") as metrics,
+        tmpfs(tmp_path / "metrics") as metrics,
         _gateways_and_ops(faults, metrics, tmp_path) as running,
     ):
         _calls_answer(running.gateways["gateway"], model, tmp_path)
@@ -237,7 +212,7 @@ def test_a_full_metrics_directory_keeps_gone_gateways_files_until_it_has_room(
         gateway.send_signal(signal.SIGTERM)
         assert gateway.wait(timeout=30) == 0
         gone = _db_files(metrics)
-        filler = _fill(metrics)
+        filler = fill(metrics)
         before = unfolded(metrics, tmp_path / "before")
         # The archive would not fit: the fold waits (the ops server must not die of SIGBUS
         # writing it, as a gateway did), and the scrape is whole.

@@ -194,7 +194,7 @@ def test_two_ups_started_at_once_on_the_same_ports_one_serves(tmp_path: Path) ->
         lowest = min(int(f.split("=")[1]) for f in argv if f.split("=")[1].isdigit())
         [line] = loser.lines
         assert line.startswith(f"saxgw: port {lowest} is in use (")
-        assert f") by pid {winner.proc.pid} ({sys.executable} -m gateway.cli up " in line
+        assert f") by pid {winner.proc.pid} ({sys.executable} -P -m gateway.cli up " in line
         assert line.endswith(
             "; is another `saxgw up` running? Stop it, or choose other ports "
             "(see `saxgw up --help`)."

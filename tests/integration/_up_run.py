@@ -6,13 +6,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from gateway.launch.processes import free_port
 
 
-def run_up(sax_root: Path, *flags: str) -> subprocess.CompletedProcess[str]:
-    """`saxgw up` on ``sax_root`` (and its fs root beside it) on free ports of its own."""
+def run_up(
+    sax_root: Path, *flags: str, wrapper: Sequence[str] = ()
+) -> subprocess.CompletedProcess[str]:
+    """`saxgw up` on ``sax_root`` (and its fs root beside it) on free ports of its own, run
+    through ``wrapper`` (such as ``prlimit --nofile=16:16``) if given."""
     ports = [f"--port={free_port()}", f"--envoy-admin-port={free_port()}"]
     ports += [f"--gateway-ports={free_port()}", f"--ops-port={free_port()}"]
     ports += [f"--admin-port={free_port()}", f"--model-server-ports={free_port()}"]
@@ -24,4 +28,4 @@ def run_up(sax_root: Path, *flags: str) -> subprocess.CompletedProcess[str]:
     tmp.mkdir(exist_ok=True)
     env = {**os.environ, "TMPDIR": str(tmp)}
     run = subprocess.run
-    return run([*command, *flags], capture_output=True, text=True, timeout=120, env=env)
+    return run([*wrapper, *command, *flags], capture_output=True, text=True, timeout=120, env=env)

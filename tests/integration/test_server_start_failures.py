@@ -101,6 +101,27 @@ def test_up_refuses_an_ipv4_mapped_listen_address_before_anything_starts(tmp_pat
     )
 
 
+@pytest.mark.parametrize("limit", [16, 24, 63])
+def test_up_refuses_an_open_file_limit_too_low_to_run_before_anything_starts(
+    tmp_path: Path, limit: int
+) -> None:
+    # Under 16 a gateway crashed at start (SIGSEGV, in grpc), under 24 it spun on "File
+    # descriptor limit reached" until the start timed out; below 64, Envoy took a handful of
+    # clients at most. prlimit sets the hard limit too, which a process may raise again only
+    # with CAP_SYS_RESOURCE (saxgw tries): root's is dropped here, as a container's is.
+    wrapper = ["prlimit", f"--nofile={limit}:{limit}", "--"]
+    if os.geteuid() == 0:
+        wrapper = ["setpriv", "--bounding-set", "-sys_resource", "--", *wrapper]
+    done = run_up(tmp_path / "root", wrapper=wrapper)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (
+        f"saxgw: the open-file limit is {limit} (`ulimit -n`, and its hard limit, `ulimit -Hn`):"
+        " a stack needs at least 64, and one per client connection beyond that; raise it "
+        "(`ulimit -n 4096`, or a container's nofile ulimit)\n"
+    )
+    assert not (tmp_path / "root").exists()
+
+
 def test_up_refuses_a_path_that_is_not_utf8_before_anything_starts(tmp_path: Path) -> None:
     # The cell failed to start with a traceback: UnicodeEncodeError, "surrogates not allowed".
     latin1 = Path(os.fsdecode(bytes(tmp_path / "lat") + b"\xe9n"))

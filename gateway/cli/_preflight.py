@@ -118,7 +118,7 @@ def no_envoy(args: argparse.Namespace) -> str | None:
 def too_few_files() -> str | None:
     """Why the stack cannot run under this process's open-file limit, once raised as far as
     it may be (the stack raises it, and its children inherit it): under `ulimit -n 16` a
-    gateway crashed at start (SIGSEGV, in grpc), under 24 it spun until the start timed out."""
+    gateway crashed at start (SIGSEGV, in grpc), and under 24 it spun until the start timed out."""
     limit = raise_open_files_limit()
     if limit == resource.RLIM_INFINITY or limit >= LEAST_OPEN_FILES:
         return None

@@ -38,9 +38,9 @@ ENVOY_SPARE_FILES = 1024
 #: descriptors with, and the watchdog killed it with the calls in flight.
 ENVOY_LEAST_SPARE = 48
 #: The least open-file limit a stack starts under: Envoy's `ENVOY_LEAST_SPARE` and 16 client
-#: connections. Below 32 a gateway did not start at all (grpc crashed, SIGSEGV, under 16, and
-#: spun on "File descriptor limit reached" under 24), and below 64 Envoy could take a handful
-#: of clients at most.
+#: connections. Below 32 a gateway did not start at all (at 16 grpc crashed, SIGSEGV; at 24
+#: it spun on "File descriptor limit reached"), and below 64 Envoy could take a handful of
+#: clients at most.
 LEAST_OPEN_FILES = ENVOY_LEAST_SPARE + 16
 
 

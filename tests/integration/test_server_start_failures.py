@@ -105,9 +105,9 @@ def test_up_refuses_an_ipv4_mapped_listen_address_before_anything_starts(tmp_pat
 def test_up_refuses_an_open_file_limit_too_low_to_run_before_anything_starts(
     tmp_path: Path, limit: int
 ) -> None:
-    # Under 16 a gateway crashed at start (SIGSEGV, in grpc), under 24 it spun on "File
-    # descriptor limit reached" until the start timed out; below 64, Envoy took a handful of
-    # clients at most. prlimit sets the hard limit too, which a process may raise again only
+    # At 16 a gateway crashed at start (SIGSEGV, in grpc), at 24 it spun on "File descriptor
+    # limit reached" until the start timed out; below 64, Envoy took a handful of clients at
+    # most. prlimit sets the hard limit too, which a process may raise again only
     # with CAP_SYS_RESOURCE (saxgw tries): root's is dropped here, as a container's is.
     wrapper = ["prlimit", f"--nofile={limit}:{limit}", "--"]
     if os.geteuid() == 0:

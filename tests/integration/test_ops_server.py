@@ -33,15 +33,22 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 @contextmanager
-def _serving(settings: OpsSettings) -> Iterator[str]:
-    """An ops server of ``settings`` serving in a thread, by its base URL."""
-    server = start(settings)
+def _in_thread(server: ThreadingHTTPServer) -> Iterator[str]:
+    """``server`` (bound to 127.0.0.1) serving in a thread, by its address, until the block
+    ends."""
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def _serving(settings: OpsSettings) -> Iterator[str]:
+    """An ops server of ``settings`` serving in a thread, by its base URL."""
+    with _in_thread(start(settings)) as address:
+        yield f"http://{address}"
 
 
 @pytest.fixture
@@ -143,13 +150,8 @@ def _envoy_admin(replies: dict[str, tuple[int, str]]) -> Iterator[str]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _in_thread(ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as address:
+        yield address
 
 
 def _readyz(envoy_admin: str) -> tuple[int, str]:
